@@ -1,0 +1,1 @@
+"""Clinical layer: patients, encounters, problems, allergies, medications, orders, results, notes."""

@@ -1,0 +1,1 @@
+"""Financial layer: fee schedules, charges captured as reactions, invoices, claims, payments."""

@@ -1,0 +1,1 @@
+"""Nursing layer: vitals and early-warning scores, medication administration, tasks, care plans."""

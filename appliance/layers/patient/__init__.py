@@ -1,0 +1,1 @@
+"""Patient layer: what a patient sees of their own record across facilities."""

@@ -1,0 +1,141 @@
+"""The database room: one engine and one connection pool for the whole appliance, and the only two
+ways to open a transaction — `control()` for the appliance's own schema and `tenant(slug)` for one
+facility's schema.
+
+A tenant transaction pins `role` and `search_path` with `set_config(..., is_local => true)` as its
+first statement — the parameterised form of `SET LOCAL ROLE` / `SET LOCAL search_path` — so the slug
+travels as a bound value, never as SQL text, and PostgreSQL itself refuses any query that names
+another tenant's schema. Both settings end with the transaction, so a pooled connection carries
+nothing from one tenant to the next.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from appliance.substrate.config import Settings
+from appliance.substrate.embedded import EmbeddedCluster
+
+CONTROL_SCHEMA = "control"
+SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+
+# Tables of the appliance itself (tenant registry, identity, wrapped keys...).
+control_metadata = sa.MetaData(schema=CONTROL_SCHEMA)
+# Tables present once in every tenant schema; unqualified, so search_path picks the tenant.
+tenant_metadata = sa.MetaData()
+
+
+class InvalidSlug(ValueError):
+    """A tenant slug that does not match ^[a-z][a-z0-9_]{1,30}$."""
+
+
+class UnknownTenant(LookupError):
+    def __init__(self, slug: str):
+        super().__init__(f"no tenant named {slug!r} on this appliance")
+        self.slug = slug
+
+
+def validate_slug(slug: str) -> str:
+    if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
+        raise InvalidSlug(
+            f"tenant slug {slug!r} is not valid: use 2-31 characters, lowercase letters, digits and "
+            "underscore, starting with a letter"
+        )
+    return slug
+
+
+def tenant_schema(slug: str) -> str:
+    """Schema and role name of a tenant: `t_<slug>`."""
+    return f"t_{validate_slug(slug)}"
+
+
+@dataclass
+class Database:
+    """The appliance's handle on PostgreSQL: the engine, and the embedded cluster if it runs one."""
+
+    engine: Engine
+    cluster: EmbeddedCluster | None = None
+    _known_tenants: set[str] = field(default_factory=set)
+
+    @classmethod
+    def open(cls, settings: Settings, *, start_embedded: bool = True) -> Database:
+        cluster = None
+        if settings.database_url:
+            url = settings.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        else:
+            cluster = EmbeddedCluster(settings.home)
+            if start_embedded:
+                cluster.ensure_running()
+            url = cluster.url()
+        engine = sa.create_engine(
+            url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.pool_max_overflow,
+            pool_recycle=settings.pool_recycle_seconds,
+            pool_pre_ping=False,
+            # Each statement's plan is cached server-side after a few uses; the tenant's search_path is
+            # part of what PostgreSQL checks before reusing a plan, so plans never cross tenants.
+            connect_args={"application_name": "healthos", "prepare_threshold": 5},
+        )
+        return cls(engine=engine, cluster=cluster)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.cluster is not None:
+            self.cluster.stop()
+
+    def libpq_url(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.libpq_url()
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=True)
+
+    @contextmanager
+    def control(self) -> Iterator[Connection]:
+        """A transaction as the appliance itself, on the `control` schema."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def tenant(self, slug: str) -> Iterator[Connection]:
+        """A transaction inside one tenant: role and search_path pinned before anything else runs."""
+        schema = tenant_schema(slug)
+        if not self.tenant_exists(slug):
+            raise UnknownTenant(slug)
+        with self.engine.begin() as conn:
+            try:
+                conn.execute(
+                    sa.text("SELECT set_config('role', :schema, true), "
+                            "set_config('search_path', :schema, true)"),
+                    {"schema": schema},
+                )
+            except sa.exc.DBAPIError as exc:
+                # Dropped by another process since we cached it: its role no longer exists.
+                self._known_tenants.discard(slug)
+                raise UnknownTenant(slug) from exc
+            yield conn
+
+    def tenant_exists(self, slug: str) -> bool:
+        """Whether `slug` names an active tenant; positive answers are cached for the process."""
+        if slug in self._known_tenants:
+            return True
+        if not SLUG_PATTERN.fullmatch(slug or ""):
+            return False
+        with self.control() as conn:
+            found = conn.execute(
+                sa.text("SELECT 1 FROM control.tenant WHERE slug = :slug AND status = 'active'"),
+                {"slug": slug},
+            ).first()
+        if found:
+            self._known_tenants.add(slug)
+        return found is not None
+
+    def forget_tenant(self, slug: str) -> None:
+        self._known_tenants.discard(slug)

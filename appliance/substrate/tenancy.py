@@ -1,0 +1,206 @@
+"""Tenancy: the registry of facilities in `control.tenant` and the life of a tenant schema.
+
+Provisioning a tenant creates, in one transaction: its NOLOGIN role `t_<slug>`, its schema of the
+same name (owned by the appliance's login role, so the tenant role can read and write rows but never
+change the tables or their triggers), the grants that let the tenant role — and only it — use the
+schema, the tenant tables at head, and the facility's configuration (wards, beds, and whatever the
+layers registered an applier for). Applying an unchanged file changes nothing.
+
+Identifiers (schema, role) come only from validated slugs and are quoted; no request data is ever
+formatted into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from appliance.substrate.db import Database, UnknownTenant, control_metadata, tenant_schema
+from appliance.substrate.migrate import head, migrate_tenant_schema, schema_revision
+from appliance.substrate.tenant_config import TenantConfig, TenantFileError, parse_tenant_file, tenant_files
+
+log = structlog.get_logger(__name__)
+
+tenant_table = sa.Table(
+    "tenant",
+    control_metadata,
+    sa.Column("slug", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("facility_type", sa.Text, nullable=False),
+    sa.Column("country_code", sa.Text, nullable=False),
+    sa.Column("region", sa.Text, nullable=False),
+    sa.Column("district", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("config", postgresql.JSONB, nullable=False),
+    sa.Column("config_sha256", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="active"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Functions layers register to bring their tenant tables in line with a tenant file, run inside the
+# tenant's own transaction (role and search_path pinned) right after the schema reaches head.
+ConfigApplier = Callable[[Connection, TenantConfig], None]
+_appliers: list[ConfigApplier] = []
+
+
+def register_config_applier(applier: ConfigApplier) -> ConfigApplier:
+    if applier not in _appliers:
+        _appliers.append(applier)
+    return applier
+
+
+class ApplyOutcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    slug: str
+    outcome: ApplyOutcome
+    source: str
+
+
+def _quote(conn: Connection, identifier: str) -> str:
+    return conn.dialect.identifier_preparer.quote_identifier(identifier)
+
+
+def _ensure_role_and_schema(conn: Connection, slug: str) -> None:
+    schema = tenant_schema(slug)
+    role = _quote(conn, schema)
+    exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": schema}).first()
+    if not exists:
+        conn.exec_driver_sql(f"CREATE ROLE {role} NOLOGIN NOINHERIT")
+    # Membership with SET but without INHERIT (PostgreSQL 16+ default for a NOINHERIT login role):
+    # the appliance reaches tenant data only by SET ROLE, at the start of a tenant transaction.
+    conn.exec_driver_sql(f"GRANT {role} TO CURRENT_USER")
+    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {role}")
+    conn.exec_driver_sql(f"REVOKE ALL ON SCHEMA {role} FROM PUBLIC")
+    conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {role} TO {role}")
+    conn.exec_driver_sql(
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {role} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}"
+    )
+    conn.exec_driver_sql(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {role} GRANT USAGE, SELECT ON SEQUENCES TO {role}")
+
+
+def _pin_tenant(conn: Connection, slug: str) -> None:
+    conn.execute(
+        sa.text("SELECT set_config('role', :s, true), set_config('search_path', :s, true)"),
+        {"s": tenant_schema(slug)},
+    )
+
+
+def apply_config(db: Database, config: TenantConfig, source: str = "") -> ApplyResult:
+    """Create or update one tenant from its validated configuration, atomically."""
+    fingerprint = config.fingerprint()
+    with db.control() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                     {"key": f"healthos.tenant.{config.slug}"})
+        row = conn.execute(
+            sa.select(tenant_table.c.config_sha256, tenant_table.c.status).where(
+                tenant_table.c.slug == config.slug
+            )
+        ).first()
+        at_head = schema_revision(conn, tenant_schema(config.slug)) == head("tenant")
+        if row is not None and row.config_sha256 == fingerprint and row.status == "active" and at_head:
+            return ApplyResult(config.slug, ApplyOutcome.UNCHANGED, source)
+
+        values = {
+            "name": config.name,
+            "facility_type": config.facility_type,
+            "country_code": config.country_code,
+            "region": config.region,
+            "district": config.district,
+            "timezone": config.timezone,
+            "currency": config.currency,
+            "config": config.model_dump(mode="json"),
+            "config_sha256": fingerprint,
+            "status": "active",
+        }
+        upsert = postgresql.insert(tenant_table).values(slug=config.slug, **values)
+        conn.execute(upsert.on_conflict_do_update(
+            index_elements=[tenant_table.c.slug], set_={**values, "updated_at": sa.func.now()}
+        ))
+        _ensure_role_and_schema(conn, config.slug)
+        migrate_tenant_schema(conn, config.slug)
+        _pin_tenant(conn, config.slug)
+        for applier in _appliers:
+            applier(conn, config)
+    db.forget_tenant(config.slug)
+    outcome = ApplyOutcome.CREATED if row is None else ApplyOutcome.UPDATED
+    log.info("tenant_applied", tenant=config.slug, outcome=outcome.value)
+    return ApplyResult(config.slug, outcome, source)
+
+
+def load_tenant_files(path: Path) -> list[tuple[Path, TenantConfig]]:
+    """Validate every file before any is applied, so one bad file in a directory changes nothing."""
+    files = tenant_files(path)
+    if not files:
+        raise TenantFileError(path, ["no *.toml tenant files found"])
+    loaded: list[tuple[Path, TenantConfig]] = []
+    errors: list[TenantFileError] = []
+    for file in files:
+        try:
+            loaded.append((file, parse_tenant_file(file)))
+        except TenantFileError as exc:
+            errors.append(exc)
+    slugs = [config.slug for _, config in loaded]
+    for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
+        errors.append(TenantFileError(path, [f"slug {slug!r} is defined by more than one file"]))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise TenantFileError(path, [str(error) for error in errors])
+    return loaded
+
+
+def apply_path(db: Database, path: Path) -> list[ApplyResult]:
+    return [apply_config(db, config, str(file)) for file, config in load_tenant_files(path)]
+
+
+def list_tenants(db: Database) -> list[dict]:
+    with db.control() as conn:
+        rows = conn.execute(
+            sa.select(
+                tenant_table.c.slug, tenant_table.c.name, tenant_table.c.facility_type,
+                tenant_table.c.country_code, tenant_table.c.region, tenant_table.c.district,
+                tenant_table.c.timezone, tenant_table.c.currency, tenant_table.c.status,
+                tenant_table.c.created_at,
+            ).order_by(tenant_table.c.slug)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def active_slugs(db: Database) -> list[str]:
+    with db.control() as conn:
+        return list(conn.execute(
+            sa.select(tenant_table.c.slug).where(tenant_table.c.status == "active").order_by(tenant_table.c.slug)
+        ).scalars())
+
+
+def drop_tenant(db: Database, slug: str) -> None:
+    """Remove a tenant's schema, role and registry row in one transaction."""
+    schema = tenant_schema(slug)
+    with db.control() as conn:
+        deleted = conn.execute(sa.delete(tenant_table).where(tenant_table.c.slug == slug)).rowcount
+        has_schema = conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first()
+        has_role = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :s"), {"s": schema}).first()
+        if not (deleted or has_schema or has_role):
+            raise UnknownTenant(slug)
+        quoted = _quote(conn, schema)
+        if has_schema:
+            conn.exec_driver_sql(f"DROP SCHEMA {quoted} CASCADE")
+        if has_role:
+            conn.exec_driver_sql(f"DROP ROLE {quoted}")
+    db.forget_tenant(slug)
+    log.info("tenant_dropped", tenant=slug)
