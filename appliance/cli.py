@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -75,8 +76,6 @@ def main(ctx: click.Context, log_format: str | None) -> None:
 @click.pass_obj
 def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path | None) -> None:
     """Start the database, migrate, apply tenants, and serve."""
-    import uvicorn
-
     from appliance.web.app import create_app
 
     with opened_database(settings) as db:
@@ -90,10 +89,18 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
                   f"(ready: http://{host}:{port}/ready; database: {db.libpq_url()})")
         config = uvicorn.Config(create_app(db), host=host, port=port, log_config=None, access_log=False,
                                 server_header=False)
-        server = uvicorn.Server(config)
-        # uvicorn installs its own SIGINT/SIGTERM handling; our `finally` then stops PostgreSQL cleanly.
-        signal.signal(signal.SIGHUP, lambda *_: setattr(server, "should_exit", True))
-        server.run()
+        _GracefulServer(config).run()
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server, but a stop signal only asks it to finish: uvicorn re-raises SIGTERM after
+    shutting down, which would kill the process before the embedded PostgreSQL is stopped."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, self.handle_exit)
+        yield
 
 
 # -- tenants --------------------------------------------------------------------------------------

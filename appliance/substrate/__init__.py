@@ -1,0 +1,2 @@
+"""The substrate: what every layer stands on — database and pool, tenancy, migrations, identity,
+the record, the audit trail and keys. It imports no layer."""

@@ -25,6 +25,7 @@ class Settings:
     pool_size: int = 10
     pool_max_overflow: int = 10
     pool_recycle_seconds: int = 300
+    pool_tenants_per_connection: int = 200
     log_json: bool = True
 
     @classmethod
@@ -38,6 +39,8 @@ class Settings:
             kwargs["policies_dir"] = Path(env["HEALTHOS_POLICIES_DIR"]).resolve()
         if env.get("HEALTHOS_POOL_SIZE"):
             kwargs["pool_size"] = int(env["HEALTHOS_POOL_SIZE"])
+        if env.get("HEALTHOS_POOL_TENANTS_PER_CONNECTION"):
+            kwargs["pool_tenants_per_connection"] = int(env["HEALTHOS_POOL_TENANTS_PER_CONNECTION"])
         if env.get("HEALTHOS_LOG_FORMAT") == "console":
             kwargs["log_json"] = False
         return cls(**kwargs)

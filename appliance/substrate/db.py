@@ -61,6 +61,7 @@ class Database:
 
     engine: Engine
     cluster: EmbeddedCluster | None = None
+    tenants_per_connection: int = 200
     _known_tenants: set[str] = field(default_factory=set)
 
     @classmethod
@@ -85,7 +86,7 @@ class Database:
             # part of what PostgreSQL checks before reusing a plan, so plans never cross tenants.
             connect_args={"application_name": "healthos", "prepare_threshold": 5},
         )
-        return cls(engine=engine, cluster=cluster)
+        return cls(engine=engine, cluster=cluster, tenants_per_connection=settings.pool_tenants_per_connection)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -109,18 +110,26 @@ class Database:
         schema = tenant_schema(slug)
         if not self.tenant_exists(slug):
             raise UnknownTenant(slug)
-        with self.engine.begin() as conn:
-            try:
-                conn.execute(
-                    sa.text("SELECT set_config('role', :schema, true), "
-                            "set_config('search_path', :schema, true)"),
-                    {"schema": schema},
-                )
-            except sa.exc.DBAPIError as exc:
-                # Dropped by another process since we cached it: its role no longer exists.
-                self._known_tenants.discard(slug)
-                raise UnknownTenant(slug) from exc
-            yield conn
+        with self.engine.connect() as conn:
+            with conn.begin():
+                try:
+                    conn.execute(
+                        sa.text("SELECT set_config('role', :schema, true), "
+                                "set_config('search_path', :schema, true)"),
+                        {"schema": schema},
+                    )
+                except sa.exc.DBAPIError as exc:
+                    # Dropped by another process since we cached it: its role no longer exists.
+                    self._known_tenants.discard(slug)
+                    raise UnknownTenant(slug) from exc
+                yield conn
+            # A backend keeps catalog and plan caches for every schema it has touched; retiring a
+            # connection after it has served many tenants keeps backend memory flat however many
+            # tenants the appliance holds (bench/tenancy.py measures it).
+            served: set[str] = conn.info.setdefault("healthos_tenants", set())
+            served.add(slug)
+            if len(served) > self.tenants_per_connection:
+                conn.invalidate()
 
     def tenant_exists(self, slug: str) -> bool:
         """Whether `slug` names an active tenant; positive answers are cached for the process."""

@@ -165,7 +165,7 @@ class EmbeddedCluster:
 
     def _bootstrap_database(self) -> None:
         """Create the application's login role and database once; idempotent."""
-        if self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'") == "1":
+        if self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'") == "1":  # noqa: S608 -- a module constant, not input
             return
         self._psql("postgres", f"CREATE ROLE {APP_ROLE} LOGIN CREATEROLE NOSUPERUSER NOINHERIT")
         self._psql("postgres", f"CREATE DATABASE {DATABASE_NAME} OWNER {APP_ROLE}")

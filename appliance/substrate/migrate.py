@@ -71,7 +71,7 @@ def schema_revision(conn: Connection, schema: str) -> str | None:
     exists = conn.execute(sa.text("SELECT to_regclass(:table)"), {"table": f"{schema}.{VERSION_TABLE}"})
     if exists.scalar() is None:
         return None
-    return conn.execute(sa.text(f'SELECT version_num FROM "{schema}".{VERSION_TABLE}')).scalar()
+    return conn.execute(sa.text(f'SELECT version_num FROM "{schema}".{VERSION_TABLE}')).scalar()  # noqa: S608 -- schema from a validated slug
 
 
 def migrate_control(db: Database) -> bool:
@@ -230,7 +230,10 @@ def _compare(conn: Connection, schema: str, metadata: sa.MetaData) -> list[str]:
 def _describe_diff(diff) -> str:
     if isinstance(diff, list):  # column-level changes come grouped per column
         return "; ".join(_describe_diff(item) for item in diff)
-    op = diff[0]
-    subject = diff[1]
-    name = getattr(subject, "name", None) or ".".join(str(part) for part in diff[2:4] if part)
-    return f"{op} {name}"
+    names = []
+    for part in diff[1:]:
+        if isinstance(part, str):
+            names.append(part)
+        elif getattr(part, "name", None):
+            names.append(str(part.name))
+    return f"{diff[0]} {'.'.join(names)}"

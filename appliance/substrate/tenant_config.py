@@ -44,6 +44,13 @@ class WardConfig(_Strict):
     # Either a number of beds (coded <WARD>-01, <WARD>-02...) or the explicit bed codes.
     beds: int | list[Code] = Field(default=0)
 
+    @field_validator("beds", mode="before")
+    @classmethod
+    def _beds_shape(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | list):
+            raise ValueError("expected a number of beds (e.g. 12) or a list of bed codes (e.g. [\"A1\", \"A2\"])")
+        return value
+
     @field_validator("beds")
     @classmethod
     def _beds_in_range(cls, value: int | list[str]) -> int | list[str]:

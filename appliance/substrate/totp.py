@@ -97,9 +97,7 @@ def _code_for_step(key: bytes, step: int, digits: int, algorithm: hashes.HashAlg
     return str(value % 10**digits).zfill(digits)
 
 
-def totp_at(
-    secret_b32: str, for_time: float | datetime, digits: int = 6, algorithm: str = "SHA1"
-) -> str:
+def totp_at(secret_b32: str, for_time: float | datetime, digits: int = 6, algorithm: str = "SHA1") -> str:
     """The code an authenticator shows at `for_time` (Unix seconds or an aware datetime)."""
     _check_digits(digits)
     return _code_for_step(_decode_secret(secret_b32), time_step(for_time), digits, _hash_for(algorithm))

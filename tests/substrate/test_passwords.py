@@ -28,9 +28,7 @@ FAST = PasswordPolicy(memory_cost_kib=256, iterations=1)
 REFERENCE_PHC_64_MIB = (
     "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc"
 )
-REFERENCE_PHC_256_KIB = (
-    "$argon2id$v=19$m=256,t=2,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4"
-)
+REFERENCE_PHC_256_KIB = "$argon2id$v=19$m=256,t=2,p=1$c29tZXNhbHQ$nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4"
 
 
 def test_rfc9106_argon2id_test_vector() -> None:

@@ -1,0 +1,60 @@
+"""Migrating every tenant schema: no-op when at head, resumable after a failure, drift reported."""
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.substrate.db import Database, tenant_metadata, tenant_schema
+from appliance.substrate.migrate import (
+    MigrationFailed,
+    find_drift,
+    head,
+    migrate_all,
+    schema_revision,
+    tenants_behind_head,
+)
+from appliance.substrate.tenancy import _ensure_role_and_schema, drop_tenant
+
+
+def test_nothing_to_do_when_every_schema_is_at_head(db: Database, tenant_a, tenant_b):
+    report = migrate_all(db, [tenant_a.slug, tenant_b.slug])
+    assert report.tenants_changed == []
+    assert report.tenants_total == 2
+
+
+def test_a_failure_names_the_schema_and_a_rerun_resumes(db: Database, tenant_a, tenant_factory):
+    blocked = tenant_factory()
+    # Take the blocked tenant back to an empty schema with a table squatting on the name the first
+    # migration creates, so its migration fails half-way through the run.
+    with db.control() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{tenant_schema(blocked.slug)}" CASCADE')
+        _ensure_role_and_schema(conn, blocked.slug)
+        conn.exec_driver_sql(f'CREATE TABLE "{tenant_schema(blocked.slug)}".bed (squatter int)')
+
+    with pytest.raises(MigrationFailed) as failure:
+        migrate_all(db, [tenant_a.slug, blocked.slug])
+    assert failure.value.schema == tenant_schema(blocked.slug)
+    assert tenants_behind_head(db, [tenant_a.slug, blocked.slug]) == [blocked.slug]
+
+    with db.control() as conn:
+        conn.exec_driver_sql(f'DROP TABLE "{tenant_schema(blocked.slug)}".bed')
+    report = migrate_all(db, [tenant_a.slug, blocked.slug])
+    assert report.tenants_changed == [blocked.slug]
+    with db.control() as conn:
+        assert schema_revision(conn, tenant_schema(blocked.slug)) == head("tenant")
+
+
+def test_drift_is_reported_with_the_schema_and_the_difference(db: Database, tenant_a, tenant_factory):
+    drifted = tenant_factory()
+    assert find_drift(db, [tenant_a.slug, drifted.slug], tenant_metadata) == []
+    with db.control() as conn:
+        conn.exec_driver_sql(f'ALTER TABLE "{tenant_schema(drifted.slug)}".ward ADD COLUMN hand_made text')
+    drifts = find_drift(db, [tenant_a.slug, drifted.slug], tenant_metadata)
+    assert [d.schemas for d in drifts] == [[tenant_schema(drifted.slug)]]
+    assert any("hand_made" in difference for difference in drifts[0].differences)
+    drop_tenant(db, drifted.slug)
+
+
+def test_control_schema_is_at_head(db: Database):
+    with db.control() as conn:
+        assert schema_revision(conn, "control") == head("control")
+        assert conn.execute(sa.text("SELECT count(*) FROM control.alembic_version")).scalar() == 1

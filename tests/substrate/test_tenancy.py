@@ -1,0 +1,82 @@
+"""Provisioning, updating and dropping tenants."""
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.substrate.db import Database, tenant_schema
+from appliance.substrate.tenancy import (
+    ApplyOutcome,
+    apply_config,
+    apply_path,
+    drop_tenant,
+    list_tenants,
+)
+from appliance.substrate.tenant_config import TenantFileError
+from tests.conftest import make_tenant_config
+
+
+def beds(db: Database, slug: str) -> dict[str, bool]:
+    with db.tenant(slug) as conn:
+        return dict(conn.execute(sa.text("SELECT code, active FROM bed")).all())
+
+
+def test_apply_creates_then_is_idempotent_then_updates(db: Database):
+    config = make_tenant_config()
+    try:
+        assert apply_config(db, config).outcome is ApplyOutcome.CREATED
+        assert beds(db, config.slug) == {"GEN-01": True, "GEN-02": True, "GEN-03": True}
+        assert apply_config(db, config).outcome is ApplyOutcome.UNCHANGED
+
+        smaller = config.model_copy(update={"wards": [config.wards[0].model_copy(update={"beds": 2})]})
+        assert apply_config(db, smaller).outcome is ApplyOutcome.UPDATED
+        assert beds(db, config.slug) == {"GEN-01": True, "GEN-02": True, "GEN-03": False}
+    finally:
+        drop_tenant(db, config.slug)
+
+
+def test_a_directory_with_one_bad_file_applies_nothing(db: Database, tmp_path: Path):
+    good = make_tenant_config()
+    (tmp_path / "good.toml").write_text(
+        "\n".join(f'{k} = "{v}"' for k, v in good.model_dump(exclude={"wards"}).items())
+    )
+    (tmp_path / "bad.toml").write_text('slug = "bad_one"\nname = "x"\n')
+    with pytest.raises(TenantFileError) as failure:
+        apply_path(db, tmp_path)
+    assert "bad.toml" in str(failure.value)
+    assert good.slug not in {row["slug"] for row in list_tenants(db)}
+
+
+def test_drop_removes_schema_role_and_registry_row(db: Database):
+    config = make_tenant_config()
+    apply_config(db, config)
+    drop_tenant(db, config.slug)
+    schema = tenant_schema(config.slug)
+    with db.control() as conn:
+        assert conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first() is None
+        assert conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :s"), {"s": schema}).first() is None
+    assert config.slug not in {row["slug"] for row in list_tenants(db)}
+    with pytest.raises(LookupError):
+        drop_tenant(db, config.slug)
+
+
+def test_a_failed_provisioning_leaves_nothing_behind(db: Database):
+    config = make_tenant_config()
+
+    def exploding_applier(conn, _config):
+        raise RuntimeError("applier failed")
+
+    from appliance.substrate import tenancy
+
+    tenancy.register_config_applier(exploding_applier)
+    try:
+        with pytest.raises(RuntimeError, match="applier failed"):
+            apply_config(db, config)
+    finally:
+        tenancy._appliers.remove(exploding_applier)
+    with db.control() as conn:
+        schema = tenant_schema(config.slug)
+        assert conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first() is None
+        assert conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :s"), {"s": schema}).first() is None
+    assert config.slug not in {row["slug"] for row in list_tenants(db)}

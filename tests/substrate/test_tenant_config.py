@@ -1,0 +1,77 @@
+"""Reading tenant files: a malformed file names the file, the field and what was expected."""
+
+from pathlib import Path
+
+import pytest
+
+from appliance.substrate.tenant_config import TenantFileError, parse_tenant_file
+
+VALID = """
+slug = "sample_clinic"
+name = "Sample Clinic"
+facility_type = "clinic"
+country_code = "KE"
+region = "Central Region"
+district = "Hillview"
+timezone = "Africa/Nairobi"
+currency = "KES"
+
+[[wards]]
+code = "OBS"
+name = "Observation"
+beds = 2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "facility.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_file_parses_with_generated_bed_codes(tmp_path):
+    config = parse_tenant_file(write(tmp_path, VALID))
+    assert config.slug == "sample_clinic"
+    assert config.wards[0].bed_codes() == ["OBS-01", "OBS-02"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "expectation"),
+    [
+        (('timezone = "Africa/Nairobi"', 'timezone = "Mars/Olympus"'), "timezone", "unknown IANA time zone"),
+        (('currency = "KES"', 'currency = "shillings"'), "currency", "should match pattern"),
+        (('slug = "sample_clinic"', 'slug = "Sample Clinic!"'), "slug", "lowercase letters"),
+        (('beds = 2', 'beds = "two"'), "wards[0].beds", "expected a number of beds"),
+        (('facility_type = "clinic"', 'facility_type = "spa"'), "facility_type", "referral_hospital"),
+        (('name = "Sample Clinic"', 'nmae = "Sample Clinic"'), "nmae", "unknown field"),
+        (('name = "Sample Clinic"\n', ''), "name", "required field is missing"),
+    ],
+)
+def test_malformed_file_names_file_field_and_expectation(tmp_path, change, field, expectation):
+    path = write(tmp_path, VALID.replace(*change, 1))
+    with pytest.raises(TenantFileError) as failure:
+        parse_tenant_file(path)
+    message = str(failure.value)
+    assert message.startswith(str(path))
+    problems = failure.value.problems
+    assert any(problem.startswith(f"{field}:") and expectation in problem for problem in problems), message
+
+
+def test_not_toml_at_all(tmp_path):
+    with pytest.raises(TenantFileError, match="not valid TOML"):
+        parse_tenant_file(write(tmp_path, "slug = [unclosed"))
+
+
+def test_duplicate_bed_codes_across_wards_are_named(tmp_path):
+    text = VALID + '\n[[wards]]\ncode = "MAT"\nname = "Maternity"\nbeds = ["OBS-01"]\n'
+    with pytest.raises(TenantFileError, match="OBS-01"):
+        parse_tenant_file(write(tmp_path, text))
+
+
+def test_shipped_demo_facilities_are_valid_and_span_two_districts():
+    from appliance.substrate.config import PROJECT_ROOT
+    from appliance.substrate.tenancy import load_tenant_files
+
+    configs = [config for _, config in load_tenant_files(PROJECT_ROOT / "tenants")]
+    assert {c.facility_type for c in configs} >= {"referral_hospital", "district_hospital", "health_centre"}
+    assert len({c.district for c in configs}) >= 2

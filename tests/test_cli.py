@@ -1,0 +1,145 @@
+"""The operator's CLI, run as an operator runs it, against the session's embedded cluster."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from appliance.cli import main
+from tests.conftest import REPO, make_tenant_config
+
+
+@pytest.fixture
+def run(settings, db):
+    runner = CliRunner()
+    env = {"HEALTHOS_HOME": str(settings.home), "HEALTHOS_LOG_FORMAT": "console"}
+    if settings.database_url:
+        env["HEALTHOS_DATABASE_URL"] = settings.database_url
+
+    def invoke(*args, input=None):
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def tenant_toml(config) -> str:
+    lines = [f'{key} = "{value}"' for key, value in config.model_dump(exclude={"wards"}).items()]
+    lines += ["[[wards]]", 'code = "GEN"', 'name = "General"', "beds = 2"]
+    return "\n".join(lines) + "\n"
+
+
+def test_apply_malformed_file_exits_non_zero_naming_the_field(run, tmp_path: Path):
+    config = make_tenant_config()
+    path = tmp_path / "broken.toml"
+    path.write_text(tenant_toml(config).replace('timezone = "Africa/Nairobi"', 'timezone = "Nowhere/Else"'))
+    result = run("tenant", "apply", str(path))
+    assert result.exit_code != 0
+    assert "broken.toml" in result.output
+    assert "timezone" in result.output
+    assert "nothing was applied" in result.output
+    assert config.slug not in run("tenant", "list", "--json").output
+
+
+def test_apply_creates_then_applying_again_changes_nothing_then_drop(run, tmp_path: Path):
+    config = make_tenant_config()
+    path = tmp_path / "new.toml"
+    path.write_text(tenant_toml(config))
+    first = run("tenant", "apply", str(path))
+    assert first.exit_code == 0, first.output
+    assert f"{config.slug}: created" in first.output
+    second = run("tenant", "apply", str(path))
+    assert f"{config.slug}: unchanged" in second.output
+
+    listed = json.loads(run("tenant", "list", "--json").output)
+    assert config.slug in [row["slug"] for row in listed]
+
+    refused = run("tenant", "drop", config.slug, input="n\n")
+    assert refused.exit_code != 0
+    assert config.slug in [row["slug"] for row in json.loads(run("tenant", "list", "--json").output)]
+    dropped = run("tenant", "drop", config.slug, "--yes")
+    assert dropped.exit_code == 0, dropped.output
+    assert config.slug not in [row["slug"] for row in json.loads(run("tenant", "list", "--json").output)]
+
+
+def test_drop_of_unknown_tenant_says_so(run):
+    result = run("tenant", "drop", "never_was_here", "--yes")
+    assert result.exit_code == 1
+    assert "never_was_here" in result.output
+
+
+def test_migrate_reports_drift_as_an_error(run, db, tenant_factory):
+    drifted = tenant_factory()
+    clean = run("migrate")
+    assert clean.exit_code == 0, clean.output
+    with db.control() as conn:
+        conn.exec_driver_sql(f'ALTER TABLE "t_{drifted.slug}".bed ADD COLUMN by_hand int')
+    result = run("migrate")
+    assert result.exit_code == 1
+    assert f"t_{drifted.slug}" in result.output
+    assert "by_hand" in result.output
+    with db.control() as conn:
+        conn.exec_driver_sql(f'ALTER TABLE "t_{drifted.slug}".bed DROP COLUMN by_hand')
+
+
+def test_db_url_is_one_psql_accepts(run, settings):
+    result = run("db", "url")
+    assert result.exit_code == 0
+    url = result.output.strip().splitlines()[0]
+    assert url.startswith("postgresql://")
+    from appliance.substrate.embedded import pg_binary
+
+    answer = subprocess.run([str(pg_binary("psql")), url, "-tAc", "SELECT current_database()"],
+                            capture_output=True, text=True, timeout=30)
+    assert answer.stdout.strip() == "healthos", answer.stderr
+
+
+def test_unwritable_home_is_explained_not_a_traceback(tmp_path: Path):
+    home = tmp_path / "locked"
+    home.write_text("a file where a directory should be")
+    result = CliRunner().invoke(main, ["tenant", "list"], env={"HEALTHOS_HOME": str(home)})
+    assert result.exit_code == 1
+    assert "not writable" in result.output
+    assert "Traceback" not in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit(tmp_path: Path):
+    """The README's run command, end to end: a fresh home, the demo facilities, /ready answers 200."""
+    home = tmp_path / "home"
+    port = _free_port()
+    env = {**os.environ, "HEALTHOS_HOME": str(home)}
+    env.pop("HEALTHOS_DATABASE_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "up", "--demo", "--port", str(port)],
+                               env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        ready = None
+        while time.monotonic() < deadline and ready is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+                    ready = json.loads(response.read())
+            except OSError:
+                assert process.poll() is None, process.stdout.read()
+                time.sleep(0.3)
+        assert ready is not None, "the appliance did not become ready within 90 s"
+        assert ready["status"] == "ready"
+        assert ready["tenants"] >= 3
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "embedded_postgres_stopped" in output
+    assert not (home / "pg" / "data" / "postmaster.pid").exists()

@@ -1,0 +1,77 @@
+"""Health, readiness, OpenAPI and error shape of the web app."""
+
+import sqlalchemy as sa
+
+from appliance.substrate.db import Database, tenant_schema
+from appliance.web.app import create_app
+
+
+def test_health_answers_while_the_process_lives(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert response.headers["x-request-id"]
+
+
+def test_ready_is_200_when_every_schema_is_at_head(client, tenant_a):
+    response = client.get("/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ready"
+
+
+def test_ready_is_503_naming_the_tenant_behind_head(client, db: Database, tenant_factory):
+    behind = tenant_factory()
+    with db.control() as conn:
+        conn.exec_driver_sql(f'UPDATE "{tenant_schema(behind.slug)}".alembic_version SET version_num = \'t0000\'')
+    try:
+        response = client.get("/ready")
+        assert response.status_code == 503
+        assert behind.slug in response.json()["reason"]
+        assert "healthos migrate" in response.json()["reason"]
+    finally:
+        with db.control() as conn:
+            conn.execute(sa.text(f'UPDATE "{tenant_schema(behind.slug)}".alembic_version SET version_num = :v'),
+                         {"v": "t0001"})
+
+
+def test_unknown_tenant_is_a_404_naming_it(client):
+    response = client.get("/api/t/atlantis_general/wards")
+    assert response.status_code == 404
+    assert response.json()["tenant"] == "atlantis_general"
+    assert "atlantis_general" in response.json()["detail"]
+
+
+def test_malformed_tenant_slug_is_a_404_not_a_500(client):
+    for slug in ["UPPER", "x", "a" * 40, "t_x;drop"]:
+        response = client.get(f"/api/t/{slug}/wards")
+        assert response.status_code == 404, slug
+        assert "Traceback" not in response.text
+
+
+def test_tenant_route_reads_only_its_own_tenant(client, tenant_a, tenant_b):
+    wards_a = client.get(f"/api/t/{tenant_a.slug}/wards").json()
+    wards_b = client.get(f"/api/t/{tenant_b.slug}/wards").json()
+    assert [w["code"] for w in wards_a] == ["GEN"]
+    assert [w["code"] for w in wards_b] == ["MAT"]
+    assert wards_a[0]["beds"] == 3
+
+
+def test_openapi_lists_every_route_with_an_operation_id(client, db):
+    document = client.get("/schema/openapi.json").json()
+    app = create_app(db)
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    assert operations, "the OpenAPI document lists no operation"
+    assert all(op.get("operationId") for op in operations)
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if handler.include_in_schema and route.path.split("/")[1] != "schema":
+                for method in handler.http_methods:
+                    assert (route.path.replace("{tenant:str}", "{tenant}"), method.lower()) in documented
+
+
+def test_no_interactive_docs_page_pulls_from_a_cdn(client):
+    for path in ["/schema", "/schema/swagger", "/schema/redoc", "/schema/elements"]:
+        response = client.get(path)
+        assert "cdn" not in response.text.lower()
+        assert "unpkg" not in response.text.lower()
