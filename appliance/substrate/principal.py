@@ -1,0 +1,43 @@
+"""Who is asking: the principal every request, CLI command and job acts as.
+
+A principal is resolved once per request (from a session cookie or an API token) and carries the
+permissions its role holds in the tenant it is working in, so one guard can decide every route and
+every layer can name the author of what it writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+AccountKind = Literal["staff", "patient", "ministry_analyst", "regulator", "operator", "machine"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    account_id: uuid.UUID
+    kind: AccountKind
+    display_name: str
+    # The one-identity subject behind the account (patients and staff); None for machine clients.
+    subject_id: uuid.UUID | None = None
+    # The facility the principal is working in right now, and its role there (None at appliance level).
+    tenant: str | None = None
+    role: str | None = None
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    session_id: uuid.UUID | None = None
+    token_id: uuid.UUID | None = None
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    @property
+    def audit_agent(self) -> dict:
+        """How the audit trail names this principal (no patient data)."""
+        return {
+            "account": str(self.account_id),
+            "kind": self.kind,
+            "role": self.role,
+            "tenant": self.tenant,
+            "via": "token" if self.token_id else "session",
+        }
