@@ -1,0 +1,985 @@
+"""The audit trail: encrypted, tamper-evident, verifiable by someone who does not trust us.
+
+Every read and write of patient data, sign-in, export, key operation, merge, policy change and
+break-the-glass calls `append` **in the transaction of the act**: if the append fails, the act fails.
+An event is shaped after IHE BALP / FHIR AuditEvent (type, subtype, action, outcome, recorded, agent,
+source, entity, purposeOfUse); its clear header (sequence, time, tenant, event type, key id,
+pseudonymous patient reference) is bound as associated data to its AES-256-GCM body. The format is
+defined in `appliance/audit_verify.py`, the regulator's verifier.
+
+Where events live: a tenant's in its own schema (`audit_event`, written as the tenant role); the
+appliance's own (tenant=None) and the archived logs of dropped tenants in `control`.
+
+Why appends do not queue behind one another: an event takes a value from a sequence and computes
+its own leaf hash; nothing about it depends on the event before. Committed events wait in
+`audit_pending` until the **checkpointer** (one per log at a time, under an advisory lock) gives them
+log positions in sequence order, extends the RFC 9162 Merkle tree from the right edge kept with the
+last checkpoint, and signs a checkpoint (Ed25519 over log id, tree size, root and time). Sequence
+order is not commit order, which is why positions are assigned after commit rather than at append:
+the log's order is the order in which the checkpointer saw events committed. `start_checkpointer`
+runs it in a background thread, at least every 30 s for a log with events waiting, and at once when
+1,000 are waiting. The window between an append and its first checkpoint is the window in which a
+database administrator could remove an event without a verifier noticing; keep it short.
+
+`verify` replays a log against its checkpoints and names the first bad sequence number; `export`
+writes an evidence package that `python -m appliance.audit_verify` checks offline; and
+`patient_access_log` answers a patient's "who opened my record".
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection
+
+from appliance.audit_verify import (
+    PACKAGE_FORMAT,
+    Checkpoint,
+    LogVerifier,
+    Problem,
+    Report,
+    checkpoint_statement,
+    decrypt_body,
+    event_hash,
+    event_header,
+    format_time,
+    held_checkpoints_document,
+)
+from appliance.substrate import keys
+from appliance.substrate.db import (
+    CONTROL_SCHEMA,
+    Database,
+    UnknownTenant,
+    control_metadata,
+    tenant_metadata,
+    tenant_schema,
+    validate_slug,
+)
+from appliance.substrate.merkle import EMPTY_ROOT, MerkleAccumulator, node_hash
+from appliance.substrate.principal import Principal
+
+log = structlog.get_logger(__name__)
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def _event_columns() -> list[sa.Column]:
+    return [
+        sa.Column("seq", sa.BigInteger, primary_key=True),
+        sa.Column("recorded", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("key_id", sa.Text, nullable=False),
+        # Pseudonymous: an HMAC of the patient id under the tenant's data key, never the id itself.
+        sa.Column("patient_ref", sa.Text),
+        sa.Column("nonce", sa.LargeBinary, nullable=False),
+        # Patient data, encrypted (AES-256-GCM under the data key named by key_id).
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
+    ]
+
+
+def _checkpoint_columns() -> list[sa.Column]:
+    return [
+        sa.Column("tree_size", sa.BigInteger, primary_key=True),
+        sa.Column("root_hash", sa.LargeBinary, nullable=False),
+        sa.Column("signed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("signing_key_id", sa.Text, nullable=False),
+        sa.Column("signature", sa.LargeBinary, nullable=False),
+        sa.Column("edge", sa.LargeBinary, nullable=False),
+    ]
+
+
+audit_event = sa.Table("audit_event", tenant_metadata, *_event_columns(),
+                       sa.Index("audit_event_recorded_idx", "recorded"),
+                       sa.Index("audit_event_patient_ref_idx", "patient_ref"))
+audit_pending = sa.Table("audit_pending", tenant_metadata, sa.Column("seq", sa.BigInteger, primary_key=True))
+audit_position = sa.Table("audit_position", tenant_metadata,
+                          sa.Column("position", sa.BigInteger, primary_key=True),
+                          sa.Column("seq", sa.BigInteger, nullable=False, unique=True))
+audit_checkpoint = sa.Table("audit_checkpoint", tenant_metadata, *_checkpoint_columns())
+
+control_audit_event = sa.Table("audit_event", control_metadata,
+                               sa.Column("log_id", sa.Text, primary_key=True), *_event_columns(),
+                               sa.Index("audit_event_log_recorded_idx", "log_id", "recorded"))
+control_audit_pending = sa.Table("audit_pending", control_metadata,
+                                 sa.Column("log_id", sa.Text, primary_key=True),
+                                 sa.Column("seq", sa.BigInteger, primary_key=True))
+control_audit_position = sa.Table("audit_position", control_metadata,
+                                  sa.Column("log_id", sa.Text, primary_key=True),
+                                  sa.Column("position", sa.BigInteger, primary_key=True),
+                                  sa.Column("seq", sa.BigInteger, nullable=False),
+                                  sa.UniqueConstraint("log_id", "seq", name="audit_position_log_seq_key"))
+control_audit_checkpoint = sa.Table("audit_checkpoint", control_metadata,
+                                    sa.Column("log_id", sa.Text, primary_key=True), *_checkpoint_columns())
+
+# -- vocabulary -----------------------------------------------------------------------------------
+
+EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+ACTIONS = frozenset("CRUDE")
+# FHIR R4 AuditEvent.outcome codes.
+OUTCOMES = {"success": "0", "failure": "4", "minor_failure": "4", "serious_failure": "8", "major_failure": "12"}
+PURPOSE = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
+BREAK_THE_GLASS = "ETREAT"
+
+_DCM = "http://dicom.nema.org/resources/ontology/DCM"
+_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+_SUBTYPE = "urn:healthos:audit-event-type"
+
+
+class AuditError(RuntimeError):
+    """The event could not be recorded; the act it records must not happen either."""
+
+
+class AuditIntegrityError(AuditError):
+    """The stored log does not match its last signed checkpoint: it was tampered with."""
+
+
+def _event_type_code(event_type: str, action: str, has_patient: bool) -> dict:
+    """BALP/DICOM audit event type (AuditEvent.type) for one of our event types."""
+    head = event_type.split(".", 1)[0]
+    if head in ("signin", "signout", "session") or event_type.startswith("account.signin"):
+        return {"system": _DCM, "code": "110114", "display": "User Authentication"}
+    if event_type.endswith(".export") or head == "export":
+        return {"system": _DCM, "code": "110106", "display": "Export"}
+    if event_type.endswith(".import") or head == "import":
+        return {"system": _DCM, "code": "110107", "display": "Import"}
+    if event_type.endswith(".search"):
+        return {"system": _DCM, "code": "110112", "display": "Query"}
+    if has_patient:
+        return {"system": _DCM, "code": "110110", "display": "Patient Record"}
+    if head in ("audit", "key", "tenant", "policy", "subject", "account"):
+        return {"system": _DCM, "code": "110113", "display": "Security Alert"}
+    return {"system": _DCM, "code": "110100", "display": "Application Activity"}
+
+
+def _audit_event(*, tenant, principal, event_type, action, outcome, recorded, patient_id, entity,
+                 purpose_of_use, detail) -> dict:
+    if principal is None:
+        agent = {"who": {"display": "HealthOS appliance"}, "requestor": False}
+    else:
+        agent = {"who": {**principal.audit_agent, "name": principal.display_name}, "requestor": True}
+        if principal.role:
+            agent["role"] = [{"text": principal.role}]
+    entities = []
+    if patient_id is not None:
+        entities.append({"what": {"reference": f"Patient/{patient_id}"}, "role": {"code": "1", "display": "Patient"}})
+    if entity:
+        entities.append(entity)
+    event = {
+        "resourceType": "AuditEvent",
+        "type": _event_type_code(event_type, action, patient_id is not None),
+        "subtype": [{"system": _SUBTYPE, "code": event_type}],
+        "action": action,
+        "outcome": OUTCOMES[outcome],
+        "outcomeDesc": outcome,
+        "recorded": recorded,
+        "agent": [agent],
+        "source": {"site": tenant or "appliance", "observer": {"display": "HealthOS appliance"},
+                   "type": [{"code": "4", "display": "Application Server"}]},
+        "entity": entities,
+    }
+    if purpose_of_use:
+        event["purposeOfUse"] = [{"system": _ACT_REASON, "code": purpose_of_use}]
+    if detail:
+        event["detail"] = detail
+    return event
+
+
+# -- append ---------------------------------------------------------------------------------------
+
+_TENANT_NEXT = ("SELECT nextval('audit_event_seq'), current_user, "
+                "(SELECT key_id FROM audit_key ORDER BY generation DESC LIMIT 1)")
+_TENANT_INSERT = (
+    "WITH e AS (INSERT INTO audit_event (seq, recorded, event_type, key_id, patient_ref, nonce, body, leaf_hash) "
+    "VALUES (%(seq)s, %(recorded)s, %(event_type)s, %(key_id)s, %(patient_ref)s, %(nonce)s, %(body)s, %(leaf)s)) "
+    "INSERT INTO audit_pending (seq) VALUES (%(seq)s)"
+)
+_CONTROL_NEXT = (
+    "SELECT nextval('control.audit_event_seq'), current_user, (SELECT key_id FROM control.audit_data_key "
+    "WHERE log_id = (SELECT log_id FROM control.audit_log WHERE kind = 'appliance') AND wrapped IS NOT NULL "
+    "ORDER BY generation DESC LIMIT 1)"
+)
+_CONTROL_INSERT = (
+    "WITH e AS (INSERT INTO control.audit_event (log_id, seq, recorded, event_type, key_id, patient_ref, nonce, "
+    "body, leaf_hash) VALUES (%(log_id)s, %(seq)s, %(recorded)s, %(event_type)s, %(key_id)s, %(patient_ref)s, "
+    "%(nonce)s, %(body)s, %(leaf)s)) INSERT INTO control.audit_pending (log_id, seq) VALUES (%(log_id)s, %(seq)s)"
+)
+
+
+def append(conn: Connection, *, tenant: str | None, principal: Principal | None, event_type: str, action: str,
+           outcome: str = "success", patient_id=None, entity: dict | None = None,
+           purpose_of_use: str | None = None, detail: dict | None = None) -> int:
+    """Record one event in the caller's transaction; returns its sequence number.
+
+    `conn` is the tenant's own transaction (`db.tenant(tenant)`) for a tenant event, a control
+    transaction for an appliance event (tenant=None). Raises — never swallows — when the event cannot
+    be recorded, so the act fails with it. `purpose_of_use="ETREAT"` marks break-the-glass.
+    """
+    if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
+        raise AuditError(f"event type {event_type!r} is not of the form chart.read (lowercase, dotted)")
+    if action not in ACTIONS:
+        raise AuditError(f"action {action!r} is not one of C, R, U, D, E")
+    if outcome not in OUTCOMES:
+        raise AuditError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+    if purpose_of_use is not None and not PURPOSE.fullmatch(purpose_of_use):
+        raise AuditError(f"purpose of use {purpose_of_use!r} is not a v3 ActReason code such as TREAT or ETREAT")
+    if tenant is not None:
+        validate_slug(tenant)
+    seq, user, key_id = conn.exec_driver_sql(_CONTROL_NEXT if tenant is None else _TENANT_NEXT).one()
+    if tenant is not None and user != tenant_schema(tenant):
+        raise AuditError(f"an event of tenant {tenant!r} must be appended in that tenant's transaction")
+    key = _key(conn, tenant, key_id)
+    recorded = datetime.now(UTC)
+    when = format_time(recorded)
+    patient_ref = key.patient_ref(patient_id) if patient_id is not None else None
+    header = event_header(log_id=key.log_id, tenant=tenant, seq=seq, time=when, event_type=event_type,
+                          key_id=key.key_id, patient_ref=patient_ref)
+    body = json.dumps(
+        _audit_event(tenant=tenant, principal=principal, event_type=event_type, action=action, outcome=outcome,
+                     recorded=when, patient_id=None if patient_id is None else str(patient_id), entity=entity,
+                     purpose_of_use=purpose_of_use, detail=detail),
+        separators=(",", ":"), default=str).encode()
+    nonce = os.urandom(12)
+    sealed = key.aead.encrypt(nonce, body, header)
+    conn.exec_driver_sql(_CONTROL_INSERT if tenant is None else _TENANT_INSERT, {
+        "log_id": key.log_id, "seq": seq, "recorded": recorded, "event_type": event_type, "key_id": key.key_id,
+        "patient_ref": patient_ref, "nonce": nonce, "body": sealed, "leaf": event_hash(header, nonce, sealed),
+    })
+    return seq
+
+
+def _key(conn: Connection, tenant: str | None, key_id: str | None) -> keys.DataKey:
+    """The data key to encrypt with: cached, or unwrapped (or first created) on a side connection."""
+    if key_id is not None:
+        key = keys.cached(key_id)
+        if key is not None:
+            return key
+    with keys.side_engine(conn.engine).begin() as side:
+        if key_id is not None:
+            return keys.load(side, key_id)
+        key = keys.current_key(side, tenant)
+        if key is None:
+            key = keys.create_key(side, tenant)
+            _note_key_operation(side, "audit.key.create", tenant, key)
+        return key
+
+
+def _note_key_operation(conn: Connection, event_type: str, tenant: str | None, key: keys.DataKey,
+                        principal: Principal | None = None) -> None:
+    append(conn, tenant=None, principal=principal, event_type=event_type, action="C",
+           detail={"tenant": tenant, "log": key.log_id, "key": key.key_id, "generation": key.generation})
+
+
+# -- the logs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Log:
+    """Where one log's rows are: a live tenant schema, or `control` (the appliance's and archived logs)."""
+
+    log_id: str
+    tenant: str | None
+    schema: str  # quoted
+    in_control: bool
+    live: bool
+
+    def sql(self, template: str) -> str:
+        """Fill a query template: `{s}` the schema; `{w}`, `{we}`, `{wp}`, `{wx}` this log's filter on
+        the unaliased, e, p or x table (each ending in AND); `{jep}`, `{jxe}` the log part of a join
+        between e and p, or x and e; `{lc}`, `{lv}` the log column and its value in an INSERT; `{t}`
+        the event's time as the header spells it. In `control` every filter is on log_id; in a tenant
+        schema the table holds one log and they are empty."""
+        c = self.in_control
+        return template.format(
+            s=self.schema, t=_TIME_SQL,
+            w="log_id = %(log)s AND " if c else "", we="e.log_id = %(log)s AND " if c else "",
+            wp="p.log_id = %(log)s AND " if c else "", wx="x.log_id = %(log)s AND " if c else "",
+            jep="e.log_id = p.log_id AND " if c else "", jxe="x.log_id = e.log_id AND " if c else "",
+            lc="log_id, " if c else "", lv="%(log)s, " if c else "")
+
+    @property
+    def params(self) -> dict:
+        return {"log": self.log_id}
+
+
+def _control_log(log_id: str, tenant: str | None, live: bool) -> _Log:
+    return _Log(log_id, tenant, CONTROL_SCHEMA, True, live)
+
+
+def _tenant_log(log_id: str, tenant: str) -> _Log:
+    return _Log(log_id, tenant, f'"{tenant_schema(tenant)}"', False, True)
+
+
+def _logs_of(conn: Connection, tenant: str | None) -> list[_Log]:
+    """The logs of the appliance (tenant=None) or of one tenant, oldest first; the live one last."""
+    if tenant is None:
+        return [_control_log(keys.appliance_log_id(conn), None, True)]
+    validate_slug(tenant)
+    rows = conn.execute(sa.select(keys.audit_log.c.log_id, keys.audit_log.c.closed_at)
+                        .where(keys.audit_log.c.tenant == tenant, keys.audit_log.c.kind == "tenant")
+                        .order_by(keys.audit_log.c.created_at)).all()
+    return [_tenant_log(log_id, tenant) if closed is None else _control_log(log_id, tenant, False)
+            for log_id, closed in rows]
+
+
+def _log_of(conn: Connection, tenant: str | None) -> _Log | None:
+    logs = _logs_of(conn, tenant)
+    if logs:
+        return logs[-1]
+    if tenant is not None and not _tenant_active(conn, tenant):
+        raise UnknownTenant(tenant)
+    return None
+
+
+def _tenant_active(conn: Connection, tenant: str) -> bool:
+    return conn.execute(sa.text("SELECT 1 FROM control.tenant WHERE slug = :s AND status = 'active'"),
+                        {"s": tenant}).first() is not None
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+
+def _accumulator(size: int, edge: bytes) -> MerkleAccumulator:
+    """Resume a tree from the right edge stored with its last checkpoint."""
+    accumulator = MerkleAccumulator()
+    # MerkleAccumulator has no public constructor from a stored edge; its state is exactly
+    # (right edge, size), which is what we stored.
+    accumulator._edge = [edge[i:i + 32] for i in range(0, len(edge), 32)]
+    accumulator._size = size
+    return accumulator
+
+
+_registered_signers: set[tuple[int, str]] = set()
+
+
+def _register_signer(conn: Connection, keyring: keys.Keyring) -> None:
+    marker = (id(conn.engine), keyring.signing_key_id)
+    if marker in _registered_signers:
+        return
+    conn.exec_driver_sql("INSERT INTO control.audit_signing_key (key_id, public_key) VALUES (%(k)s, %(p)s) "
+                         "ON CONFLICT (key_id) DO NOTHING",
+                         {"k": keyring.signing_key_id, "p": keyring.public_key_raw()})
+    _registered_signers.add(marker)
+
+
+def _checkpoint_log(conn: Connection, target: _Log) -> Checkpoint | None:
+    """Give positions to the log's committed events and sign a checkpoint over them (conn: control)."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                 {"k": f"healthos.audit.checkpoint.{target.log_id}"})
+    params = target.params
+    last = conn.exec_driver_sql(target.sql(
+        "SELECT tree_size, root_hash, edge, signed_at FROM {s}.audit_checkpoint WHERE {w} true "
+        "ORDER BY tree_size DESC LIMIT 1"), params).first()
+    size = last.tree_size if last else 0
+    accumulator = _accumulator(size, last.edge) if last else MerkleAccumulator()
+    if accumulator.root() != (last.root_hash if last else EMPTY_ROOT):
+        raise AuditIntegrityError(f"log {target.log_id}: the stored tree state does not match its last signed "
+                                  "checkpoint; run `healthos audit verify`")
+    pending = sorted(conn.exec_driver_sql(target.sql(
+        "DELETE FROM {s}.audit_pending WHERE {w} true RETURNING seq"), params).scalars())
+    if not pending:
+        return None
+    hashes = dict(conn.exec_driver_sql(target.sql(
+        "SELECT seq, leaf_hash FROM {s}.audit_event WHERE {w} seq = ANY(%(seqs)s)"), {**params, "seqs": pending}).all())
+    seqs = [seq for seq in pending if seq in hashes]
+    if len(seqs) != len(pending):
+        # Queued, but the event row is gone: deleted before its first checkpoint. Not positioned;
+        # `verify` names it from the sequence numbers around it.
+        log.error("audit_pending_event_missing", log=target.log_id, missing=len(pending) - len(seqs))
+    if not seqs:
+        return None
+    positions = list(range(size, size + len(seqs)))
+    conn.exec_driver_sql(target.sql(
+        "INSERT INTO {s}.audit_position ({lc}position, seq) "
+        "SELECT {lv}p, q FROM unnest(%(positions)s::bigint[], %(seqs)s::bigint[]) AS u(p, q)"),
+        {**params, "positions": positions, "seqs": seqs})
+    for seq in seqs:
+        accumulator.append(hashes[seq])
+    keyring = keys.keyring_for(conn.engine)
+    _register_signer(conn, keyring)
+    signed_at = datetime.now(UTC)
+    if last is not None and signed_at < last.signed_at:
+        signed_at = last.signed_at  # a clock stepped back must not date a checkpoint before its predecessor
+    when = format_time(signed_at)
+    root = accumulator.root()
+    signature = keyring.sign(checkpoint_statement(target.log_id, accumulator.size, root, when))
+    conn.exec_driver_sql(target.sql(
+        "INSERT INTO {s}.audit_checkpoint ({lc}tree_size, root_hash, signed_at, signing_key_id, signature, edge) "
+        "VALUES ({lv}%(size)s, %(root)s, %(at)s, %(key)s, %(sig)s, %(edge)s)"),
+        {**params, "size": accumulator.size, "root": root, "at": signed_at, "key": keyring.signing_key_id,
+         "sig": signature, "edge": b"".join(accumulator.right_edge)})
+    return Checkpoint(target.log_id, accumulator.size, root, when, keyring.signing_key_id, signature)
+
+
+def checkpoint(db: Database, tenant: str | None = None, *, latest: bool = False) -> Checkpoint | None:
+    """Checkpoint one log now. Returns the new checkpoint, or None if nothing was waiting — or with
+    `latest`, the log's latest checkpoint whether new or not."""
+    with db.control() as conn:
+        target = _log_of(conn, tenant)
+        if target is None:
+            return None
+        made = _checkpoint_log(conn, target) if target.live else None
+        return made or (_latest_checkpoint(conn, target) if latest else None)
+
+
+def _latest_checkpoint(conn: Connection, target: _Log) -> Checkpoint | None:
+    checkpoints = _checkpoints(conn, target)
+    return checkpoints[-1] if checkpoints else None
+
+
+def _checkpoints(conn: Connection, target: _Log) -> list[Checkpoint]:
+    rows = conn.exec_driver_sql(target.sql(
+        "SELECT tree_size, root_hash, signed_at, signing_key_id, signature FROM {s}.audit_checkpoint "
+        "WHERE {w} true ORDER BY tree_size"), target.params)
+    return [Checkpoint(target.log_id, r.tree_size, r.root_hash, format_time(r.signed_at), r.signing_key_id,
+                       r.signature) for r in rows]
+
+
+def held_checkpoints(db: Database, tenant: str | None = None) -> dict:
+    """A log's checkpoints as the file a regulator keeps (checkpointing what is waiting first)."""
+    checkpoint(db, tenant)
+    with db.control() as conn:
+        target = _log_of(conn, tenant)
+        if target is None:
+            raise AuditError(f"tenant {tenant!r} has no audit events yet")
+        checkpoints = _checkpoints(conn, target)
+        public = _public_keys(conn, {c.key_id for c in checkpoints})
+    return held_checkpoints_document(target.log_id, target.tenant, checkpoints, public)
+
+
+def _public_keys(conn: Connection, key_ids: set[str]) -> dict[str, bytes]:
+    rows = conn.execute(sa.select(keys.audit_signing_key.c.key_id, keys.audit_signing_key.c.public_key)
+                        .where(keys.audit_signing_key.c.key_id.in_(sorted(key_ids)))).all()
+    return dict(rows)
+
+
+class Checkpointer:
+    """Checkpoints every log with events waiting: at once past `batch` events, else every `max_age` s."""
+
+    def __init__(self, db: Database, *, interval: float = 5.0, max_age: float = 30.0, batch: int = 1000):
+        self.db, self.interval, self.max_age, self.batch = db, interval, max_age, batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Checkpointer:
+        self._thread = threading.Thread(target=self._run, name="healthos-audit-checkpointer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop, after one last pass so that nothing committed is left without a checkpoint."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._pass()
+        self._pass(final=True)
+
+    def _pass(self, final: bool = False) -> None:
+        try:
+            self.run_once(final=final)
+        except Exception:  # the thread must outlive a bad pass (database restarting...); it says so
+            log.exception("audit_checkpointer_pass_failed")
+
+    def run_once(self, *, final: bool = True) -> int:
+        """One pass; `final` checkpoints every log with anything waiting. Returns checkpoints made."""
+        made = 0
+        for tenant in self.due(everything=final):
+            try:
+                if checkpoint(self.db, tenant) is not None:
+                    made += 1
+            except UnknownTenant:
+                continue  # dropped since the list was read
+            except Exception:
+                log.exception("audit_checkpoint_failed", tenant=tenant)
+        return made
+
+    def due(self, *, everything: bool = False) -> list[str | None]:
+        """Logs (None: the appliance's) with events waiting for which a checkpoint is due."""
+        with self.db.control() as conn:
+            tenants = conn.execute(sa.text(
+                "SELECT l.tenant FROM control.audit_log l JOIN control.tenant t ON t.slug = l.tenant "
+                "WHERE l.kind = 'tenant' AND l.closed_at IS NULL AND t.status = 'active' ORDER BY l.tenant"
+            )).scalars().all()
+            rows = [(None, *conn.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM control.audit_pending p JOIN control.audit_log l USING (log_id) "
+                "WHERE l.kind = 'appliance'), (SELECT max(signed_at) FROM control.audit_checkpoint c "
+                "JOIN control.audit_log l USING (log_id) WHERE l.kind = 'appliance')").one())]
+            for start in range(0, len(tenants), 200):
+                chunk = tenants[start:start + 200]
+                union = " UNION ALL ".join(
+                    f"SELECT %(t{i})s, (SELECT count(*) FROM \"{tenant_schema(slug)}\".audit_pending), "  # noqa: S608 -- validated slugs
+                    f"(SELECT max(signed_at) FROM \"{tenant_schema(slug)}\".audit_checkpoint)"
+                    for i, slug in enumerate(chunk))
+                rows += conn.exec_driver_sql(union, {f"t{i}": slug for i, slug in enumerate(chunk)}).all()
+        now = datetime.now(UTC)
+        due = []
+        for tenant, waiting, last in rows:
+            if not waiting:
+                continue
+            if everything or waiting >= self.batch or last is None or (now - last).total_seconds() >= self.max_age:
+                due.append(tenant)
+        return due
+
+
+def start_checkpointer(db: Database, **options) -> Checkpointer:
+    """Run the checkpointer in a background thread; call `.stop()` on shutdown."""
+    return Checkpointer(db, **options).start()
+
+
+# -- verification ---------------------------------------------------------------------------------
+
+_TIME_SQL = "to_char(e.recorded AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
+def verify(db: Database, tenant: str | None = None, *, held: Sequence[Checkpoint] = (),
+           decrypt: bool = False) -> Report:
+    """Check one log: every event hash, every Merkle root and checkpoint signature against the local
+    public key, consistency with checkpoints kept earlier (`held`), and that every committed event is
+    in the log or queued for it. With `decrypt`, also authenticate every body under its data key."""
+    with db.control() as conn:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        target = _log_of(conn, tenant)
+        if target is None:
+            return Report(log_id="-", tenant=tenant)
+        return _verify_log(conn, target, held=held, decrypt=decrypt)
+
+
+def verify_all(db: Database, *, decrypt: bool = False) -> list[Report]:
+    """Every log of the appliance: its own, every tenant's, and the archived logs of dropped tenants."""
+    with db.control() as conn:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        targets = _logs_of(conn, None)
+        for (tenant,) in conn.execute(sa.select(keys.audit_log.c.tenant).distinct()
+                                      .where(keys.audit_log.c.kind == "tenant").order_by(keys.audit_log.c.tenant)):
+            targets += _logs_of(conn, tenant)
+        return [_verify_log(conn, target, decrypt=decrypt) for target in targets]
+
+
+def _trusted(conn: Connection) -> dict:
+    keyring = keys.keyring_for(conn.engine)
+    return {keyring.signing_key_id: keyring.public_key()}
+
+
+def _verify_log(conn: Connection, target: _Log, *, held: Sequence[Checkpoint] = (), decrypt: bool = False) -> Report:
+    verifier = LogVerifier(log_id=target.log_id, tenant=target.tenant, checkpoints=_checkpoints(conn, target),
+                           trusted_keys=_trusted(conn), held=held, check_header_prefix=False)
+    log_id, tenant = target.log_id, target.tenant
+    extra: list[Problem] = []
+    authenticator = _Authenticator(conn) if decrypt else None
+    rows = conn.exec_driver_sql(target.sql(
+        "SELECT p.position, p.seq, e.seq IS NOT NULL AS present, {t} AS at, e.event_type, e.key_id, "
+        "e.patient_ref, e.nonce, e.body, e.leaf_hash FROM {s}.audit_position p LEFT JOIN {s}.audit_event e "
+        "ON {jep} e.seq = p.seq WHERE {wp} true ORDER BY p.position"),
+        target.params, execution_options={"stream_results": True, "max_row_buffer": 5000})
+    event = verifier.event
+    for position, seq, present, at, event_type, key_id, ref, nonce, body, leaf in rows:
+        if not present:
+            verifier.missing(position, seq)
+            continue
+        header = event_header(log_id=log_id, tenant=tenant, seq=seq, time=at, event_type=event_type,
+                              key_id=key_id, patient_ref=ref)
+        event(position, seq, header, nonce, body, leaf)
+        if authenticator is not None:
+            authenticator.check(key_id, header, nonce, body, seq, position, extra)
+    _check_unpositioned(conn, target, verifier, extra)
+    report = verifier.finish()
+    if authenticator is not None:
+        report.decrypted = authenticator.decrypted
+    report.problems = sorted(report.problems + extra,
+                             key=lambda p: (p.position is None, p.position if p.position is not None else 0,
+                                            p.seq if p.seq is not None else 0))
+    return report
+
+
+def _check_unpositioned(conn: Connection, target: _Log, verifier: LogVerifier, extra: list[Problem]) -> None:
+    """Committed events not in the log are fine while queued for a checkpoint, and tampering otherwise."""
+    rows = conn.exec_driver_sql(target.sql(
+        "SELECT e.seq, EXISTS (SELECT 1 FROM {s}.audit_pending x WHERE {jxe} x.seq = e.seq) "
+        "FROM {s}.audit_event e WHERE {we} "
+        "NOT EXISTS (SELECT 1 FROM {s}.audit_position x WHERE {jxe} x.seq = e.seq) ORDER BY e.seq"),
+        target.params).all()
+    for seq, queued in rows:
+        if queued:
+            verifier.report.pending += 1
+        else:
+            extra.append(Problem("unpositioned", "the event is in no checkpoint and not queued for one "
+                                 "(inserted outside the appliance, or its queue entry was deleted)", seq=seq))
+    orphans = conn.exec_driver_sql(target.sql(
+        "SELECT x.seq FROM {s}.audit_pending x WHERE {wx} "
+        "NOT EXISTS (SELECT 1 FROM {s}.audit_event e WHERE {jxe} e.seq = x.seq) ORDER BY x.seq"),
+        target.params).scalars().all()
+    for seq in orphans:
+        extra.append(Problem("missing", "the event was deleted before its first checkpoint", seq=seq))
+
+
+class _Authenticator:
+    """Decrypts bodies under their data keys during `verify(decrypt=True)`; destroyed keys are skipped."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.keys: dict[str, keys.DataKey | None] = {}
+        self.decrypted = 0
+
+    def check(self, key_id, header, nonce, body, seq, position, extra: list[Problem]) -> None:
+        if key_id not in self.keys:
+            try:
+                self.keys[key_id] = keys.load(self.conn, key_id)
+            except keys.KeyDestroyed:
+                self.keys[key_id] = None
+            except keys.KeyUnavailable as exc:
+                self.keys[key_id] = None
+                extra.append(Problem("decrypt", str(exc), seq=seq, position=position))
+        key = self.keys[key_id]
+        if key is None:
+            return
+        try:
+            key.aead.decrypt(nonce, body, header)
+        except Exception:  # InvalidTag: the body is not what the appliance wrote under this header
+            extra.append(Problem("decrypt", "the body does not decrypt under its data key with this header",
+                                 seq=seq, position=position))
+            return
+        self.decrypted += 1
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+class _Tree:
+    """An RFC 9162 tree over leaf hashes held in memory, with every perfect subtree's root computed
+    once, so that many inclusion and consistency proofs cost O(log n) each instead of O(n)."""
+
+    def __init__(self, leaves: list[bytes]):
+        self.size = len(leaves)
+        self.levels = [leaves]
+        while len(self.levels[-1]) > 1:
+            level = self.levels[-1]
+            self.levels.append([node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)])
+
+    def root(self, start: int, end: int) -> bytes:
+        size = end - start
+        if size == 0:
+            return EMPTY_ROOT
+        if size & (size - 1) == 0 and start % size == 0:
+            return self.levels[size.bit_length() - 1][start // size]
+        k = 1 << ((size - 1).bit_length() - 1)
+        return node_hash(self.root(start, start + k), self.root(start + k, end))
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        path: list[bytes] = []
+        start, end = 0, size
+        while end - start > 1:
+            k = 1 << ((end - start - 1).bit_length() - 1)
+            if index < start + k:
+                path.append(self.root(start + k, end))
+                end = start + k
+            else:
+                path.append(self.root(start, start + k))
+                start += k
+        path.reverse()
+        return path
+
+    def consistency(self, old: int, new: int) -> list[bytes]:
+        if old in (0, new):
+            return []
+        return self._subproof(old, 0, new, True)
+
+    def _subproof(self, old: int, start: int, end: int, whole: bool) -> list[bytes]:
+        size = end - start
+        if old == size:
+            return [] if whole else [self.root(start, end)]
+        k = 1 << ((size - 1).bit_length() - 1)
+        if old <= k:
+            return [*self._subproof(old, start, start + k, whole), self.root(start + k, end)]
+        return [*self._subproof(old - k, start + k, end, False), self.root(start, start + k)]
+
+
+def export(db: Database, tenant: str | None, out: Path, *, since: datetime | None = None,
+           until: datetime | None = None) -> dict:
+    """Write an evidence package for one log (see appliance/audit_verify.py); returns a summary.
+
+    Without `since`/`until` the package holds the whole log and the verifier recomputes every root;
+    with them it holds the events in that time window (widened to whole positions), each with an
+    inclusion proof to the latest checkpoint, and consistency proofs between successive checkpoints.
+    """
+    checkpoint(db, tenant)
+    with db.control() as conn:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # it appends its own event
+        target = _log_of(conn, tenant)
+        if target is None:
+            raise AuditError(f"tenant {tenant!r} has no audit events yet")
+        checkpoints = _checkpoints(conn, target)
+        anchor = checkpoints[-1] if checkpoints else None
+        complete = since is None and until is None
+        first, last = _position_window(conn, target, since, until, anchor.size if anchor else 0)
+        package: dict = {
+            "format": PACKAGE_FORMAT,
+            "exported_at": format_time(datetime.now(UTC)),
+            "log": {"log_id": target.log_id, "tenant": target.tenant, "live": target.live},
+            "range": {"complete": complete, "since": since and format_time(since),
+                      "until": until and format_time(until), "first_position": first, "last_position": last,
+                      "anchor_size": anchor.size if anchor else 0},
+            "public_keys": {k: _b64(v) for k, v in _public_keys(conn, {c.key_id for c in checkpoints}).items()},
+            "checkpoints": [c.to_json() for c in checkpoints],
+            "consistency_proofs": [],
+            "events": [],
+            "data_keys": [],
+        }
+        tree = None
+        if not complete and anchor is not None:
+            tree = _Tree(_leaf_hashes(conn, target, anchor.size))
+            package["consistency_proofs"] = [
+                {"from": a.size, "to": b.size, "proof": [h.hex() for h in tree.consistency(a.size, b.size)]}
+                for a, b in itertools.pairwise(checkpoints)]
+        key_ids: set[str] = set()
+        for row in _event_rows(conn, target, first, last):
+            item = {"position": row.position, "seq": row.seq,
+                    "header": event_header(log_id=target.log_id, tenant=target.tenant, seq=row.seq, time=row.at,
+                                           event_type=row.event_type, key_id=row.key_id,
+                                           patient_ref=row.patient_ref).decode("ascii"),
+                    "nonce": _b64(row.nonce), "body": _b64(row.body), "hash": row.leaf_hash.hex()}
+            if tree is not None:
+                item["proof"] = [h.hex() for h in tree.inclusion(row.position, anchor.size)]
+            package["events"].append(item)
+            key_ids.add(row.key_id)
+        sealed = keys.sealed_copies(conn, sorted(key_ids))
+        package["data_keys"] = [{"key": key_id, "seals": [{"regulator": s["regulator"], "sealed": _b64(s["sealed"])}
+                                                          for s in seals]} for key_id, seals in sealed.items()]
+        append(conn, tenant=None, principal=None, event_type="audit.export", action="E",
+               detail={"tenant": target.tenant, "log": target.log_id, "events": len(package["events"]),
+                       "since": package["range"]["since"], "until": package["range"]["until"]})
+    out = Path(out)
+    out.write_text(json.dumps(package, separators=(",", ":")), encoding="utf-8")
+    return {"log_id": target.log_id, "tenant": target.tenant, "events": len(package["events"]),
+            "checkpoints": len(checkpoints), "path": str(out)}
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _position_window(conn: Connection, target: _Log, since, until, anchor_size: int) -> tuple[int, int]:
+    if since is None and until is None:
+        return 0, anchor_size - 1
+    first, last = conn.exec_driver_sql(target.sql(
+        "SELECT min(p.position), max(p.position) FROM {s}.audit_position p JOIN {s}.audit_event e ON {jep} "
+        "e.seq = p.seq WHERE {wp} p.position < %(anchor)s AND e.recorded >= %(since)s AND e.recorded < %(until)s"),
+        {**target.params, "anchor": anchor_size, "since": since or datetime.min.replace(tzinfo=UTC),
+         "until": until or datetime.max.replace(tzinfo=UTC)}).one()
+    if first is None:
+        return 0, -1
+    return first, last
+
+
+def _leaf_hashes(conn: Connection, target: _Log, size: int) -> list[bytes]:
+    rows = conn.exec_driver_sql(target.sql(
+        "SELECT e.leaf_hash FROM {s}.audit_position p JOIN {s}.audit_event e ON {jep} e.seq = p.seq "
+        "WHERE {wp} p.position < %(size)s ORDER BY p.position"), {**target.params, "size": size})
+    return list(rows.scalars())
+
+
+def _event_rows(conn: Connection, target: _Log, first: int, last: int) -> Iterator:
+    return conn.exec_driver_sql(target.sql(
+        "SELECT p.position, p.seq, {t} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, e.body, e.leaf_hash "
+        "FROM {s}.audit_position p JOIN {s}.audit_event e ON {jep} e.seq = p.seq "
+        "WHERE {wp} p.position BETWEEN %(first)s AND %(last)s ORDER BY p.position"),
+        {**target.params, "first": first, "last": last},
+        execution_options={"stream_results": True, "max_row_buffer": 5000})
+
+
+# -- reading events back --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """One line of a patient's access log: who, when, what kind of access, where, and whether it was
+    break-the-glass. Holds patient data: show it to that patient (and the regulator), log it nowhere."""
+
+    seq: int
+    recorded: datetime
+    event_type: str
+    action: str
+    outcome: str
+    who: dict
+    facility: dict
+    break_the_glass: bool
+    purpose_of_use: str | None = None
+    reason: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+def patient_access_log(db: Database, tenant: str, patient_id) -> list[AccessEntry]:
+    """Every event about one patient in one tenant's live log, oldest first, decrypted."""
+    with db.control() as conn:
+        target = _log_of(conn, tenant)
+        if target is None or not target.live:
+            return []
+        data_keys = [k for k in keys.log_keys(conn, target.log_id) if isinstance(k, keys.DataKey)]
+        name = conn.execute(sa.text("SELECT name FROM control.tenant WHERE slug = :s"), {"s": tenant}).scalar()
+    refs = {key.patient_ref(patient_id): key for key in data_keys}
+    if not refs:
+        return []
+    with db.tenant(tenant) as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT e.seq, e.recorded, {_TIME_SQL} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, "  # noqa: S608 -- constants only
+            "e.body FROM audit_event e WHERE e.patient_ref = ANY(%(refs)s) ORDER BY e.recorded, e.seq",
+            {"refs": list(refs)}).all()
+    entries = []
+    for row in rows:
+        key = refs[row.patient_ref]
+        if key.key_id != row.key_id:
+            continue  # a reference under another key that happens to collide: not this patient
+        header = event_header(log_id=target.log_id, tenant=tenant, seq=row.seq, time=row.at,
+                              event_type=row.event_type, key_id=row.key_id, patient_ref=row.patient_ref)
+        event = decrypt_body(key.material, header, row.nonce, row.body)
+        entries.append(_access_entry(row.seq, row.recorded, row.event_type, event, tenant, name))
+    return entries
+
+
+def _access_entry(seq: int, recorded: datetime, event_type: str, event: dict, tenant: str, name: str | None):
+    agent = (event.get("agent") or [{}])[0]
+    who = agent.get("who") or {}
+    purposes = [p.get("code") for p in event.get("purposeOfUse") or []]
+    purpose = purposes[0] if purposes else None
+    detail = event.get("detail") or {}
+    return AccessEntry(
+        seq=seq, recorded=recorded, event_type=event_type, action=event.get("action", ""),
+        outcome=event.get("outcomeDesc", ""),
+        who={"name": who.get("name") or who.get("display"), "role": who.get("role"), "kind": who.get("kind"),
+             "account": who.get("account")},
+        facility={"tenant": tenant, "name": name}, break_the_glass=BREAK_THE_GLASS in purposes,
+        purpose_of_use=purpose, reason=detail.get("reason") if isinstance(detail, dict) else None,
+        detail=detail if isinstance(detail, dict) else {})
+
+
+def read_events(db: Database, tenant: str | None, *, first_seq: int = 0) -> list[dict]:
+    """Decrypted events of a log from `first_seq` on, for operators' tools and tests; bodies whose key
+    was destroyed come back with `"event": None`."""
+    with db.control() as conn:
+        target = _log_of(conn, tenant)
+        if target is None:
+            return []
+        rows = conn.exec_driver_sql(target.sql(
+            "SELECT e.seq, {t} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, e.body "
+            "FROM {s}.audit_event e WHERE {we} e.seq >= %(first)s ORDER BY e.seq"),
+            {**target.params, "first": first_seq}).all()
+        found: dict[str, keys.DataKey | None] = {}
+        events = []
+        for row in rows:
+            if row.key_id not in found:
+                try:
+                    found[row.key_id] = keys.load(conn, row.key_id)
+                except keys.KeyDestroyed:
+                    found[row.key_id] = None
+            key = found[row.key_id]
+            header = event_header(log_id=target.log_id, tenant=target.tenant, seq=row.seq, time=row.at,
+                                  event_type=row.event_type, key_id=row.key_id, patient_ref=row.patient_ref)
+            body = decrypt_body(key.material, header, row.nonce, row.body) if key is not None else None
+            events.append({"seq": row.seq, "time": row.at, "type": row.event_type, "key": row.key_id,
+                           "patient_ref": row.patient_ref, "event": body})
+    return events
+
+
+# -- key operations -------------------------------------------------------------------------------
+
+
+def rotate_key(db: Database, tenant: str | None = None, *, principal: Principal | None = None) -> keys.DataKey:
+    """A new data key for the log: new events use it at once (every process), old ones keep theirs."""
+    with db.control() as conn:
+        if tenant is not None and not _tenant_active(conn, tenant):
+            raise UnknownTenant(tenant)
+        key = keys.create_key(conn, tenant)
+        append(conn, tenant=None, principal=principal, event_type="audit.key.rotate", action="C",
+               detail={"tenant": tenant, "log": key.log_id, "key": key.key_id, "generation": key.generation})
+    return key
+
+
+def register_regulator(db: Database, public_key: bytes, label: str, *,
+                       principal: Principal | None = None) -> tuple[str, int]:
+    """Register a regulator's X25519 public key and seal every live data key to it."""
+    public = keys.load_regulator_public_key(public_key)
+    with db.control() as conn:
+        regulator_id, sealed = keys.register_regulator(conn, public, label)
+        append(conn, tenant=None, principal=principal, event_type="audit.regulator_key.register", action="C",
+               detail={"regulator_key": regulator_id, "label": label, "data_keys_sealed": sealed})
+    return regulator_id, sealed
+
+
+def retire_tenant(conn: Connection, slug: str) -> None:
+    """Part of dropping a tenant (tenancy.drop_tenant, in its transaction, before the schema goes):
+    checkpoint what is waiting, move the log into `control` where it stays verifiable, and destroy the
+    tenant's data keys, so its audit bodies can no longer be read by anyone (crypto-shredding)."""
+    schema = tenant_schema(slug)
+    logs = _logs_of(conn, slug)
+    live = logs[-1] if logs and logs[-1].live else None
+    archived = 0
+    if live is not None and conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f'"{schema}".audit_event'}).scalar():
+        # Wait for appends in flight and keep new ones out, so the archive is the whole log.
+        conn.exec_driver_sql(f'LOCK TABLE "{schema}".audit_event IN SHARE MODE')
+        _checkpoint_log(conn, live)
+        params = {"log": live.log_id}
+        archived = conn.exec_driver_sql(
+            f"INSERT INTO control.audit_event (log_id, seq, recorded, event_type, key_id, patient_ref, nonce, body, "  # noqa: S608 -- validated slug
+            f'leaf_hash) SELECT %(log)s, seq, recorded, event_type, key_id, patient_ref, nonce, body, leaf_hash '
+            f'FROM "{schema}".audit_event', params).rowcount
+        conn.exec_driver_sql(f'INSERT INTO control.audit_position (log_id, position, seq) '  # noqa: S608
+                             f'SELECT %(log)s, position, seq FROM "{schema}".audit_position', params)
+        conn.exec_driver_sql(
+            f"INSERT INTO control.audit_checkpoint (log_id, tree_size, root_hash, signed_at, signing_key_id, "  # noqa: S608
+            f'signature, edge) SELECT %(log)s, tree_size, root_hash, signed_at, signing_key_id, signature, edge '
+            f'FROM "{schema}".audit_checkpoint', params)
+    destroyed: list[str] = []
+    for entry in logs:
+        destroyed += keys.destroy_log_keys(conn, entry.log_id)
+    if live is not None:
+        conn.execute(sa.update(keys.audit_log).where(keys.audit_log.c.log_id == live.log_id)
+                     .values(closed_at=sa.func.now()))
+    append(conn, tenant=None, principal=None, event_type="tenant.drop", action="D",
+           detail={"tenant": slug, "log": live.log_id if live else None, "events_archived": archived,
+                   "data_keys_destroyed": destroyed})
+
+
+# -- adapters for the other rooms' audit seams ----------------------------------------------------
+
+_RECORD_ACTIONS = {"read": "R", "search": "E", "create": "C", "amend": "U", "update": "U", "retract": "D"}
+
+
+def record_access_hook(conn: Connection, principal: Principal, action: str, patient_id, entity_kind: str,
+                       entity_ids: Sequence = ()) -> None:
+    """For `record.register_access_hook`: a read or write of patient data, in the tenant transaction."""
+    tenant = principal.tenant
+    if tenant is None:
+        tenant = conn.exec_driver_sql("SELECT current_user").scalar().removeprefix("t_")
+    append(conn, tenant=tenant, principal=principal, event_type=f"record.{entity_kind}.{action}",
+           action=_RECORD_ACTIONS.get(action, "E"), patient_id=patient_id,
+           entity={"what": {"type": entity_kind, "ids": [str(i) for i in entity_ids]}} if entity_ids else None)
+
+
+def identity_audit_hook(conn: Connection, **event) -> None:
+    """For `identity.register_audit_hook`: appliance-level events (sign-ins, accounts, merges)."""
+    append(conn, **event)
+
+
+@contextlib.contextmanager
+def running_checkpointer(db: Database, **options) -> Iterator[Checkpointer]:
+    checkpointer = start_checkpointer(db, **options)
+    try:
+        yield checkpointer
+    finally:
+        checkpointer.stop()
+
