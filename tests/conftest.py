@@ -9,14 +9,18 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from litestar.testing import TestClient
 
 import appliance.layers  # noqa: F401  (registers every layer's tables and appliers)
+from appliance.substrate import identity, totp
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.migrate import migrate_control
+from appliance.substrate.policy import AccessPolicy, load_policy
 from appliance.substrate.tenancy import apply_config, drop_tenant
 from appliance.substrate.tenant_config import TenantConfig
 
@@ -88,3 +92,82 @@ def tenant_a(tenant_factory) -> TenantConfig:
 def tenant_b(tenant_factory) -> TenantConfig:
     return tenant_factory(name="Facility B", wards=[{"code": "MAT", "name": "Maternity", "kind": "maternity",
                                                     "beds": 2}])
+
+
+# -- people and authenticated clients ---------------------------------------------------------------
+#
+# `signed_in(role, tenant)` gives a TestClient carrying a live session cookie (MFA passed) for a new
+# account holding `role` in `tenant`: use it for pages and for GETs under /api/. Writes under /api/
+# need a bearer token: `token_client(tenant, role=...)` (the role's permissions) or
+# `token_client(tenant, permissions=[...])`. Each client has `.person` (the account behind it).
+
+
+@pytest.fixture(scope="session")
+def policy(settings: Settings) -> AccessPolicy:
+    return load_policy(settings.policies_dir / "access.toml")
+
+
+@dataclass(frozen=True)
+class Person:
+    account_id: object
+    email: str
+    password: str
+    totp_secret: str | None
+    tenant: str | None
+    role: str
+
+
+@pytest.fixture(scope="session")
+def person_factory(db: Database, policy: AccessPolicy):
+    def make(role: str, tenant: str | None = None, kind: str = "staff", ward: str | None = None) -> Person:
+        email = f"{role}-{secrets.token_hex(5)}@test.invalid"
+        password = "pw-" + secrets.token_urlsafe(12)
+        secret = totp.generate_secret() if policy.requires_mfa(role) else None
+        with db.control() as conn:
+            new = identity.create_account(conn, policy, kind=kind, email=email, display_name=f"Test {role}",
+                                          role=role, tenant=tenant, ward=ward)
+            identity.set_credentials(conn, new.account_id, password=password, mfa_secret=secret)
+        return Person(new.account_id, email, password, secret, tenant, role)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def app(db: Database, settings: Settings):
+    from appliance.web.app import create_app
+
+    return create_app(db, settings)
+
+
+@pytest.fixture
+def signed_in(app, db: Database, person_factory):
+    def sign_in(role: str, tenant: str | None = None, **kwargs) -> TestClient:
+        person = person_factory(role, tenant, **kwargs)
+        with db.control() as conn:
+            token = identity.start_session(conn, person.account_id, mfa_passed=True)
+        # Not entered as a context manager: several clients share one app, and each `with` would run
+        # (and end) the app's lifespan under the others.
+        client = TestClient(app=app, raise_server_exceptions=False)
+        client.cookies.set("healthos_session", token)
+        client.person = person
+        return client
+
+    return sign_in
+
+
+@pytest.fixture
+def token_client(app, db: Database, policy: AccessPolicy):
+    def make(tenant: str, *, role: str | None = None, permissions: list[str] | None = None) -> TestClient:
+        granted = sorted(policy.permissions_of(role)) if role else list(permissions or [])
+        with db.control() as conn:
+            machine = identity.create_account(
+                conn, policy, kind="machine", email=f"m-{secrets.token_hex(5)}@test.invalid",
+                display_name="Test machine client", role="facility_admin", tenant=tenant)
+            token = identity.issue_api_token(conn, account_id=machine.account_id, tenant=tenant, name="test",
+                                             permissions=granted)
+        client = TestClient(app=app, raise_server_exceptions=False)
+        client.headers["authorization"] = f"Bearer {token}"
+        client.token = token
+        return client
+
+    return make

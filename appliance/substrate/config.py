@@ -27,6 +27,9 @@ class Settings:
     pool_recycle_seconds: int = 300
     pool_tenants_per_connection: int = 200
     log_json: bool = True
+    # Served over TLS (directly or behind a terminating proxy): cookies get `Secure`, responses HSTS.
+    tls: bool = False
+    signin_attempts_per_minute: int = 10
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -41,6 +44,10 @@ class Settings:
             kwargs["pool_size"] = int(env["HEALTHOS_POOL_SIZE"])
         if env.get("HEALTHOS_POOL_TENANTS_PER_CONNECTION"):
             kwargs["pool_tenants_per_connection"] = int(env["HEALTHOS_POOL_TENANTS_PER_CONNECTION"])
+        if env.get("HEALTHOS_TLS", "").lower() in {"1", "true", "yes"}:
+            kwargs["tls"] = True
+        if env.get("HEALTHOS_SIGNIN_ATTEMPTS_PER_MINUTE"):
+            kwargs["signin_attempts_per_minute"] = int(env["HEALTHOS_SIGNIN_ATTEMPTS_PER_MINUTE"])
         if env.get("HEALTHOS_LOG_FORMAT") == "console":
             kwargs["log_json"] = False
         return cls(**kwargs)

@@ -29,7 +29,9 @@ class Principal:
     token_id: uuid.UUID | None = None
 
     def can(self, permission: str) -> bool:
-        return permission in self.permissions
+        from appliance.substrate.policy import grants
+
+        return grants(self.permissions, permission)
 
     @property
     def audit_agent(self) -> dict:

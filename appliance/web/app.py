@@ -1,34 +1,74 @@
-"""The Litestar application: one place that assembles routes, exception handlers, middleware and
-the OpenAPI document. The interactive API page is not served — its usual renderers load scripts
-from a CDN, which an air-gapped appliance never does; `/schema/openapi.json` is."""
+"""The Litestar application: one place that assembles routes, authentication, the permission guard,
+CSRF, rate limits, security headers, templates, static files and the OpenAPI document.
+
+The interactive API page is not served — its usual renderers load scripts from a CDN, which an
+air-gapped appliance never does; `/schema/openapi.json` is.
+"""
 
 from __future__ import annotations
 
-from litestar import Litestar
+from pathlib import Path
+
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
 from appliance import __version__
 from appliance.layers.operations.routes import OperationsController
+from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
-from appliance.web import errors, system
+from appliance.substrate.local_secrets import host_secret
+from appliance.substrate.policy import load_policy
+from appliance.web import errors, signin, system
+from appliance.web.auth import authentication_middleware, permission_guard, security_headers_middleware
 from appliance.web.context import request_context_middleware
 
-ROUTE_HANDLERS = [system.health, system.ready, OperationsController]
+HERE = Path(__file__).parent
+ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, OperationsController]
+SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 
 
-def create_app(db: Database) -> Litestar:
+def _throttled(request) -> bool:
+    return request.method == "POST" and request.url.path in SIGN_IN_PATHS
+
+
+def create_app(db: Database, settings: Settings | None = None, *, extra_route_handlers: list | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    policy = load_policy(settings.policies_dir / "access.toml")
+    csrf = CSRFConfig(
+        secret=host_secret(settings.home, "csrf.key"),
+        cookie_name="healthos_csrf",
+        cookie_secure=settings.tls,
+        cookie_samesite="strict",
+        header_name="x-csrf-token",
+        # Bearer-token clients have no cookie jar; /api/ refuses cookie-authenticated writes instead.
+        exclude=["/api/"],
+    )
+    rate_limit = RateLimitConfig(rate_limit=("minute", settings.signin_attempts_per_minute),
+                                 check_throttle_handler=_throttled, exclude=["/static/"])
     return Litestar(
-        route_handlers=ROUTE_HANDLERS,
-        state=State({"db": db}),
+        route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or []),
+                        create_static_files_router(path="/static", directories=[HERE / "static"],
+                                                   opt={"public": True}, include_in_schema=False)],
+        state=State({"db": db, "policy": policy, "settings": settings}),
+        guards=[permission_guard],
         exception_handlers=errors.handlers,
-        middleware=[request_context_middleware],
+        middleware=[request_context_middleware, security_headers_middleware, authentication_middleware,
+                    rate_limit.middleware],
+        csrf_config=csrf,
+        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(
             title="HealthOS appliance",
             version=__version__,
-            path="/schema",
             render_plugins=[JsonRenderPlugin()],
+            # The API's description is public (it holds no data); every other route declares a permission.
+            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
         ),
         debug=False,
         # Logging is ours (structlog JSON, configured by the CLI); Litestar must not install its own.

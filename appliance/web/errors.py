@@ -6,6 +6,7 @@ from __future__ import annotations
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.response import Redirect
 from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_500_INTERNAL_SERVER_ERROR
 
 from appliance.substrate.db import InvalidSlug, UnknownTenant
@@ -25,7 +26,9 @@ def invalid_slug(_: Request, exc: InvalidSlug) -> Response:
     return problem(HTTP_404_NOT_FOUND, f"no tenant by that name: {exc}")
 
 
-def http_exception(_: Request, exc: HTTPException) -> Response:
+def http_exception(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 401 and request.method == "GET" and not request.url.path.startswith("/api/"):
+        return Redirect("/signin")  # a person at a browser is sent to the front door, not shown JSON
     extra = {}
     if isinstance(exc, ValidationException) and exc.extra:
         extra["errors"] = exc.extra

@@ -1,0 +1,601 @@
+"""One identity: subjects (a person, once, across every facility), accounts, memberships, sessions,
+API tokens — all in `control`.
+
+- Subjects and the master patient index: an exact national health ID links; otherwise a
+  deterministic demographic key (normalised names, birth date, sex) only *proposes* candidates.
+  Merging two subjects is an explicit, reversible act: the merged subject points at the survivor,
+  nothing is rewritten, and an unmerge clears the pointer.
+- Accounts are created with a one-time enrolment code (never a password); enrolment sets the
+  password (Argon2id) and the TOTP secret. Sign-in failures count towards a lock; the error never
+  says whether the account exists, and an unknown e-mail costs the same KDF work as a known one.
+- Sessions are server-side: the browser holds a random token, the database its SHA-256. Idle and
+  absolute expiry, revocation and sign-out everywhere are checks on that row.
+- API tokens belong to machine accounts, are scoped to one tenant and a set of permissions, shown
+  once and stored hashed.
+
+Every act here that a regulator cares about (sign-in and its failure, merge, unmerge, enrolment,
+token issue and revocation) passes through `_audit`, the one seam the audit trail hooks into.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from appliance.substrate import passwords, totp
+from appliance.substrate.db import control_metadata
+from appliance.substrate.policy import AccessPolicy
+from appliance.substrate.principal import AccountKind, Principal
+
+UUID = postgresql.UUID(as_uuid=True)
+
+subject = sa.Table(
+    "subject", control_metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("national_id", sa.Text, nullable=True, doc="patient data: national health identifier"),
+    sa.Column("family_name", sa.Text, nullable=False, doc="patient data"),
+    sa.Column("given_names", sa.Text, nullable=False, doc="patient data"),
+    sa.Column("birth_date", sa.Date, nullable=True, doc="patient data"),
+    sa.Column("sex", sa.Text, nullable=True, doc="patient data"),
+    sa.Column("demographic_key", sa.Text, nullable=False, doc="patient data (derived)"),
+    sa.Column("merged_into", UUID, sa.ForeignKey("control.subject.id"), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("subject_national_id_key", "national_id", unique=True,
+             postgresql_where=sa.text("national_id IS NOT NULL")),
+    sa.Index("subject_demographic_key_idx", "demographic_key"),
+)
+
+subject_merge = sa.Table(
+    "subject_merge", control_metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("survivor_id", UUID, sa.ForeignKey("control.subject.id"), nullable=False),
+    sa.Column("merged_id", UUID, sa.ForeignKey("control.subject.id"), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("merged_by", UUID, nullable=True),
+    sa.Column("merged_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("undone_by", UUID, nullable=True),
+    sa.Column("undone_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+account = sa.Table(
+    "account", control_metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("subject_id", UUID, sa.ForeignKey("control.subject.id"), nullable=True),
+    sa.Column("appliance_role", sa.Text, nullable=True),
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("mfa_secret", sa.Text, nullable=True),
+    sa.Column("mfa_required", sa.Boolean, nullable=False),
+    sa.Column("last_totp_step", sa.BigInteger, nullable=True),
+    sa.Column("failed_signins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("enrolment_code_hash", sa.Text, nullable=True),
+    sa.Column("enrolment_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("account_email_key", sa.text("lower(email)"), unique=True),
+    sa.Index("account_enrolment_code_key", "enrolment_code_hash", unique=True,
+             postgresql_where=sa.text("enrolment_code_hash IS NOT NULL")),
+)
+
+membership = sa.Table(
+    "membership", control_metadata,
+    sa.Column("account_id", UUID, sa.ForeignKey("control.account.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tenant", sa.Text, sa.ForeignKey("control.tenant.slug", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.Text, primary_key=True),
+    sa.Column("ward", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+session = sa.Table(
+    "session", control_metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("account_id", UUID, sa.ForeignKey("control.account.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("mfa_passed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("tenant", sa.Text, nullable=True),
+    sa.Column("role", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("session_account_idx", "account_id"),
+)
+
+api_token = sa.Table(
+    "api_token", control_metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("account_id", UUID, sa.ForeignKey("control.account.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tenant", sa.Text, sa.ForeignKey("control.tenant.slug", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("permissions", postgresql.ARRAY(sa.Text), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    session_idle: timedelta = timedelta(minutes=15)
+    session_absolute: timedelta = timedelta(hours=12)
+    max_failed_signins: int = 5
+    lock_duration: timedelta = timedelta(minutes=15)
+    enrolment_valid: timedelta = timedelta(hours=72)
+    password_policy: passwords.PasswordPolicy = passwords.DEFAULT_POLICY
+
+
+DEFAULT_SETTINGS = IdentitySettings()
+
+
+class IdentityError(ValueError):
+    """A refused identity operation; the message is safe to show to the person who asked."""
+
+
+# The one refusal a sign-in ever shows: it never says whether the account exists or is locked.
+SIGNIN_REFUSED = "the e-mail, password or code is not right, or the account is locked; try again later"
+
+
+# -- the audit seam --------------------------------------------------------------------------------
+
+AuditHook = Callable[..., None]
+_audit_hooks: list[AuditHook] = []
+
+
+def register_audit_hook(hook: AuditHook) -> None:
+    if hook not in _audit_hooks:
+        _audit_hooks.append(hook)
+
+
+def _audit(conn: Connection, *, event_type: str, action: str, principal: Principal | None = None,
+           outcome: str = "success", detail: dict | None = None) -> None:
+    """Appliance-level audit events, in the caller's transaction (no audit, no act)."""
+    for hook in _audit_hooks:
+        hook(conn, tenant=None, principal=principal, event_type=event_type, action=action, outcome=outcome,
+             detail=detail or {})
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalise_name(name: str) -> str:
+    """Lowercase ASCII letters only: 'Nakato-Ssemwogerere ' and 'nakato ssemwogerere' agree."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(ch for ch in decomposed.lower() if "a" <= ch <= "z")
+
+
+def demographic_key(family_name: str, given_names: str, birth_date: date | None, sex: str | None) -> str:
+    given = " ".join(sorted(normalise_name(part) for part in given_names.split() if normalise_name(part)))
+    born = birth_date.isoformat() if birth_date else ""
+    return f"{normalise_name(family_name)}|{given}|{born}|{(sex or '')[:1].lower()}"
+
+
+# -- subjects and the master patient index --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubjectMatch:
+    subject_id: uuid.UUID
+    how: str  # "national_id" (linked to an existing subject) or "created"
+    candidates: list[uuid.UUID]  # other subjects with the same demographic key, for a person to review
+
+
+def resolve_subject(conn: Connection, subject_id: uuid.UUID) -> uuid.UUID:
+    """Follow merges to the surviving subject."""
+    seen = set()
+    current = subject_id
+    while current not in seen:
+        seen.add(current)
+        nxt = conn.execute(sa.select(subject.c.merged_into).where(subject.c.id == current)).scalar()
+        if nxt is None:
+            return current
+        current = nxt
+    raise IdentityError("subject merges form a cycle")
+
+
+def subject_ids_resolving_to(conn: Connection, subject_id: uuid.UUID) -> list[uuid.UUID]:
+    """The subject and every subject merged into it (directly or through others)."""
+    rows = conn.execute(sa.text(
+        "WITH RECURSIVE tree(id) AS (SELECT CAST(:id AS uuid) UNION "
+        "SELECT s.id FROM control.subject s JOIN tree t ON s.merged_into = t.id) SELECT id FROM tree"
+    ), {"id": subject_id}).scalars()
+    return list(rows)
+
+
+def match_or_create_subject(
+    conn: Connection, *, family_name: str, given_names: str, birth_date: date | None = None,
+    sex: str | None = None, national_id: str | None = None,
+) -> SubjectMatch:
+    key = demographic_key(family_name, given_names, birth_date, sex)
+    national_id = (national_id or "").strip() or None
+    if national_id:
+        existing = conn.execute(sa.select(subject.c.id).where(subject.c.national_id == national_id)).scalar()
+        if existing is not None:
+            return SubjectMatch(resolve_subject(conn, existing), "national_id", [])
+    candidates = list(conn.execute(
+        sa.select(subject.c.id).where(subject.c.demographic_key == key, subject.c.merged_into.is_(None))
+    ).scalars())
+    new_id = uuid.uuid4()
+    conn.execute(sa.insert(subject).values(
+        id=new_id, national_id=national_id, family_name=family_name.strip(), given_names=given_names.strip(),
+        birth_date=birth_date, sex=sex, demographic_key=key,
+    ))
+    return SubjectMatch(new_id, "created", candidates)
+
+
+def merge_subjects(conn: Connection, *, survivor_id: uuid.UUID, merged_id: uuid.UUID, reason: str,
+                   by: Principal | None) -> uuid.UUID:
+    if not reason.strip():
+        raise IdentityError("a merge needs a stated reason")
+    survivor_id = resolve_subject(conn, survivor_id)
+    if resolve_subject(conn, merged_id) == survivor_id:
+        raise IdentityError("these subjects are already the same person")
+    if conn.execute(sa.select(subject.c.merged_into).where(subject.c.id == merged_id)).scalar() is not None:
+        raise IdentityError("the subject to merge is already merged into another; unmerge it first")
+    merge_id = uuid.uuid4()
+    conn.execute(sa.update(subject).where(subject.c.id == merged_id).values(merged_into=survivor_id))
+    conn.execute(sa.insert(subject_merge).values(
+        id=merge_id, survivor_id=survivor_id, merged_id=merged_id, reason=reason.strip(),
+        merged_by=by.account_id if by else None,
+    ))
+    _audit(conn, event_type="subject.merge", action="U", principal=by,
+           detail={"merge": str(merge_id), "survivor": str(survivor_id), "merged": str(merged_id)})
+    return merge_id
+
+
+def unmerge_subjects(conn: Connection, *, merge_id: uuid.UUID, by: Principal | None) -> None:
+    row = conn.execute(sa.select(subject_merge).where(subject_merge.c.id == merge_id)).first()
+    if row is None or row.undone_at is not None:
+        raise IdentityError("no such merge to undo")
+    conn.execute(sa.update(subject).where(subject.c.id == row.merged_id).values(merged_into=None))
+    conn.execute(sa.update(subject_merge).where(subject_merge.c.id == merge_id).values(
+        undone_at=_now(), undone_by=by.account_id if by else None))
+    _audit(conn, event_type="subject.unmerge", action="U", principal=by,
+           detail={"merge": str(merge_id), "survivor": str(row.survivor_id), "merged": str(row.merged_id)})
+
+
+# -- accounts --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    account_id: uuid.UUID
+    enrolment_code: str
+
+
+def create_account(
+    conn: Connection, policy: AccessPolicy, *, kind: AccountKind, email: str, display_name: str,
+    role: str, tenant: str | None = None, ward: str | None = None, subject_id: uuid.UUID | None = None,
+    settings: IdentitySettings | None = None, by: Principal | None = None,
+) -> NewAccount:
+    """An account with one role, and a one-time enrolment code (never a password)."""
+    email = email.strip()
+    if "@" not in email or len(email) > 254:
+        raise IdentityError(f"{email!r} is not an e-mail address")
+    if role not in policy.roles:
+        raise IdentityError(f"unknown role {role!r}; roles are: {', '.join(sorted(policy.roles))}")
+    tenant_role = policy.is_tenant_role(role)
+    if tenant_role and not tenant:
+        raise IdentityError(f"role {role!r} works inside a facility: give --tenant")
+    if not tenant_role and tenant:
+        raise IdentityError(f"role {role!r} is appliance-wide: it takes no tenant")
+    if conn.execute(sa.select(account.c.id).where(sa.func.lower(account.c.email) == email.lower())).first():
+        raise IdentityError(f"an account for {email} already exists")
+    account_id = uuid.uuid4()
+    code = secrets.token_urlsafe(24)
+    conn.execute(sa.insert(account).values(
+        id=account_id, kind=kind, email=email, display_name=display_name.strip() or email,
+        subject_id=subject_id, appliance_role=None if tenant_role else role,
+        mfa_required=policy.requires_mfa(role), enrolment_code_hash=token_digest(code),
+        enrolment_expires_at=_now() + (settings or DEFAULT_SETTINGS).enrolment_valid,
+    ))
+    if tenant_role:
+        add_membership(conn, policy, account_id=account_id, tenant=tenant, role=role, ward=ward)
+    _audit(conn, event_type="account.create", action="C", principal=by,
+           detail={"account": str(account_id), "role": role, "tenant": tenant})
+    return NewAccount(account_id, code)
+
+
+def add_membership(conn: Connection, policy: AccessPolicy, *, account_id: uuid.UUID, tenant: str, role: str,
+                   ward: str | None = None) -> None:
+    if not policy.is_tenant_role(role):
+        raise IdentityError(f"{role!r} is not a facility role")
+    exists = conn.execute(sa.text("SELECT 1 FROM control.tenant WHERE slug = :t AND status = 'active'"),
+                          {"t": tenant}).first()
+    if not exists:
+        raise IdentityError(f"no tenant named {tenant!r}")
+    conn.execute(postgresql.insert(membership).values(account_id=account_id, tenant=tenant, role=role, ward=ward)
+                 .on_conflict_do_nothing())
+
+
+def account_by_email(conn: Connection, email: str):
+    return conn.execute(sa.select(account).where(sa.func.lower(account.c.email) == email.strip().lower())).first()
+
+
+def memberships_of(conn: Connection, account_id: uuid.UUID) -> list[dict]:
+    rows = conn.execute(
+        sa.text("SELECT m.tenant, m.role, m.ward, t.name FROM control.membership m "
+                "JOIN control.tenant t ON t.slug = m.tenant WHERE m.account_id = :a ORDER BY t.name, m.role"),
+        {"a": account_id},
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def pending_enrolment(conn: Connection, code: str):
+    """The account an unexpired enrolment code belongs to, with a TOTP secret ready to show."""
+    row = conn.execute(sa.select(account).where(account.c.enrolment_code_hash == token_digest(code))).first()
+    if row is None or row.enrolment_expires_at < _now() or row.disabled_at is not None:
+        raise IdentityError("this enrolment link is not valid or has expired; ask for a new one")
+    if row.mfa_secret is None:
+        conn.execute(sa.update(account).where(account.c.id == row.id).values(mfa_secret=totp.generate_secret()))
+        row = conn.execute(sa.select(account).where(account.c.id == row.id)).first()
+    return row
+
+
+def complete_enrolment(conn: Connection, code: str, password: str, totp_code: str | None,
+                       settings: IdentitySettings | None = None) -> uuid.UUID:
+    row = pending_enrolment(conn, code)
+    weakness = passwords.check_password_strength(password)
+    if weakness:
+        raise IdentityError(weakness)
+    step = None
+    if row.mfa_required or totp_code:
+        step = totp.verify(row.mfa_secret, totp_code or "", _now().timestamp(), None)
+        if step is None:
+            raise IdentityError("that authenticator code is not right; check the time on your phone and try again")
+    conn.execute(sa.update(account).where(account.c.id == row.id).values(
+        password_hash=passwords.hash_password(password, (settings or DEFAULT_SETTINGS).password_policy),
+        last_totp_step=step, enrolment_code_hash=None, enrolment_expires_at=None,
+        mfa_secret=row.mfa_secret if step is not None else None, failed_signins=0, locked_until=None,
+    ))
+    _audit(conn, event_type="account.enrol", action="U", detail={"account": str(row.id)})
+    return row.id
+
+
+def set_credentials(conn: Connection, account_id: uuid.UUID, *, password: str, mfa_secret: str | None,
+                    settings: IdentitySettings | None = None) -> None:
+    """Set a password and TOTP secret directly (demo accounts generated at `up --demo`)."""
+    conn.execute(sa.update(account).where(account.c.id == account_id).values(
+        password_hash=passwords.hash_password(password, (settings or DEFAULT_SETTINGS).password_policy),
+        mfa_secret=mfa_secret,
+        enrolment_code_hash=None, enrolment_expires_at=None,
+    ))
+
+
+def disable_account(conn: Connection, email: str, by: Principal | None = None) -> None:
+    row = account_by_email(conn, email)
+    if row is None:
+        raise IdentityError(f"no account for {email}")
+    conn.execute(sa.update(account).where(account.c.id == row.id).values(disabled_at=_now()))
+    revoke_all_sessions(conn, row.id)
+    conn.execute(sa.update(api_token).where(api_token.c.account_id == row.id, api_token.c.revoked_at.is_(None))
+                 .values(revoked_at=_now()))
+    _audit(conn, event_type="account.disable", action="U", principal=by, detail={"account": str(row.id)})
+
+
+def reset_mfa(conn: Connection, email: str, settings: IdentitySettings | None = None,
+              by: Principal | None = None) -> str:
+    """Clear the TOTP secret and sessions; the person re-enrols with the returned one-time code."""
+    row = account_by_email(conn, email)
+    if row is None:
+        raise IdentityError(f"no account for {email}")
+    code = secrets.token_urlsafe(24)
+    conn.execute(sa.update(account).where(account.c.id == row.id).values(
+        mfa_secret=None, last_totp_step=None, password_hash=None, enrolment_code_hash=token_digest(code),
+        enrolment_expires_at=_now() + (settings or DEFAULT_SETTINGS).enrolment_valid,
+    ))
+    revoke_all_sessions(conn, row.id)
+    _audit(conn, event_type="account.reset_mfa", action="U", principal=by, detail={"account": str(row.id)})
+    return code
+
+
+# -- sign-in ---------------------------------------------------------------------------------------
+
+# Verified against when the e-mail is unknown, so both paths cost one Argon2id computation.
+_DUMMY_HASH = passwords.hash_password("not-a-password-" + secrets.token_hex(8))
+
+
+def _count_failure(conn: Connection, row, settings: IdentitySettings, reason: str) -> None:
+    failures = row.failed_signins + 1
+    locked_until = _now() + settings.lock_duration if failures >= settings.max_failed_signins else row.locked_until
+    conn.execute(sa.update(account).where(account.c.id == row.id).values(
+        failed_signins=failures, locked_until=locked_until))
+    _audit(conn, event_type="signin", action="E", outcome="failure",
+           detail={"account": str(row.id), "reason": reason, "locked": locked_until is not None})
+
+
+def check_password(conn: Connection, email: str, password: str,
+                   settings: IdentitySettings | None = None) -> uuid.UUID | None:
+    """First factor: the account id, or None for every kind of failure alike. A failure is counted
+    and audited in `conn`'s transaction, so the caller must commit before it refuses."""
+    settings = settings or DEFAULT_SETTINGS
+    row = account_by_email(conn, email)
+    if row is None or row.password_hash is None:
+        passwords.verify_password(password, _DUMMY_HASH)
+        _audit(conn, event_type="signin", action="E", outcome="failure", detail={"reason": "unknown account"})
+        return None
+    if row.disabled_at is not None or (row.locked_until is not None and row.locked_until > _now()):
+        passwords.verify_password(password, _DUMMY_HASH)
+        _audit(conn, event_type="signin", action="E", outcome="failure",
+               detail={"account": str(row.id), "reason": "locked or disabled"})
+        return None
+    if not passwords.verify_password(password, row.password_hash):
+        _count_failure(conn, row, settings, "password")
+        return None
+    if passwords.needs_rehash(row.password_hash, settings.password_policy):
+        conn.execute(sa.update(account).where(account.c.id == row.id).values(
+            password_hash=passwords.hash_password(password, settings.password_policy)))
+    return row.id
+
+
+def check_totp(conn: Connection, account_id: uuid.UUID, code: str,
+               settings: IdentitySettings | None = None) -> bool:
+    """Second factor; each code is usable once (its time step must be newer than the last used).
+    Like `check_password`, a failure is recorded in `conn`'s transaction: commit, then refuse."""
+    row = conn.execute(sa.select(account).where(account.c.id == account_id).with_for_update()).first()
+    if row is None or row.mfa_secret is None or row.disabled_at is not None:
+        return False
+    if row.locked_until is not None and row.locked_until > _now():
+        return False
+    step = totp.verify(row.mfa_secret, code, _now().timestamp(), row.last_totp_step)
+    if step is None:
+        _count_failure(conn, row, settings or DEFAULT_SETTINGS, "totp")
+        return False
+    conn.execute(sa.update(account).where(account.c.id == account_id).values(
+        last_totp_step=step, failed_signins=0, locked_until=None))
+    return True
+
+
+def signin_complete(conn: Connection, account_id: uuid.UUID) -> None:
+    conn.execute(sa.update(account).where(account.c.id == account_id).values(failed_signins=0, locked_until=None))
+    _audit(conn, event_type="signin", action="E", detail={"account": str(account_id)})
+
+
+def needs_mfa(conn: Connection, account_id: uuid.UUID) -> bool:
+    row = conn.execute(
+        sa.select(account.c.mfa_required, account.c.mfa_secret).where(account.c.id == account_id)).first()
+    return bool(row.mfa_required or row.mfa_secret)
+
+
+# -- sessions --------------------------------------------------------------------------------------
+
+
+def start_session(conn: Connection, account_id: uuid.UUID, *, mfa_passed: bool,
+                  settings: IdentitySettings | None = None) -> str:
+    token = secrets.token_urlsafe(32)
+    first = conn.execute(sa.select(membership.c.tenant, membership.c.role).where(
+        membership.c.account_id == account_id).order_by(membership.c.tenant, membership.c.role)).first()
+    conn.execute(sa.insert(session).values(
+        id=uuid.uuid4(), token_hash=token_digest(token), account_id=account_id, mfa_passed=mfa_passed,
+        tenant=first.tenant if first else None, role=first.role if first else None,
+        expires_at=_now() + (settings or DEFAULT_SETTINGS).session_absolute,
+    ))
+    return token
+
+
+def mark_mfa_passed(conn: Connection, token: str) -> None:
+    conn.execute(sa.update(session).where(session.c.token_hash == token_digest(token)).values(mfa_passed=True))
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    id: uuid.UUID
+    account_id: uuid.UUID
+    mfa_passed: bool
+    tenant: str | None
+    role: str | None
+    kind: str
+    display_name: str
+    subject_id: uuid.UUID | None
+    appliance_role: str | None
+
+
+_SESSION_LOOKUP = sa.text(
+    "SELECT s.id, s.account_id, s.mfa_passed, s.tenant, s.role, s.last_seen_at, a.kind, a.display_name, "
+    "a.subject_id, a.appliance_role FROM control.session s JOIN control.account a ON a.id = s.account_id "
+    "WHERE s.token_hash = :h AND s.revoked_at IS NULL AND s.expires_at > now() "
+    "AND s.last_seen_at > now() - CAST(:idle AS interval) AND a.disabled_at IS NULL"
+)
+
+
+def load_session(conn: Connection, token: str, settings: IdentitySettings | None = None) -> LiveSession | None:
+    """A live session for the token, or None (unknown, revoked, idle too long, past its absolute end)."""
+    idle = (settings or DEFAULT_SETTINGS).session_idle
+    row = conn.execute(_SESSION_LOOKUP, {"h": token_digest(token), "idle": idle}).first()
+    if row is None:
+        return None
+    # Writing last_seen_at on every request would make every read a write; a minute's slack is enough.
+    if row.last_seen_at < _now() - timedelta(seconds=60):
+        conn.execute(sa.update(session).where(session.c.id == row.id).values(last_seen_at=sa.func.now()))
+    return LiveSession(row.id, row.account_id, row.mfa_passed, row.tenant, row.role, row.kind, row.display_name,
+                       row.subject_id, row.appliance_role)
+
+
+def switch_tenant(conn: Connection, session_id: uuid.UUID, account_id: uuid.UUID, tenant: str, role: str) -> None:
+    held = conn.execute(sa.select(membership.c.role).where(
+        membership.c.account_id == account_id, membership.c.tenant == tenant, membership.c.role == role)).first()
+    if held is None:
+        raise IdentityError("you hold no such role in that facility")
+    conn.execute(sa.update(session).where(session.c.id == session_id).values(tenant=tenant, role=role))
+
+
+def revoke_session(conn: Connection, session_id: uuid.UUID) -> None:
+    conn.execute(sa.update(session).where(session.c.id == session_id, session.c.revoked_at.is_(None))
+                 .values(revoked_at=_now()))
+
+
+def revoke_all_sessions(conn: Connection, account_id: uuid.UUID) -> int:
+    return conn.execute(sa.update(session).where(session.c.account_id == account_id, session.c.revoked_at.is_(None))
+                        .values(revoked_at=_now())).rowcount
+
+
+def principal_for_session(live: LiveSession, policy: AccessPolicy) -> Principal:
+    role = live.role if live.tenant else live.appliance_role
+    permissions = policy.permissions_of(role) if role else frozenset()
+    return Principal(
+        account_id=live.account_id, kind=live.kind, display_name=live.display_name, subject_id=live.subject_id,
+        tenant=live.tenant, role=role, permissions=permissions, session_id=live.id,
+    )
+
+
+# -- API tokens ------------------------------------------------------------------------------------
+
+TOKEN_PREFIX = "hos_"  # noqa: S105 -- a visible prefix so leaked tokens are recognisable, not a secret
+
+
+def issue_api_token(conn: Connection, *, account_id: uuid.UUID, tenant: str, name: str,
+                    permissions: list[str], by: Principal | None = None) -> str:
+    """A bearer token for a machine client; the only time its value exists outside the client."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token_id = uuid.uuid4()
+    conn.execute(sa.insert(api_token).values(
+        id=token_id, token_hash=token_digest(token), account_id=account_id, tenant=tenant, name=name,
+        permissions=sorted(set(permissions)),
+    ))
+    _audit(conn, event_type="token.issue", action="C", principal=by,
+           detail={"token": str(token_id), "tenant": tenant, "permissions": sorted(set(permissions))})
+    return token
+
+
+def revoke_api_token(conn: Connection, token_id: uuid.UUID, by: Principal | None = None) -> None:
+    done = conn.execute(sa.update(api_token).where(api_token.c.id == token_id, api_token.c.revoked_at.is_(None))
+                        .values(revoked_at=_now())).rowcount
+    if not done:
+        raise IdentityError("no such live token")
+    _audit(conn, event_type="token.revoke", action="U", principal=by, detail={"token": str(token_id)})
+
+
+_TOKEN_LOOKUP = sa.text(
+    "SELECT t.id, t.tenant, t.permissions, a.id AS account_id, a.kind, a.display_name FROM control.api_token t "
+    "JOIN control.account a ON a.id = t.account_id "
+    "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND a.disabled_at IS NULL"
+)
+
+
+def principal_for_token(conn: Connection, token: str) -> Principal | None:
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    row = conn.execute(_TOKEN_LOOKUP, {"h": token_digest(token)}).first()
+    if row is None:
+        return None
+    return Principal(account_id=row.account_id, kind=row.kind, display_name=row.display_name, tenant=row.tenant,
+                     role="api_token", permissions=frozenset(row.permissions), token_id=row.id)

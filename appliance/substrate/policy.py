@@ -1,0 +1,89 @@
+"""Access policy as data: `policies/access.toml` read into role → permission patterns.
+
+Rules have stable ids (ACC-NNN) so an audit event or a refusal can cite the rule that decided.
+A permission pattern ending in `*` grants a family (`clinical.*`).
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PERMISSION_PATTERN = r"^[a-z_]+(\.[a-z_]+){0,2}(\.\*)?$|^[a-z_]+\.\*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoleSpec(_Strict):
+    scope: str = Field(pattern="^(tenant|appliance)$")
+    mfa: bool
+    description: str
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=r"^ACC-\d{3}$")
+    description: str
+    roles: list[str]
+    permissions: list[str]
+
+
+class PolicyFile(_Strict):
+    roles: dict[str, RoleSpec]
+    rule: list[Rule]
+
+
+class PolicyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    roles: dict[str, RoleSpec]
+    rules: tuple[Rule, ...]
+
+    def permissions_of(self, role: str) -> frozenset[str]:
+        return frozenset(p for rule in self.rules if role in rule.roles for p in rule.permissions)
+
+    def is_tenant_role(self, role: str) -> bool:
+        return role in self.roles and self.roles[role].scope == "tenant"
+
+    def requires_mfa(self, role: str) -> bool:
+        return self.roles[role].mfa
+
+    def rule_granting(self, role: str, permission: str) -> str | None:
+        for rule in self.rules:
+            if role in rule.roles and any(permission_matches(p, permission) for p in rule.permissions):
+                return rule.id
+        return None
+
+
+def permission_matches(pattern: str, permission: str) -> bool:
+    if pattern.endswith(".*"):
+        return permission.startswith(pattern[:-1])
+    return pattern == permission
+
+
+def grants(patterns: frozenset[str], permission: str) -> bool:
+    return permission in patterns or any(permission_matches(p, permission) for p in patterns if p.endswith("*"))
+
+
+@functools.cache
+def load_policy(path: Path) -> AccessPolicy:
+    try:
+        parsed = PolicyFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise PolicyError(f"{path}: {exc}") from exc
+    ids = [rule.id for rule in parsed.rule]
+    if len(set(ids)) != len(ids):
+        raise PolicyError(f"{path}: rule ids must be unique")
+    for rule in parsed.rule:
+        unknown = set(rule.roles) - set(parsed.roles)
+        if unknown:
+            raise PolicyError(f"{path}: rule {rule.id} names unknown roles {sorted(unknown)}")
+    return AccessPolicy(roles=parsed.roles, rules=tuple(parsed.rule))

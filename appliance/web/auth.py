@@ -1,0 +1,138 @@
+"""Who is asking, and may they: the authentication middleware, the one permission guard, and the
+security headers every response carries.
+
+- A request is authenticated by a session cookie (browsers) or a bearer API token (machines). The
+  middleware resolves it to a `Principal` in `scope["user"]`, or leaves `None`.
+- Cookie-authenticated requests may only *read* under `/api/`: writes there need a bearer token.
+  Page forms carry a CSRF token (Litestar's CSRF middleware); SameSite=Strict cookies do the rest.
+- Every route declares `opt={"permission": "layer.resource.action"}` or `opt={"public": True}`;
+  the guard fails closed on a route that declares neither. A tenant route (`{tenant}` in its path)
+  also requires the principal to be working in that tenant.
+"""
+
+from __future__ import annotations
+
+from anyio import to_thread
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from appliance.substrate import identity
+from appliance.substrate.db import Database, UnknownTenant
+from appliance.substrate.policy import AccessPolicy
+from appliance.substrate.principal import Principal
+
+SESSION_COOKIE = "healthos_session"
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                k, _, v = part.strip().partition("=")
+                if k == name:
+                    return v
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def resolve(db: Database, policy: AccessPolicy, scope: Scope) -> tuple[Principal | None, identity.LiveSession | None]:
+    """The principal behind a request (and its session, even one still waiting for MFA)."""
+    tenant = (scope.get("path_params") or {}).get("tenant")
+    if tenant is not None and not db.tenant_exists(tenant):
+        raise UnknownTenant(tenant)
+    authorization = _header(scope, b"authorization") or ""
+    if authorization.lower().startswith("bearer "):
+        with db.control() as conn:
+            return identity.principal_for_token(conn, authorization[7:].strip()), None
+    token = _cookie(scope, SESSION_COOKIE)
+    if not token:
+        return None, None
+    with db.control() as conn:
+        live = identity.load_session(conn, token)
+    if live is None:
+        return None, None
+    if not live.mfa_passed:
+        return None, live
+    return identity.principal_for_session(live, policy), live
+
+
+def authentication_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            state = scope["litestar_app"].state
+            # An unknown tenant raises here, before authentication, on purpose: facility names are
+            # public, and a 404 naming the slug tells a mistyped URL apart from a refusal.
+            principal, live = await to_thread.run_sync(resolve, state.db, state.policy, scope)
+            if principal is not None and principal.session_id and scope.get("method") in UNSAFE_METHODS \
+                    and scope.get("path", "").startswith("/api/"):
+                principal = None  # cookie sessions only read the API; writes need a bearer token
+            scope["user"] = principal
+            scope["auth"] = live
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    if handler.opt.get("public"):
+        return
+    permission = handler.opt.get("permission")
+    if not permission:
+        # Fail closed: a route that forgot to declare its permission is reachable by nobody.
+        raise PermissionDeniedException(f"route {connection.scope.get('path_template')} declares no permission")
+    principal: Principal | None = connection.scope.get("user")
+    if principal is None:
+        raise NotAuthorizedException("sign in first (your session may have expired or been signed out)")
+    tenant = connection.path_params.get("tenant")
+    if tenant is not None and tenant != principal.tenant:
+        raise PermissionDeniedException(
+            "you are not working in this facility" if principal.tenant else "this needs a facility role")
+    if not principal.can(permission):
+        raise PermissionDeniedException(f"your role may not do this ({permission})")
+
+
+def security_headers_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        static = scope.get("path", "").startswith("/static/")
+        tls = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+                ]
+                if not static:
+                    # Pages and API answers may hold patient data: never cached by a browser or a proxy.
+                    headers.append((b"cache-control", b"no-store"))
+                if tls:
+                    headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+                existing = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"
+                            or static]
+                message["headers"] = existing + headers
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware

@@ -1,0 +1,127 @@
+"""One identity: the master patient index, merges, sign-in, lockout, TOTP replay, sessions, tokens."""
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.substrate import identity, totp
+from appliance.substrate.db import Database
+
+
+def test_national_id_links_exactly_and_demographics_only_propose(db: Database):
+    nid = f"NID-{uuid.uuid4().hex[:10]}"
+    with db.control() as conn:
+        first = identity.match_or_create_subject(conn, family_name="Nakato", given_names="Grace Amina",
+                                                 birth_date=date(1990, 4, 2), sex="female", national_id=nid)
+        again = identity.match_or_create_subject(conn, family_name="NAKATO ", given_names="Grace",
+                                                 national_id=nid)
+        lookalike = identity.match_or_create_subject(conn, family_name="Nakató", given_names="amina  grace",
+                                                     birth_date=date(1990, 4, 2), sex="F")
+    assert first.how == "created"
+    assert again.how == "national_id" and again.subject_id == first.subject_id
+    # Same normalised names, birth date and sex: proposed as a candidate, never linked silently.
+    assert lookalike.how == "created" and lookalike.subject_id != first.subject_id
+    assert first.subject_id in lookalike.candidates
+
+
+def test_merge_and_unmerge_keep_every_record_reachable_from_the_right_subject(db: Database):
+    with db.control() as conn:
+        a = identity.match_or_create_subject(conn, family_name="Okello", given_names="John").subject_id
+        b = identity.match_or_create_subject(conn, family_name="Okelo", given_names="John").subject_id
+        merge = identity.merge_subjects(conn, survivor_id=a, merged_id=b, reason="same person, misspelt", by=None)
+        assert identity.resolve_subject(conn, b) == a
+        assert set(identity.subject_ids_resolving_to(conn, a)) == {a, b}
+        identity.unmerge_subjects(conn, merge_id=merge, by=None)
+        assert identity.resolve_subject(conn, b) == b
+        assert identity.subject_ids_resolving_to(conn, a) == [a]
+        with pytest.raises(identity.IdentityError):
+            identity.unmerge_subjects(conn, merge_id=merge, by=None)
+
+
+def test_merge_needs_a_reason(db: Database):
+    with db.control() as conn:
+        a = identity.match_or_create_subject(conn, family_name="A", given_names="B").subject_id
+        b = identity.match_or_create_subject(conn, family_name="C", given_names="D").subject_id
+        with pytest.raises(identity.IdentityError, match="reason"):
+            identity.merge_subjects(conn, survivor_id=a, merged_id=b, reason="  ", by=None)
+
+
+def test_wrong_password_and_unknown_account_get_the_same_refusal(db: Database, person_factory, tenant_a):
+    person = person_factory("clinician", tenant_a.slug)
+    with db.control() as conn:
+        assert identity.check_password(conn, person.email, "wrong-password-123") is None
+        assert identity.check_password(conn, "nobody@test.invalid", "whatever-123456") is None
+        assert identity.check_password(conn, person.email, person.password) == person.account_id
+
+
+def test_nth_failure_locks_even_the_right_password_out(db: Database, person_factory, tenant_a):
+    person = person_factory("nurse", tenant_a.slug)
+    for _ in range(identity.DEFAULT_SETTINGS.max_failed_signins):
+        with db.control() as conn:
+            assert identity.check_password(conn, person.email, "not-the-password") is None
+    with db.control() as conn:
+        assert identity.check_password(conn, person.email, person.password) is None
+    with db.control() as conn:
+        row = identity.account_by_email(conn, person.email)
+    assert row.locked_until is not None and row.failed_signins >= 5
+
+
+def test_a_totp_code_works_once(db: Database, person_factory, tenant_a):
+    person = person_factory("clinician", tenant_a.slug)
+    import time
+
+    code = totp.totp_at(person.totp_secret, time.time())
+    with db.control() as conn:
+        assert identity.check_totp(conn, person.account_id, code) is True
+    with db.control() as conn:
+        assert identity.check_totp(conn, person.account_id, code) is False
+
+
+@pytest.mark.parametrize("how", ["revoked", "idle", "absolute", "disabled"])
+def test_dead_sessions_do_not_load(db: Database, person_factory, tenant_a, how):
+    person = person_factory("clinician", tenant_a.slug)
+    with db.control() as conn:
+        token = identity.start_session(conn, person.account_id, mfa_passed=True)
+        assert identity.load_session(conn, token) is not None
+        where = identity.session.c.token_hash == identity.token_digest(token)
+        if how == "revoked":
+            identity.revoke_all_sessions(conn, person.account_id)
+        elif how == "idle":
+            conn.execute(sa.update(identity.session).where(where).values(
+                last_seen_at=sa.func.now() - timedelta(minutes=16)))
+        elif how == "absolute":
+            conn.execute(sa.update(identity.session).where(where).values(expires_at=sa.func.now()))
+        else:
+            identity.disable_account(conn, person.email)
+        assert identity.load_session(conn, token) is None
+
+
+def test_enrolment_code_sets_password_and_totp_once(db: Database, policy, tenant_a):
+    import time
+
+    with db.control() as conn:
+        new = identity.create_account(conn, policy, kind="staff", email=f"e-{uuid.uuid4().hex[:8]}@test.invalid",
+                                      display_name="New Nurse", role="nurse", tenant=tenant_a.slug)
+        pending = identity.pending_enrolment(conn, new.enrolment_code)
+        with pytest.raises(identity.IdentityError, match="12"):
+            code = totp.totp_at(pending.mfa_secret, time.time())
+            identity.complete_enrolment(conn, new.enrolment_code, "short", code)
+    with db.control() as conn:
+        identity.complete_enrolment(conn, new.enrolment_code, "a long enough passphrase",
+                                    totp.totp_at(pending.mfa_secret, time.time()))
+    with pytest.raises(identity.IdentityError, match="not valid"), db.control() as conn:
+        identity.pending_enrolment(conn, new.enrolment_code)
+    with db.control() as conn:
+        assert identity.check_password(conn, pending.email, "a long enough passphrase") == new.account_id
+
+
+def test_roles_must_fit_their_scope(db: Database, policy, tenant_a):
+    with pytest.raises(identity.IdentityError, match="tenant"), db.control() as conn:
+        identity.create_account(conn, policy, kind="staff", email="x1@test.invalid", display_name="x", role="nurse")
+    with pytest.raises(identity.IdentityError, match="appliance-wide"), db.control() as conn:
+        identity.create_account(conn, policy, kind="regulator", email="x2@test.invalid", display_name="x",
+                                role="regulator", tenant=tenant_a.slug)
+    with pytest.raises(identity.IdentityError, match="unknown role"), db.control() as conn:
+        identity.create_account(conn, policy, kind="staff", email="x3@test.invalid", display_name="x", role="wizard")

@@ -1,0 +1,182 @@
+"""Authentication and authorisation, tried from the attacker's side."""
+
+import re
+import time
+
+import pytest
+from litestar import get
+from litestar.testing import TestClient
+
+from appliance.substrate import identity, totp
+from appliance.web.app import create_app
+
+PUBLIC_ROUTES = {"/health", "/ready", "/signin", "/signin/mfa", "/enrol", "/schema", "/schema/openapi.json",
+                 "/schema/{path:str}"}
+
+
+@pytest.fixture
+def fresh_client(db, settings):
+    """A client on its own app, so sign-in rate limits counted by other tests do not interfere."""
+    return TestClient(app=create_app(db, settings), raise_server_exceptions=False)
+
+
+def csrf_token(page_html: str) -> str:
+    match = re.search(r'name="_csrf_token" value="([^"]+)"', page_html)
+    assert match, "the form carries no CSRF token"
+    return match.group(1)
+
+
+def sign_in_over_http(client: TestClient, email: str, password: str, code: str | None):
+    page = client.get("/signin")
+    first = client.post("/signin", data={"email": email, "password": password, "_csrf_token": csrf_token(page.text)},
+                        follow_redirects=False)
+    if code is None or first.status_code != 302:
+        return first
+    mfa_page = client.get("/signin/mfa")
+    return client.post("/signin/mfa", data={"code": code, "_csrf_token": csrf_token(mfa_page.text)},
+                       follow_redirects=False)
+
+
+def test_full_sign_in_with_mfa_then_the_same_code_is_refused(fresh_client, person_factory, tenant_a):
+    person = person_factory("clinician", tenant_a.slug)
+    code = totp.totp_at(person.totp_secret, time.time())
+    done = sign_in_over_http(fresh_client, person.email, person.password, code)
+    assert done.status_code == 302 and done.headers["location"] == "/"
+    cookie = done.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    me = fresh_client.get("/api/me").json()
+    assert me["tenant"] == tenant_a.slug and me["role"] == "clinician"
+
+    replay = TestClient(app=fresh_client.app, raise_server_exceptions=False)
+    refused = sign_in_over_http(replay, person.email, person.password, code)
+    assert refused.status_code == 401
+    assert replay.get("/api/me").status_code == 401
+
+
+def test_password_alone_does_not_reach_data_when_mfa_is_required(fresh_client, person_factory, tenant_a):
+    person = person_factory("nurse", tenant_a.slug)
+    first = sign_in_over_http(fresh_client, person.email, person.password, None)
+    assert first.headers["location"] == "/signin/mfa"
+    assert fresh_client.get(f"/api/t/{tenant_a.slug}/wards").status_code == 401
+
+
+def test_nth_failed_sign_in_locks_the_account(fresh_client, person_factory, tenant_a):
+    person = person_factory("registrar", tenant_a.slug)
+    for _ in range(identity.DEFAULT_SETTINGS.max_failed_signins):
+        assert sign_in_over_http(fresh_client, person.email, "wrong-password-xx", None).status_code == 401
+    locked = sign_in_over_http(fresh_client, person.email, person.password, None)
+    assert locked.status_code == 401
+    assert identity.SIGNIN_REFUSED in locked.text
+
+
+def test_sign_in_is_rate_limited(db, settings, person_factory, tenant_a):
+    client = TestClient(app=create_app(db, settings), raise_server_exceptions=False)
+    statuses = [client.post("/signin", data={"email": "x@test.invalid", "password": "y"}).status_code
+                for _ in range(settings.signin_attempts_per_minute + 1)]
+    assert statuses[-1] == 429
+
+
+def test_form_post_without_or_with_a_stale_csrf_token_is_refused(fresh_client, person_factory, tenant_a):
+    person = person_factory("clinician", tenant_a.slug)
+    missing = fresh_client.post("/signin", data={"email": person.email, "password": person.password})
+    assert missing.status_code == 403
+    stale = csrf_token(fresh_client.get("/signin").text)
+    other = TestClient(app=fresh_client.app, raise_server_exceptions=False)
+    other.get("/signin")  # a different CSRF cookie
+    refused = other.post("/signin", data={"email": person.email, "password": person.password, "_csrf_token": stale})
+    assert refused.status_code == 403
+
+
+def test_another_tenants_clinician_is_refused_and_a_guessed_tenant_is_not_found(signed_in, tenant_a, tenant_b):
+    intruder = signed_in("clinician", tenant_b.slug)
+    assert intruder.get(f"/api/t/{tenant_a.slug}/wards").status_code == 403
+    assert intruder.get("/api/t/guessed_hospital/wards").status_code == 404
+    assert intruder.get(f"/api/t/{tenant_b.slug}/wards").status_code == 200
+
+
+@pytest.mark.parametrize("how", ["signed_out", "signed_out_everywhere", "revoked", "expired"])
+def test_ended_sessions_get_401(signed_in, db, tenant_a, how):
+    client = signed_in("clinician", tenant_a.slug)
+    assert client.get("/api/me").status_code == 200
+    if how in {"signed_out", "signed_out_everywhere"}:
+        page = client.get("/")
+        path = "/signout" if how == "signed_out" else "/signout/everywhere"
+        assert client.post(path, data={"_csrf_token": csrf_token(page.text)}, follow_redirects=False).status_code == 302
+    else:
+        import sqlalchemy as sa
+
+        with db.control() as conn:
+            values = {"revoked_at": sa.func.now()} if how == "revoked" else {"expires_at": sa.func.now()}
+            conn.execute(sa.update(identity.session).where(
+                identity.session.c.account_id == client.person.account_id).values(**values))
+    assert client.get("/api/me").status_code == 401
+    assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
+
+
+def test_cookie_sessions_cannot_write_under_the_api(signed_in, tenant_a):
+    client = signed_in("facility_admin", tenant_a.slug)
+    assert client.post("/api/me").status_code in {401, 405}
+
+
+def test_api_tokens_are_scoped_to_their_tenant_and_permissions(token_client, db, tenant_a, tenant_b):
+    reader = token_client(tenant_a.slug, permissions=["operations.ward.read"])
+    assert reader.get(f"/api/t/{tenant_a.slug}/wards").status_code == 200
+    assert reader.get(f"/api/t/{tenant_b.slug}/wards").status_code == 403
+    no_rights = token_client(tenant_a.slug, permissions=["financial.invoice.read"])
+    assert no_rights.get(f"/api/t/{tenant_a.slug}/wards").status_code == 403
+    with db.control() as conn:
+        row = conn.execute(identity.api_token.select().where(
+            identity.api_token.c.token_hash == identity.token_digest(reader.token))).first()
+        identity.revoke_api_token(conn, row.id)
+    assert reader.get(f"/api/t/{tenant_a.slug}/wards").status_code == 401
+    forged = TestClient(app=reader.app, raise_server_exceptions=False)
+    forged.headers["authorization"] = "Bearer hos_guess"
+    assert forged.get(f"/api/t/{tenant_a.slug}/wards").status_code == 401
+
+
+def test_security_headers_and_secure_cookies_under_tls(db, settings, person_factory, tenant_a):
+    client = TestClient(app=create_app(db, settings), base_url="https://appliance.test", raise_server_exceptions=False)
+    page = client.get("/signin")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["cache-control"] == "no-store"
+    assert "max-age" in page.headers["strict-transport-security"]
+    person = person_factory("clinician", tenant_a.slug)
+    first = client.post("/signin", data={"email": person.email, "password": person.password,
+                                         "_csrf_token": csrf_token(page.text)}, follow_redirects=False)
+    assert "secure" in first.headers["set-cookie"].lower()
+
+
+# -- every route declares its permission -------------------------------------------------------------
+
+
+def routes_without_permission(app) -> list[str]:
+    missing = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            opt = handler.opt
+            if set(handler.http_methods) == {"OPTIONS"}:
+                continue  # Litestar's automatic preflight answer, which serves no data
+            if opt.get("permission"):
+                continue
+            if opt.get("public") and (route.path in PUBLIC_ROUTES or route.path.startswith("/static")):
+                continue
+            missing.append(route.path)
+    return missing
+
+
+def test_every_route_declares_a_permission(app):
+    assert routes_without_permission(app) == []
+
+
+def test_the_route_walk_catches_a_route_that_forgot_its_permission(db, settings, signed_in, tenant_a):
+    @get("/forgetful", operation_id="TestForgetful", sync_to_thread=False)
+    def forgetful() -> dict:
+        return {"leak": True}
+
+    careless = create_app(db, settings, extra_route_handlers=[forgetful])
+    assert routes_without_permission(careless) == ["/forgetful"]
+    # and the guard fails closed: even a signed-in operator cannot reach it
+    client = TestClient(app=careless, raise_server_exceptions=False)
+    client.cookies.update(signed_in("clinician", tenant_a.slug).cookies)
+    assert client.get("/forgetful").status_code == 403
