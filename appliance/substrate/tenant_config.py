@@ -15,13 +15,23 @@ import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from appliance.substrate.db import SLUG_PATTERN
 
 FacilityType = Literal["referral_hospital", "district_hospital", "health_centre", "clinic"]
 WardKind = Literal["inpatient", "emergency", "maternity", "paediatric", "icu", "surgical", "outpatient"]
 Code = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")]
+LoincCode = Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code, e.g. 718-7")]
+FieldKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
 
 
 class TenantFileError(ValueError):
@@ -66,6 +76,157 @@ class WardConfig(_Strict):
         return list(self.beds)
 
 
+# -- clinical: orderable tests, note templates, order sets -------------------------------------------
+
+
+def loinc_check_digit_ok(code: str) -> bool:
+    """LOINC's mod-10 check digit (the Luhn scheme over the digits before the hyphen)."""
+    number, check = code.split("-")
+    total = 0
+    for position, char in enumerate(reversed(number)):
+        value = int(char)
+        if position % 2 == 0:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return (10 - total % 10) % 10 == int(check)
+
+
+def _loinc(value: str) -> str:
+    if not loinc_check_digit_ok(value):
+        raise ValueError(f"LOINC code {value} has a wrong check digit (a typo?)")
+    return value
+
+
+class _Analyte(_Strict):
+    """What a result of a test carries: a number with a unit and reference range, or one of `choices`."""
+
+    unit: str | None = Field(default=None, max_length=30)
+    low: float | None = None
+    high: float | None = None
+    choices: list[str] = Field(default_factory=list)
+    # Choices that are abnormal (flagged "A" on a result), e.g. ["positive"].
+    abnormal: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _range_and_choices(self) -> _Analyte:
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"reference range low {self.low} is above high {self.high}")
+        unknown = [a for a in self.abnormal if a not in self.choices]
+        if unknown:
+            raise ValueError(f"abnormal values {unknown} are not among the choices {self.choices}")
+        return self
+
+
+class OrderableComponent(_Analyte):
+    loinc: LoincCode
+    name: str = Field(min_length=1, max_length=200)
+
+    @field_validator("loinc")
+    @classmethod
+    def _check_digit(cls, value: str) -> str:
+        return _loinc(value)
+
+
+class OrderableConfig(_Analyte):
+    """A lab test or imaging study the facility can perform, coded in LOINC."""
+
+    loinc: LoincCode
+    name: str = Field(min_length=1, max_length=200)
+    category: Literal["lab", "imaging"] = "lab"
+    specimen: str | None = Field(default=None, max_length=60)
+    # A panel's analytes (a full blood count's haemoglobin, white cells, platelets...).
+    components: list[OrderableComponent] = Field(default_factory=list)
+
+    @field_validator("loinc")
+    @classmethod
+    def _check_digit(cls, value: str) -> str:
+        return _loinc(value)
+
+    @model_validator(mode="after")
+    def _unique_components(self) -> OrderableConfig:
+        codes = [c.loinc for c in self.components]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"{self.loinc}: component LOINC codes must be unique")
+        return self
+
+
+FieldType = Literal["text", "number", "integer", "boolean", "date", "choice", "multichoice"]
+
+
+class TemplateField(_Strict):
+    """One structured field of a note template, validated when a note is saved."""
+
+    key: FieldKey
+    label: str = Field(min_length=1, max_length=120)
+    type: FieldType = "text"
+    unit: str | None = Field(default=None, max_length=30)
+    required: bool = False
+    choices: list[str] = Field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> TemplateField:
+        if self.type in {"choice", "multichoice"} and not self.choices:
+            raise ValueError(f"field {self.key!r} of type {self.type} needs its choices")
+        if self.type not in {"choice", "multichoice"} and self.choices:
+            raise ValueError(f"field {self.key!r} has choices but is of type {self.type}")
+        if self.unit and self.type not in {"number", "integer"}:
+            raise ValueError(f"field {self.key!r} has a unit but is of type {self.type}")
+        if (self.min is not None or self.max is not None) and self.type not in {"number", "integer"}:
+            raise ValueError(f"field {self.key!r} has min/max but is of type {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"field {self.key!r}: min {self.min} is above max {self.max}")
+        return self
+
+
+class NoteTemplateConfig(_Strict):
+    code: Code
+    name: str = Field(min_length=1, max_length=120)
+    specialty: str = Field(default="general", min_length=1, max_length=60)
+    fields: list[TemplateField] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> NoteTemplateConfig:
+        keys = [f.key for f in self.fields]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"template {self.code}: field keys must be unique: {', '.join(duplicates)}")
+        return self
+
+
+class OrderSetMedication(_Strict):
+    drug: str = Field(min_length=1, max_length=120)
+    dose: float = Field(gt=0)
+    dose_unit: str = Field(min_length=1, max_length=20)
+    route: str = Field(min_length=1, max_length=40)
+    frequency: str = Field(min_length=1, max_length=60)
+    duration_days: int | None = Field(default=None, ge=1, le=365)
+
+
+class OrderSetConfig(_Strict):
+    """Several orders placed in one act, e.g. "Suspected malaria": smear, RDT, blood count, paracetamol."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=120)
+    tests: list[LoincCode] = Field(default_factory=list, description="LOINC codes from this facility's catalogue")
+    medications: list[OrderSetMedication] = Field(default_factory=list)
+
+    @field_validator("tests")
+    @classmethod
+    def _check_digits(cls, value: list[str]) -> list[str]:
+        return [_loinc(code) for code in value]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> OrderSetConfig:
+        if not self.tests and not self.medications:
+            raise ValueError(f"order set {self.code} places nothing: give it tests or medications")
+        return self
+
+
+OPTIONAL_SECTIONS = ("catalogue", "note_templates", "order_sets")
+
+
 class TenantConfig(_Strict):
     slug: str = Field(description="^[a-z][a-z0-9_]{1,30}$; schema and role are t_<slug>")
     name: str = Field(min_length=2, max_length=200)
@@ -76,6 +237,9 @@ class TenantConfig(_Strict):
     timezone: str = Field(description="IANA time zone, e.g. Africa/Nairobi")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     wards: list[WardConfig] = Field(default_factory=list)
+    catalogue: list[OrderableConfig] = Field(default_factory=list, description="lab tests and imaging studies")
+    note_templates: list[NoteTemplateConfig] = Field(default_factory=list)
+    order_sets: list[OrderSetConfig] = Field(default_factory=list)
 
     @field_validator("slug")
     @classmethod
@@ -104,6 +268,38 @@ class TenantConfig(_Strict):
         if duplicates:
             raise ValueError(f"bed codes must be unique across wards: {', '.join(duplicates)}")
         return self
+
+    @model_validator(mode="after")
+    def _clinical_references(self) -> TenantConfig:
+        problems = []
+        for label, codes in (
+            ("catalogue LOINC codes", [item.loinc for item in self.catalogue]),
+            ("note template codes", [t.code for t in self.note_templates]),
+            ("order set codes", [o.code for o in self.order_sets]),
+        ):
+            duplicates = sorted({c for c in codes if codes.count(c) > 1})
+            if duplicates:
+                problems.append(f"{label} must be unique: {', '.join(duplicates)}")
+        known = {item.loinc for item in self.catalogue}
+        for order_set in self.order_sets:
+            missing = [code for code in order_set.tests if code not in known]
+            if missing:
+                problems.append(f"order set {order_set.code} ({order_set.name}) names test(s) not in this "
+                                f"facility's catalogue: {', '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_sections(self, handler):
+        # Optional sections a facility does not use are left out of the dump, so adding a section to
+        # the model changes neither the stored configuration nor the fingerprint of existing tenants
+        # (an upgrade re-applies their files as "unchanged").
+        dumped = handler(self)
+        for section in OPTIONAL_SECTIONS:
+            if dumped.get(section) == []:
+                del dumped[section]
+        return dumped
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON form: equal files apply as 'unchanged'."""

@@ -1,0 +1,98 @@
+"""The drug–allergy check: does a drug about to be prescribed match an allergy on the chart?
+
+A match is either the same substance (amoxicillin ~ "Amoxicillin 500 mg caps") or the same drug class
+(an allergy to "penicillin" matches amoxicillin, cloxacillin, co-amoxiclav...; an allergy to
+amoxicillin matches other penicillins, because cross-reactivity within a class is the rule the
+prescriber has to weigh). The classes below are the ones that matter most often in the facilities we
+serve; a formulary-backed table can replace them without changing the interface.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+DRUG_CLASSES: dict[str, frozenset[str]] = {
+    "penicillins": frozenset({
+        "penicillin", "amoxicillin", "ampicillin", "benzylpenicillin", "phenoxymethylpenicillin", "cloxacillin",
+        "flucloxacillin", "piperacillin", "co-amoxiclav", "amoxicillin-clavulanate", "benzathine benzylpenicillin",
+        "procaine penicillin",
+    }),
+    "cephalosporins": frozenset({
+        "cephalosporin", "ceftriaxone", "cefalexin", "cephalexin", "cefuroxime", "cefixime", "cefotaxime",
+        "ceftazidime", "cefazolin", "cefadroxil", "cefepime",
+    }),
+    "sulfonamides": frozenset({
+        "sulfonamide", "sulfa", "sulphonamide", "cotrimoxazole", "co-trimoxazole", "sulfamethoxazole",
+        "sulfadoxine-pyrimethamine", "sulfadiazine", "trimethoprim-sulfamethoxazole",
+    }),
+    "nsaids": frozenset({
+        "nsaid", "ibuprofen", "diclofenac", "naproxen", "aspirin", "acetylsalicylic acid", "indometacin",
+        "indomethacin", "ketorolac", "meloxicam", "piroxicam", "mefenamic acid",
+    }),
+    "macrolides": frozenset({"macrolide", "erythromycin", "azithromycin", "clarithromycin"}),
+    "fluoroquinolones": frozenset({"fluoroquinolone", "quinolone", "ciprofloxacin", "levofloxacin",
+                                   "moxifloxacin", "ofloxacin", "norfloxacin"}),
+    "tetracyclines": frozenset({"tetracycline", "doxycycline", "minocycline"}),
+    "opioids": frozenset({"opioid", "opiate", "morphine", "codeine", "tramadol", "pethidine", "fentanyl",
+                          "oxycodone"}),
+    "artemisinins": frozenset({"artemisinin", "artemether-lumefantrine", "artemether", "artesunate",
+                               "dihydroartemisinin-piperaquine", "artesunate-amodiaquine"}),
+    "quinine": frozenset({"quinine", "quinidine"}),
+    "anticonvulsants_aromatic": frozenset({"carbamazepine", "phenytoin", "phenobarbital", "lamotrigine"}),
+}
+# Names that denote a whole class, so "penicillin allergy" matches every member.
+CLASS_NAMES = {"penicillin": "penicillins", "penicillins": "penicillins", "cephalosporin": "cephalosporins",
+               "sulfa": "sulfonamides", "sulfonamide": "sulfonamides", "sulphonamide": "sulfonamides",
+               "nsaid": "nsaids", "nsaids": "nsaids", "macrolide": "macrolides", "quinolone": "fluoroquinolones",
+               "fluoroquinolone": "fluoroquinolones", "opioid": "opioids", "opiate": "opioids",
+               "artemisinin": "artemisinins"}
+
+_NOISE = re.compile(r"\b\d+(\.\d+)?\s*(mg|g|mcg|µg|ml|iu|units?|%)\b|\b(tabs?|tablets?|caps?|capsules?|syrup|"
+                    r"suspension|injection|inj|oral|iv|im|allergy|intolerance|dispersible)\b")
+
+
+def normalise(name: str) -> str:
+    text = _NOISE.sub(" ", name.lower().replace("/", "-"))
+    return re.sub(r"\s+", " ", text).strip(" -,.")
+
+
+def classes_of(name: str) -> set[str]:
+    text = normalise(name)
+    found = {CLASS_NAMES[text]} if text in CLASS_NAMES else set()
+    for cls, members in DRUG_CLASSES.items():
+        if text in members or any(re.search(rf"\b{re.escape(m)}\b", text) for m in members):
+            found.add(cls)
+    return found
+
+
+@dataclass(frozen=True)
+class AllergyMatch:
+    allergy_id: str  # the allergy record's root id
+    substance: str
+    why: str
+
+    def as_dict(self) -> dict:
+        return {"allergy_id": self.allergy_id, "substance": self.substance, "why": self.why}
+
+
+def check(drug: str, allergies: Iterable[tuple[str, str]]) -> list[AllergyMatch]:
+    """Allergies (root id, substance) that `drug` matches, with why each matched."""
+    drug_text = normalise(drug)
+    drug_classes = classes_of(drug)
+    matches: list[AllergyMatch] = []
+    for allergy_id, substance in allergies:
+        allergen = normalise(substance)
+        if not allergen:
+            continue
+        if allergen == drug_text or re.search(rf"\b{re.escape(allergen)}\b", drug_text) or \
+                re.search(rf"\b{re.escape(drug_text)}\b", allergen):
+            matches.append(AllergyMatch(str(allergy_id), substance, f"{drug} is {substance}"))
+            continue
+        shared = drug_classes & classes_of(substance)
+        if shared:
+            cls = sorted(shared)[0]
+            matches.append(AllergyMatch(str(allergy_id), substance,
+                                        f"{drug} and {substance} are both {cls}"))
+    return matches

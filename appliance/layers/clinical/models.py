@@ -1,0 +1,292 @@
+"""Tables of the clinical layer, in every tenant schema.
+
+Three sorts of table live here:
+
+- **projections** that change as the record does — `patient`, `patient_identifier`, `encounter` — kept
+  in step with the entries in the same transaction, so search and status reads are one indexed lookup;
+- **detail tables** of entry kinds, one row per entry, keyed by `entry_id` and never updated or deleted
+  (the migration refuses the tenant role UPDATE and DELETE on them): a correction is a new entry;
+- **catalogues** synchronised from the tenant file — orderable tests, note templates, order sets.
+
+Every id of a patient-data row is a random UUID: a guessable serial id invites probing.
+Columns marked "patient data" hold information about a person.
+"""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from appliance.substrate import record
+from appliance.substrate.db import tenant_metadata
+
+JSONB = postgresql.JSONB
+
+
+def _entry_key() -> sa.Column:
+    return sa.Column("entry_id", sa.Uuid, sa.ForeignKey("entry.id"), primary_key=True)
+
+
+# -- projections -------------------------------------------------------------------------------------
+
+patient = sa.Table(
+    "patient",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    # The one-identity person (control.subject) behind this chart; no FK: control is another schema.
+    sa.Column("subject_id", sa.Uuid, nullable=True),
+    sa.Column("mrn", sa.Text, nullable=False),  # the facility's medical record number
+    # patient data: demographics as of the current `demographics` entry
+    sa.Column("family_name", sa.Text, nullable=False),
+    sa.Column("given_names", sa.Text, nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("birth_date_estimated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("sex", sa.Text, nullable=False),
+    sa.Column("phone", sa.Text, nullable=True),
+    sa.Column("address", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("contacts", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("next_of_kin", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    # lower-cased "given family", what the trigram index searches
+    sa.Column("name_search", sa.Text, nullable=False),
+    # The demographics entry in force (no FK: the row is written first so reactions to the entry see it).
+    sa.Column("demographics_entry_id", sa.Uuid, nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("mrn", name="patient_mrn_key"),
+    sa.Index("patient_name_trgm_idx", "name_search", postgresql_using="gin",
+             postgresql_ops={"name_search": "public.gin_trgm_ops"}),
+    sa.Index("patient_birth_date_idx", "birth_date"),
+    sa.Index("patient_subject_idx", "subject_id"),
+)
+
+patient_identifier = sa.Table(
+    "patient_identifier",
+    tenant_metadata,
+    sa.Column("system", sa.Text, primary_key=True),  # national_id, nhif, passport, birth_certificate...
+    sa.Column("value", sa.Text, primary_key=True),  # patient data
+    sa.Column("patient_id", sa.Uuid, sa.ForeignKey("patient.id"), nullable=False),
+    sa.Index("patient_identifier_patient_idx", "patient_id"),
+    sa.Index("patient_identifier_value_idx", "value"),
+)
+
+encounter = sa.Table(
+    "encounter",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    # The entry that opened the encounter; the encounter row is that entry's detail.
+    sa.Column("entry_id", sa.Uuid, sa.ForeignKey("entry.id"), nullable=False),
+    sa.Column("patient_id", sa.Uuid, sa.ForeignKey("patient.id"), nullable=False),
+    sa.Column("encounter_class", sa.Text, nullable=False),  # outpatient, emergency, inpatient
+    sa.Column("status", sa.Text, nullable=False),  # planned, arrived, in_progress, finished, cancelled
+    sa.Column("reason", sa.Text, nullable=True),  # patient data
+    sa.Column("ward_code", sa.Text, nullable=True),
+    sa.Column("planned_for", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("entry_id", name="encounter_entry_id_key"),
+    sa.Index("encounter_patient_idx", "patient_id", "started_at"),
+    sa.Index("encounter_open_idx", "status",
+             postgresql_where=sa.text("status IN ('planned', 'arrived', 'in_progress')")),
+)
+
+# -- detail tables of entry kinds (append-only) ------------------------------------------------------
+
+demographics = sa.Table(
+    "demographics",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: one version of a patient's registration
+    sa.Column("family_name", sa.Text, nullable=False),
+    sa.Column("given_names", sa.Text, nullable=False),
+    sa.Column("birth_date", sa.Date, nullable=False),
+    sa.Column("birth_date_estimated", sa.Boolean, nullable=False),
+    sa.Column("sex", sa.Text, nullable=False),
+    sa.Column("phone", sa.Text, nullable=True),
+    sa.Column("address", JSONB, nullable=False),
+    sa.Column("identifiers", JSONB, nullable=False),
+    sa.Column("contacts", JSONB, nullable=False),
+    sa.Column("next_of_kin", JSONB, nullable=False),
+)
+
+encounter_status_change = sa.Table(
+    "encounter_status_change",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("encounter_id", sa.Uuid, sa.ForeignKey("encounter.id"), nullable=False),
+    sa.Column("from_status", sa.Text, nullable=False),
+    sa.Column("to_status", sa.Text, nullable=False),
+)
+
+condition = sa.Table(
+    "condition",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a problem or diagnosis
+    sa.Column("code", sa.Text, nullable=False),  # ICD-10, validated against the WHO list
+    sa.Column("display", sa.Text, nullable=False),
+    sa.Column("clinical_status", sa.Text, nullable=False),  # active, resolved, inactive
+    sa.Column("verification", sa.Text, nullable=False),  # confirmed, provisional, differential
+    sa.Column("onset_date", sa.Date, nullable=True),
+    sa.Column("resolved_date", sa.Date, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+)
+
+allergy = sa.Table(
+    "allergy",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: an allergy or intolerance
+    sa.Column("substance", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),  # medication, food, environment, other
+    sa.Column("reaction", sa.Text, nullable=True),
+    sa.Column("severity", sa.Text, nullable=True),  # mild, moderate, severe
+    sa.Column("criticality", sa.Text, nullable=False),  # low, high, unable_to_assess
+    sa.Column("clinical_status", sa.Text, nullable=False),  # active, inactive, resolved
+    sa.Column("note", sa.Text, nullable=True),
+)
+
+medication_request = sa.Table(
+    "medication_request",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a prescription
+    sa.Column("drug", sa.Text, nullable=False),
+    sa.Column("dose", sa.Numeric, nullable=False),
+    sa.Column("dose_unit", sa.Text, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("frequency", sa.Text, nullable=False),
+    sa.Column("duration_days", sa.Integer, nullable=True),
+    sa.Column("status", sa.Text, nullable=False),  # active, completed, stopped
+    sa.Column("instructions", sa.Text, nullable=True),
+    sa.Column("allergy_override_reason", sa.Text, nullable=True),
+    sa.Column("order_set", sa.Text, nullable=True),
+)
+
+allergy_alert = sa.Table(
+    "allergy_alert",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a drug–allergy check that fired, and what the prescriber did about it
+    sa.Column("drug", sa.Text, nullable=False),
+    sa.Column("matches", JSONB, nullable=False),  # [{allergy_id, substance, why}]
+    sa.Column("outcome", sa.Text, nullable=False),  # blocked, overridden
+    sa.Column("override_reason", sa.Text, nullable=True),
+)
+
+service_request = sa.Table(
+    "service_request",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a lab or imaging order
+    sa.Column("category", sa.Text, nullable=False),  # lab, imaging
+    sa.Column("code", sa.Text, nullable=False),  # LOINC, from the tenant's catalogue
+    sa.Column("display", sa.Text, nullable=False),
+    sa.Column("priority", sa.Text, nullable=False),  # routine, urgent, stat
+    sa.Column("status", sa.Text, nullable=False),  # active, revoked
+    sa.Column("clinical_info", sa.Text, nullable=True),
+    sa.Column("order_set", sa.Text, nullable=True),
+)
+
+result = sa.Table(
+    "result",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: one analyte's result
+    sa.Column("service_request_id", sa.Uuid, nullable=True),  # root id of the order it answers
+    sa.Column("code", sa.Text, nullable=False),  # LOINC
+    sa.Column("display", sa.Text, nullable=False),
+    sa.Column("value_numeric", sa.Numeric, nullable=True),
+    sa.Column("value_text", sa.Text, nullable=True),
+    sa.Column("unit", sa.Text, nullable=True),
+    sa.Column("reference_low", sa.Numeric, nullable=True),
+    sa.Column("reference_high", sa.Numeric, nullable=True),
+    sa.Column("flag", sa.Text, nullable=True),  # N, L, H, LL, HH, A
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Index("result_service_request_idx", "service_request_id"),
+)
+
+result_signoff = sa.Table(
+    "result_signoff",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("result_id", sa.Uuid, nullable=False),  # root id of the result reviewed; the author signs
+    sa.Column("comment", sa.Text, nullable=True),  # patient data
+    sa.Index("result_signoff_result_idx", "result_id"),
+)
+
+vital_signs = sa.Table(
+    "vital_signs",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: one set of vital signs
+    sa.Column("systolic_mmhg", sa.Integer, nullable=True),
+    sa.Column("diastolic_mmhg", sa.Integer, nullable=True),
+    sa.Column("heart_rate_bpm", sa.Integer, nullable=True),
+    sa.Column("respiratory_rate", sa.Integer, nullable=True),
+    sa.Column("temperature_c", sa.Numeric(4, 1), nullable=True),
+    sa.Column("spo2_percent", sa.Integer, nullable=True),
+    sa.Column("weight_kg", sa.Numeric(5, 1), nullable=True),
+    sa.Column("height_cm", sa.Numeric(4, 1), nullable=True),
+)
+
+note = sa.Table(
+    "note",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a clinical note, free text and/or a template's structured fields
+    sa.Column("template_code", sa.Text, nullable=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("fields", JSONB, nullable=False),
+    sa.Column("text", sa.Text, nullable=True),
+)
+
+# -- catalogues from the tenant file -----------------------------------------------------------------
+
+orderable = sa.Table(
+    "orderable",
+    tenant_metadata,
+    sa.Column("code", sa.Text, primary_key=True),  # LOINC
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("definition", JSONB, nullable=False),  # the catalogue item as written in the tenant file
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+note_template = sa.Table(
+    "note_template",
+    tenant_metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("specialty", sa.Text, nullable=False),
+    sa.Column("definition", JSONB, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+order_set = sa.Table(
+    "order_set",
+    tenant_metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("definition", JSONB, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+# The kinds this layer writes, and where each keeps its detail.
+KINDS: dict[str, sa.Table | None] = {
+    "demographics": demographics,
+    "encounter": encounter,
+    "encounter_status": encounter_status_change,
+    "condition": condition,
+    "allergy": allergy,
+    "medication_request": medication_request,
+    "allergy_alert": allergy_alert,
+    "service_request": service_request,
+    "result": result,
+    "result_signoff": result_signoff,
+    "vital_signs": vital_signs,
+    "note": note,
+}
+for _kind, _table in KINDS.items():
+    record.register_kind(_kind, _table)
+
+# Detail tables the tenant role may only insert into and read (the migration revokes the rest).
+APPEND_ONLY = ["entry", *(t.name for t in KINDS.values() if t is not None and t is not encounter)]

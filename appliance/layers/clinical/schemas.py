@@ -1,0 +1,424 @@
+"""Request and response shapes of the clinical layer.
+
+Requests refuse unknown fields (a misspelt field is an error, not silently ignored). Responses are
+explicit allow-lists: a column added to a table never reaches a client until it is named here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Sex = Literal["female", "male", "other", "unknown"]
+EncounterClass = Literal["outpatient", "emergency", "inpatient"]
+EncounterStatus = Literal["planned", "arrived", "in_progress", "finished", "cancelled"]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(min_length=1, max_length=20_000)]
+Reason = Annotated[str, Field(min_length=3, max_length=1000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# -- patients ----------------------------------------------------------------------------------------
+
+
+class Identifier(_In):
+    system: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,30}$", examples=["national_id"])]
+    value: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Address(_In):
+    line: str | None = Field(default=None, max_length=200)
+    village: str | None = Field(default=None, max_length=120)
+    district: str | None = Field(default=None, max_length=120)
+    region: str | None = Field(default=None, max_length=120)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
+
+class Contact(_In):
+    kind: Literal["phone", "email", "sms"] = "phone"
+    value: Annotated[str, Field(min_length=3, max_length=120)]
+
+
+class NextOfKin(_In):
+    name: Text
+    relationship: Annotated[str, Field(min_length=1, max_length=60, examples=["mother", "spouse"])]
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class PatientIn(_In):
+    family_name: Text
+    given_names: Text
+    birth_date: dt.date
+    birth_date_estimated: bool = False
+    sex: Sex
+    phone: str | None = Field(default=None, max_length=40)
+    address: Address = Field(default_factory=Address)
+    identifiers: list[Identifier] = Field(default_factory=list, max_length=10)
+    contacts: list[Contact] = Field(default_factory=list, max_length=10)
+    next_of_kin: list[NextOfKin] = Field(default_factory=list, max_length=10)
+    subject_id: uuid.UUID | None = Field(default=None, description="the one-identity subject, when known")
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_in_future(cls, value: dt.date) -> dt.date:
+        if value > dt.date.today() + dt.timedelta(days=1):
+            raise ValueError("birth date is in the future")
+        if value.year < 1880:
+            raise ValueError("birth date is before 1880")
+        return value
+
+    @field_validator("identifiers")
+    @classmethod
+    def _one_per_system(cls, value: list[Identifier]) -> list[Identifier]:
+        systems = [i.system for i in value]
+        if len(set(systems)) != len(systems):
+            raise ValueError("at most one identifier per system")
+        return value
+
+
+class PatientUpdate(PatientIn):
+    reason: Reason = Field(description="why the registration is being corrected")
+
+
+class PatientOut(_Out):
+    id: uuid.UUID
+    mrn: str
+    subject_id: uuid.UUID | None
+    family_name: str
+    given_names: str
+    birth_date: dt.date
+    birth_date_estimated: bool
+    sex: str
+    phone: str | None
+    address: dict[str, Any]
+    identifiers: list[dict[str, str]]
+    contacts: list[dict[str, Any]]
+    next_of_kin: list[dict[str, Any]]
+    version_id: uuid.UUID = Field(description="the demographics entry in force; name it to correct it")
+    registered_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class PatientMatch(_Out):
+    id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+    birth_date: dt.date
+    sex: str
+    score: float = Field(description="1.0 for an identifier or exact match; name similarity otherwise")
+
+
+# -- entries -----------------------------------------------------------------------------------------
+
+
+class EntryOut(_Out):
+    """What every entry-backed response carries."""
+
+    id: uuid.UUID = Field(description="this version's entry id")
+    root_id: uuid.UUID = Field(description="the record's id: the same across all its versions")
+    status: str
+    encounter_id: uuid.UUID | None
+    author_id: uuid.UUID
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+
+
+class Retraction(_In):
+    reason: Reason
+
+
+class EntryVersion(EntryOut):
+    kind: str
+    supersedes: uuid.UUID | None
+    reason: str | None
+    detail: dict[str, Any]
+
+
+# -- encounters --------------------------------------------------------------------------------------
+
+
+class VitalSignsIn(_In):
+    systolic_mmhg: int | None = Field(default=None, ge=40, le=300)
+    diastolic_mmhg: int | None = Field(default=None, ge=20, le=200)
+    heart_rate_bpm: int | None = Field(default=None, ge=20, le=300)
+    respiratory_rate: int | None = Field(default=None, ge=4, le=90)
+    temperature_c: Decimal | None = Field(default=None, ge=25, le=45, decimal_places=1)
+    spo2_percent: int | None = Field(default=None, ge=40, le=100)
+    weight_kg: Decimal | None = Field(default=None, gt=0, le=400, decimal_places=1)
+    height_cm: Decimal | None = Field(default=None, ge=20, le=250, decimal_places=1)
+    encounter_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> VitalSignsIn:
+        measured = self.model_dump(exclude={"encounter_id"}, exclude_none=True)
+        if not measured:
+            raise ValueError("record at least one vital sign")
+        if self.systolic_mmhg and self.diastolic_mmhg and self.diastolic_mmhg >= self.systolic_mmhg:
+            raise ValueError("diastolic pressure must be below systolic")
+        return self
+
+
+class VitalSignsOut(EntryOut):
+    systolic_mmhg: int | None
+    diastolic_mmhg: int | None
+    heart_rate_bpm: int | None
+    respiratory_rate: int | None
+    temperature_c: Decimal | None
+    spo2_percent: int | None
+    weight_kg: Decimal | None
+    height_cm: Decimal | None
+
+
+class EncounterIn(_In):
+    encounter_class: EncounterClass
+    status: Literal["planned", "arrived", "in_progress"] = "arrived"
+    reason: str | None = Field(default=None, max_length=500)
+    ward_code: str | None = Field(default=None, max_length=16)
+    planned_for: dt.datetime | None = None
+    vitals: VitalSignsIn | None = None
+
+
+class EncounterTransition(_In):
+    status: EncounterStatus
+
+
+class EncounterOut(_Out):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    encounter_class: str
+    status: str
+    reason: str | None
+    ward_code: str | None
+    planned_for: dt.datetime | None
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    vitals: VitalSignsOut | None = None
+
+
+# -- problems and allergies --------------------------------------------------------------------------
+
+
+class ConditionIn(_In):
+    code: Annotated[str, Field(min_length=1, max_length=10, examples=["B50.9"], description="ICD-10")]
+    clinical_status: Literal["active", "resolved", "inactive"] = "active"
+    verification: Literal["confirmed", "provisional", "differential"] = "confirmed"
+    onset_date: dt.date | None = None
+    resolved_date: dt.date | None = None
+    note: str | None = Field(default=None, max_length=2000)
+    encounter_id: uuid.UUID | None = None
+
+
+class ConditionAmend(ConditionIn):
+    reason: Reason
+
+
+class ConditionOut(EntryOut):
+    code: str
+    display: str
+    clinical_status: str
+    verification: str
+    onset_date: dt.date | None
+    resolved_date: dt.date | None
+    note: str | None
+
+
+class AllergyIn(_In):
+    substance: Text
+    category: Literal["medication", "food", "environment", "other"] = "medication"
+    reaction: str | None = Field(default=None, max_length=200)
+    severity: Literal["mild", "moderate", "severe"] | None = None
+    criticality: Literal["low", "high", "unable_to_assess"] = "unable_to_assess"
+    clinical_status: Literal["active", "inactive", "resolved"] = "active"
+    note: str | None = Field(default=None, max_length=2000)
+    encounter_id: uuid.UUID | None = None
+
+
+class AllergyAmend(AllergyIn):
+    reason: Reason
+
+
+class AllergyOut(EntryOut):
+    substance: str
+    category: str
+    reaction: str | None
+    severity: str | None
+    criticality: str
+    clinical_status: str
+    note: str | None
+
+
+# -- medications -------------------------------------------------------------------------------------
+
+
+class MedicationIn(_In):
+    drug: Text
+    dose: Decimal = Field(gt=0, le=100_000)
+    dose_unit: Annotated[str, Field(min_length=1, max_length=20, examples=["mg"])]
+    route: Annotated[str, Field(min_length=1, max_length=40, examples=["oral"])]
+    frequency: Annotated[str, Field(min_length=1, max_length=60, examples=["every 8 hours"])]
+    duration_days: int | None = Field(default=None, ge=1, le=365)
+    instructions: str | None = Field(default=None, max_length=1000)
+    allergy_override_reason: str | None = Field(
+        default=None, min_length=3, max_length=1000,
+        description="required when the drug matches a recorded allergy: why it is given anyway",
+    )
+    encounter_id: uuid.UUID | None = None
+
+
+class MedicationStatusIn(_In):
+    status: Literal["completed", "stopped"]
+    reason: Reason
+
+
+class MedicationOut(EntryOut):
+    drug: str
+    dose: Decimal
+    dose_unit: str
+    route: str
+    frequency: str
+    duration_days: int | None
+    status: str
+    instructions: str | None
+    allergy_override_reason: str | None
+    order_set: str | None
+
+
+class AllergyMatchOut(BaseModel):
+    allergy_id: str
+    substance: str
+    why: str
+
+
+# -- orders, results ---------------------------------------------------------------------------------
+
+
+class ServiceRequestIn(_In):
+    code: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code from the catalogue")]
+    priority: Literal["routine", "urgent", "stat"] = "routine"
+    clinical_info: str | None = Field(default=None, max_length=1000)
+    encounter_id: uuid.UUID | None = None
+
+
+class ServiceRequestOut(EntryOut):
+    category: str
+    code: str
+    display: str
+    priority: str
+    status: str
+    clinical_info: str | None
+    order_set: str | None
+
+
+class OrderSetIn(_In):
+    encounter_id: uuid.UUID | None = None
+    priority: Literal["routine", "urgent", "stat"] = "routine"
+    clinical_info: str | None = Field(default=None, max_length=1000)
+    allergy_override_reason: str | None = Field(default=None, min_length=3, max_length=1000)
+
+
+class OrderSetPlaced(BaseModel):
+    order_set: str
+    service_requests: list[ServiceRequestOut]
+    medication_requests: list[MedicationOut]
+
+
+class ResultIn(_In):
+    code: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code of the analyte")]
+    service_request_id: uuid.UUID | None = Field(default=None, description="id or root id of the order")
+    value: Decimal | str = Field(union_mode="left_to_right")
+    unit: str | None = Field(default=None, max_length=30)
+    reference_low: Decimal | None = None
+    reference_high: Decimal | None = None
+    flag: Literal["N", "L", "H", "LL", "HH", "A"] | None = None
+    note: str | None = Field(default=None, max_length=2000)
+    encounter_id: uuid.UUID | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _not_blank(cls, value: Decimal | str) -> Decimal | str:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("a result needs a value")
+        return value
+
+
+class SignOffIn(_In):
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class ResultOut(EntryOut):
+    service_request_id: uuid.UUID | None
+    code: str
+    display: str
+    value_numeric: Decimal | None
+    value_text: str | None
+    unit: str | None
+    reference_low: Decimal | None
+    reference_high: Decimal | None
+    flag: str | None
+    note: str | None
+    signed_by: uuid.UUID | None = None
+    signed_at: dt.datetime | None = None
+
+
+# -- notes and templates -----------------------------------------------------------------------------
+
+
+class NoteIn(_In):
+    template_code: str | None = Field(default=None, max_length=16)
+    title: str | None = Field(default=None, max_length=200)
+    fields: dict[str, Any] = Field(default_factory=dict)
+    text: str | None = Field(default=None, max_length=20_000)
+    encounter_id: uuid.UUID | None = None
+
+
+class NoteOut(EntryOut):
+    template_code: str | None
+    title: str
+    fields: dict[str, Any]
+    text: str | None
+
+
+class CatalogueItem(BaseModel):
+    code: str
+    name: str
+    category: str
+    definition: dict[str, Any]
+
+
+class TemplateOut(BaseModel):
+    code: str
+    name: str
+    specialty: str
+    definition: dict[str, Any]
+
+
+class OrderSetOut(BaseModel):
+    code: str
+    name: str
+    definition: dict[str, Any]
+
+
+# -- chart -------------------------------------------------------------------------------------------
+
+
+class ChartSummary(BaseModel):
+    patient: PatientOut
+    problems: list[ConditionOut]
+    allergies: list[AllergyOut]
+    medications: list[MedicationOut]
+    vitals: VitalSignsOut | None
+    results: list[ResultOut]
+    open_orders: list[ServiceRequestOut]
+    encounters: list[EncounterOut]

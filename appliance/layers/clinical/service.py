@@ -1,0 +1,744 @@
+"""Clinical services: registering patients, encounters and everything written on a chart.
+
+Every function takes the caller's tenant transaction and the principal acting; none commits (the
+request boundary does), so an operation that raises leaves nothing behind. Writes go through
+`record.append`; every read of patient data is noted on the audit seam (`record.note_access`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.clinical import catalogue, drugs, icd10
+from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
+from appliance.layers.clinical.models import (
+    allergy,
+    condition,
+    encounter,
+    medication_request,
+    note,
+    patient,
+    patient_identifier,
+    result,
+    result_signoff,
+    service_request,
+    vital_signs,
+)
+from appliance.layers.clinical.schemas import (
+    AllergyIn,
+    ConditionIn,
+    EncounterIn,
+    MedicationIn,
+    NoteIn,
+    OrderSetIn,
+    PatientIn,
+    ResultIn,
+    ServiceRequestIn,
+    VitalSignsIn,
+)
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import Entry, current_clause, entry, note_access
+
+ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status, entry.c.encounter_id, entry.c.author_id,
+                 entry.c.occurred_at, entry.c.recorded_at)
+# Kinds a clinician may mark "entered in error"; registrations and encounters have their own acts.
+RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note"}
+
+
+def _detail_columns(table: sa.Table) -> list[sa.Column]:
+    return [c for c in table.c if c.name != "entry_id"]
+
+
+def _entry_dict(appended: Entry) -> dict:
+    return {"id": appended.id, "root_id": appended.root_id, "status": appended.status,
+            "encounter_id": appended.encounter_id, "author_id": appended.author_id,
+            "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at, **appended.detail}
+
+
+def current_rows(conn: Connection, table: sa.Table, patient_id: uuid.UUID, *where: Any,
+                 order_by: Any = None, limit: int | None = None) -> list[dict]:
+    """Current versions of one kind's records for a patient, entry fields and detail together."""
+    query = (
+        sa.select(*ENTRY_COLUMNS, *_detail_columns(table))
+        .select_from(entry.join(table, table.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id == patient_id, current_clause(), *where)
+        .order_by(order_by if order_by is not None else entry.c.occurred_at.desc())
+    )
+    if limit:
+        query = query.limit(limit)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+# -- patients ----------------------------------------------------------------------------------------
+
+
+def _name_search(given: str, family: str) -> str:
+    return re.sub(r"\s+", " ", f"{given} {family}".lower()).strip()
+
+
+def _demographics(data: PatientIn) -> dict:
+    return {
+        "family_name": data.family_name, "given_names": data.given_names, "birth_date": data.birth_date,
+        "birth_date_estimated": data.birth_date_estimated, "sex": data.sex, "phone": data.phone,
+        "address": data.address.model_dump(exclude_none=True),
+        "identifiers": [i.model_dump() for i in data.identifiers],
+        "contacts": [c.model_dump() for c in data.contacts],
+        "next_of_kin": [k.model_dump(exclude_none=True) for k in data.next_of_kin],
+    }
+
+
+def _projection(detail: dict) -> dict:
+    values = {k: v for k, v in detail.items() if k != "identifiers"}
+    values["name_search"] = _name_search(detail["given_names"], detail["family_name"])
+    return values
+
+
+def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: list[dict]) -> None:
+    if identifiers:
+        owners = conn.execute(
+            sa.select(patient_identifier.c.system, patient_identifier.c.value, patient_identifier.c.patient_id)
+            .where(sa.tuple_(patient_identifier.c.system, patient_identifier.c.value).in_(
+                [(i["system"], i["value"]) for i in identifiers]))
+        ).all()
+        for system, value, owner in owners:
+            if owner != patient_id:
+                raise Conflict(f"identifier {system} {value} already belongs to another patient of this facility",
+                               field="identifiers", system=system, patient_id=str(owner))
+    conn.execute(sa.delete(patient_identifier).where(patient_identifier.c.patient_id == patient_id))
+    if identifiers:
+        conn.execute(patient_identifier.insert(), [{**i, "patient_id": patient_id} for i in identifiers])
+
+
+def register_patient(conn: Connection, principal: Principal, data: PatientIn) -> dict:
+    """A new chart: the patient row, their identifiers, and the first `demographics` entry."""
+    patient_id = uuid.uuid4()
+    entry_id = uuid.uuid4()
+    detail = _demographics(data)
+    mrn = conn.execute(sa.text("SELECT nextval('patient_mrn_seq')")).scalar_one()
+    conn.execute(patient.insert().values(
+        id=patient_id, subject_id=data.subject_id, mrn=f"{mrn:07d}", demographics_entry_id=entry_id,
+        **_projection(detail),
+    ))
+    _claim_identifiers(conn, patient_id, detail["identifiers"])
+    record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail, entry_id=entry_id)
+    return patient_of(conn, patient_id)
+
+
+def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: PatientIn, *,
+                   reason: str, version_id: uuid.UUID | None = None) -> dict:
+    """Correct a registration: a new demographics entry supersedes the one in force."""
+    current = conn.execute(
+        sa.select(patient.c.demographics_entry_id).where(patient.c.id == patient_id).with_for_update()
+    ).scalar()
+    if current is None:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    if version_id is not None and version_id != current:
+        raise Conflict("the registration was changed since you loaded it; reload and try again",
+                       version_id=str(current))
+    detail = _demographics(data)
+    appended = record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail,
+                             supersedes=current, reason=reason)
+    conn.execute(sa.update(patient).where(patient.c.id == patient_id).values(
+        demographics_entry_id=appended.id, subject_id=data.subject_id, updated_at=sa.func.now(),
+        **_projection(detail),
+    ))
+    _claim_identifiers(conn, patient_id, detail["identifiers"])
+    return patient_of(conn, patient_id)
+
+
+_IDENTIFIERS = (
+    sa.select(sa.func.coalesce(
+        sa.func.jsonb_agg(sa.func.jsonb_build_object("system", patient_identifier.c.system,
+                                                     "value", patient_identifier.c.value))
+        .filter(patient_identifier.c.system.is_not(None)), sa.text("'[]'::jsonb")))
+    .where(patient_identifier.c.patient_id == patient.c.id)
+    .scalar_subquery()
+)
+
+PATIENT_COLUMNS = (
+    patient.c.id, patient.c.mrn, patient.c.subject_id, patient.c.family_name, patient.c.given_names,
+    patient.c.birth_date, patient.c.birth_date_estimated, patient.c.sex, patient.c.phone, patient.c.address,
+    _IDENTIFIERS.label("identifiers"), patient.c.contacts, patient.c.next_of_kin,
+    patient.c.demographics_entry_id.label("version_id"), patient.c.registered_at, patient.c.updated_at,
+)
+
+
+def patient_of(conn: Connection, patient_id: uuid.UUID) -> dict:
+    row = conn.execute(sa.select(*PATIENT_COLUMNS).where(patient.c.id == patient_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    return dict(row)
+
+
+def get_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+    found = patient_of(conn, patient_id)
+    note_access(conn, principal, "read", patient_id, "patient", (patient_id,))
+    return found
+
+
+def require_patient(conn: Connection, patient_id: uuid.UUID) -> None:
+    if conn.execute(sa.select(patient.c.id).where(patient.c.id == patient_id)).first() is None:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+
+
+def search_patients(conn: Connection, principal: Principal, *, name: str | None = None,
+                    identifier: str | None = None, birth_date: dt.date | None = None,
+                    limit: int = 20) -> list[dict]:
+    """Patients by identifier (or MRN) exactly, and/or by name (trigram similarity, so a misspelt or
+    partial name still finds them) and birth date. Best matches first."""
+    name = re.sub(r"\s+", " ", (name or "").lower()).strip()
+    identifier = (identifier or "").strip()
+    if not (name or identifier or birth_date):
+        raise Invalid("give a name, an identifier or a birth date to search by", field="name")
+    if name and len(name) < 2:
+        raise Invalid("a name to search by needs at least two letters", field="name")
+    limit = max(1, min(limit, 100))
+    columns = (patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.birth_date,
+               patient.c.sex)
+    query = sa.select(*columns)
+    if identifier:
+        by_identifier = sa.select(patient_identifier.c.patient_id).where(patient_identifier.c.value == identifier)
+        query = query.add_columns(sa.literal(1.0).label("score")).where(
+            sa.or_(patient.c.mrn == identifier, patient.c.id.in_(by_identifier)))
+        if name:
+            query = query.where(patient.c.name_search.op("OPERATOR(public.%>)")(name))
+    elif name:
+        # word_similarity: how well the search text matches some run of words in the name; the GIN
+        # trigram index serves both the `%>` test and the substring LIKE.
+        score = sa.func.public.word_similarity(name, patient.c.name_search)
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.add_columns(score.label("score")).where(sa.or_(
+            patient.c.name_search.like(f"%{escaped}%"),
+            patient.c.name_search.op("OPERATOR(public.%>)")(name),
+        )).order_by(score.desc())
+    else:
+        query = query.add_columns(sa.literal(1.0).label("score"))
+    if birth_date:
+        query = query.where(patient.c.birth_date == birth_date)
+    rows = [dict(r) for r in conn.execute(
+        query.order_by(patient.c.family_name, patient.c.given_names).limit(limit)).mappings()]
+    note_access(conn, principal, "search", None, "patient", [r["id"] for r in rows])
+    return rows
+
+
+# -- encounters --------------------------------------------------------------------------------------
+
+TRANSITIONS: dict[str, set[str]] = {
+    "planned": {"arrived", "cancelled"},
+    "arrived": {"in_progress", "cancelled"},
+    "in_progress": {"finished"},
+    "finished": set(),
+    "cancelled": set(),
+}
+ENCOUNTER_COLUMNS = (encounter.c.id, encounter.c.patient_id, encounter.c.encounter_class, encounter.c.status,
+                     encounter.c.reason, encounter.c.ward_code, encounter.c.planned_for, encounter.c.started_at,
+                     encounter.c.ended_at)
+
+
+def require_encounter(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None) -> None:
+    if encounter_id is None:
+        return
+    found = conn.execute(sa.select(encounter.c.patient_id).where(encounter.c.id == encounter_id)).scalar()
+    if found != patient_id:
+        raise Invalid(f"encounter {encounter_id} is not an encounter of this patient", field="encounter_id")
+
+
+def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: EncounterIn) -> dict:
+    require_patient(conn, patient_id)
+    encounter_id = uuid.uuid4()
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    detail = {
+        "id": encounter_id, "patient_id": patient_id, "encounter_class": data.encounter_class,
+        "status": data.status, "reason": data.reason, "ward_code": data.ward_code,
+        "planned_for": data.planned_for, "started_at": None if data.status == "planned" else now,
+    }
+    record.append(conn, principal, "encounter", patient_id=patient_id, encounter_id=encounter_id, detail=detail)
+    opened = {k: v for k, v in detail.items() if k in {c.name for c in ENCOUNTER_COLUMNS}} | {"ended_at": None}
+    if data.vitals is not None:
+        opened["vitals"] = record_vitals(conn, principal, patient_id,
+                                         data.vitals.model_copy(update={"encounter_id": encounter_id}))
+    return opened
+
+
+def transition_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID,
+                         encounter_id: uuid.UUID, to_status: str) -> dict:
+    """Move an encounter along planned → arrived → in progress → finished (or cancelled before it
+    starts); anything else is refused and changes nothing."""
+    row = conn.execute(
+        sa.select(encounter.c.status, encounter.c.started_at)
+        .where(encounter.c.id == encounter_id, encounter.c.patient_id == patient_id).with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"no encounter {encounter_id} for this patient", encounter_id=str(encounter_id))
+    if to_status not in TRANSITIONS[row.status]:
+        allowed = sorted(TRANSITIONS[row.status]) or ["none: it is closed"]
+        raise Conflict(f"an encounter that is {row.status} cannot become {to_status} "
+                       f"(allowed next: {', '.join(allowed)})", field="status", current_status=row.status)
+    record.append(conn, principal, "encounter_status", patient_id=patient_id, encounter_id=encounter_id,
+                  detail={"encounter_id": encounter_id, "from_status": row.status, "to_status": to_status})
+    values: dict[str, Any] = {"status": to_status, "updated_at": sa.func.now()}
+    if to_status in {"arrived", "in_progress"} and row.started_at is None:
+        values["started_at"] = sa.func.now()
+    if to_status in {"finished", "cancelled"}:
+        values["ended_at"] = sa.func.now()
+    updated = conn.execute(sa.update(encounter).where(encounter.c.id == encounter_id).values(**values)
+                           .returning(*ENCOUNTER_COLUMNS)).mappings().one()
+    return dict(updated)
+
+
+def list_encounters(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 50) -> list[dict]:
+    require_patient(conn, patient_id)
+    rows = [dict(r) for r in conn.execute(
+        sa.select(*ENCOUNTER_COLUMNS).where(encounter.c.patient_id == patient_id)
+        .order_by(sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for).desc().nulls_last())
+        .limit(limit)
+    ).mappings()]
+    note_access(conn, principal, "read", patient_id, "encounter", [r["id"] for r in rows])
+    return rows
+
+
+def record_vitals(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: VitalSignsIn) -> dict:
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    detail = data.model_dump(exclude={"encounter_id"})
+    appended = record.append(conn, principal, "vital_signs", patient_id=patient_id,
+                             encounter_id=data.encounter_id, detail=detail)
+    return _entry_dict(appended)
+
+
+# -- amending and retracting entries -----------------------------------------------------------------
+
+
+def _version_of(conn: Connection, patient_id: uuid.UUID, entry_id: uuid.UUID, kind: str | None = None) -> dict:
+    row = conn.execute(
+        sa.select(entry.c.id, entry.c.kind, entry.c.root_id, entry.c.encounter_id, entry.c.status)
+        .where(entry.c.id == entry_id, entry.c.patient_id == patient_id)
+    ).mappings().first()
+    if row is None or (kind is not None and row["kind"] != kind):
+        raise NotFound(f"no {kind or 'entry'} {entry_id} on this patient's chart", entry_id=str(entry_id))
+    return dict(row)
+
+
+def _amend(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID, kind: str,
+           detail: dict, reason: str, encounter_id: uuid.UUID | None = None) -> dict:
+    _version_of(conn, patient_id, entry_id, kind)
+    appended = record.append(conn, principal, kind, patient_id=patient_id, detail=detail, supersedes=entry_id,
+                             reason=reason, encounter_id=encounter_id)
+    return _entry_dict(appended)
+
+
+def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                  reason: str) -> dict:
+    """Mark a record entered in error. The mistaken version stays in the history."""
+    found = _version_of(conn, patient_id, entry_id)
+    if found["kind"] not in RETRACTABLE:
+        raise Invalid(f"a {found['kind']} entry cannot be marked entered in error", field="entry_id")
+    appended = record.retract(conn, principal, entry_id, reason)
+    return {"id": appended.id, "root_id": appended.root_id, "kind": appended.kind, "status": appended.status,
+            "encounter_id": appended.encounter_id, "author_id": appended.author_id,
+            "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at,
+            "supersedes": appended.supersedes, "reason": appended.reason, "detail": {}}
+
+
+def entry_history(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID) -> list[dict]:
+    _version_of(conn, patient_id, entry_id)
+    versions = record.history(conn, entry_id)
+    note_access(conn, principal, "read", patient_id, versions[0].kind, [v.id for v in versions])
+    return [{
+        "id": v.id, "root_id": v.root_id, "kind": v.kind, "status": v.status, "encounter_id": v.encounter_id,
+        "author_id": v.author_id, "occurred_at": v.occurred_at, "recorded_at": v.recorded_at,
+        "supersedes": v.supersedes, "reason": v.reason, "detail": dict(v.detail),
+    } for v in versions]
+
+
+# -- problems ----------------------------------------------------------------------------------------
+
+
+def _condition_detail(data: ConditionIn) -> dict:
+    try:
+        code = icd10.lookup(data.code)
+    except icd10.InvalidIcd10 as exc:
+        raise Invalid(f"ICD-10 code {exc}", field="code", code=data.code) from None
+    if data.resolved_date and data.onset_date and data.resolved_date < data.onset_date:
+        raise Invalid("resolved date is before onset date", field="resolved_date")
+    return {"code": code.code, "display": code.display, "clinical_status": data.clinical_status,
+            "verification": data.verification, "onset_date": data.onset_date,
+            "resolved_date": data.resolved_date, "note": data.note}
+
+
+def add_condition(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ConditionIn) -> dict:
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    appended = record.append(conn, principal, "condition", patient_id=patient_id, encounter_id=data.encounter_id,
+                             detail=_condition_detail(data))
+    return _entry_dict(appended)
+
+
+def amend_condition(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                    data: ConditionIn, reason: str) -> dict:
+    return _amend(conn, principal, patient_id, entry_id, "condition", _condition_detail(data), reason,
+                  data.encounter_id)
+
+
+def list_conditions(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,
+                    active_only: bool = False) -> list[dict]:
+    require_patient(conn, patient_id)
+    where = [condition.c.clinical_status == "active"] if active_only else []
+    rows = current_rows(conn, condition, patient_id, *where)
+    note_access(conn, principal, "read", patient_id, "condition", [r["id"] for r in rows])
+    return rows
+
+
+# -- allergies ---------------------------------------------------------------------------------------
+
+
+def add_allergy(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: AllergyIn) -> dict:
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    appended = record.append(conn, principal, "allergy", patient_id=patient_id, encounter_id=data.encounter_id,
+                             detail=data.model_dump(exclude={"encounter_id"}))
+    return _entry_dict(appended)
+
+
+def amend_allergy(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                  data: AllergyIn, reason: str) -> dict:
+    return _amend(conn, principal, patient_id, entry_id, "allergy",
+                  data.model_dump(exclude={"encounter_id", "reason"}), reason, data.encounter_id)
+
+
+def list_allergies(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,
+                   active_only: bool = False) -> list[dict]:
+    require_patient(conn, patient_id)
+    where = [allergy.c.clinical_status == "active"] if active_only else []
+    rows = current_rows(conn, allergy, patient_id, *where)
+    note_access(conn, principal, "read", patient_id, "allergy", [r["id"] for r in rows])
+    return rows
+
+
+# -- medications -------------------------------------------------------------------------------------
+
+
+@dataclass
+class MedicationOutcome:
+    """A prescription that was placed, or refused by the drug–allergy check (`blocked`)."""
+
+    placed: list[dict] = field(default_factory=list)
+    blocked: list[dict] = field(default_factory=list)  # [{drug, matches: [...]}]
+    services: list[dict] = field(default_factory=list)
+
+
+def _allergy_conflicts(conn: Connection, patient_id: uuid.UUID, drug_names: list[str]) -> dict[str, list]:
+    active = conn.execute(
+        sa.select(entry.c.root_id, allergy.c.substance)
+        .select_from(entry.join(allergy, allergy.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id == patient_id, current_clause(), allergy.c.clinical_status == "active")
+    ).all()
+    conflicts = {}
+    for drug in drug_names:
+        matches = drugs.check(drug, active)
+        if matches:
+            conflicts[drug] = [m.as_dict() for m in matches]
+    return conflicts
+
+
+def _record_alerts(conn: Connection, principal: Principal, patient_id: uuid.UUID,
+                   encounter_id: uuid.UUID | None, conflicts: dict[str, list], override: str | None) -> None:
+    for drug, matches in conflicts.items():
+        record.append(conn, principal, "allergy_alert", patient_id=patient_id, encounter_id=encounter_id, detail={
+            "drug": drug, "matches": matches, "outcome": "overridden" if override else "blocked",
+            "override_reason": override,
+        })
+
+
+def _medication_detail(data: MedicationIn, override: str | None, order_set: str | None) -> dict:
+    return {"drug": data.drug, "dose": data.dose, "dose_unit": data.dose_unit, "route": data.route,
+            "frequency": data.frequency, "duration_days": data.duration_days, "status": "active",
+            "instructions": data.instructions, "allergy_override_reason": override, "order_set": order_set}
+
+
+def request_medication(conn: Connection, principal: Principal, patient_id: uuid.UUID,
+                       data: MedicationIn) -> MedicationOutcome:
+    """Prescribe, after the drug–allergy check. A match without an override reason is refused, and the
+    refusal is itself recorded (an `allergy_alert` entry, outcome "blocked"); with a reason, the alert is
+    recorded as "overridden" and the prescription carries the reason."""
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    conflicts = _allergy_conflicts(conn, patient_id, [data.drug])
+    override = data.allergy_override_reason if conflicts else None
+    if conflicts:
+        _record_alerts(conn, principal, patient_id, data.encounter_id, conflicts, override)
+        if not override:
+            return MedicationOutcome(blocked=[{"drug": d, "matches": m} for d, m in conflicts.items()])
+    appended = record.append(conn, principal, "medication_request", patient_id=patient_id,
+                             encounter_id=data.encounter_id, detail=_medication_detail(data, override, None))
+    return MedicationOutcome(placed=[_entry_dict(appended)])
+
+
+def change_medication_status(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                             status: str, reason: str) -> dict:
+    """Stop or complete a prescription: a new version of it with the new status."""
+    _version_of(conn, patient_id, entry_id, "medication_request")
+    current = conn.execute(sa.select(*_detail_columns(medication_request))
+                           .where(medication_request.c.entry_id == entry_id)).mappings().first()
+    if current is None:
+        raise Conflict(f"medication request {entry_id} was entered in error", entry_id=str(entry_id))
+    if current["status"] != "active":
+        raise Conflict(f"this prescription is already {current['status']}", field="status")
+    return _amend(conn, principal, patient_id, entry_id, "medication_request",
+                  {**current, "status": status}, reason)
+
+
+def list_medications(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,
+                     active_only: bool = False) -> list[dict]:
+    require_patient(conn, patient_id)
+    where = [medication_request.c.status == "active"] if active_only else []
+    rows = current_rows(conn, medication_request, patient_id, *where)
+    note_access(conn, principal, "read", patient_id, "medication_request", [r["id"] for r in rows])
+    return rows
+
+
+# -- lab and imaging orders --------------------------------------------------------------------------
+
+
+def order_test(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ServiceRequestIn) -> dict:
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    test = catalogue.get_orderable(conn, data.code)
+    appended = record.append(conn, principal, "service_request", patient_id=patient_id,
+                             encounter_id=data.encounter_id, detail={
+                                 "category": test.category, "code": test.loinc, "display": test.name,
+                                 "priority": data.priority, "status": "active",
+                                 "clinical_info": data.clinical_info, "order_set": None})
+    return _entry_dict(appended)
+
+
+def place_order_set(conn: Connection, principal: Principal, patient_id: uuid.UUID, code: str,
+                    data: OrderSetIn) -> MedicationOutcome:
+    """Every order of the set, or none: all are validated first (catalogue, drug–allergy check), and the
+    appends share the caller's transaction, so a failure part-way undoes the ones before it."""
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    order_set = catalogue.get_order_set(conn, code)
+    tests = catalogue.get_orderables(conn, order_set.tests)
+    missing = [t for t in order_set.tests if t not in tests]
+    if missing:
+        raise Invalid(f"order set {code} names test {missing[0]}, which is not in this facility's catalogue; "
+                      "nothing was ordered", field="code", code=missing[0])
+    conflicts = _allergy_conflicts(conn, patient_id, [m.drug for m in order_set.medications])
+    override = data.allergy_override_reason if conflicts else None
+    if conflicts:
+        _record_alerts(conn, principal, patient_id, data.encounter_id, conflicts, override)
+        if not override:
+            return MedicationOutcome(blocked=[{"drug": d, "matches": m} for d, m in conflicts.items()])
+    outcome = MedicationOutcome()
+    for loinc in order_set.tests:
+        test = tests[loinc]
+        appended = record.append(conn, principal, "service_request", patient_id=patient_id,
+                                 encounter_id=data.encounter_id, detail={
+                                     "category": test.category, "code": test.loinc, "display": test.name,
+                                     "priority": data.priority, "status": "active",
+                                     "clinical_info": data.clinical_info, "order_set": code})
+        outcome.services.append(_entry_dict(appended))
+    for med in order_set.medications:
+        med_in = MedicationIn(**med.model_dump(), encounter_id=data.encounter_id)
+        appended = record.append(conn, principal, "medication_request", patient_id=patient_id,
+                                 encounter_id=data.encounter_id,
+                                 detail=_medication_detail(med_in, override if med.drug in conflicts else None, code))
+        outcome.placed.append(_entry_dict(appended))
+    return outcome
+
+
+def _has_result():
+    answered = result.alias("answered")
+    answered_entry = entry.alias("answered_entry")
+    successor = entry.alias("answered_successor")
+    return sa.exists().where(
+        answered.c.service_request_id == entry.c.root_id,
+        answered_entry.c.id == answered.c.entry_id,
+        ~sa.exists().where(successor.c.supersedes == answered_entry.c.id),
+    )
+
+
+def orders_of(conn: Connection, patient_id: uuid.UUID, *, open_only: bool = False,
+              limit: int | None = None) -> list[dict]:
+    """Current orders (open ones: active and not yet answered by a result); not audited — callers are."""
+    where = [service_request.c.status == "active", ~_has_result()] if open_only else []
+    return current_rows(conn, service_request, patient_id, *where, limit=limit)
+
+
+def list_orders(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, open_only: bool = False,
+                limit: int | None = None) -> list[dict]:
+    require_patient(conn, patient_id)
+    rows = orders_of(conn, patient_id, open_only=open_only, limit=limit)
+    note_access(conn, principal, "read", patient_id, "service_request", [r["id"] for r in rows])
+    return rows
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+
+def _flag(value: Decimal | str, definition: Any, low: Decimal | None, high: Decimal | None) -> str | None:
+    if isinstance(value, Decimal):
+        if low is not None and value < low:
+            return "L"
+        if high is not None and value > high:
+            return "H"
+        return "N" if low is not None or high is not None else None
+    if definition.choices:
+        return "A" if value in definition.abnormal else "N"
+    return None
+
+
+def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ResultIn) -> dict:
+    """One analyte's result, with the unit, reference range and abnormal flag; the range and unit come
+    from the catalogue unless the lab sends its own."""
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    ordered_code = None
+    order_root = None
+    encounter_id = data.encounter_id
+    if data.service_request_id is not None:
+        order = conn.execute(
+            sa.select(entry.c.root_id, entry.c.encounter_id, service_request.c.code, service_request.c.status)
+            .select_from(entry.join(service_request, service_request.c.entry_id == entry.c.id))
+            .where(entry.c.patient_id == patient_id, current_clause(),
+                   sa.or_(entry.c.id == data.service_request_id, entry.c.root_id == data.service_request_id))
+        ).mappings().first()
+        if order is None:
+            raise Invalid(f"no current order {data.service_request_id} on this patient's chart",
+                          field="service_request_id")
+        if order["status"] != "active":
+            raise Conflict(f"order {data.service_request_id} is {order['status']}", field="service_request_id")
+        ordered_code, order_root = order["code"], order["root_id"]
+        encounter_id = encounter_id or order["encounter_id"]
+    display, definition = catalogue.find_analyte(conn, data.code, ordered_code)
+    value = data.value
+    if isinstance(value, str) and definition.choices:
+        chosen = next((c for c in definition.choices if c.lower() == value.strip().lower()), None)
+        if chosen is None:
+            raise Invalid(f"{display} is reported as one of {definition.choices}, got {value!r}", field="value")
+        value = chosen
+    elif isinstance(value, str) and (definition.unit or definition.low is not None):
+        raise Invalid(f"{display} is a number in {definition.unit or 'its unit'}, got {value!r}", field="value")
+    unit = data.unit or definition.unit
+    if data.unit and definition.unit and data.unit != definition.unit:
+        raise Invalid(f"{display} is reported in {definition.unit} at this facility, got {data.unit}",
+                      field="unit")
+    low = data.reference_low if data.reference_low is not None else _decimal(definition.low)
+    high = data.reference_high if data.reference_high is not None else _decimal(definition.high)
+    if low is not None and high is not None and low > high:
+        raise Invalid("reference low is above reference high", field="reference_low")
+    detail = {
+        "service_request_id": order_root, "code": data.code, "display": display,
+        "value_numeric": value if isinstance(value, Decimal) else None,
+        "value_text": value if isinstance(value, str) else None,
+        "unit": unit if isinstance(value, Decimal) else None, "reference_low": low, "reference_high": high,
+        "flag": data.flag or _flag(value, definition, low, high), "note": data.note,
+    }
+    appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
+                             detail=detail)
+    return _entry_dict(appended) | {"signed_by": None, "signed_at": None}
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def sign_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                comment: str | None) -> dict:
+    """The reviewing clinician's sign-off on the current version of a result (the sign-off's author)."""
+    _version_of(conn, patient_id, entry_id, "result")
+    if not record.is_current(conn, entry_id):
+        raise Conflict("this version of the result has been superseded; review the current one",
+                       entry_id=str(entry_id))
+    signed = conn.execute(
+        sa.select(entry.c.author_id, entry.c.recorded_at)
+        .select_from(entry.join(result_signoff, result_signoff.c.entry_id == entry.c.id))
+        .where(result_signoff.c.result_id == entry_id, current_clause())
+    ).first()
+    if signed is not None:
+        raise Conflict(f"this result was already signed off at {signed.recorded_at:%Y-%m-%d %H:%M}",
+                       signed_by=str(signed.author_id))
+    record.append(conn, principal, "result_signoff", patient_id=patient_id,
+                  detail={"result_id": entry_id, "comment": comment})
+    return results_of(conn, patient_id, entry_ids=[entry_id])[0]
+
+
+def _latest_signoff() -> sa.Lateral:
+    signer = entry.alias("signer")
+    return (
+        sa.select(signer.c.author_id, signer.c.recorded_at)
+        .select_from(signer.join(result_signoff, result_signoff.c.entry_id == signer.c.id))
+        .where(result_signoff.c.result_id == entry.c.id)
+        .order_by(signer.c.recorded_at.desc()).limit(1).lateral("signoff")
+    )
+
+
+def results_of(conn: Connection, patient_id: uuid.UUID, *, entry_ids: list[uuid.UUID] | None = None,
+               limit: int = 200) -> list[dict]:
+    """Current results, newest first, with who signed each off; not audited — callers are."""
+    signoff = _latest_signoff()
+    query = (
+        sa.select(*ENTRY_COLUMNS, *_detail_columns(result), signoff.c.author_id.label("signed_by"),
+                  signoff.c.recorded_at.label("signed_at"))
+        .select_from(entry.join(result, result.c.entry_id == entry.c.id).outerjoin(signoff, sa.true()))
+        .where(entry.c.patient_id == patient_id, current_clause())
+        .order_by(entry.c.occurred_at.desc()).limit(limit)
+    )
+    if entry_ids is not None:
+        query = query.where(entry.c.id.in_(entry_ids))
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def list_results(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,
+                 entry_ids: list[uuid.UUID] | None = None, limit: int = 200) -> list[dict]:
+    require_patient(conn, patient_id)
+    rows = results_of(conn, patient_id, entry_ids=entry_ids, limit=limit)
+    note_access(conn, principal, "read", patient_id, "result", [r["id"] for r in rows])
+    return rows
+
+
+# -- notes -------------------------------------------------------------------------------------------
+
+
+def write_note(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: NoteIn) -> dict:
+    """A clinical note: free text, or a template's fields validated against the facility's template."""
+    require_patient(conn, patient_id)
+    require_encounter(conn, patient_id, data.encounter_id)
+    fields: dict[str, Any] = {}
+    title = data.title
+    if data.template_code:
+        template = catalogue.get_template(conn, data.template_code)
+        fields = catalogue.validate_note_fields(template, data.fields)
+        title = title or template.name
+    elif data.fields:
+        raise Invalid("structured fields need a template_code naming the template they belong to",
+                      field="template_code")
+    elif not data.text:
+        raise Invalid("a note without a template needs its text", field="text")
+    appended = record.append(conn, principal, "note", patient_id=patient_id, encounter_id=data.encounter_id,
+                             detail={"template_code": data.template_code, "title": title or "Clinical note",
+                                     "fields": fields, "text": data.text})
+    return _entry_dict(appended)
+
+
+def list_notes(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 50) -> list[dict]:
+    require_patient(conn, patient_id)
+    rows = current_rows(conn, note, patient_id, limit=limit)
+    note_access(conn, principal, "read", patient_id, "note", [r["id"] for r in rows])
+    return rows
+
+
+def latest_vitals(conn: Connection, patient_id: uuid.UUID) -> dict | None:
+    rows = current_rows(conn, vital_signs, patient_id, limit=1)
+    return rows[0] if rows else None
+

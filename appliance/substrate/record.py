@@ -1,0 +1,344 @@
+"""The one record: the `entry` spine every layer writes to and reads from.
+
+Every act in a facility is an entry — who (author), when (occurred/recorded), for which patient and
+encounter, of what kind, in what state — plus one row in the typed detail table its layer registered
+for that kind (`register_kind`). `append` is the only way an entry is written: in the caller's
+transaction it inserts the entry and its detail, notes the write on the audit seam, and runs the
+reactions other layers registered for the kind (`register_reaction`), so a charge, a nursing task or a
+bed move exists the moment the clinical act does, or not at all.
+
+Entries are never changed. A correction is a new entry that `supersedes` the old one (both stay
+readable; the current version of a record is the one nobody supersedes); "entered in error" is a new
+entry with that status superseding the mistaken one, and no detail. The tenant role is refused UPDATE
+and DELETE on `entry` by the migration, so PostgreSQL enforces this even against a buggy layer.
+The first entry of a chain names the record: every version carries its `root_id`, which is what other
+entries point at when they mean "that order" rather than "that version of that order".
+
+`note_access` is the audit seam: every read and write of patient data goes through it, and it calls
+the hooks registered with `register_access_hook` (the audit trail registers one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from appliance.substrate.db import tenant_metadata
+from appliance.substrate.principal import Principal
+
+EntryStatus = Literal["final", "amended", "entered_in_error"]
+
+entry = sa.Table(
+    "entry",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    # The record this entry is a version of: its own id for a first version, else the first version's.
+    sa.Column("root_id", sa.Uuid, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("patient_id", sa.Uuid, nullable=True),  # patient data: whose record
+    sa.Column("encounter_id", sa.Uuid, nullable=True),
+    sa.Column("author_id", sa.Uuid, nullable=False),  # the account that performed or recorded the act
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("supersedes", sa.Uuid, sa.ForeignKey("entry.id"), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),  # patient data: why a version was amended or retracted
+    sa.Index("entry_patient_kind_idx", "patient_id", "kind", "occurred_at"),
+    sa.Index("entry_encounter_idx", "encounter_id"),
+    sa.Index("entry_root_idx", "root_id"),
+    # One successor per version: two concurrent corrections of the same version cannot both land.
+    sa.Index("entry_supersedes_key", "supersedes", unique=True, postgresql_where=sa.text("supersedes IS NOT NULL")),
+)
+
+
+class RecordError(Exception):
+    """A write the record refuses; `status` is the HTTP status a route should answer with."""
+
+    status = 400
+
+    def __init__(self, detail: str, **extra: Any):
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class EntryNotFound(RecordError, LookupError):
+    status = 404
+
+
+class NotCurrent(RecordError):
+    """A correction or retraction aimed at a version that has already been superseded."""
+
+    status = 409
+
+
+class UnknownKind(RecordError):
+    status = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: uuid.UUID
+    root_id: uuid.UUID
+    kind: str
+    patient_id: uuid.UUID | None
+    encounter_id: uuid.UUID | None
+    author_id: uuid.UUID
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    status: str
+    supersedes: uuid.UUID | None
+    reason: str | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """One entry to append with `append_many` (the bulk path writes the same rows `append` does)."""
+
+    kind: str
+    patient_id: uuid.UUID | None
+    detail: Mapping[str, Any] | None = None
+    encounter_id: uuid.UUID | None = None
+    occurred_at: dt.datetime | None = None
+    id: uuid.UUID | None = None
+
+
+Reaction = Callable[[Connection, Principal, Entry], None]
+AccessHook = Callable[[Connection, Principal, str, "uuid.UUID | None", str, Sequence[uuid.UUID]], None]
+
+_detail_tables: dict[str, sa.Table | None] = {}
+_reactions: dict[str, list[Reaction]] = defaultdict(list)
+_access_hooks: list[AccessHook] = []
+
+
+def register_kind(kind: str, detail_table: sa.Table | None) -> None:
+    """Declare an entry kind and the table (keyed by `entry_id`) that holds its typed detail."""
+    if detail_table is not None and "entry_id" not in detail_table.c:
+        raise ValueError(f"detail table {detail_table.name} of kind {kind!r} has no entry_id column")
+    _detail_tables[kind] = detail_table
+
+
+def register_reaction(kind: str, reaction: Reaction) -> Reaction:
+    """Run `reaction(conn, principal, entry)` after every append of `kind`, in the same transaction.
+    A reaction that raises undoes the act it reacted to: they commit together or not at all."""
+    if reaction not in _reactions[kind]:
+        _reactions[kind].append(reaction)
+    return reaction
+
+
+def unregister_reaction(kind: str, reaction: Reaction) -> None:
+    if reaction in _reactions.get(kind, []):
+        _reactions[kind].remove(reaction)
+
+
+def register_access_hook(hook: AccessHook) -> AccessHook:
+    """Called by `note_access` for every read and write of patient data (the audit trail's hook)."""
+    if hook not in _access_hooks:
+        _access_hooks.append(hook)
+    return hook
+
+
+def unregister_access_hook(hook: AccessHook) -> None:
+    if hook in _access_hooks:
+        _access_hooks.remove(hook)
+
+
+def note_access(
+    conn: Connection,
+    principal: Principal,
+    action: str,
+    patient_id: uuid.UUID | None,
+    entity_kind: str,
+    entity_ids: Iterable[uuid.UUID] = (),
+) -> None:
+    """The audit seam. `action` is read, search, create, amend, retract or update; `entity_kind` names
+    what was touched (an entry kind, `patient`, `chart`...); hooks run in the caller's transaction, so
+    an access that cannot be audited does not happen."""
+    if not _access_hooks:
+        return
+    ids = tuple(entity_ids)
+    for hook in list(_access_hooks):
+        hook(conn, principal, action, patient_id, entity_kind, ids)
+
+
+def _detail_table(kind: str) -> sa.Table | None:
+    try:
+        return _detail_tables[kind]
+    except KeyError:
+        raise UnknownKind(f"entry kind {kind!r} has not been registered by any layer") from None
+
+
+def get_entry(conn: Connection, entry_id: uuid.UUID) -> Entry:
+    """One version, with its detail."""
+    row = conn.execute(sa.select(entry).where(entry.c.id == entry_id)).mappings().first()
+    if row is None:
+        raise EntryNotFound(f"no entry {entry_id}", entry_id=str(entry_id))
+    return _with_detail(conn, dict(row))
+
+
+def _with_detail(conn: Connection, row: dict) -> Entry:
+    table = _detail_tables.get(row["kind"])
+    detail: dict = {}
+    if table is not None:
+        found = conn.execute(sa.select(table).where(table.c.entry_id == row["id"])).mappings().first()
+        if found is not None:
+            detail = {k: v for k, v in found.items() if k != "entry_id"}
+    return Entry(**row, detail=detail)
+
+
+def is_current(conn: Connection, entry_id: uuid.UUID) -> bool:
+    return conn.execute(sa.select(sa.not_(sa.exists().where(entry.c.supersedes == entry_id)))).scalar_one()
+
+
+def current_clause(table: sa.FromClause = entry) -> sa.ColumnElement[bool]:
+    """SQL condition: this entry is the current version of its record (nobody supersedes it)."""
+    successor = entry.alias("successor")
+    return sa.not_(sa.exists().where(successor.c.supersedes == table.c.id))
+
+
+def append(
+    conn: Connection,
+    principal: Principal,
+    kind: str,
+    *,
+    patient_id: uuid.UUID | None,
+    detail: Mapping[str, Any] | None = None,
+    encounter_id: uuid.UUID | None = None,
+    occurred_at: dt.datetime | None = None,
+    supersedes: uuid.UUID | None = None,
+    status: EntryStatus | None = None,
+    reason: str | None = None,
+    entry_id: uuid.UUID | None = None,
+) -> Entry:
+    """Append one entry and its detail, note it on the audit seam and run the kind's reactions — all
+    in the caller's transaction. With `supersedes`, the new entry is the next version of that record:
+    the superseded version must be the current one and of the same kind and patient."""
+    table = _detail_table(kind)
+    new_id = entry_id or uuid.uuid4()
+    root_id = new_id
+    if supersedes is not None:
+        previous = conn.execute(
+            sa.select(entry.c.root_id, entry.c.kind, entry.c.patient_id, entry.c.encounter_id, entry.c.status,
+                      current_clause().label("current"))
+            .where(entry.c.id == supersedes)
+        ).mappings().first()
+        if previous is None:
+            raise EntryNotFound(f"no entry {supersedes} to supersede", entry_id=str(supersedes))
+        if previous["kind"] != kind or previous["patient_id"] != patient_id:
+            raise RecordError(f"entry {supersedes} is a {previous['kind']} of another record; "
+                              f"a {kind} cannot supersede it")
+        if previous["status"] == "entered_in_error" or not previous["current"]:
+            raise NotCurrent(f"entry {supersedes} is not the current version of its record; "
+                             "reload it and correct the current version", entry_id=str(supersedes))
+        root_id = previous["root_id"]
+        encounter_id = encounter_id if encounter_id is not None else previous["encounter_id"]
+        status = status or "amended"
+    status = status or "final"
+    values = {
+        "id": new_id, "root_id": root_id, "kind": kind, "patient_id": patient_id, "encounter_id": encounter_id,
+        "author_id": principal.account_id, "occurred_at": occurred_at or sa.func.now(), "status": status,
+        "supersedes": supersedes, "reason": reason,
+    }
+    try:
+        stamped = conn.execute(
+            entry.insert().values(**values).returning(entry.c.occurred_at, entry.c.recorded_at)
+        ).one()
+    except sa.exc.IntegrityError as exc:
+        if "entry_supersedes_key" in str(exc.orig):
+            raise NotCurrent(f"entry {supersedes} was corrected by someone else a moment ago; reload it",
+                             entry_id=str(supersedes)) from None
+        raise
+    stored_detail: dict = {}
+    if table is not None and detail is not None:
+        stored_detail = dict(detail)
+        conn.execute(table.insert().values(entry_id=new_id, **stored_detail))
+    values["occurred_at"] = stamped.occurred_at
+    appended = Entry(**values, recorded_at=stamped.recorded_at, detail=stored_detail)
+    action = {"final": "create", "amended": "amend", "entered_in_error": "retract"}.get(status, "create")
+    note_access(conn, principal, action, patient_id, kind, (new_id,))
+    for reaction in list(_reactions.get(kind, ())):
+        reaction(conn, principal, appended)
+    return appended
+
+
+def retract(conn: Connection, principal: Principal, entry_id: uuid.UUID, reason: str) -> Entry:
+    """Mark a record "entered in error": a new entry superseding the current version, with no detail.
+    Nothing is deleted; the mistaken version stays readable in the history."""
+    if not reason or not reason.strip():
+        raise RecordError("a reason is required to mark an entry as entered in error", field="reason")
+    target = conn.execute(
+        sa.select(entry.c.kind, entry.c.patient_id).where(entry.c.id == entry_id)
+    ).mappings().first()
+    if target is None:
+        raise EntryNotFound(f"no entry {entry_id}", entry_id=str(entry_id))
+    return append(conn, principal, target["kind"], patient_id=target["patient_id"], supersedes=entry_id,
+                  status="entered_in_error", reason=reason.strip())
+
+
+def history(conn: Connection, entry_id: uuid.UUID) -> list[Entry]:
+    """Every version of the record `entry_id` belongs to, oldest first, each with its detail."""
+    root = conn.execute(sa.select(entry.c.root_id).where(entry.c.id == entry_id)).scalar()
+    if root is None:
+        raise EntryNotFound(f"no entry {entry_id}", entry_id=str(entry_id))
+    rows = conn.execute(
+        sa.select(entry).where(entry.c.root_id == root).order_by(entry.c.recorded_at, entry.c.occurred_at)
+    ).mappings().all()
+    by_previous = {row["supersedes"]: dict(row) for row in rows}
+    ordered: list[dict] = []
+    cursor = by_previous.get(None)
+    while cursor is not None:  # follow the chain rather than trust clocks within one transaction
+        ordered.append(cursor)
+        cursor = by_previous.get(cursor["id"])
+    return [_with_detail(conn, row) for row in ordered]
+
+
+def append_many(conn: Connection, principal: Principal, entries: Sequence[NewEntry]) -> list[Entry]:
+    """The bulk path (demo data, imports): the same rows `append` writes, inserted a batch at a time.
+    Reactions run per entry and the audit seam is noted once per patient and kind. First versions only
+    — corrections go through `append`."""
+    if not entries:
+        return []
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    rows: list[dict] = []
+    details: dict[str, list[dict]] = defaultdict(list)
+    for new in entries:
+        table = _detail_table(new.kind)
+        new_id = new.id or uuid.uuid4()
+        rows.append({
+            "id": new_id, "root_id": new_id, "kind": new.kind, "patient_id": new.patient_id,
+            "encounter_id": new.encounter_id, "author_id": principal.account_id,
+            "occurred_at": new.occurred_at or now, "status": "final", "supersedes": None, "reason": None,
+        })
+        if table is not None and new.detail is not None:
+            details[new.kind].append({"entry_id": new_id, **new.detail})
+    recorded_at = now
+    conn.execute(postgresql.insert(entry), [{**row, "recorded_at": recorded_at} for row in rows])
+    for kind, detail_rows in details.items():
+        conn.execute(_detail_tables[kind].insert(), detail_rows)  # type: ignore[union-attr]
+    appended = [
+        Entry(**row, recorded_at=recorded_at, detail={k: v for k, v in detail.items() if k != "entry_id"})
+        for row, detail in zip(rows, _details_in_order(rows, details), strict=True)
+    ]
+    touched: dict[tuple, list[uuid.UUID]] = defaultdict(list)
+    for row in rows:
+        touched[(row["patient_id"], row["kind"])].append(row["id"])
+    for (patient_id, kind), ids in touched.items():
+        note_access(conn, principal, "create", patient_id, kind, ids)
+    for item in appended:
+        for reaction in list(_reactions.get(item.kind, ())):
+            reaction(conn, principal, item)
+    return appended
+
+
+def _details_in_order(rows: list[dict], details: dict[str, list[dict]]) -> list[dict]:
+    by_id = {detail["entry_id"]: detail for detail_rows in details.values() for detail in detail_rows}
+    return [by_id.get(row["id"], {}) for row in rows]
