@@ -8,8 +8,11 @@ a traceback means a bug.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +24,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import appliance.layers
+from appliance.substrate import identity, totp
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, InvalidSlug, UnknownTenant, tenant_metadata, validate_slug
 from appliance.substrate.embedded import ClusterError, EmbeddedCluster
 from appliance.substrate.logs import configure_logging
 from appliance.substrate.migrate import MigrationFailed, find_drift, migrate_all, migrate_control
+from appliance.substrate.policy import PolicyError, load_policy
 from appliance.substrate.tenancy import active_slugs, apply_path, drop_tenant, list_tenants
 from appliance.substrate.tenant_config import TenantFileError
 
@@ -85,6 +90,10 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
             _apply(db, path)
         _migrate_with_progress(db)
         slugs = active_slugs(db)
+        if demo:
+            credentials = _ensure_demo_accounts(db, settings)
+            err.print(f"demo accounts ({credentials}, mode 0600):")
+            click.echo(credentials.read_text(), err=True)  # unwrapped: people copy these lines
         err.print(f"HealthOS serving {len(slugs)} tenant(s) on http://{host}:{port}  "
                   f"(ready: http://{host}:{port}/ready; database: {db.libpq_url()})")
         config = uvicorn.Config(create_app(db), host=host, port=port, log_config=None, access_log=False,
@@ -227,6 +236,398 @@ def db_url(settings: Settings) -> None:
     click.echo(cluster.libpq_url())
     if not (cluster.pgdata / "postmaster.pid").exists():
         err.print("(the embedded PostgreSQL is not running: start it with `healthos up`)")
+
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _audit_database(settings: Settings) -> Iterator[Database]:
+    """The database with this appliance's keyring bound, so checkpoints are signed with its key."""
+    from appliance.substrate import keys
+
+    with opened_database(settings) as db:
+        migrate_control(db)
+        keys.bind(db, keys.Keyring.from_settings(settings))
+        try:
+            yield db
+        except (keys.KeyUnavailable, UnknownTenant) as exc:
+            fail(str(exc))
+
+
+def _when(value: str | None):
+    """An ISO 8601 date or time from the command line; a naive one is UTC."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{value!r} is not an ISO 8601 date or time (e.g. 2026-11-01 or 2026-11-01T08:00:00Z)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _print_report(report) -> None:
+    out.print(report.summary(), markup=False, soft_wrap=True)
+    for problem in report.problems[:20]:
+        out.print(f"  - [{problem.kind}] {problem}", markup=False, soft_wrap=True)
+    if len(report.problems) > 20:
+        out.print(f"  ... and {len(report.problems) - 20} more")
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The audit trail: verify it, export evidence, checkpoint, manage its keys."""
+
+
+@audit_group.command("verify")
+@click.option("--tenant", help="Verify this tenant's log (default: every log of the appliance).")
+@click.option("--checkpoints", "held_files", multiple=True, type=click.Path(path_type=Path, exists=True),
+              help="Checkpoints kept from earlier (`audit checkpoint --out`): prove the log only grew since.")
+@click.option("--decrypt", is_flag=True, help="Also authenticate every body under its data key (slower).")
+@click.pass_obj
+def audit_verify(settings: Settings, tenant: str | None, held_files: tuple[Path, ...], decrypt: bool) -> None:
+    """Check every event hash, Merkle root and checkpoint signature; name the first bad sequence number."""
+    from appliance.audit_verify import FormatError, read_held
+    from appliance.substrate import audit as audit_trail
+
+    try:
+        held = [checkpoint for path in held_files for checkpoint in read_held(path)]
+    except FormatError as exc:
+        fail(str(exc))
+    with _audit_database(settings) as db:
+        if tenant is None and not held:
+            reports = audit_trail.verify_all(db, decrypt=decrypt)
+        else:
+            reports = [audit_trail.verify(db, tenant, held=held, decrypt=decrypt)]
+    for report in reports:
+        _print_report(report)
+    if not all(report.ok for report in reports):
+        sys.exit(1)
+
+
+@audit_group.command("export")
+@click.option("--tenant", help="The tenant whose log to export (default: the appliance's own log).")
+@click.option("--since", help="Only events recorded at or after this time (ISO 8601).")
+@click.option("--until", help="Only events recorded before this time (ISO 8601).")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="Evidence package to write.")
+@click.pass_obj
+def audit_export(settings: Settings, tenant: str | None, since: str | None, until: str | None,
+                 out_path: Path) -> None:
+    """Write an evidence package (events, proofs, checkpoints, public key) for the offline verifier."""
+    from appliance.substrate import audit as audit_trail
+
+    with _audit_database(settings) as db:
+        summary = audit_trail.export(db, tenant, out_path, since=_when(since), until=_when(until))
+    err.print(f"{summary['events']} events and {summary['checkpoints']} checkpoints of log {summary['log_id']} "
+              f"written to {summary['path']}; verify with `python -m appliance.audit_verify {summary['path']}`")
+
+
+@audit_group.command("checkpoint")
+@click.option("--tenant", help="Checkpoint this tenant's log (default: every log with events waiting).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path),
+              help="Also write the log's checkpoints to this file, for a regulator to keep "
+                   "(the appliance's own log unless --tenant).")
+@click.pass_obj
+def audit_checkpoint(settings: Settings, tenant: str | None, out_path: Path | None) -> None:
+    """Sign a checkpoint now over the events waiting for one."""
+    from appliance.substrate import audit as audit_trail
+
+    with _audit_database(settings) as db:
+        if tenant is None:
+            made = audit_trail.Checkpointer(db).run_once(final=True)
+            err.print(f"{made} checkpoint(s) signed")
+        else:
+            latest = audit_trail.checkpoint(db, tenant, latest=True)
+            if latest is None:
+                err.print(f"{tenant}: no audit events yet")
+            else:
+                err.print(f"{tenant}: checkpoint at size {latest.size}, root {latest.root.hex()}, {latest.time}")
+        if out_path is not None:
+            out_path.write_text(json.dumps(audit_trail.held_checkpoints(db, tenant), indent=1))
+            err.print(f"checkpoints written to {out_path}: keep them; `healthos audit verify --checkpoints "
+                      f"{out_path}` or the offline verifier proves later that the log only grew")
+
+
+@audit_group.command("public-key")
+@click.pass_obj
+def audit_public_key(settings: Settings) -> None:
+    """Print the checkpoint signing public key (PEM) a regulator pins."""
+    from appliance.substrate import keys
+
+    keyring = keys.Keyring.from_settings(settings)
+    try:
+        click.echo(keyring.public_key_pem().decode(), nl=False)
+    except keys.KeyUnavailable as exc:
+        fail(str(exc))
+    err.print(f"key id {keyring.signing_key_id}")
+
+
+@audit_group.command("rotate-key")
+@click.option("--tenant", help="Rotate this tenant's data key (default: the appliance log's).")
+@click.pass_obj
+def audit_rotate_key(settings: Settings, tenant: str | None) -> None:
+    """Start a new data key: new events use it, older events keep theirs."""
+    from appliance.substrate import audit as audit_trail
+
+    with _audit_database(settings) as db:
+        key = audit_trail.rotate_key(db, tenant)
+    err.print(f"{tenant or 'appliance'}: data key {key.key_id} (generation {key.generation}) now in use")
+
+
+@audit_group.group("regulator-key")
+def audit_regulator_key() -> None:
+    """Regulators' X25519 keys: every data key is sealed to each, for offline decryption of evidence."""
+
+
+@audit_regulator_key.command("register")
+@click.argument("public_key_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--label", default=None, help="Who holds the key (default: the file name).")
+@click.pass_obj
+def audit_regulator_register(settings: Settings, public_key_file: Path, label: str | None) -> None:
+    """Register a regulator's X25519 public key (PEM, or 32 bytes hex/base64) and seal every data key to it."""
+    from appliance.substrate import audit as audit_trail
+
+    with _audit_database(settings) as db:
+        try:
+            regulator_id, sealed = audit_trail.register_regulator(db, public_key_file.read_bytes(),
+                                                                  label or public_key_file.stem)
+        except ValueError as exc:
+            fail(f"{public_key_file}: {exc}")
+    err.print(f"regulator key {regulator_id} registered; {sealed} data key(s) sealed to it")
+
+
+@audit_regulator_key.command("generate")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path),
+              help="Where to write the private key (the public key goes beside it, with .pub).")
+@click.option("--register", "register_it", is_flag=True, help="Also register the public key on this appliance.")
+@click.option("--label", default="regulator", show_default=True, help="Label when registering.")
+@click.pass_obj
+def audit_regulator_generate(settings: Settings, out_path: Path, register_it: bool, label: str) -> None:
+    """Make a regulator key pair (for a regulator without their own tooling)."""
+    from appliance.substrate import audit as audit_trail
+    from appliance.substrate import keys
+
+    try:
+        private_path, public_path, _ = keys.generate_regulator_keypair(out_path)
+    except FileExistsError as exc:
+        fail(str(exc))
+    err.print(f"private key written to {private_path.resolve()} (mode 0600): hand it to the regulator and delete "
+              f"it from this machine; public key: {public_path.resolve()}")
+    if register_it:
+        with _audit_database(settings) as db:
+            regulator_id, sealed = audit_trail.register_regulator(db, public_path.read_bytes(), label)
+        err.print(f"regulator key {regulator_id} registered; {sealed} data key(s) sealed to it")
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def _policy(settings: Settings):
+    try:
+        return load_policy(settings.policies_dir / "access.toml")
+    except PolicyError as exc:
+        fail(str(exc))
+
+
+@main.group()
+def account() -> None:
+    """Accounts of staff, patients, analysts, regulators, operators and machine clients."""
+
+
+@account.command("create")
+@click.option("--role", required=True, help="A role from policies/access.toml.")
+@click.option("--tenant", default=None, help="The facility, for facility roles.")
+@click.option("--email", required=True)
+@click.option("--name", "display_name", default="", help="Name shown in the portal (default: the e-mail).")
+@click.option("--ward", default=None, help="Limit a ward-scoped role to one ward.")
+@click.option("--kind", type=click.Choice(["staff", "patient", "ministry_analyst", "regulator", "operator", "machine"]),
+              default=None, help="Kind of account (default: from the role).")
+@click.pass_obj
+def account_create(settings: Settings, role: str, tenant: str | None, email: str, display_name: str,
+                   ward: str | None, kind: str | None) -> None:
+    """Create an account and print its one-time enrolment link (never a password)."""
+    policy = _policy(settings)
+    kind = kind or (role if role in {"patient", "ministry_analyst", "regulator", "operator"} else "staff")
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                new = identity.create_account(conn, policy, kind=kind, email=email, display_name=display_name,
+                                              role=role, tenant=tenant, ward=ward)
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo(f"account {new.account_id} created for {email} ({role}{' at ' + tenant if tenant else ''})")
+    click.echo(f"one-time enrolment link (valid 72 h): /enrol?code={new.enrolment_code}")
+
+
+@account.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def account_list(settings: Settings, as_json: bool) -> None:
+    """List accounts with their roles and state."""
+    with opened_database(settings) as db, db.control() as conn:
+        rows = identity.list_accounts(conn)
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table("e-mail", "kind", "roles", "state")
+    for row in rows:
+        table.add_row(row["email"], row["kind"], ", ".join(row["roles"]), row["state"])
+    out.print(table)
+
+
+@account.command("disable")
+@click.argument("email")
+@click.pass_obj
+def account_disable(settings: Settings, email: str) -> None:
+    """Disable an account: its sessions and API tokens end at once."""
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                identity.disable_account(conn, email)
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo(f"{email}: disabled; sessions and tokens revoked")
+
+
+@account.command("reset-mfa")
+@click.argument("email")
+@click.pass_obj
+def account_reset_mfa(settings: Settings, email: str) -> None:
+    """Clear password and authenticator; print a new one-time enrolment link."""
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                code = identity.reset_mfa(conn, email)
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo(f"{email}: must enrol again: /enrol?code={code}")
+
+
+@account.command("token")
+@click.option("--tenant", required=True)
+@click.option("--name", required=True, help="What the token is for, e.g. 'lab HL7 feed'.")
+@click.option("--permission", "permissions", multiple=True, required=True, help="Repeat for each permission.")
+@click.pass_obj
+def account_token(settings: Settings, tenant: str, name: str, permissions: tuple[str, ...]) -> None:
+    """Issue an API token for a machine client (shown once; stored hashed)."""
+    policy = _policy(settings)
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                machine = identity.create_account(
+                    conn, policy, kind="machine", email=f"machine-{secrets.token_hex(6)}@{tenant}.invalid",
+                    display_name=name, role="facility_admin", tenant=tenant)
+                token = identity.issue_api_token(conn, account_id=machine.account_id, tenant=tenant, name=name,
+                                                 permissions=list(permissions))
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo(token)
+    err.print("(this token is shown once; store it in the client's configuration now)")
+
+
+@main.group()
+def subject() -> None:
+    """The master patient index: merge and unmerge subjects (both audited, both reversible)."""
+
+
+@subject.command("merge")
+@click.argument("survivor", type=click.UUID)
+@click.argument("merged", type=click.UUID)
+@click.option("--reason", required=True)
+@click.pass_obj
+def subject_merge(settings: Settings, survivor, merged, reason: str) -> None:
+    """Merge MERGED into SURVIVOR: records stay where they are and resolve to SURVIVOR."""
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                merge_id = identity.merge_subjects(conn, survivor_id=survivor, merged_id=merged, reason=reason,
+                                                   by=None)
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo(f"merged; undo with: healthos subject unmerge {merge_id}")
+
+
+@subject.command("unmerge")
+@click.argument("merge_id", type=click.UUID)
+@click.pass_obj
+def subject_unmerge(settings: Settings, merge_id) -> None:
+    """Undo a merge."""
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                identity.unmerge_subjects(conn, merge_id=merge_id, by=None)
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo("unmerged")
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+DEMO_TENANT_ROLES = ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "facility_admin"]
+DEMO_APPLIANCE_ROLES = ["operator", "ministry_analyst", "regulator"]
+
+
+def demo_credentials_path(settings: Settings) -> Path:
+    return settings.home / "demo-credentials.txt"
+
+
+def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
+    """Demo accounts for every role, random passwords and TOTP secrets, written once (0600)."""
+    path = demo_credentials_path(settings)
+    if path.exists():
+        return path
+    policy = _policy(settings)
+    slugs = active_slugs(db)
+    lines = ["# HealthOS demo accounts: generated on this machine, shown once here. Demo use only.",
+             "# e-mail\tpassword\tTOTP secret (add it to an authenticator app, or run `healthos demo code EMAIL`)"]
+    people = [(role, slug) for slug in slugs for role in DEMO_TENANT_ROLES]
+    people += [(role, None) for role in DEMO_APPLIANCE_ROLES]
+    with db.control() as conn:
+        for role, slug in people:
+            # Hyphens, not underscores: browsers refuse an underscore in an e-mail's domain.
+            email = f"{role}@{slug.replace('_', '-')}.demo" if slug else f"{role}@appliance.demo"
+            if identity.account_by_email(conn, email) is not None:
+                continue
+            kind = role if role in DEMO_APPLIANCE_ROLES else "staff"
+            name = f"Demo {role.replace('_', ' ')}" + (f" ({slug})" if slug else "")
+            new = identity.create_account(conn, policy, kind=kind, email=email, role=role, tenant=slug,
+                                          display_name=name)
+            password = secrets.token_urlsafe(12)
+            secret = totp.generate_secret()
+            identity.set_credentials(conn, new.account_id, password=password, mfa_secret=secret)
+            lines.append(f"{email}\t{password}\t{secret}")
+        if len(slugs) > 1:
+            # One clinician who works in two facilities, to show the facility switcher.
+            roaming = identity.account_by_email(conn, f"clinician@{slugs[0].replace('_', '-')}.demo")
+            if roaming is not None:
+                identity.add_membership(conn, policy, account_id=roaming.id, tenant=slugs[1], role="clinician")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+@main.group()
+def demo() -> None:
+    """Helpers for the demo appliance."""
+
+
+@demo.command("code")
+@click.argument("email")
+@click.pass_obj
+def demo_code(settings: Settings, email: str) -> None:
+    """Print the current authenticator code of a demo account (reads demo-credentials.txt)."""
+    path = demo_credentials_path(settings)
+    if not path.exists():
+        fail(f"{path} does not exist: run `healthos up --demo` first")
+    for line in path.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[0] == email:
+            click.echo(totp.totp_at(fields[2], time.time()))
+            return
+    fail(f"{email} is not a demo account in {path}")
 
 
 if __name__ == "__main__":

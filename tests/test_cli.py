@@ -142,4 +142,46 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit(tmp_path: Path)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "embedded_postgres_stopped" in output
+    credentials = home / "demo-credentials.txt"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    emails = [line.split("\t")[0] for line in credentials.read_text().splitlines() if not line.startswith("#")]
+    for role in ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "facility_admin"]:
+        assert sum(email.startswith(f"{role}@") for email in emails) >= 3, role
+    for role in ["operator", "ministry_analyst", "regulator"]:
+        assert f"{role}@appliance.demo" in emails
+    assert all(len(line.split("\t")[1]) >= 12 for line in credentials.read_text().splitlines()
+               if not line.startswith("#"))
     assert not (home / "pg" / "data" / "postmaster.pid").exists()
+
+
+def test_account_lifecycle_from_the_cli(run, tenant_factory):
+    facility = tenant_factory()
+    email = f"new-{facility.slug}@test.invalid"
+    created = run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", email)
+    assert created.exit_code == 0, created.output
+    assert "/enrol?code=" in created.output
+    assert "password" not in created.output.lower()
+    listed = json.loads(run("account", "list", "--json").output)
+    assert {"email": email, "kind": "staff", "roles": [f"nurse@{facility.slug}"],
+            "state": "awaiting enrolment"} in listed
+    assert run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", email).exit_code == 1
+    assert "give --tenant" in run("account", "create", "--role", "nurse", "--email", "x@test.invalid").output
+    reset = run("account", "reset-mfa", email)
+    assert reset.exit_code == 0 and "/enrol?code=" in reset.output
+    assert run("account", "disable", email).exit_code == 0
+    states = {row["email"]: row["state"] for row in json.loads(run("account", "list", "--json").output)}
+    assert states[email] == "disabled"
+
+
+def test_api_token_is_printed_once_and_works(run, tenant_factory, app):
+    from litestar.testing import TestClient
+
+    facility = tenant_factory()
+    issued = run("account", "token", "--tenant", facility.slug, "--name", "lab feed",
+                 "--permission", "operations.ward.read")
+    assert issued.exit_code == 0, issued.output
+    token = issued.output.strip().splitlines()[0]
+    assert token.startswith("hos_")
+    client = TestClient(app=app, raise_server_exceptions=False)
+    client.headers["authorization"] = f"Bearer {token}"
+    assert client.get(f"/api/t/{facility.slug}/wards").status_code == 200

@@ -23,7 +23,6 @@ import hashlib
 import secrets
 import unicodedata
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -31,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from appliance.substrate import passwords, totp
+from appliance.substrate import audit, passwords, totp
 from appliance.substrate.db import control_metadata
 from appliance.substrate.policy import AccessPolicy
 from appliance.substrate.principal import AccountKind, Principal
@@ -149,21 +148,12 @@ SIGNIN_REFUSED = "the e-mail, password or code is not right, or the account is l
 
 # -- the audit seam --------------------------------------------------------------------------------
 
-AuditHook = Callable[..., None]
-_audit_hooks: list[AuditHook] = []
-
-
-def register_audit_hook(hook: AuditHook) -> None:
-    if hook not in _audit_hooks:
-        _audit_hooks.append(hook)
-
 
 def _audit(conn: Connection, *, event_type: str, action: str, principal: Principal | None = None,
            outcome: str = "success", detail: dict | None = None) -> None:
-    """Appliance-level audit events, in the caller's transaction (no audit, no act)."""
-    for hook in _audit_hooks:
-        hook(conn, tenant=None, principal=principal, event_type=event_type, action=action, outcome=outcome,
-             detail=detail or {})
+    """Appliance-level audit event in the caller's transaction: if it cannot be written, the act fails."""
+    audit.append(conn, tenant=None, principal=principal, event_type=f"identity.{event_type}", action=action,
+                 outcome=outcome, detail=detail or {})
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -329,6 +319,22 @@ def add_membership(conn: Connection, policy: AccessPolicy, *, account_id: uuid.U
 
 def account_by_email(conn: Connection, email: str):
     return conn.execute(sa.select(account).where(sa.func.lower(account.c.email) == email.strip().lower())).first()
+
+
+def list_accounts(conn: Connection) -> list[dict]:
+    rows = conn.execute(sa.text(
+        "SELECT a.email, a.kind, a.appliance_role, a.disabled_at, a.locked_until, a.password_hash IS NULL AS pending, "
+        "coalesce(array_agg(m.role || '@' || m.tenant ORDER BY m.tenant) FILTER (WHERE m.role IS NOT NULL), '{}') "
+        "AS memberships FROM control.account a LEFT JOIN control.membership m ON m.account_id = a.id "
+        "GROUP BY a.id ORDER BY a.email"
+    )).mappings()
+    accounts = []
+    for row in rows:
+        roles = ([row["appliance_role"]] if row["appliance_role"] else []) + list(row["memberships"])
+        state = ("disabled" if row["disabled_at"] else "locked" if row["locked_until"] and row["locked_until"] > _now()
+                 else "awaiting enrolment" if row["pending"] else "active")
+        accounts.append({"email": row["email"], "kind": row["kind"], "roles": roles, "state": state})
+    return accounts
 
 
 def memberships_of(conn: Connection, account_id: uuid.UUID) -> list[dict]:

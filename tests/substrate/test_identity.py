@@ -125,3 +125,24 @@ def test_roles_must_fit_their_scope(db: Database, policy, tenant_a):
                                 role="regulator", tenant=tenant_a.slug)
     with pytest.raises(identity.IdentityError, match="unknown role"), db.control() as conn:
         identity.create_account(conn, policy, kind="staff", email="x3@test.invalid", display_name="x", role="wizard")
+
+
+def test_sign_in_failures_merges_and_unmerges_reach_the_audit_trail(db: Database, person_factory, tenant_a):
+    from appliance.substrate.audit import control_audit_event
+
+    def count(event_type: str) -> int:
+        with db.control() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(control_audit_event).where(
+                control_audit_event.c.event_type == event_type)).scalar()
+
+    before = {t: count(t) for t in ["identity.signin", "identity.subject.merge", "identity.subject.unmerge"]}
+    person = person_factory("clinician", tenant_a.slug)
+    with db.control() as conn:
+        assert identity.check_password(conn, person.email, "wrong-password-zz") is None
+        a = identity.match_or_create_subject(conn, family_name="Audit", given_names="One").subject_id
+        b = identity.match_or_create_subject(conn, family_name="Audit", given_names="Two").subject_id
+        merge = identity.merge_subjects(conn, survivor_id=a, merged_id=b, reason="duplicate", by=None)
+        identity.unmerge_subjects(conn, merge_id=merge, by=None)
+    assert count("identity.signin") == before["identity.signin"] + 1
+    assert count("identity.subject.merge") == before["identity.subject.merge"] + 1
+    assert count("identity.subject.unmerge") == before["identity.subject.unmerge"] + 1
