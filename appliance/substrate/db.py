@@ -122,6 +122,8 @@ class Database:
                     # Dropped by another process since we cached it: its role no longer exists.
                     self._known_tenants.discard(slug)
                     raise UnknownTenant(slug) from exc
+                # The audit seam reads which tenant's trail an access belongs to from here.
+                conn.info["healthos_tenant"] = slug
                 yield conn
             # A backend keeps catalog and plan caches for every schema it has touched; retiring a
             # connection after it has served many tenants keeps backend memory flat however many

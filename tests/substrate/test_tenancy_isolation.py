@@ -1,6 +1,8 @@
 """Isolation between tenants, proven at the SQL level: PostgreSQL itself refuses a tenant
 transaction that names another tenant's schema, and unqualified names resolve to the tenant's own."""
 
+import dataclasses
+
 import pytest
 import sqlalchemy as sa
 from psycopg import errors as pg_errors
@@ -45,13 +47,16 @@ def test_a_tenant_role_cannot_change_its_own_tables(db: Database, tenant_a):
     assert isinstance(refused.value.orig, pg_errors.InsufficientPrivilege)
 
 
-def test_pooled_connection_carries_nothing_after_a_tenant_transaction(db: Database, tenant_a):
+def test_pooled_connection_carries_nothing_after_a_tenant_transaction(settings, tenant_a):
+    # A one-connection pool of its own, so the next transaction is certain to reuse the same backend.
+    db = Database.open(dataclasses.replace(settings, pool_size=1, pool_max_overflow=0))
     with db.tenant(tenant_a.slug) as conn:
         backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
     with db.control() as conn:
         assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() == backend  # same pooled connection
         assert conn.execute(sa.text("SELECT current_user")).scalar() != tenant_schema(tenant_a.slug)
         assert tenant_schema(tenant_a.slug) not in conn.execute(sa.text("SHOW search_path")).scalar()
+    db.engine.dispose()
 
 
 def test_login_role_without_set_role_cannot_reach_tenant_rows_through_membership(db: Database, tenant_a):
