@@ -20,6 +20,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from appliance import __version__
+from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.operations.routes import OperationsController
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
@@ -30,7 +31,7 @@ from appliance.web.auth import authentication_middleware, permission_guard, secu
 from appliance.web.context import request_context_middleware
 
 HERE = Path(__file__).parent
-ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, OperationsController]
+ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, OperationsController, ClinicalController]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 
 

@@ -60,10 +60,13 @@ def normalise(name: str) -> str:
 
 def classes_of(name: str) -> set[str]:
     text = normalise(name)
-    found = {CLASS_NAMES[text]} if text in CLASS_NAMES else set()
+    # "Sulfonamides", "NSAIDs", "Penicillins": an allergy is often written as the plural class name.
+    candidates = {text, re.sub(r"s\b", "", text)}
+    found = {CLASS_NAMES[c] for c in candidates if c in CLASS_NAMES}
     for cls, members in DRUG_CLASSES.items():
-        if text in members or any(re.search(rf"\b{re.escape(m)}\b", text) for m in members):
-            found.add(cls)
+        for candidate in candidates:
+            if candidate in members or any(re.search(rf"\b{re.escape(m)}\b", candidate) for m in members):
+                found.add(cls)
     return found
 
 

@@ -89,6 +89,7 @@ class PatientIn(_In):
 
 class PatientUpdate(PatientIn):
     reason: Reason = Field(description="why the registration is being corrected")
+    version_id: uuid.UUID | None = Field(default=None, description="the version you loaded; 409 if it is stale")
 
 
 class PatientOut(_Out):

@@ -212,12 +212,15 @@ def search_patients(conn: Connection, principal: Principal, *, name: str | None 
         if name:
             query = query.where(patient.c.name_search.op("OPERATOR(public.%>)")(name))
     elif name:
-        # word_similarity: how well the search text matches some run of words in the name; the GIN
-        # trigram index serves both the `%>` test and the substring LIKE.
-        score = sa.func.public.word_similarity(name, patient.c.name_search)
+        # Three ways to match, all served by the GIN trigram index: the whole name is similar (`%`,
+        # a misspelt full name), the text is close to some run of words in it (`%>`, one name of
+        # several), or it is a plain substring (a prefix being typed). Best first.
+        score = sa.func.greatest(sa.func.public.similarity(name, patient.c.name_search),
+                                 sa.func.public.word_similarity(name, patient.c.name_search))
         escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.add_columns(score.label("score")).where(sa.or_(
             patient.c.name_search.like(f"%{escaped}%"),
+            patient.c.name_search.op("OPERATOR(public.%)")(name),
             patient.c.name_search.op("OPERATOR(public.%>)")(name),
         )).order_by(score.desc())
     else:

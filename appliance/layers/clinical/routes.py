@@ -1,0 +1,391 @@
+"""HTTP routes of the clinical layer, under /api/t/{tenant}/.
+
+Each route opens one tenant transaction (the unit of work), calls one service and shapes the answer
+through an explicit response model. Refusals are structured: `{"status_code", "detail", ...}` with the
+field at fault where there is one (422), the record in the way (409) or what was not found (404).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import State
+from litestar.exceptions import ValidationException
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
+
+from appliance.layers.clinical import catalogue, chart, service
+from appliance.layers.clinical.schemas import (
+    AllergyAmend,
+    AllergyIn,
+    AllergyOut,
+    CatalogueItem,
+    ChartSummary,
+    ConditionAmend,
+    ConditionIn,
+    ConditionOut,
+    EncounterIn,
+    EncounterOut,
+    EncounterTransition,
+    EntryVersion,
+    MedicationIn,
+    MedicationOut,
+    MedicationStatusIn,
+    NoteIn,
+    NoteOut,
+    OrderSetIn,
+    OrderSetOut,
+    OrderSetPlaced,
+    PatientIn,
+    PatientMatch,
+    PatientOut,
+    PatientUpdate,
+    ResultIn,
+    ResultOut,
+    Retraction,
+    ServiceRequestIn,
+    ServiceRequestOut,
+    SignOffIn,
+    TemplateOut,
+    VitalSignsIn,
+    VitalSignsOut,
+)
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError
+
+PATIENT = "/patients/{patient_id:uuid}"
+Id = FromPath[uuid.UUID]
+Asking = Request[Principal, Any, Any]  # request.user is the Principal the authentication middleware resolved
+
+
+def _problem(status: int, detail: str, **extra: Any) -> Response:
+    return Response({"status_code": status, "detail": detail, **extra}, status_code=status)
+
+
+def _record_error(_: Request, exc: RecordError) -> Response:
+    return _problem(exc.status, exc.detail, **exc.extra)
+
+
+def _invalid_request(_: Request, exc: ValidationException) -> Response:
+    # The request named a field wrongly (missing, wrong type, out of range): 422, naming each field.
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    named = [e.get("key") for e in errors if isinstance(e, dict) and e.get("key")]
+    detail = f"invalid {', '.join(named)}: {errors[0].get('message')}" if named else exc.detail
+    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, detail, errors=errors)
+
+
+def _integrity(_: Request, exc: sa.exc.IntegrityError) -> Response:
+    # A concurrent write claimed the same identifier or version between our check and our insert.
+    return _problem(HTTP_409_CONFLICT, "another write got there first (a duplicate or a concurrent change); "
+                                       "reload and try again")
+
+
+def _blocked(outcome: service.MedicationOutcome) -> Response:
+    drugs = ", ".join(b["drug"] for b in outcome.blocked)
+    return _problem(
+        HTTP_409_CONFLICT,
+        f"drug–allergy check: {drugs} matches an allergy recorded for this patient; nothing was prescribed. "
+        "To prescribe anyway, send allergy_override_reason saying why.",
+        field="allergy_override_reason", requires_override_reason=True, conflicts=outcome.blocked,
+    )
+
+
+def _opt(permission: str) -> dict:
+    return {"permission": permission}
+
+
+class ClinicalController(Controller):
+    path = "/api/t/{tenant:str}"
+    tags = ["clinical"]
+    exception_handlers = {
+        RecordError: _record_error,
+        ValidationException: _invalid_request,
+        sa.exc.IntegrityError: _integrity,
+    }
+
+    # -- patients --------------------------------------------------------------------------------------
+
+    @post("/patients", operation_id="ClinicalRegisterPatient", opt=_opt("clinical.patient.create"),
+          sync_to_thread=True)
+    def register_patient(self, tenant: FromPath[str], state: State, request: Asking,
+                         data: JSONBody[PatientIn]) -> PatientOut:
+        """Register a patient: demographics, identifiers, contacts and next of kin. Returns the chart's id
+        and the facility's medical record number."""
+        with state.db.tenant(tenant) as conn:
+            return PatientOut.model_validate(service.register_patient(conn, request.user, data))
+
+    @get("/patients", operation_id="ClinicalSearchPatients", opt=_opt("clinical.patient.search"),
+         sync_to_thread=True)
+    def search_patients(self, tenant: FromPath[str], state: State, request: Asking,
+                        name: FromQuery[str | None] = None, identifier: FromQuery[str | None] = None,
+                        birth_date: FromQuery[dt.date | None] = None, limit: FromQuery[int] = 20) -> list[PatientMatch]:
+        """Find patients by identifier or MRN (exact), name (tolerant of misspelling) and birth date."""
+        with state.db.tenant(tenant) as conn:
+            rows = service.search_patients(conn, request.user, name=name, identifier=identifier,
+                                           birth_date=birth_date, limit=limit)
+            return [PatientMatch.model_validate(r) for r in rows]
+
+    @get(PATIENT, operation_id="ClinicalGetPatient", opt=_opt("clinical.patient.read"), sync_to_thread=True)
+    def get_patient(self, tenant: FromPath[str], state: State, request: Asking,
+                    patient_id: Id) -> PatientOut:
+        with state.db.tenant(tenant) as conn:
+            return PatientOut.model_validate(service.get_patient(conn, request.user, patient_id))
+
+    @put(PATIENT, operation_id="ClinicalCorrectPatient", opt=_opt("clinical.patient.update"), sync_to_thread=True)
+    def correct_patient(self, tenant: FromPath[str], state: State, request: Asking,
+                        patient_id: Id, data: JSONBody[PatientUpdate]) -> PatientOut:
+        """Correct a registration. The previous version stays in the history; send `version_id` from the
+        patient you loaded to be refused (409) if someone else corrected it meanwhile."""
+        with state.db.tenant(tenant) as conn:
+            updated = service.update_patient(conn, request.user, patient_id,
+                                             PatientIn.model_validate(data.model_dump(exclude={"reason",
+                                                                                               "version_id"})),
+                                             reason=data.reason, version_id=data.version_id)
+            return PatientOut.model_validate(updated)
+
+    @get(PATIENT + "/chart", operation_id="ClinicalGetChartSummary", opt=_opt("clinical.chart.read"),
+         sync_to_thread=True)
+    def chart_summary(self, tenant: FromPath[str], state: State, request: Asking,
+                      patient_id: Id) -> ChartSummary:
+        """Demographics, active problems, allergies and medications, latest vitals and results, open
+        orders and recent encounters: the page a clinician opens first."""
+        with state.db.tenant(tenant) as conn:
+            return ChartSummary.model_validate(chart.chart_summary(conn, request.user, patient_id))
+
+    # -- encounters ------------------------------------------------------------------------------------
+
+    @post(PATIENT + "/encounters", operation_id="ClinicalOpenEncounter", opt=_opt("clinical.encounter.create"),
+          sync_to_thread=True)
+    def open_encounter(self, tenant: FromPath[str], state: State, request: Asking,
+                       patient_id: Id, data: JSONBody[EncounterIn]) -> EncounterOut:
+        """Open an outpatient visit, emergency visit or inpatient admission, optionally with the vital
+        signs taken at arrival."""
+        with state.db.tenant(tenant) as conn:
+            return EncounterOut.model_validate(service.open_encounter(conn, request.user, patient_id, data))
+
+    @get(PATIENT + "/encounters", operation_id="ClinicalListEncounters", opt=_opt("clinical.encounter.read"),
+         sync_to_thread=True)
+    def list_encounters(self, tenant: FromPath[str], state: State, request: Asking,
+                        patient_id: Id) -> list[EncounterOut]:
+        with state.db.tenant(tenant) as conn:
+            return [EncounterOut.model_validate(r) for r in service.list_encounters(conn, request.user, patient_id)]
+
+    @post(PATIENT + "/encounters/{encounter_id:uuid}/status", operation_id="ClinicalChangeEncounterStatus",
+          opt=_opt("clinical.encounter.update"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def change_encounter_status(self, tenant: FromPath[str], state: State, request: Asking,
+                                patient_id: Id, encounter_id: Id,
+                                data: JSONBody[EncounterTransition]) -> EncounterOut:
+        """planned → arrived → in_progress → finished, or cancelled before it starts; others get 409."""
+        with state.db.tenant(tenant) as conn:
+            return EncounterOut.model_validate(
+                service.transition_encounter(conn, request.user, patient_id, encounter_id, data.status))
+
+    @post(PATIENT + "/vitals", operation_id="ClinicalRecordVitals", opt=_opt("clinical.vitals.create"),
+          sync_to_thread=True)
+    def record_vitals(self, tenant: FromPath[str], state: State, request: Asking,
+                      patient_id: Id, data: JSONBody[VitalSignsIn]) -> VitalSignsOut:
+        with state.db.tenant(tenant) as conn:
+            return VitalSignsOut.model_validate(service.record_vitals(conn, request.user, patient_id, data))
+
+    # -- problems and allergies ------------------------------------------------------------------------
+
+    @post(PATIENT + "/problems", operation_id="ClinicalAddProblem", opt=_opt("clinical.problem.create"),
+          sync_to_thread=True)
+    def add_problem(self, tenant: FromPath[str], state: State, request: Asking,
+                    patient_id: Id, data: JSONBody[ConditionIn]) -> ConditionOut:
+        """Record a problem or diagnosis coded in ICD-10; a code not in the WHO list is a 422 naming it."""
+        with state.db.tenant(tenant) as conn:
+            return ConditionOut.model_validate(service.add_condition(conn, request.user, patient_id, data))
+
+    @get(PATIENT + "/problems", operation_id="ClinicalListProblems", opt=_opt("clinical.problem.read"),
+         sync_to_thread=True)
+    def list_problems(self, tenant: FromPath[str], state: State, request: Asking,
+                      patient_id: Id, active_only: FromQuery[bool] = False) -> list[ConditionOut]:
+        with state.db.tenant(tenant) as conn:
+            rows = service.list_conditions(conn, request.user, patient_id, active_only=active_only)
+            return [ConditionOut.model_validate(r) for r in rows]
+
+    @put(PATIENT + "/problems/{entry_id:uuid}", operation_id="ClinicalCorrectProblem",
+         opt=_opt("clinical.problem.update"), sync_to_thread=True)
+    def correct_problem(self, tenant: FromPath[str], state: State, request: Asking,
+                        patient_id: Id, entry_id: Id, data: JSONBody[ConditionAmend]) -> ConditionOut:
+        """A new version of the problem (e.g. resolved, or recoded); the old one stays in its history."""
+        with state.db.tenant(tenant) as conn:
+            return ConditionOut.model_validate(
+                service.amend_condition(conn, request.user, patient_id, entry_id, data, data.reason))
+
+    @post(PATIENT + "/allergies", operation_id="ClinicalAddAllergy", opt=_opt("clinical.allergy.create"),
+          sync_to_thread=True)
+    def add_allergy(self, tenant: FromPath[str], state: State, request: Asking,
+                    patient_id: Id, data: JSONBody[AllergyIn]) -> AllergyOut:
+        with state.db.tenant(tenant) as conn:
+            return AllergyOut.model_validate(service.add_allergy(conn, request.user, patient_id, data))
+
+    @get(PATIENT + "/allergies", operation_id="ClinicalListAllergies", opt=_opt("clinical.allergy.read"),
+         sync_to_thread=True)
+    def list_allergies(self, tenant: FromPath[str], state: State, request: Asking,
+                       patient_id: Id, active_only: FromQuery[bool] = False) -> list[AllergyOut]:
+        with state.db.tenant(tenant) as conn:
+            rows = service.list_allergies(conn, request.user, patient_id, active_only=active_only)
+            return [AllergyOut.model_validate(r) for r in rows]
+
+    @put(PATIENT + "/allergies/{entry_id:uuid}", operation_id="ClinicalCorrectAllergy",
+         opt=_opt("clinical.allergy.update"), sync_to_thread=True)
+    def correct_allergy(self, tenant: FromPath[str], state: State, request: Asking,
+                        patient_id: Id, entry_id: Id, data: JSONBody[AllergyAmend]) -> AllergyOut:
+        with state.db.tenant(tenant) as conn:
+            return AllergyOut.model_validate(
+                service.amend_allergy(conn, request.user, patient_id, entry_id, data, data.reason))
+
+    # -- medications -----------------------------------------------------------------------------------
+
+    @post(PATIENT + "/medications", operation_id="ClinicalPrescribe", opt=_opt("clinical.medication.create"),
+          sync_to_thread=True)
+    def prescribe(self, tenant: FromPath[str], state: State, request: Asking,
+                  patient_id: Id, data: JSONBody[MedicationIn]) -> Response[MedicationOut]:
+        """Prescribe after the drug–allergy check: a match is refused (409) unless
+        `allergy_override_reason` says why it is given anyway; both outcomes are recorded."""
+        with state.db.tenant(tenant) as conn:
+            outcome = service.request_medication(conn, request.user, patient_id, data)
+        if outcome.blocked:
+            return _blocked(outcome)
+        return Response(MedicationOut.model_validate(outcome.placed[0]), status_code=201)
+
+    @get(PATIENT + "/medications", operation_id="ClinicalListMedications", opt=_opt("clinical.medication.read"),
+         sync_to_thread=True)
+    def list_medications(self, tenant: FromPath[str], state: State, request: Asking,
+                         patient_id: Id, active_only: FromQuery[bool] = False) -> list[MedicationOut]:
+        with state.db.tenant(tenant) as conn:
+            rows = service.list_medications(conn, request.user, patient_id, active_only=active_only)
+            return [MedicationOut.model_validate(r) for r in rows]
+
+    @post(PATIENT + "/medications/{entry_id:uuid}/status", operation_id="ClinicalChangeMedicationStatus",
+          opt=_opt("clinical.medication.update"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def change_medication_status(self, tenant: FromPath[str], state: State, request: Asking,
+                                 patient_id: Id, entry_id: Id, data: JSONBody[MedicationStatusIn]
+                                 ) -> MedicationOut:
+        """Stop or complete a prescription (a new version of it; the active one stays in the history)."""
+        with state.db.tenant(tenant) as conn:
+            return MedicationOut.model_validate(service.change_medication_status(
+                conn, request.user, patient_id, entry_id, data.status, data.reason))
+
+    # -- orders and results ----------------------------------------------------------------------------
+
+    @post(PATIENT + "/orders", operation_id="ClinicalPlaceOrder", opt=_opt("clinical.order.create"),
+          sync_to_thread=True)
+    def place_order(self, tenant: FromPath[str], state: State, request: Asking,
+                    patient_id: Id, data: JSONBody[ServiceRequestIn]) -> ServiceRequestOut:
+        """Order a lab test or imaging study from the facility's LOINC catalogue."""
+        with state.db.tenant(tenant) as conn:
+            return ServiceRequestOut.model_validate(service.order_test(conn, request.user, patient_id, data))
+
+    @get(PATIENT + "/orders", operation_id="ClinicalListOrders", opt=_opt("clinical.order.read"),
+         sync_to_thread=True)
+    def list_orders(self, tenant: FromPath[str], state: State, request: Asking,
+                    patient_id: Id, open_only: FromQuery[bool] = False) -> list[ServiceRequestOut]:
+        with state.db.tenant(tenant) as conn:
+            rows = service.list_orders(conn, request.user, patient_id, open_only=open_only)
+            return [ServiceRequestOut.model_validate(r) for r in rows]
+
+    @post(PATIENT + "/order-sets/{code:str}", operation_id="ClinicalPlaceOrderSet",
+          opt=_opt("clinical.order.create"), sync_to_thread=True)
+    def place_order_set(self, tenant: FromPath[str], state: State, request: Asking,
+                        patient_id: Id, code: FromPath[str], data: JSONBody[OrderSetIn]) -> Response[OrderSetPlaced]:
+        """Place every order of one of the facility's order sets in one act — all of them, or none."""
+        with state.db.tenant(tenant) as conn:
+            outcome = service.place_order_set(conn, request.user, patient_id, code, data)
+        if outcome.blocked:
+            return _blocked(outcome)
+        placed = OrderSetPlaced(
+            order_set=code,
+            service_requests=[ServiceRequestOut.model_validate(s) for s in outcome.services],
+            medication_requests=[MedicationOut.model_validate(m) for m in outcome.placed],
+        )
+        return Response(placed, status_code=201)
+
+    @post(PATIENT + "/results", operation_id="ClinicalRecordResult", opt=_opt("clinical.result.create"),
+          sync_to_thread=True)
+    def record_result(self, tenant: FromPath[str], state: State, request: Asking,
+                      patient_id: Id, data: JSONBody[ResultIn]) -> ResultOut:
+        """One analyte's result; unit and reference range default from the catalogue and the abnormal
+        flag is computed unless the laboratory sends its own."""
+        with state.db.tenant(tenant) as conn:
+            return ResultOut.model_validate(service.record_result(conn, request.user, patient_id, data))
+
+    @get(PATIENT + "/results", operation_id="ClinicalListResults", opt=_opt("clinical.result.read"),
+         sync_to_thread=True)
+    def list_results(self, tenant: FromPath[str], state: State, request: Asking,
+                     patient_id: Id) -> list[ResultOut]:
+        with state.db.tenant(tenant) as conn:
+            return [ResultOut.model_validate(r) for r in service.list_results(conn, request.user, patient_id)]
+
+    @post(PATIENT + "/results/{entry_id:uuid}/sign-off", operation_id="ClinicalSignOffResult",
+          opt=_opt("clinical.result.sign"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def sign_off_result(self, tenant: FromPath[str], state: State, request: Asking,
+                        patient_id: Id, entry_id: Id, data: JSONBody[SignOffIn]) -> ResultOut:
+        """The reviewing clinician signs the current version of a result (once)."""
+        with state.db.tenant(tenant) as conn:
+            return ResultOut.model_validate(
+                service.sign_result(conn, request.user, patient_id, entry_id, data.comment))
+
+    # -- notes -----------------------------------------------------------------------------------------
+
+    @post(PATIENT + "/notes", operation_id="ClinicalWriteNote", opt=_opt("clinical.note.create"),
+          sync_to_thread=True)
+    def write_note(self, tenant: FromPath[str], state: State, request: Asking,
+                   patient_id: Id, data: JSONBody[NoteIn]) -> NoteOut:
+        """A note in free text, or a facility template's fields; a missing required field is a 422
+        naming it."""
+        with state.db.tenant(tenant) as conn:
+            return NoteOut.model_validate(service.write_note(conn, request.user, patient_id, data))
+
+    @get(PATIENT + "/notes", operation_id="ClinicalListNotes", opt=_opt("clinical.note.read"), sync_to_thread=True)
+    def list_notes(self, tenant: FromPath[str], state: State, request: Asking,
+                   patient_id: Id) -> list[NoteOut]:
+        with state.db.tenant(tenant) as conn:
+            return [NoteOut.model_validate(r) for r in service.list_notes(conn, request.user, patient_id)]
+
+    # -- any entry: history and "entered in error" -----------------------------------------------------
+
+    @get(PATIENT + "/entries/{entry_id:uuid}/history", operation_id="ClinicalGetEntryHistory",
+         opt=_opt("clinical.entry.read"), sync_to_thread=True)
+    def entry_history(self, tenant: FromPath[str], state: State, request: Asking,
+                      patient_id: Id, entry_id: Id) -> list[EntryVersion]:
+        """Every version of the record this entry belongs to, oldest first."""
+        with state.db.tenant(tenant) as conn:
+            versions = service.entry_history(conn, request.user, patient_id, entry_id)
+            return [EntryVersion.model_validate(v) for v in versions]
+
+    @post(PATIENT + "/entries/{entry_id:uuid}/entered-in-error", operation_id="ClinicalMarkEnteredInError",
+          opt=_opt("clinical.entry.retract"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def entered_in_error(self, tenant: FromPath[str], state: State, request: Asking,
+                         patient_id: Id, entry_id: Id, data: JSONBody[Retraction]) -> EntryVersion:
+        """Withdraw a mistaken entry. Nothing is deleted: the mistake stays readable in the history."""
+        with state.db.tenant(tenant) as conn:
+            return EntryVersion.model_validate(
+                service.retract_entry(conn, request.user, patient_id, entry_id, data.reason))
+
+    # -- the facility's configuration ------------------------------------------------------------------
+
+    @get("/catalogue", operation_id="ClinicalListCatalogue", opt=_opt("clinical.catalogue.read"),
+         sync_to_thread=True)
+    def list_catalogue(self, tenant: FromPath[str], state: State) -> list[CatalogueItem]:
+        """Lab tests and imaging studies this facility can order, coded in LOINC."""
+        with state.db.tenant(tenant) as conn:
+            return [CatalogueItem.model_validate(r) for r in catalogue.list_catalogue(conn)]
+
+    @get("/note-templates", operation_id="ClinicalListNoteTemplates", opt=_opt("clinical.catalogue.read"),
+         sync_to_thread=True)
+    def list_templates(self, tenant: FromPath[str], state: State) -> list[TemplateOut]:
+        with state.db.tenant(tenant) as conn:
+            return [TemplateOut.model_validate(r) for r in catalogue.list_templates(conn)]
+
+    @get("/order-sets", operation_id="ClinicalListOrderSets", opt=_opt("clinical.catalogue.read"),
+         sync_to_thread=True)
+    def list_order_sets(self, tenant: FromPath[str], state: State) -> list[OrderSetOut]:
+        with state.db.tenant(tenant) as conn:
+            return [OrderSetOut.model_validate(r) for r in catalogue.list_order_sets(conn)]

@@ -1,0 +1,198 @@
+"""The clinical API over HTTP, through the real app, authentication and permission guard: the
+acceptance cases as a client sees them, structured refusals (never a 500), and other facilities
+kept out."""
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.substrate.db import Database
+
+BASE = "/api/t/{tenant}"
+
+
+def register(api, tenant: str, **overrides) -> dict:
+    body = {"family_name": "Njoroge", "given_names": "Kevin", "birth_date": "2001-07-30", "sex": "male",
+            "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}],
+            "next_of_kin": [{"name": "Njoroge Ann", "relationship": "mother"}]}
+    body.update(overrides)
+    response = api.post(f"{BASE.format(tenant=tenant)}/patients", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_register_find_and_open_the_chart(api, facility):
+    base = BASE.format(tenant=facility.slug)
+    patient = register(api, facility.slug, family_name="Wafula", given_names="Brian")
+    found = api.get(f"{base}/patients", params={"name": "brian wafulla"})
+    assert found.status_code == 200 and found.json()[0]["id"] == patient["id"]
+    opened = api.post(f"{base}/patients/{patient['id']}/encounters", json={
+        "encounter_class": "outpatient", "reason": "cough", "vitals": {"temperature_c": 37.9, "spo2_percent": 95}})
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["vitals"]["spo2_percent"] == 95
+    ordered = api.post(f"{base}/patients/{patient['id']}/orders", json={
+        "code": "36643-5", "encounter_id": opened.json()["id"]})
+    assert ordered.status_code == 201, ordered.text
+    summary = api.get(f"{base}/patients/{patient['id']}/chart")
+    assert summary.status_code == 200
+    body = summary.json()
+    assert body["patient"]["mrn"] == patient["mrn"]
+    assert [o["display"] for o in body["open_orders"]] == ["Chest X-ray, 2 views"]
+    assert body["vitals"]["temperature_c"] in (37.9, "37.9")
+    assert body["encounters"][0]["reason"] == "cough"
+
+
+def test_unknown_icd10_code_is_a_422_naming_the_code(api, facility):
+    patient = register(api, facility.slug)
+    response = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{patient['id']}/problems",
+                        json={"code": "Q99.99"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "code" and "Q99.99" in response.json()["detail"]
+
+
+def test_missing_required_template_field_is_a_422_naming_the_field(api, facility):
+    patient = register(api, facility.slug, sex="female")
+    url = f"{BASE.format(tenant=facility.slug)}/patients/{patient['id']}/notes"
+    response = api.post(url, json={"template_code": "ANC", "fields": {"fundal_height": 30}})
+    assert response.status_code == 422
+    assert response.json()["field"] == "fields.gestational_age"
+    assert "gestational_age" in response.json()["detail"] and "required" in response.json()["detail"]
+    saved = api.post(url, json={"template_code": "ANC", "fields": {"gestational_age": 32, "fundal_height": 30}})
+    assert saved.status_code == 201 and saved.json()["fields"]["gestational_age"] == 32
+
+
+def test_drug_allergy_refused_without_reason_then_accepted_with_one(api, facility):
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    assert api.post(f"{base}/allergies", json={"substance": "Sulfonamides", "severity": "severe"}).status_code == 201
+    order = {"drug": "Co-trimoxazole 960 mg", "dose": 960, "dose_unit": "mg", "route": "oral",
+             "frequency": "every 12 hours", "duration_days": 5}
+    refused = api.post(f"{base}/medications", json=order)
+    assert refused.status_code == 409
+    assert refused.json()["requires_override_reason"] is True
+    assert refused.json()["conflicts"][0]["matches"][0]["substance"] == "Sulfonamides"
+    assert api.get(f"{base}/medications").json() == []
+    accepted = api.post(f"{base}/medications", json={**order, "allergy_override_reason": "PCP prophylaxis; "
+                                                     "desensitised in 2024"})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["allergy_override_reason"].startswith("PCP prophylaxis")
+
+
+def test_order_set_is_all_or_nothing_over_http(api, facility, db: Database):
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    placed = api.post(f"{base}/order-sets/MALARIA", json={"priority": "urgent"})
+    assert placed.status_code == 201, placed.text
+    assert len(placed.json()["service_requests"]) == 3 and len(placed.json()["medication_requests"]) == 1
+
+    allergic = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    api.post(f"{allergic}/allergies", json={"substance": "Paracetamol"})
+    refused = api.post(f"{allergic}/order-sets/MALARIA", json={})
+    assert refused.status_code == 409
+    assert api.get(f"{allergic}/orders").json() == [] and api.get(f"{allergic}/medications").json() == []
+    assert api.post(f"{allergic}/order-sets/NOPE", json={}).status_code == 404
+
+
+def test_correction_and_entered_in_error_over_http(api, facility):
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    first = api.post(f"{base}/problems", json={"code": "I10"}).json()
+    corrected = api.put(f"{base}/problems/{first['id']}", json={"code": "I11.9", "reason": "hypertensive heart"})
+    assert corrected.status_code == 200, corrected.text
+    stale = api.put(f"{base}/problems/{first['id']}", json={"code": "I10", "reason": "editing an old copy"})
+    assert stale.status_code == 409
+    history = api.get(f"{base}/entries/{first['id']}/history").json()
+    assert [(v["status"], v["detail"]["code"]) for v in history] == [("final", "I10"), ("amended", "I11.9")]
+    assert [p["code"] for p in api.get(f"{base}/problems").json()] == ["I11.9"]
+    retracted = api.post(f"{base}/entries/{corrected.json()['id']}/entered-in-error", json={"reason": "wrong chart"})
+    assert retracted.status_code == 200 and retracted.json()["status"] == "entered_in_error"
+    assert api.get(f"{base}/problems").json() == []
+
+
+def test_results_and_sign_off_over_http(api, facility):
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    order = api.post(f"{base}/orders", json={"code": "58410-2"}).json()
+    result = api.post(f"{base}/results", json={"code": "777-3", "value": 95, "service_request_id": order["id"]})
+    assert result.status_code == 201, result.text
+    assert (result.json()["flag"], result.json()["unit"]) == ("L", "10*3/uL")
+    signed = api.post(f"{base}/results/{result.json()['id']}/sign-off", json={"comment": "repeat in 1 week"})
+    assert signed.status_code == 200 and signed.json()["signed_by"] is not None
+    assert api.post(f"{base}/results/{result.json()['id']}/sign-off", json={}).status_code == 409
+
+
+def test_encounter_transitions_over_http(api, facility):
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    visit = api.post(f"{base}/encounters", json={"encounter_class": "emergency", "status": "arrived"}).json()
+    url = f"{base}/encounters/{visit['id']}/status"
+    assert api.post(url, json={"status": "finished"}).status_code == 409
+    assert api.post(url, json={"status": "in_progress"}).json()["status"] == "in_progress"
+    assert api.post(url, json={"status": "finished"}).json()["status"] == "finished"
+    refused = api.post(url, json={"status": "arrived"})
+    assert refused.status_code == 409 and "finished cannot become arrived" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), [
+    ("/patients", {"family_name": "X", "given_names": "Y", "sex": "female"}, 422, "birth_date"),
+    ("/patients", {"family_name": "X", "given_names": "Y", "birth_date": "1990-13-40", "sex": "f"}, 422,
+     "birth_date"),
+    ("/patients", {"family_name": "X", "given_names": "Y", "birth_date": "1990-01-01", "sex": "male",
+                   "nickname": "Z"}, 422, "nickname"),
+    ("/patients/{patient}/medications", {"drug": "Paracetamol", "dose": -5, "dose_unit": "mg", "route": "oral",
+                                         "frequency": "daily"}, 422, "dose"),
+    ("/patients/{patient}/vitals", {"systolic_mmhg": 900}, 422, "systolic_mmhg"),
+    ("/patients/{patient}/orders", {"code": "not-loinc"}, 422, "code"),
+    ("/patients/{patient}/results", {"code": "718-7", "value": "very low"}, 422, "value"),
+    ("/patients/{patient}/encounters", {"encounter_class": "teleconsult"}, 422, "encounter_class"),
+    ("/patients/{patient}/notes", {"text": ""}, 422, "text"),
+])
+def test_bad_input_is_a_structured_422_never_a_500(api, facility, path, body, status, field, db: Database):
+    patient = register(api, facility.slug)
+    url = BASE.format(tenant=facility.slug) + path.format(patient=patient["id"])
+    with db.tenant(facility.slug) as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    response = api.post(url, json=body)
+    assert response.status_code == status, response.text
+    assert field in response.text and response.json()["detail"]
+    with db.tenant(facility.slug) as conn:  # a refused write leaves no half-row behind
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == before
+
+
+def test_malformed_json_and_unknown_patients_are_4xx(api, facility):
+    base = BASE.format(tenant=facility.slug)
+    broken = api.post(f"{base}/patients", content=b"{not json", headers={"content-type": "application/json"})
+    assert 400 <= broken.status_code < 500
+    missing = api.get(f"{base}/patients/{uuid.uuid4()}/chart")
+    assert missing.status_code == 404 and "no patient" in missing.json()["detail"]
+    assert api.get(f"{base}/patients/not-a-uuid").status_code == 404
+
+
+def test_another_facility_cannot_reach_this_facilitys_patients(api, token_client, facility, other_facility):
+    patient = register(api, facility.slug)
+    outsider = token_client(other_facility.slug, role="clinician")
+    # With its own token at our facility's URL: refused by the guard.
+    assert outsider.get(f"{BASE.format(tenant=facility.slug)}/patients/{patient['id']}").status_code == 403
+    # At its own facility, our patient's id finds nothing: the row is in another schema.
+    theirs = f"{BASE.format(tenant=other_facility.slug)}/patients/{patient['id']}"
+    assert outsider.get(theirs).status_code == 404
+    assert outsider.get(f"{theirs}/chart").status_code == 404
+    assert outsider.post(f"{theirs}/problems", json={"code": "B54"}).status_code == 404
+
+
+def test_permissions_are_enforced_per_route(token_client, facility, api):
+    patient = register(api, facility.slug)
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{patient['id']}"
+    registrar = token_client(facility.slug, role="registrar")
+    assert registrar.get(f"{base}").status_code == 200
+    assert registrar.post(f"{base}/encounters", json={"encounter_class": "outpatient"}).status_code == 201
+    assert registrar.post(f"{base}/problems", json={"code": "B54"}).status_code == 403
+    assert registrar.get(f"{base}/chart").status_code == 403
+    nurse = token_client(facility.slug, role="nurse")
+    assert nurse.get(f"{base}/chart").status_code == 200
+    assert nurse.post(f"{base}/medications", json={"drug": "Paracetamol", "dose": 1, "dose_unit": "g",
+                                                   "route": "oral", "frequency": "daily"}).status_code == 403
+
+
+def test_the_facility_configuration_is_listed(api, facility):
+    base = BASE.format(tenant=facility.slug)
+    assert {t["code"] for t in api.get(f"{base}/catalogue").json()} >= {"58410-2", "36643-5"}
+    assert [t["code"] for t in api.get(f"{base}/note-templates").json()] == ["ANC"]
+    sets = api.get(f"{base}/order-sets").json()
+    assert sets[0]["definition"]["tests"] == ["32700-7", "70569-9", "58410-2"]
