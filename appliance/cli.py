@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import appliance.layers
-from appliance.substrate import identity, totp
+from appliance.substrate import audit, identity, keys, totp
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, InvalidSlug, UnknownTenant, tenant_metadata, validate_slug
 from appliance.substrate.embedded import ClusterError, EmbeddedCluster
@@ -51,6 +51,8 @@ def opened_database(settings: Settings) -> Iterator[Database]:
         db = Database.open(settings)
     except ClusterError as exc:
         fail(f"the embedded PostgreSQL could not start: {exc}")
+    # Audit events are sealed with keys wrapped by this appliance's key, under this HEALTHOS_HOME.
+    keys.bind(db, keys.Keyring.from_settings(settings))
     try:
         yield db
     finally:
@@ -96,9 +98,15 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
             click.echo(credentials.read_text(), err=True)  # unwrapped: people copy these lines
         err.print(f"HealthOS serving {len(slugs)} tenant(s) on http://{host}:{port}  "
                   f"(ready: http://{host}:{port}/ready; database: {db.libpq_url()})")
-        config = uvicorn.Config(create_app(db), host=host, port=port, log_config=None, access_log=False,
+        config = uvicorn.Config(create_app(db, settings), host=host, port=port, log_config=None, access_log=False,
                                 server_header=False)
-        _GracefulServer(config).run()
+        # Signed checkpoints of every audit log at least every 30 s (or every 1,000 events), and a final
+        # one on the way out so nothing committed is left unsealed.
+        checkpointer = audit.start_checkpointer(db)
+        try:
+            _GracefulServer(config).run()
+        finally:
+            checkpointer.stop()
 
 
 class _GracefulServer(uvicorn.Server):
