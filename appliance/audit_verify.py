@@ -233,6 +233,12 @@ class Problem:
         return f"{', '.join(where) or 'log'}: {self.message}"
 
 
+def problem_order(problem: Problem) -> tuple:
+    """Problems in log order: by position, then sequence number; those with neither last."""
+    return (problem.position is None, problem.position if problem.position is not None else 0,
+            problem.seq is None, problem.seq if problem.seq is not None else 0)
+
+
 @dataclass
 class Report:
     log_id: str
@@ -356,6 +362,7 @@ class LogVerifier:
         self._range_seqs: list[int] = []
         self._range_tainted = False
         self._diverged = False
+        self._rolled_back: list[Checkpoint] = []
 
         self._checkpoints, self._unnamed = check_checkpoints(log_id, list(checkpoints), trusted_keys)
         self.report.checkpoints = len(self._checkpoints)
@@ -372,9 +379,7 @@ class LogVerifier:
                 self._problem("held", f"the held checkpoint at size {kept.size} has no valid signature")
                 continue
             if kept.size > latest_size:
-                self._problem("rollback", f"rolled back: a checkpoint kept from {kept.time} has size {kept.size},"
-                              f" but the log's latest checkpoint has size {latest_size}",
-                              position=latest_size)
+                self._rolled_back.append(kept)
                 continue
             self._targets.setdefault(kept.size, []).append(("held", kept))
         if 0 in self._targets:
@@ -420,8 +425,14 @@ class LogVerifier:
 
     def _position_jump(self, position: int, seq: int | None) -> None:
         if position > self._next_position:
-            self._problem("gap", f"positions {self._next_position}..{position - 1} are missing (events deleted)",
-                          seq=seq, position=self._next_position)
+            gap = position - self._next_position
+            if seq is not None and self._last_seq is not None and seq - self._last_seq - 1 == gap:
+                # The sequence numbers skip exactly as many as the positions do: those are the deleted.
+                named, which = self._last_seq + 1, f" (seq {self._last_seq + 1}..{seq - 1})"
+            else:
+                named, which = seq, f" (before seq {seq})"
+            self._problem("gap", f"positions {self._next_position}..{position - 1}{which} are missing "
+                          "(events deleted)", seq=named, position=self._next_position)
         else:
             self._problem("order", f"position {position} appears again or out of order", seq=seq, position=position)
         self._range_tainted = True
@@ -469,8 +480,7 @@ class LogVerifier:
             else:
                 prefix = f"{what} at size {size} does not match the events: "
             if self._range_tainted:
-                self._problem("root", prefix + "follows from the altered event named above",
-                              position=self._range_start)
+                self._problem("root", prefix + "follows from the altered event named above", position=size - 1)
                 return
             seq, position, cause = self._locate()
             self._problem("root", prefix + cause, seq=seq, position=position)
@@ -479,9 +489,12 @@ class LogVerifier:
         seqs = self._range_seqs
         for index in range(1, len(seqs)):
             if seqs[index] <= seqs[index - 1]:
-                return (seqs[index], self._range_start + index,
-                        f"sequence number {seqs[index]} is out of order after {seqs[index - 1]} "
-                        "(events reordered or inserted)")
+                # Either the earlier one is too large (an intruder, or moved up) or this one too small:
+                # blame the earlier one when the run is in order without it.
+                culprit = index - 1 if index < 2 or seqs[index - 2] < seqs[index] else index
+                return (seqs[culprit], self._range_start + culprit,
+                        f"sequence number {seqs[culprit]} is out of order among {seqs[max(culprit - 1, 0)]}.."
+                        f"{seqs[min(culprit + 1, len(seqs) - 1)]} (events reordered or inserted)")
         present = set(seqs)
         for index in range(1, len(seqs)):
             for candidate in range(seqs[index - 1] + 1, seqs[index]):
@@ -505,6 +518,10 @@ class LogVerifier:
                               f"the log was truncated: {'the' if source == 'checkpoint' else 'a held'} checkpoint "
                               f"at size {checkpoint.size} covers {checkpoint.size - size} more event(s) than the "
                               f"log holds; the events{last} are gone", position=size)
+        for kept in self._rolled_back:
+            last = f"; the events after seq {self._last_seq} are gone" if self._last_seq is not None else ""
+            self._problem("rollback", f"rolled back: a checkpoint kept from {kept.time} has size {kept.size}, but "
+                          f"the log's latest checkpoint has size {latest}{last}", position=latest)
         if size > latest:
             self._problem("uncovered", f"{size - latest} event(s) from position {latest} on are in the log but in no "
                           "signed checkpoint (a checkpoint was removed, or events were inserted)",
@@ -512,7 +529,7 @@ class LogVerifier:
         for at, kind, message in self._unnamed:
             self._problem(kind, message, position=at)
         self._unnamed = []
-        self._problems.sort(key=lambda p: (p.position is None, p.position if p.position is not None else 0))
+        self._problems.sort(key=problem_order)
         self.report.problems = self._problems
         return self.report
 
@@ -624,6 +641,15 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
     expected = first
     previous_seq = None
     for item in package.get("events") or []:
+        if isinstance(item, dict) and item.get("missing"):
+            position, seq = int(item["position"]), int(item["seq"])
+            if complete:
+                verifier.missing(position, seq)
+            else:
+                extra.append(Problem("missing", "the event at this position has been deleted", seq=seq,
+                                     position=position))
+                expected = position + 1
+            continue
         try:
             position, seq = int(item["position"]), int(item["seq"])
             header = item["header"].encode("ascii")
@@ -642,14 +668,15 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
         previous_seq = seq
         if regulator is not None:
             _decrypt_into(regulator, item, header, nonce, body, seq, position, decrypted, extra, report)
+    for item in package.get("unpositioned") or []:
+        _check_unpositioned(item, (log_id, tenant), report, extra)
     if not complete:
         last = int(span.get("last_position", expected - 1))
         if expected <= last:
             extra.append(Problem("truncated", f"positions {expected}..{last} are missing from the package "
                                  f"(after seq {previous_seq})", position=expected))
     report = verifier.finish() if complete else report
-    report.problems = sorted(report.problems + extra,
-                             key=lambda p: (p.position is None, p.position if p.position is not None else 0))
+    report.problems = sorted(report.problems + extra, key=problem_order)
     return report
 
 
@@ -717,6 +744,26 @@ def _check_included(item: Mapping, log: tuple[str, str | None], position: int, s
     if anchor is None or not verify_inclusion(leaf, position, anchor.size, proof, anchor.root):
         extra.append(Problem("inclusion", "the event is not at this position in the signed log "
                              "(altered, inserted or moved)", seq=seq, position=position))
+
+
+def _check_unpositioned(item: Mapping, log: tuple[str, str | None], report: Report, extra: list[Problem]) -> None:
+    """An event the appliance holds but has not (yet) put in the log: fine while queued for a checkpoint."""
+    try:
+        seq = int(item["seq"])
+        header = item["header"].encode("ascii")
+        leaf = event_hash(header, _b64(item["nonce"]), _b64(item["body"]))
+        fields = parse_header(header)
+    except (KeyError, TypeError, ValueError, binascii.Error, FormatError) as exc:
+        extra.append(Problem("format", f"malformed event outside the log: {exc}"))
+        return
+    if (fields["seq"], fields["log"], fields["tenant"]) != (seq, *log) or leaf.hex() != item.get("hash"):
+        extra.append(Problem("hash", "an event outside the log does not match its hash or names another log",
+                             seq=seq))
+    elif item.get("queued"):
+        report.pending += 1
+    else:
+        extra.append(Problem("unpositioned", "the event is in no checkpoint and not queued for one "
+                             "(inserted outside the appliance, or its queue entry was deleted)", seq=seq))
 
 
 def _decrypt_into(regulator: Regulator, item: Mapping, header: bytes, nonce: bytes, body: bytes, seq: int,

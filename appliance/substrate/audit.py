@@ -56,6 +56,7 @@ from appliance.audit_verify import (
     event_header,
     format_time,
     held_checkpoints_document,
+    problem_order,
 )
 from appliance.substrate import keys
 from appliance.substrate.db import (
@@ -601,9 +602,7 @@ def _verify_log(conn: Connection, target: _Log, *, held: Sequence[Checkpoint] = 
     report = verifier.finish()
     if authenticator is not None:
         report.decrypted = authenticator.decrypted
-    report.problems = sorted(report.problems + extra,
-                             key=lambda p: (p.position is None, p.position if p.position is not None else 0,
-                                            p.seq if p.seq is not None else 0))
+    report.problems = sorted(report.problems + extra, key=problem_order)
     return report
 
 
@@ -748,6 +747,9 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
                 for a, b in itertools.pairwise(checkpoints)]
         key_ids: set[str] = set()
         for row in _event_rows(conn, target, first, last):
+            if not row.present:  # the log names this event but its row is gone: say so, as verify does
+                package["events"].append({"position": row.position, "seq": row.seq, "missing": True})
+                continue
             item = {"position": row.position, "seq": row.seq,
                     "header": event_header(log_id=target.log_id, tenant=target.tenant, seq=row.seq, time=row.at,
                                            event_type=row.event_type, key_id=row.key_id,
@@ -757,6 +759,9 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
                 item["proof"] = [h.hex() for h in tree.inclusion(row.position, anchor.size)]
             package["events"].append(item)
             key_ids.add(row.key_id)
+        if complete:
+            package["unpositioned"] = _unpositioned(conn, target)
+            key_ids |= {item.pop("key") for item in package["unpositioned"]}
         sealed = keys.sealed_copies(conn, sorted(key_ids))
         package["data_keys"] = [{"key": key_id, "seals": [{"regulator": s["regulator"], "sealed": _b64(s["sealed"])}
                                                           for s in seals]} for key_id, seals in sealed.items()]
@@ -775,7 +780,11 @@ def _b64(value: bytes) -> str:
 
 def _position_window(conn: Connection, target: _Log, since, until, anchor_size: int) -> tuple[int, int]:
     if since is None and until is None:
-        return 0, anchor_size - 1
+        # Everything with a position, even past the last checkpoint (which only tampering produces),
+        # so that the offline verifier sees what the database holds.
+        last = conn.exec_driver_sql(target.sql("SELECT max(position) FROM {s}.audit_position WHERE {w} true"),
+                                    target.params).scalar()
+        return 0, -1 if last is None else last
     first, last = conn.exec_driver_sql(target.sql(
         "SELECT min(p.position), max(p.position) FROM {s}.audit_position p JOIN {s}.audit_event e ON {jep} "
         "e.seq = p.seq WHERE {wp} p.position < %(anchor)s AND e.recorded >= %(since)s AND e.recorded < %(until)s"),
@@ -793,10 +802,25 @@ def _leaf_hashes(conn: Connection, target: _Log, size: int) -> list[bytes]:
     return list(rows.scalars())
 
 
+def _unpositioned(conn: Connection, target: _Log) -> list[dict]:
+    """Events the log has not taken in: queued ones are waiting for a checkpoint; others were inserted
+    behind the appliance's back. An export carries both, so the offline verifier sees them too."""
+    rows = conn.exec_driver_sql(target.sql(
+        "SELECT e.seq, {t} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, e.body, e.leaf_hash, "
+        "EXISTS (SELECT 1 FROM {s}.audit_pending x WHERE {jxe} x.seq = e.seq) AS queued "
+        "FROM {s}.audit_event e WHERE {we} NOT EXISTS (SELECT 1 FROM {s}.audit_position x WHERE {jxe} x.seq = e.seq) "
+        "ORDER BY e.seq"), target.params)
+    return [{"seq": row.seq, "queued": row.queued, "key": row.key_id,
+             "header": event_header(log_id=target.log_id, tenant=target.tenant, seq=row.seq, time=row.at,
+                                    event_type=row.event_type, key_id=row.key_id,
+                                    patient_ref=row.patient_ref).decode("ascii"),
+             "nonce": _b64(row.nonce), "body": _b64(row.body), "hash": row.leaf_hash.hex()} for row in rows]
+
+
 def _event_rows(conn: Connection, target: _Log, first: int, last: int) -> Iterator:
     return conn.exec_driver_sql(target.sql(
-        "SELECT p.position, p.seq, {t} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, e.body, e.leaf_hash "
-        "FROM {s}.audit_position p JOIN {s}.audit_event e ON {jep} e.seq = p.seq "
+        "SELECT p.position, p.seq, e.seq IS NOT NULL AS present, {t} AS at, e.event_type, e.key_id, e.patient_ref, "
+        "e.nonce, e.body, e.leaf_hash FROM {s}.audit_position p LEFT JOIN {s}.audit_event e ON {jep} e.seq = p.seq "
         "WHERE {wp} p.position BETWEEN %(first)s AND %(last)s ORDER BY p.position"),
         {**target.params, "first": first, "last": last},
         execution_options={"stream_results": True, "max_row_buffer": 5000})
@@ -931,8 +955,16 @@ def retire_tenant(conn: Connection, slug: str) -> None:
     if live is not None and conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": f'"{schema}".audit_event'}).scalar():
         # Wait for appends in flight and keep new ones out, so the archive is the whole log.
         conn.exec_driver_sql(f'LOCK TABLE "{schema}".audit_event IN SHARE MODE')
-        _checkpoint_log(conn, live)
+        try:
+            with conn.begin_nested():
+                _checkpoint_log(conn, live)
+        except AuditIntegrityError:
+            # A tampered log is archived as it stands, what is waiting still queued: the evidence of
+            # the tampering is kept, and the tenant can still be dropped.
+            log.error("audit_log_archived_unsigned", log=live.log_id)
         params = {"log": live.log_id}
+        conn.exec_driver_sql(f'INSERT INTO control.audit_pending (log_id, seq) '  # noqa: S608 -- validated slug
+                             f'SELECT %(log)s, seq FROM "{schema}".audit_pending', params)
         archived = conn.exec_driver_sql(
             f"INSERT INTO control.audit_event (log_id, seq, recorded, event_type, key_id, patient_ref, nonce, body, "  # noqa: S608 -- validated slug
             f'leaf_hash) SELECT %(log)s, seq, recorded, event_type, key_id, patient_ref, nonce, body, leaf_hash '

@@ -22,6 +22,7 @@ import structlog
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from appliance.substrate import audit
 from appliance.substrate.db import Database, UnknownTenant, control_metadata, tenant_schema
 from appliance.substrate.migrate import head, migrate_tenant_schema, schema_revision
 from appliance.substrate.tenant_config import TenantConfig, TenantFileError, parse_tenant_file, tenant_files
@@ -197,6 +198,8 @@ def drop_tenant(db: Database, slug: str) -> None:
         has_role = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :s"), {"s": schema}).first()
         if not (deleted or has_schema or has_role):
             raise UnknownTenant(slug)
+        # Its audit log moves to `control` and stays verifiable; its data keys are destroyed.
+        audit.retire_tenant(conn, slug)
         quoted = _quote(conn, schema)
         if has_schema:
             conn.exec_driver_sql(f"DROP SCHEMA {quoted} CASCADE")
