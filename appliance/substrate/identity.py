@@ -513,11 +513,13 @@ class LiveSession:
     display_name: str
     subject_id: uuid.UUID | None
     appliance_role: str | None
+    ward: str | None = None
 
 
 _SESSION_LOOKUP = sa.text(
     "SELECT s.id, s.account_id, s.mfa_passed, s.tenant, s.role, s.last_seen_at, a.kind, a.display_name, "
-    "a.subject_id, a.appliance_role FROM control.session s JOIN control.account a ON a.id = s.account_id "
+    "a.subject_id, a.appliance_role, m.ward FROM control.session s JOIN control.account a ON a.id = s.account_id "
+    "LEFT JOIN control.membership m ON m.account_id = s.account_id AND m.tenant = s.tenant AND m.role = s.role "
     "WHERE s.token_hash = :h AND s.revoked_at IS NULL AND s.expires_at > now() "
     "AND s.last_seen_at > now() - CAST(:idle AS interval) AND a.disabled_at IS NULL"
 )
@@ -533,7 +535,7 @@ def load_session(conn: Connection, token: str, settings: IdentitySettings | None
     if row.last_seen_at < _now() - timedelta(seconds=60):
         conn.execute(sa.update(session).where(session.c.id == row.id).values(last_seen_at=sa.func.now()))
     return LiveSession(row.id, row.account_id, row.mfa_passed, row.tenant, row.role, row.kind, row.display_name,
-                       row.subject_id, row.appliance_role)
+                       row.subject_id, row.appliance_role, row.ward)
 
 
 def switch_tenant(conn: Connection, session_id: uuid.UUID, account_id: uuid.UUID, tenant: str, role: str) -> None:
@@ -560,6 +562,7 @@ def principal_for_session(live: LiveSession, policy: AccessPolicy) -> Principal:
     return Principal(
         account_id=live.account_id, kind=live.kind, display_name=live.display_name, subject_id=live.subject_id,
         tenant=live.tenant, role=role, permissions=permissions, session_id=live.id,
+        ward=live.ward if live.tenant else None, ward_scoped=policy.is_ward_scoped(role),
     )
 
 

@@ -24,6 +24,9 @@ class RoleSpec(_Strict):
     scope: str = Field(pattern="^(tenant|appliance)$")
     mfa: bool
     description: str
+    # A ward-scoped role sees the charts of patients with an encounter in its member's ward (when the
+    # membership names one); other roles see patients with an encounter anywhere in the facility.
+    ward_scoped: bool = False
 
 
 class Rule(_Strict):
@@ -52,6 +55,9 @@ class AccessPolicy:
 
     def is_tenant_role(self, role: str) -> bool:
         return role in self.roles and self.roles[role].scope == "tenant"
+
+    def is_ward_scoped(self, role: str | None) -> bool:
+        return role in self.roles and self.roles[role].ward_scoped
 
     def requires_mfa(self, role: str) -> bool:
         return self.roles[role].mfa

@@ -24,6 +24,10 @@ class Principal:
     # The facility the principal is working in right now, and its role there (None at appliance level).
     tenant: str | None = None
     role: str | None = None
+    # The ward a ward-scoped membership is limited to (policies/access.toml `ward_scoped`), if any.
+    ward: str | None = None
+    # Whether the role's care relationships are limited to the principal's ward.
+    ward_scoped: bool = False
     permissions: frozenset[str] = field(default_factory=frozenset)
     session_id: uuid.UUID | None = None
     token_id: uuid.UUID | None = None
