@@ -1,38 +1,114 @@
-"""The chart summary: the page a clinician opens first, in one call and one transaction."""
+"""The chart summary: the page a clinician opens first, in one call, one transaction and one SQL
+statement.
+
+PostgreSQL assembles the whole document as JSON (demographics, active problems, active allergies,
+active medications, the latest vital signs, recent results with their sign-off, open orders, recent
+encounters) and the route hands that text to the client as it is: one round trip and no per-row work
+in Python, which is what lets a two-core appliance serve a ward round's worth of charts at once.
+The columns each section selects are the fields of its response model in `schemas.py`, so the
+response models stay the allow-list of what leaves the appliance.
+"""
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import service
-from appliance.layers.clinical.models import allergy, condition, encounter, medication_request
+from appliance.layers.clinical.errors import NotFound
+from appliance.layers.clinical.schemas import (
+    AllergyOut,
+    ChartSummary,
+    ConditionOut,
+    EncounterOut,
+    EntryOut,
+    MedicationOut,
+    PatientOut,
+    ResultOut,
+    ServiceRequestOut,
+    VitalSignsOut,
+)
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
 
+RESULTS = 20
+ENCOUNTERS = 10
+_ENTRY_FIELDS = set(EntryOut.model_fields)
+_ENTRY_RENAMED = {"entry_status": "e.status"}
+_CURRENT = "NOT EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id)"
 
-def chart_summary(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, results: int = 20,
-                  encounters: int = 10) -> dict:
-    """Demographics, active problems, active allergies, active medications, the latest vital signs and
-    results, open orders and recent encounters. Noted once on the audit seam as a chart read."""
-    patient = service.patient_of(conn, patient_id)
-    summary = {
-        "patient": patient,
-        "problems": service.current_rows(conn, condition, patient_id, condition.c.clinical_status == "active"),
-        "allergies": service.current_rows(conn, allergy, patient_id, allergy.c.clinical_status == "active"),
-        "medications": service.current_rows(conn, medication_request, patient_id,
-                                            medication_request.c.status == "active"),
-        "vitals": service.latest_vitals(conn, patient_id),
-        "results": service.results_of(conn, patient_id, limit=results),
-        "open_orders": service.orders_of(conn, patient_id, open_only=True),
-        "encounters": [dict(r) for r in conn.execute(
-            sa.select(*service.ENCOUNTER_COLUMNS).where(encounter.c.patient_id == patient_id)
-            .order_by(sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for).desc().nulls_last())
-            .limit(encounters)
-        ).mappings()],
+
+def _columns(model: type, **overrides: str) -> str:
+    """`e.<field>` for entry fields, `d.<field>` for detail fields, in the model's order."""
+    parts = []
+    for name in model.model_fields:
+        if name in overrides or name in _ENTRY_RENAMED:
+            parts.append(f"{overrides.get(name) or _ENTRY_RENAMED[name]} AS {name}")
+        else:
+            parts.append(f"{'e' if name in _ENTRY_FIELDS else 'd'}.{name}")
+    return ", ".join(parts)
+
+
+def _current_list(model: type, kind: str, table: str, where: str = "", order: str = "e.occurred_at DESC",
+                  limit: int | None = None, joins: str = "", **overrides: str) -> str:
+    # Composed from constants and response-model field names only; the patient id is a bound parameter.
+    return (
+        f"(SELECT coalesce(json_agg(x), '[]'::json) FROM ("  # noqa: S608
+        f"SELECT {_columns(model, **overrides)} FROM entry e JOIN {table} d ON d.entry_id = e.id {joins} "
+        f"WHERE e.patient_id = :patient_id AND e.kind = '{kind}' AND {_CURRENT} {where} "
+        f"ORDER BY {order}{f' LIMIT {limit}' if limit else ''}) x)"
+    )
+
+
+@functools.cache
+def _summary_sql() -> sa.TextClause:
+    computed = {
+        "version_id": "p.demographics_entry_id",
+        "identifiers": "(SELECT coalesce(json_agg(json_build_object('system', i.system, 'value', i.value) "
+                       "ORDER BY i.system), '[]'::json) FROM patient_identifier i WHERE i.patient_id = p.id)",
     }
-    note_access(conn, principal, "read", patient_id, "chart", (patient_id,))
-    return summary
+    patient = ", ".join(f"{computed[name]} AS {name}" if name in computed else f"p.{name}"
+                        for name in PatientOut.model_fields)
+    signoff = ("LEFT JOIN LATERAL (SELECT s.author_id, s.recorded_at FROM result_signoff rs "
+               "JOIN entry s ON s.id = rs.entry_id WHERE rs.result_id = e.id "
+               "ORDER BY s.recorded_at DESC LIMIT 1) signed ON true")
+    answered = ("AND d.status = 'active' AND NOT EXISTS (SELECT 1 FROM result r JOIN entry re ON re.id = r.entry_id "
+                "WHERE r.service_request_id = e.root_id AND NOT EXISTS "
+                "(SELECT 1 FROM entry rs WHERE rs.supersedes = re.id))")
+    encounter_fields = ", ".join(f"n.{name}" for name in EncounterOut.model_fields if name != "vitals")
+    sql = f"""
+        SELECT json_build_object(
+            'patient', (SELECT row_to_json(x) FROM (SELECT {patient} FROM patient p WHERE p.id = :patient_id) x),
+            'problems', {_current_list(ConditionOut, 'condition', 'condition', "AND d.clinical_status = 'active'")},
+            'allergies', {_current_list(AllergyOut, 'allergy', 'allergy', "AND d.clinical_status = 'active'")},
+            'medications', {_current_list(MedicationOut, 'medication_request', 'medication_request',
+                                          "AND d.status = 'active'")},
+            'vitals', (SELECT row_to_json(x) FROM (SELECT {_columns(VitalSignsOut)} FROM entry e
+                       JOIN vital_signs d ON d.entry_id = e.id
+                       WHERE e.patient_id = :patient_id AND e.kind = 'vital_signs' AND {_CURRENT}
+                       ORDER BY e.occurred_at DESC LIMIT 1) x),
+            'results', {_current_list(ResultOut, 'result', 'result', limit=RESULTS, joins=signoff,
+                                      signed_by="signed.author_id", signed_at="signed.recorded_at")},
+            'open_orders', {_current_list(ServiceRequestOut, 'service_request', 'service_request', answered)},
+            'encounters', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT {encounter_fields}
+                           FROM encounter n WHERE n.patient_id = :patient_id
+                           ORDER BY coalesce(n.started_at, n.planned_for) DESC NULLS LAST LIMIT {ENCOUNTERS}) x)
+        )::text
+    """  # noqa: S608 -- composed from constants and model field names; the patient id is bound
+    return sa.text(sql)
 
+
+def chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> str:
+    """The summary as JSON text, shaped like `ChartSummary`. Noted once on the audit seam."""
+    document = conn.execute(_summary_sql(), {"patient_id": patient_id}).scalar_one()
+    if document.startswith('{"patient" : null'):
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    note_access(conn, principal, "read", patient_id, "chart", (patient_id,))
+    return document
+
+
+def chart_summary(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+    """The summary as Python values (UUIDs, dates, decimals), validated against `ChartSummary`."""
+    return ChartSummary.model_validate_json(chart_summary_json(conn, principal, patient_id)).model_dump()

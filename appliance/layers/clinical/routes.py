@@ -150,11 +150,13 @@ class ClinicalController(Controller):
     @get(PATIENT + "/chart", operation_id="ClinicalGetChartSummary", opt=_opt("clinical.chart.read"),
          sync_to_thread=True)
     def chart_summary(self, tenant: FromPath[str], state: State, request: Asking,
-                      patient_id: Id) -> ChartSummary:
+                      patient_id: Id) -> Response[ChartSummary]:
         """Demographics, active problems, allergies and medications, latest vitals and results, open
         orders and recent encounters: the page a clinician opens first."""
         with state.db.tenant(tenant) as conn:
-            return ChartSummary.model_validate(chart.chart_summary(conn, request.user, patient_id))
+            document = chart.chart_summary_json(conn, request.user, patient_id)
+        # Assembled by PostgreSQL from the ChartSummary fields; passed through without re-encoding.
+        return Response(document.encode(), media_type="application/json")
 
     # -- encounters ------------------------------------------------------------------------------------
 

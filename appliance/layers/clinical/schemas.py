@@ -129,7 +129,7 @@ class EntryOut(_Out):
 
     id: uuid.UUID = Field(description="this version's entry id")
     root_id: uuid.UUID = Field(description="the record's id: the same across all its versions")
-    status: str
+    entry_status: str = Field(description="final, amended (a correction) or entered_in_error")
     encounter_id: uuid.UUID | None
     author_id: uuid.UUID
     occurred_at: dt.datetime

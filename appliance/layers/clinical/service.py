@@ -48,8 +48,10 @@ from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
 
-ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status, entry.c.encounter_id, entry.c.author_id,
-                 entry.c.occurred_at, entry.c.recorded_at)
+# `entry_status` (final, amended, entered in error) is the record's; a kind's own `status` (an order's
+# active/revoked, a prescription's active/stopped) is its detail's. Responses carry both, named apart.
+ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status.label("entry_status"), entry.c.encounter_id,
+                 entry.c.author_id, entry.c.occurred_at, entry.c.recorded_at)
 # Kinds a clinician may mark "entered in error"; registrations and encounters have their own acts.
 RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note"}
 
@@ -59,7 +61,7 @@ def _detail_columns(table: sa.Table) -> list[sa.Column]:
 
 
 def _entry_dict(appended: Entry) -> dict:
-    return {"id": appended.id, "root_id": appended.root_id, "status": appended.status,
+    return {"id": appended.id, "root_id": appended.root_id, "entry_status": appended.status,
             "encounter_id": appended.encounter_id, "author_id": appended.author_id,
             "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at, **appended.detail}
 
@@ -346,7 +348,7 @@ def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     if found["kind"] not in RETRACTABLE:
         raise Invalid(f"a {found['kind']} entry cannot be marked entered in error", field="entry_id")
     appended = record.retract(conn, principal, entry_id, reason)
-    return {"id": appended.id, "root_id": appended.root_id, "kind": appended.kind, "status": appended.status,
+    return {"id": appended.id, "root_id": appended.root_id, "kind": appended.kind, "entry_status": appended.status,
             "encounter_id": appended.encounter_id, "author_id": appended.author_id,
             "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at,
             "supersedes": appended.supersedes, "reason": appended.reason, "detail": {}}
@@ -357,7 +359,7 @@ def entry_history(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     versions = record.history(conn, entry_id)
     note_access(conn, principal, "read", patient_id, versions[0].kind, [v.id for v in versions])
     return [{
-        "id": v.id, "root_id": v.root_id, "kind": v.kind, "status": v.status, "encounter_id": v.encounter_id,
+        "id": v.id, "root_id": v.root_id, "kind": v.kind, "entry_status": v.status, "encounter_id": v.encounter_id,
         "author_id": v.author_id, "occurred_at": v.occurred_at, "recorded_at": v.recorded_at,
         "supersedes": v.supersedes, "reason": v.reason, "detail": dict(v.detail),
     } for v in versions]

@@ -100,10 +100,10 @@ def test_correction_and_entered_in_error_over_http(api, facility):
     stale = api.put(f"{base}/problems/{first['id']}", json={"code": "I10", "reason": "editing an old copy"})
     assert stale.status_code == 409
     history = api.get(f"{base}/entries/{first['id']}/history").json()
-    assert [(v["status"], v["detail"]["code"]) for v in history] == [("final", "I10"), ("amended", "I11.9")]
+    assert [(v["entry_status"], v["detail"]["code"]) for v in history] == [("final", "I10"), ("amended", "I11.9")]
     assert [p["code"] for p in api.get(f"{base}/problems").json()] == ["I11.9"]
     retracted = api.post(f"{base}/entries/{corrected.json()['id']}/entered-in-error", json={"reason": "wrong chart"})
-    assert retracted.status_code == 200 and retracted.json()["status"] == "entered_in_error"
+    assert retracted.status_code == 200 and retracted.json()["entry_status"] == "entered_in_error"
     assert api.get(f"{base}/problems").json() == []
 
 

@@ -157,7 +157,7 @@ def test_a_correction_supersedes_and_the_chart_shows_the_current_version(db: Dat
         summary = chart.chart_summary(conn, clinician, patient["id"])
         history = service.entry_history(conn, clinician, patient["id"], right["id"])
     assert [p["code"] for p in summary["problems"]] == ["E11.9"]
-    assert [(v["status"], v["detail"]["code"]) for v in history] == [("final", "I10"), ("amended", "E11.9")]
+    assert [(v["entry_status"], v["detail"]["code"]) for v in history] == [("final", "I10"), ("amended", "E11.9")]
     assert history[1]["reason"] == "hypertension was the wrong chart"
     with pytest.raises(record.NotCurrent), db.tenant(facility.slug) as conn:
         service.amend_condition(conn, clinician, patient["id"], wrong["id"], ConditionIn(code="J45.9"), reason="stale")
@@ -172,7 +172,7 @@ def test_entered_in_error_drops_from_the_chart_but_not_from_history(db: Database
         summary = chart.chart_summary(conn, clinician, patient["id"])
         history = service.entry_history(conn, clinician, patient["id"], allergy["id"])
     assert summary["allergies"] == []
-    assert [v["status"] for v in history] == ["final", "entered_in_error"]
+    assert [v["entry_status"] for v in history] == ["final", "entered_in_error"]
     assert history[0]["detail"]["substance"] == "Latex"
     with pytest.raises(Invalid), db.tenant(facility.slug) as conn:  # registrations are not "retracted"
         service.retract_entry(conn, clinician, patient["id"], patient["version_id"], "not a thing")
