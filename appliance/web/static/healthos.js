@@ -1,7 +1,72 @@
-// HealthOS progressive enhancement: pages work without it. No inline script anywhere (CSP).
+// HealthOS progressive enhancement: every page reads and every form posts without it.
+// No inline script anywhere (the CSP forbids it); behaviour hangs off data- attributes and classes.
+"use strict";
+
 document.addEventListener("DOMContentLoaded", () => {
   // Spaces typed into a one-time-code field are harmless; strip them so the pattern check passes.
   for (const input of document.querySelectorAll('input[autocomplete="one-time-code"]')) {
     input.addEventListener("input", () => { input.value = input.value.replace(/\s+/g, ""); });
+  }
+
+  // A form with errors: move focus to the summary, so a screen reader announces what to fix.
+  const summary = document.querySelector(".error-summary");
+  if (summary) {
+    summary.focus();
+  } else {
+    // The drug–allergy check asks for a reason: the cursor goes where the answer is typed.
+    const reason = document.querySelector('.override textarea[name="allergy_override_reason"]');
+    if (reason) reason.focus();
+  }
+
+  // A step that cannot be undone (finishing or cancelling an encounter) is confirmed first.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+
+  // One click, one act: a second click while the first post is on its way does not post again.
+  for (const form of document.querySelectorAll('form[method="post"]')) {
+    form.addEventListener("submit", (event) => {
+      if (event.defaultPrevented) return;
+      if (form.dataset.submitted) { event.preventDefault(); return; }
+      form.dataset.submitted = "1";
+      for (const button of form.querySelectorAll('button[type="submit"]')) {
+        button.setAttribute("aria-disabled", "true");
+        button.disabled = true;
+      }
+    });
+  }
+
+  // Back to a page the browser kept: its forms may be used again.
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) return;
+    for (const form of document.querySelectorAll("form[data-submitted]")) {
+      delete form.dataset.submitted;
+      for (const button of form.querySelectorAll("button[disabled]")) { button.disabled = false; }
+    }
+  });
+
+  // A half-written note is not lost to a stray click on a link.
+  for (const form of document.querySelectorAll("form.note-form")) {
+    let dirty = false;
+    form.addEventListener("input", () => { dirty = true; });
+    form.addEventListener("submit", () => { dirty = false; });
+    window.addEventListener("beforeunload", (event) => {
+      if (dirty) { event.preventDefault(); event.returnValue = ""; }
+    });
+  }
+
+  // "/" jumps to the search box, as in most search-first tools, unless the user is typing.
+  const shortcut = document.querySelector("[data-shortcut]");
+  if (shortcut) {
+    document.addEventListener("keydown", (event) => {
+      const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
+      if (event.key === shortcut.dataset.shortcut && !typing && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        shortcut.focus();
+        shortcut.select();
+      }
+    });
   }
 });

@@ -1,0 +1,290 @@
+"""Charts a clinician would rather look at than read — a result's trend, vital signs over an admission —
+drawn on the server as inline SVG.
+
+No plotting library and no script: the page arrives with its pictures, reads with JavaScript off, and
+passes the CSP (presentation comes from classes in healthos.css, never a `style` attribute). Each chart
+is an `<svg role="img">` named by its `<title>` and summarised in words by its `<desc>`, and each point
+carries its own `<title>` (the browser shows it on hover; screen readers can reach it). Pages put the
+same numbers in a table beside the chart, so nothing is only in the picture.
+
+Abnormal points are drawn as diamonds as well as in the alert colour, so the flag does not rest on
+colour alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+
+@dataclass(frozen=True)
+class Point:
+    at: dt.datetime
+    value: float
+    label: str = ""  # what the point's tooltip says, e.g. "12 Mar 2025: 9.8 g/dL (L)"
+    abnormal: bool = False
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    points: Sequence[Point]
+    css: str = "s1"  # colour class in healthos.css: s1..s4
+
+
+def nice_step(span: float, target_ticks: int) -> float:
+    """A 1, 2, 2.5 or 5 × 10^n step that cuts `span` into about `target_ticks` intervals."""
+    if span <= 0 or not math.isfinite(span):
+        return 1.0
+    raw = span / max(target_ticks, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for multiple in (1, 2, 2.5, 5, 10):
+        if raw <= multiple * magnitude:
+            return multiple * magnitude
+    return 10 * magnitude
+
+
+def value_ticks(low: float, high: float, target_ticks: int = 5) -> list[float]:
+    step = nice_step(high - low, target_ticks)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks = []
+    value = first
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _format_number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e9:
+        return str(int(value))
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+_HOURLY = [1, 3, 6, 12]
+_DAILY = [1, 2, 7, 14]
+_MONTHLY = [1, 2, 3, 6, 12]
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    index = day.month - 1 + months
+    return dt.date(day.year + index // 12, index % 12 + 1, 1)
+
+
+def time_ticks(start: dt.datetime, end: dt.datetime, max_ticks: int) -> list[tuple[dt.datetime, str]]:
+    """Calendar-aligned ticks between two times: hours, days, weeks or months, whichever fits."""
+    span = (end - start).total_seconds()
+    tz = start.tzinfo
+    for hours in _HOURLY:
+        if span / (hours * 3600) <= max_ticks:
+            first = start.replace(minute=0, second=0, microsecond=0)
+            first += dt.timedelta(hours=(-first.hour) % hours)
+            if first < start:
+                first += dt.timedelta(hours=hours)
+            ticks = []
+            at = first
+            while at <= end:
+                ticks.append((at, at.strftime("%H:%M") if at.hour else at.strftime("%d %b")))
+                at += dt.timedelta(hours=hours)
+            return ticks
+    for days in _DAILY:
+        if span / (days * 86400) <= max_ticks:
+            at = dt.datetime.combine(start.date(), dt.time(), tzinfo=tz)
+            if days == 7:
+                at -= dt.timedelta(days=at.weekday())  # weeks start on Monday
+            if at < start:
+                at += dt.timedelta(days=days)
+            ticks = []
+            while at <= end:
+                ticks.append((at, at.strftime("%d %b")))
+                at += dt.timedelta(days=days)
+            return ticks
+    for months in _MONTHLY:
+        if span / (months * 30.44 * 86400) <= max_ticks:
+            day = _add_months(start.date().replace(day=1), 1 if start.day > 1 or start.hour else 0)
+            ticks = []
+            while (at := dt.datetime.combine(day, dt.time(), tzinfo=tz)) <= end:
+                label = at.strftime("%b %Y") if at.month == 1 or not ticks else at.strftime("%b")
+                ticks.append((at, label))
+                day = _add_months(day, months)
+            return ticks
+    return [(start, str(start.year)), (end, str(end.year))]
+
+
+def _diamond(x: float, y: float, r: float) -> str:
+    return f"M{x:.1f},{y - r:.1f} L{x + r:.1f},{y:.1f} L{x:.1f},{y + r:.1f} L{x - r:.1f},{y:.1f} Z"
+
+
+def time_chart(
+    series: Sequence[Series],
+    *,
+    ident: str,
+    title: str,
+    description: str,
+    unit: str = "",
+    band: tuple[float | None, float | None] | None = None,
+    width: int = 640,
+    height: int = 220,
+) -> Markup:
+    """A line chart of values over time: axes with calendar ticks, a shaded reference range, a line
+    per series and a marker per point (diamonds for abnormal ones)."""
+    points = [p for s in series for p in s.points]
+    left, right, top, bottom = 48, 12, 14, 28
+    legend = len(series) > 1
+    if legend:
+        top += 18
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts: list[str] = [
+        f'<svg class="plot" viewBox="0 0 {width} {height}" role="img" focusable="false" '
+        f'aria-labelledby="{ident}-t {ident}-d" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{ident}-t">{escape(title)}</title>',
+        f'<desc id="{ident}-d">{escape(description)}</desc>',
+    ]
+    if not points:
+        parts.append(f'<text class="plot-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+                     "No values to plot</text></svg>")
+        return Markup("".join(parts))  # noqa: S704 -- every interpolated text above went through escape()
+
+    times = [p.at for p in points]
+    start, end = min(times), max(times)
+    if end - start < dt.timedelta(hours=2):
+        start, end = start - dt.timedelta(hours=12), end + dt.timedelta(hours=12)
+    else:
+        pad = (end - start) * 0.03
+        start, end = start - pad, end + pad
+    values = [p.value for p in points]
+    band_low, band_high = band or (None, None)
+    extent = values + [v for v in (band_low, band_high) if v is not None]
+    low, high = min(extent), max(extent)
+    if high - low < 1e-9:
+        low, high = low - 1, high + 1
+    margin = (high - low) * 0.08
+    low, high = low - margin, high + margin
+    ticks = value_ticks(low, high)
+    low, high = min(low, ticks[0]), max(high, ticks[-1])
+
+    def x_of(at: dt.datetime) -> float:
+        return left + (at - start).total_seconds() / (end - start).total_seconds() * plot_w
+
+    def y_of(value: float) -> float:
+        return top + (high - value) / (high - low) * plot_h
+
+    if band_low is not None or band_high is not None:
+        y1 = y_of(band_high if band_high is not None else high)
+        y2 = y_of(band_low if band_low is not None else low)
+        parts.append(f'<rect class="plot-band" x="{left}" y="{y1:.1f}" width="{plot_w}" height="{y2 - y1:.1f}">'
+                     f"<title>Reference range {escape(_range_text(band_low, band_high, unit))}</title></rect>")
+    parts.append('<g class="plot-grid">')
+    for tick in ticks:
+        y = y_of(tick)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>')
+    parts.append("</g>")
+    parts.append('<g class="plot-axis">')
+    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>')
+    parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"/>')
+    for tick in ticks:
+        parts.append(f'<text x="{left - 6}" y="{y_of(tick) + 4:.1f}" text-anchor="end">{_format_number(tick)}</text>')
+    for at, label in time_ticks(start, end, max(2, plot_w // 80)):
+        x = x_of(at)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>')
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{escape(label)}</text>')
+    if unit:
+        parts.append(f'<text class="plot-unit" x="4" y="{top - 4 if top > 14 else 10}">{escape(unit)}</text>')
+    parts.append("</g>")
+
+    for index, line in enumerate(series):
+        ordered = sorted(line.points, key=lambda p: p.at)
+        if not ordered:
+            continue
+        css = escape(line.css)
+        path = " ".join(f"{'M' if i == 0 else 'L'}{x_of(p.at):.1f},{y_of(p.value):.1f}" for i, p in enumerate(ordered))
+        parts.append(f'<path class="plot-line {css}" d="{path}"/>')
+        parts.append(f'<g class="plot-points {css}">')
+        for p in ordered:
+            x, y = x_of(p.at), y_of(p.value)
+            tip = f"<title>{escape(p.label or f'{line.name}: {_format_number(p.value)} {unit}'.strip())}</title>"
+            if p.abnormal:
+                parts.append(f'<path class="abn" d="{_diamond(x, y, 5.5)}">{tip}</path>')
+            else:
+                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5">{tip}</circle>')
+        parts.append("</g>")
+        if legend:
+            lx = left + index * 150
+            parts.append(f'<g class="plot-legend {css}"><line x1="{lx}" x2="{lx + 18}" y1="10" y2="10"/>'
+                         f'<text x="{lx + 24}" y="14">{escape(line.name)}</text></g>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 -- every interpolated text above went through escape()
+
+
+def sparkline(points: Sequence[Point], *, ident: str, title: str,
+              band: tuple[float | None, float | None] | None = None, width: int = 120, height: int = 30) -> Markup:
+    """A word-sized trend for a table cell: the reference band, the line and the latest point."""
+    parts = [f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" focusable="false" '
+             f'aria-labelledby="{ident}-t" xmlns="http://www.w3.org/2000/svg">',
+             f'<title id="{ident}-t">{escape(title)}</title>']
+    ordered = sorted(points, key=lambda p: p.at)
+    if len(ordered) < 2:
+        parts.append("</svg>")
+        return Markup("".join(parts))  # noqa: S704 -- escaped above
+    band_low, band_high = band or (None, None)
+    extent = [p.value for p in ordered] + [v for v in (band_low, band_high) if v is not None]
+    low, high = min(extent), max(extent)
+    if high - low < 1e-9:
+        low, high = low - 1, high + 1
+    start, end = ordered[0].at, ordered[-1].at
+    span = max((end - start).total_seconds(), 1.0)
+    pad = 3
+
+    def x_of(at: dt.datetime) -> float:
+        return pad + (at - start).total_seconds() / span * (width - 2 * pad)
+
+    def y_of(value: float) -> float:
+        return pad + (high - value) / (high - low) * (height - 2 * pad)
+
+    if band_low is not None or band_high is not None:
+        y1 = y_of(band_high if band_high is not None else high)
+        y2 = y_of(band_low if band_low is not None else low)
+        parts.append(f'<rect class="plot-band" x="0" y="{y1:.1f}" width="{width}" height="{y2 - y1:.1f}"/>')
+    path = " ".join(f"{'M' if i == 0 else 'L'}{x_of(p.at):.1f},{y_of(p.value):.1f}" for i, p in enumerate(ordered))
+    parts.append(f'<path class="plot-line s1" d="{path}"/>')
+    last = ordered[-1]
+    if last.abnormal:
+        parts.append(f'<path class="abn" d="{_diamond(x_of(last.at), y_of(last.value), 3.5)}"/>')
+    else:
+        parts.append(f'<circle class="last" cx="{x_of(last.at):.1f}" cy="{y_of(last.value):.1f}" r="2.5"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 -- escaped above
+
+
+def _range_text(low: float | None, high: float | None, unit: str) -> str:
+    if low is not None and high is not None:
+        text = f"{_format_number(low)}–{_format_number(high)}"
+    elif low is not None:
+        text = f"≥ {_format_number(low)}"
+    elif high is not None:
+        text = f"≤ {_format_number(high)}"
+    else:
+        text = "none"
+    return f"{text} {unit}".strip()
+
+
+def describe_trend(name: str, points: Sequence[Point], unit: str, band: tuple[float | None, float | None] | None,
+                   when: str = "%d %b %Y") -> str:
+    """The chart in one or two sentences, for its `<desc>`: how many values, over what period, the
+    latest, the lowest and highest, and how many fell outside the reference range."""
+    if not points:
+        return f"No {name} values recorded."
+    ordered = sorted(points, key=lambda p: p.at)
+    values = [p.value for p in ordered]
+    last = ordered[-1]
+    abnormal = sum(1 for p in ordered if p.abnormal)
+    text = (f"{len(ordered)} {name} value{'s' if len(ordered) != 1 else ''} from {ordered[0].at.strftime(when)} "
+            f"to {last.at.strftime(when)}. Latest {_format_number(last.value)} {unit}".rstrip())
+    text += f"; lowest {_format_number(min(values))}, highest {_format_number(max(values))}."
+    if band and (band[0] is not None or band[1] is not None):
+        text += f" Reference range {_range_text(band[0], band[1], unit)}; {abnormal} outside it."
+    return text

@@ -1,0 +1,1054 @@
+"""The tenant portal: the pages facility staff work in, under `/t/{tenant}/`.
+
+Server-rendered with Jinja2 (`templates/portal/`), one stylesheet and a little of our own script that
+only enhances; every page reads and every form posts with JavaScript off. The rules each page keeps:
+
+- It declares the permission it needs, named as the clinical API names it; the one guard checks that
+  and that the session is working in `{tenant}` (another facility's session gets 403).
+- Patient data is read and written only through the clinical layer's service functions, which note
+  every access on the audit seam. This module never queries a clinical table itself.
+- It shows only what the role may see: a section or an action whose permission the principal lacks is
+  not rendered (and its route would refuse it anyway).
+- Bad input gets the same page back with the message next to the field (422); a refusal the
+  clinician can act on — the drug–allergy check — gets a form asking for what is missing (409); a
+  guessed id gets 404; nothing gets a 500 page with a traceback.
+- Post/Redirect/Get: a form that succeeds redirects (303) to a page that says what happened.
+
+Later layers add their pages here: `NAV` lists the navigation by layer, and `TIMELINE_SOURCES` the
+entry kinds the chart's timeline shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+import structlog
+from litestar import Request, Response, Router, get, post
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import Body, FromPath, FromQuery
+from litestar.response import Redirect, Template
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection
+
+from appliance.layers.clinical import catalogue, chart, service
+from appliance.layers.clinical.models import vital_signs
+from appliance.layers.clinical.schemas import (
+    EncounterIn,
+    MedicationIn,
+    NoteIn,
+    OrderSetIn,
+    PatientIn,
+    ServiceRequestIn,
+)
+from appliance.layers.operations import service as operations
+from appliance.substrate import identity
+from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError, note_access
+from appliance.substrate.tenancy import tenant_table
+from appliance.web import plots
+
+log = structlog.get_logger(__name__)
+
+Asking = Request[Principal, Any, Any]
+FormData = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+Tenant = FromPath[str]
+Id = FromPath[uuid.UUID]
+Query = FromQuery[str]
+PATIENT = "/patients/{patient_id:uuid}"
+OPEN_ENCOUNTER = ("in_progress", "arrived", "planned")
+
+
+def _page_opts(permission: str) -> dict:
+    return {"permission": permission}
+
+
+# -- the facility, its clock, and the people named on a page ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Facility:
+    slug: str
+    name: str
+    timezone: zoneinfo.ZoneInfo
+
+
+_FACILITY_TTL_SECONDS = 300.0
+_facilities: dict[str, tuple[float, Facility]] = {}
+
+
+def facility_of(db: Database, slug: str) -> Facility:
+    """The facility's name and time zone, cached a few minutes: every page header shows them, and they
+    change only when hospital IT applies a new tenant file."""
+    cached = _facilities.get(slug)
+    if cached and time.monotonic() - cached[0] < _FACILITY_TTL_SECONDS:
+        return cached[1]
+    with db.control() as conn:
+        row = conn.execute(sa.select(tenant_table.c.name, tenant_table.c.timezone)
+                           .where(tenant_table.c.slug == slug)).first()
+    found = Facility(slug, row.name if row else slug, zoneinfo.ZoneInfo(row.timezone if row else "UTC"))
+    _facilities[slug] = (time.monotonic(), found)
+    return found
+
+
+class Clock:
+    """Times shown in the facility's own time zone, whatever the server's."""
+
+    def __init__(self, tz: zoneinfo.ZoneInfo):
+        self.tz = tz
+        self.today = dt.datetime.now(tz).date()
+
+    def local(self, value: dt.datetime) -> dt.datetime:
+        return value.astimezone(self.tz)
+
+    def when(self, value: dt.datetime | None) -> str:
+        return self.local(value).strftime("%d %b %Y %H:%M") if value else ""
+
+    def day(self, value: dt.date | dt.datetime | None) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, dt.datetime):
+            value = self.local(value).date()
+        return value.strftime("%d %b %Y")
+
+    def iso(self, value: dt.datetime | None) -> str:
+        return self.local(value).isoformat(timespec="minutes") if value else ""
+
+    def age(self, birth: dt.date) -> str:
+        years = self.today.year - birth.year - ((self.today.month, self.today.day) < (birth.month, birth.day))
+        if years >= 2:
+            return f"{years} y"
+        months = (self.today.year - birth.year) * 12 + self.today.month - birth.month - (self.today.day < birth.day)
+        if months >= 1:
+            return f"{months} mo"
+        return f"{(self.today - birth).days} d"
+
+
+def people_named(db: Database, ids: set) -> dict:
+    """Display names of the accounts that authored or signed what a page shows."""
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    with db.control() as conn:
+        rows = conn.execute(sa.select(identity.account.c.id, identity.account.c.display_name)
+                            .where(identity.account.c.id.in_(ids))).all()
+    return {row.id: row.display_name for row in rows}
+
+
+# -- navigation by layer ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NavItem:
+    layer: str
+    key: str
+    label: str
+    path: str  # under /t/{tenant}
+    permission: str
+
+
+NAV: list[NavItem] = [
+    NavItem("Clinical", "patients", "Find a patient", "/patients", "clinical.patient.search"),
+    NavItem("Clinical", "register", "Register a patient", "/patients/new", "clinical.patient.create"),
+]
+
+
+def navigation(principal: Principal, tenant: str) -> list[dict]:
+    layers: dict[str, list[dict]] = {}
+    for item in NAV:
+        if principal.can(item.permission):
+            layers.setdefault(item.layer, []).append(
+                {"key": item.key, "label": item.label, "href": f"/t/{tenant}{item.path}"})
+    return [{"layer": layer, "items": items} for layer, items in layers.items()]
+
+
+@dataclass(frozen=True)
+class ChartTab:
+    key: str
+    label: str
+    path: str  # under /t/{tenant}/patients/{id}
+    permission: str
+
+
+CHART_TABS = [
+    ChartTab("summary", "Summary", "/chart", "clinical.chart.read"),
+    ChartTab("timeline", "Timeline", "/timeline", "clinical.chart.read"),
+    ChartTab("results", "Results", "/results", "clinical.result.read"),
+    ChartTab("orders", "Orders", "/orders", "clinical.order.read"),
+    ChartTab("notes", "Notes", "/notes", "clinical.note.read"),
+    ChartTab("patient", "Registration", "", "clinical.patient.read"),
+]
+
+
+def chart_tabs(principal: Principal, tenant: str, patient_id: uuid.UUID) -> list[dict]:
+    return [{"key": t.key, "label": t.label, "href": f"/t/{tenant}/patients/{patient_id}{t.path}"}
+            for t in CHART_TABS if principal.can(t.permission)]
+
+
+def patient_home(principal: Principal, tenant: str, patient_id: uuid.UUID) -> str:
+    """Where a patient link takes this role: the chart for those who may read it, else registration."""
+    suffix = "/chart" if principal.can("clinical.chart.read") else ""
+    return f"/t/{tenant}/patients/{patient_id}{suffix}"
+
+
+# What a redirect after a successful post says on the page it lands on (never text from the request).
+NOTICES = {
+    "registered": "Patient registered.",
+    "encounter-started": "Encounter started.",
+    "encounter-updated": "Encounter updated.",
+    "order-set": "Order set placed.",
+    "order-set-override": "Order set placed; the allergy override and its reason are on the record.",
+    "ordered": "Test ordered.",
+    "prescribed": "Prescription placed.",
+    "prescribed-override": "Prescription placed; the allergy override and its reason are on the record.",
+    "note": "Note saved.",
+    "signed": "Result signed.",
+}
+
+
+def page(request: Asking, template_name: str, *, status: int = 200, active: str = "", **context: Any) -> Template:
+    principal: Principal = request.user
+    tenant = request.path_params["tenant"]
+    facility = facility_of(request.app.state.db, tenant)
+    context.update(
+        principal=principal, facility=facility, tenant=tenant, clock=Clock(facility.timezone),
+        nav=navigation(principal, tenant), active=active, can=principal.can,
+        notice=NOTICES.get(request.query_params.get("done", "")),
+    )
+    if "patient_id" in context:
+        context.setdefault("tabs", chart_tabs(principal, tenant, context["patient_id"]))
+    return Template(f"portal/{template_name}", context=context, status_code=status)
+
+
+def see_other(path: str) -> Redirect:
+    return Redirect(path, status_code=303)
+
+
+# -- refusals as pages -----------------------------------------------------------------------------
+
+
+def _error_page(request: Request, status: int, detail: str) -> Response:
+    principal = request.scope.get("user")
+    return Template("portal/error.html", status_code=status, context={
+        "status": status, "detail": detail, "principal": principal,
+        "home": f"/t/{principal.tenant}/patients" if principal is not None and principal.tenant else "/",
+    })
+
+
+def _http_refusal(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 401 and request.method == "GET":
+        return Redirect("/signin")
+    return _error_page(request, exc.status_code, exc.detail)
+
+
+def _record_refusal(request: Request, exc: RecordError) -> Response:
+    return _error_page(request, exc.status, exc.detail)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_error", path=request.scope.get("path_template", ""), exc_info=exc)
+    return _error_page(request, 500, "The appliance could not complete this request; the error was logged.")
+
+
+EXCEPTION_HANDLERS = {
+    ValidationException: lambda request, exc: _error_page(request, 400, "The request was not understood: "
+                                                                        "check what was typed and try again."),
+    HTTPException: _http_refusal,
+    RecordError: _record_refusal,
+    Exception: _unexpected,
+}
+
+
+# -- forms -----------------------------------------------------------------------------------------
+
+
+def form_values(data: dict[str, Any]) -> dict[str, Any]:
+    """A posted form without its CSRF token, blanks as None and text stripped."""
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "_csrf_token":
+            continue
+        if isinstance(value, list):
+            values[key] = [v.strip() for v in value if isinstance(v, str) and v.strip()]
+        elif isinstance(value, str):
+            values[key] = value.strip() or None
+    return values
+
+
+_MESSAGES = {
+    "missing": "This is required.",
+    "string_too_short": "This is required.",
+    "uuid_parsing": "Choose one of the listed options.",
+    "literal_error": "Choose one of the listed options.",
+    "date_from_datetime_parsing": "Give a date as YYYY-MM-DD.",
+    "date_parsing": "Give a date as YYYY-MM-DD.",
+    "decimal_parsing": "Give a number.",
+    "int_parsing": "Give a whole number.",
+}
+
+
+def field_errors(exc: ValidationError, rename: dict[tuple, str] | None = None) -> dict[str, str]:
+    """Pydantic's complaints keyed by the form field they belong to, in words a clinician reads."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        key = None
+        for length in range(len(loc), 0, -1):
+            if rename and loc[:length] in rename:
+                key = rename[loc[:length]]
+                break
+        key = key or (str(loc[-1]) if loc else "form")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "string_too_short" and error.get("ctx", {}).get("min_length", 1) > 1:
+            message = f"Give at least {error['ctx']['min_length']} characters."
+        else:
+            message = _MESSAGES.get(error["type"], message)
+        if message and message[0].islower():
+            message = message[0].upper() + message[1:]
+        errors.setdefault(key, message if message.endswith(".") else message + ".")
+    return errors
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+# -- shared pieces of the chart pages --------------------------------------------------------------
+
+FLAGS = {"H": ("High", "flag-high"), "L": ("Low", "flag-low"), "HH": ("Critical high", "flag-critical"),
+         "LL": ("Critical low", "flag-critical"), "A": ("Abnormal", "flag-high"), "N": ("Normal", "flag-normal")}
+ENCOUNTER_CLASSES = {"outpatient": "Outpatient visit", "emergency": "Emergency visit",
+                     "inpatient": "Inpatient admission"}
+NEXT_STEPS = {"planned": [("arrived", "Mark arrived"), ("cancelled", "Cancel")],
+              "arrived": [("in_progress", "Start"), ("cancelled", "Cancel")],
+              "in_progress": [("finished", "Finish")]}
+
+
+def number(value: Decimal | float | int | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return plots._format_number(float(value))
+
+
+def result_value(row: dict) -> str:
+    if row.get("value_numeric") is not None:
+        return f"{number(row['value_numeric'])} {row.get('unit') or ''}".strip()
+    return row.get("value_text") or ""
+
+
+def reference_range(row: dict) -> str:
+    low, high = row.get("reference_low"), row.get("reference_high")
+    if low is None and high is None:
+        return ""
+    text = f"{number(low)}–{number(high)}" if low is not None and high is not None else (
+        f"≥ {number(low)}" if low is not None else f"≤ {number(high)}")
+    return f"{text} {row.get('unit') or ''}".strip()
+
+
+def is_abnormal(row: dict) -> bool:
+    return row.get("flag") not in (None, "N")
+
+
+HELPERS = {"number": number, "result_value": result_value, "reference_range": reference_range,
+           "flags": FLAGS, "encounter_classes": ENCOUNTER_CLASSES, "next_steps": NEXT_STEPS,
+           "is_abnormal": is_abnormal}
+
+
+def open_encounters(encounters: list[dict]) -> list[dict]:
+    ordered = sorted((e for e in encounters if e["status"] in OPEN_ENCOUNTER),
+                     key=lambda e: OPEN_ENCOUNTER.index(e["status"]))
+    return ordered
+
+
+def banner(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+    """What every chart page shows on top: who the patient is, their allergies, their open encounters."""
+    found = {"patient": service.get_patient(conn, principal, patient_id), "allergies": None, "encounters": []}
+    if principal.can("clinical.chart.read") or principal.can("clinical.allergy.read"):
+        found["allergies"] = service.list_allergies(conn, principal, patient_id, active_only=True)
+    if principal.can("clinical.encounter.read"):
+        found["encounters"] = service.list_encounters(conn, principal, patient_id, limit=20)
+    found["open_encounters"] = open_encounters(found["encounters"])
+    return found
+
+
+def trends_of(results: list[dict], clock: Clock) -> list[dict]:
+    """Results grouped by analyte, newest first: the latest value, how many wait for review, and the
+    points of its trend (numeric values only)."""
+    by_code: dict[str, list[dict]] = defaultdict(list)
+    for row in results:
+        by_code[row["code"]].append(row)
+    trends = []
+    for code, rows in by_code.items():
+        rows.sort(key=lambda r: r["occurred_at"], reverse=True)
+        latest = rows[0]
+        band = (None if latest["reference_low"] is None else float(latest["reference_low"]),
+                None if latest["reference_high"] is None else float(latest["reference_high"]))
+        points = [plots.Point(clock.local(r["occurred_at"]), float(r["value_numeric"]),
+                              label=f"{clock.day(r['occurred_at'])}: {result_value(r)}"
+                                    + (f" ({FLAGS.get(r['flag'], (r['flag'],))[0]})" if is_abnormal(r) else ""),
+                              abnormal=is_abnormal(r))
+                  for r in rows if r["value_numeric"] is not None]
+        trends.append({
+            "code": code, "display": latest["display"], "latest": latest, "rows": rows, "count": len(rows),
+            "unsigned": sum(1 for r in rows if r["signed_at"] is None), "points": points, "band": band,
+            "unit": latest["unit"] or "",
+            "spark": plots.sparkline(points, ident=f"spark-{code}", band=band,
+                                     title=f"{latest['display']} trend, {len(points)} values")
+            if len(points) >= 2 else None,
+        })
+    trends.sort(key=lambda t: t["latest"]["occurred_at"], reverse=True)
+    return trends
+
+
+def trend_chart(trend: dict, clock: Clock, *, width: int = 720, height: int = 260) -> Any:
+    name = trend["display"]
+    return plots.time_chart(
+        [plots.Series(name, trend["points"])], ident=f"trend-{trend['code']}", title=f"{name} over time",
+        description=plots.describe_trend(name, trend["points"], trend["unit"], trend["band"]),
+        unit=trend["unit"], band=trend["band"], width=width, height=height)
+
+
+# Vital signs drawn on the chart. The bands are adult reference ranges, shown only for adults.
+VITALS = [
+    ("Blood pressure", "mmHg", [("systolic_mmhg", "Systolic", "s1"), ("diastolic_mmhg", "Diastolic", "s2")],
+     (None, None)),
+    ("Heart rate", "/min", [("heart_rate_bpm", "Heart rate", "s1")], (60, 100)),
+    ("Temperature", "°C", [("temperature_c", "Temperature", "s3")], (36.0, 37.5)),
+    ("SpO₂", "%", [("spo2_percent", "SpO₂", "s4")], (94, 100)),
+    ("Respiratory rate", "/min", [("respiratory_rate", "Respiratory rate", "s2")], (12, 20)),
+    ("Weight", "kg", [("weight_kg", "Weight", "s1")], (None, None)),
+]
+
+
+def vitals_history(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 60) -> list[dict]:
+    # The clinical layer has no list of vital signs yet (only the latest set); this reads the same
+    # current rows its other lists read, and notes the access on the audit seam as they do.
+    rows = service.current_rows(conn, vital_signs, patient_id, limit=limit)
+    note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in rows])
+    return rows
+
+
+def vitals_charts(rows: list[dict], clock: Clock, adult: bool) -> list[dict]:
+    charts = []
+    for index, (title, unit, measures, band) in enumerate(VITALS):
+        series = []
+        for column, name, css in measures:
+            lo, hi = band
+            points = []
+            for row in rows:
+                if row[column] is None:
+                    continue
+                value = float(row[column])
+                out = adult and ((lo is not None and value < lo) or (hi is not None and value > hi))
+                label = f"{clock.when(row['occurred_at'])}: {name} {number(row[column])} {unit}"
+                points.append(plots.Point(clock.local(row["occurred_at"]), value, label=label, abnormal=out))
+            if points:
+                series.append(plots.Series(name, points, css))
+        if not series:
+            continue
+        shown_band = band if adult and band != (None, None) else None
+        count = sum(len(s.points) for s in series)
+        latest = max((p for s in series for p in s.points), key=lambda p: p.at)
+        description = (f"{count} measurements from {min(p.at for s in series for p in s.points):%d %b %Y} to "
+                       f"{latest.at:%d %b %Y}. "
+                       + "; ".join(f"latest {s.name.lower()} {number(max(s.points, key=lambda p: p.at).value)}"
+                                   f" {unit}" for s in series) + ".")
+        if shown_band:
+            description += f" Adult reference range {number(band[0])}–{number(band[1])} {unit}."
+        charts.append({"title": title, "svg": plots.time_chart(
+            series, ident=f"vitals-{index}", title=f"{title} over time", description=description, unit=unit,
+            band=shown_band, width=480, height=200)})
+    return charts
+
+
+# -- patient search and registration ---------------------------------------------------------------
+
+
+@get("/patients", operation_id="PortalPatientSearch", opt=_page_opts("clinical.patient.search"),
+     sync_to_thread=True, include_in_schema=False)
+def patient_search(request: Asking, tenant: Tenant, q: Query = "", birth_date: Query = "") -> Template:
+    """Find a patient by name (tolerant of misspelling), MRN or identifier, and birth date."""
+    principal: Principal = request.user
+    query, born, error, matches = q.strip(), None, None, None
+    if birth_date.strip():
+        try:
+            born = dt.date.fromisoformat(birth_date.strip())
+        except ValueError:
+            error = ("birth_date", "Give the birth date as YYYY-MM-DD.")
+    if (query or born) and error is None:
+        by_identifier = any(ch.isdigit() for ch in query)
+        try:
+            with request.app.state.db.tenant(tenant) as conn:
+                matches = service.search_patients(conn, principal, name=None if by_identifier else query,
+                                                  identifier=query if by_identifier else None, birth_date=born)
+        except RecordError as exc:
+            error = ("q", exc.detail[0].upper() + exc.detail[1:] + ".")
+    for match in matches or []:
+        match["href"] = patient_home(principal, tenant, match["id"])
+    return page(request, "search.html", status=422 if error else 200, active="patients", q=query,
+                birth_date=birth_date.strip(), matches=matches, error=error)
+
+
+REGISTRATION_FIELDS = ["family_name", "given_names", "birth_date", "birth_date_estimated", "sex", "phone",
+                       "national_id", "village", "district", "nok_name", "nok_relationship", "nok_phone"]
+_REGISTRATION_RENAME = {("identifiers",): "national_id", ("address", "village"): "village",
+                        ("address", "district"): "district", ("next_of_kin", 0, "name"): "nok_name",
+                        ("next_of_kin", 0, "relationship"): "nok_relationship",
+                        ("next_of_kin", 0, "phone"): "nok_phone", ("next_of_kin",): "nok_name"}
+
+
+def _patient_in(values: dict[str, Any]) -> dict:
+    fields: dict[str, Any] = {k: values.get(k) for k in ("family_name", "given_names", "birth_date", "sex", "phone")}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    fields["birth_date_estimated"] = values.get("birth_date_estimated") == "true"
+    if values.get("national_id"):
+        fields["identifiers"] = [{"system": "national_id", "value": values["national_id"]}]
+    address = {k: values[k] for k in ("village", "district") if values.get(k)}
+    if address:
+        fields["address"] = address
+    if any(values.get(k) for k in ("nok_name", "nok_relationship", "nok_phone")):
+        kin = {"name": values.get("nok_name") or "", "relationship": values.get("nok_relationship") or ""}
+        if values.get("nok_phone"):
+            kin["phone"] = values["nok_phone"]
+        fields["next_of_kin"] = [kin]
+    return fields
+
+
+@get("/patients/new", operation_id="PortalRegisterPatientPage", opt=_page_opts("clinical.patient.create"),
+     sync_to_thread=False, include_in_schema=False)
+def register_page(request: Asking, tenant: Tenant) -> Template:
+    return page(request, "register.html", active="register", values={}, errors={})
+
+
+@post("/patients", operation_id="PortalRegisterPatient", opt=_page_opts("clinical.patient.create"),
+      sync_to_thread=True, include_in_schema=False)
+def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Response:
+    values = form_values(data)
+    errors: dict[str, str] = {}
+    try:
+        patient_in = PatientIn.model_validate(_patient_in(values))
+    except ValidationError as exc:
+        errors = field_errors(exc, _REGISTRATION_RENAME)
+    if not errors:
+        try:
+            with request.app.state.db.tenant(tenant) as conn:
+                registered = service.register_patient(conn, request.user, patient_in)
+        except RecordError as exc:
+            errors = {"national_id" if exc.extra.get("field") == "identifiers" else "form": exc.detail}
+        except sa.exc.IntegrityError:
+            errors = {"form": "Another registration claimed this identifier a moment ago; search for the patient."}
+    if errors:
+        return page(request, "register.html", status=422, active="register", values=values, errors=errors)
+    return see_other(patient_home(request.user, tenant, registered["id"]) + "?done=registered")
+
+
+# -- the patient: registration details and encounters ----------------------------------------------
+
+
+def _wards(conn: Connection, principal: Principal) -> list[dict]:
+    return operations.ward_census(conn) if principal.can("operations.ward.read") else []
+
+
+@get(PATIENT, operation_id="PortalPatient", opt=_page_opts("clinical.patient.read"), sync_to_thread=True,
+     include_in_schema=False)
+def patient_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """Registration details and encounters: what the front desk works with (clinicians see it too)."""
+    with request.app.state.db.tenant(tenant) as conn:
+        top = banner(conn, request.user, patient_id)
+    return page(request, "patient.html", active="patients", patient_id=patient_id, tab="patient", **top,
+                **HELPERS)
+
+
+ENCOUNTER_FIELDS = ["encounter_class", "reason", "ward_code", "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm",
+                    "respiratory_rate", "temperature_c", "spo2_percent", "weight_kg"]
+VITAL_FIELDS = ENCOUNTER_FIELDS[3:]
+
+
+def _encounter_form(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, errors: dict,
+                    status: int = 200) -> Template:
+    with request.app.state.db.tenant(tenant) as conn:
+        top = banner(conn, request.user, patient_id)
+        wards = _wards(conn, request.user)
+    return page(request, "encounter_form.html", status=status, active="patients", patient_id=patient_id,
+                tab="patient", values=values, errors=errors, wards=wards, **top, **HELPERS)
+
+
+@get(PATIENT + "/encounters/new", operation_id="PortalStartEncounterPage",
+     opt=_page_opts("clinical.encounter.create"), sync_to_thread=True, include_in_schema=False)
+def encounter_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    return _encounter_form(request, tenant, patient_id, {"encounter_class": "outpatient"}, {})
+
+
+@post(PATIENT + "/encounters", operation_id="PortalStartEncounter", opt=_page_opts("clinical.encounter.create"),
+      sync_to_thread=True, include_in_schema=False)
+def start_encounter(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """Open a visit or admission (as in progress), with the vital signs taken at arrival if any."""
+    values = form_values(data)
+    fields: dict[str, Any] = {"encounter_class": values.get("encounter_class"), "status": "in_progress",
+                              "reason": values.get("reason"), "ward_code": values.get("ward_code")}
+    vitals = {k: values[k] for k in VITAL_FIELDS if values.get(k)}
+    if vitals:
+        fields["vitals"] = vitals
+    errors: dict[str, str] = {}
+    try:
+        encounter_in = EncounterIn.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        errors = field_errors(exc, {("vitals",): "vitals"} | {("vitals", k): k for k in VITAL_FIELDS})
+    if not errors:
+        try:
+            with request.app.state.db.tenant(tenant) as conn:
+                service.open_encounter(conn, request.user, patient_id, encounter_in)
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            errors = {exc.extra.get("field") or "form": exc.detail}
+    if errors:
+        return _encounter_form(request, tenant, patient_id, values, errors, status=422)
+    return see_other(patient_home(request.user, tenant, patient_id) + "?done=encounter-started")
+
+
+@post(PATIENT + "/encounters/{encounter_id:uuid}/status", operation_id="PortalChangeEncounterStatus",
+      opt=_page_opts("clinical.encounter.update"), sync_to_thread=True, include_in_schema=False)
+def change_encounter(request: Asking, tenant: Tenant, patient_id: Id, encounter_id: Id,
+                     data: FormData) -> Response:
+    """Arrive, start, finish or cancel an encounter; a step its status does not allow is refused (409)."""
+    to_status = form_values(data).get("status")
+    if to_status not in {"arrived", "in_progress", "finished", "cancelled"}:
+        return _error_page(request, 422, "Choose arrive, start, finish or cancel.")
+    with request.app.state.db.tenant(tenant) as conn:
+        service.transition_encounter(conn, request.user, patient_id, encounter_id, to_status)
+    # Back to the page the button was on: the registration page when it says so, else the patient's home.
+    path = f"/t/{tenant}/patients/{patient_id}" if form_values(data).get("back") == "patient" else \
+        patient_home(request.user, tenant, patient_id)
+    return see_other(path + "?done=encounter-updated")
+
+
+# -- the chart -------------------------------------------------------------------------------------
+
+
+@get(PATIENT + "/chart", operation_id="PortalChart", opt=_page_opts("clinical.chart.read"), sync_to_thread=True,
+     include_in_schema=False)
+def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """The page a clinician opens first: the banner with allergies and alerts, problems, medications,
+    results with their flags and trends, vital signs charts, open orders, encounters, recent notes."""
+    principal: Principal = request.user
+    db: Database = request.app.state.db
+    clock = Clock(facility_of(db, tenant).timezone)
+    with db.tenant(tenant) as conn:
+        summary = chart.chart_summary(conn, principal, patient_id)
+        # The summary carries the latest results; a year's trend needs them all.
+        results = service.list_results(conn, principal, patient_id, limit=1000) \
+            if principal.can("clinical.result.read") else summary["results"]
+        vitals = vitals_history(conn, principal, patient_id)
+        notes = service.list_notes(conn, principal, patient_id, limit=3) if principal.can("clinical.note.read") \
+            else None
+    patient = summary["patient"]
+    trends = trends_of(results, clock)
+    to_review = [r for r in results if r["signed_at"] is None]
+    adult = (clock.today - patient["birth_date"]).days >= 16 * 365
+    names = people_named(db, {n["author_id"] for n in notes or []})
+    return page(request, "chart.html", active="patients", patient_id=patient_id, tab="summary",
+                patient=patient, allergies=summary["allergies"], problems=summary["problems"],
+                medications=summary["medications"], open_orders=summary["open_orders"],
+                encounters=summary["encounters"], open_encounters=open_encounters(summary["encounters"]),
+                trends=trends[:12], to_review=to_review,
+                abnormal_to_review=[r for r in to_review if is_abnormal(r)],
+                vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
+                notes=notes, names=names, **HELPERS)
+
+
+# -- the timeline ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineSource:
+    layer: str
+    kind: str
+    label: str
+    permission: str
+    read: Callable[[Connection, Principal, uuid.UUID], list[dict]]
+    describe: Callable[[dict], tuple[str, str]]  # (what, detail)
+    when: Callable[[dict], dt.datetime | None] = lambda row: row["occurred_at"]
+
+
+def _vitals_text(row: dict) -> str:
+    parts = []
+    if row["systolic_mmhg"] and row["diastolic_mmhg"]:
+        parts.append(f"BP {row['systolic_mmhg']}/{row['diastolic_mmhg']}")
+    for column, label, unit in (("heart_rate_bpm", "HR", ""), ("respiratory_rate", "RR", ""),
+                                ("temperature_c", "T", " °C"), ("spo2_percent", "SpO₂", "%"),
+                                ("weight_kg", "Wt", " kg")):
+        if row[column] is not None:
+            parts.append(f"{label} {number(row[column])}{unit}")
+    return ", ".join(parts)
+
+
+TIMELINE_SOURCES: list[TimelineSource] = [
+    TimelineSource("clinical", "encounter", "Encounters", "clinical.encounter.read",
+                   lambda c, p, i: service.list_encounters(c, p, i, limit=500),
+                   lambda r: (f"{ENCOUNTER_CLASSES.get(r['encounter_class'], r['encounter_class'])} "
+                              f"({r['status'].replace('_', ' ')})", r["reason"] or ""),
+                   lambda r: r["started_at"] or r["planned_for"]),
+    TimelineSource("clinical", "condition", "Problems", "clinical.problem.read",
+                   lambda c, p, i: service.list_conditions(c, p, i),
+                   lambda r: (f"Problem {r['code']} {r['display']}", f"{r['clinical_status']}, {r['verification']}")),
+    TimelineSource("clinical", "allergy", "Allergies", "clinical.allergy.read",
+                   lambda c, p, i: service.list_allergies(c, p, i),
+                   lambda r: (f"Allergy to {r['substance']}",
+                              ", ".join(x for x in (r["reaction"], r["severity"], r["clinical_status"]) if x))),
+    TimelineSource("clinical", "medication_request", "Prescriptions", "clinical.medication.read",
+                   lambda c, p, i: service.list_medications(c, p, i),
+                   lambda r: (f"Prescribed {r['drug']} {number(r['dose'])} {r['dose_unit']}",
+                              f"{r['route']}, {r['frequency']}; {r['status']}"
+                              + (f"; allergy overridden: {r['allergy_override_reason']}"
+                                 if r["allergy_override_reason"] else ""))),
+    TimelineSource("clinical", "service_request", "Orders", "clinical.order.read",
+                   lambda c, p, i: service.list_orders(c, p, i),
+                   lambda r: (f"Ordered {r['display']}", f"{r['priority']}; {r['status']}"
+                              + (f"; order set {r['order_set']}" if r["order_set"] else ""))),
+    TimelineSource("clinical", "result", "Results", "clinical.result.read",
+                   lambda c, p, i: service.list_results(c, p, i, limit=1000),
+                   lambda r: (f"{r['display']} {result_value(r)}",
+                              FLAGS.get(r["flag"], ("",))[0] + ("; signed" if r["signed_at"] else "; to review"))),
+    TimelineSource("clinical", "note", "Notes", "clinical.note.read",
+                   lambda c, p, i: service.list_notes(c, p, i, limit=500),
+                   lambda r: (f"Note: {r['title']}", (r["text"] or "")[:160])),
+    TimelineSource("clinical", "vital_signs", "Vital signs", "clinical.chart.read",
+                   lambda c, p, i: vitals_history(c, p, i, limit=1000),
+                   lambda r: ("Vital signs", _vitals_text(r))),
+]
+LAYERS = {"clinical": "Clinical", "nursing": "Nursing", "operations": "Operations", "financial": "Financial"}
+
+
+@get(PATIENT + "/timeline", operation_id="PortalTimeline", opt=_page_opts("clinical.chart.read"),
+     sync_to_thread=True, include_in_schema=False)
+def timeline_page(request: Asking, tenant: Tenant, patient_id: Id, layer: Query = "", kind: Query = "") -> Template:
+    """Every entry on the patient's record, newest first, filterable by layer and kind."""
+    principal: Principal = request.user
+    db: Database = request.app.state.db
+    clock = Clock(facility_of(db, tenant).timezone)
+    sources = [s for s in TIMELINE_SOURCES if principal.can(s.permission)]
+    layers = [(key, label) for key, label in LAYERS.items() if any(s.layer == key for s in sources)]
+    layer = layer if layer in dict(layers) else ""
+    kinds = [(s.kind, s.label) for s in sources if not layer or s.layer == layer]
+    kind = kind if kind in dict(kinds) else ""
+    wanted = [s for s in sources if (not layer or s.layer == layer) and (not kind or s.kind == kind)]
+    items = []
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        for source in wanted:
+            for row in source.read(conn, principal, patient_id):
+                at = source.when(row)
+                if at is None:
+                    continue
+                what, detail = source.describe(row)
+                items.append({"at": at, "layer": source.layer, "kind": source.kind, "kind_label": source.label,
+                              "what": what, "detail": detail, "status": row.get("status"),
+                              "author_id": row.get("author_id"), "abnormal": source.kind == "result"
+                              and is_abnormal(row)})
+    items.sort(key=lambda i: i["at"], reverse=True)
+    shown = items[:400]
+    months: list[dict] = []
+    for item in shown:
+        label = clock.local(item["at"]).strftime("%B %Y")
+        if not months or months[-1]["label"] != label:
+            months.append({"label": label, "items": []})
+        months[-1]["items"].append(item)
+    names = people_named(db, {i["author_id"] for i in shown})
+    return page(request, "timeline.html", active="patients", patient_id=patient_id, tab="timeline", **top,
+                months=months, total=len(items), shown=len(shown), layers=layers, kinds=kinds, layer=layer,
+                kind=kind, names=names, layer_labels=LAYERS, **HELPERS)
+
+
+# -- results review and sign-off -------------------------------------------------------------------
+
+
+@get(PATIENT + "/results", operation_id="PortalResults", opt=_page_opts("clinical.result.read"),
+     sync_to_thread=True, include_in_schema=False)
+def results_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """Results awaiting review (abnormal first), each with its sign-off form, and every analyte's trend."""
+    principal: Principal = request.user
+    db: Database = request.app.state.db
+    clock = Clock(facility_of(db, tenant).timezone)
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        results = service.list_results(conn, principal, patient_id, limit=1000)
+    to_review = sorted((r for r in results if r["signed_at"] is None),
+                       key=lambda r: (not is_abnormal(r), -r["occurred_at"].timestamp()))
+    trends = trends_of(results, clock)
+    recent_signed = [r for r in results if r["signed_at"] is not None][:20]
+    names = people_named(db, {r["signed_by"] for r in recent_signed})
+    return page(request, "results.html", active="patients", patient_id=patient_id, tab="results", **top,
+                to_review=to_review, trends=trends, recent_signed=recent_signed, names=names, **HELPERS)
+
+
+@get(PATIENT + "/results/trend/{code:str}", operation_id="PortalResultTrend", opt=_page_opts("clinical.result.read"),
+     sync_to_thread=True, include_in_schema=False)
+def trend_page(request: Asking, tenant: Tenant, patient_id: Id, code: FromPath[str]) -> Template:
+    """One analyte over time: the chart with its reference range, and every value in a table."""
+    principal: Principal = request.user
+    db: Database = request.app.state.db
+    clock = Clock(facility_of(db, tenant).timezone)
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        results = service.list_results(conn, principal, patient_id, limit=1000)
+    trend = next((t for t in trends_of(results, clock) if t["code"] == code), None)
+    if trend is None:
+        return _error_page(request, 404, f"No results for {code} on this patient's chart.")
+    names = people_named(db, {r["signed_by"] for r in trend["rows"]})
+    return page(request, "trend.html", active="patients", patient_id=patient_id, tab="results", **top,
+                trend=trend, chart=trend_chart(trend, clock) if trend["points"] else None, names=names, **HELPERS)
+
+
+@post(PATIENT + "/results/{entry_id:uuid}/sign", operation_id="PortalSignResult",
+      opt=_page_opts("clinical.result.sign"), sync_to_thread=True, include_in_schema=False)
+def sign_result(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """The reviewing clinician signs a result, with an optional comment (a second signature is refused)."""
+    comment = form_values(data).get("comment")
+    if comment and len(comment) > 2000:
+        return _error_page(request, 422, "A sign-off comment holds at most 2000 characters.")
+    with request.app.state.db.tenant(tenant) as conn:
+        service.sign_result(conn, request.user, patient_id, entry_id, comment)
+    return see_other(f"/t/{tenant}/patients/{patient_id}/results?done=signed")
+
+
+# -- orders: order sets, single tests, prescriptions, and the drug–allergy override ----------------
+
+
+def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+    top = banner(conn, principal, patient_id)
+    context = dict(top)
+    context["orders"] = service.list_orders(conn, principal, patient_id, open_only=True) \
+        if principal.can("clinical.order.read") else []
+    context["medications"] = service.list_medications(conn, principal, patient_id, active_only=True) \
+        if principal.can("clinical.medication.read") else []
+    context["order_sets"] = catalogue.list_order_sets(conn)
+    context["catalogue"] = catalogue.list_catalogue(conn)
+    return context
+
+
+def _orders_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200,
+                 form: str = "", values: dict | None = None, errors: dict | None = None) -> Template:
+    with request.app.state.db.tenant(tenant) as conn:
+        context = _orders_context(conn, request.user, patient_id)
+    return page(request, "orders.html", status=status, active="patients", patient_id=patient_id, tab="orders",
+                form=form, values=values or {}, errors=errors or {}, **context, **HELPERS)
+
+
+@get(PATIENT + "/orders", operation_id="PortalOrders", opt=_page_opts("clinical.order.read"), sync_to_thread=True,
+     include_in_schema=False)
+def orders_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """Open orders and active prescriptions, and the forms to place an order set, a test or a drug."""
+    return _orders_page(request, tenant, patient_id)
+
+
+def _override_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, action: str, blocked: list[dict],
+                   values: dict, what: str, errors: dict | None = None) -> Template:
+    with request.app.state.db.tenant(tenant) as conn:
+        top = banner(conn, request.user, patient_id)
+    hidden = {k: v for k, v in values.items() if k != "allergy_override_reason" and v is not None}
+    return page(request, "override.html", status=409, active="patients", patient_id=patient_id, tab="orders",
+                action=action, blocked=blocked, hidden=hidden, what=what, errors=errors or {}, **top, **HELPERS)
+
+
+@post(PATIENT + "/order-sets", operation_id="PortalPlaceOrderSet", opt=_page_opts("clinical.order.create"),
+      sync_to_thread=True, include_in_schema=False)
+def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """Every order of one of the facility's order sets, or none; an allergy match asks for a reason."""
+    values = form_values(data)
+    code = values.get("code") or ""
+    action = f"/t/{tenant}/patients/{patient_id}/order-sets"
+    try:
+        order_set_in = OrderSetIn.model_validate({k: values.get(k) for k in (
+            "encounter_id", "priority", "clinical_info", "allergy_override_reason") if values.get(k)})
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if "allergy_override_reason" in errors and "code" in values:
+            return _override_page(request, tenant, patient_id, action=action, blocked=[], values=values,
+                                  what=f"order set {code}", errors=errors)
+        return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values,
+                            errors=errors)
+    try:
+        with request.app.state.db.tenant(tenant) as conn:
+            outcome = service.place_order_set(conn, request.user, patient_id, code, order_set_in)
+    except RecordError as exc:
+        if exc.status == 404 and "order_set" not in exc.extra:
+            raise
+        return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values,
+                            errors={exc.extra.get("field") or "form": exc.detail})
+    if outcome.blocked:
+        return _override_page(request, tenant, patient_id, action=action, blocked=outcome.blocked, values=values,
+                              what=f"order set {code}")
+    done = "order-set-override" if order_set_in.allergy_override_reason else "order-set"
+    return see_other(f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
+
+
+@post(PATIENT + "/orders", operation_id="PortalPlaceOrder", opt=_page_opts("clinical.order.create"),
+      sync_to_thread=True, include_in_schema=False)
+def place_order(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """One lab test or imaging study from the facility's catalogue."""
+    values = form_values(data)
+    try:
+        order_in = ServiceRequestIn.model_validate({k: values.get(k) for k in (
+            "code", "encounter_id", "priority", "clinical_info") if values.get(k)})
+        with request.app.state.db.tenant(tenant) as conn:
+            service.order_test(conn, request.user, patient_id, order_in)
+    except ValidationError as exc:
+        return _orders_page(request, tenant, patient_id, status=422, form="test", values=values,
+                            errors=field_errors(exc))
+    except RecordError as exc:
+        if exc.status == 404:
+            raise
+        return _orders_page(request, tenant, patient_id, status=422, form="test", values=values,
+                            errors={exc.extra.get("field") or "form": exc.detail})
+    return see_other(f"/t/{tenant}/patients/{patient_id}/orders?done=ordered")
+
+
+MEDICATION_FIELDS = ["drug", "dose", "dose_unit", "route", "frequency", "duration_days", "instructions",
+                     "encounter_id", "allergy_override_reason"]
+
+
+@post(PATIENT + "/medications", operation_id="PortalPrescribe", opt=_page_opts("clinical.medication.create"),
+      sync_to_thread=True, include_in_schema=False)
+def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """A prescription, after the drug–allergy check; a match asks for the reason to give it anyway."""
+    values = form_values(data)
+    action = f"/t/{tenant}/patients/{patient_id}/medications"
+    try:
+        medication_in = MedicationIn.model_validate({k: values[k] for k in MEDICATION_FIELDS if values.get(k)})
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if set(errors) == {"allergy_override_reason"}:
+            return _override_page(request, tenant, patient_id, action=action, blocked=[], values=values,
+                                  what=values.get("drug") or "this drug", errors=errors)
+        return _orders_page(request, tenant, patient_id, status=422, form="prescribe", values=values, errors=errors)
+    try:
+        with request.app.state.db.tenant(tenant) as conn:
+            outcome = service.request_medication(conn, request.user, patient_id, medication_in)
+    except RecordError as exc:
+        if exc.status == 404:
+            raise
+        return _orders_page(request, tenant, patient_id, status=422, form="prescribe", values=values,
+                            errors={exc.extra.get("field") or "form": exc.detail})
+    if outcome.blocked:
+        return _override_page(request, tenant, patient_id, action=action, blocked=outcome.blocked, values=values,
+                              what=medication_in.drug)
+    done = "prescribed-override" if medication_in.allergy_override_reason else "prescribed"
+    return see_other(f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
+
+
+# -- notes from the facility's templates -----------------------------------------------------------
+
+
+@get(PATIENT + "/notes", operation_id="PortalNotes", opt=_page_opts("clinical.note.read"), sync_to_thread=True,
+     include_in_schema=False)
+def notes_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """The patient's notes, newest first, and the facility's templates to write the next one from."""
+    principal: Principal = request.user
+    db: Database = request.app.state.db
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        notes = service.list_notes(conn, principal, patient_id, limit=100)
+        templates = catalogue.list_templates(conn)
+    by_specialty: dict[str, list[dict]] = defaultdict(list)
+    for template in templates:
+        by_specialty[template["specialty"]].append(template)
+    labels = {t["code"]: {f["key"]: f for f in t["definition"]["fields"]} for t in templates}
+    return page(request, "notes.html", active="patients", patient_id=patient_id, tab="notes", **top, notes=notes,
+                templates=dict(by_specialty), field_specs=labels,
+                names=people_named(db, {n["author_id"] for n in notes}), **HELPERS)
+
+
+def _note_form(request: Asking, tenant: str, patient_id: uuid.UUID, template_code: str | None, values: dict,
+               errors: dict, status: int = 200) -> Template:
+    with request.app.state.db.tenant(tenant) as conn:
+        top = banner(conn, request.user, patient_id)
+        template = catalogue.get_template(conn, template_code) if template_code else None
+    return page(request, "note_form.html", status=status, active="patients", patient_id=patient_id, tab="notes",
+                template=template, values=values, errors=errors, **top, **HELPERS)
+
+
+@get(PATIENT + "/notes/new", operation_id="PortalWriteNotePage", opt=_page_opts("clinical.note.create"),
+     sync_to_thread=True, include_in_schema=False)
+def note_page(request: Asking, tenant: Tenant, patient_id: Id, template: Query = "") -> Template:
+    """A note form: the template's fields, each rendered by its type, or free text."""
+    return _note_form(request, tenant, patient_id, template.strip() or None, {}, {})
+
+
+def note_fields(template: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The template's fields out of a posted form (`f.<key>`), typed as the template validation expects."""
+    fields: dict[str, Any] = {}
+    for spec in template.fields:
+        raw = values.get(f"f.{spec.key}")
+        if spec.type == "multichoice":
+            chosen = raw if isinstance(raw, list) else ([raw] if raw else [])
+            if chosen:
+                fields[spec.key] = chosen
+        elif spec.type == "boolean":
+            if raw in {"true", "false"}:
+                fields[spec.key] = raw == "true"
+            elif raw:
+                fields[spec.key] = raw
+        elif isinstance(raw, list):
+            fields[spec.key] = raw[0] if raw else None
+        elif raw is not None:
+            fields[spec.key] = raw
+    return fields
+
+
+@post(PATIENT + "/notes", operation_id="PortalWriteNote", opt=_page_opts("clinical.note.create"),
+      sync_to_thread=True, include_in_schema=False)
+def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """Save a note; the template's validation speaks next to the field it refused."""
+    values = form_values(data)
+    template_code = values.get("template_code") if isinstance(values.get("template_code"), str) else None
+    errors: dict[str, str] = {}
+    try:
+        with request.app.state.db.tenant(tenant) as conn:
+            template = catalogue.get_template(conn, template_code) if template_code else None
+            note_in = NoteIn.model_validate({
+                "template_code": template_code, "title": values.get("title"), "text": values.get("text"),
+                "encounter_id": values.get("encounter_id"),
+                "fields": note_fields(template, values) if template else {},
+            })
+            service.write_note(conn, request.user, patient_id, note_in)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+    except RecordError as exc:
+        if exc.status == 404:
+            raise
+        field = exc.extra.get("field") or "form"
+        errors = {field.removeprefix("fields."): exc.detail[0].upper() + exc.detail[1:] + "."}
+        if field == "template_code":
+            template_code = None
+    if errors:
+        return _note_form(request, tenant, patient_id, template_code, values, errors, status=422)
+    suffix = "/notes" if request.user.can("clinical.note.read") else (
+        "/chart" if request.user.can("clinical.chart.read") else "")
+    return see_other(f"/t/{tenant}/patients/{patient_id}{suffix}?done=note")
+
+
+ROUTES = [
+    patient_search, register_page, register_patient, patient_page, encounter_page, start_encounter,
+    change_encounter, chart_page, timeline_page, results_page, trend_page, sign_result, orders_page,
+    place_order_set, place_order, prescribe, notes_page, note_page, write_note,
+]
+
+portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,
+                       tags=["portal"], include_in_schema=False)

@@ -1,0 +1,1 @@
+"""Browser journeys through the tenant portal (Playwright driving Debian's chromium)."""

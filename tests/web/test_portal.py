@@ -1,0 +1,395 @@
+"""The tenant portal over in-process HTTP: every page, every form, what each role sees, and the
+refusals — another facility's session, a guessed id, a stale CSRF token, bad input."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from appliance.layers.clinical import service
+from appliance.substrate.principal import Principal
+from tests.e2e.history import CLINICAL_CONFIG, HB, populate
+from tests.web.test_auth import csrf_token
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Lakeside Portal Hospital", **CLINICAL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tenant_factory):
+    return tenant_factory(name="Elsewhere Clinic", **CLINICAL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def author(person_factory, facility):
+    return person_factory("clinician", facility.slug)
+
+
+def principal_of(person, tenant: str) -> Principal:
+    return Principal(account_id=person.account_id, kind="staff", display_name="Test clinician", tenant=tenant,
+                     role=person.role)
+
+
+@pytest.fixture(scope="module")
+def charts(db, facility, author):
+    with db.tenant(facility.slug) as conn:
+        return populate(conn, principal_of(author, facility.slug))
+
+
+def base(facility) -> str:
+    return f"/t/{facility.slug}"
+
+
+def post_form(client, page_path: str, action: str, data: dict, **kwargs):
+    """A form post the way a browser makes it: load the page (CSRF cookie and token), then post."""
+    page = client.get(page_path)
+    assert page.status_code < 500, page.text
+    return client.post(action, data={**data, "_csrf_token": csrf_token(page.text)}, follow_redirects=False, **kwargs)
+
+
+# -- pages and what they show ----------------------------------------------------------------------
+
+
+def test_search_finds_by_name_mrn_and_identifier_and_links_by_role(signed_in, facility, charts):
+    clinician = signed_in("clinician", facility.slug)
+    otieno = charts[0]
+    for query in ("achieng otieno", "otien", otieno.mrn, otieno.national_id):
+        page = clinician.get(f"{base(facility)}/patients", params={"q": query})
+        assert page.status_code == 200, query
+        assert f"/patients/{otieno.id}/chart" in page.text, query
+    registrar = signed_in("registrar", facility.slug)
+    page = registrar.get(f"{base(facility)}/patients", params={"q": "otieno"})
+    assert f'href="{base(facility)}/patients/{otieno.id}"' in page.text
+    assert "/chart" not in page.text
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"q": "x"}, "at least two letters"),
+    ({"q": "otieno", "birth_date": "12/04/1984"}, "YYYY-MM-DD"),
+])
+def test_bad_search_input_is_an_inline_message(signed_in, facility, charts, params, message):
+    page = signed_in("clinician", facility.slug).get(f"{base(facility)}/patients", params=params)
+    assert page.status_code == 422
+    assert 'class="field-error"' in page.text and message in page.text
+
+
+def test_the_chart_shows_banner_allergies_problems_medications_results_and_plots(signed_in, facility, charts):
+    page = signed_in("clinician", facility.slug).get(f"{base(facility)}/patients/{charts[0].id}/chart")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert "OTIENO" in html and charts[0].mrn in html
+    assert 'class="alert alert-allergy"' in html and "Paracetamol" in html
+    assert "Type 2 diabetes mellitus" in html and "Metformin" in html
+    assert "Haemoglobin" in html and "flag-low" in html  # today's Hb 9.8 is below 12
+    assert "abnormal result" in html
+    assert html.count('<svg class="plot"') >= 4  # vital signs charts
+    assert html.count('<svg class="spark"') >= 3  # result trends
+    assert re.search(r'<desc id="vitals-0-d">\d+ measurements', html)
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_pages_need_no_inline_script_or_style(signed_in, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    pid = charts[0].id
+    for path in ("/patients", f"/patients/{pid}", f"/patients/{pid}/chart", f"/patients/{pid}/timeline",
+                 f"/patients/{pid}/results", f"/patients/{pid}/results/trend/{HB}", f"/patients/{pid}/orders",
+                 f"/patients/{pid}/notes", f"/patients/{pid}/notes/new?template=ANC", "/patients/new",
+                 f"/patients/{pid}/encounters/new"):
+        page = client.get(base(facility) + path)
+        assert page.status_code == 200, (path, page.text[:500])
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text), path
+        assert not re.search(r"\sstyle=", page.text), path
+        assert not re.search(r"\son[a-z]+=", page.text), path
+        assert "unsafe-inline" not in page.headers["content-security-policy"]
+        fields = r'<(?:input|select|textarea)(?![^>]*type="(?:hidden|radio|checkbox)")[^>]*\bid="([^"]+)"'
+        for field_id in re.findall(fields, page.text):
+            assert f'for="{field_id}"' in page.text, (path, field_id)  # every input has its label
+
+
+def test_each_role_sees_only_what_it_may(signed_in, facility, charts):
+    pid = charts[0].id
+    nurse = signed_in("nurse", facility.slug)
+    chart = nurse.get(f"{base(facility)}/patients/{pid}/chart")
+    assert chart.status_code == 200
+    assert "Review and sign" not in chart.text and "Place orders" not in chart.text
+    assert f"{pid}/orders" not in chart.text and f"{pid}/results\"" not in chart.text
+    assert nurse.get(f"{base(facility)}/patients/{pid}/results").status_code == 403
+    assert nurse.get(f"{base(facility)}/patients/{pid}/orders").status_code == 403
+
+    registrar = signed_in("registrar", facility.slug)
+    assert registrar.get(f"{base(facility)}/patients/{pid}/chart").status_code == 403
+    page = registrar.get(f"{base(facility)}/patients/{pid}")
+    assert page.status_code == 200
+    assert "Start an encounter" in page.text and "Paracetamol" not in page.text  # no clinical content
+
+    clerk = signed_in("billing_clerk", facility.slug)
+    page = clerk.get(f"{base(facility)}/patients/{pid}")
+    assert page.status_code == 200 and "Encounters" not in page.text
+    assert clerk.get(f"{base(facility)}/patients/new").status_code == 403
+
+
+def test_timeline_lists_every_kind_and_filters(signed_in, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    path = f"{base(facility)}/patients/{charts[0].id}/timeline"
+    everything = client.get(path)
+    assert everything.status_code == 200
+    for label in ("Encounters", "Results", "Notes", "Prescriptions", "Orders", "Vital signs", "Problems", "Allergies"):
+        assert f'<span class="badge kind">{label}</span>' in everything.text, label
+    notes_only = client.get(path, params={"layer": "clinical", "kind": "note"})
+    assert '<span class="badge kind">Notes</span>' in notes_only.text
+    assert '<span class="badge kind">Results</span>' not in notes_only.text
+    ignored = client.get(path, params={"kind": "no_such_kind", "layer": "<script>"})
+    assert ignored.status_code == 200 and "<script>" not in ignored.text.split("</head>")[1]
+
+
+def test_result_trend_page_and_unknown_code(signed_in, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    page = client.get(f"{base(facility)}/patients/{charts[0].id}/results/trend/{HB}")
+    assert page.status_code == 200
+    assert '<title id="trend-718-7-t">Haemoglobin over time</title>' in page.text
+    assert 'class="plot-band"' in page.text and "Reference range 12–16 g/dL" in page.text
+    missing = client.get(f"{base(facility)}/patients/{charts[0].id}/results/trend/1234-5")
+    assert missing.status_code == 404 and "No results" in missing.text
+
+
+# -- forms -----------------------------------------------------------------------------------------
+
+
+def test_register_a_patient_then_inline_errors_and_a_duplicate_identifier(signed_in, facility, charts):
+    client = signed_in("registrar", facility.slug)
+    new = f"{base(facility)}/patients/new"
+    done = post_form(client, new, f"{base(facility)}/patients", {
+        "family_name": "Mutua", "given_names": "Faith", "birth_date": "1999-02-03", "sex": "female",
+        "national_id": "55500011", "nok_name": "Rose Mutua", "nok_relationship": "mother"})
+    assert done.status_code == 303
+    assert re.fullmatch(rf"{base(facility)}/patients/[0-9a-f-]{{36}}\?done=registered", done.headers["location"])
+    landed = client.get(done.headers["location"])
+    assert "Patient registered." in landed.text and "MUTUA" in landed.text
+
+    bad = post_form(client, new, f"{base(facility)}/patients", {
+        "family_name": "", "given_names": "Faith", "birth_date": "2999-01-01", "sex": "female",
+        "nok_name": "Rose Mutua"})
+    assert bad.status_code == 422
+    assert re.search(r'id="family_name-error">This is required', bad.text)
+    assert re.search(r'id="birth_date-error">Birth date is in the future', bad.text)
+    assert re.search(r'id="nok_relationship-error">', bad.text)
+    assert 'aria-invalid="true"' in bad.text and 'value="Faith"' in bad.text  # what was typed is kept
+
+    duplicate = post_form(client, new, f"{base(facility)}/patients", {
+        "family_name": "Other", "given_names": "Person", "birth_date": "1990-01-01", "sex": "male",
+        "national_id": charts[0].national_id})
+    assert duplicate.status_code == 422
+    assert re.search(r'id="national_id-error">identifier national_id .* already belongs', duplicate.text)
+
+
+def test_start_and_finish_an_encounter(signed_in, db, facility, charts, author):
+    client = signed_in("clinician", facility.slug)
+    pid = charts[2].id
+    form = f"{base(facility)}/patients/{pid}/encounters/new"
+    refused = post_form(client, form, f"{base(facility)}/patients/{pid}/encounters",
+                        {"encounter_class": "outpatient", "systolic_mmhg": "80", "diastolic_mmhg": "120"})
+    assert refused.status_code == 422 and "Diastolic pressure must be below systolic" in refused.text
+    started = post_form(client, form, f"{base(facility)}/patients/{pid}/encounters",
+                        {"encounter_class": "emergency", "reason": "Fever for two days", "temperature_c": "38.6"})
+    assert started.status_code == 303 and started.headers["location"].endswith("/chart?done=encounter-started")
+    chart = client.get(started.headers["location"])
+    assert "Emergency visit" in chart.text and "Fever for two days" in chart.text and "38.6" in chart.text
+    with db.tenant(facility.slug) as conn:
+        encounter = service.list_encounters(conn, principal_of(author, facility.slug), pid)[0]
+    assert encounter["status"] == "in_progress"
+    action = f"{base(facility)}/patients/{pid}/encounters/{encounter['id']}/status"
+    finished = post_form(client, started.headers["location"], action, {"status": "finished", "back": "chart"})
+    assert finished.status_code == 303
+    again = post_form(client, started.headers["location"], action, {"status": "finished"})
+    assert again.status_code == 409 and "cannot become finished" in again.text
+
+
+def test_order_set_asks_for_an_override_reason_when_an_allergy_matches(signed_in, db, facility, charts, author):
+    client = signed_in("clinician", facility.slug)
+    chart = charts[0]
+    orders = f"{base(facility)}/patients/{chart.id}/orders"
+    action = f"{base(facility)}/patients/{chart.id}/order-sets"
+    blocked = post_form(client, orders, action, {"code": "MALARIA", "encounter_id": str(chart.encounter_id),
+                                                 "priority": "urgent"})
+    assert blocked.status_code == 409
+    assert "Drug–allergy check" in blocked.text and "Paracetamol" in blocked.text
+    assert 'name="allergy_override_reason"' in blocked.text
+    assert 'name="code" value="MALARIA"' in blocked.text and 'name="priority" value="urgent"' in blocked.text
+    with db.tenant(facility.slug) as conn:
+        before = service.orders_of(conn, chart.id)
+    too_short = client.post(action, data={"code": "MALARIA", "allergy_override_reason": "x",
+                                          "_csrf_token": csrf_token(blocked.text)}, follow_redirects=False)
+    assert too_short.status_code == 409 and "at least 3 characters" in too_short.text
+    placed = client.post(action, data={"code": "MALARIA", "encounter_id": str(chart.encounter_id),
+                                       "priority": "urgent", "_csrf_token": csrf_token(blocked.text),
+                                       "allergy_override_reason": "Rash was mild; no alternative antipyretic"},
+                         follow_redirects=False)
+    assert placed.status_code == 303 and placed.headers["location"].endswith("?done=order-set-override")
+    with db.tenant(facility.slug) as conn:
+        after = service.orders_of(conn, chart.id)
+        meds = service.list_medications(conn, principal_of(author, facility.slug), chart.id, active_only=True)
+    assert len(after) == len(before) + 3
+    assert any(m["drug"] == "Paracetamol" and m["allergy_override_reason"] for m in meds)
+    landed = client.get(placed.headers["location"])
+    assert "allergy override and its reason are on the record" in landed.text
+
+
+def test_prescribe_single_test_and_bad_input(signed_in, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    pid = charts[1].id
+    orders = f"{base(facility)}/patients/{pid}/orders"
+    blocked = post_form(client, orders, f"{base(facility)}/patients/{pid}/medications", {
+        "drug": "Amoxicillin", "dose": "500", "dose_unit": "mg", "route": "oral", "frequency": "every 8 hours"})
+    assert blocked.status_code == 409 and "Penicillin" in blocked.text and "penicillins" in blocked.text
+    bad = post_form(client, orders, f"{base(facility)}/patients/{pid}/medications", {
+        "drug": "Metronidazole", "dose": "-4", "dose_unit": "", "route": "oral", "frequency": "tds"})
+    assert bad.status_code == 422
+    assert re.search(r'id="dose-error">', bad.text) and re.search(r'id="dose_unit-error">', bad.text)
+    ok = post_form(client, orders, f"{base(facility)}/patients/{pid}/medications", {
+        "drug": "Metronidazole", "dose": "400", "dose_unit": "mg", "route": "oral", "frequency": "every 8 hours",
+        "duration_days": "7"})
+    assert ok.status_code == 303 and ok.headers["location"].endswith("?done=prescribed")
+    test = post_form(client, orders, f"{base(facility)}/patients/{pid}/orders", {"code": "2345-7"})
+    assert test.status_code == 303
+    unknown = post_form(client, orders, f"{base(facility)}/patients/{pid}/orders", {"code": "1234-5"})
+    assert unknown.status_code == 422 and "not in this facility" in unknown.text
+
+
+def test_templated_note_validates_inline_then_saves(signed_in, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    pid = charts[0].id
+    form = f"{base(facility)}/patients/{pid}/notes/new?template=ANC"
+    page = client.get(form)
+    assert 'id="f-gestational_age"' in page.text and 'type="checkbox" name="f.danger_signs"' in page.text
+    missing = post_form(client, form, f"{base(facility)}/patients/{pid}/notes",
+                        {"template_code": "ANC", "f.fundal_height": "24", "f.presentation": "cephalic"})
+    assert missing.status_code == 422
+    assert re.search(r'<p class="field-error" id="f-gestational_age-error">Field &#39;gestational_age&#39; '
+                     r"\(Gestational age\) is required", missing.text)
+    assert 'value="24"' in missing.text  # what was typed stays
+    out_of_range = post_form(client, form, f"{base(facility)}/patients/{pid}/notes",
+                             {"template_code": "ANC", "f.gestational_age": "60"})
+    assert out_of_range.status_code == 422 and "between 4.0 and 44.0" in out_of_range.text
+    saved = post_form(client, form, f"{base(facility)}/patients/{pid}/notes", {
+        "template_code": "ANC", "f.gestational_age": "28", "f.fundal_height": "27.5", "f.presentation": "cephalic",
+        "f.danger_signs": ["headache", "bleeding"], "f.next_visit": "2030-01-15", "text": "Doing well."})
+    assert saved.status_code == 303 and saved.headers["location"].endswith("/notes?done=note")
+    notes = client.get(saved.headers["location"])
+    assert "Antenatal visit" in notes.text and "headache, bleeding" in notes.text and "27.5 cm" in notes.text
+    free = post_form(client, f"{base(facility)}/patients/{pid}/notes/new", f"{base(facility)}/patients/{pid}/notes",
+                     {"title": "Telephone call", "text": ""})
+    assert free.status_code == 422 and 'id="text-error"' in free.text
+    unknown = client.get(f"{base(facility)}/patients/{pid}/notes/new?template=NOPE")
+    assert unknown.status_code == 422
+
+
+def test_review_and_sign_a_result_once(signed_in, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    chart = charts[0]
+    results = f"{base(facility)}/patients/{chart.id}/results"
+    page = client.get(results)
+    assert f'id="result-{chart.unsigned[0]}"' in page.text
+    action = f"{results[:-8]}/results/{chart.unsigned[0]}/sign"
+    signed = post_form(client, results, action, {"comment": "Known anaemia; continue iron"})
+    assert signed.status_code == 303 and signed.headers["location"].endswith("/results?done=signed")
+    after = client.get(signed.headers["location"])
+    assert "Result signed." in after.text and f'id="result-{chart.unsigned[0]}"' not in after.text
+    twice = post_form(client, results, action, {})
+    assert twice.status_code == 409 and "already signed" in twice.text
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encounters/new", "/patients/{pid}/chart",
+         "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
+         "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
+FORMS = ["/patients", "/patients/{pid}/encounters", "/patients/{pid}/encounters/{any}/status",
+         "/patients/{pid}/results/{any}/sign", "/patients/{pid}/order-sets", "/patients/{pid}/orders",
+         "/patients/{pid}/medications", "/patients/{pid}/notes"]
+
+
+def test_every_portal_route_is_in_these_lists(app):
+    routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")
+              for handler in route.route_handlers for method in handler.http_methods if method != "OPTIONS"}
+    listed = {("/t/{tenant}" + p, m) for ps, m in ((PAGES, "GET"), (FORMS, "POST")) for p in ps}
+    normalise = lambda path: re.sub(r"\{(\w+)(:\w+)?\}", "{}", path)  # noqa: E731
+    assert {(normalise(p), m) for p, m in routes} == {(normalise(p), m) for p, m in listed}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_another_facilitys_session_gets_403_on_every_page(signed_in, facility, elsewhere, charts, path):
+    intruder = signed_in("clinician", elsewhere.slug)
+    page = intruder.get(base(facility) + path.format(pid=charts[0].id, code=HB))
+    assert page.status_code == 403
+    assert "Otieno" not in page.text and "OTIENO" not in page.text
+
+
+@pytest.mark.parametrize("path", FORMS)
+def test_another_facilitys_session_gets_403_on_every_form(signed_in, facility, elsewhere, charts, path):
+    intruder = signed_in("clinician", elsewhere.slug)
+    own_page = intruder.get(f"{base(elsewhere)}/patients")
+    action = base(facility) + path.format(pid=charts[0].id, any=uuid.uuid4())
+    refused = intruder.post(action, data={"_csrf_token": csrf_token(own_page.text), "status": "finished",
+                                          "code": "MALARIA"}, follow_redirects=False)
+    assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("path", [p for p in PAGES if "{pid}" in p])
+def test_a_guessed_patient_id_is_404(signed_in, facility, charts, path):
+    page = signed_in("clinician", facility.slug).get(base(facility) + path.format(pid=uuid.uuid4(), code=HB))
+    assert page.status_code == 404
+    assert "no patient" in page.text.lower()
+
+
+@pytest.mark.parametrize("path", [p for p in FORMS if "{pid}" in p])
+def test_a_guessed_patient_id_is_404_on_every_form(signed_in, facility, charts, path):
+    client = signed_in("clinician", facility.slug)
+    page = client.get(f"{base(facility)}/patients")
+    action = base(facility) + path.format(pid=uuid.uuid4(), any=uuid.uuid4())
+    refused = client.post(action, data={"_csrf_token": csrf_token(page.text), "status": "finished",
+                                        "code": "MALARIA", "encounter_class": "outpatient", "drug": "Zinc",
+                                        "dose": "10", "dose_unit": "mg", "route": "oral", "frequency": "daily",
+                                        "text": "x"}, follow_redirects=False)
+    assert refused.status_code == 404, refused.text
+
+
+def test_a_guessed_entry_id_is_404(signed_in, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    results = f"{base(facility)}/patients/{charts[0].id}/results"
+    refused = post_form(client, results, f"{base(facility)}/patients/{charts[0].id}/results/{uuid.uuid4()}/sign", {})
+    assert refused.status_code == 404
+    other_patients = post_form(client, results,
+                               f"{base(facility)}/patients/{charts[1].id}/results/{charts[0].unsigned[-1]}/sign", {})
+    assert other_patients.status_code == 404
+
+
+def test_a_stale_or_missing_csrf_token_is_refused(signed_in, app, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    action = f"{base(facility)}/patients/{charts[2].id}/notes"
+    missing = client.post(action, data={"text": "no token"}, follow_redirects=False)
+    assert missing.status_code == 403
+    stale = csrf_token(client.get(f"{base(facility)}/patients").text)
+    other = signed_in("clinician", facility.slug)
+    other.get(f"{base(facility)}/patients")  # its own, different CSRF cookie
+    refused = other.post(action, data={"text": "stale token", "_csrf_token": stale}, follow_redirects=False)
+    assert refused.status_code == 403
+
+
+def test_signed_out_browser_is_sent_to_sign_in(app, facility, charts):
+    from litestar.testing import TestClient
+
+    anonymous = TestClient(app=app, raise_server_exceptions=False)
+    page = anonymous.get(f"{base(facility)}/patients/{charts[0].id}/chart", follow_redirects=False)
+    assert page.status_code == 302 and page.headers["location"] == "/signin"
+
+
+def test_home_links_into_the_portal(signed_in, facility):
+    client = signed_in("clinician", facility.slug)
+    home = client.get("/")
+    assert f'href="/t/{facility.slug}/patients"' in home.text
+    admin = signed_in("facility_admin", facility.slug)
+    assert f'href="/t/{facility.slug}/patients"' not in admin.get("/").text
