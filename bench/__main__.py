@@ -16,7 +16,7 @@ from rich.table import Table
 from appliance.substrate.logs import configure_logging
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["tenancy", "signin"]
+BENCHMARKS = ["tenancy", "signin", "audit"]
 
 
 def main(argv: list[str]) -> int:

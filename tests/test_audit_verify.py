@@ -302,3 +302,23 @@ def test_a_moved_body_names_its_sequence_number(evidence):
     report = audit_verify.verify_package(package, public_key=pinned(evidence))
     assert [p.seq for p in report.problems[:2]] == [events[3]["seq"], events[4]["seq"]]
     assert report.first_problem.kind == "hash"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.lists(st.integers(1, 80), min_size=1, max_size=8))
+def test_a_run_at_a_time_builds_the_same_tree_as_a_leaf_at_a_time(total, cuts):
+    from appliance.substrate import merkle
+
+    leaves = [merkle.leaf_hash(n.to_bytes(4, "big")) for n in range(total)]
+    one_by_one, by_runs = merkle.MerkleAccumulator(), audit_verify.RunAccumulator()
+    start = 0
+    for cut in [*cuts, total]:
+        run = leaves[start:start + cut]
+        for leaf in run:
+            one_by_one.append(leaf)
+        by_runs.extend_run(run)
+        assert by_runs.size == one_by_one.size and by_runs.root() == one_by_one.root()
+        assert by_runs.right_edge == one_by_one.right_edge
+        start += cut
+        if start >= total:
+            break

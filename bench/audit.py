@@ -1,0 +1,269 @@
+"""The audit trail's throughput and cost, on a private embedded cluster:
+
+- audit events appended per second, each in its own committed tenant transaction, with 16 concurrent
+  writers in one tenant and spread across 10 tenants, the checkpointer running as in `healthos up`
+  (target ≥ 2,000/s): as 16 threads of one process, and as 4 processes of 4 threads (uvicorn workers).
+  One Python process is bounded by its interpreter lock, so the same 16 threads doing a trivial tenant
+  transaction without any audit are measured too: the ceiling the appends are compared with;
+- the p50 latency an audit append adds to a trivial tenant transaction (target ≤ 2 ms), and the
+  ratio of that transaction's p50 with and without it;
+- verification speed in events per second — `healthos audit verify` over the database, and the
+  offline verifier over an exported package — beside raw SHA-256 hashing of the same event bytes in
+  memory on the same machine (target ≥ 50% of the raw rate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+import appliance.layers  # noqa: F401  (registers the layers' tables)
+from appliance import audit_verify
+from appliance.substrate import audit, keys
+from appliance.substrate.config import Settings
+from appliance.substrate.db import Database
+from appliance.substrate.migrate import migrate_control
+from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import apply_config
+from appliance.substrate.tenant_config import TenantConfig
+
+WRITERS = 16
+PROCESSES = 4
+PER_WRITER = 1000
+LATENCY_ROUNDS = 2000
+
+
+def _config(n: int) -> TenantConfig:
+    return TenantConfig.model_validate({
+        "slug": f"audit_{n:02d}", "name": f"Audit bench {n}", "facility_type": "health_centre",
+        "country_code": "KE", "region": "Bench", "district": "D1", "timezone": "Africa/Nairobi",
+        "currency": "KES", "wards": [{"code": "GEN", "name": "General", "beds": 4}],
+    })
+
+
+def _principal(slug: str) -> Principal:
+    return Principal(account_id=uuid.uuid4(), kind="staff", display_name="Bench Clinician", tenant=slug,
+                     role="clinician", permissions=frozenset({"clinical.chart.read"}))
+
+
+def _append(db: Database, slug: str, who: Principal, patient: str) -> None:
+    with db.tenant(slug) as conn:
+        audit.append(conn, tenant=slug, principal=who, event_type="chart.read", action="R", patient_id=patient,
+                     purpose_of_use="TREAT", detail={"route": "chart"})
+
+
+def _trivial(db: Database, slug: str, who: Principal, patient: str) -> None:
+    with db.tenant(slug) as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
+def _run_writers(db: Database, slugs: list[str], writers: int, per_writer: int, act=_append,
+                 start_at: float | None = None) -> tuple[int, float, float]:
+    """`writers` threads, writer n on tenant n % len(slugs), `per_writer` committed transactions each;
+    returns (transactions, start, end) in time.time() seconds."""
+    for slug in slugs:  # keys made and cached, plans prepared, as in a running appliance
+        for _ in range(6):
+            act(db, slug, _principal(slug), "warm-up")
+    start = threading.Barrier(writers + 1)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        slug = slugs[n % len(slugs)]
+        who = _principal(slug)
+        start.wait()
+        try:
+            for i in range(per_writer):
+                act(db, slug, who, f"patient-{n}-{i % 50}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    start.wait()
+    began = time.time()
+    for thread in threads:
+        thread.join()
+    ended = time.time()
+    if errors:
+        raise errors[0]
+    return writers * per_writer, began, ended
+
+
+def _per_second(db: Database, slugs: list[str], act=_append) -> float:
+    done, began, ended = _run_writers(db, slugs, WRITERS, PER_WRITER, act)
+    return done / (ended - began)
+
+
+def _process_writer(home: str, slugs: list[str], writers: int, per_writer: int, start_at: float):
+    """One appliance process (as one uvicorn worker would be) with `writers` threads appending."""
+    db = Database.open(Settings.from_env({"HEALTHOS_HOME": home, "HEALTHOS_POOL_SIZE": str(writers + 2)}))
+    try:
+        return _run_writers(db, slugs, writers, per_writer, _append, start_at)
+    finally:
+        db.close()
+
+
+def _per_second_in_processes(home: Path, slugs: list[str]) -> float:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    start_at = time.time() + 8  # every process connected and warmed up before the first append
+    per_process = WRITERS // PROCESSES
+    with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = [pool.submit(_process_writer, str(home), slugs[n::PROCESSES] or slugs, per_process, PER_WRITER,
+                            start_at) for n in range(PROCESSES)]
+        results = [run.result() for run in runs]
+    done = sum(r[0] for r in results)
+    return done / (max(r[2] for r in results) - min(r[1] for r in results))
+
+
+def _latency(db: Database, slug: str) -> tuple[float, float]:
+    """p50 (ms) of a trivial tenant transaction without and with an audit append, interleaved."""
+    who = _principal(slug)
+    without, with_audit = [], []
+    for i in range(LATENCY_ROUNDS):
+        began = time.perf_counter()
+        with db.tenant(slug) as conn:
+            conn.execute(sa.text("SELECT count(*) FROM ward"))
+        without.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        with db.tenant(slug) as conn:
+            conn.execute(sa.text("SELECT count(*) FROM ward"))
+            audit.append(conn, tenant=slug, principal=who, event_type="chart.read", action="R",
+                         patient_id=f"p{i % 50}")
+        with_audit.append(time.perf_counter() - began)
+    return statistics.median(without) * 1000, statistics.median(with_audit) * 1000
+
+
+def _event_bytes(package: dict) -> list[bytes]:
+    import base64
+
+    return [item["header"].encode() + base64.b64decode(item["nonce"]) + base64.b64decode(item["body"])
+            for item in package["events"]]
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds else float("inf")
+
+
+def _verification(db: Database, slug: str, home: Path, console) -> list[dict]:
+    audit.checkpoint(db, slug)
+    package_path = home / "evidence.json"
+    audit.export(db, slug, package_path)
+    package = json.loads(package_path.read_text())
+    events = _event_bytes(package)
+    n = len(events)
+
+    sha256 = hashlib.sha256
+    began = time.perf_counter()
+    for data in events:
+        sha256(data).digest()
+    raw = _rate(n, time.perf_counter() - began)
+
+    began = time.perf_counter()
+    report = audit.verify(db, slug)
+    database = _rate(report.events, time.perf_counter() - began)
+    assert report.ok, report.problems
+
+    public_key = keys.keyring_for(db).public_key()
+    began = time.perf_counter()
+    offline_report = audit_verify.verify_package(package, public_key=public_key)
+    offline = _rate(offline_report.events, time.perf_counter() - began)
+    assert offline_report.ok, offline_report.problems
+
+    # The verifier's own work once the bytes are in memory: leaf hash, comparison, Merkle tree, roots.
+    import base64
+
+    decoded = [(item["position"], item["seq"], item["header"].encode(), base64.b64decode(item["nonce"]),
+                base64.b64decode(item["body"]), bytes.fromhex(item["hash"])) for item in package["events"]]
+    checkpoints = [audit_verify.Checkpoint.from_json(c) for c in package["checkpoints"]]
+    began = time.perf_counter()
+    verifier = audit_verify.LogVerifier(log_id=package["log"]["log_id"], tenant=slug, checkpoints=checkpoints,
+                                        trusted_keys={keys.keyring_for(db).signing_key_id: public_key},
+                                        check_header_prefix=False)
+    verifier.events(decoded)
+    core_report = verifier.finish()
+    core = _rate(n, time.perf_counter() - began)
+    assert core_report.ok, core_report.problems
+
+    console.print(f"  verification over {n} events ({len(checkpoints)} checkpoints): raw SHA-256 {raw:,.0f}/s; "
+                  f"verifier core {core:,.0f}/s; offline package {offline:,.0f}/s; database {database:,.0f}/s")
+    return [
+        {"name": f"raw SHA-256 of the same event bytes ({n} events)", "value": raw, "unit": "events/s"},
+        {"name": "verification, in memory (leaf hashes, Merkle roots, signatures)", "value": core,
+         "unit": "events/s", "target": "≥ 50% of raw", "met": core >= raw / 2},
+        {"name": "verification, in memory ÷ raw SHA-256", "value": core / raw, "unit": "×", "target": "≥ 0.5",
+         "met": core / raw >= 0.5},
+        {"name": "verification, offline verifier on a package (JSON, base64)", "value": offline,
+         "unit": "events/s"},
+        {"name": "verification, healthos audit verify over the database", "value": database, "unit": "events/s"},
+        {"name": "verification over the database ÷ raw SHA-256", "value": database / raw, "unit": "×"},
+    ]
+
+
+def run(console) -> list[dict]:
+    home = Path(tempfile.mkdtemp(prefix="healthos-bench-audit-"))
+    db = Database.open(Settings.from_env({"HEALTHOS_HOME": str(home), "HEALTHOS_POOL_SIZE": str(WRITERS + 4)}))
+    figures: list[dict] = []
+    checkpointer = None
+    try:
+        migrate_control(db)
+        slugs = [_config(n).slug for n in range(1, 11)]
+        for n in range(1, 11):
+            apply_config(db, _config(n))
+        checkpointer = audit.start_checkpointer(db)
+
+        ceiling = _per_second(db, slugs[:1], _trivial)
+        one = _per_second(db, slugs[:1])
+        spread = _per_second(db, slugs)
+        console.print(f"  {WRITERS} threads in one process: {one:,.0f} appends/s in one tenant, {spread:,.0f}/s "
+                      f"across {len(slugs)}; the same threads manage {ceiling:,.0f} trivial tenant transactions/s")
+        one_p = _per_second_in_processes(home, slugs[:1])
+        spread_p = _per_second_in_processes(home, slugs)
+        console.print(f"  {WRITERS} writers in {PROCESSES} processes: {one_p:,.0f} appends/s in one tenant, "
+                      f"{spread_p:,.0f}/s across {len(slugs)}")
+        figures += [
+            {"name": f"trivial tenant transactions/s, {WRITERS} threads, no audit (ceiling of one process)",
+             "value": ceiling, "unit": "tx/s"},
+            {"name": f"appends/s, {WRITERS} threads in one process, one tenant", "value": one,
+             "unit": "events/s", "target": "≥ 2,000", "met": one >= 2000},
+            {"name": f"appends/s, {WRITERS} threads in one process, {len(slugs)} tenants", "value": spread,
+             "unit": "events/s", "target": "≥ 2,000", "met": spread >= 2000},
+            {"name": f"appends/s, {WRITERS} writers in {PROCESSES} processes, one tenant", "value": one_p,
+             "unit": "events/s", "target": "≥ 2,000", "met": one_p >= 2000},
+            {"name": f"appends/s, {WRITERS} writers in {PROCESSES} processes, {len(slugs)} tenants",
+             "value": spread_p, "unit": "events/s", "target": "≥ 2,000", "met": spread_p >= 2000},
+        ]
+
+        without, with_audit = _latency(db, slugs[1])
+        added = with_audit - without
+        console.print(f"  trivial tenant transaction p50: {without:.3f} ms without, {with_audit:.3f} ms with an "
+                      f"audit append (+{added:.3f} ms)")
+        figures += [
+            {"name": "trivial tenant transaction p50, without audit", "value": without, "unit": "ms"},
+            {"name": "trivial tenant transaction p50, with an audit append", "value": with_audit, "unit": "ms"},
+            {"name": "p50 latency an audit append adds", "value": added, "unit": "ms", "target": "≤ 2",
+             "met": added <= 2},
+            {"name": "p50 ratio with / without audit", "value": with_audit / without, "unit": "×"},
+        ]
+        checkpointer.stop()
+        checkpointer = None
+        figures += _verification(db, slugs[0], home, console)
+    finally:
+        if checkpointer is not None:
+            checkpointer.stop()
+        db.close()
+        shutil.rmtree(home, ignore_errors=True)
+    return figures
