@@ -93,6 +93,7 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
         _migrate_with_progress(db)
         slugs = active_slugs(db)
         if demo:
+            _demo_population(db, slugs)
             credentials = _ensure_demo_accounts(db, settings)
             err.print(f"demo accounts ({credentials}, mode 0600):")
             click.echo(credentials.read_text(), err=True)  # unwrapped: people copy these lines
@@ -615,6 +616,22 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return path
+
+
+def _demo_population(db: Database, slugs: list[str]) -> None:
+    """A deterministic synthetic population per demo facility (skipped where one already exists)."""
+    from appliance.layers.clinical.demo import generate_demo_population
+
+    with Progress(TextColumn("demo population {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress:
+        task = progress.add_task("demo", total=len(slugs), slug="")
+        for slug in slugs:
+            progress.update(task, slug=slug)
+            counts = generate_demo_population(db, slug)
+            if counts:
+                err.print(f"{slug}: demo population written ({counts.get('demographics', 0)} patients, "
+                          f"{sum(counts.values())} entries)")
+            progress.advance(task)
 
 
 @main.group()
