@@ -104,7 +104,7 @@ def _projection(detail: dict) -> dict:
     return values
 
 
-def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: list[dict]) -> None:
+def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: list[dict], new: bool = False) -> None:
     if identifiers:
         owners = conn.execute(
             sa.select(patient_identifier.c.system, patient_identifier.c.value, patient_identifier.c.patient_id)
@@ -115,9 +115,13 @@ def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: lis
             if owner != patient_id:
                 raise Conflict(f"identifier {system} {value} already belongs to another patient of this facility",
                                field="identifiers", system=system, patient_id=str(owner))
-    conn.execute(sa.delete(patient_identifier).where(patient_identifier.c.patient_id == patient_id))
+    if not new:
+        conn.execute(sa.delete(patient_identifier).where(patient_identifier.c.patient_id == patient_id))
     if identifiers:
         conn.execute(patient_identifier.insert(), [{**i, "patient_id": patient_id} for i in identifiers])
+
+
+_NEW_PATIENT = patient.insert().values(mrn=sa.func.lpad(sa.cast(sa.func.nextval("patient_mrn_seq"), sa.Text), 7, "0"))
 
 
 def register_patient(conn: Connection, principal: Principal, data: PatientIn) -> dict:
@@ -125,14 +129,13 @@ def register_patient(conn: Connection, principal: Principal, data: PatientIn) ->
     patient_id = uuid.uuid4()
     entry_id = uuid.uuid4()
     detail = _demographics(data)
-    mrn = conn.execute(sa.text("SELECT nextval('patient_mrn_seq')")).scalar_one()
-    conn.execute(patient.insert().values(
-        id=patient_id, subject_id=data.subject_id, mrn=f"{mrn:07d}", demographics_entry_id=entry_id,
-        **_projection(detail),
-    ))
-    _claim_identifiers(conn, patient_id, detail["identifiers"])
+    values = {"id": patient_id, "subject_id": data.subject_id, "demographics_entry_id": entry_id,
+              **_projection(detail)}
+    registered = conn.execute(_NEW_PATIENT.values(**values).returning(
+        patient.c.mrn, patient.c.registered_at, patient.c.updated_at)).one()
+    _claim_identifiers(conn, patient_id, detail["identifiers"], new=True)
     record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail, entry_id=entry_id)
-    return patient_of(conn, patient_id)
+    return {**values, **registered._mapping, "identifiers": detail["identifiers"], "version_id": entry_id}
 
 
 def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: PatientIn, *,
@@ -257,10 +260,25 @@ def require_encounter(conn: Connection, patient_id: uuid.UUID, encounter_id: uui
         raise Invalid(f"encounter {encounter_id} is not an encounter of this patient", field="encounter_id")
 
 
+_ENCOUNTER_OF = (sa.select(encounter.c.patient_id).where(encounter.c.id == sa.bindparam("encounter_id"))
+                 .scalar_subquery())
+_PATIENT_AND_ENCOUNTER = sa.select(patient.c.id, _ENCOUNTER_OF.label("encounter_patient")).where(
+    patient.c.id == sa.bindparam("patient_id"))
+
+
+def require_chart(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None) -> None:
+    """The patient exists here and the encounter, if named, is theirs: one round trip for both."""
+    row = conn.execute(_PATIENT_AND_ENCOUNTER, {"patient_id": patient_id, "encounter_id": encounter_id}).first()
+    if row is None:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    if encounter_id is not None and row.encounter_patient != patient_id:
+        raise Invalid(f"encounter {encounter_id} is not an encounter of this patient", field="encounter_id")
+
+
 def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: EncounterIn) -> dict:
     require_patient(conn, patient_id)
     encounter_id = uuid.uuid4()
-    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    now = dt.datetime.now(dt.UTC)
     detail = {
         "id": encounter_id, "patient_id": patient_id, "encounter_class": data.encounter_class,
         "status": data.status, "reason": data.reason, "ward_code": data.ward_code,
@@ -269,8 +287,7 @@ def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID
     record.append(conn, principal, "encounter", patient_id=patient_id, encounter_id=encounter_id, detail=detail)
     opened = {k: v for k, v in detail.items() if k in {c.name for c in ENCOUNTER_COLUMNS}} | {"ended_at": None}
     if data.vitals is not None:
-        opened["vitals"] = record_vitals(conn, principal, patient_id,
-                                         data.vitals.model_copy(update={"encounter_id": encounter_id}))
+        opened["vitals"] = _append_vitals(conn, principal, patient_id, encounter_id, data.vitals)
     return opened
 
 
@@ -312,11 +329,14 @@ def list_encounters(conn: Connection, principal: Principal, patient_id: uuid.UUI
 
 
 def record_vitals(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: VitalSignsIn) -> dict:
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
-    detail = data.model_dump(exclude={"encounter_id"})
-    appended = record.append(conn, principal, "vital_signs", patient_id=patient_id,
-                             encounter_id=data.encounter_id, detail=detail)
+    require_chart(conn, patient_id, data.encounter_id)
+    return _append_vitals(conn, principal, patient_id, data.encounter_id, data)
+
+
+def _append_vitals(conn: Connection, principal: Principal, patient_id: uuid.UUID, encounter_id: uuid.UUID | None,
+                   data: VitalSignsIn) -> dict:
+    appended = record.append(conn, principal, "vital_signs", patient_id=patient_id, encounter_id=encounter_id,
+                             detail=data.model_dump(exclude={"encounter_id"}))
     return _entry_dict(appended)
 
 
@@ -381,8 +401,7 @@ def _condition_detail(data: ConditionIn) -> dict:
 
 
 def add_condition(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ConditionIn) -> dict:
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
+    require_chart(conn, patient_id, data.encounter_id)
     appended = record.append(conn, principal, "condition", patient_id=patient_id, encounter_id=data.encounter_id,
                              detail=_condition_detail(data))
     return _entry_dict(appended)
@@ -407,8 +426,7 @@ def list_conditions(conn: Connection, principal: Principal, patient_id: uuid.UUI
 
 
 def add_allergy(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: AllergyIn) -> dict:
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
+    require_chart(conn, patient_id, data.encounter_id)
     appended = record.append(conn, principal, "allergy", patient_id=patient_id, encounter_id=data.encounter_id,
                              detail=data.model_dump(exclude={"encounter_id"}))
     return _entry_dict(appended)
@@ -475,8 +493,7 @@ def request_medication(conn: Connection, principal: Principal, patient_id: uuid.
     """Prescribe, after the drug–allergy check. A match without an override reason is refused, and the
     refusal is itself recorded (an `allergy_alert` entry, outcome "blocked"); with a reason, the alert is
     recorded as "overridden" and the prescription carries the reason."""
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
+    require_chart(conn, patient_id, data.encounter_id)
     conflicts = _allergy_conflicts(conn, patient_id, [data.drug])
     override = data.allergy_override_reason if conflicts else None
     if conflicts:
@@ -515,8 +532,7 @@ def list_medications(conn: Connection, principal: Principal, patient_id: uuid.UU
 
 
 def order_test(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ServiceRequestIn) -> dict:
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
+    require_chart(conn, patient_id, data.encounter_id)
     test = catalogue.get_orderable(conn, data.code)
     appended = record.append(conn, principal, "service_request", patient_id=patient_id,
                              encounter_id=data.encounter_id, detail={
@@ -530,8 +546,7 @@ def place_order_set(conn: Connection, principal: Principal, patient_id: uuid.UUI
                     data: OrderSetIn) -> MedicationOutcome:
     """Every order of the set, or none: all are validated first (catalogue, drug–allergy check), and the
     appends share the caller's transaction, so a failure part-way undoes the ones before it."""
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
+    require_chart(conn, patient_id, data.encounter_id)
     order_set = catalogue.get_order_set(conn, code)
     tests = catalogue.get_orderables(conn, order_set.tests)
     missing = [t for t in order_set.tests if t not in tests]
@@ -606,8 +621,7 @@ def _flag(value: Decimal | str, definition: Any, low: Decimal | None, high: Deci
 def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ResultIn) -> dict:
     """One analyte's result, with the unit, reference range and abnormal flag; the range and unit come
     from the catalogue unless the lab sends its own."""
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
+    require_chart(conn, patient_id, data.encounter_id)
     ordered_code = None
     order_root = None
     encounter_id = data.encounter_id
@@ -717,8 +731,7 @@ def list_results(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
 
 def write_note(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: NoteIn) -> dict:
     """A clinical note: free text, or a template's fields validated against the facility's template."""
-    require_patient(conn, patient_id)
-    require_encounter(conn, patient_id, data.encounter_id)
+    require_chart(conn, patient_id, data.encounter_id)
     fields: dict[str, Any] = {}
     title = data.title
     if data.template_code:
