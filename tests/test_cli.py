@@ -1,6 +1,8 @@
 """The operator's CLI, run as an operator runs it, against the session's embedded cluster."""
 
 import json
+import shutil
+import tempfile
 import os
 import socket
 import subprocess
@@ -116,9 +118,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit(tmp_path: Path):
+def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     """The README's run command, end to end: a fresh home, the demo facilities, /ready answers 200."""
-    home = tmp_path / "home"
+    # Not under pytest's tmp_path: pytest re-tightens its base directory to 0700 whenever another
+    # pytest process starts, which would lock the server's system user out of its data directory.
+    home = Path(tempfile.mkdtemp(prefix="healthos-up-"))
     port = _free_port()
     env = {**os.environ, "HEALTHOS_HOME": str(home)}
     env.pop("HEALTHOS_DATABASE_URL", None)
@@ -151,6 +155,7 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit(tmp_path: Path)
         assert f"{role}@appliance.demo" in emails
     assert all(len(line.split("\t")[1]) >= 12 for line in credentials.read_text().splitlines()
                if not line.startswith("#"))
+    shutil.rmtree(home, ignore_errors=True)
     assert not (home / "pg" / "data" / "postmaster.pid").exists()
 
 

@@ -97,6 +97,8 @@ class EmbeddedCluster:
             return
         if self._running_postmaster_pid() is None:
             return
+        if _running_as_root():
+            _make_traversable(self.home / "pg")  # a parent's mode may have been tightened since start
         self._run([str(pg_binary("pg_ctl")), "-D", str(self.pgdata), "-m", "fast", "-w", "stop"], timeout=60)
         self.started_here = False
         log.info("embedded_postgres_stopped", pgdata=str(self.pgdata))
