@@ -1,12 +1,12 @@
 """The operator's CLI, run as an operator runs it, against the session's embedded cluster."""
 
 import json
-import shutil
-import tempfile
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
