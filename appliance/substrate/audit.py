@@ -282,9 +282,8 @@ def _key(conn: Connection, tenant: str | None, key_id: str | None) -> keys.DataK
     with keys.side_engine(conn.engine).begin() as side:
         if key_id is not None:
             return keys.load(side, key_id)
-        key = keys.current_key(side, tenant)
-        if key is None:
-            key = keys.create_key(side, tenant)
+        key, made = keys.first_key(side, tenant)
+        if made:
             _note_key_operation(side, "audit.key.create", tenant, key)
         return key
 

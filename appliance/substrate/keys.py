@@ -466,6 +466,14 @@ def create_key(conn: Connection, tenant: str | None) -> DataKey:
     return key
 
 
+def first_key(conn: Connection, tenant: str | None) -> tuple[DataKey, bool]:
+    """The live log's current key, made if it has none; (key, whether this call made it). Two processes
+    appending a tenant's first event at once make one key between them, not two generations."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"healthos.audit.key.{tenant}"})
+    key = current_key(conn, tenant)
+    return (key, False) if key is not None else (create_key(conn, tenant), True)
+
+
 def destroy_log_keys(conn: Connection, log_id: str) -> list[str]:
     """Crypto-shred a log: erase every wrapped and sealed copy of its data keys; returns their ids."""
     key_ids = list(conn.execute(

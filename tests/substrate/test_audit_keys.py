@@ -196,3 +196,31 @@ def test_a_tenant_made_again_under_the_same_slug_gets_a_new_log_and_new_keys(db,
     report = audit.verify(db, again.slug)
     assert report.ok and report.log_id != first and report.events == 3
     assert all(e["event"] is not None for e in audit.read_events(db, again.slug))
+
+
+def test_writers_racing_on_a_tenants_first_event_make_one_key(db, tenant_factory):
+    import threading
+
+    slug = tenant_factory().slug
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def first_event() -> None:
+        try:
+            start.wait()
+            keys.forget()
+            with db.tenant(slug) as conn:
+                audit.append(conn, tenant=slug, principal=None, event_type="chart.read", action="R")
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_event) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    with db.control() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM control.audit_data_key WHERE tenant = :t"),
+                            {"t": slug}).scalar() == 1
+    assert audit.checkpoint(db, slug).size == 8
