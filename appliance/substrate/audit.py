@@ -1010,29 +1010,12 @@ def retire_tenant(conn: Connection, slug: str) -> None:
                    "data_keys_destroyed": destroyed})
 
 
-# -- adapters for the other rooms' audit seams ----------------------------------------------------
-
-_RECORD_ACTIONS = {"read": "R", "search": "E", "create": "C", "amend": "U", "update": "U", "retract": "D"}
-
-
-def record_access_hook(conn: Connection, principal: Principal, action: str, patient_id, entity_kind: str,
-                       entity_ids: Sequence = ()) -> None:
-    """For `record.register_access_hook`: a read or write of patient data, in the tenant transaction."""
-    tenant = principal.tenant
-    if tenant is None:
-        tenant = conn.exec_driver_sql("SELECT current_user").scalar().removeprefix("t_")
-    append(conn, tenant=tenant, principal=principal, event_type=f"record.{entity_kind}.{action}",
-           action=_RECORD_ACTIONS.get(action, "E"), patient_id=patient_id,
-           entity={"what": {"type": entity_kind, "ids": [str(i) for i in entity_ids]}} if entity_ids else None)
-
-
-def identity_audit_hook(conn: Connection, **event) -> None:
-    """For `identity.register_audit_hook`: appliance-level events (sign-ins, accounts, merges)."""
-    append(conn, **event)
+# -- helpers --------------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def running_checkpointer(db: Database, **options) -> Iterator[Checkpointer]:
+    """The checkpointer for the length of a `with` block (tests, jobs)."""
     checkpointer = start_checkpointer(db, **options)
     try:
         yield checkpointer

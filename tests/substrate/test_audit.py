@@ -234,19 +234,6 @@ def test_a_patients_access_log_shows_who_when_what_where_and_break_the_glass(db,
     assert audit.patient_access_log(db, slug, str(uuid.uuid4())) == []
 
 
-def test_the_record_and_identity_seams_have_adapters(db, tenant_factory):
-    slug = tenant_factory().slug
-    patient = uuid.uuid4()
-    with db.tenant(slug) as conn:
-        audit.record_access_hook(conn, clinician(slug), "read", patient, "chart", [uuid.uuid4()])
-    [entry] = audit.patient_access_log(db, slug, patient)
-    assert entry.event_type == "record.chart.read" and entry.action == "R"
-    with db.control() as conn:
-        seq = audit.identity_audit_hook(conn, tenant=None, principal=None, event_type="signin", action="E",
-                                        outcome="failure", detail={"reason": "unknown account"})
-    assert seq is None or isinstance(seq, int)
-
-
 # -- the model matches the migrations -------------------------------------------------------------
 
 
