@@ -108,8 +108,9 @@ def time_ticks(start: dt.datetime, end: dt.datetime, max_ticks: int) -> list[tup
             day = _add_months(start.date().replace(day=1), 1 if start.day > 1 or start.hour else 0)
             ticks = []
             while (at := dt.datetime.combine(day, dt.time(), tzinfo=tz)) <= end:
-                label = at.strftime("%b %Y") if at.month == 1 or not ticks else at.strftime("%b")
-                ticks.append((at, label))
+                # The year is named on the first tick and wherever it changes, so "Dec" is never ambiguous.
+                new_year = not ticks or ticks[-1][0].year != at.year
+                ticks.append((at, at.strftime("%b %Y") if new_year else at.strftime("%b")))
                 day = _add_months(day, months)
             return ticks
     return [(start, str(start.year)), (end, str(end.year))]
@@ -133,10 +134,9 @@ def time_chart(
     """A line chart of values over time: axes with calendar ticks, a shaded reference range, a line
     per series and a marker per point (diamonds for abnormal ones)."""
     points = [p for s in series for p in s.points]
-    left, right, top, bottom = 48, 12, 14, 28
     legend = len(series) > 1
-    if legend:
-        top += 18
+    # A header row above the plot area holds the unit (left) and the legend (right of the axis).
+    left, right, top, bottom = 48, 12, 26 if unit or legend else 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     parts: list[str] = [
         f'<svg class="plot" viewBox="0 0 {width} {height}" role="img" focusable="false" '
@@ -193,7 +193,7 @@ def time_chart(
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>')
         parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{escape(label)}</text>')
     if unit:
-        parts.append(f'<text class="plot-unit" x="4" y="{top - 4 if top > 14 else 10}">{escape(unit)}</text>')
+        parts.append(f'<text class="plot-unit" x="4" y="13">{escape(unit)}</text>')
     parts.append("</g>")
 
     for index, line in enumerate(series):
@@ -213,9 +213,9 @@ def time_chart(
                 parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5">{tip}</circle>')
         parts.append("</g>")
         if legend:
-            lx = left + index * 150
-            parts.append(f'<g class="plot-legend {css}"><line x1="{lx}" x2="{lx + 18}" y1="10" y2="10"/>'
-                         f'<text x="{lx + 24}" y="14">{escape(line.name)}</text></g>')
+            lx = left + 24 + index * 110
+            parts.append(f'<g class="plot-legend {css}"><line x1="{lx}" x2="{lx + 18}" y1="9" y2="9"/>'
+                         f'<text x="{lx + 24}" y="13">{escape(line.name)}</text></g>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 -- every interpolated text above went through escape()
 

@@ -21,6 +21,7 @@ entry kinds the chart's timeline shows.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import uuid
 import zoneinfo
@@ -338,17 +339,28 @@ NEXT_STEPS = {"planned": [("arrived", "Mark arrived"), ("cancelled", "Cancel")],
 
 
 def number(value: Decimal | float | int | None) -> str:
+    """A value as it was measured: a laboratory's 11.0 keeps its trailing zero (it states precision)."""
     if value is None:
         return ""
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return text.rstrip("0").rstrip(".") if "." in text else text
+        return format(value, "f")
     return plots._format_number(float(value))
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def unit_label(unit: str | None) -> str:
+    """A UCUM unit as people write it: 10*3/uL reads ×10³/µL, umol/L reads µmol/L."""
+    if not unit:
+        return ""
+    text = re.sub(r"10\*(-?\d+)", lambda m: "×10" + m[1].translate(_SUPERSCRIPT), unit)
+    return re.sub(r"\bu(L|l|mol|g|U|IU)\b", r"µ\1", text)
 
 
 def result_value(row: dict) -> str:
     if row.get("value_numeric") is not None:
-        return f"{number(row['value_numeric'])} {row.get('unit') or ''}".strip()
+        return f"{number(row['value_numeric'])} {unit_label(row.get('unit'))}".strip()
     return row.get("value_text") or ""
 
 
@@ -358,7 +370,15 @@ def reference_range(row: dict) -> str:
         return ""
     text = f"{number(low)}–{number(high)}" if low is not None and high is not None else (
         f"≥ {number(low)}" if low is not None else f"≤ {number(high)}")
-    return f"{text} {row.get('unit') or ''}".strip()
+    return f"{text} {unit_label(row.get('unit'))}".strip()
+
+
+IDENTIFIER_SYSTEMS = {"national_id": "National ID", "nhif": "NHIF", "passport": "Passport",
+                      "birth_certificate": "Birth certificate"}
+
+
+def identifier_label(system: str) -> str:
+    return IDENTIFIER_SYSTEMS.get(system, system.replace("_", " ").capitalize())
 
 
 def is_abnormal(row: dict) -> bool:
@@ -366,6 +386,7 @@ def is_abnormal(row: dict) -> bool:
 
 
 HELPERS = {"number": number, "result_value": result_value, "reference_range": reference_range,
+           "unit_label": unit_label, "identifier_label": identifier_label,
            "flags": FLAGS, "encounter_classes": ENCOUNTER_CLASSES, "next_steps": NEXT_STEPS,
            "is_abnormal": is_abnormal}
 
@@ -407,7 +428,7 @@ def trends_of(results: list[dict], clock: Clock) -> list[dict]:
         trends.append({
             "code": code, "display": latest["display"], "latest": latest, "rows": rows, "count": len(rows),
             "unsigned": sum(1 for r in rows if r["signed_at"] is None), "points": points, "band": band,
-            "unit": latest["unit"] or "",
+            "unit": unit_label(latest["unit"]),
             "spark": plots.sparkline(points, ident=f"spark-{code}", band=band,
                                      title=f"{latest['display']} trend, {len(points)} values")
             if len(points) >= 2 else None,
@@ -533,7 +554,7 @@ def _patient_in(values: dict[str, Any]) -> dict:
 @get("/patients/new", operation_id="PortalRegisterPatientPage", opt=_page_opts("clinical.patient.create"),
      sync_to_thread=False, include_in_schema=False)
 def register_page(request: Asking, tenant: Tenant) -> Template:
-    return page(request, "register.html", active="register", values={}, errors={})
+    return page(request, "register.html", active="register", values={}, errors={}, owner=None)
 
 
 @post("/patients", operation_id="PortalRegisterPatient", opt=_page_opts("clinical.patient.create"),
@@ -541,6 +562,7 @@ def register_page(request: Asking, tenant: Tenant) -> Template:
 def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Response:
     values = form_values(data)
     errors: dict[str, str] = {}
+    owner = None
     try:
         patient_in = PatientIn.model_validate(_patient_in(values))
     except ValidationError as exc:
@@ -550,11 +572,17 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
             with request.app.state.db.tenant(tenant) as conn:
                 registered = service.register_patient(conn, request.user, patient_in)
         except RecordError as exc:
-            errors = {"national_id" if exc.extra.get("field") == "identifiers" else "form": exc.detail}
+            if exc.extra.get("field") == "identifiers":
+                errors = {"national_id": "This national ID already belongs to another patient of this facility: "
+                                         "open their record rather than registering them again."}
+                owner = _uuid_or_none(exc.extra.get("patient_id"))
+            else:
+                errors = {"form": exc.detail[0].upper() + exc.detail[1:]}
         except sa.exc.IntegrityError:
             errors = {"form": "Another registration claimed this identifier a moment ago; search for the patient."}
     if errors:
-        return page(request, "register.html", status=422, active="register", values=values, errors=errors)
+        return page(request, "register.html", status=422, active="register", values=values, errors=errors,
+                    owner=patient_home(request.user, tenant, owner) if owner else None)
     return see_other(patient_home(request.user, tenant, registered["id"]) + "?done=registered")
 
 
@@ -1012,6 +1040,15 @@ def note_fields(template: Any, values: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def template_message(detail: str) -> str:
+    """The template validation's words, without the field's key (the message sits next to the field):
+    "field 'gestational_age' (Gestational age) is required by template ANC" reads "Gestational age is
+    required by template ANC."""
+    text = re.sub(r"^field '[a-z0-9_]+' \(([^)]*)\) ", r"\1 ", detail)
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
 @post(PATIENT + "/notes", operation_id="PortalWriteNote", opt=_page_opts("clinical.note.create"),
       sync_to_thread=True, include_in_schema=False)
 def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
@@ -1034,7 +1071,7 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
         if exc.status == 404:
             raise
         field = exc.extra.get("field") or "form"
-        errors = {field.removeprefix("fields."): exc.detail[0].upper() + exc.detail[1:] + "."}
+        errors = {field.removeprefix("fields."): template_message(exc.detail)}
         if field == "template_code":
             template_code = None
     if errors:

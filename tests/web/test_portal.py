@@ -183,7 +183,8 @@ def test_register_a_patient_then_inline_errors_and_a_duplicate_identifier(signed
         "family_name": "Other", "given_names": "Person", "birth_date": "1990-01-01", "sex": "male",
         "national_id": charts[0].national_id})
     assert duplicate.status_code == 422
-    assert re.search(r'id="national_id-error">identifier national_id .* already belongs', duplicate.text)
+    assert re.search(r'id="national_id-error">This national ID already belongs to another patient', duplicate.text)
+    assert f'href="{base(facility)}/patients/{charts[0].id}"' in duplicate.text  # the record that holds it
 
 
 def test_start_and_finish_an_encounter(signed_in, db, facility, charts, author):
@@ -268,8 +269,8 @@ def test_templated_note_validates_inline_then_saves(signed_in, facility, charts)
     missing = post_form(client, form, f"{base(facility)}/patients/{pid}/notes",
                         {"template_code": "ANC", "f.fundal_height": "24", "f.presentation": "cephalic"})
     assert missing.status_code == 422
-    assert re.search(r'<p class="field-error" id="f-gestational_age-error">Field &#39;gestational_age&#39; '
-                     r"\(Gestational age\) is required", missing.text)
+    assert '<p class="field-error" id="f-gestational_age-error">Gestational age is required by template ANC.</p>' \
+        in missing.text
     assert 'value="24"' in missing.text  # what was typed stays
     out_of_range = post_form(client, form, f"{base(facility)}/patients/{pid}/notes",
                              {"template_code": "ANC", "f.gestational_age": "60"})

@@ -1,0 +1,267 @@
+"""Journeys through the tenant portal in a real browser (Debian's chromium, headless), against the
+appliance served over HTTP. Each journey saves a screenshot per step to test-artifacts/<journey>/ and
+fails on any CSP violation, script error, failed request or error response it did not provoke."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from appliance.substrate import totp
+from tests.e2e.conftest import Journey, Watch
+
+pytestmark = pytest.mark.slow
+
+DESKTOP = {"width": 1280, "height": 860}
+TABLET = {"width": 800, "height": 1280}  # a ward tablet held upright
+
+
+def sign_in(page, base: str, person, journey: Journey | None = None) -> None:
+    page.goto(f"{base}/signin")
+    page.get_by_label("E-mail").fill(person.email)
+    page.get_by_label("Password").fill(person.password)
+    if journey:
+        journey.shot(page, "sign-in")
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"{base}/signin/mfa")
+    page.get_by_label("Code").fill(totp.totp_at(person.totp_secret, time.time()))
+    if journey:
+        journey.shot(page, "mfa")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/")
+
+
+def new_page(browser, watch: Watch, **options):
+    context = browser.new_context(viewport=DESKTOP, locale="en-GB", **options)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    watch.attach(page)
+    return context, page
+
+
+def test_clinician_journey(browser, live_server, clinic, person_factory):
+    """Sign in with MFA → find a patient → open the chart → place an order set (through the allergy
+    override) → write a templated note → review and sign a result."""
+    journey, watch = Journey("clinician-journey"), Watch()
+    person = person_factory("clinician", clinic.slug)
+    context, page = new_page(browser, watch)
+    patient = clinic.charts[0]
+
+    sign_in(page, live_server, person, journey)
+    journey.shot(page, "home")
+    page.get_by_role("link", name=re.compile("Open the portal")).click()
+
+    # find a patient
+    page.get_by_label("Name, MRN or identifier").fill("achieng otieno")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(re.compile(r"/patients\?q="))
+    journey.shot(page, "search-results")
+
+    # open the chart
+    page.get_by_role("link", name=re.compile("OTIENO")).click()
+    page.wait_for_url(re.compile(rf"/patients/{patient.id}/chart$"))
+    assert page.locator(".alert-allergy").inner_text().count("Paracetamol") == 1
+    assert page.locator("svg.plot").count() >= 4
+    assert page.locator("svg.spark").count() >= 3
+    journey.shot(page, "chart")
+
+    # the timeline, filtered to results
+    page.get_by_role("link", name="Timeline", exact=True).click()
+    page.get_by_label("Kind").select_option("result")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"kind=result"))
+    assert page.locator(".tl-item.kind-result").count() > 40
+    assert page.locator(".tl-item.kind-note").count() == 0
+    journey.shot(page, "timeline-results")
+
+    # place an order set: the drug–allergy check stops it and asks why
+    page.get_by_role("link", name="Orders", exact=True).click()
+    journey.shot(page, "orders")
+    malaria = page.locator("form#set-MALARIA")
+    malaria.get_by_label("Priority").select_option("urgent")
+    malaria.get_by_label("Clinical information").fill("Fever and rigors for two days")
+    malaria.get_by_role("button", name="Place Suspected malaria").click()
+    page.wait_for_url(re.compile(r"/order-sets$"))
+    assert "Drug–allergy check" in page.locator("h2#override-title").inner_text()
+    assert "Paracetamol" in page.locator(".override .alert").inner_text()
+    assert page.evaluate("document.activeElement.name") == "allergy_override_reason"  # our script focused it
+    journey.shot(page, "allergy-override")
+    page.get_by_label("Why give it anyway?").fill("Rash was mild and remote; no alternative antipyretic in stock")
+    page.get_by_role("button", name="Order anyway, with this reason").click()
+    page.wait_for_url(re.compile(r"/orders\?done=order-set-override$"))
+    assert "allergy override and its reason are on the record" in page.locator(".notice").inner_text()
+    open_orders = page.locator("section[aria-labelledby=open-title]").inner_text()
+    assert "Malaria blood smear" in open_orders and "Malaria rapid diagnostic test" in open_orders
+    journey.shot(page, "order-set-placed")
+
+    # write a note from the facility's template: the server's validation answers next to the field
+    page.get_by_role("link", name="Notes", exact=True).click()
+    page.get_by_role("link", name="Outpatient review").click()
+    page.get_by_label("Presenting complaint").fill("Fever and rigors for two days, no vomiting")
+    page.get_by_label("Temperature").fill("38.4")
+    page.get_by_role("radio", name="Yes").check()
+    page.get_by_role("button", name="Save note").click()
+    page.wait_for_url(re.compile(r"/notes$"))
+    error = page.locator("#f-assessment-error")
+    assert "required" in error.inner_text()
+    assert page.get_by_label("Presenting complaint").input_value().startswith("Fever and rigors")  # kept
+    journey.shot(page, "note-inline-error")
+    page.get_by_label("Assessment").fill("Probable uncomplicated malaria; anaemia known")
+    page.get_by_label("Plan").fill("Await smear and RDT; paracetamol given with override; review today")
+    page.get_by_role("button", name="Save note").click()
+    page.wait_for_url(re.compile(r"/notes\?done=note$"))
+    first_note = page.locator("article.note").first.inner_text()
+    assert "Outpatient review" in first_note and "38.4 °C" in first_note
+    assert "Probable uncomplicated malaria" in first_note
+    journey.shot(page, "note-saved")
+
+    # review and sign a result
+    page.get_by_role("link", name="Results", exact=True).click()
+    abnormal = page.locator("table.review tr.abnormal").first
+    assert "Haemoglobin" in abnormal.inner_text() and "Low" in abnormal.inner_text()
+    journey.shot(page, "results-to-review")
+    abnormal.get_by_role("textbox").fill("Known anaemia, improving; continue ferrous sulfate")
+    abnormal.get_by_role("button", name=re.compile("^Sign")).click()
+    page.wait_for_url(re.compile(r"/results\?done=signed$"))
+    assert "Result signed." in page.locator(".notice").inner_text()
+    assert "Haemoglobin" in page.locator("section[aria-labelledby=signed-title]").inner_text()
+    journey.shot(page, "result-signed")
+    page.get_by_role("link", name="Haemoglobin").first.click()
+    assert "Haemoglobin over time" in page.locator("svg.plot title").first.inner_html()
+    journey.shot(page, "haemoglobin-trend")
+
+    # the same chart on a ward tablet held upright
+    page.set_viewport_size(TABLET)
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{patient.id}/chart")
+    journey.shot(page, "chart-on-tablet")
+    context.close()
+    watch.assert_clean(provoked={409, 422})  # the allergy check's refusal and the note's validation
+
+
+def test_registrar_journey_and_encounter_finish(browser, live_server, clinic, person_factory):
+    """The front desk registers a patient and opens a visit; the clinician finishes it (confirmed)."""
+    journey, watch = Journey("registrar-journey"), Watch()
+    registrar = person_factory("registrar", clinic.slug)
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, registrar)
+    page.goto(f"{live_server}/t/{clinic.slug}/patients")
+    assert page.get_by_role("link", name="Register a patient").count() == 1
+    page.get_by_role("link", name="Register a new patient").click()
+    page.get_by_label("Family name").fill("Njoroge")
+    page.get_by_label("Given names").fill("Daniel Kiprono")
+    page.locator("#birth_date").fill("1975-06-30")
+    page.get_by_label("Sex").select_option("male")
+    page.get_by_label("National ID").fill(clinic.charts[0].national_id)  # already someone else's
+    page.get_by_role("button", name="Register").click()
+    assert "already belongs to another patient" in page.locator("#national_id-error").inner_text()
+    assert page.evaluate("document.activeElement.classList.contains('error-summary')")
+    journey.shot(page, "duplicate-identifier")
+    page.get_by_label("National ID").fill("28801234")
+    page.get_by_role("button", name="Register").click()
+    page.wait_for_url(re.compile(r"/patients/[0-9a-f-]{36}\?done=registered$"))
+    assert page.get_by_role("link", name="Summary").count() == 0  # no chart for the front desk
+    journey.shot(page, "registered")
+    page.get_by_role("link", name="Start an encounter").click()
+    page.get_by_label("Kind").select_option("outpatient")
+    page.get_by_label("Reason for the visit").fill("Cough for three weeks")
+    page.get_by_label("Ward").select_option("GEN")
+    page.get_by_label("Temperature").fill("37.2")
+    page.get_by_label("Systolic").fill("124")
+    page.get_by_label("Diastolic").fill("78")
+    journey.shot(page, "start-encounter")
+    page.get_by_role("button", name="Start encounter").click()
+    page.wait_for_url(re.compile(r"\?done=encounter-started$"))
+    patient_url = page.url.split("?")[0]
+    journey.shot(page, "encounter-started")
+    context.close()
+
+    clinician = person_factory("clinician", clinic.slug)
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, clinician)
+    page.goto(f"{patient_url}/chart")
+    page.once("dialog", lambda dialog: dialog.accept())  # our script asks before finishing
+    page.locator("section[aria-labelledby=enc-title]").get_by_role("button", name="Finish").click()
+    page.wait_for_url(re.compile(r"/chart\?done=encounter-updated$"))
+    assert "finished" in page.locator("section[aria-labelledby=enc-title]").inner_text()
+    journey.shot(page, "encounter-finished")
+    context.close()
+    watch.assert_clean(provoked={422})
+
+
+def test_another_facilitys_session_is_refused_in_the_browser(browser, live_server, clinic, other_clinic,
+                                                             person_factory):
+    journey, watch = Journey("cross-tenant"), Watch()
+    intruder = person_factory("clinician", other_clinic.slug)
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, intruder)
+    response = page.goto(f"{live_server}/t/{clinic.slug}/patients/{clinic.charts[0].id}/chart")
+    assert response.status == 403
+    assert "Not allowed" in page.locator("h1").inner_text()
+    assert "OTIENO" not in page.content()
+    journey.shot(page, "refused")
+    own = page.goto(f"{live_server}/t/{other_clinic.slug}/patients")
+    assert own.status == 200
+    context.close()
+    watch.assert_clean(provoked={403})
+
+
+def test_a_stale_csrf_token_is_refused_in_the_browser(browser, live_server, clinic, person_factory):
+    watch = Watch()
+    elsewhere_context, elsewhere = new_page(browser, watch)
+    elsewhere.goto(f"{live_server}/signin")
+    stale = elsewhere.locator('input[name="_csrf_token"]').first.get_attribute("value")
+    elsewhere_context.close()
+
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, person_factory("clinician", clinic.slug))
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{clinic.charts[1].id}/notes/new")
+    page.locator("#text").fill("Should never be saved")
+    page.evaluate("(token) => { for (const i of document.querySelectorAll('input[name=_csrf_token]')) "
+                  "i.value = token; }", stale)
+    with page.expect_response(re.compile(r"/notes$")) as posted:
+        page.get_by_role("button", name="Save note").click()
+    assert posted.value.status == 403
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{clinic.charts[1].id}/notes")
+    assert "Should never be saved" not in page.content()
+    context.close()
+    watch.assert_clean(provoked={403})
+
+
+def test_csp_forbids_inline_script_and_the_watch_would_see_it(browser, live_server, clinic, person_factory):
+    watch = Watch()
+    context, page = new_page(browser, watch)
+    response = page.goto(f"{live_server}/signin")
+    csp = response.headers["content-security-policy"]
+    script_src = re.search(r"script-src ([^;]+)", csp).group(1)
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp and script_src.strip() == "'self'"
+    sign_in(page, live_server, person_factory("nurse", clinic.slug))
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{clinic.charts[0].id}/chart")
+    assert watch.csp == []
+    # An injected inline script is refused by the browser, and the journeys' watch reports it.
+    page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.pwned = 1';"
+                  " document.body.appendChild(s); }")
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.pwned") is None
+    assert watch.csp, "the browser did not report the blocked inline script"
+    context.close()
+
+
+def test_the_chart_reads_with_javascript_off_and_forms_still_post(browser, live_server, clinic, person_factory):
+    journey, watch = Journey("no-javascript"), Watch()
+    context, page = new_page(browser, watch, java_script_enabled=False)
+    sign_in(page, live_server, person_factory("clinician", clinic.slug))
+    patient = clinic.charts[1]
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{patient.id}/chart")
+    assert "Penicillin" in page.locator(".alert-allergy").inner_text()
+    journey.shot(page, "chart")
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{patient.id}/notes/new")
+    page.get_by_label("Title").fill("Telephone consultation")
+    page.locator("#text").fill("Advised to attend clinic tomorrow.")
+    page.get_by_role("button", name="Save note").click()
+    page.wait_for_url(re.compile(r"/notes\?done=note$"))
+    assert "Telephone consultation" in page.locator("article.note").first.inner_text()
+    journey.shot(page, "note-saved")
+    context.close()
+    watch.assert_clean()
