@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from appliance.substrate import audit
 from appliance.substrate.db import tenant_metadata
 from appliance.substrate.principal import Principal
 
@@ -152,6 +153,10 @@ def unregister_access_hook(hook: AccessHook) -> None:
         _access_hooks.remove(hook)
 
 
+_AUDIT_ACTIONS = {"read": "R", "search": "E", "create": "C", "amend": "U", "update": "U", "retract": "D",
+                  "break_glass": "E"}
+
+
 def note_access(
     conn: Connection,
     principal: Principal,
@@ -159,15 +164,24 @@ def note_access(
     patient_id: uuid.UUID | None,
     entity_kind: str,
     entity_ids: Iterable[uuid.UUID] = (),
+    *,
+    purpose_of_use: str | None = None,
+    detail: Mapping[str, Any] | None = None,
 ) -> None:
     """The audit seam. `action` is read, search, create, amend, retract or update; `entity_kind` names
-    what was touched (an entry kind, `patient`, `chart`...); hooks run in the caller's transaction, so
-    an access that cannot be audited does not happen."""
-    if not _access_hooks:
-        return
-    ids = tuple(entity_ids)
+    what was touched (an entry kind, `patient`, `chart`...). The event is appended to the tenant's
+    audit trail in the caller's transaction, so an access that cannot be audited does not happen.
+    `purpose_of_use="ETREAT"` marks a break-the-glass access."""
+    tenant = conn.info.get("healthos_tenant")
+    if tenant is None:
+        raise RuntimeError("patient data touched outside a tenant transaction (db.tenant)")
+    ids = [str(entity_id) for entity_id in entity_ids]
+    audit.append(conn, tenant=tenant, principal=principal, event_type=f"record.{entity_kind}.{action}",
+                 action=_AUDIT_ACTIONS.get(action, "E"), patient_id=patient_id,
+                 entity={"kind": entity_kind, "ids": ids[:200], "count": len(ids)}, purpose_of_use=purpose_of_use,
+                 detail=dict(detail) if detail else None)
     for hook in list(_access_hooks):
-        hook(conn, principal, action, patient_id, entity_kind, ids)
+        hook(conn, principal, action, patient_id, entity_kind, tuple(entity_ids))
 
 
 def _detail_table(kind: str) -> sa.Table | None:
