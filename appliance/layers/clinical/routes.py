@@ -12,13 +12,16 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from anyio import to_thread
 from litestar import Controller, Request, Response, get, post, put
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import ValidationException
+from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 
-from appliance.layers.clinical import catalogue, chart, service
+from appliance.layers.clinical import access, catalogue, chart, service
 from appliance.layers.clinical.schemas import (
     AllergyAmend,
     AllergyIn,
@@ -94,13 +97,33 @@ def _blocked(outcome: service.MedicationOutcome) -> Response:
     )
 
 
-def _opt(permission: str) -> dict:
-    return {"permission": permission}
+def _opt(permission: str, *, care_relationship: bool = True) -> dict:
+    return {"permission": permission, "care_relationship": care_relationship}
+
+
+async def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Every route on one patient's record needs a care relationship, or a stated break-the-glass
+    reason (header `X-Break-Glass-Reason`, or `break_glass_reason` in the query for a browser link);
+    the break-the-glass access is audited as ETREAT before the route runs. Registration-desk routes
+    (demographics, opening the first encounter) opt out: they are how a care relationship begins."""
+    patient_id = connection.path_params.get("patient_id")
+    if patient_id is None or not handler.opt.get("care_relationship", True):
+        return
+    reason = connection.headers.get("x-break-glass-reason") or connection.query_params.get("break_glass_reason")
+    db = connection.app.state.db
+    tenant = connection.path_params["tenant"]
+
+    def decide() -> None:
+        with db.tenant(tenant) as conn:
+            access.open_chart(conn, connection.user, patient_id, reason)
+
+    await to_thread.run_sync(decide)
 
 
 class ClinicalController(Controller):
     path = "/api/t/{tenant:str}"
     tags = ["clinical"]
+    guards = [care_relationship_guard]
     exception_handlers = {
         RecordError: _record_error,
         ValidationException: _invalid_request,
@@ -129,7 +152,8 @@ class ClinicalController(Controller):
                                            birth_date=birth_date, limit=limit)
             return [PatientMatch.model_validate(r) for r in rows]
 
-    @get(PATIENT, operation_id="ClinicalGetPatient", opt=_opt("clinical.patient.read"), sync_to_thread=True)
+    @get(PATIENT, operation_id="ClinicalGetPatient", opt=_opt("clinical.patient.read", care_relationship=False),
+         sync_to_thread=True)
     def get_patient(self, tenant: FromPath[str], state: State, request: Asking,
                     patient_id: Id) -> PatientOut:
         with state.db.tenant(tenant) as conn:
@@ -160,8 +184,8 @@ class ClinicalController(Controller):
 
     # -- encounters ------------------------------------------------------------------------------------
 
-    @post(PATIENT + "/encounters", operation_id="ClinicalOpenEncounter", opt=_opt("clinical.encounter.create"),
-          sync_to_thread=True)
+    @post(PATIENT + "/encounters", operation_id="ClinicalOpenEncounter",
+          opt=_opt("clinical.encounter.create", care_relationship=False), sync_to_thread=True)
     def open_encounter(self, tenant: FromPath[str], state: State, request: Asking,
                        patient_id: Id, data: JSONBody[EncounterIn]) -> EncounterOut:
         """Open an outpatient visit, emergency visit or inpatient admission, optionally with the vital

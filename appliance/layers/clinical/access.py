@@ -1,0 +1,61 @@
+"""Care relationships and break-the-glass: who may open whose chart.
+
+A clinician sees the chart of a patient who has an encounter at this facility (in the clinician's
+ward, for roles the access policy marks ward-scoped). Anyone else's chart opens only with a stated
+reason: the access is allowed, recorded with purpose of use ETREAT (emergency treatment) and the
+reason, and shows in the patient's access log and the regulator's evidence. Machine clients act for
+the institution under their token's permissions and have no care relationship of their own.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.clinical.errors import ClinicalError, NotFound
+from appliance.layers.clinical.models import encounter, patient
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import note_access
+
+BREAK_GLASS = "ETREAT"
+MIN_REASON = 8
+
+
+class BreakGlassRequired(ClinicalError):
+    status = 403
+
+    def __init__(self, patient_id: uuid.UUID, problem: str | None = None):
+        super().__init__(
+            problem or "you have no care relationship with this patient: to open the chart anyway, state why "
+            "(break-the-glass); the access and your reason are recorded and shown to the patient and the regulator",
+            break_glass_required=True, patient_id=str(patient_id),
+        )
+
+
+def has_care_relationship(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> bool:
+    if principal.kind == "machine":
+        return True
+    query = sa.select(encounter.c.id).where(encounter.c.patient_id == patient_id, encounter.c.status != "cancelled")
+    if principal.ward_scoped and principal.ward:
+        query = query.where(encounter.c.ward_code == principal.ward)
+    return conn.execute(query.limit(1)).first() is not None
+
+
+def open_chart(conn: Connection, principal: Principal, patient_id: uuid.UUID,
+               break_glass_reason: str | None = None) -> str | None:
+    """Decide whether `principal` may read this patient's chart now; returns the purpose of use to
+    record with the reads (None for ordinary care, ETREAT for break-the-glass)."""
+    if conn.execute(sa.select(patient.c.id).where(patient.c.id == patient_id)).first() is None:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    if has_care_relationship(conn, principal, patient_id):
+        return None
+    reason = " ".join((break_glass_reason or "").split())
+    if not reason:
+        raise BreakGlassRequired(patient_id)
+    if len(reason) < MIN_REASON:
+        raise BreakGlassRequired(patient_id, f"state the reason in a few words (at least {MIN_REASON} characters)")
+    note_access(conn, principal, "break_glass", patient_id, "chart", (patient_id,), purpose_of_use=BREAK_GLASS,
+                detail={"reason": reason[:500]})
+    return BREAK_GLASS
