@@ -30,18 +30,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 import structlog
+from anyio import to_thread
 from litestar import Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import BaseRouteHandler
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import catalogue, chart, service
+from appliance.layers.clinical import access, catalogue, chart, service
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
     EncounterIn,
@@ -70,8 +74,8 @@ PATIENT = "/patients/{patient_id:uuid}"
 OPEN_ENCOUNTER = ("in_progress", "arrived", "planned")
 
 
-def _page_opts(permission: str) -> dict:
-    return {"permission": permission}
+def _page_opts(permission: str, *, care_relationship: bool = True) -> dict:
+    return {"permission": permission, "care_relationship": care_relationship}
 
 
 # -- the facility, its clock, and the people named on a page ---------------------------------------
@@ -226,13 +230,73 @@ def page(request: Asking, template_name: str, *, status: int = 200, active: str 
         nav=navigation(principal, tenant), active=active, can=principal.can,
         notice=NOTICES.get(request.query_params.get("done", "")),
     )
+    glass = request.scope.get(GLASS_SCOPE_KEY)
+    context["glass"] = glass
     if "patient_id" in context:
-        context.setdefault("tabs", chart_tabs(principal, tenant, context["patient_id"]))
+        chart_base = f"/t/{tenant}/patients/{context['patient_id']}"
+        context["chart_url"] = lambda path="": with_glass(chart_base + path, glass)
+        context.setdefault("tabs", [{**tab, "href": with_glass(tab["href"], glass)}
+                                    for tab in chart_tabs(principal, tenant, context["patient_id"])])
     return Template(f"portal/{template_name}", context=context, status_code=status)
 
 
-def see_other(path: str) -> Redirect:
-    return Redirect(path, status_code=303)
+def see_other(request: Request, path: str) -> Redirect:
+    """After a successful post (Post/Redirect/Get); a chart opened by breaking the glass stays open."""
+    return Redirect(with_glass(path, request.scope.get(GLASS_SCOPE_KEY)), status_code=303)
+
+
+# -- care relationships and break-the-glass --------------------------------------------------------
+#
+# The same rule the clinical API keeps (appliance/layers/clinical/access.py): a chart opens for staff
+# with a care relationship to the patient (an encounter here, in their ward for ward-scoped roles);
+# anyone else states a reason, the access is allowed and audited as break-the-glass (ETREAT). In a
+# browser the reason travels as `?break_glass_reason=` on every link and form of the chart opened that
+# way, so each page read under it is decided, and audited, as the API decides each call. Registration
+# details and starting an encounter opt out: they are how a care relationship begins.
+
+GLASS = "break_glass_reason"
+GLASS_SCOPE_KEY = "healthos_break_glass"
+
+
+def with_glass(url: str, glass: str | None) -> str:
+    if not glass:
+        return url
+    path, hash_mark, fragment = url.partition("#")
+    joined = f"{path}{'&' if '?' in path else '?'}{urlencode({GLASS: glass})}"
+    return joined + hash_mark + fragment
+
+
+async def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    patient_id = connection.path_params.get("patient_id")
+    if patient_id is None or not handler.opt.get("care_relationship", True):
+        return
+    reason = connection.query_params.get(GLASS)
+    db: Database = connection.app.state.db
+    tenant = connection.path_params["tenant"]
+
+    def decide() -> str | None:
+        with db.tenant(tenant) as conn:
+            return access.open_chart(conn, connection.user, patient_id, reason)
+
+    if await to_thread.run_sync(decide) == access.BREAK_GLASS:
+        connection.scope[GLASS_SCOPE_KEY] = " ".join(reason.split())  # type: ignore[literal-required]
+
+
+def _break_glass_page(request: Request, exc: access.BreakGlassRequired) -> Response:
+    """No care relationship: say so, and offer to open the chart with a stated reason (GET pages), or
+    send the clinician back to the chart (a form posted without one)."""
+    if request.method != "GET":
+        return _error_page(request, 403, exc.detail[0].upper() + exc.detail[1:] + ".")
+    kept = {k: v for k, v in request.query_params.items() if k != GLASS}
+    return Template("portal/break_glass.html", status_code=403, context={
+        "principal": request.user, "tenant": request.path_params["tenant"],
+        "facility": facility_of(request.app.state.db, request.path_params["tenant"]),
+        "nav": navigation(request.user, request.path_params["tenant"]), "active": "patients", "notice": None,
+        "action": request.url.path, "kept": kept, "detail": exc.detail,
+        "asked": bool(request.query_params.get(GLASS)), "min_reason": access.MIN_REASON,
+        "registration": f"/t/{request.path_params['tenant']}/patients/{request.path_params['patient_id']}",
+        "can": request.user.can,
+    })
 
 
 # -- refusals as pages -----------------------------------------------------------------------------
@@ -262,6 +326,7 @@ def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {
+    access.BreakGlassRequired: _break_glass_page,
     ValidationException: lambda request, exc: _error_page(request, 400, "The request was not understood: "
                                                                         "check what was typed and try again."),
     HTTPException: _http_refusal,
@@ -397,14 +462,18 @@ def open_encounters(encounters: list[dict]) -> list[dict]:
     return ordered
 
 
-def banner(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
-    """What every chart page shows on top: who the patient is, their allergies, their open encounters."""
+def banner(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, in_care: bool = True) -> dict:
+    """What every chart page shows on top: who the patient is, their allergies, their open encounters.
+    Pages that open without a care relationship (registration details, starting an encounter) pass
+    `in_care=False` unless one exists, and show the demographics alone."""
     found = {"patient": service.get_patient(conn, principal, patient_id), "allergies": None, "encounters": []}
-    if principal.can("clinical.chart.read") or principal.can("clinical.allergy.read"):
+    in_care = in_care or access.has_care_relationship(conn, principal, patient_id)
+    if in_care and (principal.can("clinical.chart.read") or principal.can("clinical.allergy.read")):
         found["allergies"] = service.list_allergies(conn, principal, patient_id, active_only=True)
-    if principal.can("clinical.encounter.read"):
+    if in_care and principal.can("clinical.encounter.read"):
         found["encounters"] = service.list_encounters(conn, principal, patient_id, limit=20)
     found["open_encounters"] = open_encounters(found["encounters"])
+    found["in_care"] = in_care
     return found
 
 
@@ -463,6 +532,27 @@ def vitals_history(conn: Connection, principal: Principal, patient_id: uuid.UUID
     rows = service.current_rows(conn, vital_signs, patient_id, limit=limit)
     note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in rows])
     return rows
+
+
+def vitals_tiles(row: dict | None, adult: bool) -> list[dict]:
+    """The latest set of vital signs as tiles, each marked when it lies outside the adult range."""
+    if row is None:
+        return []
+    bands = {column: band for _, _, measures, band in VITALS for column, _, _ in measures}
+    tiles = []
+    if row["systolic_mmhg"] and row["diastolic_mmhg"]:
+        tiles.append({"label": "BP", "value": f"{row['systolic_mmhg']}/{row['diastolic_mmhg']}", "unit": "mmHg",
+                      "out": False})
+    for column, label, unit in (("heart_rate_bpm", "Heart rate", "/min"), ("respiratory_rate", "Resp. rate", "/min"),
+                                ("temperature_c", "Temp.", "°C"), ("spo2_percent", "SpO₂", "%"),
+                                ("weight_kg", "Weight", "kg")):
+        value = row[column]
+        if value is None:
+            continue
+        low, high = bands.get(column, (None, None))
+        out = adult and ((low is not None and value < low) or (high is not None and value > high))
+        tiles.append({"label": label, "value": number(value), "unit": unit, "out": out})
+    return tiles
 
 
 def vitals_charts(rows: list[dict], clock: Clock, adult: bool) -> list[dict]:
@@ -583,7 +673,7 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
     if errors:
         return page(request, "register.html", status=422, active="register", values=values, errors=errors,
                     owner=patient_home(request.user, tenant, owner) if owner else None)
-    return see_other(patient_home(request.user, tenant, registered["id"]) + "?done=registered")
+    return see_other(request, patient_home(request.user, tenant, registered["id"]) + "?done=registered")
 
 
 # -- the patient: registration details and encounters ----------------------------------------------
@@ -593,12 +683,12 @@ def _wards(conn: Connection, principal: Principal) -> list[dict]:
     return operations.ward_census(conn) if principal.can("operations.ward.read") else []
 
 
-@get(PATIENT, operation_id="PortalPatient", opt=_page_opts("clinical.patient.read"), sync_to_thread=True,
-     include_in_schema=False)
+@get(PATIENT, operation_id="PortalPatient", opt=_page_opts("clinical.patient.read", care_relationship=False),
+     sync_to_thread=True, include_in_schema=False)
 def patient_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     """Registration details and encounters: what the front desk works with (clinicians see it too)."""
     with request.app.state.db.tenant(tenant) as conn:
-        top = banner(conn, request.user, patient_id)
+        top = banner(conn, request.user, patient_id, in_care=False)
     return page(request, "patient.html", active="patients", patient_id=patient_id, tab="patient", **top,
                 **HELPERS)
 
@@ -611,20 +701,22 @@ VITAL_FIELDS = ENCOUNTER_FIELDS[3:]
 def _encounter_form(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, errors: dict,
                     status: int = 200) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
-        top = banner(conn, request.user, patient_id)
+        top = banner(conn, request.user, patient_id, in_care=False)
         wards = _wards(conn, request.user)
     return page(request, "encounter_form.html", status=status, active="patients", patient_id=patient_id,
                 tab="patient", values=values, errors=errors, wards=wards, **top, **HELPERS)
 
 
 @get(PATIENT + "/encounters/new", operation_id="PortalStartEncounterPage",
-     opt=_page_opts("clinical.encounter.create"), sync_to_thread=True, include_in_schema=False)
+     opt=_page_opts("clinical.encounter.create", care_relationship=False), sync_to_thread=True,
+     include_in_schema=False)
 def encounter_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     return _encounter_form(request, tenant, patient_id, {"encounter_class": "outpatient"}, {})
 
 
-@post(PATIENT + "/encounters", operation_id="PortalStartEncounter", opt=_page_opts("clinical.encounter.create"),
-      sync_to_thread=True, include_in_schema=False)
+@post(PATIENT + "/encounters", operation_id="PortalStartEncounter",
+      opt=_page_opts("clinical.encounter.create", care_relationship=False), sync_to_thread=True,
+      include_in_schema=False)
 def start_encounter(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """Open a visit or admission (as in progress), with the vital signs taken at arrival if any."""
     values = form_values(data)
@@ -648,7 +740,7 @@ def start_encounter(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
             errors = {exc.extra.get("field") or "form": exc.detail}
     if errors:
         return _encounter_form(request, tenant, patient_id, values, errors, status=422)
-    return see_other(patient_home(request.user, tenant, patient_id) + "?done=encounter-started")
+    return see_other(request, patient_home(request.user, tenant, patient_id) + "?done=encounter-started")
 
 
 @post(PATIENT + "/encounters/{encounter_id:uuid}/status", operation_id="PortalChangeEncounterStatus",
@@ -664,7 +756,7 @@ def change_encounter(request: Asking, tenant: Tenant, patient_id: Id, encounter_
     # Back to the page the button was on: the registration page when it says so, else the patient's home.
     path = f"/t/{tenant}/patients/{patient_id}" if form_values(data).get("back") == "patient" else \
         patient_home(request.user, tenant, patient_id)
-    return see_other(path + "?done=encounter-updated")
+    return see_other(request, path + "?done=encounter-updated")
 
 
 # -- the chart -------------------------------------------------------------------------------------
@@ -698,6 +790,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 trends=trends[:12], to_review=to_review,
                 abnormal_to_review=[r for r in to_review if is_abnormal(r)],
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
+                vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
                 notes=notes, names=names, **HELPERS)
 
 
@@ -853,7 +946,7 @@ def sign_result(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, d
         return _error_page(request, 422, "A sign-off comment holds at most 2000 characters.")
     with request.app.state.db.tenant(tenant) as conn:
         service.sign_result(conn, request.user, patient_id, entry_id, comment)
-    return see_other(f"/t/{tenant}/patients/{patient_id}/results?done=signed")
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/results?done=signed")
 
 
 # -- orders: order sets, single tests, prescriptions, and the drug–allergy override ----------------
@@ -901,7 +994,7 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
     """Every order of one of the facility's order sets, or none; an allergy match asks for a reason."""
     values = form_values(data)
     code = values.get("code") or ""
-    action = f"/t/{tenant}/patients/{patient_id}/order-sets"
+    action = with_glass(f"/t/{tenant}/patients/{patient_id}/order-sets", request.scope.get(GLASS_SCOPE_KEY))
     try:
         order_set_in = OrderSetIn.model_validate({k: values.get(k) for k in (
             "encounter_id", "priority", "clinical_info", "allergy_override_reason") if values.get(k)})
@@ -924,7 +1017,7 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
         return _override_page(request, tenant, patient_id, action=action, blocked=outcome.blocked, values=values,
                               what=f"order set {code}")
     done = "order-set-override" if order_set_in.allergy_override_reason else "order-set"
-    return see_other(f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
 
 
 @post(PATIENT + "/orders", operation_id="PortalPlaceOrder", opt=_page_opts("clinical.order.create"),
@@ -945,7 +1038,7 @@ def place_order(request: Asking, tenant: Tenant, patient_id: Id, data: FormData)
             raise
         return _orders_page(request, tenant, patient_id, status=422, form="test", values=values,
                             errors={exc.extra.get("field") or "form": exc.detail})
-    return see_other(f"/t/{tenant}/patients/{patient_id}/orders?done=ordered")
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done=ordered")
 
 
 MEDICATION_FIELDS = ["drug", "dose", "dose_unit", "route", "frequency", "duration_days", "instructions",
@@ -957,7 +1050,7 @@ MEDICATION_FIELDS = ["drug", "dose", "dose_unit", "route", "frequency", "duratio
 def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """A prescription, after the drug–allergy check; a match asks for the reason to give it anyway."""
     values = form_values(data)
-    action = f"/t/{tenant}/patients/{patient_id}/medications"
+    action = with_glass(f"/t/{tenant}/patients/{patient_id}/medications", request.scope.get(GLASS_SCOPE_KEY))
     try:
         medication_in = MedicationIn.model_validate({k: values[k] for k in MEDICATION_FIELDS if values.get(k)})
     except ValidationError as exc:
@@ -978,7 +1071,7 @@ def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -
         return _override_page(request, tenant, patient_id, action=action, blocked=outcome.blocked, values=values,
                               what=medication_in.drug)
     done = "prescribed-override" if medication_in.allergy_override_reason else "prescribed"
-    return see_other(f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
 
 
 # -- notes from the facility's templates -----------------------------------------------------------
@@ -1078,7 +1171,7 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
         return _note_form(request, tenant, patient_id, template_code, values, errors, status=422)
     suffix = "/notes" if request.user.can("clinical.note.read") else (
         "/chart" if request.user.can("clinical.chart.read") else "")
-    return see_other(f"/t/{tenant}/patients/{patient_id}{suffix}?done=note")
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}{suffix}?done=note")
 
 
 ROUTES = [
@@ -1088,4 +1181,4 @@ ROUTES = [
 ]
 
 portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,
-                       tags=["portal"], include_in_schema=False)
+                       guards=[care_relationship_guard], tags=["portal"], include_in_schema=False)

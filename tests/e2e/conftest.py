@@ -108,11 +108,16 @@ class Watch:
 
     def attach(self, page) -> None:
         page.on("console", self._console)
-        page.on("requestfailed", lambda request: self.failed.append(f"{request.method} {request.url}: "
-                                                                    f"{request.failure}"))
+        page.on("requestfailed", self._failed)
         page.on("response", lambda response: response.status >= 400
                 and self.errors.append((response.status, response.url)))
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+
+    def _failed(self, request) -> None:
+        # A request still in flight when the page navigates on (the favicon, typically) is aborted by
+        # the browser; that is the journey moving faster than a person, not a failure of the appliance.
+        if request.failure != "net::ERR_ABORTED":
+            self.failed.append(f"{request.method} {request.url}: {request.failure}")
 
     def _console(self, message) -> None:
         text = message.text

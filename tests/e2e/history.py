@@ -191,14 +191,16 @@ def today(conn: Connection, principal: Principal, chart: Chart, *, abnormal: boo
 
 
 def populate(conn: Connection, principal: Principal, *, seed: int = 7) -> list[Chart]:
-    """Three patients: one with a year of history and a paracetamol allergy (the journey's), one with a
-    penicillin allergy and little history, one newly registered."""
+    """Four patients: one with a year of history and a paracetamol allergy (the journey's), one with a
+    penicillin allergy in a visit today, one newly registered, and one registered here but never seen
+    (no encounter, so no care relationship: opening that chart is break-the-glass)."""
     rng = random.Random(seed)
     charts = []
     for family, given, born, sex, history in (
         ("Otieno", "Achieng Mary", dt.date(1984, 4, 12), "female", True),
         ("Kamau", "John Mwangi", dt.date(1962, 11, 3), "male", False),
         ("Wanjiru", "Grace Njeri", dt.date(2019, 7, 21), "female", False),
+        ("Hassan", "Mohamed Ali", dt.date(1958, 2, 14), "male", False),
     ):
         national_id = str(rng.randint(10_000_000, 39_999_999))
         registered = _patient(conn, principal, family, given, born, sex, national_id)
@@ -211,5 +213,9 @@ def populate(conn: Connection, principal: Principal, *, seed: int = 7) -> list[C
             today(conn, principal, chart)
     service.add_allergy(conn, principal, charts[1].id, AllergyIn(
         substance="Penicillin", reaction="anaphylaxis", severity="severe", criticality="high"))
-    service.record_vitals(conn, principal, charts[1].id, VitalSignsIn(systolic_mmhg=150, diastolic_mmhg=95))
+    opened = service.open_encounter(conn, principal, charts[1].id, EncounterIn(
+        encounter_class="outpatient", status="in_progress", reason="Sore throat"))
+    charts[1].encounter_id = opened["id"]
+    service.record_vitals(conn, principal, charts[1].id, VitalSignsIn(systolic_mmhg=150, diastolic_mmhg=95,
+                                                                      encounter_id=opened["id"]))
     return charts

@@ -223,6 +223,7 @@ def test_a_stale_csrf_token_is_refused_in_the_browser(browser, live_server, clin
     with page.expect_response(re.compile(r"/notes$")) as posted:
         page.get_by_role("button", name="Save note").click()
     assert posted.value.status == 403
+    page.wait_for_load_state()  # the refusal is shown before the next navigation, not aborted by it
     page.goto(f"{live_server}/t/{clinic.slug}/patients/{clinic.charts[1].id}/notes")
     assert "Should never be saved" not in page.content()
     context.close()
@@ -265,3 +266,24 @@ def test_the_chart_reads_with_javascript_off_and_forms_still_post(browser, live_
     journey.shot(page, "note-saved")
     context.close()
     watch.assert_clean()
+
+
+def test_breaking_the_glass_in_the_browser(browser, live_server, clinic, person_factory):
+    """A chart with no care relationship asks why; with a reason it opens, says so, and stays open."""
+    journey, watch = Journey("break-the-glass"), Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, person_factory("clinician", clinic.slug))
+    never_seen = clinic.charts[3]
+    page.goto(f"{live_server}/t/{clinic.slug}/patients?q={never_seen.national_id}")
+    page.get_by_role("link", name=re.compile("HASSAN")).click()
+    assert "no care relationship" in page.locator("h1").inner_text()
+    journey.shot(page, "asked-why")
+    page.get_by_label("Why do you need to open this chart?").fill("Collapsed in the outpatient queue")
+    page.get_by_role("button", name="Open the chart and record my reason").click()
+    page.wait_for_url(re.compile(r"/chart\?break_glass_reason="))
+    assert "Opened by breaking the glass" in page.locator(".alert-glass").inner_text()
+    journey.shot(page, "chart-opened")
+    page.get_by_role("link", name="Timeline", exact=True).click()
+    assert "Opened by breaking the glass" in page.locator(".alert-glass").inner_text()
+    context.close()
+    watch.assert_clean(provoked={403})

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from appliance.layers.clinical import service
+from appliance.substrate import audit
 from appliance.substrate.principal import Principal
 from tests.e2e.history import CLINICAL_CONFIG, HB, populate
 from tests.web.test_auth import csrf_token
@@ -112,13 +113,16 @@ def test_pages_need_no_inline_script_or_style(signed_in, facility, charts):
 
 def test_each_role_sees_only_what_it_may(signed_in, facility, charts):
     pid = charts[0].id
-    nurse = signed_in("nurse", facility.slug)
+    nurse = signed_in("nurse", facility.slug)  # reads the record; neither orders, prescribes nor signs
     chart = nurse.get(f"{base(facility)}/patients/{pid}/chart")
     assert chart.status_code == 200
-    assert "Review and sign" not in chart.text and "Place orders" not in chart.text
-    assert f"{pid}/orders" not in chart.text and f"{pid}/results\"" not in chart.text
-    assert nurse.get(f"{base(facility)}/patients/{pid}/results").status_code == 403
-    assert nurse.get(f"{base(facility)}/patients/{pid}/orders").status_code == 403
+    assert "Paracetamol" in chart.text and "Haemoglobin" in chart.text
+    assert "Review and sign" not in chart.text and "Place orders" not in chart.text and "Prescribe" not in chart.text
+    results = nurse.get(f"{base(facility)}/patients/{pid}/results")
+    assert results.status_code == 200 and "sign-form" not in results.text
+    orders = nurse.get(f"{base(facility)}/patients/{pid}/orders")
+    assert orders.status_code == 200
+    assert "order-sets" not in orders.text and "/medications" not in orders.text
 
     registrar = signed_in("registrar", facility.slug)
     assert registrar.get(f"{base(facility)}/patients/{pid}/chart").status_code == 403
@@ -303,6 +307,40 @@ def test_review_and_sign_a_result_once(signed_in, facility, charts):
     assert twice.status_code == 409 and "already signed" in twice.text
 
 
+# -- care relationships and break-the-glass ------------------------------------------------------
+
+
+def test_a_chart_without_a_care_relationship_opens_only_by_breaking_the_glass(signed_in, db, facility, charts):
+    client = signed_in("clinician", facility.slug)
+    never_seen = charts[3]
+    chart = f"{base(facility)}/patients/{never_seen.id}/chart"
+    asked = client.get(chart)
+    assert asked.status_code == 403
+    assert "no care relationship" in asked.text and 'name="break_glass_reason"' in asked.text
+    assert "HASSAN" not in asked.text  # nothing of the chart before the reason is given
+    registration = client.get(f"{base(facility)}/patients/{never_seen.id}")
+    assert registration.status_code == 200 and "HASSAN" in registration.text  # how a relationship begins
+
+    too_short = client.get(chart, params={"break_glass_reason": "need"})
+    assert too_short.status_code == 403 and "at least 8 characters" in too_short.text
+    reason = "Called to the ward: collapsed in the queue"
+    opened = client.get(chart, params={"break_glass_reason": reason})
+    assert opened.status_code == 200, opened.text
+    assert "Opened by breaking the glass" in opened.text and "HASSAN" in opened.text
+    assert "break_glass_reason=Called+to+the+ward" in opened.text  # the tabs keep the chart open
+    notes = chart.removesuffix("/chart") + "/notes"
+    saved = post_form(client, f"{notes}/new?break_glass_reason={reason}", f"{notes}?break_glass_reason={reason}",
+                      {"title": "Seen", "text": "Seen in the queue."})
+    assert saved.status_code == 303 and "break_glass_reason=" in saved.headers["location"]
+    without = post_form(client, f"{notes}/new?break_glass_reason={reason}", notes, {"text": "Without the reason"})
+    assert without.status_code == 403 and "no care relationship" in without.text
+
+    glass = [e for e in audit.patient_access_log(db, facility.slug, never_seen.id) if e.break_the_glass]
+    assert len(glass) == 4  # the chart, the note form twice, the note: each page under the glass is recorded
+    assert {e.reason for e in glass} == {reason} and all(e.purpose_of_use == "ETREAT" for e in glass)
+    assert {e.who["account"] for e in glass} == {str(client.person.account_id)}
+
+
 # -- refusals --------------------------------------------------------------------------------------
 
 PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encounters/new", "/patients/{pid}/chart",
@@ -370,7 +408,7 @@ def test_a_guessed_entry_id_is_404(signed_in, facility, charts):
 
 def test_a_stale_or_missing_csrf_token_is_refused(signed_in, app, facility, charts):
     client = signed_in("clinician", facility.slug)
-    action = f"{base(facility)}/patients/{charts[2].id}/notes"
+    action = f"{base(facility)}/patients/{charts[0].id}/notes"
     missing = client.post(action, data={"text": "no token"}, follow_redirects=False)
     assert missing.status_code == 403
     stale = csrf_token(client.get(f"{base(facility)}/patients").text)
