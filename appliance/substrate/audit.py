@@ -961,10 +961,13 @@ def register_regulator(db: Database, public_key: bytes, label: str, *,
                        principal: Principal | None = None) -> tuple[str, int]:
     """Register a regulator's X25519 public key and seal every live data key to it."""
     public = keys.load_regulator_public_key(public_key)
+    regulator_id = keys.regulator_key_id(public)
     with db.control() as conn:
-        regulator_id, sealed = keys.register_regulator(conn, public, label)
+        # The event first: on a new appliance it makes the appliance log's first key (on a side
+        # connection, before this transaction takes the regulators' lock), which is then sealed too.
         append(conn, tenant=None, principal=principal, event_type="audit.regulator_key.register", action="C",
-               detail={"regulator_key": regulator_id, "label": label, "data_keys_sealed": sealed})
+               detail={"regulator_key": regulator_id, "label": label})
+        regulator_id, sealed = keys.register_regulator(conn, public, label)
     return regulator_id, sealed
 
 

@@ -450,6 +450,9 @@ def create_key(conn: Connection, tenant: str | None) -> DataKey:
     conn.execute(sa.insert(audit_data_key).values(
         key_id=key_id, log_id=log_id, tenant=tenant, generation=generation,
         wrapped=keyring.wrap(material, key_id=key_id, log_id=log_id)))
+    # Shared with other key creations, exclusive with a regulator's registration: a key made while a
+    # regulator is being registered is sealed to it either here or by the registration, never neither.
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(hashtext('healthos.audit.regulators'))"))
     regulators = conn.execute(sa.select(audit_regulator_key.c.key_id, audit_regulator_key.c.public_key)
                               .where(audit_regulator_key.c.retired_at.is_(None))).all()
     for regulator_id, public in regulators:
@@ -528,10 +531,17 @@ def load_regulator_public_key(data: bytes) -> X25519PublicKey:
     raise ValueError("not an X25519 public key (PEM, or 32 bytes in hex or base64)")
 
 
+def regulator_key_id(public: X25519PublicKey) -> str:
+    return key_id_of(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
 def register_regulator(conn: Connection, public: X25519PublicKey, label: str) -> tuple[str, int]:
     """Register a regulator's key and seal every live data key to it; returns (its id, keys sealed)."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     regulator_id = key_id_of(raw)
+    # Waits for keys being made to commit (so they are sealed below), and holds new ones back until
+    # this registration commits (so they see this regulator). See create_key.
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('healthos.audit.regulators'))"))
     conn.execute(postgresql.insert(audit_regulator_key).values(key_id=regulator_id, label=label, public_key=raw)
                  .on_conflict_do_update(index_elements=[audit_regulator_key.c.key_id],
                                         set_={"label": label, "retired_at": None}))

@@ -224,3 +224,59 @@ def test_writers_racing_on_a_tenants_first_event_make_one_key(db, tenant_factory
         assert conn.execute(sa.text("SELECT count(*) FROM control.audit_data_key WHERE tenant = :t"),
                             {"t": slug}).scalar() == 1
     assert audit.checkpoint(db, slug).size == 8
+
+
+def unsealed_for(db, regulator_id: str) -> int:
+    with db.control() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) FROM control.audit_data_key k WHERE k.wrapped IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM control.audit_data_key_seal s WHERE s.key_id = k.key_id AND s.regulator_key_id = :r)"),
+            {"r": regulator_id}).scalar()
+
+
+def test_keys_made_while_a_regulator_registers_are_sealed_to_it(db, tenant_factory, tmp_path: Path):
+    import threading
+
+    slugs = [tenant_factory().slug for _ in range(6)]
+    _, public_path, _ = keys.generate_regulator_keypair(tmp_path / "late.pem")
+    start = threading.Barrier(len(slugs) + 1)
+    errors: list[BaseException] = []
+
+    def first_event(slug: str) -> None:
+        try:
+            start.wait()
+            with db.tenant(slug) as conn:
+                audit.append(conn, tenant=slug, principal=None, event_type="chart.read", action="R")
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_event, args=(slug,)) for slug in slugs]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    regulator_id, _ = audit.register_regulator(db, public_path.read_bytes(), "late")
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert unsealed_for(db, regulator_id) == 0
+
+
+def test_a_regulator_registered_on_a_new_appliance_can_open_its_first_events(settings, tmp_path: Path):
+    """The registration's own event makes the appliance log's first key: that key is sealed too."""
+    from appliance.substrate.config import Settings
+    from appliance.substrate.db import Database
+    from appliance.substrate.migrate import migrate_control
+
+    fresh = Database.open(Settings.from_env({"HEALTHOS_HOME": str(tmp_path / "home")}))
+    try:
+        migrate_control(fresh)
+        private_path, public_path, _ = keys.generate_regulator_keypair(tmp_path / "first.pem")
+        regulator_id, sealed = audit.register_regulator(fresh, public_path.read_bytes(), "first")
+        assert sealed == 1 and unsealed_for(fresh, regulator_id) == 0
+        package = tmp_path / "appliance.json"
+        audit.export(fresh, None, package)
+        report = audit_verify.verify_package(json.loads(package.read_text()),
+                                             regulator=audit_verify.Regulator.load(private_path.read_bytes()))
+        assert report.ok and report.events >= 1 and report.decrypted == report.events
+    finally:
+        fresh.close()
