@@ -429,12 +429,17 @@ def result_value(row: dict) -> str:
     return row.get("value_text") or ""
 
 
+def _bound(value: Decimal | float) -> str:
+    # A range's bounds carry no precision of their own: a catalogue's 150.0 reads 150.
+    return plots._format_number(float(value))
+
+
 def reference_range(row: dict) -> str:
     low, high = row.get("reference_low"), row.get("reference_high")
     if low is None and high is None:
         return ""
-    text = f"{number(low)}–{number(high)}" if low is not None and high is not None else (
-        f"≥ {number(low)}" if low is not None else f"≤ {number(high)}")
+    text = f"{_bound(low)}–{_bound(high)}" if low is not None and high is not None else (
+        f"≥ {_bound(low)}" if low is not None else f"≤ {_bound(high)}")
     return f"{text} {unit_label(row.get('unit'))}".strip()
 
 
