@@ -286,7 +286,7 @@ def _break_glass_page(request: Request, exc: access.BreakGlassRequired) -> Respo
     """No care relationship: say so, and offer to open the chart with a stated reason (GET pages), or
     send the clinician back to the chart (a form posted without one)."""
     if request.method != "GET":
-        return _error_page(request, 403, exc.detail[0].upper() + exc.detail[1:] + ".")
+        return _error_page(request, 403, exc.detail)
     kept = {k: v for k, v in request.query_params.items() if k != GLASS}
     return Template("portal/break_glass.html", status_code=403, context={
         "principal": request.user, "tenant": request.path_params["tenant"],
@@ -304,6 +304,8 @@ def _break_glass_page(request: Request, exc: access.BreakGlassRequired) -> Respo
 
 def _error_page(request: Request, status: int, detail: str) -> Response:
     principal = request.scope.get("user")
+    detail = detail[:1].upper() + detail[1:]
+    detail = detail if detail.endswith((".", "?", "!")) else detail + "."
     return Template("portal/error.html", status_code=status, context={
         "status": status, "detail": detail, "principal": principal,
         "home": f"/t/{principal.tenant}/patients" if principal is not None and principal.tenant else "/",
@@ -363,6 +365,11 @@ _MESSAGES = {
 }
 
 
+_BOUNDS = {"greater_than": "Give a number above {}.", "greater_than_equal": "Give a number of at least {}.",
+           "less_than": "Give a number below {}.", "less_than_equal": "Give a number of at most {}.",
+           "string_too_long": "Shorten this to at most {} characters."}
+
+
 def field_errors(exc: ValidationError, rename: dict[tuple, str] | None = None) -> dict[str, str]:
     """Pydantic's complaints keyed by the form field they belong to, in words a clinician reads."""
     errors: dict[str, str] = {}
@@ -375,8 +382,11 @@ def field_errors(exc: ValidationError, rename: dict[tuple, str] | None = None) -
                 break
         key = key or (str(loc[-1]) if loc else "form")
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "string_too_short" and error.get("ctx", {}).get("min_length", 1) > 1:
-            message = f"Give at least {error['ctx']['min_length']} characters."
+        ctx = error.get("ctx", {})
+        if error["type"] == "string_too_short" and ctx.get("min_length", 1) > 1:
+            message = f"Give at least {ctx['min_length']} characters."
+        elif error["type"] in _BOUNDS:
+            message = _BOUNDS[error["type"]].format(*ctx.values())
         else:
             message = _MESSAGES.get(error["type"], message)
         if message and message[0].islower():
