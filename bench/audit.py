@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shutil
@@ -40,6 +41,7 @@ WRITERS = 16
 PROCESSES = 4
 PER_WRITER = 1000
 LATENCY_ROUNDS = 2000
+ROUNDS = 5
 
 
 def _config(n: int) -> TenantConfig:
@@ -153,8 +155,6 @@ def _latency(db: Database, slug: str) -> tuple[float, float, float]:
 
 
 def _event_bytes(package: dict) -> list[bytes]:
-    import base64
-
     return [item["header"].encode() + base64.b64decode(item["nonce"]) + base64.b64decode(item["body"])
             for item in package["events"]]
 
@@ -171,37 +171,40 @@ def _verification(db: Database, slug: str, home: Path, console) -> list[dict]:
     events = _event_bytes(package)
     n = len(events)
 
+    # On a shared machine a single timing says more about the neighbours than about the code: raw
+    # hashing and each verification run alternately, ROUNDS times, and the best of each is kept.
     sha256 = hashlib.sha256
-    began = time.perf_counter()
-    for data in events:
-        sha256(data).digest()
-    raw = _rate(n, time.perf_counter() - began)
-
-    began = time.perf_counter()
-    report = audit.verify(db, slug)
-    database = _rate(report.events, time.perf_counter() - began)
-    assert report.ok, report.problems
-
     public_key = keys.keyring_for(db).public_key()
-    began = time.perf_counter()
-    offline_report = audit_verify.verify_package(package, public_key=public_key)
-    offline = _rate(offline_report.events, time.perf_counter() - began)
-    assert offline_report.ok, offline_report.problems
-
-    # The verifier's own work once the bytes are in memory: leaf hash, comparison, Merkle tree, roots.
-    import base64
-
+    trusted = {keys.keyring_for(db).signing_key_id: public_key}
     decoded = [(item["position"], item["seq"], item["header"].encode(), base64.b64decode(item["nonce"]),
                 base64.b64decode(item["body"]), bytes.fromhex(item["hash"])) for item in package["events"]]
     checkpoints = [audit_verify.Checkpoint.from_json(c) for c in package["checkpoints"]]
-    began = time.perf_counter()
-    verifier = audit_verify.LogVerifier(log_id=package["log"]["log_id"], tenant=slug, checkpoints=checkpoints,
-                                        trusted_keys={keys.keyring_for(db).signing_key_id: public_key},
-                                        check_header_prefix=False)
-    verifier.events(decoded)
-    core_report = verifier.finish()
-    core = _rate(n, time.perf_counter() - began)
-    assert core_report.ok, core_report.problems
+    raw = core = offline = database = 0.0
+    for _ in range(ROUNDS):
+        began = time.perf_counter()
+        for data in events:
+            sha256(data).digest()
+        raw = max(raw, _rate(n, time.perf_counter() - began))
+
+        # The verifier's own work once the bytes are in memory: leaf hashes, comparisons, Merkle roots,
+        # checkpoint signatures.
+        began = time.perf_counter()
+        verifier = audit_verify.LogVerifier(log_id=package["log"]["log_id"], tenant=slug, checkpoints=checkpoints,
+                                            trusted_keys=trusted, check_header_prefix=False)
+        verifier.events(decoded)
+        core_report = verifier.finish()
+        core = max(core, _rate(n, time.perf_counter() - began))
+        assert core_report.ok, core_report.problems
+
+        began = time.perf_counter()
+        offline_report = audit_verify.verify_package(package, public_key=public_key)
+        offline = max(offline, _rate(offline_report.events, time.perf_counter() - began))
+        assert offline_report.ok, offline_report.problems
+
+        began = time.perf_counter()
+        report = audit.verify(db, slug)
+        database = max(database, _rate(report.events, time.perf_counter() - began))
+        assert report.ok, report.problems
 
     console.print(f"  verification over {n} events ({len(checkpoints)} checkpoints): raw SHA-256 {raw:,.0f}/s; "
                   f"verifier core {core:,.0f}/s; offline package {offline:,.0f}/s; database {database:,.0f}/s")
