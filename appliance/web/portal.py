@@ -340,16 +340,25 @@ EXCEPTION_HANDLERS = {
 # -- forms -----------------------------------------------------------------------------------------
 
 
+def _clean(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; no browser sends one, so it is dropped rather than refused.
+    return text.replace("\x00", "").strip()
+
+
 def form_values(data: dict[str, Any]) -> dict[str, Any]:
-    """A posted form without its CSRF token, blanks as None and text stripped."""
+    """A posted form without its CSRF token, blanks as None and text stripped. Only a template's
+    fields (`f.<key>`, where a multiple choice is several values) stay lists; any other field sent
+    twice counts once, as its last value, so a doctored form cannot turn a field into a list."""
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key == "_csrf_token":
             continue
-        if isinstance(value, list):
-            values[key] = [v.strip() for v in value if isinstance(v, str) and v.strip()]
-        elif isinstance(value, str):
-            values[key] = value.strip() or None
+        items = [_clean(v) for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+        items = [v for v in items if v]
+        if key.startswith("f."):
+            values[key] = items if isinstance(value, list) else (items[0] if items else None)
+        else:
+            values[key] = items[-1] if items else None
     return values
 
 

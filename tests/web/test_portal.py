@@ -432,3 +432,22 @@ def test_home_links_into_the_portal(signed_in, facility):
     assert f'href="/t/{facility.slug}/patients"' in home.text
     admin = signed_in("facility_admin", facility.slug)
     assert f'href="/t/{facility.slug}/patients"' not in admin.get("/").text
+
+
+JUNK = [
+    {"status": ["finished", "cancelled"], "code": ["MALARIA", "DM-REVIEW"], "template_code": ["ANC", "OPD"]},
+    {"text": "a\x00b", "title": "x" * 5000, "drug": "é" * 300, "dose": "1e400", "birth_date": "0000-00-00"},
+    {"encounter_id": "not-a-uuid", "priority": "yesterday", "f.gestational_age": ["1", "2"], "comment": "c" * 3000},
+    {"family_name": " ", "given_names": "\t", "sex": "robot", "dose_unit": "mg", "frequency": "now", "route": "oral"},
+]
+
+
+@pytest.mark.parametrize("junk", JUNK, ids=["lists", "text", "types", "blanks"])
+@pytest.mark.parametrize("path", FORMS)
+def test_junk_in_any_form_gets_a_page_never_a_500(signed_in, facility, charts, path, junk):
+    client = signed_in("clinician", facility.slug)
+    page = client.get(f"{base(facility)}/patients")
+    action = base(facility) + path.format(pid=charts[0].id, any=charts[0].unsigned[-1])
+    answer = client.post(action, data={"_csrf_token": csrf_token(page.text), **junk}, follow_redirects=False)
+    assert answer.status_code < 500, answer.text
+    assert "Traceback" not in answer.text
