@@ -733,7 +733,7 @@ class _Tree:
 
 
 def export(db: Database, tenant: str | None, out: Path, *, since: datetime | None = None,
-           until: datetime | None = None) -> dict:
+           until: datetime | None = None, by: Principal | None = None) -> dict:
     """Write an evidence package for one log (see appliance/audit_verify.py); returns a summary.
 
     Without `since`/`until` the package holds the whole log and the verifier recomputes every root;
@@ -789,7 +789,7 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
         sealed = keys.sealed_copies(conn, sorted(key_ids))
         package["data_keys"] = [{"key": key_id, "seals": [{"regulator": s["regulator"], "sealed": _b64(s["sealed"])}
                                                           for s in seals]} for key_id, seals in sealed.items()]
-        append(conn, tenant=None, principal=None, event_type="audit.export", action="E",
+        append(conn, tenant=None, principal=by, event_type="audit.export", action="E",
                detail={"tenant": target.tenant, "log": target.log_id, "events": len(package["events"]),
                        "since": package["range"]["since"], "until": package["range"]["until"]})
     out = Path(out)

@@ -1,0 +1,66 @@
+"""The regulator console: checkpoints, verification on demand, evidence packages — and who may use it."""
+
+import json
+import re
+import uuid
+
+import sqlalchemy as sa
+
+from appliance.audit_verify import verify_package
+from appliance.substrate import audit
+from appliance.substrate.audit import control_audit_event
+from appliance.substrate.principal import Principal
+
+
+def csrf(html: str) -> str:
+    return re.search(r'name="_csrf_token" value="([^"]+)"', html).group(1)
+
+
+def count(db, event_type: str) -> int:
+    with db.control() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(control_audit_event)
+                            .where(control_audit_event.c.event_type == event_type)).scalar()
+
+
+def test_only_the_regulator_reaches_the_console(signed_in, tenant_a):
+    assert signed_in("clinician", tenant_a.slug).get("/regulator").status_code == 403
+    assert signed_in("operator").get("/regulator").status_code == 403
+    page = signed_in("regulator", kind="regulator").get("/regulator")
+    assert page.status_code == 200
+    assert "Verify every log now" in page.text
+
+
+def test_verify_runs_records_itself_and_shows_the_result(signed_in, db, tenant_a, settings):
+    regulator = signed_in("regulator", kind="regulator")
+    before = count(db, "audit.verify")
+    page = regulator.get("/regulator")
+    done = regulator.post("/regulator/verify", data={"_csrf_token": csrf(page.text)}, follow_redirects=False)
+    assert done.status_code == 302
+    assert count(db, "audit.verify") == before + 1
+    result = json.loads((settings.home / "audit-last-verification.json").read_text())
+    assert "appliance" in {log["log"] for log in result["logs"]}
+    shown = regulator.get("/regulator").text
+    assert "Last verification" in shown and result["at"] in shown
+
+
+def test_verify_without_csrf_is_refused(signed_in):
+    assert signed_in("regulator", kind="regulator").post("/regulator/verify").status_code == 403
+
+
+def test_evidence_package_downloads_verifies_offline_and_is_audited(signed_in, db, tenant_a):
+    # Put at least one event in the facility's log.
+    with db.tenant(tenant_a.slug) as conn:
+        someone = Principal(uuid.uuid4(), "staff", "Test", tenant=tenant_a.slug)
+        audit.append(conn, tenant=tenant_a.slug, principal=someone, event_type="test.event", action="R")
+    regulator = signed_in("regulator", kind="regulator")
+    before = count(db, "audit.export")
+    page = regulator.get("/regulator")
+    download = regulator.post("/regulator/export", data={"log": tenant_a.slug, "_csrf_token": csrf(page.text)})
+    assert download.status_code == 200, download.text
+    assert "attachment" in download.headers["content-disposition"]
+    report = verify_package(json.loads(download.content))
+    assert report.ok, report.problems
+    assert report.events >= 1
+    assert count(db, "audit.export") == before + 1
+    missing = regulator.post("/regulator/export", data={"log": "../etc", "_csrf_token": csrf(page.text)})
+    assert missing.status_code == 404
