@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from appliance.substrate import audit, passwords, totp
+from appliance.substrate import audit, keys, passwords, totp
 from appliance.substrate.db import control_metadata
 from appliance.substrate.policy import AccessPolicy
 from appliance.substrate.principal import AccountKind, Principal
@@ -157,6 +157,16 @@ def _audit(conn: Connection, *, event_type: str, action: str, principal: Princip
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def _seal_totp(conn: Connection, account_id: uuid.UUID, secret: str) -> str:
+    """TOTP seeds rest encrypted under the appliance key, bound to their account row: a database
+    dump alone does not let anyone mint second factors."""
+    return keys.keyring_for(conn.engine).seal_secret(secret, purpose="totp", bound_to=str(account_id))
+
+
+def _open_totp(conn: Connection, account_id: uuid.UUID, sealed: str) -> str:
+    return keys.keyring_for(conn.engine).open_secret(sealed, purpose="totp", bound_to=str(account_id))
 
 
 def _now() -> datetime:
@@ -346,15 +356,26 @@ def memberships_of(conn: Connection, account_id: uuid.UUID) -> list[dict]:
     return [dict(row) for row in rows]
 
 
-def pending_enrolment(conn: Connection, code: str):
+@dataclass(frozen=True)
+class PendingEnrolment:
+    id: uuid.UUID
+    email: str
+    mfa_required: bool
+    totp_secret: str  # shown once, to the person enrolling
+
+
+def pending_enrolment(conn: Connection, code: str) -> PendingEnrolment:
     """The account an unexpired enrolment code belongs to, with a TOTP secret ready to show."""
     row = conn.execute(sa.select(account).where(account.c.enrolment_code_hash == token_digest(code))).first()
     if row is None or row.enrolment_expires_at < _now() or row.disabled_at is not None:
         raise IdentityError("this enrolment link is not valid or has expired; ask for a new one")
     if row.mfa_secret is None:
-        conn.execute(sa.update(account).where(account.c.id == row.id).values(mfa_secret=totp.generate_secret()))
-        row = conn.execute(sa.select(account).where(account.c.id == row.id)).first()
-    return row
+        secret = totp.generate_secret()
+        conn.execute(sa.update(account).where(account.c.id == row.id).values(
+            mfa_secret=_seal_totp(conn, row.id, secret)))
+    else:
+        secret = _open_totp(conn, row.id, row.mfa_secret)
+    return PendingEnrolment(row.id, row.email, row.mfa_required, secret)
 
 
 def complete_enrolment(conn: Connection, code: str, password: str, totp_code: str | None,
@@ -365,13 +386,14 @@ def complete_enrolment(conn: Connection, code: str, password: str, totp_code: st
         raise IdentityError(weakness)
     step = None
     if row.mfa_required or totp_code:
-        step = totp.verify(row.mfa_secret, totp_code or "", _now().timestamp(), None)
+        step = totp.verify(row.totp_secret, totp_code or "", _now().timestamp(), None)
         if step is None:
             raise IdentityError("that authenticator code is not right; check the time on your phone and try again")
     conn.execute(sa.update(account).where(account.c.id == row.id).values(
         password_hash=passwords.hash_password(password, (settings or DEFAULT_SETTINGS).password_policy),
         last_totp_step=step, enrolment_code_hash=None, enrolment_expires_at=None,
-        mfa_secret=row.mfa_secret if step is not None else None, failed_signins=0, locked_until=None,
+        mfa_secret=_seal_totp(conn, row.id, row.totp_secret) if step is not None else None,
+        failed_signins=0, locked_until=None,
     ))
     _audit(conn, event_type="account.enrol", action="U", detail={"account": str(row.id)})
     return row.id
@@ -382,7 +404,7 @@ def set_credentials(conn: Connection, account_id: uuid.UUID, *, password: str, m
     """Set a password and TOTP secret directly (demo accounts generated at `up --demo`)."""
     conn.execute(sa.update(account).where(account.c.id == account_id).values(
         password_hash=passwords.hash_password(password, (settings or DEFAULT_SETTINGS).password_policy),
-        mfa_secret=mfa_secret,
+        mfa_secret=None if mfa_secret is None else _seal_totp(conn, account_id, mfa_secret),
         enrolment_code_hash=None, enrolment_expires_at=None,
     ))
 
@@ -462,7 +484,7 @@ def check_totp(conn: Connection, account_id: uuid.UUID, code: str,
         return False
     if row.locked_until is not None and row.locked_until > _now():
         return False
-    step = totp.verify(row.mfa_secret, code, _now().timestamp(), row.last_totp_step)
+    step = totp.verify(_open_totp(conn, row.id, row.mfa_secret), code, _now().timestamp(), row.last_totp_step)
     if step is None:
         _count_failure(conn, row, settings or DEFAULT_SETTINGS, "totp")
         return False

@@ -137,6 +137,9 @@ running as the tenant role picks up a rotation made by another process at once."
 # -- errors ---------------------------------------------------------------------------------------
 
 
+SEALED_PREFIX = "sealed1:"
+
+
 class KeyUnavailable(RuntimeError):
     """A key the operation needs cannot be had."""
 
@@ -260,6 +263,27 @@ class Keyring:
             raise WrongApplianceKey(
                 f"data key {key_id} does not unwrap with the appliance key in {self.keys_dir} (another appliance's "
                 "keys/ directory, or a different passphrase)") from exc
+
+    # -- small secrets at rest ------------------------------------------------------------------
+
+    def seal_secret(self, plaintext: str, *, purpose: str, bound_to: str) -> str:
+        """Encrypt a small secret (a TOTP seed) for a database column, bound to its row so a sealed
+        value copied onto another row does not open."""
+        nonce = secrets.token_bytes(12)
+        aead = AESGCM(self._subkey(b"healthos sealed secret " + purpose.encode()))
+        return SEALED_PREFIX + base64.urlsafe_b64encode(nonce + aead.encrypt(nonce, plaintext.encode(),
+                                                                            bound_to.encode())).decode()
+
+    def open_secret(self, sealed: str, *, purpose: str, bound_to: str) -> str:
+        if not sealed.startswith(SEALED_PREFIX):
+            raise KeyUnavailable(f"a {purpose} value is not sealed by this appliance")
+        raw = base64.urlsafe_b64decode(sealed.removeprefix(SEALED_PREFIX))
+        aead = AESGCM(self._subkey(b"healthos sealed secret " + purpose.encode()))
+        try:
+            return aead.decrypt(raw[:12], raw[12:], bound_to.encode()).decode()
+        except InvalidTag as exc:
+            raise WrongApplianceKey(f"a sealed {purpose} does not open with the appliance key in {self.keys_dir}") \
+                from exc
 
     # -- signing key ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import base64
 from typing import Annotated
 
 import segno
+from anyio import to_thread
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
@@ -110,17 +111,21 @@ def _qr_svg_data_uri(uri: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-@get("/enrol", operation_id="IdentityEnrolPage", tags=["identity"], opt=PUBLIC, sync_to_thread=True,
-     include_in_schema=False)
-def enrol_page(request: Request, state: State, code: FromQuery[str] = "") -> Template:
-    try:
+@get("/enrol", operation_id="IdentityEnrolPage", tags=["identity"], opt=PUBLIC, include_in_schema=False)
+async def enrol_page(state: State, code: FromQuery[str] = "") -> Template:
+    # Async with an explicit thread hop: Litestar 2.25 returned this handler's coroutine unawaited when
+    # it was declared sync with sync_to_thread=True (a 500 on every enrolment link).
+    def pending() -> identity.PendingEnrolment:
         with state.db.control() as conn:
-            row = identity.pending_enrolment(conn, code)
+            return identity.pending_enrolment(conn, code)
+
+    try:
+        row = await to_thread.run_sync(pending)
     except identity.IdentityError as refused:
         return Template("enrol.html", context={"error": str(refused), "code": None}, status_code=404)
-    uri = totp.provisioning_uri(row.mfa_secret, row.email, "HealthOS")
+    uri = totp.provisioning_uri(row.totp_secret, row.email, "HealthOS")
     return Template("enrol.html", context={
-        "error": None, "code": code, "email": row.email, "secret": row.mfa_secret,
+        "error": None, "code": code, "email": row.email, "secret": row.totp_secret,
         "qr": _qr_svg_data_uri(uri), "mfa_required": row.mfa_required,
     })
 
@@ -137,9 +142,9 @@ def enrol(request: Request, state: State, data: Annotated[EnrolForm, Form]) -> R
                 row = identity.pending_enrolment(conn, data.code)
             except identity.IdentityError:
                 return Template("enrol.html", context={"error": str(refused), "code": None}, status_code=404)
-        uri = totp.provisioning_uri(row.mfa_secret, row.email, "HealthOS")
+        uri = totp.provisioning_uri(row.totp_secret, row.email, "HealthOS")
         return Template("enrol.html", status_code=422, context={
-            "error": str(refused), "code": data.code, "email": row.email, "secret": row.mfa_secret,
+            "error": str(refused), "code": data.code, "email": row.email, "secret": row.totp_secret,
             "qr": _qr_svg_data_uri(uri), "mfa_required": row.mfa_required,
         })
     return Redirect("/signin?enrolled=1")

@@ -106,11 +106,11 @@ def test_enrolment_code_sets_password_and_totp_once(db: Database, policy, tenant
                                       display_name="New Nurse", role="nurse", tenant=tenant_a.slug)
         pending = identity.pending_enrolment(conn, new.enrolment_code)
         with pytest.raises(identity.IdentityError, match="12"):
-            code = totp.totp_at(pending.mfa_secret, time.time())
+            code = totp.totp_at(pending.totp_secret, time.time())
             identity.complete_enrolment(conn, new.enrolment_code, "short", code)
     with db.control() as conn:
         identity.complete_enrolment(conn, new.enrolment_code, "a long enough passphrase",
-                                    totp.totp_at(pending.mfa_secret, time.time()))
+                                    totp.totp_at(pending.totp_secret, time.time()))
     with pytest.raises(identity.IdentityError, match="not valid"), db.control() as conn:
         identity.pending_enrolment(conn, new.enrolment_code)
     with db.control() as conn:
@@ -146,3 +146,19 @@ def test_sign_in_failures_merges_and_unmerges_reach_the_audit_trail(db: Database
     assert count("identity.signin") == before["identity.signin"] + 1
     assert count("identity.subject.merge") == before["identity.subject.merge"] + 1
     assert count("identity.subject.unmerge") == before["identity.subject.unmerge"] + 1
+
+
+def test_totp_seeds_rest_sealed_and_bound_to_their_account(db: Database, person_factory, tenant_a):
+    person = person_factory("clinician", tenant_a.slug)
+    other = person_factory("clinician", tenant_a.slug)
+    with db.control() as conn:
+        stored = conn.execute(sa.select(identity.account.c.mfa_secret).where(
+            identity.account.c.id == person.account_id)).scalar()
+        assert person.totp_secret not in stored and stored.startswith("sealed1:")
+        # A sealed seed copied onto another account does not open there.
+        conn.execute(sa.update(identity.account).where(identity.account.c.id == other.account_id)
+                     .values(mfa_secret=stored))
+    import time
+
+    with pytest.raises(Exception, match="does not open"), db.control() as conn:
+        identity.check_totp(conn, other.account_id, totp.totp_at(person.totp_secret, time.time()))

@@ -180,3 +180,22 @@ def test_the_route_walk_catches_a_route_that_forgot_its_permission(db, settings,
     client = TestClient(app=careless, raise_server_exceptions=False)
     client.cookies.update(signed_in("clinician", tenant_a.slug).cookies)
     assert client.get("/forgetful").status_code == 403
+
+
+def test_enrolment_over_http_sets_password_and_authenticator_once(fresh_client, db, policy, tenant_a):
+    with db.control() as conn:
+        new = identity.create_account(conn, policy, kind="staff", email=f"enrol-{time.time_ns()}@test.invalid",
+                                      display_name="New Nurse", role="nurse", tenant=tenant_a.slug)
+    page = fresh_client.get(f"/enrol?code={new.enrolment_code}")
+    assert page.status_code == 200
+    assert 'src="data:image/svg+xml;base64,' in page.text  # the QR code, rendered here, not fetched
+    secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text).group(1)
+    weak = fresh_client.post("/enrol", data={"code": new.enrolment_code, "password": "short",
+                                             "totp_code": totp.totp_at(secret, time.time()),
+                                             "_csrf_token": csrf_token(page.text)})
+    assert weak.status_code == 422 and "12" in weak.text
+    done = fresh_client.post("/enrol", data={"code": new.enrolment_code, "password": "a long enough passphrase",
+                                             "totp_code": totp.totp_at(secret, time.time()),
+                                             "_csrf_token": csrf_token(page.text)}, follow_redirects=False)
+    assert done.status_code in {302, 303} and done.headers["location"].startswith("/signin")
+    assert fresh_client.get(f"/enrol?code={new.enrolment_code}").status_code == 404
