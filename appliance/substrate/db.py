@@ -105,6 +105,13 @@ class Database:
             yield conn
 
     @contextmanager
+    def control_autocommit(self) -> Iterator[Connection]:
+        """Single-statement reads (and at most one idempotent write) on `control` without a
+        transaction: no BEGIN and COMMIT round trips, for the lookups every request makes."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
     def tenant(self, slug: str) -> Iterator[Connection]:
         """A transaction inside one tenant: role and search_path pinned before anything else runs."""
         schema = tenant_schema(slug)

@@ -56,12 +56,12 @@ def resolve(db: Database, policy: AccessPolicy, scope: Scope) -> tuple[Principal
         raise UnknownTenant(tenant)
     authorization = _header(scope, b"authorization") or ""
     if authorization.lower().startswith("bearer "):
-        with db.control() as conn:
+        with db.control_autocommit() as conn:
             return identity.principal_for_token(conn, authorization[7:].strip()), None
     token = _cookie(scope, SESSION_COOKIE)
     if not token:
         return None, None
-    with db.control() as conn:
+    with db.control_autocommit() as conn:
         live = identity.load_session(conn, token)
     if live is None:
         return None, None

@@ -34,22 +34,31 @@ class BreakGlassRequired(ClinicalError):
         )
 
 
-def has_care_relationship(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> bool:
-    if principal.kind == "machine":
-        return True
+def _care_query(principal: Principal, patient_id: uuid.UUID) -> sa.Exists:
     query = sa.select(encounter.c.id).where(encounter.c.patient_id == patient_id, encounter.c.status != "cancelled")
     if principal.ward_scoped and principal.ward:
         query = query.where(encounter.c.ward_code == principal.ward)
-    return conn.execute(query.limit(1)).first() is not None
+    return query.exists()
+
+
+def has_care_relationship(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> bool:
+    if principal.kind == "machine":
+        return True
+    return bool(conn.execute(sa.select(_care_query(principal, patient_id))).scalar())
 
 
 def open_chart(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                break_glass_reason: str | None = None) -> str | None:
     """Decide whether `principal` may read this patient's chart now; returns the purpose of use to
     record with the reads (None for ordinary care, ETREAT for break-the-glass)."""
-    if conn.execute(sa.select(patient.c.id).where(patient.c.id == patient_id)).first() is None:
+    # One round trip: does the patient exist here, and is there a care relationship?
+    exists, cared_for = conn.execute(sa.select(
+        sa.select(patient.c.id).where(patient.c.id == patient_id).exists(),
+        sa.true() if principal.kind == "machine" else _care_query(principal, patient_id),
+    )).one()
+    if not exists:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
-    if has_care_relationship(conn, principal, patient_id):
+    if cared_for:
         return None
     reason = " ".join((break_glass_reason or "").split())
     if not reason:

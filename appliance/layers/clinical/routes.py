@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from anyio import to_thread
 from litestar import Controller, Request, Response, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -20,6 +21,7 @@ from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
+from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import access, catalogue, chart, service
 from appliance.layers.clinical.schemas import (
@@ -101,23 +103,28 @@ def _opt(permission: str, *, care_relationship: bool = True) -> dict:
     return {"permission": permission, "care_relationship": care_relationship}
 
 
-async def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Every route on one patient's record needs a care relationship, or a stated break-the-glass
-    reason (header `X-Break-Glass-Reason`, or `break_glass_reason` in the query for a browser link);
-    the break-the-glass access is audited as ETREAT before the route runs. Registration-desk routes
+    reason (header `X-Break-Glass-Reason`, or `break_glass_reason` in the query for a browser link).
+    The guard only marks the request; the decision runs as the first statement of the route's own
+    tenant transaction (`_tenant`), so a break-the-glass access is audited in the same transaction
+    as the read it allows, and no request pays for a second transaction. Registration-desk routes
     (demographics, opening the first encounter) opt out: they are how a care relationship begins."""
     patient_id = connection.path_params.get("patient_id")
     if patient_id is None or not handler.opt.get("care_relationship", True):
         return
     reason = connection.headers.get("x-break-glass-reason") or connection.query_params.get("break_glass_reason")
-    db = connection.app.state.db
-    tenant = connection.path_params["tenant"]
+    connection.scope["healthos_care"] = (patient_id, reason)  # type: ignore[typeddict-unknown-key]
 
-    def decide() -> None:
-        with db.tenant(tenant) as conn:
-            access.open_chart(conn, connection.user, patient_id, reason)
 
-    await to_thread.run_sync(decide)
+@contextmanager
+def _tenant(state: State, request: Asking, tenant: str) -> Iterator[Connection]:
+    """The route's tenant transaction, opened with the care-relationship decision the guard asked for."""
+    with state.db.tenant(tenant) as conn:
+        care = request.scope.get("healthos_care")
+        if care is not None:
+            access.open_chart(conn, request.user, care[0], care[1])
+        yield conn
 
 
 class ClinicalController(Controller):
@@ -138,7 +145,7 @@ class ClinicalController(Controller):
                          data: JSONBody[PatientIn]) -> PatientOut:
         """Register a patient: demographics, identifiers, contacts and next of kin. Returns the chart's id
         and the facility's medical record number."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return PatientOut.model_validate(service.register_patient(conn, request.user, data))
 
     @get("/patients", operation_id="ClinicalSearchPatients", opt=_opt("clinical.patient.search"),
@@ -147,7 +154,7 @@ class ClinicalController(Controller):
                         name: FromQuery[str | None] = None, identifier: FromQuery[str | None] = None,
                         birth_date: FromQuery[dt.date | None] = None, limit: FromQuery[int] = 20) -> list[PatientMatch]:
         """Find patients by identifier or MRN (exact), name (tolerant of misspelling) and birth date."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             rows = service.search_patients(conn, request.user, name=name, identifier=identifier,
                                            birth_date=birth_date, limit=limit)
             return [PatientMatch.model_validate(r) for r in rows]
@@ -156,7 +163,7 @@ class ClinicalController(Controller):
          sync_to_thread=True)
     def get_patient(self, tenant: FromPath[str], state: State, request: Asking,
                     patient_id: Id) -> PatientOut:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return PatientOut.model_validate(service.get_patient(conn, request.user, patient_id))
 
     @put(PATIENT, operation_id="ClinicalCorrectPatient", opt=_opt("clinical.patient.update"), sync_to_thread=True)
@@ -164,7 +171,7 @@ class ClinicalController(Controller):
                         patient_id: Id, data: JSONBody[PatientUpdate]) -> PatientOut:
         """Correct a registration. The previous version stays in the history; send `version_id` from the
         patient you loaded to be refused (409) if someone else corrected it meanwhile."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             updated = service.update_patient(conn, request.user, patient_id,
                                              PatientIn.model_validate(data.model_dump(exclude={"reason",
                                                                                                "version_id"})),
@@ -177,7 +184,7 @@ class ClinicalController(Controller):
                       patient_id: Id) -> Response[ChartSummary]:
         """Demographics, active problems, allergies and medications, latest vitals and results, open
         orders and recent encounters: the page a clinician opens first."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             document = chart.chart_summary_json(conn, request.user, patient_id)
         # Assembled by PostgreSQL from the ChartSummary fields; passed through without re-encoding.
         return Response(document.encode(), media_type="application/json")
@@ -190,14 +197,14 @@ class ClinicalController(Controller):
                        patient_id: Id, data: JSONBody[EncounterIn]) -> EncounterOut:
         """Open an outpatient visit, emergency visit or inpatient admission, optionally with the vital
         signs taken at arrival."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return EncounterOut.model_validate(service.open_encounter(conn, request.user, patient_id, data))
 
     @get(PATIENT + "/encounters", operation_id="ClinicalListEncounters", opt=_opt("clinical.encounter.read"),
          sync_to_thread=True)
     def list_encounters(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id) -> list[EncounterOut]:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return [EncounterOut.model_validate(r) for r in service.list_encounters(conn, request.user, patient_id)]
 
     @post(PATIENT + "/encounters/{encounter_id:uuid}/status", operation_id="ClinicalChangeEncounterStatus",
@@ -206,7 +213,7 @@ class ClinicalController(Controller):
                                 patient_id: Id, encounter_id: Id,
                                 data: JSONBody[EncounterTransition]) -> EncounterOut:
         """planned → arrived → in_progress → finished, or cancelled before it starts; others get 409."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return EncounterOut.model_validate(
                 service.transition_encounter(conn, request.user, patient_id, encounter_id, data.status))
 
@@ -214,7 +221,7 @@ class ClinicalController(Controller):
           sync_to_thread=True)
     def record_vitals(self, tenant: FromPath[str], state: State, request: Asking,
                       patient_id: Id, data: JSONBody[VitalSignsIn]) -> VitalSignsOut:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return VitalSignsOut.model_validate(service.record_vitals(conn, request.user, patient_id, data))
 
     # -- problems and allergies ------------------------------------------------------------------------
@@ -224,14 +231,14 @@ class ClinicalController(Controller):
     def add_problem(self, tenant: FromPath[str], state: State, request: Asking,
                     patient_id: Id, data: JSONBody[ConditionIn]) -> ConditionOut:
         """Record a problem or diagnosis coded in ICD-10; a code not in the WHO list is a 422 naming it."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return ConditionOut.model_validate(service.add_condition(conn, request.user, patient_id, data))
 
     @get(PATIENT + "/problems", operation_id="ClinicalListProblems", opt=_opt("clinical.problem.read"),
          sync_to_thread=True)
     def list_problems(self, tenant: FromPath[str], state: State, request: Asking,
                       patient_id: Id, active_only: FromQuery[bool] = False) -> list[ConditionOut]:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             rows = service.list_conditions(conn, request.user, patient_id, active_only=active_only)
             return [ConditionOut.model_validate(r) for r in rows]
 
@@ -240,7 +247,7 @@ class ClinicalController(Controller):
     def correct_problem(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id, entry_id: Id, data: JSONBody[ConditionAmend]) -> ConditionOut:
         """A new version of the problem (e.g. resolved, or recoded); the old one stays in its history."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return ConditionOut.model_validate(
                 service.amend_condition(conn, request.user, patient_id, entry_id, data, data.reason))
 
@@ -248,14 +255,14 @@ class ClinicalController(Controller):
           sync_to_thread=True)
     def add_allergy(self, tenant: FromPath[str], state: State, request: Asking,
                     patient_id: Id, data: JSONBody[AllergyIn]) -> AllergyOut:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return AllergyOut.model_validate(service.add_allergy(conn, request.user, patient_id, data))
 
     @get(PATIENT + "/allergies", operation_id="ClinicalListAllergies", opt=_opt("clinical.allergy.read"),
          sync_to_thread=True)
     def list_allergies(self, tenant: FromPath[str], state: State, request: Asking,
                        patient_id: Id, active_only: FromQuery[bool] = False) -> list[AllergyOut]:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             rows = service.list_allergies(conn, request.user, patient_id, active_only=active_only)
             return [AllergyOut.model_validate(r) for r in rows]
 
@@ -263,7 +270,7 @@ class ClinicalController(Controller):
          opt=_opt("clinical.allergy.update"), sync_to_thread=True)
     def correct_allergy(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id, entry_id: Id, data: JSONBody[AllergyAmend]) -> AllergyOut:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return AllergyOut.model_validate(
                 service.amend_allergy(conn, request.user, patient_id, entry_id, data, data.reason))
 
@@ -275,7 +282,7 @@ class ClinicalController(Controller):
                   patient_id: Id, data: JSONBody[MedicationIn]) -> Response[MedicationOut]:
         """Prescribe after the drug–allergy check: a match is refused (409) unless
         `allergy_override_reason` says why it is given anyway; both outcomes are recorded."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             outcome = service.request_medication(conn, request.user, patient_id, data)
         if outcome.blocked:
             return _blocked(outcome)
@@ -285,7 +292,7 @@ class ClinicalController(Controller):
          sync_to_thread=True)
     def list_medications(self, tenant: FromPath[str], state: State, request: Asking,
                          patient_id: Id, active_only: FromQuery[bool] = False) -> list[MedicationOut]:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             rows = service.list_medications(conn, request.user, patient_id, active_only=active_only)
             return [MedicationOut.model_validate(r) for r in rows]
 
@@ -295,7 +302,7 @@ class ClinicalController(Controller):
                                  patient_id: Id, entry_id: Id, data: JSONBody[MedicationStatusIn]
                                  ) -> MedicationOut:
         """Stop or complete a prescription (a new version of it; the active one stays in the history)."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return MedicationOut.model_validate(service.change_medication_status(
                 conn, request.user, patient_id, entry_id, data.status, data.reason))
 
@@ -306,14 +313,14 @@ class ClinicalController(Controller):
     def place_order(self, tenant: FromPath[str], state: State, request: Asking,
                     patient_id: Id, data: JSONBody[ServiceRequestIn]) -> ServiceRequestOut:
         """Order a lab test or imaging study from the facility's LOINC catalogue."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return ServiceRequestOut.model_validate(service.order_test(conn, request.user, patient_id, data))
 
     @get(PATIENT + "/orders", operation_id="ClinicalListOrders", opt=_opt("clinical.order.read"),
          sync_to_thread=True)
     def list_orders(self, tenant: FromPath[str], state: State, request: Asking,
                     patient_id: Id, open_only: FromQuery[bool] = False) -> list[ServiceRequestOut]:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             rows = service.list_orders(conn, request.user, patient_id, open_only=open_only)
             return [ServiceRequestOut.model_validate(r) for r in rows]
 
@@ -322,7 +329,7 @@ class ClinicalController(Controller):
     def place_order_set(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id, code: FromPath[str], data: JSONBody[OrderSetIn]) -> Response[OrderSetPlaced]:
         """Place every order of one of the facility's order sets in one act — all of them, or none."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             outcome = service.place_order_set(conn, request.user, patient_id, code, data)
         if outcome.blocked:
             return _blocked(outcome)
@@ -339,14 +346,14 @@ class ClinicalController(Controller):
                       patient_id: Id, data: JSONBody[ResultIn]) -> ResultOut:
         """One analyte's result; unit and reference range default from the catalogue and the abnormal
         flag is computed unless the laboratory sends its own."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return ResultOut.model_validate(service.record_result(conn, request.user, patient_id, data))
 
     @get(PATIENT + "/results", operation_id="ClinicalListResults", opt=_opt("clinical.result.read"),
          sync_to_thread=True)
     def list_results(self, tenant: FromPath[str], state: State, request: Asking,
                      patient_id: Id) -> list[ResultOut]:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return [ResultOut.model_validate(r) for r in service.list_results(conn, request.user, patient_id)]
 
     @post(PATIENT + "/results/{entry_id:uuid}/sign-off", operation_id="ClinicalSignOffResult",
@@ -354,7 +361,7 @@ class ClinicalController(Controller):
     def sign_off_result(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id, entry_id: Id, data: JSONBody[SignOffIn]) -> ResultOut:
         """The reviewing clinician signs the current version of a result (once)."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return ResultOut.model_validate(
                 service.sign_result(conn, request.user, patient_id, entry_id, data.comment))
 
@@ -366,13 +373,13 @@ class ClinicalController(Controller):
                    patient_id: Id, data: JSONBody[NoteIn]) -> NoteOut:
         """A note in free text, or a facility template's fields; a missing required field is a 422
         naming it."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return NoteOut.model_validate(service.write_note(conn, request.user, patient_id, data))
 
     @get(PATIENT + "/notes", operation_id="ClinicalListNotes", opt=_opt("clinical.note.read"), sync_to_thread=True)
     def list_notes(self, tenant: FromPath[str], state: State, request: Asking,
                    patient_id: Id) -> list[NoteOut]:
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return [NoteOut.model_validate(r) for r in service.list_notes(conn, request.user, patient_id)]
 
     # -- any entry: history and "entered in error" -----------------------------------------------------
@@ -382,7 +389,7 @@ class ClinicalController(Controller):
     def entry_history(self, tenant: FromPath[str], state: State, request: Asking,
                       patient_id: Id, entry_id: Id) -> list[EntryVersion]:
         """Every version of the record this entry belongs to, oldest first."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             versions = service.entry_history(conn, request.user, patient_id, entry_id)
             return [EntryVersion.model_validate(v) for v in versions]
 
@@ -391,7 +398,7 @@ class ClinicalController(Controller):
     def entered_in_error(self, tenant: FromPath[str], state: State, request: Asking,
                          patient_id: Id, entry_id: Id, data: JSONBody[Retraction]) -> EntryVersion:
         """Withdraw a mistaken entry. Nothing is deleted: the mistake stays readable in the history."""
-        with state.db.tenant(tenant) as conn:
+        with _tenant(state, request, tenant) as conn:
             return EntryVersion.model_validate(
                 service.retract_entry(conn, request.user, patient_id, entry_id, data.reason))
 
