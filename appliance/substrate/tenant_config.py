@@ -8,10 +8,13 @@ targets); unknown keys are refused so a misspelt section never silently does not
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import itertools
 import json
 import tomllib
 import zoneinfo
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -224,6 +227,105 @@ class OrderSetConfig(_Strict):
         return self
 
 
+# -- financial: the fee schedule ---------------------------------------------------------------------
+
+FeeItemKind = Literal["lab", "imaging", "procedure", "consultation", "bed_day", "medication"]
+PayerKind = Literal["self_pay", "national_insurance", "private_insurance"]
+# ISO 4217 minor units of the currencies a facility may price in (the rest have two).
+CURRENCY_MINOR_UNITS = {"UGX": 0, "RWF": 0, "BIF": 0, "XOF": 0, "XAF": 0, "KMF": 0, "DJF": 0, "GNF": 0,
+                        "JPY": 0, "KRW": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3, "LYD": 3,
+                        "IQD": 3}
+
+
+def minor_units(currency: str) -> int:
+    return CURRENCY_MINOR_UNITS.get(currency, 2)
+
+
+class PriceListConfig(_Strict):
+    code: Code
+    name: str = Field(min_length=1, max_length=120)
+
+
+class PayerConfig(_Strict):
+    """Who pays: the patient (self-pay), the national health insurance, a private insurer."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=120)
+    kind: PayerKind
+    price_list: Code
+
+
+class FeeItemConfig(_Strict):
+    """One billable item and its price on each price list, for a period. `code` is the LOINC code of a
+    lab test or imaging study, a procedure's code, the encounter class of a consultation (outpatient,
+    emergency, inpatient), the ward kind of a bed-day (inpatient, icu, maternity...) or the drug of a
+    medication (matched without regard to case), priced per `per` `unit`s of its dose."""
+
+    kind: FeeItemKind
+    code: str = Field(min_length=1, max_length=80)
+    name: str = Field(min_length=1, max_length=200)
+    department: Code | None = None
+    unit: str | None = Field(default=None, max_length=20)
+    per: Decimal = Field(default=Decimal(1), gt=0)
+    effective_from: dt.date
+    effective_to: dt.date | None = Field(default=None, description="last day the prices apply (inclusive)")
+    prices: dict[Code, Decimal] = Field(min_length=1, description="price list code -> price")
+
+    @model_validator(mode="after")
+    def _shape(self) -> FeeItemConfig:
+        if self.effective_to is not None and self.effective_to < self.effective_from:
+            raise ValueError(f"{self.kind} {self.code}: effective_to {self.effective_to} is before "
+                             f"effective_from {self.effective_from}")
+        if self.kind == "medication" and not self.unit:
+            raise ValueError(f"medication {self.code}: give the dose unit its price is per (e.g. unit = \"mg\")")
+        negative = [code for code, price in self.prices.items() if not price.is_finite() or price < 0]
+        if negative:
+            raise ValueError(f"{self.kind} {self.code}: prices must be zero or more ({', '.join(negative)})")
+        return self
+
+
+class FeeScheduleConfig(_Strict):
+    """What the facility charges, to whom: price lists, payers, and billable items with their prices."""
+
+    # Bed-days accrue for every patient admitted at this local time of day.
+    census_time: dt.time = dt.time(0, 0)
+    # The price list of a patient with no insurance on file.
+    self_pay_price_list: Code
+    price_lists: list[PriceListConfig] = Field(min_length=1)
+    payers: list[PayerConfig] = Field(default_factory=list)
+    items: list[FeeItemConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> FeeScheduleConfig:
+        problems = []
+        lists = [p.code for p in self.price_lists]
+        for label, codes in (("price list codes", lists), ("payer codes", [p.code for p in self.payers])):
+            duplicates = sorted({c for c in codes if codes.count(c) > 1})
+            if duplicates:
+                problems.append(f"{label} must be unique: {', '.join(duplicates)}")
+        known = set(lists)
+        if self.self_pay_price_list not in known:
+            problems.append(f"self_pay_price_list {self.self_pay_price_list} is not among the price lists")
+        for payer in self.payers:
+            if payer.price_list not in known:
+                problems.append(f"payer {payer.code} names price list {payer.price_list}, which is not defined")
+        periods: dict[tuple[str, str], list[FeeItemConfig]] = {}
+        for item in self.items:
+            unknown = sorted(set(item.prices) - known)
+            if unknown:
+                problems.append(f"{item.kind} {item.code} is priced on unknown price list(s) {', '.join(unknown)}")
+            periods.setdefault((item.kind, item.code.lower()), []).append(item)
+        for (kind, code), items in periods.items():
+            items.sort(key=lambda i: i.effective_from)
+            for before, after in itertools.pairwise(items):
+                if before.effective_to is None or before.effective_to >= after.effective_from:
+                    problems.append(f"{kind} {code}: prices from {before.effective_from} and from "
+                                    f"{after.effective_from} overlap (end the first with effective_to)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 OPTIONAL_SECTIONS = ("catalogue", "note_templates", "order_sets")
 
 
@@ -240,6 +342,7 @@ class TenantConfig(_Strict):
     catalogue: list[OrderableConfig] = Field(default_factory=list, description="lab tests and imaging studies")
     note_templates: list[NoteTemplateConfig] = Field(default_factory=list)
     order_sets: list[OrderSetConfig] = Field(default_factory=list)
+    fee_schedule: FeeScheduleConfig | None = None
 
     @field_validator("slug")
     @classmethod
@@ -290,6 +393,17 @@ class TenantConfig(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _prices_in_the_currency(self) -> TenantConfig:
+        if self.fee_schedule is None:
+            return self
+        places = minor_units(self.currency)
+        finer = [f"{item.kind} {item.code} {code} {price}" for item in self.fee_schedule.items
+                 for code, price in item.prices.items() if price != round(price, places)]
+        if finer:
+            raise ValueError(f"prices in {self.currency} have at most {places} decimal places: {'; '.join(finer)}")
+        return self
+
     @model_serializer(mode="wrap")
     def _omit_empty_sections(self, handler):
         # Optional sections a facility does not use are left out of the dump, so adding a section to
@@ -299,6 +413,8 @@ class TenantConfig(_Strict):
         for section in OPTIONAL_SECTIONS:
             if dumped.get(section) == []:
                 del dumped[section]
+        if dumped.get("fee_schedule", ...) is None:
+            del dumped["fee_schedule"]
         return dumped
 
     def fingerprint(self) -> str:
