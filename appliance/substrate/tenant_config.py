@@ -326,7 +326,36 @@ class FeeScheduleConfig(_Strict):
         return self
 
 
-OPTIONAL_SECTIONS = ("catalogue", "note_templates", "order_sets")
+# -- operations: outpatient clinics and the command center's targets --------------------------------
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+KpiId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="an id from policies/kpis.toml")]
+
+
+class ClinicSessionConfig(_Strict):
+    """A weekly session of a clinic, e.g. Monday and Thursday 08:00-12:00 (facility-local time)."""
+
+    weekdays: list[Weekday] = Field(min_length=1)
+    start: dt.time
+    end: dt.time
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> ClinicSessionConfig:
+        if self.end <= self.start:
+            raise ValueError(f"a session ends after it starts (start {self.start}, end {self.end})")
+        return self
+
+
+class ClinicConfig(_Strict):
+    """An outpatient clinic: its sessions are cut into slots of `slot_minutes`, one patient per slot."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=120)
+    slot_minutes: int = Field(default=15, ge=5, le=240)
+    sessions: list[ClinicSessionConfig] = Field(min_length=1)
+
+
+OPTIONAL_SECTIONS = ("catalogue", "note_templates", "order_sets", "clinics")
 
 
 class TenantConfig(_Strict):
@@ -343,6 +372,9 @@ class TenantConfig(_Strict):
     note_templates: list[NoteTemplateConfig] = Field(default_factory=list)
     order_sets: list[OrderSetConfig] = Field(default_factory=list)
     fee_schedule: FeeScheduleConfig | None = None
+    clinics: list[ClinicConfig] = Field(default_factory=list, description="outpatient clinics and sessions")
+    # The facility's target for each command-center KPI (policies/kpis.toml ids), e.g. bed_occupancy = 85.
+    kpi_targets: dict[KpiId, float] = Field(default_factory=dict)
 
     @field_validator("slug")
     @classmethod
@@ -370,6 +402,9 @@ class TenantConfig(_Strict):
         duplicates = sorted({bed for bed in bed_codes if bed_codes.count(bed) > 1})
         if duplicates:
             raise ValueError(f"bed codes must be unique across wards: {', '.join(duplicates)}")
+        clinic_codes = [c.code for c in self.clinics]
+        if len(set(clinic_codes)) != len(clinic_codes):
+            raise ValueError("clinic codes must be unique")
         return self
 
     @model_validator(mode="after")
@@ -415,6 +450,8 @@ class TenantConfig(_Strict):
                 del dumped[section]
         if dumped.get("fee_schedule", ...) is None:
             del dumped["fee_schedule"]
+        if dumped.get("kpi_targets") == {}:
+            del dumped["kpi_targets"]
         return dumped
 
     def fingerprint(self) -> str:
