@@ -1,0 +1,149 @@
+"""Charges: the revenue event written beside the clinical one, and the credit that undoes it.
+
+A charge is an entry of kind `charge` in the one record: it points at the billable entry
+(`source_entry_id`, and the record's `source_root_id`), sits on the encounter's account, and carries
+the price the fee schedule gave it that day — or, when the schedule has none, no price and the
+reason (`unpriced`), so it waits on the billing clerk's worklist instead of vanishing. It is written
+by a reaction, inside the transaction of the clinical act: both are saved or neither is.
+
+A credit is a charge with `reverses` naming the charge it undoes, the negated quantity and amount,
+on the same account and service day, so the two net to zero to the cent. Charges are never updated:
+pricing an unpriced one is a new version of it (`record.append(..., supersedes=)`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from appliance.layers.financial import schedule
+from appliance.layers.financial.models import account, charge
+from appliance.layers.financial.money import line_amount
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import Entry, entry
+
+# Where a charge lands on the variance report when its fee item names no department.
+DEFAULT_DEPARTMENTS = {"lab": "LAB", "imaging": "IMAGING", "procedure": "THEATRE", "medication": "PHARMACY"}
+CONSULTATION_DEPARTMENTS = {"outpatient": "OPD", "emergency": "ED", "inpatient": "IPD"}
+
+
+@dataclass(frozen=True)
+class Billable:
+    """What a billable entry is, for the fee schedule: its kind, its code and how many."""
+
+    item_kind: str  # lab, imaging, procedure, consultation, bed_day, medication
+    item_code: str
+    description: str  # what to call it when the schedule has no name for it
+    department: str
+    quantity: Decimal = Decimal(1)
+    unit: str | None = None  # a medication's dose unit, matched against the fee item's
+    service_at: dt.datetime | None = None  # when the care happened (the source entry's time by default)
+
+
+def _account_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None) -> uuid.UUID | None:
+    same_encounter = (account.c.encounter_id.is_(None) if encounter_id is None
+                      else account.c.encounter_id == encounter_id)
+    return conn.execute(sa.select(account.c.id).where(account.c.patient_id == patient_id, same_encounter)).scalar()
+
+
+def account_for(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None,
+                payer_code: str | None) -> uuid.UUID:
+    """The encounter's account (the patient's own one for care outside an encounter), opened on first use."""
+    found = _account_of(conn, patient_id, encounter_id)
+    if found is not None:
+        return found
+    number = sa.func.concat("AC-", sa.func.lpad(sa.cast(sa.func.nextval("account_number_seq"), sa.Text), 7, "0"))
+    opened = conn.execute(
+        postgresql.insert(account)
+        .values(id=uuid.uuid4(), number=number, patient_id=patient_id, encounter_id=encounter_id,
+                payer_code=payer_code)
+        .on_conflict_do_nothing(constraint="account_patient_encounter_key").returning(account.c.id)
+    ).scalar()
+    # Another transaction opened it between our look and our insert: use theirs.
+    return opened or _account_of(conn, patient_id, encounter_id)
+
+
+def post_charge(conn: Connection, principal: Principal, source: Entry, billable: Billable) -> Entry:
+    """Price `billable` for the patient and day and append its charge, pointing at `source`."""
+    service_at = billable.service_at or source.occurred_at
+    price = schedule.price_of(conn, kind=billable.item_kind, code=billable.item_code, patient_id=source.patient_id,
+                              at=service_at)
+    quantity = billable.quantity
+    unpriced_reason = None
+    if price.price_list is None:
+        unpriced_reason = "this facility has no fee schedule"
+    elif price.unit_price is None:
+        unpriced_reason = (f"no price for {billable.item_kind} {billable.item_code} on price list {price.price_list} "
+                           f"on {price.service_date:%d %b %Y}")
+    elif billable.item_kind == "medication":
+        if (billable.unit or "").lower() != (price.unit or "").lower():
+            unpriced_reason = (f"{billable.item_code} is priced per {price.per} {price.unit}, "
+                               f"the dose was in {billable.unit or 'no unit'}")
+        else:
+            quantity = billable.quantity / price.per
+    detail = {
+        "account_id": account_for(conn, source.patient_id, source.encounter_id, price.payer_code),
+        "source_entry_id": source.id, "source_root_id": source.root_id, "source_kind": source.kind,
+        "item_kind": billable.item_kind, "item_code": billable.item_code,
+        "description": price.name if unpriced_reason is None and price.name else billable.description,
+        "department": price.department or billable.department, "service_date": price.service_date,
+        "quantity": quantity, "currency": price.currency, "price_list": price.price_list,
+        "reverses": None,
+    }
+    if unpriced_reason is None:
+        detail |= {"status": "posted", "unit_price": price.unit_price,
+                   "amount": line_amount(quantity, price.unit_price, price.currency), "unpriced_reason": None}
+    else:
+        detail |= {"status": "unpriced", "unit_price": None, "amount": None, "unpriced_reason": unpriced_reason}
+    return record.append(conn, principal, "charge", patient_id=source.patient_id, encounter_id=source.encounter_id,
+                         detail=detail)
+
+
+_CURRENT_CHARGE = entry.alias("current_charge")
+_CREDIT = charge.alias("credit")
+
+
+def open_charges(conn: Connection, source_root_id: uuid.UUID) -> list[dict]:
+    """Current versions of the charges billed for a record that no credit has reversed yet."""
+    return [dict(row) for row in conn.execute(
+        sa.select(entry.c.id, entry.c.root_id, entry.c.patient_id, entry.c.encounter_id,
+                  *[c for c in charge.c if c.name != "entry_id"])
+        .select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
+        .where(charge.c.source_root_id == source_root_id, charge.c.reverses.is_(None), record.current_clause(),
+               ~sa.exists().where(_CREDIT.c.reverses == entry.c.root_id))
+    ).mappings()]
+
+
+def reverse_charges(conn: Connection, principal: Principal, cause: Entry) -> list[Entry]:
+    """Credit every open charge of the record `cause` belongs to (it was cancelled or entered in error)."""
+    credits = []
+    for billed in open_charges(conn, cause.root_id):
+        credits.append(record.append(conn, principal, "charge", patient_id=billed["patient_id"],
+                                     encounter_id=billed["encounter_id"], detail={
+            "account_id": billed["account_id"], "source_entry_id": cause.id, "source_root_id": cause.root_id,
+            "source_kind": cause.kind, "item_kind": billed["item_kind"], "item_code": billed["item_code"],
+            "description": f"Credit: {billed['description']}", "department": billed["department"],
+            "service_date": billed["service_date"], "quantity": -billed["quantity"],
+            "unit_price": billed["unit_price"], "amount": None if billed["amount"] is None else -billed["amount"],
+            "currency": billed["currency"], "price_list": billed["price_list"], "status": billed["status"],
+            "unpriced_reason": billed["unpriced_reason"], "reverses": billed["root_id"],
+        }))
+    return credits
+
+
+def reconcile(conn: Connection, principal: Principal, version: Entry, billable: Billable | None) -> None:
+    """After a new version of a billable record: bill it if it has become billable and is not billed,
+    credit it if it is billed and no longer billable (`billable` None), else leave it alone — so an
+    amendment that changes nothing billable (an order's priority) changes nothing on the bill."""
+    billed = bool(open_charges(conn, version.root_id))
+    if billable is not None and not billed:
+        post_charge(conn, principal, version, billable)
+    elif billable is None and billed:
+        reverse_charges(conn, principal, version)

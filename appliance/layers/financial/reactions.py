@@ -1,0 +1,134 @@
+"""What the financial layer does when another layer's entry is appended: capture the charge.
+
+The charging policy (policies/README.md, "Charging"), decided here and applied by these reactions:
+
+- **lab and imaging orders are billable when placed** (`service_request`, priced by LOINC code). In
+  the facilities we serve, payment is collected before the specimen is taken or the film shot, so the
+  cashier needs the charge at ordering; an order revoked or entered in error before it is performed
+  is credited. Billing on result would also leave a test performed without a result (a haemolysed
+  sample, a patient who left) unbilled.
+- **a dose is billable when given** (`medication_administration`, outcome given; held, refused and
+  missed doses are not), priced by drug per unit of dose.
+- **a consultation is billable when its encounter finishes** (`encounter_status` to finished),
+  priced by encounter class; a cancelled encounter had no consultation.
+- **a bed-day is billable for each admission present at the facility's census time**
+  (`accrual.accrue_bed_days`, from operations' `admission`/`transfer`/`discharge` entries, read by
+  SQL), priced by the kind of ward the patient was in at the census.
+
+Each reaction runs inside the transaction of the entry it reacts to. A new version of a billable
+record is reconciled: billed if it became billable, credited if it stopped being billable (cancelled,
+held, entered in error) — never charged twice for one record.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.financial.charges import (
+    CONSULTATION_DEPARTMENTS,
+    DEFAULT_DEPARTMENTS,
+    Billable,
+    post_charge,
+    reconcile,
+    reverse_charges,
+)
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import Entry
+
+BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "admission")
+
+
+def _order(version: Entry) -> Billable | None:
+    detail = version.detail
+    if version.status == "entered_in_error" or detail.get("status", "active") != "active":
+        return None
+    category = detail.get("category") or "lab"
+    return Billable(item_kind=category, item_code=detail["code"], description=detail.get("display") or detail["code"],
+                    department=DEFAULT_DEPARTMENTS.get(category, "LAB"))
+
+
+def charge_order(conn: Connection, principal: Principal, version: Entry) -> None:
+    if version.supersedes is None:  # a new order: nothing billed for it yet, no need to look
+        billable = _order(version)
+        if billable is not None:
+            post_charge(conn, principal, version, billable)
+        return
+    reconcile(conn, principal, version, _order(version))
+
+
+_PRESCRIPTION = sa.text("""
+    SELECT m.drug, m.dose, m.dose_unit FROM entry e JOIN medication_request m ON m.entry_id = e.id
+    WHERE e.root_id = :root AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
+""")
+
+
+def _dose(conn: Connection, version: Entry) -> Billable | None:
+    detail = version.detail
+    if version.status == "entered_in_error" or detail.get("outcome") != "given":
+        return None
+    drug, dose, unit = detail.get("drug"), detail.get("dose"), detail.get("dose_unit")
+    if not drug or dose is None:  # the administration names only its prescription: read that
+        prescribed = conn.execute(_PRESCRIPTION, {"root": detail.get("medication_request_id")}).first()
+        if prescribed is not None:
+            drug, dose, unit = drug or prescribed.drug, dose if dose is not None else prescribed.dose, \
+                unit or prescribed.dose_unit
+    return Billable(item_kind="medication", item_code=drug or "unknown drug",
+                    description=f"{drug or 'Medication'} {dose or ''} {unit or ''}".strip(),
+                    department=DEFAULT_DEPARTMENTS["medication"], quantity=Decimal(str(dose or 1)), unit=unit,
+                    service_at=detail.get("administered_at"))
+
+
+def charge_dose(conn: Connection, principal: Principal, version: Entry) -> None:
+    if version.supersedes is None:
+        billable = _dose(conn, version)
+        if billable is not None:
+            post_charge(conn, principal, version, billable)
+        return
+    reconcile(conn, principal, version, _dose(conn, version))
+
+
+_ENCOUNTER = sa.text("SELECT encounter_class, ward_code FROM encounter WHERE id = :id")
+
+
+def charge_consultation(conn: Connection, principal: Principal, version: Entry) -> None:
+    if version.detail.get("to_status") != "finished":
+        return
+    found = conn.execute(_ENCOUNTER, {"id": version.detail.get("encounter_id") or version.encounter_id}).first()
+    encounter_class = found.encounter_class if found else "outpatient"
+    post_charge(conn, principal, version, Billable(
+        item_kind="consultation", item_code=encounter_class,
+        description=f"Consultation ({encounter_class.replace('_', ' ')})",
+        department=(found.ward_code if found and found.ward_code else CONSULTATION_DEPARTMENTS.get(encounter_class,
+                                                                                                  "OPD"))))
+
+
+def credit_admission(conn: Connection, principal: Principal, version: Entry) -> None:
+    """An admission entered in error had no bed-days: credit the ones accrued for it."""
+    if version.status == "entered_in_error":
+        reverse_charges(conn, principal, version)
+
+
+REACTIONS = {
+    "service_request": charge_order,
+    "medication_administration": charge_dose,
+    "encounter_status": charge_consultation,
+    "admission": credit_admission,
+}
+
+
+def register() -> None:
+    for kind, reaction in REACTIONS.items():
+        record.register_reaction(kind, reaction)
+
+
+def unregister() -> None:
+    """For the benchmark that measures what charge capture costs a clinical write."""
+    for kind, reaction in REACTIONS.items():
+        record.unregister_reaction(kind, reaction)
+
+
+register()

@@ -1,0 +1,248 @@
+"""The revenue cycle's reports: same-day charge variance, the late-charge rate, A/R aging, days in A/R,
+a patient's balance — and KPI 8 of the command center (same-day charge capture), registered with the
+substrate's KPI registry.
+
+**Billable entries** are counted from the clinical and nursing record itself, independently of the
+charges, so a charge that is missing shows up as missing: lab and imaging orders placed (current
+version active), doses given, encounters finished — each counted on the facility-local day its act
+happened. Each is then matched to the current charge that bills it (none: *missing*; without a price:
+*unpriced*; priced and posted the same local day: *same day*; priced on a later day: *late*). Bed-days
+are charged by the census accrual and have no clinical entry of their own on the day; they appear in
+the charge totals, not in the entry count.
+
+The **late-charge rate** follows HFMA's MAP Key "late charges as a percentage of total charges": of the
+charges priced and posted for services in a period, the share (by amount) posted after the service's
+own facility-local day (a bill-hold of zero days: same-day capture is the ambition).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.financial import schedule
+from appliance.layers.financial.money import AGING_BUCKETS, ZERO, aging, aging_bucket, net_days_in_ar
+from appliance.substrate import kpis
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import note_access
+
+OUTCOMES = ("same_day", "late", "unpriced", "missing")
+AR_REVENUE_DAYS = 90
+
+# One SELECT per billable source; each yields (root_id, entry_id, kind, patient_id, occurred_at, what, department).
+_SOURCES = {
+    "service_request": """
+        SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id, e.occurred_at, d.display AS what,
+               CASE d.category WHEN 'imaging' THEN 'IMAGING' ELSE 'LAB' END AS department
+        FROM entry e JOIN entry cur ON cur.root_id = e.id JOIN service_request d ON d.entry_id = cur.id
+        WHERE e.kind = 'service_request' AND e.id = e.root_id AND e.occurred_at >= :lo AND e.occurred_at < :hi
+          AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id) AND cur.status <> 'entered_in_error'
+          AND d.status = 'active'""",
+    "medication_administration": """
+        SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id, e.occurred_at,
+               d.drug AS what, 'PHARMACY' AS department
+        FROM entry e JOIN entry cur ON cur.root_id = e.id JOIN medication_administration d ON d.entry_id = cur.id
+        WHERE e.kind = 'medication_administration' AND e.id = e.root_id AND e.occurred_at >= :lo
+          AND e.occurred_at < :hi AND d.outcome = 'given'
+          AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id) AND cur.status <> 'entered_in_error'""",
+    "encounter_status": """
+        SELECT e.id AS root_id, e.id AS entry_id, e.kind, e.patient_id, e.occurred_at,
+               'Consultation (' || replace(n.encounter_class, '_', ' ') || ')' AS what,
+               COALESCE(n.ward_code, CASE n.encounter_class WHEN 'emergency' THEN 'ED' WHEN 'inpatient' THEN 'IPD'
+                                                             ELSE 'OPD' END) AS department
+        FROM entry e JOIN encounter_status_change d ON d.entry_id = e.id JOIN encounter n ON n.id = d.encounter_id
+        WHERE e.kind = 'encounter_status' AND e.occurred_at >= :lo AND e.occurred_at < :hi
+          AND d.to_status = 'finished'""",
+}
+# The departments above are the defaults of charges.DEFAULT_DEPARTMENTS and CONSULTATION_DEPARTMENTS
+# (tests/layers/financial/test_reports.py holds them equal); a charge's own department wins.
+_TABLE_OF = {"service_request": "service_request", "medication_administration": "medication_administration",
+             "encounter_status": "encounter_status_change"}
+# The charge billing each entry: its record's current, un-credited charge (a priced version supersedes
+# the unpriced one, so "current" is the one that counts).
+_WITH_CHARGES = """
+    SELECT b.*, c.charge_id, c.status AS charge_status, c.amount, c.charge_department, c.recorded_at AS charged_at,
+           CASE WHEN c.charge_id IS NULL THEN 'missing'
+                WHEN c.status = 'unpriced' THEN 'unpriced'
+                WHEN (c.recorded_at AT TIME ZONE :tz)::date <= (b.occurred_at AT TIME ZONE :tz)::date THEN 'same_day'
+                ELSE 'late' END AS outcome
+    FROM billable b LEFT JOIN LATERAL (
+        SELECT ce.id AS charge_id, ch.status, ch.amount, ch.department AS charge_department, ce.recorded_at
+        FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
+        WHERE ch.source_root_id = b.root_id AND ch.reverses IS NULL
+          AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
+          AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)
+        ORDER BY ce.recorded_at DESC LIMIT 1
+    ) c ON true
+"""
+
+
+def _present_sources(conn: Connection) -> list[str]:
+    """The billable kinds whose tables this schema has (a layer may not be installed yet)."""
+    names = list(_TABLE_OF.values())
+    found = set(conn.execute(sa.text("SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace "
+                                     "AND relname = ANY(:names)"), {"names": names}).scalars())
+    return [kind for kind, table in _TABLE_OF.items() if table in found]
+
+
+def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz: str) -> list[dict]:
+    """Every billable entry of [start, end) with the charge that bills it and the outcome."""
+    sources = _present_sources(conn)
+    union = " UNION ALL ".join(_SOURCES[kind] for kind in sources)
+    statement = sa.text("WITH billable AS (" + union + ") " + _WITH_CHARGES + " ORDER BY b.occurred_at")
+    rows = conn.execute(statement, {"lo": start, "hi": end, "tz": tz}).mappings()
+    return [dict(r) | {"department": r["charge_department"] or r["department"]} for r in rows]
+
+
+def _day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
+    zone = zoneinfo.ZoneInfo(tz)
+    start = dt.datetime.combine(day, dt.time(0), zone)
+    return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), zone)
+
+
+def variance(conn: Connection, principal: Principal, day: dt.date) -> dict:
+    """Same-day variance for one facility-local day: billable entries against posted charges and unpriced
+    items, by department, each figure with the entries behind it."""
+    setting = schedule.setting(conn)
+    start, end = _day_bounds(day, setting.timezone)
+    rows = billable_entries(conn, start, end, setting.timezone)
+    departments: dict[str, dict[str, Any]] = {}
+    totals = {"billable": 0, **dict.fromkeys(OUTCOMES, 0), "amount": ZERO}
+    for row in rows:
+        line = departments.setdefault(row["department"], {
+            "department": row["department"], "billable": 0, **dict.fromkeys(OUTCOMES, 0), "amount": ZERO,
+            "entries": {outcome: [] for outcome in OUTCOMES}})
+        for bucket in (line, totals):
+            bucket["billable"] += 1
+            bucket[row["outcome"]] += 1
+            bucket["amount"] += row["amount"] or ZERO
+        line["entries"][row["outcome"]].append({
+            "entry_id": row["entry_id"], "root_id": row["root_id"], "kind": row["kind"],
+            "patient_id": row["patient_id"], "occurred_at": row["occurred_at"], "what": row["what"],
+            "charge_id": row["charge_id"], "amount": row["amount"], "charged_at": row["charged_at"]})
+    bed_days = conn.execute(sa.text(
+        "SELECT count(*) AS n, COALESCE(sum(ch.amount), 0) AS amount "
+        "FROM charge ch JOIN entry ce ON ce.id = ch.entry_id "
+        "WHERE ch.item_kind = 'bed_day' AND ch.service_date = :day AND ch.reverses IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)"), {"day": day}).one()
+    note_access(conn, principal, "search", None, "charge_variance", [r["entry_id"] for r in rows],
+                detail={"day": day.isoformat()})
+    billable = totals["billable"]
+    return {
+        "day": day, "currency": setting.currency, "departments": sorted(departments.values(),
+                                                                        key=lambda d: d["department"]),
+        "totals": totals, "same_day_percent": None if not billable else round(100 * totals["same_day"] / billable, 1),
+        "bed_days": {"count": bed_days.n, "amount": bed_days.amount},
+    }
+
+
+def late_charge_rate(conn: Connection, start: dt.date, end: dt.date) -> dict:
+    """HFMA late charges as % of total charges, for services from `start` to `end` (inclusive)."""
+    tz = schedule.setting(conn).timezone
+    row = conn.execute(sa.text("""
+        SELECT COALESCE(sum(ch.amount), 0) AS total,
+               COALESCE(sum(ch.amount) FILTER (WHERE (ce.recorded_at AT TIME ZONE :tz)::date > ch.service_date), 0)
+                   AS late,
+               count(*) AS charges,
+               count(*) FILTER (WHERE (ce.recorded_at AT TIME ZONE :tz)::date > ch.service_date) AS late_charges
+        FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
+        WHERE ch.service_date BETWEEN :start AND :end AND ch.status = 'posted' AND ch.reverses IS NULL
+          AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
+    """), {"tz": tz, "start": start, "end": end}).one()
+    return {"start": start, "end": end, "total": row.total, "late": row.late, "charges": row.charges,
+            "late_charges": row.late_charges,
+            "percent": None if not row.total else float(round(100 * row.late / row.total, 1))}
+
+
+# -- receivables --------------------------------------------------------------------------------------
+
+_OUTSTANDING = sa.text("""
+    SELECT i.id, i.number, i.patient_id, i.payer_code, i.total,
+           (i.finalised_at AT TIME ZONE :tz)::date AS finalised_on,
+           i.total - COALESCE((SELECT sum(p.amount) FROM payment p JOIN entry pe ON pe.id = p.entry_id
+                               WHERE p.invoice_id = i.id AND pe.recorded_at < :until), 0) AS outstanding
+    FROM invoice i
+    WHERE i.status = 'final' AND i.finalised_at < :until
+      AND (CAST(:patient_id AS uuid) IS NULL OR i.patient_id = :patient_id)
+""")
+
+
+def ar_aging(conn: Connection, principal: Principal, as_of: dt.date, *, patient_id: uuid.UUID | None = None) -> dict:
+    """Receivables at the end of `as_of` by age (0–30, 31–60, 61–90, 90+ days since the invoice became
+    final), by payer, and net days in A/R (receivable ÷ average daily net revenue of the last 90 days)."""
+    setting = schedule.setting(conn)
+    _, until = _day_bounds(as_of, setting.timezone)
+    rows = [dict(r) for r in conn.execute(_OUTSTANDING, {"tz": setting.timezone, "until": until,
+                                                         "patient_id": patient_id}).mappings()]
+    open_rows = [r for r in rows if r["outstanding"] != 0]
+    buckets = aging(((r["finalised_on"], r["outstanding"]) for r in open_rows), as_of)
+    by_payer: dict[str, dict[str, Decimal]] = defaultdict(lambda: dict.fromkeys(AGING_BUCKETS, ZERO))
+    for row in open_rows:
+        by_payer[row["payer_code"] or "SELF"][aging_bucket(row["finalised_on"], as_of)] += row["outstanding"]
+    receivable = sum((r["outstanding"] for r in open_rows), ZERO)
+    revenue_since = as_of - dt.timedelta(days=AR_REVENUE_DAYS - 1)
+    revenue = sum((r["total"] for r in rows if r["finalised_on"] >= revenue_since), ZERO)
+    note_access(conn, principal, "search", patient_id, "receivable", [r["id"] for r in open_rows])
+    return {"as_of": as_of, "currency": setting.currency, "buckets": buckets, "receivable": receivable,
+            "by_payer": {k: dict(v) for k, v in sorted(by_payer.items())},
+            "invoices": sorted(open_rows, key=lambda r: r["finalised_on"]),
+            "net_revenue": revenue, "revenue_days": AR_REVENUE_DAYS,
+            "net_days_in_ar": net_days_in_ar(receivable, revenue, AR_REVENUE_DAYS)}
+
+
+def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+    """What a patient's bills come to: invoiced, paid, outstanding (by payer), and charged but not yet invoiced."""
+    row = conn.execute(sa.text("""
+        SELECT COALESCE(sum(i.total), 0) AS invoiced,
+               COALESCE(sum((SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id)), 0) AS paid,
+               COALESCE(sum(i.total) FILTER (WHERE i.payer_code IS NULL), 0)
+                 - COALESCE(sum((SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id))
+                            FILTER (WHERE i.payer_code IS NULL), 0) AS self_pay_outstanding
+        FROM invoice i WHERE i.patient_id = :patient_id AND i.status = 'final'
+    """), {"patient_id": patient_id}).one()
+    uninvoiced = conn.execute(sa.text("""
+        SELECT COALESCE(sum(ch.amount), 0) FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
+        WHERE ce.patient_id = :patient_id AND ch.status = 'posted'
+          AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
+          AND NOT EXISTS (SELECT 1 FROM invoice_line l WHERE l.charge_root_id = ce.root_id)
+    """), {"patient_id": patient_id}).scalar_one()
+    note_access(conn, principal, "read", patient_id, "balance", [patient_id])
+    return {"patient_id": patient_id, "currency": schedule.setting(conn).currency, "invoiced": row.invoiced,
+            "paid": row.paid, "outstanding": row.invoiced - row.paid,
+            "self_pay_outstanding": row.self_pay_outstanding, "uninvoiced": uninvoiced}
+
+
+# -- KPI 8: same-day charge capture ---------------------------------------------------------------------
+
+
+def _capture_figures(conn: Connection, windows: Sequence[kpis.Window]) -> list[kpis.Figure]:
+    tz = schedule.setting(conn).timezone
+    figures = []
+    for window in windows:
+        rows = billable_entries(conn, window.start, window.end, tz)
+        same_day = sum(1 for r in rows if r["outcome"] == "same_day")
+        figures.append(kpis.Figure(value=None if not rows else 100 * same_day / len(rows),
+                                   numerator=same_day, denominator=len(rows)))
+    return figures
+
+
+_LABELS = {"same_day": "charged the same day", "late": "charged on a later day", "unpriced": "captured without a price",
+           "missing": "no charge"}
+
+
+def _capture_entries(conn: Connection, window: kpis.Window, limit: int) -> list[dict[str, Any]]:
+    rows = billable_entries(conn, window.start, window.end, schedule.setting(conn).timezone)
+    return [{"entry_id": r["entry_id"], "kind": r["kind"], "patient_id": r["patient_id"],
+             "occurred_at": r["occurred_at"], "measure": 1 if r["outcome"] == "same_day" else 0,
+             "label": f"{r['what']}: {_LABELS[r['outcome']]}"} for r in rows[:limit]]
+
+
+kpis.register_kpi("same_day_charge_capture", layer="financial", compute=_capture_figures, entries=_capture_entries)

@@ -1,0 +1,507 @@
+"""Financial services: accounts, invoices with discounts and exemptions, coverage, claims, payments and
+receipts, and pricing what the fee schedule left unpriced.
+
+Every function takes the caller's tenant transaction and the principal acting; none commits. Charges
+and payments are entries in the one record (`record.append`, audited there); every read of patient
+data and every write to the working tables (invoices, adjustments, coverage, claims) is noted on the
+audit seam (`record.note_access`) with the patient it concerns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.financial import schedule
+from appliance.layers.financial.errors import Conflict, Invalid, NotFound
+from appliance.layers.financial.models import (
+    account,
+    charge,
+    claim,
+    claim_event,
+    coverage,
+    invoice,
+    invoice_adjustment,
+    invoice_line,
+    payer,
+    payment,
+)
+from appliance.layers.financial.money import ZERO, Adjustment, invoice_figures, line_amount, rounded
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import current_clause, entry, note_access
+
+# The clinical layer's tables, read by SQL (layers never import each other).
+patient_t = sa.table("patient", sa.column("id", sa.Uuid), sa.column("mrn", sa.Text),
+                     sa.column("family_name", sa.Text), sa.column("given_names", sa.Text))
+encounter_t = sa.table("encounter", sa.column("id", sa.Uuid), sa.column("encounter_class", sa.Text),
+                       sa.column("status", sa.Text), sa.column("started_at", sa.DateTime(timezone=True)),
+                       sa.column("ended_at", sa.DateTime(timezone=True)), sa.column("ward_code", sa.Text))
+
+CHARGE_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.recorded_at, entry.c.patient_id, entry.c.encounter_id,
+                  entry.c.status.label("entry_status"), *[c for c in charge.c if c.name != "entry_id"])
+PAYMENT_METHODS = ("cash", "mobile_money", "card", "insurer_remittance")
+CLAIM_TRANSITIONS = {"submitted": {"accepted", "rejected"}, "accepted": {"paid", "rejected"},
+                     "rejected": {"submitted"}, "paid": set()}
+
+
+def patients_named(conn: Connection, ids: set[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    rows = conn.execute(sa.select(patient_t.c.id, patient_t.c.mrn, patient_t.c.family_name, patient_t.c.given_names)
+                        .where(patient_t.c.id.in_(ids))).mappings()
+    return {r["id"]: {"mrn": r["mrn"], "name": f"{r['given_names']} {r['family_name'].upper()}"} for r in rows}
+
+
+def _live_charges(*where: Any) -> sa.Select:
+    """Current versions of charges (a priced charge supersedes its unpriced version)."""
+    return (sa.select(*CHARGE_COLUMNS).select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
+            .where(current_clause(), *where))
+
+
+_credited = charge.alias("credited")
+
+
+def _is_reversed() -> sa.ColumnElement[bool]:
+    return sa.exists().where(_credited.c.reverses == entry.c.root_id)
+
+
+# -- accounts -------------------------------------------------------------------------------------------
+
+
+def _account_row(conn: Connection, account_id: uuid.UUID) -> dict:
+    row = conn.execute(sa.select(account).where(account.c.id == account_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no account {account_id} at this facility", account_id=str(account_id))
+    return dict(row)
+
+
+def account_charges(conn: Connection, account_id: uuid.UUID) -> list[dict]:
+    rows = conn.execute(_live_charges(charge.c.account_id == account_id)
+                        .add_columns(_is_reversed().label("reversed"),
+                                     sa.select(invoice_line.c.invoice_id)
+                                     .where(invoice_line.c.charge_root_id == entry.c.root_id)
+                                     .scalar_subquery().label("invoice_id"))
+                        .order_by(charge.c.service_date, entry.c.recorded_at)).mappings()
+    return [dict(r) for r in rows]
+
+
+def get_account(conn: Connection, principal: Principal, account_id: uuid.UUID) -> dict:
+    """An encounter's account: who, which encounter, every charge and credit, and its invoices."""
+    found = _account_row(conn, account_id)
+    found["patient"] = patients_named(conn, {found["patient_id"]}).get(found["patient_id"])
+    found["encounter"] = None
+    if found["encounter_id"] is not None:
+        row = conn.execute(sa.select(encounter_t).where(encounter_t.c.id == found["encounter_id"])).mappings().first()
+        found["encounter"] = dict(row) if row else None
+    found["charges"] = account_charges(conn, account_id)
+    found["invoices"] = [invoice_summary(conn, r["id"]) for r in conn.execute(
+        sa.select(invoice.c.id).where(invoice.c.account_id == account_id).order_by(invoice.c.created_at)).mappings()]
+    found["payer_name"] = payer_name(conn, found["payer_code"])
+    posted = [c["amount"] for c in found["charges"] if c["status"] == "posted"]
+    found["charged"] = sum(posted, ZERO)
+    found["unpriced"] = sum(1 for c in found["charges"] if c["status"] == "unpriced" and c["reverses"] is None
+                            and not c["reversed"])
+    found["currency"] = schedule.setting(conn).currency
+    note_access(conn, principal, "read", found["patient_id"], "account",
+                [account_id, *(c["id"] for c in found["charges"])])
+    return found
+
+
+def list_accounts(conn: Connection, principal: Principal, *, patient_id: uuid.UUID | None = None,
+                  limit: int = 50) -> list[dict]:
+    """Accounts, most recent first, with what has been charged on each and what is still unpriced."""
+    charged = (sa.select(sa.func.coalesce(sa.func.sum(charge.c.amount), 0))
+               .select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
+               .where(charge.c.account_id == account.c.id, current_clause()).scalar_subquery())
+    unpriced = (sa.select(sa.func.count()).select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
+                .where(charge.c.account_id == account.c.id, charge.c.status == "unpriced", charge.c.reverses.is_(None),
+                       current_clause(), ~_is_reversed()).scalar_subquery())
+    query = sa.select(account, charged.label("charged"), unpriced.label("unpriced")).order_by(
+        account.c.opened_at.desc()).limit(max(1, min(limit, 200)))
+    if patient_id is not None:
+        query = query.where(account.c.patient_id == patient_id)
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    names = patients_named(conn, {r["patient_id"] for r in rows})
+    for row in rows:
+        row["patient"] = names.get(row["patient_id"])
+    note_access(conn, principal, "search", patient_id, "account", [r["id"] for r in rows])
+    return rows
+
+
+def payer_name(conn: Connection, code: str | None) -> str:
+    if code is None:
+        return "Self-pay"
+    return conn.execute(sa.select(payer.c.name).where(payer.c.code == code)).scalar() or code
+
+
+def list_payers(conn: Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute(sa.select(payer).where(payer.c.active).order_by(payer.c.name)).mappings()]
+
+
+# -- pricing what the schedule left unpriced ------------------------------------------------------------
+
+
+def unpriced_charges(conn: Connection, principal: Principal, limit: int = 500) -> list[dict]:
+    """The worklist: charges captured without a price, not since credited, oldest first."""
+    rows = [dict(r) for r in conn.execute(
+        _live_charges(charge.c.status == "unpriced", charge.c.reverses.is_(None), ~_is_reversed())
+        .order_by(charge.c.service_date, entry.c.recorded_at).limit(limit)).mappings()]
+    names = patients_named(conn, {r["patient_id"] for r in rows})
+    for row in rows:
+        row["patient"] = names.get(row["patient_id"])
+    note_access(conn, principal, "search", None, "charge", [r["id"] for r in rows])
+    return rows
+
+
+def price_charge(conn: Connection, principal: Principal, charge_entry_id: uuid.UUID, unit_price: Decimal,
+                 reason: str) -> dict:
+    """Give an unpriced charge its price: a new version of the charge, posted; the unpriced one stays in
+    its history with why it had no price."""
+    found = conn.execute(_live_charges(entry.c.id == charge_entry_id).add_columns(_is_reversed().label("reversed"))
+                         ).mappings().first()
+    if found is None:
+        raise NotFound(f"no current charge {charge_entry_id} at this facility", charge_id=str(charge_entry_id))
+    if found["status"] != "unpriced" or found["reverses"] is not None:
+        raise Conflict("this charge already has its price", charge_id=str(charge_entry_id))
+    if found["reversed"]:
+        raise Conflict("this charge was credited (its order was cancelled or entered in error); there is "
+                       "nothing to price", charge_id=str(charge_entry_id))
+    if not reason or not reason.strip():
+        raise Invalid("say where the price comes from (a price list, a manager's decision)", field="reason")
+    currency = found["currency"]
+    if unit_price < 0 or unit_price != rounded(unit_price, currency):
+        raise Invalid(f"a price in {currency} is zero or more, to the currency's smallest unit", field="unit_price")
+    detail = {c.name: found[c.name] for c in charge.c if c.name != "entry_id"}
+    detail |= {"status": "posted", "unit_price": unit_price, "unpriced_reason": None,
+               "amount": line_amount(found["quantity"], unit_price, currency)}
+    appended = record.append(conn, principal, "charge", patient_id=found["patient_id"],
+                             encounter_id=found["encounter_id"], detail=detail, supersedes=charge_entry_id,
+                             reason=reason.strip())
+    return {"id": appended.id, "root_id": appended.root_id, "recorded_at": appended.recorded_at,
+            "patient_id": appended.patient_id, **appended.detail}
+
+
+# -- invoices -------------------------------------------------------------------------------------------
+
+
+def _invoice_row(conn: Connection, invoice_id: uuid.UUID, *, lock: bool = False) -> dict:
+    query = sa.select(invoice).where(invoice.c.id == invoice_id)
+    row = conn.execute(query.with_for_update() if lock else query).mappings().first()
+    if row is None:
+        raise NotFound(f"no invoice {invoice_id} at this facility", invoice_id=str(invoice_id))
+    return dict(row)
+
+
+def _uninvoiced(account_id: uuid.UUID) -> sa.Select:
+    already = sa.exists().where(invoice_line.c.charge_root_id == entry.c.root_id)
+    return _live_charges(charge.c.account_id == account_id, ~already)
+
+
+def _adjustments(conn: Connection, invoice_id: uuid.UUID) -> list[dict]:
+    return [dict(r) for r in conn.execute(sa.select(invoice_adjustment).where(
+        invoice_adjustment.c.invoice_id == invoice_id).order_by(invoice_adjustment.c.recorded_at)).mappings()]
+
+
+def _paid(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(payment.c.amount), 0))
+                        .where(payment.c.invoice_id == invoice_id)).scalar_one()
+
+
+def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
+    """An invoice with its lines, adjustments, figures, payments and claim (not audited: callers are)."""
+    found = _invoice_row(conn, invoice_id)
+    if found["status"] == "draft":
+        charges = [dict(r) for r in conn.execute(_uninvoiced(found["account_id"])
+                                                 .order_by(charge.c.service_date, entry.c.recorded_at)).mappings()]
+        lines = [{"charge_entry_id": c["id"], "charge_root_id": c["root_id"], "description": c["description"],
+                  "service_date": c["service_date"], "quantity": c["quantity"], "unit_price": c["unit_price"],
+                  "amount": c["amount"], "status": c["status"], "unpriced_reason": c["unpriced_reason"]}
+                 for c in charges]
+    else:
+        lines = [dict(r) | {"status": "posted", "unpriced_reason": None} for r in conn.execute(
+            sa.select(invoice_line).where(invoice_line.c.invoice_id == invoice_id)
+            .order_by(invoice_line.c.service_date, invoice_line.c.description)).mappings()]
+    adjustments = _adjustments(conn, invoice_id)
+    figures = invoice_figures([ln["amount"] for ln in lines if ln["amount"] is not None],
+                              [Adjustment(a["percent"], a["amount"]) for a in adjustments], found["currency"])
+    for adjustment, applied in zip(adjustments, figures.adjustment_amounts, strict=True):
+        adjustment["applied"] = applied
+    if found["status"] == "final":  # what was frozen is what is owed
+        figures_out = {"subtotal": found["subtotal"], "adjustments": found["adjustments"], "total": found["total"]}
+    else:
+        figures_out = {"subtotal": figures.subtotal, "adjustments": figures.adjustments, "total": figures.total}
+    payments = [dict(r) for r in conn.execute(
+        sa.select(entry.c.id, entry.c.recorded_at, entry.c.author_id, payment.c.receipt_number, payment.c.method,
+                  payment.c.amount, payment.c.reference, payment.c.payer_code)
+        .select_from(entry.join(payment, payment.c.entry_id == entry.c.id))
+        .where(payment.c.invoice_id == invoice_id).order_by(entry.c.recorded_at)).mappings()]
+    paid = sum((p["amount"] for p in payments), ZERO)
+    found_claim = conn.execute(sa.select(claim).where(claim.c.invoice_id == invoice_id)).mappings().first()
+    return found | figures_out | {
+        "lines": lines, "adjustment_list": adjustments, "payments": payments, "paid": paid,
+        "outstanding": (figures_out["total"] - paid) if found["status"] == "final" else None,
+        "unpriced": sum(1 for ln in lines if ln["status"] == "unpriced"),
+        "claim": dict(found_claim) if found_claim else None, "payer_name": payer_name(conn, found["payer_code"]),
+    }
+
+
+def get_invoice(conn: Connection, principal: Principal, invoice_id: uuid.UUID) -> dict:
+    found = invoice_summary(conn, invoice_id)
+    found["patient"] = patients_named(conn, {found["patient_id"]}).get(found["patient_id"])
+    note_access(conn, principal, "read", found["patient_id"], "invoice", [invoice_id])
+    return found
+
+
+def draft_invoice(conn: Connection, principal: Principal, account_id: uuid.UUID) -> dict:
+    """The account's draft invoice: the one being prepared, or a new one over its uninvoiced charges."""
+    found = _account_row(conn, account_id)
+    existing = conn.execute(sa.select(invoice.c.id).where(invoice.c.account_id == account_id,
+                                                          invoice.c.status == "draft")).scalar()
+    if existing is None:
+        if conn.execute(sa.select(_uninvoiced(account_id).exists())).scalar() is False:
+            raise Conflict("every charge on this account is already on a final invoice; nothing to invoice",
+                           account_id=str(account_id))
+        existing = uuid.uuid4()
+        number = sa.func.concat("INV-", sa.func.lpad(sa.cast(sa.func.nextval("invoice_number_seq"), sa.Text), 7, "0"))
+        conn.execute(sa.dialects.postgresql.insert(invoice).values(
+            id=existing, number=number, account_id=account_id, patient_id=found["patient_id"],
+            payer_code=found["payer_code"], currency=schedule.setting(conn).currency, status="draft",
+            created_by=principal.account_id).on_conflict_do_nothing())
+        existing = conn.execute(sa.select(invoice.c.id).where(invoice.c.account_id == account_id,
+                                                              invoice.c.status == "draft")).scalar_one()
+        note_access(conn, principal, "create", found["patient_id"], "invoice", [existing])
+    return get_invoice(conn, principal, existing)
+
+
+def add_adjustment(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *, kind: str,
+                   percent: Decimal | None, amount: Decimal | None, reason: str, approved_by: str) -> dict:
+    """A discount or exemption on a draft invoice, with the reason and who approved it."""
+    found = _invoice_row(conn, invoice_id, lock=True)
+    if found["status"] != "draft":
+        raise Conflict("a final invoice cannot be discounted; credit its charges instead", invoice_id=str(invoice_id))
+    if kind not in ("discount", "exemption"):
+        raise Invalid("an adjustment is a discount or an exemption", field="kind")
+    if (percent is None) == (amount is None):
+        raise Invalid("give either a percentage or an amount", field="percent")
+    if percent is not None and not (Decimal(0) < percent <= Decimal(100)):
+        raise Invalid("a percentage is above 0 and at most 100", field="percent")
+    if amount is not None and (amount <= 0 or amount != rounded(amount, found["currency"])):
+        raise Invalid(f"an amount in {found['currency']} is above zero, to the currency's smallest unit",
+                      field="amount")
+    if not (reason or "").strip():
+        raise Invalid("say why (the waiver scheme, the hardship assessment)", field="reason")
+    if not (approved_by or "").strip():
+        raise Invalid("name who approved it", field="approved_by")
+    adjustment_id = uuid.uuid4()
+    conn.execute(invoice_adjustment.insert().values(
+        id=adjustment_id, invoice_id=invoice_id, kind=kind, percent=percent, amount=amount, reason=reason.strip(),
+        approved_by=approved_by.strip(), recorded_by=principal.account_id))
+    note_access(conn, principal, "create", found["patient_id"], "invoice_adjustment", [adjustment_id])
+    return get_invoice(conn, principal, invoice_id)
+
+
+def finalise_invoice(conn: Connection, principal: Principal, invoice_id: uuid.UUID) -> dict:
+    """Freeze a draft: its lines are copied from the charges as they are now, and its figures stored."""
+    found = _invoice_row(conn, invoice_id, lock=True)
+    if found["status"] != "draft":
+        raise Conflict("this invoice is already final", invoice_id=str(invoice_id))
+    summary = invoice_summary(conn, invoice_id)
+    if summary["unpriced"]:
+        raise Conflict(f"{summary['unpriced']} item(s) on this account have no price yet; price them from the "
+                       "worklist before finalising", invoice_id=str(invoice_id), unpriced=summary["unpriced"])
+    if not summary["lines"]:
+        raise Conflict("this invoice has no lines", invoice_id=str(invoice_id))
+    conn.execute(invoice_line.insert(), [
+        {"id": uuid.uuid4(), "invoice_id": invoice_id, "charge_entry_id": ln["charge_entry_id"],
+         "charge_root_id": ln["charge_root_id"], "description": ln["description"], "service_date": ln["service_date"],
+         "quantity": ln["quantity"], "unit_price": ln["unit_price"], "amount": ln["amount"]}
+        for ln in summary["lines"]])
+    conn.execute(sa.update(invoice).where(invoice.c.id == invoice_id).values(
+        status="final", finalised_at=sa.func.now(), finalised_by=principal.account_id,
+        subtotal=summary["subtotal"], adjustments=summary["adjustments"], total=summary["total"]))
+    note_access(conn, principal, "update", found["patient_id"], "invoice", [invoice_id],
+                detail={"status": "final"})
+    return get_invoice(conn, principal, invoice_id)
+
+
+def list_invoices(conn: Connection, principal: Principal, *, patient_id: uuid.UUID | None = None,
+                  status: str | None = None, limit: int = 100) -> list[dict]:
+    query = sa.select(invoice).order_by(invoice.c.created_at.desc()).limit(max(1, min(limit, 500)))
+    if patient_id is not None:
+        query = query.where(invoice.c.patient_id == patient_id)
+    if status is not None:
+        query = query.where(invoice.c.status == status)
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    names = patients_named(conn, {r["patient_id"] for r in rows})
+    for row in rows:
+        row["patient"] = names.get(row["patient_id"])
+    note_access(conn, principal, "search", patient_id, "invoice", [r["id"] for r in rows])
+    return rows
+
+
+# -- payments and receipts ------------------------------------------------------------------------------
+
+
+def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *, method: str, amount: Decimal,
+                   reference: str | None = None) -> dict:
+    """A payment against a final invoice, with its receipt number; never more than is outstanding."""
+    found = _invoice_row(conn, invoice_id, lock=True)  # serialises payments on one invoice
+    if found["status"] != "final":
+        raise Conflict("finalise the invoice before taking payment against it", invoice_id=str(invoice_id))
+    if method not in PAYMENT_METHODS:
+        raise Invalid(f"a payment is made by {', '.join(PAYMENT_METHODS)}", field="method")
+    currency = found["currency"]
+    if amount <= 0 or amount != rounded(amount, currency):
+        raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="amount")
+    outstanding = found["total"] - _paid(conn, invoice_id)
+    if amount > outstanding:
+        raise Invalid(f"only {currency} {outstanding:,.2f} is outstanding on this invoice", field="amount",
+                      outstanding=str(outstanding))
+    if method in ("mobile_money", "card", "insurer_remittance") and not (reference or "").strip():
+        raise Invalid("give the transaction or remittance reference", field="reference")
+    receipt = conn.execute(sa.select(sa.func.concat(
+        "RCT-", sa.func.lpad(sa.cast(sa.func.nextval("receipt_number_seq"), sa.Text), 7, "0")))).scalar_one()
+    appended = record.append(conn, principal, "payment", patient_id=found["patient_id"], detail={
+        "invoice_id": invoice_id, "receipt_number": receipt, "method": method, "amount": amount, "currency": currency,
+        "reference": (reference or "").strip() or None,
+        "payer_code": found["payer_code"] if method == "insurer_remittance" else None})
+    if amount == outstanding:
+        conn.execute(sa.update(claim).where(claim.c.invoice_id == invoice_id, claim.c.status == "accepted")
+                     .values(status="paid", updated_at=sa.func.now()))
+    return receipt_of(conn, principal, appended.id)
+
+
+def receipt_of(conn: Connection, principal: Principal, payment_entry_id: uuid.UUID) -> dict:
+    row = conn.execute(
+        sa.select(entry.c.id, entry.c.recorded_at, entry.c.author_id, entry.c.patient_id, payment)
+        .select_from(entry.join(payment, payment.c.entry_id == entry.c.id)).where(entry.c.id == payment_entry_id)
+    ).mappings().first()
+    if row is None:
+        raise NotFound(f"no payment {payment_entry_id} at this facility", payment_id=str(payment_entry_id))
+    found = dict(row)
+    paid_invoice = _invoice_row(conn, found["invoice_id"])
+    found["invoice_number"] = paid_invoice["number"]
+    found["invoice_total"] = paid_invoice["total"]
+    found["outstanding"] = paid_invoice["total"] - _paid(conn, found["invoice_id"])
+    found["patient"] = patients_named(conn, {found["patient_id"]}).get(found["patient_id"])
+    note_access(conn, principal, "read", found["patient_id"], "payment", [payment_entry_id])
+    return found
+
+
+# -- coverage and claims --------------------------------------------------------------------------------
+
+
+def add_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, payer_code: str,
+                 member_number: str, valid_from: dt.date, valid_to: dt.date | None) -> dict:
+    if conn.execute(sa.select(patient_t.c.id).where(patient_t.c.id == patient_id)).first() is None:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    known = conn.execute(sa.select(payer.c.kind).where(payer.c.code == payer_code, payer.c.active)).scalar()
+    if known is None:
+        raise Invalid(f"payer {payer_code} is not one of this facility's payers", field="payer_code")
+    if valid_to is not None and valid_to < valid_from:
+        raise Invalid("the membership ends before it starts", field="valid_to")
+    if not (member_number or "").strip():
+        raise Invalid("give the membership number", field="member_number")
+    coverage_id = uuid.uuid4()
+    conn.execute(coverage.insert().values(id=coverage_id, patient_id=patient_id, payer_code=payer_code,
+                                          member_number=member_number.strip(), valid_from=valid_from,
+                                          valid_to=valid_to, recorded_by=principal.account_id))
+    note_access(conn, principal, "create", patient_id, "coverage", [coverage_id])
+    return list_coverage(conn, principal, patient_id)[0]
+
+
+def list_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    rows = [dict(r) for r in conn.execute(
+        sa.select(coverage, payer.c.name.label("payer_name"), payer.c.kind.label("payer_kind"))
+        .select_from(coverage.join(payer, payer.c.code == coverage.c.payer_code))
+        .where(coverage.c.patient_id == patient_id).order_by(coverage.c.recorded_at.desc())).mappings()]
+    note_access(conn, principal, "read", patient_id, "coverage", [r["id"] for r in rows])
+    return rows
+
+
+_DIAGNOSES = sa.text("""
+    SELECT DISTINCT c.code FROM entry e JOIN condition c ON c.entry_id = e.id
+    WHERE e.patient_id = :patient_id AND e.status <> 'entered_in_error'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
+      AND (CAST(:encounter_id AS uuid) IS NULL OR e.encounter_id = :encounter_id OR c.clinical_status = 'active')
+    ORDER BY c.code
+""")
+
+
+def create_claim(conn: Connection, principal: Principal, invoice_id: uuid.UUID) -> dict:
+    """A claim to the invoice's insurer for its total, with the diagnoses on the record (the encounter's
+    and the patient's active problems, ICD-10)."""
+    found = _invoice_row(conn, invoice_id, lock=True)
+    if found["status"] != "final":
+        raise Conflict("only a final invoice can be claimed", invoice_id=str(invoice_id))
+    kind = conn.execute(sa.select(payer.c.kind).where(payer.c.code == found["payer_code"])).scalar()
+    if kind is None or kind == "self_pay":
+        raise Conflict("this invoice is billed to the patient, not to an insurer", invoice_id=str(invoice_id))
+    if conn.execute(sa.select(claim.c.id).where(claim.c.invoice_id == invoice_id)).first() is not None:
+        raise Conflict("this invoice has already been claimed", invoice_id=str(invoice_id))
+    encounter_id = _account_row(conn, found["account_id"])["encounter_id"]
+    codes = list(conn.execute(_DIAGNOSES, {"patient_id": found["patient_id"], "encounter_id": encounter_id}).scalars())
+    if not codes:
+        raise Conflict("the record holds no diagnosis for this patient; an insurer will not accept a claim "
+                       "without one — ask the clinician to record it", invoice_id=str(invoice_id))
+    member = conn.execute(sa.select(coverage.c.member_number).where(
+        coverage.c.patient_id == found["patient_id"], coverage.c.payer_code == found["payer_code"], coverage.c.active)
+        .order_by(coverage.c.recorded_at.desc())).scalar()
+    claim_id = uuid.uuid4()
+    number = sa.func.concat("CLM-", sa.func.lpad(sa.cast(sa.func.nextval("claim_number_seq"), sa.Text), 7, "0"))
+    conn.execute(claim.insert().values(
+        id=claim_id, number=number, invoice_id=invoice_id, patient_id=found["patient_id"],
+        payer_code=found["payer_code"], member_number=member, amount=found["total"], currency=found["currency"],
+        diagnosis_codes=codes, status="submitted"))
+    conn.execute(claim_event.insert().values(id=uuid.uuid4(), claim_id=claim_id, status="submitted",
+                                             author_id=principal.account_id))
+    note_access(conn, principal, "create", found["patient_id"], "claim", [claim_id])
+    return get_claim(conn, principal, claim_id)
+
+
+def get_claim(conn: Connection, principal: Principal, claim_id: uuid.UUID) -> dict:
+    row = conn.execute(sa.select(claim).where(claim.c.id == claim_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no claim {claim_id} at this facility", claim_id=str(claim_id))
+    found = dict(row)
+    found["events"] = [dict(r) for r in conn.execute(
+        sa.select(claim_event).where(claim_event.c.claim_id == claim_id).order_by(claim_event.c.at)).mappings()]
+    note_access(conn, principal, "read", found["patient_id"], "claim", [claim_id])
+    return found
+
+
+def change_claim_status(conn: Connection, principal: Principal, claim_id: uuid.UUID, status: str,
+                        reason: str | None = None) -> dict:
+    row = conn.execute(sa.select(claim.c.status, claim.c.patient_id).where(claim.c.id == claim_id)
+                       .with_for_update()).first()
+    if row is None:
+        raise NotFound(f"no claim {claim_id} at this facility", claim_id=str(claim_id))
+    if status not in CLAIM_TRANSITIONS.get(row.status, set()):
+        allowed = ", ".join(sorted(CLAIM_TRANSITIONS[row.status])) or "none: it is paid"
+        raise Conflict(f"a claim that is {row.status} cannot become {status} (allowed next: {allowed})",
+                       field="status", current_status=row.status)
+    reason = (reason or "").strip() or None
+    if status == "rejected" and reason is None:
+        raise Invalid("give the insurer's reason for rejecting the claim", field="reason")
+    conn.execute(sa.update(claim).where(claim.c.id == claim_id).values(
+        status=status, rejection_reason=reason if status == "rejected" else None, updated_at=sa.func.now()))
+    conn.execute(claim_event.insert().values(id=uuid.uuid4(), claim_id=claim_id, status=status, reason=reason,
+                                             author_id=principal.account_id))
+    note_access(conn, principal, "update", row.patient_id, "claim", [claim_id], detail={"status": status})
+    return get_claim(conn, principal, claim_id)
+
+
+def list_claims(conn: Connection, principal: Principal, *, status: str | None = None, limit: int = 200) -> list[dict]:
+    query = sa.select(claim).order_by(claim.c.submitted_at.desc()).limit(max(1, min(limit, 500)))
+    if status is not None:
+        query = query.where(claim.c.status == status)
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    note_access(conn, principal, "search", None, "claim", [r["id"] for r in rows])
+    return rows
