@@ -226,6 +226,12 @@ vital_signs = sa.Table(
     sa.Column("spo2_percent", sa.Integer, nullable=True),
     sa.Column("weight_kg", sa.Numeric(5, 1), nullable=True),
     sa.Column("height_cm", sa.Numeric(4, 1), nullable=True),
+    # Added by the nursing layer's revision (t0005) for NEWS2: ACVPU, air or oxygen, and the SpO2
+    # scale in use (2 on a prescribed hypercapnic target of 88–92 %).
+    sa.Column("consciousness", sa.Text, nullable=True),
+    sa.Column("supplemental_oxygen", sa.Boolean, nullable=True),
+    sa.Column("oxygen_l_min", sa.Numeric(4, 1), nullable=True),
+    sa.Column("spo2_scale", sa.SmallInteger, nullable=True),
 )
 
 note = sa.Table(

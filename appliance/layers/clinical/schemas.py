@@ -159,15 +159,25 @@ class VitalSignsIn(_In):
     spo2_percent: int | None = Field(default=None, ge=40, le=100)
     weight_kg: Decimal | None = Field(default=None, gt=0, le=400, decimal_places=1)
     height_cm: Decimal | None = Field(default=None, ge=20, le=250, decimal_places=1)
+    # For NEWS2 (nursing layer): ACVPU, air or oxygen (with its flow), and the SpO2 scale — 2 only on a
+    # prescribed hypercapnic target of 88–92 %.
+    consciousness: Literal["A", "C", "V", "P", "U"] | None = None
+    supplemental_oxygen: bool | None = None
+    oxygen_l_min: Decimal | None = Field(default=None, gt=0, le=60, decimal_places=1)
+    spo2_scale: Literal[1, 2] | None = None
     encounter_id: uuid.UUID | None = None
 
     @model_validator(mode="after")
     def _something(self) -> VitalSignsIn:
-        measured = self.model_dump(exclude={"encounter_id"}, exclude_none=True)
+        measured = self.model_dump(exclude={"encounter_id", "spo2_scale"}, exclude_none=True)
         if not measured:
             raise ValueError("record at least one vital sign")
         if self.systolic_mmhg and self.diastolic_mmhg and self.diastolic_mmhg >= self.systolic_mmhg:
             raise ValueError("diastolic pressure must be below systolic")
+        if self.oxygen_l_min is not None and self.supplemental_oxygen is False:
+            raise ValueError("an oxygen flow was given for a patient breathing air")
+        if self.oxygen_l_min is not None:
+            self.supplemental_oxygen = True
         return self
 
 
@@ -180,6 +190,10 @@ class VitalSignsOut(EntryOut):
     spo2_percent: int | None
     weight_kg: Decimal | None
     height_cm: Decimal | None
+    consciousness: str | None = None
+    supplemental_oxygen: bool | None = None
+    oxygen_l_min: Decimal | None = None
+    spo2_scale: int | None = None
 
 
 class EncounterIn(_In):

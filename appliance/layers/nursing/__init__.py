@@ -1,1 +1,12 @@
-"""Nursing layer: vitals and early-warning scores, medication administration, tasks, care plans."""
+"""Nursing layer: vitals and early-warning scores, medication administration, tasks, care plans.
+
+It owns what the nurses of a ward chart and act on: the NEWS2 of every set of vital signs (the vital
+signs themselves are the clinical layer's kind), the medication administration record built from the
+prescriptions, tasks that other entries create (a lab order, an admission, a rising score), care plans
+and the shift handover. Every write is an entry of the one record; it meets the other layers only
+through the record (`reactions.py`) and by reading their tables by SQL (`views.py`).
+"""
+
+from appliance.layers.nursing import models, reactions, service, ward
+
+__all__ = ["models", "reactions", "service", "ward"]

@@ -1,0 +1,110 @@
+"""Tables of the nursing layer, in every tenant schema: the detail tables of its entry kinds.
+
+Like the clinical layer's, each is keyed by `entry_id` and append-only (the migration refuses the tenant
+role UPDATE and DELETE): a task done, a care plan evaluated or a dose outcome corrected is a new version
+of the entry, never an edit. Columns marked "patient data" hold information about a person.
+
+The vital signs themselves stay the clinical layer's `vital_signs` kind (the migration adds the columns
+NEWS2 needs: consciousness, supplemental oxygen and the SpO2 scale); a `news2` entry scores one set.
+"""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from appliance.substrate import record
+from appliance.substrate.db import tenant_metadata
+
+JSONB = postgresql.JSONB
+
+
+def _entry_key() -> sa.Column:
+    return sa.Column("entry_id", sa.Uuid, sa.ForeignKey("entry.id"), primary_key=True)
+
+
+news2 = sa.Table(
+    "news2",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the early warning score of one set of vital signs
+    sa.Column("vital_signs_id", sa.Uuid, nullable=False),  # the vital_signs entry (version) scored
+    sa.Column("total", sa.SmallInteger, nullable=False),
+    sa.Column("scores", JSONB, nullable=False),  # {parameter: 0..3} for each parameter measured
+    sa.Column("missing", JSONB, nullable=False),  # parameters not measured: the total is a lower bound
+    sa.Column("spo2_scale", sa.SmallInteger, nullable=False),
+    sa.Column("risk", sa.Text, nullable=False),  # low, low_medium, medium, high
+    sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),  # RCP minimum monitoring frequency
+    sa.Index("news2_vital_signs_idx", "vital_signs_id"),
+)
+
+medication_administration = sa.Table(
+    "medication_administration",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: what happened to one dose of a prescription
+    sa.Column("medication_request_id", sa.Uuid, nullable=False),  # root id of the prescription
+    sa.Column("scheduled_for", sa.DateTime(timezone=True), nullable=True),  # the dose's slot; None: as needed
+    sa.Column("outcome", sa.Text, nullable=False),  # given, held, refused, missed
+    sa.Column("reason", sa.Text, nullable=True),  # why held, refused or missed (or given late)
+    sa.Column("administered_at", sa.DateTime(timezone=True), nullable=True),  # when given
+    sa.Column("drug", sa.Text, nullable=False),
+    sa.Column("dose", sa.Numeric, nullable=True),
+    sa.Column("dose_unit", sa.Text, nullable=True),
+    sa.Column("route", sa.Text, nullable=True),
+    sa.Column("minutes_late", sa.Integer, nullable=True),  # after the slot's window; None when on time
+    sa.Index("medication_administration_request_idx", "medication_request_id", "scheduled_for"),
+)
+
+nursing_task = sa.Table(
+    "nursing_task",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a task for the nurses of a ward
+    sa.Column("code", sa.Text, nullable=False),  # collect_specimen, admission_assessment, observations, other
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # open, done, cancelled
+    sa.Column("ward_code", sa.Text, nullable=True),
+    sa.Column("source_id", sa.Uuid, nullable=True),  # root id of the entry that asked for it
+    sa.Column("source_kind", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Index("nursing_task_source_idx", "source_id"),
+    sa.Index("nursing_task_ward_idx", "ward_code", "status"),
+)
+
+care_plan = sa.Table(
+    "care_plan",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a nursing care plan
+    sa.Column("problem", sa.Text, nullable=False),
+    sa.Column("goal", sa.Text, nullable=False),
+    sa.Column("interventions", JSONB, nullable=False),  # [text, ...] in the order they are to be done
+    sa.Column("evaluation", sa.Text, nullable=True),
+    sa.Column("status", sa.Text, nullable=False),  # active, achieved, discontinued
+    sa.Column("review_due", sa.DateTime(timezone=True), nullable=True),
+)
+
+handover = sa.Table(
+    "handover",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the summary one shift handed to the next, as it was at handover
+    sa.Column("ward_code", sa.Text, nullable=False),
+    sa.Column("shift_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("shift_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("summary", JSONB, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Index("handover_ward_idx", "ward_code", "shift_end"),
+)
+
+KINDS: dict[str, sa.Table] = {
+    "news2": news2,
+    "medication_administration": medication_administration,
+    "nursing_task": nursing_task,
+    "care_plan": care_plan,
+    "handover": handover,
+}
+for _kind, _table in KINDS.items():
+    record.register_kind(_kind, _table)
+
+APPEND_ONLY = [t.name for t in KINDS.values()]

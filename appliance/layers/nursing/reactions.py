@@ -1,0 +1,195 @@
+"""What the nursing layer does when an entry is appended — in the same transaction, so the score, the
+task or its cancellation exists the moment the act does, or not at all.
+
+- `vital_signs` → a `news2` entry scoring the set (adults only: NEWS2 is not validated under 16); a
+  corrected set is re-scored (the score's next version), one entered in error takes its score with it.
+- `news2` → for a patient on a ward: the next observations become a task due at the RCP minimum
+  monitoring frequency (the previous one is done), and a score needing more than a ward-based response
+  raises an escalation task (one open at a time, replaced only by a higher risk).
+- `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
+  retracted order cancels it, and a `result` for the order completes it.
+- `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`;
+  `discharge` cancels the patient's open tasks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.nursing import news2 as early_warning
+from appliance.layers.nursing import service, views
+from appliance.layers.nursing.models import news2, nursing_task
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import Entry, current_clause, entry
+
+ADULT_YEARS = 16
+SPECIMEN_DUE = {"stat": dt.timedelta(minutes=15), "urgent": dt.timedelta(hours=1), "routine": dt.timedelta(hours=4)}
+ADMISSION_ASSESSMENT_WITHIN = dt.timedelta(hours=6)  # the nursing admission assessment of most ward policies
+
+
+def _score_of(conn: Connection, vital_signs_id: uuid.UUID) -> uuid.UUID | None:
+    return conn.execute(
+        sa.select(entry.c.id).select_from(entry.join(news2, news2.c.entry_id == entry.c.id))
+        .where(news2.c.vital_signs_id == vital_signs_id, current_clause())
+    ).scalar()
+
+
+def _adult(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) -> bool:
+    born = views.birth_date_of(conn, patient_id)
+    if born is None:
+        return False
+    day = at.date()
+    years = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+    return years >= ADULT_YEARS
+
+
+def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> None:
+    previous = _score_of(conn, vitals.supersedes) if vitals.supersedes else None
+    detail = vitals.detail
+    observed = early_warning.Observations(
+        respiratory_rate=detail.get("respiratory_rate"), spo2_percent=detail.get("spo2_percent"),
+        supplemental_oxygen=detail.get("supplemental_oxygen"), systolic_mmhg=detail.get("systolic_mmhg"),
+        heart_rate_bpm=detail.get("heart_rate_bpm"), consciousness=detail.get("consciousness"),
+        temperature_c=detail.get("temperature_c"), spo2_scale=detail.get("spo2_scale") or 1,
+    )
+    scorable = (vitals.status != "entered_in_error" and vitals.patient_id is not None
+                and early_warning.measured_any(observed) and _adult(conn, vitals.patient_id, vitals.occurred_at))
+    if not scorable:
+        if previous is not None:
+            record.retract(conn, principal, previous, vitals.reason or "the vital signs it scored were withdrawn")
+        return
+    scored = early_warning.score(observed)
+    record.append(
+        conn, principal, "news2", patient_id=vitals.patient_id, encounter_id=vitals.encounter_id,
+        occurred_at=vitals.occurred_at, supersedes=previous, reason=vitals.reason if previous else None,
+        entry_id=service.derived_id("news2", vitals.id),
+        detail={"vital_signs_id": vitals.id, "total": scored.total, "scores": scored.scores,
+                "missing": scored.missing, "spo2_scale": scored.spo2_scale, "risk": scored.risk,
+                "next_due_at": vitals.occurred_at + scored.next_observation_in},
+    )
+
+
+def schedule_observations(conn: Connection, principal: Principal, score: Entry) -> None:
+    if score.status == "entered_in_error" or score.patient_id is None:
+        return
+    ward = views.ward_of(conn, score.patient_id, score.encounter_id)
+    if ward is None:
+        return  # an outpatient's observations are not a ward's work
+    detail = score.detail
+    open_tasks = service.tasks_of(conn, [score.patient_id], open_only=True, codes=["observations", "escalation"])
+    for task in open_tasks:
+        if task["code"] == "observations":
+            service.close_task(conn, principal, task, "done", "observations recorded", score)
+    interval = detail["next_due_at"] - score.occurred_at
+    service.new_task(conn, principal, score.patient_id, code="observations", ward_code=ward,
+                     encounter_id=score.encounter_id, due_at=detail["next_due_at"], source=score,
+                     title=f"Observations due (last NEWS2 {detail['total']}; at least every {_every(interval)})")
+    if detail["risk"] == "low":
+        return
+    rank = service.RISK_RANK[detail["risk"]]
+    escalations = [t for t in open_tasks if t["code"] == "escalation"]
+    if any(service.RISK_RANK.get(_risk_of(conn, t["source_id"]), 0) >= rank for t in escalations):
+        return  # already escalated at this level or higher; the open task stands until a nurse closes it
+    for task in escalations:
+        service.close_task(conn, principal, task, "cancelled", f"superseded by a higher NEWS2 ({detail['total']})",
+                           score)
+    response = early_warning.RESPONSES[detail["risk"]]
+    service.new_task(conn, principal, score.patient_id, code="escalation", ward_code=ward,
+                     encounter_id=score.encounter_id, due_at=score.occurred_at, source=score,
+                     title=f"NEWS2 {detail['total']} — {response.split(':')[0]}")
+
+
+def _risk_of(conn: Connection, score_root: uuid.UUID | None) -> str | None:
+    if score_root is None:
+        return None
+    return conn.execute(
+        sa.select(news2.c.risk).select_from(entry.join(news2, news2.c.entry_id == entry.c.id))
+        .where(entry.c.root_id == score_root).order_by(entry.c.recorded_at.desc()).limit(1)
+    ).scalar()
+
+
+def _every(interval: dt.timedelta) -> str:
+    minutes = int(interval.total_seconds() // 60)
+    return f"{minutes // 60} hours" if minutes >= 120 else ("hour" if minutes == 60 else f"{minutes} minutes")
+
+
+def _cancel_from(conn: Connection, principal: Principal, source_root: uuid.UUID, status: str, note: str,
+                 cause: Entry) -> None:
+    open_tasks = conn.execute(
+        views.current_of_kind(nursing_task, "nursing_task", nursing_task.c.source_id == source_root,
+                              nursing_task.c.status == "open")
+    ).mappings().all()
+    for task in open_tasks:
+        service.close_task(conn, principal, dict(task), status, note, cause)
+
+
+def _answered(conn: Connection, order_root: uuid.UUID) -> bool:
+    answered = sa.table("result", sa.column("entry_id"), sa.column("service_request_id"))
+    return conn.execute(sa.select(sa.exists().where(
+        answered.c.service_request_id == order_root, entry.c.id == answered.c.entry_id, current_clause()))).scalar()
+
+
+def _encounter_closed(conn: Connection, encounter_id: uuid.UUID | None) -> bool:
+    if encounter_id is None:
+        return False
+    status = conn.execute(sa.select(views.encounter.c.status).where(views.encounter.c.id == encounter_id)).scalar()
+    return status in {"finished", "cancelled"}
+
+
+def specimen_task(conn: Connection, principal: Principal, order: Entry) -> None:
+    if order.supersedes is not None:
+        if order.status == "entered_in_error" or order.detail.get("status") != "active":
+            _cancel_from(conn, principal, order.root_id, "cancelled",
+                         "order entered in error" if order.status == "entered_in_error" else "order revoked", order)
+        return
+    detail = order.detail
+    if detail.get("category") != "lab" or detail.get("status") != "active" or order.patient_id is None:
+        return
+    # Orders loaded with their history (imports, demo data) may arrive already answered or closed.
+    if _answered(conn, order.root_id) or _encounter_closed(conn, order.encounter_id):
+        return
+    due = order.occurred_at + SPECIMEN_DUE.get(detail.get("priority", "routine"), SPECIMEN_DUE["routine"])
+    service.new_task(conn, principal, order.patient_id, code="collect_specimen", encounter_id=order.encounter_id,
+                     due_at=due, source=order,
+                     title=f"Collect specimen: {detail.get('display', 'laboratory test')}"
+                           + (f" ({detail['priority']})" if detail.get("priority") in {"urgent", "stat"} else ""))
+
+
+def specimen_collected(conn: Connection, principal: Principal, result: Entry) -> None:
+    order_root = result.detail.get("service_request_id")
+    if order_root is not None and result.status != "entered_in_error":
+        _cancel_from(conn, principal, order_root, "done", "result received", result)
+
+
+def admission_assessment(conn: Connection, principal: Principal, admission: Entry) -> None:
+    if admission.status != "final" or admission.patient_id is None:
+        return
+    ward = admission.detail.get("ward_code") or admission.detail.get("ward")
+    service.new_task(conn, principal, admission.patient_id, code="admission_assessment",
+                     encounter_id=admission.encounter_id, ward_code=ward, source=admission,
+                     due_at=admission.occurred_at + ADMISSION_ASSESSMENT_WITHIN, title="Admission assessment")
+
+
+def discharged(conn: Connection, principal: Principal, discharge: Entry) -> None:
+    if discharge.status == "entered_in_error" or discharge.patient_id is None:
+        return
+    for task in service.tasks_of(conn, [discharge.patient_id], open_only=True):
+        service.close_task(conn, principal, task, "cancelled", "patient discharged", discharge)
+
+
+REACTIONS = {
+    "vital_signs": [score_vital_signs],
+    "news2": [schedule_observations],
+    "service_request": [specimen_task],
+    "result": [specimen_collected],
+    "admission": [admission_assessment],
+    "discharge": [discharged],
+}
+for _kind, _reactions in REACTIONS.items():
+    for _reaction in _reactions:
+        record.register_reaction(_kind, _reaction)

@@ -1,0 +1,212 @@
+"""Request and response shapes of the nursing layer: explicit allow-lists of what comes in and what
+leaves the appliance, so a new column never leaks into a response unnoticed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Outcome = Literal["given", "held", "refused", "missed"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class News2Out(_Out):
+    id: uuid.UUID
+    vital_signs_id: uuid.UUID
+    occurred_at: dt.datetime
+    total: int
+    scores: dict[str, int]
+    missing: list[str]
+    complete: bool
+    spo2_scale: int
+    risk: str
+    escalation: bool
+    red: bool  # 3 in a single parameter
+    response: str
+    next_due_at: dt.datetime
+
+
+class AdministrationIn(_In):
+    medication_request_id: uuid.UUID  # the prescription (any version of it)
+    scheduled_for: dt.datetime | None = None  # the dose's time on the MAR; None for an as-needed dose
+    outcome: Outcome
+    reason: str | None = Field(default=None, max_length=500)
+    administered_at: dt.datetime | None = None  # when given; defaults to now
+    dose: Decimal | None = Field(default=None, gt=0, le=100000)
+
+    @model_validator(mode="after")
+    def _reasoned(self) -> AdministrationIn:
+        if self.outcome != "given" and not self.reason:
+            raise ValueError(f"say why the dose was {self.outcome}")
+        if self.outcome != "given" and self.administered_at is not None:
+            raise ValueError(f"a dose {self.outcome} has no administration time")
+        for moment in (self.scheduled_for, self.administered_at):
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError("give times with their UTC offset (e.g. 2026-11-26T08:00:00+03:00)")
+        return self
+
+
+class AdministrationOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    medication_request_id: uuid.UUID
+    scheduled_for: dt.datetime | None
+    outcome: str
+    reason: str | None
+    administered_at: dt.datetime | None
+    drug: str
+    dose: Decimal | None
+    dose_unit: str | None
+    route: str | None
+    minutes_late: int | None
+    author_id: uuid.UUID
+    occurred_at: dt.datetime
+
+
+class DoseOut(_Out):
+    scheduled_for: dt.datetime
+    state: str  # due, due_now, late, given, given_late, held, refused, missed
+    late: bool
+    administration: AdministrationOut | None
+
+
+class MarLineOut(_Out):
+    medication_request_id: uuid.UUID  # root id of the prescription
+    version_id: uuid.UUID
+    drug: str
+    dose: Decimal
+    dose_unit: str
+    route: str
+    frequency: str
+    regimen: str  # how the frequency was read
+    scheduled: bool
+    duration_days: int | None
+    status: str
+    instructions: str | None
+    started_at: dt.datetime
+    ends_at: dt.datetime | None
+    doses: list[DoseOut]
+    unscheduled: list[AdministrationOut]  # as-needed doses and doses given outside the schedule
+
+
+class MarOut(_Out):
+    window_start: dt.datetime
+    window_end: dt.datetime
+    late: int
+    lines: list[MarLineOut]
+
+
+class Retraction(_In):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class TaskIn(_In):
+    title: str = Field(min_length=3, max_length=200)
+    due_at: dt.datetime
+    encounter_id: uuid.UUID | None = None
+
+
+class TaskStatusIn(_In):
+    status: Literal["done", "cancelled"]
+    note: str | None = Field(default=None, max_length=500)
+
+
+class TaskOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    patient_id: uuid.UUID
+    code: str
+    title: str
+    due_at: dt.datetime
+    status: str
+    overdue: bool
+    ward_code: str | None
+    source_id: uuid.UUID | None
+    source_kind: str | None
+    note: str | None
+    occurred_at: dt.datetime
+
+
+class CarePlanIn(_In):
+    problem: str = Field(min_length=3, max_length=300)
+    goal: str = Field(min_length=3, max_length=500)
+    interventions: list[str] = Field(min_length=1, max_length=20)
+    evaluation: str | None = Field(default=None, max_length=2000)
+    status: Literal["active", "achieved", "discontinued"] = "active"
+    review_due: dt.datetime | None = None
+    encounter_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _interventions(self) -> CarePlanIn:
+        cleaned = [" ".join(i.split()) for i in self.interventions]
+        if any(not i or len(i) > 300 for i in cleaned):
+            raise ValueError("each intervention is a line of 1 to 300 characters")
+        self.interventions = cleaned
+        return self
+
+
+class CarePlanUpdate(CarePlanIn):
+    reason: str = Field(default="care plan evaluated", min_length=3, max_length=500)
+
+
+class CarePlanOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    problem: str
+    goal: str
+    interventions: list[str]
+    evaluation: str | None
+    status: str
+    review_due: dt.datetime | None
+    author_id: uuid.UUID
+    occurred_at: dt.datetime
+
+
+class WorklistPatient(_Out):
+    patient_id: uuid.UUID
+    mrn: str
+    name: str
+    age: int
+    sex: str
+    reason: str | None
+    news2: News2Out | None
+    observations_due_at: dt.datetime | None
+    observations_overdue: bool
+    tasks: list[TaskOut]
+    doses_due: int  # due within the next hour or now
+    doses_late: int
+
+
+class WorklistOut(_Out):
+    ward_code: str
+    ward_name: str
+    at: dt.datetime
+    escalations: int
+    patients: list[WorklistPatient]
+
+
+class HandoverIn(_In):
+    shift_start: dt.datetime | None = None
+    shift_end: dt.datetime | None = None
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class HandoverOut(_Out):
+    id: uuid.UUID | None = None
+    ward_code: str
+    ward_name: str
+    shift_start: dt.datetime
+    shift_end: dt.datetime
+    patients: list[dict]
+    note: str | None = None

@@ -1,0 +1,455 @@
+"""Nursing services: early warning scores, the medication administration record, nursing tasks and care
+plans of one patient.
+
+Every function takes the caller's tenant transaction and the principal acting; none commits. Writes go
+through `record.append`, so each is an entry of the one record with its reactions and its audit event;
+every read of patient data is noted on the audit seam. Ward-wide views (worklist, handover) are in
+`ward.py`; what this layer does when other layers write is in `reactions.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.nursing import news2 as early_warning
+from appliance.layers.nursing import schedule, views
+from appliance.layers.nursing.errors import Conflict, Invalid, NotFound
+from appliance.layers.nursing.models import care_plan, medication_administration, news2, nursing_task
+from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, TaskIn
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import current_clause, entry, note_access
+
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # clocks of ward devices drift; a dose "given" later than this is refused
+RISK_RANK = {"high": 4, "medium": 3, "low_medium": 2, "low": 1}
+RISK_LABEL = {"high": "High", "medium": "Medium", "low_medium": "Low–medium (3 in one parameter)", "low": "Low"}
+
+
+def _current(table: sa.Table, kind: str, *where: Any) -> sa.Select:
+    return views.current_of_kind(table, kind, *where)  # type: ignore[arg-type]
+
+
+# -- NEWS2 -------------------------------------------------------------------------------------------
+
+
+def news2_view(row: dict) -> dict:
+    """A stored score with what follows from it: complete or not, the red flag, the response."""
+    scored = early_warning.Score(total=row["total"], scores=row["scores"], missing=row["missing"],
+                                 spo2_scale=row["spo2_scale"])
+    return {**row, "complete": scored.complete, "red": scored.red, "escalation": scored.escalation,
+            "response": scored.response}
+
+
+def news2_of(conn: Connection, patient_ids: Sequence[uuid.UUID], *, since: dt.datetime | None = None,
+             limit: int | None = None) -> list[dict]:
+    """Current scores of these patients, newest first; not audited — callers are."""
+    query = _current(news2, "news2", entry.c.patient_id.in_(patient_ids)).order_by(entry.c.occurred_at.desc())
+    if since is not None:
+        query = query.where(entry.c.occurred_at >= since)
+    if limit:
+        query = query.limit(limit)
+    return [news2_view(dict(r)) for r in conn.execute(query).mappings()]
+
+
+def latest_news2(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    if not patient_ids:
+        return {}
+    query = (_current(news2, "news2", entry.c.patient_id.in_(patient_ids))
+             .order_by(entry.c.patient_id, entry.c.occurred_at.desc()).distinct(entry.c.patient_id))
+    return {r["patient_id"]: news2_view(dict(r)) for r in conn.execute(query).mappings()}
+
+
+def list_news2(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 200) -> list[dict]:
+    _require_patient(conn, patient_id)
+    rows = news2_of(conn, [patient_id], limit=limit)
+    note_access(conn, principal, "read", patient_id, "news2", [r["id"] for r in rows])
+    return rows
+
+
+def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 120) -> list[dict]:
+    """Vital sign sets, newest first, each with its NEWS2 (None when none was scored)."""
+    _require_patient(conn, patient_id)
+    vitals = views.vital_signs
+    scored = news2.alias("scored")
+    scored_entry = entry.alias("scored_entry")
+    successor = entry.alias("scored_successor")
+    score = (sa.select(scored.c.total, scored.c.risk, scored.c.scores, scored.c.missing, scored.c.spo2_scale,
+                       scored.c.next_due_at, scored_entry.c.id.label("news2_id"))
+             .select_from(scored.join(scored_entry, scored_entry.c.id == scored.c.entry_id))
+             .where(scored.c.vital_signs_id == entry.c.id,
+                    ~sa.exists().where(successor.c.supersedes == scored_entry.c.id))
+             .limit(1).lateral("score"))
+    rows = conn.execute(
+        sa.select(entry.c.id, entry.c.occurred_at, entry.c.author_id, entry.c.encounter_id,
+                  *[c for c in vitals.c if c.name != "entry_id"], *score.c)
+        .select_from(entry.join(vitals, vitals.c.entry_id == entry.c.id).outerjoin(score, sa.true()))
+        .where(entry.c.patient_id == patient_id, entry.c.kind == "vital_signs", current_clause())
+        .order_by(entry.c.occurred_at.desc()).limit(limit)
+    ).mappings().all()
+    out = []
+    for row in rows:
+        item = dict(row)
+        if item["total"] is not None:
+            item["news2"] = news2_view({"total": item["total"], "risk": item["risk"], "scores": item["scores"],
+                                        "missing": item["missing"], "spo2_scale": item["spo2_scale"]})
+        else:
+            item["news2"] = None
+        out.append(item)
+    note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in out])
+    return out
+
+
+def _require_patient(conn: Connection, patient_id: uuid.UUID) -> None:
+    if not views.patient_exists(conn, patient_id):
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+
+
+# -- the medication administration record ------------------------------------------------------------
+
+ADMINISTRATION_FIELDS = [c.name for c in medication_administration.c if c.name != "entry_id"]
+
+
+def prescriptions_of(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> list[dict]:
+    """The current version of every prescription of these patients, with when it started (its first
+    version) and when it stopped producing doses (a version that is no longer active)."""
+    if not patient_ids:
+        return []
+    request = views.medication_request
+    first = entry.alias("first_version")
+    rows = conn.execute(
+        sa.select(entry.c.id.label("version_id"), entry.c.root_id, entry.c.patient_id, entry.c.encounter_id,
+                  entry.c.occurred_at.label("version_at"), first.c.occurred_at.label("started_at"),
+                  request.c.drug, request.c.dose, request.c.dose_unit, request.c.route, request.c.frequency,
+                  request.c.duration_days, request.c.status, request.c.instructions)
+        .select_from(entry.join(request, request.c.entry_id == entry.c.id).join(first, first.c.id == entry.c.root_id))
+        .where(entry.c.patient_id.in_(patient_ids), entry.c.kind == "medication_request", current_clause())
+        .order_by(first.c.occurred_at)
+    ).mappings().all()
+    out = []
+    for row in rows:
+        item = dict(row)
+        stopped_at = item["version_at"] if item["status"] != "active" else None
+        item["ends_at"] = schedule.end_of(item["started_at"], item["duration_days"], stopped_at)
+        item["plan"] = schedule.regimen(item["frequency"])
+        out.append(item)
+    return out
+
+
+def administrations_of(conn: Connection, request_roots: Iterable[uuid.UUID]) -> list[dict]:
+    roots = list(request_roots)
+    if not roots:
+        return []
+    query = _current(medication_administration, "medication_administration",
+                     medication_administration.c.medication_request_id.in_(roots)).order_by(entry.c.occurred_at)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def dose_state(scheduled_for: dt.datetime, given: dict | None, now: dt.datetime) -> str:
+    if given is not None:
+        return "given_late" if given["outcome"] == "given" and given["minutes_late"] else given["outcome"]
+    if now > scheduled_for + schedule.LATE_AFTER:
+        return "late"
+    if now >= scheduled_for - schedule.LATE_AFTER:
+        return "due_now"
+    return "due"
+
+
+def mar_lines(conn: Connection, patient_ids: Sequence[uuid.UUID], *, window_start: dt.datetime,
+              window_end: dt.datetime, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> list[dict]:
+    """Each prescription with its doses in the window and what happened to each; not audited."""
+    lines = []
+    prescriptions = prescriptions_of(conn, patient_ids)
+    by_request: dict[uuid.UUID, list[dict]] = defaultdict(list)
+    for given in administrations_of(conn, [p["root_id"] for p in prescriptions]):
+        by_request[given["medication_request_id"]].append(given)
+    for p in prescriptions:
+        plan = p["plan"]
+        recorded = by_request.get(p["root_id"], [])
+        slots = schedule.doses(plan, start=p["started_at"], end=p["ends_at"], window_start=window_start,
+                               window_end=window_end, tz=tz)
+        by_slot = {g["scheduled_for"]: g for g in recorded if g["scheduled_for"] is not None}
+        # A slot recorded under an earlier reading of the schedule still shows, with what was recorded.
+        slots = sorted(set(slots) | {s for s in by_slot if window_start <= s <= window_end})
+        unscheduled = [g for g in recorded if g["scheduled_for"] is None
+                       and window_start <= (g["administered_at"] or g["occurred_at"]) <= window_end]
+        active = p["status"] == "active" and (p["ends_at"] is None or p["ends_at"] > window_start)
+        if not (slots or unscheduled or active):
+            continue
+        doses = []
+        for slot in slots:
+            given = by_slot.get(slot)
+            state = dose_state(slot, given, now)
+            doses.append({"scheduled_for": slot, "state": state, "late": state in {"late", "given_late"},
+                          "administration": given})
+        lines.append({
+            "patient_id": p["patient_id"], "medication_request_id": p["root_id"], "version_id": p["version_id"],
+            "drug": p["drug"], "dose": p["dose"], "dose_unit": p["dose_unit"], "route": p["route"],
+            "frequency": p["frequency"], "regimen": plan.label if plan.kind != "unknown" else "not understood",
+            "scheduled": plan.scheduled, "duration_days": p["duration_days"], "status": p["status"],
+            "instructions": p["instructions"], "started_at": p["started_at"], "ends_at": p["ends_at"],
+            "doses": doses, "unscheduled": unscheduled,
+        })
+    return lines
+
+
+def mar(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, window_start: dt.datetime,
+        window_end: dt.datetime, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> dict:
+    _require_patient(conn, patient_id)
+    if window_end <= window_start:
+        raise Invalid("the window ends before it starts", field="until")
+    if window_end - window_start > dt.timedelta(days=31):
+        raise Invalid("show at most 31 days of the MAR at once", field="until")
+    lines = mar_lines(conn, [patient_id], window_start=window_start, window_end=window_end, now=now, tz=tz)
+    given_ids = [d["administration"]["id"] for line in lines for d in line["doses"] if d["administration"]]
+    given_ids += [g["id"] for line in lines for g in line["unscheduled"]]
+    note_access(conn, principal, "read", patient_id, "medication_request", [line["version_id"] for line in lines])
+    note_access(conn, principal, "read", patient_id, "medication_administration", given_ids)
+    late = sum(1 for line in lines for d in line["doses"] if d["state"] == "late")
+    return {"window_start": window_start, "window_end": window_end, "late": late, "lines": lines}
+
+
+def _prescription(conn: Connection, patient_id: uuid.UUID, any_version: uuid.UUID) -> dict:
+    root = conn.execute(sa.select(entry.c.root_id).where(
+        entry.c.id == any_version, entry.c.patient_id == patient_id, entry.c.kind == "medication_request")).scalar()
+    found = [p for p in prescriptions_of(conn, [patient_id]) if p["root_id"] == root] if root else []
+    if not found:
+        raise Invalid(f"no prescription {any_version} on this patient's chart", field="medication_request_id")
+    return found[0]
+
+
+def _times(slots: list[dt.datetime], tz: zoneinfo.ZoneInfo) -> str:
+    return ", ".join(sorted({s.astimezone(tz).strftime("%H:%M") for s in slots})) or "none"
+
+
+def record_administration(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: AdministrationIn,
+                          *, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> dict:
+    """Record what happened to one dose: given (when, how much), held, refused or missed (why)."""
+    _require_patient(conn, patient_id)
+    prescription = _prescription(conn, patient_id, data.medication_request_id)
+    plan = prescription["plan"]
+    slot = data.scheduled_for.astimezone(dt.UTC) if data.scheduled_for else None
+    # Two nurses recording the same dose at once: the second waits, then finds the first's entry.
+    lock_key = f"mar:{prescription['root_id']}:{slot.isoformat() if slot else 'prn'}"
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(lock_key, 0))))
+    if slot is not None:
+        day = dt.timedelta(seconds=1)
+        if slot not in schedule.doses(plan, start=prescription["started_at"], end=prescription["ends_at"],
+                                      window_start=slot - day, window_end=slot + day, tz=tz):
+            around = schedule.doses(plan, start=prescription["started_at"], end=prescription["ends_at"],
+                                    window_start=slot - dt.timedelta(days=1), window_end=slot + dt.timedelta(days=1),
+                                    tz=tz)
+            raise Invalid(f"{prescription['drug']} has no dose scheduled at that time (its doses fall at "
+                          f"{_times(around, tz)})", field="scheduled_for")
+        already = conn.execute(
+            _current(medication_administration, "medication_administration",
+                     medication_administration.c.medication_request_id == prescription["root_id"],
+                     medication_administration.c.scheduled_for == slot)
+        ).mappings().first()
+        if already is not None:
+            raise Conflict(f"this dose was already recorded as {already['outcome']}; mark that record entered in "
+                           "error to correct it", entry_id=str(already["id"]), field="scheduled_for")
+        if data.outcome == "missed" and slot > now:
+            raise Invalid("a dose cannot be missed before it is due", field="outcome")
+    else:
+        if plan.scheduled:
+            raise Invalid(f"{prescription['drug']} is scheduled ({plan.label}): choose the dose this records",
+                          field="scheduled_for")
+        if data.outcome != "given":
+            raise Invalid("only a dose given can be recorded without a scheduled time", field="outcome")
+        if prescription["status"] != "active":
+            raise Conflict(f"this prescription is {prescription['status']}", field="medication_request_id")
+    administered_at = None
+    late = None
+    if data.outcome == "given":
+        administered_at = (data.administered_at or now).astimezone(dt.UTC)
+        if administered_at > now + FUTURE_TOLERANCE:
+            raise Invalid("a dose cannot be given in the future", field="administered_at")
+        if administered_at < prescription["started_at"] - FUTURE_TOLERANCE:
+            raise Invalid("that time is before the prescription was written", field="administered_at")
+        if prescription["ends_at"] is not None and administered_at > prescription["ends_at"] + schedule.LATE_AFTER:
+            raise Conflict(f"this prescription ended at {prescription['ends_at'].astimezone(tz):%d %b %H:%M}",
+                           field="medication_request_id")
+        if slot is not None:
+            if administered_at < slot - schedule.LATE_AFTER:
+                raise Invalid(f"too early: this dose is due at {slot.astimezone(tz):%d %b %H:%M}",
+                              field="administered_at")
+            late = schedule.minutes_late(slot, administered_at)
+    dose = data.dose if data.dose is not None else prescription["dose"]
+    if data.outcome == "given" and dose != prescription["dose"] and not data.reason:
+        raise Invalid(f"say why the dose given differs from the {prescription['dose']} {prescription['dose_unit']} "
+                      "prescribed", field="reason")
+    appended = record.append(
+        conn, principal, "medication_administration", patient_id=patient_id,
+        encounter_id=prescription["encounter_id"], occurred_at=administered_at or now,
+        detail={"medication_request_id": prescription["root_id"], "scheduled_for": slot, "outcome": data.outcome,
+                "reason": data.reason, "administered_at": administered_at, "drug": prescription["drug"],
+                "dose": dose if data.outcome == "given" else None,
+                "dose_unit": prescription["dose_unit"], "route": prescription["route"], "minutes_late": late})
+    return _entry_row(appended)
+
+
+def retract_administration(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                           reason: str) -> dict:
+    """A dose recorded in error: the record stays in the history and the dose is open again."""
+    _version_of(conn, patient_id, entry_id, "medication_administration")
+    retracted = record.retract(conn, principal, entry_id, reason)
+    return {"id": retracted.id, "root_id": retracted.root_id, "status": retracted.status,
+            "reason": retracted.reason, "occurred_at": retracted.occurred_at}
+
+
+def _entry_row(appended: record.Entry) -> dict:
+    return {"id": appended.id, "root_id": appended.root_id, "patient_id": appended.patient_id,
+            "encounter_id": appended.encounter_id, "author_id": appended.author_id,
+            "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at, **appended.detail}
+
+
+def _version_of(conn: Connection, patient_id: uuid.UUID, entry_id: uuid.UUID, kind: str) -> None:
+    found = conn.execute(sa.select(entry.c.kind).where(entry.c.id == entry_id, entry.c.patient_id == patient_id)
+                         ).scalar()
+    if found != kind:
+        raise NotFound(f"no {kind.replace('_', ' ')} {entry_id} on this patient's record", entry_id=str(entry_id))
+
+
+# -- nursing tasks -----------------------------------------------------------------------------------
+
+TASK_FIELDS = [c.name for c in nursing_task.c if c.name != "entry_id"]
+
+
+def task_view(row: dict, now: dt.datetime) -> dict:
+    return {**row, "overdue": row["status"] == "open" and row["due_at"] < now}
+
+
+def tasks_of(conn: Connection, patient_ids: Sequence[uuid.UUID], *, open_only: bool = False,
+             codes: Sequence[str] | None = None) -> list[dict]:
+    """Current tasks of these patients, soonest due first; not audited — callers are."""
+    if not patient_ids:
+        return []
+    query = _current(nursing_task, "nursing_task", entry.c.patient_id.in_(patient_ids))
+    if open_only:
+        query = query.where(nursing_task.c.status == "open")
+    if codes:
+        query = query.where(nursing_task.c.code.in_(codes))
+    return [dict(r) for r in conn.execute(query.order_by(nursing_task.c.due_at)).mappings()]
+
+
+# Entries a reaction writes take ids derived from the entry they react to, and its time: replaying the
+# same acts (demo data, an import) writes the same record.
+DERIVED = uuid.UUID("5f0c3a5e-8d1b-4c1e-9a57-2b7f1f0a6c11")
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    return uuid.uuid5(DERIVED, ":".join(str(part) for part in parts))
+
+
+def new_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, code: str, title: str,
+             due_at: dt.datetime, encounter_id: uuid.UUID | None = None, ward_code: str | None = None,
+             source: record.Entry | None = None) -> record.Entry:
+    ward_code = ward_code or views.ward_of(conn, patient_id, encounter_id)
+    return record.append(conn, principal, "nursing_task", patient_id=patient_id, encounter_id=encounter_id,
+                         entry_id=derived_id("task", code, source.id) if source else None,
+                         occurred_at=source.occurred_at if source else None,
+                         detail={"code": code, "title": title[:200], "due_at": due_at, "status": "open",
+                                 "ward_code": ward_code, "source_id": source.root_id if source else None,
+                                 "source_kind": source.kind if source else None, "note": None})
+
+
+def close_task(conn: Connection, principal: Principal, task: dict, status: str, note: str | None,
+               cause: record.Entry | None = None) -> record.Entry:
+    """A task done or cancelled: its next version, with the note saying how (or why); `cause` is the
+    entry whose reaction closes it, if one does."""
+    detail = {name: task[name] for name in TASK_FIELDS} | {"status": status, "note": note}
+    return record.append(conn, principal, "nursing_task", patient_id=task["patient_id"], supersedes=task["id"],
+                         detail=detail, reason=note or status,
+                         entry_id=derived_id("close", task["id"], cause.id) if cause else None,
+                         occurred_at=cause.occurred_at if cause else None)
+
+
+def list_tasks(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, now: dt.datetime,
+               open_only: bool = False) -> list[dict]:
+    _require_patient(conn, patient_id)
+    rows = tasks_of(conn, [patient_id], open_only=open_only)
+    rows.sort(key=lambda r: (r["status"] != "open", r["due_at"]))
+    note_access(conn, principal, "read", patient_id, "nursing_task", [r["id"] for r in rows])
+    return [task_view(r, now) for r in rows]
+
+
+def add_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: TaskIn, *,
+             now: dt.datetime) -> dict:
+    _require_patient(conn, patient_id)
+    if data.encounter_id is not None and conn.execute(sa.select(views.encounter.c.patient_id).where(
+            views.encounter.c.id == data.encounter_id)).scalar() != patient_id:
+        raise Invalid(f"encounter {data.encounter_id} is not an encounter of this patient", field="encounter_id")
+    if data.due_at < now - dt.timedelta(days=1):
+        raise Invalid("a new task cannot be due more than a day ago", field="due_at")
+    appended = new_task(conn, principal, patient_id, code="other", title=data.title, due_at=data.due_at,
+                        encounter_id=data.encounter_id)
+    return task_view(_entry_row(appended), now)
+
+
+def set_task_status(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                    status: str, note: str | None, *, now: dt.datetime) -> dict:
+    _version_of(conn, patient_id, entry_id, "nursing_task")
+    task = conn.execute(_current(nursing_task, "nursing_task", entry.c.id == entry_id)).mappings().first()
+    if task is None:
+        raise Conflict("this task has changed since you loaded it; reload the list", entry_id=str(entry_id))
+    if task["status"] != "open":
+        raise Conflict(f"this task is already {task['status']}", field="status")
+    if status == "cancelled" and not note:
+        raise Invalid("say why the task is cancelled", field="note")
+    return task_view(_entry_row(close_task(conn, principal, dict(task), status, note)), now)
+
+
+# -- care plans --------------------------------------------------------------------------------------
+
+
+def _care_plan_detail(data: CarePlanIn) -> dict:
+    return {"problem": data.problem, "goal": data.goal, "interventions": data.interventions,
+            "evaluation": data.evaluation, "status": data.status, "review_due": data.review_due}
+
+
+def care_plans_of(conn: Connection, patient_ids: Sequence[uuid.UUID], *, active_only: bool = False) -> list[dict]:
+    if not patient_ids:
+        return []
+    query = _current(care_plan, "care_plan", entry.c.patient_id.in_(patient_ids))
+    if active_only:
+        query = query.where(care_plan.c.status == "active")
+    return [dict(r) for r in conn.execute(query.order_by(entry.c.occurred_at.desc())).mappings()]
+
+
+def list_care_plans(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    _require_patient(conn, patient_id)
+    rows = care_plans_of(conn, [patient_id])
+    rows.sort(key=lambda r: r["status"] != "active")
+    note_access(conn, principal, "read", patient_id, "care_plan", [r["id"] for r in rows])
+    return rows
+
+
+def add_care_plan(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: CarePlanIn) -> dict:
+    _require_patient(conn, patient_id)
+    if data.status != "active":
+        raise Invalid("a new care plan starts active; evaluate it later to close it", field="status")
+    if data.encounter_id is not None and conn.execute(sa.select(views.encounter.c.patient_id).where(
+            views.encounter.c.id == data.encounter_id)).scalar() != patient_id:
+        raise Invalid(f"encounter {data.encounter_id} is not an encounter of this patient", field="encounter_id")
+    appended = record.append(conn, principal, "care_plan", patient_id=patient_id, encounter_id=data.encounter_id,
+                             detail=_care_plan_detail(data))
+    return _entry_row(appended)
+
+
+def update_care_plan(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                     data: CarePlanIn, reason: str) -> dict:
+    """Evaluate or revise a care plan: its next version (the previous stays in the history)."""
+    _version_of(conn, patient_id, entry_id, "care_plan")
+    if data.status != "active" and not data.evaluation:
+        raise Invalid(f"a care plan is {data.status} on an evaluation: write it", field="evaluation")
+    appended = record.append(conn, principal, "care_plan", patient_id=patient_id, supersedes=entry_id,
+                             detail=_care_plan_detail(data), reason=reason)
+    return _entry_row(appended)

@@ -1,0 +1,98 @@
+"""The other layers' tables this layer reads, by SQL over the tenant schema (layers never import each
+other): the clinical layer's patients, encounters and chart entries, and where a patient is now.
+
+Only the columns read here are named. Where a patient is: the ward of their open encounter (the
+clinical encounter carries a ward; the operations layer's admissions and transfers keep it current).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.substrate.record import current_clause, entry
+
+patient = sa.table(
+    "patient", sa.column("id"), sa.column("mrn"), sa.column("family_name"), sa.column("given_names"),
+    sa.column("birth_date"), sa.column("sex"),
+)
+encounter = sa.table(
+    "encounter", sa.column("id"), sa.column("patient_id"), sa.column("encounter_class"), sa.column("status"),
+    sa.column("reason"), sa.column("ward_code"), sa.column("started_at"), sa.column("ended_at"),
+)
+ward = sa.table("ward", sa.column("code"), sa.column("name"), sa.column("kind"), sa.column("active"))
+vital_signs = sa.table(
+    "vital_signs", sa.column("entry_id"), sa.column("systolic_mmhg"), sa.column("diastolic_mmhg"),
+    sa.column("heart_rate_bpm"), sa.column("respiratory_rate"), sa.column("temperature_c"),
+    sa.column("spo2_percent"), sa.column("consciousness"), sa.column("supplemental_oxygen"),
+    sa.column("oxygen_l_min"), sa.column("spo2_scale"),
+)
+medication_request = sa.table(
+    "medication_request", sa.column("entry_id"), sa.column("drug"), sa.column("dose"), sa.column("dose_unit"),
+    sa.column("route"), sa.column("frequency"), sa.column("duration_days"), sa.column("status"),
+    sa.column("instructions"),
+)
+condition = sa.table("condition", sa.column("entry_id"), sa.column("code"), sa.column("display"),
+                     sa.column("clinical_status"))
+allergy = sa.table("allergy", sa.column("entry_id"), sa.column("substance"), sa.column("severity"),
+                   sa.column("clinical_status"))
+result = sa.table("result", sa.column("entry_id"), sa.column("display"), sa.column("value_numeric"),
+                  sa.column("value_text"), sa.column("unit"), sa.column("flag"))
+
+OPEN = ("arrived", "in_progress")
+
+
+def patient_exists(conn: Connection, patient_id: uuid.UUID) -> bool:
+    return conn.execute(sa.select(patient.c.id).where(patient.c.id == patient_id)).first() is not None
+
+
+def birth_date_of(conn: Connection, patient_id: uuid.UUID):
+    return conn.execute(sa.select(patient.c.birth_date).where(patient.c.id == patient_id)).scalar()
+
+
+def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) -> str | None:
+    """The ward the patient is on now: that of the named encounter if it is open on a ward, else of
+    their most recent open encounter on a ward; None for a patient on no ward (an outpatient)."""
+    query = (
+        sa.select(encounter.c.ward_code)
+        .where(encounter.c.patient_id == patient_id, encounter.c.status.in_(OPEN), encounter.c.ward_code.is_not(None))
+        .limit(1)
+    )
+    if encounter_id is not None:
+        query = query.order_by(sa.case((encounter.c.id == encounter_id, 0), else_=1))
+    return conn.execute(query.order_by(encounter.c.started_at.desc().nulls_last())).scalar()
+
+
+def patients_on_ward(conn: Connection, ward_code: str) -> list[dict]:
+    """Patients with an open encounter on the ward, with the encounter that puts them there."""
+    rows = conn.execute(
+        sa.select(patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.birth_date,
+                  patient.c.sex, encounter.c.id.label("encounter_id"), encounter.c.reason,
+                  encounter.c.started_at)
+        .select_from(patient.join(encounter, encounter.c.patient_id == patient.c.id))
+        .where(encounter.c.ward_code == ward_code, encounter.c.status.in_(OPEN))
+        .order_by(patient.c.id, encounter.c.started_at.desc().nulls_last())
+        .distinct(patient.c.id)
+    ).mappings()
+    return sorted((dict(r) for r in rows), key=lambda r: (r["family_name"], r["given_names"]))
+
+
+def ward_exists(conn: Connection, ward_code: str) -> dict | None:
+    row = conn.execute(sa.select(ward.c.code, ward.c.name, ward.c.kind)
+                       .where(ward.c.code == ward_code, ward.c.active)).mappings().first()
+    return dict(row) if row else None
+
+
+def wards(conn: Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute(sa.select(ward.c.code, ward.c.name).where(ward.c.active)
+                                          .order_by(ward.c.code)).mappings()]
+
+
+def current_of_kind(table: sa.TableClause, kind: str, *where) -> sa.Select:
+    """Current versions of one kind's entries joined to their detail."""
+    return (sa.select(entry.c.id, entry.c.root_id, entry.c.patient_id, entry.c.encounter_id, entry.c.author_id,
+                      entry.c.occurred_at, entry.c.recorded_at, *[c for c in table.c if c.name != "entry_id"])
+            .select_from(entry.join(table, table.c.entry_id == entry.c.id))
+            .where(entry.c.kind == kind, current_clause(), *where))

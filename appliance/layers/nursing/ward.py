@@ -1,0 +1,211 @@
+"""A ward's view of the record: the worklist the nurses of a ward work from, and the shift handover.
+
+Both are built from the record as it is now — patients with an open encounter on the ward, their latest
+NEWS2, their open tasks and the doses of their prescriptions — with no copy kept anywhere else. Reading a
+ward's list reads each patient's record, so each patient listed gets their own audit event, and the
+list shows up in that patient's access log.
+
+A recorded handover (`handover` entry) keeps the summary as it was handed over, with the nurse's note.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections import defaultdict
+
+import sqlalchemy as sa
+from pydantic_core import to_jsonable_python
+from sqlalchemy.engine import Connection
+
+from appliance.layers.nursing import service, views
+from appliance.layers.nursing.errors import Invalid
+from appliance.layers.nursing.models import handover
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import entry, note_access
+
+DAY_SHIFT = (dt.time(7), dt.time(19))  # day 07:00–19:00, night 19:00–07:00, facility time
+DUE_SOON = dt.timedelta(hours=1)
+
+
+def _age(born: dt.date, today: dt.date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _name(row: dict) -> str:
+    return f"{row['family_name'].upper()}, {row['given_names']}"
+
+
+def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.datetime,
+             tz: zoneinfo.ZoneInfo) -> dict:
+    """Every patient on the ward: escalations first (highest NEWS2 risk), then observations overdue,
+    with each patient's open tasks and the doses due now or late."""
+    patients = views.patients_on_ward(conn, ward["code"])
+    ids = [p["id"] for p in patients]
+    scores = service.latest_news2(conn, ids)
+    tasks: dict[uuid.UUID, list[dict]] = defaultdict(list)
+    for task in service.tasks_of(conn, ids, open_only=True):
+        tasks[task["patient_id"]].append(service.task_view(task, now))
+    due: dict[uuid.UUID, int] = defaultdict(int)
+    late: dict[uuid.UUID, int] = defaultdict(int)
+    for line in service.mar_lines(conn, ids, window_start=now - dt.timedelta(hours=24), window_end=now + DUE_SOON,
+                                  now=now, tz=tz):
+        for dose in line["doses"]:
+            if dose["state"] == "late":
+                late[line["patient_id"]] += 1
+            elif dose["state"] in {"due_now", "due"}:
+                due[line["patient_id"]] += 1
+    today = now.astimezone(tz).date()
+    listed = []
+    for p in patients:
+        score = scores.get(p["id"])
+        obs_task = next((t for t in tasks[p["id"]] if t["code"] == "observations"), None)
+        due_at = obs_task["due_at"] if obs_task else (score["next_due_at"] if score else None)
+        listed.append({
+            "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": _age(p["birth_date"], today),
+            "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "news2": score,
+            "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
+            "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
+        })
+        note_access(conn, principal, "read", p["id"], "worklist", [p["id"]], detail={"ward": ward["code"]})
+    listed.sort(key=lambda item: (
+        -service.RISK_RANK.get(item["news2"]["risk"], 0) if item["news2"] else 0,
+        -(item["news2"]["total"] if item["news2"] else -1),
+        not item["observations_overdue"], item["name"]))
+    return {"ward_code": ward["code"], "ward_name": ward["name"], "at": now, "patients": listed,
+            "escalations": sum(1 for item in listed if item["news2"] and item["news2"]["escalation"])}
+
+
+def current_shift(now: dt.datetime, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """The shift `now` falls in: day 07:00–19:00 or night 19:00–07:00, facility time."""
+    local = now.astimezone(tz)
+    day = local.date()
+    start_day = dt.datetime.combine(day, DAY_SHIFT[0], tzinfo=tz)
+    end_day = dt.datetime.combine(day, DAY_SHIFT[1], tzinfo=tz)
+    if start_day <= local < end_day:
+        return start_day.astimezone(dt.UTC), end_day.astimezone(dt.UTC)
+    if local >= end_day:
+        return end_day.astimezone(dt.UTC), (start_day + dt.timedelta(days=1)).astimezone(dt.UTC)
+    return (end_day - dt.timedelta(days=1)).astimezone(dt.UTC), start_day.astimezone(dt.UTC)
+
+
+def _shift(now: dt.datetime, tz: zoneinfo.ZoneInfo, start: dt.datetime | None,
+           end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    if start is None and end is None:
+        return current_shift(now, tz)
+    if start is None or end is None:
+        raise Invalid("give both the start and the end of the shift, or neither", field="shift_start")
+    if end <= start:
+        raise Invalid("the shift ends before it starts", field="shift_end")
+    if end - start > dt.timedelta(hours=24):
+        raise Invalid("a shift is at most 24 hours", field="shift_end")
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
+def _chart_rows(conn: Connection, table: sa.TableClause, kind: str, ids: list[uuid.UUID], *where) -> list[dict]:
+    if not ids:
+        return []
+    query = views.current_of_kind(table, kind, entry.c.patient_id.in_(ids), *where).order_by(entry.c.occurred_at)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now: dt.datetime,
+                     tz: zoneinfo.ZoneInfo, shift_start: dt.datetime | None = None,
+                     shift_end: dt.datetime | None = None) -> dict:
+    """What the outgoing shift hands on, per patient on the ward, from the record: why they are here,
+    problems and allergies, the NEWS2 now and at its worst this shift, doses not given (with why) and
+    late, tasks still open, care plans, and results that arrived during the shift."""
+    start, end = _shift(now, tz, shift_start, shift_end)
+    patients = views.patients_on_ward(conn, ward["code"])
+    ids = [p["id"] for p in patients]
+    problems = defaultdict(list)
+    for row in _chart_rows(conn, views.condition, "condition", ids, views.condition.c.clinical_status == "active"):
+        problems[row["patient_id"]].append(f"{row['code']} {row['display']}")
+    allergies = defaultdict(list)
+    for row in _chart_rows(conn, views.allergy, "allergy", ids, views.allergy.c.clinical_status == "active"):
+        allergies[row["patient_id"]].append(row["substance"])
+    results = defaultdict(list)
+    for row in _chart_rows(conn, views.result, "result", ids, entry.c.occurred_at >= start, entry.c.occurred_at < end):
+        value = row["value_text"] if row["value_numeric"] is None else f"{row['value_numeric']} {row['unit'] or ''}"
+        results[row["patient_id"]].append({"test": row["display"], "value": value.strip(), "flag": row["flag"],
+                                           "abnormal": row["flag"] not in (None, "N")})
+    latest = service.latest_news2(conn, ids)
+    shift_scores = defaultdict(list)
+    for score in service.news2_of(conn, ids, since=start):
+        if score["occurred_at"] < end:
+            shift_scores[score["patient_id"]].append(score)
+    doses = defaultdict(list)
+    for line in service.mar_lines(conn, ids, window_start=start, window_end=min(end, now) if now > start else end,
+                                  now=now, tz=tz):
+        for dose in line["doses"]:
+            if dose["state"] in {"held", "refused", "missed", "late", "given_late"}:
+                given = dose["administration"]
+                doses[line["patient_id"]].append({
+                    "drug": f"{line['drug']} {line['dose']} {line['dose_unit']} {line['route']}",
+                    "scheduled_for": dose["scheduled_for"], "state": dose["state"],
+                    "reason": given["reason"] if given else None})
+    open_tasks = defaultdict(list)
+    for task in service.tasks_of(conn, ids, open_only=True):
+        open_tasks[task["patient_id"]].append({"title": task["title"], "due_at": task["due_at"],
+                                               "overdue": task["due_at"] < now})
+    plans = defaultdict(list)
+    for plan in service.care_plans_of(conn, ids, active_only=True):
+        plans[plan["patient_id"]].append({"problem": plan["problem"], "goal": plan["goal"],
+                                          "evaluation": plan["evaluation"]})
+    today = now.astimezone(tz).date()
+    summary = []
+    for p in patients:
+        pid = p["id"]
+        in_shift = sorted(shift_scores[pid], key=lambda s: s["occurred_at"])
+        worst = max(in_shift, key=lambda s: s["total"]) if in_shift else None
+        now_score = latest.get(pid)
+        summary.append({
+            "patient_id": pid, "mrn": p["mrn"], "name": _name(p), "age": _age(p["birth_date"], today),
+            "sex": p["sex"], "reason": p["reason"], "since": p["started_at"],
+            "problems": problems[pid], "allergies": allergies[pid],
+            "news2": {"latest": now_score["total"] if now_score else None,
+                      "latest_risk": now_score["risk"] if now_score else None,
+                      "worst_in_shift": worst["total"] if worst else None,
+                      "sets_in_shift": len(in_shift),
+                      "trend": _trend(in_shift)},
+            "doses": doses[pid], "open_tasks": open_tasks[pid], "care_plans": plans[pid], "results": results[pid],
+        })
+        note_access(conn, principal, "read", pid, "handover", [pid], detail={"ward": ward["code"]})
+    return {"ward_code": ward["code"], "ward_name": ward["name"], "shift_start": start, "shift_end": end,
+            "patients": summary}
+
+
+def _trend(scores: list[dict]) -> str:
+    if len(scores) < 2:
+        return "one set" if scores else "no observations"
+    first, last = scores[0]["total"], scores[-1]["total"]
+    return "rising" if last > first else ("falling" if last < first else "steady")
+
+
+def record_handover(conn: Connection, principal: Principal, ward: dict, *, now: dt.datetime,
+                    tz: zoneinfo.ZoneInfo, shift_start: dt.datetime | None, shift_end: dt.datetime | None,
+                    note: str | None) -> dict:
+    """Keep the handover as it was given: a `handover` entry with the summary and the nurse's note."""
+    summary = handover_summary(conn, principal, ward, now=now, tz=tz, shift_start=shift_start, shift_end=shift_end)
+    appended = record.append(conn, principal, "handover", patient_id=None, detail={
+        "ward_code": ward["code"], "shift_start": summary["shift_start"], "shift_end": summary["shift_end"],
+        "summary": to_jsonable_python(summary["patients"]), "note": note})
+    return {**summary, "id": appended.id, "note": note}
+
+
+def recent_handovers(conn: Connection, principal: Principal, ward_code: str, limit: int = 5) -> list[dict]:
+    rows = conn.execute(
+        views.current_of_kind(handover, "handover", handover.c.ward_code == ward_code)
+        .order_by(handover.c.shift_end.desc()).limit(limit)
+    ).mappings().all()
+    found = [dict(r) for r in rows]
+    for row in found:
+        ids = {uuid.UUID(p["patient_id"]) for p in row["summary"]}
+        for pid in ids:
+            note_access(conn, principal, "read", pid, "handover", [row["id"]], detail={"ward": ward_code})
+    return found
+
+
+__all__ = ["current_shift", "handover_summary", "recent_handovers", "record_handover", "worklist"]

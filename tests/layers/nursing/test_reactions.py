@@ -1,0 +1,178 @@
+"""What the nursing layer writes when other entries are appended: NEWS2 from vital signs, the next
+observations and escalations, specimen collection from laboratory orders, the admission assessment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import MedicationIn, ResultIn, ServiceRequestIn
+from appliance.layers.nursing import service
+from appliance.substrate import audit, record
+from tests.layers.nursing.conftest import HIGH, NORMAL, admit, vitals
+
+
+def _scores(conn, patient_id):
+    return service.news2_of(conn, [patient_id])
+
+
+def test_vital_signs_are_scored_in_the_same_transaction(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        recorded = vitals(conn, nurse, patient, HIGH)
+        [score] = _scores(conn, patient["id"])
+    assert score["vital_signs_id"] == recorded["id"]
+    assert (score["total"], score["risk"], score["escalation"], score["complete"]) == (9, "high", True, True)
+    assert score["scores"] == {"respiration": 3, "spo2": 2, "air_or_oxygen": 2, "systolic": 0, "pulse": 2,
+                               "consciousness": 0, "temperature": 0}
+    assert score["occurred_at"] == recorded["occurred_at"]
+    assert score["next_due_at"] - score["occurred_at"] == dt.timedelta(minutes=15)
+    assert score["author_id"] == nurse.account_id
+
+
+def test_a_failed_vitals_write_leaves_no_score(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+    with pytest.raises(RuntimeError), db.tenant(facility.slug) as conn:
+        vitals(conn, nurse, patient, HIGH)
+        raise RuntimeError("the request failed after the write")
+    with db.tenant(facility.slug) as conn:
+        assert _scores(conn, patient["id"]) == []
+        assert service.tasks_of(conn, [patient["id"]]) == []
+
+
+def test_scale_2_is_used_when_the_set_says_so(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        vitals(conn, nurse, patient, NORMAL | {"spo2_percent": 89, "supplemental_oxygen": False, "spo2_scale": 2})
+        vitals(conn, nurse, patient, NORMAL | {"spo2_percent": 89, "supplemental_oxygen": False})
+        on_scale_1, on_scale_2 = _scores(conn, patient["id"])
+    assert (on_scale_2["spo2_scale"], on_scale_2["scores"]["spo2"], on_scale_2["total"]) == (2, 0, 0)
+    assert (on_scale_1["spo2_scale"], on_scale_1["scores"]["spo2"], on_scale_1["risk"]) == (1, 3, "low_medium")
+
+
+def test_children_and_weight_only_sets_are_not_scored(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, nurse, born=dt.date.today() - dt.timedelta(days=365 * 8))
+        vitals(conn, nurse, child, HIGH)
+        adult = admit(conn, nurse)
+        vitals(conn, nurse, adult, {"weight_kg": Decimal("71.5")})
+        assert _scores(conn, child["id"]) == [] and _scores(conn, adult["id"]) == []
+
+
+def test_a_corrected_set_is_rescored_and_a_retracted_one_takes_its_score(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        first = vitals(conn, nurse, patient, HIGH)
+        corrected = record.append(conn, nurse, "vital_signs", patient_id=patient["id"], supersedes=first["id"],
+                                  reason="respiratory rate misread", detail=NORMAL | {
+                                      "weight_kg": None, "height_cm": None, "oxygen_l_min": None,
+                                      "spo2_scale": None})
+        [score] = _scores(conn, patient["id"])
+        assert score["total"] == 0 and score["vital_signs_id"] == corrected.id
+        assert len(record.history(conn, score["id"])) == 2
+        clinical.retract_entry(conn, nurse, patient["id"], corrected.id, "wrong patient")
+        assert _scores(conn, patient["id"]) == []
+
+
+def test_observations_become_a_task_and_a_high_score_escalates_once(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        vitals(conn, nurse, patient, NORMAL)
+        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        assert observe["code"] == "observations" and observe["ward_code"] == "GEN"
+        assert "every 12 hours" in observe["title"]
+        vitals(conn, nurse, patient, HIGH)
+        vitals(conn, nurse, patient, HIGH | {"heart_rate_bpm": 112})  # still high: no second escalation
+        open_tasks = service.tasks_of(conn, [patient["id"]], open_only=True)
+        assert sorted(t["code"] for t in open_tasks) == ["escalation", "observations"]
+        escalation = next(t for t in open_tasks if t["code"] == "escalation")
+        assert escalation["title"].startswith("NEWS2 9 — Emergency response")
+        assert "15 minutes" in next(t for t in open_tasks if t["code"] == "observations")["title"]
+        done = [t for t in service.tasks_of(conn, [patient["id"]]) if t["status"] == "done"]
+        assert [t["note"] for t in done] == ["observations recorded"] * 2
+
+
+def test_outpatients_get_a_score_but_no_ward_task(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse, ward=None, encounter_class="outpatient")
+        vitals(conn, nurse, patient, HIGH)
+        assert len(_scores(conn, patient["id"])) == 1
+        assert service.tasks_of(conn, [patient["id"]]) == []
+
+
+def test_a_lab_order_asks_for_a_specimen_and_its_result_completes_it(db, facility, clinician):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        order = clinical.order_test(conn, clinician, patient["id"], ServiceRequestIn(
+            code="58410-2", priority="urgent", encounter_id=patient["encounter_id"]))
+        clinical.order_test(conn, clinician, patient["id"], ServiceRequestIn(
+            code="36643-5", encounter_id=patient["encounter_id"]))  # imaging: no specimen
+        [task] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        assert (task["code"], task["title"]) == ("collect_specimen", "Collect specimen: Full blood count (urgent)")
+        assert task["due_at"] - order["occurred_at"] == dt.timedelta(hours=1)
+        assert task["source_id"] == order["root_id"] and task["source_kind"] == "service_request"
+        clinical.record_result(conn, clinician, patient["id"], ResultIn(
+            code="718-7", value=Decimal("10.1"), service_request_id=order["id"]))
+        assert service.tasks_of(conn, [patient["id"]], open_only=True) == []
+        [done] = service.tasks_of(conn, [patient["id"]])
+        assert (done["status"], done["note"]) == ("done", "result received")
+
+
+def test_a_retracted_order_cancels_its_task(db, facility, clinician):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        order = clinical.order_test(conn, clinician, patient["id"], ServiceRequestIn(code="58410-2", priority="stat"))
+        [task] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        assert task["due_at"] - order["occurred_at"] == dt.timedelta(minutes=15)
+        clinical.retract_entry(conn, clinician, patient["id"], order["id"], "ordered on the wrong patient")
+        [cancelled] = service.tasks_of(conn, [patient["id"]])
+        assert (cancelled["status"], cancelled["note"]) == ("cancelled", "order entered in error")
+
+
+def test_an_admission_entry_asks_for_the_admission_assessment(db, facility, nurse):
+    if "admission" not in record._detail_tables:
+        pytest.fail("the operations layer registers the `admission` kind; it is missing")
+    from appliance.layers.operations import adt
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse, ward=None, encounter_class="outpatient")
+        adt.admit(conn, nurse, patient["id"], ward_code="GEN", reason="Pneumonia")
+        [task] = [t for t in service.tasks_of(conn, [patient["id"]], open_only=True)
+                  if t["code"] == "admission_assessment"]
+        assert task["ward_code"] == "GEN" and task["title"] == "Admission assessment"
+        admitted_at = conn.execute(sa.select(record.entry.c.occurred_at).where(
+            record.entry.c.id == task["source_id"])).scalar()
+        assert task["due_at"] - admitted_at == dt.timedelta(hours=6)
+
+
+def test_reactions_write_the_same_record_when_replayed(db, facility, clinician):
+    """Entries written by reactions take ids derived from what they react to (demo data stays stable)."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        fixed = uuid.UUID("00000000-0000-4000-8000-000000000123")
+        record.append(conn, clinician, "vital_signs", patient_id=patient["id"], entry_id=fixed,
+                      encounter_id=patient["encounter_id"], detail=NORMAL)
+        [score] = _scores(conn, patient["id"])
+        assert score["id"] == service.derived_id("news2", fixed)
+
+
+def test_every_reaction_write_is_audited(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        vitals(conn, nurse, patient, HIGH)
+    events = {e.event_type for e in audit.patient_access_log(db, facility.slug, patient["id"])}
+    assert {"record.vital_signs.create", "record.news2.create", "record.nursing_task.create"} <= events
+
+
+def test_medication_requests_are_not_touched(db, facility, clinician):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+            drug="Amoxicillin", dose=Decimal(500), dose_unit="mg", route="oral", frequency="three times daily"))
+        assert service.tasks_of(conn, [patient["id"]]) == []
