@@ -1,8 +1,12 @@
-"""Operations layer: wards, beds, admissions and transfers, the emergency department, scheduling.
+"""Operations layer: wards, beds, admissions and transfers, the emergency department, scheduling, and
+the command center's figures.
 
-It owns where patients physically are and what capacity the facility has.
+It owns where patients physically are and what capacity the facility has: the bed board (bed states
+available, occupied, cleaning, blocked), ADT (`adt`), the ED's timestamps (`ed`), outpatient clinics
+and appointments (`scheduling`), and the KPIs computed from them (`kpis`, registered in the substrate's
+KPI registry; `command_center` assembles them with their definitions and targets).
 """
 
-from appliance.layers.operations import models, service
+from appliance.layers.operations import adt, command_center, ed, kpis, models, scheduling, service
 
-__all__ = ["models", "service"]
+__all__ = ["adt", "command_center", "ed", "kpis", "models", "scheduling", "service"]

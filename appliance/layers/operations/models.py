@@ -1,8 +1,31 @@
-"""Tables of the operations layer, in every tenant schema."""
+"""Tables of the operations layer, in every tenant schema (migration t0004, and t0001 for wards and beds).
+
+- **configuration** from the tenant file: `ward`, `bed` (whose `state` is the live bed board),
+  `clinic` with its weekly sessions, the `slot`s generated from them, and `kpi_target`;
+- **detail tables** of the operations entry kinds, append-only: `admission`, `transfer`, `discharge`,
+  `ed_event` (all five `ed_*` kinds), `appointment_change` (`appointment`, `appointment_status`);
+- **projections** kept in step with those entries in the same transaction, so the bed board, the ED
+  board and the command center read one indexed range: `inpatient_stay`, `ed_visit`, `appointment`.
+
+Columns marked "patient data" hold information about a person.
+"""
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
+from appliance.substrate import record
 from appliance.substrate.db import tenant_metadata
+
+JSONB = postgresql.JSONB
+
+BED_STATES = ("available", "occupied", "cleaning", "blocked")
+# Wards whose beds are inpatient beds (occupancy, turnover); emergency and outpatient places are not.
+INPATIENT_WARD_KINDS = ("inpatient", "maternity", "paediatric", "icu", "surgical")
+ADMISSION_SOURCES = ("emergency", "direct", "elective", "transfer_in")
+DISCHARGE_DISPOSITIONS = ("home", "transfer_out", "died", "left_against_advice", "other")
+ED_DECISIONS = ("admit", "discharge", "transfer")
+ED_DISPOSITIONS = ("admitted", "discharged", "transferred", "left_without_being_seen", "left_against_advice", "died")
+APPOINTMENT_STATUSES = ("booked", "checked_in", "no_show", "cancelled")
 
 ward = sa.Table(
     "ward",
@@ -22,3 +45,179 @@ bed = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Index("bed_ward_code_idx", "ward_code"),
 )
+
+
+def _entry_key() -> sa.Column:
+    return sa.Column("entry_id", sa.Uuid, sa.ForeignKey("entry.id"), primary_key=True)
+
+
+# -- detail tables (append-only) ---------------------------------------------------------------------
+
+admission = sa.Table(
+    "admission",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("encounter_id", sa.Uuid, nullable=False),  # the inpatient encounter the admission opened
+    sa.Column("ward_code", sa.Text, nullable=False),
+    sa.Column("bed_code", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # emergency, direct, elective, transfer_in
+    sa.Column("ed_encounter_id", sa.Uuid, nullable=True),  # the ED visit admitted from, if any
+    sa.Column("reason", sa.Text, nullable=True),  # patient data
+)
+
+transfer = sa.Table(
+    "transfer",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("encounter_id", sa.Uuid, nullable=False),
+    sa.Column("from_ward_code", sa.Text, nullable=False),
+    sa.Column("from_bed_code", sa.Text, nullable=False),
+    sa.Column("to_ward_code", sa.Text, nullable=False),
+    sa.Column("to_bed_code", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),  # patient data
+)
+
+discharge = sa.Table(
+    "discharge",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("encounter_id", sa.Uuid, nullable=False),
+    sa.Column("ward_code", sa.Text, nullable=False),
+    sa.Column("bed_code", sa.Text, nullable=False),
+    sa.Column("disposition", sa.Text, nullable=False),  # patient data: home, transfer_out, died, ...
+    sa.Column("destination", sa.Text, nullable=True),  # patient data: where to, for a transfer out
+)
+
+ed_event = sa.Table(
+    "ed_event",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("encounter_id", sa.Uuid, nullable=False),  # the emergency encounter
+    sa.Column("arrival_mode", sa.Text, nullable=True),  # ed_arrival: walk_in, ambulance, referral, police
+    sa.Column("complaint", sa.Text, nullable=True),  # patient data (ed_arrival): presenting complaint
+    sa.Column("acuity", sa.SmallInteger, nullable=True),  # ed_triage: 1 (resuscitation) .. 5 (non-urgent)
+    sa.Column("decision", sa.Text, nullable=True),  # ed_decision: admit, discharge, transfer
+    sa.Column("disposition", sa.Text, nullable=True),  # ed_departure: admitted, left_without_being_seen, ...
+    sa.Index("ed_event_encounter_idx", "encounter_id"),
+)
+
+appointment_change = sa.Table(
+    "appointment_change",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("appointment_id", sa.Uuid, nullable=False),  # the booking entry's id
+    sa.Column("slot_id", sa.Uuid, nullable=False),  # the slot after the change
+    sa.Column("action", sa.Text, nullable=False),  # booked, rescheduled, cancelled, checked_in, no_show
+    sa.Column("from_slot_id", sa.Uuid, nullable=True),  # a rescheduling's previous slot
+    sa.Column("reason", sa.Text, nullable=True),  # patient data
+    sa.Index("appointment_change_appointment_idx", "appointment_id"),
+)
+
+# -- projections -------------------------------------------------------------------------------------
+
+inpatient_stay = sa.Table(
+    "inpatient_stay",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),  # the admission entry's id
+    sa.Column("patient_id", sa.Uuid, sa.ForeignKey("patient.id"), nullable=False),  # patient data: who
+    sa.Column("encounter_id", sa.Uuid, sa.ForeignKey("encounter.id"), nullable=False),
+    sa.Column("ward_code", sa.Text, sa.ForeignKey("ward.code"), nullable=False),  # where now
+    sa.Column("bed_code", sa.Text, sa.ForeignKey("bed.code"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("admitted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("discharged_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("disposition", sa.Text, nullable=True),  # patient data
+    sa.Column("discharge_entry_id", sa.Uuid, nullable=True),
+    sa.UniqueConstraint("encounter_id", name="inpatient_stay_encounter_key"),
+    # One open stay per bed and per patient: the database refuses a double placement outright.
+    sa.Index("inpatient_stay_open_bed_key", "bed_code", unique=True,
+             postgresql_where=sa.text("discharged_at IS NULL")),
+    sa.Index("inpatient_stay_open_patient_key", "patient_id", unique=True,
+             postgresql_where=sa.text("discharged_at IS NULL")),
+    sa.Index("inpatient_stay_patient_idx", "patient_id", "admitted_at"),
+    sa.Index("inpatient_stay_discharged_idx", "discharged_at"),
+    sa.Index("inpatient_stay_admitted_idx", "admitted_at"),
+)
+
+ed_visit = sa.Table(
+    "ed_visit",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),  # the emergency encounter's id
+    sa.Column("patient_id", sa.Uuid, sa.ForeignKey("patient.id"), nullable=False),  # patient data: who
+    sa.Column("arrival_entry_id", sa.Uuid, nullable=False),
+    sa.Column("arrived_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("acuity", sa.SmallInteger, nullable=True),  # patient data
+    sa.Column("triaged_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("decision", sa.Text, nullable=True),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("departed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("disposition", sa.Text, nullable=True),  # patient data
+    sa.Column("departure_entry_id", sa.Uuid, nullable=True),
+    sa.Column("admitted_encounter_id", sa.Uuid, nullable=True),
+    sa.Index("ed_visit_open_idx", "arrived_at", postgresql_where=sa.text("departed_at IS NULL")),
+    sa.Index("ed_visit_departed_idx", "departed_at"),
+)
+
+clinic = sa.Table(
+    "clinic",
+    tenant_metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("slot_minutes", sa.SmallInteger, nullable=False),
+    sa.Column("sessions", JSONB, nullable=False),  # [{weekdays, start, end}] as in the tenant file
+    sa.Column("timezone", sa.Text, nullable=False),  # the facility's: sessions are in local time
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+slot = sa.Table(
+    "slot",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("clinic_code", sa.Text, sa.ForeignKey("clinic.code"), nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("clinic_code", "starts_at", name="slot_clinic_start_key"),
+    sa.Index("slot_starts_idx", "starts_at"),
+)
+
+appointment = sa.Table(
+    "appointment",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),  # the booking entry's id
+    sa.Column("patient_id", sa.Uuid, sa.ForeignKey("patient.id"), nullable=False),  # patient data: who
+    sa.Column("slot_id", sa.Uuid, sa.ForeignKey("slot.id"), nullable=False),
+    sa.Column("clinic_code", sa.Text, nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # booked, checked_in, no_show, cancelled
+    sa.Column("reason", sa.Text, nullable=True),  # patient data
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("appointment_live_slot_key", "slot_id", unique=True, postgresql_where=sa.text("status <> 'cancelled'")),
+    sa.Index("appointment_patient_idx", "patient_id", "starts_at"),
+    sa.Index("appointment_starts_idx", "starts_at"),
+)
+
+kpi_target = sa.Table(
+    "kpi_target",
+    tenant_metadata,
+    sa.Column("kpi_id", sa.Text, primary_key=True),
+    sa.Column("target", sa.Numeric, nullable=False),
+)
+
+# The lab-turnaround KPI walks one kind's entries by time; entry_patient_kind_idx leads with the patient.
+sa.Index("entry_kind_occurred_idx", record.entry.c.kind, record.entry.c.occurred_at)
+
+KINDS: dict[str, sa.Table] = {
+    "admission": admission,
+    "transfer": transfer,
+    "discharge": discharge,
+    "ed_arrival": ed_event,
+    "ed_triage": ed_event,
+    "ed_seen": ed_event,
+    "ed_decision": ed_event,
+    "ed_departure": ed_event,
+    "appointment": appointment_change,
+    "appointment_status": appointment_change,
+}
+for _kind, _table in KINDS.items():
+    record.register_kind(_kind, _table)

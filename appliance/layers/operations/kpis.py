@@ -1,0 +1,304 @@
+"""The command center's figures that operations owns, registered in the substrate's KPI registry:
+KPIs 1-7 of policies/kpis.toml and the companions (bed turnover, ED boarding, outpatient no-show).
+
+Each computation is one SQL statement over the live projections (`inpatient_stay`, `ed_visit`,
+`appointment`) or, for lab turnaround, over the record itself (`service_request` → `result` →
+`result_signoff`, the clinical layer's detail tables, read by SQL only). The windows asked for (the
+value now and 14 daily trend points) are passed as two arrays and unnested, so each KPI costs one
+round trip however many windows there are. The definitions in words are in policies/kpis.toml; the
+SQL below is their only implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.operations.models import INPATIENT_WARD_KINDS
+from appliance.substrate.kpis import Figure, Window, register_kpi
+
+WINDOWS = """w AS (
+    SELECT start_at, end_at, n
+    FROM unnest(CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[])) WITH ORDINALITY AS w(start_at, end_at, n)
+)"""
+_KINDS = ", ".join(f"'{kind}'" for kind in INPATIENT_WARD_KINDS)  # constants of this module, not input
+STAFFED_BEDS = f"""(SELECT count(*) FROM bed JOIN ward ON ward.code = bed.ward_code
+    WHERE bed.active AND ward.active AND ward.kind IN ({_KINDS}) AND bed.state <> 'blocked')"""  # noqa: S608 -- constant fragments of this module joined; values are bound
+
+
+def _rows(conn: Connection, sql: str, windows: Sequence[Window], **params: Any) -> list[sa.Row]:
+    tz = windows[0].tz.key if windows else "UTC"
+    return conn.execute(sa.text(f"WITH {WINDOWS} {sql}"), {
+        "starts": [w.start for w in windows], "ends": [w.end for w in windows], "tz": tz, **params}).all()
+
+
+def _ratio(numerator: float | None, denominator: float | None, scale: float = 1.0) -> float | None:
+    if not denominator:
+        return None
+    return float(numerator or 0) / float(denominator) * scale
+
+
+def _entries(conn: Connection, sql: str, window: Window, limit: int, **params: Any) -> list[dict]:
+    return [dict(r) for r in conn.execute(sa.text(sql), {
+        "start": window.start, "end": window.end, "tz": window.tz.key, "limit": limit, **params}).mappings()]
+
+
+# -- 1. bed occupancy ----------------------------------------------------------------------------------
+
+
+def occupancy(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    """Census at the window's end ÷ staffed beds (the live census for a window ending now); second
+    reading: occupied bed-days ÷ available bed-days over the window."""
+    rows = _rows(conn, f"""
+        SELECT w.n, {STAFFED_BEDS} AS staffed,
+          (SELECT count(*) FROM inpatient_stay s
+            WHERE s.admitted_at <= w.end_at AND (s.discharged_at IS NULL OR s.discharged_at > w.end_at)) AS census,
+          (SELECT coalesce(sum(extract(epoch FROM least(coalesce(s.discharged_at, now()), w.end_at)
+                                               - greatest(s.admitted_at, w.start_at))), 0) / 86400
+             FROM inpatient_stay s
+            WHERE s.admitted_at < w.end_at AND (s.discharged_at IS NULL OR s.discharged_at > w.start_at)) AS bed_days,
+          extract(epoch FROM w.end_at - w.start_at) / 86400 AS days
+        FROM w ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
+    return [Figure(value=_ratio(r.census, r.staffed, 100), numerator=r.census, denominator=r.staffed,
+                   secondary=_ratio(r.bed_days, float(r.staffed) * float(r.days), 100)) for r in rows]
+
+
+def occupancy_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, """
+        SELECT s.id AS entry_id, 'admission' AS kind, s.patient_id, s.admitted_at AS occurred_at,
+               extract(epoch FROM :end - s.admitted_at) / 86400 AS measure,
+               'in bed ' || s.bed_code || ' (' || s.ward_code || ')' AS label
+        FROM inpatient_stay s
+        WHERE s.admitted_at <= :end AND (s.discharged_at IS NULL OR s.discharged_at > :end)
+        ORDER BY s.admitted_at LIMIT :limit""", window, limit)
+
+
+# -- 2. average length of stay -------------------------------------------------------------------------
+
+
+def length_of_stay(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, """
+        SELECT w.n, count(s.id) AS discharges,
+               sum(extract(epoch FROM s.discharged_at - s.admitted_at)) / 86400 AS days
+        FROM w LEFT JOIN inpatient_stay s ON s.discharged_at >= w.start_at AND s.discharged_at < w.end_at
+        GROUP BY w.n ORDER BY w.n""", windows)
+    return [Figure(value=_ratio(r.days, r.discharges), numerator=r.days and float(r.days), denominator=r.discharges)
+            for r in rows]
+
+
+def length_of_stay_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, """
+        SELECT s.discharge_entry_id AS entry_id, 'discharge' AS kind, s.patient_id, s.discharged_at AS occurred_at,
+               extract(epoch FROM s.discharged_at - s.admitted_at) / 86400 AS measure,
+               'discharged (' || replace(s.disposition, '_', ' ') || ') from ' || s.ward_code AS label
+        FROM inpatient_stay s WHERE s.discharged_at >= :start AND s.discharged_at < :end
+        ORDER BY s.discharged_at LIMIT :limit""", window, limit)
+
+
+# -- 3, 4. emergency department --------------------------------------------------------------------------
+
+
+def ed_length_of_stay(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, """
+        SELECT w.n, count(v.id) AS visits,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM v.departed_at - v.arrived_at) / 60)
+                 AS median
+        FROM w LEFT JOIN ed_visit v ON v.departed_at >= w.start_at AND v.departed_at < w.end_at
+        GROUP BY w.n ORDER BY w.n""", windows)
+    return [Figure(value=None if not r.visits else float(r.median), denominator=r.visits) for r in rows]
+
+
+def ed_departure_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, """
+        SELECT v.departure_entry_id AS entry_id, 'ed_departure' AS kind, v.patient_id, v.departed_at AS occurred_at,
+               extract(epoch FROM v.departed_at - v.arrived_at) / 60 AS measure,
+               replace(v.disposition, '_', ' ') || coalesce(', acuity ' || v.acuity, '') AS label
+        FROM ed_visit v WHERE v.departed_at >= :start AND v.departed_at < :end
+        ORDER BY v.departed_at LIMIT :limit""", window, limit)
+
+
+def ed_left_without_being_seen(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, """
+        SELECT w.n, count(v.id) AS visits,
+               count(v.id) FILTER (WHERE v.disposition = 'left_without_being_seen') AS left_unseen
+        FROM w LEFT JOIN ed_visit v ON v.departed_at >= w.start_at AND v.departed_at < w.end_at
+        GROUP BY w.n ORDER BY w.n""", windows)
+    return [Figure(value=_ratio(r.left_unseen, r.visits, 100), numerator=r.left_unseen, denominator=r.visits)
+            for r in rows]
+
+
+def ed_left_without_being_seen_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, """
+        SELECT v.departure_entry_id AS entry_id, 'ed_departure' AS kind, v.patient_id, v.departed_at AS occurred_at,
+               CASE WHEN v.disposition = 'left_without_being_seen' THEN 1 ELSE 0 END AS measure,
+               replace(v.disposition, '_', ' ') AS label
+        FROM ed_visit v WHERE v.departed_at >= :start AND v.departed_at < :end
+        ORDER BY (v.disposition = 'left_without_being_seen') DESC, v.departed_at LIMIT :limit""", window, limit)
+
+
+# -- 5. discharges before noon -----------------------------------------------------------------------------
+
+
+def discharges_before_noon(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, """
+        SELECT w.n, count(s.id) AS discharges,
+               count(s.id) FILTER (WHERE (s.discharged_at AT TIME ZONE :tz)::time < time '12:00') AS before_noon
+        FROM w LEFT JOIN inpatient_stay s
+          ON s.discharged_at >= w.start_at AND s.discharged_at < w.end_at AND s.disposition <> 'died'
+        GROUP BY w.n ORDER BY w.n""", windows)
+    return [Figure(value=_ratio(r.before_noon, r.discharges, 100), numerator=r.before_noon, denominator=r.discharges)
+            for r in rows]
+
+
+def discharges_before_noon_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, """
+        SELECT s.discharge_entry_id AS entry_id, 'discharge' AS kind, s.patient_id, s.discharged_at AS occurred_at,
+               CASE WHEN (s.discharged_at AT TIME ZONE :tz)::time < time '12:00' THEN 1 ELSE 0 END AS measure,
+               'discharged ' || to_char(s.discharged_at AT TIME ZONE :tz, 'HH24:MI') || ' facility time' AS label
+        FROM inpatient_stay s
+        WHERE s.discharged_at >= :start AND s.discharged_at < :end AND s.disposition <> 'died'
+        ORDER BY s.discharged_at LIMIT :limit""", window, limit)
+
+
+# -- 6. 30-day readmissions ----------------------------------------------------------------------------------
+
+_READMISSION = """EXISTS (SELECT 1 FROM inpatient_stay p
+    WHERE p.patient_id = s.patient_id AND p.id <> s.id AND p.disposition <> 'died'
+      AND p.discharged_at <= s.admitted_at AND p.discharged_at > s.admitted_at - interval '30 days')"""
+
+
+def readmissions(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, f"""
+        SELECT w.n, count(s.id) AS admissions, count(s.id) FILTER (WHERE {_READMISSION}) AS readmitted
+        FROM w LEFT JOIN inpatient_stay s ON s.admitted_at >= w.start_at AND s.admitted_at < w.end_at
+        GROUP BY w.n ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
+    return [Figure(value=_ratio(r.readmitted, r.admissions, 100), numerator=r.readmitted, denominator=r.admissions)
+            for r in rows]
+
+
+def readmission_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, f"""
+        SELECT s.id AS entry_id, 'admission' AS kind, s.patient_id, s.admitted_at AS occurred_at,
+               CASE WHEN {_READMISSION} THEN 1 ELSE 0 END AS measure,
+               CASE WHEN {_READMISSION} THEN 'readmission within 30 days' ELSE 'first admission in 30 days' END
+                 AS label
+        FROM inpatient_stay s WHERE s.admitted_at >= :start AND s.admitted_at < :end
+        ORDER BY measure DESC, s.admitted_at LIMIT :limit""", window, limit)  # noqa: S608 -- constant fragments of this module joined; values are bound
+
+
+# -- 7. lab turnaround -------------------------------------------------------------------------------------
+# A lab order's first verification: the earliest sign-off of any result answering it. Orders whose
+# first sign-off falls in [lo, hi) are found from the sign-offs of that range (entry_kind_occurred_idx),
+# dropping those with an earlier sign-off; orders marked entered in error do not count.
+
+_FIRST_VERIFIED = """
+    bounds AS (SELECT min(start_at) AS lo, max(end_at) AS hi FROM w),
+    verified AS (
+        SELECT r.service_request_id AS order_id, min(se.occurred_at) AS first_verified
+        FROM bounds, entry se
+        JOIN result_signoff so ON so.entry_id = se.id
+        JOIN result r ON r.entry_id = so.result_id
+        WHERE se.kind = 'result_signoff' AND se.occurred_at >= bounds.lo AND se.occurred_at < bounds.hi
+          AND r.service_request_id IS NOT NULL
+        GROUP BY r.service_request_id
+    ),
+    turnaround AS (
+        SELECT v.order_id, oe.patient_id, v.first_verified, sr.display,
+               extract(epoch FROM v.first_verified - oe.occurred_at) / 60 AS minutes
+        FROM verified v
+        JOIN entry oe ON oe.id = v.order_id
+        JOIN service_request sr ON sr.entry_id = oe.id
+        WHERE sr.category = 'lab'
+          AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.root_id = oe.id AND x.status = 'entered_in_error')
+          AND NOT EXISTS (SELECT 1 FROM result r2
+                          JOIN result_signoff s2 ON s2.result_id = r2.entry_id
+                          JOIN entry e2 ON e2.id = s2.entry_id, bounds
+                          WHERE r2.service_request_id = v.order_id AND e2.occurred_at < bounds.lo)
+    )"""
+
+
+def lab_turnaround(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, f""", {_FIRST_VERIFIED}
+        SELECT w.n, count(t.order_id) AS orders,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY t.minutes) AS median
+        FROM w LEFT JOIN turnaround t ON t.first_verified >= w.start_at AND t.first_verified < w.end_at
+        GROUP BY w.n ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
+    return [Figure(value=None if not r.orders else float(r.median), denominator=r.orders) for r in rows]
+
+
+def lab_turnaround_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    sql = f"""WITH {WINDOWS}, {_FIRST_VERIFIED}
+        SELECT t.order_id AS entry_id, 'service_request' AS kind, t.patient_id, t.first_verified AS occurred_at,
+               t.minutes AS measure, t.display || ': order to first verified result' AS label
+        FROM turnaround t ORDER BY t.first_verified LIMIT :limit"""  # noqa: S608 -- constant fragments of this module joined; values are bound
+    return [dict(r) for r in conn.execute(sa.text(sql), {
+        "starts": [window.start], "ends": [window.end], "limit": limit}).mappings()]
+
+
+# -- companions --------------------------------------------------------------------------------------------
+
+
+def bed_turnover(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, f"""
+        SELECT w.n, {STAFFED_BEDS} AS staffed,
+               (SELECT count(*) FROM inpatient_stay s
+                 WHERE s.discharged_at >= w.start_at AND s.discharged_at < w.end_at) AS discharges
+        FROM w ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
+    return [Figure(value=_ratio(r.discharges, r.staffed), numerator=r.discharges, denominator=r.staffed) for r in rows]
+
+
+def ed_boarding(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, """
+        SELECT w.n, count(v.id) AS visits,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM v.departed_at - v.decided_at) / 60)
+                 AS median
+        FROM w LEFT JOIN ed_visit v ON v.departed_at >= w.start_at AND v.departed_at < w.end_at
+             AND v.disposition = 'admitted' AND v.decided_at IS NOT NULL
+        GROUP BY w.n ORDER BY w.n""", windows)
+    return [Figure(value=None if not r.visits else float(r.median), denominator=r.visits) for r in rows]
+
+
+def ed_boarding_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, """
+        SELECT v.departure_entry_id AS entry_id, 'ed_departure' AS kind, v.patient_id, v.departed_at AS occurred_at,
+               extract(epoch FROM v.departed_at - v.decided_at) / 60 AS measure,
+               'decision to admit to ED departure' AS label
+        FROM ed_visit v WHERE v.departed_at >= :start AND v.departed_at < :end
+          AND v.disposition = 'admitted' AND v.decided_at IS NOT NULL
+        ORDER BY v.departed_at LIMIT :limit""", window, limit)
+
+
+def no_show(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    rows = _rows(conn, """
+        SELECT w.n, count(a.id) AS due, count(a.id) FILTER (WHERE a.status = 'no_show') AS missed
+        FROM w LEFT JOIN appointment a ON a.starts_at >= w.start_at AND a.starts_at < w.end_at
+             AND a.status <> 'cancelled'
+        GROUP BY w.n ORDER BY w.n""", windows)
+    return [Figure(value=_ratio(r.missed, r.due, 100), numerator=r.missed, denominator=r.due) for r in rows]
+
+
+def no_show_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, """
+        SELECT a.id AS entry_id, 'appointment' AS kind, a.patient_id, a.starts_at AS occurred_at,
+               CASE WHEN a.status = 'no_show' THEN 1 ELSE 0 END AS measure,
+               a.clinic_code || ': ' || replace(a.status, '_', ' ') AS label
+        FROM appointment a WHERE a.starts_at >= :start AND a.starts_at < :end AND a.status <> 'cancelled'
+        ORDER BY (a.status = 'no_show') DESC, a.starts_at LIMIT :limit""", window, limit)
+
+
+for _id, _compute, _entries_of in (
+    ("bed_occupancy", occupancy, occupancy_entries),
+    ("average_length_of_stay", length_of_stay, length_of_stay_entries),
+    ("ed_length_of_stay", ed_length_of_stay, ed_departure_entries),
+    ("ed_left_without_being_seen", ed_left_without_being_seen, ed_left_without_being_seen_entries),
+    ("discharges_before_noon", discharges_before_noon, discharges_before_noon_entries),
+    ("readmission_30_day", readmissions, readmission_entries),
+    ("lab_turnaround", lab_turnaround, lab_turnaround_entries),
+    ("bed_turnover", bed_turnover, length_of_stay_entries),
+    ("ed_boarding", ed_boarding, ed_boarding_entries),
+    ("outpatient_no_show", no_show, no_show_entries),
+):
+    register_kpi(_id, layer="operations", compute=_compute, entries=_entries_of)

@@ -1,0 +1,201 @@
+"""Outpatient scheduling: clinics and their weekly sessions (from the tenant file), cut into slots of
+one patient each; book, reschedule, cancel, check in, mark a no-show.
+
+Each act is an entry: the booking is an `appointment` entry (whose id is the appointment's), every
+later change an `appointment_status` entry; `appointment` is their projection. A slot holds one live
+appointment: the slot row is locked while booking, and the partial unique index
+`appointment_live_slot_key` refuses a second live appointment even to a transaction that raced past
+the lock — so of parallel bookings of one slot exactly one succeeds; the others get 409.
+
+Slots are generated from the sessions on demand (`ensure_slots`), for the days asked about, with ids
+derived from clinic and start time so regenerating them is idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from appliance.layers.operations.errors import Conflict, Invalid, NotFound
+from appliance.layers.operations.models import appointment, clinic, slot
+from appliance.layers.operations.service import moment, patient, require_patient
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+
+SLOT_NAMESPACE = uuid.UUID("0b6f1a52-7d0e-4c35-9a55-52d1f0b0e7a1")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_DAYS = 62  # how far one request may ask slots to be cut
+APPOINTMENT_COLUMNS = (appointment.c.id, appointment.c.patient_id, appointment.c.slot_id, appointment.c.clinic_code,
+                       appointment.c.starts_at, appointment.c.status, appointment.c.reason)
+# Which status each act leads from and to.
+STEPS = {"cancelled": ("cancelled", {"booked"}), "checked_in": ("checked_in", {"booked"}),
+         "no_show": ("no_show", {"booked"})}
+
+
+def clinics(conn: Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute(
+        sa.select(clinic.c.code, clinic.c.name, clinic.c.slot_minutes, clinic.c.sessions)
+        .where(clinic.c.active).order_by(clinic.c.code)).mappings()]
+
+
+def _clinic(conn: Connection, code: str) -> dict:
+    row = conn.execute(sa.select(clinic).where(clinic.c.code == code, clinic.c.active)).mappings().first()
+    if row is None:
+        raise NotFound(f"no clinic {code} at this facility", clinic_code=code)
+    return dict(row)
+
+
+def ensure_slots(conn: Connection, clinic_code: str, first_day: dt.date, days: int = 1) -> None:
+    """Cut the clinic's sessions into slots for `days` days from `first_day` (facility-local dates)."""
+    found = _clinic(conn, clinic_code)
+    tz = zoneinfo.ZoneInfo(found["timezone"])
+    step = dt.timedelta(minutes=found["slot_minutes"])
+    rows = []
+    for offset in range(max(1, min(days, MAX_DAYS))):
+        day = first_day + dt.timedelta(days=offset)
+        for session in found["sessions"]:
+            if WEEKDAYS[day.weekday()] not in session["weekdays"]:
+                continue
+            start = dt.datetime.combine(day, dt.time.fromisoformat(session["start"]), tzinfo=tz)
+            end = dt.datetime.combine(day, dt.time.fromisoformat(session["end"]), tzinfo=tz)
+            while start + step <= end:
+                rows.append({"id": uuid.uuid5(SLOT_NAMESPACE, f"{clinic_code}:{start.isoformat()}"),
+                             "clinic_code": clinic_code, "starts_at": start, "ends_at": start + step})
+                start += step
+    if rows:
+        conn.execute(postgresql.insert(slot).values(rows).on_conflict_do_nothing())
+
+
+def slots(conn: Connection, clinic_code: str, day: dt.date) -> list[dict]:
+    """The clinic's slots on a day, each free or taken (without saying by whom: no patient data)."""
+    ensure_slots(conn, clinic_code, day)
+    tz = zoneinfo.ZoneInfo(_clinic(conn, clinic_code)["timezone"])
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+    taken = sa.select(appointment.c.id).where(appointment.c.slot_id == slot.c.id,
+                                              appointment.c.status != "cancelled").exists()
+    return [dict(r) for r in conn.execute(
+        sa.select(slot.c.id, slot.c.clinic_code, slot.c.starts_at, slot.c.ends_at, sa.not_(taken).label("free"))
+        .where(slot.c.clinic_code == clinic_code, slot.c.starts_at >= start,
+               slot.c.starts_at < start + dt.timedelta(days=1))
+        .order_by(slot.c.starts_at)).mappings()]
+
+
+def _claim_slot(conn: Connection, slot_id: uuid.UUID, backdated: bool = False) -> dict:
+    row = conn.execute(sa.select(slot.c.id, slot.c.clinic_code, slot.c.starts_at)
+                       .where(slot.c.id == slot_id).with_for_update()).mappings().first()
+    if row is None:
+        raise Invalid(f"there is no slot {slot_id}", field="slot_id")
+    live = conn.execute(sa.select(appointment.c.id).where(appointment.c.slot_id == slot_id,
+                                                          appointment.c.status != "cancelled")).first()
+    if live is not None:
+        raise Conflict("that slot is already booked; choose another", field="slot_id")
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    if not backdated and row["starts_at"] < now - dt.timedelta(hours=1):
+        raise Invalid("that slot is in the past", field="slot_id")
+    return dict(row)
+
+
+def _slot_taken(exc: sa.exc.IntegrityError) -> Conflict:
+    if "appointment_live_slot_key" in str(exc.orig):
+        return Conflict("that slot was booked by someone else a moment ago; choose another", field="slot_id")
+    raise exc
+
+
+def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id: uuid.UUID,
+         reason: str | None = None, *, at: dt.datetime | None = None, backdated: bool = False) -> dict:
+    """Book a free slot. `backdated` (imports, the demo generator; no route offers it) records a
+    booking of a slot already past, as a booking made at `at`."""
+    require_patient(conn, patient_id)
+    when = moment(conn, at)
+    claimed = _claim_slot(conn, slot_id, backdated)
+    appointment_id = uuid.uuid4()
+    try:
+        with conn.begin_nested():
+            conn.execute(appointment.insert().values(
+                id=appointment_id, patient_id=patient_id, slot_id=slot_id, clinic_code=claimed["clinic_code"],
+                starts_at=claimed["starts_at"], status="booked", reason=reason))
+    except sa.exc.IntegrityError as exc:
+        raise _slot_taken(exc) from None
+    record.append(conn, principal, "appointment", patient_id=patient_id, entry_id=appointment_id, occurred_at=when,
+                  detail={"appointment_id": appointment_id, "slot_id": slot_id, "action": "booked",
+                          "from_slot_id": None, "reason": reason})
+    return appointment_of(conn, appointment_id)
+
+
+def appointment_of(conn: Connection, appointment_id: uuid.UUID) -> dict:
+    row = conn.execute(sa.select(*APPOINTMENT_COLUMNS).where(appointment.c.id == appointment_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no appointment {appointment_id} at this facility", appointment_id=str(appointment_id))
+    return dict(row)
+
+
+def _locked(conn: Connection, appointment_id: uuid.UUID) -> dict:
+    row = conn.execute(sa.select(*APPOINTMENT_COLUMNS).where(appointment.c.id == appointment_id)
+                       .with_for_update()).mappings().first()
+    if row is None:
+        raise NotFound(f"no appointment {appointment_id} at this facility", appointment_id=str(appointment_id))
+    return dict(row)
+
+
+def reschedule(conn: Connection, principal: Principal, appointment_id: uuid.UUID, slot_id: uuid.UUID,
+               reason: str | None = None) -> dict:
+    current = _locked(conn, appointment_id)
+    if current["status"] != "booked":
+        raise Conflict(f"an appointment that is {current['status'].replace('_', ' ')} cannot be rescheduled",
+                       field="status")
+    if slot_id == current["slot_id"]:
+        raise Invalid("that is the slot the appointment already has", field="slot_id")
+    claimed = _claim_slot(conn, slot_id)
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.update(appointment).where(appointment.c.id == appointment_id).values(
+                slot_id=slot_id, clinic_code=claimed["clinic_code"], starts_at=claimed["starts_at"],
+                updated_at=sa.func.now()))
+    except sa.exc.IntegrityError as exc:
+        raise _slot_taken(exc) from None
+    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], detail={
+        "appointment_id": appointment_id, "slot_id": slot_id, "action": "rescheduled",
+        "from_slot_id": current["slot_id"], "reason": reason})
+    return appointment_of(conn, appointment_id)
+
+
+def change(conn: Connection, principal: Principal, appointment_id: uuid.UUID, action: str,
+           reason: str | None = None, at: dt.datetime | None = None) -> dict:
+    """Cancel, check in or mark a no-show. A no-show can only be marked once the slot has begun."""
+    if action not in STEPS:
+        raise Invalid("the action is cancelled, checked_in or no_show", field="action")
+    to_status, allowed_from = STEPS[action]
+    current = _locked(conn, appointment_id)
+    if current["status"] not in allowed_from:
+        raise Conflict(f"an appointment that is {current['status'].replace('_', ' ')} cannot become "
+                       f"{to_status.replace('_', ' ')}", field="status", current_status=current["status"])
+    when = moment(conn, at)
+    if action == "no_show" and when < current["starts_at"]:
+        raise Conflict("a no-show can be marked only after the appointment's time", field="action")
+    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], occurred_at=when, detail={
+        "appointment_id": appointment_id, "slot_id": current["slot_id"], "action": action, "from_slot_id": None,
+        "reason": reason})
+    conn.execute(sa.update(appointment).where(appointment.c.id == appointment_id)
+                 .values(status=to_status, updated_at=sa.func.now()))
+    return appointment_of(conn, appointment_id)
+
+
+def day_list(conn: Connection, principal: Principal, clinic_code: str, day: dt.date) -> list[dict]:
+    """The clinic's appointments on a day with who is coming (audited)."""
+    tz = zoneinfo.ZoneInfo(_clinic(conn, clinic_code)["timezone"])
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+    rows = [dict(r) for r in conn.execute(
+        sa.select(*APPOINTMENT_COLUMNS, patient.c.mrn, patient.c.family_name, patient.c.given_names)
+        .select_from(appointment.join(patient, patient.c.id == appointment.c.patient_id))
+        .where(appointment.c.clinic_code == clinic_code, appointment.c.starts_at >= start,
+               appointment.c.starts_at < start + dt.timedelta(days=1))
+        .order_by(appointment.c.starts_at)).mappings()]
+    for row in rows:
+        record.note_access(conn, principal, "read", row["patient_id"], "appointment", (row["id"],))
+    return rows
+
