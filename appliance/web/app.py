@@ -21,6 +21,8 @@ from litestar.template.config import TemplateConfig
 
 from appliance import __version__
 from appliance.layers.clinical.routes import ClinicalController
+from appliance.layers.financial.routes import FinancialController
+from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.routes import OperationsController
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
@@ -31,8 +33,8 @@ from appliance.web.auth import authentication_middleware, permission_guard, secu
 from appliance.web.context import request_context_middleware
 
 HERE = Path(__file__).parent
-ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, OperationsController,
-                  ClinicalController, portal.portal_router]
+ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, OperationsController, FinancialController,
+                  ClinicalController, NursingController, portal.portal_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 
 

@@ -1,0 +1,266 @@
+"""HTTP routes of the nursing layer, under /api/t/{tenant}/.
+
+Per patient: the NEWS2 history, the medication administration record (read, record a dose's outcome,
+withdraw one recorded in error), nursing tasks and care plans. Per ward: the worklist and the shift
+handover. Vital signs are recorded through the clinical layer's route (`POST .../vitals`); their score
+is written by this layer's reaction in the same transaction and read here.
+
+Each route opens one tenant transaction, decides the care relationship as its first statement (a
+patient's route) or the ward the principal may see (a ward's route), calls one service and answers
+through an explicit response model. Refusals are `{"status_code", "detail", ...}` with the field at
+fault (422), the record in the way (409), what was not found (404) or why not (403).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from anyio import to_thread
+from litestar import Controller, Request, Response, get, post, put
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import ValidationException
+from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
+from sqlalchemy.engine import Connection
+
+from appliance.layers.nursing import access, service, ward
+from appliance.layers.nursing.errors import Invalid
+from appliance.layers.nursing.schemas import (
+    AdministrationIn,
+    AdministrationOut,
+    CarePlanIn,
+    CarePlanOut,
+    CarePlanUpdate,
+    HandoverIn,
+    HandoverOut,
+    MarOut,
+    News2Out,
+    Retraction,
+    TaskIn,
+    TaskOut,
+    TaskStatusIn,
+    WorklistOut,
+)
+from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import tenant_table
+
+PATIENT = "/patients/{patient_id:uuid}"
+WARD = "/nursing/wards/{ward_code:str}"
+Id = FromPath[uuid.UUID]
+Asking = Request[Principal, Any, Any]
+T = TypeVar("T")
+_TZ_TTL = dt.timedelta(minutes=5)
+_zones: dict[str, tuple[dt.datetime, zoneinfo.ZoneInfo]] = {}
+
+
+def facility_zone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
+    """The facility's time zone (drug rounds and shifts run on local time), cached a few minutes."""
+    now = dt.datetime.now(dt.UTC)
+    cached = _zones.get(slug)
+    if cached and now - cached[0] < _TZ_TTL:
+        return cached[1]
+    with db.control_autocommit() as conn:
+        name = conn.execute(sa.select(tenant_table.c.timezone).where(tenant_table.c.slug == slug)).scalar()
+    zone = zoneinfo.ZoneInfo(name or "UTC")
+    _zones[slug] = (now, zone)
+    return zone
+
+
+def _opt(permission: str) -> dict:
+    return {"permission": permission}
+
+
+def _problem(status: int, detail: str, **extra: Any) -> Response:
+    return Response({"status_code": status, "detail": detail, **extra}, status_code=status)
+
+
+def _record_error(_: Request, exc: RecordError) -> Response:
+    return _problem(exc.status, exc.detail, **exc.extra)
+
+
+def _invalid_request(_: Request, exc: ValidationException) -> Response:
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    named = [e.get("key") for e in errors if isinstance(e, dict) and e.get("key")]
+    detail = f"invalid {', '.join(named)}: {errors[0].get('message')}" if named else exc.detail
+    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, detail, errors=errors)
+
+
+def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """A patient's route needs a care relationship or a stated break-the-glass reason (header
+    `X-Break-Glass-Reason`); the decision runs first in the route's own transaction (`_tenant`)."""
+    patient_id = connection.path_params.get("patient_id")
+    if patient_id is None:
+        return
+    reason = connection.headers.get("x-break-glass-reason") or connection.query_params.get("break_glass_reason")
+    connection.scope["healthos_nursing_care"] = (patient_id, reason)  # type: ignore[typeddict-unknown-key]
+
+
+@contextmanager
+def _tenant(state: State, request: Asking, tenant: str) -> Iterator[Connection]:
+    with state.db.tenant(tenant) as conn:
+        care = request.scope.get("healthos_nursing_care")
+        if care is not None:
+            access.open_record(conn, request.user, care[0], care[1])
+        yield conn
+
+
+async def _run(state: State, request: Asking, tenant: str, work: Callable[[Connection, dict], T]) -> T:
+    """`work(conn, context)` in the route's tenant transaction, off the event loop; `context` holds
+    the facility's clock (`now`, `tz`)."""
+    def run() -> T:
+        context = {"now": dt.datetime.now(dt.UTC), "tz": facility_zone(state.db, tenant)}
+        with _tenant(state, request, tenant) as conn:
+            return work(conn, context)
+
+    return await to_thread.run_sync(run)
+
+
+class NursingController(Controller):
+    path = "/api/t/{tenant:str}"
+    tags = ["nursing"]
+    guards = [care_relationship_guard]
+    exception_handlers = {RecordError: _record_error, ValidationException: _invalid_request}
+
+    # -- early warning scores --------------------------------------------------------------------------
+
+    @get(PATIENT + "/news2", operation_id="NursingListNews2", opt=_opt("nursing.news2.read"))
+    async def list_news2(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                         limit: FromQuery[int] = 200) -> list[News2Out]:
+        """NEWS2 of each set of vital signs, newest first: the score, each parameter's part, the risk
+        band and the response it calls for, and when the next observations are due."""
+        rows = await _run(state, request, tenant, lambda conn, _: service.list_news2(
+            conn, request.user, patient_id, limit=max(1, min(limit, 1000))))
+        return [News2Out.model_validate(r) for r in rows]
+
+    # -- the medication administration record ----------------------------------------------------------
+
+    @get(PATIENT + "/mar", operation_id="NursingGetMar", opt=_opt("nursing.mar.read"))
+    async def get_mar(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                      since: FromQuery[dt.datetime | None] = None,
+                      until: FromQuery[dt.datetime | None] = None) -> MarOut:
+        """Each prescription's doses between `since` and `until` (default: the last 24 hours and the
+        next 24), each due, due now, late, given (late or not), held, refused or missed."""
+        def work(conn: Connection, context: dict) -> dict:
+            now = context["now"]
+            return service.mar(conn, request.user, patient_id, window_start=_aware(since, "since") or
+                               now - dt.timedelta(hours=24), window_end=_aware(until, "until") or
+                               now + dt.timedelta(hours=24), now=now, tz=context["tz"])
+
+        return MarOut.model_validate(await _run(state, request, tenant, work))
+
+    @post(PATIENT + "/mar", operation_id="NursingRecordAdministration", opt=_opt("nursing.mar.record"))
+    async def record_administration(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                    data: JSONBody[AdministrationIn]) -> AdministrationOut:
+        """One dose's outcome: given (when; the dose if not as prescribed, with why), or held, refused or
+        missed with the reason. A dose given is a `medication_administration` entry of the record."""
+        return AdministrationOut.model_validate(await _run(state, request, tenant, lambda conn, c: (
+            service.record_administration(conn, request.user, patient_id, data, now=c["now"], tz=c["tz"]))))
+
+    @post(PATIENT + "/mar/{entry_id:uuid}/entered-in-error", operation_id="NursingRetractAdministration",
+          opt=_opt("nursing.mar.record"), status_code=HTTP_200_OK)
+    async def retract_administration(self, tenant: FromPath[str], state: State, request: Asking,
+                                     patient_id: Id, entry_id: Id, data: JSONBody[Retraction]) -> dict:
+        """Withdraw a dose recorded in error (it stays in the history; the dose is open again)."""
+        return await _run(state, request, tenant, lambda conn, _: service.retract_administration(
+            conn, request.user, patient_id, entry_id, data.reason))
+
+    # -- tasks -----------------------------------------------------------------------------------------
+
+    @get(PATIENT + "/tasks", operation_id="NursingListTasks", opt=_opt("nursing.task.read"))
+    async def list_tasks(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                         open_only: FromQuery[bool] = False) -> list[TaskOut]:
+        rows = await _run(state, request, tenant, lambda conn, c: service.list_tasks(
+            conn, request.user, patient_id, now=c["now"], open_only=open_only))
+        return [TaskOut.model_validate(r) for r in rows]
+
+    @post(PATIENT + "/tasks", operation_id="NursingAddTask", opt=_opt("nursing.task.create"))
+    async def add_task(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                       data: JSONBody[TaskIn]) -> TaskOut:
+        return TaskOut.model_validate(await _run(state, request, tenant, lambda conn, c: service.add_task(
+            conn, request.user, patient_id, data, now=c["now"])))
+
+    @post(PATIENT + "/tasks/{entry_id:uuid}/status", operation_id="NursingCloseTask",
+          opt=_opt("nursing.task.update"), status_code=HTTP_200_OK)
+    async def close_task(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id, entry_id: Id,
+                         data: JSONBody[TaskStatusIn]) -> TaskOut:
+        """Mark a task done (with a note of how) or cancelled (with why)."""
+        return TaskOut.model_validate(await _run(state, request, tenant, lambda conn, c: service.set_task_status(
+            conn, request.user, patient_id, entry_id, data.status, data.note, now=c["now"])))
+
+    # -- care plans ------------------------------------------------------------------------------------
+
+    @get(PATIENT + "/care-plans", operation_id="NursingListCarePlans", opt=_opt("nursing.careplan.read"))
+    async def list_care_plans(self, tenant: FromPath[str], state: State, request: Asking,
+                              patient_id: Id) -> list[CarePlanOut]:
+        rows = await _run(state, request, tenant, lambda conn, _: service.list_care_plans(
+            conn, request.user, patient_id))
+        return [CarePlanOut.model_validate(r) for r in rows]
+
+    @post(PATIENT + "/care-plans", operation_id="NursingAddCarePlan", opt=_opt("nursing.careplan.create"))
+    async def add_care_plan(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                            data: JSONBody[CarePlanIn]) -> CarePlanOut:
+        """A problem, the goal, the interventions to reach it; evaluated later (PUT)."""
+        return CarePlanOut.model_validate(await _run(state, request, tenant, lambda conn, _: service.add_care_plan(
+            conn, request.user, patient_id, data)))
+
+    @put(PATIENT + "/care-plans/{entry_id:uuid}", operation_id="NursingUpdateCarePlan",
+         opt=_opt("nursing.careplan.update"))
+    async def update_care_plan(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                               entry_id: Id, data: JSONBody[CarePlanUpdate]) -> CarePlanOut:
+        """Evaluate or revise a care plan (its next version; achieved or discontinued needs the evaluation)."""
+        return CarePlanOut.model_validate(await _run(state, request, tenant, lambda conn, _: (
+            service.update_care_plan(conn, request.user, patient_id, entry_id, data, data.reason))))
+
+    # -- the ward --------------------------------------------------------------------------------------
+
+    @get(WARD + "/worklist", operation_id="NursingGetWorklist", opt=_opt("nursing.worklist.read"))
+    async def worklist(self, tenant: FromPath[str], state: State, request: Asking,
+                       ward_code: FromPath[str]) -> WorklistOut:
+        """Every patient on the ward, escalations first: latest NEWS2 and its response, observations due,
+        open tasks, doses due and late. A ward-scoped nurse sees her own ward only."""
+        def work(conn: Connection, c: dict) -> dict:
+            found = access.ward_for(conn, request.user, ward_code)
+            return ward.worklist(conn, request.user, found, now=c["now"], tz=c["tz"])
+
+        return WorklistOut.model_validate(await _run(state, request, tenant, work))
+
+    @get(WARD + "/handover", operation_id="NursingGetHandover", opt=_opt("nursing.handover.read"))
+    async def handover(self, tenant: FromPath[str], state: State, request: Asking, ward_code: FromPath[str],
+                       shift_start: FromQuery[dt.datetime | None] = None,
+                       shift_end: FromQuery[dt.datetime | None] = None) -> HandoverOut:
+        """The shift handover built from the record (default: the shift now, day 07–19 or night 19–07)."""
+        def work(conn: Connection, c: dict) -> dict:
+            found = access.ward_for(conn, request.user, ward_code)
+            return ward.handover_summary(conn, request.user, found, now=c["now"], tz=c["tz"],
+                                         shift_start=_aware(shift_start, "shift_start"),
+                                         shift_end=_aware(shift_end, "shift_end"))
+
+        return HandoverOut.model_validate(await _run(state, request, tenant, work))
+
+    @post(WARD + "/handover", operation_id="NursingRecordHandover", opt=_opt("nursing.handover.create"))
+    async def record_handover(self, tenant: FromPath[str], state: State, request: Asking, ward_code: FromPath[str],
+                              data: JSONBody[HandoverIn]) -> HandoverOut:
+        """Keep the handover as given, with the outgoing nurse's note (a `handover` entry)."""
+        def work(conn: Connection, c: dict) -> dict:
+            found = access.ward_for(conn, request.user, ward_code)
+            return ward.record_handover(conn, request.user, found, now=c["now"], tz=c["tz"],
+                                        shift_start=_aware(data.shift_start, "shift_start"),
+                                        shift_end=_aware(data.shift_end, "shift_end"), note=data.note)
+
+        return HandoverOut.model_validate(await _run(state, request, tenant, work))
+
+
+def _aware(moment: dt.datetime | None, field: str) -> dt.datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise Invalid("give times with their UTC offset (e.g. 2026-11-26T07:00:00+03:00)", field=field)
+    return moment
