@@ -33,8 +33,8 @@ from appliance.web.auth import authentication_middleware, permission_guard, secu
 from appliance.web.context import request_context_middleware
 
 HERE = Path(__file__).parent
-ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, OperationsController, FinancialController,
-                  ClinicalController, NursingController, portal.portal_router]
+ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, OperationsController,
+                  FinancialController, ClinicalController, NursingController, portal.portal_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 
 

@@ -1,0 +1,264 @@
+"""Request and response shapes of the financial layer.
+
+Requests refuse unknown fields; responses are explicit allow-lists. Money travels as a decimal string
+(`"450.00"`) beside its currency — JSON numbers are floats in most clients, and money is never float.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+MoneyOut = Annotated[Decimal, PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json")]
+Reason = Annotated[str, Field(min_length=3, max_length=1000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ChargeOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    recorded_at: dt.datetime
+    patient_id: uuid.UUID
+    account_id: uuid.UUID
+    source_entry_id: uuid.UUID
+    source_root_id: uuid.UUID
+    source_kind: str
+    item_kind: str
+    item_code: str
+    description: str
+    department: str
+    service_date: dt.date
+    quantity: Decimal
+    unit_price: MoneyOut | None
+    amount: MoneyOut | None
+    currency: str
+    price_list: str | None
+    status: str
+    unpriced_reason: str | None
+    reverses: uuid.UUID | None
+
+
+class PriceIn(_In):
+    unit_price: Decimal = Field(ge=0, max_digits=15, decimal_places=3)
+    reason: Reason
+
+
+class AccountOut(_Out):
+    id: uuid.UUID
+    number: str
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID | None
+    payer_code: str | None
+    opened_at: dt.datetime
+    charged: MoneyOut
+    unpriced: int
+
+
+class AccountDetail(AccountOut):
+    currency: str
+    charges: list[ChargeOut]
+    invoice_ids: list[uuid.UUID]
+
+
+class InvoiceLineOut(_Out):
+    charge_entry_id: uuid.UUID
+    description: str
+    service_date: dt.date
+    quantity: Decimal
+    unit_price: MoneyOut | None
+    amount: MoneyOut | None
+    status: str
+
+
+class AdjustmentIn(_In):
+    kind: Literal["discount", "exemption"]
+    percent: Decimal | None = Field(default=None, gt=0, le=100, max_digits=5, decimal_places=2)
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=15, decimal_places=3)
+    reason: Reason
+    approved_by: Annotated[str, Field(min_length=2, max_length=200)]
+
+
+class AdjustmentOut(_Out):
+    id: uuid.UUID
+    kind: str
+    percent: Decimal | None
+    amount: MoneyOut | None
+    applied: MoneyOut
+    reason: str
+    approved_by: str
+    recorded_by: uuid.UUID
+    recorded_at: dt.datetime
+
+
+class PaymentLine(_Out):
+    id: uuid.UUID
+    receipt_number: str
+    method: str
+    amount: MoneyOut
+    reference: str | None
+    recorded_at: dt.datetime
+
+
+class InvoiceOut(_Out):
+    id: uuid.UUID
+    number: str
+    account_id: uuid.UUID
+    patient_id: uuid.UUID
+    payer_code: str | None
+    currency: str
+    status: str
+    created_at: dt.datetime
+    finalised_at: dt.datetime | None
+    subtotal: MoneyOut
+    adjustments: MoneyOut
+    total: MoneyOut
+    paid: MoneyOut
+    outstanding: MoneyOut | None
+    unpriced: int
+    lines: list[InvoiceLineOut]
+    adjustment_list: list[AdjustmentOut]
+    payments: list[PaymentLine]
+
+
+class PaymentIn(_In):
+    method: Literal["cash", "mobile_money", "card", "insurer_remittance"]
+    amount: Decimal = Field(gt=0, max_digits=15, decimal_places=3)
+    reference: str | None = Field(default=None, max_length=120)
+
+
+class ReceiptOut(_Out):
+    id: uuid.UUID
+    receipt_number: str
+    invoice_id: uuid.UUID
+    invoice_number: str
+    method: str
+    amount: MoneyOut
+    currency: str
+    reference: str | None
+    recorded_at: dt.datetime
+    invoice_total: MoneyOut
+    outstanding: MoneyOut
+
+
+class CoverageIn(_In):
+    payer_code: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")]
+    member_number: Annotated[str, Field(min_length=1, max_length=60)]
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+
+
+class CoverageOut(_Out):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    payer_code: str
+    payer_name: str
+    member_number: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+    active: bool
+
+
+class ClaimStatusIn(_In):
+    status: Literal["accepted", "rejected", "paid", "submitted"]
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ClaimOut(_Out):
+    id: uuid.UUID
+    number: str
+    invoice_id: uuid.UUID
+    patient_id: uuid.UUID
+    payer_code: str
+    member_number: str | None
+    amount: MoneyOut
+    currency: str
+    diagnosis_codes: list[str]
+    status: str
+    rejection_reason: str | None
+    submitted_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class VarianceEntry(_Out):
+    entry_id: uuid.UUID
+    kind: str
+    patient_id: uuid.UUID
+    occurred_at: dt.datetime
+    what: str
+    charge_id: uuid.UUID | None
+    amount: MoneyOut | None
+
+
+class VarianceDepartment(_Out):
+    department: str
+    billable: int
+    same_day: int
+    late: int
+    unpriced: int
+    missing: int
+    amount: MoneyOut
+    entries: dict[str, list[VarianceEntry]]
+
+
+class VarianceTotals(_Out):
+    billable: int
+    same_day: int
+    late: int
+    unpriced: int
+    missing: int
+    amount: MoneyOut
+
+
+class LateChargeRate(_Out):
+    start: dt.date
+    end: dt.date
+    total: MoneyOut
+    late: MoneyOut
+    charges: int
+    late_charges: int
+    percent: float | None
+
+
+class VarianceOut(_Out):
+    day: dt.date
+    currency: str
+    departments: list[VarianceDepartment]
+    totals: VarianceTotals
+    same_day_percent: float | None
+    late_charge_rate: LateChargeRate
+
+
+class AgingOut(_Out):
+    as_of: dt.date
+    currency: str
+    buckets: dict[str, MoneyOut]
+    by_payer: dict[str, dict[str, MoneyOut]]
+    receivable: MoneyOut
+    net_revenue: MoneyOut
+    revenue_days: int
+    net_days_in_ar: Decimal | None
+
+
+class BalanceOut(_Out):
+    patient_id: uuid.UUID
+    currency: str
+    invoiced: MoneyOut
+    paid: MoneyOut
+    outstanding: MoneyOut
+    self_pay_outstanding: MoneyOut
+    uninvoiced: MoneyOut
+
+
+class AccrualOut(BaseModel):
+    bed_days: int
