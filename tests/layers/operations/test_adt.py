@@ -1,0 +1,255 @@
+"""ADT, the emergency department and scheduling against a real tenant schema: the rules each act keeps,
+what it leaves on the record and the projections, and (acceptance 3) placements under concurrency:
+20 parallel admissions for 10 beds place exactly 10; parallel bookings of one slot book it once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.operations import adt, ed, scheduling, service
+from appliance.layers.operations.errors import Conflict, Invalid, NotFound
+from appliance.layers.operations.models import bed, inpatient_stay
+from appliance.substrate import record
+from tests.layers.operations.conftest import new_patient
+
+
+def _patients(db, facility, principal, n: int) -> list[uuid.UUID]:
+    with db.tenant(facility.slug) as conn:
+        return [new_patient(conn, principal) for _ in range(n)]
+
+
+def _race(db, slug: str, attempts: list, act) -> list:
+    """Run every attempt at once (a barrier releases them together), each in its own transaction."""
+    barrier = threading.Barrier(len(attempts))
+
+    def one(argument):
+        barrier.wait()
+        try:
+            with db.tenant(slug) as conn:
+                return act(conn, argument)
+        except Conflict as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(attempts)) as pool:
+        return list(pool.map(one, attempts))
+
+
+def _bed_states(db, slug: str, ward: str) -> dict[str, str]:
+    with db.tenant(slug) as conn:
+        return dict(conn.execute(sa.select(bed.c.code, bed.c.state).where(bed.c.ward_code == ward)).all())
+
+
+def test_twenty_parallel_admissions_for_ten_beds_place_exactly_ten(db, tenant_factory, bed_manager):
+    facility = tenant_factory(wards=[{"code": "GEN", "name": "General", "kind": "inpatient", "beds": 10}])
+    patients = _patients(db, facility, bed_manager, 20)
+    outcomes = _race(db, facility.slug, patients,
+                     lambda conn, patient_id: adt.admit(conn, bed_manager, patient_id, ward_code="GEN"))
+    placed = [o for o in outcomes if isinstance(o, dict)]
+    refused = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(placed) == 10 and len(refused) == 10
+    assert len({o["bed_code"] for o in placed}) == 10
+    assert all("no bed is available" in r.detail or "taken" in r.detail for r in refused)
+    assert set(_bed_states(db, facility.slug, "GEN").values()) == {"occupied"}
+    with db.tenant(facility.slug) as conn:
+        admissions = conn.execute(sa.select(sa.func.count()).where(record.entry.c.kind == "admission")).scalar()
+        stays = conn.execute(sa.select(sa.func.count()).select_from(inpatient_stay)).scalar()
+        inpatient = conn.execute(sa.text("SELECT count(*) FROM encounter WHERE encounter_class = 'inpatient'")).scalar()
+    assert admissions == stays == inpatient == 10  # a refused admission left no entry, stay or encounter
+
+
+def test_twenty_parallel_admissions_to_one_named_bed_place_one(db, tenant_factory, bed_manager):
+    facility = tenant_factory(wards=[{"code": "GEN", "name": "General", "kind": "inpatient", "beds": 10}])
+    patients = _patients(db, facility, bed_manager, 20)
+    outcomes = _race(db, facility.slug, patients, lambda conn, patient_id: adt.admit(
+        conn, bed_manager, patient_id, ward_code="GEN", bed_code="GEN-03"))
+    assert sum(isinstance(o, dict) for o in outcomes) == 1
+    assert all("GEN-03" in o.detail for o in outcomes if isinstance(o, Conflict))
+
+
+def test_parallel_bookings_of_one_slot_book_it_once(db, facility, bed_manager):
+    patients = _patients(db, facility, bed_manager, 12)
+    with db.tenant(facility.slug) as conn:
+        target = scheduling.slots(conn, "MOPC", dt.date.today() + dt.timedelta(days=3))[0]
+    outcomes = _race(db, facility.slug, patients, lambda conn, patient_id: scheduling.book(
+        conn, bed_manager, patient_id, target["id"]))
+    assert sum(isinstance(o, dict) for o in outcomes) == 1
+    assert sum(isinstance(o, Conflict) for o in outcomes) == 11
+    with db.tenant(facility.slug) as conn:
+        free = {s["id"]: s["free"] for s in scheduling.slots(conn, "MOPC", dt.date.today() + dt.timedelta(days=3))}
+        entries = conn.execute(sa.text("SELECT count(*) FROM appointment_change WHERE slot_id = :s"),
+                               {"s": target["id"]}).scalar()
+    assert free[target["id"]] is False and entries == 1
+
+
+# -- ADT ----------------------------------------------------------------------------------------------
+
+
+def test_admission_opens_an_inpatient_encounter_and_discharge_finishes_it(db, facility, bed_manager):
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="MAT", reason="labour")
+        assert stay["bed_code"].startswith("MAT-") and stay["source"] == "direct"
+        encounter = conn.execute(sa.text("SELECT encounter_class, status, ward_code FROM encounter WHERE id = :e"),
+                                 {"e": stay["encounter_id"]}).one()
+        assert tuple(encounter) == ("inpatient", "in_progress", "MAT")
+        moved = adt.transfer(conn, bed_manager, patient_id, ward_code="GEN", reason="post-partum care")
+        assert moved["ward_code"] == "GEN" and moved["bed_code"].startswith("GEN-")
+        ward_now = conn.execute(sa.text("SELECT ward_code FROM encounter WHERE id = :e"),
+                                {"e": stay["encounter_id"]}).scalar()
+        assert ward_now == "GEN"  # the clinical reaction moved the encounter: care follows the patient
+        done = adt.discharge(conn, bed_manager, patient_id, disposition="left_against_advice")
+        assert done["disposition"] == "left_against_advice" and done["discharged_at"] is not None
+        status, ended = conn.execute(sa.text("SELECT status, ended_at FROM encounter WHERE id = :e"),
+                                     {"e": stay["encounter_id"]}).one()
+        kinds = [k for (k,) in conn.execute(sa.select(record.entry.c.kind).where(
+            record.entry.c.encounter_id == stay["encounter_id"]).order_by(record.entry.c.recorded_at))]
+        states = dict(conn.execute(sa.select(bed.c.code, bed.c.state).where(
+            bed.c.code.in_([stay["bed_code"], moved["bed_code"]]))).all())
+    assert status == "finished" and ended == done["discharged_at"]
+    assert {"encounter", "admission", "transfer", "discharge", "encounter_status"} <= set(kinds)
+    assert states == {stay["bed_code"]: "cleaning", moved["bed_code"]: "cleaning"}
+
+
+def test_adt_refusals_leave_nothing_behind(db, facility, bed_manager):
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        before = conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar()
+    for attempt, error, text in [
+        (dict(ward_code="ED"), Invalid, "not an inpatient ward"),
+        (dict(ward_code="NOPE"), Invalid, "no ward NOPE"),
+        (dict(ward_code="GEN", bed_code="MAT-01"), Invalid, "no bed MAT-01 in ward GEN"),
+        (dict(ward_code="GEN", at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)), Invalid, "future"),
+        (dict(ward_code="GEN", source="emergency"), Invalid, "names the ED visit"),
+        (dict(ward_code="GEN", ed_encounter_id=uuid.uuid4()), NotFound, "no emergency visit"),
+    ]:
+        with pytest.raises(error, match=text), db.tenant(facility.slug) as conn:
+            adt.admit(conn, bed_manager, patient_id, **attempt)
+    with pytest.raises(NotFound), db.tenant(facility.slug) as conn:
+        adt.admit(conn, bed_manager, uuid.uuid4(), ward_code="GEN")
+    with pytest.raises(NotFound, match="not admitted"), db.tenant(facility.slug) as conn:
+        adt.discharge(conn, bed_manager, patient_id, disposition="home")
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar() == before
+        adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
+    with pytest.raises(Conflict, match="already admitted"), db.tenant(facility.slug) as conn:
+        adt.admit(conn, bed_manager, patient_id, ward_code="MAT")
+    with pytest.raises(Invalid, match="disposition"), db.tenant(facility.slug) as conn:
+        adt.discharge(conn, bed_manager, patient_id, disposition="vanished")
+    with pytest.raises(Invalid, match="before the admission"), db.tenant(facility.slug) as conn:
+        adt.discharge(conn, bed_manager, patient_id, disposition="home",
+                      at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+
+
+def test_bed_states_by_hand_never_empty_an_occupied_bed(db, facility, bed_manager):
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
+    with pytest.raises(Conflict, match="occupied"), db.tenant(facility.slug) as conn:
+        service.set_bed_state(conn, bed_manager, stay["bed_code"], "available")
+    with pytest.raises(Invalid), db.tenant(facility.slug) as conn:
+        service.set_bed_state(conn, bed_manager, "GEN-10", "occupied")
+    with pytest.raises(NotFound), db.tenant(facility.slug) as conn:
+        service.set_bed_state(conn, bed_manager, "NOPE-01", "blocked")
+    with db.tenant(facility.slug) as conn:
+        adt.discharge(conn, bed_manager, patient_id, disposition="home")
+        service.set_bed_state(conn, bed_manager, stay["bed_code"], "blocked")
+    with pytest.raises(Conflict, match="blocked"), db.tenant(facility.slug) as conn:
+        adt.admit(conn, bed_manager, patient_id, ward_code="GEN", bed_code=stay["bed_code"])
+    with db.tenant(facility.slug) as conn:
+        service.set_bed_state(conn, bed_manager, stay["bed_code"], "available")
+        board = service.bed_board(conn, bed_manager, "GEN")
+    assert board[0]["code"] == "GEN" and {b["code"] for b in board[0]["bed_list"]} >= {stay["bed_code"]}
+
+
+# -- the emergency department --------------------------------------------------------------------------
+
+
+def test_ed_visit_timestamps_in_order_and_admission_from_the_ed(db, facility, bed_manager):
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        visit = ed.arrive(conn, bed_manager, patient_id, arrival_mode="ambulance", complaint="fever")
+        assert conn.execute(sa.text("SELECT encounter_class, status, ward_code FROM encounter WHERE id = :e"),
+                            {"e": visit["id"]}).one() == ("emergency", "arrived", "ED")
+        ed.triage(conn, bed_manager, visit["id"], acuity=3)
+        ed.seen(conn, bed_manager, visit["id"])
+        ed.decide(conn, bed_manager, visit["id"], decision="admit")
+        board = ed.board(conn, bed_manager)
+        assert visit["id"] in {row["id"] for row in board}
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="GEN", ed_encounter_id=visit["id"])
+        after = ed.visit_of(conn, visit["id"])
+        statuses = dict(conn.execute(sa.text("SELECT id, status FROM encounter WHERE patient_id = :p"),
+                                     {"p": patient_id}).all())
+    assert stay["source"] == "emergency"
+    assert after["disposition"] == "admitted" and after["admitted_encounter_id"] == stay["encounter_id"]
+    assert after["departed_at"] == stay["admitted_at"]
+    assert statuses == {visit["id"]: "finished", stay["encounter_id"]: "in_progress"}
+
+
+def test_ed_refusals(db, facility, bed_manager):
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        visit = ed.arrive(conn, bed_manager, patient_id)
+    with pytest.raises(Conflict, match="already in the emergency"), db.tenant(facility.slug) as conn:
+        ed.arrive(conn, bed_manager, patient_id)
+    with pytest.raises(Invalid, match="acuity"), db.tenant(facility.slug) as conn:
+        ed.triage(conn, bed_manager, visit["id"], acuity=6)
+    with pytest.raises(Invalid, match="before the patient arrived"), db.tenant(facility.slug) as conn:
+        ed.seen(conn, bed_manager, visit["id"], at=visit["arrived_at"] - dt.timedelta(minutes=5))
+    with pytest.raises(Invalid, match="admit the patient"), db.tenant(facility.slug) as conn:
+        ed.depart(conn, bed_manager, patient_id, visit["id"], disposition="admitted")
+    with db.tenant(facility.slug) as conn:
+        ed.seen(conn, bed_manager, visit["id"])
+    with pytest.raises(Conflict, match="already been seen"), db.tenant(facility.slug) as conn:
+        ed.seen(conn, bed_manager, visit["id"])
+    with pytest.raises(Conflict, match="left against advice"), db.tenant(facility.slug) as conn:
+        ed.depart(conn, bed_manager, patient_id, visit["id"], disposition="left_without_being_seen")
+    with db.tenant(facility.slug) as conn:
+        ed.depart(conn, bed_manager, patient_id, visit["id"], disposition="left_against_advice")
+    with pytest.raises(Conflict, match="already left"), db.tenant(facility.slug) as conn:
+        ed.decide(conn, bed_manager, visit["id"], decision="admit")
+    with pytest.raises(NotFound), db.tenant(facility.slug) as conn:
+        ed.triage(conn, bed_manager, uuid.uuid4(), acuity=2)
+
+
+# -- scheduling ----------------------------------------------------------------------------------------------
+
+
+def test_book_reschedule_check_in_cancel_and_no_show(db, facility, bed_manager):
+    first, second = _patients(db, facility, bed_manager, 2)
+    day = dt.date.today() + dt.timedelta(days=5)
+    with db.tenant(facility.slug) as conn:
+        slots = scheduling.slots(conn, "MOPC", day)
+        assert len(slots) == 8 and all(s["free"] for s in slots)  # 08:00-12:00 in 30-minute slots
+        booked = scheduling.book(conn, bed_manager, first, slots[0]["id"], reason="review")
+        moved = scheduling.reschedule(conn, bed_manager, booked["id"], slots[1]["id"])
+        assert moved["slot_id"] == slots[1]["id"]
+        other = scheduling.book(conn, bed_manager, second, slots[0]["id"])  # the freed slot books again
+        listed = scheduling.day_list(conn, bed_manager, "MOPC", day)
+        assert [a["id"] for a in listed] == [other["id"], booked["id"]]
+        assert scheduling.change(conn, bed_manager, other["id"], "cancelled")["status"] == "cancelled"
+        assert scheduling.change(conn, bed_manager, booked["id"], "checked_in")["status"] == "checked_in"
+        actions = [a for (a,) in conn.execute(sa.text(
+            "SELECT action FROM appointment_change c JOIN entry e ON e.id = c.entry_id "
+            "WHERE appointment_id = :a ORDER BY e.recorded_at, e.occurred_at"), {"a": booked["id"]})]
+    assert actions == ["booked", "rescheduled", "checked_in"]
+    with pytest.raises(Conflict, match="checked in cannot"), db.tenant(facility.slug) as conn:
+        scheduling.change(conn, bed_manager, booked["id"], "no_show")
+    with db.tenant(facility.slug) as conn:
+        third = scheduling.book(conn, bed_manager, second, slots[2]["id"])
+    with pytest.raises(Conflict, match="after the appointment"), db.tenant(facility.slug) as conn:
+        scheduling.change(conn, bed_manager, third["id"], "no_show")
+    with pytest.raises(Conflict, match="already booked"), db.tenant(facility.slug) as conn:
+        scheduling.book(conn, bed_manager, first, slots[2]["id"])
+    with pytest.raises(Invalid, match="no slot"), db.tenant(facility.slug) as conn:
+        scheduling.book(conn, bed_manager, first, uuid.uuid4())
+    with pytest.raises(NotFound, match="no clinic"), db.tenant(facility.slug) as conn:
+        scheduling.slots(conn, "NOPE", day)
+    yesterday = dt.date.today() - dt.timedelta(days=2)
+    with pytest.raises(Invalid, match="in the past"), db.tenant(facility.slug) as conn:
+        scheduling.book(conn, bed_manager, first, scheduling.slots(conn, "MOPC", yesterday)[0]["id"])
