@@ -1,0 +1,68 @@
+"""Charges for the nursing and operations layers' acts: a dose given (not one held), and bed-days
+accrued at the census from admissions, transfers and discharges — read through the record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import MedicationIn
+from appliance.layers.financial import accrual
+from appliance.layers.financial.models import bed_day_accrual, charge
+from appliance.layers.nursing import service as nursing
+from appliance.layers.nursing.schemas import AdministrationIn
+from appliance.layers.operations import adt
+from appliance.substrate.record import entry
+from tests.layers.financial.conftest import visit
+
+NAIROBI = zoneinfo.ZoneInfo("Africa/Nairobi")
+
+
+def _charges(conn, **where) -> list[dict]:
+    query = sa.select(entry.c.id, entry.c.encounter_id, charge).select_from(
+        entry.join(charge, charge.c.entry_id == entry.c.id))
+    for column, value in where.items():
+        query = query.where(charge.c[column] == value)
+    return [dict(r) for r in conn.execute(query.order_by(charge.c.service_date, entry.c.recorded_at)).mappings()]
+
+
+def test_a_dose_given_is_charged_per_unit_and_a_held_one_is_not(db, facility, clinician):
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        prescribed = clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+            drug="Ceftriaxone", dose=Decimal(2), dose_unit="g", route="IV", frequency="as needed",
+            encounter_id=encounter["id"])).placed[0]
+        given = nursing.record_administration(conn, clinician, patient["id"], AdministrationIn(
+            medication_request_id=prescribed["id"], outcome="given"), now=now, tz=NAIROBI)
+        [captured] = _charges(conn, source_root_id=given["root_id"])
+        nursing.retract_administration(conn, clinician, patient["id"], given["id"], "charted on the wrong patient")
+        after = _charges(conn, source_root_id=given["root_id"])
+    assert captured["item_kind"] == "medication" and captured["quantity"] == 2
+    assert captured["amount"] == Decimal("700.000") and captured["department"] == "PHARMACY"
+    assert [c["amount"] for c in after] == [Decimal("700.000"), Decimal("-700.000")]
+
+
+def test_bed_days_accrue_once_per_census_by_ward_kind_and_stop_at_discharge(db, facility, clinician):
+    with db.tenant(facility.slug) as conn:
+        patient, _ = visit(conn, clinician)
+        three_days_ago = dt.datetime.now(NAIROBI).replace(hour=10, minute=0, second=0, microsecond=0) \
+            - dt.timedelta(days=3)
+        stay = adt.admit(conn, clinician, patient["id"], ward_code="GEN", at=three_days_ago)
+        adt.discharge(conn, clinician, patient["id"], disposition="home", at=three_days_ago + dt.timedelta(days=2))
+        first = accrual.accrue_bed_days(conn, clinician)
+        again = accrual.accrue_bed_days(conn, clinician)
+        admission_root = conn.execute(sa.select(entry.c.root_id).where(
+            entry.c.kind == "admission", entry.c.patient_id == patient["id"])).scalar_one()
+        days = _charges(conn, source_root_id=admission_root)
+        accrued = conn.execute(sa.select(sa.func.count()).select_from(bed_day_accrual).where(
+            bed_day_accrual.c.admission_root_id == admission_root)).scalar()
+    assert stay is not None and again == 0 and first >= 2 and accrued == 2
+    # censuses at midnight after admission day and the next: two bed-days, on the general ward's price
+    assert [c["service_date"] for c in days] == [(three_days_ago + dt.timedelta(days=n)).date() for n in (1, 2)]
+    assert {(c["item_code"], c["amount"], c["department"]) for c in days} == {("inpatient", Decimal("2000.000"),
+                                                                               "GEN")}
