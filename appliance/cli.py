@@ -7,10 +7,10 @@ a traceback means a bug.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -80,11 +79,27 @@ def main(ctx: click.Context, log_format: str | None) -> None:
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--tenants", "tenants_path", type=click.Path(path_type=Path), default=None,
               help="Tenant file or directory to apply before serving (default: tenants/ with --demo).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), envvar="HEALTHOS_WORKERS",
+              help="Worker processes (env HEALTHOS_WORKERS).")
+@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False), envvar="HEALTHOS_TLS_CERT",
+              help="Serve HTTPS (TLS 1.2+) with this PEM certificate chain (env HEALTHOS_TLS_CERT).")
+@click.option("--tls-key", type=click.Path(path_type=Path, exists=True, dir_okay=False), envvar="HEALTHOS_TLS_KEY",
+              help="Its private key (env HEALTHOS_TLS_KEY).")
+@click.option("--redirect-port", type=int, default=None, envvar="HEALTHOS_REDIRECT_PORT",
+              help="Also listen for plain HTTP here, answering only with a redirect to HTTPS.")
 @click.pass_obj
-def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path | None) -> None:
+def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path | None, workers: int,
+       tls_cert: Path | None, tls_key: Path | None, redirect_port: int | None) -> None:
     """Start the database, migrate, apply tenants, and serve."""
-    from appliance.web.app import create_app
+    from appliance.web import production
 
+    serving = production.Serving(host, port, workers, tls_cert, tls_key, redirect_port)
+    if redirect_port is not None and tls_cert is None:
+        fail("--redirect-port redirects to HTTPS: give --tls-cert (and --tls-key) too")
+    if serving.tls:
+        # Secure cookies and HSTS, in this process and in every worker it starts.
+        os.environ["HEALTHOS_TLS"] = "1"
+        settings = dataclasses.replace(settings, tls=True)
     with opened_database(settings) as db:
         migrate_control(db)
         path = tenants_path or (settings.tenants_dir if demo else None)
@@ -97,28 +112,15 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
             credentials = _ensure_demo_accounts(db, settings)
             err.print(f"demo accounts ({credentials}, mode 0600):")
             click.echo(credentials.read_text(), err=True)  # unwrapped: people copy these lines
-        err.print(f"HealthOS serving {len(slugs)} tenant(s) on http://{host}:{port}  "
-                  f"(ready: http://{host}:{port}/ready; database: {db.libpq_url()})")
-        config = uvicorn.Config(create_app(db, settings), host=host, port=port, log_config=None, access_log=False,
-                                server_header=False)
+        err.print(f"HealthOS serving {len(slugs)} tenant(s) on {serving.base_url} with {workers} worker(s)  "
+                  f"(ready: {serving.base_url}/ready; database: {db.libpq_url()})")
         # Signed checkpoints of every audit log at least every 30 s (or every 1,000 events), and a final
         # one on the way out so nothing committed is left unsealed.
         checkpointer = audit.start_checkpointer(db)
         try:
-            _GracefulServer(config).run()
+            production.serve(db, settings, serving)
         finally:
             checkpointer.stop()
-
-
-class _GracefulServer(uvicorn.Server):
-    """uvicorn's server, but a stop signal only asks it to finish: uvicorn re-raises SIGTERM after
-    shutting down, which would kill the process before the embedded PostgreSQL is stopped."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(stop_signal, self.handle_exit)
-        yield
 
 
 # -- tenants --------------------------------------------------------------------------------------
@@ -653,6 +655,16 @@ def demo_code(settings: Settings, email: str) -> None:
             click.echo(totp.totp_at(fields[2], time.time()))
             return
     fail(f"{email} is not a demo account in {path}")
+
+
+def _register_deployment_commands() -> None:
+    """`healthos bundle` and `healthos backup` live in cli_deploy.py, which imports helpers from here."""
+    from appliance.cli_deploy import bundle
+
+    main.add_command(bundle)
+
+
+_register_deployment_commands()
 
 
 if __name__ == "__main__":
