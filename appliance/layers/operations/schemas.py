@@ -1,6 +1,17 @@
-"""Response shapes of the operations layer: explicit allow-lists of what leaves the appliance."""
+"""Request and response shapes of the operations layer: explicit allow-lists of what enters and what
+leaves the appliance (a new column never leaks into a response unnoticed)."""
 
-from pydantic import BaseModel
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class WardCensus(BaseModel):
@@ -10,3 +21,204 @@ class WardCensus(BaseModel):
     beds: int
     available: int
     occupied: int
+    cleaning: int = 0
+    blocked: int = 0
+
+
+class BedOut(BaseModel):
+    code: str
+    ward_code: str
+    state: str
+    stay_id: uuid.UUID | None = None
+    patient_id: uuid.UUID | None = None
+    encounter_id: uuid.UUID | None = None
+    mrn: str | None = None
+    family_name: str | None = None
+    given_names: str | None = None
+    admitted_at: dt.datetime | None = None
+
+
+class WardBoard(WardCensus):
+    bed_list: list[BedOut]
+
+
+class BedStateIn(_In):
+    state: Literal["available", "cleaning", "blocked"]
+
+
+class BedStateOut(BaseModel):
+    code: str
+    ward_code: str
+    state: str
+
+
+class AdmissionIn(_In):
+    patient_id: uuid.UUID
+    ward_code: str = Field(min_length=1, max_length=16)
+    bed_code: str | None = Field(default=None, min_length=1, max_length=16)
+    source: Literal["direct", "elective", "transfer_in", "emergency"] = "direct"
+    ed_encounter_id: uuid.UUID | None = None
+    encounter_id: uuid.UUID | None = None
+    reason: str | None = Field(default=None, max_length=500)
+    at: AwareDatetime | None = None
+
+
+class TransferIn(_In):
+    ward_code: str = Field(min_length=1, max_length=16)
+    bed_code: str | None = Field(default=None, min_length=1, max_length=16)
+    reason: str | None = Field(default=None, max_length=500)
+    at: AwareDatetime | None = None
+
+
+class DischargeIn(_In):
+    disposition: Literal["home", "transfer_out", "died", "left_against_advice", "other"]
+    destination: str | None = Field(default=None, max_length=200)
+    at: AwareDatetime | None = None
+
+
+class StayOut(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID
+    ward_code: str
+    bed_code: str
+    source: str
+    admitted_at: dt.datetime
+    discharged_at: dt.datetime | None
+    disposition: str | None
+
+
+class ArrivalIn(_In):
+    patient_id: uuid.UUID
+    arrival_mode: Literal["walk_in", "ambulance", "referral", "police", "other"] = "walk_in"
+    complaint: str | None = Field(default=None, max_length=500)
+    at: AwareDatetime | None = None
+
+
+class TriageIn(_In):
+    acuity: int = Field(ge=1, le=5)
+    at: AwareDatetime | None = None
+
+
+class SeenIn(_In):
+    at: AwareDatetime | None = None
+
+
+class DecisionIn(_In):
+    decision: Literal["admit", "discharge", "transfer"]
+    at: AwareDatetime | None = None
+
+
+class DepartureIn(_In):
+    disposition: Literal["discharged", "transferred", "left_without_being_seen", "left_against_advice", "died"]
+    at: AwareDatetime | None = None
+
+
+class EdVisitOut(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    arrived_at: dt.datetime
+    acuity: int | None
+    triaged_at: dt.datetime | None
+    seen_at: dt.datetime | None
+    decision: str | None
+    decided_at: dt.datetime | None
+    departed_at: dt.datetime | None
+    disposition: str | None
+    admitted_encounter_id: uuid.UUID | None
+    mrn: str | None = None
+    family_name: str | None = None
+    given_names: str | None = None
+
+
+class ClinicOut(BaseModel):
+    code: str
+    name: str
+    slot_minutes: int
+
+
+class SlotOut(BaseModel):
+    id: uuid.UUID
+    clinic_code: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    free: bool
+
+
+class BookingIn(_In):
+    patient_id: uuid.UUID
+    slot_id: uuid.UUID
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class RescheduleIn(_In):
+    slot_id: uuid.UUID
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class AppointmentChangeIn(_In):
+    action: Literal["cancelled", "checked_in", "no_show"]
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class AppointmentOut(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    slot_id: uuid.UUID
+    clinic_code: str
+    starts_at: dt.datetime
+    status: str
+    reason: str | None
+    mrn: str | None = None
+    family_name: str | None = None
+    given_names: str | None = None
+
+
+class TrendPoint(BaseModel):
+    day: dt.date
+    value: float | None
+
+
+class KpiOut(BaseModel):
+    id: str
+    number: int
+    name: str
+    unit: str
+    better: str
+    formula: str
+    standard: str
+    window_days: int
+    companion: bool
+    available: bool
+    unavailable: str | None
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+    secondary: float | None
+    target: float | None
+    status: str | None
+    trend: list[TrendPoint]
+
+
+class CommandCenterOut(BaseModel):
+    facility: str
+    computed_at: dt.datetime
+    timezone: str
+    kpis: list[KpiOut]
+
+
+class DrillEntry(BaseModel):
+    entry_id: uuid.UUID
+    kind: str
+    patient_id: uuid.UUID | None
+    mrn: str | None
+    occurred_at: dt.datetime
+    measure: float | None
+    label: str | None
+
+
+class DrillDownOut(BaseModel):
+    id: str
+    start: dt.datetime
+    end: dt.datetime
+    entries: list[DrillEntry]
