@@ -23,7 +23,9 @@ from appliance.substrate import record
 from appliance.substrate.db import tenant_metadata
 
 JSONB = postgresql.JSONB
-MONEY = sa.Numeric(18, 3)  # enough for any currency's minor units (three at most, ISO 4217)
+# Unconstrained NUMERIC: an amount keeps the scale it was rounded to (two places for KES, none for UGX),
+# so what is stored is what is shown; every amount is rounded to its currency before it is written.
+MONEY = sa.Numeric()
 
 # -- the fee schedule (from the tenant file) ----------------------------------------------------------
 

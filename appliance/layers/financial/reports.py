@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial import schedule
+from appliance.layers.financial import schedule, service
 from appliance.layers.financial.money import AGING_BUCKETS, ZERO, aging, aging_bucket, net_days_in_ar
 from appliance.substrate import kpis
 from appliance.substrate.principal import Principal
@@ -200,6 +200,7 @@ def ar_aging(conn: Connection, principal: Principal, as_of: dt.date, *, patient_
 
 def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
     """What a patient's bills come to: invoiced, paid, outstanding (by payer), and charged but not yet invoiced."""
+    service.require_patient(conn, patient_id)
     row = conn.execute(sa.text("""
         SELECT COALESCE(sum(i.total), 0) AS invoiced,
                COALESCE(sum((SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id)), 0) AS paid,

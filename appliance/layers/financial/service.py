@@ -178,6 +178,7 @@ def price_charge(conn: Connection, principal: Principal, charge_entry_id: uuid.U
     currency = found["currency"]
     if unit_price < 0 or unit_price != rounded(unit_price, currency):
         raise Invalid(f"a price in {currency} is zero or more, to the currency's smallest unit", field="unit_price")
+    unit_price = rounded(unit_price, currency)
     detail = {c.name: found[c.name] for c in charge.c if c.name != "entry_id"}
     detail |= {"status": "posted", "unit_price": unit_price, "unpriced_reason": None,
                "amount": line_amount(found["quantity"], unit_price, currency)}
@@ -299,6 +300,7 @@ def add_adjustment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
         raise Invalid("say why (the waiver scheme, the hardship assessment)", field="reason")
     if not (approved_by or "").strip():
         raise Invalid("name who approved it", field="approved_by")
+    amount = None if amount is None else rounded(amount, found["currency"])
     adjustment_id = uuid.uuid4()
     conn.execute(invoice_adjustment.insert().values(
         id=adjustment_id, invoice_id=invoice_id, kind=kind, percent=percent, amount=amount, reason=reason.strip(),
@@ -360,6 +362,7 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
     currency = found["currency"]
     if amount <= 0 or amount != rounded(amount, currency):
         raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="amount")
+    amount = rounded(amount, currency)  # stored at the currency's scale: 200 is kept as 200.00
     outstanding = found["total"] - _paid(conn, invoice_id)
     if amount > outstanding:
         raise Invalid(f"only {currency} {outstanding:,.2f} is outstanding on this invoice", field="amount",
@@ -398,10 +401,14 @@ def receipt_of(conn: Connection, principal: Principal, payment_entry_id: uuid.UU
 # -- coverage and claims --------------------------------------------------------------------------------
 
 
-def add_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, payer_code: str,
-                 member_number: str, valid_from: dt.date, valid_to: dt.date | None) -> dict:
+def require_patient(conn: Connection, patient_id: uuid.UUID) -> None:
     if conn.execute(sa.select(patient_t.c.id).where(patient_t.c.id == patient_id)).first() is None:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+
+
+def add_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, payer_code: str,
+                 member_number: str, valid_from: dt.date, valid_to: dt.date | None) -> dict:
+    require_patient(conn, patient_id)
     known = conn.execute(sa.select(payer.c.kind).where(payer.c.code == payer_code, payer.c.active)).scalar()
     if known is None:
         raise Invalid(f"payer {payer_code} is not one of this facility's payers", field="payer_code")
@@ -418,6 +425,7 @@ def add_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
 
 
 def list_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    require_patient(conn, patient_id)
     rows = [dict(r) for r in conn.execute(
         sa.select(coverage, payer.c.name.label("payer_name"), payer.c.kind.label("payer_kind"))
         .select_from(coverage.join(payer, payer.c.code == coverage.c.payer_code))

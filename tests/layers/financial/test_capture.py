@@ -31,7 +31,7 @@ def test_a_lab_order_is_charged_in_its_own_transaction_at_the_self_pay_price(db,
         placed = order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
         [captured] = charges_for(conn, placed["root_id"])
         same_transaction = conn.execute(sa.text("SELECT now()")).scalar()
-    assert captured["status"] == "posted" and captured["amount"] == Decimal("450.000")
+    assert captured["status"] == "posted" and captured["amount"] == Decimal("450.00")
     assert captured["source_entry_id"] == placed["id"] and captured["price_list"] == "CASH"
     assert captured["department"] == "LAB" and captured["currency"] == "KES"
     assert captured["recorded_at"] == same_transaction  # now() is the transaction's start: one transaction
@@ -42,7 +42,7 @@ def test_an_imaging_order_without_encounter_lands_on_the_patients_own_account(db
         patient, _ = visit(conn, clinician)
         placed = order(conn, clinician, patient, None, CHEST_XRAY)
         [captured] = charges_for(conn, placed["root_id"])
-    assert captured["amount"] == Decimal("1500.000") and captured["department"] == "RAD"
+    assert captured["amount"] == Decimal("1500.00") and captured["department"] == "RAD"
 
 
 def test_an_item_without_price_is_captured_unpriced_never_dropped(db, facility, clinician):
@@ -110,7 +110,7 @@ def test_insured_patients_are_charged_on_their_payers_price_list(db, facility, c
         placed = order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
         [captured] = charges_for(conn, placed["root_id"])
         owner = conn.execute(sa.select(account.c.payer_code).where(account.c.id == captured["account_id"])).scalar()
-    assert captured["price_list"] == "NHI" and captured["amount"] == Decimal("380.000") and owner == "NHIF"
+    assert captured["price_list"] == "NHI" and captured["amount"] == Decimal("380.00") and owner == "NHIF"
 
 
 def test_finishing_an_encounter_charges_the_consultation(db, facility, clinician):
@@ -123,7 +123,7 @@ def test_finishing_an_encounter_charges_the_consultation(db, facility, clinician
                             .join(entry, entry.c.id == charge.c.entry_id)
                             .where(entry.c.encounter_id == encounter["id"])).mappings().all()
     assert [(r["item_code"], r["amount"], r["department"]) for r in rows] == [
-        ("outpatient", Decimal("300.000"), "OPD")]
+        ("outpatient", Decimal("300.00"), "OPD")]
 
 
 def test_pricing_an_unpriced_charge_is_a_new_version_and_leaves_the_worklist(db, facility, clinician, clerk):

@@ -43,8 +43,8 @@ def test_a_dose_given_is_charged_per_unit_and_a_held_one_is_not(db, facility, cl
         nursing.retract_administration(conn, clinician, patient["id"], given["id"], "charted on the wrong patient")
         after = _charges(conn, source_root_id=given["root_id"])
     assert captured["item_kind"] == "medication" and captured["quantity"] == 2
-    assert captured["amount"] == Decimal("700.000") and captured["department"] == "PHARMACY"
-    assert [c["amount"] for c in after] == [Decimal("700.000"), Decimal("-700.000")]
+    assert captured["amount"] == Decimal("700.00") and captured["department"] == "PHARMACY"
+    assert [c["amount"] for c in after] == [Decimal("700.00"), Decimal("-700.00")]
 
 
 def test_bed_days_accrue_once_per_census_by_ward_kind_and_stop_at_discharge(db, facility, clinician):
@@ -64,5 +64,5 @@ def test_bed_days_accrue_once_per_census_by_ward_kind_and_stop_at_discharge(db, 
     assert stay is not None and again == 0 and first >= 2 and accrued == 2
     # censuses at midnight after admission day and the next: two bed-days, on the general ward's price
     assert [c["service_date"] for c in days] == [(three_days_ago + dt.timedelta(days=n)).date() for n in (1, 2)]
-    assert {(c["item_code"], c["amount"], c["department"]) for c in days} == {("inpatient", Decimal("2000.000"),
+    assert {(c["item_code"], c["amount"], c["department"]) for c in days} == {("inpatient", Decimal("2000.00"),
                                                                                "GEN")}

@@ -6,7 +6,7 @@ Create Date: 2026-11-26
 
 `charge` and `payment` are detail tables of entry kinds and append-only like the clinical ones: the
 tenant role keeps SELECT and INSERT, so a charge is undone only by a credit (a new charge that
-`reverses` it) and a receipt, once issued, stays. Money is NUMERIC(18, 3), exact, beside its currency;
+`reverses` it) and a receipt, once issued, stays. Money is NUMERIC (exact; it keeps the scale of its currency), beside its currency;
 CHECK constraints keep the money columns honest even against a buggy caller (a posted charge has an
 amount, an unpriced one has none; a payment is positive). Numbers people read aloud — accounts,
 invoices, claims, receipts — come from sequences.
@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 JSONB = postgresql.JSONB
-MONEY = sa.Numeric(18, 3)
+MONEY = sa.Numeric()
 APPEND_ONLY = ("charge", "payment")
 SEQUENCES = ("account_number_seq", "invoice_number_seq", "claim_number_seq", "receipt_number_seq")
 
