@@ -6,7 +6,9 @@ active medications, the latest vital signs, recent results with their sign-off, 
 encounters) and the route hands that text to the client as it is: one round trip and no per-row work
 in Python, which is what lets a two-core appliance serve a ward round's worth of charts at once.
 The columns each section selects are the fields of its response model in `schemas.py`, so the
-response models stay the allow-list of what leaves the appliance.
+response models stay the allow-list of what leaves the appliance. The query runs as the tenant
+schema's `chart_summary(uuid)` function (tenant migration t0007), so its plan survives the tenant
+switches of a pooled connection.
 """
 
 from __future__ import annotations
@@ -57,13 +59,16 @@ def _current_list(model: type, kind: str, table: str, where: str = "", order: st
     return (
         f"(SELECT coalesce(json_agg(x), '[]'::json) FROM ("  # noqa: S608
         f"SELECT {_columns(model, **overrides)} FROM entry e JOIN {table} d ON d.entry_id = e.id {joins} "
-        f"WHERE e.patient_id = :patient_id AND e.kind = '{kind}' AND {_CURRENT} {where} "
+        f"WHERE e.patient_id = p_patient AND e.kind = '{kind}' AND {_CURRENT} {where} "
         f"ORDER BY {order}{f' LIMIT {limit}' if limit else ''}) x)"
     )
 
 
 @functools.cache
-def _summary_sql() -> sa.TextClause:
+def summary_function_body() -> str:
+    """The query `chart_summary(p_patient uuid)` returns, composed from the response models: the
+    body a tenant migration installs. A test compares it with the installed function, so a change
+    here without a migration that replaces the function fails the suite."""
     computed = {
         "version_id": "p.demographics_entry_id",
         "identifiers": "(SELECT coalesce(json_agg(json_build_object('system', i.system, 'value', i.value) "
@@ -80,29 +85,36 @@ def _summary_sql() -> sa.TextClause:
     encounter_fields = ", ".join(f"n.{name}" for name in EncounterOut.model_fields if name != "vitals")
     sql = f"""
         SELECT json_build_object(
-            'patient', (SELECT row_to_json(x) FROM (SELECT {patient} FROM patient p WHERE p.id = :patient_id) x),
+            'patient', (SELECT row_to_json(x) FROM (SELECT {patient} FROM patient p WHERE p.id = p_patient) x),
             'problems', {_current_list(ConditionOut, 'condition', 'condition', "AND d.clinical_status = 'active'")},
             'allergies', {_current_list(AllergyOut, 'allergy', 'allergy', "AND d.clinical_status = 'active'")},
             'medications', {_current_list(MedicationOut, 'medication_request', 'medication_request',
                                           "AND d.status = 'active'")},
             'vitals', (SELECT row_to_json(x) FROM (SELECT {_columns(VitalSignsOut)} FROM entry e
                        JOIN vital_signs d ON d.entry_id = e.id
-                       WHERE e.patient_id = :patient_id AND e.kind = 'vital_signs' AND {_CURRENT}
+                       WHERE e.patient_id = p_patient AND e.kind = 'vital_signs' AND {_CURRENT}
                        ORDER BY e.occurred_at DESC LIMIT 1) x),
             'results', {_current_list(ResultOut, 'result', 'result', limit=RESULTS, joins=signoff,
                                       signed_by="signed.author_id", signed_at="signed.recorded_at")},
             'open_orders', {_current_list(ServiceRequestOut, 'service_request', 'service_request', answered)},
             'encounters', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT {encounter_fields}
-                           FROM encounter n WHERE n.patient_id = :patient_id
+                           FROM encounter n WHERE n.patient_id = p_patient
                            ORDER BY coalesce(n.started_at, n.planned_for) DESC NULLS LAST LIMIT {ENCOUNTERS}) x)
         )::text
-    """  # noqa: S608 -- composed from constants and model field names; the patient id is bound
-    return sa.text(sql)
+    """  # noqa: S608 -- composed from constants and model field names; the patient id is the argument
+    return sql
+
+
+_CALL_SUMMARY = sa.text("SELECT chart_summary(:patient_id)")
 
 
 def chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> str:
     """The summary as JSON text, shaped like `ChartSummary`. Noted once on the audit seam."""
-    document = conn.execute(_summary_sql(), {"patient_id": patient_id}).scalar_one()
+    # A function per tenant schema rather than the query itself: PostgreSQL re-plans a prepared query
+    # whenever the connection's search_path differs from the last run, and pooled connections move
+    # between tenants on nearly every request, so this ~2 ms plan was made afresh each time; a
+    # PL/pgSQL function keeps its plan per schema for the life of the connection.
+    document = conn.execute(_CALL_SUMMARY, {"patient_id": patient_id}).scalar_one()
     if document.startswith('{"patient" : null'):
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
     note_access(conn, principal, "read", patient_id, "chart", (patient_id,))
