@@ -1,0 +1,365 @@
+"""The operations pages of the tenant portal, under `/t/{tenant}/`: the bed board (facility and ward),
+the emergency department board with admission to a bed, and the Operations Command Center (eight
+KPI tiles and a detail page per KPI with its trend, companions and the entries behind the number).
+
+They keep the portal's rules (appliance/web/portal.py): server-rendered, work with JavaScript off,
+each route declares its permission, forms carry the CSRF token and Post/Redirect/Get, refusals are
+pages with a sentence, never a traceback. Patient data is read and written only through the
+operations services, which audit every access; the command center's figures come from the same
+functions as its JSON API (`OperationsCommandCenter`), so the page and the API never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from anyio import to_thread
+from litestar import Response, Router, get, post
+from litestar.params import FromPath
+from litestar.response import Template
+from sqlalchemy.engine import Connection
+
+from appliance.layers.operations import adt, command_center, ed, service
+from appliance.layers.operations.errors import Invalid, NotFound
+from appliance.layers.operations.models import (
+    DISCHARGE_DISPOSITIONS,
+    ED_DISPOSITIONS,
+    INPATIENT_WARD_KINDS,
+    bed,
+    ward,
+)
+from appliance.layers.operations.routes import facility_timezone, kpi_definitions
+from appliance.substrate.record import RecordError, note_access
+from appliance.web import plots, portal
+from appliance.web.portal import Asking, FormData, Id, Query, Tenant, form_values, page, see_other
+
+portal.NAV.extend([
+    portal.NavItem("Operations", "beds", "Bed board", "/beds", "operations.bed.read"),
+    portal.NavItem("Operations", "ed", "Emergency department", "/ed", "operations.ed.read"),
+    portal.NavItem("Operations", "command-center", "Command center", "/command-center", "operations.kpi.read"),
+])
+portal.NOTICES.update({
+    "admitted": "Patient admitted; the bed board shows the bed occupied.",
+    "transferred": "Patient transferred; the bed left is marked for cleaning.",
+    "discharged": "Patient discharged; the bed is marked for cleaning.",
+    "bed-state": "Bed state changed.",
+    "ed-arrival": "Arrival recorded.",
+    "ed-updated": "Emergency visit updated.",
+    "ed-departed": "Departure recorded.",
+})
+
+BED_STATE_LABELS = {"available": "Available", "occupied": "Occupied", "cleaning": "Cleaning", "blocked": "Blocked"}
+ACUITY = {1: "1 · Resuscitation", 2: "2 · Emergent", 3: "3 · Urgent", 4: "4 · Less urgent", 5: "5 · Non-urgent"}
+UNITS = {"percent": "%", "days": "days", "minutes": "min", "ratio": "per bed"}
+
+
+def _opts(permission: str) -> dict:
+    return {"permission": permission, "care_relationship": False}
+
+
+def _in_tenant(request: Asking, tenant: str, work) -> Any:
+    with request.app.state.db.tenant(tenant) as conn:
+        return work(conn)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    """A KPI's value as a tile shows it: whole minutes, one decimal for days and percentages."""
+    if value is None:
+        return "—"
+    if unit == "minutes":
+        return f"{value:.0f} min"
+    if unit == "percent":
+        return f"{value:.1f}%"
+    if unit == "days":
+        return f"{value:.1f} days"
+    return f"{value:.2f}"
+
+
+def _minutes_since(then: dt.datetime | None, now: dt.datetime) -> str:
+    if then is None:
+        return ""
+    minutes = int((now - then).total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _trend_points(trend: list[dict], tz, unit: str, name: str) -> list[plots.Point]:
+    return [plots.Point(at=dt.datetime.combine(p["day"], dt.time(12), tzinfo=tz), value=p["value"],
+                        label=f"{p['day']:%d %b}: {fmt(p['value'], unit)}")
+            for p in trend if p["value"] is not None]
+
+
+# -- bed board -------------------------------------------------------------------------------------
+
+
+def _bed_board_page(request: Asking, tenant: str, ward_code: str | None) -> Template:
+    def work(conn: Connection) -> dict:
+        wards = service.bed_board(conn, request.user, ward_code)
+        targets = conn.execute(sa.select(ward.c.code, ward.c.name, sa.func.count(bed.c.code).label("free"))
+                               .select_from(ward.outerjoin(bed, sa.and_(bed.c.ward_code == ward.c.code, bed.c.active,
+                                                                        bed.c.state == "available")))
+                               .where(ward.c.active, ward.c.kind.in_(INPATIENT_WARD_KINDS))
+                               .group_by(ward.c.code).order_by(ward.c.code)).mappings().all()
+        return {"wards": wards, "transfer_wards": [dict(t) for t in targets]}
+
+    found = _in_tenant(request, tenant, work)
+    beds = [b for w in found["wards"] for b in w["bed_list"] if w["kind"] in INPATIENT_WARD_KINDS]
+    occupied = sum(1 for b in beds if b["state"] == "occupied")
+    staffed = sum(1 for b in beds if b["state"] != "blocked")
+    return page(request, "operations/beds.html", active="beds", ward_code=ward_code, **found,
+                states=BED_STATE_LABELS, dispositions=DISCHARGE_DISPOSITIONS, occupied=occupied, staffed=staffed,
+                occupancy=fmt(occupied / staffed * 100 if staffed else None, "percent"))
+
+
+@get("/beds", operation_id="PortalBedBoard", opt=_opts("operations.bed.read"), include_in_schema=False)
+async def bed_board(request: Asking, tenant: Tenant) -> Template:
+    """Every ward's beds, their state and who is in them: the facility's bed board."""
+    return await to_thread.run_sync(_bed_board_page, request, tenant, None)
+
+
+@get("/beds/{ward_code:str}", operation_id="PortalWardBedBoard", opt=_opts("operations.bed.read"),
+     include_in_schema=False)
+async def ward_bed_board(request: Asking, tenant: Tenant, ward_code: FromPath[str]) -> Template:
+    return await to_thread.run_sync(_bed_board_page, request, tenant, ward_code)
+
+
+@post("/beds/{bed_code:str}/state", operation_id="PortalSetBedState", opt=_opts("operations.bed.update"),
+      include_in_schema=False)
+async def set_bed_state(request: Asking, tenant: Tenant, bed_code: FromPath[str], data: FormData) -> Response:
+    values = form_values(data)
+
+    def work(conn: Connection) -> dict:
+        return service.set_bed_state(conn, request.user, bed_code, values.get("state") or "")
+
+    changed = await to_thread.run_sync(_in_tenant, request, tenant, work)
+    return see_other(request, _back(tenant, values, changed["ward_code"]) + "?done=bed-state")
+
+
+def _back(tenant: str, values: dict, ward_code: str | None) -> str:
+    """Back to the board the form was on: the ward's page when posted from there, else the facility's."""
+    return f"/t/{tenant}/beds/{ward_code}" if values.get("back") == "ward" and ward_code else f"/t/{tenant}/beds"
+
+
+@post("/beds/patients/{patient_id:uuid}/discharge", operation_id="PortalDischarge",
+      opt=_opts("operations.admission.update"), include_in_schema=False)
+async def discharge(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    stay = await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: adt.discharge(
+        conn, request.user, patient_id, disposition=values.get("disposition") or ""))
+    return see_other(request, _back(tenant, values, stay["ward_code"]) + "?done=discharged")
+
+
+@post("/beds/patients/{patient_id:uuid}/transfer", operation_id="PortalTransfer",
+      opt=_opts("operations.admission.update"), include_in_schema=False)
+async def transfer(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    stay = await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: adt.transfer(
+        conn, request.user, patient_id, ward_code=values.get("ward_code") or ""))
+    return see_other(request, _back(tenant, values, stay["ward_code"]) + "?done=transferred")
+
+
+# -- emergency department --------------------------------------------------------------------------
+
+
+@get("/ed", operation_id="PortalEdBoard", opt=_opts("operations.ed.read"), include_in_schema=False)
+async def ed_board(request: Asking, tenant: Tenant) -> Template:
+    """Who is in the emergency department, most urgent and longest waiting first, with the next step."""
+
+    def work(conn: Connection) -> Template:
+        visits = ed.board(conn, request.user)
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        for visit in visits:
+            visit["waiting"] = _minutes_since(visit["arrived_at"], now)
+        return page(request, "operations/ed.html", active="ed", visits=visits, acuity=ACUITY,
+                    dispositions=[d for d in ED_DISPOSITIONS if d != "admitted"], errors={}, values={})
+
+    return await to_thread.run_sync(_in_tenant, request, tenant, work)
+
+
+def patient_by_mrn(conn: Connection, principal, mrn: str) -> uuid.UUID:
+    """The facility's patient with this MRN (the registrar types it from the card); audited as a search."""
+    patient = sa.table("patient", sa.column("id", sa.Uuid), sa.column("mrn", sa.Text))
+    found = conn.execute(sa.select(patient.c.id).where(patient.c.mrn == mrn.strip())).scalar()
+    note_access(conn, principal, "search", None, "patient", [found] if found else [])
+    if found is None:
+        raise Invalid("no patient with that MRN at this facility: register them first", field="mrn")
+    return found
+
+
+@post("/ed/arrivals", operation_id="PortalEdArrival", opt=_opts("operations.ed.create"), include_in_schema=False)
+async def ed_arrival(request: Asking, tenant: Tenant, data: FormData) -> Response:
+    values = form_values(data)
+
+    def work(conn: Connection) -> None:
+        patient_id = patient_by_mrn(conn, request.user, values.get("mrn") or "")
+        ed.arrive(conn, request.user, patient_id, arrival_mode=values.get("arrival_mode") or "walk_in",
+                  complaint=values.get("complaint"))
+
+    try:
+        await to_thread.run_sync(_in_tenant, request, tenant, work)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        key = "mrn" if exc.extra.get("field") == "mrn" else "form"
+        errors, status = {key: exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status
+    else:
+        return see_other(request, f"/t/{tenant}/ed?done=ed-arrival")
+
+    def again(conn: Connection) -> Template:
+        return page(request, "operations/ed.html", status=status, active="ed", visits=ed.board(conn, request.user),
+                    acuity=ACUITY, dispositions=[d for d in ED_DISPOSITIONS if d != "admitted"], values=values,
+                    errors=errors)
+
+    return await to_thread.run_sync(_in_tenant, request, tenant, again)
+
+
+@post("/ed/{encounter_id:uuid}/{step:str}", operation_id="PortalEdStep", opt=_opts("operations.ed.update"),
+      include_in_schema=False)
+async def ed_step(request: Asking, tenant: Tenant, encounter_id: Id, step: FromPath[str], data: FormData) -> Response:
+    """Triage, seen, decision or departure of one ED visit."""
+    values = form_values(data)
+
+    def work(conn: Connection) -> None:
+        if step == "triage":
+            try:
+                acuity = int(values.get("acuity") or "")
+            except ValueError:
+                raise Invalid("choose an acuity from 1 to 5", field="acuity") from None
+            ed.triage(conn, request.user, encounter_id, acuity=acuity)
+        elif step == "seen":
+            ed.seen(conn, request.user, encounter_id)
+        elif step == "decision":
+            ed.decide(conn, request.user, encounter_id, decision=values.get("decision") or "")
+        elif step == "departure":
+            ed.depart(conn, request.user, None, encounter_id, disposition=values.get("disposition") or "")
+        else:
+            raise Invalid(f"unknown step {step!r}", field="step")
+
+    await to_thread.run_sync(_in_tenant, request, tenant, work)
+    return see_other(request, f"/t/{tenant}/ed?done={'ed-departed' if step == 'departure' else 'ed-updated'}")
+
+
+def _admit_form(request: Asking, tenant: str, encounter_id: uuid.UUID, values: dict, errors: dict,
+                status: int = 200) -> Template:
+    def work(conn: Connection) -> Template:
+        visit = next((v for v in ed.board(conn, request.user) if v["id"] == encounter_id), None)
+        if visit is None:
+            raise NotFound("no patient waiting in the emergency department under that visit",
+                           encounter_id=str(encounter_id))
+        free = conn.execute(sa.select(bed.c.code, bed.c.ward_code, ward.c.name)
+                            .select_from(bed.join(ward, ward.c.code == bed.c.ward_code))
+                            .where(bed.c.active, ward.c.active, bed.c.state == "available",
+                                   ward.c.kind.in_(INPATIENT_WARD_KINDS))
+                            .order_by(bed.c.ward_code, bed.c.code)).mappings().all()
+        wards: dict[str, dict] = {}
+        for row in free:
+            wards.setdefault(row["ward_code"], {"code": row["ward_code"], "name": row["name"], "beds": []})
+            wards[row["ward_code"]]["beds"].append(row["code"])
+        return page(request, "operations/admit.html", status=status, active="ed", visit=visit, acuity=ACUITY,
+                    wards=list(wards.values()), values=values, errors=errors)
+
+    return _in_tenant(request, tenant, work)
+
+
+@get("/ed/{encounter_id:uuid}/admit", operation_id="PortalEdAdmitPage", opt=_opts("operations.admission.create"),
+     include_in_schema=False)
+async def admit_page(request: Asking, tenant: Tenant, encounter_id: Id) -> Template:
+    return await to_thread.run_sync(_admit_form, request, tenant, encounter_id, {}, {})
+
+
+@post("/ed/{encounter_id:uuid}/admit", operation_id="PortalEdAdmit", opt=_opts("operations.admission.create"),
+      include_in_schema=False)
+async def admit(request: Asking, tenant: Tenant, encounter_id: Id, data: FormData) -> Response:
+    """Admit the ED patient to the bed chosen (or the ward's first free bed)."""
+    values = form_values(data)
+    bed_code = values.get("bed_code") or None
+    ward_code = values.get("ward_code") or (bed_code.rsplit("-", 1)[0] if bed_code else "")
+
+    def work(conn: Connection) -> dict:
+        visit = ed.visit_of(conn, encounter_id)
+        if bed_code:
+            found = conn.execute(sa.select(bed.c.ward_code).where(bed.c.code == bed_code)).scalar()
+            chosen_ward = found or ward_code
+        else:
+            chosen_ward = ward_code
+        return adt.admit(conn, request.user, visit["patient_id"], ward_code=chosen_ward, bed_code=bed_code,
+                         ed_encounter_id=encounter_id, reason=values.get("reason"))
+
+    try:
+        stay = await to_thread.run_sync(_in_tenant, request, tenant, work)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        field = exc.extra.get("field") if exc.extra.get("field") in {"ward_code", "bed_code"} else "form"
+        return await to_thread.run_sync(_admit_form, request, tenant, encounter_id, values,
+                                        {field: exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status)
+    return see_other(request, f"/t/{tenant}/beds/{stay['ward_code']}?done=admitted")
+
+
+# -- command center --------------------------------------------------------------------------------
+
+
+@get("/command-center", operation_id="PortalCommandCenter", opt=_opts("operations.kpi.read"),
+     include_in_schema=False)
+async def command_center_page(request: Asking, tenant: Tenant) -> Template:
+    """Eight tiles: the value now, the target, whether it is met and a 14-day sparkline."""
+
+    def work() -> Template:
+        tz = facility_timezone(request.app.state.db, tenant)
+        with request.app.state.db.tenant(tenant) as conn:
+            figures = command_center.figures(conn, kpi_definitions(request.app.state), tz=tz)
+        tiles = []
+        for item in figures:
+            points = _trend_points(item["trend"], tz, item["unit"], item["name"])
+            tiles.append({**item, "shown": fmt(item["value"], item["unit"]),
+                          "shown_target": fmt(item["target"], item["unit"]) if item["target"] is not None else None,
+                          "shown_secondary": fmt(item["secondary"], item["unit"]),
+                          "spark": plots.sparkline(points, ident=f"spark-{item['id']}",
+                                                   title=f"{item['name']}, last 14 days", width=160, height=36)})
+        return page(request, "operations/command_center.html", active="command-center", now=dt.datetime.now(dt.UTC),
+                    tiles=[t for t in tiles if not t["companion"]], companions=[t for t in tiles if t["companion"]])
+
+    return await to_thread.run_sync(work)
+
+
+@get("/command-center/{kpi_id:str}", operation_id="PortalKpiDetail", opt=_opts("operations.kpi.read"),
+     include_in_schema=False)
+async def kpi_detail(request: Asking, tenant: Tenant, kpi_id: FromPath[str], day: Query = "") -> Template:
+    """One KPI: its definition and standard, the value now against the target, the 14-day trend as a
+    chart and a table, the companion figures, and — for those allowed — the entries behind it."""
+
+    def work() -> Template:
+        definitions = kpi_definitions(request.app.state)
+        definition = command_center.definition_of(definitions, kpi_id)
+        on = None
+        if day:
+            try:
+                on = dt.date.fromisoformat(day)
+            except ValueError:
+                raise Invalid("give the day as YYYY-MM-DD", field="day") from None
+        tz = facility_timezone(request.app.state.db, tenant)
+        with request.app.state.db.tenant(tenant) as conn:
+            shown = [definition, *[d for d in definitions if d.companion and d.id != kpi_id]]
+            figures = command_center.figures(conn, shown, tz=tz)
+            drilled = None
+            if request.user.can("operations.kpi.drilldown") and figures[0]["available"]:
+                drilled = command_center.drilldown(conn, request.user, definition, tz=tz, day=on)
+        item = figures[0]
+        points = _trend_points(item["trend"], tz, item["unit"], item["name"])
+        chart = plots.time_chart([plots.Series(item["name"], points)], ident=f"trend-{item['id']}",
+                                 title=f"{item['name']}, last 14 days",
+                                 description=f"Daily {item['name'].lower()} over the last 14 days, facility time.",
+                                 unit=UNITS.get(item["unit"], ""))
+        return page(request, "operations/kpi.html", active="command-center", kpi=item, chart=chart, fmt=fmt,
+                    companions=figures[1:], drilled=drilled, day=on)
+
+    return await to_thread.run_sync(work)
+
+
+ROUTES = [bed_board, ward_bed_board, set_bed_state, discharge, transfer, ed_board, ed_arrival, ed_step, admit_page,
+          admit, command_center_page, kpi_detail]
+
+operations_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES,
+                           exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

@@ -1,0 +1,174 @@
+"""The operations pages over real HTTP: the bed board (facility and ward), the ED board and admitting
+from it, bed states and discharge from the board, the command center and a KPI's detail page with its
+drill-down; refusals as pages; another facility's session refused on every page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from appliance.layers.operations import ed
+from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
+from tests.web.test_auth import csrf_token
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Operations Pages Facility", **OPERATIONS_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def other_facility(tenant_factory):
+    return tenant_factory(name="Elsewhere", **OPERATIONS_CONFIG)
+
+
+@pytest.fixture
+def manager(signed_in, facility):
+    return signed_in("bed_manager", facility.slug)
+
+
+def post_form(client, page_path: str, action: str, data: dict):
+    page = client.get(page_path)
+    assert page.status_code == 200, page.text
+    return client.post(action, data={**data, "_csrf_token": csrf_token(page.text)}, follow_redirects=False)
+
+
+def _ed_patient(db, facility, manager) -> tuple[uuid.UUID, uuid.UUID]:
+    from appliance.substrate.principal import Principal
+
+    acting = Principal(account_id=manager.person.account_id, kind="staff", display_name="Bed Manager",
+                       tenant=facility.slug, role="bed_manager")
+    with db.tenant(facility.slug) as conn:
+        patient_id = new_patient(conn, acting, family_name="Wekesa", given_names="Baraka")
+        visit = ed.arrive(conn, acting, patient_id, complaint="abdominal pain")
+    return patient_id, visit["id"]
+
+
+def _occupied(html: str) -> int:
+    return int(re.search(r'id="occupied-count">(\d+)<', html).group(1))
+
+
+def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(manager, db, facility):
+    base = f"/t/{facility.slug}"
+    before = manager.get(f"{base}/beds")
+    assert before.status_code == 200 and "Bed board" in before.text
+    _, encounter_id = _ed_patient(db, facility, manager)
+    board = manager.get(f"{base}/ed")
+    assert "WEKESA" in board.text and f"/ed/{encounter_id}/admit" in board.text
+    form = manager.get(f"{base}/ed/{encounter_id}/admit")
+    assert form.status_code == 200 and 'value="GEN-01"' in form.text
+    admitted = post_form(manager, f"{base}/ed/{encounter_id}/admit", f"{base}/ed/{encounter_id}/admit",
+                         {"bed_code": "GEN-01", "reason": "observation"})
+    assert admitted.status_code == 303 and admitted.headers["location"] == f"{base}/beds/GEN?done=admitted"
+    ward = manager.get(admitted.headers["location"])
+    assert 'id="bed-GEN-01" data-state="occupied"' in ward.text and "WEKESA" in ward.text
+    assert "Patient admitted" in ward.text
+    assert _occupied(manager.get(f"{base}/beds").text) == _occupied(before.text) + 1
+    assert "WEKESA" not in manager.get(f"{base}/ed").text
+    cc = manager.get(f"{base}/command-center")
+    assert cc.status_code == 200 and 'id="kpi-bed_occupancy"' in cc.text
+
+
+def test_taken_bed_is_refused_on_the_form_with_nothing_written(manager, db, facility):
+    base = f"/t/{facility.slug}"
+    _, first = _ed_patient(db, facility, manager)
+    _, second = _ed_patient(db, facility, manager)
+    assert post_form(manager, f"{base}/ed/{first}/admit", f"{base}/ed/{first}/admit",
+                     {"bed_code": "GEN-05"}).status_code == 303
+    page = manager.get(f"{base}/ed/{second}/admit")
+    refused = manager.post(f"{base}/ed/{second}/admit", follow_redirects=False,
+                           data={"bed_code": "GEN-05", "_csrf_token": csrf_token(page.text)})
+    assert refused.status_code == 409 and "GEN-05 is occupied" in refused.text
+    assert f"/ed/{second}/admit" in manager.get(f"{base}/ed").text  # still waiting in the ED
+
+
+def test_discharge_and_bed_states_from_the_board(manager, db, facility):
+    base = f"/t/{facility.slug}"
+    patient_id, encounter_id = _ed_patient(db, facility, manager)
+    post_form(manager, f"{base}/ed/{encounter_id}/admit", f"{base}/ed/{encounter_id}/admit", {"bed_code": "MAT-02"})
+    gone = post_form(manager, f"{base}/beds/MAT", f"{base}/beds/patients/{patient_id}/discharge",
+                     {"disposition": "home", "back": "ward"})
+    assert gone.status_code == 303 and gone.headers["location"].startswith(f"{base}/beds/MAT")
+    assert 'id="bed-MAT-02" data-state="cleaning"' in manager.get(f"{base}/beds/MAT").text
+    cleaned = post_form(manager, f"{base}/beds", f"{base}/beds/MAT-02/state", {"state": "available"})
+    assert cleaned.status_code == 303
+    assert 'id="bed-MAT-02" data-state="available"' in manager.get(f"{base}/beds").text
+    wrong = post_form(manager, f"{base}/beds", f"{base}/beds/MAT-02/state", {"state": "occupied"})
+    assert wrong.status_code == 422 and "occupied comes from an admission" in wrong.text
+
+
+def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
+    base = f"/t/{facility.slug}"
+    registrar = signed_in("registrar", facility.slug)
+    unknown = post_form(registrar, f"{base}/ed", f"{base}/ed/arrivals", {"mrn": "9999999"})
+    assert unknown.status_code == 422 and "No patient with that MRN" in unknown.text
+    patient_id, encounter_id = _ed_patient(db, facility, registrar)
+    with db.tenant(facility.slug) as conn:
+        from sqlalchemy import text
+        mrn = conn.execute(text("SELECT mrn FROM patient WHERE id = :p"), {"p": patient_id}).scalar()
+    again = post_form(registrar, f"{base}/ed", f"{base}/ed/arrivals", {"mrn": mrn})
+    assert again.status_code == 409 and "already in the emergency department" in again.text
+    clinician = signed_in("clinician", facility.slug)
+    for step, data in [("triage", {"acuity": "2"}), ("seen", {}), ("decision", {"decision": "admit"})]:
+        done = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/{step}", data)
+        assert done.status_code == 303, done.text
+    bad = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/triage", {"acuity": "urgent"})
+    assert bad.status_code == 422
+    assert post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/dance", {}).status_code == 422
+    left = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/departure",
+                     {"disposition": "left_against_advice"})
+    assert left.status_code == 303
+    # A clinician records ED steps but admits nobody to a bed (that is the bed manager's).
+    assert clinician.get(f"{base}/ed/{encounter_id}/admit").status_code == 403
+
+
+def test_kpi_detail_page_with_trend_companions_and_drill_down(manager, signed_in, facility):
+    base = f"/t/{facility.slug}"
+    detail = manager.get(f"{base}/command-center/bed_occupancy")
+    assert detail.status_code == 200
+    assert "<svg" in detail.text and "Companion figures" in detail.text and "Bed turnover" in detail.text
+    assert 'id="drill-entries"' in detail.text and "WHO Service Availability" in detail.text
+    nurse = signed_in("nurse", facility.slug)
+    seen_by_nurse = nurse.get(f"{base}/command-center/bed_occupancy")
+    assert seen_by_nurse.status_code == 200 and "Entries behind the number" not in seen_by_nurse.text
+    assert manager.get(f"{base}/command-center/no_such_kpi").status_code == 404
+    assert manager.get(f"{base}/command-center/lab_turnaround", params={"day": "soon"}).status_code == 422
+    eight = manager.get(f"{base}/command-center/same_day_charge_capture")
+    assert eight.status_code == 200
+
+
+PAGES = ["/beds", "/beds/GEN", "/ed", "/command-center", "/command-center/bed_occupancy",
+         f"/ed/{uuid.uuid4()}/admit"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_another_facilitys_session_is_refused_every_page(signed_in, facility, other_facility, path):
+    intruder = signed_in("bed_manager", other_facility.slug)
+    answer = intruder.get(f"/t/{facility.slug}{path}")
+    assert answer.status_code == 403 and "not working in this facility" in answer.text
+
+
+@pytest.mark.parametrize("action", ["/beds/GEN-02/state", f"/beds/patients/{uuid.uuid4()}/discharge",
+                                    f"/beds/patients/{uuid.uuid4()}/transfer", "/ed/arrivals",
+                                    f"/ed/{uuid.uuid4()}/seen", f"/ed/{uuid.uuid4()}/admit"])
+def test_another_facilitys_session_cannot_post(signed_in, facility, other_facility, action):
+    intruder = signed_in("bed_manager", other_facility.slug)
+    own = intruder.get(f"/t/{other_facility.slug}/beds")
+    answer = intruder.post(f"/t/{facility.slug}{action}", data={"_csrf_token": csrf_token(own.text),
+                                                                "state": "blocked"}, follow_redirects=False)
+    assert answer.status_code == 403
+
+
+@pytest.mark.parametrize("path", [f"/ed/{uuid.uuid4()}/admit", "/beds/NOWARD"])
+def test_guessed_ids_find_nothing(manager, facility, path):
+    answer = manager.get(f"/t/{facility.slug}{path}")
+    assert answer.status_code == 404
+
+
+def test_guessed_ids_on_forms_find_nothing(manager, facility):
+    base = f"/t/{facility.slug}"
+    for action in [f"/beds/patients/{uuid.uuid4()}/discharge", f"/ed/{uuid.uuid4()}/seen"]:
+        answer = post_form(manager, f"{base}/beds", f"{base}{action}", {"disposition": "home"})
+        assert answer.status_code == 404, action
