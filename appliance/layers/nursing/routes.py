@@ -91,7 +91,11 @@ def _record_error(_: Request, exc: RecordError) -> Response:
 def _invalid_request(_: Request, exc: ValidationException) -> Response:
     errors = exc.extra if isinstance(exc.extra, list) else []
     named = [e.get("key") for e in errors if isinstance(e, dict) and e.get("key")]
-    detail = f"invalid {', '.join(named)}: {errors[0].get('message')}" if named else exc.detail
+    messages = [str(e.get("message", "")).removeprefix("Value error, ") for e in errors if isinstance(e, dict)]
+    if named:
+        detail = f"invalid {', '.join(named)}: {messages[0]}"
+    else:  # a rule across fields (a refusal without its reason): the rule's own words
+        detail = messages[0] if messages and messages[0] else exc.detail
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, detail, errors=errors)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from appliance.layers.nursing import news2 as early_warning
@@ -63,7 +64,7 @@ def latest_news2(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> dict[uui
     if not patient_ids:
         return {}
     query = (_current(news2, "news2", entry.c.patient_id.in_(patient_ids))
-             .order_by(entry.c.patient_id, entry.c.occurred_at.desc()).distinct(entry.c.patient_id))
+             .order_by(entry.c.patient_id, entry.c.occurred_at.desc()).ext(postgresql.distinct_on(entry.c.patient_id)))
     return {r["patient_id"]: news2_view(dict(r)) for r in conn.execute(query).mappings()}
 
 

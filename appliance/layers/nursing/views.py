@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from appliance.substrate.record import current_clause, entry
@@ -74,7 +75,7 @@ def patients_on_ward(conn: Connection, ward_code: str) -> list[dict]:
         .select_from(patient.join(encounter, encounter.c.patient_id == patient.c.id))
         .where(encounter.c.ward_code == ward_code, encounter.c.status.in_(OPEN))
         .order_by(patient.c.id, encounter.c.started_at.desc().nulls_last())
-        .distinct(patient.c.id)
+        .ext(postgresql.distinct_on(patient.c.id))
     ).mappings()
     return sorted((dict(r) for r in rows), key=lambda r: (r["family_name"], r["given_names"]))
 
