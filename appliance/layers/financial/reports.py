@@ -11,8 +11,9 @@ are charged by the census accrual and have no clinical entry of their own on the
 the charge totals, not in the entry count.
 
 The **late-charge rate** follows HFMA's MAP Key "late charges as a percentage of total charges": of the
-charges priced and posted for services in a period, the share (by amount) posted after the service's
-own facility-local day (a bill-hold of zero days: same-day capture is the ambition).
+charges priced and posted for services in a period (net of those since credited), the share (by
+amount) posted after the service's own facility-local day (a bill-hold of zero days: same-day capture
+is the ambition).
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def variance(conn: Connection, principal: Principal, day: dt.date) -> dict:
         "SELECT count(*) AS n, COALESCE(sum(ch.amount), 0) AS amount "
         "FROM charge ch JOIN entry ce ON ce.id = ch.entry_id "
         "WHERE ch.item_kind = 'bed_day' AND ch.service_date = :day AND ch.reverses IS NULL "
-        "AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)"), {"day": day}).one()
+        "AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id) "
+        "AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)"), {"day": day}).one()
     note_access(conn, principal, "search", None, "charge_variance", [r["entry_id"] for r in rows],
                 detail={"day": day.isoformat()})
     billable = totals["billable"]
@@ -156,6 +158,7 @@ def late_charge_rate(conn: Connection, start: dt.date, end: dt.date) -> dict:
         FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
         WHERE ch.service_date BETWEEN :start AND :end AND ch.status = 'posted' AND ch.reverses IS NULL
           AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
+          AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)
     """), {"tz": tz, "start": start, "end": end}).one()
     return {"start": start, "end": end, "total": row.total, "late": row.late, "charges": row.charges,
             "late_charges": row.late_charges,

@@ -48,7 +48,7 @@ def bills(draw):
 
 
 @given(bills())
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 def test_invoice_figures_add_up_to_the_minor_unit(bill):
     currency, lines, adjustments = bill
     figures = invoice_figures(lines, adjustments, currency)
@@ -63,7 +63,7 @@ def test_invoice_figures_add_up_to_the_minor_unit(bill):
 
 
 @given(bills(), st.lists(st.decimals(min_value=Decimal(0), max_value=Decimal(1), places=4), max_size=6))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_payments_never_exceed_the_total_and_the_balance_is_what_is_left(bill, shares):
     currency, lines, adjustments = bill
     total = invoice_figures(lines, adjustments, currency).total
@@ -81,7 +81,7 @@ def test_payments_never_exceed_the_total_and_the_balance_is_what_is_left(bill, s
                           st.decimals(min_value=Decimal(-10_000), max_value=Decimal(10_000), places=2)),
                 max_size=40),
        st.dates(min_value=dt.date(2026, 11, 26), max_value=dt.date(2027, 6, 1)))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_aging_buckets_add_up_to_the_receivable(invoices, as_of):
     buckets = aging(invoices, as_of)
     assert list(buckets) == list(AGING_BUCKETS)
