@@ -216,6 +216,9 @@ def _migrate_with_progress(db: Database) -> None:
 def migrate(settings: Settings, skip_drift_check: bool) -> None:
     """Bring control and every tenant schema to head; report schema drift as an error."""
     with opened_database(settings) as db:
+        # control first: on a fresh appliance the tenant registry does not exist until it has run
+        if migrate_control(db):
+            err.print("control: migrated")
         _migrate_with_progress(db)
         if skip_drift_check:
             return
@@ -623,6 +626,7 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
 def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical.demo import generate_demo_population
+    from appliance.layers.operations.demo import generate_operations_demo
 
     with Progress(TextColumn("demo population {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress:
@@ -633,6 +637,13 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
             if counts:
                 err.print(f"{slug}: demo population written ({counts.get('demographics', 0)} patients, "
                           f"{sum(counts.values())} entries)")
+            # Admissions, ED visits and appointments over that population, so the bed board and the
+            # command center have something to show (skipped where already written).
+            operations = generate_operations_demo(db, slug)
+            if operations:
+                err.print(f"{slug}: demo operations written ({operations.get('admission', 0)} admissions, "
+                          f"{operations.get('ed_arrival', 0)} ED visits, {operations.get('appointment', 0)} "
+                          "appointments)")
             progress.advance(task)
 
 
