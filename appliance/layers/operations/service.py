@@ -40,7 +40,8 @@ patient = sa.table("patient", sa.column("id", sa.Uuid), sa.column("mrn", sa.Text
                    sa.column("birth_date", sa.Date), sa.column("sex", sa.Text))
 encounter = sa.table("encounter", sa.column("id", sa.Uuid), sa.column("patient_id", sa.Uuid),
                      sa.column("encounter_class", sa.Text), sa.column("status", sa.Text),
-                     sa.column("ward_code", sa.Text), sa.column("started_at", sa.DateTime(timezone=True)))
+                     sa.column("ward_code", sa.Text), sa.column("started_at", sa.DateTime(timezone=True)),
+                     sa.column("ended_at", sa.DateTime(timezone=True)))
 
 # A time typed by a person may run a little ahead of the server's clock; more than this is a mistake.
 CLOCK_SKEW = dt.timedelta(minutes=5)
