@@ -1,0 +1,391 @@
+"""The nursing pages of the tenant portal: the ward worklist and the shift handover, and on each
+patient's chart the observations (vital signs with NEWS2 and its charts), the medication administration
+record and the care plans.
+
+They keep the portal's rules (see `portal.py`): each page declares its permission; patient pages pass
+the same care-relationship guard (break-the-glass carried on every link and form); patient data is read
+and written only through the layers' services, which audit every access; bad input gets the page back
+with the message by the field (422); Post/Redirect/Get. Their navigation, chart tabs, notices and
+timeline kinds are added to the portal's lists when this module is imported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from anyio import to_thread
+from litestar import Response, Router, get, post
+from litestar.params import FromQuery
+from litestar.response import Template
+from pydantic import ValidationError
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import VitalSignsIn
+from appliance.layers.nursing import access, service, views, ward
+from appliance.layers.nursing.routes import facility_zone
+from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn
+from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError
+from appliance.web import plots, portal
+from appliance.web.portal import (
+    HELPERS,
+    PATIENT,
+    Asking,
+    ChartTab,
+    Clock,
+    FormData,
+    Id,
+    NavItem,
+    Tenant,
+    TimelineSource,
+    banner,
+    field_errors,
+    form_values,
+    page,
+    people_named,
+    see_other,
+)
+
+RISK_LABELS = {"high": "High", "medium": "Medium", "low_medium": "Low–medium", "low": "Low"}
+PARAMETER_LABELS = {"respiration": "Resp. rate", "spo2": "SpO₂", "air_or_oxygen": "Air or oxygen",
+                    "systolic": "Systolic BP", "pulse": "Pulse", "consciousness": "Consciousness",
+                    "temperature": "Temperature"}
+ACVPU_LABELS = [("A", "A — alert"), ("C", "C — new confusion"), ("V", "V — responds to voice"),
+                ("P", "P — responds to pain"), ("U", "U — unresponsive")]
+DOSE_STATES = {"due": ("due", "status-planned"), "due_now": ("due now", "status-pending"),
+               "late": ("late", "flag-critical"), "given": ("given", "status-finished"),
+               "given_late": ("given late", "override"), "held": ("held", "status-cancelled"),
+               "refused": ("refused", "flag-high"), "missed": ("missed", "flag-critical")}
+OBSERVATION_FIELDS = ["respiratory_rate", "spo2_percent", "spo2_scale", "supplemental_oxygen", "oxygen_l_min",
+                      "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "consciousness", "temperature_c",
+                      "encounter_id"]
+NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
+                   "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS}
+
+portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
+portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
+portal.CHART_TABS[-1:-1] = [
+    ChartTab("observations", "Observations", "/observations", "nursing.news2.read"),
+    ChartTab("mar", "Medications given", "/mar", "nursing.mar.read"),
+    ChartTab("care-plans", "Care plans", "/care-plans", "nursing.careplan.read"),
+]
+portal.NOTICES.update({
+    "vitals": "Vital signs recorded; NEWS2 scored.", "dose": "Dose recorded on the MAR.",
+    "task": "Task done.", "care-plan": "Care plan saved.", "evaluated": "Care plan evaluated.",
+    "handover": "Handover recorded.",
+})
+portal.TIMELINE_SOURCES.extend([
+    TimelineSource("nursing", "news2", "Early warning scores", "nursing.news2.read",
+                   lambda c, p, i: service.list_news2(c, p, i, limit=1000),
+                   lambda r: (f"NEWS2 {r['total']} ({RISK_LABELS[r['risk']].lower()})",
+                              r["response"] if r["escalation"] else "")),
+    TimelineSource("nursing", "care_plan", "Care plans", "nursing.careplan.read",
+                   lambda c, p, i: service.list_care_plans(c, p, i),
+                   lambda r: (f"Care plan: {r['problem']}", f"{r['goal']}; {r['status']}")),
+])
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def _in_thread(work):
+    return await to_thread.run_sync(work)
+
+
+# -- the ward --------------------------------------------------------------------------------------
+
+
+def _ward_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> tuple[dict, list[dict]]:
+    with db.tenant(tenant) as conn:
+        wards = views.wards(conn)
+        chosen = ward_code or (principal.ward if principal.ward_scoped else (wards[0]["code"] if wards else ""))
+        return access.ward_for(conn, principal, chosen), wards
+
+
+@get("/ward", operation_id="PortalWardWorklist", opt={"permission": "nursing.worklist.read"},
+     include_in_schema=False)
+async def worklist_page(request: Asking, tenant: Tenant, ward_code: FromQuery[str] = "") -> Template:
+    """The ward's patients, escalations first: NEWS2 and the response it calls for, observations due,
+    open tasks (done from here), doses due and late."""
+    principal: Principal = request.user
+    db: Database = request.app.state.db
+
+    def work() -> dict:
+        found, wards = _ward_context(db, principal, tenant, ward_code.strip())
+        with db.tenant(tenant) as conn:
+            listed = ward.worklist(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+        return {"worklist": listed, "wards": wards}
+
+    context = await _in_thread(work)
+    return page(request, "nursing/ward.html", active="ward", **context, now=_now(), **NURSING_HELPERS)
+
+
+@post(PATIENT + "/tasks/{entry_id:uuid}/done", operation_id="PortalCloseTask",
+      opt={"permission": "nursing.task.update", "care_relationship": True}, include_in_schema=False)
+async def close_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    db: Database = request.app.state.db
+
+    def work() -> None:
+        with db.tenant(tenant) as conn:
+            service.set_task_status(conn, request.user, patient_id, entry_id, "done", values.get("note"), now=_now())
+
+    await _in_thread(work)
+    ward_code = values.get("ward") or ""
+    return see_other(request, f"/t/{tenant}/ward?{'ward_code=' + ward_code + '&' if ward_code else ''}done=task")
+
+
+@get("/ward/handover", operation_id="PortalWardHandover", opt={"permission": "nursing.handover.read"},
+     include_in_schema=False)
+async def handover_page(request: Asking, tenant: Tenant, ward_code: FromQuery[str] = "") -> Template:
+    """The shift's handover, per patient, built from the record; recorded with the nurse's note."""
+    principal: Principal = request.user
+    db: Database = request.app.state.db
+
+    def work() -> dict:
+        found, wards = _ward_context(db, principal, tenant, ward_code.strip())
+        with db.tenant(tenant) as conn:
+            summary = ward.handover_summary(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+            recent = ward.recent_handovers(conn, principal, found["code"], limit=3)
+        names = people_named(db, {h["author_id"] for h in recent})
+        return {"handover": summary, "wards": wards, "recent": recent, "names": names}
+
+    return page(request, "nursing/handover.html", active="handover", **await _in_thread(work), **NURSING_HELPERS)
+
+
+@post("/ward/handover", operation_id="PortalRecordHandover", opt={"permission": "nursing.handover.create"},
+      include_in_schema=False)
+async def record_handover(request: Asking, tenant: Tenant, data: FormData) -> Response:
+    values = form_values(data)
+    db: Database = request.app.state.db
+    note = (values.get("note") or "")[:4000] or None
+
+    def work() -> str:
+        found, _ = _ward_context(db, request.user, tenant, values.get("ward") or "")
+        with db.tenant(tenant) as conn:
+            ward.record_handover(conn, request.user, found, now=_now(), tz=facility_zone(db, tenant),
+                                 shift_start=None, shift_end=None, note=note)
+        return found["code"]
+
+    code = await _in_thread(work)
+    return see_other(request, f"/t/{tenant}/ward/handover?ward_code={code}&done=handover")
+
+
+# -- observations ----------------------------------------------------------------------------------
+
+
+def news2_chart(rows: list[dict], clock: Clock) -> Any:
+    points = [plots.Point(clock.local(r["occurred_at"]), float(r["news2"]["total"]),
+                          label=f"{clock.when(r['occurred_at'])}: NEWS2 {r['news2']['total']} "
+                                f"({RISK_LABELS[r['news2']['risk']].lower()})",
+                          abnormal=r["news2"]["escalation"])
+              for r in rows if r["news2"]]
+    description = plots.describe_trend("NEWS2", points, "", (0, 4)) if points else "No scores yet."
+    return plots.time_chart([plots.Series("NEWS2", points, "s4")], ident="news2", title="NEWS2 over time",
+                            description=description + " Scores above 4, or 3 in one parameter, call for a review.",
+                            band=(0, 4), width=720, height=220)
+
+
+def _observations_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
+    clock = Clock(facility_zone(db, tenant))
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        rows = service.observations(conn, principal, patient_id)
+    adult = (clock.today - top["patient"]["birth_date"]).days >= 16 * 365
+    scored = [r for r in rows if r["news2"]]
+    return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "adult": adult,
+            "news2_svg": news2_chart(rows, clock) if scored else None,
+            "charts": portal.vitals_charts([r | {"weight_kg": None} for r in rows], clock, adult),
+            "last_scale": next((r["spo2_scale"] for r in rows if r["spo2_scale"]), 1),
+            "names": people_named(db, {r["author_id"] for r in rows[:30]})}
+
+
+@get(PATIENT + "/observations", operation_id="PortalObservations", opt={"permission": "nursing.news2.read"},
+     include_in_schema=False)
+async def observations_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """Record a set of vital signs; NEWS2 of each set, its response and charts of every parameter."""
+    db: Database = request.app.state.db
+    context = await _in_thread(lambda: _observations_context(db, request.user, tenant, patient_id))
+    values = {"spo2_scale": str(context["last_scale"]), "supplemental_oxygen": "false", "consciousness": "A"}
+    return page(request, "nursing/observations.html", active="patients", patient_id=patient_id,
+                tab="observations", **context, values=values, errors={}, **NURSING_HELPERS)
+
+
+def _vitals_in(values: dict) -> VitalSignsIn:
+    fields = {k: values[k] for k in OBSERVATION_FIELDS if values.get(k) not in (None, "")}
+    if "supplemental_oxygen" in fields:
+        fields["supplemental_oxygen"] = fields["supplemental_oxygen"] == "true"
+    if "spo2_scale" in fields:
+        fields["spo2_scale"] = 2 if fields["spo2_scale"] == "2" else 1
+    return VitalSignsIn.model_validate(fields)
+
+
+@post(PATIENT + "/observations", operation_id="PortalRecordObservations", opt={"permission": "clinical.vitals.create"},
+      include_in_schema=False)
+async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    db: Database = request.app.state.db
+    try:
+        vitals = _vitals_in(values)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        if "form" in errors or "vitals" in errors or not set(errors) & set(OBSERVATION_FIELDS):
+            errors = {"form": next(iter(errors.values()))}
+        context = await _in_thread(lambda: _observations_context(db, request.user, tenant, patient_id))
+        return page(request, "nursing/observations.html", status=422, active="patients", patient_id=patient_id,
+                    tab="observations", **context, values=values, errors=errors, **NURSING_HELPERS)
+
+    def work() -> None:
+        with db.tenant(tenant) as conn:
+            clinical.record_vitals(conn, request.user, patient_id, vitals)
+
+    await _in_thread(work)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/observations?done=vitals")
+
+
+# -- the medication administration record ---------------------------------------------------------
+
+
+def _mar_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID, day: str) -> dict:
+    tz = facility_zone(db, tenant)
+    now = _now()
+    try:
+        shown = dt.date.fromisoformat(day) if day else now.astimezone(tz).date()
+    except ValueError:
+        shown = now.astimezone(tz).date()
+    start = dt.datetime.combine(shown, dt.time(), tzinfo=tz)
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        chart = service.mar(conn, principal, patient_id, window_start=start,
+                            window_end=start + dt.timedelta(days=1), now=now, tz=tz)
+    authors = {d["administration"]["author_id"] for line in chart["lines"] for d in line["doses"]
+               if d["administration"]}
+    authors |= {g["author_id"] for line in chart["lines"] for g in line["unscheduled"]}
+    return {**top, "mar": chart, "day": shown, "previous": shown - dt.timedelta(days=1),
+            "next": shown + dt.timedelta(days=1), "names": people_named(db, authors), "now": now}
+
+
+@get(PATIENT + "/mar", operation_id="PortalMar", opt={"permission": "nursing.mar.read"}, include_in_schema=False)
+async def mar_page(request: Asking, tenant: Tenant, patient_id: Id, day: FromQuery[str] = "") -> Template:
+    """One day of the MAR: each prescription's doses and what happened to each, with the forms to record
+    the doses still open."""
+    db: Database = request.app.state.db
+    context = await _in_thread(lambda: _mar_context(db, request.user, tenant, patient_id, day.strip()))
+    return page(request, "nursing/mar.html", active="patients", patient_id=patient_id, tab="mar", **context,
+                problem=None, **NURSING_HELPERS)
+
+
+@post(PATIENT + "/mar", operation_id="PortalRecordDose", opt={"permission": "nursing.mar.record"},
+      include_in_schema=False)
+async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    db: Database = request.app.state.db
+    day = values.get("day") or ""
+    problem = None
+    try:
+        fields = {k: values.get(k) for k in ("medication_request_id", "scheduled_for", "outcome", "reason")}
+        if values.get("given_at") and fields["outcome"] == "given":
+            zone = facility_zone(db, tenant)
+            fields["administered_at"] = dt.datetime.fromisoformat(values["given_at"]).replace(tzinfo=zone)
+        dose = AdministrationIn.model_validate({k: v for k, v in fields.items() if v})
+    except (ValidationError, ValueError) as exc:
+        problem = (next(iter(field_errors(exc).values())) if isinstance(exc, ValidationError)
+                   else "Give the time as shown in the form.")
+    if problem is None:
+        def work() -> None:
+            with db.tenant(tenant) as conn:
+                service.record_administration(conn, request.user, patient_id, dose, now=_now(),
+                                              tz=facility_zone(db, tenant))
+        try:
+            await _in_thread(work)
+        except RecordError as exc:
+            if exc.status not in (409, 422):
+                raise
+            problem = exc.detail[:1].upper() + exc.detail[1:] + "."
+    if problem is not None:
+        context = await _in_thread(lambda: _mar_context(db, request.user, tenant, patient_id, day))
+        return page(request, "nursing/mar.html", status=422, active="patients", patient_id=patient_id, tab="mar",
+                    **context, problem=problem, **NURSING_HELPERS)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/mar?{'day=' + day + '&' if day else ''}done=dose")
+
+
+# -- care plans ------------------------------------------------------------------------------------
+
+
+def _plans_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        plans = service.list_care_plans(conn, principal, patient_id)
+    return {**top, "plans": plans, "names": people_named(db, {p["author_id"] for p in plans})}
+
+
+def _plan_in(values: dict, **extra: Any) -> CarePlanIn:
+    lines = [line for line in (values.get("interventions") or "").splitlines() if line.strip()]
+    return CarePlanIn.model_validate({"problem": values.get("problem") or "", "goal": values.get("goal") or "",
+                                      "interventions": lines, **extra})
+
+
+@get(PATIENT + "/care-plans", operation_id="PortalCarePlans", opt={"permission": "nursing.careplan.read"},
+     include_in_schema=False)
+async def care_plans_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    db: Database = request.app.state.db
+    context = await _in_thread(lambda: _plans_context(db, request.user, tenant, patient_id))
+    return page(request, "nursing/care_plans.html", active="patients", patient_id=patient_id, tab="care-plans",
+                **context, values={}, errors={}, **NURSING_HELPERS)
+
+
+@post(PATIENT + "/care-plans", operation_id="PortalAddCarePlan", opt={"permission": "nursing.careplan.create"},
+      include_in_schema=False)
+async def add_care_plan(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    db: Database = request.app.state.db
+    try:
+        plan = _plan_in(values)
+    except ValidationError as exc:
+        context = await _in_thread(lambda: _plans_context(db, request.user, tenant, patient_id))
+        return page(request, "nursing/care_plans.html", status=422, active="patients", patient_id=patient_id,
+                    tab="care-plans", **context, values=values, errors=field_errors(exc), **NURSING_HELPERS)
+
+    def work() -> None:
+        with db.tenant(tenant) as conn:
+            service.add_care_plan(conn, request.user, patient_id, plan)
+
+    await _in_thread(work)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/care-plans?done=care-plan")
+
+
+@post(PATIENT + "/care-plans/{entry_id:uuid}/evaluate", operation_id="PortalEvaluateCarePlan",
+      opt={"permission": "nursing.careplan.update"}, include_in_schema=False)
+async def evaluate_care_plan(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
+                             data: FormData) -> Response:
+    values = form_values(data)
+    db: Database = request.app.state.db
+
+    def work() -> None:
+        with db.tenant(tenant) as conn:
+            current = next((p for p in service.care_plans_of(conn, [patient_id]) if p["id"] == entry_id), None)
+            if current is None:
+                raise RecordError("this care plan has changed since you loaded it; reload the page")
+            status = values.get("status") if values.get("status") in {"active", "achieved", "discontinued"} \
+                else "active"
+            plan = CarePlanIn.model_validate({
+                "problem": current["problem"], "goal": current["goal"], "interventions": current["interventions"],
+                "evaluation": values.get("evaluation"), "status": status, "review_due": current["review_due"]})
+            service.update_care_plan(conn, request.user, patient_id, entry_id, plan, "care plan evaluated")
+
+    try:
+        await _in_thread(work)
+    except ValidationError:
+        raise RecordError("write the evaluation in at most 2,000 characters") from None
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/care-plans?done=evaluated")
+
+
+ROUTES = [worklist_page, close_task, handover_page, record_handover, observations_page, record_observations,
+          mar_page, record_dose, care_plans_page, add_care_plan, evaluate_care_plan]
+
+nursing_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
+                        guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -1,0 +1,127 @@
+"""The nursing pages of the portal over real HTTP with a nurse's session: recording observations
+shows the NEWS2 and its escalation on the ward worklist, the MAR records a dose's outcome, care plans are
+written and evaluated, the handover is built and kept — and the pages refuse other wards, other
+facilities and guessed ids as the API does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from appliance.substrate import record
+from tests.layers.nursing.conftest import admit
+from tests.web.test_auth import csrf_token
+
+
+def post_form(client, page_path: str, action: str, data: dict):
+    page = client.get(page_path)
+    assert page.status_code == 200, page.text
+    return client.post(action, data={**data, "_csrf_token": csrf_token(page.text)}, follow_redirects=False)
+
+
+@pytest.fixture(scope="module")
+def ward_patients(db, facility, clinician):
+    with db.tenant(facility.slug) as conn:
+        sick = admit(conn, clinician, family="Odhiambo", given="Joseph")
+        calm = admit(conn, clinician, family="Akinyi", given="Mary")
+        maternity = admit(conn, clinician, ward="MAT", family="Nduta", given="Faith")
+        record.append(conn, clinician, "medication_request", patient_id=sick["id"],
+                      occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1), encounter_id=sick["encounter_id"],
+                      detail={"drug": "Amoxicillin", "dose": Decimal(500), "dose_unit": "mg", "route": "oral",
+                              "frequency": "every 6 hours", "duration_days": 5, "status": "active",
+                              "instructions": None, "allergy_override_reason": None, "order_set": None})
+    return {"sick": sick, "calm": calm, "maternity": maternity}
+
+
+def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, facility, ward_patients):
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    sick = ward_patients["sick"]
+    page = f"/t/{facility.slug}/patients/{sick['id']}/observations"
+    saved = post_form(nurse, page, page, {
+        "respiratory_rate": "27", "spo2_percent": "91", "spo2_scale": "1", "supplemental_oxygen": "true",
+        "oxygen_l_min": "4", "systolic_mmhg": "95", "diastolic_mmhg": "60", "heart_rate_bpm": "124",
+        "consciousness": "A", "temperature_c": "38.6", "encounter_id": str(sick["encounter_id"])})
+    assert saved.status_code == 303 and saved.headers["location"].endswith("/observations?done=vitals")
+    shown = nurse.get(saved.headers["location"])
+    assert "NEWS2 13 · High" in shown.text and "Emergency response" in shown.text
+    assert shown.text.count('<svg class="plot"') >= 2
+    worklist = nurse.get(f"/t/{facility.slug}/ward")
+    assert worklist.status_code == 200
+    escalations = worklist.text.split('id="escalations-title"')[1].split("</section>")[0]
+    assert "ODHIAMBO, Joseph" in escalations and "Emergency response" in escalations
+    assert "AKINYI, Mary" in worklist.text and "NDUTA" not in worklist.text
+    assert "late</span>" in worklist.text  # the six-hourly doses since yesterday, none recorded
+
+
+def test_bad_observations_come_back_with_the_message(signed_in, facility, ward_patients):
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{ward_patients['calm']['id']}/observations"
+    refused = post_form(nurse, page, page, {"respiratory_rate": "900", "spo2_scale": "1"})
+    assert refused.status_code == 422 and "at most 90" in refused.text
+    empty = post_form(nurse, page, page, {"spo2_scale": "1"})
+    assert empty.status_code == 422 and "at least one vital sign" in empty.text
+
+
+def test_the_mar_page_records_a_dose(signed_in, facility, ward_patients):
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    sick = ward_patients["sick"]
+    page = f"/t/{facility.slug}/patients/{sick['id']}/mar"
+    shown = nurse.get(page)
+    assert shown.status_code == 200 and "Amoxicillin 500 mg oral" in shown.text
+    slot = shown.text.split('name="scheduled_for" value="')[1].split('"')[0]
+    rx = shown.text.split('name="medication_request_id" value="')[1].split('"')[0]
+    no_reason = post_form(nurse, page, page, {"medication_request_id": rx, "scheduled_for": slot, "outcome": "held"})
+    assert no_reason.status_code == 422 and "Say why the dose was held" in no_reason.text
+    held = post_form(nurse, page, page, {"medication_request_id": rx, "scheduled_for": slot, "outcome": "held",
+                                         "reason": "vomiting"})
+    assert held.status_code == 303
+    after = nurse.get(held.headers["location"])
+    assert "Dose recorded on the MAR." in after.text and "vomiting" in after.text
+    twice = post_form(nurse, page, page, {"medication_request_id": rx, "scheduled_for": slot, "outcome": "given"})
+    assert twice.status_code == 422 and "already recorded as held" in twice.text
+
+
+def test_care_plans_and_handover_pages(signed_in, facility, ward_patients):
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    calm = ward_patients["calm"]
+    page = f"/t/{facility.slug}/patients/{calm['id']}/care-plans"
+    assert post_form(nurse, page, page, {"problem": "", "goal": "x", "interventions": ""}).status_code == 422
+    saved = post_form(nurse, page, page, {"problem": "Impaired mobility", "goal": "Walks to the bathroom unaided",
+                                          "interventions": "Physiotherapy daily\nWalking frame at bedside"})
+    assert saved.status_code == 303
+    shown = nurse.get(page)
+    assert "Walking frame at bedside" in shown.text
+    plan_id = shown.text.split("/care-plans/")[1].split("/evaluate")[0]
+    evaluated = post_form(nurse, page, f"{page}/{plan_id}/evaluate",
+                          {"evaluation": "Walking with the frame", "status": "achieved"})
+    assert evaluated.status_code == 303
+    assert "Walking with the frame" in nurse.get(page).text
+    handover = nurse.get(f"/t/{facility.slug}/ward/handover")
+    assert handover.status_code == 200 and "AKINYI, Mary" in handover.text and "ODHIAMBO" in handover.text
+    kept = post_form(nurse, f"/t/{facility.slug}/ward/handover", f"/t/{facility.slug}/ward/handover",
+                     {"ward": "GEN", "note": "Quiet night apart from bed 1"})
+    assert kept.status_code == 303
+    assert "Quiet night apart from bed 1" in nurse.get(kept.headers["location"]).text
+
+
+def test_the_pages_refuse_what_the_api_refuses(signed_in, facility, other_facility, ward_patients):
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    maternity = ward_patients["maternity"]
+    for path in ("observations", "mar", "care-plans"):
+        other_ward = nurse.get(f"/t/{facility.slug}/patients/{maternity['id']}/{path}")
+        assert other_ward.status_code == 403 and "reason" in other_ward.text
+        assert nurse.get(f"/t/{facility.slug}/patients/{uuid.uuid4()}/{path}").status_code == 404
+    assert nurse.get(f"/t/{facility.slug}/ward?ward_code=MAT").status_code == 403
+    intruder = signed_in("nurse", other_facility.slug, ward="GEN")
+    for path in ("/ward", "/ward/handover", f"/patients/{ward_patients['sick']['id']}/observations"):
+        assert intruder.get(f"/t/{facility.slug}{path}").status_code == 403
+    registrar = signed_in("registrar", facility.slug)
+    assert registrar.get(f"/t/{facility.slug}/ward").status_code == 403
+    # A guessed task id through a real patient's URL.
+    page = f"/t/{facility.slug}/patients/{ward_patients['calm']['id']}/care-plans"
+    guessed = post_form(nurse, page, f"/t/{facility.slug}/patients/{ward_patients['calm']['id']}/tasks/"
+                        f"{uuid.uuid4()}/done", {})
+    assert guessed.status_code == 404
