@@ -1,0 +1,107 @@
+"""The nurse's journey in a real browser (Debian's chromium, headless) against the appliance served over
+HTTP: from the ward worklist to a patient's observations, a set of vital signs with a high NEWS2, and the
+escalation at the top of the worklist; then the dose due on the MAR and the shift handover."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, MedicationIn, PatientIn
+from appliance.substrate.principal import Principal
+from tests.e2e.conftest import Journey, Watch
+from tests.e2e.test_journeys import TABLET, new_page, sign_in
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ward_patient(db, clinic, person_factory) -> dict:
+    """A man admitted to the general ward this morning with a chest infection, on antibiotics."""
+    author = person_factory("clinician", clinic.slug)
+    doctor = Principal(account_id=author.account_id, kind="staff", display_name="Test clinician", tenant=clinic.slug,
+                       role="clinician")
+    with db.tenant(clinic.slug) as conn:
+        patient = service.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Mwangi", "given_names": "Daniel Kiprop", "birth_date": "1958-07-03", "sex": "male",
+            "identifiers": [{"system": "national_id", "value": "31077415"}]}))
+        encounter = service.open_encounter(conn, doctor, patient["id"], EncounterIn(
+            encounter_class="inpatient", status="in_progress", ward_code="GEN",
+            reason="Community-acquired pneumonia"))
+        service.request_medication(conn, doctor, patient["id"], MedicationIn(
+            drug="Amoxicillin", dose=500, dose_unit="mg", route="oral", frequency="every 8 hours", duration_days=5,
+            encounter_id=encounter["id"]))
+    return {"id": patient["id"]}
+
+
+def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_server, clinic, person_factory,
+                                                                ward_patient):
+    journey, watch = Journey("nurse-news2-escalation"), Watch()
+    nurse = person_factory("nurse", clinic.slug, ward="GEN")
+    context, page = new_page(browser, watch)
+    page.set_viewport_size(TABLET)  # a ward tablet
+    sign_in(page, live_server, nurse)
+
+    # the ward worklist: Mr Mwangi is there, not yet escalated
+    page.goto(f"{live_server}/t/{clinic.slug}/patients")
+    page.get_by_role("link", name="Ward worklist").click()
+    page.wait_for_url(re.compile(r"/ward$"))
+    row = page.locator(f"tr[data-patient='{ward_patient['id']}']")
+    assert "MWANGI, Daniel Kiprop" in row.inner_text()
+    assert page.locator("#escalations-title").count() == 0
+    journey.shot(page, "worklist-before")
+
+    # his observations: a set of vital signs with a high NEWS2
+    row.get_by_role("link", name="MWANGI, Daniel Kiprop").click()
+    page.wait_for_url(re.compile(rf"/patients/{ward_patient['id']}/observations$"))
+    journey.shot(page, "observations-form")
+    page.get_by_label("Respiration rate").fill("26")
+    page.get_by_label("SpO₂", exact=True).fill("92")
+    page.get_by_label("Air or oxygen").select_option("true")
+    page.get_by_label("Oxygen flow").fill("4")
+    page.get_by_label("Systolic BP").fill("104")
+    page.get_by_label("Diastolic BP").fill("62")
+    page.get_by_label("Pulse").fill("118")
+    page.get_by_label("Consciousness (ACVPU)").select_option("A")
+    page.get_by_label("Temperature").fill("38.7")
+    page.get_by_role("button", name="Save observations").click()
+    page.wait_for_url(re.compile(r"/observations\?done=vitals$"))
+    # RR 26 (3) + SpO2 92 (2) + oxygen (2) + systolic 104 (1) + pulse 118 (2) + temperature 38.7 (1) = 11
+    assert "NEWS2 11 · High" in page.locator("#news2-latest").inner_text()
+    assert "Emergency response" in page.locator(".response").inner_text()
+    assert page.locator("svg.plot").count() >= 2
+    journey.shot(page, "news2-high")
+
+    # back on the worklist, the escalation is at the top, with the response it calls for and a task
+    page.get_by_role("link", name="Ward worklist").click()
+    page.wait_for_url(re.compile(r"/ward$"))
+    escalations = page.locator("section[aria-labelledby=escalations-title]")
+    assert "1 patient needs escalation" in escalations.inner_text()
+    assert "MWANGI, Daniel Kiprop" in escalations.inner_text()
+    assert "Emergency response" in escalations.inner_text()
+    first_row = page.locator("table.worklist tbody tr").first
+    assert first_row.get_attribute("data-patient") == str(ward_patient["id"])
+    assert "NEWS2 11 · High" in first_row.inner_text()
+    assert "NEWS2 11 — Emergency response" in first_row.locator("li.task-escalation").inner_text()
+    journey.shot(page, "worklist-escalated")
+
+    # the escalation done from the worklist, the MAR and the handover
+    first_row.get_by_role("button", name=re.compile("Done: NEWS2 11")).click()
+    page.wait_for_url(re.compile(r"/ward\?ward_code=GEN&done=task$"))
+    assert "Task done." in page.locator(".notice").inner_text()
+    assert page.locator("li.task-escalation").count() == 0
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{ward_patient['id']}/mar")
+    assert "Amoxicillin 500 mg oral" in page.locator("article.mar-line").first.inner_text()
+    journey.shot(page, "mar")
+    page.get_by_role("link", name="Shift handover").click()
+    page.wait_for_url(re.compile(r"/ward/handover$"))
+    assert "MWANGI, Daniel Kiprop" in page.locator("article.handover-patient").first.inner_text()
+    page.get_by_label("Your handover note").fill("Mr Mwangi escalated to the medical registrar; on 4 L oxygen.")
+    page.get_by_role("button", name="Record the handover").click()
+    page.wait_for_url(re.compile(r"done=handover$"))
+    assert "Handover recorded." in page.locator(".notice").inner_text()
+    journey.shot(page, "handover")
+    context.close()
+    watch.assert_clean()
