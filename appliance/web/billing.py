@@ -1,0 +1,384 @@
+"""The billing clerk's pages, under `/t/{tenant}/billing/`: the worklist (unpriced charges and the day's
+same-day variance by department, with the entries behind each figure), accounts, an encounter's
+account and invoice (discounts and exemptions, finalising, claiming), payment entry with a printable
+receipt, and the A/R aging chart.
+
+The portal's rules hold here too (appliance/web/portal.py): each page declares its permission, data is
+read and written only through the financial layer's services (which audit every access), bad input
+comes back on the same page beside its field (422), and a successful post redirects (303) to a page
+that says what happened. Pages render on the server and work with JavaScript off; the aging chart is
+server-side SVG (plots.bar_chart).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from anyio import to_thread
+from litestar import Response, Router, get, post
+from litestar.params import FromPath, FromQuery
+from litestar.response import Template
+from sqlalchemy.engine import Connection
+
+from appliance.layers.financial import accrual, reports, schedule, service
+from appliance.layers.financial.errors import Invalid, NotFound
+from appliance.layers.financial.money import AGING_BUCKETS, aging_bucket, format_money
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError
+from appliance.web import plots, portal
+from appliance.web.portal import Asking, FormData, NavItem, form_values, page, see_other
+
+Tenant = FromPath[str]
+Id = FromPath[uuid.UUID]
+BASE = "/t/{tenant}/billing"
+
+# The financial layer's entries in the portal's navigation (portal.NAV lists it by layer).
+portal.NAV.extend([
+    NavItem("Financial", "billing", "Billing worklist", "/billing", "financial.charge.read"),
+    NavItem("Financial", "accounts", "Accounts", "/billing/accounts", "financial.account.read"),
+    NavItem("Financial", "aging", "A/R aging", "/billing/aging", "financial.report.read"),
+])
+portal.NOTICES.update({
+    "priced": "Charge priced; it has left the unpriced worklist.",
+    "accrued": "Bed-days accrued to the last census.",
+    "drafted": "Draft invoice ready: its lines follow the account's charges until it is finalised.",
+    "adjusted": "Adjustment recorded with its reason and approver.",
+    "finalised": "Invoice finalised.",
+    "paid": "Payment recorded.",
+    "claimed": "Claim submitted to the insurer.",
+    "claim-updated": "Claim updated.",
+    "coverage": "Insurance recorded.",
+})
+METHODS = {"cash": "Cash", "mobile_money": "Mobile money", "card": "Card", "insurer_remittance": "Insurer remittance"}
+OUTCOME_LABELS = {"same_day": "Charged the same day", "late": "Charged late", "unpriced": "Unpriced",
+                  "missing": "No charge"}
+KIND_LABELS = {"service_request": "Order", "medication_administration": "Dose given",
+               "encounter_status": "Consultation"}
+
+
+def _opts(permission: str) -> dict:
+    return {"permission": permission}
+
+
+def _money(amount: Decimal | None, currency: str) -> str:
+    return format_money(amount, currency)
+
+
+HELPERS = {"money": _money, "methods": METHODS, "outcome_labels": OUTCOME_LABELS, "kind_labels": KIND_LABELS}
+
+
+async def _in_thread(request: Asking, tenant: str, work: Callable[[Connection], Any]) -> Any:
+    """Run the page's database work and rendering off the event loop, in one tenant transaction."""
+    def run() -> Any:
+        with request.app.state.db.tenant(tenant) as conn:
+            return work(conn)
+
+    return await to_thread.run_sync(run)
+
+
+def _page(request: Asking, template: str, *, status: int = 200, active: str = "billing", **context: Any) -> Template:
+    return page(request, f"billing/{template}", status=status, active=active, **HELPERS, **context)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        number = Decimal(str(value).replace(",", "").strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _refusal(exc: RecordError) -> dict[str, str]:
+    return {exc.extra.get("field") or "form": exc.detail[:1].upper() + exc.detail[1:]}
+
+
+# -- the worklist --------------------------------------------------------------------------------------
+
+
+def _worklist(request: Asking, conn: Connection, tenant: str, day: dt.date, *, status: int = 200,
+              errors: dict | None = None, values: dict | None = None) -> Template:
+    principal: Principal = request.user
+    variance = reports.variance(conn, principal, day) if principal.can("financial.report.read") else None
+    late = reports.late_charge_rate(conn, day.replace(day=1), day) if variance else None
+    names = service.patients_named(conn, {e["patient_id"] for d in (variance or {}).get("departments", [])
+                                          for rows in d["entries"].values() for e in rows})
+    return _page(request, "worklist.html", status=status, day=day, variance=variance, late=late, names=names,
+                 unpriced=service.unpriced_charges(conn, principal), errors=errors or {}, values=values or {},
+                 previous_day=day - dt.timedelta(days=1), next_day=day + dt.timedelta(days=1))
+
+
+def _day(value: str, today: dt.date) -> dt.date | None:
+    if not value:
+        return today
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@get("/", operation_id="BillingWorklist", opt=_opts("financial.charge.read"))
+async def worklist(request: Asking, tenant: Tenant, day: FromQuery[str] = "") -> Template:
+    """Unpriced charges to price, and the day's same-day variance by department."""
+    def work(conn: Connection) -> Template:
+        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        chosen = _day(day, today)
+        if chosen is None:
+            return _worklist(request, conn, tenant, today, status=422,
+                             errors={"day": "Give a date as YYYY-MM-DD."})
+        return _worklist(request, conn, tenant, chosen)
+
+    return await _in_thread(request, tenant, work)
+
+
+@post("/charges/{charge_id:uuid}/price", operation_id="BillingPriceCharge", opt=_opts("financial.charge.price"))
+async def price_charge(request: Asking, tenant: Tenant, charge_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+
+    def work(conn: Connection) -> Response:
+        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        price = _decimal(values.get("unit_price"))
+        key = f"price-{charge_id}"
+        if price is None:
+            return _worklist(request, conn, tenant, today, status=422, values={key: values},
+                             errors={key: "Give the unit price as a number, e.g. 450.00."})
+        try:
+            service.price_charge(conn, request.user, charge_id, price, values.get("reason") or "")
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            return _worklist(request, conn, tenant, today, status=422, values={key: values},
+                             errors={key: _refusal(exc).popitem()[1]})
+        return see_other(request, f"{BASE.format(tenant=tenant)}?done=priced")
+
+    return await _in_thread(request, tenant, work)
+
+
+@post("/bed-days", operation_id="BillingAccrueBedDays", opt=_opts("financial.charge.accrue"))
+async def accrue_bed_days(request: Asking, tenant: Tenant) -> Response:
+    await _in_thread(request, tenant, lambda conn: accrual.accrue_bed_days(conn, request.user))
+    return see_other(request, f"{BASE.format(tenant=tenant)}?done=accrued")
+
+
+# -- accounts and invoices -----------------------------------------------------------------------------
+
+
+@get("/accounts", operation_id="BillingAccounts", opt=_opts("financial.account.read"))
+async def accounts(request: Asking, tenant: Tenant) -> Template:
+    return await _in_thread(request, tenant, lambda conn: _page(
+        request, "accounts.html", active="accounts", accounts=service.list_accounts(conn, request.user, limit=100),
+        currency=schedule.setting(conn).currency))
+
+
+def _account_page(request: Asking, conn: Connection, account_id: uuid.UUID, *, status: int = 200,
+                  errors: dict | None = None, values: dict | None = None) -> Template:
+    found = service.get_account(conn, request.user, account_id)
+    coverage = service.list_coverage(conn, request.user, found["patient_id"]) \
+        if request.user.can("financial.coverage.read") else []
+    balance = reports.patient_balance(conn, request.user, found["patient_id"]) \
+        if request.user.can("financial.report.read") else None
+    return _page(request, "account.html", status=status, active="accounts", account=found, coverage=coverage,
+                 balance=balance, payers=service.list_payers(conn), errors=errors or {}, values=values or {})
+
+
+@get("/accounts/{account_id:uuid}", operation_id="BillingAccount", opt=_opts("financial.account.read"))
+async def account_page(request: Asking, tenant: Tenant, account_id: Id) -> Template:
+    """An encounter's account: its charges and credits, the patient's insurance, its invoices."""
+    return await _in_thread(request, tenant, lambda conn: _account_page(request, conn, account_id))
+
+
+@post("/accounts/{account_id:uuid}/invoices", operation_id="BillingDraftInvoice",
+      opt=_opts("financial.invoice.create"))
+async def draft_invoice(request: Asking, tenant: Tenant, account_id: Id) -> Response:
+    def work(conn: Connection) -> Response:
+        try:
+            drafted = service.draft_invoice(conn, request.user, account_id)
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            return _account_page(request, conn, account_id, status=409, errors=_refusal(exc))
+        return see_other(request, f"{BASE.format(tenant=tenant)}/invoices/{drafted['id']}?done=drafted")
+
+    return await _in_thread(request, tenant, work)
+
+
+@post("/accounts/{account_id:uuid}/coverage", operation_id="BillingAddCoverage",
+      opt=_opts("financial.coverage.create"))
+async def add_coverage(request: Asking, tenant: Tenant, account_id: Id, data: FormData) -> Response:
+    """The patient's insurance membership, recorded from their account page."""
+    values = form_values(data)
+
+    def work(conn: Connection) -> Response:
+        found = service.get_account(conn, request.user, account_id)
+        errors: dict[str, str] = {}
+        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        valid_from = _day(values.get("valid_from") or "", today)
+        valid_to = _day(values.get("valid_to") or "", today) if values.get("valid_to") else None
+        if valid_from is None:
+            errors["valid_from"] = "Give a date as YYYY-MM-DD."
+        if values.get("valid_to") and valid_to is None:
+            errors["valid_to"] = "Give a date as YYYY-MM-DD."
+        if not errors:
+            try:
+                service.add_coverage(conn, request.user, found["patient_id"], payer_code=values.get("payer_code") or "",
+                                     member_number=values.get("member_number") or "", valid_from=valid_from,
+                                     valid_to=valid_to)
+            except RecordError as exc:
+                if exc.status == 404:
+                    raise
+                errors = _refusal(exc)
+        if errors:
+            return _account_page(request, conn, account_id, status=422, errors=errors, values=values)
+        return see_other(request, f"{BASE.format(tenant=tenant)}/accounts/{account_id}?done=coverage")
+
+    return await _in_thread(request, tenant, work)
+
+
+def _invoice_page(request: Asking, conn: Connection, invoice_id: uuid.UUID, *, status: int = 200,
+                  errors: dict | None = None, values: dict | None = None) -> Template:
+    found = service.get_invoice(conn, request.user, invoice_id)
+    payer_kind = next((p["kind"] for p in service.list_payers(conn) if p["code"] == found["payer_code"]), "self_pay")
+    return _page(request, "invoice.html", status=status, active="accounts", invoice=found, payer_kind=payer_kind,
+                 errors=errors or {}, values=values or {})
+
+
+@get("/invoices/{invoice_id:uuid}", operation_id="BillingInvoice", opt=_opts("financial.invoice.read"))
+async def invoice_page(request: Asking, tenant: Tenant, invoice_id: Id) -> Template:
+    return await _in_thread(request, tenant, lambda conn: _invoice_page(request, conn, invoice_id))
+
+
+def _invoice_action(request: Asking, tenant: str, invoice_id: uuid.UUID, act: Callable[[Connection], Any],
+                    done: str, *, values: dict | None = None, status: int = 409) -> Callable[[Connection], Response]:
+    def work(conn: Connection) -> Response:
+        try:
+            act(conn)
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else status,
+                                 errors=_refusal(exc), values=values)
+        return see_other(request, f"{BASE.format(tenant=tenant)}/invoices/{invoice_id}?done={done}")
+
+    return work
+
+
+@post("/invoices/{invoice_id:uuid}/adjustments", operation_id="BillingAdjustInvoice",
+      opt=_opts("financial.invoice.adjust"))
+async def adjust_invoice(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
+    """A discount or exemption: a percentage or an amount, the reason, and who approved it."""
+    values = form_values(data)
+    kind = values.get("kind") or "discount"
+    size = _decimal(values.get("size"))
+
+    def act(conn: Connection) -> None:
+        if size is None:
+            raise Invalid("give the percentage or the amount as a number", field="size")
+        by_percent = values.get("by") == "percent"
+        service.add_adjustment(conn, request.user, invoice_id, kind=kind, percent=size if by_percent else None,
+                               amount=None if by_percent else size, reason=values.get("reason") or "",
+                               approved_by=values.get("approved_by") or "")
+
+    return await _in_thread(request, tenant, _invoice_action(request, tenant, invoice_id, act, "adjusted",
+                                                             values=values))
+
+
+@post("/invoices/{invoice_id:uuid}/finalise", operation_id="BillingFinaliseInvoice",
+      opt=_opts("financial.invoice.finalise"))
+async def finalise_invoice(request: Asking, tenant: Tenant, invoice_id: Id) -> Response:
+    return await _in_thread(request, tenant, _invoice_action(
+        request, tenant, invoice_id, lambda conn: service.finalise_invoice(conn, request.user, invoice_id),
+        "finalised"))
+
+
+@post("/invoices/{invoice_id:uuid}/payments", operation_id="BillingRecordPayment",
+      opt=_opts("financial.payment.create"))
+async def record_payment(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
+    """Take a payment; on success, go to its printable receipt."""
+    values = form_values(data)
+    amount = _decimal(values.get("amount"))
+
+    def work(conn: Connection) -> Response:
+        try:
+            if amount is None:
+                raise Invalid("give the amount received as a number", field="amount")
+            receipt = service.record_payment(conn, request.user, invoice_id, method=values.get("method") or "",
+                                             amount=amount, reference=values.get("reference"))
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else 409,
+                                 errors=_refusal(exc), values=values)
+        return see_other(request, f"{BASE.format(tenant=tenant)}/receipts/{receipt['id']}?done=paid")
+
+    return await _in_thread(request, tenant, work)
+
+
+@post("/invoices/{invoice_id:uuid}/claim", operation_id="BillingCreateClaim", opt=_opts("financial.claim.create"))
+async def create_claim(request: Asking, tenant: Tenant, invoice_id: Id) -> Response:
+    return await _in_thread(request, tenant, _invoice_action(
+        request, tenant, invoice_id, lambda conn: service.create_claim(conn, request.user, invoice_id), "claimed"))
+
+
+@post("/invoices/{invoice_id:uuid}/claim/status", operation_id="BillingChangeClaimStatus",
+      opt=_opts("financial.claim.update"))
+async def change_claim(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+
+    def act(conn: Connection) -> None:
+        found = service.get_invoice(conn, request.user, invoice_id)
+        if found["claim"] is None:
+            raise NotFound(f"invoice {invoice_id} has no claim")
+        service.change_claim_status(conn, request.user, found["claim"]["id"], values.get("status") or "",
+                                    values.get("reason"))
+
+    return await _in_thread(request, tenant, _invoice_action(request, tenant, invoice_id, act, "claim-updated",
+                                                             values=values))
+
+
+@get("/receipts/{payment_id:uuid}", operation_id="BillingReceipt", opt=_opts("financial.payment.read"))
+async def receipt_page(request: Asking, tenant: Tenant, payment_id: Id) -> Template:
+    """A receipt laid out for printing (the page's navigation is not printed)."""
+    return await _in_thread(request, tenant, lambda conn: _page(
+        request, "receipt.html", active="accounts", receipt=service.receipt_of(conn, request.user, payment_id)))
+
+
+# -- receivables ---------------------------------------------------------------------------------------
+
+BUCKET_LABELS = {"0-30": "0–30 days", "31-60": "31–60 days", "61-90": "61–90 days", "90+": "over 90 days"}
+
+
+@get("/aging", operation_id="BillingAging", opt=_opts("financial.report.read"))
+async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = "") -> Template:
+    """Receivables by age with the chart, by payer, the invoices behind them and net days in A/R."""
+    def work(conn: Connection) -> Template:
+        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        chosen = _day(as_of, today)
+        errors = {} if chosen is not None else {"as_of": "Give a date as YYYY-MM-DD."}
+        found = reports.ar_aging(conn, request.user, chosen or today)
+        currency = found["currency"]
+        counts = {bucket: 0 for bucket in AGING_BUCKETS}
+        for row in found["invoices"]:
+            counts[aging_bucket(row["finalised_on"], found["as_of"])] += 1
+        chart = plots.bar_chart(
+            [plots.Bar(BUCKET_LABELS[b], float(found["buckets"][b]), css=f"s{i + 1}",
+                       title=f"{BUCKET_LABELS[b]}: {_money(found['buckets'][b], currency)} in {counts[b]} invoice(s)")
+             for i, b in enumerate(AGING_BUCKETS)],
+            ident="aging", title=f"Receivables by age on {found['as_of']:%d %b %Y}",
+            description="; ".join(f"{BUCKET_LABELS[b]}: {_money(found['buckets'][b], currency)}"
+                                  for b in AGING_BUCKETS), unit=currency)
+        names = service.patients_named(conn, {r["patient_id"] for r in found["invoices"]})
+        return _page(request, "aging.html", status=422 if errors else 200, active="aging", aging=found, chart=chart,
+                     counts=counts, bucket_labels=BUCKET_LABELS, names=names, errors=errors,
+                     as_of=as_of if errors else found["as_of"].isoformat())
+
+    return await _in_thread(request, tenant, work)
+
+
+ROUTES = [worklist, price_charge, accrue_bed_days, accounts, account_page, draft_invoice, add_coverage, invoice_page,
+          adjust_invoice, finalise_invoice, record_payment, create_claim, change_claim, receipt_page, aging_page]
+
+billing_router = Router(path="/t/{tenant:str}/billing", route_handlers=ROUTES,
+                        exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

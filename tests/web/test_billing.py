@@ -1,0 +1,159 @@
+"""The billing pages over HTTP with a real session: the worklist shows a lab order's charge and an
+unpriced item, pricing it from the page, an account → invoice → discount → finalise → payment →
+printable receipt, the A/R aging chart; bad input on the page beside its field; another facility's
+session and guessed ids refused; every page audited."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
+from appliance.substrate.principal import Principal
+from tests.layers.financial.conftest import FINANCIAL_CONFIG, FULL_BLOOD_COUNT, GLUCOSE
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Billing Pages Facility", **FINANCIAL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def other_facility(tenant_factory):
+    return tenant_factory(name="Other Billing Facility", **FINANCIAL_CONFIG)
+
+
+def csrf(page_html: str) -> str:
+    return re.search(r'name="_csrf_token" value="([^"]+)"', page_html)[1]
+
+
+@pytest.fixture(scope="module")
+def charted(db, facility) -> dict:
+    """A patient seen today with a full blood count (priced) and a glucose (unpriced) ordered."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Page", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Kamau", "given_names": "Peter", "birth_date": "1970-05-01", "sex": "male"}))
+        encounter = clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        priced = clinical.order_test(conn, doctor, patient["id"],
+                                     ServiceRequestIn(code=FULL_BLOOD_COUNT, encounter_id=encounter["id"]))
+        unpriced = clinical.order_test(conn, doctor, patient["id"],
+                                       ServiceRequestIn(code=GLUCOSE, encounter_id=encounter["id"]))
+        account_id = conn.execute(sa.text("SELECT id FROM account WHERE encounter_id = :e"),
+                                  {"e": encounter["id"]}).scalar_one()
+        charge_id = conn.execute(sa.text("SELECT c.entry_id FROM charge c WHERE c.source_root_id = :r"),
+                                 {"r": unpriced["root_id"]}).scalar_one()
+    return {"patient": patient, "priced": priced, "unpriced": unpriced, "account": account_id, "charge": charge_id}
+
+
+def test_the_worklist_shows_the_days_charge_and_the_unpriced_item(signed_in, facility, charted):
+    clerk = signed_in("billing_clerk", facility.slug)
+    page = clerk.get(f"/t/{facility.slug}/billing")
+    assert page.status_code == 200, page.text
+    assert f'data-entry="{charted["priced"]["id"]}"' in page.text  # behind the LAB same-day figure
+    assert f'id="charge-{charted["charge"]}"' in page.text and "no price for lab 2345-7" in page.text
+    assert "KAMAU" in page.text and "Billing worklist" in page.text
+
+
+def test_pricing_from_the_worklist_with_bad_then_good_input(signed_in, facility, charted):
+    clerk = signed_in("billing_clerk", facility.slug)
+    page = clerk.get(f"/t/{facility.slug}/billing")
+    action = f"/t/{facility.slug}/billing/charges/{charted['charge']}/price"
+    bad = clerk.post(action, data={"unit_price": "lots", "reason": "x", "_csrf_token": csrf(page.text)})
+    assert bad.status_code == 422 and "Give the unit price as a number" in bad.text
+    good = clerk.post(action, data={"unit_price": "175.50", "reason": "price list update pending",
+                                    "_csrf_token": csrf(bad.text)}, follow_redirects=False)
+    assert good.status_code == 303 and good.headers["location"].endswith("done=priced")
+    after = clerk.get(good.headers["location"])
+    assert f'id="charge-{charted["charge"]}"' not in after.text and "Charge priced" in after.text
+
+
+def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facility, charted):
+    clerk = signed_in("billing_clerk", facility.slug)
+    base = f"/t/{facility.slug}/billing"
+    account = clerk.get(f"{base}/accounts/{charted['account']}")
+    assert account.status_code == 200 and "Full blood count" in account.text
+    drafted = clerk.post(f"{base}/accounts/{charted['account']}/invoices", data={"_csrf_token": csrf(account.text)},
+                         follow_redirects=False)
+    assert drafted.status_code == 303
+    invoice_url = drafted.headers["location"].split("?")[0]
+    invoice = clerk.get(invoice_url)
+    assert invoice.status_code == 200 and 'id="total">KES 625.50<' in invoice.text
+    missing = clerk.post(f"{invoice_url}/adjustments", data={"kind": "discount", "by": "percent", "size": "10",
+                                                             "reason": "hardship", "_csrf_token": csrf(invoice.text)})
+    assert missing.status_code == 422 and "approved" in missing.text
+    adjusted = clerk.post(f"{invoice_url}/adjustments", data={
+        "kind": "exemption", "by": "amount", "size": "25.50", "reason": "waiver scheme",
+        "approved_by": "Matron Achieng",
+        "_csrf_token": csrf(invoice.text)})
+    assert adjusted.status_code == 200 and 'id="total">KES 600.00<' in adjusted.text
+    final = clerk.post(f"{invoice_url}/finalise", data={"_csrf_token": csrf(adjusted.text)})
+    assert final.status_code == 200 and 'id="outstanding">KES 600.00<' in final.text
+    over = clerk.post(f"{invoice_url}/payments", data={"method": "cash", "amount": "900",
+                                                       "_csrf_token": csrf(final.text)})
+    assert over.status_code == 422 and "outstanding" in over.text
+    paid = clerk.post(f"{invoice_url}/payments", data={"method": "mobile_money", "amount": "600",
+                                                       "reference": "QX12ABC", "_csrf_token": csrf(final.text)},
+                      follow_redirects=False)
+    assert paid.status_code == 303 and "/receipts/" in paid.headers["location"]
+    receipt = clerk.get(paid.headers["location"])
+    assert receipt.status_code == 200 and 'id="receipt-amount">KES 600.00<' in receipt.text
+    assert 'id="receipt-outstanding">KES 0.00<' in receipt.text and "QX12ABC" in receipt.text
+    aging = clerk.get(f"{base}/aging")
+    assert aging.status_code == 200 and '<svg class="plot bars"' in aging.text
+    assert clerk.get(f"{base}/aging", params={"as_of": "not-a-day"}).status_code == 422
+    assert clerk.get(f"{base}/accounts").status_code == 200
+
+
+def test_billing_pages_are_audited(db, signed_in, facility, charted):
+    clerk = signed_in("billing_clerk", facility.slug)
+    with db.tenant(facility.slug) as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one()
+    assert clerk.get(f"/t/{facility.slug}/billing/accounts/{charted['account']}").status_code == 200
+    with db.tenant(facility.slug) as conn:
+        after = conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one()
+    assert after > count
+
+
+PAGES = ["/billing", "/billing/accounts", "/billing/aging", "/billing/accounts/{account}",
+         "/billing/invoices/{guess}", "/billing/receipts/{guess}"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_another_facilitys_session_is_refused(signed_in, facility, other_facility, charted, path):
+    outsider = signed_in("billing_clerk", other_facility.slug)
+    response = outsider.get(f"/t/{facility.slug}" + path.format(account=charted["account"], guess=uuid.uuid4()))
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/billing/accounts/{account}", "/billing/invoices/{guess}",
+                                  "/billing/receipts/{guess}", "/billing/accounts/{guess}"])
+def test_this_facilitys_ids_are_not_found_elsewhere(signed_in, other_facility, charted, path):
+    outsider = signed_in("billing_clerk", other_facility.slug)
+    response = outsider.get(f"/t/{other_facility.slug}" + path.format(account=charted["account"], guess=uuid.uuid4()))
+    assert response.status_code == 404
+
+
+def test_posts_from_another_facility_are_refused(signed_in, facility, other_facility, charted):
+    outsider = signed_in("billing_clerk", other_facility.slug)
+    page = outsider.get(f"/t/{other_facility.slug}/billing")
+    for path in (f"/billing/charges/{charted['charge']}/price", f"/billing/accounts/{charted['account']}/invoices",
+                 "/billing/bed-days"):
+        response = outsider.post(f"/t/{facility.slug}{path}", data={"unit_price": "1", "reason": "probe",
+                                                                    "_csrf_token": csrf(page.text)})
+        assert response.status_code == 403
+        mine = outsider.post(f"/t/{other_facility.slug}{path}", data={"unit_price": "1", "reason": "probe",
+                                                                      "_csrf_token": csrf(page.text)},
+                             follow_redirects=False)
+        assert mine.status_code in (303, 404)  # accruing bed-days at home is allowed; their ids are not found here
+
+
+def test_a_clinician_has_no_billing_pages_and_no_billing_navigation(signed_in, facility):
+    doctor = signed_in("clinician", facility.slug)
+    assert doctor.get(f"/t/{facility.slug}/billing").status_code == 403
+    assert "Billing worklist" not in doctor.get(f"/t/{facility.slug}/patients").text
