@@ -349,6 +349,11 @@ PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encou
 FORMS = ["/patients", "/patients/{pid}/encounters", "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/order-sets", "/patients/{pid}/orders",
          "/patients/{pid}/medications", "/patients/{pid}/notes"]
+# The nursing pages (appliance/web/nursing.py).
+PAGES += ["/ward", "/ward/handover", "/patients/{pid}/observations", "/patients/{pid}/mar",
+          "/patients/{pid}/care-plans"]
+FORMS += ["/ward/handover", "/patients/{pid}/observations", "/patients/{pid}/mar", "/patients/{pid}/care-plans",
+          "/patients/{pid}/care-plans/{any}/evaluate", "/patients/{pid}/tasks/{any}/done"]
 
 
 def test_every_portal_route_is_in_these_lists(app):

@@ -25,7 +25,7 @@ from appliance.layers.nursing import service, views
 from appliance.layers.nursing.models import news2, nursing_task
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import Entry, current_clause, entry
+from appliance.substrate.record import Entry, entry
 
 ADULT_YEARS = 16
 SPECIMEN_DUE = {"stat": dt.timedelta(minutes=15), "urgent": dt.timedelta(hours=1), "routine": dt.timedelta(hours=4)}
@@ -35,7 +35,7 @@ ADMISSION_ASSESSMENT_WITHIN = dt.timedelta(hours=6)  # the nursing admission ass
 def _score_of(conn: Connection, vital_signs_id: uuid.UUID) -> uuid.UUID | None:
     return conn.execute(
         sa.select(entry.c.id).select_from(entry.join(news2, news2.c.entry_id == entry.c.id))
-        .where(news2.c.vital_signs_id == vital_signs_id, current_clause())
+        .where(news2.c.vital_signs_id == vital_signs_id, views.CURRENT)
     ).scalar()
 
 
@@ -131,7 +131,7 @@ def _cancel_from(conn: Connection, principal: Principal, source_root: uuid.UUID,
 def _answered(conn: Connection, order_root: uuid.UUID) -> bool:
     answered = sa.table("result", sa.column("entry_id"), sa.column("service_request_id"))
     return conn.execute(sa.select(sa.exists().where(
-        answered.c.service_request_id == order_root, entry.c.id == answered.c.entry_id, current_clause()))).scalar()
+        answered.c.service_request_id == order_root, entry.c.id == answered.c.entry_id, views.CURRENT))).scalar()
 
 
 def _encounter_closed(conn: Connection, encounter_id: uuid.UUID | None) -> bool:

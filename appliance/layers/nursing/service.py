@@ -27,7 +27,7 @@ from appliance.layers.nursing.models import care_plan, medication_administration
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, TaskIn
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import current_clause, entry, note_access
+from appliance.substrate.record import entry, note_access
 
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # clocks of ward devices drift; a dose "given" later than this is refused
 RISK_RANK = {"high": 4, "medium": 3, "low_medium": 2, "low": 1}
@@ -92,7 +92,7 @@ def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
         sa.select(entry.c.id, entry.c.occurred_at, entry.c.author_id, entry.c.encounter_id,
                   *[c for c in vitals.c if c.name != "entry_id"], *score.c)
         .select_from(entry.join(vitals, vitals.c.entry_id == entry.c.id).outerjoin(score, sa.true()))
-        .where(entry.c.patient_id == patient_id, entry.c.kind == "vital_signs", current_clause())
+        .where(entry.c.patient_id == patient_id, entry.c.kind == "vital_signs", views.CURRENT)
         .order_by(entry.c.occurred_at.desc()).limit(limit)
     ).mappings().all()
     out = []
@@ -131,7 +131,7 @@ def prescriptions_of(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> list
                   request.c.drug, request.c.dose, request.c.dose_unit, request.c.route, request.c.frequency,
                   request.c.duration_days, request.c.status, request.c.instructions)
         .select_from(entry.join(request, request.c.entry_id == entry.c.id).join(first, first.c.id == entry.c.root_id))
-        .where(entry.c.patient_id.in_(patient_ids), entry.c.kind == "medication_request", current_clause())
+        .where(entry.c.patient_id.in_(patient_ids), entry.c.kind == "medication_request", views.CURRENT)
         .order_by(first.c.occurred_at)
     ).mappings().all()
     out = []
