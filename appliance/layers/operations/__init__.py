@@ -7,6 +7,6 @@ and appointments (`scheduling`), and the KPIs computed from them (`kpis`, regist
 KPI registry; `command_center` assembles them with their definitions and targets).
 """
 
-from appliance.layers.operations import adt, command_center, ed, kpis, models, scheduling, service
+from appliance.layers.operations import adt, command_center, ed, kpis, models, reactions, scheduling, service
 
-__all__ = ["adt", "command_center", "ed", "kpis", "models", "scheduling", "service"]
+__all__ = ["adt", "command_center", "ed", "kpis", "models", "reactions", "scheduling", "service"]

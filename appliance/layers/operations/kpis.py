@@ -190,52 +190,28 @@ def readmission_entries(conn: Connection, window: Window, limit: int) -> list[di
 
 
 # -- 7. lab turnaround -------------------------------------------------------------------------------------
-# A lab order's first verification: the earliest sign-off of any result answering it. Orders whose
-# first sign-off falls in [lo, hi) are found from the sign-offs of that range (entry_kind_occurred_idx),
-# dropping those with an earlier sign-off; orders marked entered in error do not count.
-
-_FIRST_VERIFIED = """
-    bounds AS (SELECT min(start_at) AS lo, max(end_at) AS hi FROM w),
-    verified AS (
-        SELECT r.service_request_id AS order_id, min(se.occurred_at) AS first_verified
-        FROM bounds, entry se
-        JOIN result_signoff so ON so.entry_id = se.id
-        JOIN result r ON r.entry_id = so.result_id
-        WHERE se.kind = 'result_signoff' AND se.occurred_at >= bounds.lo AND se.occurred_at < bounds.hi
-          AND r.service_request_id IS NOT NULL
-        GROUP BY r.service_request_id
-    ),
-    turnaround AS (
-        SELECT v.order_id, oe.patient_id, v.first_verified, sr.display,
-               extract(epoch FROM v.first_verified - oe.occurred_at) / 60 AS minutes
-        FROM verified v
-        JOIN entry oe ON oe.id = v.order_id
-        JOIN service_request sr ON sr.entry_id = oe.id
-        WHERE sr.category = 'lab'
-          AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.root_id = oe.id AND x.status = 'entered_in_error')
-          AND NOT EXISTS (SELECT 1 FROM result r2
-                          JOIN result_signoff s2 ON s2.result_id = r2.entry_id
-                          JOIN entry e2 ON e2.id = s2.entry_id, bounds
-                          WHERE r2.service_request_id = v.order_id AND e2.occurred_at < bounds.lo)
-    )"""
+# Each lab order's first verification is kept in `lab_turnaround` by a reaction to `result_signoff`
+# (reactions.py); orders later marked entered in error are flagged there and do not count.
 
 
 def lab_turnaround(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
-    rows = _rows(conn, f""", {_FIRST_VERIFIED}
+    rows = _rows(conn, """
         SELECT w.n, count(t.order_id) AS orders,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY t.minutes) AS median
-        FROM w LEFT JOIN turnaround t ON t.first_verified >= w.start_at AND t.first_verified < w.end_at
-        GROUP BY w.n ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t.verified_at - t.ordered_at) / 60)
+                 AS median
+        FROM w LEFT JOIN lab_turnaround t
+          ON t.verified_at >= w.start_at AND t.verified_at < w.end_at AND NOT t.retracted
+        GROUP BY w.n ORDER BY w.n""", windows)
     return [Figure(value=None if not r.orders else float(r.median), denominator=r.orders) for r in rows]
 
 
 def lab_turnaround_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
-    sql = f"""WITH {WINDOWS}, {_FIRST_VERIFIED}
-        SELECT t.order_id AS entry_id, 'service_request' AS kind, t.patient_id, t.first_verified AS occurred_at,
-               t.minutes AS measure, t.display || ': order to first verified result' AS label
-        FROM turnaround t ORDER BY t.first_verified LIMIT :limit"""  # noqa: S608 -- constant fragments of this module joined; values are bound
-    return [dict(r) for r in conn.execute(sa.text(sql), {
-        "starts": [window.start], "ends": [window.end], "limit": limit}).mappings()]
+    return _entries(conn, """
+        SELECT t.order_id AS entry_id, 'service_request' AS kind, t.patient_id, t.verified_at AS occurred_at,
+               extract(epoch FROM t.verified_at - t.ordered_at) / 60 AS measure,
+               t.display || ': order to first verified result' AS label
+        FROM lab_turnaround t WHERE t.verified_at >= :start AND t.verified_at < :end AND NOT t.retracted
+        ORDER BY t.verified_at LIMIT :limit""", window, limit)
 
 
 # -- companions --------------------------------------------------------------------------------------------

@@ -204,8 +204,20 @@ kpi_target = sa.Table(
     sa.Column("target", sa.Numeric, nullable=False),
 )
 
-# The lab-turnaround KPI walks one kind's entries by time; entry_patient_kind_idx leads with the patient.
-sa.Index("entry_kind_occurred_idx", record.entry.c.kind, record.entry.c.occurred_at)
+lab_turnaround = sa.Table(
+    "lab_turnaround",
+    tenant_metadata,
+    # A lab order's first verification (the first sign-off of a result answering it), kept by the
+    # reaction to `result_signoff` (reactions.py) so KPI 7 reads one indexed range of this table.
+    sa.Column("order_id", sa.Uuid, primary_key=True),  # the service_request's root entry id
+    sa.Column("patient_id", sa.Uuid, nullable=False),  # patient data: whose order
+    sa.Column("ordered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("verified_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("signoff_entry_id", sa.Uuid, nullable=False),
+    sa.Column("display", sa.Text, nullable=False),  # the test's name
+    sa.Column("retracted", sa.Boolean, nullable=False, server_default=sa.false()),  # order entered in error
+    sa.Index("lab_turnaround_verified_idx", "verified_at"),
+)
 
 KINDS: dict[str, sa.Table] = {
     "admission": admission,

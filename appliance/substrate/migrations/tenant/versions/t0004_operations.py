@@ -172,6 +172,19 @@ def upgrade() -> None:
                     postgresql_where=sa.text("status <> 'cancelled'"))
     op.create_index("appointment_patient_idx", "appointment", ["patient_id", "starts_at"])
     op.create_index("appointment_starts_idx", "appointment", ["starts_at"])
+    # Lab turnaround's projection: each lab order's first verification, kept by a reaction to
+    # `result_signoff` (operations/reactions.py), so KPI 7 reads one indexed range.
+    op.create_table(
+        "lab_turnaround",
+        sa.Column("order_id", sa.Uuid(), primary_key=True),
+        sa.Column("patient_id", sa.Uuid(), nullable=False),
+        sa.Column("ordered_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("verified_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("signoff_entry_id", sa.Uuid(), nullable=False),
+        sa.Column("display", sa.Text(), nullable=False),
+        sa.Column("retracted", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.create_index("lab_turnaround_verified_idx", "lab_turnaround", ["verified_at"])
     op.create_table(
         "kpi_target",
         sa.Column("kpi_id", sa.Text(), primary_key=True),
@@ -182,8 +195,6 @@ def upgrade() -> None:
     op.create_index("inpatient_stay_discharged_idx", "inpatient_stay", ["discharged_at"])
     op.create_index("inpatient_stay_admitted_idx", "inpatient_stay", ["admitted_at"])
     op.create_index("ed_visit_departed_idx", "ed_visit", ["departed_at"])
-    # Lab turnaround walks orders by kind and time; entry_patient_kind_idx leads with the patient.
-    op.create_index("entry_kind_occurred_idx", "entry", ["kind", "occurred_at"])
 
     bind = op.get_bind()
     role = bind.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolname = current_schema()")).scalar()
@@ -193,7 +204,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for index in ("entry_kind_occurred_idx",):
-        op.drop_index(index, table_name="entry")
-    for table in ("kpi_target", "appointment", "slot", "clinic", "ed_visit", "inpatient_stay", *APPEND_ONLY):
+    for table in ("kpi_target", "lab_turnaround", "appointment", "slot", "clinic", "ed_visit", "inpatient_stay", *APPEND_ONLY):
         op.drop_table(table)
