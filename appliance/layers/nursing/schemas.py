@@ -175,6 +175,7 @@ class CarePlanOut(_Out):
 
 class WorklistPatient(_Out):
     patient_id: uuid.UUID
+    bed_code: str | None
     mrn: str
     name: str
     age: int

@@ -67,9 +67,19 @@ def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | N
     return conn.execute(query.order_by(encounter.c.started_at.desc().nulls_last())).scalar()
 
 
+# The operations layer's open stays (t0004), for the bed a patient is in; read only if the table is there.
+inpatient_stay = sa.table("inpatient_stay", sa.column("encounter_id"), sa.column("bed_code"),
+                          sa.column("discharged_at"))
+
+
+def _has_stays(conn: Connection) -> bool:
+    return conn.execute(sa.text("SELECT to_regclass('inpatient_stay') IS NOT NULL")).scalar()
+
+
 def patients_on_ward(conn: Connection, ward_code: str) -> list[dict]:
-    """Patients with an open encounter on the ward, with the encounter that puts them there."""
-    rows = conn.execute(
+    """Patients with an open encounter on the ward, with the encounter that puts them there and, where
+    the operations layer placed them, their bed."""
+    query = (
         sa.select(patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.birth_date,
                   patient.c.sex, encounter.c.id.label("encounter_id"), encounter.c.reason,
                   encounter.c.started_at)
@@ -77,8 +87,16 @@ def patients_on_ward(conn: Connection, ward_code: str) -> list[dict]:
         .where(encounter.c.ward_code == ward_code, encounter.c.status.in_(OPEN))
         .order_by(patient.c.id, encounter.c.started_at.desc().nulls_last())
         .ext(postgresql.distinct_on(patient.c.id))
-    ).mappings()
-    return sorted((dict(r) for r in rows), key=lambda r: (r["family_name"], r["given_names"]))
+    )
+    if _has_stays(conn):
+        bed = (sa.select(inpatient_stay.c.bed_code).where(inpatient_stay.c.encounter_id == encounter.c.id,
+                                                          inpatient_stay.c.discharged_at.is_(None))
+               .limit(1).scalar_subquery())
+        query = query.add_columns(bed.label("bed_code"))
+    else:
+        query = query.add_columns(sa.null().label("bed_code"))
+    rows = conn.execute(query).mappings()
+    return sorted((dict(r) for r in rows), key=lambda r: (r["bed_code"] or "~", r["family_name"], r["given_names"]))
 
 
 def ward_exists(conn: Connection, ward_code: str) -> dict | None:

@@ -65,7 +65,8 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         due_at = obs_task["due_at"] if obs_task else (score["next_due_at"] if score else None)
         listed.append({
             "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": _age(p["birth_date"], today),
-            "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "news2": score,
+            "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],
+            "news2": score,
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
         })
@@ -73,7 +74,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
     listed.sort(key=lambda item: (
         -service.RISK_RANK.get(item["news2"]["risk"], 0) if item["news2"] else 0,
         -(item["news2"]["total"] if item["news2"] else -1),
-        not item["observations_overdue"], item["name"]))
+        not item["observations_overdue"], item["bed_code"] or "~", item["name"]))
     return {"ward_code": ward["code"], "ward_name": ward["name"], "at": now, "patients": listed,
             "escalations": sum(1 for item in listed if item["news2"] and item["news2"]["escalation"])}
 
@@ -163,7 +164,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         now_score = latest.get(pid)
         summary.append({
             "patient_id": pid, "mrn": p["mrn"], "name": _name(p), "age": _age(p["birth_date"], today),
-            "sex": p["sex"], "reason": p["reason"], "since": p["started_at"],
+            "sex": p["sex"], "reason": p["reason"], "since": p["started_at"], "bed_code": p["bed_code"],
             "problems": problems[pid], "allergies": allergies[pid],
             "news2": {"latest": now_score["total"] if now_score else None,
                       "latest_risk": now_score["risk"] if now_score else None,
