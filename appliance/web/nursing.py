@@ -82,6 +82,10 @@ portal.TIMELINE_SOURCES.extend([
                    lambda c, p, i: service.list_news2(c, p, i, limit=1000),
                    lambda r: (f"NEWS2 {r['total']} ({RISK_LABELS[r['risk']].lower()})",
                               r["response"] if r["escalation"] else "")),
+    TimelineSource("nursing", "medication_administration", "Doses", "nursing.mar.read",
+                   lambda c, p, i: service.list_administrations(c, p, i),
+                   lambda r: (f"{r['drug']} {r['outcome']}" + (f" ({r['minutes_late']} min late)"
+                                                                if r["minutes_late"] else ""), r["reason"] or "")),
     TimelineSource("nursing", "care_plan", "Care plans", "nursing.careplan.read",
                    lambda c, p, i: service.list_care_plans(c, p, i),
                    lambda r: (f"Care plan: {r['problem']}", f"{r['goal']}; {r['status']}")),

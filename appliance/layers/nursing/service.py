@@ -217,6 +217,16 @@ def mar(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, window
     return {"window_start": window_start, "window_end": window_end, "late": late, "lines": lines}
 
 
+def list_administrations(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    """Every dose outcome recorded for the patient, newest first."""
+    _require_patient(conn, patient_id)
+    rows = [dict(r) for r in conn.execute(
+        _current(medication_administration, "medication_administration", entry.c.patient_id == patient_id)
+        .order_by(entry.c.occurred_at.desc())).mappings()]
+    note_access(conn, principal, "read", patient_id, "medication_administration", [r["id"] for r in rows])
+    return rows
+
+
 def _prescription(conn: Connection, patient_id: uuid.UUID, any_version: uuid.UUID) -> dict:
     root = conn.execute(sa.select(entry.c.root_id).where(
         entry.c.id == any_version, entry.c.patient_id == patient_id, entry.c.kind == "medication_request")).scalar()

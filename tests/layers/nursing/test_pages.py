@@ -125,3 +125,11 @@ def test_the_pages_refuse_what_the_api_refuses(signed_in, facility, other_facili
     guessed = post_form(nurse, page, f"/t/{facility.slug}/patients/{ward_patients['calm']['id']}/tasks/"
                         f"{uuid.uuid4()}/done", {})
     assert guessed.status_code == 404
+
+
+def test_the_timeline_shows_the_nursing_entries(signed_in, facility, ward_patients):
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    timeline = nurse.get(f"/t/{facility.slug}/patients/{ward_patients['sick']['id']}/timeline",
+                         params={"layer": "nursing"})
+    assert timeline.status_code == 200
+    assert "NEWS2 13 (high)" in timeline.text and "Amoxicillin held" in timeline.text
