@@ -105,6 +105,7 @@ def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
             item["news2"] = None
         out.append(item)
     note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in out])
+    note_access(conn, principal, "read", patient_id, "news2", [r["news2_id"] for r in out if r["news2_id"]])
     return out
 
 

@@ -133,3 +133,18 @@ def test_the_timeline_shows_the_nursing_entries(signed_in, facility, ward_patien
                          params={"layer": "nursing"})
     assert timeline.status_code == 200
     assert "NEWS2 13 (high)" in timeline.text and "Amoxicillin held" in timeline.text
+
+
+def test_every_page_read_is_in_the_patients_access_log(db, signed_in, facility, ward_patients):
+    from appliance.substrate import audit
+
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    sick = ward_patients["sick"]
+    before = len(audit.patient_access_log(db, facility.slug, sick["id"]))
+    for path in ("observations", "mar", "care-plans"):
+        assert nurse.get(f"/t/{facility.slug}/patients/{sick['id']}/{path}").status_code == 200
+    assert nurse.get(f"/t/{facility.slug}/ward").status_code == 200
+    events = [e for e in audit.patient_access_log(db, facility.slug, sick["id"])][before:]
+    kinds = {e.event_type for e in events if e.who["account"] == str(nurse.person.account_id)}
+    assert {"record.vital_signs.read", "record.news2.read", "record.medication_request.read",
+            "record.medication_administration.read", "record.care_plan.read", "record.worklist.read"} <= kinds
