@@ -670,9 +670,10 @@ def demo_code(settings: Settings, email: str) -> None:
 
 def _register_deployment_commands() -> None:
     """`healthos bundle` and `healthos backup` live in cli_deploy.py, which imports helpers from here."""
-    from appliance.cli_deploy import bundle
+    from appliance.cli_deploy import backup, bundle
 
     main.add_command(bundle)
+    main.add_command(backup)
 
 
 _register_deployment_commands()

@@ -14,7 +14,10 @@ from typing import NoReturn
 import click
 from rich.console import Console
 
+from appliance.substrate import backup as backups
 from appliance.substrate import bundle as bundles
+from appliance.substrate import keys
+from appliance.substrate.config import Settings
 
 # Not imported from appliance.cli: `python -m appliance.cli` runs that module as __main__, and a second
 # copy of it imported from here would register these commands again, in a loop.
@@ -68,3 +71,58 @@ def bundle_verify(bundle_file: Path, pubkey: Path, as_json: bool) -> None:
         fail(f"{bundle_file}: refused ({len(check.problems)} problem(s)); install nothing from it")
     err.print(f"{bundle_file}: signature by key {manifest['signing_key']} valid; {len(manifest['files'])} files "
               f"match; healthos-appliance {manifest['version']} for {manifest['platform']}")
+
+
+# -- backup ---------------------------------------------------------------------------------------
+
+
+@click.group("backup")
+def backup() -> None:
+    """Encrypted backups of control and every tenant, and restoring one into a fresh appliance."""
+
+
+@backup.command("create")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The backup file to write (mode 0600).")
+@click.pass_obj
+def backup_create(settings: Settings, out_path: Path) -> None:
+    """Back up control and every tenant, encrypted under the appliance key."""
+    from appliance.cli import opened_database
+
+    if out_path.exists():
+        fail(f"{out_path} already exists; not overwriting a backup")
+    with opened_database(settings) as db:
+        summary = backups.create(db, keys.Keyring.from_settings(settings), out_path)
+    rows = sum(sum(counts.values()) for counts in summary.tenants.values())
+    err.print(f"{out_path}: control and {len(summary.tenants)} tenant(s), {rows} rows, "
+              f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s")
+
+
+@backup.command("verify")
+@click.argument("backup_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.pass_obj
+def backup_verify(settings: Settings, backup_file: Path) -> None:
+    """Check every byte of a backup with this appliance's key, decrypting every part (nothing is written)."""
+    try:
+        manifest = backups.verify(backup_file, keys.Keyring.from_settings(settings))
+    except (backups.BackupRefused, keys.KeyUnavailable) as exc:
+        fail(f"refused: {exc}")
+    err.print(f"{backup_file}: intact; {backups.describe(manifest)}")
+
+
+@backup.command("restore")
+@click.argument("backup_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.pass_obj
+def backup_restore(settings: Settings, backup_file: Path) -> None:
+    """Restore a backup into this fresh, empty appliance (its keys/appliance.key must be the one that made it)."""
+    from appliance.cli import opened_database
+
+    keyring = keys.Keyring.from_settings(settings)
+    with opened_database(settings) as db:
+        try:
+            summary = backups.restore(db, keyring, backup_file)
+        except (backups.BackupRefused, backups.NotEmpty, keys.KeyUnavailable) as exc:
+            fail(f"nothing restored: {exc}")
+    for slug, counts in sorted(summary.tenants.items()):
+        err.print(f"{slug}: {sum(counts.values())} rows in {len(counts)} tables, as in the backup")
+    err.print(f"restored {backup_file} in {summary.seconds:.1f} s; run `healthos audit verify` to check the trail")
