@@ -1,0 +1,107 @@
+"""The bed manager's journey in a real browser (Debian's chromium, headless) against the appliance served
+over HTTP: the command center's occupancy, a patient arriving in the emergency department (recorded by
+MRN), the decision to admit, admission to a bed from the ED board, the bed board showing the bed
+occupied, and occupancy on the command center one patient higher — with the patient behind the number
+on the KPI's detail page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import PatientIn
+from appliance.substrate.principal import Principal
+from tests.e2e.conftest import Journey, Watch
+from tests.e2e.test_journeys import new_page, sign_in
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def arriving(db, clinic, person_factory) -> dict:
+    """A woman registered at the front desk, about to be brought to the emergency department."""
+    registrar = person_factory("registrar", clinic.slug)
+    desk = Principal(account_id=registrar.account_id, kind="staff", display_name="Test registrar",
+                     tenant=clinic.slug, role="registrar")
+    with db.tenant(clinic.slug) as conn:
+        patient = service.register_patient(conn, desk, PatientIn.model_validate({
+            "family_name": "Chepkoech", "given_names": "Faith Jepkorir", "birth_date": "1971-03-14", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": "27615093"}]}))
+    return {"id": str(patient["id"]), "mrn": patient["mrn"]}
+
+
+def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(browser, live_server, clinic, person_factory, arriving):
+    journey, watch = Journey("bed-manager-admit-from-ed"), Watch()
+    manager = person_factory("bed_manager", clinic.slug)
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, manager)
+    base = f"{live_server}/t/{clinic.slug}"
+
+    # the bed board before: how many beds are taken
+    page.goto(f"{base}/beds")
+    occupied_before = int(page.locator("#occupied-count").inner_text())
+    journey.shot(page, "bed-board-before")
+
+    # the command center: occupancy now
+    page.get_by_role("link", name="Command center").click()
+    page.wait_for_url(re.compile(r"/command-center$"))
+    tile = page.locator("#kpi-bed_occupancy")
+    occupancy_before = tile.locator(".kpi-value").inner_text()
+    assert tile.locator("svg").count() == 1 and page.locator(".kpi-tile").count() == 8
+    journey.shot(page, "command-center-before")
+
+    # the emergency department: she arrives by ambulance, recorded by her MRN
+    page.get_by_role("link", name="Emergency department").click()
+    page.wait_for_url(re.compile(r"/ed$"))
+    page.get_by_label("Patient MRN").fill(arriving["mrn"])
+    page.get_by_label("Arrived by").select_option("ambulance")
+    page.get_by_label("Presenting complaint").fill("Shortness of breath")
+    page.get_by_role("button", name="Record arrival").click()
+    page.wait_for_url(re.compile(r"/ed\?done=ed-arrival$"))
+    row = page.locator("tr", has_text="CHEPKOECH")
+    assert "Faith Jepkorir" in row.inner_text()
+    row.get_by_label("Acuity").select_option("2")
+    row.get_by_role("button", name="Triage").click()
+    page.wait_for_url(re.compile(r"/ed\?done=ed-updated$"))
+    row = page.locator("tr", has_text="CHEPKOECH")
+    assert "2 · Emergent" in row.inner_text()
+    row.get_by_role("button", name="Seen by clinician").click()
+    page.wait_for_url(re.compile(r"/ed\?done=ed-updated$"))
+    page.locator("tr", has_text="CHEPKOECH").get_by_role("button", name="Decide to admit").click()
+    page.wait_for_url(re.compile(r"/ed\?done=ed-updated$"))
+    journey.shot(page, "ed-board-decided")
+
+    # admit her to a bed from the ED board
+    page.locator("tr", has_text="CHEPKOECH").get_by_role("link", name="Admit to a bed").click()
+    page.wait_for_url(re.compile(r"/ed/[0-9a-f-]+/admit$"))
+    page.get_by_label("Bed").select_option("MAT-03")
+    page.get_by_label("Reason for admission").fill("Community-acquired pneumonia, hypoxic")
+    journey.shot(page, "admit-form")
+    page.get_by_role("button", name="Admit").click()
+    page.wait_for_url(re.compile(r"/beds/MAT\?done=admitted$"))
+    bed = page.locator("#bed-MAT-03")
+    assert bed.get_attribute("data-state") == "occupied" and "CHEPKOECH" in bed.inner_text()
+    journey.shot(page, "ward-bed-board-after")
+
+    # the facility's bed board: one bed more taken; she has left the ED board
+    page.get_by_role("link", name="Bed board").click()
+    page.wait_for_url(re.compile(r"/beds$"))
+    assert int(page.locator("#occupied-count").inner_text()) == occupied_before + 1
+    page.get_by_role("link", name="Emergency department").click()
+    assert page.locator("tr", has_text="CHEPKOECH").count() == 0
+
+    # the command center on the next request: occupancy is higher, and she is behind the number
+    page.get_by_role("link", name="Command center").click()
+    page.wait_for_url(re.compile(r"/command-center$"))
+    occupancy_after = page.locator("#kpi-bed_occupancy .kpi-value").inner_text()
+    assert float(occupancy_after.rstrip("%")) > float(occupancy_before.rstrip("%"))
+    journey.shot(page, "command-center-after")
+    page.locator("#kpi-bed_occupancy a").click()
+    page.wait_for_url(re.compile(r"/command-center/bed_occupancy$"))
+    assert arriving["mrn"] in page.locator("#drill-entries").inner_text()
+    assert page.locator("svg.plot").count() == 1
+    journey.shot(page, "occupancy-detail")
+    watch.assert_clean()
+    context.close()
