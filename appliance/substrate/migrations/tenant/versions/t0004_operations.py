@@ -204,5 +204,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("kpi_target", "lab_turnaround", "appointment", "slot", "clinic", "ed_visit", "inpatient_stay", *APPEND_ONLY):
+    for table in ("kpi_target", "lab_turnaround", "appointment", "slot", "clinic", "ed_visit", "inpatient_stay",
+                  *APPEND_ONLY):
         op.drop_table(table)
