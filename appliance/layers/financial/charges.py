@@ -70,11 +70,20 @@ def account_for(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID
     return opened or _account_of(conn, patient_id, encounter_id)
 
 
+# Charges written by reactions take ids derived from what they bill, as the nursing layer's derived
+# entries do, so the same acts (a seeded demo population, a replayed import) give the same record.
+_DERIVED = uuid.UUID("6f1d4c3e-2b7a-5e9f-8c41-0d3a9b6e7f21")
+
+
+def _derived_id(*parts: object) -> uuid.UUID:
+    return uuid.uuid5(_DERIVED, ":".join(str(part) for part in parts))
+
+
 def post_charge(conn: Connection, principal: Principal, source: Entry, billable: Billable) -> Entry:
     """Price `billable` for the patient and day and append its charge, pointing at `source`."""
     service_at = billable.service_at or source.occurred_at
     price = schedule.price_of(conn, kind=billable.item_kind, code=billable.item_code, patient_id=source.patient_id,
-                              at=service_at)
+                              at=service_at, encounter_id=source.encounter_id)
     quantity = billable.quantity
     unpriced_reason = None
     if price.price_list is None:
@@ -89,7 +98,7 @@ def post_charge(conn: Connection, principal: Principal, source: Entry, billable:
         else:
             quantity = billable.quantity / price.per
     detail = {
-        "account_id": account_for(conn, source.patient_id, source.encounter_id, price.payer_code),
+        "account_id": price.account_id or account_for(conn, source.patient_id, source.encounter_id, price.payer_code),
         "source_entry_id": source.id, "source_root_id": source.root_id, "source_kind": source.kind,
         "item_kind": billable.item_kind, "item_code": billable.item_code,
         "description": price.name if unpriced_reason is None and price.name else billable.description,
@@ -103,7 +112,8 @@ def post_charge(conn: Connection, principal: Principal, source: Entry, billable:
     else:
         detail |= {"status": "unpriced", "unit_price": None, "amount": None, "unpriced_reason": unpriced_reason}
     return record.append(conn, principal, "charge", patient_id=source.patient_id, encounter_id=source.encounter_id,
-                         detail=detail)
+                         detail=detail, entry_id=_derived_id("charge", source.id, billable.item_kind,
+                                                             billable.item_code, service_at.isoformat()))
 
 
 _CURRENT_CHARGE = entry.alias("current_charge")
@@ -126,6 +136,7 @@ def reverse_charges(conn: Connection, principal: Principal, cause: Entry) -> lis
     credits = []
     for billed in open_charges(conn, cause.root_id):
         credits.append(record.append(conn, principal, "charge", patient_id=billed["patient_id"],
+                                     entry_id=_derived_id("credit", billed["id"], cause.id),
                                      encounter_id=billed["encounter_id"], detail={
             "account_id": billed["account_id"], "source_entry_id": cause.id, "source_root_id": cause.root_id,
             "source_kind": cause.kind, "item_kind": billed["item_kind"], "item_code": billed["item_code"],

@@ -20,7 +20,9 @@ def snapshot(db: Database, slug: str) -> dict:
             "patients": conn.execute(sa.text(
                 "SELECT id, mrn, family_name, given_names, birth_date FROM patient ORDER BY id")).all(),
             "kinds": conn.execute(sa.text("SELECT kind, count(*) FROM entry GROUP BY kind ORDER BY kind")).all(),
-            "entries": conn.execute(sa.text("SELECT id, kind, occurred_at FROM entry ORDER BY id")).all(),
+            # A charge occurs when it is posted — at generation time, not the care's — so its time differs.
+            "entries": conn.execute(sa.text(
+                "SELECT id, kind, CASE WHEN kind <> 'charge' THEN occurred_at END FROM entry ORDER BY id")).all(),
         }
 
 
