@@ -24,7 +24,7 @@ import zoneinfo
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -38,29 +38,38 @@ from appliance.substrate.record import note_access
 OUTCOMES = ("same_day", "late", "unpriced", "missing")
 AR_REVENUE_DAYS = 90
 
-# One SELECT per billable source; each yields (root_id, entry_id, kind, patient_id, occurred_at, what, department).
-_SOURCES = {
-    "service_request": """
-        SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id, e.occurred_at, d.display AS what,
-               CASE d.category WHEN 'imaging' THEN 'IMAGING' ELSE 'LAB' END AS department
-        FROM entry e JOIN entry cur ON cur.root_id = e.id JOIN service_request d ON d.entry_id = cur.id
-        WHERE e.kind = 'service_request' AND e.id = e.root_id AND e.occurred_at >= :lo AND e.occurred_at < :hi
+# One SELECT per billable source; each yields (root_id, entry_id, kind, patient_id, occurred_at, what,
+# department). Records of the window are found by their first version's time; most were never amended,
+# so they are read straight from that version (one join), and only the few with later versions go
+# through the search for their current one.
+_VERSIONED = """
+        SELECT e.id AS root_id, {first} AS entry_id, e.kind, e.patient_id, e.occurred_at, {what} AS what,
+               {department} AS department
+        FROM entry e JOIN {table} d ON d.entry_id = e.id
+        WHERE e.kind = '{kind}' AND e.id = e.root_id AND e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s
+          AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = e.id) AND {billable}
+        UNION ALL
+        SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id, e.occurred_at, {what} AS what,
+               {department} AS department
+        FROM entry e JOIN entry cur ON cur.root_id = e.id AND cur.id <> e.id JOIN {table} d ON d.entry_id = cur.id
+        WHERE e.kind = '{kind}' AND e.id = e.root_id AND e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s
+          AND EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = e.id)
           AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id) AND cur.status <> 'entered_in_error'
-          AND d.status = 'active'""",
-    "medication_administration": """
-        SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id, e.occurred_at,
-               d.drug AS what, 'PHARMACY' AS department
-        FROM entry e JOIN entry cur ON cur.root_id = e.id JOIN medication_administration d ON d.entry_id = cur.id
-        WHERE e.kind = 'medication_administration' AND e.id = e.root_id AND e.occurred_at >= :lo
-          AND e.occurred_at < :hi AND d.outcome = 'given'
-          AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id) AND cur.status <> 'entered_in_error'""",
+          AND {billable}"""
+_SOURCES = {
+    "service_request": _VERSIONED.format(
+        first="e.id", what="d.display", table="service_request", kind="service_request",
+        department="CASE d.category WHEN 'imaging' THEN 'IMAGING' ELSE 'LAB' END", billable="d.status = 'active'"),
+    "medication_administration": _VERSIONED.format(
+        first="e.id", what="d.drug", table="medication_administration", kind="medication_administration",
+        department="'PHARMACY'", billable="d.outcome = 'given'"),
     "encounter_status": """
         SELECT e.id AS root_id, e.id AS entry_id, e.kind, e.patient_id, e.occurred_at,
                'Consultation (' || replace(n.encounter_class, '_', ' ') || ')' AS what,
                COALESCE(n.ward_code, CASE n.encounter_class WHEN 'emergency' THEN 'ED' WHEN 'inpatient' THEN 'IPD'
                                                              ELSE 'OPD' END) AS department
         FROM entry e JOIN encounter_status_change d ON d.entry_id = e.id JOIN encounter n ON n.id = d.encounter_id
-        WHERE e.kind = 'encounter_status' AND e.occurred_at >= :lo AND e.occurred_at < :hi
+        WHERE e.kind = 'encounter_status' AND e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s
           AND d.to_status = 'finished'""",
 }
 # The departments above are the defaults of charges.DEFAULT_DEPARTMENTS and CONSULTATION_DEPARTMENTS
@@ -68,21 +77,29 @@ _SOURCES = {
 _TABLE_OF = {"service_request": "service_request", "medication_administration": "medication_administration",
              "encounter_status": "encounter_status_change"}
 # The charge billing each entry: its record's current, un-credited charge (a priced version supersedes
-# the unpriced one, so "current" is the one that counts).
+# the unpriced one, so "current" is the one that counts). A charge carries the facility-local day of the
+# care it bills (`service_date`, indexed), so the window's charges are read as one range and hash-joined
+# to its entries, rather than looked up entry by entry.
 _WITH_CHARGES = """
-    SELECT b.*, c.charge_id, c.status AS charge_status, c.amount, c.charge_department, c.recorded_at AS charged_at,
-           CASE WHEN c.charge_id IS NULL THEN 'missing'
-                WHEN c.status = 'unpriced' THEN 'unpriced'
-                WHEN (c.recorded_at AT TIME ZONE :tz)::date <= (b.occurred_at AT TIME ZONE :tz)::date THEN 'same_day'
-                ELSE 'late' END AS outcome
-    FROM billable b LEFT JOIN LATERAL (
-        SELECT ce.id AS charge_id, ch.status, ch.amount, ch.department AS charge_department, ce.recorded_at
+    , charged AS (
+        SELECT DISTINCT ON (ch.source_root_id) ch.source_root_id, ce.id AS charge_id, ch.status, ch.amount,
+               ch.department AS charge_department, ce.recorded_at
         FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
-        WHERE ch.source_root_id = b.root_id AND ch.reverses IS NULL
+        WHERE ch.service_date BETWEEN (CAST(%(lo)s AS timestamptz) AT TIME ZONE %(tz)s)::date
+                                  AND (CAST(%(hi)s AS timestamptz) AT TIME ZONE %(tz)s)::date
+          AND ch.reverses IS NULL
           AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
           AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)
-        ORDER BY ce.recorded_at DESC LIMIT 1
-    ) c ON true
+        ORDER BY ch.source_root_id, ce.recorded_at DESC
+    )
+    SELECT b.root_id, b.entry_id, b.kind, b.patient_id, b.occurred_at, b.what,
+           COALESCE(c.charge_department, b.department) AS department, c.charge_id, c.amount, c.recorded_at,
+           CASE WHEN c.charge_id IS NULL THEN 'missing'
+                WHEN c.status = 'unpriced' THEN 'unpriced'
+                WHEN (c.recorded_at AT TIME ZONE %(tz)s)::date <= (b.occurred_at AT TIME ZONE %(tz)s)::date
+                    THEN 'same_day'
+                ELSE 'late' END AS outcome
+    FROM billable b LEFT JOIN charged c ON c.source_root_id = b.root_id
 """
 
 
@@ -94,13 +111,32 @@ def _present_sources(conn: Connection) -> list[str]:
     return [kind for kind, table in _TABLE_OF.items() if table in found]
 
 
-def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz: str) -> list[dict]:
-    """Every billable entry of [start, end) with the charge that bills it and the outcome."""
-    sources = _present_sources(conn)
-    union = " UNION ALL ".join(_SOURCES[kind] for kind in sources)
-    statement = sa.text("WITH billable AS (" + union + ") " + _WITH_CHARGES + " ORDER BY b.occurred_at")
-    rows = conn.execute(statement, {"lo": start, "hi": end, "tz": tz}).mappings()
-    return [dict(r) | {"department": r["charge_department"] or r["department"]} for r in rows]
+class Billable(NamedTuple):
+    """One billable entry of a window, the charge that bills it (if any) and the outcome."""
+
+    root_id: uuid.UUID
+    entry_id: uuid.UUID
+    kind: str
+    patient_id: uuid.UUID
+    occurred_at: dt.datetime
+    what: str
+    department: str
+    charge_id: uuid.UUID | None
+    amount: Decimal | None
+    charged_at: dt.datetime | None
+    outcome: str  # same_day, late, unpriced, missing
+
+
+def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz: str) -> list[Billable]:
+    """Every billable entry of [start, end) with the charge that bills it and the outcome, oldest first.
+    A day holds thousands: the statement goes to the transaction's own driver cursor and its rows are
+    fetched at once as tuples (SQLAlchemy's row machinery would double the report's time,
+    bench/charge.py)."""
+    union = " UNION ALL ".join(_SOURCES[kind] for kind in _present_sources(conn))
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute("WITH billable AS (" + union + ") " + _WITH_CHARGES + " ORDER BY b.occurred_at",
+                   {"lo": start, "hi": end, "tz": tz})
+    return [Billable._make(row) for row in cursor.fetchall()]
 
 
 def _day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
@@ -118,24 +154,28 @@ def variance(conn: Connection, principal: Principal, day: dt.date) -> dict:
     departments: dict[str, dict[str, Any]] = {}
     totals = {"billable": 0, **dict.fromkeys(OUTCOMES, 0), "amount": ZERO}
     for row in rows:
-        line = departments.setdefault(row["department"], {
-            "department": row["department"], "billable": 0, **dict.fromkeys(OUTCOMES, 0), "amount": ZERO,
-            "entries": {outcome: [] for outcome in OUTCOMES}})
-        for bucket in (line, totals):
-            bucket["billable"] += 1
-            bucket[row["outcome"]] += 1
-            bucket["amount"] += row["amount"] or ZERO
-        line["entries"][row["outcome"]].append({
-            "entry_id": row["entry_id"], "root_id": row["root_id"], "kind": row["kind"],
-            "patient_id": row["patient_id"], "occurred_at": row["occurred_at"], "what": row["what"],
-            "charge_id": row["charge_id"], "amount": row["amount"], "charged_at": row["charged_at"]})
+        line = departments.get(row.department)
+        if line is None:
+            line = departments[row.department] = {
+                "department": row.department, "billable": 0, **dict.fromkeys(OUTCOMES, 0), "amount": ZERO,
+                "entries": {outcome: [] for outcome in OUTCOMES}}
+        line["billable"] += 1
+        line[row.outcome] += 1
+        if row.amount is not None:
+            line["amount"] += row.amount
+        line["entries"][row.outcome].append(row._asdict())
+    for line in departments.values():
+        totals["billable"] += line["billable"]
+        totals["amount"] += line["amount"]
+        for outcome in OUTCOMES:
+            totals[outcome] += line[outcome]
     bed_days = conn.execute(sa.text(
         "SELECT count(*) AS n, COALESCE(sum(ch.amount), 0) AS amount "
         "FROM charge ch JOIN entry ce ON ce.id = ch.entry_id "
         "WHERE ch.item_kind = 'bed_day' AND ch.service_date = :day AND ch.reverses IS NULL "
         "AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id) "
         "AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)"), {"day": day}).one()
-    note_access(conn, principal, "search", None, "charge_variance", [r["entry_id"] for r in rows],
+    note_access(conn, principal, "search", None, "charge_variance", [r.entry_id for r in rows],
                 detail={"day": day.isoformat()})
     billable = totals["billable"]
     return {
@@ -232,7 +272,7 @@ def _capture_figures(conn: Connection, windows: Sequence[kpis.Window]) -> list[k
     figures = []
     for window in windows:
         rows = billable_entries(conn, window.start, window.end, tz)
-        same_day = sum(1 for r in rows if r["outcome"] == "same_day")
+        same_day = sum(1 for r in rows if r.outcome == "same_day")
         figures.append(kpis.Figure(value=None if not rows else 100 * same_day / len(rows),
                                    numerator=same_day, denominator=len(rows)))
     return figures
@@ -244,9 +284,9 @@ _LABELS = {"same_day": "charged the same day", "late": "charged on a later day",
 
 def _capture_entries(conn: Connection, window: kpis.Window, limit: int) -> list[dict[str, Any]]:
     rows = billable_entries(conn, window.start, window.end, schedule.setting(conn).timezone)
-    return [{"entry_id": r["entry_id"], "kind": r["kind"], "patient_id": r["patient_id"],
-             "occurred_at": r["occurred_at"], "measure": 1 if r["outcome"] == "same_day" else 0,
-             "label": f"{r['what']}: {_LABELS[r['outcome']]}"} for r in rows[:limit]]
+    return [{"entry_id": r.entry_id, "kind": r.kind, "patient_id": r.patient_id, "occurred_at": r.occurred_at,
+             "measure": 1 if r.outcome == "same_day" else 0, "label": f"{r.what}: {_LABELS[r.outcome]}"}
+            for r in rows[:limit]]
 
 
 kpis.register_kpi("same_day_charge_capture", layer="financial", compute=_capture_figures, entries=_capture_entries)

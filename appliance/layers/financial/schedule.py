@@ -84,9 +84,11 @@ class Price:
     unit: str | None = None
     per: Decimal | None = None
     unit_price: Decimal | None = None
+    account_id: uuid.UUID | None = None  # the encounter's open account, when asked with one
 
 
-# One round trip: the facility's currency and day, the patient's payer that day, and the item's price.
+# One round trip: the facility's currency and day, the patient's payer that day, the item's price, and
+# the account the charge goes on if it is already open (the charge reaction's whole look-up).
 _PRICE = sa.text("""
     WITH s AS (
         SELECT currency, self_pay_price_list,
@@ -103,7 +105,10 @@ _PRICE = sa.text("""
                (SELECT payer_code FROM cov) AS payer_code
         FROM s
     )
-    SELECT pl.currency, pl.day, pl.price_list, pl.payer_code, f.name, f.department, f.unit, f.per, f.price
+    SELECT pl.currency, pl.day, pl.price_list, pl.payer_code, f.name, f.department, f.unit, f.per, f.price,
+           (SELECT a.id FROM account a
+            WHERE a.patient_id = :patient_id
+              AND a.encounter_id IS NOT DISTINCT FROM CAST(:encounter_id AS uuid)) AS account_id
     FROM pl LEFT JOIN LATERAL (
         SELECT name, department, unit, per, price FROM fee_item
         WHERE kind = :kind AND match_code = :code AND price_list = pl.price_list
@@ -113,9 +118,11 @@ _PRICE = sa.text("""
 """)
 
 
-def price_of(conn: Connection, *, kind: str, code: str, patient_id: uuid.UUID | None, at: dt.datetime) -> Price:
-    row = conn.execute(_PRICE, {"at": at, "patient_id": patient_id, "kind": kind, "code": code.lower()}).first()
+def price_of(conn: Connection, *, kind: str, code: str, patient_id: uuid.UUID | None, at: dt.datetime,
+             encounter_id: uuid.UUID | None = None) -> Price:
+    row = conn.execute(_PRICE, {"at": at, "patient_id": patient_id, "kind": kind, "code": code.lower(),
+                                "encounter_id": encounter_id}).first()
     if row is None:
         return Price("KES", at.date(), None, None)
     return Price(row.currency, row.day, row.price_list, row.payer_code, row.name, row.department, row.unit,
-                 row.per, row.price)
+                 row.per, row.price, row.account_id)
