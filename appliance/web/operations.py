@@ -22,7 +22,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, ed, service
+from appliance.layers.operations import adt, command_center, ed, scheduling, service
 from appliance.layers.operations.errors import Invalid, NotFound
 from appliance.layers.operations.models import (
     DISCHARGE_DISPOSITIONS,
@@ -39,6 +39,7 @@ from appliance.web.portal import Asking, FormData, Id, Query, Tenant, form_value
 portal.NAV.extend([
     portal.NavItem("Operations", "beds", "Bed board", "/beds", "operations.bed.read"),
     portal.NavItem("Operations", "ed", "Emergency department", "/ed", "operations.ed.read"),
+    portal.NavItem("Operations", "clinics", "Clinics", "/clinics", "operations.schedule.read"),
     portal.NavItem("Operations", "command-center", "Command center", "/command-center", "operations.kpi.read"),
 ])
 portal.NOTICES.update({
@@ -49,6 +50,8 @@ portal.NOTICES.update({
     "ed-arrival": "Arrival recorded.",
     "ed-updated": "Emergency visit updated.",
     "ed-departed": "Departure recorded.",
+    "booked": "Appointment booked.",
+    "appointment-updated": "Appointment updated.",
 })
 
 BED_STATE_LABELS = {"available": "Available", "occupied": "Occupied", "cleaning": "Cleaning", "blocked": "Blocked"}
@@ -298,6 +301,98 @@ async def admit(request: Asking, tenant: Tenant, encounter_id: Id, data: FormDat
     return see_other(request, f"/t/{tenant}/beds/{stay['ward_code']}?done=admitted")
 
 
+# -- outpatient clinics ----------------------------------------------------------------------------
+
+APPOINTMENT_ACTIONS = {"checked_in": "Check in", "no_show": "No-show", "cancelled": "Cancel"}
+
+
+def _clinic_day(request: Asking, tenant: str, clinic_code: str, day: dt.date, values: dict, errors: dict,
+                status: int = 200) -> Template:
+    def work(conn: Connection) -> Template:
+        clinics = scheduling.clinics(conn)
+        chosen = next((c for c in clinics if c["code"] == clinic_code), None)
+        if chosen is None:
+            raise NotFound(f"no clinic {clinic_code} at this facility", clinic_code=clinic_code)
+        slots = scheduling.slots(conn, clinic_code, day)
+        booked = {}
+        if request.user.can("operations.appointment.read"):
+            booked = {a["slot_id"]: a for a in scheduling.day_list(conn, request.user, clinic_code, day)
+                      if a["status"] != "cancelled"}
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        return page(request, "operations/clinic.html", status=status, active="clinics", clinics=clinics,
+                    clinic=chosen, day=day, slots=slots, booked=booked, now=now, actions=APPOINTMENT_ACTIONS,
+                    previous=day - dt.timedelta(days=1), next_day=day + dt.timedelta(days=1), values=values,
+                    errors=errors)
+
+    return _in_tenant(request, tenant, work)
+
+
+def _parse_day(value: str) -> dt.date:
+    if not value:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise Invalid("give the day as YYYY-MM-DD", field="date") from None
+
+
+@get("/clinics", operation_id="PortalClinics", opt=_opts("operations.schedule.read"), include_in_schema=False)
+async def clinics_page(request: Asking, tenant: Tenant) -> Response:
+    """The first clinic's day (the page lists the others)."""
+    found = await to_thread.run_sync(_in_tenant, request, tenant, scheduling.clinics)
+    if not found:
+        return await to_thread.run_sync(lambda: page(request, "operations/clinic.html", active="clinics", clinics=[],
+                                                     clinic=None, slots=[], booked={}, values={}, errors={}))
+    return see_other(request, f"/t/{tenant}/clinics/{found[0]['code']}")
+
+
+@get("/clinics/{clinic_code:str}", operation_id="PortalClinicDay", opt=_opts("operations.schedule.read"),
+     include_in_schema=False)
+async def clinic_day(request: Asking, tenant: Tenant, clinic_code: FromPath[str], date: Query = "") -> Template:
+    """One clinic's day: every slot, free or booked (and by whom, for those who may see it)."""
+    day = _parse_day(date)
+    return await to_thread.run_sync(_clinic_day, request, tenant, clinic_code, day, {}, {})
+
+
+@post("/clinics/{clinic_code:str}/appointments", operation_id="PortalBook", opt=_opts("operations.appointment.create"),
+      include_in_schema=False)
+async def book(request: Asking, tenant: Tenant, clinic_code: FromPath[str], data: FormData) -> Response:
+    values = form_values(data)
+    day = _parse_day(values.get("date") or "")
+
+    def work(conn: Connection) -> None:
+        slot_id = _uuid(values.get("slot_id"))
+        patient_id = patient_by_mrn(conn, request.user, values.get("mrn") or "")
+        scheduling.book(conn, request.user, patient_id, slot_id, values.get("reason"))
+
+    try:
+        await to_thread.run_sync(_in_tenant, request, tenant, work)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        field = exc.extra.get("field") if exc.extra.get("field") in {"mrn", "slot_id"} else "form"
+        return await to_thread.run_sync(_clinic_day, request, tenant, clinic_code, day, values,
+                                        {field: exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status)
+    return see_other(request, f"/t/{tenant}/clinics/{clinic_code}?date={day.isoformat()}&done=booked")
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise Invalid("choose a slot from the list", field="slot_id") from None
+
+
+@post("/appointments/{appointment_id:uuid}/{action:str}", operation_id="PortalChangeAppointment",
+      opt=_opts("operations.appointment.update"), include_in_schema=False)
+async def change_appointment(request: Asking, tenant: Tenant, appointment_id: Id, action: FromPath[str]) -> Response:
+    changed = await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: scheduling.change(
+        conn, request.user, appointment_id, action))
+    day = changed["starts_at"].astimezone(portal.facility_of(request.app.state.db, tenant).timezone).date()
+    return see_other(request, f"/t/{tenant}/clinics/{changed['clinic_code']}?date={day.isoformat()}"
+                              "&done=appointment-updated")
+
+
 # -- command center --------------------------------------------------------------------------------
 
 
@@ -359,7 +454,7 @@ async def kpi_detail(request: Asking, tenant: Tenant, kpi_id: FromPath[str], day
 
 
 ROUTES = [bed_board, ward_bed_board, set_bed_state, discharge, transfer, ed_board, ed_arrival, ed_step, admit_page,
-          admit, command_center_page, kpi_detail]
+          admit, clinics_page, clinic_day, book, change_appointment, command_center_page, kpi_detail]
 
 operations_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES,
                            exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

@@ -4,6 +4,7 @@ drill-down; refusals as pages; another facility's session refused on every page.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 
@@ -172,3 +173,55 @@ def test_guessed_ids_on_forms_find_nothing(manager, facility):
     for action in [f"/beds/patients/{uuid.uuid4()}/discharge", f"/ed/{uuid.uuid4()}/seen"]:
         answer = post_form(manager, f"{base}/beds", f"{base}{action}", {"disposition": "home"})
         assert answer.status_code == 404, action
+
+
+def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility):
+    base = f"/t/{facility.slug}"
+    registrar = signed_in("registrar", facility.slug)
+    patient_id, _ = _ed_patient(db, facility, registrar)
+    with db.tenant(facility.slug) as conn:
+        from sqlalchemy import text
+        mrn = conn.execute(text("SELECT mrn FROM patient WHERE id = :p"), {"p": patient_id}).scalar()
+    assert registrar.get(f"{base}/clinics", follow_redirects=False).headers["location"] == f"{base}/clinics/MOPC"
+    day = (dt.date.today() + dt.timedelta(days=6)).isoformat()
+    page = registrar.get(f"{base}/clinics/MOPC", params={"date": day})
+    assert page.status_code == 200 and page.text.count('name="slot_id"') == 8
+    slot_id = re.search(r'name="slot_id" value="([0-9a-f-]+)"', page.text).group(1)
+    action = f"{base}/clinics/MOPC/appointments"
+    booked = post_form(registrar, f"{base}/clinics/MOPC?date={day}", action,
+                       {"slot_id": slot_id, "date": day, "mrn": mrn})
+    assert booked.status_code == 303 and "done=booked" in booked.headers["location"]
+    listed = registrar.get(booked.headers["location"])
+    assert "WEKESA" in listed.text and "Appointment booked" in listed.text
+    twice = post_form(registrar, f"{base}/clinics/MOPC?date={day}", action, {"slot_id": slot_id, "date": day,
+                                                                             "mrn": mrn})
+    assert twice.status_code == 409 and "already booked" in twice.text
+    unknown = post_form(registrar, f"{base}/clinics/MOPC?date={day}", action, {"slot_id": "x", "date": day,
+                                                                               "mrn": mrn})
+    assert unknown.status_code == 422
+    appointment = re.search(r'/appointments/([0-9a-f-]+)/checked_in', listed.text).group(1)
+    checked = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/checked_in", {})
+    assert checked.status_code == 303
+    assert "checked in" in registrar.get(checked.headers["location"]).text
+    assert registrar.get(f"{base}/clinics/NOPE").status_code == 404
+    assert registrar.get(f"{base}/clinics/MOPC", params={"date": "someday"}).status_code == 422
+    early = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/no_show", {})
+    assert early.status_code == 409
+
+
+@pytest.mark.parametrize("path", ["/clinics/MOPC", "/clinics"])
+def test_another_facilitys_session_is_refused_the_clinic_pages(signed_in, facility, other_facility, path):
+    intruder = signed_in("registrar", other_facility.slug)
+    assert intruder.get(f"/t/{facility.slug}{path}", follow_redirects=False).status_code == 403
+    own = intruder.get(f"/t/{other_facility.slug}/ed")
+    for action in ["/clinics/MOPC/appointments", f"/appointments/{uuid.uuid4()}/cancelled"]:
+        refused = intruder.post(f"/t/{facility.slug}{action}", data={"_csrf_token": csrf_token(own.text)},
+                                follow_redirects=False)
+        assert refused.status_code == 403
+
+
+def test_a_guessed_appointment_finds_nothing(signed_in, facility):
+    registrar = signed_in("registrar", facility.slug)
+    answer = post_form(registrar, f"/t/{facility.slug}/ed", f"/t/{facility.slug}/appointments/{uuid.uuid4()}/cancelled",
+                       {})
+    assert answer.status_code == 404
