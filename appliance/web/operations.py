@@ -386,9 +386,12 @@ def _uuid(value: Any) -> uuid.UUID:
 @post("/appointments/{appointment_id:uuid}/{action:str}", operation_id="PortalChangeAppointment",
       opt=_opts("operations.appointment.update"), include_in_schema=False)
 async def change_appointment(request: Asking, tenant: Tenant, appointment_id: Id, action: FromPath[str]) -> Response:
-    changed = await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: scheduling.change(
-        conn, request.user, appointment_id, action))
-    day = changed["starts_at"].astimezone(portal.facility_of(request.app.state.db, tenant).timezone).date()
+    def work() -> tuple[dict, dt.date]:
+        changed = _in_tenant(request, tenant,
+                             lambda conn: scheduling.change(conn, request.user, appointment_id, action))
+        return changed, changed["starts_at"].astimezone(facility_timezone(request.app.state.db, tenant)).date()
+
+    changed, day = await to_thread.run_sync(work)
     return see_other(request, f"/t/{tenant}/clinics/{changed['clinic_code']}?date={day.isoformat()}"
                               "&done=appointment-updated")
 
