@@ -238,6 +238,7 @@ def _restore_part(db: Database, path: Path, aead: AESGCM, part: dict) -> None:
         process.stdin.close()
         assert process.stderr is not None
         errors = process.stderr.read()
+        process.stderr.close()
         process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"pg_restore of {part['name']} failed: {errors.decode(errors='replace').strip()}")
