@@ -349,11 +349,12 @@ PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encou
 FORMS = ["/patients", "/patients/{pid}/encounters", "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/order-sets", "/patients/{pid}/orders",
          "/patients/{pid}/medications", "/patients/{pid}/notes"]
-# The nursing pages (appliance/web/nursing.py).
+# The nursing pages (appliance/web/nursing.py); their forms are a nurse's to post.
+NURSING_FORMS = ["/patients/{pid}/mar", "/patients/{pid}/care-plans", "/patients/{pid}/care-plans/{any}/evaluate",
+                 "/patients/{pid}/tasks/{any}/done"]
 PAGES += ["/ward", "/ward/handover", "/patients/{pid}/observations", "/patients/{pid}/mar",
           "/patients/{pid}/care-plans"]
-FORMS += ["/ward/handover", "/patients/{pid}/observations", "/patients/{pid}/mar", "/patients/{pid}/care-plans",
-          "/patients/{pid}/care-plans/{any}/evaluate", "/patients/{pid}/tasks/{any}/done"]
+FORMS += ["/ward/handover", "/patients/{pid}/observations", *NURSING_FORMS]
 
 
 def test_every_portal_route_is_in_these_lists(app):
@@ -391,7 +392,7 @@ def test_a_guessed_patient_id_is_404(signed_in, facility, charts, path):
 
 @pytest.mark.parametrize("path", [p for p in FORMS if "{pid}" in p])
 def test_a_guessed_patient_id_is_404_on_every_form(signed_in, facility, charts, path):
-    client = signed_in("clinician", facility.slug)
+    client = signed_in("nurse" if path in NURSING_FORMS else "clinician", facility.slug)
     page = client.get(f"{base(facility)}/patients")
     action = base(facility) + path.format(pid=uuid.uuid4(), any=uuid.uuid4())
     refused = client.post(action, data={"_csrf_token": csrf_token(page.text), "status": "finished",
