@@ -341,8 +341,12 @@ async def change_claim(request: Asking, tenant: Tenant, invoice_id: Id, data: Fo
 @get("/receipts/{payment_id:uuid}", operation_id="BillingReceipt", opt=_opts("financial.payment.read"))
 async def receipt_page(request: Asking, tenant: Tenant, payment_id: Id) -> Template:
     """A receipt laid out for printing (the page's navigation is not printed)."""
-    return await _in_thread(request, tenant, lambda conn: _page(
-        request, "receipt.html", active="accounts", receipt=service.receipt_of(conn, request.user, payment_id)))
+    def work(conn: Connection) -> Template:
+        receipt = service.receipt_of(conn, request.user, payment_id)
+        cashier = portal.people_named(request.app.state.db, {receipt["author_id"]}).get(receipt["author_id"])
+        return _page(request, "receipt.html", active="accounts", receipt=receipt, cashier=cashier or "—")
+
+    return await _in_thread(request, tenant, work)
 
 
 # -- receivables ---------------------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""The billing journey in a real browser: a clinician orders two tests from the chart's order form; the
+billing clerk finds the priced one on the day's variance and the unpriced one on the worklist, prices
+it, prepares the encounter's invoice, discounts it with a reason and an approver, finalises it, takes
+a part payment by mobile money, prints the receipt, and reads the A/R aging chart. Screenshots in
+test-artifacts/billing-journey/; any CSP violation, script error or unprovoked error response fails it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.substrate.principal import Principal
+from tests.e2e.conftest import Journey, Watch
+from tests.e2e.test_journeys import new_page, sign_in
+from tests.layers.financial.conftest import FINANCIAL_CONFIG
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def billed_facility(db, tenant_factory):
+    config = tenant_factory(name="Lakeshore Billing Test", **FINANCIAL_CONFIG)
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Setup", tenant=config.slug,
+                       role="clinician")
+    with db.tenant(config.slug) as conn:
+        patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Chebet", "given_names": "Faith", "birth_date": "1992-08-14", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))
+        clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient",
+                                                                         reason="fever for two days"))
+    return config, patient
+
+
+def test_billing_journey(browser, live_server, billed_facility, person_factory):
+    config, patient = billed_facility
+    journey, watch = Journey("billing-journey"), Watch()
+
+    # the clinician orders a full blood count (priced) and a glucose (not in the fee schedule)
+    doctor = person_factory("clinician", config.slug)
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, doctor)
+    page.goto(f"{live_server}/t/{config.slug}/patients/{patient['id']}/orders")
+    for test in ("Full blood count (lab)", "Glucose (lab)"):
+        page.locator("#test-code").select_option(label=test)
+        page.get_by_role("button", name="Order test").click()
+        page.wait_for_url(re.compile(r"/orders\?done=ordered$"))
+    journey.shot(page, "clinician-ordered")
+    context.close()
+
+    # the billing clerk's worklist: the order's charge on the day's variance, the glucose unpriced
+    clerk = person_factory("billing_clerk", config.slug)
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, clerk)
+    page.goto(f"{live_server}/t/{config.slug}/billing")
+    page.get_by_role("link", name="Billing worklist").wait_for()
+    unpriced = page.locator("table.unpriced tbody tr")
+    assert unpriced.count() == 1 and "Glucose" in unpriced.inner_text() and "CHEBET" in unpriced.inner_text()
+    same_day = page.locator("details#LAB-same_day")
+    same_day.locator("summary").click()  # the list behind the figure opens in place
+    assert "Full blood count" in same_day.inner_text() and "KES 450.00" in same_day.inner_text()
+    assert page.locator("table.variance").get_by_role("row", name=re.compile("^LAB")).count() == 1
+    journey.shot(page, "worklist")
+
+    # price it: a wrong entry first, then the price with where it comes from
+    row = unpriced.first
+    row.get_by_label("Unit price (KES)").fill("a lot")
+    row.get_by_role("button", name="Price").click()
+    assert "Give the unit price as a number" in page.locator(".field-error").first.inner_text()
+    journey.shot(page, "price-refused")
+    row = page.locator("table.unpriced tbody tr").first
+    row.get_by_label("Unit price (KES)").fill("180.00")
+    row.get_by_label("Where the price comes from").fill("Lab manager, pending tariff update")
+    row.get_by_role("button", name="Price").click()
+    page.wait_for_url(re.compile(r"/billing\?done=priced$"))
+    assert page.locator("table.unpriced").count() == 0
+    journey.shot(page, "priced")
+
+    # the encounter's account → invoice → discount → finalise
+    page.get_by_role("link", name="Accounts", exact=True).click()
+    page.get_by_role("link", name=re.compile(r"^AC-")).first.click()
+    assert "Full blood count" in page.locator("table.charges").inner_text()
+    journey.shot(page, "account")
+    page.get_by_role("button", name="Prepare invoice").click()
+    page.wait_for_url(re.compile(r"/invoices/[0-9a-f-]{36}\?done=drafted$"))
+    assert page.locator("#total").inner_text() == "KES 630.00"
+    page.get_by_label("Kind").select_option("discount")
+    page.get_by_label("As", exact=True).select_option("percent")
+    page.get_by_label("Percentage or amount").fill("10")
+    page.get_by_label("Approved by").fill("Dr Mwangi, medical superintendent")
+    page.get_by_label("Reason").fill("Hardship assessed by the social worker")
+    page.get_by_role("button", name="Add adjustment").click()
+    page.wait_for_url(re.compile(r"\?done=adjusted$"))
+    assert page.locator("#total").inner_text() == "KES 567.00"
+    journey.shot(page, "invoice-discounted")
+    page.get_by_role("button", name="Finalise invoice").click()
+    page.wait_for_url(re.compile(r"\?done=finalised$"))
+    assert page.locator("#outstanding").inner_text() == "KES 567.00"
+
+    # payment by mobile money, and the printable receipt
+    page.get_by_label("Method").select_option("mobile_money")
+    page.get_by_label("Amount received").fill("300")  # a part now, the rest owed
+    page.get_by_label("Reference").fill("QJK4TR77XZ")
+    journey.shot(page, "payment")
+    page.get_by_role("button", name="Record payment and print receipt").click()
+    page.wait_for_url(re.compile(r"/receipts/[0-9a-f-]{36}\?done=paid$"))
+    assert page.locator("#receipt-amount").inner_text() == "KES 300.00"
+    assert page.locator("#receipt-outstanding").inner_text() == "KES 267.00"
+    page.emulate_media(media="print")
+    assert not page.locator("nav.layers").is_visible()  # the receipt prints without the portal around it
+    journey.shot(page, "receipt-print")
+    page.emulate_media(media="screen")
+
+    # A/R aging: the chart is server-side SVG
+    page.get_by_role("link", name="A/R aging").click()
+    assert page.locator("svg.plot.bars rect.plot-bar").count() == 4
+    assert page.locator("#receivable").inner_text() == "KES 267.00"  # what is still owed, 0–30 days old
+    journey.shot(page, "aging")
+    context.close()
+    watch.assert_clean(provoked={422})
