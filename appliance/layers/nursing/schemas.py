@@ -203,11 +203,63 @@ class HandoverIn(_In):
     note: str | None = Field(default=None, max_length=4000)
 
 
+class HandoverNews2(_Out):
+    latest: int | None
+    latest_risk: str | None
+    worst_in_shift: int | None
+    sets_in_shift: int
+    trend: str  # rising, falling, steady, one set, no observations
+
+
+class HandoverDose(_Out):
+    drug: str
+    scheduled_for: dt.datetime
+    state: str
+    reason: str | None
+
+
+class HandoverTask(_Out):
+    title: str
+    due_at: dt.datetime
+    overdue: bool
+
+
+class HandoverCarePlan(_Out):
+    problem: str
+    goal: str
+    evaluation: str | None
+
+
+class HandoverResult(_Out):
+    test: str
+    value: str | None
+    flag: str | None
+    abnormal: bool
+
+
+class HandoverPatient(_Out):
+    patient_id: uuid.UUID
+    bed_code: str | None
+    mrn: str
+    name: str
+    age: int
+    sex: str
+    reason: str | None
+    since: dt.datetime | None
+    problems: list[str]
+    allergies: list[str]
+    news2: HandoverNews2
+    doses: list[HandoverDose]
+    open_tasks: list[HandoverTask]
+    care_plans: list[HandoverCarePlan]
+    results: list[HandoverResult]
+
+
 class HandoverOut(_Out):
     id: uuid.UUID | None = None
     ward_code: str
     ward_name: str
     shift_start: dt.datetime
     shift_end: dt.datetime
-    patients: list[dict]
+    patients: list[HandoverPatient]
     note: str | None = None

@@ -16,12 +16,12 @@ import zoneinfo
 from collections import defaultdict
 
 import sqlalchemy as sa
-from pydantic_core import to_jsonable_python
 from sqlalchemy.engine import Connection
 
 from appliance.layers.nursing import service, views
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import handover
+from appliance.layers.nursing.schemas import HandoverPatient
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
@@ -192,7 +192,8 @@ def record_handover(conn: Connection, principal: Principal, ward: dict, *, now: 
     summary = handover_summary(conn, principal, ward, now=now, tz=tz, shift_start=shift_start, shift_end=shift_end)
     appended = record.append(conn, principal, "handover", patient_id=None, detail={
         "ward_code": ward["code"], "shift_start": summary["shift_start"], "shift_end": summary["shift_end"],
-        "summary": to_jsonable_python(summary["patients"]), "note": note})
+        "summary": [HandoverPatient.model_validate(p).model_dump(mode="json") for p in summary["patients"]],
+        "note": note})
     return {**summary, "id": appended.id, "note": note}
 
 

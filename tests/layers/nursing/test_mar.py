@@ -166,3 +166,44 @@ def test_an_unknown_prescription_is_refused(db, facility, clinician, nurse):
             give(conn, nurse, patient, {"medication_request_id": rx.id, "scheduled_for": at(21, 8),
                                         "outcome": "given", "administered_at": at(21, 8)})
     assert refused.value.extra["field"] == "medication_request_id"
+
+
+def test_two_nurses_recording_one_dose_at_once_record_it_once(db, facility, clinician, nurse):
+    """The second waits for the first (an advisory lock on the dose), then finds its entry: 409."""
+    import threading
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        rx = prescribe(conn, clinician, patient, "BD")
+    first_wrote, release = threading.Event(), threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def first() -> None:
+        with db.tenant(facility.slug) as conn:
+            outcomes["first"] = give(conn, nurse, patient, {"medication_request_id": rx.id, "scheduled_for": at(21, 8),
+                                                            "outcome": "given", "administered_at": at(21, 8, 2)})
+            first_wrote.set()
+            release.wait(10)
+
+    def second() -> None:
+        first_wrote.wait(10)
+        try:
+            with db.tenant(facility.slug) as conn:
+                give(conn, nurse, patient, {"medication_request_id": rx.id, "scheduled_for": at(21, 8),
+                                            "outcome": "given", "administered_at": at(21, 8, 3)})
+        except Conflict as exc:
+            outcomes["second"] = exc
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    first_wrote.wait(10)
+    threads[1].join(1.0)
+    assert threads[1].is_alive(), "the second nurse did not wait for the first"
+    release.set()
+    for thread in threads:
+        thread.join(15)
+    assert isinstance(outcomes.get("second"), Conflict)
+    with db.tenant(facility.slug) as conn:
+        recorded = service.administrations_of(conn, [rx.root_id])
+    assert [r["id"] for r in recorded] == [outcomes["first"]["id"]]
