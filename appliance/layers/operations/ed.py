@@ -52,8 +52,13 @@ def arrive(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, arr
     arrival = record.append(conn, principal, "ed_arrival", patient_id=patient_id, encounter_id=encounter_id,
                             occurred_at=when, detail={"encounter_id": encounter_id, "arrival_mode": arrival_mode,
                                                       "complaint": complaint})
-    conn.execute(ed_visit.insert().values(id=encounter_id, patient_id=patient_id, arrival_entry_id=arrival.id,
-                                          arrived_at=when))
+    try:
+        with conn.begin_nested():
+            conn.execute(ed_visit.insert().values(id=encounter_id, patient_id=patient_id,
+                                                  arrival_entry_id=arrival.id, arrived_at=when))
+    except sa.exc.IntegrityError:
+        raise Conflict("this patient's arrival was recorded by someone else a moment ago",
+                       field="patient_id") from None
     return visit_of(conn, encounter_id)
 
 

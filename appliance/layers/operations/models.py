@@ -156,6 +156,8 @@ ed_visit = sa.Table(
     sa.Column("departure_entry_id", sa.Uuid, nullable=True),
     sa.Column("admitted_encounter_id", sa.Uuid, nullable=True),
     sa.Index("ed_visit_open_idx", "arrived_at", postgresql_where=sa.text("departed_at IS NULL")),
+    # One open ED visit per patient, even for two arrivals recorded at the same moment.
+    sa.Index("ed_visit_open_patient_key", "patient_id", unique=True, postgresql_where=sa.text("departed_at IS NULL")),
     sa.Index("ed_visit_departed_idx", "departed_at"),
 )
 

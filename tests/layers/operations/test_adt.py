@@ -253,3 +253,16 @@ def test_book_reschedule_check_in_cancel_and_no_show(db, facility, bed_manager):
     yesterday = dt.date.today() - dt.timedelta(days=2)
     with pytest.raises(Invalid, match="in the past"), db.tenant(facility.slug) as conn:
         scheduling.book(conn, bed_manager, first, scheduling.slots(conn, "MOPC", yesterday)[0]["id"])
+
+
+def test_parallel_arrivals_of_one_patient_open_one_ed_visit(db, facility, bed_manager):
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    outcomes = _race(db, facility.slug, [patient_id] * 8,
+                     lambda conn, who: ed.arrive(conn, bed_manager, who, complaint="fall"))
+    assert sum(isinstance(o, dict) for o in outcomes) == 1
+    with db.tenant(facility.slug) as conn:
+        visits = conn.execute(sa.text("SELECT count(*) FROM ed_visit WHERE patient_id = :p"),
+                              {"p": patient_id}).scalar()
+        arrivals = conn.execute(sa.select(sa.func.count()).where(record.entry.c.kind == "ed_arrival",
+                                                                 record.entry.c.patient_id == patient_id)).scalar()
+    assert visits == arrivals == 1

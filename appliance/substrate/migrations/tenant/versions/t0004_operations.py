@@ -135,6 +135,8 @@ def upgrade() -> None:
         sa.Column("admitted_encounter_id", sa.Uuid(), nullable=True),
     )
     op.create_index("ed_visit_open_idx", "ed_visit", ["arrived_at"], postgresql_where=sa.text("departed_at IS NULL"))
+    op.create_index("ed_visit_open_patient_key", "ed_visit", ["patient_id"], unique=True,
+                    postgresql_where=sa.text("departed_at IS NULL"))
 
     op.create_table(
         "clinic",
