@@ -268,13 +268,18 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
 
 
 def _capture_figures(conn: Connection, windows: Sequence[kpis.Window]) -> list[kpis.Figure]:
+    """Every window from one read of the span they cover (the command center asks for the value now and
+    a 14-day trend in one call)."""
+    if not windows:
+        return []
     tz = schedule.setting(conn).timezone
+    rows = billable_entries(conn, min(w.start for w in windows), max(w.end for w in windows), tz)
     figures = []
     for window in windows:
-        rows = billable_entries(conn, window.start, window.end, tz)
-        same_day = sum(1 for r in rows if r.outcome == "same_day")
-        figures.append(kpis.Figure(value=None if not rows else 100 * same_day / len(rows),
-                                   numerator=same_day, denominator=len(rows)))
+        inside = [r for r in rows if window.start <= r.occurred_at < window.end]
+        same_day = sum(1 for r in inside if r.outcome == "same_day")
+        figures.append(kpis.Figure(value=None if not inside else 100 * same_day / len(inside),
+                                   numerator=same_day, denominator=len(inside)))
     return figures
 
 

@@ -103,3 +103,15 @@ def test_the_reports_default_departments_match_the_charges(db, quiet_facility):
         assert f"'{charges.DEFAULT_DEPARTMENTS[kind]}'" in "".join(reports._SOURCES.values())
     for code in charges.CONSULTATION_DEPARTMENTS.values():
         assert f"'{code}'" in reports._SOURCES["encounter_status"]
+
+
+def test_kpi_8_answers_each_window_of_a_trend_alike(db, quiet_facility, scenario):
+    computation = kpis.computation_of("same_day_charge_capture")
+    today = dt.datetime.combine(scenario["today"], dt.time(0), NAIROBI)
+    days = [kpis.Window(today - dt.timedelta(days=n), today - dt.timedelta(days=n - 1), NAIROBI) for n in (2, 1, 0)]
+    with db.tenant(quiet_facility.slug) as conn:
+        trend = computation.compute(conn, days)
+        alone = [computation.compute(conn, [window])[0] for window in days]
+    assert trend == alone
+    assert [(f.numerator, f.denominator) for f in trend] == [(0, 0), (0, 1), (2, 4)]
+    assert trend[0].value is None  # an empty day has no percentage, not 0
