@@ -97,8 +97,13 @@ def post_charge(conn: Connection, principal: Principal, source: Entry, billable:
                                f"the dose was in {billable.unit or 'no unit'}")
         else:
             quantity = billable.quantity / price.per
+    account_id = price.account_id or account_for(conn, source.patient_id, source.encounter_id, price.payer_code)
+    if price.account_id and price.payer_code and price.account_payer is None:
+        # Insurance recorded after the account opened: the account now bills the insurer whose prices it carries.
+        conn.execute(sa.update(account).where(account.c.id == account_id, account.c.payer_code.is_(None))
+                     .values(payer_code=price.payer_code))
     detail = {
-        "account_id": price.account_id or account_for(conn, source.patient_id, source.encounter_id, price.payer_code),
+        "account_id": account_id,
         "source_entry_id": source.id, "source_root_id": source.root_id, "source_kind": source.kind,
         "item_kind": billable.item_kind, "item_code": billable.item_code,
         "description": price.name if unpriced_reason is None and price.name else billable.description,

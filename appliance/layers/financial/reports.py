@@ -111,7 +111,7 @@ def _present_sources(conn: Connection) -> list[str]:
     return [kind for kind, table in _TABLE_OF.items() if table in found]
 
 
-class Billable(NamedTuple):
+class BillableEntry(NamedTuple):
     """One billable entry of a window, the charge that bills it (if any) and the outcome."""
 
     root_id: uuid.UUID
@@ -127,7 +127,7 @@ class Billable(NamedTuple):
     outcome: str  # same_day, late, unpriced, missing
 
 
-def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz: str) -> list[Billable]:
+def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz: str) -> list[BillableEntry]:
     """Every billable entry of [start, end) with the charge that bills it and the outcome, oldest first.
     A day holds thousands: the statement goes to the transaction's own driver cursor and its rows are
     fetched at once as tuples (SQLAlchemy's row machinery would double the report's time,
@@ -136,7 +136,7 @@ def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz:
     cursor = conn.connection.driver_connection.cursor()
     cursor.execute("WITH billable AS (" + union + ") " + _WITH_CHARGES + " ORDER BY b.occurred_at",
                    {"lo": start, "hi": end, "tz": tz})
-    return [Billable._make(row) for row in cursor.fetchall()]
+    return [BillableEntry._make(row) for row in cursor.fetchall()]
 
 
 def _day_bounds(day: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime]:
@@ -218,10 +218,12 @@ _OUTSTANDING = sa.text("""
 """)
 
 
-def ar_aging(conn: Connection, principal: Principal, as_of: dt.date, *, patient_id: uuid.UUID | None = None) -> dict:
+def ar_aging(conn: Connection, principal: Principal, as_of: dt.date | None = None, *,
+             patient_id: uuid.UUID | None = None) -> dict:
     """Receivables at the end of `as_of` by age (0–30, 31–60, 61–90, 90+ days since the invoice became
     final), by payer, and net days in A/R (receivable ÷ average daily net revenue of the last 90 days)."""
     setting = schedule.setting(conn)
+    as_of = as_of or dt.datetime.now(zoneinfo.ZoneInfo(setting.timezone)).date()  # the facility's today
     _, until = _day_bounds(as_of, setting.timezone)
     rows = [dict(r) for r in conn.execute(_OUTSTANDING, {"tz": setting.timezone, "until": until,
                                                          "patient_id": patient_id}).mappings()]

@@ -235,6 +235,5 @@ class FinancialController(Controller):
     async def aging(self, tenant: FromPath[str], state: State, request: Asking,
                     as_of: FromQuery[dt.date | None] = None) -> AgingOut:
         """Receivables by age (0–30, 31–60, 61–90, 90+ days), by payer, and net days in A/R."""
-        found = await _in_tenant(state, tenant, lambda conn: reports.ar_aging(
-            conn, request.user, as_of or dt.datetime.now(dt.UTC).date()))
+        found = await _in_tenant(state, tenant, lambda conn: reports.ar_aging(conn, request.user, as_of))
         return AgingOut.model_validate(found)

@@ -85,6 +85,7 @@ class Price:
     per: Decimal | None = None
     unit_price: Decimal | None = None
     account_id: uuid.UUID | None = None  # the encounter's open account, when asked with one
+    account_payer: str | None = None  # who that account bills
 
 
 # One round trip: the facility's currency and day, the patient's payer that day, the item's price, and
@@ -106,10 +107,10 @@ _PRICE = sa.text("""
         FROM s
     )
     SELECT pl.currency, pl.day, pl.price_list, pl.payer_code, f.name, f.department, f.unit, f.per, f.price,
-           (SELECT a.id FROM account a
-            WHERE a.patient_id = :patient_id
-              AND a.encounter_id IS NOT DISTINCT FROM CAST(:encounter_id AS uuid)) AS account_id
-    FROM pl LEFT JOIN LATERAL (
+           a.id AS account_id, a.payer_code AS account_payer
+    FROM pl LEFT JOIN account a ON a.patient_id = :patient_id
+                               AND a.encounter_id IS NOT DISTINCT FROM CAST(:encounter_id AS uuid)
+    LEFT JOIN LATERAL (
         SELECT name, department, unit, per, price FROM fee_item
         WHERE kind = :kind AND match_code = :code AND price_list = pl.price_list
           AND effective_from <= pl.day AND (effective_to IS NULL OR effective_to >= pl.day)
@@ -125,4 +126,4 @@ def price_of(conn: Connection, *, kind: str, code: str, patient_id: uuid.UUID | 
     if row is None:
         return Price("KES", at.date(), None, None)
     return Price(row.currency, row.day, row.price_list, row.payer_code, row.name, row.department, row.unit,
-                 row.per, row.price, row.account_id)
+                 row.per, row.price, row.account_id, row.account_payer)

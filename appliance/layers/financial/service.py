@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import schedule
@@ -31,7 +32,7 @@ from appliance.layers.financial.models import (
     payer,
     payment,
 )
-from appliance.layers.financial.money import ZERO, Adjustment, invoice_figures, line_amount, rounded
+from appliance.layers.financial.money import ZERO, Adjustment, format_money, invoice_figures, line_amount, rounded
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access
@@ -271,7 +272,7 @@ def draft_invoice(conn: Connection, principal: Principal, account_id: uuid.UUID)
                            account_id=str(account_id))
         existing = uuid.uuid4()
         number = sa.func.concat("INV-", sa.func.lpad(sa.cast(sa.func.nextval("invoice_number_seq"), sa.Text), 7, "0"))
-        conn.execute(sa.dialects.postgresql.insert(invoice).values(
+        conn.execute(postgresql.insert(invoice).values(
             id=existing, number=number, account_id=account_id, patient_id=found["patient_id"],
             payer_code=found["payer_code"], currency=schedule.setting(conn).currency, status="draft",
             created_by=principal.account_id).on_conflict_do_nothing())
@@ -365,7 +366,7 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
     amount = rounded(amount, currency)  # stored at the currency's scale: 200 is kept as 200.00
     outstanding = found["total"] - _paid(conn, invoice_id)
     if amount > outstanding:
-        raise Invalid(f"only {currency} {outstanding:,.2f} is outstanding on this invoice", field="amount",
+        raise Invalid(f"only {format_money(outstanding, currency)} is outstanding on this invoice", field="amount",
                       outstanding=str(outstanding))
     if method in ("mobile_money", "card", "insurer_remittance") and not (reference or "").strip():
         raise Invalid("give the transaction or remittance reference", field="reference")

@@ -137,3 +137,17 @@ def test_pricing_an_unpriced_charge_is_a_new_version_and_leaves_the_worklist(db,
         assert unpriced["id"] not in {c["id"] for c in service.unpriced_charges(conn, clerk)}
         with pytest.raises(Conflict):
             service.price_charge(conn, clerk, priced["id"], Decimal("1"), "twice")
+
+
+def test_insurance_recorded_after_the_account_opened_moves_the_account_to_the_insurer(db, facility, clinician, clerk):
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        first = order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
+        [self_paid] = charges_for(conn, first["root_id"])
+        service.add_coverage(conn, clerk, patient["id"], payer_code="NHIF", member_number="NH-LATE",
+                             valid_from=dt.date(2020, 1, 1), valid_to=None)
+        second = order(conn, clinician, patient, encounter, CHEST_XRAY)
+        [insured] = charges_for(conn, second["root_id"])
+        payer = conn.execute(sa.select(account.c.payer_code).where(account.c.id == self_paid["account_id"])).scalar()
+    assert self_paid["price_list"] == "CASH" and insured["price_list"] == "NHI"
+    assert insured["account_id"] == self_paid["account_id"] and payer == "NHIF"
