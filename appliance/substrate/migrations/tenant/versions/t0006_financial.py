@@ -6,10 +6,10 @@ Create Date: 2026-11-26
 
 `charge` and `payment` are detail tables of entry kinds and append-only like the clinical ones: the
 tenant role keeps SELECT and INSERT, so a charge is undone only by a credit (a new charge that
-`reverses` it) and a receipt, once issued, stays. Money is NUMERIC (exact; it keeps the scale of its currency), beside its currency;
-CHECK constraints keep the money columns honest even against a buggy caller (a posted charge has an
-amount, an unpriced one has none; a payment is positive). Numbers people read aloud — accounts,
-invoices, claims, receipts — come from sequences.
+`reverses` it) and a receipt, once issued, stays. Money is NUMERIC — exact, keeping the scale of its
+currency — beside its currency; CHECK constraints keep the money columns honest even against a buggy
+caller (a posted charge has an amount, an unpriced one has none; a payment is positive). Numbers
+people read aloud — accounts, invoices, claims, receipts — come from sequences.
 """
 
 import sqlalchemy as sa
