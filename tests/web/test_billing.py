@@ -139,18 +139,57 @@ def test_this_facilitys_ids_are_not_found_elsewhere(signed_in, other_facility, c
     assert response.status_code == 404
 
 
-def test_posts_from_another_facility_are_refused(signed_in, facility, other_facility, charted):
+@pytest.fixture(scope="module")
+def victim(db, facility) -> dict:
+    """This facility's account with a final invoice, a payment and its claim's invoice, for the probes."""
+    from decimal import Decimal
+
+    from appliance.layers.financial import service
+
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr V", tenant=facility.slug,
+                       role="clinician")
+    clerk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clerk V", tenant=facility.slug,
+                      role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Victim", "given_names": "Vera", "birth_date": "1960-01-01", "sex": "female"}))
+        encounter = clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        clinical.order_test(conn, doctor, patient["id"],
+                            ServiceRequestIn(code=FULL_BLOOD_COUNT, encounter_id=encounter["id"]))
+        [account] = service.list_accounts(conn, clerk, patient_id=patient["id"])
+        invoice = service.finalise_invoice(conn, clerk, service.draft_invoice(conn, clerk, account["id"])["id"])
+        receipt = service.record_payment(conn, clerk, invoice["id"], method="cash", amount=Decimal("10"))
+    return {"account": account["id"], "invoice": invoice["id"], "payment": receipt["id"]}
+
+
+POSTS = [
+    ("/billing/charges/{charge}/price", {"unit_price": "1", "reason": "probe"}),
+    ("/billing/bed-days", {}),
+    ("/billing/accounts/{account}/invoices", {}),
+    ("/billing/accounts/{account}/coverage", {"payer_code": "NHIF", "member_number": "X", "valid_from": "2024-01-01"}),
+    ("/billing/invoices/{invoice}/adjustments", {"kind": "discount", "by": "amount", "size": "1", "reason": "probe",
+                                                  "approved_by": "nobody"}),
+    ("/billing/invoices/{invoice}/finalise", {}),
+    ("/billing/invoices/{invoice}/payments", {"method": "cash", "amount": "1"}),
+    ("/billing/invoices/{invoice}/claim", {}),
+    ("/billing/invoices/{invoice}/claim/status", {"status": "accepted"}),
+]
+
+
+@pytest.mark.parametrize(("path", "form"), POSTS, ids=[p for p, _ in POSTS])
+def test_every_form_is_refused_to_another_facility_and_to_guessed_ids(signed_in, facility, other_facility, charted,
+                                                                       victim, path, form):
     outsider = signed_in("billing_clerk", other_facility.slug)
-    page = outsider.get(f"/t/{other_facility.slug}/billing")
-    for path in (f"/billing/charges/{charted['charge']}/price", f"/billing/accounts/{charted['account']}/invoices",
-                 "/billing/bed-days"):
-        response = outsider.post(f"/t/{facility.slug}{path}", data={"unit_price": "1", "reason": "probe",
-                                                                    "_csrf_token": csrf(page.text)})
-        assert response.status_code == 403
-        mine = outsider.post(f"/t/{other_facility.slug}{path}", data={"unit_price": "1", "reason": "probe",
-                                                                      "_csrf_token": csrf(page.text)},
-                             follow_redirects=False)
-        assert mine.status_code in (303, 404)  # accruing bed-days at home is allowed; their ids are not found here
+    token = csrf(outsider.get(f"/t/{other_facility.slug}/billing").text)
+    ids = {"charge": charted["charge"], **victim}
+    theirs = outsider.post(f"/t/{facility.slug}" + path.format(**ids), data={**form, "_csrf_token": token},
+                           follow_redirects=False)
+    assert theirs.status_code == 403
+    if "{" in path:
+        for probe in (ids, dict.fromkeys(ids, uuid.uuid4())):  # their real ids from here, and a guess
+            here = outsider.post(f"/t/{other_facility.slug}" + path.format(**probe),
+                                 data={**form, "_csrf_token": token}, follow_redirects=False)
+            assert here.status_code == 404, here.text
 
 
 def test_a_clinician_has_no_billing_pages_and_no_billing_navigation(signed_in, facility):
