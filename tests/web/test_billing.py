@@ -196,3 +196,20 @@ def test_a_clinician_has_no_billing_pages_and_no_billing_navigation(signed_in, f
     doctor = signed_in("clinician", facility.slug)
     assert doctor.get(f"/t/{facility.slug}/billing").status_code == 403
     assert "Billing worklist" not in doctor.get(f"/t/{facility.slug}/patients").text
+
+
+def test_recording_insurance_from_the_account_page(signed_in, facility, victim):
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/accounts/{victim['account']}"
+    page = clerk.get(url)
+    bad = clerk.post(f"{url}/coverage", data={"payer_code": "NHIF", "member_number": "NH-1", "valid_from": "soon",
+                                              "_csrf_token": csrf(page.text)})
+    assert bad.status_code == 422 and "Give a date as YYYY-MM-DD." in bad.text
+    unknown = clerk.post(f"{url}/coverage", data={"payer_code": "GOLD", "member_number": "G-1",
+                                                  "valid_from": "2024-01-01", "_csrf_token": csrf(page.text)})
+    assert unknown.status_code == 422 and "GOLD is not one of this facility" in unknown.text
+    good = clerk.post(f"{url}/coverage", data={"payer_code": "NHIF", "member_number": "NH-778",
+                                               "valid_from": "2024-01-01", "_csrf_token": csrf(page.text)},
+                      follow_redirects=False)
+    assert good.status_code == 303 and good.headers["location"].endswith("done=coverage")
+    assert "NH-778" in clerk.get(good.headers["location"]).text
