@@ -120,7 +120,7 @@ def _day(value: str, today: dt.date) -> dt.date | None:
         return None
 
 
-@get("/", operation_id="BillingWorklist", opt=_opts("financial.charge.read"))
+@get("/", operation_id="BillingWorklist", opt=_opts("financial.charge.read"), include_in_schema=False)
 async def worklist(request: Asking, tenant: Tenant, day: FromQuery[str] = "") -> Template:
     """Unpriced charges to price, and the day's same-day variance by department."""
     def work(conn: Connection) -> Template:
@@ -134,7 +134,8 @@ async def worklist(request: Asking, tenant: Tenant, day: FromQuery[str] = "") ->
     return await _in_thread(request, tenant, work)
 
 
-@post("/charges/{charge_id:uuid}/price", operation_id="BillingPriceCharge", opt=_opts("financial.charge.price"))
+@post("/charges/{charge_id:uuid}/price", operation_id="BillingPriceCharge",
+      opt=_opts("financial.charge.price"), include_in_schema=False)
 async def price_charge(request: Asking, tenant: Tenant, charge_id: Id, data: FormData) -> Response:
     values = form_values(data)
 
@@ -157,7 +158,7 @@ async def price_charge(request: Asking, tenant: Tenant, charge_id: Id, data: For
     return await _in_thread(request, tenant, work)
 
 
-@post("/bed-days", operation_id="BillingAccrueBedDays", opt=_opts("financial.charge.accrue"))
+@post("/bed-days", operation_id="BillingAccrueBedDays", opt=_opts("financial.charge.accrue"), include_in_schema=False)
 async def accrue_bed_days(request: Asking, tenant: Tenant) -> Response:
     await _in_thread(request, tenant, lambda conn: accrual.accrue_bed_days(conn, request.user))
     return see_other(request, f"{BASE.format(tenant=tenant)}?done=accrued")
@@ -166,7 +167,7 @@ async def accrue_bed_days(request: Asking, tenant: Tenant) -> Response:
 # -- accounts and invoices -----------------------------------------------------------------------------
 
 
-@get("/accounts", operation_id="BillingAccounts", opt=_opts("financial.account.read"))
+@get("/accounts", operation_id="BillingAccounts", opt=_opts("financial.account.read"), include_in_schema=False)
 async def accounts(request: Asking, tenant: Tenant) -> Template:
     return await _in_thread(request, tenant, lambda conn: _page(
         request, "accounts.html", active="accounts", accounts=service.list_accounts(conn, request.user, limit=100),
@@ -184,14 +185,15 @@ def _account_page(request: Asking, conn: Connection, account_id: uuid.UUID, *, s
                  balance=balance, payers=service.list_payers(conn), errors=errors or {}, values=values or {})
 
 
-@get("/accounts/{account_id:uuid}", operation_id="BillingAccount", opt=_opts("financial.account.read"))
+@get("/accounts/{account_id:uuid}", operation_id="BillingAccount",
+     opt=_opts("financial.account.read"), include_in_schema=False)
 async def account_page(request: Asking, tenant: Tenant, account_id: Id) -> Template:
     """An encounter's account: its charges and credits, the patient's insurance, its invoices."""
     return await _in_thread(request, tenant, lambda conn: _account_page(request, conn, account_id))
 
 
 @post("/accounts/{account_id:uuid}/invoices", operation_id="BillingDraftInvoice",
-      opt=_opts("financial.invoice.create"))
+      opt=_opts("financial.invoice.create"), include_in_schema=False)
 async def draft_invoice(request: Asking, tenant: Tenant, account_id: Id) -> Response:
     def work(conn: Connection) -> Response:
         try:
@@ -206,7 +208,7 @@ async def draft_invoice(request: Asking, tenant: Tenant, account_id: Id) -> Resp
 
 
 @post("/accounts/{account_id:uuid}/coverage", operation_id="BillingAddCoverage",
-      opt=_opts("financial.coverage.create"))
+      opt=_opts("financial.coverage.create"), include_in_schema=False)
 async def add_coverage(request: Asking, tenant: Tenant, account_id: Id, data: FormData) -> Response:
     """The patient's insurance membership, recorded from their account page."""
     values = form_values(data)
@@ -245,7 +247,8 @@ def _invoice_page(request: Asking, conn: Connection, invoice_id: uuid.UUID, *, s
                  errors=errors or {}, values=values or {})
 
 
-@get("/invoices/{invoice_id:uuid}", operation_id="BillingInvoice", opt=_opts("financial.invoice.read"))
+@get("/invoices/{invoice_id:uuid}", operation_id="BillingInvoice",
+     opt=_opts("financial.invoice.read"), include_in_schema=False)
 async def invoice_page(request: Asking, tenant: Tenant, invoice_id: Id) -> Template:
     return await _in_thread(request, tenant, lambda conn: _invoice_page(request, conn, invoice_id))
 
@@ -266,7 +269,7 @@ def _invoice_action(request: Asking, tenant: str, invoice_id: uuid.UUID, act: Ca
 
 
 @post("/invoices/{invoice_id:uuid}/adjustments", operation_id="BillingAdjustInvoice",
-      opt=_opts("financial.invoice.adjust"))
+      opt=_opts("financial.invoice.adjust"), include_in_schema=False)
 async def adjust_invoice(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
     """A discount or exemption: a percentage or an amount, the reason, and who approved it."""
     values = form_values(data)
@@ -286,7 +289,7 @@ async def adjust_invoice(request: Asking, tenant: Tenant, invoice_id: Id, data: 
 
 
 @post("/invoices/{invoice_id:uuid}/finalise", operation_id="BillingFinaliseInvoice",
-      opt=_opts("financial.invoice.finalise"))
+      opt=_opts("financial.invoice.finalise"), include_in_schema=False)
 async def finalise_invoice(request: Asking, tenant: Tenant, invoice_id: Id) -> Response:
     return await _in_thread(request, tenant, _invoice_action(
         request, tenant, invoice_id, lambda conn: service.finalise_invoice(conn, request.user, invoice_id),
@@ -294,7 +297,7 @@ async def finalise_invoice(request: Asking, tenant: Tenant, invoice_id: Id) -> R
 
 
 @post("/invoices/{invoice_id:uuid}/payments", operation_id="BillingRecordPayment",
-      opt=_opts("financial.payment.create"))
+      opt=_opts("financial.payment.create"), include_in_schema=False)
 async def record_payment(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
     """Take a payment; on success, go to its printable receipt."""
     values = form_values(data)
@@ -316,14 +319,15 @@ async def record_payment(request: Asking, tenant: Tenant, invoice_id: Id, data: 
     return await _in_thread(request, tenant, work)
 
 
-@post("/invoices/{invoice_id:uuid}/claim", operation_id="BillingCreateClaim", opt=_opts("financial.claim.create"))
+@post("/invoices/{invoice_id:uuid}/claim", operation_id="BillingCreateClaim",
+      opt=_opts("financial.claim.create"), include_in_schema=False)
 async def create_claim(request: Asking, tenant: Tenant, invoice_id: Id) -> Response:
     return await _in_thread(request, tenant, _invoice_action(
         request, tenant, invoice_id, lambda conn: service.create_claim(conn, request.user, invoice_id), "claimed"))
 
 
 @post("/invoices/{invoice_id:uuid}/claim/status", operation_id="BillingChangeClaimStatus",
-      opt=_opts("financial.claim.update"))
+      opt=_opts("financial.claim.update"), include_in_schema=False)
 async def change_claim(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
     values = form_values(data)
 
@@ -338,7 +342,8 @@ async def change_claim(request: Asking, tenant: Tenant, invoice_id: Id, data: Fo
                                                              values=values))
 
 
-@get("/receipts/{payment_id:uuid}", operation_id="BillingReceipt", opt=_opts("financial.payment.read"))
+@get("/receipts/{payment_id:uuid}", operation_id="BillingReceipt",
+     opt=_opts("financial.payment.read"), include_in_schema=False)
 async def receipt_page(request: Asking, tenant: Tenant, payment_id: Id) -> Template:
     """A receipt laid out for printing (the page's navigation is not printed)."""
     def work(conn: Connection) -> Template:
@@ -354,7 +359,7 @@ async def receipt_page(request: Asking, tenant: Tenant, payment_id: Id) -> Templ
 BUCKET_LABELS = {"0-30": "0–30 days", "31-60": "31–60 days", "61-90": "61–90 days", "90+": "over 90 days"}
 
 
-@get("/aging", operation_id="BillingAging", opt=_opts("financial.report.read"))
+@get("/aging", operation_id="BillingAging", opt=_opts("financial.report.read"), include_in_schema=False)
 async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = "") -> Template:
     """Receivables by age with the chart, by payer, the invoices behind them and net days in A/R."""
     def work(conn: Connection) -> Template:

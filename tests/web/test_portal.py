@@ -355,6 +355,13 @@ NURSING_FORMS = ["/patients/{pid}/mar", "/patients/{pid}/care-plans", "/patients
 PAGES += ["/ward", "/ward/handover", "/patients/{pid}/observations", "/patients/{pid}/mar",
           "/patients/{pid}/care-plans"]
 FORMS += ["/ward/handover", "/patients/{pid}/observations", *NURSING_FORMS]
+# The billing pages (appliance/web/billing.py); a billing clerk's. Refusals with real ids, and the forms
+# posted from another facility, are in tests/web/test_billing.py.
+PAGES += ["/billing", "/billing/accounts", "/billing/accounts/{any}", "/billing/invoices/{any}",
+          "/billing/receipts/{any}", "/billing/aging"]
+FORMS += ["/billing/charges/{any}/price", "/billing/bed-days", "/billing/accounts/{any}/invoices",
+          "/billing/accounts/{any}/coverage", "/billing/invoices/{any}/adjustments", "/billing/invoices/{any}/finalise",
+          "/billing/invoices/{any}/payments", "/billing/invoices/{any}/claim", "/billing/invoices/{any}/claim/status"]
 
 
 def test_every_portal_route_is_in_these_lists(app):
@@ -368,7 +375,7 @@ def test_every_portal_route_is_in_these_lists(app):
 @pytest.mark.parametrize("path", PAGES)
 def test_another_facilitys_session_gets_403_on_every_page(signed_in, facility, elsewhere, charts, path):
     intruder = signed_in("clinician", elsewhere.slug)
-    page = intruder.get(base(facility) + path.format(pid=charts[0].id, code=HB))
+    page = intruder.get(base(facility) + path.format(pid=charts[0].id, code=HB, any=uuid.uuid4()))
     assert page.status_code == 403
     assert "Otieno" not in page.text and "OTIENO" not in page.text
 
@@ -451,7 +458,7 @@ JUNK = [
 @pytest.mark.parametrize("junk", JUNK, ids=["lists", "text", "types", "blanks"])
 @pytest.mark.parametrize("path", FORMS)
 def test_junk_in_any_form_gets_a_page_never_a_500(signed_in, facility, charts, path, junk):
-    client = signed_in("clinician", facility.slug)
+    client = signed_in("billing_clerk" if path.startswith("/billing") else "clinician", facility.slug)
     page = client.get(f"{base(facility)}/patients")
     action = base(facility) + path.format(pid=charts[0].id, any=charts[0].unsigned[-1])
     answer = client.post(action, data={"_csrf_token": csrf_token(page.text), **junk}, follow_redirects=False)
