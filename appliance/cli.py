@@ -626,6 +626,7 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
 def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical.demo import generate_demo_population
+    from appliance.layers.financial.demo import generate_billing_demo
     from appliance.layers.operations.demo import generate_operations_demo
 
     with Progress(TextColumn("demo population {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
@@ -644,6 +645,11 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
                 err.print(f"{slug}: demo operations written ({operations.get('admission', 0)} admissions, "
                           f"{operations.get('ed_arrival', 0)} ED visits, {operations.get('appointment', 0)} "
                           "appointments)")
+            # Invoices and payments over the charges the reactions wrote, so billing has past months to show.
+            billing = generate_billing_demo(db, slug)
+            if billing:
+                err.print(f"{slug}: demo billing written ({billing['bed_day']} bed-days accrued, "
+                          f"{billing['invoice']} invoices, {billing['payment']} payments)")
             progress.advance(task)
 
 
