@@ -2,6 +2,8 @@
 it keeps the `encounter` projection in step with where the patient is, so care relationships
 (clinical/access.py: an encounter in the nurse's ward) follow the patient through the hospital.
 
+- `admission` (operations): the inpatient encounter is in the admitting ward, in progress (an encounter
+  planned at the front desk starts when the patient is given a bed);
 - `transfer` (operations): the inpatient encounter moves to the new ward;
 - `discharge` (operations): the inpatient encounter is finished at the discharge time;
 - `ed_seen` (operations): the emergency encounter is in progress;
@@ -39,6 +41,13 @@ def _move_status(conn: Connection, principal: Principal, appended: Entry, to_sta
                   detail={"encounter_id": encounter_id, "from_status": row.status, "to_status": to_status})
 
 
+def on_admission(conn: Connection, principal: Principal, appended: Entry) -> None:
+    conn.execute(sa.update(encounter).where(encounter.c.id == appended.detail["encounter_id"],
+                                            encounter.c.ward_code.is_distinct_from(appended.detail["ward_code"]))
+                 .values(ward_code=appended.detail["ward_code"], updated_at=sa.func.now()))
+    _move_status(conn, principal, appended, "in_progress")
+
+
 def on_transfer(conn: Connection, principal: Principal, appended: Entry) -> None:
     conn.execute(sa.update(encounter).where(encounter.c.id == appended.detail["encounter_id"])
                  .values(ward_code=appended.detail["to_ward_code"], updated_at=sa.func.now()))
@@ -56,6 +65,7 @@ def on_ed_departure(conn: Connection, principal: Principal, appended: Entry) -> 
     _move_status(conn, principal, appended, "finished")
 
 
+record.register_reaction("admission", on_admission)
 record.register_reaction("transfer", on_transfer)
 record.register_reaction("discharge", on_discharge)
 record.register_reaction("ed_seen", on_ed_seen)

@@ -266,3 +266,28 @@ def test_parallel_arrivals_of_one_patient_open_one_ed_visit(db, facility, bed_ma
         arrivals = conn.execute(sa.select(sa.func.count()).where(record.entry.c.kind == "ed_arrival",
                                                                  record.entry.c.patient_id == patient_id)).scalar()
     assert visits == arrivals == 1
+
+
+def test_an_admission_uses_a_planned_inpatient_encounter_and_starts_it(db, facility, bed_manager):
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import EncounterIn
+
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        planned = clinical.open_encounter(conn, bed_manager, patient_id, EncounterIn(
+            encounter_class="inpatient", status="planned", reason="elective hernia repair"))
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="GEN", source="elective",
+                         encounter_id=planned["id"])
+        row = conn.execute(sa.text("SELECT status, ward_code, started_at FROM encounter WHERE id = :e"),
+                           {"e": planned["id"]}).one()
+        inpatient = conn.execute(sa.text("SELECT count(*) FROM encounter WHERE patient_id = :p"),
+                                 {"p": patient_id}).scalar()
+    assert stay["encounter_id"] == planned["id"] and inpatient == 1
+    assert (row.status, row.ward_code) == ("in_progress", "GEN") and row.started_at == stay["admitted_at"]
+    (walk_in,) = _patients(db, facility, bed_manager, 1)
+    with pytest.raises(Invalid, match="open inpatient encounter"), db.tenant(facility.slug) as conn:
+        visit = clinical.open_encounter(conn, bed_manager, walk_in, EncounterIn(encounter_class="outpatient",
+                                                                                  status="in_progress"))
+        adt.admit(conn, bed_manager, walk_in, ward_code="GEN", encounter_id=visit["id"])
+    with pytest.raises(Invalid, match="not an encounter of this patient"), db.tenant(facility.slug) as conn:
+        adt.admit(conn, bed_manager, walk_in, ward_code="GEN", encounter_id=planned["id"])
