@@ -57,8 +57,10 @@ def _has_adt(conn: Connection) -> bool:
                                 "AND to_regclass('transfer') IS NOT NULL")).scalar_one()
 
 
-def accrue_bed_days(conn: Connection, principal: Principal, until: dt.datetime | None = None) -> int:
-    """Charge the bed-days of every census up to `until` (now) not yet charged; returns how many."""
+def accrue_bed_days(conn: Connection, principal: Principal, until: dt.datetime | None = None, *,
+                    lookback_days: int = LOOKBACK_DAYS) -> int:
+    """Charge the bed-days of every census of the last `lookback_days` up to `until` (now) not yet
+    charged; returns how many."""
     if not _has_adt(conn):
         return 0
     # One accrual at a time per facility: a second run waits, then finds every bed-day already charged
@@ -69,7 +71,7 @@ def accrue_bed_days(conn: Connection, principal: Principal, until: dt.datetime |
     until = (until or dt.datetime.now(dt.UTC)).astimezone(zone)
     census_day = until.date() if until.time() >= setting.census_time else until.date() - dt.timedelta(days=1)
     charged = 0
-    for back in range(LOOKBACK_DAYS - 1, -1, -1):
+    for back in range(lookback_days - 1, -1, -1):
         day = census_day - dt.timedelta(days=back)
         census = dt.datetime.combine(day, setting.census_time, zone)
         for stay in conn.execute(_PRESENT_AT_CENSUS, {"census": census, "census_date": day}).mappings().all():

@@ -39,14 +39,16 @@ def _rng(seed: int, slug: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
 
 
-def generate_billing_demo(db: Database, slug: str, seed: int = 2026, accounts: int = 160) -> dict[str, int]:
+def generate_billing_demo(db: Database, slug: str, seed: int = 2026, accounts: int = 30,
+                          bed_day_lookback: int = 3) -> dict[str, int]:
     """Returns how many bed-days, invoices and payments were written (nothing if invoices exist)."""
     principal = demo_principal(slug)
     rng = _rng(seed, slug)
     with db.tenant(slug) as conn:
         if conn.execute(sa.select(invoice.c.id).limit(1)).first() is not None:
             return {}
-        bed_days = accrual.accrue_bed_days(conn, principal)
+        # A few censuses: enough to show bed-days, quick enough for `up --demo` to start promptly.
+        bed_days = accrual.accrue_bed_days(conn, principal, lookback_days=bed_day_lookback)
         unpriced = (sa.select(charge.c.account_id).select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
                     .where(charge.c.status == "unpriced", current_clause()))
         last_care = (sa.select(sa.func.max(charge.c.service_date)).where(charge.c.account_id == account.c.id)

@@ -17,7 +17,7 @@ def test_demo_billing_fills_the_aging_and_leaves_unpriced_work(db, tenant_factor
     config = tenant_factory(**FINANCIAL_CONFIG)
     generate_demo_population(db, config.slug, seed=5, patients=60, as_of=dt.date.today())
     written = generate_billing_demo(db, config.slug, seed=5)
-    assert written["invoice"] > 10 and written["payment"] > 5
+    assert written["invoice"] > 5 and written["payment"] > 3
     assert generate_billing_demo(db, config.slug, seed=5) == {}  # `up --demo` runs it at every start
     with db.tenant(config.slug) as conn:
         aged = reports.ar_aging(conn, demo_principal(config.slug))
