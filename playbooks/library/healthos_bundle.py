@@ -51,11 +51,11 @@ manifest_sha256: {description: SHA-256 of the signed manifest, type: str, return
 import base64  # noqa: E402 -- Ansible modules keep their documentation strings first
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -69,7 +69,7 @@ CHUNK = 1 << 20
 def scan(path):
     """(top directory, {inner name: (sha256, small contents or None)}, problems)."""
     problems, found, top = [], {}, None
-    with open(path, "rb") as handle:
+    with Path(path).open("rb") as handle:
         end = 0
         try:
             with tarfile.open(fileobj=handle, mode="r:") as tar:
@@ -126,13 +126,11 @@ def scan(path):
 
 def openssl_verify(public_key, message, signature):
     with tempfile.TemporaryDirectory() as scratch:
-        message_path, signature_path = os.path.join(scratch, "m"), os.path.join(scratch, "s")
-        with open(message_path, "wb") as handle:
-            handle.write(message)
-        with open(signature_path, "wb") as handle:
-            handle.write(signature)
+        message_path, signature_path = Path(scratch) / "m", Path(scratch) / "s"
+        message_path.write_bytes(message)
+        signature_path.write_bytes(signature)
         done = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", public_key, "-rawin",
-                               "-in", message_path, "-sigfile", signature_path],
+                               "-in", str(message_path), "-sigfile", str(signature_path)],
                               capture_output=True, check=False)
     return done.returncode == 0
 
@@ -168,25 +166,25 @@ def check(path, public_key):
 
 def unpack(path, manifest, destination):
     """Write every file into a staging directory, re-checking digests, then rename it into place."""
-    staging = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(destination))
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=Path(destination).parent))
     try:
         with tarfile.open(path, "r:") as tar:
             for member in tar:
                 inner = member.name.partition("/")[2]
-                target = os.path.join(staging, *inner.split("/"))
-                os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                target = staging.joinpath(*inner.split("/"))
+                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
                 source, digest = tar.extractfile(member), hashlib.sha256()
-                with open(target, "wb") as out:
+                with target.open("wb") as out:
                     for chunk in iter(lambda source=source: source.read(CHUNK), b""):
                         digest.update(chunk)
                         out.write(chunk)
-                os.chmod(target, 0o644)
+                target.chmod(0o644)
                 if inner not in (MANIFEST, SIGNATURE) and digest.hexdigest() != manifest["files"][inner]:
                     raise ValueError(f"{inner} changed while being unpacked")
-        os.chmod(staging, 0o755)
-        os.rename(staging, destination)
+        staging.chmod(0o755)  # a release is read by the appliance's user; it holds no secret
+        staging.rename(destination)
     finally:
-        if os.path.isdir(staging):
+        if staging.is_dir():
             shutil.rmtree(staging)
 
 
@@ -203,19 +201,18 @@ def main():
     result = {"changed": False, "version": manifest["version"], "platform": manifest["platform"],
               "manifest_sha256": manifest["_sha256"], "signing_key": manifest["signing_key"]}
     if releases_dir:
-        release = os.path.join(releases_dir, manifest["version"])
-        destination = os.path.join(release, "bundle")
-        result["release_dir"] = release
-        existing = os.path.join(destination, MANIFEST)
-        if os.path.exists(existing):
-            with open(existing, "rb") as handle:
-                if hashlib.sha256(handle.read()).hexdigest() != manifest["_sha256"]:
-                    module.fail_json(msg=f"{destination} holds another build of version {manifest['version']}; "
-                                         "move it away to install this one", **result)
+        release = Path(releases_dir) / manifest["version"]
+        destination = release / "bundle"
+        result["release_dir"] = str(release)
+        existing = destination / MANIFEST
+        if existing.exists():
+            if hashlib.sha256(existing.read_bytes()).hexdigest() != manifest["_sha256"]:
+                module.fail_json(msg=f"{destination} holds another build of version {manifest['version']}; "
+                                     "move it away to install this one", **result)
         else:
             result["changed"] = True
             if not module.check_mode:
-                os.makedirs(release, mode=0o755, exist_ok=True)
+                release.mkdir(mode=0o755, parents=True, exist_ok=True)
                 try:
                     unpack(src, manifest, destination)
                 except (OSError, ValueError, tarfile.TarError) as exc:

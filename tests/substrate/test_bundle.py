@@ -25,7 +25,8 @@ def _module():
     return module
 
 
-playbook_check = _module().check
+playbook_module = _module()
+playbook_check = playbook_module.check
 
 
 @pytest.fixture
@@ -48,6 +49,8 @@ def test_a_signed_bundle_passes_both_checkers_and_unpacks(signed, tmp_path):
     assert check.manifest["version"] == "9.9.9"
     manifest, _, problems = playbook_check(str(path), str(public))
     assert manifest is not None and not problems
+    playbook_module.unpack(str(path), manifest, str(tmp_path / "unpacked"))
+    assert (tmp_path / "unpacked" / "wheels" / "b.whl").read_bytes() == bytes(range(256)) * 9
     bundle.extract_bundle(path, key, tmp_path / "out")
     assert (tmp_path / "out" / "a.txt").read_text() == "hello\n"
     assert (tmp_path / "out" / "wheels" / "b.whl").read_bytes() == bytes(range(256)) * 9
