@@ -114,10 +114,13 @@ class NewEntry:
 
 
 Reaction = Callable[[Connection, Principal, Entry], None]
+# The same reaction over many entries of one kind at once, for the bulk path (`append_many`).
+BatchReaction = Callable[[Connection, Principal, Sequence[Entry]], None]
 AccessHook = Callable[[Connection, Principal, str, "uuid.UUID | None", str, Sequence[uuid.UUID]], None]
 
 _detail_tables: dict[str, sa.Table | None] = {}
 _reactions: dict[str, list[Reaction]] = defaultdict(list)
+_batches: dict[Reaction, BatchReaction] = {}
 _access_hooks: list[AccessHook] = []
 
 
@@ -128,11 +131,16 @@ def register_kind(kind: str, detail_table: sa.Table | None) -> None:
     _detail_tables[kind] = detail_table
 
 
-def register_reaction(kind: str, reaction: Reaction) -> Reaction:
+def register_reaction(kind: str, reaction: Reaction, *, batch: BatchReaction | None = None) -> Reaction:
     """Run `reaction(conn, principal, entry)` after every append of `kind`, in the same transaction.
-    A reaction that raises undoes the act it reacted to: they commit together or not at all."""
+    A reaction that raises undoes the act it reacted to: they commit together or not at all.
+    `batch(conn, principal, entries)`, if given, does the same for all the entries of `kind` one
+    `append_many` call writes, after the per-entry reactions (a reaction that writes entries itself can
+    then write them in bulk too: one statement and one audit note per patient instead of one each)."""
     if reaction not in _reactions[kind]:
         _reactions[kind].append(reaction)
+    if batch is not None:
+        _batches[reaction] = batch
     return reaction
 
 
@@ -347,9 +355,15 @@ def append_many(conn: Connection, principal: Principal, entries: Sequence[NewEnt
         touched[(row["patient_id"], row["kind"])].append(row["id"])
     for (patient_id, kind), ids in touched.items():
         note_access(conn, principal, "create", patient_id, kind, ids)
+    batched: dict[tuple[str, Reaction], list[Entry]] = defaultdict(list)
     for item in appended:
         for reaction in list(_reactions.get(item.kind, ())):
-            reaction(conn, principal, item)
+            if reaction in _batches:
+                batched[(item.kind, reaction)].append(item)
+            else:
+                reaction(conn, principal, item)
+    for (_, reaction), items in batched.items():
+        _batches[reaction](conn, principal, items)
     return appended
 
 

@@ -79,11 +79,11 @@ def _derived_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_DERIVED, ":".join(str(part) for part in parts))
 
 
-def post_charge(conn: Connection, principal: Principal, source: Entry, billable: Billable) -> Entry:
-    """Price `billable` for the patient and day and append its charge, pointing at `source`."""
+def charge_for(conn: Connection, source: Entry, billable: Billable) -> record.NewEntry:
+    """The charge entry billing `source`: priced for the patient and day, on the encounter's account."""
     service_at = billable.service_at or source.occurred_at
     price = schedule.price_of(conn, kind=billable.item_kind, code=billable.item_code, patient_id=source.patient_id,
-                              at=service_at, encounter_id=source.encounter_id)
+                              at=service_at, encounter_id=source.encounter_id, open_account=True)
     quantity = billable.quantity
     unpriced_reason = None
     if price.price_list is None:
@@ -116,9 +116,22 @@ def post_charge(conn: Connection, principal: Principal, source: Entry, billable:
                    "amount": line_amount(quantity, price.unit_price, price.currency), "unpriced_reason": None}
     else:
         detail |= {"status": "unpriced", "unit_price": None, "amount": None, "unpriced_reason": unpriced_reason}
-    return record.append(conn, principal, "charge", patient_id=source.patient_id, encounter_id=source.encounter_id,
-                         detail=detail, entry_id=_derived_id("charge", source.id, billable.item_kind,
-                                                             billable.item_code, service_at.isoformat()))
+    return record.NewEntry(kind="charge", patient_id=source.patient_id, encounter_id=source.encounter_id,
+                           detail=detail, id=_derived_id("charge", source.id, billable.item_kind, billable.item_code,
+                                                         service_at.isoformat()))
+
+
+def post_charge(conn: Connection, principal: Principal, source: Entry, billable: Billable) -> Entry:
+    """Price `billable` for the patient and day and append its charge, pointing at `source`."""
+    new = charge_for(conn, source, billable)
+    return record.append(conn, principal, "charge", patient_id=new.patient_id, encounter_id=new.encounter_id,
+                         detail=new.detail, entry_id=new.id)
+
+
+def post_charges(conn: Connection, principal: Principal, billed: list[tuple[Entry, Billable]]) -> list[Entry]:
+    """The bulk path's charges (`record.append_many` reacting to many entries at once): each priced as
+    `post_charge` prices it, all written together — one insert and one audit note per patient."""
+    return record.append_many(conn, principal, [charge_for(conn, source, billable) for source, billable in billed])
 
 
 _CURRENT_CHARGE = entry.alias("current_charge")

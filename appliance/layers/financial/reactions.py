@@ -22,6 +22,7 @@ held, entered in error) — never charged twice for one record.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ from appliance.layers.financial.charges import (
     DEFAULT_DEPARTMENTS,
     Billable,
     post_charge,
+    post_charges,
     reconcile,
     reverse_charges,
 )
@@ -94,16 +96,21 @@ def charge_dose(conn: Connection, principal: Principal, version: Entry) -> None:
 _ENCOUNTER = sa.text("SELECT encounter_class, ward_code FROM encounter WHERE id = :id")
 
 
-def charge_consultation(conn: Connection, principal: Principal, version: Entry) -> None:
+def _consultation(conn: Connection, version: Entry) -> Billable | None:
     if version.detail.get("to_status") != "finished":
-        return
+        return None
     found = conn.execute(_ENCOUNTER, {"id": version.detail.get("encounter_id") or version.encounter_id}).first()
     encounter_class = found.encounter_class if found else "outpatient"
-    post_charge(conn, principal, version, Billable(
-        item_kind="consultation", item_code=encounter_class,
-        description=f"Consultation ({encounter_class.replace('_', ' ')})",
-        department=(found.ward_code if found and found.ward_code else CONSULTATION_DEPARTMENTS.get(encounter_class,
-                                                                                                  "OPD"))))
+    return Billable(item_kind="consultation", item_code=encounter_class,
+                    description=f"Consultation ({encounter_class.replace('_', ' ')})",
+                    department=(found.ward_code if found and found.ward_code
+                                else CONSULTATION_DEPARTMENTS.get(encounter_class, "OPD")))
+
+
+def charge_consultation(conn: Connection, principal: Principal, version: Entry) -> None:
+    billable = _consultation(conn, version)
+    if billable is not None:
+        post_charge(conn, principal, version, billable)
 
 
 def credit_admission(conn: Connection, principal: Principal, version: Entry) -> None:
@@ -120,9 +127,27 @@ REACTIONS = {
 }
 
 
+def _in_bulk(billable_of: Callable[[Connection, Entry], Billable | None]):
+    """The bulk path's reaction: `append_many` writes first versions only, so each entry is billed if
+    billable, and every charge of the batch is written in one go (same prices, ids and accounts)."""
+    def batch(conn: Connection, principal: Principal, versions: Sequence[Entry]) -> None:
+        billed = [(v, b) for v in versions if (b := billable_of(conn, v)) is not None]
+        if billed:
+            post_charges(conn, principal, billed)
+
+    return batch
+
+
+BATCHES = {
+    charge_order: _in_bulk(lambda conn, version: _order(version)),
+    charge_dose: _in_bulk(_dose),
+    charge_consultation: _in_bulk(_consultation),
+}
+
+
 def register() -> None:
     for kind, reaction in REACTIONS.items():
-        record.register_reaction(kind, reaction)
+        record.register_reaction(kind, reaction, batch=BATCHES.get(reaction))
 
 
 def unregister() -> None:

@@ -90,7 +90,7 @@ class Price:
 
 # One round trip: the facility's currency and day, the patient's payer that day, the item's price, and
 # the account the charge goes on if it is already open (the charge reaction's whole look-up).
-_PRICE = sa.text("""
+_PRICE_CTES = """
     WITH s AS (
         SELECT currency, self_pay_price_list,
                (CAST(:at AS timestamptz) AT TIME ZONE timezone)::date AS day
@@ -105,9 +105,10 @@ _PRICE = sa.text("""
         SELECT s.currency, s.day, COALESCE((SELECT price_list FROM cov), s.self_pay_price_list) AS price_list,
                (SELECT payer_code FROM cov) AS payer_code
         FROM s
-    )
+    )"""
+_PRICE_SELECT = """
     SELECT pl.currency, pl.day, pl.price_list, pl.payer_code, f.name, f.department, f.unit, f.per, f.price,
-           a.id AS account_id, a.payer_code AS account_payer
+           {account_id} AS account_id, a.payer_code AS account_payer
     FROM pl LEFT JOIN account a ON a.patient_id = :patient_id
                                AND a.encounter_id IS NOT DISTINCT FROM CAST(:encounter_id AS uuid)
     LEFT JOIN LATERAL (
@@ -115,14 +116,34 @@ _PRICE = sa.text("""
         WHERE kind = :kind AND match_code = :code AND price_list = pl.price_list
           AND effective_from <= pl.day AND (effective_to IS NULL OR effective_to >= pl.day)
         ORDER BY effective_from DESC LIMIT 1
-    ) f ON true
-""")
+    ) f ON true"""
+# One round trip: the facility's currency and day, the patient's payer that day, the item's price, and
+# the account the charge goes on (the charge reaction's whole look-up).
+_PRICE = sa.text(_PRICE_CTES + _PRICE_SELECT.format(account_id="a.id"))
+# The same, opening the encounter's account when it has none (a data-modifying CTE runs whatever the
+# outer query reads). Numbered only when opened; a concurrent opener wins the unique key and this one
+# returns no id, and the caller looks the winner's up.
+_OPENING_CTE = """, opened AS (
+        INSERT INTO account (id, number, patient_id, encounter_id, payer_code)
+        SELECT CAST(:new_account AS uuid), 'AC-' || lpad(nextval('account_number_seq')::text, 7, '0'),
+               :patient_id, CAST(:encounter_id AS uuid), (SELECT payer_code FROM pl)
+        WHERE NOT EXISTS (SELECT 1 FROM account x WHERE x.patient_id = :patient_id
+                                                   AND x.encounter_id IS NOT DISTINCT FROM CAST(:encounter_id AS uuid))
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    )"""
+_PRICE_OPENING = sa.text(_PRICE_CTES + _OPENING_CTE
+                         + _PRICE_SELECT.format(account_id="COALESCE(a.id, (SELECT id FROM opened))"))
 
 
 def price_of(conn: Connection, *, kind: str, code: str, patient_id: uuid.UUID | None, at: dt.datetime,
-             encounter_id: uuid.UUID | None = None) -> Price:
-    row = conn.execute(_PRICE, {"at": at, "patient_id": patient_id, "kind": kind, "code": code.lower(),
-                                "encounter_id": encounter_id}).first()
+             encounter_id: uuid.UUID | None = None, open_account: bool = False) -> Price:
+    """The price, and the encounter's account — opened now if `open_account` and it has none."""
+    params = {"at": at, "patient_id": patient_id, "kind": kind, "code": code.lower(), "encounter_id": encounter_id}
+    if open_account and patient_id is not None:
+        row = conn.execute(_PRICE_OPENING, params | {"new_account": uuid.uuid4()}).first()
+    else:
+        row = conn.execute(_PRICE, params).first()
     if row is None:
         return Price("KES", at.date(), None, None)
     return Price(row.currency, row.day, row.price_list, row.payer_code, row.name, row.department, row.unit,

@@ -151,3 +151,24 @@ def test_insurance_recorded_after_the_account_opened_moves_the_account_to_the_in
         payer = conn.execute(sa.select(account.c.payer_code).where(account.c.id == self_paid["account_id"])).scalar()
     assert self_paid["price_list"] == "CASH" and insured["price_list"] == "NHI"
     assert insured["account_id"] == self_paid["account_id"] and payer == "NHIF"
+
+
+def test_the_bulk_path_charges_each_entry_once_in_one_batch(db, facility, clinician):
+    """`record.append_many` (imports, demo data) runs the batch reaction: the same charges, ids and account
+    as one append at a time would give, written together."""
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        detail = {"category": "lab", "display": "x", "priority": "routine", "status": "active",
+                  "clinical_info": None, "order_set": None}
+        orders = record.append_many(conn, clinician, [
+            record.NewEntry(kind="service_request", patient_id=patient["id"], encounter_id=encounter["id"],
+                            detail={**detail, "code": code}) for code in (FULL_BLOOD_COUNT, GLUCOSE, MALARIA_SMEAR)])
+        billed = [charges_for(conn, o.root_id) for o in orders]
+        accounts = conn.execute(sa.select(sa.func.count()).select_from(account).where(
+            account.c.patient_id == patient["id"])).scalar()
+        single = order(conn, clinician, patient, encounter, CHEST_XRAY)
+        [alone] = charges_for(conn, single["root_id"])
+    assert [len(b) for b in billed] == [1, 1, 1] and accounts == 1
+    assert [(b[0]["status"], b[0]["amount"]) for b in billed] == [
+        ("posted", Decimal("450.00")), ("unpriced", None), ("posted", Decimal("200.50"))]
+    assert {b[0]["account_id"] for b in billed} == {alone["account_id"]}
