@@ -362,6 +362,13 @@ PAGES += ["/billing", "/billing/accounts", "/billing/accounts/{any}", "/billing/
 FORMS += ["/billing/charges/{any}/price", "/billing/bed-days", "/billing/accounts/{any}/invoices",
           "/billing/accounts/{any}/coverage", "/billing/invoices/{any}/adjustments", "/billing/invoices/{any}/finalise",
           "/billing/invoices/{any}/payments", "/billing/invoices/{any}/claim", "/billing/invoices/{any}/claim/status"]
+# The operations pages (appliance/web/operations.py): bed board, ED, clinics, command center; their forms
+# are a bed manager's or a registrar's, so refusals with real ids, guessed ids (a patient's too) and
+# other roles are in tests/web/test_operations.py.
+PAGES += ["/beds", "/beds/{any}", "/ed", "/ed/{any}/admit", "/clinics", "/clinics/{code}", "/command-center",
+          "/command-center/{code}"]
+FORMS += ["/beds/{any}/state", "/beds/patients/{any}/discharge", "/beds/patients/{any}/transfer", "/ed/arrivals",
+          "/ed/{any}/{any}", "/ed/{any}/admit", "/clinics/{any}/appointments", "/appointments/{any}/{any}"]
 
 
 def test_every_portal_route_is_in_these_lists(app):
