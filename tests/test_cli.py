@@ -129,7 +129,9 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "up", "--demo", "--port", str(port)],
                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 90
+        # A liveness deadline, not a performance target: the demo load (three layers' reactions over
+        # ~36,000 entries) takes ~45 s on a quiet 2-core machine and three times that on a busy one.
+        deadline = time.monotonic() + 240
         ready = None
         while time.monotonic() < deadline and ready is None:
             try:
@@ -138,7 +140,7 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
             except OSError:
                 assert process.poll() is None, process.stdout.read()
                 time.sleep(0.3)
-        assert ready is not None, "the appliance did not become ready within 90 s"
+        assert ready is not None, "the appliance did not become ready within 240 s"
         assert ready["status"] == "ready"
         assert ready["tenants"] >= 3
     finally:
