@@ -221,6 +221,11 @@ lab_turnaround = sa.Table(
     sa.Index("lab_turnaround_verified_idx", "verified_at"),
 )
 
+# The command center finds a window's entries of one kind by time (KPI 8's billable entries); the
+# record's own entry_patient_kind_idx leads with the patient. Declared here because operations' bench
+# (bench/kpis.py) is what needs it; migration t0004 creates it.
+sa.Index("entry_kind_occurred_idx", record.entry.c.kind, record.entry.c.occurred_at)
+
 KINDS: dict[str, sa.Table] = {
     "admission": admission,
     "transfer": transfer,

@@ -197,6 +197,9 @@ def upgrade() -> None:
     op.create_index("inpatient_stay_discharged_idx", "inpatient_stay", ["discharged_at"])
     op.create_index("inpatient_stay_admitted_idx", "inpatient_stay", ["admitted_at"])
     op.create_index("ed_visit_departed_idx", "ed_visit", ["departed_at"])
+    # KPI 8 (same-day charge capture, registered by the financial layer) finds a window's billable entries
+    # by kind and time; entry_patient_kind_idx leads with the patient, so without this it scans `entry`.
+    op.create_index("entry_kind_occurred_idx", "entry", ["kind", "occurred_at"])
 
     bind = op.get_bind()
     role = bind.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolname = current_schema()")).scalar()
@@ -206,6 +209,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("entry_kind_occurred_idx", table_name="entry")
     for table in ("kpi_target", "lab_turnaround", "appointment", "slot", "clinic", "ed_visit", "inpatient_stay",
                   *APPEND_ONLY):
         op.drop_table(table)
