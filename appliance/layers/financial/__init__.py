@@ -9,6 +9,6 @@ the late-charge rate, A/R aging and days in A/R. It reads other layers' entries 
 record and by SQL over the tenant schema, never by importing them.
 """
 
-from appliance.layers.financial import accrual, models, reactions, reports, schedule, service
+from appliance.layers.financial import accrual, capture, models, reactions, reports, schedule, service
 
-__all__ = ["accrual", "models", "reactions", "reports", "schedule", "service"]
+__all__ = ["accrual", "capture", "models", "reactions", "reports", "schedule", "service"]

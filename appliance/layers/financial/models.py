@@ -251,6 +251,31 @@ bed_day_accrual = sa.Table(
     sa.Column("charge_entry_id", sa.Uuid, sa.ForeignKey("entry.id"), nullable=False),
 )
 
+# -- KPI 8's projection ----------------------------------------------------------------------------------
+
+charge_capture = sa.Table(
+    "charge_capture",
+    tenant_metadata,
+    # One row per billable record and the charge that bills it, kept by reactions (capture.py) so the
+    # command center counts a window's same-day captures over one indexed range instead of matching
+    # the record's billable entries to their charges on every request. Columns as reports.py reads them.
+    sa.Column("root_id", sa.Uuid, primary_key=True),  # the billable record (its first version's id)
+    sa.Column("entry_id", sa.Uuid, nullable=False),  # its current version
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("patient_id", sa.Uuid, nullable=False),  # patient data: whose care
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),  # when the care happened
+    sa.Column("what", sa.Text, nullable=False),  # patient data: the test, drug or consultation
+    sa.Column("department", sa.Text, nullable=False),
+    sa.Column("charge_id", sa.Uuid, nullable=True),  # the current, un-credited charge; None: missing
+    sa.Column("charge_status", sa.Text, nullable=True),  # posted, unpriced
+    sa.Column("charged_at", sa.DateTime(timezone=True), nullable=True),  # when that charge was recorded
+    sa.Column("service_date", sa.Date, nullable=True),  # the charge's service day
+    # Facility-local days (billing_setting's time zone) of occurred_at and charged_at.
+    sa.Column("care_day", sa.Date, nullable=False),
+    sa.Column("charged_day", sa.Date, nullable=True),
+    sa.Index("charge_capture_occurred_idx", "occurred_at"),
+)
+
 KINDS: dict[str, sa.Table] = {"charge": charge, "payment": payment}
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

@@ -1,6 +1,6 @@
 """The revenue cycle's reports: same-day charge variance, the late-charge rate, A/R aging, days in A/R,
-a patient's balance — and KPI 8 of the command center (same-day charge capture), registered with the
-substrate's KPI registry.
+a patient's balance. KPI 8 of the command center (same-day charge capture) counts the same outcomes
+from a projection kept by reaction (capture.py), built with this module's SQL.
 
 **Billable entries** are counted from the clinical and nursing record itself, independently of the
 charges, so a charge that is missing shows up as missing: lab and imaging orders placed (current
@@ -22,7 +22,6 @@ import datetime as dt
 import uuid
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -31,7 +30,6 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import schedule, service
 from appliance.layers.financial.money import AGING_BUCKETS, ZERO, aging, aging_bucket, net_days_in_ar
-from appliance.substrate import kpis
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
 
@@ -46,31 +44,31 @@ _VERSIONED = """
         SELECT e.id AS root_id, {first} AS entry_id, e.kind, e.patient_id, e.occurred_at, {what} AS what,
                {department} AS department
         FROM entry e JOIN {table} d ON d.entry_id = e.id
-        WHERE e.kind = '{kind}' AND e.id = e.root_id AND e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s
+        WHERE e.kind = '{kind}' AND e.id = e.root_id AND {where}
           AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = e.id) AND {billable}
         UNION ALL
         SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id, e.occurred_at, {what} AS what,
                {department} AS department
         FROM entry e JOIN entry cur ON cur.root_id = e.id AND cur.id <> e.id JOIN {table} d ON d.entry_id = cur.id
-        WHERE e.kind = '{kind}' AND e.id = e.root_id AND e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s
+        WHERE e.kind = '{kind}' AND e.id = e.root_id AND {where}
           AND EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = e.id)
           AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id) AND cur.status <> 'entered_in_error'
           AND {billable}"""
 _SOURCES = {
     "service_request": _VERSIONED.format(
         first="e.id", what="d.display", table="service_request", kind="service_request",
-        department="CASE d.category WHEN 'imaging' THEN 'IMAGING' ELSE 'LAB' END", billable="d.status = 'active'"),
+        department="CASE d.category WHEN 'imaging' THEN 'IMAGING' ELSE 'LAB' END", billable="d.status = 'active'",
+        where="{where}"),
     "medication_administration": _VERSIONED.format(
         first="e.id", what="d.drug", table="medication_administration", kind="medication_administration",
-        department="'PHARMACY'", billable="d.outcome = 'given'"),
+        department="'PHARMACY'", billable="d.outcome = 'given'", where="{where}"),
     "encounter_status": """
         SELECT e.id AS root_id, e.id AS entry_id, e.kind, e.patient_id, e.occurred_at,
                'Consultation (' || replace(n.encounter_class, '_', ' ') || ')' AS what,
                COALESCE(n.ward_code, CASE n.encounter_class WHEN 'emergency' THEN 'ED' WHEN 'inpatient' THEN 'IPD'
                                                              ELSE 'OPD' END) AS department
         FROM entry e JOIN encounter_status_change d ON d.entry_id = e.id JOIN encounter n ON n.id = d.encounter_id
-        WHERE e.kind = 'encounter_status' AND e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s
-          AND d.to_status = 'finished'""",
+        WHERE e.kind = 'encounter_status' AND {where} AND d.to_status = 'finished'""",
 }
 # The departments above are the defaults of charges.DEFAULT_DEPARTMENTS and CONSULTATION_DEPARTMENTS
 # (tests/layers/financial/test_reports.py holds them equal); a charge's own department wins.
@@ -80,18 +78,26 @@ _TABLE_OF = {"service_request": "service_request", "medication_administration": 
 # the unpriced one, so "current" is the one that counts). A charge carries the facility-local day of the
 # care it bills (`service_date`, indexed), so the window's charges are read as one range and hash-joined
 # to its entries, rather than looked up entry by entry.
-_WITH_CHARGES = """
-    , charged AS (
+_CHARGED = """
+    charged AS (
         SELECT DISTINCT ON (ch.source_root_id) ch.source_root_id, ce.id AS charge_id, ch.status, ch.amount,
-               ch.department AS charge_department, ce.recorded_at
+               ch.department AS charge_department, ce.recorded_at, ch.service_date
         FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
-        WHERE ch.service_date BETWEEN (CAST(%(lo)s AS timestamptz) AT TIME ZONE %(tz)s)::date
-                                  AND (CAST(%(hi)s AS timestamptz) AT TIME ZONE %(tz)s)::date
+        WHERE {where}
           AND ch.reverses IS NULL
           AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
           AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)
         ORDER BY ch.source_root_id, ce.recorded_at DESC
-    )
+    )"""
+# Which records and charges a statement reads: a window's (the reports), or named records (capture.py).
+IN_WINDOW = "e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s"
+CHARGED_IN_WINDOW = """ch.service_date BETWEEN (CAST(%(lo)s AS timestamptz) AT TIME ZONE %(tz)s)::date
+                                  AND (CAST(%(hi)s AS timestamptz) AT TIME ZONE %(tz)s)::date"""
+OF_RECORDS = "e.id = ANY(%(roots)s)"
+CHARGED_FOR_RECORDS = "ch.source_root_id = ANY(%(roots)s)"
+# The outcome of one billable entry, from its charge (c) and its time (b.occurred_at). KPI 8 (capture.py)
+# applies the same rule to its projection; tests/layers/financial/test_capture_kpi.py holds them equal.
+_WITH_CHARGES = """
     SELECT b.root_id, b.entry_id, b.kind, b.patient_id, b.occurred_at, b.what,
            COALESCE(c.charge_department, b.department) AS department, c.charge_id, c.amount, c.recorded_at,
            CASE WHEN c.charge_id IS NULL THEN 'missing'
@@ -101,6 +107,13 @@ _WITH_CHARGES = """
                 ELSE 'late' END AS outcome
     FROM billable b LEFT JOIN charged c ON c.source_root_id = b.root_id
 """
+
+
+def billable_with_charges(conn: Connection, records: str, charges: str) -> str:
+    """The CTEs `billable` (the billable entries `records` selects, over the sources this schema has) and
+    `charged` (the charges `charges` selects), for a statement to finish."""
+    union = " UNION ALL ".join(_SOURCES[kind].format(where=records) for kind in _present_sources(conn))
+    return "WITH billable AS (" + union + "), " + _CHARGED.format(where=charges)
 
 
 def _present_sources(conn: Connection) -> list[str]:
@@ -132,10 +145,9 @@ def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz:
     A day holds thousands: the statement goes to the transaction's own driver cursor and its rows are
     fetched at once as tuples (SQLAlchemy's row machinery would double the report's time,
     bench/charge.py)."""
-    union = " UNION ALL ".join(_SOURCES[kind] for kind in _present_sources(conn))
     cursor = conn.connection.driver_connection.cursor()
-    cursor.execute("WITH billable AS (" + union + ") " + _WITH_CHARGES + " ORDER BY b.occurred_at",
-                   {"lo": start, "hi": end, "tz": tz})
+    statement = billable_with_charges(conn, IN_WINDOW, CHARGED_IN_WINDOW) + _WITH_CHARGES + " ORDER BY b.occurred_at"
+    cursor.execute(statement, {"lo": start, "hi": end, "tz": tz})
     return [BillableEntry._make(row) for row in cursor.fetchall()]
 
 
@@ -264,36 +276,3 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
     return {"patient_id": patient_id, "currency": schedule.setting(conn).currency, "invoiced": row.invoiced,
             "paid": row.paid, "outstanding": row.invoiced - row.paid,
             "self_pay_outstanding": row.self_pay_outstanding, "uninvoiced": uninvoiced}
-
-
-# -- KPI 8: same-day charge capture ---------------------------------------------------------------------
-
-
-def _capture_figures(conn: Connection, windows: Sequence[kpis.Window]) -> list[kpis.Figure]:
-    """Every window from one read of the span they cover (the command center asks for the value now and
-    a 14-day trend in one call)."""
-    if not windows:
-        return []
-    tz = schedule.setting(conn).timezone
-    rows = billable_entries(conn, min(w.start for w in windows), max(w.end for w in windows), tz)
-    figures = []
-    for window in windows:
-        inside = [r for r in rows if window.start <= r.occurred_at < window.end]
-        same_day = sum(1 for r in inside if r.outcome == "same_day")
-        figures.append(kpis.Figure(value=None if not inside else 100 * same_day / len(inside),
-                                   numerator=same_day, denominator=len(inside)))
-    return figures
-
-
-_LABELS = {"same_day": "charged the same day", "late": "charged on a later day", "unpriced": "captured without a price",
-           "missing": "no charge"}
-
-
-def _capture_entries(conn: Connection, window: kpis.Window, limit: int) -> list[dict[str, Any]]:
-    rows = billable_entries(conn, window.start, window.end, schedule.setting(conn).timezone)
-    return [{"entry_id": r.entry_id, "kind": r.kind, "patient_id": r.patient_id, "occurred_at": r.occurred_at,
-             "measure": 1 if r.outcome == "same_day" else 0, "label": f"{r.what}: {_LABELS[r.outcome]}"}
-            for r in rows[:limit]]
-
-
-kpis.register_kpi("same_day_charge_capture", layer="financial", compute=_capture_figures, entries=_capture_entries)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial.models import billing_setting, fee_item, payer, price_list
+from appliance.layers.financial.models import billing_setting, charge_capture, fee_item, payer, price_list
 from appliance.substrate.tenancy import register_config_applier
 from appliance.substrate.tenant_config import TenantConfig, minor_units
 
@@ -30,8 +30,15 @@ def sync_fee_schedule(conn: Connection, config: TenantConfig) -> None:
     values = {"currency": config.currency, "minor_units": minor_units(config.currency), "timezone": config.timezone,
               "census_time": schedule.census_time if schedule else dt.time(0, 0),
               "self_pay_price_list": schedule.self_pay_price_list if schedule else None}
+    previous_timezone = conn.execute(sa.select(billing_setting.c.timezone)).scalar()
     statement = postgresql.insert(billing_setting).values(id=1, **values)
     conn.execute(statement.on_conflict_do_update(index_elements=[billing_setting.c.id], set_=values))
+    if previous_timezone != config.timezone:
+        # KPI 8's projection keeps the facility-local days of each care and charge (capture.py): a new
+        # time zone moves them.
+        conn.execute(sa.update(charge_capture).values(
+            care_day=sa.cast(sa.func.timezone(config.timezone, charge_capture.c.occurred_at), sa.Date),
+            charged_day=sa.cast(sa.func.timezone(config.timezone, charge_capture.c.charged_at), sa.Date)))
     lists = [{"code": p.code, "name": p.name, "active": True} for p in (schedule.price_lists if schedule else [])]
     payers = [{"code": p.code, "name": p.name, "kind": p.kind, "price_list": p.price_list, "active": True}
               for p in (schedule.payers if schedule else [])]
