@@ -156,6 +156,10 @@ def test_same_day_charge_capture_comes_from_the_financial_layer(tiles):
         assert tile["value"] is None and tile["trend"] == []
     else:  # the financial layer has registered it
         assert tile["available"] is True and tile["layer"] == "financial"
+        # Billable in the 30 days: 4 orders (the retracted one is not billable) and 5 encounters ended —
+        # P1's stay (home), P2's (died), and the ED visits of P6 (home), P5 (left unseen) and P4 (admitted).
+        # This facility has no fee schedule, so each is captured unpriced: none counts as charged.
+        assert (tile["numerator"], tile["denominator"]) == (0, 9) and tile["value"] == 0.0
 
 
 def test_companion_figures(tiles):
@@ -241,3 +245,4 @@ def test_windows_refuse_nonsense():
         Window(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2))
     with pytest.raises(ValueError, match="end after"):
         Window(AS_OF, AS_OF)
+
