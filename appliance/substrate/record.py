@@ -111,6 +111,9 @@ class NewEntry:
     encounter_id: uuid.UUID | None = None
     occurred_at: dt.datetime | None = None
     id: uuid.UUID | None = None
+    # When it was written down, for a replay of a past record (a demo year of care); None: now. A
+    # reaction's entries written with it take the same time, as they would have in its transaction.
+    recorded_at: dt.datetime | None = None
 
 
 Reaction = Callable[[Connection, Principal, Entry], None]
@@ -338,16 +341,16 @@ def append_many(conn: Connection, principal: Principal, entries: Sequence[NewEnt
         rows.append({
             "id": new_id, "root_id": new_id, "kind": new.kind, "patient_id": new.patient_id,
             "encounter_id": new.encounter_id, "author_id": principal.account_id,
-            "occurred_at": new.occurred_at or now, "status": "final", "supersedes": None, "reason": None,
+            "occurred_at": new.occurred_at or now, "recorded_at": new.recorded_at or now, "status": "final",
+            "supersedes": None, "reason": None,
         })
         if table is not None and new.detail is not None:
             details[new.kind].append({"entry_id": new_id, **new.detail})
-    recorded_at = now
-    conn.execute(postgresql.insert(entry), [{**row, "recorded_at": recorded_at} for row in rows])
+    conn.execute(postgresql.insert(entry), rows)
     for kind, detail_rows in details.items():
         conn.execute(_detail_tables[kind].insert(), detail_rows)  # type: ignore[union-attr]
     appended = [
-        Entry(**row, recorded_at=recorded_at, detail={k: v for k, v in detail.items() if k != "entry_id"})
+        Entry(**row, detail={k: v for k, v in detail.items() if k != "entry_id"})
         for row, detail in zip(rows, _details_in_order(rows, details), strict=True)
     ]
     touched: dict[tuple, list[uuid.UUID]] = defaultdict(list)

@@ -9,7 +9,10 @@ pregnancy...), ICD-10 coded, prescriptions that respect recorded allergies, lab 
 from the facility's own catalogue with results (flagged) and sign-offs, and notes.
 
 Everything is written through `record.append_many`, the record's bulk path: the same entry and detail
-rows `record.append` writes (reactions and the audit seam included), a batch at a time.
+rows `record.append` writes (reactions and the audit seam included), a batch at a time. Each entry is
+recorded when it would have been written down — minutes after the act, or the next morning for the few
+visits written up late — so what reactions write with it (the financial layer's charges) falls on the
+day of the care, and inpatients go home at the hours wards discharge (most late morning to afternoon).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import datetime as dt
 import hashlib
 import random
 import uuid
+import zoneinfo
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,10 +35,17 @@ from appliance.layers.clinical.service import _flag, _name_search
 from appliance.substrate import record
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import tenant_table
 from appliance.substrate.tenant_config import OrderableConfig
 
 DEMO_NAMESPACE = uuid.UUID("5f0f6f5e-4c1d-4a8e-9a61-6b1c1f8e0d11")
 BATCH = 100
+# Documentation: most of a visit is written down within minutes of the act; a few visits are written up
+# the next morning (their orders and consultation then charged a day late: same-day capture ~93%).
+DOCUMENTED_NEXT_DAY = 0.06
+# Inpatients go home after the morning round and the discharge paperwork: facility-local hour of
+# discharge and its weight (35% before noon, most between 10:00 and 16:00).
+DISCHARGE_HOURS = {8: 2, 9: 5, 10: 12, 11: 16, 12: 16, 13: 15, 14: 13, 15: 10, 16: 7, 17: 4}
 
 FEMALE = ["Achieng", "Akinyi", "Wanjiru", "Wanjiku", "Njeri", "Nyambura", "Atieno", "Awino", "Chebet", "Jepkorir",
           "Mwikali", "Mumbua", "Zawadi", "Amina", "Fatuma", "Grace", "Mary", "Faith", "Esther", "Joyce", "Mercy",
@@ -104,6 +115,13 @@ def _rng(seed: int, slug: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
 
 
+def _timing_rng(seed: int, slug: str) -> random.Random:
+    """Times added since the first demo (when things were written down, discharge hours) come from a
+    stream of their own, so the people and their care stay what the seed always gave."""
+    digest = hashlib.sha256(f"timing:{seed}:{slug}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
+
+
 def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
@@ -119,7 +137,10 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
     (today by default). Returns how many rows of each kind were written: nothing if the tenant already
     holds a demo population (so `healthos up --demo` can run it at every start)."""
     as_of = as_of or dt.date.today()
-    rng = _rng(seed, slug)
+    rng, timing = _rng(seed, slug), _timing_rng(seed, slug)
+    with db.control_autocommit() as conn:
+        zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
+                                              .where(tenant_table.c.slug == slug)).scalar() or "UTC")
     counts: dict[str, int] = {}
     with db.tenant(slug) as conn:
         populated = conn.execute(sa.select(record.entry.c.id).where(
@@ -132,7 +153,7 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
         used = {tuple(row) for row in conn.execute(sa.select(patient_identifier.c.system, patient_identifier.c.value))}
     for start in range(0, patients, BATCH):
         with db.tenant(slug) as conn:
-            batch = _Batch(conn, slug, rng, offered, as_of, used)
+            batch = _Batch(conn, slug, rng, offered, as_of, used, timing, zone)
             for _ in range(min(BATCH, patients - start)):
                 batch.patient()
             for kind, n in batch.write().items():
@@ -142,9 +163,14 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
 
 class _Batch:
     def __init__(self, conn: Connection, slug: str, rng: random.Random, offered: dict[str, OrderableConfig],
-                 as_of: dt.date, used: set[tuple[str, str]]):
+                 as_of: dt.date, used: set[tuple[str, str]], timing: random.Random, zone: zoneinfo.ZoneInfo):
         self.conn, self.slug, self.rng, self.offered, self.used = conn, slug, rng, offered, used
+        self.timing, self.zone = timing, zone
         self.end = dt.datetime.combine(as_of, dt.time(17, 0), tzinfo=dt.UTC)
+        # What the demo writes down is recorded when it was (so charges are posted on the day of the care),
+        # up to the demo's end or the real now, whichever is first; anything later is recorded as written.
+        self.written_until = min(self.end, dt.datetime.now(dt.UTC))
+        self.written_up_next_day: set[uuid.UUID] = set()
         self.patients: list[dict] = []
         self.identifiers: list[dict] = []
         self.entries: list[record.NewEntry] = []
@@ -155,8 +181,26 @@ class _Batch:
     def add(self, kind: str, patient_id: uuid.UUID, detail: dict | None, when: dt.datetime,
             encounter_id: uuid.UUID | None = None) -> uuid.UUID:
         entry_id = _uuid(self.rng)
-        self.entries.append(record.NewEntry(kind, patient_id, detail, encounter_id, when, entry_id))
+        self.entries.append(record.NewEntry(kind, patient_id, detail, encounter_id, when, entry_id,
+                                            recorded_at=self.recorded(when, encounter_id)))
         return entry_id
+
+    def recorded(self, when: dt.datetime, encounter_id: uuid.UUID | None) -> dt.datetime | None:
+        """When an act at `when` was written down: minutes later, or the next morning for a visit written
+        up then; None (now) if that is past what the demo simulates."""
+        at = when + dt.timedelta(minutes=self.timing.randint(1, 25))
+        if encounter_id in self.written_up_next_day:
+            next_day = when.astimezone(self.zone).date() + dt.timedelta(days=1)
+            morning = dt.datetime.combine(next_day, dt.time(8), self.zone)
+            at = max(at, morning + dt.timedelta(minutes=self.timing.randint(0, 180)))
+        return at if at <= self.written_until else None
+
+    def discharge_time(self, admitted: dt.datetime, days: int) -> dt.datetime:
+        """The facility-local hour inpatients go home, `days` after admission."""
+        day = admitted.astimezone(self.zone).date() + dt.timedelta(days=days)
+        hour = self.timing.choices(list(DISCHARGE_HOURS), weights=list(DISCHARGE_HOURS.values()))[0]
+        local = dt.datetime.combine(day, dt.time(hour, self.timing.randint(0, 59)), self.zone)
+        return local.astimezone(dt.UTC)
 
     # -- one person --------------------------------------------------------------------------------------
 
@@ -238,7 +282,11 @@ class _Batch:
         status = "in_progress" if recent else "finished"
         length = dt.timedelta(days=rng.randint(2, 6)) if encounter_class == "inpatient" \
             else dt.timedelta(minutes=rng.randint(20, 150))
+        if encounter_class == "inpatient":
+            length = self.discharge_time(when, length.days) - when
         encounter_id = _uuid(rng)
+        if self.timing.random() < DOCUMENTED_NEXT_DAY:
+            self.written_up_next_day.add(encounter_id)
         self.add("encounter", patient_id, {
             "id": encounter_id, "patient_id": patient_id, "encounter_class": encounter_class, "status": status,
             "reason": icd10.lookup(problem.code).display, "ward_code": None, "planned_for": None,
@@ -328,9 +376,10 @@ class _Batch:
                 "reference_low": low, "reference_high": high,
                 "flag": _flag(value, analyte, low, high), "note": None}, reported, encounter_id)
             if rng.random() < 0.75:
+                signed = reported + dt.timedelta(hours=rng.uniform(0.2, 6))
                 self.signoffs.append(record.NewEntry("result_signoff", patient_id, {
-                    "result_id": result_id, "comment": None}, encounter_id,
-                    reported + dt.timedelta(hours=rng.uniform(0.2, 6)), _uuid(rng)))
+                    "result_id": result_id, "comment": None}, encounter_id, signed, _uuid(rng),
+                    recorded_at=self.recorded(signed, encounter_id)))
 
     # -- writing -----------------------------------------------------------------------------------------
 

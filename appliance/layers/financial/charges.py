@@ -116,9 +116,12 @@ def charge_for(conn: Connection, source: Entry, billable: Billable) -> record.Ne
                    "amount": line_amount(quantity, price.unit_price, price.currency), "unpriced_reason": None}
     else:
         detail |= {"status": "unpriced", "unit_price": None, "amount": None, "unpriced_reason": unpriced_reason}
+    # Posted with the act it bills, in its transaction: at the time the act was recorded (now, but for a
+    # replayed past record written in bulk — the demo's year of care — when that act was written down).
     return record.NewEntry(kind="charge", patient_id=source.patient_id, encounter_id=source.encounter_id,
                            detail=detail, id=_derived_id("charge", source.id, billable.item_kind, billable.item_code,
-                                                         service_at.isoformat()))
+                                                         service_at.isoformat()),
+                           occurred_at=source.recorded_at, recorded_at=source.recorded_at)
 
 
 def post_charge(conn: Connection, principal: Principal, source: Entry, billable: Billable) -> Entry:

@@ -12,6 +12,7 @@ from appliance.substrate.tenancy import drop_tenant
 from tests.layers.clinical.conftest import CLINICAL_CONFIG
 
 AS_OF = dt.date(2026, 11, 25)
+END = dt.datetime.combine(AS_OF, dt.time(17), dt.UTC)  # the demo's "now" on that day
 
 
 def snapshot(db: Database, slug: str) -> dict:
@@ -20,9 +21,11 @@ def snapshot(db: Database, slug: str) -> dict:
             "patients": conn.execute(sa.text(
                 "SELECT id, mrn, family_name, given_names, birth_date FROM patient ORDER BY id")).all(),
             "kinds": conn.execute(sa.text("SELECT kind, count(*) FROM entry GROUP BY kind ORDER BY kind")).all(),
-            # A charge occurs when it is posted — at generation time, not the care's — so its time differs.
+            # Entries are recorded when written down in the demo's past and charges posted then; what falls
+            # after the demo's end (its last hours' results) is recorded, and charged, when generated.
             "entries": conn.execute(sa.text(
-                "SELECT id, kind, CASE WHEN kind <> 'charge' THEN occurred_at END FROM entry ORDER BY id")).all(),
+                "SELECT id, kind, CASE WHEN kind <> 'charge' OR occurred_at <= :end THEN occurred_at END, "
+                "CASE WHEN recorded_at <= :end THEN recorded_at END FROM entry ORDER BY id"), {"end": END}).all(),
         }
 
 
@@ -62,6 +65,17 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
     assert flags.get("N", 0) > 0 and (flags.get("H", 0) + flags.get("L", 0) + flags.get("A", 0)) > 0
     assert set(sexes) == {"female", "male"}
     assert unsafe == 0  # the generator never prescribes a drug the patient is recorded allergic to
+
+
+def test_inpatients_go_home_at_ward_discharge_hours(db: Database, tenant_factory):
+    config = tenant_factory(**CLINICAL_CONFIG)
+    generate_demo_population(db, config.slug, seed=8, patients=200, as_of=AS_OF)
+    with db.tenant(config.slug) as conn:
+        hours = conn.execute(sa.text(
+            "SELECT extract(hour FROM ended_at AT TIME ZONE 'Africa/Nairobi') FROM encounter "
+            "WHERE encounter_class = 'inpatient' AND status = 'finished'")).scalars().all()
+    assert len(hours) > 20 and all(8 <= hour < 18 for hour in hours)
+    assert 0.2 <= sum(1 for hour in hours if hour < 12) / len(hours) <= 0.5  # ~35% before noon
 
 
 def test_demo_patients_open_like_any_chart(db: Database, tenant_factory):

@@ -4,13 +4,21 @@ methods, accounts with unpriced charges left for the worklist, and nothing writt
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+import zoneinfo
+from collections import Counter
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from appliance.layers.clinical.demo import generate_demo_population
 from appliance.layers.financial import reports
 from appliance.layers.financial.demo import demo_principal, generate_billing_demo
+from appliance.substrate import kpis
+from appliance.substrate.tenant_config import TenantConfig, parse_tenant_file
 from tests.layers.financial.conftest import FINANCIAL_CONFIG
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_demo_billing_fills_the_aging_and_leaves_unpriced_work(db, tenant_factory):
@@ -28,3 +36,21 @@ def test_demo_billing_fills_the_aging_and_leaves_unpriced_work(db, tenant_factor
     assert sum(1 for amount in aged["buckets"].values() if amount > 0) >= 2
     assert aged["receivable"] == sum(aged["buckets"].values())
     assert len(methods) >= 2 and unpriced_left > 0  # glucose is not in the schedule: the worklist has work
+
+
+def test_a_demo_year_is_charged_on_the_day_of_the_care_but_for_visits_written_up_late(db, tenant_factory):
+    """KPI 8 on a demo facility (a real tenant file's fee schedule): charges are posted when the care was
+    written down, so most fall on its day; a few visits written up the next morning are charged late."""
+    config = parse_tenant_file(REPO / "tenants" / "hillview_hc.toml")
+    config = TenantConfig.model_validate({**config.model_dump(), "slug": f"demo_capture_{uuid.uuid4().hex[:6]}"})
+    tenant_factory(**config.model_dump())
+    generate_demo_population(db, config.slug, seed=5, patients=120, as_of=dt.date(2026, 6, 30))
+    # The six months since the file's prices took effect (1 January 2026): care before them is unpriced.
+    zone = zoneinfo.ZoneInfo(config.timezone)
+    year = kpis.Window(dt.datetime(2026, 1, 1, tzinfo=zone), dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC), zone)
+    with db.tenant(config.slug) as conn:
+        [figure] = kpis.computation_of("same_day_charge_capture").compute(conn, [year])
+        outcomes = Counter(r.outcome for r in reports.billable_entries(conn, year.start, year.end, config.timezone))
+    assert figure.denominator > 250 and (figure.numerator, figure.denominator) == (outcomes["same_day"],
+                                                                                  outcomes.total())
+    assert 88 <= figure.value <= 97 and outcomes["late"] > 0
