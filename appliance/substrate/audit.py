@@ -66,6 +66,7 @@ from appliance.substrate.db import (
     Database,
     UnknownTenant,
     control_metadata,
+    driver,
     tenant_metadata,
     tenant_schema,
     validate_slug,
@@ -299,7 +300,7 @@ def append(conn: Connection, *, tenant: str | None, principal: Principal | None,
     # The statements go straight to the transaction's own driver cursor: SQLAlchemy's statement
     # machinery would double the append's CPU cost (bench/audit.py), and the connection and the
     # transaction are the caller's either way.
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver(conn).cursor()
     body = _audit_event(tenant=tenant, principal=principal, event_type=event_type, action=action, outcome=outcome,
                         recorded="", patient_id=None if patient_id is None else str(patient_id), entity=entity,
                         purpose_of_use=purpose_of_use, detail=detail)

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from appliance.substrate import audit, keys, passwords, totp
-from appliance.substrate.db import control_metadata
+from appliance.substrate.db import control_metadata, driver
 from appliance.substrate.policy import AccessPolicy
 from appliance.substrate.principal import AccountKind, Principal
 
@@ -615,18 +615,19 @@ def revoke_api_token(conn: Connection, token_id: uuid.UUID, by: Principal | None
     _audit(conn, event_type="token.revoke", action="U", principal=by, detail={"token": str(token_id)})
 
 
-_TOKEN_LOOKUP = sa.text(
-    "SELECT t.id, t.tenant, t.permissions, a.id AS account_id, a.kind, a.display_name FROM control.api_token t "
+_PRINCIPAL_OF_TOKEN = (
+    "SELECT t.id, t.tenant, t.permissions, a.id, a.kind, a.display_name FROM control.api_token t "  # noqa: S105
     "JOIN control.account a ON a.id = t.account_id "
-    "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND a.disabled_at IS NULL"
+    "WHERE t.token_hash = %(h)s AND t.revoked_at IS NULL AND a.disabled_at IS NULL"
 )
 
 
 def principal_for_token(conn: Connection, token: str) -> Principal | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
-    row = conn.execute(_TOKEN_LOOKUP, {"h": token_digest(token)}).first()
+    row = driver(conn).execute(_PRINCIPAL_OF_TOKEN, {"h": token_digest(token)}).fetchone()  # every API call
     if row is None:
         return None
-    return Principal(account_id=row.account_id, kind=row.kind, display_name=row.display_name, tenant=row.tenant,
-                     role="api_token", permissions=frozenset(row.permissions), token_id=row.id)
+    token_id, tenant, permissions, account_id, kind, display_name = row
+    return Principal(account_id=account_id, kind=kind, display_name=display_name, tenant=tenant,
+                     role="api_token", permissions=frozenset(permissions), token_id=token_id)

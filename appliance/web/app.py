@@ -55,8 +55,10 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         # Bearer-token clients have no cookie jar; /api/ refuses cookie-authenticated writes instead.
         exclude=["/api/"],
     )
+    # Only sign-in is throttled (`_throttled`); the API and static files skip the middleware by path
+    # rather than build a Request for `_throttled` to refuse on every call.
     rate_limit = RateLimitConfig(rate_limit=("minute", settings.signin_attempts_per_minute),
-                                 check_throttle_handler=_throttled, exclude=["/static/"])
+                                 check_throttle_handler=_throttled, exclude=["^/static/", "^/api/"])
     return Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or []),
                         create_static_files_router(path="/static", directories=[HERE / "static"],

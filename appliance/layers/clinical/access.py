@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical.errors import ClinicalError, NotFound
-from appliance.layers.clinical.models import encounter, patient
+from appliance.substrate.db import driver
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
 
@@ -34,28 +33,31 @@ class BreakGlassRequired(ClinicalError):
         )
 
 
-def _care_query(principal: Principal, patient_id: uuid.UUID) -> sa.Exists:
-    query = sa.select(encounter.c.id).where(encounter.c.patient_id == patient_id, encounter.c.status != "cancelled")
+def _care_condition(principal: Principal) -> str:
+    """SQL for "this principal has a care relationship with %(patient)s" (parameters patient, ward)."""
+    if principal.kind == "machine":
+        return "true"
+    condition = "EXISTS (SELECT 1 FROM encounter WHERE patient_id = %(patient)s AND status <> 'cancelled'"
     if principal.ward_scoped and principal.ward:
-        query = query.where(encounter.c.ward_code == principal.ward)
-    return query.exists()
+        condition += " AND ward_code = %(ward)s"
+    return condition + ")"
 
 
 def has_care_relationship(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> bool:
-    if principal.kind == "machine":
-        return True
-    return bool(conn.execute(sa.select(_care_query(principal, patient_id))).scalar())
+    row = driver(conn).execute(f"SELECT {_care_condition(principal)}",
+                               {"patient": patient_id, "ward": principal.ward}).fetchone()
+    return bool(row[0])
 
 
 def open_chart(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                break_glass_reason: str | None = None) -> str | None:
     """Decide whether `principal` may read this patient's chart now; returns the purpose of use to
     record with the reads (None for ordinary care, ETREAT for break-the-glass)."""
-    # One round trip: does the patient exist here, and is there a care relationship?
-    exists, cared_for = conn.execute(sa.select(
-        sa.select(patient.c.id).where(patient.c.id == patient_id).exists(),
-        sa.true() if principal.kind == "machine" else _care_query(principal, patient_id),
-    )).one()
+    # One round trip, on the driver (it runs before every read of a patient's record): does the
+    # patient exist here, and is there a care relationship?
+    exists, cared_for = driver(conn).execute(
+        f"SELECT EXISTS (SELECT 1 FROM patient WHERE id = %(patient)s), {_care_condition(principal)}",  # noqa: S608
+        {"patient": patient_id, "ward": principal.ward}).fetchone()
     if not exists:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
     if cared_for:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import uuid
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical.errors import NotFound
@@ -32,6 +31,7 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestOut,
     VitalSignsOut,
 )
+from appliance.substrate.db import driver
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
 
@@ -105,7 +105,7 @@ def summary_function_body() -> str:
     return sql
 
 
-_CALL_SUMMARY = sa.text("SELECT chart_summary(:patient_id)")
+_CALL_SUMMARY = "SELECT chart_summary(%(patient)s)"
 
 
 def chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> str:
@@ -114,7 +114,7 @@ def chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.
     # whenever the connection's search_path differs from the last run, and pooled connections move
     # between tenants on nearly every request, so this ~2 ms plan was made afresh each time; a
     # PL/pgSQL function keeps its plan per schema for the life of the connection.
-    document = conn.execute(_CALL_SUMMARY, {"patient_id": patient_id}).scalar_one()
+    (document,) = driver(conn).execute(_CALL_SUMMARY, {"patient": patient_id}).fetchone()
     if document.startswith('{"patient" : null'):
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
     note_access(conn, principal, "read", patient_id, "chart", (patient_id,))
