@@ -143,36 +143,44 @@ class Database:
             # pinned in the same round trip as BEGIN: every request opens a tenant transaction, and on
             # this kind of machine each round trip costs ~60 µs of CPU in send/poll/recv system calls
             # alone; SQLAlchemy's own BEGIN and statement machinery cost as much again (scratch
-            # measurement: 538 → ~300 µs of client CPU per trivial tenant transaction). SQLAlchemy
-            # sees an autocommit connection, so it never ends the transaction behind our back.
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+            # measurement: 538 → ~300 µs of client CPU per trivial tenant transaction). The driver is
+            # put in autocommit mode for the duration, so neither it nor SQLAlchemy sends a BEGIN or
+            # ends the transaction behind our back, and is put back before the pool has it again.
             pinned = driver(conn)
+            pinned.autocommit = True
             try:
-                pinned.execute(_pin_tenant(schema))
-            except psycopg.Error as exc:
-                pinned.rollback()
-                # Dropped by another process since we cached it: its role no longer exists.
-                self._known_tenants.discard(slug)
-                raise UnknownTenant(slug) from exc
-            # The audit seam reads which tenant's trail an access belongs to from here; `info`
-            # lives with the pooled connection, so it is taken back when the transaction ends.
-            conn.info["healthos_tenant"] = slug
-            try:
-                yield conn
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):
-                    pinned.rollback()
-                raise
-            else:
                 try:
-                    pinned.commit()
+                    pinned.execute(_pin_tenant(schema))
                 except psycopg.Error as exc:
-                    raise sa.exc.DBAPIError.instance("COMMIT", None, exc, psycopg.Error) from exc
+                    pinned.rollback()
+                    # Dropped by another process since we cached it: its role no longer exists.
+                    self._known_tenants.discard(slug)
+                    raise UnknownTenant(slug) from exc
+                # The audit seam reads which tenant's trail an access belongs to from here; `info`
+                # lives with the pooled connection, so it is taken back when the transaction ends.
+                conn.info["healthos_tenant"] = slug
+                try:
+                    yield conn
+                except BaseException:
+                    with contextlib.suppress(psycopg.Error):
+                        pinned.rollback()
+                    raise
+                else:
+                    try:
+                        pinned.commit()
+                    except psycopg.Error as exc:
+                        raise sa.exc.DBAPIError.instance("COMMIT", None, exc, psycopg.Error) from exc
             finally:
                 conn.info.pop("healthos_tenant", None)
+                try:
+                    pinned.autocommit = False
+                except psycopg.Error:
+                    conn.invalidate()  # a broken connection: never hand it to a control transaction
             # A backend keeps catalog and plan caches for every schema it has touched; retiring a
             # connection after it has served many tenants keeps backend memory flat however many
             # tenants the appliance holds (bench/tenancy.py measures it).
+            if conn.invalidated:
+                return
             served: set[str] = conn.info.setdefault("healthos_tenants", set())
             served.add(slug)
             if len(served) > self.tenants_per_connection:

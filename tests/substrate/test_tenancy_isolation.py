@@ -1,6 +1,7 @@
 """Isolation between tenants, proven at the SQL level: PostgreSQL itself refuses a tenant
 transaction that names another tenant's schema, and unqualified names resolve to the tenant's own."""
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -57,6 +58,26 @@ def test_pooled_connection_carries_nothing_after_a_tenant_transaction(settings, 
         assert conn.execute(sa.text("SELECT current_user")).scalar() != tenant_schema(tenant_a.slug)
         assert tenant_schema(tenant_a.slug) not in conn.execute(sa.text("SHOW search_path")).scalar()
     db.engine.dispose()
+
+
+@pytest.mark.parametrize("tenant_transaction_fails", [False, True])
+def test_control_transaction_after_a_tenant_transaction_is_still_one_transaction(settings, tenant_a,
+                                                                                tenant_transaction_fails):
+    # A tenant transaction runs its driver connection in autocommit mode and opens BEGIN itself; the
+    # pooled connection must come back in transaction mode, or a control transaction's statements
+    # would each commit on their own and a failure half-way would leave half a change.
+    db = Database.open(dataclasses.replace(settings, pool_size=1, pool_max_overflow=0))
+    try:
+        expected = pytest.raises(ZeroDivisionError) if tenant_transaction_fails else contextlib.nullcontext()
+        with expected, db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text("SELECT 1"))
+            if tenant_transaction_fails:
+                1 / 0  # noqa: B018 -- the tenant transaction fails in the caller's code
+        with db.control() as conn:
+            first = conn.execute(sa.text("SELECT txid_current()")).scalar()
+            assert conn.execute(sa.text("SELECT txid_current()")).scalar() == first
+    finally:
+        db.engine.dispose()
 
 
 def test_login_role_without_set_role_cannot_reach_tenant_rows_through_membership(db: Database, tenant_a):
