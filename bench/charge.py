@@ -28,7 +28,7 @@ from litestar.testing import TestClient
 import appliance.layers  # noqa: F401  (registers every layer's tables, reactions and appliers)
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
-from appliance.layers.financial import reactions, reports
+from appliance.layers.financial import capture, reactions, reports
 from appliance.substrate import kpis, record
 from appliance.substrate.config import Settings
 from appliance.substrate.principal import Principal
@@ -81,15 +81,18 @@ def _api_writes_per_second(client, slug: str, visits, tests: list[str], rng: ran
 
 
 def _alternate(measure, rounds: int) -> tuple[list[float], list[float]]:
-    """Rounds alternating with and without the charge reaction; the reaction is always put back."""
+    """Rounds alternating with and without the financial layer's reactions (the charge and KPI 8's
+    projection, capture.py, kept with it); they are always put back."""
     with_reaction, without_reaction = [], []
     for _ in range(rounds):
         with_reaction.append(measure())
         reactions.unregister()
+        capture.unregister()
         try:
             without_reaction.append(measure())
         finally:
             reactions.register()
+            capture.register()
     return with_reaction, without_reaction
 
 

@@ -93,6 +93,12 @@ def register() -> None:
         record.register_reaction(kind, on_append, batch=on_append_many)
 
 
+def unregister() -> None:
+    """For the benchmark that measures what the financial layer costs a clinical write."""
+    for kind in (*BILLABLE_KINDS, "charge"):
+        record.unregister_reaction(kind, on_append)
+
+
 # -- the KPI ---------------------------------------------------------------------------------------------
 
 
