@@ -8,7 +8,9 @@ in Python, which is what lets a two-core appliance serve a ward round's worth of
 The columns each section selects are the fields of its response model in `schemas.py`, so the
 response models stay the allow-list of what leaves the appliance. The query runs as the tenant
 schema's `chart_summary(uuid)` function (tenant migration t0007), so its plan survives the tenant
-switches of a pooled connection.
+switches of a pooled connection; reads go through `chart_document(uuid)` (t0009), which serves the
+document kept since the patient's last change — database triggers on every table the summary reads
+mark a change — and makes it afresh otherwise.
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ def summary_function_body() -> str:
     return sql
 
 
-_CALL_SUMMARY = "SELECT chart_summary(%(patient)s)"
+# The kept document when nothing it shows has changed, else `chart_summary` made afresh and kept
+# (tenant migration t0009: the database's own triggers decide what "changed" means).
+_CALL_SUMMARY = "SELECT chart_document(%(patient)s)"
 
 
 def chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> str:

@@ -88,6 +88,23 @@ encounter = sa.Table(
              postgresql_where=sa.text("status IN ('planned', 'arrived', 'in_progress')")),
 )
 
+# The chart summary kept between changes (tenant migration t0009): triggers on entry, encounter,
+# patient and patient_identifier bump the patient's version; a kept document serves while current.
+chart_version = sa.Table(
+    "chart_version",
+    tenant_metadata,
+    sa.Column("patient_id", sa.Uuid, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+chart_document = sa.Table(
+    "chart_document",
+    tenant_metadata,
+    sa.Column("patient_id", sa.Uuid, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("document", sa.Text, nullable=False),  # patient data: the summary as served
+)
+
 # -- detail tables of entry kinds (append-only) ------------------------------------------------------
 
 demographics = sa.Table(
