@@ -22,6 +22,7 @@ import datetime as dt
 import uuid
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -72,6 +73,7 @@ _SOURCES = {
 }
 # The departments above are the defaults of charges.DEFAULT_DEPARTMENTS and CONSULTATION_DEPARTMENTS
 # (tests/layers/financial/test_reports.py holds them equal); a charge's own department wins.
+BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status")
 _TABLE_OF = {"service_request": "service_request", "medication_administration": "medication_administration",
              "encounter_status": "encounter_status_change"}
 # The charge billing each entry: its record's current, un-credited charge (a priced version supersedes
@@ -93,8 +95,6 @@ _CHARGED = """
 IN_WINDOW = "e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s"
 CHARGED_IN_WINDOW = """ch.service_date BETWEEN (CAST(%(lo)s AS timestamptz) AT TIME ZONE %(tz)s)::date
                                   AND (CAST(%(hi)s AS timestamptz) AT TIME ZONE %(tz)s)::date"""
-OF_RECORDS = "e.id = ANY(%(roots)s)"
-CHARGED_FOR_RECORDS = "ch.source_root_id = ANY(%(roots)s)"
 # The outcome of one billable entry, from its charge (c) and its time (b.occurred_at). KPI 8 (capture.py)
 # applies the same rule to its projection; tests/layers/financial/test_capture_kpi.py holds them equal.
 _WITH_CHARGES = """
@@ -109,10 +109,10 @@ _WITH_CHARGES = """
 """
 
 
-def billable_with_charges(conn: Connection, records: str, charges: str) -> str:
-    """The CTEs `billable` (the billable entries `records` selects, over the sources this schema has) and
-    `charged` (the charges `charges` selects), for a statement to finish."""
-    union = " UNION ALL ".join(_SOURCES[kind].format(where=records) for kind in _present_sources(conn))
+def billable_with_charges(kinds: Sequence[str], records: str, charges: str) -> str:
+    """The CTEs `billable` (the billable entries of `kinds` that `records` selects) and `charged` (the
+    charges `charges` selects), for a statement to finish."""
+    union = " UNION ALL ".join(_SOURCES[kind].format(where=records) for kind in kinds)
     return "WITH billable AS (" + union + "), " + _CHARGED.format(where=charges)
 
 
@@ -146,7 +146,8 @@ def billable_entries(conn: Connection, start: dt.datetime, end: dt.datetime, tz:
     fetched at once as tuples (SQLAlchemy's row machinery would double the report's time,
     bench/charge.py)."""
     cursor = conn.connection.driver_connection.cursor()
-    statement = billable_with_charges(conn, IN_WINDOW, CHARGED_IN_WINDOW) + _WITH_CHARGES + " ORDER BY b.occurred_at"
+    statement = (billable_with_charges(_present_sources(conn), IN_WINDOW, CHARGED_IN_WINDOW) + _WITH_CHARGES
+                 + " ORDER BY b.occurred_at")
     cursor.execute(statement, {"lo": start, "hi": end, "tz": tz})
     return [BillableEntry._make(row) for row in cursor.fetchall()]
 

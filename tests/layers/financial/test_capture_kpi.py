@@ -2,12 +2,14 @@
 billable entries charged the same day, the next day, never, reversed, unpriced then priced, amended,
 a dose and a consultation — for day windows, a two-day window, the 30 days now and a trend; the
 drill-down names the same entries with the same outcomes; the migration's backfill rebuilds what the
-reactions kept; a new facility time zone moves the kept days."""
+reactions kept, and its refresh function is the SQL capture.py composes; a new facility time zone moves
+the kept days."""
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import re
 import zoneinfo
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +19,7 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import MedicationIn
-from appliance.layers.financial import charges, reactions, reports, schedule, service
+from appliance.layers.financial import capture, charges, reactions, reports, schedule, service
 from appliance.layers.nursing import service as nursing
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.substrate import kpis, record
@@ -173,3 +175,24 @@ def test_a_new_time_zone_moves_the_kept_days(db, capture_facility, scenario):
     assert stale == 0
     # 01:00 in Nairobi is 17:00 the evening before in Lima.
     assert small_hours == scenario["today"] - dt.timedelta(days=1)
+
+
+def _normalised(sql: str) -> str:
+    """Whitespace is not significant, including next to parentheses and before a semicolon."""
+    return re.sub(r"\(\s+", "(", re.sub(r"\s+([);])", r"\1", " ".join(sql.split())))
+
+
+def test_the_installed_refresh_function_is_the_sql_capture_py_composes(db, capture_facility):
+    with db.tenant(capture_facility.slug) as conn:
+        installed = conn.execute(sa.text(
+            "SELECT p.prosrc FROM pg_proc p WHERE p.proname = 'charge_capture_refresh' "
+            "AND p.pronamespace = current_schema()::regnamespace")).scalar_one()
+    assert _normalised(installed) == f"BEGIN {_normalised(capture.refresh_function_body())}; END", (
+        "the variance report's SQL (reports.py) or the projection (capture.py) changed but the function in "
+        "the tenant schemas did not: add a tenant migration that replaces charge_capture_refresh(uuid[])")
+
+
+def test_another_tenants_role_cannot_refresh_this_tenants_projection(db, capture_facility, tenant_factory):
+    other = tenant_factory()
+    with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(other.slug) as conn:
+        conn.execute(sa.text(f"SELECT t_{capture_facility.slug}.charge_capture_refresh(ARRAY[]::uuid[])"))
