@@ -62,6 +62,23 @@ def driver(conn: Connection) -> psycopg.Connection:
     return conn.connection.driver_connection
 
 
+@contextmanager
+def _driver_autocommit(conn: Connection) -> Iterator[None]:
+    """The driver in autocommit mode for a block, put back before the pool hands the connection on
+    (a broken connection is discarded instead, never given to a control transaction in autocommit).
+    Set on the driver directly: SQLAlchemy's isolation-level option makes four driver calls per
+    checkout to do the same."""
+    raw = driver(conn)
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        try:
+            raw.autocommit = False
+        except psycopg.Error:
+            conn.invalidate()
+
+
 def validate_slug(slug: str) -> str:
     if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
         raise InvalidSlug(
@@ -129,8 +146,8 @@ class Database:
     def control_autocommit(self) -> Iterator[Connection]:
         """Single-statement reads (and at most one idempotent write) on `control` without a
         transaction: no BEGIN and COMMIT round trips, for the lookups every request makes."""
-        with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self.engine.connect() as conn, _driver_autocommit(conn):
+            yield conn
 
     @contextmanager
     def tenant(self, slug: str) -> Iterator[Connection]:
@@ -147,8 +164,7 @@ class Database:
             # put in autocommit mode for the duration, so neither it nor SQLAlchemy sends a BEGIN or
             # ends the transaction behind our back, and is put back before the pool has it again.
             pinned = driver(conn)
-            pinned.autocommit = True
-            try:
+            with _driver_autocommit(conn):
                 try:
                     pinned.execute(_pin_tenant(schema))
                 except psycopg.Error as exc:
@@ -170,12 +186,8 @@ class Database:
                         pinned.commit()
                     except psycopg.Error as exc:
                         raise sa.exc.DBAPIError.instance("COMMIT", None, exc, psycopg.Error) from exc
-            finally:
-                conn.info.pop("healthos_tenant", None)
-                try:
-                    pinned.autocommit = False
-                except psycopg.Error:
-                    conn.invalidate()  # a broken connection: never hand it to a control transaction
+                finally:
+                    conn.info.pop("healthos_tenant", None)
             # A backend keeps catalog and plan caches for every schema it has touched; retiring a
             # connection after it has served many tenants keeps backend memory flat however many
             # tenants the appliance holds (bench/tenancy.py measures it).

@@ -12,7 +12,9 @@ security headers every response carries.
 
 from __future__ import annotations
 
-from anyio import to_thread
+import asyncio
+import contextvars
+
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
@@ -76,7 +78,11 @@ def authentication_middleware(app: ASGIApp) -> ASGIApp:
             state = scope["litestar_app"].state
             # An unknown tenant raises here, before authentication, on purpose: facility names are
             # public, and a 404 naming the slug tells a mistyped URL apart from a refusal.
-            principal, live = await to_thread.run_sync(resolve, state.db, state.policy, scope)
+            # The loop's own executor rather than anyio's worker threads: every request makes this hop,
+            # and anyio's cancel scope and thread handover cost ~105 µs of CPU per hop against ~36 µs
+            # (measured with 32 hops in flight). The context is copied so log lines keep the request id.
+            principal, live = await asyncio.get_running_loop().run_in_executor(
+                None, contextvars.copy_context().run, resolve, state.db, state.policy, scope)
             if principal is not None and principal.session_id and scope.get("method") in UNSAFE_METHODS \
                     and scope.get("path", "").startswith("/api/"):
                 principal = None  # cookie sessions only read the API; writes need a bearer token
