@@ -72,7 +72,7 @@ BEGIN
     RETURN NULL;
 END
 $fn$
-"""
+"""  # noqa: S608 -- composed from this revision's constants
 
 
 def upgrade() -> None:
