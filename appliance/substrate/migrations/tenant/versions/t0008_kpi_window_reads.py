@@ -134,7 +134,11 @@ def upgrade() -> None:
         sa.Column("charged_day", sa.Date(), nullable=True),
     )
     op.create_index("charge_capture_occurred_idx", "charge_capture", ["occurred_at"])
-    op.execute("CREATE FUNCTION charge_capture_refresh(p_roots uuid[]) RETURNS void LANGUAGE plpgsql AS "
+    # A generic plan, made once per schema and connection: left to choose, PL/pgSQL kept planning this
+    # statement afresh for each call (custom plans for the uuid[] argument) — 1.9 ms of planning for
+    # 0.2 ms of execution on every billable write (measured with EXPLAIN ANALYZE on a demo facility).
+    op.execute("CREATE FUNCTION charge_capture_refresh(p_roots uuid[]) RETURNS void LANGUAGE plpgsql "
+               "SET plan_cache_mode = force_generic_plan AS "
                f"$refresh$ BEGIN {REFRESH_BODY}; END $refresh$")
     op.execute("REVOKE ALL ON FUNCTION charge_capture_refresh(uuid[]) FROM PUBLIC")
     op.execute("""
