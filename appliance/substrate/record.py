@@ -60,6 +60,13 @@ entry = sa.Table(
 )
 
 
+# Statements built once, values passed at execution: a statement rebuilt with `.values()` for each entry
+# cost SQLAlchemy ~0.1–0.2 ms of cache-key work per insert, several times per clinical act.
+_INSERT_ENTRY = entry.insert().returning(entry.c.occurred_at, entry.c.recorded_at)
+_INSERT_ENTRY_NOW = entry.insert().values(occurred_at=sa.func.now()).returning(entry.c.occurred_at,
+                                                                               entry.c.recorded_at)
+
+
 class RecordError(Exception):
     """A write the record refuses; `status` is the HTTP status a route should answer with."""
 
@@ -270,13 +277,12 @@ def append(
     status = status or "final"
     values = {
         "id": new_id, "root_id": root_id, "kind": kind, "patient_id": patient_id, "encounter_id": encounter_id,
-        "author_id": principal.account_id, "occurred_at": occurred_at or sa.func.now(), "status": status,
-        "supersedes": supersedes, "reason": reason,
+        "author_id": principal.account_id, "status": status, "supersedes": supersedes, "reason": reason,
     }
+    if occurred_at is not None:
+        values["occurred_at"] = occurred_at
     try:
-        stamped = conn.execute(
-            entry.insert().values(**values).returning(entry.c.occurred_at, entry.c.recorded_at)
-        ).one()
+        stamped = conn.execute(_INSERT_ENTRY if occurred_at is not None else _INSERT_ENTRY_NOW, values).one()
     except sa.exc.IntegrityError as exc:
         if "entry_supersedes_key" in str(exc.orig):
             raise NotCurrent(f"entry {supersedes} was corrected by someone else a moment ago; reload it",
@@ -285,7 +291,7 @@ def append(
     stored_detail: dict = {}
     if table is not None and detail is not None:
         stored_detail = dict(detail)
-        conn.execute(table.insert().values(entry_id=new_id, **stored_detail))
+        conn.execute(table.insert(), {"entry_id": new_id, **stored_detail})
     values["occurred_at"] = stamped.occurred_at
     appended = Entry(**values, recorded_at=stamped.recorded_at, detail=stored_detail)
     action = {"final": "create", "amended": "amend", "entered_in_error": "retract"}.get(status, "create")
