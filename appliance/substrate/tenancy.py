@@ -169,6 +169,18 @@ def apply_path(db: Database, path: Path) -> list[ApplyResult]:
     return [apply_config(db, config, str(file)) for file, config in load_tenant_files(path)]
 
 
+def analyze_tenant(db: Database, slug: str) -> None:
+    """Planner statistics for one tenant's tables, after a bulk load (a demo population, an import).
+    Until autovacuum reaches fresh tables the planner takes them for empty and nests loops over them:
+    a vitals write measured ~200 ms instead of ~24 ms, a lab order several times its cost."""
+    schema = tenant_schema(slug)
+    with db.control_autocommit() as conn:
+        tables = conn.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY 1"),
+                              {"s": schema}).scalars().all()
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {_quote(conn, schema)}.{_quote(conn, table)}")
+
+
 def list_tenants(db: Database) -> list[dict]:
     with db.control() as conn:
         rows = conn.execute(

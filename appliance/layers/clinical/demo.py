@@ -35,7 +35,7 @@ from appliance.layers.clinical.service import _flag, _name_search
 from appliance.substrate import record
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import analyze_tenant, tenant_table
 from appliance.substrate.tenant_config import OrderableConfig
 
 DEMO_NAMESPACE = uuid.UUID("5f0f6f5e-4c1d-4a8e-9a61-6b1c1f8e0d11")
@@ -158,6 +158,7 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
                 batch.patient()
             for kind, n in batch.write().items():
                 counts[kind] = counts.get(kind, 0) + n
+    analyze_tenant(db, slug)
     return counts
 
 
