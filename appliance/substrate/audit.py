@@ -209,8 +209,8 @@ def _audit_event(*, tenant, principal, event_type, action, outcome, recorded, pa
 # dropped and made again under the same slug, inserts nothing, and the event is sealed again under a
 # fresh block and key. Sequence numbers were never commit order (see the module docstring), so blocks
 # change nothing the checkpointer or the verifier relies on; numbers a process never uses are gaps,
-# as a rolled-back transaction's always were. Measured with bench/audit.py's single-writer loop:
-# five round trips per audited transaction became four, and the nextval/current_user statement went.
+# as a rolled-back transaction's always were. With the tenant pin sent with BEGIN (db.py), an
+# audited transaction of its own is three round trips: BEGIN+pin, INSERT, COMMIT (it was five).
 _SEQ_BLOCK = 64
 _TENANT_CURRENT = ("SELECT (SELECT key_id FROM audit_key ORDER BY generation DESC LIMIT 1), "
                    "array(SELECT nextval('audit_event_seq') FROM generate_series(1, %(block)s))")
@@ -276,6 +276,16 @@ def forget_tenant_blocks(tenant: str | None = None) -> None:
             _blocks.pop(tenant, None)
 
 
+def _fresh_blocks_after_fork() -> None:
+    # A forked child must not number events from its parent's blocks (both would use the same numbers);
+    # a new lock too, as another thread of the parent may have held the old one at the fork.
+    global _blocks, _blocks_lock
+    _blocks, _blocks_lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_blocks_after_fork)
+
+
 def append(conn: Connection, *, tenant: str | None, principal: Principal | None, event_type: str, action: str,
            outcome: str = "success", patient_id=None, entity: dict | None = None,
            purpose_of_use: str | None = None, detail: dict | None = None) -> int:
@@ -308,8 +318,8 @@ def append(conn: Connection, *, tenant: str | None, principal: Principal | None,
         if tenant is None:
             cursor.execute(_CONTROL_NEXT)
             seq, key_id = cursor.fetchone()
-            if _seal_and_insert(conn, cursor, _CONTROL_INSERT, None, seq, key_id, event_type, patient_id, body):
-                return seq
+            _seal_and_insert(conn, cursor, _CONTROL_INSERT, None, seq, key_id, event_type, patient_id, body)
+            return seq
         stale = None
         for _ in range(3):
             block, seq = _next_seq(cursor, tenant, stale)

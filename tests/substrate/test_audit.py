@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 
@@ -80,6 +81,19 @@ def test_if_the_audit_append_fails_the_act_fails_with_it(db, tenant_factory):
             conn.exec_driver_sql(f"ALTER TABLE {schema}.audit_event DROP CONSTRAINT broken")
     with db.tenant(slug) as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM ward WHERE code = 'ICU'")).scalar() == 0
+
+
+def test_a_forked_process_takes_its_own_sequence_numbers(db, tenant_a):
+    # Events are numbered from per-process blocks; a child forked from a process holding a block must
+    # not number events from it too, or parent and child would write the same sequence numbers.
+    with db.tenant(tenant_a.slug) as conn:
+        audit.append(conn, tenant=tenant_a.slug, principal=None, event_type="chart.read", action="R")
+    assert audit._blocks.get(tenant_a.slug) is not None  # the parent holds a block
+    child = os.fork()
+    if child == 0:  # the child reports what it inherited by its exit status, and touches nothing else
+        os._exit(0 if audit._blocks == {} and not audit._blocks_lock.locked() else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_an_event_must_be_appended_in_its_own_tenants_transaction(db, tenant_a, tenant_b):
