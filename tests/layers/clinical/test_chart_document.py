@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import chart, service
@@ -122,3 +123,12 @@ def test_an_unknown_patient_is_not_kept(db, facility, clinician):
         assert json.loads(document)["patient"] is None
         assert conn.execute(sa.text("SELECT count(*) FROM chart_document WHERE patient_id = :p"),
                             {"p": nobody}).scalar() == 0
+
+
+def test_another_tenants_role_cannot_read_or_call_this_tenants_kept_charts(db, facility, tenant_factory):
+    other = tenant_factory()
+    schema = f"t_{facility.slug}"
+    for statement in (f"SELECT {schema}.chart_document(:id)", f"SELECT document FROM {schema}.chart_document",
+                      f"UPDATE {schema}.chart_version SET version = version + 1"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(other.slug) as conn:
+            conn.execute(sa.text(statement), {"id": uuid.uuid4()})
