@@ -122,6 +122,14 @@ def _timing_rng(seed: int, slug: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
 
 
+def discharge_time(timing: random.Random, zone: zoneinfo.ZoneInfo, admitted: dt.datetime, days: int) -> dt.datetime:
+    """When an inpatient admitted at `admitted` goes home `days` later: at a ward discharge hour, local."""
+    day = admitted.astimezone(zone).date() + dt.timedelta(days=days)
+    hour = timing.choices(list(DISCHARGE_HOURS), weights=list(DISCHARGE_HOURS.values()))[0]
+    local = dt.datetime.combine(day, dt.time(hour, timing.randint(0, 59)), zone)
+    return local.astimezone(dt.UTC)
+
+
 def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
@@ -195,13 +203,6 @@ class _Batch:
             morning = dt.datetime.combine(next_day, dt.time(8), self.zone)
             at = max(at, morning + dt.timedelta(minutes=self.timing.randint(0, 180)))
         return at if at <= self.written_until else None
-
-    def discharge_time(self, admitted: dt.datetime, days: int) -> dt.datetime:
-        """The facility-local hour inpatients go home, `days` after admission."""
-        day = admitted.astimezone(self.zone).date() + dt.timedelta(days=days)
-        hour = self.timing.choices(list(DISCHARGE_HOURS), weights=list(DISCHARGE_HOURS.values()))[0]
-        local = dt.datetime.combine(day, dt.time(hour, self.timing.randint(0, 59)), self.zone)
-        return local.astimezone(dt.UTC)
 
     # -- one person --------------------------------------------------------------------------------------
 
@@ -284,7 +285,7 @@ class _Batch:
         length = dt.timedelta(days=rng.randint(2, 6)) if encounter_class == "inpatient" \
             else dt.timedelta(minutes=rng.randint(20, 150))
         if encounter_class == "inpatient":
-            length = self.discharge_time(when, length.days) - when
+            length = discharge_time(self.timing, self.zone, when, length.days) - when
         encounter_id = _uuid(rng)
         if self.timing.random() < DOCUMENTED_NEXT_DAY:
             self.written_up_next_day.add(encounter_id)
