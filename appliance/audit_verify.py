@@ -128,9 +128,19 @@ def parse_header(header: bytes) -> dict:
     return fields
 
 
+# SHA-256 states that have already taken the RFC 9162 prefix: a copy fed the rest hashes the same bytes
+# as prefix + data without first joining them into a new string. Per-call overhead is most of the cost
+# of hashing a ~500-byte event or a 65-byte node, so this is ~10% of the verifier's time.
+_LEAF_STATE, _NODE_STATE = _SHA256(b"\x00"), _SHA256(b"\x01")
+
+
 def event_hash(header: bytes, nonce: bytes, body: bytes) -> bytes:
     """The event's RFC 9162 leaf hash: SHA-256(0x00 || header || nonce || body)."""
-    return _SHA256(b"\x00" + header + nonce + body).digest()
+    state = _LEAF_STATE.copy()
+    state.update(header)
+    state.update(nonce)
+    state.update(body)
+    return state.digest()
 
 
 def checkpoint_statement(log_id: str, size: int, root: bytes, time: str) -> bytes:
@@ -343,7 +353,7 @@ class RunAccumulator(MerkleAccumulator):
     right edge with the same carries `append` makes one leaf at a time."""
 
     def extend_run(self, leaves: Sequence[bytes]) -> None:
-        sha256, start, total = _SHA256, 0, len(leaves)
+        node_state, start, total = _NODE_STATE.copy, 0, len(leaves)
         while start < total:
             size = self.size
             width = size & -size if size else 1 << ((total - start).bit_length() - 1)
@@ -351,12 +361,20 @@ class RunAccumulator(MerkleAccumulator):
                 width >>= 1
             level = leaves[start:start + width]
             while len(level) > 1:
-                pairs = zip(level[::2], level[1::2], strict=True)  # a perfect subtree: always an even count
-                level = [sha256(b"\x01" + left + right).digest() for left, right in pairs]
+                nodes = []
+                for left, right in zip(level[::2], level[1::2], strict=True):  # a perfect subtree: even count
+                    state = node_state()
+                    state.update(left)
+                    state.update(right)
+                    nodes.append(state.digest())
+                level = nodes
             node, carry = level[0], size // width
             edge = self._edge  # the right edge: one perfect subtree per set bit of the size (see merkle.py)
             while carry & 1:
-                node = sha256(b"\x01" + edge.pop() + node).digest()
+                state = node_state()
+                state.update(edge.pop())
+                state.update(node)
+                node = state.digest()
                 carry >>= 1
             edge.append(node)
             self._size = size + width
@@ -435,7 +453,7 @@ class LogVerifier:
             self._problem("header", "the header does not name this log, tenant and sequence number "
                           "(moved from another log or position)", seq=seq, position=position)
             self._range_tainted = True
-        leaf = _SHA256(b"\x00" + header + nonce + body).digest()
+        leaf = event_hash(header, nonce, body)
         if stored_hash is not None and leaf != stored_hash:
             self._problem("hash", "the event's contents do not match its hash (header, body or hash altered)",
                           seq=seq, position=position)
@@ -473,8 +491,13 @@ class LogVerifier:
                     self._problem("header", "the header does not name this log, tenant and sequence number "
                                   "(moved from another log or position)", seq=row[1], position=row[0])
                     self._range_tainted = True
-            sha256, join = _SHA256, b"".join
-            leaves = [sha256(join((b"\x00", header, nonce, body))).digest() for _, _, header, nonce, body, _ in run]
+            leaf_state, leaves = _LEAF_STATE.copy, []
+            for _, _, header, nonce, body, _ in run:  # event_hash, inlined: a call per event costs ~5%
+                state = leaf_state()
+                state.update(header)
+                state.update(nonce)
+                state.update(body)
+                leaves.append(state.digest())
             # Compared as whole lists first (a C loop); only a run that differs is searched event by event.
             if leaves != list(map(_STORED_HASH, run)):
                 for index in [i for i, (leaf, row) in enumerate(zip(leaves, run, strict=True))
