@@ -103,13 +103,14 @@ def _opt(permission: str, *, care_relationship: bool = True) -> dict:
     return {"permission": permission, "care_relationship": care_relationship}
 
 
-def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Every route on one patient's record needs a care relationship, or a stated break-the-glass
     reason (header `X-Break-Glass-Reason`, or `break_glass_reason` in the query for a browser link).
     The guard only marks the request; the decision runs as the first statement of the route's own
     tenant transaction (`_tenant`), so a break-the-glass access is audited in the same transaction
     as the read it allows, and no request pays for a second transaction. Registration-desk routes
     (demographics, opening the first encounter) opt out: they are how a care relationship begins."""
+    # A coroutine: it does no I/O, and a plain-function guard costs a worker-thread hop per request.
     patient_id = connection.path_params.get("patient_id")
     if patient_id is None or not handler.opt.get("care_relationship", True):
         return

@@ -99,9 +99,10 @@ def _invalid_request(_: Request, exc: ValidationException) -> Response:
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, detail, errors=errors)
 
 
-def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """A patient's route needs a care relationship or a stated break-the-glass reason (header
     `X-Break-Glass-Reason`); the decision runs first in the route's own transaction (`_tenant`)."""
+    # A coroutine: it does no I/O, and a plain-function guard costs a worker-thread hop per request.
     patient_id = connection.path_params.get("patient_id")
     if patient_id is None:
         return
