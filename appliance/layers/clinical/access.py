@@ -10,6 +10,7 @@ the institution under their token's permissions and have no care relationship of
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -53,15 +54,25 @@ def open_chart(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                break_glass_reason: str | None = None) -> str | None:
     """Decide whether `principal` may read this patient's chart now; returns the purpose of use to
     record with the reads (None for ordinary care, ETREAT for break-the-glass)."""
+    return open_chart_and_read(conn, principal, patient_id, break_glass_reason)[0]
+
+
+def open_chart_and_read(conn: Connection, principal: Principal, patient_id: uuid.UUID,
+                        break_glass_reason: str | None = None, read: str | None = None) -> tuple[str | None, Any]:
+    """`open_chart`, and `read` (an SQL expression over %(patient)s) evaluated in the same statement
+    when the care relationship stands: the decision and the first read in one round trip. The value
+    is None when the chart was opened by break-the-glass (or `read` is None): read it then."""
     # One round trip, on the driver (it runs before every read of a patient's record): does the
-    # patient exist here, and is there a care relationship?
-    exists, cared_for = driver(conn).execute(
-        f"SELECT EXISTS (SELECT 1 FROM patient WHERE id = %(patient)s), {_care_condition(principal)}",  # noqa: S608
+    # patient exist here, is there a care relationship, and (if so) what the caller reads first?
+    care = _care_condition(principal)
+    exists, cared_for, value = driver(conn).execute(
+        f"SELECT EXISTS (SELECT 1 FROM patient WHERE id = %(patient)s), {care}, "  # noqa: S608 -- constants only
+        f"{f'CASE WHEN {care} THEN {read} END' if read else 'NULL'}",
         {"patient": patient_id, "ward": principal.ward}).fetchone()
     if not exists:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
     if cared_for:
-        return None
+        return None, value
     reason = " ".join((break_glass_reason or "").split())
     if not reason:
         raise BreakGlassRequired(patient_id)
@@ -69,4 +80,4 @@ def open_chart(conn: Connection, principal: Principal, patient_id: uuid.UUID,
         raise BreakGlassRequired(patient_id, f"state the reason in a few words (at least {MIN_REASON} characters)")
     note_access(conn, principal, "break_glass", patient_id, "chart", (patient_id,), purpose_of_use=BREAK_GLASS,
                 detail={"reason": reason[:500]})
-    return BREAK_GLASS
+    return BREAK_GLASS, None

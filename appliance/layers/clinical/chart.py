@@ -20,6 +20,7 @@ import uuid
 
 from sqlalchemy.engine import Connection
 
+from appliance.layers.clinical import access
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.schemas import (
     AllergyOut,
@@ -109,7 +110,8 @@ def summary_function_body() -> str:
 
 # The kept document when nothing it shows has changed, else `chart_summary` made afresh and kept
 # (tenant migration t0009: the database's own triggers decide what "changed" means).
-_CALL_SUMMARY = "SELECT chart_document(%(patient)s)"
+_SUMMARY = "chart_document(%(patient)s)"
+_CALL_SUMMARY = f"SELECT {_SUMMARY}"
 
 
 def chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> str:
@@ -121,6 +123,18 @@ def chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.
     (document,) = driver(conn).execute(_CALL_SUMMARY, {"patient": patient_id}).fetchone()
     if document.startswith('{"patient" : null'):
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    note_access(conn, principal, "read", patient_id, "chart", (patient_id,))
+    return document
+
+
+def open_chart_summary_json(conn: Connection, principal: Principal, patient_id: uuid.UUID,
+                            break_glass_reason: str | None = None) -> str:
+    """The care decision (`access.open_chart`) and the summary in one round trip where there were two:
+    the read every clinician makes first. A chart opened by break-the-glass is read after the decision."""
+    _, document = access.open_chart_and_read(conn, principal, patient_id, break_glass_reason,
+                                             read=_SUMMARY)
+    if document is None:
+        return chart_summary_json(conn, principal, patient_id)
     note_access(conn, principal, "read", patient_id, "chart", (patient_id,))
     return document
 

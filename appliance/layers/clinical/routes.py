@@ -185,8 +185,10 @@ class ClinicalController(Controller):
                       patient_id: Id) -> Response[ChartSummary]:
         """Demographics, active problems, allergies and medications, latest vitals and results, open
         orders and recent encounters: the page a clinician opens first."""
-        with _tenant(state, request, tenant) as conn:
-            document = chart.chart_summary_json(conn, request.user, patient_id)
+        # The care decision rides in the same statement as the summary (not `_tenant`'s separate one).
+        care = request.scope.get("healthos_care")
+        with state.db.tenant(tenant) as conn:
+            document = chart.open_chart_summary_json(conn, request.user, patient_id, care[1] if care else None)
         # Assembled by PostgreSQL from the ChartSummary fields; passed through without re-encoding.
         return Response(document.encode(), media_type="application/json")
 
