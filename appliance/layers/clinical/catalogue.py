@@ -57,10 +57,18 @@ def sync_clinical_configuration(conn: Connection, config: TenantConfig) -> None:
 # -- lookups -----------------------------------------------------------------------------------------
 
 
+# The active definition of the test named by the bind parameter `code` (a scalar, for one statement to
+# ask it with other things).
+DEFINITION_OF_CODE = (sa.select(orderable.c.definition)
+                      .where(orderable.c.code == sa.bindparam("code"), orderable.c.active).scalar_subquery())
+
+
 def get_orderable(conn: Connection, code: str) -> OrderableConfig:
-    definition = conn.execute(
-        sa.select(orderable.c.definition).where(orderable.c.code == code, orderable.c.active)
-    ).scalar()
+    return orderable_of(code, conn.execute(sa.select(DEFINITION_OF_CODE), {"code": code}).scalar())
+
+
+def orderable_of(code: str, definition: dict | None) -> OrderableConfig:
+    """The test `code` from its stored definition (DEFINITION_OF_CODE); a 422 naming it if there is none."""
     if definition is None:
         raise Invalid(f"test {code} is not in this facility's catalogue", field="code", code=code)
     return OrderableConfig.model_validate(definition)

@@ -47,6 +47,7 @@ from appliance.layers.clinical.schemas import (
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
+from appliance.substrate.tenant_config import OrderableConfig
 
 # `entry_status` (final, amended, entered in error) is the record's; a kind's own `status` (an order's
 # active/revoked, a prescription's active/stopped) is its detail's. Responses carry both, named apart.
@@ -266,13 +267,24 @@ _PATIENT_AND_ENCOUNTER = sa.select(patient.c.id, _ENCOUNTER_OF.label("encounter_
     patient.c.id == sa.bindparam("patient_id"))
 
 
-def require_chart(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None) -> None:
-    """The patient exists here and the encounter, if named, is theirs: one round trip for both."""
-    row = conn.execute(_PATIENT_AND_ENCOUNTER, {"patient_id": patient_id, "encounter_id": encounter_id}).first()
+# An order asks for its test's definition in the same round trip.
+_PATIENT_ENCOUNTER_AND_TEST = _PATIENT_AND_ENCOUNTER.add_columns(catalogue.DEFINITION_OF_CODE.label("test"))
+
+
+def require_chart(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None, *,
+                  test_code: str | None = None) -> OrderableConfig | None:
+    """The patient exists here and the encounter, if named, is theirs: one round trip for both, and
+    for the catalogue's test `test_code` if one is named (returned; a 422 if there is none)."""
+    params = {"patient_id": patient_id, "encounter_id": encounter_id}
+    if test_code is None:
+        row = conn.execute(_PATIENT_AND_ENCOUNTER, params).first()
+    else:
+        row = conn.execute(_PATIENT_ENCOUNTER_AND_TEST, params | {"code": test_code}).first()
     if row is None:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
     if encounter_id is not None and row.encounter_patient != patient_id:
         raise Invalid(f"encounter {encounter_id} is not an encounter of this patient", field="encounter_id")
+    return None if test_code is None else catalogue.orderable_of(test_code, row.test)
 
 
 def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: EncounterIn) -> dict:
@@ -532,8 +544,7 @@ def list_medications(conn: Connection, principal: Principal, patient_id: uuid.UU
 
 
 def order_test(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ServiceRequestIn) -> dict:
-    require_chart(conn, patient_id, data.encounter_id)
-    test = catalogue.get_orderable(conn, data.code)
+    test = require_chart(conn, patient_id, data.encounter_id, test_code=data.code)
     appended = record.append(conn, principal, "service_request", patient_id=patient_id,
                              encounter_id=data.encounter_id, detail={
                                  "category": test.category, "code": test.loinc, "display": test.name,

@@ -128,17 +128,17 @@ def _cancel_from(conn: Connection, principal: Principal, source_root: uuid.UUID,
         service.close_task(conn, principal, dict(task), status, note, cause)
 
 
-def _answered(conn: Connection, order_root: uuid.UUID) -> bool:
+def _answered(order_root: uuid.UUID) -> sa.ColumnElement[bool]:
     answered = sa.table("result", sa.column("entry_id"), sa.column("service_request_id"))
-    return conn.execute(sa.select(sa.exists().where(
-        answered.c.service_request_id == order_root, entry.c.id == answered.c.entry_id, views.CURRENT))).scalar()
+    return sa.exists().where(answered.c.service_request_id == order_root, entry.c.id == answered.c.entry_id,
+                             views.CURRENT)
 
 
-def _encounter_closed(conn: Connection, encounter_id: uuid.UUID | None) -> bool:
+def _encounter_closed(encounter_id: uuid.UUID | None) -> sa.ColumnElement[bool]:
     if encounter_id is None:
-        return False
-    status = conn.execute(sa.select(views.encounter.c.status).where(views.encounter.c.id == encounter_id)).scalar()
-    return status in {"finished", "cancelled"}
+        return sa.false()
+    return sa.exists().where(views.encounter.c.id == encounter_id,
+                             views.encounter.c.status.in_(("finished", "cancelled")))
 
 
 def specimen_task(conn: Connection, principal: Principal, order: Entry) -> None:
@@ -150,12 +150,16 @@ def specimen_task(conn: Connection, principal: Principal, order: Entry) -> None:
     detail = order.detail
     if detail.get("category") != "lab" or detail.get("status") != "active" or order.patient_id is None:
         return
-    # Orders loaded with their history (imports, demo data) may arrive already answered or closed.
-    if _answered(conn, order.root_id) or _encounter_closed(conn, order.encounter_id):
+    # Orders loaded with their history (imports, demo data) may arrive already answered or closed; asked
+    # in one statement with the ward the task goes to (a lab order is placed many times a day).
+    answered, closed, ward = conn.execute(sa.select(
+        _answered(order.root_id), _encounter_closed(order.encounter_id),
+        views.ward_of_query(order.patient_id, order.encounter_id).scalar_subquery())).one()
+    if answered or closed:
         return
     due = order.occurred_at + SPECIMEN_DUE.get(detail.get("priority", "routine"), SPECIMEN_DUE["routine"])
     service.new_task(conn, principal, order.patient_id, code="collect_specimen", encounter_id=order.encounter_id,
-                     due_at=due, source=order,
+                     due_at=due, source=order, ward_code=ward, ward_known=True,
                      title=f"Collect specimen: {detail.get('display', 'laboratory test')}"
                            + (f" ({detail['priority']})" if detail.get("priority") in {"urgent", "stat"} else ""))
 

@@ -363,8 +363,11 @@ def derived_id(*parts: object) -> uuid.UUID:
 
 def new_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, code: str, title: str,
              due_at: dt.datetime, encounter_id: uuid.UUID | None = None, ward_code: str | None = None,
-             source: record.Entry | None = None) -> record.Entry:
-    ward_code = ward_code or views.ward_of(conn, patient_id, encounter_id)
+             source: record.Entry | None = None, ward_known: bool = False) -> record.Entry:
+    """A task on the ward the patient is on (`ward_code`, else looked up; `ward_known` when the caller
+    looked it up already, None meaning no ward)."""
+    if ward_code is None and not ward_known:
+        ward_code = views.ward_of(conn, patient_id, encounter_id)
     return record.append(conn, principal, "nursing_task", patient_id=patient_id, encounter_id=encounter_id,
                          entry_id=derived_id("task", code, source.id) if source else None,
                          occurred_at=source.occurred_at if source else None,

@@ -54,9 +54,9 @@ def birth_date_of(conn: Connection, patient_id: uuid.UUID):
     return conn.execute(sa.select(patient.c.birth_date).where(patient.c.id == patient_id)).scalar()
 
 
-def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) -> str | None:
+def ward_of_query(patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) -> sa.Select:
     """The ward the patient is on now: that of the named encounter if it is open on a ward, else of
-    their most recent open encounter on a ward; None for a patient on no ward (an outpatient)."""
+    their most recent open encounter on a ward; no row for a patient on no ward (an outpatient)."""
     query = (
         sa.select(encounter.c.ward_code)
         .where(encounter.c.patient_id == patient_id, encounter.c.status.in_(OPEN), encounter.c.ward_code.is_not(None))
@@ -64,7 +64,12 @@ def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | N
     )
     if encounter_id is not None:
         query = query.order_by(sa.case((encounter.c.id == encounter_id, 0), else_=1))
-    return conn.execute(query.order_by(encounter.c.started_at.desc().nulls_last())).scalar()
+    return query.order_by(encounter.c.started_at.desc().nulls_last())
+
+
+def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) -> str | None:
+    """`ward_of_query`'s ward; None for a patient on no ward."""
+    return conn.execute(ward_of_query(patient_id, encounter_id)).scalar()
 
 
 # The operations layer's open stays (t0004), for the bed a patient is in; read only if the table is there.
