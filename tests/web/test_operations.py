@@ -202,7 +202,10 @@ def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility
     appointment = re.search(r'/appointments/([0-9a-f-]+)/checked_in', listed.text).group(1)
     checked = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/checked_in", {})
     assert checked.status_code == 303
-    assert "checked in" in registrar.get(checked.headers["location"]).text
+    after = registrar.get(checked.headers["location"]).text
+    assert "checked in" in after and f'href="{base}/patients/{patient_id}">visit open</a>' in after
+    visit_page = registrar.get(f"{base}/patients/{patient_id}")
+    assert visit_page.status_code == 200 and "<td>Medical outpatient clinic appointment</td>" in visit_page.text
     assert registrar.get(f"{base}/clinics/NOPE").status_code == 404
     assert registrar.get(f"{base}/clinics/MOPC", params={"date": "someday"}).status_code == 422
     early = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/no_show", {})

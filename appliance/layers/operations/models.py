@@ -194,6 +194,8 @@ appointment = sa.Table(
     sa.Column("status", sa.Text, nullable=False),  # booked, checked_in, no_show, cancelled
     sa.Column("reason", sa.Text, nullable=True),  # patient data
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # The outpatient visit the check-in opened (t0010); none before check-in.
+    sa.Column("encounter_id", sa.Uuid, sa.ForeignKey("encounter.id"), nullable=True),
     sa.Index("appointment_live_slot_key", "slot_id", unique=True, postgresql_where=sa.text("status <> 'cancelled'")),
     sa.Index("appointment_patient_idx", "patient_id", "starts_at"),
     sa.Index("appointment_starts_idx", "starts_at"),

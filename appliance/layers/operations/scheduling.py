@@ -7,6 +7,9 @@ appointment: the slot row is locked while booking, and the partial unique index
 `appointment_live_slot_key` refuses a second live appointment even to a transaction that raced past
 the lock — so of parallel bookings of one slot exactly one succeeds; the others get 409.
 
+Checking in starts the patient's outpatient visit: an `encounter` entry (arrived) of the clinical record,
+named on the appointment, unless an outpatient visit of theirs is already open, which the check-in joins.
+
 Slots are generated from the sessions on demand (`ensure_slots`), for the days asked about, with ids
 derived from clinic and start time so regenerating them is idempotent.
 """
@@ -23,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import appointment, clinic, slot
-from appliance.layers.operations.service import moment, patient, require_patient
+from appliance.layers.operations.service import encounter, moment, patient, require_patient
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 
@@ -31,7 +34,7 @@ SLOT_NAMESPACE = uuid.UUID("0b6f1a52-7d0e-4c35-9a55-52d1f0b0e7a1")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_DAYS = 62  # how far one request may ask slots to be cut
 APPOINTMENT_COLUMNS = (appointment.c.id, appointment.c.patient_id, appointment.c.slot_id, appointment.c.clinic_code,
-                       appointment.c.starts_at, appointment.c.status, appointment.c.reason)
+                       appointment.c.starts_at, appointment.c.status, appointment.c.reason, appointment.c.encounter_id)
 # Which status each act leads from and to.
 STEPS = {"cancelled": ("cancelled", {"booked"}), "checked_in": ("checked_in", {"booked"}),
          "no_show": ("no_show", {"booked"})}
@@ -177,12 +180,35 @@ def change(conn: Connection, principal: Principal, appointment_id: uuid.UUID, ac
     when = moment(conn, at)
     if action == "no_show" and when < current["starts_at"]:
         raise Conflict("a no-show can be marked only after the appointment's time", field="action")
-    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], occurred_at=when, detail={
-        "appointment_id": appointment_id, "slot_id": current["slot_id"], "action": action, "from_slot_id": None,
-        "reason": reason})
+    visit = _open_visit(conn, principal, current, when) if action == "checked_in" else None
+    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], occurred_at=when,
+                  encounter_id=visit, detail={
+                      "appointment_id": appointment_id, "slot_id": current["slot_id"], "action": action,
+                      "from_slot_id": None, "reason": reason})
     conn.execute(sa.update(appointment).where(appointment.c.id == appointment_id)
-                 .values(status=to_status, updated_at=sa.func.now()))
+                 .values(status=to_status, updated_at=sa.func.now(),
+                         encounter_id=visit if visit is not None else appointment.c.encounter_id))
     return appointment_of(conn, appointment_id)
+
+
+def _open_visit(conn: Connection, principal: Principal, booked: dict, when: dt.datetime) -> uuid.UUID:
+    """The outpatient visit a check-in starts: the patient's open outpatient encounter if the front desk
+    opened one already (one visit, not two), else a new one, arrived now — an `encounter` entry of the
+    clinical record, as an ED arrival is. Its end bills the consultation (financial layer)."""
+    already = conn.execute(
+        sa.select(encounter.c.id).where(encounter.c.patient_id == booked["patient_id"],
+                                        encounter.c.encounter_class == "outpatient",
+                                        encounter.c.status.in_(("arrived", "in_progress")))
+        .order_by(encounter.c.started_at.desc().nulls_last()).limit(1)).scalar()
+    if already is not None:
+        return already
+    clinic_name = conn.execute(sa.select(clinic.c.name).where(clinic.c.code == booked["clinic_code"])).scalar()
+    visit = uuid.uuid4()
+    record.append(conn, principal, "encounter", patient_id=booked["patient_id"], encounter_id=visit, occurred_at=when,
+                  detail={"id": visit, "patient_id": booked["patient_id"], "encounter_class": "outpatient",
+                          "status": "arrived", "reason": booked["reason"] or f"{clinic_name} appointment",
+                          "ward_code": None, "planned_for": booked["starts_at"], "started_at": when})
+    return visit
 
 
 def day_list(conn: Connection, principal: Principal, clinic_code: str, day: dt.date) -> list[dict]:

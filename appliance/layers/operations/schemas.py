@@ -169,6 +169,8 @@ class AppointmentOut(BaseModel):
     starts_at: dt.datetime
     status: str
     reason: str | None
+    encounter_id: uuid.UUID | None = Field(
+        default=None, description="The outpatient visit (encounter) the check-in opened or joined")
     mrn: str | None = None
     family_name: str | None = None
     given_names: str | None = None

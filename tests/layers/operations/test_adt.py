@@ -255,6 +255,36 @@ def test_book_reschedule_check_in_cancel_and_no_show(db, facility, bed_manager):
         scheduling.book(conn, bed_manager, first, scheduling.slots(conn, "MOPC", yesterday)[0]["id"])
 
 
+def test_check_in_starts_the_outpatient_visit_or_joins_the_open_one(db, facility, bed_manager):
+    first, second = _patients(db, facility, bed_manager, 2)
+    day = dt.date.today() + dt.timedelta(days=6)
+    with db.tenant(facility.slug) as conn:
+        slots = scheduling.slots(conn, "MOPC", day)
+        morning = scheduling.book(conn, bed_manager, first, slots[0]["id"], reason="diabetes review")
+        later = scheduling.book(conn, bed_manager, first, slots[4]["id"])
+        unseen = scheduling.book(conn, bed_manager, second, slots[1]["id"])
+        checked = scheduling.change(conn, bed_manager, morning["id"], "checked_in")
+        visit = conn.execute(sa.text(
+            "SELECT patient_id, encounter_class, status, reason, planned_for, started_at FROM encounter "
+            "WHERE id = :id"), {"id": checked["encounter_id"]}).one()
+        noted_on = conn.execute(sa.text(
+            "SELECT e.encounter_id FROM appointment_change c JOIN entry e ON e.id = c.entry_id "
+            "WHERE c.appointment_id = :a AND c.action = 'checked_in'"), {"a": morning["id"]}).scalar()
+        joined = scheduling.change(conn, bed_manager, later["id"], "checked_in")
+        cancelled = scheduling.change(conn, bed_manager, unseen["id"], "cancelled")
+        visits = conn.execute(sa.text("SELECT count(*) FROM encounter WHERE patient_id = :p"), {"p": first}).scalar()
+        listed = {a["id"]: a["encounter_id"] for a in scheduling.day_list(conn, bed_manager, "MOPC", day)}
+    assert morning["encounter_id"] is None and unseen["encounter_id"] is None  # booked: no visit yet
+    assert (visit.patient_id, visit.encounter_class, visit.status, visit.reason) == (
+        first, "outpatient", "arrived", "diabetes review")
+    assert visit.planned_for == slots[0]["starts_at"] and visit.started_at is not None
+    assert noted_on == checked["encounter_id"]  # the check-in entry is on the visit it opened
+    # A second appointment of the same patient while the visit is open joins it: one visit, not two.
+    assert joined["encounter_id"] == checked["encounter_id"] and visits == 1
+    assert cancelled["encounter_id"] is None
+    assert listed[morning["id"]] == listed[later["id"]] == checked["encounter_id"]
+
+
 def test_parallel_arrivals_of_one_patient_open_one_ed_visit(db, facility, bed_manager):
     (patient_id,) = _patients(db, facility, bed_manager, 1)
     outcomes = _race(db, facility.slug, [patient_id] * 8,

@@ -110,6 +110,22 @@ def test_booking_over_http_and_parallel_double_booking_refused(api, facility, pa
     assert cancelled.status_code == 201 and cancelled.json()["status"] == "cancelled"
 
 
+def test_a_check_in_over_http_opens_the_visit_and_with_it_the_chart(api, signed_in, facility, patient_id):
+    base = f"/api/t/{facility.slug}"
+    day = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+    clinician = signed_in("clinician", facility.slug)
+    chart = f"{base}/patients/{patient_id}/chart"
+    assert clinician.get(chart).status_code == 403  # registered only: no care relationship yet
+    slot = api.get(f"{base}/clinics/MOPC/slots", params={"date": day}).json()[2]
+    booked = api.post(f"{base}/appointments", json={"patient_id": patient_id, "slot_id": slot["id"]}).json()
+    checked = api.post(f"{base}/appointments/{booked['id']}/status", json={"action": "checked_in"})
+    assert checked.status_code == 201 and checked.json()["encounter_id"]
+    opened = clinician.get(chart)
+    assert opened.status_code == 200
+    [visit] = [e for e in opened.json()["encounters"] if e["id"] == checked.json()["encounter_id"]]
+    assert (visit["encounter_class"], visit["status"]) == ("outpatient", "arrived")
+
+
 def test_command_center_json_matches_the_figures_and_drills_down(api, facility, patient_id, db):
     base = f"/api/t/{facility.slug}"
     before = api.get(f"{base}/command-center").json()
