@@ -35,6 +35,9 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_DAYS = 62  # how far one request may ask slots to be cut
 APPOINTMENT_COLUMNS = (appointment.c.id, appointment.c.patient_id, appointment.c.slot_id, appointment.c.clinic_code,
                        appointment.c.starts_at, appointment.c.status, appointment.c.reason, appointment.c.encounter_id)
+# A check-in joins the patient's open outpatient visit only if it began this recently: one left open
+# since an earlier day is that day's, not today's.
+VISIT_JOINED_WITHIN = dt.timedelta(hours=12)
 # Which status each act leads from and to.
 STEPS = {"cancelled": ("cancelled", {"booked"}), "checked_in": ("checked_in", {"booked"}),
          "no_show": ("no_show", {"booked"})}
@@ -193,12 +196,13 @@ def change(conn: Connection, principal: Principal, appointment_id: uuid.UUID, ac
 
 def _open_visit(conn: Connection, principal: Principal, booked: dict, when: dt.datetime) -> uuid.UUID:
     """The outpatient visit a check-in starts: the patient's open outpatient encounter if the front desk
-    opened one already (one visit, not two), else a new one, arrived now — an `encounter` entry of the
-    clinical record, as an ED arrival is. Its end bills the consultation (financial layer)."""
+    opened one already today (one visit, not two), else a new one, arrived now — an `encounter` entry of
+    the clinical record, as an ED arrival is. Its end bills the consultation (financial layer)."""
     already = conn.execute(
         sa.select(encounter.c.id).where(encounter.c.patient_id == booked["patient_id"],
                                         encounter.c.encounter_class == "outpatient",
-                                        encounter.c.status.in_(("arrived", "in_progress")))
+                                        encounter.c.status.in_(("arrived", "in_progress")),
+                                        encounter.c.started_at > when - VISIT_JOINED_WITHIN)
         .order_by(encounter.c.started_at.desc().nulls_last()).limit(1)).scalar()
     if already is not None:
         return already

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import EncounterIn
 from appliance.layers.operations import adt, ed, scheduling, service
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import bed, inpatient_stay
@@ -283,6 +285,18 @@ def test_check_in_starts_the_outpatient_visit_or_joins_the_open_one(db, facility
     assert joined["encounter_id"] == checked["encounter_id"] and visits == 1
     assert cancelled["encounter_id"] is None
     assert listed[morning["id"]] == listed[later["id"]] == checked["encounter_id"]
+
+
+def test_a_visit_left_open_since_an_earlier_day_is_not_joined(db, facility, bed_manager):
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    day = dt.date.today() + dt.timedelta(days=7)
+    with db.tenant(facility.slug) as conn:
+        stale = clinical.open_encounter(conn, bed_manager, patient_id, EncounterIn(encounter_class="outpatient"))
+        conn.execute(sa.text("UPDATE encounter SET started_at = now() - interval '2 days' WHERE id = :id"),
+                     {"id": stale["id"]})
+        booked = scheduling.book(conn, bed_manager, patient_id, scheduling.slots(conn, "MOPC", day)[5]["id"])
+        checked = scheduling.change(conn, bed_manager, booked["id"], "checked_in")
+    assert checked["encounter_id"] not in (None, stale["id"])
 
 
 def test_parallel_arrivals_of_one_patient_open_one_ed_visit(db, facility, bed_manager):
