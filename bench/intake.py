@@ -24,6 +24,7 @@ from appliance.substrate.tenancy import apply_config
 from bench.chart import (
     PATIENTS,
     Server,
+    _median_run,
     _request,
     _response,
     bench_tenant,
@@ -98,12 +99,6 @@ def _intake(socket, slug: str, token: str, tests: list[str], clients: int, *, ru
     timings.sort()
     return {"patients": len(timings), "per_second": len(timings) / elapsed,
             "p50_ms": statistics.median(timings) * 1000, "p99_ms": timings[int(len(timings) * 0.99) - 1] * 1000}
-
-
-def _median_run(runs: list[dict]) -> tuple[dict, str]:
-    """The run with the median rate, and the range of the rates as text."""
-    ranked = sorted(runs, key=lambda r: r["per_second"])
-    return ranked[len(ranked) // 2], f"{ranked[0]['per_second']:.1f}–{ranked[-1]['per_second']:.1f}/s"
 
 
 def run(console) -> list[dict]:
