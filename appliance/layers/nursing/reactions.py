@@ -128,9 +128,12 @@ def _cancel_from(conn: Connection, principal: Principal, source_root: uuid.UUID,
         service.close_task(conn, principal, dict(task), status, note, cause)
 
 
+# The clinical layer's results, read by SQL (layers never import each other): which order each answers.
+_ANSWERS = sa.table("result", sa.column("entry_id"), sa.column("service_request_id"))
+
+
 def _answered(order_root: uuid.UUID) -> sa.ColumnElement[bool]:
-    answered = sa.table("result", sa.column("entry_id"), sa.column("service_request_id"))
-    return sa.exists().where(answered.c.service_request_id == order_root, entry.c.id == answered.c.entry_id,
+    return sa.exists().where(_ANSWERS.c.service_request_id == order_root, entry.c.id == _ANSWERS.c.entry_id,
                              views.CURRENT)
 
 
