@@ -45,6 +45,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 import structlog
+from psycopg.adapt import Transformer
 from sqlalchemy.engine import Connection
 
 from appliance.audit_verify import (
@@ -299,6 +300,17 @@ def _fresh_blocks_after_fork() -> None:
 os.register_at_fork(after_in_child=_fresh_blocks_after_fork)
 
 
+def _check_event(event_type: str, action: str, outcome: str, purpose_of_use: str | None) -> None:
+    if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
+        raise AuditError(f"event type {event_type!r} is not of the form chart.read (lowercase, dotted)")
+    if action not in ACTIONS:
+        raise AuditError(f"action {action!r} is not one of C, R, U, D, E")
+    if outcome not in OUTCOMES:
+        raise AuditError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
+    if purpose_of_use is not None and not PURPOSE.fullmatch(purpose_of_use):
+        raise AuditError(f"purpose of use {purpose_of_use!r} is not a v3 ActReason code such as TREAT or ETREAT")
+
+
 def append(conn: Connection, *, tenant: str | None, principal: Principal | None, event_type: str, action: str,
            outcome: str = "success", patient_id=None, entity: dict | None = None,
            purpose_of_use: str | None = None, detail: dict | None = None) -> int:
@@ -308,14 +320,7 @@ def append(conn: Connection, *, tenant: str | None, principal: Principal | None,
     transaction for an appliance event (tenant=None). Raises — never swallows — when the event cannot
     be recorded, so the act fails with it. `purpose_of_use="ETREAT"` marks break-the-glass.
     """
-    if not isinstance(event_type, str) or not EVENT_TYPE.fullmatch(event_type):
-        raise AuditError(f"event type {event_type!r} is not of the form chart.read (lowercase, dotted)")
-    if action not in ACTIONS:
-        raise AuditError(f"action {action!r} is not one of C, R, U, D, E")
-    if outcome not in OUTCOMES:
-        raise AuditError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
-    if purpose_of_use is not None and not PURPOSE.fullmatch(purpose_of_use):
-        raise AuditError(f"purpose of use {purpose_of_use!r} is not a v3 ActReason code such as TREAT or ETREAT")
+    _check_event(event_type, action, outcome, purpose_of_use)
     if tenant is not None:
         validate_slug(tenant)
         if conn.info.get("healthos_tenant") != tenant:
@@ -336,8 +341,8 @@ def append(conn: Connection, *, tenant: str | None, principal: Principal | None,
         stale = None
         for _ in range(3):
             block, seq = _next_seq(cursor, tenant, stale)
-            used = _seal_and_insert(conn, cursor, _tenant_statements(tenant)[1], tenant, seq, block.key_id, event_type, patient_id,
-                                    body)
+            used = _seal_and_insert(conn, cursor, _tenant_statements(tenant)[1], tenant, seq, block.key_id,
+                                    event_type, patient_id, body)
             if used is not None:
                 block.key_id = used  # the tenant's first key, made by this very append
                 return seq
@@ -352,6 +357,13 @@ def _seal_and_insert(conn: Connection, cursor, statement: str, tenant: str | Non
     """Seal `event` as number `seq` under `key_id` and insert it; returns the key id used, or None
     when the insert refused it (no longer the tenant's current key)."""
     key = _key(conn, tenant, key_id)
+    cursor.execute(statement, _seal(key, tenant, seq, event_type, patient_id, event))
+    return key.key_id if cursor.rowcount == 1 else None
+
+
+def _seal(key: keys.DataKey, tenant: str | None, seq: int, event_type: str, patient_id, event: dict) -> dict:
+    """The row of `event` as number `seq`: its clear header's columns, a fresh nonce, the body sealed
+    under `key` with the header as associated data, and the leaf hash."""
     recorded = datetime.now(UTC)
     when = format_time(recorded)
     event["recorded"] = when
@@ -361,11 +373,78 @@ def _seal_and_insert(conn: Connection, cursor, statement: str, tenant: str | Non
     body = json.dumps(event, separators=(",", ":"), default=str).encode()
     nonce = os.urandom(12)
     sealed = key.aead.encrypt(nonce, body, header)
-    cursor.execute(statement, {
-        "log_id": key.log_id, "seq": seq, "recorded": recorded, "event_type": event_type, "key_id": key.key_id,
-        "patient_ref": patient_ref, "nonce": nonce, "body": sealed, "leaf": event_hash(header, nonce, sealed),
-    })
-    return key.key_id if cursor.rowcount == 1 else None
+    return {"log_id": key.log_id, "seq": seq, "recorded": recorded, "event_type": event_type, "key_id": key.key_id,
+            "patient_ref": patient_ref, "nonce": nonce, "body": sealed, "leaf": event_hash(header, nonce, sealed)}
+
+
+# -- an event sealed ahead of its statement ---------------------------------------------------------
+
+# The columns of a tenant event, in the order `SealedEvent.values` gives them.
+_SEALED_COLUMNS = ("seq", "recorded", "event_type", "key_id", "patient_ref", "nonce", "body", "leaf")
+
+
+@dataclass(frozen=True)
+class SealedEvent:
+    """A tenant event sealed before the transaction that records it, for a transaction sent to the
+    server whole (`Database.tenant_statement`): its values are SQL literals, and `guarded_insert`
+    inserts it only if a condition evaluated in that same statement holds. An event not inserted is
+    a gap in the numbering, as a rolled-back transaction's always was."""
+
+    tenant: str
+    seq: int
+    values: str  # the literals of `_SEALED_COLUMNS`, comma-separated
+    key_id: str  # the literal of its key id
+
+
+def seal_ahead(raw: psycopg.Connection, *, tenant: str, principal: Principal | None, event_type: str,
+               action: str, outcome: str = "success", patient_id=None, entity: dict | None = None,
+               purpose_of_use: str | None = None, detail: dict | None = None) -> SealedEvent | None:
+    """Seal a tenant event now, without a database round trip; None when that would take one (this
+    process's block of sequence numbers for the tenant is used up, or its key is not in memory yet):
+    the caller then takes the ordinary path, `append` in its transaction, which refills both."""
+    _check_event(event_type, action, outcome, purpose_of_use)
+    validate_slug(tenant)
+    block = _blocks.get(tenant)
+    key = keys.cached(block.key_id) if block is not None and block.key_id is not None else None
+    if key is None:
+        return None
+    try:
+        seq = block.seqs.popleft()
+    except IndexError:
+        return None
+    event = _audit_event(tenant=tenant, principal=principal, event_type=event_type, action=action, outcome=outcome,
+                         recorded="", patient_id=None if patient_id is None else str(patient_id), entity=entity,
+                         purpose_of_use=purpose_of_use, detail=detail)
+    row = _seal(key, tenant, seq, event_type, patient_id, event)
+    literal = Transformer(raw).as_literal
+    values = [literal(row[column]).decode() for column in _SEALED_COLUMNS]
+    return SealedEvent(tenant, seq, ", ".join(values), values[_SEALED_COLUMNS.index("key_id")])
+
+
+_GUARDED_INSERT = (
+    "audit_inserted AS (INSERT INTO {s}.audit_event (seq, recorded, event_type, key_id, patient_ref, nonce, body, "
+    "leaf_hash) SELECT {values} FROM {source} WHERE ({guard}) AND {key_id} = (SELECT key_id FROM {s}.audit_key "
+    "ORDER BY generation DESC LIMIT 1) RETURNING seq), "
+    "audit_recorded AS (INSERT INTO {s}.audit_pending (seq) SELECT seq FROM audit_inserted RETURNING seq)"
+)
+# An SQL condition, usable in the statement that holds `guarded_insert`: the event was recorded.
+RECORDED = "EXISTS (SELECT 1 FROM audit_recorded)"
+
+
+def refused_by_trail(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a statement holding `guarded_insert` failed on the trail's own tables (raise
+    `AuditError` then, as `append` does)."""
+    diag = getattr(exc.orig, "diag", None)
+    return diag is not None and diag.table_name in ("audit_event", "audit_pending")
+
+
+def guarded_insert(event: SealedEvent, *, source: str, guard: str) -> str:
+    """Two CTEs for a statement's WITH list that record `event` when `guard` (a condition over the CTE
+    `source`, which must yield one row) holds and the event's key is still the tenant's current one;
+    `RECORDED` then holds. The statement must give out nothing of a patient's record unless
+    `RECORDED` does: no audit, no data, as with `append`."""
+    return _GUARDED_INSERT.format(s=tenant_schema(event.tenant), values=event.values, source=source, guard=guard,
+                                  key_id=event.key_id)
 
 
 def _key(conn: Connection, tenant: str | None, key_id: str | None) -> keys.DataKey:

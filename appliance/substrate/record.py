@@ -229,13 +229,25 @@ def note_access(
     tenant = conn.info.get("healthos_tenant")
     if tenant is None:
         raise RuntimeError("patient data touched outside a tenant transaction (db.tenant)")
-    ids = [str(entity_id) for entity_id in entity_ids]
-    audit.append(conn, tenant=tenant, principal=principal, event_type=f"record.{entity_kind}.{action}",
-                 action=_AUDIT_ACTIONS.get(action, "E"), patient_id=patient_id,
-                 entity={"kind": entity_kind, "ids": ids[:200], "count": len(ids)}, purpose_of_use=purpose_of_use,
-                 detail=dict(detail) if detail else None)
+    audit.append(conn, tenant=tenant, principal=principal,
+                 **access_event(action, patient_id, entity_kind, entity_ids, purpose_of_use, detail))
     for hook in list(_access_hooks):
         hook(conn, principal, action, patient_id, entity_kind, tuple(entity_ids))
+
+
+def access_event(action: str, patient_id: uuid.UUID | None, entity_kind: str, entity_ids: Iterable[uuid.UUID] = (),
+                 purpose_of_use: str | None = None, detail: Mapping[str, Any] | None = None) -> dict:
+    """The audit event `note_access` appends, as `audit.append`'s (or `audit.seal_ahead`'s) arguments."""
+    ids = [str(entity_id) for entity_id in entity_ids]
+    return {"event_type": f"record.{entity_kind}.{action}", "action": _AUDIT_ACTIONS.get(action, "E"),
+            "patient_id": patient_id, "entity": {"kind": entity_kind, "ids": ids[:200], "count": len(ids)},
+            "purpose_of_use": purpose_of_use, "detail": dict(detail) if detail else None}
+
+
+def access_hooks_registered() -> bool:
+    """Whether anything besides the audit trail watches accesses: a hook runs in the access's own
+    transaction, so a read made as one whole statement (`Database.tenant_statement`) cannot call it."""
+    return bool(_access_hooks)
 
 
 def _detail_table(kind: str) -> sa.Table | None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical.errors import ClinicalError, NotFound
-from appliance.substrate.db import driver
+from appliance.substrate import audit
+from appliance.substrate.db import Database, driver
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import note_access
+from appliance.substrate.record import access_event, access_hooks_registered, note_access
 
 BREAK_GLASS = "ETREAT"
 MIN_REASON = 8
@@ -81,3 +84,48 @@ def open_chart_and_read(conn: Connection, principal: Principal, patient_id: uuid
     note_access(conn, principal, "break_glass", patient_id, "chart", (patient_id,), purpose_of_use=BREAK_GLASS,
                 detail={"reason": reason[:500]})
     return BREAK_GLASS, None
+
+
+def read_in_care(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID, read: str,
+                 entity_kind: str) -> Any | None:
+    """`read` (an SQL expression over %(patient)s) for a principal in a care relationship with the
+    patient, with the care decision and the read's audit event, as one whole transaction sent in one
+    message (`Database.tenant_statement`): the read a clinician makes most, in one round trip where
+    `open_chart_and_read` and the append take four. The value is read only if the event was recorded
+    in that same statement.
+
+    Raises NotFound and BreakGlassRequired as `open_chart` does (a refusal records nothing, there as
+    here). Returns None when the ordinary path must answer: the event cannot be sealed without the
+    database (see `audit.seal_ahead`), the tenant's key changed since it was sealed, or a hook
+    besides the audit trail watches accesses."""
+    if access_hooks_registered():
+        return None
+
+    def compose(raw: psycopg.Connection) -> str | None:
+        event = audit.seal_ahead(raw, tenant=tenant, principal=principal,
+                                 **access_event("read", patient_id, entity_kind, (patient_id,)))
+        if event is None:
+            return None
+        bind = psycopg.ClientCursor(raw).mogrify
+        decision = bind(f"SELECT EXISTS (SELECT 1 FROM patient WHERE id = %(patient)s) AS found, "  # noqa: S608 -- constants only
+                        f"{_care_condition(principal)} AS cared", {"patient": patient_id, "ward": principal.ward})
+        # Values are bound by psycopg above and in `seal_ahead`; the rest is constants.
+        return (f"WITH decision AS ({decision}), "  # noqa: S608
+                f"{audit.guarded_insert(event, source='decision', guard='decision.found AND decision.cared')} "
+                f"SELECT found, cared, {audit.RECORDED}, "
+                f"CASE WHEN {audit.RECORDED} THEN {bind(read, {'patient': patient_id})} END FROM decision")
+
+    try:
+        row = db.tenant_statement(tenant, compose)
+    except sa.exc.DBAPIError as exc:
+        if audit.refused_by_trail(exc):
+            raise audit.AuditError(f"the audit event could not be recorded: {exc.orig.__class__.__name__}") from exc
+        raise
+    if row is None:
+        return None
+    found, cared, recorded, value = row
+    if not found:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    if not cared:
+        raise BreakGlassRequired(patient_id)
+    return value if recorded else None

@@ -34,7 +34,7 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestOut,
     VitalSignsOut,
 )
-from appliance.substrate.db import driver
+from appliance.substrate.db import Database, driver
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
 
@@ -137,6 +137,12 @@ def open_chart_summary_json(conn: Connection, principal: Principal, patient_id: 
         return chart_summary_json(conn, principal, patient_id)
     note_access(conn, principal, "read", patient_id, "chart", (patient_id,))
     return document
+
+
+def chart_summary_in_care(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID) -> str | None:
+    """The summary for a principal in a care relationship with the patient, decided, read and audited
+    in one round trip (`access.read_in_care`); None when the ordinary path must answer."""
+    return access.read_in_care(db, tenant, principal, patient_id, _SUMMARY, "chart")
 
 
 def chart_summary(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:

@@ -185,10 +185,14 @@ class ClinicalController(Controller):
                       patient_id: Id) -> Response[ChartSummary]:
         """Demographics, active problems, allergies and medications, latest vitals and results, open
         orders and recent encounters: the page a clinician opens first."""
-        # The care decision rides in the same statement as the summary (not `_tenant`'s separate one).
+        # The care decision rides in the same statement as the summary (not `_tenant`'s separate one),
+        # and for a clinician caring for the patient the whole audited read is one round trip.
         care = request.scope.get("healthos_care")
-        with state.db.tenant(tenant) as conn:
-            document = chart.open_chart_summary_json(conn, request.user, patient_id, care[1] if care else None)
+        reason = care[1] if care else None
+        document = None if reason else chart.chart_summary_in_care(state.db, tenant, request.user, patient_id)
+        if document is None:
+            with state.db.tenant(tenant) as conn:
+                document = chart.open_chart_summary_json(conn, request.user, patient_id, reason)
         # Assembled by PostgreSQL from the ChartSummary fields; passed through without re-encoding.
         return Response(document.encode(), media_type="application/json")
 
