@@ -1,6 +1,7 @@
-"""The database room: one engine and one connection pool for the whole appliance, and the only two
-ways to open a transaction — `control()` for the appliance's own schema and `tenant(slug)` for one
-facility's schema.
+"""The database room: one engine and one connection pool for the whole appliance, and the only ways
+to open a transaction — `control()` for the appliance's own schema, `tenant(slug)` for one
+facility's schema, and `tenant_statement(slug, ...)` for a whole tenant transaction of one statement
+sent as one message.
 
 A tenant transaction pins `role` and `search_path` with `set_config(..., is_local => true)` (`SET
 LOCAL ROLE` / `SET LOCAL search_path`) in the same message as its BEGIN, so PostgreSQL itself refuses
