@@ -95,3 +95,62 @@ def test_unknown_and_malformed_tenants_are_refused_before_any_query(db: Database
         pass
     with pytest.raises(ValueError, match="not valid"), db.tenant("t_x; DROP SCHEMA control"):
         pass
+
+
+# -- a whole tenant transaction in one message (`Database.tenant_statement`) -------------------------
+
+
+def test_one_message_transaction_is_pinned_like_any_other(db: Database, tenant_a, tenant_b):
+    row = db.tenant_statement(tenant_a.slug, lambda raw: "SELECT current_user, current_schema(), "
+                                                         "(SELECT array_agg(code ORDER BY code) FROM ward)")
+    assert row == (tenant_schema(tenant_a.slug), tenant_schema(tenant_a.slug), ["GEN"])
+    assert db.tenant_statement(tenant_b.slug, lambda raw: "SELECT array_agg(code) FROM ward") == (["MAT"],)
+
+
+def test_one_message_transaction_naming_another_tenant_or_control_is_refused(db: Database, tenant_a, tenant_b):
+    for target in (f'"{tenant_schema(tenant_b.slug)}".ward', "control.tenant"):
+        with pytest.raises(sa.exc.ProgrammingError) as refused:
+            db.tenant_statement(tenant_a.slug, lambda raw, target=target: f"SELECT count(*) FROM {target}")
+        assert isinstance(refused.value.orig, pg_errors.InsufficientPrivilege)
+
+
+def test_one_message_transaction_commits_all_or_nothing(db: Database, tenant_a):
+    def count() -> int:
+        return db.tenant_statement(tenant_a.slug, lambda raw: "SELECT count(*) FROM ward WHERE code = 'TMP'")[0]
+
+    insert = "INSERT INTO ward (code, name, kind) VALUES ('TMP', 'Temporary', 'general')"
+    # The insert runs, then the same statement fails: nothing of it may remain.
+    with pytest.raises(sa.exc.DBAPIError):
+        db.tenant_statement(tenant_a.slug, lambda raw: f"WITH i AS ({insert} RETURNING 1) SELECT 1 / 0 FROM i")
+    assert count() == 0
+    # And the connection that failed is usable again, in a transaction of its own.
+    counted = f"WITH i AS ({insert} RETURNING 1) SELECT count(*) FROM i"
+    inserted = db.tenant_statement(tenant_a.slug, lambda raw: counted)
+    assert inserted == (1,)
+    assert count() == 1
+    with db.tenant(tenant_a.slug) as conn:
+        conn.execute(sa.text("DELETE FROM ward WHERE code = 'TMP'"))
+
+
+def test_one_message_transaction_sends_nothing_when_told_so_and_refuses_unknown_tenants(db: Database, tenant_a):
+    assert db.tenant_statement(tenant_a.slug, lambda raw: None) is None
+    with pytest.raises(UnknownTenant):
+        db.tenant_statement("no_such_place", lambda raw: "SELECT 1")
+    with pytest.raises(ValueError, match="not valid"):
+        db.tenant_statement("t_x; DROP SCHEMA control", lambda raw: "SELECT 1")
+
+
+def test_one_message_transaction_of_a_tenant_dropped_by_another_process_is_unknown(db: Database, settings,
+                                                                                   tenant_factory):
+    from appliance.substrate.tenancy import drop_tenant
+
+    doomed = tenant_factory(name="Doomed Facility")
+    other = Database.open(settings)  # another process's view: it has seen the tenant and cached it
+    try:
+        assert other.tenant_statement(doomed.slug, lambda raw: "SELECT 1") == (1,)
+        drop_tenant(db, doomed.slug)
+        with pytest.raises(UnknownTenant):
+            other.tenant_statement(doomed.slug, lambda raw: "SELECT 1")
+        assert not other.tenant_exists(doomed.slug)
+    finally:
+        other.engine.dispose()
