@@ -173,6 +173,12 @@ def test_another_facility_cannot_reach_this_facilitys_patients(api, token_client
     theirs = f"{BASE.format(tenant=other_facility.slug)}/patients/{patient['id']}"
     assert outsider.get(theirs).status_code == 404
     assert outsider.get(f"{theirs}/chart").status_code == 404
+    # Again once a chart read of their own has warmed the one-round-trip path (audit block and key).
+    own = register(outsider, other_facility.slug)
+    own_base = f"{BASE.format(tenant=other_facility.slug)}/patients/{own['id']}"
+    assert outsider.post(f"{own_base}/encounters", json={"encounter_class": "outpatient"}).status_code == 201
+    assert outsider.get(f"{own_base}/chart").status_code == 200
+    assert outsider.get(f"{theirs}/chart").status_code == 404
     assert outsider.post(f"{theirs}/problems", json={"code": "B54"}).status_code == 404
 
 
