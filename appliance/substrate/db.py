@@ -217,7 +217,8 @@ class Database:
                 except psycopg.Error as exc:
                     with contextlib.suppress(psycopg.Error):
                         raw.rollback()
-                    raise sa.exc.DBAPIError.instance(statement[:200], None, exc, psycopg.Error) from exc
+                    # Named, not quoted: the statement carries its values (patient ids among them).
+                    raise sa.exc.DBAPIError.instance("tenant_statement", None, exc, psycopg.Error) from exc
                 cursor.nextset()  # past BEGIN
                 cursor.nextset()  # past the pin
                 row = cursor.fetchone()
