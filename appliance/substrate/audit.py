@@ -2,6 +2,9 @@
 
 Every read and write of patient data, sign-in, export, key operation, merge, policy change and
 break-the-glass calls `append` **in the transaction of the act**: if the append fails, the act fails.
+A read made as one statement (the chart of a patient in the reader's care) seals its event first
+(`seal_ahead`) and inserts it in that statement (`guarded_insert`), which gives out the data only if
+the event was recorded.
 An event is shaped after IHE BALP / FHIR AuditEvent (type, subtype, action, outcome, recorded, agent,
 source, entity, purposeOfUse); its clear header (sequence, time, tenant, event type, key id,
 pseudonymous patient reference) is bound as associated data to its AES-256-GCM body. The format is
@@ -234,6 +237,8 @@ def _tenant_statements(tenant: str) -> tuple[str, str]:
     admits no quote."""
     schema = tenant_schema(tenant)
     return _TENANT_CURRENT.format(s=schema), _TENANT_INSERT.format(s=schema)
+
+
 _CONTROL_NEXT = (
     "SELECT nextval('control.audit_event_seq'), (SELECT key_id FROM control.audit_data_key "
     "WHERE log_id = (SELECT log_id FROM control.audit_log WHERE kind = 'appliance') AND wrapped IS NOT NULL "
