@@ -17,6 +17,7 @@ connections, so the client's own cost stays a small share of the machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
 
 import appliance.layers  # noqa: F401  (registers the layers' tables, appliers and reactions)
@@ -140,7 +142,10 @@ def drive(socket: Path, workload: Workload, clients: int, seconds: float, warmup
     """Run `clients` keep-alive connections, each issuing `workload(rng)` requests back to back, for
     `seconds` after `warmup` (or `requests_per_client` each). Returns throughput and latencies."""
 
+    answered = 0  # warm-up included
+
     async def client(n: int, start: float, stop: float, timings: list[float], errors: list[str]) -> int:
+        nonlocal answered
         rng = random.Random(n)
         reader, writer = await asyncio.open_unix_connection(str(socket), limit=2**22)
         done = 0
@@ -154,6 +159,7 @@ def drive(socket: Path, workload: Workload, clients: int, seconds: float, warmup
                 await writer.drain()
                 status, payload = await _response(reader)
                 finished = time.perf_counter()
+                answered += 1
                 if status != expected:
                     errors.append(f"{method} {target}: {status} {payload[:300]!r}")
                 if now >= start:
@@ -178,6 +184,7 @@ def drive(socket: Path, workload: Workload, clients: int, seconds: float, warmup
     timings.sort()
     return {
         "count": len(timings),
+        "answered": answered,
         "per_second": len(timings) / elapsed,
         "p50_ms": statistics.median(timings) * 1000,
         "p99_ms": timings[int(len(timings) * 0.99) - 1] * 1000,
@@ -226,6 +233,28 @@ def pgbench(db: Database, clients: int, seconds: int) -> dict[str, float]:
         figures[mode] = float(re.search(r"tps = ([\d.]+)", run.stdout).group(1))
     cluster._psql("postgres", "DROP DATABASE pgbench")
     return figures
+
+
+def cpu_seconds(server: Server, db: Database) -> dict[str, float]:
+    """CPU seconds used so far by the HTTP server's processes, by PostgreSQL's (the postmaster and its
+    backends) and by this process (the load client)."""
+
+    def tree(pid: int) -> float:
+        total = 0.0
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    used = process.cpu_times()
+                    total += used.user + used.system
+        return total
+
+    parts = {"server": tree(server.process.pid)}
+    if db.cluster is not None:
+        parts["postgres"] = tree(int((db.cluster.pgdata / "postmaster.pid").read_text().split()[0]))
+    own = psutil.Process().cpu_times()
+    parts["load client"] = own.user + own.system
+    return parts
 
 
 # -- the benchmark ------------------------------------------------------------------------------------
@@ -282,13 +311,21 @@ def run(console) -> list[dict]:
         # The shared host's speed swings by a third from minute to minute: reads and writes are measured
         # ROUNDS times each and the run with the median rate is the figure, the range beside it. All reads
         # come before any write: an order changes its patient's chart, whose next read makes it afresh.
-        read_runs = [drive(server.socket, chart_read, CLIENTS, READ_SECONDS, warmup=WARMUP_SECONDS)
-                     for _ in range(ROUNDS)]
+        read_runs = []
+        for _ in range(ROUNDS):
+            before = cpu_seconds(server, db)
+            read_runs.append(drive(server.socket, chart_read, CLIENTS, READ_SECONDS, warmup=WARMUP_SECONDS))
+            read_runs[-1]["cpu"] = {part: used - before[part] for part, used in cpu_seconds(server, db).items()}
         write_runs = [drive(server.socket, order_write, CLIENTS, WRITE_SECONDS, warmup=WARMUP_SECONDS)
                       for _ in range(ROUNDS)]
         (reads, read_span), (writes, write_span) = _median_run(read_runs), _median_run(write_runs)
         console.print(f"  chart reads (median of {ROUNDS}): {reads['per_second']:.0f}/s ({read_span}), "
                       f"p50 {reads['p50_ms']:.1f} ms, p99 {reads['p99_ms']:.1f} ms")
+        # Where a read's CPU goes: the machine's 2 cores serve all three, so reads/s can be at most
+        # 2 s ÷ their sum.
+        requests = sum(r["answered"] for r in read_runs)
+        per_read = {part: sum(r["cpu"][part] for r in read_runs) / requests * 1000 for part in read_runs[0]["cpu"]}
+        console.print("  CPU per chart read: " + ", ".join(f"{part} {ms:.2f} ms" for part, ms in per_read.items()))
         console.print(f"  order writes: {writes['per_second']:.0f}/s ({write_span}), p50 {writes['p50_ms']:.1f} ms, "
                       f"p99 {writes['p99_ms']:.1f} ms")
         server.stop()
@@ -304,6 +341,7 @@ def run(console) -> list[dict]:
             {"name": "first read p99", "value": firsts["p99_ms"], "unit": "ms"},
             {"name": "chart-summary p99", "value": reads["p99_ms"], "unit": "ms", "target": "≤ 100",
              "met": reads["p99_ms"] <= 100},
+            *({"name": f"CPU per chart read, {part}", "value": ms, "unit": "ms"} for part, ms in per_read.items()),
             {"name": f"order placements/s ({CLIENTS} clients; median, runs {write_span})",
              "value": writes["per_second"], "unit": "/s"},
             {"name": "order placement p50", "value": writes["p50_ms"], "unit": "ms"},
