@@ -100,6 +100,7 @@ def read_in_care(db: Database, tenant: str, principal: Principal, patient_id: uu
     besides the audit trail watches accesses."""
     if access_hooks_registered():
         return None
+    audit.refill_ahead(db, tenant)
 
     def compose(raw: psycopg.Connection) -> str | None:
         event = audit.seal_ahead(raw, tenant=tenant, principal=principal,

@@ -137,3 +137,19 @@ def test_a_first_read_in_a_fresh_process_state_takes_the_ordinary_path(db, facil
     with db.tenant(facility.slug) as conn:
         chart.open_chart_summary_json(conn, clinician, patients["cared"])
     assert chart.chart_summary_in_care(db, facility.slug, clinician, patients["cared"]) is not None
+
+
+def test_a_used_up_block_is_refilled_without_leaving_the_one_statement_read(db, facility, clinician, patients):
+    assert chart.chart_summary_in_care(db, facility.slug, clinician, patients["cared"]) is not None
+    block = audit._blocks[facility.slug]
+    block.seqs.clear()  # as if other readers had used this process's numbers up
+    before = _last_seq(db, facility.slug)
+
+    document = chart.chart_summary_in_care(db, facility.slug, clinician, patients["cared"])
+
+    assert document is not None, "a used-up block must be refilled, not sent down the ordinary path"
+    (event,) = _events_since(db, facility.slug, before)
+    assert event["type"] == "record.chart.read"
+    assert event["seq"] > before
+    assert audit._blocks[facility.slug] is not block
+    assert audit.verify(db, facility.slug).ok
