@@ -199,9 +199,10 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         rows = service.observations(conn, principal, patient_id)
-    adult = (clock.today - top["patient"]["birth_date"]).days >= 16 * 365
+        exclusion = service.news2_exclusion(conn, patient_id, dt.datetime.now(dt.UTC))
+    adult = (clock.today - top["patient"]["birth_date"]).days >= service.ADULT_YEARS * 365
     scored = [r for r in rows if r["news2"]]
-    return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "adult": adult,
+    return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "exclusion": exclusion,
             "news2_svg": news2_chart(rows, clock) if scored else None,
             "charts": portal.vitals_charts([r | {"weight_kg": None} for r in rows], clock, adult),
             "last_scale": next((r["spo2_scale"] for r in rows if r["spo2_scale"]), 1),

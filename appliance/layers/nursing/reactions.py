@@ -1,7 +1,8 @@
 """What the nursing layer does when an entry is appended — in the same transaction, so the score, the
 task or its cancellation exists the moment the act does, or not at all.
 
-- `vital_signs` → a `news2` entry scoring the set (adults only: NEWS2 is not validated under 16); a
+- `vital_signs` → a `news2` entry scoring the set where NEWS2 is validated (`service.news2_exclusion`:
+  not under 16, not in pregnancy or the puerperium); a
   corrected set is re-scored (the score's next version), one entered in error takes its score with it.
 - `news2` → for a patient on a ward: the next observations become a task due at the RCP minimum
   monitoring frequency (the previous one is done), and a score needing more than a ward-based response
@@ -27,7 +28,6 @@ from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, entry
 
-ADULT_YEARS = 16
 SPECIMEN_DUE = {"stat": dt.timedelta(minutes=15), "urgent": dt.timedelta(hours=1), "routine": dt.timedelta(hours=4)}
 ADMISSION_ASSESSMENT_WITHIN = dt.timedelta(hours=6)  # the nursing admission assessment of most ward policies
 
@@ -37,15 +37,6 @@ def _score_of(conn: Connection, vital_signs_id: uuid.UUID) -> uuid.UUID | None:
         sa.select(entry.c.id).select_from(entry.join(news2, news2.c.entry_id == entry.c.id))
         .where(news2.c.vital_signs_id == vital_signs_id, views.CURRENT)
     ).scalar()
-
-
-def _adult(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) -> bool:
-    born = views.birth_date_of(conn, patient_id)
-    if born is None:
-        return False
-    day = at.date()
-    years = day.year - born.year - ((day.month, day.day) < (born.month, born.day))
-    return years >= ADULT_YEARS
 
 
 def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> None:
@@ -58,7 +49,8 @@ def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> 
         temperature_c=detail.get("temperature_c"), spo2_scale=detail.get("spo2_scale") or 1,
     )
     scorable = (vitals.status != "entered_in_error" and vitals.patient_id is not None
-                and early_warning.measured_any(observed) and _adult(conn, vitals.patient_id, vitals.occurred_at))
+                and early_warning.measured_any(observed)
+                and service.news2_exclusion(conn, vitals.patient_id, vitals.occurred_at) is None)
     if not scorable:
         if previous is not None:
             record.retract(conn, principal, previous, vitals.reason or "the vital signs it scored were withdrawn")

@@ -40,6 +40,37 @@ def _current(table: sa.Table, kind: str, *where: Any) -> sa.Select:
 
 # -- NEWS2 -------------------------------------------------------------------------------------------
 
+ADULT_YEARS = 16
+# WHO ICD-10 chapter XV (pregnancy, childbirth and the puerperium) and the pregnant-state codes Z33–Z35.
+_PREGNANCY_CODES = (sa.func.left(views.condition.c.code, 1) == "O") | sa.func.left(views.condition.c.code, 3).in_(
+    ("Z33", "Z34", "Z35"))
+
+
+def _years_at(born: dt.date, day: dt.date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) -> str | None:
+    """Why NEWS2 must not score this patient's vital signs at `at`, or None when it may. The RCP
+    validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
+    puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35), where
+    the physiology differs and a maternity early warning chart is used instead. Not audited: callers
+    read the patient's record under their own audit event."""
+    born = views.birth_date_of(conn, patient_id)
+    if born is None or _years_at(born, at.date()) < ADULT_YEARS:
+        return f"NEWS2 is not used under {ADULT_YEARS} years of age"
+    pregnancy = conn.execute(
+        _current(views.condition, "condition", entry.c.patient_id == patient_id, entry.c.status != "entered_in_error",
+                 views.condition.c.clinical_status == "active", views.condition.c.verification != "differential",
+                 _PREGNANCY_CODES)
+        .order_by(entry.c.occurred_at.desc()).limit(1)
+    ).first()
+    if pregnancy is not None:
+        return (f"NEWS2 is not used in pregnancy or the puerperium ({pregnancy.code} {pregnancy.display}): "
+                "use the maternity early warning chart")
+    return None
+
+
 
 def news2_view(row: dict) -> dict:
     """A stored score with what follows from it: complete or not, the red flag, the response."""

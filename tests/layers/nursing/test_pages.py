@@ -56,6 +56,26 @@ def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, 
     assert "late</span>" in worklist.text  # the six-hourly doses since yesterday, none recorded
 
 
+def test_observations_in_pregnancy_are_charted_without_a_score(db, signed_in, facility, clinician):
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import ConditionIn
+
+    with db.tenant(facility.slug) as conn:
+        mother = admit(conn, clinician, family="Wambui", given="Esther")
+        clinical.add_condition(conn, clinician, mother["id"], ConditionIn(code="O13"))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{mother['id']}/observations"
+    saved = post_form(nurse, page, page, {
+        "respiratory_rate": "27", "spo2_percent": "91", "spo2_scale": "1", "supplemental_oxygen": "false",
+        "systolic_mmhg": "165", "diastolic_mmhg": "110", "heart_rate_bpm": "124", "consciousness": "A",
+        "temperature_c": "37.0", "encounter_id": str(mother["encounter_id"])})
+    assert saved.status_code == 303
+    shown = nurse.get(saved.headers["location"])
+    assert "NEWS2 is not used in pregnancy or the puerperium (O13" in shown.text
+    assert "maternity early warning chart" in shown.text and "NEWS2 13" not in shown.text
+    assert "165" in shown.text  # the set itself is charted
+
+
 def test_bad_observations_come_back_with_the_message(signed_in, facility, ward_patients):
     nurse = signed_in("nurse", facility.slug, ward="GEN")
     page = f"/t/{facility.slug}/patients/{ward_patients['calm']['id']}/observations"

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import MedicationIn, ResultIn, ServiceRequestIn
+from appliance.layers.clinical.schemas import ConditionIn, MedicationIn, ResultIn, ServiceRequestIn
 from appliance.layers.nursing import service
 from appliance.substrate import audit, record
 from tests.layers.nursing.conftest import HIGH, NORMAL, admit, vitals
@@ -63,6 +63,34 @@ def test_children_and_weight_only_sets_are_not_scored(db, facility, nurse):
         adult = admit(conn, nurse)
         vitals(conn, nurse, adult, {"weight_kg": Decimal("71.5")})
         assert _scores(conn, child["id"]) == [] and _scores(conn, adult["id"]) == []
+
+
+def test_pregnancy_and_the_puerperium_are_not_scored_while_the_condition_is_active(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        mother = admit(conn, nurse, family="Wanjiru", given="Grace")
+        pregnancy = clinical.add_condition(conn, nurse, mother["id"], ConditionIn(code="O14.1"))
+        vitals(conn, nurse, mother, HIGH)
+        assert _scores(conn, mother["id"]) == []
+        assert "pregnancy or the puerperium (O14.1" in service.news2_exclusion(
+            conn, mother["id"], dt.datetime.now(dt.UTC))
+
+        clinical.amend_condition(conn, nurse, mother["id"], pregnancy["id"], ConditionIn(
+            code="O14.1", clinical_status="resolved"), "delivered; puerperium over")
+        vitals(conn, nurse, mother, HIGH)
+        assert [s["total"] for s in _scores(conn, mother["id"])] == [9]
+
+        suspected = admit(conn, nurse, family="Atieno", given="Rose")
+        clinical.add_condition(conn, nurse, suspected["id"], ConditionIn(code="Z33", verification="differential"))
+        vitals(conn, nurse, suspected, HIGH)
+        assert len(_scores(conn, suspected["id"])) == 1, "a differential diagnosis is a question, not a pregnancy"
+
+        antenatal = admit(conn, nurse, family="Chebet", given="Ann")
+        supervision = clinical.add_condition(conn, nurse, antenatal["id"], ConditionIn(code="Z34.9"))
+        vitals(conn, nurse, antenatal, HIGH)
+        assert _scores(conn, antenatal["id"]) == []
+        clinical.retract_entry(conn, nurse, antenatal["id"], supervision["id"], "wrong patient")
+        vitals(conn, nurse, antenatal, HIGH)
+        assert len(_scores(conn, antenatal["id"])) == 1
 
 
 def test_a_corrected_set_is_rescored_and_a_retracted_one_takes_its_score(db, facility, nurse):
