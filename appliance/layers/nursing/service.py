@@ -54,20 +54,21 @@ def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) ->
     """Why NEWS2 must not score this patient's vital signs at `at`, or None when it may. The RCP
     validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
     puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35), where
-    the physiology differs and a maternity early warning chart is used instead. Not audited: callers
-    read the patient's record under their own audit event."""
-    born = views.birth_date_of(conn, patient_id)
-    if born is None or _years_at(born, at.date()) < ADULT_YEARS:
-        return f"NEWS2 is not used under {ADULT_YEARS} years of age"
-    pregnancy = conn.execute(
+    the physiology differs and a maternity early warning chart is used instead. One statement, as it
+    runs in every set's reaction. Not audited: callers read the record under their own event."""
+    pregnancy = (
         _current(views.condition, "condition", entry.c.patient_id == patient_id, entry.c.status != "entered_in_error",
                  views.condition.c.clinical_status == "active", views.condition.c.verification != "differential",
                  _PREGNANCY_CODES)
-        .order_by(entry.c.occurred_at.desc()).limit(1)
-    ).first()
-    if pregnancy is not None:
-        return (f"NEWS2 is not used in pregnancy or the puerperium ({pregnancy.code} {pregnancy.display}): "
-                "use the maternity early warning chart")
+        .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
+        .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
+    )
+    born, pregnant = conn.execute(
+        sa.select(views.patient.c.birth_date, pregnancy).where(views.patient.c.id == patient_id)).one()
+    if _years_at(born, at.date()) < ADULT_YEARS:
+        return f"NEWS2 is not used under {ADULT_YEARS} years of age"
+    if pregnant is not None:
+        return f"NEWS2 is not used in pregnancy or the puerperium ({pregnant}): use the maternity early warning chart"
     return None
 
 

@@ -50,10 +50,6 @@ def patient_exists(conn: Connection, patient_id: uuid.UUID) -> bool:
     return conn.execute(sa.select(patient.c.id).where(patient.c.id == patient_id)).first() is not None
 
 
-def birth_date_of(conn: Connection, patient_id: uuid.UUID):
-    return conn.execute(sa.select(patient.c.birth_date).where(patient.c.id == patient_id)).scalar()
-
-
 def ward_of_query(patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) -> sa.Select:
     """The ward the patient is on now: that of the named encounter if it is open on a ward, else of
     their most recent open encounter on a ward; no row for a patient on no ward (an outpatient)."""
