@@ -170,7 +170,8 @@ class _Writer:
                   seen: dt.datetime | None, decision: str | None, decided: dt.datetime | None,
                   departed: dt.datetime | None, disposition: str | None) -> None:
         rng = self.rng
-        triaged = arrived + dt.timedelta(minutes=rng.randint(3, 20))
+        # Triage comes before the doctor, and a visit that began minutes ago is triaged by now at the latest.
+        triaged = min(arrived + dt.timedelta(minutes=rng.randint(3, 20)), seen or self.now, self.now)
         arrival_id = self.add("ed_arrival", patient_id, {"encounter_id": encounter_id, "arrival_mode": rng.choice(
             ["walk_in", "walk_in", "walk_in", "ambulance", "referral"]), "complaint": None}, arrived, encounter_id)
         self.add("ed_triage", patient_id, {"encounter_id": encounter_id, "acuity": acuity}, triaged, encounter_id)

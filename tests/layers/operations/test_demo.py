@@ -66,7 +66,9 @@ def test_demo_keeps_the_rules(db, demo_tenant):
             "&& tstzrange(b.admitted_at, coalesce(b.discharged_at, 'infinity'))")).scalar()
         disordered = conn.execute(sa.text(
             "SELECT count(*) FROM ed_visit WHERE triaged_at < arrived_at OR seen_at < arrived_at "
-            "OR departed_at < coalesce(seen_at, arrived_at) OR decided_at > departed_at")).scalar()
+            "OR triaged_at > seen_at OR departed_at < coalesce(seen_at, arrived_at) OR decided_at > departed_at "
+            "OR greatest(arrived_at, triaged_at, seen_at, decided_at, departed_at) > :as_of"),
+            {"as_of": AS_OF}).scalar()
         unseen = conn.execute(sa.text(
             "SELECT count(*) FROM ed_visit WHERE disposition = 'left_without_being_seen' AND seen_at IS NOT NULL")
         ).scalar()
