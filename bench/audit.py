@@ -6,7 +6,9 @@
   One Python process is bounded by its interpreter lock, so the same 16 threads doing a trivial tenant
   transaction without any audit are measured too: the ceiling the appends are compared with. Each
   throughput is the median of three runs, interleaved, with the range beside it and `pgbench -N` on the
-  same cluster as the measure of how fast the (shared) machine was at the time;
+  same cluster as the measure of how fast the (shared) machine was at the time. Beside the thread
+  figures, the CPU each transaction cost in this process and in PostgreSQL: as both share the machine's
+  cores, the cores over that sum bounds the rate, whatever the concurrency;
 - the p50 latency an audit append adds to a trivial tenant transaction (target ≤ 2 ms), and the
   ratio of that transaction's p50 with and without it;
 - verification speed in events per second — `healthos audit verify` over the database, and the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -38,7 +41,7 @@ from appliance.substrate.migrate import migrate_control
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import apply_config
 from appliance.substrate.tenant_config import TenantConfig
-from bench.chart import pgbench
+from bench.chart import own_cpu, pgbench, postgres_cpu
 
 WRITERS = 16
 PROCESSES = 4
@@ -107,9 +110,16 @@ def _run_writers(db: Database, slugs: list[str], writers: int, per_writer: int, 
     return writers * per_writer, began, ended
 
 
-def _per_second(db: Database, slugs: list[str], act=_append) -> float:
+def _per_second(db: Database, slugs: list[str], act=_append) -> dict:
+    """Transactions per second of WRITERS threads of this process, and the CPU each cost (ms) in this
+    process and in PostgreSQL: on a machine where both share the cores, the rate can be at most the
+    cores over their sum."""
+    own, database = own_cpu(), postgres_cpu(db)
     done, began, ended = _run_writers(db, slugs, WRITERS, PER_WRITER, act)
-    return done / (ended - began)
+    cpu = {"python": (own_cpu() - own) / done * 1000}
+    if database is not None:
+        cpu["postgres"] = (postgres_cpu(db) - database) / done * 1000
+    return {"rate": done / (ended - began), "cpu": cpu}
 
 
 def _process_writer(home: str, slugs: list[str], writers: int, per_writer: int, start_at: float):
@@ -121,7 +131,7 @@ def _process_writer(home: str, slugs: list[str], writers: int, per_writer: int, 
         db.close()
 
 
-def _per_second_in_processes(home: Path, slugs: list[str]) -> float:
+def _per_second_in_processes(home: Path, slugs: list[str]) -> dict:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -132,7 +142,7 @@ def _per_second_in_processes(home: Path, slugs: list[str]) -> float:
                             start_at) for n in range(PROCESSES)]
         results = [run.result() for run in runs]
     done = sum(r[0] for r in results)
-    return done / (max(r[2] for r in results) - min(r[1] for r in results))
+    return {"rate": done / (max(r[2] for r in results) - min(r[1] for r in results))}
 
 
 def _latency(db: Database, slug: str) -> tuple[float, float, float]:
@@ -247,12 +257,14 @@ def run(console) -> list[dict]:
             "one_p": lambda: _per_second_in_processes(home, slugs[:1]),
             "spread_p": lambda: _per_second_in_processes(home, slugs),
         }
-        runs: dict[str, list[float]] = {name: [] for name in cells}
+        runs: dict[str, list[dict]] = {name: [] for name in cells}
         for _ in range(THROUGHPUT_ROUNDS):
             for name, measure in cells.items():
                 runs[name].append(measure())
-        median = {name: statistics.median(values) for name, values in runs.items()}
-        spans = {name: f"{min(values):,.0f}–{max(values):,.0f}" for name, values in runs.items()}
+        middle = {name: sorted(values, key=lambda run: run["rate"])[len(values) // 2] for name, values in runs.items()}
+        median = {name: run["rate"] for name, run in middle.items()}
+        spans = {name: f"{min(r['rate'] for r in values):,.0f}–{max(r['rate'] for r in values):,.0f}"
+                 for name, values in runs.items()}
         yardstick = pgbench(db, WRITERS, 10).get("-N")
         console.print(f"  {WRITERS} threads in one process (median of {THROUGHPUT_ROUNDS}): {median['one']:,.0f} "
                       f"appends/s in one tenant ({spans['one']}), {median['spread']:,.0f}/s across {len(slugs)} "
@@ -260,6 +272,17 @@ def run(console) -> list[dict]:
                       f"transactions/s ({spans['ceiling']})")
         console.print(f"  {WRITERS} writers in {PROCESSES} processes: {median['one_p']:,.0f} appends/s in one tenant "
                       f"({spans['one_p']}), {median['spread_p']:,.0f}/s across {len(slugs)} ({spans['spread_p']})")
+        cores = len(os.sched_getaffinity(0))
+        for name, what in (("one", "append in one tenant"), ("spread", f"append across {len(slugs)} tenants"),
+                           ("ceiling", "trivial transaction")):
+            cpu = middle[name]["cpu"]
+            if "postgres" not in cpu:
+                continue
+            spent = cpu["python"] + cpu["postgres"]
+            console.print(f"  CPU per {what} (median run): Python {cpu['python']:.3f} ms, PostgreSQL "
+                          f"{cpu['postgres']:.3f} ms; on {cores} cores at most {cores * 1000 / spent:,.0f}/s")
+            figures += [{"name": f"CPU per {what}, {part} (median run)", "value": cpu[part], "unit": "ms"}
+                        for part in ("python", "postgres")]
         if yardstick:
             console.print(f"  pgbench -N, {WRITERS} clients, same cluster: {yardstick:,.0f} tps")
         targets = (("one", "one tenant"), ("spread", f"{len(slugs)} tenants"))

@@ -235,25 +235,39 @@ def pgbench(db: Database, clients: int, seconds: int) -> dict[str, float]:
     return figures
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its descendants (0 if it is gone)."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                used = process.cpu_times()
+                total += used.user + used.system
+    return total
+
+
+def postgres_cpu(db: Database) -> float | None:
+    """CPU seconds used so far by the embedded cluster (the postmaster and its backends); None for a
+    server elsewhere (HEALTHOS_DATABASE_URL), whose processes this machine may not see."""
+    if db.cluster is None:
+        return None
+    return process_tree_cpu(int((db.cluster.pgdata / "postmaster.pid").read_text().split()[0]))
+
+
+def own_cpu() -> float:
+    used = psutil.Process().cpu_times()
+    return used.user + used.system
+
+
 def cpu_seconds(server: Server, db: Database) -> dict[str, float]:
-    """CPU seconds used so far by the HTTP server's processes, by PostgreSQL's (the postmaster and its
-    backends) and by this process (the load client)."""
-
-    def tree(pid: int) -> float:
-        total = 0.0
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(pid)
-            for process in [root, *root.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    used = process.cpu_times()
-                    total += used.user + used.system
-        return total
-
-    parts = {"server": tree(server.process.pid)}
-    if db.cluster is not None:
-        parts["postgres"] = tree(int((db.cluster.pgdata / "postmaster.pid").read_text().split()[0]))
-    own = psutil.Process().cpu_times()
-    parts["load client"] = own.user + own.system
+    """CPU seconds used so far by the HTTP server's processes, by PostgreSQL's and by this process (the
+    load client)."""
+    parts = {"server": process_tree_cpu(server.process.pid)}
+    database = postgres_cpu(db)
+    if database is not None:
+        parts["postgres"] = database
+    parts["load client"] = own_cpu()
     return parts
 
 
