@@ -14,6 +14,7 @@ import uuid
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,26 +51,45 @@ def _years_at(born: dt.date, day: dt.date) -> int:
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
-def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) -> str | None:
-    """Why NEWS2 must not score this patient's vital signs at `at`, or None when it may. The RCP
-    validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
+@dataclass(frozen=True)
+class Exclusion:
+    """Why NEWS2 does not score a patient: a short label for lists, and the sentence for the chart."""
+
+    label: str
+    reason: str
+
+
+def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.datetime) -> dict[uuid.UUID, Exclusion]:
+    """The patients among `patient_ids` whose vital signs NEWS2 must not score at `at`, with why. The
+    RCP validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
     puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35), where
     the physiology differs and a maternity early warning chart is used instead. One statement, as it
     runs in every set's reaction. Not audited: callers read the record under their own event."""
+    if not patient_ids:
+        return {}
     pregnancy = (
-        _current(views.condition, "condition", entry.c.patient_id == patient_id, entry.c.status != "entered_in_error",
-                 views.condition.c.clinical_status == "active", views.condition.c.verification != "differential",
-                 _PREGNANCY_CODES)
+        _current(views.condition, "condition", entry.c.patient_id == views.patient.c.id,
+                 entry.c.status != "entered_in_error", views.condition.c.clinical_status == "active",
+                 views.condition.c.verification != "differential", _PREGNANCY_CODES)
         .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
         .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
     )
-    born, pregnant = conn.execute(
-        sa.select(views.patient.c.birth_date, pregnancy).where(views.patient.c.id == patient_id)).one()
-    if _years_at(born, at.date()) < ADULT_YEARS:
-        return f"NEWS2 is not used under {ADULT_YEARS} years of age"
-    if pregnant is not None:
-        return f"NEWS2 is not used in pregnancy or the puerperium ({pregnant}): use the maternity early warning chart"
-    return None
+    found = {}
+    for patient_id, born, pregnant in conn.execute(
+            sa.select(views.patient.c.id, views.patient.c.birth_date, pregnancy)
+            .where(views.patient.c.id.in_(patient_ids))):
+        if _years_at(born, at.date()) < ADULT_YEARS:
+            found[patient_id] = Exclusion(f"under {ADULT_YEARS}",
+                                          f"NEWS2 is not used under {ADULT_YEARS} years of age")
+        elif pregnant is not None:
+            found[patient_id] = Exclusion("pregnancy", f"NEWS2 is not used in pregnancy or the puerperium "
+                                                       f"({pregnant}): use the maternity early warning chart")
+    return found
+
+
+def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) -> Exclusion | None:
+    """`news2_exclusions` of one patient."""
+    return news2_exclusions(conn, [patient_id], at).get(patient_id)
 
 
 

@@ -10,6 +10,7 @@ A recorded handover (`handover` entry) keeps the summary as it was handed over, 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 import zoneinfo
@@ -45,6 +46,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
     patients = views.patients_on_ward(conn, ward["code"])
     ids = [p["id"] for p in patients]
     scores = service.latest_news2(conn, ids)
+    excluded = service.news2_exclusions(conn, ids, now)
     tasks: dict[uuid.UUID, list[dict]] = defaultdict(list)
     for task in service.tasks_of(conn, ids, open_only=True):
         tasks[task["patient_id"]].append(service.task_view(task, now))
@@ -60,13 +62,16 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
     today = now.astimezone(tz).date()
     listed = []
     for p in patients:
-        score = scores.get(p["id"])
+        # A score from before NEWS2 stopped applying (say, before the pregnancy was recorded) is not a
+        # risk to sort or escalate by.
+        score = None if p["id"] in excluded else scores.get(p["id"])
         obs_task = next((t for t in tasks[p["id"]] if t["code"] == "observations"), None)
         due_at = obs_task["due_at"] if obs_task else (score["next_due_at"] if score else None)
         listed.append({
             "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": _age(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],
             "news2": score,
+            "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
         })
@@ -133,6 +138,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         results[row["patient_id"]].append({"test": row["display"], "value": value.strip(), "flag": row["flag"],
                                            "abnormal": row["flag"] not in (None, "N")})
     latest = service.latest_news2(conn, ids)
+    excluded = service.news2_exclusions(conn, ids, now)
     shift_scores = defaultdict(list)
     for score in service.news2_of(conn, ids, since=start):
         if score["occurred_at"] < end:
@@ -170,7 +176,8 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
                       "latest_risk": now_score["risk"] if now_score else None,
                       "worst_in_shift": worst["total"] if worst else None,
                       "sets_in_shift": len(in_shift),
-                      "trend": _trend(in_shift)},
+                      "trend": _trend(in_shift),
+                      "exclusion": excluded[pid].reason if pid in excluded else None},
             "doses": doses[pid], "open_tasks": open_tasks[pid], "care_plans": plans[pid], "results": results[pid],
         })
         note_access(conn, principal, "read", pid, "handover", [pid], detail={"ward": ward["code"]})

@@ -75,6 +75,13 @@ def test_observations_in_pregnancy_are_charted_without_a_score(db, signed_in, fa
     assert "maternity early warning chart" in shown.text and "NEWS2 13" not in shown.text
     assert "165" in shown.text  # the set itself is charted
 
+    worklist = nurse.get(f"/t/{facility.slug}/ward")
+    row = worklist.text.split(f'data-patient="{mother["id"]}"')[1].split("</tr>")[0]
+    assert "not scored: pregnancy" in row and "maternity early warning chart" in row
+    handover = nurse.get(f"/t/{facility.slug}/ward/handover")
+    mine = handover.text.split("WAMBUI, Esther")[1].split("</dl>")[0]
+    assert "not scored: NEWS2 is not used in pregnancy or the puerperium (O13" in mine
+
 
 def test_bad_observations_come_back_with_the_message(signed_in, facility, ward_patients):
     nurse = signed_in("nurse", facility.slug, ward="GEN")

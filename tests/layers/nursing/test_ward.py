@@ -63,7 +63,7 @@ def test_the_handover_carries_the_shift(db, facility, nurse, clinician):
         [recent] = [h for h in ward.recent_handovers(conn, nurse, "GEN", limit=1)]
     mine = next(p for p in summary["patients"] if p["patient_id"] == patient["id"])
     assert mine["news2"] == {"latest": 9, "latest_risk": "high", "worst_in_shift": 9, "sets_in_shift": 2,
-                             "trend": "rising"}
+                             "trend": "rising", "exclusion": None}
     assert mine["care_plans"] == [{"problem": "Breathlessness", "goal": "SpO2 ≥ 94 % on air", "evaluation": None}]
     assert recent["id"] == kept["id"] and recent["note"] == "Dalmas needs a medical review"
     assert str(patient["id"]) in {p["patient_id"] for p in recent["summary"]}
