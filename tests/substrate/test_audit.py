@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 
 import pytest
@@ -17,7 +18,7 @@ from psycopg import errors as pg_errors
 
 from appliance.audit_verify import decrypt_body, event_header, parse_header
 from appliance.substrate import audit, keys, merkle
-from appliance.substrate.db import tenant_schema
+from appliance.substrate.db import Database, tenant_schema
 from tests.substrate.audit_support import clinician, fill
 
 # -- append ---------------------------------------------------------------------------------------
@@ -94,6 +95,49 @@ def test_a_forked_process_takes_its_own_sequence_numbers(db, tenant_a):
         os._exit(0 if audit._blocks == {} and not audit._blocks_lock.locked() else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_refilling_ahead_waits_for_a_connection_before_it_takes_the_block_lock(db, tenant_a):
+    # `refill_ahead` and an append that needs a new block each want a connection and the block lock;
+    # taken in opposite orders they deadlock on a busy pool. Here the only connection is held by an
+    # append that reaches for the lock after the refill has started waiting.
+    small = Database(engine=sa.create_engine(db.engine.url, pool_size=1, max_overflow=0, pool_timeout=20))
+    slug = tenant_a.slug
+    try:
+        with small.tenant(slug) as conn:  # the key and a block in memory, as after any append
+            audit.append(conn, tenant=slug, principal=None, event_type="chart.read", action="R")
+        audit._blocks[slug].seqs.clear()
+        holding, go, errors = threading.Event(), threading.Event(), []
+
+        def append_on_the_only_connection() -> None:
+            try:
+                with small.tenant(slug) as conn:
+                    holding.set()
+                    go.wait(10)
+                    audit.append(conn, tenant=slug, principal=None, event_type="chart.read", action="R")
+            except Exception as exc:
+                errors.append(exc)
+
+        def refill() -> None:
+            try:
+                audit.refill_ahead(small, slug)
+            except Exception as exc:
+                errors.append(exc)
+
+        appender = threading.Thread(target=append_on_the_only_connection)
+        appender.start()
+        assert holding.wait(10)
+        refiller = threading.Thread(target=refill)
+        refiller.start()
+        time.sleep(0.3)  # the refill is waiting now
+        go.set()
+        appender.join(15)
+        refiller.join(15)
+        assert not appender.is_alive() and not refiller.is_alive(), "the append and the refill deadlocked"
+        assert errors == [] and audit._blocks[slug].seqs
+    finally:
+        go.set()
+        small.engine.dispose()
 
 
 def test_an_event_must_be_appended_in_its_own_tenants_transaction(db, tenant_a, tenant_b):
