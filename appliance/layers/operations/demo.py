@@ -15,7 +15,7 @@ the operations projections in bulk:
 - each emergency encounter becomes an ED visit with triage, seen, decision and departure (a few leave
   without being seen);
 - each active clinic's slots over the last `days_back` days and the next fortnight are partly booked,
-  then checked in, missed or cancelled.
+  then checked in (which opens the outpatient visit, as at the front desk), missed or cancelled.
 """
 
 from __future__ import annotations
@@ -231,7 +231,9 @@ class _Writer:
             return
         first = (self.now - dt.timedelta(days=days_back)).date()
         last = (self.now + dt.timedelta(days=14)).date()
+        clinic_names = {}
         for found in clinics(conn):
+            clinic_names[found["code"]] = found["name"]
             day = first
             while day <= last:
                 ensure_slots(conn, found["code"], day, MAX_DAYS)
@@ -255,16 +257,34 @@ class _Writer:
                 status = rng.choices(["checked_in", "no_show", "cancelled"], weights=[84, 11, 5])[0]
             else:
                 status = "cancelled" if rng.random() < 0.04 else "booked"
+            visit = None
             if status != "booked":
-                when = {"checked_in": found.starts_at - dt.timedelta(minutes=rng.randint(0, 25)),
-                        "no_show": found.starts_at + dt.timedelta(minutes=45),
-                        "cancelled": booked_at + (found.starts_at - booked_at) / 2}[status]
+                when = min({"checked_in": found.starts_at - dt.timedelta(minutes=rng.randint(0, 25)),
+                            "no_show": found.starts_at + dt.timedelta(minutes=45),
+                            "cancelled": booked_at + (found.starts_at - booked_at) / 2}[status], self.now)
+                if status == "checked_in":
+                    visit = self._clinic_visit(patient_id, f"{clinic_names[found.clinic_code]} appointment",
+                                               found.starts_at, when)
                 self.add("appointment_status", patient_id, {
                     "appointment_id": appointment_id, "slot_id": found.id, "action": status, "from_slot_id": None,
-                    "reason": None}, min(when, self.now))
+                    "reason": None}, when, visit)
             self.appointment_rows.append({
                 "id": appointment_id, "patient_id": patient_id, "slot_id": found.id, "clinic_code": found.clinic_code,
-                "starts_at": found.starts_at, "status": status, "reason": None})
+                "starts_at": found.starts_at, "status": status, "reason": None, "encounter_id": visit})
+
+    def _clinic_visit(self, patient_id: uuid.UUID, reason: str, planned_for: dt.datetime,
+                      arrived: dt.datetime) -> uuid.UUID:
+        """The outpatient visit a check-in opens (as `scheduling.change` does): seen at the appointment's
+        time or on arrival if later, for 10–40 minutes; still in progress if that end is not yet past."""
+        ended = max(planned_for, arrived) + dt.timedelta(minutes=self.rng.randint(10, 40))
+        finished = ended <= self.now
+        encounter_id = self._id()
+        self.add("encounter", patient_id, {
+            "id": encounter_id, "patient_id": patient_id, "encounter_class": "outpatient",
+            "status": "finished" if finished else "in_progress", "reason": reason, "ward_code": None,
+            "planned_for": planned_for, "started_at": arrived, "ended_at": ended if finished else None},
+            arrived, encounter_id, entry_id=encounter_id)
+        return encounter_id
 
     # -- writing ------------------------------------------------------------------------------------------
 

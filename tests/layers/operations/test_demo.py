@@ -77,8 +77,17 @@ def test_demo_keeps_the_rules(db, demo_tenant):
         entries = conn.execute(sa.text(
             "SELECT count(*) FROM inpatient_stay s JOIN entry e ON e.id = s.id AND e.kind = 'admission'")).scalar()
         stays = conn.execute(sa.text("SELECT count(*) FROM inpatient_stay")).scalar()
+        # A check-in opens the patient's outpatient visit, as at the front desk; nothing else does.
+        visits = conn.execute(sa.text(
+            "SELECT a.status, e.encounter_class, e.patient_id = a.patient_id AS same_patient, e.status AS visit, "
+            "e.started_at <= :as_of AND coalesce(e.ended_at, :as_of) <= :as_of AS in_the_past "
+            "FROM appointment a LEFT JOIN encounter e ON e.id = a.encounter_id"), {"as_of": AS_OF}).all()
     assert overlapping == 0 and disordered == 0 and unseen == 0
     assert occupied == open_stays and entries == stays
+    checked_in = [v for v in visits if v.status == "checked_in"]
+    assert checked_in and all(v.encounter_class == "outpatient" and v.same_patient and v.in_the_past
+                              and v.visit in ("finished", "in_progress") for v in checked_in)
+    assert all(v.encounter_class is None for v in visits if v.status != "checked_in")
 
 
 def test_an_emergency_visit_before_admission_is_in_order_on_every_draw():
