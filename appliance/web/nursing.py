@@ -200,7 +200,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
         top = banner(conn, principal, patient_id)
         rows = service.observations(conn, principal, patient_id)
         exclusion = service.news2_exclusion(conn, patient_id, dt.datetime.now(dt.UTC))
-    adult = (clock.today - top["patient"]["birth_date"]).days >= service.ADULT_YEARS * 365
+    adult = service.age_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
     return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "exclusion": exclusion,
             "news2_svg": news2_chart(rows, clock) if scored else None,

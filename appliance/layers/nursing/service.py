@@ -47,7 +47,8 @@ _PREGNANCY_CODES = (sa.func.left(views.condition.c.code, 1) == "O") | sa.func.le
     ("Z33", "Z34", "Z35"))
 
 
-def _years_at(born: dt.date, day: dt.date) -> int:
+def age_on(born: dt.date, day: dt.date) -> int:
+    """Age in whole years on `day`."""
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
@@ -78,7 +79,7 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
     for patient_id, born, pregnant in conn.execute(
             sa.select(views.patient.c.id, views.patient.c.birth_date, pregnancy)
             .where(views.patient.c.id.in_(patient_ids))):
-        if _years_at(born, at.date()) < ADULT_YEARS:
+        if age_on(born, at.date()) < ADULT_YEARS:
             found[patient_id] = Exclusion(f"under {ADULT_YEARS}",
                                           f"NEWS2 is not used under {ADULT_YEARS} years of age")
         elif pregnant is not None:
@@ -90,7 +91,6 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
 def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) -> Exclusion | None:
     """`news2_exclusions` of one patient."""
     return news2_exclusions(conn, [patient_id], at).get(patient_id)
-
 
 
 def news2_view(row: dict) -> dict:

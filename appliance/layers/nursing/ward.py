@@ -31,10 +31,6 @@ DAY_SHIFT = (dt.time(7), dt.time(19))  # day 07:00–19:00, night 19:00–07:00,
 DUE_SOON = dt.timedelta(hours=1)
 
 
-def _age(born: dt.date, today: dt.date) -> int:
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-
-
 def _name(row: dict) -> str:
     return f"{row['family_name'].upper()}, {row['given_names']}"
 
@@ -68,7 +64,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         obs_task = next((t for t in tasks[p["id"]] if t["code"] == "observations"), None)
         due_at = obs_task["due_at"] if obs_task else (score["next_due_at"] if score else None)
         listed.append({
-            "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": _age(p["birth_date"], today),
+            "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": service.age_on(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],
             "news2": score,
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
@@ -169,7 +165,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         worst = max(in_shift, key=lambda s: s["total"]) if in_shift else None
         now_score = latest.get(pid)
         summary.append({
-            "patient_id": pid, "mrn": p["mrn"], "name": _name(p), "age": _age(p["birth_date"], today),
+            "patient_id": pid, "mrn": p["mrn"], "name": _name(p), "age": service.age_on(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "since": p["started_at"], "bed_code": p["bed_code"],
             "problems": problems[pid], "allergies": allergies[pid],
             "news2": {"latest": now_score["total"] if now_score else None,
