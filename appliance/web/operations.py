@@ -304,6 +304,9 @@ async def admit(request: Asking, tenant: Tenant, encounter_id: Id, data: FormDat
 # -- outpatient clinics ----------------------------------------------------------------------------
 
 APPOINTMENT_ACTIONS = {"checked_in": "Check in", "no_show": "No-show", "cancelled": "Cancel"}
+# Where a checked-in patient's visit stands, as the front desk says it.
+VISIT_LABELS = {"arrived": "waiting", "in_progress": "with the clinician", "finished": "seen",
+                "cancelled": "visit cancelled"}
 
 
 def _clinic_day(request: Asking, tenant: str, clinic_code: str, day: dt.date, values: dict, errors: dict,
@@ -321,6 +324,7 @@ def _clinic_day(request: Asking, tenant: str, clinic_code: str, day: dt.date, va
         now = conn.execute(sa.select(sa.func.now())).scalar_one()
         return page(request, "operations/clinic.html", status=status, active="clinics", clinics=clinics,
                     clinic=chosen, day=day, slots=slots, booked=booked, now=now, actions=APPOINTMENT_ACTIONS,
+                    visit_labels=VISIT_LABELS,
                     previous=day - dt.timedelta(days=1), next_day=day + dt.timedelta(days=1), values=values,
                     errors=errors)
 

@@ -203,9 +203,20 @@ def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility
     checked = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/checked_in", {})
     assert checked.status_code == 303
     after = registrar.get(checked.headers["location"]).text
-    assert "checked in" in after and f'href="{base}/patients/{patient_id}">visit open</a>' in after
+    assert "checked in" in after and f'href="{base}/patients/{patient_id}">waiting</a>' in after
     visit_page = registrar.get(f"{base}/patients/{patient_id}")
     assert visit_page.status_code == 200 and "<td>Medical outpatient clinic appointment</td>" in visit_page.text
+    from appliance.layers.clinical import service as clinical
+    from appliance.substrate.principal import Principal
+
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clinic Clinician",
+                          tenant=facility.slug, role="clinician")
+    with db.tenant(facility.slug) as conn:  # the clinician sees the patient, then closes the visit
+        visit = conn.execute(text("SELECT encounter_id FROM appointment WHERE id = :a"), {"a": appointment}).scalar()
+        for status in ("in_progress", "finished"):
+            clinical.transition_encounter(conn, clinician, patient_id, visit, status)
+    seen = registrar.get(checked.headers["location"]).text
+    assert f'href="{base}/patients/{patient_id}">seen</a>' in seen and ">waiting</a>" not in seen
     assert registrar.get(f"{base}/clinics/NOPE").status_code == 404
     assert registrar.get(f"{base}/clinics/MOPC", params={"date": "someday"}).status_code == 422
     early = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/no_show", {})

@@ -216,12 +216,15 @@ def _open_visit(conn: Connection, principal: Principal, booked: dict, when: dt.d
 
 
 def day_list(conn: Connection, principal: Principal, clinic_code: str, day: dt.date) -> list[dict]:
-    """The clinic's appointments on a day with who is coming (audited)."""
+    """The clinic's appointments on a day with who is coming and, once checked in, where their visit
+    stands (arrived, in progress, finished) (audited)."""
     tz = zoneinfo.ZoneInfo(_clinic(conn, clinic_code)["timezone"])
     start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
     rows = [dict(r) for r in conn.execute(
-        sa.select(*APPOINTMENT_COLUMNS, patient.c.mrn, patient.c.family_name, patient.c.given_names)
-        .select_from(appointment.join(patient, patient.c.id == appointment.c.patient_id))
+        sa.select(*APPOINTMENT_COLUMNS, patient.c.mrn, patient.c.family_name, patient.c.given_names,
+                  encounter.c.status.label("visit_status"))
+        .select_from(appointment.join(patient, patient.c.id == appointment.c.patient_id)
+                     .outerjoin(encounter, encounter.c.id == appointment.c.encounter_id))
         .where(appointment.c.clinic_code == clinic_code, appointment.c.starts_at >= start,
                appointment.c.starts_at < start + dt.timedelta(days=1))
         .order_by(appointment.c.starts_at)).mappings()]
