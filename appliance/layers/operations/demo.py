@@ -83,6 +83,17 @@ def ed_times_before_admission(rng: random.Random, admitted: dt.datetime) -> tupl
     return arrived, seen, decided
 
 
+def _attends(clinic_code: str, sex: str, born: dt.date, today: dt.date) -> bool:
+    """Whether a patient belongs in one of the demo facilities' clinics: the antenatal clinic sees women
+    of 15–49, the diabetes and hypertension clinic adults; the others see anyone."""
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    if clinic_code == "ANC":
+        return sex == "female" and 15 <= age <= 49
+    if clinic_code == "DIAB":
+        return age >= 18
+    return True
+
+
 class _Writer:
     def __init__(self, conn: Connection, principal: Principal, rng: random.Random, now: dt.datetime):
         self.conn, self.principal, self.rng, self.now = conn, principal, rng, now
@@ -226,8 +237,9 @@ class _Writer:
 
     def appointments(self, days_back: int) -> None:
         conn, rng = self.conn, self.rng
-        patients = conn.execute(sa.select(patient.c.id).order_by(patient.c.id)).scalars().all()
-        if not patients:
+        people = conn.execute(sa.select(patient.c.id, patient.c.sex, patient.c.birth_date)
+                              .order_by(patient.c.id)).all()
+        if not people:
             return
         first = (self.now - dt.timedelta(days=days_back)).date()
         last = (self.now + dt.timedelta(days=14)).date()
@@ -243,10 +255,12 @@ class _Writer:
             slot.c.starts_at >= dt.datetime.combine(first, dt.time(0), tzinfo=dt.UTC),
             slot.c.starts_at < dt.datetime.combine(last, dt.time(0), tzinfo=dt.UTC), slot.c.id.not_in(taken))
             .order_by(slot.c.starts_at, slot.c.clinic_code)).all()
+        attending = {code: [p.id for p in people if _attends(code, p.sex, p.birth_date, self.now.date())] or
+                     [p.id for p in people] for code in clinic_names}
         for found in slots:
             if rng.random() > 0.55:
                 continue
-            patient_id = rng.choice(patients)
+            patient_id = rng.choice(attending[found.clinic_code])
             booked_at = min(found.starts_at - dt.timedelta(days=rng.randint(1, 28), hours=rng.randint(0, 8)),
                             self.now - dt.timedelta(minutes=1))
             appointment_id = self._id()

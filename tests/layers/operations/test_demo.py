@@ -24,7 +24,10 @@ AS_OF = dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def demo_tenant(db, tenant_factory):
-    config = tenant_factory(name="Demo Facility", **OPERATIONS_CONFIG)
+    antenatal = {"code": "ANC", "name": "Antenatal clinic", "slot_minutes": 30,
+                 "sessions": [{"weekdays": ["tue", "thu"], "start": "09:00", "end": "12:00"}]}
+    config = tenant_factory(name="Demo Facility", **{**OPERATIONS_CONFIG,
+                                                     "clinics": [*OPERATIONS_CONFIG["clinics"], antenatal]})
     generate_demo_population(db, config.slug, seed=4, patients=160, as_of=AS_OF.date())
     counts = generate_operations_demo(db, config.slug, seed=4, days_back=60, as_of=AS_OF)
     return config, counts
@@ -77,6 +80,9 @@ def test_demo_keeps_the_rules(db, demo_tenant):
         entries = conn.execute(sa.text(
             "SELECT count(*) FROM inpatient_stay s JOIN entry e ON e.id = s.id AND e.kind = 'admission'")).scalar()
         stays = conn.execute(sa.text("SELECT count(*) FROM inpatient_stay")).scalar()
+        antenatal = conn.execute(sa.text(
+            "SELECT p.sex, date_part('year', age(a.starts_at::date, p.birth_date)) AS years FROM appointment a "
+            "JOIN patient p ON p.id = a.patient_id WHERE a.clinic_code = 'ANC'")).all()
         # A check-in opens the patient's outpatient visit, as at the front desk; nothing else does.
         visits = conn.execute(sa.text(
             "SELECT a.status, e.encounter_class, e.patient_id = a.patient_id AS same_patient, e.status AS visit, "
@@ -88,6 +94,7 @@ def test_demo_keeps_the_rules(db, demo_tenant):
     assert checked_in and all(v.encounter_class == "outpatient" and v.same_patient and v.in_the_past
                               and v.visit in ("finished", "in_progress") for v in checked_in)
     assert all(v.encounter_class is None for v in visits if v.status != "checked_in")
+    assert antenatal and all(sex == "female" and 15 <= years <= 50 for sex, years in antenatal)
 
 
 def test_an_emergency_visit_before_admission_is_in_order_on_every_draw():
