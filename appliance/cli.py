@@ -588,7 +588,10 @@ def demo_credentials_path(settings: Settings) -> Path:
 
 
 def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
-    """Demo accounts for every role, random passwords and TOTP secrets, written once (0600)."""
+    """Demo accounts for every role, random passwords and TOTP secrets, written once (0600); the nurse
+    of each facility works on its busiest ward."""
+    from appliance.layers.nursing.views import busiest_ward
+
     path = demo_credentials_path(settings)
     if path.exists():
         return path
@@ -598,6 +601,10 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
              "# e-mail\tpassword\tTOTP secret (add it to an authenticator app, or run `healthos demo code EMAIL`)"]
     people = [(role, slug) for slug in slugs for role in DEMO_TENANT_ROLES]
     people += [(role, None) for role in DEMO_APPLIANCE_ROLES]
+    busiest = {}
+    for slug in slugs:
+        with db.tenant(slug) as conn:
+            busiest[slug] = busiest_ward(conn)
     with db.control() as conn:
         for role, slug in people:
             # Hyphens, not underscores: browsers refuse an underscore in an e-mail's domain.
@@ -606,8 +613,10 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
                 continue
             kind = role if role in DEMO_APPLIANCE_ROLES else "staff"
             name = f"Demo {role.replace('_', ' ')}" + (f" ({slug})" if slug else "")
+            # A ward-scoped role (the nurse) works on one ward: without it the ward's pages refuse her.
+            ward = busiest[slug] if slug and policy.is_ward_scoped(role) else None
             new = identity.create_account(conn, policy, kind=kind, email=email, role=role, tenant=slug,
-                                          display_name=name)
+                                          display_name=name, ward=ward)
             password = secrets.token_urlsafe(12)
             secret = totp.generate_secret()
             identity.set_credentials(conn, new.account_id, password=password, mfa_secret=secret)

@@ -12,9 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from appliance.cli import main
+from appliance.substrate.config import Settings
+from appliance.substrate.db import Database
 from tests.conftest import REPO, make_tenant_config
 
 
@@ -143,6 +146,14 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
         assert ready is not None, "the appliance did not become ready within 240 s"
         assert ready["status"] == "ready"
         assert ready["tenants"] >= 3
+        # The demo nurse works on a ward (a ward-scoped role without one is refused the ward's pages).
+        running = Database.open(Settings.from_env({"HEALTHOS_HOME": str(home)}), start_embedded=False)
+        try:
+            with running.control() as conn:
+                nurses = conn.execute(sa.text("SELECT tenant, ward FROM control.membership WHERE role = 'nurse'")).all()
+        finally:
+            running.engine.dispose()
+        assert len(nurses) >= 3 and all(ward not in (None, "ED") for _, ward in nurses), nurses
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=60)

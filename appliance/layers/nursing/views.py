@@ -63,6 +63,17 @@ def ward_of_query(patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) 
     return query.order_by(encounter.c.started_at.desc().nulls_last())
 
 
+def busiest_ward(conn: Connection) -> str | None:
+    """The active ward (not the emergency department) with the most patients on it now, else the first
+    by code; None for a facility without wards. Counts, not patients: not audited."""
+    on_ward = sa.and_(encounter.c.ward_code == ward.c.code, encounter.c.status.in_(OPEN))
+    return conn.execute(
+        sa.select(ward.c.code).select_from(ward.outerjoin(encounter, on_ward))
+        .where(ward.c.active, ward.c.kind != "emergency")
+        .group_by(ward.c.code).order_by(sa.func.count(encounter.c.id).desc(), ward.c.code).limit(1)
+    ).scalar()
+
+
 def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) -> str | None:
     """`ward_of_query`'s ward; None for a patient on no ward."""
     return conn.execute(ward_of_query(patient_id, encounter_id)).scalar()
