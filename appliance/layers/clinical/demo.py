@@ -280,12 +280,14 @@ class _Batch:
         rng = self.rng
         severe = problem.fever and rng.random() < 0.12
         encounter_class = "inpatient" if severe else ("emergency" if rng.random() < 0.1 else "outpatient")
-        recent = (self.end - when) < dt.timedelta(hours=36)
-        status = "in_progress" if recent else "finished"
         length = dt.timedelta(days=rng.randint(2, 6)) if encounter_class == "inpatient" \
             else dt.timedelta(minutes=rng.randint(20, 150))
         if encounter_class == "inpatient":
             length = discharge_time(self.timing, self.zone, when, length.days) - when
+        # Still going at the demo's end: an inpatient admitted three days ago for five is in the ward now,
+        # not "finished" two days from now, and yesterday's clinic visit is over.
+        recent = when + length > self.end
+        status = "in_progress" if recent else "finished"
         encounter_id = _uuid(rng)
         if self.timing.random() < DOCUMENTED_NEXT_DAY:
             self.written_up_next_day.add(encounter_id)

@@ -57,6 +57,10 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
         classes = dict(conn.execute(sa.text("SELECT encounter_class, count(*) FROM encounter GROUP BY 1")).all())
         flags = dict(conn.execute(sa.text("SELECT coalesce(flag, '-'), count(*) FROM result GROUP BY 1")).all())
         sexes = dict(conn.execute(sa.text("SELECT sex, count(*) FROM patient GROUP BY 1")).all())
+        # Finished means ended by the demo's end; an encounter still going then is in progress.
+        misdated = conn.execute(sa.text(
+            "SELECT count(*) FROM encounter WHERE (status = 'finished' AND (ended_at IS NULL OR ended_at > :end)) "
+            "OR (status = 'in_progress' AND ended_at IS NOT NULL)"), {"end": END}).scalar()
         unsafe = conn.execute(sa.text(
             "SELECT count(*) FROM medication_request m JOIN entry e ON e.id = m.entry_id "
             "WHERE m.allergy_override_reason IS NULL AND EXISTS (SELECT 1 FROM allergy a JOIN entry ae "
@@ -67,6 +71,7 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
     assert flags.get("N", 0) > 0 and (flags.get("H", 0) + flags.get("L", 0) + flags.get("A", 0)) > 0
     assert set(sexes) == {"female", "male"}
     assert unsafe == 0  # the generator never prescribes a drug the patient is recorded allergic to
+    assert misdated == 0
 
 
 def test_inpatients_go_home_at_ward_discharge_hours(db: Database, tenant_factory):
