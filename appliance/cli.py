@@ -589,8 +589,8 @@ def demo_credentials_path(settings: Settings) -> Path:
 
 def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
     """Demo accounts for every role, random passwords and TOTP secrets, written once (0600); the nurse
-    of each facility works on its busiest ward."""
-    from appliance.layers.nursing.views import busiest_ward
+    of each facility works on its main ward (`main_ward`)."""
+    from appliance.layers.nursing.views import main_ward
 
     path = demo_credentials_path(settings)
     if path.exists():
@@ -601,10 +601,10 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
              "# e-mail\tpassword\tTOTP secret (add it to an authenticator app, or run `healthos demo code EMAIL`)"]
     people = [(role, slug) for slug in slugs for role in DEMO_TENANT_ROLES]
     people += [(role, None) for role in DEMO_APPLIANCE_ROLES]
-    busiest = {}
+    ward_of = {}
     for slug in slugs:
         with db.tenant(slug) as conn:
-            busiest[slug] = busiest_ward(conn)
+            ward_of[slug] = main_ward(conn)
     with db.control() as conn:
         for role, slug in people:
             # Hyphens, not underscores: browsers refuse an underscore in an e-mail's domain.
@@ -614,7 +614,7 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
             kind = role if role in DEMO_APPLIANCE_ROLES else "staff"
             name = f"Demo {role.replace('_', ' ')}" + (f" ({slug})" if slug else "")
             # A ward-scoped role (the nurse) works on one ward: without it the ward's pages refuse her.
-            ward = busiest[slug] if slug and policy.is_ward_scoped(role) else None
+            ward = ward_of[slug] if slug and policy.is_ward_scoped(role) else None
             new = identity.create_account(conn, policy, kind=kind, email=email, role=role, tenant=slug,
                                           display_name=name, ward=ward)
             password = secrets.token_urlsafe(12)

@@ -63,14 +63,16 @@ def ward_of_query(patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) 
     return query.order_by(encounter.c.started_at.desc().nulls_last())
 
 
-def busiest_ward(conn: Connection) -> str | None:
-    """The active ward (not the emergency department) with the most patients on it now, else the first
-    by code; None for a facility without wards. Counts, not patients: not audited."""
+def main_ward(conn: Connection) -> str | None:
+    """The ward a facility's nursing centres on: its busiest general ward (kind `inpatient`), else its
+    busiest other ward but the emergency department, else the first by code; None for a facility
+    without wards. Counts, not patients: not audited."""
     on_ward = sa.and_(encounter.c.ward_code == ward.c.code, encounter.c.status.in_(OPEN))
     return conn.execute(
         sa.select(ward.c.code).select_from(ward.outerjoin(encounter, on_ward))
         .where(ward.c.active, ward.c.kind != "emergency")
-        .group_by(ward.c.code).order_by(sa.func.count(encounter.c.id).desc(), ward.c.code).limit(1)
+        .group_by(ward.c.code, ward.c.kind)
+        .order_by((ward.c.kind == "inpatient").desc(), sa.func.count(encounter.c.id).desc(), ward.c.code).limit(1)
     ).scalar()
 
 

@@ -7,8 +7,9 @@ It reads the clinical layer's encounters by SQL (never its modules) and writes o
 through `record.append_many` (the record's bulk path: entries, details, the audit seam, reactions), plus
 the operations projections in bulk:
 
-- each inpatient encounter becomes a stay in a free inpatient bed (beds are given out in time order and
-  cleaned for two hours between patients; an encounter that finds every bed taken stays without one),
+- each inpatient encounter becomes a stay in a free inpatient bed of a ward that takes the patient
+  (children's ward for children where there is one; beds are given out in time order and cleaned for
+  two hours between patients; an encounter that finds every bed taken stays without one),
   half of them arriving through the ED (a new emergency encounter, triage, seen, decision to admit,
   departure at admission), and, once finished, a discharge (home mostly; some deaths, transfers out and
   departures against advice);
@@ -83,10 +84,28 @@ def ed_times_before_admission(rng: random.Random, admitted: dt.datetime) -> tupl
     return arrived, seen, decided
 
 
+CHILD_YEARS = 16
+
+
+def _age(born: dt.date, day: dt.date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def _takes(ward_kind: str, child: bool, children_ward: bool) -> bool:
+    """Whether a ward of this kind takes this inpatient: children go to the children's ward where the
+    facility has one (and to the general wards where it has none), adults never do; nobody in the demo
+    is admitted for childbirth, so the maternity ward takes no one."""
+    if ward_kind == "maternity":
+        return False
+    if ward_kind == "paediatric":
+        return child
+    return not child or not children_ward
+
+
 def _attends(clinic_code: str, sex: str, born: dt.date, today: dt.date) -> bool:
     """Whether a patient belongs in one of the demo facilities' clinics: the antenatal clinic sees women
     of 15–49, the diabetes and hypertension clinic adults; the others see anyone."""
-    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    age = _age(born, today)
     if clinic_code == "ANC":
         return sex == "female" and 15 <= age <= 49
     if clinic_code == "DIAB":
@@ -117,16 +136,19 @@ class _Writer:
     def stays(self) -> None:
         conn, rng = self.conn, self.rng
         beds = conn.execute(sa.text(
-            "SELECT bed.code, bed.ward_code FROM bed JOIN ward ON ward.code = bed.ward_code "
+            "SELECT bed.code, bed.ward_code, ward.kind FROM bed JOIN ward ON ward.code = bed.ward_code "
             "WHERE bed.active AND ward.active AND ward.kind = ANY(:kinds) AND bed.state <> 'blocked' "
             "ORDER BY bed.code"), {"kinds": list(INPATIENT_WARD_KINDS)}).all()
         if not beds:
             return
-        free_at = {code: dt.datetime.min.replace(tzinfo=dt.UTC) for code, _ in beds}
-        ward_of = dict(beds)
+        free_at = {code: dt.datetime.min.replace(tzinfo=dt.UTC) for code, _, _ in beds}
+        ward_of = {code: ward for code, ward, _ in beds}
+        kind_of = {code: kind for code, _, kind in beds}
+        children_ward = "paediatric" in kind_of.values()
         encounters = conn.execute(
             sa.select(encounter.c.id, encounter.c.patient_id, encounter.c.started_at, encounter.c.status,
-                      encounter.c.ended_at)
+                      encounter.c.ended_at, patient.c.birth_date)
+            .select_from(encounter.join(patient, patient.c.id == encounter.c.patient_id))
             .where(encounter.c.encounter_class == "inpatient", encounter.c.started_at.is_not(None),
                    encounter.c.started_at <= self.now,
                    encounter.c.id.not_in(sa.select(inpatient_stay.c.encounter_id)))
@@ -134,7 +156,9 @@ class _Writer:
         in_bed: set[uuid.UUID] = set()
         for found in encounters:
             admitted = found.started_at
-            candidates = [code for code, ready in free_at.items() if ready <= admitted]
+            child = _age(found.birth_date, admitted.date()) < CHILD_YEARS
+            candidates = [code for code, ready in free_at.items()
+                          if ready <= admitted and _takes(kind_of[code], child, children_ward)]
             if not candidates or found.patient_id in in_bed:
                 continue  # the hospital was full (or the patient already lies in a bed): no placement
             code = rng.choice(candidates)
