@@ -636,6 +636,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical.demo import generate_demo_population
     from appliance.layers.financial.demo import generate_billing_demo
+    from appliance.layers.nursing.demo import generate_nursing_demo
     from appliance.layers.operations.demo import generate_operations_demo
 
     with Progress(TextColumn("demo population {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
@@ -655,12 +656,17 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
                 err.print(f"{slug}: demo operations written ({operations.get('admission', 0)} admissions, "
                           f"{operations.get('ed_arrival', 0)} ED visits, {operations.get('appointment', 0)} "
                           "appointments)")
+            # The wards' own record of the patients the operations demo put in beds: assessments, doses.
+            nursing = generate_nursing_demo(db, slug)
+            if nursing:
+                err.print(f"{slug}: demo nursing written ({nursing['admission_assessment']} admission assessments, "
+                          f"{nursing['given']} doses given, {nursing['held'] + nursing['refused']} held or refused)")
             # Invoices and payments over the charges the reactions wrote, so billing has past months to show.
             billing = generate_billing_demo(db, slug)
             if billing:
                 err.print(f"{slug}: demo billing written ({billing['bed_day']} bed-days accrued, "
                           f"{billing['invoice']} invoices, {billing['payment']} payments)")
-            wrote = wrote or bool(counts or operations or billing)
+            wrote = wrote or bool(counts or operations or nursing or billing)
             progress.advance(task)
     if wrote:
         # Fresh tables have no statistics until autovacuum gets to them, and until then the planner

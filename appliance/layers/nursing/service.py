@@ -429,14 +429,14 @@ def new_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, c
 
 
 def close_task(conn: Connection, principal: Principal, task: dict, status: str, note: str | None,
-               cause: record.Entry | None = None) -> record.Entry:
+               cause: record.Entry | None = None, occurred_at: dt.datetime | None = None) -> record.Entry:
     """A task done or cancelled: its next version, with the note saying how (or why); `cause` is the
-    entry whose reaction closes it, if one does."""
+    entry whose reaction closes it, if one does, and `occurred_at` when it was closed (now by default)."""
     detail = {name: task[name] for name in TASK_FIELDS} | {"status": status, "note": note}
     return record.append(conn, principal, "nursing_task", patient_id=task["patient_id"], supersedes=task["id"],
                          detail=detail, reason=note or status,
                          entry_id=derived_id("close", task["id"], cause.id) if cause else None,
-                         occurred_at=cause.occurred_at if cause else None)
+                         occurred_at=cause.occurred_at if cause else occurred_at)
 
 
 def list_tasks(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, now: dt.datetime,

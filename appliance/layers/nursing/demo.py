@@ -1,0 +1,78 @@
+"""Synthetic nursing record for the patients in a demo facility's wards at the demo's moment, written
+after the clinical and operations demos have put them there (`healthos up --demo`): each admission
+assessment done within a few hours of admission, and each scheduled dose of the last day recorded —
+given mostly, on time or a little late, now and then held or refused with the reason — except those due
+in the last hour, which the ward still has to give. So a demo ward looks like a ward at work rather than
+one where nothing was ever done. Deterministic from a seed and the facility; written through this
+layer's services, so each act is an entry of the one record with its reactions (a dose given is
+charged) and its audit event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import uuid
+
+import sqlalchemy as sa
+
+from appliance.layers.nursing import service, views
+from appliance.layers.nursing.routes import facility_zone
+from appliance.layers.nursing.schemas import AdministrationIn
+from appliance.substrate import record
+from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
+
+DEMO_NAMESPACE = uuid.UUID("6d1f2c8e-0b7a-4f3e-9c55-1e2d3f4a5b6c")
+DOSES_SINCE = dt.timedelta(hours=24)
+STILL_TO_GIVE = dt.timedelta(hours=1)  # doses due this recently are the ward's to give
+NOT_GIVEN = {"held": ["Nil by mouth before theatre", "Blood pressure below the prescriber's limit"],
+             "refused": ["Patient refused: nauseated", "Patient asleep, family asked to wait"]}
+
+
+def demo_principal(slug: str) -> Principal:
+    return Principal(account_id=uuid.uuid5(DEMO_NAMESPACE, f"{slug}:nursing"), kind="machine",
+                     display_name="Demo data (nursing)", tenant=slug, role="nurse")
+
+
+def _rng(seed: int, slug: str) -> random.Random:
+    digest = hashlib.sha256(f"nursing:{seed}:{slug}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
+
+
+def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
+                          as_of: dt.datetime | None = None) -> dict[str, int]:
+    """Write the nursing record of the patients in the wards now (see the module docstring). Returns how
+    many of each act were written: nothing if the facility already holds it."""
+    principal, rng, tz = demo_principal(slug), _rng(seed, slug), facility_zone(db, slug)
+    counts = {"admission_assessment": 0, "given": 0, "held": 0, "refused": 0}
+    with db.tenant(slug) as conn:
+        if conn.execute(sa.select(record.entry.c.id).where(record.entry.c.author_id == principal.account_id)
+                        .limit(1)).first() is not None:
+            return {}
+        now = as_of or conn.execute(sa.select(sa.func.now())).scalar_one()
+        admitted = {p["id"]: p["started_at"] for ward in views.wards(conn)
+                    for p in views.patients_on_ward(conn, ward["code"]) if p["started_at"] is not None}
+        ids = sorted(admitted)
+        for task in service.tasks_of(conn, ids, open_only=True, codes=["admission_assessment"]):
+            done_at = task["occurred_at"] + dt.timedelta(minutes=rng.randint(20, 300))
+            if done_at < now:
+                service.close_task(conn, principal, task, "done", None, occurred_at=done_at)
+                counts["admission_assessment"] += 1
+        for line in service.mar_lines(conn, ids, window_start=now - DOSES_SINCE, window_end=now - STILL_TO_GIVE,
+                                      now=now, tz=tz):
+            for dose in line["doses"]:
+                slot = dose["scheduled_for"]
+                if dose["administration"] is not None or slot < admitted[line["patient_id"]]:
+                    continue
+                outcome = rng.choices(["given", "held", "refused"], weights=[94, 3, 3])[0]
+                given_at = min(slot + dt.timedelta(minutes=rng.randint(-20, 50)), now - dt.timedelta(minutes=5))
+                service.record_administration(conn, principal, line["patient_id"], AdministrationIn(
+                    medication_request_id=line["medication_request_id"], scheduled_for=slot, outcome=outcome,
+                    reason=None if outcome == "given" else rng.choice(NOT_GIVEN[outcome]),
+                    administered_at=given_at if outcome == "given" else None),
+                    # a dose held or refused is recorded at its round, not at the demo's moment
+                    now=now if outcome == "given" else min(slot + dt.timedelta(minutes=10), now), tz=tz)
+                counts[outcome] += 1
+    return counts

@@ -1,0 +1,39 @@
+"""The nursing demo over a facility the clinical and operations demos filled: the patients in the wards at
+the demo's moment have their admission assessments done and the last day's doses recorded, once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from appliance.layers.clinical.demo import generate_demo_population
+from appliance.layers.nursing.demo import generate_nursing_demo
+from appliance.layers.operations.demo import generate_operations_demo
+from tests.layers.operations.conftest import OPERATIONS_CONFIG
+
+AS_OF = dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC)
+
+
+def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, tenant_factory):
+    # A fixed slug: the demo's streams depend on it, so what is asserted holds the same every run.
+    config = tenant_factory(slug="demo_nursing", **OPERATIONS_CONFIG)
+    generate_demo_population(db, config.slug, seed=6, patients=160, as_of=AS_OF.date())
+    generate_operations_demo(db, config.slug, seed=6, days_back=20, as_of=AS_OF)
+    counts = generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF)
+    assert counts["admission_assessment"] > 0 and counts["given"] > counts["held"] + counts["refused"]
+    assert generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF) == {}  # written once
+    with db.tenant(config.slug) as conn:
+        overdue = conn.execute(sa.text(
+            "SELECT count(*) FROM nursing_task t JOIN entry e ON e.id = t.entry_id WHERE t.code = "
+            "'admission_assessment' AND t.status = 'open' AND t.due_at < :as_of AND NOT EXISTS "
+            "(SELECT 1 FROM entry n WHERE n.supersedes = e.id)"), {"as_of": AS_OF}).scalar()
+        doses = conn.execute(sa.text(
+            "SELECT a.outcome, a.scheduled_for, a.administered_at, a.reason, s.admitted_at "
+            "FROM medication_administration a JOIN entry e ON e.id = a.entry_id "
+            "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL")).all()
+    assert overdue == 0
+    assert doses and all(d.scheduled_for >= d.admitted_at and d.scheduled_for <= AS_OF - dt.timedelta(hours=1)
+                         for d in doses)
+    assert all((d.outcome == "given") == (d.administered_at is not None and d.reason is None) for d in doses)
+    assert all(d.administered_at is None or d.administered_at < AS_OF for d in doses)
