@@ -1,6 +1,7 @@
 """Synthetic nursing record for the patients in a demo facility's wards at the demo's moment, written
-after the clinical and operations demos have put them there (`healthos up --demo`): each admission
-assessment done within a few hours of admission, and each scheduled dose of the last day recorded —
+after the clinical and operations demos have put them there (`healthos up --demo`): their next
+observations scheduled (and a high score escalated) as on a ward, each admission assessment done within
+a few hours of admission, and each scheduled dose of the last day recorded —
 given mostly, on time or a little late, now and then held or refused with the reason — except those due
 in the last hour, which the ward still has to give. So a demo ward looks like a ward at work rather than
 one where nothing was ever done. Deterministic from a seed and the facility; written through this
@@ -17,7 +18,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from appliance.layers.nursing import service, views
+from appliance.layers.nursing import reactions, service, views
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.substrate import record
@@ -46,7 +47,7 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
     """Write the nursing record of the patients in the wards now (see the module docstring). Returns how
     many of each act were written: nothing if the facility already holds it."""
     principal, rng, tz = demo_principal(slug), _rng(seed, slug), facility_zone(db, slug)
-    counts = {"admission_assessment": 0, "given": 0, "held": 0, "refused": 0}
+    counts = {"observations_scheduled": 0, "admission_assessment": 0, "given": 0, "held": 0, "refused": 0}
     with db.tenant(slug) as conn:
         if conn.execute(sa.select(record.entry.c.id).where(record.entry.c.author_id == principal.account_id)
                         .limit(1)).first() is not None:
@@ -55,6 +56,13 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
         admitted = {p["id"]: p["started_at"] for ward in views.wards(conn)
                     for p in views.patients_on_ward(conn, ward["code"]) if p["started_at"] is not None}
         ids = sorted(admitted)
+        # Their observations were scored before the operations demo put them on a ward, so the reaction
+        # that schedules the next set (and escalates a high score) found no ward then: it runs now.
+        scheduled = {t["patient_id"] for t in service.tasks_of(conn, ids, open_only=True, codes=["observations"])}
+        for patient_id, score in service.latest_news2(conn, ids).items():
+            if patient_id not in scheduled:
+                reactions.schedule_observations(conn, principal, record.get_entry(conn, score["id"]))
+                counts["observations_scheduled"] += 1
         for task in service.tasks_of(conn, ids, open_only=True, codes=["admission_assessment"]):
             done_at = task["occurred_at"] + dt.timedelta(minutes=rng.randint(20, 300))
             if done_at < now:

@@ -22,17 +22,25 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
     generate_operations_demo(db, config.slug, seed=6, days_back=20, as_of=AS_OF)
     counts = generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF)
     assert counts["admission_assessment"] > 0 and counts["given"] > counts["held"] + counts["refused"]
+    assert counts["observations_scheduled"] > 0
     assert generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF) == {}  # written once
     with db.tenant(config.slug) as conn:
         overdue = conn.execute(sa.text(
             "SELECT count(*) FROM nursing_task t JOIN entry e ON e.id = t.entry_id WHERE t.code = "
             "'admission_assessment' AND t.status = 'open' AND t.due_at < :as_of AND NOT EXISTS "
             "(SELECT 1 FROM entry n WHERE n.supersedes = e.id)"), {"as_of": AS_OF}).scalar()
+        # Everyone on a ward with a NEWS2 has their next observations as a task.
+        unscheduled = conn.execute(sa.text(
+            "SELECT count(DISTINCT e.patient_id) FROM news2 n JOIN entry e ON e.id = n.entry_id "
+            "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL "
+            "WHERE NOT EXISTS (SELECT 1 FROM nursing_task t JOIN entry te ON te.id = t.entry_id "
+            "WHERE te.patient_id = e.patient_id AND t.code = 'observations' AND t.status = 'open' "
+            "AND NOT EXISTS (SELECT 1 FROM entry n2 WHERE n2.supersedes = te.id))")).scalar()
         doses = conn.execute(sa.text(
             "SELECT a.outcome, a.scheduled_for, a.administered_at, a.reason, s.admitted_at "
             "FROM medication_administration a JOIN entry e ON e.id = a.entry_id "
             "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL")).all()
-    assert overdue == 0
+    assert overdue == 0 and unscheduled == 0
     assert doses and all(d.scheduled_for >= d.admitted_at and d.scheduled_for <= AS_OF - dt.timedelta(hours=1)
                          for d in doses)
     assert all((d.outcome == "given") == (d.administered_at is not None and d.reason is None) for d in doses)
