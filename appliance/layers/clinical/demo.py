@@ -19,7 +19,6 @@ day of the care, and inpatients go home at the hours wards discharge (most late 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 import uuid
 import zoneinfo
@@ -35,6 +34,7 @@ from appliance.layers.clinical.models import orderable, patient, patient_identif
 from appliance.layers.clinical.service import _flag, _name_search
 from appliance.substrate import record
 from appliance.substrate.db import Database
+from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import analyze_tenant, tenant_table
 from appliance.substrate.tenant_config import OrderableConfig
@@ -111,25 +111,6 @@ ALLERGIES = [("Penicillin", "medication", "urticaria", "moderate"), ("Sulfonamid
                                                                     "severe")]
 
 
-def _rng(seed: int, slug: str) -> random.Random:
-    digest = hashlib.sha256(f"{seed}:{slug}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
-
-
-def _timing_rng(seed: int, slug: str) -> random.Random:
-    """Times added since the first demo (when things were written down, discharge hours) come from a
-    stream of their own, so the people and their care stay what the seed always gave."""
-    digest = hashlib.sha256(f"timing:{seed}:{slug}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
-
-
-def _census_rng(seed: int, slug: str) -> random.Random:
-    """Who lies in a ward bed at the demo's end, and their admission, come from a stream of their own,
-    as `_timing_rng`'s times do: the rest of the population and its year stay what the seed gave."""
-    digest = hashlib.sha256(f"census:{seed}:{slug}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
-
-
 def discharge_time(timing: random.Random, zone: zoneinfo.ZoneInfo, admitted: dt.datetime, days: int) -> dt.datetime:
     """When an inpatient admitted at `admitted` goes home `days` later: at a ward discharge hour, local."""
     day = admitted.astimezone(zone).date() + dt.timedelta(days=days)
@@ -143,8 +124,7 @@ def _uuid(rng: random.Random) -> uuid.UUID:
 
 
 def demo_principal(slug: str, who: str = "generator") -> Principal:
-    return Principal(account_id=uuid.uuid5(DEMO_NAMESPACE, f"{slug}:{who}"), kind="machine",
-                     display_name=f"Demo data ({who})", tenant=slug, role="clinician")
+    return demo_author(DEMO_NAMESPACE, slug, who, "clinician")
 
 
 def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients: int = 300,
@@ -153,7 +133,10 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
     (today by default). Returns how many rows of each kind were written: nothing if the tenant already
     holds a demo population (so `healthos up --demo` can run it at every start)."""
     as_of = as_of or dt.date.today()
-    rng, timing, census = _rng(seed, slug), _timing_rng(seed, slug), _census_rng(seed, slug)
+    # The people and their year; times added since the first demo (when things were written down,
+    # discharge hours); who lies in a ward bed now. Each its own stream, so adding to one left the
+    # others what the seed always gave.
+    rng, timing, census = demo_stream(seed, slug), demo_stream("timing", seed, slug), demo_stream("census", seed, slug)
     with db.control_autocommit() as conn:
         zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
                                               .where(tenant_table.c.slug == slug)).scalar() or "UTC")

@@ -12,8 +12,6 @@ a seed and slug; skipped where any invoice already exists.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import random
 import uuid
 from decimal import ROUND_DOWN, Decimal
 
@@ -22,6 +20,7 @@ import sqlalchemy as sa
 from appliance.layers.financial import accrual, service
 from appliance.layers.financial.models import account, charge, invoice
 from appliance.substrate.db import Database
+from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry
 
@@ -30,20 +29,14 @@ METHODS = (("cash", None), ("mobile_money", "MPESA"), ("card", "CARD"))
 
 
 def demo_principal(slug: str) -> Principal:
-    return Principal(account_id=uuid.uuid5(DEMO_NAMESPACE, f"{slug}:billing"), kind="machine",
-                     display_name="Demo data (billing)", tenant=slug, role="billing_clerk")
-
-
-def _rng(seed: int, slug: str) -> random.Random:
-    digest = hashlib.sha256(f"billing:{seed}:{slug}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
+    return demo_author(DEMO_NAMESPACE, slug, "billing", "billing_clerk")
 
 
 def generate_billing_demo(db: Database, slug: str, seed: int = 2026, accounts: int = 30,
                           bed_day_lookback: int = 3) -> dict[str, int]:
     """Returns how many bed-days, invoices and payments were written (nothing if invoices exist)."""
     principal = demo_principal(slug)
-    rng = _rng(seed, slug)
+    rng = demo_stream("billing", seed, slug)
     with db.tenant(slug) as conn:
         if conn.execute(sa.select(invoice.c.id).limit(1)).first() is not None:
             return {}

@@ -12,8 +12,6 @@ charged) and its audit event.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import random
 import uuid
 
 import sqlalchemy as sa
@@ -23,6 +21,7 @@ from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.substrate import record
 from appliance.substrate.db import Database
+from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
 
 DEMO_NAMESPACE = uuid.UUID("6d1f2c8e-0b7a-4f3e-9c55-1e2d3f4a5b6c")
@@ -33,20 +32,14 @@ NOT_GIVEN = {"held": ["Nil by mouth before theatre", "Blood pressure below the p
 
 
 def demo_principal(slug: str) -> Principal:
-    return Principal(account_id=uuid.uuid5(DEMO_NAMESPACE, f"{slug}:nursing"), kind="machine",
-                     display_name="Demo data (nursing)", tenant=slug, role="nurse")
-
-
-def _rng(seed: int, slug: str) -> random.Random:
-    digest = hashlib.sha256(f"nursing:{seed}:{slug}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
+    return demo_author(DEMO_NAMESPACE, slug, "nursing", "nurse")
 
 
 def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
                           as_of: dt.datetime | None = None) -> dict[str, int]:
     """Write the nursing record of the patients in the wards now (see the module docstring). Returns how
     many of each act were written: nothing if the facility already holds it."""
-    principal, rng, tz = demo_principal(slug), _rng(seed, slug), facility_zone(db, slug)
+    principal, rng, tz = demo_principal(slug), demo_stream("nursing", seed, slug), facility_zone(db, slug)
     counts = {"observations_scheduled": 0, "admission_assessment": 0, "given": 0, "held": 0, "refused": 0}
     with db.tenant(slug) as conn:
         if conn.execute(sa.select(record.entry.c.id).where(record.entry.c.author_id == principal.account_id)

@@ -22,7 +22,6 @@ the operations projections in bulk:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 import uuid
 from collections import defaultdict
@@ -35,6 +34,7 @@ from appliance.layers.operations.scheduling import MAX_DAYS, clinics, ensure_slo
 from appliance.layers.operations.service import encounter, patient
 from appliance.substrate import record
 from appliance.substrate.db import Database
+from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
 
 DEMO_NAMESPACE = uuid.UUID("a4a0f3c2-61de-4c0b-8f0e-3f3b1f8b2c77")
@@ -43,13 +43,7 @@ OPERATIONS_KINDS = ("admission", "ed_arrival", "appointment")
 
 
 def demo_principal(slug: str) -> Principal:
-    return Principal(account_id=uuid.uuid5(DEMO_NAMESPACE, f"{slug}:operations"), kind="machine",
-                     display_name="Demo data (operations)", tenant=slug, role="bed_manager")
-
-
-def _rng(seed: int, slug: str) -> random.Random:
-    digest = hashlib.sha256(f"operations:{seed}:{slug}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))  # noqa: S311 -- synthetic data must be reproducible, not secret
+    return demo_author(DEMO_NAMESPACE, slug, "operations", "bed_manager")
 
 
 def generate_operations_demo(db: Database, slug: str, seed: int = 2026, days_back: int = 90,
@@ -57,7 +51,7 @@ def generate_operations_demo(db: Database, slug: str, seed: int = 2026, days_bac
     """Fill tenant `slug` with its operations year (see the module docstring). Returns the rows written
     by kind: nothing if the tenant already holds operations demo data."""
     principal = demo_principal(slug)
-    rng = _rng(seed, slug)
+    rng = demo_stream("operations", seed, slug)
     with db.tenant(slug) as conn:
         done = conn.execute(sa.select(record.entry.c.id).where(
             record.entry.c.author_id == principal.account_id, record.entry.c.kind.in_(OPERATIONS_KINDS),
