@@ -51,8 +51,8 @@ from appliance.web.portal import (
 
 RISK_LABELS = {"high": "High", "medium": "Medium", "low_medium": "Low–medium", "low": "Low"}
 PARAMETER_LABELS = {"respiration": "Resp. rate", "spo2": "SpO₂", "air_or_oxygen": "Air or oxygen",
-                    "systolic": "Systolic BP", "pulse": "Pulse", "consciousness": "Consciousness",
-                    "temperature": "Temperature"}
+                    "systolic": "Systolic BP", "diastolic": "Diastolic BP", "pulse": "Pulse",
+                    "consciousness": "Consciousness", "temperature": "Temperature"}
 ACVPU_LABELS = [("A", "A — alert"), ("C", "C — new confusion"), ("V", "V — responds to voice"),
                 ("P", "P — responds to pain"), ("U", "U — unresponsive")]
 DOSE_STATES = {"due": ("due", "status-planned"), "due_now": ("due now", "status-pending"),
@@ -73,15 +73,18 @@ portal.CHART_TABS[-1:-1] = [
     ChartTab("care-plans", "Care plans", "/care-plans", "nursing.careplan.read"),
 ]
 portal.NOTICES.update({
-    "vitals": "Vital signs recorded; NEWS2 scored.", "dose": "Dose recorded on the MAR.",
+    "vitals": "Vital signs recorded and scored.", "dose": "Dose recorded on the MAR.",
     "task": "Task done.", "care-plan": "Care plan saved.", "evaluated": "Care plan evaluated.",
     "handover": "Handover recorded.",
 })
 portal.TIMELINE_SOURCES.extend([
     TimelineSource("nursing", "news2", "Early warning scores", "nursing.news2.read",
-                   lambda c, p, i: service.list_news2(c, p, i, limit=1000),
+                   lambda c, p, i: service.list_scores(c, p, i, limit=1000),
                    lambda r: (f"NEWS2 {r['total']} ({RISK_LABELS[r['risk']].lower()})",
                               r["response"] if r["escalation"] else "")),
+    TimelineSource("nursing", "meows", "Maternity early warning scores", "nursing.news2.read",
+                   lambda c, p, i: service.list_scores(c, p, i, "meows", limit=1000),
+                   lambda r: (f"MEOWS: {r['summary']}", r["response"] if r["escalation"] else "")),
     TimelineSource("nursing", "medication_administration", "Doses", "nursing.mar.read",
                    lambda c, p, i: service.list_administrations(c, p, i),
                    lambda r: (f"{r['drug']} {r['outcome']}" + (f" ({r['minutes_late']} min late)"
@@ -203,6 +206,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     adult = service.age_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
     return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "exclusion": exclusion,
+            "latest_meows": next((r for r in rows if r["meows"]), None),
             "news2_svg": news2_chart(rows, clock) if scored else None,
             "charts": portal.vitals_charts([r | {"weight_kg": None} for r in rows], clock, adult),
             "last_scale": next((r["spo2_scale"] for r in rows if r["spo2_scale"]), 1),

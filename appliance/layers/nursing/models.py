@@ -5,7 +5,8 @@ role UPDATE and DELETE): a task done, a care plan evaluated or a dose outcome co
 of the entry, never an edit. Columns marked "patient data" hold information about a person.
 
 The vital signs themselves stay the clinical layer's `vital_signs` kind (the migration adds the columns
-NEWS2 needs: consciousness, supplemental oxygen and the SpO2 scale); a `news2` entry scores one set.
+NEWS2 needs: consciousness, supplemental oxygen and the SpO2 scale); a `news2` entry scores one set, or
+a `meows` entry where NEWS2 is not used in pregnancy and the puerperium.
 """
 
 import sqlalchemy as sa
@@ -34,6 +35,19 @@ news2 = sa.Table(
     sa.Column("risk", sa.Text, nullable=False),  # low, low_medium, medium, high
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),  # RCP minimum monitoring frequency
     sa.Index("news2_vital_signs_idx", "vital_signs_id"),
+)
+
+meows = sa.Table(
+    "meows",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the maternity early warning triggers of one set of vital signs
+    sa.Column("vital_signs_id", sa.Uuid, nullable=False),  # the vital_signs entry (version) scored
+    sa.Column("triggers", JSONB, nullable=False),  # {parameter: "red" | "yellow"} for each one triggered
+    sa.Column("missing", JSONB, nullable=False),  # parameters not measured
+    sa.Column("risk", sa.Text, nullable=False),  # clear, yellow, triggered
+    sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("meows_vital_signs_idx", "vital_signs_id"),
 )
 
 medication_administration = sa.Table(
@@ -99,6 +113,7 @@ handover = sa.Table(
 
 KINDS: dict[str, sa.Table] = {
     "news2": news2,
+    "meows": meows,
     "medication_administration": medication_administration,
     "nursing_task": nursing_task,
     "care_plan": care_plan,

@@ -2,11 +2,12 @@
 task or its cancellation exists the moment the act does, or not at all.
 
 - `vital_signs` → a `news2` entry scoring the set where NEWS2 is validated (`service.news2_exclusion`:
-  not under 16, not in pregnancy or the puerperium); a
-  corrected set is re-scored (the score's next version), one entered in error takes its score with it.
-- `news2` → for a patient on a ward: the next observations become a task due at the RCP minimum
-  monitoring frequency (the previous one is done), and a score needing more than a ward-based response
-  raises an escalation task (one open at a time, replaced only by a higher risk).
+  not under 16, not in pregnancy or the puerperium), a `meows` entry in pregnancy and the puerperium;
+  a corrected set is re-scored (the score's next version), one entered in error takes its score with it.
+- `news2`, `meows` → for a patient on a ward: the next observations become a task due at the score's
+  minimum monitoring frequency (the previous one is done), and a score needing more than a ward-based
+  response (NEWS2 above "low", a MEOWS trigger) raises an escalation task (one open at a time, replaced
+  only by a higher risk).
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
   retracted order cancels it, and a `result` for the order completes it.
 - `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`;
@@ -21,49 +22,84 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from appliance.layers.nursing import meows as maternity_warning
 from appliance.layers.nursing import news2 as early_warning
 from appliance.layers.nursing import service, views
-from appliance.layers.nursing.models import news2, nursing_task
+from appliance.layers.nursing.models import meows, news2, nursing_task
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, entry
 
 SPECIMEN_DUE = {"stat": dt.timedelta(minutes=15), "urgent": dt.timedelta(hours=1), "routine": dt.timedelta(hours=4)}
 ADMISSION_ASSESSMENT_WITHIN = dt.timedelta(hours=6)  # the nursing admission assessment of most ward policies
+_SCORE_TABLES = {"news2": news2, "meows": meows}
 
 
-def _score_of(conn: Connection, vital_signs_id: uuid.UUID) -> uuid.UUID | None:
+def _score_of(conn: Connection, kind: str, vital_signs_id: uuid.UUID) -> uuid.UUID | None:
+    table = _SCORE_TABLES[kind]
     return conn.execute(
-        sa.select(entry.c.id).select_from(entry.join(news2, news2.c.entry_id == entry.c.id))
-        .where(news2.c.vital_signs_id == vital_signs_id, views.CURRENT)
+        sa.select(entry.c.id).select_from(entry.join(table, table.c.entry_id == entry.c.id))
+        .where(table.c.vital_signs_id == vital_signs_id, views.CURRENT)
     ).scalar()
 
 
-def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> None:
-    previous = _score_of(conn, vitals.supersedes) if vitals.supersedes else None
-    detail = vitals.detail
+def _news2_detail(detail: dict, occurred_at: dt.datetime) -> dict | None:
     observed = early_warning.Observations(
         respiratory_rate=detail.get("respiratory_rate"), spo2_percent=detail.get("spo2_percent"),
         supplemental_oxygen=detail.get("supplemental_oxygen"), systolic_mmhg=detail.get("systolic_mmhg"),
         heart_rate_bpm=detail.get("heart_rate_bpm"), consciousness=detail.get("consciousness"),
         temperature_c=detail.get("temperature_c"), spo2_scale=detail.get("spo2_scale") or 1,
     )
-    scorable = (vitals.status != "entered_in_error" and vitals.patient_id is not None
-                and early_warning.measured_any(observed)
-                and service.news2_exclusion(conn, vitals.patient_id, vitals.occurred_at) is None)
-    if not scorable:
-        if previous is not None:
-            record.retract(conn, principal, previous, vitals.reason or "the vital signs it scored were withdrawn")
-        return
+    if not early_warning.measured_any(observed):
+        return None
     scored = early_warning.score(observed)
-    record.append(
-        conn, principal, "news2", patient_id=vitals.patient_id, encounter_id=vitals.encounter_id,
-        occurred_at=vitals.occurred_at, supersedes=previous, reason=vitals.reason if previous else None,
-        entry_id=service.derived_id("news2", vitals.id),
-        detail={"vital_signs_id": vitals.id, "total": scored.total, "scores": scored.scores,
-                "missing": scored.missing, "spo2_scale": scored.spo2_scale, "risk": scored.risk,
-                "next_due_at": vitals.occurred_at + scored.next_observation_in},
+    return {"total": scored.total, "scores": scored.scores, "missing": scored.missing, "spo2_scale": scored.spo2_scale,
+            "risk": scored.risk, "next_due_at": occurred_at + scored.next_observation_in}
+
+
+def _meows_detail(detail: dict, occurred_at: dt.datetime) -> dict | None:
+    observed = maternity_warning.Observations(
+        temperature_c=detail.get("temperature_c"), systolic_mmhg=detail.get("systolic_mmhg"),
+        diastolic_mmhg=detail.get("diastolic_mmhg"), heart_rate_bpm=detail.get("heart_rate_bpm"),
+        respiratory_rate=detail.get("respiratory_rate"), spo2_percent=detail.get("spo2_percent"),
+        consciousness=detail.get("consciousness"),
     )
+    if not maternity_warning.measured_any(observed):
+        return None
+    scored = maternity_warning.score(observed)
+    return {"triggers": scored.triggers, "missing": scored.missing, "risk": scored.risk,
+            "next_due_at": occurred_at + scored.next_observation_in}
+
+
+_SCORERS = {"news2": _news2_detail, "meows": _meows_detail}
+
+
+def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> None:
+    """Score the set by the early warning score that applies to the patient when it was taken; a
+    corrected set's score is superseded by the new one (or retracted, when no score applies now)."""
+    kind = None
+    if vitals.status != "entered_in_error" and vitals.patient_id is not None:
+        exclusion = service.news2_exclusion(conn, vitals.patient_id, vitals.occurred_at)
+        kind = "news2" if exclusion is None else ("meows" if exclusion.maternity else None)
+    detail = _SCORERS[kind](vitals.detail, vitals.occurred_at) if kind else None
+    for other in _SCORE_TABLES:
+        previous = _score_of(conn, other, vitals.supersedes) if vitals.supersedes else None
+        if other == kind and detail is not None:
+            record.append(conn, principal, kind, patient_id=vitals.patient_id, encounter_id=vitals.encounter_id,
+                          occurred_at=vitals.occurred_at, supersedes=previous,
+                          reason=vitals.reason if previous else None, entry_id=service.derived_id(kind, vitals.id),
+                          detail={"vital_signs_id": vitals.id, **detail})
+        elif previous is not None:
+            record.retract(conn, principal, previous, vitals.reason or "the vital signs it scored were withdrawn")
+
+
+def _score_terms(score: Entry) -> tuple[str, int, str]:
+    """How tasks name a score, its rank among escalations and the response it calls for."""
+    detail = score.detail
+    if score.kind == "meows":
+        scored = maternity_warning.Score(triggers=detail["triggers"], missing=detail["missing"])
+        return f"MEOWS {scored.summary}", service.MEOWS_RANK[scored.risk], scored.response
+    return f"NEWS2 {detail['total']}", service.RISK_RANK[detail["risk"]], early_warning.RESPONSES[detail["risk"]]
 
 
 def schedule_observations(conn: Connection, principal: Principal, score: Entry) -> None:
@@ -73,6 +109,7 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
     if ward is None:
         return  # an outpatient's observations are not a ward's work
     detail = score.detail
+    named, rank, response = _score_terms(score)
     open_tasks = service.tasks_of(conn, [score.patient_id], open_only=True, codes=["observations", "escalation"])
     for task in open_tasks:
         if task["code"] == "observations":
@@ -80,29 +117,31 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
     interval = detail["next_due_at"] - score.occurred_at
     service.new_task(conn, principal, score.patient_id, code="observations", ward_code=ward,
                      encounter_id=score.encounter_id, due_at=detail["next_due_at"], source=score,
-                     title=f"Observations due (last NEWS2 {detail['total']}; at least every {_every(interval)})")
-    if detail["risk"] == "low":
+                     title=f"Observations due (last {named}; at least every {_every(interval)})")
+    if rank <= service.RISK_RANK["low"]:
         return
-    rank = service.RISK_RANK[detail["risk"]]
     escalations = [t for t in open_tasks if t["code"] == "escalation"]
-    if any(service.RISK_RANK.get(_risk_of(conn, t["source_id"]), 0) >= rank for t in escalations):
+    if any(_rank_of(conn, t["source_id"]) >= rank for t in escalations):
         return  # already escalated at this level or higher; the open task stands until a nurse closes it
     for task in escalations:
-        service.close_task(conn, principal, task, "cancelled", f"superseded by a higher NEWS2 ({detail['total']})",
-                           score)
-    response = early_warning.RESPONSES[detail["risk"]]
+        service.close_task(conn, principal, task, "cancelled", f"superseded by a higher score ({named})", score)
     service.new_task(conn, principal, score.patient_id, code="escalation", ward_code=ward,
                      encounter_id=score.encounter_id, due_at=score.occurred_at, source=score,
-                     title=f"NEWS2 {detail['total']} — {response.split(':')[0]}")
+                     title=f"{named} — {response.split(':')[0]}")
 
 
-def _risk_of(conn: Connection, score_root: uuid.UUID | None) -> str | None:
+def _rank_of(conn: Connection, score_root: uuid.UUID | None) -> int:
+    """The escalation rank of the latest version of the score `score_root` (NEWS2 or MEOWS); 0 if none."""
     if score_root is None:
-        return None
-    return conn.execute(
-        sa.select(news2.c.risk).select_from(entry.join(news2, news2.c.entry_id == entry.c.id))
+        return 0
+    news2_risk, meows_risk = conn.execute(
+        sa.select(news2.c.risk, meows.c.risk).select_from(
+            entry.outerjoin(news2, news2.c.entry_id == entry.c.id).outerjoin(meows, meows.c.entry_id == entry.c.id))
         .where(entry.c.root_id == score_root).order_by(entry.c.recorded_at.desc()).limit(1)
-    ).scalar()
+    ).one_or_none() or (None, None)
+    if news2_risk is not None:
+        return service.RISK_RANK[news2_risk]
+    return service.MEOWS_RANK.get(meows_risk, 0)
 
 
 def _every(interval: dt.timedelta) -> str:
@@ -184,6 +223,7 @@ def discharged(conn: Connection, principal: Principal, discharge: Entry) -> None
 REACTIONS = {
     "vital_signs": [score_vital_signs],
     "news2": [schedule_observations],
+    "meows": [schedule_observations],
     "service_request": [specimen_task],
     "result": [specimen_collected],
     "admission": [admission_assessment],

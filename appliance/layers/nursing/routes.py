@@ -42,6 +42,7 @@ from appliance.layers.nursing.schemas import (
     HandoverIn,
     HandoverOut,
     MarOut,
+    MeowsOut,
     News2Out,
     Retraction,
     TaskIn,
@@ -143,9 +144,20 @@ class NursingController(Controller):
                          limit: FromQuery[int] = 200) -> list[News2Out]:
         """NEWS2 of each set of vital signs, newest first: the score, each parameter's part, the risk
         band and the response it calls for, and when the next observations are due."""
-        rows = await _run(state, request, tenant, lambda conn, _: service.list_news2(
+        rows = await _run(state, request, tenant, lambda conn, _: service.list_scores(
             conn, request.user, patient_id, limit=max(1, min(limit, 1000))))
         return [News2Out.model_validate(r) for r in rows]
+
+    @get(PATIENT + "/meows", operation_id="NursingListMeows", opt=_opt("nursing.news2.read"))
+    async def list_meows(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                         limit: FromQuery[int] = 200) -> list[MeowsOut]:
+        """The maternity early warning score (MEOWS) of each set of vital signs taken in pregnancy or the
+        puerperium, where NEWS2 is not used, newest first: each parameter's red or yellow trigger, whether
+        the set triggered (one red or two yellow) and the response, and when the next observations are
+        due. Read under the early warning scores' permission, as NEWS2."""
+        rows = await _run(state, request, tenant, lambda conn, _: service.list_scores(
+            conn, request.user, patient_id, "meows", limit=max(1, min(limit, 1000))))
+        return [MeowsOut.model_validate(r) for r in rows]
 
     # -- the medication administration record ----------------------------------------------------------
 

@@ -37,6 +37,24 @@ class News2Out(_Out):
     next_due_at: dt.datetime
 
 
+class MeowsOut(_Out):
+    """The maternity early warning score of one set (pregnancy and the puerperium)."""
+
+    id: uuid.UUID
+    vital_signs_id: uuid.UUID
+    occurred_at: dt.datetime
+    triggers: dict[str, Literal["red", "yellow"]]  # each parameter outside its clear band
+    reds: int
+    yellows: int
+    summary: str  # "1 red, 2 yellow", "no trigger"
+    missing: list[str]
+    complete: bool
+    risk: Literal["clear", "yellow", "triggered"]
+    escalation: bool  # one red or two yellow triggers
+    response: str
+    next_due_at: dt.datetime
+
+
 class AdministrationIn(_In):
     medication_request_id: uuid.UUID  # the prescription (any version of it)
     scheduled_for: dt.datetime | None = None  # the dose's time on the MAR; None for an as-needed dose
@@ -182,6 +200,7 @@ class WorklistPatient(_Out):
     sex: str
     reason: str | None
     news2: News2Out | None
+    meows: MeowsOut | None = None  # in pregnancy and the puerperium, where NEWS2 is not used
     observations_due_at: dt.datetime | None
     observations_overdue: bool
     tasks: list[TaskOut]
@@ -209,6 +228,14 @@ class HandoverNews2(_Out):
     worst_in_shift: int | None
     sets_in_shift: int
     trend: str  # rising, falling, steady, one set, no observations
+
+
+class HandoverMeows(_Out):
+    latest: str | None  # the latest set's triggers in words: "1 red, 1 yellow", "no trigger"
+    latest_risk: str | None
+    latest_triggers: dict[str, str]
+    triggered_in_shift: int  # sets that triggered (one red or two yellow) during the shift
+    sets_in_shift: int
 
 
 class HandoverDose(_Out):
@@ -249,6 +276,7 @@ class HandoverPatient(_Out):
     problems: list[str]
     allergies: list[str]
     news2: HandoverNews2
+    meows: HandoverMeows | None = None  # in pregnancy and the puerperium, where NEWS2 is not used
     doses: list[HandoverDose]
     open_tasks: list[HandoverTask]
     care_plans: list[HandoverCarePlan]

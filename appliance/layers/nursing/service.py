@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from appliance.layers.nursing import meows as maternity_warning
 from appliance.layers.nursing import news2 as early_warning
 from appliance.layers.nursing import schedule, views
 from appliance.layers.nursing.errors import Conflict, Invalid, NotFound
-from appliance.layers.nursing.models import care_plan, medication_administration, news2, nursing_task
+from appliance.layers.nursing.models import care_plan, medication_administration, meows, news2, nursing_task
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, TaskIn
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
@@ -33,6 +34,9 @@ from appliance.substrate.record import entry, note_access
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # clocks of ward devices drift; a dose "given" later than this is refused
 RISK_RANK = {"high": 4, "medium": 3, "low_medium": 2, "low": 1}
 RISK_LABEL = {"high": "High", "medium": "Medium", "low_medium": "Low–medium (3 in one parameter)", "low": "Low"}
+# A MEOWS trigger asks for an urgent medical review, the response NEWS2 calls "medium"; a single yellow is
+# watched more closely but escalated to no one.
+MEOWS_RANK = {"triggered": RISK_RANK["medium"], "yellow": RISK_RANK["low"], "clear": RISK_RANK["low"]}
 
 
 def _current(table: sa.Table, kind: str, *where: Any) -> sa.Select:
@@ -54,10 +58,12 @@ def age_on(born: dt.date, day: dt.date) -> int:
 
 @dataclass(frozen=True)
 class Exclusion:
-    """Why NEWS2 does not score a patient: a short label for lists, and the sentence for the chart."""
+    """Why NEWS2 does not score a patient: a short label for lists, and the sentence for the chart;
+    `maternity` when the maternity early warning score (MEOWS) scores her sets instead."""
 
     label: str
     reason: str
+    maternity: bool = False
 
 
 def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.datetime) -> dict[uuid.UUID, Exclusion]:
@@ -84,7 +90,8 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
                                           f"NEWS2 is not used under {ADULT_YEARS} years of age")
         elif pregnant is not None:
             found[patient_id] = Exclusion("pregnancy", f"NEWS2 is not used in pregnancy or the puerperium "
-                                                       f"({pregnant}): use the maternity early warning chart")
+                                                       f"({pregnant}): the maternity early warning score (MEOWS) "
+                                                       f"is charted instead", maternity=True)
     return found
 
 
@@ -101,63 +108,89 @@ def news2_view(row: dict) -> dict:
             "response": scored.response}
 
 
-def news2_of(conn: Connection, patient_ids: Sequence[uuid.UUID], *, since: dt.datetime | None = None,
-             limit: int | None = None) -> list[dict]:
-    """Current scores of these patients, newest first; not audited — callers are."""
-    query = _current(news2, "news2", entry.c.patient_id.in_(patient_ids)).order_by(entry.c.occurred_at.desc())
+def meows_view(row: dict) -> dict:
+    """A stored MEOWS with what follows from it: the counts of triggers, complete or not, the response."""
+    scored = maternity_warning.Score(triggers=row["triggers"], missing=row["missing"])
+    return {**row, "reds": scored.reds, "yellows": scored.yellows, "summary": scored.summary,
+            "complete": scored.complete, "escalation": scored.escalation, "response": scored.response}
+
+
+# The early warning scores' kinds: their detail table and the view of a stored score.
+_SCORES: dict[str, tuple[sa.Table, Callable[[dict], dict]]] = {"news2": (news2, news2_view),
+                                                              "meows": (meows, meows_view)}
+
+
+def scores_of(conn: Connection, patient_ids: Sequence[uuid.UUID], kind: str = "news2", *,
+              since: dt.datetime | None = None, limit: int | None = None) -> list[dict]:
+    """Current early warning scores of these patients (`kind` news2 or meows), newest first; not audited
+    — callers are."""
+    table, view = _SCORES[kind]
+    query = _current(table, kind, entry.c.patient_id.in_(patient_ids)).order_by(entry.c.occurred_at.desc())
     if since is not None:
         query = query.where(entry.c.occurred_at >= since)
     if limit:
         query = query.limit(limit)
-    return [news2_view(dict(r)) for r in conn.execute(query).mappings()]
+    return [view(dict(r)) for r in conn.execute(query).mappings()]
 
 
-def latest_news2(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict]:
+def latest_scores(conn: Connection, patient_ids: Sequence[uuid.UUID], kind: str = "news2") -> dict[uuid.UUID, dict]:
+    """Each patient's latest early warning score of `kind` (news2 or meows); not audited."""
     if not patient_ids:
         return {}
-    query = (_current(news2, "news2", entry.c.patient_id.in_(patient_ids))
+    table, view = _SCORES[kind]
+    query = (_current(table, kind, entry.c.patient_id.in_(patient_ids))
              .order_by(entry.c.patient_id, entry.c.occurred_at.desc()).ext(postgresql.distinct_on(entry.c.patient_id)))
-    return {r["patient_id"]: news2_view(dict(r)) for r in conn.execute(query).mappings()}
+    return {r["patient_id"]: view(dict(r)) for r in conn.execute(query).mappings()}
 
 
-def list_news2(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 200) -> list[dict]:
+def list_scores(conn: Connection, principal: Principal, patient_id: uuid.UUID, kind: str = "news2",
+                limit: int = 200) -> list[dict]:
+    """A patient's early warning scores of `kind` (news2 or meows), newest first, audited."""
     _require_patient(conn, patient_id)
-    rows = news2_of(conn, [patient_id], limit=limit)
-    note_access(conn, principal, "read", patient_id, "news2", [r["id"] for r in rows])
+    rows = scores_of(conn, [patient_id], kind, limit=limit)
+    note_access(conn, principal, "read", patient_id, kind, [r["id"] for r in rows])
     return rows
 
 
+def _score_of_set(kind: str, alias: str) -> sa.Subquery:
+    """The current score of `kind` of the vital signs set in the enclosing query's `entry`, as a lateral
+    subquery of its columns (prefixed `alias`_) and its entry id (`alias`_id)."""
+    table = _SCORES[kind][0].alias(alias)
+    scored_entry = entry.alias(f"{alias}_entry")
+    successor = entry.alias(f"{alias}_successor")
+    columns = [c.label(f"{alias}_{c.name}") for c in table.c if c.name not in ("entry_id", "vital_signs_id")]
+    return (sa.select(*columns, scored_entry.c.id.label(f"{alias}_id"))
+            .select_from(table.join(scored_entry, scored_entry.c.id == table.c.entry_id))
+            .where(table.c.vital_signs_id == entry.c.id,
+                   ~sa.exists().where(successor.c.supersedes == scored_entry.c.id))
+            .limit(1).lateral(alias))
+
+
 def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 120) -> list[dict]:
-    """Vital sign sets, newest first, each with its NEWS2 (None when none was scored)."""
+    """Vital sign sets, newest first, each with its NEWS2 and its MEOWS (None when not scored by it)."""
     _require_patient(conn, patient_id)
     vitals = views.vital_signs
-    scored = news2.alias("scored")
-    scored_entry = entry.alias("scored_entry")
-    successor = entry.alias("scored_successor")
-    score = (sa.select(scored.c.total, scored.c.risk, scored.c.scores, scored.c.missing, scored.c.spo2_scale,
-                       scored.c.next_due_at, scored_entry.c.id.label("news2_id"))
-             .select_from(scored.join(scored_entry, scored_entry.c.id == scored.c.entry_id))
-             .where(scored.c.vital_signs_id == entry.c.id,
-                    ~sa.exists().where(successor.c.supersedes == scored_entry.c.id))
-             .limit(1).lateral("score"))
+    scores = {kind: _score_of_set(kind, kind) for kind in _SCORES}
     rows = conn.execute(
         sa.select(entry.c.id, entry.c.occurred_at, entry.c.author_id, entry.c.encounter_id,
-                  *[c for c in vitals.c if c.name != "entry_id"], *score.c)
-        .select_from(entry.join(vitals, vitals.c.entry_id == entry.c.id).outerjoin(score, sa.true()))
+                  *[c for c in vitals.c if c.name != "entry_id"], *[c for s in scores.values() for c in s.c])
+        .select_from(entry.join(vitals, vitals.c.entry_id == entry.c.id).outerjoin(scores["news2"], sa.true())
+                     .outerjoin(scores["meows"], sa.true()))
         .where(entry.c.patient_id == patient_id, entry.c.kind == "vital_signs", views.CURRENT)
         .order_by(entry.c.occurred_at.desc()).limit(limit)
     ).mappings().all()
     out = []
     for row in rows:
-        item = dict(row)
-        if item["total"] is not None:
-            item["news2"] = news2_view({"total": item["total"], "risk": item["risk"], "scores": item["scores"],
-                                        "missing": item["missing"], "spo2_scale": item["spo2_scale"]})
-        else:
-            item["news2"] = None
+        item = {key: value for key, value in row.items() if not key.startswith(tuple(f"{k}_" for k in _SCORES))}
+        for kind, (_, view) in _SCORES.items():
+            prefix = f"{kind}_"
+            score = {key.removeprefix(prefix): value for key, value in row.items() if key.startswith(prefix)}
+            item[f"{kind}_id"] = score.pop("id")
+            item[kind] = view(score) if item[f"{kind}_id"] is not None else None
         out.append(item)
     note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in out])
-    note_access(conn, principal, "read", patient_id, "news2", [r["news2_id"] for r in out if r["news2_id"]])
+    for kind in _SCORES:
+        note_access(conn, principal, "read", patient_id, kind, [r[f"{kind}_id"] for r in out if r[f"{kind}_id"]])
     return out
 
 

@@ -1,9 +1,10 @@
 """A ward's view of the record: the worklist the nurses of a ward work from, and the shift handover.
 
 Both are built from the record as it is now — patients with an open encounter on the ward, their latest
-NEWS2, their open tasks and the doses of their prescriptions — with no copy kept anywhere else. Reading a
-ward's list reads each patient's record, so each patient listed gets their own audit event, and the
-list shows up in that patient's access log.
+early warning score (NEWS2, or MEOWS in pregnancy and the puerperium), their open tasks and the doses of
+their prescriptions — with no copy kept anywhere else. Reading a ward's list reads each patient's
+record, so each patient listed gets their own audit event, and the list shows up in that patient's
+access log.
 
 A recorded handover (`handover` entry) keeps the summary as it was handed over, with the nurse's note.
 """
@@ -37,12 +38,14 @@ def _name(row: dict) -> str:
 
 def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.datetime,
              tz: zoneinfo.ZoneInfo) -> dict:
-    """Every patient on the ward: escalations first (highest NEWS2 risk), then observations overdue,
+    """Every patient on the ward: escalations first (highest NEWS2 risk, a MEOWS trigger ranking with
+    NEWS2's "medium"), then observations overdue,
     with each patient's open tasks and the doses due now or late."""
     patients = views.patients_on_ward(conn, ward["code"])
     ids = [p["id"] for p in patients]
-    scores = service.latest_news2(conn, ids)
+    scores = service.latest_scores(conn, ids)
     excluded = service.news2_exclusions(conn, ids, now)
+    maternity = service.latest_scores(conn, [pid for pid, why in excluded.items() if why.maternity], "meows")
     tasks: dict[uuid.UUID, list[dict]] = defaultdict(list)
     for task in service.tasks_of(conn, ids, open_only=True):
         tasks[task["patient_id"]].append(service.task_view(task, now))
@@ -61,23 +64,32 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         # A score from before NEWS2 stopped applying (say, before the pregnancy was recorded) is not a
         # risk to sort or escalate by.
         score = None if p["id"] in excluded else scores.get(p["id"])
+        mother = maternity.get(p["id"])
         obs_task = next((t for t in tasks[p["id"]] if t["code"] == "observations"), None)
-        due_at = obs_task["due_at"] if obs_task else (score["next_due_at"] if score else None)
+        due_at = obs_task["due_at"] if obs_task else next((s["next_due_at"] for s in (score, mother) if s), None)
         listed.append({
             "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": service.age_on(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],
-            "news2": score,
+            "news2": score, "meows": mother, "escalated": any(s and s["escalation"] for s in (score, mother)),
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
         })
         note_access(conn, principal, "read", p["id"], "worklist", [p["id"]], detail={"ward": ward["code"]})
     listed.sort(key=lambda item: (
-        -service.RISK_RANK.get(item["news2"]["risk"], 0) if item["news2"] else 0,
-        -(item["news2"]["total"] if item["news2"] else -1),
+        -_rank(item), -(item["news2"]["total"] if item["news2"] else -1),
         not item["observations_overdue"], item["bed_code"] or "~", item["name"]))
     return {"ward_code": ward["code"], "ward_name": ward["name"], "at": now, "patients": listed,
-            "escalations": sum(1 for item in listed if item["news2"] and item["news2"]["escalation"])}
+            "escalations": sum(1 for item in listed if item["escalated"])}
+
+
+def _rank(item: dict) -> int:
+    """How urgent a listed patient's latest early warning score is (0: none)."""
+    if item["news2"]:
+        return service.RISK_RANK[item["news2"]["risk"]]
+    if item["meows"]:
+        return service.MEOWS_RANK[item["meows"]["risk"]]
+    return 0
 
 
 def current_shift(now: dt.datetime, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
@@ -117,7 +129,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
                      tz: zoneinfo.ZoneInfo, shift_start: dt.datetime | None = None,
                      shift_end: dt.datetime | None = None) -> dict:
     """What the outgoing shift hands on, per patient on the ward, from the record: why they are here,
-    problems and allergies, the NEWS2 now and at its worst this shift, doses not given (with why) and
+    problems and allergies, the NEWS2 (or MEOWS) now and at its worst this shift, doses not given (with why) and
     late, tasks still open, care plans, and results that arrived during the shift."""
     start, end = _shift(now, tz, shift_start, shift_end)
     patients = views.patients_on_ward(conn, ward["code"])
@@ -133,12 +145,15 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         value = row["value_text"] if row["value_numeric"] is None else f"{row['value_numeric']} {row['unit'] or ''}"
         results[row["patient_id"]].append({"test": row["display"], "value": value.strip(), "flag": row["flag"],
                                            "abnormal": row["flag"] not in (None, "N")})
-    latest = service.latest_news2(conn, ids)
+    latest = service.latest_scores(conn, ids)
     excluded = service.news2_exclusions(conn, ids, now)
-    shift_scores = defaultdict(list)
-    for score in service.news2_of(conn, ids, since=start):
-        if score["occurred_at"] < end:
-            shift_scores[score["patient_id"]].append(score)
+    mothers = [pid for pid, why in excluded.items() if why.maternity]
+    latest_meows = service.latest_scores(conn, mothers, "meows")
+    shift_scores, shift_meows = defaultdict(list), defaultdict(list)
+    for kind, patients_of_kind, in_shift_of in (("news2", ids, shift_scores), ("meows", mothers, shift_meows)):
+        for score in service.scores_of(conn, patients_of_kind, kind, since=start) if patients_of_kind else []:
+            if score["occurred_at"] < end:
+                in_shift_of[score["patient_id"]].append(score)
     doses = defaultdict(list)
     for line in service.mar_lines(conn, ids, window_start=start, window_end=min(end, now) if now > start else end,
                                   now=now, tz=tz):
@@ -174,11 +189,18 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
                       "sets_in_shift": len(in_shift),
                       "trend": _trend(in_shift),
                       "exclusion": excluded[pid].reason if pid in excluded else None},
+            "meows": _handover_meows(latest_meows.get(pid), shift_meows[pid]) if pid in mothers else None,
             "doses": doses[pid], "open_tasks": open_tasks[pid], "care_plans": plans[pid], "results": results[pid],
         })
         note_access(conn, principal, "read", pid, "handover", [pid], detail={"ward": ward["code"]})
     return {"ward_code": ward["code"], "ward_name": ward["name"], "shift_start": start, "shift_end": end,
             "patients": summary}
+
+
+def _handover_meows(latest: dict | None, in_shift: list[dict]) -> dict:
+    return {"latest_risk": latest["risk"] if latest else None, "latest": latest["summary"] if latest else None,
+            "latest_triggers": latest["triggers"] if latest else {},
+            "triggered_in_shift": sum(1 for score in in_shift if score["escalation"]), "sets_in_shift": len(in_shift)}
 
 
 def _trend(scores: list[dict]) -> str:

@@ -56,7 +56,7 @@ def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, 
     assert "late</span>" in worklist.text  # the six-hourly doses since yesterday, none recorded
 
 
-def test_observations_in_pregnancy_are_charted_without_a_score(db, signed_in, facility, clinician):
+def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, clinician):
     from appliance.layers.clinical import service as clinical
     from appliance.layers.clinical.schemas import ConditionIn
 
@@ -71,16 +71,22 @@ def test_observations_in_pregnancy_are_charted_without_a_score(db, signed_in, fa
         "temperature_c": "37.0", "encounter_id": str(mother["encounter_id"])})
     assert saved.status_code == 303
     shown = nurse.get(saved.headers["location"])
-    assert "NEWS2 is not used in pregnancy or the puerperium (O13" in shown.text
-    assert "maternity early warning chart" in shown.text and "NEWS2 13" not in shown.text
-    assert "165" in shown.text  # the set itself is charted
+    assert "NEWS2 is not used in pregnancy or the puerperium (O13" in shown.text and "NEWS2 13" not in shown.text
+    # RR 27 yellow; SpO2 91, systolic 165, diastolic 110 and pulse 124 red.
+    latest = shown.text.split('id="meows-latest"')[1].split("</section>")[0]
+    assert "MEOWS · 4 red, 1 yellow" in latest and "urgent review by the obstetric doctor" in latest
+    assert "Systolic BP red" in latest and "Diastolic BP red" in latest and "Resp. rate yellow" in latest
+    chart = shown.text.split('class="list compact obs-chart"')[1]
+    assert 'class="p m-red">165/110' in chart and 'class="p m-yellow">27' in chart
 
     worklist = nurse.get(f"/t/{facility.slug}/ward")
+    escalations = worklist.text.split('id="escalations-title"')[1].split("</section>")[0]
+    assert "WAMBUI, Esther" in escalations and "MEOWS · 4 red, 1 yellow" in escalations
     row = worklist.text.split(f'data-patient="{mother["id"]}"')[1].split("</tr>")[0]
-    assert "not scored: pregnancy" in row and "maternity early warning chart" in row
+    assert "MEOWS · 4 red, 1 yellow" in row and "MEOWS 4 red, 1 yellow — Trigger" in row
     handover = nurse.get(f"/t/{facility.slug}/ward/handover")
     mine = handover.text.split("WAMBUI, Esther")[1].split("</dl>")[0]
-    assert "not scored: NEWS2 is not used in pregnancy or the puerperium (O13" in mine
+    assert "<dt>MEOWS</dt>" in mine and "now 4 red, 1 yellow" in mine and "1 triggered" in mine
 
 
 def test_bad_observations_come_back_with_the_message(signed_in, facility, ward_patients):

@@ -18,7 +18,7 @@ from tests.layers.nursing.conftest import HIGH, NORMAL, admit, vitals
 
 
 def _scores(conn, patient_id):
-    return service.news2_of(conn, [patient_id])
+    return service.scores_of(conn, [patient_id])
 
 
 def test_vital_signs_are_scored_in_the_same_transaction(db, facility, nurse):
@@ -73,6 +73,7 @@ def test_pregnancy_and_the_puerperium_are_not_scored_while_the_condition_is_acti
         assert _scores(conn, mother["id"]) == []
         excluded = service.news2_exclusion(conn, mother["id"], dt.datetime.now(dt.UTC))
         assert excluded.label == "pregnancy" and "pregnancy or the puerperium (O14.1" in excluded.reason
+        assert excluded.maternity
 
         clinical.amend_condition(conn, nurse, mother["id"], pregnancy["id"], ConditionIn(
             code="O14.1", clinical_status="resolved"), "delivered; puerperium over")
@@ -91,6 +92,56 @@ def test_pregnancy_and_the_puerperium_are_not_scored_while_the_condition_is_acti
         clinical.retract_entry(conn, nurse, antenatal["id"], supervision["id"], "wrong patient")
         vitals(conn, nurse, antenatal, HIGH)
         assert len(_scores(conn, antenatal["id"])) == 1
+
+
+def _meows(conn, patient_id):
+    return service.scores_of(conn, [patient_id], "meows")
+
+
+def test_in_pregnancy_a_set_is_scored_by_meows_and_a_trigger_escalates(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        mother = admit(conn, nurse, ward="MAT", family="Naliaka", given="Joy")
+        clinical.add_condition(conn, nurse, mother["id"], ConditionIn(code="O13"))
+        calm = vitals(conn, nurse, mother, NORMAL)
+        [clear] = _meows(conn, mother["id"])
+        assert (clear["risk"], clear["triggers"], clear["vital_signs_id"]) == ("clear", {}, calm["id"])
+        assert clear["next_due_at"] - clear["occurred_at"] == dt.timedelta(hours=4)
+        assert _scores(conn, mother["id"]) == []
+        tasks = service.tasks_of(conn, [mother["id"]], open_only=True)
+        assert [(t["code"], t["title"]) for t in tasks] == [
+            ("observations", "Observations due (last MEOWS no trigger; at least every 4 hours)")]
+
+        # Systolic 152 and pulse 104: two yellow triggers, an urgent review.
+        vitals(conn, nurse, mother, NORMAL | {"systolic_mmhg": 152, "heart_rate_bpm": 104})
+        latest = _meows(conn, mother["id"])[0]
+        assert latest["triggers"] == {"systolic": "yellow", "pulse": "yellow"} and latest["escalation"]
+        open_tasks = {t["code"]: t for t in service.tasks_of(conn, [mother["id"]], open_only=True)}
+        assert open_tasks["escalation"]["title"] == "MEOWS 2 yellow — Trigger (one red or two yellow)"
+        assert open_tasks["observations"]["due_at"] - latest["occurred_at"] == dt.timedelta(minutes=15)
+
+        # A higher NEWS2-equivalent rank is not reached by another trigger: the open escalation stands.
+        vitals(conn, nurse, mother, NORMAL | {"systolic_mmhg": 170})
+        escalations = [t for t in service.tasks_of(conn, [mother["id"]]) if t["code"] == "escalation"]
+        assert [t["status"] for t in escalations] == ["open"]
+
+
+def test_a_set_corrected_after_the_pregnancy_was_recorded_is_rescored_by_meows(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse, family="Auma", given="Lucy")
+        first = vitals(conn, nurse, patient, HIGH)
+        [news2_score] = _scores(conn, patient["id"])
+        clinical.add_condition(conn, nurse, patient["id"], ConditionIn(code="Z34.9"))
+        corrected = record.append(conn, nurse, "vital_signs", patient_id=patient["id"], supersedes=first["id"],
+                                  occurred_at=first["occurred_at"] + dt.timedelta(minutes=1),
+                                  reason="charted on the wrong form", detail=NORMAL | {
+                                      "weight_kg": None, "height_cm": None, "oxygen_l_min": None,
+                                      "spo2_scale": None})
+        assert _scores(conn, patient["id"]) == [], "the NEWS2 of the withdrawn set is retracted"
+        assert record.get_entry(conn, news2_score["id"]).id == news2_score["id"]
+        [maternity] = _meows(conn, patient["id"])
+        assert maternity["vital_signs_id"] == corrected.id and maternity["risk"] == "clear"
+        clinical.retract_entry(conn, nurse, patient["id"], corrected.id, "wrong patient")
+        assert _meows(conn, patient["id"]) == []
 
 
 def test_a_corrected_set_is_rescored_and_a_retracted_one_takes_its_score(db, facility, nurse):

@@ -54,6 +54,30 @@ def test_vitals_recorded_through_the_clinical_route_are_scored(nurse_api, clinic
     assert flow_on_air.status_code == 422 and "oxygen" in flow_on_air.text
 
 
+def test_a_pregnant_womans_vitals_get_a_meows_over_http(db, nurse_api, clinician_api, facility):
+    patient = admitted(clinician_api, facility, ward="MAT", family="Nekesa")
+    pregnant = clinician_api.post(f"{patient['url']}/problems", json={"code": "O14.1"})
+    assert pregnant.status_code == 201, pregnant.text
+    recorded = nurse_api.post(f"{patient['url']}/vitals", json=_json(NORMAL) | {
+        "systolic_mmhg": 158, "diastolic_mmhg": 104, "encounter_id": patient["encounter_id"]})
+    assert recorded.status_code == 201, recorded.text
+    assert nurse_api.get(f"{patient['url']}/news2").json() == []
+    [score] = nurse_api.get(f"{patient['url']}/meows").json()
+    assert score["vital_signs_id"] == recorded.json()["id"]
+    assert score["triggers"] == {"systolic": "yellow", "diastolic": "red"}
+    assert (score["risk"], score["escalation"], score["summary"]) == ("triggered", True, "1 red, 1 yellow")
+    assert score["response"].startswith("Trigger (one red or two yellow): urgent review by the obstetric doctor")
+    assert score["missing"] == [] and score["complete"]
+    worklist = clinician_api.get(f"{API.format(tenant=facility.slug)}/nursing/wards/MAT/worklist")
+    assert worklist.status_code == 200, worklist.text
+    mine = next(p for p in worklist.json()["patients"] if p["patient_id"] == patient["id"])
+    assert mine["news2"] is None and mine["meows"]["risk"] == "triggered"
+    assert [t["title"] for t in mine["tasks"] if t["code"] == "escalation"] == [
+        "MEOWS 1 red, 1 yellow — Trigger (one red or two yellow)"]
+    events = {e.event_type for e in audit.patient_access_log(db, facility.slug, uuid.UUID(patient["id"]))}
+    assert {"record.meows.read", "record.meows.create"} <= events
+
+
 def test_the_mar_over_http(nurse_api, clinician_api, facility):
     patient = admitted(clinician_api, facility)
     rx = clinician_api.post(f"{patient['url']}/medications", json={
@@ -179,7 +203,8 @@ def test_handover_is_built_and_kept(db, signed_in, nurse_api, clinician_api, fac
 # -- from the attacker's side ------------------------------------------------------------------------
 
 PATIENT_ROUTES = [
-    ("get", "/news2", None), ("get", "/mar", None), ("get", "/tasks", None), ("get", "/care-plans", None),
+    ("get", "/news2", None), ("get", "/meows", None), ("get", "/mar", None), ("get", "/tasks", None),
+    ("get", "/care-plans", None),
     ("post", "/mar", {"medication_request_id": str(uuid.uuid4()), "outcome": "given"}),
     ("post", "/tasks", {"title": "Turn patient", "due_at": "2030-01-01T08:00:00+00:00"}),
     ("post", "/care-plans", {"problem": "Pain", "goal": "Comfortable", "interventions": ["Analgesia"]}),
