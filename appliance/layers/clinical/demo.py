@@ -105,6 +105,23 @@ PROBLEMS = [
     Problem("I20.9", 1, ages=(40, 95), tests=("10839-9", "11524-6", "2093-3"),
             drug=("Aspirin", 75, "mg", "oral", "once daily", None), abnormal={"2093-3": Decimal("238")}),
 ]
+# Who lies in a maternity ward: delivered in the last days, or admitted in pregnancy; each with the vital
+# signs her condition shows (means the ward's set is drawn around, beside a young woman's usual ones).
+_MOTHER = {"sexes": ("female",), "ages": (16, 42)}
+MATERNITY = [
+    (Problem("O80", 8, tests=("58410-2",), drug=("Paracetamol", 1000, "mg", "oral", "every 6 hours as needed", 3),
+             **_MOTHER), {}),
+    (Problem("O82", 3, tests=("58410-2",), drug=("Paracetamol", 1000, "mg", "oral", "every 6 hours", 3),
+             **_MOTHER), {"heart_rate_bpm": 94}),
+    (Problem("O13", 2, tests=("58410-2", "24356-8"), drug=("Methyldopa", 250, "mg", "oral", "every 8 hours", None),
+             **_MOTHER), {"systolic_mmhg": 150, "diastolic_mmhg": 96}),
+    (Problem("O14.1", 1, tests=("58410-2", "24356-8"), drug=("Labetalol", 200, "mg", "oral", "every 8 hours", None),
+             **_MOTHER),
+     {"systolic_mmhg": 164, "diastolic_mmhg": 106}),
+    (Problem("O85", 1, tests=("58410-2",), fever=True, drug=("Ceftriaxone", 1, "g", "IV", "once daily", 5),
+             abnormal={"6690-2": Decimal("17.9")}, **_MOTHER),
+     {"heart_rate_bpm": 108, "respiratory_rate": 21}),
+]
 ALLERGIES = [("Penicillin", "medication", "urticaria", "moderate"), ("Sulfonamides", "medication", "rash", "mild"),
              ("Aspirin", "medication", "bronchospasm", "severe"), ("Peanuts", "food", "anaphylaxis", "severe"),
              ("Latex", "environment", "contact dermatitis", "mild"), ("Ibuprofen", "medication", "angioedema",
@@ -137,6 +154,7 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
     # discharge hours); who lies in a ward bed now. Each its own stream, so adding to one left the
     # others what the seed always gave.
     rng, timing, census = demo_stream(seed, slug), demo_stream("timing", seed, slug), demo_stream("census", seed, slug)
+    maternity = demo_stream("maternity", seed, slug)
     with db.control_autocommit() as conn:
         zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
                                               .where(tenant_table.c.slug == slug)).scalar() or "UTC")
@@ -151,14 +169,18 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
             sa.select(orderable.c.code, orderable.c.definition).where(orderable.c.active)).all()}
         used = {tuple(row) for row in conn.execute(sa.select(patient_identifier.c.system, patient_identifier.c.value))}
         # About seven in ten of the general, surgical, children's and intensive care beds are taken now
-        # (nobody in the demo is admitted for childbirth, so maternity beds are not counted).
-        beds = conn.execute(sa.text(
-            "SELECT count(*) FROM bed JOIN ward ON ward.code = bed.ward_code WHERE bed.active AND ward.active "
-            "AND ward.kind IN ('inpatient', 'surgical', 'paediatric', 'icu')")).scalar()
+        # (maternity beds are counted apart: only women of childbearing age lie in them).
+        beds, maternity_beds = conn.execute(sa.text(
+            "SELECT count(*) FILTER (WHERE ward.kind IN ('inpatient', 'surgical', 'paediatric', 'icu')), "
+            "count(*) FILTER (WHERE ward.kind = 'maternity') "
+            "FROM bed JOIN ward ON ward.code = bed.ward_code WHERE bed.active AND ward.active")).one()
     admitted_share = min(0.25, 0.7 * beds / patients) if patients else 0.0
+    # About half the maternity beds taken; about one person in five is a woman of 16–42 here.
+    mothers_share = min(0.5, 0.5 * maternity_beds / (0.2 * patients)) if patients else 0.0
     for start in range(0, patients, BATCH):
         with db.tenant(slug) as conn:
-            batch = _Batch(conn, slug, rng, offered, as_of, used, timing, zone, census, admitted_share)
+            batch = _Batch(conn, slug, rng, offered, as_of, used, timing, zone, (census, admitted_share),
+                           (maternity, mothers_share))
             for _ in range(min(BATCH, patients - start)):
                 batch.patient()
             for kind, n in batch.write().items():
@@ -170,9 +192,11 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
 class _Batch:
     def __init__(self, conn: Connection, slug: str, rng: random.Random, offered: dict[str, OrderableConfig],
                  as_of: dt.date, used: set[tuple[str, str]], timing: random.Random, zone: zoneinfo.ZoneInfo,
-                 census: random.Random, admitted_share: float):
+                 census: tuple[random.Random, float], mothers: tuple[random.Random, float]):
+        """`census` and `mothers`: the stream and the share of people in a general (a maternity) bed now."""
         self.conn, self.slug, self.rng, self.offered, self.used = conn, slug, rng, offered, used
-        self.timing, self.zone, self.census, self.admitted_share = timing, zone, census, admitted_share
+        self.timing, self.zone = timing, zone
+        (self.census, self.admitted_share), (self.maternity, self.mothers_share) = census, mothers
         self.end = dt.datetime.combine(as_of, dt.time(17, 0), tzinfo=dt.UTC)
         # The moment the demo stands at: its end, or the real now on the end's own day. Nothing happens
         # after it — a visit drawn for later that day is moved before it — and what is still going then
@@ -261,6 +285,8 @@ class _Batch:
                 chronic_recorded.add(problem.code)
         if self.census.random() < self.admitted_share:
             self.current_admission(patient_id, sex, age, allergies)
+        elif sex == "female" and 16 <= age <= 42 and self.maternity.random() < self.mothers_share:
+            self.current_admission(patient_id, sex, age, allergies, maternity=True)
 
     def _identifier(self, age: int) -> dict:
         while True:  # identifiers are unique in a facility; draw again on the rare collision
@@ -279,9 +305,10 @@ class _Batch:
     # -- one visit ---------------------------------------------------------------------------------------
 
     def visit(self, patient_id: uuid.UUID, sex: str, age: int, when: dt.datetime, problem: Problem,
-              allergies: list[tuple[str, str]], record_problem: bool,
-              encounter_class: str | None = None) -> tuple[uuid.UUID, bool]:
-        """One encounter and the care in it; returns its id and whether it is still going at the end."""
+              allergies: list[tuple[str, str]], record_problem: bool, encounter_class: str | None = None,
+              typical: dict | None = None) -> tuple[uuid.UUID, bool]:
+        """One encounter and the care in it; returns its id and whether it is still going at the end.
+        `typical` marks a woman in pregnancy or the puerperium, with the means of her vital signs."""
         rng = self.rng
         when = min(when, self.now - dt.timedelta(minutes=45))  # its last act, the note, 40 minutes on
         if encounter_class is None:
@@ -308,7 +335,7 @@ class _Batch:
         if not recent:
             self.add("encounter_status", patient_id, {"encounter_id": encounter_id, "from_status": "in_progress",
                                                       "to_status": "finished"}, when + length, encounter_id)
-        self.vitals(patient_id, age, when, encounter_id, fever=problem.fever)
+        self.vitals(patient_id, age, when, encounter_id, fever=problem.fever, typical=typical)
         if record_problem:
             code = icd10.lookup(problem.code)
             resolved = not problem.chronic and not recent
@@ -340,42 +367,60 @@ class _Batch:
                 when + dt.timedelta(minutes=40), encounter_id)
         return encounter_id, recent
 
-    def current_admission(self, patient_id: uuid.UUID, sex: str, age: int,
-                          allergies: list[tuple[str, str]]) -> None:
+    def current_admission(self, patient_id: uuid.UUID, sex: str, age: int, allergies: list[tuple[str, str]],
+                          maternity: bool = False) -> None:
         """A patient in the wards now (the operations demo gives the bed): admitted in the last 2½ days
-        for a febrile illness, with the ward's last observations a few hours old — so a ward's worklist,
-        its NEWS2 and its bed board have someone on them. Drawn from the census stream, which it swaps in."""
+        for a febrile illness — or, with `maternity`, delivered or in pregnancy (the operations demo puts
+        her in the maternity ward) — with the ward's last observations a few hours old, so a ward's
+        worklist, its early warning scores and its bed board have someone on them. Drawn from the census
+        stream (the maternity stream), which it swaps in."""
         year = self.rng, self.timing
-        self.rng = self.timing = self.census
+        self.rng = self.timing = self.maternity if maternity else self.census
         try:
-            febrile = [p for p in PROBLEMS if p.fever and self._fits(p, sex, age)]
-            problem = self.rng.choices(febrile, weights=[p.weight for p in febrile])[0]
+            if maternity:
+                problem, typical = self.rng.choices(MATERNITY, weights=[p.weight for p, _ in MATERNITY])[0]
+            else:
+                febrile = [p for p in PROBLEMS if p.fever and self._fits(p, sex, age)]
+                problem, typical = self.rng.choices(febrile, weights=[p.weight for p in febrile])[0], None
             admitted = self.now - dt.timedelta(hours=self.rng.uniform(3, 60))
             encounter_id, still_in = self.visit(patient_id, sex, age, admitted, problem, allergies,
-                                                record_problem=True, encounter_class="inpatient")
+                                                record_problem=True, encounter_class="inpatient", typical=typical)
             if still_in:
                 self.vitals(patient_id, age, self.now - dt.timedelta(minutes=self.rng.randint(30, 240)),
-                            encounter_id, fever=self.rng.random() < 0.5, on_ward=True)
+                            encounter_id, fever=problem.fever if maternity else self.rng.random() < 0.5,
+                            on_ward=True, typical=typical)
         finally:
             self.rng, self.timing = year
 
     def vitals(self, patient_id: uuid.UUID, age: int, when: dt.datetime, encounter_id: uuid.UUID,
-               fever: bool, on_ward: bool = False) -> None:
+               fever: bool, on_ward: bool = False, typical: dict | None = None) -> None:
+        """A set of vital signs; `typical` (a woman in pregnancy or the puerperium) gives the means of her
+        pressures and rates, around a healthy young woman's, and her saturation stays a healthy one."""
         rng = self.rng
         child = age < 12
         weight = round(3.5 + age * 2.6, 1) if child else round(rng.gauss(66, 12), 1)
-        systolic = None if child else int(rng.gauss(124 + max(0, age - 40) * 0.6, 14))
+        # Drawn in the order the first demo drew them, so its population's values stay what they were.
+        if typical is None:
+            systolic = None if child else int(rng.gauss(124 + max(0, age - 40) * 0.6, 14))
+            diastolic = None if systolic is None else int(systolic * 0.64)
+            pulse, respiration = rng.gauss(118 if child else 80, 10), rng.gauss(28 if child else 17, 3)
+        else:
+            systolic = int(rng.gauss(typical.get("systolic_mmhg", 116), 7))
+            diastolic = int(rng.gauss(typical.get("diastolic_mmhg", 72), 4))
+            pulse, respiration = rng.gauss(typical.get("heart_rate_bpm", 82), 6), \
+                rng.gauss(typical.get("respiratory_rate", 16), 1.5)
+        temperature = round(rng.gauss(38.8 if fever else 36.8, 0.4), 1)
+        saturation = rng.gauss(97, 1.5) if typical is None else rng.gauss(98.5, 0.8)
         detail = {
-            "systolic_mmhg": systolic, "diastolic_mmhg": None if systolic is None else int(systolic * 0.64),
-            "heart_rate_bpm": int(rng.gauss(118 if child else 80, 10) + (15 if fever else 0)),
-            "respiratory_rate": int(rng.gauss(28 if child else 17, 3)),
-            "temperature_c": Decimal(str(round(rng.gauss(38.8 if fever else 36.8, 0.4), 1))),
-            "spo2_percent": min(100, int(rng.gauss(97, 1.5))),
+            "systolic_mmhg": systolic, "diastolic_mmhg": diastolic,
+            "heart_rate_bpm": int(pulse + (15 if fever else 0)), "respiratory_rate": int(respiration),
+            "temperature_c": Decimal(str(temperature)), "spo2_percent": min(100, int(saturation)),
             "weight_kg": Decimal(str(max(2.5, weight))), "height_cm": None,
         }
-        if on_ward:  # a ward's full set: consciousness and air or oxygen too, so NEWS2 is complete
-            detail |= {"consciousness": rng.choices(["A", "C", "V"], weights=[92, 6, 2])[0],
-                       "supplemental_oxygen": rng.random() < 0.15}
+        if on_ward:  # a ward's full set: consciousness and air or oxygen too, so the score is complete
+            detail |= {"consciousness": rng.choices(["A", "C", "V"], weights=[92, 6, 2] if typical is None
+                                                    else [99, 0, 1])[0],
+                       "supplemental_oxygen": rng.random() < (0.15 if typical is None else 0.02)}
         self.add("vital_signs", patient_id, detail, when + dt.timedelta(minutes=5), encounter_id)
 
     def order(self, patient_id: uuid.UUID, when: dt.datetime, encounter_id: uuid.UUID, test: OrderableConfig,

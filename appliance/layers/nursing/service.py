@@ -69,15 +69,17 @@ class Exclusion:
 def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.datetime) -> dict[uuid.UUID, Exclusion]:
     """The patients among `patient_ids` whose vital signs NEWS2 must not score at `at`, with why. The
     RCP validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
-    puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35), where
-    the physiology differs and a maternity early warning chart is used instead. One statement, as it
-    runs in every set's reaction. Not audited: callers read the record under their own event."""
+    puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35 whose
+    onset, if recorded, is not after `at`), where the physiology differs and the maternity early warning
+    score is used instead. One statement, as it runs in every set's reaction. Not audited: callers read
+    the record under their own event."""
     if not patient_ids:
         return {}
     pregnancy = (
         _current(views.condition, "condition", entry.c.patient_id == views.patient.c.id,
                  entry.c.status != "entered_in_error", views.condition.c.clinical_status == "active",
-                 views.condition.c.verification != "differential", _PREGNANCY_CODES)
+                 views.condition.c.verification != "differential", _PREGNANCY_CODES,
+                 sa.or_(views.condition.c.onset_date.is_(None), views.condition.c.onset_date <= at.date()))
         .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
         .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
     )

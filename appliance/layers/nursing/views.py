@@ -37,7 +37,7 @@ medication_request = sa.table(
     sa.column("instructions"),
 )
 condition = sa.table("condition", sa.column("entry_id"), sa.column("code"), sa.column("display"),
-                     sa.column("clinical_status"), sa.column("verification"))
+                     sa.column("clinical_status"), sa.column("verification"), sa.column("onset_date"))
 allergy = sa.table("allergy", sa.column("entry_id"), sa.column("substance"), sa.column("severity"),
                    sa.column("clinical_status"))
 result = sa.table("result", sa.column("entry_id"), sa.column("display"), sa.column("value_numeric"),

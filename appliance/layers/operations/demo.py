@@ -85,11 +85,15 @@ def _age(born: dt.date, day: dt.date) -> int:
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
-def _takes(ward_kind: str, child: bool, children_ward: bool) -> bool:
-    """Whether a ward of this kind takes this inpatient: children go to the children's ward where the
-    facility has one (and to the general wards where it has none), adults never do; nobody in the demo
-    is admitted for childbirth, so the maternity ward takes no one."""
+def _takes(ward_kind: str, child: bool, children_ward: bool, mother: bool = False,
+           maternity_ward: bool = False) -> bool:
+    """Whether a ward of this kind takes this inpatient: a woman admitted in pregnancy or the puerperium
+    (`mother`) goes to the maternity ward where the facility has one, and nobody else does; children go
+    to the children's ward where the facility has one (and to the general wards where it has none),
+    adults never do."""
     if ward_kind == "maternity":
+        return mother
+    if mother and maternity_ward:
         return False
     if ward_kind == "paediatric":
         return child
@@ -138,10 +142,14 @@ class _Writer:
         free_at = {code: dt.datetime.min.replace(tzinfo=dt.UTC) for code, _, _ in beds}
         ward_of = {code: ward for code, ward, _ in beds}
         kind_of = {code: kind for code, _, kind in beds}
-        children_ward = "paediatric" in kind_of.values()
+        children_ward, maternity_ward = "paediatric" in kind_of.values(), "maternity" in kind_of.values()
+        # An admission in pregnancy or the puerperium: the clinical record names a chapter O condition in it.
+        mother = sa.literal_column(
+            "EXISTS (SELECT 1 FROM entry JOIN condition ON condition.entry_id = entry.id "
+            "WHERE entry.encounter_id = encounter.id AND left(condition.code, 1) = 'O')", sa.Boolean)
         encounters = conn.execute(
             sa.select(encounter.c.id, encounter.c.patient_id, encounter.c.started_at, encounter.c.status,
-                      encounter.c.ended_at, patient.c.birth_date)
+                      encounter.c.ended_at, patient.c.birth_date, mother.label("mother"))
             .select_from(encounter.join(patient, patient.c.id == encounter.c.patient_id))
             .where(encounter.c.encounter_class == "inpatient", encounter.c.started_at.is_not(None),
                    encounter.c.started_at <= self.now,
@@ -152,7 +160,8 @@ class _Writer:
             admitted = found.started_at
             child = _age(found.birth_date, admitted.date()) < CHILD_YEARS
             candidates = [code for code, ready in free_at.items()
-                          if ready <= admitted and _takes(kind_of[code], child, children_ward)]
+                          if ready <= admitted
+                          and _takes(kind_of[code], child, children_ward, found.mother, maternity_ward)]
             if not candidates or found.patient_id in in_bed:
                 continue  # the hospital was full (or the patient already lies in a bed): no placement
             code = rng.choice(candidates)

@@ -17,7 +17,8 @@ AS_OF = dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC)
 
 def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, tenant_factory):
     # A fixed slug: the demo's streams depend on it, so what is asserted holds the same every run.
-    config = tenant_factory(slug="demo_nursing", **OPERATIONS_CONFIG)
+    wards = [w | {"beds": 8} if w["code"] == "MAT" else w for w in OPERATIONS_CONFIG["wards"]]
+    config = tenant_factory(slug="demo_nursing", **{**OPERATIONS_CONFIG, "wards": wards})
     generate_demo_population(db, config.slug, seed=6, patients=160, as_of=AS_OF.date())
     generate_operations_demo(db, config.slug, seed=6, days_back=20, as_of=AS_OF)
     counts = generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF)
@@ -36,11 +37,23 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
             "WHERE NOT EXISTS (SELECT 1 FROM nursing_task t JOIN entry te ON te.id = t.entry_id "
             "WHERE te.patient_id = e.patient_id AND t.code = 'observations' AND t.status = 'open' "
             "AND NOT EXISTS (SELECT 1 FROM entry n2 WHERE n2.supersedes = te.id))")).scalar()
+        # The women in the maternity ward: delivered or in pregnancy, so their sets are scored by MEOWS
+        # (some triggering), never by NEWS2, and their next observations are scheduled too.
+        mothers = conn.execute(sa.text(
+            "SELECT s.patient_id, (SELECT count(*) FROM news2 n JOIN entry ne ON ne.id = n.entry_id "
+            " WHERE ne.encounter_id = s.encounter_id) AS news2, "
+            "(SELECT array_agg(m.risk) FROM meows m JOIN entry me ON me.id = m.entry_id "
+            " WHERE me.encounter_id = s.encounter_id) AS meows, "
+            "EXISTS (SELECT 1 FROM nursing_task t JOIN entry te ON te.id = t.entry_id WHERE te.patient_id = "
+            " s.patient_id AND t.code = 'observations' AND t.status = 'open') AS scheduled "
+            "FROM inpatient_stay s WHERE s.ward_code = 'MAT' AND s.discharged_at IS NULL")).all()
         doses = conn.execute(sa.text(
             "SELECT a.outcome, a.scheduled_for, a.administered_at, a.reason, s.admitted_at "
             "FROM medication_administration a JOIN entry e ON e.id = a.entry_id "
             "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL")).all()
     assert overdue == 0 and unscheduled == 0
+    assert mothers and all(m.news2 == 0 and len(m.meows) == 2 and m.scheduled for m in mothers)
+    assert {risk for m in mothers for risk in m.meows} >= {"clear", "triggered"}, mothers
     assert doses and all(d.scheduled_for >= d.admitted_at and d.scheduled_for <= AS_OF - dt.timedelta(hours=1)
                          for d in doses)
     assert all((d.outcome == "given") == (d.administered_at is not None and d.reason is None) for d in doses)
