@@ -406,7 +406,14 @@ def append_many(conn: Connection, principal: Principal, entries: Sequence[NewEnt
             details[new.kind].append({"entry_id": new_id, **new.detail})
     conn.execute(postgresql.insert(entry), rows)
     for kind, detail_rows in details.items():
-        conn.execute(_detail_tables[kind].insert(), detail_rows)  # type: ignore[union-attr]
+        # An insert of many rows takes its columns from the first: a later row naming more (a ward's
+        # full set of vital signs after a clinic's partial one) would lose them without a word. So
+        # rows are inserted in groups naming the same columns.
+        alike: dict[frozenset, list[dict]] = defaultdict(list)
+        for detail_row in detail_rows:
+            alike[frozenset(detail_row)].append(detail_row)
+        for rows_alike in alike.values():
+            conn.execute(_detail_tables[kind].insert(), rows_alike)  # type: ignore[union-attr]
     appended = [
         Entry(**row, detail={k: v for k, v in detail.items() if k != "entry_id"})
         for row, detail in zip(rows, _details_in_order(rows, details), strict=True)

@@ -187,6 +187,17 @@ def test_bulk_append_writes_the_same_rows_as_append(db: Database, tenant_a):
     assert all(s.root_id == s.id and s.status == "final" and s.author_id == AUTHOR.account_id for s in stored)
 
 
+def test_bulk_append_keeps_every_rows_columns_when_rows_name_different_ones(db: Database, tenant_a):
+    patient_id = uuid.uuid4()
+    partial = {k: v for k, v in a_note("no template").items() if k != "template_code"}
+    with db.tenant(tenant_a.slug) as conn:
+        bulk = record.append_many(conn, AUTHOR, [record.NewEntry("note", patient_id, partial),
+                                                 record.NewEntry("note", patient_id, a_note("SOAP") | {
+                                                     "template_code": "SOAP"})])
+        stored = [record.get_entry(conn, e.id).detail for e in bulk]
+    assert [(d["text"], d["template_code"]) for d in stored] == [("no template", None), ("SOAP", "SOAP")]
+
+
 def test_ids_are_random_uuids_and_unknown_kinds_are_refused(db: Database, tenant_a):
     with db.tenant(tenant_a.slug) as conn:
         ids = [record.append(conn, AUTHOR, "test_marker", patient_id=None).id for _ in range(3)]

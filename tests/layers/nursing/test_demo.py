@@ -47,11 +47,17 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
             "EXISTS (SELECT 1 FROM nursing_task t JOIN entry te ON te.id = t.entry_id WHERE te.patient_id = "
             " s.patient_id AND t.code = 'observations' AND t.status = 'open') AS scheduled "
             "FROM inpatient_stay s WHERE s.ward_code = 'MAT' AND s.discharged_at IS NULL")).all()
+        # A score says what its set holds: none scored as complete from a set missing a parameter.
+        inconsistent = conn.execute(sa.text(
+            "SELECT (SELECT count(*) FROM news2 n JOIN vital_signs v ON v.entry_id = n.vital_signs_id "
+            " WHERE n.missing = '[]' AND (v.consciousness IS NULL OR v.supplemental_oxygen IS NULL)) + "
+            "(SELECT count(*) FROM meows m JOIN vital_signs v ON v.entry_id = m.vital_signs_id "
+            " WHERE m.missing = '[]' AND v.consciousness IS NULL)")).scalar()
         doses = conn.execute(sa.text(
             "SELECT a.outcome, a.scheduled_for, a.administered_at, a.reason, s.admitted_at "
             "FROM medication_administration a JOIN entry e ON e.id = a.entry_id "
             "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL")).all()
-    assert overdue == 0 and unscheduled == 0
+    assert overdue == 0 and unscheduled == 0 and inconsistent == 0
     assert mothers and all(m.news2 == 0 and len(m.meows) == 2 and m.scheduled for m in mothers)
     assert {risk for m in mothers for risk in m.meows} >= {"clear", "triggered"}, mothers
     assert doses and all(d.scheduled_for >= d.admitted_at and d.scheduled_for <= AS_OF - dt.timedelta(hours=1)
