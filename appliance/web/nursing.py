@@ -207,7 +207,8 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     scored = [r for r in rows if r["news2"]]
     return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "exclusion": exclusion,
             "latest_meows": next((r for r in rows if r["meows"]), None),
-            "news2_svg": news2_chart(rows, clock) if scored else None,
+            # A woman scored by MEOWS has no NEWS2 trend to follow: an old score would mislead.
+            "news2_svg": news2_chart(rows, clock) if scored and not (exclusion and exclusion.maternity) else None,
             "charts": portal.vitals_charts([r | {"weight_kg": None} for r in rows], clock, adult),
             "last_scale": next((r["spo2_scale"] for r in rows if r["spo2_scale"]), 1),
             "names": people_named(db, {r["author_id"] for r in rows[:30]})}

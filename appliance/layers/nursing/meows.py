@@ -38,12 +38,14 @@ Trigger = Literal["red", "yellow"]
 Risk = Literal["clear", "yellow", "triggered"]
 PARAMETERS = ("temperature", "systolic", "diastolic", "pulse", "respiration", "spo2", "consciousness")
 
+# Each begins with the response in a few words, before the colon: task titles use that part.
 RESPONSES: dict[Risk, str] = {
-    "clear": "No trigger: continue routine observations.",
-    "yellow": "One yellow trigger: repeat the observations within the hour and tell the midwife or nurse in "
-              "charge.",
-    "triggered": "Trigger (one red or two yellow): urgent review by the obstetric doctor on call; inform the "
-                 "midwife or nurse in charge, and repeat the observations at least every 15 minutes until seen.",
+    "clear": "Routine observations: no trigger.",
+    "yellow": "Closer observation: one yellow trigger; repeat the observations within the hour and tell the "
+              "midwife or nurse in charge.",
+    "triggered": "Urgent obstetric review: one red or two yellow triggers; the obstetric doctor on call reviews "
+                 "her, the midwife or nurse in charge is told, and the observations are repeated at least every "
+                 "15 minutes until she is seen.",
 }
 MONITORING: dict[Risk, dt.timedelta] = {
     "clear": dt.timedelta(hours=4),

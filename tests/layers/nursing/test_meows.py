@@ -56,14 +56,14 @@ def test_one_red_or_two_yellow_trigger_an_urgent_review():
     one_yellow = meows.score(replace(NORMAL, heart_rate_bpm=104))
     assert (one_yellow.risk, one_yellow.escalation, one_yellow.summary) == ("yellow", False, "1 yellow")
     assert one_yellow.next_observation_in == dt.timedelta(hours=1)
-    assert one_yellow.response.startswith("One yellow trigger: repeat the observations within the hour")
+    assert one_yellow.response.startswith("Closer observation: one yellow trigger; repeat the observations within")
 
     two_yellow = meows.score(replace(NORMAL, heart_rate_bpm=104, respiratory_rate=22))
     one_red = meows.score(replace(NORMAL, systolic_mmhg=164))
     for triggered, summary in ((two_yellow, "2 yellow"), (one_red, "1 red")):
         assert (triggered.risk, triggered.escalation, triggered.summary) == ("triggered", True, summary)
         assert triggered.next_observation_in == dt.timedelta(minutes=15)
-        assert "urgent review by the obstetric doctor" in triggered.response
+        assert triggered.response.startswith("Urgent obstetric review: one red or two yellow")
 
 
 def test_a_parameter_not_measured_is_named_missing():

@@ -74,8 +74,9 @@ def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, 
     assert "NEWS2 is not used in pregnancy or the puerperium (O13" in shown.text and "NEWS2 13" not in shown.text
     # RR 27 yellow; SpO2 91, systolic 165, diastolic 110 and pulse 124 red.
     latest = shown.text.split('id="meows-latest"')[1].split("</section>")[0]
-    assert "MEOWS · 4 red, 1 yellow" in latest and "urgent review by the obstetric doctor" in latest
+    assert "MEOWS · 4 red, 1 yellow" in latest and "Urgent obstetric review" in latest
     assert "Systolic BP red" in latest and "Diastolic BP red" in latest and "Resp. rate yellow" in latest
+    assert ">Vital signs over time</h2>" in shown.text and "NEWS2 over time" not in shown.text
     chart = shown.text.split('class="list compact obs-chart"')[1]
     assert 'class="p m-red">165/110' in chart and 'class="p m-yellow">27' in chart
 
@@ -83,7 +84,7 @@ def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, 
     escalations = worklist.text.split('id="escalations-title"')[1].split("</section>")[0]
     assert "WAMBUI, Esther" in escalations and "MEOWS · 4 red, 1 yellow" in escalations
     row = worklist.text.split(f'data-patient="{mother["id"]}"')[1].split("</tr>")[0]
-    assert "MEOWS · 4 red, 1 yellow" in row and "MEOWS 4 red, 1 yellow — Trigger" in row
+    assert "MEOWS · 4 red, 1 yellow" in row and "MEOWS 4 red, 1 yellow — Urgent obstetric review" in row
     handover = nurse.get(f"/t/{facility.slug}/ward/handover")
     mine = handover.text.split("WAMBUI, Esther")[1].split("</dl>")[0]
     assert "<dt>MEOWS</dt>" in mine and "now 4 red, 1 yellow" in mine and "1 triggered" in mine

@@ -123,7 +123,7 @@ def test_in_pregnancy_a_set_is_scored_by_meows_and_a_trigger_escalates(db, facil
         latest = _meows(conn, mother["id"])[0]
         assert latest["triggers"] == {"systolic": "yellow", "pulse": "yellow"} and latest["escalation"]
         open_tasks = {t["code"]: t for t in service.tasks_of(conn, [mother["id"]], open_only=True)}
-        assert open_tasks["escalation"]["title"] == "MEOWS 2 yellow — Trigger (one red or two yellow)"
+        assert open_tasks["escalation"]["title"] == "MEOWS 2 yellow — Urgent obstetric review"
         assert open_tasks["observations"]["due_at"] - latest["occurred_at"] == dt.timedelta(minutes=15)
 
         # A higher NEWS2-equivalent rank is not reached by another trigger: the open escalation stands.

@@ -66,14 +66,14 @@ def test_a_pregnant_womans_vitals_get_a_meows_over_http(db, nurse_api, clinician
     assert score["vital_signs_id"] == recorded.json()["id"]
     assert score["triggers"] == {"systolic": "yellow", "diastolic": "red"}
     assert (score["risk"], score["escalation"], score["summary"]) == ("triggered", True, "1 red, 1 yellow")
-    assert score["response"].startswith("Trigger (one red or two yellow): urgent review by the obstetric doctor")
+    assert score["response"].startswith("Urgent obstetric review: one red or two yellow triggers; the obstetric")
     assert score["missing"] == [] and score["complete"]
     worklist = clinician_api.get(f"{API.format(tenant=facility.slug)}/nursing/wards/MAT/worklist")
     assert worklist.status_code == 200, worklist.text
     mine = next(p for p in worklist.json()["patients"] if p["patient_id"] == patient["id"])
     assert mine["news2"] is None and mine["meows"]["risk"] == "triggered"
     assert [t["title"] for t in mine["tasks"] if t["code"] == "escalation"] == [
-        "MEOWS 1 red, 1 yellow — Trigger (one red or two yellow)"]
+        "MEOWS 1 red, 1 yellow — Urgent obstetric review"]
     events = {e.event_type for e in audit.patient_access_log(db, facility.slug, uuid.UUID(patient["id"]))}
     assert {"record.meows.read", "record.meows.create"} <= events
 
