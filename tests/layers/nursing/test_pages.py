@@ -87,7 +87,7 @@ def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, 
     assert "MEOWS · 4 red, 1 yellow" in row and "MEOWS 4 red, 1 yellow — Urgent obstetric review" in row
     handover = nurse.get(f"/t/{facility.slug}/ward/handover")
     mine = handover.text.split("WAMBUI, Esther")[1].split("</dl>")[0]
-    assert "<dt>MEOWS</dt>" in mine and "now 4 red, 1 yellow" in mine and "1 triggered" in mine
+    assert "<dt>MEOWS</dt>" in mine and "latest set: 4 red, 1 yellow (" in mine and "1 triggered" in mine
 
 
 def test_bad_observations_come_back_with_the_message(signed_in, facility, ward_patients):
