@@ -284,10 +284,16 @@ class _Writer:
             .order_by(slot.c.starts_at, slot.c.clinic_code)).all()
         attending = {code: [p.id for p in people if _attends(code, p.sex, p.birth_date, self.now.date())] or
                      [p.id for p in people] for code in clinic_names}
+        far_future = dt.datetime.max.replace(tzinfo=dt.UTC)
+        in_a_bed = defaultdict(list)  # patient → (admitted, discharged) of each of their stays
+        for stay in self.stay_rows:
+            in_a_bed[stay["patient_id"]].append((stay["admitted_at"], stay["discharged_at"] or far_future))
         for found in slots:
             if rng.random() > 0.55:
                 continue
             patient_id = rng.choice(attending[found.clinic_code])
+            if any(admitted <= found.starts_at <= discharged for admitted, discharged in in_a_bed[patient_id]):
+                continue  # lying in a ward bed then: no clinic visit (nor a booking for it)
             booked_at = min(found.starts_at - dt.timedelta(days=rng.randint(1, 28), hours=rng.randint(0, 8)),
                             self.now - dt.timedelta(minutes=1))
             appointment_id = self._id()

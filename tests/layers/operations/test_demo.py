@@ -96,6 +96,10 @@ def test_demo_keeps_the_rules(db, demo_tenant):
         antenatal = conn.execute(sa.text(
             "SELECT p.sex, date_part('year', age(a.starts_at::date, p.birth_date)) AS years FROM appointment a "
             "JOIN patient p ON p.id = a.patient_id WHERE a.clinic_code = 'ANC'")).all()
+        # Nobody has a clinic appointment while lying in a ward bed.
+        in_clinic_from_a_bed = conn.execute(sa.text(
+            "SELECT count(*) FROM appointment a JOIN inpatient_stay s ON s.patient_id = a.patient_id "
+            "AND a.starts_at BETWEEN s.admitted_at AND coalesce(s.discharged_at, 'infinity')")).scalar()
         # A check-in opens the patient's outpatient visit, as at the front desk; nothing else does.
         visits = conn.execute(sa.text(
             "SELECT a.status, e.encounter_class, e.patient_id = a.patient_id AS same_patient, e.status AS visit, "
@@ -104,6 +108,7 @@ def test_demo_keeps_the_rules(db, demo_tenant):
     assert overlapping == 0 and disordered == 0 and unseen == 0
     assert occupied == open_stays and entries == stays
     assert open_stays > 0 and observed > 0 and tuple(misplaced) == (0, 0)
+    assert in_clinic_from_a_bed == 0
     checked_in = [v for v in visits if v.status == "checked_in"]
     assert checked_in and all(v.encounter_class == "outpatient" and v.same_patient and v.in_the_past
                               and v.visit in ("finished", "in_progress") for v in checked_in)
