@@ -26,6 +26,7 @@ from appliance.layers.clinical.schemas import VitalSignsIn
 from appliance.layers.nursing import access, service, views, ward
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn
+from appliance.substrate.age import years_on
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
@@ -203,7 +204,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
         top = banner(conn, principal, patient_id)
         rows = service.observations(conn, principal, patient_id)
         exclusion = service.news2_exclusion(conn, patient_id, dt.datetime.now(dt.UTC))
-    adult = service.age_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
+    adult = years_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
     return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "exclusion": exclusion,
             "latest_meows": next((r for r in rows if r["meows"]), None),

@@ -57,6 +57,7 @@ from appliance.layers.clinical.schemas import (
 )
 from appliance.layers.operations import service as operations
 from appliance.substrate import identity
+from appliance.substrate.age import months_on, years_on
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError, note_access
@@ -130,10 +131,10 @@ class Clock:
         return self.local(value).isoformat(timespec="minutes") if value else ""
 
     def age(self, birth: dt.date) -> str:
-        years = self.today.year - birth.year - ((self.today.month, self.today.day) < (birth.month, birth.day))
+        years = years_on(birth, self.today)
         if years >= 2:
             return f"{years} y"
-        months = (self.today.year - birth.year) * 12 + self.today.month - birth.month - (self.today.day < birth.day)
+        months = months_on(birth, self.today)
         if months >= 1:
             return f"{months} mo"
         return f"{(self.today - birth).days} d"

@@ -28,6 +28,7 @@ from appliance.layers.nursing.errors import Conflict, Invalid, NotFound
 from appliance.layers.nursing.models import care_plan, medication_administration, meows, news2, nursing_task
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, TaskIn
 from appliance.substrate import record
+from appliance.substrate.age import years_on
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
 
@@ -49,11 +50,6 @@ ADULT_YEARS = 16
 # WHO ICD-10 chapter XV (pregnancy, childbirth and the puerperium) and the pregnant-state codes Z33–Z35.
 _PREGNANCY_CODES = (sa.func.left(views.condition.c.code, 1) == "O") | sa.func.left(views.condition.c.code, 3).in_(
     ("Z33", "Z34", "Z35"))
-
-
-def age_on(born: dt.date, day: dt.date) -> int:
-    """Age in whole years on `day`."""
-    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
     for patient_id, born, pregnant in conn.execute(
             sa.select(views.patient.c.id, views.patient.c.birth_date, pregnancy)
             .where(views.patient.c.id.in_(patient_ids))):
-        if age_on(born, at.date()) < ADULT_YEARS:
+        if years_on(born, at.date()) < ADULT_YEARS:
             found[patient_id] = Exclusion(f"under {ADULT_YEARS}",
                                           f"NEWS2 is not used under {ADULT_YEARS} years of age")
         elif pregnant is not None:

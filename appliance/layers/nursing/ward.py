@@ -25,6 +25,7 @@ from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import handover
 from appliance.layers.nursing.schemas import HandoverPatient
 from appliance.substrate import record
+from appliance.substrate.age import years_on
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
 
@@ -68,7 +69,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         obs_task = next((t for t in tasks[p["id"]] if t["code"] == "observations"), None)
         due_at = obs_task["due_at"] if obs_task else next((s["next_due_at"] for s in (score, mother) if s), None)
         listed.append({
-            "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": service.age_on(p["birth_date"], today),
+            "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],
             "news2": score, "meows": mother, "escalated": any(s and s["escalation"] for s in (score, mother)),
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
@@ -180,7 +181,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         worst = max(in_shift, key=lambda s: s["total"]) if in_shift else None
         now_score = latest.get(pid)
         summary.append({
-            "patient_id": pid, "mrn": p["mrn"], "name": _name(p), "age": service.age_on(p["birth_date"], today),
+            "patient_id": pid, "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "since": p["started_at"], "bed_code": p["bed_code"],
             "problems": problems[pid], "allergies": allergies[pid],
             "news2": {"latest": now_score["total"] if now_score else None,

@@ -33,6 +33,7 @@ from appliance.layers.operations.models import INPATIENT_WARD_KINDS, appointment
 from appliance.layers.operations.scheduling import MAX_DAYS, clinics, ensure_slots
 from appliance.layers.operations.service import encounter, patient
 from appliance.substrate import record
+from appliance.substrate.age import years_on
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
@@ -81,10 +82,6 @@ def ed_times_before_admission(rng: random.Random, admitted: dt.datetime) -> tupl
 CHILD_YEARS = 16
 
 
-def _age(born: dt.date, day: dt.date) -> int:
-    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
-
-
 def _takes(ward_kind: str, child: bool, children_ward: bool, mother: bool = False,
            maternity_ward: bool = False) -> bool:
     """Whether a ward of this kind takes this inpatient: a woman admitted in pregnancy or the puerperium
@@ -103,7 +100,7 @@ def _takes(ward_kind: str, child: bool, children_ward: bool, mother: bool = Fals
 def _attends(clinic_code: str, sex: str, born: dt.date, today: dt.date) -> bool:
     """Whether a patient belongs in one of the demo facilities' clinics: the antenatal clinic sees women
     of 15–49, the diabetes and hypertension clinic adults; the others see anyone."""
-    age = _age(born, today)
+    age = years_on(born, today)
     if clinic_code == "ANC":
         return sex == "female" and 15 <= age <= 49
     if clinic_code == "DIAB":
@@ -158,7 +155,7 @@ class _Writer:
         in_bed: set[uuid.UUID] = set()
         for found in encounters:
             admitted = found.started_at
-            child = _age(found.birth_date, admitted.date()) < CHILD_YEARS
+            child = years_on(found.birth_date, admitted.date()) < CHILD_YEARS
             candidates = [code for code, ready in free_at.items()
                           if ready <= admitted
                           and _takes(kind_of[code], child, children_ward, found.mother, maternity_ward)]
