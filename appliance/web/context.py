@@ -9,6 +9,8 @@ import uuid
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from appliance.web import errors
+
 log = structlog.get_logger("appliance.request")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -35,6 +37,11 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
 
         try:
             await app(scope, receive, send_with_id)
+        except BaseException as exc:
+            # Answered by the application's handlers, outside this middleware: log what they will send,
+            # not a 500 for every refusal that passes this way (an unknown facility is a 404).
+            status["code"] = errors.status_of(exc)
+            raise
         finally:
             log.info(
                 "request",

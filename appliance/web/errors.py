@@ -1,34 +1,59 @@
 """How failures reach a client: a structured JSON body with a message a person understands, a
-status that says whose fault it was, and never a stack trace."""
+status that says whose fault it was, and never a stack trace — or, for a person at a browser asking for
+a page (not `/api/`), the same message as a page with a way back."""
 
 from __future__ import annotations
 
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.response import Redirect
+from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_500_INTERNAL_SERVER_ERROR
 
 from appliance.substrate.db import InvalidSlug, UnknownTenant
 
 log = structlog.get_logger(__name__)
+NO_PAGE = "there is no page at this address; it may have been mistyped, or the link is out of date"
 
 
 def problem(status: int, detail: str, **extra) -> Response:
     return Response({"status_code": status, "detail": detail, **extra}, status_code=status)
 
 
-def unknown_tenant(_: Request, exc: UnknownTenant) -> Response:
-    return problem(HTTP_404_NOT_FOUND, str(exc), tenant=exc.slug)
+def error_page(request: Request, status: int, detail: str) -> Response:
+    """The refusal or failure as a page: what happened in a sentence, and the way back to one's facility."""
+    principal = request.scope.get("user")
+    detail = detail[:1].upper() + detail[1:]
+    detail = detail if detail.endswith((".", "?", "!")) else detail + "."
+    return Template("portal/error.html", status_code=status, context={
+        "status": status, "detail": detail, "principal": principal,
+        "home": f"/t/{principal.tenant}/patients" if getattr(principal, "tenant", None) else "/",
+    })
 
 
-def invalid_slug(_: Request, exc: InvalidSlug) -> Response:
-    return problem(HTTP_404_NOT_FOUND, f"no tenant by that name: {exc}")
+def _wants_page(request: Request) -> bool:
+    # A person at a browser following a link or typing an address; API clients ask for JSON.
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+def _refusal(request: Request, status: int, detail: str, **extra) -> Response:
+    return error_page(request, status, detail) if _wants_page(request) else problem(status, detail, **extra)
+
+
+def unknown_tenant(request: Request, exc: UnknownTenant) -> Response:
+    return _refusal(request, HTTP_404_NOT_FOUND, str(exc), tenant=exc.slug)
+
+
+def invalid_slug(request: Request, exc: InvalidSlug) -> Response:
+    return _refusal(request, HTTP_404_NOT_FOUND, f"no tenant by that name: {exc}")
 
 
 def http_exception(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 401 and request.method == "GET" and not request.url.path.startswith("/api/"):
         return Redirect("/signin")  # a person at a browser is sent to the front door, not shown JSON
+    if _wants_page(request):
+        no_route = exc.status_code == HTTP_404_NOT_FOUND and exc.detail == "Not Found"  # the router's own
+        return error_page(request, exc.status_code, NO_PAGE if no_route else exc.detail)
     extra = {}
     if isinstance(exc, ValidationException) and exc.extra:
         extra["errors"] = exc.extra
@@ -38,8 +63,18 @@ def http_exception(request: Request, exc: HTTPException) -> Response:
 def unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its traceback for the operator; the client learns only that it was our fault.
     log.error("unhandled_error", path=request.scope.get("path_template", ""), exc_info=exc)
-    return problem(HTTP_500_INTERNAL_SERVER_ERROR,
-                   "the appliance could not complete this request; the error was logged with its request id")
+    return _refusal(request, HTTP_500_INTERNAL_SERVER_ERROR,
+                    "the appliance could not complete this request; the error was logged with its request id")
+
+
+def status_of(exc: BaseException) -> int:
+    """The status these handlers answer `exc` with: for the request log, written where the exception
+    passes on its way to them."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, UnknownTenant | InvalidSlug):
+        return HTTP_404_NOT_FOUND
+    return HTTP_500_INTERNAL_SERVER_ERROR
 
 
 handlers = {

@@ -63,6 +63,7 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError, note_access
 from appliance.substrate.tenancy import tenant_table
 from appliance.web import plots
+from appliance.web.errors import error_page
 
 log = structlog.get_logger(__name__)
 
@@ -287,7 +288,7 @@ def _break_glass_page(request: Request, exc: access.BreakGlassRequired) -> Respo
     """No care relationship: say so, and offer to open the chart with a stated reason (GET pages), or
     send the clinician back to the chart (a form posted without one)."""
     if request.method != "GET":
-        return _error_page(request, 403, exc.detail)
+        return error_page(request, 403, exc.detail)
     kept = {k: v for k, v in request.query_params.items() if k != GLASS}
     return Template("portal/break_glass.html", status_code=403, context={
         "principal": request.user, "tenant": request.path_params["tenant"],
@@ -303,34 +304,24 @@ def _break_glass_page(request: Request, exc: access.BreakGlassRequired) -> Respo
 # -- refusals as pages -----------------------------------------------------------------------------
 
 
-def _error_page(request: Request, status: int, detail: str) -> Response:
-    principal = request.scope.get("user")
-    detail = detail[:1].upper() + detail[1:]
-    detail = detail if detail.endswith((".", "?", "!")) else detail + "."
-    return Template("portal/error.html", status_code=status, context={
-        "status": status, "detail": detail, "principal": principal,
-        "home": f"/t/{principal.tenant}/patients" if principal is not None and principal.tenant else "/",
-    })
-
-
 def _http_refusal(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 401 and request.method == "GET":
         return Redirect("/signin")
-    return _error_page(request, exc.status_code, exc.detail)
+    return error_page(request, exc.status_code, exc.detail)
 
 
 def _record_refusal(request: Request, exc: RecordError) -> Response:
-    return _error_page(request, exc.status, exc.detail)
+    return error_page(request, exc.status, exc.detail)
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled_error", path=request.scope.get("path_template", ""), exc_info=exc)
-    return _error_page(request, 500, "The appliance could not complete this request; the error was logged.")
+    return error_page(request, 500, "The appliance could not complete this request; the error was logged.")
 
 
 EXCEPTION_HANDLERS = {
     access.BreakGlassRequired: _break_glass_page,
-    ValidationException: lambda request, exc: _error_page(request, 400, "The request was not understood: "
+    ValidationException: lambda request, exc: error_page(request, 400, "The request was not understood: "
                                                                         "check what was typed and try again."),
     HTTPException: _http_refusal,
     RecordError: _record_refusal,
@@ -775,7 +766,7 @@ def change_encounter(request: Asking, tenant: Tenant, patient_id: Id, encounter_
     """Arrive, start, finish or cancel an encounter; a step its status does not allow is refused (409)."""
     to_status = form_values(data).get("status")
     if to_status not in {"arrived", "in_progress", "finished", "cancelled"}:
-        return _error_page(request, 422, "Choose arrive, start, finish or cancel.")
+        return error_page(request, 422, "Choose arrive, start, finish or cancel.")
     with request.app.state.db.tenant(tenant) as conn:
         service.transition_encounter(conn, request.user, patient_id, encounter_id, to_status)
     # Back to the page the button was on: the registration page when it says so, else the patient's home.
@@ -956,7 +947,7 @@ def trend_page(request: Asking, tenant: Tenant, patient_id: Id, code: FromPath[s
         results = service.list_results(conn, principal, patient_id, limit=1000)
     trend = next((t for t in trends_of(results, clock) if t["code"] == code), None)
     if trend is None:
-        return _error_page(request, 404, f"No results for {code} on this patient's chart.")
+        return error_page(request, 404, f"No results for {code} on this patient's chart.")
     names = people_named(db, {r["signed_by"] for r in trend["rows"]})
     return page(request, "trend.html", active="patients", patient_id=patient_id, tab="results", **top,
                 trend=trend, chart=trend_chart(trend, clock) if trend["points"] else None, names=names, **HELPERS)
@@ -968,7 +959,7 @@ def sign_result(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, d
     """The reviewing clinician signs a result, with an optional comment (a second signature is refused)."""
     comment = form_values(data).get("comment")
     if comment and len(comment) > 2000:
-        return _error_page(request, 422, "A sign-off comment holds at most 2000 characters.")
+        return error_page(request, 422, "A sign-off comment holds at most 2000 characters.")
     with request.app.state.db.tenant(tenant) as conn:
         service.sign_result(conn, request.user, patient_id, entry_id, comment)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/results?done=signed")

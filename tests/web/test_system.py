@@ -43,11 +43,40 @@ def test_unknown_tenant_is_a_404_naming_it(client):
     assert "atlantis_general" in response.json()["detail"]
 
 
+def test_the_request_log_says_what_was_answered(client):
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logged:
+        assert client.get("/api/t/atlantis_general/wards").status_code == 404
+    [line] = [e for e in logged if e["event"] == "request"]
+    assert (line["status"], line["route"]) == (404, "/api/t/{tenant}/wards")
+
+
 def test_malformed_tenant_slug_is_a_404_not_a_500(client):
     for slug in ["UPPER", "x", "a" * 40, "t_x;drop"]:
         response = client.get(f"/api/t/{slug}/wards")
         assert response.status_code == 404, slug
         assert "Traceback" not in response.text
+
+
+BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_asking_for_a_page_that_is_not_there_gets_a_page(client, signed_in, tenant_a, tenant_b):
+    for path in ("/no-such-page", f"/t/{tenant_a.slug}/no-such-page", "/t/atlantis_general/patients"):
+        shown = client.get(path, headers=BROWSER)
+        assert shown.status_code == 404, path
+        assert shown.headers["content-type"].startswith("text/html"), path
+        assert "<h1>Not found</h1>" in shown.text and 'href="/"' in shown.text, path
+    assert "no page at this address" in client.get("/no-such-page", headers=BROWSER).text
+    assert "atlantis_general" in client.get("/t/atlantis_general/patients", headers=BROWSER).text
+    # Refused by a page's own guard (a nurse at another facility's page), the way back leads to her own.
+    nurse = signed_in("nurse", tenant_a.slug)
+    theirs = nurse.get(f"/t/{tenant_b.slug}/patients", headers=BROWSER)
+    assert theirs.status_code == 403 and f'href="/t/{tenant_a.slug}/patients"' in theirs.text
+    # API clients, and anyone not asking for a page, still get the structured JSON.
+    assert client.get("/api/t/atlantis_general/wards", headers=BROWSER).json()["tenant"] == "atlantis_general"
+    assert client.get("/no-such-page").json() == {"status_code": 404, "detail": "Not Found"}
 
 
 def test_tenant_route_reads_only_its_own_tenant(signed_in, tenant_a, tenant_b):
