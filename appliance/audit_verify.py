@@ -705,12 +705,22 @@ def read_package(path: Path) -> dict:
 
 def read_held(path: Path) -> list[Checkpoint]:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
         raise FormatError(f"{path}: cannot read the checkpoints: {exc}") from exc
+    return parse_held(text, str(path))[1]
+
+
+def parse_held(text: str | bytes, source: str) -> tuple[dict, list[Checkpoint]]:
+    """A kept checkpoints file's log (`log_id`, `tenant`) and checkpoints; `source` names it in errors."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise FormatError(f"{source}: cannot read the checkpoints: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != HELD_CHECKPOINTS_FORMAT:
-        raise FormatError(f"{path}: not a {HELD_CHECKPOINTS_FORMAT} file")
-    return [Checkpoint.from_json(item) for item in data.get("checkpoints") or []]
+        raise FormatError(f"{source}: not a {HELD_CHECKPOINTS_FORMAT} file")
+    log = data.get("log") if isinstance(data.get("log"), dict) else {}
+    return log, [Checkpoint.from_json(item) for item in data.get("checkpoints") or []]
 
 
 def held_checkpoints_document(log_id: str, tenant: str | None, checkpoints: Sequence[Checkpoint],

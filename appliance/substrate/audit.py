@@ -643,8 +643,38 @@ def checkpoint(db: Database, tenant: str | None = None, *, latest: bool = False)
 
 
 def _latest_checkpoint(conn: Connection, target: _Log) -> Checkpoint | None:
-    checkpoints = _checkpoints(conn, target)
-    return checkpoints[-1] if checkpoints else None
+    row = conn.exec_driver_sql(target.sql(
+        "SELECT tree_size, root_hash, signed_at, signing_key_id, signature FROM {s}.audit_checkpoint "
+        "WHERE {w} true ORDER BY tree_size DESC LIMIT 1"), target.params).first()
+    return None if row is None else Checkpoint(target.log_id, row.tree_size, row.root_hash,
+                                               format_time(row.signed_at), row.signing_key_id, row.signature)
+
+
+@dataclass(frozen=True)
+class LogState:
+    """Where one live log stands, for a reader who checks it (the regulator console)."""
+
+    log_id: str
+    tenant: str | None  # None: the appliance's own log
+    latest: Checkpoint | None
+    checkpoints: int
+    awaiting: int  # events committed and not yet under a signed checkpoint
+
+
+def log_states(db: Database) -> list[LogState]:
+    """The appliance's log and every live tenant log: its latest signed checkpoint, how many it has and
+    how many events await the next one. Reads only: nothing is signed."""
+    with db.control() as conn:
+        tenants = conn.execute(sa.select(keys.audit_log.c.tenant).distinct()
+                               .where(keys.audit_log.c.kind == "tenant", keys.audit_log.c.closed_at.is_(None))
+                               .order_by(keys.audit_log.c.tenant)).scalars().all()
+        states = []
+        for target in [*_logs_of(conn, None), *(_logs_of(conn, tenant)[-1] for tenant in tenants)]:
+            counted, awaiting = conn.exec_driver_sql(target.sql(
+                "SELECT (SELECT count(*) FROM {s}.audit_checkpoint WHERE {w} true), "
+                "(SELECT count(*) FROM {s}.audit_pending WHERE {w} true)"), {**target.params}).one()
+            states.append(LogState(target.log_id, target.tenant, _latest_checkpoint(conn, target), counted, awaiting))
+        return states
 
 
 def _checkpoints(conn: Connection, target: _Log) -> list[Checkpoint]:

@@ -30,7 +30,7 @@ from appliance.substrate.local_secrets import host_secret
 from appliance.substrate.policy import load_policy
 from appliance.web import billing, errors, nursing, operations, portal, regulator, signin, system
 from appliance.web.auth import authentication_middleware, permission_guard, security_headers_middleware
-from appliance.web.context import request_context_middleware
+from appliance.web.context import close_uploads_middleware, request_context_middleware
 
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, OperationsController,
@@ -66,8 +66,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         state=State({"db": db, "policy": policy, "settings": settings}),
         guards=[permission_guard],
         exception_handlers=errors.handlers,
-        middleware=[request_context_middleware, security_headers_middleware, authentication_middleware,
-                    rate_limit.middleware],
+        middleware=[request_context_middleware, close_uploads_middleware, security_headers_middleware,
+                    authentication_middleware, rate_limit.middleware],
         csrf_config=csrf,
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(

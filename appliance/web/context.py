@@ -1,4 +1,5 @@
-"""Per-request context: a request id, the tenant from the path, bound into every log line."""
+"""Per-request context: a request id, the tenant from the path, bound into every log line; and the files
+a request uploaded, closed when it ends."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import time
 import uuid
 
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.datastructures import UploadFile
+from litestar.types import ASGIApp, Empty, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from appliance.web import errors
 
@@ -51,5 +54,24 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
+
+    return middleware
+
+
+def close_uploads_middleware(app: ASGIApp) -> ASGIApp:
+    """Close the files of a multipart form once the request is answered. A handler closes what it reads,
+    but a form refused before its handler runs — the CSRF check reads the form to find its token, and a
+    permission or CSRF refusal follows — would leave its spooled files to the garbage collector. Litestar
+    keeps the parsed form in the request's scope state."""
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        finally:
+            form = ScopeState.from_scope(scope).form if scope["type"] == "http" else Empty
+            if form is not Empty:
+                for value in form.values():
+                    for item in value if isinstance(value, list) else [value]:
+                        if isinstance(item, UploadFile):
+                            item.file.close()
 
     return middleware

@@ -1,35 +1,45 @@
-"""The regulator console: the audit trail's checkpoints, verification on demand, the last
-verification's result, and evidence packages to take away and check offline with
-`python -m appliance.audit_verify` — which needs only the appliance's public key, never ours.
+"""The regulator console: where each audit log stands (its latest signed checkpoint), verification on
+demand, the last verification's result, and what to take away — evidence packages to check offline
+with `python -m appliance.audit_verify` (which needs only the appliance's public key, never ours), and
+a log's signed checkpoints to keep. Checkpoints kept earlier are brought back to prove the log only
+grew since: nothing signed before was rewritten, removed or reordered.
 
-Verifying and exporting are themselves audited (appliance-level events), so the trail shows when
-the regulator looked.
+Verifying and taking evidence or checkpoints away are themselves audited (appliance-level events), so
+the trail shows when the regulator looked.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
+from litestar.datastructures import State, UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
+from appliance.audit_verify import FormatError, parse_held
 from appliance.substrate import audit
-from appliance.substrate.db import InvalidSlug, validate_slug
+from appliance.substrate.db import InvalidSlug, UnknownTenant, validate_slug
 from appliance.substrate.tenancy import list_tenants
+from appliance.web.errors import error_page
 
 LAST_VERIFICATION = "audit-last-verification.json"
 
 
 class ExportForm(BaseModel):
     log: str = ""  # "appliance" or a tenant slug
+
+
+@dataclass
+class HeldForm:
+    checkpoints: UploadFile | None = None  # a file kept from "Keep the checkpoints"
 
 
 def _last_verification_path(state: State) -> Path:
@@ -61,23 +71,84 @@ def console(request: Request, state: State) -> Template:
     path = _last_verification_path(state)
     last = json.loads(path.read_text()) if path.exists() else None
     tenants = list_tenants(state.db)
-    return Template("regulator.html", context={"principal": request.user, "last": last, "tenants": tenants})
+    names = {t["slug"]: t["name"] for t in tenants}
+    logs = [{"value": log.tenant or "appliance", "name": names.get(log.tenant, log.tenant) if log.tenant
+             else "The appliance (sign-ins, accounts, keys, merges)", "state": log}
+            for log in audit.log_states(state.db)]
+    return Template("regulator.html", context={"principal": request.user, "last": last, "tenants": tenants,
+                                               "logs": logs})
+
+
+def _record_verification(request: Request, state: State, reports: list, held: int = 0) -> None:
+    result = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": request.user.display_name,
+              "ok": all(report.ok for report in reports), "held": held,
+              "logs": [_summary(report) for report in reports]}
+    with state.db.control() as conn:
+        audit.append(conn, tenant=None, principal=request.user, event_type="audit.verify", action="E",
+                     outcome="success" if result["ok"] else "serious_failure",
+                     detail={"logs": len(reports), "held_checkpoints": held,
+                             "failing": [s["log"] for s in result["logs"] if not s["ok"]]})
+    # Written after the audit event commits, so the page never shows a verification the trail lacks.
+    _last_verification_path(state).write_text(json.dumps(result, indent=1))
 
 
 @post("/regulator/verify", operation_id="AuditVerifyAll", tags=["audit"], opt={"permission": "audit.log.verify"},
       sync_to_thread=True, include_in_schema=False)
 def verify(request: Request, state: State) -> Response:
     """Verify every log now: event hashes, Merkle roots, checkpoint signatures, consistency."""
-    reports = audit.verify_all(state.db)
-    result = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": request.user.display_name,
-              "ok": all(report.ok for report in reports), "logs": [_summary(report) for report in reports]}
-    with state.db.control() as conn:
-        audit.append(conn, tenant=None, principal=request.user, event_type="audit.verify", action="E",
-                     outcome="success" if result["ok"] else "serious_failure",
-                     detail={"logs": len(reports), "failing": [s["log"] for s in result["logs"] if not s["ok"]]})
-    # Written after the audit event commits, so the page never shows a verification the trail lacks.
-    _last_verification_path(state).write_text(json.dumps(result, indent=1))
+    _record_verification(request, state, audit.verify_all(state.db))
     return Redirect("/regulator")
+
+
+@post("/regulator/verify-held", operation_id="AuditVerifyAgainstHeld", tags=["audit"],
+      opt={"permission": "audit.log.verify"}, sync_to_thread=True, include_in_schema=False)
+def verify_held(request: Request, state: State,
+                data: Annotated[HeldForm, Body(media_type=RequestEncodingType.MULTI_PART)]) -> Response:
+    """Verify one log against checkpoints kept from it earlier: each kept checkpoint must be consistent
+    with the log now (RFC 9162 consistency), so the log only grew since it was signed."""
+    upload = data.checkpoints
+    if upload is None:
+        return error_page(request, 422, "choose the checkpoints file you kept from this console")
+    try:
+        content = upload.file.read(1 << 24)  # a file of checkpoints is kilobytes; 16 MiB is far beyond
+    finally:
+        upload.file.close()
+    if not upload.filename or not content:
+        return error_page(request, 422, "choose the checkpoints file you kept from this console")
+    try:
+        log, held = parse_held(content, upload.filename)
+    except FormatError as refused:
+        return error_page(request, 422, str(refused))
+    tenant = _tenant_of(log.get("tenant") or "appliance")
+    if tenant == "?" or not held:
+        return error_page(request, 422, "the file names no log of this appliance, or holds no checkpoint")
+    try:
+        report = audit.verify(state.db, tenant, held=held)
+    except UnknownTenant:
+        return error_page(request, 404, f"the facility {tenant!r} of those checkpoints is not on this appliance")
+    _record_verification(request, state, [report], held=len(held))
+    return Redirect("/regulator")
+
+
+@post("/regulator/checkpoints", operation_id="AuditKeepCheckpoints", tags=["audit"],
+      opt={"permission": "audit.evidence.export"}, sync_to_thread=True, include_in_schema=False, status_code=200)
+def keep_checkpoints(request: Request, state: State,
+                     data: Annotated[ExportForm, Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
+    """One log's signed checkpoints (what was waiting signed first) as a file to keep, and to bring back
+    later to prove the log only grew."""
+    tenant = _tenant_of(data.log)
+    if tenant == "?":
+        return error_page(request, 404, f"no audit log named {data.log!r}")
+    try:
+        document = audit.held_checkpoints(state.db, tenant)
+    except (audit.AuditError, UnknownTenant) as refused:
+        return error_page(request, 404, str(refused))
+    with state.db.control() as conn:
+        audit.append(conn, tenant=None, principal=request.user, event_type="audit.checkpoints.export", action="E",
+                     detail={"log": data.log, "checkpoints": len(document["checkpoints"])})
+    name = f"healthos-checkpoints-{data.log}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    return Response(json.dumps(document, indent=1).encode(), media_type="application/json",
+                    headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
 @post("/regulator/export", operation_id="AuditExportEvidence", tags=["audit"],
@@ -87,17 +158,17 @@ def export(request: Request, state: State,
     """An evidence package of one log (events, proofs, checkpoints, public key) as a download."""
     tenant = _tenant_of(data.log)
     if tenant == "?":
-        return Response({"status_code": 404, "detail": f"no audit log named {data.log!r}"}, status_code=404)
+        return error_page(request, 404, f"no audit log named {data.log!r}")
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "evidence.json"
         try:
             audit.export(state.db, tenant, out, by=request.user)
         except audit.AuditError as refused:
-            return Response({"status_code": 404, "detail": str(refused)}, status_code=404)
+            return error_page(request, 404, str(refused))
         package = out.read_bytes()  # audit.export records the export in the appliance's own log
     name = f"healthos-evidence-{data.log}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     return Response(package, media_type="application/json",
                     headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
-ROUTES = [console, verify, export]
+ROUTES = [console, verify, verify_held, keep_checkpoints, export]

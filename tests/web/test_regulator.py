@@ -64,3 +64,58 @@ def test_evidence_package_downloads_verifies_offline_and_is_audited(signed_in, d
     assert count(db, "audit.export") == before + 1
     missing = regulator.post("/regulator/export", data={"log": "../etc", "_csrf_token": csrf(page.text)})
     assert missing.status_code == 404
+
+
+def test_the_console_shows_each_logs_checkpoint_and_proves_it_only_grew(signed_in, db, tenant_a):
+    with db.tenant(tenant_a.slug) as conn:
+        someone = Principal(uuid.uuid4(), "staff", "Test", tenant=tenant_a.slug)
+        audit.append(conn, tenant=tenant_a.slug, principal=someone, event_type="test.event", action="R")
+    regulator = signed_in("regulator", kind="regulator")
+    page = regulator.get("/regulator")
+    row = page.text.split(f'data-log="{tenant_a.slug}"')[1].split("</tr>")[0]
+    assert "Keep the checkpoints" in row and "event" in row
+
+    # Keep the facility's checkpoints (what was waiting is signed first): a file, and an audited act.
+    before = count(db, "audit.checkpoints.export")
+    kept = regulator.post("/regulator/checkpoints", data={"log": tenant_a.slug, "_csrf_token": csrf(page.text)})
+    assert kept.status_code == 200 and "attachment" in kept.headers["content-disposition"]
+    document = json.loads(kept.content)
+    assert document["log"]["tenant"] == tenant_a.slug and document["checkpoints"]
+    assert count(db, "audit.checkpoints.export") == before + 1
+    signed = regulator.get("/regulator").text.split(f'data-log="{tenant_a.slug}"')[1].split("</tr>")[0]
+    assert f"{document['checkpoints'][-1]['size']} events, signed" in signed
+
+    # The log grows; brought back, the kept checkpoints prove it only grew.
+    with db.tenant(tenant_a.slug) as conn:
+        audit.append(conn, tenant=tenant_a.slug, principal=someone, event_type="test.event", action="R")
+    page = regulator.get("/regulator")
+    proved = regulator.post("/regulator/verify-held", data={"_csrf_token": csrf(page.text)},
+                            files={"checkpoints": ("kept.json", kept.content, "application/json")},
+                            follow_redirects=False)
+    assert proved.status_code == 302, proved.text
+    shown = regulator.get("/regulator").text
+    assert "the log verifies and only grew since" in shown
+    assert f"against {len(document['checkpoints'])} checkpoint" in shown
+
+    # A checkpoint that does not match the log (a rolled-back or rewritten log looks like this) fails.
+    forged = dict(document, checkpoints=[dict(document["checkpoints"][-1], root="00" * 32)])
+    regulator.post("/regulator/verify-held", data={"_csrf_token": csrf(page.text)},
+                   files={"checkpoints": ("kept.json", json.dumps(forged).encode(), "application/json")})
+    assert "tampering or damage found" in regulator.get("/regulator").text
+
+    # Not a checkpoints file, or no file: the page says so, and nothing is recorded as verified.
+    junk = regulator.post("/regulator/verify-held", data={"_csrf_token": csrf(page.text)},
+                          files={"checkpoints": ("notes.txt", b"hello", "text/plain")})
+    assert junk.status_code == 422 and "cannot read the checkpoints" in junk.text
+    none = regulator.post("/regulator/verify-held", data={"_csrf_token": csrf(page.text)},
+                          files={"checkpoints": ("", b"", "application/octet-stream")})
+    assert none.status_code == 422
+    assert regulator.post("/regulator/checkpoints", data={"log": "../etc", "_csrf_token": csrf(page.text)}
+                          ).status_code == 404
+
+
+def test_only_the_regulator_keeps_or_brings_back_checkpoints(signed_in, tenant_a):
+    clinician = signed_in("clinician", tenant_a.slug)
+    assert clinician.post("/regulator/checkpoints", data={"log": tenant_a.slug}).status_code == 403
+    assert clinician.post("/regulator/verify-held", files={"checkpoints": ("k.json", b"{}", "application/json")}
+                          ).status_code == 403
