@@ -287,3 +287,44 @@ def test_breaking_the_glass_in_the_browser(browser, live_server, clinic, person_
     assert "Opened by breaking the glass" in page.locator(".alert-glass").inner_text()
     context.close()
     watch.assert_clean(provoked={403})
+
+
+def test_regulator_keeps_checkpoints_and_later_proves_the_log_only_grew(browser, live_server, clinic, db,
+                                                                        person_factory, tmp_path):
+    """The regulator console in a browser: each log's latest signed checkpoint → keep a facility's
+    checkpoints (a download) → the log grows → bring the file back → 'only grew since'. And an address
+    that is not there is a page saying so, not JSON."""
+    import uuid
+
+    from appliance.substrate import audit
+    from appliance.substrate.principal import Principal
+
+    journey, watch = Journey("regulator-journey"), Watch()
+    context, page = new_page(browser, watch, accept_downloads=True)
+    sign_in(page, live_server, person_factory("regulator", kind="regulator"))
+    page.get_by_role("link", name="Open the regulator console").click()
+    row = page.locator(f'tr[data-log="{clinic.slug}"]')
+    assert clinic.name in row.inner_text()
+    journey.shot(page, "console")
+
+    with page.expect_download() as downloaded:
+        page.get_by_role("button", name=f"Keep the checkpoints of {clinic.name}").click()
+    kept = tmp_path / downloaded.value.suggested_filename
+    downloaded.value.save_as(kept)
+    assert kept.name.startswith(f"healthos-checkpoints-{clinic.slug}-")
+
+    with db.tenant(clinic.slug) as conn:  # the facility's work goes on: its log grows
+        audit.append(conn, tenant=clinic.slug, principal=Principal(uuid.uuid4(), "staff", "Test", tenant=clinic.slug),
+                     event_type="test.event", action="R")
+    page.goto(f"{live_server}/regulator")
+    page.set_input_files("#checkpoints", str(kept))
+    page.get_by_role("button", name="Prove the log only grew").click()
+    page.wait_for_url(f"{live_server}/regulator")
+    assert "the log verifies and only grew since" in page.content()
+    journey.shot(page, "only-grew")
+
+    missing = page.goto(f"{live_server}/regulator/no-such-page")
+    assert missing.status == 404 and page.locator("h1").inner_text() == "Not found"
+    journey.shot(page, "not-found")
+    context.close()
+    watch.assert_clean(provoked={404})
