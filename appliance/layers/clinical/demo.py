@@ -77,12 +77,12 @@ class Problem:
 
 PROBLEMS = [
     Problem("B54", 22, tests=("32700-7", "70569-9", "58410-2"), fever=True,
-            drug=("Artemether-lumefantrine 20/120 mg", 4, "tablets", "oral", "twice daily", 3),
+            drug=("Artemether-lumefantrine", 4, "tablets", "oral", "twice daily", 3),
             abnormal={"32700-7": "positive", "70569-9": "positive", "718-7": Decimal("9.4")}),
     Problem("J06.9", 20, drug=("Paracetamol", 1000, "mg", "oral", "every 6 hours as needed", 3)),
     Problem("A09", 10, drug=("Oral rehydration salts + zinc", 1, "sachet", "oral", "after each loose stool", 10)),
     Problem("J18.9", 6, tests=("58410-2", "36643-5", "1988-5"), fever=True,
-            drug=("Amoxicillin 500 mg", 500, "mg", "oral", "every 8 hours", 5),
+            drug=("Amoxicillin", 500, "mg", "oral", "every 8 hours", 5),
             abnormal={"6690-2": Decimal("16.8"), "1988-5": Decimal("84")}),
     Problem("N39.0", 6, tests=("24356-8",), sexes=("female",), ages=(15, 80),
             drug=("Nitrofurantoin", 100, "mg", "oral", "every 12 hours", 5),

@@ -92,7 +92,7 @@ def charge_for(conn: Connection, source: Entry, billable: Billable) -> record.Ne
         unpriced_reason = (f"no price for {billable.item_kind} {billable.item_code} on price list {price.price_list} "
                            f"on {price.service_date:%d %b %Y}")
     elif billable.item_kind == "medication":
-        if (billable.unit or "").lower() != (price.unit or "").lower():
+        if _unit_key(billable.unit) != _unit_key(price.unit):
             unpriced_reason = (f"{billable.item_code} is priced per {price.per} {price.unit}, "
                                f"the dose was in {billable.unit or 'no unit'}")
         else:
@@ -122,6 +122,13 @@ def charge_for(conn: Connection, source: Entry, billable: Billable) -> record.Ne
                            detail=detail, id=_derived_id("charge", source.id, billable.item_kind, billable.item_code,
                                                          service_at.isoformat()),
                            occurred_at=source.recorded_at, recorded_at=source.recorded_at)
+
+
+def _unit_key(unit: str | None) -> str:
+    """A dose unit as prices are matched on it: without case or a plural "s" — 4 "tablets" are priced per
+    "tablet", as a prescriber writes the one and a fee schedule the other. No dose unit ends in a
+    singular "s" (mg, g, mL, IU, tablet, sachet, puff, application...)."""
+    return (unit or "").strip().lower().removesuffix("s")
 
 
 def post_charge(conn: Connection, principal: Principal, source: Entry, billable: Billable) -> Entry:

@@ -46,6 +46,8 @@ FINANCIAL_CONFIG = {
              "prices": {"CASH": "2000.00", "NHI": "1800.00"}},
             {"kind": "medication", "code": "Ceftriaxone", "name": "Ceftriaxone injection", "unit": "g", "per": "1",
              "effective_from": "2020-01-01", "prices": {"CASH": "350.00", "NHI": "300.00"}},
+            {"kind": "medication", "code": "Artemether-lumefantrine", "name": "Artemether-lumefantrine 20/120 mg",
+             "unit": "tablet", "per": "1", "effective_from": "2020-01-01", "prices": {"CASH": "40.00", "NHI": "30.00"}},
         ],
     },
 }

@@ -45,7 +45,7 @@ def test_a_demo_year_is_charged_on_the_day_of_the_care_but_for_visits_written_up
     config = TenantConfig.model_validate({**config.model_dump(), "slug": "demo_capture"})
     tenant_factory(**config.model_dump())
     generate_demo_population(db, config.slug, seed=5, patients=120, as_of=dt.date(2026, 6, 30))
-    # The six months since the file's prices took effect (1 January 2026): care before them is unpriced.
+    # The first six months of 2026.
     zone = zoneinfo.ZoneInfo(config.timezone)
     year = kpis.Window(dt.datetime(2026, 1, 1, tzinfo=zone), dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC), zone)
     with db.tenant(config.slug) as conn:

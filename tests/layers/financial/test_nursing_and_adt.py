@@ -47,6 +47,23 @@ def test_a_dose_given_is_charged_per_unit_and_a_held_one_is_not(db, facility, cl
     assert [c["amount"] for c in after] == [Decimal("700.00"), Decimal("-700.00")]
 
 
+def test_a_dose_in_tablets_is_priced_per_tablet_and_one_in_another_unit_waits(db, facility, clinician):
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        charged = []
+        for dose, unit in ((Decimal(2), "Tablets"), (Decimal(1), "tablet"), (Decimal(500), "mg")):
+            prescribed = clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+                drug="Artemether-lumefantrine", dose=dose, dose_unit=unit, route="oral", frequency="as needed",
+                encounter_id=encounter["id"])).placed[0]
+            given = nursing.record_administration(conn, clinician, patient["id"], AdministrationIn(
+                medication_request_id=prescribed["id"], outcome="given"), now=now, tz=NAIROBI)
+            [captured] = _charges(conn, source_root_id=given["root_id"])
+            charged.append((captured["status"], captured["quantity"], captured["amount"], captured["unpriced_reason"]))
+    assert charged[:2] == [("posted", 2, Decimal("80.00"), None), ("posted", 1, Decimal("40.00"), None)]
+    assert charged[2][0] == "unpriced" and "priced per 1 tablet, the dose was in mg" in charged[2][3]
+
+
 def test_bed_days_accrue_once_per_census_by_ward_kind_and_stop_at_discharge(db, facility, clinician):
     with db.tenant(facility.slug) as conn:
         patient, _ = visit(conn, clinician)
