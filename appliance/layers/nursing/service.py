@@ -83,13 +83,15 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
     for patient_id, born, pregnant in conn.execute(
             sa.select(views.patient.c.id, views.patient.c.birth_date, pregnancy)
             .where(views.patient.c.id.in_(patient_ids))):
-        if years_on(born, at.date()) < ADULT_YEARS:
-            found[patient_id] = Exclusion(f"under {ADULT_YEARS}",
-                                          f"NEWS2 is not used under {ADULT_YEARS} years of age")
-        elif pregnant is not None:
+        # Pregnancy first: a girl under 16 in pregnancy or the puerperium is charted on MEOWS, as every
+        # woman on a maternity chart is.
+        if pregnant is not None:
             found[patient_id] = Exclusion("pregnancy", f"NEWS2 is not used in pregnancy or the puerperium "
                                                        f"({pregnant}): the maternity early warning score (MEOWS) "
                                                        f"is charted instead", maternity=True)
+        elif years_on(born, at.date()) < ADULT_YEARS:
+            found[patient_id] = Exclusion(f"under {ADULT_YEARS}",
+                                          f"NEWS2 is not used under {ADULT_YEARS} years of age")
     return found
 
 

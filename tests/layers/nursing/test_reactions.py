@@ -132,6 +132,17 @@ def test_in_pregnancy_a_set_is_scored_by_meows_and_a_trigger_escalates(db, facil
         assert [t["status"] for t in escalations] == ["open"]
 
 
+def test_a_girl_under_16_in_pregnancy_is_scored_by_meows(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        girl = admit(conn, nurse, ward="MAT", family="Akinyi", given="Mercy",
+                     born=dt.date.today() - dt.timedelta(days=365 * 15 + 30))
+        assert service.news2_exclusion(conn, girl["id"], dt.datetime.now(dt.UTC)).label == "under 16"
+        clinical.add_condition(conn, nurse, girl["id"], ConditionIn(code="O80"))
+        vitals(conn, nurse, girl, NORMAL | {"heart_rate_bpm": 124})
+        [score] = _meows(conn, girl["id"])
+    assert score["triggers"] == {"pulse": "red"} and score["escalation"]
+
+
 def test_a_set_corrected_after_the_pregnancy_was_recorded_is_rescored_by_meows(db, facility, nurse):
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, nurse, family="Auma", given="Lucy")
