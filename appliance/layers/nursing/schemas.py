@@ -191,6 +191,14 @@ class CarePlanOut(_Out):
     occurred_at: dt.datetime
 
 
+class ScoreExclusion(_Out):
+    """Why NEWS2 does not score a patient (under 16; pregnancy or the puerperium, where MEOWS does)."""
+
+    label: str
+    reason: str
+    maternity: bool
+
+
 class WorklistPatient(_Out):
     patient_id: uuid.UUID
     bed_code: str | None
@@ -201,6 +209,7 @@ class WorklistPatient(_Out):
     reason: str | None
     news2: News2Out | None
     meows: MeowsOut | None = None  # in pregnancy and the puerperium, where NEWS2 is not used
+    news2_exclusion: ScoreExclusion | None = None  # why `news2` is None for a patient NEWS2 does not score
     observations_due_at: dt.datetime | None
     observations_overdue: bool
     tasks: list[TaskOut]

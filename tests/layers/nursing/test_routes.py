@@ -72,6 +72,7 @@ def test_a_pregnant_womans_vitals_get_a_meows_over_http(db, nurse_api, clinician
     assert worklist.status_code == 200, worklist.text
     mine = next(p for p in worklist.json()["patients"] if p["patient_id"] == patient["id"])
     assert mine["news2"] is None and mine["meows"]["risk"] == "triggered"
+    assert mine["news2_exclusion"]["maternity"] and mine["news2_exclusion"]["label"] == "pregnancy"
     assert [t["title"] for t in mine["tasks"] if t["code"] == "escalation"] == [
         "MEOWS 1 red, 1 yellow — Urgent obstetric review"]
     events = {e.event_type for e in audit.patient_access_log(db, facility.slug, uuid.UUID(patient["id"]))}
