@@ -198,6 +198,27 @@ def news2_chart(rows: list[dict], clock: Clock) -> Any:
                             band=(0, 4), width=720, height=220)
 
 
+# The observation chart's columns and the score parameters each shows (blood pressure: both pressures).
+CHART_COLUMNS = {"respiration": ("respiration",), "spo2": ("spo2",), "air_or_oxygen": ("air_or_oxygen",),
+                 "bp": ("systolic", "diastolic"), "pulse": ("pulse",), "consciousness": ("consciousness",),
+                 "temperature": ("temperature",)}
+
+
+def chart_marks(row: dict) -> dict[str, str]:
+    """Each chart cell's class: its NEWS2 points (p1–p3, from the first parameter it shows) or its MEOWS
+    trigger (m-yellow, m-red: the worse of its parameters')."""
+    points = row["news2"]["scores"] if row["news2"] else {}
+    triggers = row["meows"]["triggers"] if row["meows"] else {}
+    marks = {}
+    for column, parameters in CHART_COLUMNS.items():
+        mark = f"p{points.get(parameters[0], '')}"
+        hit = {triggers.get(name) for name in parameters}
+        if "red" in hit or "yellow" in hit:
+            mark += " m-red" if "red" in hit else " m-yellow"
+        marks[column] = mark
+    return marks
+
+
 def _observations_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
     clock = Clock(facility_zone(db, tenant))
     with db.tenant(tenant) as conn:
@@ -206,7 +227,8 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
         exclusion = service.news2_exclusion(conn, patient_id, dt.datetime.now(dt.UTC))
     adult = years_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
-    return {**top, "rows": rows[:30], "latest": scored[0] if scored else None, "exclusion": exclusion,
+    shown = [r | {"marks": chart_marks(r)} for r in rows[:30]]
+    return {**top, "rows": shown, "latest": scored[0] if scored else None, "exclusion": exclusion,
             "latest_meows": next((r for r in rows if r["meows"]), None),
             # A woman scored by MEOWS has no NEWS2 trend to follow: an old score would mislead.
             "news2_svg": news2_chart(rows, clock) if scored and not (exclusion and exclusion.maternity) else None,
