@@ -50,6 +50,9 @@ def test_the_request_log_says_what_was_answered(client):
         assert client.get("/api/t/atlantis_general/wards").status_code == 404
     [line] = [e for e in logged if e["event"] == "request"]
     assert (line["status"], line["route"]) == (404, "/api/t/{tenant}/wards")
+    with capture_logs() as logged:  # a browser without a session is sent to sign in
+        assert client.get("/regulator", follow_redirects=False).status_code == 302
+    assert [e["status"] for e in logged if e["event"] == "request"] == [302]
 
 
 def test_malformed_tenant_slug_is_a_404_not_a_500(client):
