@@ -110,7 +110,10 @@ async def _in_thread(work):
 def _ward_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> tuple[dict, list[dict]]:
     with db.tenant(tenant) as conn:
         wards = views.wards(conn)
-        chosen = ward_code or (principal.ward if principal.ward_scoped else (wards[0]["code"] if wards else ""))
+        # Someone not tied to a ward starts on the facility's busiest general ward, not the first by code
+        # (often the emergency department, whose patients are on the ED board instead).
+        first = views.main_ward(conn) or (wards[0]["code"] if wards else "")
+        chosen = ward_code or (principal.ward if principal.ward_scoped else first)
         return access.ward_for(conn, principal, chosen), wards
 
 

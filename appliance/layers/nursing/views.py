@@ -120,8 +120,12 @@ def ward_exists(conn: Connection, ward_code: str) -> dict | None:
 
 
 def wards(conn: Connection) -> list[dict]:
-    return [dict(r) for r in conn.execute(sa.select(ward.c.code, ward.c.name).where(ward.c.active)
-                                          .order_by(ward.c.code)).mappings()]
+    """The active wards with how many patients are on each now. Counts, not patients: not audited."""
+    on_ward = sa.and_(encounter.c.ward_code == ward.c.code, encounter.c.status.in_(OPEN))
+    return [dict(r) for r in conn.execute(
+        sa.select(ward.c.code, ward.c.name, sa.func.count(sa.distinct(encounter.c.patient_id)).label("patients"))
+        .select_from(ward.outerjoin(encounter, on_ward)).where(ward.c.active)
+        .group_by(ward.c.code, ward.c.name).order_by(ward.c.code)).mappings()]
 
 
 # "Nobody supersedes this version", built once: `record.current_clause()` aliases the entry table anew

@@ -16,7 +16,9 @@ from appliance.substrate.principal import Principal
 
 TZ = zoneinfo.ZoneInfo("Africa/Nairobi")
 NURSING_CONFIG = {
-    "wards": [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 6},
+    # Casualty sorts first by code, as emergency departments often do; nobody is admitted to it here.
+    "wards": [{"code": "CAS", "name": "Casualty", "kind": "emergency", "beds": 2},
+              {"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 6},
               {"code": "MAT", "name": "Maternity ward", "kind": "maternity", "beds": 4}],
     "catalogue": [
         {"loinc": "58410-2", "name": "Full blood count", "specimen": "blood", "components": [

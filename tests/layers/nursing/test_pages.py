@@ -6,6 +6,7 @@ facilities and guessed ids as the API does."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
 
@@ -139,6 +140,17 @@ def test_care_plans_and_handover_pages(signed_in, facility, ward_patients):
                      {"ward": "GEN", "note": "Quiet night apart from bed 1"})
     assert kept.status_code == 303
     assert "Quiet night apart from bed 1" in nurse.get(kept.headers["location"]).text
+
+
+def test_someone_not_tied_to_a_ward_starts_on_the_busiest_general_ward(signed_in, facility, ward_patients):
+    clinician = signed_in("clinician", facility.slug)
+    worklist = clinician.get(f"/t/{facility.slug}/ward")
+    assert worklist.status_code == 200
+    assert "<h1>General ward" in worklist.text and "ODHIAMBO, Joseph" in worklist.text
+    # The selector says where the patients are before anyone picks a ward.
+    assert ">Casualty · 0 patients</option>" in worklist.text
+    assert re.search(r">Maternity ward · \d+ patients?</option>", worklist.text)
+    assert clinician.get(f"/t/{facility.slug}/ward?ward_code=CAS").text.count("No patients on this ward now.") == 1
 
 
 def test_the_pages_refuse_what_the_api_refuses(signed_in, facility, other_facility, ward_patients):
