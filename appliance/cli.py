@@ -634,9 +634,13 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
 
 def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
+    from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.demo import generate_demo_population
+    from appliance.layers.financial import demo as financial_demo
     from appliance.layers.financial.demo import generate_billing_demo
+    from appliance.layers.nursing import demo as nursing_demo
     from appliance.layers.nursing.demo import generate_nursing_demo
+    from appliance.layers.operations import demo as operations_demo
     from appliance.layers.operations.demo import generate_operations_demo
 
     with Progress(TextColumn("demo population {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
@@ -667,6 +671,15 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
                 err.print(f"{slug}: demo billing written ({billing['bed_day']} bed-days accrued, "
                           f"{billing['invoice']} invoices, {billing['payment']} payments)")
             wrote = wrote or bool(counts or operations or nursing or billing)
+            # Who wrote the demo's entries, by name: without an account row the pages left the author
+            # blank ("unknown author" on notes, no name beside observations, doses and care plans).
+            authors = [clinical_demo.demo_principal(slug), clinical_demo.demo_principal(slug, "reviewer"),
+                       operations_demo.demo_principal(slug), nursing_demo.demo_principal(slug),
+                       financial_demo.demo_principal(slug)]
+            with db.control() as conn:
+                for author in authors:
+                    identity.name_machine_author(
+                        conn, author, email=f"demo-data-{author.account_id.hex[:12]}@{slug.replace('_', '-')}.demo")
             progress.advance(task)
     if wrote:
         # Fresh tables have no statistics until autovacuum gets to them, and until then the planner

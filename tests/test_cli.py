@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from appliance.cli import main
 from appliance.substrate.config import Settings
-from appliance.substrate.db import Database
+from appliance.substrate.db import Database, tenant_schema
+from appliance.substrate.tenancy import active_slugs
 from tests.conftest import REPO, make_tenant_config
 
 
@@ -151,9 +152,18 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
         try:
             with running.control() as conn:
                 nurses = conn.execute(sa.text("SELECT tenant, ward FROM control.membership WHERE role = 'nurse'")).all()
+                # Every entry's author has a name to show: the demo's generators have (disabled) accounts.
+                nameless = {slug: conn.execute(sa.text(
+                    f"SELECT count(DISTINCT author_id) FROM {tenant_schema(slug)}.entry WHERE author_id NOT IN "
+                    "(SELECT id FROM control.account)")).scalar() for slug in active_slugs(running)}
+                machines = conn.execute(sa.text(
+                    "SELECT count(*) FILTER (WHERE disabled_at IS NULL OR password_hash IS NOT NULL), count(*) "
+                    "FROM control.account WHERE kind = 'machine'")).one()
         finally:
             running.engine.dispose()
         assert len(nurses) >= 3 and all(ward not in (None, "ED") for _, ward in nurses), nurses
+        assert len(nameless) >= 3 and not any(nameless.values()), nameless
+        assert machines[0] == 0 and machines[1] >= 3 * 5, machines
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=60)

@@ -315,6 +315,20 @@ def create_account(
     return NewAccount(account_id, code)
 
 
+def name_machine_author(conn: Connection, principal: Principal, *, email: str) -> bool:
+    """An account row for a machine principal that writes entries (a demo generator), so the pages that
+    say who wrote an entry name it instead of showing nothing. Disabled from the start, with no
+    credentials and no membership: it can never sign in. False when it already has one."""
+    added = conn.execute(postgresql.insert(account).values(
+        id=principal.account_id, kind="machine", email=email, display_name=principal.display_name,
+        mfa_required=False, disabled_at=_now(),
+    ).on_conflict_do_nothing().returning(account.c.id)).first() is not None
+    if added:
+        _audit(conn, event_type="account.create", action="C",
+               detail={"account": str(principal.account_id), "kind": "machine", "tenant": principal.tenant})
+    return added
+
+
 def add_membership(conn: Connection, policy: AccessPolicy, *, account_id: uuid.UUID, tenant: str, role: str,
                    ward: str | None = None) -> None:
     if not policy.is_tenant_role(role):

@@ -162,3 +162,23 @@ def test_totp_seeds_rest_sealed_and_bound_to_their_account(db: Database, person_
 
     with pytest.raises(Exception, match="does not open"), db.control() as conn:
         identity.check_totp(conn, other.account_id, totp.totp_at(person.totp_secret, time.time()))
+
+
+def test_a_machine_author_gets_a_name_and_never_a_way_in(db: Database, tenant_a):
+    from appliance.substrate.demo import demo_author
+    from appliance.web.portal import people_named
+
+    author = demo_author(uuid.uuid4(), tenant_a.slug, "nursing", "nurse")
+    email = f"demo-data-{author.account_id.hex[:12]}@test.invalid"
+    with db.control() as conn:
+        assert identity.name_machine_author(conn, author, email=email) is True
+        assert identity.name_machine_author(conn, author, email=email) is False  # once, however often asked
+        row = identity.account_by_email(conn, email)
+        created = conn.execute(sa.text(
+            "SELECT count(*) FROM control.audit_event WHERE event_type = 'identity.account.create' "
+            "AND recorded > now() - interval '1 minute'")).scalar()
+    assert row.kind == "machine" and row.disabled_at is not None and row.password_hash is None
+    assert created >= 1
+    assert people_named(db, {author.account_id}) == {author.account_id: "Demo data (nursing)"}
+    with db.control() as conn:
+        assert identity.check_password(conn, email, "") is None
