@@ -20,6 +20,7 @@ from litestar import Response, Router, get, post
 from litestar.params import FromQuery
 from litestar.response import Template
 from pydantic import ValidationError
+from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import VitalSignsIn
@@ -42,6 +43,7 @@ from appliance.web.portal import (
     NavItem,
     Tenant,
     TimelineSource,
+    VitalsAddition,
     banner,
     field_errors,
     form_values,
@@ -73,6 +75,17 @@ portal.CHART_TABS[-1:-1] = [
     ChartTab("mar", "Medications given", "/mar", "nursing.mar.read"),
     ChartTab("care-plans", "Care plans", "/care-plans", "nursing.careplan.read"),
 ]
+
+
+def _chart_warning(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+    now = _now()
+    warning = service.current_warning(conn, principal, patient_id, now)
+    score = warning["score"]
+    return {**warning, "risk_labels": RISK_LABELS, "overdue": bool(score and score["next_due_at"] < now)}
+
+
+portal.VITALS_ADDITIONS.append(
+    VitalsAddition("nursing.news2.read", "portal/nursing/_chart_warning.html", _chart_warning))
 portal.NOTICES.update({
     "vitals": "Vital signs recorded and scored.", "dose": "Dose recorded on the MAR.",
     "task": "Task done.", "care-plan": "Care plan saved.", "evaluated": "Care plan evaluated.",

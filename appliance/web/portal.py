@@ -197,6 +197,19 @@ CHART_TABS = [
 ]
 
 
+@dataclass(frozen=True)
+class VitalsAddition:
+    """What another layer shows in the chart summary's vital signs card (nursing: the early warning
+    score), read in the page's transaction for those with `permission` and shown by `template`, which
+    finds what `read` returned as `addition`."""
+    permission: str
+    template: str
+    read: Callable[[Connection, Principal, uuid.UUID], dict]
+
+
+VITALS_ADDITIONS: list[VitalsAddition] = []
+
+
 def chart_tabs(principal: Principal, tenant: str, patient_id: uuid.UUID) -> list[dict]:
     return [{"key": t.key, "label": t.label, "href": f"/t/{tenant}/patients/{patient_id}{t.path}"}
             for t in CHART_TABS if principal.can(t.permission)]
@@ -794,6 +807,8 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
         vitals = vitals_history(conn, principal, patient_id)
         notes = service.list_notes(conn, principal, patient_id, limit=3) if principal.can("clinical.note.read") \
             else None
+        additions = [(a.template, a.read(conn, principal, patient_id)) for a in VITALS_ADDITIONS
+                     if vitals and principal.can(a.permission)]
     patient = summary["patient"]
     trends = trends_of(results, clock)
     to_review = [r for r in results if r["signed_at"] is None]
@@ -807,7 +822,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 abnormal_to_review=[r for r in to_review if is_abnormal(r)],
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
-                notes=notes, names=names, **HELPERS)
+                vitals_additions=additions, notes=notes, names=names, **HELPERS)
 
 
 # -- the timeline ----------------------------------------------------------------------------------

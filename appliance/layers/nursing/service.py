@@ -100,6 +100,19 @@ def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) ->
     return news2_exclusions(conn, [patient_id], at).get(patient_id)
 
 
+def current_warning(conn: Connection, principal: Principal, patient_id: uuid.UUID, at: dt.datetime) -> dict:
+    """The early warning score that applies to a patient at `at` and its latest value: `kind` news2, or
+    meows in pregnancy and the puerperium, or None with the `exclusion` that says why no score applies
+    (a child). The read of a score is audited."""
+    _require_patient(conn, patient_id)
+    exclusion = news2_exclusion(conn, patient_id, at)
+    kind = "meows" if exclusion and exclusion.maternity else None if exclusion else "news2"
+    score = latest_scores(conn, [patient_id], kind).get(patient_id) if kind else None
+    if score is not None:
+        note_access(conn, principal, "read", patient_id, kind, [score["id"]])
+    return {"kind": kind, "score": score, "exclusion": exclusion}
+
+
 def news2_view(row: dict) -> dict:
     """A stored score with what follows from it: complete or not, the red flag, the response."""
     scored = early_warning.Score(total=row["total"], scores=row["scores"], missing=row["missing"],

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from appliance.substrate import record
-from tests.layers.nursing.conftest import admit
+from tests.layers.nursing.conftest import admit, vitals
 from tests.web.test_auth import csrf_token
 
 
@@ -194,3 +194,40 @@ def test_every_page_read_is_in_the_patients_access_log(db, signed_in, facility, 
     kinds = {e.event_type for e in events if e.who["account"] == str(nurse.person.account_id)}
     assert {"record.vital_signs.read", "record.news2.read", "record.medication_request.read",
             "record.medication_administration.read", "record.care_plan.read", "record.worklist.read"} <= kinds
+
+
+def test_the_chart_summary_shows_the_early_warning_score_that_applies(db, signed_in, facility, clinician):
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import ConditionIn
+    from appliance.substrate import audit
+
+    unwell = {"respiratory_rate": 27, "spo2_percent": 91, "spo2_scale": 1, "supplemental_oxygen": True,
+              "oxygen_l_min": 4, "systolic_mmhg": 165, "diastolic_mmhg": 110, "heart_rate_bpm": 124,
+              "consciousness": "A", "temperature_c": 38.6}
+    with db.tenant(facility.slug) as conn:
+        adult = admit(conn, clinician, family="Mutua", given="Daniel")
+        mother = admit(conn, clinician, ward="MAT", family="Chebet", given="Ruth")
+        clinical.add_condition(conn, clinician, mother["id"], ConditionIn(code="O14.1"))
+        child = admit(conn, clinician, family="Mwangi", given="Brian",
+                      born=dt.date.today() - dt.timedelta(days=8 * 365))
+        for who in (adult, mother, child):
+            vitals(conn, clinician, who, unwell)
+    doctor = signed_in("clinician", facility.slug)
+
+    def warning(patient: dict) -> str:
+        page = doctor.get(f"/t/{facility.slug}/patients/{patient['id']}/chart")
+        assert page.status_code == 200
+        return page.text.split('id="chart-warning"')[1].split("</div>")[0]
+
+    shown = warning(adult)
+    assert "badge news2 risk-high" in shown and "Emergency response" in shown and "next observations due" in shown
+    shown = warning(mother)
+    assert "MEOWS · " in shown and "Urgent obstetric review" in shown and "badge news2" not in shown
+    shown = warning(child)
+    assert "under 16 years of age; vital signs are charted without a score" in shown and "badge" not in shown
+    reads = {e.event_type for e in audit.patient_access_log(db, facility.slug, adult["id"])
+             if e.who["account"] == str(doctor.person.account_id)}
+    assert "record.news2.read" in reads
+    # Without the early warning scores' permission the chart opens as before, without the line.
+    registrar = signed_in("registrar", facility.slug)
+    assert 'id="chart-warning"' not in registrar.get(f"/t/{facility.slug}/patients/{adult['id']}/chart").text
