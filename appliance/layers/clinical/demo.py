@@ -19,6 +19,7 @@ day of the care, and inpatients go home at the hours wards discharge (most late 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import uuid
 import zoneinfo
@@ -187,6 +188,12 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
                 counts[kind] = counts.get(kind, 0) + n
     analyze_tenant(db, slug)
     return counts
+
+
+@functools.cache
+def _adult_weight(patient_id: uuid.UUID) -> float:
+    """A person's own adult weight (kg), fixed by who they are, from a stream of its own."""
+    return max(40.0, demo_stream("weight", patient_id).gauss(66, 12))
 
 
 class _Batch:
@@ -398,7 +405,16 @@ class _Batch:
         pressures and rates, around a healthy young woman's, and her saturation stays a healthy one."""
         rng = self.rng
         child = age < 12
-        weight = round(3.5 + age * 2.6, 1) if child else round(rng.gauss(66, 12), 1)
+        weight = 3.5 + age * 2.6
+        if not child:
+            # A person keeps their weight from visit to visit: their own adult weight, within a kilogram
+            # or so. The draw that was once the whole weight stays, now as the day's variation, so the
+            # stream gives the population's other values as before.
+            adult = _adult_weight(patient_id)
+            # A teenager grows from a child's weight into their own.
+            grown = adult if age >= 18 else 32.1 + (adult - 32.1) * (age - 11) / 7
+            weight = grown + (rng.gauss(66, 12) - 66) / 12 * 0.6
+        weight = round(weight, 1)
         # Drawn in the order the first demo drew them, so its population's values stay what they were.
         if typical is None:
             systolic = None if child else int(rng.gauss(124 + max(0, age - 40) * 0.6, 14))

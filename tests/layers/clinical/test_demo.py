@@ -57,6 +57,11 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
         classes = dict(conn.execute(sa.text("SELECT encounter_class, count(*) FROM encounter GROUP BY 1")).all())
         flags = dict(conn.execute(sa.text("SELECT coalesce(flag, '-'), count(*) FROM result GROUP BY 1")).all())
         sexes = dict(conn.execute(sa.text("SELECT sex, count(*) FROM patient GROUP BY 1")).all())
+        # An adult's weight, visit to visit, over the year: their own, not a new person's each time.
+        weight_spans = conn.execute(sa.text(
+            "SELECT max(v.weight_kg) - min(v.weight_kg) FROM vital_signs v JOIN entry e ON e.id = v.entry_id "
+            "JOIN patient p ON p.id = e.patient_id WHERE p.birth_date < :adult GROUP BY e.patient_id "
+            "HAVING count(*) > 1"), {"adult": AS_OF - dt.timedelta(days=19 * 366)}).scalars().all()
         # Finished means ended by the demo's end; an encounter still going then is in progress.
         misdated = conn.execute(sa.text(
             "SELECT count(*) FROM encounter WHERE (status = 'finished' AND (ended_at IS NULL OR ended_at > :end)) "
@@ -72,6 +77,7 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
     assert set(sexes) == {"female", "male"}
     assert unsafe == 0  # the generator never prescribes a drug the patient is recorded allergic to
     assert misdated == 0
+    assert len(weight_spans) > 20 and max(weight_spans) < 5, sorted(weight_spans)[-5:]
 
 
 def test_inpatients_go_home_at_ward_discharge_hours(db: Database, tenant_factory):
