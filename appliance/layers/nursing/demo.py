@@ -1,12 +1,12 @@
 """Synthetic nursing record for the patients in a demo facility's wards at the demo's moment, written
 after the clinical and operations demos have put them there (`healthos up --demo`): their next
 observations scheduled (and a high score escalated) as on a ward, each admission assessment done within
-a few hours of admission, and each scheduled dose of the last day recorded —
-given mostly, on time or a little late, now and then held or refused with the reason — except those due
-in the last hour, which the ward still has to give. So a demo ward looks like a ward at work rather than
-one where nothing was ever done. Deterministic from a seed and the facility; written through this
-layer's services, so each act is an entry of the one record with its reactions (a dose given is
-charged) and its audit event.
+a few hours of admission, each laboratory specimen taken within two hours of its order, and each
+scheduled dose of the last day recorded — given mostly, on time or a little late, now and then held or
+refused with the reason — except those due in the last hour, which the ward still has to give. So a
+demo ward looks like a ward at work rather than one where nothing was ever done. Deterministic from a
+seed and the facility; written through this layer's services, so each act is an entry of the one record
+with its reactions (a dose given is charged) and its audit event.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
     """Write the nursing record of the patients in the wards now (see the module docstring). Returns how
     many of each act were written: nothing if the facility already holds it."""
     principal, rng, tz = demo_principal(slug), demo_stream("nursing", seed, slug), facility_zone(db, slug)
-    counts = {"observations_scheduled": 0, "admission_assessment": 0, "given": 0, "held": 0, "refused": 0}
+    counts = {"observations_scheduled": 0, "admission_assessment": 0, "specimens_taken": 0, "given": 0, "held": 0,
+              "refused": 0}
     with db.tenant(slug) as conn:
         if conn.execute(sa.select(record.entry.c.id).where(record.entry.c.author_id == principal.account_id)
                         .limit(1)).first() is not None:
@@ -62,6 +63,15 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
             if done_at < now:
                 service.close_task(conn, principal, task, "done", None, occurred_at=done_at)
                 counts["admission_assessment"] += 1
+        # A specimen is taken within the hour or two after the order, and the order then waits for the
+        # laboratory: left open, each was a "collect specimen" task overdue since the morning. From a
+        # stream of its own, so the doses below are what the seed always gave.
+        taking = demo_stream("nursing-specimens", seed, slug)
+        for task in service.tasks_of(conn, ids, open_only=True, codes=["collect_specimen"]):
+            taken_at = task["occurred_at"] + dt.timedelta(minutes=taking.randint(10, 100))
+            if taken_at < now:
+                service.close_task(conn, principal, task, "done", None, occurred_at=taken_at)
+                counts["specimens_taken"] += 1
         for line in service.mar_lines(conn, ids, window_start=now - DOSES_SINCE, window_end=now - STILL_TO_GIVE,
                                       now=now, tz=tz):
             for dose in line["doses"]:

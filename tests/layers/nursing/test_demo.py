@@ -7,9 +7,10 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from appliance.layers.clinical.demo import generate_demo_population
+from appliance.layers.clinical.demo import demo_principal, generate_demo_population
 from appliance.layers.nursing.demo import generate_nursing_demo
 from appliance.layers.operations.demo import generate_operations_demo
+from appliance.substrate import record
 from tests.layers.operations.conftest import OPERATIONS_CONFIG
 
 AS_OF = dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC)
@@ -21,6 +22,13 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
     config = tenant_factory(slug="demo_nursing", **{**OPERATIONS_CONFIG, "wards": wards})
     generate_demo_population(db, config.slug, seed=6, patients=160, as_of=AS_OF.date())
     generate_operations_demo(db, config.slug, seed=6, days_back=20, as_of=AS_OF)
+    with db.tenant(config.slug) as conn:  # a glucose ordered on the ward three hours before the moment
+        on_ward = conn.execute(sa.text("SELECT patient_id, encounter_id FROM inpatient_stay "
+                                       "WHERE discharged_at IS NULL AND ward_code <> 'MAT' LIMIT 1")).one()
+        record.append(conn, demo_principal(config.slug), "service_request", patient_id=on_ward.patient_id,
+                      encounter_id=on_ward.encounter_id, occurred_at=AS_OF - dt.timedelta(hours=3),
+                      detail={"category": "lab", "code": "2345-7", "display": "Glucose", "priority": "routine",
+                              "status": "active", "clinical_info": None, "order_set": None})
     counts = generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF)
     assert counts["admission_assessment"] > 0 and counts["given"] > counts["held"] + counts["refused"]
     assert counts["observations_scheduled"] > 0
@@ -30,6 +38,13 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
             "SELECT count(*) FROM nursing_task t JOIN entry e ON e.id = t.entry_id WHERE t.code = "
             "'admission_assessment' AND t.status = 'open' AND t.due_at < :as_of AND NOT EXISTS "
             "(SELECT 1 FROM entry n WHERE n.supersedes = e.id)"), {"as_of": AS_OF}).scalar()
+        # A ward patient's specimen is taken within 100 minutes of the order; the order waits for the lab.
+        untaken = conn.execute(sa.text(
+            "SELECT count(*) FROM nursing_task t JOIN entry e ON e.id = t.entry_id "
+            "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL "
+            "WHERE t.code = 'collect_specimen' AND t.status = 'open' AND e.occurred_at < :taken_by "
+            "AND NOT EXISTS (SELECT 1 FROM entry n WHERE n.supersedes = e.id)"),
+            {"taken_by": AS_OF - dt.timedelta(minutes=100)}).scalar()
         # Everyone on a ward with a NEWS2 has their next observations as a task.
         unscheduled = conn.execute(sa.text(
             "SELECT count(DISTINCT e.patient_id) FROM news2 n JOIN entry e ON e.id = n.entry_id "
@@ -57,7 +72,8 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
             "SELECT a.outcome, a.scheduled_for, a.administered_at, a.reason, s.admitted_at "
             "FROM medication_administration a JOIN entry e ON e.id = a.entry_id "
             "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL")).all()
-    assert overdue == 0 and unscheduled == 0 and inconsistent == 0
+    assert overdue == 0 and unscheduled == 0 and inconsistent == 0 and untaken == 0
+    assert counts["specimens_taken"] > 0
     assert mothers and all(m.news2 == 0 and len(m.meows) == 2 and m.scheduled for m in mothers)
     assert {risk for m in mothers for risk in m.meows} >= {"clear", "triggered"}, mothers
     assert doses and all(d.scheduled_for >= d.admitted_at and d.scheduled_for <= AS_OF - dt.timedelta(hours=1)
