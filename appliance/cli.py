@@ -530,11 +530,8 @@ def account_token(settings: Settings, tenant: str, name: str, permissions: tuple
     with opened_database(settings) as db:
         try:
             with db.control() as conn:
-                machine = identity.create_account(
-                    conn, policy, kind="machine", email=f"machine-{secrets.token_hex(6)}@{tenant}.invalid",
-                    display_name=name, role="facility_admin", tenant=tenant)
-                token = identity.issue_api_token(conn, account_id=machine.account_id, tenant=tenant, name=name,
-                                                 permissions=list(permissions))
+                token = identity.issue_machine_token(conn, policy, tenant=tenant, name=name,
+                                                     permissions=list(permissions))
         except identity.IdentityError as exc:
             fail(str(exc))
     click.echo(token)

@@ -355,10 +355,25 @@ def list_accounts(conn: Connection) -> list[dict]:
     accounts = []
     for row in rows:
         roles = ([row["appliance_role"]] if row["appliance_role"] else []) + list(row["memberships"])
-        state = ("disabled" if row["disabled_at"] else "locked" if row["locked_until"] and row["locked_until"] > _now()
-                 else "awaiting enrolment" if row["pending"] else "active")
-        accounts.append({"email": row["email"], "kind": row["kind"], "roles": roles, "state": state})
+        accounts.append({"email": row["email"], "kind": row["kind"], "roles": roles, "state": _account_state(row)})
     return accounts
+
+
+def _account_state(row) -> str:
+    return ("disabled" if row["disabled_at"] else "locked" if row["locked_until"] and row["locked_until"] > _now()
+            else "awaiting enrolment" if row["pending"] else "active")
+
+
+def staff_of(conn: Connection, tenant: str) -> list[dict]:
+    """The people who work in facility `tenant`: each membership of a person's account (machine clients'
+    accounts are the API tokens' business), with the account's state."""
+    rows = conn.execute(sa.text(
+        "SELECT a.display_name, a.email, a.disabled_at, a.locked_until, a.password_hash IS NULL AS pending, "
+        "m.role, m.ward, m.created_at FROM control.membership m JOIN control.account a ON a.id = m.account_id "
+        "WHERE m.tenant = :t AND a.kind <> 'machine' ORDER BY m.role, lower(a.display_name), a.email"),
+        {"t": tenant}).mappings()
+    return [{"name": row["display_name"], "email": row["email"], "role": row["role"], "ward": row["ward"],
+             "since": row["created_at"], "state": _account_state(row)} for row in rows]
 
 
 def memberships_of(conn: Connection, account_id: uuid.UUID) -> list[dict]:
@@ -621,9 +636,36 @@ def issue_api_token(conn: Connection, *, account_id: uuid.UUID, tenant: str, nam
     return token
 
 
-def revoke_api_token(conn: Connection, token_id: uuid.UUID, by: Principal | None = None) -> None:
-    done = conn.execute(sa.update(api_token).where(api_token.c.id == token_id, api_token.c.revoked_at.is_(None))
-                        .values(revoked_at=_now())).rowcount
+def issue_machine_token(conn: Connection, policy: AccessPolicy, *, tenant: str, name: str, permissions: list[str],
+                        by: Principal | None = None) -> str:
+    """A machine client of facility `tenant` (a laboratory feed, an integration) and its API token, which
+    carries exactly `permissions`; the token's value is returned this once."""
+    name = " ".join(name.split())
+    if not name or len(name) > 100:
+        raise IdentityError("name the token by what it is for (at most 100 characters), e.g. 'lab HL7 feed'")
+    if not permissions:
+        raise IdentityError("a token needs at least one permission")
+    machine = create_account(conn, policy, kind="machine", email=f"machine-{secrets.token_hex(6)}@{tenant}.invalid",
+                             display_name=name, role="facility_admin", tenant=tenant, by=by)
+    return issue_api_token(conn, account_id=machine.account_id, tenant=tenant, name=name, permissions=permissions,
+                           by=by)
+
+
+def api_tokens_of(conn: Connection, tenant: str) -> list[dict]:
+    """Facility `tenant`'s API tokens, live first, newest first (never their values: only digests are kept)."""
+    rows = conn.execute(sa.select(api_token.c.id, api_token.c.name, api_token.c.permissions, api_token.c.created_at,
+                                  api_token.c.revoked_at).where(api_token.c.tenant == tenant)
+                        .order_by(api_token.c.revoked_at.is_not(None), api_token.c.created_at.desc())).mappings()
+    return [dict(row) for row in rows]
+
+
+def revoke_api_token(conn: Connection, token_id: uuid.UUID, by: Principal | None = None,
+                     tenant: str | None = None) -> None:
+    """Revoke a live token; with `tenant`, only one of that facility's (another's is "no such token")."""
+    where = [api_token.c.id == token_id, api_token.c.revoked_at.is_(None)]
+    if tenant is not None:
+        where.append(api_token.c.tenant == tenant)
+    done = conn.execute(sa.update(api_token).where(*where).values(revoked_at=_now())).rowcount
     if not done:
         raise IdentityError("no such live token")
     _audit(conn, event_type="token.revoke", action="U", principal=by, detail={"token": str(token_id)})

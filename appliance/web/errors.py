@@ -11,6 +11,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_500_INTERNAL_SERVER_ERROR
 
 from appliance.substrate.db import InvalidSlug, UnknownTenant
+from appliance.web.navigation import landing
 
 log = structlog.get_logger(__name__)
 NO_PAGE = "there is no page at this address; it may have been mistyped, or the link is out of date"
@@ -27,7 +28,7 @@ def error_page(request: Request, status: int, detail: str) -> Response:
     detail = detail if detail.endswith((".", "?", "!")) else detail + "."
     return Template("portal/error.html", status_code=status, context={
         "status": status, "detail": detail, "principal": principal,
-        "home": f"/t/{principal.tenant}/patients" if getattr(principal, "tenant", None) else "/",
+        "home": landing(principal),
     })
 
 

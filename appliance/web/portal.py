@@ -64,6 +64,7 @@ from appliance.substrate.record import RecordError, note_access
 from appliance.substrate.tenancy import tenant_table
 from appliance.web import plots
 from appliance.web.errors import error_page
+from appliance.web.navigation import NAV, NavItem, landing, navigation  # noqa: F401  (NAV: re-exported)
 
 log = structlog.get_logger(__name__)
 
@@ -152,31 +153,7 @@ def people_named(db: Database, ids: set) -> dict:
     return {row.id: row.display_name for row in rows}
 
 
-# -- navigation by layer ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NavItem:
-    layer: str
-    key: str
-    label: str
-    path: str  # under /t/{tenant}
-    permission: str
-
-
-NAV: list[NavItem] = [
-    NavItem("Clinical", "patients", "Find a patient", "/patients", "clinical.patient.search"),
-    NavItem("Clinical", "register", "Register a patient", "/patients/new", "clinical.patient.create"),
-]
-
-
-def navigation(principal: Principal, tenant: str) -> list[dict]:
-    layers: dict[str, list[dict]] = {}
-    for item in NAV:
-        if principal.can(item.permission):
-            layers.setdefault(item.layer, []).append(
-                {"key": item.key, "label": item.label, "href": f"/t/{tenant}{item.path}"})
-    return [{"layer": layer, "items": items} for layer, items in layers.items()]
+# NavItem, NAV and navigation live in appliance/web/navigation.py; the layers' modules add to portal.NAV.
 
 
 @dataclass(frozen=True)
@@ -242,7 +219,7 @@ def page(request: Asking, template_name: str, *, status: int = 200, active: str 
     facility = facility_of(request.app.state.db, tenant)
     context.update(
         principal=principal, facility=facility, tenant=tenant, clock=Clock(facility.timezone),
-        nav=navigation(principal, tenant), active=active, can=principal.can,
+        nav=navigation(principal, tenant), landing=landing(principal, tenant), active=active, can=principal.can,
         notice=NOTICES.get(request.query_params.get("done", "")),
     )
     glass = request.scope.get(GLASS_SCOPE_KEY)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from appliance.substrate import identity, totp
 from appliance.web.auth import SESSION_COOKIE
+from appliance.web.navigation import landing
 
 PUBLIC = {"public": True}
 
@@ -182,7 +183,8 @@ def switch_facility(request: Request, state: State, data: Annotated[FacilityForm
 def home(request: Request, state: State) -> Template:
     with state.db.control() as conn:
         memberships = identity.memberships_of(conn, request.user.account_id)
-    return Template("home.html", context={"principal": request.user, "memberships": memberships})
+    return Template("home.html", context={"principal": request.user, "memberships": memberships,
+                                          "landing": landing(request.user)})
 
 
 class Me(BaseModel):

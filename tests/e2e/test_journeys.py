@@ -328,3 +328,36 @@ def test_regulator_keeps_checkpoints_and_later_proves_the_log_only_grew(browser,
     journey.shot(page, "not-found")
     context.close()
     watch.assert_clean(provoked={404})
+
+
+def test_facility_admin_issues_and_revokes_an_api_token(browser, live_server, clinic, person_factory):
+    """A facility admin in a browser: home → the facility's API tokens → issue one for a lab feed with one
+    permission (its value shown once) → it answers on the API → revoke it → refused."""
+    import httpx
+
+    journey, watch = Journey("facility-admin-journey"), Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, person_factory("facility_admin", clinic.slug))
+    page.get_by_role("link", name=re.compile("Open the portal")).click()
+    page.wait_for_url(f"{live_server}/t/{clinic.slug}/admin/tokens")
+    page.get_by_label("What it is for").fill("Lab analyser feed")
+    page.locator("summary", has_text="Clinical").click()  # each layer's permissions fold away
+    page.get_by_role("checkbox", name=re.compile(r"^clinical\.patient\.search")).check()
+    page.get_by_role("button", name="Issue the token").click()
+    token = page.get_by_role("textbox", name="Token", exact=True).input_value()
+    assert token.startswith("hos_") and "Token issued: Lab analyser feed" in page.content()
+    journey.shot(page, "issued")
+
+    def search() -> int:
+        return httpx.get(f"{live_server}/api/t/{clinic.slug}/patients", params={"name": "nobody"},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code
+
+    assert search() == 200
+    page.goto(f"{live_server}/t/{clinic.slug}/admin/tokens")
+    assert token not in page.content()  # shown once
+    page.get_by_role("button", name="Revoke the token for Lab analyser feed").click()
+    assert "Token revoked" in page.content()
+    journey.shot(page, "revoked")
+    assert search() == 401
+    context.close()
+    watch.assert_clean()

@@ -369,6 +369,10 @@ PAGES += ["/beds", "/beds/{any}", "/ed", "/ed/{any}/admit", "/clinics", "/clinic
           "/command-center/{code}"]
 FORMS += ["/beds/{any}/state", "/beds/patients/{any}/discharge", "/beds/patients/{any}/transfer", "/ed/arrivals",
           "/ed/{any}/{any}", "/ed/{any}/admit", "/clinics/{any}/appointments", "/appointments/{any}/{any}"]
+# The facility admin's pages (appliance/web/admin.py); another facility's token and guessed ids are in
+# tests/web/test_admin.py.
+PAGES += ["/admin/tokens", "/admin/staff"]
+FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke"]
 
 
 def test_every_portal_route_is_in_these_lists(app):

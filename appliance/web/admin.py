@@ -1,0 +1,131 @@
+"""The facility admin's pages, under `/t/{tenant}/admin/`: the facility's API tokens (issued for a
+machine client with exactly the permissions it needs, shown once, revoked at once) and the staff who
+work here with their roles, wards and account states.
+
+A token may carry any permission the facility API's routes declare, except identity's own: a machine
+client never manages tokens. Accounts for people are created by the appliance operator
+(`healthos account create`), who holds the keys to identity; the staff page shows them, read-only.
+Nothing here is patient data; issuing and revoking a token are audited (identity.token.issue/revoke).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from anyio import to_thread
+from litestar import Litestar, Response, Router, get, post
+from litestar.response import Template
+
+from appliance.substrate import identity
+from appliance.web import portal
+from appliance.web.errors import error_page
+from appliance.web.portal import Asking, FormData, Id, NavItem, Tenant, form_values, page, see_other
+
+portal.NAV.extend([
+    NavItem("Administration", "tokens", "API tokens", "/admin/tokens", "identity.token.read"),
+    NavItem("Administration", "staff", "Staff", "/admin/staff", "identity.membership.read"),
+])
+portal.NOTICES.update({"token-revoked": "Token revoked: a client presenting it is refused from now on."})
+
+API_PREFIX = "/api/t/{tenant"
+
+
+def token_permissions(app: Litestar) -> dict[str, list[str]]:
+    """What a token may be given: each permission a route of the facility API declares (identity's own
+    excepted), with the calls it opens ("GET /api/t/{tenant}/patients")."""
+    opens: dict[str, list[str]] = defaultdict(list)
+    for route in app.routes:
+        if not route.path.startswith(API_PREFIX):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            permission = handler.opt.get("permission")
+            if permission and not permission.startswith("identity."):
+                path = re.sub(r":\w+}", "}", route.path)
+                opens[permission].extend(f"{method} {path}" for method in sorted(handler.http_methods))
+    return {permission: sorted(set(calls)) for permission, calls in sorted(opens.items())}
+
+
+def _tokens_page(request: Asking, tenant: str, *, status: int = 200, issued: dict | None = None,
+                 errors: dict | None = None, values: dict | None = None) -> Template:
+    with request.app.state.db.control() as conn:
+        tokens = identity.api_tokens_of(conn, tenant)
+    offered = token_permissions(request.app)
+    layers: dict[str, list[str]] = defaultdict(list)
+    for permission in offered:
+        layers[permission.split(".", 1)[0]].append(permission)
+    return page(request, "admin/tokens.html", status=status, active="tokens", tokens=tokens, offered=offered,
+                layers=dict(layers), issued=issued, errors=errors or {}, values=values or {"permissions": []})
+
+
+@get("/tokens", operation_id="PortalApiTokens", opt={"permission": "identity.token.read"}, include_in_schema=False)
+async def tokens_page(request: Asking, tenant: Tenant) -> Template:
+    """The facility's API tokens, live and revoked, and the form that issues one."""
+    return await to_thread.run_sync(lambda: _tokens_page(request, tenant))
+
+
+@post("/tokens", operation_id="PortalIssueApiToken", opt={"permission": "identity.token.create"},
+      include_in_schema=False)
+async def issue_token(request: Asking, tenant: Tenant, data: FormData) -> Template:
+    """Issue a token: the page that answers shows its value once; it is never shown again."""
+    raw = data.get("permission")
+    chosen = sorted({p for p in (raw if isinstance(raw, list) else [raw]) if isinstance(p, str) and p})
+    name = form_values(data).get("name") or ""
+    values: dict[str, Any] = {"name": name, "permissions": chosen}
+
+    def work() -> Template:
+        offered = token_permissions(request.app)
+        errors = {}
+        unknown = [p for p in chosen if p not in offered]
+        if unknown:
+            errors["permission"] = f"Not a permission a token can carry here: {', '.join(unknown)}."
+        elif not chosen:
+            errors["permission"] = "Choose at least one permission: a token opens only what it names."
+        if not name:
+            errors["name"] = "Name the token by what it is for, e.g. 'lab HL7 feed'."
+        if not errors:
+            try:
+                with request.app.state.db.control() as conn:
+                    token = identity.issue_machine_token(conn, request.app.state.policy, tenant=tenant, name=name,
+                                                         permissions=chosen, by=request.user)
+                return _tokens_page(request, tenant, issued={"name": " ".join(name.split()), "token": token,
+                                                             "permissions": chosen})
+            except identity.IdentityError as refused:
+                errors["name"] = str(refused)[:1].upper() + str(refused)[1:] + "."
+        return _tokens_page(request, tenant, status=422, errors=errors, values=values)
+
+    return await to_thread.run_sync(work)
+
+
+@post("/tokens/{token_id:uuid}/revoke", operation_id="PortalRevokeApiToken",
+      opt={"permission": "identity.token.revoke"}, include_in_schema=False)
+async def revoke_token(request: Asking, tenant: Tenant, token_id: Id) -> Response:
+    def work() -> None:
+        with request.app.state.db.control() as conn:
+            identity.revoke_api_token(conn, token_id, by=request.user, tenant=tenant)
+
+    try:
+        await to_thread.run_sync(work)
+    except identity.IdentityError:
+        # Another facility's token, a guessed id or one already revoked: the same answer for each.
+        return error_page(request, 404, "No live API token of this facility has that id.")
+    return see_other(request, f"/t/{tenant}/admin/tokens?done=token-revoked")
+
+
+@get("/staff", operation_id="PortalStaff", opt={"permission": "identity.membership.read"}, include_in_schema=False)
+async def staff_page(request: Asking, tenant: Tenant) -> Template:
+    """Who works here: name, e-mail, role, ward, and whether the account is active, locked, disabled or
+    still awaiting enrolment."""
+    def work() -> Template:
+        with request.app.state.db.control() as conn:
+            staff = identity.staff_of(conn, tenant)
+        return page(request, "admin/staff.html", active="staff", staff=staff)
+
+    return await to_thread.run_sync(work)
+
+
+ROUTES = [tokens_page, issue_token, revoke_token, staff_page]
+
+admin_router = Router(path="/t/{tenant:str}/admin", route_handlers=ROUTES,
+                      exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

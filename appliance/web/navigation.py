@@ -1,0 +1,42 @@
+"""The portal's navigation by layer: each layer's web module adds its pages (`NAV`), and a person sees
+those their role may open. Apart from the portal so that the error pages, which every module uses, can
+send a person back to a page of their own facility they may open."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.substrate.principal import Principal
+
+
+@dataclass(frozen=True)
+class NavItem:
+    layer: str
+    key: str
+    label: str
+    path: str  # under /t/{tenant}
+    permission: str
+
+
+NAV: list[NavItem] = [
+    NavItem("Clinical", "patients", "Find a patient", "/patients", "clinical.patient.search"),
+    NavItem("Clinical", "register", "Register a patient", "/patients/new", "clinical.patient.create"),
+]
+
+
+def navigation(principal: Principal, tenant: str) -> list[dict]:
+    layers: dict[str, list[dict]] = {}
+    for item in NAV:
+        if principal.can(item.permission):
+            layers.setdefault(item.layer, []).append(
+                {"key": item.key, "label": item.label, "href": f"/t/{tenant}{item.path}"})
+    return [{"layer": layer, "items": items} for layer, items in layers.items()]
+
+
+def landing(principal: Principal | None, tenant: str | None = None) -> str:
+    """Where "my facility" takes this person: the first page of the navigation their role may open (a
+    facility admin has no patient search), else the home page."""
+    tenant = tenant or getattr(principal, "tenant", None)
+    if principal is None or not tenant:
+        return "/"
+    return next((f"/t/{tenant}{item.path}" for item in NAV if principal.can(item.permission)), "/")
