@@ -15,6 +15,7 @@ from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -29,7 +30,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.local_secrets import host_secret
 from appliance.substrate.policy import load_policy
 from appliance.web import admin, billing, errors, nursing, operations, portal, regulator, signin, system
-from appliance.web.auth import authentication_middleware, permission_guard, security_headers_middleware
+from appliance.web.auth import SESSION_COOKIE, authentication_middleware, permission_guard, security_headers_middleware
 from appliance.web.context import close_uploads_middleware, request_context_middleware
 
 HERE = Path(__file__).parent
@@ -60,7 +61,7 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     # rather than build a Request for `_throttled` to refuse on every call.
     rate_limit = RateLimitConfig(rate_limit=("minute", settings.signin_attempts_per_minute),
                                  check_throttle_handler=_throttled, exclude=["^/static/", "^/api/"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or []),
                         create_static_files_router(path="/static", directories=[HERE / "static"],
                                                    opt={"public": True}, include_in_schema=False)],
@@ -77,8 +78,28 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
             render_plugins=[JsonRenderPlugin()],
             # The API's description is public (it holds no data); every other route declares a permission.
             openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
+            components=Components(security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", description=(
+                    "An API token of one facility (`hos_…`), issued by its facility admin or `healthos account "
+                    "token`; it carries exactly the permissions it names.")),
+                "session": SecurityScheme(type="apiKey", security_scheme_in="cookie", name=SESSION_COOKIE,
+                                          description="A signed-in person's session; their role's permissions."),
+            }),
         ),
         debug=False,
         # Logging is ours (structlog JSON, configured by the CLI); Litestar must not install its own.
         logging_config=None,
     )
+    _declare_permissions(app)
+    return app
+
+
+def _declare_permissions(app: Litestar) -> None:
+    """Each operation's permission in the OpenAPI document, so a client's developer (and the facility
+    admin issuing its token) reads there what a call needs. OpenAPI 3.1 lets a requirement of a bearer or
+    cookie scheme name roles; ours name the permission that `permission_guard` checks."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            permission = handler.opt.get("permission")
+            if permission and not handler.opt.get("public"):
+                handler.security = [{"bearer": [permission]}, {"session": [permission]}]

@@ -105,6 +105,24 @@ def test_openapi_lists_every_route_with_an_operation_id(client, db, settings):
                     assert (path, method.lower()) in documented
 
 
+def test_openapi_names_the_permission_each_operation_needs(client, app):
+    document = client.get("/schema/openapi.json").json()
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "session"}
+    needs = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            for method in handler.http_methods:
+                needs[(re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path), method.lower())] = handler.opt.get("permission")
+    searched = document["paths"]["/api/t/{tenant}/patients"]["get"]["security"]
+    assert searched == [{"bearer": ["clinical.patient.search"]}, {"session": ["clinical.patient.search"]}]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/api/"):
+                assert operation["security"][0] == {"bearer": [needs[(path, method)]]}, (path, method)
+    # What anyone may call says so by naming no scheme.
+    assert "security" not in document["paths"]["/health"]["get"]
+
+
 def test_no_interactive_docs_page_pulls_from_a_cdn(client):
     for path in ["/schema", "/schema/swagger", "/schema/redoc", "/schema/elements"]:
         response = client.get(path)
