@@ -1,12 +1,13 @@
 """Synthetic nursing record for the patients in a demo facility's wards at the demo's moment, written
 after the clinical and operations demos have put them there (`healthos up --demo`): their next
 observations scheduled (and a high score escalated) as on a ward, each admission assessment done within
-a few hours of admission, each laboratory specimen taken within two hours of its order, and each
-scheduled dose of the last day recorded — given mostly, on time or a little late, now and then held or
-refused with the reason — except those due in the last hour, which the ward still has to give. So a
-demo ward looks like a ward at work rather than one where nothing was ever done. Deterministic from a
-seed and the facility; written through this layer's services, so each act is an entry of the one record
-with its reactions (a dose given is charged) and its audit event.
+a few hours of admission, each laboratory specimen taken within two hours of its order, each escalation
+answered by a review within the hour, and each scheduled dose of the last day recorded — given mostly,
+on time or a little late, now and then held or refused with the reason — except those due in the last
+hour, which the ward still has to give. So a demo ward looks like a ward at work rather than one where
+nothing was ever done. Deterministic from a seed and the facility; written through this layer's
+services, so each act is an entry of the one record with its reactions (a dose given is charged) and its
+audit event.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from appliance.substrate.principal import Principal
 DEMO_NAMESPACE = uuid.UUID("6d1f2c8e-0b7a-4f3e-9c55-1e2d3f4a5b6c")
 DOSES_SINCE = dt.timedelta(hours=24)
 STILL_TO_GIVE = dt.timedelta(hours=1)  # doses due this recently are the ward's to give
+REVIEWED = ["Doctor on call informed; patient reviewed, plan in the notes",
+            "Team on call informed; reviewed at the bedside, plan in the notes"]
 NOT_GIVEN = {"held": ["Nil by mouth before theatre", "Blood pressure below the prescriber's limit"],
              "refused": ["Patient refused: nauseated", "Patient asleep, family asked to wait"]}
 
@@ -40,8 +43,8 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
     """Write the nursing record of the patients in the wards now (see the module docstring). Returns how
     many of each act were written: nothing if the facility already holds it."""
     principal, rng, tz = demo_principal(slug), demo_stream("nursing", seed, slug), facility_zone(db, slug)
-    counts = {"observations_scheduled": 0, "admission_assessment": 0, "specimens_taken": 0, "given": 0, "held": 0,
-              "refused": 0}
+    counts = {"observations_scheduled": 0, "admission_assessment": 0, "specimens_taken": 0, "escalations_answered": 0,
+              "given": 0, "held": 0, "refused": 0}
     with db.tenant(slug) as conn:
         if conn.execute(sa.select(record.entry.c.id).where(record.entry.c.author_id == principal.account_id)
                         .limit(1)).first() is not None:
@@ -72,6 +75,15 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
             if taken_at < now:
                 service.close_task(conn, principal, task, "done", None, occurred_at=taken_at)
                 counts["specimens_taken"] += 1
+        # A triggered score was answered: the team called and the patient reviewed within the hour (the
+        # patient stays on the escalation list until a set scores lower; only the call is done).
+        answering = demo_stream("nursing-escalations", seed, slug)
+        for task in service.tasks_of(conn, ids, open_only=True, codes=["escalation"]):
+            reviewed_at = task["occurred_at"] + dt.timedelta(minutes=answering.randint(10, 50))
+            if reviewed_at < now:
+                service.close_task(conn, principal, task, "done", answering.choice(REVIEWED),
+                                   occurred_at=reviewed_at)
+                counts["escalations_answered"] += 1
         for line in service.mar_lines(conn, ids, window_start=now - DOSES_SINCE, window_end=now - STILL_TO_GIVE,
                                       now=now, tz=tz):
             for dose in line["doses"]:

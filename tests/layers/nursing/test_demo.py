@@ -45,6 +45,12 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
             "WHERE t.code = 'collect_specimen' AND t.status = 'open' AND e.occurred_at < :taken_by "
             "AND NOT EXISTS (SELECT 1 FROM entry n WHERE n.supersedes = e.id)"),
             {"taken_by": AS_OF - dt.timedelta(minutes=100)}).scalar()
+        # An escalation is answered by a review within 50 minutes; the patient stays escalated by the score.
+        unanswered = conn.execute(sa.text(
+            "SELECT count(*) FROM nursing_task t JOIN entry e ON e.id = t.entry_id "
+            "WHERE t.code = 'escalation' AND t.status = 'open' AND e.occurred_at < :answered_by "
+            "AND NOT EXISTS (SELECT 1 FROM entry n WHERE n.supersedes = e.id)"),
+            {"answered_by": AS_OF - dt.timedelta(minutes=50)}).scalar()
         # Everyone on a ward with a NEWS2 has their next observations as a task.
         unscheduled = conn.execute(sa.text(
             "SELECT count(DISTINCT e.patient_id) FROM news2 n JOIN entry e ON e.id = n.entry_id "
@@ -72,7 +78,8 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
             "SELECT a.outcome, a.scheduled_for, a.administered_at, a.reason, s.admitted_at "
             "FROM medication_administration a JOIN entry e ON e.id = a.entry_id "
             "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL")).all()
-    assert overdue == 0 and unscheduled == 0 and inconsistent == 0 and untaken == 0
+    assert overdue == 0 and unscheduled == 0 and inconsistent == 0 and untaken == 0 and unanswered == 0
+    assert counts["escalations_answered"] > 0
     assert counts["specimens_taken"] > 0
     assert mothers and all(m.news2 == 0 and len(m.meows) == 2 and m.scheduled for m in mothers)
     assert {risk for m in mothers for risk in m.meows} >= {"clear", "triggered"}, mothers
