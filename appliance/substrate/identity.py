@@ -364,6 +364,16 @@ def _account_state(row) -> str:
             else "awaiting enrolment" if row["pending"] else "active")
 
 
+def facility_counts(conn: Connection) -> dict[str, dict[str, int]]:
+    """For each facility with any: how many people work there and how many live API tokens it has."""
+    rows = conn.execute(sa.text(
+        "SELECT t.slug, (SELECT count(*) FROM control.membership m JOIN control.account a ON a.id = m.account_id "
+        " WHERE m.tenant = t.slug AND a.kind <> 'machine') AS staff, "
+        "(SELECT count(*) FROM control.api_token k WHERE k.tenant = t.slug AND k.revoked_at IS NULL) AS tokens "
+        "FROM control.tenant t")).mappings()
+    return {row["slug"]: {"staff": row["staff"], "tokens": row["tokens"]} for row in rows}
+
+
 def staff_of(conn: Connection, tenant: str) -> list[dict]:
     """The people who work in facility `tenant`: each membership of a person's account (machine clients'
     accounts are the API tokens' business), with the account's state."""

@@ -361,3 +361,17 @@ def test_facility_admin_issues_and_revokes_an_api_token(browser, live_server, cl
     assert search() == 401
     context.close()
     watch.assert_clean()
+
+
+def test_operator_opens_the_appliance_console(browser, live_server, clinic, person_factory):
+    """Hospital IT in a browser: home → the appliance console: schemas at head, the facility, the logs."""
+    journey, watch = Journey("operator-journey"), Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, person_factory("operator", kind="operator"))
+    page.get_by_role("link", name="Open the appliance console").click()
+    page.wait_for_url(f"{live_server}/appliance")
+    assert "Every facility's schema is at" in page.locator("#readiness").inner_text()
+    assert clinic.name in page.locator(f'tr[data-tenant="{clinic.slug}"]').inner_text()
+    journey.shot(page, "console")
+    context.close()
+    watch.assert_clean()
