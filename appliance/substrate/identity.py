@@ -341,6 +341,22 @@ def add_membership(conn: Connection, policy: AccessPolicy, *, account_id: uuid.U
                  .on_conflict_do_nothing())
 
 
+def set_ward(conn: Connection, *, account_id: uuid.UUID, tenant: str, role: str, ward: str,
+             by: Principal | None = None) -> str | None:
+    """Move a person's membership of `tenant` in `role` to `ward` (the caller checks the ward is one of
+    the facility's); their next request works there. Returns the ward they left; IdentityError when
+    they hold no such membership here. Audited as identity.membership.update."""
+    left = conn.execute(sa.select(membership.c.ward).where(
+        membership.c.account_id == account_id, membership.c.tenant == tenant, membership.c.role == role)).first()
+    if left is None:
+        raise IdentityError("nobody with that role works here")
+    conn.execute(sa.update(membership).where(membership.c.account_id == account_id, membership.c.tenant == tenant,
+                                             membership.c.role == role).values(ward=ward))
+    _audit(conn, event_type="membership.update", action="U", principal=by,
+           detail={"account": str(account_id), "tenant": tenant, "role": role, "ward": ward, "from_ward": left.ward})
+    return left.ward
+
+
 def account_by_email(conn: Connection, email: str):
     return conn.execute(sa.select(account).where(sa.func.lower(account.c.email) == email.strip().lower())).first()
 
@@ -378,11 +394,12 @@ def staff_of(conn: Connection, tenant: str) -> list[dict]:
     """The people who work in facility `tenant`: each membership of a person's account (machine clients'
     accounts are the API tokens' business), with the account's state."""
     rows = conn.execute(sa.text(
-        "SELECT a.display_name, a.email, a.disabled_at, a.locked_until, a.password_hash IS NULL AS pending, "
+        "SELECT a.id, a.display_name, a.email, a.disabled_at, a.locked_until, a.password_hash IS NULL AS pending, "
         "m.role, m.ward, m.created_at FROM control.membership m JOIN control.account a ON a.id = m.account_id "
         "WHERE m.tenant = :t AND a.kind <> 'machine' ORDER BY m.role, lower(a.display_name), a.email"),
         {"t": tenant}).mappings()
-    return [{"name": row["display_name"], "email": row["email"], "role": row["role"], "ward": row["ward"],
+    return [{"account_id": row["id"], "name": row["display_name"], "email": row["email"], "role": row["role"],
+             "ward": row["ward"],
              "since": row["created_at"], "state": _account_state(row)} for row in rows]
 
 

@@ -18,6 +18,7 @@ from anyio import to_thread
 from litestar import Litestar, Response, Router, get, post
 from litestar.response import Template
 
+from appliance.layers.nursing import views
 from appliance.substrate import identity
 from appliance.web import portal
 from appliance.web.errors import error_page
@@ -27,7 +28,8 @@ portal.NAV.extend([
     NavItem("Administration", "tokens", "API tokens", "/admin/tokens", "identity.token.read"),
     NavItem("Administration", "staff", "Staff", "/admin/staff", "identity.membership.read"),
 ])
-portal.NOTICES.update({"token-revoked": "Token revoked: a client presenting it is refused from now on."})
+portal.NOTICES.update({"token-revoked": "Token revoked: a client presenting it is refused from now on.",
+                       "ward-moved": "Ward changed: their next page is the new ward's."})
 
 API_PREFIX = "/api/t/{tenant"
 
@@ -113,19 +115,52 @@ async def revoke_token(request: Asking, tenant: Tenant, token_id: Id) -> Respons
     return see_other(request, f"/t/{tenant}/admin/tokens?done=token-revoked")
 
 
+def _staff_page(request: Asking, tenant: str, *, status: int = 200, errors: dict | None = None) -> Template:
+    db = request.app.state.db
+    with db.control() as conn:
+        staff = identity.staff_of(conn, tenant)
+    with db.tenant(tenant) as conn:
+        wards = views.wards(conn)
+    policy = request.app.state.policy
+    return page(request, "admin/staff.html", status=status, active="staff", staff=staff, wards=wards,
+                ward_scoped={s["role"] for s in staff if policy.is_ward_scoped(s["role"])}, errors=errors or {})
+
+
 @get("/staff", operation_id="PortalStaff", opt={"permission": "identity.membership.read"}, include_in_schema=False)
 async def staff_page(request: Asking, tenant: Tenant) -> Template:
     """Who works here: name, e-mail, role, ward, and whether the account is active, locked, disabled or
-    still awaiting enrolment."""
-    def work() -> Template:
-        with request.app.state.db.control() as conn:
-            staff = identity.staff_of(conn, tenant)
-        return page(request, "admin/staff.html", active="staff", staff=staff)
+    still awaiting enrolment; a ward-scoped person (a nurse) is moved to another ward from here."""
+    return await to_thread.run_sync(lambda: _staff_page(request, tenant))
+
+
+@post("/staff/{account_id:uuid}/ward", operation_id="PortalMoveWard", opt={"permission": "identity.membership.update"},
+      include_in_schema=False)
+async def move_ward(request: Asking, tenant: Tenant, account_id: Id, data: FormData) -> Response:
+    """Move a ward-scoped person to another of the facility's wards; their next page is that ward's."""
+    values = form_values(data)
+    role, ward = values.get("role") or "", values.get("ward") or ""
+
+    def work() -> Response:
+        db = request.app.state.db
+        if not request.app.state.policy.is_ward_scoped(role):
+            return error_page(request, 404, "Nobody with a ward-scoped role of that name works here.")
+        with db.tenant(tenant) as conn:
+            known = {w["code"] for w in views.wards(conn)}
+        if ward not in known:
+            choose = f"Choose one of this facility's wards ({', '.join(sorted(known))})."
+            return _staff_page(request, tenant, status=422, errors={str(account_id): choose})
+        try:
+            with db.control() as conn:
+                identity.set_ward(conn, account_id=account_id, tenant=tenant, role=role, ward=ward, by=request.user)
+        except identity.IdentityError:
+            # Another facility's person, a guessed id, or a role they do not hold here: the same answer.
+            return error_page(request, 404, "Nobody with that role and id works in this facility.")
+        return see_other(request, f"/t/{tenant}/admin/staff?done=ward-moved")
 
     return await to_thread.run_sync(work)
 
 
-ROUTES = [tokens_page, issue_token, revoke_token, staff_page]
+ROUTES = [tokens_page, issue_token, revoke_token, staff_page, move_ward]
 
 admin_router = Router(path="/t/{tenant:str}/admin", route_handlers=ROUTES,
                       exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

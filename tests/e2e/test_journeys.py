@@ -359,6 +359,16 @@ def test_facility_admin_issues_and_revokes_an_api_token(browser, live_server, cl
     assert "Token revoked" in page.content()
     journey.shot(page, "revoked")
     assert search() == 401
+
+    # Staff: the ward nurse moves from the general ward to maternity.
+    nurse = person_factory("nurse", clinic.slug, ward="GEN")
+    page.get_by_role("link", name="Staff").click()
+    row = page.locator("tr", has_text=nurse.email)
+    row.get_by_role("combobox").select_option("MAT")
+    row.get_by_role("button", name=re.compile("^Move")).click()
+    assert "Ward changed" in page.content()
+    assert page.locator("tr", has_text=nurse.email).get_by_role("combobox").input_value() == "MAT"
+    journey.shot(page, "staff")
     context.close()
     watch.assert_clean()
 

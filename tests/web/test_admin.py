@@ -113,3 +113,38 @@ def test_the_staff_page_lists_who_works_here(signed_in, person_factory, tenant_a
     # A facility admin's own way into the portal leads to these pages (they cannot search patients).
     home = admin.get("/")
     assert f'href="/t/{tenant_a.slug}/admin/tokens"' in home.text
+
+
+def test_the_facility_admin_moves_a_nurse_to_another_ward(db, signed_in, person_factory, tenant_a, tenant_b):
+    nurse = signed_in("nurse", tenant_a.slug, ward="GEN")
+    assert nurse.get(f"/t/{tenant_a.slug}/ward").status_code == 200
+    admin = signed_in("facility_admin", tenant_a.slug)
+    staff = admin.get(f"/t/{tenant_a.slug}/admin/staff")
+    row = staff.text.split(nurse.person.email)[1].split("</tr>")[0]
+    assert f'action="/t/{tenant_a.slug}/admin/staff/{nurse.person.account_id}/ward"' in row
+    form = {"_csrf_token": csrf(staff.text), "role": "nurse"}
+    before = count(db, "identity.membership.update")
+
+    unknown = admin.post(f"/t/{tenant_a.slug}/admin/staff/{nurse.person.account_id}/ward", data={**form, "ward": "XYZ"})
+    assert unknown.status_code == 422 and "Choose one of this facility&#39;s wards (GEN)" in unknown.text
+    elsewhere = person_factory("nurse", tenant_b.slug, ward="MAT")
+    for account_id, role in ((elsewhere.account_id, "nurse"), (uuid.uuid4(), "nurse"),
+                             (nurse.person.account_id, "clinician")):
+        refused = admin.post(f"/t/{tenant_a.slug}/admin/staff/{account_id}/ward", data={**form, "role": role,
+                                                                                     "ward": "GEN"})
+        assert refused.status_code == 404, (account_id, role)
+    assert count(db, "identity.membership.update") == before
+    assert signed_in("clinician", tenant_a.slug).post(
+        f"/t/{tenant_a.slug}/admin/staff/{nurse.person.account_id}/ward", data={**form, "ward": "GEN"}
+    ).status_code == 403
+
+    with db.tenant(tenant_a.slug) as conn:  # a second ward to move to
+        conn.execute(sa.text("INSERT INTO ward (code, name, kind, active) VALUES ('SUR', 'Surgical', 'inpatient', "
+                             "true) ON CONFLICT DO NOTHING"))
+    moved = admin.post(f"/t/{tenant_a.slug}/admin/staff/{nurse.person.account_id}/ward",
+                       data={**form, "ward": "SUR"}, follow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["location"].endswith("done=ward-moved")
+    assert count(db, "identity.membership.update") == before + 1
+    # Her next page is the new ward's; the old one is refused now.
+    assert "Surgical" in nurse.get(f"/t/{tenant_a.slug}/ward").text
+    assert nurse.get(f"/t/{tenant_a.slug}/ward?ward_code=GEN").status_code == 403

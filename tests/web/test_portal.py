@@ -372,7 +372,7 @@ FORMS += ["/beds/{any}/state", "/beds/patients/{any}/discharge", "/beds/patients
 # The facility admin's pages (appliance/web/admin.py); another facility's token and guessed ids are in
 # tests/web/test_admin.py.
 PAGES += ["/admin/tokens", "/admin/staff"]
-FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke"]
+FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke", "/admin/staff/{any}/ward"]
 
 
 def test_every_portal_route_is_in_these_lists(app):
