@@ -91,7 +91,10 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
                 if dose["administration"] is not None or slot < admitted[line["patient_id"]]:
                     continue
                 outcome = rng.choices(["given", "held", "refused"], weights=[94, 3, 3])[0]
-                given_at = min(slot + dt.timedelta(minutes=rng.randint(-20, 50)), now - dt.timedelta(minutes=5))
+                # A little early or late, but never before the prescription was written: its first dose
+                # falls on the hour after it, which can be minutes later (the demo failed on such a one).
+                given_at = min(max(slot + dt.timedelta(minutes=rng.randint(-20, 50)), line["started_at"]),
+                               now - dt.timedelta(minutes=5))
                 service.record_administration(conn, principal, line["patient_id"], AdministrationIn(
                     medication_request_id=line["medication_request_id"], scheduled_for=slot, outcome=outcome,
                     reason=None if outcome == "given" else rng.choice(NOT_GIVEN[outcome]),

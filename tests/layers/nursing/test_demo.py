@@ -4,6 +4,7 @@ the demo's moment have their admission assessments done and the last day's doses
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import sqlalchemy as sa
 
@@ -29,6 +30,15 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
                       encounter_id=on_ward.encounter_id, occurred_at=AS_OF - dt.timedelta(hours=3),
                       detail={"category": "lab", "code": "2345-7", "display": "Glucose", "priority": "routine",
                               "status": "active", "clinical_info": None, "order_set": None})
+        # Prescriptions written two minutes before their first dose is due (15:00): a dose given "a
+        # little early" must still not be before the prescription was written.
+        for stay in conn.execute(sa.text("SELECT patient_id, encounter_id FROM inpatient_stay WHERE discharged_at "
+                                         "IS NULL AND ward_code <> 'MAT' ORDER BY patient_id LIMIT 8")).all():
+            record.append(conn, demo_principal(config.slug), "medication_request", patient_id=stay.patient_id,
+                          encounter_id=stay.encounter_id, occurred_at=AS_OF - dt.timedelta(hours=2, minutes=2),
+                          detail={"drug": "Paracetamol", "dose": Decimal(1000), "dose_unit": "mg", "route": "oral",
+                                  "frequency": "every 6 hours", "duration_days": 3, "status": "active",
+                                  "instructions": None, "allergy_override_reason": None, "order_set": None})
     counts = generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF)
     assert counts["admission_assessment"] > 0 and counts["given"] > counts["held"] + counts["refused"]
     assert counts["observations_scheduled"] > 0
