@@ -13,9 +13,11 @@ audit event.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from appliance.layers.nursing import reactions, service, views
 from appliance.layers.nursing.routes import facility_zone
@@ -36,6 +38,20 @@ NOT_GIVEN = {"held": ["Nil by mouth before theatre", "Blood pressure below the p
 
 def demo_principal(slug: str) -> Principal:
     return demo_author(DEMO_NAMESPACE, slug, "nursing", "nurse")
+
+
+def _done_within(conn: Connection, principal: Principal, ids: list[uuid.UUID], code: str, rng: random.Random,
+                 minutes: tuple[int, int], now: dt.datetime, notes: list[str] | None = None) -> int:
+    """Close the open `code` tasks of these patients as done `minutes` (a range drawn from `rng`) after
+    each was set, where that is already past; returns how many."""
+    done = 0
+    for task in service.tasks_of(conn, ids, open_only=True, codes=[code]):
+        done_at = task["occurred_at"] + dt.timedelta(minutes=rng.randint(*minutes))
+        if done_at < now:
+            service.close_task(conn, principal, task, "done", rng.choice(notes) if notes else None,
+                               occurred_at=done_at)
+            done += 1
+    return done
 
 
 def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
@@ -61,29 +77,18 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
             if patient_id not in scheduled:
                 reactions.schedule_observations(conn, principal, record.get_entry(conn, score["id"]))
                 counts["observations_scheduled"] += 1
-        for task in service.tasks_of(conn, ids, open_only=True, codes=["admission_assessment"]):
-            done_at = task["occurred_at"] + dt.timedelta(minutes=rng.randint(20, 300))
-            if done_at < now:
-                service.close_task(conn, principal, task, "done", None, occurred_at=done_at)
-                counts["admission_assessment"] += 1
+        counts["admission_assessment"] = _done_within(conn, principal, ids, "admission_assessment", rng, (20, 300),
+                                                      now)
         # A specimen is taken within the hour or two after the order, and the order then waits for the
         # laboratory: left open, each was a "collect specimen" task overdue since the morning. From a
         # stream of its own, so the doses below are what the seed always gave.
-        taking = demo_stream("nursing-specimens", seed, slug)
-        for task in service.tasks_of(conn, ids, open_only=True, codes=["collect_specimen"]):
-            taken_at = task["occurred_at"] + dt.timedelta(minutes=taking.randint(10, 100))
-            if taken_at < now:
-                service.close_task(conn, principal, task, "done", None, occurred_at=taken_at)
-                counts["specimens_taken"] += 1
+        counts["specimens_taken"] = _done_within(conn, principal, ids, "collect_specimen",
+                                                 demo_stream("nursing-specimens", seed, slug), (10, 100), now)
         # A triggered score was answered: the team called and the patient reviewed within the hour (the
         # patient stays on the escalation list until a set scores lower; only the call is done).
-        answering = demo_stream("nursing-escalations", seed, slug)
-        for task in service.tasks_of(conn, ids, open_only=True, codes=["escalation"]):
-            reviewed_at = task["occurred_at"] + dt.timedelta(minutes=answering.randint(10, 50))
-            if reviewed_at < now:
-                service.close_task(conn, principal, task, "done", answering.choice(REVIEWED),
-                                   occurred_at=reviewed_at)
-                counts["escalations_answered"] += 1
+        counts["escalations_answered"] = _done_within(conn, principal, ids, "escalation",
+                                                      demo_stream("nursing-escalations", seed, slug), (10, 50), now,
+                                                      notes=REVIEWED)
         for line in service.mar_lines(conn, ids, window_start=now - DOSES_SINCE, window_end=now - STILL_TO_GIVE,
                                       now=now, tz=tz):
             for dose in line["doses"]:
