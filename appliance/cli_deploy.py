@@ -6,8 +6,10 @@ beside each other; the work itself is in `appliance/substrate/bundle.py` and `ba
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import NoReturn
 
@@ -89,13 +91,42 @@ def backup_create(settings: Settings, out_path: Path) -> None:
     """Back up control and every tenant, encrypted under the appliance key."""
     from appliance.cli import opened_database
 
-    if out_path.exists():
-        fail(f"{out_path} already exists; not overwriting a backup")
     with opened_database(settings) as db:
-        summary = backups.create(db, keys.Keyring.from_settings(settings), out_path)
+        try:
+            summary = backups.create(db, keys.Keyring.from_settings(settings), out_path)
+        except backups.BackupFailed as exc:
+            fail(f"no backup made: {exc}" + "".join(f"; {note}" for note in getattr(exc, "__notes__", ())))
     rows = sum(sum(counts.values()) for counts in summary.tenants.values())
     err.print(f"{out_path}: control and {len(summary.tenants)} tenant(s), {rows} rows, "
               f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s")
+
+
+@backup.command("list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def backup_list(settings: Settings, limit: int, as_json: bool) -> None:
+    """The latest backup attempts, newest first: when, made or FAILED (and why), where, how big."""
+    from appliance.cli import opened_database
+
+    with opened_database(settings) as db, db.control() as conn:
+        runs = backups.recent_runs(conn, limit)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(run) for run in runs], default=str, indent=2))
+        return
+    if not runs:
+        err.print("no backup has been made on this appliance yet: `healthos backup create --out FILE`, or the "
+                  "playbook's backup role schedules one")
+        return
+    # A line each, not a table: paths and reasons are long, and an operator greps this.
+    for run in runs:
+        finished = run.finished_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        took = f"{(run.finished_at - run.started_at).total_seconds():.0f} s"
+        if run.outcome == "success":
+            click.echo(f"{finished}  made    {run.path}  {run.bytes / 1e6:.1f} MB, {run.facilities} facilities, "
+                       f"{run.rows:,} rows, {took}")
+        else:
+            click.echo(f"{finished}  FAILED  {run.path}  {run.error}")
 
 
 @backup.command("verify")

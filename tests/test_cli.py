@@ -213,3 +213,16 @@ def test_api_token_is_printed_once_and_works(run, tenant_factory, app):
     client = TestClient(app=app, raise_server_exceptions=False)
     client.headers["authorization"] = f"Bearer {token}"
     assert client.get(f"/api/t/{facility.slug}/wards").status_code == 200
+
+
+def test_a_backup_that_cannot_be_written_is_explained_and_listed(run, tmp_path: Path):
+    nowhere = tmp_path / "unmounted" / "nightly.hbk"
+    failed = run("backup", "create", "--out", str(nowhere))
+    assert failed.exit_code == 1
+    assert "no backup made: could not write" in failed.output and "No such file or directory" in failed.output
+    assert "Traceback" not in failed.output and not nowhere.parent.exists()
+    listed = json.loads(run("backup", "list", "--json").output)
+    assert listed[0]["path"] == str(nowhere) and listed[0]["outcome"] == "failure"
+    assert "No such file or directory" in listed[0]["error"]
+    line = run("backup", "list", "--limit", "1").output.strip()
+    assert f"FAILED  {nowhere}  could not write" in line and line.endswith("No such file or directory")

@@ -17,6 +17,12 @@ writing anything; `restore` verifies first, then loads into an empty appliance (
 tenant schema), creates the tenant roles, restores, migrates to head and compares the row counts
 per tenant with the manifest's. The appliance key is not in the backup: keep a copy of
 `keys/appliance.key` (or the passphrase) apart from the backups; without it they cannot be read.
+
+A backup is every patient's record leaving the database, so each one is an event of the appliance's
+audit log (`backup.export`), appended in the transaction that records the run in `control.backup_run`;
+the file takes its name only inside that transaction, so a backup that cannot be audited is not kept.
+A failed attempt is recorded and audited too, with why, for the operator's console and `healthos
+backup list`. A restore is audited (`backup.restore`) once it is done.
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.engine import Connection
 
-from appliance.substrate import keys
-from appliance.substrate.db import CONTROL_SCHEMA, Database, tenant_schema
+from appliance.substrate import audit, keys
+from appliance.substrate.db import CONTROL_SCHEMA, Database, control_metadata, tenant_schema
 from appliance.substrate.embedded import pg_binary
 from appliance.substrate.migrate import migrate_all, schema_revision
 from appliance.substrate.tenancy import active_slugs
@@ -57,6 +64,24 @@ class BackupRefused(RuntimeError):
 
 class NotEmpty(RuntimeError):
     """`restore` goes only into an empty appliance."""
+
+
+class BackupFailed(RuntimeError):
+    """No backup was made (the message says why); nothing is left at its path, and the attempt is recorded."""
+
+
+backup_run = sa.Table(
+    "backup_run", control_metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("facilities", sa.Integer),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("error", sa.Text),
+)
 
 
 @dataclass
@@ -116,10 +141,37 @@ def _dump(db: Database, schema: str) -> Iterator[bytes]:
         yield chunk
     _, errors = process.communicate()
     if process.returncode != 0:
-        raise RuntimeError(f"pg_dump of {schema} failed: {errors.decode(errors='replace').strip()}")
+        raise BackupFailed(f"pg_dump of {schema} failed: {errors.decode(errors='replace').strip()}")
 
 
 def create(db: Database, keyring: keys.Keyring, out_path: Path) -> BackupSummary:
+    """Back up control and every active tenant to `out_path` (which must not exist yet), recorded and
+    audited; raises BackupFailed, with the attempt recorded and audited as failed, when it cannot."""
+    out_path = Path(out_path)
+    started_at = datetime.now(UTC)
+    try:
+        if out_path.exists():
+            raise BackupFailed(f"{out_path} already exists; not overwriting a backup")
+        return _create(db, keyring, out_path, started_at)
+    except (BackupFailed, OSError, audit.AuditError) as exc:
+        failure = BackupFailed(_why(exc, out_path))
+        try:
+            with db.control() as conn:
+                _record(conn, started_at, out_path, error=str(failure))
+        except (audit.AuditError, sa.exc.SQLAlchemyError) as unrecorded:
+            failure.add_note(f"the failure could not be recorded either: {unrecorded}")
+        raise failure from exc
+
+
+def _why(exc: BaseException, out_path: Path) -> str:
+    if isinstance(exc, OSError):
+        return f"could not write {exc.filename or out_path}: {exc.strerror or exc}"
+    if isinstance(exc, audit.AuditError):
+        return f"the backup could not be audited, so it was not kept: {exc}"
+    return str(exc)
+
+
+def _create(db: Database, keyring: keys.Keyring, out_path: Path, started_at: datetime) -> BackupSummary:
     started = time.monotonic()
     aead, mac_key = _keys(keyring)
     slugs = active_slugs(db)
@@ -127,7 +179,6 @@ def create(db: Database, keyring: keys.Keyring, out_path: Path) -> BackupSummary
         revisions = {CONTROL_SCHEMA: schema_revision(conn, CONTROL_SCHEMA),
                      **{slug: schema_revision(conn, tenant_schema(slug)) for slug in slugs}}
     counts = {slug: row_counts(db, slug) for slug in slugs}
-    out_path = Path(out_path)
     temporary = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -138,7 +189,7 @@ def create(db: Database, keyring: keys.Keyring, out_path: Path) -> BackupSummary
             signing_key = keyring.keys_dir / keys.SIGNING_KEY_FILE
             if signing_key.exists():  # encrypted under the appliance key already; restored when missing
                 parts.append(_write_part(out, aead, "keys/signing", iter([signing_key.read_bytes()])))
-            manifest = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(), "parts": parts,
+            manifest = {"format": FORMAT, "created_at": started_at.isoformat(), "parts": parts,
                         "tenants": counts, "revisions": revisions}
             manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
             out.write(manifest_bytes + _LENGTH.pack(len(manifest_bytes)))
@@ -150,10 +201,74 @@ def create(db: Database, keyring: keys.Keyring, out_path: Path) -> BackupSummary
             out.seek(0, os.SEEK_END)
             out.write(mac.digest())
             os.fsync(out.fileno())
-        temporary.replace(out_path)
+        summary = BackupSummary(out_path, temporary.stat().st_size, time.monotonic() - started, counts)
+        kept = False
+        try:
+            # The file takes its name inside the transaction that audits it: if the event cannot be
+            # recorded, or the commit fails, no backup is left behind that the log does not show.
+            with db.control() as conn:
+                _record(conn, started_at, out_path, summary=summary)
+                temporary.replace(out_path)
+                kept = True
+        except BaseException:
+            if kept:
+                out_path.unlink(missing_ok=True)
+            raise
     finally:
         temporary.unlink(missing_ok=True)
-    return BackupSummary(out_path, out_path.stat().st_size, time.monotonic() - started, counts)
+    return summary
+
+
+def _record(conn: Connection, started_at: datetime, out_path: Path, *, summary: BackupSummary | None = None,
+            error: str | None = None) -> None:
+    """The run's row and its `backup.export` event of the appliance's log, in the caller's transaction."""
+    row = {"started_at": started_at, "finished_at": datetime.now(UTC), "path": str(out_path.absolute())}
+    if summary is not None:
+        rows = sum(sum(counts.values()) for counts in summary.tenants.values())
+        row |= {"outcome": "success", "bytes": summary.bytes, "facilities": len(summary.tenants), "rows": rows}
+        detail = {"file": row["path"], "bytes": summary.bytes, "facilities": sorted(summary.tenants), "rows": rows,
+                  "seconds": round(summary.seconds, 1)}
+    else:
+        row |= {"outcome": "failure", "error": error}
+        detail = {"file": row["path"], "error": error}
+    # A backup taken by this release of a control schema not yet migrated to it (before `healthos
+    # migrate`, the moment a backup matters most) has no table to record the run in; the audit event
+    # still says what was done.
+    if conn.exec_driver_sql("SELECT to_regclass('control.backup_run')").scalar() is not None:
+        conn.execute(sa.insert(backup_run).values(**row))
+    audit.append(conn, tenant=None, principal=None, event_type="backup.export", action="E",
+                 outcome=row["outcome"], detail=detail)
+
+
+@dataclass(frozen=True)
+class BackupRun:
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    path: str
+    bytes: int | None
+    facilities: int | None
+    rows: int | None
+    error: str | None
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.path).parent
+
+
+def recent_runs(conn: Connection, limit: int = 20) -> list[BackupRun]:
+    """The latest backup attempts, newest first."""
+    columns = [backup_run.c[name] for name in BackupRun.__dataclass_fields__]
+    rows = conn.execute(sa.select(*columns).order_by(backup_run.c.finished_at.desc(), backup_run.c.id.desc())
+                        .limit(limit)).all()
+    return [BackupRun(*row) for row in rows]
+
+
+def last_success(conn: Connection) -> BackupRun | None:
+    columns = [backup_run.c[name] for name in BackupRun.__dataclass_fields__]
+    row = conn.execute(sa.select(*columns).where(backup_run.c.outcome == "success")
+                       .order_by(backup_run.c.finished_at.desc(), backup_run.c.id.desc()).limit(1)).first()
+    return None if row is None else BackupRun(*row)
 
 
 # -- verify ---------------------------------------------------------------------------------------
@@ -280,6 +395,10 @@ def restore(db: Database, keyring: keys.Keyring, path: Path) -> BackupSummary:
         if differing:
             raise RuntimeError(f"tenant {slug}: row counts differ after restore (table: backup, restored): {differing}")
     migrate_all(db, slugs)  # a backup made by an older release comes up at this release's head
+    with db.control() as conn:
+        audit.append(conn, tenant=None, principal=None, event_type="backup.restore", action="E",
+                     detail={"file": str(path.absolute()), "backup_of": manifest["created_at"], "facilities": slugs,
+                             "rows": sum(sum(c.values()) for c in restored.values())})
     return BackupSummary(path, path.stat().st_size, time.monotonic() - started, restored)
 
 

@@ -1,9 +1,11 @@
 """Backups on real clusters of their own: create → verify → restore into a fresh appliance gives the same
 rows per tenant and a verifying audit trail; a changed byte anywhere, another appliance's key, or a
-non-empty target is refused with nothing restored."""
+non-empty target is refused with nothing restored. Every attempt, made or failed, is recorded and
+audited, and a backup that cannot be audited is not kept."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -36,22 +38,85 @@ def homes() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def made(homes) -> Iterator[tuple[Path, dict, Path]]:
-    """A source appliance with two tenants and audit events, and a backup of it."""
-    source = homes / "source"
-    db = _appliance(source)
+def source_db(homes) -> Iterator[Database]:
+    """A source appliance with two tenants and audit events, running for the module."""
+    db = _appliance(homes / "source")
     try:
         migrate_control(db)
         for slug in ("backup_one", "backup_two"):
             apply_config(db, make_tenant_config(slug))
         audit.Checkpointer(db).run_once(final=True)
-        counts = {slug: backup.row_counts(db, slug) for slug in ("backup_one", "backup_two")}
-        path = homes / "drill.hbk"
-        summary = backup.create(db, keys.keyring_for(db), path)
-        assert summary.tenants == counts
+        yield db
     finally:
         db.close()
-    yield source, counts, path
+
+
+@pytest.fixture(scope="module")
+def made(homes, source_db) -> tuple[Path, dict, Path]:
+    """The source appliance's home, its row counts per tenant, and a backup of it."""
+    counts = {slug: backup.row_counts(source_db, slug) for slug in ("backup_one", "backup_two")}
+    path = homes / "drill.hbk"
+    summary = backup.create(source_db, keys.keyring_for(source_db), path)
+    assert summary.tenants == counts
+    return homes / "source", counts, path
+
+
+def _runs(db: Database) -> list[backup.BackupRun]:
+    with db.control() as conn:
+        return backup.recent_runs(conn, 100)
+
+
+def _events(db: Database, event_type: str) -> list[dict]:
+    return [e for e in audit.read_events(db, None) if e["type"] == event_type]
+
+
+def test_a_backup_is_recorded_and_audited(made, source_db):
+    _, counts, path = made
+    run = next(run for run in _runs(source_db) if run.path == str(path))
+    assert (run.outcome, run.bytes, run.facilities, run.error) == ("success", path.stat().st_size, 2, None)
+    assert run.rows == sum(sum(c.values()) for c in counts.values())
+    assert dt.timedelta(0) <= run.finished_at - run.started_at < dt.timedelta(minutes=5)
+    event = next(e["event"] for e in _events(source_db, "backup.export") if e["event"]["detail"]["file"] == str(path))
+    assert event["type"]["code"] == "110106" and event["outcome"] == "0"  # DICOM Export, success
+    assert event["detail"]["facilities"] == ["backup_one", "backup_two"] and event["detail"]["rows"] == run.rows
+    with source_db.control() as conn:
+        assert backup.last_success(conn) == run
+
+
+def test_a_failed_attempt_says_why_leaves_no_file_and_is_recorded(made, source_db, homes):
+    _, _, existing = made
+    before = existing.read_bytes()
+    nowhere = homes / "no-such-directory" / "nightly.hbk"
+    with pytest.raises(backup.BackupFailed, match=r"could not write .*no-such-directory.*No such file or directory"):
+        backup.create(source_db, keys.keyring_for(source_db), nowhere)
+    with pytest.raises(backup.BackupFailed, match="already exists; not overwriting a backup"):
+        backup.create(source_db, keys.keyring_for(source_db), existing)
+    assert not nowhere.parent.exists() and existing.read_bytes() == before
+    runs = {run.path: run for run in _runs(source_db) if run.outcome == "failure"}
+    assert "No such file or directory" in runs[str(nowhere)].error and runs[str(nowhere)].bytes is None
+    assert "already exists" in runs[str(existing)].error
+    failed = {e["event"]["detail"]["file"]: e["event"] for e in _events(source_db, "backup.export")
+              if e["event"]["outcome"] != "0"}
+    assert failed[str(nowhere)]["detail"]["error"] == runs[str(nowhere)].error
+    with source_db.control() as conn:  # a failure is not the last backup
+        assert backup.last_success(conn).path == str(existing)
+
+
+def test_a_backup_that_cannot_be_audited_is_not_kept(made, source_db, homes):
+    out = homes / "unaudited" / "nightly.hbk"
+    out.parent.mkdir()
+    runs_before = len(_runs(source_db))
+    with source_db.control() as conn:  # the audit insert will now fail, as a full disk or a bug would make it
+        conn.exec_driver_sql("ALTER TABLE control.audit_event ADD CONSTRAINT broken CHECK (false) NOT VALID")
+    try:
+        with pytest.raises(backup.BackupFailed, match="could not be audited, so it was not kept") as refused:
+            backup.create(source_db, keys.keyring_for(source_db), out)
+    finally:
+        with source_db.control() as conn:
+            conn.exec_driver_sql("ALTER TABLE control.audit_event DROP CONSTRAINT broken")
+    assert list(out.parent.iterdir()) == []  # neither the backup nor its temporary file
+    assert any("could not be recorded either" in note for note in refused.value.__notes__)
+    assert len(_runs(source_db)) == runs_before  # the run's row went with its event
 
 
 def test_a_backup_verifies_with_its_appliance_key(made):
@@ -94,6 +159,12 @@ def test_restore_into_a_fresh_appliance_gives_the_same_rows_and_a_verifying_trai
         assert {slug: backup.row_counts(db, slug) for slug in counts} == counts
         reports = audit.verify_all(db)
         assert reports and all(report.ok for report in reports), [r.summary() for r in reports]
+        restored = [e["event"]["detail"] for e in audit.read_events(db, None) if e["type"] == "backup.restore"]
+        made_at = backup.read_manifest(path, keys.Keyring(target))["created_at"]
+        assert restored == [{"file": str(path), "backup_of": made_at, "facilities": ["backup_one", "backup_two"],
+                             "rows": sum(sum(c.values()) for c in counts.values())}]
+        with db.control() as conn:  # the backup's control was dumped before its own run was recorded
+            assert all(run.path != str(path) for run in backup.recent_runs(conn))
         with pytest.raises(backup.NotEmpty):
             backup.restore(db, keys.keyring_for(db), path)
     finally:

@@ -1,8 +1,10 @@
-"""The operator's console: schemas at head, facilities with their staff and tokens, accounts waiting for
-someone, audit logs being sealed — for the operator only."""
+"""The operator's console: schemas at head, the last backup and the failures since, the disks,
+facilities with their staff and tokens, accounts waiting for someone, audit logs being sealed — for the
+operator only."""
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
 
 from appliance.substrate import identity
@@ -47,3 +49,35 @@ def test_only_the_operator_opens_the_console(signed_in, tenant_a):
         refused = client.get("/appliance")
         assert refused.status_code == 403 and tenant_a.slug not in refused.text
 
+
+
+def test_the_operator_sees_the_last_backup_the_failures_since_and_the_disks(db, signed_in, tenant_a, tmp_path,
+                                                                          monkeypatch):
+    from appliance.substrate import backup, keys
+    from appliance.web import operator as console
+
+    # A real backup of control and one facility: the session's other facilities would only make it slower.
+    monkeypatch.setattr(backup, "active_slugs", lambda _db: [tenant_a.slug])
+    made = backup.create(db, keys.keyring_for(db), tmp_path / "nightly.hbk")
+    operator = signed_in("operator", kind="operator")
+    page = operator.get("/appliance").text
+    readiness = page.split('id="readiness"')[1].split("</ul>")[0]
+    assert "backed up</span> The last backup was made under a minute ago" in readiness
+    last = page.split('id="last-backup"')[1].split("</p>")[0]
+    assert str(made.path) in last and "1 facility" in last and 'id="backup-failures"' not in page
+    disks = page.split('id="disks"')[1].split("</table>")[0]
+    assert str(tmp_path) in disks and "Backups" in disks
+    if db.cluster is not None:
+        assert "PostgreSQL&#39;s data" in disks or "PostgreSQL's data" in disks
+
+    with pytest.raises(backup.BackupFailed):
+        backup.create(db, keys.keyring_for(db), tmp_path / "gone" / "nightly.hbk")
+    page = operator.get("/appliance").text
+    failures = page.split('id="backup-failures"')[1].split("</p>")[0]
+    assert "1 attempt failed since the last good backup" in failures and "No such file or directory" in failures
+    attempts = page.split('id="backup-attempts"')[1].split("</table>")[0]
+    assert attempts.index("gone/nightly.hbk") < attempts.index(str(made.path))  # newest first
+
+    monkeypatch.setattr(console, "BACKUP_LATE", dt.timedelta(0))
+    readiness = operator.get("/appliance").text.split('id="readiness"')[1].split("</ul>")[0]
+    assert "late</span> No backup for under a minute" in readiness and "1 failed" in readiness
