@@ -165,7 +165,9 @@ def create(db: Database, keyring: keys.Keyring, out_path: Path) -> BackupSummary
 
 def _why(exc: BaseException, out_path: Path) -> str:
     if isinstance(exc, OSError):
-        return f"could not write {exc.filename or out_path}: {exc.strerror or exc}"
+        # The file being written is a temporary one beside the backup's path: name the path the operator gave.
+        about = out_path if exc.filename is None or Path(exc.filename).parent == out_path.parent else exc.filename
+        return f"could not write {about}: {exc.strerror or exc}"
     if isinstance(exc, audit.AuditError):
         return f"the backup could not be audited, so it was not kept: {exc}"
     return str(exc)
