@@ -706,6 +706,47 @@ def demo_code(settings: Settings, email: str) -> None:
     fail(f"{email} is not a demo account in {path}")
 
 
+@main.group("national")
+def national_group() -> None:
+    """National indicators: a month's counts of every facility, small ones withheld, for the ministry."""
+
+
+@national_group.command("export")
+@click.option("--period", help="The month, YYYY-MM (default: the last whole month).")
+@click.option("--format", "export_format", type=click.Choice(["csv", "dhis2"]), default="csv", show_default=True,
+              help="csv: a row per figure, withheld ones marked; dhis2: a dataValueSet (idScheme CODE).")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The file to write.")
+@click.pass_obj
+def national_export(settings: Settings, period: str | None, export_format: str, out_path: Path) -> None:
+    """Count a month at every facility (inside each, under its own role) and write what may leave."""
+    import datetime as dt
+
+    from appliance.national import indicators as national
+
+    try:
+        definitions = national.load_definitions(settings.policies_dir / "indicators.toml")
+        month = (national.Period.parse(period) if period
+                 else national.Period.containing(dt.datetime.now(dt.UTC).date()).previous())
+    except national.IndicatorError as exc:
+        fail(str(exc))
+    with opened_database(settings) as db:
+        slugs = active_slugs(db)
+        with Progress(TextColumn("counting {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress:
+            task = progress.add_task("facilities", total=len(slugs), slug="")
+            facilities = national.gather(db, month, definitions,
+                                         progress=lambda slug: progress.update(task, advance=1, slug=slug))
+        national.record_use(db, None, "E", month, len(facilities), export_format=export_format)
+    if export_format == "csv":
+        out_path.write_text(national.to_csv(facilities, month, definitions), encoding="utf-8")
+    else:
+        out_path.write_text(json.dumps(national.to_dhis2(facilities, month, definitions), indent=1), encoding="utf-8")
+    withheld = sum(f.figures[i.id].withheld for f in facilities for i in definitions.indicators)
+    err.print(f"{month.label}: {len(definitions.indicators)} indicators at {len(facilities)} facilities written to "
+              f"{out_path}; {withheld} cells under {definitions.threshold} (or revealing one) withheld")
+
+
 def _register_deployment_commands() -> None:
     """`healthos bundle` and `healthos backup` live in cli_deploy.py, which imports helpers from here."""
     from appliance.cli_deploy import backup, bundle

@@ -29,12 +29,25 @@ from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.local_secrets import host_secret
 from appliance.substrate.policy import load_policy
-from appliance.web import admin, billing, errors, nursing, operations, operator, portal, regulator, signin, system
+from appliance.web import (
+    admin,
+    billing,
+    errors,
+    national,
+    nursing,
+    operations,
+    operator,
+    portal,
+    regulator,
+    signin,
+    system,
+)
 from appliance.web.auth import SESSION_COOKIE, authentication_middleware, permission_guard, security_headers_middleware
 from appliance.web.context import close_uploads_middleware, request_context_middleware
 
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
+                  *national.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   admin.admin_router]

@@ -1,0 +1,388 @@
+"""National indicators: counted inside each facility, withheld where small, summed for the ministry.
+
+The definitions are data (`policies/indicators.toml`): what each indicator counts, its DHIS2 code, the
+age bands, and the disclosure threshold. `gather` counts one calendar month at every active facility:
+two statements in the facility's own transaction (its role and search_path pinned, so they can read
+nothing else), grouped by sex and age band, with one audit event in the facility's own log saying the
+ministry counted its records. Only counts come out of that transaction, and `withhold` applies the
+disclosure rule to each facility's breakdown before anything is summed, shown or exported: a count
+from 1 to threshold - 1 is never published, and when a facility's breakdown has exactly one such cell
+(or withheld cells that add up to less than the threshold) the next smallest is withheld too, so that
+no withheld cell can be worked out from the facility's total and the rest.
+
+District, regional and national figures are sums of what the facilities published; the page and the
+exports say how many facility figures were withheld from each sum, never guess them.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import datetime as dt
+import io
+import itertools
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from appliance.substrate import audit
+from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import list_tenants
+
+SOURCES = ("encounters", "diagnoses")
+ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
+# Sex as DHIS2 category options; "other" and "unknown" are one option, as small as they are.
+SEXES: tuple[tuple[str, str], ...] = (("F", "female"), ("M", "male"), ("U", "other or unknown"))
+_SEX_OF = {"female": "F", "male": "M"}
+_CATEGORY = re.compile(r"^[A-Z][0-9]{2}$")
+_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+
+Cell = tuple[str, str]  # (sex code, age band code)
+
+
+class IndicatorError(ValueError):
+    """The indicator definitions file, or a requested period, is not usable; the message says why."""
+
+
+@dataclass(frozen=True)
+class AgeBand:
+    code: str
+    label: str
+    from_years: int
+    to_years: int | None  # exclusive; None: no upper bound
+
+
+@dataclass(frozen=True)
+class Indicator:
+    id: str
+    name: str
+    dhis2: str
+    source: str
+    encounter_class: str | None = None
+    icd10: tuple[tuple[str, str], ...] = ()  # inclusive ranges of three-character categories
+
+
+@dataclass(frozen=True)
+class Definitions:
+    indicators: tuple[Indicator, ...]
+    age_bands: tuple[AgeBand, ...]
+    threshold: int
+
+    @property
+    def cells(self) -> list[Cell]:
+        return [(sex, band.code) for sex, _ in SEXES for band in self.age_bands]
+
+    def band_of(self, years: int) -> str:
+        for band in self.age_bands:
+            if years >= band.from_years and (band.to_years is None or years < band.to_years):
+                return band.code
+        return self.age_bands[0].code  # a birth date recorded after the event: the youngest band
+
+    def indicator(self, indicator_id: str) -> Indicator:
+        for indicator in self.indicators:
+            if indicator.id == indicator_id:
+                return indicator
+        raise IndicatorError(f"no indicator {indicator_id!r}; the indicators are "
+                             f"{', '.join(i.id for i in self.indicators)}")
+
+
+def load_definitions(path: Path) -> Definitions:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise IndicatorError(f"{path}: {exc}") from exc
+    try:
+        threshold = int(data["disclosure"]["threshold"])
+        bands = tuple(AgeBand(b["code"], b["label"], int(b["from_years"]),
+                              None if b.get("to_years") is None else int(b["to_years"])) for b in data["age_band"])
+        indicators = tuple(_indicator(item) for item in data["indicator"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndicatorError(f"{path}: {exc.__class__.__name__}: {exc}") from exc
+    if threshold < 2:
+        raise IndicatorError(f"{path}: the disclosure threshold must be at least 2, not {threshold}")
+    if not bands or bands[0].from_years != 0 or bands[-1].to_years is not None or any(
+            a.to_years != b.from_years for a, b in itertools.pairwise(bands)):
+        raise IndicatorError(f"{path}: the age bands must run from 0 without gaps, the last one open")
+    ids = [i.id for i in indicators]
+    if len(set(ids)) != len(ids):
+        raise IndicatorError(f"{path}: indicator ids must be unique")
+    return Definitions(indicators, bands, threshold)
+
+
+def _indicator(item: dict) -> Indicator:
+    source = item["source"]
+    if source not in SOURCES:
+        raise ValueError(f"indicator {item['id']!r}: source {source!r} is not one of {', '.join(SOURCES)}")
+    if source == "encounters":
+        if item.get("encounter_class") not in ENCOUNTER_CLASSES:
+            raise ValueError(f"indicator {item['id']!r}: encounter_class must be one of {', '.join(ENCOUNTER_CLASSES)}")
+        return Indicator(item["id"], item["name"], item["dhis2"], source, encounter_class=item["encounter_class"])
+    ranges = []
+    for text in item["icd10"]:
+        low, _, high = text.partition("-")
+        high = high or low
+        if not (_CATEGORY.fullmatch(low) and _CATEGORY.fullmatch(high) and low <= high):
+            raise ValueError(f"indicator {item['id']!r}: {text!r} is not an ICD-10 category range such as B50-B54")
+        ranges.append((low, high))
+    return Indicator(item["id"], item["name"], item["dhis2"], source, icd10=tuple(ranges))
+
+
+# -- periods --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A calendar month; each facility counts it in its own time zone."""
+
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        match = _PERIOD.fullmatch(text.strip())
+        if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1900:
+            raise IndicatorError(f"{text!r} is not a month; write it as YYYY-MM, e.g. 2026-10")
+        return cls(int(match[1]), int(match[2]))
+
+    @classmethod
+    def containing(cls, day: dt.date) -> Period:
+        return cls(day.year, day.month)
+
+    def previous(self) -> Period:
+        return Period(self.year - 1, 12) if self.month == 1 else Period(self.year, self.month - 1)
+
+    def bounds(self, timezone: str) -> tuple[dt.datetime, dt.datetime]:
+        zone = zoneinfo.ZoneInfo(timezone)
+        following = Period(self.year + 1, 1) if self.month == 12 else Period(self.year, self.month + 1)
+        return (dt.datetime(self.year, self.month, 1, tzinfo=zone),
+                dt.datetime(following.year, following.month, 1, tzinfo=zone))
+
+    @property
+    def value(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def dhis2(self) -> str:
+        return f"{self.year:04d}{self.month:02d}"
+
+    @property
+    def label(self) -> str:
+        return f"{calendar.month_name[self.month]} {self.year}"
+
+
+# -- counting inside one facility -----------------------------------------------------------------
+
+_ENCOUNTERS = """
+SELECT e.encounter_class AS what,
+       date_part('year', age((e.started_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,
+       p.sex, count(*) AS n
+FROM encounter e
+JOIN entry x ON x.id = e.entry_id
+JOIN patient p ON p.id = e.patient_id
+WHERE e.status IN ('arrived', 'in_progress', 'finished')
+  AND e.started_at >= :start AND e.started_at < :end
+  AND NOT EXISTS (SELECT 1 FROM entry r WHERE r.root_id = x.root_id AND r.status = 'entered_in_error')
+GROUP BY 1, 2, 3
+"""
+
+_DIAGNOSES = """
+WITH cases AS (
+    SELECT w.what, x.patient_id, min(x.occurred_at) AS first_at
+    FROM entry x
+    JOIN condition c ON c.entry_id = x.id
+    JOIN (VALUES {wanted}) AS w (what, low, high) ON substr(c.code, 1, 3) BETWEEN w.low AND w.high
+    WHERE x.kind = 'condition' AND x.status <> 'entered_in_error'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+      AND c.verification IN ('confirmed', 'provisional')
+      AND x.occurred_at >= :start AND x.occurred_at < :end
+    GROUP BY w.what, x.patient_id
+)
+SELECT cases.what, date_part('year', age((cases.first_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,
+       p.sex, count(*) AS n
+FROM cases JOIN patient p ON p.id = cases.patient_id
+GROUP BY 1, 2, 3
+"""
+
+
+def count_facility(db: Database, slug: str, timezone: str, period: Period,
+                   definitions: Definitions) -> dict[str, dict[Cell, int]]:
+    """The month's raw counts of every indicator at one facility, by (sex, age band): counted in the
+    facility's own transaction, which also records in its audit log that they were counted."""
+    start, end = period.bounds(timezone)
+    params = {"tz": timezone, "start": start, "end": end}
+    counts: dict[str, dict[Cell, int]] = {indicator.id: {} for indicator in definitions.indicators}
+    by_class: dict[str, list[str]] = {}
+    wanted: list[tuple[str, str, str]] = []
+    for indicator in definitions.indicators:
+        if indicator.source == "encounters":
+            by_class.setdefault(indicator.encounter_class, []).append(indicator.id)
+        else:
+            wanted += [(indicator.id, low, high) for low, high in indicator.icd10]
+    with db.tenant(slug) as conn:
+        found = [(by_class.get(row.what, []), row) for row in conn.execute(sa.text(_ENCOUNTERS), params)
+                 ] if by_class else []
+        if wanted:
+            values = ", ".join(f"(:what{n}, :low{n}, :high{n})" for n in range(len(wanted)))
+            for n, (what, low, high) in enumerate(wanted):
+                params |= {f"what{n}": what, f"low{n}": low, f"high{n}": high}
+            found += [([row.what], row) for row in conn.execute(sa.text(_DIAGNOSES.format(wanted=values)), params)]
+        for ids, row in found:
+            cell = (_SEX_OF.get(row.sex, "U"), definitions.band_of(row.years))
+            for indicator_id in ids:
+                counts[indicator_id][cell] = counts[indicator_id].get(cell, 0) + row.n
+        audit.append(conn, tenant=slug, principal=None, event_type="national.count", action="R",
+                     detail={"period": period.value, "indicators": [i.id for i in definitions.indicators]})
+    return counts
+
+
+# -- disclosure -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    """One facility's figure for one indicator, as it may leave the facility: None where withheld."""
+
+    total: int | None
+    cells: dict[Cell, int | None]
+
+    @property
+    def withheld(self) -> int:
+        return sum(value is None for value in self.cells.values())
+
+
+def withhold(counts: dict[Cell, int], cells: Iterable[Cell], threshold: int) -> Published:
+    """The disclosure rule on one facility's breakdown (see the module docstring)."""
+    values = {cell: counts.get(cell, 0) for cell in cells}
+    total = sum(values.values())
+    hidden = {cell for cell, n in values.items() if 0 < n < threshold}
+    # Withheld cells must not be recoverable from the total and the rest: one withheld cell is exactly
+    # the difference, and several that add up to under the threshold are themselves a small count.
+    while hidden and (len(hidden) == 1 or sum(values[c] for c in hidden) < threshold):
+        shown = sorted((n, cell) for cell, n in values.items() if n > 0 and cell not in hidden)
+        if not shown:
+            break
+        hidden.add(shown[0][1])
+    return Published(None if 0 < total < threshold else total,
+                     {cell: None if cell in hidden else n for cell, n in values.items()})
+
+
+# -- across facilities ----------------------------------------------------------------------------
+
+
+@dataclass
+class Facility:
+    slug: str
+    name: str
+    facility_type: str
+    district: str
+    region: str
+    figures: dict[str, Published] = field(default_factory=dict)
+
+
+@dataclass
+class Sum:
+    """A sum of published figures, and how many facility figures it could not include."""
+
+    value: int = 0
+    withheld: int = 0
+
+    def add(self, figure: int | None) -> None:
+        if figure is None:
+            self.withheld += 1
+        else:
+            self.value += figure
+
+
+def gather(db: Database, period: Period, definitions: Definitions, *,
+           progress: Callable[[str], None] | None = None) -> list[Facility]:
+    """Every active facility's published figures for the month, facility by facility."""
+    facilities = []
+    for tenant in list_tenants(db):
+        if tenant["status"] != "active":
+            continue
+        counts = count_facility(db, tenant["slug"], tenant["timezone"], period, definitions)
+        facility = Facility(tenant["slug"], tenant["name"], tenant["facility_type"], tenant["district"],
+                            tenant["region"])
+        for indicator in definitions.indicators:
+            facility.figures[indicator.id] = withhold(counts[indicator.id], definitions.cells, definitions.threshold)
+        facilities.append(facility)
+        if progress is not None:
+            progress(tenant["slug"])
+    return facilities
+
+
+def total(facilities: Iterable[Facility], indicator_id: str) -> Sum:
+    result = Sum()
+    for facility in facilities:
+        result.add(facility.figures[indicator_id].total)
+    return result
+
+
+def breakdown(facilities: Iterable[Facility], indicator_id: str, definitions: Definitions) -> dict[Cell, Sum]:
+    sums = {cell: Sum() for cell in definitions.cells}
+    for facility in facilities:
+        for cell, value in facility.figures[indicator_id].cells.items():
+            sums[cell].add(value)
+    return sums
+
+
+def districts(facilities: Iterable[Facility]) -> dict[tuple[str, str], list[Facility]]:
+    """Facilities by (region, district), in order."""
+    grouped: dict[tuple[str, str], list[Facility]] = {}
+    for facility in facilities:
+        grouped.setdefault((facility.region, facility.district), []).append(facility)
+    return dict(sorted(grouped.items()))
+
+
+# -- exports --------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ["period", "indicator", "dhis2_data_element", "facility", "facility_name", "district", "region",
+               "sex", "age_band", "value", "withheld"]
+
+
+def to_csv(facilities: list[Facility], period: Period, definitions: Definitions) -> str:
+    """One row per facility, indicator and cell (and its total, sex and age band "all"); a withheld
+    figure has an empty value and withheld = yes."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for facility in facilities:
+        for indicator in definitions.indicators:
+            figure = facility.figures[indicator.id]
+            head = [period.value, indicator.id, indicator.dhis2, facility.slug, facility.name, facility.district,
+                    facility.region]
+            for (sex, band), value in [(("all", "all"), figure.total), *figure.cells.items()]:
+                writer.writerow([*head, sex, band, "" if value is None else value,
+                                 "yes" if value is None else "no"])
+    return out.getvalue()
+
+
+def to_dhis2(facilities: list[Facility], period: Period, definitions: Definitions) -> dict:
+    """A DHIS2 `dataValueSet` (import with idScheme=CODE): a data value per facility, indicator and
+    published cell; withheld cells are left out, so DHIS2 shows them as missing, never as zero."""
+    values = []
+    for facility in facilities:
+        for indicator in definitions.indicators:
+            for (sex, band), value in facility.figures[indicator.id].cells.items():
+                if value is not None:
+                    values.append({"dataElement": indicator.dhis2, "period": period.dhis2, "orgUnit": facility.slug,
+                                   "categoryOptionCombo": f"{sex}_{band}", "value": str(value)})
+    return {"period": period.dhis2, "dataValues": values}
+
+
+def record_use(db: Database, principal: Principal | None, action: str, period: Period, facilities: int,
+               export_format: str | None = None) -> None:
+    """The appliance's audit log: who looked at or took away which month's national figures."""
+    detail = {"period": period.value, "facilities": facilities}
+    if export_format:
+        detail["format"] = export_format
+    with db.control() as conn:
+        audit.append(conn, tenant=None, principal=principal,
+                     event_type="national.indicators.export" if export_format else "national.indicators.read",
+                     action=action, detail=detail)
