@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.substrate import audit, keys, passwords, totp
 from appliance.substrate.db import control_metadata, driver
-from appliance.substrate.policy import AccessPolicy
+from appliance.substrate.policy import AccessPolicy, grants
 from appliance.substrate.principal import AccountKind, Principal
 
 UUID = postgresql.UUID(as_uuid=True)
@@ -672,6 +672,12 @@ def issue_machine_token(conn: Connection, policy: AccessPolicy, *, tenant: str, 
         raise IdentityError("name the token by what it is for (at most 100 characters), e.g. 'lab HL7 feed'")
     if not permissions:
         raise IdentityError("a token needs at least one permission")
+    facility_wide = [p for role, spec in policy.roles.items() if spec.scope == "tenant"
+                     for p in policy.permissions_of(role)]
+    beyond = sorted(p for p in set(permissions) if not grants(frozenset(facility_wide), p))
+    if beyond:
+        raise IdentityError(f"a facility's token cannot carry {', '.join(beyond)}: no facility role holds "
+                            "that; appliance, audit and national permissions belong to people's accounts")
     machine = create_account(conn, policy, kind="machine", email=f"machine-{secrets.token_hex(6)}@{tenant}.invalid",
                              display_name=name, role="facility_admin", tenant=tenant, by=by)
     return issue_api_token(conn, account_id=machine.account_id, tenant=tenant, name=name, permissions=permissions,

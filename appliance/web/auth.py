@@ -109,6 +109,10 @@ async def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler
     if tenant is not None and tenant != principal.tenant:
         raise PermissionDeniedException(
             "you are not working in this facility" if principal.tenant else "this needs a facility role")
+    if tenant is None and principal.token_id is not None:
+        # A token is one facility's machine client: whatever it was issued with, it never opens the
+        # appliance's own pages (operator, regulator, ministry), which no facility role reaches either.
+        raise PermissionDeniedException("an API token acts only inside its own facility's API")
     if not principal.can(permission):
         raise PermissionDeniedException(f"your role may not do this ({permission})")
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import Template
 
 from appliance.national import indicators as national
@@ -25,7 +25,7 @@ def _definitions(state: State) -> national.Definitions:
     return national.load_definitions(state.settings.policies_dir / "indicators.toml")
 
 
-def _period(text: str | None) -> national.Period:
+def _period(text: str) -> national.Period:
     """The month asked for, else the last whole month (the ministry reports whole months)."""
     this_month = national.Period.containing(dt.datetime.now(dt.UTC).date())
     if not text:
@@ -45,8 +45,8 @@ def _months() -> list[national.Period]:
 
 @get("/national", operation_id="NationalIndicators", tags=["national"], opt={"permission": "national.indicator.read"},
      sync_to_thread=True, include_in_schema=False)
-def indicators_page(request: Request, state: State, period: str | None = None,
-                    indicator: str | None = None) -> Template | Response:
+def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
+                    indicator: FromQuery[str] = "") -> Template | Response:
     try:
         definitions = _definitions(state)
         month = _period(period)
@@ -70,8 +70,8 @@ def indicators_page(request: Request, state: State, period: str | None = None,
 
 @get("/national/export", operation_id="NationalIndicatorsExport", tags=["national"],
      opt={"permission": "national.indicator.export"}, sync_to_thread=True, include_in_schema=False)
-def export(request: Request, state: State, period: str | None = None,
-           export_format: Annotated[str, Parameter(query="format")] = "csv") -> Response:
+def export(request: Request, state: State, period: FromQuery[str] = "",
+           export_format: Annotated[str, QueryParameter(name="format")] = "csv") -> Response:
     """A month's published figures of every facility: `format=csv` (a row per figure, withheld ones
     marked) or `format=dhis2` (a dataValueSet, withheld cells left out)."""
     if export_format not in ("csv", "dhis2"):

@@ -134,6 +134,20 @@ def test_api_tokens_are_scoped_to_their_tenant_and_permissions(token_client, db,
     assert forged.get(f"/api/t/{tenant_a.slug}/wards").status_code == 401
 
 
+def test_a_token_never_opens_the_appliances_own_pages(token_client, db, policy, tenant_a):
+    # Tokens written straight into the store with appliance-level permissions, as an older release or a
+    # mistaken script might have: the guard still keeps them to their facility's API.
+    for permission, path in (("appliance.status.read", "/appliance"), ("audit.log.read", "/regulator"),
+                             ("national.indicator.read", "/national")):
+        refused = token_client(tenant_a.slug, permissions=[permission]).get(path)
+        assert refused.status_code == 403 and "acts only inside its own facility" in refused.text, path
+    # And none is issued any more: no facility role holds those permissions.
+    with db.control() as conn, pytest.raises(identity.IdentityError,
+                                             match="cannot carry audit.log.read, national.indicator.read"):
+        identity.issue_machine_token(conn, policy, tenant=tenant_a.slug, name="wide feed",
+                                     permissions=["operations.ward.read", "audit.log.read", "national.indicator.read"])
+
+
 def test_security_headers_and_secure_cookies_under_tls(db, settings, person_factory, tenant_a):
     client = TestClient(app=create_app(db, settings), base_url="https://appliance.test", raise_server_exceptions=False)
     page = client.get("/signin")

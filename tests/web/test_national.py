@@ -1,0 +1,119 @@
+"""The ministry's page and exports: national, district and facility figures of a month, small counts
+withheld, viewing and exporting audited — for the ministry analyst only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn
+from appliance.national import indicators as national
+from appliance.substrate.audit import control_audit_event
+from appliance.substrate.principal import Principal
+from tests.layers.clinical.conftest import new_patient
+
+
+def _events(db, event_type: str) -> int:
+    with db.control() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(control_audit_event)
+                            .where(control_audit_event.c.event_type == event_type)).scalar()
+
+
+@pytest.fixture(scope="module")
+def counted(db, tenant_factory):
+    """Two facilities of one district this month: one with 7 outpatient attendances (5 women, 2 boys),
+    one with 3 (a count too small to publish)."""
+    busy = tenant_factory(name="Busy Clinic", district="Northdistrict")
+    quiet = tenant_factory(name="Quiet Clinic", district="Northdistrict")
+    for facility, people in ((busy, [("female", 30)] * 5 + [("male", 3)] * 2), (quiet, [("female", 30)] * 3)):
+        clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr N", tenant=facility.slug,
+                              role="clinician")
+        with db.tenant(facility.slug) as conn:
+            for sex, years in people:
+                born = dt.date.today().replace(year=dt.date.today().year - years) - dt.timedelta(days=40)
+                patient = new_patient(conn, clinician, sex=sex, birth_date=born)
+                opened = service.open_encounter(conn, clinician, patient["id"],
+                                                EncounterIn(encounter_class="outpatient"))
+    import zoneinfo
+
+    month = national.Period.containing(opened["started_at"].astimezone(zoneinfo.ZoneInfo(busy.timezone)).date())
+    return busy, quiet, month
+
+
+def test_the_analyst_sees_the_month_with_small_counts_withheld(db, signed_in, counted):
+    busy, quiet, month = counted
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    assert 'href="/national"' in analyst.get("/").text
+    before = _events(db, "national.indicators.read")
+    page = analyst.get(f"/national?period={month.value}&indicator=opd_attendance")
+    assert page.status_code == 200 and month.label in page.text
+    assert _events(db, "national.indicators.read") == before + 1
+    rows = page.text.split('id="facilities"')[1].split("</table>")[0]
+    busy_row = rows.split(f'data-facility="{busy.slug}"')[1].split("</tr>")[0]
+    quiet_row = rows.split(f'data-facility="{quiet.slug}"')[1].split("</tr>")[0]
+    assert '<td class="total">7</td>' in busy_row
+    # Busy's 2 boys are withheld, and so is the women's 5 that would reveal them: by sex, nothing shows.
+    assert busy_row.count(">withheld<") == 2
+    assert '<td class="total"><span class="muted"' in quiet_row  # 3 is under the threshold
+    summary = page.text.split('id="summary"')[1].split("</table>")[0]
+    assert "Northdistrict" in summary
+    opd = summary.split('data-indicator="opd_attendance"')[1].split("</tr>")[0]
+    assert "+1 withheld" in opd  # the district's sum says it could not include Quiet Clinic's figure
+
+
+def test_the_month_goes_out_as_csv_or_dhis2_and_each_export_is_audited(db, signed_in, counted):
+    busy, quiet, month = counted
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    before = _events(db, "national.indicators.export")
+    sheet = analyst.get(f"/national/export?period={month.value}&format=csv")
+    assert sheet.status_code == 200 and sheet.headers["content-type"].startswith("text/csv")
+    assert f"healthos-national-{month.value}.csv" in sheet.headers["content-disposition"]
+    totals = {(row[1], row[3]): (row[9], row[10]) for row in (line.split(",") for line in sheet.text.splitlines())
+              if row[7] == "all"}
+    assert totals[("opd_attendance", busy.slug)] == ("7", "no")
+    assert totals[("opd_attendance", quiet.slug)] == ("", "yes")
+    dhis2 = analyst.get(f"/national/export?period={month.value}&format=dhis2")
+    values = json.loads(dhis2.text)["dataValues"]
+    mine = [v for v in values if v["orgUnit"] == busy.slug and v["dataElement"] == "HOS_OPD_ATTENDANCE"]
+    assert mine and all(v["value"] == "0" for v in mine)  # the 5 and the 2 were withheld, so left out
+    assert not [v for v in values if v["orgUnit"] == busy.slug and v["categoryOptionCombo"] == "M_1-4Y"
+                and v["dataElement"] == "HOS_OPD_ATTENDANCE"]
+    assert _events(db, "national.indicators.export") == before + 2
+
+
+@pytest.mark.parametrize(("query", "named"), [
+    ("period=2026-13", "is not a month; write it as YYYY-MM"),
+    ("period=2999-01", "has not begun"),
+    ("indicator=nope", "No indicator &#39;nope&#39;"),
+])
+def test_a_wrong_month_or_indicator_is_named(signed_in, query, named):
+    refused = signed_in("ministry_analyst", kind="ministry_analyst").get(f"/national?{query}")
+    assert refused.status_code == 422 and named in refused.text
+
+
+def test_an_unknown_export_format_is_named(signed_in):
+    refused = signed_in("ministry_analyst", kind="ministry_analyst").get("/national/export?format=xml")
+    assert refused.status_code == 422 and "is not csv or dhis2" in refused.text
+
+
+def test_only_the_ministry_reaches_the_national_figures(signed_in, token_client, tenant_a, app):
+    from litestar.testing import TestClient
+
+    for client in (signed_in("clinician", tenant_a.slug), signed_in("facility_admin", tenant_a.slug),
+                   signed_in("operator", kind="operator"), signed_in("regulator", kind="regulator"),
+                   token_client(tenant_a.slug, permissions=["national.indicator.read", "national.indicator.export"])):
+        for path in ("/national", "/national/export?format=csv"):
+            assert client.get(path).status_code == 403, (client, path)
+    anonymous = TestClient(app=app, raise_server_exceptions=False).get("/national", follow_redirects=False)
+    assert anonymous.status_code in (302, 303, 401)
+
+
+def test_the_analyst_reaches_no_facility_record(signed_in, tenant_a):
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    assert analyst.get(f"/t/{tenant_a.slug}/patients").status_code == 403
+    assert analyst.get(f"/api/t/{tenant_a.slug}/patients?name=a").status_code in (401, 403)
