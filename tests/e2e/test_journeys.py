@@ -385,3 +385,39 @@ def test_operator_opens_the_appliance_console(browser, live_server, clinic, pers
     journey.shot(page, "console")
     context.close()
     watch.assert_clean()
+
+
+def test_ministry_analyst_reads_a_month_and_takes_it_away(browser, live_server, clinic, person_factory, tmp_path):
+    """The ministry in a browser: home → national indicators (the last whole month) → this month, one
+    indicator broken down → the month as CSV and as a DHIS2 dataValueSet, downloaded."""
+    import datetime as dt
+    import json
+
+    journey, watch = Journey("ministry-journey"), Watch()
+    context, page = new_page(browser, watch, accept_downloads=True)
+    sign_in(page, live_server, person_factory("ministry_analyst", kind="ministry_analyst"))
+    page.get_by_role("link", name="Open the national indicators").click()
+    page.wait_for_url(f"{live_server}/national")
+    journey.shot(page, "last-month")
+    this_month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    page.get_by_label("Month").select_option(this_month)
+    page.get_by_label("Breakdown of").select_option("malaria_cases")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(rf".*/national\?period={this_month}&indicator=malaria_cases"))
+    assert "Malaria cases diagnosed, national, by sex and age" in page.content()
+    assert clinic.name in page.locator(f'#facilities tr[data-facility="{clinic.slug}"]').inner_text()
+    journey.shot(page, "this-month-malaria")
+    with page.expect_download() as downloaded:
+        page.get_by_role("link", name="Download CSV").click()
+    sheet = tmp_path / downloaded.value.suggested_filename
+    downloaded.value.save_as(sheet)
+    assert sheet.name == f"healthos-national-{this_month}.csv"
+    lines = sheet.read_text().splitlines()
+    assert lines[0].startswith("period,indicator,dhis2_data_element,facility")
+    assert any(f",{clinic.slug}," in line for line in lines[1:])
+    with page.expect_download() as downloaded:
+        page.get_by_role("link", name="Download DHIS2 dataValueSet").click()
+    value_set = json.loads(downloaded.value.path().read_text())
+    assert value_set["period"] == this_month.replace("-", "")
+    context.close()
+    watch.assert_clean()
