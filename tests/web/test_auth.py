@@ -143,7 +143,7 @@ def test_a_token_never_opens_the_appliances_own_pages(token_client, db, policy, 
         assert refused.status_code == 403 and "acts only inside its own facility" in refused.text, path
     # And none is issued any more: no facility role holds those permissions.
     with db.control() as conn, pytest.raises(identity.IdentityError,
-                                             match="cannot carry audit.log.read, national.indicator.read"):
+                                             match=r"cannot carry audit\.log\.read, national\.indicator\.read"):
         identity.issue_machine_token(conn, policy, tenant=tenant_a.slug, name="wide feed",
                                      permissions=["operations.ward.read", "audit.log.read", "national.indicator.read"])
 
