@@ -623,10 +623,37 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
             roaming = identity.account_by_email(conn, f"clinician@{slugs[0].replace('_', '-')}.demo")
             if roaming is not None:
                 identity.add_membership(conn, policy, account_id=roaming.id, tenant=slugs[1], role="clinician")
+    if slugs:
+        lines.append(_demo_patient_account(db, policy, "lakeshore_district" if "lakeshore_district" in slugs
+                                           else slugs[0]))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return path
+
+
+def _demo_patient_account(db: Database, policy, slug: str) -> str:
+    """A patient portal account for the demo facility's adult with the most entries in the record, linked
+    to their subject as the front desk's invitation would; a patient signs in without TOTP."""
+    import sqlalchemy as sa
+
+    from appliance.layers.clinical import demo as clinical_demo
+    from appliance.layers.clinical import service as clinical_service
+
+    with db.tenant(slug) as conn:
+        patient_id = conn.execute(sa.text(
+            "SELECT p.id FROM patient p JOIN entry e ON e.patient_id = p.id "
+            "WHERE p.birth_date < current_date - interval '18 years' "
+            "GROUP BY p.id ORDER BY count(*) DESC, p.id LIMIT 1")).scalar()
+    found, subject_id = clinical_service.subject_of(db, slug, clinical_demo.demo_principal(slug), patient_id)
+    email = "patient@appliance.demo"
+    password = secrets.token_urlsafe(12)
+    with db.control() as conn:
+        new = identity.create_account(conn, policy, kind="patient", email=email, role="patient",
+                                      display_name=f"{found['given_names']} {found['family_name']}",
+                                      subject_id=subject_id)
+        identity.set_credentials(conn, new.account_id, password=password, mfa_secret=None)
+    return f"{email}\t{password}\t(no authenticator: patients sign in with their password)"
 
 
 def _demo_population(db: Database, slugs: list[str]) -> None:
@@ -701,6 +728,8 @@ def demo_code(settings: Settings, email: str) -> None:
     for line in path.read_text().splitlines():
         fields = line.split("\t")
         if len(fields) == 3 and fields[0] == email:
+            if fields[2].startswith("("):
+                fail(f"{email} signs in with a password alone: {fields[2].strip('()')}")
             click.echo(totp.totp_at(fields[2], time.time()))
             return
     fail(f"{email} is not a demo account in {path}")

@@ -156,6 +156,10 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
                 nameless = {slug: conn.execute(sa.text(
                     f"SELECT count(DISTINCT author_id) FROM {tenant_schema(slug)}.entry WHERE author_id NOT IN "
                     "(SELECT id FROM control.account)")).scalar() for slug in active_slugs(running)}
+                # The demo patient's account reaches a chart: its subject is linked at the facility.
+                linked = conn.execute(sa.text(
+                    "SELECT count(*) FROM t_lakeshore_district.patient p JOIN control.account a ON a.subject_id = "
+                    "p.subject_id WHERE a.email = 'patient@appliance.demo' AND a.kind = 'patient'")).scalar()
                 machines = conn.execute(sa.text(
                     "SELECT count(*) FILTER (WHERE disabled_at IS NULL OR password_hash IS NOT NULL), count(*) "
                     "FROM control.account WHERE kind = 'machine'")).one()
@@ -164,6 +168,7 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
         assert len(nurses) >= 3 and all(ward not in (None, "ED") for _, ward in nurses), nurses
         assert len(nameless) >= 3 and not any(nameless.values()), nameless
         assert machines[0] == 0 and machines[1] >= 3 * 5, machines
+        assert linked == 1
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=60)
@@ -174,7 +179,7 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     emails = [line.split("\t")[0] for line in credentials.read_text().splitlines() if not line.startswith("#")]
     for role in ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "facility_admin"]:
         assert sum(email.startswith(f"{role}@") for email in emails) >= 3, role
-    for role in ["operator", "ministry_analyst", "regulator"]:
+    for role in ["operator", "ministry_analyst", "regulator", "patient"]:
         assert f"{role}@appliance.demo" in emails
     assert all(len(line.split("\t")[1]) >= 12 for line in credentials.read_text().splitlines()
                if not line.startswith("#"))

@@ -221,6 +221,17 @@ def subject_ids_resolving_to(conn: Connection, subject_id: uuid.UUID) -> list[uu
     return list(rows)
 
 
+def subject_has_account(conn: Connection, subject_id: uuid.UUID) -> bool:
+    """Whether a patient account already signs in as this person (merges followed)."""
+    subjects = subject_ids_resolving_to(conn, resolve_subject(conn, subject_id))
+    return conn.execute(sa.select(account.c.id).where(account.c.kind == "patient",
+                                                      account.c.subject_id.in_(subjects))).first() is not None
+
+
+def subject_exists(conn: Connection, subject_id: uuid.UUID) -> bool:
+    return conn.execute(sa.select(subject.c.id).where(subject.c.id == subject_id)).first() is not None
+
+
 def match_or_create_subject(
     conn: Connection, *, family_name: str, given_names: str, birth_date: date | None = None,
     sex: str | None = None, national_id: str | None = None,

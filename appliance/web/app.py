@@ -33,6 +33,7 @@ from appliance.web import (
     admin,
     billing,
     errors,
+    me,
     national,
     nursing,
     operations,
@@ -47,7 +48,7 @@ from appliance.web.context import close_uploads_middleware, request_context_midd
 
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
-                  *national.ROUTES,
+                  *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   admin.admin_router]

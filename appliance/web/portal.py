@@ -665,8 +665,9 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
         errors = field_errors(exc, _REGISTRATION_RENAME)
     if not errors:
         try:
+            linked = service.with_subject(request.app.state.db, patient_in)
             with request.app.state.db.tenant(tenant) as conn:
-                registered = service.register_patient(conn, request.user, patient_in)
+                registered = service.register_patient(conn, request.user, linked)
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
                 errors = {"national_id": "This national ID already belongs to another patient of this facility: "
@@ -697,6 +698,35 @@ def patient_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
         top = banner(conn, request.user, patient_id, in_care=False)
     return page(request, "patient.html", active="patients", patient_id=patient_id, tab="patient", **top,
                 **HELPERS)
+
+
+@post(PATIENT + "/portal-invite", operation_id="PortalInvitePatient",
+      opt=_page_opts("clinical.patient.update", care_relationship=False), sync_to_thread=True, include_in_schema=False)
+def invite_patient(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Template:
+    """An account for the patient in the patient portal, linked to their one-identity subject, and a
+    one-time enrolment link to hand them (shown once; the appliance keeps only its digest)."""
+    db = request.app.state.db
+    email = str(data.get("email") or "").strip()
+    invite: dict[str, Any] = {"email": email}
+    found, subject_id = service.subject_of(db, tenant, request.user, patient_id)
+    try:
+        with db.control() as conn:
+            if identity.subject_has_account(conn, subject_id):
+                raise identity.IdentityError("this patient already has a patient portal account; if they lost "
+                                             "access, the operator can re-enrol it (healthos account reset-mfa)")
+            made = identity.create_account(conn, request.app.state.policy, kind="patient", role="patient",
+                                           email=email, display_name=f"{found['given_names']} {found['family_name']}",
+                                           subject_id=subject_id, by=request.user)
+    except identity.IdentityError as refused:
+        invite["error"] = str(refused)[:1].upper() + str(refused)[1:]
+    else:
+        with db.tenant(tenant) as conn:
+            note_access(conn, request.user, "create", patient_id, "portal_invitation", (made.account_id,))
+        invite["link"] = f"{str(request.base_url).rstrip('/')}/enrol?code={made.enrolment_code}"
+    with db.tenant(tenant) as conn:
+        top = banner(conn, request.user, patient_id, in_care=False)
+    return page(request, "patient.html", status=422 if "error" in invite else 200, active="patients",
+                patient_id=patient_id, tab="patient", invite=invite, **top, **HELPERS)
 
 
 ENCOUNTER_FIELDS = ["encounter_class", "reason", "ward_code", "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm",
@@ -1183,7 +1213,7 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
 
 
 ROUTES = [
-    patient_search, register_page, register_patient, patient_page, encounter_page, start_encounter,
+    patient_search, register_page, register_patient, patient_page, invite_patient, encounter_page, start_encounter,
     change_encounter, chart_page, timeline_page, results_page, trend_page, sign_result, orders_page,
     place_order_set, place_order, prescribe, notes_page, note_page, write_note,
 ]

@@ -348,7 +348,7 @@ PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encou
          "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
 FORMS = ["/patients", "/patients/{pid}/encounters", "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/order-sets", "/patients/{pid}/orders",
-         "/patients/{pid}/medications", "/patients/{pid}/notes"]
+         "/patients/{pid}/medications", "/patients/{pid}/notes", "/patients/{pid}/portal-invite"]
 # The nursing pages (appliance/web/nursing.py); their forms are a nurse's to post.
 NURSING_FORMS = ["/patients/{pid}/mar", "/patients/{pid}/care-plans", "/patients/{pid}/care-plans/{any}/evaluate",
                  "/patients/{pid}/tasks/{any}/done"]

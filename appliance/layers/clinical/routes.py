@@ -146,8 +146,9 @@ class ClinicalController(Controller):
                          data: JSONBody[PatientIn]) -> PatientOut:
         """Register a patient: demographics, identifiers, contacts and next of kin. Returns the chart's id
         and the facility's medical record number."""
+        linked = service.with_subject(state.db, data)  # the guard has checked the caller works here
         with _tenant(state, request, tenant) as conn:
-            return PatientOut.model_validate(service.register_patient(conn, request.user, data))
+            return PatientOut.model_validate(service.register_patient(conn, request.user, linked))
 
     @get("/patients", operation_id="ClinicalSearchPatients", opt=_opt("clinical.patient.search"),
          sync_to_thread=True)

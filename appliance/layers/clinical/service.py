@@ -44,7 +44,8 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestIn,
     VitalSignsIn,
 )
-from appliance.substrate import record
+from appliance.substrate import identity, record
+from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
 from appliance.substrate.tenant_config import OrderableConfig
@@ -123,6 +124,44 @@ def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: lis
 
 
 _NEW_PATIENT = patient.insert().values(mrn=sa.func.lpad(sa.cast(sa.func.nextval("patient_mrn_seq"), sa.Text), 7, "0"))
+
+
+def with_subject(db: Database, data: PatientIn) -> PatientIn:
+    """`data` linked to its one-identity subject (`control.subject`), before the chart is registered:
+    the subject holding the same national ID, else a new one. A person registered at two facilities
+    under one national ID is then one subject, whose records the patient portal shows together. A
+    subject the caller names must exist. Its own control transaction: a tenant transaction cannot
+    write `control`; a registration refused after it leaves a subject no chart names, which is harmless."""
+    national_id = next((i.value for i in data.identifiers if i.system == "national_id"), None)
+    with db.control() as conn:
+        if data.subject_id is not None:
+            if not identity.subject_exists(conn, data.subject_id):
+                raise Invalid(f"no subject {data.subject_id} on this appliance", field="subject_id")
+            return data.model_copy(update={"subject_id": identity.resolve_subject(conn, data.subject_id)})
+        match = identity.match_or_create_subject(conn, family_name=data.family_name, given_names=data.given_names,
+                                                 birth_date=data.birth_date, sex=data.sex, national_id=national_id)
+    return data.model_copy(update={"subject_id": match.subject_id})
+
+
+def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID) -> tuple[dict, uuid.UUID]:
+    """The patient and their subject, linking a chart registered without one (before registration
+    matched subjects, or written by a generator) the way `with_subject` would have: its own control
+    transaction, then the link, audited on the patient's record (`record.patient.update`)."""
+    with db.tenant(tenant) as conn:
+        found = get_patient(conn, principal, patient_id)
+    if found["subject_id"] is not None:
+        return found, found["subject_id"]
+    linked = with_subject(db, PatientIn.model_validate(
+        {key: found[key] for key in ("family_name", "given_names", "birth_date", "sex", "identifiers")}))
+    with db.tenant(tenant) as conn:
+        subject_id = conn.execute(
+            sa.update(patient).where(patient.c.id == patient_id, patient.c.subject_id.is_(None))
+            .values(subject_id=linked.subject_id).returning(patient.c.subject_id)).scalar()
+        if subject_id is None:  # linked by someone else in between: theirs stands
+            subject_id = conn.execute(sa.select(patient.c.subject_id).where(patient.c.id == patient_id)).scalar()
+        note_access(conn, principal, "update", patient_id, "patient", (patient_id,),
+                    detail={"change": "linked to the one-identity subject"})
+    return found, subject_id
 
 
 def register_patient(conn: Connection, principal: Principal, data: PatientIn) -> dict:

@@ -1,0 +1,74 @@
+"""The patient's own view across facilities: which facilities hold a record of this person (their
+one-identity subject, merges followed), and who opened it — the access log of each facility's audit
+trail, decrypted for this patient alone.
+
+A patient principal carries a subject, never a facility: each facility is asked, in its own
+transaction, whether it holds a chart of that subject, and nothing the patient sees names another
+person. Reading the access log is itself recorded in each facility's log (`patient.access_log.read`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from appliance.substrate import audit, identity
+from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import list_tenants
+
+# What a line of the access log says was done, in words a patient reads.
+VERBS = {"R": "looked at", "C": "recorded", "U": "changed", "D": "removed", "E": "used"}
+THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an allergy",
+          "medication_request": "a prescription", "service_request": "a test order", "result": "a result",
+          "result_signoff": "a result's review", "vital_signs": "vital signs", "note": "a note",
+          "encounter": "a visit", "encounter_status": "a visit's progress", "demographics": "your details",
+          "news2": "an early warning score", "meows": "an early warning score", "access_log": "this access log",
+          "patient": "your details", "timeline": "your record's history", "results": "your results"}
+
+
+def describe(event_type: str, action: str) -> str:
+    """'looked at your chart', 'recorded a prescription': one access log line in words."""
+    parts = event_type.split(".")
+    kind = parts[1] if parts[0] in ("record", "patient") and len(parts) > 2 else parts[0]
+    thing = THINGS.get(kind, kind.replace("_", " "))
+    return f"{VERBS.get(action, 'used')} {thing}"
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A facility's chart of this patient."""
+
+    tenant: str
+    facility: str
+    patient_id: uuid.UUID
+
+
+def records_of(db: Database, subject_id: uuid.UUID | None) -> list[Holding]:
+    """The charts of this person at every active facility, by facility name."""
+    if subject_id is None:
+        return []
+    with db.control() as conn:
+        subjects = identity.subject_ids_resolving_to(conn, identity.resolve_subject(conn, subject_id))
+    holdings = []
+    for tenant in list_tenants(db):
+        if tenant["status"] != "active":
+            continue
+        with db.tenant(tenant["slug"]) as conn:
+            charts = conn.execute(sa.text("SELECT id FROM patient WHERE subject_id = ANY(:subjects) ORDER BY mrn"),
+                                  {"subjects": subjects}).scalars().all()
+        holdings += [Holding(tenant["slug"], tenant["name"], chart) for chart in charts]
+    return sorted(holdings, key=lambda h: (h.facility, str(h.patient_id)))
+
+
+def access_log(db: Database, principal: Principal, holdings: list[Holding]) -> list[audit.AccessEntry]:
+    """Every recorded access to these charts, newest first; the reading is recorded at each facility."""
+    entries = [entry for holding in holdings
+               for entry in audit.patient_access_log(db, holding.tenant, holding.patient_id)]
+    for holding in holdings:
+        with db.tenant(holding.tenant) as conn:
+            audit.append(conn, tenant=holding.tenant, principal=principal, event_type="patient.access_log.read",
+                         action="R", patient_id=holding.patient_id)
+    return sorted(entries, key=lambda e: (e.recorded, e.seq), reverse=True)

@@ -1,0 +1,58 @@
+"""The patient portal, `/me`: a patient's own record from every facility that holds one (allergies,
+problems, medicines, results a clinician has reviewed, visits), and who opened it — each access from
+the facilities' audit trails, break-the-glass marked with its stated reason.
+
+A patient signs in to an account linked to their one-identity subject; the pages take no patient id,
+so there is nothing to guess: the subject comes from the session alone. Each facility's chart is read
+in that facility's transaction and audited there as the patient's own read. A patient's account is
+made by the facility's front desk or clinician (`invite`, on the patient's registration page), with a
+one-time enrolment link for the patient, as staff accounts are.
+"""
+
+from __future__ import annotations
+
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.response import Template
+
+from appliance.layers.clinical import chart
+from appliance.layers.patient import portal as patient_portal
+
+RESULTS_SHOWN = 20
+VISITS_SHOWN = 10
+ACCESS_SHOWN = 300
+
+
+def _facility_records(state: State, request: Request) -> list[dict]:
+    records = []
+    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+        with state.db.tenant(holding.tenant) as conn:
+            summary = chart.chart_summary(conn, request.user, holding.patient_id)
+        summary["results"] = [r for r in summary["results"] if r["signed_at"]][:RESULTS_SHOWN]
+        summary["encounters"] = summary["encounters"][:VISITS_SHOWN]
+        records.append({"holding": holding, "summary": summary})
+    return records
+
+
+@get("/me", operation_id="PatientRecord", tags=["patient"], opt={"permission": "patient.record.read"},
+     sync_to_thread=True, include_in_schema=False)
+def record_page(request: Request, state: State) -> Template:
+    return Template("me.html", context={"principal": request.user, "records": _facility_records(state, request),
+                                        "tab": "record"})
+
+
+@get("/me/access", operation_id="PatientAccessLog", tags=["patient"], opt={"permission": "patient.access_log.read"},
+     sync_to_thread=True, include_in_schema=False)
+def access_page(request: Request, state: State) -> Template:
+    holdings = patient_portal.records_of(state.db, request.user.subject_id)
+    entries = patient_portal.access_log(state.db, request.user, holdings)
+    me = str(request.user.account_id)
+    return Template("me_access.html", context={
+        "principal": request.user, "tab": "access", "holdings": holdings, "entries": entries[:ACCESS_SHOWN],
+        "total": len(entries), "me": me, "describe": patient_portal.describe,
+        "break_glass": [e for e in entries if e.break_the_glass],
+        "by_facility": {h.tenant: sum(1 for e in entries if e.facility["tenant"] == h.tenant) for h in holdings},
+    })
+
+
+ROUTES = [record_page, access_page]

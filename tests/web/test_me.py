@@ -1,0 +1,166 @@
+"""The patient portal: one person registered at two facilities is one subject; the front desk invites
+them; they see their record from both, and who opened it (break-the-glass with its reason) — and
+nothing of anyone else's."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.substrate import audit, identity
+
+REASON = "Unconscious on arrival, checking allergies"
+
+
+def _csrf(page: str) -> str:
+    return re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)
+
+
+def _register(client, tenant: str, national_id: str, family: str = "Wanjiru") -> str:
+    made = client.post(f"/api/t/{tenant}/patients", json={
+        "family_name": family, "given_names": "Grace", "birth_date": "1988-03-14", "sex": "female",
+        "identifiers": [{"system": "national_id", "value": national_id}]})
+    assert made.status_code == 201, made.text
+    return made.json()["id"]
+
+
+def _patient_client(db, signed_in_app, email: str):
+    from litestar.testing import TestClient
+
+    with db.control() as conn:
+        account_id = conn.execute(sa.select(identity.account.c.id).where(identity.account.c.email == email)).scalar()
+        token = identity.start_session(conn, account_id, mfa_passed=True)  # as sign-in makes it: no TOTP for patients
+    client = TestClient(app=signed_in_app, raise_server_exceptions=False)
+    client.cookies.set("healthos_session", token)
+    return client
+
+
+@pytest.fixture(scope="module")
+def person(tenant_factory):
+    return tenant_factory(name="Riverside Referral"), tenant_factory(name="Hillview Health Centre")
+
+
+@pytest.fixture(scope="module")
+def charts(person, app, db, policy):
+    """Grace, registered at both facilities under one national ID, with an allergy at one and a problem
+    at the other; and a clinician at the second who broke the glass to read her chart."""
+    from litestar.testing import TestClient
+
+    riverside, hillview = person
+    national_id = "NID-" + uuid.uuid4().hex[:8]
+    clients = {}
+    for facility in (riverside, hillview):
+        with db.control() as conn:
+            machine = identity.create_account(conn, policy, kind="machine", email=f"m-{uuid.uuid4().hex[:8]}@t.invalid",
+                                              display_name="feed", role="facility_admin", tenant=facility.slug)
+            token = identity.issue_api_token(conn, account_id=machine.account_id, tenant=facility.slug, name="t",
+                                             permissions=["clinical.*"])
+        client = TestClient(app=app, raise_server_exceptions=False)
+        client.headers["authorization"] = f"Bearer {token}"
+        clients[facility.slug] = client
+    at_riverside = _register(clients[riverside.slug], riverside.slug, national_id)
+    at_hillview = _register(clients[hillview.slug], hillview.slug, national_id)
+    assert clients[riverside.slug].post(f"/api/t/{riverside.slug}/patients/{at_riverside}/allergies", json={
+        "substance": "Penicillin", "reaction": "hives", "severity": "moderate"}).status_code == 201
+    assert clients[hillview.slug].post(f"/api/t/{hillview.slug}/patients/{at_hillview}/problems", json={
+        "code": "I10"}).status_code == 201
+    return riverside, hillview, at_riverside, at_hillview
+
+
+def test_one_national_id_at_two_facilities_is_one_subject(db, charts):
+    riverside, hillview, at_riverside, at_hillview = charts
+    subjects = set()
+    for facility, chart in ((riverside, at_riverside), (hillview, at_hillview)):
+        with db.tenant(facility.slug) as conn:
+            subjects.add(conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :id"), {"id": chart}).scalar())
+    assert len(subjects) == 1 and None not in subjects
+
+
+def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened_them(db, app, signed_in, charts):
+    riverside, hillview, at_riverside, at_hillview = charts
+    reader = signed_in("clinician", hillview.slug)
+    read = reader.get(f"/api/t/{hillview.slug}/patients/{at_hillview}/chart",
+                      headers={"x-break-glass-reason": REASON, "accept": "application/json"})
+    assert read.status_code == 200, read.text
+
+    desk = signed_in("registrar", riverside.slug)
+    page = desk.get(f"/t/{riverside.slug}/patients/{at_riverside}")
+    assert "Invite to the patient portal" in page.text
+    email = f"grace-{uuid.uuid4().hex[:6]}@example.org"
+    invited = desk.post(f"/t/{riverside.slug}/patients/{at_riverside}/portal-invite",
+                        data={"email": email, "_csrf_token": _csrf(page.text)})
+    assert invited.status_code == 200 and "/enrol?code=" in invited.text
+    again = desk.post(f"/t/{riverside.slug}/patients/{at_riverside}/portal-invite",
+                      data={"email": "other-" + email, "_csrf_token": _csrf(page.text)})
+    assert again.status_code == 422 and "already has a patient portal account" in again.text
+
+    grace = _patient_client(db, app, email)
+    home = grace.get("/")
+    assert 'href="/me"' in home.text
+    record = grace.get("/me")
+    assert record.status_code == 200
+    assert f'data-facility="{riverside.slug}"' in record.text and f'data-facility="{hillview.slug}"' in record.text
+    assert "Penicillin" in record.text and "Essential (primary) hypertension" in record.text
+    for facility, chart in ((riverside, at_riverside), (hillview, at_hillview)):  # audited where it was read
+        reads = [e for e in audit.patient_access_log(db, facility.slug, chart) if e.event_type == "record.chart.read"]
+        assert reads[-1].who["kind"] == "patient"
+
+    access = grace.get("/me/access")
+    assert access.status_code == 200
+    log = access.text.split('id="access-log"')[1]
+    glass = log.split('data-break-glass="1"')[1].split("</tr>")[0]
+    assert REASON in glass and "Hillview Health Centre" in glass and "(clinician)" in glass
+    assert "You</td>" in log and "looked at your chart" in log
+    assert "1 time someone without a care relationship" in access.text
+
+
+def test_a_patient_reaches_nothing_but_their_own(db, app, signed_in, charts):
+    riverside, hillview, at_riverside, _ = charts
+    stranger_page = signed_in("registrar", riverside.slug)
+    other = _register_via_portal(db, stranger_page, riverside.slug)
+    email = f"someone-{uuid.uuid4().hex[:6]}@example.org"
+    page = stranger_page.get(f"/t/{riverside.slug}/patients/{other}")
+    assert stranger_page.post(f"/t/{riverside.slug}/patients/{other}/portal-invite",
+                              data={"email": email, "_csrf_token": _csrf(page.text)}).status_code == 200
+    someone = _patient_client(db, app, email)
+    mine = someone.get("/me")
+    assert mine.status_code == 200 and "Penicillin" not in mine.text and riverside.slug in mine.text
+    assert hillview.slug not in mine.text
+    # A patient's session opens no facility page and no API, whatever id it guesses.
+    assert someone.get(f"/t/{riverside.slug}/patients/{at_riverside}").status_code == 403
+    assert someone.get(f"/api/t/{riverside.slug}/patients/{at_riverside}/chart",
+                       headers={"accept": "application/json"}).status_code in (401, 403)
+    # And staff have no /me.
+    assert signed_in("clinician", riverside.slug).get("/me").status_code == 403
+
+
+def _register_via_portal(db, registrar, tenant: str) -> str:
+    page = registrar.get(f"/t/{tenant}/patients/new")
+    made = registrar.post(f"/t/{tenant}/patients", data={
+        "_csrf_token": _csrf(page.text), "family_name": "Kamau", "given_names": "Peter", "birth_date": "1975-06-02",
+        "sex": "male", "national_id": "NID-" + uuid.uuid4().hex[:8]}, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    return re.search(r"/patients/([0-9a-f-]{36})", made.headers["location"]).group(1)
+
+
+def test_an_invitation_is_refused_for_a_bad_address_another_facility_or_a_guessed_id(db, signed_in, charts):
+    riverside, hillview, at_riverside, _ = charts
+    desk = signed_in("registrar", riverside.slug)
+    page = desk.get(f"/t/{riverside.slug}/patients/{at_riverside}")
+    before = _accounts(db)
+    refused = desk.post(f"/t/{riverside.slug}/patients/{uuid.uuid4()}/portal-invite",
+                        data={"email": "x@example.org", "_csrf_token": _csrf(page.text)})
+    assert refused.status_code == 404
+    other_desk = signed_in("registrar", hillview.slug)
+    assert other_desk.post(f"/t/{riverside.slug}/patients/{at_riverside}/portal-invite",
+                           data={"email": "x@example.org", "_csrf_token": _csrf(page.text)}).status_code == 403
+    assert _accounts(db) == before
+
+
+def _accounts(db) -> int:
+    with db.control() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(identity.account)
+                            .where(identity.account.c.kind == "patient")).scalar()
