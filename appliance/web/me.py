@@ -17,6 +17,7 @@ from litestar.response import Template
 
 from appliance.layers.clinical import chart
 from appliance.layers.patient import portal as patient_portal
+from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, is_abnormal, number, reference_range, result_value
 
 RESULTS_SHOWN = 20
 VISITS_SHOWN = 10
@@ -37,8 +38,10 @@ def _facility_records(state: State, request: Request) -> list[dict]:
 @get("/me", operation_id="PatientRecord", tags=["patient"], opt={"permission": "patient.record.read"},
      sync_to_thread=True, include_in_schema=False)
 def record_page(request: Request, state: State) -> Template:
-    return Template("me.html", context={"principal": request.user, "records": _facility_records(state, request),
-                                        "tab": "record"})
+    return Template("me.html", context={
+        "principal": request.user, "records": _facility_records(state, request), "tab": "record", "flags": FLAGS,
+        "encounter_classes": ENCOUNTER_CLASSES, "result_value": result_value, "reference_range": reference_range,
+        "is_abnormal": is_abnormal, "number": number})
 
 
 @get("/me/access", operation_id="PatientAccessLog", tags=["patient"], opt={"permission": "patient.access_log.read"},

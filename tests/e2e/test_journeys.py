@@ -421,3 +421,43 @@ def test_ministry_analyst_reads_a_month_and_takes_it_away(browser, live_server, 
     assert value_set["period"] == this_month.replace("-", "")
     context.close()
     watch.assert_clean()
+
+
+def test_a_patient_is_invited_enrols_and_sees_their_record_and_who_opened_it(browser, live_server, clinic,
+                                                                            person_factory):
+    """The front desk invites a patient → the patient follows the one-time link, chooses a password,
+    signs in (no authenticator for patients) → their record from this facility → who opened it."""
+    journey, watch = Journey("patient-journey"), Watch()
+    chart = clinic.charts[0]  # a year of history and a paracetamol allergy
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, person_factory("registrar", clinic.slug))
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{chart.id}")
+    email = f"achieng-{time.time_ns()}@example.org"
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_role("button", name="Invite to the patient portal").click()
+    link = page.locator("#enrolment-link").inner_text()
+    journey.shot(page, "invited")
+    context.close()
+
+    context, page = new_page(browser, watch)
+    page.goto(link)
+    page.get_by_label("Password").fill("a long enough passphrase")
+    journey.shot(page, "enrol")
+    page.get_by_role("button", name="Finish").click()
+    page.wait_for_url(re.compile(r"/signin"))
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill("a long enough passphrase")
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"{live_server}/")
+    page.get_by_role("link", name="Open your record").click()
+    page.wait_for_url(f"{live_server}/me")
+    facility = page.locator(f'section[data-facility="{clinic.slug}"]')
+    assert clinic.name in facility.inner_text() and "Paracetamol" in facility.locator(".allergies").inner_text()
+    journey.shot(page, "record")
+    page.get_by_role("link", name="Who opened it").click()
+    page.wait_for_url(f"{live_server}/me/access")
+    log = page.locator("#access-log").inner_text()
+    assert "You" in log and "looked at your chart" in log and "Test clinician" in log
+    journey.shot(page, "access-log")
+    context.close()
+    watch.assert_clean()
