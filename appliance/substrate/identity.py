@@ -232,25 +232,39 @@ def subject_exists(conn: Connection, subject_id: uuid.UUID) -> bool:
     return conn.execute(sa.select(subject.c.id).where(subject.c.id == subject_id)).first() is not None
 
 
+# One statement (a round trip and one plan) for what registration asks of the index: the subject with
+# this national ID, else a new subject and the look-alikes a person should review. A registration of the
+# same new national ID at another facility at the same moment conflicts on the unique index and inserts
+# nothing; the subject it made is then read back, instead of failing the registration.
+_MATCH_OR_CREATE = """
+WITH found AS (SELECT id, merged_into FROM control.subject WHERE national_id = %(national_id)s),
+made AS (
+    INSERT INTO control.subject (id, national_id, family_name, given_names, birth_date, sex, demographic_key)
+    SELECT %(id)s, %(national_id)s, %(family_name)s, %(given_names)s, %(birth_date)s, %(sex)s, %(key)s
+    WHERE NOT EXISTS (SELECT 1 FROM found)
+    ON CONFLICT (national_id) WHERE national_id IS NOT NULL DO NOTHING
+    RETURNING id)
+SELECT (SELECT id FROM found), (SELECT merged_into FROM found), (SELECT id FROM made),
+       CASE WHEN EXISTS (SELECT 1 FROM found) THEN '{}'::uuid[] ELSE ARRAY(
+           SELECT id FROM control.subject WHERE demographic_key = %(key)s AND merged_into IS NULL) END
+"""
+
+
 def match_or_create_subject(
     conn: Connection, *, family_name: str, given_names: str, birth_date: date | None = None,
     sex: str | None = None, national_id: str | None = None,
 ) -> SubjectMatch:
-    key = demographic_key(family_name, given_names, birth_date, sex)
     national_id = (national_id or "").strip() or None
-    if national_id:
-        existing = conn.execute(sa.select(subject.c.id).where(subject.c.national_id == national_id)).scalar()
-        if existing is not None:
-            return SubjectMatch(resolve_subject(conn, existing), "national_id", [])
-    candidates = list(conn.execute(
-        sa.select(subject.c.id).where(subject.c.demographic_key == key, subject.c.merged_into.is_(None))
-    ).scalars())
-    new_id = uuid.uuid4()
-    conn.execute(sa.insert(subject).values(
-        id=new_id, national_id=national_id, family_name=family_name.strip(), given_names=given_names.strip(),
-        birth_date=birth_date, sex=sex, demographic_key=key,
-    ))
-    return SubjectMatch(new_id, "created", candidates)
+    found, merged_into, made, candidates = conn.exec_driver_sql(_MATCH_OR_CREATE, {
+        "id": uuid.uuid4(), "national_id": national_id, "family_name": family_name.strip(),
+        "given_names": given_names.strip(), "birth_date": birth_date, "sex": sex,
+        "key": demographic_key(family_name, given_names, birth_date, sex)}).one()
+    if made is not None:
+        return SubjectMatch(made, "created", list(candidates))
+    if found is None:  # made by a concurrent registration since this statement's snapshot
+        found, merged_into = conn.execute(sa.select(subject.c.id, subject.c.merged_into)
+                                          .where(subject.c.national_id == national_id)).one()
+    return SubjectMatch(found if merged_into is None else resolve_subject(conn, found), "national_id", [])
 
 
 def merge_subjects(conn: Connection, *, survivor_id: uuid.UUID, merged_id: uuid.UUID, reason: str,

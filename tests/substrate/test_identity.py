@@ -26,6 +26,27 @@ def test_national_id_links_exactly_and_demographics_only_propose(db: Database):
     assert first.subject_id in lookalike.candidates
 
 
+def test_two_facilities_registering_one_new_national_id_at_once_get_one_subject(db: Database):
+    import threading
+
+    nid = f"NID-{uuid.uuid4().hex[:10]}"
+    got = {}
+    with db.control() as first:  # the first registration has made the subject and not yet committed
+        made = identity.match_or_create_subject(first, family_name="Achieng", given_names="Rose", national_id=nid)
+
+        def second() -> None:
+            with db.control() as conn:  # waits on the unique index until the first commits
+                got["match"] = identity.match_or_create_subject(conn, family_name="Achieng", given_names="Rose",
+                                                                national_id=nid)
+
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(timeout=1)
+        assert waiting.is_alive()  # blocked, not failed
+    waiting.join(timeout=10)
+    assert got["match"].subject_id == made.subject_id and got["match"].how == "national_id"
+
+
 def test_merge_and_unmerge_keep_every_record_reachable_from_the_right_subject(db: Database):
     with db.control() as conn:
         a = identity.match_or_create_subject(conn, family_name="Okello", given_names="John").subject_id
