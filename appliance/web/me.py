@@ -1,5 +1,6 @@
 """The patient portal, `/me`: a patient's own record from every facility that holds one (allergies,
-problems, medicines, results a clinician has reviewed, visits), and who opened it — each access from
+problems, medicines, results a clinician has reviewed, visits, appointments to come, bills), and who
+opened it — each access from
 the facilities' audit trails, break-the-glass marked with its stated reason.
 
 A patient signs in to an account linked to their one-identity subject; the pages take no patient id,
@@ -16,6 +17,9 @@ from litestar.datastructures import State
 from litestar.response import Template
 
 from appliance.layers.clinical import chart
+from appliance.layers.financial import service as financial
+from appliance.layers.financial.money import format_money
+from appliance.layers.operations import scheduling
 from appliance.layers.patient import portal as patient_portal
 from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, is_abnormal, number, reference_range, result_value
 
@@ -29,9 +33,11 @@ def _facility_records(state: State, request: Request) -> list[dict]:
     for holding in patient_portal.records_of(state.db, request.user.subject_id):
         with state.db.tenant(holding.tenant) as conn:
             summary = chart.chart_summary(conn, request.user, holding.patient_id)
+            appointments = scheduling.upcoming_of_patient(conn, request.user, holding.patient_id)
+            bills = financial.bills_of_patient(conn, request.user, holding.patient_id)
         summary["results"] = [r for r in summary["results"] if r["signed_at"]][:RESULTS_SHOWN]
         summary["encounters"] = summary["encounters"][:VISITS_SHOWN]
-        records.append({"holding": holding, "summary": summary})
+        records.append({"holding": holding, "summary": summary, "appointments": appointments, "bills": bills})
     return records
 
 
@@ -41,7 +47,7 @@ def record_page(request: Request, state: State) -> Template:
     return Template("me.html", context={
         "principal": request.user, "records": _facility_records(state, request), "tab": "record", "flags": FLAGS,
         "encounter_classes": ENCOUNTER_CLASSES, "result_value": result_value, "reference_range": reference_range,
-        "is_abnormal": is_abnormal, "number": number})
+        "is_abnormal": is_abnormal, "number": number, "money": format_money})
 
 
 @get("/me/access", operation_id="PatientAccessLog", tags=["patient"], opt={"permission": "patient.access_log.read"},

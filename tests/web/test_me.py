@@ -104,6 +104,7 @@ def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened
     assert record.status_code == 200
     assert f'data-facility="{riverside.slug}"' in record.text and f'data-facility="{hillview.slug}"' in record.text
     assert "Penicillin" in record.text and "Essential (primary) hypertension" in record.text
+    assert "None booked" in record.text and "No bills" in record.text  # both asked of each facility
     for facility, chart in ((riverside, at_riverside), (hillview, at_hillview)):  # audited where it was read
         reads = [e for e in audit.patient_access_log(db, facility.slug, chart) if e.event_type == "record.chart.read"]
         assert reads[-1].who["kind"] == "patient"

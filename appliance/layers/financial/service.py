@@ -349,6 +349,23 @@ def list_invoices(conn: Connection, principal: Principal, *, patient_id: uuid.UU
     return rows
 
 
+def bills_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 20) -> list[dict]:
+    """The patient's final invoices, newest first, with what was paid and what is still owed, for the
+    patient's own view (drafts are the facility's work in progress, not yet a bill)."""
+    paid = sa.func.coalesce(sa.func.sum(payment.c.amount), ZERO)
+    rows = [dict(r) for r in conn.execute(
+        sa.select(invoice.c.id, invoice.c.number, invoice.c.finalised_at, invoice.c.total, invoice.c.currency,
+                  invoice.c.payer_code, paid.label("paid"))
+        .select_from(invoice.outerjoin(payment, payment.c.invoice_id == invoice.c.id))
+        .where(invoice.c.patient_id == patient_id, invoice.c.status == "final")
+        .group_by(invoice.c.id).order_by(invoice.c.finalised_at.desc()).limit(limit)).mappings()]
+    for row in rows:
+        row["payer"] = payer_name(conn, row["payer_code"])
+        row["outstanding"] = max(row["total"] - row["paid"], ZERO)
+    note_access(conn, principal, "read", patient_id, "invoice", [r["id"] for r in rows])
+    return rows
+
+
 # -- payments and receipts ------------------------------------------------------------------------------
 
 

@@ -133,6 +133,22 @@ def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id:
     return appointment_of(conn, appointment_id)
 
 
+def upcoming_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    """The patient's appointments still to come (booked, or checked in today), soonest first, with the
+    clinic's name: for the patient's own view."""
+    rows = [dict(r) for r in conn.execute(
+        sa.select(appointment.c.id, appointment.c.starts_at, appointment.c.status, clinic.c.name.label("clinic"),
+                  clinic.c.timezone)
+        .select_from(appointment.join(clinic, clinic.c.code == appointment.c.clinic_code))
+        .where(appointment.c.patient_id == patient_id, appointment.c.status.in_(("booked", "checked_in")),
+               appointment.c.starts_at >= sa.func.now() - sa.text("interval '12 hours'"))
+        .order_by(appointment.c.starts_at)).mappings()]
+    for row in rows:
+        row["local_start"] = row["starts_at"].astimezone(zoneinfo.ZoneInfo(row.pop("timezone")))
+    record.note_access(conn, principal, "read", patient_id, "appointment", [r["id"] for r in rows])
+    return rows
+
+
 def appointment_of(conn: Connection, appointment_id: uuid.UUID) -> dict:
     row = conn.execute(sa.select(*APPOINTMENT_COLUMNS).where(appointment.c.id == appointment_id)).mappings().first()
     if row is None:

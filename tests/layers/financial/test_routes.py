@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import pytest
 
+from appliance.layers.financial import service as financial_service
+from appliance.substrate.principal import Principal
 from tests.layers.financial.conftest import FULL_BLOOD_COUNT, GLUCOSE, MALARIA_SMEAR
 
 API = "/api/t/{tenant}"
@@ -115,7 +117,7 @@ def test_an_unpriced_item_is_on_the_worklist_and_in_the_variance(doctor, clerk_a
     assert lab["unpriced"] >= 1 and variance["totals"]["unpriced"] >= 1
 
 
-def test_the_revenue_cycle_end_to_end(doctor, clerk_api, facility):
+def test_the_revenue_cycle_end_to_end(doctor, clerk_api, facility, db):
     """Unpriced blocks finalising; priced, discounted with reason and approver, finalised, paid in
     part by mobile money and in full by cash, with receipts; balance and aging reconcile."""
     base = API.format(tenant=facility.slug)
@@ -146,6 +148,12 @@ def test_the_revenue_cycle_end_to_end(doctor, clerk_api, facility):
     assert clerk_api.post(pay, json={"method": "cash", "amount": "540.01"}).status_code == 422  # overpayment
     first = clerk_api.post(pay, json={"method": "mobile_money", "amount": "200", "reference": "QK7ABC123"})
     assert first.status_code == 201 and first.json()["outstanding"] == "340.00"
+    # What the patient sees of it, in their portal: the bill, what was paid and what is still owed.
+    own = Principal(account_id=uuid.uuid4(), kind="patient", display_name="The patient", role="patient")
+    with db.tenant(facility.slug) as conn:
+        [bill] = financial_service.bills_of_patient(conn, own, uuid.UUID(patient_id))
+    assert (bill["number"], bill["payer"]) == (final.json()["number"], "Self-pay")
+    assert (str(bill["total"]), str(bill["paid"]), str(bill["outstanding"])) == ("540.00", "200.00", "340.00")
     second = clerk_api.post(pay, json={"method": "cash", "amount": "340"})
     assert second.status_code == 201 and second.json()["receipt_number"].startswith("RCT-")
     receipt = clerk_api.get(f"{base}/billing/payments/{second.json()['id']}")

@@ -257,6 +257,27 @@ def test_book_reschedule_check_in_cancel_and_no_show(db, facility, bed_manager):
         scheduling.book(conn, bed_manager, first, scheduling.slots(conn, "MOPC", yesterday)[0]["id"])
 
 
+def test_a_patient_sees_the_appointments_still_to_come(db, facility, bed_manager):
+    from appliance.substrate import audit
+    from appliance.substrate.principal import Principal
+
+    patient_id, = _patients(db, facility, bed_manager, 1)
+    soon, later = dt.date.today() + dt.timedelta(days=3), dt.date.today() + dt.timedelta(days=9)
+    with db.tenant(facility.slug) as conn:
+        second = scheduling.book(conn, bed_manager, patient_id, scheduling.slots(conn, "MOPC", later)[2]["id"])
+        first = scheduling.book(conn, bed_manager, patient_id, scheduling.slots(conn, "MOPC", soon)[0]["id"])
+        dropped = scheduling.book(conn, bed_manager, patient_id, scheduling.slots(conn, "MOPC", soon)[3]["id"])
+        scheduling.change(conn, bed_manager, dropped["id"], "cancelled")
+    own = Principal(account_id=uuid.uuid4(), kind="patient", display_name="The patient", role="patient")
+    with db.tenant(facility.slug) as conn:
+        upcoming = scheduling.upcoming_of_patient(conn, own, patient_id)
+    assert [a["id"] for a in upcoming] == [first["id"], second["id"]]  # soonest first, the cancelled one gone
+    assert upcoming[0]["clinic"] and upcoming[0]["local_start"].utcoffset() is not None
+    reads = [e for e in audit.patient_access_log(db, facility.slug, patient_id)
+             if e.event_type == "record.appointment.read"]
+    assert reads and reads[-1].who["kind"] == "patient"
+
+
 def test_check_in_starts_the_outpatient_visit_or_joins_the_open_one(db, facility, bed_manager):
     first, second = _patients(db, facility, bed_manager, 2)
     day = dt.date.today() + dt.timedelta(days=6)
