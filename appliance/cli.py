@@ -633,8 +633,10 @@ def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
 
 
 def _demo_patient_account(db: Database, policy, slug: str) -> str:
-    """A patient portal account for the demo facility's adult with the most entries in the record, linked
-    to their subject as the front desk's invitation would; a patient signs in without TOTP."""
+    """A patient portal account for one of the demo facility's adults, linked to their subject as the
+    front desk's invitation would: one with a bill and an appointment to come if there is one (so every
+    part of the portal has something to show), then the one with the most entries. A patient signs in
+    without TOTP."""
     import sqlalchemy as sa
 
     from appliance.layers.clinical import demo as clinical_demo
@@ -643,8 +645,10 @@ def _demo_patient_account(db: Database, policy, slug: str) -> str:
     with db.tenant(slug) as conn:
         patient_id = conn.execute(sa.text(
             "SELECT p.id FROM patient p JOIN entry e ON e.patient_id = p.id "
-            "WHERE p.birth_date < current_date - interval '18 years' "
-            "GROUP BY p.id ORDER BY count(*) DESC, p.id LIMIT 1")).scalar()
+            "WHERE p.birth_date < current_date - interval '18 years' GROUP BY p.id ORDER BY "
+            "EXISTS (SELECT 1 FROM invoice i WHERE i.patient_id = p.id AND i.status = 'final') DESC, "
+            "EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id AND a.status = 'booked' "
+            "AND a.starts_at > now()) DESC, count(*) DESC, p.id LIMIT 1")).scalar()
     found, subject_id = clinical_service.subject_of(db, slug, clinical_demo.demo_principal(slug), patient_id)
     email = "patient@appliance.demo"
     password = secrets.token_urlsafe(12)
