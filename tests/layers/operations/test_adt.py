@@ -262,7 +262,8 @@ def test_a_patient_sees_the_appointments_still_to_come(db, facility, bed_manager
     from appliance.substrate.principal import Principal
 
     patient_id, = _patients(db, facility, bed_manager, 1)
-    soon, later = dt.date.today() + dt.timedelta(days=3), dt.date.today() + dt.timedelta(days=9)
+    # Days no other test of this module books on (they share the facility's clinic).
+    soon, later = dt.date.today() + dt.timedelta(days=11), dt.date.today() + dt.timedelta(days=12)
     with db.tenant(facility.slug) as conn:
         second = scheduling.book(conn, bed_manager, patient_id, scheduling.slots(conn, "MOPC", later)[2]["id"])
         first = scheduling.book(conn, bed_manager, patient_id, scheduling.slots(conn, "MOPC", soon)[0]["id"])
