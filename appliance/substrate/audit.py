@@ -41,7 +41,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -1141,17 +1141,21 @@ def _access_entry(seq: int, recorded: datetime, event_type: str, event: dict, te
         detail=detail if isinstance(detail, dict) else {})
 
 
-def read_events(db: Database, tenant: str | None, *, first_seq: int = 0) -> list[dict]:
-    """Decrypted events of a log from `first_seq` on, for operators' tools and tests; bodies whose key
-    was destroyed come back with `"event": None`."""
+def read_events(db: Database, tenant: str | None, *, first_seq: int = 0, event_type: str | None = None,
+                since: datetime | None = None) -> list[dict]:
+    """Decrypted events of a log from `first_seq` on (of one type, recorded since a time, when asked:
+    both are in the clear header, so only those bodies are decrypted), for operators' tools, the
+    regulator's review and tests; bodies whose key was destroyed come back with `"event": None`."""
     with db.control() as conn:
         target = _log_of(conn, tenant)
         if target is None:
             return []
         rows = conn.exec_driver_sql(target.sql(
-            "SELECT e.seq, {t} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, e.body "
-            "FROM {s}.audit_event e WHERE {we} e.seq >= %(first)s ORDER BY e.seq"),
-            {**target.params, "first": first_seq}).all()
+            "SELECT e.seq, e.recorded, {t} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, e.body "
+            "FROM {s}.audit_event e WHERE {we} e.seq >= %(first)s "
+            "AND (%(type)s::text IS NULL OR e.event_type = %(type)s) "
+            "AND (%(since)s::timestamptz IS NULL OR e.recorded >= %(since)s) ORDER BY e.seq"),
+            {**target.params, "first": first_seq, "type": event_type, "since": since}).all()
         found: dict[str, keys.DataKey | None] = {}
         events = []
         for row in rows:
@@ -1164,9 +1168,29 @@ def read_events(db: Database, tenant: str | None, *, first_seq: int = 0) -> list
             header = event_header(log_id=target.log_id, tenant=target.tenant, seq=row.seq, time=row.at,
                                   event_type=row.event_type, key_id=row.key_id, patient_ref=row.patient_ref)
             body = decrypt_body(key.material, header, row.nonce, row.body) if key is not None else None
-            events.append({"seq": row.seq, "time": row.at, "type": row.event_type, "key": row.key_id,
-                           "patient_ref": row.patient_ref, "event": body})
+            events.append({"seq": row.seq, "time": row.at, "recorded": row.recorded, "type": row.event_type,
+                           "key": row.key_id, "patient_ref": row.patient_ref, "event": body})
     return events
+
+
+BREAK_THE_GLASS_EVENT = "record.chart.break_glass"
+
+
+def break_the_glass_accesses(db: Database, since: datetime) -> list[AccessEntry]:
+    """Every chart opened by break-the-glass at any live facility since `since`, newest first: who,
+    where, the reason they gave, and the patient only as the log's keyed reference (no name). For the
+    regulator's review; the caller records that it was read."""
+    with db.control() as conn:
+        facilities = conn.execute(sa.text("SELECT slug, name FROM control.tenant WHERE status = 'active' "
+                                          "ORDER BY slug")).all()
+    entries = []
+    for slug, name in facilities:
+        for item in read_events(db, slug, event_type=BREAK_THE_GLASS_EVENT, since=since):
+            if item["event"] is None:
+                continue
+            entry = _access_entry(item["seq"], item["recorded"], item["type"], item["event"], slug, name)
+            entries.append(replace(entry, detail={**entry.detail, "patient_ref": item["patient_ref"]}))
+    return sorted(entries, key=lambda e: e.recorded, reverse=True)
 
 
 # -- key operations -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +31,7 @@ from appliance.substrate.tenancy import list_tenants
 from appliance.web.errors import error_page
 
 LAST_VERIFICATION = "audit-last-verification.json"
+BREAK_THE_GLASS_WINDOW = timedelta(days=30)
 
 
 class ExportForm(BaseModel):
@@ -75,8 +76,16 @@ def console(request: Request, state: State) -> Template:
     logs = [{"value": log.tenant or "appliance", "name": names.get(log.tenant, log.tenant) if log.tenant
              else "The appliance (sign-ins, accounts, keys, merges)", "state": log}
             for log in audit.log_states(state.db)]
+    # Break-the-glass is the access a regulator reviews first: who opened a chart without a care
+    # relationship, where, and the reason they gave. Reading the reasons is itself recorded.
+    since = datetime.now(UTC) - BREAK_THE_GLASS_WINDOW
+    glass = audit.break_the_glass_accesses(state.db, since)
+    with state.db.control() as conn:
+        audit.append(conn, tenant=None, principal=request.user, event_type="audit.break_glass.review", action="R",
+                     detail={"since": since.isoformat(timespec="seconds"), "accesses": len(glass)})
     return Template("regulator.html", context={"principal": request.user, "last": last, "tenants": tenants,
-                                               "logs": logs})
+                                               "logs": logs, "glass": glass,
+                                               "glass_days": BREAK_THE_GLASS_WINDOW.days})
 
 
 def _record_verification(request: Request, state: State, reports: list, held: int = 0) -> None:

@@ -119,3 +119,28 @@ def test_only_the_regulator_keeps_or_brings_back_checkpoints(signed_in, tenant_a
     assert clinician.post("/regulator/checkpoints", data={"log": tenant_a.slug}).status_code == 403
     assert clinician.post("/regulator/verify-held", files={"checkpoints": ("k.json", b"{}", "application/json")}
                           ).status_code == 403
+
+
+def test_the_regulator_reviews_break_the_glass_across_facilities_without_patient_names(signed_in, db, tenant_a):
+    import uuid
+
+    from appliance.layers.clinical import service
+    from appliance.layers.clinical.schemas import PatientIn
+    from appliance.substrate.principal import Principal
+
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=tenant_a.slug, role="registrar")
+    with db.tenant(tenant_a.slug) as conn:
+        patient = service.register_patient(conn, desk, PatientIn.model_validate({
+            "family_name": "Mutua", "given_names": "Faith", "birth_date": "1970-01-01", "sex": "female"}))
+    reason = "Collapsed in the car park, no records at hand"
+    opened = signed_in("clinician", tenant_a.slug).get(
+        f"/api/t/{tenant_a.slug}/patients/{patient['id']}/chart",
+        headers={"x-break-glass-reason": reason, "accept": "application/json"})
+    assert opened.status_code == 200, opened.text
+    before = count(db, "audit.break_glass.review")
+    page = signed_in("regulator", kind="regulator").get("/regulator").text
+    rows = page.split('id="break-glass"')[1].split("</table>")[0]
+    mine = [row for row in rows.split("<tr")[1:] if reason in row]
+    assert len(mine) == 1 and tenant_a.name in mine[0] and "(clinician)" in mine[0]
+    assert "Mutua" not in page and "Faith" not in page  # the patient only as a keyed reference
+    assert count(db, "audit.break_glass.review") == before + 1
