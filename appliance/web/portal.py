@@ -696,8 +696,16 @@ def patient_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     """Registration details and encounters: what the front desk works with (clinicians see it too)."""
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id, in_care=False)
-    return page(request, "patient.html", active="patients", patient_id=patient_id, tab="patient", **top,
-                **HELPERS)
+    return page(request, "patient.html", active="patients", patient_id=patient_id, tab="patient",
+                portal_account=_has_portal_account(request, top["patient"]), **top, **HELPERS)
+
+
+def _has_portal_account(request: Asking, found: dict) -> bool:
+    """Whether the patient already signs in to the patient portal (so the desk offers no second invitation)."""
+    if found.get("subject_id") is None or not request.user.can("clinical.patient.update"):
+        return False
+    with request.app.state.db.control() as conn:
+        return identity.subject_has_account(conn, found["subject_id"])
 
 
 @post(PATIENT + "/portal-invite", operation_id="PortalInvitePatient",

@@ -96,6 +96,9 @@ def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened
     again = desk.post(f"/t/{riverside.slug}/patients/{at_riverside}/portal-invite",
                       data={"email": "other-" + email, "_csrf_token": _csrf(page.text)})
     assert again.status_code == 422 and "already has a patient portal account" in again.text
+    # The same person's chart at the other facility says so, instead of offering a second invitation.
+    elsewhere = signed_in("registrar", hillview.slug).get(f"/t/{hillview.slug}/patients/{at_hillview}").text
+    assert "has a patient portal account" in elsewhere and "Invite to the patient portal" not in elsewhere
 
     grace = _patient_client(db, app, email)
     home = grace.get("/")
