@@ -61,6 +61,7 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
             for i in definitions.indicators]
     return Template("national.html", context={
         "principal": request.user, "period": month, "months": _months(), "definitions": definitions,
+        "to_date": month == national.Period.containing(dt.datetime.now(dt.UTC).date()),
         "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities,
         "breakdown": national.breakdown(facilities, chosen.id, definitions), "sexes": national.SEXES,
         "withheld_any": any(f.figures[i.id].withheld or f.figures[i.id].total is None

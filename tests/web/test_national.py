@@ -52,6 +52,8 @@ def test_the_analyst_sees_the_month_with_small_counts_withheld(db, signed_in, co
     before = _events(db, "national.indicators.read")
     page = analyst.get(f"/national?period={month.value}&indicator=opd_attendance")
     assert page.status_code == 200 and month.label in page.text
+    this_month = national.Period.containing(dt.datetime.now(dt.UTC).date())
+    assert ('id="to-date"' in page.text) == (month == this_month)  # a month not over says so
     assert _events(db, "national.indicators.read") == before + 1
     rows = page.text.split('id="facilities"')[1].split("</table>")[0]
     busy_row = rows.split(f'data-facility="{busy.slug}"')[1].split("</tr>")[0]
