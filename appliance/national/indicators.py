@@ -283,6 +283,10 @@ class Facility:
     district: str
     region: str
     figures: dict[str, Published] = field(default_factory=dict)
+    org_unit: str = ""  # the facility's DHIS2 organisation unit code (its tenant file's), else its slug
+
+    def __post_init__(self) -> None:
+        self.org_unit = self.org_unit or self.slug
 
 
 @dataclass
@@ -303,12 +307,14 @@ def gather(db: Database, period: Period, definitions: Definitions, *,
            progress: Callable[[str], None] | None = None) -> list[Facility]:
     """Every active facility's published figures for the month, facility by facility."""
     facilities = []
+    with db.control() as conn:
+        org_units = dict(conn.execute(sa.text("SELECT slug, config->>'dhis2_org_unit' FROM control.tenant")).all())
     for tenant in list_tenants(db):
         if tenant["status"] != "active":
             continue
         counts = count_facility(db, tenant["slug"], tenant["timezone"], period, definitions)
         facility = Facility(tenant["slug"], tenant["name"], tenant["facility_type"], tenant["district"],
-                            tenant["region"])
+                            tenant["region"], org_unit=org_units.get(tenant["slug"]) or "")
         for indicator in definitions.indicators:
             facility.figures[indicator.id] = withhold(counts[indicator.id], definitions.cells, definitions.threshold)
         facilities.append(facility)
@@ -343,7 +349,7 @@ def districts(facilities: Iterable[Facility]) -> dict[tuple[str, str], list[Faci
 # -- exports --------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ["period", "indicator", "dhis2_data_element", "facility", "facility_name", "district", "region",
-               "sex", "age_band", "value", "withheld"]
+               "sex", "age_band", "value", "withheld", "dhis2_org_unit"]
 
 
 def to_csv(facilities: list[Facility], period: Period, definitions: Definitions) -> str:
@@ -359,7 +365,7 @@ def to_csv(facilities: list[Facility], period: Period, definitions: Definitions)
                     facility.region]
             for (sex, band), value in [(("all", "all"), figure.total), *figure.cells.items()]:
                 writer.writerow([*head, sex, band, "" if value is None else value,
-                                 "yes" if value is None else "no"])
+                                 "yes" if value is None else "no", facility.org_unit])
     return out.getvalue()
 
 
@@ -371,7 +377,7 @@ def to_dhis2(facilities: list[Facility], period: Period, definitions: Definition
         for indicator in definitions.indicators:
             for (sex, band), value in facility.figures[indicator.id].cells.items():
                 if value is not None:
-                    values.append({"dataElement": indicator.dhis2, "period": period.dhis2, "orgUnit": facility.slug,
+                    values.append({"dataElement": indicator.dhis2, "period": period.dhis2, "orgUnit": facility.org_unit,
                                    "categoryOptionCombo": f"{sex}_{band}", "value": str(value)})
     return {"period": period.dhis2, "dataValues": values}
 

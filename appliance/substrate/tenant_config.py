@@ -367,6 +367,9 @@ class TenantConfig(_Strict):
     district: str = Field(min_length=1, max_length=120)
     timezone: str = Field(description="IANA time zone, e.g. Africa/Nairobi")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    dhis2_org_unit: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,50}$",
+                                       description="the facility's organisation unit code in the ministry's DHIS2; "
+                                                   "national exports name the facility by it (else by its slug)")
     wards: list[WardConfig] = Field(default_factory=list)
     catalogue: list[OrderableConfig] = Field(default_factory=list, description="lab tests and imaging studies")
     note_templates: list[NoteTemplateConfig] = Field(default_factory=list)

@@ -28,7 +28,7 @@ def _events(db, event_type: str) -> int:
 def counted(db, tenant_factory):
     """Two facilities of one district this month: one with 7 outpatient attendances (5 women, 2 boys),
     one with 3 (a count too small to publish)."""
-    busy = tenant_factory(name="Busy Clinic", district="Northdistrict")
+    busy = tenant_factory(name="Busy Clinic", district="Northdistrict", dhis2_org_unit="KE-NTH-BUSY")
     quiet = tenant_factory(name="Quiet Clinic", district="Northdistrict")
     for facility, people in ((busy, [("female", 30)] * 5 + [("male", 3)] * 2), (quiet, [("female", 30)] * 3)):
         clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr N", tenant=facility.slug,
@@ -81,10 +81,12 @@ def test_the_month_goes_out_as_csv_or_dhis2_and_each_export_is_audited(db, signe
     assert totals[("opd_attendance", quiet.slug)] == ("", "yes")
     dhis2 = analyst.get(f"/national/export?period={month.value}&format=dhis2")
     values = json.loads(dhis2.text)["dataValues"]
-    mine = [v for v in values if v["orgUnit"] == busy.slug and v["dataElement"] == "HOS_OPD_ATTENDANCE"]
+    # The facility as the ministry's DHIS2 knows it (its tenant file's org unit code), else by its slug.
+    mine = [v for v in values if v["orgUnit"] == "KE-NTH-BUSY" and v["dataElement"] == "HOS_OPD_ATTENDANCE"]
     assert mine and all(v["value"] == "0" for v in mine)  # the 5 and the 2 were withheld, so left out
-    assert not [v for v in values if v["orgUnit"] == busy.slug and v["categoryOptionCombo"] == "M_1-4Y"
+    assert not [v for v in values if v["orgUnit"] == "KE-NTH-BUSY" and v["categoryOptionCombo"] == "M_1-4Y"
                 and v["dataElement"] == "HOS_OPD_ATTENDANCE"]
+    assert any(v["orgUnit"] == quiet.slug for v in values) and not any(v["orgUnit"] == busy.slug for v in values)
     assert _events(db, "national.indicators.export") == before + 2
 
 
