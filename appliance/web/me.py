@@ -1,13 +1,13 @@
 """The patient portal, `/me`: a patient's own record from every facility that holds one (allergies,
 problems, medicines, results a clinician has reviewed, visits, appointments to come, bills), and who
-opened it — each access from
-the facilities' audit trails, break-the-glass marked with its stated reason.
+opened it — each access from the facilities' audit trails, break-the-glass marked with its stated
+reason.
 
 A patient signs in to an account linked to their one-identity subject; the pages take no patient id,
-so there is nothing to guess: the subject comes from the session alone. Each facility's chart is read
-in that facility's transaction and audited there as the patient's own read. A patient's account is
-made by the facility's front desk or clinician (`invite`, on the patient's registration page), with a
-one-time enrolment link for the patient, as staff accounts are.
+so there is nothing to guess: the subject comes from the session alone. Each facility's part is read in
+that facility's transaction and audited there as the patient's own read. A patient's account is made
+by the facility's front desk or clinician (`portal.invite_patient`, on the patient's registration
+page), with a one-time enrolment link for the patient, as staff accounts are.
 """
 
 from __future__ import annotations
