@@ -307,14 +307,12 @@ def gather(db: Database, period: Period, definitions: Definitions, *,
            progress: Callable[[str], None] | None = None) -> list[Facility]:
     """Every active facility's published figures for the month, facility by facility."""
     facilities = []
-    with db.control() as conn:
-        org_units = dict(conn.execute(sa.text("SELECT slug, config->>'dhis2_org_unit' FROM control.tenant")).all())
     for tenant in list_tenants(db):
         if tenant["status"] != "active":
             continue
         counts = count_facility(db, tenant["slug"], tenant["timezone"], period, definitions)
         facility = Facility(tenant["slug"], tenant["name"], tenant["facility_type"], tenant["district"],
-                            tenant["region"], org_unit=org_units.get(tenant["slug"]) or "")
+                            tenant["region"], org_unit=tenant["dhis2_org_unit"] or "")
         for indicator in definitions.indicators:
             facility.figures[indicator.id] = withhold(counts[indicator.id], definitions.cells, definitions.threshold)
         facilities.append(facility)

@@ -307,15 +307,21 @@ class NewAccount:
     enrolment_code: str
 
 
+def checked_email(email: str) -> str:
+    """The address, trimmed, or IdentityError saying it is not one."""
+    email = email.strip()
+    if "@" not in email or len(email) > 254:
+        raise IdentityError(f"{email!r} is not an e-mail address")
+    return email
+
+
 def create_account(
     conn: Connection, policy: AccessPolicy, *, kind: AccountKind, email: str, display_name: str,
     role: str, tenant: str | None = None, ward: str | None = None, subject_id: uuid.UUID | None = None,
     settings: IdentitySettings | None = None, by: Principal | None = None,
 ) -> NewAccount:
     """An account with one role, and a one-time enrolment code (never a password)."""
-    email = email.strip()
-    if "@" not in email or len(email) > 254:
-        raise IdentityError(f"{email!r} is not an e-mail address")
+    email = checked_email(email)
     if role not in policy.roles:
         raise IdentityError(f"unknown role {role!r}; roles are: {', '.join(sorted(policy.roles))}")
     tenant_role = policy.is_tenant_role(role)

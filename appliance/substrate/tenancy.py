@@ -188,7 +188,7 @@ def list_tenants(db: Database) -> list[dict]:
                 tenant_table.c.slug, tenant_table.c.name, tenant_table.c.facility_type,
                 tenant_table.c.country_code, tenant_table.c.region, tenant_table.c.district,
                 tenant_table.c.timezone, tenant_table.c.currency, tenant_table.c.status,
-                tenant_table.c.created_at,
+                tenant_table.c.created_at, tenant_table.c.config["dhis2_org_unit"].astext.label("dhis2_org_unit"),
             ).order_by(tenant_table.c.slug)
         ).mappings().all()
     return [dict(row) for row in rows]

@@ -713,28 +713,32 @@ def _has_portal_account(request: Asking, found: dict) -> bool:
 def invite_patient(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Template:
     """An account for the patient in the patient portal, linked to their one-identity subject, and a
     one-time enrolment link to hand them (shown once; the appliance keeps only its digest)."""
-    db = request.app.state.db
     email = str(data.get("email") or "").strip()
-    invite: dict[str, Any] = {"email": email}
-    found, subject_id = service.subject_of(db, tenant, request.user, patient_id)
     try:
-        with db.control() as conn:
-            if identity.subject_has_account(conn, subject_id):
-                raise identity.IdentityError("this patient already has a patient portal account; if they lost "
-                                             "access, the operator can re-enrol it (healthos account reset-mfa)")
-            made = identity.create_account(conn, request.app.state.policy, kind="patient", role="patient",
-                                           email=email, display_name=f"{found['given_names']} {found['family_name']}",
-                                           subject_id=subject_id, by=request.user)
+        invite = {"email": email, "link": _invite(request, tenant, patient_id, email)}
     except identity.IdentityError as refused:
-        invite["error"] = str(refused)[:1].upper() + str(refused)[1:]
-    else:
-        with db.tenant(tenant) as conn:
-            note_access(conn, request.user, "create", patient_id, "portal_invitation", (made.account_id,))
-        invite["link"] = f"{str(request.base_url).rstrip('/')}/enrol?code={made.enrolment_code}"
-    with db.tenant(tenant) as conn:
+        invite = {"email": email, "error": str(refused)[:1].upper() + str(refused)[1:]}
+    with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id, in_care=False)
     return page(request, "patient.html", status=422 if "error" in invite else 200, active="patients",
                 patient_id=patient_id, tab="patient", invite=invite, **top, **HELPERS)
+
+
+def _invite(request: Asking, tenant: str, patient_id: uuid.UUID, email: str) -> str:
+    """The patient's account and its enrolment link; IdentityError, with nothing made, when refused."""
+    db = request.app.state.db
+    identity.checked_email(email)  # the address first: a refused invitation links nothing either
+    found, subject_id = service.subject_of(db, tenant, request.user, patient_id)
+    with db.control() as conn:
+        if identity.subject_has_account(conn, subject_id):
+            raise identity.IdentityError("this patient already has a patient portal account; if they lost "
+                                         "access, the operator can re-enrol it (healthos account reset-mfa)")
+        made = identity.create_account(conn, request.app.state.policy, kind="patient", role="patient", email=email,
+                                       display_name=f"{found['given_names']} {found['family_name']}",
+                                       subject_id=subject_id, by=request.user)
+    with db.tenant(tenant) as conn:
+        note_access(conn, request.user, "create", patient_id, "portal_invitation", (made.account_id,))
+    return f"{str(request.base_url).rstrip('/')}/enrol?code={made.enrolment_code}"
 
 
 ENCOUNTER_FIELDS = ["encounter_class", "reason", "ward_code", "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm",

@@ -168,3 +168,38 @@ def _accounts(db) -> int:
     with db.control() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(identity.account)
                             .where(identity.account.c.kind == "patient")).scalar()
+
+
+def test_a_bad_address_links_and_makes_nothing(db, signed_in, charts):
+    from appliance.layers.clinical import service
+    from appliance.layers.clinical.schemas import PatientIn
+    from appliance.substrate.principal import Principal
+
+    riverside = charts[0]
+    desk_principal = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=riverside.slug,
+                               role="registrar")
+    with db.tenant(riverside.slug) as conn:  # a chart registered before registration linked subjects
+        unlinked = service.register_patient(conn, desk_principal, PatientIn.model_validate({
+            "family_name": "Omondi", "given_names": "Lucy", "birth_date": "1992-02-02", "sex": "female"}))["id"]
+    desk = signed_in("registrar", riverside.slug)
+    page = desk.get(f"/t/{riverside.slug}/patients/{unlinked}")
+    before = _accounts(db)
+    for address in ("", "lucy.example.org", "x" * 250 + "@e.org"):
+        refused = desk.post(f"/t/{riverside.slug}/patients/{unlinked}/portal-invite",
+                            data={"email": address, "_csrf_token": _csrf(page.text)})
+        assert refused.status_code == 422 and "is not an e-mail address" in refused.text
+    assert _accounts(db) == before
+    with db.tenant(riverside.slug) as conn:
+        assert conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :id"), {"id": unlinked}).scalar() is None
+
+
+def test_a_registration_naming_an_unknown_subject_is_refused_and_writes_nothing(db, charts, token_client):
+    riverside = charts[0]
+    api = token_client(riverside.slug, permissions=["clinical.patient.create"])
+    ghost = uuid.uuid4()
+    refused = api.post(f"/api/t/{riverside.slug}/patients", json={
+        "family_name": "Ghost", "given_names": "Nobody", "birth_date": "1990-01-01", "sex": "male",
+        "subject_id": str(ghost)})
+    assert refused.status_code == 422 and str(ghost) in refused.json()["detail"]
+    with db.tenant(riverside.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM patient WHERE family_name = 'Ghost'")).scalar() == 0
