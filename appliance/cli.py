@@ -13,7 +13,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -744,15 +744,8 @@ def national_group() -> None:
     """National indicators: a month's counts of every facility, small ones withheld, for the ministry."""
 
 
-@national_group.command("export")
-@click.option("--period", help="The month, YYYY-MM (default: the last whole month).")
-@click.option("--format", "export_format", type=click.Choice(["csv", "dhis2"]), default="csv", show_default=True,
-              help="csv: a row per figure, withheld ones marked; dhis2: a dataValueSet (idScheme CODE).")
-@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The file to write.")
-@click.pass_obj
-def national_export(settings: Settings, period: str | None, export_format: str, out_path: Path) -> None:
-    """Count a month at every facility (inside each, under its own role) and write what may leave."""
+def _national_month(settings: Settings, period: str | None):
+    """The indicator definitions and the month asked for (default: the last whole month)."""
     import datetime as dt
 
     from appliance.national import indicators as national
@@ -763,13 +756,40 @@ def national_export(settings: Settings, period: str | None, export_format: str, 
                  else national.Period.containing(dt.datetime.now(dt.UTC).date()).previous())
     except national.IndicatorError as exc:
         fail(str(exc))
+    return definitions, month
+
+
+@contextmanager
+def _counting_progress(db: Database) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the active facilities; yields the callback `gather` advances it with."""
+    slugs = active_slugs(db)
+    with Progress(TextColumn("counting {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress:
+        task = progress.add_task("facilities", total=len(slugs), slug="")
+        yield lambda slug: progress.update(task, advance=1, slug=slug)
+
+
+def _facilities(n: int) -> str:
+    return f"{n} facilit{'y' if n == 1 else 'ies'}"
+
+
+@national_group.command("export")
+@click.option("--period", help="The month, YYYY-MM (default: the last whole month).")
+@click.option("--format", "export_format", type=click.Choice(["csv", "dhis2"]), default="csv", show_default=True,
+              help="csv: a row per figure, withheld ones marked; dhis2: a dataValueSet (idScheme CODE).")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The file to write.")
+@click.pass_obj
+def national_export(settings: Settings, period: str | None, export_format: str, out_path: Path) -> None:
+    """Count a month at every facility (inside each, under its own role) and write what may leave,
+    with the figures other appliances reported for the month."""
+    from appliance.national import federation
+    from appliance.national import indicators as national
+
+    definitions, month = _national_month(settings, period)
     with opened_database(settings) as db:
-        slugs = active_slugs(db)
-        with Progress(TextColumn("counting {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress:
-            task = progress.add_task("facilities", total=len(slugs), slug="")
-            facilities = national.gather(db, month, definitions,
-                                         progress=lambda slug: progress.update(task, advance=1, slug=slug))
+        with _counting_progress(db) as advance:
+            facilities = federation.national_facilities(db, month, definitions, progress=advance)
         national.record_use(db, None, "E", month, len(facilities), export_format=export_format)
     if export_format == "csv":
         out_path.write_text(national.to_csv(facilities, month, definitions), encoding="utf-8")
@@ -778,6 +798,96 @@ def national_export(settings: Settings, period: str | None, export_format: str, 
     withheld = sum(f.figures[i.id].withheld for f in facilities for i in definitions.indicators)
     err.print(f"{month.label}: {len(definitions.indicators)} indicators at {len(facilities)} facilities written to "
               f"{out_path}; {withheld} cells under {definitions.threshold} (or revealing one) withheld")
+
+
+@national_group.command("key")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the key to this file (default: print it).")
+@click.pass_obj
+def national_key(settings: Settings, out_path: Path | None) -> None:
+    """This appliance's public key, for the ministry's appliance to register (`national peer add`)."""
+    with opened_database(settings) as db:
+        keyring = keys.keyring_for(db)
+        pem, key_id = keyring.public_key_pem(), keyring.signing_key_id
+    if out_path is None:
+        click.echo(pem.decode(), nl=False)
+    else:
+        out_path.write_bytes(pem)
+        err.print(f"public key {key_id} written to {out_path}")
+
+
+@national_group.command("package")
+@click.option("--period", help="The month, YYYY-MM (default: the last whole month).")
+@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="The package file to write, to carry to the ministry's appliance.")
+@click.pass_obj
+def national_package(settings: Settings, period: str | None, out_path: Path) -> None:
+    """Count a month at this appliance's facilities and write it as a signed package for the ministry's
+    appliance: published counts only, each facility's small ones withheld."""
+    from appliance.national import federation
+
+    definitions, month = _national_month(settings, period)
+    with opened_database(settings) as db, _counting_progress(db) as advance:
+        package = federation.export_package(db, month, definitions, progress=advance)
+    out_path.write_text(json.dumps(package, indent=1, ensure_ascii=False), encoding="utf-8")
+    err.print(f"{month.label}: {_facilities(len(package['facilities']))} packaged and signed in {out_path}")
+
+
+@national_group.group("peer")
+def national_peer_group() -> None:
+    """The appliances whose packages this one accepts."""
+
+
+@national_peer_group.command("add")
+@click.option("--name", required=True, help="What to call the sending appliance, e.g. the hospital or region.")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Its public key, as `healthos national key` wrote it there.")
+@click.pass_obj
+def national_peer_add(settings: Settings, name: str, key_path: Path) -> None:
+    """Accept signed packages from another appliance from now on."""
+    from appliance.national import federation
+
+    with opened_database(settings) as db:
+        try:
+            peer = federation.register_peer(db, name, key_path.read_bytes())
+        except federation.PackageError as exc:
+            fail(str(exc))
+    err.print(f"{peer.name} registered: packages signed by key {peer.key_id} are accepted")
+
+
+@national_peer_group.command("list")
+@click.option("--period", help="Whose package for this month arrived (default: the last whole month).")
+@click.pass_obj
+def national_peer_list(settings: Settings, period: str | None) -> None:
+    """Registered appliances, and whether each sent its package for the month."""
+    from appliance.national import federation
+
+    _, month = _national_month(settings, period)
+    with opened_database(settings) as db:
+        reports = federation.reports(db, month)
+    if not reports:
+        err.print("no appliance is registered: healthos national peer add --name N --key FILE")
+    for report in reports:
+        sent = (f"{_facilities(report.facilities)}, produced {report.produced_at:%Y-%m-%d %H:%M %Z}, "
+                f"received {report.received_at:%Y-%m-%d %H:%M %Z}") if report.received_at else "NOT RECEIVED"
+        click.echo(f"{report.peer.name}\t{report.peer.key_id}\t{month.value}: {sent}")
+
+
+@national_group.command("receive")
+@click.argument("package_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.pass_obj
+def national_receive(settings: Settings, package_path: Path) -> None:
+    """Verify a package from a registered appliance and add its facilities' figures to the month."""
+    from appliance.national import federation
+
+    definitions, _ = _national_month(settings, None)
+    with opened_database(settings) as db:
+        try:
+            receipt = federation.receive_package(db, package_path.read_bytes(), definitions)
+        except federation.PackageError as exc:
+            fail(f"{package_path}: refused: {exc}")
+    err.print(f"{receipt.peer}, {receipt.period.label}: {_facilities(receipt.facilities)} "
+              f"{'replaced the earlier package' if receipt.replaced else 'received'}")
 
 
 def _register_deployment_commands() -> None:

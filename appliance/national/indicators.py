@@ -284,6 +284,7 @@ class Facility:
     region: str
     figures: dict[str, Published] = field(default_factory=dict)
     org_unit: str = ""  # the facility's DHIS2 organisation unit code (its tenant file's), else its slug
+    source: str = ""  # the appliance that reported it (`federation`), empty for this appliance's own
 
     def __post_init__(self) -> None:
         self.org_unit = self.org_unit or self.slug
@@ -347,12 +348,13 @@ def districts(facilities: Iterable[Facility]) -> dict[tuple[str, str], list[Faci
 # -- exports --------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ["period", "indicator", "dhis2_data_element", "facility", "facility_name", "district", "region",
-               "sex", "age_band", "value", "withheld", "dhis2_org_unit"]
+               "sex", "age_band", "value", "withheld", "dhis2_org_unit", "reported_by"]
 
 
 def to_csv(facilities: list[Facility], period: Period, definitions: Definitions) -> str:
     """One row per facility, indicator and cell (and its total, sex and age band "all"); a withheld
-    figure has an empty value and withheld = yes."""
+    figure has an empty value and withheld = yes; `reported_by` names the appliance a facility's figures
+    came from, empty for this appliance's own."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -363,7 +365,7 @@ def to_csv(facilities: list[Facility], period: Period, definitions: Definitions)
                     facility.region]
             for (sex, band), value in [(("all", "all"), figure.total), *figure.cells.items()]:
                 writer.writerow([*head, sex, band, "" if value is None else value,
-                                 "yes" if value is None else "no", facility.org_unit])
+                                 "yes" if value is None else "no", facility.org_unit, facility.source])
     return out.getvalue()
 
 

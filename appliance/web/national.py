@@ -1,7 +1,10 @@
 """The ministry's page, `/national`: a month's national indicators — national, by district and by
 facility, with one indicator broken down by sex and age band — and the same month as CSV or as a DHIS2
 `dataValueSet` to import. Only counts that passed each facility's disclosure rule reach it
-(`appliance.national.indicators`); viewing and exporting are recorded in the appliance's audit log.
+(`appliance.national.indicators`); facilities other appliances reported by signed package
+(`appliance.national.federation`) are shown and exported beside this appliance's own, and the page says
+which registered appliances have not yet reported the month. Viewing and exporting are recorded in the
+appliance's audit log.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from litestar.datastructures import State
 from litestar.params import FromQuery, QueryParameter
 from litestar.response import Template
 
+from appliance.national import federation
 from appliance.national import indicators as national
 from appliance.web.errors import error_page
 
@@ -53,7 +57,7 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         chosen = definitions.indicator(indicator) if indicator else definitions.indicators[0]
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
-    facilities = national.gather(state.db, month, definitions)
+    facilities = federation.national_facilities(state.db, month, definitions)
     national.record_use(state.db, request.user, "R", month, len(facilities))
     groups = national.districts(facilities)
     rows = [{"indicator": i, "national": national.total(facilities, i.id),
@@ -64,6 +68,7 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         "to_date": month == national.Period.containing(dt.datetime.now(dt.UTC).date()),
         "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities,
         "breakdown": national.breakdown(facilities, chosen.id, definitions), "sexes": national.SEXES,
+        "reports": federation.reports(state.db, month),
         "withheld_any": any(f.figures[i.id].withheld or f.figures[i.id].total is None
                             for f in facilities for i in definitions.indicators),
     })
@@ -82,7 +87,7 @@ def export(request: Request, state: State, period: FromQuery[str] = "",
         month = _period(period)
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
-    facilities = national.gather(state.db, month, definitions)
+    facilities = federation.national_facilities(state.db, month, definitions)
     national.record_use(state.db, request.user, "E", month, len(facilities), export_format=export_format)
     if export_format == "csv":
         body, media_type, suffix = national.to_csv(facilities, month, definitions).encode(), "text/csv", "csv"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -121,3 +122,35 @@ def test_the_analyst_reaches_no_facility_record(signed_in, tenant_a):
     analyst = signed_in("ministry_analyst", kind="ministry_analyst")
     assert analyst.get(f"/t/{tenant_a.slug}/patients").status_code == 403
     assert analyst.get(f"/api/t/{tenant_a.slug}/patients?name=a").status_code in (401, 403)
+
+
+def test_figures_another_appliance_reported_are_shown_and_exported_and_so_is_who_has_not(
+        db, signed_in, counted, tmp_path):
+    from appliance.national import federation
+    from appliance.substrate import keys
+    from tests.national.test_federation import _facility
+
+    busy, _, month = counted
+    definitions = national.load_definitions(Path(__file__).resolve().parents[2] / "policies" / "indicators.toml")
+    reporting, silent = keys.Keyring(tmp_path / "lake"), keys.Keyring(tmp_path / "hills")
+    federation.register_peer(db, "Lake Region Appliance", reporting.public_key_pem())
+    federation.register_peer(db, "Hills District Appliance", silent.public_key_pem())
+    package = federation.make_package([_facility(definitions, "KE-LAKE-009", "Kisumu County Referral")], month,
+                                      definitions, reporting)
+    federation.receive_package(db, json.dumps(package).encode(), definitions)
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+
+    page = analyst.get(f"/national?period={month.value}&indicator=opd_attendance").text
+
+    reports = page.split('id="reports"')[1].split("</table>")[0]
+    assert "Lake Region Appliance" in reports and "Hills District Appliance" in reports
+    assert "Hills District Appliance" in page.split('id="not-reported"')[1].split("</p>")[0]
+    assert "Lake Region Appliance" not in page.split('id="not-reported"')[1].split("</p>")[0]
+    row = page.split('data-facility="KE-LAKE-009"')[1].split("</tr>")[0]
+    assert "Kisumu County Referral" in row and "Lake Region Appliance" in row and '<td class="total">52</td>' in row
+    own = page.split(f'data-facility="{busy.slug}"')[1].split("</tr>")[0]
+    assert "this appliance" in own
+    sheet = analyst.get(f"/national/export?period={month.value}&format=dhis2").json()
+    lake = [v["value"] for v in sheet["dataValues"]
+            if v["orgUnit"] == "KE-LAKE-009" and v["dataElement"] == "HOS_OPD_ATTENDANCE" and v["value"] != "0"]
+    assert sorted(lake) == ["12", "40"]

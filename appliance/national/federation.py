@@ -1,0 +1,346 @@
+"""Federation: appliances in different hospitals report to a ministry's appliance by signed aggregate
+packages — a file carried across for an air-gapped site — never by rows.
+
+A package is one month of one appliance's published figures: what `indicators.gather` counted at its
+facilities, after each facility's disclosure rule, and nothing else (no slug, no patient, no row). It is
+signed with the appliance's Ed25519 key (the one that signs its audit checkpoints), over a statement
+with its own prefix so that a package signature can never pass for a checkpoint's. The receiving
+appliance accepts a package only from an appliance whose public key an operator registered
+(`healthos national peer add`), only when its indicators and age bands are the receiving appliance's
+own (a figure means the same thing on both sides), and only when its figures obey the receiver's
+disclosure threshold: a published count under the threshold, or a facility breakdown with a single
+withheld cell beside a published total (which the total would reveal), is refused. A newer package
+for the same appliance and month replaces the older; every export, registration and receipt is in the
+appliance's audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import structlog
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from appliance.audit_verify import key_id_of
+from appliance.national.indicators import Definitions, Facility, Period, Published, gather
+from appliance.substrate import audit, keys
+from appliance.substrate.db import Database, control_metadata
+from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import list_tenants
+
+log = structlog.get_logger(__name__)
+
+PACKAGE_FORMAT = "healthos-national-package/1"
+_SIGNED_PREFIX = b"healthos national aggregate package/1\n"
+_FACILITY_FIELDS = ("org_unit", "name", "facility_type", "district", "region")
+
+national_peer = sa.Table(
+    "national_peer", control_metadata,
+    sa.Column("key_id", sa.Text(), primary_key=True),
+    sa.Column("name", sa.Text(), nullable=False, unique=True),
+    sa.Column("public_key", sa.LargeBinary(), nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("length(public_key) = 32", name="national_peer_key_is_ed25519"),
+)
+
+national_package = sa.Table(
+    "national_package", control_metadata,
+    sa.Column("key_id", sa.Text(), sa.ForeignKey("control.national_peer.key_id"), primary_key=True),
+    sa.Column("period", sa.Text(), primary_key=True),
+    sa.Column("produced_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sha256", sa.Text(), nullable=False),
+    sa.Column("facilities", postgresql.JSONB(), nullable=False),
+    sa.CheckConstraint("period ~ '^[0-9]{4}-[0-9]{2}$'", name="national_package_period_is_a_month"),
+)
+
+
+class PackageError(ValueError):
+    """A package, a peer's key or a peer registration is refused; the message says why."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    key_id: str
+    name: str
+    registered_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a peer sent for one month, if anything."""
+
+    peer: Peer
+    produced_at: dt.datetime | None = None
+    received_at: dt.datetime | None = None
+    facilities: int = 0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    peer: str
+    period: Period
+    facilities: int
+    replaced: bool
+
+
+# -- the package --------------------------------------------------------------------------------
+
+
+def _cell_key(cell: tuple[str, str]) -> str:
+    return f"{cell[0]}|{cell[1]}"
+
+
+def _statement(body: dict) -> bytes:
+    return _SIGNED_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def make_package(facilities: list[Facility], period: Period, definitions: Definitions, keyring: keys.Keyring,
+                 produced_at: dt.datetime | None = None) -> dict:
+    """The signed package of these facilities' published figures for the month."""
+    body = {
+        "format": PACKAGE_FORMAT,
+        "period": period.value,
+        "produced_at": (produced_at or dt.datetime.now(dt.UTC)).isoformat(),
+        "public_key": base64.b64encode(keyring.public_key_raw()).decode(),
+        "threshold": definitions.threshold,
+        "indicators": [indicator.id for indicator in definitions.indicators],
+        "age_bands": [band.code for band in definitions.age_bands],
+        "facilities": [
+            {**{name: getattr(facility, name) for name in _FACILITY_FIELDS},
+             "figures": {indicator_id: {"total": figure.total,
+                                        "cells": {_cell_key(cell): value for cell, value in figure.cells.items()}}
+                         for indicator_id, figure in facility.figures.items()}}
+            for facility in facilities],
+    }
+    return {**body, "signature": base64.b64encode(keyring.sign(_statement(body))).decode()}
+
+
+def export_package(db: Database, period: Period, definitions: Definitions, *, principal: Principal | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """This appliance's own facilities' month, signed, for the ministry's appliance; recorded in the
+    appliance's audit log. Figures received from other appliances are never passed on."""
+    facilities = gather(db, period, definitions, progress=progress)
+    package = make_package(facilities, period, definitions, keys.keyring_for(db))
+    with db.control() as conn:
+        audit.append(conn, tenant=None, principal=principal, event_type="national.package.export", action="E",
+                     detail={"period": period.value, "facilities": len(facilities)})
+    return package
+
+
+# -- peers ----------------------------------------------------------------------------------------
+
+
+def load_public_key(data: bytes) -> bytes:
+    """An appliance's public key as `healthos national key` writes it (PEM), as raw 32 bytes."""
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise PackageError("the key is not a PEM public key; give the file `healthos national key` wrote "
+                           "on the other appliance") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise PackageError("the key is not an Ed25519 public key; give the file `healthos national key` wrote")
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def register_peer(db: Database, name: str, key_data: bytes, *, principal: Principal | None = None) -> Peer:
+    """Accept packages signed by this key from now on, under this name."""
+    name = " ".join(name.split())
+    if not name:
+        raise PackageError("give the appliance a name, e.g. the hospital or region it serves")
+    raw = load_public_key(key_data)
+    key_id = key_id_of(raw)
+    if raw == keys.keyring_for(db).public_key_raw():
+        raise PackageError("that is this appliance's own key; register the key of the appliance that sends packages")
+    now = dt.datetime.now(dt.UTC)
+    with db.control() as conn:
+        clash = conn.execute(sa.select(national_peer.c.key_id, national_peer.c.name).where(
+            (national_peer.c.key_id == key_id) | (national_peer.c.name == name))).first()
+        if clash is not None:
+            raise PackageError(f"already registered: key {clash.key_id} as {clash.name!r}")
+        conn.execute(national_peer.insert().values(key_id=key_id, name=name, public_key=raw, registered_at=now))
+        audit.append(conn, tenant=None, principal=principal, event_type="national.peer.register", action="C",
+                     detail={"key_id": key_id, "name": name})
+    return Peer(key_id, name, now)
+
+
+def peers(db: Database) -> list[Peer]:
+    with db.control() as conn:
+        rows = conn.execute(sa.select(national_peer.c.key_id, national_peer.c.name, national_peer.c.registered_at)
+                            .order_by(national_peer.c.name)).all()
+    return [Peer(*row) for row in rows]
+
+
+# -- receiving ------------------------------------------------------------------------------------
+
+
+def _parse(data: bytes) -> dict:
+    try:
+        package = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackageError(f"the file is not a package: not JSON ({exc})") from exc
+    if not isinstance(package, dict) or package.get("format") != PACKAGE_FORMAT:
+        raise PackageError(f"the file is not a {PACKAGE_FORMAT} package")
+    return package
+
+
+def _check_signature(package: dict, public_key: bytes) -> None:
+    body = {name: value for name, value in package.items() if name != "signature"}
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(base64.b64decode(package["signature"], validate=True),
+                                                              _statement(body))
+    except (KeyError, TypeError, ValueError, InvalidSignature) as exc:
+        raise PackageError("the package's signature does not verify: it was altered after it was signed, "
+                           "or not signed by the registered appliance") from exc
+
+
+def _published(figure: object, cells: list[tuple[str, str]], threshold: int, where: str) -> Published:
+    if not isinstance(figure, dict) or not isinstance(figure.get("cells"), dict):
+        raise PackageError(f"{where}: no figures")
+    keys_wanted = {_cell_key(cell) for cell in cells}
+    if set(figure["cells"]) != keys_wanted:
+        raise PackageError(f"{where}: its cells are not this appliance's sexes and age bands")
+    values = {cell: figure["cells"][_cell_key(cell)] for cell in cells}
+    total = figure.get("total")
+    for value in (total, *values.values()):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise PackageError(f"{where}: {value!r} is not a count")
+        if value is not None and 0 < value < threshold:
+            raise PackageError(f"{where}: publishes a count of {value}, under this appliance's disclosure "
+                               f"threshold of {threshold}")
+    if total is not None and sum(value is None for value in values.values()) == 1:
+        raise PackageError(f"{where}: withholds a single cell beside its total, which reveals it")
+    return Published(total, values)
+
+
+def _facilities(package: dict, definitions: Definitions, source: str) -> list[Facility]:
+    indicator_ids = [indicator.id for indicator in definitions.indicators]
+    if package.get("indicators") != indicator_ids:
+        raise PackageError(f"the package counts {package.get('indicators')}, this appliance counts {indicator_ids}: "
+                           "both must use the same policies/indicators.toml")
+    if package.get("age_bands") != [band.code for band in definitions.age_bands]:
+        raise PackageError("the package's age bands are not this appliance's: both must use the same "
+                           "policies/indicators.toml")
+    facilities = []
+    for item in package.get("facilities") or []:
+        if not isinstance(item, dict) or not all(isinstance(item.get(name), str) and item[name]
+                                                 for name in _FACILITY_FIELDS):
+            raise PackageError(f"a facility of the package lacks one of {', '.join(_FACILITY_FIELDS)}")
+        facility = Facility(item["org_unit"], item["name"], item["facility_type"], item["district"], item["region"],
+                            org_unit=item["org_unit"], source=source)
+        figures = item.get("figures") or {}
+        for indicator_id in indicator_ids:
+            facility.figures[indicator_id] = _published(figures.get(indicator_id), definitions.cells,
+                                                        definitions.threshold, f"{item['name']}, {indicator_id}")
+        facilities.append(facility)
+    return facilities
+
+
+def receive_package(db: Database, data: bytes, definitions: Definitions, *,
+                    principal: Principal | None = None) -> Receipt:
+    """Verify a package and keep its figures; refused (PackageError, nothing kept) unless every check
+    in the module docstring passes."""
+    package = _parse(data)
+    try:
+        raw = base64.b64decode(package["public_key"], validate=True)
+        period = Period.parse(package["period"])
+        produced_at = dt.datetime.fromisoformat(package["produced_at"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PackageError(f"the package's header is incomplete or malformed ({exc})") from exc
+    if produced_at.tzinfo is None:
+        raise PackageError("the package's production time has no time zone")
+    with db.control() as conn:
+        peer = conn.execute(sa.select(national_peer.c.name, national_peer.c.public_key)
+                            .where(national_peer.c.key_id == key_id_of(raw))).first()
+        if peer is None or peer.public_key != raw:
+            raise PackageError(f"the package was signed by key {key_id_of(raw)}, which is not registered here; "
+                               "register the sending appliance first: healthos national peer add")
+        _check_signature(package, raw)
+        if package.get("threshold", 0) < definitions.threshold:
+            raise PackageError(f"the package was published with a disclosure threshold of {package.get('threshold')}, "
+                               f"under this appliance's {definitions.threshold}")
+        facilities = _facilities(package, definitions, peer.name)
+        if not facilities:
+            raise PackageError("the package holds no facility")
+        _refuse_clashes(db, conn, key_id_of(raw), period, facilities)
+        held = conn.execute(sa.select(national_package.c.produced_at).where(
+            (national_package.c.key_id == key_id_of(raw)) & (national_package.c.period == period.value))
+            .with_for_update()).scalar()
+        if held is not None and held >= produced_at:
+            raise PackageError(f"{peer.name}'s package for {period.label} produced at {held.isoformat()} is already "
+                               "here; a package replaces it only if produced later")
+        row = {"produced_at": produced_at, "received_at": dt.datetime.now(dt.UTC),
+               "sha256": hashlib.sha256(data).hexdigest(), "facilities": package["facilities"]}
+        statement = postgresql.insert(national_package).values(key_id=key_id_of(raw), period=period.value, **row)
+        conn.execute(statement.on_conflict_do_update(index_elements=["key_id", "period"], set_=row))
+        audit.append(conn, tenant=None, principal=principal, event_type="national.package.receive", action="C",
+                     detail={"key_id": key_id_of(raw), "peer": peer.name, "period": period.value,
+                             "facilities": len(facilities), "sha256": row["sha256"], "replaced": held is not None})
+    return Receipt(peer.name, period, len(facilities), held is not None)
+
+
+def _refuse_clashes(db: Database, conn: Connection, key_id: str, period: Period,
+                    facilities: list[Facility]) -> None:
+    """A facility is counted once: its organisation unit must be neither one of this appliance's
+    facilities nor one another appliance reported for the same month."""
+
+    here = {tenant["dhis2_org_unit"] or tenant["slug"]: tenant["name"] for tenant in list_tenants(db)}
+    others = conn.execute(sa.select(national_peer.c.name, national_package.c.facilities)
+                          .join(national_peer, national_peer.c.key_id == national_package.c.key_id)
+                          .where((national_package.c.period == period.value) & (national_package.c.key_id != key_id)))
+    elsewhere = {item["org_unit"]: name for name, items in others for item in items}
+    for facility in facilities:
+        if facility.org_unit in here:
+            raise PackageError(f"{facility.name} ({facility.org_unit}) is a facility of this appliance; "
+                               "a facility is counted by one appliance only")
+        if facility.org_unit in elsewhere:
+            raise PackageError(f"{facility.name} ({facility.org_unit}) was already reported for {period.label} "
+                               f"by {elsewhere[facility.org_unit]}")
+
+
+def received_facilities(db: Database, period: Period, definitions: Definitions) -> list[Facility]:
+    """The facilities other appliances reported for the month, as their packages published them."""
+    with db.control() as conn:
+        rows = conn.execute(sa.select(national_peer.c.name, national_package.c.facilities)
+                            .join(national_peer, national_peer.c.key_id == national_package.c.key_id)
+                            .where(national_package.c.period == period.value).order_by(national_peer.c.name)).all()
+    facilities = []
+    for name, items in rows:
+        try:
+            facilities += _facilities({"indicators": [i.id for i in definitions.indicators],
+                                       "age_bands": [b.code for b in definitions.age_bands], "facilities": items},
+                                      definitions, name)
+        except PackageError as exc:  # checked on receipt; only a later change of the definitions gets here
+            log.warning("national.package.unreadable", peer=name, period=period.value, reason=str(exc))
+    return facilities
+
+
+def reports(db: Database, period: Period) -> list[Report]:
+    """Every registered appliance and what it sent for the month: a ministry's reporting completeness."""
+    with db.control() as conn:
+        rows = conn.execute(
+            sa.select(national_peer.c.key_id, national_peer.c.name, national_peer.c.registered_at,
+                      national_package.c.produced_at, national_package.c.received_at,
+                      sa.func.coalesce(sa.func.jsonb_array_length(national_package.c.facilities), 0))
+            .outerjoin(national_package, (national_package.c.key_id == national_peer.c.key_id)
+                       & (national_package.c.period == period.value))
+            .order_by(national_peer.c.name)).all()
+    return [Report(Peer(*row[:3]), *(None if t is None else t.astimezone(dt.UTC) for t in row[3:5]), row[5])
+            for row in rows]
+
+
+def national_facilities(db: Database, period: Period, definitions: Definitions, *,
+                        progress: Callable[[str], None] | None = None) -> list[Facility]:
+    """Everything the ministry sees for a month: this appliance's facilities, counted now, and those
+    other appliances reported."""
+    return gather(db, period, definitions, progress=progress) + received_facilities(db, period, definitions)

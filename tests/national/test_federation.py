@@ -1,0 +1,212 @@
+"""Federation by signed aggregate packages: a hospital appliance's month reaches the ministry's appliance
+as a file, is accepted only from a registered key, unaltered, with the same indicators and a disclosure
+rule at least as strict, and never counts a facility twice. Every refusal keeps nothing."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.national import federation
+from appliance.national import indicators as national
+from appliance.substrate import audit, keys
+from tests.national.test_indicators import DEFINITIONS_FILE
+from tests.test_cli import run  # noqa: F401  (the CLI fixture)
+
+# Months long past, so the page and export tests of other modules (this month and the last) never
+# see the facilities these tests receive.
+MONTH = national.Period(2003, 5)
+
+
+@pytest.fixture(scope="module")
+def definitions() -> national.Definitions:
+    return national.load_definitions(DEFINITIONS_FILE)
+
+
+@pytest.fixture(scope="module")
+def hospital(tmp_path_factory) -> keys.Keyring:
+    """The signing key of another appliance: its own home, its own appliance key."""
+    return keys.Keyring(tmp_path_factory.mktemp("hospital-appliance"))
+
+
+@pytest.fixture(scope="module")
+def coast(db, hospital) -> federation.Peer:
+    return federation.register_peer(db, "Coast Regional Hospital", hospital.public_key_pem())
+
+
+def _facility(definitions, org_unit: str, name: str, counts: dict | None = None) -> national.Facility:
+    facility = national.Facility(org_unit, name, "hospital", "Mombasa", "Coast", org_unit=org_unit)
+    for indicator in definitions.indicators:
+        facility.figures[indicator.id] = national.withhold(counts or {("F", definitions.age_bands[2].code): 40,
+                                                                      ("M", definitions.age_bands[2].code): 12},
+                                                           definitions.cells, definitions.threshold)
+    return facility
+
+
+def _package_bytes(package: dict) -> bytes:
+    return json.dumps(package).encode()
+
+
+def _kept(db) -> int:
+    with db.control() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(federation.national_package)).scalar()
+
+
+def _refused(db, data: bytes, definitions, expected: str) -> None:
+    before = _kept(db)
+    with pytest.raises(federation.PackageError, match=expected):
+        federation.receive_package(db, data, definitions)
+    assert _kept(db) == before
+
+
+def test_a_registered_appliances_month_is_received_shown_and_audited(db, definitions, hospital, coast):
+    sent = [_facility(definitions, "KE-CST-001", "Coast General"), _facility(definitions, "KE-CST-002", "Likoni HC")]
+    package = federation.make_package(sent, MONTH, definitions, hospital)
+
+    receipt = federation.receive_package(db, _package_bytes(package), definitions)
+
+    assert (receipt.peer, receipt.period, receipt.facilities, receipt.replaced) == (coast.name, MONTH, 2, False)
+    received = federation.received_facilities(db, MONTH, definitions)
+    assert [(f.org_unit, f.name, f.source) for f in received] == [("KE-CST-001", "Coast General", coast.name),
+                                                                  ("KE-CST-002", "Likoni HC", coast.name)]
+    assert received[0].figures == sent[0].figures  # published figures survive the trip unchanged
+    assert national.total(received, "opd_attendance").value == 104
+    report = next(r for r in federation.reports(db, MONTH) if r.peer.key_id == coast.key_id)
+    assert report.facilities == 2 and report.received_at is not None
+    assert report.produced_at == dt.datetime.fromisoformat(package["produced_at"])
+    events = audit.read_events(db, None, event_type="national.package.receive")
+    assert events[-1]["event"]["detail"]["peer"] == coast.name
+    assert events[-1]["event"]["detail"]["period"] == MONTH.value
+
+
+def test_a_later_package_replaces_the_earlier_and_an_older_one_is_refused(db, definitions, hospital, coast):
+    month = national.Period(2003, 6)
+    first = federation.make_package([_facility(definitions, "KE-CST-010", "Kilifi")], month, definitions, hospital,
+                                    produced_at=dt.datetime(2003, 7, 1, 8, tzinfo=dt.UTC))
+    federation.receive_package(db, _package_bytes(first), definitions)
+    corrected = _facility(definitions, "KE-CST-010", "Kilifi", {("F", definitions.age_bands[3].code): 90})
+    second = federation.make_package([corrected], month, definitions, hospital,
+                                     produced_at=dt.datetime(2003, 7, 2, 8, tzinfo=dt.UTC))
+
+    assert federation.receive_package(db, _package_bytes(second), definitions).replaced
+    assert national.total(federation.received_facilities(db, month, definitions), "opd_attendance").value == 90
+    _refused(db, _package_bytes(first), definitions, "already here")
+    _refused(db, _package_bytes(second), definitions, "already here")  # the same file again changes nothing
+
+
+def test_refusals_name_the_problem_and_keep_nothing(db, definitions, hospital, coast, tmp_path):
+    month = national.Period(2003, 8)
+
+    def signed(facilities, *, by=hospital, with_definitions=definitions):
+        return federation.make_package(facilities, month, with_definitions, by)
+
+    stranger = keys.Keyring(tmp_path / "stranger")
+    _refused(db, _package_bytes(signed([_facility(definitions, "KE-X-1", "X")], by=stranger)), definitions,
+             "not registered here")
+
+    altered = signed([_facility(definitions, "KE-CST-020", "Malindi")])
+    altered["facilities"][0]["figures"]["opd_attendance"]["total"] = 5200
+    _refused(db, _package_bytes(altered), definitions, "signature does not verify")
+
+    small = _facility(definitions, "KE-CST-021", "Watamu")
+    small.figures["opd_attendance"] = national.Published(43, {**small.figures["opd_attendance"].cells,
+                                                              ("U", definitions.age_bands[0].code): 3})
+    _refused(db, _package_bytes(signed([small])), definitions, "count of 3, under .* threshold of 5")
+
+    revealing = _facility(definitions, "KE-CST-022", "Lamu")
+    cells = dict(revealing.figures["opd_attendance"].cells)
+    cells[("F", definitions.age_bands[2].code)] = None
+    revealing.figures["opd_attendance"] = national.Published(52, cells)
+    _refused(db, _package_bytes(signed([revealing])), definitions, "single cell beside its total")
+
+    fewer = dataclasses.replace(definitions, indicators=definitions.indicators[:-1])
+    facility = _facility(fewer, "KE-CST-023", "Voi")
+    _refused(db, _package_bytes(signed([facility], with_definitions=fewer)), definitions, "same policies/indicators")
+
+    laxer = dataclasses.replace(definitions, threshold=3)
+    _refused(db, _package_bytes(signed([_facility(laxer, "KE-CST-024", "Taveta")], with_definitions=laxer)),
+             definitions, "threshold of 3, under this appliance's 5")
+
+    _refused(db, b"{not json", definitions, "not JSON")
+    _refused(db, b'{"format": "something else"}', definitions, "not a healthos-national-package/1")
+    _refused(db, _package_bytes(signed([])), definitions, "no facility")
+
+
+def test_a_facility_is_counted_by_one_appliance_only(db, definitions, hospital, coast, tenant_factory, tmp_path):
+    local = tenant_factory(name="Ministry Own Clinic", dhis2_org_unit="KE-OWN-001")
+    month = national.Period(2003, 9)
+    _refused(db, _package_bytes(federation.make_package([_facility(definitions, local.dhis2_org_unit, "Own")], month,
+                                                        definitions, hospital)),
+             definitions, "is a facility of this appliance")
+
+    inland = keys.Keyring(tmp_path / "inland")
+    federation.register_peer(db, "Inland District Office", inland.public_key_pem())
+    federation.receive_package(db, _package_bytes(federation.make_package(
+        [_facility(definitions, "KE-INL-001", "Taita")], month, definitions, inland)), definitions)
+    _refused(db, _package_bytes(federation.make_package([_facility(definitions, "KE-INL-001", "Taita")], month,
+                                                        definitions, hospital)),
+             definitions, "already reported for September 2003 by Inland District Office")
+
+
+def test_registering_refuses_our_own_key_a_second_registration_and_a_non_key(db, hospital, coast):
+    with pytest.raises(federation.PackageError, match="this appliance's own key"):
+        federation.register_peer(db, "Myself", keys.keyring_for(db).public_key_pem())
+    with pytest.raises(federation.PackageError, match="already registered"):
+        federation.register_peer(db, "Coast again", hospital.public_key_pem())
+    with pytest.raises(federation.PackageError, match="not a PEM public key"):
+        federation.register_peer(db, "Garbage", b"hello")
+    with pytest.raises(federation.PackageError, match="give the appliance a name"):
+        federation.register_peer(db, "   ", hospital.public_key_pem())
+
+
+def test_an_appliance_packages_its_own_facilities_signed_and_audited(db, definitions, tenant_factory):
+    facility = tenant_factory(name="Packaging Clinic")
+    package = federation.export_package(db, MONTH, definitions)
+
+    assert facility.slug in {f["org_unit"] for f in package["facilities"]}
+    assert all(f["org_unit"] not in {"KE-CST-001", "KE-CST-002"} for f in package["facilities"])  # never passed on
+    statement = federation._statement({k: v for k, v in package.items() if k != "signature"})
+    keys.keyring_for(db).public_key().verify(base64.b64decode(package["signature"]), statement)
+    assert audit.read_events(db, None, event_type="national.package.export")[-1]["event"]["detail"]["period"] == \
+        MONTH.value
+
+
+def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definitions, tmp_path: Path,  # noqa: F811
+                                                               hospital):
+    key_file = tmp_path / "ministry.pem"
+    assert run("national", "key", "--out", str(key_file)).exit_code == 0
+    assert key_file.read_bytes() == keys.keyring_for(db).public_key_pem()
+
+    hospital_key = tmp_path / "hospital.pem"
+    hospital_key.write_bytes(hospital.public_key_pem())
+    added = run("national", "peer", "add", "--name", "Coast Regional Hospital", "--key", str(hospital_key))
+    assert added.exit_code != 0 and "already registered" in added.output  # the module's fixture registered it
+
+    month = national.Period(2003, 10)
+    listed = run("national", "peer", "list", "--period", month.value)
+    assert "Coast Regional Hospital" in listed.output and "NOT RECEIVED" in listed.output
+
+    package_file = tmp_path / "coast-2003-10.json"
+    package_file.write_text(json.dumps(federation.make_package([_facility(definitions, "KE-CST-030", "Kwale")], month,
+                                                               definitions, hospital)))
+    received = run("national", "receive", str(package_file))
+    assert received.exit_code == 0, received.output
+    assert "Coast Regional Hospital, October 2003: 1 facility received" in received.output
+    assert "1 facility, produced" in run("national", "peer", "list", "--period", month.value).output
+    again = run("national", "receive", str(package_file))
+    assert again.exit_code != 0 and "refused: " in again.output and "already here" in again.output
+
+    exported = tmp_path / "national.csv"
+    assert run("national", "export", "--period", month.value, "--out", str(exported)).exit_code == 0
+    kwale = [line for line in exported.read_text().splitlines() if ",KE-CST-030," in line]
+    assert kwale and all(line.endswith(",Coast Regional Hospital") for line in kwale)
+
+    own = tmp_path / "own.json"
+    assert run("national", "package", "--period", month.value, "--out", str(own)).exit_code == 0
+    assert json.loads(own.read_text())["format"] == federation.PACKAGE_FORMAT
