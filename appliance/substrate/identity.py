@@ -65,6 +65,14 @@ subject_merge = sa.Table(
     sa.Column("undone_at", sa.DateTime(timezone=True), nullable=True),
 )
 
+# Which facilities hold a chart of a subject (c0006): what the patient portal asks instead of every
+# facility. Kept by `note_facility`, called wherever a chart is linked to a subject.
+subject_facility = sa.Table(
+    "subject_facility", control_metadata,
+    sa.Column("subject_id", UUID, sa.ForeignKey("control.subject.id"), primary_key=True),
+    sa.Column("tenant", sa.Text, primary_key=True),
+)
+
 account = sa.Table(
     "account", control_metadata,
     sa.Column("id", UUID, primary_key=True),
@@ -226,6 +234,20 @@ def subject_has_account(conn: Connection, subject_id: uuid.UUID) -> bool:
     subjects = subject_ids_resolving_to(conn, resolve_subject(conn, subject_id))
     return conn.execute(sa.select(account.c.id).where(account.c.kind == "patient",
                                                       account.c.subject_id.in_(subjects))).first() is not None
+
+
+def note_facility(conn: Connection, subject_id: uuid.UUID, tenant: str) -> None:
+    """Record that this facility holds (or is about to register) a chart of this subject."""
+    conn.execute(postgresql.insert(subject_facility).values(subject_id=subject_id, tenant=tenant)
+                 .on_conflict_do_nothing())
+
+
+def facilities_of(conn: Connection, subject_id: uuid.UUID) -> tuple[list[uuid.UUID], set[str]]:
+    """The subjects that are this person (merges followed) and the facilities holding a chart of any."""
+    subjects = subject_ids_resolving_to(conn, resolve_subject(conn, subject_id))
+    tenants = conn.execute(sa.select(subject_facility.c.tenant).distinct()
+                           .where(subject_facility.c.subject_id.in_(subjects))).scalars()
+    return subjects, set(tenants)
 
 
 def subject_exists(conn: Connection, subject_id: uuid.UUID) -> bool:

@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from appliance.substrate import audit
+from appliance.substrate import audit, identity
 from appliance.substrate.db import Database, UnknownTenant, control_metadata, tenant_schema
 from appliance.substrate.migrate import head, migrate_tenant_schema, schema_revision
 from appliance.substrate.tenant_config import TenantConfig, TenantFileError, parse_tenant_file, tenant_files
@@ -212,6 +212,8 @@ def drop_tenant(db: Database, slug: str) -> None:
             raise UnknownTenant(slug)
         # Its audit log moves to `control` and stays verifiable; its data keys are destroyed.
         audit.retire_tenant(conn, slug)
+        # Its charts go with it: the patient portal must not look for them (nor in a new tenant of that slug).
+        conn.execute(sa.delete(identity.subject_facility).where(identity.subject_facility.c.tenant == slug))
         quoted = _quote(conn, schema)
         if has_schema:
             conn.exec_driver_sql(f"DROP SCHEMA {quoted} CASCADE")

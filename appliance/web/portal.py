@@ -665,7 +665,7 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
         errors = field_errors(exc, _REGISTRATION_RENAME)
     if not errors:
         try:
-            linked = service.with_subject(request.app.state.db, patient_in)
+            linked = service.with_subject(request.app.state.db, patient_in, tenant=tenant)
             with request.app.state.db.tenant(tenant) as conn:
                 registered = service.register_patient(conn, request.user, linked)
         except RecordError as exc:

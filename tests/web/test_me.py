@@ -203,3 +203,51 @@ def test_a_registration_naming_an_unknown_subject_is_refused_and_writes_nothing(
     assert refused.status_code == 422 and str(ghost) in refused.json()["detail"]
     with db.tenant(riverside.slug) as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM patient WHERE family_name = 'Ghost'")).scalar() == 0
+
+
+def test_the_portal_asks_only_the_facilities_holding_a_chart_of_the_person(db, charts, tenant_factory, monkeypatch):
+    import importlib
+
+    from appliance.layers.patient import portal
+
+    riverside, hillview, at_riverside, _ = charts
+    elsewhere = tenant_factory(name="Unrelated Dispensary")
+    with db.tenant(riverside.slug) as conn:
+        subject_id = conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :id"),
+                                  {"id": at_riverside}).scalar()
+    with db.control() as conn:
+        assert identity.facilities_of(conn, subject_id)[1] == {riverside.slug, hillview.slug}
+    opened: list[str] = []
+    real_tenant = db.tenant
+
+    def recording_tenant(slug):
+        opened.append(slug)
+        return real_tenant(slug)
+
+    monkeypatch.setattr(db, "tenant", recording_tenant)
+    holdings = portal.records_of(db, subject_id)
+    monkeypatch.undo()
+
+    assert {h.tenant for h in holdings} == {riverside.slug, hillview.slug}
+    assert sorted(opened) == sorted([riverside.slug, hillview.slug]) and elsewhere.slug not in opened
+
+    # An appliance upgraded to c0006 notes the charts already linked: the same statement, run again here.
+    migration = importlib.import_module("appliance.substrate.migrations.control.versions.c0006_subject_facility")
+    with db.control() as conn:
+        conn.execute(sa.delete(identity.subject_facility).where(identity.subject_facility.c.subject_id == subject_id))
+        assert identity.facilities_of(conn, subject_id)[1] == set()
+        conn.exec_driver_sql(migration.BACKFILL)
+        assert identity.facilities_of(conn, subject_id)[1] == {riverside.slug, hillview.slug}
+
+    # A facility dropped from the appliance is no longer one to ask.
+    from appliance.substrate.tenancy import apply_config, drop_tenant
+    from tests.conftest import make_tenant_config
+
+    closing = make_tenant_config(name="Closing Clinic")
+    apply_config(db, closing)
+    with db.control() as conn:
+        identity.note_facility(conn, subject_id, closing.slug)
+        assert closing.slug in identity.facilities_of(conn, subject_id)[1]
+    drop_tenant(db, closing.slug)
+    with db.control() as conn:
+        assert identity.facilities_of(conn, subject_id)[1] == {riverside.slug, hillview.slug}

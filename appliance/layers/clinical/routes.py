@@ -146,7 +146,7 @@ class ClinicalController(Controller):
                          data: JSONBody[PatientIn]) -> PatientOut:
         """Register a patient: demographics, identifiers, contacts and next of kin. Returns the chart's id
         and the facility's medical record number."""
-        linked = service.with_subject(state.db, data)  # the guard has checked the caller works here
+        linked = service.with_subject(state.db, data, tenant=tenant)  # the guard has checked the caller works here
         with _tenant(state, request, tenant) as conn:
             return PatientOut.model_validate(service.register_patient(conn, request.user, linked))
 

@@ -126,21 +126,27 @@ def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: lis
 _NEW_PATIENT = patient.insert().values(mrn=sa.func.lpad(sa.cast(sa.func.nextval("patient_mrn_seq"), sa.Text), 7, "0"))
 
 
-def with_subject(db: Database, data: PatientIn) -> PatientIn:
-    """`data` linked to its one-identity subject (`control.subject`), before the chart is registered:
-    the subject holding the same national ID, else a new one. A person registered at two facilities
-    under one national ID is then one subject, whose records the patient portal shows together. A
-    subject the caller names must exist. Its own control transaction: a tenant transaction cannot
-    write `control`; a registration refused after it leaves a subject no chart names, which is harmless."""
+def with_subject(db: Database, data: PatientIn, *, tenant: str | None = None) -> PatientIn:
+    """`data` linked to its one-identity subject (`control.subject`), before the chart is registered at
+    `tenant`: the subject holding the same national ID, else a new one. A person registered at two
+    facilities under one national ID is then one subject, whose records the patient portal shows
+    together; the facility is noted as holding a chart of the subject (`identity.note_facility`), which is
+    how the portal knows where to look. A subject the caller names must exist. Its own control
+    transaction: a tenant transaction cannot write `control`; a registration refused after it leaves a
+    subject no chart names, and a facility noted with no chart of it, which are harmless."""
     national_id = next((i.value for i in data.identifiers if i.system == "national_id"), None)
     with db.control() as conn:
         if data.subject_id is not None:
             if not identity.subject_exists(conn, data.subject_id):
                 raise Invalid(f"no subject {data.subject_id} on this appliance", field="subject_id")
-            return data.model_copy(update={"subject_id": identity.resolve_subject(conn, data.subject_id)})
-        match = identity.match_or_create_subject(conn, family_name=data.family_name, given_names=data.given_names,
-                                                 birth_date=data.birth_date, sex=data.sex, national_id=national_id)
-    return data.model_copy(update={"subject_id": match.subject_id})
+            subject_id = identity.resolve_subject(conn, data.subject_id)
+        else:
+            subject_id = identity.match_or_create_subject(
+                conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
+                sex=data.sex, national_id=national_id).subject_id
+        if tenant is not None:
+            identity.note_facility(conn, subject_id, tenant)
+    return data.model_copy(update={"subject_id": subject_id})
 
 
 def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID) -> tuple[dict, uuid.UUID]:
@@ -150,9 +156,12 @@ def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid
     with db.tenant(tenant) as conn:
         found = get_patient(conn, principal, patient_id)
     if found["subject_id"] is not None:
+        with db.control() as conn:  # a chart linked before facilities were noted (c0006 notes those too)
+            identity.note_facility(conn, found["subject_id"], tenant)
         return found, found["subject_id"]
     linked = with_subject(db, PatientIn.model_validate(
-        {key: found[key] for key in ("family_name", "given_names", "birth_date", "sex", "identifiers")}))
+        {key: found[key] for key in ("family_name", "given_names", "birth_date", "sex", "identifiers")}),
+        tenant=tenant)
     with db.tenant(tenant) as conn:
         subject_id = conn.execute(
             sa.update(patient).where(patient.c.id == patient_id, patient.c.subject_id.is_(None))

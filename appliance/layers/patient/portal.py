@@ -2,9 +2,10 @@
 one-identity subject, merges followed), and who opened it — the access log of each facility's audit
 trail, decrypted for this patient alone.
 
-A patient principal carries a subject, never a facility: each facility is asked, in its own
-transaction, whether it holds a chart of that subject, and nothing the patient sees names another
-person. Reading the access log is itself recorded in each facility's log (`patient.access_log.read`).
+A patient principal carries a subject, never a facility: each facility that registration noted as
+holding a chart of that subject (`control.subject_facility`) is asked, in its own transaction, for its
+charts of the subject, and nothing the patient sees names another person. Reading the access log is
+itself recorded in each facility's log (`patient.access_log.read`).
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ class Holding:
 
 
 def records_of(db: Database, subject_id: uuid.UUID | None) -> list[Holding]:
-    """The charts of this person at every active facility, by facility name."""
+    """The charts of this person at every active facility that holds one (`identity.facilities_of`:
+    only those facilities are asked), by facility name."""
     if subject_id is None:
         return []
     with db.control() as conn:
-        subjects = identity.subject_ids_resolving_to(conn, identity.resolve_subject(conn, subject_id))
+        subjects, holding = identity.facilities_of(conn, subject_id)
     holdings = []
     for tenant in list_tenants(db):
-        if tenant["status"] != "active":
+        if tenant["status"] != "active" or tenant["slug"] not in holding:
             continue
         with db.tenant(tenant["slug"]) as conn:
             charts = conn.execute(sa.text("SELECT id FROM patient WHERE subject_id = ANY(:subjects) ORDER BY mrn"),
