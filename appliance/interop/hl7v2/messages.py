@@ -69,6 +69,8 @@ class HL7Error(Exception):
             parts.append(self.label)
         if self.value is not None and not (for_storage and patient_field):
             parts.append(self.value)
+        if self.private and parts:  # the record's own sentence follows the field it is about
+            parts[-1] += ":"
         if for_storage and self.private and patient_field:
             parts.append(f"refused by the record ({ERROR_NAMES.get(self.code, self.code).lower()})")
         else:

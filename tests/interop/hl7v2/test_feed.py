@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from appliance.interop.hl7v2.models import hl7_message
 from appliance.substrate import audit
-from tests.interop.hl7v2.conftest import adt, control_id, count, counts, orm, oru
+from tests.interop.hl7v2.conftest import adt, control_id, counts, orm, oru
 
 
 def _mrn() -> str:
@@ -45,3 +45,228 @@ def test_a04_registers_the_patient_and_opens_the_visit(db, facility, feed):
                              {"p": patient["id"]}).one()
     assert systems == {"regsys_mr": identifier, "national_id": "NI" + identifier}
     assert tuple(visit) == ("outpatient", "arrived")
+
+
+def _last_seq(db, tenant: str) -> int:
+    events = audit.read_events(db, tenant)
+    return events[-1]["seq"] + 1 if events else 0
+
+
+def test_every_act_is_audited_as_the_feed(db, facility, feed, feed_token):
+    from appliance.substrate import identity
+
+    with db.control_autocommit() as conn:
+        principal = identity.principal_for_token(conn, feed_token)
+    first = _last_seq(db, facility.slug)
+    identifier = _mrn()
+    [ack] = feed(adt(facility.slug, "A04", identifier))
+    assert ack.code == "AA", ack.text
+    written = audit.read_events(db, facility.slug, first_seq=first)
+    types = {e["type"] for e in written}
+    assert {"record.demographics.create", "record.encounter.create", "record.patient.search"} <= types, types
+    for event in written:
+        who = event["event"]["agent"][0]["who"]
+        assert who["account"] == str(principal.account_id) and who["via"] == "token", event
+        assert who["name"] == "lab HL7 feed" and who["tenant"] == facility.slug
+
+
+def test_a08_corrects_the_registration_and_keeps_what_it_does_not_send(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier, national_id="N" + identifier))[0].code == "AA"
+    before = _patient(db, facility.slug, identifier)
+    [ack] = feed(adt(facility.slug, "A08", identifier, family="Ochieng", given="Grace", address="", phone=""))
+    assert ack.code == "AA", ack.text
+    after = _patient(db, facility.slug, identifier)
+    assert after["id"] == before["id"] and after["family_name"] == "Ochieng" and after["given_names"] == "Grace"
+    assert after["phone"] == "+254700000001" and after["address"]["village"] == "Kisumu"
+    assert after["subject_id"] == before["subject_id"]
+    with db.tenant(facility.slug) as conn:
+        kept = conn.execute(sa.text("SELECT count(*) FROM patient_identifier WHERE patient_id = :p"),
+                            {"p": after["id"]}).scalar()
+        versions = conn.execute(sa.text("SELECT count(*) FROM entry WHERE patient_id = :p AND kind = 'demographics'"),
+                                {"p": after["id"]}).scalar()
+    assert kept == 2 and versions == 2
+
+
+def test_a01_admits_to_a_bed_and_a03_discharges_it(db, facility, feed):
+    identifier = _mrn()
+    [admitted] = feed(adt(facility.slug, "A01", identifier, patient_class="I", location="GEN^^GEN-02"))
+    assert admitted.code == "AA", admitted.text
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        stay = conn.execute(sa.text("SELECT ward_code, bed_code, discharged_at FROM inpatient_stay "
+                                    "WHERE patient_id = :p"), {"p": patient["id"]}).one()
+        state = conn.execute(sa.text("SELECT state FROM bed WHERE code = :b"), {"b": stay.bed_code}).scalar()
+    assert stay.ward_code == "GEN" and stay.discharged_at is None and state == "occupied"
+    [discharged] = feed(adt(facility.slug, "A03", identifier, patient_class="I", disposition="01"))
+    assert discharged.code == "AA", discharged.text
+    with db.tenant(facility.slug) as conn:
+        stay = conn.execute(sa.text("SELECT disposition, discharged_at, encounter_id FROM inpatient_stay "
+                                    "WHERE patient_id = :p"), {"p": patient["id"]}).one()
+        status = conn.execute(sa.text("SELECT status FROM encounter WHERE id = :e"), {"e": stay.encounter_id}).scalar()
+    assert stay.disposition == "home" and stay.discharged_at is not None and status == "finished"
+
+
+def test_an_emergency_visit_arrives_in_the_ed_and_a03_departs(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier, patient_class="E"))[0].code == "AA"
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ed_visit WHERE patient_id = :p AND departed_at IS NULL"),
+                            {"p": patient["id"]}).scalar() == 1
+    assert feed(adt(facility.slug, "A03", identifier, patient_class="E"))[0].code == "AA"
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ed_visit WHERE patient_id = :p AND departed_at IS NULL"),
+                            {"p": patient["id"]}).scalar() == 0
+        assert conn.execute(sa.text("SELECT status FROM encounter WHERE patient_id = :p"),
+                            {"p": patient["id"]}).scalar() == "finished"
+
+
+def test_an_order_and_its_results_are_linked_by_placer_number(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    placer = "ORD" + secrets.token_hex(4)
+    [ordered] = feed(orm(facility.slug, identifier, "58410-2", placer=placer))
+    assert ordered.code == "AA", ordered.text
+    [resulted] = feed(oru(facility.slug, identifier, [
+        "OBX|1|NM|718-7^Haemoglobin^LN||10.2|g/dL|12.0-16.0|L|||F",
+        "OBX|2|NM|6690-2^White cell count^LN||7.1|10*3/uL|4.0-11.0|N|||F",
+        "NTE|1||Sample slightly haemolysed",
+    ], placer=placer))
+    assert resulted.code == "AA", resulted.text
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        order_root = conn.execute(sa.text(
+            "SELECT e.root_id FROM entry e JOIN service_request s ON s.entry_id = e.id WHERE e.patient_id = :p"),
+            {"p": patient["id"]}).scalar()
+        rows = conn.execute(sa.text(
+            "SELECT r.code, r.value_numeric, r.unit, r.reference_low, r.reference_high, r.flag, r.note, "
+            "r.service_request_id FROM result r JOIN entry e ON e.id = r.entry_id WHERE e.patient_id = :p "
+            "ORDER BY r.code"), {"p": patient["id"]}).mappings().all()
+    assert [(r["code"], str(r["value_numeric"]), r["unit"], r["flag"]) for r in rows] == [
+        ("6690-2", "7.1", "10*3/uL", "N"), ("718-7", "10.2", "g/dL", "L")]
+    assert all(r["service_request_id"] == order_root for r in rows)
+    assert str(rows[1]["reference_low"]) == "12.0" and rows[1]["note"] is None
+    assert rows[0]["note"] == "Sample slightly haemolysed"
+
+
+def test_a_text_result_is_recorded_with_its_choice(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    [ack] = feed(oru(facility.slug, identifier, ["OBX|1|ST|70569-9^Malaria RDT^LN||Positive||||||F"],
+                     panel="70569-9^Malaria RDT^LN"))
+    assert ack.code == "AA", ack.text
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        row = conn.execute(sa.text("SELECT r.value_text, r.flag FROM result r JOIN entry e ON e.id = r.entry_id "
+                                   "WHERE e.patient_id = :p"), {"p": patient["id"]}).one()
+    assert tuple(row) == ("positive", "A")
+
+
+def test_a_resent_message_gets_its_first_ack_and_changes_nothing(db, facility, feed):
+    identifier = _mrn()
+    control = control_id()
+    message = adt(facility.slug, "A04", identifier, control=control)
+    [first] = feed(message)
+    assert first.code == "AA"
+    before = counts(db, facility.slug)
+    [again, third] = feed(message, message)
+    assert again.text == first.text and third.text == first.text
+    assert counts(db, facility.slug) == before
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(hl7_message).where(
+            hl7_message.c.control_id == control)).scalar() == 1
+
+
+def test_a_second_a04_finds_the_patient_by_identifier(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    with db.tenant(facility.slug) as conn:
+        patients = conn.execute(sa.text("SELECT count(DISTINCT patient_id), count(*) FROM patient_identifier i "
+                                         "JOIN encounter e USING (patient_id) WHERE i.value = :v"),
+                                {"v": identifier}).one()
+    assert tuple(patients) == (1, 2)
+
+
+def test_escapes_repetitions_components_and_a_non_ascii_name_survive(db, facility, feed):
+    identifier = _mrn()
+    [ack] = feed(adt(facility.slug, "A04", identifier, family="Nj\\T\\oroge-Müller", given="José^Ñandú",
+                     national_id="NX" + identifier, address="Plot 4\\S\\B^Block C^Nyeri^Central^^KE"))
+    assert ack.code == "AA", ack.text
+    patient = _patient(db, facility.slug, identifier)
+    assert patient["family_name"] == "Nj&oroge-Müller" and patient["given_names"] == "José Ñandú"
+    assert patient["address"] == {"line": "Plot 4^B Block C", "village": "Nyeri", "region": "Central",
+                                  "country": "KE"}
+    assert _patient(db, facility.slug, "NX" + identifier)["id"] == patient["id"]
+
+
+def _assert_refused(ack, code: str, error: str, *, location: str | None = None, says: str = "") -> None:
+    assert ack.code == code, ack.text
+    assert ack.field("ERR", 3) == error, ack.text
+    assert ack.field("ERR", 3, 3) == "HL70357"
+    assert ack.field("ERR", 4) == "E"
+    if location:
+        segment, field = location.split("-")
+        assert ack.field("ERR", 2) == segment and ack.field("ERR", 2, 3) == field, ack.text
+    assert says in ack.field("ERR", 8), ack.text
+    assert "Traceback" not in ack.text
+
+
+def test_refusals_name_the_field_and_write_nothing(db, facility, feed):
+    known = _mrn()
+    assert feed(adt(facility.slug, "A04", known))[0].code == "AA"
+    cases = [
+        (adt(facility.slug, "A04", _mrn(), birth="19901340"), "AE", "102", "PID-7",
+         "PID-7 birth date 19901340 is not a date"),
+        (adt(facility.slug, "A04", _mrn(), family=""), "AE", "101", "PID-5", "PID-5 patient name has no family name"),
+        (adt(facility.slug, "A04", _mrn(), sex="X"), "AE", "103", "PID-8", "PID-8 sex X"),
+        (adt(facility.slug, "A04", _mrn(), patient_class="P"), "AE", "103", "PV1-2", "patient class P"),
+        (adt(facility.slug, "A04", _mrn(), birth="20991231"), "AE", "102", "PID-7", "future"),
+        (adt(facility.slug, "A08", _mrn()), "AE", "204", "PID-3", "match no patient"),
+        (adt(facility.slug, "A03", _mrn()), "AE", "204", "PID-3", "match no patient"),
+        (adt(facility.slug, "A01", _mrn(), patient_class="I", location="NOWARD"), "AE", "103", "PV1-3", ""),
+        (orm(facility.slug, _mrn(), "58410-2"), "AE", "204", "PID-3", "register the patient first"),
+        (orm(facility.slug, known, "99999-9"), "AE", "103", "OBR-4", "99999-9 is not in this facility's catalogue"),
+        (orm(facility.slug, known, "CBC", system="L"), "AE", "103", "OBR-4", "LOINC"),
+        (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||ten|g/dL||||F"]), "AE", "102", "OBX-5",
+         "OBX-5 observation value ten is not a number"),
+        (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|mg/L||||F"]), "AE", "102", "OBX-6", "g/dL"),
+        (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|g/dL||||F"], placer="NOPE"), "AE", "204",
+         "OBR-2", "placer order number NOPE"),
+        (oru(facility.slug, known, ["OBX|1|NM|1234-5^Mystery^LN||1|||||F"]), "AE", "103", "OBX-3", "1234-5"),
+        (adt(facility.slug, "A04", _mrn()).replace("|P|2.5", "|P|2.2"), "AR", "203", "MSH-12", "version 2.2"),
+        (adt(facility.slug, "A04", _mrn()).replace("|P|2.5", "|T|2.5"), "AR", "202", "MSH-11", "processing id T"),
+        (adt(facility.slug, "A04", _mrn()).replace(f"|HEALTHOS|{facility.slug}|", "|HEALTHOS|elsewhere|"),
+         "AR", "103", "MSH-6", "receiving facility elsewhere is not this facility"),
+        (adt(facility.slug, "A05", _mrn()), "AR", "201", "MSH-9", "trigger event A05"),
+        (adt(facility.slug, "A04", _mrn()).replace("ADT^A04", "SIU^S12"), "AR", "200", "MSH-9", "message type SIU"),
+    ]
+    for message, code, error, location, says in cases:
+        before = counts(db, facility.slug)
+        [ack] = feed(message)
+        _assert_refused(ack, code, error, location=location, says=says)
+        assert counts(db, facility.slug) == before, message
+
+
+def test_an_unreadable_message_is_rejected(facility, feed):
+    [ack] = feed("this is not HL7\r")
+    _assert_refused(ack, "AR", "100", says="MSH")
+    without_control_id = adt(facility.slug, "A04", _mrn(), control="DROPME").replace("|DROPME|", "||")
+    [ack] = feed(without_control_id)
+    _assert_refused(ack, "AR", "101", location="MSH-10", says="control id")
+    assert ack.field("MSA", 2) == ""
+
+
+def test_refusals_are_remembered_without_demographics(db, facility, feed):
+    control = control_id()
+    [ack] = feed(adt(facility.slug, "A04", _mrn(), birth="19901340", control=control))
+    assert ack.code == "AE"
+    with db.tenant(facility.slug) as conn:
+        row = conn.execute(sa.select(hl7_message).where(hl7_message.c.control_id == control)).mappings().one()
+    assert (row["ack_code"], row["error_code"], row["message_type"]) == ("AE", "102", "ADT^A04")
+    assert row["error_text"] == "PID-7 birth date is not a date" and row["ack"] is None
+    assert row["sending_application"] == "REGSYS" and row["sending_facility"] == "HOSPITAL"
+    # Refused, so not a key: the corrected message under the same control id is applied.
+    [ack] = feed(adt(facility.slug, "A04", _mrn(), control=control))
+    assert ack.code == "AA"
