@@ -21,6 +21,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from appliance import __version__
+from appliance.interop.fhir.routes import fhir_router
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
@@ -51,7 +52,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
-                  admin.admin_router]
+                  admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 
 

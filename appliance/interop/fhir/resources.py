@@ -1,0 +1,330 @@
+"""The record as FHIR R4 resources: one function per resource type, from the rows the clinical
+services return (entry fields and detail together) to the resource's JSON.
+
+Ids are the record's: a patient's id, an encounter's id, and for every entry-backed resource the
+record's root id (the same across its versions); `meta.versionId` is the current version's entry id
+and `meta.lastUpdated` when it was recorded. A record marked entered in error keeps its last detail
+and carries FHIR's `entered-in-error` status. Code systems are the ones the record codes in: ICD-10
+(WHO) for conditions, LOINC for orders, results and vital signs, UCUM units.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
+TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
+# Identifier systems of the record have no public URI: they are named in our own URN namespace.
+IDENTIFIER_PREFIX = "urn:healthos:identifier:"
+MRN_SYSTEM = IDENTIFIER_PREFIX + "mrn"
+
+ENCOUNTER_CLASS = {"outpatient": ("AMB", "ambulatory"), "emergency": ("EMER", "emergency"),
+                   "inpatient": ("IMP", "inpatient encounter")}
+ENCOUNTER_STATUS = {"planned": "planned", "arrived": "arrived", "in_progress": "in-progress",
+                    "finished": "finished", "cancelled": "cancelled"}
+SERVICE_CATEGORY = {"lab": ("108252007", "Laboratory procedure"), "imaging": ("363679005", "Imaging")}
+INTERPRETATION = {"N": "Normal", "L": "Low", "H": "High", "LL": "Critical low", "HH": "Critical high",
+                  "A": "Abnormal"}
+
+
+class VitalSign:
+    """One measurement of a `vital_signs` entry as a LOINC-coded component."""
+
+    def __init__(self, column: str, loinc: str, display: str, unit: str | None, ucum: str | None):
+        self.column, self.loinc, self.display, self.unit, self.ucum = column, loinc, display, unit, ucum
+
+
+VITAL_SIGNS_PANEL = ("85353-1", "Vital signs, weight, height, head circumference, oxygen saturation and BMI panel")
+BLOOD_PRESSURE_PANEL = "85354-9"
+VITAL_SIGNS = [
+    VitalSign("systolic_mmhg", "8480-6", "Systolic blood pressure", "mmHg", "mm[Hg]"),
+    VitalSign("diastolic_mmhg", "8462-4", "Diastolic blood pressure", "mmHg", "mm[Hg]"),
+    VitalSign("heart_rate_bpm", "8867-4", "Heart rate", "beats/minute", "/min"),
+    VitalSign("respiratory_rate", "9279-1", "Respiratory rate", "breaths/minute", "/min"),
+    VitalSign("temperature_c", "8310-5", "Body temperature", "Cel", "Cel"),
+    VitalSign("spo2_percent", "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", "%"),
+    VitalSign("weight_kg", "29463-7", "Body weight", "kg", "kg"),
+    VitalSign("height_cm", "8302-2", "Body height", "cm", "cm"),
+    VitalSign("oxygen_l_min", "3151-8", "Inhaled oxygen flow rate", "L/min", "L/min"),
+    VitalSign("consciousness", "67775-7", "Level of responsiveness (ACVPU)", None, None),
+]
+# Codes a client may send for one measurement (SpO2 is also coded 2708-6 by many systems).
+VITAL_SIGN_BY_CODE = {v.loinc: v for v in VITAL_SIGNS} | {"2708-6": VITAL_SIGNS[5]}
+
+
+def _instant(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _number(value: Decimal | int | float | None) -> int | float | None:
+    """A JSON number: FHIR decimals travel as numbers, never as strings."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _coding(system: str, code: str, display: str | None = None) -> dict:
+    return {k: v for k, v in {"system": system, "code": code, "display": display}.items() if v is not None}
+
+
+def _concept(system: str, code: str, display: str | None = None) -> dict:
+    return {"coding": [_coding(system, code, display)]}
+
+
+def reference(resource_type: str, resource_id: uuid.UUID | str | None) -> dict | None:
+    return {"reference": f"{resource_type}/{resource_id}"} if resource_id is not None else None
+
+
+def _meta(row: dict) -> dict:
+    return {"versionId": str(row["id"]), "lastUpdated": _instant(row["recorded_at"])}
+
+
+def _entry_base(resource_type: str, row: dict) -> dict:
+    return {"resourceType": resource_type, "id": str(row["root_id"]), "meta": _meta(row)}
+
+
+def _clean(resource: dict) -> dict:
+    """Drop empty elements: FHIR forbids `null`, empty strings, lists and objects."""
+    cleaned: dict = {}
+    for key, value in resource.items():
+        if isinstance(value, dict):
+            value = _clean(value)
+        elif isinstance(value, list):
+            value = [_clean(v) if isinstance(v, dict) else v for v in value]
+            value = [v for v in value if v not in (None, "", {}, [])]
+        if value not in (None, "", {}, []):
+            cleaned[key] = value
+    return cleaned
+
+
+def _retracted(row: dict) -> bool:
+    return row.get("entry_status") == "entered_in_error"
+
+
+# -- Patient -----------------------------------------------------------------------------------------
+
+
+def patient(row: dict) -> dict:
+    address = row.get("address") or {}
+    telecom = [{"system": "phone", "value": row["phone"], "use": "mobile"}] if row.get("phone") else []
+    telecom += [{"system": "email" if c.get("kind") == "email" else "phone", "value": c["value"]}
+                for c in row.get("contacts") or []]
+    return _clean({
+        "resourceType": "Patient", "id": str(row["id"]),
+        "meta": {"versionId": str(row["version_id"]), "lastUpdated": _instant(row["updated_at"])},
+        "identifier": [{"use": "usual", "system": MRN_SYSTEM, "value": row["mrn"],
+                        "type": _concept(TERMINOLOGY + "v2-0203", "MR", "Medical record number")}]
+        + [{"system": IDENTIFIER_PREFIX + i["system"], "value": i["value"]} for i in row.get("identifiers") or []],
+        "active": True,
+        "name": [{"use": "official", "family": row["family_name"], "given": row["given_names"].split(),
+                  "text": f"{row['given_names']} {row['family_name']}"}],
+        "telecom": telecom,
+        "gender": row["sex"],
+        "birthDate": row["birth_date"].isoformat(),
+        "address": [{"line": [address["line"]] if address.get("line") else [], "city": address.get("village"),
+                     "district": address.get("district"), "state": address.get("region"),
+                     "country": address.get("country")}],
+        "contact": [{"relationship": [{"text": k["relationship"]}], "name": {"text": k["name"]},
+                     "telecom": [{"system": "phone", "value": k["phone"]}] if k.get("phone") else []}
+                    for k in row.get("next_of_kin") or []],
+    })
+
+
+# -- Encounter ---------------------------------------------------------------------------------------
+
+
+def encounter(row: dict) -> dict:
+    code, display = ENCOUNTER_CLASS[row["encounter_class"]]
+    return _clean({
+        "resourceType": "Encounter", "id": str(row["id"]),
+        "status": ENCOUNTER_STATUS[row["status"]],
+        "class": _coding(TERMINOLOGY + "v3-ActCode", code, display),
+        "subject": reference("Patient", row["patient_id"]),
+        "period": {"start": _instant(row.get("started_at") or row.get("planned_for")),
+                   "end": _instant(row.get("ended_at"))},
+        "reasonCode": [{"text": row["reason"]}] if row.get("reason") else [],
+        "location": [{"location": {"display": f"ward {row['ward_code']}"}}] if row.get("ward_code") else [],
+    })
+
+
+# -- Condition ---------------------------------------------------------------------------------------
+
+
+def condition(row: dict) -> dict:
+    retracted = _retracted(row)
+    return _clean({
+        **_entry_base("Condition", row),
+        # FHIR (con-5): a condition entered in error carries no clinical status.
+        "clinicalStatus": None if retracted else _concept(TERMINOLOGY + "condition-clinical", row["clinical_status"]),
+        "verificationStatus": _concept(TERMINOLOGY + "condition-ver-status",
+                                       "entered-in-error" if retracted else row["verification"]),
+        "category": [_concept(TERMINOLOGY + "condition-category", "problem-list-item", "Problem List Item")],
+        "code": {"coding": [_coding(ICD10, row["code"], row["display"])], "text": row["display"]},
+        "subject": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "onsetDateTime": row["onset_date"].isoformat() if row.get("onset_date") else None,
+        "abatementDateTime": row["resolved_date"].isoformat() if row.get("resolved_date") else None,
+        "recordedDate": _instant(row["occurred_at"]),
+        "recorder": reference("Practitioner", row.get("author_id")),
+        "note": [{"text": row["note"]}] if row.get("note") else [],
+    })
+
+
+# -- AllergyIntolerance ------------------------------------------------------------------------------
+
+
+def allergy(row: dict) -> dict:
+    retracted = _retracted(row)
+    reaction = []
+    if row.get("reaction") or row.get("severity"):
+        reaction = [{"manifestation": [{"text": row.get("reaction") or "reaction not described"}],
+                     "severity": row.get("severity")}]
+    return _clean({
+        **_entry_base("AllergyIntolerance", row),
+        "clinicalStatus": None if retracted else _concept(TERMINOLOGY + "allergyintolerance-clinical",
+                                                          row["clinical_status"]),
+        "verificationStatus": _concept(TERMINOLOGY + "allergyintolerance-verification",
+                                       "entered-in-error" if retracted else "confirmed"),
+        # FHIR has no "other" category: such an allergy is sent without one.
+        "category": [row["category"]] if row["category"] in {"medication", "food", "environment"} else [],
+        "criticality": row["criticality"].replace("_", "-"),
+        "code": {"text": row["substance"]},
+        "patient": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "recordedDate": _instant(row["occurred_at"]),
+        "reaction": reaction,
+        "note": [{"text": row["note"]}] if row.get("note") else [],
+    })
+
+
+# -- MedicationRequest -------------------------------------------------------------------------------
+
+
+def medication_request(row: dict) -> dict:
+    dose = _number(row["dose"])
+    return _clean({
+        **_entry_base("MedicationRequest", row),
+        "status": "entered-in-error" if _retracted(row) else row["status"],
+        "intent": "order",
+        "medicationCodeableConcept": {"text": row["drug"]},
+        "subject": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "authoredOn": _instant(row["occurred_at"]),
+        "requester": reference("Practitioner", row.get("author_id")),
+        "dosageInstruction": [{
+            "text": f"{dose} {row['dose_unit']} {row['route']} {row['frequency']}",
+            "patientInstruction": row.get("instructions"),
+            "timing": {"code": {"text": row["frequency"]}},
+            "route": {"text": row["route"]},
+            "doseAndRate": [{"doseQuantity": {"value": dose, "unit": row["dose_unit"]}}],
+        }],
+        "dispenseRequest": {"expectedSupplyDuration": {
+            "value": row["duration_days"], "unit": "days", "system": UCUM, "code": "d"}}
+        if row.get("duration_days") else None,
+        "note": [{"text": f"allergy alert overridden: {row['allergy_override_reason']}"}]
+        if row.get("allergy_override_reason") else [],
+    })
+
+
+# -- ServiceRequest ----------------------------------------------------------------------------------
+
+
+def service_request(row: dict) -> dict:
+    category = SERVICE_CATEGORY.get(row["category"])
+    return _clean({
+        **_entry_base("ServiceRequest", row),
+        "status": "entered-in-error" if _retracted(row) else row["status"],
+        "intent": "order",
+        "category": [_concept(SNOMED, *category)] if category else [],
+        "priority": row["priority"],
+        "code": {"coding": [_coding(LOINC, row["code"], row["display"])], "text": row["display"]},
+        "subject": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "authoredOn": _instant(row["occurred_at"]),
+        "requester": reference("Practitioner", row.get("author_id")),
+        "note": [{"text": row["clinical_info"]}] if row.get("clinical_info") else [],
+    })
+
+
+# -- Observation: laboratory results and vital signs -------------------------------------------------
+
+
+def _observation_status(row: dict) -> str:
+    return {"entered_in_error": "entered-in-error", "amended": "amended"}.get(row.get("entry_status"), "final")
+
+
+def _category(code: str, display: str) -> list[dict]:
+    return [_concept(TERMINOLOGY + "observation-category", code, display)]
+
+
+def _quantity(value: Any, unit: str | None, ucum: str | None = None) -> dict:
+    return {"value": _number(value), "unit": unit, "system": UCUM if ucum or unit else None, "code": ucum or unit}
+
+
+def result(row: dict) -> dict:
+    unit = row.get("unit")
+    low, high = row.get("reference_low"), row.get("reference_high")
+    value: dict = {}
+    if row.get("value_numeric") is not None:
+        value["valueQuantity"] = _quantity(row["value_numeric"], unit)
+    elif row.get("value_text") is not None:
+        value["valueString"] = row["value_text"]
+    flag = row.get("flag")
+    return _clean({
+        **_entry_base("Observation", row),
+        "status": _observation_status(row),
+        "category": _category("laboratory", "Laboratory"),
+        "code": {"coding": [_coding(LOINC, row["code"], row["display"])], "text": row["display"]},
+        "subject": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "basedOn": [reference("ServiceRequest", row["service_request_id"])] if row.get("service_request_id") else [],
+        "effectiveDateTime": _instant(row["occurred_at"]),
+        "issued": _instant(row["recorded_at"]),
+        **value,
+        "interpretation": [_concept(TERMINOLOGY + "v3-ObservationInterpretation", flag, INTERPRETATION.get(flag))]
+        if flag else [],
+        "referenceRange": [{"low": _quantity(low, unit) if low is not None else None,
+                            "high": _quantity(high, unit) if high is not None else None}]
+        if low is not None or high is not None else [],
+        "note": [{"text": row["note"]}] if row.get("note") else [],
+    })
+
+
+def vital_signs(row: dict) -> dict:
+    components = []
+    for sign in VITAL_SIGNS:
+        value = row.get(sign.column)
+        if value is None:
+            continue
+        measured = ({"valueQuantity": _quantity(value, sign.unit, sign.ucum)} if sign.unit
+                    else {"valueCodeableConcept": {"text": value}})
+        components.append({"code": {"coding": [_coding(LOINC, sign.loinc, sign.display)], "text": sign.display},
+                           **measured})
+    return _clean({
+        **_entry_base("Observation", row),
+        "status": _observation_status(row),
+        "category": _category("vital-signs", "Vital Signs"),
+        "code": {"coding": [_coding(LOINC, *VITAL_SIGNS_PANEL)], "text": "Vital signs"},
+        "subject": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "effectiveDateTime": _instant(row["occurred_at"]),
+        "issued": _instant(row["recorded_at"]),
+        "performer": [reference("Practitioner", row.get("author_id"))],
+        "component": components,
+    })
+
+
+def observation_codes(resource: dict) -> set[str]:
+    """Every code an Observation carries (its own and its components'), for `code=` searches."""
+    codes = {c.get("code") for c in resource.get("code", {}).get("coding", [])}
+    for component in resource.get("component", []):
+        codes |= {c.get("code") for c in component.get("code", {}).get("coding", [])}
+    return {c for c in codes if c}

@@ -1,0 +1,482 @@
+"""Writes of the FHIR facade: a resource a client creates, a transaction Bundle, a bundle imported in
+bulk — each validated against the FHIR R4B models first, then turned into the clinical layer's own
+request shapes (`PatientIn`, `ConditionIn`, `AllergyIn`, `VitalSignsIn`) and written through its
+services and the record, in one tenant transaction: all of a bundle, or none of it.
+
+Two kinds of "no": a resource the record cannot hold (a type it has no place for, a condition coded
+only in SNOMED CT, a vital sign it does not chart) is `Unsupported` — a 422 to an API client, a
+skipped resource counted by a bulk import; a resource that is wrong (an ICD-10 code not in the WHO
+list, a heart rate of 900) is a `FhirError` and refuses the whole bundle.
+
+Past care keeps its time: an encounter's period and a vital signs set's effective time are the
+entries' `occurred_at` (written through `record.append`, as the clinical service writes them, since
+its functions record the present); a condition keeps its onset and abatement dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import Connection
+
+from appliance.interop.fhir import resources
+from appliance.interop.fhir.errors import FhirError, of_record_error, of_validation
+from appliance.layers.clinical import access, service
+from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, PatientIn, VitalSignsIn
+from appliance.substrate import record
+from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError
+
+ICD10_SYSTEMS = {resources.ICD10, "http://hl7.org/fhir/sid/icd-10-cm"}
+# What a client may create, alone (POST /{type}) or in a bundle; written in this order so that a
+# bundle's references point backwards (a patient before its encounters, encounters before the rest).
+CREATABLE = ("Patient", "Encounter", "Condition", "AllergyIntolerance", "Observation")
+CREATE_ALONE = ("Patient", "Condition", "AllergyIntolerance", "Observation")
+
+
+class Unsupported(Exception):  # a verdict on a resource, not a failure: named for what it says
+    """A resource the record has no place for: skipped by a bulk import, 422 to an API client."""
+
+    def __init__(self, resource_type: str, why: str):
+        super().__init__(f"{resource_type}: {why}")
+        self.resource_type = resource_type
+        self.why = why
+
+
+@dataclass
+class Write:
+    """One resource to create, converted to the clinical layer's shape; references still to resolve."""
+
+    resource_type: str
+    where: str  # the FHIRPath of the resource in the request, for refusals (`Condition`, `Bundle.entry[2].resource`)
+    data: Any
+    full_url: str | None = None
+    patient_ref: str | None = None
+    encounter_ref: str | None = None
+    occurred_at: dt.datetime | None = None
+
+
+def validate(resource: Any, resource_type: str | None, where: str) -> dict:
+    """The resource, checked against its FHIR R4B model; a wrong type or shape is refused naming the element."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise FhirError(400, "structure", "the body is not a FHIR resource (no resourceType)",
+                        expression=f"{where}.resourceType")
+    if resource_type is not None and resource["resourceType"] != resource_type:
+        raise FhirError(400, "invalid", f"this address takes a {resource_type}, not a {resource['resourceType']}",
+                        expression=f"{where}.resourceType")
+    try:
+        model = get_fhir_model_class(resource["resourceType"])
+    except KeyError:
+        raise FhirError(400, "not-supported", f"{resource['resourceType']} is not a FHIR R4B resource type",
+                        expression=f"{where}.resourceType") from None
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        raise of_validation(exc, resource["resourceType"], where) from None
+    return resource
+
+
+def _model(schema: type[BaseModel], values: dict, where: str, elements: dict[str, str]) -> Any:
+    """The clinical layer's request model; its refusal named by the FHIR element the field came from."""
+    try:
+        return schema.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        element = elements.get(name, name)
+        raise FhirError(422, "value", f"{element or 'resource'}: {first['msg']}",
+                        expression=f"{where}.{element}" if element else where) from None
+
+
+def _code_of(concept: dict | None) -> str | None:
+    for coding in (concept or {}).get("coding", []):
+        if coding.get("code"):
+            return coding["code"]
+    return None
+
+
+def _text_of(concept: dict | None) -> str | None:
+    concept = concept or {}
+    return concept.get("text") or next((c.get("display") or c.get("code") for c in concept.get("coding", [])
+                                        if c.get("display") or c.get("code")), None)
+
+
+def _date(value: str | None) -> str | None:
+    return value[:10] if value else None
+
+
+def _instant(value: str | None, where: str) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value if len(value) > 10 else value + "T00:00:00+00:00")
+    except ValueError:
+        raise FhirError(422, "value", f"{value!r} is not a date and time", expression=where) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+# -- Patient -----------------------------------------------------------------------------------------
+
+IDENTIFIER_TYPES = {"SS": "national_id", "NI": "national_id", "NNKEN": "national_id", "PPN": "passport",
+                    "DL": "driving_licence", "MR": "source_mrn", "BCT": "birth_certificate"}
+PATIENT_ELEMENTS = {"family_name": "name.family", "given_names": "name.given", "birth_date": "birthDate",
+                    "sex": "gender", "phone": "telecom", "contacts": "telecom", "address": "address",
+                    "identifiers": "identifier", "next_of_kin": "contact"}
+
+
+def _identifier_system(identifier: dict) -> str | None:
+    system = identifier.get("system") or ""
+    if system.startswith(resources.IDENTIFIER_PREFIX):
+        name = system.removeprefix(resources.IDENTIFIER_PREFIX)
+        return None if name == "mrn" else name  # our own MRN is assigned here, never taken from a client
+    code = _code_of(identifier.get("type"))
+    return IDENTIFIER_TYPES.get(code or "", "source_id")
+
+
+def _human_name(name: dict) -> str:
+    return name.get("text") or " ".join([*name.get("given", []), name.get("family") or ""]).strip()
+
+
+def patient_in(resource: dict, where: str) -> PatientIn:
+    names = resource.get("name") or []
+    name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    telecom = [t for t in resource.get("telecom") or [] if t.get("value")]
+    phones = [t["value"] for t in telecom if t.get("system") in ("phone", "sms", None)]
+    address = (resource.get("address") or [{}])[0]
+    country = address.get("country")
+    identifiers: dict[str, str] = {}
+    for identifier in resource.get("identifier") or []:
+        system = _identifier_system(identifier)
+        if system and identifier.get("value") and system not in identifiers:
+            identifiers[system] = identifier["value"]
+    values = {
+        "family_name": name.get("family"), "given_names": " ".join(name.get("given") or []) or None,
+        "birth_date": resource.get("birthDate"), "sex": resource.get("gender"),
+        "phone": phones[0] if phones else None,
+        "contacts": [{"kind": "email" if t.get("system") == "email" else "phone", "value": t["value"]}
+                     for t in telecom if t.get("system") in ("phone", "email", "sms", None)][1:10],
+        "address": {"line": " ".join(address.get("line") or []) or None, "village": address.get("city"),
+                    "district": address.get("district"), "region": address.get("state"),
+                    "country": country if country and len(country) == 2 and country.isupper() else None},
+        "identifiers": [{"system": s, "value": v} for s, v in identifiers.items()],
+        "next_of_kin": [{"name": _human_name(c.get("name") or {}),
+                         "relationship": _text_of((c.get("relationship") or [{}])[0]) or "contact",
+                         "phone": next((t["value"] for t in c.get("telecom") or [] if t.get("value")), None)}
+                        for c in resource.get("contact") or []],
+    }
+    return _model(PatientIn, values, where, PATIENT_ELEMENTS)
+
+
+# -- Encounter ---------------------------------------------------------------------------------------
+
+ENCOUNTER_CLASSES = {"AMB": "outpatient", "VR": "outpatient", "HH": "outpatient", "FLD": "outpatient",
+                     "PRENC": "outpatient", "EMER": "emergency", "IMP": "inpatient", "ACUTE": "inpatient",
+                     "NONAC": "inpatient", "OBSENC": "inpatient", "SS": "inpatient"}
+ENCOUNTER_STATUSES = {"planned": "planned", "arrived": "arrived", "triaged": "arrived",
+                      "in-progress": "in_progress", "onleave": "in_progress", "finished": "finished",
+                      "cancelled": "cancelled"}
+
+
+def encounter_detail(resource: dict, where: str) -> dict:
+    code = (resource.get("class") or {}).get("code")
+    if code not in ENCOUNTER_CLASSES:
+        raise FhirError(422, "code-invalid", f"encounter class {code!r} is not one the record holds "
+                                             f"({', '.join(sorted(ENCOUNTER_CLASSES))})", expression=f"{where}.class")
+    status = ENCOUNTER_STATUSES.get(resource.get("status"))
+    if status is None:
+        raise Unsupported("Encounter", f"status {resource.get('status')!r} is not recorded")
+    period = resource.get("period") or {}
+    start = _instant(period.get("start"), f"{where}.period.start")
+    end = _instant(period.get("end"), f"{where}.period.end")
+    if start and end and end < start:
+        raise FhirError(422, "value", "the encounter ends before it starts", expression=f"{where}.period.end")
+    now = dt.datetime.now(dt.UTC)
+    reason = _text_of((resource.get("reasonCode") or [None])[0])
+    return {"encounter_class": ENCOUNTER_CLASSES[code], "status": status, "reason": reason[:500] if reason else None,
+            "ward_code": None, "planned_for": start if status == "planned" else None,
+            "started_at": None if status == "planned" else (start or now),
+            "ended_at": (end or now) if status in ("finished", "cancelled") and status != "planned" else None}
+
+
+# -- Condition ---------------------------------------------------------------------------------------
+
+CONDITION_CLINICAL = {"active": "active", "recurrence": "active", "relapse": "active", "inactive": "inactive",
+                      "remission": "inactive", "resolved": "resolved"}
+CONDITION_VERIFICATION = {"confirmed": "confirmed", "provisional": "provisional", "unconfirmed": "provisional",
+                          "differential": "differential"}
+
+
+def condition_in(resource: dict, where: str) -> ConditionIn:
+    icd10 = next((c for c in (resource.get("code") or {}).get("coding", [])
+                  if c.get("system") in ICD10_SYSTEMS and c.get("code")), None)
+    if icd10 is None:
+        raise Unsupported("Condition", "not coded in ICD-10 (the record codes diagnoses in ICD-10 only)")
+    verification = _code_of(resource.get("verificationStatus")) or "confirmed"
+    if verification not in CONDITION_VERIFICATION:
+        raise Unsupported("Condition", f"verification status {verification!r} is not recorded")
+    clinical = _code_of(resource.get("clinicalStatus"))
+    if clinical is None:
+        clinical = "resolved" if resource.get("abatementDateTime") else "active"
+    if clinical not in CONDITION_CLINICAL:
+        raise FhirError(422, "code-invalid", f"clinical status {clinical!r} is not a FHIR condition status",
+                        expression=f"{where}.clinicalStatus")
+    values = {"code": icd10["code"], "clinical_status": CONDITION_CLINICAL[clinical],
+              "verification": CONDITION_VERIFICATION[verification],
+              "onset_date": _date(resource.get("onsetDateTime")),
+              "resolved_date": _date(resource.get("abatementDateTime")),
+              "note": (resource.get("note") or [{}])[0].get("text")}
+    return _model(ConditionIn, values, where, {"code": "code.coding.code", "onset_date": "onsetDateTime",
+                                              "resolved_date": "abatementDateTime", "note": "note"})
+
+
+# -- AllergyIntolerance ------------------------------------------------------------------------------
+
+
+def allergy_in(resource: dict, where: str) -> AllergyIn:
+    substance = _text_of(resource.get("code"))
+    if not substance:
+        raise FhirError(422, "required", "an allergy names its substance (code.text or a coding's display)",
+                        expression=f"{where}.code")
+    verification = _code_of(resource.get("verificationStatus")) or "confirmed"
+    if verification in ("refuted", "entered-in-error"):
+        raise Unsupported("AllergyIntolerance", f"verification status {verification!r} is not recorded")
+    categories = [c for c in resource.get("category") or [] if c in ("medication", "food", "environment")]
+    reaction = (resource.get("reaction") or [{}])[0]
+    values = {"substance": substance[:200], "category": categories[0] if categories else "other",
+              "reaction": _text_of((reaction.get("manifestation") or [None])[0]),
+              "severity": reaction.get("severity"),
+              "criticality": (resource.get("criticality") or "unable-to-assess").replace("-", "_"),
+              "clinical_status": _code_of(resource.get("clinicalStatus")) or "active",
+              "note": (resource.get("note") or [{}])[0].get("text")}
+    return _model(AllergyIn, values, where, {"substance": "code", "reaction": "reaction.manifestation",
+                                            "severity": "reaction.severity", "criticality": "criticality",
+                                            "clinical_status": "clinicalStatus", "category": "category"})
+
+
+# -- Observation: vital signs ------------------------------------------------------------------------
+
+WHOLE = {"systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "respiratory_rate", "spo2_percent"}
+
+
+def _measure(sign: resources.VitalSign, holder: dict, where: str) -> Any:
+    if sign.unit is None:  # consciousness: a code or text of A, C, V, P, U
+        return _code_of(holder.get("valueCodeableConcept")) or _text_of(holder.get("valueCodeableConcept"))
+    quantity = holder.get("valueQuantity")
+    if not quantity or quantity.get("value") is None:
+        raise FhirError(422, "required", f"{sign.display} needs a valueQuantity", expression=f"{where}.valueQuantity")
+    unit = quantity.get("code") or quantity.get("unit")
+    if unit not in (sign.ucum, sign.unit):
+        raise FhirError(422, "value", f"{sign.display} is recorded in {sign.ucum}, got {unit!r}",
+                        expression=f"{where}.valueQuantity.code")
+    try:
+        value = Decimal(str(quantity["value"]))
+    except InvalidOperation:
+        raise FhirError(422, "value", f"{sign.display}: not a number", expression=f"{where}.valueQuantity") from None
+    # The record keeps whole numbers of beats, breaths, mmHg and %, and tenths of the rest.
+    return int(value.quantize(Decimal(1), ROUND_HALF_UP)) if sign.column in WHOLE \
+        else value.quantize(Decimal("0.1"), ROUND_HALF_UP)
+
+
+def vital_signs_in(resource: dict, where: str) -> VitalSignsIn:
+    categories = {c.get("code") for cat in resource.get("category") or [] for c in cat.get("coding", [])}
+    if "vital-signs" not in categories:
+        raise Unsupported("Observation", "only vital signs are created through FHIR (category vital-signs); "
+                                         "laboratory results come with their orders")
+    values: dict[str, Any] = {}
+    code = _code_of(resource.get("code"))
+    components = resource.get("component") or []
+    if components:
+        for i, component in enumerate(components):
+            component_code = _code_of(component.get("code"))
+            sign = resources.VITAL_SIGN_BY_CODE.get(component_code or "")
+            if sign is None:
+                raise Unsupported("Observation", f"vital sign {component_code} ({_text_of(component.get('code'))}) "
+                                                 "is not one the record charts")
+            values[sign.column] = _measure(sign, component, f"{where}.component[{i}]")
+    else:
+        sign = resources.VITAL_SIGN_BY_CODE.get(code or "")
+        if sign is None:
+            raise Unsupported("Observation", f"vital sign {code} ({_text_of(resource.get('code'))}) is not one the "
+                                             "record charts")
+        values[sign.column] = _measure(sign, resource, where)
+    elements = {v.column: "component" if components else "value" for v in resources.VITAL_SIGNS}
+    return _model(VitalSignsIn, values, where, elements)
+
+
+# -- planning ----------------------------------------------------------------------------------------
+
+
+def _reference(resource: dict, *keys: str) -> str | None:
+    for key in keys:
+        value = (resource.get(key) or {}).get("reference")
+        if value:
+            return value
+    return None
+
+
+def plan(resource: dict, where: str, full_url: str | None = None) -> Write:
+    """One validated resource as the write it becomes (Unsupported when the record cannot hold it)."""
+    resource_type = resource["resourceType"]
+    if resource_type not in CREATABLE:
+        raise Unsupported(resource_type, "the record has no place for this resource type")
+    write = Write(resource_type, where, None, full_url=full_url, patient_ref=_reference(resource, "subject", "patient"),
+                  encounter_ref=_reference(resource, "encounter"))
+    if resource_type == "Patient":
+        write.data = patient_in(resource, where)
+        return write
+    if write.patient_ref is None:
+        raise FhirError(422, "required", f"a {resource_type} names its patient",
+                        expression=f"{where}.{'patient' if resource_type == 'AllergyIntolerance' else 'subject'}")
+    if resource_type == "Encounter":
+        write.data = encounter_detail(resource, where)
+    elif resource_type == "Condition":
+        write.data = condition_in(resource, where)
+    elif resource_type == "AllergyIntolerance":
+        write.data = allergy_in(resource, where)
+    else:
+        write.data = vital_signs_in(resource, where)
+        write.occurred_at = _instant(resource.get("effectiveDateTime"), f"{where}.effectiveDateTime")
+    return write
+
+
+@dataclass
+class BundlePlan:
+    writes: list[Write] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # "Type: why" -> how many
+
+
+def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
+    """A transaction Bundle (strict: every entry a POST the record can hold), or for a bulk import a
+    transaction or collection bundle whose resources the record cannot hold are counted as skipped."""
+    validate(bundle, "Bundle", "Bundle")
+    kinds = ("transaction",) if strict else ("transaction", "collection", "batch")
+    if bundle.get("type") not in kinds:
+        raise FhirError(400, "not-supported", f"a bundle of type {bundle.get('type')!r} is not accepted here "
+                                              f"({' or '.join(kinds)})", expression="Bundle.type")
+    planned = BundlePlan()
+    for i, item in enumerate(bundle.get("entry") or []):
+        where = f"Bundle.entry[{i}].resource"
+        resource = item.get("resource")
+        if resource is None:
+            raise FhirError(400, "required", "a bundle entry carries its resource", expression=f"Bundle.entry[{i}]")
+        request = item.get("request") or {}
+        if strict and (request.get("method") != "POST" or request.get("ifNoneExist")):
+            raise FhirError(422, "not-supported", "a transaction here creates resources: each entry's request is a "
+                                                  "POST without conditions", expression=f"Bundle.entry[{i}].request")
+        try:
+            planned.writes.append(plan(resource, where, item.get("fullUrl")))
+        except Unsupported as exc:
+            if strict:
+                raise FhirError(422, "not-supported", str(exc), expression=where) from None
+            planned.skipped[str(exc)] += 1
+    return planned
+
+
+def link_subjects(db: Database, writes: list[Write]) -> None:
+    """Each new patient linked to their one-identity subject, as the JSON API's registration does (its
+    own control transaction, before the tenant's)."""
+    for write in writes:
+        if write.resource_type == "Patient":
+            write.data = service.with_subject(db, write.data)
+
+
+# -- applying ----------------------------------------------------------------------------------------
+
+
+def _resolve(reference: str | None, created: dict[str, tuple[str, uuid.UUID]], resource_type: str,
+             where: str) -> uuid.UUID | None:
+    if reference is None:
+        return None
+    if reference in created:
+        kind, new_id = created[reference]
+        if kind != resource_type:
+            raise FhirError(422, "invalid", f"{reference} is a {kind}, not a {resource_type}", expression=where)
+        return new_id
+    if reference.startswith("urn:uuid:"):
+        raise FhirError(422, "not-found", f"{reference} is not the fullUrl of an earlier entry of this bundle",
+                        expression=where)
+    try:
+        return uuid.UUID(reference.removeprefix(f"{resource_type}/"))
+    except ValueError:
+        raise FhirError(422, "invalid", f"{reference!r} does not name a {resource_type} of this facility",
+                        expression=where) from None
+
+
+def _entry_row(appended: record.Entry) -> dict:
+    return {"id": appended.id, "root_id": appended.root_id, "entry_status": appended.status,
+            "patient_id": appended.patient_id, "encounter_id": appended.encounter_id,
+            "author_id": appended.author_id, "occurred_at": appended.occurred_at,
+            "recorded_at": appended.recorded_at, **appended.detail}
+
+
+def apply(conn: Connection, principal: Principal, writes: list[Write], break_glass_reason: str | None = None
+          ) -> list[dict]:
+    """Write every resource in the caller's tenant transaction, in dependency order, resolving
+    references between them; returns the resources as written, in the order given. A refusal of any
+    raises (and the caller's transaction undoes the others)."""
+    created: dict[str, tuple[str, uuid.UUID]] = {}
+    opened: set[uuid.UUID] = set()
+    written: dict[int, dict] = {}
+    order = sorted(range(len(writes)), key=lambda i: CREATABLE.index(writes[i].resource_type))
+    for i in order:
+        write = writes[i]
+        try:
+            resource = _apply_one(conn, principal, write, created, opened, break_glass_reason)
+        except RecordError as exc:
+            raise of_record_error(exc, write.resource_type, write.where) from None
+        if write.full_url:
+            created[write.full_url] = (write.resource_type, uuid.UUID(resource["id"]))
+        written[i] = resource
+    return [written[i] for i in range(len(writes))]
+
+
+def _apply_one(conn: Connection, principal: Principal, write: Write, created: dict, opened: set,
+               break_glass_reason: str | None) -> dict:
+    if write.resource_type == "Patient":
+        row = service.register_patient(conn, principal, write.data)
+        opened.add(row["id"])
+        return resources.patient(row)
+    subject = "patient" if write.resource_type == "AllergyIntolerance" else "subject"
+    patient_id = _resolve(write.patient_ref, created, "Patient", f"{write.where}.{subject}")
+    if patient_id not in opened:
+        # A resource written on an existing chart opens it as a read would: care, or a stated reason.
+        access.open_chart(conn, principal, patient_id, break_glass_reason)
+        opened.add(patient_id)
+    encounter_id = _resolve(write.encounter_ref, created, "Encounter", f"{write.where}.encounter")
+    if write.resource_type == "Encounter":
+        service.require_patient(conn, patient_id)
+        new_id = uuid.uuid4()
+        detail = {"id": new_id, "patient_id": patient_id, **write.data}
+        record.append(conn, principal, "encounter", patient_id=patient_id, encounter_id=new_id, detail=detail,
+                      occurred_at=detail["started_at"] or detail["planned_for"])
+        return resources.encounter(detail)
+    if write.resource_type == "Condition":
+        data = write.data.model_copy(update={"encounter_id": encounter_id})
+        return resources.condition({**service.add_condition(conn, principal, patient_id, data),
+                                    "patient_id": patient_id})
+    if write.resource_type == "AllergyIntolerance":
+        data = write.data.model_copy(update={"encounter_id": encounter_id})
+        return resources.allergy({**service.add_allergy(conn, principal, patient_id, data), "patient_id": patient_id})
+    data = write.data.model_copy(update={"encounter_id": encounter_id})
+    if write.occurred_at is None:
+        return resources.vital_signs({**service.record_vitals(conn, principal, patient_id, data),
+                                      "patient_id": patient_id})
+    service.require_chart(conn, patient_id, encounter_id)
+    appended = record.append(conn, principal, "vital_signs", patient_id=patient_id, encounter_id=encounter_id,
+                             detail=data.model_dump(exclude={"encounter_id"}), occurred_at=write.occurred_at)
+    return resources.vital_signs(_entry_row(appended))
+
+
+def location(resource: dict) -> str:
+    """`Type/id/_history/version`, what a 201 names in Location and a transaction response in `location`."""
+    version = resource.get("meta", {}).get("versionId")
+    return f"{resource['resourceType']}/{resource['id']}" + (f"/_history/{version}" if version else "")
+

@@ -1,0 +1,149 @@
+"""Read, search, $everything and the CapabilityStatement over HTTP: every answer a valid FHIR R4B
+resource mapped from the one record, and every read audited."""
+
+from __future__ import annotations
+
+import uuid
+
+from appliance.interop.fhir.routes import HANDLERS, RESOURCE_ROUTES
+from appliance.interop.fhir.store import SEARCH_PARAMETERS
+from appliance.substrate import audit
+from tests.interop.fhir.conftest import answer, base
+
+
+def test_patient_read_maps_the_registration(api, facility, charted):
+    patient = answer(api.get(f"{base(facility.slug)}/Patient/{charted['patient']}"))
+    assert patient["id"] == str(charted["patient"])
+    assert patient["name"][0]["family"] == "Achieng" and patient["name"][0]["given"] == ["Grace", "Atieno"]
+    assert (patient["gender"], patient["birthDate"]) == ("female", "1984-02-29")
+    systems = {i["system"]: i["value"] for i in patient["identifier"]}
+    assert systems["urn:healthos:identifier:mrn"] == charted["mrn"]
+    assert systems["urn:healthos:identifier:national_id"] == charted["national_id"]
+    assert patient["contact"][0]["name"]["text"] == "Otieno Peter"
+    assert patient["meta"]["versionId"] and patient["meta"]["lastUpdated"]
+
+
+def test_each_resource_reads_by_the_records_id(api, facility, charted):
+    url = base(facility.slug)
+    encounter = answer(api.get(f"{url}/Encounter/{charted['encounter']}"))
+    assert (encounter["status"], encounter["class"]["code"]) == ("arrived", "AMB")
+    assert encounter["subject"]["reference"] == f"Patient/{charted['patient']}"
+    malaria = answer(api.get(f"{url}/Condition/{charted['malaria']}"))
+    assert malaria["code"]["coding"][0] == {"system": "http://hl7.org/fhir/sid/icd-10", "code": "B50.9",
+                                            "display": malaria["code"]["text"]}
+    assert malaria["clinicalStatus"]["coding"][0]["code"] == "active"
+    assert malaria["encounter"]["reference"] == f"Encounter/{charted['encounter']}"
+    allergy = answer(api.get(f"{url}/AllergyIntolerance/{charted['allergy']}"))
+    assert (allergy["code"]["text"], allergy["criticality"]) == ("Penicillin", "high")
+    assert allergy["reaction"][0]["severity"] == "severe"
+    medication = answer(api.get(f"{url}/MedicationRequest/{charted['medication']}"))
+    assert medication["status"] == "active" and medication["medicationCodeableConcept"]["text"].startswith("Artemether")
+    order = answer(api.get(f"{url}/ServiceRequest/{charted['order']}"))
+    assert order["code"]["coding"][0]["code"] == "58410-2" and order["category"][0]["coding"][0]["code"] == "108252007"
+
+
+def test_laboratory_and_vital_signs_observations(api, facility, charted):
+    url = base(facility.slug)
+    haemoglobin = answer(api.get(f"{url}/Observation/{charted['haemoglobin']}"))
+    assert haemoglobin["category"][0]["coding"][0]["code"] == "laboratory"
+    assert haemoglobin["code"]["coding"][0]["code"] == "718-7"
+    assert haemoglobin["valueQuantity"]["value"] == 9.8 and haemoglobin["valueQuantity"]["unit"] == "g/dL"
+    assert haemoglobin["referenceRange"][0]["low"]["value"] == 12
+    assert haemoglobin["referenceRange"][0]["high"]["value"] == 16
+    assert haemoglobin["interpretation"][0]["coding"][0]["code"] == "L"
+    assert haemoglobin["basedOn"][0]["reference"] == f"ServiceRequest/{charted['order']}"
+    smear = answer(api.get(f"{url}/Observation/{charted['smear']}"))
+    assert smear["valueString"] == "positive" and smear["interpretation"][0]["coding"][0]["code"] == "A"
+    vitals = answer(api.get(f"{url}/Observation/{charted['vitals']}"))
+    assert vitals["category"][0]["coding"][0]["code"] == "vital-signs"
+    measured = {c["code"]["coding"][0]["code"]: c["valueQuantity"] for c in vitals["component"]}
+    assert measured["8310-5"] == {"value": 38.6, "unit": "Cel", "system": "http://unitsofmeasure.org", "code": "Cel"}
+    assert measured["8867-4"]["value"] == 104 and measured["8480-6"]["value"] == 118
+
+
+def test_versions_and_entered_in_error(api, facility, charted):
+    url = base(facility.slug)
+    corrected = answer(api.get(f"{url}/Condition/{charted['hypertension']}"))
+    assert corrected["code"]["coding"][0]["code"] == "I11.9"
+    assert corrected["meta"]["versionId"] == str(charted["hypertension_version"])
+    mistaken = answer(api.get(f"{url}/Condition/{charted['mistaken']}"))
+    assert mistaken["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+    assert "clinicalStatus" not in mistaken and mistaken["code"]["coding"][0]["code"] == "J18.9"
+    listed = answer(api.get(f"{url}/Condition", params={"patient": str(charted["patient"])}))
+    assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in listed["entry"]) == ["B50.9", "I11.9"]
+
+
+def test_patient_search_by_each_parameter(api, facility, charted):
+    url = f"{base(facility.slug)}/Patient"
+    for params in ({"name": "grace achieng"}, {"family": "Achi"}, {"given": "atieno", "family": "achieng"},
+                   {"identifier": charted["national_id"]},
+                   {"identifier": f"urn:healthos:identifier:national_id|{charted['national_id']}"},
+                   {"identifier": charted["mrn"]}, {"birthdate": "1984-02-29"},
+                   {"name": "achieng", "gender": "female"}):
+        found = answer(api.get(url, params=params))
+        assert found["type"] == "searchset" and found["total"] == len(found["entry"]), params
+        assert str(charted["patient"]) in [e["resource"]["id"] for e in found["entry"]], params
+        assert found["link"][0]["relation"] == "self"
+    assert answer(api.get(url, params={"name": "achieng", "gender": "male"}))["total"] == 0
+    assert answer(api.get(url, params={"identifier": f"urn:healthos:identifier:passport|{charted['national_id']}"}))[
+        "total"] == 0
+
+
+def test_searches_of_a_patients_record(api, facility, charted):
+    url, patient = base(facility.slug), str(charted["patient"])
+
+    def codes(resource_type: str, **params) -> list[str]:
+        found = answer(api.get(f"{url}/{resource_type}", params={"patient": patient, **params}))
+        assert found["total"] == len(found["entry"])
+        return sorted(e["resource"]["code"]["coding"][0]["code"] if "coding" in e["resource"].get("code", {})
+                      else e["resource"]["id"] for e in found["entry"])
+
+    assert codes("Condition", code="B50.9") == ["B50.9"]
+    assert codes("Condition", **{"clinical-status": "active"}) == ["B50.9", "I11.9"]
+    assert codes("Condition", **{"clinical-status": "resolved"}) == []
+    assert codes("Observation", category="laboratory") == ["32700-7", "718-7"]
+    assert codes("Observation", category="vital-signs") == ["85353-1"]
+    assert codes("Observation", code="http://loinc.org|8867-4") == ["85353-1"]
+    assert len(codes("Observation", date="ge2000-01-01")) == 3 and codes("Observation", date="lt2000-01-01") == []
+    assert codes("ServiceRequest", status="active") == ["58410-2"]
+    assert len(codes("MedicationRequest", status="active")) == 1
+    assert codes("AllergyIntolerance", category="medication") == [str(charted["allergy"])]
+    assert codes("Encounter", status="arrived") == [str(charted["encounter"])]
+    assert codes("Encounter", **{"class": "IMP"}) == []
+
+
+def test_everything_is_the_patient_and_every_resource(api, facility, charted):
+    everything = answer(api.get(f"{base(facility.slug)}/Patient/{charted['patient']}/$everything"))
+    types = [e["resource"]["resourceType"] for e in everything["entry"]]
+    assert types[0] == "Patient" and everything["total"] == len(types)
+    assert {t: types.count(t) for t in set(types)} == {
+        "Patient": 1, "Encounter": 1, "Condition": 2, "AllergyIntolerance": 1, "MedicationRequest": 1,
+        "ServiceRequest": 1, "Observation": 3}
+    assert all(e["fullUrl"].endswith(f"/{e['resource']['resourceType']}/{e['resource']['id']}")
+               for e in everything["entry"])
+
+
+def test_reads_are_audited(api, db, facility, charted):
+    before = len(audit.patient_access_log(db, facility.slug, charted["patient"]))
+    answer(api.get(f"{base(facility.slug)}/Condition/{charted['malaria']}"))
+    answer(api.get(f"{base(facility.slug)}/Observation", params={"patient": str(charted["patient"])}))
+    log = audit.patient_access_log(db, facility.slug, charted["patient"])
+    assert len(log) >= before + 3  # the condition; the results and the vital signs of the search
+    kinds = [entry.event_type for entry in log[before:]]  # oldest first: these are the new ones
+    assert "record.condition.read" in kinds and "record.result.read" in kinds and "record.vital_signs.read" in kinds
+
+
+def test_capability_statement_lists_exactly_what_is_served(api, facility):
+    statement = answer(api.get(f"{base(facility.slug)}/metadata"))
+    served = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert set(served) == {r.type for r in RESOURCE_ROUTES}
+    for resource_type, entry in served.items():
+        assert {p["name"] for p in entry["searchParam"]} == set(SEARCH_PARAMETERS[resource_type])
+        for interaction in entry["interaction"]:
+            name = {"read": "fhir-read-", "search-type": "fhir-search-", "create": "fhir-create-"}[interaction["code"]]
+            assert any(h.name == name + resource_type for h in HANDLERS)
+    assert [i["code"] for i in served["Condition"]["interaction"]] == ["read", "search-type", "create"]
+    assert [i["code"] for i in served["MedicationRequest"]["interaction"]] == ["read", "search-type"]
+    # What the statement claims, a client can do.
+    assert answer(api.get(f"{base(facility.slug)}/MedicationRequest", params={"patient": str(uuid.uuid4())}),
+                  404)
