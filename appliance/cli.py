@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import appliance.interop.hl7v2.models
 import appliance.layers
 from appliance.substrate import audit, identity, keys, totp
 from appliance.substrate.config import Settings
@@ -34,6 +35,7 @@ from appliance.substrate.tenancy import active_slugs, apply_path, drop_tenant, l
 from appliance.substrate.tenant_config import TenantFileError
 
 assert appliance.layers  # imported for its side effect: every layer registers its tables and appliers
+assert appliance.interop.hl7v2.models  # and the HL7 interface its tables, which the drift check compares
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -888,6 +890,62 @@ def national_receive(settings: Settings, package_path: Path) -> None:
             fail(f"{package_path}: refused: {exc}")
     err.print(f"{receipt.peer}, {receipt.period.label}: {_facilities(receipt.facilities)} "
               f"{'replaced the earlier package' if receipt.replaced else 'received'}")
+
+
+@main.group("hl7")
+def hl7_group() -> None:
+    """HL7 v2 feeds: the MLLP listener a facility's legacy system sends ADT, ORM and ORU to."""
+
+
+@hl7_group.command("listen")
+@click.option("--tenant", required=True, help="The facility whose feed this is.")
+@click.option("--token-file", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A file holding the feed's API token (healthos account token), readable by this user only.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Loopback unless the hospital's IT chose otherwise.")
+@click.option("--port", default=2575, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_obj
+def hl7_listen(settings: Settings, tenant: str, token_file: Path, host: str, port: int) -> None:
+    """Serve one facility's HL7 v2 feed over MLLP until interrupted; every message is acknowledged."""
+    import asyncio
+
+    from appliance.interop.hl7v2 import listener
+
+    token = token_file.read_text().strip()
+    with opened_database(settings) as db:
+        try:
+            asyncio.run(listener.serve(db, tenant, token, host, port, on_ready=lambda bound: err.print(
+                f"listening for {tenant}'s HL7 v2 feed on {host}:{bound} (MLLP); Ctrl-C stops")))
+        except listener.ListenerRefused as exc:
+            fail(f"the listener did not start: {exc}")
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        except KeyboardInterrupt:
+            err.print("stopped")
+
+
+@hl7_group.command("send")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2575, show_default=True, type=click.IntRange(1, 65535))
+@click.argument("message_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+def hl7_send(host: str, port: int, message_file: Path) -> None:
+    """Send the message(s) of MESSAGE_FILE (each beginning with a line MSH|...) over MLLP, printing each ACK."""
+    import asyncio
+
+    from appliance.interop.hl7v2 import listener
+
+    texts = listener.split_messages(message_file.read_text(encoding="utf-8"))
+    if not texts:
+        fail(f"{message_file} holds no HL7 message (a message begins with a line starting MSH|)")
+    try:
+        acks = asyncio.run(listener.send(host, port, texts))
+    except (OSError, TimeoutError) as exc:
+        fail(f"no answer from {host}:{port}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
+    for ack in acks:
+        click.echo(ack.replace("\r", "\n").rstrip("\n"))
+        click.echo()
+    if any("MSA|AA|" not in ack for ack in acks):
+        sys.exit(2)
 
 
 def _register_deployment_commands() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-import appliance.interop.hl7v2.models  # noqa: F401  (the HL7 interface's tenant tables, for the drift check)
+import appliance.interop.hl7v2.models  # the HL7 interface's tenant tables, for the drift check
 import appliance.layers  # noqa: F401  (registers every layer's tables and appliers)
 from appliance.substrate import identity, totp
 from appliance.substrate.config import Settings
