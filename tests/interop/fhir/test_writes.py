@@ -1,0 +1,224 @@
+"""Creating through the FHIR facade: single resources and transaction bundles, validated with the R4B
+models, written through the clinical services in one transaction, all or nothing, audited; every
+refusal an OperationOutcome naming the element, and no half-row left behind."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+
+from appliance.substrate import audit
+from appliance.substrate.db import tenant_schema
+from tests.interop.fhir.conftest import answer, base, count, refusal
+
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+TABLES = ("patient", "entry", "encounter", "condition", "allergy", "vital_signs")
+
+
+def rows(db, tenant: str) -> dict[str, int]:
+    return {table: count(db, tenant, table) for table in TABLES}
+
+
+def new_patient(national_id: str | None = None, **extra) -> dict:
+    national_id = national_id or uuid.uuid4().hex[:10]
+    return {"resourceType": "Patient", "name": [{"use": "official", "family": "Wekesa", "given": ["Daniel", "Simiyu"]}],
+            "gender": "male", "birthDate": "1979-11-03",
+            "identifier": [{"system": "urn:healthos:identifier:national_id", "value": national_id}],
+            "telecom": [{"system": "phone", "value": "+254711000111"}],
+            "address": [{"line": ["Plot 12"], "city": "Bungoma", "state": "Western", "country": "KE"}], **extra}
+
+
+def condition(patient_ref: str, code: str = "E11.9", **extra) -> dict:
+    return {"resourceType": "Condition", "subject": {"reference": patient_ref},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]},
+            "code": {"coding": [{"system": ICD10, "code": code}]}, "onsetDateTime": "2019-05-01", **extra}
+
+
+def heart_rate(patient_ref: str, value: float = 88, unit: str = "/min", **extra) -> dict:
+    return {"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": patient_ref}, "effectiveDateTime": "2024-03-02T09:30:00+03:00",
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+            **extra}
+
+
+def registered(api, tenant: str) -> str:
+    created = answer(api.post(f"{base(tenant)}/Patient", json=new_patient()), 201)
+    return created["id"]
+
+
+def test_create_a_patient_then_read_it(api, db, facility):
+    response = api.post(f"{base(facility.slug)}/Patient", json=new_patient(),
+                        headers={"content-type": "application/fhir+json"})
+    created = answer(response, 201)
+    version = created["meta"]["versionId"]
+    assert response.headers["location"].endswith(f"/fhir/Patient/{created['id']}/_history/{version}")
+    assert response.headers["etag"] == f'W/"{created["meta"]["versionId"]}"'
+    assert created["name"][0]["given"] == ["Daniel", "Simiyu"] and created["address"][0]["city"] == "Bungoma"
+    read = answer(api.get(f"{base(facility.slug)}/Patient/{created['id']}"))
+    assert read["identifier"] == created["identifier"]
+    with db.tenant(facility.slug) as conn:  # the chart links to its one-identity subject, as the API's does
+        assert conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :p"), {"p": created["id"]}).scalar()
+
+
+def test_create_condition_allergy_and_vital_signs(api, db, facility):
+    patient = f"Patient/{registered(api, facility.slug)}"
+    url = base(facility.slug)
+    problem = answer(api.post(f"{url}/Condition", json=condition(patient)), 201)
+    assert problem["code"]["coding"][0]["code"] == "E11.9" and problem["code"]["coding"][0]["display"]
+    assert problem["onsetDateTime"] == "2019-05-01"
+    allergy = answer(api.post(f"{url}/AllergyIntolerance", json={
+        "resourceType": "AllergyIntolerance", "patient": {"reference": patient}, "code": {"text": "Sulfonamides"},
+        "category": ["medication"], "criticality": "high",
+        "reaction": [{"manifestation": [{"text": "rash"}], "severity": "moderate"}]}), 201)
+    assert (allergy["code"]["text"], allergy["reaction"][0]["severity"]) == ("Sulfonamides", "moderate")
+    pulse = answer(api.post(f"{url}/Observation", json=heart_rate(patient)), 201)
+    assert pulse["component"][0]["valueQuantity"]["value"] == 88
+    assert pulse["effectiveDateTime"].startswith("2024-03-02T06:30:00")  # the time it was taken, not now
+    pressure = answer(api.post(f"{url}/Observation", json={
+        **heart_rate(patient), "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "valueQuantity": None, "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+             "valueQuantity": {"value": 132, "unit": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+             "valueQuantity": {"value": 84, "unit": "mm[Hg]"}}]}), 201)
+    assert {c["code"]["coding"][0]["code"] for c in pressure["component"]} == {"8480-6", "8462-4"}
+    found = answer(api.get(f"{url}/Observation", params={"patient": patient.split("/")[1], "code": "8480-6"}))
+    assert [e["resource"]["id"] for e in found["entry"]] == [pressure["id"]]
+    events = {e.event_type for e in audit.patient_access_log(db, facility.slug, patient.split("/")[1])}
+    assert {"record.demographics.create", "record.condition.create", "record.allergy.create",
+            "record.vital_signs.create"} <= events
+
+
+def test_a_code_not_in_icd10_is_422_naming_it_and_writes_nothing(api, db, facility):
+    patient = f"Patient/{registered(api, facility.slug)}"
+    before = rows(db, facility.slug)
+    body = refusal(api.post(f"{base(facility.slug)}/Condition", json=condition(patient, "Q99.99")), 422)
+    assert "Q99.99" in body["issue"][0]["diagnostics"]
+    assert body["issue"][0]["expression"] == ["Condition.code.coding.code"]
+    assert rows(db, facility.slug) == before
+
+
+def test_what_the_record_cannot_hold_is_422_not_supported(api, db, facility):
+    patient = f"Patient/{registered(api, facility.slug)}"
+    url = base(facility.slug)
+    before = rows(db, facility.slug)
+    snomed = condition(patient, code=None)
+    snomed["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]}
+    assert refusal(api.post(f"{url}/Condition", json=snomed), 422)["issue"][0]["code"] == "not-supported"
+    lab = heart_rate(patient)
+    lab["category"][0]["coding"][0]["code"] = "laboratory"
+    assert "vital signs" in refusal(api.post(f"{url}/Observation", json=lab), 422)["issue"][0]["diagnostics"]
+    bmi = heart_rate(patient)
+    bmi["code"]["coding"][0]["code"] = "39156-5"
+    assert refusal(api.post(f"{url}/Observation", json=bmi), 422)
+    assert rows(db, facility.slug) == before
+
+
+def test_invalid_input_is_named_and_writes_nothing(api, db, facility):
+    patient = f"Patient/{registered(api, facility.slug)}"
+    url = base(facility.slug)
+    before = rows(db, facility.slug)
+    body = refusal(api.post(f"{url}/Patient", json=new_patient(birthDate="3rd of May")), 400)
+    assert body["issue"][0]["expression"] == ["Patient.birthDate"]
+    body = refusal(api.post(f"{url}/Patient", json=new_patient(gender="femal")), 422)
+    assert body["issue"][0]["expression"] == ["Patient.gender"]
+    body = refusal(api.post(f"{url}/Observation", json=heart_rate(patient, unit="Hz")), 422)
+    assert body["issue"][0]["expression"] == ["Observation.valueQuantity.code"]
+    body = refusal(api.post(f"{url}/Observation", json=heart_rate(patient, value=900)), 422)
+    assert body["issue"][0]["expression"] == ["Observation.value"]
+    assert refusal(api.post(f"{url}/Condition", json=new_patient()), 400)["issue"][0]["expression"] == [
+        "Condition.resourceType"]
+    assert refusal(api.post(f"{url}/Condition", json=condition(f"Patient/{uuid.uuid4()}")), 404)
+    assert refusal(api.post(f"{url}/Condition", json=condition("Patient/not-an-id")), 422)
+    fhir_json = {"content-type": "application/fhir+json"}
+    assert refusal(api.post(f"{url}/Condition", content=b"{not json", headers=fhir_json), 400)
+    assert rows(db, facility.slug) == before
+
+
+def test_a_national_id_already_registered_is_409(api, db, facility):
+    national_id = uuid.uuid4().hex[:10]
+    answer(api.post(f"{base(facility.slug)}/Patient", json=new_patient(national_id)), 201)
+    before = rows(db, facility.slug)
+    body = refusal(api.post(f"{base(facility.slug)}/Patient", json=new_patient(national_id)), 409)
+    assert body["issue"][0]["code"] == "conflict" and body["issue"][0]["expression"] == ["Patient.identifier"]
+    assert rows(db, facility.slug) == before
+
+
+def _transaction(*resources: dict) -> dict:
+    entries = []
+    for resource in resources:
+        full_url = resource.pop("fullUrl", None) or f"urn:uuid:{uuid.uuid4()}"
+        entries.append({"fullUrl": full_url, "resource": resource,
+                        "request": {"method": "POST", "url": resource["resourceType"]}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _encounter(patient_ref: str, full_url: str) -> dict:
+    return {"fullUrl": full_url, "resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": patient_ref},
+            "period": {"start": "2023-08-14T08:00:00Z", "end": "2023-08-14T08:40:00Z"},
+            "reasonCode": [{"text": "annual review"}]}
+
+
+def test_a_transaction_writes_a_patient_and_their_record_together(api, db, facility):
+    patient_url, visit_url = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    bundle = _transaction({"fullUrl": patient_url, **new_patient()}, _encounter(patient_url, visit_url),
+                          condition(patient_url, "E11.9", encounter={"reference": visit_url}),
+                          condition(patient_url, "I10"), heart_rate(patient_url, encounter={"reference": visit_url}))
+    response = answer(api.post(base(facility.slug), json=bundle))
+    assert response["type"] == "transaction-response"
+    statuses = [e["response"]["status"] for e in response["entry"]]
+    assert statuses == ["201 Created"] * 5
+    patient_id = response["entry"][0]["resource"]["id"]
+    encounter_id = response["entry"][1]["resource"]["id"]
+    assert response["entry"][2]["resource"]["encounter"]["reference"] == f"Encounter/{encounter_id}"
+    assert response["entry"][4]["response"]["location"].startswith("Observation/")
+    everything = answer(api.get(f"{base(facility.slug)}/Patient/{patient_id}/$everything"))
+    types = sorted(e["resource"]["resourceType"] for e in everything["entry"])
+    assert types == ["Condition", "Condition", "Encounter", "Observation", "Patient"]
+    visit = next(e["resource"] for e in everything["entry"] if e["resource"]["resourceType"] == "Encounter")
+    assert visit["status"] == "finished" and visit["period"]["start"].startswith("2023-08-14T08:00")
+
+
+def test_one_bad_entry_and_the_transaction_writes_nothing(api, db, facility):
+    patient_url = f"urn:uuid:{uuid.uuid4()}"
+    before = rows(db, facility.slug)
+    bundle = _transaction({"fullUrl": patient_url, **new_patient()},
+                          _encounter(patient_url, f"urn:uuid:{uuid.uuid4()}"),
+                          condition(patient_url, "I10"), condition(patient_url, "Z99.999"))
+    body = refusal(api.post(base(facility.slug), json=bundle), 422)
+    assert body["issue"][0]["expression"] == ["Bundle.entry[3].resource.code.coding.code"]
+    assert "Z99.999" in body["issue"][0]["diagnostics"]
+    assert rows(db, facility.slug) == before
+    unserved = _transaction({"fullUrl": patient_url, **new_patient()},
+                            {"resourceType": "Procedure", "status": "completed", "subject": {"reference": patient_url}})
+    assert refusal(api.post(base(facility.slug), json=unserved), 422)["issue"][0]["expression"] == [
+        "Bundle.entry[1].resource"]
+    dangling = _transaction(condition(f"urn:uuid:{uuid.uuid4()}"))
+    assert refusal(api.post(base(facility.slug), json=dangling), 422)["issue"][0]["expression"] == [
+        "Bundle.entry[0].resource.subject"]
+    assert refusal(api.post(base(facility.slug), json={**bundle, "type": "batch"}), 400)
+    assert rows(db, facility.slug) == before
+
+
+def test_a_transaction_needs_each_entrys_permission(token_client, db, facility):
+    registrar = token_client(facility.slug, role="registrar")  # registers patients; records no diagnoses
+    patient_url = f"urn:uuid:{uuid.uuid4()}"
+    before = rows(db, facility.slug)
+    body = refusal(registrar.post(base(facility.slug), json=_transaction(
+        {"fullUrl": patient_url, **new_patient()}, condition(patient_url))), 403)
+    assert "clinical.problem.create" in body["issue"][0]["diagnostics"]
+    assert rows(db, facility.slug) == before
+
+
+def test_the_tenant_schema_is_where_the_rows_went(api, db, facility, other_facility):
+    # The other facility saw none of this module's writes.
+    with db.control() as conn:
+        theirs = conn.execute(sa.text(f'SELECT count(*) FROM "{tenant_schema(other_facility.slug)}".patient')).scalar()
+    assert theirs == 0
