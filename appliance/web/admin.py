@@ -10,6 +10,7 @@ Nothing here is patient data; issuing and revoking a token are audited (identity
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import defaultdict
 from typing import Any
@@ -18,6 +19,7 @@ from anyio import to_thread
 from litestar import Litestar, Response, Router, get, post
 from litestar.response import Template
 
+from appliance.interop.hl7v2 import history as hl7_history
 from appliance.layers.nursing import views
 from appliance.substrate import identity
 from appliance.web import portal
@@ -27,6 +29,7 @@ from appliance.web.portal import Asking, FormData, Id, NavItem, Tenant, form_val
 portal.NAV.extend([
     NavItem("Administration", "tokens", "API tokens", "/admin/tokens", "identity.token.read"),
     NavItem("Administration", "staff", "Staff", "/admin/staff", "identity.membership.read"),
+    NavItem("Administration", "interfaces", "Interfaces", "/admin/interfaces", "interop.hl7.read"),
 ])
 portal.NOTICES.update({"token-revoked": "Token revoked: a client presenting it is refused from now on.",
                        "ward-moved": "Ward changed: their next page is the new ward's."})
@@ -160,7 +163,22 @@ async def move_ward(request: Asking, tenant: Tenant, account_id: Id, data: FormD
     return await to_thread.run_sync(work)
 
 
-ROUTES = [tokens_page, issue_token, revoke_token, staff_page, move_ward]
+@get("/interfaces", operation_id="PortalInterfaces", opt={"permission": "interop.hl7.read"}, include_in_schema=False)
+async def interfaces_page(request: Asking, tenant: Tenant) -> Template:
+    """The facility's HL7 v2 feeds: today's messages accepted (AA), not applied (AE) and rejected (AR),
+    and the last 100 with what was wrong with each. No patient data: the log keeps none."""
+    def work() -> Template:
+        clock = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone)
+        midnight = dt.datetime.combine(clock.today, dt.time(), tzinfo=clock.tz)
+        with request.app.state.db.tenant(tenant) as conn:
+            counts = hl7_history.counts_since(conn, midnight)
+            messages = hl7_history.recent(conn, 100)
+        return page(request, "admin/interfaces.html", active="interfaces", counts=counts, messages=messages)
+
+    return await to_thread.run_sync(work)
+
+
+ROUTES = [tokens_page, issue_token, revoke_token, staff_page, move_ward, interfaces_page]
 
 admin_router = Router(path="/t/{tenant:str}/admin", route_handlers=ROUTES,
                       exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)
