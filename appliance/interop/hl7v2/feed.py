@@ -330,6 +330,7 @@ def find_patient(act: Act, identifiers: list[PatientIdentifier]) -> dict | None:
                           label="patient identifiers")
     if not matched:
         return None
+    act.require("clinical.patient.read", "read registrations")
     return service.get_patient(act.conn, act.principal, matched.pop())
 
 
