@@ -1,0 +1,204 @@
+"""Laboratory messages: ORM^O01 orders catalogue tests (LOINC) and keeps each placer order number;
+ORU^R01 records each OBX as a result of the order its OBR names."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from decimal import Decimal, InvalidOperation
+
+import hl7
+import sqlalchemy as sa
+
+from appliance.interop.hl7v2.act import Act, refusals
+from appliance.interop.hl7v2.messages import (
+    DATA_TYPE_ERROR,
+    DUPLICATE_KEY_IDENTIFIER,
+    REQUIRED_FIELD_MISSING,
+    TABLE_VALUE_NOT_FOUND,
+    UNKNOWN_KEY_IDENTIFIER,
+    not_applied,
+    value,
+)
+from appliance.interop.hl7v2.models import hl7_placer_order
+from appliance.interop.hl7v2.patients import known_patient
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import ResultIn, ServiceRequestIn
+
+PRIORITIES = {"S": "stat", "A": "urgent", "R": "routine", "": "routine"}
+RESULT_FLAGS = {"N": "N", "L": "L", "H": "H", "LL": "LL", "HH": "HH", "A": "A", "AA": "A", "<": "L", ">": "H"}
+RESULT_STATUSES = {"F": None, "C": "corrected result", "P": "preliminary result"}
+NUMERIC_TYPES = ("NM", "SN")
+TEXT_TYPES = ("ST", "TX", "FT", "CE", "CWE")
+
+OBR_FIELDS = {"code": (4, "universal service identifier"), "priority": (27, "priority"),
+              "clinical_info": (13, "relevant clinical information"), "encounter_id": (2, "placer order number")}
+
+
+def _loinc(segment: hl7.Segment, name: str, number: int, label: str) -> str:
+    code, system = value(segment, number, 1), value(segment, number, 3).upper()
+    if not code:
+        raise not_applied(REQUIRED_FIELD_MISSING, "is missing", location=(name, 1, number), label=label)
+    if system not in {"", "LN"}:
+        raise not_applied(TABLE_VALUE_NOT_FOUND, f"is coded in {system}: this facility's catalogue is LOINC (LN)",
+                          location=(name, 1, number), label=label, value=code)
+    return code
+
+
+def _placer(obr: hl7.Segment, orc: hl7.Segment | None) -> tuple[str, str]:
+    number, namespace = value(obr, 2, 1), value(obr, 2, 2)
+    if not number and orc is not None:
+        number, namespace = value(orc, 2, 1), value(orc, 2, 2)
+    return number[:100], namespace[:100]
+
+
+def order(act: Act) -> None:
+    """ORM^O01: each ORC/OBR a new order (ORC-1 NW) of a test in the facility's LOINC catalogue."""
+    patient = known_patient(act)
+    act.require("clinical.order.create", "place orders")
+    orc: hl7.Segment | None = None
+    obrs = 0
+    for segment in act.message:
+        name = str(segment[0])
+        if name == "ORC":
+            orc = segment
+            control = value(orc, 1).upper()
+            if control not in {"NW", ""}:
+                raise not_applied(TABLE_VALUE_NOT_FOUND, "is not supported: this interface accepts new orders "
+                                  "(NW) only", location=("ORC", 1, 1), label="order control", value=control)
+        if name != "OBR":
+            continue
+        obrs += 1
+        code = _loinc(segment, "OBR", 4, "universal service identifier (test)")
+        priority = PRIORITIES.get(value(segment, 27, 6).upper() or (value(orc, 7, 6).upper() if orc else ""))
+        if priority is None:
+            raise not_applied(TABLE_VALUE_NOT_FOUND, "is not S, A or R", location=("OBR", obrs, 27),
+                              label="priority", value=value(segment, 27, 6))
+        number, namespace = _placer(segment, orc)
+        if number and act.conn.execute(sa.select(hl7_placer_order.c.service_request_id).where(
+                hl7_placer_order.c.placer_number == number, hl7_placer_order.c.placer_namespace == namespace)).first():
+            raise not_applied(DUPLICATE_KEY_IDENTIFIER, "was already used for another order", location=("OBR", obrs, 2),
+                              label="placer order number", value=number)
+        with refusals("OBR", obrs, OBR_FIELDS):
+            ordered = service.order_test(act.conn, act.principal, patient["id"], ServiceRequestIn(
+                code=code, priority=priority, clinical_info=value(segment, 13)[:1000] or None))
+        if number:
+            act.conn.execute(hl7_placer_order.insert().values(
+                placer_number=number, placer_namespace=namespace, service_request_id=ordered["root_id"],
+                patient_id=patient["id"]))
+        act.made("service_request", ordered["root_id"])
+    if not obrs:
+        raise not_applied(REQUIRED_FIELD_MISSING, "the message has no OBR segment: nothing to order")
+
+
+# -- results (ORU^R01) ----------------------------------------------------------------------------------
+
+OBX_FIELDS = {"code": (3, "observation identifier"), "value": (5, "observation value"), "unit": (6, "units"),
+              "reference_low": (7, "reference range"), "reference_high": (7, "reference range"),
+              "flag": (8, "abnormal flag"), "service_request_id": (3, "observation identifier"),
+              "note": (5, "observation value")}
+
+
+def _order_of(act: Act, patient_id: uuid.UUID, obr: hl7.Segment, sequence: int) -> uuid.UUID | None:
+    """The order a result answers: OBR-2's placer order number, as a feed's ORM gave it, or the id of an
+    order placed in HealthOS; None when OBR-2 is empty."""
+    number, namespace = _placer(obr, None)
+    if not number:
+        return None
+    mapped = act.conn.execute(sa.select(hl7_placer_order.c.service_request_id).where(
+        hl7_placer_order.c.placer_number == number, hl7_placer_order.c.placer_namespace == namespace,
+        hl7_placer_order.c.patient_id == patient_id)).scalar()
+    if mapped is not None:
+        return mapped
+    try:
+        return uuid.UUID(number)
+    except ValueError:
+        raise not_applied(UNKNOWN_KEY_IDENTIFIER, "matches no order of this patient at this facility",
+                          location=("OBR", sequence, 2), label="placer order number", value=number) from None
+
+
+def _reference_range(text: str, sequence: int) -> tuple[Decimal | None, Decimal | None]:
+    if not text:
+        return None, None
+    try:
+        if match := re.fullmatch(r"\s*(-?[\d.]+)\s*-\s*(-?[\d.]+)\s*", text):
+            return Decimal(match[1]), Decimal(match[2])
+        if match := re.fullmatch(r"\s*(>=?|<=?)\s*(-?[\d.]+)\s*", text):
+            bound = Decimal(match[2])
+            return (bound, None) if match[1].startswith(">") else (None, bound)
+    except InvalidOperation:
+        pass
+    raise not_applied(DATA_TYPE_ERROR, "is not low-high, >low or <high", location=("OBX", sequence, 7),
+                      label="reference range", value=text)
+
+
+def _observation_value(obx: hl7.Segment, sequence: int) -> Decimal | str:
+    kind = value(obx, 2).upper()
+    where = {"location": ("OBX", sequence, 5), "label": "observation value"}
+    if kind in NUMERIC_TYPES:
+        text = value(obx, 5, 2) if kind == "SN" else value(obx, 5)
+        if kind == "SN" and value(obx, 5, 1) not in {"", "="}:
+            raise not_applied(DATA_TYPE_ERROR, f"with comparator {value(obx, 5, 1)} cannot be recorded as a "
+                              "number", value=text, **where)
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise not_applied(DATA_TYPE_ERROR, f"is not a number (OBX-2 is {kind})", value=text or "(empty)",
+                              **where) from None
+        if not number.is_finite():
+            raise not_applied(DATA_TYPE_ERROR, "is not a finite number", value=text, **where)
+        return number
+    if kind in TEXT_TYPES:
+        text = value(obx, 5, 2) or value(obx, 5, 1) if kind in {"CE", "CWE"} else value(obx, 5)
+        if not text:
+            raise not_applied(REQUIRED_FIELD_MISSING, "is empty", **where)
+        return text[:2000]
+    readable = ", ".join(NUMERIC_TYPES + TEXT_TYPES)
+    raise not_applied(TABLE_VALUE_NOT_FOUND, f"is not one this interface reads ({readable})",
+                      location=("OBX", sequence, 2), label="value type", value=kind or "(empty)")
+
+
+def results(act: Act) -> None:
+    """ORU^R01: each OBX a result with its value, units, reference range and abnormal flag, linked to the
+    order its OBR names; NTE segments after an OBX become its note."""
+    patient = known_patient(act)
+    act.require("clinical.result.create", "record results")
+    order_id: uuid.UUID | None = None
+    pending: list[tuple[int, hl7.Segment, list[str], uuid.UUID | None]] = []
+    obr_seen = obx_seen = 0
+    for segment in act.message:
+        name = str(segment[0])
+        if name == "OBR":
+            _record(act, patient["id"], pending)
+            pending = []
+            obr_seen += 1
+            order_id = _order_of(act, patient["id"], segment, obr_seen)
+        elif name == "OBX":
+            obx_seen += 1
+            pending.append((obx_seen, segment, [], order_id))
+        elif name == "NTE" and pending:
+            pending[-1][2].append(value(segment, 3))
+    _record(act, patient["id"], pending)
+    if not obx_seen:
+        raise not_applied(REQUIRED_FIELD_MISSING, "the message has no OBX segment: no result to record")
+
+
+def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:
+    for sequence, obx, notes, order_id in pending:
+        code = _loinc(obx, "OBX", 3, "observation identifier")
+        status = value(obx, 11).upper() or "F"
+        if status not in RESULT_STATUSES:
+            raise not_applied(TABLE_VALUE_NOT_FOUND, "is not recorded by this interface (F final, C corrected, "
+                              "P preliminary)", location=("OBX", sequence, 11), label="result status", value=status)
+        flag_code = value(obx, 8).upper()
+        if flag_code and flag_code not in RESULT_FLAGS:
+            raise not_applied(TABLE_VALUE_NOT_FOUND, f"is not one of {', '.join(RESULT_FLAGS)}",
+                              location=("OBX", sequence, 8), label="abnormal flag", value=flag_code)
+        low, high = _reference_range(value(obx, 7), sequence)
+        note = "; ".join(n for n in [RESULT_STATUSES[status], *notes] if n)[:2000] or None
+        with refusals("OBX", sequence, OBX_FIELDS):
+            recorded = service.record_result(act.conn, act.principal, patient_id, ResultIn(
+                code=code, service_request_id=order_id, value=_observation_value(obx, sequence),
+                unit=value(obx, 6, 1) or None, reference_low=low, reference_high=high,
+                flag=RESULT_FLAGS.get(flag_code), note=note))
+        act.made("result", recorded["id"])
