@@ -948,6 +948,51 @@ def hl7_send(host: str, port: int, message_file: Path) -> None:
         sys.exit(2)
 
 
+@main.group("fhir")
+def fhir_group() -> None:
+    """FHIR R4: bulk import of bundles into a facility's record (`up` serves the REST facade at /api/t/T/fhir)."""
+
+
+@fhir_group.command("import")
+@click.option("--tenant", required=True, help="The facility whose record receives the bundles.")
+@click.option("--as", "acting_as", required=True,
+              help="Who the import acts as, named on every entry and audit event (e.g. 'Synthea migration 2026-11').")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.pass_obj
+def fhir_import(settings: Settings, tenant: str, acting_as: str, path: Path) -> None:
+    """Import FHIR bundles from PATH (a file, or a directory of *.json such as Synthea's output/fhir): one
+    transaction or collection bundle per patient, each all or nothing; what the record cannot hold is
+    counted as skipped."""
+    from appliance.interop.fhir import bulk
+
+    try:
+        validate_slug(tenant)
+    except InvalidSlug as exc:
+        fail(str(exc))
+    with opened_database(settings) as db:
+        if not db.tenant_exists(tenant):
+            fail(f"no tenant named {tenant!r} (healthos tenant list shows them)")
+        principal = bulk.import_principal(db, tenant, acting_as)
+        files = bulk.bundle_files(path)
+        started = time.monotonic()
+        with Progress(TextColumn("importing {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress:
+            task = progress.add_task("bundles", total=len(files), name="")
+            summary = bulk.import_path(db, tenant, principal, path,
+                                       progress=lambda file: progress.update(task, advance=1, name=file.name))
+        elapsed = time.monotonic() - started
+    out.print(f"{summary.imported_bundles} of {summary.bundles} bundles imported into {tenant} in {elapsed:.1f} s "
+              f"as {principal.display_name}", soft_wrap=True, markup=False)
+    for resource_type, n in sorted(summary.imported.items()):
+        out.print(f"  imported {n:>7}  {resource_type}", soft_wrap=True, markup=False)
+    for why, n in sorted(summary.skipped.items()):
+        out.print(f"  skipped  {n:>7}  {why}", soft_wrap=True, markup=False)
+    if summary.refused:
+        for name, why in summary.refused:
+            out.print(f"  refused {name} (nothing of it written): {why}", soft_wrap=True, markup=False)
+        fail(f"{len(summary.refused)} of {summary.bundles} bundles refused; fix them and import those files again")
+
+
 def _register_deployment_commands() -> None:
     """`healthos bundle` and `healthos backup` live in cli_deploy.py, which imports helpers from here."""
     from appliance.cli_deploy import backup, bundle

@@ -351,6 +351,8 @@ def plan(resource: dict, where: str, full_url: str | None = None) -> Write:
 class BundlePlan:
     writes: list[Write] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)  # "Type: why" -> how many
+    # fullUrls of skipped entries: a reference to a skipped encounter is dropped, not a dangling one.
+    skipped_urls: set[str] = field(default_factory=set)
 
 
 def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
@@ -377,6 +379,8 @@ def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
             if strict:
                 raise FhirError(422, "not-supported", str(exc), expression=where) from None
             planned.skipped[str(exc)] += 1
+            if item.get("fullUrl"):
+                planned.skipped_urls.add(item["fullUrl"])
     return planned
 
 
@@ -417,11 +421,12 @@ def _entry_row(appended: record.Entry) -> dict:
             "recorded_at": appended.recorded_at, **appended.detail}
 
 
-def apply(conn: Connection, principal: Principal, writes: list[Write], break_glass_reason: str | None = None
-          ) -> list[dict]:
+def apply(conn: Connection, principal: Principal, writes: list[Write], break_glass_reason: str | None = None,
+          skipped_urls: set[str] | frozenset[str] = frozenset()) -> list[dict]:
     """Write every resource in the caller's tenant transaction, in dependency order, resolving
     references between them; returns the resources as written, in the order given. A refusal of any
-    raises (and the caller's transaction undoes the others)."""
+    raises (and the caller's transaction undoes the others). An encounter reference to an entry a
+    bulk import skipped (`skipped_urls`) is dropped: the resource is kept without its encounter."""
     created: dict[str, tuple[str, uuid.UUID]] = {}
     opened: set[uuid.UUID] = set()
     written: dict[int, dict] = {}
@@ -429,6 +434,8 @@ def apply(conn: Connection, principal: Principal, writes: list[Write], break_gla
     for i in order:
         write = writes[i]
         try:
+            if write.encounter_ref in skipped_urls:
+                write.encounter_ref = None
             resource = _apply_one(conn, principal, write, created, opened, break_glass_reason)
         except RecordError as exc:
             raise of_record_error(exc, write.resource_type, write.where) from None
