@@ -270,3 +270,38 @@ def test_refusals_are_remembered_without_demographics(db, facility, feed):
     # Refused, so not a key: the corrected message under the same control id is applied.
     [ack] = feed(adt(facility.slug, "A04", _mrn(), control=control))
     assert ack.code == "AA"
+
+
+def test_one_message_delivered_on_four_connections_at_once_is_applied_once(db, facility, running):
+    import asyncio
+
+    from appliance.interop.hl7v2 import listener
+
+    message = adt(facility.slug, "A04", _mrn())
+    before = counts(db, facility.slug)
+
+    async def at_once() -> list[list[str]]:
+        return await asyncio.gather(*(listener.send("127.0.0.1", running.port, [message]) for _ in range(4)))
+
+    acks = [a[0] for a in asyncio.run(at_once())]
+    assert len(set(acks)) == 1 and "MSA|AA|" in acks[0]
+    after = counts(db, facility.slug)
+    assert after["patient"] == before["patient"] + 1 and after["encounter"] == before["encounter"] + 1
+
+
+def test_an_inpatient_a01_without_a_ward_opens_an_admission_awaiting_a_bed(db, facility, feed):
+    identifier = _mrn()
+    [ack] = feed(adt(facility.slug, "A01", identifier, patient_class="I"))
+    assert ack.code == "AA", ack.text
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        visit = conn.execute(sa.text("SELECT encounter_class, status FROM encounter WHERE patient_id = :p"),
+                             {"p": patient["id"]}).one()
+        stays = conn.execute(sa.text("SELECT count(*) FROM inpatient_stay WHERE patient_id = :p"),
+                             {"p": patient["id"]}).scalar()
+    assert tuple(visit) == ("inpatient", "in_progress") and stays == 0
+    # The A03 finishes it.
+    assert feed(adt(facility.slug, "A03", identifier, patient_class="I"))[0].code == "AA"
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT status FROM encounter WHERE patient_id = :p"),
+                            {"p": patient["id"]}).scalar() == "finished"

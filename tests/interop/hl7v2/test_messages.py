@@ -1,0 +1,65 @@
+"""Reading fields and writing ACKs, property-tested: any text escaped as HL7 reads back the same through
+python-hl7 (delimiters, the escape character, non-ASCII), repetitions and components come apart where
+they should, and an ACK's ERR text — whatever the problem says — stays one field of one segment."""
+
+from __future__ import annotations
+
+import hl7
+from hypothesis import given
+from hypothesis import strategies as st
+
+from appliance.interop.hl7v2 import messages
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
+    lambda t: t.strip() == t and t != '""')
+
+
+def _segment(text: str) -> hl7.Segment:
+    return messages.parse(f"MSH|^~\\&|A|B|C|D|20260101||ADT^A04|1|P|2.5\r{text}\r").segment("PID")
+
+
+@given(family=TEXT, given_name=TEXT)
+def test_escaped_text_reads_back_the_same(family: str, given_name: str):
+    pid = _segment(f"PID|1||1^^^X^MR||{messages._escape(family)}^{messages._escape(given_name)}")
+    assert messages.value(pid, 5, 1) == family
+    assert messages.value(pid, 5, 2) == given_name
+
+
+@given(values=st.lists(st.from_regex(r"[A-Z0-9]{1,10}", fullmatch=True), min_size=1, max_size=5))
+def test_repetitions_and_components_come_apart(values: list[str]):
+    pid = _segment("PID|1||" + "~".join(f"{v}^^^AUTH{i}^MR" for i, v in enumerate(values)))
+    assert messages.repetitions(pid, 3) == len(values)
+    for i, v in enumerate(values, start=1):
+        assert messages.value(pid, 3, 1, repetition=i) == v
+        assert messages.value(pid, 3, 4, repetition=i) == f"AUTH{i - 1}"
+    assert messages.value(pid, 9) == "" and messages.value(pid, 3, 7) == ""
+
+
+@given(problem=TEXT)
+def test_an_ack_carries_any_problem_as_one_field(problem: str):
+    message = messages.parse("MSH|^~\\&|LAB|HOSP|HEALTHOS|fac|20260101||ORU^R01|C1|P|2.5\rPID|1\r")
+    error = messages.not_applied("102", problem, location=("OBX", 2, 5), label="observation value")
+    ack = hl7.parse(messages.acknowledge(message, "AE", "fac", error).text)
+    assert [str(s[0]) for s in ack] == ["MSH", "MSA", "ERR"]
+    err = ack.segment("ERR")
+    assert messages.value(err, 8) == f"OBX-5 observation value {problem}".strip()
+    assert messages.value(err, 3) == "102" and messages.value(ack.segment("MSA"), 2) == "C1"
+
+
+def test_a_patient_fields_value_is_shown_to_the_sender_but_never_stored():
+    error = messages.not_applied("102", "is not a date", location=("PID", 1, 7), label="birth date", value="19901340")
+    assert error.text() == "PID-7 birth date 19901340 is not a date"
+    assert error.text(for_storage=True) == "PID-7 birth date is not a date"
+    refused = messages.not_applied("205", "identifier national_id 123 already belongs to another patient",
+                                   location=("PID", 1, 3), label="patient identifiers", private=True)
+    assert "123" in refused.text() and "123" not in refused.text(for_storage=True)
+
+
+def test_unreadable_input_is_rejected_naming_why():
+    for text in ("", "PID|1", "MSH", "MSH|^~\\&|A\rpid lower|x"):
+        try:
+            messages.parse(text)
+        except messages.HL7Error as error:
+            assert error.ack == "AR" and error.code == "100"
+        else:
+            raise AssertionError(f"{text!r} was read")
