@@ -96,6 +96,7 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
     from appliance.web import production
 
     serving = production.Serving(host, port, workers, tls_cert, tls_key, redirect_port)
+    _check_policies(settings)
     if redirect_port is not None and tls_cert is None:
         fail("--redirect-port redirects to HTTPS: give --tls-cert (and --tls-key) too")
     if serving.tls:
@@ -444,6 +445,18 @@ def _policy(settings: Settings):
     try:
         return load_policy(settings.policies_dir / "access.toml")
     except PolicyError as exc:
+        fail(str(exc))
+
+
+def _check_policies(settings: Settings) -> None:
+    """The policy files the web application reads at start, checked before anything starts: a broken
+    one is named here, not in a worker's traceback."""
+    from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
+
+    _policy(settings)
+    try:
+        load_release_rules(settings.policies_dir / "release.toml")
+    except ReleasePolicyError as exc:
         fail(str(exc))
 
 

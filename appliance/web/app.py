@@ -26,6 +26,7 @@ from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.routes import OperationsController
+from appliance.layers.patient.release import load_release_rules
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.local_secrets import host_secret
@@ -80,7 +81,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or []),
                         create_static_files_router(path="/static", directories=[HERE / "static"],
                                                    opt={"public": True}, include_in_schema=False)],
-        state=State({"db": db, "policy": policy, "settings": settings}),
+        state=State({"db": db, "policy": policy, "settings": settings,
+                     "release_rules": load_release_rules(settings.policies_dir / "release.toml")}),
         guards=[permission_guard],
         exception_handlers=errors.handlers,
         middleware=[request_context_middleware, close_uploads_middleware, security_headers_middleware,

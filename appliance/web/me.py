@@ -1,7 +1,7 @@
 """The patient portal, `/me`: a patient's own record from every facility that holds one (allergies,
-problems, medicines, results a clinician has reviewed, visits, appointments to come, bills), and who
-opened it — each access from the facilities' audit trails, break-the-glass marked with its stated
-reason.
+problems, medicines, results a clinician has reviewed as the release rules let them show — some later,
+some only in person, `policies/release.toml` — visits, appointments to come, bills), and who opened
+it — each access from the facilities' audit trails, break-the-glass marked with its stated reason.
 
 A patient signs in to an account linked to their one-identity subject; the pages take no patient id,
 so there is nothing to guess: the subject comes from the session alone. Each facility's part is read in
@@ -12,6 +12,8 @@ page), with a one-time enrolment link for the patient, as staff accounts are.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.response import Template
@@ -21,6 +23,7 @@ from appliance.layers.financial import service as financial
 from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
 from appliance.layers.patient import portal as patient_portal
+from appliance.layers.patient.release import release
 from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, is_abnormal, number, reference_range, result_value
 
 RESULTS_SHOWN = 20
@@ -35,9 +38,11 @@ def _facility_records(state: State, request: Request) -> list[dict]:
             summary = chart.chart_summary(conn, request.user, holding.patient_id)
             appointments = scheduling.upcoming_of_patient(conn, request.user, holding.patient_id)
             bills = financial.bills_of_patient(conn, request.user, holding.patient_id)
-        summary["results"] = [r for r in summary["results"] if r["signed_at"]][:RESULTS_SHOWN]
+        released = release(summary["results"], state.release_rules, dt.datetime.now(dt.UTC))
+        summary["results"] = released.shown[:RESULTS_SHOWN]
         summary["encounters"] = summary["encounters"][:VISITS_SHOWN]
-        records.append({"holding": holding, "summary": summary, "appointments": appointments, "bills": bills})
+        records.append({"holding": holding, "summary": summary, "appointments": appointments, "bills": bills,
+                        "later": released.later, "in_person": released.in_person})
     return records
 
 

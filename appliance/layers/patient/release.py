@@ -1,0 +1,111 @@
+"""Release rules: which reviewed results the patient portal shows, and when (`policies/release.toml`).
+
+Every result is decided by the first rule naming its LOINC code, else by the file's default; none is
+shown before a clinician has reviewed it. A rule either shows the result some hours after the review
+(time for the clinician to call first) or keeps it off the portal altogether (`in_person`: an HIV test,
+whose result is given with counselling). Of those the portal says only how many a facility holds —
+never the test's name or its value — so a screen read over the patient's shoulder tells nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.substrate.tenant_config import loinc_check_digit_ok
+
+RELEASES = ("after_review", "in_person")
+_RULE_ID = re.compile(r"^REL-\d{3}$")
+_LOINC = re.compile(r"^\d{1,7}-\d$")
+
+
+class ReleasePolicyError(ValueError):
+    """The release rules file cannot be used; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class ReleaseRule:
+    id: str
+    description: str
+    release: str
+    hours_after_review: int
+    loinc: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ReleaseRules:
+    default: ReleaseRule
+    rules: tuple[ReleaseRule, ...]
+
+    def rule_for(self, code: str) -> ReleaseRule:
+        return next((rule for rule in self.rules if code in rule.loinc), self.default)
+
+
+@dataclass(frozen=True)
+class Released:
+    """One facility's results as the portal may show them."""
+
+    shown: list[dict]
+    later: list[tuple[dict, dt.datetime]]  # reviewed, shown from that time
+    in_person: int  # reviewed, given only in person: a count, nothing else
+
+
+def _rule(item: dict, where: str, *, default: bool = False) -> ReleaseRule:
+    release = item.get("release")
+    if release not in RELEASES:
+        raise ReleasePolicyError(f"{where}: release {release!r} is not one of {', '.join(RELEASES)}")
+    hours = item.get("hours_after_review", 0)
+    if not isinstance(hours, int) or isinstance(hours, bool) or hours < 0:
+        raise ReleasePolicyError(f"{where}: hours_after_review {hours!r} is not a whole number of hours")
+    if release == "in_person" and "hours_after_review" in item:
+        raise ReleasePolicyError(f"{where}: an in_person result is never shown, so it takes no hours_after_review")
+    if default:
+        return ReleaseRule("default", "the default", release, hours, frozenset())
+    rule_id, description, codes = item.get("id"), item.get("description"), item.get("loinc")
+    if not isinstance(rule_id, str) or not _RULE_ID.fullmatch(rule_id):
+        raise ReleasePolicyError(f"{where}: id {rule_id!r} is not of the form REL-001")
+    if not isinstance(description, str) or not description.strip():
+        raise ReleasePolicyError(f"{where} ({rule_id}): a rule says why, in its description")
+    if not isinstance(codes, list) or not codes:
+        raise ReleasePolicyError(f"{where} ({rule_id}): loinc must list the codes the rule decides")
+    for code in codes:
+        if not isinstance(code, str) or not _LOINC.fullmatch(code) or not loinc_check_digit_ok(code):
+            raise ReleasePolicyError(f"{where} ({rule_id}): {code!r} is not a LOINC code (such as 68961-2, its "
+                                     "check digit after the hyphen)")
+    return ReleaseRule(rule_id, description, release, hours, frozenset(codes))
+
+
+def load_release_rules(path: Path) -> ReleaseRules:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ReleasePolicyError(f"{path}: {exc}") from exc
+    if not isinstance(data.get("default"), dict):
+        raise ReleasePolicyError(f"{path}: a [default] table says what happens to results no rule names")
+    default = _rule(data["default"], f"{path} [default]", default=True)
+    rules = tuple(_rule(item, f"{path} rule {n}") for n, item in enumerate(data.get("rule", []), start=1))
+    ids = [rule.id for rule in rules]
+    if len(set(ids)) != len(ids):
+        raise ReleasePolicyError(f"{path}: rule ids must be unique")
+    return ReleaseRules(default, rules)
+
+
+def release(results: list[dict], rules: ReleaseRules, now: dt.datetime) -> Released:
+    """Reviewed results sorted by what the portal may show of them now."""
+    shown, later, in_person = [], [], 0
+    for result in results:
+        if result.get("signed_at") is None:
+            continue
+        rule = rules.rule_for(result["code"])
+        if rule.release == "in_person":
+            in_person += 1
+            continue
+        at = result["signed_at"] + dt.timedelta(hours=rule.hours_after_review)
+        if at <= now:
+            shown.append(result)
+        else:
+            later.append((result, at))
+    return Released(shown, later, in_person)
