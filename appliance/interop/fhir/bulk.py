@@ -61,7 +61,7 @@ def bundle_files(path: Path) -> list[Path]:
 def import_bundle(db: Database, tenant: str, principal: Principal, bundle: Any) -> tuple[Counter, Counter]:
     """One bundle, all or nothing: what was written (by type) and what was skipped (by reason)."""
     planned = writes.plan_bundle(bundle, strict=False)
-    writes.link_subjects(db, planned.writes)
+    writes.link_subjects(db, tenant, planned.writes)
     with db.tenant(tenant) as conn:
         written = writes.apply(conn, principal, planned.writes, skipped_urls=planned.skipped_urls)
     return Counter(r["resourceType"] for r in written), planned.skipped

@@ -200,7 +200,7 @@ def _create_handler(route: ResourceRoute) -> HTTPRouteHandler:
             write = writes.plan(resource, route.type)
         except writes.Unsupported as exc:
             raise FhirError(422, "not-supported", str(exc), expression=route.type) from None
-        writes.link_subjects(state.db, [write])
+        writes.link_subjects(state.db, tenant, [write])
         with state.db.tenant(tenant) as conn:
             [created] = writes.apply(conn, request.user, [write], _reason(request))
         headers = _written(created) | {"location": f"{_base_url(request, tenant)}/{writes.location(created)}"}
@@ -234,7 +234,7 @@ def transaction(tenant: FromPath[str], state: State, request: Asking, data: JSON
         if needed is None or not request.user.can(needed):
             raise FhirError(403, "forbidden", f"your role may not create a {write.resource_type} ({needed})",
                             expression=write.where)
-    writes.link_subjects(state.db, planned.writes)
+    writes.link_subjects(state.db, tenant, planned.writes)
     with state.db.tenant(tenant) as conn:
         created = writes.apply(conn, request.user, planned.writes, _reason(request))
     base = _base_url(request, tenant)

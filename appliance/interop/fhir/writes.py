@@ -384,12 +384,12 @@ def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
     return planned
 
 
-def link_subjects(db: Database, writes: list[Write]) -> None:
-    """Each new patient linked to their one-identity subject, as the JSON API's registration does (its
-    own control transaction, before the tenant's)."""
+def link_subjects(db: Database, tenant: str, writes: list[Write]) -> None:
+    """Each new patient linked to their one-identity subject, and the facility noted as holding their
+    chart, as the JSON API's registration does (its own control transaction, before the tenant's)."""
     for write in writes:
         if write.resource_type == "Patient":
-            write.data = service.with_subject(db, write.data)
+            write.data = service.with_subject(db, write.data, tenant=tenant)
 
 
 # -- applying ----------------------------------------------------------------------------------------

@@ -62,7 +62,10 @@ def test_create_a_patient_then_read_it(api, db, facility):
     read = answer(api.get(f"{base(facility.slug)}/Patient/{created['id']}"))
     assert read["identifier"] == created["identifier"]
     with db.tenant(facility.slug) as conn:  # the chart links to its one-identity subject, as the API's does
-        assert conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :p"), {"p": created["id"]}).scalar()
+        subject = conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :p"), {"p": created["id"]}).scalar()
+    with db.control() as conn:  # and the facility is noted as holding it (where the patient portal looks)
+        assert conn.execute(sa.text("SELECT tenant FROM control.subject_facility WHERE subject_id = :s"),
+                            {"s": subject}).scalars().all() == [facility.slug]
 
 
 def test_create_condition_allergy_and_vital_signs(api, db, facility):
