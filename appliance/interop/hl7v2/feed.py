@@ -56,8 +56,11 @@ def handle(db: Database, tenant: str, token: str, text: str) -> Acknowledgement:
     try:
         message = messages.parse(text)
     except HL7Error as error:
+        # Remembered too, with no sender to name: the admin's page counts what could not be read.
+        ack = messages.acknowledge(None, error.ack, tenant, error)
+        _remember_refusal(db, tenant, Header("", "", "", ""), None, ack)
         log.info("hl7.message", tenant=tenant, ack=error.ack, error_code=error.code)
-        return messages.acknowledge(None, error.ack, tenant, error)
+        return ack
     header = Header.read(message)
     structlog.contextvars.bind_contextvars(tenant=tenant, control_id=header.control_id,
                                            message_type=header.message_type)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import hl7
+import sqlalchemy as sa
 
 from appliance.interop.hl7v2 import messages
 from appliance.interop.hl7v2.act import Act, refusals
@@ -27,6 +28,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.layers.operations import adt, ed
 from appliance.layers.operations.errors import NotFound as NoEmergencyVisit
+from appliance.layers.operations.models import ed_visit
 
 PATIENT_CLASSES = {"O": "outpatient", "E": "emergency", "I": "inpatient"}
 DISPOSITIONS = {"01": "home", "02": "transfer_out", "03": "transfer_out", "04": "transfer_out",
@@ -48,12 +50,20 @@ def _patient_class(pv1: hl7.Segment) -> str:
     return PATIENT_CLASSES[code]
 
 
+def _admit_reason(act: Act) -> str | None:
+    """PV2-3, the admit reason (its text, else its code)."""
+    pv2 = messages.segments(act.message, "PV2")
+    if not pv2:
+        return None
+    return (value(pv2[0], 3, 2) or value(pv2[0], 3, 1))[:500] or None
+
+
 def _open_visit(act: Act, patient_id: uuid.UUID, encounter_class: str, pv1: hl7.Segment) -> None:
     with refusals("PV1", 1, PV1_FIELDS):
         if encounter_class == "emergency":
             # An emergency visit is the ED's: the arrival puts the patient on the ED board.
             act.require("operations.ed.create", "record emergency arrivals")
-            visit = ed.arrive(act.conn, act.principal, patient_id, complaint=value(pv1, 18) or None)
+            visit = ed.arrive(act.conn, act.principal, patient_id, complaint=_admit_reason(act))
             act.made("encounter", visit["id"])
             return
         act.require("clinical.encounter.create", "open encounters")
@@ -81,9 +91,12 @@ def admit(act: Act) -> None:
         _open_visit(act, patient_id, encounter_class, pv1)
         return
     act.require("operations.admission.create", "admit patients")
+    # A patient still in the emergency department is admitted from it: the ED visit closes (admitted).
+    from_ed = act.conn.execute(sa.select(ed_visit.c.id).where(
+        ed_visit.c.patient_id == patient_id, ed_visit.c.departed_at.is_(None))).scalar()
     with refusals("PV1", 1, PV1_FIELDS):
         stay = adt.admit(act.conn, act.principal, patient_id, ward_code=ward, bed_code=value(pv1, 3, 3) or None,
-                         reason=value(pv1, 18) or None)
+                         reason=_admit_reason(act), ed_encounter_id=from_ed)
     act.made("encounter", stay["encounter_id"])
     act.made("admission", stay["id"])
 
@@ -99,6 +112,8 @@ def update(act: Act) -> None:
         raise not_applied(UNKNOWN_KEY_IDENTIFIER, "match no patient of this facility: nothing to update",
                           location=("PID", 1, 3), label="patient identifiers")
     act.require("clinical.patient.update", "correct registrations")
+    if not value(pid, 8):  # PID-8 left empty corrects nothing
+        data["sex"] = patient["sex"]
     sent = {i["system"] for i in data["identifiers"]}
     data["identifiers"] = [i for i in patient["identifiers"] if i["system"] not in sent] + data["identifiers"]
     for kept in ("phone", "address", "next_of_kin", "contacts"):

@@ -305,3 +305,26 @@ def test_an_inpatient_a01_without_a_ward_opens_an_admission_awaiting_a_bed(db, f
     with db.tenant(facility.slug) as conn:
         assert conn.execute(sa.text("SELECT status FROM encounter WHERE patient_id = :p"),
                             {"p": patient["id"]}).scalar() == "finished"
+
+
+def test_an_a01_for_a_patient_in_the_ed_admits_from_it(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier, patient_class="E"))[0].code == "AA"
+    [ack] = feed(adt(facility.slug, "A01", identifier, patient_class="I", location="GEN"))
+    assert ack.code == "AA", ack.text
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        stay = conn.execute(sa.text("SELECT source, discharged_at FROM inpatient_stay WHERE patient_id = :p"),
+                            {"p": patient["id"]}).one()
+        departed = conn.execute(sa.text("SELECT departed_at FROM ed_visit WHERE patient_id = :p"),
+                                {"p": patient["id"]}).scalar()
+    assert stay.source == "emergency" and stay.discharged_at is None and departed is not None
+    assert feed(adt(facility.slug, "A03", identifier, patient_class="I"))[0].code == "AA"
+
+
+def test_an_a08_that_leaves_sex_empty_keeps_it(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier, sex="M"))[0].code == "AA"
+    assert feed(adt(facility.slug, "A08", identifier, sex="", family="Kiprono"))[0].code == "AA"
+    patient = _patient(db, facility.slug, identifier)
+    assert patient["sex"] == "male" and patient["family_name"] == "Kiprono"

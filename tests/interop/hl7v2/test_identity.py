@@ -41,6 +41,11 @@ def test_the_listener_refuses_to_start_with_a_bad_or_foreign_token(db, policy, f
             asyncio.run(listener.start(db, facility.slug, token, "127.0.0.1", 0))
     with pytest.raises(listener.ListenerRefused, match="no facility"):
         asyncio.run(listener.start(db, "no_such_place", theirs, "127.0.0.1", 0))
+    # And message by message: another facility's token applies nothing here.
+    before = counts(db, facility.slug)
+    ack = Ack(hl7_feed.handle(db, facility.slug, theirs, adt(facility.slug, "A04", _mrn())).text)
+    assert ack.code == "AR" and "another facility" in ack.field("ERR", 8), ack.text
+    assert counts(db, facility.slug) == before
 
 
 def test_a_revoked_token_stops_the_feed_at_its_next_message(db, policy, facility):

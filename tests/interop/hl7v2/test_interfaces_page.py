@@ -20,11 +20,13 @@ def test_the_admin_sees_todays_counts_and_the_latest_messages(signed_in, facilit
     accepted, refused = control_id(), control_id()
     identifier = "W" + secrets.token_hex(4)
     feed(adt(facility.slug, "A04", identifier, control=accepted, family="Kamau"),
-         adt(facility.slug, "A04", "W" + secrets.token_hex(4), control=refused, birth="19901340", family="Wambui"))
+         adt(facility.slug, "A04", "W" + secrets.token_hex(4), control=refused, birth="19901340", family="Wambui"),
+         "PID|1||not a message\r")
     page = admin.get(f"/t/{facility.slug}/admin/interfaces")
     assert page.status_code == 200
     text = page.text
     assert _count(text, "AA") == _count(before.text, "AA") + 1 and _count(text, "AE") == _count(before.text, "AE") + 1
+    assert _count(text, "AR") == _count(before.text, "AR") + 1 and "(unreadable message)" in text
     row = re.search(rf'<tr data-control-id="{refused}">(.*?)</tr>', text, re.S)[1]
     assert "ADT^A04" in row and "REGSYS" in row and ">AE<" in row and "PID-7 birth date is not a date" in row
     assert f'data-control-id="{accepted}"' in text
