@@ -35,13 +35,13 @@ OBR_FIELDS = {"code": (4, "universal service identifier"), "priority": (27, "pri
               "clinical_info": (13, "relevant clinical information"), "encounter_id": (2, "placer order number")}
 
 
-def _loinc(segment: hl7.Segment, name: str, number: int, label: str) -> str:
+def _loinc(segment: hl7.Segment, name: str, sequence: int, number: int, label: str) -> str:
     code, system = value(segment, number, 1), value(segment, number, 3).upper()
     if not code:
-        raise not_applied(REQUIRED_FIELD_MISSING, "is missing", location=(name, 1, number), label=label)
+        raise not_applied(REQUIRED_FIELD_MISSING, "is missing", location=(name, sequence, number), label=label)
     if system not in {"", "LN"}:
         raise not_applied(TABLE_VALUE_NOT_FOUND, f"is coded in {system}: this facility's catalogue is LOINC (LN)",
-                          location=(name, 1, number), label=label, value=code)
+                          location=(name, sequence, number), label=label, value=code)
     return code
 
 
@@ -69,7 +69,7 @@ def order(act: Act) -> None:
         if name != "OBR":
             continue
         obrs += 1
-        code = _loinc(segment, "OBR", 4, "universal service identifier (test)")
+        code = _loinc(segment, "OBR", obrs, 4, "universal service identifier (test)")
         priority = PRIORITIES.get(value(segment, 27, 6).upper() or (value(orc, 7, 6).upper() if orc else ""))
         if priority is None:
             raise not_applied(TABLE_VALUE_NOT_FOUND, "is not S, A or R", location=("OBR", obrs, 27),
@@ -185,7 +185,7 @@ def results(act: Act) -> None:
 
 def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:
     for sequence, obx, notes, order_id in pending:
-        code = _loinc(obx, "OBX", 3, "observation identifier")
+        code = _loinc(obx, "OBX", sequence, 3, "observation identifier")
         status = value(obx, 11).upper() or "F"
         if status not in RESULT_STATUSES:
             raise not_applied(TABLE_VALUE_NOT_FOUND, "is not recorded by this interface (F final, C corrected, "

@@ -232,6 +232,8 @@ def test_refusals_name_the_field_and_write_nothing(db, facility, feed):
         (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||ten|g/dL||||F"]), "AE", "102", "OBX-5",
          "OBX-5 observation value ten is not a number"),
         (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|mg/L||||F"]), "AE", "102", "OBX-6", "g/dL"),
+        (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|g/dL||||F", "OBX|2|NM|GLU^Glucose^L||5|mmol/L||||F"]),
+         "AE", "103", "OBX-3", "OBX-3 observation identifier GLU is coded in L"),
         (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|g/dL||||F"], placer="NOPE"), "AE", "204",
          "OBR-2", "placer order number NOPE"),
         (oru(facility.slug, known, ["OBX|1|NM|1234-5^Mystery^LN||1|||||F"]), "AE", "103", "OBX-3", "1234-5"),
@@ -328,3 +330,14 @@ def test_an_a08_that_leaves_sex_empty_keeps_it(db, facility, feed):
     assert feed(adt(facility.slug, "A08", identifier, sex="", family="Kiprono"))[0].code == "AA"
     patient = _patient(db, facility.slug, identifier)
     assert patient["sex"] == "male" and patient["family_name"] == "Kiprono"
+
+
+def test_the_err_location_names_which_obx_was_refused_and_nothing_of_the_others_is_kept(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    before = counts(db, facility.slug)
+    [ack] = feed(oru(facility.slug, identifier, ["OBX|1|NM|718-7^Hb^LN||10.1|g/dL||||F",
+                                                 "OBX|2|NM|6690-2^WBC^LN||many|10*3/uL||||F"]))
+    assert ack.code == "AE" and ack.field("ERR", 2) == "OBX" and ack.field("ERR", 2, 2) == "2", ack.text
+    assert ack.field("ERR", 2, 3) == "5" and "OBX-5 observation value many is not a number" in ack.field("ERR", 8)
+    assert counts(db, facility.slug) == before  # the first OBX's result went with the rest
