@@ -153,7 +153,7 @@ def register_or_find(act: Act) -> uuid.UUID:
                           label="medical record number")
     act.require("clinical.patient.create", "register patients")
     with refusals("PID", 1, PID_FIELDS):
-        linked = service.with_subject(act.db, PatientIn.model_validate(data))
+        linked = service.with_subject(act.db, PatientIn.model_validate(data), tenant=act.tenant)
         registered = service.register_patient(act.conn, act.principal, linked)
     act.made("patient", registered["id"])
     return registered["id"]

@@ -8,7 +8,7 @@ import secrets
 import sqlalchemy as sa
 
 from appliance.interop.hl7v2.models import hl7_message
-from appliance.substrate import audit
+from appliance.substrate import audit, identity
 from tests.interop.hl7v2.conftest import adt, control_id, counts, orm, oru
 
 
@@ -38,6 +38,8 @@ def test_a04_registers_the_patient_and_opens_the_visit(db, facility, feed):
     assert patient["family_name"] == "Otieno" and patient["given_names"] == "Grace Akinyi"
     assert str(patient["birth_date"]) == "1990-02-14" and patient["sex"] == "female"
     assert patient["subject_id"] is not None
+    with db.control() as conn:  # the patient portal finds the chart by the facilities its subject is noted at
+        assert facility.slug in identity.facilities_of(conn, patient["subject_id"])[1]
     with db.tenant(facility.slug) as conn:
         systems = dict(conn.execute(sa.text("SELECT system, value FROM patient_identifier WHERE patient_id = :p"),
                                     {"p": patient["id"]}).all())
@@ -53,8 +55,6 @@ def _last_seq(db, tenant: str) -> int:
 
 
 def test_every_act_is_audited_as_the_feed(db, facility, feed, feed_token):
-    from appliance.substrate import identity
-
     with db.control_autocommit() as conn:
         principal = identity.principal_for_token(conn, feed_token)
     first = _last_seq(db, facility.slug)
