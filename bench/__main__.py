@@ -16,7 +16,8 @@ from rich.table import Table
 from appliance.substrate.logs import configure_logging
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["tenancy", "signin", "audit", "chart", "intake", "pages", "kpis", "charge", "nursing", "national", "hl7"]
+BENCHMARKS = ["tenancy", "signin", "audit", "chart", "intake", "pages", "kpis", "charge", "nursing", "national", "hl7",
+              "fhir"]
 
 
 def main(argv: list[str]) -> int:

@@ -28,6 +28,7 @@ from appliance.layers.clinical.models import (
     condition,
     encounter,
     medication_request,
+    patient,
     result,
     service_request,
     vital_signs,
@@ -337,7 +338,10 @@ def _search_patients(conn: Connection, principal: Principal, params: dict[str, l
                                          "(gender only narrows such a search)", expression="name")
     matches = service.search_patients(conn, principal, name=name or None, identifier=identifier,
                                       birth_date=birth_date, limit=100)
-    found = [resources.patient(service.patient_of(conn, m["id"])) for m in matches]
+    # The matches' whole registrations in one statement (the search noted its access, naming them).
+    rows = {r["id"]: r for r in conn.execute(sa.select(*service.PATIENT_COLUMNS).where(
+        patient.c.id.in_([m["id"] for m in matches]))).mappings()} if matches else {}
+    found = [resources.patient(dict(rows[m["id"]])) for m in matches]
 
     def starts(names: list[str], prefix: str) -> bool:
         return any(n.lower().startswith(prefix.lower()) for n in names)
@@ -355,13 +359,32 @@ def _search_patients(conn: Connection, principal: Principal, params: dict[str, l
 # -- $everything -------------------------------------------------------------------------------------
 
 EVERYTHING = ("Encounter", "Condition", "AllergyIntolerance", "MedicationRequest", "ServiceRequest", "Observation")
+EVERYTHING_LIMIT = 10_000  # per kind: a chart's whole history, not the chart summary's latest few
 
 
 def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None
                ) -> list[dict]:
-    """The patient and every resource of theirs the facade serves, each read audited."""
+    """The patient and every resource of theirs the facade serves. Read with the services' unaudited
+    readers (`current_rows`, `orders_of`, `results_of`: "callers are") and noted once on the audit seam
+    as a read of the chart naming every id, as the chart summary is: one event where the per-kind
+    lists would append seven, each taking the facility's audit chain in turn."""
     access.open_chart(conn, principal, patient_id, break_glass_reason)
-    found = [resources.patient(service.get_patient(conn, principal, patient_id))]
-    for resource_type in EVERYTHING:
-        found += _of_patient(conn, principal, resource_type, patient_id, {})
+    patient_row = service.patient_of(conn, patient_id)
+    encounters = [dict(r) for r in conn.execute(
+        sa.select(*service.ENCOUNTER_COLUMNS).where(encounter.c.patient_id == patient_id)
+        .order_by(sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for).desc().nulls_last())
+        .limit(EVERYTHING_LIMIT)).mappings()]
+    by_kind = {
+        "condition": service.current_rows(conn, condition, patient_id, limit=EVERYTHING_LIMIT),
+        "allergy": service.current_rows(conn, allergy, patient_id, limit=EVERYTHING_LIMIT),
+        "medication_request": service.current_rows(conn, medication_request, patient_id, limit=EVERYTHING_LIMIT),
+        "service_request": service.orders_of(conn, patient_id, limit=EVERYTHING_LIMIT),
+        "result": service.results_of(conn, patient_id, limit=EVERYTHING_LIMIT),
+        "vital_signs": service.current_rows(conn, vital_signs, patient_id, limit=EVERYTHING_LIMIT),
+    }
+    ids = [patient_id, *(r["id"] for r in encounters), *(r["id"] for rows in by_kind.values() for r in rows)]
+    note_access(conn, principal, "read", patient_id, "chart", ids, detail={"interface": "FHIR Patient/$everything"})
+    found = [resources.patient(patient_row), *(resources.encounter(r) for r in encounters)]
+    for kind, rows in by_kind.items():
+        found += [SHAPES[kind]({**row, "patient_id": patient_id}) for row in rows]
     return found

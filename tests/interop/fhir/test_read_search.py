@@ -133,6 +133,14 @@ def test_reads_are_audited(api, db, facility, charted):
     assert "record.condition.read" in kinds and "record.result.read" in kinds and "record.vital_signs.read" in kinds
 
 
+def test_everything_is_one_audited_read_of_the_chart_naming_every_resource(api, db, facility, charted):
+    before = len(audit.patient_access_log(db, facility.slug, charted["patient"]))
+    answer(api.get(f"{base(facility.slug)}/Patient/{charted['patient']}/$everything"))
+    [event] = audit.patient_access_log(db, facility.slug, charted["patient"])[before:]
+    assert (event.event_type, event.action) == ("record.chart.read", "R")
+    assert event.detail == {"interface": "FHIR Patient/$everything"}
+
+
 def test_capability_statement_lists_exactly_what_is_served(api, facility):
     statement = answer(api.get(f"{base(facility.slug)}/metadata"))
     served = {r["type"]: r for r in statement["rest"][0]["resource"]}
