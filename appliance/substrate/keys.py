@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -54,7 +54,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from appliance.audit_verify import key_id_of, patient_ref, patient_ref_key, seal
+from appliance.audit_verify import FormatError, key_id_of, load_public_key, patient_ref, patient_ref_key, seal
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, control_metadata, tenant_metadata, tenant_schema
 
@@ -322,6 +322,27 @@ class Keyring:
 
     def sign(self, statement: bytes) -> bytes:
         return self.signing_key().sign(statement)
+
+
+# -- another appliance's signing key (national federation) ----------------------------------------
+
+
+def ed25519_public_raw(data: bytes) -> bytes:
+    """Another appliance's Ed25519 public key (PEM as `Keyring.public_key_pem` writes it, or 32 bytes
+    in hex or base64) as its raw 32 bytes; ValueError naming the problem otherwise."""
+    try:
+        key = load_public_key(data)
+    except (FormatError, ValueError) as exc:
+        raise ValueError(str(exc)) from exc
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def ed25519_signature_ok(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, statement)
+    except (ValueError, InvalidSignature):
+        return False
+    return True
 
 
 def _wrap_aad(key_id: str, log_id: str) -> bytes:

@@ -159,7 +159,7 @@ def test_registering_refuses_our_own_key_a_second_registration_and_a_non_key(db,
         federation.register_peer(db, "Myself", keys.keyring_for(db).public_key_pem())
     with pytest.raises(federation.PackageError, match="already registered"):
         federation.register_peer(db, "Coast again", hospital.public_key_pem())
-    with pytest.raises(federation.PackageError, match="not a PEM public key"):
+    with pytest.raises(federation.PackageError, match="not an Ed25519 public key"):
         federation.register_peer(db, "Garbage", b"hello")
     with pytest.raises(federation.PackageError, match="give the appliance a name"):
         federation.register_peer(db, "   ", hospital.public_key_pem())
