@@ -47,9 +47,9 @@ def fail(message: str, code: int = 1) -> None:
 
 
 @contextmanager
-def opened_database(settings: Settings) -> Iterator[Database]:
+def opened_database(settings: Settings, *, start_embedded: bool = True) -> Iterator[Database]:
     try:
-        db = Database.open(settings)
+        db = Database.open(settings, start_embedded=start_embedded)
     except ClusterError as exc:
         fail(f"the embedded PostgreSQL could not start: {exc}")
     # Audit events are sealed with keys wrapped by this appliance's key, under this HEALTHOS_HOME.
@@ -917,15 +917,21 @@ def hl7_group() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Loopback unless the hospital's IT chose otherwise.")
 @click.option("--port", default=2575, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--wait", "wait_seconds", default=0, show_default=True, type=click.IntRange(0, 3600),
+              help="Seconds to wait for the appliance's database to answer (a service started with the "
+                   "appliance, before it is up).")
 @click.pass_obj
-def hl7_listen(settings: Settings, tenant: str, token_file: Path, host: str, port: int) -> None:
-    """Serve one facility's HL7 v2 feed over MLLP until interrupted; every message is acknowledged."""
+def hl7_listen(settings: Settings, tenant: str, token_file: Path, host: str, port: int, wait_seconds: int) -> None:
+    """Serve one facility's HL7 v2 feed over MLLP until interrupted; every message is acknowledged.
+    The appliance (`healthos up`) must be running: the listener uses its database and never starts the
+    embedded one itself, which would then belong to the listener and stop with it."""
     import asyncio
 
     from appliance.interop.hl7v2 import listener
 
     token = token_file.read_text().strip()
-    with opened_database(settings) as db:
+    with opened_database(settings, start_embedded=False) as db:
+        _wait_for_database(db, wait_seconds)
         try:
             asyncio.run(listener.serve(db, tenant, token, host, port, on_ready=lambda bound: err.print(
                 f"listening for {tenant}'s HL7 v2 feed on {host}:{bound} (MLLP); Ctrl-C stops")))
@@ -935,6 +941,23 @@ def hl7_listen(settings: Settings, tenant: str, token_file: Path, host: str, por
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
         except KeyboardInterrupt:
             err.print("stopped")
+
+
+def _wait_for_database(db: Database, seconds: int) -> None:
+    """Until the appliance's database answers, for up to `seconds`; then a clear refusal."""
+    import sqlalchemy as sa
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with db.control() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return
+        except sa.exc.OperationalError:
+            if time.monotonic() >= deadline:
+                fail(f"the appliance's database does not answer ({db.libpq_url()}): start the appliance "
+                     "(healthos up) first" + (f"; waited {seconds} s" if seconds else ", or give --wait SECONDS"))
+            time.sleep(1)
 
 
 @hl7_group.command("send")

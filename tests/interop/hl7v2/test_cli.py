@@ -76,3 +76,18 @@ def test_listen_refuses_a_bad_token_and_serves_a_good_one(env, facility, feed_to
         output = process.communicate(timeout=30)[0]
     # Its log lines: tenant, control id, type, ACK — and no patient data.
     assert '"event": "hl7.message"' in output and '"ack": "AA"' in output and "Otieno" not in output
+
+
+def test_listen_never_starts_the_appliances_database_and_says_to_start_it(tmp_path: Path, feed_token, facility):
+    """A listener started before the appliance (a service starting with the host) must not start the
+    embedded PostgreSQL itself: it would belong to the listener and stop with it."""
+    home = tmp_path / "not-yet-up"
+    token_file = tmp_path / "token"
+    token_file.write_text(feed_token)
+    started = time.monotonic()
+    refused = CliRunner().invoke(main, ["hl7", "listen", "--tenant", facility.slug, "--token-file", str(token_file),
+                                        "--wait", "2"], env={"HEALTHOS_HOME": str(home), "HEALTHOS_DATABASE_URL": ""})
+    assert refused.exit_code == 1, refused.output
+    assert "does not answer" in refused.output and "start the appliance (healthos up) first" in refused.output
+    assert "waited 2 s" in refused.output and time.monotonic() - started >= 2
+    assert not (home / "pg" / "data").exists()  # no cluster made, none started
