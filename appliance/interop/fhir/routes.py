@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from litestar import Request, Response, Router, get, post
+from litestar import route as any_method
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
@@ -263,11 +264,31 @@ async def unsupported_type(resource_type: FromPath[str]) -> Response:
                          f"{', '.join(BY_TYPE)} (see metadata)", code="not-supported")
 
 
+WRITES = ["POST", "PUT", "PATCH", "DELETE"]
+
+
+def _not_served(path: str, methods: list[str], name: str) -> HTTPRouteHandler:
+    """The methods an address does not take, answered as an OperationOutcome (the router's own 405
+    is the JSON API's shape)."""
+    async def refuse(request: Request) -> Response:
+        return _outcome(405, f"{request.method} {request.scope.get('path_template', '').split('/fhir', 1)[-1]} is "
+                             "not served here: this facade reads, searches and creates (see metadata)",
+                        code="not-supported")
+
+    return any_method(path, http_method=methods, name=name, opt=_opt(METADATA_PERMISSION), status_code=405,
+                      include_in_schema=False)(refuse)
+
+
 HANDLERS: list[HTTPRouteHandler] = [
     *(_search_handler(r) for r in RESOURCE_ROUTES),
     *(_read_handler(r) for r in RESOURCE_ROUTES),
     *(_create_handler(r) for r in RESOURCE_ROUTES if r.create),
     patient_everything, transaction, metadata, unsupported_type,
+    *(_not_served(f"/{r.type}", [m for m in WRITES if m != "POST" or not r.create], f"fhir-not-served-{r.type}")
+      for r in RESOURCE_ROUTES),
+    *(_not_served(f"/{r.type}/{{resource_id:str}}", WRITES, f"fhir-not-served-{r.type}-id") for r in RESOURCE_ROUTES),
+    _not_served("/{resource_type:str}", WRITES, "fhir-not-served-type"),
+    _not_served("/{resource_type:str}/{resource_id:str}", WRITES, "fhir-not-served-type-id"),
 ]
 
 

@@ -39,7 +39,8 @@ ICD10_SYSTEMS = {resources.ICD10, "http://hl7.org/fhir/sid/icd-10-cm"}
 # What a client may create, alone (POST /{type}) or in a bundle; written in this order so that a
 # bundle's references point backwards (a patient before its encounters, encounters before the rest).
 CREATABLE = ("Patient", "Encounter", "Condition", "AllergyIntolerance", "Observation")
-CREATE_ALONE = ("Patient", "Condition", "AllergyIntolerance", "Observation")
+# A sender's clock may run a little ahead of ours; further ahead is a mistake.
+CLOCK_SKEW = dt.timedelta(minutes=10)
 
 
 class Unsupported(Exception):  # a verdict on a resource, not a failure: named for what it says
@@ -203,7 +204,7 @@ def encounter_detail(resource: dict, where: str) -> dict:
     return {"encounter_class": ENCOUNTER_CLASSES[code], "status": status, "reason": reason[:500] if reason else None,
             "ward_code": None, "planned_for": start if status == "planned" else None,
             "started_at": None if status == "planned" else (start or now),
-            "ended_at": (end or now) if status in ("finished", "cancelled") and status != "planned" else None}
+            "ended_at": (end or now) if status in ("finished", "cancelled") else None}
 
 
 # -- Condition ---------------------------------------------------------------------------------------
@@ -344,6 +345,9 @@ def plan(resource: dict, where: str, full_url: str | None = None) -> Write:
     else:
         write.data = vital_signs_in(resource, where)
         write.occurred_at = _instant(resource.get("effectiveDateTime"), f"{where}.effectiveDateTime")
+        if write.occurred_at is not None and write.occurred_at > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+            raise FhirError(422, "value", "vital signs cannot be taken in the future",
+                            expression=f"{where}.effectiveDateTime")
     return write
 
 

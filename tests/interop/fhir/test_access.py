@@ -122,3 +122,10 @@ def test_an_unserved_resource_type_says_what_is_served(api, facility):
     body = refusal(api.get(f"{base(facility.slug)}/Practitioner/{uuid.uuid4()}"), 404)
     assert body["issue"][0]["code"] == "not-supported" and "Patient" in body["issue"][0]["diagnostics"]
     assert refusal(api.get(f"{base(facility.slug)}/Immunization"), 404)
+
+
+def test_other_refusals_are_operation_outcomes_too(api, facility):
+    assert refusal(api.get("/api/t/atlantis_general/fhir/metadata"), 404)
+    assert refusal(api.get("/api/t/NOT_A_SLUG/fhir/Patient?name=x"), 404)
+    assert refusal(api.post(f"{base(facility.slug)}/Practitioner", json={"resourceType": "Practitioner"}), 405)
+    assert refusal(api.delete(f"{base(facility.slug)}/Patient/{uuid.uuid4()}"), 405)

@@ -225,3 +225,12 @@ def test_the_tenant_schema_is_where_the_rows_went(api, db, facility, other_facil
     with db.control() as conn:
         theirs = conn.execute(sa.text(f'SELECT count(*) FROM "{tenant_schema(other_facility.slug)}".patient')).scalar()
     assert theirs == 0
+
+
+def test_vital_signs_from_the_future_are_refused(api, db, facility):
+    patient = f"Patient/{registered(api, facility.slug)}"
+    before = rows(db, facility.slug)
+    body = refusal(api.post(f"{base(facility.slug)}/Observation",
+                            json=heart_rate(patient, effectiveDateTime="2999-01-01T00:00:00Z")), 422)
+    assert body["issue"][0]["expression"] == ["Observation.effectiveDateTime"]
+    assert rows(db, facility.slug) == before
