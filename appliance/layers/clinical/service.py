@@ -126,7 +126,7 @@ def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: lis
 _NEW_PATIENT = patient.insert().values(mrn=sa.func.lpad(sa.cast(sa.func.nextval("patient_mrn_seq"), sa.Text), 7, "0"))
 
 
-def with_subject(db: Database, data: PatientIn, *, tenant: str | None = None) -> PatientIn:
+def with_subject(db: Database, data: PatientIn, *, tenant: str) -> PatientIn:
     """`data` linked to its one-identity subject (`control.subject`), before the chart is registered at
     `tenant`: the subject holding the same national ID, else a new one. A person registered at two
     facilities under one national ID is then one subject, whose records the patient portal shows
@@ -144,8 +144,7 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str | None = None) ->
             subject_id = identity.match_or_create_subject(
                 conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
                 sex=data.sex, national_id=national_id).subject_id
-        if tenant is not None:
-            identity.note_facility(conn, subject_id, tenant)
+        identity.note_facility(conn, subject_id, tenant)
     return data.model_copy(update={"subject_id": subject_id})
 
 
