@@ -189,8 +189,8 @@ ENCOUNTER_STATUSES = {"planned": "planned", "arrived": "arrived", "triaged": "ar
 def encounter_detail(resource: dict, where: str) -> dict:
     code = (resource.get("class") or {}).get("code")
     if code not in ENCOUNTER_CLASSES:
-        raise FhirError(422, "code-invalid", f"encounter class {code!r} is not one the record holds "
-                                             f"({', '.join(sorted(ENCOUNTER_CLASSES))})", expression=f"{where}.class")
+        raise Unsupported("Encounter", f"class {code!r} is not one the record holds (it keeps outpatient, "
+                                       f"emergency and inpatient: {', '.join(sorted(ENCOUNTER_CLASSES))})")
     status = ENCOUNTER_STATUSES.get(resource.get("status"))
     if status is None:
         raise Unsupported("Encounter", f"status {resource.get('status')!r} is not recorded")

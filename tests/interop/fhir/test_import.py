@@ -123,3 +123,16 @@ def test_the_command_line_import(settings, db, facility, tmp_path):
     unknown = CliRunner().invoke(main, ["fhir", "import", "--tenant", "no_such_place", "--as", "x", str(tmp_path)],
                                  env=env, catch_exceptions=False)
     assert unknown.exit_code == 1 and "no tenant named" in unknown.output
+
+
+def test_an_encounter_the_record_cannot_classify_is_skipped_with_what_pointed_at_it(db, facility, tmp_path):
+    bundle = synthea_bundle(300, encounters=1)
+    visit = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter")
+    visit["resource"]["class"]["code"] = "SPACE"  # no such encounter class in the record
+    _write(tmp_path, "odd_visit.json", bundle)
+    principal = bulk.import_principal(db, facility.slug, "odd visit")
+    summary = bulk.import_path(db, facility.slug, principal, tmp_path)
+    assert summary.imported_bundles == 1 and "Encounter" not in summary.imported
+    assert any(why.startswith("Encounter: class 'SPACE'") for why in summary.skipped)
+    # The diagnosis and vital signs of that visit are kept, without the visit they pointed at.
+    assert summary.imported["Condition"] == 1 and summary.imported["Observation"] == 5
