@@ -4,6 +4,7 @@ refusal an OperationOutcome naming the element, and no half-row left behind."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import sqlalchemy as sa
@@ -221,9 +222,10 @@ def test_a_transaction_needs_each_entrys_permission(token_client, db, facility):
 
 
 def test_the_tenant_schema_is_where_the_rows_went(api, db, facility, other_facility):
-    # The other facility saw none of this module's writes.
+    # The other facility holds none of the patients this module registered here.
     with db.control() as conn:
-        theirs = conn.execute(sa.text(f'SELECT count(*) FROM "{tenant_schema(other_facility.slug)}".patient')).scalar()
+        theirs = conn.execute(sa.text(f'SELECT count(*) FROM "{tenant_schema(other_facility.slug)}".patient '
+                                      "WHERE family_name = 'Wekesa'")).scalar()
     assert theirs == 0
 
 
@@ -234,3 +236,35 @@ def test_vital_signs_from_the_future_are_refused(api, db, facility):
                             json=heart_rate(patient, effectiveDateTime="2999-01-01T00:00:00Z")), 422)
     assert body["issue"][0]["expression"] == ["Observation.effectiveDateTime"]
     assert rows(db, facility.slug) == before
+
+
+def test_what_one_facility_serves_another_can_take_in(api, token_client, db, facility, other_facility, charted):
+    """Round trip: a patient's $everything at one facility, as a transaction to another, reads back the same."""
+    served = answer(api.get(f"{base(facility.slug)}/Patient/{charted['patient']}/$everything"))
+    creatable = {"Patient", "Encounter", "Condition", "AllergyIntolerance"}
+    kept = [e["resource"] for e in served["entry"] if e["resource"]["resourceType"] in creatable
+            or e["resource"].get("category", [{}])[0].get("coding", [{}])[0].get("code") == "vital-signs"]
+    new_urls = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{uuid.uuid4()}" for r in kept}
+
+    def relinked(resource: dict) -> dict:
+        text = json.dumps({k: v for k, v in resource.items() if k not in ("id", "meta")})
+        for old, new in new_urls.items():
+            text = text.replace(f'"{old}"', f'"{new}"')
+        return json.loads(text)
+
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": new_urls[f"{r['resourceType']}/{r['id']}"], "resource": relinked(r),
+         "request": {"method": "POST", "url": r["resourceType"]}} for r in kept]}
+    theirs = token_client(other_facility.slug, role="clinician")
+    written = answer(theirs.post(base(other_facility.slug), json=bundle))
+    patient_id = written["entry"][0]["resource"]["id"]
+    again = answer(theirs.get(f"{base(other_facility.slug)}/Patient/{patient_id}/$everything"))
+
+    def summary(bundle: dict) -> list[tuple]:
+        found = []
+        for r in (e["resource"] for e in bundle["entry"]):
+            code = r.get("code", {}).get("coding", [{}])[0].get("code") or r.get("code", {}).get("text")
+            found.append((r["resourceType"], code, r.get("status"), r.get("gender"), r.get("birthDate")))
+        return sorted(found, key=str)
+
+    assert summary(again) == summary({"entry": [{"resource": r} for r in kept]})
