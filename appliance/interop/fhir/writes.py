@@ -149,8 +149,9 @@ def _human_name(name: dict) -> str:
 def patient_in(resource: dict, where: str) -> PatientIn:
     names = resource.get("name") or []
     name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
-    telecom = [t for t in resource.get("telecom") or [] if t.get("value")]
-    phones = [t["value"] for t in telecom if t.get("system") in ("phone", "sms", None)]
+    telecom = [t for t in resource.get("telecom") or []
+               if t.get("value") and t.get("system") in ("phone", "email", "sms", None)]
+    phone = next((t for t in telecom if t.get("system") != "email"), None)  # the registration's phone
     address = (resource.get("address") or [{}])[0]
     country = address.get("country")
     identifiers: dict[str, str] = {}
@@ -161,9 +162,8 @@ def patient_in(resource: dict, where: str) -> PatientIn:
     values = {
         "family_name": name.get("family"), "given_names": " ".join(name.get("given") or []) or None,
         "birth_date": resource.get("birthDate"), "sex": resource.get("gender"),
-        "phone": phones[0] if phones else None,
-        "contacts": [{"kind": "email" if t.get("system") == "email" else "phone", "value": t["value"]}
-                     for t in telecom if t.get("system") in ("phone", "email", "sms", None)][1:10],
+        "phone": phone["value"] if phone else None,
+        "contacts": [{"kind": t.get("system") or "phone", "value": t["value"]} for t in telecom if t is not phone][:10],
         "address": {"line": " ".join(address.get("line") or []) or None, "village": address.get("city"),
                     "district": address.get("district"), "region": address.get("state"),
                     "country": country if country and len(country) == 2 and country.isupper() else None},

@@ -26,7 +26,8 @@ def new_patient(national_id: str | None = None, **extra) -> dict:
     return {"resourceType": "Patient", "name": [{"use": "official", "family": "Wekesa", "given": ["Daniel", "Simiyu"]}],
             "gender": "male", "birthDate": "1979-11-03",
             "identifier": [{"system": "urn:healthos:identifier:national_id", "value": national_id}],
-            "telecom": [{"system": "phone", "value": "+254711000111"}],
+            "telecom": [{"system": "email", "value": "d.wekesa@example.org"},
+                        {"system": "phone", "value": "+254711000111"}],
             "address": [{"line": ["Plot 12"], "city": "Bungoma", "state": "Western", "country": "KE"}], **extra}
 
 
@@ -60,6 +61,9 @@ def test_create_a_patient_then_read_it(api, db, facility):
     assert response.headers["location"].endswith(f"/fhir/Patient/{created['id']}/_history/{version}")
     assert response.headers["etag"] == f'W/"{created["meta"]["versionId"]}"'
     assert created["name"][0]["given"] == ["Daniel", "Simiyu"] and created["address"][0]["city"] == "Bungoma"
+    # The phone is the registration's phone wherever the client listed it; the e-mail a contact.
+    assert created["telecom"] == [{"system": "phone", "value": "+254711000111", "use": "mobile"},
+                                  {"system": "email", "value": "d.wekesa@example.org"}]
     read = answer(api.get(f"{base(facility.slug)}/Patient/{created['id']}"))
     assert read["identifier"] == created["identifier"]
     with db.tenant(facility.slug) as conn:  # the chart links to its one-identity subject, as the API's does
