@@ -2,7 +2,9 @@
 bundles, one per patient, as Synthea writes them (`output/fhir/*.json`).
 
 Each bundle is one tenant transaction through the same path as a transaction posted to the facade
-(`writes.plan_bundle`, `writes.apply`): all of it, or — refused with the reason — none of it.
+(`writes.plan_bundle`, `writes.apply`): all of it, or — refused with the reason — none of it. Vital
+signs sent one Observation per measurement are kept as the record keeps them, one set per visit and
+time (`writes.sets_of_vital_signs`).
 Resources the record cannot hold (claims, immunizations, procedures, a condition coded only in SNOMED
 CT, a BMI) are counted as skipped, by type and reason, not errors. The acts are attributed to a machine
 principal the operator names (`import_principal`), given an account row that can never sign in, as
@@ -61,10 +63,14 @@ def bundle_files(path: Path) -> list[Path]:
 def import_bundle(db: Database, tenant: str, principal: Principal, bundle: Any) -> tuple[Counter, Counter]:
     """One bundle, all or nothing: what was written (by type) and what was skipped (by reason)."""
     planned = writes.plan_bundle(bundle, strict=False)
-    writes.link_subjects(db, tenant, planned.writes)
+    to_write = writes.sets_of_vital_signs(planned.writes)
+    writes.link_subjects(db, tenant, to_write)
     with db.tenant(tenant) as conn:
-        written = writes.apply(conn, principal, planned.writes, skipped_urls=planned.skipped_urls)
-    return Counter(r["resourceType"] for r in written), planned.skipped
+        written = writes.apply(conn, principal, to_write, skipped_urls=planned.skipped_urls)
+    imported: Counter = Counter()
+    for write, resource in zip(to_write, written, strict=True):
+        imported[resource["resourceType"]] += write.sources  # counted as the sender wrote them
+    return imported, planned.skipped
 
 
 def _why(exc: Exception) -> str:

@@ -63,6 +63,7 @@ class Write:
     patient_ref: str | None = None
     encounter_ref: str | None = None
     occurred_at: dt.datetime | None = None
+    sources: int = 1  # how many resources of the request it holds (vital signs taken together: several)
 
 
 def validate(resource: Any, resource_type: str | None, where: str) -> dict:
@@ -386,6 +387,33 @@ def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
             if item.get("fullUrl"):
                 planned.skipped_urls.add(item["fullUrl"])
     return planned
+
+
+def sets_of_vital_signs(planned: list[Write]) -> list[Write]:
+    """Vital signs a sender wrote one Observation each (Synthea: height, weight, pulse, breathing, blood
+    pressure, each at the visit's time) as the sets the record keeps: one `vital_signs` entry per patient,
+    encounter and time, scored once, instead of one entry and one early warning score per measurement.
+    A measurement taken twice at one time starts another set."""
+    merged: list[Write] = []
+    open_sets: dict[tuple, Write] = {}
+    for write in planned:
+        if write.resource_type != "Observation" or write.occurred_at is None:
+            merged.append(write)
+            continue
+        key = (write.patient_ref, write.encounter_ref, write.occurred_at)
+        measured = write.data.model_dump(exclude={"encounter_id"}, exclude_none=True)
+        current = open_sets.get(key)
+        if current is not None and not set(measured) & set(current.data.model_dump(exclude_none=True)):
+            try:
+                current.data = VitalSignsIn.model_validate({**current.data.model_dump(exclude_none=True), **measured})
+            except ValidationError:
+                pass  # together they are not one plausible set: each stays its own
+            else:
+                current.sources += write.sources
+                continue
+        open_sets[key] = write
+        merged.append(write)
+    return merged
 
 
 def link_subjects(db: Database, tenant: str, writes: list[Write]) -> None:

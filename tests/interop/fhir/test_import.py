@@ -74,9 +74,13 @@ def test_the_import_keeps_the_record_as_synthea_wrote_it(imported, api, db, faci
     visits = sorted(e["resource"]["period"]["start"] for e in everything["entry"]
                     if e["resource"]["resourceType"] == "Encounter")
     assert len(visits) == 3 and visits[0].startswith("2015-04")  # the visits keep their dates
-    heights = [e["resource"] for e in everything["entry"] if e["resource"]["resourceType"] == "Observation"
-               and e["resource"]["component"][0]["code"]["coding"][0]["code"] == "8302-2"]
-    assert len(heights) == 3 and all(h["effectiveDateTime"].startswith(("2015", "2016", "2017")) for h in heights)
+    # Synthea's one Observation per measurement become the record's one set per visit, at the visit's time.
+    sets = [e["resource"] for e in everything["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert len(sets) == 3 and all(s["effectiveDateTime"].startswith(("2015", "2016", "2017")) for s in sets)
+    for measured in sets:
+        assert {c["code"]["coding"][0]["code"] for c in measured["component"]} == {
+            "8302-2", "29463-7", "8867-4", "9279-1", "8480-6", "8462-4"}
+        assert measured["encounter"]["reference"].startswith("Encounter/")
     codes = sorted(e["resource"]["code"]["coding"][0]["code"] for e in everything["entry"]
                    if e["resource"]["resourceType"] == "Condition")
     assert len(codes) == 2
@@ -136,3 +140,19 @@ def test_an_encounter_the_record_cannot_classify_is_skipped_with_what_pointed_at
     assert any(why.startswith("Encounter: class 'SPACE'") for why in summary.skipped)
     # The diagnosis and vital signs of that visit are kept, without the visit they pointed at.
     assert summary.imported["Condition"] == 1 and summary.imported["Observation"] == 5
+
+
+def test_measurements_taken_together_become_one_set_and_a_repeat_another():
+    from appliance.interop.fhir import writes
+
+    bundle = synthea_bundle(400, encounters=1)
+    pulse = next(e for e in bundle["entry"] if e["resource"].get("code", {}).get("coding", [{}])[0].get("code")
+                 == "8867-4")
+    repeat = json.loads(json.dumps(pulse))
+    repeat["fullUrl"] = "urn:uuid:00000000-0000-4000-8000-000000000400"
+    repeat["resource"]["id"] = "00000000-0000-4000-8000-000000000400"
+    bundle["entry"].append(repeat)
+    planned = writes.plan_bundle(bundle, strict=False)
+    sets = [w for w in writes.sets_of_vital_signs(planned.writes) if w.resource_type == "Observation"]
+    assert [w.sources for w in sets] == [5, 1]  # height, weight, pulse, breathing, pressure; the pulse again
+    assert sets[0].data.heart_rate_bpm == sets[1].data.heart_rate_bpm and sets[0].data.systolic_mmhg is not None
