@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PLAYBOOKS = REPO / "playbooks"
+HL7_PORT = 2575
 
 
 def keygen(directory: Path) -> tuple[Path, Path]:
@@ -80,6 +81,9 @@ class Site:
             "appliance_https_port": self.https_port, "appliance_http_redirect_port": self.redirect_port,
             "appliance_workers": 2, "appliance_ready_timeout": 120,
             "backup_dir": str(self.root / "backups"), "backup_cron_file": str(self.root / "cron-healthos-backup"),
+            "hl7_feeds": [{"name": "registration", "tenant": "lakeshore_district", "port": HL7_PORT,
+                           "permissions": ["clinical.patient.search", "clinical.patient.read",
+                                           "clinical.patient.create", "clinical.encounter.create"]}],
         }
 
     def inside(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -21,7 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.harness import BIN, PLAYBOOKS, REPO, Site, add_tenants, build_bundle, flip_byte, keygen, recap
+from tests.deploy.harness import (
+    BIN,
+    HL7_PORT,
+    PLAYBOOKS,
+    REPO,
+    Site,
+    add_tenants,
+    build_bundle,
+    flip_byte,
+    keygen,
+    recap,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -131,6 +142,22 @@ def test_install_offline_serves_ready_over_https_and_audit_verifies(bundle, site
     old_tls = site.inside(["curl", "-s", "--tls-max", "1.1", "--cacert", str(site.config / "tls" / "ca.crt"),
                            f"https://localhost:{site.https_port}/ready"])
     assert old_tls.returncode != 0
+
+
+def test_the_play_runs_the_hl7_feed_with_a_token_of_its_own(bundle, site):
+    token = site.config / "hl7" / "registration.token"
+    assert token.read_text().startswith("hos_")
+    assert token.stat().st_mode & 0o777 == 0o640 and token.group() == "healthos"  # never world-readable
+    message = site.root / "a04.hl7"
+    message.write_text("\r".join([
+        f"MSH|^~\\&|REGSYS|LAKESHORE|HEALTHOS|lakeshore_district|{time.strftime('%Y%m%d%H%M%S')}||ADT^A04|"
+        f"DEPLOY{int(time.time())}|P|2.5",
+        f"EVN|A04|{time.strftime('%Y%m%d%H%M%S')}",
+        f"PID|1||D{int(time.time())}^^^REGSYS^MR||Wekesa^Barasa^^^^^L||19850304|M",
+        "PV1|1|O"]) + "\r")
+    message.chmod(0o644)
+    sent = site.healthos("hl7", "send", "--port", str(HL7_PORT), str(message))
+    assert sent.returncode == 0 and "MSA|AA|DEPLOY" in sent.stdout, sent.stdout + sent.stderr
 
 
 def test_second_run_changes_nothing(bundle, site):
