@@ -117,8 +117,10 @@ def charted(db, facility, writer) -> dict:
         haemoglobin = service.record_result(conn, writer, pid, ResultIn(code="718-7", value="9.8",
                                                                         service_request_id=order["id"]))
         smear = service.record_result(conn, writer, pid, ResultIn(code="32700-7", value="positive"))
+        glucose = service.record_result(conn, writer, pid, ResultIn(code="2345-7", value="31.0"))
+        service.retract_entry(conn, writer, pid, glucose["id"], "another patient's sample")
     return {"patient": pid, "mrn": patient["mrn"], "encounter": visit["id"], "vitals": visit["vitals"]["root_id"],
             "malaria": malaria["root_id"], "mistaken": mistaken["root_id"], "hypertension": corrected["root_id"],
             "hypertension_version": corrected["id"], "allergy": allergy["root_id"],
             "medication": medication["root_id"], "order": order["root_id"], "haemoglobin": haemoglobin["root_id"],
-            "smear": smear["root_id"], "national_id": patient["identifiers"][0]["value"]}
+            "smear": smear["root_id"], "glucose": glucose["root_id"], "national_id": patient["identifiers"][0]["value"]}

@@ -69,6 +69,8 @@ def test_versions_and_entered_in_error(api, facility, charted):
     mistaken = answer(api.get(f"{url}/Condition/{charted['mistaken']}"))
     assert mistaken["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
     assert "clinicalStatus" not in mistaken and mistaken["code"]["coding"][0]["code"] == "J18.9"
+    withdrawn = answer(api.get(f"{url}/Observation/{charted['glucose']}"))
+    assert withdrawn["status"] == "entered-in-error" and withdrawn["valueQuantity"]["value"] == 31
     listed = answer(api.get(f"{url}/Condition", params={"patient": str(charted["patient"])}))
     assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in listed["entry"]) == ["B50.9", "I11.9"]
 
