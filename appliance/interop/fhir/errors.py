@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from appliance.substrate.record import RecordError
 
+ISSUE_DETAILS = "urn:healthos:issue"
 # The FHIR issue type for each HTTP status the record and its layers answer with.
 ISSUE_TYPES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
                409: "conflict", 412: "conflict", 415: "not-supported", 422: "processing", 500: "exception"}
@@ -18,8 +19,9 @@ class FhirError(Exception):
     """A refusal with its status, FHIR issue type and the element at fault."""
 
     def __init__(self, status: int, code: str, diagnostics: str, *, expression: str | list[str] | None = None,
-                 issues: list[dict] | None = None):
+                 issues: list[dict] | None = None, details: str | None = None):
         super().__init__(diagnostics)
+        self.details = details
         self.status = status
         self.code = code
         self.diagnostics = diagnostics
@@ -28,10 +30,12 @@ class FhirError(Exception):
 
 
 def outcome(status: int, diagnostics: str, *, code: str | None = None, expression: list[str] | None = None,
-            issues: list[dict] | None = None) -> dict:
+            issues: list[dict] | None = None, details: str | None = None) -> dict:
     if issues is None:
         issue: dict[str, Any] = {"severity": "error" if status < 500 else "fatal",
                                  "code": code or ISSUE_TYPES.get(status, "processing"), "diagnostics": diagnostics}
+        if details:  # a refusal a client acts on by program, named in the record's own code system
+            issue["details"] = {"coding": [{"system": ISSUE_DETAILS, "code": details}]}
         if expression:
             issue["expression"] = expression
         issues = [issue]
@@ -39,7 +43,8 @@ def outcome(status: int, diagnostics: str, *, code: str | None = None, expressio
 
 
 def of_fhir_error(exc: FhirError) -> dict:
-    return outcome(exc.status, exc.diagnostics, code=exc.code, expression=exc.expression, issues=exc.issues)
+    return outcome(exc.status, exc.diagnostics, code=exc.code, expression=exc.expression, issues=exc.issues,
+                   details=exc.details)
 
 
 def of_record_error(exc: RecordError, resource_type: str | None = None, where: str | None = None) -> FhirError:
@@ -49,7 +54,9 @@ def of_record_error(exc: RecordError, resource_type: str | None = None, where: s
     expression = None
     if field and resource_type:
         expression = f"{where or resource_type}.{FIELDS.get((resource_type, field), field)}"
-    return FhirError(exc.status, ISSUE_TYPES.get(exc.status, "processing"), exc.detail, expression=expression)
+    details = "break-glass-required" if exc.extra.get("break_glass_required") else None
+    return FhirError(exc.status, ISSUE_TYPES.get(exc.status, "processing"), exc.detail, expression=expression,
+                     details=details)
 
 
 def of_validation(exc: ValidationError, resource_type: str, where: str) -> FhirError:

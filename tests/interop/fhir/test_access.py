@@ -90,6 +90,7 @@ def test_break_the_glass_to_read_outside_ones_care(signed_in, db, facility, unse
                  f"/Patient/{unseen['patient']}/$everything"):
         body = refusal(clinician.get(url + path), 403)
         assert "break-the-glass" in body["issue"][0]["diagnostics"], path
+        assert body["issue"][0]["details"]["coding"][0]["code"] == "break-glass-required", path
     assert refusal(clinician.get(f"{url}/Condition/{unseen['condition']}",
                                  headers={"x-break-glass-reason": "short"}), 403)
     reason = "collapsed in the waiting room, chart needed now"
