@@ -41,7 +41,6 @@ class VitalSign:
 
 
 VITAL_SIGNS_PANEL = ("85353-1", "Vital signs, weight, height, head circumference, oxygen saturation and BMI panel")
-BLOOD_PRESSURE_PANEL = "85354-9"
 VITAL_SIGNS = [
     VitalSign("systolic_mmhg", "8480-6", "Systolic blood pressure", "mmHg", "mm[Hg]"),
     VitalSign("diastolic_mmhg", "8462-4", "Diastolic blood pressure", "mmHg", "mm[Hg]"),
@@ -321,10 +320,3 @@ def vital_signs(row: dict) -> dict:
         "component": components,
     })
 
-
-def observation_codes(resource: dict) -> set[str]:
-    """Every code an Observation carries (its own and its components'), for `code=` searches."""
-    codes = {c.get("code") for c in resource.get("code", {}).get("coding", [])}
-    for component in resource.get("component", []):
-        codes |= {c.get("code") for c in component.get("code", {}).get("coding", [])}
-    return {c for c in codes if c}

@@ -280,6 +280,7 @@ def search(conn: Connection, principal: Principal, resource_type: str, params: d
 
 def _of_patient(conn: Connection, principal: Principal, resource_type: str, patient_id: uuid.UUID,
                 params: dict[str, list[str]]) -> list[dict]:
+    """One patient's resources of a type, through the service list that notes its own access."""
     def shaped(kind: str, rows: list[dict]) -> list[dict]:
         return [SHAPES[kind]({**row, "patient_id": patient_id}) for row in rows]
 
@@ -358,7 +359,6 @@ def _search_patients(conn: Connection, principal: Principal, params: dict[str, l
 
 # -- $everything -------------------------------------------------------------------------------------
 
-EVERYTHING = ("Encounter", "Condition", "AllergyIntolerance", "MedicationRequest", "ServiceRequest", "Observation")
 EVERYTHING_LIMIT = 10_000  # per kind: a chart's whole history, not the chart summary's latest few
 
 
