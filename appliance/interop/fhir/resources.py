@@ -23,6 +23,7 @@ TERMINOLOGY = "http://terminology.hl7.org/CodeSystem/"
 # Identifier systems of the record have no public URI: they are named in our own URN namespace.
 IDENTIFIER_PREFIX = "urn:healthos:identifier:"
 MRN_SYSTEM = IDENTIFIER_PREFIX + "mrn"
+ACCOUNT_SYSTEM = "urn:healthos:account"  # the appliance's account ids: who wrote an entry
 
 ENCOUNTER_CLASS = {"outpatient": ("AMB", "ambulatory"), "emergency": ("EMER", "emergency"),
                    "inpatient": ("IMP", "inpatient encounter")}
@@ -80,6 +81,13 @@ def _concept(system: str, code: str, display: str | None = None) -> dict:
 
 def reference(resource_type: str, resource_id: uuid.UUID | str | None) -> dict | None:
     return {"reference": f"{resource_type}/{resource_id}"} if resource_id is not None else None
+
+
+def _author(row: dict) -> dict | None:
+    """Who recorded it, by the account's id: a logical reference, since the facade serves no Practitioner
+    a literal one could point at."""
+    author = row.get("author_id")
+    return {"type": "Practitioner", "identifier": {"system": ACCOUNT_SYSTEM, "value": str(author)}} if author else None
 
 
 def _meta(row: dict) -> dict:
@@ -172,7 +180,7 @@ def condition(row: dict) -> dict:
         "onsetDateTime": row["onset_date"].isoformat() if row.get("onset_date") else None,
         "abatementDateTime": row["resolved_date"].isoformat() if row.get("resolved_date") else None,
         "recordedDate": _instant(row["occurred_at"]),
-        "recorder": reference("Practitioner", row.get("author_id")),
+        "recorder": _author(row),
         "note": [{"text": row["note"]}] if row.get("note") else [],
     })
 
@@ -217,7 +225,7 @@ def medication_request(row: dict) -> dict:
         "subject": reference("Patient", row["patient_id"]),
         "encounter": reference("Encounter", row.get("encounter_id")),
         "authoredOn": _instant(row["occurred_at"]),
-        "requester": reference("Practitioner", row.get("author_id")),
+        "requester": _author(row),
         "dosageInstruction": [{
             "text": f"{dose} {row['dose_unit']} {row['route']} {row['frequency']}",
             "patientInstruction": row.get("instructions"),
@@ -248,7 +256,7 @@ def service_request(row: dict) -> dict:
         "subject": reference("Patient", row["patient_id"]),
         "encounter": reference("Encounter", row.get("encounter_id")),
         "authoredOn": _instant(row["occurred_at"]),
-        "requester": reference("Practitioner", row.get("author_id")),
+        "requester": _author(row),
         "note": [{"text": row["clinical_info"]}] if row.get("clinical_info") else [],
     })
 
@@ -316,7 +324,7 @@ def vital_signs(row: dict) -> dict:
         "encounter": reference("Encounter", row.get("encounter_id")),
         "effectiveDateTime": _instant(row["occurred_at"]),
         "issued": _instant(row["recorded_at"]),
-        "performer": [reference("Practitioner", row.get("author_id"))],
+        "performer": [_author(row)],
         "component": components,
     })
 

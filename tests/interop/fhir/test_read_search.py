@@ -23,7 +23,7 @@ def test_patient_read_maps_the_registration(api, facility, charted):
     assert patient["meta"]["versionId"] and patient["meta"]["lastUpdated"]
 
 
-def test_each_resource_reads_by_the_records_id(api, facility, charted):
+def test_each_resource_reads_by_the_records_id(api, facility, charted, writer):
     url = base(facility.slug)
     encounter = answer(api.get(f"{url}/Encounter/{charted['encounter']}"))
     assert (encounter["status"], encounter["class"]["code"]) == ("arrived", "AMB")
@@ -33,6 +33,9 @@ def test_each_resource_reads_by_the_records_id(api, facility, charted):
                                             "display": malaria["code"]["text"]}
     assert malaria["clinicalStatus"]["coding"][0]["code"] == "active"
     assert malaria["encounter"]["reference"] == f"Encounter/{charted['encounter']}"
+    # Who recorded it, by account id (no Practitioner is served for a literal reference to point at).
+    assert malaria["recorder"] == {"type": "Practitioner", "identifier": {"system": "urn:healthos:account",
+                                                                          "value": str(writer.account_id)}}
     allergy = answer(api.get(f"{url}/AllergyIntolerance/{charted['allergy']}"))
     assert (allergy["code"]["text"], allergy["criticality"]) == ("Penicillin", "high")
     assert allergy["reaction"][0]["severity"] == "severe"
