@@ -116,6 +116,10 @@ def test_an_unsupported_search_parameter_is_named(api, facility, unseen):
     assert body["issue"][0]["expression"] == ["_count"]
     assert refusal(api.get(f"{url}/Condition"), 400)["issue"][0]["expression"] == ["patient"]
     assert refusal(api.get(f"{url}/Patient", params={"birthdate": "last tuesday"}), 400)
+    assert refusal(api.get(f"{url}/Patient", params={"birthdate": "ge1980-01-01"}), 400)["issue"][0][
+        "expression"] == ["birthdate"]
+    assert refusal(api.get(f"{url}/Condition", params=[("patient", str(unseen["patient"])),
+                                                        ("patient", str(uuid.uuid4()))]), 400)
     assert refusal(api.get(f"{url}/Observation", params={"patient": str(unseen["patient"]), "date": "ge-1"}), 400)
 
 

@@ -115,6 +115,8 @@ def test_searches_of_a_patients_record(api, facility, charted):
     assert codes("AllergyIntolerance", category="medication") == [str(charted["allergy"])]
     assert codes("Encounter", status="arrived") == [str(charted["encounter"])]
     assert codes("Encounter", **{"class": "IMP"}) == []
+    assert codes("Encounter", date="ge2000-01-01") == [str(charted["encounter"])]
+    assert codes("Encounter", date="lt2000-01-01") == []
 
 
 def test_everything_is_the_patient_and_every_resource(api, facility, charted):
