@@ -371,7 +371,7 @@ FORMS += ["/beds/{any}/state", "/beds/patients/{any}/discharge", "/beds/patients
           "/ed/{any}/{any}", "/ed/{any}/admit", "/clinics/{any}/appointments", "/appointments/{any}/{any}"]
 # The facility admin's pages (appliance/web/admin.py); another facility's token and guessed ids are in
 # tests/web/test_admin.py.
-PAGES += ["/admin/tokens", "/admin/staff"]
+PAGES += ["/admin/tokens", "/admin/staff", "/admin/interfaces"]
 FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke", "/admin/staff/{any}/ward"]
 
 
