@@ -28,8 +28,9 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 
 from appliance import __version__
-from appliance.interop.fhir import store, writes
+from appliance.interop.fhir import paging, store, writes
 from appliance.interop.fhir.errors import FhirError, of_fhir_error, of_record_error, outcome
+from appliance.substrate import keys
 from appliance.substrate.db import InvalidSlug, UnknownTenant
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
@@ -143,11 +144,12 @@ def _reason(request: Request) -> str | None:
     return request.headers.get(BREAK_GLASS_HEADER)
 
 
-def bundle(kind: str, resources: list[dict], base: str, self_url: str | None = None, *, mode: str = "match") -> dict:
+def bundle(kind: str, resources: list[dict], base: str, self_url: str | None = None, *, mode: str = "match",
+           total: int | None = None) -> dict:
     body: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": kind,
                             "timestamp": dt.datetime.now(dt.UTC).isoformat()}
     if kind == "searchset":
-        body["total"] = len(resources)
+        body["total"] = len(resources) if total is None else total  # a page's Bundle: every match, not the page
     if self_url:
         body["link"] = [{"relation": "self", "url": self_url}]
     body["entry"] = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
@@ -183,15 +185,22 @@ def _read_handler(route: ResourceRoute) -> HTTPRouteHandler:
 
 def _search_handler(route: ResourceRoute) -> HTTPRouteHandler:
     def search(tenant: FromPath[str], state: State, request: Asking) -> Response:
-        params = store.parse_query(route.type, request.query_params.multi_items())
+        query, paging_params = paging.split(request.query_params.multi_items())
+        params = store.parse_query(route.type, query)
+        keyring = keys.keyring_for(state.db)
+        path = f"/{route.type}"
+        page = paging.page_of(keyring, tenant, path, query, paging_params)
         with state.db.tenant(tenant) as conn:
-            found = store.search(conn, request.user, route.type, params, _reason(request))
-        return fhir(bundle("searchset", found, _base_url(request, tenant), str(request.url)))
+            paged = store.search(conn, request.user, route.type, params, _reason(request), page)
+        base = _base_url(request, tenant)
+        body = bundle("searchset", paged.resources, base, total=paged.total)
+        body["link"] = paging.links(keyring, tenant, base, path, query, page, paged)
+        return fhir(body)
 
-    names = ", ".join(store.SEARCH_PARAMETERS[route.type])
+    names = ", ".join([*store.SEARCH_PARAMETERS[route.type], *paging.PAGING_PARAMETERS])
     return get(f"/{route.type}", operation_id=f"FhirSearch{route.type}", name=f"fhir-search-{route.type}",
                opt=_opt(route.search, route.type), sync_to_thread=True,
-               summary=f"Search {route.type} ({names}); a searchset Bundle")(search)
+               summary=f"Search {route.type} ({names}); a searchset Bundle, a page at a time")(search)
 
 
 def _create_handler(route: ResourceRoute) -> HTTPRouteHandler:

@@ -1,17 +1,20 @@
 """Reads of the FHIR facade: a resource by its id, a search, a patient's `$everything` — each from the
-clinical layer's services, inside the caller's tenant transaction, and each audited.
+clinical layer's statements, inside the caller's tenant transaction, and each audited.
 
-Lists come from the services that already note their access (`service.list_conditions` and the rest);
-the two reads they have no function for — one record by its root id, including a record marked
-entered in error, and the vital signs sets of a patient — are written here and note their access on
-the record's seam (`record.note_access`) like every other read. Any resource of a patient opens only
-as the patient's chart would (`access.open_chart`: a care relationship or a stated break-the-glass
-reason), decided after its patient is found from the resource's own id.
+A search is one page at a time (`paging`): its parameters become SQL over the clinical service's
+own statements (`service.current_query`, `service.patient_search_query`), so the database filters,
+orders and limits, and only the page's rows are read, shaped, and noted on the record's audit seam
+(`record.note_access`) as the service lists note theirs. The read of one record by its root id,
+including a record marked entered in error, has no service function and is written here, audited
+the same way. Any resource of a patient opens only as the patient's chart would (`access.open_chart`:
+a care relationship or a stated break-the-glass reason), decided after its patient is found from the
+resource's own id — and decided again on every page of a search.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.interop.fhir import resources
+from appliance.interop.fhir import paging, resources
 from appliance.interop.fhir.errors import FhirError
 from appliance.layers.clinical import access, service
 from appliance.layers.clinical.errors import NotFound
@@ -29,6 +32,7 @@ from appliance.layers.clinical.models import (
     encounter,
     medication_request,
     patient,
+    patient_identifier,
     result,
     service_request,
     vital_signs,
@@ -51,7 +55,6 @@ SHAPES: dict[str, Callable[[dict], dict]] = {
     "medication_request": resources.medication_request, "service_request": resources.service_request,
     "result": resources.result, "vital_signs": resources.vital_signs,
 }
-ENCOUNTERS = 1000  # a patient's encounters in one search (the JSON API lists the latest 50)
 
 
 def _uuid(resource_type: str, resource_id: str) -> uuid.UUID:
@@ -108,28 +111,9 @@ def current_version(conn: Connection, kind: str, root_id: uuid.UUID) -> dict:
 # -- search ------------------------------------------------------------------------------------------
 
 Token = tuple[str | None, str]
-
-
-def _codings(concept: dict | None) -> list[Token]:
-    return [(c.get("system"), c["code"]) for c in (concept or {}).get("coding", []) if c.get("code")]
-
-
-def _codes(resource: dict) -> list[Token]:
-    found = _codings(resource.get("code"))
-    for component in resource.get("component", []):
-        found += _codings(component.get("code"))
-    return found
-
-
-def _categories(resource: dict) -> list[Token]:
-    found: list[Token] = []
-    for category in resource.get("category", []):
-        found += [(None, category)] if isinstance(category, str) else _codings(category)
-    return found
-
-
-def _effective(resource: dict) -> str | None:
-    return resource.get("effectiveDateTime") or resource.get("period", {}).get("start")
+# One alternative of a token parameter, as SQL over one entry kind's rows (an encounter's "kind" is
+# "encounter"); sa.false() where the kind cannot carry it.
+TokenClause = Callable[[str, str | None, str], sa.ColumnElement[bool]]
 
 
 @dataclass(frozen=True)
@@ -137,12 +121,81 @@ class SearchParameter:
     name: str
     type: str  # FHIR search parameter type: string, token, date, reference
     description: str
-    tokens: Callable[[dict], list[Token]] | None = None  # the token values a resource carries
-    date: Callable[[dict], str | None] | None = None
+    token: TokenClause | None = None
+    when: Callable[[str], sa.ColumnElement] | None = None  # the instant a date parameter compares, per kind
 
 
-def _status(resource: dict) -> list[Token]:
-    return [(None, resource["status"])]
+def _lower_is(column: sa.ColumnElement, code: str) -> sa.ColumnElement[bool]:
+    return sa.func.lower(column) == code.lower()
+
+
+def _in_system(system: str | None, *served: str) -> bool:
+    """A token's system, where the client named one, is one the record codes this element in."""
+    return system is None or system in served
+
+
+def _entry_status(kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    """A prescription's or an order's status: its own, as `resources` maps it (a record entered in
+    error never reaches a search: its retraction has no detail row)."""
+    table = TABLES[kind]
+    return _lower_is(table.c.status, code) if system is None else sa.false()
+
+
+def _clinical_status(coded_in: str) -> TokenClause:
+    def clause(kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+        return _lower_is(TABLES[kind].c.clinical_status, code) if _in_system(system, coded_in) else sa.false()
+    return clause
+
+
+def _observation_status(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    if system is not None:
+        return sa.false()
+    return {"final": entry.c.status == "final", "amended": entry.c.status == "amended"}.get(code.lower(), sa.false())
+
+
+def _observation_code(kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    """A laboratory result's LOINC code; a vital signs set's panel code or the code of a measurement it holds."""
+    if not _in_system(system, resources.LOINC):
+        return sa.false()
+    if kind == "result":
+        return _lower_is(result.c.code, code)
+    if code == resources.VITAL_SIGNS_PANEL[0]:
+        return sa.true()
+    held = [vital_signs.c[sign.column].is_not(None) for sign in resources.VITAL_SIGNS if sign.loinc == code]
+    return sa.or_(*held) if held else sa.false()
+
+
+OBSERVATION_CATEGORY = {"laboratory": "result", "vital-signs": "vital_signs"}
+
+
+def _observation_category(kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    served = _in_system(system, resources.TERMINOLOGY + "observation-category")
+    return sa.true() if served and OBSERVATION_CATEGORY.get(code.lower()) == kind else sa.false()
+
+
+def _order_category(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    named = [ours for ours, (snomed, _) in resources.SERVICE_CATEGORY.items() if snomed == code]
+    return service_request.c.category.in_(named) if named and _in_system(system, resources.SNOMED) else sa.false()
+
+
+def _encounter_status(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    ours = [k for k, v in resources.ENCOUNTER_STATUS.items() if v == code.lower()]
+    return encounter.c.status.in_(ours) if ours and system is None else sa.false()
+
+
+def _encounter_class(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    ours = [k for k, (v, _) in resources.ENCOUNTER_CLASS.items() if v.lower() == code.lower()]
+    served = _in_system(system, resources.TERMINOLOGY + "v3-ActCode")
+    return encounter.c.encounter_class.in_(ours) if ours and served else sa.false()
+
+
+def _encounter_start(_kind: str) -> sa.ColumnElement:
+    # updated_at only where neither is set, so the order (and a page's keyset) never meets a NULL.
+    return sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for, encounter.c.updated_at)
+
+
+def _occurred(_kind: str) -> sa.ColumnElement:
+    return entry.c.occurred_at
 
 
 PATIENT_REFERENCE = SearchParameter("patient", "reference", "whose record (required)")
@@ -154,45 +207,52 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
         SearchParameter("identifier", "token", "an identifier or the medical record number, exactly"),
         SearchParameter("birthdate", "date", "date of birth (eq only)"),
         SearchParameter("gender", "token", "female, male, other, unknown",
-                        tokens=lambda r: [(None, r["gender"])]),
+                        token=lambda _, system, code: _lower_is(patient.c.sex, code) if system is None else sa.false()),
     ]},
     "Encounter": {p.name: p for p in [
         PATIENT_REFERENCE,
-        SearchParameter("status", "token", "planned, arrived, in-progress, finished, cancelled", tokens=_status),
-        SearchParameter("class", "token", "AMB, EMER, IMP", tokens=lambda r: [(r["class"].get("system"),
-                                                                             r["class"]["code"])]),
-        SearchParameter("date", "date", "when it started", date=_effective),
+        SearchParameter("status", "token", "planned, arrived, in-progress, finished, cancelled",
+                        token=_encounter_status),
+        SearchParameter("class", "token", "AMB, EMER, IMP", token=_encounter_class),
+        SearchParameter("date", "date", "when it started", when=_encounter_start),
     ]},
     "Condition": {p.name: p for p in [
         PATIENT_REFERENCE,
         SearchParameter("clinical-status", "token", "active, resolved, inactive",
-                        tokens=lambda r: _codings(r.get("clinicalStatus"))),
-        SearchParameter("code", "token", "ICD-10 code", tokens=_codes),
+                        token=_clinical_status(resources.TERMINOLOGY + "condition-clinical")),
+        SearchParameter("code", "token", "ICD-10 code",
+                        token=lambda _, system, code: _lower_is(condition.c.code, code)
+                        if _in_system(system, resources.ICD10) else sa.false()),
     ]},
     "AllergyIntolerance": {p.name: p for p in [
         PATIENT_REFERENCE,
         SearchParameter("clinical-status", "token", "active, inactive, resolved",
-                        tokens=lambda r: _codings(r.get("clinicalStatus"))),
-        SearchParameter("category", "token", "medication, food, environment", tokens=_categories),
+                        token=_clinical_status(resources.TERMINOLOGY + "allergyintolerance-clinical")),
+        SearchParameter("category", "token", "medication, food, environment",
+                        token=lambda _, system, code: allergy.c.category.in_(
+                            {"medication", "food", "environment"} & {code.lower()})
+                        if system is None else sa.false()),
     ]},
     "MedicationRequest": {p.name: p for p in [
         PATIENT_REFERENCE,
-        SearchParameter("status", "token", "active, completed, stopped", tokens=_status),
+        SearchParameter("status", "token", "active, completed, stopped", token=_entry_status),
     ]},
     "ServiceRequest": {p.name: p for p in [
         PATIENT_REFERENCE,
-        SearchParameter("status", "token", "active, revoked", tokens=_status),
-        SearchParameter("code", "token", "LOINC code", tokens=_codes),
+        SearchParameter("status", "token", "active, revoked", token=_entry_status),
+        SearchParameter("code", "token", "LOINC code",
+                        token=lambda _, system, code: _lower_is(service_request.c.code, code)
+                        if _in_system(system, resources.LOINC) else sa.false()),
         SearchParameter("category", "token", "SNOMED CT 108252007 (laboratory) or 363679005 (imaging)",
-                        tokens=_categories),
+                        token=_order_category),
     ]},
     "Observation": {p.name: p for p in [
         PATIENT_REFERENCE,
-        SearchParameter("category", "token", "laboratory or vital-signs", tokens=_categories),
+        SearchParameter("category", "token", "laboratory or vital-signs", token=_observation_category),
         SearchParameter("code", "token", "LOINC code (of the observation or one of its components)",
-                        tokens=_codes),
-        SearchParameter("status", "token", "final, amended", tokens=_status),
-        SearchParameter("date", "date", "when it was taken", date=_effective),
+                        token=_observation_code),
+        SearchParameter("status", "token", "final, amended", token=_observation_status),
+        SearchParameter("date", "date", "when it was taken", when=_occurred),
     ]},
 }
 
@@ -205,7 +265,7 @@ def parse_query(resource_type: str, query: Iterable[tuple[str, str]]) -> dict[st
         if name not in known:
             raise FhirError(400, "not-supported",
                             f"search parameter {name!r} is not supported for {resource_type}; supported: "
-                            f"{', '.join(sorted(known))}", expression=name)
+                            f"{', '.join(sorted([*known, *paging.PAGING_PARAMETERS]))}", expression=name)
         if not value.strip():
             raise FhirError(400, "invalid", f"search parameter {name!r} has no value", expression=name)
         params.setdefault(name, []).append(value.strip())
@@ -217,20 +277,10 @@ def _token(value: str) -> Token:
     return (system or None, code) if bar else (None, value)
 
 
-def _token_matches(wanted: str, carried: list[Token]) -> bool:
-    """One token parameter value (`code`, `system|code`, or several joined by commas, any of which)."""
-    for alternative in wanted.split(","):
-        system, code = _token(alternative)
-        if any(c.lower() == code.lower() and (system is None or s == system) for s, c in carried):
-            return True
-    return False
+DATE_PREFIXES = {"eq": operator.eq, "ge": operator.ge, "le": operator.le, "gt": operator.gt, "lt": operator.lt}
 
 
-DATE_PREFIXES = {"eq": lambda a, b: a == b, "ge": lambda a, b: a >= b, "le": lambda a, b: a <= b,
-                 "gt": lambda a, b: a > b, "lt": lambda a, b: a < b}
-
-
-def _date_test(name: str, value: str) -> Callable[[dt.date], bool]:
+def _date_clause(name: str, value: str, when: sa.ColumnElement) -> sa.ColumnElement[bool]:
     prefix = value[:2] if value[:2] in DATE_PREFIXES else "eq"
     text = value[2:] if value[:2] in DATE_PREFIXES else value
     try:
@@ -238,20 +288,22 @@ def _date_test(name: str, value: str) -> Callable[[dt.date], bool]:
     except ValueError:
         raise FhirError(400, "invalid", f"{name}={value!r} is not a date (YYYY-MM-DD, optionally prefixed with "
                                         "eq, ge, le, gt or lt)", expression=name) from None
-    return lambda when: DATE_PREFIXES[prefix](when, day)
+    return DATE_PREFIXES[prefix](sa.cast(when, sa.Date), day)
 
 
-def _filter(resource_type: str, found: list[dict], params: dict[str, list[str]]) -> list[dict]:
+def _clauses(resource_type: str, kind: str, params: dict[str, list[str]]) -> list[sa.ColumnElement[bool]]:
+    """The token and date parameters as SQL over one kind's rows: each value must hold, and a value's
+    comma-separated alternatives are any of them."""
     known = SEARCH_PARAMETERS[resource_type]
+    clauses = []
     for name, values in params.items():
         parameter = known[name]
         for value in values:
-            if parameter.tokens is not None:
-                found = [r for r in found if _token_matches(value, parameter.tokens(r))]
-            elif parameter.date is not None:
-                test = _date_test(name, value)
-                found = [r for r in found if (d := parameter.date(r)) and test(dt.date.fromisoformat(d[:10]))]
-    return found
+            if parameter.token is not None:
+                clauses.append(sa.or_(*(parameter.token(kind, *_token(v)) for v in value.split(","))))
+            elif parameter.when is not None:
+                clauses.append(_date_clause(name, value, parameter.when(kind)))
+    return clauses
 
 
 def patient_of_reference(value: str) -> uuid.UUID:
@@ -262,11 +314,58 @@ def patient_of_reference(value: str) -> uuid.UUID:
         raise NotFound(f"no Patient {reference} at this facility") from None
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One statement a search pages through: an entry kind's rows (or encounters, or patients), in an order."""
+
+    kind: str
+    query: sa.Select
+    order: list[sa.UnaryExpression]
+
+
+def _keyed(source: _Source) -> sa.Select:
+    return source.query.add_columns(*(term.element.label(f"page_key_{i}") for i, term in enumerate(source.order)))
+
+
+def _key(row: dict, width: int) -> tuple:
+    return tuple(row[f"page_key_{i}"] for i in range(width))
+
+
+def _page(conn: Connection, sources: list[_Source], page: paging.Page) -> tuple[list[tuple[str, dict]], paging.Paged]:
+    """One page over the sources — each asked for at most count + 1 rows after the cursor, so SQL does
+    the limiting — merged in their common order, and the total from a count of each."""
+    total = sum(conn.execute(sa.select(sa.func.count()).select_from(s.query.subquery())).scalar_one()
+                for s in sources)
+    paged = paging.Paged([], total)
+    if page.count == 0:
+        return [], paged
+    width = len(sources[0].order)
+    found: list[tuple[str, dict]] = []
+    for source in sources:
+        query = _keyed(source)
+        if page.key is not None:
+            query = query.where(paging.beyond(source.order, page.key, backwards=page.backwards))
+        order = paging.reversed_order(source.order) if page.backwards else source.order
+        found += [(source.kind, dict(r)) for r in conn.execute(query.order_by(*order).limit(page.count + 1)).mappings()]
+    if len(sources) > 1:
+        # Several kinds in one searchset (Observation) share an order of one direction, descending.
+        found.sort(key=lambda kind_row: _key(kind_row[1], width), reverse=not page.backwards)
+    more, found = len(found) > page.count, found[:page.count]
+    if page.backwards:
+        found.reverse()
+    if found:
+        first, last = _key(found[0][1], width), _key(found[-1][1], width)
+        paged.next_key = last if more or page.backwards else None
+        paged.previous_key = first if (more if page.backwards else page.key is not None) else None
+    return found, paged
+
+
 def search(conn: Connection, principal: Principal, resource_type: str, params: dict[str, list[str]],
-           break_glass_reason: str | None) -> list[dict]:
-    """The resources matching `params` (already checked by `parse_query`); the reads are audited."""
+           break_glass_reason: str | None, page: paging.Page) -> paging.Paged:
+    """One page of the resources matching `params` (already checked by `parse_query`), and the total;
+    the page's reads are audited as the service lists audit theirs."""
     if resource_type == "Patient":
-        return _search_patients(conn, principal, params)
+        return _search_patients(conn, principal, params, page)
     if "patient" not in params:
         raise FhirError(400, "required", f"a {resource_type} search names the patient (patient=<id>): a search "
                                          "across every patient's record is not offered", expression="patient")
@@ -274,47 +373,34 @@ def search(conn: Connection, principal: Principal, resource_type: str, params: d
         raise FhirError(400, "not-supported", "search one patient's record at a time", expression="patient")
     patient_id = patient_of_reference(params["patient"][0])
     access.open_chart(conn, principal, patient_id, break_glass_reason)
+    service.require_patient(conn, patient_id)
     rest = {name: values for name, values in params.items() if name != "patient"}
-    return _filter(resource_type, _of_patient(conn, principal, resource_type, patient_id, rest), rest)
-
-
-def _of_patient(conn: Connection, principal: Principal, resource_type: str, patient_id: uuid.UUID,
-                params: dict[str, list[str]]) -> list[dict]:
-    """One patient's resources of a type, through the service list that notes its own access."""
-    def shaped(kind: str, rows: list[dict]) -> list[dict]:
-        return [SHAPES[kind]({**row, "patient_id": patient_id}) for row in rows]
-
     if resource_type == "Encounter":
-        return [resources.encounter(r) for r in service.list_encounters(conn, principal, patient_id,
-                                                                        limit=ENCOUNTERS)]
-    if resource_type == "Condition":
-        return shaped("condition", service.list_conditions(conn, principal, patient_id))
-    if resource_type == "AllergyIntolerance":
-        return shaped("allergy", service.list_allergies(conn, principal, patient_id))
-    if resource_type == "MedicationRequest":
-        return shaped("medication_request", service.list_medications(conn, principal, patient_id))
-    if resource_type == "ServiceRequest":
-        return shaped("service_request", service.list_orders(conn, principal, patient_id))
-    # Observation: read (and audit) only the kinds the category asks for.
-    wanted = {_token(v)[1] for value in params.get("category", []) for v in value.split(",")}
-    found: list[dict] = []
-    if not wanted or "laboratory" in wanted:
-        found += shaped("result", service.list_results(conn, principal, patient_id))
-    if not wanted or "vital-signs" in wanted:
-        found += shaped("vital_signs", vital_signs_of(conn, principal, patient_id))
-    return found
+        sources = [_Source("encounter", sa.select(*service.ENCOUNTER_COLUMNS).where(
+            encounter.c.patient_id == patient_id, *_clauses(resource_type, "encounter", rest)),
+            [_encounter_start("encounter").desc(), encounter.c.id.desc()])]
+    else:
+        sources = [_Source(kind, service.current_query(TABLES[kind], patient_id,
+                                                       *_clauses(resource_type, kind, rest)),
+                           [entry.c.occurred_at.desc(), entry.c.root_id.desc()])
+                   for kind in KINDS[resource_type]]
+    found, paged = _page(conn, sources, page)
+    # One read per kind the page shows (as each service list notes one); a page showing nothing is
+    # noted too, as a read of the first kind naming nothing, so every search leaves its trace.
+    shown = [s.kind for s in sources if any(kind == s.kind for kind, _ in found)] or [sources[0].kind]
+    for shown_kind in shown:
+        note_access(conn, principal, "read", patient_id, shown_kind,
+                    [row["id"] for kind, row in found if kind == shown_kind])
+    paged.resources = [resources.encounter(row) if kind == "encounter"
+                       else SHAPES[kind]({**row, "patient_id": patient_id}) for kind, row in found]
+    return paged
 
 
-def vital_signs_of(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
-    """A patient's current vital signs sets, newest first, audited (the clinical service has no list)."""
-    rows = service.current_rows(conn, vital_signs, patient_id)
-    note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in rows])
-    return rows
-
-
-def _search_patients(conn: Connection, principal: Principal, params: dict[str, list[str]]) -> list[dict]:
-    """Patients through the clinical search (audited as a search of the patients it found), narrowed
-    by the parameters it does not take itself (family, given, gender, an identifier's system)."""
+def _search_patients(conn: Connection, principal: Principal, params: dict[str, list[str]],
+                     page: paging.Page) -> paging.Paged:
+    """Patients by the clinical search's statement, narrowed in SQL by the parameters it does not take
+    itself (family, given, gender, an identifier's system), a page at a time; audited as the clinical
+    search is, as a search of the patients it shows."""
     for name in ("name", "family", "given", "identifier", "birthdate"):
         if len(params.get(name, [])) > 1:
             raise FhirError(400, "not-supported", f"give {name} once", expression=name)
@@ -337,24 +423,37 @@ def _search_patients(conn: Connection, principal: Principal, params: dict[str, l
     if not (name or identifier or birth_date):
         raise FhirError(400, "required", "search patients by name, family, given, identifier or birthdate "
                                          "(gender only narrows such a search)", expression="name")
-    matches = service.search_patients(conn, principal, name=name or None, identifier=identifier,
-                                      birth_date=birth_date, limit=100)
-    # The matches' whole registrations in one statement (the search noted its access, naming them).
-    rows = {r["id"]: r for r in conn.execute(sa.select(*service.PATIENT_COLUMNS).where(
-        patient.c.id.in_([m["id"] for m in matches]))).mappings()} if matches else {}
-    found = [resources.patient(dict(rows[m["id"]])) for m in matches]
-
-    def starts(names: list[str], prefix: str) -> bool:
-        return any(n.lower().startswith(prefix.lower()) for n in names)
-
+    query, order = service.patient_search_query(name=name or None, identifier=identifier, birth_date=birth_date)
     for family in params.get("family", []):
-        found = [r for r in found if starts([r["name"][0]["family"]], family)]
+        query = query.where(patient.c.family_name.ilike(f"{_like(family)}%"))
     for given in params.get("given", []):
-        found = [r for r in found if starts(r["name"][0].get("given", []), given)]
+        query = query.where(sa.or_(patient.c.given_names.ilike(f"{_like(given)}%"),
+                                   patient.c.given_names.ilike(f"% {_like(given)}%")))
     if system is not None:
-        found = [r for r in found if any(i["system"] == system and i["value"] == identifier
-                                         for i in r.get("identifier", []))]
-    return _filter("Patient", found, {k: v for k, v in params.items() if k == "gender"})
+        query = query.where(_identifier_in(system, identifier))
+    query = query.where(*_clauses("Patient", "patient", {k: v for k, v in params.items() if k == "gender"}))
+    found, paged = _page(conn, [_Source("patient", query, order)], page)
+    note_access(conn, principal, "search", None, "patient", [row["id"] for _, row in found])
+    # The page's whole registrations in one statement.
+    rows = {r["id"]: r for r in conn.execute(sa.select(*service.PATIENT_COLUMNS).where(
+        patient.c.id.in_([row["id"] for _, row in found]))).mappings()} if found else {}
+    paged.resources = [resources.patient(dict(rows[row["id"]])) for _, row in found]
+    return paged
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _identifier_in(system: str, value: str) -> sa.ColumnElement[bool]:
+    """The patient holds `value` in the identifier system named as `resources` names it (the MRN too)."""
+    if system == resources.MRN_SYSTEM:
+        return patient.c.mrn == value
+    ours = system.removeprefix(resources.IDENTIFIER_PREFIX)
+    if ours == system:
+        return sa.false()
+    return patient.c.id.in_(sa.select(patient_identifier.c.patient_id).where(
+        patient_identifier.c.system == ours, patient_identifier.c.value == value))
 
 
 # -- $everything -------------------------------------------------------------------------------------

@@ -68,15 +68,21 @@ def _entry_dict(appended: Entry) -> dict:
             "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at, **appended.detail}
 
 
-def current_rows(conn: Connection, table: sa.Table, patient_id: uuid.UUID, *where: Any,
-                 order_by: Any = None, limit: int | None = None) -> list[dict]:
-    """Current versions of one kind's records for a patient, entry fields and detail together."""
-    query = (
+def current_query(table: sa.Table, patient_id: uuid.UUID, *where: Any) -> sa.Select:
+    """The statement behind `current_rows`, unordered and unlimited, for a caller that pages or counts it."""
+    return (
         sa.select(*ENTRY_COLUMNS, *_detail_columns(table))
         .select_from(entry.join(table, table.c.entry_id == entry.c.id))
         .where(entry.c.patient_id == patient_id, current_clause(), *where)
-        .order_by(order_by if order_by is not None else entry.c.occurred_at.desc())
     )
+
+
+def current_rows(conn: Connection, table: sa.Table, patient_id: uuid.UUID, *where: Any,
+                 order_by: Any = None, limit: int | None = None) -> list[dict]:
+    """Current versions of one kind's records for a patient, entry fields and detail together."""
+    query = current_query(table, patient_id, *where).order_by(
+        *(order_by if isinstance(order_by, list | tuple) else
+          [order_by if order_by is not None else entry.c.occurred_at.desc()]))
     if limit:
         query = query.limit(limit)
     return [dict(row) for row in conn.execute(query).mappings()]
@@ -248,42 +254,52 @@ def search_patients(conn: Connection, principal: Principal, *, name: str | None 
                     limit: int = 20) -> list[dict]:
     """Patients by identifier (or MRN) exactly, and/or by name (trigram similarity, so a misspelt or
     partial name still finds them) and birth date. Best matches first."""
+    query, order = patient_search_query(name=name, identifier=identifier, birth_date=birth_date)
+    limit = max(1, min(limit, 100))
+    rows = [dict(r) for r in conn.execute(query.order_by(*order).limit(limit)).mappings()]
+    note_access(conn, principal, "search", None, "patient", [r["id"] for r in rows])
+    return rows
+
+
+PATIENT_SEARCH_COLUMNS = (patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names,
+                          patient.c.birth_date, patient.c.sex)
+
+
+def patient_search_query(*, name: str | None = None, identifier: str | None = None,
+                         birth_date: dt.date | None = None) -> tuple[sa.Select, list[sa.UnaryExpression]]:
+    """The statement behind `search_patients` (with its `score` column) and its order, best first and
+    then by name and id (a total order, so a caller can page it by keyset); not audited — callers are."""
     name = re.sub(r"\s+", " ", (name or "").lower()).strip()
     identifier = (identifier or "").strip()
     if not (name or identifier or birth_date):
         raise Invalid("give a name, an identifier or a birth date to search by", field="name")
     if name and len(name) < 2:
         raise Invalid("a name to search by needs at least two letters", field="name")
-    limit = max(1, min(limit, 100))
-    columns = (patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.birth_date,
-               patient.c.sex)
-    query = sa.select(*columns)
+    query = sa.select(*PATIENT_SEARCH_COLUMNS)
+    score: sa.ColumnElement = sa.literal(1.0, sa.Double)
     if identifier:
         by_identifier = sa.select(patient_identifier.c.patient_id).where(patient_identifier.c.value == identifier)
-        query = query.add_columns(sa.literal(1.0).label("score")).where(
-            sa.or_(patient.c.mrn == identifier, patient.c.id.in_(by_identifier)))
+        query = query.where(sa.or_(patient.c.mrn == identifier, patient.c.id.in_(by_identifier)))
         if name:
             query = query.where(patient.c.name_search.op("OPERATOR(public.%>)")(name))
     elif name:
         # Three ways to match, all served by the GIN trigram index: the whole name is similar (`%`,
         # a misspelt full name), the text is close to some run of words in it (`%>`, one name of
         # several), or it is a plain substring (a prefix being typed). Best first.
-        score = sa.func.greatest(sa.func.public.similarity(name, patient.c.name_search),
-                                 sa.func.public.word_similarity(name, patient.c.name_search))
+        # In double precision: a real's text form rounds, and a page's cursor must compare equal to it.
+        score = sa.cast(sa.func.greatest(sa.func.public.similarity(name, patient.c.name_search),
+                                         sa.func.public.word_similarity(name, patient.c.name_search)),
+                        sa.Double)
         escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.add_columns(score.label("score")).where(sa.or_(
+        query = query.where(sa.or_(
             patient.c.name_search.like(f"%{escaped}%"),
             patient.c.name_search.op("OPERATOR(public.%)")(name),
             patient.c.name_search.op("OPERATOR(public.%>)")(name),
-        )).order_by(score.desc())
-    else:
-        query = query.add_columns(sa.literal(1.0).label("score"))
+        ))
     if birth_date:
         query = query.where(patient.c.birth_date == birth_date)
-    rows = [dict(r) for r in conn.execute(
-        query.order_by(patient.c.family_name, patient.c.given_names).limit(limit)).mappings()]
-    note_access(conn, principal, "search", None, "patient", [r["id"] for r in rows])
-    return rows
+    query = query.add_columns(score.label("score"))
+    return query, [score.desc(), patient.c.family_name.asc(), patient.c.given_names.asc(), patient.c.id.asc()]
 
 
 # -- encounters --------------------------------------------------------------------------------------
