@@ -138,13 +138,14 @@ def _canonical(cursor: str) -> None:
 
 
 def links(keyring: Keyring, tenant: str, base: str, path: str, search: Sequence[tuple[str, str]], page: Page,
-          paged: Paged) -> list[dict]:
-    """The Bundle's links: self, first, and next and previous where there is such a page."""
+          paged: Paged, *, count_in_links: bool = True) -> list[dict]:
+    """The Bundle's links: self, first, and next and previous where there is such a page (each with
+    the page's `_count`, unless the client named none and the page size is the operation's own)."""
     def url(key: tuple | None = None, backwards: bool = False) -> str:
-        query = [*search, (COUNT, str(page.count))]
+        query = [*search, *([(COUNT, str(page.count))] if count_in_links else [])]
         if key is not None:
             query.append((CURSOR, seal(keyring, tenant, path, search, key, backwards=backwards)))
-        return f"{base}{path}?{urlencode(query)}"
+        return f"{base}{path}?{urlencode(query)}" if query else f"{base}{path}"
 
     found = [{"relation": "self", "url": url(page.key, page.backwards)}, {"relation": "first", "url": url()}]
     if paged.previous_key is not None:

@@ -221,15 +221,53 @@ def _create_handler(route: ResourceRoute) -> HTTPRouteHandler:
                 summary=f"Create a {route.type}; 201 with its Location")(create)
 
 
+EVERYTHING_PARAMETERS = {
+    "_since": "only resources last updated at or after this instant (with its time zone)",
+    paging.COUNT: f"resources a page (1 to {paging.MAX_COUNT}; 0, the total alone); without it, the whole chart",
+}
+
+
+def _since(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        instant = dt.datetime.fromisoformat(value)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise FhirError(400, "invalid", f"_since={value!r} is not an instant: give a date, a time and a time zone "
+                                        "(2024-05-01T08:00:00Z)", expression="_since")
+    return instant
+
+
 @get("/Patient/{resource_id:str}/$everything", operation_id="FhirPatientEverything", name="fhir-everything",
      opt=_opt(EVERYTHING_PERMISSION, "Patient"), sync_to_thread=True)
 def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state: State, request: Asking) -> Response:
     """The patient and every Encounter, Condition, AllergyIntolerance, MedicationRequest, ServiceRequest
-    and Observation of theirs, as a searchset Bundle."""
+    and Observation of theirs (`_since`: those updated since), as a searchset Bundle, paged by `_count`."""
+    query, paging_params = paging.split(request.query_params.multi_items())
+    given: dict[str, str] = {}
+    for name, value in query:
+        if name not in EVERYTHING_PARAMETERS:
+            raise FhirError(400, "not-supported", f"$everything takes {', '.join(EVERYTHING_PARAMETERS)}, not "
+                                                  f"{name!r}", expression=name)
+        if name in given:
+            raise FhirError(400, "invalid", f"give {name} once", expression=name)
+        given[name] = value.strip()
+    since = _since(given.get("_since"))
+    keyring = keys.keyring_for(state.db)
+    path = f"/Patient/{resource_id}/$everything"
+    page = paging.page_of(keyring, tenant, path, query, paging_params)
+    if paging.COUNT not in paging_params:
+        page = paging.Page(store.EVERYTHING_PAGE, page.key, page.backwards)
     patient_id = store.patient_of_reference(resource_id)
     with state.db.tenant(tenant) as conn:
-        found = store.everything(conn, request.user, patient_id, _reason(request))
-    return fhir(bundle("searchset", found, _base_url(request, tenant), str(request.url)))
+        paged = store.everything(conn, request.user, patient_id, _reason(request), page, since)
+    base = _base_url(request, tenant)
+    body = bundle("searchset", paged.resources, base, total=paged.total)
+    body["link"] = paging.links(keyring, tenant, base, path, query, page, paged,
+                                count_in_links=paging.COUNT in paging_params)
+    return fhir(body)
 
 
 @post("/", operation_id="FhirTransaction", name="fhir-transaction", opt=_opt(TRANSACTION_PERMISSION),
@@ -314,18 +352,27 @@ def interactions(route: ResourceRoute) -> list[str]:
     return found
 
 
+# Every search pages (see `paging`): its page size is a parameter of each, and listed with each.
+COUNT_PARAMETER = {"name": paging.COUNT, "type": "number",
+                   "documentation": f"matches a page (default {paging.DEFAULT_COUNT}, at most {paging.MAX_COUNT}; "
+                                    "0, the total alone); follow the Bundle's next link for the rest"}
+
+
 def capability_statement(base: str) -> dict:
     resources = []
     for route in RESOURCE_ROUTES:
         entry: dict[str, Any] = {
             "type": route.type,
             "interaction": [{"code": code} for code in interactions(route)],
-            "searchParam": [{"name": p.name, "type": p.type, "documentation": p.description}
-                            for p in store.SEARCH_PARAMETERS[route.type].values()],
         }
-        if route.type == "Patient":
+        if "search-type" in interactions(route):
+            entry["searchParam"] = [*({"name": p.name, "type": p.type, "documentation": p.description}
+                                      for p in store.SEARCH_PARAMETERS[route.type].values()), COUNT_PARAMETER]
+        if route.type == "Patient" and any(h is patient_everything for h in HANDLERS):
             entry["operation"] = [{"name": "everything",
-                                   "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+                                   "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                                   "documentation": "; ".join(f"{name}: {what}"
+                                                              for name, what in EVERYTHING_PARAMETERS.items())}]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

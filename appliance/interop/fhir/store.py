@@ -14,6 +14,7 @@ resource's own id — and decided again on every page of a search.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import operator
 import uuid
 from collections.abc import Callable, Iterable
@@ -331,6 +332,15 @@ def _key(row: dict, width: int) -> tuple:
     return tuple(row[f"page_key_{i}"] for i in range(width))
 
 
+def _compare(order: list[sa.UnaryExpression], a: tuple, b: tuple, backwards: bool) -> int:
+    """-1 where the row keyed `a` comes first in `order` (last, `backwards`)."""
+    for term, x, y in zip(order, a, b, strict=True):
+        if x != y:
+            first = (x > y) if term.modifier is sa.sql.operators.desc_op else (x < y)
+            return -1 if first != backwards else 1
+    return 0
+
+
 def _page(conn: Connection, sources: list[_Source], page: paging.Page) -> tuple[list[tuple[str, dict]], paging.Paged]:
     """One page over the sources — each asked for at most count + 1 rows after the cursor, so SQL does
     the limiting — merged in their common order, and the total from a count of each."""
@@ -348,8 +358,9 @@ def _page(conn: Connection, sources: list[_Source], page: paging.Page) -> tuple[
         order = paging.reversed_order(source.order) if page.backwards else source.order
         found += [(source.kind, dict(r)) for r in conn.execute(query.order_by(*order).limit(page.count + 1)).mappings()]
     if len(sources) > 1:
-        # Several kinds in one searchset (Observation) share an order of one direction, descending.
-        found.sort(key=lambda kind_row: _key(kind_row[1], width), reverse=not page.backwards)
+        # Several kinds in one Bundle (Observation, $everything) share one order: merged here.
+        found.sort(key=functools.cmp_to_key(lambda a, b: _compare(sources[0].order, _key(a[1], width),
+                                                                  _key(b[1], width), page.backwards)))
     more, found = len(found) > page.count, found[:page.count]
     if page.backwards:
         found.reverse()
@@ -458,32 +469,45 @@ def _identifier_in(system: str, value: str) -> sa.ColumnElement[bool]:
 
 # -- $everything -------------------------------------------------------------------------------------
 
-EVERYTHING_LIMIT = 10_000  # per kind: a chart's whole history, not the chart summary's latest few
+# A page of $everything when the client names no _count: a chart's whole history in one Bundle, as
+# before paging (a client posting it back as a transaction wants it whole); a longer chart gets a
+# `next` link where it used to be cut short.
+EVERYTHING_PAGE = 10_000
+EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_request", "result", "vital_signs")
 
 
-def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None
-               ) -> list[dict]:
-    """The patient and every resource of theirs the facade serves. Read with the services' unaudited
-    readers (`current_rows`, `orders_of`, `results_of`: "callers are") and noted once on the audit seam
-    as a read of the chart naming every id, as the chart summary is: one event where the per-kind
-    lists would append seven, each taking the facility's audit chain in turn."""
+def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None,
+               page: paging.Page, since: dt.datetime | None = None) -> paging.Paged:
+    """The patient and every resource of theirs the facade serves — those last updated at or after
+    `since` where given — a page at a time: the patient first, then encounters, then each kind,
+    each newest first. Read with the services' statements and noted once on the audit seam as a read
+    of the chart naming every id the page shows, as the chart summary is: one event where the
+    per-kind lists would append seven, each taking the facility's audit chain in turn."""
     access.open_chart(conn, principal, patient_id, break_glass_reason)
-    patient_row = service.patient_of(conn, patient_id)
-    encounters = [dict(r) for r in conn.execute(
-        sa.select(*service.ENCOUNTER_COLUMNS).where(encounter.c.patient_id == patient_id)
-        .order_by(sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for).desc().nulls_last())
-        .limit(EVERYTHING_LIMIT)).mappings()]
-    by_kind = {
-        "condition": service.current_rows(conn, condition, patient_id, limit=EVERYTHING_LIMIT),
-        "allergy": service.current_rows(conn, allergy, patient_id, limit=EVERYTHING_LIMIT),
-        "medication_request": service.current_rows(conn, medication_request, patient_id, limit=EVERYTHING_LIMIT),
-        "service_request": service.orders_of(conn, patient_id, limit=EVERYTHING_LIMIT),
-        "result": service.results_of(conn, patient_id, limit=EVERYTHING_LIMIT),
-        "vital_signs": service.current_rows(conn, vital_signs, patient_id, limit=EVERYTHING_LIMIT),
-    }
-    ids = [patient_id, *(r["id"] for r in encounters), *(r["id"] for rows in by_kind.values() for r in rows)]
-    note_access(conn, principal, "read", patient_id, "chart", ids, detail={"interface": "FHIR Patient/$everything"})
-    found = [resources.patient(patient_row), *(resources.encounter(r) for r in encounters)]
-    for kind, rows in by_kind.items():
-        found += [SHAPES[kind]({**row, "patient_id": patient_id}) for row in rows]
-    return found
+    service.require_patient(conn, patient_id)
+
+    def changed(column: sa.ColumnElement) -> list[sa.ColumnElement[bool]]:
+        return [column >= since] if since is not None else []
+
+    def ranked(rank: int, *order: sa.UnaryExpression) -> list[sa.UnaryExpression]:
+        # The rank keeps the kinds apart in one order (and in the page's keyset), patient first.
+        return [sa.literal(rank).asc(), *order]
+
+    sources = [
+        _Source("patient", sa.select(*service.PATIENT_COLUMNS).where(patient.c.id == patient_id,
+                                                                     *changed(patient.c.updated_at)),
+                ranked(0, patient.c.updated_at.desc(), patient.c.id.desc())),
+        _Source("encounter", sa.select(*service.ENCOUNTER_COLUMNS).where(encounter.c.patient_id == patient_id,
+                                                                         *changed(encounter.c.updated_at)),
+                ranked(1, _encounter_start("encounter").desc(), encounter.c.id.desc())),
+        *(_Source(kind, service.current_query(TABLES[kind], patient_id, *changed(entry.c.recorded_at)),
+                  ranked(2 + n, entry.c.occurred_at.desc(), entry.c.root_id.desc()))
+          for n, kind in enumerate(EVERYTHING_KINDS)),
+    ]
+    found, paged = _page(conn, sources, page)
+    note_access(conn, principal, "read", patient_id, "chart", [row["id"] for _, row in found],
+                detail={"interface": "FHIR Patient/$everything"})
+    paged.resources = [resources.patient(row) if kind == "patient" else resources.encounter(row)
+                       if kind == "encounter" else SHAPES[kind]({**row, "patient_id": patient_id})
+                       for kind, row in found]
+    return paged

@@ -9,6 +9,7 @@ import uuid
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.interop.fhir.paging import MAX_COUNT
 from appliance.layers.clinical import service
@@ -192,3 +193,62 @@ def test_a_page_opens_only_as_the_first_would(signed_in, db, facility, writer):
 def test_searches_and_patients_of_no_match(api, facility):
     found = answer(api.get(f"{base(facility.slug)}/Patient", params={"family": "Nobodyhere", "_count": "5"}))
     assert found["total"] == 0 and not found.get("entry") and link(found, "next") is None
+
+
+def test_everything_pages_in_the_order_of_the_whole(api, facility, observed):
+    url = f"{base(facility.slug)}/Patient/{observed['patient']}/$everything"
+    whole = answer(api.get(url))
+    assert whole["total"] == len(whole["entry"]) == 10 and link(whole, "next") is None  # patient, 8, a condition
+    assert whole["entry"][0]["resource"]["resourceType"] == "Patient"
+    page = answer(api.get(url, params={"_count": "3"}))
+    assert page["total"] == 10
+    seen = ids(page)
+    while (following := link(page, "next")) is not None:
+        page = follow(api, following)
+        seen += ids(page)
+    assert seen == ids(whole)
+    nothing = answer(api.get(url, params={"_count": "0"}))
+    assert nothing["total"] == 10 and not nothing.get("entry")
+
+
+def test_everything_since_an_instant(api, db, facility, writer):
+    patient_id = _register(db, facility.slug, writer, "Since")
+    with db.tenant(facility.slug) as conn:
+        for code in ("I10", "J45.9"):
+            service.add_condition(conn, writer, patient_id, ConditionIn(code=code))
+        mark = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+    with db.tenant(facility.slug) as conn:  # recorded at its own transaction's start: after the mark
+        later = service.add_condition(conn, writer, patient_id, ConditionIn(code="E11.9"))
+    url = f"{base(facility.slug)}/Patient/{patient_id}/$everything"
+    since = answer(api.get(url, params={"_since": mark.isoformat()}))
+    assert ids(since) == [str(later["root_id"])] and since["total"] == 1
+    assert answer(api.get(url, params={"_since": "2000-01-01T00:00:00Z"}))["total"] == 4
+    paged = answer(api.get(url, params={"_since": "2000-01-01T00:00:00Z", "_count": "3"}))
+    assert "_since=2000-01-01T00%3A00%3A00Z" in link(paged, "next")
+    rest = follow(api, link(paged, "next"))
+    assert len(ids(paged)) + len(ids(rest)) == 4 and link(rest, "next") is None
+
+
+@pytest.mark.parametrize(("params", "named"), [
+    ({"_since": "2024-05-01"}, "_since"), ({"_since": "2024-05-01T08:00:00"}, "_since"),
+    ({"_since": "yesterday"}, "_since"), ({"_type": "Condition"}, "_type"), ({"_count": "501"}, "_count"),
+    ({"_cursor": "sealed1:AAAA"}, "_cursor")])
+def test_everything_refuses_what_it_does_not_take_naming_it(api, facility, observed, params, named):
+    url = f"{base(facility.slug)}/Patient/{observed['patient']}/$everything"
+    assert refusal(api.get(url, params=params), 400)["issue"][0]["expression"] == [named]
+
+
+def test_everything_cursor_is_this_patients(api, facility, observed, namesakes):
+    url = f"{base(facility.slug)}/Patient/{{}}/$everything"
+    following = link(answer(api.get(url.format(observed["patient"]), params={"_count": "2"})), "next")
+    query = parse_qsl(urlsplit(following).query)
+    assert refusal(api.get(url.format(namesakes[0]), params=query), 400)["issue"][0]["expression"] == ["_cursor"]
+
+
+def test_the_capability_statement_names_count_and_since_where_served(api, facility):
+    statement = answer(api.get(f"{base(facility.slug)}/metadata"))
+    for resource in statement["rest"][0]["resource"]:
+        assert "_count" in [p["name"] for p in resource["searchParam"]], resource["type"]
+    [patient] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Patient"]
+    assert "_since" in patient["operation"][0]["documentation"]
+    assert "_count" in patient["operation"][0]["documentation"]

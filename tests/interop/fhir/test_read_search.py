@@ -153,7 +153,7 @@ def test_capability_statement_lists_exactly_what_is_served(api, facility):
     served = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert set(served) == {r.type for r in RESOURCE_ROUTES}
     for resource_type, entry in served.items():
-        assert {p["name"] for p in entry["searchParam"]} == set(SEARCH_PARAMETERS[resource_type])
+        assert {p["name"] for p in entry["searchParam"]} == {*SEARCH_PARAMETERS[resource_type], "_count"}
         for interaction in entry["interaction"]:
             name = {"read": "fhir-read-", "search-type": "fhir-search-", "create": "fhir-create-"}[interaction["code"]]
             assert any(h.name == name + resource_type for h in HANDLERS)
