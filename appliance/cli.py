@@ -112,6 +112,7 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
         slugs = active_slugs(db)
         if demo:
             _demo_population(db, slugs)
+            _demo_feeds(db, _policy(settings), slugs)
             credentials = _ensure_demo_accounts(db, settings)
             err.print(f"demo accounts ({credentials}, mode 0600):")
             click.echo(credentials.read_text(), err=True)  # unwrapped: people copy these lines
@@ -665,6 +666,8 @@ def _demo_patient_account(db: Database, policy, slug: str) -> str:
             "EXISTS (SELECT 1 FROM appointment a WHERE a.patient_id = p.id AND a.status = 'booked' "
             "AND a.starts_at > now()) DESC, count(*) DESC, p.id LIMIT 1")).scalar()
     found, subject_id = clinical_service.subject_of(db, slug, clinical_demo.demo_principal(slug), patient_id)
+    # An HIV test to be given in person and an X-ray shown later: the portal's release notices, shown.
+    clinical_demo.generate_release_demo(db, slug, patient_id)
     email = "patient@appliance.demo"
     password = secrets.token_urlsafe(12)
     with db.control() as conn:
@@ -729,6 +732,17 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
         # nests loops over them (a vitals write measured ~200 ms instead of ~24 ms): analyse now, once.
         with db.control_autocommit() as conn:
             conn.exec_driver_sql("ANALYZE")
+
+
+def _demo_feeds(db: Database, policy, slugs: list[str]) -> None:
+    """Each demo facility's HL7 v2 feed history, for its Interfaces page (skipped where it has one)."""
+    from appliance.interop.hl7v2.demo import generate_feed_demo
+
+    for slug in slugs:
+        acks = generate_feed_demo(db, policy, slug)
+        if acks:
+            err.print(f"{slug}: demo HL7 v2 feed written ({acks.get('AA', 0)} messages applied, "
+                      f"{acks.get('AE', 0)} not)")
 
 
 @main.group()

@@ -30,8 +30,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import drugs, icd10
+from appliance.layers.clinical import drugs, icd10, service
 from appliance.layers.clinical.models import orderable, patient, patient_identifier
+from appliance.layers.clinical.schemas import ResultIn
 from appliance.layers.clinical.service import _flag, _name_search
 from appliance.substrate import record
 from appliance.substrate.db import Database
@@ -496,3 +497,31 @@ class _Batch:
         for item in [*entries, *self.signoffs]:
             counts[item.kind] = counts.get(item.kind, 0) + 1
         return counts
+
+
+# -- the demo patient's portal ------------------------------------------------------------------------------
+
+# What the portal's release rules (policies/release.toml) keep back, reviewed today: an HIV test, given in
+# person (REL-001), and a chest X-ray, shown three days after review (REL-003). The portal's account holder
+# then sees both notices, whatever the year of history happened to give them.
+HELD_BACK = (("68961-2", ("non-reactive",)),
+             ("36643-5", ("No active lung disease. Heart size normal.",
+                          "Minor left basal atelectasis; lungs otherwise clear.")))
+
+
+def generate_release_demo(db: Database, slug: str, patient_id: uuid.UUID, seed: int = 2026) -> list[str]:
+    """Record and review today, through the clinical services (audited as any result), the results the
+    release rules hold back for patient `patient_id` of facility `slug`, of those its catalogue offers;
+    the codes written."""
+    rng = demo_stream("release", seed, slug)
+    written = []
+    with db.tenant(slug) as conn:
+        offered = set(conn.execute(sa.select(orderable.c.code).where(orderable.c.active)).scalars())
+        for code, values in HELD_BACK:
+            value = rng.choice(values)
+            if code not in offered:
+                continue
+            result = service.record_result(conn, demo_principal(slug), patient_id, ResultIn(code=code, value=value))
+            service.sign_result(conn, demo_principal(slug, "reviewer"), patient_id, result["id"], None)
+            written.append(code)
+    return written

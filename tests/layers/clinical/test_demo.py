@@ -115,3 +115,31 @@ def test_demo_patients_open_like_any_chart(db: Database, tenant_factory):
         found = service.search_patients(conn, reader, name=summary["patient"]["family_name"])
     assert summary["encounters"] and summary["patient"]["identifiers"]
     assert busiest in [r["id"] for r in found]
+
+
+def test_the_demo_patient_gets_results_the_portal_holds_back(db: Database, tenant_factory):
+    """An HIV test (given in person) and a chest X-ray (shown later), reviewed today; a facility that does
+    not offer HIV tests gets the X-ray only."""
+    from pathlib import Path
+
+    from appliance.layers.clinical.demo import generate_release_demo
+    from appliance.layers.patient.release import load_release_rules, release
+    from tests.e2e.history import CLINICAL_CONFIG as IMAGING_CONFIG
+    from tests.layers.clinical.conftest import new_patient
+    from tests.web.test_me_release import HIV
+
+    rules = load_release_rules(Path(__file__).resolve().parents[3] / "policies" / "release.toml")
+    offering = tenant_factory(**{**IMAGING_CONFIG, "catalogue": [*IMAGING_CONFIG["catalogue"], HIV]})
+    without = tenant_factory(**IMAGING_CONFIG)
+    for config, expected in ((offering, ["68961-2", "36643-5"]), (without, ["36643-5"])):
+        with db.tenant(config.slug) as conn:
+            patient_id = new_patient(conn, demo_principal(config.slug))["id"]
+        assert generate_release_demo(db, config.slug, patient_id) == expected
+        with db.tenant(config.slug) as conn:
+            reviewed = [dict(row) for row in conn.execute(sa.text(
+                "SELECT r.code, s.occurred_at AS signed_at FROM result r JOIN entry e ON e.id = r.entry_id "
+                "JOIN result_signoff so ON so.result_id = r.entry_id JOIN entry s ON s.id = so.entry_id "
+                "WHERE e.patient_id = :p"), {"p": patient_id}).mappings()]
+        held = release(reviewed, rules, dt.datetime.now(dt.UTC))
+        assert held.shown == [] and held.in_person == expected.count("68961-2")
+        assert [result["code"] for result, _ in held.later] == ["36643-5"]
