@@ -7,4 +7,5 @@ the one record over MLLP, each message acknowledged AA, AE or AR.
 - `act`, `patients`, `visits` (ADT), `laboratory` (ORM, ORU): what each message does to the record,
   through the clinical and operations services;
 - `models`, `history`: the message log (tenant revision t0012) and what the admin's Interfaces page reads.
+- `demo`: the feed history `healthos up --demo` gives each demo facility.
 """
