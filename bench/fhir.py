@@ -4,6 +4,8 @@
   chart) and a Patient search by family name, each with 16 concurrent clients over one facility of
   demo data (300 patients, a year of care each; set-up not timed): requests per second, p50 and p99,
   the median of three runs with the range beside it;
+- paged searches: the first page (`_count=50`, with the total of every match) of a Patient search by a
+  name fragment most demo patients' names hold, and of one patient's Observations;
 - bulk import of Synthea-shaped bundles (`bulk.import_path`, one bundle per patient, each its own
   tenant transaction), in-process as `healthos fhir import` runs it: patients and resources per second.
 
@@ -38,6 +40,8 @@ IMPORT_ENCOUNTERS = 5  # per patient: 5 visits × (diagnosis, 6 vital signs, a l
 CLIENTS = 16
 SECONDS = 8
 WARMUP = 2
+PAGE = 50  # the facade's default page
+PAGED_NAME = "an"  # in most demo names: a search whose matches fill many pages
 ROUNDS = 3  # the shared host's speed swings by half from minute to minute: the median run, the range beside it
 
 
@@ -72,6 +76,28 @@ def run(console) -> list[dict]:
             [drive(server.socket, search, CLIENTS, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
         console.print(f"  Patient?family= (median of {ROUNDS}): {search_run['per_second']:.0f}/s ({search_span}), "
                       f"p50 {search_run['p50_ms']:.1f} ms, p99 {search_run['p99_ms']:.1f} ms")
+        # A search that pages: a two-letter name fragment most patients' names hold, the first page of
+        # 50 (with the total, which counts every match), and one patient's observations a page at a time.
+        with db.tenant(slug) as conn:
+            matches = conn.execute(sa.text("SELECT count(*) FROM patient WHERE name_search LIKE :f"),
+                                   {"f": f"%{PAGED_NAME}%"}).scalar_one()
+
+        def paged_search(rng: random.Random):
+            return "GET", f"{base}/Patient?name={PAGED_NAME}&_count={PAGE}", token, b"", 200
+
+        def paged_observations(rng: random.Random):
+            return "GET", f"{base}/Observation?patient={rng.choice(patients)}&_count={PAGE}", token, b"", 200
+
+        paged_run, paged_span = _median_run(
+            [drive(server.socket, paged_search, CLIENTS, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
+        console.print(f"  Patient?name={PAGED_NAME}&_count={PAGE}, first page of {matches} matches (median of "
+                      f"{ROUNDS}): {paged_run['per_second']:.0f}/s ({paged_span}), p50 {paged_run['p50_ms']:.1f} ms, "
+                      f"p99 {paged_run['p99_ms']:.1f} ms")
+        observations_run, observations_span = _median_run(
+            [drive(server.socket, paged_observations, CLIENTS, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
+        console.print(f"  Observation?patient=&_count={PAGE}, first page (median of {ROUNDS}): "
+                      f"{observations_run['per_second']:.0f}/s ({observations_span}), "
+                      f"p50 {observations_run['p50_ms']:.1f} ms, p99 {observations_run['p99_ms']:.1f} ms")
         server.stop()
         server = None
 
@@ -99,6 +125,13 @@ def run(console) -> list[dict]:
              "value": search_run["per_second"], "unit": "/s"},
             {"name": "Patient search p50", "value": search_run["p50_ms"], "unit": "ms"},
             {"name": "Patient search p99", "value": search_run["p99_ms"], "unit": "ms"},
+            {"name": f"paged Patient search, first page of {PAGE} of {matches} matches, p50 ({CLIENTS} clients; "
+                     f"median, runs {paged_span})", "value": paged_run["p50_ms"], "unit": "ms"},
+            {"name": "paged Patient search, first page p99", "value": paged_run["p99_ms"], "unit": "ms"},
+            {"name": "paged Patient search requests/s", "value": paged_run["per_second"], "unit": "/s"},
+            {"name": f"paged Observation search of one patient, first page of {PAGE}, p50 (median, runs "
+                     f"{observations_span})", "value": observations_run["p50_ms"], "unit": "ms"},
+            {"name": "paged Observation search, first page p99", "value": observations_run["p99_ms"], "unit": "ms"},
             {"name": f"import: Synthea-shaped patients/s ({IMPORT_ENCOUNTERS} visits each)",
              "value": summary.imported_bundles / elapsed, "unit": "/s"},
             {"name": "import: resources written/s", "value": written / elapsed, "unit": "/s"},

@@ -144,17 +144,12 @@ def _reason(request: Request) -> str | None:
     return request.headers.get(BREAK_GLASS_HEADER)
 
 
-def bundle(kind: str, resources: list[dict], base: str, self_url: str | None = None, *, mode: str = "match",
-           total: int | None = None) -> dict:
-    body: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": kind,
-                            "timestamp": dt.datetime.now(dt.UTC).isoformat()}
-    if kind == "searchset":
-        body["total"] = len(resources) if total is None else total  # a page's Bundle: every match, not the page
-    if self_url:
-        body["link"] = [{"relation": "self", "url": self_url}]
-    body["entry"] = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
-                      **({"search": {"mode": mode}} if kind == "searchset" else {})} for r in resources]
-    return body
+def searchset(resources: list[dict], base: str, total: int, links: list[dict]) -> dict:
+    """A page of a search (or of `$everything`): `total` is every match, not the page's rows."""
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset",
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(), "total": total, "link": links,
+            "entry": [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
+                       "search": {"mode": "match"}} for r in resources]}
 
 
 def _written(resource: dict) -> dict[str, str]:
@@ -193,9 +188,8 @@ def _search_handler(route: ResourceRoute) -> HTTPRouteHandler:
         with state.db.tenant(tenant) as conn:
             paged = store.search(conn, request.user, route.type, params, _reason(request), page)
         base = _base_url(request, tenant)
-        body = bundle("searchset", paged.resources, base, total=paged.total)
-        body["link"] = paging.links(keyring, tenant, base, path, query, page, paged)
-        return fhir(body)
+        return fhir(searchset(paged.resources, base, paged.total,
+                              paging.links(keyring, tenant, base, path, query, page, paged)))
 
     names = ", ".join([*store.SEARCH_PARAMETERS[route.type], *paging.PAGING_PARAMETERS])
     return get(f"/{route.type}", operation_id=f"FhirSearch{route.type}", name=f"fhir-search-{route.type}",
@@ -264,10 +258,8 @@ def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state:
     with state.db.tenant(tenant) as conn:
         paged = store.everything(conn, request.user, patient_id, _reason(request), page, since)
     base = _base_url(request, tenant)
-    body = bundle("searchset", paged.resources, base, total=paged.total)
-    body["link"] = paging.links(keyring, tenant, base, path, query, page, paged,
-                                count_in_links=paging.COUNT in paging_params)
-    return fhir(body)
+    return fhir(searchset(paged.resources, base, paged.total, paging.links(
+        keyring, tenant, base, path, query, page, paged, count_in_links=paging.COUNT in paging_params)))
 
 
 @post("/", operation_id="FhirTransaction", name="fhir-transaction", opt=_opt(TRANSACTION_PERMISSION),
