@@ -343,12 +343,14 @@ def _compare(order: list[sa.UnaryExpression], a: tuple, b: tuple, backwards: boo
 
 def _page(conn: Connection, sources: list[_Source], page: paging.Page) -> tuple[list[tuple[str, dict]], paging.Paged]:
     """One page over the sources — each asked for at most count + 1 rows after the cursor, so SQL does
-    the limiting — merged in their common order, and the total from a count of each."""
-    total = sum(conn.execute(sa.select(sa.func.count()).select_from(s.query.subquery())).scalar_one()
-                for s in sources)
-    paged = paging.Paged([], total)
+    the limiting — merged in their common order, and the total (a count of each, unless the first page
+    is all there is)."""
+    def counted() -> int:
+        return sum(conn.execute(sa.select(sa.func.count()).select_from(s.query.subquery())).scalar_one()
+                   for s in sources)
+
     if page.count == 0:
-        return [], paged
+        return [], paging.Paged([], counted())
     width = len(sources[0].order)
     found: list[tuple[str, dict]] = []
     for source in sources:
@@ -362,6 +364,8 @@ def _page(conn: Connection, sources: list[_Source], page: paging.Page) -> tuple[
         found.sort(key=functools.cmp_to_key(lambda a, b: _compare(sources[0].order, _key(a[1], width),
                                                                   _key(b[1], width), page.backwards)))
     more, found = len(found) > page.count, found[:page.count]
+    # A first page that holds every match has counted them; only a longer search is counted again.
+    paged = paging.Paged([], len(found) if page.key is None and not more else counted())
     if page.backwards:
         found.reverse()
     if found:
