@@ -829,22 +829,6 @@ def national_export(settings: Settings, period: str | None, export_format: str, 
               f"{out_path}; {withheld} cells under {definitions.threshold} (or revealing one) withheld")
 
 
-@national_group.command("key")
-@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the key to this file (default: print it).")
-@click.pass_obj
-def national_key(settings: Settings, out_path: Path | None) -> None:
-    """This appliance's public key, for the ministry's appliance to register (`national peer add`)."""
-    with opened_database(settings) as db:
-        keyring = keys.keyring_for(db)
-        pem, key_id = keyring.public_key_pem(), keyring.signing_key_id
-    if out_path is None:
-        click.echo(pem.decode(), nl=False)
-    else:
-        out_path.write_bytes(pem)
-        err.print(f"public key {key_id} written to {out_path}")
-
-
 @national_group.command("package")
 @click.option("--period", help="The month, YYYY-MM (default: the last whole month).")
 @click.option("--out", "out_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
@@ -870,7 +854,7 @@ def national_peer_group() -> None:
 @national_peer_group.command("add")
 @click.option("--name", required=True, help="What to call the sending appliance, e.g. the hospital or region.")
 @click.option("--key", "key_path", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Its public key, as `healthos national key` wrote it there.")
+              help="Its public key, as `healthos audit public-key` printed it there.")
 @click.pass_obj
 def national_peer_add(settings: Settings, name: str, key_path: Path) -> None:
     """Accept signed packages from another appliance from now on."""

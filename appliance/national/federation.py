@@ -139,11 +139,11 @@ def export_package(db: Database, period: Period, definitions: Definitions, *, pr
 
 
 def load_public_key(data: bytes) -> bytes:
-    """An appliance's public key as `healthos national key` writes it (PEM), as raw 32 bytes."""
+    """An appliance's public key as `healthos audit public-key` prints it (PEM), as raw 32 bytes."""
     try:
         return keys.ed25519_public_raw(data)
     except ValueError as exc:
-        raise PackageError(f"{exc}; give the file `healthos national key` wrote on the other appliance") from exc
+        raise PackageError(f"{exc}; give what `healthos audit public-key` printed on the other appliance") from exc
 
 
 def register_peer(db: Database, name: str, key_data: bytes, *, principal: Principal | None = None) -> Peer:

@@ -178,10 +178,9 @@ def test_an_appliance_packages_its_own_facilities_signed_and_audited(db, definit
 
 
 def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definitions, tmp_path: Path,  # noqa: F811
-                                                               hospital):
-    key_file = tmp_path / "ministry.pem"
-    assert run("national", "key", "--out", str(key_file)).exit_code == 0
-    assert key_file.read_bytes() == keys.keyring_for(db).public_key_pem()
+                                                               hospital, coast):
+    printed = run("audit", "public-key")  # the key another appliance registers to accept this one's packages
+    assert printed.exit_code == 0 and printed.stdout.encode() == keys.keyring_for(db).public_key_pem()
 
     hospital_key = tmp_path / "hospital.pem"
     hospital_key.write_bytes(hospital.public_key_pem())
