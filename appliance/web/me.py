@@ -13,6 +13,7 @@ page), with a one-time enrolment link for the patient, as staff accounts are.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 from litestar import Request, get
 from litestar.datastructures import State
@@ -41,8 +42,10 @@ def _facility_records(state: State, request: Request) -> list[dict]:
         released = release(summary["results"], state.release_rules, dt.datetime.now(dt.UTC))
         summary["results"] = released.shown[:RESULTS_SHOWN]
         summary["encounters"] = summary["encounters"][:VISITS_SHOWN]
+        zone = zoneinfo.ZoneInfo(holding.timezone)
         records.append({"holding": holding, "summary": summary, "appointments": appointments, "bills": bills,
-                        "later": released.later, "in_person": released.in_person})
+                        "later": [(result, at.astimezone(zone)) for result, at in released.later],
+                        "in_person": released.in_person})
     return records
 
 

@@ -223,7 +223,7 @@ def test_patient_sees_the_blood_count_not_the_hiv_test_and_the_xray_later(browse
     haemoglobin = results.locator("tr", has_text="Haemoglobin")
     assert "13.1" in haemoglobin.inner_text()
     assert "Glucose" not in results.inner_text()  # not reviewed yet
-    notice = record.locator(".notice.in-person").inner_text()
+    notice = record.locator(".info.in-person").inner_text()
     assert f"1 result from {facility.name} is given to you in person" in notice
     assert "ask about it at your next visit" in notice
     later = record.locator("ul.later").inner_text()

@@ -61,6 +61,7 @@ def test_the_portal_shows_what_the_rules_release_and_no_more(db, app, patient_wi
     assert XRAY_REPORT not in page.text  # an imaging report: three days after review
     later = record.split('class="rows later"')[1].split("</ul>")[0]
     assert "Chest X-ray, 2 views" in later and "shows here from" in later
+    assert "UTC" not in later  # in the facility's time, as the patient reads a clock there
     assert "Glucose" not in results  # not reviewed: not released by any rule
 
 

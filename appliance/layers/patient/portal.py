@@ -45,6 +45,7 @@ class Holding:
     tenant: str
     facility: str
     patient_id: uuid.UUID
+    timezone: str = "UTC"  # the facility's, for the times a patient reads
 
 
 def records_of(db: Database, subject_id: uuid.UUID | None) -> list[Holding]:
@@ -61,7 +62,7 @@ def records_of(db: Database, subject_id: uuid.UUID | None) -> list[Holding]:
         with db.tenant(tenant["slug"]) as conn:
             charts = conn.execute(sa.text("SELECT id FROM patient WHERE subject_id = ANY(:subjects) ORDER BY mrn"),
                                   {"subjects": subjects}).scalars().all()
-        holdings += [Holding(tenant["slug"], tenant["name"], chart) for chart in charts]
+        holdings += [Holding(tenant["slug"], tenant["name"], chart, tenant["timezone"]) for chart in charts]
     return sorted(holdings, key=lambda h: (h.facility, str(h.patient_id)))
 
 
