@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from appliance.interop.fhir.paging import MAX_COUNT
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import ConditionIn, PatientIn, ResultIn, VitalSignsIn
-from appliance.substrate import audit
+from appliance.substrate import audit, record
 from tests.interop.fhir.conftest import answer, base, refusal
 
 FAMILY = "Pagewell"
@@ -252,3 +252,19 @@ def test_the_capability_statement_names_count_and_since_where_served(api, facili
     [patient] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Patient"]
     assert "_since" in patient["operation"][0]["documentation"]
     assert "_count" in patient["operation"][0]["documentation"]
+
+
+def test_each_patient_search_page_is_noted_as_a_search_naming_its_patients(api, facility, namesakes):
+    noted: list[tuple[str, str, set[str]]] = []
+
+    def hook(conn, principal, action, patient_id, entity_kind, entity_ids):
+        noted.append((action, entity_kind, {str(i) for i in entity_ids}))
+
+    record.register_access_hook(hook)
+    try:
+        first = answer(api.get(f"{base(facility.slug)}/Patient", params={"family": FAMILY, "given": "given",
+                                                                         "_count": "10"}))
+        second = follow(api, link(first, "next"))
+    finally:
+        record.unregister_access_hook(hook)
+    assert noted == [("search", "patient", set(ids(first))), ("search", "patient", set(ids(second)))]
