@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from appliance.interop.fhir.paging import MAX_COUNT
 from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import ConditionIn, PatientIn, ResultIn, VitalSignsIn
+from appliance.layers.clinical.schemas import ConditionIn, EncounterIn, PatientIn, ResultIn, VitalSignsIn
 from appliance.substrate import audit, record
 from tests.interop.fhir.conftest import answer, base, refusal
 
@@ -268,3 +268,22 @@ def test_each_patient_search_page_is_noted_as_a_search_naming_its_patients(api, 
     finally:
         record.unregister_access_hook(hook)
     assert noted == [("search", "patient", set(ids(first))), ("search", "patient", set(ids(second)))]
+
+
+def test_encounters_page_even_those_with_no_date(api, db, facility, writer):
+    """A planned visit with no date sorts last (by when it was recorded), never lost between pages."""
+    patient_id = _register(db, facility.slug, writer, "Encountered")
+    with db.tenant(facility.slug) as conn:
+        opened = [service.open_encounter(conn, writer, patient_id, EncounterIn(encounter_class="outpatient"))["id"]
+                  for _ in range(3)]
+        undated = service.open_encounter(conn, writer, patient_id, EncounterIn(encounter_class="outpatient",
+                                                                               status="planned"))["id"]
+    url = f"{base(facility.slug)}/Encounter"
+    page = answer(api.get(url, params={"patient": str(patient_id), "_count": "1"}))
+    seen = ids(page)
+    while (following := link(page, "next")) is not None:
+        page = follow(api, following)
+        seen += ids(page)
+    assert sorted(seen) == sorted(str(e) for e in [*opened, undated]) and seen[-1] == str(undated)
+    planned = answer(api.get(url, params={"patient": str(patient_id), "status": "planned", "_count": "1"}))
+    assert planned["total"] == 1 and ids(planned) == [str(undated)]
