@@ -781,8 +781,7 @@ def _national_month(settings: Settings, period: str | None):
 
     try:
         definitions = national.load_definitions(settings.policies_dir / "indicators.toml")
-        month = (national.Period.parse(period) if period
-                 else national.Period.containing(dt.datetime.now(dt.UTC).date()).previous())
+        month = national.month_asked(period, dt.datetime.now(dt.UTC).date())
     except national.IndicatorError as exc:
         fail(str(exc))
     return definitions, month

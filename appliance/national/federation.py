@@ -39,6 +39,8 @@ log = structlog.get_logger(__name__)
 
 PACKAGE_FORMAT = "healthos-national-package/1"
 _SIGNED_PREFIX = b"healthos national aggregate package/1\n"
+# How far ahead of this appliance's clock a package's production time may be (clocks drift apart).
+CLOCK_SLACK = dt.timedelta(hours=1)
 _FACILITY_FIELDS = ("org_unit", "name", "facility_type", "district", "region")
 
 national_peer = sa.Table(
@@ -253,6 +255,16 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         raise PackageError(f"the package's header is incomplete or malformed ({exc})") from exc
     if produced_at.tzinfo is None:
         raise PackageError("the package's production time has no time zone")
+    now = dt.datetime.now(dt.UTC)
+    if produced_at > now + CLOCK_SLACK:
+        # A package dated ahead would also block every later, genuine one (only a later one replaces it).
+        raise PackageError(f"the package says it was produced at {produced_at.isoformat()}, in the future: "
+                           "check the sending appliance's clock")
+    if period > Period.containing(now.date()):
+        raise PackageError(f"the package is for {period.label}, which has not begun")
+    threshold = package.get("threshold")
+    if not isinstance(threshold, int) or isinstance(threshold, bool):
+        raise PackageError(f"the package's disclosure threshold {threshold!r} is not a whole number")
     with db.control() as conn:
         peer = conn.execute(sa.select(national_peer.c.name, national_peer.c.public_key)
                             .where(national_peer.c.key_id == key_id_of(raw))).first()
@@ -260,8 +272,8 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
             raise PackageError(f"the package was signed by key {key_id_of(raw)}, which is not registered here; "
                                "register the sending appliance first: healthos national peer add")
         _check_signature(package, raw)
-        if package.get("threshold", 0) < definitions.threshold:
-            raise PackageError(f"the package was published with a disclosure threshold of {package.get('threshold')}, "
+        if threshold < definitions.threshold:
+            raise PackageError(f"the package was published with a disclosure threshold of {threshold}, "
                                f"under this appliance's {definitions.threshold}")
         facilities = _facilities(package, definitions, peer.name)
         if not facilities:
@@ -273,7 +285,7 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         if held is not None and held >= produced_at:
             raise PackageError(f"{peer.name}'s package for {period.label} produced at {held.isoformat()} is already "
                                "here; a package replaces it only if produced later")
-        row = {"produced_at": produced_at, "received_at": dt.datetime.now(dt.UTC),
+        row = {"produced_at": produced_at, "received_at": now,
                "sha256": hashlib.sha256(data).hexdigest(), "facilities": package["facilities"]}
         statement = postgresql.insert(national_package).values(key_id=key_id_of(raw), period=period.value, **row)
         conn.execute(statement.on_conflict_do_update(index_elements=["key_id", "period"], set_=row))

@@ -176,6 +176,18 @@ class Period:
         return f"{calendar.month_name[self.month]} {self.year}"
 
 
+def month_asked(text: str | None, today: dt.date) -> Period:
+    """The month a person asked for (YYYY-MM), else the last whole month (the ministry reports whole
+    months); a month that has not begun is refused."""
+    this_month = Period.containing(today)
+    if not text:
+        return this_month.previous()
+    period = Period.parse(text)
+    if period > this_month:
+        raise IndicatorError(f"{period.label} has not begun; choose this month or an earlier one")
+    return period
+
+
 # -- counting inside one facility -----------------------------------------------------------------
 
 _ENCOUNTERS = """

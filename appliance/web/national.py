@@ -29,17 +29,6 @@ def _definitions(state: State) -> national.Definitions:
     return national.load_definitions(state.settings.policies_dir / "indicators.toml")
 
 
-def _period(text: str) -> national.Period:
-    """The month asked for, else the last whole month (the ministry reports whole months)."""
-    this_month = national.Period.containing(dt.datetime.now(dt.UTC).date())
-    if not text:
-        return this_month.previous()
-    period = national.Period.parse(text)
-    if period > this_month:
-        raise national.IndicatorError(f"{period.label} has not begun; choose this month or an earlier one")
-    return period
-
-
 def _months() -> list[national.Period]:
     months = [national.Period.containing(dt.datetime.now(dt.UTC).date())]
     while len(months) < MONTHS_OFFERED:
@@ -53,7 +42,7 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
                     indicator: FromQuery[str] = "") -> Template | Response:
     try:
         definitions = _definitions(state)
-        month = _period(period)
+        month = national.month_asked(period, dt.datetime.now(dt.UTC).date())
         chosen = definitions.indicator(indicator) if indicator else definitions.indicators[0]
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
@@ -84,7 +73,7 @@ def export(request: Request, state: State, period: FromQuery[str] = "",
         return error_page(request, 422, f"format {export_format!r} is not csv or dhis2")
     try:
         definitions = _definitions(state)
-        month = _period(period)
+        month = national.month_asked(period, dt.datetime.now(dt.UTC).date())
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
     facilities = federation.national_facilities(state.db, month, definitions)

@@ -133,6 +133,16 @@ def test_refusals_name_the_problem_and_keep_nothing(db, definitions, hospital, c
     _refused(db, _package_bytes(signed([_facility(laxer, "KE-CST-024", "Taveta")], with_definitions=laxer)),
              definitions, "threshold of 3, under this appliance's 5")
 
+    ahead = federation.make_package([_facility(definitions, "KE-CST-025", "Mwatate")], month, definitions, hospital,
+                                    produced_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=2))
+    _refused(db, _package_bytes(ahead), definitions, "in the future: check the sending appliance's clock")
+    unbegun = federation.make_package([_facility(definitions, "KE-CST-026", "Wundanyi")], national.Period(2999, 1),
+                                      definitions, hospital)
+    _refused(db, _package_bytes(unbegun), definitions, "January 2999, which has not begun")
+    worded = signed([_facility(definitions, "KE-CST-027", "Kinango")])
+    worded["threshold"] = "five"
+    _refused(db, _package_bytes(worded), definitions, "threshold 'five' is not a whole number")
+
     _refused(db, b"{not json", definitions, "not JSON")
     _refused(db, b'{"format": "something else"}', definitions, "not a healthos-national-package/1")
     _refused(db, _package_bytes(signed([])), definitions, "no facility")
@@ -205,6 +215,10 @@ def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definiti
     assert run("national", "export", "--period", month.value, "--out", str(exported)).exit_code == 0
     kwale = [line for line in exported.read_text().splitlines() if ",KE-CST-030," in line]
     assert kwale and all(line.endswith(",Coast Regional Hospital") for line in kwale)
+
+    future = run("national", "package", "--period", "2999-01", "--out", str(tmp_path / "never.json"))
+    assert future.exit_code != 0 and "January 2999 has not begun" in future.output
+    assert not (tmp_path / "never.json").exists()
 
     own = tmp_path / "own.json"
     assert run("national", "package", "--period", month.value, "--out", str(own)).exit_code == 0
