@@ -108,9 +108,10 @@ class EmbeddedCluster:
     def _ensure_home_writable(self) -> None:
         try:
             (self.home / "pg").mkdir(parents=True, exist_ok=True)
-            probe = self.home / "pg" / ".write-probe"
-            probe.write_text("ok")
-            probe.unlink()
+            # A probe of its own: processes sharing one home (uvicorn workers, the HL7 listeners, the
+            # bench's writer processes) start together, and with one shared name one removed another's.
+            with tempfile.NamedTemporaryFile(dir=self.home / "pg", prefix=".write-probe-"):
+                pass
         except OSError as exc:
             raise ClusterError(
                 f"HEALTHOS_HOME {self.home} is not writable ({exc.strerror}); "
