@@ -845,6 +845,40 @@ def national_package(settings: Settings, period: str | None, out_path: Path) -> 
     err.print(f"{month.label}: {_facilities(len(package['facilities']))} packaged and signed in {out_path}")
 
 
+@national_group.command("push")
+@click.option("--period", help="The month, YYYY-MM (default: the last whole month).")
+@click.option("--to", "address", required=True,
+              help="The ministry's appliance, https://… (the package is posted to /api/national/packages there).")
+@click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The CA certificate that signed the ministry's certificate (its playbook makes "
+                   "/etc/healthos/tls/ca.crt); without it, the system's trusted CAs.")
+@click.pass_obj
+def national_push(settings: Settings, period: str | None, address: str, ca_file: Path | None) -> None:
+    """Count a month at this appliance's facilities and send it as a signed package to the ministry's
+    appliance over HTTPS, where a link exists (`national package` writes the same package to a file).
+
+    It is sent only when an operator runs this, only to the address given: the appliance never calls
+    out on its own. The ministry accepts it if it registered this appliance's key (`healthos audit
+    public-key`) with `healthos national peer add`."""
+    from appliance.national import federation
+
+    try:
+        url = federation.packages_url(address)
+    except federation.PushError as exc:
+        fail(str(exc))
+    definitions, month = _national_month(settings, period)
+    with opened_database(settings) as db, _counting_progress(db) as advance:
+        package = federation.export_package(db, month, definitions, progress=advance, destination=url)
+    try:
+        answer = federation.push_package(package, url, ca_file=ca_file)
+    except federation.PushError as exc:
+        fail(f"{month.label}: not sent: {exc}")
+    err.print(f"{month.label}: {_facilities(len(package['facilities']))} sent to {url}")
+    click.echo(f"received by {url} from {answer.get('appliance')}, {answer.get('month')}: "
+               f"{_facilities(answer.get('facilities', 0))}"
+               f"{', replacing the earlier package' if answer.get('replaced') else ''}")
+
+
 @national_group.group("peer")
 def national_peer_group() -> None:
     """The appliances whose packages this one accepts."""

@@ -12,6 +12,11 @@ disclosure threshold: a published count under the threshold, or a facility break
 withheld cell beside a published total (which the total would reveal), is refused. A newer package
 for the same appliance and month replaces the older; every export, registration and receipt is in the
 appliance's audit log.
+
+Where a link exists the same package travels over HTTPS instead of on a stick: `push_package` posts it
+to the ministry's appliance (`PACKAGES_PATH`, which hands it to the same `receive_package`), verifying
+the ministry's certificate. The package's own signature is what the ministry trusts, as with a file;
+TLS keeps the figures private on the way and makes sure they reach the ministry and no one else.
 """
 
 from __future__ import annotations
@@ -19,9 +24,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import http.client
 import json
+import ssl
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 import structlog
@@ -41,6 +51,8 @@ PACKAGE_FORMAT = "healthos-national-package/1"
 _SIGNED_PREFIX = b"healthos national aggregate package/1\n"
 # How far ahead of this appliance's clock a package's production time may be (clocks drift apart).
 CLOCK_SLACK = dt.timedelta(hours=1)
+# Where an appliance receives packages over HTTPS.
+PACKAGES_PATH = "/api/national/packages"
 _FACILITY_FIELDS = ("org_unit", "name", "facility_type", "district", "region")
 
 national_peer = sa.Table(
@@ -66,6 +78,10 @@ national_package = sa.Table(
 
 class PackageError(ValueError):
     """A package, a peer's key or a peer registration is refused; the message says why."""
+
+
+class PushError(RuntimeError):
+    """A package sent over HTTPS did not arrive, or the receiving appliance refused it; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -126,15 +142,83 @@ def make_package(facilities: list[Facility], period: Period, definitions: Defini
 
 
 def export_package(db: Database, period: Period, definitions: Definitions, *, principal: Principal | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict:
+                   progress: Callable[[str], None] | None = None, destination: str | None = None) -> dict:
     """This appliance's own facilities' month, signed, for the ministry's appliance; recorded in the
-    appliance's audit log. Figures received from other appliances are never passed on."""
+    appliance's audit log (with the address it is sent to, when it leaves over HTTPS). Figures received
+    from other appliances are never passed on."""
     facilities = gather(db, period, definitions, progress=progress)
     package = make_package(facilities, period, definitions, keys.keyring_for(db))
+    detail = {"period": period.value, "facilities": len(facilities)}
+    if destination is not None:
+        detail["to"] = destination
     with db.control() as conn:
         audit.append(conn, tenant=None, principal=principal, event_type="national.package.export", action="E",
-                     detail={"period": period.value, "facilities": len(facilities)})
+                     detail=detail)
     return package
+
+
+def packages_url(address: str) -> str:
+    """Where the appliance at `address` receives packages; refused unless it is an https:// address."""
+    address = address.strip()
+    scheme, _, rest = address.partition("://")
+    if scheme.lower() != "https" or not rest.strip("/"):
+        raise PushError(f"{address!r} is not an https:// address: a package leaves only encrypted, to an "
+                        "appliance whose certificate is verified (e.g. https://ministry.example)")
+    address = address.rstrip("/")
+    return address if address.endswith(PACKAGES_PATH) else address + PACKAGES_PATH
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect would re-send (or drop) the package somewhere the operator did not name.
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def push_package(package: dict, address: str, *, ca_file: Path | None = None, timeout: float = 120) -> dict:
+    """Post a package to the appliance at `address` and return what it answered.
+
+    Its certificate is verified against `ca_file` alone when given (the ministry's own CA), else
+    against the system's store; a refusal or a failure to get there raises PushError naming it."""
+    url = packages_url(address)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise PushError(f"{ca_file} is not a CA certificate file ({exc})") from exc
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects())
+    request = urllib.request.Request(  # noqa: S310 (packages_url let only https:// through)
+        url, method="POST", data=json.dumps(package, ensure_ascii=False).encode(),
+        headers={"content-type": "application/json", "accept": "application/json"})
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            answer = response.read()
+    except urllib.error.HTTPError as exc:
+        raise PushError(f"{url} refused the package: {_detail(exc)}") from exc
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise PushError(f"{url}: its certificate could not be verified ({reason.verify_message}); give the "
+                            "ministry's CA certificate with --ca-file, or check the address") from exc
+        raise PushError(f"{url} could not be reached: {reason}") from exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # a timeout, a dropped connection
+        raise PushError(f"{url} could not be reached: {exc}") from exc
+    try:
+        receipt = json.loads(answer)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        receipt = None
+    if not isinstance(receipt, dict):
+        raise PushError(f"{url} answered, but not as a HealthOS appliance receiving a package does: check the address")
+    return receipt
+
+
+def _detail(refusal: urllib.error.HTTPError) -> str:
+    """The receiving appliance's sentence from a refusal, else its status."""
+    try:
+        detail = json.loads(refusal.read()).get("detail")
+    except (OSError, ValueError, AttributeError):
+        detail = None
+    if 300 <= refusal.code < 400:
+        return f"it redirects to {refusal.headers.get('location')}; give that address"
+    return str(detail) if detail else f"{refusal.code} {refusal.reason}"
 
 
 # -- peers ----------------------------------------------------------------------------------------
@@ -182,7 +266,7 @@ def peers(db: Database) -> list[Peer]:
 def _parse(data: bytes) -> dict:
     try:
         package = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PackageError(f"the file is not a package: not JSON ({exc})") from exc
     if not isinstance(package, dict) or package.get("format") != PACKAGE_FORMAT:
         raise PackageError(f"the file is not a {PACKAGE_FORMAT} package")
@@ -235,6 +319,8 @@ def _facilities(package: dict, definitions: Definitions, source: str) -> list[Fa
         facility = Facility(item["org_unit"], item["name"], item["facility_type"], item["district"], item["region"],
                             org_unit=item["org_unit"], source=source)
         figures = item.get("figures") or {}
+        if not isinstance(figures, dict):
+            raise PackageError(f"{item['name']}: no figures")
         for indicator_id in indicator_ids:
             facility.figures[indicator_id] = _published(figures.get(indicator_id), definitions.cells,
                                                         definitions.threshold, f"{item['name']}, {indicator_id}")
@@ -243,9 +329,10 @@ def _facilities(package: dict, definitions: Definitions, source: str) -> list[Fa
 
 
 def receive_package(db: Database, data: bytes, definitions: Definitions, *,
-                    principal: Principal | None = None) -> Receipt:
+                    principal: Principal | None = None, via: str = "file") -> Receipt:
     """Verify a package and keep its figures; refused (PackageError, nothing kept) unless every check
-    in the module docstring passes."""
+    in the module docstring passes. `via` says how it came (a file, or HTTPS from an address), for the
+    audit log."""
     package = _parse(data)
     try:
         raw = base64.b64decode(package["public_key"], validate=True)
@@ -269,6 +356,8 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         peer = conn.execute(sa.select(national_peer.c.name, national_peer.c.public_key)
                             .where(national_peer.c.key_id == key_id_of(raw))).first()
         if peer is None or peer.public_key != raw:
+            # Logged for the operator (a hospital not yet registered, or someone probing the endpoint).
+            log.warning("national.package.unregistered_key", key_id=key_id_of(raw), via=via)
             raise PackageError(f"the package was signed by key {key_id_of(raw)}, which is not registered here; "
                                "register the sending appliance first: healthos national peer add")
         _check_signature(package, raw)
@@ -291,7 +380,8 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         conn.execute(statement.on_conflict_do_update(index_elements=["key_id", "period"], set_=row))
         audit.append(conn, tenant=None, principal=principal, event_type="national.package.receive", action="C",
                      detail={"key_id": key_id_of(raw), "peer": peer.name, "period": period.value,
-                             "facilities": len(facilities), "sha256": row["sha256"], "replaced": held is not None})
+                             "facilities": len(facilities), "sha256": row["sha256"], "replaced": held is not None,
+                             "via": via})
     return Receipt(peer.name, period, len(facilities), held is not None)
 
 

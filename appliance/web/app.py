@@ -12,7 +12,7 @@ from pathlib import Path
 from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
-from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -27,6 +27,7 @@ from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.routes import OperationsController
 from appliance.layers.patient.release import load_release_rules
+from appliance.national.federation import PACKAGES_PATH
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.local_secrets import host_secret
@@ -55,10 +56,17 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
+# What anyone may post without a session or token: signing in, and a package (its signature is checked).
+THROTTLED_POSTS = SIGN_IN_PATHS | {PACKAGES_PATH}
 
 
 def _throttled(request) -> bool:
-    return request.method == "POST" and request.url.path in SIGN_IN_PATHS
+    return request.method == "POST" and request.url.path in THROTTLED_POSTS
+
+
+def _throttle_key(request) -> str:
+    # Counted apart, so a hospital's pushes never use up a person's sign-in attempts behind the same address.
+    return f"{get_remote_address(request)} {'package' if request.url.path == PACKAGES_PATH else 'sign-in'}"
 
 
 def create_app(db: Database, settings: Settings | None = None, *, extra_route_handlers: list | None = None) -> Litestar:
@@ -73,10 +81,12 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         # Bearer-token clients have no cookie jar; /api/ refuses cookie-authenticated writes instead.
         exclude=["/api/"],
     )
-    # Only sign-in is throttled (`_throttled`); the API and static files skip the middleware by path
-    # rather than build a Request for `_throttled` to refuse on every call.
+    # Only sign-in and package posts are throttled (`_throttled`), each allowed as many posts a minute
+    # per client; the rest of the API and static files skip the middleware by path rather than build a
+    # Request for `_throttled` to refuse on every call.
     rate_limit = RateLimitConfig(rate_limit=("minute", settings.signin_attempts_per_minute),
-                                 check_throttle_handler=_throttled, exclude=["^/static/", "^/api/"])
+                                 check_throttle_handler=_throttled, identifier_for_request=_throttle_key,
+                                 exclude=["^/static/", f"^/api/(?!{PACKAGES_PATH.removeprefix('/api/')}$)"])
     app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or []),
                         create_static_files_router(path="/static", directories=[HERE / "static"],

@@ -5,6 +5,12 @@ facility, with one indicator broken down by sex and age band — and the same mo
 (`appliance.national.federation`) are shown and exported beside this appliance's own, and the page says
 which registered appliances have not yet reported the month. Viewing and exporting are recorded in the
 appliance's audit log.
+
+`POST /api/national/packages` is where a hospital's appliance delivers its package over HTTPS
+(`healthos national push`). It needs no session or token: the package's signature by an appliance an
+operator registered here is its credential, checked by the same `federation.receive_package` as a file
+carried in. Its size is capped, it is rate-limited per client as sign-in is (`appliance.web.app`), and a
+refusal is answered with receive_package's sentence and logged without the package's figures.
 """
 
 from __future__ import annotations
@@ -13,16 +19,23 @@ import datetime as dt
 import json
 from typing import Annotated
 
-from litestar import Request, Response, get
+import structlog
+from anyio import to_thread
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.params import FromQuery, QueryParameter
 from litestar.response import Template
 
 from appliance.national import federation
 from appliance.national import indicators as national
-from appliance.web.errors import error_page
+from appliance.web.errors import error_page, problem
+
+log = structlog.get_logger(__name__)
 
 MONTHS_OFFERED = 24
+# A facility's month is about 3 KiB of counts (ten indicators): this takes some 700 facilities.
+MAX_PACKAGE_BYTES = 2 * 1024 * 1024
 
 
 def _definitions(state: State) -> national.Definitions:
@@ -87,4 +100,34 @@ def export(request: Request, state: State, period: FromQuery[str] = "",
     return Response(body, media_type=media_type, headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
-ROUTES = [indicators_page, export]
+@post(federation.PACKAGES_PATH, operation_id="NationalReceivePackage", tags=["national"], opt={"public": True},
+      request_max_body_size=MAX_PACKAGE_BYTES, status_code=201,
+      summary="Receive a registered appliance's signed package of a month's published figures",
+      description="The body is the package as `healthos national package` writes it (`application/json`). "
+                  "No token: the signature of an appliance registered here (`healthos national peer add`) "
+                  "authenticates it. 201 with what was received; 422 with the reason it was refused.")
+async def receive_package(request: Request, state: State) -> Response:
+    client = request.client.host if request.client else "unknown"
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return problem(415, f"a package is sent as application/json, not {media_type or 'with no content type'}")
+    try:
+        data = await request.body()
+    except RequestEntityTooLarge:
+        return problem(413, f"the package is larger than {MAX_PACKAGE_BYTES // 1024 // 1024} MiB, which no month "
+                            "of published figures reaches; it was not read")
+
+    def receive() -> federation.Receipt:
+        return federation.receive_package(state.db, data, _definitions(state), via=f"https from {client}")
+
+    try:
+        receipt = await to_thread.run_sync(receive)
+    except federation.PackageError as refused:
+        # The reason goes back to the sender; the log keeps who tried, not the figures it may quote.
+        log.warning("national.package.refused", client=client, size=len(data))
+        return problem(422, str(refused))
+    return Response({"appliance": receipt.peer, "period": receipt.period.value, "month": receipt.period.label,
+                     "facilities": receipt.facilities, "replaced": receipt.replaced}, status_code=201)
+
+
+ROUTES = [indicators_page, export, receive_package]

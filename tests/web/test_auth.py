@@ -10,8 +10,9 @@ from litestar.testing import TestClient
 from appliance.substrate import identity, totp
 from appliance.web.app import create_app
 
+# A national package is public too: its signature by a registered appliance is its credential.
 PUBLIC_ROUTES = {"/health", "/ready", "/signin", "/signin/mfa", "/enrol", "/schema", "/schema/openapi.json",
-                 "/schema/{path:str}"}
+                 "/schema/{path:str}", "/api/national/packages"}
 
 
 @pytest.fixture

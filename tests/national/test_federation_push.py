@@ -1,0 +1,232 @@
+"""Federation over HTTPS: a hospital's package posted to the ministry's appliance
+(`POST /api/national/packages`) is checked by the same `receive_package` as a file carried in — a
+registered key's package is received, anything else refused with its reason and nothing kept — and
+`healthos national push` sends one over a real TLS connection, verifying the ministry's certificate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from litestar.testing import TestClient
+
+from appliance.national import federation
+from appliance.national import indicators as national
+from appliance.substrate import audit, keys
+from appliance.substrate.db import Database
+from appliance.substrate.embedded import APP_ROLE
+from appliance.substrate.migrate import migrate_control
+from appliance.web.app import create_app
+from tests.national.test_federation import _facility, _kept
+from tests.national.test_indicators import DEFINITIONS_FILE
+from tests.test_cli import _free_port, run  # noqa: F401  (the CLI fixture)
+
+# Months long past and org units of their own, apart from test_federation's.
+MONTH = national.Period(2004, 3)
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def definitions() -> national.Definitions:
+    return national.load_definitions(DEFINITIONS_FILE)
+
+
+@pytest.fixture(scope="module")
+def hilltop(db, tmp_path_factory) -> keys.Keyring:
+    """Another appliance, registered here: its packages are accepted."""
+    keyring = keys.Keyring(tmp_path_factory.mktemp("hilltop-appliance"))
+    federation.register_peer(db, "Hilltop Regional Hospital", keyring.public_key_pem())
+    return keyring
+
+
+@pytest.fixture(scope="module")
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app=app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _posted(client: TestClient, package: dict | bytes, headers: dict | None = None):
+    body = package if isinstance(package, bytes) else json.dumps(package).encode()
+    return client.post(federation.PACKAGES_PATH, content=body, headers=JSON if headers is None else headers)
+
+
+def test_a_registered_appliances_package_posted_is_received(client, db, definitions, hilltop):
+    package = federation.make_package([_facility(definitions, "KE-HLT-001", "Hilltop General")], MONTH, definitions,
+                                      hilltop)
+
+    answer = _posted(client, package)
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json() == {"appliance": "Hilltop Regional Hospital", "period": MONTH.value, "month": "March 2004",
+                             "facilities": 1, "replaced": False}
+    received = federation.received_facilities(db, MONTH, definitions)
+    assert [(f.org_unit, f.source) for f in received] == [("KE-HLT-001", "Hilltop Regional Hospital")]
+    assert national.total(received, "opd_attendance").value == 52
+    event = audit.read_events(db, None, event_type="national.package.receive")[-1]["event"]["detail"]
+    assert event["peer"] == "Hilltop Regional Hospital" and event["via"] == "https from testclient"
+
+
+def test_a_posted_package_is_refused_with_its_reason_and_nothing_kept(client, db, definitions, hilltop, tmp_path):
+    month = national.Period(2004, 4)
+    before = _kept(db)
+
+    stranger = federation.make_package([_facility(definitions, "KE-HLT-010", "X")], month, definitions,
+                                       keys.Keyring(tmp_path / "stranger"))
+    refused = _posted(client, stranger)
+    assert refused.status_code == 422
+    assert "which is not registered here; register the sending appliance first" in refused.json()["detail"]
+
+    altered = federation.make_package([_facility(definitions, "KE-HLT-011", "Y")], month, definitions, hilltop)
+    altered["facilities"][0]["figures"]["opd_attendance"]["total"] = 9000
+    refused = _posted(client, altered)
+    assert refused.status_code == 422 and "signature does not verify" in refused.json()["detail"]
+
+    assert _posted(client, b"[" * 100_000).json()["detail"].startswith("the file is not a package: not JSON")
+
+    too_big = _posted(client, b" " * (2 * 1024 * 1024 + 1))
+    assert too_big.status_code == 413 and "larger than 2 MiB" in too_big.json()["detail"]
+
+    as_form = _posted(client, altered, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert as_form.status_code == 415
+    assert as_form.json()["detail"] == "a package is sent as application/json, not application/x-www-form-urlencoded"
+
+    assert _kept(db) == before
+    assert not [f for f in federation.received_facilities(db, month, definitions)]
+
+
+def test_package_posts_are_rate_limited_per_client(db, settings):
+    limited = TestClient(app=create_app(db, replace(settings, signin_attempts_per_minute=3)),
+                         raise_server_exceptions=False)
+    statuses = [_posted(limited, b"{}").status_code for _ in range(4)]
+    assert statuses == [422, 422, 422, 429]
+    # Counted apart from sign-in: the same client may still try to sign in.
+    assert limited.post("/signin", data={"email": "x@test.invalid", "password": "y"}).status_code != 429
+
+
+# -- healthos national push, over a real TLS connection ----------------------------------------------
+
+
+def _certificate(subject: str, key, issuer: x509.Certificate | None = None, issuer_key=None) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer.subject if issuer else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1)))
+    if issuer is None:  # a CA
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).add_extension(
+            x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                          encipher_only=False, decipher_only=False), critical=True)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class Ministry:
+    db: Database
+    address: str
+    ca_file: Path
+    other_ca_file: Path
+
+
+@pytest.fixture(scope="module")
+def ministry(db, settings, tmp_path_factory) -> Iterator[Ministry]:
+    """The ministry's appliance: a database of its own (in the session's cluster), a home of its own
+    (so its own appliance key), served by uvicorn over TLS with a certificate its own CA signed."""
+    if db.cluster is None:
+        pytest.skip("needs the embedded cluster to make the ministry's database in")
+    home = tmp_path_factory.mktemp("ministry")
+    (home / "pg" / "data").mkdir(parents=True)
+    # The keyring of a database is found by its socket directory's home (keys._home_of).
+    (home / "pg" / "run").symlink_to(db.cluster.socket_dir)
+    name = f"ministry_{secrets.token_hex(4)}"
+    db.cluster._psql("postgres", f"CREATE DATABASE {name} OWNER {APP_ROLE}")  # the superuser, as bootstrap does
+    ministry_db = Database(sa.create_engine(
+        db.cluster.url(database=name).replace(str(db.cluster.socket_dir), str(home / "pg" / "run"))))
+    migrate_control(ministry_db)
+
+    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _certificate("Ministry of Health CA", ca_key)
+    (home / "ca.crt").write_bytes(_pem(ca))
+    (home / "other-ca.crt").write_bytes(_pem(_certificate("Someone else's CA", other_key)))
+    (home / "server.crt").write_bytes(_pem(_certificate("127.0.0.1", server_key, ca, ca_key)))
+    (home / "server.key").write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    port = _free_port()
+    app = create_app(ministry_db, replace(settings, home=home, tls=True))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                           ws="none", lifespan="on", ssl_certfile=str(home / "server.crt"),
+                                           ssl_keyfile=str(home / "server.key")))
+    thread = threading.Thread(target=server.run, name="ministry-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the ministry's appliance did not start"
+        time.sleep(0.05)
+    try:
+        yield Ministry(ministry_db, f"https://127.0.0.1:{port}", home / "ca.crt", home / "other-ca.crt")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        ministry_db.engine.dispose()
+        db.cluster._psql("postgres", f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_push_sends_the_month_over_https_to_the_ministry(run, db, definitions, ministry, tenant_factory):  # noqa: F811
+    facility = tenant_factory(name="Pushing Clinic", dhis2_org_unit=f"KE-PSH-{secrets.token_hex(3)}")
+    month = national.Period(2004, 5)
+
+    refused = run("national", "push", "--period", month.value, "--to", ministry.address,
+                  "--ca-file", str(ministry.ca_file))
+    assert refused.exit_code == 1, refused.output
+    assert "not sent: " in refused.output and "is not registered here; register the sending appliance first" in \
+        refused.output.replace("\n", " ")
+    assert "Traceback" not in refused.output
+
+    federation.register_peer(ministry.db, "Lakeside Hospital Appliance", keys.keyring_for(db).public_key_pem())
+    sent = run("national", "push", "--period", month.value, "--to", ministry.address + "/",
+               "--ca-file", str(ministry.ca_file))
+
+    assert sent.exit_code == 0, sent.output
+    assert f"received by {ministry.address}{federation.PACKAGES_PATH} from Lakeside Hospital Appliance, May 2004" \
+        in sent.output
+    received = federation.received_facilities(ministry.db, month, definitions)
+    assert facility.dhis2_org_unit in {f.org_unit for f in received}
+    assert {f.source for f in received} == {"Lakeside Hospital Appliance"}
+    exported = audit.read_events(db, None, event_type="national.package.export")[-1]["event"]["detail"]
+    assert exported == {"period": month.value, "facilities": len(received),
+                        "to": f"{ministry.address}{federation.PACKAGES_PATH}"}
+
+
+def test_push_refuses_a_certificate_its_ca_did_not_sign_and_plain_http(run, ministry):  # noqa: F811
+    untrusted = run("national", "push", "--period", "2004-06", "--to", ministry.address,
+                    "--ca-file", str(ministry.other_ca_file))
+    assert untrusted.exit_code == 1
+    assert "its certificate could not be verified" in untrusted.output and "--ca-file" in untrusted.output
+    assert "Traceback" not in untrusted.output
+    assert not federation.received_facilities(ministry.db, national.Period(2004, 6),
+                                              national.load_definitions(DEFINITIONS_FILE))
+
+    plain = run("national", "push", "--to", ministry.address.replace("https://", "http://"))
+    assert plain.exit_code == 1 and "is not an https:// address" in plain.output
