@@ -1,7 +1,8 @@
 """The patient portal, `/me`: a patient's own record from every facility that holds one (allergies,
 problems, medicines, results a clinician has reviewed as the release rules let them show — some later,
-some only in person, `policies/release.toml` — visits, appointments to come, bills), and who opened
-it — each access from the facilities' audit trails, break-the-glass marked with its stated reason.
+some only once a clinician has given them in person, `policies/release.toml` — visits, appointments to
+come, bills), and who opened it — each access from the facilities' audit trails, break-the-glass
+marked with its stated reason.
 
 A patient signs in to an account linked to their one-identity subject; the pages take no patient id,
 so there is nothing to guess: the subject comes from the session alone. Each facility's part is read in
@@ -20,6 +21,7 @@ from litestar.datastructures import State
 from litestar.response import Template
 
 from appliance.layers.clinical import chart
+from appliance.layers.clinical import service as clinical
 from appliance.layers.financial import service as financial
 from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
@@ -37,6 +39,11 @@ def _facility_records(state: State, request: Request) -> list[dict]:
     for holding in patient_portal.records_of(state.db, request.user.subject_id):
         with state.db.tenant(holding.tenant) as conn:
             summary = chart.chart_summary(conn, request.user, holding.patient_id)
+            # The summary's results do not carry when one was given in person (its SQL is a frozen
+            # function); the release rules need it, so it is asked for here, in one query.
+            given = clinical.disclosed_at_of(conn, holding.patient_id, [r["id"] for r in summary["results"]])
+            for result in summary["results"]:
+                result["disclosed_at"] = given.get(result["id"])
             appointments = scheduling.upcoming_of_patient(conn, request.user, holding.patient_id)
             bills = financial.bills_of_patient(conn, request.user, holding.patient_id)
         released = release(summary["results"], state.release_rules, dt.datetime.now(dt.UTC))

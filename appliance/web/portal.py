@@ -210,6 +210,7 @@ NOTICES = {
     "prescribed-override": "Prescription placed; the allergy override and its reason are on the record.",
     "note": "Note saved.",
     "signed": "Result signed.",
+    "disclosed": "Recorded as given in person; the result is now on the patient's portal.",
 }
 
 
@@ -953,7 +954,9 @@ def timeline_page(request: Asking, tenant: Tenant, patient_id: Id, layer: Query 
 @get(PATIENT + "/results", operation_id="PortalResults", opt=_page_opts("clinical.result.read"),
      sync_to_thread=True, include_in_schema=False)
 def results_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
-    """Results awaiting review (abnormal first), each with its sign-off form, and every analyte's trend."""
+    """Results awaiting review (abnormal first), each with its sign-off form; reviewed results the release
+    rules give only in person and not given yet, each with the form recording that it was; every
+    analyte's trend."""
     principal: Principal = request.user
     db: Database = request.app.state.db
     clock = Clock(facility_of(db, tenant).timezone)
@@ -963,10 +966,17 @@ def results_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     to_review = sorted((r for r in results if r["signed_at"] is None),
                        key=lambda r: (not is_abnormal(r), -r["occurred_at"].timestamp()))
     trends = trends_of(results, clock)
+    rules = request.app.state.release_rules
+    # Reviewed result → the rule (REL-001...) that keeps it off the patient portal until given in person.
+    in_person = {r["id"]: rule.id for r in results if r["signed_at"] is not None
+                 and (rule := rules.rule_for(r["code"])).release == "in_person"}
+    to_give = [r for r in results if r["id"] in in_person and r["disclosed_at"] is None]
     recent_signed = [r for r in results if r["signed_at"] is not None][:20]
-    names = people_named(db, {r["signed_by"] for r in recent_signed})
+    names = people_named(db, {r["signed_by"] for r in [*recent_signed, *to_give]}
+                         | {r["disclosed_by"] for r in recent_signed if r["disclosed_by"]})
     return page(request, "results.html", active="patients", patient_id=patient_id, tab="results", **top,
-                to_review=to_review, trends=trends, recent_signed=recent_signed, names=names, **HELPERS)
+                to_review=to_review, trends=trends, recent_signed=recent_signed, to_give=to_give,
+                in_person=in_person, names=names, **HELPERS)
 
 
 @get(PATIENT + "/results/trend/{code:str}", operation_id="PortalResultTrend", opt=_page_opts("clinical.result.read"),
@@ -997,6 +1007,19 @@ def sign_result(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, d
     with request.app.state.db.tenant(tenant) as conn:
         service.sign_result(conn, request.user, patient_id, entry_id, comment)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/results?done=signed")
+
+
+@post(PATIENT + "/results/{entry_id:uuid}/disclose", operation_id="PortalDiscloseResult",
+      opt=_page_opts("clinical.result.sign"), sync_to_thread=True, include_in_schema=False)
+def disclose_result(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """The clinician records that they gave the patient a reviewed result in person; a result the release
+    rules give only that way shows on the patient's portal from now (once; a second time is refused)."""
+    note = form_values(data).get("note")
+    if note and len(note) > 2000:
+        return error_page(request, 422, "A note on giving a result holds at most 2000 characters.")
+    with request.app.state.db.tenant(tenant) as conn:
+        service.disclose_result(conn, request.user, patient_id, entry_id, note)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/results?done=disclosed")
 
 
 # -- orders: order sets, single tests, prescriptions, and the drug–allergy override ----------------
@@ -1226,7 +1249,7 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
 
 ROUTES = [
     patient_search, register_page, register_patient, patient_page, invite_patient, encounter_page, start_encounter,
-    change_encounter, chart_page, timeline_page, results_page, trend_page, sign_result, orders_page,
+    change_encounter, chart_page, timeline_page, results_page, trend_page, sign_result, disclose_result, orders_page,
     place_order_set, place_order, prescribe, notes_page, note_page, write_note,
 ]
 

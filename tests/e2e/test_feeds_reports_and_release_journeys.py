@@ -1,7 +1,7 @@
 """Three pages in a real browser (Debian's chromium, headless) against the appliance served over HTTP:
 the facility admin's Interfaces page after an HL7 v2 feed sent messages, the ministry's page with a
 month another appliance reported (and one that has not), and the patient portal holding back what the
-release rules keep for later or for a clinician to give in person.
+release rules keep for later or for a clinician to give in person (until the clinician records it given).
 
 Each journey asserts what a person sees, saves a screenshot per step to test-artifacts/<journey>/, and
 fails on a CSP violation, a script error, an error response it did not provoke, any request to
@@ -187,9 +187,11 @@ def patient_with_results(db, policy, tenant_factory) -> dict:
                           role="clinician")
     with db.tenant(facility.slug) as conn:
         chart = new_patient(conn, clinician, family_name="Atieno", given_names="Rose Akoth")
+        reviewed = {}
         for code, value in ((HB, "13.1"), (HIV["loinc"], "reactive"), (XRAY, XRAY_REPORT)):
             result = service.record_result(conn, clinician, chart["id"], ResultIn(code=code, value=value))
             service.sign_result(conn, clinician, chart["id"], result["id"], None)
+            reviewed[code] = result["id"]
         service.record_result(conn, clinician, chart["id"], ResultIn(code="2345-7", value="5.2"))
     email, password = f"rose-{uuid.uuid4().hex[:6]}@example.org", "a long enough passphrase"
     with db.control() as conn:
@@ -201,10 +203,11 @@ def patient_with_results(db, policy, tenant_factory) -> dict:
         identity.set_credentials(conn, account.account_id, password=password, mfa_secret=None)
     with db.tenant(facility.slug) as conn:
         conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, chart["id"]))
-    return {"facility": facility, "email": email, "password": password}
+    return {"facility": facility, "email": email, "password": password, "clinician": clinician,
+            "patient_id": chart["id"], "hiv": reviewed[HIV["loinc"]]}
 
 
-def test_patient_sees_the_blood_count_not_the_hiv_test_and_the_xray_later(browser, live_server,
+def test_patient_sees_the_blood_count_not_the_hiv_test_and_the_xray_later(browser, live_server, db,
                                                                          patient_with_results):
     journey, watch = Journey("patient-release-rules"), Watch()
     facility = patient_with_results["facility"]
@@ -232,6 +235,16 @@ def test_patient_sees_the_blood_count_not_the_hiv_test_and_the_xray_later(browse
     assert "HIV" not in shown and "reactive" not in shown.lower() and XRAY_REPORT not in shown
     assert "HIV" not in page.content()  # not even in the markup
     journey.shot(page, "record")
+
+    # The clinician gives the HIV result in person and records it: from then on it is the patient's to see.
+    with db.tenant(facility.slug) as conn:
+        service.disclose_result(conn, patient_with_results["clinician"], patient_with_results["patient_id"],
+                                patient_with_results["hiv"], "Post-test counselling given")
+    page.reload()
+    hiv = record.locator("table.results tr", has_text="HIV rapid test")
+    assert "reactive" in hiv.inner_text()
+    assert record.locator(".info.in-person").count() == 0  # nothing left to be given in person
+    journey.shot(page, "record-after-given")
     assert_self_contained(page, elsewhere)
     context.close()
     watch.assert_clean()

@@ -1,22 +1,26 @@
-"""Release rules on the patient portal: a reviewed HIV test is never shown (given in person, with
-counselling) and the portal does not even name it; an imaging report shows three days after review; a
-blood count at once; nothing before review. The rules file is refused when it is wrong, naming why."""
+"""Release rules on the patient portal: a reviewed HIV test is not shown (given in person, with
+counselling) and the portal does not even name it until a clinician records on the chart's Results page
+that it was given; an imaging report shows three days after review; a blood count at once; nothing
+before review. The rules file is refused when it is wrong, naming why."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from pathlib import Path
 
 import pytest
 
 from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import ResultIn
+from appliance.layers.clinical.schemas import EncounterIn, ResultIn
 from appliance.layers.patient.release import ReleasePolicyError, load_release_rules, release
 from appliance.substrate import identity
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
+from tests.web.test_auth import csrf_token
 from tests.web.test_me import _patient_client
+from tests.web.test_portal import post_form
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "policies" / "release.toml"
 HIV = {"loinc": "68961-2", "name": "HIV rapid test", "specimen": "blood", "choices": ["non-reactive", "reactive"],
@@ -25,13 +29,19 @@ XRAY_REPORT = "Right lower lobe consolidation"
 
 
 @pytest.fixture(scope="module")
-def patient_with_results(db, tenant_factory, policy):
-    facility = tenant_factory(name="Release Rules Clinic",
-                              **{**CLINICAL_CONFIG, "catalogue": [*CLINICAL_CONFIG["catalogue"], HIV]})
+def release_clinic(tenant_factory):
+    return tenant_factory(name="Release Rules Clinic",
+                          **{**CLINICAL_CONFIG, "catalogue": [*CLINICAL_CONFIG["catalogue"], HIV]})
+
+
+def _patient_with_results(db, policy, facility) -> dict:
+    """A patient with a portal account, in a clinician's care (a visit), whose HIV test, chest X-ray and
+    haemoglobin were reviewed today, and whose glucose was not."""
     clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Release", tenant=facility.slug,
                           role="clinician")
     with db.tenant(facility.slug) as conn:
         chart = new_patient(conn, clinician)
+        service.open_encounter(conn, clinician, chart["id"], EncounterIn(encounter_class="outpatient"))
         signed = [service.record_result(conn, clinician, chart["id"], ResultIn(code=code, value=value))
                   for code, value in (("68961-2", "reactive"), ("36643-5", XRAY_REPORT), ("718-7", "13.1"))]
         for result in signed:
@@ -46,7 +56,18 @@ def patient_with_results(db, tenant_factory, policy):
                                 role="patient", subject_id=subject)
     with db.tenant(facility.slug) as conn:
         conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, chart["id"]))
-    return facility, email
+    return {"email": email, "patient_id": chart["id"], "hiv": signed[0]["id"]}
+
+
+@pytest.fixture(scope="module")
+def patient_with_results(db, policy, release_clinic):
+    return release_clinic, _patient_with_results(db, policy, release_clinic)["email"]
+
+
+@pytest.fixture(scope="module")
+def patient_to_tell(db, policy, release_clinic):
+    """Another such patient, whose HIV test a clinician gives in person during the test."""
+    return _patient_with_results(db, policy, release_clinic)
 
 
 def test_the_portal_shows_what_the_rules_release_and_no_more(db, app, patient_with_results):
@@ -65,6 +86,41 @@ def test_the_portal_shows_what_the_rules_release_and_no_more(db, app, patient_wi
     assert "Glucose" not in results  # not reviewed: not released by any rule
 
 
+def test_a_result_given_in_person_reaches_the_portal_once_the_clinician_records_it(
+        db, app, signed_in, release_clinic, patient_to_tell):
+    facility, patient = release_clinic, patient_to_tell
+    results_page = f"/t/{facility.slug}/patients/{patient['patient_id']}/results"
+    action = f"{results_page}/{patient['hiv']}/disclose"
+    me = _patient_client(db, app, patient["email"])
+    before = me.get("/me").text.split(f'data-facility="{facility.slug}"')[1]
+    assert "HIV" not in before and "1 result from Release Rules Clinic is given to you in person" in before
+
+    nurse = signed_in("nurse", facility.slug)  # reads results, does not sign them: told, but no button
+    seen = nurse.get(results_page)
+    assert seen.status_code == 200 and "Given in person only (REL-001)" in seen.text
+    assert "/disclose" not in seen.text and "Record as given in person" not in seen.text
+    assert nurse.post(action, data={"_csrf_token": csrf_token(seen.text)}, follow_redirects=False).status_code == 403
+
+    clinician = signed_in("clinician", facility.slug)
+    page = clinician.get(results_page)
+    give = page.text.split('id="give-title"')[1].split("</section>")[0]
+    assert "HIV rapid test" in give and "Given in person only (REL-001)" in give
+    assert f'action="{action}"' in give and "Record as given in person" in give
+    assert "Haemoglobin" not in give and "Chest X-ray" not in give  # released by time, not in person
+    done = post_form(clinician, results_page, action, {"note": "Post-test counselling; referred to CCC"})
+    assert done.status_code == 303 and done.headers["location"].endswith("/results?done=disclosed")
+    after = clinician.get(done.headers["location"]).text
+    assert "Recorded as given in person" in after and 'id="give-title"' not in after
+    assert re.search(r"Given in person \d{2} \w{3} \d{4} \d{2}:\d{2} .*— now on the patient.s portal", after)
+    again = post_form(clinician, results_page, action, {})
+    assert again.status_code == 409 and "already recorded as given in person" in again.text
+
+    shown = me.get("/me").text.split(f'data-facility="{facility.slug}"')[1]
+    results = shown.split('class="list results"')[1].split("</table>")[0]
+    assert "HIV rapid test" in results and "reactive" in results
+    assert "given to you in person" not in shown  # none left to give: no notice
+
+
 def test_release_times_follow_the_rules():
     rules = load_release_rules(RULES_FILE)
     reviewed = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
@@ -75,6 +131,11 @@ def test_release_times_follow_the_rules():
     assert before.later == [(results[0], reviewed + dt.timedelta(hours=72))]
     after = release(results, rules, reviewed + dt.timedelta(hours=72))
     assert after.shown == [results[0]] and after.later == [] and after.in_person == 2
+    told = reviewed + dt.timedelta(hours=2)  # the HIV test given in person: shown from then, no longer counted
+    results[1]["disclosed_at"] = told
+    assert release(results, rules, told - dt.timedelta(minutes=1)).in_person == 2
+    given = release(results, rules, told)
+    assert given.shown == [results[1]] and given.in_person == 1
 
 
 @pytest.mark.parametrize(("text", "named"), [

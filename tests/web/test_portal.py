@@ -347,8 +347,9 @@ PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encou
          "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
          "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
 FORMS = ["/patients", "/patients/{pid}/encounters", "/patients/{pid}/encounters/{any}/status",
-         "/patients/{pid}/results/{any}/sign", "/patients/{pid}/order-sets", "/patients/{pid}/orders",
-         "/patients/{pid}/medications", "/patients/{pid}/notes", "/patients/{pid}/portal-invite"]
+         "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose", "/patients/{pid}/order-sets",
+         "/patients/{pid}/orders", "/patients/{pid}/medications", "/patients/{pid}/notes",
+         "/patients/{pid}/portal-invite"]
 # The nursing pages (appliance/web/nursing.py); their forms are a nurse's to post.
 NURSING_FORMS = ["/patients/{pid}/mar", "/patients/{pid}/care-plans", "/patients/{pid}/care-plans/{any}/evaluate",
                  "/patients/{pid}/tasks/{any}/done"]
@@ -428,6 +429,9 @@ def test_a_guessed_entry_id_is_404(signed_in, facility, charts):
     other_patients = post_form(client, results,
                                f"{base(facility)}/patients/{charts[1].id}/results/{charts[0].unsigned[-1]}/sign", {})
     assert other_patients.status_code == 404
+    guessed = post_form(client, results, f"{base(facility)}/patients/{charts[0].id}/results/{uuid.uuid4()}/disclose",
+                        {})
+    assert guessed.status_code == 404
 
 
 def test_a_stale_or_missing_csrf_token_is_refused(signed_in, app, facility, charts):

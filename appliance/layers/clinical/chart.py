@@ -24,13 +24,13 @@ from appliance.layers.clinical import access
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.schemas import (
     AllergyOut,
+    ChartResultOut,
     ChartSummary,
     ConditionOut,
     EncounterOut,
     EntryOut,
     MedicationOut,
     PatientOut,
-    ResultOut,
     ServiceRequestOut,
     VitalSignsOut,
 )
@@ -97,7 +97,7 @@ def summary_function_body() -> str:
                        JOIN vital_signs d ON d.entry_id = e.id
                        WHERE e.patient_id = p_patient AND e.kind = 'vital_signs' AND {_CURRENT}
                        ORDER BY e.occurred_at DESC LIMIT 1) x),
-            'results', {_current_list(ResultOut, 'result', 'result', limit=RESULTS, joins=signoff,
+            'results', {_current_list(ChartResultOut, 'result', 'result', limit=RESULTS, joins=signoff,
                                       signed_by="signed.author_id", signed_at="signed.recorded_at")},
             'open_orders', {_current_list(ServiceRequestOut, 'service_request', 'service_request', answered)},
             'encounters', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT {encounter_fields}

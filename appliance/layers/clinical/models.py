@@ -230,6 +230,18 @@ result_signoff = sa.Table(
     sa.Index("result_signoff_result_idx", "result_id"),
 )
 
+result_disclosure = sa.Table(
+    "result_disclosure",
+    tenant_metadata,
+    _entry_key(),
+    # The version of a reviewed result that the author gave the patient in person (a result the release
+    # rules keep off the patient portal until then). Once per version: the unique index settles two
+    # clinicians recording it at the same moment.
+    sa.Column("result_id", sa.Uuid, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),  # patient data: what was said, the counselling given
+    sa.Index("result_disclosure_result_key", "result_id", unique=True),
+)
+
 vital_signs = sa.Table(
     "vital_signs",
     tenant_metadata,
@@ -305,6 +317,7 @@ KINDS: dict[str, sa.Table | None] = {
     "service_request": service_request,
     "result": result,
     "result_signoff": result_signoff,
+    "result_disclosure": result_disclosure,
     "vital_signs": vital_signs,
     "note": note,
 }

@@ -33,6 +33,7 @@ from appliance.layers.clinical.schemas import (
     ConditionAmend,
     ConditionIn,
     ConditionOut,
+    DisclosureIn,
     EncounterIn,
     EncounterOut,
     EncounterTransition,
@@ -372,6 +373,18 @@ class ClinicalController(Controller):
         with _tenant(state, request, tenant) as conn:
             return ResultOut.model_validate(
                 service.sign_result(conn, request.user, patient_id, entry_id, data.comment))
+
+    @post(PATIENT + "/results/{entry_id:uuid}/disclosure", operation_id="ClinicalDiscloseResult",
+          opt=_opt("clinical.result.sign"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def disclose_result(self, tenant: FromPath[str], state: State, request: Asking,
+                        patient_id: Id, entry_id: Id, data: JSONBody[DisclosureIn]) -> ResultOut:
+        """Record that the signed, current version of a result was given to the patient in person (once),
+        with an optional note of the counselling. A result the release rules give only in person (HIV,
+        syphilis, hepatitis serology) shows on the patient portal from then on. Unsigned, superseded or
+        already given: 409."""
+        with _tenant(state, request, tenant) as conn:
+            return ResultOut.model_validate(
+                service.disclose_result(conn, request.user, patient_id, entry_id, data.note))
 
     # -- notes -----------------------------------------------------------------------------------------
 

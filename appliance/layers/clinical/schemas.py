@@ -372,7 +372,14 @@ class SignOffIn(_In):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-class ResultOut(EntryOut):
+class DisclosureIn(_In):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ChartResultOut(EntryOut):
+    """A result as the chart summary carries it. `chart.py` composes the summary's SQL from these fields
+    and a tenant migration freezes it, so a field added here needs a revision replacing the function."""
+
     service_request_id: uuid.UUID | None
     code: str
     display: str
@@ -385,6 +392,14 @@ class ResultOut(EntryOut):
     note: str | None
     signed_by: uuid.UUID | None = None
     signed_at: dt.datetime | None = None
+
+
+class ResultOut(ChartResultOut):
+    """A result as the results API returns it: who reviewed it and, once a clinician has given it to the
+    patient in person (a result the release rules keep off the portal until then), who and when."""
+
+    disclosed_by: uuid.UUID | None = None
+    disclosed_at: dt.datetime | None = None
 
 
 # -- notes and templates -----------------------------------------------------------------------------
@@ -434,6 +449,6 @@ class ChartSummary(BaseModel):
     allergies: list[AllergyOut]
     medications: list[MedicationOut]
     vitals: VitalSignsOut | None
-    results: list[ResultOut]
+    results: list[ChartResultOut]
     open_orders: list[ServiceRequestOut]
     encounters: list[EncounterOut]

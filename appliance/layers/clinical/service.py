@@ -28,6 +28,7 @@ from appliance.layers.clinical.models import (
     patient,
     patient_identifier,
     result,
+    result_disclosure,
     result_signoff,
     service_request,
     vital_signs,
@@ -739,7 +740,7 @@ def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     }
     appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
                              detail=detail)
-    return _entry_dict(appended) | {"signed_by": None, "signed_at": None}
+    return _entry_dict(appended) | {"signed_by": None, "signed_at": None, "disclosed_by": None, "disclosed_at": None}
 
 
 def _decimal(value: float | None) -> Decimal | None:
@@ -766,6 +767,46 @@ def sign_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, e
     return results_of(conn, patient_id, entry_ids=[entry_id])[0]
 
 
+def disclose_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                    note: str | None) -> dict:
+    """The clinician records that they gave the patient this reviewed result in person (the author told
+    them). A result the release rules give only in person, with counselling, reaches the patient
+    portal from this moment (appliance/layers/patient/release.py); it is recorded once per version."""
+    _version_of(conn, patient_id, entry_id, "result")
+    if not record.is_current(conn, entry_id):
+        raise Conflict("this version of the result has been superseded; give the patient the current one",
+                       entry_id=str(entry_id))
+    (found,) = results_of(conn, patient_id, entry_ids=[entry_id])
+    if found["signed_at"] is None:
+        raise Conflict("this result has not been reviewed yet: review and sign it first, then give it to "
+                       "the patient", entry_id=str(entry_id))
+    if found["disclosed_at"] is not None:
+        raise Conflict(f"this result was already recorded as given in person at "
+                       f"{found['disclosed_at']:%Y-%m-%d %H:%M}", disclosed_by=str(found["disclosed_by"]))
+    try:
+        record.append(conn, principal, "result_disclosure", patient_id=patient_id,
+                      detail={"result_id": entry_id, "note": note})
+    except sa.exc.IntegrityError:  # recorded by another clinician between our check and our insert
+        raise Conflict("this result was recorded as given in person by someone else a moment ago; reload "
+                       "the page", entry_id=str(entry_id)) from None
+    return results_of(conn, patient_id, entry_ids=[entry_id])[0]
+
+
+def disclosed_at_of(conn: Connection, patient_id: uuid.UUID,
+                    result_ids: list[uuid.UUID]) -> dict[uuid.UUID, dt.datetime]:
+    """When each of these results was given to the patient in person, for those that were; one query.
+    For a reader holding results from the chart summary, which does not carry it; not audited — the
+    caller's read of those results is."""
+    if not result_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(result_disclosure.c.result_id, entry.c.recorded_at)
+        .select_from(entry.join(result_disclosure, result_disclosure.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id == patient_id, result_disclosure.c.result_id.in_(result_ids))
+    ).all()
+    return {result_id: at for result_id, at in rows}
+
+
 def _latest_signoff() -> sa.Lateral:
     signer = entry.alias("signer")
     return (
@@ -776,14 +817,26 @@ def _latest_signoff() -> sa.Lateral:
     )
 
 
+def _disclosure() -> sa.Lateral:
+    teller = entry.alias("teller")
+    return (
+        sa.select(teller.c.author_id, teller.c.recorded_at)
+        .select_from(teller.join(result_disclosure, result_disclosure.c.entry_id == teller.c.id))
+        .where(result_disclosure.c.result_id == entry.c.id).limit(1).lateral("disclosure")
+    )
+
+
 def results_of(conn: Connection, patient_id: uuid.UUID, *, entry_ids: list[uuid.UUID] | None = None,
                limit: int = 200) -> list[dict]:
-    """Current results, newest first, with who signed each off; not audited — callers are."""
-    signoff = _latest_signoff()
+    """Current results, newest first, with who signed each off and who gave it to the patient in person;
+    not audited — callers are."""
+    signoff, disclosure = _latest_signoff(), _disclosure()
     query = (
         sa.select(*ENTRY_COLUMNS, *_detail_columns(result), signoff.c.author_id.label("signed_by"),
-                  signoff.c.recorded_at.label("signed_at"))
-        .select_from(entry.join(result, result.c.entry_id == entry.c.id).outerjoin(signoff, sa.true()))
+                  signoff.c.recorded_at.label("signed_at"), disclosure.c.author_id.label("disclosed_by"),
+                  disclosure.c.recorded_at.label("disclosed_at"))
+        .select_from(entry.join(result, result.c.entry_id == entry.c.id).outerjoin(signoff, sa.true())
+                     .outerjoin(disclosure, sa.true()))
         .where(entry.c.patient_id == patient_id, current_clause())
         .order_by(entry.c.occurred_at.desc()).limit(limit)
     )

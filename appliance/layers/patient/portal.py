@@ -24,7 +24,8 @@ from appliance.substrate.tenancy import list_tenants
 VERBS = {"R": "looked at", "C": "recorded", "U": "changed", "D": "removed", "E": "used"}
 THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an allergy",
           "medication_request": "a prescription", "service_request": "a test order", "result": "a result",
-          "result_signoff": "a result's review", "vital_signs": "vital signs", "note": "a note",
+          "result_signoff": "a result's review", "result_disclosure": "that a result was given to you in person",
+          "vital_signs": "vital signs", "note": "a note",
           "encounter": "a visit", "encounter_status": "a visit's progress", "demographics": "your details",
           "news2": "an early warning score", "meows": "an early warning score", "access_log": "this access log",
           "patient": "your details", "timeline": "your record's history", "results": "your results"}

@@ -2,9 +2,12 @@
 
 Every result is decided by the first rule naming its LOINC code, else by the file's default; none is
 shown before a clinician has reviewed it. A rule either shows the result some hours after the review
-(time for the clinician to call first) or keeps it off the portal altogether (`in_person`: an HIV test,
-whose result is given with counselling). Of those the portal says only how many a facility holds —
-never the test's name or its value — so a screen read over the patient's shoulder tells nothing.
+(time for the clinician to call first) or keeps it off the portal until a clinician has given it to the
+patient in person (`in_person`: an HIV test, whose result is given with counselling). The clinician
+records that act (a `result_disclosure` entry, its time the result's `disclosed_at`), and from that
+moment the result shows like any other — so a patient on treatment sees their viral load history once
+told. Of the results not given yet the portal says only how many a facility holds — never the test's
+name or its value — so a screen read over the patient's shoulder tells nothing.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class Released:
 
     shown: list[dict]
     later: list[tuple[dict, dt.datetime]]  # reviewed, shown from that time
-    in_person: int  # reviewed, given only in person: a count, nothing else
+    in_person: int  # reviewed, given only in person and not given yet: a count, nothing else
 
 
 def _rule(item: dict, where: str, *, default: bool = False) -> ReleaseRule:
@@ -61,7 +64,8 @@ def _rule(item: dict, where: str, *, default: bool = False) -> ReleaseRule:
     if not isinstance(hours, int) or isinstance(hours, bool) or hours < 0:
         raise ReleasePolicyError(f"{where}: hours_after_review {hours!r} is not a whole number of hours")
     if release == "in_person" and "hours_after_review" in item:
-        raise ReleasePolicyError(f"{where}: an in_person result is never shown, so it takes no hours_after_review")
+        raise ReleasePolicyError(f"{where}: an in_person result shows once it has been given in person, so it "
+                                 "takes no hours_after_review")
     if default:
         return ReleaseRule("default", "the default", release, hours, frozenset())
     rule_id, description, codes = item.get("id"), item.get("description"), item.get("loinc")
@@ -94,14 +98,19 @@ def load_release_rules(path: Path) -> ReleaseRules:
 
 
 def release(results: list[dict], rules: ReleaseRules, now: dt.datetime) -> Released:
-    """Reviewed results sorted by what the portal may show of them now."""
+    """Reviewed results sorted by what the portal may show of them now. A result given only in person
+    shows once `disclosed_at` (when the clinician recorded giving it) is set and past."""
     shown, later, in_person = [], [], 0
     for result in results:
         if result.get("signed_at") is None:
             continue
         rule = rules.rule_for(result["code"])
         if rule.release == "in_person":
-            in_person += 1
+            disclosed = result.get("disclosed_at")
+            if disclosed is not None and disclosed <= now:
+                shown.append(result)
+            else:
+                in_person += 1
             continue
         at = result["signed_at"] + dt.timedelta(hours=rule.hours_after_review)
         if at <= now:

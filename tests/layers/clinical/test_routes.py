@@ -7,7 +7,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from appliance.substrate import audit
 from appliance.substrate.db import Database
+from tests.layers.clinical.test_chart_in_care import _last_seq
 
 BASE = "/api/t/{tenant}"
 
@@ -116,6 +118,47 @@ def test_results_and_sign_off_over_http(api, facility):
     signed = api.post(f"{base}/results/{result.json()['id']}/sign-off", json={"comment": "repeat in 1 week"})
     assert signed.status_code == 200 and signed.json()["signed_by"] is not None
     assert api.post(f"{base}/results/{result.json()['id']}/sign-off", json={}).status_code == 409
+
+
+def test_a_result_given_in_person_over_http(api, token_client, facility, other_facility, db: Database):
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    result = api.post(f"{base}/results", json={"code": "2345-7", "value": 9.4}).json()
+    url = f"{base}/results/{result['id']}/disclosure"
+    with db.tenant(facility.slug) as conn:
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    early = api.post(url, json={})
+    assert early.status_code == 409 and "review and sign it first" in early.json()["detail"]
+    with db.tenant(facility.slug) as conn:  # refused: nothing written
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
+    api.post(f"{base}/results/{result['id']}/sign-off", json={})
+    first_seq = _last_seq(db, facility.slug) + 1
+    given = api.post(url, json={"note": "Told with her sister present; next review in a month"})
+    assert given.status_code == 200, given.text
+    assert given.json()["disclosed_at"] is not None and given.json()["disclosed_by"] is not None
+    listed = {r["id"]: r for r in api.get(f"{base}/results").json()}
+    assert listed[result["id"]]["disclosed_at"] == given.json()["disclosed_at"]
+    written = [e for e in audit.read_events(db, facility.slug, first_seq=first_seq)
+               if e["type"] == "record.result_disclosure.create"]
+    assert len(written) == 1 and written[0]["event"]["action"] == "C" and written[0]["patient_ref"] is not None
+    twice = api.post(url, json={})
+    assert twice.status_code == 409 and "already recorded as given in person at" in twice.json()["detail"]
+
+    assert api.post(f"{base}/results/{uuid.uuid4()}/disclosure", json={}).status_code == 404
+    other = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    assert api.post(f"{other}/results/{result['id']}/disclosure", json={}).status_code == 404  # not this chart's
+    outsider = token_client(other_facility.slug, role="clinician")
+    assert outsider.post(url, json={}).status_code == 403
+    theirs = url.replace(facility.slug, other_facility.slug, 1)
+    assert outsider.post(theirs, json={}).status_code == 404
+    assert token_client(facility.slug, role="nurse").post(url, json={}).status_code == 403
+
+    retracted = api.post(f"{base}/results", json={"code": "2345-7", "value": 3.1}).json()
+    api.post(f"{base}/results/{retracted['id']}/sign-off", json={})
+    api.post(f"{base}/entries/{retracted['id']}/entered-in-error", json={"reason": "wrong patient's sample"})
+    stale = api.post(f"{base}/results/{retracted['id']}/disclosure", json={})
+    assert stale.status_code == 409 and "superseded" in stale.json()["detail"]
+    too_long = api.post(url, json={"note": "x" * 2001})
+    assert too_long.status_code == 422 and "note" in too_long.json()["detail"]
 
 
 def test_encounter_transitions_over_http(api, facility):
