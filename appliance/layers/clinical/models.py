@@ -235,11 +235,11 @@ result_disclosure = sa.Table(
     tenant_metadata,
     _entry_key(),
     # The version of a reviewed result that the author gave the patient in person (a result the release
-    # rules keep off the patient portal until then). Once per version: the unique index settles two
-    # clinicians recording it at the same moment.
+    # rules keep off the patient portal until then). Once per version while in force (the service
+    # serialises two clinicians recording it at once); marked entered in error, it may be recorded again.
     sa.Column("result_id", sa.Uuid, nullable=False),
     sa.Column("note", sa.Text, nullable=True),  # patient data: what was said, the counselling given
-    sa.Index("result_disclosure_result_key", "result_id", unique=True),
+    sa.Index("result_disclosure_result_idx", "result_id"),
 )
 
 vital_signs = sa.Table(

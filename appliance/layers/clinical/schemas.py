@@ -398,6 +398,7 @@ class ResultOut(ChartResultOut):
     """A result as the results API returns it: who reviewed it and, once a clinician has given it to the
     patient in person (a result the release rules keep off the portal until then), who and when."""
 
+    disclosure_id: uuid.UUID | None = None  # the entry recording it, which may be marked entered in error
     disclosed_by: uuid.UUID | None = None
     disclosed_at: dt.datetime | None = None
 

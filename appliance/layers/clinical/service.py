@@ -56,7 +56,8 @@ from appliance.substrate.tenant_config import OrderableConfig
 ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status.label("entry_status"), entry.c.encounter_id,
                  entry.c.author_id, entry.c.occurred_at, entry.c.recorded_at)
 # Kinds a clinician may mark "entered in error"; registrations and encounters have their own acts.
-RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note"}
+RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note",
+               "result_disclosure"}
 
 
 def _detail_columns(table: sa.Table) -> list[sa.Column]:
@@ -740,7 +741,8 @@ def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     }
     appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
                              detail=detail)
-    return _entry_dict(appended) | {"signed_by": None, "signed_at": None, "disclosed_by": None, "disclosed_at": None}
+    return _entry_dict(appended) | {"signed_by": None, "signed_at": None, "disclosure_id": None, "disclosed_by": None,
+                                    "disclosed_at": None}
 
 
 def _decimal(value: float | None) -> Decimal | None:
@@ -776,6 +778,10 @@ def disclose_result(conn: Connection, principal: Principal, patient_id: uuid.UUI
     if not record.is_current(conn, entry_id):
         raise Conflict("this version of the result has been superseded; give the patient the current one",
                        entry_id=str(entry_id))
+    # Two clinicians recording it at once record it once: the second waits here, then finds the first's.
+    # (A lock, not a unique index: a disclosure marked entered in error may be recorded again.)
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
+        f"healthos.result_disclosure.{entry_id}", 0))))
     (found,) = results_of(conn, patient_id, entry_ids=[entry_id])
     if found["signed_at"] is None:
         raise Conflict("this result has not been reviewed yet: review and sign it first, then give it to "
@@ -783,12 +789,21 @@ def disclose_result(conn: Connection, principal: Principal, patient_id: uuid.UUI
     if found["disclosed_at"] is not None:
         raise Conflict(f"this result was already recorded as given in person at "
                        f"{found['disclosed_at']:%Y-%m-%d %H:%M}", disclosed_by=str(found["disclosed_by"]))
-    try:
-        record.append(conn, principal, "result_disclosure", patient_id=patient_id,
-                      detail={"result_id": entry_id, "note": note})
-    except sa.exc.IntegrityError:  # recorded by another clinician between our check and our insert
-        raise Conflict("this result was recorded as given in person by someone else a moment ago; reload "
-                       "the page", entry_id=str(entry_id)) from None
+    record.append(conn, principal, "result_disclosure", patient_id=patient_id,
+                  detail={"result_id": entry_id, "note": note})
+    return results_of(conn, patient_id, entry_ids=[entry_id])[0]
+
+
+def withdraw_disclosure(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                        reason: str) -> dict:
+    """Mark the record that this result was given in person entered in error (recorded on the wrong
+    result, or before the conversation took place): the result leaves the patient portal again until it
+    is recorded as given. The mistaken record stays in the history."""
+    _version_of(conn, patient_id, entry_id, "result")
+    (found,) = results_of(conn, patient_id, entry_ids=[entry_id])
+    if found["disclosure_id"] is None:
+        raise Conflict("this result is not recorded as given in person", entry_id=str(entry_id))
+    record.retract(conn, principal, found["disclosure_id"], reason)
     return results_of(conn, patient_id, entry_ids=[entry_id])[0]
 
 
@@ -802,7 +817,7 @@ def disclosed_at_of(conn: Connection, patient_id: uuid.UUID,
     rows = conn.execute(
         sa.select(result_disclosure.c.result_id, entry.c.recorded_at)
         .select_from(entry.join(result_disclosure, result_disclosure.c.entry_id == entry.c.id))
-        .where(entry.c.patient_id == patient_id, result_disclosure.c.result_id.in_(result_ids))
+        .where(entry.c.patient_id == patient_id, result_disclosure.c.result_id.in_(result_ids), current_clause())
     ).all()
     return {result_id: at for result_id, at in rows}
 
@@ -820,9 +835,10 @@ def _latest_signoff() -> sa.Lateral:
 def _disclosure() -> sa.Lateral:
     teller = entry.alias("teller")
     return (
-        sa.select(teller.c.author_id, teller.c.recorded_at)
+        sa.select(teller.c.id, teller.c.author_id, teller.c.recorded_at)
         .select_from(teller.join(result_disclosure, result_disclosure.c.entry_id == teller.c.id))
-        .where(result_disclosure.c.result_id == entry.c.id).limit(1).lateral("disclosure")
+        .where(result_disclosure.c.result_id == entry.c.id, current_clause(teller))  # not withdrawn
+        .order_by(teller.c.recorded_at.desc()).limit(1).lateral("disclosure")
     )
 
 
@@ -833,8 +849,8 @@ def results_of(conn: Connection, patient_id: uuid.UUID, *, entry_ids: list[uuid.
     signoff, disclosure = _latest_signoff(), _disclosure()
     query = (
         sa.select(*ENTRY_COLUMNS, *_detail_columns(result), signoff.c.author_id.label("signed_by"),
-                  signoff.c.recorded_at.label("signed_at"), disclosure.c.author_id.label("disclosed_by"),
-                  disclosure.c.recorded_at.label("disclosed_at"))
+                  signoff.c.recorded_at.label("signed_at"), disclosure.c.id.label("disclosure_id"),
+                  disclosure.c.author_id.label("disclosed_by"), disclosure.c.recorded_at.label("disclosed_at"))
         .select_from(entry.join(result, result.c.entry_id == entry.c.id).outerjoin(signoff, sa.true())
                      .outerjoin(disclosure, sa.true()))
         .where(entry.c.patient_id == patient_id, current_clause())

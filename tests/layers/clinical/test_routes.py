@@ -2,11 +2,16 @@
 acceptance cases as a client sees them, structured refusals (never a 500), and other facilities
 kept out."""
 
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.clinical import service
+from appliance.layers.clinical.errors import Conflict
 from appliance.substrate import audit
 from appliance.substrate.db import Database
 from tests.layers.clinical.test_chart_in_care import _last_seq
@@ -159,6 +164,57 @@ def test_a_result_given_in_person_over_http(api, token_client, facility, other_f
     assert stale.status_code == 409 and "superseded" in stale.json()["detail"]
     too_long = api.post(url, json={"note": "x" * 2001})
     assert too_long.status_code == 422 and "note" in too_long.json()["detail"]
+
+
+def test_a_disclosure_recorded_by_mistake_is_withdrawn_and_may_be_recorded_again(api, facility, clinician,
+                                                                                   db: Database):
+    # A click on the wrong result must not keep an HIV result on the patient's portal: the record of
+    # giving it is marked entered in error like any entry, and the result is "not given" again.
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    result = api.post(f"{base}/results", json={"code": "2345-7", "value": 5.2}).json()
+    api.post(f"{base}/results/{result['id']}/sign-off", json={})
+    given = api.post(f"{base}/results/{result['id']}/disclosure", json={}).json()
+    assert given["disclosure_id"] is not None
+
+    withdrawn = api.post(f"{base}/entries/{given['disclosure_id']}/entered-in-error",
+                         json={"reason": "recorded on the wrong result; not yet told"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    listed = {r["id"]: r for r in api.get(f"{base}/results").json()}
+    assert listed[result["id"]]["disclosed_at"] is None and listed[result["id"]]["disclosure_id"] is None
+    with db.tenant(facility.slug) as conn:
+        assert service.disclosed_at_of(conn, uuid.UUID(base.rsplit("/", 1)[1]), [uuid.UUID(result["id"])]) == {}
+        with pytest.raises(Conflict, match="not recorded as given in person"):
+            service.withdraw_disclosure(conn, clinician, uuid.UUID(base.rsplit("/", 1)[1]),
+                                        uuid.UUID(result["id"]), "again")
+
+    again = api.post(f"{base}/results/{result['id']}/disclosure", json={})
+    assert again.status_code == 200, again.text
+    assert again.json()["disclosure_id"] not in (None, given["disclosure_id"])
+
+
+def test_two_clinicians_recording_one_disclosure_at_once_record_it_once(api, facility, clinician, db: Database):
+    patient_id = uuid.UUID(register(api, facility.slug)["id"])
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{patient_id}"
+    result = api.post(f"{base}/results", json={"code": "2345-7", "value": 5.0}).json()
+    api.post(f"{base}/results/{result['id']}/sign-off", json={})
+    start = threading.Barrier(2)
+
+    def give() -> str:
+        start.wait()
+        try:
+            with db.tenant(facility.slug) as conn:
+                service.disclose_result(conn, clinician, patient_id, uuid.UUID(result["id"]), None)
+                time.sleep(0.2)  # hold the transaction open while the other clinician tries
+            return "given"
+        except Conflict as refused:
+            return str(refused)
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(lambda _: give(), range(2)))
+    assert outcomes[0] == "given" and "already recorded as given in person" in outcomes[1]
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM result_disclosure WHERE result_id = :r"),
+                            {"r": result["id"]}).scalar() == 1
 
 
 def test_encounter_transitions_over_http(api, facility):

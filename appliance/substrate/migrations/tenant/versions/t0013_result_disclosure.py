@@ -1,7 +1,8 @@
 """`result_disclosure`, the detail of the clinical layer's `result_disclosure` entries
 (appliance/layers/clinical/models.py): a clinician recording that a reviewed result the release rules
 give only in person (an HIV test, a viral load) was given to the patient, after which the patient
-portal shows it. One row per result version, appended and never rewritten, like every detail table.
+portal shows it. Appended and never rewritten, like every detail table; one in force per result version
+(a disclosure marked entered in error may be recorded again, so the index is not unique).
 
 Revision ID: t0013
 Revises: t0012
@@ -24,7 +25,7 @@ def upgrade() -> None:
         sa.Column("result_id", sa.Uuid(), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
     )
-    op.create_index("result_disclosure_result_key", "result_disclosure", ["result_id"], unique=True)
+    op.create_index("result_disclosure_result_idx", "result_disclosure", ["result_id"])
     # Part of the record: the tenant role appends and reads it, never rewrites or removes it.
     op.execute(sa.text(
         """
