@@ -48,6 +48,8 @@ def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, 
     assert saved.status_code == 303 and saved.headers["location"].endswith("/observations?done=vitals")
     shown = nurse.get(saved.headers["location"])
     assert "NEWS2 13 · High" in shown.text and "Emergency response" in shown.text
+    # When the next set is due, in facility time (it is the NEWS2's, not the vital-signs row's).
+    assert re.search(r"Next observations due <strong>\d\d \w{3} \d{4} \d\d:\d\d</strong>", shown.text)
     assert shown.text.count('<svg class="plot"') >= 2
     worklist = nurse.get(f"/t/{facility.slug}/ward")
     assert worklist.status_code == 200
