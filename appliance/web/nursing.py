@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from typing import Any
 
 from anyio import to_thread
@@ -65,8 +66,9 @@ DOSE_STATES = {"due": ("due", "status-planned"), "due_now": ("due now", "status-
 OBSERVATION_FIELDS = ["respiratory_rate", "spo2_percent", "spo2_scale", "supplemental_oxygen", "oxygen_l_min",
                       "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "consciousness", "temperature_c",
                       "encounter_id"]
+DOSE_OUTCOMES = [("given", "Given"), ("held", "Held"), ("refused", "Refused"), ("missed", "Missed")]
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
-                   "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS}
+                   "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
@@ -325,7 +327,17 @@ async def mar_page(request: Asking, tenant: Tenant, patient_id: Id, day: FromQue
     db: Database = request.app.state.db
     context = await _in_thread(lambda: _mar_context(db, request.user, tenant, patient_id, day.strip()))
     return page(request, "nursing/mar.html", active="patients", patient_id=patient_id, tab="mar", **context,
-                problem=None, **NURSING_HELPERS)
+                problem=None, refused={}, **NURSING_HELPERS)
+
+
+def given_at(clock_time: str, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
+    """The moment a dose was given, from the time of day the nurse typed (HH:MM, facility time): the last
+    time the clock showed it, so a dose charted after midnight for 23:40 is yesterday's 23:40. A nurse
+    charting at the end of a round gives the time each dose went in; without it the record would say
+    every dose was given when it was typed, and call the punctual ones late. A time a few minutes ahead
+    (a ward clock running fast) stays today's, as the service tolerates it."""
+    moment = dt.datetime.combine(now.astimezone(tz).date(), dt.time.fromisoformat(clock_time.strip()), tzinfo=tz)
+    return moment - dt.timedelta(days=1) if moment > now + service.FUTURE_TOLERANCE else moment
 
 
 @post(PATIENT + "/mar", operation_id="PortalRecordDose", opt={"permission": "nursing.mar.record"},
@@ -338,12 +350,11 @@ async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: For
     try:
         fields = {k: values.get(k) for k in ("medication_request_id", "scheduled_for", "outcome", "reason")}
         if values.get("given_at") and fields["outcome"] == "given":
-            zone = facility_zone(db, tenant)
-            fields["administered_at"] = dt.datetime.fromisoformat(values["given_at"]).replace(tzinfo=zone)
+            fields["administered_at"] = given_at(values["given_at"], _now(), facility_zone(db, tenant))
         dose = AdministrationIn.model_validate({k: v for k, v in fields.items() if v})
     except (ValidationError, ValueError) as exc:
         problem = (next(iter(field_errors(exc).values())) if isinstance(exc, ValidationError)
-                   else "Give the time as shown in the form.")
+                   else "Give the time the dose was given as HH:MM.")
     if problem is None:
         def work() -> None:
             with db.tenant(tenant) as conn:
@@ -357,8 +368,13 @@ async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: For
             problem = exc.detail[:1].upper() + exc.detail[1:] + "."
     if problem is not None:
         context = await _in_thread(lambda: _mar_context(db, request.user, tenant, patient_id, day))
+        # The refused dose's row keeps what the nurse chose and typed, and says what is wrong beside it; a
+        # dose no longer open (recorded meanwhile) or not on the page has the problem said above the MAR.
+        still_open = any(str(line["medication_request_id"]) == values.get("medication_request_id")
+                         and d["scheduled_for"].isoformat() == values.get("scheduled_for") and not d["administration"]
+                         for line in context["mar"]["lines"] for d in line["doses"])
         return page(request, "nursing/mar.html", status=422, active="patients", patient_id=patient_id, tab="mar",
-                    **context, problem=problem, **NURSING_HELPERS)
+                    **context, problem=problem, refused=values if still_open else {}, **NURSING_HELPERS)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/mar?{'day=' + day + '&' if day else ''}done=dose")
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from appliance.substrate import record
-from tests.layers.nursing.conftest import admit, vitals
+from tests.layers.nursing.conftest import TZ, admit, vitals
 from tests.web.test_auth import csrf_token
 
 
@@ -119,6 +119,47 @@ def test_the_mar_page_records_a_dose(signed_in, facility, ward_patients):
     assert "Dose recorded on the MAR." in after.text and "vomiting" in after.text
     twice = post_form(nurse, page, page, {"medication_request_id": rx, "scheduled_for": slot, "outcome": "given"})
     assert twice.status_code == 422 and "already recorded as held" in twice.text
+
+
+def _late_doses(page_text: str) -> list[str]:
+    """The scheduled_for of each late dose row on a MAR page."""
+    rows = page_text.split('<tr class="dose-late">')[1:]
+    return [row.split('name="scheduled_for" value="')[1].split('"')[0] for row in rows]
+
+
+def test_a_dose_charted_later_keeps_the_time_it_was_given(signed_in, facility, ward_patients):
+    """A nurse charts at the end of the round: the time typed is when the dose went in, so a dose given
+    on time is not called late; a refusal keeps the row's choices and says what is wrong beside it."""
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    sick = ward_patients["sick"]
+    page = f"/t/{facility.slug}/patients/{sick['id']}/mar"
+    today = nurse.get(page).text
+    yesterday_day = (dt.datetime.now(TZ).date() - dt.timedelta(days=1)).isoformat()
+    yesterday = nurse.get(f"{page}?day={yesterday_day}").text
+    first_today = today.split('name="scheduled_for" value="')[1].split('"')[0]  # another test holds it
+    slot = next(s for s in _late_doses(yesterday) + _late_doses(today) if s != first_today)
+    due = dt.datetime.fromisoformat(slot).astimezone(TZ)
+    rx = today.split('name="medication_request_id" value="')[1].split('"')[0]
+    day = due.date().isoformat()
+    shown_day = f"{page}?day={day}"
+
+    refused = post_form(nurse, shown_day, page, {"medication_request_id": rx, "scheduled_for": slot,
+                                                 "outcome": "refused", "reason": "", "day": day})
+    assert refused.status_code == 422
+    row = refused.text.split(f'value="{slot}"')[0].rsplit("<tr", 1)[1]
+    assert "Say why the dose was refused." in row and 'id="mar-problem"' not in refused.text
+    assert '<option value="refused" selected>' in refused.text.split(f'value="{slot}"')[1].split("</tr>")[0]
+    bad_time = post_form(nurse, shown_day, page, {"medication_request_id": rx, "scheduled_for": slot,
+                                                  "outcome": "given", "given_at": "25:70", "day": day})
+    assert bad_time.status_code == 422 and "Give the time the dose was given as HH:MM." in bad_time.text
+    assert 'value="25:70"' in bad_time.text
+
+    given = due + dt.timedelta(minutes=5)
+    saved = post_form(nurse, shown_day, page, {"medication_request_id": rx, "scheduled_for": slot,
+                                               "outcome": "given", "given_at": f"{given:%H:%M}", "day": day})
+    assert saved.status_code == 303, saved.text
+    after = nurse.get(saved.headers["location"]).text
+    assert f'given {given:%d %b %Y %H:%M} <span class="muted">' in after  # on time: no "min late"
 
 
 def test_care_plans_and_handover_pages(signed_in, facility, ward_patients):
