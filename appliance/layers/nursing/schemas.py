@@ -215,6 +215,7 @@ class WorklistPatient(_Out):
     tasks: list[TaskOut]
     doses_due: int  # due within the next hour or now
     doses_late: int
+    first_late_at: dt.datetime | None = None  # the earliest late dose's time: which day of the MAR to open
 
 
 class WorklistOut(_Out):

@@ -52,11 +52,14 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         tasks[task["patient_id"]].append(service.task_view(task, now))
     due: dict[uuid.UUID, int] = defaultdict(int)
     late: dict[uuid.UUID, int] = defaultdict(int)
+    first_late: dict[uuid.UUID, dt.datetime] = {}  # the MAR's day to open: a late dose may be yesterday's
     for line in service.mar_lines(conn, ids, window_start=now - dt.timedelta(hours=24), window_end=now + DUE_SOON,
                                   now=now, tz=tz):
         for dose in line["doses"]:
             if dose["state"] == "late":
                 late[line["patient_id"]] += 1
+                first_late[line["patient_id"]] = min(first_late.get(line["patient_id"], dose["scheduled_for"]),
+                                                     dose["scheduled_for"])
             elif dose["state"] in {"due_now", "due"}:
                 due[line["patient_id"]] += 1
     today = now.astimezone(tz).date()
@@ -75,6 +78,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
+            "first_late_at": first_late.get(p["id"]),
         })
         note_access(conn, principal, "read", p["id"], "worklist", [p["id"]], detail={"ward": ward["code"]})
     listed.sort(key=lambda item: (

@@ -57,6 +57,12 @@ def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, 
     assert "ODHIAMBO, Joseph" in escalations and "Emergency response" in escalations
     assert "AKINYI, Mary" in worklist.text and "NDUTA" not in worklist.text
     assert "late</span>" in worklist.text  # the six-hourly doses since yesterday, none recorded
+    # The late badge opens the MAR on the day of the earliest late dose (yesterday's, after midnight).
+    mar = f"/t/{facility.slug}/patients/{sick['id']}/mar"
+    yesterday = (dt.datetime.now(TZ).date() - dt.timedelta(days=1)).isoformat()
+    earliest = (_late_doses(nurse.get(f"{mar}?day={yesterday}").text) + _late_doses(nurse.get(mar).text))[0]
+    day = dt.datetime.fromisoformat(earliest).astimezone(TZ).date().isoformat()
+    assert f'href="{mar}?day={day}"><span class="badge flag-critical">' in worklist.text
 
 
 def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, clinician):
