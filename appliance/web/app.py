@@ -42,6 +42,7 @@ from appliance.web import (
     operations,
     operator,
     portal,
+    problems,
     regulator,
     signin,
     system,
@@ -54,6 +55,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
+                  problems.problems_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

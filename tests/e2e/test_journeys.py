@@ -67,6 +67,20 @@ def test_clinician_journey(browser, live_server, clinic, person_factory):
     assert page.locator("svg.spark").count() >= 3
     journey.shot(page, "chart")
 
+    # record a diagnosis without knowing its code: the finder fills the form, the summary shows it
+    page.get_by_role("link", name="Problems & allergies", exact=True).click()
+    page.get_by_label("Find an ICD-10 code").fill("malaria")
+    page.get_by_role("button", name="Find code").click()
+    page.get_by_role("link", name="B54 Unspecified malaria").click()
+    assert page.locator("#problem-form").get_by_label("ICD-10 code").input_value() == "B54"
+    page.locator("#problem-form").get_by_label("Verification").select_option("provisional")
+    journey.shot(page, "problem-from-finder")
+    page.get_by_role("button", name="Add problem").click()
+    page.wait_for_url(re.compile(r"/problems\?done=problem-added$"))
+    page.get_by_role("link", name="Summary", exact=True).click()
+    assert "Unspecified malaria" in page.locator("section[aria-labelledby=problems-title]").inner_text()
+    journey.shot(page, "problem-on-summary")
+
     # the timeline, filtered to results
     page.get_by_role("link", name="Timeline", exact=True).click()
     page.get_by_label("Kind").select_option("result")

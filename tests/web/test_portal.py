@@ -99,7 +99,7 @@ def test_pages_need_no_inline_script_or_style(signed_in, facility, charts):
     for path in ("/patients", f"/patients/{pid}", f"/patients/{pid}/chart", f"/patients/{pid}/timeline",
                  f"/patients/{pid}/results", f"/patients/{pid}/results/trend/{HB}", f"/patients/{pid}/orders",
                  f"/patients/{pid}/notes", f"/patients/{pid}/notes/new?template=ANC", "/patients/new",
-                 f"/patients/{pid}/encounters/new"):
+                 f"/patients/{pid}/encounters/new", f"/patients/{pid}/problems?find=malaria"):
         page = client.get(base(facility) + path)
         assert page.status_code == 200, (path, page.text[:500])
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page.text), path
@@ -374,6 +374,11 @@ FORMS += ["/beds/{any}/state", "/beds/patients/{any}/discharge", "/beds/patients
 # tests/web/test_admin.py.
 PAGES += ["/admin/tokens", "/admin/staff", "/admin/interfaces"]
 FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke", "/admin/staff/{any}/ward"]
+# The chart's problems and allergies (appliance/web/problems.py); what they write and refuse is in
+# tests/web/test_portal_problems.py.
+PAGES += ["/patients/{pid}/problems", "/patients/{pid}/entries/{any}/history"]
+FORMS += ["/patients/{pid}/problems", "/patients/{pid}/problems/{any}", "/patients/{pid}/allergies",
+          "/patients/{pid}/allergies/{any}", "/patients/{pid}/entries/{any}/entered-in-error"]
 
 
 def test_every_portal_route_is_in_these_lists(app):
@@ -404,7 +409,8 @@ def test_another_facilitys_session_gets_403_on_every_form(signed_in, facility, e
 
 @pytest.mark.parametrize("path", [p for p in PAGES if "{pid}" in p])
 def test_a_guessed_patient_id_is_404(signed_in, facility, charts, path):
-    page = signed_in("clinician", facility.slug).get(base(facility) + path.format(pid=uuid.uuid4(), code=HB))
+    page = signed_in("clinician", facility.slug).get(base(facility) + path.format(pid=uuid.uuid4(), code=HB,
+                                                                                  any=uuid.uuid4()))
     assert page.status_code == 404
     assert "no patient" in page.text.lower()
 

@@ -2,6 +2,8 @@
 
 A diagnosis must name a category (`B54`) or subcategory (`B50.9`): chapters and blocks (`I`,
 `A00-A09`) group diseases but do not diagnose one, so they are refused too.
+`search` offers the same diagnosis codes by code prefix or by words of their title, for a clinician who
+does not know the codes by heart.
 """
 
 from __future__ import annotations
@@ -60,3 +62,41 @@ def chapter(code: str) -> str:
     icd = _icd()
     ancestors = icd.get_ancestors(lookup(code).code)
     return next(a for a in ancestors if icd.is_chapter(a))
+
+
+_WORD = re.compile(r"[^\W_]+")
+_CODE_PREFIX = re.compile(r"^[A-Z][0-9][0-9A-Z.]*$")
+
+
+@functools.cache
+def _diagnoses() -> tuple[tuple[str, str, str, frozenset[str]], ...]:
+    """Every category and subcategory of the list: (code, title, code without its dot, title's words)."""
+    icd = _icd()
+    return tuple((code, icd.get_description(code), code.replace(".", ""),
+                  frozenset(_WORD.findall(icd.get_description(code).casefold())))
+                 for code in icd.get_all_codes(with_dots=True) if icd.is_category_or_subcategory(code))
+
+
+def search(text: str, limit: int = 25) -> list[Icd10Code]:
+    """Diagnosis codes for a clinician who does not know them by heart, in the list's order: by code
+    prefix when `text` looks like one (`B5`, `b50.`), else by title, each word typed starting a word
+    of the title (`malaria` finds B50–B54, not "Antimalarials"; `diab mell` finds E10–E14). Chapters
+    and blocks are never offered: they are refused as diagnoses."""
+    typed = " ".join((text or "").split())
+    if not typed or limit < 1:
+        return []
+    if _CODE_PREFIX.fullmatch(typed.upper()):
+        prefix = typed.upper().replace(".", "")
+        by_code = [row for row in _diagnoses() if row[2].startswith(prefix)][:limit]
+        if by_code:  # else a word shaped like a code ("h5n1") is looked for in the titles
+            return [Icd10Code(code, title) for code, title, _, _ in by_code]
+    words = _WORD.findall(typed.casefold())
+    if not words:
+        return []
+    found: list[Icd10Code] = []
+    for code, title, _, title_words in _diagnoses():
+        if all(any(word.startswith(typed_word) for word in title_words) for typed_word in words):
+            found.append(Icd10Code(code, title))
+            if len(found) == limit:
+                break
+    return found

@@ -2,7 +2,7 @@
 matcher (same substance, same class, plural class names; no false alarm for unrelated drugs)."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.layers.clinical import drugs, icd10
@@ -33,6 +33,32 @@ def test_lookup_never_fails_other_than_by_refusing(text):
     except icd10.InvalidIcd10:
         return
     assert found.code[0].isalpha() and found.display
+
+
+def test_search_finds_diagnoses_by_title_words_never_a_chapter_or_block():
+    malaria = [found.code for found in icd10.search("malaria")]
+    assert {"B50", "B50.9", "B54"} <= set(malaria) and "B50-B64" not in malaria and "I" not in malaria
+    assert "T37.2" not in malaria  # "Antimalarials": a word must start with what was typed
+    assert all(icd10.lookup(code).code == code for code in malaria)  # each one a code a problem may carry
+    assert [found.code for found in icd10.search("DIAB mell type 2", limit=2)] == ["E11", "E11.0"]
+    assert len(icd10.search("a", limit=5)) == 5
+
+
+@pytest.mark.parametrize(("typed", "codes"), [
+    ("b50", ["B50", "B50.0", "B50.8", "B50.9"]), ("B50.9", ["B50.9"]), ("e119", ["E11.9"]),
+    ("zzqx", []), ("A00-A09", []), ("  ", []), ("", []), ("X99.99", []),
+])
+def test_search_by_code_prefix_and_no_match(typed, codes):
+    assert [found.code for found in icd10.search(typed)] == codes
+
+
+# Each example scans the whole list, and the first loads it: a few dozen examples, without hypothesis's
+# per-example deadline (timings on a shared machine would make it flaky, not the search).
+@settings(max_examples=30, deadline=None)
+@given(st.text(max_size=20))
+def test_search_never_fails_and_offers_only_diagnosis_codes(text):
+    for found in icd10.search(text, limit=3):
+        assert icd10.lookup(found.code) == found
 
 
 @pytest.mark.parametrize(("drug", "allergy", "why"), [
