@@ -331,9 +331,11 @@ def _clinic_day(request: Asking, tenant: str, clinic_code: str, day: dt.date, va
     return _in_tenant(request, tenant, work)
 
 
-def _parse_day(value: str) -> dt.date:
+def _parse_day(request: Asking, tenant: str, value: str) -> dt.date:
+    """The day asked for, or the facility's today: the server's clock runs in UTC, and a clinic in Nairobi
+    opened after 21:00 UTC would show yesterday's slots, all past and none bookable."""
     if not value:
-        return dt.date.today()
+        return dt.datetime.now(facility_timezone(request.app.state.db, tenant)).date()
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
@@ -354,7 +356,7 @@ async def clinics_page(request: Asking, tenant: Tenant) -> Response:
      include_in_schema=False)
 async def clinic_day(request: Asking, tenant: Tenant, clinic_code: FromPath[str], date: Query = "") -> Template:
     """One clinic's day: every slot, free or booked (and by whom, for those who may see it)."""
-    day = _parse_day(date)
+    day = _parse_day(request, tenant, date)
     return await to_thread.run_sync(_clinic_day, request, tenant, clinic_code, day, {}, {})
 
 
@@ -362,7 +364,7 @@ async def clinic_day(request: Asking, tenant: Tenant, clinic_code: FromPath[str]
       include_in_schema=False)
 async def book(request: Asking, tenant: Tenant, clinic_code: FromPath[str], data: FormData) -> Response:
     values = form_values(data)
-    day = _parse_day(values.get("date") or "")
+    day = _parse_day(request, tenant, values.get("date") or "")
 
     def work(conn: Connection) -> None:
         slot_id = _uuid(values.get("slot_id"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+import zoneinfo
 
 import pytest
 
@@ -221,6 +222,17 @@ def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility
     assert registrar.get(f"{base}/clinics/MOPC", params={"date": "someday"}).status_code == 422
     early = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/no_show", {})
     assert early.status_code == 409
+
+
+def test_a_clinic_opens_on_the_facilitys_today_not_the_servers(signed_in, tenant_factory):
+    """A facility whose date differs from UTC's now (one side of the date line or the other, by the hour)
+    opens its clinic on its own today."""
+    zone = "Pacific/Kiritimati" if dt.datetime.now(dt.UTC).hour >= 11 else "Pacific/Pago_Pago"  # UTC+14, UTC-11
+    far = tenant_factory(name="Line Islands Clinic", **{**OPERATIONS_CONFIG, "timezone": zone})
+    local_today = dt.datetime.now(zoneinfo.ZoneInfo(zone)).date()
+    assert local_today != dt.datetime.now(dt.UTC).date()
+    page = signed_in("registrar", far.slug).get(f"/t/{far.slug}/clinics/MOPC")
+    assert page.status_code == 200 and f"Medical outpatient clinic · {local_today:%d %b %Y}" in page.text
 
 
 @pytest.mark.parametrize("path", ["/clinics/MOPC", "/clinics"])
