@@ -200,6 +200,12 @@ def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility
     unknown = post_form(registrar, f"{base}/clinics/MOPC?date={day}", action, {"slot_id": "x", "date": day,
                                                                                "mrn": mrn})
     assert unknown.status_code == 422
+    other_slot = re.findall(r'name="slot_id" value="([0-9a-f-]+)"', page.text)[3]
+    mistyped = post_form(registrar, f"{base}/clinics/MOPC?date={day}", action,
+                         {"slot_id": other_slot, "date": day, "mrn": "99999999"})
+    # What was typed stays in the slot it was typed in, and the summary names the field as people do.
+    assert mistyped.status_code == 422 and f'href="#mrn-{other_slot}">MRN: No patient with that MRN' in mistyped.text
+    assert re.search(rf'id="mrn-{other_slot}"[^>]*value="99999999" aria-invalid="true"', mistyped.text)
     appointment = re.search(r'/appointments/([0-9a-f-]+)/checked_in', listed.text).group(1)
     checked = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/checked_in", {})
     assert checked.status_code == 303
