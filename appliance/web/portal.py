@@ -211,6 +211,8 @@ NOTICES = {
     "note": "Note saved.",
     "signed": "Result signed.",
     "disclosed": "Recorded as given in person; the result is now on the patient's portal.",
+    "withdrawn": "The record of giving it was marked entered in error; the result is off the patient's portal "
+                 "until it is given.",
 }
 
 
@@ -1022,6 +1024,20 @@ def disclose_result(request: Asking, tenant: Tenant, patient_id: Id, entry_id: I
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/results?done=disclosed")
 
 
+@post(PATIENT + "/results/{entry_id:uuid}/disclose/withdraw", operation_id="PortalWithdrawDisclosure",
+      opt=_page_opts("clinical.entry.retract"), sync_to_thread=True, include_in_schema=False)
+def withdraw_disclosure(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """A result recorded as given in person by mistake (the wrong result, or before the conversation):
+    the record is marked entered in error, with the reason, and the result leaves the patient's portal."""
+    reason = (form_values(data).get("reason") or "").strip()
+    if not reason or len(reason) > 500:
+        return error_page(request, 422, "Say why the result was not given in person (at most 500 characters); "
+                                        "nothing was changed.")
+    with request.app.state.db.tenant(tenant) as conn:
+        service.withdraw_disclosure(conn, request.user, patient_id, entry_id, reason)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/results?done=withdrawn")
+
+
 # -- orders: order sets, single tests, prescriptions, and the drug–allergy override ----------------
 
 
@@ -1249,8 +1265,8 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
 
 ROUTES = [
     patient_search, register_page, register_patient, patient_page, invite_patient, encounter_page, start_encounter,
-    change_encounter, chart_page, timeline_page, results_page, trend_page, sign_result, disclose_result, orders_page,
-    place_order_set, place_order, prescribe, notes_page, note_page, write_note,
+    change_encounter, chart_page, timeline_page, results_page, trend_page, sign_result, disclose_result,
+    withdraw_disclosure, orders_page, place_order_set, place_order, prescribe, notes_page, note_page, write_note,
 ]
 
 portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,

@@ -120,6 +120,18 @@ def test_a_result_given_in_person_reaches_the_portal_once_the_clinician_records_
     assert "HIV rapid test" in results and "reactive" in results
     assert "given to you in person" not in shown  # none left to give: no notice
 
+    # Recorded on the wrong patient's result, say: withdrawn with a reason, it is off the portal again.
+    withdraw = f"{action}/withdraw"
+    assert f'action="{withdraw}"' in after
+    unsaid = post_form(clinician, results_page, withdraw, {"reason": " "})
+    assert unsaid.status_code == 422 and "Say why the result was not given in person" in unsaid.text
+    withdrawn = post_form(clinician, results_page, withdraw, {"reason": "recorded on the wrong result"})
+    assert withdrawn.status_code == 303 and withdrawn.headers["location"].endswith("/results?done=withdrawn")
+    assert 'id="give-title"' in clinician.get(results_page).text  # to give again
+    hidden = me.get("/me").text.split(f'data-facility="{facility.slug}"')[1]
+    assert "HIV" not in hidden and "1 result from Release Rules Clinic is given to you in person" in hidden
+    assert post_form(nurse, results_page, withdraw, {"reason": "x"}).status_code == 403
+
 
 def test_release_times_follow_the_rules():
     rules = load_release_rules(RULES_FILE)

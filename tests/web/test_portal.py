@@ -347,7 +347,8 @@ PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encou
          "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
          "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
 FORMS = ["/patients", "/patients/{pid}/encounters", "/patients/{pid}/encounters/{any}/status",
-         "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose", "/patients/{pid}/order-sets",
+         "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose",
+         "/patients/{pid}/results/{any}/disclose/withdraw", "/patients/{pid}/order-sets",
          "/patients/{pid}/orders", "/patients/{pid}/medications", "/patients/{pid}/notes",
          "/patients/{pid}/portal-invite"]
 # The nursing pages (appliance/web/nursing.py); their forms are a nurse's to post.
