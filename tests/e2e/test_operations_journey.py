@@ -62,6 +62,11 @@ def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(browser, live_ser
     page.wait_for_url(re.compile(r"/ed\?done=ed-arrival$"))
     row = page.locator("tr", has_text="CHEPKOECH")
     assert "Faith Jepkorir" in row.inner_text()
+    # every next step is in sight on a desktop, not scrolled past the card's edge; no acuity chosen yet
+    card, admit = page.locator("section[aria-labelledby=visits-title]").bounding_box(), \
+        row.get_by_role("link", name="Admit to a bed").bounding_box()
+    assert admit["x"] + admit["width"] <= card["x"] + card["width"]
+    assert row.get_by_label("Acuity").input_value() == ""
     row.get_by_label("Acuity").select_option("2")
     row.get_by_role("button", name="Triage").click()
     page.wait_for_url(re.compile(r"/ed\?done=ed-updated$"))

@@ -59,6 +59,10 @@ def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(manager, db, faci
     _, encounter_id = _ed_patient(db, facility, manager)
     board = manager.get(f"{base}/ed")
     assert "WEKESA" in board.text and f"/ed/{encounter_id}/admit" in board.text
+    # Not yet triaged: no acuity is chosen for the nurse (the first, resuscitation, was before), and the
+    # browser will not send the form without one.
+    acuity = board.text.split(f'id="acuity-{encounter_id}"')[1].split("</select>")[0]
+    assert acuity.startswith(' name="acuity" required><option value="" selected>Acuity…</option>')
     form = manager.get(f"{base}/ed/{encounter_id}/admit")
     assert form.status_code == 200 and 'value="GEN-01"' in form.text
     admitted = post_form(manager, f"{base}/ed/{encounter_id}/admit", f"{base}/ed/{encounter_id}/admit",
