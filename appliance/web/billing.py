@@ -167,10 +167,17 @@ async def accrue_bed_days(request: Asking, tenant: Tenant) -> Response:
 # -- accounts and invoices -----------------------------------------------------------------------------
 
 
+ACCOUNTS_SHOWN = 100
+
+
 @get("/accounts", operation_id="BillingAccounts", opt=_opts("financial.account.read"), include_in_schema=False)
-async def accounts(request: Asking, tenant: Tenant) -> Template:
+async def accounts(request: Asking, tenant: Tenant, q: FromQuery[str] = "") -> Template:
+    """The most recent accounts, or those found by account number or the patient's MRN (older accounts are
+    reached only so)."""
+    typed = q.strip()[:64]
     return await _in_thread(request, tenant, lambda conn: _page(
-        request, "accounts.html", active="accounts", accounts=service.list_accounts(conn, request.user, limit=100),
+        request, "accounts.html", active="accounts", searched=typed, shown=ACCOUNTS_SHOWN,
+        accounts=service.list_accounts(conn, request.user, number_or_mrn=typed or None, limit=ACCOUNTS_SHOWN),
         currency=schedule.setting(conn).currency))
 
 

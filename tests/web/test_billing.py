@@ -110,6 +110,26 @@ def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facili
     assert clerk.get(f"{base}/accounts").status_code == 200
 
 
+def test_an_account_is_found_by_its_number_or_the_patients_mrn(db, signed_in, facility, other_facility, charted):
+    """The list shows the most recent accounts only: the cashier finds any other by what is in hand."""
+    clerk = signed_in("billing_clerk", facility.slug)
+    base = f"/t/{facility.slug}/billing/accounts"
+    with db.tenant(facility.slug) as conn:
+        number = conn.execute(sa.text("SELECT number FROM account WHERE id = :a"), {"a": charted["account"]}).scalar()
+    link = f'href="{base}/{charted["account"]}"'
+    for typed in (charted["patient"]["mrn"], number.lower(), f"  {number} "):
+        found = clerk.get(base, params={"q": typed})
+        assert found.status_code == 200 and link in found.text, typed
+        assert "1 account for" in found.text
+    missing = clerk.get(base, params={"q": "AC-9999999"})
+    assert missing.status_code == 200
+    assert "No account numbered “AC-9999999” and no patient with that MRN" in missing.text
+    outsider = signed_in("billing_clerk", other_facility.slug)
+    elsewhere = outsider.get(f"/t/{other_facility.slug}/billing/accounts", params={"q": charted["patient"]["mrn"]})
+    assert elsewhere.status_code == 200 and str(charted["account"]) not in elsewhere.text
+    assert outsider.get(base, params={"q": number}).status_code == 403
+
+
 def test_billing_pages_are_audited(db, signed_in, facility, charted):
     clerk = signed_in("billing_clerk", facility.slug)
     with db.tenant(facility.slug) as conn:
