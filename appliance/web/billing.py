@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import accrual, reports, schedule, service
 from appliance.layers.financial.errors import Invalid, NotFound
-from appliance.layers.financial.money import AGING_BUCKETS, aging_bucket, format_money
+from appliance.layers.financial.money import AGING_BUCKETS, aging_bucket, format_amount, format_money
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
 from appliance.web import plots, portal
@@ -380,7 +380,8 @@ async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = ""
             counts[aging_bucket(row["finalised_on"], found["as_of"])] += 1
         chart = plots.bar_chart(
             [plots.Bar(BUCKET_LABELS[b], float(found["buckets"][b]), css=f"s{i + 1}",
-                       title=f"{BUCKET_LABELS[b]}: {_money(found['buckets'][b], currency)} in {counts[b]} invoice(s)")
+                       title=f"{BUCKET_LABELS[b]}: {_money(found['buckets'][b], currency)} in {counts[b]} invoice(s)",
+                       shown=format_amount(found["buckets"][b], currency))
              for i, b in enumerate(AGING_BUCKETS)],
             ident="aging", title=f"Receivables by age on {found['as_of']:%d %b %Y}",
             description="; ".join(f"{BUCKET_LABELS[b]}: {_money(found['buckets'][b], currency)}"

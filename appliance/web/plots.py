@@ -296,6 +296,7 @@ class Bar:
     value: float
     title: str = ""  # the bar's tooltip, e.g. "31–60 days: KES 12,400.00 in 3 invoices"
     css: str = "s1"  # colour class in healthos.css: s1..s4
+    shown: str = ""  # what is written above the bar, e.g. "12,400.00"; the bare value when empty
 
 
 def bar_chart(bars: Sequence[Bar], *, ident: str, title: str, description: str, unit: str = "",
@@ -342,6 +343,6 @@ def bar_chart(bars: Sequence[Bar], *, ident: str, title: str, description: str, 
         parts.append(f'<rect class="plot-bar {escape(bar.css)}" x="{x:.1f}" y="{y0:.1f}" width="{slot * 0.64:.1f}" '
                      f'height="{max(y1 - y0, 0.5):.1f}"><title>{tip}</title></rect>')
         parts.append(f'<text class="plot-bar-value" x="{x + slot * 0.32:.1f}" y="{y0 - 5:.1f}" text-anchor="middle">'
-                     f"{escape(_format_number(bar.value))}</text>")
+                     f"{escape(bar.shown or _format_number(bar.value))}</text>")
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 -- every interpolated text above went through escape()

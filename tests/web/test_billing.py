@@ -94,6 +94,8 @@ def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facili
     assert adjusted.status_code == 200 and 'id="total">KES 600.00<' in adjusted.text
     final = clerk.post(f"{invoice_url}/finalise", data={"_csrf_token": csrf(adjusted.text)})
     assert final.status_code == 200 and 'id="outstanding">KES 600.00<' in final.text
+    owed = clerk.get(f"{base}/aging").text  # the bar says the money as the rest of the page does, not 600
+    assert re.search(r'class="plot-bar-value"[^>]*>[\d,]*600\.00</text>', owed), owed.split("<svg")[1][:600]
     over = clerk.post(f"{invoice_url}/payments", data={"method": "cash", "amount": "900",
                                                        "_csrf_token": csrf(final.text)})
     assert over.status_code == 422 and "outstanding" in over.text

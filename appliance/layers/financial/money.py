@@ -76,8 +76,13 @@ class Money:
 def format_money(amount: Decimal | None, currency: str) -> str:
     if amount is None:
         return "—"
-    places = minor_units(currency)
-    return f"{currency} {rounded(amount, currency):,.{places}f}"
+    return f"{currency} {format_amount(amount, currency)}"
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    """The amount as `format_money` writes it, without the currency: where the currency is said once
+    beside many figures (a chart's axis)."""
+    return f"{rounded(amount, currency):,.{minor_units(currency)}f}"
 
 
 def line_amount(quantity: Decimal, unit_price: Decimal, currency: str) -> Decimal:
