@@ -94,6 +94,14 @@ def test_discharge_and_bed_states_from_the_board(manager, db, facility):
     base = f"/t/{facility.slug}"
     patient_id, encounter_id = _ed_patient(db, facility, manager)
     post_form(manager, f"{base}/ed/{encounter_id}/admit", f"{base}/ed/{encounter_id}/admit", {"bed_code": "MAT-02"})
+    board = manager.get(f"{base}/beds/MAT").text
+    form = board.split(f'action="{base}/beds/patients/{patient_id}/discharge"')[1].split("</form>")[0]
+    # One click must not send a patient home: the board asks first, and where they went is chosen, not assumed.
+    assert 'data-confirm="Discharge ' in form and "from bed MAT-02?" in form
+    assert 'name="disposition" required' in form and '<option value="" selected>' in form
+    unsaid = post_form(manager, f"{base}/beds/MAT", f"{base}/beds/patients/{patient_id}/discharge",
+                       {"disposition": "", "back": "ward"})
+    assert unsaid.status_code == 422 and "Disposition is one of home" in unsaid.text
     gone = post_form(manager, f"{base}/beds/MAT", f"{base}/beds/patients/{patient_id}/discharge",
                      {"disposition": "home", "back": "ward"})
     assert gone.status_code == 303 and gone.headers["location"].startswith(f"{base}/beds/MAT")
