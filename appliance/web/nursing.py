@@ -67,8 +67,19 @@ OBSERVATION_FIELDS = ["respiratory_rate", "spo2_percent", "spo2_scale", "supplem
                       "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "consciousness", "temperature_c",
                       "encounter_id"]
 DOSE_OUTCOMES = [("given", "Given"), ("held", "Held"), ("refused", "Refused"), ("missed", "Missed")]
+
+
+def lateness(minutes: int) -> str:
+    """'45 min late', '17 h 29 min late': a dose charted the next morning read as '1049 min late'."""
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest} min late"
+    return f"{hours} h {rest} min late" if rest else f"{hours} h late"
+
+
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
-                   "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES}
+                   "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES,
+                   "lateness": lateness}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
@@ -103,7 +114,7 @@ portal.TIMELINE_SOURCES.extend([
                    lambda r: (f"MEOWS: {r['summary']}", r["response"] if r["escalation"] else "")),
     TimelineSource("nursing", "medication_administration", "Doses", "nursing.mar.read",
                    lambda c, p, i: service.list_administrations(c, p, i),
-                   lambda r: (f"{r['drug']} {r['outcome']}" + (f" ({r['minutes_late']} min late)"
+                   lambda r: (f"{r['drug']} {r['outcome']}" + (f" ({lateness(r['minutes_late'])})"
                                                                 if r["minutes_late"] else ""), r["reason"] or "")),
     TimelineSource("nursing", "care_plan", "Care plans", "nursing.careplan.read",
                    lambda c, p, i: service.list_care_plans(c, p, i),

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from appliance.substrate import record
+from appliance.web.nursing import lateness
 from tests.layers.nursing.conftest import TZ, admit, vitals
 from tests.web.test_auth import csrf_token
 
@@ -278,3 +279,8 @@ def test_the_chart_summary_shows_the_early_warning_score_that_applies(db, signed
     reads = {e.event_type for e in audit.patient_access_log(db, facility.slug, adult["id"])
              if e.who["account"] == str(doctor.person.account_id)}
     assert "record.news2.read" in reads
+
+
+@pytest.mark.parametrize(("minutes", "said"), [(45, "45 min late"), (60, "1 h late"), (1049, "17 h 29 min late")])
+def test_lateness_is_said_in_hours_and_minutes(minutes, said):
+    assert lateness(minutes) == said
