@@ -51,7 +51,7 @@ def admit(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, ward
     """Admit a patient to a bed (the one named, or the ward's first available one)."""
     require_patient(conn, patient_id)
     when = moment(conn, at)
-    inpatient_ward(conn, ward_code)
+    inpatient_ward(conn, ward_code, patient_id=patient_id, on=when.date())
     open_stay = conn.execute(sa.select(inpatient_stay.c.bed_code).where(
         inpatient_stay.c.patient_id == patient_id, inpatient_stay.c.discharged_at.is_(None))).scalar()
     if open_stay is not None:
@@ -120,7 +120,7 @@ def transfer(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, w
     when = moment(conn, at)
     if when < stay["admitted_at"]:
         raise Invalid("a transfer cannot happen before the admission", field="at")
-    inpatient_ward(conn, ward_code)
+    inpatient_ward(conn, ward_code, patient_id=patient_id, on=when.date())
     if bed_code == stay["bed_code"]:
         raise Invalid("the patient is already in that bed", field="bed_code")
     placed = claim_bed(conn, ward_code, bed_code)

@@ -116,13 +116,27 @@ def require_patient(conn: Connection, patient_id: uuid.UUID) -> None:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
 
 
-def inpatient_ward(conn: Connection, ward_code: str, field: str = "ward_code") -> dict:
+# A boy lies on the maternity ward beside his mother in his first four weeks (the neonatal period).
+NEWBORN_DAYS = 28
+
+
+def inpatient_ward(conn: Connection, ward_code: str, field: str = "ward_code", *,
+                   patient_id: uuid.UUID | None = None, on: dt.date | None = None) -> dict:
+    """The active inpatient ward `ward_code`; with `patient_id`, one that may take that patient: a
+    maternity ward takes women and newborns, so a man placed there by a slip of the bed board is refused."""
     row = conn.execute(sa.select(ward.c.code, ward.c.name, ward.c.kind)
                        .where(ward.c.code == ward_code, ward.c.active)).mappings().first()
     if row is None:
         raise Invalid(f"there is no ward {ward_code} at this facility", field=field)
     if row["kind"] not in INPATIENT_WARD_KINDS:
         raise Invalid(f"{row['name']} is a {row['kind']} area, not an inpatient ward", field=field)
+    if row["kind"] == "maternity" and patient_id is not None:
+        found = conn.execute(sa.select(patient.c.sex, patient.c.birth_date).where(patient.c.id == patient_id)).first()
+        newborn = found is not None and found.birth_date is not None and on is not None and \
+            (on - found.birth_date).days < NEWBORN_DAYS
+        if found is not None and found.sex == "male" and not newborn:
+            raise Invalid(f"{row['name']} is a maternity ward, for women and newborns, and this patient is "
+                          "registered as male: choose another ward (or correct the registration)", field=field)
     return dict(row)
 
 

@@ -118,6 +118,26 @@ def test_admission_opens_an_inpatient_encounter_and_discharge_finishes_it(db, fa
     assert states == {stay["bed_code"]: "cleaning", moved["bed_code"]: "cleaning"}
 
 
+def test_the_maternity_ward_takes_women_and_newborns_not_men(db, facility, bed_manager):
+    with db.tenant(facility.slug) as conn:
+        man = new_patient(conn, bed_manager, family_name="Kariuki", given_names="Muriuki", sex="male")
+        boy = new_patient(conn, bed_manager, family_name="Wanjiru", given_names="Baby boy", sex="male",
+                          birth_date=dt.date.today() - dt.timedelta(days=3))
+        before = conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar()
+    with pytest.raises(Invalid, match="Maternity is a maternity ward, for women and newborns, and this patient is "
+                                      "registered as male"), db.tenant(facility.slug) as conn:
+        adt.admit(conn, bed_manager, man, ward_code="MAT")
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar() == before
+        adt.admit(conn, bed_manager, man, ward_code="GEN")
+    with pytest.raises(Invalid, match="registered as male"), db.tenant(facility.slug) as conn:
+        adt.transfer(conn, bed_manager, man, ward_code="MAT")  # the bed board's "Transfer to: Maternity" slip
+    with db.tenant(facility.slug) as conn:  # a newborn boy lies beside his mother
+        assert adt.admit(conn, bed_manager, boy, ward_code="MAT")["ward_code"] == "MAT"
+        adt.discharge(conn, bed_manager, boy, disposition="home")
+        adt.discharge(conn, bed_manager, man, disposition="home")
+
+
 def test_adt_refusals_leave_nothing_behind(db, facility, bed_manager):
     (patient_id,) = _patients(db, facility, bed_manager, 1)
     with db.tenant(facility.slug) as conn:
