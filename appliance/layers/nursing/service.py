@@ -520,6 +520,11 @@ def set_task_status(conn: Connection, principal: Principal, patient_id: uuid.UUI
         raise Conflict(f"this task is already {task['status']}", field="status")
     if status == "cancelled" and not note:
         raise Invalid("say why the task is cancelled", field="note")
+    if status == "done" and task["code"] == "observations":
+        # Done means the set was taken: recording it closes the task (reactions.py). Ticked by hand, the
+        # worklist would show the observations done with nothing in the chart.
+        raise Conflict("record the observations: this task closes itself when the set is recorded (or cancel it, "
+                       "saying why)", field="status")
     return task_view(_entry_row(close_task(conn, principal, dict(task), status, note)), now)
 
 

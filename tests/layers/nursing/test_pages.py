@@ -64,6 +64,9 @@ def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, 
     earliest = (_late_doses(nurse.get(f"{mar}?day={yesterday}").text) + _late_doses(nurse.get(mar).text))[0]
     day = dt.datetime.fromisoformat(earliest).astimezone(TZ).date().isoformat()
     assert f'href="{mar}?day={day}"><span class="badge flag-critical">' in worklist.text
+    # An observations task is done by recording the set: the worklist offers that, not a "Done" tick.
+    observe = worklist.text.split('class="task task-observations')[1].split("</li>")[0]
+    assert ">Record</a>" in observe and "/done" not in observe
 
 
 def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, clinician):

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import ConditionIn, MedicationIn, ResultIn, ServiceRequestIn
 from appliance.layers.nursing import service
+from appliance.layers.nursing.errors import Conflict
 from appliance.substrate import audit, record
 from tests.layers.nursing.conftest import HIGH, NORMAL, admit, vitals
 
@@ -193,6 +194,21 @@ def test_observations_become_a_task_and_a_high_score_escalates_once(db, facility
         assert "15 minutes" in next(t for t in open_tasks if t["code"] == "observations")["title"]
         done = [t for t in service.tasks_of(conn, [patient["id"]]) if t["status"] == "done"]
         assert [t["note"] for t in done] == ["observations recorded"] * 2
+
+
+def test_an_observations_task_is_done_by_recording_the_set_not_by_ticking_it(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        vitals(conn, nurse, patient, NORMAL)
+        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
+    now = dt.datetime.now(dt.UTC)
+    with pytest.raises(Conflict, match="record the observations"), db.tenant(facility.slug) as conn:
+        service.set_task_status(conn, nurse, patient["id"], observe["id"], "done", None, now=now)
+    with db.tenant(facility.slug) as conn:
+        assert [t["id"] for t in service.tasks_of(conn, [patient["id"]], open_only=True)] == [observe["id"]]
+        dropped = service.set_task_status(conn, nurse, patient["id"], observe["id"], "cancelled",
+                                          "gone to theatre; observations there", now=now)
+        assert dropped["status"] == "cancelled"
 
 
 def test_outpatients_get_a_score_but_no_ward_task(db, facility, nurse):
