@@ -182,21 +182,36 @@ async def accounts(request: Asking, tenant: Tenant, q: FromQuery[str] = "") -> T
 
 
 def _account_page(request: Asking, conn: Connection, account_id: uuid.UUID, *, status: int = 200,
-                  errors: dict | None = None, values: dict | None = None) -> Template:
+                  errors: dict | None = None, values: dict | None = None,
+                  recorded_cover: uuid.UUID | None = None) -> Template:
     found = service.get_account(conn, request.user, account_id)
     coverage = service.list_coverage(conn, request.user, found["patient_id"]) \
         if request.user.can("financial.coverage.read") else []
     balance = reports.patient_balance(conn, request.user, found["patient_id"]) \
         if request.user.can("financial.report.read") else None
+    # After recording insurance: what it did to the patient's accounts, read back from the record (never
+    # text from the request; a cover of another patient, or a guessed id, says nothing).
+    cover_outcome = service.coverage_outcome(conn, request.user, recorded_cover, found["patient_id"]) \
+        if recorded_cover is not None and request.user.can("financial.coverage.read") else []
     return _page(request, "account.html", status=status, active="accounts", account=found, coverage=coverage,
-                 balance=balance, payers=service.list_payers(conn), errors=errors or {}, values=values or {})
+                 balance=balance, payers=service.list_payers(conn), errors=errors or {}, values=values or {},
+                 cover_outcome=cover_outcome)
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        return None
 
 
 @get("/accounts/{account_id:uuid}", operation_id="BillingAccount",
      opt=_opts("financial.account.read"), include_in_schema=False)
-async def account_page(request: Asking, tenant: Tenant, account_id: Id) -> Template:
-    """An encounter's account: its charges and credits, the patient's insurance, its invoices."""
-    return await _in_thread(request, tenant, lambda conn: _account_page(request, conn, account_id))
+async def account_page(request: Asking, tenant: Tenant, account_id: Id, cover: FromQuery[str] = "") -> Template:
+    """An encounter's account: its charges and credits, the patient's insurance, its invoices; with `cover`
+    (after recording insurance), what that cover did to the patient's accounts."""
+    return await _in_thread(request, tenant, lambda conn: _account_page(
+        request, conn, account_id, recorded_cover=_uuid(cover[:64]) if cover else None))
 
 
 @post("/accounts/{account_id:uuid}/invoices", operation_id="BillingDraftInvoice",
@@ -232,16 +247,17 @@ async def add_coverage(request: Asking, tenant: Tenant, account_id: Id, data: Fo
             errors["valid_to"] = "Give a date as YYYY-MM-DD."
         if not errors:
             try:
-                service.add_coverage(conn, request.user, found["patient_id"], payer_code=values.get("payer_code") or "",
-                                     member_number=values.get("member_number") or "", valid_from=valid_from,
-                                     valid_to=valid_to)
+                recorded = service.add_coverage(
+                    conn, request.user, found["patient_id"], payer_code=values.get("payer_code") or "",
+                    member_number=values.get("member_number") or "", valid_from=valid_from, valid_to=valid_to)
             except RecordError as exc:
                 if exc.status == 404:
                     raise
                 errors = _refusal(exc)
         if errors:
             return _account_page(request, conn, account_id, status=422, errors=errors, values=values)
-        return see_other(request, f"{BASE.format(tenant=tenant)}/accounts/{account_id}?done=coverage")
+        return see_other(request,
+                         f"{BASE.format(tenant=tenant)}/accounts/{account_id}?done=coverage&cover={recorded['id']}")
 
     return await _in_thread(request, tenant, work)
 

@@ -143,6 +143,7 @@ def test_billing_pages_are_audited(db, signed_in, facility, charted):
 
 
 PAGES = ["/billing", "/billing/accounts", "/billing/aging", "/billing/accounts/{account}",
+         "/billing/accounts/{account}?done=coverage&cover={guess}",
          "/billing/invoices/{guess}", "/billing/receipts/{guess}"]
 
 
@@ -161,6 +162,16 @@ def test_this_facilitys_ids_are_not_found_elsewhere(signed_in, other_facility, c
     assert response.status_code == 404
 
 
+def seen_for_a_blood_count(conn, doctor: Principal, family_name: str, given_names: str) -> dict:
+    """A new patient with an outpatient encounter and a full blood count ordered (self-pay priced)."""
+    patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
+        "family_name": family_name, "given_names": given_names, "birth_date": "1960-01-01", "sex": "female"}))
+    encounter = clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+    clinical.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=FULL_BLOOD_COUNT,
+                                                                      encounter_id=encounter["id"]))
+    return patient
+
+
 @pytest.fixture(scope="module")
 def victim(db, facility) -> dict:
     """This facility's account with a final invoice, a payment and its claim's invoice, for the probes."""
@@ -173,11 +184,7 @@ def victim(db, facility) -> dict:
     clerk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clerk V", tenant=facility.slug,
                       role="billing_clerk")
     with db.tenant(facility.slug) as conn:
-        patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
-            "family_name": "Victim", "given_names": "Vera", "birth_date": "1960-01-01", "sex": "female"}))
-        encounter = clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
-        clinical.order_test(conn, doctor, patient["id"],
-                            ServiceRequestIn(code=FULL_BLOOD_COUNT, encounter_id=encounter["id"]))
+        patient = seen_for_a_blood_count(conn, doctor, "Victim", "Vera")
         [account] = service.list_accounts(conn, clerk, patient_id=patient["id"])
         invoice = service.finalise_invoice(conn, clerk, service.draft_invoice(conn, clerk, account["id"])["id"])
         receipt = service.record_payment(conn, clerk, invoice["id"], method="cash", amount=Decimal("10"))
@@ -233,5 +240,33 @@ def test_recording_insurance_from_the_account_page(signed_in, facility, victim):
     good = clerk.post(f"{url}/coverage", data={"payer_code": "NHIF", "member_number": "NH-778",
                                                "valid_from": "2024-01-01", "_csrf_token": csrf(page.text)},
                       follow_redirects=False)
-    assert good.status_code == 303 and good.headers["location"].endswith("done=coverage")
-    assert "NH-778" in clerk.get(good.headers["location"]).text
+    assert good.status_code == 303 and "done=coverage&cover=" in good.headers["location"]
+    landed = clerk.get(good.headers["location"]).text
+    assert "NH-778" in landed
+    assert re.search(r"AC-\d+ is left as it is: its invoice INV-\d+ is final; a refund or credit", landed)
+
+
+def test_insurance_recorded_after_the_care_says_what_it_re_priced(db, signed_in, facility, victim):
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr C", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Cashier", "Carol")
+        account_id = conn.execute(sa.text("SELECT id FROM account WHERE patient_id = :p"),
+                                  {"p": patient["id"]}).scalar_one()
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/accounts/{account_id}"
+    assert "<dt>Billed to</dt><dd>Self-pay</dd>" in clerk.get(url).text
+    token = csrf(clerk.get(url).text)
+    recorded = clerk.post(f"{url}/coverage", data={"payer_code": "NHIF", "member_number": "NH-9",
+                                                   "valid_from": "2024-01-01", "_csrf_token": token})
+    assert recorded.status_code == 200, recorded.text
+    assert "<dt>Billed to</dt><dd>National Health Insurance Fund</dd>" in recorded.text
+    assert re.search(r"AC-\d+ now bills National Health Insurance Fund: 1 charge re-priced on its price list "
+                     r"\(KES 450.00 → KES 380.00\)\.", recorded.text)
+    # Only the record speaks: a guessed cover id, or another patient's cover, says nothing on this account.
+    other_cover = recorded.url.params["cover"]
+    for probe in (uuid.uuid4(), "not-an-id"):
+        assert "now bills" not in clerk.get(f"{url}?done=coverage&cover={probe}").text
+    victim_url = f"/t/{facility.slug}/billing/accounts/{victim['account']}"
+    victim_page = clerk.get(f"{victim_url}?done=coverage&cover={other_cover}")
+    assert victim_page.status_code == 200 and "now bills" not in victim_page.text

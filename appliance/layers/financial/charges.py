@@ -148,40 +148,71 @@ _CURRENT_CHARGE = entry.alias("current_charge")
 _CREDIT = charge.alias("credit")
 
 
-def open_charges(conn: Connection, source_root_id: uuid.UUID) -> list[dict]:
-    """Current versions of the charges billed for a record that no credit has reversed yet."""
+def open_charges(conn: Connection, *where: sa.ColumnElement[bool]) -> list[dict]:
+    """Current versions of the charges (`where`: of a record, of an account...) that no credit has reversed
+    yet, oldest care first."""
     return [dict(row) for row in conn.execute(
         sa.select(entry.c.id, entry.c.root_id, entry.c.patient_id, entry.c.encounter_id,
                   *[c for c in charge.c if c.name != "entry_id"])
         .select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
-        .where(charge.c.source_root_id == source_root_id, charge.c.reverses.is_(None), record.current_clause(),
-               ~sa.exists().where(_CREDIT.c.reverses == entry.c.root_id))
+        .where(charge.c.reverses.is_(None), record.current_clause(),
+               ~sa.exists().where(_CREDIT.c.reverses == entry.c.root_id), *where)
+        .order_by(charge.c.service_date, entry.c.recorded_at)
     ).mappings()]
+
+
+def credit_charge(conn: Connection, principal: Principal, billed: dict, cause: Entry, *,
+                  entry_id: uuid.UUID | None = None, reason: str | None = None) -> Entry:
+    """The credit undoing one open charge (a row of `open_charges`), written because of `cause`."""
+    return record.append(conn, principal, "charge", patient_id=billed["patient_id"], reason=reason,
+                         entry_id=entry_id or _derived_id("credit", billed["id"], cause.id),
+                         encounter_id=billed["encounter_id"], detail={
+        "account_id": billed["account_id"], "source_entry_id": cause.id, "source_root_id": cause.root_id,
+        "source_kind": cause.kind, "item_kind": billed["item_kind"], "item_code": billed["item_code"],
+        "description": f"Credit: {billed['description']}", "department": billed["department"],
+        "service_date": billed["service_date"], "quantity": -billed["quantity"],
+        "unit_price": billed["unit_price"], "amount": None if billed["amount"] is None else -billed["amount"],
+        "currency": billed["currency"], "price_list": billed["price_list"], "status": billed["status"],
+        "unpriced_reason": billed["unpriced_reason"], "reverses": billed["root_id"],
+    })
 
 
 def reverse_charges(conn: Connection, principal: Principal, cause: Entry) -> list[Entry]:
     """Credit every open charge of the record `cause` belongs to (it was cancelled or entered in error)."""
-    credits = []
-    for billed in open_charges(conn, cause.root_id):
-        credits.append(record.append(conn, principal, "charge", patient_id=billed["patient_id"],
-                                     entry_id=_derived_id("credit", billed["id"], cause.id),
-                                     encounter_id=billed["encounter_id"], detail={
-            "account_id": billed["account_id"], "source_entry_id": cause.id, "source_root_id": cause.root_id,
-            "source_kind": cause.kind, "item_kind": billed["item_kind"], "item_code": billed["item_code"],
-            "description": f"Credit: {billed['description']}", "department": billed["department"],
-            "service_date": billed["service_date"], "quantity": -billed["quantity"],
-            "unit_price": billed["unit_price"], "amount": None if billed["amount"] is None else -billed["amount"],
-            "currency": billed["currency"], "price_list": billed["price_list"], "status": billed["status"],
-            "unpriced_reason": billed["unpriced_reason"], "reverses": billed["root_id"],
-        }))
-    return credits
+    return [credit_charge(conn, principal, billed, cause)
+            for billed in open_charges(conn, charge.c.source_root_id == cause.root_id)]
+
+
+def rebilled_id(charge_id: uuid.UUID, because: uuid.UUID) -> uuid.UUID:
+    """The id `rebill_charge` gives the charge that bills `charge_id` again because of `because`."""
+    return _derived_id("rebilled", charge_id, because)
+
+
+def rebill_charge(conn: Connection, principal: Principal, billed: dict, source: Entry, billable: Billable, *,
+                  because: uuid.UUID, reason: str) -> Entry:
+    """Bill `billed` (an open charge for `source`) again at the price its patient's payer has for its day
+    now, on the same account: a posted charge is credited and a new one posted beside it, so the old
+    price nets to zero and the record keeps both; an unpriced one, with nothing to credit, gets a new
+    version (as pricing it by hand does). The entries' ids derive from the charge and `because` (what
+    changed the price), so one cause bills a charge again once, and what it did can be found again."""
+    new = charge_for(conn, source, billable)
+    detail = {**new.detail, "account_id": billed["account_id"]}
+    new_id = rebilled_id(billed["id"], because)
+    if billed["status"] == "unpriced":
+        return record.append(conn, principal, "charge", patient_id=billed["patient_id"], detail=detail,
+                             encounter_id=billed["encounter_id"], supersedes=billed["id"], reason=reason,
+                             entry_id=new_id)
+    credit_charge(conn, principal, billed, source, entry_id=_derived_id("credit", billed["id"], because),
+                  reason=reason)
+    return record.append(conn, principal, "charge", patient_id=billed["patient_id"], detail=detail,
+                         encounter_id=billed["encounter_id"], reason=reason, entry_id=new_id)
 
 
 def reconcile(conn: Connection, principal: Principal, version: Entry, billable: Billable | None) -> None:
     """After a new version of a billable record: bill it if it has become billable and is not billed,
     credit it if it is billed and no longer billable (`billable` None), else leave it alone — so an
     amendment that changes nothing billable (an order's priority) changes nothing on the bill."""
-    billed = bool(open_charges(conn, version.root_id))
+    billed = bool(open_charges(conn, charge.c.source_root_id == version.root_id))
     if billable is not None and not billed:
         post_charge(conn, principal, version, billable)
     elif billable is None and billed:

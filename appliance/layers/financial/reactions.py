@@ -22,12 +22,15 @@ held, entered in error) — never charged twice for one record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from appliance.layers.financial import schedule
 from appliance.layers.financial.charges import (
     CONSULTATION_DEPARTMENTS,
     DEFAULT_DEPARTMENTS,
@@ -117,6 +120,20 @@ def credit_admission(conn: Connection, principal: Principal, version: Entry) -> 
     """An admission entered in error had no bed-days: credit the ones accrued for it."""
     if version.status == "entered_in_error":
         reverse_charges(conn, principal, version)
+
+
+def billable_again(conn: Connection, source: Entry, billed: Mapping) -> Billable | None:
+    """What the charge `billed` bills, read from its source as the reaction that posted it read it, to
+    price it again; a bed-day, which has no entry of its own (it bills the admission), from the charge:
+    the ward kind at that day's census. None: a source no reaction here bills."""
+    if source.kind == "admission" and billed["item_kind"] == "bed_day":
+        setting = schedule.setting(conn)
+        census = dt.datetime.combine(billed["service_date"], setting.census_time, zoneinfo.ZoneInfo(setting.timezone))
+        return Billable(item_kind="bed_day", item_code=billed["item_code"], description=billed["description"],
+                        department=billed["department"], service_at=census)
+    read = {"service_request": lambda: _order(source), "medication_administration": lambda: _dose(conn, source),
+            "encounter_status": lambda: _consultation(conn, source)}.get(source.kind)
+    return read() if read else None
 
 
 REACTIONS = {

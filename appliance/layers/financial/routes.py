@@ -35,6 +35,7 @@ from appliance.layers.financial.schemas import (
     ClaimStatusIn,
     CoverageIn,
     CoverageOut,
+    CoverageRecordedOut,
     InvoiceOut,
     PaymentIn,
     PriceIn,
@@ -196,12 +197,15 @@ class FinancialController(Controller):
     @post("/patients/{patient_id:uuid}/coverage", operation_id="FinancialAddCoverage",
           opt=_opt("financial.coverage.create"))
     async def add_coverage(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
-                           data: JSONBody[CoverageIn]) -> CoverageOut:
-        """A patient's membership of an insurer: later charges are priced on that payer's list."""
+                           data: JSONBody[CoverageIn]) -> CoverageRecordedOut:
+        """A patient's membership of an insurer: charges are priced on that payer's list from now on, and
+        the patient's accounts holding care in its dates that still bill the patient, with no final
+        invoice, are switched to it and their charges of those dates re-priced (`accounts` says which,
+        and which were left alone and why)."""
         found = await _in_tenant(state, tenant, lambda conn: service.add_coverage(
             conn, request.user, patient_id, payer_code=data.payer_code, member_number=data.member_number,
             valid_from=data.valid_from, valid_to=data.valid_to))
-        return CoverageOut.model_validate(found)
+        return CoverageRecordedOut.model_validate(found)
 
     @get("/patients/{patient_id:uuid}/balance", operation_id="FinancialPatientBalance",
          opt=_opt("financial.report.read"))

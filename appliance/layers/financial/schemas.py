@@ -169,6 +169,31 @@ class CoverageOut(_Out):
     active: bool
 
 
+class CoverageAccountOut(_Out):
+    """What recording a cover did to one of the patient's accounts holding care in its dates."""
+
+    account_id: uuid.UUID
+    number: str
+    outcome: Literal["switched", "already_insured", "final_invoice"]
+    payer_code: str | None  # who the account bills now
+    payer_name: str
+    final_invoice: str | None
+    rebilled: int  # charges billed again at the cover's payer's price
+    unpriced: int  # of those, how many that payer's list has no price for
+    amount_before: MoneyOut
+    amount_after: MoneyOut
+    before_cover: int  # open charges dated before the cover's start, left at their price
+    after_cover: int
+    currency: str
+    summary: str
+
+
+class CoverageRecordedOut(CoverageOut):
+    """A cover just recorded, and the accounts it switched to its payer or left alone (and why)."""
+
+    accounts: list[CoverageAccountOut]
+
+
 class ClaimStatusIn(_In):
     status: Literal["accepted", "rejected", "paid", "submitted"]
     reason: str | None = Field(default=None, max_length=1000)

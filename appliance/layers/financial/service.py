@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial import schedule
+from appliance.layers.financial import rebilling, schedule
 from appliance.layers.financial.errors import Conflict, Invalid, NotFound
 from appliance.layers.financial.models import (
     account,
@@ -445,7 +445,30 @@ def add_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
                                           member_number=member_number.strip(), valid_from=valid_from,
                                           valid_to=valid_to, recorded_by=principal.account_id))
     note_access(conn, principal, "create", patient_id, "coverage", [coverage_id])
-    return list_coverage(conn, principal, patient_id)[0]
+    recorded = _coverage_row(conn, coverage_id)
+    # The card shown after the care: the patient's accounts it reaches bill the insurer from now on.
+    rebilling.follow_cover(conn, principal, recorded)
+    return recorded | {"accounts": rebilling.outcome(conn, recorded, schedule.setting(conn).currency)}
+
+
+def _coverage_row(conn: Connection, coverage_id: uuid.UUID) -> dict | None:
+    row = conn.execute(
+        sa.select(coverage, payer.c.name.label("payer_name"), payer.c.kind.label("payer_kind"))
+        .select_from(coverage.join(payer, payer.c.code == coverage.c.payer_code))
+        .where(coverage.c.id == coverage_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def coverage_outcome(conn: Connection, principal: Principal, coverage_id: uuid.UUID,
+                     patient_id: uuid.UUID) -> list[dict]:
+    """What recording this cover of this patient did to their accounts (`rebilling.outcome`); nothing for a
+    cover of another patient or none."""
+    found = _coverage_row(conn, coverage_id)
+    if found is None or found["patient_id"] != patient_id:
+        return []
+    accounts = rebilling.outcome(conn, found, schedule.setting(conn).currency)
+    note_access(conn, principal, "read", patient_id, "coverage", [coverage_id, *(a["account_id"] for a in accounts)])
+    return accounts
 
 
 def list_coverage(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:

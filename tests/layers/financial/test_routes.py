@@ -195,6 +195,22 @@ def test_an_insurer_invoice_is_claimed_with_the_records_diagnoses(doctor, clerk_
     assert clerk_api.get(f"{base}/billing/claims/{claim['id']}").json()["status"] == "paid"
 
 
+def test_insurance_shown_at_the_cashier_re_prices_the_open_account(doctor, clerk_api, facility):
+    base = API.format(tenant=facility.slug)
+    patient_id, encounter_id = admit_patient(doctor, facility.slug)
+    place(doctor, facility.slug, patient_id, encounter_id, FULL_BLOOD_COUNT)
+    assert account_of(clerk_api, facility.slug, patient_id)["payer_code"] is None
+    covered = clerk_api.post(f"{base}/billing/patients/{patient_id}/coverage", json={
+        "payer_code": "NHIF", "member_number": "NH-AT-CASHIER", "valid_from": "2024-01-01"})
+    assert covered.status_code == 201, covered.text
+    [switched] = covered.json()["accounts"]
+    assert {k: switched[k] for k in ("outcome", "payer_code", "rebilled", "amount_before", "amount_after")} == {
+        "outcome": "switched", "payer_code": "NHIF", "rebilled": 1, "amount_before": "450.00", "amount_after": "380.00"}
+    assert "(KES 450.00 → KES 380.00)" in switched["summary"]
+    account = account_of(clerk_api, facility.slug, patient_id)
+    assert account["payer_code"] == "NHIF" and Decimal(account["charged"]) == Decimal("380.00")
+
+
 def test_bad_input_is_a_structured_refusal_never_a_500(clerk_api, facility):
     base = API.format(tenant=facility.slug)
     guessed = uuid.uuid4()

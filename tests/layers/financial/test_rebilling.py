@@ -1,0 +1,157 @@
+"""Insurance recorded after the care (rebilling.py): the open account switches to the insurer and its
+charges are credited and posted again at the insurer's prices; care before the cover, a final invoice and
+a cover recorded twice are left as they were, and the answer says so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import ConditionIn, MedicationIn
+from appliance.layers.financial import accrual, service
+from appliance.layers.financial.charges import open_charges
+from appliance.layers.financial.models import account, charge, fee_item, invoice
+from appliance.layers.nursing import service as nursing
+from appliance.layers.nursing.schemas import AdministrationIn
+from appliance.layers.operations import adt
+from appliance.substrate import record
+from appliance.substrate.record import entry
+from tests.layers.financial.conftest import FULL_BLOOD_COUNT, GLUCOSE, MALARIA_SMEAR, order, visit
+
+
+def charges_of(conn, account_id) -> list[dict]:
+    return [dict(r) for r in conn.execute(
+        sa.select(entry.c.id, entry.c.root_id, entry.c.reason, charge)
+        .select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
+        .where(charge.c.account_id == account_id, record.current_clause())
+        .order_by(entry.c.recorded_at, charge.c.quantity.desc())).mappings()]
+
+
+def nhif(conn, clerk, patient, valid_from=dt.date(2020, 1, 1), valid_to=None) -> dict:
+    return service.add_coverage(conn, clerk, patient["id"], payer_code="NHIF", member_number="NH-CASHIER",
+                                valid_from=valid_from, valid_to=valid_to)
+
+
+def test_cover_recorded_after_the_care_moves_the_open_account_and_its_draft_to_the_insurer(
+        db, facility, clinician, clerk):
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        clinical.add_condition(conn, clinician, patient["id"], ConditionIn(code="B54", encounter_id=encounter["id"]))
+        order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
+        order(conn, clinician, patient, encounter, MALARIA_SMEAR)
+        account_id = conn.execute(sa.select(account.c.id).where(account.c.encounter_id == encounter["id"])).scalar()
+        draft = service.draft_invoice(conn, clerk, account_id)
+        assert draft["payer_code"] is None and draft["total"] == Decimal("650.50")
+        self_paid = charges_of(conn, account_id)
+
+        recorded = nhif(conn, clerk, patient)
+
+        [switched] = recorded["accounts"]
+        assert switched["outcome"] == "switched" and switched["account_id"] == account_id
+        assert (switched["rebilled"], switched["amount_before"], switched["amount_after"]) == (
+            2, Decimal("650.50"), Decimal("530.00"))
+        assert switched["summary"].endswith("now bills National Health Insurance Fund: 2 charges re-priced on its "
+                                            "price list (KES 650.50 → KES 530.00).")
+        after = charges_of(conn, account_id)
+        for old in self_paid:  # each self-pay charge has its credit and a charge at the insurer's price
+            [credit] = [c for c in after if c["reverses"] == old["root_id"]]
+            assert credit["amount"] == -old["amount"] and credit["reason"].startswith("insurance recorded")
+            [again] = [c for c in after if c["source_root_id"] == old["source_root_id"] and c["reverses"] is None
+                       and c["id"] != old["id"]]
+            assert again["price_list"] == "NHI" and again["service_date"] == old["service_date"]
+        live = open_charges(conn, charge.c.account_id == account_id)
+        nhi_prices = {r.match_code: r.price
+                      for r in conn.execute(sa.select(fee_item).where(fee_item.c.price_list == "NHI"))}
+        assert sum(c["amount"] for c in live) == sum(nhi_prices[c["item_code"].lower()] for c in live) == Decimal("530")
+        found = service.get_account(conn, clerk, account_id)
+        assert found["payer_code"] == "NHIF" and found["charged"] == Decimal("530.00")
+        draft = service.get_invoice(conn, clerk, draft["id"])
+        assert draft["payer_code"] == "NHIF" and draft["total"] == Decimal("530.00")
+        final = service.finalise_invoice(conn, clerk, draft["id"])
+        claimed = service.create_claim(conn, clerk, final["id"])
+        assert claimed["amount"] == Decimal("530.00") and claimed["member_number"] == "NH-CASHIER"
+
+        # Recorded again (at the cashier a second time): the account already bills NHIF; nothing is re-priced.
+        entries_before = conn.execute(sa.select(sa.func.count()).select_from(charge)).scalar()
+        [again] = nhif(conn, clerk, patient)["accounts"]
+        assert again["outcome"] == "already_insured" and again["rebilled"] == 0
+        assert again["summary"].endswith("already bills National Health Insurance Fund; it is left as it is.")
+        assert conn.execute(sa.select(sa.func.count()).select_from(charge)).scalar() == entries_before
+
+
+def test_care_before_the_cover_keeps_its_price_and_an_unpriced_charge_gets_a_new_version(
+        db, facility, clinician, clerk):
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        last_week = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
+        record.append(conn, clinician, "service_request", patient_id=patient["id"], encounter_id=encounter["id"],
+                      occurred_at=last_week, detail={"category": "lab", "code": FULL_BLOOD_COUNT, "display": "FBC",
+                                                     "priority": "routine", "status": "active", "clinical_info": None,
+                                                     "order_set": None})
+        order(conn, clinician, patient, encounter, MALARIA_SMEAR)
+        unpriced = order(conn, clinician, patient, encounter, GLUCOSE)
+        account_id = conn.execute(sa.select(account.c.id).where(account.c.encounter_id == encounter["id"])).scalar()
+        today = dt.datetime.now(zoneinfo.ZoneInfo(facility.timezone)).date()
+
+        [switched] = nhif(conn, clerk, patient, valid_from=today - dt.timedelta(days=2))["accounts"]
+
+        live = {c["item_code"]: c for c in open_charges(conn, charge.c.account_id == account_id)}
+        assert live[FULL_BLOOD_COUNT]["price_list"] == "CASH" and live[FULL_BLOOD_COUNT]["amount"] == Decimal("450.00")
+        assert live[MALARIA_SMEAR]["price_list"] == "NHI" and live[MALARIA_SMEAR]["amount"] == Decimal("150.00")
+        glucose = live[GLUCOSE]  # no price on either list: a new version naming the insurer's list, no credit
+        assert glucose["status"] == "unpriced" and "price list NHI" in glucose["unpriced_reason"]
+        assert glucose["source_root_id"] == unpriced["root_id"] and len(record.history(conn, glucose["id"])) == 2
+        assert (switched["rebilled"], switched["unpriced"], switched["before_cover"]) == (2, 1, 1)
+        assert "1 charge waits on the worklist" in switched["summary"]
+        assert "1 charge stays at the earlier price: dated before the cover's start" in switched["summary"]
+
+
+def test_an_account_with_a_final_invoice_is_left_alone_and_named(db, facility, clinician, clerk):
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
+        order(conn, clinician, patient, None, MALARIA_SMEAR)  # care outside the encounter: the patient's own account
+        billed = conn.execute(sa.select(account.c.id).where(account.c.encounter_id == encounter["id"])).scalar()
+        final = service.finalise_invoice(conn, clerk, service.draft_invoice(conn, clerk, billed)["id"])
+        before = charges_of(conn, billed)
+
+        outcome = {a["outcome"]: a for a in nhif(conn, clerk, patient)["accounts"]}
+
+        assert set(outcome) == {"final_invoice", "switched"}
+        left = outcome["final_invoice"]
+        assert left["account_id"] == billed and left["final_invoice"] == final["number"]
+        assert f"its invoice {final['number']} is final" in left["summary"]
+        assert charges_of(conn, billed) == before
+        assert conn.execute(sa.select(account.c.payer_code).where(account.c.id == billed)).scalar() is None
+        assert conn.execute(sa.select(invoice.c.payer_code).where(invoice.c.id == final["id"])).scalar() is None
+        assert outcome["switched"]["amount_after"] == Decimal("150.00")
+
+
+def test_a_dose_and_bed_days_are_priced_again_as_their_reactions_priced_them(db, facility, clinician, clerk):
+    nairobi = zoneinfo.ZoneInfo("Africa/Nairobi")
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        prescribed = clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+            drug="Ceftriaxone", dose=Decimal(2), dose_unit="g", route="IV", frequency="as needed",
+            encounter_id=encounter["id"])).placed[0]
+        nursing.record_administration(conn, clinician, patient["id"], AdministrationIn(
+            medication_request_id=prescribed["id"], outcome="given"), now=dt.datetime.now(dt.UTC), tz=nairobi)
+        admitted = dt.datetime.now(nairobi).replace(hour=10, minute=0, second=0, microsecond=0) - dt.timedelta(days=3)
+        adt.admit(conn, clinician, patient["id"], ward_code="GEN", at=admitted)
+        adt.discharge(conn, clinician, patient["id"], disposition="home", at=admitted + dt.timedelta(days=2))
+        accrual.accrue_bed_days(conn, clinician)
+
+        nhif(conn, clerk, patient)
+
+        live = open_charges(conn, entry.c.patient_id == patient["id"])
+    by_kind = {(c["item_kind"], c["price_list"]): [] for c in live}
+    for c in live:
+        by_kind[(c["item_kind"], c["price_list"])].append((c["quantity"], c["amount"]))
+    # (the discharge finished the inpatient stay, whose consultation neither list prices: still unpriced)
+    assert by_kind == {("medication", "NHI"): [(2, Decimal("600.00"))],
+                       ("bed_day", "NHI"): [(1, Decimal("1800.00")), (1, Decimal("1800.00"))],
+                       ("consultation", "NHI"): [(1, None)]}
