@@ -7,6 +7,7 @@ air-gapped appliance never does; `/schema/openapi.json` is.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from litestar import Litestar, Router
@@ -118,9 +119,20 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         debug=False,
         # Logging is ours (structlog JSON, configured by the CLI); Litestar must not install its own.
         logging_config=None,
+        on_startup=[_freeze_what_startup_built],
     )
     _declare_permissions(app)
     return app
+
+
+def _freeze_what_startup_built() -> None:
+    """Take what the process built before serving (modules, the app and its routes, templates, table
+    metadata: ~190,000 objects, all living as long as the process) out of the cyclic collector's reach.
+    Left in, every full collection walks them all again while every request of the worker waits: under
+    bench/chart.py a worker spent 0.72-0.91 s of CPU in full collections, the longest 105 ms; frozen,
+    0.21-0.22 s, the longest 75 ms. Collected first, so no garbage is frozen with them."""
+    gc.collect()
+    gc.freeze()
 
 
 def _declare_permissions(app: Litestar) -> None:

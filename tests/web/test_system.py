@@ -1,8 +1,10 @@
 """Health, readiness, OpenAPI and error shape of the web app."""
 
+import gc
 import re
 
 import sqlalchemy as sa
+from litestar.testing import TestClient
 
 from appliance.substrate.db import Database, tenant_schema
 from appliance.web.app import create_app
@@ -129,3 +131,13 @@ def test_no_interactive_docs_page_pulls_from_a_cdn(client):
         response = client.get(path)
         assert "cdn" not in response.text.lower()
         assert "unpkg" not in response.text.lower()
+
+
+def test_what_startup_built_is_frozen_out_of_the_collectors_walks(db, settings):
+    # A full collection that walks the app's ~190,000 startup objects stalls every request of the
+    # worker (up to ~100 ms under bench/chart.py); a serving process freezes them once.
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    with TestClient(app=create_app(db, settings)) as started:
+        assert started.get("/health").status_code == 200
+        assert gc.get_freeze_count() > 100_000
