@@ -100,7 +100,8 @@ def _trend_points(trend: list[dict], tz, unit: str, name: str) -> list[plots.Poi
 def _bed_board_page(request: Asking, tenant: str, ward_code: str | None) -> Template:
     def work(conn: Connection) -> dict:
         wards = service.bed_board(conn, request.user, ward_code)
-        targets = conn.execute(sa.select(ward.c.code, ward.c.name, sa.func.count(bed.c.code).label("free"))
+        targets = conn.execute(sa.select(ward.c.code, ward.c.name, ward.c.kind,
+                                         sa.func.count(bed.c.code).label("free"))
                                .select_from(ward.outerjoin(bed, sa.and_(bed.c.ward_code == ward.c.code, bed.c.active,
                                                                         bed.c.state == "available")))
                                .where(ward.c.active, ward.c.kind.in_(INPATIENT_WARD_KINDS))
@@ -109,6 +110,9 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None) -> Temp
 
     found = _in_tenant(request, tenant, work)
     beds = [b for w in found["wards"] for b in w["bed_list"] if w["kind"] in INPATIENT_WARD_KINDS]
+    today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+    for placed in beds:  # the transfer list does not offer what the ward would refuse
+        placed["maternity_ok"] = service.maternity_may_take(placed.get("sex"), placed.get("birth_date"), today)
     occupied = sum(1 for b in beds if b["state"] == "occupied")
     staffed = sum(1 for b in beds if b["state"] != "blocked")
     return page(request, "operations/beds.html", active="beds", ward_code=ward_code, **found,

@@ -90,6 +90,26 @@ def test_taken_bed_is_refused_on_the_form_with_nothing_written(manager, db, faci
     assert f"/ed/{second}/admit" in manager.get(f"{base}/ed").text  # still waiting in the ED
 
 
+def test_the_transfer_list_does_not_offer_a_man_the_maternity_ward(manager, db, facility):
+    from appliance.layers.operations import adt
+    from appliance.substrate.principal import Principal
+
+    acting = Principal(account_id=manager.person.account_id, kind="staff", display_name="Bed Manager",
+                       tenant=facility.slug, role="bed_manager")
+    with db.tenant(facility.slug) as conn:
+        man = new_patient(conn, acting, family_name="Muriuki", given_names="Kariuki", sex="male")
+        stay = adt.admit(conn, acting, man, ward_code="GEN")
+    try:
+        board = manager.get(f"/t/{facility.slug}/beds/GEN").text
+        form = board.split(f'action="/t/{facility.slug}/beds/patients/{man}/transfer"')[1].split("</form>")[0]
+        assert re.search(r'<option value="MAT" disabled>Maternity \(\d+ free; women and newborns\)</option>', form)
+        assert re.search(r'<option value="GEN">', form)  # other wards stay on offer
+    finally:
+        with db.tenant(facility.slug) as conn:
+            adt.discharge(conn, acting, man, disposition="home")
+    assert stay["ward_code"] == "GEN"
+
+
 def test_discharge_and_bed_states_from_the_board(manager, db, facility):
     base = f"/t/{facility.slug}"
     patient_id, encounter_id = _ed_patient(db, facility, manager)

@@ -120,6 +120,12 @@ def require_patient(conn: Connection, patient_id: uuid.UUID) -> None:
 NEWBORN_DAYS = 28
 
 
+def maternity_may_take(sex: str | None, birth_date: dt.date | None, on: dt.date | None) -> bool:
+    """Whether a maternity ward may take this patient: anyone but a man past the neonatal period."""
+    newborn = birth_date is not None and on is not None and (on - birth_date).days < NEWBORN_DAYS
+    return sex != "male" or newborn
+
+
 def inpatient_ward(conn: Connection, ward_code: str, field: str = "ward_code", *,
                    patient_id: uuid.UUID | None = None, on: dt.date | None = None) -> dict:
     """The active inpatient ward `ward_code`; with `patient_id`, one that may take that patient: a
@@ -132,9 +138,7 @@ def inpatient_ward(conn: Connection, ward_code: str, field: str = "ward_code", *
         raise Invalid(f"{row['name']} is a {row['kind']} area, not an inpatient ward", field=field)
     if row["kind"] == "maternity" and patient_id is not None:
         found = conn.execute(sa.select(patient.c.sex, patient.c.birth_date).where(patient.c.id == patient_id)).first()
-        newborn = found is not None and found.birth_date is not None and on is not None and \
-            (on - found.birth_date).days < NEWBORN_DAYS
-        if found is not None and found.sex == "male" and not newborn:
+        if found is not None and not maternity_may_take(found.sex, found.birth_date, on):
             raise Invalid(f"{row['name']} is a maternity ward, for women and newborns, and this patient is "
                           "registered as male: choose another ward (or correct the registration)", field=field)
     return dict(row)
