@@ -57,7 +57,10 @@ def test_the_worklist_shows_the_days_charge_and_the_unpriced_item(signed_in, fac
     assert page.status_code == 200, page.text
     assert f'data-entry="{charted["priced"]["id"]}"' in page.text  # behind the LAB same-day figure
     assert f'id="charge-{charted["charge"]}"' in page.text and "no price for lab 2345-7" in page.text
-    assert "KAMAU" in page.text and "Billing worklist" in page.text
+    assert "Billing worklist" in page.text
+    # The unpriced charge's patient, written as everywhere else, opens their account.
+    row = page.text.split(f'id="charge-{charted["charge"]}"')[1].split("</tr>")[0]
+    assert f'<a href="/t/{facility.slug}/billing/accounts/{charted["account"]}">KAMAU, Peter</a>' in row
 
 
 def test_pricing_from_the_worklist_with_bad_then_good_input(signed_in, facility, charted):

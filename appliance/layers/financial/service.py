@@ -57,7 +57,8 @@ def patients_named(conn: Connection, ids: set[uuid.UUID]) -> dict[uuid.UUID, dic
         return {}
     rows = conn.execute(sa.select(patient_t.c.id, patient_t.c.mrn, patient_t.c.family_name, patient_t.c.given_names)
                         .where(patient_t.c.id.in_(ids))).mappings()
-    return {r["id"]: {"mrn": r["mrn"], "name": f"{r['given_names']} {r['family_name'].upper()}"} for r in rows}
+    # As the rest of the portal writes a patient: FAMILY, Given.
+    return {r["id"]: {"mrn": r["mrn"], "name": f"{r['family_name'].upper()}, {r['given_names']}"} for r in rows}
 
 
 def _live_charges(*where: Any) -> sa.Select:
