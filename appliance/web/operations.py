@@ -255,13 +255,17 @@ def _admit_form(request: Asking, tenant: str, encounter_id: uuid.UUID, values: d
         if visit is None:
             raise NotFound("no patient waiting in the emergency department under that visit",
                            encounter_id=str(encounter_id))
-        free = conn.execute(sa.select(bed.c.code, bed.c.ward_code, ward.c.name)
+        free = conn.execute(sa.select(bed.c.code, bed.c.ward_code, ward.c.name, ward.c.kind)
                             .select_from(bed.join(ward, ward.c.code == bed.c.ward_code))
                             .where(bed.c.active, ward.c.active, bed.c.state == "available",
                                    ward.c.kind.in_(INPATIENT_WARD_KINDS))
                             .order_by(bed.c.ward_code, bed.c.code)).mappings().all()
+        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        maternity_ok = service.maternity_may_take(visit.get("sex"), visit.get("birth_date"), today)
         wards: dict[str, dict] = {}
         for row in free:
+            if row["kind"] == "maternity" and not maternity_ok:
+                continue  # the ward would refuse him: its beds are not offered
             wards.setdefault(row["ward_code"], {"code": row["ward_code"], "name": row["name"], "beds": []})
             wards[row["ward_code"]]["beds"].append(row["code"])
         return page(request, "operations/admit.html", status=status, active="ed", visit=visit, acuity=ACUITY,

@@ -37,13 +37,13 @@ def post_form(client, page_path: str, action: str, data: dict):
     return client.post(action, data={**data, "_csrf_token": csrf_token(page.text)}, follow_redirects=False)
 
 
-def _ed_patient(db, facility, manager) -> tuple[uuid.UUID, uuid.UUID]:
+def _ed_patient(db, facility, manager, **registration) -> tuple[uuid.UUID, uuid.UUID]:
     from appliance.substrate.principal import Principal
 
     acting = Principal(account_id=manager.person.account_id, kind="staff", display_name="Bed Manager",
                        tenant=facility.slug, role="bed_manager")
     with db.tenant(facility.slug) as conn:
-        patient_id = new_patient(conn, acting, family_name="Wekesa", given_names="Baraka")
+        patient_id = new_patient(conn, acting, **({"family_name": "Wekesa", "given_names": "Baraka"} | registration))
         visit = ed.arrive(conn, acting, patient_id, complaint="abdominal pain")
     return patient_id, visit["id"]
 
@@ -108,6 +108,14 @@ def test_the_transfer_list_does_not_offer_a_man_the_maternity_ward(manager, db, 
         with db.tenant(facility.slug) as conn:
             adt.discharge(conn, acting, man, disposition="home")
     assert stay["ward_code"] == "GEN"
+    # Nor does the ED's admission page offer him its beds.
+    arrived, visit = _ed_patient(db, facility, manager, family_name="Otieno", given_names="Brian", sex="male")
+    try:
+        form = manager.get(f"/t/{facility.slug}/ed/{visit}/admit").text
+        assert 'value="GEN-' in form and 'value="MAT-' not in form
+    finally:
+        with db.tenant(facility.slug) as conn:
+            ed.depart(conn, acting, arrived, visit, disposition="discharged")
 
 
 def test_discharge_and_bed_states_from_the_board(manager, db, facility):
