@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import icd10, service
 from appliance.layers.clinical.errors import Conflict, NotFound
+from appliance.layers.clinical.models import allergy, condition
 from appliance.layers.clinical.schemas import AllergyAmend, AllergyIn, ConditionAmend, ConditionIn, Retraction
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
@@ -80,6 +81,11 @@ def _problems_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, statu
             if principal.can("clinical.problem.read") else None
         allergies = service.list_allergies(conn, principal, patient_id) \
             if principal.can("clinical.allergy.read") else None
+        # What was marked entered in error stays on the page, with why: nothing in the record is deleted.
+        withdrawn_problems = service.list_withdrawn(conn, principal, patient_id, condition, "condition") \
+            if problems is not None else []
+        withdrawn_allergies = service.list_withdrawn(conn, principal, patient_id, allergy, "allergy") \
+            if allergies is not None else []
     values = dict(values or {})
     chosen = None
     if code and not form:  # a code picked in the finder fills the form to add a problem
@@ -90,9 +96,11 @@ def _problems_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, statu
             chosen = icd10.lookup(values["code"])
         except icd10.InvalidIcd10:
             chosen = None
-    authors = {row["author_id"] for row in [*(problems or []), *(allergies or [])]}
+    authors = {row["author_id"] for row in [*(problems or []), *(allergies or [])]} \
+        | {row["withdrawn_by"] for row in [*withdrawn_problems, *withdrawn_allergies]}
     return page(request, "problems.html", status=status, active="patients", patient_id=patient_id, tab="problems",
-                **top, problems=problems, all_allergies=allergies, form=form, values=values, errors=errors or {},
+                **top, problems=problems, all_allergies=allergies, withdrawn_problems=withdrawn_problems,
+                withdrawn_allergies=withdrawn_allergies, form=form, values=values, errors=errors or {},
                 find=find, matches=icd10.search(find, FINDER_LIMIT) if find else None, chosen=chosen,
                 names=people_named(db, authors), **HELPERS)
 

@@ -171,6 +171,11 @@ def test_an_allergy_recorded_on_the_page_stops_a_prescription_then_is_withdrawn_
     assert history.text.count('<li id="version-') == 2
     assert "Entered in error" in history.text and "Recorded on the wrong patient" in history.text
     assert "Sulfonamides" in history.text  # the mistaken version stays readable
+    # The tab still says what was withdrawn, by whom and why, and leads to its history.
+    page = client.get(tab(facility, patient)).text
+    listed = page.split(f'id="withdrawn-{allergy["id"]}"')[1].split("</li>")[0]
+    assert "<s>Sulfonamides</s>" in listed and "Recorded on the wrong patient" in listed
+    assert f"/entries/{allergy['id']}/history" in listed and "1 allergy marked entered in error" in page
 
 
 def test_an_allergy_status_is_changed_with_a_reason(signed_in, db, facility, patients, author):

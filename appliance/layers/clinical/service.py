@@ -90,6 +90,27 @@ def current_rows(conn: Connection, table: sa.Table, patient_id: uuid.UUID, *wher
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
+def list_withdrawn(conn: Connection, principal: Principal, patient_id: uuid.UUID, table: sa.Table, kind: str,
+                   limit: int = 50) -> list[dict]:
+    """Records of one kind marked entered in error, newest first: the version withdrawn (its detail, who
+    recorded it) with who withdrew it, when and why. Nothing is deleted, so the chart can still show what
+    was withdrawn. The read is audited."""
+    require_patient(conn, patient_id)
+    mistaken = entry.alias("mistaken")
+    rows = [dict(r) for r in conn.execute(
+        sa.select(mistaken.c.id, mistaken.c.root_id, mistaken.c.recorded_at, mistaken.c.author_id,
+                  *_detail_columns(table), entry.c.id.label("withdrawn_id"),
+                  entry.c.author_id.label("withdrawn_by"), entry.c.recorded_at.label("withdrawn_at"),
+                  entry.c.reason.label("withdrawn_reason"))
+        .select_from(entry.join(mistaken, mistaken.c.id == entry.c.supersedes)
+                     .join(table, table.c.entry_id == mistaken.c.id))
+        .where(entry.c.patient_id == patient_id, entry.c.kind == kind, entry.c.status == "entered_in_error",
+               current_clause())
+        .order_by(entry.c.recorded_at.desc()).limit(limit)).mappings()]
+    note_access(conn, principal, "read", patient_id, kind, [r["id"] for r in rows])
+    return rows
+
+
 # -- patients ----------------------------------------------------------------------------------------
 
 
