@@ -17,6 +17,7 @@ task or its cancellation exists the moment the act does, or not at all.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
 import sqlalchemy as sa
@@ -163,16 +164,19 @@ def _cancel_from(conn: Connection, principal: Principal, source_root: uuid.UUID,
 _ANSWERS = sa.table("result", sa.column("entry_id"), sa.column("service_request_id"))
 
 
-def _answered(order_root: uuid.UUID) -> sa.ColumnElement[bool]:
-    return sa.exists().where(_ANSWERS.c.service_request_id == order_root, entry.c.id == _ANSWERS.c.entry_id,
-                             views.CURRENT)
-
-
-def _encounter_closed(encounter_id: uuid.UUID | None) -> sa.ColumnElement[bool]:
-    if encounter_id is None:
-        return sa.false()
-    return sa.exists().where(views.encounter.c.id == encounter_id,
-                             views.encounter.c.status.in_(("finished", "cancelled")))
+@functools.cache
+def _specimen_statement() -> sa.Select:
+    """Whether a lab order is answered, whether its encounter is closed, and the ward its specimen task
+    goes to, in one statement built once: a lab order is placed many times a day, and building this
+    afresh (with SQLAlchemy keying it for its cache) cost more CPU than running it (bench/intake.py). A
+    NULL encounter matches no encounter and orders no ward first."""
+    order_root, encounter_id = sa.bindparam("order_root"), sa.bindparam("encounter_id")
+    answered = sa.exists().where(_ANSWERS.c.service_request_id == order_root, entry.c.id == _ANSWERS.c.entry_id,
+                                 views.CURRENT)
+    closed = sa.exists().where(views.encounter.c.id == encounter_id,
+                               views.encounter.c.status.in_(("finished", "cancelled")))
+    return sa.select(answered, closed,
+                     views.ward_of_query(sa.bindparam("patient_id"), encounter_id).scalar_subquery())
 
 
 def specimen_task(conn: Connection, principal: Principal, order: Entry) -> None:
@@ -186,9 +190,8 @@ def specimen_task(conn: Connection, principal: Principal, order: Entry) -> None:
         return
     # Orders loaded with their history (imports, demo data) may arrive already answered or closed; asked
     # in one statement with the ward the task goes to (a lab order is placed many times a day).
-    answered, closed, ward = conn.execute(sa.select(
-        _answered(order.root_id), _encounter_closed(order.encounter_id),
-        views.ward_of_query(order.patient_id, order.encounter_id).scalar_subquery())).one()
+    answered, closed, ward = conn.execute(_specimen_statement(), {
+        "order_root": order.root_id, "encounter_id": order.encounter_id, "patient_id": order.patient_id}).one()
     if answered or closed:
         return
     due = order.occurred_at + SPECIMEN_DUE.get(detail.get("priority", "routine"), SPECIMEN_DUE["routine"])

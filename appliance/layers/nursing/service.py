@@ -10,6 +10,7 @@ every read of patient data is noted on the audit seam. Ward-wide views (worklist
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 import zoneinfo
 from collections import defaultdict
@@ -71,18 +72,9 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
     the record under their own event."""
     if not patient_ids:
         return {}
-    pregnancy = (
-        _current(views.condition, "condition", entry.c.patient_id == views.patient.c.id,
-                 entry.c.status != "entered_in_error", views.condition.c.clinical_status == "active",
-                 views.condition.c.verification != "differential", _PREGNANCY_CODES,
-                 sa.or_(views.condition.c.onset_date.is_(None), views.condition.c.onset_date <= at.date()))
-        .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
-        .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
-    )
     found = {}
-    for patient_id, born, pregnant in conn.execute(
-            sa.select(views.patient.c.id, views.patient.c.birth_date, pregnancy)
-            .where(views.patient.c.id.in_(patient_ids))):
+    for patient_id, born, pregnant in conn.execute(_exclusions_statement(),
+                                                   {"patient_ids": list(patient_ids), "on": at.date()}):
         # Pregnancy first: a girl under 16 in pregnancy or the puerperium is charted on MEOWS, as every
         # woman on a maternity chart is.
         if pregnant is not None:
@@ -93,6 +85,24 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
             found[patient_id] = Exclusion(f"under {ADULT_YEARS}",
                                           f"NEWS2 is not used under {ADULT_YEARS} years of age")
     return found
+
+
+@functools.cache
+def _exclusions_statement() -> sa.Select:
+    """`news2_exclusions`' statement, built once: it runs in the reaction to every set of vital signs, and
+    building it afresh (and SQLAlchemy then keying it for its cache) cost more CPU than PostgreSQL spent
+    running it — 10% of the server's Python in bench/intake.py (py-spy)."""
+    pregnancy = (
+        _current(views.condition, "condition", entry.c.patient_id == views.patient.c.id,
+                 entry.c.status != "entered_in_error", views.condition.c.clinical_status == "active",
+                 views.condition.c.verification != "differential", _PREGNANCY_CODES,
+                 sa.or_(views.condition.c.onset_date.is_(None),
+                        views.condition.c.onset_date <= sa.bindparam("on", type_=sa.Date)))
+        .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
+        .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
+    )
+    return (sa.select(views.patient.c.id, views.patient.c.birth_date, pregnancy)
+            .where(views.patient.c.id.in_(sa.bindparam("patient_ids", expanding=True))))
 
 
 def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) -> Exclusion | None:
