@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from decimal import ROUND_DOWN, Decimal
 
 import sqlalchemy as sa
 
-from appliance.layers.financial import accrual, service
+from appliance.layers.financial import accrual, schedule, service
 from appliance.layers.financial.models import account, charge, invoice
+from appliance.layers.financial.money import aging_bucket
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
@@ -50,19 +52,27 @@ def generate_billing_demo(db: Database, slug: str, seed: int = 2026, accounts: i
             sa.select(account.c.id, last_care.label("last_care"))
             .where(account.c.id.not_in(unpriced), last_care.is_not(None))
             .order_by(account.c.opened_at).limit(accounts)).all()
-        today = dt.date.today()
+        zone = zoneinfo.ZoneInfo(schedule.setting(conn).timezone)
+        today = dt.datetime.now(zone).date()  # the facility's today, as the aging report counts it
         written = {"bed_day": bed_days, "invoice": 0, "payment": 0}
+        owed_in: set[str] = set()  # aging buckets already holding an unpaid invoice
         for account_id, last_care_day in chosen:
             if rng.random() < 0.15 or last_care_day >= today:
                 continue  # some accounts are still open (care not over, or not billed yet)
             drafted = service.draft_invoice(conn, principal, account_id)
             final = service.finalise_invoice(conn, principal, drafted["id"])
             billed_on = min(last_care_day + dt.timedelta(days=rng.randint(0, 3)), today)
-            at = dt.datetime.combine(billed_on, dt.time(rng.randint(8, 16), rng.randint(0, 59)), dt.UTC)
+            at = dt.datetime.combine(billed_on, dt.time(rng.randint(8, 16), rng.randint(0, 59)), zone)
             conn.execute(sa.update(invoice).where(invoice.c.id == final["id"]).values(created_at=at, finalised_at=at))
             written["invoice"] += 1
             roll = rng.random()
             total = final["total"]
+            bucket = aging_bucket(billed_on, today)
+            if total > 0 and bucket not in owed_in:
+                # The first invoice of each age stays owed whatever the roll: the chart has a bar
+                # wherever there was billing, for every seed and slug.
+                owed_in.add(bucket)
+                continue
             if total <= 0 or roll < 0.2:
                 continue  # not paid yet
             share = Decimal(1) if roll < 0.75 else Decimal(rng.randint(20, 80)) / 100
