@@ -24,6 +24,7 @@ from appliance.interop.hl7v2.models import hl7_placer_order
 from appliance.interop.hl7v2.patients import known_patient
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import ResultIn, ServiceRequestIn
+from appliance.substrate.record import note_access
 
 PRIORITIES = {"S": "stat", "A": "urgent", "R": "routine", "": "routine"}
 RESULT_FLAGS = {"N": "N", "L": "L", "H": "H", "LL": "LL", "HH": "HH", "A": "A", "AA": "A", "<": "L", ">": "H"}
@@ -164,6 +165,7 @@ def results(act: Act) -> None:
     patient = known_patient(act)
     act.require("clinical.result.create", "record results")
     order_id: uuid.UUID | None = None
+    orders: dict[uuid.UUID, None] = {}  # the orders the OBRs named, in order, each once
     pending: list[tuple[int, hl7.Segment, list[str], uuid.UUID | None]] = []
     obr_seen = obx_seen = 0
     for segment in act.message:
@@ -173,6 +175,8 @@ def results(act: Act) -> None:
             pending = []
             obr_seen += 1
             order_id = _order_of(act, patient["id"], segment, obr_seen)
+            if order_id is not None:
+                orders[order_id] = None
         elif name == "OBX":
             obx_seen += 1
             pending.append((obx_seen, segment, [], order_id))
@@ -181,6 +185,10 @@ def results(act: Act) -> None:
     _record(act, patient["id"], pending)
     if not obx_seen:
         raise not_applied(REQUIRED_FIELD_MISSING, "the message has no OBX segment: no result to record")
+    if orders:
+        # Finding the patient's orders by their placer numbers read them: noted once for the message,
+        # naming every order, not once per OBR.
+        note_access(act.conn, act.principal, "read", patient["id"], "service_request", orders)
 
 
 def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:

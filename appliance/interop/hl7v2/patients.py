@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 import hl7
+import sqlalchemy as sa
 
 from appliance.interop.hl7v2 import messages
 from appliance.interop.hl7v2.act import Act, refusals
@@ -22,6 +23,7 @@ from appliance.interop.hl7v2.messages import (
     value,
 )
 from appliance.layers.clinical import service
+from appliance.layers.clinical.models import patient_identifier
 from appliance.layers.clinical.schemas import PatientIn
 
 SEXES = {"F": "female", "M": "male", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
@@ -72,14 +74,16 @@ def find_patient(act: Act, identifiers: list[PatientIdentifier]) -> dict | None:
     act.require("clinical.patient.search", "look patients up")
     matched: set[uuid.UUID] = set()
     for identifier in identifiers:
-        for row in service.search_patients(act.conn, act.principal, identifier=identifier.value, limit=100):
-            if identifier.ours:
-                if row["mrn"] == identifier.value:
-                    matched.add(row["id"])
-                continue
-            held = service.patient_of(act.conn, row["id"])["identifiers"]
-            if {"system": identifier.system, "value": identifier.value} in held:
-                matched.add(row["id"])
+        found = service.search_patients(act.conn, act.principal, identifier=identifier.value, limit=100)
+        if identifier.ours:
+            matched |= {row["id"] for row in found if row["mrn"] == identifier.value}
+        elif found:
+            # Which of the patients the search found (and noted) hold the value in this system: only
+            # their identifiers, in one statement; the match's registration is read below, audited.
+            matched |= set(act.conn.execute(sa.select(patient_identifier.c.patient_id).where(
+                patient_identifier.c.patient_id.in_([row["id"] for row in found]),
+                patient_identifier.c.system == identifier.system,
+                patient_identifier.c.value == identifier.value)).scalars())
     if len(matched) > 1:
         raise not_applied(DUPLICATE_KEY_IDENTIFIER, "name two different patients of this facility; nothing "
                           "was applied (merge or correct them first)", location=("PID", 1, 3),

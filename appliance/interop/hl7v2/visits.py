@@ -29,6 +29,7 @@ from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.layers.operations import adt, ed
 from appliance.layers.operations.errors import NotFound as NoEmergencyVisit
 from appliance.layers.operations.models import ed_visit
+from appliance.substrate.record import note_access
 
 PATIENT_CLASSES = {"O": "outpatient", "E": "emergency", "I": "inpatient"}
 DISPOSITIONS = {"01": "home", "02": "transfer_out", "03": "transfer_out", "04": "transfer_out",
@@ -94,6 +95,8 @@ def admit(act: Act) -> None:
     # A patient still in the emergency department is admitted from it: the ED visit closes (admitted).
     from_ed = act.conn.execute(sa.select(ed_visit.c.id).where(
         ed_visit.c.patient_id == patient_id, ed_visit.c.departed_at.is_(None))).scalar()
+    if from_ed is not None:  # that the patient is in the ED is patient data: read as the ED board reads it
+        note_access(act.conn, act.principal, "read", patient_id, "ed_arrival", (from_ed,))
     with refusals("PV1", 1, PV1_FIELDS):
         stay = adt.admit(act.conn, act.principal, patient_id, ward_code=ward, bed_code=value(pv1, 3, 3) or None,
                          reason=_admit_reason(act), ed_encounter_id=from_ed)

@@ -341,3 +341,45 @@ def test_the_err_location_names_which_obx_was_refused_and_nothing_of_the_others_
     assert ack.code == "AE" and ack.field("ERR", 2) == "OBX" and ack.field("ERR", 2, 2) == "2", ack.text
     assert ack.field("ERR", 2, 3) == "5" and "OBX-5 observation value many is not a number" in ack.field("ERR", 8)
     assert counts(db, facility.slug) == before  # the first OBX's result went with the rest
+
+
+def _reads(db, tenant: str, first: int, event_type: str) -> list[dict]:
+    """The access events of one type since `first`: whose record (the patient entity) and which ids."""
+    found = []
+    for event in audit.read_events(db, tenant, first_seq=first, event_type=event_type):
+        entities = event["event"]["entity"]
+        found.append({"patient": next(e["what"]["reference"] for e in entities if "what" in e),
+                      "ids": next(e["ids"] for e in entities if "ids" in e)})
+    return found
+
+
+def test_finding_the_ed_visit_an_a01_admits_from_is_audited_naming_the_patient(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier, patient_class="E"))[0].code == "AA"
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        visit = conn.execute(sa.text("SELECT id FROM ed_visit WHERE patient_id = :p"), {"p": patient["id"]}).scalar()
+    first = _last_seq(db, facility.slug)
+    assert feed(adt(facility.slug, "A01", identifier, patient_class="I", location="GEN"))[0].code == "AA"
+    assert _reads(db, facility.slug, first, "record.ed_arrival.read") == [
+        {"patient": f"Patient/{patient['id']}", "ids": [str(visit)]}]
+
+
+def test_finding_orders_by_placer_number_is_audited_once_per_message_naming_the_patient(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    placers = ["ORD" + secrets.token_hex(4), "ORD" + secrets.token_hex(4)]
+    for placer in placers:
+        assert feed(orm(facility.slug, identifier, "58410-2", placer=placer))[0].code == "AA"
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        orders = dict(conn.execute(sa.text("SELECT placer_number, service_request_id FROM hl7_placer_order "
+                                           "WHERE patient_id = :p"), {"p": patient["id"]}).all())
+    # Two OBRs, each naming its order, three OBX: one access event for the message.
+    message = oru(facility.slug, identifier, ["OBX|1|NM|718-7^Hb^LN||10.2|g/dL||||F",
+                                              "OBX|2|NM|6690-2^WBC^LN||7.1|10*3/uL||||F"], placer=placers[0])
+    message += f"OBR|2|{placers[1]}^HIS||58410-2^Full blood count^LN\rOBX|3|NM|718-7^Hb^LN||11.0|g/dL||||F\r"
+    first = _last_seq(db, facility.slug)
+    assert feed(message)[0].code == "AA"
+    assert _reads(db, facility.slug, first, "record.service_request.read") == [
+        {"patient": f"Patient/{patient['id']}", "ids": [str(orders[p]) for p in placers]}]
