@@ -16,7 +16,7 @@ from appliance.layers.clinical.schemas import ConditionIn, EncounterIn
 from appliance.national import indicators as national
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
-from tests.layers.clinical.conftest import new_patient
+from tests.layers.clinical.conftest import born_years_ago, new_patient
 
 DEFINITIONS_FILE = Path(__file__).resolve().parents[2] / "policies" / "indicators.toml"
 
@@ -26,20 +26,15 @@ def definitions() -> national.Definitions:
     return national.load_definitions(DEFINITIONS_FILE)
 
 
-def _years_ago(years: int, days: int = 40) -> dt.date:
-    today = dt.date.today()
-    return today.replace(year=today.year - years) - dt.timedelta(days=days)
-
-
 def test_a_facility_counts_its_month_by_sex_and_age_band(db, tenant_factory, definitions):
     facility = tenant_factory(name="Counting Facility")
     clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Count", tenant=facility.slug,
                           role="clinician")
     with db.tenant(facility.slug) as conn:
-        women = [new_patient(conn, clinician, birth_date=_years_ago(30), sex="female") for _ in range(6)]
-        boy = new_patient(conn, clinician, birth_date=_years_ago(3), sex="male")
+        women = [new_patient(conn, clinician, birth_date=born_years_ago(30), sex="female") for _ in range(6)]
+        boy = new_patient(conn, clinician, birth_date=born_years_ago(3), sex="male")
         baby = new_patient(conn, clinician, birth_date=dt.date.today() - dt.timedelta(days=100), sex="other")
-        elder = new_patient(conn, clinician, birth_date=_years_ago(70), sex="male")
+        elder = new_patient(conn, clinician, birth_date=born_years_ago(70), sex="male")
         opened = [service.open_encounter(conn, clinician, w["id"], EncounterIn(encounter_class="outpatient"))
                   for w in women]
         service.open_encounter(conn, clinician, boy["id"], EncounterIn(encounter_class="outpatient"))

@@ -16,7 +16,7 @@ from appliance.layers.clinical.schemas import EncounterIn
 from appliance.national import indicators as national
 from appliance.substrate.audit import control_audit_event
 from appliance.substrate.principal import Principal
-from tests.layers.clinical.conftest import new_patient
+from tests.layers.clinical.conftest import born_years_ago, new_patient
 
 
 def _events(db, event_type: str) -> int:
@@ -36,7 +36,7 @@ def counted(db, tenant_factory):
                               role="clinician")
         with db.tenant(facility.slug) as conn:
             for sex, years in people:
-                born = dt.date.today().replace(year=dt.date.today().year - years) - dt.timedelta(days=40)
+                born = born_years_ago(years)
                 patient = new_patient(conn, clinician, sex=sex, birth_date=born)
                 opened = service.open_encounter(conn, clinician, patient["id"],
                                                 EncounterIn(encounter_class="outpatient"))

@@ -70,6 +70,15 @@ def new_patient(conn, principal: Principal, **overrides) -> dict:
     return service.register_patient(conn, principal, PatientIn.model_validate(fields))
 
 
+def born_years_ago(years: int, days: int = 40) -> dt.date:
+    """A birth date that makes a patient `years` old today, the birthday `days` days past. On 29 February
+    the anniversary in a common year is the 28th (`date.replace` raises there, failing a run once in four
+    years)."""
+    today = dt.date.today()
+    anniversary = today.replace(year=today.year - years, day=28 if (today.month, today.day) == (2, 29) else today.day)
+    return anniversary - dt.timedelta(days=days)
+
+
 @pytest.fixture
 def api(token_client, facility):
     """A clinician's API client at the facility."""
