@@ -6,7 +6,9 @@ Each bundle is one tenant transaction through the same path as a transaction pos
 signs sent one Observation per measurement are kept as the record keeps them, one set per visit and
 time (`writes.sets_of_vital_signs`).
 Resources the record cannot hold (claims, immunizations, procedures, a condition coded only in SNOMED
-CT, a BMI) are counted as skipped, by type and reason, not errors. The acts are attributed to a machine
+CT, a BMI) are counted as skipped, by type and reason, not errors; so is each element an imported
+resource is taken in without (`Patient.maritalStatus`), by element, which a create through the facade
+would refuse. The acts are attributed to a machine
 principal the operator names (`import_principal`), given an account row that can never sign in, as
 the demo generators' authors are, so every entry and audit event says who imported it.
 """

@@ -28,7 +28,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, JSONBody
 
 from appliance import __version__
-from appliance.interop.fhir import paging, store, writes
+from appliance.interop.fhir import elements, paging, store, writes
 from appliance.interop.fhir.errors import FhirError, of_fhir_error, of_record_error, outcome
 from appliance.substrate import keys
 from appliance.substrate.db import InvalidSlug, UnknownTenant
@@ -204,6 +204,7 @@ def _create_handler(route: ResourceRoute) -> HTTPRouteHandler:
             write = writes.plan(resource, route.type)
         except writes.Unsupported as exc:
             raise FhirError(422, "not-supported", str(exc), expression=route.type) from None
+        writes.refuse_not_kept([write])
         writes.link_subjects(state.db, tenant, [write])
         with state.db.tenant(tenant) as conn:
             [created] = writes.apply(conn, request.user, [write], _reason(request))
@@ -357,6 +358,9 @@ def capability_statement(base: str) -> dict:
             "type": route.type,
             "interaction": [{"code": code} for code in interactions(route)],
         }
+        if route.create or route.in_transaction:
+            entry["documentation"] = (f"A create keeps {elements.describe(writes.KEPT[route.type])}, besides id, "
+                                      "meta and text; any other element is refused (422 naming it), nothing written")
         if "search-type" in interactions(route):
             entry["searchParam"] = [*({"name": p.name, "type": p.type, "documentation": p.description}
                                       for p in store.SEARCH_PARAMETERS[route.type].values()), COUNT_PARAMETER]

@@ -3,10 +3,13 @@ bulk — each validated against the FHIR R4B models first, then turned into the 
 request shapes (`PatientIn`, `ConditionIn`, `AllergyIn`, `VitalSignsIn`) and written through its
 services and the record, in one tenant transaction: all of a bundle, or none of it.
 
-Two kinds of "no": a resource the record cannot hold (a type it has no place for, a condition coded
+Three kinds of "no": a resource the record cannot hold (a type it has no place for, a condition coded
 only in SNOMED CT, a vital sign it does not chart) is `Unsupported` — a 422 to an API client, a
-skipped resource counted by a bulk import; a resource that is wrong (an ICD-10 code not in the WHO
-list, a heart rate of 900) is a `FhirError` and refuses the whole bundle.
+skipped resource counted by a bulk import; an element of a resource the record would not keep (what
+each type keeps is `KEPT`, next to the function that reads it) is named in `Write.not_kept` — a 422
+naming each to an API client, nothing written, and counted by a bulk import, which takes the resource
+in without it; a resource that is wrong (an ICD-10 code not in the WHO list, a heart rate of 900) is a
+`FhirError` and refuses the whole bundle.
 
 Past care keeps its time: an encounter's period and a vital signs set's effective time are the
 entries' `occurred_at` (written through `record.append`, as the clinical service writes them, since
@@ -16,6 +19,7 @@ its functions record the present); a condition keeps its onset and abatement dat
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +30,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.interop.fhir import resources
+from appliance.interop.fhir import elements, resources
+from appliance.interop.fhir.elements import ENTIRE, REFERENCE, Kept
 from appliance.interop.fhir.errors import FhirError, of_record_error, of_validation
 from appliance.layers.clinical import access, service
 from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, PatientIn, VitalSignsIn
@@ -64,6 +69,7 @@ class Write:
     encounter_ref: str | None = None
     occurred_at: dt.datetime | None = None
     sources: int = 1  # how many resources of the request it holds (vital signs taken together: several)
+    not_kept: list[elements.NotKept] = field(default_factory=list)  # what of the resource the record would not keep
 
 
 def validate(resource: Any, resource_type: str | None, where: str) -> dict:
@@ -147,9 +153,63 @@ def _human_name(name: dict) -> str:
     return name.get("text") or " ".join([*name.get("given", []), name.get("family") or ""]).strip()
 
 
-def patient_in(resource: dict, where: str) -> PatientIn:
+def _the_name(resource: dict) -> dict:
+    """The one name a registration keeps: the official one, else the first."""
     names = resource.get("name") or []
-    name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    return next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+
+
+def _first_of_its_system(identifier: dict, patient: dict) -> bool:
+    """An identifier kept: one the record has a system for (not this appliance's own MRN), with a value,
+    and the first the patient carries in that system."""
+    system = _identifier_system(identifier)
+    if system is None or not identifier.get("value"):
+        return False
+    return next(i for i in patient.get("identifier") or [] if _identifier_system(i) == system) is identifier
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+TELECOM_SYSTEMS = ("phone", "email", "sms", None)
+PHONE = ("phone", None)
+PATIENT_KEPT: dict[str, Kept] = {
+    "identifier": Kept(parts={"system": ENTIRE, "value": ENTIRE, "type": ENTIRE,
+                              "use": Kept(when=lambda use, _: use in ("usual", "official"),
+                                          why="the record keeps identifiers in use, not old, temporary or "
+                                              "secondary ones")},
+                       when=_first_of_its_system,
+                       why=f"the record keeps one identifier per system, never an MRN in {resources.MRN_SYSTEM} "
+                           "(this facility assigns its own; send another facility's as type MR)"),
+    "active": Kept(when=lambda value, _: value is True, why="a registration is active; an inactive one is not kept"),
+    "name": Kept(parts={"use": ENTIRE, "family": ENTIRE, "given": ENTIRE,
+                        "text": Kept(when=lambda text, name: _words(text) <= _words(
+                            " ".join([*name.get("given", []), name.get("family") or ""])),
+                            why="the record keeps the name as its family and given names, and this text says more")},
+                 when=lambda name, patient: name is _the_name(patient),
+                 why="the record keeps one name (the official one, else the first)"),
+    "telecom": Kept(parts={"system": ENTIRE, "value": ENTIRE,
+                           "use": Kept(when=lambda use, _: use == "mobile",
+                                       why="the record keeps a phone number, not whether it is home or work")},
+                    items=11, when=lambda t, _: bool(t.get("value")) and t.get("system") in TELECOM_SYSTEMS,
+                    why="the record keeps phone numbers and e-mail addresses, the registration's phone and ten more"),
+    "gender": ENTIRE,
+    "birthDate": ENTIRE,
+    "address": Kept(parts={"line": ENTIRE, "city": ENTIRE, "district": ENTIRE, "state": ENTIRE,
+                           "country": Kept(when=lambda c, _: len(c) == 2 and c.isupper(),
+                                           why="the record keeps a country as its ISO 3166 two-letter code (KE)")},
+                    items=1, why="the record keeps one address"),
+    "contact": Kept(parts={"name": Kept(parts={"text": ENTIRE, "family": ENTIRE, "given": ENTIRE}),
+                           "relationship": Kept(items=1, why="the record keeps one relationship per contact"),
+                           "telecom": Kept(parts={"system": ENTIRE, "value": ENTIRE}, items=1,
+                                           when=lambda t, _: bool(t.get("value")) and t.get("system") in PHONE,
+                                           why="the record keeps one phone number per contact")}),
+}
+
+
+def patient_in(resource: dict, where: str) -> PatientIn:
+    name = _the_name(resource)
     telecom = [t for t in resource.get("telecom") or []
                if t.get("value") and t.get("system") in ("phone", "email", "sms", None)]
     phone = next((t for t in telecom if t.get("system") != "email"), None)  # the registration's phone
@@ -187,6 +247,12 @@ ENCOUNTER_STATUSES = {"planned": "planned", "arrived": "arrived", "triaged": "ar
                       "cancelled": "cancelled"}
 
 
+ENCOUNTER_KEPT: dict[str, Kept] = {
+    "status": ENTIRE, "class": ENTIRE, "subject": REFERENCE, "period": Kept(parts={"start": ENTIRE, "end": ENTIRE}),
+    "reasonCode": Kept(items=1, why="the record keeps one reason for a visit"),
+}
+
+
 def encounter_detail(resource: dict, where: str) -> dict:
     code = (resource.get("class") or {}).get("code")
     if code not in ENCOUNTER_CLASSES:
@@ -216,6 +282,18 @@ CONDITION_VERIFICATION = {"confirmed": "confirmed", "provisional": "provisional"
                           "differential": "differential"}
 
 
+# The record's conditions are its problem list, each linked to the encounter that found it where one is named.
+CONDITION_CATEGORIES = {"problem-list-item", "encounter-diagnosis"}
+NOTE = Kept(parts={"text": ENTIRE}, items=1, why="the record keeps one note")
+CONDITION_KEPT: dict[str, Kept] = {
+    "clinicalStatus": ENTIRE, "verificationStatus": ENTIRE,
+    "category": Kept(when=lambda concept, _: {c.get("code") for c in concept.get("coding", [])} <= CONDITION_CATEGORIES,
+                     why="the record keeps conditions as problems (problem-list-item or encounter-diagnosis)"),
+    "code": ENTIRE, "subject": REFERENCE, "encounter": REFERENCE,
+    "onsetDateTime": ENTIRE, "abatementDateTime": ENTIRE, "note": NOTE,
+}
+
+
 def condition_in(resource: dict, where: str) -> ConditionIn:
     icd10 = next((c for c in (resource.get("code") or {}).get("coding", [])
                   if c.get("system") in ICD10_SYSTEMS and c.get("code")), None)
@@ -242,6 +320,17 @@ def condition_in(resource: dict, where: str) -> ConditionIn:
 # -- AllergyIntolerance ------------------------------------------------------------------------------
 
 
+ALLERGY_CATEGORIES = ("medication", "food", "environment")
+ALLERGY_KEPT: dict[str, Kept] = {
+    "clinicalStatus": ENTIRE, "verificationStatus": ENTIRE,
+    "category": Kept(items=1, when=lambda category, _: category in ALLERGY_CATEGORIES,
+                     why="the record keeps one category: medication, food or environment"),
+    "criticality": ENTIRE, "code": ENTIRE, "patient": REFERENCE, "encounter": REFERENCE, "note": NOTE,
+    "reaction": Kept(parts={"manifestation": Kept(items=1, why="the record keeps one manifestation"),
+                            "severity": ENTIRE}, items=1, why="the record keeps one reaction"),
+}
+
+
 def allergy_in(resource: dict, where: str) -> AllergyIn:
     substance = _text_of(resource.get("code"))
     if not substance:
@@ -250,7 +339,7 @@ def allergy_in(resource: dict, where: str) -> AllergyIn:
     verification = _code_of(resource.get("verificationStatus")) or "confirmed"
     if verification in ("refuted", "entered-in-error"):
         raise Unsupported("AllergyIntolerance", f"verification status {verification!r} is not recorded")
-    categories = [c for c in resource.get("category") or [] if c in ("medication", "food", "environment")]
+    categories = [c for c in resource.get("category") or [] if c in ALLERGY_CATEGORIES]
     reaction = (resource.get("reaction") or [{}])[0]
     values = {"substance": substance[:200], "category": categories[0] if categories else "other",
               "reaction": _text_of((reaction.get("manifestation") or [None])[0]),
@@ -285,6 +374,20 @@ def _measure(sign: resources.VitalSign, holder: dict, where: str) -> Any:
     # The record keeps whole numbers of beats, breaths, mmHg and %, and tenths of the rest.
     return int(value.quantize(Decimal(1), ROUND_HALF_UP)) if sign.column in WHOLE \
         else value.quantize(Decimal("0.1"), ROUND_HALF_UP)
+
+
+QUANTITY = Kept(parts={"value": ENTIRE, "unit": ENTIRE, "system": ENTIRE, "code": ENTIRE})
+VITAL_SIGNS_KEPT: dict[str, Kept] = {
+    "status": Kept(when=lambda status, _: status in ("final", "amended", "corrected"),
+                   why="the record keeps vital signs as taken (final)"),
+    "category": ENTIRE, "code": ENTIRE, "subject": REFERENCE, "encounter": REFERENCE, "effectiveDateTime": ENTIRE,
+    "valueQuantity": QUANTITY, "valueCodeableConcept": ENTIRE,
+    "component": Kept(parts={"code": ENTIRE, "valueQuantity": QUANTITY, "valueCodeableConcept": ENTIRE}),
+}
+# What a create keeps of each type it takes; anything else is named and refused (see `elements`).
+KEPT: dict[str, dict[str, Kept]] = {"Patient": PATIENT_KEPT, "Encounter": ENCOUNTER_KEPT,
+                                    "Condition": CONDITION_KEPT, "AllergyIntolerance": ALLERGY_KEPT,
+                                    "Observation": VITAL_SIGNS_KEPT}
 
 
 def vital_signs_in(resource: dict, where: str) -> VitalSignsIn:
@@ -325,12 +428,14 @@ def _reference(resource: dict, *keys: str) -> str | None:
 
 
 def plan(resource: dict, where: str, full_url: str | None = None) -> Write:
-    """One validated resource as the write it becomes (Unsupported when the record cannot hold it)."""
+    """One validated resource as the write it becomes (Unsupported when the record cannot hold it), with
+    the elements of it the record would not keep (`Write.not_kept`: a create refuses them, `refuse_not_kept`)."""
     resource_type = resource["resourceType"]
     if resource_type not in CREATABLE:
         raise Unsupported(resource_type, "the record has no place for this resource type")
     write = Write(resource_type, where, None, full_url=full_url, patient_ref=_reference(resource, "subject", "patient"),
-                  encounter_ref=_reference(resource, "encounter"))
+                  encounter_ref=_reference(resource, "encounter"),
+                  not_kept=elements.not_kept(resource, KEPT[resource_type], where))
     if resource_type == "Patient":
         write.data = patient_in(resource, where)
         return write
@@ -350,6 +455,13 @@ def plan(resource: dict, where: str, full_url: str | None = None) -> Write:
             raise FhirError(422, "value", "vital signs cannot be taken in the future",
                             expression=f"{where}.effectiveDateTime")
     return write
+
+
+def refuse_not_kept(planned: list[Write]) -> None:
+    """A create or a transaction is refused, naming each element, when the record would not keep all of it."""
+    found = [n for write in planned for n in write.not_kept]
+    if found:
+        raise elements.refusal(found)
 
 
 @dataclass
@@ -379,14 +491,22 @@ def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
             raise FhirError(422, "not-supported", "a transaction here creates resources: each entry's request is a "
                                                   "POST without conditions", expression=f"Bundle.entry[{i}].request")
         try:
-            planned.writes.append(plan(resource, where, item.get("fullUrl")))
+            write = plan(resource, where, item.get("fullUrl"))
         except Unsupported as exc:
             if strict:
                 raise FhirError(422, "not-supported", str(exc), expression=where) from None
             planned.skipped[str(exc)] += 1
             if item.get("fullUrl"):
                 planned.skipped_urls.add(item["fullUrl"])
+            continue
+        planned.writes.append(write)
+        if not strict:  # imported without them, and counted: the operator is told what was left out
+            for element, why in {(n.element, n.why) for n in write.not_kept}:
+                planned.skipped[f"{element}: {why} (the resource was imported without it)"] += 1
+    if strict:
+        refuse_not_kept(planned.writes)
     return planned
+
 
 
 def sets_of_vital_signs(planned: list[Write]) -> list[Write]:

@@ -14,6 +14,8 @@ import datetime as dt
 import random
 import uuid
 
+from appliance.interop.fhir.elements import NO_PLACE
+
 SYNTHEA = "https://github.com/synthetichealth/synthea"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -221,5 +223,16 @@ def expected(encounters: int = 3) -> dict:
                     "Immunization: the record has no place for this resource type": encounters,
                     "Claim: the record has no place for this resource type": encounters,
                     "MedicationRequest: the record has no place for this resource type": 1,
-                    "Provenance: the record has no place for this resource type": 1},
+                    "Provenance: the record has no place for this resource type": 1,
+                    # Elements of imported resources the record has no place for: each resource counted.
+                    **{f"{element}: {why} (the resource was imported without it)": n for element, why, n in [
+                        *((f"Patient.{name}", NO_PLACE, 1) for name in (
+                            "extension", "maritalStatus", "multipleBirthBoolean", "communication", "name.prefix",
+                            "address.extension", "address.postalCode")),
+                        ("Patient.telecom.use", "the record keeps a phone number, not whether it is home or work", 1),
+                        *((f"Encounter.{name}", NO_PLACE, encounters) for name in (
+                            "type", "participant", "location", "serviceProvider")),
+                        ("Condition.recordedDate", NO_PLACE, icd10_coded),
+                        ("Observation.issued", NO_PLACE, 4 * encounters),  # the four measured alone (the BMI skipped)
+                        ("AllergyIntolerance.type", NO_PLACE, 1), ("AllergyIntolerance.recordedDate", NO_PLACE, 1)]}},
     }
