@@ -132,6 +132,14 @@ class Database:
         if self.cluster is not None:
             self.cluster.stop()
 
+    def unpooled_connection(self) -> psycopg.Connection:
+        """A connection of its own, made as the pool makes them but never returned to it: for a LISTEN
+        that lives as long as the process (closing it closes it)."""
+        pooled = self.engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()
+        return connection
+
     def libpq_url(self) -> str:
         if self.cluster is not None:
             return self.cluster.libpq_url()
@@ -235,6 +243,10 @@ class Database:
         served.add(slug)
         if len(served) > self.tenants_per_connection:
             conn.invalidate()
+
+    def tenant_known(self, slug: str) -> bool:
+        """Whether this process has already found `slug` active: no database call, safe in the event loop."""
+        return slug in self._known_tenants
 
     def tenant_exists(self, slug: str) -> bool:
         """Whether `slug` names an active tenant; positive answers are cached for the process."""

@@ -33,6 +33,7 @@ from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.local_secrets import host_secret
 from appliance.substrate.policy import load_policy
+from appliance.substrate.token_cache import TokenCache
 from appliance.web import (
     admin,
     billing,
@@ -90,11 +91,13 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     rate_limit = RateLimitConfig(rate_limit=("minute", settings.signin_attempts_per_minute),
                                  check_throttle_handler=_throttled, identifier_for_request=_throttle_key,
                                  exclude=["^/static/", f"^/api/(?!{PACKAGES_PATH.removeprefix('/api/')}$)"])
+    # Started with the app's lifespan: an app never started (most tests) never caches a token.
+    token_cache = TokenCache(db.unpooled_connection)
     app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or []),
                         create_static_files_router(path="/static", directories=[HERE / "static"],
                                                    opt={"public": True}, include_in_schema=False)],
-        state=State({"db": db, "policy": policy, "settings": settings,
+        state=State({"db": db, "policy": policy, "settings": settings, "token_cache": token_cache,
                      "release_rules": load_release_rules(settings.policies_dir / "release.toml")}),
         guards=[permission_guard],
         exception_handlers=errors.handlers,
@@ -119,7 +122,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         debug=False,
         # Logging is ours (structlog JSON, configured by the CLI); Litestar must not install its own.
         logging_config=None,
-        on_startup=[_freeze_what_startup_built],
+        on_startup=[token_cache.start, _freeze_what_startup_built],
+        on_shutdown=[token_cache.stop],
     )
     _declare_permissions(app)
     return app
