@@ -250,8 +250,10 @@ class HandoverMeows(_Out):
 
 class HandoverDose(_Out):
     drug: str
-    scheduled_for: dt.datetime
-    state: str
+    scheduled_for: dt.datetime | None  # None: a dose given as needed
+    given_at: dt.datetime | None = None  # a dose given: when (the shift it is listed in is the one it was given in)
+    state: str  # given, given_late, held, refused, missed, late (due in the shift, nothing recorded)
+    minutes_late: int | None = None  # given late: by how much
     reason: str | None
 
 

@@ -134,8 +134,9 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
                      tz: zoneinfo.ZoneInfo, shift_start: dt.datetime | None = None,
                      shift_end: dt.datetime | None = None) -> dict:
     """What the outgoing shift hands on, per patient on the ward, from the record: why they are here,
-    problems and allergies, the NEWS2 (or MEOWS) now and at its worst this shift, doses not given (with why) and
-    late, tasks still open, care plans, and results that arrived during the shift."""
+    problems and allergies, the NEWS2 (or MEOWS) now and at its worst this shift, the doses given in the shift
+    (when, late ones marked late) and those due in it not given (with why) or late, tasks still open, care
+    plans, and results that arrived during the shift."""
     start, end = _shift(now, tz, shift_start, shift_end)
     patients = views.patients_on_ward(conn, ward["code"])
     ids = [p["id"] for p in patients]
@@ -159,16 +160,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         for score in service.scores_of(conn, patients_of_kind, kind, since=start) if patients_of_kind else []:
             if score["occurred_at"] < end:
                 in_shift_of[score["patient_id"]].append(score)
-    doses = defaultdict(list)
-    for line in service.mar_lines(conn, ids, window_start=start, window_end=min(end, now) if now > start else end,
-                                  now=now, tz=tz):
-        for dose in line["doses"]:
-            if dose["state"] in {"held", "refused", "missed", "late", "given_late"}:
-                given = dose["administration"]
-                doses[line["patient_id"]].append({
-                    "drug": f"{line['drug']} {line['dose']} {line['dose_unit']} {line['route']}",
-                    "scheduled_for": dose["scheduled_for"], "state": dose["state"],
-                    "reason": given["reason"] if given else None})
+    doses = _shift_doses(conn, ids, start, end, now=now, tz=tz)
     open_tasks = defaultdict(list)
     for task in service.tasks_of(conn, ids, open_only=True):
         open_tasks[task["patient_id"]].append({"title": task["title"], "due_at": task["due_at"],
@@ -200,6 +192,38 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         note_access(conn, principal, "read", pid, "handover", [pid], detail={"ward": ward["code"]})
     return {"ward_code": ward["code"], "ward_name": ward["name"], "shift_start": start, "shift_end": end,
             "patients": summary}
+
+
+def _shift_doses(conn: Connection, ids: list[uuid.UUID], start: dt.datetime, end: dt.datetime, *,
+                 now: dt.datetime, tz: zoneinfo.ZoneInfo) -> dict[uuid.UUID, list[dict]]:
+    """Per patient, the doses of the shift in the order they happened: every dose given during it, at the
+    time it was given, whatever slot it was for (late ones marked late); and the doses due in it that were
+    not given — held, refused or missed (with why), or late with nothing recorded."""
+    doses: dict[uuid.UUID, list[dict]] = defaultdict(list)
+    for given in service.doses_given_between(conn, ids, start, end):
+        doses[given["patient_id"]].append({
+            "drug": f"{given['drug']} {given['dose']} {given['dose_unit']} {given['route']}",
+            "scheduled_for": given["scheduled_for"], "given_at": given["administered_at"],
+            "state": "given_late" if given["minutes_late"] else "given", "minutes_late": given["minutes_late"],
+            "reason": given["reason"]})
+    for line in service.mar_lines(conn, ids, window_start=start, window_end=min(end, now) if now > start else end,
+                                  now=now, tz=tz):
+        for dose in line["doses"]:
+            given, state = dose["administration"], dose["state"]
+            if given is not None and given["outcome"] == "given":
+                if given["administered_at"] < end:
+                    continue  # listed above, in the shift it was given in (this one or the one before)
+                # Given in a later shift: at the end of this one it was still outstanding, which is what
+                # this shift handed over; the giving belongs to the later shift.
+                state = service.dose_state(dose["scheduled_for"], None, end)
+            if state in {"held", "refused", "missed", "late"}:
+                doses[line["patient_id"]].append({
+                    "drug": f"{line['drug']} {line['dose']} {line['dose_unit']} {line['route']}",
+                    "scheduled_for": dose["scheduled_for"], "given_at": None, "state": state, "minutes_late": None,
+                    "reason": given["reason"] if given and state == given["outcome"] else None})
+    for listed in doses.values():
+        listed.sort(key=lambda dose: dose["given_at"] or dose["scheduled_for"])
+    return doses
 
 
 def _handover_meows(latest: dict | None, in_shift: list[dict]) -> dict:

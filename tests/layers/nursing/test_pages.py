@@ -196,6 +196,32 @@ def test_care_plans_and_handover_pages(signed_in, facility, ward_patients):
     assert "Quiet night apart from bed 1" in nurse.get(kept.headers["location"]).text
 
 
+def test_the_handover_page_shows_a_dose_given_this_shift_for_a_slot_before_it(db, signed_in, facility, clinician):
+    from appliance.layers.nursing import service, ward
+    from appliance.layers.nursing.schemas import AdministrationIn
+
+    now = dt.datetime.now(dt.UTC)
+    shift_start, _ = ward.current_shift(now, TZ)
+    slot = shift_start - dt.timedelta(hours=11)  # twice daily runs 08:00 and 20:00; shifts start at 07:00 and 19:00
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Chebet", given="Ruth")
+        rx = record.append(conn, clinician, "medication_request", patient_id=patient["id"],
+                           occurred_at=slot - dt.timedelta(hours=1), encounter_id=patient["encounter_id"],
+                           detail={"drug": "Metronidazole", "dose": Decimal(400), "dose_unit": "mg", "route": "oral",
+                                   "frequency": "twice daily", "duration_days": 5, "status": "active",
+                                   "instructions": None, "allergy_override_reason": None, "order_set": None})
+        given = service.record_administration(conn, clinician, patient["id"], AdministrationIn.model_validate(
+            {"medication_request_id": rx.id, "scheduled_for": slot, "outcome": "given", "administered_at": now}),
+            now=now, tz=TZ)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    handover = nurse.get(f"/t/{facility.slug}/ward/handover")
+    assert handover.status_code == 200
+    mine = handover.text.split("CHEBET, Ruth")[1].split("</dl>")[0]
+    assert mine.count("Metronidazole 400 mg oral given") == 1
+    assert (f"given {now.astimezone(TZ):%d %b %Y %H:%M} for the dose due {slot.astimezone(TZ):%d %b %Y %H:%M} "
+            f'<span class="badge override">{lateness(given["minutes_late"])}</span>') in mine
+
+
 def test_someone_not_tied_to_a_ward_starts_on_the_busiest_general_ward(signed_in, facility, ward_patients):
     clinician = signed_in("clinician", facility.slug)
     worklist = clinician.get(f"/t/{facility.slug}/ward")

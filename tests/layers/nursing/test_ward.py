@@ -78,3 +78,40 @@ def test_shifts_run_seven_to_seven_in_facility_time():
                                                dt.datetime(2026, 11, 27, 7, tzinfo=TZ))
     small_hours = dt.datetime(2026, 11, 27, 3, 0, tzinfo=TZ)
     assert ward.current_shift(small_hours, TZ) == ward.current_shift(evening, TZ)
+
+
+def test_a_dose_given_late_across_the_shift_boundary_is_handed_over_by_the_shift_that_gave_it(
+        db, facility, clinician, nurse):
+    from decimal import Decimal
+
+    from appliance.layers.nursing.schemas import AdministrationIn
+    from appliance.substrate import record
+
+    def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
+        return dt.datetime(2026, 11, day, hour, minute, tzinfo=TZ)
+
+    now = at(21, 10, 30)
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Ekirapa")
+        rx = record.append(conn, clinician, "medication_request", patient_id=patient["id"], occurred_at=at(20, 7),
+                           encounter_id=patient["encounter_id"], detail={
+                               "drug": "Ceftriaxone", "dose": Decimal(1), "dose_unit": "g", "route": "IV",
+                               "frequency": "once daily", "duration_days": 3, "status": "active",
+                               "instructions": None, "allergy_override_reason": None, "order_set": None})
+        # Yesterday's 08:00 dose, charted as given at 01:29 in the night shift; today's 08:00 on time.
+        for slot, given_at in ((at(20, 8), at(21, 1, 29)), (at(21, 8), at(21, 8, 5))):
+            service.record_administration(conn, nurse, patient["id"], AdministrationIn.model_validate({
+                "medication_request_id": rx.id, "scheduled_for": slot, "outcome": "given", "administered_at": given_at,
+                "reason": "IV access lost on the day shift" if slot == at(20, 8) else None}), now=now, tz=TZ)
+        shifts = {name: ward.handover_summary(conn, nurse, GEN, now=now, tz=TZ, shift_start=start, shift_end=end)
+                  for name, start, end in (("day 20", at(20, 7), at(20, 19)), ("night", at(20, 19), at(21, 7)),
+                                           ("day 21", at(21, 7), at(21, 19)))}
+    doses = {name: next(p for p in s["patients"] if p["patient_id"] == patient["id"])["doses"]
+             for name, s in shifts.items()}
+    assert doses["night"] == [{"drug": "Ceftriaxone 1 g IV", "scheduled_for": at(20, 8), "given_at": at(21, 1, 29),
+                               "state": "given_late", "minutes_late": 17 * 60 + 29,
+                               "reason": "IV access lost on the day shift"}]
+    # The day shift it was due in handed it over as late, not given: nothing was given in that shift.
+    assert [(d["scheduled_for"], d["state"], d["given_at"]) for d in doses["day 20"]] == [(at(20, 8), "late", None)]
+    assert [(d["scheduled_for"], d["state"], d["given_at"]) for d in doses["day 21"]] == [
+        (at(21, 8), "given", at(21, 8, 5))]
