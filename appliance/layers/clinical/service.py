@@ -217,12 +217,16 @@ def register_patient(conn: Connection, principal: Principal, data: PatientIn) ->
 
 def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: PatientIn, *,
                    reason: str, version_id: uuid.UUID | None = None) -> dict:
-    """Correct a registration: a new demographics entry supersedes the one in force."""
-    current = conn.execute(
-        sa.select(patient.c.demographics_entry_id).where(patient.c.id == patient_id).with_for_update()
-    ).scalar()
-    if current is None:
+    """Correct a registration: a new demographics entry supersedes the one in force. A correction that
+    names no subject keeps the chart's link to its one-identity subject (which the patient portal reads
+    by): a client sending the demographics it corrects does not unlink the patient by leaving it out."""
+    found = conn.execute(
+        sa.select(patient.c.demographics_entry_id, patient.c.subject_id).where(patient.c.id == patient_id)
+        .with_for_update()
+    ).first()
+    if found is None:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    current = found.demographics_entry_id
     if version_id is not None and version_id != current:
         raise Conflict("the registration was changed since you loaded it; reload and try again",
                        version_id=str(current))
@@ -230,7 +234,7 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
     appended = record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail,
                              supersedes=current, reason=reason)
     conn.execute(sa.update(patient).where(patient.c.id == patient_id).values(
-        demographics_entry_id=appended.id, subject_id=data.subject_id, updated_at=sa.func.now(),
+        demographics_entry_id=appended.id, subject_id=data.subject_id or found.subject_id, updated_at=sa.func.now(),
         **_projection(detail),
     ))
     _claim_identifiers(conn, patient_id, detail["identifiers"])

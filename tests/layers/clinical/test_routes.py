@@ -114,6 +114,20 @@ def test_correction_and_entered_in_error_over_http(api, facility):
     assert api.get(f"{base}/problems").json() == []
 
 
+def test_a_registration_corrected_without_naming_its_subject_stays_linked_to_it(api, facility):
+    """A client correcting a phone number sends the demographics it changes; the chart's link to the
+    one-identity subject (which the patient portal reads by) is not the client's to drop by omission."""
+    patient = register(api, facility.slug)
+    assert patient["subject_id"] is not None
+    body = {key: patient[key] for key in ("family_name", "given_names", "birth_date", "sex", "identifiers",
+                                           "next_of_kin")}
+    corrected = api.put(f"{BASE.format(tenant=facility.slug)}/patients/{patient['id']}",
+                        json={**body, "phone": "+254700000001", "reason": "new phone number"})
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["phone"] == "+254700000001"
+    assert corrected.json()["subject_id"] == patient["subject_id"]
+
+
 def test_results_and_sign_off_over_http(api, facility):
     base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
     order = api.post(f"{base}/orders", json={"code": "58410-2"}).json()
