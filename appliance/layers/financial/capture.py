@@ -43,8 +43,8 @@ _KEEP = """
         INSERT INTO charge_capture (root_id, entry_id, kind, patient_id, occurred_at, what, department, charge_id,
                                     charge_status, charged_at, service_date, care_day, charged_day)
         SELECT b.root_id, b.entry_id, b.kind, b.patient_id, b.occurred_at, b.what,
-               COALESCE(c.charge_department, b.department), c.charge_id, c.status, c.recorded_at, c.service_date,
-               (b.occurred_at AT TIME ZONE z.tz)::date, (c.recorded_at AT TIME ZONE z.tz)::date
+               COALESCE(c.charge_department, b.department), c.charge_id, c.status, c.captured_at, c.service_date,
+               (b.occurred_at AT TIME ZONE z.tz)::date, (c.captured_at AT TIME ZONE z.tz)::date
         FROM billable b LEFT JOIN charged c ON c.source_root_id = b.root_id
              CROSS JOIN (SELECT COALESCE((SELECT timezone FROM billing_setting WHERE id = 1), 'UTC') AS tz) z
         ON CONFLICT (root_id) DO UPDATE SET
@@ -59,10 +59,11 @@ _KEEP = """
 
 
 def refresh_function_body() -> str:
-    """The statement of `charge_capture_refresh(p_roots uuid[])`, which t0008 installs in every tenant
-    schema (frozen there; tests/layers/financial/test_capture_kpi.py holds the two equal): each named
-    record still billable gets its current version and charge, as the report finds them; one no longer
-    billable (cancelled, entered in error) leaves the projection, as it leaves the report. A function,
+    """The statement of `charge_capture_refresh(p_roots uuid[])`, which t0008 installed in every tenant
+    schema and t0014 replaced (frozen in the latest of them; tests/layers/financial/test_capture_kpi.py
+    holds the two equal): each named record still billable gets its current version and charge, as the
+    report finds them; one no longer billable (cancelled, entered in error) leaves the projection, as it
+    leaves the report. A function,
     because its plan is kept per schema for the connection's life: as a statement it was planned afresh
     on every write (~3 ms of a 0.5 ms refresh)."""
     return reports.billable_with_charges(reports.BILLABLE_KINDS, "e.id = ANY(p_roots)",

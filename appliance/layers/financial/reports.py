@@ -6,14 +6,18 @@ from a projection kept by reaction (capture.py), built with this module's SQL.
 charges, so a charge that is missing shows up as missing: lab and imaging orders placed (current
 version active), doses given, encounters finished — each counted on the facility-local day its act
 happened. Each is then matched to the current charge that bills it (none: *missing*; without a price:
-*unpriced*; priced and posted the same local day: *same day*; priced on a later day: *late*). Bed-days
-are charged by the census accrual and have no clinical entry of their own on the day; they appear in
-the charge totals, not in the entry count.
+*unpriced*; priced and posted the same local day: *same day*; first priced on a later day: *late*).
+Bed-days are charged by the census accrual and have no clinical entry of their own on the day; they
+appear in the charge totals, not in the entry count.
 
 The **late-charge rate** follows HFMA's MAP Key "late charges as a percentage of total charges": of the
 charges priced and posted for services in a period (net of those since credited), the share (by
 amount) posted after the service's own facility-local day (a bill-hold of zero days: same-day capture
 is the ambition).
+
+Both read when a charge was **captured** as when its care was first charged at a price (`CAPTURED_AT`):
+a charge re-priced later (insurance recorded after the care credits it and posts it again at the
+insurer's price) keeps the day it was first posted, so a re-pricing is not a late charge.
 """
 
 from __future__ import annotations
@@ -76,21 +80,30 @@ _SOURCES = {
 BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status")
 _TABLE_OF = {"service_request": "service_request", "medication_administration": "medication_administration",
              "encounter_status": "encounter_status_change"}
+# When the care a charge `ch` (entry `ce`) bills was captured: when that item of that record, for that day,
+# was first charged at a price — a charge credited since included. Re-pricing it (insurance recorded after
+# the care: rebilling.py credits the charge and posts it again at the insurer's price, today) changes the
+# price, not when the care was charged, so it is no late capture; a charge left unpriced on the day and
+# priced later was first charged at a price later, and is late, as it was.
+CAPTURED_AT = """COALESCE((
+            SELECT min(fe.recorded_at) FROM charge f JOIN entry fe ON fe.id = f.entry_id
+            WHERE f.source_root_id = ch.source_root_id AND f.item_kind = ch.item_kind AND f.item_code = ch.item_code
+              AND f.service_date = ch.service_date AND f.reverses IS NULL AND f.status = 'posted'), ce.recorded_at)"""
 # The charge billing each entry: its record's current, un-credited charge (a priced version supersedes
-# the unpriced one, so "current" is the one that counts). A charge carries the facility-local day of the
-# care it bills (`service_date`, indexed), so the window's charges are read as one range and hash-joined
-# to its entries, rather than looked up entry by entry.
+# the unpriced one, so "current" is the one that counts), with when its care was captured. A charge carries
+# the facility-local day of the care it bills (`service_date`, indexed), so the window's charges are read
+# as one range and hash-joined to its entries, rather than looked up entry by entry.
 _CHARGED = """
     charged AS (
         SELECT DISTINCT ON (ch.source_root_id) ch.source_root_id, ce.id AS charge_id, ch.status, ch.amount,
-               ch.department AS charge_department, ce.recorded_at, ch.service_date
+               ch.department AS charge_department, """ + CAPTURED_AT + """ AS captured_at, ch.service_date
         FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
         WHERE {where}
           AND ch.reverses IS NULL
           AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
           AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)
         ORDER BY ch.source_root_id, ce.recorded_at DESC
-    )"""
+    )"""  # noqa: S608 -- constant fragments of this module
 # Which records and charges a statement reads: a window's (the reports), or named records (capture.py).
 IN_WINDOW = "e.occurred_at >= %(lo)s AND e.occurred_at < %(hi)s"
 CHARGED_IN_WINDOW = """ch.service_date BETWEEN (CAST(%(lo)s AS timestamptz) AT TIME ZONE %(tz)s)::date
@@ -99,10 +112,10 @@ CHARGED_IN_WINDOW = """ch.service_date BETWEEN (CAST(%(lo)s AS timestamptz) AT T
 # applies the same rule to its projection; tests/layers/financial/test_capture_kpi.py holds them equal.
 _WITH_CHARGES = """
     SELECT b.root_id, b.entry_id, b.kind, b.patient_id, b.occurred_at, b.what,
-           COALESCE(c.charge_department, b.department) AS department, c.charge_id, c.amount, c.recorded_at,
+           COALESCE(c.charge_department, b.department) AS department, c.charge_id, c.amount, c.captured_at,
            CASE WHEN c.charge_id IS NULL THEN 'missing'
                 WHEN c.status = 'unpriced' THEN 'unpriced'
-                WHEN (c.recorded_at AT TIME ZONE %(tz)s)::date <= (b.occurred_at AT TIME ZONE %(tz)s)::date
+                WHEN (c.captured_at AT TIME ZONE %(tz)s)::date <= (b.occurred_at AT TIME ZONE %(tz)s)::date
                     THEN 'same_day'
                 ELSE 'late' END AS outcome
     FROM billable b LEFT JOIN charged c ON c.source_root_id = b.root_id
@@ -199,20 +212,26 @@ def variance(conn: Connection, principal: Principal, day: dt.date) -> dict:
     }
 
 
+# Charges priced and posted for the services of [start, end], net of those since credited, and which of
+# them were late: their care first charged at a price after its day (CAPTURED_AT: a re-pricing is not late).
+_LATE_CHARGES = sa.text("""
+    SELECT COALESCE(sum(ch.amount), 0) AS total,
+           COALESCE(sum(ch.amount) FILTER (WHERE (captured.captured_at AT TIME ZONE :tz)::date > ch.service_date), 0)
+               AS late,
+           count(*) AS charges,
+           count(*) FILTER (WHERE (captured.captured_at AT TIME ZONE :tz)::date > ch.service_date) AS late_charges
+    FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
+         CROSS JOIN LATERAL (SELECT """ + CAPTURED_AT + """ AS captured_at) captured
+    WHERE ch.service_date BETWEEN :start AND :end AND ch.status = 'posted' AND ch.reverses IS NULL
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
+      AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)
+""")  # noqa: S608 -- constant fragments of this module; values are bound
+
+
 def late_charge_rate(conn: Connection, start: dt.date, end: dt.date) -> dict:
     """HFMA late charges as % of total charges, for services from `start` to `end` (inclusive)."""
     tz = schedule.setting(conn).timezone
-    row = conn.execute(sa.text("""
-        SELECT COALESCE(sum(ch.amount), 0) AS total,
-               COALESCE(sum(ch.amount) FILTER (WHERE (ce.recorded_at AT TIME ZONE :tz)::date > ch.service_date), 0)
-                   AS late,
-               count(*) AS charges,
-               count(*) FILTER (WHERE (ce.recorded_at AT TIME ZONE :tz)::date > ch.service_date) AS late_charges
-        FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
-        WHERE ch.service_date BETWEEN :start AND :end AND ch.status = 'posted' AND ch.reverses IS NULL
-          AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id)
-          AND NOT EXISTS (SELECT 1 FROM charge cr WHERE cr.reverses = ce.root_id)
-    """), {"tz": tz, "start": start, "end": end}).one()
+    row = conn.execute(_LATE_CHARGES, {"tz": tz, "start": start, "end": end}).one()
     return {"start": start, "end": end, "total": row.total, "late": row.late, "charges": row.charges,
             "late_charges": row.late_charges,
             "percent": None if not row.total else float(round(100 * row.late / row.total, 1))}

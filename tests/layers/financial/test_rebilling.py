@@ -5,20 +5,24 @@ a cover recorded twice are left as they were, and the answer says so."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import zoneinfo
 from decimal import Decimal
 
 import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import ConditionIn, MedicationIn
-from appliance.layers.financial import accrual, service
+from appliance.layers.financial import accrual, reports, schedule, service
 from appliance.layers.financial.charges import open_charges
 from appliance.layers.financial.models import account, charge, fee_item, invoice
 from appliance.layers.nursing import service as nursing
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.layers.operations import adt
-from appliance.substrate import record
+from appliance.substrate import kpis, record
+from appliance.substrate.db import tenant_schema
 from appliance.substrate.record import entry
 from tests.layers.financial.conftest import FULL_BLOOD_COUNT, GLUCOSE, MALARIA_SMEAR, order, visit
 
@@ -155,3 +159,66 @@ def test_a_dose_and_bed_days_are_priced_again_as_their_reactions_priced_them(db,
     assert by_kind == {("medication", "NHI"): [(2, Decimal("600.00"))],
                        ("bed_day", "NHI"): [(1, Decimal("1800.00")), (1, Decimal("1800.00"))],
                        ("consultation", "NHI"): [(1, None)]}
+
+
+
+def _smear_charged_yesterday(conn, clinician) -> tuple[dict, record.Entry, kpis.Window]:
+    """A patient whose malaria smear was ordered yesterday at noon and written down then, so its charge was
+    posted then too (the bulk path's replay of a past record), and yesterday's window, facility time."""
+    zone = zoneinfo.ZoneInfo(schedule.setting(conn).timezone)
+    today = dt.datetime.now(zone).date()
+    yesterday = kpis.Window(dt.datetime.combine(today - dt.timedelta(days=1), dt.time(0), zone),
+                            dt.datetime.combine(today, dt.time(0), zone), zone)
+    patient, encounter = visit(conn, clinician)
+    noon = yesterday.start + dt.timedelta(hours=12)
+    [smear] = record.append_many(conn, clinician, [record.NewEntry(
+        kind="service_request", patient_id=patient["id"], encounter_id=encounter["id"], occurred_at=noon,
+        recorded_at=noon, detail={"category": "lab", "code": MALARIA_SMEAR, "display": "Malaria smear",
+                                  "priority": "routine", "status": "active", "clinical_info": None,
+                                  "order_set": None})])
+    return patient, smear, yesterday
+
+
+def test_a_re_priced_charge_is_not_a_late_capture(db, facility, clinician, clerk):
+    """Yesterday's smear, charged yesterday: the cover recorded today credits that charge and posts it again
+    at the insurer's price, today. The care was still charged on its day: the same-day capture KPI, the
+    variance report and the late-charge rate say the same after the re-pricing as before it."""
+    kpi = kpis.computation_of("same_day_charge_capture")
+    with db.tenant(facility.slug) as conn:
+        patient, smear, yesterday = _smear_charged_yesterday(conn, clinician)
+
+        def figures() -> tuple:
+            [figure] = kpi.compute(conn, [yesterday])
+            outcome = {r.root_id: r.outcome for r in reports.billable_entries(
+                conn, yesterday.start, yesterday.end, str(yesterday.tz))}[smear.root_id]
+            rate = reports.late_charge_rate(conn, yesterday.start.date(), yesterday.start.date())
+            return (figure.numerator, figure.denominator), outcome, (rate["late"], rate["late_charges"],
+                                                                     rate["charges"])
+
+        before = figures()
+        [switched] = nhif(conn, clerk, patient)["accounts"]
+        after = figures()
+        [charged] = open_charges(conn, charge.c.source_root_id == smear.root_id)
+    assert switched["rebilled"] == 1 and charged["price_list"] == "NHI"
+    assert before[1] == "same_day"
+    assert after == before
+
+
+def test_migration_t0014_corrects_what_t0008_kept_for_a_re_priced_charge(db, facility, clinician, clerk):
+    """A schema upgraded to t0014 already holds re-priced charges that t0008's function kept as captured
+    late: the upgrade refreshes them; its downgrade puts t0008's reading back (and refreshes them again)."""
+    t0014 = importlib.import_module(
+        "appliance.substrate.migrations.tenant.versions.t0014_capture_at_first_priced_charge")
+    with db.tenant(facility.slug) as conn:
+        patient, smear, yesterday = _smear_charged_yesterday(conn, clinician)
+        nhif(conn, clerk, patient)
+    kept_day = sa.text("SELECT charged_day FROM charge_capture WHERE root_id = :root")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"),
+                     {"schema": tenant_schema(facility.slug)})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0014.downgrade()
+            as_t0008_kept = conn.execute(kept_day, {"root": smear.root_id}).scalar()
+            t0014.upgrade()
+        upgraded = conn.execute(kept_day, {"root": smear.root_id}).scalar()
+    assert (as_t0008_kept, upgraded) == (dt.datetime.now(yesterday.tz).date(), yesterday.start.date())
