@@ -382,6 +382,59 @@ def _seal(key: keys.DataKey, tenant: str | None, seq: int, event_type: str, pati
             "patient_ref": patient_ref, "nonce": nonce, "body": sealed, "leaf": event_hash(header, nonce, sealed)}
 
 
+# -- an event recorded by the caller's own statement -------------------------------------------------
+
+# Two CTEs for the WITH list of a statement of the caller's, with the event's values as its
+# parameters (named `audit_<column>`): the record's append inserts an entry, its detail and the
+# event of that write in one statement, where it took three round trips.
+_TENANT_INSERT_CTES = (
+    "audit_inserted AS (INSERT INTO {s}.audit_event (seq, recorded, event_type, key_id, patient_ref, nonce, body, "
+    "leaf_hash) SELECT %(audit_seq)s, %(audit_recorded)s, %(audit_event_type)s, %(audit_key_id)s, "
+    "%(audit_patient_ref)s, %(audit_nonce)s, %(audit_body)s, %(audit_leaf)s WHERE %(audit_key_id)s = "
+    "(SELECT key_id FROM {s}.audit_key ORDER BY generation DESC LIMIT 1) RETURNING seq), "
+    "audit_recorded AS (INSERT INTO {s}.audit_pending (seq) SELECT seq FROM audit_inserted RETURNING seq)"
+)
+# The statement's condition that the event was recorded (its key was still the tenant's current one).
+RECORDED_BY_STATEMENT = "EXISTS (SELECT 1 FROM audit_recorded)"
+
+
+@dataclass(frozen=True)
+class StatementEvent:
+    """A tenant event sealed for the caller's statement: `ctes` for its WITH list, `params` to pass.
+    When the statement reports it not recorded (`RECORDED_BY_STATEMENT` false: the key rotated in
+    between), the caller appends it the ordinary way, in the same transaction."""
+
+    ctes: str
+    params: dict
+
+
+def seal_for_statement(conn: Connection, *, tenant: str, principal: Principal | None, event_type: str,
+                       action: str, outcome: str = "success", patient_id=None, entity: dict | None = None,
+                       purpose_of_use: str | None = None, detail: dict | None = None) -> StatementEvent | None:
+    """Seal a tenant event to be inserted by the caller's own statement in `conn`'s transaction; None
+    when the tenant has no data key yet (the ordinary `append` makes the first)."""
+    _check_event(event_type, action, outcome, purpose_of_use)
+    if conn.info.get("healthos_tenant") != tenant:
+        raise AuditError(f"an event of tenant {tenant!r} must be appended in that tenant's transaction")
+    try:
+        block, seq = _next_seq(driver(conn).cursor(), tenant, None)
+    except psycopg.Error as exc:
+        raise AuditError(f"the audit event could not be recorded: {exc.__class__.__name__}") from exc
+    if block.key_id is None:
+        block.seqs.appendleft(seq)  # given back: `append` numbers the event that makes the first key
+        return None
+    event = _audit_event(tenant=tenant, principal=principal, event_type=event_type, action=action, outcome=outcome,
+                         recorded="", patient_id=None if patient_id is None else str(patient_id), entity=entity,
+                         purpose_of_use=purpose_of_use, detail=detail)
+    row = _seal(_key(conn, tenant, block.key_id), tenant, seq, event_type, patient_id, event)
+    return StatementEvent(_statement_ctes(tenant), {f"audit_{column}": row[column] for column in _SEALED_COLUMNS})
+
+
+@functools.lru_cache(maxsize=1024)
+def _statement_ctes(tenant: str) -> str:
+    return _TENANT_INSERT_CTES.format(s=tenant_schema(tenant))
+
+
 # -- an event sealed ahead of its statement ---------------------------------------------------------
 
 # The columns of a tenant event, in the order `SealedEvent.values` gives them.
