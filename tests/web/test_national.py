@@ -28,9 +28,13 @@ def _events(db, event_type: str) -> int:
 @pytest.fixture(scope="module")
 def counted(db, tenant_factory):
     """Two facilities of one district this month: one with 7 outpatient attendances (5 women, 2 boys),
-    one with 3 (a count too small to publish)."""
-    busy = tenant_factory(name="Busy Clinic", district="Northdistrict", dhis2_org_unit="KE-NTH-BUSY")
-    quiet = tenant_factory(name="Quiet Clinic", district="Northdistrict")
+    one with 3 (a count too small to publish).
+
+    The facilities keep UTC: a facility counts its month in its own time zone, but the ministry's page
+    and a package's receipt take the month from UTC's date, so from 21:00 UTC on a month's last day a
+    Nairobi facility's attendances fell in a month the page refused as not begun."""
+    busy = tenant_factory(name="Busy Clinic", district="Northdistrict", dhis2_org_unit="KE-NTH-BUSY", timezone="UTC")
+    quiet = tenant_factory(name="Quiet Clinic", district="Northdistrict", timezone="UTC")
     for facility, people in ((busy, [("female", 30)] * 5 + [("male", 3)] * 2), (quiet, [("female", 30)] * 3)):
         clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr N", tenant=facility.slug,
                               role="clinician")
