@@ -128,9 +128,11 @@ async def _in_tenant(state: State, tenant: str, work: Callable[[Connection], T])
     return await to_thread.run_sync(run)
 
 
-def _day(value: str | None, field: str = "date") -> dt.date:
+def _day(value: str | None, tz: zoneinfo.ZoneInfo, field: str = "date") -> dt.date:
+    """The day asked for, or the facility's today: the server's clock runs in UTC, and a Nairobi clinic
+    asked for its slots after 21:00 UTC would get yesterday's, every one past."""
     if not value:
-        return dt.date.today()
+        return dt.datetime.now(tz).date()
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
@@ -253,8 +255,8 @@ class OperationsController(Controller):
     @get("/clinics/{clinic_code:str}/slots", operation_id="OperationsListSlots", opt=_opt("operations.schedule.read"))
     async def list_slots(self, tenant: FromPath[str], state: State, clinic_code: FromPath[str],
                          date: FromQuery[str | None] = None) -> list[SlotOut]:
-        """The clinic's slots on a day (default today), free or taken."""
-        day = _day(date)
+        """The clinic's slots on a day (default the facility's today), free or taken."""
+        day = _day(date, await to_thread.run_sync(facility_timezone, state.db, tenant))
         rows = await _in_tenant(state, tenant, lambda conn: scheduling.slots(conn, clinic_code, day))
         return [SlotOut.model_validate(row) for row in rows]
 
@@ -262,7 +264,7 @@ class OperationsController(Controller):
          opt=_opt("operations.appointment.read"))
     async def clinic_day(self, tenant: FromPath[str], state: State, request: Asking, clinic_code: FromPath[str],
                          date: FromQuery[str | None] = None) -> list[AppointmentOut]:
-        day = _day(date)
+        day = _day(date, await to_thread.run_sync(facility_timezone, state.db, tenant))
         rows = await _in_tenant(state, tenant,
                                 lambda conn: scheduling.day_list(conn, request.user, clinic_code, day))
         return [AppointmentOut.model_validate(row) for row in rows]
@@ -308,8 +310,8 @@ class OperationsController(Controller):
                           day: FromQuery[str | None] = None) -> DrillDownOut:
         """The entries behind a KPI's value now, or behind one day of its trend (`day=YYYY-MM-DD`)."""
         definition = command_center.definition_of(kpi_definitions(state), kpi_id)
-        on = _day(day, "day") if day else None
         tz = await to_thread.run_sync(facility_timezone, state.db, tenant)
+        on = _day(day, tz, "day") if day else None
         drilled = await _in_tenant(state, tenant, lambda conn: command_center.drilldown(
             conn, request.user, definition, tz=tz, day=on))
         return DrillDownOut.model_validate(drilled)

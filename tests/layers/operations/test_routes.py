@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 
 import pytest
 import sqlalchemy as sa
 
-from tests.layers.operations.conftest import new_patient
+from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
 
 GUESS = str(uuid.uuid4())
 
@@ -108,6 +109,19 @@ def test_booking_over_http_and_parallel_double_booking_refused(api, facility, pa
     assert [a["id"] for a in listed] == [booked.json()["id"]] and listed[0]["mrn"]
     cancelled = api.post(f"{base}/appointments/{booked.json()['id']}/status", json={"action": "cancelled"})
     assert cancelled.status_code == 201 and cancelled.json()["status"] == "cancelled"
+
+
+def test_a_clinics_slots_default_to_the_facilitys_today_not_the_servers(token_client, tenant_factory):
+    """As the clinic page does: a facility whose date differs from UTC's now (one side of the date line or
+    the other, by the hour) is answered its own today's slots when no date is given."""
+    zone = "Pacific/Kiritimati" if dt.datetime.now(dt.UTC).hour >= 11 else "Pacific/Pago_Pago"  # UTC+14, UTC-11
+    far = tenant_factory(name="Line Islands Clinic", **{**OPERATIONS_CONFIG, "timezone": zone})
+    local_today = dt.datetime.now(zoneinfo.ZoneInfo(zone)).date()
+    assert local_today != dt.datetime.now(dt.UTC).date()
+    slots = token_client(far.slug, role="bed_manager").get(f"/api/t/{far.slug}/clinics/MOPC/slots")
+    assert slots.status_code == 200 and slots.json()
+    days = {dt.datetime.fromisoformat(s["starts_at"]).astimezone(zoneinfo.ZoneInfo(zone)).date() for s in slots.json()}
+    assert days == {local_today}
 
 
 def test_a_check_in_over_http_opens_the_visit_and_with_it_the_chart(api, signed_in, facility, patient_id):
