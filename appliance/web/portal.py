@@ -653,7 +653,7 @@ def _patient_in(values: dict[str, Any]) -> dict:
 @get("/patients/new", operation_id="PortalRegisterPatientPage", opt=_page_opts("clinical.patient.create"),
      sync_to_thread=False, include_in_schema=False)
 def register_page(request: Asking, tenant: Tenant) -> Template:
-    return page(request, "register.html", active="register", values={}, errors={}, owner=None)
+    return page(request, "register.html", active="register", values={}, errors={}, owner=None, alike=[])
 
 
 @post("/patients", operation_id="PortalRegisterPatient", opt=_page_opts("clinical.patient.create"),
@@ -666,6 +666,12 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
         patient_in = PatientIn.model_validate(_patient_in(values))
     except ValidationError as exc:
         errors = field_errors(exc, _REGISTRATION_RENAME)
+    alike: list[dict] = []
+    if not errors and values.get("different_person") != "true":
+        alike = _registered_alike(request, tenant, patient_in)
+    if alike:
+        return page(request, "register.html", status=409, active="register", values=values, errors={},
+                    owner=None, alike=alike)
     if not errors:
         try:
             linked = service.with_subject(request.app.state.db, patient_in, tenant=tenant)
@@ -682,8 +688,21 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
             errors = {"form": "Another registration claimed this identifier a moment ago; search for the patient."}
     if errors:
         return page(request, "register.html", status=422, active="register", values=values, errors=errors,
-                    owner=patient_home(request.user, tenant, owner) if owner else None)
-    return see_other(request, patient_home(request.user, tenant, registered["id"]) + "?done=registered")
+                    owner=patient_home(request.user, tenant, owner) if owner else None, alike=[])
+    # The registration page, for every role: it is where the visit starts, and a clinician who has not
+    # yet seen the patient has no care relationship that would open the chart without breaking the glass.
+    return see_other(request, f"/t/{tenant}/patients/{registered['id']}?done=registered")
+
+
+def _registered_alike(request: Asking, tenant: str, patient_in: PatientIn) -> list[dict]:
+    """Patients of this facility born the same day under a name like this one: likely the same person,
+    whose history a second record would split. The desk is asked before registering them again."""
+    with request.app.state.db.tenant(tenant) as conn:
+        alike = service.search_patients(conn, request.user, name=f"{patient_in.given_names} {patient_in.family_name}",
+                                        birth_date=patient_in.birth_date, limit=5)
+    for match in alike:  # their registration, to compare identifiers and next of kin (no chart opened)
+        match["href"] = f"/t/{tenant}/patients/{match['id']}"
+    return alike
 
 
 # -- the patient: registration details and encounters ----------------------------------------------

@@ -191,6 +191,32 @@ def test_register_a_patient_then_inline_errors_and_a_duplicate_identifier(signed
     assert f'href="{base(facility)}/patients/{charts[0].id}"' in duplicate.text  # the record that holds it
 
 
+def test_registering_someone_already_here_under_that_name_and_birth_date_asks_first(signed_in, db, facility,
+                                                                                    charts, author):
+    """Same birth date, a name like it, another national ID: the desk is shown the record that is likely
+    the same person, with what was typed kept, and registers only when told it is someone else. A
+    clinician who registers lands on the registration page, where the visit starts (the chart would ask
+    them to break the glass: they have not seen the patient yet)."""
+    client = signed_in("clinician", facility.slug)
+    new = f"{base(facility)}/patients/new"
+    typed = {"family_name": "KAMAU", "given_names": "John", "birth_date": "1962-11-03", "sex": "male",
+             "national_id": "77700011", "village": "Kibos"}
+    asked = post_form(client, new, f"{base(facility)}/patients", typed)
+    assert asked.status_code == 409
+    assert "Already registered here?" in asked.text and "Nothing was registered." in asked.text
+    assert f'href="{base(facility)}/patients/{charts[1].id}"' in asked.text and charts[1].mrn in asked.text
+    assert 'value="77700011"' in asked.text and 'value="Kibos"' in asked.text  # what was typed is kept
+    with db.tenant(facility.slug) as conn:
+        found = service.search_patients(conn, principal_of(author, facility.slug), identifier="77700011")
+    assert found == []
+    registered = post_form(client, new, f"{base(facility)}/patients", {**typed, "different_person": "true"})
+    assert registered.status_code == 303
+    assert re.fullmatch(rf"{base(facility)}/patients/[0-9a-f-]{{36}}\?done=registered",
+                        registered.headers["location"])
+    landed = client.get(registered.headers["location"])
+    assert landed.status_code == 200 and "Patient registered." in landed.text and "Start an encounter" in landed.text
+
+
 def test_start_and_finish_an_encounter(signed_in, db, facility, charts, author):
     client = signed_in("clinician", facility.slug)
     pid = charts[2].id
