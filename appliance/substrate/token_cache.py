@@ -13,9 +13,12 @@ Correctness rests on being told of every change, not on a short lifetime:
 - Each serving process keeps one connection LISTENing on it, and empties its cache on every
   notification. A change is in force on every worker within the notification's delivery (~ms), as a
   request already in flight would have been served anyway.
-- The cache answers only while that connection is up. When it drops, the cache empties and every
-  lookup goes to the database until the connection is back (then it empties again: a notification
-  sent meanwhile was missed).
+- The cache answers only while notifications are seen to arrive: the listener sends one through
+  another connection (a probe) when it starts and every `probe_seconds`, and turns the cache off if
+  it does not hear it within `probe_timeout` (a pooler in transaction mode, say, which does not carry
+  LISTEN). When the connection drops, the cache empties and every lookup goes to the database until
+  the connection is back and heard again (then it empties again: a notification sent meanwhile was
+  missed).
 - An answer read from the database is kept only if no notification arrived since the read began
   (`generation`), so a revocation racing a lookup cannot leave the revoked token behind.
 - Entries also expire after `ttl` seconds: a bound, should a connection die without the socket
@@ -24,6 +27,7 @@ Correctness rests on being told of every change, not on a short lifetime:
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -31,18 +35,24 @@ from collections.abc import Callable
 import psycopg
 import structlog
 
+from appliance.substrate.db import Database, driver
 from appliance.substrate.principal import Principal
 
 log = structlog.get_logger(__name__)
 
 CHANNEL = "healthos_credentials"
+PROBE = "probe:"  # a probe's payload; the triggers' payloads are table names
 RECONNECT_SECONDS = 2.0
 
 
 class TokenCache:
-    def __init__(self, connect: Callable[[], psycopg.Connection], *, ttl: float = 60.0,
-                 max_entries: int = 10_000):
+    def __init__(self, connect: Callable[[], psycopg.Connection], announce: Callable[[str], None], *,
+                 ttl: float = 60.0, max_entries: int = 10_000, probe_seconds: float = 30.0,
+                 probe_timeout: float = 5.0):
         self._connect = connect
+        self._announce = announce
+        self._probe_seconds = probe_seconds
+        self._probe_timeout = probe_timeout
         self._ttl = ttl
         self._max_entries = max_entries
         self._entries: dict[str, tuple[Principal, float]] = {}
@@ -51,6 +61,17 @@ class TokenCache:
         self._listening = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def of(cls, db: Database, **options) -> TokenCache:
+        """The cache of a process serving `db`: it listens on a connection of its own and probes through
+        the pool."""
+
+        def announce(payload: str) -> None:
+            with db.control_autocommit() as conn:
+                driver(conn).execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+        return cls(db.unpooled_connection, announce, **options)
 
     # -- the serving path: called from the event loop and from worker threads ---------------------
 
@@ -104,12 +125,13 @@ class TokenCache:
                     conn.autocommit = True
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.forget_all()  # a change before LISTEN took effect was not heard
-                    self._listening.set()
-                    log.info("token_cache_listening")
-                    while not self._stopping.is_set():
-                        # Woken four times a second to see whether the process is stopping.
-                        for _ in conn.notifies(timeout=0.25):
-                            self.forget_all()
+                    while not self._stopping.is_set() and self._heard_probe(conn):
+                        if not self._listening.is_set():
+                            self._listening.set()
+                            log.info("token_cache_listening")
+                        self._hear_changes(conn, time.monotonic() + self._probe_seconds)
+                    if not self._stopping.is_set():
+                        log.warning("token_cache_probe_not_heard", timeout_seconds=self._probe_timeout)
             except psycopg.Error as exc:
                 log.warning("token_cache_listener_lost", error=type(exc).__name__)
             except Exception:  # the listener outlives any fault; the cache stays off until it is back
@@ -118,3 +140,23 @@ class TokenCache:
                 self._listening.clear()
                 self.forget_all()
             self._stopping.wait(RECONNECT_SECONDS)
+
+    def _hear_changes(self, conn: psycopg.Connection, until: float) -> None:
+        while not self._stopping.is_set() and time.monotonic() < until:
+            # Woken four times a second to see whether the process is stopping.
+            for notice in conn.notifies(timeout=0.25):
+                if not notice.payload.startswith(PROBE):
+                    self.forget_all()
+
+    def _heard_probe(self, conn: psycopg.Connection) -> bool:
+        """Send a probe through another connection and wait for it here."""
+        payload = PROBE + secrets.token_hex(8)
+        self._announce(payload)
+        deadline = time.monotonic() + self._probe_timeout
+        while (left := deadline - time.monotonic()) > 0 and not self._stopping.is_set():
+            for notice in conn.notifies(timeout=min(left, 0.25)):
+                if notice.payload == payload:
+                    return True
+                if not notice.payload.startswith(PROBE):
+                    self.forget_all()
+        return False

@@ -92,7 +92,7 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
                                  check_throttle_handler=_throttled, identifier_for_request=_throttle_key,
                                  exclude=["^/static/", f"^/api/(?!{PACKAGES_PATH.removeprefix('/api/')}$)"])
     # Started with the app's lifespan: an app never started (most tests) never caches a token.
-    token_cache = TokenCache(db.unpooled_connection)
+    token_cache = TokenCache.of(db)
     app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, *(extra_route_handlers or []),
                         create_static_files_router(path="/static", directories=[HERE / "static"],

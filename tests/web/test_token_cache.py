@@ -115,3 +115,24 @@ def test_the_cache_answers_nothing_while_it_cannot_hear_changes(started, db, ten
     assert not _remembered(started)
     assert started.cache.wait_listening(10)  # back, and remembering again
     assert started.get(wards).status_code == 200 and _remembered(started)
+
+
+def test_a_cache_that_does_not_hear_its_probe_never_answers(db, started):
+    """As behind a pooler that does not carry LISTEN: notifications would be lost, so nothing is kept."""
+    deaf = TokenCache(db.unpooled_connection, announce=lambda payload: None, probe_timeout=0.3)
+    deaf.start()
+    try:
+        assert not deaf.wait_listening(1.0)
+        deaf.remember("a-digest", object(), deaf.generation)
+        assert deaf.lookup("a-digest") is None
+    finally:
+        deaf.stop()
+    # The app's own cache hears its probes through the pool, and a probe empties no cache.
+    generation = started.cache.generation
+    probing = TokenCache.of(db, probe_timeout=5)
+    probing.start()
+    try:
+        assert probing.wait_listening(10)
+    finally:
+        probing.stop()
+    assert started.cache.generation == generation
