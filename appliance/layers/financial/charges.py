@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -26,6 +27,7 @@ from appliance.layers.financial import schedule
 from appliance.layers.financial.models import account, charge
 from appliance.layers.financial.money import line_amount
 from appliance.substrate import record
+from appliance.substrate.db import driver
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, entry
 
@@ -79,8 +81,34 @@ def _derived_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_DERIVED, ":".join(str(part) for part in parts))
 
 
+# Who pays for a patient's care is decided under a lock of that patient's (advisory, held to the end of
+# the transaction): a cover recorded after the care takes it alone while it re-prices the patient's
+# charges (rebilling.follow_cover); every charge is priced holding it shared. So a charge posted while a
+# cover is being saved is either priced once the cover has committed — at the insurer's price — or is
+# committed before the re-pricing reads the patient's charges, and is re-priced with them; charges of one
+# patient posted together do not wait for one another. The lock is a statement of its own, taken before
+# the pricing read: under READ COMMITTED that read then sees a cover committed while we waited.
+_PAYER_LOCK = "healthos.financial.payer:{}"
+_HOLD_PAYERS_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtextextended(k, 0)) FROM unnest(%(keys)s::text[]) AS k"
+_HOLD_PAYER = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
+
+
+def hold_payers(conn: Connection, patient_ids: Iterable[uuid.UUID | None]) -> None:
+    """Before pricing these patients' charges: their payer locks, shared (waiting for a cover being saved)."""
+    keys = sorted({_PAYER_LOCK.format(patient_id) for patient_id in patient_ids if patient_id is not None})
+    if keys:
+        driver(conn).execute(_HOLD_PAYERS_SHARED, {"keys": keys})
+
+
+def hold_payer_alone(conn: Connection, patient_id: uuid.UUID) -> None:
+    """Before changing who pays for this patient's care: their payer lock, alone (waiting for charges
+    being priced)."""
+    driver(conn).execute(_HOLD_PAYER, {"key": _PAYER_LOCK.format(patient_id)})
+
+
 def charge_for(conn: Connection, source: Entry, billable: Billable) -> record.NewEntry:
-    """The charge entry billing `source`: priced for the patient and day, on the encounter's account."""
+    """The charge entry billing `source`: priced for the patient and day, on the encounter's account. The
+    caller holds the patient's payer lock (`hold_payers`, or `hold_payer_alone` when re-pricing)."""
     service_at = billable.service_at or source.occurred_at
     price = schedule.price_of(conn, kind=billable.item_kind, code=billable.item_code, patient_id=source.patient_id,
                               at=service_at, encounter_id=source.encounter_id, open_account=True)
@@ -133,6 +161,7 @@ def _unit_key(unit: str | None) -> str:
 
 def post_charge(conn: Connection, principal: Principal, source: Entry, billable: Billable) -> Entry:
     """Price `billable` for the patient and day and append its charge, pointing at `source`."""
+    hold_payers(conn, [source.patient_id])
     new = charge_for(conn, source, billable)
     return record.append(conn, principal, "charge", patient_id=new.patient_id, encounter_id=new.encounter_id,
                          detail=new.detail, entry_id=new.id)
@@ -141,6 +170,7 @@ def post_charge(conn: Connection, principal: Principal, source: Entry, billable:
 def post_charges(conn: Connection, principal: Principal, billed: list[tuple[Entry, Billable]]) -> list[Entry]:
     """The bulk path's charges (`record.append_many` reacting to many entries at once): each priced as
     `post_charge` prices it, all written together — one insert and one audit note per patient."""
+    hold_payers(conn, [source.patient_id for source, _ in billed])
     return record.append_many(conn, principal, [charge_for(conn, source, billable) for source, billable in billed])
 
 

@@ -14,6 +14,11 @@ the cashier's decision), an account that already bills an insurer, the same cove
 cover recorded twice bills nothing again), and charges dated outside the cover (their self-pay prices
 stay). A second insurer recorded later therefore changes only accounts that still bill the patient.
 
+An order placed while the cover is being saved is billed once, at the insurer's price: the re-pricing
+holds the patient's payer lock alone, and every charge is priced holding it shared (charges.py), so the
+order's charge is either priced after the cover commits, or committed before the re-pricing reads the
+patient's charges and re-priced with them.
+
 What a cover did is read back from the record (`outcome`): the charges it posted have ids derived from
 the charge they replace and the cover, so the API's answer and the page the clerk lands on after
 recording it say the same thing, from the same rows.
@@ -26,7 +31,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial.charges import open_charges, rebill_charge, rebilled_id
+from appliance.layers.financial.charges import hold_payer_alone, open_charges, rebill_charge, rebilled_id
 from appliance.layers.financial.models import account, charge, invoice, invoice_line, payer
 from appliance.layers.financial.money import ZERO, format_money
 from appliance.layers.financial.reactions import billable_again
@@ -60,6 +65,9 @@ def _bills_patient(found: dict, cover: dict) -> bool:
 def follow_cover(conn: Connection, principal: Principal, cover: dict) -> None:
     """Switch the patient's accounts the cover reaches to its payer and bill their charges again (see the
     module's docstring for which)."""
+    # Charges being priced for the patient now are waited for, and none is priced until this commits
+    # (charges.py): one posted meanwhile is either among the charges read below or priced for the insurer.
+    hold_payer_alone(conn, cover["patient_id"])
     # Two covers recorded at once for one patient take turns: the second reads the accounts and charges as
     # the first left them (and finds them billing its insurer) instead of crediting the same charges twice.
     conn.execute(sa.select(account.c.id).where(account.c.patient_id == cover["patient_id"])

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import threading
+import time
 import zoneinfo
 from decimal import Decimal
 
@@ -222,3 +224,73 @@ def test_migration_t0014_corrects_what_t0008_kept_for_a_re_priced_charge(db, fac
             t0014.upgrade()
         upgraded = conn.execute(kept_day, {"root": smear.root_id}).scalar()
     assert (as_t0008_kept, upgraded) == (dt.datetime.now(yesterday.tz).date(), yesterday.start.date())
+
+
+def _one_waits_for_the_other(db, slug: str, first, second) -> bool:
+    """Run `first` in a tenant transaction held open, then `second` in another; True if `second` was seen
+    waiting on a lock of the first's before the first committed (then both run to their end)."""
+    held, release, failures = threading.Event(), threading.Event(), []
+
+    def run_first() -> None:
+        try:
+            with db.tenant(slug) as conn:
+                first(conn)
+                held.set()
+                release.wait(20)
+        except Exception as exc:  # reported from the test's thread, asserted on below
+            failures.append(exc)
+        finally:
+            held.set()
+
+    def run_second() -> None:
+        try:
+            with db.tenant(slug) as conn:
+                second(conn)
+        except Exception as exc:  # as above
+            failures.append(exc)
+
+    holder = threading.Thread(target=run_first)
+    holder.start()
+    held.wait(20)
+    waiter = threading.Thread(target=run_second)
+    waiter.start()
+    waiting = False
+    deadline = time.monotonic() + 20
+    while waiter.is_alive() and not waiting and time.monotonic() < deadline:
+        waiter.join(0.02)
+        with db.control() as conn:
+            waiting = conn.execute(sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar() > 0
+    release.set()
+    holder.join(20)
+    waiter.join(20)
+    assert failures == []
+    return waiting
+
+
+def test_an_order_placed_while_the_cover_is_saved_is_billed_to_the_insurer(db, facility, clinician, clerk):
+    """Two real transactions, each way round, on a visit with nothing billed yet (a cover that re-prices
+    nothing writes nothing to the record, so no row of the patient's makes the two take turns). A charge
+    priced while the cover's transaction is open waits for it and is priced for the insurer; a cover saved
+    while an order's charge is being priced waits for that charge to commit and re-prices it. Before, the
+    first order kept the self-pay price and the second cover re-priced nothing."""
+    with db.tenant(facility.slug) as conn:
+        during_cover, during_cover_visit = visit(conn, clinician)
+        during_order, during_order_visit = visit(conn, clinician)
+    placed = {}
+
+    def place(patient, encounter):
+        return lambda conn: placed.setdefault(patient["id"], order(conn, clinician, patient, encounter, MALARIA_SMEAR))
+
+    waited_for_cover = _one_waits_for_the_other(db, facility.slug, lambda conn: nhif(conn, clerk, during_cover),
+                                                place(during_cover, during_cover_visit))
+    waited_for_order = _one_waits_for_the_other(db, facility.slug, place(during_order, during_order_visit),
+                                                lambda conn: nhif(conn, clerk, during_order))
+    with db.tenant(facility.slug) as conn:
+        billed = {pid: open_charges(conn, charge.c.source_root_id == placed[pid]["root_id"])
+                  for pid in (during_cover["id"], during_order["id"])}
+        payers = dict(conn.execute(sa.select(account.c.patient_id, account.c.payer_code).where(
+            account.c.patient_id.in_(list(billed)))).all())
+    assert (waited_for_cover, waited_for_order) == (True, True)
+    for pid, [smear] in billed.items():
+        assert (smear["price_list"], smear["amount"], payers[pid]) == ("NHI", Decimal("150.00"), "NHIF")
