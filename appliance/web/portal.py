@@ -201,6 +201,7 @@ def patient_home(principal: Principal, tenant: str, patient_id: uuid.UUID) -> st
 # What a redirect after a successful post says on the page it lands on (never text from the request).
 NOTICES = {
     "registered": "Patient registered.",
+    "registration-corrected": "Registration corrected; the earlier version is kept in its history.",
     "encounter-started": "Encounter started.",
     "encounter-updated": "Encounter updated.",
     "order-set": "Order set placed.",
@@ -703,6 +704,97 @@ def _registered_alike(request: Asking, tenant: str, patient_in: PatientIn) -> li
     for match in alike:  # their registration, to compare identifiers and next of kin (no chart opened)
         match["href"] = f"/t/{tenant}/patients/{match['id']}"
     return alike
+
+
+def _registration_values(found: dict) -> dict[str, Any]:
+    """A registration as the form shows it: what `_patient_in` reads back."""
+    address, kin = found.get("address") or {}, (found.get("next_of_kin") or [{}])[0]
+    values = {"family_name": found["family_name"], "given_names": found["given_names"],
+              "birth_date": found["birth_date"].isoformat(), "sex": found["sex"], "phone": found.get("phone"),
+              "birth_date_estimated": "true" if found.get("birth_date_estimated") else None,
+              "national_id": next((i["value"] for i in found["identifiers"] if i["system"] == "national_id"), None),
+              "village": address.get("village"), "district": address.get("district"),
+              "nok_name": kin.get("name"), "nok_relationship": kin.get("relationship"), "nok_phone": kin.get("phone")}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _corrected(found: dict, values: dict[str, Any]) -> dict:
+    """The form's fields over the registration in force: what the form does not show (other identifiers,
+    a second next of kin, contacts, the address's other lines, the one-identity subject) is kept."""
+    fields = _patient_in(values)
+    fields["identifiers"] = [i for i in found["identifiers"] if i["system"] != "national_id"] \
+        + fields.get("identifiers", [])
+    shown = {k: v for k, v in (found.get("address") or {}).items() if k not in ("village", "district")}
+    fields["address"] = shown | fields.get("address", {})
+    fields["next_of_kin"] = fields.get("next_of_kin", []) + (found.get("next_of_kin") or [])[1:]
+    fields["contacts"] = found.get("contacts") or []
+    fields["subject_id"] = found["subject_id"]
+    return fields
+
+
+def _correction_form(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, errors: dict, *,
+                     version_id: Any, owner: str | None = None, status: int = 200) -> Template:
+    with request.app.state.db.tenant(tenant) as conn:
+        top = banner(conn, request.user, patient_id, in_care=False)
+        versions = service.entry_history(conn, request.user, patient_id, top["patient"]["version_id"])
+    return page(request, "registration_form.html", status=status, active="patients", patient_id=patient_id,
+                tab="patient", values=values, errors=errors, version_id=version_id, owner=owner,
+                versions=list(reversed(versions)),
+                names=people_named(request.app.state.db, {v["author_id"] for v in versions}), **top, **HELPERS)
+
+
+@get(PATIENT + "/registration", operation_id="PortalCorrectRegistrationPage",
+     opt=_page_opts("clinical.patient.update", care_relationship=False), sync_to_thread=True,
+     include_in_schema=False)
+def registration_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """The registration as it stands, to correct, with every earlier version and why it was changed."""
+    with request.app.state.db.tenant(tenant) as conn:
+        found = service.get_patient(conn, request.user, patient_id)
+    return _correction_form(request, tenant, patient_id, _registration_values(found), {},
+                            version_id=found["version_id"])
+
+
+@post(PATIENT + "/registration", operation_id="PortalCorrectRegistration",
+      opt=_page_opts("clinical.patient.update", care_relationship=False), sync_to_thread=True,
+      include_in_schema=False)
+def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """Correct a registration: a new version supersedes the one in force, with the reason; the version the
+    form was loaded from must still be in force (someone else's correction is not overwritten)."""
+    values = form_values(data)
+    db: Database = request.app.state.db
+    with db.tenant(tenant) as conn:
+        found = service.get_patient(conn, request.user, patient_id)  # a guessed id is a 404 before anything
+    loaded = _uuid_or_none(values.get("version_id"))
+    errors: dict[str, str] = {}
+    owner, stale = None, False
+    try:
+        patient_in = PatientIn.model_validate(_corrected(found, values))
+    except ValidationError as exc:
+        errors = field_errors(exc, _REGISTRATION_RENAME)
+    if not values.get("reason") or len(values["reason"]) < 3:
+        errors["reason"] = "Say why the registration is corrected (at least 3 characters)."
+    if not errors:
+        try:
+            with db.tenant(tenant) as conn:
+                service.update_patient(conn, request.user, patient_id, patient_in, reason=values["reason"],
+                                       version_id=loaded or found["version_id"])
+        except RecordError as exc:
+            if exc.extra.get("field") == "identifiers":
+                errors = {"national_id": "This national ID already belongs to another patient of this facility."}
+                owner = _uuid_or_none(exc.extra.get("patient_id"))
+            elif exc.status == 409:
+                stale = True
+                errors = {"form": "Someone corrected this registration since you opened it. What you typed is "
+                                  "below; open the registration again to see their correction, then make yours."}
+            else:
+                errors = {"form": exc.detail[0].upper() + exc.detail[1:]}
+        except sa.exc.IntegrityError:
+            errors = {"national_id": "Another registration claimed this national ID a moment ago."}
+    if errors:
+        return _correction_form(request, tenant, patient_id, values, errors, version_id=values.get("version_id"),
+                                owner=f"/t/{tenant}/patients/{owner}" if owner else None,
+                                status=409 if stale else 422)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}?done=registration-corrected")
 
 
 # -- the patient: registration details and encounters ----------------------------------------------
@@ -1283,9 +1375,10 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
 
 
 ROUTES = [
-    patient_search, register_page, register_patient, patient_page, invite_patient, encounter_page, start_encounter,
-    change_encounter, chart_page, timeline_page, results_page, trend_page, sign_result, disclose_result,
-    withdraw_disclosure, orders_page, place_order_set, place_order, prescribe, notes_page, note_page, write_note,
+    patient_search, register_page, register_patient, registration_page, correct_registration, patient_page,
+    invite_patient, encounter_page, start_encounter, change_encounter, chart_page, timeline_page, results_page,
+    trend_page, sign_result, disclose_result, withdraw_disclosure, orders_page, place_order_set, place_order,
+    prescribe, notes_page, note_page, write_note,
 ]
 
 portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,

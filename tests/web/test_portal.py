@@ -217,6 +217,49 @@ def test_registering_someone_already_here_under_that_name_and_birth_date_asks_fi
     assert landed.status_code == 200 and "Patient registered." in landed.text and "Start an encounter" in landed.text
 
 
+def test_the_desk_corrects_a_registration_and_the_earlier_version_stays_in_its_history(signed_in, db, facility,
+                                                                                       charts, author):
+    """A misspelt name corrected from the registration page: a new version with its reason supersedes the
+    one in force; what the form does not show (the one-identity subject, other identifiers) is kept; a
+    blank reason or a stale form is refused with what was typed kept, and a national ID another patient
+    holds names its record."""
+    client = signed_in("registrar", facility.slug)
+    pid = charts[2].id
+    form = f"{base(facility)}/patients/{pid}/registration"
+    with db.tenant(facility.slug) as conn:
+        before = service.patient_of(conn, pid)
+    shown = client.get(form)
+    assert shown.status_code == 200 and 'value="Grace Njeri"' in shown.text
+    assert "History of the registration" in shown.text
+    typed = {"family_name": "Wanjiru", "given_names": "Grace Njambi", "birth_date": "2019-07-21", "sex": "female",
+             "national_id": charts[2].national_id, "phone": before["phone"], "version_id": str(before["version_id"])}
+    no_reason = post_form(client, form, form, typed)
+    assert no_reason.status_code == 422 and 'id="reason-error"' in no_reason.text
+    assert 'value="Grace Njambi"' in no_reason.text  # what was typed is kept
+    taken = post_form(client, form, form, {**typed, "national_id": charts[0].national_id, "reason": "typo"})
+    assert taken.status_code == 422 and 'id="national_id-error"' in taken.text
+    assert f'href="{base(facility)}/patients/{charts[0].id}"' in taken.text
+
+    corrected = post_form(client, form, form, {**typed, "reason": "Given name misspelt at registration"})
+    assert corrected.status_code == 303
+    assert corrected.headers["location"] == f"{base(facility)}/patients/{pid}?done=registration-corrected"
+    landed = client.get(corrected.headers["location"])
+    assert "Registration corrected" in landed.text and "Grace Njambi" in landed.text
+    with db.tenant(facility.slug) as conn:
+        after = service.patient_of(conn, pid)
+        versions = service.entry_history(conn, principal_of(author, facility.slug), pid, after["version_id"])
+    assert after["subject_id"] == before["subject_id"] and after["identifiers"] == before["identifiers"]
+    assert after["phone"] == before["phone"]  # shown on the form, sent back unchanged
+    assert [(v["detail"]["given_names"], v["reason"]) for v in versions] == [
+        ("Grace Njeri", None), ("Grace Njambi", "Given name misspelt at registration")]
+    history = client.get(form)
+    assert "Given name misspelt at registration" in history.text and "Corrected" in history.text
+
+    stale = post_form(client, form, form, {**typed, "given_names": "Grace", "reason": "editing an old copy"})
+    assert stale.status_code == 409 and "Someone corrected this registration since you opened it" in stale.text
+    assert 'value="Grace"' in stale.text
+
+
 def test_start_and_finish_an_encounter(signed_in, db, facility, charts, author):
     client = signed_in("clinician", facility.slug)
     pid = charts[2].id
@@ -369,10 +412,12 @@ def test_a_chart_without_a_care_relationship_opens_only_by_breaking_the_glass(si
 
 # -- refusals --------------------------------------------------------------------------------------
 
-PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/encounters/new", "/patients/{pid}/chart",
+PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/registration",
+         "/patients/{pid}/encounters/new", "/patients/{pid}/chart",
          "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
          "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
-FORMS = ["/patients", "/patients/{pid}/encounters", "/patients/{pid}/encounters/{any}/status",
+FORMS = ["/patients", "/patients/{pid}/registration", "/patients/{pid}/encounters",
+         "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose",
          "/patients/{pid}/results/{any}/disclose/withdraw", "/patients/{pid}/order-sets",
          "/patients/{pid}/orders", "/patients/{pid}/medications", "/patients/{pid}/notes",
