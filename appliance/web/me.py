@@ -27,7 +27,7 @@ from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
 from appliance.layers.patient import portal as patient_portal
 from appliance.layers.patient.release import release
-from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, is_abnormal, number, reference_range, result_value
+from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, Clock, is_abnormal, number, reference_range, result_value
 
 RESULTS_SHOWN = 20
 VISITS_SHOWN = 10
@@ -49,10 +49,12 @@ def _facility_records(state: State, request: Request) -> list[dict]:
         released = release(summary["results"], state.release_rules, dt.datetime.now(dt.UTC))
         summary["results"] = released.shown[:RESULTS_SHOWN]
         summary["encounters"] = summary["encounters"][:VISITS_SHOWN]
-        zone = zoneinfo.ZoneInfo(holding.timezone)
+        # Dates as the patient lived them, at the facility: a result taken at 01:30 in Nairobi is of that
+        # day there (the staff's pages say so too), not of the day before in UTC.
+        clock = Clock(zoneinfo.ZoneInfo(holding.timezone))
         records.append({"holding": holding, "summary": summary, "appointments": appointments, "bills": bills,
-                        "later": [(result, at.astimezone(zone)) for result, at in released.later],
-                        "in_person": released.in_person})
+                        "later": [(result, clock.local(at)) for result, at in released.later],
+                        "in_person": released.in_person, "clock": clock})
     return records
 
 
@@ -71,8 +73,10 @@ def access_page(request: Request, state: State) -> Template:
     holdings = patient_portal.records_of(state.db, request.user.subject_id)
     entries = patient_portal.access_log(state.db, request.user, holdings)
     me = str(request.user.account_id)
+    clocks = {h.tenant: Clock(zoneinfo.ZoneInfo(h.timezone)) for h in holdings}
     return Template("me_access.html", context={
         "principal": request.user, "tab": "access", "holdings": holdings, "entries": entries[:ACCESS_SHOWN],
+        "clocks": clocks, "zones": sorted({h.timezone for h in holdings}),
         "total": len(entries), "me": me, "describe": patient_portal.describe,
         "break_glass": [e for e in entries if e.break_the_glass],
         "by_facility": {h.tenant: sum(1 for e in entries if e.facility["tenant"] == h.tenant) for h in holdings},

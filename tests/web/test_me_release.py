@@ -9,6 +9,7 @@ import datetime as dt
 import re
 import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,6 +18,7 @@ from appliance.layers.clinical.schemas import EncounterIn, ResultIn
 from appliance.layers.patient.release import ReleasePolicyError, load_release_rules, release
 from appliance.substrate import identity
 from appliance.substrate.principal import Principal
+from appliance.substrate.record import NewEntry, append_many
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
 from tests.web.test_auth import csrf_token
 from tests.web.test_me import _patient_client
@@ -84,6 +86,40 @@ def test_the_portal_shows_what_the_rules_release_and_no_more(db, app, patient_wi
     assert "Chest X-ray, 2 views" in later and "shows here from" in later
     assert "UTC" not in later  # in the facility's time, as the patient reads a clock there
     assert "Glucose" not in results  # not reviewed: not released by any rule
+
+
+def test_the_patient_reads_dates_and_times_as_the_facilitys_clock_shows_them(db, app, policy, release_clinic):
+    """A blood count taken at 01:30 on 2 March in Nairobi (22:30 UTC on 1 March), in a visit that began
+    then: the patient's portal says 2 March, as the clinician's pages do; the access log's times are the
+    facility's too, not UTC."""
+    patient = _patient_with_results(db, policy, release_clinic)
+    late, visit, count = dt.datetime(2026, 3, 1, 22, 30, tzinfo=dt.UTC), uuid.uuid4(), uuid.uuid4()
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Night", tenant=release_clinic.slug,
+                          role="clinician")
+    with db.tenant(release_clinic.slug) as conn:  # the night's visit, as a record replayed with its times
+        append_many(conn, clinician, [
+            NewEntry("encounter", patient["patient_id"], encounter_id=visit, occurred_at=late, detail={
+                "id": visit, "patient_id": patient["patient_id"], "encounter_class": "emergency",
+                "status": "finished", "reason": "Fever", "ward_code": None, "planned_for": None, "started_at": late,
+                "ended_at": late + dt.timedelta(hours=1)}),
+            NewEntry("result", patient["patient_id"], encounter_id=visit, occurred_at=late, id=count, detail={
+                "service_request_id": None, "code": "777-3", "display": "Platelets", "value_numeric": 210,
+                "value_text": None, "unit": "10*3/uL", "reference_low": 150, "reference_high": 400, "flag": "N",
+                "note": None})])
+        append_many(conn, clinician, [NewEntry("result_signoff", patient["patient_id"], occurred_at=late,
+                                               detail={"result_id": count, "comment": None})])
+    me = _patient_client(db, app, patient["email"])
+    record = me.get("/me").text.split(f'data-facility="{release_clinic.slug}"')[1]
+    results = record.split('class="list results"')[1].split("</table>")[0]
+    assert "Platelets" in results and "02 Mar 2026" in results and "01 Mar 2026" not in results
+    visits = record.split('class="rows visits"')[1].split("</ul>")[0]
+    assert "02 Mar 2026" in visits
+
+    access = me.get("/me/access").text
+    assert "UTC" not in access and "Africa/Nairobi" in access
+    latest = access.split('id="access-log"')[1].split("<tbody>")[1].split("<td>")[1].split("</td>")[0]
+    shown = dt.datetime.strptime(latest, "%d %b %Y %H:%M").replace(tzinfo=ZoneInfo("Africa/Nairobi"))
+    assert abs(shown - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=2)  # the patient's own read, just now
 
 
 def test_a_result_given_in_person_reaches_the_portal_once_the_clinician_records_it(
