@@ -78,10 +78,16 @@ def _diagnoses() -> tuple[tuple[str, str, str, frozenset[str]], ...]:
 
 
 def search(text: str, limit: int = 25) -> list[Icd10Code]:
-    """Diagnosis codes for a clinician who does not know them by heart, in the list's order: by code
-    prefix when `text` looks like one (`B5`, `b50.`), else by title, each word typed starting a word
-    of the title (`malaria` finds B50–B54, not "Antimalarials"; `diab mell` finds E10–E14). Chapters
-    and blocks are never offered: they are refused as diagnoses."""
+    """Diagnosis codes for a clinician who does not know them by heart: by code prefix, in the list's
+    order, when `text` looks like one (`B5`, `b50.`), else by title, each word typed starting a word of the
+    title (`malaria` finds B50–B54, not "Antimalarials"; `diab mell` finds E10–E14). Chapters and blocks
+    are never offered: they are refused as diagnoses.
+
+    Title matches come best first, as a clinician would pick: the words typed as whole words of the title
+    ("pneumonia", not only "pneumoniae": Streptococcus pneumoniae sepsis is not what was meant), then a
+    title that begins with the first word typed, then the shorter title (the general diagnosis before its
+    refinements: "Pneumonia, unspecified" before "Pneumonia due to Streptococcus pneumoniae"), then the
+    list's order. In the list's order alone, "pneumonia" offered 25 codes before any of J18."""
     typed = " ".join((text or "").split())
     if not typed or limit < 1:
         return []
@@ -93,10 +99,11 @@ def search(text: str, limit: int = 25) -> list[Icd10Code]:
     words = _WORD.findall(typed.casefold())
     if not words:
         return []
-    found: list[Icd10Code] = []
-    for code, title, _, title_words in _diagnoses():
+    ranked: list[tuple[tuple[int, bool, int, int], Icd10Code]] = []
+    for order, (code, title, _, title_words) in enumerate(_diagnoses()):
         if all(any(word.startswith(typed_word) for word in title_words) for typed_word in words):
-            found.append(Icd10Code(code, title))
-            if len(found) == limit:
-                break
-    return found
+            partial = sum(1 for typed_word in words if typed_word not in title_words)
+            begins = title.casefold().startswith(words[0])
+            ranked.append(((partial, not begins, len(title), order), Icd10Code(code, title)))
+    ranked.sort(key=lambda pair: pair[0])
+    return [found for _, found in ranked[:limit]]

@@ -1,6 +1,8 @@
 """The pure parts of the clinical layer: ICD-10 lookup against the WHO list and the drug–allergy
 matcher (same substance, same class, plural class names; no false alarm for unrelated drugs)."""
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +44,20 @@ def test_search_finds_diagnoses_by_title_words_never_a_chapter_or_block():
     assert all(icd10.lookup(code).code == code for code in malaria)  # each one a code a problem may carry
     assert [found.code for found in icd10.search("DIAB mell type 2", limit=2)] == ["E11", "E11.0"]
     assert len(icd10.search("a", limit=5)) == 5
+
+
+@pytest.mark.parametrize(("typed", "first", "meant"), [
+    ("pneumonia", 5, "J18.9"),  # not 25 codes of Streptococcus pneumoniae and varicella before it
+    ("malaria", 3, "B54"),
+    ("fever", 3, "R50.9"),
+    ("anaemia", 3, "D64.9"),
+    ("hypertension", 10, "I10"),
+])
+def test_search_offers_the_diagnosis_a_clinician_means_near_the_top(typed, first, meant):
+    found = icd10.search(typed)
+    assert meant in [f.code for f in found[:first]]
+    whole = [typed in re.findall(r"[^\W_]+", f.display.casefold()) for f in found]
+    assert whole == sorted(whole, reverse=True)  # titles with the whole word before those it only begins
 
 
 @pytest.mark.parametrize(("typed", "codes"), [
