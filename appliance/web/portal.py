@@ -1349,6 +1349,7 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
     values = form_values(data)
     template_code = values.get("template_code") if isinstance(values.get("template_code"), str) else None
     errors: dict[str, str] = {}
+    template = None
     try:
         with request.app.state.db.tenant(tenant) as conn:
             template = catalogue.get_template(conn, template_code) if template_code else None
@@ -1367,6 +1368,9 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
         errors = {field.removeprefix("fields."): template_message(exc.detail)}
         if field == "template_code":
             template_code = None
+        elif field.startswith("fields.") and template is not None:  # every field to fix, not one per attempt
+            errors = {problem.extra["field"].removeprefix("fields."): template_message(problem.detail)
+                      for problem in catalogue.note_field_problems(template, note_fields(template, values))} or errors
     if errors:
         return _note_form(request, tenant, patient_id, template_code, values, errors, status=422)
     suffix = "/notes" if request.user.can("clinical.note.read") else (

@@ -361,6 +361,21 @@ def test_templated_note_validates_inline_then_saves(signed_in, facility, charts)
     assert unknown.status_code == 422
 
 
+def test_a_templated_note_names_every_field_to_fix_at_once(signed_in, facility, charts):
+    """Two required fields left blank and a third out of range: all three are said on the first attempt,
+    next to their fields, not one per attempt."""
+    client = signed_in("clinician", facility.slug)
+    pid = charts[0].id
+    form = f"{base(facility)}/patients/{pid}/notes/new?template=OPD"
+    refused = post_form(client, form, f"{base(facility)}/patients/{pid}/notes",
+                        {"template_code": "OPD", "f.temperature": "55", "f.plan": "Review in a week"})
+    assert refused.status_code == 422
+    for field, said in (("complaint", "Presenting complaint is required"), ("assessment", "Assessment is required"),
+                        ("temperature", "Temperature expects")):
+        assert re.search(rf'id="f-{field}-error">{said}', refused.text), field
+    assert "Review in a week" in refused.text
+
+
 def test_review_and_sign_a_result_once(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     chart = charts[0]

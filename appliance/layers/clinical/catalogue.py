@@ -153,21 +153,38 @@ def list_order_sets(conn: Connection) -> list[dict]:
 
 def validate_note_fields(template: NoteTemplateConfig, values: dict[str, Any]) -> dict[str, Any]:
     """The values of a note, checked and normalised against its template. The first problem raises
-    Invalid naming the field, so the form can point at it."""
+    Invalid naming the field, so the form can point at it (`note_field_problems` gives them all)."""
     known = {f.key: f for f in template.fields}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise Invalid(f"template {template.code} has no field {unknown[0]!r}", field=f"fields.{unknown[0]}")
+    clean, problems = _checked(template, values)
+    if problems:
+        raise problems[0]
+    return clean
+
+
+def note_field_problems(template: NoteTemplateConfig, values: dict[str, Any]) -> list[Invalid]:
+    """Every field of the template that `values` leave missing or get wrong, in the template's order: a
+    form says them all at once rather than one per attempt."""
+    return _checked(template, values)[1]
+
+
+def _checked(template: NoteTemplateConfig, values: dict[str, Any]) -> tuple[dict[str, Any], list[Invalid]]:
     clean: dict[str, Any] = {}
+    problems: list[Invalid] = []
     for spec in template.fields:
         value = values.get(spec.key)
         if value is None or value == "" or value == []:
             if spec.required:
-                raise Invalid(f"field {spec.key!r} ({spec.label}) is required by template {template.code}",
-                              field=f"fields.{spec.key}")
+                problems.append(Invalid(f"field {spec.key!r} ({spec.label}) is required by template {template.code}",
+                                        field=f"fields.{spec.key}"))
             continue
-        clean[spec.key] = _coerce(spec, value)
-    return clean
+        try:
+            clean[spec.key] = _coerce(spec, value)
+        except Invalid as problem:
+            problems.append(problem)
+    return clean, problems
 
 
 def _coerce(spec: TemplateField, value: Any) -> Any:
