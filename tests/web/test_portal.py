@@ -143,6 +143,9 @@ def test_timeline_lists_every_kind_and_filters(signed_in, facility, charts):
     assert everything.status_code == 200
     for label in ("Encounters", "Results", "Notes", "Prescriptions", "Orders", "Vital signs", "Problems", "Allergies"):
         assert f'<span class="badge kind">{label}</span>' in everything.text, label
+    encounters = everything.text.split('<li class="tl-item kind-encounter')[1:]
+    assert encounters and all(re.search(r'class="tl-who muted">Clinical · \w', item.split("</li>")[0])
+                              for item in encounters)  # who opened it, as every other entry says
     notes_only = client.get(path, params={"layer": "clinical", "kind": "note"})
     assert '<span class="badge kind">Notes</span>' in notes_only.text
     assert '<span class="badge kind">Results</span>' not in notes_only.text

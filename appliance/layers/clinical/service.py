@@ -421,8 +421,9 @@ def transition_encounter(conn: Connection, principal: Principal, patient_id: uui
 
 def list_encounters(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 50) -> list[dict]:
     require_patient(conn, patient_id)
-    rows = [dict(r) for r in conn.execute(
-        sa.select(*ENCOUNTER_COLUMNS).where(encounter.c.patient_id == patient_id)
+    rows = [dict(r) for r in conn.execute(  # with who opened it, as every other entry carries its author
+        sa.select(*ENCOUNTER_COLUMNS, entry.c.author_id).join(entry, entry.c.id == encounter.c.entry_id)
+        .where(encounter.c.patient_id == patient_id)
         .order_by(sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for).desc().nulls_last())
         .limit(limit)
     ).mappings()]
