@@ -206,6 +206,7 @@ NOTICES = {
     "encounter-updated": "Encounter updated.",
     "order-set": "Order set placed.",
     "order-set-override": "Order set placed; the allergy override and its reason are on the record.",
+    "order-set-without": "Order set placed without the drug the patient is allergic to.",
     "ordered": "Test ordered.",
     "prescribed": "Prescription placed.",
     "prescribed-override": "Prescription placed; the allergy override and its reason are on the record.",
@@ -1180,12 +1181,24 @@ def orders_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
 
 
 def _override_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, action: str, blocked: list[dict],
-                   values: dict, what: str, errors: dict | None = None) -> Template:
+                   values: dict, what: str, errors: dict | None = None, leave_out: list[str] | None = None) -> Template:
+    """The drug–allergy check's question: a reason to order anyway, or (for an order set) the rest of the
+    set without the drugs it matched."""
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
-    hidden = {k: v for k, v in values.items() if k != "allergy_override_reason" and v is not None}
+    hidden = {k: v for k, v in values.items() if k not in ("allergy_override_reason", "leave_out") and v is not None}
     return page(request, "override.html", status=409, active="patients", patient_id=patient_id, tab="orders",
-                action=action, blocked=blocked, hidden=hidden, what=what, errors=errors or {}, **top, **HELPERS)
+                action=action, blocked=blocked, hidden=hidden, what=what, errors=errors or {},
+                leave_out=leave_out or [], **top, **HELPERS)
+
+
+def _order_set_named(request: Asking, tenant: str, code: str) -> str:
+    """'the order set Suspected malaria', as the orders page names it (the code if it is not configured)."""
+    with request.app.state.db.tenant(tenant) as conn:
+        try:
+            return f"the order set {catalogue.get_order_set(conn, code).name}"
+        except RecordError:
+            return f"order set {code}"
 
 
 @post(PATIENT + "/order-sets", operation_id="PortalPlaceOrderSet", opt=_page_opts("clinical.order.create"),
@@ -1194,15 +1207,19 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
     """Every order of one of the facility's order sets, or none; an allergy match asks for a reason."""
     values = form_values(data)
     code = values.get("code") or ""
+    # The drugs to leave out, one field each (a form's repeated field; form_values keeps only the last).
+    raw = data.get("leave_out")
+    leave_out = [d.strip() for d in (raw if isinstance(raw, list) else [raw]) if isinstance(d, str) and d.strip()]
     action = with_glass(f"/t/{tenant}/patients/{patient_id}/order-sets", request.scope.get(GLASS_SCOPE_KEY))
     try:
         order_set_in = OrderSetIn.model_validate({k: values.get(k) for k in (
-            "encounter_id", "priority", "clinical_info", "allergy_override_reason") if values.get(k)})
+            "encounter_id", "priority", "clinical_info", "allergy_override_reason") if values.get(k)}
+            | {"leave_out": leave_out})
     except ValidationError as exc:
         errors = field_errors(exc)
         if "allergy_override_reason" in errors and "code" in values:
             return _override_page(request, tenant, patient_id, action=action, blocked=[], values=values,
-                                  what=f"order set {code}", errors=errors)
+                                  what=_order_set_named(request, tenant, code), errors=errors)
         return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values,
                             errors=errors)
     try:
@@ -1211,12 +1228,16 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
     except RecordError as exc:
         if exc.status == 404 and "order_set" not in exc.extra:
             raise
+        field = exc.extra.get("field") or "form"
+        message = exc.detail[0].upper() + exc.detail[1:] + ("" if exc.detail.endswith(".") else ".")
         return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values,
-                            errors={exc.extra.get("field") or "form": exc.detail})
+                            errors={"form" if field == "leave_out" else field: message})
     if outcome.blocked:
         return _override_page(request, tenant, patient_id, action=action, blocked=outcome.blocked, values=values,
-                              what=f"order set {code}")
-    done = "order-set-override" if order_set_in.allergy_override_reason else "order-set"
+                              what=_order_set_named(request, tenant, code),
+                              leave_out=[b["drug"] for b in outcome.blocked])
+    done = "order-set-override" if order_set_in.allergy_override_reason else (
+        "order-set-without" if leave_out else "order-set")
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
 
 

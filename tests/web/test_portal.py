@@ -315,6 +315,35 @@ def test_order_set_asks_for_an_override_reason_when_an_allergy_matches(signed_in
     assert "allergy override and its reason are on the record" in landed.text
 
 
+def test_an_order_set_whose_drug_the_patient_is_allergic_to_is_placed_without_it(signed_in, db, facility, charts,
+                                                                                   author):
+    """The malaria set's paracetamol matches Achieng's allergy: the clinician keeps the set's tests and
+    leaves the drug out, with no override to justify and no prescription of it."""
+    client = signed_in("clinician", facility.slug)
+    chart = charts[0]
+    orders = f"{base(facility)}/patients/{chart.id}/orders"
+    action = f"{base(facility)}/patients/{chart.id}/order-sets"
+    blocked = post_form(client, orders, action, {"code": "MALARIA", "encounter_id": str(chart.encounter_id)})
+    assert blocked.status_code == 409 and "the order set Suspected malaria was not ordered" in blocked.text
+    assert 'name="leave_out" value="Paracetamol"' in blocked.text
+    assert "Order the rest, without Paracetamol" in blocked.text
+    with db.tenant(facility.slug) as conn:
+        before = service.orders_of(conn, chart.id)
+        prescribed = len(service.list_medications(conn, principal_of(author, facility.slug), chart.id))
+    placed = client.post(action, data={"code": "MALARIA", "encounter_id": str(chart.encounter_id),
+                                       "leave_out": "Paracetamol", "_csrf_token": csrf_token(blocked.text)},
+                         follow_redirects=False)
+    assert placed.status_code == 303 and placed.headers["location"].endswith("?done=order-set-without")
+    with db.tenant(facility.slug) as conn:
+        after = service.orders_of(conn, chart.id)
+        meds = service.list_medications(conn, principal_of(author, facility.slug), chart.id)
+    assert len(after) == len(before) + 3 and len(meds) == prescribed  # the tests, and no paracetamol
+    assert "without the drug the patient is allergic to" in client.get(placed.headers["location"]).text
+    strange = client.post(action, data={"code": "MALARIA", "leave_out": "Quinine",
+                                        "_csrf_token": csrf_token(blocked.text)}, follow_redirects=False)
+    assert strange.status_code == 422 and "has no drug Quinine to leave out; nothing was ordered." in strange.text
+
+
 def test_prescribe_single_test_and_bad_input(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     pid = charts[1].id

@@ -341,6 +341,8 @@ class OrderSetIn(_In):
     priority: Literal["routine", "urgent", "stat"] = "routine"
     clinical_info: str | None = Field(default=None, max_length=1000)
     allergy_override_reason: str | None = Field(default=None, min_length=3, max_length=1000)
+    leave_out: list[Text] = Field(default_factory=list, max_length=20, description=(
+        "drugs of the set not to order (one the patient is allergic to, say); the rest of the set is ordered"))
 
 
 class OrderSetPlaced(BaseModel):

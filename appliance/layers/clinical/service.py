@@ -647,15 +647,24 @@ def order_test(conn: Connection, principal: Principal, patient_id: uuid.UUID, da
 def place_order_set(conn: Connection, principal: Principal, patient_id: uuid.UUID, code: str,
                     data: OrderSetIn) -> MedicationOutcome:
     """Every order of the set, or none: all are validated first (catalogue, drug–allergy check), and the
-    appends share the caller's transaction, so a failure part-way undoes the ones before it."""
+    appends share the caller's transaction, so a failure part-way undoes the ones before it. The drugs
+    `data.leave_out` names are not ordered (a clinician keeps the tests of a set whose drug the patient is
+    allergic to, rather than override the allergy or order nothing)."""
     require_chart(conn, patient_id, data.encounter_id)
     order_set = catalogue.get_order_set(conn, code)
+    strange = [drug for drug in data.leave_out if drug not in {m.drug for m in order_set.medications}]
+    if strange:
+        raise Invalid(f"order set {code} has no drug {strange[0]} to leave out; nothing was ordered", field="leave_out")
+    medications = [m for m in order_set.medications if m.drug not in data.leave_out]
+    if not order_set.tests and not medications:
+        raise Invalid(f"leaving out {', '.join(data.leave_out)} leaves nothing of order set {code} to order",
+                      field="leave_out")
     tests = catalogue.get_orderables(conn, order_set.tests)
     missing = [t for t in order_set.tests if t not in tests]
     if missing:
         raise Invalid(f"order set {code} names test {missing[0]}, which is not in this facility's catalogue; "
                       "nothing was ordered", field="code", code=missing[0])
-    conflicts = _allergy_conflicts(conn, patient_id, [m.drug for m in order_set.medications])
+    conflicts = _allergy_conflicts(conn, patient_id, [m.drug for m in medications])
     override = data.allergy_override_reason if conflicts else None
     if conflicts:
         _record_alerts(conn, principal, patient_id, data.encounter_id, conflicts, override)
@@ -670,7 +679,7 @@ def place_order_set(conn: Connection, principal: Principal, patient_id: uuid.UUI
                                      "priority": data.priority, "status": "active",
                                      "clinical_info": data.clinical_info, "order_set": code})
         outcome.services.append(_entry_dict(appended))
-    for med in order_set.medications:
+    for med in medications:
         med_in = MedicationIn(**med.model_dump(), encounter_id=data.encounter_id)
         appended = record.append(conn, principal, "medication_request", patient_id=patient_id,
                                  encounter_id=data.encounter_id,

@@ -99,6 +99,21 @@ def test_order_set_is_all_or_nothing_over_http(api, facility, db: Database):
     assert api.post(f"{allergic}/order-sets/NOPE", json={}).status_code == 404
 
 
+def test_an_order_set_leaves_out_the_drugs_named_and_places_the_rest(api, facility):
+    """The drug–allergy check refuses a set whose drug the patient is allergic to; naming the drug in
+    `leave_out` places the rest with no override; a drug the set does not hold is a 422, nothing placed."""
+    patient = register(api, facility.slug)
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{patient['id']}"
+    assert api.post(f"{base}/allergies", json={"substance": "Paracetamol"}).status_code == 201
+    assert api.post(f"{base}/order-sets/MALARIA", json={}).status_code == 409
+    placed = api.post(f"{base}/order-sets/MALARIA", json={"leave_out": ["Paracetamol"]})
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["medication_requests"] == [] and len(placed.json()["service_requests"]) == 3
+    strange = api.post(f"{base}/order-sets/MALARIA", json={"leave_out": ["Quinine"]})
+    assert strange.status_code == 422 and strange.json()["field"] == "leave_out"
+    assert len(api.get(f"{base}/orders").json()) == 3
+
+
 def test_correction_and_entered_in_error_over_http(api, facility):
     base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
     first = api.post(f"{base}/problems", json={"code": "I10"}).json()
