@@ -66,6 +66,14 @@ def test_clinician_journey(browser, live_server, clinic, person_factory):
     assert page.locator("svg.plot").count() >= 4
     assert page.locator("svg.spark").count() >= 3
     journey.shot(page, "chart")
+    # On a small laptop every chart tab is in view: none hidden past the edge of a row that scrolls.
+    page.set_viewport_size({"width": 1024, "height": 860})
+    row = page.locator("nav.tabs").bounding_box()
+    for tab in page.locator("nav.tabs a").all():
+        box = tab.bounding_box()
+        assert box["x"] + box["width"] <= row["x"] + row["width"] + 1, tab.inner_text()
+    journey.shot(page, "chart-small-laptop")
+    page.set_viewport_size(DESKTOP)
 
     # record a diagnosis without knowing its code: the finder fills the form, the summary shows it
     page.get_by_role("link", name="Problems & allergies", exact=True).click()
