@@ -453,6 +453,11 @@ IDENTIFIER_SYSTEMS = {"national_id": "National ID", "nhif": "NHIF", "passport": 
                       "birth_certificate": "Birth certificate"}
 
 
+# The identifiers the registration form takes besides the national ID: a child has a birth certificate,
+# a foreigner a passport, an insured patient an NHIF number.
+OTHER_IDENTIFIERS = [(system, label) for system, label in IDENTIFIER_SYSTEMS.items() if system != "national_id"]
+
+
 def identifier_label(system: str) -> str:
     return IDENTIFIER_SYSTEMS.get(system, system.replace("_", " ").capitalize())
 
@@ -464,6 +469,7 @@ def is_abnormal(row: dict) -> bool:
 HELPERS = {"number": number, "result_value": result_value, "reference_range": reference_range,
            "unit_label": unit_label, "identifier_label": identifier_label,
            "flags": FLAGS, "encounter_classes": ENCOUNTER_CLASSES, "next_steps": NEXT_STEPS,
+           "other_identifiers": OTHER_IDENTIFIERS,
            "is_abnormal": is_abnormal}
 
 
@@ -635,12 +641,49 @@ _REGISTRATION_RENAME = {("identifiers",): "national_id", ("address", "village"):
                         ("next_of_kin", 0, "phone"): "nok_phone", ("next_of_kin",): "nok_name"}
 
 
+_IDENTIFIER_NAMES = {"national_id": "national ID", "nhif": "NHIF number", "passport": "passport number",
+                     "birth_certificate": "birth certificate number"}
+
+
+def _identifiers_in(values: dict[str, Any]) -> list[dict]:
+    """The form's national ID and other identifier, national first (`_registration_rename` counts on it)."""
+    identifiers = [{"system": "national_id", "value": values["national_id"]}] if values.get("national_id") else []
+    if values.get("other_id_value"):
+        identifiers.append({"system": values.get("other_id_system") or "", "value": values["other_id_value"]})
+    return identifiers
+
+
+def _registration_rename(values: dict[str, Any]) -> dict[tuple, str]:
+    """Pydantic's places for the form's identifiers, which sit in the list in `_identifiers_in`'s order."""
+    other = 1 if values.get("national_id") else 0
+    return _REGISTRATION_RENAME | {("identifiers", 0): "national_id" if other else "other_id_value",
+                                   ("identifiers", other): "other_id_value"}
+
+
+def _registration_errors(values: dict[str, Any]) -> dict[str, str]:
+    """What the form must say before the registration is validated: the kind of an identifier given."""
+    if values.get("other_id_value") and values.get("other_id_system") not in dict(OTHER_IDENTIFIERS):
+        return {"other_id_system": "Choose what kind of identifier this is."}
+    return {}
+
+
+def _identifier_taken(exc: RecordError, tenant: str) -> tuple[dict[str, str], str | None]:
+    """A registration's identifier another patient of this facility holds: the message at its field, and
+    the record that holds it."""
+    system = exc.extra.get("system") or "national_id"
+    field = "national_id" if system == "national_id" else "other_id_value"
+    owner = _uuid_or_none(exc.extra.get("patient_id"))
+    message = (f"This {_IDENTIFIER_NAMES.get(system, identifier_label(system))} already belongs to another patient "
+               "of this facility: open their record rather than registering them again.")
+    return {field: message}, f"/t/{tenant}/patients/{owner}" if owner else None
+
+
 def _patient_in(values: dict[str, Any]) -> dict:
     fields: dict[str, Any] = {k: values.get(k) for k in ("family_name", "given_names", "birth_date", "sex", "phone")}
     fields = {k: v for k, v in fields.items() if v is not None}
     fields["birth_date_estimated"] = values.get("birth_date_estimated") == "true"
-    if values.get("national_id"):
-        fields["identifiers"] = [{"system": "national_id", "value": values["national_id"]}]
+    if identifiers := _identifiers_in(values):
+        fields["identifiers"] = identifiers
     address = {k: values[k] for k in ("village", "district") if values.get(k)}
     if address:
         fields["address"] = address
@@ -655,25 +698,26 @@ def _patient_in(values: dict[str, Any]) -> dict:
 @get("/patients/new", operation_id="PortalRegisterPatientPage", opt=_page_opts("clinical.patient.create"),
      sync_to_thread=False, include_in_schema=False)
 def register_page(request: Asking, tenant: Tenant) -> Template:
-    return page(request, "register.html", active="register", values={}, errors={}, owner=None, alike=[])
+    return page(request, "register.html", active="register", values={}, errors={}, owner=None, alike=[],
+                other_identifiers=OTHER_IDENTIFIERS)
 
 
 @post("/patients", operation_id="PortalRegisterPatient", opt=_page_opts("clinical.patient.create"),
       sync_to_thread=True, include_in_schema=False)
 def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Response:
     values = form_values(data)
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = _registration_errors(values)
     owner = None
     try:
         patient_in = PatientIn.model_validate(_patient_in(values))
     except ValidationError as exc:
-        errors = field_errors(exc, _REGISTRATION_RENAME)
+        errors = field_errors(exc, _registration_rename(values)) | errors
     alike: list[dict] = []
     if not errors and values.get("different_person") != "true":
         alike = _registered_alike(request, tenant, patient_in)
     if alike:
         return page(request, "register.html", status=409, active="register", values=values, errors={},
-                    owner=None, alike=alike)
+                    owner=None, alike=alike, other_identifiers=OTHER_IDENTIFIERS)
     if not errors:
         try:
             linked = service.with_subject(request.app.state.db, patient_in, tenant=tenant)
@@ -681,16 +725,14 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
                 registered = service.register_patient(conn, request.user, linked)
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
-                errors = {"national_id": "This national ID already belongs to another patient of this facility: "
-                                         "open their record rather than registering them again."}
-                owner = _uuid_or_none(exc.extra.get("patient_id"))
+                errors, owner = _identifier_taken(exc, tenant)
             else:
                 errors = {"form": exc.detail[0].upper() + exc.detail[1:]}
         except sa.exc.IntegrityError:
             errors = {"form": "Another registration claimed this identifier a moment ago; search for the patient."}
     if errors:
         return page(request, "register.html", status=422, active="register", values=values, errors=errors,
-                    owner=patient_home(request.user, tenant, owner) if owner else None, alike=[])
+                    owner=owner, alike=[], other_identifiers=OTHER_IDENTIFIERS)
     # The registration page, for every role: it is where the visit starts, and a clinician who has not
     # yet seen the patient has no care relationship that would open the chart without breaking the glass.
     return see_other(request, f"/t/{tenant}/patients/{registered['id']}?done=registered")
@@ -707,13 +749,20 @@ def _registered_alike(request: Asking, tenant: str, patient_in: PatientIn) -> li
     return alike
 
 
+def _other_identifier(found: dict) -> dict:
+    """The identifier the form shows besides the national ID: the first other one the patient holds."""
+    return next((i for i in found["identifiers"] if i["system"] != "national_id"), {})
+
+
 def _registration_values(found: dict) -> dict[str, Any]:
     """A registration as the form shows it: what `_patient_in` reads back."""
     address, kin = found.get("address") or {}, (found.get("next_of_kin") or [{}])[0]
+    other = _other_identifier(found)
     values = {"family_name": found["family_name"], "given_names": found["given_names"],
               "birth_date": found["birth_date"].isoformat(), "sex": found["sex"], "phone": found.get("phone"),
               "birth_date_estimated": "true" if found.get("birth_date_estimated") else None,
               "national_id": next((i["value"] for i in found["identifiers"] if i["system"] == "national_id"), None),
+              "other_id_system": other.get("system"), "other_id_value": other.get("value"),
               "village": address.get("village"), "district": address.get("district"),
               "nok_name": kin.get("name"), "nok_relationship": kin.get("relationship"), "nok_phone": kin.get("phone")}
     return {k: v for k, v in values.items() if v is not None}
@@ -723,10 +772,11 @@ def _corrected(found: dict, values: dict[str, Any]) -> dict:
     """The form's fields over the registration in force: what the form does not show (other identifiers,
     a second next of kin, contacts, the address's other lines, the one-identity subject) is kept."""
     fields = _patient_in(values)
-    fields["identifiers"] = [i for i in found["identifiers"] if i["system"] != "national_id"] \
-        + fields.get("identifiers", [])
-    shown = {k: v for k, v in (found.get("address") or {}).items() if k not in ("village", "district")}
-    fields["address"] = shown | fields.get("address", {})
+    shown = {"national_id", _other_identifier(found).get("system")}
+    fields["identifiers"] = fields.get("identifiers", []) + [
+        i for i in found["identifiers"] if i["system"] not in shown]
+    unshown = {k: v for k, v in (found.get("address") or {}).items() if k not in ("village", "district")}
+    fields["address"] = unshown | fields.get("address", {})
     fields["next_of_kin"] = fields.get("next_of_kin", []) + (found.get("next_of_kin") or [])[1:]
     fields["contacts"] = found.get("contacts") or []
     fields["subject_id"] = found["subject_id"]
@@ -766,12 +816,12 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
     with db.tenant(tenant) as conn:
         found = service.get_patient(conn, request.user, patient_id)  # a guessed id is a 404 before anything
     loaded = _uuid_or_none(values.get("version_id"))
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = _registration_errors(values)
     owner, stale = None, False
     try:
         patient_in = PatientIn.model_validate(_corrected(found, values))
     except ValidationError as exc:
-        errors = field_errors(exc, _REGISTRATION_RENAME)
+        errors = field_errors(exc, _registration_rename(values)) | errors
     if not values.get("reason") or len(values["reason"]) < 3:
         errors["reason"] = "Say why the registration is corrected (at least 3 characters)."
     if not errors:
@@ -781,8 +831,7 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
                                        version_id=loaded or found["version_id"])
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
-                errors = {"national_id": "This national ID already belongs to another patient of this facility."}
-                owner = _uuid_or_none(exc.extra.get("patient_id"))
+                errors, owner = _identifier_taken(exc, tenant)
             elif exc.status == 409:
                 stale = True
                 errors = {"form": "Someone corrected this registration since you opened it. What you typed is "
@@ -793,8 +842,7 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
             errors = {"national_id": "Another registration claimed this national ID a moment ago."}
     if errors:
         return _correction_form(request, tenant, patient_id, values, errors, version_id=values.get("version_id"),
-                                owner=f"/t/{tenant}/patients/{owner}" if owner else None,
-                                status=409 if stale else 422)
+                                owner=owner, status=409 if stale else 422)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}?done=registration-corrected")
 
 

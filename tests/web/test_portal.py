@@ -7,6 +7,7 @@ import re
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.layers.clinical import service
 from appliance.substrate import audit
@@ -261,6 +262,42 @@ def test_the_desk_corrects_a_registration_and_the_earlier_version_stays_in_its_h
     stale = post_form(client, form, form, {**typed, "given_names": "Grace", "reason": "editing an old copy"})
     assert stale.status_code == 409 and "Someone corrected this registration since you opened it" in stale.text
     assert 'value="Grace"' in stale.text
+
+
+def test_a_child_is_registered_by_birth_certificate_and_it_is_corrected_alone(signed_in, db, facility, charts):
+    """A child has no national ID: the desk records the birth certificate, is told when its kind is not
+    chosen or another child holds it, and corrects it later without losing the NHIF number the API added."""
+    client = signed_in("registrar", facility.slug)
+    new = f"{base(facility)}/patients/new"
+    assert 'name="other_id_system"' in client.get(new).text
+    child = {"family_name": "Achieng", "given_names": "Baraka", "birth_date": "2023-05-06", "sex": "male",
+             "other_id_value": "BC-7781"}
+    unkinded = post_form(client, new, f"{base(facility)}/patients", child)
+    assert unkinded.status_code == 422 and 'id="other_id_system-error">Choose what kind of identifier' in unkinded.text
+    done = post_form(client, new, f"{base(facility)}/patients", {**child, "other_id_system": "birth_certificate"})
+    assert done.status_code == 303
+    pid = re.search(r"/patients/([0-9a-f-]{36})", done.headers["location"]).group(1)
+    with db.tenant(facility.slug) as conn:
+        assert service.patient_of(conn, pid)["identifiers"] == [{"system": "birth_certificate", "value": "BC-7781"}]
+        conn.execute(sa.text("INSERT INTO patient_identifier (system, value, patient_id) VALUES ('nhif', 'N-1', :p)"),
+                     {"p": pid})
+    twin = post_form(client, new, f"{base(facility)}/patients", {  # a twin: asked about, then told it is another
+        **child, "given_names": "Neema", "other_id_system": "birth_certificate", "different_person": "true"})
+    assert twin.status_code == 422
+    assert 'id="other_id_value-error">This birth certificate number already belongs to another patient' in twin.text
+    assert f'href="{base(facility)}/patients/{pid}"' in twin.text
+
+    form = f"{base(facility)}/patients/{pid}/registration"
+    shown = client.get(form).text
+    assert 'value="BC-7781"' in shown and '<option value="birth_certificate" selected>' in shown
+    version = re.search(r'name="version_id" value="([^"]+)"', shown).group(1)
+    corrected = post_form(client, form, form, {**child, "other_id_system": "birth_certificate",
+                                               "other_id_value": "BC-7718", "version_id": version,
+                                               "reason": "Digits swapped at registration"})
+    assert corrected.status_code == 303
+    with db.tenant(facility.slug) as conn:
+        held = service.patient_of(conn, pid)["identifiers"]
+    assert sorted((i["system"], i["value"]) for i in held) == [("birth_certificate", "BC-7718"), ("nhif", "N-1")]
 
 
 def test_start_and_finish_an_encounter(signed_in, db, facility, charts, author):
