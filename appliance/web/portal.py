@@ -661,10 +661,26 @@ def _registration_rename(values: dict[str, Any]) -> dict[tuple, str]:
 
 
 def _registration_errors(values: dict[str, Any]) -> dict[str, str]:
-    """What the form must say before the registration is validated: the kind of an identifier given."""
+    """What the form must say before the registration is validated: the kind of an identifier given, an
+    age that is a number of years."""
+    errors = {}
     if values.get("other_id_value") and values.get("other_id_system") not in dict(OTHER_IDENTIFIERS):
-        return {"other_id_system": "Choose what kind of identifier this is."}
-    return {}
+        errors["other_id_system"] = "Choose what kind of identifier this is."
+    if values.get("age_years") and not values.get("birth_date") and not (
+            str(values["age_years"]).isdigit() and int(values["age_years"]) <= 130):
+        errors["age_years"] = "Give the age as a whole number of years, from 0 to 130."
+    return errors
+
+
+def _birth_date_from_age(values: dict[str, Any], today: dt.date) -> dict[str, Any]:
+    """A patient who knows only their age ("about 40") is registered born on today's day and month that
+    many years ago, the birth date marked estimated, as registers commonly do; a birth date given wins."""
+    age = values.get("age_years")
+    if values.get("birth_date") or not age or not str(age).isdigit() or int(age) > 130:
+        return values
+    born = today.replace(year=today.year - int(age)) if (today.month, today.day) != (2, 29) \
+        else dt.date(today.year - int(age), 2, 28)
+    return {**values, "birth_date": born.isoformat(), "birth_date_estimated": "true"}
 
 
 def _identifier_taken(exc: RecordError, tenant: str) -> tuple[dict[str, str], str | None]:
@@ -706,6 +722,7 @@ def register_page(request: Asking, tenant: Tenant) -> Template:
       sync_to_thread=True, include_in_schema=False)
 def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Response:
     values = form_values(data)
+    values = _birth_date_from_age(values, Clock(facility_of(request.app.state.db, tenant).timezone).today)
     errors: dict[str, str] = _registration_errors(values)
     owner = None
     try:

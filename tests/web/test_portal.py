@@ -3,8 +3,10 @@ refusals — another facility's session, a guessed id, a stale CSRF token, bad i
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -298,6 +300,27 @@ def test_a_child_is_registered_by_birth_certificate_and_it_is_corrected_alone(si
     with db.tenant(facility.slug) as conn:
         held = service.patient_of(conn, pid)["identifiers"]
     assert sorted((i["system"], i["value"]) for i in held) == [("birth_certificate", "BC-7718"), ("nhif", "N-1")]
+
+
+def test_a_patient_who_knows_only_their_age_is_registered_with_an_estimated_birth_date(signed_in, db, facility):
+    """'About forty': the desk gives the age; the birth date is estimated from it, on the facility's today,
+    and marked so. An age that is not a number of years is refused next to it, with what was typed kept."""
+    client = signed_in("registrar", facility.slug)
+    new = f"{base(facility)}/patients/new"
+    typed = {"family_name": "Lokwang", "given_names": "Ekai", "sex": "male", "village": "Lodwar"}
+    refused = post_form(client, new, f"{base(facility)}/patients", {**typed, "age_years": "forty"})
+    assert refused.status_code == 422 and 'id="age_years-error">Give the age as a whole number' in refused.text
+    assert 'value="Lodwar"' in refused.text
+    done = post_form(client, new, f"{base(facility)}/patients", {**typed, "age_years": "40"})
+    assert done.status_code == 303, done.text
+    pid = re.search(r"/patients/([0-9a-f-]{36})", done.headers["location"]).group(1)
+    today = dt.datetime.now(ZoneInfo("Africa/Nairobi")).date()
+    with db.tenant(facility.slug) as conn:
+        registered = service.patient_of(conn, pid)
+    assert registered["birth_date_estimated"] and registered["birth_date"].year == today.year - 40
+    assert (registered["birth_date"].month, registered["birth_date"].day) in ((today.month, today.day), (2, 28))
+    assert "(estimated)" in client.get(done.headers["location"]).text
+    assert 'name="age_years"' not in client.get(f"{base(facility)}/patients/{pid}/registration").text
 
 
 def test_start_and_finish_an_encounter(signed_in, db, facility, charts, author):
