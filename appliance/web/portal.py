@@ -608,6 +608,15 @@ def vitals_charts(rows: list[dict], clock: Clock, adult: bool) -> list[dict]:
 # -- patient search and registration ---------------------------------------------------------------
 
 
+@get("/", operation_id="PortalFacilityHome", opt=_page_opts("operations.ward.read", care_relationship=False),
+     sync_to_thread=False, include_in_schema=False)
+def facility_home(request: Asking, tenant: Tenant) -> Redirect:
+    """The facility's own address, bookmarked or typed: the first page of the portal this role may open, where
+    the home page's button goes (it was a 404). Its permission is the one every facility role holds
+    (ACC-001), so anyone working here is sent on and anyone else refused as on any page of the facility."""
+    return Redirect(landing(request.user, tenant), status_code=303)
+
+
 @get("/patients", operation_id="PortalPatientSearch", opt=_page_opts("clinical.patient.search"),
      sync_to_thread=True, include_in_schema=False)
 def patient_search(request: Asking, tenant: Tenant, q: Query = "", birth_date: Query = "") -> Template:
@@ -1465,10 +1474,10 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
 
 
 ROUTES = [
-    patient_search, register_page, register_patient, registration_page, correct_registration, patient_page,
-    invite_patient, encounter_page, start_encounter, change_encounter, chart_page, timeline_page, results_page,
-    trend_page, sign_result, disclose_result, withdraw_disclosure, orders_page, place_order_set, place_order,
-    prescribe, notes_page, note_page, write_note,
+    facility_home, patient_search, register_page, register_patient, registration_page, correct_registration,
+    patient_page, invite_patient, encounter_page, start_encounter, change_encounter, chart_page, timeline_page,
+    results_page, trend_page, sign_result, disclose_result, withdraw_disclosure, orders_page, place_order_set,
+    place_order, prescribe, notes_page, note_page, write_note,
 ]
 
 portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,

@@ -519,7 +519,7 @@ def test_a_chart_without_a_care_relationship_opens_only_by_breaking_the_glass(si
 
 # -- refusals --------------------------------------------------------------------------------------
 
-PAGES = ["/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/registration",
+PAGES = ["", "/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/registration",
          "/patients/{pid}/encounters/new", "/patients/{pid}/chart",
          "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
          "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
@@ -637,6 +637,14 @@ def test_signed_out_browser_is_sent_to_sign_in(app, facility, charts):
     anonymous = TestClient(app=app, raise_server_exceptions=False)
     page = anonymous.get(f"{base(facility)}/patients/{charts[0].id}/chart", follow_redirects=False)
     assert page.status_code == 302 and page.headers["location"] == "/signin"
+
+
+@pytest.mark.parametrize(("role", "first_page"), [("clinician", "/patients"), ("facility_admin", "/admin/tokens")])
+def test_the_facilitys_own_address_opens_the_first_page_the_role_may(signed_in, facility, role, first_page):
+    client = signed_in(role, facility.slug)
+    for address in (base(facility), base(facility) + "/"):
+        sent = client.get(address, follow_redirects=False)
+        assert sent.status_code == 303 and sent.headers["location"] == base(facility) + first_page, address
 
 
 def test_home_links_into_the_portal(signed_in, facility):
