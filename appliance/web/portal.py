@@ -50,6 +50,7 @@ from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
     EncounterIn,
     MedicationIn,
+    MedicationStatusIn,
     NoteIn,
     OrderSetIn,
     PatientIn,
@@ -210,6 +211,8 @@ NOTICES = {
     "ordered": "Test ordered.",
     "prescribed": "Prescription placed.",
     "prescribed-override": "Prescription placed; the allergy override and its reason are on the record.",
+    "medication-stopped": "Prescription stopped; it stays in the record's history with your reason.",
+    "medication-completed": "Prescription recorded as completed.",
     "note": "Note saved.",
     "signed": "Result signed.",
     "disclosed": "Recorded as given in person; the result is now on the patient's portal.",
@@ -1369,6 +1372,22 @@ def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
 
 
+@post(PATIENT + "/medications/{entry_id:uuid}/status", operation_id="PortalChangeMedicationStatus",
+      opt=_page_opts("clinical.medication.update"), sync_to_thread=True, include_in_schema=False)
+def change_medication(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """Stop a prescription (a reaction, a wrong drug) or record its course complete, with the reason: a new
+    version of it, the active one kept in its history; one no longer active is refused (409)."""
+    values = form_values(data)
+    try:
+        change = MedicationStatusIn.model_validate({k: values[k] for k in ("status", "reason") if values.get(k)})
+    except ValidationError as exc:
+        return _orders_page(request, tenant, patient_id, status=422, form=f"med-{entry_id}", values=values,
+                            errors=field_errors(exc))
+    with request.app.state.db.tenant(tenant) as conn:
+        service.change_medication_status(conn, request.user, patient_id, entry_id, change.status, change.reason)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done=medication-{change.status}")
+
+
 # -- notes from the facility's templates -----------------------------------------------------------
 
 
@@ -1477,7 +1496,7 @@ ROUTES = [
     facility_home, patient_search, register_page, register_patient, registration_page, correct_registration,
     patient_page, invite_patient, encounter_page, start_encounter, change_encounter, chart_page, timeline_page,
     results_page, trend_page, sign_result, disclose_result, withdraw_disclosure, orders_page, place_order_set,
-    place_order, prescribe, notes_page, note_page, write_note,
+    place_order, prescribe, change_medication, notes_page, note_page, write_note,
 ]
 
 portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,

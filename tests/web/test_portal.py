@@ -404,6 +404,35 @@ def test_an_order_set_whose_drug_the_patient_is_allergic_to_is_placed_without_it
     assert strange.status_code == 422 and "has no drug Quinine to leave out; nothing was ordered." in strange.text
 
 
+def test_a_prescription_is_stopped_with_a_reason_and_stays_in_its_history(signed_in, db, facility, charts, author):
+    """Amlodipine stopped for ankle swelling: off the active list, the reason on the record's new version;
+    a blank reason is said next to the field; stopping it twice is a 409; a nurse may not."""
+    client = signed_in("clinician", facility.slug)
+    chart = charts[0]
+    orders = f"{base(facility)}/patients/{chart.id}/orders"
+    clinician = principal_of(author, facility.slug)
+    with db.tenant(facility.slug) as conn:
+        amlodipine = next(m for m in service.list_medications(conn, clinician, chart.id, active_only=True)
+                          if m["drug"] == "Amlodipine")
+    action = f"{orders.removesuffix('/orders')}/medications/{amlodipine['id']}/status"
+    assert f'action="{action}"' in client.get(orders).text
+    blank = post_form(client, orders, action, {"status": "stopped", "reason": " "})
+    assert blank.status_code == 422 and f'id="med-{amlodipine["id"]}-reason"' in blank.text
+    assert re.search(r'id="reason-error">This is required', blank.text)
+    stopped = post_form(client, orders, action, {"status": "stopped", "reason": "Ankle swelling"})
+    assert stopped.status_code == 303 and stopped.headers["location"].endswith("/orders?done=medication-stopped")
+    landed = client.get(stopped.headers["location"]).text
+    assert "Prescription stopped" in landed and f'action="{action}"' not in landed
+    with db.tenant(facility.slug) as conn:
+        active = [m["drug"] for m in service.list_medications(conn, clinician, chart.id, active_only=True)]
+        versions = service.entry_history(conn, clinician, chart.id, amlodipine["id"])
+    assert "Amlodipine" not in active
+    assert [(v["detail"]["status"], v["reason"]) for v in versions] == [("active", None), ("stopped", "Ankle swelling")]
+    assert post_form(client, orders, action, {"status": "stopped", "reason": "again"}).status_code == 409
+    nurse = signed_in("nurse", facility.slug)
+    assert post_form(nurse, orders, action, {"status": "completed", "reason": "done"}).status_code == 403
+
+
 def test_prescribe_single_test_and_bad_input(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     pid = charts[1].id
@@ -527,7 +556,8 @@ FORMS = ["/patients", "/patients/{pid}/registration", "/patients/{pid}/encounter
          "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose",
          "/patients/{pid}/results/{any}/disclose/withdraw", "/patients/{pid}/order-sets",
-         "/patients/{pid}/orders", "/patients/{pid}/medications", "/patients/{pid}/notes",
+         "/patients/{pid}/orders", "/patients/{pid}/medications", "/patients/{pid}/medications/{any}/status",
+         "/patients/{pid}/notes",
          "/patients/{pid}/portal-invite"]
 # The nursing pages (appliance/web/nursing.py); their forms are a nurse's to post.
 NURSING_FORMS = ["/patients/{pid}/mar", "/patients/{pid}/care-plans", "/patients/{pid}/care-plans/{any}/evaluate",
