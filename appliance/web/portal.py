@@ -45,7 +45,7 @@ from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, service
+from appliance.layers.clinical import access, catalogue, chart, drugs, service
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
     EncounterIn,
@@ -1243,11 +1243,12 @@ def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUI
 
 
 def _orders_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200,
-                 form: str = "", values: dict | None = None, errors: dict | None = None) -> Template:
+                 form: str = "", values: dict | None = None, errors: dict | None = None,
+                 also_active: bool = False) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
         context = _orders_context(conn, request.user, patient_id)
     return page(request, "orders.html", status=status, active="patients", patient_id=patient_id, tab="orders",
-                form=form, values=values or {}, errors=errors or {}, **context, **HELPERS)
+                form=form, values=values or {}, errors=errors or {}, also_active=also_active, **context, **HELPERS)
 
 
 @get(PATIENT + "/orders", operation_id="PortalOrders", opt=_page_opts("clinical.order.read"), sync_to_thread=True,
@@ -1343,6 +1344,20 @@ MEDICATION_FIELDS = ["drug", "dose", "dose_unit", "route", "frequency", "duratio
                      "encounter_id", "allergy_override_reason"]
 
 
+def _already_prescribed(request: Asking, tenant: str, patient_id: uuid.UUID, drug: str) -> str | None:
+    """What to say when `drug` is already an active prescription of the patient: a second one doubles the
+    dose (a refill written as a new prescription, the same drug from two clinicians). None when it is not."""
+    with request.app.state.db.tenant(tenant) as conn:
+        active = service.list_medications(conn, request.user, patient_id, active_only=True)
+    same = next((m for m in active if drugs.normalise(m["drug"]) == drugs.normalise(drug)), None)
+    if same is None:
+        return None
+    clock = Clock(facility_of(request.app.state.db, tenant).timezone)
+    return (f"{same['drug']} is already prescribed ({number(same['dose'])} {same['dose_unit']} {same['route']}, "
+            f"{same['frequency']}, since {clock.day(same['occurred_at'])}). Stop or complete it under Active "
+            "prescriptions, or tick “Prescribe it as well” to give both.")
+
+
 @post(PATIENT + "/medications", operation_id="PortalPrescribe", opt=_page_opts("clinical.medication.create"),
       sync_to_thread=True, include_in_schema=False)
 def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
@@ -1357,6 +1372,11 @@ def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -
             return _override_page(request, tenant, patient_id, action=action, blocked=[], values=values,
                                   what=values.get("drug") or "this drug", errors=errors)
         return _orders_page(request, tenant, patient_id, status=422, form="prescribe", values=values, errors=errors)
+    if values.get("also_active") != "true":
+        already = _already_prescribed(request, tenant, patient_id, medication_in.drug)
+        if already is not None:
+            return _orders_page(request, tenant, patient_id, status=409, form="prescribe", values=values,
+                                errors={"drug": already}, also_active=True)
     try:
         with request.app.state.db.tenant(tenant) as conn:
             outcome = service.request_medication(conn, request.user, patient_id, medication_in)

@@ -433,6 +433,30 @@ def test_a_prescription_is_stopped_with_a_reason_and_stays_in_its_history(signed
     assert post_form(nurse, orders, action, {"status": "completed", "reason": "done"}).status_code == 403
 
 
+def test_prescribing_a_drug_already_active_asks_before_doubling_it(signed_in, db, facility, charts, author):
+    """Metformin is active for Achieng: a second Metformin (a refill written as new) is not placed until the
+    clinician says to give both; what was typed is kept."""
+    client = signed_in("clinician", facility.slug)
+    chart = charts[0]
+    orders = f"{base(facility)}/patients/{chart.id}/orders"
+    action = f"{orders.removesuffix('/orders')}/medications"
+    typed = {"drug": "metformin 500 mg tablets", "dose": "500", "dose_unit": "mg", "route": "oral",
+             "frequency": "twice daily", "duration_days": "30"}
+    clinician = principal_of(author, facility.slug)
+    with db.tenant(facility.slug) as conn:
+        before = len(service.list_medications(conn, clinician, chart.id, active_only=True))
+    asked = post_form(client, orders, action, typed)
+    assert asked.status_code == 409
+    assert re.search(r'id="drug-error">Metformin is already prescribed \(500 mg oral, twice daily, since', asked.text)
+    assert 'name="also_active"' in asked.text and 'value="twice daily"' in asked.text
+    with db.tenant(facility.slug) as conn:
+        assert len(service.list_medications(conn, clinician, chart.id, active_only=True)) == before
+    given = post_form(client, orders, action, {**typed, "also_active": "true"})
+    assert given.status_code == 303 and given.headers["location"].endswith("/orders?done=prescribed")
+    with db.tenant(facility.slug) as conn:
+        assert len(service.list_medications(conn, clinician, chart.id, active_only=True)) == before + 1
+
+
 def test_prescribe_single_test_and_bad_input(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     pid = charts[1].id
