@@ -11,7 +11,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Sex = Literal["female", "male", "other", "unknown"]
 EncounterClass = Literal["outpatient", "emergency", "inpatient"]
@@ -233,6 +233,14 @@ class ConditionIn(_In):
     resolved_date: dt.date | None = None
     note: str | None = Field(default=None, max_length=2000)
     encounter_id: uuid.UUID | None = None
+
+    @field_validator("onset_date", "resolved_date")
+    @classmethod
+    def _not_in_future(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        # A day's grace, as for a birth date: the server's UTC date trails a facility east of Greenwich.
+        if value is not None and value > dt.date.today() + dt.timedelta(days=1):
+            raise ValueError(f"{info.field_name.replace('_date', '')} date is in the future")
+        return value
 
 
 class ConditionAmend(ConditionIn):

@@ -270,6 +270,9 @@ def test_encounter_transitions_over_http(api, facility):
     ("/patients/{patient}/results", {"code": "718-7", "value": "very low"}, 422, "value"),
     ("/patients/{patient}/encounters", {"encounter_class": "teleconsult"}, 422, "encounter_class"),
     ("/patients/{patient}/notes", {"text": ""}, 422, "text"),
+    ("/patients/{patient}/problems", {"code": "J18.9", "onset_date": "2099-01-01"}, 422, "onset date is in the future"),
+    ("/patients/{patient}/problems", {"code": "J18.9", "clinical_status": "resolved", "resolved_date": "2099-01-01"},
+     422, "resolved date is in the future"),
 ])
 def test_bad_input_is_a_structured_422_never_a_500(api, facility, path, body, status, field, db: Database):
     patient = register(api, facility.slug)
