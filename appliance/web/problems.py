@@ -72,7 +72,7 @@ VERSION_STATUS = {"final": "recorded", "amended": "amended", "entered_in_error":
 
 def _problems_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, form: str = "",
                    values: dict | None = None, errors: dict | None = None, find: str = "",
-                   code: str = "") -> Template:
+                   code: str = "", also_active: bool = False) -> Template:
     principal: Principal = request.user
     db: Database = request.app.state.db
     with db.tenant(tenant) as conn:
@@ -102,7 +102,7 @@ def _problems_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, statu
                 **top, problems=problems, all_allergies=allergies, withdrawn_problems=withdrawn_problems,
                 withdrawn_allergies=withdrawn_allergies, form=form, values=values, errors=errors or {},
                 find=find, matches=icd10.search(find, FINDER_LIMIT) if find else None, chosen=chosen,
-                names=people_named(db, authors), **HELPERS)
+                names=people_named(db, authors), also_active=also_active, **HELPERS)
 
 
 @get(PATIENT + "/problems", operation_id="PortalProblems", opt={"permission": "clinical.chart.read"},
@@ -137,11 +137,34 @@ def _given(values: dict, fields: list[str]) -> dict:
     return {k: values[k] for k in fields if values.get(k)}
 
 
+def _already_active(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict) -> str | None:
+    """What to say when the code typed is already an active problem of the patient (the same diagnosis
+    written at each visit doubles the list a clinician reads, and the counts the ministry sees); None when
+    it is not, or when the code is not one (the write names that)."""
+    try:
+        code = icd10.lookup(str(values.get("code") or "")).code
+    except icd10.InvalidIcd10:
+        return None
+    with request.app.state.db.tenant(tenant) as conn:
+        active = [p for p in service.list_conditions(conn, request.user, patient_id, active_only=True)
+                  if p["code"] == code]
+    if not active:
+        return None
+    clock = Clock(facility_of(request.app.state.db, tenant).timezone)
+    since = f" since {clock.day(active[0]['onset_date'])}" if active[0]["onset_date"] else ""
+    return (f"{code} {active[0]['display']} is already an active problem{since}. Resolve or correct it above, or "
+            "tick “Record it again” for a separate episode.")
+
+
 @post(PATIENT + "/problems", operation_id="PortalAddProblem", opt={"permission": "clinical.problem.create"},
       sync_to_thread=True, include_in_schema=False)
 def add_problem(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
-    """Record a problem coded in ICD-10; a code not in the WHO list is named next to the code field."""
+    """Record a problem coded in ICD-10; a code not in the WHO list is named next to the code field, and
+    one already on the active list is asked about (409) rather than listed twice."""
     values = form_values(data)
+    if values.get("also_active") != "true" and (already := _already_active(request, tenant, patient_id, values)):
+        return _problems_page(request, tenant, patient_id, status=409, form="problem", values=values,
+                              errors={"code": already}, also_active=True)
     return _write(request, tenant, patient_id, values, form="problem", done="problem-added", act=lambda conn: (
         service.add_condition(conn, request.user, patient_id,
                               ConditionIn.model_validate(_given(values, PROBLEM_FIELDS)))))

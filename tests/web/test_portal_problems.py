@@ -105,6 +105,32 @@ def test_add_a_problem_by_code_then_it_is_on_the_tab_and_the_chart_and_audited(s
     assert (row["code"], row["verification"], row["encounter_id"]) == ("B54", "provisional", patient.encounter_id)
 
 
+def test_a_problem_already_active_is_asked_about_before_it_is_listed_twice(signed_in, db, facility, author):
+    """Pneumonia written again at the next visit: the clinician is told it is already active (since when),
+    nothing is written, what was typed stays; told it is a separate episode, it is recorded."""
+    client = signed_in("clinician", facility.slug)
+    principal = principal_of(author, facility.slug)
+    with db.tenant(facility.slug) as conn:  # a patient of its own: the others' problem lists are asserted elsewhere
+        registered = service.register_patient(conn, principal, PatientIn(
+            family_name="Mutai", given_names="Kiprotich", birth_date=dt.date(1970, 2, 2), sex="male"))
+        visit = service.open_encounter(conn, principal, registered["id"], EncounterIn(
+            encounter_class="outpatient", status="in_progress", reason="Cough"))
+    patient = Seen(registered["id"], visit["id"])
+    first = post_form(client, tab(facility, patient), tab(facility, patient), {"code": "J18.9",
+                                                                                 "onset_date": "2026-01-05"})
+    assert first.status_code == 303
+    again = post_form(client, tab(facility, patient), tab(facility, patient), {"code": "j189", "note": "worse"})
+    assert again.status_code == 409
+    assert re.search(r'id="code-error">J18.9 Pneumonia, unspecified is already an active problem since 05 Jan 2026',
+                     again.text)
+    assert 'name="also_active"' in again.text and 'value="worse"' in again.text
+    assert [p["code"] for p in current(db, facility, author, patient, "condition")] == ["J18.9"]
+    told = post_form(client, tab(facility, patient), tab(facility, patient),
+                     {"code": "j189", "note": "worse", "also_active": "true"})
+    assert told.status_code == 303
+    assert [p["code"] for p in current(db, facility, author, patient, "condition")] == ["J18.9", "J18.9"]
+
+
 def test_a_code_not_in_the_who_list_is_named_by_the_field_and_nothing_is_written(signed_in, db, facility, patients,
                                                                                 author):
     client = signed_in("clinician", facility.slug)
