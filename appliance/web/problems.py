@@ -139,8 +139,8 @@ def _given(values: dict, fields: list[str]) -> dict:
 
 def _already_active(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict) -> str | None:
     """What to say when the code typed is already an active problem of the patient (the same diagnosis
-    written at each visit doubles the list a clinician reads, and the counts the ministry sees); None when
-    it is not, or when the code is not one (the write names that)."""
+    written at each visit doubles the list a clinician reads first); None when it is not, or when the code
+    is not one (the write names that)."""
     try:
         code = icd10.lookup(str(values.get("code") or "")).code
     except icd10.InvalidIcd10:
