@@ -203,16 +203,20 @@ WHERE e.status IN ('arrived', 'in_progress', 'finished')
 GROUP BY 1, 2, 3
 """
 
+# A diagnosis counts in the month it was first recorded (its record's first version, `x.root_id`): the
+# current version says what it is now, but a correction written later (provisional made confirmed, a
+# code refined) is not a new case and does not move the case into the month of the correction.
 _DIAGNOSES = """
 WITH cases AS (
-    SELECT w.what, x.patient_id, min(x.occurred_at) AS first_at
+    SELECT w.what, x.patient_id, min(first.occurred_at) AS first_at
     FROM entry x
+    JOIN entry first ON first.id = x.root_id
     JOIN condition c ON c.entry_id = x.id
     JOIN (VALUES {wanted}) AS w (what, low, high) ON substr(c.code, 1, 3) BETWEEN w.low AND w.high
     WHERE x.kind = 'condition' AND x.status <> 'entered_in_error'
       AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
       AND c.verification IN ('confirmed', 'provisional')
-      AND x.occurred_at >= :start AND x.occurred_at < :end
+      AND first.occurred_at >= :start AND first.occurred_at < :end
     GROUP BY w.what, x.patient_id
 )
 SELECT cases.what, date_part('year', age((cases.first_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,

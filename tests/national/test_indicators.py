@@ -16,6 +16,7 @@ from appliance.layers.clinical.schemas import ConditionIn, EncounterIn
 from appliance.national import indicators as national
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
+from appliance.substrate.record import NewEntry, append_many
 from tests.layers.clinical.conftest import born_years_ago, new_patient
 
 DEFINITIONS_FILE = Path(__file__).resolve().parents[2] / "policies" / "indicators.toml"
@@ -66,6 +67,31 @@ def test_a_facility_counts_its_month_by_sex_and_age_band(db, tenant_factory, def
     counted = [e for e in audit.read_events(db, facility.slug) if e["type"] == "national.count"]
     assert counted and counted[-1]["event"]["detail"]["period"] == period.previous().value
     assert counted[-1]["patient_ref"] is None  # a count names no one
+
+
+def test_a_diagnosis_corrected_later_counts_in_the_month_it_was_made(db, tenant_factory, definitions):
+    """Malaria recorded as provisional last month and confirmed today: one case last month, none this month
+    (the correction is a new version of the record, written now, not a new case)."""
+    facility = tenant_factory(name="Correcting Facility")
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Late", tenant=facility.slug,
+                          role="clinician")
+    zone = zoneinfo.ZoneInfo(facility.timezone)
+    this_month = national.Period.containing(dt.datetime.now(zone).date())
+    last_month = this_month.previous()
+    start, _ = last_month.bounds(facility.timezone)
+    made = start + dt.timedelta(days=14, hours=9)
+    with db.tenant(facility.slug) as conn:
+        child = new_patient(conn, clinician, birth_date=born_years_ago(3), sex="female")
+        [case] = append_many(conn, clinician, [NewEntry("condition", child["id"], occurred_at=made, detail={
+            "code": "B54", "display": "Unspecified malaria", "clinical_status": "active",
+            "verification": "provisional", "onset_date": made.date(), "resolved_date": None, "note": None})])
+        service.amend_condition(conn, clinician, child["id"], case.id, ConditionIn(
+            code="B54", verification="confirmed", onset_date=made.date()), "smear positive")
+
+    assert national.count_facility(db, facility.slug, facility.timezone, last_month, definitions)[
+        "malaria_cases"] == {("F", "1-4Y"): 1}
+    assert national.count_facility(db, facility.slug, facility.timezone, this_month, definitions)[
+        "malaria_cases"] == {}
 
 
 def test_small_counts_and_the_cell_that_would_reveal_one_are_withheld():
