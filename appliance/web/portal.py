@@ -1039,6 +1039,10 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
 # -- the timeline ----------------------------------------------------------------------------------
 
 
+def _occurred(row: dict) -> dt.datetime | None:
+    return row["occurred_at"]
+
+
 @dataclass(frozen=True)
 class TimelineSource:
     layer: str
@@ -1047,7 +1051,7 @@ class TimelineSource:
     permission: str
     read: Callable[[Connection, Principal, uuid.UUID], list[dict]]
     describe: Callable[[dict], tuple[str, str]]  # (what, detail)
-    when: Callable[[dict], dt.datetime | None] = lambda row: row["occurred_at"]
+    when: Callable[[dict], dt.datetime | None] = _occurred
 
 
 def _vitals_text(row: dict) -> str:
@@ -1115,16 +1119,20 @@ def timeline_page(request: Asking, tenant: Tenant, patient_id: Id, layer: Query 
     items = []
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
-        for source in wanted:
-            for row in source.read(conn, principal, patient_id):
-                at = source.when(row)
-                if at is None:
-                    continue
-                what, detail = source.describe(row)
-                items.append({"at": at, "layer": source.layer, "kind": source.kind, "kind_label": source.label,
-                              "what": what, "detail": detail, "status": row.get("status"),
-                              "author_id": row.get("author_id"), "abnormal": source.kind == "result"
-                              and is_abnormal(row)})
+        read = [(source, row) for source in wanted for row in source.read(conn, principal, patient_id)]
+        # A corrected record (a prescription stopped, a problem confirmed) is shown as it is now, at the time
+        # it began: its current version was written when corrected, which is not when it was prescribed.
+        began = service.first_recorded(conn, [row["root_id"] for _, row in read
+                                              if row.get("root_id") not in (None, row.get("id"))])
+    for source, row in read:
+        at = began.get(row.get("root_id")) if source.when is _occurred else source.when(row)
+        at = at or source.when(row)
+        if at is None:
+            continue
+        what, detail = source.describe(row)
+        items.append({"at": at, "layer": source.layer, "kind": source.kind, "kind_label": source.label,
+                      "what": what, "detail": detail, "amended": row.get("entry_status") == "amended",
+                      "author_id": row.get("author_id"), "abnormal": source.kind == "result" and is_abnormal(row)})
     items.sort(key=lambda i: i["at"], reverse=True)
     shown = items[:400]
     months: list[dict] = []

@@ -156,6 +156,22 @@ def test_timeline_lists_every_kind_and_filters(signed_in, facility, charts):
     assert ignored.status_code == 200 and "<script>" not in ignored.text.split("</head>")[1]
 
 
+def test_the_timeline_places_a_corrected_record_when_it_began(signed_in, db, facility, charts, author):
+    """Ferrous sulfate prescribed a year ago and stopped today: the timeline shows it stopped, marked amended,
+    at the time it was prescribed, not at today's stop (its current version's time)."""
+    client = signed_in("clinician", facility.slug)
+    clinician = principal_of(author, facility.slug)
+    chart = charts[0]
+    with db.tenant(facility.slug) as conn:
+        iron = next(m for m in service.list_medications(conn, clinician, chart.id, active_only=True)
+                    if m["drug"] == "Ferrous sulfate")
+        service.change_medication_status(conn, clinician, chart.id, iron["id"], "stopped", "Haemoglobin normal")
+    page = client.get(f"{base(facility)}/patients/{chart.id}/timeline", params={"kind": "medication_request"})
+    line = next(item for item in page.text.split('<li class="tl-item')[1:] if "Prescribed Ferrous sulfate" in item)
+    began = iron["occurred_at"].astimezone(ZoneInfo("Africa/Nairobi")).isoformat(timespec="minutes")
+    assert f'datetime="{began}"' in line and "stopped" in line and '<span class="badge">amended</span>' in line
+
+
 def test_result_trend_page_and_unknown_code(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     page = client.get(f"{base(facility)}/patients/{charts[0].id}/results/trend/{HB}")

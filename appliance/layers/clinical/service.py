@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -88,6 +89,16 @@ def current_rows(conn: Connection, table: sa.Table, patient_id: uuid.UUID, *wher
     if limit:
         query = query.limit(limit)
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def first_recorded(conn: Connection, root_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, dt.datetime]:
+    """When each record began (its first version's time), by root id: a correction is a new version written
+    when it is made, and a record's place in time is when it began, not when it was last corrected. Read
+    with the rows the caller has already read (and audited)."""
+    roots = list({r for r in root_ids if r is not None})
+    if not roots:
+        return {}
+    return dict(conn.execute(sa.select(entry.c.id, entry.c.occurred_at).where(entry.c.id.in_(roots))).all())
 
 
 def list_withdrawn(conn: Connection, principal: Principal, patient_id: uuid.UUID, table: sa.Table, kind: str,
