@@ -4,6 +4,8 @@ a page (not `/api/`), the same message as a page with a way back."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -49,9 +51,16 @@ def invalid_slug(request: Request, exc: InvalidSlug) -> Response:
     return _refusal(request, HTTP_404_NOT_FOUND, f"no tenant by that name: {exc}")
 
 
+def sign_in_first(request: Request) -> Redirect:
+    """A person at a browser without a session goes to the front door, and is brought back afterwards
+    to the page they asked for (the sign-in pages check it is a page of this appliance)."""
+    wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect("/signin" if wanted == "/" else f"/signin?{urlencode({'next': wanted})}")
+
+
 def http_exception(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 401 and request.method == "GET" and not request.url.path.startswith("/api/"):
-        return Redirect("/signin")  # a person at a browser is sent to the front door, not shown JSON
+        return sign_in_first(request)  # not shown JSON
     if _wants_page(request):
         no_route = exc.status_code == HTTP_404_NOT_FOUND and exc.detail == "Not Found"  # the router's own
         return error_page(request, exc.status_code, NO_PAGE if no_route else exc.detail)

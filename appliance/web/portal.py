@@ -64,7 +64,7 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError, note_access
 from appliance.substrate.tenancy import tenant_table
 from appliance.web import plots
-from appliance.web.errors import error_page
+from appliance.web.errors import error_page, sign_in_first
 from appliance.web.navigation import NAV, NavItem, landing, navigation  # noqa: F401  (NAV: re-exported)
 
 log = structlog.get_logger(__name__)
@@ -304,7 +304,7 @@ def _break_glass_page(request: Request, exc: access.BreakGlassRequired) -> Respo
 
 def _http_refusal(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 401 and request.method == "GET":
-        return Redirect("/signin")
+        return sign_in_first(request)
     return error_page(request, exc.status_code, exc.detail)
 
 

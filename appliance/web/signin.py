@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from typing import Annotated
+from urllib.parse import urlencode
 
 import segno
 from anyio import to_thread
@@ -25,10 +26,30 @@ PUBLIC = {"public": True}
 class SignInForm(BaseModel):
     email: str = ""
     password: str = ""
+    next: str = ""
 
 
 class CodeForm(BaseModel):
     code: str = ""
+    next: str = ""
+
+
+def return_to(target: str | None) -> str:
+    """Where to go after signing in: the page that sent the person here, if it is a path of this
+    appliance (`/t/...?q=x`), else the front page. Anything that could leave the appliance — another
+    host (`//host`, `/\\host`), a scheme, a control character — goes to the front page instead."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in target) or len(target) > 2000:
+        return "/"
+    if target.split("?")[0] in ("/signin", "/signin/mfa", "/enrol", "/signout"):
+        return "/"
+    return target
+
+
+def _then(target: str) -> str:
+    """The query carrying `target` onwards, when it is not the front page."""
+    return "" if target == "/" else "?" + urlencode({"next": target})
 
 
 class EnrolForm(BaseModel):
@@ -61,8 +82,8 @@ def _clear_session(response: Response, request: Request) -> Response:
 
 @get("/signin", operation_id="IdentitySignInPage", tags=["identity"], opt=PUBLIC, sync_to_thread=False,
       include_in_schema=False)
-def signin_page(request: Request) -> Template:
-    return Template("signin.html", context={"error": None, "email": ""})
+def signin_page(request: Request, next: FromQuery[str] = "") -> Template:
+    return Template("signin.html", context={"error": None, "email": "", "next": return_to(next)})
 
 
 @post("/signin", operation_id="IdentitySignIn", tags=["identity"], opt=PUBLIC, sync_to_thread=True,
@@ -77,17 +98,18 @@ def signin(request: Request, state: State, data: Annotated[SignInForm, Form]) ->
             token = identity.start_session(conn, account_id, mfa_passed=not mfa)
     if account_id is None:
         # The failure was counted and audited (committed above) before the refusal is shown.
-        return Template("signin.html", context={"error": identity.SIGNIN_REFUSED, "email": data.email},
-                        status_code=401)
-    return _with_session(Redirect("/signin/mfa" if mfa else "/"), request, token)
+        return Template("signin.html", context={"error": identity.SIGNIN_REFUSED, "email": data.email,
+                                                "next": return_to(data.next)}, status_code=401)
+    target = return_to(data.next)
+    return _with_session(Redirect(f"/signin/mfa{_then(target)}" if mfa else target), request, token)
 
 
 @get("/signin/mfa", operation_id="IdentityMfaPage", tags=["identity"], opt=PUBLIC, sync_to_thread=False,
      include_in_schema=False)
-def mfa_page(request: Request) -> Response:
+def mfa_page(request: Request, next: FromQuery[str] = "") -> Response:
     if request.scope.get("auth") is None:
-        return Redirect("/signin")
-    return Template("mfa.html", context={"error": None})
+        return Redirect(f"/signin{_then(return_to(next))}")
+    return Template("mfa.html", context={"error": None, "next": return_to(next)})
 
 
 @post("/signin/mfa", operation_id="IdentityMfa", tags=["identity"], opt=PUBLIC, sync_to_thread=True,
@@ -103,8 +125,9 @@ def mfa(request: Request, state: State, data: Annotated[CodeForm, Form]) -> Resp
             token = identity.start_session(conn, live.account_id, mfa_passed=True)
             identity.signin_complete(conn, live.account_id)
     if not passed:
-        return Template("mfa.html", context={"error": identity.SIGNIN_REFUSED}, status_code=401)
-    return _with_session(Redirect("/"), request, token)
+        return Template("mfa.html", context={"error": identity.SIGNIN_REFUSED, "next": return_to(data.next)},
+                        status_code=401)
+    return _with_session(Redirect(return_to(data.next)), request, token)
 
 
 def _qr_svg_data_uri(uri: str) -> str:

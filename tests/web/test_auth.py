@@ -1,5 +1,6 @@
 """Authentication and authorisation, tried from the attacker's side."""
 
+import html
 import re
 import time
 
@@ -52,6 +53,48 @@ def test_full_sign_in_with_mfa_then_the_same_code_is_refused(fresh_client, perso
     refused = sign_in_over_http(replay, person.email, person.password, code)
     assert refused.status_code == 401
     assert replay.get("/api/me").status_code == 401
+
+
+
+def _hidden_next(page_html: str) -> str | None:
+    match = re.search(r'name="next" value="([^"]*)"', page_html)
+    return html.unescape(match.group(1)) if match else None
+
+
+def test_sign_in_brings_a_person_back_to_the_page_they_asked_for(fresh_client, person_factory, tenant_a):
+    person = person_factory("clinician", tenant_a.slug)
+    wanted = f"/t/{tenant_a.slug}/patients?q=Achieng&born=1984"
+    sent = fresh_client.get(wanted, headers={"accept": "text/html"}, follow_redirects=False)
+    assert sent.status_code == 302 and sent.headers["location"].startswith("/signin?next=")
+    page = fresh_client.get(sent.headers["location"])
+    assert _hidden_next(page.text) == wanted
+    first = fresh_client.post("/signin", data={"email": person.email, "password": person.password,
+                                               "_csrf_token": csrf_token(page.text), "next": wanted},
+                              follow_redirects=False)
+    assert first.status_code == 302 and first.headers["location"].startswith("/signin/mfa?next=")
+    mfa_page = fresh_client.get(first.headers["location"])
+    assert _hidden_next(mfa_page.text) == wanted
+    code = totp.totp_at(person.totp_secret, time.time())
+    done = fresh_client.post("/signin/mfa", data={"code": code, "_csrf_token": csrf_token(mfa_page.text),
+                                                  "next": wanted}, follow_redirects=False)
+    assert done.status_code == 302 and done.headers["location"] == wanted
+
+
+@pytest.mark.parametrize("elsewhere", ["//evil.example/t", "https://evil.example/", "/\\evil.example",
+                                       "javascript:alert(1)", "/signin", "/t/x\r\nSet-Cookie: a=b", ""])
+def test_sign_in_never_sends_a_person_off_the_appliance(fresh_client, person_factory, tenant_a, elsewhere):
+    person = person_factory("clinician", tenant_a.slug)
+    page = fresh_client.get("/signin", params={"next": elsewhere})
+    assert _hidden_next(page.text) is None
+    first = fresh_client.post("/signin", data={"email": person.email, "password": person.password,
+                                               "_csrf_token": csrf_token(page.text), "next": elsewhere},
+                              follow_redirects=False)
+    assert first.headers["location"] == "/signin/mfa"
+    mfa_page = fresh_client.get("/signin/mfa")
+    code = totp.totp_at(person.totp_secret, time.time())
+    done = fresh_client.post("/signin/mfa", data={"code": code, "_csrf_token": csrf_token(mfa_page.text),
+                                                  "next": elsewhere}, follow_redirects=False)
+    assert done.headers["location"] == "/"
 
 
 def test_password_alone_does_not_reach_data_when_mfa_is_required(fresh_client, person_factory, tenant_a):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -705,8 +706,9 @@ def test_signed_out_browser_is_sent_to_sign_in(app, facility, charts):
     from litestar.testing import TestClient
 
     anonymous = TestClient(app=app, raise_server_exceptions=False)
-    page = anonymous.get(f"{base(facility)}/patients/{charts[0].id}/chart", follow_redirects=False)
-    assert page.status_code == 302 and page.headers["location"] == "/signin"
+    chart = f"{base(facility)}/patients/{charts[0].id}/chart"
+    page = anonymous.get(chart, follow_redirects=False)
+    assert page.status_code == 302 and page.headers["location"] == f"/signin?{urlencode({'next': chart})}"
 
 
 @pytest.mark.parametrize(("role", "first_page"), [("clinician", "/patients"), ("facility_admin", "/admin/tokens")])
