@@ -81,11 +81,12 @@ def test_pregnancy_and_the_puerperium_are_not_scored_while_the_condition_is_acti
         vitals(conn, nurse, mother, HIGH)
         assert [s["total"] for s in _scores(conn, mother["id"])] == [9]
 
-        # A set taken before the pregnancy's recorded onset (say, corrected later) is scored by NEWS2.
+        # A set taken before the pregnancy's recorded onset (a set charted late, say) is scored by NEWS2.
+        # (An onset in the future is refused since 00755b4.)
         later = clinical.add_condition(conn, nurse, mother["id"], ConditionIn(
-            code="O13", onset_date=dt.date.today() + dt.timedelta(days=30)))
-        assert service.news2_exclusion(conn, mother["id"], dt.datetime.now(dt.UTC)) is None
-        assert service.news2_exclusion(conn, mother["id"], dt.datetime.now(dt.UTC) + dt.timedelta(days=31))
+            code="O13", onset_date=dt.date.today() - dt.timedelta(days=10)))
+        assert service.news2_exclusion(conn, mother["id"], dt.datetime.now(dt.UTC) - dt.timedelta(days=20)) is None
+        assert service.news2_exclusion(conn, mother["id"], dt.datetime.now(dt.UTC))
         clinical.retract_entry(conn, nurse, mother["id"], later["id"], "recorded in error")
 
         suspected = admit(conn, nurse, family="Atieno", given="Rose")
