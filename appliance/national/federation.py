@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from appliance.audit_verify import key_id_of
-from appliance.national.indicators import Definitions, Facility, Period, Published, gather
+from appliance.national.indicators import Definitions, Facility, Period, Published, begun_anywhere, gather
 from appliance.substrate import audit, keys
 from appliance.substrate.db import Database, control_metadata
 from appliance.substrate.principal import Principal
@@ -347,7 +347,7 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         # A package dated ahead would also block every later, genuine one (only a later one replaces it).
         raise PackageError(f"the package says it was produced at {produced_at.isoformat()}, in the future: "
                            "check the sending appliance's clock")
-    if period > Period.containing(now.date()):
+    if period > begun_anywhere(now):  # the sender counts its month on its own clock, which may be ahead of ours
         raise PackageError(f"the package is for {period.label}, which has not begun")
     threshold = package.get("threshold")
     if not isinstance(threshold, int) or isinstance(threshold, bool):

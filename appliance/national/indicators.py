@@ -176,14 +176,31 @@ class Period:
         return f"{calendar.month_name[self.month]} {self.year}"
 
 
+# The furthest any clock is ahead of UTC (Kiribati's Line Islands, UTC+14): a facility counts its month
+# on its own clock, so a month has begun for some facility once it has begun there.
+FURTHEST_AHEAD = dt.timedelta(hours=14)
+
+
+def begun_anywhere(now: dt.datetime) -> Period:
+    """The latest month some clock on Earth has reached at `now`."""
+    return Period.containing((now.astimezone(dt.UTC) + FURTHEST_AHEAD).date())
+
+
+def today(db: Database) -> dt.date:
+    """The ministry's today: the latest date any facility of this appliance has reached on its own
+    clock (from 21:00 UTC on 30 November a Nairobi facility counts December), else UTC's."""
+    now = dt.datetime.now(dt.UTC)
+    zones = {t["timezone"] for t in list_tenants(db) if t["status"] == "active"}
+    return max((now.astimezone(zoneinfo.ZoneInfo(zone)).date() for zone in zones), default=now.date())
+
+
 def month_asked(text: str | None, today: dt.date) -> Period:
-    """The month a person asked for (YYYY-MM), else the last whole month (the ministry reports whole
-    months); a month that has not begun is refused."""
-    this_month = Period.containing(today)
+    """The month a person asked for (YYYY-MM), else the last whole month as of `today` (the ministry
+    reports whole months); a month that has not begun on any clock is refused."""
     if not text:
-        return this_month.previous()
+        return Period.containing(today).previous()
     period = Period.parse(text)
-    if period > this_month:
+    if period > max(Period.containing(today), begun_anywhere(dt.datetime.now(dt.UTC))):
         raise IndicatorError(f"{period.label} has not begun; choose this month or an earlier one")
     return period
 

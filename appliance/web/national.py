@@ -42,8 +42,8 @@ def _definitions(state: State) -> national.Definitions:
     return national.load_definitions(state.settings.policies_dir / "indicators.toml")
 
 
-def _months() -> list[national.Period]:
-    months = [national.Period.containing(dt.datetime.now(dt.UTC).date())]
+def _months(today: dt.date) -> list[national.Period]:
+    months = [national.Period.containing(today)]
     while len(months) < MONTHS_OFFERED:
         months.append(months[-1].previous())
     return months
@@ -55,7 +55,8 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
                     indicator: FromQuery[str] = "") -> Template | Response:
     try:
         definitions = _definitions(state)
-        month = national.month_asked(period, dt.datetime.now(dt.UTC).date())
+        today = national.today(state.db)
+        month = national.month_asked(period, today)
         chosen = definitions.indicator(indicator) if indicator else definitions.indicators[0]
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
@@ -66,8 +67,8 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
              "districts": [national.total(members, i.id) for members in groups.values()]}
             for i in definitions.indicators]
     return Template("national.html", context={
-        "principal": request.user, "period": month, "months": _months(), "definitions": definitions,
-        "to_date": month == national.Period.containing(dt.datetime.now(dt.UTC).date()),
+        "principal": request.user, "period": month, "months": _months(today), "definitions": definitions,
+        "to_date": month == national.Period.containing(today),
         "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities,
         "breakdown": national.breakdown(facilities, chosen.id, definitions), "sexes": national.SEXES,
         "reports": federation.reports(state.db, month),
@@ -86,7 +87,7 @@ def export(request: Request, state: State, period: FromQuery[str] = "",
         return error_page(request, 422, f"format {export_format!r} is not csv or dhis2")
     try:
         definitions = _definitions(state)
-        month = national.month_asked(period, dt.datetime.now(dt.UTC).date())
+        month = national.month_asked(period, national.today(state.db))
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
     facilities = federation.national_facilities(state.db, month, definitions)

@@ -170,3 +170,21 @@ def test_a_month_is_written_yyyy_mm():
     for wrong in ("2026-13", "26-01", "January", ""):
         with pytest.raises(national.IndicatorError, match="YYYY-MM"):
             national.Period.parse(wrong)
+
+
+def test_the_ministry_opens_a_month_once_any_facility_has_begun_it(db, tenant_factory):
+    """Facilities count months on their own clocks: from 21:00 UTC on a month's last day a Nairobi
+    facility is in the next month, and the ministry's default and refusals follow the facility furthest
+    ahead rather than UTC."""
+    kiritimati = zoneinfo.ZoneInfo("Pacific/Kiritimati")  # UTC+14, as far ahead as any clock
+    tenant_factory(timezone="Pacific/Kiritimati")
+    before = dt.datetime.now(kiritimati).date()
+    today = national.today(db)
+    assert today in {before, dt.datetime.now(kiritimati).date()}
+    assert national.month_asked(None, today) == national.Period.containing(today).previous()
+    furthest = national.begun_anywhere(dt.datetime.now(dt.UTC))
+    assert furthest == national.Period.containing(dt.datetime.now(kiritimati).date()) or before.day == 1
+    assert national.month_asked(f"{furthest.year:04d}-{furthest.month:02d}", dt.date(2000, 1, 1)) == furthest
+    after = dt.date(furthest.year, furthest.month, 28) + dt.timedelta(days=7)
+    with pytest.raises(national.IndicatorError, match="has not begun"):
+        national.month_asked(f"{after.year:04d}-{after.month:02d}", today)
