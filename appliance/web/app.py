@@ -104,7 +104,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         middleware=[request_context_middleware, close_uploads_middleware, security_headers_middleware,
                     authentication_middleware, rate_limit.middleware],
         csrf_config=csrf,
-        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine,
+                                       engine_callback=_register_filters),
         openapi_config=OpenAPIConfig(
             title="HealthOS appliance",
             version=__version__,
@@ -127,6 +128,10 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     )
     _declare_permissions(app)
     return app
+
+
+def _register_filters(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters["utc_time"] = regulator.utc_time
 
 
 def _freeze_what_startup_built() -> None:

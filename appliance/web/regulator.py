@@ -43,6 +43,20 @@ class HeldForm:
     checkpoints: UploadFile | None = None  # a file kept from "Keep the checkpoints"
 
 
+def utc_time(value: str | datetime | None) -> str:
+    """An audit time as a regulator reads it, `2026-11-27 00:37:44 UTC` (the trail's times are UTC, to
+    the microsecond, in ISO 8601: `2026-11-27T00:37:44.071512Z`); what is not a time is shown as it is."""
+    if value is None:
+        return ""
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def _last_verification_path(state: State) -> Path:
     return state.settings.home / LAST_VERIFICATION
 

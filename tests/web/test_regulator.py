@@ -10,6 +10,7 @@ from appliance.audit_verify import verify_package
 from appliance.substrate import audit
 from appliance.substrate.audit import control_audit_event
 from appliance.substrate.principal import Principal
+from appliance.web.regulator import utc_time
 
 
 def csrf(html: str) -> str:
@@ -40,7 +41,9 @@ def test_verify_runs_records_itself_and_shows_the_result(signed_in, db, tenant_a
     result = json.loads((settings.home / "audit-last-verification.json").read_text())
     assert "appliance" in {log["log"] for log in result["logs"]}
     shown = regulator.get("/regulator").text
-    assert "Last verification" in shown and result["at"] in shown
+    # Times read as a person reads them, in UTC as the trail keeps them (not 2026-11-27T00:37:44.071512Z).
+    assert "Last verification" in shown and utc_time(result["at"]) in shown
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", shown)
 
 
 def test_verify_without_csrf_is_refused(signed_in):
@@ -84,6 +87,7 @@ def test_the_console_shows_each_logs_checkpoint_and_proves_it_only_grew(signed_i
     assert count(db, "audit.checkpoints.export") == before + 1
     signed = regulator.get("/regulator").text.split(f'data-log="{tenant_a.slug}"')[1].split("</tr>")[0]
     assert f"{document['checkpoints'][-1]['size']} events, signed" in signed
+    assert re.search(r"signed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", signed)
 
     # The log grows; brought back, the kept checkpoints prove it only grew.
     with db.tenant(tenant_a.slug) as conn:
