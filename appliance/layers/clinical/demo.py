@@ -217,6 +217,9 @@ class _Batch:
         self.identifiers: list[dict] = []
         self.entries: list[record.NewEntry] = []
         self.signoffs: list[record.NewEntry] = []
+        # Each patient's latest active prescription of each drug: a chronic drug prescribed again at a
+        # follow-up visit is a refill, which ends the earlier prescription rather than doubling the dose.
+        self.prescribed: dict[tuple[uuid.UUID, str], tuple[dt.datetime, dict]] = {}
         self.author = demo_principal(slug)
         self.reviewer = demo_principal(slug, "reviewer")
 
@@ -226,6 +229,18 @@ class _Batch:
         self.entries.append(record.NewEntry(kind, patient_id, detail, encounter_id, when, entry_id,
                                             recorded_at=self.recorded(when, encounter_id)))
         return entry_id
+
+    def refill(self, patient_id: uuid.UUID, drug: str, when: dt.datetime, prescription: dict) -> None:
+        """Keep one active prescription of a drug per patient: of two, the earlier one is completed."""
+        if prescription["status"] != "active":
+            return
+        earlier = self.prescribed.get((patient_id, drug))
+        if earlier is not None and earlier[0] > when:
+            prescription["status"] = "completed"
+            return
+        if earlier is not None:
+            earlier[1]["status"] = "completed"
+        self.prescribed[(patient_id, drug)] = (when, prescription)
 
     def recorded(self, when: dt.datetime, encounter_id: uuid.UUID | None) -> dt.datetime | None:
         """When an act at `when` was written down: minutes later, or the next morning for a visit written
@@ -360,12 +375,13 @@ class _Batch:
             drug, dose, unit, route, frequency, days = problem.drug
             if not drugs.check(drug, allergies):
                 finished = not problem.chronic and not recent
-                self.add("medication_request", patient_id, {
+                prescription = {
                     "drug": drug, "dose": Decimal(str(dose)), "dose_unit": unit, "route": route,
                     "frequency": frequency, "duration_days": days,
                     "status": "completed" if finished else "active", "instructions": None,
-                    "allergy_override_reason": None, "order_set": None}, when + dt.timedelta(minutes=35),
-                    encounter_id)
+                    "allergy_override_reason": None, "order_set": None}
+                self.refill(patient_id, drug, when, prescription)
+                self.add("medication_request", patient_id, prescription, when + dt.timedelta(minutes=35), encounter_id)
         if rng.random() < 0.35:
             advice = rng.choice(["Counselled on treatment.", "Review in 1 week.", "Return if worse.",
                                  "Adherence discussed.", "Family informed."])

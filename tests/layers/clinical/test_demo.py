@@ -71,6 +71,14 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
             "WHERE m.allergy_override_reason IS NULL AND EXISTS (SELECT 1 FROM allergy a JOIN entry ae "
             "ON ae.id = a.entry_id WHERE ae.patient_id = e.patient_id AND lower(m.drug) LIKE "
             "'%' || lower(a.substance) || '%')")).scalar()
+        # A chronic drug prescribed again at a follow-up is a refill: one active prescription per drug.
+        doubled = conn.execute(sa.text(
+            "SELECT count(*) FROM (SELECT e.patient_id, m.drug FROM medication_request m JOIN entry e "
+            "ON e.id = m.entry_id WHERE m.status = 'active' GROUP BY 1, 2 HAVING count(*) > 1) d")).scalar()
+        refilled = conn.execute(sa.text(
+            "SELECT count(*) FROM (SELECT e.patient_id, m.drug FROM medication_request m JOIN entry e "
+            "ON e.id = m.entry_id WHERE m.duration_days IS NULL GROUP BY 1, 2 HAVING count(*) > 1) r")).scalar()
+    assert doubled == 0 and refilled > 0
     assert (AS_OF - span[0].date()).days > 200 and span[1].date() <= AS_OF
     assert classes["outpatient"] > classes.get("inpatient", 0) > 0
     assert flags.get("N", 0) > 0 and (flags.get("H", 0) + flags.get("L", 0) + flags.get("A", 0)) > 0
