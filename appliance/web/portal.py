@@ -1287,6 +1287,32 @@ def _order_set_named(request: Asking, tenant: str, code: str) -> str:
             return f"order set {code}"
 
 
+def _already_prescribed_in_set(request: Asking, tenant: str, patient_id: uuid.UUID, code: str,
+                               leave_out: list[str]) -> str | None:
+    """What to say when drugs of an order set are already active prescriptions of the patient, as the
+    prescribe form says it for one drug; None when none is (or the set is unknown: the service says so)."""
+    with request.app.state.db.tenant(tenant) as conn:
+        try:
+            order_set = catalogue.get_order_set(conn, code)
+        except RecordError:
+            return None
+        if not order_set.medications:
+            return None
+        active = service.list_medications(conn, request.user, patient_id, active_only=True)
+    current = {drugs.normalise(m["drug"]) for m in active}
+    left_out = {drugs.normalise(drug) for drug in leave_out}
+    if left_out - {drugs.normalise(m.drug) for m in order_set.medications}:
+        return None  # a drug the set does not have: the service's refusal says so first
+    doubled = [m.drug for m in order_set.medications
+               if drugs.normalise(m.drug) in current and drugs.normalise(m.drug) not in left_out]
+    if not doubled:
+        return None
+    names = ", ".join(doubled)
+    return (f"{names} {'is' if len(doubled) == 1 else 'are'} already prescribed and active. Stop or complete "
+            f"{'it' if len(doubled) == 1 else 'them'} under Active prescriptions, or tick “Prescribe as well” "
+            "to give both.")
+
+
 @post(PATIENT + "/order-sets", operation_id="PortalPlaceOrderSet", opt=_page_opts("clinical.order.create"),
       sync_to_thread=True, include_in_schema=False)
 def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
@@ -1308,6 +1334,11 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
                                   what=_order_set_named(request, tenant, code), errors=errors)
         return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values,
                             errors=errors)
+    if values.get("also_active") != "true":
+        already = _already_prescribed_in_set(request, tenant, patient_id, code, leave_out)
+        if already is not None:
+            return _orders_page(request, tenant, patient_id, status=409, form=f"set-{code}", values=values,
+                                errors={"form": already}, also_active=True)
     try:
         with request.app.state.db.tenant(tenant) as conn:
             outcome = service.place_order_set(conn, request.user, patient_id, code, order_set_in)

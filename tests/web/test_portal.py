@@ -392,6 +392,34 @@ def test_order_set_asks_for_an_override_reason_when_an_allergy_matches(signed_in
     assert "allergy override and its reason are on the record" in landed.text
 
 
+
+def test_an_order_set_whose_drug_is_already_active_asks_before_doubling_it(signed_in, db, facility, charts, author):
+    """The malaria set again, a day later: its paracetamol is still active, so the set is not placed until
+    the clinician says to give both, as the prescribe form asks for one drug."""
+    client = signed_in("clinician", facility.slug)
+    chart = charts[1]
+    orders = f"{base(facility)}/patients/{chart.id}/orders"
+    action = f"{base(facility)}/patients/{chart.id}/order-sets"
+    first = post_form(client, orders, action, {"code": "MALARIA", "encounter_id": str(chart.encounter_id)})
+    assert first.status_code == 303
+    clinician = principal_of(author, facility.slug)
+    with db.tenant(facility.slug) as conn:
+        before = len(service.orders_of(conn, chart.id))
+        active = len(service.list_medications(conn, clinician, chart.id, active_only=True))
+    asked = post_form(client, orders, action, {"code": "MALARIA", "encounter_id": str(chart.encounter_id)})
+    assert asked.status_code == 409 and "Paracetamol is already prescribed and active" in asked.text
+    assert 'id="set-MALARIA-also-active"' in asked.text
+    with db.tenant(facility.slug) as conn:
+        assert len(service.orders_of(conn, chart.id)) == before  # nothing of the set was placed
+    given = client.post(action, data={"code": "MALARIA", "encounter_id": str(chart.encounter_id),
+                                      "also_active": "true", "_csrf_token": csrf_token(asked.text)},
+                        follow_redirects=False)
+    assert given.status_code == 303
+    with db.tenant(facility.slug) as conn:
+        assert len(service.orders_of(conn, chart.id)) == before + 3
+        assert len(service.list_medications(conn, clinician, chart.id, active_only=True)) == active + 1
+
+
 def test_an_order_set_whose_drug_the_patient_is_allergic_to_is_placed_without_it(signed_in, db, facility, charts,
                                                                                    author):
     """The malaria set's paracetamol matches Achieng's allergy: the clinician keeps the set's tests and
@@ -400,7 +428,9 @@ def test_an_order_set_whose_drug_the_patient_is_allergic_to_is_placed_without_it
     chart = charts[0]
     orders = f"{base(facility)}/patients/{chart.id}/orders"
     action = f"{base(facility)}/patients/{chart.id}/order-sets"
-    blocked = post_form(client, orders, action, {"code": "MALARIA", "encounter_id": str(chart.encounter_id)})
+    # Paracetamol may already be active (the override test above gave it): give both, past that question.
+    blocked = post_form(client, orders, action, {"code": "MALARIA", "encounter_id": str(chart.encounter_id),
+                                                 "also_active": "true"})
     assert blocked.status_code == 409 and "the order set Suspected malaria was not ordered" in blocked.text
     assert 'name="leave_out" value="Paracetamol"' in blocked.text
     assert "Order the rest, without Paracetamol" in blocked.text
