@@ -773,15 +773,16 @@ def national_group() -> None:
     """National indicators: a month's counts of every facility, small ones withheld, for the ministry."""
 
 
-def _national_month(settings: Settings, period: str | None):
-    """The indicator definitions and the month asked for (default: the last whole month)."""
+def _national_month(settings: Settings, period: str | None, db=None):
+    """The indicator definitions and the month asked for (default: the last whole month on the clock of
+    the facility furthest ahead, as the ministry's page counts it; UTC's without a database)."""
     import datetime as dt
 
     from appliance.national import indicators as national
 
     try:
         definitions = national.load_definitions(settings.policies_dir / "indicators.toml")
-        month = national.month_asked(period, dt.datetime.now(dt.UTC).date())
+        month = national.month_asked(period, national.today(db) if db is not None else dt.datetime.now(dt.UTC).date())
     except national.IndicatorError as exc:
         fail(str(exc))
     return definitions, month
@@ -814,8 +815,8 @@ def national_export(settings: Settings, period: str | None, export_format: str, 
     from appliance.national import federation
     from appliance.national import indicators as national
 
-    definitions, month = _national_month(settings, period)
     with opened_database(settings) as db:
+        definitions, month = _national_month(settings, period, db)
         with _counting_progress(db) as advance:
             facilities = federation.national_facilities(db, month, definitions, progress=advance)
         national.record_use(db, None, "E", month, len(facilities), export_format=export_format)
@@ -838,9 +839,10 @@ def national_package(settings: Settings, period: str | None, out_path: Path) -> 
     appliance: published counts only, each facility's small ones withheld."""
     from appliance.national import federation
 
-    definitions, month = _national_month(settings, period)
-    with opened_database(settings) as db, _counting_progress(db) as advance:
-        package = federation.export_package(db, month, definitions, progress=advance)
+    with opened_database(settings) as db:
+        definitions, month = _national_month(settings, period, db)
+        with _counting_progress(db) as advance:
+            package = federation.export_package(db, month, definitions, progress=advance)
     out_path.write_text(json.dumps(package, indent=1, ensure_ascii=False), encoding="utf-8")
     err.print(f"{month.label}: {_facilities(len(package['facilities']))} packaged and signed in {out_path}")
 
@@ -866,9 +868,10 @@ def national_push(settings: Settings, period: str | None, address: str, ca_file:
         url = federation.packages_url(address)
     except federation.PushError as exc:
         fail(str(exc))
-    definitions, month = _national_month(settings, period)
-    with opened_database(settings) as db, _counting_progress(db) as advance:
-        package = federation.export_package(db, month, definitions, progress=advance, destination=url)
+    with opened_database(settings) as db:
+        definitions, month = _national_month(settings, period, db)
+        with _counting_progress(db) as advance:
+            package = federation.export_package(db, month, definitions, progress=advance, destination=url)
     try:
         answer = federation.push_package(package, url, ca_file=ca_file)
     except federation.PushError as exc:
@@ -908,8 +911,8 @@ def national_peer_list(settings: Settings, period: str | None) -> None:
     """Registered appliances, and whether each sent its package for the month."""
     from appliance.national import federation
 
-    _, month = _national_month(settings, period)
     with opened_database(settings) as db:
+        _, month = _national_month(settings, period, db)
         reports = federation.reports(db, month)
     if not reports:
         err.print("no appliance is registered: healthos national peer add --name N --key FILE")
