@@ -18,6 +18,8 @@ Revises: t0013
 Create Date: 2026-11-27
 """
 
+import importlib
+
 from alembic import op
 
 revision = "t0014"
@@ -71,48 +73,9 @@ REFRESH_BODY = """
     charged_day = excluded.charged_day RETURNING root_id ) DELETE FROM charge_capture WHERE root_id =
     ANY(p_roots) AND root_id NOT IN (SELECT root_id FROM kept)
 """
-# t0008's body, which the downgrade puts back.
-PREVIOUS_BODY = """
-    WITH billable AS ( SELECT e.id AS root_id, e.id AS entry_id, e.kind, e.patient_id, e.occurred_at, d.display
-    AS what, CASE d.category WHEN 'imaging' THEN 'IMAGING' ELSE 'LAB' END AS department FROM entry e JOIN
-    service_request d ON d.entry_id = e.id WHERE e.kind = 'service_request' AND e.id = e.root_id AND e.id =
-    ANY(p_roots) AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = e.id) AND d.status = 'active' UNION
-    ALL SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id, e.occurred_at, d.display AS what, CASE
-    d.category WHEN 'imaging' THEN 'IMAGING' ELSE 'LAB' END AS department FROM entry e JOIN entry cur ON
-    cur.root_id = e.id AND cur.id <> e.id JOIN service_request d ON d.entry_id = cur.id WHERE e.kind =
-    'service_request' AND e.id = e.root_id AND e.id = ANY(p_roots) AND EXISTS (SELECT 1 FROM entry x WHERE
-    x.supersedes = e.id) AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id) AND cur.status <>
-    'entered_in_error' AND d.status = 'active' UNION ALL SELECT e.id AS root_id, e.id AS entry_id, e.kind,
-    e.patient_id, e.occurred_at, d.drug AS what, 'PHARMACY' AS department FROM entry e JOIN
-    medication_administration d ON d.entry_id = e.id WHERE e.kind = 'medication_administration' AND e.id =
-    e.root_id AND e.id = ANY(p_roots) AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = e.id) AND
-    d.outcome = 'given' UNION ALL SELECT e.id AS root_id, cur.id AS entry_id, e.kind, e.patient_id,
-    e.occurred_at, d.drug AS what, 'PHARMACY' AS department FROM entry e JOIN entry cur ON cur.root_id = e.id
-    AND cur.id <> e.id JOIN medication_administration d ON d.entry_id = cur.id WHERE e.kind =
-    'medication_administration' AND e.id = e.root_id AND e.id = ANY(p_roots) AND EXISTS (SELECT 1 FROM entry x
-    WHERE x.supersedes = e.id) AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id) AND cur.status
-    <> 'entered_in_error' AND d.outcome = 'given' UNION ALL SELECT e.id AS root_id, e.id AS entry_id, e.kind,
-    e.patient_id, e.occurred_at, 'Consultation (' || replace(n.encounter_class, '_', ' ') || ')' AS what,
-    COALESCE(n.ward_code, CASE n.encounter_class WHEN 'emergency' THEN 'ED' WHEN 'inpatient' THEN 'IPD' ELSE
-    'OPD' END) AS department FROM entry e JOIN encounter_status_change d ON d.entry_id = e.id JOIN encounter n
-    ON n.id = d.encounter_id WHERE e.kind = 'encounter_status' AND e.id = ANY(p_roots) AND d.to_status =
-    'finished'), charged AS ( SELECT DISTINCT ON (ch.source_root_id) ch.source_root_id, ce.id AS charge_id,
-    ch.status, ch.amount, ch.department AS charge_department, ce.recorded_at, ch.service_date FROM charge ch
-    JOIN entry ce ON ce.id = ch.entry_id WHERE ch.source_root_id = ANY(p_roots) AND ch.reverses IS NULL AND NOT
-    EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ce.id) AND NOT EXISTS (SELECT 1 FROM charge cr WHERE
-    cr.reverses = ce.root_id) ORDER BY ch.source_root_id, ce.recorded_at DESC ) , kept AS ( INSERT INTO
-    charge_capture (root_id, entry_id, kind, patient_id, occurred_at, what, department, charge_id,
-    charge_status, charged_at, service_date, care_day, charged_day) SELECT b.root_id, b.entry_id, b.kind,
-    b.patient_id, b.occurred_at, b.what, COALESCE(c.charge_department, b.department), c.charge_id, c.status,
-    c.recorded_at, c.service_date, (b.occurred_at AT TIME ZONE z.tz)::date, (c.recorded_at AT TIME ZONE
-    z.tz)::date FROM billable b LEFT JOIN charged c ON c.source_root_id = b.root_id CROSS JOIN (SELECT
-    COALESCE((SELECT timezone FROM billing_setting WHERE id = 1), 'UTC') AS tz) z ON CONFLICT (root_id) DO
-    UPDATE SET entry_id = excluded.entry_id, kind = excluded.kind, patient_id = excluded.patient_id, occurred_at
-    = excluded.occurred_at, what = excluded.what, department = excluded.department, charge_id =
-    excluded.charge_id, charge_status = excluded.charge_status, charged_at = excluded.charged_at, service_date =
-    excluded.service_date, care_day = excluded.care_day, charged_day = excluded.charged_day RETURNING root_id )
-    DELETE FROM charge_capture WHERE root_id = ANY(p_roots) AND root_id NOT IN (SELECT root_id FROM kept)
-"""
+# t0008's body, which the downgrade puts back: read from that revision (landed, so never edited).
+PREVIOUS_BODY = importlib.import_module(
+    "appliance.substrate.migrations.tenant.versions.t0008_kpi_window_reads").REFRESH_BODY
 
 # The billable records one of whose charges has been credited: a re-priced charge's record among them.
 _CREDITED_RECORDS = """
