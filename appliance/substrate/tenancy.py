@@ -12,6 +12,8 @@ formatted into SQL.
 
 from __future__ import annotations
 
+import time
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -192,6 +194,24 @@ def list_tenants(db: Database) -> list[dict]:
             ).order_by(tenant_table.c.slug)
         ).mappings().all()
     return [dict(row) for row in rows]
+
+
+_ZONE_TTL_SECONDS = 300.0
+_zones: dict[str, tuple[float, zoneinfo.ZoneInfo]] = {}
+
+
+def facility_timezone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
+    """The facility's time zone, in which its day begins and ends (the server's clock runs in UTC, and a
+    Nairobi facility's "today" begins at 21:00 UTC). Cached a few minutes: it changes only when hospital IT
+    applies a new tenant file."""
+    cached = _zones.get(slug)
+    if cached and time.monotonic() - cached[0] < _ZONE_TTL_SECONDS:
+        return cached[1]
+    with db.control_autocommit() as conn:
+        name = conn.execute(sa.select(tenant_table.c.timezone).where(tenant_table.c.slug == slug)).scalar()
+    zone = zoneinfo.ZoneInfo(name or "UTC")
+    _zones[slug] = (time.monotonic(), zone)
+    return zone
 
 
 def active_slugs(db: Database) -> list[str]:

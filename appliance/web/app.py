@@ -48,6 +48,7 @@ from appliance.web import (
     regulator,
     signin,
     system,
+    today,
 )
 from appliance.web.auth import SESSION_COOKIE, authentication_middleware, permission_guard, security_headers_middleware
 from appliance.web.context import close_uploads_middleware, request_context_middleware
@@ -57,7 +58,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
-                  problems.problems_router,
+                  problems.problems_router, today.todays_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

@@ -19,6 +19,8 @@ class NavItem:
 
 
 NAV: list[NavItem] = [
+    # First, so it is where a clinician lands after signing in (`landing`).
+    NavItem("Clinical", "today", "Today's patients", "/today", "clinical.worklist.read"),
     NavItem("Clinical", "patients", "Find a patient", "/patients", "clinical.patient.search"),
     NavItem("Clinical", "register", "Register a patient", "/patients/new", "clinical.patient.create"),
 ]

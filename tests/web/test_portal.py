@@ -100,7 +100,7 @@ def test_the_chart_shows_banner_allergies_problems_medications_results_and_plots
 def test_pages_need_no_inline_script_or_style(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     pid = charts[0].id
-    for path in ("/patients", f"/patients/{pid}", f"/patients/{pid}/chart", f"/patients/{pid}/timeline",
+    for path in ("/today", "/patients", f"/patients/{pid}", f"/patients/{pid}/chart", f"/patients/{pid}/timeline",
                  f"/patients/{pid}/results", f"/patients/{pid}/results/trend/{HB}", f"/patients/{pid}/orders",
                  f"/patients/{pid}/notes", f"/patients/{pid}/notes/new?template=ANC", "/patients/new",
                  f"/patients/{pid}/encounters/new", f"/patients/{pid}/problems?find=malaria"):
@@ -619,7 +619,7 @@ def test_a_chart_without_a_care_relationship_opens_only_by_breaking_the_glass(si
 
 # -- refusals --------------------------------------------------------------------------------------
 
-PAGES = ["", "/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/registration",
+PAGES = ["", "/today", "/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/registration",
          "/patients/{pid}/encounters/new", "/patients/{pid}/chart",
          "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
          "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
@@ -741,7 +741,8 @@ def test_signed_out_browser_is_sent_to_sign_in(app, facility, charts):
     assert page.status_code == 302 and page.headers["location"] == f"/signin?{urlencode({'next': chart})}"
 
 
-@pytest.mark.parametrize(("role", "first_page"), [("clinician", "/patients"), ("facility_admin", "/admin/tokens")])
+@pytest.mark.parametrize(("role", "first_page"), [("clinician", "/today"), ("registrar", "/patients"),
+                                                  ("facility_admin", "/admin/tokens")])
 def test_the_facilitys_own_address_opens_the_first_page_the_role_may(signed_in, facility, role, first_page):
     client = signed_in(role, facility.slug)
     for address in (base(facility), base(facility) + "/"):
@@ -752,7 +753,7 @@ def test_the_facilitys_own_address_opens_the_first_page_the_role_may(signed_in, 
 def test_home_links_into_the_portal(signed_in, facility):
     client = signed_in("clinician", facility.slug)
     home = client.get("/")
-    assert f'href="/t/{facility.slug}/patients"' in home.text
+    assert f'href="/t/{facility.slug}/today"' in home.text
     admin = signed_in("facility_admin", facility.slug)
     assert f'href="/t/{facility.slug}/patients"' not in admin.get("/").text
 

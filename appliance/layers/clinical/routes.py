@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from litestar import Controller, Request, Response, get, post, put
@@ -19,11 +19,11 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, service
+from appliance.layers.clinical import access, catalogue, chart, service, worklist
 from appliance.layers.clinical.schemas import (
     AllergyAmend,
     AllergyIn,
@@ -57,11 +57,13 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestOut,
     SignOffIn,
     TemplateOut,
+    TodaysEncounters,
     VitalSignsIn,
     VitalSignsOut,
 )
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_timezone
 
 PATIENT = "/patients/{patient_id:uuid}"
 Id = FromPath[uuid.UUID]
@@ -215,6 +217,21 @@ class ClinicalController(Controller):
                         patient_id: Id) -> list[EncounterOut]:
         with _tenant(state, request, tenant) as conn:
             return [EncounterOut.model_validate(r) for r in service.list_encounters(conn, request.user, patient_id)]
+
+    @get("/encounters/today", operation_id="ClinicalListTodaysEncounters", opt=_opt("clinical.worklist.read"),
+         sync_to_thread=True)
+    def todays_encounters(self, tenant: FromPath[str], state: State, request: Asking,
+                          whose: Annotated[Literal["all", "mine"], Parameter(description=(
+                              "`mine`: only encounters the caller opened or wrote something in (a note, an order, "
+                              "a prescription, vital signs, a step of its progress); `all` (the default): every "
+                              "one of today's encounters at the facility."))] = "all") -> TodaysEncounters:
+        """Today's encounters at this facility, the day taken in the facility's time zone: those open now
+        (arrived or in progress, whenever they began), planned for today or finished today; cancelled
+        ones are left out. Those being seen come first, then those waiting, expected and done. Each
+        patient listed is audited as read."""
+        tz = facility_timezone(state.db, tenant)
+        with _tenant(state, request, tenant) as conn:
+            return TodaysEncounters.model_validate(worklist.todays_encounters(conn, request.user, tz=tz, whose=whose))
 
     @post(PATIENT + "/encounters/{encounter_id:uuid}/status", operation_id="ClinicalChangeEncounterStatus",
           opt=_opt("clinical.encounter.update"), sync_to_thread=True, status_code=HTTP_200_OK)

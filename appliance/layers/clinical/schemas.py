@@ -222,6 +222,35 @@ class EncounterOut(_Out):
     vitals: VitalSignsOut | None = None
 
 
+class TodaysEncounter(_Out):
+    """One of today's encounters with the patient it is for (patient data: name, birth date, reason)."""
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+    birth_date: dt.date
+    sex: str
+    encounter_class: str
+    status: str
+    reason: str | None
+    ward_code: str | None
+    planned_for: dt.datetime | None
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    opened_by: uuid.UUID = Field(description="The account that opened the encounter.")
+    mine: bool = Field(description="The caller opened the encounter or wrote something in it.")
+
+
+class TodaysEncounters(_Out):
+    date: dt.date = Field(description="The facility's today, in its own time zone.")
+    timezone: str = Field(examples=["Africa/Nairobi"])
+    whose: Literal["mine", "all"]
+    encounters: list[TodaysEncounter]
+    counts: dict[str, int] = Field(description="How many encounters each filter holds: `all` and `mine`.")
+    cut_short: bool = Field(description="More encounters than one list holds (500): the first are listed.")
+
+
 # -- problems and allergies --------------------------------------------------------------------------
 
 

@@ -1,0 +1,97 @@
+"""The clinical layer's read services for a clinician's day: today's encounters at the facility, the list
+a clinician starts from ("Today's patients" in the portal, `GET /api/t/{tenant}/encounters/today`).
+
+Today is the facility's day, in its own time zone. An encounter is today's when it is open now (arrived
+or in progress, whenever it began: last night's emergency still being seen, an inpatient on the ward),
+planned for today, or finished today. Cancelled encounters are left out.
+
+"Mine" is what the record can say about a clinician and an encounter: they opened it, or they wrote
+something in it (a note, an order, a prescription, vital signs, a step of its progress). The data model
+names no attending clinician, so an encounter assigned to someone who has not yet written in it is in
+"all" only.
+
+Listing a patient reads their record, so each patient listed gets their own audit event (the list shows
+up in their access log as a look at a visit), as the ward's worklist does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections import defaultdict
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.clinical.errors import Invalid
+from appliance.layers.clinical.models import encounter, patient
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import entry, note_access
+
+Whose = Literal["mine", "all"]
+WHOSE: tuple[Whose, ...] = ("all", "mine")
+# A facility's busiest day stays well under this; past it the list says it is cut short rather than
+# render (and audit) thousands of rows nobody reads.
+LIMIT = 500
+# Those being seen first, then those waiting, those expected, and those already done.
+_STATUS_ORDER = sa.case({"in_progress": 0, "arrived": 1, "planned": 2, "finished": 3}, value=encounter.c.status,
+                        else_=4)
+
+
+def facility_day(tz: zoneinfo.ZoneInfo, now: dt.datetime | None = None) -> tuple[dt.date, dt.datetime, dt.datetime]:
+    """The facility's today and the instants it begins and ends (a day of 23 or 25 hours across a
+    change of clock is still one day)."""
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(tz).date()
+    begins = dt.datetime.combine(today, dt.time(0), tzinfo=tz)
+    ends = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+    return today, begins, ends
+
+
+def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.ZoneInfo, whose: str = "all",
+                      now: dt.datetime | None = None) -> dict:
+    """Today's encounters at this facility, those being seen first, each with its patient and whether it
+    is the asking clinician's; `whose="mine"` keeps only theirs. How many each filter holds is returned
+    too, so a page can say what the other holds without listing (or auditing) its patients: a count
+    names nobody."""
+    if whose not in WHOSE:
+        raise Invalid(f"whose is 'mine' or 'all', not {whose!r}", field="whose")
+    today, begins, ends = facility_day(tz, now)
+    written_in = entry.alias("written_in")
+    opened = entry.alias("opened")
+    mine = sa.or_(
+        opened.c.author_id == principal.account_id,
+        sa.exists().where(written_in.c.encounter_id == encounter.c.id,
+                          written_in.c.author_id == principal.account_id),
+    )
+    todays = sa.or_(
+        encounter.c.status.in_(("arrived", "in_progress")),
+        sa.and_(encounter.c.status == "planned", encounter.c.planned_for >= begins, encounter.c.planned_for < ends),
+        sa.and_(encounter.c.status == "finished", encounter.c.ended_at >= begins, encounter.c.ended_at < ends),
+    )
+    joined = (encounter.join(patient, patient.c.id == encounter.c.patient_id)
+              .join(opened, opened.c.id == encounter.c.entry_id))
+    counted = conn.execute(sa.select(sa.func.count(), sa.func.count().filter(mine)).select_from(joined)
+                           .where(todays)).one()
+    when = sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for)
+    listed = [dict(r) for r in conn.execute(
+        sa.select(encounter.c.id, encounter.c.patient_id, encounter.c.encounter_class, encounter.c.status,
+                  encounter.c.reason, encounter.c.ward_code, encounter.c.planned_for, encounter.c.started_at,
+                  encounter.c.ended_at, opened.c.author_id.label("opened_by"), patient.c.mrn,
+                  patient.c.family_name, patient.c.given_names, patient.c.birth_date, patient.c.sex,
+                  mine.label("mine"))
+        .select_from(joined)
+        .where(todays, *([mine] if whose == "mine" else []))
+        .order_by(_STATUS_ORDER, when.asc().nulls_last(), patient.c.family_name, encounter.c.id)
+        .limit(LIMIT + 1)
+    ).mappings()]
+    cut_short = len(listed) > LIMIT
+    listed = listed[:LIMIT]
+    by_patient: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for row in listed:
+        by_patient[row["patient_id"]].append(row["id"])
+    for patient_id, encounter_ids in by_patient.items():
+        note_access(conn, principal, "read", patient_id, "encounter", encounter_ids, detail={"list": "today"})
+    return {"date": today, "timezone": tz.key, "whose": whose, "encounters": listed, "cut_short": cut_short,
+            "counts": {"all": counted[0], "mine": counted[1]}}

@@ -1,0 +1,60 @@
+"""The clinician's first page of the tenant portal, "Today's patients": today's encounters at the facility
+in its own time zone (open now, planned for today, finished today), each linked to the patient's chart,
+with "mine" (encounters the clinician opened or wrote in) and "all" as filters, and the patient search
+above them.
+
+It keeps the portal's rules (see `portal.py`): it declares the permission the clinical API declares for
+the same list (`clinical.worklist.read`, which clinicians hold), reads the record only through the
+clinical layer's service (`worklist.todays_encounters`, which audits each patient listed), and is the
+page a clinician lands on (it is first in the navigation they may open).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from litestar import Router, get
+from litestar.response import Template
+
+from appliance.layers.clinical import worklist
+from appliance.substrate.principal import Principal
+from appliance.web import portal
+from appliance.web.errors import error_page
+from appliance.web.portal import ENCOUNTER_CLASSES, Asking, Clock, Query, Tenant, facility_of, page, patient_home
+
+# What a status reads as on the list: where the patient is in their visit.
+STATUS_LABELS = {"in_progress": "Being seen", "arrived": "Waiting", "planned": "Expected", "finished": "Done"}
+
+
+def _time_of_day(clock: Clock, at: dt.datetime | None, today: dt.date) -> str:
+    """A time on the facility's clock: the hour alone today, with its day before (last night's arrival)."""
+    if at is None:
+        return ""
+    local = clock.local(at)
+    return local.strftime("%H:%M" if local.date() == today else "%d %b %H:%M")
+
+
+@get("/today", operation_id="PortalTodaysPatients", opt={"permission": "clinical.worklist.read"},
+     sync_to_thread=True, include_in_schema=False)
+def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all") -> Template:
+    """Today's encounters, those being seen first; `?whose=mine` keeps the clinician's own."""
+    principal: Principal = request.user
+    whose = whose.strip() or "all"
+    if whose not in worklist.WHOSE:
+        return error_page(request, 400, "show 'mine' or 'all' of today's patients; the address asked for "
+                                        f"{whose[:40]!r}")
+    facility = facility_of(request.app.state.db, tenant)
+    with request.app.state.db.tenant(tenant) as conn:
+        today = worklist.todays_encounters(conn, principal, tz=facility.timezone, whose=whose)
+    clock = Clock(facility.timezone)
+    for row in today["encounters"]:
+        row["href"] = patient_home(principal, tenant, row["patient_id"])
+        row["time"] = _time_of_day(clock, row["started_at"] or row["planned_for"], today["date"])
+        row["ended"] = _time_of_day(clock, row["ended_at"], today["date"])
+    return page(request, "today.html", active="today", today=today, whose=whose,
+                day=today["date"].strftime("%A %d %B %Y"), status_labels=STATUS_LABELS,
+                encounter_classes=ENCOUNTER_CLASSES)
+
+
+todays_router = Router(path="/t/{tenant:str}", route_handlers=[todays_patients],
+                       exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

@@ -1,0 +1,198 @@
+"""Today's patients: the list a clinician lands on, as a page (/t/<facility>/today) and as the API
+(/api/t/<facility>/encounters/today). Which encounters are today's in the facility's own time zone, "mine"
+and "all", the audit of each patient listed, who may open it, and refusals from another facility."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+
+import pytest
+import sqlalchemy as sa
+from litestar.testing import TestClient
+
+from appliance.layers.clinical import service, worklist
+from appliance.layers.clinical.models import encounter
+from appliance.layers.clinical.schemas import EncounterIn, NoteIn
+from appliance.substrate import audit, identity
+from appliance.substrate.principal import Principal
+from tests.layers.clinical.conftest import new_patient
+
+# UTC+14 all year: the facility's day and UTC's differ for 14 hours of every day, so a list that took
+# "today" from the server's clock would miss or add a boundary encounter whenever the suite runs.
+ZONE = "Pacific/Kiritimati"
+
+
+def principal_of(person, tenant: str) -> Principal:
+    return Principal(account_id=person.account_id, kind="staff", display_name=f"Test {person.role}", tenant=tenant,
+                     role=person.role)
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Equator Line Hospital", timezone=ZONE)
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tenant_factory):
+    return tenant_factory(name="Elsewhere Hospital")
+
+
+@pytest.fixture(scope="module")
+def doctors(person_factory, facility):
+    return person_factory("clinician", facility.slug), person_factory("clinician", facility.slug)
+
+
+@pytest.fixture(scope="module")
+def day(db, facility, elsewhere, doctors):
+    """Encounters around the facility's today: those that are today's and those that are not."""
+    dr_a, dr_b = (principal_of(d, facility.slug) for d in doctors)
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=facility.slug,
+                     role="registrar")
+    _, begins, ends = worklist.facility_day(zoneinfo.ZoneInfo(ZONE))
+    made: dict[str, dict] = {}
+    with db.tenant(facility.slug) as conn:
+        def visit(key: str, family: str, by: Principal, **encounter_in) -> dict:
+            patient = new_patient(conn, desk, family_name=family)
+            opened = service.open_encounter(conn, by, patient["id"], EncounterIn.model_validate(encounter_in))
+            made[key] = {"patient": patient, "encounter": opened}
+            return opened
+
+        visit("seen", "Seenbyanna", dr_a, encounter_class="outpatient", status="in_progress", reason="Cough")
+        waiting = visit("waiting", "Waitingforben", desk, encounter_class="emergency", reason="Fall")
+        service.write_note(conn, dr_b, made["waiting"]["patient"]["id"],
+                           NoteIn(title="Triage", text="Seen briefly", encounter_id=waiting["id"]))
+        visit("expected", "Expectedearly", desk, encounter_class="outpatient", status="planned",
+              planned_for=begins + dt.timedelta(minutes=30))
+        visit("expected_late", "Expectedlate", desk, encounter_class="outpatient", status="planned",
+              planned_for=ends - dt.timedelta(minutes=30))
+        visit("tomorrow", "Tomorrowonly", desk, encounter_class="outpatient", status="planned",
+              planned_for=ends + dt.timedelta(minutes=30))
+        visit("yesterday", "Missedyesterday", desk, encounter_class="outpatient", status="planned",
+              planned_for=begins - dt.timedelta(minutes=30))
+        done = visit("done", "Donetoday", desk, encounter_class="outpatient")
+        service.transition_encounter(conn, desk, made["done"]["patient"]["id"], done["id"], "in_progress")
+        service.transition_encounter(conn, desk, made["done"]["patient"]["id"], done["id"], "finished")
+        before = visit("done_before", "Donebefore", desk, encounter_class="outpatient")
+        service.transition_encounter(conn, desk, made["done_before"]["patient"]["id"], before["id"], "in_progress")
+        service.transition_encounter(conn, desk, made["done_before"]["patient"]["id"], before["id"], "finished")
+        conn.execute(sa.update(encounter).where(encounter.c.id == before["id"])
+                     .values(ended_at=begins - dt.timedelta(hours=1)))  # finished before today began
+        cancelled = visit("cancelled", "Cancelledtoday", desk, encounter_class="outpatient", status="planned",
+                          planned_for=begins + dt.timedelta(hours=2))
+        service.transition_encounter(conn, desk, made["cancelled"]["patient"]["id"], cancelled["id"], "cancelled")
+    other_desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=elsewhere.slug,
+                           role="registrar")
+    with db.tenant(elsewhere.slug) as conn:
+        stranger = new_patient(conn, other_desk, family_name="Strangerelsewhere")
+        service.open_encounter(conn, other_desk, stranger["id"], EncounterIn(encounter_class="outpatient"))
+    return made
+
+
+TODAYS = {"seen", "waiting", "expected", "expected_late", "done"}
+
+
+def same_encounters(rows: list[dict], day: dict, keys) -> bool:
+    return {r["id"] for r in rows} == {day[k]["encounter"]["id"] for k in keys}
+
+
+def test_todays_encounters_are_the_facilitys_day_being_seen_first(db, facility, doctors, day):
+    dr_a = principal_of(doctors[0], facility.slug)
+    with db.tenant(facility.slug) as conn:
+        today = worklist.todays_encounters(conn, dr_a, tz=zoneinfo.ZoneInfo(ZONE))
+    assert same_encounters(today["encounters"], day, TODAYS), [r["family_name"] for r in today["encounters"]]
+    assert [r["status"] for r in today["encounters"]][:2] == ["in_progress", "arrived"]
+    assert today["encounters"][-1]["status"] == "finished"
+    assert today["date"] == dt.datetime.now(zoneinfo.ZoneInfo(ZONE)).date()
+    assert today["counts"] == {"all": 5, "mine": 1} and not today["cut_short"]
+
+
+def test_mine_is_what_the_clinician_opened_or_wrote_in(db, facility, doctors, day):
+    dr_a, dr_b = (principal_of(d, facility.slug) for d in doctors)
+    with db.tenant(facility.slug) as conn:
+        for doctor, theirs in ((dr_a, {"seen"}), (dr_b, {"waiting"})):
+            mine = worklist.todays_encounters(conn, doctor, tz=zoneinfo.ZoneInfo(ZONE), whose="mine")
+            assert same_encounters(mine["encounters"], day, theirs)
+            assert mine["counts"] == {"all": 5, "mine": 1}
+
+
+def test_the_page_links_each_patient_to_the_chart_and_audits_each_read(db, app, facility, doctors, day):
+    client = TestClient(app=app, raise_server_exceptions=False)
+    with db.control() as conn:
+        client.cookies.set("healthos_session", identity.start_session(conn, doctors[1].account_id, mfa_passed=True))
+    page = client.get(f"/t/{facility.slug}/today")
+    assert page.status_code == 200, page.text
+    for key in TODAYS:
+        assert f'/t/{facility.slug}/patients/{day[key]["patient"]["id"]}/chart"' in page.text, key
+    for key in ("tomorrow", "yesterday", "done_before", "cancelled"):
+        assert day[key]["patient"]["family_name"].upper() not in page.text, key
+    assert "STRANGERELSEWHERE" not in page.text
+    assert "All at this facility (5)" in page.text and "Mine (1)" in page.text
+    assert "Being seen" in page.text and "Emergency visit" in page.text and 'aria-current="page">Today' in page.text
+
+    mine = client.get(f"/t/{facility.slug}/today", params={"whose": "mine"})
+    assert mine.status_code == 200
+    assert "WAITINGFORBEN" in mine.text and "SEENBYANNA" not in mine.text
+    for key in TODAYS:
+        events = [e for e in audit.patient_access_log(db, facility.slug, day[key]["patient"]["id"])
+                  if e.who.get("account") == str(doctors[1].account_id)]
+        assert any(e.event_type == "record.encounter.read" for e in events), key
+    # The 'mine' view read one patient only: the others' logs hold the one read of the 'all' view.
+    seen = [e for e in audit.patient_access_log(db, facility.slug, day["seen"]["patient"]["id"])
+            if e.who.get("account") == str(doctors[1].account_id)]
+    assert len(seen) == 1
+
+    assert client.get(f"/t/{facility.slug}/today", params={"whose": "everyone"}).status_code == 400
+
+
+def test_a_clinician_lands_on_it_and_other_roles_may_not_open_it(signed_in, facility, day):
+    clinician = signed_in("clinician", facility.slug)
+    assert clinician.get(f"/t/{facility.slug}", follow_redirects=False).headers["location"] == \
+        f"/t/{facility.slug}/today"
+    assert f'href="/t/{facility.slug}/today"' in clinician.get("/").text
+    for role in ("nurse", "registrar", "billing_clerk", "bed_manager", "facility_admin"):
+        other = signed_in(role, facility.slug)
+        assert other.get(f"/t/{facility.slug}/today").status_code == 403, role
+        assert other.get(f"/api/t/{facility.slug}/encounters/today").status_code == 403, role
+        assert f'href="/t/{facility.slug}/today"' not in other.get(f"/t/{facility.slug}", follow_redirects=True).text
+
+
+def test_another_facilitys_session_or_token_is_refused_and_sees_nobody(signed_in, token_client, facility, elsewhere,
+                                                                       day):
+    intruder = signed_in("clinician", elsewhere.slug)
+    for path in (f"/t/{facility.slug}/today", f"/t/{facility.slug}/today?whose=mine",
+                 f"/api/t/{facility.slug}/encounters/today"):
+        refused = intruder.get(path)
+        assert refused.status_code == 403, path
+        assert "SEENBYANNA" not in refused.text.upper()
+    token = token_client(elsewhere.slug, role="clinician")
+    assert token.get(f"/api/t/{facility.slug}/encounters/today").status_code == 403
+    guessed = intruder.get(f"/t/no_such_{uuid.uuid4().hex[:8]}/today")
+    assert guessed.status_code == 404
+    # Its own list holds its own patient and none of this facility's.
+    own = intruder.get(f"/t/{elsewhere.slug}/today")
+    assert own.status_code == 200 and "STRANGERELSEWHERE" in own.text and "SEENBYANNA" not in own.text
+
+
+def test_the_api_filters_by_whose_and_refuses_anything_else(token_client, app, facility, day):
+    api = token_client(facility.slug, role="clinician")
+    everyone = api.get(f"/api/t/{facility.slug}/encounters/today")
+    assert everyone.status_code == 200, everyone.text
+    body = everyone.json()
+    assert body["whose"] == "all" and body["timezone"] == ZONE and body["counts"]["all"] == 5
+    assert {e["id"] for e in body["encounters"]} == {str(day[k]["encounter"]["id"]) for k in TODAYS}
+    assert set(body["encounters"][0]) == {"id", "patient_id", "mrn", "family_name", "given_names", "birth_date", "sex",
+                                          "encounter_class", "status", "reason", "ward_code", "planned_for",
+                                          "started_at", "ended_at", "opened_by", "mine"}
+    mine = api.get(f"/api/t/{facility.slug}/encounters/today", params={"whose": "mine"})
+    assert mine.status_code == 200 and mine.json()["encounters"] == []  # the token's account wrote nothing
+    bad = api.get(f"/api/t/{facility.slug}/encounters/today", params={"whose": "everyone"})
+    assert bad.status_code == 422 and "whose" in bad.json()["detail"]
+
+    schema = api.get("/schema/openapi.json").json()
+    operation = schema["paths"]["/api/t/{tenant}/encounters/today"]["get"]
+    assert operation["operationId"] == "ClinicalListTodaysEncounters"
+    assert {"bearer": ["clinical.worklist.read"]} in operation["security"]
+    whose = next(p for p in operation["parameters"] if p["name"] == "whose")
+    assert set(whose["schema"]["enum"]) == {"mine", "all"} and "opened" in whose["description"]
