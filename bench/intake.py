@@ -29,6 +29,7 @@ from bench.chart import (
     _response,
     bench_tenant,
     clinician_token,
+    cpu_seconds,
     open_bench_database,
     pgbench,
 )
@@ -119,8 +120,10 @@ def run(console) -> list[dict]:
         for n in range(ROUNDS):
             sequential_runs.append(_intake(server.socket, slug, token, tests, 1, run=f"S{n}-",
                                            count=SEQUENTIAL_PATIENTS))
+            before = cpu_seconds(server, db)
             concurrent_runs.append(_intake(server.socket, slug, token, tests, CONCURRENT_CLIENTS, run=f"C{n}-",
                                            seconds=CONCURRENT_SECONDS))
+            concurrent_runs[-1]["cpu"] = {part: used - before[part] for part, used in cpu_seconds(server, db).items()}
         sequential, sequential_span = _median_run(sequential_runs)
         concurrent, concurrent_span = _median_run(concurrent_runs)
         yardstick = pgbench(db, CONCURRENT_CLIENTS, 10).get("-N")
@@ -128,6 +131,15 @@ def run(console) -> list[dict]:
                       f"({sequential_span}; p50 {sequential['p50_ms']:.1f} ms per patient)")
         console.print(f"  {CONCURRENT_CLIENTS} clients: {concurrent['per_second']:.1f} patients/s ({concurrent_span}; "
                       f"p50 {concurrent['p50_ms']:.1f} ms, p99 {concurrent['p99_ms']:.1f} ms per patient)")
+        # Where a patient's CPU goes: the server, PostgreSQL and this load client share the machine's
+        # cores, so patients/s can be at most cores ÷ their sum, however the requests are scheduled.
+        patients = sum(r["patients"] for r in concurrent_runs)
+        per_patient = {part: sum(r["cpu"][part] for r in concurrent_runs) / patients * 1000
+                       for part in concurrent_runs[0]["cpu"]}
+        cores = len(os.sched_getaffinity(0))
+        ceiling = cores * 1000 / sum(per_patient.values())
+        console.print("  CPU per patient: " + ", ".join(f"{part} {ms:.2f} ms" for part, ms in per_patient.items())
+                      + f"; at most {ceiling:.0f} patients/s on {cores} cores")
         if yardstick:
             console.print(f"  pgbench -N, {CONCURRENT_CLIENTS} clients, same cluster: {yardstick:,.0f} tps")
         target = PEER_PATIENTS_PER_SECOND * 10
@@ -140,6 +152,9 @@ def run(console) -> list[dict]:
              "unit": "patients/s", "target": f"≥ {target}", "met": concurrent["per_second"] >= target},
             {"name": f"intake, {CONCURRENT_CLIENTS} clients, p99 per patient", "value": concurrent["p99_ms"],
              "unit": "ms"},
+            *({"name": f"intake, CPU per patient, {part}", "value": ms, "unit": "ms"}
+              for part, ms in per_patient.items()),
+            {"name": f"intake, ceiling at that CPU on {cores} cores", "value": ceiling, "unit": "patients/s"},
             {"name": "GNU Health 5.0 (peer, in-process)", "value": PEER_PATIENTS_PER_SECOND, "unit": "patients/s"},
             {"name": "ratio to the peer", "value": concurrent["per_second"] / PEER_PATIENTS_PER_SECOND, "unit": "×"},
             *([{"name": f"pgbench -N tps, {CONCURRENT_CLIENTS} clients, same cluster (the machine's speed)",
