@@ -23,13 +23,19 @@ def problem(status: int, detail: str, **extra) -> Response:
     return Response({"status_code": status, "detail": detail, **extra}, status_code=status)
 
 
+def sentence(text: str) -> str:
+    """A refusal as a person reads it on a page: a capital first letter and a full stop. The services'
+    messages are written lower-case and unstopped, to read inside a JSON `detail` or after the CLI's
+    "error: "."""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 def error_page(request: Request, status: int, detail: str) -> Response:
     """The refusal or failure as a page: what happened in a sentence, and the way back to one's facility."""
     principal = request.scope.get("user")
-    detail = detail[:1].upper() + detail[1:]
-    detail = detail if detail.endswith((".", "?", "!")) else detail + "."
     return Template("portal/error.html", status_code=status, context={
-        "status": status, "detail": detail, "principal": principal,
+        "status": status, "detail": sentence(detail), "principal": principal,
         "home": landing(principal),
     })
 

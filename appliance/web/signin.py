@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from appliance.substrate import identity, totp
 from appliance.web.auth import SESSION_COOKIE
+from appliance.web.errors import error_page, sentence
 from appliance.web.navigation import landing
 
 PUBLIC = {"public": True}
@@ -98,7 +99,7 @@ def signin(request: Request, state: State, data: Annotated[SignInForm, Form]) ->
             token = identity.start_session(conn, account_id, mfa_passed=not mfa)
     if account_id is None:
         # The failure was counted and audited (committed above) before the refusal is shown.
-        return Template("signin.html", context={"error": identity.SIGNIN_REFUSED, "email": data.email,
+        return Template("signin.html", context={"error": sentence(identity.SIGNIN_REFUSED), "email": data.email,
                                                 "next": return_to(data.next)}, status_code=401)
     target = return_to(data.next)
     return _with_session(Redirect(f"/signin/mfa{_then(target)}" if mfa else target), request, token)
@@ -125,7 +126,7 @@ def mfa(request: Request, state: State, data: Annotated[CodeForm, Form]) -> Resp
             token = identity.start_session(conn, live.account_id, mfa_passed=True)
             identity.signin_complete(conn, live.account_id)
     if not passed:
-        return Template("mfa.html", context={"error": identity.SIGNIN_REFUSED, "next": return_to(data.next)},
+        return Template("mfa.html", context={"error": sentence(identity.SIGNIN_REFUSED), "next": return_to(data.next)},
                         status_code=401)
     return _with_session(Redirect(return_to(data.next)), request, token)
 
@@ -146,7 +147,7 @@ async def enrol_page(state: State, code: FromQuery[str] = "") -> Template:
     try:
         row = await to_thread.run_sync(pending)
     except identity.IdentityError as refused:
-        return Template("enrol.html", context={"error": str(refused), "code": None}, status_code=404)
+        return Template("enrol.html", context={"error": sentence(str(refused)), "code": None}, status_code=404)
     uri = totp.provisioning_uri(row.totp_secret, row.email, "HealthOS")
     return Template("enrol.html", context={
         "error": None, "code": code, "email": row.email, "secret": row.totp_secret,
@@ -165,10 +166,11 @@ def enrol(request: Request, state: State, data: Annotated[EnrolForm, Form]) -> R
             try:
                 row = identity.pending_enrolment(conn, data.code)
             except identity.IdentityError:
-                return Template("enrol.html", context={"error": str(refused), "code": None}, status_code=404)
+                return Template("enrol.html", context={"error": sentence(str(refused)), "code": None},
+                                status_code=404)
         uri = totp.provisioning_uri(row.totp_secret, row.email, "HealthOS")
         return Template("enrol.html", status_code=422, context={
-            "error": str(refused), "code": data.code, "email": row.email, "secret": row.totp_secret,
+            "error": sentence(str(refused)), "code": data.code, "email": row.email, "secret": row.totp_secret,
             "qr": _qr_svg_data_uri(uri), "mfa_required": row.mfa_required,
         })
     return Redirect("/signin?enrolled=1")
@@ -197,7 +199,7 @@ def switch_facility(request: Request, state: State, data: Annotated[FacilityForm
         with state.db.control() as conn:
             identity.switch_tenant(conn, request.user.session_id, request.user.account_id, data.tenant, data.role)
     except identity.IdentityError as refused:
-        return Response({"status_code": 403, "detail": str(refused)}, status_code=403)
+        return error_page(request, 403, str(refused))  # the home page's form: a page, not JSON
     return Redirect("/")
 
 

@@ -10,6 +10,7 @@ from litestar.testing import TestClient
 
 from appliance.substrate import identity, totp
 from appliance.web.app import create_app
+from appliance.web.errors import sentence
 
 # A national package is public too: its signature by a registered appliance is its credential.
 PUBLIC_ROUTES = {"/health", "/ready", "/signin", "/signin/mfa", "/enrol", "/schema", "/schema/openapi.json",
@@ -110,7 +111,7 @@ def test_nth_failed_sign_in_locks_the_account(fresh_client, person_factory, tena
         assert sign_in_over_http(fresh_client, person.email, "wrong-password-xx", None).status_code == 401
     locked = sign_in_over_http(fresh_client, person.email, person.password, None)
     assert locked.status_code == 401
-    assert identity.SIGNIN_REFUSED in locked.text
+    assert html.escape(sentence(identity.SIGNIN_REFUSED)) in locked.text
 
 
 def test_sign_in_is_rate_limited(db, settings, person_factory, tenant_a):
@@ -257,3 +258,41 @@ def test_enrolment_over_http_sets_password_and_authenticator_once(fresh_client, 
                                              "_csrf_token": csrf_token(page.text)}, follow_redirects=False)
     assert done.status_code in {302, 303} and done.headers["location"].startswith("/signin")
     assert fresh_client.get(f"/enrol?code={new.enrolment_code}").status_code == 404
+
+
+def _alert(page_html: str) -> str:
+    match = re.search(r'<p class="alert" role="alert">(.*?)</p>', page_html, re.S)
+    assert match, "the page shows no refusal"
+    return html.unescape(match.group(1))
+
+
+def test_every_refusal_on_the_sign_in_pages_reads_as_a_sentence(fresh_client, db, policy, person_factory, tenant_a):
+    """Each begins with a capital and ends with a full stop: the sign-in refusal read 'the e-mail, password
+    or code is not right, ...', as did the enrolment link's and the authenticator code's."""
+    person = person_factory("clinician", tenant_a.slug)
+    wrong_password = sign_in_over_http(fresh_client, person.email, "not-the-password", None)
+    wrong_code = sign_in_over_http(fresh_client, person.email, person.password, "000000")
+    expired = fresh_client.get("/enrol", params={"code": "no-such-enrolment-code"})
+    with db.control() as conn:
+        new = identity.create_account(conn, policy, kind="staff", email=f"enrol-{time.time_ns()}@test.invalid",
+                                      display_name="New Clinician", role="clinician", tenant=tenant_a.slug)
+    enrol_page = fresh_client.get("/enrol", params={"code": new.enrolment_code})
+    bad_code = fresh_client.post("/enrol", data={"code": new.enrolment_code, "password": "a long enough passphrase",
+                                                 "totp_code": "000000", "_csrf_token": csrf_token(enrol_page.text)})
+    refusals = {"password": (wrong_password, 401), "authenticator": (wrong_code, 401), "link": (expired, 404),
+                "enrolment code": (bad_code, 422)}
+    for name, (answer, status) in refusals.items():
+        assert answer.status_code == status, name
+        said = _alert(answer.text)
+        assert said[0].isupper() and said.endswith("."), (name, said)
+    assert _alert(wrong_password.text).startswith("The e-mail, password or code is not right")
+
+    # The home page's facility switch, refused, is a page in the same words, not JSON.
+    signed = sign_in_over_http(fresh_client, person.email, person.password, totp.totp_at(person.totp_secret,
+                                                                                          time.time()))
+    assert signed.status_code == 302
+    home = fresh_client.get("/")
+    switch = fresh_client.post("/session/facility", data={"tenant": "nowhere", "role": "clinician",
+                                                          "_csrf_token": csrf_token(home.text)},
+                               headers={"accept": "text/html"})
+    assert switch.status_code == 403 and "You hold no such role in that facility." in html.unescape(switch.text)
