@@ -77,7 +77,24 @@ national_package = sa.Table(
 
 
 class PackageError(ValueError):
-    """A package, a peer's key or a peer registration is refused; the message says why."""
+    """A package, a peer's key or a peer registration is refused; the message says why. `status` is the
+    HTTP status the receiving route answers with: a malformed package (422) is not sent again as it is."""
+
+    status = 422
+
+
+class PackageNotTrusted(PackageError):
+    """The package is not signed by a registered appliance's key: its signature is its only credential,
+    so the sender must register (or stop altering it), not correct the figures."""
+
+    status = 403
+
+
+class PackageConflict(PackageError):
+    """The package is sound but clashes with what is held: a later package of the same month, or a
+    facility another appliance (or this one) already counts. Sending it again changes nothing."""
+
+    status = 409
 
 
 class PushError(RuntimeError):
@@ -246,7 +263,7 @@ def register_peer(db: Database, name: str, key_data: bytes, *, principal: Princi
         clash = conn.execute(sa.select(national_peer.c.key_id, national_peer.c.name).where(
             (national_peer.c.key_id == key_id) | (national_peer.c.name == name))).first()
         if clash is not None:
-            raise PackageError(f"already registered: key {clash.key_id} as {clash.name!r}")
+            raise PackageConflict(f"already registered: key {clash.key_id} as {clash.name!r}")
         conn.execute(national_peer.insert().values(key_id=key_id, name=name, public_key=raw, registered_at=now))
         audit.append(conn, tenant=None, principal=principal, event_type="national.peer.register", action="C",
                      detail={"key_id": key_id, "name": name})
@@ -280,7 +297,7 @@ def _check_signature(package: dict, public_key: bytes) -> None:
     except (KeyError, TypeError, ValueError):
         signature = b""
     if not keys.ed25519_signature_ok(public_key, signature, _statement(body)):
-        raise PackageError("the package's signature does not verify: it was altered after it was signed, "
+        raise PackageNotTrusted("the package's signature does not verify: it was altered after it was signed, "
                            "or not signed by the registered appliance")
 
 
@@ -358,7 +375,7 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         if peer is None or peer.public_key != raw:
             # Logged for the operator (a hospital not yet registered, or someone probing the endpoint).
             log.warning("national.package.unregistered_key", key_id=key_id_of(raw), via=via)
-            raise PackageError(f"the package was signed by key {key_id_of(raw)}, which is not registered here; "
+            raise PackageNotTrusted(f"the package was signed by key {key_id_of(raw)}, which is not registered here; "
                                "register the sending appliance first: healthos national peer add")
         _check_signature(package, raw)
         if threshold < definitions.threshold:
@@ -372,7 +389,7 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
             (national_package.c.key_id == key_id_of(raw)) & (national_package.c.period == period.value))
             .with_for_update()).scalar()
         if held is not None and held >= produced_at:
-            raise PackageError(f"{peer.name}'s package for {period.label} produced at {held.isoformat()} is already "
+            raise PackageConflict(f"{peer.name}'s package for {period.label} produced at {held.isoformat()} is already "
                                "here; a package replaces it only if produced later")
         row = {"produced_at": produced_at, "received_at": now,
                "sha256": hashlib.sha256(data).hexdigest(), "facilities": package["facilities"]}
@@ -397,10 +414,10 @@ def _refuse_clashes(db: Database, conn: Connection, key_id: str, period: Period,
     elsewhere = {item["org_unit"]: name for name, items in others for item in items}
     for facility in facilities:
         if facility.org_unit in here:
-            raise PackageError(f"{facility.name} ({facility.org_unit}) is a facility of this appliance; "
+            raise PackageConflict(f"{facility.name} ({facility.org_unit}) is a facility of this appliance; "
                                "a facility is counted by one appliance only")
         if facility.org_unit in elsewhere:
-            raise PackageError(f"{facility.name} ({facility.org_unit}) was already reported for {period.label} "
+            raise PackageConflict(f"{facility.name} ({facility.org_unit}) was already reported for {period.label} "
                                f"by {elsewhere[facility.org_unit]}")
 
 

@@ -106,7 +106,10 @@ def export(request: Request, state: State, period: FromQuery[str] = "",
       summary="Receive a registered appliance's signed package of a month's published figures",
       description="The body is the package as `healthos national package` writes it (`application/json`). "
                   "No token: the signature of an appliance registered here (`healthos national peer add`) "
-                  "authenticates it. 201 with what was received; 422 with the reason it was refused.")
+                  "authenticates it. 201 with what was received. Refused with the reason: 403 when it is not "
+                  "signed by a registered appliance's key, 409 when it clashes with what is held (a package "
+                  "of that month produced later, or a facility another appliance counts), 422 when it is "
+                  "malformed or its figures break the disclosure rules.")
 async def receive_package(request: Request, state: State) -> Response:
     client = request.client.host if request.client else "unknown"
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -126,7 +129,7 @@ async def receive_package(request: Request, state: State) -> Response:
     except federation.PackageError as refused:
         # The reason goes back to the sender; the log keeps who tried, not the figures it may quote.
         log.warning("national.package.refused", client=client, size=len(data))
-        return problem(422, str(refused))
+        return problem(refused.status, str(refused))
     return Response({"appliance": receipt.peer, "period": receipt.period.value, "month": receipt.period.label,
                      "facilities": receipt.facilities, "replaced": receipt.replaced}, status_code=201)
 

@@ -87,13 +87,18 @@ def test_a_posted_package_is_refused_with_its_reason_and_nothing_kept(client, db
     stranger = federation.make_package([_facility(definitions, "KE-HLT-010", "X")], month, definitions,
                                        keys.Keyring(tmp_path / "stranger"))
     refused = _posted(client, stranger)
-    assert refused.status_code == 422
+    assert refused.status_code == 403
     assert "which is not registered here; register the sending appliance first" in refused.json()["detail"]
 
     altered = federation.make_package([_facility(definitions, "KE-HLT-011", "Y")], month, definitions, hilltop)
     altered["facilities"][0]["figures"]["opd_attendance"]["total"] = 9000
     refused = _posted(client, altered)
-    assert refused.status_code == 422 and "signature does not verify" in refused.json()["detail"]
+    assert refused.status_code == 403 and "signature does not verify" in refused.json()["detail"]
+
+    wrong_rule = federation.make_package([_facility(definitions, "KE-HLT-012", "Z")], month,
+                                         replace(definitions, threshold=1), hilltop)
+    refused = _posted(client, wrong_rule)
+    assert refused.status_code == 422 and "disclosure threshold of 1" in refused.json()["detail"]
 
     assert _posted(client, b"[" * 100_000).json()["detail"].startswith("the file is not a package: not JSON")
 
@@ -106,6 +111,28 @@ def test_a_posted_package_is_refused_with_its_reason_and_nothing_kept(client, db
 
     assert _kept(db) == before
     assert not [f for f in federation.received_facilities(db, month, definitions)]
+
+
+def test_a_package_clashing_with_what_is_held_is_a_conflict_and_changes_nothing(client, db, definitions, hilltop,
+                                                                               tmp_path):
+    month = national.Period(2004, 5)
+    package = federation.make_package([_facility(definitions, "KE-HLT-020", "Hilltop Annex")], month, definitions,
+                                      hilltop)
+    assert _posted(client, package).status_code == 201
+    before = _kept(db)
+
+    again = _posted(client, package)
+    assert again.status_code == 409
+    assert "is already here; a package replaces it only if produced later" in again.json()["detail"]
+
+    rival = keys.Keyring(tmp_path / "rival")
+    federation.register_peer(db, "Rival District Office", rival.public_key_pem())
+    claimed = federation.make_package([_facility(definitions, "KE-HLT-020", "Hilltop Annex")], month, definitions,
+                                      rival)
+    clash = _posted(client, claimed)
+    assert clash.status_code == 409
+    assert "was already reported for May 2004 by Hilltop Regional Hospital" in clash.json()["detail"]
+    assert _kept(db) == before
 
 
 def test_package_posts_are_rate_limited_per_client(db, settings):
