@@ -3,6 +3,8 @@ API tokens — all in `control`.
 
 - Subjects and the master patient index: an exact national health ID links; otherwise a
   deterministic demographic key (normalised names, birth date, sex) only *proposes* candidates.
+  A facility that corrects a chart's national ID relinks the chart to the corrected ID's subject and
+  stops being listed for the old one (`relink_facility`); the old subject itself is not touched.
   Merging two subjects is an explicit, reversible act: the merged subject points at the survivor,
   nothing is rewritten, and an unmerge clears the pointer.
 - Accounts are created with a one-time enrolment code (never a password); enrolment sets the
@@ -13,7 +15,7 @@ API tokens — all in `control`.
 - API tokens belong to machine accounts, are scoped to one tenant and a set of permissions, shown
   once and stored hashed.
 
-Every act here that a regulator cares about (sign-in and its failure, merge, unmerge, enrolment,
+Every act here that a regulator cares about (sign-in and its failure, merge, unmerge, relink, enrolment,
 token issue and revocation) passes through `_audit`, the one seam the audit trail hooks into.
 """
 
@@ -23,6 +25,7 @@ import hashlib
 import secrets
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -240,6 +243,31 @@ def note_facility(conn: Connection, subject_id: uuid.UUID, tenant: str) -> None:
     """Record that this facility holds (or is about to register) a chart of this subject."""
     conn.execute(postgresql.insert(subject_facility).values(subject_id=subject_id, tenant=tenant)
                  .on_conflict_do_nothing())
+
+
+def relink_facility(conn: Connection, *, tenant: str, from_subject: uuid.UUID, to_subject: uuid.UUID,
+                    holds_chart: Callable[[uuid.UUID], bool], by: Principal | None) -> bool:
+    """Facility `tenant` has relinked a chart from one subject to another (its national ID was corrected,
+    and the chart follows the corrected ID to its person): the facility is no longer listed as holding a
+    chart of `from_subject`, unless another of its charts still links to it, which `holds_chart` answers
+    (from the facility's own transaction). Audited with both subjects and the facility; returns whether the
+    facility is still listed. Called once the correction has committed: listing a facility with no chart
+    of a subject is harmless (the portal asks and finds none); leaving one out is not.
+
+    The row goes first and the question comes after, in this transaction: a registration at the facility
+    noting `from_subject` meanwhile (`note_facility`) waits for this transaction and then notes it again,
+    and a chart committed before the question is seen by it. Not seen: a chart whose registration noted the
+    subject before the row went and commits only after the question, within those milliseconds; the
+    facility is then listed again when that chart is next linked (`clinical.service.subject_of`)."""
+    conn.execute(sa.delete(subject_facility).where(subject_facility.c.subject_id == from_subject,
+                                                   subject_facility.c.tenant == tenant))
+    still_listed = holds_chart(from_subject)
+    if still_listed:
+        note_facility(conn, from_subject, tenant)
+    _audit(conn, event_type="subject.relink", action="U", principal=by,
+           detail={"tenant": tenant, "from": str(from_subject), "to": str(to_subject),
+                   "facility_still_listed": still_listed})
+    return still_listed
 
 
 def facilities_of(conn: Connection, subject_id: uuid.UUID) -> tuple[list[uuid.UUID], set[str]]:

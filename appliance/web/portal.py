@@ -799,7 +799,8 @@ def _registration_values(found: dict) -> dict[str, Any]:
 
 def _corrected(found: dict, values: dict[str, Any]) -> dict:
     """The form's fields over the registration in force: what the form does not show (other identifiers,
-    a second next of kin, contacts, the address's other lines, the one-identity subject) is kept."""
+    a second next of kin, contacts, the address's other lines) is kept. The one-identity subject is the
+    service's to decide: kept, unless the national ID is corrected (`service.update_patient`)."""
     fields = _patient_in(values)
     shown = {"national_id", _other_identifier(found).get("system")}
     fields["identifiers"] = fields.get("identifiers", []) + [
@@ -808,7 +809,6 @@ def _corrected(found: dict, values: dict[str, Any]) -> dict:
     fields["address"] = unshown | fields.get("address", {})
     fields["next_of_kin"] = fields.get("next_of_kin", []) + (found.get("next_of_kin") or [])[1:]
     fields["contacts"] = found.get("contacts") or []
-    fields["subject_id"] = found["subject_id"]
     return fields
 
 
@@ -856,8 +856,8 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
     if not errors:
         try:
             with db.tenant(tenant) as conn:
-                service.update_patient(conn, request.user, patient_id, patient_in, reason=values["reason"],
-                                       version_id=loaded or found["version_id"])
+                corrected = service.update_patient(conn, request.user, patient_id, patient_in, reason=values["reason"],
+                                                   version_id=loaded or found["version_id"], db=db)
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
                 errors, owner = _identifier_taken(exc, tenant)
@@ -872,6 +872,7 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
     if errors:
         return _correction_form(request, tenant, patient_id, values, errors, version_id=values.get("version_id"),
                                 owner=owner, status=409 if stale else 422)
+    service.release_unlinked_subject(db, tenant, request.user, corrected)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}?done=registration-corrected")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -58,6 +58,9 @@ class Act:
     message: hl7.Message
     header: Header
     created: dict[str, list[str]] = field(default_factory=dict)
+    # Run once the message's transaction has committed: what the appliance's identity index must be told
+    # after the facility's record changed (a tenant transaction cannot write it).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def require(self, permission: str, doing: str) -> None:
         if not self.principal.can(permission):

@@ -151,6 +151,8 @@ def _apply(db: Database, tenant: str, principal: Principal, message: hl7.Message
             sending_facility=header.sending_facility, message_type=header.message_type,
             control_id=header.control_id, ack_code="AA", created=act.created, token_id=principal.token_id,
             ack=ack.text))
+    for then in act.after_commit:
+        then()
     return ack, False
 
 

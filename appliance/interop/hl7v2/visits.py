@@ -106,7 +106,8 @@ def admit(act: Act) -> None:
 
 def update(act: Act) -> None:
     """A08: the registration corrected from PID; what the message leaves out (address, phone, identifiers
-    of other systems, next of kin) stays as it was."""
+    of other systems, next of kin) stays as it was. A corrected national ID relinks the chart to that ID's
+    person (`service.update_patient`)."""
     pid = messages.one_segment(act.message, "PID")
     identifiers = patient_identifiers(act, pid)
     data = patient_data(act, pid, identifiers)
@@ -122,11 +123,11 @@ def update(act: Act) -> None:
     for kept in ("phone", "address", "next_of_kin", "contacts"):
         if kept not in data and patient.get(kept):
             data[kept] = patient[kept]
-    data["subject_id"] = patient["subject_id"]
     with refusals("PID", 1, PID_FIELDS):
-        service.update_patient(act.conn, act.principal, patient["id"], PatientIn.model_validate(data),
-                               reason=f"HL7 {act.header.message_type} from {act.header.sender}, "
-                                      f"message {act.header.control_id}")
+        corrected = service.update_patient(act.conn, act.principal, patient["id"], PatientIn.model_validate(data),
+                                           reason=f"HL7 {act.header.message_type} from {act.header.sender}, "
+                                                  f"message {act.header.control_id}", db=act.db)
+    act.after_commit.append(lambda: service.release_unlinked_subject(act.db, act.tenant, act.principal, corrected))
     act.made("patient", patient["id"])
 
 

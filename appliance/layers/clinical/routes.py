@@ -175,13 +175,15 @@ class ClinicalController(Controller):
     def correct_patient(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id, data: JSONBody[PatientUpdate]) -> PatientOut:
         """Correct a registration. The previous version stays in the history; send `version_id` from the
-        patient you loaded to be refused (409) if someone else corrected it meanwhile."""
+        patient you loaded to be refused (409) if someone else corrected it meanwhile. A corrected national
+        ID relinks the chart to the person that ID names (or to a new one), as registration would have."""
         with _tenant(state, request, tenant) as conn:
             updated = service.update_patient(conn, request.user, patient_id,
                                              PatientIn.model_validate(data.model_dump(exclude={"reason",
                                                                                                "version_id"})),
-                                             reason=data.reason, version_id=data.version_id)
-            return PatientOut.model_validate(updated)
+                                             reason=data.reason, version_id=data.version_id, db=state.db)
+        service.release_unlinked_subject(state.db, tenant, request.user, updated)
+        return PatientOut.model_validate(updated)
 
     @get(PATIENT + "/chart", operation_id="ClinicalGetChartSummary", opt=_opt("clinical.chart.read"),
          sync_to_thread=True)

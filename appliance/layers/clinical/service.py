@@ -166,6 +166,11 @@ def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: lis
 _NEW_PATIENT = patient.insert().values(mrn=sa.func.lpad(sa.cast(sa.func.nextval("patient_mrn_seq"), sa.Text), 7, "0"))
 
 
+def national_id_of(data: PatientIn) -> str | None:
+    """The national ID a registration carries: what links a chart to its one-identity subject."""
+    return next((i.value for i in data.identifiers if i.system == "national_id"), None)
+
+
 def with_subject(db: Database, data: PatientIn, *, tenant: str) -> PatientIn:
     """`data` linked to its one-identity subject (`control.subject`), before the chart is registered at
     `tenant`: the subject holding the same national ID, else a new one. A person registered at two
@@ -174,7 +179,7 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str) -> PatientIn:
     how the portal knows where to look. A subject the caller names must exist. Its own control
     transaction: a tenant transaction cannot write `control`; a registration refused after it leaves a
     subject no chart names, and a facility noted with no chart of it, which are harmless."""
-    national_id = next((i.value for i in data.identifiers if i.system == "national_id"), None)
+    national_id = national_id_of(data)
     with db.control() as conn:
         if data.subject_id is not None:
             if not identity.subject_exists(conn, data.subject_id):
@@ -227,10 +232,24 @@ def register_patient(conn: Connection, principal: Principal, data: PatientIn) ->
 
 
 def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: PatientIn, *,
-                   reason: str, version_id: uuid.UUID | None = None) -> dict:
-    """Correct a registration: a new demographics entry supersedes the one in force. A correction that
-    names no subject keeps the chart's link to its one-identity subject (which the patient portal reads
-    by): a client sending the demographics it corrects does not unlink the patient by leaving it out."""
+                   reason: str, version_id: uuid.UUID | None = None, db: Database) -> dict:
+    """Correct a registration: a new demographics entry supersedes the one in force.
+
+    The chart stays linked to its one-identity subject (which the patient portal and every facility's
+    view of the person read by), unless the correction says it is someone else's:
+    - its national ID changed, was added or was removed: the chart is linked as a registration with the
+      corrected details would be (`with_subject`), to the subject holding the corrected ID, else to a new
+      subject of its own; demographic look-alikes are never linked. A removed ID so parts the chart from
+      the person that ID named: if the ID was wrong, keeping the link keeps two people's records joined.
+    - it names a subject (`subject_id`) other than the one in force: that subject, which must exist.
+    Leaving `subject_id` out keeps the link: a client sending the demographics it corrects does not
+    unlink the patient. The relink is written in this transaction, with the correction, and audited on
+    the chart naming both subjects; the subject's own control transaction (`with_subject`) commits first,
+    as at registration. Nothing about the old subject changes; the facility stops being listed for it
+    once this transaction has committed (`release_unlinked_subject`, which reads `unlinked_subject_id`).
+
+    A correction cannot be marked entered in error (a demographics entry is not RETRACTABLE): it is undone
+    by correcting again, which links by the same rule (the ID restored, the subject that ID names)."""
     found = conn.execute(
         sa.select(patient.c.demographics_entry_id, patient.c.subject_id).where(patient.c.id == patient_id)
         .with_for_update()
@@ -242,14 +261,44 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
         raise Conflict("the registration was changed since you loaded it; reload and try again",
                        version_id=str(current))
     detail = _demographics(data)
+    in_force = conn.execute(sa.select(patient_identifier.c.value).where(
+        patient_identifier.c.patient_id == patient_id, patient_identifier.c.system == "national_id")).scalar()
+    _claim_identifiers(conn, patient_id, detail["identifiers"])  # refused before the index is asked anything
+    subject_id = found.subject_id
+    named = data.subject_id if data.subject_id != found.subject_id else None
+    if named is not None or national_id_of(data) != in_force:
+        # The facility whose transaction this is, as the audit seam reads it.
+        linked = with_subject(db, data.model_copy(update={"subject_id": named}), tenant=conn.info["healthos_tenant"])
+        subject_id = linked.subject_id
     appended = record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail,
                              supersedes=current, reason=reason)
     conn.execute(sa.update(patient).where(patient.c.id == patient_id).values(
-        demographics_entry_id=appended.id, subject_id=data.subject_id or found.subject_id, updated_at=sa.func.now(),
-        **_projection(detail),
+        demographics_entry_id=appended.id, subject_id=subject_id, updated_at=sa.func.now(), **_projection(detail),
     ))
-    _claim_identifiers(conn, patient_id, detail["identifiers"])
-    return patient_of(conn, patient_id)
+    relinked = subject_id != found.subject_id
+    if relinked:
+        note_access(conn, principal, "update", patient_id, "patient", (patient_id,), detail={
+            "change": "linked to another one-identity subject by the corrected registration",
+            "from_subject": str(found.subject_id) if found.subject_id else None, "to_subject": str(subject_id)})
+    return {**patient_of(conn, patient_id), "unlinked_subject_id": found.subject_id if relinked else None}
+
+
+def release_unlinked_subject(db: Database, tenant: str, principal: Principal, corrected: dict) -> None:
+    """After a correction that relinked a chart (`update_patient`) has committed: the facility is no
+    longer listed for the subject the chart left, unless another chart here still links to it
+    (`identity.relink_facility`, which audits it). Nothing to do for a correction that kept the link."""
+    unlinked = corrected.get("unlinked_subject_id")
+    if unlinked is None:
+        return
+
+    def holds_chart(subject_id: uuid.UUID) -> bool:
+        with db.tenant(tenant) as conn:
+            return conn.execute(sa.select(patient.c.id).where(patient.c.subject_id == subject_id).limit(1)).first() \
+                is not None
+
+    with db.control() as conn:
+        identity.relink_facility(conn, tenant=tenant, from_subject=unlinked, to_subject=corrected["subject_id"],
+                                 holds_chart=holds_chart, by=principal)
 
 
 _IDENTIFIERS = (

@@ -88,6 +88,27 @@ def test_a08_corrects_the_registration_and_keeps_what_it_does_not_send(db, facil
     assert kept == 2 and versions == 2
 
 
+def test_a08_correcting_the_national_id_relinks_the_chart_to_that_ids_person(db, facility, feed):
+    """An A04 that carried another person's national ID linked the chart to that person's subject; the A08
+    that corrects it links the chart to the corrected ID's subject, and the other person's is as it was."""
+    identifier, other_id, right_id = _mrn(), "NO" + _mrn(), "NR" + _mrn()
+    with db.control() as conn:
+        other = identity.match_or_create_subject(conn, family_name="Kamau", given_names="John",
+                                                 national_id=other_id).subject_id
+        other_row = conn.execute(sa.select(identity.subject).where(identity.subject.c.id == other)).one()
+    assert feed(adt(facility.slug, "A04", identifier, national_id=other_id))[0].code == "AA"
+    assert _patient(db, facility.slug, identifier)["subject_id"] == other
+    [ack] = feed(adt(facility.slug, "A08", identifier, national_id=right_id))
+    assert ack.code == "AA", ack.text
+    relinked = _patient(db, facility.slug, identifier)["subject_id"]
+    with db.control() as conn:
+        assert conn.execute(sa.select(identity.subject.c.national_id).where(
+            identity.subject.c.id == relinked)).scalar() == right_id
+        assert identity.facilities_of(conn, other)[1] == set() and facility.slug in identity.facilities_of(
+            conn, relinked)[1]
+        assert conn.execute(sa.select(identity.subject).where(identity.subject.c.id == other)).one() == other_row
+
+
 def test_a01_admits_to_a_bed_and_a03_discharges_it(db, facility, feed):
     identifier = _mrn()
     [admitted] = feed(adt(facility.slug, "A01", identifier, patient_class="I", location="GEN^^GEN-02"))

@@ -72,7 +72,7 @@ def test_every_kind_of_write_is_seen_by_the_next_read(db, facility, clinician):
         conn, clinician, patient_id, PatientIn.model_validate({
             "family_name": "Odhiambo", "given_names": "Achieng Mary", "birth_date": dt.date(1990, 4, 12),
             "sex": "female", "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}),
-        reason="married name"))
+        reason="married name", db=db))
     assert served["patient"]["family_name"] == "Odhiambo"
     # Code paths yet to be written are covered too: the triggers watch the tables, not the services.
     served = write(lambda conn: conn.execute(sa.text("UPDATE encounter SET ward_code = 'GEN' WHERE id = :e"),

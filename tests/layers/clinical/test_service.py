@@ -92,13 +92,13 @@ def test_correcting_demographics_keeps_the_previous_version(db: Database, facili
               "identifiers": before["identifiers"]}
     with db.tenant(facility.slug) as conn:
         after = service.update_patient(conn, clinician, before["id"], PatientIn.model_validate(fields),
-                                       reason="apostrophe missing", version_id=before["version_id"])
+                                       reason="apostrophe missing", version_id=before["version_id"], db=db)
         versions = record.history(conn, after["version_id"])
     assert after["family_name"] == "Ochieng'" and after["mrn"] == before["mrn"]
     assert [v.detail["family_name"] for v in versions] == ["Ochieng", "Ochieng'"]
     with pytest.raises(Conflict, match="changed since"), db.tenant(facility.slug) as conn:
         service.update_patient(conn, clinician, before["id"], PatientIn.model_validate(fields),
-                               reason="stale edit", version_id=before["version_id"])
+                               reason="stale edit", version_id=before["version_id"], db=db)
 
 
 def test_encounter_status_flow_and_refused_transitions(db: Database, facility, clinician):

@@ -1,0 +1,204 @@
+"""A national ID typed wrong at registration, then corrected: the chart follows the corrected ID to its
+own person in the master patient index, and the person whose ID it was keeps their record to themselves.
+
+Riverside holds Otieno (national ID A) and Wanjiru (national ID B). At Hillview a clerk registers
+Wanjiru under Otieno's A, which links her chart to Otieno's one-identity subject; the desk then corrects
+the ID to B, through the JSON API or the registration page."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.substrate import audit, identity
+from tests.web.test_auth import csrf_token
+
+
+def _person(family: str, given: str, born: str, sex: str, national_id: str | None, **more) -> dict:
+    body = {"family_name": family, "given_names": given, "birth_date": born, "sex": sex, **more}
+    if national_id:
+        body["identifiers"] = [{"system": "national_id", "value": national_id}]
+    return body
+
+
+def _register(api, tenant: str, body: dict) -> dict:
+    made = api.post(f"/api/t/{tenant}/patients", json=body)
+    assert made.status_code == 201, made.text
+    return made.json()
+
+
+def _subject_row(db, subject_id) -> dict:
+    with db.control() as conn:
+        return dict(conn.execute(sa.select(identity.subject).where(identity.subject.c.id == subject_id))
+                    .mappings().one())
+
+
+def _facilities(db, subject_id) -> set[str]:
+    with db.control() as conn:
+        return identity.facilities_of(conn, subject_id)[1]
+
+
+@pytest.fixture(scope="module")
+def facilities(tenant_factory):
+    return tenant_factory(name="Riverside Referral"), tenant_factory(name="Hillview Health Centre")
+
+
+@pytest.fixture
+def people(facilities, token_client):
+    """Otieno and Wanjiru at Riverside under their own IDs, and Wanjiru at Hillview under Otieno's."""
+    riverside, hillview = facilities
+    a, b = "NID-" + uuid.uuid4().hex[:8], "NID-" + uuid.uuid4().hex[:8]
+    at_riverside = token_client(riverside.slug, permissions=["clinical.patient.create"])
+    otieno = _register(at_riverside, riverside.slug, _person("Otieno", "Peter", "1975-02-11", "male", a))
+    wanjiru = _register(at_riverside, riverside.slug, _person("Wanjiru", "Grace", "1990-06-03", "female", b))
+    desk = token_client(hillview.slug, permissions=["clinical.patient.create", "clinical.patient.update",
+                                                    "clinical.patient.read", "clinical.entry.retract"])
+    mistaken = _register(desk, hillview.slug, _person("Wanjiru", "Grace", "1990-06-03", "female", a))
+    assert mistaken["subject_id"] == otieno["subject_id"]  # the defect's premise: joined by the wrong ID
+    return {"a": a, "b": b, "otieno": otieno, "wanjiru": wanjiru, "mistaken": mistaken, "desk": desk}
+
+
+def _correct(desk, tenant: str, patient: dict, national_id: str | None, **more):
+    body = _person("Wanjiru", "Grace", "1990-06-03", "female", national_id,
+                   reason="National ID typed from the wrong card", version_id=patient["version_id"], **more)
+    return desk.put(f"/api/t/{tenant}/patients/{patient['id']}", json=body)
+
+
+def test_a_corrected_national_id_relinks_the_chart_and_leaves_the_other_person_as_they_were(db, facilities, people):
+    riverside, hillview = facilities
+    otieno_subject = people["otieno"]["subject_id"]
+    otieno_before = _subject_row(db, otieno_subject)
+    assert _facilities(db, otieno_subject) == {riverside.slug, hillview.slug}
+
+    corrected = _correct(people["desk"], hillview.slug, people["mistaken"], people["b"])
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["subject_id"] == people["wanjiru"]["subject_id"]  # one person, two facilities again
+    assert corrected.json()["identifiers"] == [{"system": "national_id", "value": people["b"]}]
+    shown = people["desk"].get(f"/api/t/{hillview.slug}/patients/{people['mistaken']['id']}").json()
+    assert shown["subject_id"] == people["wanjiru"]["subject_id"]
+
+    # Otieno: his subject, his chart and where his record is held are as before the mistake.
+    assert _subject_row(db, otieno_subject) == otieno_before
+    assert _facilities(db, otieno_subject) == {riverside.slug}
+    assert _facilities(db, people["wanjiru"]["subject_id"]) == {riverside.slug, hillview.slug}
+    with db.tenant(riverside.slug) as conn:
+        assert conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :id"),
+                            {"id": people["otieno"]["id"]}).scalar() == uuid.UUID(otieno_subject)
+
+    # Audited: on the chart, in the same transaction as the correction, and in the appliance's trail.
+    relinks = [e for e in audit.patient_access_log(db, hillview.slug, people["mistaken"]["id"])
+               if e.detail.get("to_subject")]
+    assert [(e.detail["from_subject"], e.detail["to_subject"]) for e in relinks] == [
+        (otieno_subject, people["wanjiru"]["subject_id"])]
+    events = [e["event"]["detail"] for e in audit.read_events(db, None, event_type="identity.subject.relink")
+              if e["event"]["detail"].get("from") == otieno_subject]
+    assert [(e["to"], e["tenant"]) for e in events] == [
+        (people["wanjiru"]["subject_id"], hillview.slug)]
+    assert people["a"] not in str(events) and people["b"] not in str(events)  # no patient data in the event
+
+
+def test_a_national_id_removed_parts_the_chart_from_the_person_it_named(db, facilities, people):
+    """Decided: with no national ID left, the chart is not kept on the subject the removed ID linked it to
+    (that ID may have been the wrong one); it gets a subject of its own, as a registration without one."""
+    riverside, hillview = facilities
+    otieno_subject = people["otieno"]["subject_id"]
+    removed = _correct(people["desk"], hillview.slug, people["mistaken"], None)
+    assert removed.status_code == 200, removed.text
+    own = removed.json()["subject_id"]
+    assert own not in (otieno_subject, people["wanjiru"]["subject_id"], None)
+    assert removed.json()["identifiers"] == []
+    assert _subject_row(db, own)["national_id"] is None
+    assert _facilities(db, otieno_subject) == {riverside.slug}
+    assert _facilities(db, own) == {hillview.slug}
+
+
+def test_the_facility_stays_listed_while_another_of_its_charts_links_the_person(db, facilities, people):
+    riverside, hillview = facilities
+    otieno_subject = people["otieno"]["subject_id"]
+    # Otieno's own chart at Hillview, linked to him by name of his subject (no national ID recorded there).
+    _register(people["desk"], hillview.slug, _person("Otieno", "Peter", "1975-02-11", "male", None,
+                                                     subject_id=otieno_subject))
+    corrected = _correct(people["desk"], hillview.slug, people["mistaken"], people["b"])
+    assert corrected.status_code == 200 and corrected.json()["subject_id"] == people["wanjiru"]["subject_id"]
+    assert _facilities(db, otieno_subject) == {riverside.slug, hillview.slug}
+    kept = [e["event"]["detail"] for e in audit.read_events(db, None, event_type="identity.subject.relink")
+            if e["event"]["detail"].get("from") == otieno_subject]
+    assert [e["facility_still_listed"] for e in kept] == [True]
+
+
+def test_a_correction_is_not_entered_in_error_but_corrected_again_by_the_same_rule(db, facilities, people):
+    """A demographics entry cannot be marked entered in error (422, nothing changes); putting the old ID
+    back is a correction like any other, and links the chart to the subject that ID names."""
+    hillview = facilities[1]
+    desk, chart = people["desk"], people["mistaken"]
+    corrected = _correct(desk, hillview.slug, chart, people["b"]).json()
+    refused = desk.post(f"/api/t/{hillview.slug}/patients/{chart['id']}/entries/{corrected['version_id']}"
+                        "/entered-in-error", json={"reason": "the correction was a mistake"})
+    assert refused.status_code == 422 and "cannot be marked entered in error" in refused.json()["detail"]
+    assert desk.get(f"/api/t/{hillview.slug}/patients/{chart['id']}").json()["subject_id"] == corrected["subject_id"]
+    back = _correct(desk, hillview.slug, corrected, people["a"])
+    assert back.status_code == 200 and back.json()["subject_id"] == people["otieno"]["subject_id"]
+
+
+def test_another_facility_a_guessed_id_or_an_unknown_subject_are_refused(db, facilities, people, token_client):
+    riverside, hillview = facilities
+    chart = people["mistaken"]
+    outsider = token_client(riverside.slug, permissions=["clinical.patient.update", "clinical.patient.read"])
+    across = _correct(outsider, hillview.slug, chart, people["b"])
+    assert across.status_code == 403
+    guessed = _correct(outsider, riverside.slug, chart, people["b"])  # Hillview's chart named at Riverside
+    assert guessed.status_code == 404 and "no patient" in guessed.json()["detail"]
+    ghost = uuid.uuid4()
+    unknown = _correct(people["desk"], hillview.slug, chart, people["a"], subject_id=str(ghost))
+    assert unknown.status_code == 422 and str(ghost) in unknown.json()["detail"]
+    after = people["desk"].get(f"/api/t/{hillview.slug}/patients/{chart['id']}").json()
+    assert (after["subject_id"], after["version_id"]) == (chart["subject_id"], chart["version_id"])  # nothing written
+    assert _facilities(db, chart["subject_id"]) == {riverside.slug, hillview.slug}
+
+
+def test_the_pages_show_the_corrected_link(db, app, facilities, people, policy, signed_in):
+    """The desk corrects the ID on the registration page; the chart's page then shows the corrected ID and
+    the portal account of the right person (none yet), and Otieno's own portal lists only his facility."""
+    from litestar.testing import TestClient
+
+    riverside, hillview = facilities
+    with db.control() as conn:
+        otieno_account = identity.create_account(
+            conn, policy, kind="patient", role="patient", email=f"otieno-{uuid.uuid4().hex[:6]}@example.org",
+            display_name="Peter Otieno", subject_id=uuid.UUID(people["otieno"]["subject_id"]))
+        token = identity.start_session(conn, otieno_account.account_id, mfa_passed=True)
+    otieno = TestClient(app=app, raise_server_exceptions=False)
+    otieno.cookies.set("healthos_session", token)
+    desk = signed_in("registrar", hillview.slug)
+    chart_page = f"/t/{hillview.slug}/patients/{people['mistaken']['id']}"
+    assert "has a patient portal account" in desk.get(chart_page).text  # Otieno's, shown on Wanjiru's chart
+    assert f'data-facility="{hillview.slug}"' in otieno.get("/me").text
+
+    form = chart_page + "/registration"
+    shown = desk.get(form)
+    assert f'value="{people["a"]}"' in shown.text
+    corrected = desk.post(form, follow_redirects=False, data={
+        "_csrf_token": csrf_token(shown.text), "family_name": "Wanjiru", "given_names": "Grace",
+        "birth_date": "1990-06-03", "sex": "female", "national_id": people["b"],
+        "version_id": people["mistaken"]["version_id"], "reason": "National ID typed from the wrong card"})
+    assert corrected.status_code == 303, corrected.text
+    page = desk.get(chart_page).text
+    assert people["b"] in page and people["a"] not in page
+    assert "Invite to the patient portal" in page and "has a patient portal account" not in page
+    assert f'value="{people["b"]}"' in desk.get(form).text
+    mine = otieno.get("/me").text
+    assert f'data-facility="{riverside.slug}"' in mine and f'data-facility="{hillview.slug}"' not in mine
+    assert _facilities(db, people["otieno"]["subject_id"]) == {riverside.slug}
+
+    # Riverside's desk: Hillview's form is refused, and Hillview's chart id is no patient at Riverside.
+    outsider = signed_in("registrar", riverside.slug)
+    typed = {"_csrf_token": csrf_token(outsider.get(f"/t/{riverside.slug}/patients/new").text),
+             "family_name": "Wanjiru", "given_names": "Grace", "birth_date": "1990-06-03", "sex": "female",
+             "national_id": people["a"], "reason": "National ID typed from the wrong card"}
+    assert outsider.post(form, data=typed, follow_redirects=False).status_code == 403
+    guessed = f"/t/{riverside.slug}/patients/{people['mistaken']['id']}/registration"
+    assert outsider.get(guessed).status_code == 404
+    assert outsider.post(guessed, data=typed, follow_redirects=False).status_code == 404
+    assert people["b"] in desk.get(chart_page).text  # neither changed it
