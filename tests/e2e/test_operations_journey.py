@@ -2,7 +2,7 @@
 over HTTP: the command center's occupancy, a patient arriving in the emergency department (recorded by
 MRN), the decision to admit, admission to a bed from the ED board, the bed board showing the bed
 occupied, and occupancy on the command center one patient higher — with the patient behind the number
-on the KPI's detail page."""
+on the KPI's detail page; then her discharge from the bed board and the cleaned bed marked available."""
 
 from __future__ import annotations
 
@@ -108,5 +108,17 @@ def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(browser, live_ser
     assert arriving["mrn"] in page.locator("#drill-entries").inner_text()
     assert page.locator("svg.plot").count() == 1
     journey.shot(page, "occupancy-detail")
+
+    # she goes home from the ward's board; the bed goes to cleaning, and once cleaned is marked available
+    page.goto(f"{base}/beds/MAT")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("#bed-MAT-03").get_by_label("Discharge disposition").select_option("home")
+    page.locator("#bed-MAT-03").get_by_role("button", name="Discharge").click()
+    page.wait_for_url(re.compile(r"/beds/MAT\?done=discharged$"))
+    assert page.locator("#bed-MAT-03").get_attribute("data-state") == "cleaning"
+    journey.shot(page, "ward-bed-board-discharged")
+    page.locator("#bed-MAT-03").get_by_role("button", name="Mark available").click()
+    page.wait_for_url(re.compile(r"/beds/MAT\?done=bed-state$"))
+    assert page.locator("#bed-MAT-03").get_attribute("data-state") == "available"
     watch.assert_clean()
     context.close()
