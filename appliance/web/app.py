@@ -29,6 +29,7 @@ from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.routes import OperationsController
 from appliance.layers.patient.release import load_release_rules
 from appliance.national.federation import PACKAGES_PATH
+from appliance.substrate import identity
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.local_secrets import host_secret
@@ -133,6 +134,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
 
 def _register_filters(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["utc_time"] = regulator.utc_time
+    # The portal's script warns before the idle timeout signs a person out (static/session.js).
+    engine.engine.globals["session_idle_seconds"] = int(identity.DEFAULT_SETTINGS.session_idle.total_seconds())
 
 
 def _freeze_what_startup_built() -> None:

@@ -203,6 +203,15 @@ def switch_facility(request: Request, state: State, data: Annotated[FacilityForm
     return Redirect("/")
 
 
+@post("/session/alive", operation_id="IdentityKeepSessionAlive", tags=["identity"],
+      opt={"permission": "identity.session.read"}, sync_to_thread=False, include_in_schema=False, status_code=204)
+def keep_alive(request: Request) -> None:
+    """Typing in a form is activity: a page's script posts here (with the page's CSRF token) while the
+    person types, at most once a minute, so a long note is not lost to the idle timeout. A request is what
+    marks a session seen (`identity.load_session`, in the authentication middleware): this one does
+    nothing else. A session already ended answers 401, and the page says so."""
+
+
 @get("/", operation_id="PortalHome", tags=["portal"], opt={"permission": "identity.session.read"},
      sync_to_thread=True, include_in_schema=False)
 def home(request: Request, state: State) -> Template:
@@ -230,5 +239,5 @@ def who_am_i(request: Request) -> Me:
               tenant=principal.tenant, role=principal.role, permissions=sorted(principal.permissions))
 
 
-ROUTES = [signin_page, signin, mfa_page, mfa, enrol_page, enrol, signout, signout_everywhere, switch_facility, home,
-          who_am_i]
+ROUTES = [signin_page, signin, mfa_page, mfa, enrol_page, enrol, signout, signout_everywhere, switch_facility,
+          keep_alive, home, who_am_i]
