@@ -1133,6 +1133,7 @@ def timeline_page(request: Asking, tenant: Tenant, patient_id: Id, layer: Query 
         what, detail = source.describe(row)
         items.append({"at": at, "layer": source.layer, "kind": source.kind, "kind_label": source.label,
                       "what": what, "detail": detail, "amended": row.get("entry_status") == "amended",
+                      "corrected_at": row.get("recorded_at") if row.get("entry_status") == "amended" else None,
                       "author_id": row.get("author_id"), "abnormal": source.kind == "result" and is_abnormal(row)})
     items.sort(key=lambda i: i["at"], reverse=True)
     shown = items[:400]

@@ -171,6 +171,7 @@ def test_the_timeline_places_a_corrected_record_when_it_began(signed_in, db, fac
     line = next(item for item in page.text.split('<li class="tl-item')[1:] if "Prescribed Ferrous sulfate" in item)
     began = iron["occurred_at"].astimezone(ZoneInfo("Africa/Nairobi")).isoformat(timespec="minutes")
     assert f'datetime="{began}"' in line and "stopped" in line and '<span class="badge">amended</span>' in line
+    assert '<span class="muted">corrected <time datetime="' in line  # and when it was
 
 
 def test_result_trend_page_and_unknown_code(signed_in, facility, charts):

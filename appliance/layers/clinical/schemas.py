@@ -132,8 +132,10 @@ class EntryOut(_Out):
     entry_status: str = Field(description="final, amended (a correction) or entered_in_error")
     encounter_id: uuid.UUID | None
     author_id: uuid.UUID
-    occurred_at: dt.datetime
-    recorded_at: dt.datetime
+    occurred_at: dt.datetime = Field(description="when the record's act happened (a drug prescribed, a test "
+                                                 "ordered): its first version's time, kept when it is corrected")
+    recorded_at: dt.datetime = Field(description="when this version was written: for a correction (entry_status "
+                                                 "amended), when it was corrected")
 
 
 class Retraction(_In):
@@ -141,6 +143,7 @@ class Retraction(_In):
 
 
 class EntryVersion(EntryOut):
+    occurred_at: dt.datetime = Field(description="this version's own time: a correction's is when it was made")
     kind: str
     supersedes: uuid.UUID | None
     reason: str | None

@@ -52,10 +52,19 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
 from appliance.substrate.tenant_config import OrderableConfig
 
+_FIRST_VERSION = entry.alias("first_version")
+# When a record's act happened: its first version's time. A correction (a prescription stopped, a diagnosis
+# confirmed) is a version written when it is made, so its own occurred_at is the correction's time, and a
+# drug prescribed a year ago and stopped today read as started today on every list, the FHIR read and the
+# Orders page. `recorded_at` stays the version's own: when it was written, which for a correction is when it
+# was corrected. A first version needs no lookup (CASE evaluates the subquery only for corrections).
+RECORD_OCCURRED_AT = sa.case(
+    (entry.c.supersedes.is_(None), entry.c.occurred_at),
+    else_=sa.select(_FIRST_VERSION.c.occurred_at).where(_FIRST_VERSION.c.id == entry.c.root_id).scalar_subquery())
 # `entry_status` (final, amended, entered in error) is the record's; a kind's own `status` (an order's
 # active/revoked, a prescription's active/stopped) is its detail's. Responses carry both, named apart.
 ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status.label("entry_status"), entry.c.encounter_id,
-                 entry.c.author_id, entry.c.occurred_at, entry.c.recorded_at)
+                 entry.c.author_id, RECORD_OCCURRED_AT.label("occurred_at"), entry.c.recorded_at)
 # Kinds a clinician may mark "entered in error"; registrations and encounters have their own acts.
 RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note",
                "result_disclosure"}
@@ -521,7 +530,9 @@ def _amend(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_
     _version_of(conn, patient_id, entry_id, kind)
     appended = record.append(conn, principal, kind, patient_id=patient_id, detail=detail, supersedes=entry_id,
                              reason=reason, encounter_id=encounter_id)
-    return _entry_dict(appended)
+    # Answered as the lists answer it (RECORD_OCCURRED_AT): the record's time, not the correction's.
+    began = conn.execute(sa.select(entry.c.occurred_at).where(entry.c.id == appended.root_id)).scalar_one()
+    return _entry_dict(appended) | {"occurred_at": began}
 
 
 def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,

@@ -3,11 +3,14 @@ resource mapped from the one record, and every read audited."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from appliance.interop.fhir.routes import HANDLERS, RESOURCE_ROUTES
 from appliance.interop.fhir.store import SEARCH_PARAMETERS
-from appliance.substrate import audit
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import PatientIn
+from appliance.substrate import audit, record
 from tests.interop.fhir.conftest import answer, base
 
 
@@ -76,6 +79,24 @@ def test_versions_and_entered_in_error(api, facility, charted):
     assert withdrawn["status"] == "entered-in-error" and withdrawn["valueQuantity"]["value"] == 31
     listed = answer(api.get(f"{url}/Condition", params={"patient": str(charted["patient"])}))
     assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in listed["entry"]) == ["B50.9", "I11.9"]
+
+
+def test_a_stopped_prescription_was_authored_when_it_was_prescribed(api, db, facility, writer):
+    """authoredOn is when the drug was prescribed (the record's first version), not when it was stopped; the
+    stop's time is the version's lastUpdated. It read the stop's time as authoredOn."""
+    year_ago = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=365)
+    with db.tenant(facility.slug) as conn:
+        patient = service.register_patient(conn, writer, PatientIn.model_validate({
+            "family_name": "Wanjiru", "given_names": "Esther", "birth_date": dt.date(1970, 5, 1), "sex": "female"}))
+        placed = record.append(conn, writer, "medication_request", patient_id=patient["id"], occurred_at=year_ago,
+                               detail={"drug": "Ferrous sulfate", "dose": 200, "dose_unit": "mg", "route": "oral",
+                                       "frequency": "daily", "duration_days": None, "status": "active",
+                                       "instructions": None, "allergy_override_reason": None, "order_set": None})
+        service.change_medication_status(conn, writer, patient["id"], placed.id, "stopped", "haemoglobin normal")
+    stopped = answer(api.get(f"{base(facility.slug)}/MedicationRequest/{placed.id}"))
+    assert stopped["status"] == "stopped"
+    assert dt.datetime.fromisoformat(stopped["authoredOn"]) == year_ago
+    assert dt.datetime.fromisoformat(stopped["meta"]["lastUpdated"]) > year_ago + dt.timedelta(days=364)
 
 
 def test_patient_search_by_each_parameter(api, facility, charted):

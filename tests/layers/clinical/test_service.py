@@ -217,6 +217,24 @@ def test_stopping_a_prescription_is_a_new_version(db: Database, facility, clinic
         service.change_medication_status(conn, clinician, patient["id"], stopped["id"], "completed", "again")
 
 
+def test_a_corrected_prescription_keeps_the_day_it_was_prescribed(db: Database, facility, clinician):
+    """Prescribed a year ago and stopped today: the answer to the stop and the list both give the day it was
+    prescribed (occurred_at), and the stop's own time as recorded_at. They gave the stop's time for both."""
+    year_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=365)
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, clinician)
+        placed = record.append(conn, clinician, "medication_request", patient_id=patient["id"], occurred_at=year_ago,
+                               detail={**PARACETAMOL, "status": "active", "instructions": None,
+                                       "allergy_override_reason": None, "order_set": None})
+        stopped = service.change_medication_status(conn, clinician, patient["id"], placed.id, "stopped",
+                                                   "fever settled")
+        listed = service.list_medications(conn, clinician, patient["id"])
+    assert stopped["occurred_at"] == year_ago and stopped["entry_status"] == "amended"
+    assert [(m["occurred_at"], m["recorded_at"], m["status"]) for m in listed] == [
+        (year_ago, stopped["recorded_at"], "stopped")]
+    assert stopped["recorded_at"] > year_ago + dt.timedelta(days=364)
+
+
 def test_orders_come_from_the_facility_catalogue(db: Database, facility, clinician):
     with db.tenant(facility.slug) as conn:
         patient = new_patient(conn, clinician)
