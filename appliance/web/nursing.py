@@ -93,8 +93,9 @@ portal.CHART_TABS[-1:-1] = [
 def _chart_warning(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
     now = _now()
     warning = service.current_warning(conn, principal, patient_id, now)
-    score = warning["score"]
-    return {**warning, "risk_labels": RISK_LABELS, "overdue": bool(score and score["next_due_at"] < now)}
+    due = warning["observations_due_at"]
+    return {**warning, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
+            "overdue": bool(due and due < now)}
 
 
 portal.VITALS_ADDITIONS.append(
@@ -254,10 +255,12 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
         top = banner(conn, principal, patient_id)
         rows = service.observations(conn, principal, patient_id)
         exclusion = service.news2_exclusion(conn, patient_id, dt.datetime.now(dt.UTC))
+        due = service.observations_due(conn, principal, patient_id)
     adult = years_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
     shown = [r | {"marks": chart_marks(r)} for r in rows[:30]]
     return {**top, "rows": shown, "latest": scored[0] if scored else None, "exclusion": exclusion,
+            "observations_due_at": due,
             "latest_meows": next((r for r in rows if r["meows"]), None),
             # A woman scored by MEOWS has no NEWS2 trend to follow: an old score would mislead.
             "news2_svg": news2_chart(rows, clock) if scored and not (exclusion and exclusion.maternity) else None,

@@ -70,6 +70,9 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     page.wait_for_url(re.compile(r"/observations\?done=vitals$"))
     # RR 26 (3) + SpO2 92 (2) + oxygen (2) + systolic 104 (1) + pulse 118 (2) + temperature 38.7 (1) = 11
     assert "NEWS2 11 · High" in page.locator("#news2-latest").inner_text()
+    # what the badge's number and colour mean, in words: the band and the parameter that scored 3
+    explained = page.locator(".news2-explained").inner_text()
+    assert "high clinical risk (total 7 or more)" in explained and "Resp. rate 3 (a red score)" in explained
     assert "Emergency response" in page.locator(".response").inner_text()
     assert page.locator("svg.plot").count() >= 2
     journey.shot(page, "news2-high")

@@ -39,6 +39,13 @@ RESPONSES: dict[Risk, str] = {
     "high": "Emergency response: inform the medical team immediately; emergency assessment by a critical-care "
             "outreach team; consider transfer to a higher level of care.",
 }
+# The RCP chart's clinical risk bands, as a nurse reads them off the chart: what put the score in its band.
+BANDS: dict[Risk, str] = {
+    "low": "low clinical risk (total 0–4)",
+    "low_medium": "low–medium clinical risk (3 in a single parameter)",
+    "medium": "medium clinical risk (total 5–6)",
+    "high": "high clinical risk (total 7 or more)",
+}
 # RCP minimum frequency of monitoring for each band (a score of 0 is 12-hourly, 1–4 is 4–6-hourly: the
 # stricter bound is used).
 MONITORING: dict[str, dt.timedelta] = {
@@ -77,6 +84,12 @@ class Score:
     def red(self) -> bool:
         """3 in any single parameter."""
         return any(value == 3 for value in self.scores.values())
+
+    @property
+    def scored(self) -> list[tuple[str, int]]:
+        """The parameters that scored, most points first (chart order among equals): what drove the total."""
+        return sorted(((name, points) for name, points in self.scores.items() if points),
+                      key=lambda item: (-item[1], PARAMETERS.index(item[0])))
 
     @property
     def risk(self) -> Risk:

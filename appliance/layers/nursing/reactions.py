@@ -12,6 +12,8 @@ task or its cancellation exists the moment the act does, or not at all.
   retracted order cancels it, and a `result` for the order completes it.
 - `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`;
   `discharge` cancels the patient's open tasks.
+- `encounter_status` (clinical) → an encounter finished or cancelled cancels its open tasks, unless the
+  patient is still on a ward (admitted from the emergency department).
 """
 
 from __future__ import annotations
@@ -108,7 +110,12 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
         return
     ward = views.ward_of(conn, score.patient_id, score.encounter_id)
     if ward is None:
-        return  # an outpatient's observations are not a ward's work
+        # No repeat observations for a patient on no ward (an outpatient visit, vitals charted between
+        # visits): a clinic records vitals once, and NEWS2's monitoring frequencies are minimums for patients
+        # in continuous care (a ward, the emergency department). A schedule here would be overdue from four
+        # hours after the visit, for good. The score, and its response when it calls for escalation, stay
+        # on the chart for the clinician in the room.
+        return
     detail = score.detail
     named, rank, response = _score_terms(score)
     open_tasks = service.tasks_of(conn, [score.patient_id], open_only=True, codes=["observations", "escalation"])
@@ -223,6 +230,29 @@ def discharged(conn: Connection, principal: Principal, discharge: Entry) -> None
         service.close_task(conn, principal, task, "cancelled", "patient discharged", discharge)
 
 
+def encounter_ended(conn: Connection, principal: Principal, change: Entry) -> None:
+    """An encounter finished or cancelled takes its open tasks with it, as a discharge does: its next
+    observations above all, which would otherwise stay overdue on the worklist and the chart for good.
+    Not while the patient is still on a ward through another encounter: an admission from the emergency
+    department ends the ED visit as the stay begins, and the observations the ED scheduled carry on to the
+    ward. (The clinical layer appends the change before it moves the encounter's own status, and the ED
+    visit ends after the stay's encounter is opened: hence "another".)"""
+    ended = change.detail.get("to_status")
+    if change.status == "entered_in_error" or change.patient_id is None or ended not in ("finished", "cancelled"):
+        return
+    encounter_id = change.detail.get("encounter_id") or change.encounter_id
+    on_a_ward = sa.exists().where(views.encounter.c.patient_id == change.patient_id,
+                                  views.encounter.c.id != encounter_id, views.encounter.c.status.in_(views.OPEN),
+                                  views.encounter.c.ward_code.is_not(None))
+    # A discharge finishes its encounter too; `discharged` cancels the tasks then, saying why.
+    by_discharge = sa.exists().where(entry.c.encounter_id == encounter_id, entry.c.kind == "discharge")
+    if conn.execute(sa.select(on_a_ward | by_discharge)).scalar():
+        return
+    for task in service.tasks_of(conn, [change.patient_id], open_only=True):
+        if task["encounter_id"] == encounter_id:
+            service.close_task(conn, principal, task, "cancelled", f"encounter {ended}", change)
+
+
 REACTIONS = {
     "vital_signs": [score_vital_signs],
     "news2": [schedule_observations],
@@ -231,6 +261,7 @@ REACTIONS = {
     "result": [specimen_collected],
     "admission": [admission_assessment],
     "discharge": [discharged],
+    "encounter_status": [encounter_ended],
 }
 for _kind, _reactions in REACTIONS.items():
     for _reaction in _reactions:

@@ -33,6 +33,8 @@ class News2Out(_Out):
     risk: str
     escalation: bool
     red: bool  # 3 in a single parameter
+    band: str = Field(description="the RCP chart's clinical risk band, in words: low (total 0–4), low–medium (3 in "
+                                  "a single parameter), medium (5–6) or high (7 or more)")
     response: str
     next_due_at: dt.datetime
 

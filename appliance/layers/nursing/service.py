@@ -113,14 +113,29 @@ def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) ->
 def current_warning(conn: Connection, principal: Principal, patient_id: uuid.UUID, at: dt.datetime) -> dict:
     """The early warning score that applies to a patient at `at` and its latest value: `kind` news2, or
     meows in pregnancy and the puerperium, or None with the `exclusion` that says why no score applies
-    (a child). The read of a score is audited."""
+    (a child); and when the next observations are due (`observations_due_at`): the open observations
+    task's time, None when no repeat observations are scheduled. A score's own `next_due_at` is the RCP
+    frequency it calls for, not a schedule: an outpatient visit schedules none, and discharge or the end
+    of the encounter ends one (`reactions`). The reads are audited."""
     _require_patient(conn, patient_id)
     exclusion = news2_exclusion(conn, patient_id, at)
     kind = "meows" if exclusion and exclusion.maternity else None if exclusion else "news2"
     score = latest_scores(conn, [patient_id], kind).get(patient_id) if kind else None
     if score is not None:
         note_access(conn, principal, "read", patient_id, kind, [score["id"]])
-    return {"kind": kind, "score": score, "exclusion": exclusion}
+    return {"kind": kind, "score": score, "exclusion": exclusion,
+            "observations_due_at": observations_due(conn, principal, patient_id)}
+
+
+def observations_due(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dt.datetime | None:
+    """When the patient's next observations are due: their open observations task's time, or None when no
+    repeat observations are scheduled (a patient on no ward; after discharge or the end of the encounter).
+    The read of the task is audited."""
+    scheduled = tasks_of(conn, [patient_id], open_only=True, codes=["observations"])[:1]
+    if not scheduled:
+        return None
+    note_access(conn, principal, "read", patient_id, "nursing_task", [scheduled[0]["id"]])
+    return scheduled[0]["due_at"]
 
 
 def news2_view(row: dict) -> dict:
@@ -128,7 +143,7 @@ def news2_view(row: dict) -> dict:
     scored = early_warning.Score(total=row["total"], scores=row["scores"], missing=row["missing"],
                                  spo2_scale=row["spo2_scale"])
     return {**row, "complete": scored.complete, "red": scored.red, "escalation": scored.escalation,
-            "response": scored.response}
+            "response": scored.response, "band": early_warning.BANDS[scored.risk], "scored": scored.scored}
 
 
 def meows_view(row: dict) -> dict:

@@ -70,7 +70,10 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         score = None if p["id"] in excluded else scores.get(p["id"])
         mother = maternity.get(p["id"])
         obs_task = next((t for t in tasks[p["id"]] if t["code"] == "observations"), None)
-        due_at = obs_task["due_at"] if obs_task else next((s["next_due_at"] for s in (score, mother) if s), None)
+        # Without an open observations task, a score taken in this stay still says when the next set is
+        # due; one from an earlier visit (a clinic's set) schedules nothing here.
+        due_at = obs_task["due_at"] if obs_task else next(
+            (s["next_due_at"] for s in (score, mother) if s and s["encounter_id"] == p["encounter_id"]), None)
         listed.append({
             "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],

@@ -310,6 +310,29 @@ def test_the_chart_summary_shows_the_early_warning_score_that_applies(db, signed
     assert "record.news2.read" in reads
 
 
+def test_the_chart_says_what_a_news2_is_and_a_finished_visit_has_nothing_overdue(signed_in, db, facility, clinician):
+    """'NEWS2 3+ · Low–medium' alone told a nurse nothing; the chart now says the total, that the set was
+    incomplete, the band and the parameter that put it there. And a clinic visit five hours ago, finished,
+    showed its next observations 'overdue' for good: an outpatient visit schedules none."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import VitalSignsIn
+
+    with db.tenant(facility.slug) as conn:
+        visit = admit(conn, clinician, ward=None, encounter_class="outpatient", family="Njeri", given="Alice")
+        taken = VitalSignsIn(respiratory_rate=8, spo2_percent=97)  # 3 for the rate alone, 0 for SpO2
+        record.append(conn, clinician, "vital_signs", patient_id=visit["id"], encounter_id=visit["encounter_id"],
+                      occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=5),
+                      detail=taken.model_dump(exclude={"encounter_id"}))
+        clinical.transition_encounter(conn, clinician, visit["id"], visit["encounter_id"], "finished")
+    page = signed_in("clinician", facility.slug).get(f"/t/{facility.slug}/patients/{visit['id']}/chart")
+    shown = page.text.split('id="chart-warning"')[1].split("</div>")[0]
+    assert "NEWS2 3+" in shown and "(an incomplete set: at least 3)" in shown
+    assert ("NEWS2 total 3 from an incomplete set (Air or oxygen, Systolic BP, Pulse, Consciousness, Temperature "
+            "not recorded), so at least 3: low–medium clinical risk (3 in a single parameter).") in shown
+    assert "Points from Resp. rate 3 (a red score)." in shown and "Urgent ward-based response" in shown
+    assert "no repeat observations scheduled" in shown and "overdue" not in shown
+
+
 @pytest.mark.parametrize(("minutes", "said"), [(45, "45 min late"), (60, "1 h late"), (1049, "17 h 29 min late")])
 def test_lateness_is_said_in_hours_and_minutes(minutes, said):
     assert lateness(minutes) == said

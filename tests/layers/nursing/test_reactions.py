@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import ConditionIn, MedicationIn, ResultIn, ServiceRequestIn
+from appliance.layers.clinical.schemas import ConditionIn, EncounterIn, MedicationIn, ResultIn, ServiceRequestIn
 from appliance.layers.nursing import service
 from appliance.layers.nursing.errors import Conflict
 from appliance.substrate import audit, record
@@ -218,6 +218,27 @@ def test_outpatients_get_a_score_but_no_ward_task(db, facility, nurse):
         vitals(conn, nurse, patient, HIGH)
         assert len(_scores(conn, patient["id"])) == 1
         assert service.tasks_of(conn, [patient["id"]]) == []
+
+
+def test_an_encounter_that_ends_takes_its_observations_unless_the_patient_stays_on_a_ward(db, facility, nurse):
+    """A finished encounter's observations were left open, overdue on the worklist and the chart for good. An
+    ED visit that ends as the patient is admitted keeps them: the ward carries them on."""
+    with db.tenant(facility.slug) as conn:
+        finished = admit(conn, nurse)
+        emergency = admit(conn, nurse, ward="CAS", encounter_class="emergency", family="Wafula")
+        for patient in (finished, emergency):
+            vitals(conn, nurse, patient, HIGH)
+        clinical.transition_encounter(conn, nurse, finished["id"], finished["encounter_id"], "finished")
+        clinical.open_encounter(conn, nurse, emergency["id"], EncounterIn(
+            encounter_class="inpatient", status="in_progress", ward_code="GEN", reason="admitted from the ED"))
+        clinical.transition_encounter(conn, nurse, emergency["id"], emergency["encounter_id"], "finished")
+        closed = service.tasks_of(conn, [finished["id"]])
+        assert sorted((t["code"], t["status"], t["note"]) for t in closed) == [
+            ("escalation", "cancelled", "encounter finished"), ("observations", "cancelled", "encounter finished")]
+        assert service.observations_due(conn, nurse, finished["id"]) is None
+        carried = service.tasks_of(conn, [emergency["id"]], open_only=True)
+        assert sorted(t["code"] for t in carried) == ["escalation", "observations"]
+        assert service.observations_due(conn, nurse, emergency["id"]) is not None
 
 
 def test_a_lab_order_asks_for_a_specimen_and_its_result_completes_it(db, facility, clinician):

@@ -17,10 +17,12 @@ def test_an_admitted_patient_is_on_the_worklist_in_her_bed_and_discharge_clears_
 
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, nurse, ward=None, encounter_class="outpatient", family="Zawadi")
+        vitals(conn, nurse, patient, NORMAL)  # at the clinic, before the admission: no ward's schedule
         admitted = adt.admit(conn, nurse, patient["id"], ward_code="GEN", reason="Cellulitis")
-        listed = ward.worklist(conn, nurse, GEN, now=dt.datetime.now(dt.UTC), tz=TZ)
+        listed = ward.worklist(conn, nurse, GEN, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=13), tz=TZ)
         mine = next(p for p in listed["patients"] if p["patient_id"] == patient["id"])
-        assert mine["bed_code"] == admitted["bed_code"]
+        assert mine["bed_code"] == admitted["bed_code"] and mine["news2"]["total"] == 0
+        assert mine["observations_due_at"] is None and not mine["observations_overdue"]
         assert [t["code"] for t in mine["tasks"]] == ["admission_assessment"]
         adt.discharge(conn, nurse, patient["id"], disposition="home")
         assert service.tasks_of(conn, [patient["id"]], open_only=True) == []
