@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import time
 import uuid
 import zoneinfo
 from collections.abc import Callable
@@ -60,7 +59,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.kpis import KpiDefinition, load_definitions
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
@@ -84,23 +83,6 @@ def _invalid_request(_: Request, exc: ValidationException) -> Response:
 
 def _integrity(_: Request, exc: sa.exc.IntegrityError) -> Response:
     return _problem(HTTP_409_CONFLICT, "another write got there first; reload and try again")
-
-
-_TIMEZONE_TTL_SECONDS = 300.0
-_timezones: dict[str, tuple[float, zoneinfo.ZoneInfo]] = {}
-
-
-def facility_timezone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
-    """The facility's time zone (noon and "a day" are local), cached a few minutes: it changes only
-    when hospital IT applies a new tenant file."""
-    cached = _timezones.get(slug)
-    if cached and time.monotonic() - cached[0] < _TIMEZONE_TTL_SECONDS:
-        return cached[1]
-    with db.control_autocommit() as conn:
-        name = conn.execute(sa.select(tenant_table.c.timezone).where(tenant_table.c.slug == slug)).scalar()
-    found = zoneinfo.ZoneInfo(name or "UTC")
-    _timezones[slug] = (time.monotonic(), found)
-    return found
 
 
 @functools.cache
