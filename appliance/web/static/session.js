@@ -140,6 +140,8 @@
       } else if (draft.state === "interrupted" && form) {
         if (putBack(form, draft.fields)) {
           say(form, "What you typed before your session ended has been put back. Check it, then save.");
+          // Unsaved text again: leaving the page asks first (healthos.js), as it did before the timeout.
+          form.dispatchEvent(new Event("input", { bubbles: true }));
         }
         keep(key, { ...draft, state: "typing" });
       } else if (draft.state !== "interrupted" && draft.page !== here) {
