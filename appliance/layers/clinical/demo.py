@@ -147,11 +147,16 @@ def demo_principal(slug: str, who: str = "generator") -> Principal:
 
 
 def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients: int = 300,
-                             as_of: dt.date | None = None) -> dict[str, int]:
-    """Fill tenant `slug` with `patients` synthetic patients and a year of their care ending at `as_of`
-    (today by default). Returns how many rows of each kind were written: nothing if the tenant already
-    holds a demo population (so `healthos up --demo` can run it at every start)."""
-    as_of = as_of or dt.date.today()
+                             as_of: dt.date | dt.datetime | None = None) -> dict[str, int]:
+    """Fill tenant `slug` with `patients` synthetic patients and a year of their care ending at `as_of`:
+    that moment, or 17:00 UTC of that day, or by default now, the moment the operations and nursing demos
+    stand at too. Returns how many rows of each kind were written: nothing if the tenant already holds a
+    demo population (so `healthos up --demo` can run it at every start)."""
+    # By default not 17:00 UTC of the server's date, as it was: from then until midnight UTC the wards the
+    # operations and nursing demos fill at the real now held observations and results up to seven hours
+    # old, and the nursing demo's observations were overdue.
+    end = (as_of if isinstance(as_of, dt.datetime) else dt.datetime.now(dt.UTC) if as_of is None
+           else dt.datetime.combine(as_of, dt.time(17, 0), tzinfo=dt.UTC))
     # The people and their year; times added since the first demo (when things were written down,
     # discharge hours); who lies in a ward bed now. Each its own stream, so adding to one left the
     # others what the seed always gave.
@@ -181,7 +186,7 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
     mothers_share = min(0.5, 0.5 * maternity_beds / (0.2 * patients)) if patients else 0.0
     for start in range(0, patients, BATCH):
         with db.tenant(slug) as conn:
-            batch = _Batch(conn, slug, rng, offered, as_of, used, timing, zone, (census, admitted_share),
+            batch = _Batch(conn, slug, rng, offered, end, used, timing, zone, (census, admitted_share),
                            (maternity, mothers_share))
             for _ in range(min(BATCH, patients - start)):
                 batch.patient()
@@ -199,14 +204,14 @@ def _adult_weight(patient_id: uuid.UUID) -> float:
 
 class _Batch:
     def __init__(self, conn: Connection, slug: str, rng: random.Random, offered: dict[str, OrderableConfig],
-                 as_of: dt.date, used: set[tuple[str, str]], timing: random.Random, zone: zoneinfo.ZoneInfo,
+                 end: dt.datetime, used: set[tuple[str, str]], timing: random.Random, zone: zoneinfo.ZoneInfo,
                  census: tuple[random.Random, float], mothers: tuple[random.Random, float]):
         """`census` and `mothers`: the stream and the share of people in a general (a maternity) bed now."""
         self.conn, self.slug, self.rng, self.offered, self.used = conn, slug, rng, offered, used
         self.timing, self.zone = timing, zone
         (self.census, self.admitted_share), (self.maternity, self.mothers_share) = census, mothers
-        self.end = dt.datetime.combine(as_of, dt.time(17, 0), tzinfo=dt.UTC)
-        # The moment the demo stands at: its end, or the real now on the end's own day. Nothing happens
+        self.end = end
+        # The moment the demo stands at: its end, or the real now if that is earlier. Nothing happens
         # after it — a visit drawn for later that day is moved before it — and what is still going then
         # is in progress. What the demo writes down is recorded when it was (so charges are posted on the
         # day of the care), up to this moment; anything later is recorded as written.

@@ -12,6 +12,7 @@ from appliance.layers.clinical.demo import demo_principal, discharge_time, gener
 from appliance.substrate.db import Database
 from appliance.substrate.tenancy import drop_tenant
 from tests.layers.clinical.conftest import CLINICAL_CONFIG
+from tests.layers.operations.conftest import OPERATIONS_CONFIG
 
 AS_OF = dt.date(2026, 11, 25)
 END = dt.datetime.combine(AS_OF, dt.time(17), dt.UTC)  # the demo's "now" on that day
@@ -110,6 +111,18 @@ def test_about_a_third_of_discharges_fall_before_noon():
     assert {at.date() for at in local} == {dt.date(2026, 3, 4)}
     assert all(8 <= at.hour < 18 for at in local)
     assert 0.30 <= sum(1 for at in local if at.hour < 12) / len(local) <= 0.40
+
+
+def test_the_wards_last_observations_are_hours_before_the_moment_the_demo_stands_at(db: Database, tenant_factory):
+    """Started at 22:30 UTC, as the operations and nursing demos are: the people in the wards had their last
+    observations in the four hours before. The population stopped at 17:00 UTC whatever the hour, so from
+    then on the wards' sets were up to seven hours older than the other demos' now, and overdue."""
+    moment = END + dt.timedelta(hours=5, minutes=30)
+    config = tenant_factory(slug="demo_moment", **OPERATIONS_CONFIG)  # beds: some of the 30 are in one now
+    generate_demo_population(db, config.slug, seed=5, patients=30, as_of=moment)
+    with db.tenant(config.slug) as conn:
+        latest = conn.execute(sa.text("SELECT max(occurred_at) FROM entry WHERE kind = 'vital_signs'")).scalar()
+    assert moment - dt.timedelta(hours=4) <= latest <= moment
 
 
 def test_demo_patients_open_like_any_chart(db: Database, tenant_factory):
