@@ -1,7 +1,7 @@
 """The billing clerk's pages, under `/t/{tenant}/billing/`: the worklist (unpriced charges and the day's
 same-day variance by department, with the entries behind each figure), accounts, an encounter's
 account and invoice (discounts and exemptions, finalising, claiming), payment entry with a printable
-receipt, and the A/R aging chart.
+receipt, the day's takings (the cashier's cash-up) and the A/R aging chart.
 
 The portal's rules hold here too (appliance/web/portal.py): each page declares its permission, data is
 read and written only through the financial layer's services (which audit every access), bad input
@@ -40,6 +40,7 @@ BASE = "/t/{tenant}/billing"
 portal.NAV.extend([
     NavItem("Financial", "billing", "Billing worklist", "/billing", "financial.charge.read"),
     NavItem("Financial", "accounts", "Accounts", "/billing/accounts", "financial.account.read"),
+    NavItem("Financial", "takings", "Day's takings", "/billing/takings", "financial.payment.read"),
     NavItem("Financial", "aging", "A/R aging", "/billing/aging", "financial.report.read"),
 ])
 portal.NOTICES.update({
@@ -377,6 +378,25 @@ async def receipt_page(request: Asking, tenant: Tenant, payment_id: Id) -> Templ
     return await _in_thread(request, tenant, work)
 
 
+@get("/takings", operation_id="BillingTakings", opt=_opts("financial.payment.read"), include_in_schema=False)
+async def takings_page(request: Asking, tenant: Tenant, day: FromQuery[str] = "") -> Template:
+    """The payments received on a facility-local day, by method and by who took them: the cash-up."""
+    def work(conn: Connection) -> Template:
+        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        chosen = _day(day, today)
+        errors = {} if chosen is not None else {"day": "Give a date as YYYY-MM-DD."}
+        found = reports.takings(conn, request.user, chosen or today)
+        names = service.patients_named(conn, {r["patient_id"] for r in found["payments"]})
+        cashiers = portal.people_named(request.app.state.db, {p["author_id"] for p in found["by_person"]})
+        payers = {p["code"]: p["name"] for p in service.list_payers(conn)}
+        return _page(request, "takings.html", status=422 if errors else 200, active="takings", takings=found,
+                     names=names, cashiers=cashiers, payers=payers, errors=errors,
+                     typed=day if errors else found["day"].isoformat(),
+                     previous_day=found["day"] - dt.timedelta(days=1), next_day=found["day"] + dt.timedelta(days=1))
+
+    return await _in_thread(request, tenant, work)
+
+
 # -- receivables ---------------------------------------------------------------------------------------
 
 BUCKET_LABELS = {"0-30": "0–30 days", "31-60": "31–60 days", "61-90": "61–90 days", "90+": "over 90 days"}
@@ -411,7 +431,8 @@ async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = ""
 
 
 ROUTES = [worklist, price_charge, accrue_bed_days, accounts, account_page, draft_invoice, add_coverage, invoice_page,
-          adjust_invoice, finalise_invoice, record_payment, create_claim, change_claim, receipt_page, aging_page]
+          adjust_invoice, finalise_invoice, record_payment, create_claim, change_claim, receipt_page, takings_page,
+          aging_page]
 
 billing_router = Router(path="/t/{tenant:str}/billing", route_handlers=ROUTES,
                         exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
+from appliance.layers.financial import service as financial
 from appliance.substrate.principal import Principal
 from tests.layers.financial.conftest import FINANCIAL_CONFIG, FULL_BLOOD_COUNT, GLUCOSE
 
@@ -145,7 +147,7 @@ def test_billing_pages_are_audited(db, signed_in, facility, charted):
     assert after > count
 
 
-PAGES = ["/billing", "/billing/accounts", "/billing/aging", "/billing/accounts/{account}",
+PAGES = ["/billing", "/billing/accounts", "/billing/aging", "/billing/takings", "/billing/accounts/{account}",
          "/billing/accounts/{account}?done=coverage&cover={guess}",
          "/billing/invoices/{guess}", "/billing/receipts/{guess}"]
 
@@ -178,8 +180,6 @@ def seen_for_a_blood_count(conn, doctor: Principal, family_name: str, given_name
 @pytest.fixture(scope="module")
 def victim(db, facility) -> dict:
     """This facility's account with a final invoice, a payment and its claim's invoice, for the probes."""
-    from decimal import Decimal
-
     from appliance.layers.financial import service
 
     doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr V", tenant=facility.slug,
@@ -222,6 +222,60 @@ def test_every_form_is_refused_to_another_facility_and_to_guessed_ids(signed_in,
             here = outsider.post(f"/t/{other_facility.slug}" + path.format(**probe),
                                  data={**form, "_csrf_token": token}, follow_redirects=False)
             assert here.status_code == 404, here.text
+
+
+def _amounts(html: str, row_class: str) -> list[str]:
+    table = html.split(f'class="list {row_class}')[1].split("</table>")[0]
+    return re.findall(r'class="nowrap amount">KES ([\d,.]+)<', table.split("<tbody>")[1].split("</tbody>")[0])
+
+
+def test_the_days_takings_add_up_by_method_and_by_cashier(db, signed_in, facility):
+    """The cashier's cash-up: every receipt of the facility's day, totals by method and by who took them,
+    each total the sum of the receipts behind it."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr T", tenant=facility.slug,
+                       role="clinician")
+    cashier = signed_in("billing_clerk", facility.slug)
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Takings", "Tabitha")
+        [account] = financial.list_accounts(conn, Principal(account_id=uuid.uuid4(), kind="staff", display_name="C",
+                                                          tenant=facility.slug, role="billing_clerk"),
+                                          patient_id=patient["id"])
+    base = f"/t/{facility.slug}/billing"
+    page = cashier.get(f"{base}/accounts/{account['id']}")
+    invoice_url = cashier.post(f"{base}/accounts/{account['id']}/invoices", data={"_csrf_token": csrf(page.text)},
+                               follow_redirects=False).headers["location"].split("?")[0]
+    final = cashier.post(f"{invoice_url}/finalise", data={"_csrf_token": csrf(page.text)})
+    receipts = []
+    for method, amount, reference in (("cash", "100", ""), ("mobile_money", "150.50", "MM-TAKINGS-1")):
+        paid = cashier.post(f"{invoice_url}/payments", data={"method": method, "amount": amount,
+                                                             "reference": reference, "_csrf_token": csrf(final.text)},
+                            follow_redirects=False)
+        assert paid.status_code == 303, paid.text
+        receipts.append(re.search(r"RCT-\d+", cashier.get(paid.headers["location"]).text)[0])
+
+    takings = cashier.get(f"{base}/takings")
+    assert takings.status_code == 200 and "Day's takings" in takings.text
+    text = takings.text
+    for number in receipts:
+        assert number in text
+    assert "MM-TAKINGS-1" in text
+    total = re.search(r'id="takings-total">KES ([\d,.]+)<', text)[1]
+    shown = [Decimal(a.replace(",", "")) for a in _amounts(text, "compact takings-receipts")]
+    assert Decimal(total.replace(",", "")) == sum(shown) and Decimal("250.50") <= sum(shown)
+    by_method = [Decimal(a.replace(",", "")) for a in _amounts(text, "takings-methods")]
+    assert sum(by_method) == sum(shown) and len(by_method) == 4  # cash, mobile money, card, remittance
+    cashier_rows = text.split('class="list takings-cashiers')[1].split("<tbody>")[1].split("</tbody>")[0]
+    totals = [Decimal(r.rsplit("KES ", 1)[1].split("<")[0].replace(",", "")) for r in cashier_rows.split("<tr>")[1:]]
+    assert sum(totals) == sum(shown)
+
+    with db.tenant(facility.slug) as conn:
+        audited = conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one()
+    quiet = cashier.get(f"{base}/takings", params={"day": "2001-01-01"})
+    assert quiet.status_code == 200 and "No payment was received on this day." in quiet.text
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one() > audited
+    bad = cashier.get(f"{base}/takings", params={"day": "31/12/2026"})
+    assert bad.status_code == 422 and "Give a date as YYYY-MM-DD." in bad.text
 
 
 def test_a_clinician_has_no_billing_pages_and_no_billing_navigation(signed_in, facility):

@@ -640,7 +640,7 @@ FORMS += ["/ward/handover", "/patients/{pid}/observations", *NURSING_FORMS]
 # The billing pages (appliance/web/billing.py); a billing clerk's. Refusals with real ids, and the forms
 # posted from another facility, are in tests/web/test_billing.py.
 PAGES += ["/billing", "/billing/accounts", "/billing/accounts/{any}", "/billing/invoices/{any}",
-          "/billing/receipts/{any}", "/billing/aging"]
+          "/billing/receipts/{any}", "/billing/takings", "/billing/aging"]
 FORMS += ["/billing/charges/{any}/price", "/billing/bed-days", "/billing/accounts/{any}/invoices",
           "/billing/accounts/{any}/coverage", "/billing/invoices/{any}/adjustments", "/billing/invoices/{any}/finalise",
           "/billing/invoices/{any}/payments", "/billing/invoices/{any}/claim", "/billing/invoices/{any}/claim/status"]

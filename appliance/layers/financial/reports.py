@@ -1,5 +1,5 @@
 """The revenue cycle's reports: same-day charge variance, the late-charge rate, A/R aging, days in A/R,
-a patient's balance. KPI 8 of the command center (same-day charge capture) counts the same outcomes
+a patient's balance, the day's takings. KPI 8 of the command center (same-day charge capture) counts the same outcomes
 from a projection kept by reaction (capture.py), built with this module's SQL.
 
 **Billable entries** are counted from the clinical and nursing record itself, independently of the
@@ -9,6 +9,9 @@ happened. Each is then matched to the current charge that bills it (none: *missi
 *unpriced*; priced and posted the same local day: *same day*; first priced on a later day: *late*).
 Bed-days are charged by the census accrual and have no clinical entry of their own on the day; they
 appear in the charge totals, not in the entry count.
+
+The **day's takings** are the payments received on one facility-local day, by method and by who took
+them, with each receipt behind the totals: what a cashier counts the drawer against at the end of a shift.
 
 The **late-charge rate** follows HFMA's MAP Key "late charges as a percentage of total charges": of the
 charges priced and posted for services in a period (net of those since credited), the share (by
@@ -34,9 +37,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import schedule, service
+from appliance.layers.financial.models import invoice, payment
 from appliance.layers.financial.money import AGING_BUCKETS, ZERO, aging, aging_bucket, net_days_in_ar
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import note_access
+from appliance.substrate.record import entry, note_access
 
 OUTCOMES = ("same_day", "late", "unpriced", "missing")
 AR_REVENUE_DAYS = 90
@@ -296,3 +300,37 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
     return {"patient_id": patient_id, "currency": schedule.setting(conn).currency, "invoiced": row.invoiced,
             "paid": row.paid, "outstanding": row.invoiced - row.paid,
             "self_pay_outstanding": row.self_pay_outstanding, "uninvoiced": uninvoiced}
+
+
+# -- takings ------------------------------------------------------------------------------------------
+
+
+def takings(conn: Connection, principal: Principal, day: dt.date) -> dict:
+    """The payments received on one facility-local day, oldest first, with their totals by method and by
+    the person who took them (the cash-up: each cashier's cash is what their drawer should hold)."""
+    setting = schedule.setting(conn)
+    start, end = _day_bounds(day, setting.timezone)
+    rows = [dict(r) for r in conn.execute(
+        sa.select(entry.c.id, entry.c.recorded_at, entry.c.author_id, entry.c.patient_id, payment.c.receipt_number,
+                  payment.c.method, payment.c.amount, payment.c.reference, payment.c.payer_code,
+                  payment.c.invoice_id, invoice.c.number.label("invoice_number"))
+        .select_from(entry.join(payment, payment.c.entry_id == entry.c.id)
+                     .join(invoice, invoice.c.id == payment.c.invoice_id))
+        .where(entry.c.recorded_at >= start, entry.c.recorded_at < end)
+        .order_by(entry.c.recorded_at, payment.c.receipt_number)).mappings()]
+    by_method = {method: {"count": 0, "amount": ZERO} for method in service.PAYMENT_METHODS}
+    by_person: dict[uuid.UUID, dict[str, Any]] = {}
+    for row in rows:
+        method = by_method.setdefault(row["method"], {"count": 0, "amount": ZERO})
+        method["count"] += 1
+        method["amount"] += row["amount"]
+        person = by_person.setdefault(row["author_id"], {"author_id": row["author_id"], "count": 0, "amount": ZERO,
+                                                         "methods": dict.fromkeys(service.PAYMENT_METHODS, ZERO)})
+        person["count"] += 1
+        person["amount"] += row["amount"]
+        person["methods"][row["method"]] = person["methods"].get(row["method"], ZERO) + row["amount"]
+    note_access(conn, principal, "search", None, "payment", [r["id"] for r in rows],
+                detail={"day": day.isoformat()})
+    return {"day": day, "currency": setting.currency, "payments": rows,
+            "total": sum((r["amount"] for r in rows), ZERO), "by_method": by_method,
+            "by_person": list(by_person.values())}
