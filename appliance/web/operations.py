@@ -1,5 +1,6 @@
 """The operations pages of the tenant portal, under `/t/{tenant}/`: the bed board (facility and ward),
-the emergency department board with admission to a bed, and the Operations Command Center (eight
+the emergency department board with admission to a bed, the outpatient clinics' days (booking, moving an
+appointment to another slot, check-in, cancelling), and the Operations Command Center (eight
 KPI tiles and a detail page per KPI with its trend, companions and the entries behind the number).
 
 They keep the portal's rules (appliance/web/portal.py): server-rendered, work with JavaScript off,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,6 +54,7 @@ portal.NOTICES.update({
     "ed-departed": "Departure recorded.",
     "booked": "Appointment booked.",
     "appointment-updated": "Appointment updated.",
+    "rescheduled": "Appointment moved to its new time.",
 })
 
 BED_STATE_LABELS = {"available": "Available", "occupied": "Occupied", "cleaning": "Cleaning", "blocked": "Blocked"}
@@ -397,6 +400,52 @@ def _uuid(value: Any) -> uuid.UUID:
         raise Invalid("choose a slot from the list", field="slot_id") from None
 
 
+def _reschedule_form(request: Asking, tenant: str, appointment_id: uuid.UUID, day: dt.date | None, errors: dict,
+                     status: int = 200) -> Template:
+    def work(conn: Connection) -> Template:
+        booked = scheduling.appointment_with_patient(conn, request.user, appointment_id)
+        tz = zoneinfo.ZoneInfo(booked["timezone"])
+        chosen = day or booked["starts_at"].astimezone(tz).date()
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        return page(request, "operations/reschedule.html", status=status, active="clinics", booked=booked,
+                    day=chosen, slots=scheduling.slots(conn, booked["clinic_code"], chosen), now=now,
+                    previous=chosen - dt.timedelta(days=1), next_day=chosen + dt.timedelta(days=1), errors=errors)
+
+    return _in_tenant(request, tenant, work)
+
+
+@get("/appointments/{appointment_id:uuid}/reschedule", operation_id="PortalReschedulePage",
+     opt=_opts("operations.appointment.update"), include_in_schema=False)
+async def reschedule_page(request: Asking, tenant: Tenant, appointment_id: Id, date: Query = "") -> Template:
+    """A booked appointment and its clinic's slots on a day (the appointment's own, unless another is asked
+    for), each free one a button that moves the appointment there."""
+    day = _parse_day(request, tenant, date) if date else None
+    return await to_thread.run_sync(_reschedule_form, request, tenant, appointment_id, day, {})
+
+
+@post("/appointments/{appointment_id:uuid}/reschedule", operation_id="PortalReschedule",
+      opt=_opts("operations.appointment.update"), include_in_schema=False)
+async def reschedule(request: Asking, tenant: Tenant, appointment_id: Id, data: FormData) -> Response:
+    """Move a booked appointment to the free slot chosen; a refusal comes back on the same page."""
+    values = form_values(data)
+    day = _parse_day(request, tenant, values.get("date")) if values.get("date") else None
+
+    def work(conn: Connection) -> tuple[dict, dt.date]:
+        moved = scheduling.reschedule(conn, request.user, appointment_id, _uuid(values.get("slot_id")),
+                                      values.get("reason"))
+        return moved, moved["starts_at"].astimezone(facility_timezone(request.app.state.db, tenant)).date()
+
+    try:
+        moved, moved_day = await to_thread.run_sync(_in_tenant, request, tenant, work)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        return await to_thread.run_sync(_reschedule_form, request, tenant, appointment_id, day,
+                                        {"form": exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status)
+    return see_other(request, f"/t/{tenant}/clinics/{moved['clinic_code']}?date={moved_day.isoformat()}"
+                              "&done=rescheduled")
+
+
 @post("/appointments/{appointment_id:uuid}/{action:str}", operation_id="PortalChangeAppointment",
       opt=_opts("operations.appointment.update"), include_in_schema=False)
 async def change_appointment(request: Asking, tenant: Tenant, appointment_id: Id, action: FromPath[str]) -> Response:
@@ -471,7 +520,8 @@ async def kpi_detail(request: Asking, tenant: Tenant, kpi_id: FromPath[str], day
 
 
 ROUTES = [bed_board, ward_bed_board, set_bed_state, discharge, transfer, ed_board, ed_arrival, ed_step, admit_page,
-          admit, clinics_page, clinic_day, book, change_appointment, command_center_page, kpi_detail]
+          admit, clinics_page, clinic_day, book, reschedule_page, reschedule, change_appointment, command_center_page,
+          kpi_detail]
 
 operations_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES,
                            exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

@@ -270,6 +270,51 @@ def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility
     assert early.status_code == 409
 
 
+def test_the_front_desk_moves_a_booked_appointment_to_another_slot(signed_in, db, facility):
+    """Reschedule from the clinic's day: the appointment's slots and another day's, a free one chosen, the
+    old slot free again; a taken slot refused on the same page; a checked-in appointment cannot move."""
+    base = f"/t/{facility.slug}"
+    registrar = signed_in("registrar", facility.slug)
+    patient_id, _ = _ed_patient(db, facility, registrar, family_name="Njeri", given_names="Alice")
+    with db.tenant(facility.slug) as conn:
+        from sqlalchemy import text
+        mrn = conn.execute(text("SELECT mrn FROM patient WHERE id = :p"), {"p": patient_id}).scalar()
+    day = dt.date.today() + dt.timedelta(days=13)
+    later = day + dt.timedelta(days=1)
+    day_page = f"{base}/clinics/MOPC?date={day.isoformat()}"
+    first, second, taken = re.findall(r'name="slot_id" value="([0-9a-f-]+)"', registrar.get(day_page).text)[:3]
+    for slot_id, who in ((first, mrn), (taken, mrn)):
+        booked = post_form(registrar, day_page, f"{base}/clinics/MOPC/appointments",
+                           {"slot_id": slot_id, "date": day.isoformat(), "mrn": who})
+        assert booked.status_code == 303, booked.text
+    listed = registrar.get(day_page).text
+    appointment = re.search(rf'id="slot-{first}".*?/appointments/([0-9a-f-]+)/reschedule', listed, re.S).group(1)
+    form = f"{base}/appointments/{appointment}/reschedule"
+    page = registrar.get(form)
+    assert page.status_code == 200 and "Reschedule NJERI, Alice" in page.text
+    assert f'id="slot-{second}"' in page.text and f'id="slot-{first}"' not in page.text  # only free slots offered
+    other_day = registrar.get(form, params={"date": later.isoformat()})
+    assert other_day.status_code == 200 and f"Free slots on {later:%d %b %Y}" in other_day.text
+    refused = post_form(registrar, form, form, {"slot_id": taken, "date": day.isoformat()})
+    assert refused.status_code == 409 and "That slot is already booked; choose another." in refused.text
+    assert f'id="slot-{second}"' in refused.text  # the same page, its free slots still there to choose
+    moved = post_form(registrar, form, form, {"slot_id": second, "date": day.isoformat()})
+    assert moved.status_code == 303 and moved.headers["location"].endswith(f"date={day.isoformat()}&done=rescheduled")
+    after = registrar.get(moved.headers["location"]).text
+    assert "Appointment moved to its new time." in after
+    row = lambda slot_id: after.split(f'id="slot-{slot_id}"')[1].split("</tr>")[0]  # noqa: E731
+    assert "NJERI" in row(second) and "NJERI" not in row(first) and ">free<" in row(first)
+    with db.tenant(facility.slug) as conn:  # the move is an entry of the record
+        assert conn.execute(text("SELECT count(*) FROM entry WHERE patient_id = :p AND kind = 'appointment_status'"),
+                            {"p": patient_id}).scalar() == 1
+    checked = post_form(registrar, moved.headers["location"], f"{base}/appointments/{appointment}/checked_in", {})
+    assert checked.status_code == 303
+    late = registrar.get(form)
+    assert late.status_code == 200 and "only a booked appointment can be moved" in late.text
+    assert post_form(registrar, form, form, {"slot_id": first}).status_code == 409
+    assert registrar.get(f"{base}/appointments/{uuid.uuid4()}/reschedule").status_code == 404
+
+
 def test_a_clinic_opens_on_the_facilitys_today_not_the_servers(signed_in, tenant_factory):
     """A facility whose date differs from UTC's now (one side of the date line or the other, by the hour)
     opens its clinic on its own today."""
@@ -281,12 +326,13 @@ def test_a_clinic_opens_on_the_facilitys_today_not_the_servers(signed_in, tenant
     assert page.status_code == 200 and f"Medical outpatient clinic · {local_today:%d %b %Y}" in page.text
 
 
-@pytest.mark.parametrize("path", ["/clinics/MOPC", "/clinics"])
+@pytest.mark.parametrize("path", ["/clinics/MOPC", "/clinics", f"/appointments/{uuid.uuid4()}/reschedule"])
 def test_another_facilitys_session_is_refused_the_clinic_pages(signed_in, facility, other_facility, path):
     intruder = signed_in("registrar", other_facility.slug)
     assert intruder.get(f"/t/{facility.slug}{path}", follow_redirects=False).status_code == 403
     own = intruder.get(f"/t/{other_facility.slug}/ed")
-    for action in ["/clinics/MOPC/appointments", f"/appointments/{uuid.uuid4()}/cancelled"]:
+    for action in ["/clinics/MOPC/appointments", f"/appointments/{uuid.uuid4()}/cancelled",
+                   f"/appointments/{uuid.uuid4()}/reschedule"]:
         refused = intruder.post(f"/t/{facility.slug}{action}", data={"_csrf_token": csrf_token(own.text)},
                                 follow_redirects=False)
         assert refused.status_code == 403

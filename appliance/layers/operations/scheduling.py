@@ -156,6 +156,20 @@ def appointment_of(conn: Connection, appointment_id: uuid.UUID) -> dict:
     return dict(row)
 
 
+def appointment_with_patient(conn: Connection, principal: Principal, appointment_id: uuid.UUID) -> dict:
+    """One appointment with who it is for and the clinic's name, as the front desk sees it (audited)."""
+    row = conn.execute(
+        sa.select(*APPOINTMENT_COLUMNS, patient.c.mrn, patient.c.family_name, patient.c.given_names,
+                  clinic.c.name.label("clinic_name"), clinic.c.timezone)
+        .select_from(appointment.join(patient, patient.c.id == appointment.c.patient_id)
+                     .join(clinic, clinic.c.code == appointment.c.clinic_code))
+        .where(appointment.c.id == appointment_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no appointment {appointment_id} at this facility", appointment_id=str(appointment_id))
+    record.note_access(conn, principal, "read", row["patient_id"], "appointment", (row["id"],))
+    return dict(row)
+
+
 def _locked(conn: Connection, appointment_id: uuid.UUID) -> dict:
     row = conn.execute(sa.select(*APPOINTMENT_COLUMNS).where(appointment.c.id == appointment_id)
                        .with_for_update()).mappings().first()
