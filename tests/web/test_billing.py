@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -222,6 +222,18 @@ def test_every_form_is_refused_to_another_facility_and_to_guessed_ids(signed_in,
             here = outsider.post(f"/t/{other_facility.slug}" + path.format(**probe),
                                  data={**form, "_csrf_token": token}, follow_redirects=False)
             assert here.status_code == 404, here.text
+
+
+def test_days_in_ar_says_its_daily_revenue_as_a_day_not_the_periods_total(signed_in, facility, victim):
+    """Net days in A/R divides the receivable by a day's revenue: the page said the 90 days' total was the
+    average daily revenue, a figure ninety times too large to check the division against."""
+    page = signed_in("billing_clerk", facility.slug).get(f"/t/{facility.slug}/billing/aging").text
+    money = lambda ident: Decimal(re.search(rf'id="{ident}">KES ([\d,.]+)<', page)[1].replace(",", ""))  # noqa: E731
+    assert "invoiced in the last 90 days is" in page and "average daily net revenue of the last" not in page
+    daily = money("daily-revenue")
+    assert daily == (money("net-revenue") / 90).quantize(Decimal("0.01"), ROUND_HALF_UP) and daily > 0
+    days = Decimal(re.search(r'id="days-in-ar">([\d.]+)<', page)[1])
+    assert abs(days - money("receivable") / daily) < Decimal("0.1")
 
 
 def _amounts(html: str, row_class: str) -> list[str]:
