@@ -41,8 +41,13 @@ from appliance.substrate.record import note_access
 RESULTS = 20
 ENCOUNTERS = 10
 _ENTRY_FIELDS = set(EntryOut.model_fields)
-_ENTRY_RENAMED = {"entry_status": "e.status"}
 _CURRENT = "NOT EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id)"
+# A row's `occurred_at` is its record's, the first version's, as service.RECORD_OCCURRED_AT gives it on every
+# list: a problem recorded in March and corrected today began in March. Lists are ordered by it too, so the
+# latest vital signs are the latest measured, not the latest corrected.
+_RECORD_OCCURRED_AT = ("CASE WHEN e.supersedes IS NULL THEN e.occurred_at "
+                       "ELSE (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END")
+_ENTRY_RENAMED = {"entry_status": "e.status", "occurred_at": _RECORD_OCCURRED_AT}
 
 
 def _columns(model: type, **overrides: str) -> str:
@@ -56,7 +61,7 @@ def _columns(model: type, **overrides: str) -> str:
     return ", ".join(parts)
 
 
-def _current_list(model: type, kind: str, table: str, where: str = "", order: str = "e.occurred_at DESC",
+def _current_list(model: type, kind: str, table: str, where: str = "", order: str = f"{_RECORD_OCCURRED_AT} DESC",
                   limit: int | None = None, joins: str = "", **overrides: str) -> str:
     # Composed from constants and response-model field names only; the patient id is a bound parameter.
     return (
@@ -96,7 +101,7 @@ def summary_function_body() -> str:
             'vitals', (SELECT row_to_json(x) FROM (SELECT {_columns(VitalSignsOut)} FROM entry e
                        JOIN vital_signs d ON d.entry_id = e.id
                        WHERE e.patient_id = p_patient AND e.kind = 'vital_signs' AND {_CURRENT}
-                       ORDER BY e.occurred_at DESC LIMIT 1) x),
+                       ORDER BY {_RECORD_OCCURRED_AT} DESC LIMIT 1) x),
             'results', {_current_list(ChartResultOut, 'result', 'result', limit=RESULTS, joins=signoff,
                                       signed_by="signed.author_id", signed_at="signed.recorded_at")},
             'open_orders', {_current_list(ServiceRequestOut, 'service_request', 'service_request', answered)},

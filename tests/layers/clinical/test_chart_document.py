@@ -83,6 +83,33 @@ def test_every_kind_of_write_is_seen_by_the_next_read(db, facility, clinician):
     assert served["patient"]["identifiers"] == []
 
 
+def test_a_corrected_problem_or_allergy_keeps_the_time_it_began_on_the_chart(db, facility, clinician):
+    """The chart summary dates a record as every list does (service.RECORD_OCCURRED_AT): by its first
+    version, not by the correction, which is written when it is made (tenant migration t0015)."""
+    with db.tenant(facility.slug) as conn:
+        patient_id = uuid.UUID(str(new_patient(conn, clinician)["id"]))
+        problem = service.add_condition(conn, clinician, patient_id, ConditionIn(code="B50.9"))
+        allergy = service.add_allergy(conn, clinician, patient_id, AllergyIn(substance="Penicillin"))
+    with db.tenant(facility.slug) as conn:  # a later transaction: a later now() for the corrections
+        corrected = service.amend_condition(conn, clinician, patient_id, problem["id"],
+                                            ConditionIn(code="B54"), reason="not falciparum on the smear")
+        service.amend_allergy(conn, clinician, patient_id, allergy["id"],
+                              AllergyIn(substance="Penicillin", severity="severe"), reason="anaphylaxis in 2019")
+        listed = service.list_conditions(conn, clinician, patient_id)
+        version_time = conn.execute(sa.text("SELECT occurred_at FROM entry WHERE id = :id"),
+                                    {"id": corrected["id"]}).scalar_one()
+
+    served, fresh = _served_and_fresh(db, facility.slug, clinician, patient_id)
+    assert served == fresh
+    [shown] = served["problems"]
+    assert shown["code"] == "B54" and shown["id"] == str(corrected["id"])
+    assert dt.datetime.fromisoformat(shown["occurred_at"]) == problem["occurred_at"] == listed[0]["occurred_at"]
+    assert problem["occurred_at"] < version_time
+    [allergic] = served["allergies"]
+    assert allergic["severity"] == "severe"
+    assert dt.datetime.fromisoformat(allergic["occurred_at"]) == allergy["occurred_at"]
+
+
 def test_a_read_inside_a_write_that_rolls_back_leaves_no_kept_copy_of_it(db, facility, clinician):
     with db.tenant(facility.slug) as conn:
         patient_id = uuid.UUID(str(new_patient(conn, clinician)["id"]))
