@@ -1,7 +1,8 @@
-"""The operations pages of the tenant portal, under `/t/{tenant}/`: the bed board (facility and ward),
-the emergency department board with admission to a bed, the outpatient clinics' days (booking, moving an
-appointment to another slot, check-in, cancelling), and the Operations Command Center (eight
-KPI tiles and a detail page per KPI with its trend, companions and the entries behind the number).
+"""The operations pages of the tenant portal, under `/t/{tenant}/`: the bed board (facility and ward)
+with admission straight to a free bed, the emergency department board with admission to a bed, the
+outpatient clinics' days (booking, moving an appointment to another slot, check-in, cancelling), and the
+Operations Command Center (eight KPI tiles and a detail page per KPI with its trend, companions and the
+entries behind the number).
 
 They keep the portal's rules (appliance/web/portal.py): server-rendered, work with JavaScript off,
 each route declares its permission, forms carry the CSRF token and Post/Redirect/Get, refusals are
@@ -25,12 +26,13 @@ from litestar.response import Template
 from sqlalchemy.engine import Connection
 
 from appliance.layers.operations import adt, command_center, ed, scheduling, service
-from appliance.layers.operations.errors import Invalid, NotFound
+from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import (
     DISCHARGE_DISPOSITIONS,
     ED_DISPOSITIONS,
     INPATIENT_WARD_KINDS,
     bed,
+    ed_visit,
     ward,
 )
 from appliance.layers.operations.routes import facility_timezone, kpi_definitions
@@ -168,6 +170,57 @@ async def transfer(request: Asking, tenant: Tenant, patient_id: Id, data: FormDa
     stay = await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: adt.transfer(
         conn, request.user, patient_id, ward_code=values.get("ward_code") or ""))
     return see_other(request, _back(tenant, values, stay["ward_code"]) + "?done=transferred")
+
+
+def _admit_to_bed_form(request: Asking, tenant: str, bed_code: str, values: dict, errors: dict,
+                       status: int = 200) -> Template:
+    def work(conn: Connection) -> Template:
+        found = conn.execute(sa.select(bed.c.code, bed.c.ward_code, bed.c.state, ward.c.name, ward.c.kind)
+                             .select_from(bed.join(ward, ward.c.code == bed.c.ward_code))
+                             .where(bed.c.code == bed_code, bed.c.active, ward.c.active,
+                                    ward.c.kind.in_(INPATIENT_WARD_KINDS))).mappings().first()
+        if found is None:
+            raise NotFound(f"no inpatient bed {bed_code} at this facility", bed_code=bed_code)
+        return page(request, "operations/admit_to_bed.html", status=status, active="beds", bed=dict(found),
+                    states=BED_STATE_LABELS, values=values, errors=errors)
+
+    return _in_tenant(request, tenant, work)
+
+
+@get("/beds/{bed_code:str}/admit", operation_id="PortalAdmitToBedPage", opt=_opts("operations.admission.create"),
+     include_in_schema=False)
+async def admit_to_bed_page(request: Asking, tenant: Tenant, bed_code: FromPath[str]) -> Template:
+    """Admit a patient straight to this bed, found by MRN: from a clinic, a referral or a planned admission."""
+    return await to_thread.run_sync(_admit_to_bed_form, request, tenant, bed_code, {}, {})
+
+
+@post("/beds/{bed_code:str}/admit", operation_id="PortalAdmitToBed", opt=_opts("operations.admission.create"),
+      include_in_schema=False)
+async def admit_to_bed(request: Asking, tenant: Tenant, bed_code: FromPath[str], data: FormData) -> Response:
+    values = form_values(data)
+
+    def work(conn: Connection) -> dict:
+        ward_code = conn.execute(sa.select(bed.c.ward_code).where(bed.c.code == bed_code, bed.c.active)).scalar()
+        if ward_code is None:
+            raise NotFound(f"no inpatient bed {bed_code} at this facility", bed_code=bed_code)
+        patient_id = patient_by_mrn(conn, request.user, values.get("mrn") or "")
+        if conn.execute(sa.select(ed_visit.c.id).where(ed_visit.c.patient_id == patient_id,
+                                                       ed_visit.c.departed_at.is_(None))).first() is not None:
+            # Admitted from here, the ED visit would stay open on the ED board with the patient upstairs.
+            raise Conflict("this patient is in the emergency department: admit them from the emergency "
+                           "department's board, which closes their visit there", field="mrn")
+        return adt.admit(conn, request.user, patient_id, ward_code=ward_code, bed_code=bed_code,
+                         reason=values.get("reason"))
+
+    try:
+        stay = await to_thread.run_sync(_in_tenant, request, tenant, work)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        field = "mrn" if exc.extra.get("field") in {"mrn", "patient_id"} else "form"
+        return await to_thread.run_sync(_admit_to_bed_form, request, tenant, bed_code, values,
+                                        {field: exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status)
+    return see_other(request, f"/t/{tenant}/beds/{stay['ward_code']}?done=admitted")
 
 
 # -- emergency department --------------------------------------------------------------------------
@@ -519,9 +572,9 @@ async def kpi_detail(request: Asking, tenant: Tenant, kpi_id: FromPath[str], day
     return await to_thread.run_sync(work)
 
 
-ROUTES = [bed_board, ward_bed_board, set_bed_state, discharge, transfer, ed_board, ed_arrival, ed_step, admit_page,
-          admit, clinics_page, clinic_day, book, reschedule_page, reschedule, change_appointment, command_center_page,
-          kpi_detail]
+ROUTES = [bed_board, ward_bed_board, set_bed_state, admit_to_bed_page, admit_to_bed, discharge, transfer, ed_board,
+          ed_arrival, ed_step, admit_page, admit, clinics_page, clinic_day, book, reschedule_page, reschedule,
+          change_appointment, command_center_page, kpi_detail]
 
 operations_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES,
                            exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

@@ -141,6 +141,58 @@ def test_discharge_and_bed_states_from_the_board(manager, db, facility):
     assert wrong.status_code == 422 and "occupied comes from an admission" in wrong.text
 
 
+def test_a_patient_is_admitted_straight_to_a_free_bed_from_the_board(manager, signed_in, db, facility):
+    """Admission from a clinic or a referral: the bed board's free bed takes a patient by MRN. Refusals come
+    back on the form in a sentence, with what was typed: an unknown MRN, a patient already in a bed, a
+    patient waiting in the ED (admitted from there, so that visit closes), a man to the maternity ward."""
+    from sqlalchemy import text
+
+    from appliance.layers.operations import adt
+    from appliance.substrate.principal import Principal
+
+    base = f"/t/{facility.slug}"
+    acting = Principal(account_id=manager.person.account_id, kind="staff", display_name="Bed Manager",
+                       tenant=facility.slug, role="bed_manager")
+    with db.tenant(facility.slug) as conn:
+        woman = new_patient(conn, acting, family_name="Chelimo", given_names="Ruth")
+        man = new_patient(conn, acting, family_name="Barasa", given_names="Tom", sex="male")
+        mrn = dict(conn.execute(text("SELECT id, mrn FROM patient WHERE id IN (:w, :m)"), {"w": woman, "m": man}).all())
+    in_ed, visit = _ed_patient(db, facility, manager, family_name="Wambui", given_names="Joy")
+    with db.tenant(facility.slug) as conn:
+        ed_mrn = conn.execute(text("SELECT mrn FROM patient WHERE id = :p"), {"p": in_ed}).scalar()
+    board = manager.get(f"{base}/beds/GEN").text
+    free = re.search(r'id="bed-(GEN-\d+)" data-state="available"', board).group(1)
+    assert f'action="{base}/beds/{free}/admit"' in board and "Admit a patient" in board
+    form = f"{base}/beds/{free}/admit"
+    assert f"Admit to bed {free}" in manager.get(form).text
+
+    unknown = post_form(manager, form, form, {"mrn": "00000000"})
+    assert unknown.status_code == 422 and "No patient with that MRN at this facility" in unknown.text
+    assert 'value="00000000"' in unknown.text
+    waiting = post_form(manager, form, form, {"mrn": ed_mrn})
+    assert waiting.status_code == 409 and "admit them from the emergency department" in waiting.text
+    maternity = re.search(r'id="bed-(MAT-\d+)" data-state="available"', manager.get(f"{base}/beds/MAT").text).group(1)
+    refused = post_form(manager, f"{base}/beds/{maternity}/admit", f"{base}/beds/{maternity}/admit", {"mrn": mrn[man]})
+    assert refused.status_code == 422 and "is a maternity ward, for women and newborns" in refused.text
+
+    admitted = post_form(manager, form, form, {"mrn": mrn[woman], "reason": "Referred from clinic"})
+    assert admitted.status_code == 303 and admitted.headers["location"] == f"{base}/beds/GEN?done=admitted"
+    ward = manager.get(admitted.headers["location"]).text
+    assert f'id="bed-{free}" data-state="occupied"' in ward and "CHELIMO" in ward
+    taken = manager.get(form)
+    assert taken.status_code == 200 and f"Bed {free} is occupied" in taken.text and 'name="mrn"' not in taken.text
+    other = re.search(r'id="bed-(GEN-\d+)" data-state="available"', ward).group(1)
+    twice = post_form(manager, f"{base}/beds/{other}/admit", f"{base}/beds/{other}/admit", {"mrn": mrn[woman]})
+    assert twice.status_code == 409 and f"This patient is already admitted (bed {free})" in twice.text
+    with db.tenant(facility.slug) as conn:
+        assert adt.current_stay(conn, acting, man) is None and adt.current_stay(conn, acting, in_ed) is None
+        adt.discharge(conn, acting, woman, disposition="home")
+        ed.depart(conn, acting, in_ed, visit, disposition="discharged")
+    assert manager.get(f"{base}/beds/NOBED-1/admit").status_code == 404
+    assert post_form(manager, form, f"{base}/beds/NOBED-1/admit", {"mrn": mrn[woman]}).status_code == 404
+    assert signed_in("registrar", facility.slug).get(form).status_code == 403
+
+
 def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     base = f"/t/{facility.slug}"
     registrar = signed_in("registrar", facility.slug)
@@ -182,7 +234,7 @@ def test_kpi_detail_page_with_trend_companions_and_drill_down(manager, signed_in
 
 
 PAGES = ["/beds", "/beds/GEN", "/ed", "/command-center", "/command-center/bed_occupancy",
-         f"/ed/{uuid.uuid4()}/admit"]
+         f"/ed/{uuid.uuid4()}/admit", "/beds/GEN-02/admit"]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -192,7 +244,8 @@ def test_another_facilitys_session_is_refused_every_page(signed_in, facility, ot
     assert answer.status_code == 403 and "not working in this facility" in answer.text
 
 
-@pytest.mark.parametrize("action", ["/beds/GEN-02/state", f"/beds/patients/{uuid.uuid4()}/discharge",
+@pytest.mark.parametrize("action", ["/beds/GEN-02/state", "/beds/GEN-02/admit",
+                                    f"/beds/patients/{uuid.uuid4()}/discharge",
                                     f"/beds/patients/{uuid.uuid4()}/transfer", "/ed/arrivals",
                                     f"/ed/{uuid.uuid4()}/seen", f"/ed/{uuid.uuid4()}/admit"])
 def test_another_facilitys_session_cannot_post(signed_in, facility, other_facility, action):

@@ -648,10 +648,10 @@ FORMS += ["/billing/charges/{any}/price", "/billing/bed-days", "/billing/account
 # are a bed manager's or a registrar's, so refusals with real ids, guessed ids (a patient's too) and
 # other roles are in tests/web/test_operations.py.
 PAGES += ["/beds", "/beds/{any}", "/ed", "/ed/{any}/admit", "/clinics", "/clinics/{code}", "/command-center",
-          "/command-center/{code}", "/appointments/{any}/reschedule"]
-FORMS += ["/beds/{any}/state", "/beds/patients/{any}/discharge", "/beds/patients/{any}/transfer", "/ed/arrivals",
-          "/ed/{any}/{any}", "/ed/{any}/admit", "/clinics/{any}/appointments", "/appointments/{any}/reschedule",
-          "/appointments/{any}/{any}"]
+          "/command-center/{code}", "/appointments/{any}/reschedule", "/beds/{any}/admit"]
+FORMS += ["/beds/{any}/state", "/beds/{any}/admit", "/beds/patients/{any}/discharge", "/beds/patients/{any}/transfer",
+          "/ed/arrivals", "/ed/{any}/{any}", "/ed/{any}/admit", "/clinics/{any}/appointments",
+          "/appointments/{any}/reschedule", "/appointments/{any}/{any}"]
 # The facility admin's pages (appliance/web/admin.py); another facility's token and guessed ids are in
 # tests/web/test_admin.py.
 PAGES += ["/admin/tokens", "/admin/staff", "/admin/interfaces"]
