@@ -5,6 +5,7 @@ session and guessed ids refused; every page audited."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
@@ -339,3 +340,32 @@ def test_insurance_recorded_after_the_care_says_what_it_re_priced(db, signed_in,
     victim_url = f"/t/{facility.slug}/billing/accounts/{victim['account']}"
     victim_page = clerk.get(f"{victim_url}?done=coverage&cover={other_cover}")
     assert victim_page.status_code == 200 and "now bills" not in victim_page.text
+
+
+def test_an_invoice_bills_the_re_priced_charge_and_sets_the_credited_pair_apart(db, signed_in, facility):
+    """Insurance recorded after the care credits the self-pay charge and posts it at the insurer's price: the
+    invoice's lines are what is billed (the insurer's price), and the charge with the credit that undid it,
+    netting to nothing, are set apart below them, on the draft and on the final invoice alike."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr R", tenant=facility.slug,
+                       role="clinician")
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk R", tenant=facility.slug,
+                     role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Repriced", "Rita")
+        financial.add_coverage(conn, desk, patient["id"], payer_code="NHIF", member_number="NH-REPRICE",
+                               valid_from=dt.date(2024, 1, 1), valid_to=None)
+        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
+    clerk = signed_in("billing_clerk", facility.slug)
+    base = f"/t/{facility.slug}/billing"
+    page = clerk.get(f"{base}/accounts/{account['id']}")
+    drafted = clerk.post(f"{base}/accounts/{account['id']}/invoices", data={"_csrf_token": csrf(page.text)})
+    final = clerk.post(f"{str(drafted.url).split('?')[0]}/finalise", data={"_csrf_token": csrf(page.text)})
+    for shown in (drafted, final):
+        assert shown.status_code == 200, shown.text
+        billed = shown.text.split('class="list invoice-lines"')[1].split("<tbody>")[1].split("</tbody>")[0]
+        assert re.findall(r'class="nowrap amount">KES ([\d,.-]+)<', billed) == ["380.00"]
+        assert 'id="subtotal">KES 380.00<' in shown.text and 'id="total">KES 380.00<' in shown.text
+        apart = shown.text.split('id="netted-lines"')[1].split("</details>")[0]
+        assert "2 lines, net KES 0.00" in apart
+        assert sorted(re.findall(r'class="nowrap amount">KES ([\d,.-]+)<', apart)) == ["-450.00", "450.00"]
+

@@ -231,12 +231,23 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
                                                  .order_by(charge.c.service_date, entry.c.recorded_at)).mappings()]
         lines = [{"charge_entry_id": c["id"], "charge_root_id": c["root_id"], "description": c["description"],
                   "service_date": c["service_date"], "quantity": c["quantity"], "unit_price": c["unit_price"],
-                  "amount": c["amount"], "status": c["status"], "unpriced_reason": c["unpriced_reason"]}
+                  "amount": c["amount"], "status": c["status"], "unpriced_reason": c["unpriced_reason"],
+                  "reverses": c["reverses"]}
                  for c in charges]
-    else:
+    else:  # in the draft's order: by day, then as the charges were written
         lines = [dict(r) | {"status": "posted", "unpriced_reason": None} for r in conn.execute(
-            sa.select(invoice_line).where(invoice_line.c.invoice_id == invoice_id)
-            .order_by(invoice_line.c.service_date, invoice_line.c.description)).mappings()]
+            sa.select(invoice_line, charge.c.reverses)
+            .select_from(invoice_line.join(entry, entry.c.id == invoice_line.c.charge_entry_id)
+                         .join(charge, charge.c.entry_id == invoice_line.c.charge_entry_id))
+            .where(invoice_line.c.invoice_id == invoice_id)
+            .order_by(invoice_line.c.service_date, entry.c.recorded_at)).mappings()]
+    # A charge and the credit that undid it (re-priced when insurance was recorded, or its order cancelled),
+    # both on this invoice, net to nothing: the page shows them apart from what is billed.
+    credited_here = {ln["reverses"] for ln in lines if ln["reverses"] is not None}
+    roots_here = {ln["charge_root_id"] for ln in lines}
+    for ln in lines:
+        ln["netted"] = ln["charge_root_id"] in credited_here or (ln["reverses"] is not None
+                                                                   and ln["reverses"] in roots_here)
     adjustments = _adjustments(conn, invoice_id)
     figures = invoice_figures([ln["amount"] for ln in lines if ln["amount"] is not None],
                               [Adjustment(a["percent"], a["amount"]) for a in adjustments], found["currency"])
