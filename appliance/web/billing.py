@@ -373,7 +373,10 @@ async def receipt_page(request: Asking, tenant: Tenant, payment_id: Id) -> Templ
     def work(conn: Connection) -> Template:
         receipt = service.receipt_of(conn, request.user, payment_id)
         cashier = portal.people_named(request.app.state.db, {receipt["author_id"]}).get(receipt["author_id"])
-        return _page(request, "receipt.html", active="accounts", receipt=receipt, cashier=cashier or "—")
+        # An insurer's remittance came from the insurer, on the patient's behalf, not from the patient.
+        insurer = service.payer_name(conn, receipt["payer_code"]) if receipt["payer_code"] else None
+        return _page(request, "receipt.html", active="accounts", receipt=receipt, cashier=cashier or "—",
+                     insurer=insurer)
 
     return await _in_thread(request, tenant, work)
 

@@ -342,7 +342,7 @@ def test_insurance_recorded_after_the_care_says_what_it_re_priced(db, signed_in,
     assert victim_page.status_code == 200 and "now bills" not in victim_page.text
 
 
-def test_an_invoice_bills_the_re_priced_charge_and_sets_the_credited_pair_apart(db, signed_in, facility):
+def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, signed_in, facility):
     """Insurance recorded after the care credits the self-pay charge and posts it at the insurer's price: the
     invoice's lines are what is billed (the insurer's price), and the charge with the credit that undid it,
     netting to nothing, are set apart below them, on the draft and on the final invoice alike."""
@@ -368,4 +368,11 @@ def test_an_invoice_bills_the_re_priced_charge_and_sets_the_credited_pair_apart(
         apart = shown.text.split('id="netted-lines"')[1].split("</details>")[0]
         assert "2 lines, net KES 0.00" in apart
         assert sorted(re.findall(r'class="nowrap amount">KES ([\d,.-]+)<', apart)) == ["-450.00", "450.00"]
+
+    # The insurer pays: the receipt says the money came from the insurer, for the patient.
+    paid = clerk.post(f"{str(drafted.url).split('?')[0]}/payments", data={
+        "method": "insurer_remittance", "amount": "380", "reference": "RA-2026-11", "_csrf_token": csrf(page.text)})
+    assert paid.status_code == 200 and "/receipts/" in str(paid.url)
+    said = paid.text.split('id="receipt-from">')[1].split("</dd>")[0]
+    assert said.startswith("National Health Insurance Fund, for REPRICED, Rita")
 
