@@ -287,6 +287,9 @@ def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility
     assert booked.status_code == 303 and "done=booked" in booked.headers["location"]
     listed = registrar.get(booked.headers["location"])
     assert "WEKESA" in listed.text and "Appointment booked" in listed.text
+    # Cancelling frees the slot for someone else and cannot be undone: one stray click does not do it.
+    cancel = listed.text.split("/cancelled\"")[1].split(">")[0]
+    assert re.search(r"data-confirm=\"Cancel WEKESA, Baraka(&#39;|')s appointment at \d\d:\d\d\? The slot", cancel)
     twice = post_form(registrar, f"{base}/clinics/MOPC?date={day}", action, {"slot_id": slot_id, "date": day,
                                                                              "mrn": mrn})
     assert twice.status_code == 409 and "already booked" in twice.text
