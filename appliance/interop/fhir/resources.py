@@ -84,9 +84,10 @@ def reference(resource_type: str, resource_id: uuid.UUID | str | None) -> dict |
 
 
 def _author(row: dict) -> dict | None:
-    """Who recorded it, by the account's id: a logical reference, since the facade serves no Practitioner
-    a literal one could point at."""
-    author = row.get("author_id")
+    """Who recorded it — the record's first author (the prescriber of a prescription stopped since, not who
+    stopped it) — by the account's id: a logical reference, since the facade serves no Practitioner a
+    literal one could point at."""
+    author = row.get("record_author_id") or row.get("author_id")
     return {"type": "Practitioner", "identifier": {"system": ACCOUNT_SYSTEM, "value": str(author)}} if author else None
 
 

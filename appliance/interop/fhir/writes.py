@@ -569,8 +569,8 @@ def _resolve(reference: str | None, created: dict[str, tuple[str, uuid.UUID]], r
 def _entry_row(appended: record.Entry) -> dict:
     return {"id": appended.id, "root_id": appended.root_id, "entry_status": appended.status,
             "patient_id": appended.patient_id, "encounter_id": appended.encounter_id,
-            "author_id": appended.author_id, "occurred_at": appended.occurred_at,
-            "recorded_at": appended.recorded_at, **appended.detail}
+            "author_id": appended.author_id, "record_author_id": appended.author_id,
+            "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at, **appended.detail}
 
 
 def apply(conn: Connection, principal: Principal, writes: list[Write], break_glass_reason: str | None = None,

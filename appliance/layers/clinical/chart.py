@@ -42,12 +42,16 @@ RESULTS = 20
 ENCOUNTERS = 10
 _ENTRY_FIELDS = set(EntryOut.model_fields)
 _CURRENT = "NOT EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id)"
-# A row's `occurred_at` is its record's, the first version's, as service.RECORD_OCCURRED_AT gives it on every
-# list: a problem recorded in March and corrected today began in March. Lists are ordered by it too, so the
-# latest vital signs are the latest measured, not the latest corrected.
+# A row's `occurred_at` and `record_author_id` are its record's, the first version's, as the clinical service's
+# RECORD_OCCURRED_AT and RECORD_AUTHOR_ID give them on every list: a problem recorded in March and corrected
+# today began in March. Lists are ordered by that time too, so the latest vital signs are the latest measured,
+# not the latest corrected.
 _RECORD_OCCURRED_AT = ("CASE WHEN e.supersedes IS NULL THEN e.occurred_at "
                        "ELSE (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END")
-_ENTRY_RENAMED = {"entry_status": "e.status", "occurred_at": _RECORD_OCCURRED_AT}
+_RECORD_AUTHOR_ID = ("CASE WHEN e.supersedes IS NULL THEN e.author_id "
+                     "ELSE (SELECT first.author_id FROM entry first WHERE first.id = e.root_id) END")
+_ENTRY_RENAMED = {"entry_status": "e.status", "occurred_at": _RECORD_OCCURRED_AT,
+                  "record_author_id": _RECORD_AUTHOR_ID}
 
 
 def _columns(model: type, **overrides: str) -> str:

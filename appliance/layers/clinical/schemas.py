@@ -131,7 +131,9 @@ class EntryOut(_Out):
     root_id: uuid.UUID = Field(description="the record's id: the same across all its versions")
     entry_status: str = Field(description="final, amended (a correction) or entered_in_error")
     encounter_id: uuid.UUID | None
-    author_id: uuid.UUID
+    author_id: uuid.UUID = Field(description="who wrote this version: for a correction, who corrected it")
+    record_author_id: uuid.UUID = Field(description="who wrote the record's first version (the prescriber, the "
+                                                    "clinician who diagnosed), kept when it is corrected")
     occurred_at: dt.datetime = Field(description="when the record's act happened (a drug prescribed, a test "
                                                  "ordered): its first version's time, kept when it is corrected")
     recorded_at: dt.datetime = Field(description="when this version was written: for a correction (entry_status "

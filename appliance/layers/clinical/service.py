@@ -61,10 +61,16 @@ _FIRST_VERSION = entry.alias("first_version")
 RECORD_OCCURRED_AT = sa.case(
     (entry.c.supersedes.is_(None), entry.c.occurred_at),
     else_=sa.select(_FIRST_VERSION.c.occurred_at).where(_FIRST_VERSION.c.id == entry.c.root_id).scalar_subquery())
+# Who wrote the record: its first version's author (the prescriber, the clinician who diagnosed). `author_id`
+# stays the version's, so a stopped prescription names both who prescribed it and who stopped it.
+RECORD_AUTHOR_ID = sa.case(
+    (entry.c.supersedes.is_(None), entry.c.author_id),
+    else_=sa.select(_FIRST_VERSION.c.author_id).where(_FIRST_VERSION.c.id == entry.c.root_id).scalar_subquery())
 # `entry_status` (final, amended, entered in error) is the record's; a kind's own `status` (an order's
 # active/revoked, a prescription's active/stopped) is its detail's. Responses carry both, named apart.
 ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status.label("entry_status"), entry.c.encounter_id,
-                 entry.c.author_id, RECORD_OCCURRED_AT.label("occurred_at"), entry.c.recorded_at)
+                 entry.c.author_id, RECORD_AUTHOR_ID.label("record_author_id"), RECORD_OCCURRED_AT.label("occurred_at"),
+                 entry.c.recorded_at)
 # Kinds a clinician may mark "entered in error"; registrations and encounters have their own acts.
 RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note",
                "result_disclosure"}
@@ -75,9 +81,18 @@ def _detail_columns(table: sa.Table) -> list[sa.Column]:
 
 
 def _entry_dict(appended: Entry) -> dict:
+    """A first version as the lists give it; a later version's record fields come from `_record_of`."""
     return {"id": appended.id, "root_id": appended.root_id, "entry_status": appended.status,
             "encounter_id": appended.encounter_id, "author_id": appended.author_id,
+            "record_author_id": appended.author_id,
             "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at, **appended.detail}
+
+
+def _record_of(conn: Connection, root_id: uuid.UUID) -> dict:
+    """A record's own time and author, its first version's (RECORD_OCCURRED_AT, RECORD_AUTHOR_ID), for the
+    answer to a correction or retraction, as the lists answer it."""
+    first = conn.execute(sa.select(entry.c.occurred_at, entry.c.author_id).where(entry.c.id == root_id)).one()
+    return {"occurred_at": first.occurred_at, "record_author_id": first.author_id}
 
 
 def current_query(table: sa.Table, patient_id: uuid.UUID, *where: Any) -> sa.Select:
@@ -530,9 +545,8 @@ def _amend(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_
     _version_of(conn, patient_id, entry_id, kind)
     appended = record.append(conn, principal, kind, patient_id=patient_id, detail=detail, supersedes=entry_id,
                              reason=reason, encounter_id=encounter_id)
-    # Answered as the lists answer it (RECORD_OCCURRED_AT): the record's time, not the correction's.
-    began = conn.execute(sa.select(entry.c.occurred_at).where(entry.c.id == appended.root_id)).scalar_one()
-    return _entry_dict(appended) | {"occurred_at": began}
+    # Answered as the lists answer it: the record's time and author, not the correction's.
+    return _entry_dict(appended) | _record_of(conn, appended.root_id)
 
 
 def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
@@ -545,7 +559,8 @@ def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     return {"id": appended.id, "root_id": appended.root_id, "kind": appended.kind, "entry_status": appended.status,
             "encounter_id": appended.encounter_id, "author_id": appended.author_id,
             "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at,
-            "supersedes": appended.supersedes, "reason": appended.reason, "detail": {}}
+            "supersedes": appended.supersedes, "reason": appended.reason, "detail": {},
+            "record_author_id": _record_of(conn, appended.root_id)["record_author_id"]}
 
 
 def entry_history(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID) -> list[dict]:
@@ -554,8 +569,8 @@ def entry_history(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     note_access(conn, principal, "read", patient_id, versions[0].kind, [v.id for v in versions])
     return [{
         "id": v.id, "root_id": v.root_id, "kind": v.kind, "entry_status": v.status, "encounter_id": v.encounter_id,
-        "author_id": v.author_id, "occurred_at": v.occurred_at, "recorded_at": v.recorded_at,
-        "supersedes": v.supersedes, "reason": v.reason, "detail": dict(v.detail),
+        "author_id": v.author_id, "record_author_id": versions[0].author_id, "occurred_at": v.occurred_at,
+        "recorded_at": v.recorded_at, "supersedes": v.supersedes, "reason": v.reason, "detail": dict(v.detail),
     } for v in versions]
 
 

@@ -3,6 +3,7 @@ resource mapped from the one record, and every read audited."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -92,11 +93,17 @@ def test_a_stopped_prescription_was_authored_when_it_was_prescribed(api, db, fac
                                detail={"drug": "Ferrous sulfate", "dose": 200, "dose_unit": "mg", "route": "oral",
                                        "frequency": "daily", "duration_days": None, "status": "active",
                                        "instructions": None, "allergy_override_reason": None, "order_set": None})
-        service.change_medication_status(conn, writer, patient["id"], placed.id, "stopped", "haemoglobin normal")
+        stopper = dataclasses.replace(writer, account_id=uuid.uuid4(), display_name="Dr Stopper")
+        service.change_medication_status(conn, stopper, patient["id"], placed.id, "stopped", "haemoglobin normal")
     stopped = answer(api.get(f"{base(facility.slug)}/MedicationRequest/{placed.id}"))
     assert stopped["status"] == "stopped"
     assert dt.datetime.fromisoformat(stopped["authoredOn"]) == year_ago
     assert dt.datetime.fromisoformat(stopped["meta"]["lastUpdated"]) > year_ago + dt.timedelta(days=364)
+    # The requester is who prescribed it, not who stopped it.
+    assert stopped["requester"]["identifier"]["value"] == str(writer.account_id)
+    [found] = answer(api.get(f"{base(facility.slug)}/MedicationRequest",
+                             params={"patient": str(patient["id"])}))["entry"]
+    assert found["resource"]["requester"] == stopped["requester"]
 
 
 def test_patient_search_by_each_parameter(api, facility, charted):

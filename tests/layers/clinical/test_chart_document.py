@@ -4,6 +4,7 @@ summary reads — the document served equals the summary computed afresh."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -84,16 +85,18 @@ def test_every_kind_of_write_is_seen_by_the_next_read(db, facility, clinician):
 
 
 def test_a_corrected_problem_or_allergy_keeps_the_time_it_began_on_the_chart(db, facility, clinician):
-    """The chart summary dates a record as every list does (service.RECORD_OCCURRED_AT): by its first
-    version, not by the correction, which is written when it is made (tenant migration t0015)."""
+    """The chart summary dates and attributes a record as every list does (service.RECORD_OCCURRED_AT,
+    RECORD_AUTHOR_ID): by its first version, not by the correction, which is written when it is made, by
+    whoever corrects it (tenant migration t0015)."""
     with db.tenant(facility.slug) as conn:
         patient_id = uuid.UUID(str(new_patient(conn, clinician)["id"]))
         problem = service.add_condition(conn, clinician, patient_id, ConditionIn(code="B50.9"))
         allergy = service.add_allergy(conn, clinician, patient_id, AllergyIn(substance="Penicillin"))
+    colleague = dataclasses.replace(clinician, account_id=uuid.uuid4(), display_name="Dr Colleague")
     with db.tenant(facility.slug) as conn:  # a later transaction: a later now() for the corrections
-        corrected = service.amend_condition(conn, clinician, patient_id, problem["id"],
+        corrected = service.amend_condition(conn, colleague, patient_id, problem["id"],
                                             ConditionIn(code="B54"), reason="not falciparum on the smear")
-        service.amend_allergy(conn, clinician, patient_id, allergy["id"],
+        service.amend_allergy(conn, colleague, patient_id, allergy["id"],
                               AllergyIn(substance="Penicillin", severity="severe"), reason="anaphylaxis in 2019")
         listed = service.list_conditions(conn, clinician, patient_id)
         version_time = conn.execute(sa.text("SELECT occurred_at FROM entry WHERE id = :id"),
@@ -105,6 +108,9 @@ def test_a_corrected_problem_or_allergy_keeps_the_time_it_began_on_the_chart(db,
     assert shown["code"] == "B54" and shown["id"] == str(corrected["id"])
     assert dt.datetime.fromisoformat(shown["occurred_at"]) == problem["occurred_at"] == listed[0]["occurred_at"]
     assert problem["occurred_at"] < version_time
+    # Who diagnosed it, and who corrected it: the correction's answer and the lists say the same.
+    assert shown["record_author_id"] == str(clinician.account_id) and shown["author_id"] == str(colleague.account_id)
+    assert corrected["record_author_id"] == clinician.account_id == listed[0]["record_author_id"]
     [allergic] = served["allergies"]
     assert allergic["severity"] == "severe"
     assert dt.datetime.fromisoformat(allergic["occurred_at"]) == allergy["occurred_at"]

@@ -1,11 +1,13 @@
-"""The chart summary gives a corrected record the time it began: `chart_summary(p_patient uuid)`, which
-t0007 installed, is replaced by what appliance/layers/clinical/chart.py composes now.
+"""The chart summary gives a corrected record the time it began and the author who wrote it:
+`chart_summary(p_patient uuid)`, which t0007 installed, is replaced by what
+appliance/layers/clinical/chart.py composes now.
 
 A correction is a new version of a record, written when it is made. The summary read each row's own
 `occurred_at`, so a problem recorded in March and corrected today showed on the chart summary (the page
 and `GET .../chart`) as begun today, while every list, the Orders page and the FHIR read give the first
 version's time since the clinical service's RECORD_OCCURRED_AT. The summary now gives the same, and orders
-its lists by it (the latest vital signs are the latest measured, not the latest corrected).
+its lists by it (the latest vital signs are the latest measured, not the latest corrected). Each row also
+carries `record_author_id`, the first version's author (RECORD_AUTHOR_ID), beside the version's `author_id`.
 
 The kept chart documents (t0009) were made by the old function: the upgrade and the downgrade both empty
 `chart_document`, so each chart is made afresh by the function in place at its next read.
@@ -34,47 +36,55 @@ BODY = """
     FROM patient_identifier i WHERE i.patient_id = p.id) AS identifiers, p.contacts, p.next_of_kin,
     p.demographics_entry_id AS version_id, p.registered_at, p.updated_at FROM patient p WHERE p.id = p_patient)
     x), 'problems', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT e.id, e.root_id, e.status AS
-    entry_status, e.encounter_id, e.author_id, CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT
-    first.occurred_at FROM entry first WHERE first.id = e.root_id) END AS occurred_at, e.recorded_at, d.code,
-    d.display, d.clinical_status, d.verification, d.onset_date, d.resolved_date, d.note FROM entry e JOIN
-    condition d ON d.entry_id = e.id WHERE e.patient_id = p_patient AND e.kind = 'condition' AND NOT EXISTS
-    (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id) AND d.clinical_status = 'active' ORDER BY
-    CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE
-    first.id = e.root_id) END DESC) x), 'allergies', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT
-    e.id, e.root_id, e.status AS entry_status, e.encounter_id, e.author_id, CASE WHEN e.supersedes IS NULL THEN
-    e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END AS
-    occurred_at, e.recorded_at, d.substance, d.category, d.reaction, d.severity, d.criticality,
-    d.clinical_status, d.note FROM entry e JOIN allergy d ON d.entry_id = e.id WHERE e.patient_id = p_patient
-    AND e.kind = 'allergy' AND NOT EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id) AND
-    d.clinical_status = 'active' ORDER BY CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT
-    first.occurred_at FROM entry first WHERE first.id = e.root_id) END DESC) x), 'medications', (SELECT
+    entry_status, e.encounter_id, e.author_id, CASE WHEN e.supersedes IS NULL THEN e.author_id ELSE (SELECT
+    first.author_id FROM entry first WHERE first.id = e.root_id) END AS record_author_id, CASE WHEN e.supersedes
+    IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END
+    AS occurred_at, e.recorded_at, d.code, d.display, d.clinical_status, d.verification, d.onset_date,
+    d.resolved_date, d.note FROM entry e JOIN condition d ON d.entry_id = e.id WHERE e.patient_id = p_patient
+    AND e.kind = 'condition' AND NOT EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id)
+    AND d.clinical_status = 'active' ORDER BY CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT
+    first.occurred_at FROM entry first WHERE first.id = e.root_id) END DESC) x), 'allergies', (SELECT
     coalesce(json_agg(x), '[]'::json) FROM (SELECT e.id, e.root_id, e.status AS entry_status, e.encounter_id,
-    e.author_id, CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry
-    first WHERE first.id = e.root_id) END AS occurred_at, e.recorded_at, d.drug, d.dose, d.dose_unit, d.route,
-    d.frequency, d.duration_days, d.status, d.instructions, d.allergy_override_reason, d.order_set FROM entry e
-    JOIN medication_request d ON d.entry_id = e.id WHERE e.patient_id = p_patient AND e.kind =
+    e.author_id, CASE WHEN e.supersedes IS NULL THEN e.author_id ELSE (SELECT first.author_id FROM entry first
+    WHERE first.id = e.root_id) END AS record_author_id, CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE
+    (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END AS occurred_at, e.recorded_at,
+    d.substance, d.category, d.reaction, d.severity, d.criticality, d.clinical_status, d.note FROM entry e JOIN
+    allergy d ON d.entry_id = e.id WHERE e.patient_id = p_patient AND e.kind = 'allergy' AND NOT EXISTS (SELECT
+    1 FROM entry successor WHERE successor.supersedes = e.id) AND d.clinical_status = 'active' ORDER BY CASE
+    WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id
+    = e.root_id) END DESC) x), 'medications', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT e.id,
+    e.root_id, e.status AS entry_status, e.encounter_id, e.author_id, CASE WHEN e.supersedes IS NULL THEN
+    e.author_id ELSE (SELECT first.author_id FROM entry first WHERE first.id = e.root_id) END AS
+    record_author_id, CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM
+    entry first WHERE first.id = e.root_id) END AS occurred_at, e.recorded_at, d.drug, d.dose, d.dose_unit,
+    d.route, d.frequency, d.duration_days, d.status, d.instructions, d.allergy_override_reason, d.order_set FROM
+    entry e JOIN medication_request d ON d.entry_id = e.id WHERE e.patient_id = p_patient AND e.kind =
     'medication_request' AND NOT EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id) AND
     d.status = 'active' ORDER BY CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT
     first.occurred_at FROM entry first WHERE first.id = e.root_id) END DESC) x), 'vitals', (SELECT
     row_to_json(x) FROM (SELECT e.id, e.root_id, e.status AS entry_status, e.encounter_id, e.author_id, CASE
-    WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id
-    = e.root_id) END AS occurred_at, e.recorded_at, d.systolic_mmhg, d.diastolic_mmhg, d.heart_rate_bpm,
-    d.respiratory_rate, d.temperature_c, d.spo2_percent, d.weight_kg, d.height_cm, d.consciousness,
-    d.supplemental_oxygen, d.oxygen_l_min, d.spo2_scale FROM entry e JOIN vital_signs d ON d.entry_id = e.id
-    WHERE e.patient_id = p_patient AND e.kind = 'vital_signs' AND NOT EXISTS (SELECT 1 FROM entry successor
-    WHERE successor.supersedes = e.id) ORDER BY CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT
-    first.occurred_at FROM entry first WHERE first.id = e.root_id) END DESC LIMIT 1) x), 'results', (SELECT
-    coalesce(json_agg(x), '[]'::json) FROM (SELECT e.id, e.root_id, e.status AS entry_status, e.encounter_id,
-    e.author_id, CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry
-    first WHERE first.id = e.root_id) END AS occurred_at, e.recorded_at, d.service_request_id, d.code,
-    d.display, d.value_numeric, d.value_text, d.unit, d.reference_low, d.reference_high, d.flag, d.note,
-    signed.author_id AS signed_by, signed.recorded_at AS signed_at FROM entry e JOIN result d ON d.entry_id =
-    e.id LEFT JOIN LATERAL (SELECT s.author_id, s.recorded_at FROM result_signoff rs JOIN entry s ON s.id =
-    rs.entry_id WHERE rs.result_id = e.id ORDER BY s.recorded_at DESC LIMIT 1) signed ON true WHERE e.patient_id
-    = p_patient AND e.kind = 'result' AND NOT EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes =
-    e.id) ORDER BY CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry
-    first WHERE first.id = e.root_id) END DESC LIMIT 20) x), 'open_orders', (SELECT coalesce(json_agg(x),
-    '[]'::json) FROM (SELECT e.id, e.root_id, e.status AS entry_status, e.encounter_id, e.author_id, CASE WHEN
+    WHEN e.supersedes IS NULL THEN e.author_id ELSE (SELECT first.author_id FROM entry first WHERE first.id =
+    e.root_id) END AS record_author_id, CASE WHEN e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT
+    first.occurred_at FROM entry first WHERE first.id = e.root_id) END AS occurred_at, e.recorded_at,
+    d.systolic_mmhg, d.diastolic_mmhg, d.heart_rate_bpm, d.respiratory_rate, d.temperature_c, d.spo2_percent,
+    d.weight_kg, d.height_cm, d.consciousness, d.supplemental_oxygen, d.oxygen_l_min, d.spo2_scale FROM entry e
+    JOIN vital_signs d ON d.entry_id = e.id WHERE e.patient_id = p_patient AND e.kind = 'vital_signs' AND NOT
+    EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id) ORDER BY CASE WHEN e.supersedes IS
+    NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END DESC
+    LIMIT 1) x), 'results', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT e.id, e.root_id, e.status AS
+    entry_status, e.encounter_id, e.author_id, CASE WHEN e.supersedes IS NULL THEN e.author_id ELSE (SELECT
+    first.author_id FROM entry first WHERE first.id = e.root_id) END AS record_author_id, CASE WHEN e.supersedes
+    IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END
+    AS occurred_at, e.recorded_at, d.service_request_id, d.code, d.display, d.value_numeric, d.value_text,
+    d.unit, d.reference_low, d.reference_high, d.flag, d.note, signed.author_id AS signed_by, signed.recorded_at
+    AS signed_at FROM entry e JOIN result d ON d.entry_id = e.id LEFT JOIN LATERAL (SELECT s.author_id,
+    s.recorded_at FROM result_signoff rs JOIN entry s ON s.id = rs.entry_id WHERE rs.result_id = e.id ORDER BY
+    s.recorded_at DESC LIMIT 1) signed ON true WHERE e.patient_id = p_patient AND e.kind = 'result' AND NOT
+    EXISTS (SELECT 1 FROM entry successor WHERE successor.supersedes = e.id) ORDER BY CASE WHEN e.supersedes IS
+    NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id = e.root_id) END DESC
+    LIMIT 20) x), 'open_orders', (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT e.id, e.root_id,
+    e.status AS entry_status, e.encounter_id, e.author_id, CASE WHEN e.supersedes IS NULL THEN e.author_id ELSE
+    (SELECT first.author_id FROM entry first WHERE first.id = e.root_id) END AS record_author_id, CASE WHEN
     e.supersedes IS NULL THEN e.occurred_at ELSE (SELECT first.occurred_at FROM entry first WHERE first.id =
     e.root_id) END AS occurred_at, e.recorded_at, d.category, d.code, d.display, d.priority, d.status,
     d.clinical_info, d.order_set FROM entry e JOIN service_request d ON d.entry_id = e.id WHERE e.patient_id =
