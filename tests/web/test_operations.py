@@ -118,6 +118,32 @@ def test_the_transfer_list_does_not_offer_a_man_the_maternity_ward(manager, db, 
             ed.depart(conn, acting, arrived, visit, disposition="discharged")
 
 
+def test_a_patient_no_ward_can_take_is_offered_no_transfer(manager, db, facility):
+    """With the general ward full and the maternity ward not his, the board says there is nowhere to move
+    him rather than show a Transfer button over a list of nothing but disabled wards."""
+    from sqlalchemy import text
+
+    from appliance.layers.operations import adt
+    from appliance.substrate.principal import Principal
+
+    acting = Principal(account_id=manager.person.account_id, kind="staff", display_name="Bed Manager",
+                       tenant=facility.slug, role="bed_manager")
+    with db.tenant(facility.slug) as conn:
+        man = new_patient(conn, acting, family_name="Kiprotich", given_names="Paul", sex="male")
+        bed = adt.admit(conn, acting, man, ward_code="GEN")["bed_code"]
+        full = conn.execute(text("UPDATE bed SET state = 'blocked' WHERE ward_code = 'GEN' AND state = 'available' "
+                                 "RETURNING code")).scalars().all()
+    try:
+        board = manager.get(f"/t/{facility.slug}/beds/GEN").text
+        card = board.split(f'id="bed-{bed}"')[1].split("</li>")[0]
+        assert "No transfer: no ward that can take this patient has a free bed." in card
+        assert "/transfer" not in card and "/discharge" in card
+    finally:
+        with db.tenant(facility.slug) as conn:
+            conn.execute(text("UPDATE bed SET state = 'available' WHERE code = ANY(:codes)"), {"codes": full})
+            adt.discharge(conn, acting, man, disposition="home")
+
+
 def test_discharge_and_bed_states_from_the_board(manager, db, facility):
     base = f"/t/{facility.slug}"
     patient_id, encounter_id = _ed_patient(db, facility, manager)
