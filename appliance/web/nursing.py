@@ -23,6 +23,7 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
+from appliance.layers.clinical import drugs
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import VitalSignsIn
 from appliance.layers.nursing import access, service, views, ward
@@ -327,6 +328,12 @@ def _mar_context(db: Database, principal: Principal, tenant: str, patient_id: uu
         top = banner(conn, principal, patient_id)
         chart = service.mar(conn, principal, patient_id, window_start=start,
                             window_end=start + dt.timedelta(days=1), now=now, tz=tz)
+    # The drug–allergy check runs when a drug is prescribed, so a prescription written before the allergy
+    # was recorded (or over it, with the prescriber's reason) reaches the round unchecked: the nurse giving
+    # it is the last one who can stop it, and sees the match beside the drug, not only in the banner.
+    allergies = [(a["root_id"], a["substance"]) for a in top["allergies"] or []]
+    for line in chart["lines"]:
+        line["allergy_matches"] = drugs.check(line["drug"], allergies)
     authors = {d["administration"]["author_id"] for line in chart["lines"] for d in line["doses"]
                if d["administration"]}
     authors |= {g["author_id"] for line in chart["lines"] for g in line["unscheduled"]}

@@ -114,6 +114,7 @@ class MarLineOut(_Out):
     duration_days: int | None
     status: str
     instructions: str | None
+    allergy_override_reason: str | None = None  # the prescriber's reason for prescribing despite an allergy
     started_at: dt.datetime
     ends_at: dt.datetime | None
     doses: list[DoseOut]

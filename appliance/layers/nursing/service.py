@@ -256,7 +256,8 @@ def prescriptions_of(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> list
         sa.select(entry.c.id.label("version_id"), entry.c.root_id, entry.c.patient_id, entry.c.encounter_id,
                   entry.c.occurred_at.label("version_at"), first.c.occurred_at.label("started_at"),
                   request.c.drug, request.c.dose, request.c.dose_unit, request.c.route, request.c.frequency,
-                  request.c.duration_days, request.c.status, request.c.instructions)
+                  request.c.duration_days, request.c.status, request.c.instructions,
+                  request.c.allergy_override_reason)
         .select_from(entry.join(request, request.c.entry_id == entry.c.id).join(first, first.c.id == entry.c.root_id))
         .where(entry.c.patient_id.in_(patient_ids), entry.c.kind == "medication_request", views.CURRENT)
         .order_by(first.c.occurred_at)
@@ -335,8 +336,8 @@ def mar_lines(conn: Connection, patient_ids: Sequence[uuid.UUID], *, window_star
             "drug": p["drug"], "dose": p["dose"], "dose_unit": p["dose_unit"], "route": p["route"],
             "frequency": p["frequency"], "regimen": plan.label if plan.kind != "unknown" else "not understood",
             "scheduled": plan.scheduled, "duration_days": p["duration_days"], "status": p["status"],
-            "instructions": p["instructions"], "started_at": p["started_at"], "ends_at": p["ends_at"],
-            "doses": doses, "unscheduled": unscheduled,
+            "instructions": p["instructions"], "allergy_override_reason": p["allergy_override_reason"],
+            "started_at": p["started_at"], "ends_at": p["ends_at"], "doses": doses, "unscheduled": unscheduled,
         })
     return lines
 

@@ -34,7 +34,7 @@ vital_signs = sa.table(
 medication_request = sa.table(
     "medication_request", sa.column("entry_id"), sa.column("drug"), sa.column("dose"), sa.column("dose_unit"),
     sa.column("route"), sa.column("frequency"), sa.column("duration_days"), sa.column("status"),
-    sa.column("instructions"),
+    sa.column("instructions"), sa.column("allergy_override_reason"),
 )
 condition = sa.table("condition", sa.column("entry_id"), sa.column("code"), sa.column("display"),
                      sa.column("clinical_status"), sa.column("verification"), sa.column("onset_date"))

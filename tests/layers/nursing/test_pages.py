@@ -131,6 +131,46 @@ def test_the_mar_page_records_a_dose(signed_in, facility, ward_patients):
     assert twice.status_code == 422 and "already recorded as held" in twice.text
 
 
+def _prescribe(conn, clinician, patient: dict, drug: str, frequency: str, *, override: str | None = None,
+               hours_ago: float = 24):
+    return record.append(conn, clinician, "medication_request", patient_id=patient["id"],
+                         occurred_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_ago),
+                         encounter_id=patient["encounter_id"],
+                         detail={"drug": drug, "dose": Decimal(500), "dose_unit": "mg", "route": "oral",
+                                 "frequency": frequency, "duration_days": 5, "status": "active", "instructions": None,
+                                 "allergy_override_reason": override, "order_set": None})
+
+
+def test_the_mar_warns_beside_a_drug_the_patient_is_allergic_to(db, signed_in, facility, clinician):
+    """The drug–allergy check runs at prescribing: an allergy recorded after the amoxicillin was prescribed
+    left the nurse on the round with the banner's 'Penicillin' and nothing beside the amoxicillin row."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import AllergyIn
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Wekesa", given="John")
+        before = _prescribe(conn, clinician, patient, "Amoxicillin", "every 8 hours")
+        overridden = _prescribe(conn, clinician, patient, "Cloxacillin", "every 6 hours",
+                                override="Desensitised in 2024; allergist's letter on file")
+        _prescribe(conn, clinician, patient, "Paracetamol", "every 6 hours")
+        clinical.add_allergy(conn, clinician, patient["id"], AllergyIn(substance="Penicillin", criticality="high"))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = nurse.get(f"/t/{facility.slug}/patients/{patient['id']}/mar")
+    assert page.status_code == 200
+
+    def line(drug: str) -> str:
+        return page.text.split(f"{drug} 500 mg oral")[1].split('<table class="list compact doses">')[0]
+
+    warned = line("Amoxicillin")
+    assert f'id="allergy-{before.root_id}"' in warned and "Amoxicillin and Penicillin are both penicillins" in warned
+    assert "Check with the prescriber before giving it" in warned
+    kept = line("Cloxacillin")
+    assert "Cloxacillin and Penicillin are both penicillins" in kept
+    assert "Prescribed despite the allergy: “Desensitised in 2024; allergist&#39;s letter on file”" in kept
+    assert f'id="allergy-{overridden.root_id}"' in kept
+    assert "Allergy:" not in line("Paracetamol")
+
+
 def _late_doses(page_text: str) -> list[str]:
     """The scheduled_for of each late dose row on a MAR page."""
     rows = page_text.split('<tr class="dose-late">')[1:]
