@@ -6,6 +6,11 @@ grew since: nothing signed before was rewritten, removed or reordered.
 
 Verifying and taking evidence or checkpoints away are themselves audited (appliance-level events), so
 the trail shows when the regulator looked.
+
+A complaint names a chart ("who read my record at Lakeshore?"): the console finds a facility's chart by
+its record number and lists every access its log holds, as the patient sees them at `/me/access` but
+with the event types a regulator checks against evidence. The lookup is recorded in that facility's log
+as a read of the chart's access log, so the patient sees that the regulator looked.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import sqlalchemy as sa
 from litestar import Request, Response, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
@@ -32,6 +38,8 @@ from appliance.web.errors import error_page
 
 LAST_VERIFICATION = "audit-last-verification.json"
 BREAK_THE_GLASS_WINDOW = timedelta(days=30)
+# What an access did, as the audit event's action code says it (FHIR AuditEvent.action).
+ACTIONS = {"R": "read", "C": "created", "U": "changed", "D": "removed", "E": "used"}
 
 
 class ExportForm(BaseModel):
@@ -194,4 +202,36 @@ def export(request: Request, state: State,
                     headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
-ROUTES = [console, verify, verify_held, keep_checkpoints, export]
+@get("/regulator/patient-access", operation_id="AuditPatientAccessReview", tags=["audit"],
+     opt={"permission": "audit.log.read"}, sync_to_thread=True, include_in_schema=False)
+def patient_access(request: Request, state: State, facility: FromQuery[str] = "", mrn: FromQuery[str] = "") -> Template:
+    """Who opened one chart, found by its facility and record number: every access in the facility's
+    log, newest first. Recorded in that log as a read of the chart's access log."""
+    tenants = [t for t in list_tenants(state.db) if t["status"] == "active"]
+    names = {t["slug"]: t["name"] for t in tenants}
+    mrn = mrn.strip()
+    context = {"principal": request.user, "tenants": tenants, "facility": facility, "mrn": mrn, "entries": None,
+               "refusal": None, "actions": ACTIONS}
+    status = 200
+    if not facility and not mrn:
+        pass  # the empty form, as first opened
+    elif facility not in names:
+        context["refusal"], status = "Choose the facility that holds the chart.", 422
+    elif not mrn:
+        context["refusal"], status = "Type the chart's record number, as the facility knows it.", 422
+    else:
+        with state.db.tenant(facility) as conn:
+            patient_id = conn.execute(sa.text("SELECT id FROM patient WHERE mrn = :mrn"), {"mrn": mrn}).scalar()
+        if patient_id is None:
+            context["refusal"], status = f"{names[facility]} has no chart with record number {mrn}.", 404
+        else:
+            entries = audit.patient_access_log(state.db, facility, patient_id)
+            with state.db.tenant(facility) as conn:
+                audit.append(conn, tenant=facility, principal=request.user, event_type="patient.access_log.read",
+                             action="R", patient_id=patient_id)
+            context |= {"entries": sorted(entries, key=lambda e: (e.recorded, e.seq), reverse=True),
+                        "facility_name": names[facility]}
+    return Template("regulator_access.html", context=context, status_code=status)
+
+
+ROUTES = [console, verify, verify_held, keep_checkpoints, export, patient_access]

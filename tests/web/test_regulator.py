@@ -148,3 +148,53 @@ def test_the_regulator_reviews_break_the_glass_across_facilities_without_patient
     assert len(mine) == 1 and tenant_a.name in mine[0] and "(clinician)" in mine[0]
     assert "Mutua" not in page and "Faith" not in page  # the patient only as a keyed reference
     assert count(db, "audit.break_glass.review") == before + 1
+
+
+def test_the_regulator_finds_who_opened_a_chart_by_its_record_number_and_the_patient_sees_the_lookup(
+        signed_in, db, tenant_a, tenant_b):
+    from appliance.layers.clinical import service
+    from appliance.layers.clinical.schemas import PatientIn
+
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=tenant_a.slug, role="registrar")
+    with db.tenant(tenant_a.slug) as conn:
+        patient = service.register_patient(conn, desk, PatientIn.model_validate({
+            "family_name": "Achieng", "given_names": "Ruth", "birth_date": "1981-05-02", "sex": "female"}))
+    reason = "Brought in unresponsive, reading her allergies"
+    clinician = signed_in("clinician", tenant_a.slug)
+    assert clinician.get(f"/api/t/{tenant_a.slug}/patients/{patient['id']}/chart",
+                         headers={"x-break-glass-reason": reason, "accept": "application/json"}).status_code == 200
+    with db.tenant(tenant_a.slug) as conn:  # the patient reading their own chart, as /me records it
+        audit.append(conn, tenant=tenant_a.slug, principal=Principal(uuid.uuid4(), "patient", "Ruth Achieng"),
+                     event_type="record.chart.read", action="R", patient_id=patient["id"])
+    regulator = signed_in("regulator", kind="regulator")
+    assert 'action="/regulator/patient-access"' in regulator.get("/regulator").text
+
+    def lookups() -> int:
+        return sum(1 for e in audit.patient_access_log(db, tenant_a.slug, patient["id"])
+                   if e.event_type == "patient.access_log.read" and e.who["role"] == "regulator")
+
+    page = regulator.get("/regulator/patient-access", params={"facility": tenant_a.slug, "mrn": patient["mrn"]})
+    assert page.status_code == 200, page.text
+    rows = page.text.split('id="patient-access"')[1].split("</table>")[0].split("<tr")[2:]
+    glass = [row for row in rows if reason in row]
+    assert len(glass) == 1 and "(clinician)" in glass[0] and "break-the-glass" in glass[0]
+    assert any("record.demographics.create" in row and "Desk" in row for row in rows)  # the registration too
+    assert any("record.chart.read" in row and "The patient" in row for row in rows)
+    assert "Achieng" not in page.text and "Ruth" not in page.text  # the chart by its number, never its name
+    assert lookups() == 1  # recorded in the facility's log, on the chart: the patient sees the regulator looked
+
+    # A guessed number, a facility that does not hold the chart, or none chosen: a sentence, the form kept.
+    guessed = regulator.get("/regulator/patient-access", params={"facility": tenant_a.slug, "mrn": "9999999"})
+    assert guessed.status_code == 404 and "has no chart with record number 9999999" in guessed.text
+    assert 'value="9999999"' in guessed.text
+    elsewhere = regulator.get("/regulator/patient-access", params={"facility": tenant_b.slug, "mrn": patient["mrn"]})
+    assert elsewhere.status_code == 404 and tenant_b.name in elsewhere.text and reason not in elsewhere.text
+    unknown = regulator.get("/regulator/patient-access", params={"facility": "t_nowhere", "mrn": patient["mrn"]})
+    assert unknown.status_code == 422 and "Choose the facility" in unknown.text
+    assert lookups() == 1
+
+    # Only the regulator: the facility's own staff and the ministry are refused.
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    for other in (clinician, signed_in("facility_admin", tenant_a.slug), analyst):
+        asked = other.get("/regulator/patient-access", params={"facility": tenant_a.slug, "mrn": patient["mrn"]})
+        assert asked.status_code == 403
