@@ -944,6 +944,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     say(report.summary())
+    if held and report.ok:
+        # Without this line a run with --checkpoints reads exactly like one without: the regulator could
+        # not tell that the kept checkpoints were checked, which is what proves the log only grew.
+        latest = max(held, key=lambda checkpoint: checkpoint.size)
+        say(f"the log only grew since the {len(held)} checkpoint(s) kept earlier "
+            f"({', '.join(str(path) for path in args.checkpoints)}): each is a prefix of it, the latest kept "
+            f"at size {latest.size}, signed {latest.time}")
     for problem in report.problems[:50]:
         say(f"  - [{problem.kind}] {problem}")
     if len(report.problems) > 50:

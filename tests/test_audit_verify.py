@@ -144,7 +144,11 @@ def test_checkpoints_kept_earlier_prove_the_log_only_grew(evidence, db, capsys):
     capsys.readouterr()
     assert audit_verify.main([str(later), "--checkpoints", str(kept), "--public-key",
                               str(evidence["public_key"])]) == 0
-    assert "23 events, 4 checkpoints" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "23 events, 4 checkpoints" in printed
+    # The run says that the kept checkpoints were checked, not only that the package verifies.
+    assert f"the log only grew since the 3 checkpoint(s) kept earlier ({kept})" in printed
+    assert "the latest kept at size 20" in printed
     # ...and the older package, shown to a regulator who kept the newer checkpoints, is a rollback.
     newer = evidence["dir"] / "kept-later.json"
     assert audit_verify.main([str(later), "--save-checkpoints", str(newer)]) == 0
