@@ -125,6 +125,8 @@ class MarOut(_Out):
     window_start: dt.datetime
     window_end: dt.datetime
     late: int
+    late_elsewhere: int = 0  # doses late in the last 24 hours that fall outside the window
+    first_late_elsewhere_at: dt.datetime | None = None  # the earliest of them: which day to open
     lines: list[MarLineOut]
 
 

@@ -33,6 +33,9 @@ from appliance.substrate.age import years_on
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
 
+# How far back a dose with nothing recorded is still "late", to be given or accounted for: the worklist's
+# badge and the MAR's note of late doses on another day look this far back.
+LATE_LOOKBACK = dt.timedelta(hours=24)
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)  # clocks of ward devices drift; a dose "given" later than this is refused
 RISK_RANK = {"high": 4, "medium": 3, "low_medium": 2, "low": 1}
 RISK_LABEL = {"high": "High", "medium": "Medium", "low_medium": "Low–medium (3 in one parameter)", "low": "Low"}
@@ -350,12 +353,24 @@ def mar(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, window
     if window_end - window_start > dt.timedelta(days=31):
         raise Invalid("show at most 31 days of the MAR at once", field="until")
     lines = mar_lines(conn, [patient_id], window_start=window_start, window_end=window_end, now=now, tz=tz)
+    # Last night's late dose is not on this morning's page, yet it is the one the worklist counts: the
+    # window says how many late doses of the last day lie outside it, and the earliest, to open its day.
+    elsewhere: list[dt.datetime] = []
+    read = {line["version_id"] for line in lines}
+    for line in mar_lines(conn, [patient_id], window_start=now - LATE_LOOKBACK, window_end=now, now=now, tz=tz):
+        outside = [d["scheduled_for"] for d in line["doses"]
+                   if d["state"] == "late" and not window_start <= d["scheduled_for"] <= window_end]
+        if outside:
+            elsewhere += outside
+            read.add(line["version_id"])
+    elsewhere.sort()
     given_ids = [d["administration"]["id"] for line in lines for d in line["doses"] if d["administration"]]
     given_ids += [g["id"] for line in lines for g in line["unscheduled"]]
-    note_access(conn, principal, "read", patient_id, "medication_request", [line["version_id"] for line in lines])
+    note_access(conn, principal, "read", patient_id, "medication_request", sorted(read))
     note_access(conn, principal, "read", patient_id, "medication_administration", given_ids)
     late = sum(1 for line in lines for d in line["doses"] if d["state"] == "late")
-    return {"window_start": window_start, "window_end": window_end, "late": late, "lines": lines}
+    return {"window_start": window_start, "window_end": window_end, "late": late, "lines": lines,
+            "late_elsewhere": len(elsewhere), "first_late_elsewhere_at": elsewhere[0] if elsewhere else None}
 
 
 def list_administrations(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:

@@ -53,7 +53,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
     due: dict[uuid.UUID, int] = defaultdict(int)
     late: dict[uuid.UUID, int] = defaultdict(int)
     first_late: dict[uuid.UUID, dt.datetime] = {}  # the MAR's day to open: a late dose may be yesterday's
-    for line in service.mar_lines(conn, ids, window_start=now - dt.timedelta(hours=24), window_end=now + DUE_SOON,
+    for line in service.mar_lines(conn, ids, window_start=now - service.LATE_LOOKBACK, window_end=now + DUE_SOON,
                                   now=now, tz=tz):
         for dose in line["doses"]:
             if dose["state"] == "late":

@@ -171,6 +171,36 @@ def test_the_mar_warns_beside_a_drug_the_patient_is_allergic_to(db, signed_in, f
     assert "Allergy:" not in line("Paracetamol")
 
 
+def test_the_mar_says_when_late_doses_are_on_another_days_page(db, signed_in, facility, clinician):
+    """At 06:00 the MAR opens on today, and last night's 20:00 dose, late with nothing recorded, is on
+    yesterday's page: the worklist said '1 late' and the MAR the nurse opened from the chart showed every
+    dose 'due'. Each day's page now says how many late doses of the last day are elsewhere, and opens the
+    first one's day."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Kiprono", given="Luke")
+        _prescribe(conn, clinician, patient, "Ceftriaxone", "every 6 hours", hours_ago=25)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    mar = f"/t/{facility.slug}/patients/{patient['id']}/mar"
+    today = dt.datetime.now(TZ).date()
+
+    def elsewhere(text: str) -> int:
+        note = text.split('id="late-elsewhere">')[1].split("</p>")[0] if 'id="late-elsewhere"' in text else ""
+        return int(note.split("<strong>")[1].split(" dose")[0]) if note else 0
+
+    worklist = nurse.get(f"/t/{facility.slug}/ward").text
+    row = worklist.split(f'data-patient="{patient["id"]}"')[1].split("</tr>")[0]
+    on_worklist = int(row.split('<span class="badge flag-critical">')[-1].split(" late")[0])
+    assert on_worklist >= 3
+    tomorrow = nurse.get(f"{mar}?day={(today + dt.timedelta(days=1)).isoformat()}").text
+    assert elsewhere(tomorrow) == on_worklist
+    first = tomorrow.split('id="late-elsewhere">')[1].split("</p>")[0]
+    first_day = first.split(f'href="{mar}?day=')[1].split('"')[0]
+    assert first_day in {today.isoformat(), (today - dt.timedelta(days=1)).isoformat()}
+    assert "nothing recorded" in first and "late</strong> on another day's page" in first
+    shown_today = nurse.get(mar).text
+    assert len(_late_doses(shown_today)) + elsewhere(shown_today) == on_worklist
+
+
 def _late_doses(page_text: str) -> list[str]:
     """The scheduled_for of each late dose row on a MAR page."""
     rows = page_text.split('<tr class="dose-late">')[1:]
