@@ -304,9 +304,14 @@ async def adjust_invoice(request: Asking, tenant: Tenant, invoice_id: Id, data: 
         if size is None:
             raise Invalid("give the percentage or the amount as a number", field="size")
         by_percent = values.get("by") == "percent"
-        service.add_adjustment(conn, request.user, invoice_id, kind=kind, percent=size if by_percent else None,
-                               amount=None if by_percent else size, reason=values.get("reason") or "",
-                               approved_by=values.get("approved_by") or "")
+        try:
+            service.add_adjustment(conn, request.user, invoice_id, kind=kind, percent=size if by_percent else None,
+                                   amount=None if by_percent else size, reason=values.get("reason") or "",
+                                   approved_by=values.get("approved_by") or "")
+        except RecordError as exc:
+            if exc.extra.get("field") in {"percent", "amount"}:
+                exc.extra["field"] = "size"  # the form's one box holds either: the sentence goes beside it
+            raise
 
     return await _in_thread(request, tenant, _invoice_action(request, tenant, invoice_id, act, "adjusted",
                                                              values=values))

@@ -93,6 +93,15 @@ def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facili
     missing = clerk.post(f"{invoice_url}/adjustments", data={"kind": "discount", "by": "percent", "size": "10",
                                                              "reason": "hardship", "_csrf_token": csrf(invoice.text)})
     assert missing.status_code == 422 and "approved" in missing.text
+    # The form has one box for either a percentage or an amount: each refusal is said beside it.
+    for by, size, said in (("percent", "150", "A percentage is above 0 and at most 100"),
+                           ("percent", "12.345", "Give the percentage to two decimal places at most"),
+                           ("amount", "0.005", "An amount in KES is above zero, to the currency")):
+        refused = clerk.post(f"{invoice_url}/adjustments", data={
+            "kind": "discount", "by": by, "size": size, "reason": "hardship", "approved_by": "Matron",
+            "_csrf_token": csrf(invoice.text)})
+        assert refused.status_code == 422 and said in refused.text, (by, size)
+        assert 'id="size" name="size"' in refused.text and f'value="{size}"' in refused.text
     adjusted = clerk.post(f"{invoice_url}/adjustments", data={
         "kind": "exemption", "by": "amount", "size": "25.50", "reason": "waiver scheme",
         "approved_by": "Matron Achieng",

@@ -312,6 +312,8 @@ def add_adjustment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
         raise Invalid("give either a percentage or an amount", field="percent")
     if percent is not None and not (Decimal(0) < percent <= Decimal(100)):
         raise Invalid("a percentage is above 0 and at most 100", field="percent")
+    if percent is not None and percent != percent.quantize(Decimal("0.01")):  # kept to two places, never rounded
+        raise Invalid("give the percentage to two decimal places at most, e.g. 12.5", field="percent")
     if amount is not None and (amount <= 0 or amount != rounded(amount, found["currency"])):
         raise Invalid(f"an amount in {found['currency']} is above zero, to the currency's smallest unit",
                       field="amount")
