@@ -252,16 +252,20 @@ def chart_marks(row: dict) -> dict[str, str]:
 
 def _observations_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
     clock = Clock(facility_zone(db, tenant))
+    now = _now()
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         rows = service.observations(conn, principal, patient_id)
-        exclusion = service.news2_exclusion(conn, patient_id, dt.datetime.now(dt.UTC))
+        exclusion = service.news2_exclusion(conn, patient_id, now)
         due = service.observations_due(conn, principal, patient_id)
+    # A time in the past read as 'Next observations due 03:24' at 06:14, three hours after a MEOWS of two
+    # reds asked for sets every 15 minutes: the page says the set is overdue, and by how long.
+    overdue = int((now - due).total_seconds() // 60) if due and due < now else 0
     adult = years_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
     shown = [r | {"marks": chart_marks(r)} for r in rows[:30]]
     return {**top, "rows": shown, "latest": scored[0] if scored else None, "exclusion": exclusion,
-            "observations_due_at": due,
+            "observations_due_at": due, "observations_overdue": overdue > 0, "overdue_minutes": overdue,
             "latest_meows": next((r for r in rows if r["meows"]), None),
             # A woman scored by MEOWS has no NEWS2 trend to follow: an old score would mislead.
             "news2_svg": news2_chart(rows, clock) if scored and not (exclusion and exclusion.maternity) else None,

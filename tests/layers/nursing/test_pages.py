@@ -14,7 +14,7 @@ import pytest
 
 from appliance.substrate import record
 from appliance.web.nursing import lateness
-from tests.layers.nursing.conftest import TZ, admit, vitals
+from tests.layers.nursing.conftest import HIGH, TZ, admit, vitals
 from tests.web.test_auth import csrf_token
 
 
@@ -67,6 +67,25 @@ def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, 
     # An observations task is done by recording the set: the worklist offers that, not a "Done" tick.
     observe = worklist.text.split('class="task task-observations')[1].split("</li>")[0]
     assert ">Record</a>" in observe and "/done" not in observe
+
+
+def test_the_observations_page_says_when_the_next_set_is_overdue(db, signed_in, facility, clinician):
+    """A NEWS2 of 9 two hours ago asked for a set every 15 minutes; the page said 'Next observations due
+    <time>' with the time long past, as if it were still to come."""
+    from appliance.layers.clinical.schemas import VitalSignsIn
+
+    taken = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Opiyo", given="Samuel")
+        record.append(conn, clinician, "vital_signs", patient_id=patient["id"], encounter_id=patient["encounter_id"],
+                      occurred_at=taken, detail=VitalSignsIn.model_validate(HIGH).model_dump(exclude={"encounter_id"}))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = nurse.get(f"/t/{facility.slug}/patients/{patient['id']}/observations")
+    assert page.status_code == 200 and "NEWS2 9 · High" in page.text
+    due = (taken + dt.timedelta(minutes=15)).astimezone(TZ)
+    overdue = page.text.split('id="observations-overdue">')[1].split("</p>")[0]
+    assert f"the next set was due {due:%d %b %Y %H:%M}, 1 h 4" in overdue and "Record a set now." in overdue
+    assert "Next observations due" not in page.text
 
 
 def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, clinician):
