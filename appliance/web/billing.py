@@ -45,7 +45,8 @@ portal.NAV.extend([
 ])
 portal.NOTICES.update({
     "priced": "Charge priced; it has left the unpriced worklist.",
-    "accrued": "Bed-days accrued to the last census.",
+    "accrued": "Bed-days accrued to the last census: each stay present at a census not yet charged has its bed-day.",
+    "accrued-none": "No bed-day to accrue: every stay present at the last census is already charged.",
     "drafted": "Draft invoice ready: its lines follow the account's charges until it is finalised.",
     "adjusted": "Adjustment recorded with its reason and approver.",
     "finalised": "Invoice finalised.",
@@ -161,8 +162,8 @@ async def price_charge(request: Asking, tenant: Tenant, charge_id: Id, data: For
 
 @post("/bed-days", operation_id="BillingAccrueBedDays", opt=_opts("financial.charge.accrue"), include_in_schema=False)
 async def accrue_bed_days(request: Asking, tenant: Tenant) -> Response:
-    await _in_thread(request, tenant, lambda conn: accrual.accrue_bed_days(conn, request.user))
-    return see_other(request, f"{BASE.format(tenant=tenant)}?done=accrued")
+    charged = await _in_thread(request, tenant, lambda conn: accrual.accrue_bed_days(conn, request.user))
+    return see_other(request, f"{BASE.format(tenant=tenant)}?done={'accrued' if charged else 'accrued-none'}")
 
 
 # -- accounts and invoices -----------------------------------------------------------------------------

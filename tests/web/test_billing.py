@@ -300,6 +300,17 @@ def test_the_days_takings_add_up_by_method_and_by_cashier(db, signed_in, facilit
     assert bad.status_code == 422 and "Give a date as YYYY-MM-DD." in bad.text
 
 
+def test_accruing_bed_days_says_whether_any_were_charged(signed_in, other_facility):
+    """With nobody in a bed, the accrual charges nothing and the page says so: it said 'accrued' whatever
+    happened, so a second click (or an empty ward) read as if charges had been written."""
+    clerk = signed_in("billing_clerk", other_facility.slug)
+    base = f"/t/{other_facility.slug}/billing"
+    accrued = clerk.post(f"{base}/bed-days", data={"_csrf_token": csrf(clerk.get(base).text)}, follow_redirects=False)
+    assert accrued.status_code == 303 and accrued.headers["location"].endswith("?done=accrued-none")
+    assert "No bed-day to accrue: every stay present at the last census is already charged." in \
+        clerk.get(accrued.headers["location"]).text
+
+
 def test_a_clinician_has_no_billing_pages_and_no_billing_navigation(signed_in, facility):
     doctor = signed_in("clinician", facility.slug)
     assert doctor.get(f"/t/{facility.slug}/billing").status_code == 403
