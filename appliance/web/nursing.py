@@ -70,17 +70,25 @@ OBSERVATION_FIELDS = ["respiratory_rate", "spo2_percent", "spo2_scale", "supplem
 DOSE_OUTCOMES = [("given", "Given"), ("held", "Held"), ("refused", "Refused"), ("missed", "Missed")]
 
 
-def lateness(minutes: int) -> str:
-    """'45 min late', '17 h 29 min late': a dose charted the next morning read as '1049 min late'."""
+def duration(minutes: int) -> str:
+    """'45 min', '17 h 29 min', '2 h': a dose charted the next morning read as '1049 min late'."""
     hours, rest = divmod(minutes, 60)
     if not hours:
-        return f"{rest} min late"
-    return f"{hours} h {rest} min late" if rest else f"{hours} h late"
+        return f"{rest} min"
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def lateness(minutes: int) -> str:
+    return f"{duration(minutes)} late"
+
+
+def minutes_since(moment: dt.datetime, now: dt.datetime) -> int:
+    return max(0, int((now - moment).total_seconds() // 60))
 
 
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
                    "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES,
-                   "lateness": lateness}
+                   "lateness": lateness, "duration": duration, "minutes_since": minutes_since}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
@@ -260,7 +268,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
         due = service.observations_due(conn, principal, patient_id)
     # A time in the past read as 'Next observations due 03:24' at 06:14, three hours after a MEOWS of two
     # reds asked for sets every 15 minutes: the page says the set is overdue, and by how long.
-    overdue = int((now - due).total_seconds() // 60) if due and due < now else 0
+    overdue = minutes_since(due, now) if due and due < now else 0
     adult = years_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
     shown = [r | {"marks": chart_marks(r)} for r in rows[:30]]

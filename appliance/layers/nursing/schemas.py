@@ -119,6 +119,8 @@ class MarLineOut(_Out):
     ends_at: dt.datetime | None
     doses: list[DoseOut]
     unscheduled: list[AdministrationOut]  # as-needed doses and doses given outside the schedule
+    last_given_at: dt.datetime | None = None  # the latest dose given, on whatever day
+    given_last_day: int = 0  # doses given in the 24 hours before now
 
 
 class MarOut(_Out):

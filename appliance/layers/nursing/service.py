@@ -326,6 +326,11 @@ def mar_lines(conn: Connection, patient_ids: Sequence[uuid.UUID], *, window_star
         unscheduled = [g for g in recorded if g["scheduled_for"] is None
                        and window_start <= (g["administered_at"] or g["occurred_at"]) <= window_end]
         active = p["status"] == "active" and (p["ends_at"] is None or p["ends_at"] > window_start)
+        # An as-needed dose is given against the last one and the day's total ("max 4 g in 24 h"), which
+        # may lie on yesterday's page: each line carries both, whatever day is shown.
+        given_times = [g["administered_at"] for g in recorded if g["outcome"] == "given" and g["administered_at"]]
+        last_given = max((t for t in given_times if t <= now), default=None)
+        given_last_day = sum(1 for t in given_times if now - dt.timedelta(hours=24) < t <= now)
         if not (slots or unscheduled or active):
             continue
         doses = []
@@ -341,6 +346,7 @@ def mar_lines(conn: Connection, patient_ids: Sequence[uuid.UUID], *, window_star
             "scheduled": plan.scheduled, "duration_days": p["duration_days"], "status": p["status"],
             "instructions": p["instructions"], "allergy_override_reason": p["allergy_override_reason"],
             "started_at": p["started_at"], "ends_at": p["ends_at"], "doses": doses, "unscheduled": unscheduled,
+            "last_given_at": last_given, "given_last_day": given_last_day,
         })
     return lines
 

@@ -220,6 +220,32 @@ def test_the_mar_says_when_late_doses_are_on_another_days_page(db, signed_in, fa
     assert len(_late_doses(shown_today)) + elsewhere(shown_today) == on_worklist
 
 
+def test_an_as_needed_line_says_when_it_was_last_given_and_how_often_today(db, signed_in, facility, clinician):
+    """'Paracetamol PRN, max 4 g in 24 h': the MAR listed only the shown day's doses, so at 01:00 the
+    doses given last evening were on another page and the nurse giving one more saw none."""
+    from appliance.layers.nursing import service
+    from appliance.layers.nursing.schemas import AdministrationIn
+
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Nyambura", given="Grace")
+        rx = _prescribe(conn, clinician, patient, "Paracetamol", "as needed", hours_ago=30)
+        for hours in (26, 20, 3):
+            service.record_administration(conn, clinician, patient["id"], AdministrationIn.model_validate(
+                {"medication_request_id": rx.id, "outcome": "given", "reason": "pain",
+                 "administered_at": now - dt.timedelta(hours=hours)}), now=now, tz=TZ)
+        never = _prescribe(conn, clinician, patient, "Ibuprofen", "as needed", hours_ago=2)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    mar = f"/t/{facility.slug}/patients/{patient['id']}/mar"
+    last = (now - dt.timedelta(hours=3)).astimezone(TZ)
+    for day in ("", f"?day={(dt.datetime.now(TZ).date() + dt.timedelta(days=1)).isoformat()}"):
+        page = nurse.get(mar + day).text
+        said = page.split(f'id="last-given-{rx.root_id}">')[1].split("</p>")[0]
+        assert f"Last given <strong>{last:%d %b %Y %H:%M}</strong> (3 h" in said
+        assert "<strong>2</strong> doses in the last 24 hours" in said
+        assert page.split(f'id="last-given-{never.root_id}">')[1].startswith("Not given yet.")
+
+
 def _late_doses(page_text: str) -> list[str]:
     """The scheduled_for of each late dose row on a MAR page."""
     rows = page_text.split('<tr class="dose-late">')[1:]
