@@ -237,6 +237,12 @@ def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     bad = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/triage", {"acuity": "urgent"})
     assert bad.status_code == 422
     assert post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/dance", {}).status_code == 422
+    # One click on 'Record departure' must not record the patient as sent home: where they went is chosen.
+    board = clinician.get(f"{base}/ed").text
+    departure = board.split(f'action="{base}/ed/{encounter_id}/departure"')[1].split("</form>")[0]
+    assert 'name="disposition" required><option value="" selected>' in departure
+    unsaid = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/departure", {"disposition": ""})
+    assert unsaid.status_code == 422 and f"/ed/{encounter_id}/" in clinician.get(f"{base}/ed").text
     left = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/departure",
                      {"disposition": "left_against_advice"})
     assert left.status_code == 303
