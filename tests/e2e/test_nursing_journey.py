@@ -98,6 +98,14 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     page.goto(f"{live_server}/t/{clinic.slug}/patients/{ward_patient['id']}/mar")
     assert "Amoxicillin 500 mg oral" in page.locator("article.mar-line").first.inner_text()
     journey.shot(page, "mar")
+    # on a phone the MAR fits the screen: the page was wider than it, each dose's Record button off its edge
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    record = page.locator("table.doses").first.get_by_role("button", name="Record").first.bounding_box()
+    assert record["x"] + record["width"] <= 390, record
+    journey.shot(page, "mar-phone")
+    page.set_viewport_size(TABLET)
     page.get_by_role("link", name="Shift handover").click()
     page.wait_for_url(re.compile(r"/ward/handover$"))
     assert "MWANGI, Daniel Kiprop" in page.locator("article.handover-patient").first.inner_text()
