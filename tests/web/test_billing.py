@@ -300,6 +300,30 @@ def test_the_days_takings_add_up_by_method_and_by_cashier(db, signed_in, facilit
     assert bad.status_code == 422 and "Give a date as YYYY-MM-DD." in bad.text
 
 
+def test_the_account_offers_the_invoice_step_that_applies(db, signed_in, facility):
+    """'Prepare invoice' while charges wait; the draft once one is open; and once every charge is on a final
+    invoice, a sentence, where the button stayed and answered with a refusal."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr S", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Steps", "Stella")
+        account_id = conn.execute(sa.text("SELECT id FROM account WHERE patient_id = :p"),
+                                  {"p": patient["id"]}).scalar_one()
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/accounts/{account_id}"
+    waiting = clerk.get(url).text
+    assert f'action="{url}/invoices"' in waiting and ">Prepare invoice<" in waiting
+    drafted = clerk.post(f"{url}/invoices", data={"_csrf_token": csrf(waiting)}, follow_redirects=False)
+    draft_url = drafted.headers["location"].split("?")[0]
+    open_draft = clerk.get(url).text
+    assert f'href="{draft_url}" class="button">Open the draft invoice<' in open_draft
+    assert f'action="{url}/invoices"' not in open_draft
+    clerk.post(f"{draft_url}/finalise", data={"_csrf_token": csrf(waiting)})
+    done = clerk.get(url).text
+    assert 'id="nothing-to-invoice">Every charge is on a final invoice.<' in done
+    assert f'action="{url}/invoices"' not in done and "Open the draft invoice" not in done
+
+
 def test_accruing_bed_days_says_whether_any_were_charged(signed_in, other_facility):
     """With nobody in a bed, the accrual charges nothing and the page says so: it said 'accrued' whatever
     happened, so a second click (or an empty ward) read as if charges had been written."""
