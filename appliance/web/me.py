@@ -9,14 +9,19 @@ so there is nothing to guess: the subject comes from the session alone. Each fac
 that facility's transaction and audited there as the patient's own read. A patient's account is made
 by the facility's front desk or clinician (`portal.invite_patient`, on the patient's registration
 page), with a one-time enrolment link for the patient, as staff accounts are.
+
+`/me/record.json` is the same record as a file to keep or to take to another clinician: what the page
+shows (results only once released to the patient), nothing the page does not, with each facility's
+times in its own zone. Taking it away is recorded at each facility as an export of the chart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zoneinfo
 
-from litestar import Request, get
+from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.response import Template
 
@@ -27,6 +32,7 @@ from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
 from appliance.layers.patient import portal as patient_portal
 from appliance.layers.patient.release import release
+from appliance.substrate import audit
 from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, Clock, is_abnormal, number, reference_range, result_value
 
 RESULTS_SHOWN = 20
@@ -34,7 +40,9 @@ VISITS_SHOWN = 10
 ACCESS_SHOWN = 300
 
 
-def _facility_records(state: State, request: Request) -> list[dict]:
+def _facility_records(state: State, request: Request, *, export: bool = False) -> list[dict]:
+    """Each facility's part of the record, as the page shows it; `export` reads it whole, for the file,
+    and records in each facility's transaction that it was taken away."""
     records = []
     for holding in patient_portal.records_of(state.db, request.user.subject_id):
         with state.db.tenant(holding.tenant) as conn:
@@ -46,9 +54,12 @@ def _facility_records(state: State, request: Request) -> list[dict]:
                 result["disclosed_at"] = given.get(result["id"])
             appointments = scheduling.upcoming_of_patient(conn, request.user, holding.patient_id)
             bills = financial.bills_of_patient(conn, request.user, holding.patient_id)
+            if export:
+                audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
+                             action="E", patient_id=holding.patient_id)
         released = release(summary["results"], state.release_rules, dt.datetime.now(dt.UTC))
-        summary["results"] = released.shown[:RESULTS_SHOWN]
-        summary["encounters"] = summary["encounters"][:VISITS_SHOWN]
+        summary["results"] = released.shown if export else released.shown[:RESULTS_SHOWN]
+        summary["encounters"] = summary["encounters"] if export else summary["encounters"][:VISITS_SHOWN]
         # Dates as the patient lived them, at the facility: a result taken at 01:30 in Nairobi is of that
         # day there (the staff's pages say so too), not of the day before in UTC.
         clock = Clock(zoneinfo.ZoneInfo(holding.timezone))
@@ -83,4 +94,50 @@ def access_page(request: Request, state: State) -> Template:
     })
 
 
-ROUTES = [record_page, access_page]
+def _as_file(record: dict) -> dict:
+    """One facility's part of the record as the file carries it: the page's fields, named for a reader."""
+    s, clock = record["summary"], record["clock"]
+    patient = s["patient"]
+    return {
+        "facility": record["holding"].facility, "time_zone": str(clock.tz), "record_number": patient["mrn"],
+        "name": f"{patient['given_names']} {patient['family_name']}", "born": patient["birth_date"].isoformat(),
+        "allergies": [{"substance": a["substance"], "reaction": a["reaction"], "severity": a["severity"]}
+                      for a in s["allergies"]],
+        "health_problems": [{"problem": p["display"], "icd10": p["code"], "verification": p["verification"],
+                             "since": p["onset_date"].isoformat() if p["onset_date"] else None} for p in s["problems"]],
+        "medicines": [{"medicine": m["drug"], "dose": f"{number(m['dose'])} {m['dose_unit']}".strip(),
+                       "route": m["route"], "how_often": m["frequency"], "days": m["duration_days"]}
+                      for m in s["medications"]],
+        "results": [{"test": x["display"], "result": result_value(x), "usual_range": reference_range(x) or None,
+                     "flag": FLAGS[x["flag"]][0] if x["flag"] in FLAGS else None, "taken": clock.iso(x["occurred_at"])}
+                    for x in s["results"]],
+        "results_reviewed_shown_later": [{"test": x["display"], "taken": clock.iso(x["occurred_at"]),
+                                          "shown_from": at.isoformat(timespec="minutes")} for x, at in record["later"]],
+        "results_given_in_person_first": record["in_person"],
+        "appointments": [{"at": a["local_start"].isoformat(timespec="minutes"), "clinic": a["clinic"],
+                          "status": a["status"]} for a in record["appointments"]],
+        "visits": [{"on": clock.iso(e["started_at"] or e["planned_for"]),
+                    "kind": ENCOUNTER_CLASSES.get(e["encounter_class"], e["encounter_class"]), "status": e["status"]}
+                   for e in s["encounters"]],
+        "bills": [{"invoice": b["number"], "on": clock.iso(b["finalised_at"]),
+                   "paid_by": "you" if b["payer_code"] is None else b["payer"],
+                   "total": format_money(b["total"], b["currency"]),
+                   "still_owed": format_money(b["outstanding"], b["currency"])} for b in record["bills"]],
+    }
+
+
+@get("/me/record.json", operation_id="PatientRecordDownload", tags=["patient"],
+     opt={"permission": "patient.record.read"}, sync_to_thread=True, include_in_schema=False)
+def download(request: Request, state: State) -> Response:
+    """The patient's record from every facility as one JSON file (see the module docstring)."""
+    now = dt.datetime.now(dt.UTC)
+    document = {"record_of": request.user.display_name, "downloaded_at": now.isoformat(timespec="seconds"),
+                "about": "Your record from every facility on this appliance that holds one, as your record page "
+                         "shows it: results once they are released to you. Times are each facility's own.",
+                "facilities": [_as_file(record) for record in _facility_records(state, request, export=True)]}
+    return Response(json.dumps(document, indent=1, ensure_ascii=False).encode(), media_type="application/json",
+                    headers={"content-disposition": f'attachment; filename="my-health-record-{now:%Y-%m-%d}.json"',
+                             "cache-control": "no-store"})
+
+
+ROUTES = [record_page, access_page, download]

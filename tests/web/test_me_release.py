@@ -16,7 +16,7 @@ import pytest
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn
 from appliance.layers.patient.release import ReleasePolicyError, load_release_rules, release
-from appliance.substrate import identity
+from appliance.substrate import audit, identity
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import NewEntry, append_many
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
@@ -86,6 +86,31 @@ def test_the_portal_shows_what_the_rules_release_and_no_more(db, app, patient_wi
     assert "Chest X-ray, 2 views" in later and "shows here from" in later
     assert "UTC" not in later  # in the facility's time, as the patient reads a clock there
     assert "Glucose" not in results  # not reviewed: not released by any rule
+
+
+def test_the_record_downloads_as_the_page_shows_it_released_results_only_and_the_download_is_audited(
+        db, app, policy, signed_in, release_clinic):
+    patient = _patient_with_results(db, policy, release_clinic)
+    me = _patient_client(db, app, patient["email"])
+    assert 'href="/me/record.json"' in me.get("/me").text
+    got = me.get("/me/record.json")
+    assert got.status_code == 200 and got.headers["content-type"].startswith("application/json")
+    assert got.headers["content-disposition"].startswith('attachment; filename="my-health-record-')
+    [part] = got.json()["facilities"]
+    assert part["facility"] == release_clinic.name and part["time_zone"] == "Africa/Nairobi"
+    results = {result["test"]: result for result in part["results"]}
+    assert results["Haemoglobin"]["result"].startswith("13.1") and results["Haemoglobin"]["usual_range"]
+    # The release rules hold in the file as on the page: not named until given, not before review or its time.
+    assert "HIV" not in got.text and "reactive" not in got.text and XRAY_REPORT not in got.text
+    assert "Glucose" not in got.text
+    assert part["results_given_in_person_first"] == 1
+    assert [later["test"] for later in part["results_reviewed_shown_later"]] == ["Chest X-ray, 2 views"]
+    assert results["Haemoglobin"]["taken"].endswith("+03:00")  # the facility's clock, as the page reads
+    exports = [e for e in audit.patient_access_log(db, release_clinic.slug, patient["patient_id"])
+               if e.event_type == "patient.record.export"]
+    assert len(exports) == 1 and exports[0].who["kind"] == "patient"
+    assert "downloaded your record" in me.get("/me/access").text
+    assert signed_in("clinician", release_clinic.slug).get("/me/record.json").status_code == 403
 
 
 def test_the_patient_reads_dates_and_times_as_the_facilitys_clock_shows_them(db, app, policy, release_clinic):

@@ -31,8 +31,14 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "patient": "your details", "timeline": "your record's history", "results": "your results"}
 
 
+# Events whose words are not "verb + thing".
+DESCRIBED = {"patient.record.export": "downloaded your record"}
+
+
 def describe(event_type: str, action: str) -> str:
     """'looked at your chart', 'recorded a prescription': one access log line in words."""
+    if event_type in DESCRIBED:
+        return DESCRIBED[event_type]
     parts = event_type.split(".")
     kind = parts[1] if parts[0] in ("record", "patient") and len(parts) > 2 else parts[0]
     thing = THINGS.get(kind, kind.replace("_", " "))
