@@ -118,6 +118,9 @@ def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened
     glass = log.split('data-break-glass="1"')[1].split("</tr>")[0]
     assert REASON in glass and "Hillview Health Centre" in glass and "(clinician)" in glass
     assert "You</td>" in log and "looked at your chart" in log
+    # Every line in words: the page's reads of bills and appointments, not the record's kind names.
+    assert "looked at a bill" in log and "looked at an appointment" in log
+    assert "looked at invoice" not in log and "looked at appointment" not in log
     assert "1 time someone without a care relationship" in access.text
 
 

@@ -28,7 +28,14 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "vital_signs": "vital signs", "note": "a note",
           "encounter": "a visit", "encounter_status": "a visit's progress", "demographics": "your details",
           "news2": "an early warning score", "meows": "an early warning score", "access_log": "this access log",
-          "patient": "your details", "timeline": "your record's history", "results": "your results"}
+          "patient": "your details", "timeline": "your record's history", "results": "your results",
+          "invoice": "a bill", "payment": "a payment", "charge": "a charge for your care",
+          "appointment": "an appointment", "appointment_status": "an appointment's progress",
+          "admission": "your admission to a ward", "discharge": "your discharge", "bed_assignment": "your bed",
+          "medication_administration": "a dose given to you", "nursing_task": "a nursing task",
+          "care_plan": "a care plan", "ed_arrival": "your arrival at the emergency unit",
+          "ed_triage": "your emergency triage", "ed_seen": "that you were seen in the emergency unit",
+          "ed_decision": "an emergency unit decision", "ed_departure": "your leaving the emergency unit"}
 
 
 # Events whose words are not "verb + thing".
