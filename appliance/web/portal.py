@@ -1013,6 +1013,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     clock = Clock(facility_of(db, tenant).timezone)
     with db.tenant(tenant) as conn:
         summary = chart.chart_summary(conn, principal, patient_id)
+        held = service.held_on_boards(conn, [e["id"] for e in summary["encounters"]])
         # The summary carries the latest results; a year's trend needs them all.
         results = service.list_results(conn, principal, patient_id, limit=1000) \
             if principal.can("clinical.result.read") else summary["results"]
@@ -1029,8 +1030,8 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     return page(request, "chart.html", active="patients", patient_id=patient_id, tab="summary",
                 patient=patient, allergies=summary["allergies"], problems=summary["problems"],
                 medications=summary["medications"], open_orders=summary["open_orders"],
-                encounters=summary["encounters"], open_encounters=open_encounters(summary["encounters"]),
-                trends=trends[:12], to_review=to_review,
+                encounters=[e | {"held_by": held.get(e["id"])} for e in summary["encounters"]],
+                open_encounters=open_encounters(summary["encounters"]), trends=trends[:12], to_review=to_review,
                 abnormal_to_review=[r for r in to_review if is_abnormal(r)],
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),

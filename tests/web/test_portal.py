@@ -363,6 +363,50 @@ def test_start_and_finish_an_encounter(signed_in, db, facility, charts, author):
     assert again.status_code == 409 and "cannot become finished" in again.text
 
 
+def test_an_admission_or_an_ed_visit_ends_on_its_board_not_by_hand_on_the_chart(signed_in, db, facility, author):
+    """'Finish' on the chart of an inpatient in a bed closed the admission while the patient stayed in the
+    bed: the bed board still showed them, the ward's nurses lost them and their open tasks were cancelled
+    (an ED visit likewise stayed on the ED board). The chart now says where each ends and offers neither
+    finishing nor cancelling it; the form's post is refused in a sentence; a discharge still finishes it."""
+    from appliance.layers.operations import adt, ed
+    from tests.layers.operations.conftest import new_patient
+
+    acting = principal_of(author, facility.slug)
+    with db.tenant(facility.slug) as conn:
+        inpatient = new_patient(conn, acting, family_name="Kiprop", given_names="Brian", sex="male")
+        stay = adt.admit(conn, acting, inpatient, ward_code="GEN")
+        waiting = new_patient(conn, acting, family_name="Chebet", given_names="Ruth")
+        visit = ed.arrive(conn, acting, waiting, complaint="Chest pain for two hours")
+    client = signed_in("clinician", facility.slug)
+    try:
+        for pid, encounter_id, refused_step, says, link, sentence in (
+            (inpatient, stay["encounter_id"], "finished", "Ends with the discharge on the",
+             f'href="{base(facility)}/beds/GEN"', "ends when the patient is discharged from the bed"),
+            (waiting, visit["id"], "cancelled", "Ends with the departure recorded on the",
+             f'href="{base(facility)}/ed"', "departure is recorded there"),
+        ):
+            chart_path = f"{base(facility)}/patients/{pid}/chart"
+            chart = client.get(chart_path).text
+            action = f"{base(facility)}/patients/{pid}/encounters/{encounter_id}/status"
+            offered = re.findall(r'name="status" value="([a-z_]+)"', "".join(
+                form for form in chart.split("<form")[1:] if f'action="{action}"' in form))
+            assert "finished" not in offered and "cancelled" not in offered, offered
+            assert says in chart and link in chart
+            refused = post_form(client, chart_path, action, {"status": refused_step})
+            assert refused.status_code == 409 and sentence in refused.text
+        with db.tenant(facility.slug) as conn:
+            assert [e["status"] for e in service.list_encounters(conn, acting, inpatient)] == ["in_progress"]
+            adt.discharge(conn, acting, inpatient, disposition="home")
+            stay = None
+            assert [e["status"] for e in service.list_encounters(conn, acting, inpatient)] == ["finished"]
+        assert "Ends with the discharge" not in client.get(f"{base(facility)}/patients/{inpatient}/chart").text
+    finally:
+        with db.tenant(facility.slug) as conn:
+            if stay is not None:
+                adt.discharge(conn, acting, inpatient, disposition="home")
+            ed.depart(conn, acting, waiting, visit["id"], disposition="discharged")
+
+
 def test_order_set_asks_for_an_override_reason_when_an_allergy_matches(signed_in, db, facility, charts, author):
     client = signed_in("clinician", facility.slug)
     chart = charts[0]

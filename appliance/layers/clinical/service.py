@@ -425,6 +425,42 @@ TRANSITIONS: dict[str, set[str]] = {
 ENCOUNTER_COLUMNS = (encounter.c.id, encounter.c.patient_id, encounter.c.encounter_class, encounter.c.status,
                      encounter.c.reason, encounter.c.ward_code, encounter.c.planned_for, encounter.c.started_at,
                      encounter.c.ended_at)
+# An encounter the operations layer holds on one of its boards ends there, never by hand: an inpatient stay
+# given a bed ends with the patient's discharge (which frees the bed), an emergency visit on the ED board
+# with its departure. Finished or cancelled on the chart instead, the patient stayed in the bed or on the
+# board with their encounter closed: the ward's nurses lost them and their open tasks were cancelled. The
+# kinds are named, not imported (the clinical layer does not know the operations layer): the entry that
+# put the encounter on a board, the entry that takes it off, and the sentence saying where that is done.
+HELD_ON_A_BOARD: dict[str, tuple[str, str]] = {
+    "admission": ("discharge", "an inpatient admission with a bed ends when the patient is discharged from the "
+                               "bed on the bed board, which frees the bed; it finishes then"),
+    "ed_arrival": ("ed_departure", "an emergency visit on the emergency department board ends when its "
+                                   "departure is recorded there (discharged, admitted, transferred); it "
+                                   "finishes then"),
+}
+
+
+def held_on_a_board() -> sa.ColumnElement:
+    """SQL, correlated with `encounter`: the kind of entry that put this encounter on an operations board
+    ('admission', 'ed_arrival') while the entry that takes it off is not yet written; NULL otherwise."""
+    def written(kind: str) -> sa.ColumnElement[bool]:
+        found = entry.alias(f"board_{kind}")
+        return sa.exists().where(found.c.encounter_id == encounter.c.id, found.c.kind == kind,
+                                 found.c.status != "entered_in_error", current_clause(found))
+
+    return sa.case(*[(sa.and_(written(put_on), ~written(taken_off)), put_on)
+                     for put_on, (taken_off, _) in HELD_ON_A_BOARD.items()], else_=sa.null())
+
+
+def held_on_boards(conn: Connection, encounter_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Which of these encounters an operations board holds, and by what (held_on_a_board), for a reader
+    holding encounters from the chart summary, which does not carry it; not audited — the caller's read
+    of those encounters is."""
+    if not encounter_ids:
+        return {}
+    held = held_on_a_board()
+    return dict(conn.execute(sa.select(encounter.c.id, held).where(encounter.c.id.in_(encounter_ids),
+                                                                   held.is_not(None))).all())
 
 
 def require_encounter(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None) -> None:
@@ -480,13 +516,18 @@ def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID
 def transition_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                          encounter_id: uuid.UUID, to_status: str) -> dict:
     """Move an encounter along planned → arrived → in progress → finished (or cancelled before it
-    starts); anything else is refused and changes nothing."""
+    starts); anything else is refused and changes nothing, as is ending one an operations board holds
+    (HELD_ON_A_BOARD)."""
     row = conn.execute(
-        sa.select(encounter.c.status, encounter.c.started_at)
-        .where(encounter.c.id == encounter_id, encounter.c.patient_id == patient_id).with_for_update()
+        sa.select(encounter.c.status, encounter.c.started_at, held_on_a_board().label("held_by"))
+        .where(encounter.c.id == encounter_id, encounter.c.patient_id == patient_id)
+        .with_for_update(of=encounter)
     ).first()
     if row is None:
         raise NotFound(f"no encounter {encounter_id} for this patient", encounter_id=str(encounter_id))
+    if to_status in {"finished", "cancelled"} and row.held_by is not None:
+        raise Conflict(f"this encounter cannot be {to_status} here: {HELD_ON_A_BOARD[row.held_by][1]}",
+                       field="status", current_status=row.status, held_by=row.held_by)
     if to_status not in TRANSITIONS[row.status]:
         allowed = sorted(TRANSITIONS[row.status]) or ["none: it is closed"]
         raise Conflict(f"an encounter that is {row.status} cannot become {to_status} "
@@ -506,7 +547,8 @@ def transition_encounter(conn: Connection, principal: Principal, patient_id: uui
 def list_encounters(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 50) -> list[dict]:
     require_patient(conn, patient_id)
     rows = [dict(r) for r in conn.execute(  # with who opened it, as every other entry carries its author
-        sa.select(*ENCOUNTER_COLUMNS, entry.c.author_id).join(entry, entry.c.id == encounter.c.entry_id)
+        sa.select(*ENCOUNTER_COLUMNS, entry.c.author_id, held_on_a_board().label("held_by"))
+        .join(entry, entry.c.id == encounter.c.entry_id)
         .where(encounter.c.patient_id == patient_id)
         .order_by(sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for).desc().nulls_last())
         .limit(limit)
