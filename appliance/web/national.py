@@ -74,6 +74,10 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         "reports": federation.reports(state.db, month),
         "withheld_any": any(f.figures[i.id].withheld or f.figures[i.id].total is None
                             for f in facilities for i in definitions.indicators),
+        # DHIS2 makes a facility's total by adding the sex-and-age values it receives, and a withheld
+        # one is never sent: each published total beside a withheld cell reads lower there than here.
+        "lower_in_dhis2": sum(1 for f in facilities for i in definitions.indicators
+                              if f.figures[i.id].total is not None and f.figures[i.id].withheld),
     })
 
 

@@ -3,6 +3,8 @@ withheld, viewing and exporting audited — for the ministry analyst only."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 from pathlib import Path
@@ -91,6 +93,14 @@ def test_the_month_goes_out_as_csv_or_dhis2_and_each_export_is_audited(db, signe
                 and v["dataElement"] == "HOS_OPD_ATTENDANCE"]
     assert any(v["orgUnit"] == quiet.slug for v in values) and not any(v["orgUnit"] == busy.slug for v in values)
     assert _events(db, "national.indicators.export") == before + 2
+    # DHIS2 adds up the values it is sent, so a published total beside a withheld cell reads lower there
+    # (Busy's 7 reads 0): the page says how many, counted here from the CSV.
+    rows = list(csv.reader(io.StringIO(sheet.text)))[1:]
+    withheld_beside = {(row[1], row[3]) for row in rows if row[7] != "all" and row[10] == "yes"}
+    lower = sum(1 for row in rows if row[7] == "all" and row[10] == "no" and (row[1], row[3]) in withheld_beside)
+    assert ("opd_attendance", busy.slug) in withheld_beside and lower >= 1
+    page = analyst.get(f"/national?period={month.value}").text
+    assert f'<strong id="lower-in-dhis2">{lower} facility total{"s" if lower != 1 else ""} of {month.label}' in page
 
 
 @pytest.mark.parametrize(("query", "named"), [
