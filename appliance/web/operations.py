@@ -102,7 +102,8 @@ def _trend_points(trend: list[dict], tz, unit: str, name: str) -> list[plots.Poi
 # -- bed board -------------------------------------------------------------------------------------
 
 
-def _bed_board_page(request: Asking, tenant: str, ward_code: str | None) -> Template:
+def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, status: int = 200,
+                    refusal: str | None = None) -> Template:
     def work(conn: Connection) -> dict:
         wards = service.bed_board(conn, request.user, ward_code)
         targets = conn.execute(sa.select(ward.c.code, ward.c.name, ward.c.kind,
@@ -120,9 +121,9 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None) -> Temp
         placed["maternity_ok"] = service.maternity_may_take(placed.get("sex"), placed.get("birth_date"), today)
     occupied = sum(1 for b in beds if b["state"] == "occupied")
     staffed = sum(1 for b in beds if b["state"] != "blocked")
-    return page(request, "operations/beds.html", active="beds", ward_code=ward_code, **found,
-                states=BED_STATE_LABELS, dispositions=DISCHARGE_DISPOSITIONS, occupied=occupied, staffed=staffed,
-                occupancy=fmt(occupied / staffed * 100 if staffed else None, "percent"))
+    return page(request, "operations/beds.html", status=status, active="beds", ward_code=ward_code, **found,
+                refusal=refusal, states=BED_STATE_LABELS, dispositions=DISCHARGE_DISPOSITIONS, occupied=occupied,
+                staffed=staffed, occupancy=fmt(occupied / staffed * 100 if staffed else None, "percent"))
 
 
 @get("/beds", operation_id="PortalBedBoard", opt=_opts("operations.bed.read"), include_in_schema=False)
@@ -141,12 +142,23 @@ async def ward_bed_board(request: Asking, tenant: Tenant, ward_code: FromPath[st
       include_in_schema=False)
 async def set_bed_state(request: Asking, tenant: Tenant, bed_code: FromPath[str], data: FormData) -> Response:
     values = form_values(data)
+    return await _board_act(request, tenant, values, lambda conn: service.set_bed_state(
+        conn, request.user, bed_code, values.get("state") or "")["ward_code"], "bed-state")
 
-    def work(conn: Connection) -> dict:
-        return service.set_bed_state(conn, request.user, bed_code, values.get("state") or "")
 
-    changed = await to_thread.run_sync(_in_tenant, request, tenant, work)
-    return see_other(request, _back(tenant, values, changed["ward_code"]) + "?done=bed-state")
+async def _board_act(request: Asking, tenant: str, values: dict, act, done: str) -> Response:
+    """A bed-board form's act (which returns the ward it left the patient or bed in): back to the board it
+    was posted from; refused (409, 422), the facility's board again with the sentence at its top, where
+    the bed manager can act on it, rather than an error page away from the board."""
+    try:
+        ward_code = await to_thread.run_sync(_in_tenant, request, tenant, act)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        refusal, status = exc.detail[0].upper() + exc.detail[1:] + ".", exc.status
+        return await to_thread.run_sync(lambda: _bed_board_page(request, tenant, None, status=status,
+                                                                refusal=refusal))
+    return see_other(request, _back(tenant, values, ward_code) + f"?done={done}")
 
 
 def _back(tenant: str, values: dict, ward_code: str | None) -> str:
@@ -158,18 +170,16 @@ def _back(tenant: str, values: dict, ward_code: str | None) -> str:
       opt=_opts("operations.admission.update"), include_in_schema=False)
 async def discharge(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     values = form_values(data)
-    stay = await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: adt.discharge(
-        conn, request.user, patient_id, disposition=values.get("disposition") or ""))
-    return see_other(request, _back(tenant, values, stay["ward_code"]) + "?done=discharged")
+    return await _board_act(request, tenant, values, lambda conn: adt.discharge(
+        conn, request.user, patient_id, disposition=values.get("disposition") or "")["ward_code"], "discharged")
 
 
 @post("/beds/patients/{patient_id:uuid}/transfer", operation_id="PortalTransfer",
       opt=_opts("operations.admission.update"), include_in_schema=False)
 async def transfer(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     values = form_values(data)
-    stay = await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: adt.transfer(
-        conn, request.user, patient_id, ward_code=values.get("ward_code") or ""))
-    return see_other(request, _back(tenant, values, stay["ward_code"]) + "?done=transferred")
+    return await _board_act(request, tenant, values, lambda conn: adt.transfer(
+        conn, request.user, patient_id, ward_code=values.get("ward_code") or "")["ward_code"], "transferred")
 
 
 def _admit_to_bed_form(request: Asking, tenant: str, bed_code: str, values: dict, errors: dict,

@@ -156,6 +156,9 @@ def test_discharge_and_bed_states_from_the_board(manager, db, facility):
     unsaid = post_form(manager, f"{base}/beds/MAT", f"{base}/beds/patients/{patient_id}/discharge",
                        {"disposition": "", "back": "ward"})
     assert unsaid.status_code == 422 and "Disposition is one of home" in unsaid.text
+    # A refusal comes back on the bed board, at its top, with the board to act on: not an error page.
+    assert re.search(r'id="board-refusal">Disposition is one of home[^<]*\.</p>', unsaid.text)
+    assert f'action="{base}/beds/patients/{patient_id}/discharge"' in unsaid.text
     gone = post_form(manager, f"{base}/beds/MAT", f"{base}/beds/patients/{patient_id}/discharge",
                      {"disposition": "home", "back": "ward"})
     assert gone.status_code == 303 and gone.headers["location"].startswith(f"{base}/beds/MAT")
@@ -165,6 +168,7 @@ def test_discharge_and_bed_states_from_the_board(manager, db, facility):
     assert 'id="bed-MAT-02" data-state="available"' in manager.get(f"{base}/beds").text
     wrong = post_form(manager, f"{base}/beds", f"{base}/beds/MAT-02/state", {"state": "occupied"})
     assert wrong.status_code == 422 and "occupied comes from an admission" in wrong.text
+    assert 'id="board-refusal"' in wrong.text and 'id="occupied-count"' in wrong.text
 
 
 def test_a_patient_is_admitted_straight_to_a_free_bed_from_the_board(manager, signed_in, db, facility):
