@@ -9,7 +9,7 @@ import re
 import pytest
 
 from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import EncounterIn, MedicationIn, PatientIn
+from appliance.layers.clinical.schemas import EncounterIn, MedicationIn, PatientIn, VitalSignsIn
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Journey, Watch
 from tests.e2e.test_journeys import TABLET, new_page, sign_in
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ward_patient(db, clinic, person_factory) -> dict:
-    """A man admitted to the general ward this morning with a chest infection, on antibiotics."""
+    """A man admitted to the general ward this morning with a chest infection, on antibiotics, his pulse
+    and temperature taken on arrival."""
     author = person_factory("clinician", clinic.slug)
     doctor = Principal(account_id=author.account_id, kind="staff", display_name="Test clinician", tenant=clinic.slug,
                        role="clinician")
@@ -30,6 +31,9 @@ def ward_patient(db, clinic, person_factory) -> dict:
         encounter = service.open_encounter(conn, doctor, patient["id"], EncounterIn(
             encounter_class="inpatient", status="in_progress", ward_code="GEN",
             reason="Community-acquired pneumonia"))
+        # at admission only his pulse and temperature were taken: an incomplete set, "NEWS2 1+"
+        service.record_vitals(conn, doctor, patient["id"], VitalSignsIn(heart_rate_bpm=96, temperature_c=37.9,
+                                                                         encounter_id=encounter["id"]))
         service.request_medication(conn, doctor, patient["id"], MedicationIn(
             drug="Amoxicillin", dose=500, dose_unit="mg", route="oral", frequency="every 8 hours", duration_days=5,
             encounter_id=encounter["id"]))
@@ -54,18 +58,19 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     journey.shot(page, "worklist-before")
 
     # his observations: a set of vital signs with a high NEWS2
-    row.get_by_role("link", name="MWANGI, Daniel Kiprop").click()
+    row.get_by_role("link", name="MWANGI, Daniel Kiprop", exact=True).click()
     page.wait_for_url(re.compile(rf"/patients/{ward_patient['id']}/observations$"))
     journey.shot(page, "observations-form")
-    page.get_by_label("Respiration rate").fill("26")
-    page.get_by_label("SpO₂", exact=True).fill("92")
-    page.get_by_label("Air or oxygen").select_option("true")
-    page.get_by_label("Oxygen flow").fill("4")
-    page.get_by_label("Systolic BP").fill("104")
-    page.get_by_label("Diastolic BP").fill("62")
-    page.get_by_label("Pulse").fill("118")
-    page.get_by_label("Consciousness (ACVPU)").select_option("A")
-    page.get_by_label("Temperature").fill("38.7")
+    form = page.locator("form.vitals-form")  # the charts beside it are labelled by the same names
+    form.get_by_label("Respiration rate").fill("26")
+    form.get_by_label("SpO₂", exact=True).fill("92")
+    form.get_by_label("Air or oxygen").select_option("true")
+    form.get_by_label("Oxygen flow").fill("4")
+    form.get_by_label("Systolic BP").fill("104")
+    form.get_by_label("Diastolic BP").fill("62")
+    form.get_by_label("Pulse").fill("118")
+    form.get_by_label("Consciousness (ACVPU)").select_option("A")
+    form.get_by_label("Temperature").fill("38.7")
     page.get_by_role("button", name="Save observations").click()
     page.wait_for_url(re.compile(r"/observations\?done=vitals$"))
     # RR 26 (3) + SpO2 92 (2) + oxygen (2) + systolic 104 (1) + pulse 118 (2) + temperature 38.7 (1) = 11
@@ -76,6 +81,11 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     assert "Emergency response" in page.locator(".response").inner_text()
     assert page.locator("svg.plot").count() >= 2
     journey.shot(page, "news2-high")
+    # on a phone the page fits the screen: the chart's hidden "(an incomplete set...)" labels sat where the
+    # scrolled table would end, and the page could be dragged 200 px sideways
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size(TABLET)
 
     # back on the worklist, the escalation is at the top, with the response it calls for and a task
     page.get_by_role("link", name="Ward worklist").click()
