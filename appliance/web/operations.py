@@ -239,16 +239,18 @@ async def admit_to_bed(request: Asking, tenant: Tenant, bed_code: FromPath[str],
 @get("/ed", operation_id="PortalEdBoard", opt=_opts("operations.ed.read"), include_in_schema=False)
 async def ed_board(request: Asking, tenant: Tenant) -> Template:
     """Who is in the emergency department, most urgent and longest waiting first, with the next step."""
+    return await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: _ed_board_page(request, conn))
 
-    def work(conn: Connection) -> Template:
-        visits = ed.board(conn, request.user)
-        now = conn.execute(sa.select(sa.func.now())).scalar_one()
-        for visit in visits:
-            visit["waiting"] = _minutes_since(visit["arrived_at"], now)
-        return page(request, "operations/ed.html", active="ed", visits=visits, acuity=ACUITY,
-                    dispositions=[d for d in ED_DISPOSITIONS if d != "admitted"], errors={}, values={})
 
-    return await to_thread.run_sync(_in_tenant, request, tenant, work)
+def _ed_board_page(request: Asking, conn: Connection, *, status: int = 200, values: dict | None = None,
+                   errors: dict | None = None) -> Template:
+    visits = ed.board(conn, request.user)
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    for visit in visits:
+        visit["waiting"] = _minutes_since(visit["arrived_at"], now)
+    return page(request, "operations/ed.html", status=status, active="ed", visits=visits, acuity=ACUITY,
+                dispositions=[d for d in ED_DISPOSITIONS if d != "admitted"], errors=errors or {},
+                values=values or {})
 
 
 def patient_by_mrn(conn: Connection, principal, mrn: str) -> uuid.UUID:
@@ -280,12 +282,8 @@ async def ed_arrival(request: Asking, tenant: Tenant, data: FormData) -> Respons
     else:
         return see_other(request, f"/t/{tenant}/ed?done=ed-arrival")
 
-    def again(conn: Connection) -> Template:
-        return page(request, "operations/ed.html", status=status, active="ed", visits=ed.board(conn, request.user),
-                    acuity=ACUITY, dispositions=[d for d in ED_DISPOSITIONS if d != "admitted"], values=values,
-                    errors=errors)
-
-    return await to_thread.run_sync(_in_tenant, request, tenant, again)
+    return await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: _ed_board_page(
+        request, conn, status=status, values=values, errors=errors))
 
 
 @post("/ed/{encounter_id:uuid}/{step:str}", operation_id="PortalEdStep", opt=_opts("operations.ed.update"),
@@ -310,7 +308,15 @@ async def ed_step(request: Asking, tenant: Tenant, encounter_id: Id, step: FromP
         else:
             raise Invalid(f"unknown step {step!r}", field="step")
 
-    await to_thread.run_sync(_in_tenant, request, tenant, work)
+    try:
+        await to_thread.run_sync(_in_tenant, request, tenant, work)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        # Back on the board, the sentence at its top: the next step is taken from there.
+        errors, status = {"form": exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status
+        return await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: _ed_board_page(
+            request, conn, status=status, errors=errors))
     return see_other(request, f"/t/{tenant}/ed?done={'ed-departed' if step == 'departure' else 'ed-updated'}")
 
 

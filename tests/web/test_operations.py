@@ -247,6 +247,9 @@ def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     assert 'name="disposition" required><option value="" selected>' in departure
     unsaid = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/departure", {"disposition": ""})
     assert unsaid.status_code == 422 and f"/ed/{encounter_id}/" in clinician.get(f"{base}/ed").text
+    # The refusal is said on the ED board itself, with the visit still there to act on.
+    assert "This needs fixing before it can be saved" in unsaid.text and "Disposition is one of" in unsaid.text
+    assert f'action="{base}/ed/{encounter_id}/departure"' in unsaid.text
     left = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/departure",
                      {"disposition": "left_against_advice"})
     assert left.status_code == 303
