@@ -1,7 +1,7 @@
 """The clinician's first page of the tenant portal, "Today's patients": today's encounters at the facility
 in its own time zone (open now, planned for today, finished today), each linked to the patient's chart,
-with "mine" (encounters the clinician opened or wrote in) and "all" as filters, and the patient search
-above them.
+with "mine" (encounters the clinician opened or wrote in) and "all" as filters, the patient search above
+them, and the results waiting for the clinician's review (critical ones first, whoever ordered them).
 
 It keeps the portal's rules (see `portal.py`): it declares the permission the clinical API declares for
 the same list (`clinical.worklist.read`, which clinicians hold), reads the record only through the
@@ -20,7 +20,7 @@ from appliance.layers.clinical import worklist
 from appliance.substrate.principal import Principal
 from appliance.web import portal
 from appliance.web.errors import error_page
-from appliance.web.portal import ENCOUNTER_CLASSES, Asking, Clock, Query, Tenant, facility_of, page, patient_home
+from appliance.web.portal import Asking, Clock, Query, Tenant, facility_of, page, patient_home
 
 # What a status reads as on the list: where the patient is in their visit.
 STATUS_LABELS = {"in_progress": "Being seen", "arrived": "Waiting", "planned": "Expected", "finished": "Done"}
@@ -46,14 +46,17 @@ def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all") -> Te
     facility = facility_of(request.app.state.db, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         today = worklist.todays_encounters(conn, principal, tz=facility.timezone, whose=whose)
+        review = worklist.results_to_review(conn, principal) if principal.can("clinical.result.read") else None
     clock = Clock(facility.timezone)
     for row in today["encounters"]:
         row["href"] = patient_home(principal, tenant, row["patient_id"])
         row["time"] = _time_of_day(clock, row["started_at"] or row["planned_for"], today["date"])
         row["ended"] = _time_of_day(clock, row["ended_at"], today["date"])
+    for row in (review or {}).get("results", []):
+        row["href"] = f"/t/{tenant}/patients/{row['patient_id']}/results#result-{row['id']}"
     return page(request, "today.html", active="today", today=today, whose=whose,
-                day=today["date"].strftime("%A %d %B %Y"), status_labels=STATUS_LABELS,
-                encounter_classes=ENCOUNTER_CLASSES)
+                day=today["date"].strftime("%A %d %B %Y"), status_labels=STATUS_LABELS, review=review,
+                critical_flags=worklist.CRITICAL_FLAGS, **portal.HELPERS)
 
 
 todays_router = Router(path="/t/{tenant:str}", route_handlers=[todays_patients],

@@ -14,10 +14,10 @@ from litestar.testing import TestClient
 
 from appliance.layers.clinical import service, worklist
 from appliance.layers.clinical.models import encounter
-from appliance.layers.clinical.schemas import EncounterIn, NoteIn
+from appliance.layers.clinical.schemas import EncounterIn, NoteIn, ResultIn, ServiceRequestIn
 from appliance.substrate import audit, identity
 from appliance.substrate.principal import Principal
-from tests.layers.clinical.conftest import new_patient
+from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
 
 # UTC+14 all year: the facility's day and UTC's differ for 14 hours of every day, so a list that took
 # "today" from the server's clock would miss or add a boundary encounter whenever the suite runs.
@@ -31,7 +31,7 @@ def principal_of(person, tenant: str) -> Principal:
 
 @pytest.fixture(scope="module")
 def facility(tenant_factory):
-    return tenant_factory(name="Equator Line Hospital", timezone=ZONE)
+    return tenant_factory(name="Equator Line Hospital", timezone=ZONE, **CLINICAL_CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +196,56 @@ def test_the_api_filters_by_whose_and_refuses_anything_else(token_client, app, f
     assert {"bearer": ["clinical.worklist.read"]} in operation["security"]
     whose = next(p for p in operation["parameters"] if p["name"] == "whose")
     assert set(whose["schema"]["enum"]) == {"mine", "all"} and "opened" in whose["description"]
+
+
+def test_results_to_review_are_the_clinicians_orders_and_every_critical_one_critical_first(db, app, signed_in, facility,
+                                                                                         elsewhere, doctors, day):
+    """A critical result reached the chart and nothing told anyone: the clinician saw it only by opening that
+    patient's chart (and one for a patient who went home was seen at their next visit). Today's patients now
+    lists the results waiting for the clinician's review: their own orders' and every critical one, critical
+    first, the flag in words, each linked to the result; another's order's result that is not critical, a
+    signed one and one for a patient never seen here are not listed; each listed patient's read is audited."""
+    dr_a, dr_b = (principal_of(d, facility.slug) for d in doctors)
+    lab = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Lab", tenant=facility.slug, role="clinician")
+    seen, waiting, expected = (day[k]["patient"]["id"] for k in ("seen", "waiting", "expected"))
+    with db.tenant(facility.slug) as conn:
+        glucose_order = service.order_test(conn, dr_a, seen, ServiceRequestIn(code="2345-7"))
+        high = service.record_result(conn, lab, seen, ResultIn(code="2345-7", value="9.1",
+                                                               service_request_id=glucose_order["id"]))
+        critical = service.record_result(conn, lab, waiting, ResultIn(code="2345-7", value="1.6", flag="LL"))
+        others_order = service.order_test(conn, dr_b, expected, ServiceRequestIn(code="70569-9"))
+        others_result = service.record_result(conn, lab, expected, ResultIn(
+            code="70569-9", value="negative", service_request_id=others_order["id"]))
+        signed = service.record_result(conn, lab, expected, ResultIn(code="2345-7", value="31.0", flag="HH"))
+        service.sign_result(conn, dr_b, expected, signed["id"], None)
+        unseen = new_patient(conn, lab, family_name="Laboratoryonly")
+        service.record_result(conn, lab, unseen["id"], ResultIn(code="2345-7", value="1.2", flag="LL"))
+    client = TestClient(app=app, raise_server_exceptions=False)
+    with db.control() as conn:
+        client.cookies.set("healthos_session", identity.start_session(conn, doctors[0].account_id, mfa_passed=True))
+    page = client.get(f"/t/{facility.slug}/today")
+    assert page.status_code == 200, page.text
+    section = page.text.split('id="results-to-review"')[1].split("</section>")[0]
+    assert "1 critical" in section
+    rows = section.split("<tbody>")[1].split("</tr>")[:-1]
+    assert len(rows) == 2, rows
+    assert "WAITINGFORBEN" in rows[0] and "1.6 mmol/L" in rows[0] and "Critical low" in rows[0]
+    assert f'/patients/{waiting}/results#result-{critical["id"]}"' in rows[0]
+    assert "SEENBYANNA" in rows[1] and "9.1 mmol/L" in rows[1] and "High" in rows[1] and ">you</td>" in rows[1]
+    assert "LABORATORYONLY" not in section and "EXPECTEDEARLY" not in section
+    events = [e for e in audit.patient_access_log(db, facility.slug, seen)
+              if e.who.get("account") == str(doctors[0].account_id) and e.event_type == "record.result.read"]
+    assert events, "the list's read of the result is audited"
+    # The other clinician's list holds the critical one and their own order's, not dr_a's; the chart's banner
+    # names the critical one first.
+    with db.tenant(facility.slug) as conn:
+        theirs = worklist.results_to_review(conn, dr_b)
+    assert [r["id"] for r in theirs["results"]] == [critical["id"], others_result["id"]]
+    chart = client.get(f"/t/{facility.slug}/patients/{waiting}/chart").text
+    banner = chart.split('aria-label="Results to review"')[1].split("</div>")[0]
+    assert "1 critical" in banner and '<span class="badge flag-critical">Critical low</span>' in banner
+    assert high["flag"] == "H"
+    # Another facility's clinician sees none of it, on their own list or on this facility's.
+    intruder = signed_in("clinician", elsewhere.slug)
+    assert "WAITINGFORBEN" not in intruder.get(f"/t/{elsewhere.slug}/today").text
+    assert intruder.get(f"/t/{facility.slug}/today").status_code == 403

@@ -1,5 +1,6 @@
 """The clinical layer's read services for a clinician's day: today's encounters at the facility, the list
-a clinician starts from ("Today's patients" in the portal, `GET /api/t/{tenant}/encounters/today`).
+a clinician starts from ("Today's patients" in the portal, `GET /api/t/{tenant}/encounters/today`), and the
+results waiting for their review.
 
 Today is the facility's day, in its own time zone. An encounter is today's when it is open now (arrived
 or in progress, whenever it began: last night's emergency still being seen, an inpatient on the ward),
@@ -9,6 +10,11 @@ planned for today, or finished today. Cancelled encounters are left out.
 something in it (a note, an order, a prescription, vital signs, a step of its progress). The data model
 names no attending clinician, so an encounter assigned to someone who has not yet written in it is in
 "all" only.
+
+Results waiting for review are those not yet signed off that answer an order the clinician placed, and
+every critical result at the facility (the laboratory's critical flag, HH or LL) whoever ordered it: a
+result reaches the chart whether or not the patient is there, and one for a patient who went home
+yesterday is otherwise seen by nobody until their next visit.
 
 Listing a patient reads their record, so each patient listed gets their own audit event (the list shows
 up in their access log as a look at a visit), as the ward's worklist does.
@@ -26,9 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical.errors import Invalid
-from appliance.layers.clinical.models import encounter, patient
+from appliance.layers.clinical.models import encounter, patient, result, result_signoff
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import entry, note_access
+from appliance.substrate.record import current_clause, entry, note_access
 
 Whose = Literal["mine", "all"]
 WHOSE: tuple[Whose, ...] = ("all", "mine")
@@ -36,6 +42,9 @@ WHOSE: tuple[Whose, ...] = ("all", "mine")
 # render (and audit) thousands of rows nobody reads.
 LIMIT = 500
 # Those being seen first, then those waiting, those expected, and those already done.
+# A critical result is the laboratory's call (its HH or LL flag); the list shows them first.
+CRITICAL_FLAGS = ("HH", "LL")
+RESULTS_LIMIT = 100
 _STATUS_ORDER = sa.case({"in_progress": 0, "arrived": 1, "planned": 2, "finished": 3}, value=encounter.c.status,
                         else_=4)
 
@@ -95,3 +104,39 @@ def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.Zo
         note_access(conn, principal, "read", patient_id, "encounter", encounter_ids, detail={"list": "today"})
     return {"date": today, "timezone": tz.key, "whose": whose, "encounters": listed, "cut_short": cut_short,
             "counts": {"all": counted[0], "mine": counted[1]}}
+
+
+def results_to_review(conn: Connection, principal: Principal, *, limit: int = RESULTS_LIMIT) -> dict:
+    """Results not yet signed off that wait for this clinician: those answering an order they placed, and
+    every critical result at the facility whoever ordered it; critical first, then other abnormal ones,
+    newest first within each. Each patient listed is audited as a read of those results."""
+    ordered = entry.alias("ordered")
+    by_me = sa.exists().where(ordered.c.id == result.c.service_request_id,
+                              ordered.c.author_id == principal.account_id)
+    # Another's order's critical result only for a patient seen here: a patient known to the laboratory
+    # alone is in no clinician's care, and their name and result are not for everyone's list.
+    critical = sa.and_(result.c.flag.in_(CRITICAL_FLAGS),
+                       sa.exists().where(encounter.c.patient_id == entry.c.patient_id))
+    signed = sa.exists().where(result_signoff.c.result_id == entry.c.id)  # as the chart's "to review" counts
+    rank = sa.case((result.c.flag.in_(CRITICAL_FLAGS), 0), (result.c.flag.is_not(None) & (result.c.flag != "N"), 1),
+                   else_=2)
+    listed = [dict(r) for r in conn.execute(
+        sa.select(entry.c.id, entry.c.patient_id, entry.c.occurred_at, result.c.code, result.c.display,
+                  result.c.value_numeric, result.c.value_text, result.c.unit, result.c.flag,
+                  result.c.reference_low, result.c.reference_high, patient.c.mrn, patient.c.family_name,
+                  patient.c.given_names, by_me.label("ordered_by_me"))
+        .select_from(entry.join(result, result.c.entry_id == entry.c.id)
+                     .join(patient, patient.c.id == entry.c.patient_id))
+        .where(entry.c.status != "entered_in_error", current_clause(), ~signed, sa.or_(by_me, critical))
+        .order_by(rank, entry.c.occurred_at.desc(), entry.c.id)
+        .limit(limit + 1)
+    ).mappings()]
+    cut_short = len(listed) > limit
+    listed = listed[:limit]
+    by_patient: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for row in listed:
+        by_patient[row["patient_id"]].append(row["id"])
+    for patient_id, result_ids in by_patient.items():
+        note_access(conn, principal, "read", patient_id, "result", result_ids, detail={"list": "to review"})
+    return {"results": listed, "cut_short": cut_short,
+            "critical": sum(1 for r in listed if r["flag"] in CRITICAL_FLAGS)}
