@@ -523,7 +523,20 @@ async def change_appointment(request: Asking, tenant: Tenant, appointment_id: Id
                              lambda conn: scheduling.change(conn, request.user, appointment_id, action))
         return changed, changed["starts_at"].astimezone(facility_timezone(request.app.state.db, tenant)).date()
 
-    changed, day = await to_thread.run_sync(work)
+    try:
+        changed, day = await to_thread.run_sync(work)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        # Back on the clinic's day the appointment is on, the sentence in its summary.
+        errors, status = {"form": exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status
+
+        def again() -> Template:
+            booked = _in_tenant(request, tenant, lambda conn: scheduling.appointment_of(conn, appointment_id))
+            local = booked["starts_at"].astimezone(facility_timezone(request.app.state.db, tenant)).date()
+            return _clinic_day(request, tenant, booked["clinic_code"], local, {}, errors, status)
+
+        return await to_thread.run_sync(again)
     return see_other(request, f"/t/{tenant}/clinics/{changed['clinic_code']}?date={day.isoformat()}"
                               "&done=appointment-updated")
 

@@ -363,6 +363,9 @@ def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility
     assert registrar.get(f"{base}/clinics/MOPC", params={"date": "someday"}).status_code == 422
     early = post_form(registrar, booked.headers["location"], f"{base}/appointments/{appointment}/no_show", {})
     assert early.status_code == 409
+    # Said on the clinic's day the appointment is on, not on an error page away from it.
+    assert "This needs fixing before it can be saved" in early.text and "Medical outpatient clinic · " in early.text
+    assert "cannot become no show" in early.text and 'name="slot_id"' in early.text
 
 
 def test_the_front_desk_moves_a_booked_appointment_to_another_slot(signed_in, db, facility):
