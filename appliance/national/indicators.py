@@ -378,6 +378,14 @@ def districts(facilities: Iterable[Facility]) -> dict[tuple[str, str], list[Faci
     return dict(sorted(grouped.items()))
 
 
+def regions(facilities: Iterable[Facility]) -> dict[str, dict[str, list[Facility]]]:
+    """Facilities by region, then by district within it, in order."""
+    grouped: dict[str, dict[str, list[Facility]]] = {}
+    for (region, district), members in districts(facilities).items():
+        grouped.setdefault(region, {})[district] = members
+    return grouped
+
+
 # -- exports --------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ["period", "indicator", "dhis2_data_element", "facility", "facility_name", "district", "region",

@@ -62,9 +62,11 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         return error_page(request, 422, str(refused))
     facilities = federation.national_facilities(state.db, month, definitions)
     national.record_use(state.db, request.user, "R", month, len(facilities))
-    groups = national.districts(facilities)
+    groups = national.regions(facilities)
     rows = [{"indicator": i, "national": national.total(facilities, i.id),
-             "districts": [national.total(members, i.id) for members in groups.values()]}
+             "regions": [(national.total([f for members in districts.values() for f in members], i.id),
+                          [national.total(members, i.id) for members in districts.values()])
+                         for districts in groups.values()]}
             for i in definitions.indicators]
     return Template("national.html", context={
         "principal": request.user, "period": month, "months": _months(today), "definitions": definitions,

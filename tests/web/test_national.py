@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -147,8 +148,10 @@ def test_figures_another_appliance_reported_are_shown_and_exported_and_so_is_who
     reporting, silent = keys.Keyring(tmp_path / "lake"), keys.Keyring(tmp_path / "hills")
     federation.register_peer(db, "Lake Region Appliance", reporting.public_key_pem())
     federation.register_peer(db, "Hills District Appliance", silent.public_key_pem())
-    package = federation.make_package([_facility(definitions, "KE-LAKE-009", "Kisumu County Referral")], month,
-                                      definitions, reporting)
+    kilifi = _facility(definitions, "KE-LAKE-010", "Kilifi Sub-County Hospital")
+    kilifi.district = "Kilifi"  # the same region (Coast) as the other, another district
+    package = federation.make_package([_facility(definitions, "KE-LAKE-009", "Kisumu County Referral"), kilifi],
+                                      month, definitions, reporting)
     federation.receive_package(db, json.dumps(package).encode(), definitions)
     analyst = signed_in("ministry_analyst", kind="ministry_analyst")
 
@@ -162,6 +165,18 @@ def test_figures_another_appliance_reported_are_shown_and_exported_and_so_is_who
     assert "Kisumu County Referral" in row and "Lake Region Appliance" in row and '<td class="total">52</td>' in row
     own = page.split(f'data-facility="{busy.slug}"')[1].split("</tr>")[0]
     assert "this appliance" in own
+    # Each region's sum beside its districts': Coast is Mombasa's 52 and Kilifi's 52; Central is Northdistrict's.
+    summary = page.split('id="summary"')[1].split("</table>")[0]
+    columns = re.findall(r'<th scope="col"(?: class="region")?(?: data-(region|district)="([^"]+)")?', summary)[2:]
+    assert columns.index(("region", "Coast")) + 1 == columns.index(("district", "Kilifi"))
+    assert columns.index(("district", "Kilifi")) + 1 == columns.index(("district", "Mombasa"))
+    opd = summary.split('data-indicator="opd_attendance"')[1].split("</tr>")[0]
+    cells = dict(zip(columns, [cell.split("</td>")[0] for cell in opd.split("<td")[2:]], strict=True))
+    assert cells[("region", "Coast")].endswith("<strong>104</strong>")
+    assert cells[("district", "Kilifi")].endswith(">52") and cells[("district", "Mombasa")].endswith(">52")
+    central = cells[("region", "Central Region")]
+    assert "<strong>7 " in central and "+1 withheld" in central
+    assert cells[("district", "Northdistrict")].startswith(">7 ")
     sheet = analyst.get(f"/national/export?period={month.value}&format=dhis2").json()
     lake = [v["value"] for v in sheet["dataValues"]
             if v["orgUnit"] == "KE-LAKE-009" and v["dataElement"] == "HOS_OPD_ATTENDANCE" and v["value"] != "0"]
