@@ -28,7 +28,7 @@ from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import VitalSignsIn
 from appliance.layers.nursing import access, service, views, ward
 from appliance.layers.nursing.routes import facility_zone
-from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn
+from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverPatient
 from appliance.substrate.age import years_on
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
@@ -198,6 +198,10 @@ async def handover_page(request: Asking, tenant: Tenant, ward_code: FromQuery[st
         with db.tenant(tenant) as conn:
             summary = ward.handover_summary(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
             recent = ward.recent_handovers(conn, principal, found["code"], limit=3)
+        # What was handed over, as it was: the incoming shift reads the last shift's patients, not only
+        # its note (the summary is kept as JSON; its times come back as times).
+        for kept in recent:
+            kept["patients"] = [HandoverPatient.model_validate(p).model_dump() for p in kept["summary"]]
         names = people_named(db, {h["author_id"] for h in recent})
         return {"handover": summary, "wards": wards, "recent": recent, "names": names}
 

@@ -311,6 +311,30 @@ def test_care_plans_and_handover_pages(signed_in, facility, ward_patients):
     assert "Quiet night apart from bed 1" in nurse.get(kept.headers["location"]).text
 
 
+def test_the_incoming_shift_reads_what_was_handed_over(db, signed_in, facility, clinician):
+    """The handover page kept only the outgoing nurse's note of a recorded handover ('13 patients'): the
+    summary 'kept with your note' could not be read by the shift it was handed to. Each recorded handover
+    now opens onto its patients as they were handed over, whatever has happened since."""
+    from tests.layers.nursing.conftest import NORMAL
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Atieno", given="Rose")
+        vitals(conn, clinician, patient, NORMAL)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/ward/handover"
+    kept = post_form(nurse, page, page, {"ward": "GEN", "note": "Mrs Atieno settled"})
+    assert kept.status_code == 303
+    with db.tenant(facility.slug) as conn:
+        vitals(conn, clinician, patient, HIGH)  # after the handover: the live summary changes, the kept one not
+    shown = nurse.get(page).text
+    handed = shown.split('id="recent-title"')[1].split("</section>")[0]
+    assert "Mrs Atieno settled" in handed and "The summary handed over:" in handed
+    card = handed.split("ATIENO, Rose")[1].split("</article>")[0]
+    assert "<dt>NEWS2</dt><dd>now 0 (low)" in card
+    live = shown.split("</section>", 1)[1].split("ATIENO, Rose")[1].split("</article>")[0]
+    assert "<dt>NEWS2</dt><dd>now 9 (high)" in live
+
+
 def test_the_handover_page_shows_a_dose_given_this_shift_for_a_slot_before_it(db, signed_in, facility, clinician):
     from appliance.layers.nursing import service, ward
     from appliance.layers.nursing.schemas import AdministrationIn
