@@ -195,9 +195,12 @@ def _account_page(request: Asking, conn: Connection, account_id: uuid.UUID, *, s
     # text from the request; a cover of another patient, or a guessed id, says nothing).
     cover_outcome = service.coverage_outcome(conn, request.user, recorded_cover, found["patient_id"]) \
         if recorded_cover is not None and request.user.can("financial.coverage.read") else []
+    # A cover of this patient's that changed none of their accounts says so, with its dates (a start typed
+    # after the care leaves the care at self-pay prices, and the clerk should see why).
+    cover_idle = next((c for c in coverage if c["id"] == recorded_cover), None) if not cover_outcome else None
     return _page(request, "account.html", status=status, active="accounts", account=found, coverage=coverage,
                  balance=balance, payers=service.list_payers(conn), errors=errors or {}, values=values or {},
-                 cover_outcome=cover_outcome)
+                 cover_outcome=cover_outcome, cover_idle=cover_idle)
 
 
 def _uuid(value: str) -> uuid.UUID | None:
@@ -241,9 +244,12 @@ async def add_coverage(request: Asking, tenant: Tenant, account_id: Id, data: Fo
         found = service.get_account(conn, request.user, account_id)
         errors: dict[str, str] = {}
         today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
-        valid_from = _day(values.get("valid_from") or "", today)
+        # The start is asked for, never assumed: taken as today, a cover recorded for past care missed it.
+        valid_from = _day(values.get("valid_from"), today) if values.get("valid_from") else None
         valid_to = _day(values.get("valid_to") or "", today) if values.get("valid_to") else None
-        if valid_from is None:
+        if not values.get("valid_from"):
+            errors["valid_from"] = "Give the date the membership starts, as YYYY-MM-DD (the card shows it)."
+        elif valid_from is None:
             errors["valid_from"] = "Give a date as YYYY-MM-DD."
         if values.get("valid_to") and valid_to is None:
             errors["valid_to"] = "Give a date as YYYY-MM-DD."

@@ -324,6 +324,35 @@ def test_the_account_offers_the_invoice_step_that_applies(db, signed_in, facilit
     assert f'action="{url}/invoices"' not in done and "Open the draft invoice" not in done
 
 
+def test_insurance_needs_its_start_and_says_when_it_changes_nothing(db, signed_in, facility):
+    """A blank start was taken as today, so a card recorded for last month's care silently covered none of
+    it; the start is now asked for, and a cover whose dates hold none of the care says so."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr I", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Idle", "Irene")
+        account_id = conn.execute(sa.text("SELECT id FROM account WHERE patient_id = :p"),
+                                  {"p": patient["id"]}).scalar_one()
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/accounts/{account_id}"
+    token = csrf(clerk.get(url).text)
+    blank = clerk.post(f"{url}/coverage", data={"payer_code": "NHIF", "member_number": "NH-IDLE",
+                                                "valid_from": "", "_csrf_token": token})
+    assert blank.status_code == 422 and "Give the date the membership starts, as YYYY-MM-DD" in blank.text
+    assert 'value="NH-IDLE"' in blank.text  # what was typed stays
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM coverage WHERE patient_id = :p"),
+                            {"p": patient["id"]}).scalar() == 0
+    later = (dt.date.today() + dt.timedelta(days=40)).isoformat()
+    recorded = clerk.post(f"{url}/coverage", data={"payer_code": "NHIF", "member_number": "NH-IDLE",
+                                                   "valid_from": later, "_csrf_token": token})
+    assert recorded.status_code == 200 and "<dt>Billed to</dt><dd>Self-pay</dd>" in recorded.text
+    said = recorded.text.split('id="cover-idle">')[1].split("</p>")[0]
+    assert said.startswith("National Health Insurance Fund from ") and "changes none of the patient's accounts" in said
+    # A guessed cover id says nothing at all on this account.
+    assert 'id="cover-idle"' not in clerk.get(f"{url}?done=coverage&cover={uuid.uuid4()}").text
+
+
 def test_accruing_bed_days_says_whether_any_were_charged(signed_in, other_facility):
     """With nobody in a bed, the accrual charges nothing and the page says so: it said 'accrued' whatever
     happened, so a second click (or an empty ward) read as if charges had been written."""
