@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
+from decimal import Decimal
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
@@ -37,6 +38,9 @@ from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, Clock, is_abnormal, n
 
 RESULTS_SHOWN = 20
 VISITS_SHOWN = 10
+BILLS_SHOWN = 20
+# Every final bill is read, not only those shown: what the patient owes is the sum over all of them.
+BILLS_READ = 10_000
 ACCESS_SHOWN = 300
 
 
@@ -53,7 +57,7 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
             for result in summary["results"]:
                 result["disclosed_at"] = given.get(result["id"])
             appointments = scheduling.upcoming_of_patient(conn, request.user, holding.patient_id)
-            bills = financial.bills_of_patient(conn, request.user, holding.patient_id)
+            bills = financial.bills_of_patient(conn, request.user, holding.patient_id, limit=BILLS_READ)
             if export:
                 audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
                              action="E", patient_id=holding.patient_id)
@@ -63,7 +67,9 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
         # Dates as the patient lived them, at the facility: a result taken at 01:30 in Nairobi is of that
         # day there (the staff's pages say so too), not of the day before in UTC.
         clock = Clock(zoneinfo.ZoneInfo(holding.timezone))
-        records.append({"holding": holding, "summary": summary, "appointments": appointments, "bills": bills,
+        owed = sum((b["outstanding"] for b in bills if b["payer_code"] is None), Decimal(0))
+        records.append({"holding": holding, "summary": summary, "appointments": appointments,
+                        "bills": bills if export else bills[:BILLS_SHOWN], "bills_total": len(bills), "owed": owed,
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock})
     return records
@@ -119,6 +125,7 @@ def _as_file(record: dict) -> dict:
         "visits": [{"on": clock.iso(e["started_at"] or e["planned_for"]),
                     "kind": ENCOUNTER_CLASSES.get(e["encounter_class"], e["encounter_class"]), "status": e["status"]}
                    for e in s["encounters"]],
+        "you_owe": format_money(record["owed"], record["bills"][0]["currency"]) if record["bills"] else None,
         "bills": [{"invoice": b["number"], "on": clock.iso(b["finalised_at"]),
                    "paid_by": "you" if b["payer_code"] is None else b["payer"],
                    "total": format_money(b["total"], b["currency"]),

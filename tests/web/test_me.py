@@ -10,6 +10,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.financial.money import format_money
 from appliance.substrate import audit, identity
 
 REASON = "Unconscious on arrival, checking allergies"
@@ -254,3 +255,52 @@ def test_the_portal_asks_only_the_facilities_holding_a_chart_of_the_person(db, c
     drop_tenant(db, closing.slug)
     with db.control() as conn:
         assert identity.facilities_of(conn, subject_id)[1] == {riverside.slug, hillview.slug}
+
+
+def test_what_a_patient_owes_counts_every_bill_not_only_those_listed(db, app, policy, tenant_factory):
+    """A patient with more final bills than the page lists (21, each a blood count's, none paid): the sum
+    owed is over all of them, the page says it lists the latest, and the download lists them all."""
+    from decimal import Decimal
+
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
+    from appliance.layers.financial import service as financial
+    from appliance.substrate.principal import Principal
+    from appliance.web.me import BILLS_SHOWN
+    from tests.layers.financial.conftest import FINANCIAL_CONFIG, FULL_BLOOD_COUNT
+
+    facility = tenant_factory(name="Many Bills Clinic", **FINANCIAL_CONFIG)
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr B", tenant=facility.slug,
+                       role="clinician")
+    clerk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clerk B", tenant=facility.slug,
+                      role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Njeri", "given_names": "Lucy", "birth_date": "1960-01-01", "sex": "female"}))
+        for _ in range(BILLS_SHOWN + 1):
+            visit = clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+            clinical.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=FULL_BLOOD_COUNT,
+                                                                              encounter_id=visit["id"]))
+        for account in financial.list_accounts(conn, clerk, patient_id=patient["id"]):
+            financial.finalise_invoice(conn, clerk, financial.draft_invoice(conn, clerk, account["id"])["id"])
+        bills = financial.bills_of_patient(conn, clerk, patient["id"], limit=100)
+    assert len(bills) == BILLS_SHOWN + 1 and all(b["outstanding"] > 0 for b in bills)
+    owed = sum((b["outstanding"] for b in bills), Decimal(0))
+    with db.control() as conn:
+        subject = identity.match_or_create_subject(conn, family_name="Njeri", given_names="Lucy",
+                                                   national_id=f"BIL-{uuid.uuid4().hex[:8]}").subject_id
+        identity.note_facility(conn, subject, facility.slug)
+        email = f"lucy-{uuid.uuid4().hex[:6]}@example.org"
+        identity.create_account(conn, policy, kind="patient", email=email, display_name="Lucy Njeri",
+                                role="patient", subject_id=subject)
+    with db.tenant(facility.slug) as conn:
+        conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, patient["id"]))
+    lucy = _patient_client(db, app, email)
+
+    page = lucy.get("/me").text
+    shown = format_money(owed, bills[0]["currency"])
+    assert f"You owe {shown} here" in page
+    assert page.split('class="list bills"')[1].split("</table>")[0].count("<tr") == BILLS_SHOWN + 1  # and the head
+    assert f"The latest {BILLS_SHOWN} of your {BILLS_SHOWN + 1} bills here" in page
+    [part] = lucy.get("/me/record.json").json()["facilities"]
+    assert len(part["bills"]) == BILLS_SHOWN + 1 and part["you_owe"] == shown
