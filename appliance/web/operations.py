@@ -375,7 +375,8 @@ async def admit(request: Asking, tenant: Tenant, encounter_id: Id, data: FormDat
     except RecordError as exc:
         if exc.status not in {409, 422}:
             raise
-        field = exc.extra.get("field") if exc.extra.get("field") in {"ward_code", "bed_code"} else "form"
+        # The form chooses a bed (its ward follows): a refusal of either is said beside the bed's list.
+        field = "bed_code" if exc.extra.get("field") in {"ward_code", "bed_code"} else "form"
         return await to_thread.run_sync(_admit_form, request, tenant, encounter_id, values,
                                         {field: exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status)
     return see_other(request, f"/t/{tenant}/beds/{stay['ward_code']}?done=admitted")

@@ -113,6 +113,10 @@ def test_the_transfer_list_does_not_offer_a_man_the_maternity_ward(manager, db, 
     try:
         form = manager.get(f"/t/{facility.slug}/ed/{visit}/admit").text
         assert 'value="GEN-' in form and 'value="MAT-' not in form
+        # Posted anyway (a page left open while the list changed), the refusal is said beside the bed list.
+        refused = post_form(manager, f"/t/{facility.slug}/ed/{visit}/admit", f"/t/{facility.slug}/ed/{visit}/admit",
+                            {"bed_code": "MAT-01"})
+        assert refused.status_code == 422 and '<a href="#bed_code">Bed: Maternity is a maternity ward' in refused.text
     finally:
         with db.tenant(facility.slug) as conn:
             ed.depart(conn, acting, arrived, visit, disposition="discharged")
