@@ -27,7 +27,7 @@ from appliance.substrate import identity, keys
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Journey, Watch
 from tests.e2e.history import CLINICAL_CONFIG, HB, XRAY
-from tests.e2e.test_journeys import new_page, sign_in
+from tests.e2e.test_journeys import DESKTOP, new_page, sign_in
 from tests.interop.hl7v2.conftest import FEED_PERMISSIONS, adt, control_id, oru
 from tests.layers.clinical.conftest import new_patient
 from tests.national.test_federation import _facility
@@ -235,6 +235,15 @@ def test_patient_sees_the_blood_count_not_the_hiv_test_and_the_xray_later(browse
     assert "HIV" not in shown and "reactive" not in shown.lower() and XRAY_REPORT not in shown
     assert "HIV" not in page.content()  # not even in the markup
     journey.shot(page, "record")
+    # On a phone the results and bills fit the screen, each result's day beside its name, none pushed off.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for table in ("table.results", "table.bills"):
+        width, room = record.locator(table).evaluate("t => [t.scrollWidth, t.parentElement.clientWidth]")
+        assert width <= room, (table, width, room)
+    taken = haemoglobin.locator(".taken").bounding_box()
+    assert taken is not None and taken["x"] + taken["width"] <= 390
+    journey.shot(page, "record-on-a-phone")
+    page.set_viewport_size(DESKTOP)
 
     # The clinician gives the HIV result in person and records it: from then on it is the patient's to see.
     with db.tenant(facility.slug) as conn:
