@@ -46,6 +46,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import access, catalogue, chart, drugs, service
+from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
     EncounterIn,
@@ -54,6 +55,7 @@ from appliance.layers.clinical.schemas import (
     NoteIn,
     OrderSetIn,
     PatientIn,
+    ResultIn,
     ServiceRequestIn,
 )
 from appliance.layers.operations import service as operations
@@ -63,6 +65,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError, note_access
 from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenant_config import OrderableConfig
 from appliance.web import plots
 from appliance.web.errors import error_page, sign_in_first
 from appliance.web.navigation import NAV, NavItem, landing, navigation  # noqa: F401  (NAV: re-exported)
@@ -215,6 +218,7 @@ NOTICES = {
     "medication-completed": "Prescription recorded as completed.",
     "note": "Note saved.",
     "signed": "Result signed.",
+    "result-recorded": "Result recorded; it waits below for review and sign-off.",
     "disclosed": "Recorded as given in person; the result is now on the patient's portal.",
     "withdrawn": "The record of giving it was marked entered in error; the result is off the patient's portal "
                  "until it is given.",
@@ -1250,7 +1254,21 @@ def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUI
         if principal.can("clinical.medication.read") else []
     context["order_sets"] = catalogue.list_order_sets(conn)
     context["catalogue"] = catalogue.list_catalogue(conn)
+    if principal.can("clinical.result.create"):  # a test since dropped from the catalogue has no form
+        tests = {c["code"]: c["definition"] for c in context["catalogue"]}
+        context["result_forms"] = {o["id"]: analytes_of(catalogue.orderable_of(o["code"], tests[o["code"]]))
+                                   for o in context["orders"] if o["code"] in tests}
     return context
+
+
+def analytes_of(test: OrderableConfig) -> list[dict]:
+    """What a result of a test is entered as, one item per analyte (a panel's components, else the test
+    itself): its LOINC code, name, unit and reference range, and its choices, or a free-text report for a
+    test that has neither a unit nor choices (an imaging study)."""
+    analytes = test.components or [test]
+    return [{"code": a.loinc, "name": a.name, "unit": a.unit, "low": a.low, "high": a.high, "choices": a.choices,
+             "report": not a.choices and a.unit is None and a.low is None and a.high is None}
+            for a in analytes]
 
 
 def _orders_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200,
@@ -1380,6 +1398,60 @@ def place_order(request: Asking, tenant: Tenant, patient_id: Id, data: FormData)
         return _orders_page(request, tenant, patient_id, status=422, form="test", values=values,
                             errors={exc.extra.get("field") or "form": exc.detail})
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done=ordered")
+
+
+@post(PATIENT + "/orders/{entry_id:uuid}/results", operation_id="PortalRecordResult",
+      opt=_page_opts("clinical.result.create"), sync_to_thread=True, include_in_schema=False)
+def record_result(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """The result of one open order entered by hand (a point-of-care test, a value the laboratory reads out,
+    an imaging report): each analyte given, in one transaction, with the catalogue's unit, range and flag. A
+    refusal comes back next to its field with everything typed; nothing is recorded."""
+    values = form_values(data)
+    form = f"result-{entry_id}"
+    with request.app.state.db.tenant(tenant) as conn:
+        service.require_patient(conn, patient_id)
+        order = next((o for o in service.orders_of(conn, patient_id, open_only=True)
+                      if entry_id in (o["id"], o["root_id"])), None)
+        if order is None:
+            answered = next((o for o in service.orders_of(conn, patient_id) if entry_id in (o["id"], o["root_id"])),
+                            None)
+            if answered is None:
+                raise NotFound(f"no order {entry_id} on this patient's chart", entry_id=str(entry_id))
+            return error_page(request, 409, f"{answered['display']} has a result already or was cancelled: its "
+                                            "results are on the Results page. Nothing was recorded.")
+        analytes = analytes_of(catalogue.get_orderable(conn, order["code"]))
+    errors: dict[str, str] = {}
+    given: list[ResultIn] = []
+    for analyte in analytes:
+        raw = values.get(f"v.{analyte['code']}")
+        if raw is None:
+            continue
+        try:
+            given.append(ResultIn.model_validate({
+                "code": analyte["code"], "value": raw, "service_request_id": order["root_id"],
+                "note": values.get("note")}))
+        except ValidationError as exc:
+            errors[f"v.{analyte['code']}"] = next(iter(field_errors(exc).values()))
+    if not given and not errors:
+        errors["form"] = "Enter a value for at least one of the test's results."
+    if not errors:
+        try:
+            with request.app.state.db.tenant(tenant) as conn:  # all of them or none
+                for result_in in given:
+                    try:
+                        service.record_result(conn, request.user, patient_id, result_in)
+                    except RecordError as exc:
+                        exc.extra["field"] = f"v.{result_in.code}" if exc.extra.get("field") in (
+                            None, "value", "unit") else "form"
+                        raise
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            errors[exc.extra["field"]] = exc.detail[0].upper() + exc.detail[1:] + (
+                "" if exc.detail.endswith(".") else ".")
+    if errors:
+        return _orders_page(request, tenant, patient_id, status=422, form=form, values=values, errors=errors)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/results?done=result-recorded")
 
 
 MEDICATION_FIELDS = ["drug", "dose", "dose_unit", "route", "frequency", "duration_days", "instructions",
@@ -1558,7 +1630,7 @@ ROUTES = [
     facility_home, patient_search, register_page, register_patient, registration_page, correct_registration,
     patient_page, invite_patient, encounter_page, start_encounter, change_encounter, chart_page, timeline_page,
     results_page, trend_page, sign_result, disclose_result, withdraw_disclosure, orders_page, place_order_set,
-    place_order, prescribe, change_medication, notes_page, note_page, write_note,
+    place_order, record_result, prescribe, change_medication, notes_page, note_page, write_note,
 ]
 
 portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import ServiceRequestIn
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
 from tests.e2e.history import CLINICAL_CONFIG, HB, populate
@@ -631,6 +632,57 @@ def test_review_and_sign_a_result_once(signed_in, facility, charts):
 # -- care relationships and break-the-glass ------------------------------------------------------
 
 
+def test_a_clinician_enters_an_orders_result_by_hand_and_a_refusal_keeps_what_was_typed(signed_in, db, facility,
+                                                                                       charts, author):
+    """A result reached the chart only from a laboratory's feed or the API: a point-of-care test, a value
+    read out on the telephone or an imaging report had no way in from the portal. Each open order now has
+    'Enter result' with a field per analyte (a number with its unit and range, one of its choices, or a
+    report); the catalogue's range flags it; a refusal names the field, keeps every value and records
+    nothing; an answered order refuses a second result in a sentence."""
+    from tests.e2e.history import FBC, HB, PLT, SMEAR, WBC, XRAY
+
+    acting = principal_of(author, facility.slug)
+    pid = charts[1].id
+    with db.tenant(facility.slug) as conn:
+        fbc, smear, xray = (service.order_test(conn, acting, pid, ServiceRequestIn(
+            code=code, encounter_id=charts[1].encounter_id)) for code in (FBC, SMEAR, XRAY))
+    client = signed_in("clinician", facility.slug)
+    orders_path = f"{base(facility)}/patients/{pid}/orders"
+
+    def results_of(order: dict) -> list[dict]:
+        with db.tenant(facility.slug) as conn:
+            return [r for r in service.results_of(conn, pid) if r["service_request_id"] == order["root_id"]]
+
+    def action(order: dict) -> str:
+        return f"{base(facility)}/patients/{pid}/orders/{order['id']}/results"
+
+    page = client.get(orders_path).text
+    assert f'action="{action(fbc)}"' in page and "Reference 12–16 g/dL" in page and "Enter result" in page
+    refused = post_form(client, orders_path, action(fbc), {f"v.{HB}": "10.2", f"v.{WBC}": "lots", f"v.{PLT}": "210"})
+    assert refused.status_code == 422 and "White cell count is a number" in refused.text
+    assert 'value="10.2"' in refused.text and 'value="lots"' in refused.text and 'value="210"' in refused.text
+    assert results_of(fbc) == []  # the haemoglobin before it was not kept either
+    empty = post_form(client, orders_path, action(fbc), {})
+    assert empty.status_code == 422 and "Enter a value for at least one" in empty.text
+    recorded = post_form(client, orders_path, action(fbc), {f"v.{HB}": "10.2", f"v.{WBC}": "6.1", f"v.{PLT}": "210",
+                                                             "note": "point-of-care analyser"})
+    assert recorded.status_code == 303 and recorded.headers["location"].endswith("/results?done=result-recorded")
+    shown = client.get(recorded.headers["location"]).text
+    assert "Result recorded" in shown and "10.2 g/dL" in shown and "point-of-care analyser" in shown
+    for order, value in ((smear, "positive"), (xray, "No focal consolidation. Heart size normal.")):
+        code = SMEAR if order is smear else XRAY
+        assert post_form(client, orders_path, action(order), {f"v.{code}": value}).status_code == 303
+    entered = results_of(fbc) + results_of(smear)
+    assert {r["author_id"] for r in entered} == {client.person.account_id}
+    assert {r["code"]: (r["flag"], r["unit"]) for r in entered} == {
+        HB: ("L", "g/dL"), WBC: ("N", "10*3/uL"), PLT: ("N", "10*3/uL"), SMEAR: ("A", None)}
+    (report,) = results_of(xray)
+    assert report["value_text"] == "No focal consolidation. Heart size normal." and report["flag"] is None
+    again = post_form(client, orders_path, action(fbc), {f"v.{HB}": "11"})
+    assert again.status_code == 409 and "has a result already" in again.text and len(results_of(fbc)) == 3
+    assert f'action="{action(fbc)}"' not in client.get(orders_path).text  # answered: no longer open
+
+
 def test_a_chart_without_a_care_relationship_opens_only_by_breaking_the_glass(signed_in, db, facility, charts):
     client = signed_in("clinician", facility.slug)
     never_seen = charts[3]
@@ -672,7 +724,8 @@ FORMS = ["/patients", "/patients/{pid}/registration", "/patients/{pid}/encounter
          "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose",
          "/patients/{pid}/results/{any}/disclose/withdraw", "/patients/{pid}/order-sets",
-         "/patients/{pid}/orders", "/patients/{pid}/medications", "/patients/{pid}/medications/{any}/status",
+         "/patients/{pid}/orders", "/patients/{pid}/orders/{any}/results", "/patients/{pid}/medications",
+         "/patients/{pid}/medications/{any}/status",
          "/patients/{pid}/notes",
          "/patients/{pid}/portal-invite"]
 # The nursing pages (appliance/web/nursing.py); their forms are a nurse's to post.
