@@ -42,6 +42,7 @@ BILLS_SHOWN = 20
 # Every final bill is read, not only those shown: what the patient owes is the sum over all of them.
 BILLS_READ = 10_000
 ACCESS_SHOWN = 300
+MARKS = ("HH", "LL", "H", "L", "A")  # the result flags that say "outside the usual", gravest first
 
 
 def _facility_records(state: State, request: Request, *, export: bool = False) -> list[dict]:
@@ -68,8 +69,11 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
         # day there (the staff's pages say so too), not of the day before in UTC.
         clock = Clock(zoneinfo.ZoneInfo(holding.timezone))
         owed = sum((b["outstanding"] for b in bills if b["payer_code"] is None), Decimal(0))
+        # The marks the shown results carry, each said once, the gravest first, for the line saying what they mean.
+        marked = [FLAGS[flag][0] for flag in MARKS if any(result["flag"] == flag for result in summary["results"])]
         records.append({"holding": holding, "summary": summary, "appointments": appointments,
                         "bills": bills if export else bills[:BILLS_SHOWN], "bills_total": len(bills), "owed": owed,
+                        "marked": marked,
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock})
     return records

@@ -155,6 +155,7 @@ def test_a_result_given_in_person_reaches_the_portal_once_the_clinician_records_
     me = _patient_client(db, app, patient["email"])
     before = me.get("/me").text.split(f'data-facility="{facility.slug}"')[1]
     assert "HIV" not in before and "1 result from Release Rules Clinic is given to you in person" in before
+    assert "Each result here is within it." in before  # the haemoglobin; the reactive test not even hinted at
 
     nurse = signed_in("nurse", facility.slug)  # reads results, does not sign them: told, but no button
     seen = nurse.get(results_page)
@@ -180,6 +181,8 @@ def test_a_result_given_in_person_reaches_the_portal_once_the_clinician_records_
     results = shown.split('class="list results"')[1].split("</table>")[0]
     assert "HIV rapid test" in results and "reactive" in results
     assert "given to you in person" not in shown  # none left to give: no notice
+    # What the mark means, said once for the results shown.
+    assert "<strong>Abnormal</strong> marks a result outside it" in shown and "can tell you what it means" in shown
 
     # Recorded on the wrong patient's result, say: withdrawn with a reason, it is off the portal again.
     withdraw = f"{action}/withdraw"
@@ -191,6 +194,7 @@ def test_a_result_given_in_person_reaches_the_portal_once_the_clinician_records_
     assert 'id="give-title"' in clinician.get(results_page).text  # to give again
     hidden = me.get("/me").text.split(f'data-facility="{facility.slug}"')[1]
     assert "HIV" not in hidden and "1 result from Release Rules Clinic is given to you in person" in hidden
+    assert "Abnormal" not in hidden and "Each result here is within it." in hidden
     assert post_form(nurse, results_page, withdraw, {"reason": "x"}).status_code == 403
 
 
