@@ -4,9 +4,9 @@ a billing clerk on first sign-in.
 The charges already exist — the reactions wrote them as the demo population and operations year were
 appended. This adds what a clerk's past months would have left: bed-days accrued to the last census,
 insurance for some patients, and for most accounts whose charges are all priced a final invoice
-dated after the care, paid in full, in part or not yet (cash, mobile money, card), so the A/R aging
-chart has every bucket. Accounts with unpriced charges are left for the worklist. Deterministic for
-a seed and slug; skipped where any invoice already exists.
+dated after the care, paid in full, in part or not yet (cash, mobile money, card) on the day of the
+bill, so the A/R aging chart has every bucket. Accounts with unpriced charges are left for the
+worklist. Deterministic for a seed and slug; skipped where any invoice already exists.
 """
 
 from __future__ import annotations
@@ -80,7 +80,11 @@ def generate_billing_demo(db: Database, slug: str, seed: int = 2026, accounts: i
             if amount > 0:
                 method, prefix = rng.choice(METHODS)
                 reference = f"{prefix}{rng.randint(10**7, 10**8 - 1)}" if prefix else None
+                # Paid at the cashier's window after billing, on the day of the bill: the day's takings
+                # and the aging as of a past day then read as that facility's would have.
+                # (A delay from the amount, not the seeded stream, so the rest of the demo stays as it was.)
+                received = min(at + dt.timedelta(minutes=5 + int(amount) % 85), dt.datetime.now(zone))
                 service.record_payment(conn, principal, final["id"], method=method, amount=amount,
-                                       reference=reference)
+                                       reference=reference, received_at=received)
                 written["payment"] += 1
         return written

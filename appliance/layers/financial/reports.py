@@ -247,7 +247,7 @@ _OUTSTANDING = sa.text("""
     SELECT i.id, i.number, i.patient_id, i.payer_code, i.total,
            (i.finalised_at AT TIME ZONE :tz)::date AS finalised_on,
            i.total - COALESCE((SELECT sum(p.amount) FROM payment p JOIN entry pe ON pe.id = p.entry_id
-                               WHERE p.invoice_id = i.id AND pe.recorded_at < :until), 0) AS outstanding
+                               WHERE p.invoice_id = i.id AND pe.occurred_at < :until), 0) AS outstanding
     FROM invoice i
     WHERE i.status = 'final' AND i.finalised_at < :until
       AND (CAST(:patient_id AS uuid) IS NULL OR i.patient_id = :patient_id)
@@ -306,18 +306,19 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
 
 
 def takings(conn: Connection, principal: Principal, day: dt.date) -> dict:
-    """The payments received on one facility-local day, oldest first, with their totals by method and by
-    the person who took them (the cash-up: each cashier's cash is what their drawer should hold)."""
+    """The payments received on one facility-local day (the money's time, the entry's occurred time),
+    oldest first, with their totals by method and by the person who took them (the cash-up: each
+    cashier's cash is what their drawer should hold)."""
     setting = schedule.setting(conn)
     start, end = _day_bounds(day, setting.timezone)
     rows = [dict(r) for r in conn.execute(
-        sa.select(entry.c.id, entry.c.recorded_at, entry.c.author_id, entry.c.patient_id, payment.c.receipt_number,
-                  payment.c.method, payment.c.amount, payment.c.reference, payment.c.payer_code,
-                  payment.c.invoice_id, invoice.c.number.label("invoice_number"))
+        sa.select(entry.c.id, entry.c.occurred_at.label("received_at"), entry.c.author_id, entry.c.patient_id,
+                  payment.c.receipt_number, payment.c.method, payment.c.amount, payment.c.reference,
+                  payment.c.payer_code, payment.c.invoice_id, invoice.c.number.label("invoice_number"))
         .select_from(entry.join(payment, payment.c.entry_id == entry.c.id)
                      .join(invoice, invoice.c.id == payment.c.invoice_id))
-        .where(entry.c.recorded_at >= start, entry.c.recorded_at < end)
-        .order_by(entry.c.recorded_at, payment.c.receipt_number)).mappings()]
+        .where(entry.c.occurred_at >= start, entry.c.occurred_at < end)
+        .order_by(entry.c.occurred_at, payment.c.receipt_number)).mappings()]
     by_method = {method: {"count": 0, "amount": ZERO} for method in service.PAYMENT_METHODS}
     by_person: dict[uuid.UUID, dict[str, Any]] = {}
     for row in rows:

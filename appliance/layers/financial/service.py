@@ -258,10 +258,11 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
     else:
         figures_out = {"subtotal": figures.subtotal, "adjustments": figures.adjustments, "total": figures.total}
     payments = [dict(r) for r in conn.execute(
-        sa.select(entry.c.id, entry.c.recorded_at, entry.c.author_id, payment.c.receipt_number, payment.c.method,
-                  payment.c.amount, payment.c.reference, payment.c.payer_code)
+        sa.select(entry.c.id, entry.c.recorded_at, entry.c.occurred_at.label("received_at"), entry.c.author_id,
+                  payment.c.receipt_number, payment.c.method, payment.c.amount, payment.c.reference,
+                  payment.c.payer_code)
         .select_from(entry.join(payment, payment.c.entry_id == entry.c.id))
-        .where(payment.c.invoice_id == invoice_id).order_by(entry.c.recorded_at)).mappings()]
+        .where(payment.c.invoice_id == invoice_id).order_by(entry.c.occurred_at)).mappings()]
     paid = sum((p["amount"] for p in payments), ZERO)
     found_claim = conn.execute(sa.select(claim).where(claim.c.invoice_id == invoice_id)).mappings().first()
     return found | figures_out | {
@@ -390,8 +391,10 @@ def bills_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UU
 
 
 def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *, method: str, amount: Decimal,
-                   reference: str | None = None) -> dict:
-    """A payment against a final invoice, with its receipt number; never more than is outstanding."""
+                   reference: str | None = None, received_at: dt.datetime | None = None) -> dict:
+    """A payment against a final invoice, with its receipt number; never more than is outstanding.
+    `received_at` (the demo generator's past months; no route offers it) is when the money came in, the
+    entry's occurred time, which the day's takings and the aging's payments as of a day are counted by."""
     found = _invoice_row(conn, invoice_id, lock=True)  # serialises payments on one invoice
     if found["status"] != "final":
         raise Conflict("finalise the invoice before taking payment against it", invoice_id=str(invoice_id))
@@ -409,7 +412,8 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
         raise Invalid("give the transaction or remittance reference", field="reference")
     receipt = conn.execute(sa.select(sa.func.concat(
         "RCT-", sa.func.lpad(sa.cast(sa.func.nextval("receipt_number_seq"), sa.Text), 7, "0")))).scalar_one()
-    appended = record.append(conn, principal, "payment", patient_id=found["patient_id"], detail={
+    appended = record.append(conn, principal, "payment", patient_id=found["patient_id"], occurred_at=received_at,
+                             detail={
         "invoice_id": invoice_id, "receipt_number": receipt, "method": method, "amount": amount, "currency": currency,
         "reference": (reference or "").strip() or None,
         "payer_code": found["payer_code"] if method == "insurer_remittance" else None})
@@ -421,7 +425,8 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
 
 def receipt_of(conn: Connection, principal: Principal, payment_entry_id: uuid.UUID) -> dict:
     row = conn.execute(
-        sa.select(entry.c.id, entry.c.recorded_at, entry.c.author_id, entry.c.patient_id, payment)
+        sa.select(entry.c.id, entry.c.recorded_at, entry.c.occurred_at.label("received_at"), entry.c.author_id,
+                  entry.c.patient_id, payment)
         .select_from(entry.join(payment, payment.c.entry_id == entry.c.id)).where(entry.c.id == payment_entry_id)
     ).mappings().first()
     if row is None:

@@ -43,6 +43,20 @@ def test_demo_billing_fills_the_aging_and_leaves_unpriced_work(db, tenant_factor
     assert {bucket for bucket, amount in aged["buckets"].items() if amount > 0} == billed_ages
     assert aged["receivable"] == sum(aged["buckets"].values())
     assert len(methods) >= 2 and unpriced_left > 0  # glucose is not in the schedule: the worklist has work
+    # Each payment was received on its bill's day, as the past months' would have been: today's takings hold
+    # none of the past bills' money, and the aging as of a past day sees what had been paid by then.
+    with db.tenant(config.slug) as conn:
+        received = conn.execute(sa.text(
+            "SELECT i.id, (pe.occurred_at AT TIME ZONE :tz)::date AS paid_on, (i.finalised_at AT TIME ZONE :tz)::date "
+            "AS billed_on, i.total, p.amount FROM payment p JOIN entry pe ON pe.id = p.entry_id "
+            "JOIN invoice i ON i.id = p.invoice_id"), {"tz": config.timezone}).all()
+        today = reports.takings(conn, demo_principal(config.slug), aged["as_of"])
+        past_day = min(r.billed_on for r in received)
+        then = reports.ar_aging(conn, demo_principal(config.slug), past_day)
+    assert received and all(r.paid_on == r.billed_on for r in received)
+    assert len(today["payments"]) == sum(1 for r in received if r.billed_on == aged["as_of"])
+    settled_then = {r.id for r in received if r.billed_on == past_day and r.amount == r.total}
+    assert settled_then.isdisjoint({row["id"] for row in then["invoices"]})
 
 
 def test_a_demo_year_is_charged_on_the_day_of_the_care_but_for_visits_written_up_late(db, tenant_factory):
