@@ -38,6 +38,7 @@ from appliance.web.errors import error_page
 
 LAST_VERIFICATION = "audit-last-verification.json"
 BREAK_THE_GLASS_WINDOW = timedelta(days=30)
+MRN_LENGTH = 64  # longer than any facility's record number; what is longer (or unprintable) is not one
 # What an access did, as the audit event's action code says it (FHIR AuditEvent.action).
 ACTIONS = {"R": "read", "C": "created", "U": "changed", "D": "removed", "E": "used"}
 
@@ -219,6 +220,10 @@ def patient_access(request: Request, state: State, facility: FromQuery[str] = ""
         context["refusal"], status = "Choose the facility that holds the chart.", 422
     elif not mrn:
         context["refusal"], status = "Type the chart's record number, as the facility knows it.", 422
+    elif len(mrn) > MRN_LENGTH or not mrn.isprintable():
+        context |= {"mrn": "", "refusal": f"A record number is at most {MRN_LENGTH} letters, digits or signs; "
+                                          "type it as it is printed on the patient's card."}
+        status = 422
     else:
         with state.db.tenant(facility) as conn:
             patient_id = conn.execute(sa.text("SELECT id FROM patient WHERE mrn = :mrn"), {"mrn": mrn}).scalar()

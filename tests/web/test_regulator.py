@@ -191,6 +191,10 @@ def test_the_regulator_finds_who_opened_a_chart_by_its_record_number_and_the_pat
     assert elsewhere.status_code == 404 and tenant_b.name in elsewhere.text and reason not in elsewhere.text
     unknown = regulator.get("/regulator/patient-access", params={"facility": "t_nowhere", "mrn": patient["mrn"]})
     assert unknown.status_code == 422 and "Choose the facility" in unknown.text
+    for junk in ("00\x0001", "9" * 5000):  # a NUL PostgreSQL refuses, a number no card carries
+        refused = regulator.get("/regulator/patient-access", params={"facility": tenant_a.slug, "mrn": junk})
+        assert refused.status_code == 422 and "A record number is at most 64" in refused.text
+        assert "9" * 100 not in refused.text
     assert lookups() == 1
 
     # Only the regulator: the facility's own staff and the ministry are refused.
