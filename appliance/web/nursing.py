@@ -111,8 +111,8 @@ portal.VITALS_ADDITIONS.append(
     VitalsAddition("nursing.news2.read", "portal/nursing/_chart_warning.html", _chart_warning))
 portal.NOTICES.update({
     "vitals": "Vital signs recorded and scored.", "dose": "Dose recorded on the MAR.",
-    "task": "Task done.", "care-plan": "Care plan saved.", "evaluated": "Care plan evaluated.",
-    "handover": "Handover recorded.",
+    "task": "Task done.", "deferred": "Task deferred.", "care-plan": "Care plan saved.",
+    "evaluated": "Care plan evaluated.", "handover": "Handover recorded.",
 })
 portal.TIMELINE_SOURCES.extend([
     TimelineSource("nursing", "news2", "Early warning scores", "nursing.news2.read",
@@ -153,22 +153,22 @@ def _ward_context(db: Database, principal: Principal, tenant: str, ward_code: st
         return access.ward_for(conn, principal, chosen), wards
 
 
+def _worklist_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> dict:
+    found, wards = _ward_context(db, principal, tenant, ward_code)
+    with db.tenant(tenant) as conn:
+        listed = ward.worklist(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+    return {"worklist": listed, "wards": wards}
+
+
 @get("/ward", operation_id="PortalWardWorklist", opt={"permission": "nursing.worklist.read"},
      include_in_schema=False)
 async def worklist_page(request: Asking, tenant: Tenant, ward_code: FromQuery[str] = "") -> Template:
     """The ward's patients, escalations first: NEWS2 and the response it calls for, observations due,
-    open tasks (done from here), doses due and late."""
-    principal: Principal = request.user
+    open tasks (done or deferred from here), doses due and late."""
     db: Database = request.app.state.db
-
-    def work() -> dict:
-        found, wards = _ward_context(db, principal, tenant, ward_code.strip())
-        with db.tenant(tenant) as conn:
-            listed = ward.worklist(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
-        return {"worklist": listed, "wards": wards}
-
-    context = await _in_thread(work)
-    return page(request, "nursing/ward.html", active="ward", **context, now=_now(), **NURSING_HELPERS)
+    context = await _in_thread(lambda: _worklist_context(db, request.user, tenant, ward_code.strip()))
+    return page(request, "nursing/ward.html", active="ward", **context, now=_now(), deferring={},
+                defer_choices=DEFER_CHOICES, **NURSING_HELPERS)
 
 
 @post(PATIENT + "/tasks/{entry_id:uuid}/done", operation_id="PortalCloseTask",
@@ -182,8 +182,47 @@ async def close_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
             service.set_task_status(conn, request.user, patient_id, entry_id, "done", values.get("note"), now=_now())
 
     await _in_thread(work)
+    return see_other(request, _worklist_url(tenant, values.get("ward") or "", "task"))
+
+
+def _worklist_url(tenant: str, ward_code: str, done: str) -> str:
+    return f"/t/{tenant}/ward?{'ward_code=' + ward_code + '&' if ward_code else ''}done={done}"
+
+
+# How long a task may be put off from the worklist: a ward's usual "after the round", "this afternoon".
+DEFER_CHOICES = [("30", "30 min"), ("60", "1 hour"), ("120", "2 hours"), ("240", "4 hours"), ("480", "8 hours")]
+
+
+@post(PATIENT + "/tasks/{entry_id:uuid}/defer", operation_id="PortalDeferTask",
+      opt={"permission": "nursing.task.update", "care_relationship": True}, include_in_schema=False)
+async def defer_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """A task that cannot be done now (the patient is in theatre), due later with why; a refusal comes back
+    on the worklist beside the task, with what was chosen and typed."""
+    values = form_values(data)
+    db: Database = request.app.state.db
     ward_code = values.get("ward") or ""
-    return see_other(request, f"/t/{tenant}/ward?{'ward_code=' + ward_code + '&' if ward_code else ''}done=task")
+    minutes = values.get("minutes") if values.get("minutes") in dict(DEFER_CHOICES) else None
+
+    def work() -> None:
+        with db.tenant(tenant) as conn:
+            now = _now()
+            service.defer_task(conn, request.user, patient_id, entry_id, now + dt.timedelta(minutes=int(minutes)),
+                               values.get("note"), now=now, tz=facility_zone(db, tenant))
+
+    problem, status = (None, 200) if minutes else ("Choose how long the task waits.", 422)
+    if problem is None:
+        try:
+            await _in_thread(work)
+        except RecordError as exc:
+            if exc.status not in (409, 422):
+                raise
+            problem, status = exc.detail[:1].upper() + exc.detail[1:] + ".", exc.status
+    if problem is None:
+        return see_other(request, _worklist_url(tenant, ward_code, "deferred"))
+    context = await _in_thread(lambda: _worklist_context(db, request.user, tenant, ward_code))
+    return page(request, "nursing/ward.html", status=status, active="ward", **context, now=_now(),
+                deferring={"task_id": str(entry_id), "problem": problem, "minutes": values.get("minutes"),
+                           "note": values.get("note") or ""}, defer_choices=DEFER_CHOICES, **NURSING_HELPERS)
 
 
 @get("/ward/handover", operation_id="PortalWardHandover", opt={"permission": "nursing.handover.read"},
@@ -486,7 +525,7 @@ async def evaluate_care_plan(request: Asking, tenant: Tenant, patient_id: Id, en
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/care-plans?done=evaluated")
 
 
-ROUTES = [worklist_page, close_task, handover_page, record_handover, observations_page, record_observations,
+ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,
           mar_page, record_dose, care_plans_page, add_care_plan, evaluate_care_plan]
 
 nursing_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,

@@ -614,6 +614,66 @@ def test_a_templated_note_names_every_field_to_fix_at_once(signed_in, facility, 
     assert "Review in a week" in refused.text
 
 
+def test_a_note_is_corrected_by_its_author_with_a_reason_or_marked_entered_in_error(signed_in, db, facility, charts):
+    """A note could not be corrected from the portal: a wrong dose in a note, or a note written on the wrong
+    patient, stayed as written. Its author now corrects it (the form filled with what it says, a reason
+    required, a refusal keeping what was typed and naming the field), the earlier version stays in its
+    history; another clinician is told to write their own; a note is marked entered in error with a reason
+    and leaves the notes."""
+    client = signed_in("clinician", facility.slug)
+    pid = charts[0].id
+    notes_path = f"{base(facility)}/patients/{pid}/notes"
+    for data in ({"title": "Telephone call", "text": "Amoxicillin 5000 mg three times a day."},
+                 {"template_code": "ANC", "f.gestational_age": "28", "f.presentation": "cephalic",
+                  "f.danger_signs": ["headache"]}):
+        assert post_form(client, f"{notes_path}/new", notes_path, data).status_code == 303
+    with db.tenant(facility.slug) as conn:
+        written = {n["title"]: n for n in service.list_notes(conn, principal_of(client.person, facility.slug), pid)
+                   if n["record_author_id"] == client.person.account_id}
+    call, anc = written["Telephone call"], written["Antenatal visit"]
+    listed = client.get(notes_path).text
+    correct_path = f"{notes_path}/{call['id']}/correct"
+    assert f'href="{correct_path}"' in listed
+    form = client.get(correct_path).text
+    assert "Amoxicillin 5000 mg three times a day." in form and 'id="reason"' in form
+
+    no_reason = post_form(client, correct_path, correct_path, {"title": "Telephone call",
+                                                               "text": "Amoxicillin 500 mg three times a day."})
+    assert no_reason.status_code == 422 and "Say why the note is corrected" in no_reason.text
+    assert "Amoxicillin 500 mg three times a day." in no_reason.text
+    corrected = post_form(client, correct_path, correct_path, {
+        "title": "Telephone call", "text": "Amoxicillin 500 mg three times a day.", "reason": "dose mistyped"})
+    assert corrected.status_code == 303 and corrected.headers["location"].endswith("/notes?done=note-corrected")
+    after = client.get(corrected.headers["location"]).text
+    assert "Amoxicillin 500 mg three times a day." in after and "5000 mg" not in after
+    assert '<span class="badge">amended</span>' in after
+    with db.tenant(facility.slug) as conn:
+        versions = service.entry_history(conn, principal_of(client.person, facility.slug), pid, call["id"])
+    assert [v["reason"] for v in versions] == [None, "dose mistyped"]
+    stale = post_form(client, f"{notes_path}/new", correct_path, {"text": "again", "reason": "again"})
+    assert stale.status_code == 409 and "corrected or withdrawn since" in stale.text
+
+    anc_path = f"{notes_path}/{anc['id']}/correct"
+    filled = client.get(anc_path).text
+    assert re.search(r'id="f-gestational_age"[^>]*value="28"|value="28"[^>]*id="f-gestational_age"', filled)
+    assert 'value="headache" checked' in filled
+    missing = post_form(client, anc_path, anc_path, {"f.presentation": "breech", "reason": "presentation wrong"})
+    assert missing.status_code == 422 and "Gestational age is required" in missing.text
+    assert 'value="breech" checked' in missing.text
+
+    other = signed_in("clinician", facility.slug)
+    assert f'href="{anc_path}"' not in other.get(notes_path).text
+    refused = post_form(other, anc_path, anc_path, {"f.gestational_age": "30", "reason": "not mine"})
+    assert refused.status_code == 422 and "corrected only by its author" in refused.text
+
+    withdraw = f"{notes_path}/{anc['id']}/entered-in-error"
+    no_why = post_form(client, anc_path, withdraw, {})
+    assert no_why.status_code == 422 and "Say why the note is entered in error" in no_why.text
+    gone = post_form(client, anc_path, withdraw, {"withdraw_reason": "written on the wrong patient"})
+    assert gone.status_code == 303 and gone.headers["location"].endswith("/notes?done=note-withdrawn")
+    assert f'id="note-{anc["id"]}"' not in client.get(notes_path).text
+
+
 def test_review_and_sign_a_result_once(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     chart = charts[0]
@@ -719,18 +779,19 @@ def test_a_chart_without_a_care_relationship_opens_only_by_breaking_the_glass(si
 PAGES = ["", "/today", "/patients", "/patients/new", "/patients/{pid}", "/patients/{pid}/registration",
          "/patients/{pid}/encounters/new", "/patients/{pid}/chart",
          "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
-         "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new"]
+         "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new",
+         "/patients/{pid}/notes/{any}/correct"]
 FORMS = ["/patients", "/patients/{pid}/registration", "/patients/{pid}/encounters",
          "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose",
          "/patients/{pid}/results/{any}/disclose/withdraw", "/patients/{pid}/order-sets",
          "/patients/{pid}/orders", "/patients/{pid}/orders/{any}/results", "/patients/{pid}/medications",
          "/patients/{pid}/medications/{any}/status",
-         "/patients/{pid}/notes",
+         "/patients/{pid}/notes", "/patients/{pid}/notes/{any}/correct", "/patients/{pid}/notes/{any}/entered-in-error",
          "/patients/{pid}/portal-invite"]
 # The nursing pages (appliance/web/nursing.py); their forms are a nurse's to post.
 NURSING_FORMS = ["/patients/{pid}/mar", "/patients/{pid}/care-plans", "/patients/{pid}/care-plans/{any}/evaluate",
-                 "/patients/{pid}/tasks/{any}/done"]
+                 "/patients/{pid}/tasks/{any}/done", "/patients/{pid}/tasks/{any}/defer"]
 PAGES += ["/ward", "/ward/handover", "/patients/{pid}/observations", "/patients/{pid}/mar",
           "/patients/{pid}/care-plans"]
 FORMS += ["/ward/handover", "/patients/{pid}/observations", *NURSING_FORMS]

@@ -1,7 +1,7 @@
 """HTTP routes of the nursing layer, under /api/t/{tenant}/.
 
 Per patient: the NEWS2 history, the medication administration record (read, record a dose's outcome,
-withdraw one recorded in error), nursing tasks and care plans. Per ward: the worklist and the shift
+withdraw one recorded in error), nursing tasks (add, close, defer) and care plans. Per ward: the worklist and the shift
 handover. Vital signs are recorded through the clinical layer's route (`POST .../vitals`); their score
 is written by this layer's reaction in the same transaction and read here.
 
@@ -45,6 +45,7 @@ from appliance.layers.nursing.schemas import (
     MeowsOut,
     News2Out,
     Retraction,
+    TaskDeferIn,
     TaskIn,
     TaskOut,
     TaskStatusIn,
@@ -213,6 +214,15 @@ class NursingController(Controller):
         """Mark a task done (with a note of how) or cancelled (with why)."""
         return TaskOut.model_validate(await _run(state, request, tenant, lambda conn, c: service.set_task_status(
             conn, request.user, patient_id, entry_id, data.status, data.note, now=c["now"])))
+
+    @post(PATIENT + "/tasks/{entry_id:uuid}/defer", operation_id="NursingDeferTask",
+          opt=_opt("nursing.task.update"), status_code=HTTP_200_OK)
+    async def defer_task(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id, entry_id: Id,
+                         data: JSONBody[TaskDeferIn]) -> TaskOut:
+        """Make an open task due later, saying why (not an observations or escalation task)."""
+        return TaskOut.model_validate(await _run(state, request, tenant, lambda conn, c: service.defer_task(
+            conn, request.user, patient_id, entry_id, _aware(data.until, "until"), data.note, now=c["now"],
+            tz=c["tz"])))
 
     # -- care plans ------------------------------------------------------------------------------------
 

@@ -147,6 +147,11 @@ class TaskStatusIn(_In):
     note: str | None = Field(default=None, max_length=500)
 
 
+class TaskDeferIn(_In):
+    until: dt.datetime  # with its zone
+    note: str = Field(min_length=3, max_length=500)  # why it waits
+
+
 class TaskOut(_Out):
     id: uuid.UUID
     root_id: uuid.UUID

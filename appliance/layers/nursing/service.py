@@ -588,6 +588,41 @@ def set_task_status(conn: Connection, principal: Principal, patient_id: uuid.UUI
     return task_view(_entry_row(close_task(conn, principal, dict(task), status, note)), now)
 
 
+# A task that cannot be done now (the patient is in theatre, the phlebotomist comes at ten) waits, with why,
+# at most this long at a time; the tasks that follow a score cannot wait at all.
+DEFER_AT_MOST = dt.timedelta(hours=24)
+NOT_DEFERRED = {
+    "observations": "the observations follow the early warning score: record the set, or cancel it saying why",
+    "escalation": "an escalation cannot wait: answer it, or mark it done saying who was told",
+}
+
+
+def defer_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+               until: dt.datetime, note: str | None, *, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> dict:
+    """An open task due later, with why: its next version, still open, due at `until` (later than it was)."""
+    _version_of(conn, patient_id, entry_id, "nursing_task")
+    task = conn.execute(_current(nursing_task, "nursing_task", entry.c.id == entry_id)).mappings().first()
+    if task is None:
+        raise Conflict("this task has changed since you loaded it; reload the list", entry_id=str(entry_id))
+    if task["status"] != "open":
+        raise Conflict(f"this task is already {task['status']}", field="status")
+    if task["code"] in NOT_DEFERRED:
+        raise Conflict(NOT_DEFERRED[task["code"]], field="status")
+    if not (note or "").strip():
+        raise Invalid("say why the task waits", field="note")
+    if until <= now:
+        raise Invalid("a task is deferred to a time still to come", field="until")
+    if until > now + DEFER_AT_MOST:
+        raise Invalid("a task is deferred by at most 24 hours at a time", field="until")
+    if until <= task["due_at"]:
+        raise Invalid(f"this task is due at {task['due_at'].astimezone(tz):%d %b %H:%M} already: defer it to a "
+                      "later time", field="until")
+    detail = {name: task[name] for name in TASK_FIELDS} | {"due_at": until.astimezone(dt.UTC), "note": note.strip()}
+    appended = record.append(conn, principal, "nursing_task", patient_id=patient_id, supersedes=task["id"],
+                             detail=detail, reason=f"deferred: {note.strip()}"[:500])
+    return task_view(_entry_row(appended), now)
+
+
 # -- care plans --------------------------------------------------------------------------------------
 
 

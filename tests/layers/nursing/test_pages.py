@@ -88,6 +88,48 @@ def test_the_observations_page_says_when_the_next_set_is_overdue(db, signed_in, 
     assert "Next observations due" not in page.text
 
 
+def test_a_task_is_deferred_from_the_worklist_with_why(db, signed_in, facility, other_facility, clinician):
+    """The worklist offered 'Done' and nothing else: a specimen that could not be taken (the patient in
+    theatre) stayed 'overdue' all morning, or was ticked done untaken. It can now wait, with why."""
+    from appliance.layers.nursing import service
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Chelimo", given="Ann")
+        task = service.new_task(conn, clinician, patient["id"], code="collect_specimen", ward_code="GEN",
+                                title="Collect specimen: Full blood count", encounter_id=patient["encounter_id"],
+                                due_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    worklist = f"/t/{facility.slug}/ward"
+    action = f"/t/{facility.slug}/patients/{patient['id']}/tasks/{task.id}/defer"
+    row = nurse.get(worklist).text.split(f'data-patient="{patient["id"]}"')[1].split("</tr>")[0]
+    assert f'action="{action}"' in row and '<option value="120">2 hours</option>' in row
+
+    refused = post_form(nurse, worklist, action, {"ward": "GEN", "minutes": "120", "note": ""})
+    assert refused.status_code == 422
+    mine = refused.text.split(f'data-patient="{patient["id"]}"')[1].split("</tr>")[0]
+    assert f'id="defer-problem-{task.id}">Say why the task waits.</p>' in mine
+    assert '<details class="defer" open>' in mine and '<option value="120" selected>' in mine
+
+    before = dt.datetime.now(dt.UTC)
+    deferred = post_form(nurse, worklist, action, {"ward": "GEN", "minutes": "120", "note": "in theatre"})
+    assert deferred.status_code == 303 and deferred.headers["location"].endswith("/ward?ward_code=GEN&done=deferred")
+    shown = nurse.get(deferred.headers["location"]).text
+    assert "Task deferred." in shown
+    mine = shown.split(f'data-patient="{patient["id"]}"')[1].split("</tr>")[0]
+    due = (before + dt.timedelta(minutes=120)).astimezone(TZ)
+    assert re.search(rf"due {due:%d %b %Y} \d\d:\d\d — in theatre</span>", mine) and "overdue" not in mine
+    with db.tenant(facility.slug) as conn:
+        [now_due] = [t["due_at"] for t in service.tasks_of(conn, [patient["id"]], open_only=True)]
+    assert dt.timedelta(minutes=119) < now_due - before < dt.timedelta(minutes=121)
+
+    # Another facility's nurse, and a guessed task id, are refused.
+    intruder = signed_in("nurse", other_facility.slug, ward="GEN")
+    assert post_form(intruder, f"/t/{other_facility.slug}/ward", action,
+                     {"minutes": "60", "note": "x" * 5}).status_code == 403
+    guessed = f"/t/{facility.slug}/patients/{patient['id']}/tasks/{uuid.uuid4()}/defer"
+    assert post_form(nurse, worklist, guessed, {"minutes": "60", "note": "in theatre"}).status_code == 404
+
+
 def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, clinician):
     from appliance.layers.clinical import service as clinical
     from appliance.layers.clinical.schemas import ConditionIn

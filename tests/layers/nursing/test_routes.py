@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from appliance.layers.nursing.service import NOT_DEFERRED
 from appliance.substrate import audit
 from tests.layers.nursing.conftest import HIGH, NORMAL
 
@@ -131,6 +132,37 @@ def test_tasks_over_http(nurse_api, clinician_api, facility):
     assert len(nurse_api.get(f"{patient['url']}/tasks", params={"open_only": True}).json()) == 1
 
 
+def test_a_task_is_deferred_with_why_over_http(nurse_api, clinician_api, facility):
+    """A specimen that cannot be taken now (the patient is in theatre) waits, with why, still open; the
+    tasks that follow a score cannot wait."""
+    patient = admitted(clinician_api, facility, family="Kiptoo")
+    assert clinician_api.post(f"{patient['url']}/orders", json={"code": "58410-2"}).status_code == 201
+    assert nurse_api.post(f"{patient['url']}/vitals", json=_json(HIGH) | {
+        "encounter_id": patient["encounter_id"]}).status_code == 201
+    tasks = {t["code"]: t for t in nurse_api.get(f"{patient['url']}/tasks", params={"open_only": True}).json()}
+    specimen = tasks["collect_specimen"]
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=5)).replace(microsecond=0)  # it was due in 4
+    url = f"{patient['url']}/tasks/{specimen['id']}/defer"
+    deferred = nurse_api.post(url, json={"until": later.isoformat(), "note": "in theatre until 11:00"})
+    assert deferred.status_code == 200, deferred.text
+    moved = deferred.json()
+    assert (moved["status"], moved["note"], moved["root_id"]) == ("open", "in theatre until 11:00", specimen["root_id"])
+    assert dt.datetime.fromisoformat(moved["due_at"]) == later and not moved["overdue"]
+    again = f"{patient['url']}/tasks/{moved['id']}/defer"
+    for until, said in [(later.replace(tzinfo=None), "UTC offset"), (later + dt.timedelta(days=2), "24 hours"),
+                        (later - dt.timedelta(hours=6), "still to come"),
+                        (later - dt.timedelta(hours=1), "already: defer it to a later time")]:
+        refused = nurse_api.post(again, json={"until": until.isoformat(), "note": "later"})
+        assert refused.status_code == 422 and refused.json()["field"] == "until", refused.text
+        assert said in refused.json()["detail"], refused.text
+    assert nurse_api.post(again, json={"until": later.isoformat()}).status_code in (400, 422)  # no reason
+    for code in ("observations", "escalation"):
+        refused = nurse_api.post(f"{patient['url']}/tasks/{tasks[code]['id']}/defer",
+                                 json={"until": later.isoformat(), "note": "busy"})
+        assert (refused.status_code, refused.json()["detail"]) == (409, NOT_DEFERRED[code]), refused.text
+    assert nurse_api.post(url, json={"until": later.isoformat(), "note": "x" * 5}).status_code == 409  # superseded
+
+
 def test_care_plans_over_http(nurse_api, clinician_api, facility):
     patient = admitted(clinician_api, facility)
     plan = nurse_api.post(f"{patient['url']}/care-plans", json={
@@ -213,6 +245,7 @@ PATIENT_ROUTES = [
 ENTRY_ROUTES = [
     ("post", "/mar/{id}/entered-in-error", {"reason": "mistake"}),
     ("post", "/tasks/{id}/status", {"status": "done"}),
+    ("post", "/tasks/{id}/defer", {"until": "2030-01-01T08:00:00+00:00", "note": "in theatre"}),
     ("put", "/care-plans/{id}", {"problem": "Pain", "goal": "Comfortable", "interventions": ["Analgesia"]}),
 ]
 WARD_ROUTES = [("get", "/worklist", None), ("get", "/handover", None), ("post", "/handover", {})]
