@@ -104,6 +104,13 @@ def test_the_month_goes_out_as_csv_or_dhis2_and_each_export_is_audited(db, signe
     assert f'<strong id="lower-in-dhis2">{lower} facility total{"s" if lower != 1 else ""} of {month.label}' in page
 
 
+def test_a_month_older_than_those_offered_stays_chosen(signed_in):
+    page = signed_in("ministry_analyst", kind="ministry_analyst").get("/national?period=2019-03").text
+    assert "National indicators <span class=\"muted\">· March 2019" in page
+    chosen = re.findall(r'<option value="([^"]+)" selected>', page.split('id="period"')[1].split("</select>")[0])
+    assert chosen == ["2019-03"]  # "Show" keeps the month the page shows
+
+
 @pytest.mark.parametrize(("query", "named"), [
     ("period=2026-13", "is not a month; write it as YYYY-MM"),
     ("period=2999-01", "has not begun"),
