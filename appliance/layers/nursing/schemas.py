@@ -273,6 +273,7 @@ class HandoverTask(_Out):
     title: str
     due_at: dt.datetime
     overdue: bool
+    note: str | None = None  # why it waits, when it was deferred
 
 
 class HandoverCarePlan(_Out):

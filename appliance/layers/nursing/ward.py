@@ -167,7 +167,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
     open_tasks = defaultdict(list)
     for task in service.tasks_of(conn, ids, open_only=True):
         open_tasks[task["patient_id"]].append({"title": task["title"], "due_at": task["due_at"],
-                                               "overdue": task["due_at"] < now})
+                                               "overdue": task["due_at"] < now, "note": task["note"]})
     plans = defaultdict(list)
     for plan in service.care_plans_of(conn, ids, active_only=True):
         plans[plan["patient_id"]].append({"problem": plan["problem"], "goal": plan["goal"],

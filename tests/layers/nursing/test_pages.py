@@ -121,6 +121,8 @@ def test_a_task_is_deferred_from_the_worklist_with_why(db, signed_in, facility, 
     with db.tenant(facility.slug) as conn:
         [now_due] = [t["due_at"] for t in service.tasks_of(conn, [patient["id"]], open_only=True)]
     assert dt.timedelta(minutes=119) < now_due - before < dt.timedelta(minutes=121)
+    handover = nurse.get(f"/t/{facility.slug}/ward/handover").text.split("CHELIMO, Ann")[1].split("</dl>")[0]
+    assert re.search(r"Collect specimen: Full blood count · due [^<]* — in theatre</li>", handover)
 
     # Another facility's nurse, and a guessed task id, are refused.
     intruder = signed_in("nurse", other_facility.slug, ward="GEN")
