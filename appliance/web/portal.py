@@ -56,6 +56,7 @@ from appliance.layers.clinical.schemas import (
     OrderSetIn,
     PatientIn,
     ResultIn,
+    Retraction,
     ServiceRequestIn,
 )
 from appliance.layers.operations import service as operations
@@ -217,6 +218,8 @@ NOTICES = {
     "medication-stopped": "Prescription stopped; it stays in the record's history with your reason.",
     "medication-completed": "Prescription recorded as completed.",
     "note": "Note saved.",
+    "note-corrected": "Note corrected; the earlier version stays in its history with your reason.",
+    "note-withdrawn": "Note marked entered in error, with your reason; it stays readable in its history.",
     "signed": "Result signed.",
     "result-recorded": "Result recorded; it waits below for review and sign-off.",
     "disclosed": "Recorded as given in person; the result is now on the patient's portal.",
@@ -1545,12 +1548,13 @@ def notes_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
 
 
 def _note_form(request: Asking, tenant: str, patient_id: uuid.UUID, template_code: str | None, values: dict,
-               errors: dict, status: int = 200) -> Template:
+               errors: dict, status: int = 200, correcting: dict | None = None) -> Template:
+    """The form that writes a note, or (`correcting`, the note as it stands) the one that corrects it."""
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         template = catalogue.get_template(conn, template_code) if template_code else None
     return page(request, "note_form.html", status=status, active="patients", patient_id=patient_id, tab="notes",
-                template=template, values=values, errors=errors, **top, **HELPERS)
+                template=template, values=values, errors=errors, correcting=correcting, **top, **HELPERS)
 
 
 @get(PATIENT + "/notes/new", operation_id="PortalWriteNotePage", opt=_page_opts("clinical.note.create"),
@@ -1612,13 +1616,9 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
     except RecordError as exc:
         if exc.status == 404:
             raise
-        field = exc.extra.get("field") or "form"
-        errors = {field.removeprefix("fields."): template_message(exc.detail)}
-        if field == "template_code":
+        errors = _note_errors(exc, template, values)
+        if "template_code" in errors:
             template_code = None
-        elif field.startswith("fields.") and template is not None:  # every field to fix, not one per attempt
-            errors = {problem.extra["field"].removeprefix("fields."): template_message(problem.detail)
-                      for problem in catalogue.note_field_problems(template, note_fields(template, values))} or errors
     if errors:
         return _note_form(request, tenant, patient_id, template_code, values, errors, status=422)
     suffix = "/notes" if request.user.can("clinical.note.read") else (
@@ -1626,11 +1626,103 @@ def write_note(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) 
     return see_other(request, f"/t/{tenant}/patients/{patient_id}{suffix}?done=note")
 
 
+def _note_values(current: dict) -> dict[str, Any]:
+    """A note as it stands, as its form's values (a template's fields as `f.<key>`, as they are posted)."""
+    values: dict[str, Any] = {"title": current["title"], "text": current["text"]}
+    for key, value in (current["fields"] or {}).items():
+        if isinstance(value, bool):
+            values[f"f.{key}"] = "true" if value else "false"
+        elif isinstance(value, list):
+            values[f"f.{key}"] = [str(v) for v in value]
+        elif value is not None:
+            values[f"f.{key}"] = str(value)
+    return values
+
+
+def _note_errors(exc: RecordError, template: Any, values: dict) -> dict[str, str]:
+    """The service's refusal of a note, keyed by the form field it names: every template field to fix at
+    once, not one per attempt."""
+    field = exc.extra.get("field") or "form"
+    if field.startswith("fields.") and template is not None:
+        problems = catalogue.note_field_problems(template, note_fields(template, values))
+        found = {p.extra["field"].removeprefix("fields."): template_message(p.detail) for p in problems}
+        if found:
+            return found
+    return {field.removeprefix("fields."): template_message(exc.detail)}
+
+
+@get(PATIENT + "/notes/{entry_id:uuid}/correct", operation_id="PortalCorrectNotePage",
+     opt=_page_opts("clinical.note.create"), sync_to_thread=True, include_in_schema=False)
+def correct_note_page(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) -> Template:
+    """A note's form filled with what it says now, to correct it with a reason, or mark it entered in error."""
+    with request.app.state.db.tenant(tenant) as conn:
+        current = service.get_note(conn, request.user, patient_id, entry_id)
+    return _note_form(request, tenant, patient_id, current["template_code"], _note_values(current), {},
+                      correcting=current)
+
+
+@post(PATIENT + "/notes/{entry_id:uuid}/correct", operation_id="PortalCorrectNote",
+      opt=_page_opts("clinical.note.create"), sync_to_thread=True, include_in_schema=False)
+def correct_note(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """A note corrected by its author, with the reason; the earlier version stays in its history. A refusal
+    comes back next to its field with what was typed."""
+    values = form_values(data)
+    db: Database = request.app.state.db
+    with db.tenant(tenant) as conn:
+        current = service.get_note(conn, request.user, patient_id, entry_id)
+        template = catalogue.get_template(conn, current["template_code"]) if current["template_code"] else None
+    errors: dict[str, str] = {}
+    note_in = reason = None
+    try:
+        note_in = NoteIn.model_validate({"title": values.get("title"), "text": values.get("text"),
+                                         "fields": note_fields(template, values) if template else {}})
+    except ValidationError as exc:
+        errors.update(field_errors(exc))
+    try:
+        reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
+    except ValidationError:
+        errors["reason"] = "Say why the note is corrected (at least 3 characters); it is kept with the correction."
+    if note_in is not None and reason is not None:
+        try:
+            with db.tenant(tenant) as conn:
+                service.amend_note(conn, request.user, patient_id, entry_id, note_in, reason)
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            errors = _note_errors(exc, template, values)
+    if errors:
+        return _note_form(request, tenant, patient_id, current["template_code"], values, errors, status=422,
+                          correcting=current)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/notes?done=note-corrected")
+
+
+@post(PATIENT + "/notes/{entry_id:uuid}/entered-in-error", operation_id="PortalWithdrawNote",
+      opt=_page_opts("clinical.entry.retract"), sync_to_thread=True, include_in_schema=False)
+def withdraw_note(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """Mark a note entered in error (written on the wrong patient), with the reason: it leaves the notes and
+    stays readable in its history."""
+    values = form_values(data)
+    db: Database = request.app.state.db
+    try:
+        reason = Retraction.model_validate({"reason": values.get("withdraw_reason") or ""}).reason
+    except ValidationError:
+        with db.tenant(tenant) as conn:
+            current = service.get_note(conn, request.user, patient_id, entry_id)
+        return _note_form(request, tenant, patient_id, current["template_code"], _note_values(current), {
+            "withdraw_reason": "Say why the note is entered in error (at least 3 characters), e.g. written on the "
+                               "wrong patient."}, status=422, correcting=current)
+    with db.tenant(tenant) as conn:
+        service.get_note(conn, request.user, patient_id, entry_id)  # a current note of this patient's
+        service.retract_entry(conn, request.user, patient_id, entry_id, reason)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/notes?done=note-withdrawn")
+
+
 ROUTES = [
     facility_home, patient_search, register_page, register_patient, registration_page, correct_registration,
     patient_page, invite_patient, encounter_page, start_encounter, change_encounter, chart_page, timeline_page,
     results_page, trend_page, sign_result, disclose_result, withdraw_disclosure, orders_page, place_order_set,
-    place_order, record_result, prescribe, change_medication, notes_page, note_page, write_note,
+    place_order, record_result, prescribe, change_medication, notes_page, note_page, write_note, correct_note_page,
+    correct_note, withdraw_note,
 ]
 
 portal_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=EXCEPTION_HANDLERS,

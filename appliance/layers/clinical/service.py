@@ -1055,6 +1055,36 @@ def write_note(conn: Connection, principal: Principal, patient_id: uuid.UUID, da
     return _entry_dict(appended)
 
 
+def get_note(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID) -> dict:
+    """One note as it stands, `entry_id` naming its current version; the read is audited."""
+    _version_of(conn, patient_id, entry_id, "note")
+    rows = current_rows(conn, note, patient_id, entry.c.id == entry_id)
+    if not rows:
+        raise Conflict("this version of the note has been corrected or withdrawn since; open the note again from "
+                       "the patient's notes", entry_id=str(entry_id))
+    note_access(conn, principal, "read", patient_id, "note", [entry_id])
+    return rows[0]
+
+
+def amend_note(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID, data: NoteIn,
+               reason: str) -> dict:
+    """A corrected version of a note by its author, with the reason: its template's fields validated as when
+    it was written (the template stays the note's), the earlier version kept in its history. Another
+    clinician does not rewrite someone's note: they write their own."""
+    current = get_note(conn, principal, patient_id, entry_id)
+    if current["record_author_id"] != principal.account_id:
+        raise Conflict("a note is corrected only by its author; write a note of your own to add to it or to "
+                       "correct what it says", field="form", entry_id=str(entry_id))
+    fields: dict[str, Any] = {}
+    if current["template_code"]:
+        fields = catalogue.validate_note_fields(catalogue.get_template(conn, current["template_code"]), data.fields)
+    elif not data.text:
+        raise Invalid("a note without a template needs its text", field="text")
+    detail = {"template_code": current["template_code"], "title": data.title or current["title"], "fields": fields,
+              "text": data.text}
+    return _amend(conn, principal, patient_id, entry_id, "note", detail, reason, encounter_id=current["encounter_id"])
+
+
 def list_notes(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 50) -> list[dict]:
     require_patient(conn, patient_id)
     rows = current_rows(conn, note, patient_id, limit=limit)
