@@ -86,6 +86,9 @@ encounter = sa.Table(
     sa.Index("encounter_patient_idx", "patient_id", "started_at"),
     sa.Index("encounter_open_idx", "status",
              postgresql_where=sa.text("status IN ('planned', 'arrived', 'in_progress')")),
+    # Today's patients lists those finished today beside the open ones (worklist.todays_encounters, every
+    # clinician's landing page): without it, each load scanned every encounter the facility ever had.
+    sa.Index("encounter_finished_idx", "ended_at", postgresql_where=sa.text("status = 'finished'")),
 )
 
 # The chart summary kept between changes (tenant migration t0009): triggers on entry, encounter,
