@@ -51,8 +51,10 @@ def _months(today: dt.date) -> list[national.Period]:
 
 @get("/national", operation_id="NationalIndicators", tags=["national"], opt={"permission": "national.indicator.read"},
      sync_to_thread=True, include_in_schema=False)
-def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
-                    indicator: FromQuery[str] = "") -> Template | Response:
+def indicators_page(request: Request, state: State, period: FromQuery[str] = "", indicator: FromQuery[str] = "",
+                    facility: FromQuery[str] = "") -> Template | Response:
+    """The month's figures; `facility` (a facility's code in the facility table) adds that facility's
+    every indicator, its drill-down."""
     try:
         definitions = _definitions(state)
         today = national.today(state.db)
@@ -61,6 +63,10 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
     facilities = federation.national_facilities(state.db, month, definitions)
+    focus = next((f for f in facilities if f.slug == facility), None) if facility else None
+    if facility and focus is None:
+        return error_page(request, 404, f"no facility {facility[:80]!r} is counted in {month.label}; choose one "
+                                        "from the facility table of that month")
     national.record_use(state.db, request.user, "R", month, len(facilities))
     groups = national.regions(facilities)
     rows = [{"indicator": i, "national": national.total(facilities, i.id),
@@ -71,7 +77,7 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
     return Template("national.html", context={
         "principal": request.user, "period": month, "months": _months(today), "definitions": definitions,
         "to_date": month == national.Period.containing(today),
-        "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities,
+        "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities, "focus": focus,
         "breakdown": national.breakdown(facilities, chosen.id, definitions), "sexes": national.SEXES,
         "reports": federation.reports(state.db, month),
         "withheld_any": any(f.figures[i.id].withheld or f.figures[i.id].total is None

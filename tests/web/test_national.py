@@ -104,6 +104,32 @@ def test_the_month_goes_out_as_csv_or_dhis2_and_each_export_is_audited(db, signe
     assert f'<strong id="lower-in-dhis2">{lower} facility total{"s" if lower != 1 else ""} of {month.label}' in page
 
 
+def test_a_facility_opens_to_its_every_indicator(db, signed_in, counted):
+    busy, quiet, month = counted
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    listed = analyst.get(f"/national?period={month.value}&indicator=opd_attendance").text
+    row = listed.split('id="facilities"')[1].split(f'data-facility="{busy.slug}"')[1].split("</tr>")[0]
+    link = re.search(r'<a href="([^"]+)"', row).group(1).replace("&amp;", "&")
+    assert f"facility={busy.slug}" in link
+    before = _events(db, "national.indicators.read")
+    page = analyst.get(link.split("#")[0])
+    assert page.status_code == 200
+    focus = page.text.split('id="facility-focus"')[1].split("</section>")[0]
+    assert f"{busy.name}, every indicator" in focus and "Northdistrict" in focus
+    rows = {indicator.id: focus.split(f'data-indicator="{indicator.id}"')[1].split("</tr>")[0]
+            for indicator in national.load_definitions(
+                Path(__file__).resolve().parents[2] / "policies" / "indicators.toml").indicators}
+    # Its 7 attendances: the women's 5 and the boys' 2 withheld, as in the facility table; the rest none.
+    assert '<td class="total">7</td>' in rows["opd_attendance"] and rows["opd_attendance"].count(">withheld<") == 2
+    assert all('<td class="total">0</td>' in row for key, row in rows.items() if key != "opd_attendance")
+    assert _events(db, "national.indicators.read") == before + 1
+    quiet_page = analyst.get(f"/national?period={month.value}&facility={quiet.slug}").text
+    quiet_focus = quiet_page.split('id="facility-focus"')[1].split("</section>")[0]
+    assert '<td class="total"><span class="muted"' in quiet_focus.split('data-indicator="opd_attendance"')[1]
+    unknown = analyst.get(f"/national?period={month.value}&facility=t_nowhere")
+    assert unknown.status_code == 404 and "No facility &#39;t_nowhere&#39; is counted in" in unknown.text
+
+
 def test_a_month_older_than_those_offered_stays_chosen(signed_in):
     page = signed_in("ministry_analyst", kind="ministry_analyst").get("/national?period=2019-03").text
     assert "National indicators <span class=\"muted\">· March 2019" in page
