@@ -1,7 +1,8 @@
 """The clinician's first page of the tenant portal, "Today's patients": today's encounters at the facility
 in its own time zone (open now, planned for today, finished today), each linked to the patient's chart,
-with "mine" (encounters the clinician opened or wrote in) and "all" as filters, the patient search above
-them, and the results waiting for the clinician's review (critical ones first, whoever ordered them).
+with "mine" (encounters the clinician opened or wrote in) and "all" as filters, and one class of visit
+(an outpatient clinic's list apart from the inpatients on the wards), the patient search above them, and
+the results waiting for the clinician's review (critical ones first, whoever ordered them).
 
 It keeps the portal's rules (see `portal.py`): it declares the permission the clinical API declares for
 the same list (`clinical.worklist.read`, which clinicians hold), reads the record only through the
@@ -36,16 +37,21 @@ def _time_of_day(clock: Clock, at: dt.datetime | None, today: dt.date) -> str:
 
 @get("/today", operation_id="PortalTodaysPatients", opt={"permission": "clinical.worklist.read"},
      sync_to_thread=True, include_in_schema=False)
-def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all") -> Template:
-    """Today's encounters, those being seen first; `?whose=mine` keeps the clinician's own."""
+def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all", visit: Query = "") -> Template:
+    """Today's encounters, those being seen first; `?whose=mine` keeps the clinician's own, `?visit=` one
+    class of encounter (outpatient, emergency, inpatient)."""
     principal: Principal = request.user
     whose = whose.strip() or "all"
     if whose not in worklist.WHOSE:
         return error_page(request, 400, "show 'mine' or 'all' of today's patients; the address asked for "
                                         f"{whose[:40]!r}")
+    visit = visit.strip()
+    if visit and visit not in worklist.VISITS:
+        return error_page(request, 400, f"show today's {', '.join(worklist.VISITS)} or all visits; the address "
+                                        f"asked for {visit[:40]!r}")
     facility = facility_of(request.app.state.db, tenant)
     with request.app.state.db.tenant(tenant) as conn:
-        today = worklist.todays_encounters(conn, principal, tz=facility.timezone, whose=whose)
+        today = worklist.todays_encounters(conn, principal, tz=facility.timezone, whose=whose, visit=visit or None)
         review = worklist.results_to_review(conn, principal) if principal.can("clinical.result.read") else None
     clock = Clock(facility.timezone)
     for row in today["encounters"]:
@@ -54,7 +60,8 @@ def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all") -> Te
         row["ended"] = _time_of_day(clock, row["ended_at"], today["date"])
     for row in (review or {}).get("results", []):
         row["href"] = f"/t/{tenant}/patients/{row['patient_id']}/results#result-{row['id']}"
-    return page(request, "today.html", active="today", today=today, whose=whose,
+    return page(request, "today.html", active="today", today=today, whose=whose, visit=visit,
+                visits=worklist.VISITS,
                 day=today["date"].strftime("%A %d %B %Y"), status_labels=STATUS_LABELS, review=review,
                 critical_flags=worklist.CRITICAL_FLAGS, **portal.HELPERS)
 

@@ -249,3 +249,29 @@ def test_results_to_review_are_the_clinicians_orders_and_every_critical_one_crit
     intruder = signed_in("clinician", elsewhere.slug)
     assert "WAITINGFORBEN" not in intruder.get(f"/t/{elsewhere.slug}/today").text
     assert intruder.get(f"/t/{facility.slug}/today").status_code == 403
+
+
+def test_the_list_keeps_to_one_class_of_visit(db, app, facility, doctors, day):
+    """At a hospital the list began with every inpatient on the wards (74 at the demo's referral hospital)
+    and the outpatients waiting for the clinic came last. A clinician now keeps it to outpatient visits,
+    emergency visits or inpatient admissions, each tab with how many it holds, 'mine' kept alongside."""
+    client = TestClient(app=app, raise_server_exceptions=False)
+    with db.control() as conn:
+        client.cookies.set("healthos_session", identity.start_session(conn, doctors[1].account_id, mfa_passed=True))
+    page = client.get(f"/t/{facility.slug}/today", params={"visit": "emergency"})
+    assert page.status_code == 200, page.text
+    listed = page.text.split('id="todays-patients"')[1]
+    assert "WAITINGFORBEN" in listed and "SEENBYANNA" not in listed and "DONETODAY" not in listed
+    assert "Outpatient visits (4)" in page.text and "Emergency visits (1)" in page.text
+    assert "Inpatient admissions (0)" in page.text
+    assert f'href="/t/{facility.slug}/today?whose=mine&amp;visit=emergency"' in page.text
+    outpatients = client.get(f"/t/{facility.slug}/today", params={"visit": "outpatient"}).text
+    assert "SEENBYANNA" in outpatients and "WAITINGFORBEN" not in outpatients.split('id="todays-patients"')[1]
+    none = client.get(f"/t/{facility.slug}/today", params={"whose": "mine", "visit": "inpatient"})
+    assert none.status_code == 200 and "No inpatient admission is among your patients today" in none.text
+    assert client.get(f"/t/{facility.slug}/today", params={"visit": "ward"}).status_code == 400
+    with db.tenant(facility.slug) as conn:
+        dr_b = principal_of(doctors[1], facility.slug)
+        mine = worklist.todays_encounters(conn, dr_b, tz=zoneinfo.ZoneInfo(ZONE), whose="mine", visit="emergency")
+    assert same_encounters(mine["encounters"], day, {"waiting"})
+    assert mine["visits"] == {"outpatient": 0, "emergency": 1, "inpatient": 0}

@@ -38,6 +38,8 @@ from appliance.substrate.record import current_clause, entry, note_access
 
 Whose = Literal["mine", "all"]
 WHOSE: tuple[Whose, ...] = ("all", "mine")
+# The classes of encounter the list can keep to, in the order a page offers them.
+VISITS = ("outpatient", "emergency", "inpatient")
 # A facility's busiest day stays well under this; past it the list says it is cut short rather than
 # render (and audit) thousands of rows nobody reads.
 LIMIT = 500
@@ -59,13 +61,16 @@ def facility_day(tz: zoneinfo.ZoneInfo, now: dt.datetime | None = None) -> tuple
 
 
 def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.ZoneInfo, whose: str = "all",
-                      now: dt.datetime | None = None) -> dict:
+                      visit: str | None = None, now: dt.datetime | None = None) -> dict:
     """Today's encounters at this facility, those being seen first, each with its patient and whether it
-    is the asking clinician's; `whose="mine"` keeps only theirs. How many each filter holds is returned
-    too, so a page can say what the other holds without listing (or auditing) its patients: a count
-    names nobody."""
+    is the asking clinician's; `whose="mine"` keeps only theirs, `visit` only one class of encounter (an
+    outpatient clinic's list is otherwise under every inpatient on the wards). How many each filter holds
+    is returned too (`counts` for whose, `visits` for each class within it), so a page can say what the
+    others hold without listing (or auditing) their patients: a count names nobody."""
     if whose not in WHOSE:
         raise Invalid(f"whose is 'mine' or 'all', not {whose!r}", field="whose")
+    if visit is not None and visit not in VISITS:
+        raise Invalid(f"visit is one of {', '.join(VISITS)}, not {visit!r}", field="visit")
     today, begins, ends = facility_day(tz, now)
     written_in = entry.alias("written_in")
     opened = entry.alias("opened")
@@ -83,6 +88,9 @@ def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.Zo
               .join(opened, opened.c.id == encounter.c.entry_id))
     counted = conn.execute(sa.select(sa.func.count(), sa.func.count().filter(mine)).select_from(joined)
                            .where(todays)).one()
+    by_visit = dict(conn.execute(sa.select(encounter.c.encounter_class, sa.func.count()).select_from(joined)
+                                 .where(todays, *([mine] if whose == "mine" else []))
+                                 .group_by(encounter.c.encounter_class)).all())
     when = sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for)
     listed = [dict(r) for r in conn.execute(
         sa.select(encounter.c.id, encounter.c.patient_id, encounter.c.encounter_class, encounter.c.status,
@@ -91,7 +99,8 @@ def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.Zo
                   patient.c.family_name, patient.c.given_names, patient.c.birth_date, patient.c.sex,
                   mine.label("mine"))
         .select_from(joined)
-        .where(todays, *([mine] if whose == "mine" else []))
+        .where(todays, *([mine] if whose == "mine" else []),
+               *([encounter.c.encounter_class == visit] if visit else []))
         .order_by(_STATUS_ORDER, when.asc().nulls_last(), patient.c.family_name, encounter.c.id)
         .limit(LIMIT + 1)
     ).mappings()]
@@ -102,8 +111,9 @@ def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.Zo
         by_patient[row["patient_id"]].append(row["id"])
     for patient_id, encounter_ids in by_patient.items():
         note_access(conn, principal, "read", patient_id, "encounter", encounter_ids, detail={"list": "today"})
-    return {"date": today, "timezone": tz.key, "whose": whose, "encounters": listed, "cut_short": cut_short,
-            "counts": {"all": counted[0], "mine": counted[1]}}
+    return {"date": today, "timezone": tz.key, "whose": whose, "visit": visit, "encounters": listed,
+            "cut_short": cut_short, "counts": {"all": counted[0], "mine": counted[1]},
+            "visits": {v: by_visit.get(v, 0) for v in VISITS}}
 
 
 def results_to_review(conn: Connection, principal: Principal, *, limit: int = RESULTS_LIMIT) -> dict:
