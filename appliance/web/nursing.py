@@ -167,13 +167,41 @@ async def worklist_page(request: Asking, tenant: Tenant, ward_code: FromQuery[st
     open tasks (done or deferred from here), doses due and late."""
     db: Database = request.app.state.db
     context = await _in_thread(lambda: _worklist_context(db, request.user, tenant, ward_code.strip()))
-    return page(request, "nursing/ward.html", active="ward", **context, now=_now(), deferring={},
+    return page(request, "nursing/ward.html", active="ward", **context, now=_now(), refused_task={},
+                defer_choices=DEFER_CHOICES, **NURSING_HELPERS)
+
+
+def _worklist_url(tenant: str, ward_code: str, done: str) -> str:
+    return f"/t/{tenant}/ward?{'ward_code=' + ward_code + '&' if ward_code else ''}done={done}"
+
+
+async def _task_action(request: Asking, tenant: Tenant, entry_id: uuid.UUID, values: dict, action: str,
+                       act: Any, problem: str | None = None) -> Response:
+    """Run a worklist task's action (`act`, in a tenant transaction) and go back to the worklist; a refusal
+    (or the form's own `problem`) comes back on the worklist beside the task, with what was chosen and typed."""
+    db: Database = request.app.state.db
+    ward_code = values.get("ward") or ""
+    status = 422
+    if problem is None:
+        try:
+            await _in_thread(act)
+        except RecordError as exc:
+            if exc.status not in (409, 422):
+                raise
+            problem, status = exc.detail[:1].upper() + exc.detail[1:] + ".", exc.status
+    if problem is None:
+        return see_other(request, _worklist_url(tenant, ward_code, "deferred" if action == "defer" else "task"))
+    context = await _in_thread(lambda: _worklist_context(db, request.user, tenant, ward_code))
+    return page(request, "nursing/ward.html", status=status, active="ward", **context, now=_now(),
+                refused_task={"task_id": str(entry_id), "action": action, "problem": problem,
+                              "minutes": values.get("minutes"), "note": values.get("note") or ""},
                 defer_choices=DEFER_CHOICES, **NURSING_HELPERS)
 
 
 @post(PATIENT + "/tasks/{entry_id:uuid}/done", operation_id="PortalCloseTask",
       opt={"permission": "nursing.task.update", "care_relationship": True}, include_in_schema=False)
 async def close_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """A task done (an escalation: with who was told and what was done)."""
     values = form_values(data)
     db: Database = request.app.state.db
 
@@ -181,12 +209,7 @@ async def close_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
         with db.tenant(tenant) as conn:
             service.set_task_status(conn, request.user, patient_id, entry_id, "done", values.get("note"), now=_now())
 
-    await _in_thread(work)
-    return see_other(request, _worklist_url(tenant, values.get("ward") or "", "task"))
-
-
-def _worklist_url(tenant: str, ward_code: str, done: str) -> str:
-    return f"/t/{tenant}/ward?{'ward_code=' + ward_code + '&' if ward_code else ''}done={done}"
+    return await _task_action(request, tenant, entry_id, values, "done", work)
 
 
 # How long a task may be put off from the worklist: a ward's usual "after the round", "this afternoon".
@@ -196,11 +219,9 @@ DEFER_CHOICES = [("30", "30 min"), ("60", "1 hour"), ("120", "2 hours"), ("240",
 @post(PATIENT + "/tasks/{entry_id:uuid}/defer", operation_id="PortalDeferTask",
       opt={"permission": "nursing.task.update", "care_relationship": True}, include_in_schema=False)
 async def defer_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
-    """A task that cannot be done now (the patient is in theatre), due later with why; a refusal comes back
-    on the worklist beside the task, with what was chosen and typed."""
+    """A task that cannot be done now (the patient is in theatre), due later with why."""
     values = form_values(data)
     db: Database = request.app.state.db
-    ward_code = values.get("ward") or ""
     minutes = values.get("minutes") if values.get("minutes") in dict(DEFER_CHOICES) else None
 
     def work() -> None:
@@ -209,20 +230,8 @@ async def defer_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
             service.defer_task(conn, request.user, patient_id, entry_id, now + dt.timedelta(minutes=int(minutes)),
                                values.get("note"), now=now, tz=facility_zone(db, tenant))
 
-    problem, status = (None, 200) if minutes else ("Choose how long the task waits.", 422)
-    if problem is None:
-        try:
-            await _in_thread(work)
-        except RecordError as exc:
-            if exc.status not in (409, 422):
-                raise
-            problem, status = exc.detail[:1].upper() + exc.detail[1:] + ".", exc.status
-    if problem is None:
-        return see_other(request, _worklist_url(tenant, ward_code, "deferred"))
-    context = await _in_thread(lambda: _worklist_context(db, request.user, tenant, ward_code))
-    return page(request, "nursing/ward.html", status=status, active="ward", **context, now=_now(),
-                deferring={"task_id": str(entry_id), "problem": problem, "minutes": values.get("minutes"),
-                           "note": values.get("note") or ""}, defer_choices=DEFER_CHOICES, **NURSING_HELPERS)
+    return await _task_action(request, tenant, entry_id, values, "defer", work,
+                              None if minutes else "Choose how long the task waits.")
 
 
 @get("/ward/handover", operation_id="PortalWardHandover", opt={"permission": "nursing.handover.read"},

@@ -100,7 +100,8 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     assert "NEWS2 11 — Emergency response" in first_row.locator("li.task-escalation").inner_text()
     journey.shot(page, "worklist-escalated")
 
-    # the escalation done from the worklist, the MAR and the handover
+    # the escalation done from the worklist, saying who was told; then the MAR and the handover
+    first_row.get_by_label("Who was told, what was done").fill("Medical registrar informed 10:05; reviewing")
     first_row.get_by_role("button", name=re.compile("Done: NEWS2 11")).click()
     page.wait_for_url(re.compile(r"/ward\?ward_code=GEN&done=task$"))
     assert "Task done." in page.locator(".notice").inner_text()

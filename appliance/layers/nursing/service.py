@@ -580,6 +580,10 @@ def set_task_status(conn: Connection, principal: Principal, patient_id: uuid.UUI
         raise Conflict(f"this task is already {task['status']}", field="status")
     if status == "cancelled" and not note:
         raise Invalid("say why the task is cancelled", field="note")
+    if status == "done" and task["code"] == "escalation" and not (note or "").strip():
+        # The response a score called for was given by someone: the record keeps who was told and what was
+        # done, which a ward's escalation audit asks for; a bare tick says only that the alert went away.
+        raise Invalid("say who was told and what was done", field="note")
     if status == "done" and task["code"] == "observations":
         # Done means the set was taken: recording it closes the task (reactions.py). Ticked by hand, the
         # worklist would show the observations done with nothing in the chart.

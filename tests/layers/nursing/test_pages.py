@@ -107,7 +107,7 @@ def test_a_task_is_deferred_from_the_worklist_with_why(db, signed_in, facility, 
     refused = post_form(nurse, worklist, action, {"ward": "GEN", "minutes": "120", "note": ""})
     assert refused.status_code == 422
     mine = refused.text.split(f'data-patient="{patient["id"]}"')[1].split("</tr>")[0]
-    assert f'id="defer-problem-{task.id}">Say why the task waits.</p>' in mine
+    assert f'id="task-problem-{task.id}">Say why the task waits.</p>' in mine
     assert '<details class="defer" open>' in mine and '<option value="120" selected>' in mine
 
     before = dt.datetime.now(dt.UTC)
@@ -130,6 +130,30 @@ def test_a_task_is_deferred_from_the_worklist_with_why(db, signed_in, facility, 
                      {"minutes": "60", "note": "x" * 5}).status_code == 403
     guessed = f"/t/{facility.slug}/patients/{patient['id']}/tasks/{uuid.uuid4()}/defer"
     assert post_form(nurse, worklist, guessed, {"minutes": "60", "note": "in theatre"}).status_code == 404
+
+
+def test_an_escalation_is_done_saying_who_was_told(db, signed_in, facility, clinician):
+    """'NEWS2 9 — Emergency response' was ticked 'Done' from the worklist with nothing more: the record
+    kept that the alert went away, not who was told or what was done."""
+    from appliance.layers.nursing import service
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Langat", given="Paul")
+        vitals(conn, clinician, patient, HIGH)
+        [escalation] = [t for t in service.tasks_of(conn, [patient["id"]], open_only=True)
+                        if t["code"] == "escalation"]
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    worklist = f"/t/{facility.slug}/ward"
+    action = f"/t/{facility.slug}/patients/{patient['id']}/tasks/{escalation['id']}/done"
+    refused = post_form(nurse, worklist, action, {"ward": "GEN", "note": " "})
+    assert refused.status_code == 422
+    mine = refused.text.split(f'data-patient="{patient["id"]}"')[1].split("</tr>")[0]
+    assert f'id="task-problem-{escalation["id"]}">Say who was told and what was done.</p>' in mine
+    done = post_form(nurse, worklist, action, {"ward": "GEN", "note": "Dr Ouma (registrar) told 10:05, reviewing"})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=task")
+    with db.tenant(facility.slug) as conn:
+        [closed] = [t for t in service.tasks_of(conn, [patient["id"]]) if t["code"] == "escalation"]
+    assert (closed["status"], closed["note"]) == ("done", "Dr Ouma (registrar) told 10:05, reviewing")
 
 
 def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, clinician):
