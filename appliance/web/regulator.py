@@ -106,8 +106,10 @@ def console(request: Request, state: State) -> Template:
     with state.db.control() as conn:
         audit.append(conn, tenant=None, principal=request.user, event_type="audit.break_glass.review", action="R",
                      detail={"since": since.isoformat(timespec="seconds"), "accesses": len(glass)})
+    # The last verification names its logs by slug; the page names them as the table above does.
+    log_names = {log["value"]: log["name"] for log in logs}
     return Template("regulator.html", context={"principal": request.user, "last": last, "tenants": tenants,
-                                               "logs": logs, "glass": glass,
+                                               "logs": logs, "log_names": log_names, "glass": glass,
                                                "glass_days": BREAK_THE_GLASS_WINDOW.days})
 
 

@@ -32,6 +32,9 @@ def test_only_the_regulator_reaches_the_console(signed_in, tenant_a):
 
 
 def test_verify_runs_records_itself_and_shows_the_result(signed_in, db, tenant_a, settings):
+    with db.tenant(tenant_a.slug) as conn:  # the facility's log has an event, so it is verified too
+        someone = Principal(uuid.uuid4(), "staff", "Test", tenant=tenant_a.slug)
+        audit.append(conn, tenant=tenant_a.slug, principal=someone, event_type="test.event", action="R")
     regulator = signed_in("regulator", kind="regulator")
     before = count(db, "audit.verify")
     page = regulator.get("/regulator")
@@ -43,6 +46,10 @@ def test_verify_runs_records_itself_and_shows_the_result(signed_in, db, tenant_a
     shown = regulator.get("/regulator").text
     # Times read as a person reads them, in UTC as the trail keeps them (not 2026-11-27T00:37:44.071512Z).
     assert "Last verification" in shown and utc_time(result["at"]) in shown
+    # Each log verified is named as the console names it (the facility, not its slug), with what was counted.
+    verified = shown.split("Last verification")[1].split("</table>")[0]
+    row = verified.split(f'data-log="{tenant_a.slug}"')[1].split("</tr>")[0]
+    assert f'<th scope="row">{tenant_a.name}</th>' in row and "Events in checkpoints" in verified
     assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d", shown)
 
 
