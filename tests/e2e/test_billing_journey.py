@@ -1,7 +1,7 @@
 """The billing journey in a real browser: a clinician orders two tests from the chart's order form; the
 billing clerk finds the priced one on the day's variance and the unpriced one on the worklist, prices
 it, prepares the encounter's invoice, discounts it with a reason and an approver, finalises it, takes
-a part payment by mobile money, prints the receipt, and reads the A/R aging chart. Screenshots in
+a part payment by mobile money, prints the receipt, and reads the A/R aging chart (on a phone too). Screenshots in
 test-artifacts/billing-journey/; any CSP violation, script error or unprovoked error response fails it."""
 
 from __future__ import annotations
@@ -119,5 +119,9 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     assert page.locator("svg.plot.bars rect.plot-bar").count() == 4
     assert page.locator("#receivable").inner_text() == "KES 267.00"  # what is still owed, 0–30 days old
     journey.shot(page, "aging")
+    # On a phone the tables scroll inside their card; the page itself does not scroll sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    journey.shot(page, "aging-phone")
     context.close()
     watch.assert_clean(provoked={422})
