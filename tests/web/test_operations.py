@@ -394,6 +394,9 @@ def test_the_front_desk_moves_a_booked_appointment_to_another_slot(signed_in, db
     form = f"{base}/appointments/{appointment}/reschedule"
     page = registrar.get(form)
     assert page.status_code == 200 and "Reschedule NJERI, Alice" in page.text
+    # Its day arrows and date wrap on a phone rather than push the page sideways.
+    assert 'class="inline day-nav"' in page.text
+    assert "form.day-nav { flex-wrap: wrap; }" in registrar.get("/static/healthos.css").text
     assert f'id="slot-{second}"' in page.text and f'id="slot-{first}"' not in page.text  # only free slots offered
     other_day = registrar.get(form, params={"date": later.isoformat()})
     assert other_day.status_code == 200 and f"Free slots on {later:%d %b %Y}" in other_day.text
