@@ -340,7 +340,9 @@ async def observations_page(request: Asking, tenant: Tenant, patient_id: Id) -> 
     """Record a set of vital signs; NEWS2 of each set, its response and charts of every parameter."""
     db: Database = request.app.state.db
     context = await _in_thread(lambda: _observations_context(db, request.user, tenant, patient_id))
-    values = {"spo2_scale": str(context["last_scale"]), "supplemental_oxygen": "false", "consciousness": "A"}
+    # Air and "alert" are not assumed: a set of a pulse and a temperature stored 'air, A' as if both had been
+    # looked at, and its NEWS2 counted them as recorded. Each is chosen, or the set says it was not.
+    values = {"spo2_scale": str(context["last_scale"])}
     return page(request, "nursing/observations.html", active="patients", patient_id=patient_id,
                 tab="observations", **context, values=values, errors={}, **NURSING_HELPERS)
 

@@ -190,6 +190,28 @@ def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, 
     assert "<dt>MEOWS</dt>" in mine and "latest set: 4 red, 1 yellow (" in mine and "1 triggered" in mine
 
 
+def test_the_form_does_not_assume_air_and_alert(db, signed_in, facility, clinician):
+    """The form came with 'Air' and 'A — alert' chosen: a pulse and a temperature saved from it were stored
+    as 'air, A', as if both had been looked at, and the NEWS2 counted them as recorded."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Wairimu", given="Joy")
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{patient['id']}/observations"
+    form = nurse.get(page).text.split('class="form vitals-form"')[1].split("</form>")[0]
+    for name in ("supplemental_oxygen", "consciousness"):
+        options = form.split(f'name="{name}"')[1].split("</select>")[0]
+        assert options.lstrip(">\n ").startswith('<option value="">— not') and " selected" not in options
+    saved = post_form(nurse, page, page, {"spo2_scale": "1", "supplemental_oxygen": "", "consciousness": "",
+                                          "heart_rate_bpm": "96", "temperature_c": "37.9",
+                                          "encounter_id": str(patient["encounter_id"])})
+    assert saved.status_code == 303
+    shown = nurse.get(page).text
+    missing = shown.split('id="news2-latest"')[1].split("not recorded")[0].split("incomplete set (")[-1]
+    assert "Air or oxygen" in missing and "Consciousness" in missing
+    row = shown.split('class="list compact obs-chart"')[1].split("</tr>")[1]
+    assert ">air<" not in row and ">A<" not in row
+
+
 def test_bad_observations_come_back_with_the_message(signed_in, facility, ward_patients):
     nurse = signed_in("nurse", facility.slug, ward="GEN")
     page = f"/t/{facility.slug}/patients/{ward_patients['calm']['id']}/observations"
