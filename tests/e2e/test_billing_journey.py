@@ -123,5 +123,9 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     journey.shot(page, "aging-phone")
+    page.get_by_role("link", name="Billing worklist").click()
+    page.locator("details#LAB-same_day summary").click()  # the entries behind a figure, opened on a phone
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    journey.shot(page, "worklist-phone")
     context.close()
     watch.assert_clean(provoked={422})
