@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
+from litestar.params import FromQuery
 from litestar.response import Template
 
 from appliance.layers.clinical import chart
@@ -90,15 +91,21 @@ def record_page(request: Request, state: State) -> Template:
 
 @get("/me/access", operation_id="PatientAccessLog", tags=["patient"], opt={"permission": "patient.access_log.read"},
      sync_to_thread=True, include_in_schema=False)
-def access_page(request: Request, state: State) -> Template:
+def access_page(request: Request, state: State, who: FromQuery[str] = "others") -> Template:
+    """Who opened the record: by default everyone but the patient, whose own reads (three or so each time
+    they open their record) would otherwise fill the page and push the staff's out of its latest lines;
+    `who=all` shows them too."""
     holdings = patient_portal.records_of(state.db, request.user.subject_id)
     entries = patient_portal.access_log(state.db, request.user, holdings)
     me = str(request.user.account_id)
+    everyone = who == "all"
+    listed = entries if everyone else [e for e in entries if e.who.get("account") != me]
     clocks = {h.tenant: Clock(zoneinfo.ZoneInfo(h.timezone)) for h in holdings}
     return Template("me_access.html", context={
-        "principal": request.user, "tab": "access", "holdings": holdings, "entries": entries[:ACCESS_SHOWN],
-        "clocks": clocks, "zones": sorted({h.timezone for h in holdings}),
-        "total": len(entries), "me": me, "describe": patient_portal.describe,
+        "principal": request.user, "tab": "access", "holdings": holdings, "entries": listed[:ACCESS_SHOWN],
+        "clocks": clocks, "zones": sorted({h.timezone for h in holdings}), "everyone": everyone,
+        "own": len(entries) - len([e for e in entries if e.who.get("account") != me]),
+        "total": len(listed), "me": me, "describe": patient_portal.describe,
         "break_glass": [e for e in entries if e.break_the_glass],
         "by_facility": {h.tenant: sum(1 for e in entries if e.facility["tenant"] == h.tenant) for h in holdings},
     })

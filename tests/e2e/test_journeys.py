@@ -479,7 +479,12 @@ def test_a_patient_is_invited_enrols_and_sees_their_record_and_who_opened_it(bro
     page.get_by_role("link", name="Who opened it").click()
     page.wait_for_url(f"{live_server}/me/access")
     log = page.locator("#access-log").inner_text()
-    assert "You" in log and "looked at your chart" in log and "Test clinician" in log
+    assert "Test clinician" in log and "Test registrar" in log
+    assert "You\t" not in log  # the patient's own reads are left out until asked for: they bury the staff's
+    page.get_by_role("link", name="Show yours too").click()
+    page.wait_for_url(f"{live_server}/me/access?who=all")
+    log = page.locator("#access-log").inner_text()
+    assert "You\t" in log and "looked at your chart" in log and "Test clinician" in log
     journey.shot(page, "access-log")
     # On a phone what was done is in view, not past the edge of the table (one facility: no column for it).
     page.set_viewport_size({"width": 390, "height": 844})

@@ -118,7 +118,12 @@ def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened
     log = access.text.split('id="access-log"')[1]
     glass = log.split('data-break-glass="1"')[1].split("</tr>")[0]
     assert REASON in glass and "Hillview Health Centre" in glass and "(clinician)" in glass
-    assert "You</td>" in log and "looked at your chart" in log
+    # The patient's own reads are left out by default (they would bury the staff's), and said to be.
+    assert "You</td>" not in log
+    assert "your 6 are left out" in access.text  # the chart, appointments and bills read at each facility
+    everyone = grace.get("/me/access?who=all").text
+    log = everyone.split('id="access-log"')[1]
+    assert "You</td>" in log and "looked at your chart" in log and REASON in log
     # Every line in words: the page's reads of bills and appointments, not the record's kind names.
     assert "looked at a bill" in log and "looked at an appointment" in log
     assert "looked at invoice" not in log and "looked at appointment" not in log
