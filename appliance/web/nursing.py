@@ -310,6 +310,19 @@ def chart_marks(row: dict) -> dict[str, str]:
     return marks
 
 
+# The trend of a stay on a ward starts this long before it (the emergency department's sets, the clinic's
+# that sent the patient in): a clinic set from August put three months on the axis and squeezed the night's
+# sets into a line at its right edge.
+TREND_BEFORE_STAY = dt.timedelta(hours=48)
+
+
+def _trend_since(encounters: list[dict], now: dt.datetime) -> dt.datetime | None:
+    """Where the charts start: 48 hours before the open stay on a ward began, or None (every set) for a
+    patient on no ward."""
+    stays = [e["started_at"] for e in encounters if e.get("ward_code") and e.get("started_at")]
+    return min(stays) - TREND_BEFORE_STAY if stays else None
+
+
 def _observations_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
     clock = Clock(facility_zone(db, tenant))
     now = _now()
@@ -324,12 +337,15 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     adult = years_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
     scored = [r for r in rows if r["news2"]]
     shown = [r | {"marks": chart_marks(r)} for r in rows[:30]]
+    trend_since = _trend_since(top["open_encounters"], now)
+    trend = [r for r in rows if trend_since is None or r["occurred_at"] >= trend_since]
     return {**top, "rows": shown, "latest": scored[0] if scored else None, "exclusion": exclusion,
             "observations_due_at": due, "observations_overdue": overdue > 0, "overdue_minutes": overdue,
-            "latest_meows": next((r for r in rows if r["meows"]), None),
+            "latest_meows": next((r for r in rows if r["meows"]), None), "trend_since": trend_since,
             # A woman scored by MEOWS has no NEWS2 trend to follow: an old score would mislead.
-            "news2_svg": news2_chart(rows, clock) if scored and not (exclusion and exclusion.maternity) else None,
-            "charts": portal.vitals_charts([r | {"weight_kg": None} for r in rows], clock, adult),
+            "news2_svg": news2_chart(trend, clock) if any(r["news2"] for r in trend)
+            and not (exclusion and exclusion.maternity) else None,
+            "charts": portal.vitals_charts([r | {"weight_kg": None} for r in trend], clock, adult),
             "last_scale": next((r["spo2_scale"] for r in rows if r["spo2_scale"]), 1),
             "names": people_named(db, {r["author_id"] for r in rows[:30]})}
 

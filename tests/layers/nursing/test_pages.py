@@ -176,7 +176,7 @@ def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, 
     latest = shown.text.split('id="meows-latest"')[1].split("</section>")[0]
     assert "MEOWS · 4 red, 1 yellow" in latest and "Urgent obstetric review" in latest
     assert "Systolic BP red" in latest and "Diastolic BP red" in latest and "Resp. rate yellow" in latest
-    assert ">Vital signs over time</h2>" in shown.text and "NEWS2 over time" not in shown.text
+    assert ">Vital signs since " in shown.text and "NEWS2 over time" not in shown.text
     chart = shown.text.split('class="list compact obs-chart"')[1]
     assert 'class="p m-red">165/110' in chart and 'class="p m-yellow">27' in chart
 
@@ -188,6 +188,28 @@ def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, 
     handover = nurse.get(f"/t/{facility.slug}/ward/handover")
     mine = handover.text.split("WAMBUI, Esther")[1].split("</dl>")[0]
     assert "<dt>MEOWS</dt>" in mine and "latest set: 4 red, 1 yellow (" in mine and "1 triggered" in mine
+
+
+def test_the_trend_charts_follow_the_stay_not_last_years_clinic(db, signed_in, facility, clinician):
+    """A clinic's set from three months ago put three months on the NEWS2 axis and squeezed the ward's
+    sets into a line at its right edge. On a ward the charts start 48 hours before the stay; the
+    observation chart still lists the old set."""
+    from appliance.layers.clinical.schemas import VitalSignsIn
+    from tests.layers.nursing.conftest import NORMAL
+
+    clinic_day = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Mwende", given="Lucy")
+        record.append(conn, clinician, "vital_signs", patient_id=patient["id"], occurred_at=clinic_day,
+                      detail=VitalSignsIn.model_validate(NORMAL).model_dump(exclude={"encounter_id"}))
+        vitals(conn, clinician, patient, HIGH)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    shown = nurse.get(f"/t/{facility.slug}/patients/{patient['id']}/observations").text
+    trend = shown.split('id="trend-title"')[1].split("</section>")[0]
+    table = shown.split('id="table-title"')[1].split("</section>")[0]
+    old = f"{clinic_day.astimezone(TZ):%d %b %Y %H:%M}"
+    assert old in table and old not in trend
+    assert "NEWS2 9" in trend and trend.startswith(">NEWS2 and vital signs since ")
 
 
 def test_the_form_does_not_assume_air_and_alert(db, signed_in, facility, clinician):
