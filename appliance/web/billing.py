@@ -70,7 +70,8 @@ def _money(amount: Decimal | None, currency: str) -> str:
     return format_money(amount, currency)
 
 
-HELPERS = {"money": _money, "methods": METHODS, "outcome_labels": OUTCOME_LABELS, "kind_labels": KIND_LABELS}
+HELPERS = {"money": _money, "methods": METHODS, "outcome_labels": OUTCOME_LABELS, "kind_labels": KIND_LABELS,
+           "claim_next": service.CLAIM_TRANSITIONS}
 
 
 async def _in_thread(request: Asking, tenant: str, work: Callable[[Connection], Any]) -> Any:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
+from appliance.layers.clinical.schemas import ConditionIn, EncounterIn, PatientIn, ServiceRequestIn
 from appliance.layers.financial import service as financial
 from appliance.substrate.principal import Principal
 from tests.layers.financial.conftest import FINANCIAL_CONFIG, FULL_BLOOD_COUNT, GLUCOSE
@@ -418,7 +418,8 @@ def test_insurance_recorded_after_the_care_says_what_it_re_priced(db, signed_in,
 def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, signed_in, facility):
     """Insurance recorded after the care credits the self-pay charge and posts it at the insurer's price: the
     invoice's lines are what is billed (the insurer's price), and the charge with the credit that undid it,
-    netting to nothing, are set apart below them, on the draft and on the final invoice alike."""
+    netting to nothing, are set apart below them, on the draft and on the final invoice alike; its claim offers
+    only the answers it can take next; the insurer's remittance is receipted as from the insurer."""
     doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr R", tenant=facility.slug,
                        role="clinician")
     desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk R", tenant=facility.slug,
@@ -442,10 +443,26 @@ def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, 
         assert "2 lines, net KES 0.00" in apart
         assert sorted(re.findall(r'class="nowrap amount">KES ([\d,.-]+)<', apart)) == ["-450.00", "450.00"]
 
+    # The claim's form offers only the answers the claim can take next.
+    with db.tenant(facility.slug) as conn:
+        clinical.add_condition(conn, doctor, patient["id"], ConditionIn(code="B54"))
+    invoice_url = str(drafted.url).split("?")[0]
+    claimed = clerk.post(f"{invoice_url}/claim", data={"_csrf_token": csrf(page.text)})
+    answers = lambda html: re.findall(r'<option value="(\w+)"', html.split('id="status"')[1].split("</select>")[0])  # noqa: E731
+    assert claimed.status_code == 200 and answers(claimed.text) == ["accepted", "rejected"]
+    rejected = clerk.post(f"{invoice_url}/claim/status", data={"status": "rejected", "reason": "not eligible",
+                                                               "_csrf_token": csrf(page.text)})
+    assert rejected.status_code == 200 and answers(rejected.text) == ["submitted"]
+    again = clerk.post(f"{invoice_url}/claim/status", data={"status": "submitted", "_csrf_token": csrf(page.text)})
+    accepted = clerk.post(f"{invoice_url}/claim/status", data={"status": "accepted", "_csrf_token": csrf(again.text)})
+    assert accepted.status_code == 200 and answers(accepted.text) == ["rejected"]
+
     # The insurer pays: the receipt says the money came from the insurer, for the patient.
     paid = clerk.post(f"{str(drafted.url).split('?')[0]}/payments", data={
         "method": "insurer_remittance", "amount": "380", "reference": "RA-2026-11", "_csrf_token": csrf(page.text)})
     assert paid.status_code == 200 and "/receipts/" in str(paid.url)
     said = paid.text.split('id="receipt-from">')[1].split("</dd>")[0]
     assert said.startswith("National Health Insurance Fund, for REPRICED, Rita")
+    settled = clerk.get(invoice_url).text  # paid in full: the claim is paid and takes no answer
+    assert "paid" in settled.split('id="claim-title"')[1] and 'id="status"' not in settled
 
