@@ -31,7 +31,7 @@ from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
 from appliance.audit_verify import FormatError, parse_held
-from appliance.substrate import audit
+from appliance.substrate import audit, keys
 from appliance.substrate.db import InvalidSlug, UnknownTenant, validate_slug
 from appliance.substrate.tenancy import list_tenants
 from appliance.web.errors import error_page
@@ -104,12 +104,19 @@ def console(request: Request, state: State) -> Template:
     since = datetime.now(UTC) - BREAK_THE_GLASS_WINDOW
     glass = audit.break_the_glass_accesses(state.db, since)
     with state.db.control() as conn:
+        # Whose keys the events' data keys are sealed to: a regulator whose key is not here can verify an
+        # evidence package but not read its bodies, and should know that before taking one away.
+        sealed_to = conn.execute(sa.select(keys.audit_regulator_key.c.key_id, keys.audit_regulator_key.c.label,
+                                           keys.audit_regulator_key.c.registered_at)
+                                 .where(keys.audit_regulator_key.c.retired_at.is_(None))
+                                 .order_by(keys.audit_regulator_key.c.registered_at)).all()
         audit.append(conn, tenant=None, principal=request.user, event_type="audit.break_glass.review", action="R",
                      detail={"since": since.isoformat(timespec="seconds"), "accesses": len(glass)})
     # The last verification names its logs by slug; the page names them as the table above does.
     log_names = {log["value"]: log["name"] for log in logs}
     return Template("regulator.html", context={"principal": request.user, "last": last, "tenants": tenants,
                                                "logs": logs, "log_names": log_names, "glass": glass,
+                                               "sealed_to": sealed_to,
                                                "glass_days": BREAK_THE_GLASS_WINDOW.days})
 
 

@@ -209,3 +209,14 @@ def test_the_regulator_finds_who_opened_a_chart_by_its_record_number_and_the_pat
     for other in (clinician, signed_in("facility_admin", tenant_a.slug), analyst):
         asked = other.get("/regulator/patient-access", params={"facility": tenant_a.slug, "mrn": patient["mrn"]})
         assert asked.status_code == 403
+
+
+def test_the_console_says_whose_keys_can_read_the_evidence(signed_in, db, tmp_path):
+    from appliance.substrate import keys
+
+    _, _, public = keys.generate_regulator_keypair(tmp_path / "office.pem")
+    with db.control() as conn:
+        key_id, _ = keys.register_regulator(conn, public, "Health Records Regulator, test office")
+    evidence = signed_in("regulator", kind="regulator").get("/regulator").text.split('id="evidence-title"')[1]
+    sealed = evidence.split('id="sealed-to"')[1].split("</p>")[0]
+    assert "Health Records Regulator, test office" in sealed and key_id in sealed and "--regulator-key" in sealed
