@@ -192,8 +192,11 @@ async def _task_action(request: Asking, tenant: Tenant, entry_id: uuid.UUID, val
     if problem is None:
         return see_other(request, _worklist_url(tenant, ward_code, "deferred" if action == "defer" else "task"))
     context = await _in_thread(lambda: _worklist_context(db, request.user, tenant, ward_code))
+    # A task closed meanwhile (by another nurse, by its result) is no longer listed: the refusal is said
+    # above the list instead of nowhere.
+    listed = any(t["id"] == entry_id for p in context["worklist"]["patients"] for t in p["tasks"])
     return page(request, "nursing/ward.html", status=status, active="ward", **context, now=_now(),
-                refused_task={"task_id": str(entry_id), "action": action, "problem": problem,
+                refused_task={"task_id": str(entry_id), "action": action, "problem": problem, "listed": listed,
                               "minutes": values.get("minutes"), "note": values.get("note") or ""},
                 defer_choices=DEFER_CHOICES, **NURSING_HELPERS)
 

@@ -124,6 +124,19 @@ def test_a_task_is_deferred_from_the_worklist_with_why(db, signed_in, facility, 
     handover = nurse.get(f"/t/{facility.slug}/ward/handover").text.split("CHELIMO, Ann")[1].split("</dl>")[0]
     assert re.search(r"Collect specimen: Full blood count · due [^<]* — in theatre</li>", handover)
 
+    # Taken meanwhile by another nurse: a deferral from the page she still had open is refused, and says
+    # why above the list (the task is no longer on it), not nowhere.
+    stale = nurse.get(worklist).text
+    with db.tenant(facility.slug) as conn:
+        [current] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        service.set_task_status(conn, clinician, patient["id"], current["id"], "done", "taken at 10:05",
+                                now=dt.datetime.now(dt.UTC))
+    late = nurse.post(f"/t/{facility.slug}/patients/{patient['id']}/tasks/{current['id']}/defer", data={
+        "ward": "GEN", "minutes": "60", "note": "in theatre", "_csrf_token": csrf_token(stale)},
+        follow_redirects=False)
+    assert late.status_code == 409 and '<p class="field-error" role="alert" id="task-problem">This task has ' \
+        'changed since you loaded it; reload the list.</p>' in late.text
+
     # Another facility's nurse, and a guessed task id, are refused.
     intruder = signed_in("nurse", other_facility.slug, ward="GEN")
     assert post_form(intruder, f"/t/{other_facility.slug}/ward", action,
