@@ -92,6 +92,12 @@ def _tenant_of(log: str) -> str | None:
 @get("/regulator", operation_id="AuditRegulatorConsole", tags=["audit"], opt={"permission": "audit.log.read"},
      sync_to_thread=True, include_in_schema=False)
 def console(request: Request, state: State) -> Template:
+    return _console(request, state)
+
+
+def _console(request: Request, state: State, *, held_refusal: str | None = None) -> Template:
+    """The console; `held_refusal` is why a file of kept checkpoints was refused, said beside its form
+    (422) so the regulator can choose the right file at once."""
     path = _last_verification_path(state)
     last = json.loads(path.read_text()) if path.exists() else None
     tenants = list_tenants(state.db)
@@ -116,8 +122,9 @@ def console(request: Request, state: State) -> Template:
     log_names = {log["value"]: log["name"] for log in logs}
     return Template("regulator.html", context={"principal": request.user, "last": last, "tenants": tenants,
                                                "logs": logs, "log_names": log_names, "glass": glass,
-                                               "sealed_to": sealed_to,
-                                               "glass_days": BREAK_THE_GLASS_WINDOW.days})
+                                               "sealed_to": sealed_to, "held_refusal": held_refusal,
+                                               "glass_days": BREAK_THE_GLASS_WINDOW.days},
+                    status_code=422 if held_refusal else 200)
 
 
 def _record_verification(request: Request, state: State, reports: list, held: int = 0) -> None:
@@ -144,29 +151,30 @@ def verify(request: Request, state: State) -> Response:
 @post("/regulator/verify-held", operation_id="AuditVerifyAgainstHeld", tags=["audit"],
       opt={"permission": "audit.log.verify"}, sync_to_thread=True, include_in_schema=False)
 def verify_held(request: Request, state: State,
-                data: Annotated[HeldForm, Body(media_type=RequestEncodingType.MULTI_PART)]) -> Response:
+                data: Annotated[HeldForm, Body(media_type=RequestEncodingType.MULTI_PART)]) -> Response | Template:
     """Verify one log against checkpoints kept from it earlier: each kept checkpoint must be consistent
     with the log now (RFC 9162 consistency), so the log only grew since it was signed."""
     upload = data.checkpoints
     if upload is None:
-        return error_page(request, 422, "choose the checkpoints file you kept from this console")
+        return _console(request, state, held_refusal="Choose the checkpoints file you kept from this console.")
     try:
         content = upload.file.read(1 << 24)  # a file of checkpoints is kilobytes; 16 MiB is far beyond
     finally:
         upload.file.close()
     if not upload.filename or not content:
-        return error_page(request, 422, "choose the checkpoints file you kept from this console")
+        return _console(request, state, held_refusal="Choose the checkpoints file you kept from this console.")
     try:
         log, held = parse_held(content, upload.filename)
     except FormatError as refused:
-        return error_page(request, 422, str(refused))
+        return _console(request, state, held_refusal=f"{refused}. Choose a file kept with 'Keep the checkpoints'.")
     tenant = _tenant_of(log.get("tenant") or "appliance")
     if tenant == "?" or not held:
-        return error_page(request, 422, "the file names no log of this appliance, or holds no checkpoint")
+        return _console(request, state, held_refusal="The file names no log of this appliance, or holds no checkpoint.")
     try:
         report = audit.verify(state.db, tenant, held=held)
     except UnknownTenant:
-        return error_page(request, 404, f"the facility {tenant!r} of those checkpoints is not on this appliance")
+        return _console(request, state, held_refusal=f"The facility {tenant!r} of those checkpoints is not on this "
+                                                      "appliance (dropped, or the file is another appliance's).")
     _record_verification(request, state, [report], held=len(held))
     return Redirect("/regulator")
 
