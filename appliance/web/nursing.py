@@ -28,7 +28,7 @@ from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import VitalSignsIn
 from appliance.layers.nursing import access, service, views, ward
 from appliance.layers.nursing.routes import facility_zone
-from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverPatient
+from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient
 from appliance.substrate.age import years_on
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
@@ -237,26 +237,27 @@ async def defer_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
                               None if minutes else "Choose how long the task waits.")
 
 
+def _handover_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> dict:
+    found, wards = _ward_context(db, principal, tenant, ward_code)
+    with db.tenant(tenant) as conn:
+        summary = ward.handover_summary(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+        recent = ward.recent_handovers(conn, principal, found["code"], limit=3)
+    # What was handed over, as it was: the incoming shift reads the last shift's patients, not only
+    # its note (the summary is kept as JSON; its times come back as times).
+    for kept in recent:
+        kept["patients"] = [HandoverPatient.model_validate(p).model_dump() for p in kept["summary"]]
+    names = people_named(db, {h["author_id"] for h in recent})
+    return {"handover": summary, "wards": wards, "recent": recent, "names": names}
+
+
 @get("/ward/handover", operation_id="PortalWardHandover", opt={"permission": "nursing.handover.read"},
      include_in_schema=False)
 async def handover_page(request: Asking, tenant: Tenant, ward_code: FromQuery[str] = "") -> Template:
     """The shift's handover, per patient, built from the record; recorded with the nurse's note."""
-    principal: Principal = request.user
     db: Database = request.app.state.db
-
-    def work() -> dict:
-        found, wards = _ward_context(db, principal, tenant, ward_code.strip())
-        with db.tenant(tenant) as conn:
-            summary = ward.handover_summary(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
-            recent = ward.recent_handovers(conn, principal, found["code"], limit=3)
-        # What was handed over, as it was: the incoming shift reads the last shift's patients, not only
-        # its note (the summary is kept as JSON; its times come back as times).
-        for kept in recent:
-            kept["patients"] = [HandoverPatient.model_validate(p).model_dump() for p in kept["summary"]]
-        names = people_named(db, {h["author_id"] for h in recent})
-        return {"handover": summary, "wards": wards, "recent": recent, "names": names}
-
-    return page(request, "nursing/handover.html", active="handover", **await _in_thread(work), **NURSING_HELPERS)
+    context = await _in_thread(lambda: _handover_context(db, request.user, tenant, ward_code.strip()))
+    return page(request, "nursing/handover.html", active="handover", **context, values={}, errors={},
+                **NURSING_HELPERS)
 
 
 @post("/ward/handover", operation_id="PortalRecordHandover", opt={"permission": "nursing.handover.create"},
@@ -264,7 +265,13 @@ async def handover_page(request: Asking, tenant: Tenant, ward_code: FromQuery[st
 async def record_handover(request: Asking, tenant: Tenant, data: FormData) -> Response:
     values = form_values(data)
     db: Database = request.app.state.db
-    note = (values.get("note") or "")[:4000] or None
+    try:
+        note = HandoverIn.model_validate({"note": (values.get("note") or "").strip() or None}).note
+    except ValidationError as exc:
+        # A long night's note was cut at 4,000 characters without a word, its end lost: it comes back whole.
+        context = await _in_thread(lambda: _handover_context(db, request.user, tenant, values.get("ward") or ""))
+        return page(request, "nursing/handover.html", status=422, active="handover", **context, values=values,
+                    errors=field_errors(exc), **NURSING_HELPERS)
 
     def work() -> str:
         found, _ = _ward_context(db, request.user, tenant, values.get("ward") or "")

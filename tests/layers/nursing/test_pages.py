@@ -460,6 +460,17 @@ def test_the_incoming_shift_reads_what_was_handed_over(db, signed_in, facility, 
     assert "<dt>NEWS2</dt><dd>now 9 (high)" in live
 
 
+def test_a_handover_note_too_long_comes_back_whole(signed_in, facility, ward_patients):
+    """A note past 4,000 characters was cut there without a word, and its end was lost."""
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/ward/handover"
+    long = "Bed 2: pain controlled. " * 170 + "Bed 6: family to be called at 08:00."
+    refused = post_form(nurse, page, page, {"ward": "GEN", "note": long})
+    assert refused.status_code == 422
+    assert "at most 4000 characters" in refused.text
+    assert "Bed 6: family to be called at 08:00.</textarea>" in refused.text
+
+
 def test_the_handover_page_shows_a_dose_given_this_shift_for_a_slot_before_it(db, signed_in, facility, clinician):
     from appliance.layers.nursing import service, ward
     from appliance.layers.nursing.schemas import AdministrationIn
