@@ -106,6 +106,10 @@ class _Analyte(_Strict):
     unit: str | None = Field(default=None, max_length=30)
     low: float | None = None
     high: float | None = None
+    # Critical limits, the laboratory's "call the clinician now" values (a potassium of 6.5 mmol/L): a result
+    # beyond one is flagged LL or HH, which puts it first on every clinician's results to review.
+    critical_low: float | None = None
+    critical_high: float | None = None
     choices: list[str] = Field(default_factory=list)
     # Choices that are abnormal (flagged "A" on a result), e.g. ["positive"].
     abnormal: list[str] = Field(default_factory=list)
@@ -114,6 +118,15 @@ class _Analyte(_Strict):
     def _range_and_choices(self) -> _Analyte:
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"reference range low {self.low} is above high {self.high}")
+        if self.critical_low is not None and self.low is not None and self.critical_low > self.low:
+            raise ValueError(f"critical low {self.critical_low} is above the reference range's low {self.low}")
+        if self.critical_high is not None and self.high is not None and self.critical_high < self.high:
+            raise ValueError(f"critical high {self.critical_high} is below the reference range's high {self.high}")
+        if (self.critical_low is not None and self.critical_high is not None
+                and self.critical_low >= self.critical_high):
+            raise ValueError(f"critical low {self.critical_low} is not below critical high {self.critical_high}")
+        if self.choices and (self.critical_low is not None or self.critical_high is not None):
+            raise ValueError("critical limits are for a number; a result read from choices has none")
         unknown = [a for a in self.abnormal if a not in self.choices]
         if unknown:
             raise ValueError(f"abnormal values {unknown} are not among the choices {self.choices}")

@@ -845,8 +845,17 @@ def list_orders(conn: Connection, principal: Principal, patient_id: uuid.UUID, *
 # -- results -----------------------------------------------------------------------------------------
 
 
+# A critical result is one beyond the catalogue's critical limits, or one the laboratory flagged so (HH, LL).
+CRITICAL_FLAGS = ("HH", "LL")
+
+
 def _flag(value: Decimal | str, definition: Any, low: Decimal | None, high: Decimal | None) -> str | None:
     if isinstance(value, Decimal):
+        critical_low, critical_high = _decimal(definition.critical_low), _decimal(definition.critical_high)
+        if critical_low is not None and value < critical_low:
+            return "LL"
+        if critical_high is not None and value > critical_high:
+            return "HH"
         if low is not None and value < low:
             return "L"
         if high is not None and value > high:
@@ -900,12 +909,20 @@ def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID,
         "value_numeric": value if isinstance(value, Decimal) else None,
         "value_text": value if isinstance(value, str) else None,
         "unit": unit if isinstance(value, Decimal) else None, "reference_low": low, "reference_high": high,
-        "flag": data.flag or _flag(value, definition, low, high), "note": data.note,
+        "flag": _result_flag(data.flag, _flag(value, definition, low, high)), "note": data.note,
     }
     appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
                              detail=detail)
     return _entry_dict(appended) | {"signed_by": None, "signed_at": None, "disclosure_id": None, "disclosed_by": None,
                                     "disclosed_at": None}
+
+
+def _result_flag(sent: str | None, computed: str | None) -> str | None:
+    """The sender's flag (a laboratory's, a clinician's) stands, except that this facility's critical limits
+    apply whatever it says: a potassium of 7.2 sent as "H" is critical here."""
+    if computed in CRITICAL_FLAGS and sent not in CRITICAL_FLAGS:
+        return computed
+    return sent or computed
 
 
 def _decimal(value: float | None) -> Decimal | None:

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical.errors import Invalid
 from appliance.layers.clinical.models import encounter, patient, result, result_signoff
+from appliance.layers.clinical.service import CRITICAL_FLAGS
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access
 
@@ -44,8 +45,8 @@ VISITS = ("outpatient", "emergency", "inpatient")
 # render (and audit) thousands of rows nobody reads.
 LIMIT = 500
 # Those being seen first, then those waiting, those expected, and those already done.
-# A critical result is the laboratory's call (its HH or LL flag); the list shows them first.
-CRITICAL_FLAGS = ("HH", "LL")
+# Critical results (service.CRITICAL_FLAGS: beyond the catalogue's critical limits, or flagged so by the
+# laboratory) come first.
 RESULTS_LIMIT = 100
 _STATUS_ORDER = sa.case({"in_progress": 0, "arrived": 1, "planned": 2, "finished": 3}, value=encounter.c.status,
                         else_=4)

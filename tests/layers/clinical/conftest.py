@@ -23,7 +23,8 @@ CLINICAL_CONFIG = {
          "choices": ["negative", "positive"], "abnormal": ["positive"]},
         {"loinc": "70569-9", "name": "Malaria rapid diagnostic test", "specimen": "blood",
          "choices": ["negative", "positive"], "abnormal": ["positive"]},
-        {"loinc": "2345-7", "name": "Glucose", "specimen": "serum", "unit": "mmol/L", "low": 3.9, "high": 7.8},
+        {"loinc": "2345-7", "name": "Glucose", "specimen": "serum", "unit": "mmol/L", "low": 3.9, "high": 7.8,
+         "critical_low": 2.5, "critical_high": 25},
         {"loinc": "36643-5", "name": "Chest X-ray, 2 views", "category": "imaging"},
     ],
     "note_templates": [

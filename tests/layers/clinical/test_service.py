@@ -26,6 +26,7 @@ from appliance.layers.clinical.schemas import (
 )
 from appliance.substrate import record
 from appliance.substrate.db import Database
+from appliance.substrate.tenant_config import OrderableConfig
 from tests.layers.clinical.conftest import new_patient
 
 PARACETAMOL = {"drug": "Paracetamol 500 mg tablets", "dose": 1000, "dose_unit": "mg", "route": "oral",
@@ -317,6 +318,32 @@ def test_results_carry_units_ranges_and_flags_and_close_the_order(db: Database, 
         with pytest.raises(Invalid) as refused, db.tenant(facility.slug) as conn:
             service.record_result(conn, clinician, patient["id"], bad)
         assert refused.value.extra["field"] == field
+
+
+def test_a_result_beyond_a_critical_limit_is_critical_whatever_the_sender_flagged(db: Database, facility, clinician):
+    """The catalogue's critical limits make a result LL or HH, which puts it first on every clinician's
+    results to review; a laboratory's own H does not lower it, and its own HH stands."""
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, clinician)
+
+        def flag(value: str, sent: str | None = None) -> str:
+            return service.record_result(conn, clinician, patient["id"],
+                                         ResultIn(code="2345-7", value=Decimal(value), flag=sent))["flag"]
+
+        assert [flag("31.0"), flag("1.9"), flag("12.0"), flag("25"), flag("2.5")] == ["HH", "LL", "H", "H", "L"]
+        assert [flag("31.0", "H"), flag("12.0", "HH"), flag("5.0", "N")] == ["HH", "HH", "N"]
+
+
+def test_critical_limits_lie_outside_the_reference_range_and_only_for_numbers():
+    base = {"loinc": "2345-7", "name": "Glucose", "unit": "mmol/L", "low": 3.9, "high": 7.8}
+    assert OrderableConfig.model_validate({**base, "critical_low": 2.5, "critical_high": 25}).critical_high == 25
+    for wrong, said in (({"critical_low": 4.5}, "critical low 4.5 is above the reference range's low 3.9"),
+                        ({"critical_high": 6}, "critical high 6.0 is below the reference range's high 7.8"),
+                        ({"low": None, "high": None, "critical_low": 9, "critical_high": 9}, "is not below"),
+                        ({"unit": None, "low": None, "high": None, "choices": ["low", "high"], "critical_low": 1},
+                         "a result read from choices has none")):
+        with pytest.raises(ValueError, match=said):
+            OrderableConfig.model_validate({**base, **wrong})
 
 
 def test_a_result_is_signed_off_once_by_the_reviewing_clinician(db: Database, facility, clinician):
