@@ -1587,8 +1587,8 @@ def note_fields(template: Any, values: dict[str, Any]) -> dict[str, Any]:
 
 def template_message(detail: str) -> str:
     """The template validation's words, without the field's key (the message sits next to the field):
-    "field 'gestational_age' (Gestational age) is required by template ANC" reads "Gestational age is
-    required by template ANC."""
+    "field 'gestational_age' (Gestational age) is required by the Antenatal visit template (ANC)" reads
+    "Gestational age is required by the Antenatal visit template (ANC)."""
     text = re.sub(r"^field '[a-z0-9_]+' \(([^)]*)\) ", r"\1 ", detail)
     text = text[0].upper() + text[1:]
     return text if text.endswith(".") else text + "."

@@ -580,8 +580,8 @@ def test_templated_note_validates_inline_then_saves(signed_in, facility, charts)
     missing = post_form(client, form, f"{base(facility)}/patients/{pid}/notes",
                         {"template_code": "ANC", "f.fundal_height": "24", "f.presentation": "cephalic"})
     assert missing.status_code == 422
-    assert '<p class="field-error" id="f-gestational_age-error">Gestational age is required by template ANC.</p>' \
-        in missing.text
+    assert ('<p class="field-error" id="f-gestational_age-error">'
+            'Gestational age is required by the Antenatal visit template (ANC).</p>') in missing.text
     assert 'value="24"' in missing.text  # what was typed stays
     out_of_range = post_form(client, form, f"{base(facility)}/patients/{pid}/notes",
                              {"template_code": "ANC", "f.gestational_age": "60"})

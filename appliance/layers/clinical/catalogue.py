@@ -177,8 +177,8 @@ def _checked(template: NoteTemplateConfig, values: dict[str, Any]) -> tuple[dict
         value = values.get(spec.key)
         if value is None or value == "" or value == []:
             if spec.required:
-                problems.append(Invalid(f"field {spec.key!r} ({spec.label}) is required by template {template.code}",
-                                        field=f"fields.{spec.key}"))
+                problems.append(Invalid(f"field {spec.key!r} ({spec.label}) is required by the {template.name} "
+                                        f"template ({template.code})", field=f"fields.{spec.key}"))
             continue
         try:
             clean[spec.key] = _coerce(spec, value)
