@@ -27,6 +27,7 @@ from appliance.layers.clinical import drugs
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import VitalSignsIn
 from appliance.layers.nursing import access, service, views, ward
+from appliance.layers.nursing.errors import Conflict
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient
 from appliance.substrate.age import years_on
@@ -513,7 +514,7 @@ async def care_plans_page(request: Asking, tenant: Tenant, patient_id: Id) -> Te
     db: Database = request.app.state.db
     context = await _in_thread(lambda: _plans_context(db, request.user, tenant, patient_id))
     return page(request, "nursing/care_plans.html", active="patients", patient_id=patient_id, tab="care-plans",
-                **context, values={}, errors={}, **NURSING_HELPERS)
+                **context, values={}, errors={}, evaluating={}, **NURSING_HELPERS)
 
 
 @post(PATIENT + "/care-plans", operation_id="PortalAddCarePlan", opt={"permission": "nursing.careplan.create"},
@@ -526,7 +527,8 @@ async def add_care_plan(request: Asking, tenant: Tenant, patient_id: Id, data: F
     except ValidationError as exc:
         context = await _in_thread(lambda: _plans_context(db, request.user, tenant, patient_id))
         return page(request, "nursing/care_plans.html", status=422, active="patients", patient_id=patient_id,
-                    tab="care-plans", **context, values=values, errors=field_errors(exc), **NURSING_HELPERS)
+                    tab="care-plans", **context, values=values, errors=field_errors(exc), evaluating={},
+                    **NURSING_HELPERS)
 
     def work() -> None:
         with db.tenant(tenant) as conn:
@@ -540,6 +542,8 @@ async def add_care_plan(request: Asking, tenant: Tenant, patient_id: Id, data: F
       opt={"permission": "nursing.careplan.update"}, include_in_schema=False)
 async def evaluate_care_plan(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
                              data: FormData) -> Response:
+    """An evaluation of a care plan, and whether it goes on; a refusal comes back beside the plan with the
+    evaluation as typed (it was an error page, the text lost)."""
     values = form_values(data)
     db: Database = request.app.state.db
 
@@ -547,7 +551,7 @@ async def evaluate_care_plan(request: Asking, tenant: Tenant, patient_id: Id, en
         with db.tenant(tenant) as conn:
             current = next((p for p in service.care_plans_of(conn, [patient_id]) if p["id"] == entry_id), None)
             if current is None:
-                raise RecordError("this care plan has changed since you loaded it; reload the page")
+                raise Conflict("this care plan has changed since you loaded it; reload the page")
             status = values.get("status") if values.get("status") in {"active", "achieved", "discontinued"} \
                 else "active"
             plan = CarePlanIn.model_validate({
@@ -557,9 +561,20 @@ async def evaluate_care_plan(request: Asking, tenant: Tenant, patient_id: Id, en
 
     try:
         await _in_thread(work)
-    except ValidationError:
-        raise RecordError("write the evaluation in at most 2,000 characters") from None
-    return see_other(request, f"/t/{tenant}/patients/{patient_id}/care-plans?done=evaluated")
+    except ValidationError as exc:
+        problem, status = next(iter(field_errors(exc).values())), 422
+    except RecordError as exc:
+        if exc.status not in (409, 422):
+            raise
+        problem, status = exc.detail[:1].upper() + exc.detail[1:] + ".", exc.status
+    else:
+        return see_other(request, f"/t/{tenant}/patients/{patient_id}/care-plans?done=evaluated")
+    context = await _in_thread(lambda: _plans_context(db, request.user, tenant, patient_id))
+    listed = any(p["id"] == entry_id for p in context["plans"])
+    return page(request, "nursing/care_plans.html", status=status, active="patients", patient_id=patient_id,
+                tab="care-plans", **context, values={}, errors={}, **NURSING_HELPERS,
+                evaluating={"plan_id": str(entry_id), "listed": listed, "kept": values,
+                            "errors": {"evaluation": problem}})
 
 
 ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,

@@ -436,6 +436,29 @@ def test_care_plans_and_handover_pages(signed_in, facility, ward_patients):
     assert "Quiet night apart from bed 1" in nurse.get(kept.headers["location"]).text
 
 
+def test_a_refused_evaluation_comes_back_beside_its_plan(db, signed_in, facility, clinician):
+    """An evaluation over 2,000 characters, or of a plan changed meanwhile, was an error page ('Something
+    went wrong', 400) and the evaluation typed was lost."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Nekesa", given="Irene")
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{patient['id']}/care-plans"
+    assert post_form(nurse, page, page, {"problem": "Acute pain", "goal": "Pain score under 4",
+                                         "interventions": "Analgesia as prescribed"}).status_code == 303
+    plan_id = nurse.get(page).text.split("/care-plans/")[1].split("/evaluate")[0]
+    long = "Pain 6/10 at rest, 8/10 on moving; " * 60 + "review analgesia with the team."
+    refused = post_form(nurse, page, f"{page}/{plan_id}/evaluate", {"evaluation": long, "status": "achieved"})
+    assert refused.status_code == 422
+    form = refused.text.split(f'id="evaluation-{plan_id}"')[0].rsplit("<form", 1)[1]
+    assert "at most 2000 characters" in form
+    kept = refused.text.split(f'id="evaluation-{plan_id}"')[1]
+    assert "review analgesia with the team.</textarea>" in kept.split("</form>")[0]
+    assert '<option value="achieved" selected>' in kept.split("</form>")[0]
+    stale = post_form(nurse, page, f"{page}/{uuid.uuid4()}/evaluate", {"evaluation": "better", "status": "active"})
+    assert stale.status_code == 409
+    assert 'id="evaluation-problem">This care plan has changed since you loaded it; reload the page.' in stale.text
+
+
 def test_the_incoming_shift_reads_what_was_handed_over(db, signed_in, facility, clinician):
     """The handover page kept only the outgoing nurse's note of a recorded handover ('13 patients'): the
     summary 'kept with your note' could not be read by the shift it was handed to. Each recorded handover
