@@ -56,8 +56,10 @@ def _account_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID
 
 
 def account_for(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None,
-                payer_code: str | None) -> uuid.UUID:
-    """The encounter's account (the patient's own one for care outside an encounter), opened on first use."""
+                payer_code: str | None, opened_at: dt.datetime | None = None) -> uuid.UUID:
+    """The encounter's account (the patient's own one for care outside an encounter), opened on first use:
+    when the first act it bills was written down (`opened_at`; now when not given), so an account of care
+    recorded in the past (the demo's year, an import) is not dated the day it was loaded."""
     found = _account_of(conn, patient_id, encounter_id)
     if found is not None:
         return found
@@ -65,7 +67,7 @@ def account_for(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID
     opened = conn.execute(
         postgresql.insert(account)
         .values(id=uuid.uuid4(), number=number, patient_id=patient_id, encounter_id=encounter_id,
-                payer_code=payer_code)
+                payer_code=payer_code, **({"opened_at": opened_at} if opened_at is not None else {}))
         .on_conflict_do_nothing(constraint="account_patient_encounter_key").returning(account.c.id)
     ).scalar()
     # Another transaction opened it between our look and our insert: use theirs.
@@ -111,7 +113,8 @@ def charge_for(conn: Connection, source: Entry, billable: Billable) -> record.Ne
     caller holds the patient's payer lock (`hold_payers`, or `hold_payer_alone` when re-pricing)."""
     service_at = billable.service_at or source.occurred_at
     price = schedule.price_of(conn, kind=billable.item_kind, code=billable.item_code, patient_id=source.patient_id,
-                              at=service_at, encounter_id=source.encounter_id, open_account=True)
+                              at=service_at, encounter_id=source.encounter_id, open_account=True,
+                              opened_at=source.recorded_at)
     quantity = billable.quantity
     unpriced_reason = None
     if price.price_list is None:
@@ -125,7 +128,8 @@ def charge_for(conn: Connection, source: Entry, billable: Billable) -> record.Ne
                                f"the dose was in {billable.unit or 'no unit'}")
         else:
             quantity = billable.quantity / price.per
-    account_id = price.account_id or account_for(conn, source.patient_id, source.encounter_id, price.payer_code)
+    account_id = price.account_id or account_for(conn, source.patient_id, source.encounter_id, price.payer_code,
+                                                 source.recorded_at)
     if price.account_id and price.payer_code and price.account_payer is None:
         # Insurance recorded after the account opened: the account now bills the insurer whose prices it carries.
         conn.execute(sa.update(account).where(account.c.id == account_id, account.c.payer_code.is_(None))

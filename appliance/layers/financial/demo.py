@@ -51,7 +51,9 @@ def generate_billing_demo(db: Database, slug: str, seed: int = 2026, accounts: i
         chosen = conn.execute(
             sa.select(account.c.id, last_care.label("last_care"))
             .where(account.c.id.not_in(unpriced), last_care.is_not(None))
-            .order_by(account.c.opened_at).limit(accounts)).all()
+            # In the order they were opened, patient by patient (the population is written one patient's
+            # year at a time): a few patients' accounts across the year, so the aging has every age.
+            .order_by(account.c.number).limit(accounts)).all()
         zone = zoneinfo.ZoneInfo(schedule.setting(conn).timezone)
         today = dt.datetime.now(zone).date()  # the facility's today, as the aging report counts it
         written = {"bed_day": bed_days, "invoice": 0, "payment": 0}

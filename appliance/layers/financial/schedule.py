@@ -131,9 +131,10 @@ _PRICE = sa.text(_PRICE_CTES + _PRICE_SELECT.format(account_id="a.id"))
 # outer query reads). Numbered only when opened; a concurrent opener wins the unique key and this one
 # returns no id, and the caller looks the winner's up.
 _OPENING_CTE = """, opened AS (
-        INSERT INTO account (id, number, patient_id, encounter_id, payer_code)
+        INSERT INTO account (id, number, patient_id, encounter_id, payer_code, opened_at)
         SELECT CAST(:new_account AS uuid), 'AC-' || lpad(nextval('account_number_seq')::text, 7, '0'),
-               :patient_id, CAST(:encounter_id AS uuid), (SELECT payer_code FROM pl)
+               :patient_id, CAST(:encounter_id AS uuid), (SELECT payer_code FROM pl),
+               COALESCE(CAST(:opened_at AS timestamptz), now())
         WHERE NOT EXISTS (SELECT 1 FROM account x WHERE x.patient_id = :patient_id
                                                    AND x.encounter_id IS NOT DISTINCT FROM CAST(:encounter_id AS uuid))
         ON CONFLICT DO NOTHING
@@ -144,11 +145,13 @@ _PRICE_OPENING = sa.text(_PRICE_CTES + _OPENING_CTE
 
 
 def price_of(conn: Connection, *, kind: str, code: str, patient_id: uuid.UUID | None, at: dt.datetime,
-             encounter_id: uuid.UUID | None = None, open_account: bool = False) -> Price:
-    """The price, and the encounter's account — opened now if `open_account` and it has none."""
+             encounter_id: uuid.UUID | None = None, open_account: bool = False,
+             opened_at: dt.datetime | None = None) -> Price:
+    """The price, and the encounter's account — opened if `open_account` and it has none, dated `opened_at`
+    (when the act it bills was written down; now when not given)."""
     params = {"at": at, "patient_id": patient_id, "kind": kind, "code": code.lower(), "encounter_id": encounter_id}
     if open_account and patient_id is not None:
-        row = conn.execute(_PRICE_OPENING, params | {"new_account": uuid.uuid4()}).first()
+        row = conn.execute(_PRICE_OPENING, params | {"new_account": uuid.uuid4(), "opened_at": opened_at}).first()
     else:
         row = conn.execute(_PRICE, params).first()
     if row is None:

@@ -54,6 +54,14 @@ def test_demo_billing_fills_the_aging_and_leaves_unpriced_work(db, tenant_factor
         past_day = min(r.billed_on for r in received)
         then = reports.ar_aging(conn, demo_principal(config.slug), past_day)
     assert received and all(r.paid_on == r.billed_on for r in received)
+    # Each account opened with the care it bills (when an act of it was written down), not when the demo
+    # was loaded: never after the last of its charges.
+    with db.tenant(config.slug) as conn:
+        late_opened = conn.execute(sa.text(
+            "SELECT count(*) FROM account a WHERE a.opened_at > (SELECT max(e.recorded_at) FROM charge c "
+            "JOIN entry e ON e.id = c.entry_id WHERE c.account_id = a.id)")).scalar()
+        accounts = conn.execute(sa.text("SELECT count(*) FROM account")).scalar()
+    assert accounts > 5 and late_opened == 0
     assert len(today["payments"]) == sum(1 for r in received if r.billed_on == aged["as_of"])
     settled_then = {r.id for r in received if r.billed_on == past_day and r.amount == r.total}
     assert settled_then.isdisjoint({row["id"] for row in then["invoices"]})
