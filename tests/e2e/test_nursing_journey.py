@@ -120,10 +120,15 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     page.get_by_role("link", name="Shift handover").click()
     page.wait_for_url(re.compile(r"/ward/handover$"))
     assert "MWANGI, Daniel Kiprop" in page.locator("article.handover-patient").first.inner_text()
-    page.get_by_label("Your handover note").fill("Mr Mwangi escalated to the medical registrar; on 4 L oxygen.")
+    # a note with a pasted link to a result: it breaks at the card's edge, the page no wider than the tablet
+    reference = "https://lis.lakeshore.local/results?accession=" + "A1B2C3D4E5" * 12
+    page.get_by_label("Your handover note").fill(f"Mr Mwangi escalated to the medical registrar; on 4 L oxygen. "
+                                                 f"Sputum sent: {reference}")
     page.get_by_role("button", name="Record the handover").click()
     page.wait_for_url(re.compile(r"done=handover$"))
     assert "Handover recorded." in page.locator(".notice").inner_text()
+    assert reference in page.locator("li.handover-kept").first.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
     journey.shot(page, "handover")
     context.close()
     watch.assert_clean()
