@@ -87,9 +87,15 @@ def minutes_since(moment: dt.datetime, now: dt.datetime) -> int:
     return max(0, int((now - moment).total_seconds() // 60))
 
 
+def allergy_matches(drug: str, substances: list[str]) -> list[str]:
+    """The recorded allergies a drug matches (the prescriber's check, drugs.check), by substance."""
+    return [m.substance for m in drugs.check(drug, [("", substance) for substance in substances])]
+
+
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
                    "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES,
-                   "lateness": lateness, "duration": duration, "minutes_since": minutes_since}
+                   "lateness": lateness, "duration": duration, "minutes_since": minutes_since,
+                   "allergy_matches": allergy_matches}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))

@@ -483,6 +483,34 @@ def test_the_incoming_shift_reads_what_was_handed_over(db, signed_in, facility, 
     assert "<dt>NEWS2</dt><dd>now 9 (high)" in live
 
 
+def test_the_handover_flags_a_dose_given_against_an_allergy(db, signed_in, facility, clinician):
+    """Amoxicillin given at 22:30 to a woman whose penicillin allergy was recorded after it was prescribed:
+    the handover listed 'Allergies: Penicillin' and the dose a few lines apart, nothing joining them. And a
+    single set read '1 set this shift, one set'."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import AllergyIn
+    from appliance.layers.nursing import service
+    from appliance.layers.nursing.schemas import AdministrationIn
+    from tests.layers.nursing.conftest import NORMAL
+
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Jeptoo", given="Mercy")
+        vitals(conn, clinician, patient, NORMAL)
+        for drug in ("Amoxicillin", "Paracetamol"):
+            rx = _prescribe(conn, clinician, patient, drug, "as needed", hours_ago=3)
+            service.record_administration(conn, clinician, patient["id"], AdministrationIn.model_validate(
+                {"medication_request_id": rx.id, "outcome": "given", "administered_at": now}), now=now, tz=TZ)
+        clinical.add_allergy(conn, clinician, patient["id"], AllergyIn(substance="Penicillin", criticality="high"))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    mine = nurse.get(f"/t/{facility.slug}/ward/handover").text.split("JEPTOO, Mercy")[1].split("</dl>")[0]
+    [amoxicillin] = [line for line in mine.split("<li")[1:] if "Amoxicillin 500 mg oral given" in line]
+    [paracetamol] = [line for line in mine.split("<li")[1:] if "Paracetamol 500 mg oral given" in line]
+    assert '<span class="badge flag-critical">⚠ Penicillin allergy</span>' in amoxicillin
+    assert "allergy" not in paracetamol
+    assert "1 set this shift</dd>" in mine
+
+
 def test_a_handover_note_too_long_comes_back_whole(signed_in, facility, ward_patients):
     """A note past 4,000 characters was cut there without a word, and its end was lost."""
     nurse = signed_in("nurse", facility.slug, ward="GEN")
