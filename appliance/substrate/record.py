@@ -235,6 +235,19 @@ def note_access(
         hook(conn, principal, action, patient_id, entity_kind, tuple(entity_ids))
 
 
+def note_patients_found(conn: Connection, principal: Principal, patient_ids: Iterable[uuid.UUID], *,
+                        detail: Mapping[str, Any] | None = None) -> None:
+    """A patient search's answer on the audit seam: each patient it showed (their name, birth date and
+    numbers) gets an event of their own, `record.patient.search`, so the search is in that patient's access
+    log and a regulator's look at who opened their chart, which find events by patient. A search that
+    found nobody is noted too, naming nobody."""
+    found = list(dict.fromkeys(patient_ids))
+    if not found:
+        note_access(conn, principal, "search", None, "patient", (), detail=detail)
+    for patient_id in found:
+        note_access(conn, principal, "search", patient_id, "patient", (patient_id,), detail=detail)
+
+
 def access_event(action: str, patient_id: uuid.UUID | None, entity_kind: str, entity_ids: Iterable[uuid.UUID] = (),
                  purpose_of_use: str | None = None, detail: Mapping[str, Any] | None = None) -> dict:
     """The audit event `note_access` appends, as `audit.append`'s (or `audit.seal_ahead`'s) arguments."""

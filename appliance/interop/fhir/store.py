@@ -39,7 +39,7 @@ from appliance.layers.clinical.models import (
     vital_signs,
 )
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import current_clause, entry, note_access
+from appliance.substrate.record import current_clause, entry, note_access, note_patients_found
 
 # Entry kinds behind each entry-backed resource type, their tables and their FHIR shape.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -448,7 +448,7 @@ def _search_patients(conn: Connection, principal: Principal, params: dict[str, l
         query = query.where(_identifier_in(system, identifier))
     query = query.where(*_clauses("Patient", "patient", {k: v for k, v in params.items() if k == "gender"}))
     found, paged = _page(conn, [_Source("patient", query, order)], page)
-    note_access(conn, principal, "search", None, "patient", [row["id"] for _, row in found])
+    note_patients_found(conn, principal, [row["id"] for _, row in found])
     # The page's whole registrations in one statement.
     rows = {r["id"]: r for r in conn.execute(sa.select(*service.PATIENT_COLUMNS).where(
         patient.c.id.in_([row["id"] for _, row in found]))).mappings()} if found else {}

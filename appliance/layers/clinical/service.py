@@ -368,7 +368,7 @@ def search_patients(conn: Connection, principal: Principal, *, name: str | None 
     query, order = patient_search_query(name=name, identifier=identifier, birth_date=birth_date)
     limit = max(1, min(limit, 100))
     rows = [dict(r) for r in conn.execute(query.order_by(*order).limit(limit)).mappings()]
-    note_access(conn, principal, "search", None, "patient", [r["id"] for r in rows])
+    record.note_patients_found(conn, principal, [r["id"] for r in rows])
     return rows
 
 

@@ -39,7 +39,8 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
 
 
 # Events whose words are not "verb + thing".
-DESCRIBED = {"patient.record.export": "downloaded your record"}
+DESCRIBED = {"patient.record.export": "downloaded your record",
+             "record.patient.search": "found you in a search (your name, birth date and numbers)"}
 
 
 def describe(event_type: str, action: str) -> str:

@@ -24,7 +24,8 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestIn,
     VitalSignsIn,
 )
-from appliance.substrate import record
+from appliance.layers.patient import portal
+from appliance.substrate import audit, record
 from appliance.substrate.db import Database
 from appliance.substrate.tenant_config import OrderableConfig
 from tests.layers.clinical.conftest import new_patient
@@ -320,6 +321,26 @@ def test_results_carry_units_ranges_and_flags_and_close_the_order(db: Database, 
         assert refused.value.extra["field"] == field
 
 
+def test_a_patient_search_is_in_the_access_log_of_each_patient_it_showed(db: Database, facility, clinician):
+    """A search list shows each patient's name, birth date and numbers: each gets an event of their own,
+    which their access log (and a regulator's lookup of their chart) finds; a search finding nobody is noted
+    naming nobody."""
+    family = f"Searchable{uuid.uuid4().hex[:6]}"
+    with db.tenant(facility.slug) as conn:
+        shown = [new_patient(conn, clinician, family_name=family)["id"] for _ in range(2)]
+        unseen = new_patient(conn, clinician)["id"]
+        found = service.search_patients(conn, clinician, name=family)
+        assert sorted(str(p["id"]) for p in found) == sorted(str(p) for p in shown)
+        assert service.search_patients(conn, clinician, name=f"Nobody{uuid.uuid4().hex}") == []
+    for patient_id in shown:
+        [searched] = [e for e in audit.patient_access_log(db, facility.slug, patient_id)
+                      if e.event_type == "record.patient.search"]
+        assert searched.who["account"] == str(clinician.account_id)
+        assert portal.describe(searched.event_type, searched.action) == \
+            "found you in a search (your name, birth date and numbers)"
+    assert "record.patient.search" not in {e.event_type for e in audit.patient_access_log(db, facility.slug, unseen)}
+
+
 def test_a_result_beyond_a_critical_limit_is_critical_whatever_the_sender_flagged(db: Database, facility, clinician):
     """The catalogue's critical limits make a result LL or HH, which puts it first on every clinician's
     results to review; a laboratory's own H does not lower it, and its own HH stands."""
@@ -417,7 +438,7 @@ def test_every_read_of_patient_data_passes_the_audit_seam(db: Database, facility
     try:
         with db.tenant(facility.slug) as conn:
             service.get_patient(conn, clinician, patient["id"])
-            service.search_patients(conn, clinician, name="otieno")
+            service.search_patients(conn, clinician, identifier=patient["mrn"])  # one found: one event
             chart.chart_summary(conn, clinician, patient["id"])
             for reader in (service.list_conditions, service.list_allergies, service.list_medications,
                            service.list_orders, service.list_results, service.list_notes, service.list_encounters):
