@@ -73,6 +73,12 @@ def test_clinician_journey(browser, live_server, clinic, person_factory):
         box = tab.bounding_box()
         assert box["x"] + box["width"] <= row["x"] + row["width"] + 1, tab.inner_text()
     journey.shot(page, "chart-small-laptop")
+    # On a phone each layer's name heads its pages: it sat level with their second line when they wrapped.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for layer in page.locator("nav.layers .layer").all():
+        name = layer.locator(".layer-name").bounding_box()
+        first = layer.locator("a").first.bounding_box()
+        assert name["y"] + name["height"] <= first["y"] + 1, layer.inner_text()
     page.set_viewport_size(DESKTOP)
 
     # record a diagnosis without knowing its code: the finder fills the form, the summary shows it
