@@ -36,7 +36,7 @@ from appliance.layers.operations.models import (
     ward,
 )
 from appliance.layers.operations.routes import facility_timezone, kpi_definitions
-from appliance.substrate.record import RecordError, note_access
+from appliance.substrate.record import RecordError, note_patients_found
 from appliance.web import plots, portal
 from appliance.web.portal import Asking, FormData, Id, Query, Tenant, form_values, page, see_other
 
@@ -257,7 +257,7 @@ def patient_by_mrn(conn: Connection, principal, mrn: str) -> uuid.UUID:
     """The facility's patient with this MRN (the registrar types it from the card); audited as a search."""
     patient = sa.table("patient", sa.column("id", sa.Uuid), sa.column("mrn", sa.Text))
     found = conn.execute(sa.select(patient.c.id).where(patient.c.mrn == mrn.strip())).scalar()
-    note_access(conn, principal, "search", None, "patient", [found] if found else [])
+    note_patients_found(conn, principal, [found] if found else [])
     if found is None:
         raise Invalid("no patient with that MRN at this facility: register them first", field="mrn")
     return found
