@@ -2,7 +2,9 @@
 in its own time zone (open now, planned for today, finished today), each linked to the patient's chart,
 with "mine" (encounters the clinician opened or wrote in) and "all" as filters, and one class of visit
 (an outpatient clinic's list apart from the inpatients on the wards), the patient search above them, and
-the results waiting for the clinician's review (critical ones first, whoever ordered them).
+the results waiting for the clinician's review (critical ones first, whoever ordered them), and those booked
+at the facility's clinics for today who have not yet been checked in (operations' appointments, which the
+clinician may read under ACC-018).
 
 It keeps the portal's rules (see `portal.py`): it declares the permission the clinical API declares for
 the same list (`clinical.worklist.read`, which clinicians hold), reads the record only through the
@@ -18,6 +20,7 @@ from litestar import Router, get
 from litestar.response import Template
 
 from appliance.layers.clinical import worklist
+from appliance.layers.operations import scheduling
 from appliance.substrate.principal import Principal
 from appliance.web import portal
 from appliance.web.errors import error_page
@@ -53,17 +56,25 @@ def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all", visit
     with request.app.state.db.tenant(tenant) as conn:
         today = worklist.todays_encounters(conn, principal, tz=facility.timezone, whose=whose, visit=visit or None)
         review = worklist.results_to_review(conn, principal) if principal.can("clinical.result.read") else None
+        # Booked at a clinic and not yet checked in: expected, with no encounter yet for the list above to show.
+        # Whose they are the record cannot say, so "mine" leaves them out, as it does encounters nobody wrote in.
+        expected = (scheduling.expected_on(conn, principal, today["date"], facility.timezone)
+                    if principal.can("operations.appointment.read") and whose == "all"
+                    and visit in ("", "outpatient") else None)
     clock = Clock(facility.timezone)
     for row in today["encounters"]:
         row["href"] = patient_home(principal, tenant, row["patient_id"])
         row["time"] = _time_of_day(clock, row["started_at"] or row["planned_for"], today["date"])
         row["ended"] = _time_of_day(clock, row["ended_at"], today["date"])
+    for row in expected or []:
+        row["href"] = patient_home(principal, tenant, row["patient_id"])
+        row["time"] = _time_of_day(clock, row["starts_at"], today["date"])
     for row in (review or {}).get("results", []):
         row["href"] = f"/t/{tenant}/patients/{row['patient_id']}/results#result-{row['id']}"
     return page(request, "today.html", active="today", today=today, whose=whose, visit=visit,
                 visits=worklist.VISITS,
                 day=today["date"].strftime("%A %d %B %Y"), status_labels=STATUS_LABELS, review=review,
-                critical_flags=worklist.CRITICAL_FLAGS, **portal.HELPERS)
+                critical_flags=worklist.CRITICAL_FLAGS, expected=expected, **portal.HELPERS)
 
 
 todays_router = Router(path="/t/{tenant:str}", route_handlers=[todays_patients],

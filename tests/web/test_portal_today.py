@@ -15,6 +15,7 @@ from litestar.testing import TestClient
 from appliance.layers.clinical import service, worklist
 from appliance.layers.clinical.models import encounter
 from appliance.layers.clinical.schemas import EncounterIn, NoteIn, ResultIn, ServiceRequestIn
+from appliance.layers.operations import scheduling
 from appliance.substrate import audit, identity
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
@@ -275,3 +276,41 @@ def test_the_list_keeps_to_one_class_of_visit(db, app, facility, doctors, day):
         mine = worklist.todays_encounters(conn, dr_b, tz=zoneinfo.ZoneInfo(ZONE), whose="mine", visit="emergency")
     assert same_encounters(mine["encounters"], day, {"waiting"})
     assert mine["visits"] == {"outpatient": 0, "emergency": 1, "inpatient": 0}
+
+
+def test_those_booked_for_today_and_not_yet_checked_in_are_expected(db, signed_in, tenant_factory):
+    """A clinic's appointments reach the list before their visits exist: booked for the facility's today
+    and not yet checked in (a check-in opens the visit, listed above from then on), each read audited; not
+    under "mine", which the record cannot say of an appointment; another day or a cancelled one not."""
+    clinics = [{"code": "MOPC", "name": "Medical outpatient clinic", "slot_minutes": 30,
+                "sessions": [{"weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00",
+                              "end": "23:30"}]}]
+    place = tenant_factory(name="Clinic Day Hospital", timezone=ZONE, clinics=clinics, **CLINICAL_CONFIG)
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=place.slug, role="registrar")
+    today, _, _ = worklist.facility_day(zoneinfo.ZoneInfo(ZONE))
+    booked: dict[str, dict] = {}
+    with db.tenant(place.slug) as conn:
+        for key, day, slot_index in (("coming", today, 20), ("arrived", today, 21), ("cancelled", today, 22),
+                                     ("tomorrow", today + dt.timedelta(days=1), 20)):
+            patient = new_patient(conn, desk, family_name=f"Booked{key}")
+            slot = scheduling.slots(conn, "MOPC", day)[slot_index]
+            booked[key] = {"patient": patient,
+                           "appointment": scheduling.book(conn, desk, patient["id"], slot["id"], "review",
+                                                          backdated=True)}
+        scheduling.change(conn, desk, booked["arrived"]["appointment"]["id"], "checked_in")
+        scheduling.change(conn, desk, booked["cancelled"]["appointment"]["id"], "cancelled", reason="travelling")
+
+    clinician = signed_in("clinician", place.slug)
+    page = clinician.get(f"/t/{place.slug}/today")
+    assert page.status_code == 200, page.text
+    expected = page.text.split('id="expected"')[1].split("</section>")[0]
+    assert "BOOKEDCOMING" in expected and "Medical outpatient clinic" in expected
+    assert f'/t/{place.slug}/patients/{booked["coming"]["patient"]["id"]}/chart"' in expected
+    for key in ("arrived", "cancelled", "tomorrow"):
+        assert f"BOOKED{key.upper()}" not in expected, key
+    assert "BOOKEDARRIVED" in page.text.split('id="todays-patients"')[1]  # its visit, opened at check-in
+    reads = [e for e in audit.patient_access_log(db, place.slug, booked["coming"]["patient"]["id"])
+             if e.event_type == "record.appointment.read"]
+    assert len(reads) == 1 and reads[0].who["role"] == "clinician"
+    assert 'id="expected"' not in clinician.get(f"/t/{place.slug}/today", params={"whose": "mine"}).text
+    assert 'id="expected"' not in clinician.get(f"/t/{place.slug}/today", params={"visit": "inpatient"}).text

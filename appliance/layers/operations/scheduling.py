@@ -262,3 +262,20 @@ def day_list(conn: Connection, principal: Principal, clinic_code: str, day: dt.d
         record.note_access(conn, principal, "read", row["patient_id"], "appointment", (row["id"],))
     return rows
 
+
+def expected_on(conn: Connection, principal: Principal, day: dt.date, tz: zoneinfo.ZoneInfo) -> list[dict]:
+    """Appointments at any of the facility's clinics on a (facility-local) day that are still booked: the
+    patients expected who have not yet been checked in (a check-in opens their visit, which the clinical
+    list shows from then on). By time, each with its clinic's name (audited, as `day_list`)."""
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+    rows = [dict(r) for r in conn.execute(
+        sa.select(*APPOINTMENT_COLUMNS, clinic.c.name.label("clinic_name"), patient.c.mrn, patient.c.family_name,
+                  patient.c.given_names, patient.c.birth_date, patient.c.sex)
+        .select_from(appointment.join(patient, patient.c.id == appointment.c.patient_id)
+                     .join(clinic, clinic.c.code == appointment.c.clinic_code))
+        .where(appointment.c.status == "booked", appointment.c.starts_at >= start,
+               appointment.c.starts_at < start + dt.timedelta(days=1))
+        .order_by(appointment.c.starts_at, patient.c.family_name, appointment.c.id)).mappings()]
+    for row in rows:
+        record.note_access(conn, principal, "read", row["patient_id"], "appointment", (row["id"],))
+    return rows
