@@ -285,12 +285,16 @@ class _Writer:
         in_a_bed = defaultdict(list)  # patient → (admitted, discharged) of each of their stays
         for stay in self.stay_rows:
             in_a_bed[stay["patient_id"]].append((stay["admitted_at"], stay["discharged_at"] or far_future))
+        booked_on: set[tuple[uuid.UUID, dt.date]] = set()
         for found in slots:
             if rng.random() > 0.55:
                 continue
             patient_id = rng.choice(attending[found.clinic_code])
             if any(admitted <= found.starts_at <= discharged for admitted, discharged in in_a_bed[patient_id]):
                 continue  # lying in a ward bed then: no clinic visit (nor a booking for it)
+            if (patient_id, found.starts_at.date()) in booked_on:
+                continue  # one appointment a day: the same child in two slots in a row is a desk's mistake
+            booked_on.add((patient_id, found.starts_at.date()))
             booked_at = min(found.starts_at - dt.timedelta(days=rng.randint(1, 28), hours=rng.randint(0, 8)),
                             self.now - dt.timedelta(minutes=1))
             appointment_id = self._id()
