@@ -235,6 +235,18 @@ def note_access(
         hook(conn, principal, action, patient_id, entity_kind, tuple(entity_ids))
 
 
+def note_list_read(conn: Connection, principal: Principal, entity_kind: str, rows: Iterable[Mapping[str, Any]], *,
+                   id_key: str = "id", detail: Mapping[str, Any] | None = None) -> None:
+    """A list that shows several patients' records (today's encounters, results to review, the entries
+    behind a figure): each patient listed gets one read event naming their rows, so the list is in each
+    one's access log; rows of no patient share one event."""
+    by_patient: dict[uuid.UUID | None, list[uuid.UUID]] = {}
+    for row in rows:
+        by_patient.setdefault(row.get("patient_id"), []).append(row[id_key])
+    for patient_id, entity_ids in by_patient.items():
+        note_access(conn, principal, "read", patient_id, entity_kind, entity_ids, detail=detail)
+
+
 def note_patients_found(conn: Connection, principal: Principal, patient_ids: Iterable[uuid.UUID], *,
                         detail: Mapping[str, Any] | None = None) -> None:
     """A patient search's answer on the audit seam: each patient it showed (their name, birth date and

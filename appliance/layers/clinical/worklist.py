@@ -23,9 +23,7 @@ up in their access log as a look at a visit), as the ward's worklist does.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 import zoneinfo
-from collections import defaultdict
 from typing import Literal
 
 import sqlalchemy as sa
@@ -35,7 +33,7 @@ from appliance.layers.clinical.errors import Invalid
 from appliance.layers.clinical.models import encounter, patient, result, result_signoff
 from appliance.layers.clinical.service import CRITICAL_FLAGS
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import current_clause, entry, note_access
+from appliance.substrate.record import current_clause, entry, note_list_read
 
 Whose = Literal["mine", "all"]
 WHOSE: tuple[Whose, ...] = ("all", "mine")
@@ -107,11 +105,7 @@ def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.Zo
     ).mappings()]
     cut_short = len(listed) > LIMIT
     listed = listed[:LIMIT]
-    by_patient: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for row in listed:
-        by_patient[row["patient_id"]].append(row["id"])
-    for patient_id, encounter_ids in by_patient.items():
-        note_access(conn, principal, "read", patient_id, "encounter", encounter_ids, detail={"list": "today"})
+    note_list_read(conn, principal, "encounter", listed, detail={"list": "today"})
     return {"date": today, "timezone": tz.key, "whose": whose, "visit": visit, "encounters": listed,
             "cut_short": cut_short, "counts": {"all": counted[0], "mine": counted[1]},
             "visits": {v: by_visit.get(v, 0) for v in VISITS}}
@@ -144,10 +138,6 @@ def results_to_review(conn: Connection, principal: Principal, *, limit: int = RE
     ).mappings()]
     cut_short = len(listed) > limit
     listed = listed[:limit]
-    by_patient: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for row in listed:
-        by_patient[row["patient_id"]].append(row["id"])
-    for patient_id, result_ids in by_patient.items():
-        note_access(conn, principal, "read", patient_id, "result", result_ids, detail={"list": "to review"})
+    note_list_read(conn, principal, "result", listed, detail={"list": "to review"})
     return {"results": listed, "cut_short": cut_short,
             "critical": sum(1 for r in listed if r["flag"] in CRITICAL_FLAGS)}

@@ -9,9 +9,7 @@ the next request. The JSON API and the pages call the same functions, so they sh
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 import zoneinfo
-from collections import defaultdict
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -22,7 +20,7 @@ from appliance.layers.operations.models import kpi_target
 from appliance.substrate import kpis
 from appliance.substrate.kpis import KpiDefinition, Window
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import note_access
+from appliance.substrate.record import note_list_read
 
 TREND_DAYS = 14
 DRILL_LIMIT = 200
@@ -120,13 +118,9 @@ def drilldown(conn: Connection, principal: Principal, definition: KpiDefinition,
     now = now or conn.execute(sa.select(sa.func.now())).scalar_one()
     window = day_window(day, now, tz) if day else window_now(definition, now, tz)
     rows = computation.entries(conn, window, max(1, min(limit, DRILL_LIMIT)))
-    by_patient: dict[uuid.UUID | None, list[uuid.UUID]] = defaultdict(list)
-    for row in rows:
-        by_patient[row.get("patient_id")].append(row["entry_id"])
-    for patient_id, ids in by_patient.items():
-        note_access(conn, principal, "read", patient_id, f"kpi.{definition.id}", ids)
+    note_list_read(conn, principal, f"kpi.{definition.id}", rows, id_key="entry_id")
     mrns = {}
-    patient_ids = [p for p in by_patient if p is not None]
+    patient_ids = list({row["patient_id"] for row in rows if row.get("patient_id") is not None})
     if patient_ids:
         patient = sa.table("patient", sa.column("id", sa.Uuid), sa.column("mrn", sa.Text))
         mrns = dict(conn.execute(sa.select(patient.c.id, patient.c.mrn).where(patient.c.id.in_(patient_ids))).all())

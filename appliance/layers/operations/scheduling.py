@@ -276,6 +276,5 @@ def expected_on(conn: Connection, principal: Principal, day: dt.date, tz: zonein
         .where(appointment.c.status == "booked", appointment.c.starts_at >= start,
                appointment.c.starts_at < start + dt.timedelta(days=1))
         .order_by(appointment.c.starts_at, patient.c.family_name, appointment.c.id)).mappings()]
-    for row in rows:
-        record.note_access(conn, principal, "read", row["patient_id"], "appointment", (row["id"],))
+    record.note_list_read(conn, principal, "appointment", rows)
     return rows
