@@ -6,7 +6,7 @@ of the entry, never an edit. Columns marked "patient data" hold information abou
 
 The vital signs themselves stay the clinical layer's `vital_signs` kind (the migration adds the columns
 NEWS2 needs: consciousness, supplemental oxygen and the SpO2 scale); a `news2` entry scores one set, or
-a `meows` entry where NEWS2 is not used in pregnancy and the puerperium.
+a `meows` entry where NEWS2 is not used in pregnancy and the puerperium, a `pews` entry for a child.
 """
 
 import sqlalchemy as sa
@@ -48,6 +48,21 @@ meows = sa.Table(
     sa.Column("risk", sa.Text, nullable=False),  # clear, yellow, triggered
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("meows_vital_signs_idx", "vital_signs_id"),
+)
+
+pews = sa.Table(
+    "pews",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the paediatric early warning score (Bedside PEWS) of one set of vital signs of a child
+    sa.Column("vital_signs_id", sa.Uuid, nullable=False),  # the vital_signs entry (version) scored
+    sa.Column("age_band", sa.Text, nullable=False),  # the chart's age band on the day the set was taken
+    sa.Column("total", sa.SmallInteger, nullable=False),  # 0..26
+    sa.Column("scores", JSONB, nullable=False),  # {item: 0, 1, 2 or 4} for each item measured
+    sa.Column("missing", JSONB, nullable=False),  # items not measured: the total is a lower bound
+    sa.Column("risk", sa.Text, nullable=False),  # low, triggered
+    sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("pews_vital_signs_idx", "vital_signs_id"),
 )
 
 medication_administration = sa.Table(
@@ -114,6 +129,7 @@ handover = sa.Table(
 KINDS: dict[str, sa.Table] = {
     "news2": news2,
     "meows": meows,
+    "pews": pews,
     "medication_administration": medication_administration,
     "nursing_task": nursing_task,
     "care_plan": care_plan,
