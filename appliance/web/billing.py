@@ -1,7 +1,8 @@
 """The billing clerk's pages, under `/t/{tenant}/billing/`: the worklist (unpriced charges and the day's
 same-day variance by department, with the entries behind each figure), accounts, an encounter's
-account and invoice (discounts and exemptions, finalising, claiming), payment entry with a printable
-receipt, the day's takings (the cashier's cash-up) and the A/R aging chart.
+account and invoice (discounts and exemptions, finalising, claiming, credit notes correcting a final
+invoice), payment entry with a printable receipt, a printable credit note, the day's takings (the
+cashier's cash-up) and the A/R aging chart.
 
 The portal's rules hold here too (appliance/web/portal.py): each page declares its permission, data is
 read and written only through the financial layer's services (which audit every access), bad input
@@ -24,7 +25,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial import accrual, reports, schedule, service
+from appliance.layers.financial import accrual, credits, reports, schedule, service
 from appliance.layers.financial.errors import Invalid, NotFound
 from appliance.layers.financial.money import AGING_BUCKETS, aging_bucket, format_amount, format_money
 from appliance.substrate.principal import Principal
@@ -54,10 +55,13 @@ portal.NOTICES.update({
     "claimed": "Claim submitted to the insurer.",
     "claim-updated": "Claim updated.",
     "coverage": "Insurance recorded.",
+    "credited": "Credit note issued: what it credits is no longer owed on the invoice.",
 })
 METHODS = {"cash": "Cash", "mobile_money": "Mobile money", "card": "Card", "insurer_remittance": "Insurer remittance"}
 OUTCOME_LABELS = {"same_day": "Charged the same day", "late": "Charged late", "unpriced": "Unpriced",
                   "missing": "No charge"}
+CREDIT_KINDS = {"credit_note": "Credit note", "write_off": "Shortfall written off",
+                "transfer": "Shortfall transferred to the patient"}
 KIND_LABELS = {"service_request": "Order", "medication_administration": "Dose given",
                "encounter_status": "Consultation"}
 
@@ -71,7 +75,7 @@ def _money(amount: Decimal | None, currency: str) -> str:
 
 
 HELPERS = {"money": _money, "methods": METHODS, "outcome_labels": OUTCOME_LABELS, "kind_labels": KIND_LABELS,
-           "claim_next": service.CLAIM_TRANSITIONS}
+           "claim_next": service.CLAIM_TRANSITIONS, "credit_kinds": CREDIT_KINDS}
 
 
 async def _in_thread(request: Asking, tenant: str, work: Callable[[Connection], Any]) -> Any:
@@ -356,6 +360,63 @@ async def record_payment(request: Asking, tenant: Tenant, invoice_id: Id, data: 
     return await _in_thread(request, tenant, work)
 
 
+def _credit_lines(values: dict) -> list[tuple[uuid.UUID, Decimal | None]] | None:
+    """The lines ticked on the credit-note form (`line-<id>`), each with the amount typed beside it
+    (`amount-<id>`; blank: all that is left of the line; an amount alone ticks its line). None when an amount is
+    not a number."""
+    chosen: dict[uuid.UUID, Decimal | None] = {}
+    for key, value in values.items():
+        prefix, _, rest = key.partition("-")
+        line_id = _uuid(rest) if prefix in ("line", "amount") and value else None
+        if line_id is None:  # an unticked line sends no `line-`, and a blank amount box says nothing
+            continue
+        chosen.setdefault(line_id, None)
+        if prefix == "amount":
+            amount = _decimal(value)
+            if amount is None:
+                return None
+            chosen[line_id] = amount
+    return list(chosen.items())
+
+
+@post("/invoices/{invoice_id:uuid}/credit-notes", operation_id="BillingIssueCreditNote",
+      opt=_opts("financial.credit_note.create"), include_in_schema=False)
+async def issue_credit_note(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
+    """Correct a final invoice: credit the lines ticked, whole or in part, with the reason; on success, go to
+    the printable credit note."""
+    values = form_values(data)
+
+    def work(conn: Connection) -> Response:
+        try:
+            chosen = _credit_lines(values)
+            if chosen is None:
+                raise Invalid("give the amount to credit on a line as a number, e.g. 150.00", field="lines")
+            issued = credits.issue_credit_note(conn, request.user, invoice_id, lines=chosen,
+                                               reason=values.get("credit_reason") or "")
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            if exc.extra.get("field") == "reason":
+                exc.extra["field"] = "credit_reason"  # the claim's form on the same page has its own reason
+            return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else 409,
+                                 errors=_refusal(exc), values=values)
+        return see_other(request, f"{BASE.format(tenant=tenant)}/credit-notes/{issued['id']}?done=credited")
+
+    return await _in_thread(request, tenant, work)
+
+
+@get("/credit-notes/{credit_id:uuid}", operation_id="BillingCreditNote",
+     opt=_opts("financial.credit_note.read"), include_in_schema=False)
+async def credit_note_page(request: Asking, tenant: Tenant, credit_id: Id) -> Template:
+    """A credit note (or a write-off or transfer of an insurer's shortfall) laid out for printing."""
+    def work(conn: Connection) -> Template:
+        credit = credits.get_credit(conn, request.user, credit_id)
+        issuer = portal.people_named(request.app.state.db, {credit["recorded_by"]}).get(credit["recorded_by"])
+        return _page(request, "credit_note.html", active="accounts", credit=credit, issuer=issuer or "—")
+
+    return await _in_thread(request, tenant, work)
+
+
 @post("/invoices/{invoice_id:uuid}/claim", operation_id="BillingCreateClaim",
       opt=_opts("financial.claim.create"), include_in_schema=False)
 async def create_claim(request: Asking, tenant: Tenant, invoice_id: Id) -> Response:
@@ -402,7 +463,7 @@ async def takings_page(request: Asking, tenant: Tenant, day: FromQuery[str] = ""
         chosen = _day(day, today)
         errors = {} if chosen is not None else {"day": "Give a date as YYYY-MM-DD."}
         found = reports.takings(conn, request.user, chosen or today)
-        names = service.patients_named(conn, {r["patient_id"] for r in found["payments"]})
+        names = service.patients_named(conn, {r["patient_id"] for r in found["payments"] + found["credits"]})
         cashiers = portal.people_named(request.app.state.db, {p["author_id"] for p in found["by_person"]})
         payers = {p["code"]: p["name"] for p in service.list_payers(conn)}
         return _page(request, "takings.html", status=422 if errors else 200, active="takings", takings=found,
@@ -447,8 +508,8 @@ async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = ""
 
 
 ROUTES = [worklist, price_charge, accrue_bed_days, accounts, account_page, draft_invoice, add_coverage, invoice_page,
-          adjust_invoice, finalise_invoice, record_payment, create_claim, change_claim, receipt_page, takings_page,
-          aging_page]
+          adjust_invoice, finalise_invoice, record_payment, issue_credit_note, credit_note_page, create_claim,
+          change_claim, receipt_page, takings_page, aging_page]
 
 billing_router = Router(path="/t/{tenant:str}/billing", route_handlers=ROUTES,
                         exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

@@ -159,7 +159,7 @@ def test_billing_pages_are_audited(db, signed_in, facility, charted):
 
 PAGES = ["/billing", "/billing/accounts", "/billing/aging", "/billing/takings", "/billing/accounts/{account}",
          "/billing/accounts/{account}?done=coverage&cover={guess}",
-         "/billing/invoices/{guess}", "/billing/receipts/{guess}"]
+         "/billing/invoices/{guess}", "/billing/receipts/{guess}", "/billing/credit-notes/{guess}"]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -170,7 +170,8 @@ def test_another_facilitys_session_is_refused(signed_in, facility, other_facilit
 
 
 @pytest.mark.parametrize("path", ["/billing/accounts/{account}", "/billing/invoices/{guess}",
-                                  "/billing/receipts/{guess}", "/billing/accounts/{guess}"])
+                                  "/billing/receipts/{guess}", "/billing/accounts/{guess}",
+                                  "/billing/credit-notes/{guess}"])
 def test_this_facilitys_ids_are_not_found_elsewhere(signed_in, other_facility, charted, path):
     outsider = signed_in("billing_clerk", other_facility.slug)
     response = outsider.get(f"/t/{other_facility.slug}" + path.format(account=charted["account"], guess=uuid.uuid4()))
@@ -213,6 +214,7 @@ POSTS = [
                                                   "approved_by": "nobody"}),
     ("/billing/invoices/{invoice}/finalise", {}),
     ("/billing/invoices/{invoice}/payments", {"method": "cash", "amount": "1"}),
+    ("/billing/invoices/{invoice}/credit-notes", {"credit_reason": "probe"}),
     ("/billing/invoices/{invoice}/claim", {}),
     ("/billing/invoices/{invoice}/claim/status", {"status": "accepted"}),
 ]
@@ -466,3 +468,43 @@ def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, 
     settled = clerk.get(invoice_url).text  # paid in full: the claim is paid and takes no answer
     assert "paid" in settled.split('id="claim-title"')[1] and 'id="status"' not in settled
 
+
+
+def test_a_final_invoice_is_corrected_by_a_credit_note(db, signed_in, facility, other_facility):
+    """A clerk who finds a final invoice wrong ticks the line billed in error (or types the part of a wrong
+    price), says why, and gets a numbered, printable credit note; the invoice then owes that much less."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr N", tenant=facility.slug,
+                       role="clinician")
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk N", tenant=facility.slug,
+                     role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Credited", "Cora")
+        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
+        invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
+    [line] = invoice["lines"]
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = clerk.get(url).text
+    assert f'name="line-{line["id"]}"' in page and f'action="{url}/credit-notes"' in page
+    over = clerk.post(f"{url}/credit-notes", data={f"amount-{line['id']}": "500", "credit_reason": "wrong price",
+                                                    "_csrf_token": csrf(page)})
+    assert over.status_code == 422 and "At most KES 450.00 of “Full blood count” can be credited" in over.text
+    assert 'value="500"' in over.text  # what was typed stays beside its line
+    unsaid = clerk.post(f"{url}/credit-notes", data={f"line-{line['id']}": "whole", "credit_reason": "",
+                                                      "_csrf_token": csrf(page)})
+    assert unsaid.status_code == 422 and 'id="credit_reason-error"' in unsaid.text
+    issued = clerk.post(f"{url}/credit-notes", data={f"amount-{line['id']}": "70", "_csrf_token": csrf(page),
+                                                      "credit_reason": "staff rate is KES 380.00"},
+                        follow_redirects=False)
+    assert issued.status_code == 303 and "/credit-notes/" in issued.headers["location"], issued.text
+    note = clerk.get(issued.headers["location"])
+    assert note.status_code == 200 and re.search(r"Credit note <span class=\"mono\">CN-\d+</span>", note.text)
+    assert 'id="credit-amount">KES 70.00<' in note.text and 'id="credit-outstanding">KES 380.00<' in note.text
+    assert "staff rate is KES 380.00" in note.text and "Credit note issued" in note.text
+    after = clerk.get(url).text
+    assert 'id="credited">−KES 70.00<' in after and 'id="outstanding">KES 380.00<' in after
+    assert 'id="total">KES 450.00<' in after  # the final invoice itself is unchanged
+    takings = clerk.get(f"/t/{facility.slug}/billing/takings").text.split('class="list compact takings-credits')[1]
+    assert "CREDITED, Cora" in takings and "staff rate is KES 380.00" in takings
+    outsider = signed_in("billing_clerk", other_facility.slug)
+    assert outsider.get(issued.headers["location"].split("?")[0]).status_code == 403

@@ -9,7 +9,9 @@
 - **the revenue cycle's working tables**, which change as a bill moves on: `account` (one per
   encounter, or one per patient for care outside an encounter), `invoice` (draft → final) with its
   frozen `invoice_line`s and `invoice_adjustment`s (discounts and exemptions with reason and
-  approver), `coverage` (a patient's insurance membership), `claim` and its `claim_event`s, and
+  approver), the `invoice_credit`s that correct a final invoice (credit notes with their
+  `invoice_credit_line`s, an insurer's shortfall written off or transferred to the patient),
+  `coverage` (a patient's insurance membership), `claim` and its `claim_event`s, and
   `bed_day_accrual` (which census each admission has been charged for).
 
 Money columns are NUMERIC (exact decimals, never float), always beside the currency they are in.
@@ -132,6 +134,9 @@ payment = sa.Table(
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("reference", sa.Text, nullable=True),  # a mobile-money or card transaction id, a remittance advice
     sa.Column("payer_code", sa.Text, nullable=True),  # the insurer, for a remittance
+    # Cash handed over (the payment is what was owed; the change is the difference); None before t0018 and
+    # for other methods, which are never more than is owed.
+    sa.Column("tendered", MONEY, nullable=True),
     sa.UniqueConstraint("receipt_number", name="payment_receipt_number_key"),
     sa.Index("payment_invoice_idx", "invoice_id"),
 )
@@ -156,9 +161,13 @@ invoice = sa.Table(
     sa.Column("subtotal", MONEY, nullable=True),
     sa.Column("adjustments", MONEY, nullable=True),
     sa.Column("total", MONEY, nullable=True),
+    # On a patient's invoice made by transferring an insurer's shortfall to them: the insurer's invoice. It has
+    # no lines of its own (the care is on that invoice); its total is the shortfall.
+    sa.Column("transferred_from", sa.Uuid, sa.ForeignKey("invoice.id"), nullable=True),
     sa.UniqueConstraint("number", name="invoice_number_key"),
     sa.Index("invoice_account_idx", "account_id"),
     sa.Index("invoice_patient_idx", "patient_id"),
+    sa.Index("invoice_transferred_from_idx", "transferred_from"),
     # One draft per account at a time: two clerks drafting at once get one draft, not two.
     sa.Index("invoice_one_draft_key", "account_id", unique=True, postgresql_where=sa.text("status = 'draft'")),
 )
@@ -193,6 +202,38 @@ invoice_adjustment = sa.Table(
     sa.Column("recorded_by", sa.Uuid, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Index("invoice_adjustment_invoice_idx", "invoice_id"),
+)
+
+invoice_credit = sa.Table(
+    "invoice_credit",
+    tenant_metadata,
+    # What a final invoice is credited with besides payments (it is never edited): a credit note for lines
+    # billed in error or at the wrong price, or an insurer's shortfall written off or transferred to the patient.
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("number", sa.Text, nullable=False),  # CN-, WO- or TR- and one sequence
+    sa.Column("invoice_id", sa.Uuid, sa.ForeignKey("invoice.id"), nullable=False),
+    sa.Column("patient_id", sa.Uuid, nullable=False),  # patient data
+    sa.Column("kind", sa.Text, nullable=False),  # credit_note, write_off, transfer
+    sa.Column("amount", MONEY, nullable=False),  # positive: it reduces what is owed
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),  # patient data: why (what was billed in error, the insurer's answer)
+    sa.Column("transfer_invoice_id", sa.Uuid, sa.ForeignKey("invoice.id"), nullable=True),  # a transfer's new invoice
+    sa.Column("recorded_by", sa.Uuid, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("number", name="invoice_credit_number_key"),
+    sa.Index("invoice_credit_invoice_idx", "invoice_id"),
+)
+
+invoice_credit_line = sa.Table(
+    "invoice_credit_line",
+    tenant_metadata,
+    # A credit note's lines: which invoice line, and how much of it is credited (at most what is left of it).
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("credit_id", sa.Uuid, sa.ForeignKey("invoice_credit.id"), nullable=False),
+    sa.Column("invoice_line_id", sa.Uuid, sa.ForeignKey("invoice_line.id"), nullable=False),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Index("invoice_credit_line_credit_idx", "credit_id"),
+    sa.Index("invoice_credit_line_line_idx", "invoice_line_id"),
 )
 
 coverage = sa.Table(

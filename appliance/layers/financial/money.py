@@ -9,8 +9,10 @@ none for UGX, three for KWD). The rules, applied everywhere a figure is computed
    unrounded products.
 3. A percentage discount or exemption is rounded once, half up, on the subtotal; a fixed one is taken
    as given. Adjustments never take an invoice below zero: the last one is capped at what is left.
-4. Total = subtotal − adjustments; outstanding = total − payments; a payment above what is outstanding
-   is refused, so nothing is ever owed back by accident.
+4. Total = subtotal − adjustments, frozen when the invoice is final; outstanding = total − payments −
+   credits (credit notes correcting it, an insurer's shortfall written off or transferred to the patient);
+   a payment above what is outstanding is refused, and a credit note takes off at most what is still
+   owed, so nothing is ever owed back by accident.
 5. A/R aging splits each invoice's outstanding amount into exactly one bucket by its age, so the
    buckets add up to the receivable to the cent.
 

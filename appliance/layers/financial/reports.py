@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import schedule, service
-from appliance.layers.financial.models import invoice, payment
+from appliance.layers.financial.models import invoice, invoice_credit, payment
 from appliance.layers.financial.money import AGING_BUCKETS, ZERO, aging, aging_bucket, net_days_in_ar
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
@@ -243,11 +243,15 @@ def late_charge_rate(conn: Connection, start: dt.date, end: dt.date) -> dict:
 
 # -- receivables --------------------------------------------------------------------------------------
 
+# What each final invoice still had owing at `until`: its total less the payments received and the credits
+# (credit notes, shortfalls written off or transferred to the patient) recorded before then.
 _OUTSTANDING = sa.text("""
-    SELECT i.id, i.number, i.patient_id, i.payer_code, i.total,
+    SELECT i.id, i.number, i.patient_id, i.payer_code, i.total, i.transferred_from,
            (i.finalised_at AT TIME ZONE :tz)::date AS finalised_on,
            i.total - COALESCE((SELECT sum(p.amount) FROM payment p JOIN entry pe ON pe.id = p.entry_id
-                               WHERE p.invoice_id = i.id AND pe.occurred_at < :until), 0) AS outstanding
+                               WHERE p.invoice_id = i.id AND pe.occurred_at < :until), 0)
+                   - COALESCE((SELECT sum(c.amount) FROM invoice_credit c
+                               WHERE c.invoice_id = i.id AND c.recorded_at < :until), 0) AS outstanding
     FROM invoice i
     WHERE i.status = 'final' AND i.finalised_at < :until
       AND (CAST(:patient_id AS uuid) IS NULL OR i.patient_id = :patient_id)
@@ -270,7 +274,14 @@ def ar_aging(conn: Connection, principal: Principal, as_of: dt.date | None = Non
         by_payer[row["payer_code"] or "SELF"][aging_bucket(row["finalised_on"], as_of)] += row["outstanding"]
     receivable = sum((r["outstanding"] for r in open_rows), ZERO)
     revenue_since = as_of - dt.timedelta(days=AR_REVENUE_DAYS - 1)
-    revenue = sum((r["total"] for r in rows if r["finalised_on"] >= revenue_since), ZERO)
+    # Net revenue: what was invoiced, less what credit notes and write-offs took back. A shortfall transferred
+    # to the patient is the same revenue billed to someone else, counted once (on the insurer's invoice).
+    taken_back = conn.execute(sa.text(
+        "SELECT COALESCE(sum(amount), 0) FROM invoice_credit WHERE kind IN ('credit_note', 'write_off') "
+        "AND recorded_at >= :since AND recorded_at < :until"),
+        {"since": _day_bounds(revenue_since, setting.timezone)[0], "until": until}).scalar_one()
+    revenue = sum((r["total"] for r in rows if r["finalised_on"] >= revenue_since and r["transferred_from"] is None),
+                  ZERO) - taken_back
     note_access(conn, principal, "search", patient_id, "receivable", [r["id"] for r in open_rows])
     return {"as_of": as_of, "currency": setting.currency, "buckets": buckets, "receivable": receivable,
             "by_payer": {k: dict(v) for k, v in sorted(by_payer.items())},
@@ -280,15 +291,24 @@ def ar_aging(conn: Connection, principal: Principal, as_of: dt.date | None = Non
 
 
 def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
-    """What a patient's bills come to: invoiced, paid, outstanding (by payer), and charged but not yet invoiced."""
+    """What a patient's bills come to: invoiced, credited (credit notes and write-offs), paid, outstanding (by
+    payer), and charged but not yet invoiced. A shortfall transferred from an insurer to the patient moves what
+    is owed from one invoice to the other: invoiced once, owed once."""
     service.require_patient(conn, patient_id)
     row = conn.execute(sa.text("""
-        SELECT COALESCE(sum(i.total), 0) AS invoiced,
-               COALESCE(sum((SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id)), 0) AS paid,
-               COALESCE(sum(i.total) FILTER (WHERE i.payer_code IS NULL), 0)
-                 - COALESCE(sum((SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id))
-                            FILTER (WHERE i.payer_code IS NULL), 0) AS self_pay_outstanding
-        FROM invoice i WHERE i.patient_id = :patient_id AND i.status = 'final'
+        WITH bill AS (
+            SELECT i.total, i.payer_code, i.transferred_from,
+                   (SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id) AS paid,
+                   (SELECT COALESCE(sum(c.amount), 0) FROM invoice_credit c WHERE c.invoice_id = i.id) AS credited,
+                   (SELECT COALESCE(sum(c.amount), 0) FROM invoice_credit c
+                    WHERE c.invoice_id = i.id AND c.kind <> 'transfer') AS taken_off
+            FROM invoice i WHERE i.patient_id = :patient_id AND i.status = 'final')
+        SELECT COALESCE(sum(total) FILTER (WHERE transferred_from IS NULL), 0) AS invoiced,
+               COALESCE(sum(taken_off), 0) AS credited,
+               COALESCE(sum(paid), 0) AS paid,
+               COALESCE(sum(total - paid - credited), 0) AS outstanding,
+               COALESCE(sum(total - paid - credited) FILTER (WHERE payer_code IS NULL), 0) AS self_pay_outstanding
+        FROM bill
     """), {"patient_id": patient_id}).one()
     uninvoiced = conn.execute(sa.text("""
         SELECT COALESCE(sum(ch.amount), 0) FROM charge ch JOIN entry ce ON ce.id = ch.entry_id
@@ -298,7 +318,7 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
     """), {"patient_id": patient_id}).scalar_one()
     note_access(conn, principal, "read", patient_id, "balance", [patient_id])
     return {"patient_id": patient_id, "currency": schedule.setting(conn).currency, "invoiced": row.invoiced,
-            "paid": row.paid, "outstanding": row.invoiced - row.paid,
+            "credited": row.credited, "paid": row.paid, "outstanding": row.outstanding,
             "self_pay_outstanding": row.self_pay_outstanding, "uninvoiced": uninvoiced}
 
 
@@ -330,8 +350,20 @@ def takings(conn: Connection, principal: Principal, day: dt.date) -> dict:
         person["count"] += 1
         person["amount"] += row["amount"]
         person["methods"][row["method"]] = person["methods"].get(row["method"], ZERO) + row["amount"]
+    # Credits issued the same day are no money in the drawer, but they say why a bill was settled for less.
+    credits = [dict(r) for r in conn.execute(
+        sa.select(invoice_credit.c.id, invoice_credit.c.number, invoice_credit.c.kind, invoice_credit.c.amount,
+                  invoice_credit.c.reason, invoice_credit.c.recorded_at, invoice_credit.c.recorded_by,
+                  invoice_credit.c.patient_id, invoice_credit.c.invoice_id, invoice.c.number.label("invoice_number"))
+        .select_from(invoice_credit.join(invoice, invoice.c.id == invoice_credit.c.invoice_id))
+        .where(invoice_credit.c.recorded_at >= start, invoice_credit.c.recorded_at < end)
+        .order_by(invoice_credit.c.recorded_at, invoice_credit.c.number)).mappings()]
     note_access(conn, principal, "search", None, "payment", [r["id"] for r in rows],
                 detail={"day": day.isoformat()})
-    return {"day": day, "currency": setting.currency, "payments": rows,
+    if credits:
+        note_access(conn, principal, "search", None, "invoice_credit", [c["id"] for c in credits],
+                    detail={"day": day.isoformat()})
+    return {"day": day, "currency": setting.currency, "payments": rows, "credits": credits,
+            "credited": sum((c["amount"] for c in credits), ZERO),
             "total": sum((r["amount"] for r in rows), ZERO), "by_method": by_method,
             "by_person": list(by_person.values())}

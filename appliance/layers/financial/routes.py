@@ -22,7 +22,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial import accrual, reports, service
+from appliance.layers.financial import accrual, credits, reports, service
 from appliance.layers.financial.schemas import (
     AccountDetail,
     AccountOut,
@@ -36,6 +36,8 @@ from appliance.layers.financial.schemas import (
     CoverageIn,
     CoverageOut,
     CoverageRecordedOut,
+    CreditNoteIn,
+    CreditOut,
     InvoiceOut,
     PaymentIn,
     PriceIn,
@@ -167,6 +169,24 @@ class FinancialController(Controller):
         """Freeze the draft (refused while the account has unpriced items)."""
         found = await _in_tenant(state, tenant, lambda conn: service.finalise_invoice(conn, request.user, invoice_id))
         return InvoiceOut.model_validate(found)
+
+    @post("/invoices/{invoice_id:uuid}/credit-notes", operation_id="FinancialIssueCreditNote",
+          opt=_opt("financial.credit_note.create"))
+    async def issue_credit_note(self, tenant: FromPath[str], state: State, request: Asking, invoice_id: Id,
+                                data: JSONBody[CreditNoteIn]) -> CreditOut:
+        """Correct a final invoice (it is never edited): credit lines billed in error, whole or in part (a wrong
+        price), with the reason. Never more than a line's amount, nor in all more than is still owed (422)."""
+        found = await _in_tenant(state, tenant, lambda conn: credits.issue_credit_note(
+            conn, request.user, invoice_id, lines=[(line.line_id, line.amount) for line in data.lines],
+            reason=data.reason))
+        return CreditOut.model_validate(found)
+
+    @get("/credit-notes/{credit_id:uuid}", operation_id="FinancialGetCreditNote",
+         opt=_opt("financial.credit_note.read"))
+    async def get_credit_note(self, tenant: FromPath[str], state: State, request: Asking, credit_id: Id) -> CreditOut:
+        """A credit note, write-off or transfer: its number, invoice, lines, amount and reason."""
+        found = await _in_tenant(state, tenant, lambda conn: credits.get_credit(conn, request.user, credit_id))
+        return CreditOut.model_validate(found)
 
     # -- payments ---------------------------------------------------------------------------------------
 

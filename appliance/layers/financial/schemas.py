@@ -72,6 +72,7 @@ class AccountDetail(AccountOut):
 
 
 class InvoiceLineOut(_Out):
+    id: uuid.UUID | None = None  # a final invoice's line (what a credit note names); None on a draft
     charge_entry_id: uuid.UUID
     description: str
     service_date: dt.date
@@ -79,6 +80,50 @@ class InvoiceLineOut(_Out):
     unit_price: MoneyOut | None
     amount: MoneyOut | None
     status: str
+    credited: MoneyOut  # by credit notes since the invoice became final
+
+
+class CreditLineIn(_In):
+    line_id: uuid.UUID  # a line of the final invoice (InvoiceLineOut.id)
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=15, decimal_places=3)  # None: all that is left
+
+
+class CreditNoteIn(_In):
+    lines: list[CreditLineIn] = Field(min_length=1, max_length=500)
+    reason: Reason
+
+
+class CreditLineOut(_Out):
+    invoice_line_id: uuid.UUID
+    description: str
+    service_date: dt.date
+    line_amount: MoneyOut
+    amount: MoneyOut
+
+
+class CreditSummary(_Out):
+    """A credit on a final invoice: a credit note (lines billed in error or at the wrong price), or an insurer's
+    shortfall written off or transferred to the patient (on the invoice `transfer_invoice_number`)."""
+
+    id: uuid.UUID
+    number: str
+    kind: Literal["credit_note", "write_off", "transfer"]
+    amount: MoneyOut
+    currency: str
+    reason: str
+    lines: list[CreditLineOut]
+    transfer_invoice_id: uuid.UUID | None
+    transfer_invoice_number: str | None
+    recorded_by: uuid.UUID
+    recorded_at: dt.datetime
+
+
+class CreditOut(CreditSummary):
+    invoice_id: uuid.UUID
+    invoice_number: str
+    patient_id: uuid.UUID
+    invoice_total: MoneyOut
+    outstanding: MoneyOut  # still owed on the invoice after this and every other credit and payment
 
 
 class AdjustmentIn(_In):
@@ -124,11 +169,14 @@ class InvoiceOut(_Out):
     adjustments: MoneyOut
     total: MoneyOut
     paid: MoneyOut
-    outstanding: MoneyOut | None
+    credited: MoneyOut
+    outstanding: MoneyOut | None  # total − paid − credited, once final
     unpriced: int
     lines: list[InvoiceLineOut]
     adjustment_list: list[AdjustmentOut]
     payments: list[PaymentLine]
+    credits: list[CreditSummary]
+    transferred_from: uuid.UUID | None  # the insurer's invoice whose shortfall this one bills the patient for
 
 
 class PaymentIn(_In):
@@ -279,6 +327,7 @@ class BalanceOut(_Out):
     patient_id: uuid.UUID
     currency: str
     invoiced: MoneyOut
+    credited: MoneyOut
     paid: MoneyOut
     outstanding: MoneyOut
     self_pay_outstanding: MoneyOut

@@ -28,6 +28,8 @@ from appliance.layers.financial.models import (
     coverage,
     invoice,
     invoice_adjustment,
+    invoice_credit,
+    invoice_credit_line,
     invoice_line,
     payer,
     payment,
@@ -200,7 +202,7 @@ def price_charge(conn: Connection, principal: Principal, charge_entry_id: uuid.U
 # -- invoices -------------------------------------------------------------------------------------------
 
 
-def _invoice_row(conn: Connection, invoice_id: uuid.UUID, *, lock: bool = False) -> dict:
+def invoice_row(conn: Connection, invoice_id: uuid.UUID, *, lock: bool = False) -> dict:
     query = sa.select(invoice).where(invoice.c.id == invoice_id)
     row = conn.execute(query.with_for_update() if lock else query).mappings().first()
     if row is None:
@@ -223,9 +225,46 @@ def _paid(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
                         .where(payment.c.invoice_id == invoice_id)).scalar_one()
 
 
+def _credited_on(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(invoice_credit.c.amount), 0))
+                        .where(invoice_credit.c.invoice_id == invoice_id)).scalar_one()
+
+
+def outstanding_on(conn: Connection, found: dict) -> Decimal:
+    """What is still owed on a final invoice: its total less what was paid and what was credited (credit
+    notes, a shortfall written off or transferred to the patient)."""
+    return found["total"] - _paid(conn, found["id"]) - _credited_on(conn, found["id"])
+
+
+def credits_of(conn: Connection, invoice_id: uuid.UUID) -> list[dict]:
+    """The invoice's credits, oldest first, each with its lines (a credit note's) and the invoice a transfer
+    opened for the patient."""
+    billed_to_patient = invoice.alias("billed_to_patient")
+    credits = [dict(r) for r in conn.execute(
+        sa.select(invoice_credit, billed_to_patient.c.number.label("transfer_invoice_number"))
+        .select_from(invoice_credit.outerjoin(billed_to_patient,
+                                              billed_to_patient.c.id == invoice_credit.c.transfer_invoice_id))
+        .where(invoice_credit.c.invoice_id == invoice_id)
+        .order_by(invoice_credit.c.recorded_at, invoice_credit.c.number)).mappings()]
+    lines: dict[uuid.UUID, list[dict]] = {c["id"]: [] for c in credits}
+    if credits:
+        for row in conn.execute(
+                sa.select(invoice_credit_line.c.credit_id, invoice_credit_line.c.invoice_line_id,
+                          invoice_credit_line.c.amount, invoice_line.c.description, invoice_line.c.service_date,
+                          invoice_line.c.amount.label("line_amount"))
+                .select_from(invoice_credit_line.join(invoice_line,
+                                                      invoice_line.c.id == invoice_credit_line.c.invoice_line_id))
+                .where(invoice_credit_line.c.credit_id.in_(lines))
+                .order_by(invoice_line.c.service_date, invoice_line.c.description)).mappings():
+            lines[row["credit_id"]].append(dict(row))
+    for credit in credits:
+        credit["lines"] = lines[credit["id"]]
+    return credits
+
+
 def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
     """An invoice with its lines, adjustments, figures, payments and claim (not audited: callers are)."""
-    found = _invoice_row(conn, invoice_id)
+    found = invoice_row(conn, invoice_id)
     if found["status"] == "draft":
         charges = [dict(r) for r in conn.execute(_uninvoiced(found["account_id"])
                                                  .order_by(charge.c.service_date, entry.c.recorded_at)).mappings()]
@@ -264,10 +303,22 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
         .select_from(entry.join(payment, payment.c.entry_id == entry.c.id))
         .where(payment.c.invoice_id == invoice_id).order_by(entry.c.occurred_at)).mappings()]
     paid = sum((p["amount"] for p in payments), ZERO)
+    credits = credits_of(conn, invoice_id)
+    credited = sum((c["amount"] for c in credits), ZERO)
+    credited_by_line: dict[uuid.UUID, Decimal] = {}
+    for credit in credits:
+        for credited_line in credit["lines"]:
+            key = credited_line["invoice_line_id"]
+            credited_by_line[key] = credited_by_line.get(key, ZERO) + credited_line["amount"]
+    for ln in lines:
+        ln["credited"] = credited_by_line.get(ln.get("id"), ZERO)
     found_claim = conn.execute(sa.select(claim).where(claim.c.invoice_id == invoice_id)).mappings().first()
+    transferred_from = None if found["transferred_from"] is None else conn.execute(
+        sa.select(invoice.c.number).where(invoice.c.id == found["transferred_from"])).scalar()
     return found | figures_out | {
         "lines": lines, "adjustment_list": adjustments, "payments": payments, "paid": paid,
-        "outstanding": (figures_out["total"] - paid) if found["status"] == "final" else None,
+        "credits": credits, "credited": credited, "transferred_from_number": transferred_from,
+        "outstanding": (figures_out["total"] - paid - credited) if found["status"] == "final" else None,
         "unpriced": sum(1 for ln in lines if ln["status"] == "unpriced"),
         "claim": dict(found_claim) if found_claim else None, "payer_name": payer_name(conn, found["payer_code"]),
     }
@@ -304,7 +355,7 @@ def draft_invoice(conn: Connection, principal: Principal, account_id: uuid.UUID)
 def add_adjustment(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *, kind: str,
                    percent: Decimal | None, amount: Decimal | None, reason: str, approved_by: str) -> dict:
     """A discount or exemption on a draft invoice, with the reason and who approved it."""
-    found = _invoice_row(conn, invoice_id, lock=True)
+    found = invoice_row(conn, invoice_id, lock=True)
     if found["status"] != "draft":
         raise Conflict("a final invoice cannot be discounted; credit its charges instead", invoice_id=str(invoice_id))
     if kind not in ("discount", "exemption"):
@@ -333,7 +384,7 @@ def add_adjustment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
 
 def finalise_invoice(conn: Connection, principal: Principal, invoice_id: uuid.UUID) -> dict:
     """Freeze a draft: its lines are copied from the charges as they are now, and its figures stored."""
-    found = _invoice_row(conn, invoice_id, lock=True)
+    found = invoice_row(conn, invoice_id, lock=True)
     if found["status"] != "draft":
         raise Conflict("this invoice is already final", invoice_id=str(invoice_id))
     summary = invoice_summary(conn, invoice_id)
@@ -374,15 +425,17 @@ def bills_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UU
     """The patient's final invoices, newest first, with what was paid and what is still owed, for the
     patient's own view (drafts are the facility's work in progress, not yet a bill)."""
     paid = sa.func.coalesce(sa.func.sum(payment.c.amount), ZERO)
+    credited = (sa.select(sa.func.coalesce(sa.func.sum(invoice_credit.c.amount), ZERO))
+                .where(invoice_credit.c.invoice_id == invoice.c.id).scalar_subquery())
     rows = [dict(r) for r in conn.execute(
         sa.select(invoice.c.id, invoice.c.number, invoice.c.finalised_at, invoice.c.total, invoice.c.currency,
-                  invoice.c.payer_code, paid.label("paid"))
+                  invoice.c.payer_code, paid.label("paid"), credited.label("credited"))
         .select_from(invoice.outerjoin(payment, payment.c.invoice_id == invoice.c.id))
         .where(invoice.c.patient_id == patient_id, invoice.c.status == "final")
         .group_by(invoice.c.id).order_by(invoice.c.finalised_at.desc()).limit(limit)).mappings()]
     for row in rows:
         row["payer"] = payer_name(conn, row["payer_code"])
-        row["outstanding"] = max(row["total"] - row["paid"], ZERO)
+        row["outstanding"] = max(row["total"] - row["paid"] - row["credited"], ZERO)
     note_access(conn, principal, "read", patient_id, "invoice", [r["id"] for r in rows])
     return rows
 
@@ -395,7 +448,7 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
     """A payment against a final invoice, with its receipt number; never more than is outstanding.
     `received_at` (the demo generator's past months; no route offers it) is when the money came in, the
     entry's occurred time, which the day's takings and the aging's payments as of a day are counted by."""
-    found = _invoice_row(conn, invoice_id, lock=True)  # serialises payments on one invoice
+    found = invoice_row(conn, invoice_id, lock=True)  # serialises payments on one invoice
     if found["status"] != "final":
         raise Conflict("finalise the invoice before taking payment against it", invoice_id=str(invoice_id))
     if method not in PAYMENT_METHODS:
@@ -404,7 +457,7 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
     if amount <= 0 or amount != rounded(amount, currency):
         raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="amount")
     amount = rounded(amount, currency)  # stored at the currency's scale: 200 is kept as 200.00
-    outstanding = found["total"] - _paid(conn, invoice_id)
+    outstanding = outstanding_on(conn, found)
     if amount > outstanding:
         raise Invalid(f"only {format_money(outstanding, currency)} is outstanding on this invoice", field="amount",
                       outstanding=str(outstanding))
@@ -432,10 +485,10 @@ def receipt_of(conn: Connection, principal: Principal, payment_entry_id: uuid.UU
     if row is None:
         raise NotFound(f"no payment {payment_entry_id} at this facility", payment_id=str(payment_entry_id))
     found = dict(row)
-    paid_invoice = _invoice_row(conn, found["invoice_id"])
+    paid_invoice = invoice_row(conn, found["invoice_id"])
     found["invoice_number"] = paid_invoice["number"]
     found["invoice_total"] = paid_invoice["total"]
-    found["outstanding"] = paid_invoice["total"] - _paid(conn, found["invoice_id"])
+    found["outstanding"] = outstanding_on(conn, paid_invoice)
     found["patient"] = patients_named(conn, {found["patient_id"]}).get(found["patient_id"])
     note_access(conn, principal, "read", found["patient_id"], "payment", [payment_entry_id])
     return found
@@ -512,7 +565,7 @@ _DIAGNOSES = sa.text("""
 def create_claim(conn: Connection, principal: Principal, invoice_id: uuid.UUID) -> dict:
     """A claim to the invoice's insurer for its total, with the diagnoses on the record (the encounter's
     and the patient's active problems, ICD-10)."""
-    found = _invoice_row(conn, invoice_id, lock=True)
+    found = invoice_row(conn, invoice_id, lock=True)
     if found["status"] != "final":
         raise Conflict("only a final invoice can be claimed", invoice_id=str(invoice_id))
     kind = conn.execute(sa.select(payer.c.kind).where(payer.c.code == found["payer_code"])).scalar()

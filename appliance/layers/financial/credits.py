@@ -1,0 +1,118 @@
+"""Correcting a final invoice: credit notes (financial layer).
+
+A final invoice is never edited: what it billed in error (a line that should not have been charged, a
+price that was wrong) is taken off by a **credit note** — its own number (CN-…), the invoice it credits,
+the lines and the amount credited on each, and the reason. What is owed on the invoice is then its total
+less what was paid and what was credited (`service.outstanding_on`), and the patient's balance, the A/R
+aging and the day's takings read it so.
+
+A credit note never exceeds what was invoiced: on each line, at most what is left of it after earlier credit
+notes; in all, at most what is still owed (what was paid stays paid: a refund is not recorded here).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.financial import service
+from appliance.layers.financial.errors import Conflict, Invalid, NotFound
+from appliance.layers.financial.models import invoice_credit, invoice_credit_line, invoice_line
+from appliance.layers.financial.money import ZERO, format_money, rounded
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import note_access
+
+NUMBER_PREFIX = {"credit_note": "CN-", "write_off": "WO-", "transfer": "TR-"}
+
+
+def _new_credit(conn: Connection, principal: Principal, found: dict, *, kind: str, amount: Decimal, reason: str,
+                transfer_invoice_id: uuid.UUID | None = None) -> tuple[uuid.UUID, str]:
+    credit_id = uuid.uuid4()
+    number = conn.execute(sa.select(sa.func.concat(NUMBER_PREFIX[kind], sa.func.lpad(
+        sa.cast(sa.func.nextval("invoice_credit_number_seq"), sa.Text), 7, "0")))).scalar_one()
+    conn.execute(invoice_credit.insert().values(
+        id=credit_id, number=number, invoice_id=found["id"], patient_id=found["patient_id"], kind=kind, amount=amount,
+        currency=found["currency"], reason=reason, transfer_invoice_id=transfer_invoice_id,
+        recorded_by=principal.account_id))
+    return credit_id, number
+
+
+def _reason(reason: str | None, hint: str) -> str:
+    stated = (reason or "").strip()
+    if len(stated) < 3:
+        raise Invalid(hint, field="reason")
+    return stated
+
+
+def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *,
+                      lines: Sequence[tuple[uuid.UUID, Decimal | None]], reason: str) -> dict:
+    """A credit note against a final invoice: each (invoice line, amount) credits that much of the line (None:
+    all that is left of it). Returns the credit note."""
+    found = service.invoice_row(conn, invoice_id, lock=True)  # serialises with payments and other credits
+    if found["status"] != "final":
+        raise Conflict("a draft invoice follows its account's charges: credit the charge instead; a credit note "
+                       "corrects a final invoice", invoice_id=str(invoice_id))
+    stated = _reason(reason, "say why the lines are credited (billed in error, the wrong price)")
+    if not lines:
+        raise Invalid("choose at least one line of the invoice to credit", field="lines")
+    wanted = [line_id for line_id, _ in lines]
+    if len(set(wanted)) != len(wanted):
+        raise Invalid("each line is credited once on a credit note", field="lines")
+    on_invoice = {r["id"]: dict(r) for r in conn.execute(
+        sa.select(invoice_line.c.id, invoice_line.c.description, invoice_line.c.amount,
+                  (sa.select(sa.func.coalesce(sa.func.sum(invoice_credit_line.c.amount), 0))
+                   .where(invoice_credit_line.c.invoice_line_id == invoice_line.c.id)
+                   .scalar_subquery()).label("credited"))
+        .where(invoice_line.c.invoice_id == invoice_id, invoice_line.c.id.in_(wanted))).mappings()}
+    currency = found["currency"]
+    credited_lines: list[dict] = []
+    for line_id, amount in lines:
+        line = on_invoice.get(line_id)
+        if line is None:
+            raise Invalid(f"line {line_id} is not a line of invoice {found['number']}", field="lines")
+        left = line["amount"] - line["credited"]
+        if left <= 0:
+            raise Invalid(f"nothing is left to credit on “{line['description']}”"
+                          + (" (it is itself a credit)" if line["amount"] < 0 else " (credited in full already)"),
+                          field="lines")
+        if amount is None:
+            amount = left
+        if amount <= 0 or amount != rounded(amount, currency):
+            raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="lines")
+        if amount > left:
+            raise Invalid(f"at most {format_money(left, currency)} of “{line['description']}” can be credited: "
+                          "a credit note never exceeds what was invoiced", field="lines", line_id=str(line_id))
+        credited_lines.append({"invoice_line_id": line_id, "amount": rounded(amount, currency)})
+    total = sum((c["amount"] for c in credited_lines), ZERO)
+    outstanding = service.outstanding_on(conn, found)
+    if total > outstanding:
+        raise Invalid(f"the lines chosen come to {format_money(total, currency)} but only "
+                      f"{format_money(outstanding, currency)} is still owed on this invoice: a credit note takes off "
+                      "at most what is owed (what was paid stays paid; a refund is not recorded here)",
+                      field="lines", outstanding=str(outstanding))
+    credit_id, _ = _new_credit(conn, principal, found, kind="credit_note", amount=total, reason=stated)
+    conn.execute(invoice_credit_line.insert(), [{"id": uuid.uuid4(), "credit_id": credit_id, **c}
+                                                for c in credited_lines])
+    note_access(conn, principal, "create", found["patient_id"], "invoice_credit", [credit_id],
+                detail={"kind": "credit_note"})
+    return get_credit(conn, principal, credit_id)
+
+
+def get_credit(conn: Connection, principal: Principal, credit_id: uuid.UUID) -> dict:
+    """A credit note (or a write-off or transfer) with its lines, its invoice and its patient."""
+    row = conn.execute(sa.select(invoice_credit.c.invoice_id, invoice_credit.c.patient_id)
+                       .where(invoice_credit.c.id == credit_id)).first()
+    if row is None:
+        raise NotFound(f"no credit note {credit_id} at this facility", credit_id=str(credit_id))
+    found = next(c for c in service.credits_of(conn, row.invoice_id) if c["id"] == credit_id)
+    credited = service.invoice_row(conn, row.invoice_id)
+    found["invoice_number"] = credited["number"]
+    found["invoice_total"] = credited["total"]
+    found["outstanding"] = service.outstanding_on(conn, credited)
+    found["patient"] = service.patients_named(conn, {row.patient_id}).get(row.patient_id)
+    note_access(conn, principal, "read", row.patient_id, "invoice_credit", [credit_id])
+    return found

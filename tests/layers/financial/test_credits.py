@@ -1,0 +1,153 @@
+"""Correcting a final invoice over HTTP: credit notes (whole lines and a wrong price), what they may not
+exceed, and the balance, aging and takings reading them; refusals structured and writing nothing; every
+route tried from another facility and with guessed ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.financial import reports, service
+from tests.layers.financial.conftest import FULL_BLOOD_COUNT, MALARIA_SMEAR, order, visit
+
+API = "/api/t/{tenant}/billing"
+
+
+@pytest.fixture
+def clerk_api(token_client, facility):
+    return token_client(facility.slug, role="billing_clerk")
+
+
+def final_invoice(db, facility, clinician, clerk, *codes: str) -> dict:
+    """A patient seen today with `codes` ordered, their account's invoice finalised (self-pay prices)."""
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        for code in codes:
+            order(conn, clinician, patient, encounter, code)
+        [account] = service.list_accounts(conn, clerk, patient_id=patient["id"])
+        return service.finalise_invoice(conn, clerk, service.draft_invoice(conn, clerk, account["id"])["id"])
+
+
+def _audited(db, facility, event_type: str) -> int:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM audit_event WHERE event_type = :t"),
+                            {"t": event_type}).scalar_one()
+
+
+def _credits(db, facility, invoice_id) -> int:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM invoice_credit WHERE invoice_id = :i"),
+                            {"i": invoice_id}).scalar_one()
+
+
+def test_a_credit_note_corrects_a_final_invoice_and_the_balance_and_aging_follow(db, facility, clinician, clerk,
+                                                                                  clerk_api):
+    invoice = final_invoice(db, facility, clinician, clerk, FULL_BLOOD_COUNT, MALARIA_SMEAR)
+    base = API.format(tenant=facility.slug)
+    issued_before = _audited(db, facility, "record.invoice_credit.create")
+    lines = {ln["description"]: ln["id"] for ln in clerk_api.get(f"{base}/invoices/{invoice['id']}").json()["lines"]}
+    smear, blood_count = lines["Malaria smear"], lines["Full blood count"]
+    url = f"{base}/invoices/{invoice['id']}/credit-notes"
+
+    # Refusals say why and write nothing.
+    for body, said in (
+        ({"lines": [{"line_id": str(smear), "amount": "200.51"}], "reason": "wrong price"}, "at most KES 200.50"),
+        ({"lines": [{"line_id": str(uuid.uuid4())}], "reason": "billed in error"}, "is not a line of invoice"),
+        ({"lines": [{"line_id": str(smear)}, {"line_id": str(smear)}], "reason": "twice"}, "credited once"),
+        ({"lines": [{"line_id": str(smear), "amount": "0.001"}], "reason": "finer than a cent"}, "smallest unit"),
+        ({"lines": [{"line_id": str(smear)}], "reason": " "}, "reason"),
+        ({"lines": [], "reason": "nothing chosen"}, "lines"),
+    ):
+        refused = clerk_api.post(url, json=body)
+        assert refused.status_code == 422, refused.text
+        assert said in refused.json()["detail"], refused.json()
+    assert _credits(db, facility, invoice["id"]) == 0
+
+    # A line billed in error, whole; then part of another (the price should have been 380.00).
+    whole = clerk_api.post(url, json={"lines": [{"line_id": str(smear)}], "reason": "smear not done: no reagent"})
+    assert whole.status_code == 201, whole.text
+    note = whole.json()
+    assert note["number"].startswith("CN-") and note["kind"] == "credit_note" and note["amount"] == "200.50"
+    assert note["invoice_number"] == invoice["number"] and note["outstanding"] == "450.00"
+    assert [(ln["invoice_line_id"], ln["amount"]) for ln in note["lines"]] == [(str(smear), "200.50")]
+    part = clerk_api.post(url, json={"lines": [{"line_id": str(blood_count), "amount": "70"}],
+                                     "reason": "priced at self-pay; the staff rate is 380.00"})
+    assert part.status_code == 201 and part.json()["outstanding"] == "380.00"
+    again = clerk_api.post(url, json={"lines": [{"line_id": str(smear)}], "reason": "credited twice by mistake"})
+    assert again.status_code == 422 and "credited in full already" in again.json()["detail"]
+
+    after = clerk_api.get(f"{base}/invoices/{invoice['id']}").json()
+    assert (after["total"], after["credited"], after["outstanding"]) == ("650.50", "270.50", "380.00")
+    assert {ln["id"]: ln["credited"] for ln in after["lines"]} == {str(smear): "200.50", str(blood_count): "70.00"}
+    assert [c["number"] for c in after["credits"]] == [note["number"], part.json()["number"]]
+    balance = clerk_api.get(f"{base}/patients/{invoice['patient_id']}/balance").json()
+    assert (balance["invoiced"], balance["credited"], balance["outstanding"]) == ("650.50", "270.50", "380.00")
+    aging = clerk_api.get(f"{base}/aging").json()
+    assert Decimal(aging["receivable"]) == sum(Decimal(v) for v in aging["buckets"].values())
+    today = dt.datetime.now(zoneinfo.ZoneInfo(facility.timezone)).date()
+    with db.tenant(facility.slug) as conn:
+        [row] = [r for r in reports.ar_aging(conn, clerk, today)["invoices"] if r["id"] == invoice["id"]]
+        assert row["outstanding"] == Decimal("380.00")
+        taken = reports.takings(conn, clerk, today)
+    assert {c["number"] for c in taken["credits"]} >= {note["number"], part.json()["number"]}
+
+    # What is paid stays paid: a credit note takes off at most what is still owed.
+    assert clerk_api.post(f"{base}/invoices/{invoice['id']}/payments",
+                          json={"method": "card", "amount": "300", "reference": "CARD-1"}).status_code == 201
+    over = clerk_api.post(url, json={"lines": [{"line_id": str(blood_count), "amount": "100"}],
+                                     "reason": "staff rate applied twice"})
+    assert over.status_code == 422 and "only KES 80.00 is still owed" in over.json()["detail"]
+    fetched = clerk_api.get(f"{base}/credit-notes/{note['id']}")
+    assert fetched.status_code == 200 and fetched.json()["reason"] == "smear not done: no reagent"
+    assert _audited(db, facility, "record.invoice_credit.create") == issued_before + 2
+
+
+def test_a_draft_is_not_credited_it_follows_its_charges(db, facility, clinician, clerk, clerk_api):
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
+        [account] = service.list_accounts(conn, clerk, patient_id=patient["id"])
+        draft = service.draft_invoice(conn, clerk, account["id"])
+    refused = clerk_api.post(f"{API.format(tenant=facility.slug)}/invoices/{draft['id']}/credit-notes",
+                             json={"lines": [{"line_id": str(uuid.uuid4())}], "reason": "billed in error"})
+    assert refused.status_code == 409 and "credit the charge instead" in refused.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def victim(db, facility, clinician, clerk) -> dict:
+    """This facility's final invoice, one of its lines and a credit note on it."""
+    from appliance.layers.financial import credits
+
+    invoice = final_invoice(db, facility, clinician, clerk, FULL_BLOOD_COUNT)
+    with db.tenant(facility.slug) as conn:
+        line_id = conn.execute(sa.text("SELECT id FROM invoice_line WHERE invoice_id = :i"),
+                               {"i": invoice["id"]}).scalar_one()
+        note = credits.issue_credit_note(conn, clerk, invoice["id"], lines=[(line_id, Decimal("10"))],
+                                         reason="probe target")
+    return {"invoice": invoice["id"], "line": line_id, "credit": note["id"]}
+
+
+def _probes(ids: dict) -> list[tuple[str, str, dict | None]]:
+    return [("POST", f"/invoices/{ids['invoice']}/credit-notes",
+             {"lines": [{"line_id": str(ids["line"])}], "reason": "probe from elsewhere"}),
+            ("GET", f"/credit-notes/{ids['credit']}", None)]
+
+
+def test_another_facility_is_refused_and_finds_none_of_these_ids(db, token_client, facility, other_facility, victim):
+    outsider = token_client(other_facility.slug, role="billing_clerk")
+    for method, path, body in _probes(victim):
+        theirs = outsider.request(method, API.format(tenant=facility.slug) + path, json=body)
+        assert theirs.status_code == 403, theirs.text
+        here = outsider.request(method, API.format(tenant=other_facility.slug) + path, json=body)
+        assert here.status_code == 404, here.text
+    guessed = dict.fromkeys(victim, uuid.uuid4())
+    for method, path, body in _probes(guessed):
+        assert outsider.request(method, API.format(tenant=other_facility.slug) + path, json=body).status_code == 404
+    assert _credits(db, facility, victim["invoice"]) == 1
+    doctor = token_client(facility.slug, role="clinician")
+    assert doctor.get(API.format(tenant=facility.slug) + f"/credit-notes/{victim['credit']}").status_code == 403
