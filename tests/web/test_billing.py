@@ -111,9 +111,10 @@ def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facili
     assert final.status_code == 200 and 'id="outstanding">KES 600.00<' in final.text
     owed = clerk.get(f"{base}/aging").text  # the bar says the money as the rest of the page does, not 600
     assert re.search(r'class="plot-bar-value"[^>]*>[\d,]*600\.00</text>', owed), owed.split("<svg")[1][:600]
-    over = clerk.post(f"{invoice_url}/payments", data={"method": "cash", "amount": "900",
+    over = clerk.post(f"{invoice_url}/payments", data={"method": "card", "amount": "900", "reference": "CARD-9",
                                                        "_csrf_token": csrf(final.text)})
-    assert over.status_code == 422 and "outstanding" in over.text
+    assert over.status_code == 422 and "Only KES 600.00 is outstanding on this invoice; only cash can be more" in \
+        over.text
     paid = clerk.post(f"{invoice_url}/payments", data={"method": "mobile_money", "amount": "600",
                                                        "reference": "QX12ABC", "_csrf_token": csrf(final.text)},
                       follow_redirects=False)
@@ -508,3 +509,29 @@ def test_a_final_invoice_is_corrected_by_a_credit_note(db, signed_in, facility, 
     assert "CREDITED, Cora" in takings and "staff rate is KES 380.00" in takings
     outsider = signed_in("billing_clerk", other_facility.slug)
     assert outsider.get(issued.headers["location"].split("?")[0]).status_code == 403
+
+
+def test_cash_handed_over_beyond_the_bill_is_receipted_with_the_change(db, signed_in, facility):
+    """The cashier types what the patient handed over; the receipt says what was paid, the cash tendered
+    and the change to give back, and the day's takings count only what was paid."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr K", tenant=facility.slug,
+                       role="clinician")
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk K", tenant=facility.slug,
+                     role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Change", "Chebet")
+        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
+        invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
+    cashier = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = cashier.get(url).text
+    paid = cashier.post(f"{url}/payments", data={"method": "cash", "amount": "1,000", "_csrf_token": csrf(page)},
+                        follow_redirects=False)
+    assert paid.status_code == 303, paid.text
+    receipt = cashier.get(paid.headers["location"]).text
+    assert 'id="receipt-amount">KES 450.00<' in receipt and 'id="receipt-tendered">KES 1,000.00<' in receipt
+    assert 'id="receipt-change">KES 550.00<' in receipt and 'id="receipt-outstanding">KES 0.00<' in receipt
+    number = re.search(r"RCT-\d+", receipt)[0]
+    takings = cashier.get(f"/t/{facility.slug}/billing/takings").text
+    row = takings.split(number)[1].split("</tr>")[0]
+    assert "KES 450.00" in row and "1,000" not in row

@@ -11,7 +11,8 @@ none for UGX, three for KWD). The rules, applied everywhere a figure is computed
    as given. Adjustments never take an invoice below zero: the last one is capped at what is left.
 4. Total = subtotal − adjustments, frozen when the invoice is final; outstanding = total − payments −
    credits (credit notes correcting it, an insurer's shortfall written off or transferred to the patient);
-   a payment above what is outstanding is refused, and a credit note takes off at most what is still
+   a payment above what is outstanding is refused (cash is recorded as what is owed, with what was
+   tendered and the change to give back), and a credit note takes off at most what is still
    owed, so nothing is ever owed back by accident.
 5. A/R aging splits each invoice's outstanding amount into exactly one bucket by its age, so the
    buckets add up to the receivable to the cent.

@@ -195,7 +195,8 @@ class FinancialController(Controller):
     async def record_payment(self, tenant: FromPath[str], state: State, request: Asking, invoice_id: Id,
                              data: JSONBody[PaymentIn]) -> ReceiptOut:
         """Cash, mobile money, card or an insurer's remittance against a final invoice; returns the receipt.
-        More than is outstanding is refused (422)."""
+        Cash above what is outstanding pays what is outstanding and the receipt says the change due
+        (`tendered`, `change`); any other method above it is refused (422)."""
         found = await _in_tenant(state, tenant, lambda conn: service.record_payment(
             conn, request.user, invoice_id, method=data.method, amount=data.amount, reference=data.reference))
         return ReceiptOut.model_validate(found)

@@ -151,6 +151,7 @@ class PaymentLine(_Out):
     receipt_number: str
     method: str
     amount: MoneyOut
+    tendered: MoneyOut | None  # cash handed over (the change is tendered − amount)
     reference: str | None
     recorded_at: dt.datetime
 
@@ -181,6 +182,7 @@ class InvoiceOut(_Out):
 
 class PaymentIn(_In):
     method: Literal["cash", "mobile_money", "card", "insurer_remittance"]
+    # What was received. Cash above what is owed records what is owed and says the change (ReceiptOut.change).
     amount: Decimal = Field(gt=0, max_digits=15, decimal_places=3)
     reference: str | None = Field(default=None, max_length=120)
 
@@ -191,7 +193,9 @@ class ReceiptOut(_Out):
     invoice_id: uuid.UUID
     invoice_number: str
     method: str
-    amount: MoneyOut
+    amount: MoneyOut  # what was paid against the invoice
+    tendered: MoneyOut | None  # cash handed over; None for other methods (and cash taken before t0018)
+    change: MoneyOut | None  # tendered − amount: to give back
     currency: str
     reference: str | None
     recorded_at: dt.datetime

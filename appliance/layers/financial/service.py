@@ -298,8 +298,8 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
         figures_out = {"subtotal": figures.subtotal, "adjustments": figures.adjustments, "total": figures.total}
     payments = [dict(r) for r in conn.execute(
         sa.select(entry.c.id, entry.c.recorded_at, entry.c.occurred_at.label("received_at"), entry.c.author_id,
-                  payment.c.receipt_number, payment.c.method, payment.c.amount, payment.c.reference,
-                  payment.c.payer_code)
+                  payment.c.receipt_number, payment.c.method, payment.c.amount, payment.c.tendered,
+                  payment.c.reference, payment.c.payer_code)
         .select_from(entry.join(payment, payment.c.entry_id == entry.c.id))
         .where(payment.c.invoice_id == invoice_id).order_by(entry.c.occurred_at)).mappings()]
     paid = sum((p["amount"] for p in payments), ZERO)
@@ -445,7 +445,9 @@ def bills_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UU
 
 def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *, method: str, amount: Decimal,
                    reference: str | None = None, received_at: dt.datetime | None = None) -> dict:
-    """A payment against a final invoice, with its receipt number; never more than is outstanding.
+    """A payment against a final invoice, with its receipt number; never more than is outstanding. Cash
+    handed over beyond what is owed is recorded as what is owed, with what was tendered, so the receipt says
+    the change to give back; any other method above what is owed is refused (nothing can be handed back).
     `received_at` (the demo generator's past months; no route offers it) is when the money came in, the
     entry's occurred time, which the day's takings and the aging's payments as of a day are counted by."""
     found = invoice_row(conn, invoice_id, lock=True)  # serialises payments on one invoice
@@ -458,9 +460,14 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
         raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="amount")
     amount = rounded(amount, currency)  # stored at the currency's scale: 200 is kept as 200.00
     outstanding = outstanding_on(conn, found)
-    if amount > outstanding:
-        raise Invalid(f"only {format_money(outstanding, currency)} is outstanding on this invoice", field="amount",
-                      outstanding=str(outstanding))
+    if outstanding <= 0:
+        raise Invalid("nothing is outstanding on this invoice", field="amount", outstanding=str(outstanding))
+    tendered = amount if method == "cash" else None
+    if method == "cash":
+        amount = min(amount, outstanding)
+    elif amount > outstanding:
+        raise Invalid(f"only {format_money(outstanding, currency)} is outstanding on this invoice; only cash can be "
+                      "more (the change is given back)", field="amount", outstanding=str(outstanding))
     if method in ("mobile_money", "card", "insurer_remittance") and not (reference or "").strip():
         raise Invalid("give the transaction or remittance reference", field="reference")
     receipt = conn.execute(sa.select(sa.func.concat(
@@ -468,7 +475,7 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
     appended = record.append(conn, principal, "payment", patient_id=found["patient_id"], occurred_at=received_at,
                              detail={
         "invoice_id": invoice_id, "receipt_number": receipt, "method": method, "amount": amount, "currency": currency,
-        "reference": (reference or "").strip() or None,
+        "tendered": tendered, "reference": (reference or "").strip() or None,
         "payer_code": found["payer_code"] if method == "insurer_remittance" else None})
     if amount == outstanding:
         conn.execute(sa.update(claim).where(claim.c.invoice_id == invoice_id, claim.c.status == "accepted")
@@ -489,6 +496,7 @@ def receipt_of(conn: Connection, principal: Principal, payment_entry_id: uuid.UU
     found["invoice_number"] = paid_invoice["number"]
     found["invoice_total"] = paid_invoice["total"]
     found["outstanding"] = outstanding_on(conn, paid_invoice)
+    found["change"] = None if found["tendered"] is None else found["tendered"] - found["amount"]
     found["patient"] = patients_named(conn, {found["patient_id"]}).get(found["patient_id"])
     note_access(conn, principal, "read", found["patient_id"], "payment", [payment_entry_id])
     return found

@@ -145,7 +145,8 @@ def test_the_revenue_cycle_end_to_end(doctor, clerk_api, facility, db):
     pay = f"{base}/billing/invoices/{invoice['id']}/payments"
     assert clerk_api.post(pay, json={"method": "mobile_money", "amount": "200"}).status_code == 422  # no reference
     assert clerk_api.post(pay, json={"method": "cash", "amount": "0.001"}).status_code == 422  # finer than a cent
-    assert clerk_api.post(pay, json={"method": "cash", "amount": "540.01"}).status_code == 422  # overpayment
+    over = clerk_api.post(pay, json={"method": "card", "amount": "540.01", "reference": "CARD-OVER"})
+    assert over.status_code == 422 and "only cash can be more" in over.json()["detail"]  # no change by card
     first = clerk_api.post(pay, json={"method": "mobile_money", "amount": "200", "reference": "QK7ABC123"})
     assert first.status_code == 201 and first.json()["outstanding"] == "340.00"
     # What the patient sees of it, in their portal: the bill, what was paid and what is still owed.
@@ -162,6 +163,30 @@ def test_the_revenue_cycle_end_to_end(doctor, clerk_api, facility, db):
     assert (balance["invoiced"], balance["paid"], balance["outstanding"]) == ("540.00", "540.00", "0.00")
     aging = clerk_api.get(f"{base}/billing/aging").json()
     assert Decimal(aging["receivable"]) == sum(Decimal(v) for v in aging["buckets"].values())
+
+
+def test_cash_above_what_is_owed_pays_what_is_owed_and_says_the_change(doctor, clerk_api, facility):
+    """A cashier handed 5,000 for a 4,200 balance records 4,200 paid and gives back 800: the receipt says
+    what was tendered and the change; once paid, more cash is refused (nothing is owed)."""
+    base = API.format(tenant=facility.slug)
+    patient_id, encounter_id = admit_patient(doctor, facility.slug)
+    place(doctor, facility.slug, patient_id, encounter_id, FULL_BLOOD_COUNT)
+    account = account_of(clerk_api, facility.slug, patient_id)
+    invoice = clerk_api.post(f"{base}/billing/accounts/{account['id']}/invoices").json()
+    clerk_api.post(f"{base}/billing/invoices/{invoice['id']}/finalise")
+    pay = f"{base}/billing/invoices/{invoice['id']}/payments"
+    exact = clerk_api.post(pay, json={"method": "cash", "amount": "50"}).json()
+    assert (exact["amount"], exact["tendered"], exact["change"], exact["outstanding"]) == (
+        "50.00", "50.00", "0.00", "400.00")
+    paid = clerk_api.post(pay, json={"method": "cash", "amount": "1000"})
+    assert paid.status_code == 201, paid.text
+    receipt = clerk_api.get(f"{base}/billing/payments/{paid.json()['id']}").json()
+    assert (receipt["amount"], receipt["tendered"], receipt["change"], receipt["outstanding"]) == (
+        "400.00", "1000.00", "600.00", "0.00")
+    balance = clerk_api.get(f"{base}/billing/patients/{patient_id}/balance").json()
+    assert (balance["paid"], balance["outstanding"]) == ("450.00", "0.00")  # the change is not takings
+    settled = clerk_api.post(pay, json={"method": "cash", "amount": "10"})
+    assert settled.status_code == 422 and settled.json()["detail"] == "nothing is outstanding on this invoice"
 
 
 def test_an_insurer_invoice_is_claimed_with_the_records_diagnoses(doctor, clerk_api, facility):
