@@ -6,7 +6,9 @@ API tokens — all in `control`.
   A facility that corrects a chart's national ID relinks the chart to the corrected ID's subject and
   stops being listed for the old one (`relink_facility`); the old subject itself is not touched.
   Merging two subjects is an explicit, reversible act: the merged subject points at the survivor,
-  nothing is rewritten, and an unmerge clears the pointer.
+  nothing is rewritten, and an unmerge clears the pointer. Which subjects may be one person is
+  found afresh by `likely_duplicates` for a person to review; a pair judged to be two people is kept
+  in `subject_distinct` and not listed again.
 - Accounts are created with a one-time enrolment code (never a password); enrolment sets the
   password (Argon2id) and the TOTP secret. Sign-in failures count towards a lock; the error never
   says whether the account exists, and an unknown e-mail costs the same KDF work as a known one.
@@ -16,7 +18,8 @@ API tokens — all in `control`.
   once and stored hashed.
 
 Every act here that a regulator cares about (sign-in and its failure, merge, unmerge, relink, enrolment,
-token issue and revocation) passes through `_audit`, the one seam the audit trail hooks into.
+token issue and revocation, a review of likely duplicates and its decisions) passes through `_audit`, the
+one seam the audit trail hooks into.
 """
 
 from __future__ import annotations
@@ -66,6 +69,17 @@ subject_merge = sa.Table(
     sa.Column("merged_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("undone_by", UUID, nullable=True),
     sa.Column("undone_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# Pairs a person judged to be two people (c0008): the duplicate review leaves them out. Smaller id first.
+subject_distinct = sa.Table(
+    "subject_distinct", control_metadata,
+    sa.Column("first_id", UUID, sa.ForeignKey("control.subject.id"), primary_key=True),
+    sa.Column("second_id", UUID, sa.ForeignKey("control.subject.id"), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("decided_by", UUID, nullable=True),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("first_id < second_id", name="subject_distinct_ordered"),
 )
 
 # Which facilities hold a chart of a subject (c0006): what the patient portal asks instead of every
@@ -346,6 +360,218 @@ def unmerge_subjects(conn: Connection, *, merge_id: uuid.UUID, by: Principal | N
         undone_at=_now(), undone_by=by.account_id if by else None))
     _audit(conn, event_type="subject.unmerge", action="U", principal=by,
            detail={"merge": str(merge_id), "survivor": str(row.survivor_id), "merged": str(row.merged_id)})
+
+
+# -- reviewing likely duplicates -------------------------------------------------------------------
+#
+# Registration links by national ID only; two charts of one person under no ID, or under an ID typed two
+# ways, make two subjects, and registration's `candidates` are gone when it returns. The review finds such
+# pairs afresh among the subjects not merged, by signals a person can check on the page, strongest first.
+# Phone numbers are not among them: they are in each facility's charts, not here, and asking every
+# facility would read charts for a list that names no patient of theirs.
+
+
+@dataclass(frozen=True)
+class DuplicateSignal:
+    code: str
+    says: str  # what the pair shares, as a reviewer reads it
+    key: str  # SQL over a subject aliased {t}: both subjects of a pair have the same
+    where: str  # SQL over {t}: only subjects whose key means something
+    pair: str = "TRUE"  # SQL over the pair (a, b): what the signal adds to its stronger ones
+
+
+# The demographic key is "family|given words sorted|birth date|sex", each name already normalised.
+_BOTH_NAMES = "split_part({t}.demographic_key, '|', 1) <> '' AND split_part({t}.demographic_key, '|', 2) <> ''"
+
+DUPLICATE_SIGNALS = (
+    # The unique index holds the ID as typed: "CM 1234-5678" and "cm12345678" are two subjects.
+    DuplicateSignal("national_id", "the same national ID, written differently",
+                    "upper(regexp_replace({t}.national_id, '[^[:alnum:]]', '', 'g'))",
+                    "{t}.national_id IS NOT NULL AND regexp_replace({t}.national_id, '[^[:alnum:]]', '', 'g') <> ''"),
+    # What registration proposes (`match_or_create_subject`'s candidates). A name with no Latin letter
+    # normalises to nothing; those keys are not names.
+    DuplicateSignal("demographics", "the same names, birth date and sex", "{t}.demographic_key", _BOTH_NAMES),
+    # A family name entered as a given name ("Nakato Sarah" / "Sarah Nakato"): the name words sorted
+    # together. Only with a birth date, which the names alone are too common to stand without.
+    DuplicateSignal(
+        "names_reordered", "the same name words in another order, birth date and sex",
+        "array_to_string(ARRAY(SELECT w FROM unnest(string_to_array(split_part({t}.demographic_key, '|', 1) "
+        "|| ' ' || split_part({t}.demographic_key, '|', 2), ' ')) AS w WHERE w <> '' ORDER BY w), ' ') "
+        "|| '|' || split_part({t}.demographic_key, '|', 3) || '|' || split_part({t}.demographic_key, '|', 4)",
+        "{t}.birth_date IS NOT NULL AND " + _BOTH_NAMES, "a.dkey <> b.dkey"),
+)
+SIGNAL_SAYS = {signal.code: signal.says for signal in DUPLICATE_SIGNALS}
+# A key more subjects than this share is a placeholder ("Unknown Baby", a ward's default birth date), not
+# one person registered that many times; its pairs (n² of them) would bury the real ones.
+CROWDED_KEY = 10
+
+_SIGNAL_PAIRS = """
+WITH keyed AS (
+    SELECT s.id, s.demographic_key AS dkey, {key_s} AS k FROM control.subject s
+    WHERE s.merged_into IS NULL AND {where_s}
+      AND (CAST(%(within)s AS uuid[]) IS NULL
+           OR {key_s} IN (SELECT {key_p} FROM control.subject p WHERE p.id = ANY(%(within)s)))),
+shared AS (SELECT id, dkey, k, count(*) OVER (PARTITION BY k) AS n FROM keyed)
+SELECT a.id, b.id FROM shared a JOIN shared b ON b.k = a.k AND a.id < b.id
+WHERE a.n BETWEEN 2 AND %(crowd)s AND ({pair})
+  AND (CAST(%(within)s AS uuid[]) IS NULL OR (a.id = ANY(%(within)s) AND b.id = ANY(%(within)s)))
+  AND NOT EXISTS (SELECT 1 FROM control.subject_distinct d WHERE d.first_id = a.id AND d.second_id = b.id)
+"""
+
+
+def _signal_statement(signal: DuplicateSignal) -> str:
+    return _SIGNAL_PAIRS.format(key_s=signal.key.format(t="s"), key_p=signal.key.format(t="p"),
+                                where_s=signal.where.format(t="s"), pair=signal.pair)
+
+
+def _ordered(one: uuid.UUID, other: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """A pair as stored and listed: the smaller id first (Python and PostgreSQL order UUIDs alike)."""
+    return (one, other) if one < other else (other, one)
+
+
+def _duplicate_pairs(conn: Connection, *, within: list[uuid.UUID] | None = None,
+                     progress: Callable[[DuplicateSignal], None] | None = None) -> dict[tuple, list[str]]:
+    """Each pair of live subjects not dismissed that shares a signal, with the signals it shares
+    (strongest first); `within` keeps only pairs of those subjects. One statement per signal."""
+    pairs: dict[tuple, list[str]] = {}
+    for signal in DUPLICATE_SIGNALS:
+        for first, second in conn.exec_driver_sql(_signal_statement(signal),
+                                                  {"within": within, "crowd": CROWDED_KEY}):
+            pairs.setdefault((first, second), []).append(signal.code)
+        if progress is not None:
+            progress(signal)
+    return pairs
+
+
+@dataclass(frozen=True)
+class SubjectCard:
+    """What a reviewer needs of one subject to judge a pair, and no more: no address, phone or chart."""
+    id: uuid.UUID
+    family_name: str
+    given_names: str
+    birth_date: date | None
+    sex: str | None
+    national_id: str | None
+    facilities: list[str]  # names of the facilities holding a chart of this person (merges followed)
+    merged_into: uuid.UUID | None
+
+
+_CARDS = """
+WITH RECURSIVE tree(root, id) AS (
+    SELECT id, id FROM control.subject WHERE id = ANY(%(ids)s)
+    UNION SELECT t.root, s.id FROM control.subject s JOIN tree t ON s.merged_into = t.id)
+SELECT s.id, s.family_name, s.given_names, s.birth_date, s.sex, s.national_id, s.merged_into,
+       ARRAY(SELECT DISTINCT tn.name FROM tree t JOIN control.subject_facility f ON f.subject_id = t.id
+             JOIN control.tenant tn ON tn.slug = f.tenant WHERE t.root = s.id ORDER BY tn.name)
+FROM control.subject s WHERE s.id = ANY(%(ids)s)
+"""
+
+
+def subject_cards(conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, SubjectCard]:
+    rows = conn.exec_driver_sql(_CARDS, {"ids": list(ids)}) if ids else []
+    return {row[0]: SubjectCard(row[0], row[1], row[2], row[3], row[4], row[5], list(row[7]), row[6])
+            for row in rows}
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    first: SubjectCard
+    second: SubjectCard
+    signals: list[str]  # codes of DUPLICATE_SIGNALS, strongest first
+
+
+@dataclass(frozen=True)
+class DuplicateReview:
+    total: int  # pairs listed in all; `pairs` is the page asked for
+    pairs: list[DuplicatePair]
+
+
+def likely_duplicates(conn: Connection, *, by: Principal | None, limit: int = 50, offset: int = 0,
+                      progress: Callable[[DuplicateSignal], None] | None = None) -> DuplicateReview:
+    """The pairs of live subjects that look like one person registered twice, strongest signal first,
+    `limit` of them from `offset`. Showing them is a read of every subject shown: audited here, naming
+    them (identity.subject.duplicates.read)."""
+    strength = {signal.code: rank for rank, signal in enumerate(DUPLICATE_SIGNALS)}
+    found = _duplicate_pairs(conn, progress=progress)
+    ordered = sorted(found, key=lambda pair: (strength[found[pair][0]], pair))
+    page = ordered[offset:offset + limit]
+    cards = subject_cards(conn, [subject_id for pair in page for subject_id in pair])
+    pairs = [DuplicatePair(cards[first], cards[second], found[(first, second)]) for first, second in page]
+    _audit(conn, event_type="subject.duplicates.read", action="R", principal=by,
+           detail={"pairs": len(pairs), "offset": offset, "total": len(ordered),
+                   "subjects": [str(subject_id) for pair in page for subject_id in pair]})
+    return DuplicateReview(len(ordered), pairs)
+
+
+def duplicate_signals(conn: Connection, one: uuid.UUID, other: uuid.UUID) -> list[str]:
+    """The signals this pair is listed by now: none if either is unknown, merged, or the pair dismissed."""
+    return _duplicate_pairs(conn, within=[one, other]).get(_ordered(one, other), [])
+
+
+class UnknownPair(IdentityError):
+    """A decision on a pair naming a subject there is not (a guessed or mistyped id)."""
+    status = 404
+
+
+class PairNotListed(IdentityError):
+    """A decision on a pair the review does not list (any more): merged or dismissed meanwhile, or never alike."""
+    status = 409
+
+
+def _listed_pair(conn: Connection, one: uuid.UUID, other: uuid.UUID) -> list[str]:
+    """The pair's signals, both subjects locked until the decision commits: two reviewers deciding on one
+    pair at once (one merging each way, which would make a cycle) are taken one after the other, and the
+    second finds the pair no longer listed."""
+    locked = conn.execute(sa.select(subject.c.id).where(subject.c.id.in_([one, other]))
+                          .order_by(subject.c.id).with_for_update()).scalars().all()
+    if one == other or len(locked) != 2:
+        raise UnknownPair("no such pair of people: choose one from the list of likely duplicates")
+    signals = duplicate_signals(conn, one, other)
+    if not signals:
+        raise PairNotListed("these two are not listed as likely duplicates (any more): one may have been merged "
+                            "or the pair judged to be two people meanwhile")
+    return signals
+
+
+def merge_duplicate(conn: Connection, *, survivor_id: uuid.UUID, merged_id: uuid.UUID, reason: str,
+                    by: Principal | None) -> uuid.UUID:
+    """Merge a listed pair (`merge_subjects`): the one chosen to survive keeps its id, the other points at it."""
+    if not reason.strip():
+        raise IdentityError("a merge needs a stated reason")
+    _listed_pair(conn, survivor_id, merged_id)
+    return merge_subjects(conn, survivor_id=survivor_id, merged_id=merged_id, reason=reason, by=by)
+
+
+def dismiss_duplicate(conn: Connection, *, one: uuid.UUID, other: uuid.UUID, reason: str,
+                      by: Principal | None) -> None:
+    """Record that a listed pair is two people: it is not listed again. Audited (identity.subject.distinct)."""
+    reason = reason.strip()
+    if not reason:
+        raise IdentityError("say why they are two people (e.g. twins, different mothers), for whoever asks later")
+    if len(reason) > 500:
+        raise IdentityError("the reason is longer than 500 characters; shorten it")
+    signals = _listed_pair(conn, one, other)
+    first, second = _ordered(one, other)
+    conn.execute(sa.insert(subject_distinct).values(first_id=first, second_id=second, reason=reason,
+                                                    decided_by=by.account_id if by else None))
+    _audit(conn, event_type="subject.distinct", action="C", principal=by,
+           detail={"first": str(first), "second": str(second), "signals": signals})
+
+
+def live_merges(conn: Connection, *, by: Principal | None, limit: int = 20) -> list[dict]:
+    """The latest merges not undone, newest first, with both subjects' cards: what an undo is chosen from.
+    Showing them is a read of those people: audited here (identity.subject.merges.read)."""
+    rows = conn.execute(sa.select(subject_merge.c.id, subject_merge.c.survivor_id, subject_merge.c.merged_id,
+                                  subject_merge.c.reason, subject_merge.c.merged_at, account.c.display_name)
+                        .select_from(subject_merge.outerjoin(account, account.c.id == subject_merge.c.merged_by))
+                        .where(subject_merge.c.undone_at.is_(None))
+                        .order_by(subject_merge.c.merged_at.desc(), subject_merge.c.id).limit(limit)).all()
+    cards = subject_cards(conn, [row.survivor_id for row in rows] + [row.merged_id for row in rows])
+    _audit(conn, event_type="subject.merges.read", action="R", principal=by,
+           detail={"merges": [str(row.id) for row in rows],
+                   "subjects": [str(subject_id) for row in rows for subject_id in (row.survivor_id, row.merged_id)]})
+    return [{"id": row.id, "survivor": cards[row.survivor_id], "merged": cards[row.merged_id], "reason": row.reason,
+             "merged_at": row.merged_at, "merged_by": row.display_name} for row in rows]
 
 
 # -- accounts --------------------------------------------------------------------------------------
