@@ -556,7 +556,48 @@ def account_token(settings: Settings, tenant: str, name: str, permissions: tuple
 
 @main.group()
 def subject() -> None:
-    """The master patient index: merge and unmerge subjects (both audited, both reversible)."""
+    """The master patient index: likely duplicate people, and merging, unmerging or dismissing them
+    (each audited; a merge is reversible)."""
+
+
+def _pair_json(pair: identity.DuplicatePair) -> dict:
+    def person(card: identity.SubjectCard) -> dict:
+        return {"id": str(card.id), "family_name": card.family_name, "given_names": card.given_names,
+                "birth_date": card.birth_date.isoformat() if card.birth_date else None, "sex": card.sex,
+                "national_id": card.national_id, "facilities": card.facilities}
+
+    return {"first": person(pair.first), "second": person(pair.second), "signals": pair.signals}
+
+
+@subject.command("duplicates")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Pairs to list.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Pairs to skip (the next page).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_obj
+def subject_duplicates(settings: Settings, limit: int, offset: int, as_json: bool) -> None:
+    """List pairs of people who look registered twice, strongest signal first, with the commands that decide
+    each. The listing is recorded in the appliance's audit log."""
+    # One statement per signal, each a pass over every subject: the bar advances as each is done.
+    with opened_database(settings) as db, Progress(
+            TextColumn("looking for likely duplicates, signal by signal"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress, db.control() as conn:
+        task = progress.add_task("signals", total=len(identity.DUPLICATE_SIGNALS))
+        review = identity.likely_duplicates(conn, by=None, limit=limit, offset=offset,
+                                            progress=lambda signal: progress.advance(task))
+    if as_json:
+        click.echo(json.dumps({"total": review.total, "offset": offset,
+                               "pairs": [_pair_json(pair) for pair in review.pairs]}, indent=2))
+        return
+    for number, pair in enumerate(review.pairs, start=offset + 1):
+        click.echo(f"{number}. {' and '.join(identity.SIGNAL_SAYS[code] for code in pair.signals)}")
+        for card in (pair.first, pair.second):
+            born = card.birth_date.isoformat() if card.birth_date else "born ?"
+            click.echo(f"   {card.id}  {card.family_name.upper()}, {card.given_names}  {born}  {card.sex or 'sex ?'}  "
+                       f"ID {card.national_id or '-'}  charts at: {', '.join(card.facilities) or 'none yet'}")
+        click.echo(f"   one person:  healthos subject merge {pair.first.id} {pair.second.id} --reason '...'")
+        click.echo(f"   two people:  healthos subject dismiss {pair.first.id} {pair.second.id} --reason '...'")
+    shown = f"{offset + 1}-{offset + len(review.pairs)} of " if review.pairs else "none of "
+    err.print(f"likely duplicates: {shown}{review.total} pair{'s' if review.total != 1 else ''}")
 
 
 @subject.command("merge")
@@ -569,6 +610,9 @@ def subject_merge(settings: Settings, survivor, merged, reason: str) -> None:
     with opened_database(settings) as db:
         try:
             with db.control() as conn:
+                unknown = [str(s) for s in (survivor, merged) if not identity.subject_exists(conn, s)]
+                if unknown:
+                    raise identity.IdentityError(f"no subject {', '.join(unknown)} on this appliance")
                 merge_id = identity.merge_subjects(conn, survivor_id=survivor, merged_id=merged, reason=reason,
                                                    by=None)
         except identity.IdentityError as exc:
@@ -588,6 +632,22 @@ def subject_unmerge(settings: Settings, merge_id) -> None:
         except identity.IdentityError as exc:
             fail(str(exc))
     click.echo("unmerged")
+
+
+@subject.command("dismiss")
+@click.argument("first", type=click.UUID)
+@click.argument("second", type=click.UUID)
+@click.option("--reason", required=True, help="Why they are two people (e.g. twins), for whoever asks later.")
+@click.pass_obj
+def subject_dismiss(settings: Settings, first, second, reason: str) -> None:
+    """Record that a listed pair are two people: `subject duplicates` no longer lists them."""
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                identity.dismiss_duplicate(conn, one=first, other=second, reason=reason, by=None)
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo("recorded as two people; the pair is no longer listed")
 
 
 # -- demo -----------------------------------------------------------------------------------------
