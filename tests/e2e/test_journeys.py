@@ -358,6 +358,36 @@ def test_regulator_keeps_checkpoints_and_later_proves_the_log_only_grew(browser,
     watch.assert_clean(provoked={404})
 
 
+def test_the_regulator_takes_one_evidence_package_after_another(browser, live_server, clinic, person_factory):
+    """A download leaves the console where it is: the export form takes the next log without a reload. The
+    one-click guard kept the form locked after its first file, so choosing another log and pressing
+    Download did nothing until the page was reloaded."""
+    watch = Watch()
+    context, page = new_page(browser, watch, accept_downloads=True)
+    sign_in(page, live_server, person_factory("regulator", kind="regulator"))
+    posted: list[str] = []
+    page.on("request", lambda request: request.method == "POST" and request.url.endswith("/regulator/export")
+            and posted.append(request.post_data))
+    page.clock.install()  # the guard frees a download's form after a moment: the test moves the clock, not waits
+    page.goto(f"{live_server}/regulator")
+    download = page.get_by_role("button", name="Download evidence package")
+
+    page.get_by_label("Log", exact=True).select_option(clinic.slug)
+    with page.expect_download() as first:
+        download.click()
+    assert first.value.suggested_filename.startswith(f"healthos-evidence-{clinic.slug}-")
+    assert len(posted) == 1 and f"log={clinic.slug}" in posted[0]
+
+    page.clock.run_for(2_000)
+    page.get_by_label("Log", exact=True).select_option("appliance")
+    with page.expect_download() as second:
+        download.click()
+    assert second.value.suggested_filename.startswith("healthos-evidence-appliance-")
+    assert len(posted) == 2
+    context.close()
+    watch.assert_clean()
+
+
 def test_facility_admin_issues_and_revokes_an_api_token(browser, live_server, clinic, person_factory):
     """A facility admin in a browser: home → the facility's API tokens → issue one for a lab feed with one
     permission (its value shown once) → it answers on the API → revoke it → refused."""

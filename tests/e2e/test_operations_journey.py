@@ -2,7 +2,8 @@
 over HTTP: the command center's occupancy, a patient arriving in the emergency department (recorded by
 MRN), the decision to admit, admission to a bed from the ED board, the bed board showing the bed
 occupied, and occupancy on the command center one patient higher — with the patient behind the number
-on the KPI's detail page; then her discharge from the bed board and the cleaned bed marked available."""
+on the KPI's detail page; then her discharge from the bed board and the cleaned bed marked available. And
+a bed's form with two named buttons posts the one clicked, once, however quickly it is clicked twice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import PatientIn
+from appliance.layers.operations import service as operations
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Journey, Watch
 from tests.e2e.test_journeys import new_page, sign_in
@@ -122,3 +124,38 @@ def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(browser, live_ser
     assert page.locator("#bed-MAT-03").get_attribute("data-state") == "available"
     watch.assert_clean()
     context.close()
+
+
+def test_a_beds_two_named_buttons_post_the_one_clicked_once(browser, live_server, clinic, db, person_factory):
+    """A bed being cleaned has one form with two buttons, name="state" value="available" and value="blocked":
+    the server gets the one clicked, and clicking it again while the answer is on its way posts nothing more.
+    The one-click guard disabled the buttons as the form posted, and a disabled button is not sent, so the
+    state clicked never reached the server."""
+    manager = person_factory("bed_manager", clinic.slug)
+    with db.tenant(clinic.slug) as conn:
+        operations.set_bed_state(conn, Principal(account_id=manager.account_id, kind="staff", display_name="Test",
+                                                 tenant=clinic.slug, role="bed_manager"), "GEN-12", "cleaning")
+    watch = Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, manager)
+    posted: list[str] = []
+    page.on("request", lambda request: request.method == "POST" and request.url.endswith("/beds/GEN-12/state")
+            and posted.append(request.post_data))
+    # The first post is held in the browser until the second click is made, as a slow answer would be: a
+    # fast local server otherwise answers before any person could click twice.
+    held = []
+    page.route("**/beds/GEN-12/state", lambda route: route.continue_() if held else held.append(route))
+    page.goto(f"{live_server}/t/{clinic.slug}/beds/GEN")
+    bed = page.locator("#bed-GEN-12")
+    assert bed.get_by_role("button").all_inner_texts() == ["Mark available", "Block"]
+    block = bed.get_by_role("button", name="Block").bounding_box()
+    # The mouse itself, as a person clicks: a locator's click would wait for the held navigation.
+    with page.expect_request(lambda request: request.method == "POST"):
+        page.mouse.click(block["x"] + block["width"] / 2, block["y"] + block["height"] / 2)
+    page.mouse.click(block["x"] + block["width"] / 2, block["y"] + block["height"] / 2)
+    held[0].continue_()
+    page.wait_for_url(re.compile(r"/beds/GEN\?done=bed-state$"))
+    assert page.locator("#bed-GEN-12").get_attribute("data-state") == "blocked"
+    assert len(posted) == 1 and "state=blocked" in posted[0]
+    context.close()
+    watch.assert_clean()

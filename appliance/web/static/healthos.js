@@ -26,25 +26,33 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // One click, one act: a second click while the first post is on its way does not post again.
+  // The buttons are marked aria-disabled, never disabled: a disabled button is not sent with its form, and
+  // the button clicked may be the answer itself (the bed board's name="state" value="blocked"), so it must
+  // stay a live control while the browser builds what it posts. It also keeps the keyboard's place, which
+  // disabling would drop to the page. The guard refuses the repeat itself, whichever button or key sends it.
+  const submitButtons = (form) => Array.from(form.elements).filter((element) => element.type === "submit");
+  const release = (form) => {
+    delete form.dataset.submitted;
+    for (const button of submitButtons(form)) button.removeAttribute("aria-disabled");
+  };
+  // A download (data-download) leaves the page where it was, with no event to say the file arrived: its
+  // form is free again after a moment, long enough to swallow a double click, so the next file (another
+  // log's evidence) needs no reload.
+  const DOWNLOAD_REPEAT_AFTER_MS = 2000;
   for (const form of document.querySelectorAll('form[method="post"]')) {
     form.addEventListener("submit", (event) => {
       if (event.defaultPrevented) return;
       if (form.dataset.submitted) { event.preventDefault(); return; }
       form.dataset.submitted = "1";
-      for (const button of form.querySelectorAll('button[type="submit"]')) {
-        button.setAttribute("aria-disabled", "true");
-        button.disabled = true;
-      }
+      for (const button of submitButtons(form)) button.setAttribute("aria-disabled", "true");
+      if ("download" in form.dataset) window.setTimeout(() => release(form), DOWNLOAD_REPEAT_AFTER_MS);
     });
   }
 
   // Back to a page the browser kept: its forms may be used again.
   window.addEventListener("pageshow", (event) => {
     if (!event.persisted) return;
-    for (const form of document.querySelectorAll("form[data-submitted]")) {
-      delete form.dataset.submitted;
-      for (const button of form.querySelectorAll("button[disabled]")) { button.disabled = false; }
-    }
+    for (const form of document.querySelectorAll("form[data-submitted]")) release(form);
   });
 
   // A half-written note is not lost to a stray click on a link.
