@@ -1,6 +1,6 @@
 """The nursing pages of the tenant portal: the ward worklist and the shift handover, and on each
-patient's chart the observations (vital signs with NEWS2 and its charts), the medication administration
-record and the care plans.
+patient's chart the observations (vital signs with NEWS2 and its charts, or MEOWS in pregnancy and the
+puerperium, or PEWS for a child), the medication administration record and the care plans.
 
 They keep the portal's rules (see `portal.py`): each page declares its permission; patient pages pass
 the same care-relationship guard (break-the-glass carried on every link and form); patient data is read
@@ -58,7 +58,9 @@ from appliance.web.portal import (
 RISK_LABELS = {"high": "High", "medium": "Medium", "low_medium": "Low–medium", "low": "Low"}
 PARAMETER_LABELS = {"respiration": "Resp. rate", "spo2": "SpO₂", "air_or_oxygen": "Air or oxygen",
                     "systolic": "Systolic BP", "diastolic": "Diastolic BP", "pulse": "Pulse",
-                    "consciousness": "Consciousness", "temperature": "Temperature"}
+                    "consciousness": "Consciousness", "temperature": "Temperature",
+                    "oxygen_therapy": "Oxygen therapy", "capillary_refill": "Capillary refill",
+                    "respiratory_effort": "Respiratory effort"}
 ACVPU_LABELS = [("A", "A — alert"), ("C", "C — new confusion"), ("V", "V — responds to voice"),
                 ("P", "P — responds to pain"), ("U", "U — unresponsive")]
 DOSE_STATES = {"due": ("due", "status-planned"), "due_now": ("due now", "status-pending"),
@@ -129,6 +131,9 @@ portal.TIMELINE_SOURCES.extend([
     TimelineSource("nursing", "meows", "Maternity early warning scores", "nursing.news2.read",
                    lambda c, p, i: service.list_scores(c, p, i, "meows", limit=1000),
                    lambda r: (f"MEOWS: {r['summary']}", r["response"] if r["escalation"] else "")),
+    TimelineSource("nursing", "pews", "Paediatric early warning scores", "nursing.news2.read",
+                   lambda c, p, i: service.list_scores(c, p, i, "pews", limit=1000),
+                   lambda r: (f"PEWS {r['total']} ({r['age_label']})", r["response"] if r["escalation"] else "")),
     TimelineSource("nursing", "medication_administration", "Doses", "nursing.mar.read",
                    lambda c, p, i: service.list_administrations(c, p, i),
                    lambda r: (f"{r['drug']} {r['outcome']}" + (f" ({lateness(r['minutes_late'])})"
@@ -312,10 +317,17 @@ CHART_COLUMNS = {"respiration": ("respiration",), "spo2": ("spo2",), "air_or_oxy
                  "temperature": ("temperature",)}
 
 
+# A PEWS item's points as the chart's cell classes (its 4, the gravest, is NEWS2's 3), and the column it sits in.
+PEWS_MARKS = {0: 0, 1: 1, 2: 2, 4: 3}
+PEWS_COLUMNS = {"oxygen_therapy": "air_or_oxygen"}
+
+
 def chart_marks(row: dict) -> dict[str, str]:
-    """Each chart cell's class: its NEWS2 points (p1–p3, from the first parameter it shows) or its MEOWS
-    trigger (m-yellow, m-red: the worse of its parameters')."""
+    """Each chart cell's class: its NEWS2 or PEWS points (p1–p3, from the first parameter it shows) or its
+    MEOWS trigger (m-yellow, m-red: the worse of its parameters')."""
     points = row["news2"]["scores"] if row["news2"] else {}
+    if row.get("pews"):
+        points = {PEWS_COLUMNS.get(name, name): PEWS_MARKS[value] for name, value in row["pews"]["scores"].items()}
     triggers = row["meows"]["triggers"] if row["meows"] else {}
     marks = {}
     for column, parameters in CHART_COLUMNS.items():
@@ -359,9 +371,9 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     return {**top, "rows": shown, "latest": scored[0] if scored else None, "exclusion": exclusion,
             "observations_due_at": due, "observations_overdue": overdue > 0, "overdue_minutes": overdue,
             "latest_meows": next((r for r in rows if r["meows"]), None), "trend_since": trend_since,
-            # A woman scored by MEOWS has no NEWS2 trend to follow: an old score would mislead.
-            "news2_svg": news2_chart(trend, clock) if any(r["news2"] for r in trend)
-            and not (exclusion and exclusion.maternity) else None,
+            "latest_pews": next((r for r in rows if r["pews"]), None),
+            # A woman scored by MEOWS, or a child, has no NEWS2 trend to follow: an old score would mislead.
+            "news2_svg": news2_chart(trend, clock) if any(r["news2"] for r in trend) and exclusion is None else None,
             "charts": portal.vitals_charts([r | {"weight_kg": None} for r in trend], clock, adult),
             "last_scale": next((r["spo2_scale"] for r in rows if r["spo2_scale"]), 1),
             "names": people_named(db, {r["author_id"] for r in rows[:30]})}

@@ -2,12 +2,13 @@
 task or its cancellation exists the moment the act does, or not at all.
 
 - `vital_signs` → a `news2` entry scoring the set where NEWS2 is validated (`service.news2_exclusion`:
-  not under 16, not in pregnancy or the puerperium), a `meows` entry in pregnancy and the puerperium;
-  a corrected set is re-scored (the score's next version), one entered in error takes its score with it.
-- `news2`, `meows` → for a patient on a ward: the next observations become a task due at the score's
-  minimum monitoring frequency (the previous one is done), and a score needing more than a ward-based
-  response (NEWS2 above "low", a MEOWS trigger) raises an escalation task (one open at a time, replaced
-  only by a higher risk).
+  not under 16, not in pregnancy or the puerperium), a `meows` entry in pregnancy and the puerperium, a
+  `pews` entry for a child (in the age band of their age when the set was taken); a corrected set is
+  re-scored (the score's next version), one entered in error takes its score with it.
+- `news2`, `meows`, `pews` → for a patient on a ward: the next observations become a task due at the
+  score's minimum monitoring frequency (the previous one is done), and a score needing more than a
+  ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
+  (one open at a time, replaced only by a higher risk).
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
   retracted order cancels it, and a `result` for the order completes it.
 - `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`;
@@ -27,15 +28,16 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.nursing import meows as maternity_warning
 from appliance.layers.nursing import news2 as early_warning
+from appliance.layers.nursing import pews as paediatric_warning
 from appliance.layers.nursing import service, views
-from appliance.layers.nursing.models import meows, news2, nursing_task
+from appliance.layers.nursing.models import meows, news2, nursing_task, pews
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, entry
 
 SPECIMEN_DUE = {"stat": dt.timedelta(minutes=15), "urgent": dt.timedelta(hours=1), "routine": dt.timedelta(hours=4)}
 ADMISSION_ASSESSMENT_WITHIN = dt.timedelta(hours=6)  # the nursing admission assessment of most ward policies
-_SCORE_TABLES = {"news2": news2, "meows": meows}
+_SCORE_TABLES = {"news2": news2, "meows": meows, "pews": pews}
 
 
 def _score_of(conn: Connection, kind: str, vital_signs_id: uuid.UUID) -> uuid.UUID | None:
@@ -46,7 +48,7 @@ def _score_of(conn: Connection, kind: str, vital_signs_id: uuid.UUID) -> uuid.UU
     ).scalar()
 
 
-def _news2_detail(detail: dict, occurred_at: dt.datetime) -> dict | None:
+def _news2_detail(detail: dict, occurred_at: dt.datetime, _: service.Exclusion | None) -> dict | None:
     observed = early_warning.Observations(
         respiratory_rate=detail.get("respiratory_rate"), spo2_percent=detail.get("spo2_percent"),
         supplemental_oxygen=detail.get("supplemental_oxygen"), systolic_mmhg=detail.get("systolic_mmhg"),
@@ -60,7 +62,7 @@ def _news2_detail(detail: dict, occurred_at: dt.datetime) -> dict | None:
             "risk": scored.risk, "next_due_at": occurred_at + scored.next_observation_in}
 
 
-def _meows_detail(detail: dict, occurred_at: dt.datetime) -> dict | None:
+def _meows_detail(detail: dict, occurred_at: dt.datetime, _: service.Exclusion | None) -> dict | None:
     observed = maternity_warning.Observations(
         temperature_c=detail.get("temperature_c"), systolic_mmhg=detail.get("systolic_mmhg"),
         diastolic_mmhg=detail.get("diastolic_mmhg"), heart_rate_bpm=detail.get("heart_rate_bpm"),
@@ -74,17 +76,30 @@ def _meows_detail(detail: dict, occurred_at: dt.datetime) -> dict | None:
             "next_due_at": occurred_at + scored.next_observation_in}
 
 
-_SCORERS = {"news2": _news2_detail, "meows": _meows_detail}
+def _pews_detail(detail: dict, occurred_at: dt.datetime, exclusion: service.Exclusion | None) -> dict | None:
+    observed = paediatric_warning.Observations(
+        heart_rate_bpm=detail.get("heart_rate_bpm"), systolic_mmhg=detail.get("systolic_mmhg"),
+        respiratory_rate=detail.get("respiratory_rate"), spo2_percent=detail.get("spo2_percent"),
+        supplemental_oxygen=detail.get("supplemental_oxygen"), oxygen_l_min=detail.get("oxygen_l_min"),
+    )
+    if exclusion is None or exclusion.age_band is None or not paediatric_warning.measured_any(observed):
+        return None
+    scored = paediatric_warning.score(observed, paediatric_warning.BANDS_BY_KEY[exclusion.age_band])
+    return {"age_band": scored.band, "total": scored.total, "scores": scored.scores, "missing": scored.missing,
+            "risk": scored.risk, "next_due_at": occurred_at + scored.next_observation_in}
+
+
+_SCORERS = {"news2": _news2_detail, "meows": _meows_detail, "pews": _pews_detail}
 
 
 def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> None:
     """Score the set by the early warning score that applies to the patient when it was taken; a
     corrected set's score is superseded by the new one (or retracted, when no score applies now)."""
-    kind = None
+    kind = exclusion = None
     if vitals.status != "entered_in_error" and vitals.patient_id is not None:
         exclusion = service.news2_exclusion(conn, vitals.patient_id, vitals.occurred_at)
-        kind = "news2" if exclusion is None else ("meows" if exclusion.maternity else None)
-    detail = _SCORERS[kind](vitals.detail, vitals.occurred_at) if kind else None
+        kind = service.score_kind(exclusion)
+    detail = _SCORERS[kind](vitals.detail, vitals.occurred_at, exclusion) if kind else None
     for other in _SCORE_TABLES:
         previous = _score_of(conn, other, vitals.supersedes) if vitals.supersedes else None
         if other == kind and detail is not None:
@@ -102,6 +117,9 @@ def _score_terms(score: Entry) -> tuple[str, int, str]:
     if score.kind == "meows":
         scored = maternity_warning.Score(triggers=detail["triggers"], missing=detail["missing"])
         return f"MEOWS {scored.summary}", service.MEOWS_RANK[scored.risk], scored.response
+    if score.kind == "pews":
+        return (f"PEWS {detail['total']}", service.PEWS_RANK[detail["risk"]],
+                paediatric_warning.RESPONSES[detail["risk"]])
     return f"NEWS2 {detail['total']}", service.RISK_RANK[detail["risk"]], early_warning.RESPONSES[detail["risk"]]
 
 
@@ -139,16 +157,19 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
 
 
 def _rank_of(conn: Connection, score_root: uuid.UUID | None) -> int:
-    """The escalation rank of the latest version of the score `score_root` (NEWS2 or MEOWS); 0 if none."""
+    """The escalation rank of the latest version of the score `score_root` (NEWS2, MEOWS or PEWS); 0 if none."""
     if score_root is None:
         return 0
-    news2_risk, meows_risk = conn.execute(
-        sa.select(news2.c.risk, meows.c.risk).select_from(
-            entry.outerjoin(news2, news2.c.entry_id == entry.c.id).outerjoin(meows, meows.c.entry_id == entry.c.id))
+    news2_risk, meows_risk, pews_risk = conn.execute(
+        sa.select(news2.c.risk, meows.c.risk, pews.c.risk).select_from(
+            entry.outerjoin(news2, news2.c.entry_id == entry.c.id).outerjoin(meows, meows.c.entry_id == entry.c.id)
+            .outerjoin(pews, pews.c.entry_id == entry.c.id))
         .where(entry.c.root_id == score_root).order_by(entry.c.recorded_at.desc()).limit(1)
-    ).one_or_none() or (None, None)
+    ).one_or_none() or (None, None, None)
     if news2_risk is not None:
         return service.RISK_RANK[news2_risk]
+    if pews_risk is not None:
+        return service.PEWS_RANK[pews_risk]
     return service.MEOWS_RANK.get(meows_risk, 0)
 
 
@@ -257,6 +278,7 @@ REACTIONS = {
     "vital_signs": [score_vital_signs],
     "news2": [schedule_observations],
     "meows": [schedule_observations],
+    "pews": [schedule_observations],
     "service_request": [specimen_task],
     "result": [specimen_collected],
     "admission": [admission_assessment],

@@ -1,9 +1,10 @@
 """HTTP routes of the nursing layer, under /api/t/{tenant}/.
 
-Per patient: the NEWS2 history, the medication administration record (read, record a dose's outcome,
-withdraw one recorded in error), nursing tasks (add, close, defer) and care plans. Per ward: the worklist and the shift
-handover. Vital signs are recorded through the clinical layer's route (`POST .../vitals`); their score
-is written by this layer's reaction in the same transaction and read here.
+Per patient: the NEWS2 history (MEOWS in pregnancy and the puerperium, PEWS for a child), the medication
+administration record (read, record a dose's outcome, withdraw one recorded in error), nursing tasks (add,
+close, defer) and care plans. Per ward: the worklist and the shift handover. Vital signs are recorded
+through the clinical layer's route (`POST .../vitals`); their score is written by this layer's reaction
+in the same transaction and read here.
 
 Each route opens one tenant transaction, decides the care relationship as its first statement (a
 patient's route) or the ward the principal may see (a ward's route), calls one service and answers
@@ -44,6 +45,7 @@ from appliance.layers.nursing.schemas import (
     MarOut,
     MeowsOut,
     News2Out,
+    PewsOut,
     Retraction,
     TaskDeferIn,
     TaskIn,
@@ -159,6 +161,18 @@ class NursingController(Controller):
         rows = await _run(state, request, tenant, lambda conn, _: service.list_scores(
             conn, request.user, patient_id, "meows", limit=max(1, min(limit, 1000))))
         return [MeowsOut.model_validate(r) for r in rows]
+
+    @get(PATIENT + "/pews", operation_id="NursingListPews", opt=_opt("nursing.news2.read"))
+    async def list_pews(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                        limit: FromQuery[int] = 200) -> list[PewsOut]:
+        """The paediatric early warning score (Bedside PEWS) of each set of vital signs taken of a child under
+        16, where NEWS2 is not used, newest first: the age band it was scored in, each item's sub-score (0, 1,
+        2 or 4), the total (8 or more triggers an urgent review) and the response, the items the record does
+        not hold (so the total is a lower bound), and when the next observations are due. Read under the
+        early warning scores' permission, as NEWS2."""
+        rows = await _run(state, request, tenant, lambda conn, _: service.list_scores(
+            conn, request.user, patient_id, "pews", limit=max(1, min(limit, 1000))))
+        return [PewsOut.model_validate(r) for r in rows]
 
     # -- the medication administration record ----------------------------------------------------------
 

@@ -57,6 +57,25 @@ class MeowsOut(_Out):
     next_due_at: dt.datetime
 
 
+class PewsOut(_Out):
+    """The paediatric early warning score (Bedside PEWS) of one set of a child under 16."""
+
+    id: uuid.UUID
+    vital_signs_id: uuid.UUID
+    occurred_at: dt.datetime
+    age_band: str = Field(description="the Bedside PEWS age band the child was in: 0-3m, 3-12m, 1-4y, 4-12y, 12y+")
+    age_label: str  # the age band in words: "1–4 years"
+    total: int
+    scores: dict[str, Literal[0, 1, 2, 4]]  # per item measured
+    missing: list[str]  # items the record holds that were not measured
+    not_recorded: list[str]  # items of the score the vital signs never hold: the total is at least this much
+    complete: bool
+    risk: Literal["low", "triggered"]
+    escalation: bool  # a total of 8 or more
+    response: str
+    next_due_at: dt.datetime
+
+
 class AdministrationIn(_In):
     medication_request_id: uuid.UUID  # the prescription (any version of it)
     scheduled_for: dt.datetime | None = None  # the dose's time on the MAR; None for an as-needed dose
@@ -204,11 +223,14 @@ class CarePlanOut(_Out):
 
 
 class ScoreExclusion(_Out):
-    """Why NEWS2 does not score a patient (under 16; pregnancy or the puerperium, where MEOWS does)."""
+    """Why NEWS2 does not score a patient (pregnancy or the puerperium, where MEOWS does; under 16, where PEWS
+    does, unless the child's age band is not known)."""
 
     label: str
     reason: str
     maternity: bool
+    paediatric: bool = False
+    age_band: str | None = None
 
 
 class WorklistPatient(_Out):
@@ -221,6 +243,7 @@ class WorklistPatient(_Out):
     reason: str | None
     news2: News2Out | None
     meows: MeowsOut | None = None  # in pregnancy and the puerperium, where NEWS2 is not used
+    pews: PewsOut | None = None  # a child under 16, where NEWS2 is not used
     news2_exclusion: ScoreExclusion | None = None  # why `news2` is None for a patient NEWS2 does not score
     observations_due_at: dt.datetime | None
     observations_overdue: bool
@@ -258,6 +281,16 @@ class HandoverMeows(_Out):
     latest_triggers: dict[str, str]
     triggered_in_shift: int  # sets that triggered (one red or two yellow) during the shift
     sets_in_shift: int
+
+
+class HandoverPews(_Out):
+    latest: int | None
+    latest_risk: str | None
+    age_band: str | None  # the latest set's age band, in words
+    worst_in_shift: int | None
+    sets_in_shift: int
+    triggered_in_shift: int  # sets of 8 or more during the shift
+    trend: str  # rising, falling, steady, one set, no observations
 
 
 class HandoverDose(_Out):
@@ -302,6 +335,7 @@ class HandoverPatient(_Out):
     allergies: list[str]
     news2: HandoverNews2
     meows: HandoverMeows | None = None  # in pregnancy and the puerperium, where NEWS2 is not used
+    pews: HandoverPews | None = None  # a child under 16, where NEWS2 is not used
     doses: list[HandoverDose]
     open_tasks: list[HandoverTask]
     care_plans: list[HandoverCarePlan]

@@ -24,12 +24,13 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.nursing import meows as maternity_warning
 from appliance.layers.nursing import news2 as early_warning
+from appliance.layers.nursing import pews as paediatric_warning
 from appliance.layers.nursing import schedule, views
 from appliance.layers.nursing.errors import Conflict, Invalid, NotFound
-from appliance.layers.nursing.models import care_plan, medication_administration, meows, news2, nursing_task
+from appliance.layers.nursing.models import care_plan, medication_administration, meows, news2, nursing_task, pews
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, TaskIn
 from appliance.substrate import record
-from appliance.substrate.age import years_on
+from appliance.substrate.age import months_on, years_on
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
 
@@ -42,6 +43,9 @@ RISK_LABEL = {"high": "High", "medium": "Medium", "low_medium": "Low–medium (3
 # A MEOWS trigger asks for an urgent medical review, the response NEWS2 calls "medium"; a single yellow is
 # watched more closely but escalated to no one.
 MEOWS_RANK = {"triggered": RISK_RANK["medium"], "yellow": RISK_RANK["low"], "clear": RISK_RANK["low"]}
+# A PEWS of 8 or more asks for an urgent review by the child's doctor, who decides on the critical care team:
+# NEWS2's "medium" too.
+PEWS_RANK = {"triggered": RISK_RANK["medium"], "low": RISK_RANK["low"]}
 
 
 def _current(table: sa.Table, kind: str, *where: Any) -> sa.Select:
@@ -50,7 +54,7 @@ def _current(table: sa.Table, kind: str, *where: Any) -> sa.Select:
 
 # -- NEWS2 -------------------------------------------------------------------------------------------
 
-ADULT_YEARS = 16
+ADULT_YEARS = paediatric_warning.CHILD_UNDER_YEARS
 # WHO ICD-10 chapter XV (pregnancy, childbirth and the puerperium) and the pregnant-state codes Z33–Z35.
 _PREGNANCY_CODES = (sa.func.left(views.condition.c.code, 1) == "O") | sa.func.left(views.condition.c.code, 3).in_(
     ("Z33", "Z34", "Z35"))
@@ -59,11 +63,34 @@ _PREGNANCY_CODES = (sa.func.left(views.condition.c.code, 1) == "O") | sa.func.le
 @dataclass(frozen=True)
 class Exclusion:
     """Why NEWS2 does not score a patient: a short label for lists, and the sentence for the chart;
-    `maternity` when the maternity early warning score (MEOWS) scores her sets instead."""
+    `maternity` when the maternity early warning score (MEOWS) scores her sets instead, `paediatric` when
+    the paediatric one (PEWS) does, in the age band `age_band` (a key of `pews.BANDS_BY_KEY`)."""
 
     label: str
     reason: str
     maternity: bool = False
+    paediatric: bool = False
+    age_band: str | None = None
+
+
+def _child_exclusion(born: dt.date, estimated: bool, day: dt.date) -> Exclusion:
+    """A child's: PEWS in the age band of their age on `day`. A birth date estimated from an age in whole
+    years (the registration desk's "about 3") puts the real one up to a year earlier; where that year
+    spans two of PEWS's age bands its thresholds cannot be chosen, and the set stays unscored, saying why."""
+    band = paediatric_warning.age_band(max(0, months_on(born, day)))
+    if estimated:
+        a_year_before = born.replace(year=born.year - 1, day=min(born.day, 28) if born.month == 2 else born.day)
+        earliest = a_year_before + dt.timedelta(days=1)
+        oldest = paediatric_warning.age_band(max(0, months_on(earliest, day)))
+        if oldest != band:
+            return Exclusion(f"under {ADULT_YEARS}, birth date estimated",
+                             f"NEWS2 is not used under {ADULT_YEARS} years of age, and PEWS cannot be scored: the "
+                             f"birth date is an estimate, from an age in whole years, which could put the child in "
+                             f"the {band.label} or the {oldest.label} age band of PEWS. Record the birth date to "
+                             f"score the next set")
+    return Exclusion(f"under {ADULT_YEARS}", f"NEWS2 is not used under {ADULT_YEARS} years of age: the paediatric "
+                                             f"early warning score (PEWS, age band {band.label}) is charted instead",
+                     paediatric=True, age_band=band.key)
 
 
 def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.datetime) -> dict[uuid.UUID, Exclusion]:
@@ -71,13 +98,13 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
     RCP validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
     puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35 whose
     onset, if recorded, is not after `at`), where the physiology differs and the maternity early warning
-    score is used instead. One statement, as it runs in every set's reaction. Not audited: callers read
-    the record under their own event."""
+    score is used instead; a child is scored by the paediatric one (PEWS). One statement, as it runs in
+    every set's reaction. Not audited: callers read the record under their own event."""
     if not patient_ids:
         return {}
     found = {}
-    for patient_id, born, pregnant in conn.execute(_exclusions_statement(),
-                                                   {"patient_ids": list(patient_ids), "on": at.date()}):
+    for patient_id, born, estimated, pregnant in conn.execute(_exclusions_statement(),
+                                                              {"patient_ids": list(patient_ids), "on": at.date()}):
         # Pregnancy first: a girl under 16 in pregnancy or the puerperium is charted on MEOWS, as every
         # woman on a maternity chart is.
         if pregnant is not None:
@@ -85,8 +112,7 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
                                                        f"({pregnant}): the maternity early warning score (MEOWS) "
                                                        f"is charted instead", maternity=True)
         elif years_on(born, at.date()) < ADULT_YEARS:
-            found[patient_id] = Exclusion(f"under {ADULT_YEARS}",
-                                          f"NEWS2 is not used under {ADULT_YEARS} years of age")
+            found[patient_id] = _child_exclusion(born, estimated, at.date())
     return found
 
 
@@ -104,7 +130,7 @@ def _exclusions_statement() -> sa.Select:
         .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
         .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
     )
-    return (sa.select(views.patient.c.id, views.patient.c.birth_date, pregnancy)
+    return (sa.select(views.patient.c.id, views.patient.c.birth_date, views.patient.c.birth_date_estimated, pregnancy)
             .where(views.patient.c.id.in_(sa.bindparam("patient_ids", expanding=True))))
 
 
@@ -113,16 +139,24 @@ def news2_exclusion(conn: Connection, patient_id: uuid.UUID, at: dt.datetime) ->
     return news2_exclusions(conn, [patient_id], at).get(patient_id)
 
 
+def score_kind(exclusion: Exclusion | None) -> str | None:
+    """The early warning score that scores a patient's sets, by why NEWS2 does not (None: none does)."""
+    if exclusion is None:
+        return "news2"
+    return "meows" if exclusion.maternity else "pews" if exclusion.paediatric else None
+
+
 def current_warning(conn: Connection, principal: Principal, patient_id: uuid.UUID, at: dt.datetime) -> dict:
     """The early warning score that applies to a patient at `at` and its latest value: `kind` news2, or
-    meows in pregnancy and the puerperium, or None with the `exclusion` that says why no score applies
-    (a child); and when the next observations are due (`observations_due_at`): the open observations
-    task's time, None when no repeat observations are scheduled. A score's own `next_due_at` is the RCP
-    frequency it calls for, not a schedule: an outpatient visit schedules none, and discharge or the end
-    of the encounter ends one (`reactions`). The reads are audited."""
+    meows in pregnancy and the puerperium, or pews for a child, or None with the `exclusion` that says why
+    no score applies (a child whose age band is not known); and when the next observations are due
+    (`observations_due_at`): the open observations task's time, None when no repeat observations are
+    scheduled. A score's own `next_due_at` is the frequency it calls for, not a schedule: an outpatient
+    visit schedules none, and discharge or the end of the encounter ends one (`reactions`). The reads are
+    audited."""
     _require_patient(conn, patient_id)
     exclusion = news2_exclusion(conn, patient_id, at)
-    kind = "meows" if exclusion and exclusion.maternity else None if exclusion else "news2"
+    kind = score_kind(exclusion)
     score = latest_scores(conn, [patient_id], kind).get(patient_id) if kind else None
     if score is not None:
         note_access(conn, principal, "read", patient_id, kind, [score["id"]])
@@ -156,14 +190,24 @@ def meows_view(row: dict) -> dict:
             "complete": scored.complete, "escalation": scored.escalation, "response": scored.response}
 
 
+def pews_view(row: dict) -> dict:
+    """A stored PEWS with what follows from it: the age band in words, what scored, the response."""
+    scored = paediatric_warning.Score(band=row["age_band"], total=row["total"], scores=row["scores"],
+                                      missing=row["missing"])
+    return {**row, "age_label": scored.age_label, "complete": scored.complete, "escalation": scored.escalation,
+            "response": scored.response, "scored": scored.scored,
+            "not_recorded": list(paediatric_warning.NOT_RECORDED)}
+
+
 # The early warning scores' kinds: their detail table and the view of a stored score.
 _SCORES: dict[str, tuple[sa.Table, Callable[[dict], dict]]] = {"news2": (news2, news2_view),
-                                                              "meows": (meows, meows_view)}
+                                                              "meows": (meows, meows_view),
+                                                              "pews": (pews, pews_view)}
 
 
 def scores_of(conn: Connection, patient_ids: Sequence[uuid.UUID], kind: str = "news2", *,
               since: dt.datetime | None = None, limit: int | None = None) -> list[dict]:
-    """Current early warning scores of these patients (`kind` news2 or meows), newest first; not audited
+    """Current early warning scores of these patients (`kind` news2, meows or pews), newest first; not audited
     — callers are."""
     table, view = _SCORES[kind]
     query = _current(table, kind, entry.c.patient_id.in_(patient_ids)).order_by(entry.c.occurred_at.desc())
@@ -175,7 +219,7 @@ def scores_of(conn: Connection, patient_ids: Sequence[uuid.UUID], kind: str = "n
 
 
 def latest_scores(conn: Connection, patient_ids: Sequence[uuid.UUID], kind: str = "news2") -> dict[uuid.UUID, dict]:
-    """Each patient's latest early warning score of `kind` (news2 or meows); not audited."""
+    """Each patient's latest early warning score of `kind` (news2, meows or pews); not audited."""
     if not patient_ids:
         return {}
     table, view = _SCORES[kind]
@@ -186,7 +230,7 @@ def latest_scores(conn: Connection, patient_ids: Sequence[uuid.UUID], kind: str 
 
 def list_scores(conn: Connection, principal: Principal, patient_id: uuid.UUID, kind: str = "news2",
                 limit: int = 200) -> list[dict]:
-    """A patient's early warning scores of `kind` (news2 or meows), newest first, audited."""
+    """A patient's early warning scores of `kind` (news2, meows or pews), newest first, audited."""
     _require_patient(conn, patient_id)
     rows = scores_of(conn, [patient_id], kind, limit=limit)
     note_access(conn, principal, "read", patient_id, kind, [r["id"] for r in rows])
@@ -208,15 +252,17 @@ def _score_of_set(kind: str, alias: str) -> sa.Subquery:
 
 
 def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 120) -> list[dict]:
-    """Vital sign sets, newest first, each with its NEWS2 and its MEOWS (None when not scored by it)."""
+    """Vital sign sets, newest first, each with its NEWS2, its MEOWS and its PEWS (None when not scored by it)."""
     _require_patient(conn, patient_id)
     vitals = views.vital_signs
     scores = {kind: _score_of_set(kind, kind) for kind in _SCORES}
+    joined = entry.join(vitals, vitals.c.entry_id == entry.c.id)
+    for lateral in scores.values():
+        joined = joined.outerjoin(lateral, sa.true())
     rows = conn.execute(
         sa.select(entry.c.id, entry.c.occurred_at, entry.c.author_id, entry.c.encounter_id,
                   *[c for c in vitals.c if c.name != "entry_id"], *[c for s in scores.values() for c in s.c])
-        .select_from(entry.join(vitals, vitals.c.entry_id == entry.c.id).outerjoin(scores["news2"], sa.true())
-                     .outerjoin(scores["meows"], sa.true()))
+        .select_from(joined)
         .where(entry.c.patient_id == patient_id, entry.c.kind == "vital_signs", views.CURRENT)
         .order_by(entry.c.occurred_at.desc()).limit(limit)
     ).mappings().all()
@@ -232,7 +278,8 @@ def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
     note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in out])
     for kind in _SCORES:
         scored = [r[f"{kind}_id"] for r in out if r[f"{kind}_id"]]
-        # MEOWS only where the patient has any: most never will, and each note is an audit append (~1 ms).
+        # MEOWS and PEWS only where the patient has any: most never will, and each note is an audit append
+        # (~1 ms).
         if scored or kind == "news2":
             note_access(conn, principal, "read", patient_id, kind, scored)
     return out

@@ -18,7 +18,7 @@ from appliance.substrate.record import entry
 
 patient = sa.table(
     "patient", sa.column("id"), sa.column("mrn"), sa.column("family_name"), sa.column("given_names"),
-    sa.column("birth_date"), sa.column("sex"),
+    sa.column("birth_date"), sa.column("birth_date_estimated"), sa.column("sex"),
 )
 encounter = sa.table(
     "encounter", sa.column("id"), sa.column("patient_id"), sa.column("encounter_class"), sa.column("status"),

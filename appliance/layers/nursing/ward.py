@@ -1,8 +1,8 @@
 """A ward's view of the record: the worklist the nurses of a ward work from, and the shift handover.
 
 Both are built from the record as it is now — patients with an open encounter on the ward, their latest
-early warning score (NEWS2, or MEOWS in pregnancy and the puerperium), their open tasks and the doses of
-their prescriptions — with no copy kept anywhere else. Reading a ward's list reads each patient's
+early warning score (NEWS2, or MEOWS in pregnancy and the puerperium, or PEWS for a child), their open
+tasks and the doses of their prescriptions — with no copy kept anywhere else. Reading a ward's list reads each patient's
 record, so each patient listed gets their own audit event, and the list shows up in that patient's
 access log.
 
@@ -39,14 +39,15 @@ def _name(row: dict) -> str:
 
 def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.datetime,
              tz: zoneinfo.ZoneInfo) -> dict:
-    """Every patient on the ward: escalations first (highest NEWS2 risk, a MEOWS trigger ranking with
-    NEWS2's "medium"), then observations overdue,
+    """Every patient on the ward: escalations first (highest NEWS2 risk, a MEOWS trigger or a PEWS of 8 or
+    more ranking with NEWS2's "medium"), then observations overdue,
     with each patient's open tasks and the doses due now or late."""
     patients = views.patients_on_ward(conn, ward["code"])
     ids = [p["id"] for p in patients]
     scores = service.latest_scores(conn, ids)
     excluded = service.news2_exclusions(conn, ids, now)
     maternity = service.latest_scores(conn, [pid for pid, why in excluded.items() if why.maternity], "meows")
+    paediatric = service.latest_scores(conn, [pid for pid, why in excluded.items() if why.paediatric], "pews")
     tasks: dict[uuid.UUID, list[dict]] = defaultdict(list)
     for task in service.tasks_of(conn, ids, open_only=True):
         tasks[task["patient_id"]].append(service.task_view(task, now))
@@ -69,15 +70,17 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         # risk to sort or escalate by.
         score = None if p["id"] in excluded else scores.get(p["id"])
         mother = maternity.get(p["id"])
+        child = paediatric.get(p["id"])
         obs_task = next((t for t in tasks[p["id"]] if t["code"] == "observations"), None)
         # Without an open observations task, a score taken in this stay still says when the next set is
         # due; one from an earlier visit (a clinic's set) schedules nothing here.
         due_at = obs_task["due_at"] if obs_task else next(
-            (s["next_due_at"] for s in (score, mother) if s and s["encounter_id"] == p["encounter_id"]), None)
+            (s["next_due_at"] for s in (score, mother, child) if s and s["encounter_id"] == p["encounter_id"]), None)
         listed.append({
             "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
             "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],
-            "news2": score, "meows": mother, "escalated": any(s and s["escalation"] for s in (score, mother)),
+            "news2": score, "meows": mother, "pews": child,
+            "escalated": any(s and s["escalation"] for s in (score, mother, child)),
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
@@ -97,6 +100,8 @@ def _rank(item: dict) -> int:
         return service.RISK_RANK[item["news2"]["risk"]]
     if item["meows"]:
         return service.MEOWS_RANK[item["meows"]["risk"]]
+    if item["pews"]:
+        return service.PEWS_RANK[item["pews"]["risk"]]
     return 0
 
 
@@ -137,7 +142,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
                      tz: zoneinfo.ZoneInfo, shift_start: dt.datetime | None = None,
                      shift_end: dt.datetime | None = None) -> dict:
     """What the outgoing shift hands on, per patient on the ward, from the record: why they are here,
-    problems and allergies, the NEWS2 (or MEOWS) now and at its worst this shift, the doses given in the shift
+    problems and allergies, the NEWS2 (or MEOWS, or PEWS) now and at its worst this shift, the doses given in the shift
     (when, late ones marked late) and those due in it not given (with why) or late, tasks still open, care
     plans, and results that arrived during the shift."""
     start, end = _shift(now, tz, shift_start, shift_end)
@@ -158,8 +163,11 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
     excluded = service.news2_exclusions(conn, ids, now)
     mothers = [pid for pid, why in excluded.items() if why.maternity]
     latest_meows = service.latest_scores(conn, mothers, "meows")
-    shift_scores, shift_meows = defaultdict(list), defaultdict(list)
-    for kind, patients_of_kind, in_shift_of in (("news2", ids, shift_scores), ("meows", mothers, shift_meows)):
+    children = [pid for pid, why in excluded.items() if why.paediatric]
+    latest_pews = service.latest_scores(conn, children, "pews")
+    shift_scores, shift_meows, shift_pews = defaultdict(list), defaultdict(list), defaultdict(list)
+    for kind, patients_of_kind, in_shift_of in (("news2", ids, shift_scores), ("meows", mothers, shift_meows),
+                                                ("pews", children, shift_pews)):
         for score in service.scores_of(conn, patients_of_kind, kind, since=start) if patients_of_kind else []:
             if score["occurred_at"] < end:
                 in_shift_of[score["patient_id"]].append(score)
@@ -190,6 +198,7 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
                       "trend": _trend(in_shift),
                       "exclusion": excluded[pid].reason if pid in excluded else None},
             "meows": _handover_meows(latest_meows.get(pid), shift_meows[pid]) if pid in mothers else None,
+            "pews": _handover_pews(latest_pews.get(pid), shift_pews[pid]) if pid in children else None,
             "doses": doses[pid], "open_tasks": open_tasks[pid], "care_plans": plans[pid], "results": results[pid],
         })
         note_access(conn, principal, "read", pid, "handover", [pid], detail={"ward": ward["code"]})
@@ -233,6 +242,15 @@ def _handover_meows(latest: dict | None, in_shift: list[dict]) -> dict:
     return {"latest_risk": latest["risk"] if latest else None, "latest": latest["summary"] if latest else None,
             "latest_triggers": latest["triggers"] if latest else {},
             "triggered_in_shift": sum(1 for score in in_shift if score["escalation"]), "sets_in_shift": len(in_shift)}
+
+
+def _handover_pews(latest: dict | None, in_shift: list[dict]) -> dict:
+    in_order = sorted(in_shift, key=lambda s: s["occurred_at"])
+    worst = max(in_order, key=lambda s: s["total"]) if in_order else None
+    return {"latest": latest["total"] if latest else None, "latest_risk": latest["risk"] if latest else None,
+            "age_band": latest["age_label"] if latest else None,
+            "worst_in_shift": worst["total"] if worst else None, "sets_in_shift": len(in_order),
+            "triggered_in_shift": sum(1 for score in in_order if score["escalation"]), "trend": _trend(in_order)}
 
 
 def _trend(scores: list[dict]) -> str:

@@ -203,6 +203,53 @@ def test_observations_in_pregnancy_are_scored_by_meows(db, signed_in, facility, 
     assert "<dt>MEOWS</dt>" in mine and "latest set: 4 red, 1 yellow (" in mine and "1 triggered" in mine
 
 
+def test_observations_of_a_child_are_scored_by_pews(db, signed_in, facility, clinician):
+    import sqlalchemy as sa
+
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, clinician, family="Kariuki", given="Tumaini",
+                      born=dt.date.today() - dt.timedelta(days=8 * 365))
+        # Registered as "0 years" today, the birth date estimated: newborn or eleven months, PEWS cannot tell.
+        infant = admit(conn, clinician, family="Kariuki", given="Baby", born=dt.date.today())
+        conn.execute(sa.text("UPDATE patient SET birth_date_estimated = true WHERE id = :id"), {"id": infant["id"]})
+        vitals(conn, clinician, infant, {"heart_rate_bpm": 150, "respiratory_rate": 50})
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{child['id']}/observations"
+    saved = post_form(nurse, page, page, {
+        "respiratory_rate": "42", "spo2_percent": "91", "spo2_scale": "1", "supplemental_oxygen": "true",
+        "oxygen_l_min": "4", "systolic_mmhg": "95", "heart_rate_bpm": "132", "consciousness": "A",
+        "temperature_c": "38.6", "encounter_id": str(child["encounter_id"])})
+    assert saved.status_code == 303
+    shown = nurse.get(saved.headers["location"])
+    assert "the paediatric early warning score (PEWS, age band 4–12 years) is charted instead" in shown.text
+    # RR 42 is 2, SpO2 91 is 1, oxygen at 4 L/min is 4, systolic 95 is 0, pulse 132 is 2: 9.
+    latest = shown.text.split('id="pews-latest"')[1].split("</section>")[0]
+    assert "PEWS 9 · 8 or more" in latest and "Urgent paediatric review" in latest
+    assert "Points from Oxygen therapy 4, Pulse 2, Resp. rate 2, SpO₂ 1." in latest
+    assert "capillary refill and respiratory effort are not recorded" in latest
+    assert "NEWS2" not in latest and "NEWS2 over time" not in shown.text
+    chart = shown.text.split('class="list compact obs-chart"')[1]
+    assert 'class="p2">42' in chart and 'class="p3">O₂' in chart and 'class="p2">132' in chart
+
+    worklist = nurse.get(f"/t/{facility.slug}/ward")
+    escalations = worklist.text.split('id="escalations-title"')[1].split("</section>")[0]
+    assert "KARIUKI, Tumaini" in escalations and "PEWS 9 · 8 or more" in escalations
+    row = worklist.text.split(f'data-patient="{child["id"]}"')[1].split("</tr>")[0]
+    assert "PEWS 9 — Urgent paediatric review" in row
+    unscored = worklist.text.split(f'data-patient="{infant["id"]}"')[1].split("</tr>")[0]
+    assert "not scored: under 16, birth date estimated" in unscored
+    handover = nurse.get(f"/t/{facility.slug}/ward/handover")
+    mine = handover.text.split("KARIUKI, Tumaini")[1].split("</dl>")[0]
+    assert "<dt>PEWS</dt>" in mine and "now 9 (8 or more; age band 4–12 years)" in mine and "1 triggered" in mine
+
+    timeline = nurse.get(f"/t/{facility.slug}/patients/{child['id']}/timeline", params={"layer": "nursing"})
+    assert "PEWS 9 (4–12 years)" in timeline.text
+
+    infant_page = nurse.get(f"/t/{facility.slug}/patients/{infant['id']}/observations").text
+    said = infant_page.split('id="news2-exclusion"')[1].split("</p>")[0]
+    assert "PEWS cannot be scored: the birth date is an estimate" in said and "Record the birth date" in said
+
+
 def test_the_trend_charts_follow_the_stay_not_last_years_clinic(db, signed_in, facility, clinician):
     """A clinic's set from three months ago put three months on the NEWS2 axis and squeezed the ward's
     sets into a line at its right edge. On a ward the charts start 48 hours before the stay; the
@@ -630,7 +677,9 @@ def test_the_chart_summary_shows_the_early_warning_score_that_applies(db, signed
     shown = warning(mother)
     assert "MEOWS · " in shown and "Urgent obstetric review" in shown and "badge news2" not in shown
     shown = warning(child)
-    assert "under 16 years of age; vital signs are charted without a score" in shown and "badge" not in shown
+    # At eight: RR 27 is 0, SpO2 91 is 1, oxygen at 4 L/min 4, systolic 165 is 2, pulse 124 is 1.
+    assert "badge pews risk-triggered" in shown and "PEWS 8 · 8 or more" in shown and "badge news2" not in shown
+    assert "PEWS total 8 in the 4–12 years age band" in shown and "Urgent paediatric review" in shown
     reads = {e.event_type for e in audit.patient_access_log(db, facility.slug, adult["id"])
              if e.who["account"] == str(doctor.person.account_id)}
     assert "record.news2.read" in reads

@@ -57,13 +57,71 @@ def test_scale_2_is_used_when_the_set_says_so(db, facility, nurse):
     assert (on_scale_1["spo2_scale"], on_scale_1["scores"]["spo2"], on_scale_1["risk"]) == (1, 3, "low_medium")
 
 
-def test_children_and_weight_only_sets_are_not_scored(db, facility, nurse):
+def test_weight_only_sets_are_not_scored(db, facility, nurse):
     with db.tenant(facility.slug) as conn:
-        child = admit(conn, nurse, born=dt.date.today() - dt.timedelta(days=365 * 8))
-        vitals(conn, nurse, child, HIGH)
         adult = admit(conn, nurse)
         vitals(conn, nurse, adult, {"weight_kg": Decimal("71.5")})
-        assert _scores(conn, child["id"]) == [] and _scores(conn, adult["id"]) == []
+        child = admit(conn, nurse, born=dt.date.today() - dt.timedelta(days=365 * 8))
+        vitals(conn, nurse, child, {"weight_kg": Decimal("24.0"), "temperature_c": Decimal("38.9")})
+        assert _scores(conn, adult["id"]) == [] and _pews(conn, child["id"]) == []
+
+
+def _pews(conn, patient_id):
+    return service.scores_of(conn, [patient_id], "pews")
+
+
+def test_a_child_is_scored_by_pews_never_news2_and_a_trigger_escalates(db, facility, nurse):
+    with db.tenant(facility.slug) as conn:
+        # Two years and a month old on the day: the 1–4 years band.
+        toddler = admit(conn, nurse, family="Otieno", given="Baraka",
+                        born=dt.date.today() - dt.timedelta(days=2 * 365 + 31))
+        calm = vitals(conn, nurse, toddler, {"heart_rate_bpm": 110, "systolic_mmhg": 100, "respiratory_rate": 28,
+                                             "spo2_percent": 98, "supplemental_oxygen": False})
+        [clear] = _pews(conn, toddler["id"])
+        assert (clear["vital_signs_id"], clear["age_band"], clear["total"], clear["risk"]) == (
+            calm["id"], "1-4y", 0, "low")
+        assert clear["next_due_at"] - clear["occurred_at"] == dt.timedelta(hours=4)
+        assert [(t["code"], t["title"]) for t in service.tasks_of(conn, [toddler["id"]], open_only=True)] == [
+            ("observations", "Observations due (last PEWS 0; at least every 4 hours)")]
+
+        # The adult chart's HIGH set (NEWS2 9): pulse 118 is 0 at two, systolic 122 is 1, respiration 26 is 0,
+        # SpO2 92 is 1, oxygen without its flow is 2 — PEWS 4, below the trigger; at 6 L/min with a pulse of
+        # 152, 8.
+        vitals(conn, nurse, toddler, HIGH)
+        assert _pews(conn, toddler["id"])[0]["total"] == 4
+        assert not any(t["code"] == "escalation" for t in service.tasks_of(conn, [toddler["id"]], open_only=True))
+        vitals(conn, nurse, toddler, HIGH | {"heart_rate_bpm": 152, "oxygen_l_min": Decimal("6")})
+        latest = _pews(conn, toddler["id"])[0]
+        assert latest["scores"] == {"pulse": 2, "systolic": 1, "respiration": 0, "spo2": 1, "oxygen_therapy": 4}
+        assert (latest["total"], latest["risk"], latest["escalation"]) == (8, "triggered", True)
+        assert _scores(conn, toddler["id"]) == [], "a child never gets NEWS2"
+        open_tasks = {t["code"]: t for t in service.tasks_of(conn, [toddler["id"]], open_only=True)}
+        assert open_tasks["escalation"]["title"] == "PEWS 8 — Urgent paediatric review"
+        assert open_tasks["observations"]["due_at"] - latest["occurred_at"] == dt.timedelta(minutes=15)
+    events = {e.event_type for e in audit.patient_access_log(db, facility.slug, toddler["id"])}
+    assert "record.pews.create" in events and "record.news2.create" not in events
+
+
+def test_a_child_whose_birth_date_is_estimated_is_scored_only_when_the_age_band_is_certain(db, facility, nurse):
+    today = dt.date.today()
+    with db.tenant(facility.slug) as conn:
+        # Registered as "0 years" today: anything from a newborn to eleven months, two of PEWS's bands.
+        infant = admit(conn, nurse, family="Njeri", given="Baby", born=today)
+        conn.execute(sa.text("UPDATE patient SET birth_date_estimated = true WHERE id = :id"), {"id": infant["id"]})
+        vitals(conn, nurse, infant, {"heart_rate_bpm": 150, "respiratory_rate": 50})
+        assert _pews(conn, infant["id"]) == [] and _scores(conn, infant["id"]) == []
+        excluded = service.news2_exclusion(conn, infant["id"], dt.datetime.now(dt.UTC))
+        assert not excluded.paediatric and excluded.label == "under 16, birth date estimated"
+        assert "the birth date is an estimate" in excluded.reason and "0–3 months or the 3–12 months" in excluded.reason
+
+        # Registered as "7 years" today: 7 to 8 years old whatever the real date, all in the 4–12 years band.
+        schoolchild = admit(conn, nurse, family="Njeri", given="Amani",
+                            born=today.replace(year=today.year - 7, day=min(today.day, 28)))
+        conn.execute(sa.text("UPDATE patient SET birth_date_estimated = true WHERE id = :id"),
+                     {"id": schoolchild["id"]})
+        vitals(conn, nurse, schoolchild, {"heart_rate_bpm": 150, "respiratory_rate": 50})
+        [scored] = _pews(conn, schoolchild["id"])
+    assert (scored["age_band"], scored["scores"]) == ("4-12y", {"pulse": 2, "respiration": 2})
 
 
 def test_pregnancy_and_the_puerperium_are_not_scored_while_the_condition_is_active(db, facility, nurse):

@@ -30,10 +30,10 @@ def nurse_api(token_client, facility):
     return token_client(facility.slug, role="nurse")
 
 
-def admitted(clinician_api, facility, *, ward: str = "GEN", family: str = "Wambui") -> dict:
+def admitted(clinician_api, facility, *, ward: str = "GEN", family: str = "Wambui", born: str = "1961-02-14") -> dict:
     base = API.format(tenant=facility.slug)
     patient = clinician_api.post(f"{base}/patients", json={
-        "family_name": family, "given_names": "Grace", "birth_date": "1961-02-14", "sex": "female",
+        "family_name": family, "given_names": "Grace", "birth_date": born, "sex": "female",
         "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}).json()
     encounter = clinician_api.post(f"{base}/patients/{patient['id']}/encounters", json={
         "encounter_class": "inpatient", "status": "in_progress", "ward_code": ward, "reason": "Sepsis"}).json()
@@ -78,6 +78,36 @@ def test_a_pregnant_womans_vitals_get_a_meows_over_http(db, nurse_api, clinician
         "MEOWS 1 red, 1 yellow — Urgent obstetric review"]
     events = {e.event_type for e in audit.patient_access_log(db, facility.slug, uuid.UUID(patient["id"]))}
     assert {"record.meows.read", "record.meows.create"} <= events
+
+
+def test_a_childs_vitals_get_a_pews_over_http(db, nurse_api, clinician_api, facility):
+    born = dt.date.today() - dt.timedelta(days=5 * 30)  # five months: the 3–12 months band
+    patient = admitted(clinician_api, facility, family="Kiprono", born=born.isoformat())
+    recorded = nurse_api.post(f"{patient['url']}/vitals", json={
+        "heart_rate_bpm": 172, "respiratory_rate": 82, "spo2_percent": 90, "supplemental_oxygen": True,
+        "oxygen_l_min": "1", "temperature_c": "38.6", "encounter_id": patient["encounter_id"]})
+    assert recorded.status_code == 201, recorded.text
+    assert nurse_api.get(f"{patient['url']}/news2").json() == []
+    [score] = nurse_api.get(f"{patient['url']}/pews").json()
+    assert (score["vital_signs_id"], score["age_band"], score["age_label"]) == (
+        recorded.json()["id"], "3-12m", "3–12 months")
+    assert score["scores"] == {"pulse": 2, "respiration": 4, "spo2": 2, "oxygen_therapy": 2}
+    assert (score["total"], score["risk"], score["escalation"]) == (10, "triggered", True)
+    assert score["missing"] == ["systolic"] and score["not_recorded"] == ["capillary_refill", "respiratory_effort"]
+    assert score["response"].startswith("Urgent paediatric review: PEWS 8 or more")
+    worklist = nurse_api.get(f"{API.format(tenant=facility.slug)}/nursing/wards/GEN/worklist")
+    assert worklist.status_code == 200, worklist.text
+    mine = next(p for p in worklist.json()["patients"] if p["patient_id"] == patient["id"])
+    assert mine["news2"] is None and mine["pews"]["total"] == 10
+    assert mine["news2_exclusion"]["paediatric"] and mine["news2_exclusion"]["age_band"] == "3-12m"
+    assert [t["title"] for t in mine["tasks"] if t["code"] == "escalation"] == [
+        "PEWS 10 — Urgent paediatric review"]
+    handover = nurse_api.get(f"{API.format(tenant=facility.slug)}/nursing/wards/GEN/handover").json()
+    kept = next(p for p in handover["patients"] if p["patient_id"] == patient["id"])
+    assert (kept["pews"]["latest"], kept["pews"]["latest_risk"], kept["pews"]["age_band"]) == (
+        10, "triggered", "3–12 months")
+    events = {e.event_type for e in audit.patient_access_log(db, facility.slug, uuid.UUID(patient["id"]))}
+    assert {"record.pews.read", "record.pews.create"} <= events
 
 
 def test_the_mar_over_http(nurse_api, clinician_api, facility):
@@ -241,6 +271,7 @@ PATIENT_ROUTES = [
     ("post", "/mar", {"medication_request_id": str(uuid.uuid4()), "outcome": "given"}),
     ("post", "/tasks", {"title": "Turn patient", "due_at": "2030-01-01T08:00:00+00:00"}),
     ("post", "/care-plans", {"problem": "Pain", "goal": "Comfortable", "interventions": ["Analgesia"]}),
+    ("get", "/pews", None),
 ]
 ENTRY_ROUTES = [
     ("post", "/mar/{id}/entered-in-error", {"reason": "mistake"}),
