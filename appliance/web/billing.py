@@ -56,6 +56,8 @@ portal.NOTICES.update({
     "claim-updated": "Claim updated.",
     "coverage": "Insurance recorded.",
     "credited": "Credit note issued: what it credits is no longer owed on the invoice.",
+    "written-off": "Shortfall written off: it is no longer owed on the insurer's invoice.",
+    "transferred": "Shortfall transferred: the patient's invoice below bills it; the insurer's no longer owes it.",
 })
 METHODS = {"cash": "Cash", "mobile_money": "Mobile money", "card": "Card", "insurer_remittance": "Insurer remittance"}
 OUTCOME_LABELS = {"same_day": "Charged the same day", "late": "Charged late", "unpriced": "Unpriced",
@@ -405,6 +407,46 @@ async def issue_credit_note(request: Asking, tenant: Tenant, invoice_id: Id, dat
     return await _in_thread(request, tenant, work)
 
 
+def _shortfall(request: Asking, tenant: str, invoice_id: uuid.UUID, values: dict, kind: str,
+               done: str) -> Callable[[Connection], Response]:
+    """Write off or transfer an insurer's shortfall from the invoice page's form (its own `shortfall_` fields:
+    the payment and claim forms on the same page have an amount and a reason of their own)."""
+    def work(conn: Connection) -> Response:
+        typed = values.get("shortfall_amount")
+        amount = _decimal(typed) if typed else None
+        try:
+            if typed and amount is None:
+                raise Invalid("give the amount as a number, or leave it blank for the whole shortfall", field="amount")
+            settled = credits.settle_shortfall(conn, request.user, invoice_id, kind=kind, amount=amount,
+                                               reason=values.get("shortfall_reason") or "")
+        except RecordError as exc:
+            if exc.status == 404:
+                raise
+            if exc.extra.get("field") in ("amount", "reason"):
+                exc.extra["field"] = f"shortfall_{exc.extra['field']}"
+            return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else 409,
+                                 errors=_refusal(exc), values=values)
+        return see_other(request, f"{BASE.format(tenant=tenant)}/credit-notes/{settled['id']}?done={done}")
+
+    return work
+
+
+@post("/invoices/{invoice_id:uuid}/write-off", operation_id="BillingWriteOffShortfall",
+      opt=_opts("financial.invoice.write_off"), include_in_schema=False)
+async def write_off(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
+    """Write off what the insurer left unpaid, with the reason."""
+    return await _in_thread(request, tenant, _shortfall(request, tenant, invoice_id, form_values(data),
+                                                        "write_off", "written-off"))
+
+
+@post("/invoices/{invoice_id:uuid}/transfer-to-patient", operation_id="BillingTransferShortfall",
+      opt=_opts("financial.invoice.transfer"), include_in_schema=False)
+async def transfer_to_patient(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
+    """Bill the patient for what the insurer left unpaid, on a new self-pay invoice."""
+    return await _in_thread(request, tenant, _shortfall(request, tenant, invoice_id, form_values(data),
+                                                        "transfer", "transferred"))
+
+
 @get("/credit-notes/{credit_id:uuid}", operation_id="BillingCreditNote",
      opt=_opts("financial.credit_note.read"), include_in_schema=False)
 async def credit_note_page(request: Asking, tenant: Tenant, credit_id: Id) -> Template:
@@ -508,7 +550,8 @@ async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = ""
 
 
 ROUTES = [worklist, price_charge, accrue_bed_days, accounts, account_page, draft_invoice, add_coverage, invoice_page,
-          adjust_invoice, finalise_invoice, record_payment, issue_credit_note, credit_note_page, create_claim,
+          adjust_invoice, finalise_invoice, record_payment, issue_credit_note, write_off, transfer_to_patient,
+          credit_note_page, create_claim,
           change_claim, receipt_page, takings_page, aging_page]
 
 billing_router = Router(path="/t/{tenant:str}/billing", route_handlers=ROUTES,

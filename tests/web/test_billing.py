@@ -216,6 +216,8 @@ POSTS = [
     ("/billing/invoices/{invoice}/finalise", {}),
     ("/billing/invoices/{invoice}/payments", {"method": "cash", "amount": "1"}),
     ("/billing/invoices/{invoice}/credit-notes", {"credit_reason": "probe"}),
+    ("/billing/invoices/{invoice}/write-off", {"shortfall_reason": "probe"}),
+    ("/billing/invoices/{invoice}/transfer-to-patient", {"shortfall_reason": "probe"}),
     ("/billing/invoices/{invoice}/claim", {}),
     ("/billing/invoices/{invoice}/claim/status", {"status": "accepted"}),
 ]
@@ -535,3 +537,46 @@ def test_cash_handed_over_beyond_the_bill_is_receipted_with_the_change(db, signe
     takings = cashier.get(f"/t/{facility.slug}/billing/takings").text
     row = takings.split(number)[1].split("</tr>")[0]
     assert "KES 450.00" in row and "1,000" not in row
+
+
+def test_the_insurers_shortfall_is_written_off_or_billed_to_the_patient_from_the_invoice(db, signed_in, facility):
+    """NHIF remits 300 of its 380 invoice: the clerk writes 30 off and bills the patient the other 50, each with
+    the insurer's reason; the patient's invoice says where its amount came from."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr W", tenant=facility.slug,
+                       role="clinician")
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk W", tenant=facility.slug,
+                     role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Shortfall", "Sharon")
+        financial.add_coverage(conn, desk, patient["id"], payer_code="NHIF", member_number="NH-SHORT",
+                               valid_from=dt.date(2024, 1, 1), valid_to=None)
+        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
+        invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
+        financial.record_payment(conn, desk, invoice["id"], method="insurer_remittance", amount=Decimal("300"),
+                                 reference="RA-SHORT")
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = clerk.get(url).text
+    assert f'action="{url}/write-off"' in page and f'formaction="{url}/transfer-to-patient"' in page
+    unsaid = clerk.post(f"{url}/write-off", data={"shortfall_amount": "30", "_csrf_token": csrf(page)})
+    assert unsaid.status_code == 422 and 'id="shortfall_reason-error"' in unsaid.text
+    too_much = clerk.post(f"{url}/write-off", data={"shortfall_amount": "90", "shortfall_reason": "tariff cap",
+                                                    "_csrf_token": csrf(page)})
+    assert too_much.status_code == 422 and "The shortfall is KES 80.00" in too_much.text
+    written = clerk.post(f"{url}/write-off", data={"shortfall_amount": "30", "shortfall_reason": "NHIF tariff cap",
+                                                   "_csrf_token": csrf(page)}, follow_redirects=False)
+    assert written.status_code == 303, written.text
+    note = clerk.get(written.headers["location"]).text
+    assert re.search(r"Shortfall written off <span class=\"mono\">WO-\d+</span>", note)
+    assert 'id="credit-outstanding">KES 50.00<' in note
+    moved = clerk.post(f"{url}/transfer-to-patient", data={"shortfall_reason": "not covered by the plan",
+                                                           "_csrf_token": csrf(page)}, follow_redirects=False)
+    assert moved.status_code == 303, moved.text
+    transfer = clerk.get(moved.headers["location"]).text
+    assert 'id="credit-amount">KES 50.00<' in transfer and 'id="credit-outstanding">KES 0.00<' in transfer
+    patients_url = re.search(r'Billed to the patient on</dt><dd><a href="([^"]+)"', transfer)[1]
+    patients = clerk.get(patients_url).text
+    assert 'id="transferred-from"' in patients and invoice["number"] in patients
+    assert "<dt>Billed to</dt><dd>Self-pay</dd>" in patients and 'id="outstanding">KES 50.00<' in patients
+    settled = clerk.get(url).text
+    assert 'id="outstanding">KES 0.00<' in settled and 'id="shortfall-title"' not in settled

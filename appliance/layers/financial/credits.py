@@ -1,4 +1,5 @@
-"""Correcting a final invoice: credit notes (financial layer).
+"""Correcting a final invoice: credit notes, and an insurer's shortfall written off or billed to the patient
+(financial layer).
 
 A final invoice is never edited: what it billed in error (a line that should not have been charged, a
 price that was wrong) is taken off by a **credit note** — its own number (CN-…), the invoice it credits,
@@ -8,6 +9,12 @@ aging and the day's takings read it so.
 
 A credit note never exceeds what was invoiced: on each line, at most what is left of it after earlier credit
 notes; in all, at most what is still owed (what was paid stays paid: a refund is not recorded here).
+
+When an insurer pays less than its invoice, the **shortfall** (what is still owed on it) is either **written
+off** (WO-…: taken off the receivable, with the reason; its own permission, `financial.invoice.write_off`) or
+**transferred to the patient** (TR-…: taken off the insurer's invoice and billed to the patient on a new final
+self-pay invoice, which `transferred_from` ties to the insurer's; `financial.invoice.transfer`). Either may take
+part of the shortfall, never more than it.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import service
 from appliance.layers.financial.errors import Conflict, Invalid, NotFound
-from appliance.layers.financial.models import invoice_credit, invoice_credit_line, invoice_line
+from appliance.layers.financial.models import invoice, invoice_credit, invoice_credit_line, invoice_line, payer
 from appliance.layers.financial.money import ZERO, format_money, rounded
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
 
 NUMBER_PREFIX = {"credit_note": "CN-", "write_off": "WO-", "transfer": "TR-"}
+SHORTFALL_KINDS = ("write_off", "transfer")
 
 
 def _new_credit(conn: Connection, principal: Principal, found: dict, *, kind: str, amount: Decimal, reason: str,
@@ -99,6 +107,52 @@ def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.U
                                                 for c in credited_lines])
     note_access(conn, principal, "create", found["patient_id"], "invoice_credit", [credit_id],
                 detail={"kind": "credit_note"})
+    return get_credit(conn, principal, credit_id)
+
+
+def settle_shortfall(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *, kind: str,
+                     amount: Decimal | None, reason: str) -> dict:
+    """Write off (`write_off`) or transfer to the patient (`transfer`) what an insurer left unpaid on its final
+    invoice: `amount` of it (None: all that is outstanding). Returns the credit, with the patient's new invoice
+    for a transfer."""
+    if kind not in SHORTFALL_KINDS:
+        raise Invalid("a shortfall is written off or transferred to the patient", field="kind")
+    found = service.invoice_row(conn, invoice_id, lock=True)  # serialises with payments and other credits
+    if found["status"] != "final":
+        raise Conflict("an insurer's shortfall is settled once its invoice is final and the insurer has answered",
+                       invoice_id=str(invoice_id))
+    payer_kind = conn.execute(sa.select(payer.c.kind).where(payer.c.code == found["payer_code"])).scalar()
+    if payer_kind is None or payer_kind == "self_pay":
+        raise Conflict("this invoice bills the patient, not an insurer: there is no insurer's shortfall to write off "
+                       "or transfer (a line billed in error is taken off by a credit note)", invoice_id=str(invoice_id))
+    currency = found["currency"]
+    outstanding = service.outstanding_on(conn, found)
+    if outstanding <= 0:
+        raise Conflict("nothing is outstanding on this invoice: there is no shortfall", invoice_id=str(invoice_id))
+    stated = _reason(reason, "say why (the insurer's answer: a tariff cap, an item the cover excludes)")
+    if amount is None:
+        amount = outstanding
+    if amount <= 0 or amount != rounded(amount, currency):
+        raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="amount")
+    if amount > outstanding:
+        raise Invalid(f"the shortfall is {format_money(outstanding, currency)}: no more of it can be "
+                      f"{'written off' if kind == 'write_off' else 'transferred'}", field="amount",
+                      outstanding=str(outstanding))
+    amount = rounded(amount, currency)
+    billed_to_patient = None
+    if kind == "transfer":
+        billed_to_patient = uuid.uuid4()
+        number = sa.func.concat("INV-", sa.func.lpad(sa.cast(sa.func.nextval("invoice_number_seq"), sa.Text), 7, "0"))
+        conn.execute(invoice.insert().values(
+            id=billed_to_patient, number=number, account_id=found["account_id"], patient_id=found["patient_id"],
+            payer_code=None, currency=currency, status="final", created_by=principal.account_id,
+            finalised_at=sa.func.now(), finalised_by=principal.account_id, subtotal=amount, adjustments=ZERO,
+            total=amount, transferred_from=invoice_id))
+        note_access(conn, principal, "create", found["patient_id"], "invoice", [billed_to_patient],
+                    detail={"transferred_from": str(invoice_id)})
+    credit_id, _ = _new_credit(conn, principal, found, kind=kind, amount=amount, reason=stated,
+                               transfer_invoice_id=billed_to_patient)
+    note_access(conn, principal, "create", found["patient_id"], "invoice_credit", [credit_id], detail={"kind": kind})
     return get_credit(conn, principal, credit_id)
 
 

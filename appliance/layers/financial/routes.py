@@ -42,6 +42,7 @@ from appliance.layers.financial.schemas import (
     PaymentIn,
     PriceIn,
     ReceiptOut,
+    ShortfallIn,
     VarianceOut,
 )
 from appliance.substrate.principal import Principal
@@ -179,6 +180,25 @@ class FinancialController(Controller):
         found = await _in_tenant(state, tenant, lambda conn: credits.issue_credit_note(
             conn, request.user, invoice_id, lines=[(line.line_id, line.amount) for line in data.lines],
             reason=data.reason))
+        return CreditOut.model_validate(found)
+
+    @post("/invoices/{invoice_id:uuid}/write-off", operation_id="FinancialWriteOffShortfall",
+          opt=_opt("financial.invoice.write_off"))
+    async def write_off(self, tenant: FromPath[str], state: State, request: Asking, invoice_id: Id,
+                        data: JSONBody[ShortfallIn]) -> CreditOut:
+        """Write off what an insurer left unpaid on its final invoice (all of it, or `amount`), with the reason."""
+        found = await _in_tenant(state, tenant, lambda conn: credits.settle_shortfall(
+            conn, request.user, invoice_id, kind="write_off", amount=data.amount, reason=data.reason))
+        return CreditOut.model_validate(found)
+
+    @post("/invoices/{invoice_id:uuid}/transfer-to-patient", operation_id="FinancialTransferShortfall",
+          opt=_opt("financial.invoice.transfer"))
+    async def transfer_to_patient(self, tenant: FromPath[str], state: State, request: Asking, invoice_id: Id,
+                                  data: JSONBody[ShortfallIn]) -> CreditOut:
+        """Bill the patient for what an insurer left unpaid (all of it, or `amount`): taken off the insurer's
+        invoice and put on a new final self-pay invoice (`transfer_invoice_id`)."""
+        found = await _in_tenant(state, tenant, lambda conn: credits.settle_shortfall(
+            conn, request.user, invoice_id, kind="transfer", amount=data.amount, reason=data.reason))
         return CreditOut.model_validate(found)
 
     @get("/credit-notes/{credit_id:uuid}", operation_id="FinancialGetCreditNote",

@@ -93,6 +93,13 @@ class CreditNoteIn(_In):
     reason: Reason
 
 
+class ShortfallIn(_In):
+    """What an insurer left unpaid, written off or transferred to the patient."""
+
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=15, decimal_places=3)  # None: all outstanding
+    reason: Reason
+
+
 class CreditLineOut(_Out):
     invoice_line_id: uuid.UUID
     description: str

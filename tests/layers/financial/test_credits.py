@@ -1,5 +1,6 @@
 """Correcting a final invoice over HTTP: credit notes (whole lines and a wrong price), what they may not
-exceed, and the balance, aging and takings reading them; refusals structured and writing nothing; every
+exceed, and the balance, aging and takings reading them; an insurer's shortfall written off or billed to the
+patient; refusals structured and writing nothing; every
 route tried from another facility and with guessed ids."""
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ def victim(db, facility, clinician, clerk) -> dict:
 def _probes(ids: dict) -> list[tuple[str, str, dict | None]]:
     return [("POST", f"/invoices/{ids['invoice']}/credit-notes",
              {"lines": [{"line_id": str(ids["line"])}], "reason": "probe from elsewhere"}),
+            ("POST", f"/invoices/{ids['invoice']}/write-off", {"reason": "probe from elsewhere"}),
+            ("POST", f"/invoices/{ids['invoice']}/transfer-to-patient", {"reason": "probe from elsewhere"}),
             ("GET", f"/credit-notes/{ids['credit']}", None)]
 
 
@@ -151,3 +154,68 @@ def test_another_facility_is_refused_and_finds_none_of_these_ids(db, token_clien
     assert _credits(db, facility, victim["invoice"]) == 1
     doctor = token_client(facility.slug, role="clinician")
     assert doctor.get(API.format(tenant=facility.slug) + f"/credit-notes/{victim['credit']}").status_code == 403
+
+
+def insurer_invoice(db, facility, clinician, clerk) -> dict:
+    """A patient insured by NHIF seen today for a full blood count (380.00 on its list), the invoice final."""
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        service.add_coverage(conn, clerk, patient["id"], payer_code="NHIF", member_number="NH-SHORT",
+                             valid_from=dt.date(2020, 1, 1), valid_to=None)
+        order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
+        [account] = service.list_accounts(conn, clerk, patient_id=patient["id"])
+        return service.finalise_invoice(conn, clerk, service.draft_invoice(conn, clerk, account["id"])["id"])
+
+
+def test_an_insurers_shortfall_is_written_off_or_billed_to_the_patient(db, facility, clinician, clerk, clerk_api,
+                                                                        token_client):
+    """NHIF pays 300 of 380: 30 is written off (tariff cap), the other 50 billed to the patient, who pays it."""
+    invoice = insurer_invoice(db, facility, clinician, clerk)
+    base = API.format(tenant=facility.slug)
+    url = f"{base}/invoices/{invoice['id']}"
+    assert clerk_api.post(f"{url}/payments", json={"method": "insurer_remittance", "amount": "300",
+                                                   "reference": "NHIF-RA-77"}).status_code == 201
+    for body, said in (({"amount": "80.01", "reason": "tariff cap"}, "the shortfall is KES 80.00"),
+                       ({"amount": "0.001", "reason": "tariff cap"}, "smallest unit"),
+                       ({"reason": "  "}, "reason")):
+        refused = clerk_api.post(f"{url}/write-off", json=body)
+        assert refused.status_code == 422 and said in refused.json()["detail"], refused.text
+    assert _credits(db, facility, invoice["id"]) == 0
+    # Writing off has its own permission: a client allowed to transfer only may not.
+    transfers_only = token_client(facility.slug, permissions=["financial.invoice.transfer"])
+    assert transfers_only.post(f"{url}/write-off", json={"amount": "30", "reason": "tariff cap"}).status_code == 403
+
+    written = clerk_api.post(f"{url}/write-off", json={"amount": "30", "reason": "NHIF tariff cap for FBC"})
+    assert written.status_code == 201, written.text
+    assert written.json()["number"].startswith("WO-") and written.json()["outstanding"] == "50.00"
+    moved = clerk_api.post(f"{url}/transfer-to-patient", json={"reason": "item not covered by the member's plan"})
+    assert moved.status_code == 201, moved.text
+    transfer = moved.json()
+    assert transfer["number"].startswith("TR-") and transfer["amount"] == "50.00" and transfer["outstanding"] == "0.00"
+    patients = clerk_api.get(f"{base}/invoices/{transfer['transfer_invoice_id']}").json()
+    assert (patients["payer_code"], patients["status"], patients["total"], patients["outstanding"]) == (
+        None, "final", "50.00", "50.00")
+    assert patients["transferred_from"] == str(invoice["id"]) and patients["lines"] == []
+    nothing_left = clerk_api.post(f"{url}/write-off", json={"reason": "again"})
+    assert nothing_left.status_code == 409 and "nothing is outstanding" in nothing_left.json()["detail"]
+
+    balance = clerk_api.get(f"{base}/patients/{invoice['patient_id']}/balance").json()
+    assert {k: balance[k] for k in ("invoiced", "credited", "paid", "outstanding", "self_pay_outstanding")} == {
+        "invoiced": "380.00", "credited": "30.00", "paid": "300.00", "outstanding": "50.00",
+        "self_pay_outstanding": "50.00"}
+    today = dt.datetime.now(zoneinfo.ZoneInfo(facility.timezone)).date()
+    with db.tenant(facility.slug) as conn:
+        aged = reports.ar_aging(conn, clerk, today, patient_id=invoice["patient_id"])
+    assert aged["by_payer"] == {"SELF": {"0-30": Decimal("50.00"), "31-60": 0, "61-90": 0, "90+": 0}}
+    paid = clerk_api.post(f"{base}/invoices/{transfer['transfer_invoice_id']}/payments",
+                          json={"method": "cash", "amount": "50"})
+    assert paid.status_code == 201 and paid.json()["outstanding"] == "0.00"
+
+
+def test_a_patients_own_bill_has_no_insurers_shortfall(db, facility, clinician, clerk, clerk_api):
+    invoice = final_invoice(db, facility, clinician, clerk, FULL_BLOOD_COUNT)
+    url = f"{API.format(tenant=facility.slug)}/invoices/{invoice['id']}"
+    for action in ("write-off", "transfer-to-patient"):
+        refused = clerk_api.post(f"{url}/{action}", json={"reason": "patient cannot pay"})
+        assert refused.status_code == 409 and "bills the patient, not an insurer" in refused.json()["detail"]
+    assert _credits(db, facility, invoice["id"]) == 0
