@@ -175,6 +175,8 @@ def _checked(template: NoteTemplateConfig, values: dict[str, Any]) -> tuple[dict
     problems: list[Invalid] = []
     for spec in template.fields:
         value = values.get(spec.key)
+        if isinstance(value, str):  # a required text of spaces alone was taken as given, and stored empty
+            value = value.strip()
         if value is None or value == "" or value == []:
             if spec.required:
                 problems.append(Invalid(f"field {spec.key!r} ({spec.label}) is required by the {template.name} "

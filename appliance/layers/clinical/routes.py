@@ -23,7 +23,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, service, worklist
+from appliance.layers.clinical import access, catalogue, chart, discharge, service, worklist
 from appliance.layers.clinical.schemas import (
     AllergyAmend,
     AllergyIn,
@@ -33,6 +33,10 @@ from appliance.layers.clinical.schemas import (
     ConditionAmend,
     ConditionIn,
     ConditionOut,
+    DischargeDraft,
+    DischargeSummaryAmend,
+    DischargeSummaryIn,
+    DischargeSummaryOut,
     DisclosureIn,
     EncounterIn,
     EncounterOut,
@@ -421,6 +425,58 @@ class ClinicalController(Controller):
                    patient_id: Id) -> list[NoteOut]:
         with _tenant(state, request, tenant) as conn:
             return [NoteOut.model_validate(r) for r in service.list_notes(conn, request.user, patient_id)]
+
+    # -- discharge summaries ---------------------------------------------------------------------------
+
+    @get(PATIENT + "/discharge-summaries/draft", operation_id="ClinicalDraftDischargeSummary",
+         opt=_opt("clinical.discharge.create"), sync_to_thread=True)
+    def draft_discharge_summary(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                encounter_id: FromQuery[uuid.UUID | None] = None) -> DischargeDraft:
+        """An inpatient stay's discharge summary as the record has it, to check, complete and sign: the
+        diagnoses recorded in the stay, its results, the medicines active now (what the patient goes home on)
+        and the active allergies, with the template's fields. Without `encounter_id`: the patient's open
+        stay, else their latest. Each part read is audited."""
+        tz = facility_timezone(state.db, tenant)
+        with _tenant(state, request, tenant) as conn:
+            return DischargeDraft.model_validate(discharge.draft(conn, request.user, patient_id, encounter_id, tz=tz))
+
+    @post(PATIENT + "/discharge-summaries", operation_id="ClinicalSignDischargeSummary",
+          opt=_opt("clinical.discharge.create"), sync_to_thread=True)
+    def sign_discharge_summary(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                               data: JSONBody[DischargeSummaryIn]) -> DischargeSummaryOut:
+        """Sign a stay's discharge summary: one note on the stay's encounter. A required field missing is a 422
+        naming it; a stay whose summary is already signed is a 409 (correct that one)."""
+        with _tenant(state, request, tenant) as conn:
+            return DischargeSummaryOut.model_validate(
+                discharge.sign(conn, request.user, patient_id, data.encounter_id, data.fields))
+
+    @get(PATIENT + "/discharge-summaries", operation_id="ClinicalListDischargeSummaries",
+         opt=_opt("clinical.note.read"), sync_to_thread=True)
+    def list_discharge_summaries(self, tenant: FromPath[str], state: State, request: Asking,
+                                 patient_id: Id) -> list[DischargeSummaryOut]:
+        """The patient's discharge summaries in force, newest first, each with its stay."""
+        with _tenant(state, request, tenant) as conn:
+            return [DischargeSummaryOut.model_validate(r)
+                    for r in discharge.list_summaries(conn, request.user, patient_id)]
+
+    @get(PATIENT + "/discharge-summaries/{entry_id:uuid}", operation_id="ClinicalGetDischargeSummary",
+         opt=_opt("clinical.note.read"), sync_to_thread=True)
+    def get_discharge_summary(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                              entry_id: Id) -> DischargeSummaryOut:
+        """A discharge summary as it stands, named by any of its versions' ids; its history is at
+        .../entries/{entry_id}/history."""
+        with _tenant(state, request, tenant) as conn:
+            return DischargeSummaryOut.model_validate(discharge.get_summary(conn, request.user, patient_id, entry_id))
+
+    @put(PATIENT + "/discharge-summaries/{entry_id:uuid}", operation_id="ClinicalCorrectDischargeSummary",
+         opt=_opt("clinical.discharge.update"), sync_to_thread=True)
+    def correct_discharge_summary(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                  entry_id: Id, data: JSONBody[DischargeSummaryAmend]) -> DischargeSummaryOut:
+        """A corrected version of the summary in force, by the clinician who signed it, with the reason; the
+        earlier version stays in its history. A version since corrected, or someone else's summary: 409."""
+        with _tenant(state, request, tenant) as conn:
+            return DischargeSummaryOut.model_validate(
+                discharge.correct(conn, request.user, patient_id, entry_id, data.fields, data.reason))
 
     # -- any entry: history and "entered in error" -----------------------------------------------------
 

@@ -465,6 +465,48 @@ class NoteOut(EntryOut):
     text: str | None
 
 
+# -- discharge summaries -----------------------------------------------------------------------------
+
+_DISCHARGE_FIELDS = (
+    "The discharge summary template's fields, by key. Required: diagnoses, hospital_course, medications, "
+    "allergies, condition (recovered, improved, unchanged or deteriorated), instructions, follow_up; optional: "
+    "results, follow_up_date (YYYY-MM-DD). The draft (GET .../discharge-summaries/draft) gives them with their "
+    "labels, the first four pre-filled from the record. A required field missing is a 422 naming it "
+    "(`fields.<key>`).")
+
+
+class DischargeSummaryIn(_In):
+    encounter_id: uuid.UUID = Field(description="the inpatient stay (encounter) the summary closes")
+    fields: dict[str, Any] = Field(default_factory=dict, description=_DISCHARGE_FIELDS)
+
+
+class DischargeSummaryAmend(_In):
+    fields: dict[str, Any] = Field(default_factory=dict, description=_DISCHARGE_FIELDS + " Send every field: the "
+                                   "correction replaces the summary's fields.")
+    reason: Reason
+
+
+class DischargeStay(_Out):
+    id: uuid.UUID = Field(description="the inpatient encounter")
+    status: str
+    reason: str | None
+    ward_code: str | None = Field(description="the ward the patient is in, or was discharged from")
+    started_at: dt.datetime | None = Field(description="admitted")
+    ended_at: dt.datetime | None = Field(description="discharged; None while the patient is still in")
+
+
+class DischargeDraft(_Out):
+    stay: DischargeStay
+    template: dict[str, Any] = Field(description="the discharge summary template: its fields' keys, labels, types")
+    fields: dict[str, str] = Field(description="diagnoses, results, medicines and allergies as the record has them")
+    summary_id: uuid.UUID | None = Field(description="the summary in force for this stay, if one was signed")
+
+
+class DischargeSummaryOut(NoteOut):
+    reason: str | None = Field(description="why this version corrected the one before it; None for the first")
+    stay: DischargeStay
+
+
 class CatalogueItem(BaseModel):
     code: str
     name: str
