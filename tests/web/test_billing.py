@@ -107,6 +107,7 @@ def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facili
         "approved_by": "Matron Achieng",
         "_csrf_token": csrf(invoice.text)})
     assert adjusted.status_code == 200 and 'id="total">KES 600.00<' in adjusted.text
+    assert "capped at" not in adjusted.text
     final = clerk.post(f"{invoice_url}/finalise", data={"_csrf_token": csrf(adjusted.text)})
     assert final.status_code == 200 and 'id="outstanding">KES 600.00<' in final.text
     owed = clerk.get(f"{base}/aging").text  # the bar says the money as the rest of the page does, not 600
@@ -558,6 +559,9 @@ def test_the_insurers_shortfall_is_written_off_or_billed_to_the_patient_from_the
     url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
     page = clerk.get(url).text
     assert f'action="{url}/write-off"' in page and f'formaction="{url}/transfer-to-patient"' in page
+    owed = clerk.get(f"/t/{facility.slug}/billing/aging").text  # the insurer by name, not the tenant file's code
+    assert "<th scope=\"row\">National Health Insurance Fund</th>" in owed.split('class="list aging"')[1]
+    assert ">NHIF<" not in owed
     unsaid = clerk.post(f"{url}/write-off", data={"shortfall_amount": "30", "_csrf_token": csrf(page)})
     assert unsaid.status_code == 422 and 'id="shortfall_reason-error"' in unsaid.text
     too_much = clerk.post(f"{url}/write-off", data={"shortfall_amount": "90", "shortfall_reason": "tariff cap",
@@ -580,3 +584,23 @@ def test_the_insurers_shortfall_is_written_off_or_billed_to_the_patient_from_the
     assert "<dt>Billed to</dt><dd>Self-pay</dd>" in patients and 'id="outstanding">KES 50.00<' in patients
     settled = clerk.get(url).text
     assert 'id="outstanding">KES 0.00<' in settled and 'id="shortfall-title"' not in settled
+
+
+def test_a_discount_capped_at_what_was_left_says_so_on_the_invoice(db, signed_in, facility):
+    """An exemption of 500 on a 450 bill takes 450 (an invoice never goes below zero): the line said '500
+    exemption' and took 450 without a word; it now says it was capped and at what."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Q", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, "Capped", "Cecilia")
+        account_id = conn.execute(sa.text("SELECT id FROM account WHERE patient_id = :p"),
+                                  {"p": patient["id"]}).scalar_one()
+    clerk = signed_in("billing_clerk", facility.slug)
+    account = clerk.get(f"/t/{facility.slug}/billing/accounts/{account_id}").text
+    drafted = clerk.post(f"/t/{facility.slug}/billing/accounts/{account_id}/invoices",
+                         data={"_csrf_token": csrf(account)})
+    capped = clerk.post(f"{str(drafted.url).split('?')[0]}/adjustments", data={
+        "kind": "exemption", "by": "amount", "size": "500", "reason": "waiver scheme", "approved_by": "Matron",
+        "_csrf_token": csrf(account)})
+    assert capped.status_code == 200 and 'id="total">KES 0.00<' in capped.text
+    assert "capped at KES 450.00 of the KES 500.00 asked: an invoice never goes below zero" in capped.text

@@ -104,6 +104,9 @@ class InvoiceFigures:
     adjustments: Decimal
     total: Decimal
     adjustment_amounts: tuple[Decimal, ...]
+    # What each adjustment asked for (its percentage's amount, or its fixed amount), rounded: more than it
+    # took when it was capped at what was left.
+    adjustment_asked: tuple[Decimal, ...]
 
 
 def invoice_figures(line_amounts: Iterable[Decimal], adjustments: Sequence[Adjustment],
@@ -112,6 +115,7 @@ def invoice_figures(line_amounts: Iterable[Decimal], adjustments: Sequence[Adjus
     subtotal = sum(line_amounts, ZERO)
     left = max(subtotal, ZERO)
     taken: list[Decimal] = []
+    asked: list[Decimal] = []
     for adjustment in adjustments:
         if adjustment.percent is not None:
             wanted = rounded(subtotal * adjustment.percent / HUNDRED, currency)
@@ -120,8 +124,9 @@ def invoice_figures(line_amounts: Iterable[Decimal], adjustments: Sequence[Adjus
         applied = min(max(wanted, ZERO), left)
         left -= applied
         taken.append(applied)
+        asked.append(wanted)
     total_adjustments = sum(taken, ZERO)
-    return InvoiceFigures(subtotal, total_adjustments, subtotal - total_adjustments, tuple(taken))
+    return InvoiceFigures(subtotal, total_adjustments, subtotal - total_adjustments, tuple(taken), tuple(asked))
 
 
 def aging_bucket(finalised: dt.date, as_of: dt.date) -> str:

@@ -283,8 +283,11 @@ def ar_aging(conn: Connection, principal: Principal, as_of: dt.date | None = Non
     revenue = sum((r["total"] for r in rows if r["finalised_on"] >= revenue_since and r["transferred_from"] is None),
                   ZERO) - taken_back
     note_access(conn, principal, "search", patient_id, "receivable", [r["id"] for r in open_rows])
+    # A clerk reads the insurer's name, not the tenant file's code (an insurer no longer active keeps its name).
+    payer_names = {"SELF": "Self-pay"} | {code: service.payer_name(conn, code) for code in by_payer if code != "SELF"}
     return {"as_of": as_of, "currency": setting.currency, "buckets": buckets, "receivable": receivable,
             "by_payer": {k: dict(v) for k, v in sorted(by_payer.items())},
+            "payer_names": {k: payer_names[k] for k in sorted(by_payer)},
             "invoices": sorted(open_rows, key=lambda r: r["finalised_on"]),
             "net_revenue": revenue, "revenue_days": AR_REVENUE_DAYS,
             "net_days_in_ar": net_days_in_ar(receivable, revenue, AR_REVENUE_DAYS)}
@@ -325,11 +328,13 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
 # -- takings ------------------------------------------------------------------------------------------
 
 
-def takings(conn: Connection, principal: Principal, day: dt.date) -> dict:
-    """The payments received on one facility-local day (the money's time, the entry's occurred time),
+def takings(conn: Connection, principal: Principal, day: dt.date | None = None) -> dict:
+    """The payments received on one facility-local day (the facility's today by default; the money's time, the
+    entry's occurred time),
     oldest first, with their totals by method and by the person who took them (the cash-up: each
     cashier's cash is what their drawer should hold)."""
     setting = schedule.setting(conn)
+    day = day or dt.datetime.now(zoneinfo.ZoneInfo(setting.timezone)).date()
     start, end = _day_bounds(day, setting.timezone)
     rows = [dict(r) for r in conn.execute(
         sa.select(entry.c.id, entry.c.occurred_at.label("received_at"), entry.c.author_id, entry.c.patient_id,

@@ -43,6 +43,7 @@ from appliance.layers.financial.schemas import (
     PriceIn,
     ReceiptOut,
     ShortfallIn,
+    TakingsOut,
     VarianceOut,
 )
 from appliance.substrate.principal import Principal
@@ -220,6 +221,14 @@ class FinancialController(Controller):
         found = await _in_tenant(state, tenant, lambda conn: service.record_payment(
             conn, request.user, invoice_id, method=data.method, amount=data.amount, reference=data.reference))
         return ReceiptOut.model_validate(found)
+
+    @get("/takings", operation_id="FinancialDaysTakings", opt=_opt("financial.payment.read"))
+    async def takings(self, tenant: FromPath[str], state: State, request: Asking,
+                      day: FromQuery[dt.date | None] = None) -> TakingsOut:
+        """The payments received on a facility-local day (today by default), by method and by who took them,
+        each receipt behind the totals, and the credits issued that day: the cashier's cash-up."""
+        found = await _in_tenant(state, tenant, lambda conn: reports.takings(conn, request.user, day))
+        return TakingsOut.model_validate(found)
 
     @get("/payments/{payment_id:uuid}", operation_id="FinancialGetReceipt", opt=_opt("financial.payment.read"))
     async def get_receipt(self, tenant: FromPath[str], state: State, request: Asking, payment_id: Id) -> ReceiptOut:

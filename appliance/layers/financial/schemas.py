@@ -146,7 +146,9 @@ class AdjustmentOut(_Out):
     kind: str
     percent: Decimal | None
     amount: MoneyOut | None
-    applied: MoneyOut
+    applied: MoneyOut  # what it took off
+    asked: MoneyOut  # what it asked for (the percentage's amount, or the amount)
+    capped: bool  # took less than it asked: an invoice never goes below zero, so it was capped at what was left
     reason: str
     approved_by: str
     recorded_by: uuid.UUID
@@ -327,11 +329,65 @@ class AgingOut(_Out):
     as_of: dt.date
     currency: str
     buckets: dict[str, MoneyOut]
-    by_payer: dict[str, dict[str, MoneyOut]]
+    by_payer: dict[str, dict[str, MoneyOut]]  # by payer code; SELF: the patients themselves
+    payer_names: dict[str, str]  # each code of by_payer, as the facility names the payer
     receivable: MoneyOut
     net_revenue: MoneyOut
     revenue_days: int
     net_days_in_ar: Decimal | None
+
+
+class TakingsPayment(_Out):
+    id: uuid.UUID
+    receipt_number: str
+    received_at: dt.datetime
+    author_id: uuid.UUID  # who took it
+    patient_id: uuid.UUID
+    invoice_id: uuid.UUID
+    invoice_number: str
+    method: str
+    amount: MoneyOut
+    reference: str | None
+    payer_code: str | None  # the insurer, for a remittance
+
+
+class TakingsMethod(_Out):
+    count: int
+    amount: MoneyOut
+
+
+class TakingsCashier(_Out):
+    author_id: uuid.UUID
+    count: int
+    amount: MoneyOut
+    methods: dict[str, MoneyOut]
+
+
+class TakingsCredit(_Out):
+    id: uuid.UUID
+    number: str
+    kind: str
+    amount: MoneyOut
+    reason: str
+    recorded_at: dt.datetime
+    recorded_by: uuid.UUID
+    patient_id: uuid.UUID
+    invoice_id: uuid.UUID
+    invoice_number: str
+
+
+class TakingsOut(_Out):
+    """A facility-local day's payments (the cash-up), by method and by who took them, and the credits issued
+    that day (no money in the drawer)."""
+
+    day: dt.date
+    currency: str
+    total: MoneyOut
+    by_method: dict[str, TakingsMethod]
+    by_person: list[TakingsCashier]
+    payments: list[TakingsPayment]
+    credited: MoneyOut
+    credits: list[TakingsCredit]
 
 
 class BalanceOut(_Out):

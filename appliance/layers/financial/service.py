@@ -290,8 +290,9 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
     adjustments = _adjustments(conn, invoice_id)
     figures = invoice_figures([ln["amount"] for ln in lines if ln["amount"] is not None],
                               [Adjustment(a["percent"], a["amount"]) for a in adjustments], found["currency"])
-    for adjustment, applied in zip(adjustments, figures.adjustment_amounts, strict=True):
-        adjustment["applied"] = applied
+    for adjustment, applied, asked in zip(adjustments, figures.adjustment_amounts, figures.adjustment_asked,
+                                          strict=True):
+        adjustment |= {"applied": applied, "asked": asked, "capped": applied < asked}
     if found["status"] == "final":  # what was frozen is what is owed
         figures_out = {"subtotal": found["subtotal"], "adjustments": found["adjustments"], "total": found["total"]}
     else:

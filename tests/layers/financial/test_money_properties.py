@@ -57,6 +57,9 @@ def test_invoice_figures_add_up_to_the_minor_unit(bill):
     assert all(line % unit == 0 for line in lines)
     assert all(applied % unit == 0 and applied >= 0 for applied in figures.adjustment_amounts)
     assert figures.adjustments == sum(figures.adjustment_amounts, Decimal(0))
+    # An adjustment takes what it asked for unless capped at what was left (so a capped one can be said).
+    assert all(0 <= applied <= max(asked, Decimal(0))
+               for applied, asked in zip(figures.adjustment_amounts, figures.adjustment_asked, strict=True))
     assert figures.total == figures.subtotal - figures.adjustments
     assert 0 <= figures.adjustments <= max(figures.subtotal, Decimal(0))  # never below zero by adjustment
     assert figures.total % unit == 0

@@ -189,6 +189,40 @@ def test_cash_above_what_is_owed_pays_what_is_owed_and_says_the_change(doctor, c
     assert settled.status_code == 422 and settled.json()["detail"] == "nothing is outstanding on this invoice"
 
 
+def test_a_discount_capped_at_what_was_left_says_so(doctor, clerk_api, facility):
+    """An amount above the subtotal takes the subtotal (an invoice never goes below zero), and says it was capped
+    and at what, instead of showing a 500 discount that took only 450."""
+    base = API.format(tenant=facility.slug)
+    patient_id, encounter_id = admit_patient(doctor, facility.slug)
+    place(doctor, facility.slug, patient_id, encounter_id, FULL_BLOOD_COUNT)
+    invoice = clerk_api.post(f"{base}/billing/accounts/{account_of(clerk_api, facility.slug, patient_id)['id']}"
+                             "/invoices").json()
+    url = f"{base}/billing/invoices/{invoice['id']}/adjustments"
+    first = clerk_api.post(url, json={"kind": "discount", "percent": "10", "reason": "staff", "approved_by": "HR"})
+    [asked] = first.json()["adjustment_list"]
+    assert (asked["applied"], asked["asked"], asked["capped"]) == ("45.00", "45.00", False)
+    capped = clerk_api.post(url, json={"kind": "exemption", "amount": "500", "reason": "waiver", "approved_by": "MS"})
+    assert capped.status_code == 200 and capped.json()["total"] == "0.00"
+    [_, waiver] = capped.json()["adjustment_list"]
+    assert (waiver["applied"], waiver["asked"], waiver["capped"]) == ("405.00", "500.00", True)
+
+
+def test_the_days_takings_over_the_api(clerk_api, facility, victim_ids):
+    base = API.format(tenant=facility.slug)
+    found = clerk_api.get(f"{base}/billing/takings")
+    assert found.status_code == 200, found.text
+    takings = found.json()
+    assert takings["day"] == today(facility).isoformat() and takings["payments"]
+    assert str(victim_ids["payment"]) in {p["id"] for p in takings["payments"]}
+    assert Decimal(takings["total"]) == sum(Decimal(p["amount"]) for p in takings["payments"])
+    assert Decimal(takings["total"]) == sum(Decimal(m["amount"]) for m in takings["by_method"].values())
+    assert Decimal(takings["total"]) == sum(Decimal(c["amount"]) for c in takings["by_person"])
+    quiet = clerk_api.get(f"{base}/billing/takings", params={"day": "2001-01-01"}).json()
+    assert (quiet["total"], quiet["payments"], quiet["credits"]) == ("0", [], [])
+    bad = clerk_api.get(f"{base}/billing/takings", params={"day": "31/12/2026"})
+    assert bad.status_code == 422 and "day" in bad.json()["detail"]
+
+
 def test_an_insurer_invoice_is_claimed_with_the_records_diagnoses(doctor, clerk_api, facility):
     base = API.format(tenant=facility.slug)
     patient_id, encounter_id = admit_patient(doctor, facility.slug)
@@ -214,6 +248,8 @@ def test_an_insurer_invoice_is_claimed_with_the_records_diagnoses(doctor, clerk_
         "rejection_reason"] == "member number unreadable"
     assert clerk_api.post(status, json={"status": "submitted"}).status_code == 200
     assert clerk_api.post(status, json={"status": "accepted"}).json()["status"] == "accepted"
+    owed = clerk_api.get(f"{base}/billing/aging").json()  # the insurer by its name, beside its code
+    assert owed["by_payer"]["NHIF"]["0-30"] != "0" and owed["payer_names"]["NHIF"] == "National Health Insurance Fund"
     remitted = clerk_api.post(f"{base}/billing/invoices/{invoice['id']}/payments",
                               json={"method": "insurer_remittance", "amount": "150", "reference": "NHIF-RA-2026-11"})
     assert remitted.status_code == 201
@@ -276,7 +312,7 @@ ROUTES = [
     ("GET", "/billing/patients/{patient}/balance", None),
     ("POST", "/billing/invoices/{invoice}/claim", None),
     ("GET", "/billing/claims/{claim}", None), ("POST", "/billing/claims/{claim}/status", {"status": "accepted"}),
-    ("GET", "/billing/aging", None),
+    ("GET", "/billing/aging", None), ("GET", "/billing/takings", None),
 ]
 WITH_IDS = [r for r in ROUTES if "{" in r[1]]
 
