@@ -4,6 +4,7 @@ fails on any CSP violation, script error, failed request or error response it di
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 
@@ -370,6 +371,7 @@ def test_the_regulator_takes_one_evidence_package_after_another(browser, live_se
             and posted.append(request.post_data))
     page.clock.install()  # the guard frees a download's form after a moment: the test moves the clock, not waits
     page.goto(f"{live_server}/regulator")
+    page.clock.pause_at(dt.datetime.now() + dt.timedelta(seconds=5))
     download = page.get_by_role("button", name="Download evidence package")
 
     page.get_by_label("Log", exact=True).select_option(clinic.slug)
@@ -377,8 +379,10 @@ def test_the_regulator_takes_one_evidence_package_after_another(browser, live_se
         download.click()
     assert first.value.suggested_filename.startswith(f"healthos-evidence-{clinic.slug}-")
     assert len(posted) == 1 and f"log={clinic.slug}" in posted[0]
+    assert download.get_attribute("aria-disabled") == "true"  # a second click now would post nothing
 
     page.clock.run_for(2_000)
+    assert download.get_attribute("aria-disabled") is None
     page.get_by_label("Log", exact=True).select_option("appliance")
     with page.expect_download() as second:
         download.click()
