@@ -38,6 +38,7 @@ from appliance.substrate.token_cache import TokenCache
 from appliance.web import (
     admin,
     billing,
+    discharge,
     errors,
     me,
     national,
@@ -59,7 +60,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
-                  problems.problems_router, today.todays_router,
+                  problems.problems_router, discharge.discharge_router, today.todays_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

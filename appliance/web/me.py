@@ -19,23 +19,36 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 import zoneinfo
 from decimal import Decimal
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from litestar.params import FromQuery
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
-from appliance.layers.clinical import chart
+from appliance.layers.clinical import chart, discharge
 from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.errors import NotFound
 from appliance.layers.financial import service as financial
 from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
 from appliance.layers.patient import portal as patient_portal
 from appliance.layers.patient.release import release
 from appliance.substrate import audit
-from appliance.web.portal import ENCOUNTER_CLASSES, FLAGS, Clock, is_abnormal, number, reference_range, result_value
+from appliance.web.discharge import ward_names
+from appliance.web.portal import (
+    ENCOUNTER_CLASSES,
+    FLAGS,
+    Clock,
+    is_abnormal,
+    number,
+    people_named,
+    reference_range,
+    result_value,
+)
 
 RESULTS_SHOWN = 20
 VISITS_SHOWN = 10
@@ -60,6 +73,8 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
                 result["disclosed_at"] = given.get(result["id"])
             appointments = scheduling.upcoming_of_patient(conn, request.user, holding.patient_id)
             bills = financial.bills_of_patient(conn, request.user, holding.patient_id, limit=BILLS_READ)
+            discharges = discharge.list_summaries(conn, request.user, holding.patient_id)
+            wards = ward_names(conn) if discharges else {}
             if export:
                 audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
                              action="E", patient_id=holding.patient_id)
@@ -76,7 +91,7 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
                         "bills": bills if export else bills[:BILLS_SHOWN], "bills_total": len(bills), "owed": owed,
                         "marked": marked,
                         "later": [(result, clock.local(at)) for result, at in released.later],
-                        "in_person": released.in_person, "clock": clock})
+                        "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards})
     return records
 
 
@@ -136,6 +151,12 @@ def _as_file(record: dict) -> dict:
         "visits": [{"on": clock.iso(e["started_at"] or e["planned_for"]),
                     "kind": ENCOUNTER_CLASSES.get(e["encounter_class"], e["encounter_class"]), "status": e["status"]}
                    for e in s["encounters"]],
+        "discharge_summaries": [{
+            "admitted": clock.iso(d["stay"]["started_at"]), "discharged": clock.iso(d["stay"]["ended_at"]) or None,
+            "ward": record["wards"].get(d["stay"]["ward_code"], d["stay"]["ward_code"]),
+            "signed": clock.iso(d["occurred_at"]),
+            **{f.label: d["fields"][f.key] for f in discharge.TEMPLATE.fields if d["fields"].get(f.key)}}
+            for d in record["discharges"]],
         "you_owe": format_money(record["owed"], record["bills"][0]["currency"]) if record["bills"] else None,
         "bills": [{"invoice": b["number"], "on": clock.iso(b["finalised_at"]),
                    "paid_by": "you" if b["payer_code"] is None else b["payer"],
@@ -158,4 +179,28 @@ def download(request: Request, state: State) -> Response:
                              "cache-control": "no-store"})
 
 
-ROUTES = [record_page, access_page, download]
+@get("/me/discharge-summaries/{facility:str}/{entry_id:uuid}", operation_id="PatientDischargeSummary", tags=["patient"],
+     opt={"permission": "patient.record.read"}, sync_to_thread=True, include_in_schema=False)
+def discharge_page(request: Request, state: State, facility: FromPath[str], entry_id: FromPath[uuid.UUID]) -> Template:
+    """One of the patient's own discharge summaries, to read and print: only from a facility that holds their
+    chart, and only one written on that chart (anything else is not found). The read is audited there. (The
+    facility is not named `tenant`: a patient works in none, and a tenant route is one's working facility's.)"""
+    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+        if holding.tenant != facility:
+            continue
+        with state.db.tenant(facility) as conn:
+            try:
+                summary = discharge.get_summary(conn, request.user, holding.patient_id, entry_id)
+            except NotFound:
+                continue
+            patient = clinical.get_patient(conn, request.user, holding.patient_id)
+            wards = ward_names(conn)
+        return Template("me_discharge.html", context={
+            "principal": request.user, "tab": "record", "summary": summary, "patient": patient, "wards": wards,
+            "facility_name": holding.facility, "clock": Clock(zoneinfo.ZoneInfo(holding.timezone)),
+            "template": discharge.TEMPLATE, "iso_date": dt.date.fromisoformat,
+            "names": people_named(state.db, {summary["record_author_id"], summary["author_id"]})})
+    raise NotFoundException("no such discharge summary in your record")
+
+
+ROUTES = [record_page, access_page, download, discharge_page]

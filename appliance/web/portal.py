@@ -45,7 +45,7 @@ from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, drugs, service
+from appliance.layers.clinical import access, catalogue, chart, discharge, drugs, service
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
@@ -1029,6 +1029,10 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
             else None
         additions = [(a.template, a.read(conn, principal, patient_id)) for a in VITALS_ADDITIONS
                      if vitals and principal.can(a.permission)]
+        # Each inpatient stay listed says whether its discharge summary is signed, and opens it.
+        summaries = discharge.in_force_by_stay(conn, principal, patient_id) \
+            if principal.can("clinical.note.read") and any(e["encounter_class"] == "inpatient"
+                                                           for e in summary["encounters"]) else {}
     patient = summary["patient"]
     trends = trends_of(results, clock)
     to_review = [r for r in results if r["signed_at"] is None]
@@ -1042,7 +1046,8 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 abnormal_to_review=[r for r in to_review if is_abnormal(r)],
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
-                vitals_additions=additions, notes=notes, names=names, **HELPERS)
+                vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries,
+                discharge_stays=discharge.STAY_STATUSES, **HELPERS)
 
 
 # -- the timeline ----------------------------------------------------------------------------------
@@ -1542,6 +1547,7 @@ def notes_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     for template in templates:
         by_specialty[template["specialty"]].append(template)
     labels = {t["code"]: {f["key"]: f for f in t["definition"]["fields"]} for t in templates}
+    labels[discharge.CODE] = {f.key: f.model_dump() for f in discharge.TEMPLATE.fields}
     return page(request, "notes.html", active="patients", patient_id=patient_id, tab="notes", **top, notes=notes,
                 templates=dict(by_specialty), field_specs=labels,
                 names=people_named(db, {n["author_id"] for n in notes}), **HELPERS)

@@ -120,7 +120,8 @@ def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened
     assert REASON in glass and "Hillview Health Centre" in glass and "(clinician)" in glass
     # The patient's own reads are left out by default (they would bury the staff's), and said to be.
     assert "You</td>" not in log
-    assert "your 6 are left out" in access.text  # the chart, appointments and bills read at each facility
+    # the chart, appointments, bills and discharge summaries read at each facility
+    assert "your 8 are left out" in access.text
     everyone = grace.get("/me/access?who=all").text
     log = everyone.split('id="access-log"')[1]
     assert "You</td>" in log and "looked at your chart" in log and REASON in log

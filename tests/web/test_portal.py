@@ -819,6 +819,12 @@ FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke", "/admin/staff/{any}/war
 PAGES += ["/patients/{pid}/problems", "/patients/{pid}/entries/{any}/history"]
 FORMS += ["/patients/{pid}/problems", "/patients/{pid}/problems/{any}", "/patients/{pid}/allergies",
           "/patients/{pid}/allergies/{any}", "/patients/{pid}/entries/{any}/entered-in-error"]
+# The discharge summary (appliance/web/discharge.py); signing, refusals with the form kept, correcting and the
+# patient's own view are in tests/web/test_portal_discharge.py.
+PAGES += ["/patients/{pid}/discharge-summaries/new", "/patients/{pid}/discharge-summaries/{any}",
+          "/patients/{pid}/discharge-summaries/{any}/correct"]
+FORMS += ["/patients/{pid}/discharge-summaries", "/patients/{pid}/discharge-summaries/{any}/correct",
+          "/patients/{pid}/discharge-summaries/{any}/entered-in-error"]
 
 
 def test_every_portal_route_is_in_these_lists(app):
