@@ -292,16 +292,24 @@ async def invoice_page(request: Asking, tenant: Tenant, invoice_id: Id) -> Templ
 
 
 def _invoice_action(request: Asking, tenant: str, invoice_id: uuid.UUID, act: Callable[[Connection], Any],
-                    done: str, *, values: dict | None = None, status: int = 409) -> Callable[[Connection], Response]:
+                    done: str, *, values: dict | None = None, status: int = 409, fields: dict[str, str] | None = None,
+                    to_credit: bool = False) -> Callable[[Connection], Response]:
+    """An invoice page's form: a refusal comes back on the invoice beside its field (`fields` renames the
+    service's field to the form's own, where the page holds several forms asking for a reason or an amount);
+    success goes to the invoice, or with `to_credit` to the credit note the act returned."""
     def work(conn: Connection) -> Response:
         try:
-            act(conn)
+            result = act(conn)
         except RecordError as exc:
             if exc.status == 404:
                 raise
+            renamed = (fields or {}).get(exc.extra.get("field") or "")
+            if renamed:
+                exc.extra["field"] = renamed
             return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else status,
                                  errors=_refusal(exc), values=values)
-        return see_other(request, f"{BASE.format(tenant=tenant)}/invoices/{invoice_id}?done={done}")
+        shown = f"credit-notes/{result['id']}" if to_credit else f"invoices/{invoice_id}"
+        return see_other(request, f"{BASE.format(tenant=tenant)}/{shown}?done={done}")
 
     return work
 
@@ -388,47 +396,33 @@ async def issue_credit_note(request: Asking, tenant: Tenant, invoice_id: Id, dat
     the printable credit note."""
     values = form_values(data)
 
-    def work(conn: Connection) -> Response:
-        try:
-            chosen = _credit_lines(values)
-            if chosen is None:
-                raise Invalid("give the amount to credit on a line as a number, e.g. 150.00", field="lines")
-            issued = credits.issue_credit_note(conn, request.user, invoice_id, lines=chosen,
-                                               reason=values.get("credit_reason") or "")
-        except RecordError as exc:
-            if exc.status == 404:
-                raise
-            if exc.extra.get("field") == "reason":
-                exc.extra["field"] = "credit_reason"  # the claim's form on the same page has its own reason
-            return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else 409,
-                                 errors=_refusal(exc), values=values)
-        return see_other(request, f"{BASE.format(tenant=tenant)}/credit-notes/{issued['id']}?done=credited")
+    def act(conn: Connection) -> dict:
+        chosen = _credit_lines(values)
+        if chosen is None:
+            raise Invalid("give the amount to credit on a line as a number, e.g. 150.00", field="lines")
+        return credits.issue_credit_note(conn, request.user, invoice_id, lines=chosen,
+                                         reason=values.get("credit_reason") or "")
 
-    return await _in_thread(request, tenant, work)
+    # The claim's form on the same page has a reason of its own.
+    return await _in_thread(request, tenant, _invoice_action(request, tenant, invoice_id, act, "credited",
+                                                             values=values, fields={"reason": "credit_reason"},
+                                                             to_credit=True))
 
 
 def _shortfall(request: Asking, tenant: str, invoice_id: uuid.UUID, values: dict, kind: str,
                done: str) -> Callable[[Connection], Response]:
     """Write off or transfer an insurer's shortfall from the invoice page's form (its own `shortfall_` fields:
     the payment and claim forms on the same page have an amount and a reason of their own)."""
-    def work(conn: Connection) -> Response:
+    def act(conn: Connection) -> dict:
         typed = values.get("shortfall_amount")
         amount = _decimal(typed) if typed else None
-        try:
-            if typed and amount is None:
-                raise Invalid("give the amount as a number, or leave it blank for the whole shortfall", field="amount")
-            settled = credits.settle_shortfall(conn, request.user, invoice_id, kind=kind, amount=amount,
-                                               reason=values.get("shortfall_reason") or "")
-        except RecordError as exc:
-            if exc.status == 404:
-                raise
-            if exc.extra.get("field") in ("amount", "reason"):
-                exc.extra["field"] = f"shortfall_{exc.extra['field']}"
-            return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else 409,
-                                 errors=_refusal(exc), values=values)
-        return see_other(request, f"{BASE.format(tenant=tenant)}/credit-notes/{settled['id']}?done={done}")
+        if typed and amount is None:
+            raise Invalid("give the amount as a number, or leave it blank for the whole shortfall", field="amount")
+        return credits.settle_shortfall(conn, request.user, invoice_id, kind=kind, amount=amount,
+                                        reason=values.get("shortfall_reason") or "")
 
-    return work
+    return _invoice_action(request, tenant, invoice_id, act, done, values=values, to_credit=True,
+                           fields={"amount": "shortfall_amount", "reason": "shortfall_reason"})
 
 
 @post("/invoices/{invoice_id:uuid}/write-off", operation_id="BillingWriteOffShortfall",

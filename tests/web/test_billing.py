@@ -473,18 +473,31 @@ def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, 
     assert "paid" in settled.split('id="claim-title"')[1] and 'id="status"' not in settled
 
 
+def billed_for_a_blood_count(db, facility, family_name: str, given_names: str, *,
+                             remitted: Decimal | None = None) -> dict:
+    """A new patient's final invoice for a full blood count: self-pay (450.00), or with `remitted` insured by NHIF
+    (380.00) which has paid that much of it."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr B", tenant=facility.slug,
+                       role="clinician")
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk B", tenant=facility.slug,
+                     role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = seen_for_a_blood_count(conn, doctor, family_name, given_names)
+        if remitted is not None:
+            financial.add_coverage(conn, desk, patient["id"], payer_code="NHIF", member_number=f"NH-{family_name}",
+                                   valid_from=dt.date(2024, 1, 1), valid_to=None)
+        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
+        invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
+        if remitted is not None:
+            financial.record_payment(conn, desk, invoice["id"], method="insurer_remittance", amount=remitted,
+                                     reference=f"RA-{family_name}")
+    return invoice
+
 
 def test_a_final_invoice_is_corrected_by_a_credit_note(db, signed_in, facility, other_facility):
     """A clerk who finds a final invoice wrong ticks the line billed in error (or types the part of a wrong
     price), says why, and gets a numbered, printable credit note; the invoice then owes that much less."""
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr N", tenant=facility.slug,
-                       role="clinician")
-    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk N", tenant=facility.slug,
-                     role="billing_clerk")
-    with db.tenant(facility.slug) as conn:
-        patient = seen_for_a_blood_count(conn, doctor, "Credited", "Cora")
-        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
-        invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
+    invoice = billed_for_a_blood_count(db, facility, "Credited", "Cora")
     [line] = invoice["lines"]
     clerk = signed_in("billing_clerk", facility.slug)
     url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
@@ -517,14 +530,7 @@ def test_a_final_invoice_is_corrected_by_a_credit_note(db, signed_in, facility, 
 def test_cash_handed_over_beyond_the_bill_is_receipted_with_the_change(db, signed_in, facility):
     """The cashier types what the patient handed over; the receipt says what was paid, the cash tendered
     and the change to give back, and the day's takings count only what was paid."""
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr K", tenant=facility.slug,
-                       role="clinician")
-    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk K", tenant=facility.slug,
-                     role="billing_clerk")
-    with db.tenant(facility.slug) as conn:
-        patient = seen_for_a_blood_count(conn, doctor, "Change", "Chebet")
-        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
-        invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
+    invoice = billed_for_a_blood_count(db, facility, "Change", "Chebet")
     cashier = signed_in("billing_clerk", facility.slug)
     url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
     page = cashier.get(url).text
@@ -543,18 +549,7 @@ def test_cash_handed_over_beyond_the_bill_is_receipted_with_the_change(db, signe
 def test_the_insurers_shortfall_is_written_off_or_billed_to_the_patient_from_the_invoice(db, signed_in, facility):
     """NHIF remits 300 of its 380 invoice: the clerk writes 30 off and bills the patient the other 50, each with
     the insurer's reason; the patient's invoice says where its amount came from."""
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr W", tenant=facility.slug,
-                       role="clinician")
-    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk W", tenant=facility.slug,
-                     role="billing_clerk")
-    with db.tenant(facility.slug) as conn:
-        patient = seen_for_a_blood_count(conn, doctor, "Shortfall", "Sharon")
-        financial.add_coverage(conn, desk, patient["id"], payer_code="NHIF", member_number="NH-SHORT",
-                               valid_from=dt.date(2024, 1, 1), valid_to=None)
-        [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
-        invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
-        financial.record_payment(conn, desk, invoice["id"], method="insurer_remittance", amount=Decimal("300"),
-                                 reference="RA-SHORT")
+    invoice = billed_for_a_blood_count(db, facility, "Shortfall", "Sharon", remitted=Decimal("300"))
     clerk = signed_in("billing_clerk", facility.slug)
     url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
     page = clerk.get(url).text

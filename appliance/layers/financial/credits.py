@@ -49,6 +49,12 @@ def _new_credit(conn: Connection, principal: Principal, found: dict, *, kind: st
     return credit_id, number
 
 
+def _amount_in(amount: Decimal, currency: str, field: str) -> Decimal:
+    if amount <= 0 or amount != rounded(amount, currency):
+        raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field=field)
+    return rounded(amount, currency)
+
+
 def _reason(reason: str | None, hint: str) -> str:
     stated = (reason or "").strip()
     if len(stated) < 3:
@@ -87,14 +93,11 @@ def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.U
             raise Invalid(f"nothing is left to credit on “{line['description']}”"
                           + (" (it is itself a credit)" if line["amount"] < 0 else " (credited in full already)"),
                           field="lines")
-        if amount is None:
-            amount = left
-        if amount <= 0 or amount != rounded(amount, currency):
-            raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="lines")
+        amount = left if amount is None else _amount_in(amount, currency, "lines")
         if amount > left:
             raise Invalid(f"at most {format_money(left, currency)} of “{line['description']}” can be credited: "
                           "a credit note never exceeds what was invoiced", field="lines", line_id=str(line_id))
-        credited_lines.append({"invoice_line_id": line_id, "amount": rounded(amount, currency)})
+        credited_lines.append({"invoice_line_id": line_id, "amount": amount})
     total = sum((c["amount"] for c in credited_lines), ZERO)
     outstanding = service.outstanding_on(conn, found)
     if total > outstanding:
@@ -130,15 +133,11 @@ def settle_shortfall(conn: Connection, principal: Principal, invoice_id: uuid.UU
     if outstanding <= 0:
         raise Conflict("nothing is outstanding on this invoice: there is no shortfall", invoice_id=str(invoice_id))
     stated = _reason(reason, "say why (the insurer's answer: a tariff cap, an item the cover excludes)")
-    if amount is None:
-        amount = outstanding
-    if amount <= 0 or amount != rounded(amount, currency):
-        raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field="amount")
+    amount = outstanding if amount is None else _amount_in(amount, currency, "amount")
     if amount > outstanding:
         raise Invalid(f"the shortfall is {format_money(outstanding, currency)}: no more of it can be "
                       f"{'written off' if kind == 'write_off' else 'transferred'}", field="amount",
                       outstanding=str(outstanding))
-    amount = rounded(amount, currency)
     billed_to_patient = None
     if kind == "transfer":
         billed_to_patient = uuid.uuid4()
