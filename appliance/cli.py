@@ -733,7 +733,7 @@ def _demo_patient_account(db: Database, policy, slug: str) -> str:
     with db.control() as conn:
         new = identity.create_account(conn, policy, kind="patient", email=email, role="patient",
                                       display_name=f"{found['given_names']} {found['family_name']}",
-                                      subject_id=subject_id)
+                                      subject_id=subject_id, invited_from=(slug, patient_id))
         identity.set_credentials(conn, new.account_id, password=password, mfa_secret=None)
     return f"{email}\t{password}\t(no authenticator: patients sign in with their password)"
 

@@ -108,9 +108,15 @@ account = sa.Table(
     sa.Column("enrolment_code_hash", sa.Text, nullable=True),
     sa.Column("enrolment_expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # A patient's account: the chart it was invited from, which it follows when the chart is relinked to
+    # another person (`relink_facility`). Null for other accounts and those made before c0009.
+    sa.Column("invited_from_tenant", sa.Text, nullable=True),
+    sa.Column("invited_from_patient", UUID, nullable=True),
     sa.Index("account_email_key", sa.text("lower(email)"), unique=True),
     sa.Index("account_enrolment_code_key", "enrolment_code_hash", unique=True,
              postgresql_where=sa.text("enrolment_code_hash IS NOT NULL")),
+    sa.Index("account_invited_from_idx", "invited_from_tenant", "invited_from_patient",
+             postgresql_where=sa.text("invited_from_patient IS NOT NULL")),
 )
 
 membership = sa.Table(
@@ -259,14 +265,17 @@ def note_facility(conn: Connection, subject_id: uuid.UUID, tenant: str) -> None:
                  .on_conflict_do_nothing())
 
 
-def relink_facility(conn: Connection, *, tenant: str, from_subject: uuid.UUID, to_subject: uuid.UUID,
-                    holds_chart: Callable[[uuid.UUID], bool], by: Principal | None) -> bool:
-    """Facility `tenant` has relinked a chart from one subject to another (its national ID was corrected,
-    and the chart follows the corrected ID to its person): the facility is no longer listed as holding a
-    chart of `from_subject`, unless another of its charts still links to it, which `holds_chart` answers
-    (from the facility's own transaction). Audited with both subjects and the facility; returns whether the
-    facility is still listed. Called once the correction has committed: listing a facility with no chart
-    of a subject is harmless (the portal asks and finds none); leaving one out is not.
+def relink_facility(conn: Connection, *, tenant: str, chart_id: uuid.UUID, from_subject: uuid.UUID,
+                    to_subject: uuid.UUID, holds_chart: Callable[[uuid.UUID], bool], by: Principal | None) -> bool:
+    """Facility `tenant` has relinked its chart `chart_id` from one subject to another (its national ID was
+    corrected, and the chart follows the corrected ID to its person): the facility is no longer listed as
+    holding a chart of `from_subject`, unless another of its charts still links to it, which `holds_chart`
+    answers (from the facility's own transaction). A portal account invited from that chart follows it to
+    `to_subject`: it was made for the person of the chart, and left on `from_subject` its holder would read
+    the other person's record (and that person could not be invited). Audited with both subjects, the
+    facility and the accounts moved; returns whether the facility is still listed. Called once the
+    correction has committed: listing a facility with no chart of a subject is harmless (the portal asks
+    and finds none); leaving one out is not.
 
     The row goes first and the question comes after, in this transaction: a registration at the facility
     noting `from_subject` meanwhile (`note_facility`) waits for this transaction and then notes it again,
@@ -278,9 +287,13 @@ def relink_facility(conn: Connection, *, tenant: str, from_subject: uuid.UUID, t
     still_listed = holds_chart(from_subject)
     if still_listed:
         note_facility(conn, from_subject, tenant)
+    moved = conn.execute(
+        sa.update(account).where(account.c.invited_from_tenant == tenant, account.c.invited_from_patient == chart_id,
+                                 account.c.subject_id.is_distinct_from(to_subject))
+        .values(subject_id=to_subject).returning(account.c.id)).scalars().all()
     _audit(conn, event_type="subject.relink", action="U", principal=by,
            detail={"tenant": tenant, "from": str(from_subject), "to": str(to_subject),
-                   "facility_still_listed": still_listed})
+                   "facility_still_listed": still_listed, "accounts_moved": sorted(str(a) for a in moved)})
     return still_listed
 
 
@@ -594,9 +607,11 @@ def checked_email(email: str) -> str:
 def create_account(
     conn: Connection, policy: AccessPolicy, *, kind: AccountKind, email: str, display_name: str,
     role: str, tenant: str | None = None, ward: str | None = None, subject_id: uuid.UUID | None = None,
-    settings: IdentitySettings | None = None, by: Principal | None = None,
+    invited_from: tuple[str, uuid.UUID] | None = None, settings: IdentitySettings | None = None,
+    by: Principal | None = None,
 ) -> NewAccount:
-    """An account with one role, and a one-time enrolment code (never a password)."""
+    """An account with one role, and a one-time enrolment code (never a password). A patient's account
+    names the chart it was invited from (facility, patient id), whose links it then follows."""
     email = checked_email(email)
     if role not in policy.roles:
         raise IdentityError(f"unknown role {role!r}; roles are: {', '.join(sorted(policy.roles))}")
@@ -612,6 +627,8 @@ def create_account(
     conn.execute(sa.insert(account).values(
         id=account_id, kind=kind, email=email, display_name=display_name.strip() or email,
         subject_id=subject_id, appliance_role=None if tenant_role else role,
+        invited_from_tenant=invited_from[0] if invited_from else None,
+        invited_from_patient=invited_from[1] if invited_from else None,
         mfa_required=policy.requires_mfa(role), enrolment_code_hash=token_digest(code),
         enrolment_expires_at=_now() + (settings or DEFAULT_SETTINGS).enrolment_valid,
     ))

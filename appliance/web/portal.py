@@ -935,7 +935,7 @@ def _invite(request: Asking, tenant: str, patient_id: uuid.UUID, email: str) -> 
                                          "access, the operator can re-enrol it (healthos account reset-mfa)")
         made = identity.create_account(conn, request.app.state.policy, kind="patient", role="patient", email=email,
                                        display_name=f"{found['given_names']} {found['family_name']}",
-                                       subject_id=subject_id, by=request.user)
+                                       subject_id=subject_id, invited_from=(tenant, patient_id), by=request.user)
     with db.tenant(tenant) as conn:
         note_access(conn, request.user, "create", patient_id, "portal_invitation", (made.account_id,))
     return f"{str(request.base_url).rstrip('/')}/enrol?code={made.enrolment_code}"

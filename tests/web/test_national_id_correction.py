@@ -204,15 +204,13 @@ def test_the_pages_show_the_corrected_link(db, app, facilities, people, policy, 
     assert people["b"] in desk.get(chart_page).text  # neither changed it
 
 
-@pytest.mark.xfail(strict=True, reason="an account records no chart it was invited from, so a relink cannot tell "
-                                       "it from the other person's own account; needs that record (a control "
-                                       "migration) and a decision: the account follows the chart, or is suspended")
-def test_an_account_invited_from_the_wrongly_linked_chart_does_not_keep_the_other_persons_record(
+def test_an_account_invited_from_the_wrongly_linked_chart_follows_it_to_its_own_person(
         db, app, facilities, people, signed_in):
     """Wanjiru is invited to the portal from her Hillview chart while it is still linked to Otieno's subject
     by his ID: the account is made on Otieno's subject, and her portal shows Otieno's Riverside chart. The
-    ID is corrected and the chart relinked to her; the account is still Otieno's subject, so she goes on
-    reading his record, no longer sees her Hillview chart, and Otieno cannot be invited."""
+    ID is corrected and the chart relinked to her: the account, which names the chart it was invited from,
+    follows it to her subject, so she reads her own charts (Riverside's and Hillview's) and no longer his,
+    the relink's audit event names the account, and Otieno can be invited in his turn."""
     from litestar.testing import TestClient
 
     hillview = facilities[1]
@@ -231,7 +229,20 @@ def test_an_account_invited_from_the_wrongly_linked_chart_does_not_keep_the_othe
 
     corrected = _correct(people["desk"], hillview.slug, people["mistaken"], people["b"])
     assert corrected.status_code == 200 and corrected.json()["subject_id"] == people["wanjiru"]["subject_id"]
-    assert "Otieno" not in grace.get("/me").text
+    mine = grace.get("/me").text
+    assert "Otieno" not in mine and "Riverside Referral" in mine and "Hillview Health Centre" in mine
+    with db.control() as conn:
+        moved_to = conn.execute(sa.select(identity.account.c.subject_id).where(identity.account.c.id == account_id))
+        assert str(moved_to.scalar()) == people["wanjiru"]["subject_id"]
+    [relink] = [e["event"]["detail"] for e in audit.read_events(db, None, event_type="identity.subject.relink")
+                if e["event"]["detail"].get("accounts_moved") == [str(account_id)]]
+    assert relink["from"] == people["otieno"]["subject_id"]
+    otieno_chart = f"/t/{facilities[0].slug}/patients/{people['otieno']['id']}"
+    riverside_desk = signed_in("registrar", facilities[0].slug)
+    otieno_invited = riverside_desk.post(otieno_chart + "/portal-invite", data={
+        "email": f"peter-{uuid.uuid4().hex[:6]}@example.org",
+        "_csrf_token": csrf_token(riverside_desk.get(otieno_chart).text)})
+    assert otieno_invited.status_code == 200 and "/enrol?code=" in otieno_invited.text
 
 
 @pytest.mark.xfail(strict=True, reason="a registration notes its facility before its chart commits; closing the "

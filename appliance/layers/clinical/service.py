@@ -321,8 +321,8 @@ def release_unlinked_subject(db: Database, tenant: str, principal: Principal, co
                 is not None
 
     with db.control() as conn:
-        identity.relink_facility(conn, tenant=tenant, from_subject=unlinked, to_subject=corrected["subject_id"],
-                                 holds_chart=holds_chart, by=principal)
+        identity.relink_facility(conn, tenant=tenant, chart_id=corrected["id"], from_subject=unlinked,
+                                 to_subject=corrected["subject_id"], holds_chart=holds_chart, by=principal)
 
 
 _IDENTIFIERS = (
