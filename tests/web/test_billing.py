@@ -474,20 +474,23 @@ def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, 
 
 
 def billed_for_a_blood_count(db, facility, family_name: str, given_names: str, *,
-                             remitted: Decimal | None = None) -> dict:
-    """A new patient's final invoice for a full blood count: self-pay (450.00), or with `remitted` insured by NHIF
-    (380.00) which has paid that much of it."""
+                             remitted: Decimal | None = None, claimed: bool = False) -> dict:
+    """A new patient's final invoice for a full blood count: self-pay (450.00), or insured by NHIF (380.00) with
+    `claimed` (malaria on the record, claimed from NHIF, submitted) and with `remitted` paid that much of it."""
     doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr B", tenant=facility.slug,
                        role="clinician")
     desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk B", tenant=facility.slug,
                      role="billing_clerk")
     with db.tenant(facility.slug) as conn:
         patient = seen_for_a_blood_count(conn, doctor, family_name, given_names)
-        if remitted is not None:
+        if remitted is not None or claimed:
             financial.add_coverage(conn, desk, patient["id"], payer_code="NHIF", member_number=f"NH-{family_name}",
                                    valid_from=dt.date(2024, 1, 1), valid_to=None)
         [account] = financial.list_accounts(conn, desk, patient_id=patient["id"])
         invoice = financial.finalise_invoice(conn, desk, financial.draft_invoice(conn, desk, account["id"])["id"])
+        if claimed:
+            clinical.add_condition(conn, doctor, patient["id"], ConditionIn(code="B54"))
+            invoice["claim"] = financial.create_claim(conn, desk, invoice["id"])
         if remitted is not None:
             financial.record_payment(conn, desk, invoice["id"], method="insurer_remittance", amount=remitted,
                                      reference=f"RA-{family_name}")
@@ -599,3 +602,17 @@ def test_a_discount_capped_at_what_was_left_says_so_on_the_invoice(db, signed_in
         "_csrf_token": csrf(account)})
     assert capped.status_code == 200 and 'id="total">KES 0.00<' in capped.text
     assert "capped at KES 450.00 of the KES 500.00 asked: an invoice never goes below zero" in capped.text
+
+
+def test_the_shortfall_waits_for_the_insurers_answer_on_the_invoice(db, signed_in, facility):
+    """A claim still submitted has no shortfall yet: the invoice says why instead of offering the form, and a post
+    anyway is refused on the page (409) with the same reason."""
+    invoice = billed_for_a_blood_count(db, facility, "Waiting", "Wanjiku", claimed=True)
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = clerk.get(url).text
+    waits = page.split('id="shortfall-waits">')[1].split("</p>")[0]
+    assert "is submitted: National Health Insurance Fund has neither paid anything on it nor rejected it" in waits
+    assert f'action="{url}/write-off"' not in page
+    refused = clerk.post(f"{url}/write-off", data={"shortfall_reason": "tariff cap", "_csrf_token": csrf(page)})
+    assert refused.status_code == 409 and "so there is no shortfall yet" in refused.text

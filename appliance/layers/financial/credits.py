@@ -14,7 +14,9 @@ When an insurer pays less than its invoice, the **shortfall** (what is still owe
 off** (WO-…: taken off the receivable, with the reason; its own permission, `financial.invoice.write_off`) or
 **transferred to the patient** (TR-…: taken off the insurer's invoice and billed to the patient on a new final
 self-pay invoice, which `transferred_from` ties to the insurer's; `financial.invoice.transfer`). Either may take
-part of the shortfall, never more than it.
+part of the shortfall, never more than it, and only once the insurer has answered: an invoice whose claim is still
+submitted or accepted with nothing remitted has no shortfall yet (a rejected or paid claim, or a remittance, is an
+answer).
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import service
 from appliance.layers.financial.errors import Conflict, Invalid, NotFound
-from appliance.layers.financial.models import invoice, invoice_credit, invoice_credit_line, invoice_line, payer
+from appliance.layers.financial.models import (
+    claim,
+    invoice,
+    invoice_credit,
+    invoice_credit_line,
+    invoice_line,
+    payer,
+)
 from appliance.layers.financial.money import ZERO, format_money, rounded
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
@@ -128,6 +137,15 @@ def settle_shortfall(conn: Connection, principal: Principal, invoice_id: uuid.UU
     if payer_kind is None or payer_kind == "self_pay":
         raise Conflict("this invoice bills the patient, not an insurer: there is no insurer's shortfall to write off "
                        "or transfer (a line billed in error is taken off by a credit note)", invoice_id=str(invoice_id))
+    claimed = conn.execute(sa.select(claim.c.number, claim.c.status).where(claim.c.invoice_id == invoice_id)).first()
+    # Until the insurer answers its claim (a remittance, a rejection) nobody knows what it will not pay: a
+    # shortfall settled before then is billed twice (to the patient, or written off, and then paid by the insurer).
+    if claimed is not None and claimed.status not in ("rejected", "paid") and not service.remitted_on(conn, invoice_id):
+        insurer = service.payer_name(conn, found["payer_code"])
+        raise Conflict(f"claim {claimed.number} is still {claimed.status}: {insurer} "
+                       "has neither paid anything on it nor rejected it, so there is no shortfall yet; record the "
+                       "insurer's remittance or its rejection first", invoice_id=str(invoice_id),
+                       claim_status=claimed.status)
     currency = found["currency"]
     outstanding = service.outstanding_on(conn, found)
     if outstanding <= 0:

@@ -225,6 +225,13 @@ def _paid(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
                         .where(payment.c.invoice_id == invoice_id)).scalar_one()
 
 
+def remitted_on(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
+    """What the insurer has paid on the invoice (its remittances)."""
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(payment.c.amount), 0))
+                        .where(payment.c.invoice_id == invoice_id,
+                               payment.c.method == "insurer_remittance")).scalar_one()
+
+
 def _credited_on(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
     return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(invoice_credit.c.amount), 0))
                         .where(invoice_credit.c.invoice_id == invoice_id)).scalar_one()
@@ -304,6 +311,7 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
         .select_from(entry.join(payment, payment.c.entry_id == entry.c.id))
         .where(payment.c.invoice_id == invoice_id).order_by(entry.c.occurred_at)).mappings()]
     paid = sum((p["amount"] for p in payments), ZERO)
+    remitted = sum((p["amount"] for p in payments if p["method"] == "insurer_remittance"), ZERO)
     credits = credits_of(conn, invoice_id)
     credited = sum((c["amount"] for c in credits), ZERO)
     credited_by_line: dict[uuid.UUID, Decimal] = {}
@@ -317,7 +325,7 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
     transferred_from = None if found["transferred_from"] is None else conn.execute(
         sa.select(invoice.c.number).where(invoice.c.id == found["transferred_from"])).scalar()
     return found | figures_out | {
-        "lines": lines, "adjustment_list": adjustments, "payments": payments, "paid": paid,
+        "lines": lines, "adjustment_list": adjustments, "payments": payments, "paid": paid, "remitted": remitted,
         "credits": credits, "credited": credited, "transferred_from_number": transferred_from,
         "outstanding": (figures_out["total"] - paid - credited) if found["status"] == "final" else None,
         "unpriced": sum(1 for ln in lines if ln["status"] == "unpriced"),

@@ -219,3 +219,44 @@ def test_a_patients_own_bill_has_no_insurers_shortfall(db, facility, clinician, 
         refused = clerk_api.post(f"{url}/{action}", json={"reason": "patient cannot pay"})
         assert refused.status_code == 409 and "bills the patient, not an insurer" in refused.json()["detail"]
     assert _credits(db, facility, invoice["id"]) == 0
+
+
+def claimed_insurer_invoice(db, facility, clinician, clerk) -> dict:
+    """`insurer_invoice` with malaria (B54) on the record and the invoice claimed from NHIF (submitted)."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import ConditionIn
+
+    invoice = insurer_invoice(db, facility, clinician, clerk)
+    with db.tenant(facility.slug) as conn:
+        clinical.add_condition(conn, clinician, invoice["patient_id"], ConditionIn(code="B54"))
+        return invoice | {"claim": service.create_claim(conn, clerk, invoice["id"])}
+
+
+def test_a_shortfall_waits_for_the_insurers_answer_to_its_claim(db, facility, clinician, clerk, clerk_api):
+    """Submitted or accepted with nothing remitted, NHIF has not said what it will not pay: writing off or billing
+    the patient then is refused (409, saying why) and writes nothing; a remittance or a rejection is an answer."""
+    invoice = claimed_insurer_invoice(db, facility, clinician, clerk)
+    base = API.format(tenant=facility.slug)
+    url, status = f"{base}/invoices/{invoice['id']}", f"{base}/claims/{invoice['claim']['id']}/status"
+    for answered in (None, "accepted"):
+        if answered:
+            assert clerk_api.post(status, json={"status": answered}).status_code == 200
+        for action in ("write-off", "transfer-to-patient"):
+            refused = clerk_api.post(f"{url}/{action}", json={"reason": "patient's plan excludes it"})
+            assert refused.status_code == 409, refused.text
+            said = refused.json()
+            assert said["detail"].startswith(f"claim {invoice['claim']['number']} is still {answered or 'submitted'}: "
+                                              "National Health Insurance Fund has neither paid anything on it nor "
+                                              "rejected it, so there is no shortfall yet")
+    assert _credits(db, facility, invoice["id"]) == 0
+    assert clerk_api.post(f"{url}/payments", json={"method": "insurer_remittance", "amount": "300",
+                                                   "reference": "NHIF-RA-90"}).status_code == 201
+    written = clerk_api.post(f"{url}/write-off", json={"reason": "NHIF tariff cap for FBC"})
+    assert written.status_code == 201 and written.json()["amount"] == "80.00", written.text
+
+    rejected = claimed_insurer_invoice(db, facility, clinician, clerk)
+    assert clerk_api.post(f"{base}/claims/{rejected['claim']['id']}/status",
+                          json={"status": "rejected", "reason": "membership lapsed"}).status_code == 200
+    moved = clerk_api.post(f"{base}/invoices/{rejected['id']}/transfer-to-patient",
+                           json={"reason": "NHIF membership lapsed: the patient pays"})
+    assert moved.status_code == 201 and moved.json()["amount"] == "380.00", moved.text
