@@ -20,12 +20,17 @@ from dataclasses import dataclass, field
 
 import psycopg
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from appliance.substrate.config import Settings
 from appliance.substrate.embedded import EmbeddedCluster
 
+log = structlog.get_logger(__name__)
+
 CONTROL_SCHEMA = "control"
+# conn.info key: what `after_commit` asked to run once the tenant transaction has committed.
+_AFTER_COMMIT = "healthos_after_commit"
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 _TENANT_SCHEMA = re.compile(r"^t_[a-z][a-z0-9_]{1,30}$")
 
@@ -54,6 +59,16 @@ class UnknownTenant(LookupError):
     def __init__(self, slug: str):
         super().__init__(f"no tenant named {slug!r} on this appliance")
         self.slug = slug
+
+
+def after_commit(conn: Connection, action: Callable[[Database], None]) -> None:
+    """Run `action(db)` once the tenant transaction of `conn` has committed, never if it rolls back, with
+    the transaction's connection back in the pool: for what another transaction must do once this one's
+    rows can be seen (a facility listed for a chart's subject once the chart is there to be found). The
+    transaction has committed whatever the action does: an action that fails is logged, not raised."""
+    if conn.info.get("healthos_tenant") is None:
+        raise RuntimeError("after_commit outside a tenant transaction (db.tenant)")
+    conn.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 def driver(conn: Connection) -> psycopg.Connection:
@@ -164,6 +179,7 @@ class Database:
         schema = tenant_schema(slug)
         if not self.tenant_exists(slug):
             raise UnknownTenant(slug)
+        then: list[Callable[[Database], None]] = []
         with self.engine.connect() as conn:
             # The transaction is opened and ended on the driver, and the role and search_path are
             # pinned in the same round trip as BEGIN: every request opens a tenant transaction, and on
@@ -195,9 +211,17 @@ class Database:
                         pinned.commit()
                     except psycopg.Error as exc:
                         raise sa.exc.DBAPIError.instance("COMMIT", None, exc, psycopg.Error) from exc
+                    then = conn.info.get(_AFTER_COMMIT, [])
                 finally:
                     conn.info.pop("healthos_tenant", None)
+                    conn.info.pop(_AFTER_COMMIT, None)
             self._served(conn, slug)
+        for action in then:
+            try:
+                action(self)
+            except (psycopg.Error, sa.exc.SQLAlchemyError) as exc:
+                log.warning("after_commit_failed", tenant=slug, action=getattr(action, "__qualname__", "?"),
+                            error=exc.__class__.__name__)
 
     def tenant_statement(self, slug: str, compose: Callable[[psycopg.Connection], str | None]) -> tuple | None:
         """A whole tenant transaction of one statement as one simple-protocol message — BEGIN, the

@@ -80,3 +80,35 @@ def test_a_failed_provisioning_leaves_nothing_behind(db: Database):
         assert conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first() is None
         assert conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :s"), {"s": schema}).first() is None
     assert config.slug not in {row["slug"] for row in list_tenants(db)}
+
+
+def test_what_a_tenant_transaction_leaves_for_after_its_commit_runs_then_and_only_then(db: Database, tenant_factory):
+    """`after_commit` runs once the tenant transaction has committed, with its connection back in the pool
+    (the action sees the committed row from another connection); never after a rollback; and an action that
+    fails does not turn the committed transaction into an error."""
+    from appliance.substrate.db import after_commit
+
+    slug = tenant_factory().slug
+    seen: list = []
+
+    def look(database: Database) -> None:
+        with database.tenant(slug) as conn:
+            seen.append(conn.execute(sa.text("SELECT count(*) FROM ward WHERE code = 'AFTER'")).scalar())
+
+    with db.tenant(slug) as conn:
+        conn.execute(sa.text("INSERT INTO ward (code, name, kind) VALUES ('AFTER', 'After commit', 'general')"))
+        after_commit(conn, look)
+        assert seen == []
+    assert seen == [1]
+    with pytest.raises(RuntimeError), db.tenant(slug) as conn:
+        after_commit(conn, lambda database: seen.append("rolled back"))
+        raise RuntimeError("the request failed")
+    with db.tenant(slug) as conn:
+        def failing(database: Database) -> None:
+            with database.tenant(slug) as again:
+                again.execute(sa.text("SELECT * FROM no_such_table"))
+        after_commit(conn, failing)
+        after_commit(conn, look)
+    assert seen == [1, 1]
+    with pytest.raises(RuntimeError, match="outside a tenant transaction"), db.control() as conn:
+        after_commit(conn, look)

@@ -245,17 +245,14 @@ def test_an_account_invited_from_the_wrongly_linked_chart_follows_it_to_its_own_
     assert otieno_invited.status_code == 200 and "/enrol?code=" in otieno_invited.text
 
 
-@pytest.mark.xfail(strict=True, reason="a registration notes its facility before its chart commits; closing the "
-                                       "window needs every registration path to note it again once the chart "
-                                       "has committed (clinical.service.with_subject's callers), not the relink")
 def test_a_chart_registered_while_another_is_relinked_away_keeps_its_facility_listed(db, facilities, people,
                                                                                        person_factory):
     """Two desks at Hillview at once: one registers Otieno's own chart (linked to his subject by name), the
     other corrects Wanjiru's chart away from him. The registration notes Hillview for Otieno and then writes
     its chart; the relink unlists Hillview and asks whether a chart there still links him before that chart
-    has committed, so Hillview is left off his list, and his portal does not show the chart, until the
-    chart is next linked. Real threads: the registration waits, with its chart written and not committed,
-    while the relink runs."""
+    has committed, and finds none. The registration lists Hillview again once its chart has committed, so
+    his list (and his portal) keeps it. Real threads: the registration waits, with its chart written and
+    not committed, while the relink runs."""
     import threading
 
     from appliance.layers.clinical import service

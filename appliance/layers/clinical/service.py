@@ -47,7 +47,7 @@ from appliance.layers.clinical.schemas import (
     VitalSignsIn,
 )
 from appliance.substrate import identity, record
-from appliance.substrate.db import Database
+from appliance.substrate.db import Database, after_commit
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
 from appliance.substrate.tenant_config import OrderableConfig
@@ -252,7 +252,24 @@ def register_patient(conn: Connection, principal: Principal, data: PatientIn) ->
         patient.c.mrn, patient.c.registered_at, patient.c.updated_at)).one()
     _claim_identifiers(conn, patient_id, detail["identifiers"], new=True)
     record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail, entry_id=entry_id)
+    _listed_once_committed(conn, data.subject_id)
     return {**values, **registered._mapping, "identifiers": detail["identifiers"], "version_id": entry_id}
+
+
+def _listed_once_committed(conn: Connection, subject_id: uuid.UUID | None) -> None:
+    """The facility listed for the subject again once this chart has committed. `with_subject` listed it
+    before the chart was written; a correction that relinked another chart of this facility away from the
+    subject in between (`release_unlinked_subject`) found no chart of it here, and unlisted the facility,
+    so the portal would not show this chart until it was next linked."""
+    if subject_id is None:
+        return
+    tenant = conn.info["healthos_tenant"]
+
+    def list_facility(db: Database) -> None:
+        with db.control_autocommit() as control:
+            identity.note_facility(control, subject_id, tenant)
+
+    after_commit(conn, list_facility)
 
 
 def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: PatientIn, *,
@@ -301,6 +318,7 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
     ))
     relinked = subject_id != found.subject_id
     if relinked:
+        _listed_once_committed(conn, subject_id)
         note_access(conn, principal, "update", patient_id, "patient", (patient_id,), detail={
             "change": "linked to another one-identity subject by the corrected registration",
             "from_subject": str(found.subject_id) if found.subject_id else None, "to_subject": str(subject_id)})
