@@ -280,8 +280,8 @@ def relink_facility(conn: Connection, *, tenant: str, chart_id: uuid.UUID, from_
     The row goes first and the question comes after, in this transaction: a registration at the facility
     noting `from_subject` meanwhile (`note_facility`) waits for this transaction and then notes it again,
     and a chart committed before the question is seen by it. Not seen: a chart whose registration noted the
-    subject before the row went and commits only after the question, within those milliseconds; the
-    facility is then listed again when that chart is next linked (`clinical.service.subject_of`)."""
+    subject before the row went and commits only after the question, within those milliseconds; that
+    registration lists the facility again once its chart has committed (`db.after_commit`)."""
     conn.execute(sa.delete(subject_facility).where(subject_facility.c.subject_id == from_subject,
                                                    subject_facility.c.tenant == tenant))
     still_listed = holds_chart(from_subject)
