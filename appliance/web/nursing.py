@@ -23,9 +23,9 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import drugs
+from appliance.layers.clinical import drugs, reconciliation
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import VitalSignsIn
+from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
 from appliance.layers.nursing import access, service, views, ward
 from appliance.layers.nursing.errors import Conflict
 from appliance.layers.nursing.routes import facility_zone
@@ -105,6 +105,7 @@ portal.CHART_TABS[-1:-1] = [
     ChartTab("observations", "Observations", "/observations", "nursing.news2.read"),
     ChartTab("mar", "Medications given", "/mar", "nursing.mar.read"),
     ChartTab("care-plans", "Care plans", "/care-plans", "nursing.careplan.read"),
+    ChartTab("reconciliation", "Medicines on admission", "/reconciliation", "clinical.reconciliation.read"),
 ]
 
 
@@ -122,6 +123,7 @@ portal.NOTICES.update({
     "vitals": "Vital signs recorded and scored.", "dose": "Dose recorded on the MAR.",
     "task": "Task done.", "deferred": "Task deferred.", "care-plan": "Care plan saved.",
     "evaluated": "Care plan evaluated.", "handover": "Handover recorded.",
+    "reconciled": "Decisions recorded. Medicines continued are on the MAR from now; those held stay off it.",
 })
 portal.TIMELINE_SOURCES.extend([
     TimelineSource("nursing", "news2", "Early warning scores", "nursing.news2.read",
@@ -510,6 +512,85 @@ async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: For
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/mar?{'day=' + day + '&' if day else ''}done=dose")
 
 
+# -- medicines reconciliation on admission ---------------------------------------------------------
+
+# A decision's field in the API, by the prefix of its input on the form (`reason-<prescription id>`).
+_FORM_PREFIX = {"medication_request_id": "decision", "decision": "decision", "reason": "reason",
+                "allergy_override_reason": "override"}
+RECONCILE_CHOICES = [("continue", "Continue in hospital"), ("hold", "Hold (keep for discharge)"), ("stop", "Stop")]
+
+
+def _reconciliation_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        found = reconciliation.medicines(conn, principal, patient_id)
+    authors = {m["decision"]["author_id"] for m in found["medicines"] if m["decision"]}
+    return {**top, "reconciliation": found, "names": people_named(db, authors)}
+
+
+@get(PATIENT + "/reconciliation", operation_id="PortalMedicationReconciliation",
+     opt={"permission": "clinical.reconciliation.read"}, include_in_schema=False)
+async def reconciliation_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """An admitted patient's medicines from before the stay, each to continue, hold or stop on the ward."""
+    db: Database = request.app.state.db
+    context = await _in_thread(lambda: _reconciliation_context(db, request.user, tenant, patient_id))
+    return page(request, "nursing/reconciliation.html", active="patients", patient_id=patient_id,
+                tab="reconciliation", **context, values={}, errors={}, choices=RECONCILE_CHOICES, **NURSING_HELPERS)
+
+
+def _decisions_posted(values: dict) -> list[dict]:
+    """The decisions of the form, one per medicine given one (`decision-<id>`, with `reason-<id>` and
+    `override-<id>`), in the order posted."""
+    return [{"medication_request_id": key.removeprefix("decision-"), "decision": value,
+             "reason": values.get(f"reason-{key.removeprefix('decision-')}"),
+             "allergy_override_reason": values.get(f"override-{key.removeprefix('decision-')}")}
+            for key, value in values.items() if key.startswith("decision-") and value]
+
+
+@post(PATIENT + "/reconciliation", operation_id="PortalReconcileMedications",
+      opt={"permission": "clinical.reconciliation.create"}, include_in_schema=False)
+async def reconcile_medications(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """Record the decisions chosen, all or none; a refusal comes back beside the medicine it is about,
+    with what was chosen and typed kept."""
+    values = form_values(data)
+    db: Database = request.app.state.db
+    decisions = _decisions_posted(values)
+    errors: dict[str, str] = {}
+    status = 422
+    if not decisions:
+        errors["form"] = "Choose continue, hold or stop for at least one medicine."
+    else:
+        def work() -> None:
+            with db.tenant(tenant) as conn:
+                reconciliation.reconcile(conn, request.user, patient_id,
+                                         ReconciliationIn.model_validate({"decisions": decisions}))
+        try:
+            await _in_thread(work)
+        except ValidationError as exc:
+            # Each complaint beside the medicine it is about: decisions[i].reason is that medicine's reason.
+            errors = field_errors(exc, {("decisions", index, name): f"{prefix}-{d['medication_request_id']}"
+                                        for index, d in enumerate(decisions)
+                                        for name, prefix in _FORM_PREFIX.items()})
+        except RecordError as exc:
+            if exc.status not in (409, 422):
+                raise
+            status = exc.status
+            field = str(exc.extra.get("field", ""))
+            message = exc.detail[:1].upper() + exc.detail[1:] + "."
+            if field.startswith("decisions["):
+                index, _, part = field.removeprefix("decisions[").partition("].")
+                root = decisions[int(index)]["medication_request_id"]
+                errors[f"{_FORM_PREFIX.get(part, 'decision')}-{root}"] = message
+            else:
+                errors["form"] = message
+        else:
+            return see_other(request, f"/t/{tenant}/patients/{patient_id}/reconciliation?done=reconciled")
+    context = await _in_thread(lambda: _reconciliation_context(db, request.user, tenant, patient_id))
+    return page(request, "nursing/reconciliation.html", status=status, active="patients", patient_id=patient_id,
+                tab="reconciliation", **context, values=values, errors=errors, choices=RECONCILE_CHOICES,
+                **NURSING_HELPERS)
+
+
 # -- care plans ------------------------------------------------------------------------------------
 
 
@@ -596,7 +677,8 @@ async def evaluate_care_plan(request: Asking, tenant: Tenant, patient_id: Id, en
 
 
 ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,
-          mar_page, record_dose, care_plans_page, add_care_plan, evaluate_care_plan]
+          mar_page, record_dose, reconciliation_page, reconcile_medications, care_plans_page, add_care_plan,
+          evaluate_care_plan]
 
 nursing_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                         guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -828,6 +828,11 @@ PAGES += ["/patients/{pid}/discharge-summaries/new", "/patients/{pid}/discharge-
 FORMS += ["/patients/{pid}/discharge-summaries", "/patients/{pid}/discharge-summaries/{any}/correct",
           "/patients/{pid}/discharge-summaries/{any}/entered-in-error"]
 
+# Medicines reconciliation on admission (appliance/web/nursing.py), a clinician's form; what it writes and
+# refuses, and the nurse who reads it, are in tests/layers/nursing/test_reconciliation.py.
+PAGES += ["/patients/{pid}/reconciliation"]
+FORMS += ["/patients/{pid}/reconciliation"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

@@ -181,6 +181,23 @@ medication_request = sa.Table(
     sa.Column("order_set", sa.Text, nullable=True),
 )
 
+# On admission, what the admitting clinician decided for one medicine the patient came in on (tenant
+# revision t0019; appliance/layers/clinical/reconciliation.py). The entry is on the stay's inpatient encounter.
+medication_reconciliation = sa.Table(
+    "medication_reconciliation",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a medicines reconciliation decision
+    sa.Column("medication_request_id", sa.Uuid, nullable=False),  # root id of the prescription came in on
+    sa.Column("decision", sa.Text, nullable=False),  # continue, stop, hold
+    sa.Column("continued_as", sa.Uuid, nullable=True),  # root id of the stay's prescription that continues it
+    sa.Column("reason", sa.Text, nullable=True),  # why stopped or held; a note on a continuation
+    sa.CheckConstraint("decision IN ('continue', 'stop', 'hold')", name="medication_reconciliation_decision"),
+    sa.CheckConstraint("(decision = 'continue') = (continued_as IS NOT NULL)",
+                       name="medication_reconciliation_continued_as"),
+    sa.Index("medication_reconciliation_request_idx", "medication_request_id"),
+)
+
 allergy_alert = sa.Table(
     "allergy_alert",
     tenant_metadata,
@@ -317,6 +334,7 @@ KINDS: dict[str, sa.Table | None] = {
     "allergy": allergy,
     "medication_request": medication_request,
     "allergy_alert": allergy_alert,
+    "medication_reconciliation": medication_reconciliation,
     "service_request": service_request,
     "result": result,
     "result_signoff": result_signoff,

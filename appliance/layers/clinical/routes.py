@@ -23,7 +23,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, discharge, service, worklist
+from appliance.layers.clinical import access, catalogue, chart, discharge, reconciliation, service, worklist
 from appliance.layers.clinical.schemas import (
     AllergyAmend,
     AllergyIn,
@@ -54,6 +54,9 @@ from appliance.layers.clinical.schemas import (
     PatientMatch,
     PatientOut,
     PatientUpdate,
+    ReconciledOut,
+    ReconciliationIn,
+    ReconciliationOut,
     ResultIn,
     ResultOut,
     Retraction,
@@ -477,6 +480,30 @@ class ClinicalController(Controller):
         with _tenant(state, request, tenant) as conn:
             return DischargeSummaryOut.model_validate(
                 discharge.correct(conn, request.user, patient_id, entry_id, data.fields, data.reason))
+
+    # -- medicines reconciliation on admission ---------------------------------------------------------
+
+    @get(PATIENT + "/medication-reconciliation", operation_id="ClinicalGetMedicationReconciliation",
+         opt=_opt("clinical.reconciliation.read"), sync_to_thread=True)
+    def medication_reconciliation(self, tenant: FromPath[str], state: State, request: Asking,
+                                  patient_id: Id) -> ReconciliationOut:
+        """An admitted patient's medicines reconciliation: each medicine they came in on (an active
+        prescription written before the stay) with the decision on it in this stay, None while it waits. Those
+        waiting or held are not on the ward's MAR. A patient not admitted has no stay and nothing to reconcile."""
+        with _tenant(state, request, tenant) as conn:
+            return ReconciliationOut.model_validate(reconciliation.medicines(conn, request.user, patient_id))
+
+    @post(PATIENT + "/medication-reconciliation", operation_id="ClinicalReconcileMedications",
+          opt=_opt("clinical.reconciliation.create"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def reconcile_medications(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                              data: JSONBody[ReconciliationIn]) -> ReconciledOut:
+        """Decide on medicines the admitted patient came in on: continue (a new prescription of the stay, its
+        doses from now), stop (with the reason) or hold (with the reason; off the MAR, kept for discharge; a
+        held one may be decided again). All the decisions land or none: a refusal names the decision's field
+        (`decisions[i].reason`), 422 for bad input, 409 for one already decided or blocked by the drug–allergy
+        check without `allergy_override_reason`."""
+        with _tenant(state, request, tenant) as conn:
+            return ReconciledOut.model_validate(reconciliation.reconcile(conn, request.user, patient_id, data))
 
     # -- any entry: history and "entered in error" -----------------------------------------------------
 

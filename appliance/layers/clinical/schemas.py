@@ -507,6 +507,66 @@ class DischargeSummaryOut(NoteOut):
     stay: DischargeStay
 
 
+# -- medicines reconciliation on admission ----------------------------------------------------------
+
+
+class ReconciliationDecisionIn(_In):
+    medication_request_id: uuid.UUID = Field(description="a prescription the patient came in on (any version's id)")
+    decision: Literal["continue", "stop", "hold"] = Field(
+        description="continue: given in hospital from now, as a new prescription of the stay; stop: stopped; "
+                    "hold: not given in hospital, kept for discharge")
+    reason: str | None = Field(default=None, max_length=1000,
+                               description="why it is stopped or held (required for those); a note otherwise")
+    allergy_override_reason: str | None = Field(
+        default=None, min_length=3, max_length=1000,
+        description="continuing a drug that matches a recorded allergy: why it is given anyway")
+
+
+class ReconciliationIn(_In):
+    decisions: list[ReconciliationDecisionIn] = Field(min_length=1, max_length=50)
+
+
+class ReconciliationDecisionOut(_Out):
+    id: uuid.UUID = Field(description="the decision's entry (this version)")
+    decision: Literal["continue", "stop", "hold"]
+    continued_as: uuid.UUID | None = Field(description="continued: the stay's prescription that gives it (root id)")
+    reason: str | None
+    author_id: uuid.UUID
+    recorded_at: dt.datetime
+
+
+class CameInOnOut(MedicationOut):
+    """A medicine the patient came in on: a prescription written before the stay."""
+
+    decision: ReconciliationDecisionOut | None = Field(description="the decision in force; None: to reconcile")
+
+
+class ReconciliationStay(_Out):
+    id: uuid.UUID = Field(description="the stay's inpatient encounter")
+    started_at: dt.datetime | None
+    ward_code: str | None
+
+
+class ReconciliationOut(_Out):
+    stay: ReconciliationStay | None = Field(description="None: the patient is not admitted")
+    medicines: list[CameInOnOut]
+    to_reconcile: int = Field(description="medicines still waiting for a decision")
+
+
+class ReconciledDecision(_Out):
+    id: uuid.UUID
+    medication_request_id: uuid.UUID
+    drug: str
+    decision: Literal["continue", "stop", "hold"]
+    continued_as: uuid.UUID | None
+    reason: str | None
+    recorded_at: dt.datetime
+
+
+class ReconciledOut(ReconciliationOut):
+    decided: list[ReconciledDecision] = Field(description="the decisions this reconciliation wrote")
+
+
 class CatalogueItem(BaseModel):
     code: str
     name: str

@@ -142,6 +142,24 @@ class MarLineOut(_Out):
     given_last_day: int = 0  # doses given in the 24 hours before now
 
 
+class CameInOnOut(_Out):
+    """A prescription an admitted patient came in on (written before the stay) that is not on the ward's MAR:
+    awaiting a doctor's decision (`to_reconcile`) or held on admission (`hold`). No doses fall due."""
+
+    version_id: uuid.UUID
+    root_id: uuid.UUID
+    drug: str
+    dose: Decimal
+    dose_unit: str
+    route: str
+    frequency: str
+    duration_days: int | None
+    status: str
+    instructions: str | None
+    started_at: dt.datetime
+    came_in_on: Literal["to_reconcile", "hold"]
+
+
 class MarOut(_Out):
     window_start: dt.datetime
     window_end: dt.datetime
@@ -149,6 +167,9 @@ class MarOut(_Out):
     late_elsewhere: int = 0  # doses late in the last 24 hours that fall outside the window
     first_late_elsewhere_at: dt.datetime | None = None  # the earliest of them: which day to open
     lines: list[MarLineOut]
+    # An admitted patient's medicines from before the stay, off the MAR until a doctor continues them.
+    came_in_on: list[CameInOnOut] = []
+    to_reconcile: int = 0
 
 
 class Retraction(_In):
@@ -251,6 +272,7 @@ class WorklistPatient(_Out):
     doses_due: int  # due within the next hour or now
     doses_late: int
     first_late_at: dt.datetime | None = None  # the earliest late dose's time: which day of the MAR to open
+    to_reconcile: int = 0  # medicines the patient came in on, waiting for a doctor to continue, stop or hold
 
 
 class WorklistOut(_Out):

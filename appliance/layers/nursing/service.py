@@ -297,7 +297,8 @@ ADMINISTRATION_FIELDS = [c.name for c in medication_administration.c if c.name !
 
 def prescriptions_of(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> list[dict]:
     """The current version of every prescription of these patients, with when it started (its first
-    version) and when it stopped producing doses (a version that is no longer active)."""
+    version) and when it stopped producing doses (a version that is no longer active), and `came_in_on`:
+    None for a prescription on the patient's MAR, else why it is not (`came_in`, below)."""
     if not patient_ids:
         return []
     request = views.medication_request
@@ -313,13 +314,36 @@ def prescriptions_of(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> list
         .order_by(first.c.occurred_at)
     ).mappings().all()
     out = []
+    stays = views.stays_of(conn, patient_ids)
+    decided = views.reconciled(conn, [stay["id"] for stay in stays.values()])
     for row in rows:
         item = dict(row)
         stopped_at = item["version_at"] if item["status"] != "active" else None
         item["ends_at"] = schedule.end_of(item["started_at"], item["duration_days"], stopped_at)
         item["plan"] = schedule.regimen(item["frequency"])
+        item["came_in_on"] = came_in(item, stays.get(item["patient_id"]), decided)
         out.append(item)
     return out
+
+
+def came_in(prescription: dict, stay: dict | None, decided: dict[tuple[uuid.UUID, uuid.UUID], str]) -> str | None:
+    """Why a prescription is not on an admitted patient's MAR, or None when it is. An admitted patient
+    (`stay`, `views.stays_of`) is given in hospital what was prescribed in the stay: a prescription of one
+    of its encounters, or one naming no encounter written since the stay began (a ward doctor prescribing
+    without naming the visit means the patient in front of them; prescriptions made by the API, the order
+    sets and the tests often name none). One written before, on an earlier visit, came in with the
+    patient: a doctor reconciles it on admission (clinical/reconciliation.py), and until then it is
+    "to_reconcile", then "hold" (kept off the ward for discharge), "stop" or "continue" (a new
+    prescription of the stay gives its doses). A patient who is not admitted (`stay` None) has every
+    prescription on their MAR, as before."""
+    if stay is None:
+        return None
+    if prescription["encounter_id"] in stay["encounter_ids"]:
+        return None
+    if prescription["encounter_id"] is None and stay["started_at"] is not None \
+            and prescription["started_at"] >= stay["started_at"]:
+        return None
+    return decided.get((stay["id"], prescription["root_id"]), "to_reconcile")
 
 
 def administrations_of(conn: Connection, request_roots: Iterable[uuid.UUID]) -> list[dict]:
@@ -355,10 +379,14 @@ def dose_state(scheduled_for: dt.datetime, given: dict | None, now: dt.datetime)
 
 
 def mar_lines(conn: Connection, patient_ids: Sequence[uuid.UUID], *, window_start: dt.datetime,
-              window_end: dt.datetime, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> list[dict]:
-    """Each prescription with its doses in the window and what happened to each; not audited."""
+              window_end: dt.datetime, now: dt.datetime, tz: zoneinfo.ZoneInfo,
+              prescriptions: list[dict] | None = None) -> list[dict]:
+    """Each prescription on the patients' MAR (`came_in`) with its doses in the window and what happened
+    to each, from `prescriptions` (`prescriptions_of` these patients, read here if not given); not audited."""
     lines = []
-    prescriptions = prescriptions_of(conn, patient_ids)
+    if prescriptions is None:
+        prescriptions = prescriptions_of(conn, patient_ids)
+    prescriptions = [p for p in prescriptions if p["came_in_on"] is None]
     by_request: dict[uuid.UUID, list[dict]] = defaultdict(list)
     for given in administrations_of(conn, [p["root_id"] for p in prescriptions]):
         by_request[given["medication_request_id"]].append(given)
@@ -405,25 +433,39 @@ def mar(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, window
         raise Invalid("the window ends before it starts", field="until")
     if window_end - window_start > dt.timedelta(days=31):
         raise Invalid("show at most 31 days of the MAR at once", field="until")
-    lines = mar_lines(conn, [patient_id], window_start=window_start, window_end=window_end, now=now, tz=tz)
+    prescriptions = prescriptions_of(conn, [patient_id])
+    lines = mar_lines(conn, [patient_id], window_start=window_start, window_end=window_end, now=now, tz=tz,
+                      prescriptions=prescriptions)
     # Last night's late dose is not on this morning's page, yet it is the one the worklist counts: the
     # window says how many late doses of the last day lie outside it, and the earliest, to open its day.
     elsewhere: list[dt.datetime] = []
     read = {line["version_id"] for line in lines}
-    for line in mar_lines(conn, [patient_id], window_start=now - LATE_LOOKBACK, window_end=now, now=now, tz=tz):
+    for line in mar_lines(conn, [patient_id], window_start=now - LATE_LOOKBACK, window_end=now, now=now, tz=tz,
+                          prescriptions=prescriptions):
         outside = [d["scheduled_for"] for d in line["doses"]
                    if d["state"] == "late" and not window_start <= d["scheduled_for"] <= window_end]
         if outside:
             elsewhere += outside
             read.add(line["version_id"])
     elsewhere.sort()
+    # What the patient came in on and is not given on the ward: awaiting a doctor's decision, or held.
+    came_in_on = [_came_in_view(p) for p in prescriptions if p["came_in_on"] in ("to_reconcile", "hold")
+                  and p["status"] == "active"]
+    read |= {p["version_id"] for p in came_in_on}
     given_ids = [d["administration"]["id"] for line in lines for d in line["doses"] if d["administration"]]
     given_ids += [g["id"] for line in lines for g in line["unscheduled"]]
     note_access(conn, principal, "read", patient_id, "medication_request", sorted(read))
     note_access(conn, principal, "read", patient_id, "medication_administration", given_ids)
     late = sum(1 for line in lines for d in line["doses"] if d["state"] == "late")
     return {"window_start": window_start, "window_end": window_end, "late": late, "lines": lines,
-            "late_elsewhere": len(elsewhere), "first_late_elsewhere_at": elsewhere[0] if elsewhere else None}
+            "late_elsewhere": len(elsewhere), "first_late_elsewhere_at": elsewhere[0] if elsewhere else None,
+            "came_in_on": came_in_on, "to_reconcile": sum(1 for p in came_in_on if p["came_in_on"] == "to_reconcile")}
+
+
+def _came_in_view(prescription: dict) -> dict:
+    return {key: prescription[key] for key in (
+        "version_id", "root_id", "drug", "dose", "dose_unit", "route", "frequency", "duration_days", "status",
+        "instructions", "started_at", "came_in_on")}
 
 
 def list_administrations(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
@@ -442,7 +484,18 @@ def _prescription(conn: Connection, patient_id: uuid.UUID, any_version: uuid.UUI
     found = [p for p in prescriptions_of(conn, [patient_id]) if p["root_id"] == root] if root else []
     if not found:
         raise Invalid(f"no prescription {any_version} on this patient's chart", field="medication_request_id")
+    if found[0]["came_in_on"] is not None:
+        raise Conflict(f"{found[0]['drug']} was prescribed before this admission and is not on the ward's MAR: "
+                       f"{_NOT_ON_THE_WARD[found[0]['came_in_on']]}", field="medication_request_id")
     return found[0]
+
+
+_NOT_ON_THE_WARD = {
+    "to_reconcile": "it is not given on the ward until a doctor continues it (medicines to reconcile)",
+    "hold": "a doctor held it on admission",
+    "stop": "a doctor stopped it on admission",
+    "continue": "a doctor continued it on admission as a prescription of this stay; record the dose on that one",
+}
 
 
 def _times(slots: list[dt.datetime], tz: zoneinfo.ZoneInfo) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -126,6 +127,56 @@ def wards(conn: Connection) -> list[dict]:
         sa.select(ward.c.code, ward.c.name, sa.func.count(sa.distinct(encounter.c.patient_id)).label("patients"))
         .select_from(ward.outerjoin(encounter, on_ward)).where(ward.c.active)
         .group_by(ward.c.code, ward.c.name).order_by(ward.c.code)).mappings()]
+
+
+# -- the stay, for the medication administration record ---------------------------------------------
+#
+# An admitted patient's MAR holds the prescriptions of their stay: those written in it, and those the
+# patient came in on that the admitting clinician continued, which are new prescriptions of the stay
+# (the clinical layer's medicines reconciliation, clinical/reconciliation.py, keeps the same rule).
+
+# The operations layer's emergency visits (t0004): the visit a patient was admitted from is part of the stay.
+ed_visit = sa.table("ed_visit", sa.column("id"), sa.column("admitted_encounter_id"))
+# The clinical layer's reconciliation decisions (t0019): continue, stop or hold, on the stay's encounter.
+medication_reconciliation = sa.table("medication_reconciliation", sa.column("entry_id"),
+                                     sa.column("medication_request_id"), sa.column("decision"))
+
+
+def stays_of(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The stay of each of these patients who is admitted (an open inpatient encounter): `id`, the inpatient
+    encounter (the latest begun, were there two); `encounter_ids`, every encounter of the stay (the open
+    inpatient ones and the emergency visit the patient was admitted from); `started_at`, when the first of
+    them began. A patient with no open inpatient encounter has none. Not audited: callers are."""
+    if not patient_ids:
+        return {}
+    inpatient = (sa.select(encounter.c.id).where(encounter.c.patient_id.in_(patient_ids),
+                                                 encounter.c.encounter_class == "inpatient",
+                                                 encounter.c.status.in_(OPEN)))
+    admitted_from = sa.select(ed_visit.c.id).where(ed_visit.c.admitted_encounter_id.in_(inpatient))
+    rows = conn.execute(
+        sa.select(encounter.c.id, encounter.c.patient_id, encounter.c.encounter_class, encounter.c.started_at)
+        .where(sa.or_(encounter.c.id.in_(inpatient), encounter.c.id.in_(admitted_from)))
+        .order_by(encounter.c.started_at.desc().nulls_last())
+    ).all()
+    found: dict[uuid.UUID, dict] = {}
+    for row in rows:
+        stay = found.setdefault(row.patient_id, {"id": None, "encounter_ids": set(), "started_at": None})
+        if row.encounter_class == "inpatient" and stay["id"] is None:
+            stay["id"] = row.id
+        stay["encounter_ids"].add(row.id)
+        if row.started_at is not None and (stay["started_at"] is None or row.started_at < stay["started_at"]):
+            stay["started_at"] = row.started_at
+    return found
+
+
+def reconciled(conn: Connection, stay_ids: Iterable[uuid.UUID]) -> dict[tuple[uuid.UUID, uuid.UUID], str]:
+    """The decision in force on each medicine reconciled in these stays, by (stay, prescription root id)."""
+    ids = list(stay_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(current_of_kind(medication_reconciliation, "medication_reconciliation",
+                                        entry.c.encounter_id.in_(ids), entry.c.status != "entered_in_error"))
+    return {(row.encounter_id, row.medication_request_id): row.decision for row in rows}
 
 
 # "Nobody supersedes this version", built once: `record.current_clause()` aliases the entry table anew

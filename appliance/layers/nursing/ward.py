@@ -54,8 +54,14 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
     due: dict[uuid.UUID, int] = defaultdict(int)
     late: dict[uuid.UUID, int] = defaultdict(int)
     first_late: dict[uuid.UUID, dt.datetime] = {}  # the MAR's day to open: a late dose may be yesterday's
+    prescriptions = service.prescriptions_of(conn, ids)
+    # Medicines a patient came in on wait for a doctor's decision off the MAR: counted apart, never late.
+    to_reconcile: dict[uuid.UUID, int] = defaultdict(int)
+    for prescription in prescriptions:
+        if prescription["came_in_on"] == "to_reconcile" and prescription["status"] == "active":
+            to_reconcile[prescription["patient_id"]] += 1
     for line in service.mar_lines(conn, ids, window_start=now - service.LATE_LOOKBACK, window_end=now + DUE_SOON,
-                                  now=now, tz=tz):
+                                  now=now, tz=tz, prescriptions=prescriptions):
         for dose in line["doses"]:
             if dose["state"] == "late":
                 late[line["patient_id"]] += 1
@@ -84,7 +90,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
-            "first_late_at": first_late.get(p["id"]),
+            "first_late_at": first_late.get(p["id"]), "to_reconcile": to_reconcile[p["id"]],
         })
         note_access(conn, principal, "read", p["id"], "worklist", [p["id"]], detail={"ward": ward["code"]})
     listed.sort(key=lambda item: (

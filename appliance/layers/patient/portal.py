@@ -29,6 +29,7 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "encounter": "a visit", "encounter_status": "a visit's progress", "demographics": "your details",
           "news2": "an early warning score", "meows": "an early warning score", "pews": "an early warning score",
           "allergy_alert": "an allergy warning on a prescription", "handover": "a nurses' handover",
+          "medication_reconciliation": "a review of the medicines you came into hospital on",
           "transfer": "your move to another ward", "access_log": "this access log",
           "patient": "your details", "timeline": "your record's history", "results": "your results",
           "invoice": "a bill", "payment": "a payment", "charge": "a charge for your care",
