@@ -4,12 +4,15 @@ escalation at the top of the worklist; then the dose due on the MAR and the shif
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from decimal import Decimal
 
 import pytest
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, MedicationIn, PatientIn, VitalSignsIn
+from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Journey, Watch
 from tests.e2e.test_journeys import TABLET, new_page, sign_in
@@ -132,3 +135,49 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     journey.shot(page, "handover")
     context.close()
     watch.assert_clean()
+
+
+def test_a_ward_doctor_reconciles_the_medicines_a_patient_came_in_on(browser, live_server, db, clinic,
+                                                                     person_factory):
+    """Admitted last night, on amlodipine from a clinic visit in August: not on the ward's MAR until the
+    doctor continues it from the page the MAR links to."""
+    author = person_factory("clinician", clinic.slug)
+    doctor = Principal(account_id=author.account_id, kind="staff", display_name="Test clinician", tenant=clinic.slug,
+                       role="clinician")
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(clinic.slug) as conn:
+        patient = service.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Atieno", "given_names": "Rose", "birth_date": "1961-03-09", "sex": "female"}))
+        visit = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        record.append(conn, doctor, "medication_request", patient_id=patient["id"], encounter_id=visit["id"],
+                      occurred_at=now - dt.timedelta(days=100), detail={
+                          "drug": "Amlodipine", "dose": Decimal(5), "dose_unit": "mg", "route": "oral",
+                          "frequency": "once daily", "duration_days": None, "status": "active", "instructions": None,
+                          "allergy_override_reason": None, "order_set": None})
+        service.open_encounter(conn, doctor, patient["id"], EncounterIn(
+            encounter_class="inpatient", status="in_progress", ward_code="GEN", reason="Stroke"))
+    journey, watch = Journey("doctor-medicines-reconciliation"), Watch()
+    context, page = new_page(browser, watch)
+    page.set_viewport_size(TABLET)
+    sign_in(page, live_server, author)
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{patient['id']}/mar")
+    came_in = page.locator("#came-in-on").inner_text()
+    assert "Medicines to reconcile (1)" in came_in and "To reconcile: came in on Amlodipine 5 mg oral" in came_in
+    assert page.locator("article.mar-line").count() == 0
+    page.get_by_role("link", name="Reconcile on admission").click()
+    page.wait_for_url(re.compile(r"/reconciliation$"))
+    journey.shot(page, "to-reconcile")
+    page.get_by_label("Decision on Amlodipine").select_option("hold")
+    page.get_by_role("button", name="Record decisions").click()
+    assert "Say why Amlodipine is held." in page.locator(".field-error").first.inner_text()  # kept, beside it
+    page.get_by_label("Decision on Amlodipine").select_option("continue")
+    page.get_by_role("button", name="Record decisions").click()
+    page.wait_for_url(re.compile(r"/reconciliation\?done=reconciled$"))
+    assert "Medicines to reconcile (0)" in page.locator("#reconcile-title").inner_text()
+    assert "continued" in page.locator("#reconciled").inner_text()
+    journey.shot(page, "reconciled")
+    page.get_by_role("link", name="Medications given").click()
+    assert "Amlodipine 5 mg oral" in page.locator("article.mar-line").first.inner_text()
+    assert page.locator("#came-in-on").count() == 0
+    context.close()
+    watch.assert_clean(provoked={422})
