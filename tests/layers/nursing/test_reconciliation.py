@@ -16,6 +16,7 @@ from appliance.layers.clinical.schemas import ReconciliationIn
 from appliance.layers.nursing import service, ward
 from appliance.layers.nursing.errors import Conflict
 from appliance.layers.nursing.schemas import AdministrationIn
+from appliance.layers.operations import adt, ed
 from appliance.substrate import record
 from tests.layers.nursing.conftest import TZ, admit
 from tests.layers.nursing.test_pages import post_form
@@ -173,3 +174,16 @@ def test_a_ward_doctor_reconciles_on_the_page(db, signed_in, facility, other_fac
     guessed = f"/t/{facility.slug}/patients/{uuid.uuid4()}/reconciliation"
     assert doctor.get(guessed).status_code == 404
     assert post_form(doctor, page, guessed, {f"decision-{amlodipine.id}": "continue"}).status_code == 404
+
+
+def test_what_the_emergency_department_prescribed_is_of_the_stay(db, facility, clinician, nurse):
+    """Admitted from the ED: the antibiotic started there is the stay's, due on the ward without reconciling."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, ward=None, encounter_class="outpatient", family="Kariuki")
+        now = conn.exec_driver_sql("SELECT now()").scalar_one()
+        visit = ed.arrive(conn, clinician, patient["id"], at=now - dt.timedelta(hours=5))
+        _prescribe(conn, clinician, patient["id"], "Ceftriaxone", "once daily", at=now - dt.timedelta(hours=4),
+                   encounter_id=visit["id"])
+        adt.admit(conn, clinician, patient["id"], ward_code="GEN", ed_encounter_id=visit["id"])
+        chart = _mar(conn, nurse, patient["id"], now)
+    assert [line["drug"] for line in chart["lines"]] == ["Ceftriaxone"] and chart["came_in_on"] == []
