@@ -130,7 +130,7 @@ def sign(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Res
 
 
 def _summary_page(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id: uuid.UUID, *, status: int = 200,
-                  values: dict | None = None, errors: dict | None = None) -> Template:
+                  values: dict | None = None, errors: dict | None = None, refusal: str | None = None) -> Template:
     principal: Principal = request.user
     db: Database = request.app.state.db
     with db.tenant(tenant) as conn:
@@ -139,7 +139,7 @@ def _summary_page(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id:
         wards = ward_names(conn)
     return page(request, "discharge_summary.html", status=status, active="patients", patient_id=patient_id,
                 tab="summary", **top, summary=summary, wards=wards, template=discharge.TEMPLATE,
-                iso_date=dt.date.fromisoformat, values=values or {}, errors=errors or {},
+                iso_date=dt.date.fromisoformat, values=values or {}, errors=errors or {}, refusal=refusal,
                 names=people_named(db, {summary["record_author_id"], summary["author_id"]}), **HELPERS)
 
 
@@ -175,9 +175,16 @@ def _current_values(summary: dict) -> dict[str, Any]:
 @get(PATIENT + "/discharge-summaries/{entry_id:uuid}/correct", operation_id="PortalCorrectDischargeSummaryPage",
      opt={"permission": "clinical.discharge.update"}, sync_to_thread=True, include_in_schema=False)
 def correct_page(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) -> Template:
-    """The summary's form filled with what it says now, to correct with a reason."""
+    """The summary's form filled with what it says now, to correct with a reason. Another clinician (a link
+    passed on, a bookmark) is told on the summary that only its author corrects it, before typing a
+    correction that would be refused (409)."""
     with request.app.state.db.tenant(tenant) as conn:
         summary = discharge.get_summary(conn, request.user, patient_id, entry_id)
+    try:
+        discharge.require_author(request.user, summary)
+    except RecordError as refused:
+        return _summary_page(request, tenant, patient_id, summary["id"], status=refused.status,
+                             refusal=template_message(refused.detail))
     return _form(request, tenant, patient_id, stay=summary["stay"], values=_current_values(summary), errors={},
                  correcting=summary)
 

@@ -1594,8 +1594,9 @@ def note_fields(template: Any, values: dict[str, Any]) -> dict[str, Any]:
 def template_message(detail: str) -> str:
     """The template validation's words, without the field's key (the message sits next to the field):
     "field 'gestational_age' (Gestational age) is required by the Antenatal visit template (ANC)" reads
-    "Gestational age is required by the Antenatal visit template (ANC)."""
-    text = re.sub(r"^field '[a-z0-9_]+' \(([^)]*)\) ", r"\1 ", detail)
+    "Gestational age is required by the Antenatal visit template (ANC)". A label may hold brackets of its own
+    ("Follow-up (when and where)"): it ends at the bracket before the verb, not at its first closing one."""
+    text = re.sub(r"^field '[a-z0-9_]+' \((.*?)\) (?=is required |expects )", r"\1 ", detail)
     text = text[0].upper() + text[1:]
     return text if text.endswith(".") else text + "."
 

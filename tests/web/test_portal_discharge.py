@@ -84,10 +84,12 @@ def test_a_clinician_opens_it_from_the_stay_fixes_a_refusal_signs_and_prints(app
     prefilled = {"diagnoses": "Pneumonia, unspecified (J18.9)", "medications": "Amoxicillin 500 mg",
                  "allergies": "Sulfonamides: rash", "encounter_id": str(inpatient["stay"])}
     refused = post_form(doctor, write, f"{base}/discharge-summaries",
-                        {**prefilled, **WRITTEN, "hospital_course": "  ", "condition": ""})
+                        {**prefilled, **WRITTEN, "hospital_course": "  ", "condition": "", "follow_up": ""})
     assert refused.status_code == 422
     assert "Hospital course is required by the Discharge summary template" in refused.text
     assert "Condition at discharge is required" in refused.text
+    # A label with brackets of its own is named as the others are, not by the template's key.
+    assert "Follow-up (when and where) is required" in refused.text and "follow_up&#39;" not in refused.text
     assert "Finish the amoxicillin. Come back if the fever returns." in refused.text  # what was typed is kept
     with db.tenant(facility.slug) as conn:
         assert service.list_notes(conn, principal_of(author, facility.slug), inpatient["id"]) == []
@@ -134,6 +136,10 @@ def test_the_author_corrects_it_with_a_reason_and_no_one_else_does(app, db, sign
 
     colleague = signed_in("clinician", facility.slug)
     current = re.search(r"/discharge-summaries/([0-9a-f-]{36})/correct", shown).group(1)
+    # Told before typing a correction: the form opened to anyone and refused only what they had written.
+    opened = colleague.get(f"{base}/discharge-summaries/{current}/correct")
+    assert opened.status_code == 409 and "corrected only by the clinician who signed it" in opened.text
+    assert "Chest clinic" in opened.text and 'name="reason"' not in opened.text
     refused = post_form(colleague, f"{base}/chart", f"{base}/discharge-summaries/{current}/correct",
                         {**values, "reason": "my view"})
     assert refused.status_code == 409 and "corrected only by the clinician who signed it" in refused.text

@@ -242,18 +242,23 @@ def get_summary(conn: Connection, principal: Principal, patient_id: uuid.UUID, e
     return _with_stays(conn, rows)[0]
 
 
+def require_author(principal: Principal, summary: dict) -> None:
+    """As with any note, another clinician does not rewrite someone's signed summary (409)."""
+    if summary["record_author_id"] != principal.account_id:
+        raise Conflict("a discharge summary is corrected only by the clinician who signed it; write a note of your "
+                       "own to add to it", field="form", entry_id=str(summary["id"]))
+
+
 def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
             fields: dict[str, Any], reason: str) -> dict:
     """A corrected version of the summary, by its author, with the reason; the version corrected must be the
-    one in force (409 if another correction came first), and the earlier versions stay in its history. As
-    with any note, another clinician does not rewrite someone's signed summary (409)."""
+    one in force (409 if another correction came first), and the earlier versions stay in its history; only its
+    author corrects it (`require_author`)."""
     current = get_summary(conn, principal, patient_id, entry_id)
     if current["id"] != entry_id:
         raise Conflict("this discharge summary was corrected since you opened it; open it again and correct the "
                        "version in force", entry_id=str(current["id"]))
-    if current["record_author_id"] != principal.account_id:
-        raise Conflict("a discharge summary is corrected only by the clinician who signed it; write a note of your "
-                       "own to add to it", field="form", entry_id=str(entry_id))
+    require_author(principal, current)
     clean = catalogue.validate_note_fields(TEMPLATE, fields)
     appended = record.append(conn, principal, "note", patient_id=patient_id, encounter_id=current["encounter_id"],
                              supersedes=entry_id, reason=reason,
