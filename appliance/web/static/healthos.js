@@ -18,9 +18,12 @@ document.addEventListener("DOMContentLoaded", () => {
     if (reason) reason.focus();
   }
 
-  // A step that cannot be undone (finishing or cancelling an encounter) is confirmed first.
+  // A step that cannot be undone (finishing or cancelling an encounter) is confirmed first, once: pressed again
+  // while the confirmed post is on its way, the question is not asked again (its Cancel would undo nothing,
+  // the discharge being already sent); the one-click guard below refuses the repeat.
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (event) => {
+      if (form.dataset.submitted) return;
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
