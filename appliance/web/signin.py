@@ -83,8 +83,10 @@ def _clear_session(response: Response, request: Request) -> Response:
 
 @get("/signin", operation_id="IdentitySignInPage", tags=["identity"], opt=PUBLIC, sync_to_thread=False,
       include_in_schema=False)
-def signin_page(request: Request, next: FromQuery[str] = "") -> Template:
-    return Template("signin.html", context={"error": None, "email": "", "next": return_to(next)})
+def signin_page(request: Request, next: FromQuery[str] = "", enrolled: FromQuery[str] = "") -> Template:
+    """`enrolled=1`: back from choosing a password (`enrol`), told the account is ready."""
+    return Template("signin.html", context={"error": None, "email": "", "next": return_to(next),
+                                            "enrolled": enrolled == "1"})
 
 
 @post("/signin", operation_id="IdentitySignIn", tags=["identity"], opt=PUBLIC, sync_to_thread=True,

@@ -257,6 +257,8 @@ def test_enrolment_over_http_sets_password_and_authenticator_once(fresh_client, 
                                              "totp_code": totp.totp_at(secret, time.time()),
                                              "_csrf_token": csrf_token(page.text)}, follow_redirects=False)
     assert done.status_code in {302, 303} and done.headers["location"].startswith("/signin")
+    # told where they are: the sign-in page said nothing, and looked as if the password had not been taken
+    assert "Your account is ready" in fresh_client.get(done.headers["location"]).text
     assert fresh_client.get(f"/enrol?code={new.enrolment_code}").status_code == 404
 
 
