@@ -79,8 +79,10 @@ def test_a_doctor_writes_signs_and_prints_a_discharge_summary(browser, live_serv
     assert "afebrile from day two" in summary.inner_text()
     journey.shot(page, "signed")
 
+    assert page.locator("#discharge-not-yet").is_visible()  # signed before the bed board discharges him
     page.emulate_media(media="print")
     assert summary.is_visible() and page.locator("#part-hospital-course").is_visible()
+    assert not page.locator("#discharge-not-yet").is_visible()  # the paper he takes home says no "not yet"
     for hidden in ("header.top", "nav.layers", "section.banner", ".notice", "nav.tabs"):
         assert not page.locator(hidden).first.is_visible(), hidden
     assert page.locator("#discharge-patient").inner_text() == "MUTUA, Joseph"
