@@ -29,10 +29,17 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import catalogue, service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
-from appliance.layers.clinical.models import allergy, condition, encounter, medication_request, note
+from appliance.layers.clinical.models import (
+    allergy,
+    condition,
+    encounter,
+    medication_reconciliation,
+    medication_request,
+    note,
+)
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import entry, note_access
+from appliance.substrate.record import current_clause, entry, note_access
 from appliance.substrate.tenant_config import NoteTemplateConfig
 
 CODE = "discharge"
@@ -151,7 +158,8 @@ def draft(conn: Connection, principal: Principal, patient_id: uuid.UUID, encount
     conditions = service.current_rows(conn, condition, patient_id)
     diagnoses = [c for c in conditions if c["encounter_id"] == stay["id"]] or \
         [c for c in conditions if c["clinical_status"] == "active"]
-    medications = service.current_rows(conn, medication_request, patient_id, medication_request.c.status == "active")
+    medications = _one_line_per_medicine(conn, principal, patient_id, service.current_rows(
+        conn, medication_request, patient_id, medication_request.c.status == "active"))
     allergies = service.current_rows(conn, allergy, patient_id, allergy.c.clinical_status == "active")
     latest: dict[str, dict] = {}
     for result in service.results_of(conn, patient_id, limit=1000):  # newest first: the first of each code
@@ -174,6 +182,24 @@ def draft(conn: Connection, principal: Principal, patient_id: uuid.UUID, encount
             "allergies": "\n".join(_allergy_line(a) for a in allergies) or "No known allergies.",
         },
     }
+
+
+def _one_line_per_medicine(conn: Connection, principal: Principal, patient_id: uuid.UUID,
+                           medications: list[dict]) -> list[dict]:
+    """The active prescriptions less those the stay continued (medicines reconciliation): a medicine the
+    patient came in on stays active (it is what they take at home), and the stay's prescription continuing
+    it is the same medicine, so the discharge lists the continuation only. The decisions read are audited."""
+    continued = conn.execute(
+        sa.select(entry.c.id, medication_reconciliation.c.medication_request_id)
+        .select_from(entry.join(medication_reconciliation, medication_reconciliation.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id == patient_id, current_clause(), entry.c.status != "entered_in_error",
+               medication_reconciliation.c.decision == "continue",
+               medication_reconciliation.c.continued_as.in_([m["root_id"] for m in medications]))
+    ).all()
+    if continued:
+        note_access(conn, principal, "read", patient_id, "medication_reconciliation", [row.id for row in continued])
+    origins = {row.medication_request_id for row in continued}
+    return [m for m in medications if m["root_id"] not in origins]
 
 
 # -- signing, reading and correcting ----------------------------------------------------------------

@@ -112,6 +112,9 @@ def test_a_clinician_reconciles_what_the_patient_came_in_on(api, db, facility, a
         {"medication_request_id": came_in["Omeprazole"], "decision": "continue", "reason": "eating again"}]})
     assert continued.status_code == 200, continued.text
     assert continued.json()["decided"][0]["continued_as"] is not None
+    # On discharge a continued medicine is one line (the stay's prescription), not two; the stopped one is gone.
+    going_home = api.get(f"{base}/discharge-summaries/draft").json()["fields"]["medications"].splitlines()
+    assert sorted(line.split()[0] for line in going_home) == ["Amlodipine", "Ceftriaxone", "Omeprazole"]
 
 
 def test_nurses_read_and_a_patient_not_admitted_has_nothing_to_reconcile(api, token_client, facility, admitted):
