@@ -1,9 +1,15 @@
 """The patient's access log says in words what each event touched: every kind of record entry has its
 words, so a parent never reads 'looked at pews' or 'recorded allergy alert'."""
 
+import re
+from pathlib import Path
+
 import appliance.layers
 from appliance.layers.patient import portal
 from appliance.substrate import record
+
+# note_access(conn, principal, "<action>", <patient>, "<kind>", ...) with a patient: an event of their log.
+_NOTED = re.compile(r'note_access\(\s*\w+,\s*[\w.]+,\s*"\w+",\s*([^,]+),\s*"(\w+)"')
 
 
 def test_every_kind_of_record_entry_is_named_in_words():
@@ -16,3 +22,12 @@ def test_every_kind_of_record_entry_is_named_in_words():
 def test_an_early_warning_score_of_a_child_reads_as_one():
     assert portal.describe("record.pews.read", "R") == "looked at an early warning score"
     assert portal.describe("record.transfer.create", "C") == "recorded your move to another ward"
+
+
+def test_every_kind_noted_on_a_patients_record_is_named_in_words():
+    """What the layers note on the audit seam about a patient beyond record entries (a bill's credit, a
+    refund, an insurance claim, a ward worklist naming them) reaches the patient's access log too."""
+    noted = {match.group(2) for path in Path(portal.__file__).parents[2].rglob("*.py")
+             for match in _NOTED.finditer(path.read_text()) if match.group(1).strip() != "None"}
+    assert {"invoice_credit", "claim", "medication_request"} <= noted
+    assert sorted(noted - set(portal.THINGS)) == []
