@@ -10,8 +10,8 @@
   encounter, or one per patient for care outside an encounter), `invoice` (draft → final) with its
   frozen `invoice_line`s and `invoice_adjustment`s (discounts and exemptions with reason and
   approver), the `invoice_credit`s that correct a final invoice (credit notes with their
-  `invoice_credit_line`s, an insurer's shortfall written off or transferred to the patient),
-  `coverage` (a patient's insurance membership), `claim` and its `claim_event`s, and
+  `invoice_credit_line`s, an insurer's shortfall written off or transferred to the patient), the `refund`s
+  of what was overpaid on one, `coverage` (a patient's insurance membership), `claim` and its `claim_event`s, and
   `bed_day_accrual` (which census each admission has been charged for).
 
 Money columns are NUMERIC (exact decimals, never float), always beside the currency they are in.
@@ -236,6 +236,28 @@ invoice_credit_line = sa.Table(
     sa.Index("invoice_credit_line_line_idx", "invoice_line_id"),
 )
 
+refund = sa.Table(
+    "refund",
+    tenant_metadata,
+    # Money given back: what was paid on a final invoice beyond what is owed once a credit note took some of it
+    # off, to the patient or (payer_code) the insurer that paid it. Never more than was overpaid (refunds.py).
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("number", sa.Text, nullable=False),  # RFD-
+    sa.Column("invoice_id", sa.Uuid, sa.ForeignKey("invoice.id"), nullable=False),
+    sa.Column("patient_id", sa.Uuid, nullable=False),  # patient data
+    sa.Column("payer_code", sa.Text, nullable=True),  # the insurer refunded; None: the patient
+    sa.Column("method", sa.Text, nullable=False),  # cash, mobile_money, card, bank_transfer
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("reference", sa.Text, nullable=True),  # the mobile-money, card reversal or bank transfer id
+    sa.Column("reason", sa.Text, nullable=False),  # patient data: why (the credit note that made it owed)
+    sa.Column("recorded_by", sa.Uuid, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("number", name="refund_number_key"),
+    sa.Index("refund_invoice_idx", "invoice_id"),
+    sa.Index("refund_recorded_at_idx", "recorded_at"),
+)
+
 coverage = sa.Table(
     "coverage",
     tenant_metadata,
@@ -263,7 +285,9 @@ claim = sa.Table(
     sa.Column("amount", MONEY, nullable=False),
     sa.Column("currency", sa.Text, nullable=False),
     sa.Column("diagnosis_codes", JSONB, nullable=False),  # patient data: ICD-10 codes from the record
-    sa.Column("status", sa.Text, nullable=False),  # submitted, accepted, rejected, paid
+    # submitted, accepted, rejected, paid; amended (a credit note changed the amount: to be sent again) or
+    # withdrawn (a credit note left nothing to claim)
+    sa.Column("status", sa.Text, nullable=False),
     sa.Column("rejection_reason", sa.Text, nullable=True),
     sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
