@@ -63,6 +63,8 @@ def admit(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, ward
         source = "emergency"
     elif source == "emergency":
         raise Invalid("an admission from the emergency department names the ED visit", field="ed_encounter_id")
+    else:
+        encounter_id = encounter_id or _unplaced_admission(conn, patient_id)
     if encounter_id is not None:
         found = conn.execute(sa.select(encounter.c.patient_id, encounter.c.encounter_class, encounter.c.status)
                              .where(encounter.c.id == encounter_id)).first()
@@ -95,6 +97,20 @@ def admit(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, ward
         ed.depart(conn, principal, patient_id, ed_encounter_id, disposition="admitted", at=when,
                   admitted_encounter_id=encounter_id, via_admission=True)
     return stay_of(conn, admission_id)
+
+
+def _unplaced_admission(conn: Connection, patient_id: uuid.UUID) -> uuid.UUID | None:
+    """The patient's open inpatient encounter with no bed yet (a clinician's or the front desk's admission,
+    the latest if several), which an admission naming no encounter takes: a bed board admitting the
+    patient a clinician had already admitted opened a second inpatient encounter for the one stay, and
+    the first stayed open on the ward's lists after the discharge finished the second."""
+    return conn.execute(
+        sa.select(encounter.c.id)
+        .where(encounter.c.patient_id == patient_id, encounter.c.encounter_class == "inpatient",
+               encounter.c.status.in_(("planned", "arrived", "in_progress")),
+               ~sa.exists().where(inpatient_stay.c.encounter_id == encounter.c.id))
+        .order_by(encounter.c.status == "planned", encounter.c.started_at.desc().nulls_last()).limit(1)
+    ).scalar()
 
 
 def stay_of(conn: Connection, stay_id: uuid.UUID) -> dict:

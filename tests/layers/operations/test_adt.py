@@ -377,3 +377,24 @@ def test_an_admission_uses_a_planned_inpatient_encounter_and_starts_it(db, facil
         adt.admit(conn, bed_manager, walk_in, ward_code="GEN", encounter_id=visit["id"])
     with pytest.raises(Invalid, match="not an encounter of this patient"), db.tenant(facility.slug) as conn:
         adt.admit(conn, bed_manager, walk_in, ward_code="GEN", encounter_id=planned["id"])
+
+
+def test_an_admission_naming_no_encounter_takes_the_one_a_clinician_opened(db, facility, bed_manager):
+    """A clinician admits the patient to the ward (an inpatient encounter, no bed); the bed manager then puts
+    them in a bed without naming it: one encounter for the stay, and the discharge finishes it, so nothing is
+    left open on the ward's lists. A patient with only a finished stay behind them gets a new encounter."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import EncounterIn
+
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    open_encounters = sa.text("SELECT id FROM encounter WHERE patient_id = :p AND status <> 'finished'")
+    with db.tenant(facility.slug) as conn:
+        admitted = clinical.open_encounter(conn, bed_manager, patient_id, EncounterIn(
+            encounter_class="inpatient", status="in_progress", ward_code="GEN", reason="pneumonia"))
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
+        assert stay["encounter_id"] == admitted["id"]
+        assert conn.execute(open_encounters, {"p": patient_id}).scalars().all() == [admitted["id"]]
+        adt.discharge(conn, bed_manager, patient_id, disposition="home")
+        assert conn.execute(open_encounters, {"p": patient_id}).scalars().all() == []
+        again = adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
+    assert again["encounter_id"] != admitted["id"]
