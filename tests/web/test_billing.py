@@ -616,3 +616,26 @@ def test_the_shortfall_waits_for_the_insurers_answer_on_the_invoice(db, signed_i
     assert f'action="{url}/write-off"' not in page
     refused = clerk.post(f"{url}/write-off", data={"shortfall_reason": "tariff cap", "_csrf_token": csrf(page)})
     assert refused.status_code == 409 and "so there is no shortfall yet" in refused.text
+
+
+def test_a_claim_amended_by_a_credit_note_says_it_must_be_sent_again(db, signed_in, facility):
+    """A credit note on a claimed invoice: the claim on the invoice page asks the new amount, says it must be sent
+    to the insurer again, shows its history with the credit note, and offers only 'Resubmitted'."""
+    invoice = billed_for_a_blood_count(db, facility, "Amended", "Amina", claimed=True)
+    [line] = [ln for ln in invoice["lines"] if not ln["netted"]]  # the blood count at NHIF's price
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = clerk.get(url).text
+    assert "must be sent again" in page.split('id="credit-title"')[1]
+    issued = clerk.post(f"{url}/credit-notes", data={f"amount-{line['id']}": "80", "_csrf_token": csrf(page),
+                                                      "credit_reason": "NHIF tariff is 300.00"}, follow_redirects=False)
+    assert issued.status_code == 303, issued.text
+    after = clerk.get(url).text
+    claim = after.split('id="claim-title"')[1]
+    assert 'id="claim-amount">KES 300.00<' in claim and "status-amended" in claim
+    assert "send it to National Health Insurance Fund again for KES 300.00" in claim.split('id="claim-resend">')[1]
+    history = claim.split('id="claim-history"')[1].split("</details>")[0]
+    assert re.search(r"CN-\d+ credited KES 80\.00: NHIF tariff is 300\.00; the claim asks KES 300\.00 now", history)
+    answers = re.findall(r'<option value="(\w+)"', claim.split('id="status"')[1].split("</select>")[0])
+    assert answers == ["submitted"]
+

@@ -8,7 +8,8 @@ less what was paid and what was credited (`service.outstanding_on`), and the pat
 aging and the day's takings read it so.
 
 A credit note never exceeds what was invoiced: on each line, at most what is left of it after earlier credit
-notes; in all, at most what is still owed (what was paid stays paid: a refund is not recorded here).
+notes; in all, at most what is still owed (what was paid stays paid: a refund is not recorded here). On a claimed
+invoice the claim follows (`service.claim_follows`): amended to the new amount, to be sent to the insurer again.
 
 When an insurer pays less than its invoice, the **shortfall** (what is still owed on it) is either **written
 off** (WO-…: taken off the receivable, with the reason; its own permission, `financial.invoice.write_off`) or
@@ -114,11 +115,13 @@ def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.U
                       f"{format_money(outstanding, currency)} is still owed on this invoice: a credit note takes off "
                       "at most what is owed (what was paid stays paid; a refund is not recorded here)",
                       field="lines", outstanding=str(outstanding))
-    credit_id, _ = _new_credit(conn, principal, found, kind="credit_note", amount=total, reason=stated)
+    credit_id, number = _new_credit(conn, principal, found, kind="credit_note", amount=total, reason=stated)
     conn.execute(invoice_credit_line.insert(), [{"id": uuid.uuid4(), "credit_id": credit_id, **c}
                                                 for c in credited_lines])
     note_access(conn, principal, "create", found["patient_id"], "invoice_credit", [credit_id],
                 detail={"kind": "credit_note"})
+    service.claim_follows(conn, principal, found, {"number": number, "amount": total, "reason": stated},
+                          "credit_note")
     return get_credit(conn, principal, credit_id)
 
 
@@ -167,9 +170,10 @@ def settle_shortfall(conn: Connection, principal: Principal, invoice_id: uuid.UU
             total=amount, transferred_from=invoice_id))
         note_access(conn, principal, "create", found["patient_id"], "invoice", [billed_to_patient],
                     detail={"transferred_from": str(invoice_id)})
-    credit_id, _ = _new_credit(conn, principal, found, kind=kind, amount=amount, reason=stated,
-                               transfer_invoice_id=billed_to_patient)
+    credit_id, number = _new_credit(conn, principal, found, kind=kind, amount=amount, reason=stated,
+                                    transfer_invoice_id=billed_to_patient)
     note_access(conn, principal, "create", found["patient_id"], "invoice_credit", [credit_id], detail={"kind": kind})
+    service.claim_follows(conn, principal, found, {"number": number, "amount": amount, "reason": stated}, kind)
     return get_credit(conn, principal, credit_id)
 
 

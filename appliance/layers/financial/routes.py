@@ -265,12 +265,15 @@ class FinancialController(Controller):
 
     @post("/invoices/{invoice_id:uuid}/claim", operation_id="FinancialCreateClaim", opt=_opt("financial.claim.create"))
     async def create_claim(self, tenant: FromPath[str], state: State, request: Asking, invoice_id: Id) -> ClaimOut:
-        """Claim a final insurer invoice, with the diagnoses (ICD-10) on the patient's record."""
+        """Claim a final insurer invoice (its total less credit notes), with the diagnoses (ICD-10) on the
+        patient's record."""
         found = await _in_tenant(state, tenant, lambda conn: service.create_claim(conn, request.user, invoice_id))
         return ClaimOut.model_validate(found)
 
     @get("/claims/{claim_id:uuid}", operation_id="FinancialGetClaim", opt=_opt("financial.claim.read"))
     async def get_claim(self, tenant: FromPath[str], state: State, request: Asking, claim_id: Id) -> ClaimOut:
+        """A claim with its history: each answer of the insurer, and each credit note, write-off or transfer on its
+        invoice (a credit note amends a claim not yet paid, to be sent again)."""
         found = await _in_tenant(state, tenant, lambda conn: service.get_claim(conn, request.user, claim_id))
         return ClaimOut.model_validate(found)
 
@@ -278,7 +281,8 @@ class FinancialController(Controller):
           opt=_opt("financial.claim.update"), status_code=HTTP_200_OK)
     async def change_claim(self, tenant: FromPath[str], state: State, request: Asking, claim_id: Id,
                            data: JSONBody[ClaimStatusIn]) -> ClaimOut:
-        """submitted → accepted or rejected (with the insurer's reason) → paid; a rejected claim may be resubmitted."""
+        """submitted → accepted or rejected (with the insurer's reason) → paid; a rejected claim, or one a credit
+        note amended, is resubmitted."""
         found = await _in_tenant(state, tenant, lambda conn: service.change_claim_status(
             conn, request.user, claim_id, data.status, data.reason))
         return ClaimOut.model_validate(found)

@@ -181,6 +181,7 @@ class InvoiceOut(_Out):
     paid: MoneyOut
     credited: MoneyOut
     outstanding: MoneyOut | None  # total − paid − credited, once final
+    remitted: MoneyOut  # of what was paid, the insurer's remittances
     unpriced: int
     lines: list[InvoiceLineOut]
     adjustment_list: list[AdjustmentOut]
@@ -260,20 +261,31 @@ class ClaimStatusIn(_In):
     reason: str | None = Field(default=None, max_length=1000)
 
 
+class ClaimEventOut(_Out):
+    status: str  # the claim's status after the event
+    reason: str | None  # the insurer's reason, or what a credit on its invoice did to the claim
+    author_id: uuid.UUID
+    at: dt.datetime
+
+
 class ClaimOut(_Out):
     id: uuid.UUID
     number: str
     invoice_id: uuid.UUID
+    invoice_number: str
     patient_id: uuid.UUID
     payer_code: str
     member_number: str | None
-    amount: MoneyOut
+    amount: MoneyOut  # what the insurer is asked for: the invoice's total less its credit notes
     currency: str
     diagnosis_codes: list[str]
-    status: str
+    status: Literal["submitted", "accepted", "rejected", "paid", "amended", "withdrawn"]
+    must_resend: bool  # amended by a credit note since it was sent: send it to the insurer again
     rejection_reason: str | None
+    remitted: MoneyOut  # what the insurer has paid on the invoice
     submitted_at: dt.datetime
     updated_at: dt.datetime
+    events: list[ClaimEventOut]
 
 
 class VarianceEntry(_Out):

@@ -49,8 +49,9 @@ encounter_t = sa.table("encounter", sa.column("id", sa.Uuid), sa.column("encount
 CHARGE_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.recorded_at, entry.c.patient_id, entry.c.encounter_id,
                   entry.c.status.label("entry_status"), *[c for c in charge.c if c.name != "entry_id"])
 PAYMENT_METHODS = ("cash", "mobile_money", "card", "insurer_remittance")
+# A claim a credit note changed is `amended` until it is sent again; one it left nothing to claim is `withdrawn`.
 CLAIM_TRANSITIONS = {"submitted": {"accepted", "rejected"}, "accepted": {"paid", "rejected"},
-                     "rejected": {"submitted"}, "paid": set()}
+                     "rejected": {"submitted"}, "paid": set(), "amended": {"submitted"}, "withdrawn": set()}
 
 
 def patients_named(conn: Connection, ids: set[uuid.UUID]) -> dict[uuid.UUID, dict]:
@@ -232,15 +233,23 @@ def remitted_on(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
                                payment.c.method == "insurer_remittance")).scalar_one()
 
 
-def _credited_on(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
-    return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(invoice_credit.c.amount), 0))
-                        .where(invoice_credit.c.invoice_id == invoice_id)).scalar_one()
+def credited_on(conn: Connection, invoice_id: uuid.UUID, kinds: tuple[str, ...] | None = None) -> Decimal:
+    """What the invoice's credits (of `kinds`, or all) took off it."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(invoice_credit.c.amount), 0)).where(
+        invoice_credit.c.invoice_id == invoice_id)
+    return conn.execute(query if kinds is None else query.where(invoice_credit.c.kind.in_(kinds))).scalar_one()
 
 
 def outstanding_on(conn: Connection, found: dict) -> Decimal:
     """What is still owed on a final invoice: its total less what was paid and what was credited (credit
     notes, a shortfall written off or transferred to the patient)."""
-    return found["total"] - _paid(conn, found["id"]) - _credited_on(conn, found["id"])
+    return found["total"] - _paid(conn, found["id"]) - credited_on(conn, found["id"])
+
+
+def claimed_amount(conn: Connection, found: dict) -> Decimal:
+    """What the invoice's insurer is asked for: its total less what credit notes took off (a shortfall written
+    off or transferred is what the insurer did not pay of it, not less asked)."""
+    return found["total"] - credited_on(conn, found["id"], ("credit_note",))
 
 
 def credits_of(conn: Connection, invoice_id: uuid.UUID) -> list[dict]:
@@ -328,8 +337,9 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
         "lines": lines, "adjustment_list": adjustments, "payments": payments, "paid": paid, "remitted": remitted,
         "credits": credits, "credited": credited, "transferred_from_number": transferred_from,
         "outstanding": (figures_out["total"] - paid - credited) if found["status"] == "final" else None,
+        "claim": claim_view(conn, found_claim, found) if found_claim else None,
         "unpriced": sum(1 for ln in lines if ln["status"] == "unpriced"),
-        "claim": dict(found_claim) if found_claim else None, "payer_name": payer_name(conn, found["payer_code"]),
+        "payer_name": payer_name(conn, found["payer_code"]),
     }
 
 
@@ -590,6 +600,9 @@ def create_claim(conn: Connection, principal: Principal, invoice_id: uuid.UUID) 
         raise Conflict("this invoice is billed to the patient, not to an insurer", invoice_id=str(invoice_id))
     if conn.execute(sa.select(claim.c.id).where(claim.c.invoice_id == invoice_id)).first() is not None:
         raise Conflict("this invoice has already been claimed", invoice_id=str(invoice_id))
+    asked = claimed_amount(conn, found)
+    if asked <= 0:
+        raise Conflict("credit notes took the whole invoice off: there is nothing to claim", invoice_id=str(invoice_id))
     encounter_id = _account_row(conn, found["account_id"])["encounter_id"]
     codes = list(conn.execute(_DIAGNOSES, {"patient_id": found["patient_id"], "encounter_id": encounter_id}).scalars())
     if not codes:
@@ -602,7 +615,7 @@ def create_claim(conn: Connection, principal: Principal, invoice_id: uuid.UUID) 
     number = sa.func.concat("CLM-", sa.func.lpad(sa.cast(sa.func.nextval("claim_number_seq"), sa.Text), 7, "0"))
     conn.execute(claim.insert().values(
         id=claim_id, number=number, invoice_id=invoice_id, patient_id=found["patient_id"],
-        payer_code=found["payer_code"], member_number=member, amount=found["total"], currency=found["currency"],
+        payer_code=found["payer_code"], member_number=member, amount=asked, currency=found["currency"],
         diagnosis_codes=codes, status="submitted"))
     conn.execute(claim_event.insert().values(id=uuid.uuid4(), claim_id=claim_id, status="submitted",
                                              author_id=principal.account_id))
@@ -610,15 +623,67 @@ def create_claim(conn: Connection, principal: Principal, invoice_id: uuid.UUID) 
     return get_claim(conn, principal, claim_id)
 
 
+def claim_view(conn: Connection, row: Any, claimed_invoice: dict) -> dict:
+    """A claim as its views show it: its history (each event, oldest first) and what the insurer has remitted."""
+    found = dict(row)
+    found["events"] = [dict(r) for r in conn.execute(
+        sa.select(claim_event).where(claim_event.c.claim_id == found["id"])
+        .order_by(claim_event.c.at, claim_event.c.id)).mappings()]
+    found["invoice_number"] = claimed_invoice["number"]
+    found["remitted"] = remitted_on(conn, claimed_invoice["id"])
+    found["must_resend"] = found["status"] == "amended"
+    return found
+
+
 def get_claim(conn: Connection, principal: Principal, claim_id: uuid.UUID) -> dict:
     row = conn.execute(sa.select(claim).where(claim.c.id == claim_id)).mappings().first()
     if row is None:
         raise NotFound(f"no claim {claim_id} at this facility", claim_id=str(claim_id))
-    found = dict(row)
-    found["events"] = [dict(r) for r in conn.execute(
-        sa.select(claim_event).where(claim_event.c.claim_id == claim_id).order_by(claim_event.c.at)).mappings()]
+    claimed_invoice = invoice_row(conn, row["invoice_id"])
+    found = claim_view(conn, row, claimed_invoice)
     note_access(conn, principal, "read", found["patient_id"], "claim", [claim_id])
     return found
+
+
+# How a claim event names what happened to its invoice.
+DONE_ON_INVOICE = {"credit_note": "credited", "write_off": "wrote off", "transfer": "billed to the patient"}
+
+
+def claim_follows(conn: Connection, principal: Principal, found: dict, done: dict, kind: str) -> None:
+    """What a credit (`kind` credit_note, write_off, transfer), `done` on a claimed invoice, does to its claim,
+    said in a claim event naming it. A credit note changes what the insurer is asked for: a claim not yet paid is
+    `amended` (to be sent again), or `withdrawn` when nothing is left to claim, or `paid` when the insurer's
+    remittances already cover it (a paid claim's invoice owes nothing, so no credit note reaches it). A shortfall
+    written off or billed to the patient leaves what was asked as it was, and closes a claim the insurer has paid
+    part of once nothing more is owed on it."""
+    row = conn.execute(sa.select(claim).where(claim.c.invoice_id == found["id"]).with_for_update()).mappings().first()
+    if row is None:
+        return
+    currency, insurer = found["currency"], payer_name(conn, row["payer_code"])
+    owed, remitted = outstanding_on(conn, found), remitted_on(conn, found["id"])
+    status, amount = row["status"], row["amount"]
+    said = f"{done['number']} {DONE_ON_INVOICE[kind]} {format_money(done['amount'], currency)}: {done['reason']}"
+    if kind == "credit_note":
+        amount = claimed_amount(conn, found)
+        said += f"; the claim asks {format_money(amount, currency)} now, {format_money(row['amount'], currency)} before"
+        if status == "paid" or (remitted > 0 and owed <= 0):
+            status = "paid"
+        elif amount <= 0:
+            status = "withdrawn"
+            said += f"; nothing is left to claim: tell {insurer} the claim is withdrawn"
+        else:
+            status = "amended"
+            said += f"; send it to {insurer} again"
+    elif status in ("submitted", "accepted") and owed <= 0:
+        status = "paid"
+        said += (f"; {insurer} paid {format_money(remitted, currency)} of the {format_money(row['amount'], currency)}"
+                 " claimed and nothing more is owed on it")
+    conn.execute(sa.update(claim).where(claim.c.id == row["id"]).values(
+        status=status, amount=amount, updated_at=sa.func.now(),
+        rejection_reason=row["rejection_reason"] if status == "rejected" else None))
+    conn.execute(claim_event.insert().values(id=uuid.uuid4(), claim_id=row["id"], status=status, reason=said,
+                                             author_id=principal.account_id))
+    note_access(conn, principal, "update", row["patient_id"], "claim", [row["id"]], detail={"status": status})
 
 
 def change_claim_status(conn: Connection, principal: Principal, claim_id: uuid.UUID, status: str,

@@ -253,6 +253,13 @@ def test_a_shortfall_waits_for_the_insurers_answer_to_its_claim(db, facility, cl
                                                    "reference": "NHIF-RA-90"}).status_code == 201
     written = clerk_api.post(f"{url}/write-off", json={"reason": "NHIF tariff cap for FBC"})
     assert written.status_code == 201 and written.json()["amount"] == "80.00", written.text
+    # Nothing more is owed: the claim NHIF paid part of is closed, asking what it asked, saying what happened.
+    closed = clerk_api.get(f"{base}/claims/{invoice['claim']['id']}").json()
+    assert (closed["status"], closed["amount"], closed["remitted"]) == ("paid", "380.00", "300.00")
+    assert closed["events"][-1]["reason"] == (
+        f"{written.json()['number']} wrote off KES 80.00: NHIF tariff cap for FBC; National Health Insurance Fund "
+        "paid KES 300.00 of the KES 380.00 claimed and nothing more is owed on it")
+
 
     rejected = claimed_insurer_invoice(db, facility, clinician, clerk)
     assert clerk_api.post(f"{base}/claims/{rejected['claim']['id']}/status",
@@ -260,3 +267,48 @@ def test_a_shortfall_waits_for_the_insurers_answer_to_its_claim(db, facility, cl
     moved = clerk_api.post(f"{base}/invoices/{rejected['id']}/transfer-to-patient",
                            json={"reason": "NHIF membership lapsed: the patient pays"})
     assert moved.status_code == 201 and moved.json()["amount"] == "380.00", moved.text
+
+
+def test_a_credit_note_amends_the_claim_which_is_sent_again(db, facility, clinician, clerk, clerk_api):
+    """NHIF was claimed 380 for a blood count billed at the wrong price: the credit note of 80 amends the claim to
+    300, with an event naming the credit note and why, and the claim must be sent again before NHIF answers it.
+    A credit note taking the rest leaves nothing to claim: the claim is withdrawn. A claim made after a credit note
+    asks the invoice's total less it."""
+    invoice = claimed_insurer_invoice(db, facility, clinician, clerk)
+    base = API.format(tenant=facility.slug)
+    claim_url = f"{base}/claims/{invoice['claim']['id']}"
+    [line] = invoice["lines"]
+    assert clerk_api.post(f"{claim_url}/status", json={"status": "accepted"}).status_code == 200
+    note = clerk_api.post(f"{base}/invoices/{invoice['id']}/credit-notes", json={
+        "lines": [{"line_id": str(line["id"]), "amount": "80"}], "reason": "NHIF tariff for FBC is 300.00"}).json()
+    amended = clerk_api.get(claim_url).json()
+    assert (amended["status"], amended["amount"], amended["must_resend"]) == ("amended", "300.00", True)
+    assert [e["status"] for e in amended["events"]] == ["submitted", "accepted", "amended"]
+    assert amended["events"][-1]["reason"] == (
+        f"{note['number']} credited KES 80.00: NHIF tariff for FBC is 300.00; the claim asks KES 300.00 now, "
+        "KES 380.00 before; send it to National Health Insurance Fund again")
+    early = clerk_api.post(f"{claim_url}/status", json={"status": "accepted"})
+    assert early.status_code == 409 and "allowed next: submitted" in early.json()["detail"]
+    resent = clerk_api.post(f"{claim_url}/status", json={"status": "submitted"}).json()
+    assert (resent["status"], resent["must_resend"]) == ("submitted", False)
+
+    rest = clerk_api.post(f"{base}/invoices/{invoice['id']}/credit-notes", json={
+        "lines": [{"line_id": str(line["id"])}], "reason": "test not done: sample haemolysed"}).json()
+    withdrawn = clerk_api.get(claim_url).json()
+    assert (withdrawn["status"], withdrawn["amount"]) == ("withdrawn", "0.00")
+    assert withdrawn["events"][-1]["reason"].startswith(f"{rest['number']} credited KES 300.00: test not done")
+    assert withdrawn["events"][-1]["reason"].endswith(
+        "nothing is left to claim: tell National Health Insurance Fund the claim is withdrawn")
+    assert clerk_api.post(f"{claim_url}/status", json={"status": "submitted"}).status_code == 409
+
+    later = insurer_invoice(db, facility, clinician, clerk)
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import ConditionIn
+
+    with db.tenant(facility.slug) as conn:
+        clinical.add_condition(conn, clinician, later["patient_id"], ConditionIn(code="B54"))
+    clerk_api.post(f"{base}/invoices/{later['id']}/credit-notes", json={
+        "lines": [{"line_id": str(later["lines"][0]["id"]), "amount": "30"}], "reason": "tariff is 350.00"})
+    claimed = clerk_api.post(f"{base}/invoices/{later['id']}/claim")
+    assert claimed.status_code == 201 and claimed.json()["amount"] == "350.00", claimed.text
+
