@@ -1,8 +1,9 @@
 """The billing clerk's pages, under `/t/{tenant}/billing/`: the worklist (unpriced charges and the day's
 same-day variance by department, with the entries behind each figure), accounts, an encounter's
 account and invoice (discounts and exemptions, finalising, claiming, credit notes correcting a final
-invoice), payment entry with a printable receipt, a printable credit note, the day's takings (the
-cashier's cash-up) and the A/R aging chart.
+invoice), payment entry with a printable receipt, a printable credit note, a refund of what was overpaid with
+its printable slip, the claim's history, the day's takings (the cashier's cash-up, refunds as money out) and
+the A/R aging chart.
 
 The portal's rules hold here too (appliance/web/portal.py): each page declares its permission, data is
 read and written only through the financial layer's services (which audit every access), bad input
@@ -25,7 +26,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial import accrual, credits, reports, schedule, service
+from appliance.layers.financial import accrual, credits, refunds, reports, schedule, service
 from appliance.layers.financial.errors import Invalid, NotFound
 from appliance.layers.financial.money import AGING_BUCKETS, aging_bucket, format_amount, format_money
 from appliance.substrate.principal import Principal
@@ -58,8 +59,11 @@ portal.NOTICES.update({
     "credited": "Credit note issued: what it credits is no longer owed on the invoice.",
     "written-off": "Shortfall written off: it is no longer owed on the insurer's invoice.",
     "transferred": "Shortfall transferred: the patient's invoice below bills it; the insurer's no longer owes it.",
+    "refunded": "Refund recorded: print this slip for whoever the money was given back to.",
 })
 METHODS = {"cash": "Cash", "mobile_money": "Mobile money", "card": "Card", "insurer_remittance": "Insurer remittance"}
+REFUND_METHODS = {"cash": "Cash", "mobile_money": "Mobile money", "card": "Card (reversal)",
+                  "bank_transfer": "Bank transfer"}
 OUTCOME_LABELS = {"same_day": "Charged the same day", "late": "Charged late", "unpriced": "Unpriced",
                   "missing": "No charge"}
 CREDIT_KINDS = {"credit_note": "Credit note", "write_off": "Shortfall written off",
@@ -77,7 +81,7 @@ def _money(amount: Decimal | None, currency: str) -> str:
 
 
 HELPERS = {"money": _money, "methods": METHODS, "outcome_labels": OUTCOME_LABELS, "kind_labels": KIND_LABELS,
-           "claim_next": service.CLAIM_TRANSITIONS, "credit_kinds": CREDIT_KINDS}
+           "claim_next": service.CLAIM_TRANSITIONS, "credit_kinds": CREDIT_KINDS, "refund_methods": REFUND_METHODS}
 
 
 async def _in_thread(request: Asking, tenant: str, work: Callable[[Connection], Any]) -> Any:
@@ -293,10 +297,10 @@ async def invoice_page(request: Asking, tenant: Tenant, invoice_id: Id) -> Templ
 
 def _invoice_action(request: Asking, tenant: str, invoice_id: uuid.UUID, act: Callable[[Connection], Any],
                     done: str, *, values: dict | None = None, status: int = 409, fields: dict[str, str] | None = None,
-                    to_credit: bool = False) -> Callable[[Connection], Response]:
+                    to: str | None = None) -> Callable[[Connection], Response]:
     """An invoice page's form: a refusal comes back on the invoice beside its field (`fields` renames the
     service's field to the form's own, where the page holds several forms asking for a reason or an amount);
-    success goes to the invoice, or with `to_credit` to the credit note the act returned."""
+    success goes to the invoice, or with `to` to that page of what the act returned (its credit note, refund)."""
     def work(conn: Connection) -> Response:
         try:
             result = act(conn)
@@ -308,7 +312,7 @@ def _invoice_action(request: Asking, tenant: str, invoice_id: uuid.UUID, act: Ca
                 exc.extra["field"] = renamed
             return _invoice_page(request, conn, invoice_id, status=422 if exc.status == 422 else status,
                                  errors=_refusal(exc), values=values)
-        shown = f"credit-notes/{result['id']}" if to_credit else f"invoices/{invoice_id}"
+        shown = f"{to}/{result['id']}" if to else f"invoices/{invoice_id}"
         return see_other(request, f"{BASE.format(tenant=tenant)}/{shown}?done={done}")
 
     return work
@@ -406,7 +410,7 @@ async def issue_credit_note(request: Asking, tenant: Tenant, invoice_id: Id, dat
     # The claim's form on the same page has a reason of its own.
     return await _in_thread(request, tenant, _invoice_action(request, tenant, invoice_id, act, "credited",
                                                              values=values, fields={"reason": "credit_reason"},
-                                                             to_credit=True))
+                                                             to="credit-notes"))
 
 
 def _shortfall(request: Asking, tenant: str, invoice_id: uuid.UUID, values: dict, kind: str,
@@ -421,7 +425,7 @@ def _shortfall(request: Asking, tenant: str, invoice_id: uuid.UUID, values: dict
         return credits.settle_shortfall(conn, request.user, invoice_id, kind=kind, amount=amount,
                                         reason=values.get("shortfall_reason") or "")
 
-    return _invoice_action(request, tenant, invoice_id, act, done, values=values, to_credit=True,
+    return _invoice_action(request, tenant, invoice_id, act, done, values=values, to="credit-notes",
                            fields={"amount": "shortfall_amount", "reason": "shortfall_reason"})
 
 
@@ -449,6 +453,39 @@ async def credit_note_page(request: Asking, tenant: Tenant, credit_id: Id) -> Te
         credit = credits.get_credit(conn, request.user, credit_id)
         issuer = portal.people_named(request.app.state.db, {credit["recorded_by"]}).get(credit["recorded_by"])
         return _page(request, "credit_note.html", active="accounts", credit=credit, issuer=issuer or "—")
+
+    return await _in_thread(request, tenant, work)
+
+
+@post("/invoices/{invoice_id:uuid}/refunds", operation_id="BillingRecordRefund",
+      opt=_opts("financial.refund.create"), include_in_schema=False)
+async def record_refund(request: Asking, tenant: Tenant, invoice_id: Id, data: FormData) -> Response:
+    """Give back what was overpaid (its own `refund_` fields: the payment form on the same page has a method, an
+    amount and a reference of its own); on success, go to the printable slip."""
+    values = form_values(data)
+    amount = _decimal(values.get("refund_amount"))
+
+    def act(conn: Connection) -> dict:
+        if amount is None:
+            raise Invalid("give the amount given back as a number", field="amount")
+        return refunds.record_refund(conn, request.user, invoice_id, method=values.get("refund_method") or "",
+                                     amount=amount, reason=values.get("refund_reason") or "",
+                                     reference=values.get("refund_reference"))
+
+    return await _in_thread(request, tenant, _invoice_action(
+        request, tenant, invoice_id, act, "refunded", values=values, to="refunds",
+        fields={"amount": "refund_amount", "reason": "refund_reason", "method": "refund_method",
+                "reference": "refund_reference"}))
+
+
+@get("/refunds/{refund_id:uuid}", operation_id="BillingRefund",
+     opt=_opts("financial.refund.read"), include_in_schema=False)
+async def refund_page(request: Asking, tenant: Tenant, refund_id: Id) -> Template:
+    """A refund slip laid out for printing: who was given what back, how, and why."""
+    def work(conn: Connection) -> Template:
+        found = refunds.refund_of(conn, request.user, refund_id)
+        cashier = portal.people_named(request.app.state.db, {found["recorded_by"]}).get(found["recorded_by"])
+        return _page(request, "refund.html", active="accounts", refund=found, cashier=cashier or "—")
 
     return await _in_thread(request, tenant, work)
 
@@ -501,6 +538,7 @@ async def takings_page(request: Asking, tenant: Tenant, day: FromQuery[str] = ""
         found = reports.takings(conn, request.user, chosen or today)
         names = service.patients_named(conn, {r["patient_id"] for r in found["payments"] + found["credits"]})
         cashiers = portal.people_named(request.app.state.db, {p["author_id"] for p in found["by_person"]})
+        names |= service.patients_named(conn, {r["patient_id"] for r in found["refunds"]})
         payers = {p["code"]: p["name"] for p in service.list_payers(conn)}
         return _page(request, "takings.html", status=422 if errors else 200, active="takings", takings=found,
                      names=names, cashiers=cashiers, payers=payers, errors=errors,
@@ -545,7 +583,7 @@ async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = ""
 
 ROUTES = [worklist, price_charge, accrue_bed_days, accounts, account_page, draft_invoice, add_coverage, invoice_page,
           adjust_invoice, finalise_invoice, record_payment, issue_credit_note, write_off, transfer_to_patient,
-          credit_note_page, create_claim,
+          credit_note_page, record_refund, refund_page, create_claim,
           change_claim, receipt_page, takings_page, aging_page]
 
 billing_router = Router(path="/t/{tenant:str}/billing", route_handlers=ROUTES,

@@ -161,7 +161,8 @@ def test_billing_pages_are_audited(db, signed_in, facility, charted):
 
 PAGES = ["/billing", "/billing/accounts", "/billing/aging", "/billing/takings", "/billing/accounts/{account}",
          "/billing/accounts/{account}?done=coverage&cover={guess}",
-         "/billing/invoices/{guess}", "/billing/receipts/{guess}", "/billing/credit-notes/{guess}"]
+         "/billing/invoices/{guess}", "/billing/receipts/{guess}", "/billing/credit-notes/{guess}",
+         "/billing/refunds/{guess}"]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -173,7 +174,7 @@ def test_another_facilitys_session_is_refused(signed_in, facility, other_facilit
 
 @pytest.mark.parametrize("path", ["/billing/accounts/{account}", "/billing/invoices/{guess}",
                                   "/billing/receipts/{guess}", "/billing/accounts/{guess}",
-                                  "/billing/credit-notes/{guess}"])
+                                  "/billing/credit-notes/{guess}", "/billing/refunds/{guess}"])
 def test_this_facilitys_ids_are_not_found_elsewhere(signed_in, other_facility, charted, path):
     outsider = signed_in("billing_clerk", other_facility.slug)
     response = outsider.get(f"/t/{other_facility.slug}" + path.format(account=charted["account"], guess=uuid.uuid4()))
@@ -219,6 +220,7 @@ POSTS = [
     ("/billing/invoices/{invoice}/credit-notes", {"credit_reason": "probe"}),
     ("/billing/invoices/{invoice}/write-off", {"shortfall_reason": "probe"}),
     ("/billing/invoices/{invoice}/transfer-to-patient", {"shortfall_reason": "probe"}),
+    ("/billing/invoices/{invoice}/refunds", {"refund_method": "cash", "refund_amount": "1", "refund_reason": "probe"}),
     ("/billing/invoices/{invoice}/claim", {}),
     ("/billing/invoices/{invoice}/claim/status", {"status": "accepted"}),
 ]
@@ -639,3 +641,44 @@ def test_a_claim_amended_by_a_credit_note_says_it_must_be_sent_again(db, signed_
     answers = re.findall(r'<option value="(\w+)"', claim.split('id="status"')[1].split("</select>")[0])
     assert answers == ["submitted"]
 
+
+def test_the_cashier_refunds_what_a_credit_note_left_overpaid_and_prints_the_slip(db, signed_in, facility,
+                                                                                  other_facility):
+    """Paid 450 in cash, then credited 70: the invoice says 70 is owed back to the patient and offers the refund
+    (a refusal beside its field, what was typed kept); the slip prints; the day's takings count it out."""
+    invoice = billed_for_a_blood_count(db, facility, "Refunded", "Rehema")
+    [line] = invoice["lines"]
+    cashier = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = cashier.get(url).text
+    assert 'id="refund-title"' not in page  # nothing overpaid, nothing to give back
+    cashier.post(f"{url}/payments", data={"method": "cash", "amount": "450", "_csrf_token": csrf(page)})
+    cashier.post(f"{url}/credit-notes", data={f"amount-{line['id']}": "70", "credit_reason": "staff rate is 380.00",
+                                              "_csrf_token": csrf(page)})
+    owed = cashier.get(url).text
+    assert 'id="overpaid">KES 70.00<' in owed and "a refund is owed to the patient" in owed
+    assert f'action="{url}/refunds"' in owed and 'id="refund_amount" name="refund_amount"' in owed
+    too_much = cashier.post(f"{url}/refunds", data={"refund_method": "cash", "refund_amount": "75",
+                                                    "refund_reason": "staff rate", "_csrf_token": csrf(owed)})
+    assert too_much.status_code == 422 and 'id="refund_amount-error"' in too_much.text
+    assert "Only KES 70.00 was paid beyond what is owed on this invoice" in too_much.text
+    assert 'value="75"' in too_much.text
+    given = cashier.post(f"{url}/refunds", data={"refund_method": "cash", "refund_amount": "70",
+                                                 "refund_reason": "staff rate is 380.00", "_csrf_token": csrf(owed)},
+                         follow_redirects=False)
+    assert given.status_code == 303 and "/refunds/" in given.headers["location"], given.text
+    slip = cashier.get(given.headers["location"]).text
+    assert re.search(r"Refund <span class=\"mono\">RFD-\d+</span>", slip) and "Refund recorded" in slip
+    assert 'id="refund-amount">KES 70.00<' in slip and 'id="refund-overpaid">KES 0.00<' in slip
+    assert slip.split('id="refund-to">')[1].startswith("REFUNDED, Rehema")
+    number = re.search(r"RFD-\d+", slip)[0]
+    settled = cashier.get(url).text
+    assert 'id="refunded">−KES 70.00<' in settled and 'id="overpaid"' not in settled and number in settled
+    takings = cashier.get(f"/t/{facility.slug}/billing/takings").text
+    out = takings.split('class="list compact takings-refunds')[1].split("</table>")[0]
+    assert number in out and "REFUNDED, Rehema" in out and "−KES 70.00" in out
+    total, refunded, net = (Decimal(re.search(rf'id="takings-{k}">KES ([\d,.]+)<', takings)[1].replace(",", ""))
+                            for k in ("total", "refunded", "net"))
+    assert net == total - refunded and refunded >= Decimal("70.00")
+    outsider = signed_in("billing_clerk", other_facility.slug)
+    assert outsider.get(given.headers["location"].split("?")[0]).status_code == 403

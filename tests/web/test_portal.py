@@ -798,12 +798,13 @@ FORMS += ["/ward/handover", "/patients/{pid}/observations", *NURSING_FORMS]
 # The billing pages (appliance/web/billing.py); a billing clerk's. Refusals with real ids, and the forms
 # posted from another facility, are in tests/web/test_billing.py.
 PAGES += ["/billing", "/billing/accounts", "/billing/accounts/{any}", "/billing/invoices/{any}",
-          "/billing/receipts/{any}", "/billing/takings", "/billing/aging", "/billing/credit-notes/{any}"]
+          "/billing/receipts/{any}", "/billing/takings", "/billing/aging", "/billing/credit-notes/{any}",
+          "/billing/refunds/{any}"]
 FORMS += ["/billing/charges/{any}/price", "/billing/bed-days", "/billing/accounts/{any}/invoices",
           "/billing/accounts/{any}/coverage", "/billing/invoices/{any}/adjustments", "/billing/invoices/{any}/finalise",
           "/billing/invoices/{any}/payments", "/billing/invoices/{any}/claim", "/billing/invoices/{any}/claim/status",
           "/billing/invoices/{any}/credit-notes", "/billing/invoices/{any}/write-off",
-          "/billing/invoices/{any}/transfer-to-patient"]
+          "/billing/invoices/{any}/transfer-to-patient", "/billing/invoices/{any}/refunds"]
 # The operations pages (appliance/web/operations.py): bed board, ED, clinics, command center; their forms
 # are a bed manager's or a registrar's, so refusals with real ids, guessed ids (a patient's too) and
 # other roles are in tests/web/test_operations.py.

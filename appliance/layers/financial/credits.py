@@ -8,8 +8,9 @@ less what was paid and what was credited (`service.outstanding_on`), and the pat
 aging and the day's takings read it so.
 
 A credit note never exceeds what was invoiced: on each line, at most what is left of it after earlier credit
-notes; in all, at most what is still owed (what was paid stays paid: a refund is not recorded here). On a claimed
-invoice the claim follows (`service.claim_follows`): amended to the new amount, to be sent to the insurer again.
+notes; in all, at most what is left of the invoice after its other credits. Beyond what is still owed, the invoice
+is overpaid by the difference and the cashier refunds it (refunds.py). On a claimed invoice the claim follows
+(`service.claim_follows`): amended to the new amount and sent again, or, paid already, owed back to the insurer.
 
 When an insurer pays less than its invoice, the **shortfall** (what is still owed on it) is either **written
 off** (WO-…: taken off the receivable, with the reason; its own permission, `financial.invoice.write_off`) or
@@ -59,13 +60,13 @@ def _new_credit(conn: Connection, principal: Principal, found: dict, *, kind: st
     return credit_id, number
 
 
-def _amount_in(amount: Decimal, currency: str, field: str) -> Decimal:
+def amount_in(amount: Decimal, currency: str, field: str) -> Decimal:
     if amount <= 0 or amount != rounded(amount, currency):
         raise Invalid(f"an amount in {currency} is above zero, to the currency's smallest unit", field=field)
     return rounded(amount, currency)
 
 
-def _reason(reason: str | None, hint: str) -> str:
+def stated_reason(reason: str | None, hint: str) -> str:
     stated = (reason or "").strip()
     if len(stated) < 3:
         raise Invalid(hint, field="reason")
@@ -80,7 +81,7 @@ def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.U
     if found["status"] != "final":
         raise Conflict("a draft invoice follows its account's charges: credit the charge instead; a credit note "
                        "corrects a final invoice", invoice_id=str(invoice_id))
-    stated = _reason(reason, "say why the lines are credited (billed in error, the wrong price)")
+    stated = stated_reason(reason, "say why the lines are credited (billed in error, the wrong price)")
     if not lines:
         raise Invalid("choose at least one line of the invoice to credit", field="lines")
     wanted = [line_id for line_id, _ in lines]
@@ -103,18 +104,19 @@ def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.U
             raise Invalid(f"nothing is left to credit on “{line['description']}”"
                           + (" (it is itself a credit)" if line["amount"] < 0 else " (credited in full already)"),
                           field="lines")
-        amount = left if amount is None else _amount_in(amount, currency, "lines")
+        amount = left if amount is None else amount_in(amount, currency, "lines")
         if amount > left:
             raise Invalid(f"at most {format_money(left, currency)} of “{line['description']}” can be credited: "
                           "a credit note never exceeds what was invoiced", field="lines", line_id=str(line_id))
         credited_lines.append({"invoice_line_id": line_id, "amount": amount})
     total = sum((c["amount"] for c in credited_lines), ZERO)
-    outstanding = service.outstanding_on(conn, found)
-    if total > outstanding:
+    # Adjustments (a discount, an exemption) took part of the lines off already: the invoice's total, not its
+    # lines, is what can be credited, so a refund never gives back money that was not paid.
+    left = found["total"] - service.credited_on(conn, invoice_id)
+    if total > left:
         raise Invalid(f"the lines chosen come to {format_money(total, currency)} but only "
-                      f"{format_money(outstanding, currency)} is still owed on this invoice: a credit note takes off "
-                      "at most what is owed (what was paid stays paid; a refund is not recorded here)",
-                      field="lines", outstanding=str(outstanding))
+                      f"{format_money(left, currency)} of this invoice is left to credit (its total less its "
+                      "discounts and earlier credits)", field="lines", left=str(left))
     credit_id, number = _new_credit(conn, principal, found, kind="credit_note", amount=total, reason=stated)
     conn.execute(invoice_credit_line.insert(), [{"id": uuid.uuid4(), "credit_id": credit_id, **c}
                                                 for c in credited_lines])
@@ -153,8 +155,8 @@ def settle_shortfall(conn: Connection, principal: Principal, invoice_id: uuid.UU
     outstanding = service.outstanding_on(conn, found)
     if outstanding <= 0:
         raise Conflict("nothing is outstanding on this invoice: there is no shortfall", invoice_id=str(invoice_id))
-    stated = _reason(reason, "say why (the insurer's answer: a tariff cap, an item the cover excludes)")
-    amount = outstanding if amount is None else _amount_in(amount, currency, "amount")
+    stated = stated_reason(reason, "say why (the insurer's answer: a tariff cap, an item the cover excludes)")
+    amount = outstanding if amount is None else amount_in(amount, currency, "amount")
     if amount > outstanding:
         raise Invalid(f"the shortfall is {format_money(outstanding, currency)}: no more of it can be "
                       f"{'written off' if kind == 'write_off' else 'transferred'}", field="amount",
@@ -187,7 +189,8 @@ def get_credit(conn: Connection, principal: Principal, credit_id: uuid.UUID) -> 
     credited = service.invoice_row(conn, row.invoice_id)
     found["invoice_number"] = credited["number"]
     found["invoice_total"] = credited["total"]
-    found["outstanding"] = service.outstanding_on(conn, credited)
+    owed = service.outstanding_on(conn, credited)
+    found["outstanding"], found["overpaid"] = service.owed_and_overpaid(owed)
     found["patient"] = service.patients_named(conn, {row.patient_id}).get(row.patient_id)
     note_access(conn, principal, "read", row.patient_id, "invoice_credit", [credit_id])
     return found

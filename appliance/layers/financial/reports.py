@@ -10,8 +10,9 @@ happened. Each is then matched to the current charge that bills it (none: *missi
 Bed-days are charged by the census accrual and have no clinical entry of their own on the day; they
 appear in the charge totals, not in the entry count.
 
-The **day's takings** are the payments received on one facility-local day, by method and by who took
-them, with each receipt behind the totals: what a cashier counts the drawer against at the end of a shift.
+The **day's takings** are the payments received on one facility-local day, less the refunds given back that
+day (money out), by method and by who took them, with each receipt and refund behind the totals: what a cashier
+counts the drawer against at the end of a shift.
 
 The **late-charge rate** follows HFMA's MAP Key "late charges as a percentage of total charges": of the
 charges priced and posted for services in a period (net of those since credited), the share (by
@@ -37,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.financial import schedule, service
-from appliance.layers.financial.models import invoice, invoice_credit, payment
+from appliance.layers.financial.models import invoice, invoice_credit, payment, refund
 from appliance.layers.financial.money import AGING_BUCKETS, ZERO, aging, aging_bucket, net_days_in_ar
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
@@ -243,13 +244,16 @@ def late_charge_rate(conn: Connection, start: dt.date, end: dt.date) -> dict:
 
 # -- receivables --------------------------------------------------------------------------------------
 
-# What each final invoice still had owing at `until`: its total less the payments received and the credits
-# (credit notes, shortfalls written off or transferred to the patient) recorded before then.
+# What each final invoice still had owing at `until`: its total less the payments received net of refunds and the
+# credits (credit notes, shortfalls written off or transferred to the patient) recorded before then. Below zero it
+# was overpaid: a credit balance, owed back, until refunded.
 _OUTSTANDING = sa.text("""
     SELECT i.id, i.number, i.patient_id, i.payer_code, i.total, i.transferred_from,
            (i.finalised_at AT TIME ZONE :tz)::date AS finalised_on,
            i.total - COALESCE((SELECT sum(p.amount) FROM payment p JOIN entry pe ON pe.id = p.entry_id
                                WHERE p.invoice_id = i.id AND pe.occurred_at < :until), 0)
+                   + COALESCE((SELECT sum(r.amount) FROM refund r
+                               WHERE r.invoice_id = i.id AND r.recorded_at < :until), 0)
                    - COALESCE((SELECT sum(c.amount) FROM invoice_credit c
                                WHERE c.invoice_id = i.id AND c.recorded_at < :until), 0) AS outstanding
     FROM invoice i
@@ -294,14 +298,17 @@ def ar_aging(conn: Connection, principal: Principal, as_of: dt.date | None = Non
 
 
 def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
-    """What a patient's bills come to: invoiced, credited (credit notes and write-offs), paid, outstanding (by
-    payer), and charged but not yet invoiced. A shortfall transferred from an insurer to the patient moves what
+    """What a patient's bills come to: invoiced, credited (credit notes and write-offs), paid, refunded,
+    outstanding (by payer; an invoice overpaid counts below zero until refunded), and charged but not yet
+    invoiced. A shortfall transferred from an insurer to the patient moves what
     is owed from one invoice to the other: invoiced once, owed once."""
     service.require_patient(conn, patient_id)
     row = conn.execute(sa.text("""
         WITH bill AS (
             SELECT i.total, i.payer_code, i.transferred_from,
-                   (SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id) AS paid,
+                   (SELECT COALESCE(sum(p.amount), 0) FROM payment p WHERE p.invoice_id = i.id)
+                   - (SELECT COALESCE(sum(r.amount), 0) FROM refund r WHERE r.invoice_id = i.id) AS paid,
+                   (SELECT COALESCE(sum(r.amount), 0) FROM refund r WHERE r.invoice_id = i.id) AS refunded,
                    (SELECT COALESCE(sum(c.amount), 0) FROM invoice_credit c WHERE c.invoice_id = i.id) AS credited,
                    (SELECT COALESCE(sum(c.amount), 0) FROM invoice_credit c
                     WHERE c.invoice_id = i.id AND c.kind <> 'transfer') AS taken_off
@@ -309,6 +316,7 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
         SELECT COALESCE(sum(total) FILTER (WHERE transferred_from IS NULL), 0) AS invoiced,
                COALESCE(sum(taken_off), 0) AS credited,
                COALESCE(sum(paid), 0) AS paid,
+               COALESCE(sum(refunded), 0) AS refunded,
                COALESCE(sum(total - paid - credited), 0) AS outstanding,
                COALESCE(sum(total - paid - credited) FILTER (WHERE payer_code IS NULL), 0) AS self_pay_outstanding
         FROM bill
@@ -321,7 +329,7 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
     """), {"patient_id": patient_id}).scalar_one()
     note_access(conn, principal, "read", patient_id, "balance", [patient_id])
     return {"patient_id": patient_id, "currency": schedule.setting(conn).currency, "invoiced": row.invoiced,
-            "credited": row.credited, "paid": row.paid, "outstanding": row.outstanding,
+            "credited": row.credited, "paid": row.paid, "refunded": row.refunded, "outstanding": row.outstanding,
             "self_pay_outstanding": row.self_pay_outstanding, "uninvoiced": uninvoiced}
 
 
@@ -330,9 +338,9 @@ def patient_balance(conn: Connection, principal: Principal, patient_id: uuid.UUI
 
 def takings(conn: Connection, principal: Principal, day: dt.date | None = None) -> dict:
     """The payments received on one facility-local day (the facility's today by default; the money's time, the
-    entry's occurred time),
-    oldest first, with their totals by method and by the person who took them (the cash-up: each
-    cashier's cash is what their drawer should hold)."""
+    entry's occurred time) and the refunds given back that day, oldest first, with their totals by method and by
+    the person who took or gave them: the cash-up, where each cashier's net cash (taken less refunded) is what
+    their drawer should hold."""
     setting = schedule.setting(conn)
     day = day or dt.datetime.now(zoneinfo.ZoneInfo(setting.timezone)).date()
     start, end = _day_bounds(day, setting.timezone)
@@ -344,17 +352,33 @@ def takings(conn: Connection, principal: Principal, day: dt.date | None = None) 
                      .join(invoice, invoice.c.id == payment.c.invoice_id))
         .where(entry.c.occurred_at >= start, entry.c.occurred_at < end)
         .order_by(entry.c.occurred_at, payment.c.receipt_number)).mappings()]
-    by_method = {method: {"count": 0, "amount": ZERO} for method in service.PAYMENT_METHODS}
+    refunds = [dict(r) for r in conn.execute(
+        sa.select(refund, invoice.c.number.label("invoice_number"))
+        .select_from(refund.join(invoice, invoice.c.id == refund.c.invoice_id))
+        .where(refund.c.recorded_at >= start, refund.c.recorded_at < end)
+        .order_by(refund.c.recorded_at, refund.c.number)).mappings()]
+    empty = {"count": 0, "amount": ZERO, "refunds": 0, "refunded": ZERO, "net": ZERO}
+    by_method = {method: dict(empty) for method in service.PAYMENT_METHODS}
     by_person: dict[uuid.UUID, dict[str, Any]] = {}
+
+    def person_of(author_id: uuid.UUID) -> dict[str, Any]:
+        return by_person.setdefault(author_id, {"author_id": author_id, **empty,
+                                                "methods": dict.fromkeys(service.PAYMENT_METHODS, ZERO)})
+
     for row in rows:
-        method = by_method.setdefault(row["method"], {"count": 0, "amount": ZERO})
-        method["count"] += 1
-        method["amount"] += row["amount"]
-        person = by_person.setdefault(row["author_id"], {"author_id": row["author_id"], "count": 0, "amount": ZERO,
-                                                         "methods": dict.fromkeys(service.PAYMENT_METHODS, ZERO)})
-        person["count"] += 1
-        person["amount"] += row["amount"]
-        person["methods"][row["method"]] = person["methods"].get(row["method"], ZERO) + row["amount"]
+        for line in (by_method.setdefault(row["method"], dict(empty)), person_of(row["author_id"])):
+            line["count"] += 1
+            line["amount"] += row["amount"]
+            line["net"] += row["amount"]
+        methods = person_of(row["author_id"])["methods"]
+        methods[row["method"]] = methods.get(row["method"], ZERO) + row["amount"]
+    for row in refunds:  # money out: it leaves the drawer (or the account) of whoever gave it back
+        for line in (by_method.setdefault(row["method"], dict(empty)), person_of(row["recorded_by"])):
+            line["refunds"] += 1
+            line["refunded"] += row["amount"]
+            line["net"] -= row["amount"]
+        methods = person_of(row["recorded_by"])["methods"]
+        methods[row["method"]] = methods.get(row["method"], ZERO) - row["amount"]
     # Credits issued the same day are no money in the drawer, but they say why a bill was settled for less.
     credits = [dict(r) for r in conn.execute(
         sa.select(invoice_credit.c.id, invoice_credit.c.number, invoice_credit.c.kind, invoice_credit.c.amount,
@@ -368,7 +392,10 @@ def takings(conn: Connection, principal: Principal, day: dt.date | None = None) 
     if credits:
         note_access(conn, principal, "search", None, "invoice_credit", [c["id"] for c in credits],
                     detail={"day": day.isoformat()})
+    if refunds:
+        note_access(conn, principal, "search", None, "refund", [r["id"] for r in refunds],
+                    detail={"day": day.isoformat()})
+    total, refunded = sum((r["amount"] for r in rows), ZERO), sum((r["amount"] for r in refunds), ZERO)
     return {"day": day, "currency": setting.currency, "payments": rows, "credits": credits,
-            "credited": sum((c["amount"] for c in credits), ZERO),
-            "total": sum((r["amount"] for r in rows), ZERO), "by_method": by_method,
-            "by_person": list(by_person.values())}
+            "credited": sum((c["amount"] for c in credits), ZERO), "refunds": refunds, "refunded": refunded,
+            "total": total, "net": total - refunded, "by_method": by_method, "by_person": list(by_person.values())}

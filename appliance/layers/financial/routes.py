@@ -22,7 +22,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.financial import accrual, credits, reports, service
+from appliance.layers.financial import accrual, credits, refunds, reports, service
 from appliance.layers.financial.schemas import (
     AccountDetail,
     AccountOut,
@@ -42,6 +42,8 @@ from appliance.layers.financial.schemas import (
     PaymentIn,
     PriceIn,
     ReceiptOut,
+    RefundIn,
+    RefundOut,
     ShortfallIn,
     TakingsOut,
     VarianceOut,
@@ -222,11 +224,29 @@ class FinancialController(Controller):
             conn, request.user, invoice_id, method=data.method, amount=data.amount, reference=data.reference))
         return ReceiptOut.model_validate(found)
 
+    @post("/invoices/{invoice_id:uuid}/refunds", operation_id="FinancialRecordRefund",
+          opt=_opt("financial.refund.create"))
+    async def record_refund(self, tenant: FromPath[str], state: State, request: Asking, invoice_id: Id,
+                            data: JSONBody[RefundIn]) -> RefundOut:
+        """Give back what was paid beyond what is owed on a final invoice (a credit note after payment), to
+        whoever paid it (the insurer on an insurer's invoice, else the patient), with the method, reference and
+        reason; never more than was overpaid (422), nothing when nothing was (409). Money out of the day's takings."""
+        found = await _in_tenant(state, tenant, lambda conn: refunds.record_refund(
+            conn, request.user, invoice_id, method=data.method, amount=data.amount, reason=data.reason,
+            reference=data.reference))
+        return RefundOut.model_validate(found)
+
+    @get("/refunds/{refund_id:uuid}", operation_id="FinancialGetRefund", opt=_opt("financial.refund.read"))
+    async def get_refund(self, tenant: FromPath[str], state: State, request: Asking, refund_id: Id) -> RefundOut:
+        found = await _in_tenant(state, tenant, lambda conn: refunds.refund_of(conn, request.user, refund_id))
+        return RefundOut.model_validate(found)
+
     @get("/takings", operation_id="FinancialDaysTakings", opt=_opt("financial.payment.read"))
     async def takings(self, tenant: FromPath[str], state: State, request: Asking,
                       day: FromQuery[dt.date | None] = None) -> TakingsOut:
-        """The payments received on a facility-local day (today by default), by method and by who took them,
-        each receipt behind the totals, and the credits issued that day: the cashier's cash-up."""
+        """The payments received on a facility-local day (today by default) and the refunds given back (money
+        out), by method and by who took or gave them, with net totals, each receipt and refund behind them, and the
+        credits issued that day: the cashier's cash-up."""
         found = await _in_tenant(state, tenant, lambda conn: reports.takings(conn, request.user, day))
         return TakingsOut.model_validate(found)
 
@@ -272,8 +292,9 @@ class FinancialController(Controller):
 
     @get("/claims/{claim_id:uuid}", operation_id="FinancialGetClaim", opt=_opt("financial.claim.read"))
     async def get_claim(self, tenant: FromPath[str], state: State, request: Asking, claim_id: Id) -> ClaimOut:
-        """A claim with its history: each answer of the insurer, and each credit note, write-off or transfer on its
-        invoice (a credit note amends a claim not yet paid, to be sent again)."""
+        """A claim with its history: each answer of the insurer, and each credit note, write-off, transfer or refund
+        on its invoice (a credit note amends a claim not yet paid, to be sent again; on a paid one, what the insurer
+        is owed back)."""
         found = await _in_tenant(state, tenant, lambda conn: service.get_claim(conn, request.user, claim_id))
         return ClaimOut.model_validate(found)
 

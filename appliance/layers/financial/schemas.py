@@ -131,6 +131,7 @@ class CreditOut(CreditSummary):
     patient_id: uuid.UUID
     invoice_total: MoneyOut
     outstanding: MoneyOut  # still owed on the invoice after this and every other credit and payment
+    overpaid: MoneyOut  # paid beyond what is now owed (a credit note after payment): a refund is owed
 
 
 class AdjustmentIn(_In):
@@ -165,6 +166,37 @@ class PaymentLine(_Out):
     recorded_at: dt.datetime
 
 
+class RefundIn(_In):
+    """Money given back of what was paid beyond what is owed on a final invoice."""
+
+    method: Literal["cash", "mobile_money", "card", "bank_transfer"]
+    amount: Decimal = Field(gt=0, max_digits=15, decimal_places=3)
+    reference: str | None = Field(default=None, max_length=120)  # required but for cash
+    reason: Reason
+
+
+class RefundSummary(_Out):
+    id: uuid.UUID
+    number: str
+    payer_code: str | None  # the insurer refunded; None: the patient
+    method: str
+    amount: MoneyOut
+    currency: str
+    reference: str | None
+    reason: str
+    recorded_by: uuid.UUID
+    recorded_at: dt.datetime
+
+
+class RefundOut(RefundSummary):
+    invoice_id: uuid.UUID
+    invoice_number: str
+    patient_id: uuid.UUID
+    invoice_total: MoneyOut
+    outstanding: MoneyOut
+    overpaid: MoneyOut  # still overpaid on the invoice after this refund
+
+
 class InvoiceOut(_Out):
     id: uuid.UUID
     number: str
@@ -180,13 +212,16 @@ class InvoiceOut(_Out):
     total: MoneyOut
     paid: MoneyOut
     credited: MoneyOut
-    outstanding: MoneyOut | None  # total − paid − credited, once final
+    outstanding: MoneyOut | None  # total − paid + refunded − credited, once final (never below zero)
+    overpaid: MoneyOut | None  # paid beyond what is owed once final (a credit note after payment): to refund
     remitted: MoneyOut  # of what was paid, the insurer's remittances
+    refunded: MoneyOut
     unpriced: int
     lines: list[InvoiceLineOut]
     adjustment_list: list[AdjustmentOut]
     payments: list[PaymentLine]
     credits: list[CreditSummary]
+    refunds: list[RefundSummary]
     transferred_from: uuid.UUID | None  # the insurer's invoice whose shortfall this one bills the patient for
 
 
@@ -263,7 +298,7 @@ class ClaimStatusIn(_In):
 
 class ClaimEventOut(_Out):
     status: str  # the claim's status after the event
-    reason: str | None  # the insurer's reason, or what a credit on its invoice did to the claim
+    reason: str | None  # the insurer's reason, or what a credit or refund on its invoice did to the claim
     author_id: uuid.UUID
     at: dt.datetime
 
@@ -283,6 +318,8 @@ class ClaimOut(_Out):
     must_resend: bool  # amended by a credit note since it was sent: send it to the insurer again
     rejection_reason: str | None
     remitted: MoneyOut  # what the insurer has paid on the invoice
+    refunded: MoneyOut  # given back on the invoice
+    owed_back: MoneyOut  # paid beyond what is now claimed, not yet refunded
     submitted_at: dt.datetime
     updated_at: dt.datetime
     events: list[ClaimEventOut]
@@ -365,14 +402,35 @@ class TakingsPayment(_Out):
 
 class TakingsMethod(_Out):
     count: int
-    amount: MoneyOut
+    amount: MoneyOut  # taken in
+    refunds: int
+    refunded: MoneyOut  # given back
+    net: MoneyOut
 
 
 class TakingsCashier(_Out):
     author_id: uuid.UUID
     count: int
     amount: MoneyOut
-    methods: dict[str, MoneyOut]
+    refunds: int
+    refunded: MoneyOut
+    net: MoneyOut
+    methods: dict[str, MoneyOut]  # net by method: what their drawer (or account) should hold
+
+
+class TakingsRefund(_Out):
+    id: uuid.UUID
+    number: str
+    recorded_at: dt.datetime
+    recorded_by: uuid.UUID
+    patient_id: uuid.UUID
+    payer_code: str | None  # the insurer refunded; None: the patient
+    invoice_id: uuid.UUID
+    invoice_number: str
+    method: str
+    amount: MoneyOut
+    reference: str | None
+    reason: str
 
 
 class TakingsCredit(_Out):
@@ -389,15 +447,18 @@ class TakingsCredit(_Out):
 
 
 class TakingsOut(_Out):
-    """A facility-local day's payments (the cash-up), by method and by who took them, and the credits issued
-    that day (no money in the drawer)."""
+    """A facility-local day's payments and refunds (the cash-up: money in, money out, net), by method and by who
+    took or gave them, and the credits issued that day (no money in the drawer)."""
 
     day: dt.date
     currency: str
-    total: MoneyOut
+    total: MoneyOut  # taken in
+    refunded: MoneyOut  # given back
+    net: MoneyOut
     by_method: dict[str, TakingsMethod]
     by_person: list[TakingsCashier]
     payments: list[TakingsPayment]
+    refunds: list[TakingsRefund]
     credited: MoneyOut
     credits: list[TakingsCredit]
 
@@ -407,8 +468,9 @@ class BalanceOut(_Out):
     currency: str
     invoiced: MoneyOut
     credited: MoneyOut
-    paid: MoneyOut
-    outstanding: MoneyOut
+    paid: MoneyOut  # net of refunds
+    refunded: MoneyOut
+    outstanding: MoneyOut  # below zero: overpaid, owed back
     self_pay_outstanding: MoneyOut
     uninvoiced: MoneyOut
 

@@ -33,6 +33,7 @@ from appliance.layers.financial.models import (
     invoice_line,
     payer,
     payment,
+    refund,
 )
 from appliance.layers.financial.money import ZERO, Adjustment, format_money, invoice_figures, line_amount, rounded
 from appliance.substrate import record
@@ -240,16 +241,35 @@ def credited_on(conn: Connection, invoice_id: uuid.UUID, kinds: tuple[str, ...] 
     return conn.execute(query if kinds is None else query.where(invoice_credit.c.kind.in_(kinds))).scalar_one()
 
 
+def refunded_on(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.sum(refund.c.amount), 0))
+                        .where(refund.c.invoice_id == invoice_id)).scalar_one()
+
+
 def outstanding_on(conn: Connection, found: dict) -> Decimal:
-    """What is still owed on a final invoice: its total less what was paid and what was credited (credit
-    notes, a shortfall written off or transferred to the patient)."""
-    return found["total"] - _paid(conn, found["id"]) - credited_on(conn, found["id"])
+    """What is still owed on a final invoice: its total less what was paid (net of refunds) and what was
+    credited (credit notes, a shortfall written off or transferred to the patient). Below zero, it was
+    overpaid by that much (a credit note after payment) and a refund is owed."""
+    return (found["total"] - _paid(conn, found["id"]) + refunded_on(conn, found["id"])
+            - credited_on(conn, found["id"]))
+
+
+def owed_and_overpaid(owed: Decimal) -> tuple[Decimal, Decimal]:
+    """`outstanding_on`'s figure as the views say it: what is still owed and what was overpaid, each never below
+    zero and at the amount's own scale ('0.00', not '0')."""
+    nothing = owed - owed
+    return max(owed, nothing), max(-owed, nothing)
 
 
 def claimed_amount(conn: Connection, found: dict) -> Decimal:
     """What the invoice's insurer is asked for: its total less what credit notes took off (a shortfall written
     off or transferred is what the insurer did not pay of it, not less asked)."""
     return found["total"] - credited_on(conn, found["id"], ("credit_note",))
+
+
+def refunds_of(conn: Connection, invoice_id: uuid.UUID) -> list[dict]:
+    return [dict(r) for r in conn.execute(sa.select(refund).where(refund.c.invoice_id == invoice_id)
+                                          .order_by(refund.c.recorded_at, refund.c.number)).mappings()]
 
 
 def credits_of(conn: Connection, invoice_id: uuid.UUID) -> list[dict]:
@@ -323,6 +343,10 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
     remitted = sum((p["amount"] for p in payments if p["method"] == "insurer_remittance"), ZERO)
     credits = credits_of(conn, invoice_id)
     credited = sum((c["amount"] for c in credits), ZERO)
+    refunds = refunds_of(conn, invoice_id)
+    refunded = sum((r["amount"] for r in refunds), ZERO)
+    owed = figures_out["total"] - paid + refunded - credited if found["status"] == "final" else None
+    outstanding, overpaid = (None, None) if owed is None else owed_and_overpaid(owed)
     credited_by_line: dict[uuid.UUID, Decimal] = {}
     for credit in credits:
         for credited_line in credit["lines"]:
@@ -336,8 +360,9 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
     return found | figures_out | {
         "lines": lines, "adjustment_list": adjustments, "payments": payments, "paid": paid, "remitted": remitted,
         "credits": credits, "credited": credited, "transferred_from_number": transferred_from,
-        "outstanding": (figures_out["total"] - paid - credited) if found["status"] == "final" else None,
-        "claim": claim_view(conn, found_claim, found) if found_claim else None,
+        "refunds": refunds, "refunded": refunded,
+        "outstanding": outstanding, "overpaid": overpaid,  # overpaid: a refund is owed
+        "claim": claim_view(conn, found_claim, found, owed) if found_claim else None,
         "unpriced": sum(1 for ln in lines if ln["status"] == "unpriced"),
         "payer_name": payer_name(conn, found["payer_code"]),
     }
@@ -446,15 +471,17 @@ def bills_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UU
     paid = sa.func.coalesce(sa.func.sum(payment.c.amount), ZERO)
     credited = (sa.select(sa.func.coalesce(sa.func.sum(invoice_credit.c.amount), ZERO))
                 .where(invoice_credit.c.invoice_id == invoice.c.id).scalar_subquery())
+    refunded = (sa.select(sa.func.coalesce(sa.func.sum(refund.c.amount), ZERO))
+                .where(refund.c.invoice_id == invoice.c.id).scalar_subquery())
     rows = [dict(r) for r in conn.execute(
         sa.select(invoice.c.id, invoice.c.number, invoice.c.finalised_at, invoice.c.total, invoice.c.currency,
-                  invoice.c.payer_code, paid.label("paid"), credited.label("credited"))
+                  invoice.c.payer_code, paid.label("paid"), credited.label("credited"), refunded.label("refunded"))
         .select_from(invoice.outerjoin(payment, payment.c.invoice_id == invoice.c.id))
         .where(invoice.c.patient_id == patient_id, invoice.c.status == "final")
         .group_by(invoice.c.id).order_by(invoice.c.finalised_at.desc()).limit(limit)).mappings()]
     for row in rows:
         row["payer"] = payer_name(conn, row["payer_code"])
-        row["outstanding"] = max(row["total"] - row["paid"] - row["credited"], ZERO)
+        row["outstanding"] = max(row["total"] - row["paid"] + row["refunded"] - row["credited"], ZERO)
     note_access(conn, principal, "read", patient_id, "invoice", [r["id"] for r in rows])
     return rows
 
@@ -514,7 +541,7 @@ def receipt_of(conn: Connection, principal: Principal, payment_entry_id: uuid.UU
     paid_invoice = invoice_row(conn, found["invoice_id"])
     found["invoice_number"] = paid_invoice["number"]
     found["invoice_total"] = paid_invoice["total"]
-    found["outstanding"] = outstanding_on(conn, paid_invoice)
+    found["outstanding"], _ = owed_and_overpaid(outstanding_on(conn, paid_invoice))
     found["change"] = None if found["tendered"] is None else found["tendered"] - found["amount"]
     found["patient"] = patients_named(conn, {found["patient_id"]}).get(found["patient_id"])
     note_access(conn, principal, "read", found["patient_id"], "payment", [payment_entry_id])
@@ -623,14 +650,17 @@ def create_claim(conn: Connection, principal: Principal, invoice_id: uuid.UUID) 
     return get_claim(conn, principal, claim_id)
 
 
-def claim_view(conn: Connection, row: Any, claimed_invoice: dict) -> dict:
-    """A claim as its views show it: its history (each event, oldest first) and what the insurer has remitted."""
+def claim_view(conn: Connection, row: Any, claimed_invoice: dict, owed: Decimal) -> dict:
+    """A claim as its views show it: its history (each event, oldest first), what the insurer has remitted and
+    been refunded, and what it is owed back (its invoice overpaid once a credit note followed its payment)."""
     found = dict(row)
     found["events"] = [dict(r) for r in conn.execute(
         sa.select(claim_event).where(claim_event.c.claim_id == found["id"])
         .order_by(claim_event.c.at, claim_event.c.id)).mappings()]
     found["invoice_number"] = claimed_invoice["number"]
     found["remitted"] = remitted_on(conn, claimed_invoice["id"])
+    found["refunded"] = refunded_on(conn, claimed_invoice["id"])
+    found["owed_back"] = owed_and_overpaid(owed)[1]
     found["must_resend"] = found["status"] == "amended"
     return found
 
@@ -640,41 +670,46 @@ def get_claim(conn: Connection, principal: Principal, claim_id: uuid.UUID) -> di
     if row is None:
         raise NotFound(f"no claim {claim_id} at this facility", claim_id=str(claim_id))
     claimed_invoice = invoice_row(conn, row["invoice_id"])
-    found = claim_view(conn, row, claimed_invoice)
+    found = claim_view(conn, row, claimed_invoice, outstanding_on(conn, claimed_invoice))
     note_access(conn, principal, "read", found["patient_id"], "claim", [claim_id])
     return found
 
 
 # How a claim event names what happened to its invoice.
-DONE_ON_INVOICE = {"credit_note": "credited", "write_off": "wrote off", "transfer": "billed to the patient"}
+DONE_ON_INVOICE = {"credit_note": "credited", "write_off": "wrote off", "transfer": "billed to the patient",
+                   "refund": "refunded"}
 
 
 def claim_follows(conn: Connection, principal: Principal, found: dict, done: dict, kind: str) -> None:
-    """What a credit (`kind` credit_note, write_off, transfer), `done` on a claimed invoice, does to its claim,
-    said in a claim event naming it. A credit note changes what the insurer is asked for: a claim not yet paid is
-    `amended` (to be sent again), or `withdrawn` when nothing is left to claim, or `paid` when the insurer's
-    remittances already cover it (a paid claim's invoice owes nothing, so no credit note reaches it). A shortfall
-    written off or billed to the patient leaves what was asked as it was, and closes a claim the insurer has paid
-    part of once nothing more is owed on it."""
+    """What a credit (`kind` credit_note, write_off, transfer) or a refund to the insurer (`refund`), `done` on a
+    claimed invoice, does to its claim, said in a claim event naming it. A credit note changes what the insurer is
+    asked for: a claim not yet paid is `amended` (to be sent again), or `withdrawn` when nothing is left to claim,
+    or `paid` when the insurer's remittances already cover it; a paid claim stays paid (never silently reduced):
+    the event says what the insurer is owed back, refunded from the invoice. A shortfall written off or billed to
+    the patient leaves what was asked as it was, and closes a claim the insurer has paid part of once nothing more
+    is owed on it."""
     row = conn.execute(sa.select(claim).where(claim.c.invoice_id == found["id"]).with_for_update()).mappings().first()
     if row is None:
         return
     currency, insurer = found["currency"], payer_name(conn, row["payer_code"])
     owed, remitted = outstanding_on(conn, found), remitted_on(conn, found["id"])
     status, amount = row["status"], row["amount"]
-    said = f"{done['number']} {DONE_ON_INVOICE[kind]} {format_money(done['amount'], currency)}: {done['reason']}"
+    said = f"{done['number']} {DONE_ON_INVOICE[kind]} {format_money(done['amount'], currency)}"
+    said += f" to {insurer}: {done['reason']}" if kind == "refund" else f": {done['reason']}"
     if kind == "credit_note":
         amount = claimed_amount(conn, found)
         said += f"; the claim asks {format_money(amount, currency)} now, {format_money(row['amount'], currency)} before"
         if status == "paid" or (remitted > 0 and owed <= 0):
             status = "paid"
+            if owed < 0:
+                said += f"; {insurer} paid {format_money(-owed, currency)} more than that, owed back to it"
         elif amount <= 0:
             status = "withdrawn"
             said += f"; nothing is left to claim: tell {insurer} the claim is withdrawn"
         else:
             status = "amended"
             said += f"; send it to {insurer} again"
-    elif status in ("submitted", "accepted") and owed <= 0:
+    elif kind != "refund" and status in ("submitted", "accepted") and owed <= 0:
         status = "paid"
         said += (f"; {insurer} paid {format_money(remitted, currency)} of the {format_money(row['amount'], currency)}"
                  " claimed and nothing more is owed on it")

@@ -46,6 +46,12 @@ def _credits(db, facility, invoice_id) -> int:
                             {"i": invoice_id}).scalar_one()
 
 
+def _refunds(db, facility, invoice_id) -> int:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM refund WHERE invoice_id = :i"),
+                            {"i": invoice_id}).scalar_one()
+
+
 def test_a_credit_note_corrects_a_final_invoice_and_the_balance_and_aging_follow(db, facility, clinician, clerk,
                                                                                   clerk_api):
     invoice = final_invoice(db, facility, clinician, clerk, FULL_BLOOD_COUNT, MALARIA_SMEAR)
@@ -97,15 +103,15 @@ def test_a_credit_note_corrects_a_final_invoice_and_the_balance_and_aging_follow
         taken = reports.takings(conn, clerk, today)
     assert {c["number"] for c in taken["credits"]} >= {note["number"], part.json()["number"]}
 
-    # What is paid stays paid: a credit note takes off at most what is still owed.
+    # Credited beyond what is still owed, the invoice is overpaid by the difference: a refund is owed.
     assert clerk_api.post(f"{base}/invoices/{invoice['id']}/payments",
                           json={"method": "card", "amount": "300", "reference": "CARD-1"}).status_code == 201
     over = clerk_api.post(url, json={"lines": [{"line_id": str(blood_count), "amount": "100"}],
                                      "reason": "staff rate applied twice"})
-    assert over.status_code == 422 and "only KES 80.00 is still owed" in over.json()["detail"]
+    assert over.status_code == 201 and (over.json()["outstanding"], over.json()["overpaid"]) == ("0.00", "20.00")
     fetched = clerk_api.get(f"{base}/credit-notes/{note['id']}")
     assert fetched.status_code == 200 and fetched.json()["reason"] == "smear not done: no reagent"
-    assert _audited(db, facility, "record.invoice_credit.create") == issued_before + 2
+    assert _audited(db, facility, "record.invoice_credit.create") == issued_before + 3
 
 
 def test_a_draft_is_not_credited_it_follows_its_charges(db, facility, clinician, clerk, clerk_api):
@@ -121,16 +127,19 @@ def test_a_draft_is_not_credited_it_follows_its_charges(db, facility, clinician,
 
 @pytest.fixture(scope="module")
 def victim(db, facility, clinician, clerk) -> dict:
-    """This facility's final invoice, one of its lines and a credit note on it."""
-    from appliance.layers.financial import credits
+    """This facility's final invoice, paid, one of its lines, a credit note on it and the refund it made owed."""
+    from appliance.layers.financial import credits, refunds
 
     invoice = final_invoice(db, facility, clinician, clerk, FULL_BLOOD_COUNT)
     with db.tenant(facility.slug) as conn:
         line_id = conn.execute(sa.text("SELECT id FROM invoice_line WHERE invoice_id = :i"),
                                {"i": invoice["id"]}).scalar_one()
-        note = credits.issue_credit_note(conn, clerk, invoice["id"], lines=[(line_id, Decimal("10"))],
+        service.record_payment(conn, clerk, invoice["id"], method="cash", amount=Decimal("450"))
+        note = credits.issue_credit_note(conn, clerk, invoice["id"], lines=[(line_id, Decimal("20"))],
                                          reason="probe target")
-    return {"invoice": invoice["id"], "line": line_id, "credit": note["id"]}
+        given_back = refunds.record_refund(conn, clerk, invoice["id"], method="cash", amount=Decimal("10"),
+                                           reason="probe target")
+    return {"invoice": invoice["id"], "line": line_id, "credit": note["id"], "refund": given_back["id"]}
 
 
 def _probes(ids: dict) -> list[tuple[str, str, dict | None]]:
@@ -138,7 +147,9 @@ def _probes(ids: dict) -> list[tuple[str, str, dict | None]]:
              {"lines": [{"line_id": str(ids["line"])}], "reason": "probe from elsewhere"}),
             ("POST", f"/invoices/{ids['invoice']}/write-off", {"reason": "probe from elsewhere"}),
             ("POST", f"/invoices/{ids['invoice']}/transfer-to-patient", {"reason": "probe from elsewhere"}),
-            ("GET", f"/credit-notes/{ids['credit']}", None)]
+            ("GET", f"/credit-notes/{ids['credit']}", None),
+            ("POST", f"/invoices/{ids['invoice']}/refunds", {"method": "cash", "amount": "1", "reason": "probe"}),
+            ("GET", f"/refunds/{ids['refund']}", None)]
 
 
 def test_another_facility_is_refused_and_finds_none_of_these_ids(db, token_client, facility, other_facility, victim):
@@ -151,9 +162,10 @@ def test_another_facility_is_refused_and_finds_none_of_these_ids(db, token_clien
     guessed = dict.fromkeys(victim, uuid.uuid4())
     for method, path, body in _probes(guessed):
         assert outsider.request(method, API.format(tenant=other_facility.slug) + path, json=body).status_code == 404
-    assert _credits(db, facility, victim["invoice"]) == 1
+    assert _credits(db, facility, victim["invoice"]) == 1 and _refunds(db, facility, victim["invoice"]) == 1
     doctor = token_client(facility.slug, role="clinician")
     assert doctor.get(API.format(tenant=facility.slug) + f"/credit-notes/{victim['credit']}").status_code == 403
+    assert doctor.get(API.format(tenant=facility.slug) + f"/refunds/{victim['refund']}").status_code == 403
 
 
 def insurer_invoice(db, facility, clinician, clerk) -> dict:
@@ -260,7 +272,6 @@ def test_a_shortfall_waits_for_the_insurers_answer_to_its_claim(db, facility, cl
         f"{written.json()['number']} wrote off KES 80.00: NHIF tariff cap for FBC; National Health Insurance Fund "
         "paid KES 300.00 of the KES 380.00 claimed and nothing more is owed on it")
 
-
     rejected = claimed_insurer_invoice(db, facility, clinician, clerk)
     assert clerk_api.post(f"{base}/claims/{rejected['claim']['id']}/status",
                           json={"status": "rejected", "reason": "membership lapsed"}).status_code == 200
@@ -312,3 +323,104 @@ def test_a_credit_note_amends_the_claim_which_is_sent_again(db, facility, clinic
     claimed = clerk_api.post(f"{base}/invoices/{later['id']}/claim")
     assert claimed.status_code == 201 and claimed.json()["amount"] == "350.00", claimed.text
 
+
+def test_what_was_overpaid_is_refunded_and_counted_out_of_the_days_takings(db, facility, clinician, clerk,
+                                                                            clerk_api):
+    """The patient paid 450 by card; the smear-free blood count should have been 380: the credit note of 70 leaves
+    70 overpaid, refunded by card reversal (never more; refusals write nothing), and the day's takings count it
+    out of the card's total and the cashier's."""
+    invoice = final_invoice(db, facility, clinician, clerk, FULL_BLOOD_COUNT)
+    base = API.format(tenant=facility.slug)
+    url = f"{base}/invoices/{invoice['id']}"
+    [line] = invoice["lines"]
+    assert clerk_api.post(f"{url}/payments", json={"method": "card", "amount": "450",
+                                                   "reference": "CARD-450"}).status_code == 201
+    early = clerk_api.post(f"{url}/refunds", json={"method": "cash", "amount": "10", "reason": "asked for it"})
+    assert early.status_code == 409 and "nothing was paid on this invoice beyond what is owed" in early.json()["detail"]
+    note = clerk_api.post(f"{url}/credit-notes", json={"lines": [{"line_id": str(line["id"]), "amount": "70"}],
+                                                       "reason": "staff rate is 380.00"})
+    assert note.status_code == 201 and (note.json()["outstanding"], note.json()["overpaid"]) == ("0.00", "70.00")
+    for body, said in (({"method": "card", "amount": "70.01", "reference": "REV-1", "reason": "staff rate"},
+                        "only KES 70.00 was paid beyond what is owed on this invoice"),
+                       ({"method": "card", "amount": "70", "reason": "staff rate"}, "reference"),
+                       ({"method": "cheque", "amount": "70", "reason": "staff rate"}, "method"),
+                       ({"method": "cash", "amount": "70", "reason": " "}, "reason")):
+        refused = clerk_api.post(f"{url}/refunds", json=body)
+        assert refused.status_code == 422 and said in refused.json()["detail"], refused.text
+    assert _refunds(db, facility, invoice["id"]) == 0
+
+    given = clerk_api.post(f"{url}/refunds", json={"method": "card", "amount": "70", "reference": "REV-CARD-450",
+                                                   "reason": f"{note.json()['number']}: staff rate"})
+    assert given.status_code == 201, given.text
+    refund = given.json()
+    assert refund["number"].startswith("RFD-") and refund["payer_code"] is None
+    assert (refund["amount"], refund["overpaid"], refund["outstanding"]) == ("70.00", "0.00", "0.00")
+    assert clerk_api.get(f"{base}/refunds/{refund['id']}").json()["reference"] == "REV-CARD-450"
+    after = clerk_api.get(url).json()
+    assert {k: after[k] for k in ("paid", "refunded", "credited", "outstanding", "overpaid")} == {
+        "paid": "450.00", "refunded": "70.00", "credited": "70.00", "outstanding": "0.00", "overpaid": "0.00"}
+    assert [r["number"] for r in after["refunds"]] == [refund["number"]]
+    again = clerk_api.post(f"{url}/refunds", json={"method": "cash", "amount": "1", "reason": "twice"})
+    assert again.status_code == 409
+    balance = clerk_api.get(f"{base}/patients/{invoice['patient_id']}/balance").json()
+    assert (balance["paid"], balance["refunded"], balance["outstanding"]) == ("380.00", "70.00", "0.00")
+
+    takings = clerk_api.get(f"{base}/takings").json()
+    [listed] = [r for r in takings["refunds"] if r["id"] == refund["id"]]
+    assert (listed["method"], listed["amount"], listed["invoice_number"]) == ("card", "70.00", invoice["number"])
+    assert Decimal(takings["refunded"]) == sum(Decimal(r["amount"]) for r in takings["refunds"])
+    assert Decimal(takings["net"]) == Decimal(takings["total"]) - Decimal(takings["refunded"])
+    card = takings["by_method"]["card"]
+    assert Decimal(card["net"]) == Decimal(card["amount"]) - Decimal(card["refunded"]) and card["refunds"] >= 1
+    assert Decimal(takings["net"]) == sum(Decimal(p["net"]) for p in takings["by_person"])
+    assert _audited(db, facility, "record.refund.create") >= 1
+
+
+def test_a_paid_claim_is_not_reduced_silently_what_the_insurer_overpaid_is_refunded(db, facility, clinician, clerk,
+                                                                                     clerk_api):
+    """NHIF paid its 380 claim in full; a credit note of 80 then leaves the claim paid, asking 300 and saying NHIF
+    is owed 80 back, until the refund to NHIF (by bank transfer) is recorded on the claim too."""
+    invoice = claimed_insurer_invoice(db, facility, clinician, clerk)
+    base = API.format(tenant=facility.slug)
+    claim_url = f"{base}/claims/{invoice['claim']['id']}"
+    assert clerk_api.post(f"{claim_url}/status", json={"status": "accepted"}).status_code == 200
+    assert clerk_api.post(f"{base}/invoices/{invoice['id']}/payments", json={
+        "method": "insurer_remittance", "amount": "380", "reference": "NHIF-RA-380"}).status_code == 201
+    note = clerk_api.post(f"{base}/invoices/{invoice['id']}/credit-notes", json={
+        "lines": [{"line_id": str(invoice["lines"][0]["id"]), "amount": "80"}], "reason": "NHIF tariff is 300.00"})
+    assert note.status_code == 201, note.text
+    owed = clerk_api.get(claim_url).json()
+    assert (owed["status"], owed["amount"], owed["owed_back"], owed["must_resend"]) == ("paid", "300.00", "80.00",
+                                                                                         False)
+    assert owed["events"][-1]["reason"].endswith(
+        "the claim asks KES 300.00 now, KES 380.00 before; National Health Insurance Fund paid KES 80.00 more than "
+        "that, owed back to it")
+    given = clerk_api.post(f"{base}/invoices/{invoice['id']}/refunds", json={
+        "method": "bank_transfer", "amount": "80", "reference": "EFT-0091", "reason": "NHIF overpaid FBC"})
+    assert given.status_code == 201 and given.json()["payer_code"] == "NHIF", given.text
+    settled = clerk_api.get(claim_url).json()
+    assert (settled["status"], settled["owed_back"], settled["refunded"]) == ("paid", "0.00", "80.00")
+    assert settled["events"][-1]["reason"] == (
+        f"{given.json()['number']} refunded KES 80.00 to National Health Insurance Fund: NHIF overpaid FBC")
+
+
+def test_a_credit_note_never_takes_off_more_than_the_invoice_came_to(db, facility, clinician, clerk, clerk_api):
+    """A 450 blood count exempted 150 was billed 300 and paid: crediting the whole line would leave 450 'overpaid'
+    and refund money never paid; at most the total, 300, is credited."""
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        order(conn, clinician, patient, encounter, FULL_BLOOD_COUNT)
+        [account] = service.list_accounts(conn, clerk, patient_id=patient["id"])
+        draft = service.draft_invoice(conn, clerk, account["id"])
+        service.add_adjustment(conn, clerk, draft["id"], kind="exemption", percent=None, amount=Decimal("150"),
+                               reason="waiver scheme", approved_by="Matron")
+        invoice = service.finalise_invoice(conn, clerk, draft["id"])
+        service.record_payment(conn, clerk, invoice["id"], method="cash", amount=Decimal("300"))
+    url = f"{API.format(tenant=facility.slug)}/invoices/{invoice['id']}/credit-notes"
+    [line] = invoice["lines"]
+    refused = clerk_api.post(url, json={"lines": [{"line_id": str(line["id"])}], "reason": "billed in error"})
+    assert refused.status_code == 422
+    assert "only KES 300.00 of this invoice is left to credit" in refused.json()["detail"]
+    whole = clerk_api.post(url, json={"lines": [{"line_id": str(line["id"]), "amount": "300"}],
+                                      "reason": "billed in error"})
+    assert whole.status_code == 201 and whole.json()["overpaid"] == "300.00", whole.text
