@@ -449,10 +449,18 @@ async def transfer_to_patient(request: Asking, tenant: Tenant, invoice_id: Id, d
      opt=_opts("financial.credit_note.read"), include_in_schema=False)
 async def credit_note_page(request: Asking, tenant: Tenant, credit_id: Id) -> Template:
     """A credit note (or a write-off or transfer of an insurer's shortfall) laid out for printing."""
+    return await _printed(request, tenant, "credit_note.html", "credit",
+                          lambda conn: credits.get_credit(conn, request.user, credit_id))
+
+
+async def _printed(request: Asking, tenant: str, template: str, name: str, read: Callable[[Connection], dict]
+                   ) -> Template:
+    """A numbered slip laid out for printing (a credit note, a refund): what `read` returns, as `name`, and who
+    recorded it by their name (`recorded_by_name`)."""
     def work(conn: Connection) -> Template:
-        credit = credits.get_credit(conn, request.user, credit_id)
-        issuer = portal.people_named(request.app.state.db, {credit["recorded_by"]}).get(credit["recorded_by"])
-        return _page(request, "credit_note.html", active="accounts", credit=credit, issuer=issuer or "—")
+        found = read(conn)
+        person = portal.people_named(request.app.state.db, {found["recorded_by"]}).get(found["recorded_by"])
+        return _page(request, template, active="accounts", recorded_by_name=person or "—", **{name: found})
 
     return await _in_thread(request, tenant, work)
 
@@ -482,12 +490,8 @@ async def record_refund(request: Asking, tenant: Tenant, invoice_id: Id, data: F
      opt=_opts("financial.refund.read"), include_in_schema=False)
 async def refund_page(request: Asking, tenant: Tenant, refund_id: Id) -> Template:
     """A refund slip laid out for printing: who was given what back, how, and why."""
-    def work(conn: Connection) -> Template:
-        found = refunds.refund_of(conn, request.user, refund_id)
-        cashier = portal.people_named(request.app.state.db, {found["recorded_by"]}).get(found["recorded_by"])
-        return _page(request, "refund.html", active="accounts", refund=found, cashier=cashier or "—")
-
-    return await _in_thread(request, tenant, work)
+    return await _printed(request, tenant, "refund.html", "refund",
+                          lambda conn: refunds.refund_of(conn, request.user, refund_id))
 
 
 @post("/invoices/{invoice_id:uuid}/claim", operation_id="BillingCreateClaim",
