@@ -516,7 +516,13 @@ def require_chart(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UU
 
 
 def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: EncounterIn) -> dict:
+    """A new encounter, with its vital signs if given. A patient has one inpatient admission under way at
+    a time: a second (a clinician admitting the patient the bed board had already put in a bed) is refused,
+    naming the one open, since the ward's lists, the discharge and its summary all follow one stay. A
+    planned admission (next month's elective surgery) may be booked meanwhile."""
     require_patient(conn, patient_id)
+    if data.encounter_class == "inpatient" and data.status != "planned":
+        _refusing_a_second_admission(conn, patient_id)
     encounter_id = uuid.uuid4()
     now = dt.datetime.now(dt.UTC)
     detail = {
@@ -529,6 +535,20 @@ def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID
     if data.vitals is not None:
         opened["vitals"] = _append_vitals(conn, principal, patient_id, encounter_id, data.vitals)
     return opened
+
+
+def _refusing_a_second_admission(conn: Connection, patient_id: uuid.UUID) -> None:
+    admitted = conn.execute(
+        sa.select(encounter.c.id, encounter.c.status, encounter.c.ward_code)
+        .where(encounter.c.patient_id == patient_id, encounter.c.encounter_class == "inpatient",
+               encounter.c.status.in_(("arrived", "in_progress")))
+        .order_by(encounter.c.started_at.desc()).limit(1)
+    ).first()
+    if admitted is not None:
+        where = f" on ward {admitted.ward_code}" if admitted.ward_code else ""
+        raise Conflict(f"this patient already has an inpatient admission {admitted.status.replace('_', ' ')}{where}: "
+                       "record on that encounter, or finish it first", field="encounter_class",
+                       encounter_id=str(admitted.id))
 
 
 def transition_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID,

@@ -383,9 +383,6 @@ def test_an_admission_naming_no_encounter_takes_the_one_a_clinician_opened(db, f
     """A clinician admits the patient to the ward (an inpatient encounter, no bed); the bed manager then puts
     them in a bed without naming it: one encounter for the stay, and the discharge finishes it, so nothing is
     left open on the ward's lists. A patient with only a finished stay behind them gets a new encounter."""
-    from appliance.layers.clinical import service as clinical
-    from appliance.layers.clinical.schemas import EncounterIn
-
     (patient_id,) = _patients(db, facility, bed_manager, 1)
     open_encounters = sa.text("SELECT id FROM encounter WHERE patient_id = :p AND status <> 'finished'")
     with db.tenant(facility.slug) as conn:
@@ -398,3 +395,24 @@ def test_an_admission_naming_no_encounter_takes_the_one_a_clinician_opened(db, f
         assert conn.execute(open_encounters, {"p": patient_id}).scalars().all() == []
         again = adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
     assert again["encounter_id"] != admitted["id"]
+
+
+def test_a_patient_in_a_bed_is_not_admitted_a_second_time_by_a_clinician(db, facility, bed_manager):
+    """The bed board admitted the patient first: a clinician starting an inpatient admission for them is
+    refused (409, naming the one under way) and writes nothing; a planned admission may still be booked."""
+    from appliance.layers.clinical.errors import Conflict as ClinicalConflict
+
+    (patient_id,) = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
+    second = "already has an inpatient admission in progress on ward GEN"
+    with pytest.raises(ClinicalConflict, match=second) as refused, db.tenant(facility.slug) as conn:
+        clinical.open_encounter(conn, bed_manager, patient_id, EncounterIn(
+            encounter_class="inpatient", status="in_progress", ward_code="GEN"))
+    assert refused.value.extra["encounter_id"] == str(stay["encounter_id"])
+    with db.tenant(facility.slug) as conn:
+        count = sa.text("SELECT count(*) FROM encounter WHERE patient_id = :p")
+        assert conn.execute(count, {"p": patient_id}).scalar() == 1
+        clinical.open_encounter(conn, bed_manager, patient_id, EncounterIn(encounter_class="inpatient",
+                                                                            status="planned"))
+        assert conn.execute(count, {"p": patient_id}).scalar() == 2
