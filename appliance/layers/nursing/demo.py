@@ -72,8 +72,13 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
         # Their observations were scored before the operations demo put them on a ward, so the reaction
         # that schedules the next set (and escalates a high score) found no ward then: it runs now.
         scheduled = {t["patient_id"] for t in service.tasks_of(conn, ids, open_only=True, codes=["observations"])}
-        latest = {**service.latest_scores(conn, ids), **service.latest_scores(conn, ids, "meows"),
-                  **service.latest_scores(conn, ids, "pews")}
+        # The newest score of any kind: a patient's kind changes (a child turns 16, a pregnancy ends), and
+        # a PEWS from before the sixteenth birthday must not schedule from months ago.
+        latest: dict[uuid.UUID, dict] = {}
+        for kind in ("news2", "meows", "pews"):
+            for patient_id, score in service.latest_scores(conn, ids, kind).items():
+                if patient_id not in latest or score["occurred_at"] > latest[patient_id]["occurred_at"]:
+                    latest[patient_id] = score
         for patient_id, score in latest.items():
             if patient_id not in scheduled:
                 reactions.schedule_observations(conn, principal, record.get_entry(conn, score["id"]))

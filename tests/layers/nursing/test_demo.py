@@ -4,14 +4,20 @@ the demo's moment have their admission assessments done and the last day's doses
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 
 import sqlalchemy as sa
 
 from appliance.layers.clinical.demo import demo_principal, generate_demo_population
+from appliance.layers.clinical.schemas import VitalSignsIn
+from appliance.layers.nursing import service
 from appliance.layers.nursing.demo import generate_nursing_demo
+from appliance.layers.operations import adt
 from appliance.layers.operations.demo import generate_operations_demo
 from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from tests.layers.nursing.conftest import NORMAL, NURSING_CONFIG, admit
 from tests.layers.operations.conftest import OPERATIONS_CONFIG
 
 AS_OF = dt.datetime(2026, 6, 30, 17, 0, tzinfo=dt.UTC)
@@ -97,3 +103,25 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
                          for d in doses)
     assert all((d.outcome == "given") == (d.administered_at is not None and d.reason is None) for d in doses)
     assert all(d.administered_at is None or d.administered_at < AS_OF for d in doses)
+
+
+def test_observations_are_scheduled_from_the_newest_score_of_any_kind(db, tenant_factory):
+    """A 16-year-old's PEWS from when he was 15 beat his NEWS2 of yesterday: the demo merged the kinds with
+    PEWS last, and scheduled his observations from April, overdue for months."""
+    config = tenant_factory(**NURSING_CONFIG)
+    now = dt.datetime.now(dt.UTC)
+    born = now.date().replace(year=now.year - 17) + dt.timedelta(days=300)  # turned 16 about two months ago
+    nurse = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Nurse", tenant=config.slug, role="nurse")
+    with db.tenant(config.slug) as conn:
+        teen = admit(conn, nurse, born=born, ward=None)
+        detail = VitalSignsIn.model_validate(NORMAL).model_dump(exclude={"encounter_id"})
+        for taken in (now - dt.timedelta(days=150), now - dt.timedelta(days=1)):  # a PEWS at 15, a NEWS2 at 16
+            record.append(conn, nurse, "vital_signs", patient_id=teen["id"], encounter_id=teen["encounter_id"],
+                          occurred_at=taken, detail=detail)
+        # Scored before he was on a ward, as the clinical demo's sets are: the demo schedules them.
+        adt.admit(conn, nurse, teen["id"], ward_code="GEN", reason="Appendicectomy")
+    generate_nursing_demo(db, config.slug, as_of=now)
+    with db.tenant(config.slug) as conn:
+        [task] = service.tasks_of(conn, [teen["id"]], open_only=True, codes=["observations"])
+        [news2] = service.scores_of(conn, [teen["id"]])
+    assert task["title"].startswith("Observations due (last NEWS2") and task["due_at"] == news2["next_due_at"]
