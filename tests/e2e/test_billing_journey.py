@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -17,6 +18,7 @@ from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Journey, Watch
 from tests.e2e.test_journeys import new_page, sign_in
 from tests.layers.financial.conftest import FINANCIAL_CONFIG
+from tests.web.test_billing import billed_for_a_blood_count
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +131,34 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     journey.shot(page, "worklist-phone")
     context.close()
     watch.assert_clean(provoked={422})
+
+
+def test_enter_in_the_shortfall_amount_submits_neither_write_off_nor_bill_the_patient(
+        db, browser, live_server, billed_facility, person_factory):
+    """The shortfall form has two submit buttons, Write off first: Enter in its Amount field submitted that one
+    (HTML's implicit submission), writing money off for a keystroke. Now Enter submits nothing, and a click on
+    either button still does what it says."""
+    config, _ = billed_facility
+    invoice = billed_for_a_blood_count(db, config, "Enter", "Esther", remitted=Decimal("300"))
+    watch = Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, person_factory("billing_clerk", config.slug))
+    page.goto(f"{live_server}/t/{config.slug}/billing/invoices/{invoice['id']}")
+    # Record what a submission would send, and keep it on the page, to read it after the keystroke.
+    page.evaluate("""() => document.querySelector('#shortfall_amount').form.addEventListener('submit', event => {
+        window.submittedBy = event.submitter ? event.submitter.textContent : 'the form'; event.preventDefault(); })""")
+    page.locator("#shortfall_reason").fill("NHIF tariff cap")
+    amount = page.locator("#shortfall_amount")
+    amount.fill("30")
+    amount.press("Enter")
+    assert page.evaluate("() => window.submittedBy ?? 'nothing'") == "nothing"
+    assert page.locator("button.implicit-submit-blocker").is_hidden()  # what blocks it is never seen
+    page.reload()
+    assert page.locator("#outstanding").inner_text() == "KES 80.00"  # nothing written off
+    page.locator("#shortfall_amount").fill("30")
+    page.locator("#shortfall_reason").fill("NHIF tariff cap")
+    page.get_by_role("button", name="Write off").click()
+    page.wait_for_url(re.compile(r"\?done=written-off$"))
+    assert page.locator("#credit-outstanding").inner_text() == "KES 50.00"
+    context.close()
+    watch.assert_clean()
