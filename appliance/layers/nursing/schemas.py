@@ -350,6 +350,9 @@ class HandoverPatient(_Out):
     mrn: str
     name: str
     age: int
+    # Kept so a handover shows an infant's age as the chart does ("8 mo", not "0 y"); None in a handover
+    # recorded before it was kept.
+    birth_date: dt.date | None = None
     sex: str
     reason: str | None
     since: dt.datetime | None

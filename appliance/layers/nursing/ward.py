@@ -84,7 +84,8 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
             (s["next_due_at"] for s in (score, mother, child) if s and s["encounter_id"] == p["encounter_id"]), None)
         listed.append({
             "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
-            "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"], "bed_code": p["bed_code"],
+            "birth_date": p["birth_date"], "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"],
+            "bed_code": p["bed_code"],
             "news2": score, "meows": mother, "pews": child,
             "escalated": any(s and s["escalation"] for s in (score, mother, child)),
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
@@ -195,7 +196,8 @@ def handover_summary(conn: Connection, principal: Principal, ward: dict, *, now:
         now_score = latest.get(pid)
         summary.append({
             "patient_id": pid, "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
-            "sex": p["sex"], "reason": p["reason"], "since": p["started_at"], "bed_code": p["bed_code"],
+            "birth_date": p["birth_date"], "sex": p["sex"], "reason": p["reason"], "since": p["started_at"],
+            "bed_code": p["bed_code"],
             "problems": problems[pid], "allergies": allergies[pid],
             "news2": {"latest": now_score["total"] if now_score else None,
                       "latest_risk": now_score["risk"] if now_score else None,

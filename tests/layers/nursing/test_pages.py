@@ -530,6 +530,23 @@ def test_the_incoming_shift_reads_what_was_handed_over(db, signed_in, facility, 
     assert "<dt>NEWS2</dt><dd>now 9 (high)" in live
 
 
+def test_an_infant_s_age_is_in_months_on_the_ward_pages_as_on_the_chart(db, signed_in, facility, clinician):
+    """The worklist and the handover said "0 y" of an 8-month-old whose chart banner says "8 mo"."""
+    today = dt.datetime.now(TZ).date()
+    year, month = divmod(today.year * 12 + today.month - 1 - 8, 12)
+    with db.tenant(facility.slug) as conn:
+        infant = admit(conn, clinician, family="Chebet", given="Baby", born=dt.date(year, month + 1, 1))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    row = nurse.get(f"/t/{facility.slug}/ward").text.split(f'data-patient="{infant["id"]}"')[1].split("</tr>")[0]
+    assert "8 mo · male" in row
+    page = f"/t/{facility.slug}/ward/handover"
+    assert post_form(nurse, page, page, {"ward": "GEN", "note": "Baby Chebet feeding well"}).status_code == 303
+    shown = nurse.get(page).text
+    kept, live = (part.split("CHEBET, Baby")[1].split("</h")[0]
+                  for part in shown.split('id="recent-title"')[1].split("</section>", 1))
+    assert "8 mo · male" in live and "8 mo · male" in kept
+
+
 def test_the_handover_flags_a_dose_given_against_an_allergy(db, signed_in, facility, clinician):
     """Amoxicillin given at 22:30 to a woman whose penicillin allergy was recorded after it was prescribed:
     the handover listed 'Allergies: Penicillin' and the dose a few lines apart, nothing joining them. And a
