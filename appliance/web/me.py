@@ -85,10 +85,14 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
         # day there (the staff's pages say so too), not of the day before in UTC.
         clock = Clock(zoneinfo.ZoneInfo(holding.timezone))
         owed = sum((b["outstanding"] for b in bills if b["payer_code"] is None), Decimal(0))
+        # A bill corrected after the patient paid it owes them the difference back until the cashier records the
+        # refund; an insurer's invoice overpaid is refunded to the insurer, not to them.
+        refund_due = sum((b["overpaid"] for b in bills if b["payer_code"] is None), Decimal(0))
         # The marks the shown results carry, each said once, the gravest first, for the line saying what they mean.
         marked = [FLAGS[flag][0] for flag in MARKS if any(result["flag"] == flag for result in summary["results"])]
         records.append({"holding": holding, "summary": summary, "appointments": appointments,
                         "bills": bills if export else bills[:BILLS_SHOWN], "bills_total": len(bills), "owed": owed,
+                        "refund_due": refund_due,
                         "marked": marked,
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards})
@@ -158,10 +162,14 @@ def _as_file(record: dict) -> dict:
             **{f.label: d["fields"][f.key] for f in discharge.TEMPLATE.fields if d["fields"].get(f.key)}}
             for d in record["discharges"]],
         "you_owe": format_money(record["owed"], record["bills"][0]["currency"]) if record["bills"] else None,
+        "refund_due_to_you": format_money(record["refund_due"], record["bills"][0]["currency"])
+        if record["refund_due"] > 0 else None,
         "bills": [{"invoice": b["number"], "on": clock.iso(b["finalised_at"]),
                    "paid_by": "you" if b["payer_code"] is None else b["payer"],
                    "total": format_money(b["total"], b["currency"]),
-                   "still_owed": format_money(b["outstanding"], b["currency"])} for b in record["bills"]],
+                   "still_owed": format_money(b["outstanding"], b["currency"]),
+                   **({"refund_due_to_you": format_money(b["overpaid"], b["currency"])}
+                      if b["overpaid"] > 0 and b["payer_code"] is None else {})} for b in record["bills"]],
     }
 
 

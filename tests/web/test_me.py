@@ -263,6 +263,20 @@ def test_the_portal_asks_only_the_facilities_holding_a_chart_of_the_person(db, c
         assert identity.facilities_of(conn, subject_id)[1] == {riverside.slug, hillview.slug}
 
 
+def _portal_of(db, app, policy, tenant: str, patient_id, family_name: str, given_names: str):
+    """A chart registered by a test linked to a subject with a portal account, and that account's client."""
+    with db.control() as conn:
+        subject = identity.match_or_create_subject(conn, family_name=family_name, given_names=given_names,
+                                                   national_id=f"BIL-{uuid.uuid4().hex[:8]}").subject_id
+        identity.note_facility(conn, subject, tenant)
+        email = f"{given_names.lower()}-{uuid.uuid4().hex[:6]}@example.org"
+        identity.create_account(conn, policy, kind="patient", email=email, display_name=f"{given_names} {family_name}",
+                                role="patient", subject_id=subject)
+    with db.tenant(tenant) as conn:
+        conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, patient_id))
+    return _patient_client(db, app, email)
+
+
 def test_what_a_patient_owes_counts_every_bill_not_only_those_listed(db, app, policy, tenant_factory):
     """A patient with more final bills than the page lists (21, each a blood count's, none paid): the sum
     owed is over all of them, the page says it lists the latest, and the download lists them all."""
@@ -292,16 +306,7 @@ def test_what_a_patient_owes_counts_every_bill_not_only_those_listed(db, app, po
         bills = financial.bills_of_patient(conn, clerk, patient["id"], limit=100)
     assert len(bills) == BILLS_SHOWN + 1 and all(b["outstanding"] > 0 for b in bills)
     owed = sum((b["outstanding"] for b in bills), Decimal(0))
-    with db.control() as conn:
-        subject = identity.match_or_create_subject(conn, family_name="Njeri", given_names="Lucy",
-                                                   national_id=f"BIL-{uuid.uuid4().hex[:8]}").subject_id
-        identity.note_facility(conn, subject, facility.slug)
-        email = f"lucy-{uuid.uuid4().hex[:6]}@example.org"
-        identity.create_account(conn, policy, kind="patient", email=email, display_name="Lucy Njeri",
-                                role="patient", subject_id=subject)
-    with db.tenant(facility.slug) as conn:
-        conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, patient["id"]))
-    lucy = _patient_client(db, app, email)
+    lucy = _portal_of(db, app, policy, facility.slug, patient["id"], "Njeri", "Lucy")
 
     page = lucy.get("/me").text
     shown = format_money(owed, bills[0]["currency"])
@@ -310,3 +315,51 @@ def test_what_a_patient_owes_counts_every_bill_not_only_those_listed(db, app, po
     assert f"The latest {BILLS_SHOWN} of your {BILLS_SHOWN + 1} bills here" in page
     [part] = lucy.get("/me/record.json").json()["facilities"]
     assert len(part["bills"]) == BILLS_SHOWN + 1 and part["you_owe"] == shown
+
+
+def test_a_bill_lowered_after_it_was_paid_says_the_refund_owed_until_it_is_given(db, app, policy, tenant_factory):
+    """Paid in full (450), then a credit note of 70 on the blood count: the bill said 'paid' and the page owed
+    nothing, as if the 70 were the facility's. The page and the download now say the refund owed to the patient,
+    until the cashier records it; then the bill is simply paid."""
+    from decimal import Decimal
+
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
+    from appliance.layers.financial import credits, refunds
+    from appliance.layers.financial import service as financial
+    from appliance.substrate.principal import Principal
+    from tests.layers.financial.conftest import FINANCIAL_CONFIG, FULL_BLOOD_COUNT
+
+    facility = tenant_factory(name="Refunding Clinic", **FINANCIAL_CONFIG)
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr R", tenant=facility.slug,
+                       role="clinician")
+    clerk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clerk R", tenant=facility.slug,
+                      role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Atieno", "given_names": "Mercy", "birth_date": "2019-05-01", "sex": "female"}))
+        visit = clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        clinical.order_test(conn, doctor, patient["id"],
+                            ServiceRequestIn(code=FULL_BLOOD_COUNT, encounter_id=visit["id"]))
+        [account] = financial.list_accounts(conn, clerk, patient_id=patient["id"])
+        invoice = financial.finalise_invoice(conn, clerk, financial.draft_invoice(conn, clerk, account["id"])["id"])
+        financial.record_payment(conn, clerk, invoice["id"], method="cash", amount=Decimal("450"))
+        credits.issue_credit_note(conn, clerk, invoice["id"], lines=[(invoice["lines"][0]["id"], Decimal("70"))],
+                                  reason="priced at the private tariff in error")
+    mercy = _portal_of(db, app, policy, facility.slug, patient["id"], "Atieno", "Mercy")
+
+    page = mercy.get("/me").text
+    assert "Refunding Clinic owes you a refund of KES 70.00" in page and "You owe" not in page
+    bill = page.split('class="list bills"')[1].split("</table>")[0]
+    assert "Refund due to you: KES 70.00" in bill and ">paid<" not in bill
+    [part] = mercy.get("/me/record.json").json()["facilities"]
+    assert part["refund_due_to_you"] == "KES 70.00" and part["bills"][0]["refund_due_to_you"] == "KES 70.00"
+
+    with db.tenant(facility.slug) as conn:
+        refunds.record_refund(conn, clerk, invoice["id"], method="cash", amount=Decimal("70"),
+                              reason="credit note for the private tariff")
+    page = mercy.get("/me").text
+    assert "owes you a refund" not in page and "Refund due" not in page
+    assert ">paid<" in page.split('class="list bills"')[1].split("</table>")[0]
+    [part] = mercy.get("/me/record.json").json()["facilities"]
+    assert part["refund_due_to_you"] is None and "refund_due_to_you" not in part["bills"][0]

@@ -466,8 +466,9 @@ def list_invoices(conn: Connection, principal: Principal, *, patient_id: uuid.UU
 
 
 def bills_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 20) -> list[dict]:
-    """The patient's final invoices, newest first, with what was paid and what is still owed, for the
-    patient's own view (drafts are the facility's work in progress, not yet a bill)."""
+    """The patient's final invoices, newest first, with what was paid, what is still owed and what was overpaid
+    (a credit note after payment: a refund owed until the cashier records it), for the patient's own view
+    (drafts are the facility's work in progress, not yet a bill)."""
     paid = sa.func.coalesce(sa.func.sum(payment.c.amount), ZERO)
     credited = (sa.select(sa.func.coalesce(sa.func.sum(invoice_credit.c.amount), ZERO))
                 .where(invoice_credit.c.invoice_id == invoice.c.id).scalar_subquery())
@@ -481,7 +482,8 @@ def bills_of_patient(conn: Connection, principal: Principal, patient_id: uuid.UU
         .group_by(invoice.c.id).order_by(invoice.c.finalised_at.desc()).limit(limit)).mappings()]
     for row in rows:
         row["payer"] = payer_name(conn, row["payer_code"])
-        row["outstanding"] = max(row["total"] - row["paid"] + row["refunded"] - row["credited"], ZERO)
+        row["outstanding"], row["overpaid"] = owed_and_overpaid(
+            row["total"] - row["paid"] + row["refunded"] - row["credited"])
     note_access(conn, principal, "read", patient_id, "invoice", [r["id"] for r in rows])
     return rows
 
