@@ -40,6 +40,7 @@ from appliance.web import (
     billing,
     discharge,
     errors,
+    growth,
     me,
     national,
     nursing,
@@ -60,7 +61,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
-                  problems.problems_router, discharge.discharge_router, today.todays_router,
+                  problems.problems_router, discharge.discharge_router, growth.growth_router, today.todays_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

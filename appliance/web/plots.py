@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -120,6 +120,14 @@ def _diamond(x: float, y: float, r: float) -> str:
     return f"M{x:.1f},{y - r:.1f} L{x + r:.1f},{y:.1f} L{x:.1f},{y + r:.1f} L{x - r:.1f},{y:.1f} Z"
 
 
+def _marker(x: float, y: float, tip: str, abnormal: bool) -> str:
+    """A point with its tooltip: a diamond when abnormal (the flag does not rest on colour alone)."""
+    title = f"<title>{escape(tip)}</title>"
+    if abnormal:
+        return f'<path class="abn" d="{_diamond(x, y, 5.5)}">{title}</path>'
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5">{title}</circle>'
+
+
 def time_chart(
     series: Sequence[Series],
     *,
@@ -206,11 +214,7 @@ def time_chart(
         parts.append(f'<g class="plot-points {css}">')
         for p in ordered:
             x, y = x_of(p.at), y_of(p.value)
-            tip = f"<title>{escape(p.label or f'{line.name}: {_format_number(p.value)} {unit}'.strip())}</title>"
-            if p.abnormal:
-                parts.append(f'<path class="abn" d="{_diamond(x, y, 5.5)}">{tip}</path>')
-            else:
-                parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5">{tip}</circle>')
+            parts.append(_marker(x, y, p.label or f"{line.name}: {_format_number(p.value)} {unit}".strip(), p.abnormal))
         parts.append("</g>")
         if legend:
             lx = left + 24 + index * 110
@@ -290,6 +294,19 @@ def describe_trend(name: str, points: Sequence[Point], unit: str, band: tuple[fl
     return text
 
 
+def _value_axis(ticks: Sequence[float], y_of: Callable[[float], float], left: float, plot_w: float, top: float,
+                plot_h: float, *, baseline: float) -> list[str]:
+    """The grid lines at the value ticks, the value axis with its labels and the horizontal axis at
+    `baseline`; opens `<g class="plot-axis">`, which the caller closes after adding its own labels."""
+    return ['<g class="plot-grid">',
+            *(f'<line x1="{left}" x2="{left + plot_w}" y1="{y_of(t):.1f}" y2="{y_of(t):.1f}"/>' for t in ticks),
+            '</g><g class="plot-axis">',
+            f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>',
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{baseline:.1f}" y2="{baseline:.1f}"/>',
+            *(f'<text x="{left - 6}" y="{y_of(t) + 4:.1f}" text-anchor="end">{_format_number(t)}</text>'
+              for t in ticks)]
+
+
 @dataclass(frozen=True)
 class Bar:
     label: str  # under the bar, e.g. "31–60 days"
@@ -322,13 +339,7 @@ def bar_chart(bars: Sequence[Bar], *, ident: str, title: str, description: str, 
     def y_of(value: float) -> float:
         return top + (high - value) / (high - low) * plot_h
 
-    parts.append('<g class="plot-grid">')
-    parts.extend(f'<line x1="{left}" x2="{left + plot_w}" y1="{y_of(t):.1f}" y2="{y_of(t):.1f}"/>' for t in ticks)
-    parts.append('</g><g class="plot-axis">')
-    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>')
-    parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y_of(0):.1f}" y2="{y_of(0):.1f}"/>')
-    parts.extend(f'<text x="{left - 6}" y="{y_of(t) + 4:.1f}" text-anchor="end">{_format_number(t)}</text>'
-                 for t in ticks)
+    parts.extend(_value_axis(ticks, y_of, left, plot_w, top, plot_h, baseline=y_of(0)))
     if unit:
         parts.append(f'<text class="plot-unit" x="4" y="13">{escape(unit)}</text>')
     slot = plot_w / len(bars)
@@ -344,5 +355,83 @@ def bar_chart(bars: Sequence[Bar], *, ident: str, title: str, description: str, 
                      f'height="{max(y1 - y0, 0.5):.1f}"><title>{tip}</title></rect>')
         parts.append(f'<text class="plot-bar-value" x="{x + slot * 0.32:.1f}" y="{y0 - 5:.1f}" text-anchor="middle">'
                      f"{escape(bar.shown or _format_number(bar.value))}</text>")
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 -- every interpolated text above went through escape()
+
+
+@dataclass(frozen=True)
+class AgePoint:
+    months: float  # the child's age at the measurement
+    value: float
+    label: str = ""  # the point's tooltip, e.g. "12 Mar 2026, 14 months: 7.9 kg, WAZ -2.4 (underweight)"
+    abnormal: bool = False
+
+
+# The WHO lines a growth chart draws, by z-score: their class in growth.css and the label at their end.
+GROWTH_LINES = {-3: ("sd3", "-3"), -2: ("sd2", "-2"), 0: ("median", "0"), 2: ("sd2", "+2"), 3: ("sd3", "+3")}
+
+
+def _age_label(months: float) -> str:
+    return f"{_format_number(months)} m" if months < 24 else f"{_format_number(months / 12)} y"
+
+
+def growth_chart(curves: Sequence[tuple[int, Sequence[tuple[float, float]]]], points: Sequence[AgePoint], *,
+                 ident: str, title: str, description: str, unit: str, width: int = 640,
+                 height: int = 300) -> Markup:
+    """A WHO growth chart: the standard's median and ±2, ±3 SD lines against age (`curves`, each a z-score
+    and its (months, value) pairs) and the child's measurements over them, a diamond where the child's
+    z-score lies beyond ±2."""
+    left, right, top, bottom = 48, 28, 26, 28
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts: list[str] = [
+        f'<svg class="plot growth" viewBox="0 0 {width} {height}" role="img" focusable="false" '
+        f'aria-labelledby="{ident}-t {ident}-d" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{ident}-t">{escape(title)}</title>',
+        f'<desc id="{ident}-d">{escape(description)}</desc>',
+    ]
+    drawn = [xy for _, line in curves for xy in line] + [(p.months, p.value) for p in points]
+    if not drawn:
+        parts.append(f'<text class="plot-empty" x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+                     "No values to plot</text></svg>")
+        return Markup("".join(parts))  # noqa: S704 -- every interpolated text above went through escape()
+    x_low, x_high = 0.0, max(x for x, _ in drawn)
+    low, high = min(v for _, v in drawn), max(v for _, v in drawn)
+    margin = (high - low) * 0.05 or 1
+    ticks = value_ticks(low - margin, high + margin)
+    low, high = min(low - margin, ticks[0]), max(high + margin, ticks[-1])
+
+    def x_of(months: float) -> float:
+        return left + (months - x_low) / max(x_high - x_low, 1) * plot_w
+
+    def y_of(value: float) -> float:
+        return top + (high - value) / (high - low) * plot_h
+
+    parts.extend(_value_axis(ticks, y_of, left, plot_w, top, plot_h, baseline=top + plot_h))
+    step = 6 if x_high <= 60 else 12 if x_high <= 120 else 24
+    for months in range(0, int(x_high) + 1, step):
+        x = x_of(months)
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>')
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{_age_label(months)}</text>')
+    parts.append(f'<text class="plot-unit" x="4" y="13">{escape(unit)}</text>')
+    parts.append("</g>")
+    for z, line in curves:
+        if not line:
+            continue
+        css, label = GROWTH_LINES[z]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{x_of(x):.1f},{y_of(v):.1f}" for i, (x, v) in enumerate(line))
+        end_x, end_v = line[-1]
+        parts.append(f'<path class="growth-ref {css}" d="{path}"><title>WHO {label} SD</title></path>')
+        parts.append(f'<text class="growth-ref-label" x="{x_of(end_x) + 4:.1f}" y="{y_of(end_v) + 4:.1f}">'
+                     f"{label}</text>")
+    ordered = sorted(points, key=lambda p: p.months)
+    if ordered:
+        path = " ".join(f"{'M' if i == 0 else 'L'}{x_of(p.months):.1f},{y_of(p.value):.1f}"
+                        for i, p in enumerate(ordered))
+        parts.append(f'<path class="plot-line s1" d="{path}"/><g class="plot-points s1">')
+        for p in ordered:
+            x, y = x_of(p.months), y_of(p.value)
+            parts.append(_marker(x, y, p.label or f"{_age_label(p.months)}: {_format_number(p.value)} {unit}",
+                                 p.abnormal))
+        parts.append("</g>")
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 -- every interpolated text above went through escape()

@@ -942,7 +942,7 @@ def _invite(request: Asking, tenant: str, patient_id: uuid.UUID, email: str) -> 
 
 
 ENCOUNTER_FIELDS = ["encounter_class", "reason", "ward_code", "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm",
-                    "respiratory_rate", "temperature_c", "spo2_percent", "weight_kg"]
+                    "respiratory_rate", "temperature_c", "spo2_percent", "weight_kg", "height_cm", "muac_mm", "oedema"]
 VITAL_FIELDS = ENCOUNTER_FIELDS[3:]
 
 

@@ -1,7 +1,11 @@
 """Migrating every tenant schema: no-op when at head, resumable after a failure, drift reported."""
 
+import importlib
+
 import pytest
 import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
 
 from appliance.substrate.db import Database, tenant_metadata, tenant_schema
 from appliance.substrate.migrate import (
@@ -58,3 +62,26 @@ def test_control_schema_is_at_head(db: Database):
     with db.control() as conn:
         assert schema_revision(conn, "control") == head("control")
         assert conn.execute(sa.text("SELECT count(*) FROM control.alembic_version")).scalar() == 1
+
+
+def test_t0021_adds_muac_and_oedema_and_its_downgrade_takes_them_away(db: Database, tenant_a):
+    """t0021 (MUAC and oedema on vital signs) runs both ways on a schema at head: the downgrade drops the
+    columns and puts t0015's chart function back, the upgrade adds them and the chart function that shows them."""
+    t0021 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0021_muac_and_oedema")
+    schema = tenant_schema(tenant_a.slug)
+    columns = sa.text("SELECT column_name FROM information_schema.columns WHERE table_schema = :schema "
+                      "AND table_name = 'vital_signs' AND column_name IN ('muac_mm', 'oedema') ORDER BY 1")
+    shows_muac = sa.text("SELECT position('d.muac_mm' IN prosrc) > 0 FROM pg_proc WHERE proname = 'chart_summary' "
+                         "AND pronamespace = CAST(:schema AS regnamespace)")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0021.downgrade()
+            downgraded = (conn.execute(columns, {"schema": schema}).scalars().all(),
+                          conn.execute(shows_muac, {"schema": schema}).scalar())
+            t0021.upgrade()
+        upgraded = (conn.execute(columns, {"schema": schema}).scalars().all(),
+                    conn.execute(shows_muac, {"schema": schema}).scalar())
+    assert downgraded == ([], False)
+    assert upgraded == (["muac_mm", "oedema"], True)
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []

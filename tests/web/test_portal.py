@@ -834,6 +834,10 @@ FORMS += ["/patients/{pid}/discharge-summaries", "/patients/{pid}/discharge-summ
 PAGES += ["/patients/{pid}/reconciliation"]
 FORMS += ["/patients/{pid}/reconciliation"]
 
+# A child's growth chart (appliance/web/growth.py); what it draws, and an adult's refusal, are in
+# tests/web/test_growth.py.
+PAGES += ["/patients/{pid}/growth"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

@@ -281,6 +281,11 @@ vital_signs = sa.Table(
     sa.Column("supplemental_oxygen", sa.Boolean, nullable=True),
     sa.Column("oxygen_l_min", sa.Numeric(4, 1), nullable=True),
     sa.Column("spo2_scale", sa.SmallInteger, nullable=True),
+    # Added by t0021 for acute malnutrition screening of children (clinical/growth.py): mid-upper-arm
+    # circumference in whole millimetres, as the tape reads, and bilateral pitting oedema (True present,
+    # False looked for and absent, NULL not examined).
+    sa.Column("muac_mm", sa.Integer, nullable=True),
+    sa.Column("oedema", sa.Boolean, nullable=True),
 )
 
 note = sa.Table(

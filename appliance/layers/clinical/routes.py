@@ -23,7 +23,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, discharge, reconciliation, service, worklist
+from appliance.layers.clinical import access, catalogue, chart, discharge, growth, reconciliation, service, worklist
 from appliance.layers.clinical.schemas import (
     AllergyAmend,
     AllergyIn,
@@ -42,6 +42,7 @@ from appliance.layers.clinical.schemas import (
     EncounterOut,
     EncounterTransition,
     EntryVersion,
+    GrowthOut,
     MedicationIn,
     MedicationOut,
     MedicationStatusIn,
@@ -208,6 +209,15 @@ class ClinicalController(Controller):
                 document = chart.open_chart_summary_json(conn, request.user, patient_id, reason)
         # Assembled by PostgreSQL from the ChartSummary fields; passed through without re-encoding.
         return Response(document.encode(), media_type="application/json")
+
+    @get(PATIENT + "/growth", operation_id="ClinicalGetGrowth", opt=_opt("clinical.chart.read"), sync_to_thread=True)
+    def get_growth(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id) -> GrowthOut:
+        """A child's weight-for-age, length/height-for-age and BMI-for-age z-scores, centiles and WHO bands
+        at each measurement, with MUAC, oedema and the acute malnutrition status (6-59 months), computed
+        from the vital signs and the birth date (clinical/growth.py). A patient 19 or older, or one whose
+        sex is not recorded as female or male, is refused (422) with the reason."""
+        with _tenant(state, request, tenant) as conn:
+            return GrowthOut.model_validate(growth.growth(conn, request.user, patient_id))
 
     # -- encounters ------------------------------------------------------------------------------------
 

@@ -170,6 +170,10 @@ class VitalSignsIn(_In):
     supplemental_oxygen: bool | None = None
     oxygen_l_min: Decimal | None = Field(default=None, gt=0, le=60, decimal_places=1)
     spo2_scale: Literal[1, 2] | None = None
+    # For malnutrition screening of children (clinical/growth.py): mid-upper-arm circumference in mm
+    # (a tape's range, newborn to adult), and bilateral pitting oedema, present or looked for and absent.
+    muac_mm: int | None = Field(default=None, ge=50, le=500)
+    oedema: bool | None = None
     encounter_id: uuid.UUID | None = None
 
     @model_validator(mode="after")
@@ -199,6 +203,8 @@ class VitalSignsOut(EntryOut):
     supplemental_oxygen: bool | None = None
     oxygen_l_min: Decimal | None = None
     spo2_scale: int | None = None
+    muac_mm: int | None = None
+    oedema: bool | None = None
 
 
 class EncounterIn(_In):
@@ -585,6 +591,48 @@ class OrderSetOut(BaseModel):
     code: str
     name: str
     definition: dict[str, Any]
+
+
+# -- growth (clinical/growth.py) ---------------------------------------------------------------------
+
+
+class GrowthIndexOut(_Out):
+    """One anthropometric index of a set of measurements against the WHO standard (patient data)."""
+    value: float
+    z: float | None
+    centile: float | None
+    band: str | None
+
+
+class GrowthPointOut(_Out):
+    """One set of vital signs read against the WHO standards (patient data)."""
+    entry_id: uuid.UUID
+    occurred_at: dt.datetime
+    age_days: int
+    age_months: int  # completed months, as appliance.substrate.age counts them
+    weight_kg: Decimal | None
+    height_cm: Decimal | None
+    muac_mm: int | None
+    oedema: bool | None
+    weight_for_age: GrowthIndexOut | None
+    height_for_age: GrowthIndexOut | None
+    bmi_for_age: GrowthIndexOut | None
+    acute_malnutrition: Literal["severe", "moderate", "none"] | None
+    criteria: list[str]
+
+
+class GrowthOut(_Out):
+    """A child's growth, computed on read from the vital signs and the birth date (patient data)."""
+    patient_id: uuid.UUID
+    sex: str
+    birth_date: dt.date
+    birth_date_estimated: bool
+    age_months: int
+    standards: str
+    wasting_index: str
+    points: list[GrowthPointOut]
+    latest: GrowthPointOut | None
+    summary: str | None
 
 
 # -- chart -------------------------------------------------------------------------------------------

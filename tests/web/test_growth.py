@@ -1,0 +1,114 @@
+"""A child's growth in the tenant portal: the chart summary's growth line, the growth chart page (WHO lines and
+the child's points as server-drawn SVG), MUAC and oedema entered with the vital signs at arrival, and the
+refusals — another facility's session, a guessed id, an adult."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from decimal import Decimal
+
+import pytest
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn, VitalSignsIn
+from appliance.substrate.principal import Principal
+from appliance.web import plots
+from tests.web.test_portal import post_form
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Growth Clinic")
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tenant_factory):
+    return tenant_factory(name="Elsewhere Growth Clinic")
+
+
+def _register(conn, principal, family: str, born: dt.date, sex: str = "female") -> uuid.UUID:
+    patient = service.register_patient(conn, principal, PatientIn.model_validate(
+        {"family_name": family, "given_names": "Test", "birth_date": born, "sex": sex,
+         "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))
+    service.open_encounter(conn, principal, patient["id"], EncounterIn(encounter_class="outpatient"))
+    return patient["id"]
+
+
+@pytest.fixture(scope="module")
+def patients(db, facility, person_factory) -> dict:
+    """A girl of 20 months, thin (MUAC 112 mm), and an adult."""
+    author = person_factory("clinician", facility.slug)
+    principal = Principal(account_id=author.account_id, kind="staff", display_name="Dr Growth",
+                          tenant=facility.slug, role="clinician")
+    with db.tenant(facility.slug) as conn:
+        girl = _register(conn, principal, "Achola", dt.date.today() - dt.timedelta(days=610))
+        service.record_vitals(conn, principal, girl, VitalSignsIn(weight_kg=Decimal("8.0"),
+                                                                  height_cm=Decimal("78.0"), muac_mm=112,
+                                                                  oedema=False))
+        adult = _register(conn, principal, "Mutua", dt.date(1980, 5, 1), sex="male")
+    return {"girl": girl, "adult": adult}
+
+
+def test_the_chart_shows_the_growth_line_and_the_growth_page_draws_the_who_lines(signed_in, facility, patients):
+    clinician = signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}/patients/{patients['girl']}"
+    chart = clinician.get(f"{base}/chart")
+    assert chart.status_code == 200
+    assert 'id="growth-line"' in chart.text and "MUAC 112 mm: severe acute malnutrition" in chart.text
+    assert f'href="{base}/growth"' in chart.text
+    page = clinician.get(f"{base}/growth")
+    assert page.status_code == 200, page.text
+    assert "Severe acute malnutrition" in page.text and "MUAC 112 mm &lt; 115 mm" in page.text
+    svgs = [ET.fromstring(svg)  # noqa: S314 -- our own output, parsed to check its shape
+            for svg in re.findall(r'<svg class="plot growth".*?</svg>', page.text, re.DOTALL)]
+    assert [svg.find(f"{SVG}title").text for svg in svgs] == [
+        "Weight-for-age, WHO", "Length/height-for-age, WHO", "BMI-for-age, WHO"]
+    for svg in svgs:
+        lines = svg.findall(f".//{SVG}path[@class]")
+        assert sum(line.get("class").startswith("growth-ref") for line in lines) == 5  # median, ±2, ±3 SD
+        assert len(svg.findall(f".//{SVG}g[@class='plot-points s1']/*")) == 1  # the girl's one measurement
+    section = page.text[page.text.index('aria-labelledby="growth-title"'):]
+    assert "<script" not in section and "style=" not in section  # drawn on the server; CSP: nothing inline
+
+
+def test_another_facilitys_session_a_guessed_id_and_an_adult_are_refused(signed_in, facility, elsewhere, patients):
+    intruder = signed_in("clinician", elsewhere.slug)
+    taken = intruder.get(f"/t/{facility.slug}/patients/{patients['girl']}/growth")
+    assert taken.status_code == 403 and "Achola" not in taken.text
+    clinician = signed_in("clinician", facility.slug)
+    assert clinician.get(f"/t/{facility.slug}/patients/{uuid.uuid4()}/growth").status_code == 404
+    adult = clinician.get(f"/t/{facility.slug}/patients/{patients['adult']}/growth")
+    assert adult.status_code == 422 and "cover children to 19 years" in adult.text
+    chart = clinician.get(f"/t/{facility.slug}/patients/{patients['adult']}/chart")
+    assert chart.status_code == 200 and 'id="growth-line"' not in chart.text
+
+
+def test_muac_and_oedema_are_entered_with_the_vital_signs_at_arrival(signed_in, db, facility, patients):
+    clinician = signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}/patients/{patients['girl']}"
+    form = clinician.get(f"{base}/encounters/new")
+    assert 'name="muac_mm"' in form.text and 'name="oedema"' in form.text and 'name="height_cm"' in form.text
+    refused = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
+                        {"encounter_class": "outpatient", "muac_mm": "9"})
+    assert refused.status_code == 422 and 'id="muac_mm"' in refused.text
+    started = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
+                        {"encounter_class": "outpatient", "muac_mm": "118", "oedema": "true", "weight_kg": "8.2"})
+    assert started.status_code == 303, started.text
+    with db.tenant(facility.slug) as conn:
+        latest = service.latest_vitals(conn, patients["girl"])
+    assert (latest["muac_mm"], latest["oedema"], latest["weight_kg"]) == (118, True, Decimal("8.2"))
+
+
+def test_the_growth_chart_is_well_formed_and_escapes_text():
+    hostile = "</title><script>alert(1)</script>"
+    svg = str(plots.growth_chart([(0, [(0, 3.2), (12, 9.0)]), (-2, [(0, 2.5), (12, 7.7)])],
+                                 [plots.AgePoint(6, 7.0, label=hostile, abnormal=True)], ident="g", title=hostile,
+                                 description=hostile, unit=hostile))
+    assert "<script>" not in svg and "style=" not in svg
+    root = ET.fromstring(svg)  # noqa: S314 -- our own output, parsed to check its shape
+    assert root.get("role") == "img" and len(root.findall(f".//{SVG}path[@class='abn']")) == 1
