@@ -4,6 +4,8 @@
   `clinic` with its weekly sessions, the `slot`s generated from them, and `kpi_target`;
 - **detail tables** of the operations entry kinds, append-only: `admission`, `transfer`, `discharge`,
   `ed_event` (all five `ed_*` kinds), `appointment_change` (`appointment`, `appointment_status`);
+- **the pharmacy** (t0022): `pharmacy_item` (what it stocks), `stock_movement` (its append-only stock
+  ledger) and `dispense`, the detail of the `dispense` entry kind (what was handed to a patient);
 - **projections** kept in step with those entries in the same transaction, so the bed board, the ED
   board and the command center read one indexed range: `inpatient_stay`, `ed_visit`, `appointment`.
 
@@ -223,6 +225,57 @@ lab_turnaround = sa.Table(
     sa.Index("lab_turnaround_verified_idx", "verified_at"),
 )
 
+# -- the pharmacy (t0022; pharmacy.py) -----------------------------------------------------------------
+
+STOCK_MOVEMENT_KINDS = ("received", "adjusted", "dispensed")
+ADJUSTMENT_REASONS = ("expired", "damaged", "counted", "other")
+
+pharmacy_item = sa.Table(
+    "pharmacy_item",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("drug", sa.Text, nullable=False),  # as prescriptions name it: "Amoxicillin"
+    sa.Column("form", sa.Text, nullable=False),  # capsule, tablet, oral suspension, ...
+    sa.Column("strength", sa.Numeric, nullable=True),  # 500 (mg per capsule); none for a pack or a device
+    sa.Column("strength_unit", sa.Text, nullable=True),
+    sa.Column("unit", sa.Text, nullable=False),  # what is counted and handed over: capsule, bottle, ml
+    sa.Column("reorder_level", sa.Numeric, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("pharmacy_item_drug_idx", "drug"),
+)
+
+stock_movement = sa.Table(
+    "stock_movement",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("item_id", sa.Uuid, sa.ForeignKey("pharmacy_item.id"), nullable=False),
+    sa.Column("batch", sa.Text, nullable=False),
+    sa.Column("expires_on", sa.Date, nullable=False),  # the batch's, as received
+    sa.Column("kind", sa.Text, nullable=False),  # received, adjusted, dispensed
+    sa.Column("quantity", sa.Numeric, nullable=False),  # signed: in (+) or out (-), in the item's unit
+    sa.Column("reason", sa.Text, nullable=True),  # an adjustment's: expired, damaged, counted, other
+    sa.Column("reference", sa.Text, nullable=True),  # a delivery note or requisition; an adjustment's note
+    sa.Column("dispense_entry_id", sa.Uuid, sa.ForeignKey("entry.id"), nullable=True),
+    sa.Column("recorded_by", sa.Uuid, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("stock_movement_item_batch_idx", "item_id", "batch"),
+    sa.Index("stock_movement_recorded_at_idx", "recorded_at"),
+)
+
+dispense = sa.Table(
+    "dispense",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a medicine handed to the patient
+    sa.Column("medication_request_id", sa.Uuid, nullable=False),  # root id of the prescription
+    sa.Column("item_id", sa.Uuid, sa.ForeignKey("pharmacy_item.id"), nullable=False),
+    sa.Column("batch", sa.Text, nullable=False),
+    sa.Column("quantity", sa.Numeric, nullable=False),
+    sa.Column("unit", sa.Text, nullable=False),
+    sa.Column("partial", sa.Boolean, nullable=False, server_default=sa.false()),  # the patient comes back for the rest
+    sa.Index("dispense_request_idx", "medication_request_id"),
+)
+
 # The command center finds a window's entries of one kind by time (KPI 8's billable entries); the
 # record's own entry_patient_kind_idx leads with the patient. Declared here because operations' bench
 # (bench/kpis.py) is what needs it; migration t0004 creates it.
@@ -239,6 +292,7 @@ KINDS: dict[str, sa.Table] = {
     "ed_departure": ed_event,
     "appointment": appointment_change,
     "appointment_status": appointment_change,
+    "dispense": dispense,
 }
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

@@ -17,7 +17,7 @@ import uuid
 import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from anyio import to_thread
@@ -28,9 +28,10 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, ed, scheduling, service
+from appliance.layers.operations import adt, command_center, ed, pharmacy, scheduling, service
 from appliance.layers.operations.errors import Invalid
 from appliance.layers.operations.schemas import (
+    AdjustmentIn,
     AdmissionIn,
     AppointmentChangeIn,
     AppointmentOut,
@@ -43,13 +44,21 @@ from appliance.layers.operations.schemas import (
     DecisionIn,
     DepartureIn,
     DischargeIn,
+    DispenseHistoryOut,
+    DispenseIn,
+    DispenseOut,
     DrillDownOut,
     EdVisitOut,
     KpiOut,
+    PharmacyItemIn,
+    PharmacyItemOut,
+    QueueItemOut,
+    ReceiptIn,
     RescheduleIn,
     SeenIn,
     SlotOut,
     StayOut,
+    StockMovementOut,
     TransferIn,
     TriageIn,
     WardBoard,
@@ -119,6 +128,14 @@ def _day(value: str | None, tz: zoneinfo.ZoneInfo, field: str = "date") -> dt.da
         return dt.date.fromisoformat(value)
     except ValueError:
         raise Invalid("give the date as YYYY-MM-DD", field=field) from None
+
+
+async def _facility_today(state: State, tenant: str) -> tuple[dt.date, dt.datetime]:
+    """The facility's today and the moment it began: a batch expires and a queue's "today" turns by the
+    facility's clock, not the server's UTC one."""
+    tz = await to_thread.run_sync(facility_timezone, state.db, tenant)
+    today = dt.datetime.now(tz).date()
+    return today, dt.datetime.combine(today, dt.time(), tzinfo=tz)
 
 
 def _opt(permission: str) -> dict:
@@ -275,6 +292,81 @@ class OperationsController(Controller):
         row = await _in_tenant(state, tenant, lambda conn: scheduling.change(
             conn, request.user, appointment_id, data.action, data.reason))
         return AppointmentOut.model_validate(row)
+
+    # -- the pharmacy ----------------------------------------------------------------------------------------
+
+    @get("/pharmacy/items", operation_id="OperationsPharmacyStock", opt=_opt("operations.pharmacy.stock.read"))
+    async def pharmacy_stock(self, tenant: FromPath[str], state: State,
+                             status: FromQuery[Literal["ok", "low", "out"] | None] = None) -> list[PharmacyItemOut]:
+        """Every item the pharmacy stocks with its stock on hand by batch (earliest expiry first); `status=low`
+        lists those at or below their reorder level, `status=out` those with nothing usable left."""
+        today, _ = await _facility_today(state, tenant)
+        rows = await _in_tenant(state, tenant, lambda conn: pharmacy.stock(conn, today, status))
+        return [PharmacyItemOut.model_validate(row) for row in rows]
+
+    @post("/pharmacy/items", operation_id="OperationsPharmacyCreateItem", opt=_opt("operations.pharmacy.item.create"))
+    async def pharmacy_create_item(self, tenant: FromPath[str], state: State, request: Asking,
+                                   data: JSONBody[PharmacyItemIn]) -> PharmacyItemOut:
+        """A medicine the pharmacy stocks, named as prescriptions name it; 409 if it is already stocked."""
+        row = await _in_tenant(state, tenant, lambda conn: pharmacy.create_item(conn, request.user,
+                                                                                **data.model_dump()))
+        return PharmacyItemOut.model_validate(row)
+
+    @get("/pharmacy/items/{item_id:uuid}", operation_id="OperationsPharmacyItem",
+         opt=_opt("operations.pharmacy.stock.read"))
+    async def pharmacy_item(self, tenant: FromPath[str], state: State, item_id: Id) -> PharmacyItemOut:
+        today, _ = await _facility_today(state, tenant)
+        row = await _in_tenant(state, tenant, lambda conn: pharmacy.item_stock(conn, item_id, today))
+        return PharmacyItemOut.model_validate(row)
+
+    @post("/pharmacy/items/{item_id:uuid}/receipts", operation_id="OperationsPharmacyReceive",
+          opt=_opt("operations.pharmacy.stock.create"))
+    async def pharmacy_receive(self, tenant: FromPath[str], state: State, request: Asking, item_id: Id,
+                               data: JSONBody[ReceiptIn]) -> StockMovementOut:
+        """Goods received: a batch with its expiry and the delivery's reference."""
+        today, _ = await _facility_today(state, tenant)
+        row = await _in_tenant(state, tenant, lambda conn: pharmacy.receive(conn, request.user, item_id, today=today,
+                                                                            **data.model_dump()))
+        return StockMovementOut.model_validate(row)
+
+    @post("/pharmacy/items/{item_id:uuid}/adjustments", operation_id="OperationsPharmacyAdjust",
+          opt=_opt("operations.pharmacy.stock.update"))
+    async def pharmacy_adjust(self, tenant: FromPath[str], state: State, request: Asking, item_id: Id,
+                              data: JSONBody[AdjustmentIn]) -> StockMovementOut:
+        """A batch's stock corrected: expired or damaged units out, a count's difference in or out (409 below
+        nothing)."""
+        if data.quantity == 0:
+            raise Invalid("an adjustment changes the stock: give a quantity other than 0", field="quantity")
+        row = await _in_tenant(state, tenant, lambda conn: pharmacy.adjust(conn, request.user, item_id,
+                                                                           **data.model_dump()))
+        return StockMovementOut.model_validate(row)
+
+    @get("/pharmacy/queue", operation_id="OperationsPharmacyQueue", opt=_opt("operations.pharmacy.dispense.read"))
+    async def pharmacy_queue(self, tenant: FromPath[str], state: State, request: Asking) -> list[QueueItemOut]:
+        """Active outpatient prescriptions not yet dispensed in full, today's first, with the items that fill them."""
+        _, start = await _facility_today(state, tenant)
+        rows = await _in_tenant(state, tenant, lambda conn: pharmacy.queue(conn, request.user, start))
+        return [QueueItemOut.model_validate(row) for row in rows]
+
+    @post("/pharmacy/dispenses", operation_id="OperationsPharmacyDispense",
+          opt=_opt("operations.pharmacy.dispense.create"))
+    async def pharmacy_dispense(self, tenant: FromPath[str], state: State, request: Asking,
+                                data: JSONBody[DispenseIn]) -> DispenseOut:
+        """Hand over a quantity against a prescription from a batch (the earliest expiry if none is named).
+        409, writing nothing, when the stock is short (saying what is left); `partial` keeps it on the queue."""
+        today, _ = await _facility_today(state, tenant)
+        row = await _in_tenant(state, tenant, lambda conn: pharmacy.dispense_medicine(
+            conn, request.user, today=today, **data.model_dump()))
+        return DispenseOut.model_validate(row)
+
+    @get("/patients/{patient_id:uuid}/dispenses", operation_id="OperationsPharmacyHistory",
+         opt=_opt("operations.pharmacy.dispense.read"))
+    async def pharmacy_history(self, tenant: FromPath[str], state: State, request: Asking,
+                               patient_id: Id) -> list[DispenseHistoryOut]:
+        """What the pharmacy handed this patient, latest first."""
+        rows = await _in_tenant(state, tenant, lambda conn: pharmacy.dispensing_history(conn, request.user,
+                                                                                        patient_id))
+        return [DispenseHistoryOut.model_validate(row) for row in rows]
 
     # -- command center ------------------------------------------------------------------------------------
 

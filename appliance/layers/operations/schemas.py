@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -224,3 +225,123 @@ class DrillDownOut(BaseModel):
     start: dt.datetime
     end: dt.datetime
     entries: list[DrillEntry]
+
+
+# -- the pharmacy ----------------------------------------------------------------------------------------
+
+# A count of units as JSON reads it: 20, or 2.5 for millilitres.
+Quantity = int | float
+PositiveQuantity = Annotated[Decimal, Field(gt=0, le=1_000_000, decimal_places=3)]
+
+
+class PharmacyItemIn(_In):
+    drug: str = Field(min_length=1, max_length=200)
+    form: str = Field(min_length=1, max_length=80)
+    strength: Annotated[Decimal, Field(gt=0, le=1_000_000, decimal_places=3)] | None = None
+    strength_unit: str | None = Field(default=None, min_length=1, max_length=20)
+    unit: str = Field(min_length=1, max_length=40)
+    reorder_level: Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=3)] = Decimal(0)
+
+
+class BatchOut(BaseModel):
+    batch: str
+    expires_on: dt.date
+    on_hand: Quantity
+    expired: bool
+
+
+class PharmacyItemOut(BaseModel):
+    id: uuid.UUID
+    drug: str
+    form: str
+    strength: Quantity | None
+    strength_unit: str | None
+    unit: str
+    reorder_level: Quantity
+    on_hand: Quantity  # in batches not yet expired
+    expired: Quantity  # still on the shelf past its expiry, to adjust out
+    status: Literal["ok", "low", "out"]
+    batches: list[BatchOut]
+
+
+class ReceiptIn(_In):
+    batch: str = Field(min_length=1, max_length=60)
+    expires_on: dt.date
+    quantity: PositiveQuantity
+    reference: str | None = Field(default=None, max_length=200)
+
+
+class AdjustmentIn(_In):
+    batch: str = Field(min_length=1, max_length=60)
+    quantity: Annotated[Decimal, Field(ge=-1_000_000, le=1_000_000, decimal_places=3)]
+    reason: Literal["expired", "damaged", "counted", "other"]
+    note: str | None = Field(default=None, max_length=500)
+
+
+class StockMovementOut(BaseModel):
+    id: uuid.UUID
+    item_id: uuid.UUID
+    batch: str
+    expires_on: dt.date
+    kind: str
+    quantity: Quantity
+    reason: str | None
+    reference: str | None
+    recorded_at: dt.datetime
+
+
+class DispenseIn(_In):
+    medication_request_id: uuid.UUID
+    item_id: uuid.UUID
+    quantity: PositiveQuantity
+    batch: str | None = Field(default=None, min_length=1, max_length=60)
+    partial: bool = False
+
+
+class DispenseOut(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    medication_request_id: uuid.UUID
+    item_id: uuid.UUID
+    item: str
+    batch: str
+    expires_on: dt.date
+    quantity: Quantity
+    unit: str
+    partial: bool
+    dispensed_at: dt.datetime
+    on_hand_after: Quantity
+
+
+class QueueItemOut(BaseModel):
+    id: uuid.UUID  # the prescription's root id
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+    prescribed_at: dt.datetime
+    today: bool
+    drug: str
+    dose: Quantity
+    dose_unit: str
+    route: str
+    frequency: str
+    duration_days: int | None
+    instructions: str | None
+    dispensed: Quantity
+    items: list[PharmacyItemOut]
+
+
+class DispenseHistoryOut(BaseModel):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    dispensed_at: dt.datetime
+    medication_request_id: uuid.UUID
+    prescribed: str
+    item_id: uuid.UUID
+    item: str
+    batch: str
+    quantity: Quantity
+    unit: str
+    partial: bool

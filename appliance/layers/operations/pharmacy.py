@@ -1,0 +1,346 @@
+"""The outpatient pharmacy: what it stocks, its stock ledger, and dispensing against prescriptions.
+
+- **Items** (`pharmacy_item`): a medicine named as prescriptions name it (the queue matches an item to a
+  prescription by the drug's name, case aside), its form and strength, the unit it is counted and handed
+  over in, and its reorder level.
+- **The stock ledger** (`stock_movement`, append-only): goods received (batch, expiry, the delivery's
+  reference), adjustments (expired, damaged, counted, other, with the reason) and dispensings. Stock on
+  hand is the ledger's sum, per batch and per item; a batch past its expiry is not on hand but listed apart
+  as expired, for the pharmacist to adjust out. An item is *low* at or below its reorder level, *out* at none.
+- **Dispensing**: the queue is the active prescriptions of outpatient visits (written in the last
+  `QUEUE_DAYS` days, today's first) not yet dispensed, or dispensed in part. A dispense is a `dispense`
+  entry of the record (patient data: the prescription, item, batch, quantity) and, in the same
+  transaction, the ledger's `dispensed` row. The dispensing act writes both itself rather than through a
+  reaction on `dispense`: the stock must be checked, under the item's lock, *before* anything is written,
+  so that a dispense beyond what is on hand is refused whole (409, saying what is left) and two
+  pharmacists handing over the last units cannot both succeed; and the kind and the ledger are this
+  layer's own (reactions are for another layer's entries). Batches go earliest expiry first (FEFO).
+
+Every write to an item's stock takes the item's row lock first (`_locked_item`), so the sum read after it
+(a new statement, READ COMMITTED) includes whatever the transaction that held the lock committed.
+Stock acts are audited as operations acts (`pharmacy.*` events, no patient); dispensing is noted on the
+patient's record by `record.append`, and every read of prescriptions or dispenses by `note_access`.
+The clinical tables (prescriptions, encounters, patients) are read by SQL; no other layer is imported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection
+
+from appliance.layers.operations.errors import Conflict, Invalid, NotFound
+from appliance.layers.operations.models import ADJUSTMENT_REASONS, pharmacy_item, stock_movement
+from appliance.layers.operations.service import require_patient
+from appliance.substrate import audit, record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import note_access, note_list_read
+
+log = structlog.get_logger(__name__)
+
+# An outpatient prescription older than this has been collected elsewhere or not at all; the queue is today's work.
+QUEUE_DAYS = 30
+
+
+def amount(value: Decimal | int | float) -> int | float:
+    """A quantity as JSON and a person read it: 20, not 20.000."""
+    value = Decimal(value)
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _text(value: Decimal | int | float) -> str:
+    return f"{amount(value)}"
+
+
+def label(item: dict) -> str:
+    """An item as a shelf label reads: "Amoxicillin 500 mg capsule"."""
+    strength = f" {_text(item['strength'])} {item['strength_unit']}" if item.get("strength") is not None else ""
+    return f"{item['drug']}{strength} {item['form']}"
+
+
+# -- items -------------------------------------------------------------------------------------------
+
+ITEM_COLUMNS = (pharmacy_item.c.id, pharmacy_item.c.drug, pharmacy_item.c.form, pharmacy_item.c.strength,
+                pharmacy_item.c.strength_unit, pharmacy_item.c.unit, pharmacy_item.c.reorder_level)
+
+
+def create_item(conn: Connection, principal: Principal, *, drug: str, form: str, unit: str,
+                strength: Decimal | None = None, strength_unit: str | None = None,
+                reorder_level: Decimal = Decimal(0)) -> dict:
+    """A medicine the pharmacy will stock. The same drug, form, strength and unit twice is refused (409)."""
+    if (strength is None) != (strength_unit is None):
+        raise Invalid("give the strength with its unit (500 and mg), or neither", field="strength_unit")
+    same = conn.execute(sa.select(pharmacy_item.c.id).where(
+        sa.func.lower(pharmacy_item.c.drug) == drug.lower(), sa.func.lower(pharmacy_item.c.form) == form.lower(),
+        pharmacy_item.c.strength.is_(None) if strength is None else pharmacy_item.c.strength == strength,
+        sa.func.lower(pharmacy_item.c.unit) == unit.lower())).scalar()
+    if same is not None:
+        raise Conflict("the pharmacy already stocks this item", field="drug", item_id=str(same))
+    item = {"id": uuid.uuid4(), "drug": drug, "form": form, "strength": strength, "strength_unit": strength_unit,
+            "unit": unit, "reorder_level": reorder_level}
+    conn.execute(pharmacy_item.insert().values(**item))
+    audit.append(conn, tenant=conn.info["healthos_tenant"], principal=principal, event_type="pharmacy.item.create",
+                 action="C", entity={"kind": "pharmacy_item", "ids": [str(item["id"])], "count": 1})
+    return {**item, "on_hand": Decimal(0), "expired": Decimal(0), "status": "out", "batches": []}
+
+
+def _locked_item(conn: Connection, item_id: uuid.UUID, field: str = "item_id") -> dict:
+    """The item, its row locked until the transaction ends: every stock write on it waits its turn."""
+    row = conn.execute(sa.select(*ITEM_COLUMNS).where(pharmacy_item.c.id == item_id)
+                       .with_for_update()).mappings().first()
+    if row is None:
+        raise NotFound(f"the pharmacy has no item {item_id}", field=field)
+    return dict(row)
+
+
+def _batches(conn: Connection, item_ids: list[uuid.UUID] | None = None) -> dict[uuid.UUID, list[dict]]:
+    """Each item's batches with stock left, earliest expiry first."""
+    query = (sa.select(stock_movement.c.item_id, stock_movement.c.batch,
+                       sa.func.min(stock_movement.c.expires_on).label("expires_on"),
+                       sa.func.sum(stock_movement.c.quantity).label("on_hand"))
+             .group_by(stock_movement.c.item_id, stock_movement.c.batch)
+             .having(sa.func.sum(stock_movement.c.quantity) != 0)
+             .order_by(sa.text("expires_on"), stock_movement.c.batch))
+    if item_ids is not None:
+        query = query.where(stock_movement.c.item_id.in_(item_ids))
+    found: dict[uuid.UUID, list[dict]] = defaultdict(list)
+    for row in conn.execute(query).mappings():
+        found[row["item_id"]].append({"batch": row["batch"], "expires_on": row["expires_on"],
+                                      "on_hand": row["on_hand"]})
+    return found
+
+
+def _with_stock(item: dict, batches: list[dict], today: dt.date) -> dict:
+    usable = [b | {"expired": False} for b in batches if b["expires_on"] >= today]
+    expired = [b | {"expired": True} for b in batches if b["expires_on"] < today]
+    on_hand = sum((b["on_hand"] for b in usable), Decimal(0))
+    status = "out" if on_hand <= 0 else "low" if on_hand <= item["reorder_level"] else "ok"
+    return {**item, "on_hand": on_hand, "expired": sum((b["on_hand"] for b in expired), Decimal(0)),
+            "status": status, "batches": usable + expired}
+
+
+def stock(conn: Connection, today: dt.date, status: str | None = None) -> list[dict]:
+    """Every item with its stock on hand, by batch (earliest expiry first, expired ones last); `status`
+    "low" gives those at or below their reorder level with some left, "out" those with none usable."""
+    items = [dict(row) for row in conn.execute(sa.select(*ITEM_COLUMNS).order_by(
+        sa.func.lower(pharmacy_item.c.drug), pharmacy_item.c.form, pharmacy_item.c.strength)).mappings()]
+    batches = _batches(conn)
+    listed = [_with_stock(item, batches.get(item["id"], []), today) for item in items]
+    return [item for item in listed if status is None or item["status"] == status]
+
+
+def item_stock(conn: Connection, item_id: uuid.UUID, today: dt.date) -> dict:
+    row = conn.execute(sa.select(*ITEM_COLUMNS).where(pharmacy_item.c.id == item_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"the pharmacy has no item {item_id}", field="item_id")
+    return _with_stock(dict(row), _batches(conn, [item_id]).get(item_id, []), today)
+
+
+def _batch_of(conn: Connection, item_id: uuid.UUID, batch: str) -> dict | None:
+    row = conn.execute(sa.select(sa.func.min(stock_movement.c.expires_on).label("expires_on"),
+                                 sa.func.coalesce(sa.func.sum(stock_movement.c.quantity), 0).label("on_hand"),
+                                 sa.func.count().label("movements"))
+                       .where(stock_movement.c.item_id == item_id, stock_movement.c.batch == batch)).mappings().one()
+    return dict(row) if row["movements"] else None
+
+
+def _move(conn: Connection, principal: Principal, item_id: uuid.UUID, batch: str, expires_on: dt.date, kind: str,
+          quantity: Decimal, *, reason: str | None = None, reference: str | None = None,
+          dispense_entry_id: uuid.UUID | None = None) -> dict:
+    row = {"id": uuid.uuid4(), "item_id": item_id, "batch": batch, "expires_on": expires_on, "kind": kind,
+           "quantity": quantity, "reason": reason, "reference": reference, "dispense_entry_id": dispense_entry_id,
+           "recorded_by": principal.account_id}
+    recorded_at = conn.execute(stock_movement.insert().values(**row).returning(stock_movement.c.recorded_at)).scalar()
+    return row | {"recorded_at": recorded_at}
+
+
+def receive(conn: Connection, principal: Principal, item_id: uuid.UUID, *, batch: str, expires_on: dt.date,
+            quantity: Decimal, reference: str | None, today: dt.date) -> dict:
+    """Goods received into the pharmacy: a batch with its expiry, from a delivery (`reference`). A batch
+    already received keeps the expiry it was received with; one already expired is not taken in."""
+    _locked_item(conn, item_id)
+    if expires_on < today:
+        raise Invalid(f"batch {batch} expired on {expires_on}: it cannot be taken into stock", field="expires_on")
+    known = _batch_of(conn, item_id, batch)
+    if known is not None and known["expires_on"] != expires_on:
+        raise Conflict(f"batch {batch} of this item was received with expiry {known['expires_on']}; check the "
+                       "batch number or the expiry on the pack", field="expires_on")
+    moved = _move(conn, principal, item_id, batch, expires_on, "received", quantity, reference=reference)
+    audit.append(conn, tenant=conn.info["healthos_tenant"], principal=principal, event_type="pharmacy.stock.receive",
+                 action="C", entity={"kind": "stock_movement", "ids": [str(moved["id"])], "count": 1})
+    log.info("pharmacy_stock_received", item=str(item_id), quantity=_text(quantity))
+    return moved
+
+
+def adjust(conn: Connection, principal: Principal, item_id: uuid.UUID, *, batch: str, quantity: Decimal,
+           reason: str, note: str | None) -> dict:
+    """A correction of a batch's stock: expired or damaged units taken out, or a count's difference in or
+    out. Never below nothing; "other" says why in `note`."""
+    if reason not in ADJUSTMENT_REASONS:
+        raise Invalid(f"an adjustment's reason is one of {', '.join(ADJUSTMENT_REASONS)}", field="reason")
+    if reason == "other" and not note:
+        raise Invalid("say what the adjustment is for", field="note")
+    if reason in {"expired", "damaged"} and quantity > 0:
+        raise Invalid(f"{reason} units are taken out of stock: give a negative quantity", field="quantity")
+    _locked_item(conn, item_id)
+    known = _batch_of(conn, item_id, batch)
+    if known is None:
+        raise Invalid(f"no batch {batch} of this item has been received", field="batch")
+    if known["on_hand"] + quantity < 0:
+        raise Conflict(f"only {_text(known['on_hand'])} left in batch {batch}: {_text(-quantity)} cannot be taken "
+                       "out", field="quantity", on_hand=amount(known["on_hand"]))
+    moved = _move(conn, principal, item_id, batch, known["expires_on"], "adjusted", quantity, reason=reason,
+                  reference=note)
+    audit.append(conn, tenant=conn.info["healthos_tenant"], principal=principal, event_type="pharmacy.stock.adjust",
+                 action="U", entity={"kind": "stock_movement", "ids": [str(moved["id"])], "count": 1},
+                 detail={"reason": reason})
+    return moved
+
+
+# -- dispensing --------------------------------------------------------------------------------------
+
+_PRESCRIPTION = sa.text("""
+    SELECT e.root_id, e.patient_id, e.encounter_id, mr.drug, mr.status, enc.encounter_class
+    FROM entry v JOIN entry e ON e.root_id = v.root_id
+    JOIN medication_request mr ON mr.entry_id = e.id
+    LEFT JOIN encounter enc ON enc.id = e.encounter_id
+    WHERE v.id = :id AND v.kind = 'medication_request'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
+""")
+
+_DISPENSED = sa.text("""
+    SELECT d.medication_request_id, sum(d.quantity) AS dispensed, count(*) AS times,
+           (array_agg(d.partial ORDER BY de.recorded_at DESC))[1] AS partial,
+           max(de.occurred_at) AS last_dispensed_at
+    FROM dispense d JOIN entry de ON de.id = d.entry_id
+    WHERE d.medication_request_id = ANY(:roots)
+    GROUP BY d.medication_request_id
+""")
+
+
+def _dispensed(conn: Connection, roots: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    if not roots:
+        return {}
+    return {row["medication_request_id"]: dict(row) for row in conn.execute(_DISPENSED, {"roots": roots}).mappings()}
+
+
+def dispense_medicine(conn: Connection, principal: Principal, *, medication_request_id: uuid.UUID,
+                      item_id: uuid.UUID, quantity: Decimal, today: dt.date, batch: str | None = None,
+                      partial: bool = False) -> dict:
+    """Hand over `quantity` of an item against an outpatient prescription, from `batch` or the batch that
+    expires first. Refused whole, writing nothing, when the stock on hand (of that batch) is short (409,
+    saying what is left), when the item is another drug than prescribed (422), or when the prescription is
+    not active, not an outpatient's, or already dispensed in full (409). `partial`: the patient comes
+    back for the rest, and the prescription stays on the queue."""
+    item = _locked_item(conn, item_id)
+    found = conn.execute(_PRESCRIPTION, {"id": medication_request_id}).mappings().first()
+    if found is None:
+        raise NotFound(f"no prescription {medication_request_id} at this facility", field="medication_request_id")
+    if found["status"] != "active":
+        raise Conflict(f"this prescription is {found['status']}: it is not dispensed", field="medication_request_id")
+    if found["encounter_class"] != "outpatient":
+        raise Conflict("the outpatient pharmacy dispenses prescriptions of outpatient visits, and this one is "
+                       "not of one", field="medication_request_id")
+    before = _dispensed(conn, [found["root_id"]]).get(found["root_id"])
+    if before is not None and not before["partial"]:
+        raise Conflict("this prescription has already been dispensed in full", field="medication_request_id")
+    if item["drug"].lower() != found["drug"].lower():
+        raise Invalid(f"{label(item)} is not {found['drug']}, the drug prescribed", field="item_id")
+    batches = [b for b in _batches(conn, [item_id]).get(item_id, []) if b["on_hand"] > 0]
+    usable = [b for b in batches if b["expires_on"] >= today]
+    left = sum((b["on_hand"] for b in usable), Decimal(0))
+    unit = item["unit"]
+    if batch:
+        chosen = next((b for b in batches if b["batch"] == batch), None)
+        if chosen is None:
+            raise Conflict(f"batch {batch} of {label(item)} has none left ({_text(left)} {unit} on hand in all)",
+                           field="batch", on_hand=amount(left), batch_on_hand=0)
+        if chosen["expires_on"] < today:
+            raise Conflict(f"batch {batch} expired on {chosen['expires_on']}: it is not dispensed", field="batch")
+    elif not usable:
+        raise Conflict(f"{label(item)} is out of stock: none left to dispense", field="item_id", on_hand=0)
+    else:
+        chosen = usable[0]
+    if quantity > chosen["on_hand"]:
+        more = (f"; {_text(left)} {unit} on hand in all, dispense what batch {chosen['batch']} holds and then the "
+                "rest from the next batch") if left > chosen["on_hand"] else ""
+        raise Conflict(f"only {_text(chosen['on_hand'])} {unit} of {label(item)} left in batch {chosen['batch']}"
+                       f"{more}", field="quantity", on_hand=amount(left), batch_on_hand=amount(chosen["on_hand"]),
+                       batch=chosen["batch"])
+    written = record.append(conn, principal, "dispense", patient_id=found["patient_id"],
+                            encounter_id=found["encounter_id"],
+                            detail={"medication_request_id": found["root_id"], "item_id": item_id,
+                                    "batch": chosen["batch"], "quantity": quantity, "unit": unit, "partial": partial})
+    _move(conn, principal, item_id, chosen["batch"], chosen["expires_on"], "dispensed", -quantity,
+          dispense_entry_id=written.id)
+    log.info("pharmacy_dispensed", item=str(item_id), quantity=_text(quantity))
+    return {"id": written.id, "patient_id": found["patient_id"], "medication_request_id": found["root_id"],
+            "item_id": item_id, "item": label(item), "batch": chosen["batch"], "expires_on": chosen["expires_on"],
+            "quantity": quantity, "unit": unit, "partial": partial, "dispensed_at": written.occurred_at,
+            "on_hand_after": left - quantity}
+
+
+_QUEUE = sa.text("""
+    SELECT e.id AS version_id, e.root_id AS id, e.patient_id, e.encounter_id, f.occurred_at AS prescribed_at,
+           mr.drug, mr.dose, mr.dose_unit, mr.route, mr.frequency, mr.duration_days, mr.instructions,
+           p.mrn, p.family_name, p.given_names, f.occurred_at >= :today_start AS today
+    FROM entry e
+    JOIN medication_request mr ON mr.entry_id = e.id
+    JOIN entry f ON f.id = e.root_id
+    JOIN encounter enc ON enc.id = e.encounter_id AND enc.encounter_class = 'outpatient'
+    JOIN patient p ON p.id = e.patient_id
+    WHERE e.kind = 'medication_request' AND mr.status = 'active' AND f.occurred_at >= :since
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
+    ORDER BY f.occurred_at >= :today_start DESC, f.occurred_at, e.root_id
+""")
+
+
+def queue(conn: Connection, principal: Principal, today_start: dt.datetime) -> list[dict]:
+    """Active outpatient prescriptions still to hand over (none dispensed, or the last dispense partial),
+    today's first, each with what was dispensed so far and the items that could fill it (in stock or not).
+    Each patient listed has the read noted on their record."""
+    since = today_start - dt.timedelta(days=QUEUE_DAYS)
+    rows = [dict(row) for row in conn.execute(_QUEUE, {"today_start": today_start, "since": since}).mappings()]
+    dispensed = _dispensed(conn, [row["id"] for row in rows])
+    waiting = [row for row in rows if row["id"] not in dispensed or dispensed[row["id"]]["partial"]]
+    today = today_start.date()
+    by_drug: dict[str, list[dict]] = defaultdict(list)
+    for item in stock(conn, today):
+        by_drug[item["drug"].lower()].append(item)
+    for row in waiting:
+        so_far = dispensed.get(row["id"])
+        row["dispensed"] = so_far["dispensed"] if so_far else Decimal(0)
+        row["items"] = by_drug.get(row["drug"].lower(), [])
+    note_list_read(conn, principal, "medication_request", waiting)
+    return waiting
+
+
+_HISTORY = sa.text("""
+    SELECT de.id, de.patient_id, de.occurred_at AS dispensed_at, de.author_id, d.medication_request_id,
+           d.item_id, d.batch, d.quantity, d.unit, d.partial, mr.drug AS prescribed, mr.dose, mr.dose_unit,
+           mr.frequency, mr.duration_days
+    FROM entry de JOIN dispense d ON d.entry_id = de.id
+    JOIN entry rx ON rx.id = d.medication_request_id JOIN medication_request mr ON mr.entry_id = rx.id
+    WHERE de.patient_id = :patient AND de.kind = 'dispense'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = de.id)
+    ORDER BY de.occurred_at DESC, de.id
+""")
+
+
+def dispensing_history(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    """What the pharmacy handed this patient, latest first: one line per dispense (the prescription as
+    first written, the item and batch, the quantity). The read is noted on the patient's record."""
+    require_patient(conn, patient_id)
+    rows = [dict(row) for row in conn.execute(_HISTORY, {"patient": patient_id}).mappings()]
+    items = {row["id"]: dict(row) for row in conn.execute(sa.select(*ITEM_COLUMNS).where(
+        pharmacy_item.c.id.in_({r["item_id"] for r in rows}))).mappings()} if rows else {}
+    for row in rows:
+        row["item"] = label(items[row["item_id"]])
+    note_access(conn, principal, "read", patient_id, "dispense", [row["id"] for row in rows])
+    return rows
+

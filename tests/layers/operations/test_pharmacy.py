@@ -1,0 +1,250 @@
+"""The outpatient pharmacy: stock received and adjusted per batch, the queue of outpatient prescriptions,
+dispensing that moves the record and the stock ledger together (a refused dispense writes nothing), two
+pharmacists racing for the last units with real threads, and every route refused to another facility's
+credentials and to guessed ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import EncounterIn, MedicationIn
+from appliance.layers.operations import pharmacy
+from appliance.layers.operations.errors import Conflict, Invalid
+from appliance.substrate.principal import Principal
+from tests.layers.operations.conftest import new_patient
+
+GUESS = str(uuid.uuid4())
+TODAY = dt.date.today()
+SOON, LATER = TODAY + dt.timedelta(days=60), TODAY + dt.timedelta(days=400)
+
+
+@pytest.fixture(scope="module")
+def pharmacist(facility) -> Principal:
+    return Principal(account_id=uuid.uuid4(), kind="staff", display_name="Pharmacist", tenant=facility.slug,
+                     role="pharmacist")
+
+
+@pytest.fixture(scope="module")
+def clinician(facility) -> Principal:
+    return Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clinician", tenant=facility.slug,
+                     role="clinician")
+
+
+def _item(conn, pharmacist, drug: str, **fields) -> uuid.UUID:
+    values = {"form": "capsule", "strength": Decimal(500), "strength_unit": "mg", "unit": "capsule",
+              "reorder_level": Decimal(10)} | fields
+    return pharmacy.create_item(conn, pharmacist, drug=drug, **values)["id"]
+
+
+def _prescription(conn, clinician, drug: str, encounter_class: str = "outpatient") -> tuple[uuid.UUID, uuid.UUID]:
+    patient_id = new_patient(conn, clinician)
+    visit = clinical.open_encounter(conn, clinician, patient_id, EncounterIn(encounter_class=encounter_class))
+    placed = clinical.request_medication(conn, clinician, patient_id, MedicationIn(
+        drug=drug, dose=Decimal(500), dose_unit="mg", route="oral", frequency="three times daily",
+        duration_days=5, encounter_id=visit["id"]))
+    return patient_id, placed.placed[0]["id"]
+
+
+def _ledger(conn, item_id) -> int:
+    return conn.execute(sa.text("SELECT count(*) FROM stock_movement WHERE item_id = :i"), {"i": item_id}).scalar()
+
+
+def _dispenses(conn) -> int:
+    return conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'dispense'")).scalar()
+
+
+def test_stock_is_received_and_adjusted_per_batch_and_read_earliest_expiry_first(db, facility, pharmacist):
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Cotrimoxazole", reorder_level=Decimal(30))
+        pharmacy.receive(conn, pharmacist, item, batch="LATE-1", expires_on=LATER, quantity=Decimal(40),
+                         reference="GRN-7", today=TODAY)
+        pharmacy.receive(conn, pharmacist, item, batch="SOON-1", expires_on=SOON, quantity=Decimal(20),
+                         reference="GRN-8", today=TODAY)
+        pharmacy.adjust(conn, pharmacist, item, batch="SOON-1", quantity=Decimal(-2), reason="damaged", note=None)
+        pharmacy.adjust(conn, pharmacist, item, batch="LATE-1", quantity=Decimal(1), reason="counted", note=None)
+        found = pharmacy.item_stock(conn, item, TODAY)
+        assert [(b["batch"], b["on_hand"]) for b in found["batches"]] == [("SOON-1", 18), ("LATE-1", 41)]
+        assert found["on_hand"] == 59 and found["status"] == "ok"
+        with pytest.raises(Invalid, match="expired on"):
+            pharmacy.receive(conn, pharmacist, item, batch="OLD", expires_on=TODAY - dt.timedelta(days=1),
+                             quantity=Decimal(5), reference=None, today=TODAY)
+        with pytest.raises(Conflict, match="received with expiry"):
+            pharmacy.receive(conn, pharmacist, item, batch="SOON-1", expires_on=LATER, quantity=Decimal(5),
+                             reference=None, today=TODAY)
+        with pytest.raises(Conflict, match="only 18 left in batch SOON-1") as short:
+            pharmacy.adjust(conn, pharmacist, item, batch="SOON-1", quantity=Decimal(-19), reason="expired",
+                            note=None)
+        assert short.value.extra["on_hand"] == 18
+        with pytest.raises(Invalid) as unknown:
+            pharmacy.adjust(conn, pharmacist, item, batch="NOPE", quantity=Decimal(-1), reason="damaged", note=None)
+        assert unknown.value.extra["field"] == "batch"
+        assert _ledger(conn, item) == 4  # the four refusals wrote nothing
+        pharmacy.adjust(conn, pharmacist, item, batch="LATE-1", quantity=Decimal(-41), reason="counted", note=None)
+        assert pharmacy.item_stock(conn, item, TODAY)["status"] == "low"  # 18 left, reorder at 30
+        empty = _item(conn, pharmacist, "Cotrimoxazole", form="oral suspension", strength=None, strength_unit=None,
+                      unit="bottle")
+        assert empty in {i["id"] for i in pharmacy.stock(conn, TODAY, "out")}
+        assert item in {i["id"] for i in pharmacy.stock(conn, TODAY, "low")}
+        with pytest.raises(Conflict, match="already stocks"):
+            _item(conn, pharmacist, "cotrimoxazole", reorder_level=Decimal(5))
+
+
+def test_the_queue_and_a_partial_then_a_full_dispense_over_http(token_client, db, facility, pharmacist, clinician):
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Amoxicillin")
+        patient_id, rx = _prescription(conn, clinician, "amoxicillin")
+        _, inpatient_rx = _prescription(conn, clinician, "Amoxicillin", encounter_class="inpatient")
+    api = token_client(facility.slug, role="pharmacist")
+    base = f"/api/t/{facility.slug}/pharmacy"
+    received = api.post(f"{base}/items/{item}/receipts", json={"batch": "B-LATE", "expires_on": LATER.isoformat(),
+                                                                "quantity": 30, "reference": "GRN-1"})
+    assert received.status_code == 201, received.text
+    api.post(f"{base}/items/{item}/receipts", json={"batch": "B-SOON", "expires_on": SOON.isoformat(), "quantity": 10})
+    waiting = {q["id"]: q for q in api.get(f"{base}/queue").json()}
+    assert str(rx) in waiting and str(inpatient_rx) not in waiting  # the ward gives an inpatient's medicines
+    assert waiting[str(rx)]["items"][0]["on_hand"] == 40 and waiting[str(rx)]["today"] is True
+
+    partial = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                                  "quantity": 6, "partial": True})
+    assert partial.status_code == 201, partial.text
+    assert partial.json()["batch"] == "B-SOON" and partial.json()["on_hand_after"] == 34  # earliest expiry first
+    assert next(q for q in api.get(f"{base}/queue").json() if q["id"] == str(rx))["dispensed"] == 6
+
+    with db.tenant(facility.slug) as conn:
+        before = (_dispenses(conn), _ledger(conn, item))
+    short = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                                "quantity": 9})
+    assert short.status_code == 409 and short.json()["field"] == "quantity"
+    assert "only 4 capsule" in short.json()["detail"] and short.json()["on_hand"] == 34
+    beyond = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                                 "batch": "B-LATE", "quantity": 31})
+    assert beyond.status_code == 409 and beyond.json()["batch_on_hand"] == 30
+    with db.tenant(facility.slug) as conn:
+        assert (_dispenses(conn), _ledger(conn, item)) == before  # refused whole: no entry, no ledger row
+
+    full = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                               "batch": "B-LATE", "quantity": 9})
+    assert full.status_code == 201 and full.json()["on_hand_after"] == 25
+    assert str(rx) not in {q["id"] for q in api.get(f"{base}/queue").json()}
+    again = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                                "quantity": 1})
+    assert again.status_code == 409 and "in full" in again.json()["detail"]
+    ward = api.post(f"{base}/dispenses", json={"medication_request_id": str(inpatient_rx), "item_id": str(item),
+                                               "quantity": 1})
+    assert ward.status_code == 409
+    history = api.get(f"/api/t/{facility.slug}/patients/{patient_id}/dispenses").json()
+    assert [(h["quantity"], h["batch"], h["partial"]) for h in history] == [(9, "B-LATE", False), (6, "B-SOON", True)]
+    assert history[0]["item"] == "Amoxicillin 500 mg capsule"
+    stock = api.get(f"{base}/items/{item}").json()
+    assert [(b["batch"], b["on_hand"]) for b in stock["batches"]] == [("B-SOON", 4), ("B-LATE", 21)]
+    with db.tenant(facility.slug) as conn:
+        events = conn.execute(sa.text("SELECT event_type FROM audit_event WHERE patient_ref IS NOT NULL "
+                                      "AND event_type LIKE 'record.dispense.%'")).scalars().all()
+    assert {"record.dispense.create", "record.dispense.read"} <= set(events)
+
+
+def test_refusals_are_structured_and_name_the_field(token_client, db, facility, pharmacist, clinician):
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Metronidazole", form="tablet", strength=Decimal(400), unit="tablet")
+        _, rx = _prescription(conn, clinician, "Paracetamol")
+    api = token_client(facility.slug, role="pharmacist")
+    base = f"/api/t/{facility.slug}/pharmacy"
+    wrong_drug = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                                     "quantity": 1})
+    assert wrong_drug.status_code == 422 and wrong_drug.json()["field"] == "item_id"
+    assert "not Paracetamol" in wrong_drug.json()["detail"]
+    assert api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                               "quantity": 0}).status_code == 422
+    assert api.post(f"{base}/items/{item}/adjustments", json={"batch": "X", "quantity": 0,
+                                                              "reason": "counted"}).status_code == 422
+    other = api.post(f"{base}/items/{item}/adjustments", json={"batch": "X", "quantity": -1, "reason": "other"})
+    assert other.status_code == 422 and other.json()["field"] == "note"
+    assert api.post(f"{base}/items", json={"drug": "Zinc", "form": "tablet", "unit": "tablet",
+                                           "strength": 20}).json()["field"] == "strength_unit"
+    assert api.get(f"{base}/items", params={"status": "gone"}).status_code in {400, 422}
+    with db.tenant(facility.slug) as conn:
+        assert _ledger(conn, item) == 0
+
+
+def test_two_pharmacists_dispensing_the_last_units_at_once_one_lands(db, facility, pharmacist, clinician):
+    """Each in its own thread and transaction; the item's row lock makes the second wait for the first's
+    commit and then see the stock it left."""
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Fluconazole", strength=Decimal(150))
+        pharmacy.receive(conn, pharmacist, item, batch="LAST", expires_on=SOON, quantity=Decimal(5), reference=None,
+                         today=TODAY)
+        prescriptions = [_prescription(conn, clinician, "Fluconazole")[1] for _ in range(2)]
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def dispense(rx):
+        start.wait()
+        try:
+            with db.tenant(facility.slug) as conn:
+                outcomes.append(pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
+                                                           quantity=Decimal(4), today=TODAY))
+        except Conflict as refused:
+            outcomes.append(refused)
+
+    threads = [threading.Thread(target=dispense, args=(rx,)) for rx in prescriptions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    landed = [o for o in outcomes if isinstance(o, dict)]
+    refused = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(landed) == 1 and len(refused) == 1
+    assert "only 1 capsule" in refused[0].detail
+    with db.tenant(facility.slug) as conn:
+        assert pharmacy.item_stock(conn, item, TODAY)["on_hand"] == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM dispense WHERE item_id = :i"), {"i": item}).scalar() == 1
+
+
+def test_another_facility_and_guessed_ids_are_refused_on_every_route(token_client, db, facility, other_facility,
+                                                                     pharmacist, clinician):
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Ciprofloxacin")
+        patient_id, rx = _prescription(conn, clinician, "Ciprofloxacin")
+        pharmacy.receive(conn, pharmacist, item, batch="C1", expires_on=SOON, quantity=Decimal(10), reference=None,
+                         today=TODAY)
+    receipt = {"batch": "C2", "expires_on": SOON.isoformat(), "quantity": 1}
+    routes = [("GET", "/pharmacy/items", None), ("POST", "/pharmacy/items", {"drug": "X", "form": "tablet",
+                                                                            "unit": "tablet"}),
+              ("GET", f"/pharmacy/items/{item}", None), ("POST", f"/pharmacy/items/{item}/receipts", receipt),
+              ("POST", f"/pharmacy/items/{item}/adjustments", {"batch": "C1", "quantity": -1, "reason": "damaged"}),
+              ("GET", "/pharmacy/queue", None),
+              ("POST", "/pharmacy/dispenses", {"medication_request_id": str(rx), "item_id": str(item), "quantity": 1}),
+              ("GET", f"/patients/{patient_id}/dispenses", None)]
+    attacker = token_client(other_facility.slug, role="pharmacist")
+    nobody = token_client(facility.slug, role="registrar")
+    for method, path, body in routes:
+        answer = attacker.request(method, f"/api/t/{facility.slug}{path}", json=body)
+        assert answer.status_code == 403 and "not working in this facility" in answer.json()["detail"], path
+        assert nobody.request(method, f"/api/t/{facility.slug}{path}", json=body).status_code == 403, path
+    api = token_client(facility.slug, role="pharmacist")
+    base = f"/api/t/{facility.slug}"
+    assert api.get(f"{base}/pharmacy/items/{GUESS}").status_code == 404
+    assert api.post(f"{base}/pharmacy/items/{GUESS}/receipts", json=receipt).status_code == 404
+    assert api.post(f"{base}/pharmacy/items/{GUESS}/adjustments",
+                    json={"batch": "C1", "quantity": -1, "reason": "damaged"}).status_code == 404
+    assert api.post(f"{base}/pharmacy/dispenses", json={"medication_request_id": GUESS, "item_id": str(item),
+                                                        "quantity": 1}).status_code == 404
+    assert api.post(f"{base}/pharmacy/dispenses", json={"medication_request_id": str(rx), "item_id": GUESS,
+                                                        "quantity": 1}).status_code == 404
+    assert api.get(f"{base}/patients/{GUESS}/dispenses").status_code == 404
+    with db.tenant(other_facility.slug) as conn:  # this facility's ids mean nothing there
+        assert conn.execute(sa.text("SELECT count(*) FROM pharmacy_item")).scalar() == 0
+    theirs = token_client(other_facility.slug, role="pharmacist")
+    assert theirs.get(f"/api/t/{other_facility.slug}/pharmacy/items/{item}").status_code == 404
+    assert theirs.post(f"/api/t/{other_facility.slug}/pharmacy/dispenses", json={
+        "medication_request_id": str(rx), "item_id": str(item), "quantity": 1}).status_code == 404
+    assert theirs.get(f"/api/t/{other_facility.slug}/patients/{patient_id}/dispenses").status_code == 404
+    with db.tenant(facility.slug) as conn:
+        assert _ledger(conn, item) == 1  # only the receipt
