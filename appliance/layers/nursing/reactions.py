@@ -11,7 +11,8 @@ task or its cancellation exists the moment the act does, or not at all.
   (one open at a time, replaced only by a higher risk).
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
   retracted order cancels it, and a `result` for the order completes it.
-- `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`;
+- `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`, and the
+  first observations due at once (unless already scheduled), done by the first set recorded;
   `discharge` cancels the patient's open tasks.
 - `encounter_status` (clinical) → an encounter finished or cancelled cancels its open tasks, unless the
   patient is still on a ward (admitted from the emergency department).
@@ -99,6 +100,8 @@ def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> 
     if vitals.status != "entered_in_error" and vitals.patient_id is not None:
         exclusion = service.news2_exclusion(conn, vitals.patient_id, vitals.occurred_at)
         kind = service.score_kind(exclusion)
+        if kind is None:
+            _unscored_set_recorded(conn, principal, vitals)
     detail = _SCORERS[kind](vitals.detail, vitals.occurred_at, exclusion) if kind else None
     for other in _SCORE_TABLES:
         previous = _score_of(conn, other, vitals.supersedes) if vitals.supersedes else None
@@ -244,6 +247,36 @@ def admission_assessment(conn: Connection, principal: Principal, admission: Entr
                      due_at=admission.occurred_at + ADMISSION_ASSESSMENT_WITHIN, title="Admission assessment")
 
 
+def first_observations(conn: Connection, principal: Principal, admission: Entry) -> None:
+    """A patient admitted to a ward has a first set of observations due on arrival, whatever was taken
+    before: without it a patient with no vital signs had no observations task at all, and the worklist said
+    only "none recorded". Not when observations are already scheduled: a patient admitted from the
+    emergency department keeps the schedule the department's last score set. The first set closes it (the
+    score's reaction, or `_unscored_set_recorded` when no early warning score applies to the patient)."""
+    if admission.status != "final" or admission.patient_id is None:
+        return
+    if service.tasks_of(conn, [admission.patient_id], open_only=True, codes=["observations"]):
+        return
+    ward = admission.detail.get("ward_code") or admission.detail.get("ward")
+    service.new_task(conn, principal, admission.patient_id, code="observations", encounter_id=admission.encounter_id,
+                     ward_code=ward, source=admission, due_at=admission.occurred_at,
+                     title="Observations due (first set on admission)")
+
+
+# What makes a set of vital signs a set of observations: a weight alone does not do the first set.
+_OBSERVED = ("respiratory_rate", "spo2_percent", "heart_rate_bpm", "systolic_mmhg", "temperature_c", "consciousness")
+
+
+def _unscored_set_recorded(conn: Connection, principal: Principal, vitals: Entry) -> None:
+    """A set no early warning score applies to (a child whose PEWS age band is unknown) still does the
+    first observations asked for on admission; a scored set's reaction does it otherwise."""
+    if vitals.supersedes is not None or not any(vitals.detail.get(name) is not None for name in _OBSERVED):
+        return
+    for task in service.tasks_of(conn, [vitals.patient_id], open_only=True, codes=["observations"]):
+        if task["source_kind"] == "admission":
+            service.close_task(conn, principal, task, "done", "observations recorded", vitals)
+
+
 def discharged(conn: Connection, principal: Principal, discharge: Entry) -> None:
     if discharge.status == "entered_in_error" or discharge.patient_id is None:
         return
@@ -281,7 +314,7 @@ REACTIONS = {
     "pews": [schedule_observations],
     "service_request": [specimen_task],
     "result": [specimen_collected],
-    "admission": [admission_assessment],
+    "admission": [admission_assessment, first_observations],
     "discharge": [discharged],
     "encounter_status": [encounter_ended],
 }

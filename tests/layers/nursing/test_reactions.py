@@ -344,6 +344,37 @@ def test_an_admission_entry_asks_for_the_admission_assessment(db, facility, nurs
         assert task["due_at"] - admitted_at == dt.timedelta(hours=6)
 
 
+def test_an_admission_asks_for_the_first_observations_which_the_first_set_does(db, facility, nurse):
+    """A patient admitted with no vital signs had no observations task: the worklist said "none recorded"."""
+    from appliance.layers.operations import adt
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse, ward=None, encounter_class="outpatient")
+        # A child whose PEWS age band is unknown (birth date estimated): no score, the set still does it.
+        infant = admit(conn, nurse, ward=None, encounter_class="outpatient", family="Kariuki", born=dt.date.today())
+        conn.execute(sa.text("UPDATE patient SET birth_date_estimated = true WHERE id = :id"), {"id": infant["id"]})
+        emergency = admit(conn, nurse, ward="CAS", encounter_class="emergency", family="Wafula")
+        vitals(conn, nurse, emergency, NORMAL)
+        for admitted in (patient, infant, emergency):
+            adt.admit(conn, nurse, admitted["id"], ward_code="GEN", reason="Pneumonia")
+        [first] = service.tasks_of(conn, [patient["id"]], open_only=True, codes=["observations"])
+        admitted_at = conn.execute(sa.select(record.entry.c.occurred_at).where(
+            record.entry.c.id == first["source_id"])).scalar()
+        assert (first["title"], first["due_at"], first["ward_code"]) == (
+            "Observations due (first set on admission)", admitted_at, "GEN")
+        # From the emergency department the schedule its score set carries on; no second task.
+        [carried] = service.tasks_of(conn, [emergency["id"]], open_only=True, codes=["observations"])
+        assert carried["source_kind"] == "news2"
+        vitals(conn, nurse, patient, NORMAL)
+        vitals(conn, nurse, infant, {"heart_rate_bpm": 150, "respiratory_rate": 50})
+        [scheduled] = service.tasks_of(conn, [patient["id"]], open_only=True, codes=["observations"])
+        assert "every 12 hours" in scheduled["title"]
+        assert service.tasks_of(conn, [infant["id"]], open_only=True, codes=["observations"]) == []
+        done = [t for t in service.tasks_of(conn, [patient["id"], infant["id"]], codes=["observations"])
+                if t["source_kind"] == "admission"]
+        assert [(t["status"], t["note"]) for t in done] == [("done", "observations recorded")] * 2
+
+
 def test_reactions_write_the_same_record_when_replayed(db, facility, clinician):
     """Entries written by reactions take ids derived from what they react to (demo data stays stable)."""
     with db.tenant(facility.slug) as conn:

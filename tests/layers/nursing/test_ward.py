@@ -22,12 +22,13 @@ def test_an_admitted_patient_is_on_the_worklist_in_her_bed_and_discharge_clears_
         listed = ward.worklist(conn, nurse, GEN, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=13), tz=TZ)
         mine = next(p for p in listed["patients"] if p["patient_id"] == patient["id"])
         assert mine["bed_code"] == admitted["bed_code"] and mine["news2"]["total"] == 0
-        assert mine["observations_due_at"] is None and not mine["observations_overdue"]
-        assert [t["code"] for t in mine["tasks"]] == ["admission_assessment"]
+        # The clinic's set schedules nothing on the ward; the ward takes its first set on arrival.
+        assert mine["observations_due_at"] == admitted["admitted_at"] and mine["observations_overdue"]
+        assert sorted(t["code"] for t in mine["tasks"]) == ["admission_assessment", "observations"]
         adt.discharge(conn, nurse, patient["id"], disposition="home")
         assert service.tasks_of(conn, [patient["id"]], open_only=True) == []
-        [cancelled] = service.tasks_of(conn, [patient["id"]])
-        assert (cancelled["status"], cancelled["note"]) == ("cancelled", "patient discharged")
+        cancelled = service.tasks_of(conn, [patient["id"]])
+        assert [(t["status"], t["note"]) for t in cancelled] == [("cancelled", "patient discharged")] * 2
         listed = ward.worklist(conn, nurse, GEN, now=dt.datetime.now(dt.UTC), tz=TZ)
         assert patient["id"] not in [p["patient_id"] for p in listed["patients"]]
 
