@@ -46,6 +46,7 @@ from appliance.web import (
     nursing,
     operations,
     operator,
+    pharmacy,
     portal,
     problems,
     regulator,
@@ -61,7 +62,8 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
-                  problems.problems_router, discharge.discharge_router, growth.growth_router, today.todays_router,
+                  problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
+                  today.todays_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

@@ -838,6 +838,12 @@ FORMS += ["/patients/{pid}/reconciliation"]
 # tests/web/test_growth.py.
 PAGES += ["/patients/{pid}/growth"]
 
+# The outpatient pharmacy (appliance/web/pharmacy.py), a pharmacist's pages and forms, and the dispensing
+# history on the chart; stocking, dispensing and refusals with real ids are in tests/web/test_pharmacy.py.
+PAGES += ["/pharmacy", "/pharmacy/stock", "/patients/{pid}/dispensing"]
+FORMS += ["/pharmacy/dispenses", "/pharmacy/items", "/pharmacy/items/{any}/receipts",
+          "/pharmacy/items/{any}/adjustments"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

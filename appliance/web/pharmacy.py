@@ -1,0 +1,225 @@
+"""The outpatient pharmacy's pages in the tenant portal, under `/t/{tenant}/`: the queue of prescriptions to
+hand over with a dispense form on each (`/pharmacy`), the stock on hand with what is low and what is out and
+the forms to add an item, receive goods and adjust a batch (`/pharmacy/stock`), and the dispensing history
+on the patient's chart (a chart tab, a line per dispense).
+
+They keep the portal's rules (appliance/web/portal.py): server-rendered, no script, each route declares its
+permission, forms carry the CSRF token and Post/Redirect/Get, a refusal is the page again with its sentence
+at the top (409, 422), never a traceback. Everything is read and written through the operations layer's
+`pharmacy` service, which audits it; the chart tab is read under `clinical.medication.read` (what was
+dispensed against a prescription is part of the medicines a clinician or nurse reads) and passes the
+care-relationship guard as every chart page does.
+
+The quantity the dispense form proposes is the prescription's whole course in the item's unit: dose ×
+doses a day × days, less what was dispensed, where the frequency is one the ward's drug round reads
+(`nursing.schedule.regimen`, imported here and not in the operations layer, which may not import another
+layer) and the dose is in the item's strength unit or its own unit. Otherwise the pharmacist types it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+from typing import Any
+
+from anyio import to_thread
+from litestar import Response, Router, get, post
+from litestar.response import Template
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection
+
+from appliance.layers.nursing.schedule import regimen
+from appliance.layers.operations import pharmacy
+from appliance.layers.operations.errors import Invalid
+from appliance.layers.operations.models import ADJUSTMENT_REASONS
+from appliance.layers.operations.schemas import AdjustmentIn, DispenseIn, PharmacyItemIn, ReceiptIn
+from appliance.substrate.record import RecordError
+from appliance.web import portal
+from appliance.web.portal import HELPERS, PATIENT, Asking, FormData, Id, Tenant, banner, form_values, page, see_other
+
+portal.NAV.extend([
+    portal.NavItem("Pharmacy", "pharmacy", "Pharmacy queue", "/pharmacy", "operations.pharmacy.dispense.read"),
+    portal.NavItem("Pharmacy", "pharmacy-stock", "Pharmacy stock", "/pharmacy/stock", "operations.pharmacy.stock.read"),
+])
+portal.CHART_TABS.insert(-1, portal.ChartTab("dispensing", "Dispensing", "/dispensing", "clinical.medication.read"))
+portal.NOTICES.update({
+    "dispensed": "Dispensed; the stock on hand is down by what was handed over.",
+    "dispensed-partial": "Dispensed in part; the prescription stays on the queue for the rest.",
+    "item-added": "Item added to the pharmacy's stock list.",
+    "received": "Goods received into stock.",
+    "adjusted": "Stock adjusted, with the reason on the ledger.",
+})
+STATUS_WORDS = {"ok": "In stock", "low": "Low: reorder", "out": "Out of stock"}
+
+
+def _facility_today(request: Asking, tenant: str) -> tuple[dt.date, dt.datetime]:
+    clock = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone)
+    today = clock.today
+    return today, dt.datetime.combine(today, dt.time(), tzinfo=clock.tz)
+
+
+def _in_tenant(request: Asking, tenant: str, work) -> Any:
+    with request.app.state.db.tenant(tenant) as conn:
+        return work(conn)
+
+
+def doses_a_day(frequency: str) -> Decimal | None:
+    """How many doses a day the frequency as written means, where the drug round reads it; None otherwise."""
+    plan = regimen(frequency)
+    if plan.kind == "times":
+        return Decimal(len(plan.times))
+    if plan.kind == "interval" and plan.hours:
+        return Decimal(24) / Decimal(plan.hours)
+    if plan.kind == "weekly":
+        return Decimal(1) / Decimal(7)
+    return None
+
+
+def course_quantity(prescription: dict, item: dict) -> int | None:
+    """The whole course in the item's unit, or None where it cannot be worked out from what was written."""
+    dose_unit = prescription["dose_unit"].strip().lower()
+    if item.get("strength") and (item.get("strength_unit") or "").lower() == dose_unit:
+        per_dose = Decimal(prescription["dose"]) / Decimal(item["strength"])
+    elif dose_unit in {item["unit"].lower(), item["unit"].lower() + "s"}:
+        per_dose = Decimal(prescription["dose"])
+    else:
+        return None
+    if regimen(prescription["frequency"]).kind == "once":
+        return math.ceil(per_dose)
+    per_day = doses_a_day(prescription["frequency"])
+    if per_day is None or not prescription.get("duration_days"):
+        return None
+    return math.ceil(per_dose * per_day * prescription["duration_days"])
+
+
+def _queue_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
+    today, start = _facility_today(request, tenant)
+    waiting = _in_tenant(request, tenant, lambda conn: pharmacy.queue(conn, request.user, start))
+    for row in waiting:
+        # "stocked", not "items" (a template reads rx.items as the dict's method); a copy of each item, since
+        # an item is listed under each of its prescriptions with a quantity proposed for that one.
+        row["stocked"] = [dict(item) for item in row["items"]]
+        for item in row["stocked"]:
+            course = course_quantity(row, item)
+            item["proposed"] = max(course - pharmacy.amount(row["dispensed"]), 0) if course is not None else None
+            item["label"] = pharmacy.label(item)
+    return page(request, "pharmacy/queue.html", status=status, active="pharmacy", waiting=waiting, today=today,
+                refusal=refusal, amount=pharmacy.amount, status_words=STATUS_WORDS)
+
+
+@get("/pharmacy", operation_id="PortalPharmacyQueue", opt={"permission": "operations.pharmacy.dispense.read"},
+     include_in_schema=False)
+async def queue_page(request: Asking, tenant: Tenant) -> Template:
+    """Outpatient prescriptions to hand over, today's first, each with a dispense form."""
+    return await to_thread.run_sync(_queue_page, request, tenant)
+
+
+def _refusal(exc: RecordError | ValidationError) -> tuple[str, int]:
+    if isinstance(exc, ValidationError):
+        named = portal.field_errors(exc)
+        return " ".join(f"{name.replace('_', ' ').capitalize()}: {message}" for name, message in named.items()), 422
+    return exc.detail[0].upper() + exc.detail[1:] + ".", exc.status
+
+
+async def _act(request: Asking, tenant: str, act, done: str, again) -> Response:
+    """A pharmacy form's act; refused (409, 422), the same page again with the sentence at its top."""
+    try:
+        outcome = await to_thread.run_sync(_in_tenant, request, tenant, act)
+    except (RecordError, ValidationError) as exc:
+        if isinstance(exc, RecordError) and exc.status not in {409, 422}:
+            raise
+        refusal, status = _refusal(exc)
+        return await to_thread.run_sync(lambda: again(request, tenant, status=status, refusal=refusal))
+    return see_other(request, f"/t/{tenant}/pharmacy{'' if again is _queue_page else '/stock'}?done={done(outcome)}")
+
+
+@post("/pharmacy/dispenses", operation_id="PortalPharmacyDispense",
+      opt={"permission": "operations.pharmacy.dispense.create"}, include_in_schema=False)
+async def dispense(request: Asking, tenant: Tenant, data: FormData) -> Response:
+    values = form_values(data)
+    today, _ = _facility_today(request, tenant)
+
+    def act(conn: Connection) -> dict:
+        asked = DispenseIn.model_validate({"medication_request_id": values.get("medication_request_id"),
+                                           "item_id": values.get("item_id"), "quantity": values.get("quantity"),
+                                           "batch": values.get("batch"), "partial": values.get("partial") == "yes"})
+        return pharmacy.dispense_medicine(conn, request.user, today=today, **asked.model_dump())
+
+    return await _act(request, tenant, act, lambda done: "dispensed-partial" if done["partial"] else "dispensed",
+                      _queue_page)
+
+
+def _stock_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
+    today, _ = _facility_today(request, tenant)
+    items = _in_tenant(request, tenant, lambda conn: pharmacy.stock(conn, today))
+    for item in items:
+        item["label"] = pharmacy.label(item)
+    return page(request, "pharmacy/stock.html", status=status, active="pharmacy-stock", items=items, today=today,
+                low=[i for i in items if i["status"] == "low"], out=[i for i in items if i["status"] == "out"],
+                refusal=refusal, amount=pharmacy.amount, status_words=STATUS_WORDS, reasons=ADJUSTMENT_REASONS)
+
+
+@get("/pharmacy/stock", operation_id="PortalPharmacyStock", opt={"permission": "operations.pharmacy.stock.read"},
+     include_in_schema=False)
+async def stock_page(request: Asking, tenant: Tenant) -> Template:
+    """Stock on hand by item and batch (earliest expiry first), what is low and what is out, and the forms."""
+    return await to_thread.run_sync(_stock_page, request, tenant)
+
+
+@post("/pharmacy/items", operation_id="PortalPharmacyCreateItem", opt={"permission": "operations.pharmacy.item.create"},
+      include_in_schema=False)
+async def create_item(request: Asking, tenant: Tenant, data: FormData) -> Response:
+    values = form_values(data)
+
+    def act(conn: Connection) -> dict:
+        asked = PharmacyItemIn.model_validate({k: values.get(k) for k in ("drug", "form", "strength", "strength_unit",
+                                                                          "unit")}
+                                              | {"reorder_level": values.get("reorder_level") or 0})
+        return pharmacy.create_item(conn, request.user, **asked.model_dump())
+
+    return await _act(request, tenant, act, lambda _: "item-added", _stock_page)
+
+
+@post("/pharmacy/items/{item_id:uuid}/receipts", operation_id="PortalPharmacyReceive",
+      opt={"permission": "operations.pharmacy.stock.create"}, include_in_schema=False)
+async def receive(request: Asking, tenant: Tenant, item_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    today, _ = _facility_today(request, tenant)
+
+    def act(conn: Connection) -> dict:
+        asked = ReceiptIn.model_validate({k: values.get(k) for k in ("batch", "expires_on", "quantity", "reference")})
+        return pharmacy.receive(conn, request.user, item_id, today=today, **asked.model_dump())
+
+    return await _act(request, tenant, act, lambda _: "received", _stock_page)
+
+
+@post("/pharmacy/items/{item_id:uuid}/adjustments", operation_id="PortalPharmacyAdjust",
+      opt={"permission": "operations.pharmacy.stock.update"}, include_in_schema=False)
+async def adjust(request: Asking, tenant: Tenant, item_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+
+    def act(conn: Connection) -> dict:
+        asked = AdjustmentIn.model_validate({k: values.get(k) for k in ("batch", "quantity", "reason", "note")})
+        if asked.quantity == 0:
+            raise Invalid("an adjustment changes the stock: give a quantity other than 0", field="quantity")
+        return pharmacy.adjust(conn, request.user, item_id, **asked.model_dump())
+
+    return await _act(request, tenant, act, lambda _: "adjusted", _stock_page)
+
+
+@get(PATIENT + "/dispensing", operation_id="PortalDispensingHistory", opt={"permission": "clinical.medication.read"},
+     sync_to_thread=True, include_in_schema=False)
+def dispensing_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """What the pharmacy handed this patient, a line per dispense, latest first."""
+    with request.app.state.db.tenant(tenant) as conn:
+        top = banner(conn, request.user, patient_id)
+        history = pharmacy.dispensing_history(conn, request.user, patient_id)
+    return page(request, "pharmacy/history.html", active="patients", patient_id=patient_id, tab="dispensing",
+                history=history, amount=pharmacy.amount, **top, **HELPERS)
+
+
+ROUTES = [queue_page, dispense, stock_page, create_item, receive, adjust, dispensing_page]
+
+pharmacy_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
+                         guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

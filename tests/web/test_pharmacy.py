@@ -1,0 +1,114 @@
+"""The pharmacy pages over real HTTP: a pharmacist lands on the queue, receives and adjusts stock on the stock
+page, dispenses from the queue with the course's quantity proposed, is refused as a page when the stock is
+short (nothing written), and the dispense shows on the patient's chart; another facility's session and
+guessed ids are refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import EncounterIn, MedicationIn
+from appliance.substrate.principal import Principal
+from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
+from tests.web.test_operations import post_form
+
+SOON = dt.date.today() + dt.timedelta(days=90)
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Pharmacy Pages Facility", **OPERATIONS_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def other_facility(tenant_factory):
+    return tenant_factory(name="Another Pharmacy", **OPERATIONS_CONFIG)
+
+
+def _prescribed(db, facility, clinician, drug: str = "Amoxicillin") -> tuple[uuid.UUID, uuid.UUID]:
+    acting = Principal(account_id=clinician.person.account_id, kind="staff", display_name="Doctor",
+                       tenant=facility.slug, role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient_id = new_patient(conn, acting, family_name="Njeri", given_names="Wanjiku")
+        visit = clinical.open_encounter(conn, acting, patient_id, EncounterIn(encounter_class="outpatient"))
+        placed = clinical.request_medication(conn, acting, patient_id, MedicationIn(
+            drug=drug, dose=Decimal(500), dose_unit="mg", route="oral", frequency="three times daily",
+            duration_days=5, encounter_id=visit["id"]))
+    return patient_id, placed.placed[0]["id"]
+
+
+def test_a_pharmacist_stocks_dispenses_and_the_chart_shows_it(signed_in, db, facility):
+    pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert pharmacist.get(base, follow_redirects=False).headers["location"] == f"{base}/pharmacy"
+    stock = f"{base}/pharmacy/stock"
+    added = post_form(pharmacist, stock, f"{base}/pharmacy/items", {
+        "drug": "Amoxicillin", "form": "capsule", "strength": "500", "strength_unit": "mg", "unit": "capsule",
+        "reorder_level": "20"})
+    assert added.status_code == 303 and added.headers["location"] == f"{stock}?done=item-added"
+    with db.tenant(facility.slug) as conn:
+        item_id = conn.execute(sa.text("SELECT id FROM pharmacy_item WHERE drug = 'Amoxicillin'")).scalar()
+    received = post_form(pharmacist, stock, f"{base}/pharmacy/items/{item_id}/receipts", {
+        "batch": "AMX-1", "expires_on": SOON.isoformat(), "quantity": "20", "reference": "GRN-44"})
+    assert received.status_code == 303
+    adjusted = post_form(pharmacist, stock, f"{base}/pharmacy/items/{item_id}/adjustments", {
+        "batch": "AMX-1", "quantity": "-2", "reason": "damaged"})
+    assert adjusted.status_code == 303
+    page = pharmacist.get(stock)
+    assert "18 capsule" in page.text and "Low: reorder" in page.text and 'id="low-list"' in page.text
+
+    patient_id, rx = _prescribed(db, facility, clinician)
+    queue = pharmacist.get(f"{base}/pharmacy")
+    assert "NJERI" in queue.text and f'id="queue-{rx}"' in queue.text
+    assert 'name="quantity" type="number" min="0.001" step="any" required\n             value="15"' in queue.text
+    with db.tenant(facility.slug) as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM stock_movement")).scalar()
+    short = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
+        "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "30"})
+    assert short.status_code == 409 and "only 18 capsule" in short.text.lower()
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM stock_movement")).scalar() == before
+    junk = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
+        "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "lots"})
+    assert junk.status_code == 422 and "Quantity" in junk.text
+    done = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
+        "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "15"})
+    assert done.status_code == 303 and done.headers["location"] == f"{base}/pharmacy?done=dispensed"
+    assert f'id="queue-{rx}"' not in pharmacist.get(f"{base}/pharmacy").text
+
+    chart = clinician.get(f"{base}/patients/{patient_id}/chart")
+    assert f"/patients/{patient_id}/dispensing" in chart.text  # the chart's tab
+    history = clinician.get(f"{base}/patients/{patient_id}/dispensing")
+    assert history.status_code == 200
+    assert "15 capsule of Amoxicillin 500 mg capsule" in history.text and "AMX-1" in history.text
+    assert pharmacist.get(f"{base}/patients/{patient_id}/dispensing").status_code == 403  # not the pharmacist's
+
+
+def test_another_facility_and_guessed_ids_are_refused(signed_in, db, facility, other_facility):
+    intruder = signed_in("pharmacist", other_facility.slug)
+    own = intruder.get(f"/t/{other_facility.slug}/pharmacy/stock")
+    assert own.status_code == 200
+    from tests.web.test_auth import csrf_token
+
+    token = csrf_token(own.text)
+    base = f"/t/{facility.slug}"
+    for path in ["/pharmacy", "/pharmacy/stock"]:
+        assert intruder.get(base + path).status_code == 403
+    guess = uuid.uuid4()
+    for path in ["/pharmacy/dispenses", "/pharmacy/items", f"/pharmacy/items/{guess}/receipts",
+                 f"/pharmacy/items/{guess}/adjustments"]:
+        assert intruder.post(base + path, data={"_csrf_token": token}, follow_redirects=False).status_code == 403
+    pharmacist = signed_in("pharmacist", facility.slug)
+    stock = f"{base}/pharmacy/stock"
+    missing = post_form(pharmacist, stock, f"{base}/pharmacy/items/{guess}/receipts", {
+        "batch": "X", "expires_on": SOON.isoformat(), "quantity": "1"})
+    assert missing.status_code == 404
+    clinician = signed_in("clinician", facility.slug)
+    assert clinician.get(f"{base}/patients/{guess}/dispensing").status_code == 404
+    assert clinician.get(f"{base}/pharmacy").status_code == 403
