@@ -518,18 +518,29 @@ def test_a_patient_is_invited_enrols_and_sees_their_record_and_who_opened_it(bro
     journey.shot(page, "record")
     page.get_by_role("link", name="Who opened it").click()
     page.wait_for_url(f"{live_server}/me/access")
-    log = page.locator("#access-log").inner_text()
-    assert "Test clinician" in log and "Test registrar" in log
-    assert "You\t" not in log  # the patient's own reads are left out until asked for: they bury the staff's
+    today = page.locator("section.access-day").first  # the day said in lines: who did what, how often, when
+    log = today.locator("ul.access-groups").inner_text()
+    assert "Test clinician" in log and "Test registrar" in log and " times" in log
+    # the patient's own reads are left out until asked for: they bury the staff's
+    assert today.get_by_text("You", exact=True).count() == 0
     page.get_by_role("link", name="Show yours too").click()
     page.wait_for_url(f"{live_server}/me/access?who=all")
-    log = page.locator("#access-log").inner_text()
-    assert "You\t" in log and "looked at your chart" in log and "Test clinician" in log
+    today = page.locator("section.access-day").first
+    assert today.get_by_text("You", exact=True).count() >= 1
+    assert "looked at your chart" in today.inner_text() and "Test clinician" in today.inner_text()
     journey.shot(page, "access-log")
-    # On a phone what was done is in view, not past the edge of the table (one facility: no column for it).
+    # On a phone the day's lines fit the screen: nothing past its edge, and the page a few screens long, not
+    # the hundreds of lines (tens of thousands of pixels) a morning's reads made of it.
     page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    lines, tall = today.locator("ul.access-groups > li").count(), page.evaluate("document.documentElement.scrollHeight")
+    assert tall < 844 * 8, (lines, tall)
+    journey.shot(page, "access-log-phone")
+    # Every access of the day on its own page; what was done stays in view (one facility: no column for it).
+    today.get_by_role("link", name=re.compile(r"^Every entry of this day")).click()
+    page.wait_for_url(re.compile(r"/me/access\?day=\d{4}-\d\d-\d\d&who=all$"))
     what = page.locator("#access-log tbody tr").first.locator("td").last.bounding_box()
     assert what["x"] + what["width"] <= 390, what
-    journey.shot(page, "access-log-phone")
+    journey.shot(page, "access-log-day-phone")
     context.close()
     watch.assert_clean()

@@ -115,19 +115,20 @@ def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened
 
     access = grace.get("/me/access")
     assert access.status_code == 200
-    log = access.text.split('id="access-log"')[1]
-    glass = log.split('data-break-glass="1"')[1].split("</tr>")[0]
+    glass = access.text.split('id="break-glass"')[1].split('data-break-glass="1">')[1].split("</li>")[0]
     assert REASON in glass and "Hillview Health Centre" in glass and "(clinician)" in glass
+    day = access.text.split('class="card access-day"')[1]
+    assert 'data-break-glass="1"' in day and REASON in day  # on its day too, a line of its own
     # The patient's own reads are left out by default (they would bury the staff's), and said to be.
-    assert "You</td>" not in log
+    assert "<strong>You</strong>" not in access.text
     # the chart, appointments, bills and discharge summaries read at each facility
     assert "your 8 are left out" in access.text
     everyone = grace.get("/me/access?who=all").text
-    log = everyone.split('id="access-log"')[1]
-    assert "You</td>" in log and "looked at your chart" in log and REASON in log
+    day = everyone.split('class="card access-day"')[1]
+    assert "<strong>You</strong>" in day and "looked at your chart" in day and REASON in day
     # Every line in words: the page's reads of bills and appointments, not the record's kind names.
-    assert "looked at a bill" in log and "looked at an appointment" in log
-    assert "looked at invoice" not in log and "looked at appointment" not in log
+    assert "looked at a bill" in day and "looked at an appointment" in day
+    assert "looked at invoice" not in day and "looked at appointment" not in day
     assert "1 time someone without a care relationship" in access.text
 
 
@@ -363,3 +364,45 @@ def test_a_bill_lowered_after_it_was_paid_says_the_refund_owed_until_it_is_given
     assert ">paid<" in page.split('class="list bills"')[1].split("</table>")[0]
     [part] = mercy.get("/me/record.json").json()["facilities"]
     assert part["refund_due_to_you"] is None and "refund_due_to_you" not in part["bills"][0]
+
+
+def test_the_access_log_says_each_day_in_a_few_lines_and_lists_its_every_access_on_its_own_page(
+        db, app, policy, signed_in, tenant_factory):
+    """A registrar opens a child's registration three times: the day says so in one line per thing looked at,
+    '3 times, 08:10–08:12', not three; the day's own page lists every access. A day or page that is not one is
+    refused with a sentence; a day with nothing says so."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import PatientIn
+    from appliance.substrate.principal import Principal
+
+    facility = tenant_factory(name="Paediatric Ward Clinic")
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk P", tenant=facility.slug,
+                     role="registrar")
+    with db.tenant(facility.slug) as conn:
+        child = clinical.register_patient(conn, desk, PatientIn.model_validate({
+            "family_name": "Odhiambo", "given_names": "Baraka", "birth_date": "2022-02-02", "sex": "male"}))
+    parent = _portal_of(db, app, policy, facility.slug, child["id"], "Odhiambo", "Baraka")
+    registrar = signed_in("registrar", facility.slug)
+    for _ in range(3):
+        assert registrar.get(f"/t/{facility.slug}/patients/{child['id']}").status_code == 200
+
+    page = parent.get("/me/access").text
+    [day] = page.split('class="card access-day"')[1:]
+    lines = day.split('class="rows access-groups">')[1].split("</ul>")[0].split("<li")[1:]
+    by_registrar = [line for line in lines if "Test registrar" in line]
+    thrice = [line for line in by_registrar if re.search(r" 3 times(, \d\d:\d\d–\d\d:\d\d| at \d\d:\d\d)", line)]
+    assert thrice and thrice == by_registrar  # each thing looked at is one line, none said once of three
+    every = int(re.search(r"Every entry of this day \((\d+)\)", day)[1])
+    assert every >= 3 * len(thrice) + 1  # and the registration itself
+    date = day.split('data-day="')[1].split('"')[0]
+    whole = parent.get(f"/me/access?day={date}").text
+    assert whole.split('id="access-log"')[1].split("<tbody>")[1].split("</tbody>")[0].count("<tr") == every
+    assert 'href="/me/access">All days</a>' in whole
+    assert "1 day," in page and "Earlier days" not in page  # one page; a page past it shows the last
+    assert parent.get("/me/access?page=5").text.count('class="card access-day"') == 1
+
+    assert "Nothing recorded on this day" in parent.get("/me/access?day=2001-01-01").text
+    for bad, said in (("day=yesterday", "'yesterday' is not a day"), ("day=2026-02-30", "'2026-02-30' is not a day"),
+                      ("page=0", "there is no page '0'"), ("page=two", "there is no page 'two'")):
+        refused = parent.get(f"/me/access?{bad}")
+        assert refused.status_code == 400 and said in refused.json()["detail"], (bad, refused.text)

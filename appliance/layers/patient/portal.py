@@ -10,7 +10,9 @@ itself recorded in each facility's log (`patient.access_log.read`).
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -60,6 +62,72 @@ def describe(event_type: str, action: str) -> str:
     kind = parts[1] if parts[0] in ("record", "patient") and len(parts) > 2 else parts[0]
     thing = THINGS.get(kind, kind.replace("_", " "))
     return f"{VERBS.get(action, 'used')} {thing}"
+
+
+@dataclass(frozen=True)
+class AccessGroup:
+    """One line of a day of the access log: the accesses one person made at one facility that read the same in
+    words ('looked at vital signs'), how many and from when to when (the facility's time). A break-the-glass
+    access is a line of its own, with its reason, never folded into a count; a refused one is apart from those
+    that were not."""
+
+    facility: dict
+    who: dict
+    what: str
+    refused: bool
+    break_the_glass: bool
+    reason: str | None
+    first: dt.datetime
+    last: dt.datetime
+    count: int
+
+
+@dataclass(frozen=True)
+class AccessDay:
+    """The accesses of one day (the facility's day), newest first, and their lines (`AccessGroup`), the one
+    with the latest access first."""
+
+    day: dt.date
+    entries: list[audit.AccessEntry]
+    groups: list[AccessGroup]
+
+
+def by_day(entries: list[audit.AccessEntry], zones: Mapping[str, dt.tzinfo]) -> list[AccessDay]:
+    """The access log (newest first, as `access_log` gives it) as days, newest first, each day in the zone of
+    the facility that recorded it (`zones`, by tenant; UTC for one not named)."""
+    days: dict[dt.date, list[audit.AccessEntry]] = {}
+    for e in entries:
+        days.setdefault(e.recorded.astimezone(zones.get(e.facility["tenant"], dt.UTC)).date(), []).append(e)
+    return [AccessDay(day, listed, _groups(listed, zones))
+            for day, listed in sorted(days.items(), reverse=True)]
+
+
+def days_page(days: list[AccessDay], page: int, size: int) -> tuple[list[AccessDay], int, int]:
+    """Page `page` (1 the newest) of the days, `size` a page: the days, the page they are (one past the last is
+    the last) and how many pages there are (one, however few days)."""
+    pages = max(1, -(-len(days) // size))
+    page = min(max(page, 1), pages)
+    return days[(page - 1) * size:page * size], page, pages
+
+
+def _groups(entries: list[audit.AccessEntry], zones: Mapping[str, dt.tzinfo]) -> list[AccessGroup]:
+    grouped: dict[tuple, list[tuple[audit.AccessEntry, str]]] = {}
+    for e in entries:
+        what = describe(e.event_type, e.action)
+        refused = bool(e.outcome) and e.outcome != "success"
+        person = (e.who.get("account") or e.who.get("kind"), e.who.get("name"), e.who.get("role"))
+        key = (e.facility["tenant"], *person, what, refused, e.seq if e.break_the_glass else None)
+        grouped.setdefault(key, []).append((e, what))
+    groups = []
+    for members in grouped.values():
+        first, what = members[0]
+        zone = zones.get(first.facility["tenant"], dt.UTC)
+        times = [e.recorded.astimezone(zone) for e, _ in members]
+        groups.append(AccessGroup(facility=first.facility, who=first.who, what=what,
+                                  refused=bool(first.outcome) and first.outcome != "success",
+                                  break_the_glass=first.break_the_glass, reason=first.reason,
+                                  first=min(times), last=max(times), count=len(members)))
+    return sorted(groups, key=lambda g: g.last, reverse=True)
 
 
 @dataclass(frozen=True)
