@@ -3,7 +3,8 @@ over HTTP: the command center's occupancy, a patient arriving in the emergency d
 MRN), the decision to admit, admission to a bed from the ED board, the bed board showing the bed
 occupied, and occupancy on the command center one patient higher — with the patient behind the number
 on the KPI's detail page; then her discharge from the bed board and the cleaned bed marked available. And
-a bed's form with two named buttons posts the one clicked, once, however quickly it is clicked twice."""
+a bed's form with two named buttons posts the one clicked, once, however quickly it is clicked twice. And a
+pharmacist dispensing a clinic prescription from the pharmacy queue."""
 
 from __future__ import annotations
 
@@ -171,3 +172,45 @@ def test_a_beds_two_named_buttons_post_the_one_clicked_once(browser, live_server
     assert len(posted) == 1 and "state=blocked" in posted[0]
     context.close()
     watch.assert_clean()
+
+
+def test_a_pharmacist_dispenses_a_clinic_prescription(browser, live_server, clinic, db, person_factory):
+    """The pharmacy window: the clinic's amoxicillin for five days, three times a day, waits on the queue with
+    the course (15 capsules) proposed from the batch that expires first; dispensed, it leaves the queue."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from appliance.layers.clinical.schemas import EncounterIn, MedicationIn
+    from appliance.layers.operations import pharmacy
+
+    pharmacist, doctor = person_factory("pharmacist", clinic.slug), person_factory("clinician", clinic.slug)
+    acting = {p.role: Principal(account_id=p.account_id, kind="staff", display_name="Test", tenant=clinic.slug,
+                                role=p.role) for p in (pharmacist, doctor)}
+    with db.tenant(clinic.slug) as conn:
+        item = pharmacy.create_item(conn, acting["pharmacist"], drug="Amoxicillin", form="capsule",
+                                    strength=Decimal(500), strength_unit="mg", unit="capsule")["id"]
+        for batch, days in (("AMX-LATE", 700), ("AMX-SOON", 200)):
+            pharmacy.receive(conn, acting["pharmacist"], item, batch=batch, quantity=Decimal(100), reference=None,
+                             expires_on=dt.date.today() + dt.timedelta(days=days), today=dt.date.today())
+        patient_id = service.register_patient(conn, acting["clinician"], PatientIn.model_validate({
+            "family_name": "Barasa", "given_names": "Juma", "birth_date": "1988-07-02", "sex": "male",
+            "identifiers": [{"system": "national_id", "value": "30915526"}]}))["id"]
+        visit = service.open_encounter(conn, acting["clinician"], patient_id, EncounterIn(encounter_class="outpatient"))
+        rx = service.request_medication(conn, acting["clinician"], patient_id, MedicationIn(
+            drug="Amoxicillin", dose=Decimal(500), dose_unit="mg", route="oral", frequency="tds", duration_days=5,
+            encounter_id=visit["id"])).placed[0]["id"]
+    watch = Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, pharmacist)
+    page.goto(f"{live_server}/t/{clinic.slug}/pharmacy")
+    waiting = page.locator(f"#queue-{rx}")
+    assert "BARASA" in waiting.inner_text()
+    assert waiting.get_by_label("Quantity (capsule)").input_value() == "15"
+    waiting.get_by_role("button", name="Dispense").click()
+    page.wait_for_url(re.compile(r"/pharmacy\?done=dispensed$"))
+    assert page.locator(f"#queue-{rx}").count() == 0
+    page.get_by_role("link", name="Pharmacy stock").click()
+    assert "AMX-SOON" in page.locator(f"#stock-{item}").inner_text()
+    assert page.locator(f"#stock-{item} .on-hand").inner_text() == "185 capsule"
+    watch.assert_clean()
+    context.close()
