@@ -35,6 +35,7 @@ from appliance.layers.clinical.errors import NotFound
 from appliance.layers.financial import service as financial
 from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
+from appliance.layers.operations.routes import kpi_definitions
 from appliance.layers.patient import portal as patient_portal
 from appliance.layers.patient.release import release
 from appliance.substrate import audit
@@ -131,7 +132,8 @@ def access_page(request: Request, state: State, who: FromQuery[str] = "others", 
     everyone = who == "all"
     listed = entries if everyone else [e for e in entries if e.who.get("account") != me]
     clocks = {h.tenant: Clock(zoneinfo.ZoneInfo(h.timezone)) for h in holdings}
-    days = patient_portal.by_day(listed, {tenant: clock.tz for tenant, clock in clocks.items()})
+    figures = {definition.id: definition.name for definition in kpi_definitions(state)}
+    days = patient_portal.by_day(listed, {tenant: clock.tz for tenant, clock in clocks.items()}, figures)
     shown, at, pages = patient_portal.days_page(days, int(page), ACCESS_DAYS_SHOWN)
     neighbours = {}
     if day is not None:
@@ -144,7 +146,7 @@ def access_page(request: Request, state: State, who: FromQuery[str] = "others", 
         "neighbours": neighbours, "page": at, "pages": pages, "days_total": len(days),
         "clocks": clocks, "zones": sorted({h.timezone for h in holdings}), "everyone": everyone,
         "own": len(entries) - len([e for e in entries if e.who.get("account") != me]),
-        "total": len(listed), "me": me, "describe": patient_portal.describe,
+        "total": len(listed), "me": me, "describe": patient_portal.describe, "figures": figures,
         "whose": "&who=all" if everyone else "",
         "break_glass": [e for e in entries if e.break_the_glass],
         "by_facility": {h.tenant: sum(1 for e in entries if e.facility["tenant"] == h.tenant) for h in holdings},

@@ -406,3 +406,25 @@ def test_the_access_log_says_each_day_in_a_few_lines_and_lists_its_every_access_
                       ("page=0", "there is no page '0'"), ("page=two", "there is no page 'two'")):
         refused = parent.get(f"/me/access?{bad}")
         assert refused.status_code == 400 and said in refused.json()["detail"], (bad, refused.text)
+
+
+def test_a_command_center_drill_down_reads_as_the_figure_it_was_behind(db, app, policy, tenant_factory):
+    """The entries behind a command center figure, read on the seam the drill-down reads them on, name the figure
+    in the patient's log ('Bed occupancy'), not 'kpi'."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import PatientIn
+    from appliance.substrate.principal import Principal
+    from appliance.substrate.record import note_list_read
+
+    facility = tenant_factory(name="Figures Clinic")
+    manager = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Manager F", tenant=facility.slug,
+                        role="facility_admin")
+    with db.tenant(facility.slug) as conn:
+        child = clinical.register_patient(conn, manager, PatientIn.model_validate({
+            "family_name": "Wekesa", "given_names": "Imani", "birth_date": "2021-07-07", "sex": "female"}))
+        note_list_read(conn, manager, "kpi.bed_occupancy", [{"patient_id": child["id"], "entry_id": uuid.uuid4()}],
+                       id_key="entry_id")
+    parent = _portal_of(db, app, policy, facility.slug, child["id"], "Wekesa", "Imani")
+    page = parent.get("/me/access").text
+    assert "Manager F" in page and "looked at your record in the list behind a facility&#39;s figure: Bed occupancy" \
+        in page and "looked at kpi" not in page

@@ -54,12 +54,16 @@ DESCRIBED = {"patient.record.export": "downloaded your record",
              "record.patient.search": "found you in a search (your name, birth date and numbers)"}
 
 
-def describe(event_type: str, action: str) -> str:
-    """'looked at your chart', 'recorded a prescription': one access log line in words."""
+def describe(event_type: str, action: str, figures: Mapping[str, str] | None = None) -> str:
+    """'looked at your chart', 'recorded a prescription': one access log line in words. A command center
+    drill-down (`record.kpi.<id>.read`) names the figure, by `figures` (KPI id to its name) when given."""
     if event_type in DESCRIBED:
         return DESCRIBED[event_type]
     parts = event_type.split(".")
     kind = parts[1] if parts[0] in ("record", "patient") and len(parts) > 2 else parts[0]
+    if kind == "kpi" and len(parts) > 3:
+        figure = (figures or {}).get(parts[2]) or parts[2].replace("_", " ")
+        return f"{VERBS.get(action, 'used')} your record in the list behind a facility's figure: {figure}"
     thing = THINGS.get(kind, kind.replace("_", " "))
     return f"{VERBS.get(action, 'used')} {thing}"
 
@@ -92,13 +96,14 @@ class AccessDay:
     groups: list[AccessGroup]
 
 
-def by_day(entries: list[audit.AccessEntry], zones: Mapping[str, dt.tzinfo]) -> list[AccessDay]:
+def by_day(entries: list[audit.AccessEntry], zones: Mapping[str, dt.tzinfo],
+           figures: Mapping[str, str] | None = None) -> list[AccessDay]:
     """The access log (newest first, as `access_log` gives it) as days, newest first, each day in the zone of
     the facility that recorded it (`zones`, by tenant; UTC for one not named)."""
     days: dict[dt.date, list[audit.AccessEntry]] = {}
     for e in entries:
         days.setdefault(e.recorded.astimezone(zones.get(e.facility["tenant"], dt.UTC)).date(), []).append(e)
-    return [AccessDay(day, listed, _groups(listed, zones))
+    return [AccessDay(day, listed, _groups(listed, zones, figures))
             for day, listed in sorted(days.items(), reverse=True)]
 
 
@@ -110,10 +115,11 @@ def days_page(days: list[AccessDay], page: int, size: int) -> tuple[list[AccessD
     return days[(page - 1) * size:page * size], page, pages
 
 
-def _groups(entries: list[audit.AccessEntry], zones: Mapping[str, dt.tzinfo]) -> list[AccessGroup]:
+def _groups(entries: list[audit.AccessEntry], zones: Mapping[str, dt.tzinfo],
+            figures: Mapping[str, str] | None) -> list[AccessGroup]:
     grouped: dict[tuple, list[tuple[audit.AccessEntry, str]]] = {}
     for e in entries:
-        what = describe(e.event_type, e.action)
+        what = describe(e.event_type, e.action, figures)
         refused = bool(e.outcome) and e.outcome != "success"
         person = (e.who.get("account") or e.who.get("kind"), e.who.get("name"), e.who.get("role"))
         key = (e.facility["tenant"], *person, what, refused, e.seq if e.break_the_glass else None)

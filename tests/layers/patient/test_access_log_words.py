@@ -6,7 +6,7 @@ from pathlib import Path
 
 import appliance.layers
 from appliance.layers.patient import portal
-from appliance.substrate import record
+from appliance.substrate import kpis, record
 
 # note_access(conn, principal, "<action>", <patient>, "<kind>", ...) with a patient: an event of their log.
 _NOTED = re.compile(r'note_access\(\s*\w+,\s*[\w.]+,\s*"\w+",\s*([^,]+),\s*"(\w+)"')
@@ -31,3 +31,18 @@ def test_every_kind_noted_on_a_patients_record_is_named_in_words():
              for match in _NOTED.finditer(path.read_text()) if match.group(1).strip() != "None"}
     assert {"invoice_credit", "claim", "medication_request"} <= noted
     assert sorted(noted - set(portal.THINGS)) == []
+
+
+def test_a_command_center_drill_down_names_the_figure_not_kpi():
+    """A manager opening the entries behind a command center figure reads the patient's record (`kpi.<id>` on the
+    seam): the log said 'looked at kpi'. It names the figure, as policies/kpis.toml names it."""
+    definitions = kpis.load_definitions(Path(portal.__file__).parents[3] / "policies" / "kpis.toml")
+    names = {d.id: d.name for d in definitions}
+    assert "bed_occupancy" in names
+    for definition in definitions:
+        event_type = record.access_event("read", None, f"kpi.{definition.id}")["event_type"]
+        said = portal.describe(event_type, "R", names)
+        assert said == f"looked at your record in the list behind a facility's figure: {definition.name}"
+    # Without the policy's names (a figure since removed from it), its id in words, never "kpi".
+    assert portal.describe("record.kpi.ed_boarding.read", "R") == \
+        "looked at your record in the list behind a facility's figure: ed boarding"
