@@ -402,6 +402,13 @@ def test_the_access_log_says_each_day_in_a_few_lines_and_lists_its_every_access_
     assert parent.get("/me/access?page=5").text.count('class="card access-day"') == 1
 
     assert "Nothing recorded on this day" in parent.get("/me/access?day=2001-01-01").text
+    # Another patient's account asking for the same day gets their own log; staff have none.
+    with db.tenant(facility.slug) as conn:
+        sibling = clinical.register_patient(conn, desk, PatientIn.model_validate({
+            "family_name": "Odhiambo", "given_names": "Neema", "birth_date": "2024-04-04", "sex": "female"}))
+    other = _portal_of(db, app, policy, facility.slug, sibling["id"], "Odhiambo", "Neema").get(f"/me/access?day={date}")
+    assert other.status_code == 200 and "Desk P" in other.text and "Test registrar" not in other.text
+    assert registrar.get(f"/me/access?day={date}").status_code == 403
     for bad, said in (("day=yesterday", "'yesterday' is not a day"), ("day=2026-02-30", "'2026-02-30' is not a day"),
                       ("page=0", "there is no page '0'"), ("page=two", "there is no page 'two'")):
         refused = parent.get(f"/me/access?{bad}")
