@@ -9,6 +9,10 @@ The charging policy (policies/README.md, "Charging"), decided here and applied b
   sample, a patient who left) unbilled.
 - **a dose is billable when given** (`medication_administration`, outcome given; held, refused and
   missed doses are not), priced by drug per unit of dose.
+- **a medicine dispensed is billable when handed over** (`dispense`, the operations layer's outpatient
+  pharmacy), priced by drug in the fee item's unit: the item's own (capsule, bottle) or its strength's
+  (15 capsules of 500 mg are 7500 mg where the fee is per 500 mg). Outpatient medicines are otherwise
+  never charged (a dose is charged only when a nurse gives it on the ward).
 - **a consultation is billable when its encounter finishes** (`encounter_status` to finished),
   priced by encounter class; a cancelled encounter had no consultation.
 - **a bed-day is billable for each admission present at the facility's census time**
@@ -35,6 +39,7 @@ from appliance.layers.financial.charges import (
     CONSULTATION_DEPARTMENTS,
     DEFAULT_DEPARTMENTS,
     Billable,
+    _unit_key,
     post_charge,
     post_charges,
     reconcile,
@@ -44,7 +49,7 @@ from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry
 
-BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "admission")
+BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "admission", "dispense")
 
 
 def _order(version: Entry) -> Billable | None:
@@ -96,6 +101,41 @@ def charge_dose(conn: Connection, principal: Principal, version: Entry) -> None:
     reconcile(conn, principal, version, _dose(conn, version))
 
 
+# The operations layer's pharmacy item a dispense names, and the units its drug is priced in (read by SQL).
+_DISPENSED_ITEM = sa.text("""
+    SELECT i.drug, i.strength, i.strength_unit, i.unit,
+           ARRAY(SELECT DISTINCT f.unit FROM fee_item f WHERE f.kind = 'medication' AND f.match_code = lower(i.drug)
+                 AND f.unit IS NOT NULL) AS fee_units
+    FROM pharmacy_item i WHERE i.id = :item
+""")
+
+
+def _dispensed(conn: Connection, version: Entry) -> Billable | None:
+    detail = version.detail
+    if version.status == "entered_in_error" or not detail.get("item_id"):
+        return None
+    item = conn.execute(_DISPENSED_ITEM, {"item": detail["item_id"]}).first()
+    if item is None:
+        return None
+    quantity, unit = Decimal(str(detail["quantity"])), item.unit
+    fee_units = {_unit_key(u) for u in item.fee_units}
+    by_strength = item.strength is not None and _unit_key(item.strength_unit) in fee_units
+    if _unit_key(item.unit) not in fee_units and by_strength:
+        quantity, unit = quantity * item.strength, item.strength_unit
+    return Billable(item_kind="medication", item_code=item.drug,
+                    description=f"{item.drug} {detail['quantity']} {item.unit} (dispensed)",
+                    department=DEFAULT_DEPARTMENTS["medication"], quantity=quantity, unit=unit)
+
+
+def charge_dispense(conn: Connection, principal: Principal, version: Entry) -> None:
+    if version.supersedes is None:
+        billable = _dispensed(conn, version)
+        if billable is not None:
+            post_charge(conn, principal, version, billable)
+        return
+    reconcile(conn, principal, version, _dispensed(conn, version))
+
+
 _ENCOUNTER = sa.text("SELECT encounter_class, ward_code FROM encounter WHERE id = :id")
 
 
@@ -132,7 +172,8 @@ def billable_again(conn: Connection, source: Entry, billed: Mapping) -> Billable
         return Billable(item_kind="bed_day", item_code=billed["item_code"], description=billed["description"],
                         department=billed["department"], service_at=census)
     read = {"service_request": lambda: _order(source), "medication_administration": lambda: _dose(conn, source),
-            "encounter_status": lambda: _consultation(conn, source)}.get(source.kind)
+            "encounter_status": lambda: _consultation(conn, source),
+            "dispense": lambda: _dispensed(conn, source)}.get(source.kind)
     return read() if read else None
 
 
@@ -141,6 +182,7 @@ REACTIONS = {
     "medication_administration": charge_dose,
     "encounter_status": charge_consultation,
     "admission": credit_admission,
+    "dispense": charge_dispense,
 }
 
 
@@ -159,6 +201,7 @@ BATCHES = {
     charge_order: _in_bulk(lambda conn, version: _order(version)),
     charge_dose: _in_bulk(_dose),
     charge_consultation: _in_bulk(_consultation),
+    charge_dispense: _in_bulk(_dispensed),
 }
 
 

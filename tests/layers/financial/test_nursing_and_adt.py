@@ -83,3 +83,29 @@ def test_bed_days_accrue_once_per_census_by_ward_kind_and_stop_at_discharge(db, 
     assert [c["service_date"] for c in days] == [(three_days_ago + dt.timedelta(days=n)).date() for n in (1, 2)]
     assert {(c["item_code"], c["amount"], c["department"]) for c in days} == {("inpatient", Decimal("2000.00"),
                                                                                "GEN")}
+
+
+def test_a_medicine_dispensed_is_charged_in_its_fees_unit(db, facility, clinician):
+    """The outpatient pharmacy's `dispense` (operations layer): two 1 g vials of ceftriaxone, priced per g, are
+    2 g; 24 tablets of artemether-lumefantrine, priced per tablet, are 24 tablets."""
+    from appliance.layers.operations import pharmacy
+
+    today = dt.date.today()
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        charged = []
+        for drug, form, strength, unit, quantity in (("Ceftriaxone", "powder for injection", Decimal(1), "g", 2),
+                                                     ("Artemether-lumefantrine", "tablet", None, None, 24)):
+            item = pharmacy.create_item(conn, clinician, drug=drug, form=form, strength=strength, strength_unit=unit,
+                                        unit="vial" if strength else "tablet")["id"]
+            pharmacy.receive(conn, clinician, item, batch="B1", expires_on=today + dt.timedelta(days=300),
+                             quantity=Decimal(50), reference=None, today=today)
+            prescribed = clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+                drug=drug, dose=Decimal(1), dose_unit=unit or "tablet", route="oral", frequency="daily",
+                encounter_id=encounter["id"])).placed[0]
+            handed = pharmacy.dispense_medicine(conn, clinician, medication_request_id=prescribed["id"], item_id=item,
+                                                quantity=Decimal(quantity), today=today)
+            charged += _charges(conn, source_root_id=handed["id"])
+    assert [(c["quantity"], c["amount"], c["department"]) for c in charged] == [
+        (2, Decimal("700.00"), "PHARMACY"), (24, Decimal("960.00"), "PHARMACY")]
+    assert all(c["encounter_id"] == encounter["id"] for c in charged)
