@@ -1,14 +1,15 @@
 """National indicators: counted inside each facility, withheld where small, summed for the ministry.
 
 The definitions are data (`policies/indicators.toml`): what each indicator counts, its DHIS2 code, the
-age bands, and the disclosure threshold. `gather` counts one calendar month at every active facility:
-two statements in the facility's own transaction (its role and search_path pinned, so they can read
-nothing else), grouped by sex and age band, with one audit event in the facility's own log saying the
-ministry counted its records. Only counts come out of that transaction, and `withhold` applies the
-disclosure rule to each facility's breakdown before anything is summed, shown or exported: a count
-from 1 to threshold - 1 is never published, and when a facility's breakdown has exactly one such cell
-(or withheld cells that add up to less than the threshold) the next smallest is withheld too, so that
-no withheld cell can be worked out from the facility's total and the rest.
+age bands, and the disclosure threshold. `gather` counts one calendar month at every active facility: a
+statement per kind of count (encounters, diagnoses, screenings) in the facility's own transaction (its
+role and search_path pinned, so they can read nothing else), grouped by sex and age band, with one audit
+event in the facility's own log saying the ministry counted its records. Only counts come out of that
+transaction, and `withhold` applies the disclosure rule to each facility's breakdown before anything is
+summed, shown or exported: a count from 1 to threshold - 1 is never published, and when a facility's
+breakdown has exactly one such cell (or withheld cells that add up to less than the threshold) the next
+smallest is withheld too, so that no withheld cell can be worked out from the facility's total and the
+rest.
 
 District, regional and national figures are sums of what the facilities published; the page and the
 exports say how many facility figures were withheld from each sum, never guess them.
@@ -30,13 +31,32 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from appliance.layers.clinical.growth import (
+    ACUTE_FROM_MONTHS,
+    ACUTE_TO_MONTHS,
+    MUAC_MODERATE_BELOW_MM,
+    MUAC_SEVERE_BELOW_MM,
+)
 from appliance.substrate import audit
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
-SOURCES = ("encounters", "diagnoses")
+SOURCES = ("encounters", "diagnoses", "screenings")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
+# What a `screenings` indicator counts of the children screened for acute malnutrition in the month.
+FINDINGS = ("screened", "severe", "moderate")
+# The acute malnutrition criteria a screening is counted by: the clinical layer's own (clinical/growth.py),
+# so a child the chart calls severe is the child the ministry counts as severe. Only MUAC and oedema: the
+# wasting z-score needs the WHO tables, which SQL inside the facility cannot read (see indicators.toml).
+SCREENING_CUTOFFS = {"acute_from_months": ACUTE_FROM_MONTHS, "acute_to_months": ACUTE_TO_MONTHS,
+                     "muac_severe_below": MUAC_SEVERE_BELOW_MM, "muac_moderate_below": MUAC_MODERATE_BELOW_MM}
+SCREENING_CRITERIA = (
+    f"Acute malnutrition counts children {ACUTE_FROM_MONTHS}–{ACUTE_TO_MONTHS} months old when screened with a "
+    f"mid-upper-arm circumference (MUAC) or bilateral pitting oedema recorded, each once a month: severe when "
+    f"the MUAC was under {MUAC_SEVERE_BELOW_MM} mm or oedema was present at any screening of the month, moderate "
+    f"when the MUAC was {MUAC_SEVERE_BELOW_MM}–{MUAC_MODERATE_BELOW_MM - 1} mm and not severe (WHO/UNICEF 2009). "
+    "Wasting by weight-for-height or BMI-for-age is on each child's chart but not counted here.")
 # Sex as DHIS2 category options; "other" and "unknown" are one option, as small as they are.
 SEXES: tuple[tuple[str, str], ...] = (("F", "female"), ("M", "male"), ("U", "other or unknown"))
 _SEX_OF = {"female": "F", "male": "M"}
@@ -66,6 +86,7 @@ class Indicator:
     source: str
     encounter_class: str | None = None
     icd10: tuple[tuple[str, str], ...] = ()  # inclusive ranges of three-character categories
+    finding: str | None = None  # a `screenings` indicator's: one of FINDINGS
 
 
 @dataclass(frozen=True)
@@ -123,6 +144,10 @@ def _indicator(item: dict) -> Indicator:
         if item.get("encounter_class") not in ENCOUNTER_CLASSES:
             raise ValueError(f"indicator {item['id']!r}: encounter_class must be one of {', '.join(ENCOUNTER_CLASSES)}")
         return Indicator(item["id"], item["name"], item["dhis2"], source, encounter_class=item["encounter_class"])
+    if source == "screenings":
+        if item.get("finding") not in FINDINGS:
+            raise ValueError(f"indicator {item['id']!r}: finding must be one of {', '.join(FINDINGS)}")
+        return Indicator(item["id"], item["name"], item["dhis2"], source, finding=item["finding"])
     ranges = []
     for text in item["icd10"]:
         low, _, high = text.partition("-")
@@ -242,6 +267,44 @@ FROM cases JOIN patient p ON p.id = cases.patient_id
 GROUP BY 1, 2, 3
 """
 
+# Children screened for acute malnutrition: a set of vital signs with a MUAC or an oedema finding (present,
+# or looked for and absent), current and not entered in error, taken in the month (its record's first
+# version: a corrected MUAC stays on the day it was measured) while the child was 6-59 months old, on the
+# facility's calendar. Each child once a month, whatever the number of screenings, in the sex and age band
+# of the first: severe if any screening met a severe criterion, moderate if none did and one met a moderate
+# one. `first.kind` lets the month be found on the entry's (kind, occurred_at) index: a record's versions
+# are all of one kind.
+_SCREENINGS = """
+WITH screening AS (
+    SELECT x.patient_id, first.occurred_at AS screened_at, v.muac_mm, v.oedema
+    FROM entry x
+    JOIN entry first ON first.id = x.root_id
+    JOIN vital_signs v ON v.entry_id = x.id
+    JOIN patient p ON p.id = x.patient_id
+    WHERE x.kind = 'vital_signs' AND first.kind = 'vital_signs' AND x.status <> 'entered_in_error'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+      AND (v.muac_mm IS NOT NULL OR v.oedema IS NOT NULL)
+      AND first.occurred_at >= :start AND first.occurred_at < :end
+      AND (SELECT date_part('year', a) * 12 + date_part('month', a)
+           FROM age((first.occurred_at AT TIME ZONE :tz)::date, p.birth_date) AS a)
+          BETWEEN :acute_from_months AND :acute_to_months
+), child AS (
+    SELECT patient_id, min(screened_at) AS first_at,
+           bool_or(oedema IS TRUE OR muac_mm < :muac_severe_below) AS severe,
+           bool_or(muac_mm < :muac_moderate_below) AS moderate_or_severe_muac
+    FROM screening
+    GROUP BY patient_id
+)
+SELECT f.what, date_part('year', age((child.first_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,
+       p.sex, count(*) AS n
+FROM child
+JOIN patient p ON p.id = child.patient_id
+CROSS JOIN LATERAL (VALUES ('screened', true), ('severe', child.severe),
+                           ('moderate', child.moderate_or_severe_muac AND NOT child.severe)) AS f (what, met)
+WHERE f.met
+GROUP BY 1, 2, 3
+"""
+
 
 def count_facility(db: Database, slug: str, timezone: str, period: Period,
                    definitions: Definitions) -> dict[str, dict[Cell, int]]:
@@ -252,9 +315,12 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     counts: dict[str, dict[Cell, int]] = {indicator.id: {} for indicator in definitions.indicators}
     by_class: dict[str, list[str]] = {}
     wanted: list[tuple[str, str, str]] = []
+    by_finding: dict[str, list[str]] = {}
     for indicator in definitions.indicators:
         if indicator.source == "encounters":
             by_class.setdefault(indicator.encounter_class, []).append(indicator.id)
+        elif indicator.source == "screenings":
+            by_finding.setdefault(indicator.finding, []).append(indicator.id)
         else:
             wanted += [(indicator.id, low, high) for low, high in indicator.icd10]
     with db.tenant(slug) as conn:
@@ -265,6 +331,9 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             for n, (what, low, high) in enumerate(wanted):
                 params |= {f"what{n}": what, f"low{n}": low, f"high{n}": high}
             found += [([row.what], row) for row in conn.execute(sa.text(_DIAGNOSES.format(wanted=values)), params)]
+        if by_finding:
+            found += [(by_finding.get(row.what, []), row)
+                      for row in conn.execute(sa.text(_SCREENINGS), params | SCREENING_CUTOFFS)]
         for ids, row in found:
             cell = (_SEX_OF.get(row.sex, "U"), definitions.band_of(row.years))
             for indicator_id in ids:

@@ -154,6 +154,7 @@ def test_exports_carry_only_what_was_published(definitions):
     (('icd10 = ["B50-B54"]', 'icd10 = ["B54-B50"]'), "'B54-B50' is not an ICD-10 category range"),
     (("to_years = 5\n", "to_years = 6\n"), "without gaps"),
     (("threshold = 5", "threshold = 1"), "at least 2"),
+    (('finding = "severe"', 'finding = "wasted"'), "finding must be one of screened, severe, moderate"),
 ])
 def test_an_unusable_definitions_file_is_refused_naming_the_problem(tmp_path, change, named):
     text = DEFINITIONS_FILE.read_text()
