@@ -324,30 +324,21 @@ def test_a_bill_lowered_after_it_was_paid_says_the_refund_owed_until_it_is_given
     until the cashier records it; then the bill is simply paid."""
     from decimal import Decimal
 
-    from appliance.layers.clinical import service as clinical
-    from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
     from appliance.layers.financial import credits, refunds
     from appliance.layers.financial import service as financial
     from appliance.substrate.principal import Principal
-    from tests.layers.financial.conftest import FINANCIAL_CONFIG, FULL_BLOOD_COUNT
+    from tests.layers.financial.conftest import FINANCIAL_CONFIG
+    from tests.web.test_billing import billed_for_a_blood_count
 
     facility = tenant_factory(name="Refunding Clinic", **FINANCIAL_CONFIG)
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr R", tenant=facility.slug,
-                       role="clinician")
     clerk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clerk R", tenant=facility.slug,
                       role="billing_clerk")
+    invoice = billed_for_a_blood_count(db, facility, "Atieno", "Mercy")
     with db.tenant(facility.slug) as conn:
-        patient = clinical.register_patient(conn, doctor, PatientIn.model_validate({
-            "family_name": "Atieno", "given_names": "Mercy", "birth_date": "2019-05-01", "sex": "female"}))
-        visit = clinical.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
-        clinical.order_test(conn, doctor, patient["id"],
-                            ServiceRequestIn(code=FULL_BLOOD_COUNT, encounter_id=visit["id"]))
-        [account] = financial.list_accounts(conn, clerk, patient_id=patient["id"])
-        invoice = financial.finalise_invoice(conn, clerk, financial.draft_invoice(conn, clerk, account["id"])["id"])
         financial.record_payment(conn, clerk, invoice["id"], method="cash", amount=Decimal("450"))
         credits.issue_credit_note(conn, clerk, invoice["id"], lines=[(invoice["lines"][0]["id"], Decimal("70"))],
                                   reason="priced at the private tariff in error")
-    mercy = _portal_of(db, app, policy, facility.slug, patient["id"], "Atieno", "Mercy")
+    mercy = _portal_of(db, app, policy, facility.slug, invoice["patient_id"], "Atieno", "Mercy")
 
     page = mercy.get("/me").text
     assert "Refunding Clinic owes you a refund of KES 70.00" in page and "You owe" not in page
