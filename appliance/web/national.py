@@ -34,7 +34,7 @@ from appliance.web.errors import error_page, problem
 log = structlog.get_logger(__name__)
 
 MONTHS_OFFERED = 24
-# A facility's month is about 3 KiB of counts (ten indicators): this takes some 700 facilities.
+# A facility's month is about 4 KiB of counts (thirteen indicators): this takes some 500 facilities.
 MAX_PACKAGE_BYTES = 2 * 1024 * 1024
 
 
@@ -80,6 +80,8 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities, "focus": focus,
         "breakdown": national.breakdown(facilities, chosen.id, definitions), "sexes": national.SEXES,
         "reports": federation.reports(state.db, month),
+        "screening_criteria": national.SCREENING_CRITERIA if any(i.source == "screenings"
+                                                                 for i in definitions.indicators) else None,
         "withheld_any": any(f.figures[i.id].withheld or f.figures[i.id].total is None
                             for f in facilities for i in definitions.indicators),
         # DHIS2 makes a facility's total by adding the sex-and-age values it receives, and a withheld

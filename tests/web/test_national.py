@@ -4,6 +4,7 @@ withheld, viewing and exporting audited — for the ministry analyst only."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import EncounterIn
+from appliance.layers.clinical.schemas import EncounterIn, VitalSignsIn
 from appliance.national import indicators as national
 from appliance.substrate.audit import control_audit_event
 from appliance.substrate.principal import Principal
@@ -128,6 +129,44 @@ def test_a_facility_opens_to_its_every_indicator(db, signed_in, counted):
     assert '<td class="total"><span class="muted"' in quiet_focus.split('data-indicator="opd_attendance"')[1]
     unknown = analyst.get(f"/national?period={month.value}&facility=t_nowhere")
     assert unknown.status_code == 404 and "No facility &#39;t_nowhere&#39; is counted in" in unknown.text
+
+
+@pytest.fixture(scope="module")
+def screening(db, tenant_factory):
+    """A third facility (in UTC, as the others) that screened seven children aged 2 this month: five girls
+    with a MUAC of 110 mm (severe acute malnutrition) and two boys of 130 mm."""
+    facility = tenant_factory(name="Nutrition Clinic", district="Northdistrict", timezone="UTC")
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr M", tenant=facility.slug,
+                          role="clinician")
+    with db.tenant(facility.slug) as conn:
+        for sex, muac in [("female", 110)] * 5 + [("male", 130)] * 2:
+            child = new_patient(conn, clinician, sex=sex, birth_date=born_years_ago(2))
+            measured = service.record_vitals(conn, clinician, child["id"], VitalSignsIn(muac_mm=muac, oedema=False))
+    return facility, national.Period.containing(measured["occurred_at"].astimezone(dt.UTC).date())
+
+
+def test_children_screened_for_acute_malnutrition_are_shown_and_exported_small_counts_withheld(signed_in,
+                                                                                                screening):
+    """Screened: 7, the boys' 2 withheld and the girls' 5 with them; severe: the girls' 5, shown;
+    moderate: none, a zero."""
+    facility, month = screening
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    page = analyst.get(f"/national?period={month.value}&indicator=sam_cases").text
+    assert "Severe acute malnutrition (MUAC or oedema), facility by facility" in page
+    assert national.SCREENING_CRITERIA.replace("'", "&#39;") in page.split('id="screening-criteria"')[1]
+    row = page.split('id="facilities"')[1].split(f'data-facility="{facility.slug}"')[1].split("</tr>")[0]
+    assert '<td class="total">5</td>' in row and ">withheld<" not in row
+    focus = analyst.get(f"/national?period={month.value}&facility={facility.slug}").text.split(
+        'id="facility-focus"')[1].split("</section>")[0]
+    screened = focus.split('data-indicator="nutrition_screened"')[1].split("</tr>")[0]
+    assert '<td class="total">7</td>' in screened and screened.count(">withheld<") == 2
+    assert '<td class="total">0</td>' in focus.split('data-indicator="mam_cases"')[1].split("</tr>")[0]
+    values = analyst.get(f"/national/export?period={month.value}&format=dhis2").json()["dataValues"]
+    mine = {(v["dataElement"], v["categoryOptionCombo"]): v["value"] for v in values
+            if v["orgUnit"] == facility.slug}
+    assert mine[("HOS_SAM_CASES", "F_1-4Y")] == "5"
+    assert ("HOS_NUT_SCREENED", "F_1-4Y") not in mine and ("HOS_NUT_SCREENED", "M_1-4Y") not in mine
+    assert mine[("HOS_NUT_SCREENED", "F_LT1Y")] == "0" and mine[("HOS_MAM_CASES", "M_1-4Y")] == "0"
 
 
 def test_a_month_older_than_those_offered_stays_chosen(signed_in):
