@@ -378,6 +378,10 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
             "news2_svg": news2_chart(trend, clock) if any(r["news2"] for r in trend) and exclusion is None else None,
             "charts": portal.vitals_charts([r | {"weight_kg": None} for r in trend], clock, adult),
             "last_scale": next((r["spo2_scale"] for r in rows if r["spo2_scale"]), 1),
+            # Under 16 neither NEWS2's SpO2 scale 2 nor ACVPU is asked: PEWS uses neither (MEOWS, which a
+            # girl in pregnancy is charted on, does use consciousness).
+            "asks_scale": not (exclusion and exclusion.child),
+            "asks_acvpu": not (exclusion and exclusion.child and not exclusion.maternity),
             "names": people_named(db, {r["author_id"] for r in rows[:30]})}
 
 
@@ -389,7 +393,7 @@ async def observations_page(request: Asking, tenant: Tenant, patient_id: Id) -> 
     context = await _in_thread(lambda: _observations_context(db, request.user, tenant, patient_id))
     # Air and "alert" are not assumed: a set of a pulse and a temperature stored 'air, A' as if both had been
     # looked at, and its NEWS2 counted them as recorded. Each is chosen, or the set says it was not.
-    values = {"spo2_scale": str(context["last_scale"])}
+    values = {"spo2_scale": str(context["last_scale"])} if context["asks_scale"] else {}
     return page(request, "nursing/observations.html", active="patients", patient_id=patient_id,
                 tab="observations", **context, values=values, errors={}, **NURSING_HELPERS)
 
@@ -408,21 +412,29 @@ def _vitals_in(values: dict) -> VitalSignsIn:
 async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     values = form_values(data)
     db: Database = request.app.state.db
+    errors: dict[str, str] = {}
     try:
         vitals = _vitals_in(values)
     except ValidationError as exc:
         errors = field_errors(exc)
         if "form" in errors or "vitals" in errors or not set(errors) & set(OBSERVATION_FIELDS):
             errors = {"form": next(iter(errors.values()))}
+    if not errors:
+        def work() -> None:
+            with db.tenant(tenant) as conn:
+                clinical.record_vitals(conn, request.user, patient_id, vitals)
+
+        try:
+            await _in_thread(work)
+        except RecordError as exc:
+            if exc.status != 422:
+                raise
+            # A form from before the page hid what does not apply (a child's scale 2): said beside the form.
+            errors = {"form": exc.detail[:1].upper() + exc.detail[1:] + "."}
+    if errors:
         context = await _in_thread(lambda: _observations_context(db, request.user, tenant, patient_id))
         return page(request, "nursing/observations.html", status=422, active="patients", patient_id=patient_id,
                     tab="observations", **context, values=values, errors=errors, **NURSING_HELPERS)
-
-    def work() -> None:
-        with db.tenant(tenant) as conn:
-            clinical.record_vitals(conn, request.user, patient_id, vitals)
-
-    await _in_thread(work)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/observations?done=vitals")
 
 

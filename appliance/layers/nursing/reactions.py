@@ -4,7 +4,8 @@ task or its cancellation exists the moment the act does, or not at all.
 - `vital_signs` → a `news2` entry scoring the set where NEWS2 is validated (`service.news2_exclusion`:
   not under 16, not in pregnancy or the puerperium), a `meows` entry in pregnancy and the puerperium, a
   `pews` entry for a child (in the age band of their age when the set was taken); a corrected set is
-  re-scored (the score's next version), one entered in error takes its score with it.
+  re-scored (the score's next version), one entered in error takes its score with it. A child's set on
+  NEWS2's SpO2 scale 2 is refused (422), with the whole write.
 - `news2`, `meows`, `pews` → for a patient on a ward: the next observations become a task due at the
   score's minimum monitoring frequency (the previous one is done), and a score needing more than a
   ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
@@ -31,6 +32,7 @@ from appliance.layers.nursing import meows as maternity_warning
 from appliance.layers.nursing import news2 as early_warning
 from appliance.layers.nursing import pews as paediatric_warning
 from appliance.layers.nursing import service, views
+from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import meows, news2, nursing_task, pews
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
@@ -100,6 +102,12 @@ def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> 
     if vitals.status != "entered_in_error" and vitals.patient_id is not None:
         exclusion = service.news2_exclusion(conn, vitals.patient_id, vitals.occurred_at)
         kind = service.score_kind(exclusion)
+        if exclusion is not None and exclusion.child and vitals.detail.get("spo2_scale") == 2:
+            # Scale 2 is NEWS2's, for an adult's prescribed hypercapnic target; a set saying so of a child
+            # would chart a target no paediatric score has.
+            raise Invalid(f"SpO₂ scale 2 is not used under {service.ADULT_YEARS} years of age: it is NEWS2's "
+                          f"target for adults with hypercapnic respiratory failure, and a child's saturation is "
+                          f"scored on the usual target: record the set without the scale", field="spo2_scale")
         if kind is None:
             _unscored_set_recorded(conn, principal, vitals)
     detail = _SCORERS[kind](vitals.detail, vitals.occurred_at, exclusion) if kind else None

@@ -64,13 +64,15 @@ _PREGNANCY_CODES = (sa.func.left(views.condition.c.code, 1) == "O") | sa.func.le
 class Exclusion:
     """Why NEWS2 does not score a patient: a short label for lists, and the sentence for the chart;
     `maternity` when the maternity early warning score (MEOWS) scores her sets instead, `paediatric` when
-    the paediatric one (PEWS) does, in the age band `age_band` (a key of `pews.BANDS_BY_KEY`)."""
+    the paediatric one (PEWS) does, in the age band `age_band` (a key of `pews.BANDS_BY_KEY`); `child`
+    under 16, whichever score applies (a girl in pregnancy is on MEOWS), where NEWS2's SpO2 scale 2 does not."""
 
     label: str
     reason: str
     maternity: bool = False
     paediatric: bool = False
     age_band: str | None = None
+    child: bool = False
 
 
 def _child_exclusion(born: dt.date, estimated: bool, day: dt.date) -> Exclusion:
@@ -87,10 +89,10 @@ def _child_exclusion(born: dt.date, estimated: bool, day: dt.date) -> Exclusion:
                              f"NEWS2 is not used under {ADULT_YEARS} years of age, and PEWS cannot be scored: the "
                              f"birth date is an estimate, from an age in whole years, which could put the child in "
                              f"the {band.label} or the {oldest.label} age band of PEWS. Record the birth date to "
-                             f"score the next set")
+                             f"score the next set", child=True)
     return Exclusion(f"under {ADULT_YEARS}", f"NEWS2 is not used under {ADULT_YEARS} years of age: the paediatric "
                                              f"early warning score (PEWS, age band {band.label}) is charted instead",
-                     paediatric=True, age_band=band.key)
+                     paediatric=True, age_band=band.key, child=True)
 
 
 def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.datetime) -> dict[uuid.UUID, Exclusion]:
@@ -110,7 +112,8 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
         if pregnant is not None:
             found[patient_id] = Exclusion("pregnancy", f"NEWS2 is not used in pregnancy or the puerperium "
                                                        f"({pregnant}): the maternity early warning score (MEOWS) "
-                                                       f"is charted instead", maternity=True)
+                                                       f"is charted instead", maternity=True,
+                                          child=years_on(born, at.date()) < ADULT_YEARS)
         elif years_on(born, at.date()) < ADULT_YEARS:
             found[patient_id] = _child_exclusion(born, estimated, at.date())
     return found

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from appliance.layers.nursing import service
 from appliance.substrate import record
 from appliance.web.nursing import lateness
 from tests.layers.nursing.conftest import HIGH, TZ, admit, vitals
@@ -292,6 +293,23 @@ def test_the_form_does_not_assume_air_and_alert(db, signed_in, facility, clinici
     assert "Air or oxygen" in missing and "Consciousness" in missing
     row = shown.split('class="list compact obs-chart"')[1].split("</tr>")[1]
     assert ">air<" not in row and ">A<" not in row
+
+
+def test_a_childs_form_asks_neither_the_spo2_scale_nor_acvpu(db, signed_in, facility, clinician):
+    """PEWS uses neither NEWS2's SpO2 scale 2 nor ACVPU, and the form offered both for a 3-year-old."""
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, clinician, family="Wanjiru", given="Amani", born=dt.date.today() - dt.timedelta(days=1100))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{child['id']}/observations"
+    form = nurse.get(page).text.split('class="form vitals-form"')[1].split("</form>")[0]
+    assert 'name="spo2_scale"' not in form and 'name="consciousness"' not in form
+    assert "Not asked under 16: the SpO₂ scale and consciousness (ACVPU)" in form
+    # A form opened before (or typed by hand) that still says scale 2 is refused with why, nothing saved.
+    stale = post_form(nurse, page, page, {"spo2_scale": "2", "spo2_percent": "91", "heart_rate_bpm": "120",
+                                          "encounter_id": str(child["encounter_id"])})
+    assert stale.status_code == 422 and "SpO₂ scale 2 is not used under 16 years of age" in stale.text
+    with db.tenant(facility.slug) as conn:
+        assert service.observations(conn, clinician, child["id"]) == []
 
 
 def test_bad_observations_come_back_with_the_message(signed_in, facility, ward_patients):

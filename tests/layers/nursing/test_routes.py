@@ -55,6 +55,23 @@ def test_vitals_recorded_through_the_clinical_route_are_scored(nurse_api, clinic
     assert flow_on_air.status_code == 422 and "oxygen" in flow_on_air.text
 
 
+def test_a_childs_vitals_on_spo2_scale_2_are_refused_naming_the_field(db, nurse_api, clinician_api, facility):
+    """Scale 2 is NEWS2's hypercapnic target for adults; a child's set said to be on it was stored and charted."""
+    import sqlalchemy as sa
+
+    born = dt.date.today() - dt.timedelta(days=3 * 365)
+    patient = admitted(clinician_api, facility, family="Njeri", born=born.isoformat())
+    child_set = {"heart_rate_bpm": 120, "respiratory_rate": 28, "spo2_percent": 90,
+                 "encounter_id": patient["encounter_id"]}
+    refused = nurse_api.post(f"{patient['url']}/vitals", json=child_set | {"spo2_scale": 2})
+    assert refused.status_code == 422 and refused.json()["field"] == "spo2_scale", refused.text
+    assert "scale 2 is not used under 16 years of age" in refused.json()["detail"]
+    with db.tenant(facility.slug) as conn:  # nothing of the refused set was written
+        assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE patient_id = :id AND kind = 'vital_signs'"),
+                            {"id": patient["id"]}).scalar() == 0
+    assert nurse_api.post(f"{patient['url']}/vitals", json=child_set).status_code == 201
+
+
 def test_a_pregnant_womans_vitals_get_a_meows_over_http(db, nurse_api, clinician_api, facility):
     patient = admitted(clinician_api, facility, ward="MAT", family="Nekesa")
     pregnant = clinician_api.post(f"{patient['url']}/problems", json={"code": "O14.1"})
