@@ -6,8 +6,9 @@ it), with some patients in the wards at that moment.
 Patients come with demographics, identifiers and next of kin; each has a handful of encounters over
 the past year (mostly outpatient, some emergency, a few admissions) with vital signs, the problems a
 facility of this kind sees (malaria, respiratory infections, diarrhoea, hypertension, diabetes, HIV,
-pregnancy...), ICD-10 coded, prescriptions that respect recorded allergies, lab and imaging orders
-from the facility's own catalogue with results (flagged) and sign-offs, and notes.
+pregnancy...), ICD-10 coded, children of 6-59 months screened for acute malnutrition at each visit
+(MUAC and oedema, as a district hospital does), prescriptions that respect recorded allergies, lab and
+imaging orders from the facility's own catalogue with results (flagged) and sign-offs, and notes.
 
 Everything is written through `record.append_many`, the record's bulk path: the same entry and detail
 rows `record.append` writes (reactions and the audit seam included), a batch at a time. Each entry is
@@ -31,10 +32,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import drugs, icd10, service
+from appliance.layers.clinical.growth import ACUTE_FROM_MONTHS, ACUTE_TO_MONTHS
 from appliance.layers.clinical.models import orderable, patient, patient_identifier
 from appliance.layers.clinical.schemas import ResultIn
 from appliance.layers.clinical.service import _flag, _name_search
 from appliance.substrate import record
+from appliance.substrate.age import months_on
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
@@ -202,6 +205,20 @@ def _adult_weight(patient_id: uuid.UUID) -> float:
     return max(40.0, demo_stream("weight", patient_id).gauss(66, 12))
 
 
+@functools.cache
+def _child_muac(patient_id: uuid.UUID) -> float:
+    """A child's own mid-upper-arm circumference (mm), fixed by who they are, from a stream of its own:
+    about one sick child in six under 125 mm and one in thirty under 115 mm."""
+    return demo_stream("muac", patient_id).gauss(136, 11)
+
+
+def _screening(patient_id: uuid.UUID, when: dt.datetime) -> dict:
+    """A child's MUAC and oedema at one visit: their own MUAC, give or take the tape's few millimetres (a
+    stream of its own for each visit, so the population's other values stay what the seed gave)."""
+    return {"muac_mm": round(_child_muac(patient_id) + demo_stream("muac", patient_id, when).gauss(0, 3)),
+            "oedema": False}
+
+
 class _Batch:
     def __init__(self, conn: Connection, slug: str, rng: random.Random, offered: dict[str, OrderableConfig],
                  end: dt.datetime, used: set[tuple[str, str]], timing: random.Random, zone: zoneinfo.ZoneInfo,
@@ -219,6 +236,7 @@ class _Batch:
         self.written_until = self.now
         self.written_up_next_day: set[uuid.UUID] = set()
         self.patients: list[dict] = []
+        self.born: dict[uuid.UUID, dt.date] = {}
         self.identifiers: list[dict] = []
         self.entries: list[record.NewEntry] = []
         self.signoffs: list[record.NewEntry] = []
@@ -269,6 +287,7 @@ class _Batch:
             given += " " + rng.choice(FEMALE if sex == "female" else MALE)
         family = rng.choice(FAMILY)
         patient_id = _uuid(rng)
+        self.born[patient_id] = birth
         identifiers = [self._identifier(age)]
         phone = f"+2547{rng.randint(10_000_000, 99_999_999)}"
         kin_sex = rng.choice(["female", "male"])
@@ -459,6 +478,10 @@ class _Batch:
             detail |= {"consciousness": rng.choices(["A", "C", "V"], weights=[92, 6, 2] if typical is None
                                                     else [99, 0, 1])[0],
                        "supplemental_oxygen": rng.random() < (0.15 if typical is None else 0.02)}
+        # A child is screened on arriving (a clinic visit, an admission), not at each of the ward's rounds.
+        months = months_on(self.born[patient_id], when.astimezone(self.zone).date())
+        if not on_ward and ACUTE_FROM_MONTHS <= months <= ACUTE_TO_MONTHS:
+            detail |= _screening(patient_id, when)
         self.add("vital_signs", patient_id, detail, when + dt.timedelta(minutes=5), encounter_id)
 
     def order(self, patient_id: uuid.UUID, when: dt.datetime, encounter_id: uuid.UUID, test: OrderableConfig,

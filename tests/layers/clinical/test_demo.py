@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import chart, service
 from appliance.layers.clinical.demo import demo_principal, discharge_time, generate_demo_population
+from appliance.substrate.age import months_on
 from appliance.substrate.db import Database
 from appliance.substrate.tenancy import drop_tenant
 from tests.layers.clinical.conftest import CLINICAL_CONFIG
@@ -63,6 +64,10 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
             "SELECT max(v.weight_kg) - min(v.weight_kg) FROM vital_signs v JOIN entry e ON e.id = v.entry_id "
             "JOIN patient p ON p.id = e.patient_id WHERE p.birth_date < :adult GROUP BY e.patient_id "
             "HAVING count(*) > 1"), {"adult": AS_OF - dt.timedelta(days=19 * 366)}).scalars().all()
+        # A child of 6-59 months is screened for acute malnutrition on arriving (not at each ward round).
+        sets = conn.execute(sa.text(
+            "SELECT p.birth_date, e.occurred_at, v.muac_mm, v.oedema, v.consciousness IS NOT NULL AS round "
+            "FROM vital_signs v JOIN entry e ON e.id = v.entry_id JOIN patient p ON p.id = e.patient_id")).all()
         # Finished means ended by the demo's end; an encounter still going then is in progress.
         misdated = conn.execute(sa.text(
             "SELECT count(*) FROM encounter WHERE (status = 'finished' AND (ended_at IS NULL OR ended_at > :end)) "
@@ -87,6 +92,12 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
     assert unsafe == 0  # the generator never prescribes a drug the patient is recorded allergic to
     assert misdated == 0
     assert len(weight_spans) > 20 and max(weight_spans) < 5, sorted(weight_spans)[-5:]
+    zone = zoneinfo.ZoneInfo(config.timezone)
+    screened = [s.muac_mm for s in sets if s.muac_mm is not None]
+    assert all((s.muac_mm is not None) == (not s.round and 6 <= months_on(s.birth_date, s.occurred_at.astimezone(
+        zone).date()) <= 59) for s in sets)
+    assert all(s.oedema is False for s in sets if s.muac_mm is not None)
+    assert len(screened) > 20 and any(m < 125 for m in screened) and any(m >= 125 for m in screened)
 
 
 def test_inpatients_go_home_at_ward_discharge_hours(db: Database, tenant_factory):
