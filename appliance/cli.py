@@ -652,7 +652,7 @@ def subject_dismiss(settings: Settings, first, second, reason: str) -> None:
 
 # -- demo -----------------------------------------------------------------------------------------
 
-DEMO_TENANT_ROLES = ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "facility_admin"]
+DEMO_TENANT_ROLES = ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "pharmacist", "facility_admin"]
 DEMO_APPLIANCE_ROLES = ["operator", "ministry_analyst", "regulator"]
 
 
@@ -747,7 +747,9 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     from appliance.layers.nursing import demo as nursing_demo
     from appliance.layers.nursing.demo import generate_nursing_demo
     from appliance.layers.operations import demo as operations_demo
+    from appliance.layers.operations import pharmacy_demo
     from appliance.layers.operations.demo import generate_operations_demo
+    from appliance.layers.operations.pharmacy_demo import generate_pharmacy_demo
 
     with Progress(TextColumn("demo population {task.fields[slug]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=not err.is_terminal) as progress:
@@ -766,6 +768,11 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
                 err.print(f"{slug}: demo operations written ({operations.get('admission', 0)} admissions, "
                           f"{operations.get('ed_arrival', 0)} ED visits, {operations.get('appointment', 0)} "
                           "appointments)")
+            # The outpatient pharmacy: its stock, and the month's clinic prescriptions dispensed (most of them).
+            dispensed = generate_pharmacy_demo(db, slug)
+            if dispensed:
+                err.print(f"{slug}: demo pharmacy written ({dispensed['pharmacy_item']} items stocked, "
+                          f"{dispensed['dispense']} prescriptions dispensed)")
             # The wards' own record of the patients the operations demo put in beds: assessments, doses.
             nursing = generate_nursing_demo(db, slug)
             if nursing:
@@ -776,11 +783,12 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
             if billing:
                 err.print(f"{slug}: demo billing written ({billing['bed_day']} bed-days accrued, "
                           f"{billing['invoice']} invoices, {billing['payment']} payments)")
-            wrote = wrote or bool(counts or operations or nursing or billing)
+            wrote = wrote or bool(counts or operations or dispensed or nursing or billing)
             # Who wrote the demo's entries, by name: without an account row the pages left the author
             # blank ("unknown author" on notes, no name beside observations, doses and care plans).
             authors = [clinical_demo.demo_principal(slug), clinical_demo.demo_principal(slug, "reviewer"),
-                       operations_demo.demo_principal(slug), nursing_demo.demo_principal(slug),
+                       operations_demo.demo_principal(slug), pharmacy_demo.demo_principal(slug),
+                       nursing_demo.demo_principal(slug),
                        financial_demo.demo_principal(slug)]
             with db.control() as conn:
                 for author in authors:

@@ -151,18 +151,21 @@ def _batch_of(conn: Connection, item_id: uuid.UUID, batch: str) -> dict | None:
 
 def _move(conn: Connection, principal: Principal, item_id: uuid.UUID, batch: str, expires_on: dt.date, kind: str,
           quantity: Decimal, *, reason: str | None = None, reference: str | None = None,
-          dispense_entry_id: uuid.UUID | None = None) -> dict:
+          dispense_entry_id: uuid.UUID | None = None, recorded_at: dt.datetime | None = None) -> dict:
     row = {"id": uuid.uuid4(), "item_id": item_id, "batch": batch, "expires_on": expires_on, "kind": kind,
            "quantity": quantity, "reason": reason, "reference": reference, "dispense_entry_id": dispense_entry_id,
            "recorded_by": principal.account_id}
+    if recorded_at is not None:  # a replay of a past day's dispensing (the demo): the ledger keeps its time
+        row["recorded_at"] = recorded_at
     recorded_at = conn.execute(stock_movement.insert().values(**row).returning(stock_movement.c.recorded_at)).scalar()
     return row | {"recorded_at": recorded_at}
 
 
 def receive(conn: Connection, principal: Principal, item_id: uuid.UUID, *, batch: str, expires_on: dt.date,
-            quantity: Decimal, reference: str | None, today: dt.date) -> dict:
+            quantity: Decimal, reference: str | None, today: dt.date, at: dt.datetime | None = None) -> dict:
     """Goods received into the pharmacy: a batch with its expiry, from a delivery (`reference`). A batch
-    already received keeps the expiry it was received with; one already expired is not taken in."""
+    already received keeps the expiry it was received with; one already expired is not taken in. `at`:
+    when, for a replay of past days (the demo); now otherwise."""
     _locked_item(conn, item_id)
     if expires_on < today:
         raise Invalid(f"batch {batch} expired on {expires_on}: it cannot be taken into stock", field="expires_on")
@@ -170,7 +173,8 @@ def receive(conn: Connection, principal: Principal, item_id: uuid.UUID, *, batch
     if known is not None and known["expires_on"] != expires_on:
         raise Conflict(f"batch {batch} of this item was received with expiry {known['expires_on']}; check the "
                        "batch number or the expiry on the pack", field="expires_on")
-    moved = _move(conn, principal, item_id, batch, expires_on, "received", quantity, reference=reference)
+    moved = _move(conn, principal, item_id, batch, expires_on, "received", quantity, reference=reference,
+                  recorded_at=at)
     audit.append(conn, tenant=conn.info["healthos_tenant"], principal=principal, event_type="pharmacy.stock.receive",
                  action="C", entity={"kind": "stock_movement", "ids": [str(moved["id"])], "count": 1})
     log.info("pharmacy_stock_received", item=str(item_id), quantity=_text(quantity))
@@ -231,12 +235,13 @@ def _dispensed(conn: Connection, roots: list[uuid.UUID]) -> dict[uuid.UUID, dict
 
 def dispense_medicine(conn: Connection, principal: Principal, *, medication_request_id: uuid.UUID,
                       item_id: uuid.UUID, quantity: Decimal, today: dt.date, batch: str | None = None,
-                      partial: bool = False) -> dict:
+                      partial: bool = False, at: dt.datetime | None = None) -> dict:
     """Hand over `quantity` of an item against an outpatient prescription, from `batch` or the batch that
     expires first. Refused whole, writing nothing, when the stock on hand (of that batch) is short (409,
     saying what is left), when the item is another drug than prescribed (422), or when the prescription is
     not active, not an outpatient's, or already dispensed in full (409). `partial`: the patient comes
-    back for the rest, and the prescription stays on the queue."""
+    back for the rest, and the prescription stays on the queue. `at`: when it was handed over, for a replay
+    of past days (the demo); now otherwise."""
     item = _locked_item(conn, item_id)
     found = conn.execute(_PRESCRIPTION, {"id": medication_request_id}).mappings().first()
     if found is None:
@@ -273,11 +278,11 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
                        f"{more}", field="quantity", on_hand=amount(left), batch_on_hand=amount(chosen["on_hand"]),
                        batch=chosen["batch"])
     written = record.append(conn, principal, "dispense", patient_id=found["patient_id"],
-                            encounter_id=found["encounter_id"],
+                            encounter_id=found["encounter_id"], occurred_at=at,
                             detail={"medication_request_id": found["root_id"], "item_id": item_id,
                                     "batch": chosen["batch"], "quantity": quantity, "unit": unit, "partial": partial})
     _move(conn, principal, item_id, chosen["batch"], chosen["expires_on"], "dispensed", -quantity,
-          dispense_entry_id=written.id)
+          dispense_entry_id=written.id, recorded_at=at)
     log.info("pharmacy_dispensed", item=str(item_id), quantity=_text(quantity))
     return {"id": written.id, "patient_id": found["patient_id"], "medication_request_id": found["root_id"],
             "item_id": item_id, "item": label(item), "batch": chosen["batch"], "expires_on": chosen["expires_on"],

@@ -140,3 +140,26 @@ def test_every_kpi_has_a_figure_on_demo_data(db, demo_tenant, definitions):
                                          now=AS_OF + dt.timedelta(hours=1))
     missing = [f["id"] for f in figures if f["available"] and f["value"] is None]
     assert missing == []
+
+
+def test_the_pharmacy_demo_stocks_dispenses_and_runs_amoxicillin_out(db, demo_tenant):
+    """Over the operations demo's population: the pharmacy stocks what its clinics prescribe, dispenses most
+    of the month's active clinic prescriptions through the dispensing act (an entry and a ledger row each),
+    is short of amoxicillin, has an expired batch of ibuprofen on the shelf, and writes it all once."""
+    from appliance.layers.operations import pharmacy
+    from appliance.layers.operations.pharmacy_demo import generate_pharmacy_demo
+
+    config, _ = demo_tenant
+    counts = generate_pharmacy_demo(db, config.slug, seed=4, as_of=AS_OF)
+    assert counts["pharmacy_item"] == 14 and counts["dispense"] >= 1, counts
+    assert generate_pharmacy_demo(db, config.slug, seed=4, as_of=AS_OF) == {}
+    with db.tenant(config.slug) as conn:
+        ledger = conn.execute(sa.text(
+            "SELECT count(*) FILTER (WHERE kind = 'dispensed'), count(DISTINCT dispense_entry_id) FROM stock_movement"
+        )).one()
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'dispense'")).scalar()
+        negative = conn.execute(sa.text("SELECT count(*) FROM (SELECT sum(quantity) FROM stock_movement "
+                                        "GROUP BY item_id, batch HAVING sum(quantity) < 0) s")).scalar()
+        stock = {item["drug"]: item for item in pharmacy.stock(conn, AS_OF.date())}
+    assert tuple(ledger) == (entries, entries) == (counts["dispense"], counts["dispense"]) and negative == 0
+    assert stock["Amoxicillin"]["status"] == "low" and stock["Ibuprofen"]["expired"] > 0
