@@ -1,7 +1,7 @@
 """The outpatient pharmacy's pages in the tenant portal, under `/t/{tenant}/`: the queue of prescriptions to
 hand over with a dispense form on each (`/pharmacy`), the stock on hand with what is low and what is out and
 the forms to add an item, receive goods and adjust a batch (`/pharmacy/stock`), and the dispensing history
-on the patient's chart (a chart tab, a line per dispense).
+on the patient's chart (a chart tab, a line per dispense, and the chart's timeline).
 
 They keep the portal's rules (appliance/web/portal.py): server-rendered, no script, each route declares its
 permission, forms carry the CSRF token and Post/Redirect/Get, a refusal is the page again with its sentence
@@ -50,6 +50,11 @@ portal.NOTICES.update({
     "received": "Goods received into stock.",
     "adjusted": "Stock adjusted, with the reason on the ledger.",
 })
+portal.TIMELINE_SOURCES.append(portal.TimelineSource(
+    "operations", "dispense", "Dispensed", "clinical.medication.read", pharmacy.dispensing_history,
+    lambda r: (f"Dispensed {pharmacy.amount(r['quantity'])} {r['unit']} of {r['item']}",
+               f"batch {r['batch']}" + ("; part, more to collect" if r["partial"] else "")),
+    lambda r: r["dispensed_at"]))
 STATUS_WORDS = {"ok": "In stock", "low": "Low: reorder", "out": "Out of stock"}
 
 

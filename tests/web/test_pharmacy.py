@@ -87,6 +87,8 @@ def test_a_pharmacist_stocks_dispenses_and_the_chart_shows_it(signed_in, db, fac
     history = clinician.get(f"{base}/patients/{patient_id}/dispensing")
     assert history.status_code == 200
     assert "15 capsule of Amoxicillin 500 mg capsule" in history.text and "AMX-1" in history.text
+    assert "Dispensed 15 capsule of Amoxicillin 500 mg capsule" in clinician.get(
+        f"{base}/patients/{patient_id}/timeline").text
     assert pharmacist.get(f"{base}/patients/{patient_id}/dispensing").status_code == 403  # not the pharmacist's
 
 
