@@ -251,6 +251,10 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
     if found["encounter_class"] != "outpatient":
         raise Conflict("the outpatient pharmacy dispenses prescriptions of outpatient visits, and this one is "
                        "not of one", field="medication_request_id")
+    # One dispense of a prescription at a time, whichever item it is filled from (the item's lock does not
+    # cover two items of one drug): the second waits, then sees the first's dispense if it was in full.
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
+        f"healthos.pharmacy.dispense:{found['root_id']}", 0))))
     before = _dispensed(conn, [found["root_id"]]).get(found["root_id"])
     if before is not None and not before["partial"]:
         raise Conflict("this prescription has already been dispensed in full", field="medication_request_id")

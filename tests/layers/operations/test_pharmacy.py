@@ -207,6 +207,40 @@ def test_two_pharmacists_dispensing_the_last_units_at_once_one_lands(db, facilit
         assert conn.execute(sa.text("SELECT count(*) FROM dispense WHERE item_id = :i"), {"i": item}).scalar() == 1
 
 
+def test_one_prescription_dispensed_from_two_items_at_once_is_handed_over_once(db, facility, pharmacist, clinician):
+    """Two pharmacists fill the same prescription at once from two items of the drug (capsules and tablets):
+    the item locks do not meet, the prescription's does, and the second finds it dispensed in full."""
+    with db.tenant(facility.slug) as conn:
+        items = [_item(conn, pharmacist, "Doxycycline", form=form, strength=Decimal(100), unit=form)
+                 for form in ("capsule", "tablet")]
+        for item in items:
+            pharmacy.receive(conn, pharmacist, item, batch="D1", expires_on=SOON, quantity=Decimal(20),
+                             reference=None, today=TODAY)
+        _, rx = _prescription(conn, clinician, "Doxycycline")
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def dispense(item):
+        start.wait()
+        try:
+            with db.tenant(facility.slug) as conn:
+                outcomes.append(pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
+                                                           quantity=Decimal(10), today=TODAY))
+        except Conflict as refused:
+            outcomes.append(refused)
+
+    threads = [threading.Thread(target=dispense, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "dict"]
+    assert "in full" in next(o for o in outcomes if isinstance(o, Conflict)).detail
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM dispense WHERE medication_request_id = :r"),
+                            {"r": rx}).scalar() == 1
+
+
 def test_another_facility_and_guessed_ids_are_refused_on_every_route(token_client, db, facility, other_facility,
                                                                      pharmacist, clinician):
     with db.tenant(facility.slug) as conn:
