@@ -142,7 +142,7 @@ def test_every_kpi_has_a_figure_on_demo_data(db, demo_tenant, definitions):
     assert missing == []
 
 
-def test_the_pharmacy_demo_stocks_dispenses_and_runs_amoxicillin_out(db, demo_tenant):
+def test_the_pharmacy_demo_stocks_dispenses_and_is_short_of_amoxicillin(db, demo_tenant):
     """Over the operations demo's population: the pharmacy stocks what its clinics prescribe, dispenses most
     of the month's active clinic prescriptions through the dispensing act (an entry and a ledger row each),
     is short of amoxicillin, has an expired batch of ibuprofen on the shelf, and writes it all once."""
