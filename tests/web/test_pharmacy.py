@@ -114,3 +114,6 @@ def test_another_facility_and_guessed_ids_are_refused(signed_in, db, facility, o
     clinician = signed_in("clinician", facility.slug)
     assert clinician.get(f"{base}/patients/{guess}/dispensing").status_code == 404
     assert clinician.get(f"{base}/pharmacy").status_code == 403
+    bed_manager = signed_in("bed_manager", facility.slug)  # operations staff, but not the pharmacy's
+    assert bed_manager.get(f"{base}/pharmacy").status_code == 403
+    assert bed_manager.get(f"{base}/beds").status_code == 200
