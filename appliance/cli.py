@@ -892,9 +892,12 @@ def national_export(settings: Settings, period: str | None, export_format: str, 
         out_path.write_text(national.to_csv(facilities, month, definitions), encoding="utf-8")
     else:
         out_path.write_text(json.dumps(national.to_dhis2(facilities, month, definitions), indent=1), encoding="utf-8")
-    withheld = sum(f.figures[i.id].withheld for f in facilities for i in definitions.indicators)
+    withheld = sum(figure.withheld for f in facilities for figure in f.figures.values())
+    not_reported = sum(f.figure(i.id) is None for f in facilities for i in definitions.indicators)
     err.print(f"{month.label}: {len(definitions.indicators)} indicators at {len(facilities)} facilities written to "
-              f"{out_path}; {withheld} cells under {definitions.threshold} (or revealing one) withheld")
+              f"{out_path}; {withheld} cells under {definitions.threshold} (or revealing one) withheld"
+              + (f"; {not_reported} facility indicators not reported (their appliance does not count them yet)"
+                 if not_reported else ""))
 
 
 @national_group.command("package")
@@ -948,6 +951,10 @@ def national_push(settings: Settings, period: str | None, address: str, ca_file:
     click.echo(f"received by {url} from {answer.get('appliance')}, {answer.get('month')}: "
                f"{_facilities(answer.get('facilities', 0))}"
                f"{', replacing the earlier package' if answer.get('replaced') else ''}")
+    for key, said in (("not_reported", "not counted here, so not reported for these facilities there"),
+                      ("ignored", "not known there, so ignored")):
+        if answer.get(key):
+            click.echo(f"{said}: {', '.join(map(str, answer[key]))}")
 
 
 @national_group.group("peer")
@@ -980,13 +987,15 @@ def national_peer_list(settings: Settings, period: str | None) -> None:
     from appliance.national import federation
 
     with opened_database(settings) as db:
-        _, month = _national_month(settings, period, db)
-        reports = federation.reports(db, month)
+        definitions, month = _national_month(settings, period, db)
+        reports = federation.reports(db, month, definitions)
     if not reports:
         err.print("no appliance is registered: healthos national peer add --name N --key FILE")
     for report in reports:
         sent = (f"{_facilities(report.facilities)}, produced {report.produced_at:%Y-%m-%d %H:%M %Z}, "
                 f"received {report.received_at:%Y-%m-%d %H:%M %Z}") if report.received_at else "NOT RECEIVED"
+        if report.not_counted:
+            sent += f", not counting {', '.join(report.not_counted)}"
         click.echo(f"{report.peer.name}\t{report.peer.key_id}\t{month.value}: {sent}")
 
 
@@ -1005,6 +1014,10 @@ def national_receive(settings: Settings, package_path: Path) -> None:
             fail(f"{package_path}: refused: {exc}")
     err.print(f"{receipt.peer}, {receipt.period.label}: {_facilities(receipt.facilities)} "
               f"{'replaced the earlier package' if receipt.replaced else 'received'}")
+    if receipt.not_counted:
+        err.print(f"not counted by its appliance, so not reported for its facilities: {', '.join(receipt.not_counted)}")
+    if receipt.ignored:
+        err.print(f"counted by its appliance but not known here, so ignored: {', '.join(receipt.ignored)}")
 
 
 @main.group("hl7")

@@ -6,12 +6,19 @@ facilities, after each facility's disclosure rule, and nothing else (no slug, no
 signed with the appliance's Ed25519 key (the one that signs its audit checkpoints), over a statement
 with its own prefix so that a package signature can never pass for a checkpoint's. The receiving
 appliance accepts a package only from an appliance whose public key an operator registered
-(`healthos national peer add`), only when its indicators and age bands are the receiving appliance's
-own (a figure means the same thing on both sides), and only when its figures obey the receiver's
-disclosure threshold: a published count under the threshold, or a facility breakdown with a single
+(`healthos national peer add`), only when its age bands are the receiving appliance's own (a cell means
+the same thing on both sides, and the cells add up to the total), and only when its figures obey the
+receiver's disclosure threshold: a published count under the threshold, or a facility breakdown with a single
 withheld cell beside a published total (which the total would reveal), is refused. A newer package
 for the same appliance and month replaces the older; every export, registration and receipt is in the
 appliance's audit log.
+
+The list of indicators may differ, because a national rollout upgrades the ministry's appliance and each
+hospital's weeks apart. A package from an appliance that does not yet count an indicator is received, and
+that indicator is "not reported" for its facilities (no figure, never a zero: see `indicators`); one that
+counts indicators this appliance does not know is received for those both know, the others kept as sent
+(they too obey the disclosure rule) but not read. The receipt, the audit event and `reports` name both.
+A package held from before the definitions grew reads the same way, so an upgrade loses no month.
 
 Where a link exists the same package travels over HTTPS instead of on a stick: `push_package` posts it
 to the ministry's appliance (`PACKAGES_PATH`, which hands it to the same `receive_package`), verifying
@@ -110,20 +117,27 @@ class Peer:
 
 @dataclass(frozen=True)
 class Report:
-    """What a peer sent for one month, if anything."""
+    """What a peer sent for one month, if anything; `not_counted`: this appliance's indicators its package
+    does not count (its appliance is on an earlier version of the definitions)."""
 
     peer: Peer
     produced_at: dt.datetime | None = None
     received_at: dt.datetime | None = None
     facilities: int = 0
+    not_counted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Receipt:
+    """A package received: `not_counted` names this appliance's indicators it lacks (not reported for its
+    facilities), `ignored` the indicators it counts that this appliance does not know."""
+
     peer: str
     period: Period
     facilities: int
     replaced: bool
+    not_counted: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
 
 
 # -- the package --------------------------------------------------------------------------------
@@ -320,16 +334,23 @@ def _published(figure: object, cells: list[tuple[str, str]], threshold: int, whe
     return Published(total, values)
 
 
-def _facilities(package: dict, definitions: Definitions, source: str) -> list[Facility]:
-    indicator_ids = [indicator.id for indicator in definitions.indicators]
-    if package.get("indicators") != indicator_ids:
-        raise PackageError(f"the package counts {package.get('indicators')}, this appliance counts {indicator_ids}: "
-                           "both must use the same policies/indicators.toml")
-    if package.get("age_bands") != [band.code for band in definitions.age_bands]:
-        raise PackageError("the package's age bands are not this appliance's: both must use the same "
-                           "policies/indicators.toml")
+def _counted(package: dict) -> list[str]:
+    """The indicators a package says it counts."""
+    counted = package.get("indicators")
+    if not isinstance(counted, list) or not all(isinstance(i, str) and i for i in counted) or \
+            len(set(counted)) != len(counted):
+        raise PackageError(f"the package's indicators {counted!r} are not a list of distinct indicator ids")
+    return counted
+
+
+def _facilities(items: object, counted: list[str], definitions: Definitions, source: str) -> list[Facility]:
+    """The facilities of a package that counts the indicators `counted`, their figures checked against
+    this appliance's cells and disclosure rule. Each facility's figures hold the indicators both appliances
+    count; one this appliance counts and the package does not is left out (not reported), one the package
+    counts and this appliance does not know is checked but not read."""
+    known = {indicator.id for indicator in definitions.indicators}
     facilities = []
-    for item in package.get("facilities") or []:
+    for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict) or not all(isinstance(item.get(name), str) and item[name]
                                                  for name in _FACILITY_FIELDS):
             raise PackageError(f"a facility of the package lacks one of {', '.join(_FACILITY_FIELDS)}")
@@ -338,11 +359,18 @@ def _facilities(package: dict, definitions: Definitions, source: str) -> list[Fa
         figures = item.get("figures") or {}
         if not isinstance(figures, dict):
             raise PackageError(f"{item['name']}: no figures")
-        for indicator_id in indicator_ids:
-            facility.figures[indicator_id] = _published(figures.get(indicator_id), definitions.cells,
-                                                        definitions.threshold, f"{item['name']}, {indicator_id}")
+        for indicator_id in counted:
+            figure = _published(figures.get(indicator_id), definitions.cells, definitions.threshold,
+                                f"{item['name']}, {indicator_id}")
+            if indicator_id in known:
+                facility.figures[indicator_id] = figure
         facilities.append(facility)
     return facilities
+
+
+def _not_counted(counted: list[str], definitions: Definitions) -> tuple[str, ...]:
+    """This appliance's indicators a package does not count: not reported for its facilities."""
+    return tuple(indicator.id for indicator in definitions.indicators if indicator.id not in counted)
 
 
 def receive_package(db: Database, data: bytes, definitions: Definitions, *,
@@ -381,7 +409,17 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         if threshold < definitions.threshold:
             raise PackageError(f"the package was published with a disclosure threshold of {threshold}, "
                                f"under this appliance's {definitions.threshold}")
-        facilities = _facilities(package, definitions, peer.name)
+        if package.get("age_bands") != [band.code for band in definitions.age_bands]:
+            raise PackageError("the package's age bands are not this appliance's, so its cells would not add up "
+                               "to this appliance's: both must use the same age bands in policies/indicators.toml")
+        counted = _counted(package)
+        known = {indicator.id for indicator in definitions.indicators}
+        ignored = tuple(indicator_id for indicator_id in counted if indicator_id not in known)
+        if len(ignored) == len(counted):
+            raise PackageError(f"the package counts none of this appliance's indicators (it counts "
+                               f"{', '.join(counted) or 'none'}): check policies/indicators.toml on both")
+        not_counted = _not_counted(counted, definitions)
+        facilities = _facilities(package.get("facilities"), counted, definitions, peer.name)
         if not facilities:
             raise PackageError("the package holds no facility")
         _refuse_clashes(db, conn, key_id_of(raw), period, facilities)
@@ -398,8 +436,8 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         audit.append(conn, tenant=None, principal=principal, event_type="national.package.receive", action="C",
                      detail={"key_id": key_id_of(raw), "peer": peer.name, "period": period.value,
                              "facilities": len(facilities), "sha256": row["sha256"], "replaced": held is not None,
-                             "via": via})
-    return Receipt(peer.name, period, len(facilities), held is not None)
+                             "via": via, "not_counted": list(not_counted), "ignored": list(ignored)})
+    return Receipt(peer.name, period, len(facilities), held is not None, not_counted, ignored)
 
 
 def _refuse_clashes(db: Database, conn: Connection, key_id: str, period: Period,
@@ -430,25 +468,31 @@ def received_facilities(db: Database, period: Period, definitions: Definitions) 
     facilities = []
     for name, items in rows:
         try:
-            facilities += _facilities({"indicators": [i.id for i in definitions.indicators],
-                                       "age_bands": [b.code for b in definitions.age_bands], "facilities": items},
-                                      definitions, name)
-        except PackageError as exc:  # checked on receipt; only a later change of the definitions gets here
+            facilities += _facilities(items, _held_counts(items), definitions, name)
+        except PackageError as exc:  # checked on receipt; only a later change of age bands or threshold gets here
             log.warning("national.package.unreadable", peer=name, period=period.value, reason=str(exc))
     return facilities
 
 
-def reports(db: Database, period: Period) -> list[Report]:
-    """Every registered appliance and what it sent for the month: a ministry's reporting completeness."""
+def _held_counts(items: list[dict]) -> list[str]:
+    """The indicators a held package counts: those its facilities carry figures for. The stored row keeps
+    the facilities as sent, not the package's list, and every facility of a package counts the same."""
+    return list(dict.fromkeys(indicator_id for item in items if isinstance(item, dict)
+                              for indicator_id in (item.get("figures") or {})))
+
+
+def reports(db: Database, period: Period, definitions: Definitions) -> list[Report]:
+    """Every registered appliance and what it sent for the month, and which of this appliance's
+    indicators its package does not count: a ministry's reporting completeness."""
     with db.control() as conn:
         rows = conn.execute(
             sa.select(national_peer.c.key_id, national_peer.c.name, national_peer.c.registered_at,
-                      national_package.c.produced_at, national_package.c.received_at,
-                      sa.func.coalesce(sa.func.jsonb_array_length(national_package.c.facilities), 0))
+                      national_package.c.produced_at, national_package.c.received_at, national_package.c.facilities)
             .outerjoin(national_package, (national_package.c.key_id == national_peer.c.key_id)
                        & (national_package.c.period == period.value))
             .order_by(national_peer.c.name)).all()
-    return [Report(Peer(*row[:3]), *(None if t is None else t.astimezone(dt.UTC) for t in row[3:5]), row[5])
+    return [Report(Peer(*row[:3]), *(None if t is None else t.astimezone(dt.UTC) for t in row[3:5]),
+                   len(row[5] or ()), _not_counted(_held_counts(row[5]), definitions) if row[5] else ())
             for row in rows]
 
 

@@ -12,7 +12,10 @@ smallest is withheld too, so that no withheld cell can be worked out from the fa
 rest.
 
 District, regional and national figures are sums of what the facilities published; the page and the
-exports say how many facility figures were withheld from each sum, never guess them.
+exports say how many facility figures were withheld from each sum, never guess them. A facility reported
+by an appliance on another version of the definitions may not count every indicator this one does (see
+`federation`): such an indicator is "not reported" for it — no figure in `Facility.figures`, never a
+zero and never "withheld" — and sums say how many facilities did not report it, apart from the withheld.
 """
 
 from __future__ import annotations
@@ -391,13 +394,19 @@ class Facility:
     def __post_init__(self) -> None:
         self.org_unit = self.org_unit or self.slug
 
+    def figure(self, indicator_id: str) -> Published | None:
+        """Its published figure, or None where its appliance did not count the indicator (not reported)."""
+        return self.figures.get(indicator_id)
+
 
 @dataclass
 class Sum:
-    """A sum of published figures, and how many facility figures it could not include."""
+    """A sum of published figures, and how many facility figures it could not include: withheld by the
+    disclosure rule, or not reported (the facility's appliance does not count the indicator)."""
 
     value: int = 0
     withheld: int = 0
+    not_reported: int = 0
 
     def add(self, figure: int | None) -> None:
         if figure is None:
@@ -427,14 +436,23 @@ def gather(db: Database, period: Period, definitions: Definitions, *,
 def total(facilities: Iterable[Facility], indicator_id: str) -> Sum:
     result = Sum()
     for facility in facilities:
-        result.add(facility.figures[indicator_id].total)
+        figure = facility.figure(indicator_id)
+        if figure is None:
+            result.not_reported += 1
+        else:
+            result.add(figure.total)
     return result
 
 
 def breakdown(facilities: Iterable[Facility], indicator_id: str, definitions: Definitions) -> dict[Cell, Sum]:
     sums = {cell: Sum() for cell in definitions.cells}
     for facility in facilities:
-        for cell, value in facility.figures[indicator_id].cells.items():
+        figure = facility.figure(indicator_id)
+        if figure is None:
+            for cell_sum in sums.values():
+                cell_sum.not_reported += 1
+            continue
+        for cell, value in figure.cells.items():
             sums[cell].add(value)
     return sums
 
@@ -458,34 +476,41 @@ def regions(facilities: Iterable[Facility]) -> dict[str, dict[str, list[Facility
 # -- exports --------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ["period", "indicator", "dhis2_data_element", "facility", "facility_name", "district", "region",
-               "sex", "age_band", "value", "withheld", "dhis2_org_unit", "reported_by"]
+               "sex", "age_band", "value", "withheld", "dhis2_org_unit", "reported_by", "reported"]
 
 
 def to_csv(facilities: list[Facility], period: Period, definitions: Definitions) -> str:
     """One row per facility, indicator and cell (and its total, sex and age band "all"); a withheld
     figure has an empty value and withheld = yes; `reported_by` names the appliance a facility's figures
-    came from, empty for this appliance's own."""
+    came from, empty for this appliance's own. An indicator a facility's appliance did not count has
+    reported = no, an empty value and an empty withheld (it was neither published nor withheld)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for facility in facilities:
         for indicator in definitions.indicators:
-            figure = facility.figures[indicator.id]
+            figure = facility.figure(indicator.id)
             head = [period.value, indicator.id, indicator.dhis2, facility.slug, facility.name, facility.district,
                     facility.region]
+            if figure is None:
+                for sex, band in [("all", "all"), *definitions.cells]:
+                    writer.writerow([*head, sex, band, "", "", facility.org_unit, facility.source, "no"])
+                continue
             for (sex, band), value in [(("all", "all"), figure.total), *figure.cells.items()]:
                 writer.writerow([*head, sex, band, "" if value is None else value,
-                                 "yes" if value is None else "no", facility.org_unit, facility.source])
+                                 "yes" if value is None else "no", facility.org_unit, facility.source, "yes"])
     return out.getvalue()
 
 
 def to_dhis2(facilities: list[Facility], period: Period, definitions: Definitions) -> dict:
     """A DHIS2 `dataValueSet` (import with idScheme=CODE): a data value per facility, indicator and
-    published cell; withheld cells are left out, so DHIS2 shows them as missing, never as zero."""
+    published cell; withheld cells, and indicators a facility's appliance did not count, are left out, so
+    DHIS2 shows them as missing, never as zero."""
     values = []
     for facility in facilities:
         for indicator in definitions.indicators:
-            for (sex, band), value in facility.figures[indicator.id].cells.items():
+            figure = facility.figure(indicator.id)
+            for (sex, band), value in (figure.cells.items() if figure is not None else ()):
                 if value is not None:
                     values.append({"dataElement": indicator.dhis2, "period": period.dhis2, "orgUnit": facility.org_unit,
                                    "categoryOptionCombo": f"{sex}_{band}", "value": str(value)})

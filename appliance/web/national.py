@@ -79,15 +79,15 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         "to_date": month == national.Period.containing(today),
         "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities, "focus": focus,
         "breakdown": national.breakdown(facilities, chosen.id, definitions), "sexes": national.SEXES,
-        "reports": federation.reports(state.db, month),
+        "reports": federation.reports(state.db, month, definitions),
         "screening_criteria": national.SCREENING_CRITERIA if any(i.source == "screenings"
                                                                  for i in definitions.indicators) else None,
-        "withheld_any": any(f.figures[i.id].withheld or f.figures[i.id].total is None
-                            for f in facilities for i in definitions.indicators),
+        "withheld_any": any(fig.withheld or fig.total is None for f in facilities for fig in f.figures.values()),
         # DHIS2 makes a facility's total by adding the sex-and-age values it receives, and a withheld
         # one is never sent: each published total beside a withheld cell reads lower there than here.
-        "lower_in_dhis2": sum(1 for f in facilities for i in definitions.indicators
-                              if f.figures[i.id].total is not None and f.figures[i.id].withheld),
+        "lower_in_dhis2": sum(1 for f in facilities for fig in f.figures.values()
+                              if fig.total is not None and fig.withheld),
+        "not_reported_any": any(f.figure(i.id) is None for f in facilities for i in definitions.indicators),
     })
 
 
@@ -120,7 +120,9 @@ def export(request: Request, state: State, period: FromQuery[str] = "",
       summary="Receive a registered appliance's signed package of a month's published figures",
       description="The body is the package as `healthos national package` writes it (`application/json`). "
                   "No token: the signature of an appliance registered here (`healthos national peer add`) "
-                  "authenticates it. 201 with what was received. Refused with the reason: 403 when it is not "
+                  "authenticates it. 201 with what was received, naming the indicators this appliance counts "
+                  "that the package does not (`not_reported` for its facilities) and those it counts that this "
+                  "appliance does not know (`ignored`). Refused with the reason: 403 when it is not "
                   "signed by a registered appliance's key, 409 when it clashes with what is held (a package "
                   "of that month produced later, or a facility another appliance counts), 422 when it is "
                   "malformed or its figures break the disclosure rules.")
@@ -145,7 +147,8 @@ async def receive_package(request: Request, state: State) -> Response:
         log.warning("national.package.refused", client=client, size=len(data))
         return problem(refused.status, str(refused))
     return Response({"appliance": receipt.peer, "period": receipt.period.value, "month": receipt.period.label,
-                     "facilities": receipt.facilities, "replaced": receipt.replaced}, status_code=201)
+                     "facilities": receipt.facilities, "replaced": receipt.replaced,
+                     "not_reported": list(receipt.not_counted), "ignored": list(receipt.ignored)}, status_code=201)
 
 
 ROUTES = [indicators_page, export, receive_package]

@@ -1,6 +1,8 @@
 """Federation by signed aggregate packages: a hospital appliance's month reaches the ministry's appliance
-as a file, is accepted only from a registered key, unaltered, with the same indicators and a disclosure
-rule at least as strict, and never counts a facility twice. Every refusal keeps nothing."""
+as a file, is accepted only from a registered key, unaltered, with the same age bands and a disclosure
+rule at least as strict, and never counts a facility twice. Every refusal keeps nothing. An appliance on
+another version of the indicator list is received: what it does not count is "not reported", what this
+appliance does not know is ignored and named."""
 
 from __future__ import annotations
 
@@ -77,8 +79,8 @@ def test_a_registered_appliances_month_is_received_shown_and_audited(db, definit
                                                                   ("KE-CST-002", "Likoni HC", coast.name)]
     assert received[0].figures == sent[0].figures  # published figures survive the trip unchanged
     assert national.total(received, "opd_attendance").value == 104
-    report = next(r for r in federation.reports(db, MONTH) if r.peer.key_id == coast.key_id)
-    assert report.facilities == 2 and report.received_at is not None
+    report = next(r for r in federation.reports(db, MONTH, definitions) if r.peer.key_id == coast.key_id)
+    assert report.facilities == 2 and report.received_at is not None and report.not_counted == ()
     assert report.produced_at == dt.datetime.fromisoformat(package["produced_at"])
     events = audit.read_events(db, None, event_type="national.package.receive")
     assert events[-1]["event"]["detail"]["peer"] == coast.name
@@ -125,9 +127,11 @@ def test_refusals_name_the_problem_and_keep_nothing(db, definitions, hospital, c
     revealing.figures["opd_attendance"] = national.Published(52, cells)
     _refused(db, _package_bytes(signed([revealing])), definitions, "single cell beside its total")
 
-    fewer = dataclasses.replace(definitions, indicators=definitions.indicators[:-1])
-    facility = _facility(fewer, "KE-CST-023", "Voi")
-    _refused(db, _package_bytes(signed([facility], with_definitions=fewer)), definitions, "same policies/indicators")
+    other_bands = dataclasses.replace(definitions, age_bands=(
+        national.AgeBand("0-14Y", "0-14", 0, 15), national.AgeBand("15+Y", "15+", 15, None)))
+    _refused(db, _package_bytes(signed([_facility(other_bands, "KE-CST-023", "Voi", {("F", "15+Y"): 40})],
+                                       with_definitions=other_bands)),
+             definitions, "age bands are not this appliance's, so its cells would not add up")
 
     laxer = dataclasses.replace(definitions, threshold=3)
     _refused(db, _package_bytes(signed([_facility(laxer, "KE-CST-024", "Taveta")], with_definitions=laxer)),
@@ -214,7 +218,18 @@ def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definiti
     exported = tmp_path / "national.csv"
     assert run("national", "export", "--period", month.value, "--out", str(exported)).exit_code == 0
     kwale = [line for line in exported.read_text().splitlines() if ",KE-CST-030," in line]
-    assert kwale and all(line.endswith(",Coast Regional Hospital") for line in kwale)
+    assert kwale and all(line.endswith(",Coast Regional Hospital,yes") for line in kwale)
+
+    skewed = national.Period(2003, 11)  # from an appliance on the previous indicator list: received, and said
+    previous = _previous(definitions)
+    package_file.write_text(json.dumps(federation.make_package([_facility(previous, "KE-CST-031", "Ukunda")], skewed,
+                                                               previous, hospital)))
+    received = run("national", "receive", str(package_file))
+    assert received.exit_code == 0, received.output
+    assert f"not reported for its facilities: {', '.join(ADDED)}" in " ".join(received.output.split())
+    assert f"not counting {', '.join(ADDED)}" in run("national", "peer", "list", "--period", skewed.value).output
+    exported_skew = run("national", "export", "--period", skewed.value, "--out", str(exported))
+    assert exported_skew.exit_code == 0 and "facility indicators not reported" in exported_skew.output
 
     future = run("national", "package", "--period", "2999-01", "--out", str(tmp_path / "never.json"))
     assert future.exit_code != 0 and "January 2999 has not begun" in future.output
@@ -223,3 +238,93 @@ def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definiti
     own = tmp_path / "own.json"
     assert run("national", "package", "--period", month.value, "--out", str(own)).exit_code == 0
     assert json.loads(own.read_text())["format"] == federation.PACKAGE_FORMAT
+
+
+# -- version skew in the indicator list ------------------------------------------------------------
+
+# The indicators the acute malnutrition commit (fd574a6) added: an appliance not yet upgraded lacks them.
+ADDED = ("nutrition_screened", "sam_cases", "mam_cases")
+
+
+def _previous(definitions: national.Definitions) -> national.Definitions:
+    """The definitions of an appliance on the version before the acute malnutrition indicators."""
+    return dataclasses.replace(definitions, indicators=tuple(i for i in definitions.indicators if i.id not in ADDED))
+
+
+def test_a_package_from_an_appliance_on_the_previous_indicator_list_is_received_its_new_ones_not_reported(
+        db, definitions, hospital, coast):
+    month = national.Period(2002, 1)
+    previous = _previous(definitions)
+    package = federation.make_package([_facility(previous, "KE-CST-040", "Msambweni")], month, previous, hospital)
+
+    receipt = federation.receive_package(db, _package_bytes(package), definitions)
+
+    assert (receipt.facilities, receipt.not_counted, receipt.ignored) == (1, ADDED, ())
+    detail = audit.read_events(db, None, event_type="national.package.receive")[-1]["event"]["detail"]
+    assert (detail["not_counted"], detail["ignored"]) == (list(ADDED), [])
+    [old] = federation.received_facilities(db, month, definitions)
+    assert old.figure("opd_attendance").total == 52 and old.figure("sam_cases") is None
+    # Beside a facility of this appliance's version, the sums count the old one apart: neither 0 nor withheld.
+    current = _facility(definitions, "KE-OWN-040", "Upgraded")
+    both = [old, current]
+    assert national.total(both, "opd_attendance") == national.Sum(104, 0, 0)
+    assert national.total(both, "sam_cases") == national.Sum(52, 0, 1)
+    assert {(s.value, s.withheld, s.not_reported) for s in national.breakdown(both, "sam_cases", definitions).values()
+            } == {(0, 0, 1), (40, 0, 1), (12, 0, 1)}
+    dhis2 = national.to_dhis2(both, month, definitions)["dataValues"]
+    elements = {v["dataElement"] for v in dhis2 if v["orgUnit"] == "KE-CST-040"}
+    assert "HOS_OPD_ATTENDANCE" in elements and not elements & {"HOS_NUT_SCREENED", "HOS_SAM_CASES", "HOS_MAM_CASES"}
+    assert {v["orgUnit"] for v in dhis2 if v["dataElement"] == "HOS_SAM_CASES"} == {"KE-OWN-040"}
+    rows = [row.split(",") for row in national.to_csv(both, month, definitions).splitlines()]
+    reported = {(r[1], r[3], r[7]): (r[9], r[10], r[13]) for r in rows[1:] if r[8] in ("all", "15-49Y")}
+    assert reported[("sam_cases", "KE-CST-040", "all")] == ("", "", "no")
+    assert reported[("sam_cases", "KE-CST-040", "F")] == ("", "", "no")
+    assert reported[("sam_cases", "KE-OWN-040", "all")] == ("52", "no", "yes")
+    assert reported[("opd_attendance", "KE-CST-040", "all")] == ("52", "no", "yes")
+    report = next(r for r in federation.reports(db, month, definitions) if r.peer.key_id == coast.key_id)
+    assert report.not_counted == ADDED and report.facilities == 1
+
+
+def test_a_package_held_before_the_definitions_grew_reads_the_same_after(db, definitions, hospital, coast):
+    month = national.Period(2002, 2)
+    previous = _previous(definitions)
+    # The ministry's appliance, before its upgrade, receives the hospital's month as both then counted it.
+    federation.receive_package(db, _package_bytes(federation.make_package(
+        [_facility(previous, "KE-CST-041", "Kinondo")], month, previous, hospital)), previous)
+    assert next(r for r in federation.reports(db, month, previous) if r.peer.key_id == coast.key_id).not_counted == ()
+
+    [held] = federation.received_facilities(db, month, definitions)  # read after the upgrade
+
+    assert held.org_unit == "KE-CST-041" and held.figure("opd_attendance").total == 52
+    assert held.figure("nutrition_screened") is None and set(held.figures) == {i.id for i in previous.indicators}
+    assert next(r for r in federation.reports(db, month, definitions) if r.peer.key_id == coast.key_id
+                ).not_counted == ADDED
+
+
+def test_a_package_counting_an_indicator_not_known_here_is_received_for_the_rest_and_names_it(
+        db, definitions, hospital, coast):
+    month = national.Period(2002, 3)
+    stunting = national.Indicator("stunting_cases", "Stunting", "HOS_STUNTING", "screenings", finding="severe")
+    newer = dataclasses.replace(definitions, indicators=(*definitions.indicators, stunting))
+    facility = _facility(newer, "KE-CST-042", "Gazi")
+
+    receipt = federation.receive_package(db, _package_bytes(federation.make_package([facility], month, newer,
+                                                                                    hospital)), definitions)
+
+    assert (receipt.not_counted, receipt.ignored) == ((), ("stunting_cases",))
+    detail = audit.read_events(db, None, event_type="national.package.receive")[-1]["event"]["detail"]
+    assert (detail["not_counted"], detail["ignored"]) == ([], ["stunting_cases"])
+    [received] = federation.received_facilities(db, month, definitions)
+    assert set(received.figures) == {i.id for i in definitions.indicators}
+    assert received.figures == {k: v for k, v in facility.figures.items() if k != "stunting_cases"}
+    # What is ignored still obeys the disclosure rule: a small count in it refuses the whole package.
+    small = _facility(newer, "KE-CST-043", "Shimoni")
+    small.figures["stunting_cases"] = national.Published(3, {**small.figures["stunting_cases"].cells,
+                                                             ("F", definitions.age_bands[2].code): 3,
+                                                             ("M", definitions.age_bands[2].code): 0})
+    _refused(db, _package_bytes(federation.make_package([small], national.Period(2002, 4), newer, hospital)),
+             definitions, "Shimoni, stunting_cases: publishes a count of 3")
+    only_unknown = dataclasses.replace(definitions, indicators=(stunting,))
+    _refused(db, _package_bytes(federation.make_package([_facility(only_unknown, "KE-CST-044", "Funzi")],
+                                                        national.Period(2002, 4), only_unknown, hospital)),
+             definitions, "counts none of this appliance's indicators")

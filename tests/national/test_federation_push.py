@@ -72,7 +72,7 @@ def test_a_registered_appliances_package_posted_is_received(client, db, definiti
 
     assert answer.status_code == 201, answer.text
     assert answer.json() == {"appliance": "Hilltop Regional Hospital", "period": MONTH.value, "month": "March 2004",
-                             "facilities": 1, "replaced": False}
+                             "facilities": 1, "replaced": False, "not_reported": [], "ignored": []}
     received = federation.received_facilities(db, MONTH, definitions)
     assert [(f.org_unit, f.source) for f in received] == [("KE-HLT-001", "Hilltop Regional Hospital")]
     assert national.total(received, "opd_attendance").value == 52
@@ -111,6 +111,21 @@ def test_a_posted_package_is_refused_with_its_reason_and_nothing_kept(client, db
 
     assert _kept(db) == before
     assert not [f for f in federation.received_facilities(db, month, definitions)]
+
+
+def test_a_package_posted_from_another_version_of_the_indicator_list_is_received_and_says_so(db, settings,
+                                                                                              definitions, hilltop):
+    from tests.national.test_federation import ADDED, _previous
+
+    previous = _previous(definitions)
+    package = federation.make_package([_facility(previous, "KE-HLT-030", "Hilltop Outreach")],
+                                      national.Period(2004, 7), previous, hilltop)
+
+    # A client of its own: the module's client is near the per-client rate limit.
+    answer = _posted(TestClient(app=create_app(db, settings), raise_server_exceptions=False), package)
+
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["not_reported"], answer.json()["ignored"]) == (list(ADDED), [])
 
 
 def test_a_package_clashing_with_what_is_held_is_a_conflict_and_changes_nothing(client, db, definitions, hilltop,

@@ -253,3 +253,47 @@ def test_figures_another_appliance_reported_are_shown_and_exported_and_so_is_who
     lake = [v["value"] for v in sheet["dataValues"]
             if v["orgUnit"] == "KE-LAKE-009" and v["dataElement"] == "HOS_OPD_ATTENDANCE" and v["value"] != "0"]
     assert sorted(lake) == ["12", "40"]
+
+
+def test_a_facility_whose_appliance_does_not_count_an_indicator_reads_not_reported(db, signed_in, tmp_path):
+    """A hospital's appliance on the indicator list before the acute malnutrition indicators: its facility
+    reads "not reported" for them — never 0, never withheld — on the page, the CSV and the DHIS2 file."""
+    from appliance.national import federation
+    from appliance.substrate import keys
+    from tests.national.test_federation import ADDED, _facility, _previous
+
+    month = national.Period(2002, 7)  # a month of its own: no other test's facility
+    definitions = national.load_definitions(Path(__file__).resolve().parents[2] / "policies" / "indicators.toml")
+    previous = _previous(definitions)
+    older = keys.Keyring(tmp_path / "older")
+    federation.register_peer(db, "Not Yet Upgraded Appliance", older.public_key_pem())
+    federation.receive_package(db, json.dumps(federation.make_package(
+        [_facility(previous, "KE-OLD-001", "Old Version Hospital")], month, previous, older)).encode(), definitions)
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+
+    page = analyst.get(f"/national?period={month.value}&indicator=sam_cases").text
+
+    row = page.split('id="facilities"')[1].split('data-facility="KE-OLD-001"')[1].split("</tr>")[0]
+    assert row.count(">not reported<") == 4 and ">withheld<" not in row and ">0<" not in row  # total, 3 sexes
+    sam = page.split('id="summary"')[1].split('data-indicator="sam_cases"')[1].split("</tr>")[0]
+    assert ">+1 not reported<" in sam and ">+1 withheld<" not in sam
+    opd = page.split('id="summary"')[1].split('data-indicator="opd_attendance"')[1].split("</tr>")[0]
+    assert "not reported" not in opd and '<td class="national">52' in opd
+    assert "+1 not reported" in page.split('id="breakdown"')[1].split("</table>")[0]
+    assert 'id="not-reported-note"' in page
+    report = page.split('id="reports"')[1].split("Not Yet Upgraded Appliance")[1].split("</tr>")[0]
+    names = [definitions.indicator(i).name for i in ADDED]
+    assert "; ".join(names).replace("'", "&#39;") in report.split('class="not-counted"')[1]
+    focus = analyst.get(f"/national?period={month.value}&facility=KE-OLD-001").text.split(
+        'id="facility-focus"')[1].split("</section>")[0]
+    assert all(focus.split(f'data-indicator="{i}"')[1].split("</tr>")[0].count(">not reported<") == 4 for i in ADDED)
+    assert '<td class="total">52</td>' in focus.split('data-indicator="opd_attendance"')[1].split("</tr>")[0]
+
+    rows = list(csv.reader(io.StringIO(analyst.get(f"/national/export?period={month.value}&format=csv").text)))
+    header = rows[0]
+    mine = [dict(zip(header, r, strict=True)) for r in rows[1:] if r[header.index("facility")] == "KE-OLD-001"]
+    assert {(r["value"], r["withheld"], r["reported"]) for r in mine if r["indicator"] in ADDED} == {("", "", "no")}
+    assert {r["reported"] for r in mine if r["indicator"] not in ADDED} == {"yes"}
+    values = analyst.get(f"/national/export?period={month.value}&format=dhis2").json()["dataValues"]
+    elements = {v["dataElement"] for v in values if v["orgUnit"] == "KE-OLD-001"}
+    assert "HOS_OPD_ATTENDANCE" in elements and not elements & {"HOS_NUT_SCREENED", "HOS_SAM_CASES", "HOS_MAM_CASES"}
