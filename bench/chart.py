@@ -9,9 +9,10 @@
 - beside them, `pgbench -S` (read-only) and `-N` (simple writes) transactions per second on the same
   server in the same run, and our figures as a fraction of them.
 
-The server is uvicorn with one worker per core on a unix socket, authenticated by bearer tokens (the
-same path a machine client takes); the load comes from a small asyncio HTTP/1.1 client with keep-alive
-connections, so the client's own cost stays a small share of the machine.
+The server is uvicorn with one worker per core on a loopback TCP port, each worker on its own listening
+socket as `healthos up --workers N` serves (`appliance.web.production.serve_workers`), authenticated by
+bearer tokens (the same path a machine client takes); the load comes from a small asyncio HTTP/1.1 client
+with keep-alive connections, so the client's own cost stays a small share of the machine.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -68,27 +70,40 @@ def server_app():
     return create_app(Database.open(settings), settings)
 
 
+def serve(port: int, workers: int) -> None:
+    """The server process: `server_app` in `workers` processes on 127.0.0.1:`port`, each worker listening
+    on its own socket, as the appliance serves (`production.serve_workers`)."""
+    import uvicorn
+
+    from appliance.web.production import serve_workers
+
+    serve_workers(uvicorn.Config("bench.chart:server_app", factory=True, host="127.0.0.1", port=port,
+                                 workers=workers, log_level="warning", access_log=False))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class Server:
-    """`uvicorn --workers N` on a unix socket, in its own process group."""
+    """The appliance's multi-worker server on a loopback port, in its own process group."""
 
     def __init__(self, home: Path, workers: int):
-        self.socket = home / "http.sock"
+        self.address = ("127.0.0.1", _free_port())
         self.log = (home / "server.log").open("wb")
         env = {**os.environ, "HEALTHOS_HOME": str(home), "HEALTHOS_LOG_FORMAT": "json"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.chart:server_app", "--factory", "--uds", str(self.socket),
-             "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+            [sys.executable, "-c", f"from bench.chart import serve; serve({self.address[1]}, {workers})"],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self.socket.exists():
-                try:
-                    status, _ = asyncio.run(_one(self.socket, "GET", "/health"))
-                    if status == 200:
-                        return
-                except OSError:
-                    pass
+            with contextlib.suppress(OSError):
+                status, _ = asyncio.run(_one(self.address, "GET", "/health"))
+                if status == 200:
+                    return
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited: {(home / 'server.log').read_text()[-2000:]}")
             time.sleep(0.2)
@@ -124,8 +139,12 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-async def _one(socket: Path, method: str, target: str, token: str | None = None, body: bytes = b""):
-    reader, writer = await asyncio.open_unix_connection(str(socket))
+async def connect(address: tuple[str, int], limit: int = 2**16):
+    return await asyncio.open_connection(*address, limit=limit)
+
+
+async def _one(address: tuple[str, int], method: str, target: str, token: str | None = None, body: bytes = b""):
+    reader, writer = await connect(address)
     try:
         writer.write(_request(method, target, token, body))
         await writer.drain()
@@ -137,7 +156,7 @@ async def _one(socket: Path, method: str, target: str, token: str | None = None,
 Workload = Callable[[random.Random], tuple[str, str, str | None, bytes, int]]
 
 
-def drive(socket: Path, workload: Workload, clients: int, seconds: float, warmup: float = 0.0,
+def drive(address: tuple[str, int], workload: Workload, clients: int, seconds: float, warmup: float = 0.0,
           requests_per_client: int | None = None) -> dict:
     """Run `clients` keep-alive connections, each issuing `workload(rng)` requests back to back, for
     `seconds` after `warmup` (or `requests_per_client` each). Returns throughput and latencies."""
@@ -147,7 +166,7 @@ def drive(socket: Path, workload: Workload, clients: int, seconds: float, warmup
     async def client(n: int, start: float, stop: float, timings: list[float], errors: list[str]) -> int:
         nonlocal answered
         rng = random.Random(n)
-        reader, writer = await asyncio.open_unix_connection(str(socket), limit=2**22)
+        reader, writer = await connect(address, limit=2**22)
         done = 0
         try:
             while requests_per_client is None or done < requests_per_client:
@@ -319,7 +338,7 @@ def run(console) -> list[dict]:
             slug, token, patient = unread.pop()
             return "GET", f"/api/t/{slug}/patients/{patient}/chart", token, b"", 200
 
-        firsts = drive(server.socket, first_read, CLIENTS, 0, requests_per_client=len(unread) // CLIENTS)
+        firsts = drive(server.address, first_read, CLIENTS, 0, requests_per_client=len(unread) // CLIENTS)
         console.print(f"  first reads (each chart made and kept): {firsts['per_second']:.0f}/s, "
                       f"p50 {firsts['p50_ms']:.1f} ms, p99 {firsts['p99_ms']:.1f} ms")
         # The shared host's speed swings by a third from minute to minute: reads and writes are measured
@@ -328,9 +347,9 @@ def run(console) -> list[dict]:
         read_runs = []
         for _ in range(ROUNDS):
             before = cpu_seconds(server, db)
-            read_runs.append(drive(server.socket, chart_read, CLIENTS, READ_SECONDS, warmup=WARMUP_SECONDS))
+            read_runs.append(drive(server.address, chart_read, CLIENTS, READ_SECONDS, warmup=WARMUP_SECONDS))
             read_runs[-1]["cpu"] = {part: used - before[part] for part, used in cpu_seconds(server, db).items()}
-        write_runs = [drive(server.socket, order_write, CLIENTS, WRITE_SECONDS, warmup=WARMUP_SECONDS)
+        write_runs = [drive(server.address, order_write, CLIENTS, WRITE_SECONDS, warmup=WARMUP_SECONDS)
                       for _ in range(ROUNDS)]
         (reads, read_span), (writes, write_span) = _median_run(read_runs), _median_run(write_runs)
         console.print(f"  chart reads (median of {ROUNDS}): {reads['per_second']:.0f}/s ({read_span}), "

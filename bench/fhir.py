@@ -9,7 +9,7 @@
 - bulk import of Synthea-shaped bundles (`bulk.import_path`, one bundle per patient, each its own
   tenant transaction), in-process as `healthos fhir import` runs it: patients and resources per second.
 
-The server is uvicorn with one worker per core on a unix socket (bench/chart.py's), authenticated by a
+The server is uvicorn with one worker per core on a loopback port (bench/chart.py's), authenticated by a
 clinician's bearer token; the load is bench/chart.py's keep-alive asyncio client. No issue sets a
 target: the figures say what a FHIR client and a migration can expect. `BENCH_FHIR_PATIENTS` and
 `BENCH_FHIR_IMPORT` change the sizes.
@@ -69,11 +69,11 @@ def run(console) -> list[dict]:
             return "GET", f"{base}/Patient?family={rng.choice(families)}", token, b"", 200
 
         everything_run, everything_span = _median_run(
-            [drive(server.socket, everything, CLIENTS, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
+            [drive(server.address, everything, CLIENTS, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
         console.print(f"  $everything (median of {ROUNDS}): {everything_run['per_second']:.0f}/s ({everything_span}), "
                       f"p50 {everything_run['p50_ms']:.1f} ms, p99 {everything_run['p99_ms']:.1f} ms")
         search_run, search_span = _median_run(
-            [drive(server.socket, search, CLIENTS, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
+            [drive(server.address, search, CLIENTS, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
         console.print(f"  Patient?family= (median of {ROUNDS}): {search_run['per_second']:.0f}/s ({search_span}), "
                       f"p50 {search_run['p50_ms']:.1f} ms, p99 {search_run['p99_ms']:.1f} ms")
         # A search that pages: a two-letter name fragment most patients' names hold, the first page of
@@ -90,12 +90,12 @@ def run(console) -> list[dict]:
             return "GET", f"{base}/Observation?patient={rng.choice(patients)}&_count={PAGE}", token, b"", 200
 
         paged_run, paged_span = _median_run(
-            [drive(server.socket, paged_search, 1, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
+            [drive(server.address, paged_search, 1, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
         console.print(f"  Patient?name={PAGED_NAME}&_count={PAGE}, first page of {matches} matches (median of "
                       f"{ROUNDS}): {paged_run['per_second']:.0f}/s ({paged_span}), p50 {paged_run['p50_ms']:.1f} ms, "
                       f"p99 {paged_run['p99_ms']:.1f} ms")
         observations_run, observations_span = _median_run(
-            [drive(server.socket, paged_observations, 1, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
+            [drive(server.address, paged_observations, 1, SECONDS, warmup=WARMUP) for _ in range(ROUNDS)])
         console.print(f"  Observation?patient=&_count={PAGE}, first page (median of {ROUNDS}): "
                       f"{observations_run['per_second']:.0f}/s ({observations_span}), "
                       f"p50 {observations_run['p50_ms']:.1f} ms, p99 {observations_run['p99_ms']:.1f} ms")

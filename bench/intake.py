@@ -29,6 +29,7 @@ from bench.chart import (
     _response,
     bench_tenant,
     clinician_token,
+    connect,
     cpu_seconds,
     open_bench_database,
     pgbench,
@@ -52,10 +53,10 @@ def _patient(rng: random.Random, identifier: str) -> bytes:
     }).encode()
 
 
-async def _intake_client(socket, slug: str, token: str, tests: list[str], client: str, count: int | None,
-                         stop: float | None, timings: list[float]) -> None:
+async def _intake_client(address: tuple[str, int], slug: str, token: str, tests: list[str], client: str,
+                         count: int | None, stop: float | None, timings: list[float]) -> None:
     rng = random.Random(client)
-    reader, writer = await asyncio.open_unix_connection(str(socket), limit=2**22)
+    reader, writer = await connect(address, limit=2**22)
 
     async def call(method: str, target: str, body: dict | bytes, expected: int) -> dict:
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -85,14 +86,14 @@ async def _intake_client(socket, slug: str, token: str, tests: list[str], client
         writer.close()
 
 
-def _intake(socket, slug: str, token: str, tests: list[str], clients: int, *, run: str,
+def _intake(address: tuple[str, int], slug: str, token: str, tests: list[str], clients: int, *, run: str,
             count: int | None = None, seconds: float | None = None) -> dict:
     timings: list[float] = []
 
     async def main() -> float:
         started = time.perf_counter()
         stop = started + seconds if seconds else None
-        await asyncio.gather(*(_intake_client(socket, slug, token, tests, f"{run}{n}", count, stop, timings)
+        await asyncio.gather(*(_intake_client(address, slug, token, tests, f"{run}{n}", count, stop, timings)
                                for n in range(clients)))
         return time.perf_counter() - started
 
@@ -113,15 +114,15 @@ def run(console) -> list[dict]:
         token = clinician_token(db, slug)
         tests = [t.loinc for t in config.catalogue if t.category == "lab"]
         server = Server(home, workers=len(os.sched_getaffinity(0)))
-        _intake(server.socket, slug, token, tests, 1, run="W", count=10)  # warm the pools and plan caches
+        _intake(server.address, slug, token, tests, 1, run="W", count=10)  # warm the pools and plan caches
         # The shared host's speed swings by a third from minute to minute: each figure is the median of
         # ROUNDS runs, sequential and concurrent interleaved, with the range and pgbench -N beside it.
         sequential_runs, concurrent_runs = [], []
         for n in range(ROUNDS):
-            sequential_runs.append(_intake(server.socket, slug, token, tests, 1, run=f"S{n}-",
+            sequential_runs.append(_intake(server.address, slug, token, tests, 1, run=f"S{n}-",
                                            count=SEQUENTIAL_PATIENTS))
             before = cpu_seconds(server, db)
-            concurrent_runs.append(_intake(server.socket, slug, token, tests, CONCURRENT_CLIENTS, run=f"C{n}-",
+            concurrent_runs.append(_intake(server.address, slug, token, tests, CONCURRENT_CLIENTS, run=f"C{n}-",
                                            seconds=CONCURRENT_SECONDS))
             concurrent_runs[-1]["cpu"] = {part: used - before[part] for part, used in cpu_seconds(server, db).items()}
         sequential, sequential_span = _median_run(sequential_runs)
