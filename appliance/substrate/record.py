@@ -323,10 +323,13 @@ def append(
     status: EntryStatus | None = None,
     reason: str | None = None,
     entry_id: uuid.UUID | None = None,
+    audited_as: str | None = None,
 ) -> Entry:
     """Append one entry and its detail, note it on the audit seam and run the kind's reactions — all
     in the caller's transaction. With `supersedes`, the new entry is the next version of that record:
-    the superseded version must be the current one and of the same kind and patient."""
+    the superseded version must be the current one and of the same kind and patient. `audited_as` names
+    the act on the audit seam when the kind says less than it (a discharge summary is a `note`): the
+    patient's access log reads "your discharge summary", not "a note"."""
     table = _detail_table(kind)
     new_id = entry_id or uuid.uuid4()
     root_id = new_id
@@ -357,7 +360,7 @@ def append(
     action = {"final": "create", "amended": "amend", "entered_in_error": "retract"}.get(status, "create")
     stored_detail = dict(detail) if table is not None and detail is not None else {}
     occurred, recorded = _insert_entry(conn, principal, values, table if detail is not None else None,
-                                       stored_detail, action)
+                                       stored_detail, action, audited_as or kind)
     values["occurred_at"] = occurred
     appended = Entry(**values, recorded_at=recorded, detail=stored_detail)
     for reaction in list(_reactions.get(kind, ())):
@@ -366,14 +369,14 @@ def append(
 
 
 def _insert_entry(conn: Connection, principal: Principal, values: dict, table: sa.Table | None, detail: dict,
-                  action: str) -> tuple[dt.datetime, dt.datetime]:
+                  action: str, audited_as: str) -> tuple[dt.datetime, dt.datetime]:
     """Insert the entry, its detail and the audit event of the write; returns (occurred, recorded).
     One statement when the detail table needs nothing of SQLAlchemy: every clinical act and each of its
     reactions appends, and three round trips each cost more CPU on both sides than the inserts."""
     tenant = conn.info.get("healthos_tenant")
     if tenant is None:
         raise RuntimeError("patient data touched outside a tenant transaction (db.tenant)")
-    event = access_event(action, values["patient_id"], values["kind"], (values["id"],))
+    event = access_event(action, values["patient_id"], audited_as, (values["id"],))
     sealed = None
     if table is None or _driver_insertable(table):
         sealed = audit.seal_for_statement(conn, tenant=tenant, principal=principal, **event)
@@ -386,7 +389,7 @@ def _insert_entry(conn: Connection, principal: Principal, values: dict, table: s
                 _insert_on_driver(conn, table, {"entry_id": values["id"], **detail})
             else:
                 conn.execute(table.insert(), {"entry_id": values["id"], **detail})
-        note_access(conn, principal, action, values["patient_id"], values["kind"], (values["id"],))
+        note_access(conn, principal, action, values["patient_id"], audited_as, (values["id"],))
         return occurred, recorded
     sql, json_columns = _entry_statement(tenant, tuple(values), table, tuple(detail), sealed.ctes)
     params = {f"e_{name}": value for name, value in values.items()}
@@ -409,7 +412,7 @@ def _insert_entry(conn: Connection, principal: Principal, values: dict, table: s
     if not audited:  # the tenant's key rotated since the event was sealed: sealed again, as `append` does
         audit.append(conn, tenant=tenant, principal=principal, **event)
     for hook in list(_access_hooks):
-        hook(conn, principal, action, values["patient_id"], values["kind"], (values["id"],))
+        hook(conn, principal, action, values["patient_id"], audited_as, (values["id"],))
     return occurred, recorded
 
 

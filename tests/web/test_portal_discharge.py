@@ -159,7 +159,7 @@ def test_the_patient_reads_and_prints_their_own_and_nothing_else(app, db, signed
     assert link and "General ward" in record.text
     def patients_reads() -> int:
         return sum(1 for e in audit.patient_access_log(db, facility.slug, inpatient["id"])
-                   if e.event_type == "record.note.read" and e.who.get("kind") == "patient")
+                   if e.event_type == "record.discharge_summary.read" and e.who.get("kind") == "patient")
 
     before = patients_reads()
     opened = amina.get(link.group(1))

@@ -44,6 +44,9 @@ from appliance.substrate.tenant_config import NoteTemplateConfig
 
 CODE = "discharge"
 TITLE = "Discharge summary"
+# What the audit trail names a summary's reads and writes: it is stored as a note, but the patient's access log
+# should say "your discharge summary", and an auditor should see which note it was.
+AUDITED_AS = "discharge_summary"
 CONDITIONS = ["recovered", "improved", "unchanged", "deteriorated"]
 TEMPLATE = NoteTemplateConfig.model_validate({
     "code": "DISCHARGE", "name": TITLE, "specialty": "general", "fields": [
@@ -240,6 +243,7 @@ def sign(conn: Connection, principal: Principal, patient_id: uuid.UUID, encounte
         raise Conflict(f"this stay's discharge summary was signed at {signed['recorded_at']:%Y-%m-%d %H:%M} UTC; "
                        "correct it rather than sign a second one", entry_id=str(signed["id"]))
     appended = record.append(conn, principal, "note", patient_id=patient_id, encounter_id=stay["id"],
+                             audited_as=AUDITED_AS,
                              detail={"template_code": CODE, "title": TITLE, "fields": clean, "text": None})
     return {"id": appended.id, "root_id": appended.root_id, "entry_status": appended.status,
             "encounter_id": appended.encounter_id, "author_id": appended.author_id,
@@ -251,7 +255,7 @@ def list_summaries(conn: Connection, principal: Principal, patient_id: uuid.UUID
     """The patient's discharge summaries in force, newest first, each with its stay; the read is audited."""
     service.require_patient(conn, patient_id)
     rows = _summaries(conn, patient_id)
-    note_access(conn, principal, "read", patient_id, "note", [r["id"] for r in rows])
+    note_access(conn, principal, "read", patient_id, AUDITED_AS, [r["id"] for r in rows])
     return _with_stays(conn, rows) if rows else []
 
 
@@ -264,7 +268,7 @@ def get_summary(conn: Connection, principal: Principal, patient_id: uuid.UUID, e
     rows = _summaries(conn, patient_id, entry.c.root_id == root) if root is not None else []
     if not rows:
         raise NotFound(f"no discharge summary {entry_id} on this patient's chart", entry_id=str(entry_id))
-    note_access(conn, principal, "read", patient_id, "note", [rows[0]["id"]])
+    note_access(conn, principal, "read", patient_id, AUDITED_AS, [rows[0]["id"]])
     return _with_stays(conn, rows)[0]
 
 
@@ -287,7 +291,7 @@ def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry
     require_author(principal, current)
     clean = catalogue.validate_note_fields(TEMPLATE, fields)
     appended = record.append(conn, principal, "note", patient_id=patient_id, encounter_id=current["encounter_id"],
-                             supersedes=entry_id, reason=reason,
+                             supersedes=entry_id, reason=reason, audited_as=AUDITED_AS,
                              detail={"template_code": CODE, "title": TITLE, "fields": clean, "text": None})
     return {**current, "id": appended.id, "entry_status": appended.status, "author_id": appended.author_id,
             "recorded_at": appended.recorded_at, "reason": reason, **appended.detail}
@@ -298,6 +302,6 @@ def in_force_by_stay(conn: Connection, principal: Principal, patient_id: uuid.UU
     read is audited when there is one."""
     rows = _summaries(conn, patient_id)
     if rows:
-        note_access(conn, principal, "read", patient_id, "note", [r["id"] for r in rows])
+        note_access(conn, principal, "read", patient_id, AUDITED_AS, [r["id"] for r in rows])
     return {r["encounter_id"]: r for r in reversed(rows)}  # the newest of a stay's wins, were there two
 

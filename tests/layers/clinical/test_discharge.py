@@ -72,7 +72,8 @@ def test_the_draft_reads_the_stay_and_a_summary_is_signed_once(api, db, facility
     assert summary["title"] == "Discharge summary" and summary["template_code"] == "discharge"
     assert summary["encounter_id"] == stay["id"] and summary["fields"]["condition"] == "improved"
     assert summary["stay"]["started_at"] is not None and summary["reason"] is None
-    assert [e["type"] for e in audit.read_events(db, facility.slug, first_seq=before + 1)] == ["record.note.create"]
+    written = [e["type"] for e in audit.read_events(db, facility.slug, first_seq=before + 1)]
+    assert written == ["record.discharge_summary.create"]  # the access log says what it was, not "a note"
 
     again = api.post(f"{base}/discharge-summaries", json={"encounter_id": stay["id"], "fields": {**fields, **WRITTEN}})
     assert again.status_code == 409 and again.json()["entry_id"] == summary["id"]
@@ -111,7 +112,8 @@ def test_a_correction_supersedes_by_its_author_and_the_history_is_kept(api, toke
     assert body["entry_status"] == "amended" and body["root_id"] == first["root_id"]
     assert body["reason"] == "clinic moved"
     assert body["fields"]["follow_up"] == "Chest clinic in one week" and body["occurred_at"] == first["occurred_at"]
-    assert "record.note.amend" in {e["type"] for e in audit.read_events(db, facility.slug, first_seq=before + 1)}
+    amended = {e["type"] for e in audit.read_events(db, facility.slug, first_seq=before + 1)}
+    assert "record.discharge_summary.amend" in amended
 
     # The old id opens the summary in force; correcting the old version again is refused.
     assert api.get(f"{base}/discharge-summaries/{first['id']}").json()["id"] == body["id"]

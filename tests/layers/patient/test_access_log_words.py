@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance.layers.clinical import discharge
 from appliance.layers.patient import portal
 from appliance.substrate import kpis, record
 
@@ -49,3 +50,9 @@ def test_a_command_center_drill_down_names_the_figure_not_kpi():
     # Without the policy's names (a figure since removed from it), its id in words, never "kpi".
     assert portal.describe("record.kpi.ed_boarding.read", "R") == \
         "looked at your record in the list behind a facility's figure: ed boarding"
+
+
+def test_a_discharge_summary_reads_as_one_not_as_a_note():
+    """A discharge summary is stored as a note; its reads and writes are audited as what they are."""
+    assert portal.describe(f"record.{discharge.AUDITED_AS}.read", "R") == "looked at your discharge summary"
+    assert portal.describe(f"record.{discharge.AUDITED_AS}.create", "C") == "recorded your discharge summary"
