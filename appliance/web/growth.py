@@ -30,13 +30,13 @@ SD_LINES = (-3, -2, 0, 2, 3)
 LONGEST_MONTHS = growth.OLDEST_YEARS * 12
 
 
-def _chart_line(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+def _chart_line(conn: Connection, principal: Principal, patient_id: uuid.UUID, clock: Clock) -> dict:
     """The chart summary's growth line: for a child under five, the latest measurements read against the WHO
-    standards, or the reason they cannot be; nothing for anyone older."""
-    if not growth.under_five(conn, patient_id):
+    standards, or the reason they cannot be; nothing for anyone older. Ages on the facility's calendar."""
+    if not growth.under_five(conn, patient_id, clock.today):
         return {}
     try:
-        found = growth.growth(conn, principal, patient_id)
+        found = growth.growth(conn, principal, patient_id, today=clock.today, tz=clock.tz)
     except growth.NotApplicable as refusal:
         return {"reason": refusal.detail}
     return {"summary": found["summary"], "latest": found["latest"]}
@@ -88,7 +88,7 @@ def growth_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     clock = Clock(facility_of(db, tenant).timezone)
     with db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
-        found = growth.growth(conn, request.user, patient_id, today=clock.today)
+        found = growth.growth(conn, request.user, patient_id, today=clock.today, tz=clock.tz)
     return page(request, "growth/growth.html", active="patients", patient_id=patient_id, tab="summary",
                 growth=found, charts=growth_charts(found, clock), status_words=growth.ACUTE_STATUS_WORDS,
                 **top, **HELPERS)

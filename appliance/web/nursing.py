@@ -109,7 +109,7 @@ portal.CHART_TABS[-1:-1] = [
 ]
 
 
-def _chart_warning(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+def _chart_warning(conn: Connection, principal: Principal, patient_id: uuid.UUID, _clock: Clock) -> dict:
     now = _now()
     warning = service.current_warning(conn, principal, patient_id, now)
     due = warning["observations_due_at"]

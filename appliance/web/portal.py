@@ -183,10 +183,11 @@ CHART_TABS = [
 class VitalsAddition:
     """What another layer shows in the chart summary's vital signs card (nursing: the early warning
     score), read in the page's transaction for those with `permission` and shown by `template`, which
-    finds what `read` returned as `addition`."""
+    finds what `read` returned as `addition`. `read` is given the page's clock, whose day is the
+    facility's (a child's age is counted on it)."""
     permission: str
     template: str
-    read: Callable[[Connection, Principal, uuid.UUID], dict]
+    read: Callable[[Connection, Principal, uuid.UUID, Clock], dict]
 
 
 VITALS_ADDITIONS: list[VitalsAddition] = []
@@ -1027,7 +1028,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
         vitals = vitals_history(conn, principal, patient_id)
         notes = service.list_notes(conn, principal, patient_id, limit=3) if principal.can("clinical.note.read") \
             else None
-        additions = [(a.template, a.read(conn, principal, patient_id)) for a in VITALS_ADDITIONS
+        additions = [(a.template, a.read(conn, principal, patient_id, clock)) for a in VITALS_ADDITIONS
                      if vitals and principal.can(a.permission)]
         # Each inpatient stay listed says whether its discharge summary is signed, and opens it.
         summaries = discharge.in_force_by_stay(conn, principal, patient_id) \

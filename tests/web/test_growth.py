@@ -8,12 +8,14 @@ import datetime as dt
 import re
 import uuid
 import xml.etree.ElementTree as ET
+import zoneinfo
 from decimal import Decimal
 
 import pytest
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, VitalSignsIn
+from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.web import plots
 from tests.web.test_portal import post_form
@@ -102,6 +104,28 @@ def test_muac_and_oedema_are_entered_with_the_vital_signs_at_arrival(signed_in, 
     with db.tenant(facility.slug) as conn:
         latest = service.latest_vitals(conn, patients["girl"])
     assert (latest["muac_mm"], latest["oedema"], latest["weight_kg"]) == (118, True, Decimal("8.2"))
+
+
+def test_the_pages_count_a_childs_age_on_the_facilitys_calendar(signed_in, db, facility, person_factory):
+    """Measured at 01:00 in Nairobi on the day a boy turns six months (22:00 the day before in UTC, five
+    months): the growth page and the chart's line read him as six months old, so his MUAC is severe."""
+    nairobi = zoneinfo.ZoneInfo(facility.timezone)
+    author = person_factory("clinician", facility.slug)
+    principal = Principal(account_id=author.account_id, kind="staff", display_name="Dr Growth",
+                          tenant=facility.slug, role="clinician")
+    born = (dt.date.today() - dt.timedelta(days=200)).replace(day=15)
+    month = born.year * 12 + born.month - 1 + 6
+    six_months = dt.date(month // 12, month % 12 + 1, 15)
+    with db.tenant(facility.slug) as conn:
+        boy = _register(conn, principal, "Kamau", born, sex="male")
+        record.append(conn, principal, "vital_signs", patient_id=boy, detail={"muac_mm": 110},
+                      occurred_at=dt.datetime.combine(six_months, dt.time(1, 0), nairobi))
+    clinician = signed_in("clinician", facility.slug)
+    page = clinician.get(f"/t/{facility.slug}/patients/{boy}/growth")
+    assert page.status_code == 200, page.text
+    assert "<td>6 mo</td>" in page.text and "Severe acute malnutrition" in page.text
+    chart = clinician.get(f"/t/{facility.slug}/patients/{boy}/chart")
+    assert "6 months)" in chart.text and "MUAC 110 mm: severe acute malnutrition" in chart.text
 
 
 def test_the_growth_chart_is_well_formed_and_escapes_text():

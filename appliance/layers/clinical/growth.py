@@ -4,7 +4,9 @@ Growth Standards, as district hospitals and nutrition programmes screen every ch
 
 Computed on read, from the vital signs in the record and the birth date on the registration: nothing is
 stored and nothing is added to the write path of vital signs, so a corrected birth date or a corrected
-weight corrects every z-score at the next read.
+weight corrects every z-score at the next read. A child's age at a measurement is counted on the facility's
+calendar (its time zone), as the national indicators count it: a MUAC taken at 01:00 in Nairobi is taken
+on that day, not on the evening before in UTC, which at a band's edge is another age.
 
 Sources:
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +58,7 @@ UNDER_FIVE_MONTHS = 60
 ACUTE_FROM_MONTHS, ACUTE_TO_MONTHS = 6, 59  # the joint statement's age range
 OLDEST_YEARS = 19  # the WHO 2007 reference ends at 19 years
 MUAC_SEVERE_BELOW_MM, MUAC_MODERATE_BELOW_MM = 115, 125
+UTC = zoneinfo.ZoneInfo("UTC")  # for a caller that does not know the facility's zone
 POINTS = 500  # a child's sets of measurements read, newest first: years of monthly visits
 MEASURES = {"weight_for_age": ("weight", "WAZ"), "height_for_age": ("height", "HAZ"),
             "bmi_for_age": ("bmi", "BAZ")}
@@ -178,10 +182,10 @@ def _index(measure: str, subject: Subject, age_days: int, age_months: int, value
             "band": band(measure, z, age_months)}
 
 
-def assess_point(subject: Subject, row: dict) -> dict:
+def assess_point(subject: Subject, row: dict, tz: zoneinfo.ZoneInfo) -> dict:
     """One set of measurements read against the standards: the three indices, MUAC, oedema and the acute
-    malnutrition status."""
-    measured_on = row["occurred_at"].date()
+    malnutrition status, the child's age taken on the day it was measured in the facility's zone `tz`."""
+    measured_on = row["occurred_at"].astimezone(tz).date()
     age_days = age_in_days(subject.birth_date, measured_on)
     age_months = months_on(subject.birth_date, measured_on)
     weight, height = _number(row["weight_kg"]), _number(row["height_cm"])
@@ -233,18 +237,20 @@ def _subject(conn: Connection, patient_id: uuid.UUID, today: dt.date) -> Subject
     return Subject(patient_id, found.birth_date, bool(found.birth_date_estimated), found.sex)
 
 
-def growth(conn: Connection, principal: Principal, patient_id: uuid.UUID, today: dt.date | None = None) -> dict:
+def growth(conn: Connection, principal: Principal, patient_id: uuid.UUID, today: dt.date | None = None,
+           tz: zoneinfo.ZoneInfo = UTC) -> dict:
     """A child's growth: each set of vital signs holding a weight, length/height, MUAC or oedema finding,
-    oldest first, read against the WHO standards, and the latest. The read of those vital signs is audited.
+    oldest first, read against the WHO standards, and the latest; ages on the calendar of the facility's
+    time zone `tz` (see the module docstring). The read of those vital signs is audited.
     Refused (422, `NotApplicable`) for a patient 19 or older, or whose sex is not recorded as female/male."""
-    today = today or dt.datetime.now(dt.UTC).date()
+    today = today or dt.datetime.now(tz).date()
     subject = _subject(conn, patient_id, today)
     anthropometric = sa.or_(vital_signs.c.weight_kg.is_not(None), vital_signs.c.height_cm.is_not(None),
                             vital_signs.c.muac_mm.is_not(None), vital_signs.c.oedema.is_not(None))
     rows = current_rows(conn, vital_signs, patient_id, anthropometric, order_by=RECORD_OCCURRED_AT.desc(),
                         limit=POINTS)
     note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in rows])
-    points = [assess_point(subject, row) for row in reversed(rows)]
+    points = [assess_point(subject, row, tz) for row in reversed(rows)]
     latest = points[-1] if points else None
     age_months = months_on(subject.birth_date, today)
     return {"patient_id": patient_id, "sex": subject.sex, "birth_date": subject.birth_date,
@@ -253,8 +259,8 @@ def growth(conn: Connection, principal: Principal, patient_id: uuid.UUID, today:
             "summary": summary_line(latest) if latest and 0 <= age_months < UNDER_FIVE_MONTHS else None}
 
 
-def under_five(conn: Connection, patient_id: uuid.UUID, today: dt.date | None = None) -> bool:
-    """Whether the patient is a child under five today: the chart shows a growth line only for them."""
-    today = today or dt.datetime.now(dt.UTC).date()
+def under_five(conn: Connection, patient_id: uuid.UUID, today: dt.date) -> bool:
+    """Whether the patient is a child under five on `today` (the facility's): the chart shows a growth line
+    only for them."""
     born = conn.execute(sa.select(patient.c.birth_date).where(patient.c.id == patient_id)).scalar()
     return born is not None and 0 <= months_on(born, today) < UNDER_FIVE_MONTHS

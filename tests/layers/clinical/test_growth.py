@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from decimal import Decimal
 
 import pytest
@@ -159,6 +160,22 @@ def test_another_facilitys_token_and_a_guessed_id_are_refused(api, token_client,
     assert guessed.status_code == 404, guessed.text
     own = token_client(other_facility.slug, role="clinician")  # the id means nothing at the other facility
     assert own.get(f"{BASE.format(tenant=other_facility.slug)}/patients/{child['id']}/growth").status_code == 404
+
+
+def test_a_childs_age_at_a_measurement_is_counted_on_the_facilitys_calendar(db, facility, clinician):
+    """A girl born on 15 January is six months old on 15 July: measured at 01:00 that day in Nairobi (UTC+3),
+    22:00 on the 14th in UTC, when she was five months old and the acute malnutrition cut-offs did not apply."""
+    nairobi = zoneinfo.ZoneInfo(facility.timezone)
+    assert nairobi.utcoffset(dt.datetime(2025, 7, 15)) == dt.timedelta(hours=3)
+    measured = dt.datetime(2025, 7, 15, 1, 0, tzinfo=nairobi)
+    with db.tenant(facility.slug) as conn:
+        girl = new_patient(conn, clinician, family_name="Wanjiru", sex="female", birth_date=dt.date(2025, 1, 15))
+        _measured(conn, clinician, girl["id"], measured, muac_mm=110)
+        [point] = growth.growth(conn, clinician, girl["id"], tz=nairobi)["points"]
+        [in_utc] = growth.growth(conn, clinician, girl["id"])["points"]  # a caller that knows no zone
+    assert (point["age_months"], point["age_days"]) == (6, 181)
+    assert point["acute_malnutrition"] == "severe" and point["criteria"] == ["MUAC 110 mm < 115 mm"]
+    assert (in_utc["age_months"], in_utc["acute_malnutrition"]) == (5, None)
 
 
 def test_a_corrected_birth_date_corrects_the_z_scores(db, facility, clinician, child):
