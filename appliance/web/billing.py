@@ -478,12 +478,12 @@ async def record_refund(request: Asking, tenant: Tenant, invoice_id: Id, data: F
             raise Invalid("give the amount given back as a number", field="amount")
         return refunds.record_refund(conn, request.user, invoice_id, method=values.get("refund_method") or "",
                                      amount=amount, reason=values.get("refund_reason") or "",
-                                     reference=values.get("refund_reference"))
+                                     reference=values.get("refund_reference"), to=values.get("refund_to") or None)
 
     return await _in_thread(request, tenant, _invoice_action(
         request, tenant, invoice_id, act, "refunded", values=values, to="refunds",
         fields={"amount": "refund_amount", "reason": "refund_reason", "method": "refund_method",
-                "reference": "refund_reference"}))
+                "reference": "refund_reference", "to": "refund_to"}))
 
 
 @get("/refunds/{refund_id:uuid}", operation_id="BillingRefund",

@@ -606,6 +606,37 @@ def test_a_discount_capped_at_what_was_left_says_so_on_the_invoice(db, signed_in
     assert "capped at KES 450.00 of the KES 500.00 asked: an invoice never goes below zero" in capped.text
 
 
+def test_when_the_patient_and_the_insurer_both_paid_the_cashier_says_who_has_the_refund(db, signed_in, facility):
+    """On NHIF's invoice the patient paid 100 in cash and NHIF 280; a credit note of 150 leaves 150 overpaid. The
+    invoice says it is owed to the patient or NHIF and the refund form asks who (left blank: refused beside the
+    field); the patient's refund is theirs, at most what they paid."""
+    invoice = billed_for_a_blood_count(db, facility, "Shared", "Salome", claimed=True)
+    [line] = [ln for ln in invoice["lines"] if not ln["netted"]]
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = clerk.get(url).text
+    clerk.post(f"{url}/claim/status", data={"status": "accepted", "_csrf_token": csrf(page)})
+    clerk.post(f"{url}/payments", data={"method": "cash", "amount": "100", "_csrf_token": csrf(page)})
+    clerk.post(f"{url}/payments", data={"method": "insurer_remittance", "amount": "280", "reference": "RA-280",
+                                        "_csrf_token": csrf(page)})
+    clerk.post(f"{url}/credit-notes", data={f"amount-{line['id']}": "150", "credit_reason": "tariff",
+                                            "_csrf_token": csrf(page)})
+    owed = clerk.get(url).text
+    assert "a refund is owed to the patient or National Health Insurance Fund" in owed
+    form = owed.split('id="refund-title"')[1].split("</form>")[0]
+    assert re.findall(r'<option value="(\w*)"', form.split('name="refund_to"')[1].split("</select>")[0]) == [
+        "", "patient", "insurer"]
+    assert "the patient (up to KES 100.00 theirs to have back)" in form
+    asked = {"refund_method": "cash", "refund_amount": "100", "refund_reason": "tariff", "_csrf_token": csrf(owed)}
+    unnamed = clerk.post(f"{url}/refunds", data=asked)
+    assert unnamed.status_code == 422 and 'id="refund_to-error"' in unnamed.text
+    given = clerk.post(f"{url}/refunds", data={**asked, "refund_to": "patient"}, follow_redirects=False)
+    assert given.status_code == 303, given.text
+    slip = clerk.get(given.headers["location"]).text
+    assert slip.split('id="refund-to">')[1].startswith("SHARED, Salome")
+    assert "a refund is owed to National Health Insurance Fund" in clerk.get(url).text
+
+
 def test_the_shortfall_waits_for_the_insurers_answer_on_the_invoice(db, signed_in, facility):
     """A claim still submitted has no shortfall yet: the invoice says why instead of offering the form, and a post
     anyway is refused on the page (409) with the same reason."""

@@ -3,8 +3,10 @@
 A credit note on an invoice already paid (a line billed in error found after the patient paid, a wrong price the
 insurer had paid in full) leaves more paid than is now owed. The cashier gives the difference back as a **refund**
 (RFD-…): the invoice, the method (cash, mobile money, card, bank transfer), the amount, the reference and the
-reason, with a printable slip. It goes to whoever paid the invoice: the insurer on an insurer's invoice (its claim
-notes it), else the patient. Never more than was overpaid; the day's takings count it as money out.
+reason, with a printable slip. It goes to whoever paid: the insurer by its remittances (its claim notes the
+refund), the patient by any other payment — a patient who paid cash on an insurer's invoice is given their money
+back, not the insurer. When both paid, the cashier says which is given it back. Never more than was overpaid, nor
+more than that party paid; the day's takings count it as money out.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
 
 REFUND_METHODS = ("cash", "mobile_money", "card", "bank_transfer")
+REFUND_PARTIES = ("patient", "insurer")
 
 
 def record_refund(conn: Connection, principal: Principal, invoice_id: uuid.UUID, *, method: str, amount: Decimal,
-                  reason: str, reference: str | None = None) -> dict:
-    """Give back `amount` of what was overpaid on a final invoice, to whoever paid it. Returns the refund."""
+                  reason: str, reference: str | None = None, to: str | None = None) -> dict:
+    """Give back `amount` of what was overpaid on a final invoice to the party that paid it: `to` the patient or
+    the insurer, which may be left out when only one of them paid. Returns the refund."""
     found = service.invoice_row(conn, invoice_id, lock=True)  # serialises with payments, credits and other refunds
     if found["status"] != "final":
         raise Conflict("a draft invoice has taken no payment: there is nothing to refund", invoice_id=str(invoice_id))
@@ -43,6 +47,13 @@ def record_refund(conn: Connection, principal: Principal, invoice_id: uuid.UUID,
     if amount > overpaid:
         raise Invalid(f"only {format_money(overpaid, currency)} was paid beyond what is owed on this invoice: a "
                       "refund gives back no more than that", field="amount", overpaid=str(overpaid))
+    refundable = service.refundable_on(conn, found)
+    party = _party_refunded(conn, found, refundable, to)
+    can_have = refundable[party]
+    if amount > can_have:
+        raise Invalid(f"{_named(conn, found, party)} paid {format_money(can_have, currency)} of what was overpaid on "
+                      "this invoice: a refund to them gives back no more than that", field="amount",
+                      refundable=str(can_have))
     stated = stated_reason(reason, "say why the money is given back (the credit note that made it owed)")
     if method != "cash" and not (reference or "").strip():
         raise Invalid("give the transaction reference of the money sent back", field="reference")
@@ -51,12 +62,34 @@ def record_refund(conn: Connection, principal: Principal, invoice_id: uuid.UUID,
         sa.cast(sa.func.nextval("refund_number_seq"), sa.Text), 7, "0")))).scalar_one()
     conn.execute(refund.insert().values(
         id=refund_id, number=number, invoice_id=invoice_id, patient_id=found["patient_id"],
-        payer_code=found["payer_code"], method=method, amount=amount, currency=currency,
+        payer_code=found["payer_code"] if party == "insurer" else None, method=method, amount=amount, currency=currency,
         reference=(reference or "").strip() or None, reason=stated, recorded_by=principal.account_id))
     note_access(conn, principal, "create", found["patient_id"], "refund", [refund_id])
-    if found["payer_code"] is not None:
+    if party == "insurer":
         service.claim_follows(conn, principal, found, {"number": number, "amount": amount, "reason": stated}, "refund")
     return refund_of(conn, principal, refund_id)
+
+
+def _named(conn: Connection, found: dict, party: str) -> str:
+    return "the patient" if party == "patient" else service.payer_name(conn, found["payer_code"]) or "the insurer"
+
+
+def _party_refunded(conn: Connection, found: dict, paid: dict[str, Decimal], to: str | None) -> str:
+    """Who a refund goes to: `to`, which must have paid on the invoice (`paid`: `service.refundable_on`), or the
+    one party that did."""
+    if to is not None:
+        if to not in REFUND_PARTIES:
+            raise Invalid("a refund goes to the patient or to the insurer", field="to")
+        if to not in paid:
+            raise Invalid(f"{_named(conn, found, to)} paid nothing on this invoice that is still to be given back",
+                          field="to")
+        return to
+    if len(paid) > 1:
+        currency = found["currency"]
+        raise Invalid("both paid on this invoice: say who is given the money back — the patient (up to "
+                      f"{format_money(paid['patient'], currency)}) or {_named(conn, found, 'insurer')} (up to "
+                      f"{format_money(paid['insurer'], currency)})", field="to")
+    return next(iter(paid))
 
 
 def refund_of(conn: Connection, principal: Principal, refund_id: uuid.UUID) -> dict:

@@ -229,11 +229,12 @@ class FinancialController(Controller):
     async def record_refund(self, tenant: FromPath[str], state: State, request: Asking, invoice_id: Id,
                             data: JSONBody[RefundIn]) -> RefundOut:
         """Give back what was paid beyond what is owed on a final invoice (a credit note after payment), to
-        whoever paid it (the insurer on an insurer's invoice, else the patient), with the method, reference and
-        reason; never more than was overpaid (422), nothing when nothing was (409). Money out of the day's takings."""
+        the party that paid it: the insurer (its remittances) or the patient (any other payment), named by `to`
+        when both paid (422 until it is), with the method, reference and reason; never more than was overpaid nor
+        than that party paid (422), nothing when nothing was (409). Money out of the day's takings."""
         found = await _in_tenant(state, tenant, lambda conn: refunds.record_refund(
             conn, request.user, invoice_id, method=data.method, amount=data.amount, reason=data.reason,
-            reference=data.reference))
+            reference=data.reference, to=data.to))
         return RefundOut.model_validate(found)
 
     @get("/refunds/{refund_id:uuid}", operation_id="FinancialGetRefund", opt=_opt("financial.refund.read"))

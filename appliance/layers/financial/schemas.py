@@ -173,6 +173,9 @@ class RefundIn(_In):
     amount: Decimal = Field(gt=0, max_digits=15, decimal_places=3)
     reference: str | None = Field(default=None, max_length=120)  # required but for cash
     reason: Reason
+    # Who is given it back: the patient (what they paid) or the insurer (its remittances); needed only when both
+    # paid on the invoice.
+    to: Literal["patient", "insurer"] | None = None
 
 
 class RefundSummary(_Out):
@@ -214,6 +217,8 @@ class InvoiceOut(_Out):
     credited: MoneyOut
     outstanding: MoneyOut | None  # total − paid + refunded − credited, once final (never below zero)
     overpaid: MoneyOut | None  # paid beyond what is owed once final (a credit note after payment): to refund
+    # To whom a refund may go (patient, insurer: each that paid) and at most how much; empty when none is owed.
+    refundable: dict[Literal["patient", "insurer"], MoneyOut] = {}
     remitted: MoneyOut  # of what was paid, the insurer's remittances
     refunded: MoneyOut
     unpriced: int

@@ -246,6 +246,31 @@ def refunded_on(conn: Connection, invoice_id: uuid.UUID) -> Decimal:
                         .where(refund.c.invoice_id == invoice_id)).scalar_one()
 
 
+def net_paid_by(payments: list[dict], refunds: list[dict]) -> dict[str, Decimal]:
+    """What each party paid on an invoice, net of what was already given back to it: the insurer by its
+    remittances, the patient by every other payment (cash, mobile money, card on an insurer's invoice too)."""
+    net = {"patient": ZERO, "insurer": ZERO}
+    for paid in payments:
+        net["insurer" if paid["method"] == "insurer_remittance" else "patient"] += paid["amount"]
+    for given_back in refunds:
+        net["insurer" if given_back["payer_code"] is not None else "patient"] -= given_back["amount"]
+    return net
+
+
+def refundable(overpaid: Decimal, net_paid: dict[str, Decimal]) -> dict[str, Decimal]:
+    """To whom a refund of what was overpaid may go, and at most how much: each party that paid (`net_paid_by`), up
+    to what it paid and never beyond what was overpaid. Empty when nothing was overpaid."""
+    return {party: min(overpaid, paid) for party, paid in net_paid.items() if paid > 0 and overpaid > 0}
+
+
+def refundable_on(conn: Connection, found: dict) -> dict[str, Decimal]:
+    """`refundable` for a final invoice, read from its payments and refunds."""
+    payments = [dict(r) for r in conn.execute(sa.select(payment.c.method, payment.c.amount)
+                                              .where(payment.c.invoice_id == found["id"])).mappings()]
+    overpaid = owed_and_overpaid(outstanding_on(conn, found))[1]
+    return refundable(overpaid, net_paid_by(payments, refunds_of(conn, found["id"])))
+
+
 def outstanding_on(conn: Connection, found: dict) -> Decimal:
     """What is still owed on a final invoice: its total less what was paid (net of refunds) and what was
     credited (credit notes, a shortfall written off or transferred to the patient). Below zero, it was
@@ -347,6 +372,7 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
     refunded = sum((r["amount"] for r in refunds), ZERO)
     owed = figures_out["total"] - paid + refunded - credited if found["status"] == "final" else None
     outstanding, overpaid = (None, None) if owed is None else owed_and_overpaid(owed)
+    net_paid = net_paid_by(payments, refunds)
     credited_by_line: dict[uuid.UUID, Decimal] = {}
     for credit in credits:
         for credited_line in credit["lines"]:
@@ -362,6 +388,7 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
         "credits": credits, "credited": credited, "transferred_from_number": transferred_from,
         "refunds": refunds, "refunded": refunded,
         "outstanding": outstanding, "overpaid": overpaid,  # overpaid: a refund is owed
+        "refundable": refundable(overpaid, net_paid) if overpaid else {},  # to whom, at most how much
         "claim": claim_view(conn, found_claim, found, owed) if found_claim else None,
         "unpriced": sum(1 for ln in lines if ln["status"] == "unpriced"),
         "payer_name": payer_name(conn, found["payer_code"]),
@@ -661,8 +688,11 @@ def claim_view(conn: Connection, row: Any, claimed_invoice: dict, owed: Decimal)
         .order_by(claim_event.c.at, claim_event.c.id)).mappings()]
     found["invoice_number"] = claimed_invoice["number"]
     found["remitted"] = remitted_on(conn, claimed_invoice["id"])
-    found["refunded"] = refunded_on(conn, claimed_invoice["id"])
-    found["owed_back"] = owed_and_overpaid(owed)[1]
+    # Refunds to the insurer: what the patient paid and was given back is not the claim's.
+    found["refunded"] = rounded(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(refund.c.amount), 0)).where(
+        refund.c.invoice_id == claimed_invoice["id"], refund.c.payer_code.is_not(None))).scalar_one(),
+        claimed_invoice["currency"])
+    found["owed_back"] = min(owed_and_overpaid(owed)[1], max(found["remitted"] - found["refunded"], ZERO))
     found["must_resend"] = found["status"] == "amended"
     return found
 

@@ -404,6 +404,47 @@ def test_a_paid_claim_is_not_reduced_silently_what_the_insurer_overpaid_is_refun
         f"{given.json()['number']} refunded KES 80.00 to National Health Insurance Fund: NHIF overpaid FBC")
 
 
+def test_a_refund_goes_back_to_whoever_paid_the_patient_or_the_insurer(db, facility, clinician, clerk, clerk_api):
+    """On NHIF's 380 invoice the patient paid 100 in cash and NHIF remitted 280; a credit note of 150 leaves 150
+    overpaid. Both paid, so the cashier must say who is given it back (422 naming both, writing nothing); the patient
+    has back at most their 100, by a refund that is theirs (no insurer on it, the claim untouched); the 50 left can
+    only be NHIF's."""
+    invoice = claimed_insurer_invoice(db, facility, clinician, clerk)
+    base = API.format(tenant=facility.slug)
+    url, claim_url = f"{base}/invoices/{invoice['id']}", f"{base}/claims/{invoice['claim']['id']}"
+    assert clerk_api.post(f"{claim_url}/status", json={"status": "accepted"}).status_code == 200
+    assert clerk_api.post(f"{url}/payments", json={"method": "cash", "amount": "100"}).status_code == 201
+    assert clerk_api.post(f"{url}/payments", json={
+        "method": "insurer_remittance", "amount": "280", "reference": "NHIF-RA-280"}).status_code == 201
+    assert clerk_api.post(f"{url}/credit-notes", json={
+        "lines": [{"line_id": str(invoice["lines"][0]["id"]), "amount": "150"}], "reason": "tariff"}).status_code == 201
+    shown = clerk_api.get(url).json()
+    assert (shown["overpaid"], shown["refundable"]) == ("150.00", {"patient": "100.00", "insurer": "150.00"})
+
+    asked = {"method": "cash", "amount": "100", "reason": "credit note on the FBC"}
+    unnamed = clerk_api.post(f"{url}/refunds", json=asked)
+    assert unnamed.status_code == 422 and unnamed.json()["field"] == "to", unnamed.text
+    assert "the patient (up to KES 100.00)" in unnamed.json()["detail"]
+    assert "National Health Insurance Fund (up to KES 150.00)" in unnamed.json()["detail"]
+    too_much = clerk_api.post(f"{url}/refunds", json={**asked, "amount": "120", "to": "patient"})
+    assert too_much.status_code == 422 and too_much.json()["field"] == "amount"
+    assert "the patient paid KES 100.00" in too_much.json()["detail"]
+    assert _refunds(db, facility, invoice["id"]) == 0
+    events_before = len(clerk_api.get(claim_url).json()["events"])
+
+    to_patient = clerk_api.post(f"{url}/refunds", json={**asked, "to": "patient"})
+    assert to_patient.status_code == 201 and to_patient.json()["payer_code"] is None, to_patient.text
+    claimed = clerk_api.get(claim_url).json()
+    assert len(claimed["events"]) == events_before and (claimed["refunded"], claimed["owed_back"]) == ("0.00", "50.00")
+    assert clerk_api.get(url).json()["refundable"] == {"insurer": "50.00"}
+    again = clerk_api.post(f"{url}/refunds", json={**asked, "amount": "10", "to": "patient"})
+    assert again.status_code == 422 and again.json()["field"] == "to" and "the patient paid nothing" in again.text
+    to_insurer = clerk_api.post(f"{url}/refunds", json={  # the one party left: no need to name it
+        "method": "bank_transfer", "amount": "50", "reference": "EFT-0092", "reason": "NHIF overpaid FBC"})
+    assert to_insurer.status_code == 201 and to_insurer.json()["payer_code"] == "NHIF", to_insurer.text
+    assert clerk_api.get(claim_url).json()["refunded"] == "50.00"
+
+
 def test_a_credit_note_never_takes_off_more_than_the_invoice_came_to(db, facility, clinician, clerk, clerk_api):
     """A 450 blood count exempted 150 was billed 300 and paid: crediting the whole line would leave 450 'overpaid'
     and refund money never paid; at most the total, 300, is credited."""
