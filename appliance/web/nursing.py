@@ -23,7 +23,7 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import drugs, reconciliation
+from appliance.layers.clinical import drugs, growth, reconciliation
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
 from appliance.layers.nursing import access, service, views, ward
@@ -69,7 +69,14 @@ DOSE_STATES = {"due": ("due", "status-planned"), "due_now": ("due now", "status-
                "refused": ("refused", "flag-high"), "missed": ("missed", "flag-critical")}
 OBSERVATION_FIELDS = ["respiratory_rate", "spo2_percent", "spo2_scale", "supplemental_oxygen", "oxygen_l_min",
                       "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "consciousness", "temperature_c",
-                      "encounter_id"]
+                      "muac_mm", "oedema", "encounter_id"]
+# A child's screening for acute malnutrition, taken with the observations: mid-upper-arm circumference in mm
+# and bilateral pitting oedema, as the clinic's arrival form takes them (the record keeps oedema present or
+# absent, not its grade).
+OEDEMA_CHOICES = [("false", "Absent"), ("true", "Present")]
+MUAC_HINT = (f"Read against the acute malnutrition cut-offs from {growth.ACUTE_FROM_MONTHS} to "
+             f"{growth.ACUTE_TO_MONTHS} months: under {growth.MUAC_SEVERE_BELOW_MM} mm severe, "
+             f"{growth.MUAC_SEVERE_BELOW_MM}–{growth.MUAC_MODERATE_BELOW_MM - 1} mm moderate.")
 DOSE_OUTCOMES = [("given", "Given"), ("held", "Held"), ("refused", "Refused"), ("missed", "Missed")]
 
 
@@ -97,7 +104,7 @@ def allergy_matches(drug: str, substances: list[str]) -> list[str]:
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
                    "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES,
                    "lateness": lateness, "duration": duration, "minutes_since": minutes_since,
-                   "allergy_matches": allergy_matches}
+                   "allergy_matches": allergy_matches, "oedema_choices": OEDEMA_CHOICES, "muac_hint": MUAC_HINT}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
@@ -382,6 +389,8 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
             # girl in pregnancy is charted on, does use consciousness).
             "asks_scale": not (exclusion and exclusion.child),
             "asks_acvpu": not (exclusion and exclusion.child and not exclusion.maternity),
+            # MUAC and oedema on a child's chart only: the form refuses them for an adult (service.py).
+            "asks_screening": bool(exclusion and exclusion.child),
             "names": people_named(db, {r["author_id"] for r in rows[:30]})}
 
 
@@ -404,6 +413,8 @@ def _vitals_in(values: dict) -> VitalSignsIn:
         fields["supplemental_oxygen"] = fields["supplemental_oxygen"] == "true"
     if "spo2_scale" in fields:
         fields["spo2_scale"] = 2 if fields["spo2_scale"] == "2" else 1
+    if "oedema" in fields:  # anything but the form's two choices is refused by the schema, not read as absent
+        fields["oedema"] = {"true": True, "false": False}.get(fields["oedema"], fields["oedema"])
     return VitalSignsIn.model_validate(fields)
 
 
@@ -421,7 +432,11 @@ async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, d
             errors = {"form": next(iter(errors.values()))}
     if not errors:
         def work() -> None:
+            screened = [name for name in ("muac_mm", "oedema") if getattr(vitals, name) is not None]
+            today = _now().astimezone(facility_zone(db, tenant)).date()
             with db.tenant(tenant) as conn:
+                if screened:
+                    service.require_child_for_screening(conn, patient_id, today, screened[0])
                 clinical.record_vitals(conn, request.user, patient_id, vitals)
 
         try:

@@ -181,3 +181,39 @@ def test_a_ward_doctor_reconciles_the_medicines_a_patient_came_in_on(browser, li
     assert page.locator("#came-in-on").count() == 0
     context.close()
     watch.assert_clean(provoked={422})
+
+
+def test_a_nurse_screens_a_child_on_the_ward_for_acute_malnutrition(browser, live_server, db, clinic, person_factory):
+    """A girl of 20 months on the general ward: the nurse's observation form takes her MUAC and looks for
+    oedema, and the growth line on her chart reads them as severe acute malnutrition."""
+    author = person_factory("clinician", clinic.slug)
+    doctor = Principal(account_id=author.account_id, kind="staff", display_name="Test clinician", tenant=clinic.slug,
+                       role="clinician")
+    with db.tenant(clinic.slug) as conn:
+        girl = service.register_patient(conn, doctor, PatientIn.model_validate({
+            "family_name": "Nyambura", "given_names": "Faith", "sex": "female",
+            "birth_date": (dt.date.today() - dt.timedelta(days=610)).isoformat()}))
+        service.open_encounter(conn, doctor, girl["id"], EncounterIn(
+            encounter_class="inpatient", status="in_progress", ward_code="GEN", reason="Diarrhoea and vomiting"))
+    journey, watch = Journey("nurse-child-muac"), Watch()
+    nurse = person_factory("nurse", clinic.slug, ward="GEN")
+    context, page = new_page(browser, watch)
+    page.set_viewport_size(TABLET)
+    sign_in(page, live_server, nurse)
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{girl['id']}/observations")
+    form = page.locator("form.vitals-form")
+    form.get_by_label("Pulse").fill("138")
+    form.get_by_label("MUAC").fill("30")  # the tape read in cm by mistake
+    form.get_by_label("Bilateral pitting oedema").select_option("false")
+    page.get_by_role("button", name="Save observations").click()
+    assert "at least 50" in page.locator("#muac_mm-error").inner_text()  # beside the field, the rest kept
+    assert form.get_by_label("Pulse").input_value() == "138"
+    form.get_by_label("MUAC").fill("112")
+    page.get_by_role("button", name="Save observations").click()
+    page.wait_for_url(re.compile(r"/observations\?done=vitals$"))
+    assert "112 mm" in page.locator("table.obs-chart tbody tr").first.inner_text()
+    journey.shot(page, "muac-recorded")
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{girl['id']}/chart")
+    assert "MUAC 112 mm: severe acute malnutrition" in page.locator("#growth-line").inner_text()
+    context.close()
+    watch.assert_clean(provoked={422})

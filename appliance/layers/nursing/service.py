@@ -240,6 +240,22 @@ def list_scores(conn: Connection, principal: Principal, patient_id: uuid.UUID, k
     return rows
 
 
+# -- a child's malnutrition screening on the observation form ---------------------------------------
+
+def require_child_for_screening(conn: Connection, patient_id: uuid.UUID, day: dt.date, field: str) -> None:
+    """Refuses (422, naming `field`) a mid-upper-arm circumference or a bilateral pitting oedema finding taken
+    on the ward's observation form for a patient who is not a child on `day` (the facility's). The form takes
+    them on the child's chart, under 16 as PEWS is, to screen for acute malnutrition (the WHO/UNICEF cut-offs
+    read them from 6 to 59 months, clinical/growth.py); an adult's nutrition is not assessed by them here."""
+    born = conn.execute(sa.select(views.patient.c.birth_date).where(views.patient.c.id == patient_id)).scalar()
+    if born is None:
+        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    years = years_on(born, day)
+    if years >= ADULT_YEARS:
+        raise Invalid(f"MUAC and oedema are taken on this form to screen a child under {ADULT_YEARS} for acute "
+                      f"malnutrition; this patient is {years} years old, so leave them empty", field=field)
+
+
 def _score_of_set(kind: str, alias: str) -> sa.Subquery:
     """The current score of `kind` of the vital signs set in the enclosing query's `entry`, as a lateral
     subquery of its columns (prefixed `alias`_) and its entry id (`alias`_id)."""

@@ -8,14 +8,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+import zoneinfo
 from decimal import Decimal
 
 import pytest
 
 from appliance.layers.nursing import service
+from appliance.national import indicators as national
 from appliance.substrate import record
 from appliance.web.nursing import lateness
 from tests.layers.nursing.conftest import HIGH, TZ, admit, vitals
+from tests.national.test_indicators import DEFINITIONS_FILE
 from tests.web.test_auth import csrf_token
 
 
@@ -308,6 +311,78 @@ def test_a_childs_form_asks_neither_the_spo2_scale_nor_acvpu(db, signed_in, faci
     stale = post_form(nurse, page, page, {"spo2_scale": "2", "spo2_percent": "91", "heart_rate_bpm": "120",
                                           "encounter_id": str(child["encounter_id"])})
     assert stale.status_code == 422 and "SpO₂ scale 2 is not used under 16 years of age" in stale.text
+    with db.tenant(facility.slug) as conn:
+        assert service.observations(conn, clinician, child["id"]) == []
+
+
+def _screened_this_month(db, facility) -> dict[str, int]:
+    """The facility's national counts of children screened and with severe acute malnutrition this month."""
+    definitions = national.load_definitions(DEFINITIONS_FILE)
+    period = national.Period.containing(dt.datetime.now(zoneinfo.ZoneInfo(facility.timezone)).date())
+    counts = national.count_facility(db, facility.slug, facility.timezone, period, definitions)
+    return {what: sum(counts[what].values()) for what in ("nutrition_screened", "sam_cases")}
+
+
+def test_a_childs_observations_take_muac_and_oedema_for_the_growth_chart_and_the_ministry(
+        db, signed_in, token_client, facility, clinician):
+    """The ward's form for a child of 20 months takes MUAC and oedema on the same vital signs the clinic's
+    arrival form writes: the growth API reads them and the national indicators count the child screened."""
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, clinician, family="Chebet", given="Imani", born=dt.date.today() - dt.timedelta(days=610))
+    before = _screened_this_month(db, facility)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{child['id']}/observations"
+    form = nurse.get(page).text.split('class="form vitals-form"')[1].split("</form>")[0]
+    assert 'name="muac_mm"' in form and 'name="oedema"' in form and "under 115 mm severe" in form
+    too_small = post_form(nurse, page, page, {"muac_mm": "30", "oedema": "false", "heart_rate_bpm": "130"})
+    assert too_small.status_code == 422 and "at least 50" in too_small.text.split('id="muac_mm-error"')[1][:200]
+    not_a_finding = post_form(nurse, page, page, {"muac_mm": "112", "oedema": "perhaps"})
+    assert not_a_finding.status_code == 422 and 'id="oedema-error"' in not_a_finding.text
+    with db.tenant(facility.slug) as conn:
+        assert service.observations(conn, clinician, child["id"]) == []  # neither refusal wrote anything
+    saved = post_form(nurse, page, page, {"muac_mm": "112", "oedema": "false", "heart_rate_bpm": "130",
+                                          "encounter_id": str(child["encounter_id"])})
+    assert saved.status_code == 303, saved.text
+    row = nurse.get(page).text.split('class="list compact obs-chart"')[1].split("</tr>")[1]
+    assert "112 mm" in row and ">none<" in row
+    doctor = token_client(facility.slug, role="clinician")
+    grown = doctor.get(f"/api/t/{facility.slug}/patients/{child['id']}/growth")
+    assert grown.status_code == 200, grown.text
+    latest = grown.json()["latest"]
+    assert (latest["muac_mm"], latest["oedema"], latest["acute_malnutrition"]) == (112, False, "severe")
+    after = _screened_this_month(db, facility)
+    assert {what: after[what] - before[what] for what in after} == {"nutrition_screened": 1, "sam_cases": 1}
+
+
+def test_an_adults_form_takes_no_muac_and_refuses_one_sent(db, signed_in, facility, clinician, ward_patients):
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    calm = ward_patients["calm"]
+    page = f"/t/{facility.slug}/patients/{calm['id']}/observations"
+    assert 'name="muac_mm"' not in nurse.get(page).text
+    with db.tenant(facility.slug) as conn:
+        recorded = len(service.observations(conn, clinician, calm["id"]))
+    forged = post_form(nurse, page, page, {"muac_mm": "240", "heart_rate_bpm": "80", "spo2_scale": "1"})
+    assert forged.status_code == 422, forged.text
+    assert "screen a child under 16 for acute malnutrition; this patient is" in forged.text
+    with db.tenant(facility.slug) as conn:
+        assert len(service.observations(conn, clinician, calm["id"])) == recorded  # the pulse was not kept either
+
+
+def test_another_facility_and_a_guessed_id_cannot_record_a_childs_muac(db, signed_in, facility, other_facility,
+                                                                       clinician):
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, clinician, family="Auma", given="Zawadi", born=dt.date.today() - dt.timedelta(days=400))
+    intruder = signed_in("nurse", other_facility.slug, ward="GEN")
+    token = csrf_token(intruder.get(f"/t/{other_facility.slug}/ward").text)
+    for tenant, patient_id in ((facility.slug, child["id"]), (other_facility.slug, child["id"])):
+        taken = intruder.post(f"/t/{tenant}/patients/{patient_id}/observations", follow_redirects=False,
+                              data={"muac_mm": "110", "oedema": "true", "_csrf_token": token})
+        assert taken.status_code in (403, 404) and "Auma" not in taken.text
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{child['id']}/observations"
+    guessed = post_form(nurse, page, f"/t/{facility.slug}/patients/{uuid.uuid4()}/observations",
+                        {"muac_mm": "110", "oedema": "true"})
+    assert guessed.status_code == 404
     with db.tenant(facility.slug) as conn:
         assert service.observations(conn, clinician, child["id"]) == []
 
