@@ -637,6 +637,25 @@ def test_when_the_patient_and_the_insurer_both_paid_the_cashier_says_who_has_the
     assert "a refund is owed to National Health Insurance Fund" in clerk.get(url).text
 
 
+def test_a_charge_and_the_credit_that_undid_it_are_not_offered_for_a_credit_note(db, signed_in, facility):
+    """NHIF recorded after the care re-priced the blood count: the self-pay 450 and the credit that undid it net to
+    nothing on the invoice. The credit note form offers only what is billed (NHIF's 380); the undone 450 posted
+    anyway is refused beside the lines, with why, and nothing is credited."""
+    invoice = billed_for_a_blood_count(db, facility, "Netted", "Neema", claimed=True)
+    [undone] = [ln for ln in invoice["lines"] if ln["netted"] and ln["amount"] > 0]
+    [billed] = [ln for ln in invoice["lines"] if not ln["netted"]]
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = clerk.get(url).text
+    offered = re.findall(r'name="line-([0-9a-f-]{36})"', page.split('id="credit-title"')[1].split("</form>")[0])
+    assert offered == [str(billed["id"])]
+    refused = clerk.post(f"{url}/credit-notes", data={f"line-{undone['id']}": "whole", "credit_reason": "probe",
+                                                      "_csrf_token": csrf(page)})
+    assert refused.status_code == 422 and 'id="lines-error"' in refused.text
+    assert "is undone on this invoice by its own credit" in refused.text
+    assert 'id="credits-title"' not in clerk.get(url).text
+
+
 def test_the_shortfall_waits_for_the_insurers_answer_on_the_invoice(db, signed_in, facility):
     """A claim still submitted has no shortfall yet: the invoice says why instead of offering the form, and a post
     anyway is refused on the page (409) with the same reason."""

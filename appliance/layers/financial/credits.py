@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 from appliance.layers.financial import service
 from appliance.layers.financial.errors import Conflict, Invalid, NotFound
 from appliance.layers.financial.models import (
+    charge,
     claim,
     invoice,
     invoice_credit,
@@ -87,8 +88,14 @@ def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.U
     wanted = [line_id for line_id, _ in lines]
     if len(set(wanted)) != len(wanted):
         raise Invalid("each line is credited once on a credit note", field="lines")
+    # A charge re-priced (insurance recorded after the care) or cancelled is undone by a credit charge on the same
+    # invoice: the two net to nothing, so the line has nothing billed left to credit.
+    reversal_line, reversal = invoice_line.alias("reversal_line"), charge.alias("reversal")
+    undone_here = sa.exists().where(reversal_line.c.invoice_id == invoice_id,
+                                    reversal.c.entry_id == reversal_line.c.charge_entry_id,
+                                    reversal.c.reverses == invoice_line.c.charge_root_id)
     on_invoice = {r["id"]: dict(r) for r in conn.execute(
-        sa.select(invoice_line.c.id, invoice_line.c.description, invoice_line.c.amount,
+        sa.select(invoice_line.c.id, invoice_line.c.description, invoice_line.c.amount, undone_here.label("undone"),
                   (sa.select(sa.func.coalesce(sa.func.sum(invoice_credit_line.c.amount), 0))
                    .where(invoice_credit_line.c.invoice_line_id == invoice_line.c.id)
                    .scalar_subquery()).label("credited"))
@@ -99,6 +106,10 @@ def issue_credit_note(conn: Connection, principal: Principal, invoice_id: uuid.U
         line = on_invoice.get(line_id)
         if line is None:
             raise Invalid(f"line {line_id} is not a line of invoice {found['number']}", field="lines")
+        if line["undone"]:
+            raise Invalid(f"“{line['description']}” is undone on this invoice by its own credit (re-priced or "
+                          "cancelled): the two net to nothing, so there is nothing of it to credit", field="lines",
+                          line_id=str(line_id))
         left = line["amount"] - line["credited"]
         if left <= 0:
             raise Invalid(f"nothing is left to credit on “{line['description']}”"
