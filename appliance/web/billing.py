@@ -69,7 +69,7 @@ OUTCOME_LABELS = {"same_day": "Charged the same day", "late": "Charged late", "u
 CREDIT_KINDS = {"credit_note": "Credit note", "write_off": "Shortfall written off",
                 "transfer": "Shortfall transferred to the patient"}
 KIND_LABELS = {"service_request": "Order", "medication_administration": "Dose given",
-               "encounter_status": "Consultation"}
+               "encounter_status": "Consultation", "dispense": "Pharmacy"}
 
 
 def _opts(permission: str) -> dict:

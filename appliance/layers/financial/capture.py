@@ -6,9 +6,10 @@ un-credited charge was priced and recorded on the facility-local day of the care
 billable entries to their charges on every command-center request cost ~200 ms on a year-old referral
 hospital (bench/kpis.py), so the match is kept as the facts arrive instead, as lab turnaround is:
 `charge_capture` holds one row per billable record with its current charge, refreshed by reaction —
-in the same transaction — whenever a billable entry (an order, a dose, an encounter's end) or a charge
-for one is appended. The refresh runs reports.py's own SQL for the records touched, so the projection
-cannot drift from the report's definition; the KPI then counts one indexed range per window.
+in the same transaction — whenever a billable entry (an order, a dose, an encounter's end, a medicine
+dispensed) or a charge for one is appended. The refresh runs reports.py's own SQL for the records
+touched, so the projection cannot drift from the report's definition; the KPI then counts one indexed
+range per window.
 
 The facility-local days of the care and of the charge are kept with each row (in the fee schedule's
 time zone, as the report reads them; schedule.sync_fee_schedule recomputes them if the facility's time
@@ -60,12 +61,12 @@ _KEEP = """
 
 def refresh_function_body() -> str:
     """The statement of `charge_capture_refresh(p_roots uuid[])`, which t0008 installed in every tenant
-    schema and t0014 replaced (frozen in the latest of them; tests/layers/financial/test_capture_kpi.py
-    holds the two equal): each named record still billable gets its current version and charge, as the
-    report finds them; one no longer billable (cancelled, entered in error) leaves the projection, as it
-    leaves the report. A function,
-    because its plan is kept per schema for the connection's life: as a statement it was planned afresh
-    on every write (~3 ms of a 0.5 ms refresh)."""
+    schema and t0014 and t0023 replaced (frozen in the latest of them;
+    tests/layers/financial/test_capture_kpi.py holds the two equal): each named record still billable gets
+    its current version and charge, as the report finds them; one no longer billable (cancelled, entered in
+    error) leaves the projection, as it leaves the report. A function, because its plan is kept per schema
+    for the connection's life: as a statement it was planned afresh on every write (~3 ms of a 0.5 ms
+    refresh)."""
     return reports.billable_with_charges(reports.BILLABLE_KINDS, "e.id = ANY(p_roots)",
                                          "ch.source_root_id = ANY(p_roots)") + _KEEP
 
@@ -87,6 +88,7 @@ _BILLABLE_FIRST_VERSION = {
     "service_request": lambda detail: detail.get("status") == "active",
     "medication_administration": lambda detail: detail.get("outcome") == "given",
     "encounter_status": lambda detail: detail.get("to_status") == "finished",
+    "dispense": lambda detail: True,  # a medicine handed over is billable as it is handed over
 }
 # Per connection, in the transaction: the billable versions whose charge (or credit) has just refreshed
 # their record — the charging reaction runs before ours, so our own reaction to that version has nothing

@@ -4,9 +4,10 @@ from a projection kept by reaction (capture.py), built with this module's SQL.
 
 **Billable entries** are counted from the clinical and nursing record itself, independently of the
 charges, so a charge that is missing shows up as missing: lab and imaging orders placed (current
-version active), doses given, encounters finished — each counted on the facility-local day its act
-happened. Each is then matched to the current charge that bills it (none: *missing*; without a price:
-*unpriced*; priced and posted the same local day: *same day*; first priced on a later day: *late*).
+version active), doses given, encounters finished, medicines the outpatient pharmacy handed over — each
+counted on the facility-local day its act happened. Each is then matched to the current charge that bills
+it (none: *missing*; without a price: *unpriced*; priced and posted the same local day: *same day*; first
+priced on a later day: *late*).
 Bed-days are charged by the census accrual and have no clinical entry of their own on the day; they
 appear in the charge totals, not in the entry count.
 
@@ -79,12 +80,18 @@ _SOURCES = {
                                                              ELSE 'OPD' END) AS department
         FROM entry e JOIN encounter_status_change d ON d.entry_id = e.id JOIN encounter n ON n.id = d.encounter_id
         WHERE e.kind = 'encounter_status' AND {where} AND d.to_status = 'finished'""",
+    # A medicine the outpatient pharmacy handed over (the operations layer's `dispense`): billable as handed
+    # over, named by its item's drug (read by SQL, as the charging reaction prices it); a dispense reversed
+    # (entered in error) is no longer billable.
+    "dispense": _VERSIONED.format(
+        first="e.id", what="(SELECT i.drug FROM pharmacy_item i WHERE i.id = d.item_id) || ' (dispensed)'",
+        table="dispense", kind="dispense", department="'PHARMACY'", billable="TRUE", where="{where}"),
 }
 # The departments above are the defaults of charges.DEFAULT_DEPARTMENTS and CONSULTATION_DEPARTMENTS
 # (tests/layers/financial/test_reports.py holds them equal); a charge's own department wins.
-BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status")
+BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "dispense")
 _TABLE_OF = {"service_request": "service_request", "medication_administration": "medication_administration",
-             "encounter_status": "encounter_status_change"}
+             "encounter_status": "encounter_status_change", "dispense": "dispense"}
 # When the care a charge `ch` (entry `ce`) bills was captured: when that item of that record, for that day,
 # was first charged at a price — a charge credited since included. Re-pricing it (insurance recorded after
 # the care: rebilling.py credits the charge and posts it again at the insurer's price, today) changes the

@@ -4,7 +4,7 @@
   `clinic` with its weekly sessions, the `slot`s generated from them, and `kpi_target`;
 - **detail tables** of the operations entry kinds, append-only: `admission`, `transfer`, `discharge`,
   `ed_event` (all five `ed_*` kinds), `appointment_change` (`appointment`, `appointment_status`);
-- **the pharmacy** (t0022): `pharmacy_item` (what it stocks), `stock_movement` (its append-only stock
+- **the pharmacy** (t0022, t0023): `pharmacy_item` (what it stocks), `stock_movement` (its append-only stock
   ledger) and `dispense`, the detail of the `dispense` entry kind (what was handed to a patient);
 - **projections** kept in step with those entries in the same transaction, so the bed board, the ED
   board and the command center read one indexed range: `inpatient_stay`, `ed_visit`, `appointment`.
@@ -227,7 +227,7 @@ lab_turnaround = sa.Table(
 
 # -- the pharmacy (t0022; pharmacy.py) -----------------------------------------------------------------
 
-STOCK_MOVEMENT_KINDS = ("received", "adjusted", "dispensed")
+STOCK_MOVEMENT_KINDS = ("received", "adjusted", "dispensed", "reversed")  # reversed: t0023, a dispense put back
 ADJUSTMENT_REASONS = ("expired", "damaged", "counted", "other")
 
 pharmacy_item = sa.Table(
@@ -251,10 +251,11 @@ stock_movement = sa.Table(
     sa.Column("item_id", sa.Uuid, sa.ForeignKey("pharmacy_item.id"), nullable=False),
     sa.Column("batch", sa.Text, nullable=False),
     sa.Column("expires_on", sa.Date, nullable=False),  # the batch's, as received
-    sa.Column("kind", sa.Text, nullable=False),  # received, adjusted, dispensed
+    sa.Column("kind", sa.Text, nullable=False),  # received, adjusted, dispensed, reversed
     sa.Column("quantity", sa.Numeric, nullable=False),  # signed: in (+) or out (-), in the item's unit
     sa.Column("reason", sa.Text, nullable=True),  # an adjustment's: expired, damaged, counted, other
     sa.Column("reference", sa.Text, nullable=True),  # a delivery note or requisition; an adjustment's note
+    # the dispense a `dispensed` row hands over, or a `reversed` row puts back (once: t0023's unique index)
     sa.Column("dispense_entry_id", sa.Uuid, sa.ForeignKey("entry.id"), nullable=True),
     sa.Column("recorded_by", sa.Uuid, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
