@@ -35,10 +35,17 @@ INTERPRETATION = {"N": "Normal", "L": "Low", "H": "High", "LL": "Critical low", 
 
 
 class VitalSign:
-    """One measurement of a `vital_signs` entry as a LOINC-coded component."""
+    """One measurement of a `vital_signs` entry as a LOINC-coded component: a quantity in `ucum` (taken
+    also in each of `other_units`, times its factor), or a finding coded by `answers` (the record's value
+    to its coding), or else text."""
 
-    def __init__(self, column: str, loinc: str, display: str, unit: str | None, ucum: str | None):
+    def __init__(self, column: str, loinc: str, display: str, unit: str | None, ucum: str | None, *,
+                 text: str | None = None, other_units: dict[str, Decimal] | None = None,
+                 answers: dict[Any, tuple[str, str, str]] | None = None):
         self.column, self.loinc, self.display, self.unit, self.ucum = column, loinc, display, unit, ucum
+        self.text = text or display
+        self.other_units = other_units or {}
+        self.answers = answers
 
 
 VITAL_SIGNS_PANEL = ("85353-1", "Vital signs, weight, height, head circumference, oxygen saturation and BMI panel")
@@ -53,6 +60,19 @@ VITAL_SIGNS = [
     VitalSign("height_cm", "8302-2", "Body height", "cm", "cm"),
     VitalSign("oxygen_l_min", "3151-8", "Inhaled oxygen flow rate", "L/min", "L/min"),
     VitalSign("consciousness", "67775-7", "Level of responsiveness (ACVPU)", None, None),
+    # A child's malnutrition screening (clinical/growth.py). MUAC: LOINC's mid-upper-arm circumference (its
+    # name says the right arm; WHO measures the left, and no LOINC term names it), kept in whole mm as the
+    # tape reads and taken in cm too.
+    VitalSign("muac_mm", "56072-2", "Circumference Mid upper arm - right", "mm", "mm",
+              text="Mid-upper-arm circumference (MUAC)", other_units={"cm": Decimal(10)}),
+    # Bilateral pitting oedema: the record keeps present or absent (no grade). LOINC 44966-0 "Edema", valued
+    # by SNOMED CT's Present (52101004) and Absent (2667000) qualifiers — the code as a vital-signs
+    # Observation in the InteropEHRate Cross Border Data Exchange IG (Observation/1116, "Peripheral Edema",
+    # build.fhir.org/ig/InteropEHRate-project/cross-border-data-exchange), the answers those of the
+    # International Patient Summary's presence/absence value set (hl7.org/fhir/uv/ips,
+    # ValueSet/lab-absence-presence-uv-ips).
+    VitalSign("oedema", "44966-0", "Edema", None, None, text="Bilateral pitting oedema",
+              answers={True: (SNOMED, "52101004", "Present"), False: (SNOMED, "2667000", "Absent")}),
 ]
 # Codes a client may send for one measurement (SpO2 is also coded 2708-6 by many systems).
 VITAL_SIGN_BY_CODE = {v.loinc: v for v in VITAL_SIGNS} | {"2708-6": VITAL_SIGNS[5]}
@@ -312,9 +332,14 @@ def vital_signs(row: dict) -> dict:
         value = row.get(sign.column)
         if value is None:
             continue
-        measured = ({"valueQuantity": _quantity(value, sign.unit, sign.ucum)} if sign.unit
-                    else {"valueCodeableConcept": {"text": value}})
-        components.append({"code": {"coding": [_coding(LOINC, sign.loinc, sign.display)], "text": sign.display},
+        if sign.unit:
+            measured = {"valueQuantity": _quantity(value, sign.unit, sign.ucum)}
+        elif sign.answers is not None:
+            system, code, display = sign.answers[value]
+            measured = {"valueCodeableConcept": {"coding": [_coding(system, code, display)], "text": display}}
+        else:
+            measured = {"valueCodeableConcept": {"text": value}}
+        components.append({"code": {"coding": [_coding(LOINC, sign.loinc, sign.display)], "text": sign.text},
                            **measured})
     return _clean({
         **_entry_base("Observation", row),

@@ -92,15 +92,18 @@ def validate(resource: Any, resource_type: str | None, where: str) -> dict:
     return resource
 
 
-def _model(schema: type[BaseModel], values: dict, where: str, elements: dict[str, str]) -> Any:
-    """The clinical layer's request model; its refusal named by the FHIR element the field came from."""
+def _model(schema: type[BaseModel], values: dict, where: str, elements: dict[str, str],
+           described: dict[str, str] | None = None) -> Any:
+    """The clinical layer's request model; its refusal named by the FHIR element the field came from, and
+    by what the field holds where `described` says (a component's measurement and the unit it is kept in)."""
     try:
         return schema.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else ""
         element = elements.get(name, name)
-        raise FhirError(422, "value", f"{element or 'resource'}: {first['msg']}",
+        what = f"{described[name]}: " if described and name in described else ""
+        raise FhirError(422, "value", f"{element or 'resource'}: {what}{first['msg']}",
                         expression=f"{where}.{element}" if element else where) from None
 
 
@@ -354,21 +357,36 @@ def allergy_in(resource: dict, where: str) -> AllergyIn:
 
 # -- Observation: vital signs ------------------------------------------------------------------------
 
-WHOLE = {"systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "respiratory_rate", "spo2_percent"}
+WHOLE = {"systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "respiratory_rate", "spo2_percent", "muac_mm"}
+
+
+def _answer(sign: resources.VitalSign, holder: dict, where: str) -> Any:
+    """A coded finding (oedema): the record's value of the coding the sender chose among `sign.answers`."""
+    codings = (holder.get("valueCodeableConcept") or {}).get("coding") or []
+    for value, (system, code, _) in (sign.answers or {}).items():
+        if any(c.get("system") == system and c.get("code") == code for c in codings):
+            return value
+    said = " or ".join(f"{system}|{code} ({display})" for system, code, display in (sign.answers or {}).values())
+    raise FhirError(422, "value", f"{sign.text} is recorded as {said} in valueCodeableConcept",
+                    expression=f"{where}.valueCodeableConcept")
 
 
 def _measure(sign: resources.VitalSign, holder: dict, where: str) -> Any:
+    if sign.answers is not None:
+        return _answer(sign, holder, where)
     if sign.unit is None:  # consciousness: a code or text of A, C, V, P, U
         return _code_of(holder.get("valueCodeableConcept")) or _text_of(holder.get("valueCodeableConcept"))
     quantity = holder.get("valueQuantity")
     if not quantity or quantity.get("value") is None:
         raise FhirError(422, "required", f"{sign.display} needs a valueQuantity", expression=f"{where}.valueQuantity")
     unit = quantity.get("code") or quantity.get("unit")
-    if unit not in (sign.ucum, sign.unit):
-        raise FhirError(422, "value", f"{sign.display} is recorded in {sign.ucum}, got {unit!r}",
+    factor = Decimal(1) if unit in (sign.ucum, sign.unit) else sign.other_units.get(unit)
+    if factor is None:
+        units = " or ".join([sign.ucum or "", *sign.other_units])
+        raise FhirError(422, "value", f"{sign.display} is recorded in {units}, got {unit!r}",
                         expression=f"{where}.valueQuantity.code")
     try:
-        value = Decimal(str(quantity["value"]))
+        value = Decimal(str(quantity["value"])) * factor
     except InvalidOperation:
         raise FhirError(422, "value", f"{sign.display}: not a number", expression=f"{where}.valueQuantity") from None
     # The record keeps whole numbers of beats, breaths, mmHg and %, and tenths of the rest.
@@ -396,6 +414,7 @@ def vital_signs_in(resource: dict, where: str) -> VitalSignsIn:
         raise Unsupported("Observation", "only vital signs are created through FHIR (category vital-signs); "
                                          "laboratory results come with their orders")
     values: dict[str, Any] = {}
+    elements: dict[str, str] = {}
     code = _code_of(resource.get("code"))
     components = resource.get("component") or []
     if components:
@@ -406,14 +425,16 @@ def vital_signs_in(resource: dict, where: str) -> VitalSignsIn:
                 raise Unsupported("Observation", f"vital sign {component_code} ({_text_of(component.get('code'))}) "
                                                  "is not one the record charts")
             values[sign.column] = _measure(sign, component, f"{where}.component[{i}]")
+            elements[sign.column] = f"component[{i}]"
     else:
         sign = resources.VITAL_SIGN_BY_CODE.get(code or "")
         if sign is None:
             raise Unsupported("Observation", f"vital sign {code} ({_text_of(resource.get('code'))}) is not one the "
                                              "record charts")
         values[sign.column] = _measure(sign, resource, where)
-    elements = {v.column: "component" if components else "value" for v in resources.VITAL_SIGNS}
-    return _model(VitalSignsIn, values, where, elements)
+        elements[sign.column] = "value"
+    described = {v.column: f"{v.display}" + (f" in {v.ucum}" if v.ucum else "") for v in resources.VITAL_SIGNS}
+    return _model(VitalSignsIn, values, where, elements, described)
 
 
 # -- planning ----------------------------------------------------------------------------------------

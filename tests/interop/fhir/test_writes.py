@@ -350,3 +350,86 @@ def test_the_capability_statement_lists_what_a_create_keeps(api, facility):
     assert "birthDate" in described["Patient"] and "maritalStatus" not in described["Patient"]
     assert "address (one: line, city, district, state, country)" in described["Patient"]
     assert "onsetDateTime" in described["Condition"] and described["MedicationRequest"] == ""
+
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+
+
+def screening(patient_ref: str, muac: dict, oedema_code: str) -> dict:
+    """A child's malnutrition screening as a vital signs panel: MUAC (LOINC 56072-2) and oedema (44966-0)."""
+    panel = {key: value for key, value in heart_rate(patient_ref).items() if key != "valueQuantity"}
+    return {**panel, "code": {"coding": [{"system": LOINC, "code": "85353-1"}]}, "component": [
+        {"code": {"coding": [{"system": LOINC, "code": "56072-2"}]}, "valueQuantity": muac},
+        {"code": {"coding": [{"system": LOINC, "code": "44966-0"}]},
+         "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": oedema_code}]}}]}
+
+
+def test_a_childs_muac_and_oedema_round_trip(api, token_client, db, facility, other_facility):
+    """A MUAC sent in cm is kept in mm and read back in mm with the LOINC code, oedema with its SNOMED CT
+    finding; the growth API reads them as it reads the clinic's, and another facility takes them in whole."""
+    url = base(facility.slug)
+    child = answer(api.post(f"{url}/Patient", json=new_patient(birthDate="2023-05-20", gender="female")), 201)
+    patient = f"Patient/{child['id']}"
+    sent = screening(patient, {"value": 11.2, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"},
+                     "52101004")
+    created = answer(api.post(f"{url}/Observation", json=sent), 201)
+    measured = {c["code"]["coding"][0]["code"]: c for c in created["component"]}
+    assert measured["56072-2"]["valueQuantity"] == {"value": 112, "unit": "mm", "system": "http://unitsofmeasure.org",
+                                                    "code": "mm"}
+    assert measured["56072-2"]["code"]["coding"][0]["display"] == "Circumference Mid upper arm - right"
+    assert measured["44966-0"]["valueCodeableConcept"]["coding"] == [
+        {"system": SNOMED, "code": "52101004", "display": "Present"}]
+    assert answer(api.get(f"{url}/Observation/{created['id']}"))["component"] == created["component"]
+    for code in ("56072-2", "44966-0"):
+        found = answer(api.get(f"{url}/Observation", params={"patient": child["id"], "code": code}))
+        assert [e["resource"]["id"] for e in found["entry"]] == [created["id"]]
+    grown = api.get(f"/api/t/{facility.slug}/patients/{child['id']}/growth")
+    assert grown.status_code == 200, grown.text
+    point = grown.json()["points"][-1]
+    assert (point["muac_mm"], point["oedema"], point["acute_malnutrition"]) == (112, True, "severe")
+    # Read back as served, written at another facility: the same MUAC and finding.
+    theirs = token_client(other_facility.slug, role="clinician")
+    there = answer(theirs.post(f"{base(other_facility.slug)}/Patient", json=new_patient(birthDate="2023-05-20")), 201)
+    served = {k: v for k, v in created.items() if k not in ("id", "meta", *PROVENANCE)}
+    copied = answer(theirs.post(f"{base(other_facility.slug)}/Observation",
+                                json={**served, "subject": {"reference": f"Patient/{there['id']}"}}), 201)
+    assert copied["component"] == created["component"]
+
+
+def test_a_muac_in_another_unit_or_an_oedema_finding_not_coded_is_422_and_writes_nothing(api, db, facility):
+    url = base(facility.slug)
+    patient = f"Patient/{registered(api, facility.slug)}"
+    before = rows(db, facility.slug)
+    inches = refusal(api.post(f"{url}/Observation", json=screening(patient, {"value": 4.4, "code": "[in_i]"},
+                                                                    "2667000")), 422)
+    assert inches["issue"][0]["expression"] == ["Observation.component[0].valueQuantity.code"]
+    assert "recorded in mm or cm" in inches["issue"][0]["diagnostics"]
+    unknown = refusal(api.post(f"{url}/Observation", json=screening(patient, {"value": 120, "code": "mm"},
+                                                                     "373067005")), 422)
+    assert unknown["issue"][0]["expression"] == ["Observation.component[1].valueCodeableConcept"]
+    assert "52101004" in unknown["issue"][0]["diagnostics"] and "2667000" in unknown["issue"][0]["diagnostics"]
+    too_small = refusal(api.post(f"{url}/Observation", json=screening(patient, {"value": 3, "code": "cm"},
+                                                                       "2667000")), 422)
+    assert too_small["issue"][0]["expression"] == ["Observation.component[0]"]
+    assert "Circumference Mid upper arm - right in mm: Input should be greater than or equal to 50" in \
+        too_small["issue"][0]["diagnostics"]
+    assert rows(db, facility.slug) == before
+
+
+def test_another_facility_and_a_guessed_id_read_no_muac(api, token_client, facility, other_facility):
+    url = base(facility.slug)
+    child = answer(api.post(f"{url}/Patient", json=new_patient(birthDate="2024-01-10")), 201)
+    created = answer(api.post(f"{url}/Observation", json=screening(
+        f"Patient/{child['id']}", {"value": 118, "code": "mm"}, "2667000")), 201)
+    intruder = token_client(other_facility.slug, role="clinician")
+    taken = intruder.get(f"{url}/Observation/{created['id']}")
+    assert taken.status_code == 403 and "56072-2" not in taken.text
+    assert refusal(intruder.get(f"{base(other_facility.slug)}/Observation/{created['id']}"), 404)
+    assert refusal(api.get(f"{url}/Observation/{uuid.uuid4()}"), 404)
+    planted = intruder.post(f"{url}/Observation", json=screening(f"Patient/{child['id']}", {"value": 100, "code": "mm"},
+                                                                  "52101004"))
+    assert planted.status_code == 403
+    kept = answer(api.get(f"{url}/Observation", params={"patient": child["id"], "code": "56072-2"}))
+    assert [c["valueQuantity"]["value"] for c in kept["entry"][0]["resource"]["component"]
+            if "valueQuantity" in c] == [118]  # the intruder's MUAC was not written
