@@ -10,17 +10,16 @@ at the top (409, 422), never a traceback. Everything is read and written through
 dispensed against a prescription is part of the medicines a clinician or nurse reads) and passes the
 care-relationship guard as every chart page does.
 
-The quantity the dispense form proposes is the prescription's whole course in the item's unit: dose ×
-doses a day × days, less what was dispensed, where the frequency is one the ward's drug round reads
-(`nursing.schedule.regimen`, imported here and not in the operations layer, which may not import another
-layer) and the dose is in the item's strength unit or its own unit. Otherwise the pharmacist types it.
+The quantity the dispense form proposes is the prescription's whole course in the item's unit
+(`pharmacy.course_quantity`: dose × doses a day × days, as the API proposes it), less what was dispensed,
+where the frequency is one the ward's drug round reads and the dose is in the item's strength unit or its
+own unit. Otherwise the pharmacist types it. Under the queue, the day's dispenses each carry a form to
+reverse one recorded by mistake, with the reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from decimal import Decimal
 from typing import Any
 
 from anyio import to_thread
@@ -29,11 +28,10 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing.schedule import regimen
 from appliance.layers.operations import pharmacy
 from appliance.layers.operations.errors import Invalid
 from appliance.layers.operations.models import ADJUSTMENT_REASONS
-from appliance.layers.operations.schemas import AdjustmentIn, DispenseIn, PharmacyItemIn, ReceiptIn
+from appliance.layers.operations.schemas import AdjustmentIn, DispenseIn, DispenseReversalIn, PharmacyItemIn, ReceiptIn
 from appliance.substrate.record import RecordError
 from appliance.web import portal
 from appliance.web.portal import HELPERS, PATIENT, Asking, FormData, Id, Tenant, banner, form_values, page, see_other
@@ -49,6 +47,8 @@ portal.NOTICES.update({
     "item-added": "Item added to the pharmacy's stock list.",
     "received": "Goods received into stock.",
     "adjusted": "Stock adjusted, with the reason on the ledger.",
+    "reversed": "Dispense reversed: its quantity is back in stock, its charge credited, and the prescription "
+                "back on the queue.",
 })
 portal.TIMELINE_SOURCES.append(portal.TimelineSource(
     "operations", "dispense", "Dispensed", "clinical.medication.read", pharmacy.dispensing_history,
@@ -69,48 +69,20 @@ def _in_tenant(request: Asking, tenant: str, work) -> Any:
         return work(conn)
 
 
-def doses_a_day(frequency: str) -> Decimal | None:
-    """How many doses a day the frequency as written means, where the drug round reads it; None otherwise."""
-    plan = regimen(frequency)
-    if plan.kind == "times":
-        return Decimal(len(plan.times))
-    if plan.kind == "interval" and plan.hours:
-        return Decimal(24) / Decimal(plan.hours)
-    if plan.kind == "weekly":
-        return Decimal(1) / Decimal(7)
-    return None
-
-
-def course_quantity(prescription: dict, item: dict) -> int | None:
-    """The whole course in the item's unit, or None where it cannot be worked out from what was written."""
-    dose_unit = prescription["dose_unit"].strip().lower()
-    if item.get("strength") and (item.get("strength_unit") or "").lower() == dose_unit:
-        per_dose = Decimal(prescription["dose"]) / Decimal(item["strength"])
-    elif dose_unit in {item["unit"].lower(), item["unit"].lower() + "s"}:
-        per_dose = Decimal(prescription["dose"])
-    else:
-        return None
-    if regimen(prescription["frequency"]).kind == "once":
-        return math.ceil(per_dose)
-    per_day = doses_a_day(prescription["frequency"])
-    if per_day is None or not prescription.get("duration_days"):
-        return None
-    return math.ceil(per_dose * per_day * prescription["duration_days"])
-
-
 def _queue_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
     today, start = _facility_today(request, tenant)
-    waiting = _in_tenant(request, tenant, lambda conn: pharmacy.queue(conn, request.user, start))
+    waiting, handed = _in_tenant(request, tenant, lambda conn: (pharmacy.queue(conn, request.user, start),
+                                                                 pharmacy.handed_over(conn, request.user, start)))
     for row in waiting:
         # "stocked", not "items" (a template reads rx.items as the dict's method); a copy of each item, since
         # an item is listed under each of its prescriptions with a quantity proposed for that one.
         row["stocked"] = [dict(item) for item in row["items"]]
         for item in row["stocked"]:
-            course = course_quantity(row, item)
+            course = pharmacy.course_quantity(row, item)
             item["proposed"] = max(course - pharmacy.amount(row["dispensed"]), 0) if course is not None else None
             item["label"] = pharmacy.label(item)
     return page(request, "pharmacy/queue.html", status=status, active="pharmacy", waiting=waiting, today=today,
-                refusal=refusal, amount=pharmacy.amount, status_words=STATUS_WORDS)
+                handed=handed, refusal=refusal, amount=pharmacy.amount, status_words=STATUS_WORDS)
 
 
 @get("/pharmacy", operation_id="PortalPharmacyQueue", opt={"permission": "operations.pharmacy.dispense.read"},
@@ -153,6 +125,18 @@ async def dispense(request: Asking, tenant: Tenant, data: FormData) -> Response:
 
     return await _act(request, tenant, act, lambda done: "dispensed-partial" if done["partial"] else "dispensed",
                       _queue_page)
+
+
+@post("/pharmacy/dispenses/{dispense_id:uuid}/reversal", operation_id="PortalPharmacyReverseDispense",
+      opt={"permission": "operations.pharmacy.dispense.reverse"}, include_in_schema=False)
+async def reverse_dispense(request: Asking, tenant: Tenant, dispense_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+
+    def act(conn: Connection) -> dict:
+        asked = DispenseReversalIn.model_validate({"reason": values.get("reason")})
+        return pharmacy.reverse_dispense(conn, request.user, dispense_id, reason=asked.reason)
+
+    return await _act(request, tenant, act, lambda _: "reversed", _queue_page)
 
 
 def _stock_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
@@ -224,7 +208,7 @@ def dispensing_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template
                 history=history, amount=pharmacy.amount, **top, **HELPERS)
 
 
-ROUTES = [queue_page, dispense, stock_page, create_item, receive, adjust, dispensing_page]
+ROUTES = [queue_page, dispense, reverse_dispense, stock_page, create_item, receive, adjust, dispensing_page]
 
 pharmacy_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                          guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

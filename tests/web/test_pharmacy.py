@@ -1,7 +1,8 @@
 """The pharmacy pages over real HTTP: a pharmacist lands on the queue, receives and adjusts stock on the stock
 page, dispenses from the queue with the course's quantity proposed, is refused as a page when the stock is
-short (nothing written), and the dispense shows on the patient's chart; another facility's session and
-guessed ids are refused."""
+short (nothing written), and the dispense shows on the patient's chart; a dispense recorded by mistake is
+reversed from the day's list under the queue, with a reason; another facility's session and guessed ids
+are refused."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import EncounterIn, MedicationIn
+from appliance.layers.operations import pharmacy
 from appliance.substrate.principal import Principal
 from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
 from tests.web.test_operations import post_form
@@ -92,6 +94,41 @@ def test_a_pharmacist_stocks_dispenses_and_the_chart_shows_it(signed_in, db, fac
     assert pharmacist.get(f"{base}/patients/{patient_id}/dispensing").status_code == 403  # not the pharmacist's
 
 
+def test_a_dispense_recorded_by_mistake_is_reversed_from_the_queue_page(signed_in, db, facility):
+    pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}"
+    patient_id, rx = _prescribed(db, facility, clinician, drug="Flucloxacillin")
+    with db.tenant(facility.slug) as conn:
+        acting = Principal(account_id=pharmacist.person.account_id, kind="staff", display_name="Pharmacist",
+                           tenant=facility.slug, role="pharmacist")
+        item_id = pharmacy.create_item(conn, acting, drug="Flucloxacillin", form="capsule", strength=Decimal(500),
+                                       strength_unit="mg", unit="capsule")["id"]
+        pharmacy.receive(conn, acting, item_id, batch="FLX-1", expires_on=SOON, quantity=Decimal(20), reference=None,
+                         today=dt.date.today())
+    handed = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
+        "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "15"})
+    assert handed.status_code == 303
+    with db.tenant(facility.slug) as conn:
+        dispense_id = conn.execute(sa.text("SELECT entry_id FROM dispense WHERE medication_request_id = :rx"),
+                                   {"rx": rx}).scalar()
+    queue = pharmacist.get(f"{base}/pharmacy")
+    assert f'id="handed-{dispense_id}"' in queue.text and "15 capsule of Flucloxacillin 500 mg capsule" in queue.text
+    assert f'action="{base}/pharmacy/dispenses/{dispense_id}/reversal"' in queue.text
+    reversal = f"{base}/pharmacy/dispenses/{dispense_id}/reversal"
+    unsaid = post_form(pharmacist, f"{base}/pharmacy", reversal, {"reason": ""})
+    assert unsaid.status_code == 422 and "Reason" in unsaid.text
+    done = post_form(pharmacist, f"{base}/pharmacy", reversal, {"reason": "the patient left without it"})
+    assert done.status_code == 303 and done.headers["location"] == f"{base}/pharmacy?done=reversed"
+    after = pharmacist.get(done.headers["location"])
+    assert "Dispense reversed" in after.text and f'id="queue-{rx}"' in after.text  # back on the queue
+    assert f'id="handed-{dispense_id}"' not in after.text
+    twice = post_form(pharmacist, f"{base}/pharmacy", reversal, {"reason": "again"})
+    assert twice.status_code == 409 and "already been reversed" in twice.text
+    with db.tenant(facility.slug) as conn:
+        assert pharmacy.item_stock(conn, item_id, dt.date.today())["on_hand"] == 20
+    assert "Flucloxacillin" not in clinician.get(f"{base}/patients/{patient_id}/dispensing").text
+
+
 def test_another_facility_and_guessed_ids_are_refused(signed_in, db, facility, other_facility):
     intruder = signed_in("pharmacist", other_facility.slug)
     own = intruder.get(f"/t/{other_facility.slug}/pharmacy/stock")
@@ -104,13 +141,15 @@ def test_another_facility_and_guessed_ids_are_refused(signed_in, db, facility, o
         assert intruder.get(base + path).status_code == 403
     guess = uuid.uuid4()
     for path in ["/pharmacy/dispenses", "/pharmacy/items", f"/pharmacy/items/{guess}/receipts",
-                 f"/pharmacy/items/{guess}/adjustments"]:
+                 f"/pharmacy/items/{guess}/adjustments", f"/pharmacy/dispenses/{guess}/reversal"]:
         assert intruder.post(base + path, data={"_csrf_token": token}, follow_redirects=False).status_code == 403
     pharmacist = signed_in("pharmacist", facility.slug)
     stock = f"{base}/pharmacy/stock"
     missing = post_form(pharmacist, stock, f"{base}/pharmacy/items/{guess}/receipts", {
         "batch": "X", "expires_on": SOON.isoformat(), "quantity": "1"})
     assert missing.status_code == 404
+    assert post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses/{guess}/reversal",
+                     {"reason": "wrong patient"}).status_code == 404
     clinician = signed_in("clinician", facility.slug)
     assert clinician.get(f"{base}/patients/{guess}/dispensing").status_code == 404
     assert clinician.get(f"{base}/pharmacy").status_code == 403

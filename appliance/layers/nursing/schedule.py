@@ -1,25 +1,11 @@
 """When the doses of a prescription fall due: the frequency a prescriber wrote, read as the ward's
-standard administration times, over the prescription's duration. Pure functions, no database.
+standard administration times (appliance/substrate/regimen.py, where the table of frequencies and times
+is, shared with the outpatient pharmacy), over the prescription's duration. Pure functions, no database.
 
-Standard times (facility local time), as most drug rounds run them:
-
-| frequency as written | times |
-|---|---|
-| once daily, daily, od, every morning, every 24 hours | 08:00 |
-| at night, nocte, at bedtime | 22:00 |
-| twice daily, bd, every 12 hours | 08:00, 20:00 |
-| three times daily, tds | 08:00, 14:00, 22:00 |
-| four times daily, qds | 08:00, 12:00, 18:00, 22:00 |
-| every N hours (N divides 24) | from 06:00 every N hours (every 8 hours: 06:00, 14:00, 22:00) |
-| every N hours (otherwise) | from the first whole hour after prescribing, every N hours |
-| weekly | 08:00 on the weekday it was prescribed |
-| stat, once, single dose | once, when prescribed |
-| as needed, prn, when required | no schedule: each dose is recorded as it is given |
-
-A frequency the table does not know gets no schedule either, and says so: the nurse gives it as
-directed and records each dose, rather than the appliance guessing a regimen. The first scheduled dose
-is the first standard time at or after the prescription; the last is before it ends (its duration, or
-the moment it was stopped).
+A frequency the table does not know gets no schedule, and says so: the nurse gives it as directed and
+records each dose, rather than the appliance guessing a regimen; an "as needed" one has none either, each
+dose recorded as it is given. The first scheduled dose is the first standard time at or after the
+prescription; the last is before it ends (its duration, or the moment it was stopped).
 
 A dose is **late** once it is more than `LATE_AFTER` past its time with nothing recorded (and a dose
 given more than that after its time is recorded as given late, with the minutes).
@@ -28,65 +14,14 @@ given more than that after its time is recorded as given late, with the minutes)
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zoneinfo
-from dataclasses import dataclass
+
+from appliance.substrate.regimen import Regimen, regimen
+
+__all__ = ["LATE_AFTER", "MAX_DOSES", "Regimen", "doses", "end_of", "minutes_late", "regimen"]
 
 LATE_AFTER = dt.timedelta(minutes=60)  # the usual "within an hour of the prescribed time" of a drug round
 MAX_DOSES = 2000  # a window is bounded; a runaway frequency never floods a page
-
-
-@dataclass(frozen=True)
-class Regimen:
-    kind: str  # "times" (fixed times of day), "interval", "weekly", "once", "as_needed", "unknown"
-    times: tuple[dt.time, ...] = ()
-    hours: int = 0
-    label: str = ""
-
-    @property
-    def scheduled(self) -> bool:
-        return self.kind in {"times", "interval", "weekly", "once"}
-
-
-def _at(*hours: int) -> tuple[dt.time, ...]:
-    return tuple(dt.time(hour) for hour in hours)
-
-
-_NAMED: list[tuple[str, Regimen]] = [
-    (r"\b(four times (a day|daily)|qds|qid|4 times (a day|daily))\b",
-     Regimen("times", _at(8, 12, 18, 22), label="QDS")),
-    (r"\b(three times (a day|daily)|tds|tid|3 times (a day|daily))\b", Regimen("times", _at(8, 14, 22), label="TDS")),
-    (r"\b(twice (a day|daily)|bd|bid|2 times (a day|daily))\b", Regimen("times", _at(8, 20), label="BD")),
-    (r"\b(at night|nocte|at bedtime)\b", Regimen("times", _at(22), label="at night")),
-    (r"\b(once (a day|daily)|daily|od|every morning|mane|once a day)\b", Regimen("times", _at(8), label="daily")),
-    (r"\b(weekly|once a week|every week)\b", Regimen("weekly", _at(8), label="weekly")),
-    (r"\b(stat|once only|single dose|once)\b", Regimen("once", label="once")),
-]
-_AS_NEEDED = re.compile(r"\b(as needed|as required|when required|prn|if needed)\b")
-_EVERY_HOURS = re.compile(r"\b(?:every|q)\s*(\d{1,3})\s*(?:h|hr|hrs|hour|hours|hourly)\b|\b(\d{1,3})\s*-?\s*hourly\b")
-
-
-def regimen(frequency: str) -> Regimen:
-    """Read a frequency as written by the prescriber."""
-    text = " ".join(frequency.lower().replace("-", " ").split())
-    if _AS_NEEDED.search(text):
-        return Regimen("as_needed", label="as needed")
-    every = _EVERY_HOURS.search(text)
-    if every:
-        hours = int(every.group(1) or every.group(2))
-        if hours <= 0 or hours > 168:
-            return Regimen("unknown", label=frequency)
-        if hours == 24:
-            return Regimen("times", _at(8), label="daily")
-        if hours == 12:
-            return Regimen("times", _at(8, 20), label="every 12 hours")
-        if 24 % hours == 0:
-            return Regimen("times", _at(*range(6 % hours, 24, hours)), label=f"every {hours} hours")
-        return Regimen("interval", hours=hours, label=f"every {hours} hours")
-    for pattern, named in _NAMED:
-        if re.search(pattern, text):
-            return named
-    return Regimen("unknown", label=frequency)
 
 
 def _ceil_hour(moment: dt.datetime) -> dt.datetime:

@@ -14,7 +14,12 @@
   reaction on `dispense`: the stock must be checked, under the item's lock, *before* anything is written,
   so that a dispense beyond what is on hand is refused whole (409, saying what is left) and two
   pharmacists handing over the last units cannot both succeed; and the kind and the ledger are this
-  layer's own (reactions are for another layer's entries). Batches go earliest expiry first (FEFO).
+  layer's own (reactions are for another layer's entries). Batches go earliest expiry first (FEFO). With no
+  quantity given, the rest of the course is handed over (`course_quantity`: dose × doses a day × days, the
+  frequency read by `substrate.regimen` as the ward's drug round reads it).
+- **Reversing a dispense** recorded by mistake, with a reason: the entry is entered in error (a new version;
+  nothing deleted), the ledger's `reversed` row puts the quantity back into its batch, and the financial
+  layer credits the charge by its own reaction to the new version. The prescription is back on the queue.
 
 Every write to an item's stock takes the item's row lock first (`_locked_item`), so the sum read after it
 (a new statement, READ COMMITTED) includes whatever the transaction that held the lock committed.
@@ -26,6 +31,7 @@ The clinical tables (prescriptions, encounters, patients) are read by SQL; no ot
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections import defaultdict
 from decimal import Decimal
@@ -40,6 +46,7 @@ from appliance.layers.operations.service import require_patient
 from appliance.substrate import audit, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access, note_list_read
+from appliance.substrate.regimen import doses_a_day, regimen
 
 log = structlog.get_logger(__name__)
 
@@ -209,7 +216,8 @@ def adjust(conn: Connection, principal: Principal, item_id: uuid.UUID, *, batch:
 # -- dispensing --------------------------------------------------------------------------------------
 
 _PRESCRIPTION = sa.text("""
-    SELECT e.root_id, e.patient_id, e.encounter_id, mr.drug, mr.status, enc.encounter_class
+    SELECT e.root_id, e.patient_id, e.encounter_id, mr.drug, mr.dose, mr.dose_unit, mr.frequency, mr.duration_days,
+           mr.status, enc.encounter_class
     FROM entry v JOIN entry e ON e.root_id = v.root_id
     JOIN medication_request mr ON mr.entry_id = e.id
     LEFT JOIN encounter enc ON enc.id = e.encounter_id
@@ -223,6 +231,7 @@ _DISPENSED = sa.text("""
            max(de.occurred_at) AS last_dispensed_at
     FROM dispense d JOIN entry de ON de.id = d.entry_id
     WHERE d.medication_request_id = ANY(:roots)
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = de.id)  -- a dispense reversed handed nothing over
     GROUP BY d.medication_request_id
 """)
 
@@ -233,15 +242,52 @@ def _dispensed(conn: Connection, roots: list[uuid.UUID]) -> dict[uuid.UUID, dict
     return {row["medication_request_id"]: dict(row) for row in conn.execute(_DISPENSED, {"roots": roots}).mappings()}
 
 
+def course_quantity(prescription: dict, item: dict) -> int | None:
+    """The prescription's whole course in the item's unit (dose × doses a day × days, rounded up to whole
+    units; a single dose for "stat"), or None where it cannot be worked out from what was written: a
+    frequency the drug round does not read (as needed, "with meals"), no duration, or a dose in neither the
+    item's strength unit nor its own unit."""
+    dose_unit = prescription["dose_unit"].strip().lower()
+    if item.get("strength") and (item.get("strength_unit") or "").lower() == dose_unit:
+        per_dose = Decimal(prescription["dose"]) / Decimal(item["strength"])
+    elif dose_unit in {item["unit"].lower(), item["unit"].lower() + "s"}:
+        per_dose = Decimal(prescription["dose"])
+    else:
+        return None
+    plan = regimen(prescription["frequency"])
+    if plan.kind == "once":
+        return math.ceil(per_dose)
+    per_day = doses_a_day(plan)
+    if per_day is None or not prescription.get("duration_days"):
+        return None
+    return math.ceil(per_dose * per_day * prescription["duration_days"])
+
+
+def _proposed_quantity(prescription: dict, item: dict, dispensed_before: Decimal) -> Decimal:
+    """What to hand over when the pharmacist gives no quantity: the rest of the course."""
+    course = course_quantity(prescription, item)
+    if course is None:
+        raise Invalid(f"give the quantity: the course of {prescription['drug']} {_text(prescription['dose'])} "
+                      f"{prescription['dose_unit']}, {prescription['frequency']}"
+                      f"{'' if prescription.get('duration_days') else ', no duration'} cannot be counted in "
+                      f"{item['unit']}", field="quantity")
+    rest = Decimal(course) - dispensed_before
+    if rest <= 0:
+        raise Invalid(f"give the quantity: the course prescribed ({course} {item['unit']}) has been handed over "
+                      "already", field="quantity")
+    return rest
+
+
 def dispense_medicine(conn: Connection, principal: Principal, *, medication_request_id: uuid.UUID,
-                      item_id: uuid.UUID, quantity: Decimal, today: dt.date, batch: str | None = None,
+                      item_id: uuid.UUID, quantity: Decimal | None, today: dt.date, batch: str | None = None,
                       partial: bool = False, at: dt.datetime | None = None) -> dict:
     """Hand over `quantity` of an item against an outpatient prescription, from `batch` or the batch that
-    expires first. Refused whole, writing nothing, when the stock on hand (of that batch) is short (409,
-    saying what is left), when the item is another drug than prescribed (422), or when the prescription is
-    not active, not an outpatient's, or already dispensed in full (409). `partial`: the patient comes
-    back for the rest, and the prescription stays on the queue. `at`: when it was handed over, for a replay
-    of past days (the demo); now otherwise."""
+    expires first; no `quantity`: the rest of the course (`course_quantity` less what was dispensed), 422
+    where the course cannot be counted. Refused whole, writing nothing, when the stock on hand (of that
+    batch) is short (409, saying what is left), when the item is another drug than prescribed (422), or when
+    the prescription is not active, not an outpatient's, or already dispensed in full (409). `partial`: the
+    patient comes back for the rest, and the prescription stays on the queue. `at`: when it was handed
+    over, for a replay of past days (the demo); now otherwise."""
     item = _locked_item(conn, item_id)
     found = conn.execute(_PRESCRIPTION, {"id": medication_request_id}).mappings().first()
     if found is None:
@@ -260,6 +306,9 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
         raise Conflict("this prescription has already been dispensed in full", field="medication_request_id")
     if item["drug"].lower() != found["drug"].lower():
         raise Invalid(f"{label(item)} is not {found['drug']}, the drug prescribed", field="item_id")
+    proposed = quantity is None
+    if quantity is None:
+        quantity = _proposed_quantity(dict(found), item, before["dispensed"] if before is not None else Decimal(0))
     batches = [b for b in _batches(conn, [item_id]).get(item_id, []) if b["on_hand"] > 0]
     usable = [b for b in batches if b["expires_on"] >= today]
     left = sum((b["on_hand"] for b in usable), Decimal(0))
@@ -290,8 +339,75 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
     log.info("pharmacy_dispensed", item=str(item_id), quantity=_text(quantity))
     return {"id": written.id, "patient_id": found["patient_id"], "medication_request_id": found["root_id"],
             "item_id": item_id, "item": label(item), "batch": chosen["batch"], "expires_on": chosen["expires_on"],
-            "quantity": quantity, "unit": unit, "partial": partial, "dispensed_at": written.occurred_at,
-            "on_hand_after": left - quantity}
+            "quantity": quantity, "quantity_proposed": proposed, "unit": unit, "partial": partial,
+            "dispensed_at": written.occurred_at, "on_hand_after": left - quantity}
+
+
+_DISPENSE_OF = sa.text("""
+    SELECT e.id, e.patient_id, d.medication_request_id, d.item_id, d.batch, d.quantity, d.unit
+    FROM entry e JOIN dispense d ON d.entry_id = e.id
+    WHERE e.id = :id AND e.kind = 'dispense'
+""")
+_REVERSED = sa.text("SELECT EXISTS (SELECT 1 FROM entry WHERE supersedes = :id)")
+
+
+def reverse_dispense(conn: Connection, principal: Principal, dispense_id: uuid.UUID, *, reason: str) -> dict:
+    """Undo a dispense recorded by mistake (the wrong patient, the wrong quantity, a patient who left without
+    the medicine), saying why: the `dispense` entry is superseded by an "entered in error" version (both stay
+    readable; `record.retract`, which audits it), and the ledger takes a `reversed` row putting the quantity
+    back into its batch. The financial layer's reaction to the new version credits its charge, in this
+    transaction. A dispense already reversed is refused (409): a dispense has no other later version."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("say why the dispense is reversed (the wrong patient, the wrong quantity, not collected)",
+                      field="reason")
+    found = conn.execute(_DISPENSE_OF, {"id": dispense_id}).mappings().first()
+    if found is None:
+        raise NotFound(f"the pharmacy has no dispense {dispense_id}", field="dispense_id")
+    item = _locked_item(conn, found["item_id"])
+    # Under the item's lock: a reversal of the same dispense a moment ago has committed, and is seen.
+    if conn.execute(_REVERSED, {"id": dispense_id}).scalar():
+        raise Conflict(f"this dispense has already been reversed: its {_text(found['quantity'])} {found['unit']} "
+                       "went back into stock then", field="dispense_id")
+    reversal = record.retract(conn, principal, dispense_id, reason)
+    batch = _batch_of(conn, found["item_id"], found["batch"])
+    _move(conn, principal, found["item_id"], found["batch"], batch["expires_on"], "reversed", found["quantity"],
+          dispense_entry_id=dispense_id)
+    log.info("pharmacy_dispense_reversed", item=str(found["item_id"]), quantity=_text(found["quantity"]))
+    return {"id": reversal.id, "dispense_id": dispense_id, "patient_id": found["patient_id"],
+            "medication_request_id": found["medication_request_id"], "item_id": found["item_id"],
+            "item": label(item), "batch": found["batch"], "quantity": found["quantity"], "unit": found["unit"],
+            "reason": reason, "reversed_at": reversal.occurred_at,
+            "batch_on_hand_after": batch["on_hand"] + found["quantity"]}
+
+
+_HANDED_OVER = sa.text("""
+    SELECT de.id, de.patient_id, de.occurred_at AS dispensed_at, d.medication_request_id, d.item_id, d.batch,
+           d.quantity, d.unit, d.partial, p.mrn, p.family_name, p.given_names
+    FROM entry de JOIN dispense d ON d.entry_id = de.id JOIN patient p ON p.id = de.patient_id
+    WHERE de.kind = 'dispense' AND de.occurred_at >= :since
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = de.id)
+    ORDER BY de.occurred_at DESC, de.id
+    LIMIT :limit
+""")
+
+
+def handed_over(conn: Connection, principal: Principal, since: dt.datetime, limit: int = 200) -> list[dict]:
+    """The dispenses since `since` not reversed, latest first (the day's, for the pharmacist to reverse one
+    recorded by mistake). Each patient listed has the read noted on their record."""
+    rows = _labelled(conn, [dict(row) for row in conn.execute(_HANDED_OVER, {"since": since, "limit": limit})
+                            .mappings()])
+    note_list_read(conn, principal, "dispense", rows)
+    return rows
+
+
+def _labelled(conn: Connection, dispenses: list[dict]) -> list[dict]:
+    """Dispense rows, each with its item's shelf label (`item`)."""
+    items = {row["id"]: dict(row) for row in conn.execute(sa.select(*ITEM_COLUMNS).where(
+        pharmacy_item.c.id.in_({r["item_id"] for r in dispenses}))).mappings()} if dispenses else {}
+    for row in dispenses:
+        row["item"] = label(items[row["item_id"]])
+    return dispenses
 
 
 _QUEUE = sa.text("""
@@ -345,11 +461,7 @@ def dispensing_history(conn: Connection, principal: Principal, patient_id: uuid.
     """What the pharmacy handed this patient, latest first: one line per dispense (the prescription as
     first written, the item and batch, the quantity). The read is noted on the patient's record."""
     require_patient(conn, patient_id)
-    rows = [dict(row) for row in conn.execute(_HISTORY, {"patient": patient_id}).mappings()]
-    items = {row["id"]: dict(row) for row in conn.execute(sa.select(*ITEM_COLUMNS).where(
-        pharmacy_item.c.id.in_({r["item_id"] for r in rows}))).mappings()} if rows else {}
-    for row in rows:
-        row["item"] = label(items[row["item_id"]])
+    rows = _labelled(conn, [dict(row) for row in conn.execute(_HISTORY, {"patient": patient_id}).mappings()])
     note_access(conn, principal, "read", patient_id, "dispense", [row["id"] for row in rows])
     return rows
 

@@ -47,6 +47,8 @@ from appliance.layers.operations.schemas import (
     DispenseHistoryOut,
     DispenseIn,
     DispenseOut,
+    DispenseReversalIn,
+    DispenseReversalOut,
     DrillDownOut,
     EdVisitOut,
     KpiOut,
@@ -353,11 +355,28 @@ class OperationsController(Controller):
     async def pharmacy_dispense(self, tenant: FromPath[str], state: State, request: Asking,
                                 data: JSONBody[DispenseIn]) -> DispenseOut:
         """Hand over a quantity against a prescription from a batch (the earliest expiry if none is named).
-        409, writing nothing, when the stock is short (saying what is left); `partial` keeps it on the queue."""
+        Without `quantity`, the rest of the course is proposed and handed over: the dose in the item's unit
+        (500 mg of a 500 mg capsule is one capsule; a dose in the item's own unit as written) × the doses a day
+        the frequency means as the ward's drug round reads it (tds: 3, every 6 hours: 4, weekly: 1/7; stat: a
+        single dose) × the days prescribed, rounded up to whole units, less what was already dispensed;
+        `quantity_proposed` says so. 422 (field `quantity`) when the course cannot be counted (as needed, no
+        duration, a dose in another unit): give the quantity. 409, writing nothing, when the stock is short
+        (saying what is left); `partial` keeps it on the queue."""
         today, _ = await _facility_today(state, tenant)
         row = await _in_tenant(state, tenant, lambda conn: pharmacy.dispense_medicine(
             conn, request.user, today=today, **data.model_dump()))
         return DispenseOut.model_validate(row)
+
+    @post("/pharmacy/dispenses/{dispense_id:uuid}/reversal", operation_id="OperationsPharmacyReverseDispense",
+          opt=_opt("operations.pharmacy.dispense.reverse"))
+    async def pharmacy_reverse_dispense(self, tenant: FromPath[str], state: State, request: Asking, dispense_id: Id,
+                                        data: JSONBody[DispenseReversalIn]) -> DispenseReversalOut:
+        """Reverse a dispense recorded by mistake, saying why: the dispense is entered in error (the record
+        keeps both versions), its quantity goes back into its batch and its charge is credited. 409 if it was
+        already reversed; 404 for a dispense this facility does not hold."""
+        row = await _in_tenant(state, tenant, lambda conn: pharmacy.reverse_dispense(
+            conn, request.user, dispense_id, reason=data.reason))
+        return DispenseReversalOut.model_validate(row)
 
     @get("/patients/{patient_id:uuid}/dispenses", operation_id="OperationsPharmacyHistory",
          opt=_opt("operations.pharmacy.dispense.read"))

@@ -293,7 +293,7 @@ class StockMovementOut(BaseModel):
 class DispenseIn(_In):
     medication_request_id: uuid.UUID
     item_id: uuid.UUID
-    quantity: PositiveQuantity
+    quantity: PositiveQuantity | None = None  # none: the rest of the course (pharmacy.course_quantity)
     batch: str | None = Field(default=None, min_length=1, max_length=60)
     partial: bool = False
 
@@ -307,10 +307,30 @@ class DispenseOut(BaseModel):
     batch: str
     expires_on: dt.date
     quantity: Quantity
+    quantity_proposed: bool  # the request gave no quantity: the rest of the course was handed over
     unit: str
     partial: bool
     dispensed_at: dt.datetime
     on_hand_after: Quantity
+
+
+class DispenseReversalIn(_In):
+    reason: str = Field(min_length=1, max_length=500)  # patient data: why the dispense was a mistake
+
+
+class DispenseReversalOut(BaseModel):
+    id: uuid.UUID  # the "entered in error" version of the dispense
+    dispense_id: uuid.UUID
+    patient_id: uuid.UUID
+    medication_request_id: uuid.UUID
+    item_id: uuid.UUID
+    item: str
+    batch: str
+    quantity: Quantity  # back into the batch
+    unit: str
+    reason: str
+    reversed_at: dt.datetime
+    batch_on_hand_after: Quantity
 
 
 class QueueItemOut(BaseModel):

@@ -1,4 +1,5 @@
-"""Charges for the nursing and operations layers' acts: a dose given (not one held), and bed-days
+"""Charges for the nursing and operations layers' acts: a dose given (not one held), a medicine dispensed
+(credited when the dispense is reversed, and counted by KPI 8, same-day charge capture), and bed-days
 accrued at the census from admissions, transfers and discharges — read through the record."""
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import MedicationIn
-from appliance.layers.financial import accrual
+from appliance.layers.financial import accrual, reactions
 from appliance.layers.financial.models import bed_day_accrual, charge
 from appliance.layers.nursing import service as nursing
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.layers.operations import adt
+from appliance.substrate import kpis
 from appliance.substrate.record import entry
 from tests.layers.financial.conftest import visit
 
@@ -62,6 +64,50 @@ def test_a_dose_in_tablets_is_priced_per_tablet_and_one_in_another_unit_waits(db
             charged.append((captured["status"], captured["quantity"], captured["amount"], captured["unpriced_reason"]))
     assert charged[:2] == [("posted", 2, Decimal("80.00"), None), ("posted", 1, Decimal("40.00"), None)]
     assert charged[2][0] == "unpriced" and "priced per 1 tablet, the dose was in mg" in charged[2][3]
+
+
+def test_a_dispense_counts_in_same_day_charge_capture_captured_or_missed(db, facility, clinician):
+    """KPI 8 counts what the pharmacy hands over: charged as it is handed over, captured the same day; with
+    its charge absent (charging switched off for it), missed; reversed, its charge credited and no longer
+    billable, out of the count."""
+    from appliance.layers.operations import pharmacy
+
+    today = dt.date.today()
+    computation = kpis.computation_of("same_day_charge_capture")
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        item = pharmacy.create_item(conn, clinician, drug="Artemether-lumefantrine", form="dispersible tablet",
+                                    unit="tablet")["id"]
+        pharmacy.receive(conn, clinician, item, batch="AL1", expires_on=today + dt.timedelta(days=300),
+                         quantity=Decimal(100), reference=None, today=today)
+
+        def handed_over(quantity: int) -> dict:
+            prescribed = clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+                drug="Artemether-lumefantrine", dose=Decimal(4), dose_unit="tablet", route="oral",
+                frequency="twice daily", duration_days=3, encounter_id=encounter["id"])).placed[0]
+            return pharmacy.dispense_medicine(conn, clinician, medication_request_id=prescribed["id"], item_id=item,
+                                              quantity=Decimal(quantity), today=today)
+
+        window = kpis.Window(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+                             dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+        before = computation.compute(conn, [window])[0]
+        captured = handed_over(24)
+        reactions.unregister()
+        try:
+            missed = handed_over(12)
+        finally:
+            reactions.register()
+        reversed_ = handed_over(6)
+        pharmacy.reverse_dispense(conn, clinician, reversed_["id"], reason="the patient left without it")
+        after = computation.compute(conn, [window])[0]
+        behind = {e["entry_id"]: e for e in computation.entries(conn, window, 500)}
+        credited = _charges(conn, source_root_id=reversed_["id"])
+    assert behind[captured["id"]]["measure"] == 1
+    assert behind[captured["id"]]["label"] == "Artemether-lumefantrine (dispensed): charged the same day"
+    assert behind[missed["id"]]["measure"] == 0 and behind[missed["id"]]["label"].endswith("no charge")
+    assert reversed_["id"] not in behind
+    assert (after.numerator - before.numerator, after.denominator - before.denominator) == (1, 2)
+    assert [c["amount"] for c in credited] == [Decimal("240.00"), Decimal("-240.00")]
 
 
 def test_bed_days_accrue_once_per_census_by_ward_kind_and_stop_at_discharge(db, facility, clinician):

@@ -1,7 +1,8 @@
 """The outpatient pharmacy: stock received and adjusted per batch, the queue of outpatient prescriptions,
-dispensing that moves the record and the stock ledger together (a refused dispense writes nothing), two
-pharmacists racing for the last units with real threads, and every route refused to another facility's
-credentials and to guessed ids."""
+dispensing that moves the record and the stock ledger together (a refused dispense writes nothing), the
+quantity proposed when none is given, a dispense reversed (stock back, charge credited, both versions
+kept), two pharmacists racing for the last units with real threads, and every route refused to another
+facility's credentials and to guessed ids."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import EncounterIn, MedicationIn
 from appliance.layers.operations import pharmacy
 from appliance.layers.operations.errors import Conflict, Invalid
+from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from tests.layers.operations.conftest import new_patient
 
@@ -43,11 +45,12 @@ def _item(conn, pharmacist, drug: str, **fields) -> uuid.UUID:
     return pharmacy.create_item(conn, pharmacist, drug=drug, **values)["id"]
 
 
-def _prescription(conn, clinician, drug: str, encounter_class: str = "outpatient") -> tuple[uuid.UUID, uuid.UUID]:
+def _prescription(conn, clinician, drug: str, encounter_class: str = "outpatient",
+                  frequency: str = "three times daily") -> tuple[uuid.UUID, uuid.UUID]:
     patient_id = new_patient(conn, clinician)
     visit = clinical.open_encounter(conn, clinician, patient_id, EncounterIn(encounter_class=encounter_class))
     placed = clinical.request_medication(conn, clinician, patient_id, MedicationIn(
-        drug=drug, dose=Decimal(500), dose_unit="mg", route="oral", frequency="three times daily",
+        drug=drug, dose=Decimal(500), dose_unit="mg", route="oral", frequency=frequency,
         duration_days=5, encounter_id=visit["id"]))
     return patient_id, placed.placed[0]["id"]
 
@@ -148,6 +151,85 @@ def test_the_queue_and_a_partial_then_a_full_dispense_over_http(token_client, db
         events = conn.execute(sa.text("SELECT event_type FROM audit_event WHERE patient_ref IS NOT NULL "
                                       "AND event_type LIKE 'record.dispense.%'")).scalars().all()
     assert {"record.dispense.create", "record.dispense.read"} <= set(events)
+
+
+def test_the_api_proposes_the_rest_of_the_course_when_no_quantity_is_given(token_client, db, facility, pharmacist,
+                                                                           clinician):
+    """500 mg three times daily for 5 days, from 500 mg capsules, is 15 capsules: a quantity given is kept (6,
+    part), none given hands over the rest (9); a course that cannot be counted (as needed) asks for one."""
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Cloxacillin")
+        pharmacy.receive(conn, pharmacist, item, batch="CX1", expires_on=SOON, quantity=Decimal(40), reference=None,
+                         today=TODAY)
+        _, rx = _prescription(conn, clinician, "Cloxacillin")
+        _, when_needed = _prescription(conn, clinician, "Cloxacillin", frequency="as needed")
+    api = token_client(facility.slug, role="pharmacist")
+    dispenses = f"/api/t/{facility.slug}/pharmacy/dispenses"
+    given = api.post(dispenses, json={"medication_request_id": str(rx), "item_id": str(item), "quantity": 6,
+                                      "partial": True})
+    assert given.status_code == 201, given.text
+    assert (given.json()["quantity"], given.json()["quantity_proposed"]) == (6, False)
+    proposed = api.post(dispenses, json={"medication_request_id": str(rx), "item_id": str(item)})
+    assert proposed.status_code == 201, proposed.text
+    assert (proposed.json()["quantity"], proposed.json()["quantity_proposed"]) == (9, True)
+    asked = api.post(dispenses, json={"medication_request_id": str(when_needed), "item_id": str(item)})
+    assert asked.status_code == 422 and asked.json()["field"] == "quantity"
+    assert asked.json()["detail"].startswith("give the quantity: the course of Cloxacillin 500 mg, as needed")
+    with db.tenant(facility.slug) as conn:
+        recorded = conn.execute(sa.text("SELECT quantity FROM dispense WHERE medication_request_id = :rx "
+                                        "ORDER BY quantity"), {"rx": rx}).scalars().all()
+        assert recorded == [6, 9] and pharmacy.item_stock(conn, item, TODAY)["on_hand"] == 25
+
+
+def test_a_dispense_reversed_puts_the_stock_back_credits_the_charge_and_keeps_both_versions(
+        token_client, db, facility, other_facility, pharmacist, clinician):
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Erythromycin")
+        pharmacy.receive(conn, pharmacist, item, batch="E1", expires_on=SOON, quantity=Decimal(30), reference=None,
+                         today=TODAY)
+        patient_id, rx = _prescription(conn, clinician, "Erythromycin")
+    api = token_client(facility.slug, role="pharmacist")
+    base = f"/api/t/{facility.slug}/pharmacy"
+    handed = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
+                                                 "quantity": 15}).json()
+    reversal = f"{base}/dispenses/{handed['id']}/reversal"
+    for no_reason in ({}, {"reason": "   "}):
+        refused = api.post(reversal, json=no_reason)
+        assert refused.status_code == 422 and "reason" in refused.json()["detail"], refused.text
+    assert api.post(f"{base}/dispenses/{GUESS}/reversal", json={"reason": "wrong patient"}).status_code == 404
+    assert token_client(other_facility.slug, role="pharmacist").post(
+        reversal, json={"reason": "wrong patient"}).status_code == 403
+    theirs = token_client(other_facility.slug, role="pharmacist").post(
+        f"/api/t/{other_facility.slug}/pharmacy/dispenses/{handed['id']}/reversal", json={"reason": "wrong patient"})
+    assert theirs.status_code == 404
+    assert token_client(facility.slug, role="clinician").post(reversal, json={"reason": "x"}).status_code == 403
+    with db.tenant(facility.slug) as conn:
+        assert record.is_current(conn, handed["id"]) and _ledger(conn, item) == 2  # the refusals wrote nothing
+
+    done = api.post(reversal, json={"reason": "handed to the wrong patient"})
+    assert done.status_code == 201, done.text
+    assert (done.json()["quantity"], done.json()["batch"], done.json()["batch_on_hand_after"]) == (15, "E1", 30)
+    assert api.get(f"{base}/items/{item}").json()["on_hand"] == 30
+    assert str(rx) in {q["id"] for q in api.get(f"{base}/queue").json()}  # to be handed over again
+    assert api.get(f"/api/t/{facility.slug}/patients/{patient_id}/dispenses").json() == []
+    again = api.post(reversal, json={"reason": "twice"})
+    assert again.status_code == 409 and "already been reversed" in again.json()["detail"]
+    with db.tenant(facility.slug) as conn:
+        versions = record.history(conn, uuid.UUID(handed["id"]))
+        assert [(v.status, v.reason) for v in versions] == [("final", None),
+                                                             ("entered_in_error", "handed to the wrong patient")]
+        assert versions[0].detail["quantity"] == 15 and versions[1].id == uuid.UUID(done.json()["id"])
+        ledger = conn.execute(sa.text("SELECT kind, quantity FROM stock_movement WHERE dispense_entry_id = :d "
+                                      "ORDER BY recorded_at, kind"), {"d": handed["id"]}).all()
+        assert sorted(ledger) == [("dispensed", -15), ("reversed", 15)]
+        charges = conn.execute(sa.text("SELECT source_entry_id, quantity, reverses IS NOT NULL FROM charge "
+                                       "WHERE source_root_id = :d ORDER BY quantity DESC"),
+                               {"d": handed["id"]}).all()
+        assert [(c[1], c[2]) for c in charges] == [(15, False), (-15, True)]  # billed, then credited
+        assert charges[1][0] == versions[1].id  # the credit names the version that undid the dispense
+        events = conn.execute(sa.text("SELECT count(*) FROM audit_event WHERE event_type = 'record.dispense.retract' "
+                                      "AND patient_ref IS NOT NULL")).scalar()
+        assert events == 1
 
 
 def test_refusals_are_structured_and_name_the_field(token_client, db, facility, pharmacist, clinician):
@@ -255,7 +337,8 @@ def test_another_facility_and_guessed_ids_are_refused_on_every_route(token_clien
               ("POST", f"/pharmacy/items/{item}/adjustments", {"batch": "C1", "quantity": -1, "reason": "damaged"}),
               ("GET", "/pharmacy/queue", None),
               ("POST", "/pharmacy/dispenses", {"medication_request_id": str(rx), "item_id": str(item), "quantity": 1}),
-              ("GET", f"/patients/{patient_id}/dispenses", None)]
+              ("GET", f"/patients/{patient_id}/dispenses", None),
+              ("POST", f"/pharmacy/dispenses/{GUESS}/reversal", {"reason": "wrong patient"})]
     attacker = token_client(other_facility.slug, role="pharmacist")
     nobody = token_client(facility.slug, role="registrar")
     for method, path, body in routes:
