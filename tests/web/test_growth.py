@@ -126,6 +126,8 @@ def test_the_pages_count_a_childs_age_on_the_facilitys_calendar(signed_in, db, f
     assert "<td>6 mo</td>" in page.text and "Severe acute malnutrition" in page.text
     chart = clinician.get(f"/t/{facility.slug}/patients/{boy}/chart")
     assert "6 months)" in chart.text and "MUAC 110 mm: severe acute malnutrition" in chart.text
+    [point] = clinician.get(f"/api/t/{facility.slug}/patients/{boy}/growth").json()["points"]  # and the API
+    assert (point["age_months"], point["acute_malnutrition"]) == (6, "severe")
 
 
 def test_the_growth_chart_is_well_formed_and_escapes_text():

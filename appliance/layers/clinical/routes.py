@@ -215,9 +215,11 @@ class ClinicalController(Controller):
         """A child's weight-for-age, length/height-for-age and BMI-for-age z-scores, centiles and WHO bands
         at each measurement, with MUAC, oedema and the acute malnutrition status (6-59 months), computed
         from the vital signs and the birth date (clinical/growth.py). A patient 19 or older, or one whose
-        sex is not recorded as female or male, is refused (422) with the reason."""
+        sex is not recorded as female or male, is refused (422) with the reason. Ages are counted on the
+        facility's calendar, as its pages count them."""
+        tz = facility_timezone(state.db, tenant)
         with _tenant(state, request, tenant) as conn:
-            return GrowthOut.model_validate(growth.growth(conn, request.user, patient_id))
+            return GrowthOut.model_validate(growth.growth(conn, request.user, patient_id, tz=tz))
 
     # -- encounters ------------------------------------------------------------------------------------
 
