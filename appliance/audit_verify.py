@@ -614,6 +614,8 @@ class LogVerifier:
         size = self._acc.size
         latest = self._checkpoints[-1].size if self._checkpoints else 0
         for target in self._sizes[self._target_index:]:
+            if self._next_position >= target:
+                continue  # the positions reach it: the leaves it lacks are the deleted events named above
             for source, checkpoint in self._targets[target]:
                 last = f" after seq {self._last_seq}" if self._last_seq is not None else ""
                 self._problem("truncated",
@@ -751,7 +753,7 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
         log_id, checkpoints, trusted, package, held, report, extra)
     first = int(span.get("first_position", 0))
     expected = first
-    previous_seq = None
+    placement = _Placement()  # a partial package's positions
     batch: list[tuple] = []
     for item in package.get("events") or []:
         if isinstance(item, dict) and item.get("missing"):
@@ -759,6 +761,7 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
             if complete:
                 batch.append((position, seq, None, None, None, None))
             else:
+                placement.check(position, seq, extra)
                 extra.append(Problem("missing", "the event at this position has been deleted", seq=seq,
                                      position=position))
                 expected = position + 1
@@ -777,11 +780,10 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
                 verifier.events(batch)
                 batch = []
         else:
-            _check_included(item, (log_id, tenant), position, seq, header, nonce, body, stored, expected, anchor,
-                            extra)
+            placement.check(position, seq, extra)
+            _check_included(item, (log_id, tenant), position, seq, header, nonce, body, stored, anchor, extra)
             expected = position + 1
             report.events += 1
-        previous_seq = seq
         if regulator is not None:
             _decrypt_into(regulator, item, header, nonce, body, seq, position, decrypted, extra, report)
     if batch:
@@ -789,10 +791,8 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
     for item in package.get("unpositioned") or []:
         _check_unpositioned(item, (log_id, tenant), report, extra)
     if not complete:
-        last = int(span.get("last_position", expected - 1))
-        if expected <= last:
-            extra.append(Problem("truncated", f"positions {expected}..{last} are missing from the package "
-                                 f"(after seq {previous_seq})", position=expected))
+        last = int(span.get("last_position", first - 1 if placement.highest is None else placement.highest))
+        extra += placement.absent(first, last)
     report = verifier.finish() if complete else report
     report.problems = sorted(report.problems + extra, key=problem_order)
     return report
@@ -832,19 +832,59 @@ def _check_partial_checkpoints(log_id: str, checkpoints: list[Checkpoint], trust
     report.latest = latest
     report.verified_size = latest.size if latest else 0
     if anchor is None and package.get("events"):
-        extra.append(Problem("signature", "no validly signed checkpoint covers the exported events"))
+        extra.append(Problem("signature", "no validly signed checkpoint covers the exported events, so where "
+                             "they stand in the log cannot be checked"))
     return anchor
 
 
+@dataclass
+class _Placement:
+    """The positions a partial package's events came at, in the order they came, and their sequence numbers."""
+
+    seqs_at: dict[int, int] = field(default_factory=dict)
+    highest: int | None = None
+
+    def check(self, position: int, seq: int, extra: list[Problem]) -> None:
+        """A position seen before is an event copied in; one below the highest seen so far is out of order.
+        Positions never seen are named at the end (`absent`): an event moved up the package is late, not
+        deleted."""
+        if position in self.seqs_at:
+            extra.append(Problem("order", f"position {position} appears twice (the second time as seq {seq}): "
+                                 "an event inserted or copied", seq=seq, position=position))
+            return
+        if self.highest is not None and position < self.highest:
+            extra.append(Problem("order", f"position {position} (seq {seq}) comes after position {self.highest} "
+                                 f"(seq {self.seqs_at[self.highest]}): events reordered", seq=seq, position=position))
+        self.seqs_at[position] = seq
+        self.highest = position if self.highest is None else max(self.highest, position)
+
+    def absent(self, first: int, last: int) -> list[Problem]:
+        """The positions from `first` to `last` no event holds, one problem per run; the deleted events'
+        sequence numbers are named when their neighbours' skip exactly that many."""
+        seqs_at, problems, position = self.seqs_at, [], first
+        while position <= last:
+            if position in seqs_at:
+                position += 1
+                continue
+            start = position
+            while position <= last and position not in seqs_at:
+                position += 1
+            before, after = seqs_at.get(start - 1), seqs_at.get(position)
+            if after is None:
+                problems.append(Problem("truncated", f"positions {start}..{position - 1} are missing from the "
+                                        "package" + (f" (after seq {before})" if before is not None else ""),
+                                        position=start))
+            elif before is not None and after - before - 1 == position - start:
+                problems.append(Problem("gap", f"positions {start}..{position - 1} (seq {before + 1}..{after - 1}) "
+                                        "are missing (events deleted)", seq=before + 1, position=start))
+            else:
+                problems.append(Problem("gap", f"positions {start}..{position - 1} (before seq {after}) are missing "
+                                        "(events deleted)", seq=after, position=start))
+        return problems
+
+
 def _check_included(item: Mapping, log: tuple[str, str | None], position: int, seq: int, header: bytes, nonce: bytes,
-                    body: bytes, stored: bytes | None, expected: int, anchor: Checkpoint | None,
-                    extra: list[Problem]) -> None:
-    if position > expected:
-        extra.append(Problem("gap", f"positions {expected}..{position - 1} are missing (events deleted)",
-                             seq=seq, position=expected))
-    elif position < expected:
-        extra.append(Problem("order", f"position {position} appears again or out of order", seq=seq,
-                             position=position))
+                    body: bytes, stored: bytes | None, anchor: Checkpoint | None, extra: list[Problem]) -> None:
     try:
         fields = parse_header(header)
     except FormatError as exc:
@@ -858,8 +898,10 @@ def _check_included(item: Mapping, log: tuple[str, str | None], position: int, s
         extra.append(Problem("hash", "the event's contents do not match its hash (header, body or hash altered)",
                              seq=seq, position=position))
         return
+    if anchor is None:
+        return  # nothing signed to place it against: said once for the package, not once per event
     proof = [bytes.fromhex(h) for h in item.get("proof") or []]
-    if anchor is None or not verify_inclusion(leaf, position, anchor.size, proof, anchor.root):
+    if not verify_inclusion(leaf, position, anchor.size, proof, anchor.root):
         extra.append(Problem("inclusion", "the event is not at this position in the signed log "
                              "(altered, inserted or moved)", seq=seq, position=position))
 

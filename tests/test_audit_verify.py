@@ -308,6 +308,42 @@ def test_a_moved_body_names_its_sequence_number(evidence):
     assert report.first_problem.kind == "hash"
 
 
+# -- what it names: the tampering itself, not its echoes -------------------------------------------
+
+
+def test_two_events_swapped_in_a_partial_package_are_named_as_reordered_not_deleted(evidence):
+    package = load(evidence["partial"])
+    events = package["events"]
+    events[2], events[3] = events[3], events[2]  # each keeps its position and proof: only the order changed
+    report = audit_verify.verify_package(package, public_key=pinned(evidence))
+    assert [(p.kind, p.seq, p.position) for p in report.problems] == [
+        ("order", events[3]["seq"], events[3]["position"])], report.problems
+    assert f"comes after position {events[2]['position']}" in report.first_problem.message
+
+
+def test_an_event_deleted_from_a_partial_package_is_named_by_its_sequence_number(evidence):
+    package = load(evidence["partial"])
+    deleted = package["events"].pop(3)
+    report = audit_verify.verify_package(package, public_key=pinned(evidence))
+    assert [(p.kind, p.seq, p.position) for p in report.problems] == [
+        ("gap", deleted["seq"], deleted["position"])], report.problems
+
+
+def test_a_forged_checkpoint_of_a_partial_package_is_named_not_every_event_it_covers(evidence):
+    package = _set(load(evidence["partial"]), ("checkpoints", -1, "root"), lambda root: _flip_hex(root, 3))
+    report = audit_verify.verify_package(package, public_key=pinned(evidence))
+    assert [p.kind for p in report.problems] == ["signature", "signature"], report.problems
+    assert "checkpoint at size 20 is not valid" in report.first_problem.message
+
+
+def test_an_event_deleted_from_a_whole_log_is_named_once_not_also_as_a_truncation(evidence):
+    package = load(evidence["package"])
+    deleted = package["events"].pop(7)
+    report = audit_verify.verify_package(package, public_key=pinned(evidence))
+    assert [(p.kind, p.seq, p.position) for p in report.problems] == [
+        ("gap", deleted["seq"], deleted["position"])], report.problems
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 300), st.lists(st.integers(1, 80), min_size=1, max_size=8))
 def test_a_run_at_a_time_builds_the_same_tree_as_a_leaf_at_a_time(total, cuts):
