@@ -925,21 +925,30 @@ def national_package(settings: Settings, period: str | None, out_path: Path) -> 
 @click.option("--ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="The CA certificate that signed the ministry's certificate (its playbook makes "
                    "/etc/healthos/tls/ca.crt); without it, the system's trusted CAs.")
+@click.option("--wait", "wait_seconds", type=click.IntRange(0, 3600),
+              help="Use the running appliance's database, waiting up to this many seconds for it to answer, "
+                   "and never start it (the playbook's timer does so); without it, the database is started "
+                   "if the appliance is not running.")
 @click.pass_obj
-def national_push(settings: Settings, period: str | None, address: str, ca_file: Path | None) -> None:
+def national_push(settings: Settings, period: str | None, address: str, ca_file: Path | None,
+                  wait_seconds: int | None) -> None:
     """Count a month at this appliance's facilities and send it as a signed package to the ministry's
     appliance over HTTPS, where a link exists (`national package` writes the same package to a file).
 
-    It is sent only when an operator runs this, only to the address given: the appliance never calls
-    out on its own. The ministry accepts it if it registered this appliance's key (`healthos audit
-    public-key`) with `healthos national peer add`."""
+    It is sent only when an operator runs this, or the timer an operator configured in the playbook
+    (appliance_federation_push_to), and only to the address given: the appliance never calls out on
+    its own. The ministry accepts it if it registered this appliance's key (`healthos audit
+    public-key`) with `healthos national peer add`. Sending a month again replaces it there, so a
+    second run doubles nothing."""
     from appliance.national import federation
 
     try:
         url = federation.packages_url(address)
     except federation.PushError as exc:
         fail(str(exc))
-    with opened_database(settings) as db:
+    with opened_database(settings, start_embedded=wait_seconds is None) as db:
+        if wait_seconds is not None:
+            _wait_for_database(db, wait_seconds)
         definitions, month = _national_month(settings, period, db)
         with _counting_progress(db) as advance:
             package = federation.export_package(db, month, definitions, progress=advance, destination=url)

@@ -229,9 +229,11 @@ def push_package(package: dict, address: str, *, ca_file: Path | None = None, ti
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise PushError(f"{url}: its certificate could not be verified ({reason.verify_message}); give the "
                             "ministry's CA certificate with --ca-file, or check the address") from exc
-        raise PushError(f"{url} could not be reached: {reason}") from exc
+        raise PushError(f"{url} could not be reached ({_failure(reason)}): check the address and the link to it") \
+            from exc
     except (OSError, http.client.HTTPException, ValueError) as exc:  # a timeout, a dropped connection
-        raise PushError(f"{url} could not be reached: {exc}") from exc
+        raise PushError(f"{url} could not be reached ({_failure(exc)}): check the address and the link to it") \
+            from exc
     try:
         receipt = json.loads(answer)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -239,6 +241,13 @@ def push_package(package: dict, address: str, *, ca_file: Path | None = None, ti
     if not isinstance(receipt, dict):
         raise PushError(f"{url} answered, but not as a HealthOS appliance receiving a package does: check the address")
     return receipt
+
+
+def _failure(reason: object) -> str:
+    """Why a connection failed, in words: "Connection refused", not "[Errno 111] Connection refused"."""
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason) or type(reason).__name__
 
 
 def _detail(refusal: urllib.error.HTTPError) -> str:

@@ -5,6 +5,7 @@ registered key's package is received, anything else refused with its reason and 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -272,3 +273,40 @@ def test_push_refuses_a_certificate_its_ca_did_not_sign_and_plain_http(run, mini
 
     plain = run("national", "push", "--to", ministry.address.replace("https://", "http://"))
     assert plain.exit_code == 1 and "is not an https:// address" in plain.output
+
+
+def test_push_to_a_ministry_that_cannot_be_reached_fails_saying_so(run):  # noqa: F811
+    nobody = f"https://127.0.0.1:{_free_port()}"  # nothing listens there
+
+    failed = run("national", "push", "--period", "2004-09", "--to", nobody)
+
+    assert failed.exit_code == 1
+    assert (f"error: September 2004: not sent: {nobody}{federation.PACKAGES_PATH} could not be reached (Connection "
+            "refused): check the address and the link to it") in " ".join(failed.output.split())
+    assert "Traceback" not in failed.output
+
+
+def test_pushing_a_month_twice_leaves_the_ministry_one_package_of_the_same_figures(run, db, ministry,  # noqa: F811
+                                                                                   tenant_factory):
+    tenant_factory(name="Twice Sent Clinic", dhis2_org_unit=f"KE-TWC-{secrets.token_hex(3)}")
+    with contextlib.suppress(federation.PackageConflict):  # registered already by the push test above
+        federation.register_peer(ministry.db, "Lakeside Hospital Appliance", keys.keyring_for(db).public_key_pem())
+    month = national.Period(2004, 8)
+
+    def held() -> list:
+        with ministry.db.control() as conn:
+            return conn.execute(sa.select(federation.national_package)
+                                .where(federation.national_package.c.period == month.value)).mappings().all()
+
+    # As the playbook's timer runs it: the running appliance's database, never started by the push.
+    first = run("national", "push", "--period", month.value, "--to", ministry.address, "--ca-file",
+                str(ministry.ca_file), "--wait", "5")
+    assert first.exit_code == 0, first.output
+    (sent,) = held()
+    again = run("national", "push", "--period", month.value, "--to", ministry.address, "--ca-file",
+                str(ministry.ca_file), "--wait", "5")
+
+    assert again.exit_code == 0, again.output
+    assert "replacing the earlier package" in again.output
+    (kept,) = held()  # one package of the month from this appliance, not two
+    assert kept["facilities"] == sent["facilities"] and kept["produced_at"] > sent["produced_at"]
