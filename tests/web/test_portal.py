@@ -841,8 +841,8 @@ PAGES += ["/patients/{pid}/growth"]
 # The outpatient pharmacy (appliance/web/pharmacy.py), a pharmacist's pages and forms, and the dispensing
 # history on the chart; stocking, dispensing and refusals with real ids are in tests/web/test_pharmacy.py.
 PAGES += ["/pharmacy", "/pharmacy/stock", "/patients/{pid}/dispensing"]
-FORMS += ["/pharmacy/dispenses", "/pharmacy/items", "/pharmacy/items/{any}/receipts",
-          "/pharmacy/items/{any}/adjustments"]
+FORMS += ["/pharmacy/dispenses", "/pharmacy/dispenses/{any}/reversal", "/pharmacy/items",
+          "/pharmacy/items/{any}/receipts", "/pharmacy/items/{any}/adjustments"]
 
 
 def test_every_portal_route_is_in_these_lists(app):
