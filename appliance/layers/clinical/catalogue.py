@@ -92,7 +92,10 @@ def get_orderables(conn: Connection, codes: list[str]) -> dict[str, OrderableCon
 _ANALYTE_CANDIDATES = (
     "SELECT (SELECT definition FROM orderable WHERE code = %(ordered)s AND active),"
     " (SELECT definition FROM orderable WHERE code = %(code)s AND active),"
-    " (SELECT definition FROM orderable WHERE active AND definition -> 'components' @> %(component)s LIMIT 1)")
+    # Of two panels holding the component (a full blood count and a haemogram both hold haemoglobin), the
+    # same one every time: the first by code, so a result line is never read against one panel, then another.
+    " (SELECT definition FROM orderable WHERE active AND definition -> 'components' @> %(component)s"
+    " ORDER BY code LIMIT 1)")
 
 
 def find_analyte(conn: Connection, code: str, ordered: str | None) -> tuple[str, Any]:

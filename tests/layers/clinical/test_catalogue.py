@@ -42,6 +42,9 @@ def test_the_ordered_tests_component_comes_first_then_the_test_itself_then_any_p
     assert _answer(db, slug, "789-8", None) == ("Red cell count", "10*6/uL", 3.8, 5.8, [])
     assert _answer(db, slug, "777-3", "32700-7") == ("Platelets", "10*3/uL", 150, 400, [])
     assert _answer(db, slug, "32700-7", None) == ("Malaria blood smear", None, None, None, ["negative", "positive"])
+    # Two panels hold haemoglobin: a result sent without its order is read against the first by code, every time.
+    assert [_answer(db, slug, "718-7", None) for _ in range(3)] == [
+        ("Haemoglobin (differential)", "g/dL", 11.5, 16.5, [])] * 3
 
 
 def test_an_analyte_or_an_ordered_test_outside_the_catalogue_is_refused_naming_it(db, laboratory):
