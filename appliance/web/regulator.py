@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +45,24 @@ ACTIONS = {"R": "read", "C": "created", "U": "changed", "D": "removed", "E": "us
 
 class ExportForm(BaseModel):
     log: str = ""  # "appliance" or a tenant slug
+    since: str = ""  # evidence only: the first day of the period, YYYY-MM-DD in UTC (empty: the log's start)
+    until: str = ""  # evidence only: its last day, included (empty: up to now)
+
+
+def _period(form: ExportForm) -> tuple[datetime | None, datetime | None]:
+    """The days an evidence package covers as the times `audit.export` takes: from the first day's
+    start to the last day's end, in UTC like the trail's own times. ValueError says what is wrong."""
+    bounds = []
+    for label, value, days_after in (("first", form.since.strip(), 0), ("last", form.until.strip(), 1)):
+        try:
+            bounds.append(datetime.combine(date.fromisoformat(value), time.min, UTC) + timedelta(days=days_after)
+                          if value else None)
+        except (ValueError, OverflowError):
+            raise ValueError(f"the {label} day of the period, {value!r}, is not a date such as 2026-11-01") from None
+    since, until = bounds
+    if since is not None and until is not None and since >= until:
+        raise ValueError("the period's first day comes after its last")
+    return since, until
 
 
 @dataclass
@@ -204,18 +222,26 @@ def keep_checkpoints(request: Request, state: State,
       opt={"permission": "audit.evidence.export"}, sync_to_thread=True, include_in_schema=False, status_code=200)
 def export(request: Request, state: State,
            data: Annotated[ExportForm, Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Response:
-    """An evidence package of one log (events, proofs, checkpoints, public key) as a download."""
+    """An evidence package of one log (events, proofs, checkpoints, public key) as a download: the whole
+    log, or the events of a period of days with their inclusion proofs (as `healthos audit export
+    --since --until`)."""
     tenant = _tenant_of(data.log)
     if tenant == "?":
         return error_page(request, 404, f"no audit log named {data.log!r}")
+    try:
+        since, until = _period(data)
+    except ValueError as refused:
+        return error_page(request, 422, str(refused))
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "evidence.json"
         try:
-            audit.export(state.db, tenant, out, by=request.user)
+            audit.export(state.db, tenant, out, since=since, until=until, by=request.user)
         except audit.AuditError as refused:
             return error_page(request, 404, str(refused))
         package = out.read_bytes()  # audit.export records the export in the appliance's own log
-    name = f"healthos-evidence-{data.log}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    days = "".join(f"-{label}{value.strip()}" for label, value in (("from", data.since), ("to", data.until))
+                   if value.strip())
+    name = f"healthos-evidence-{data.log}{days}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     return Response(package, media_type="application/json",
                     headers={"content-disposition": f'attachment; filename="{name}"'})
 

@@ -3,6 +3,7 @@
 import json
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -74,6 +75,30 @@ def test_evidence_package_downloads_verifies_offline_and_is_audited(signed_in, d
     assert count(db, "audit.export") == before + 1
     missing = regulator.post("/regulator/export", data={"log": "../etc", "_csrf_token": csrf(page.text)})
     assert missing.status_code == 404
+
+
+def test_evidence_of_a_period_of_days_holds_only_its_events_and_verifies_offline(signed_in, db, tenant_a):
+    with db.tenant(tenant_a.slug) as conn:
+        someone = Principal(uuid.uuid4(), "staff", "Test", tenant=tenant_a.slug)
+        audit.append(conn, tenant=tenant_a.slug, principal=someone, event_type="test.event", action="R")
+    regulator = signed_in("regulator", kind="regulator")
+    token = csrf(regulator.get("/regulator").text)
+    today = datetime.now(UTC).date()
+    day = regulator.post("/regulator/export", data={"log": tenant_a.slug, "since": str(today), "until": str(today),
+                                                    "_csrf_token": token})
+    assert day.status_code == 200, day.text
+    assert f"from{today}-to{today}" in day.headers["content-disposition"]
+    package = json.loads(day.content)
+    assert package["range"]["since"].startswith(f"{today}T00:00:00") and not package["range"]["complete"]
+    assert package["events"] and verify_package(package).ok
+    earlier = regulator.post("/regulator/export", data={"log": tenant_a.slug, "until": str(today - timedelta(days=1)),
+                                                        "_csrf_token": token})
+    assert earlier.status_code == 200 and json.loads(earlier.content)["events"] == []
+    for since, until, says in (("27/11/2026", "", "is not a date such as 2026-11-01"),
+                               (str(today), str(today - timedelta(days=1)), "first day comes after its last")):
+        refused = regulator.post("/regulator/export", data={"log": tenant_a.slug, "since": since, "until": until,
+                                                            "_csrf_token": token})
+        assert refused.status_code == 422 and says in refused.text
 
 
 def test_the_console_shows_each_logs_checkpoint_and_proves_it_only_grew(signed_in, db, tenant_a):
