@@ -261,6 +261,8 @@ stock_movement = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Index("stock_movement_item_batch_idx", "item_id", "batch"),
     sa.Index("stock_movement_recorded_at_idx", "recorded_at"),
+    sa.Index("stock_movement_one_reversal_key", "dispense_entry_id", unique=True,
+             postgresql_where=sa.text("kind = 'reversed'")),
 )
 
 dispense = sa.Table(
