@@ -1,12 +1,15 @@
 """Migrating every tenant schema: no-op when at head, resumable after a failure, drift reported."""
 
 import importlib
+import uuid
 
 import pytest
 import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import VitalSignsIn
 from appliance.substrate.db import Database, tenant_metadata, tenant_schema
 from appliance.substrate.migrate import (
     MigrationFailed,
@@ -16,7 +19,9 @@ from appliance.substrate.migrate import (
     schema_revision,
     tenants_behind_head,
 )
+from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import _ensure_role_and_schema, drop_tenant
+from tests.layers.clinical.conftest import born_years_ago, new_patient
 
 
 def test_nothing_to_do_when_every_schema_is_at_head(db: Database, tenant_a, tenant_b):
@@ -84,4 +89,46 @@ def test_t0021_adds_muac_and_oedema_and_its_downgrade_takes_them_away(db: Databa
                     conn.execute(shows_muac, {"schema": schema}).scalar())
     assert downgraded == ([], False)
     assert upgraded == (["muac_mm", "oedema"], True)
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+
+
+def test_t0024_adds_the_oedema_grade_and_its_checks_and_keeps_the_findings_recorded_before(db: Database, tenant_a):
+    """t0024 (the WHO grade of bilateral pitting oedema) runs both ways on a schema at head: a finding recorded
+    before keeps its oedema, ungraded; the checks refuse a grade outside 1-3 and a grade without oedema present;
+    the downgrade puts t0021's chart function back and the upgrade the one that shows the grade."""
+    t0024 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0024_oedema_grade")
+    schema = tenant_schema(tenant_a.slug)
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Test", tenant=tenant_a.slug,
+                          role="clinician")
+    with db.tenant(tenant_a.slug) as conn:
+        child = new_patient(conn, clinician, birth_date=born_years_ago(2))
+        found = service.record_vitals(conn, clinician, child["id"], VitalSignsIn(muac_mm=118, oedema=True))
+    columns = sa.text("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = :schema "
+                      "AND table_name = 'vital_signs' AND column_name = 'oedema_grade'")
+    shows_grade = sa.text("SELECT position('d.oedema_grade' IN prosrc) > 0 FROM pg_proc WHERE proname = "
+                          "'chart_summary' AND pronamespace = CAST(:schema AS regnamespace)")
+    kept = sa.text("SELECT oedema, oedema_grade FROM vital_signs WHERE entry_id = :id")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0024.downgrade()
+            downgraded = (conn.execute(columns, {"schema": schema}).all(),
+                          conn.execute(shows_grade, {"schema": schema}).scalar())
+            t0024.upgrade()
+        upgraded = (conn.execute(columns, {"schema": schema}).all(),
+                    conn.execute(shows_grade, {"schema": schema}).scalar())
+        before = tuple(conn.execute(kept, {"id": found["id"]}).one())
+        refusals = []
+        for change in ("oedema_grade = 4", "oedema = false, oedema_grade = 2", "oedema = NULL, oedema_grade = 1"):
+            with pytest.raises(sa.exc.IntegrityError) as refused, conn.begin_nested():
+                conn.execute(sa.text(f"UPDATE vital_signs SET {change} WHERE entry_id = :id"), {"id": found["id"]})
+            refusals.append(refused.value.orig.diag.constraint_name)
+        conn.execute(sa.text("UPDATE vital_signs SET oedema_grade = 3 WHERE entry_id = :id"), {"id": found["id"]})
+        graded = tuple(conn.execute(kept, {"id": found["id"]}).one())
+    assert downgraded == ([], False)
+    assert upgraded == ([("oedema_grade", "smallint")], True)
+    assert before == (True, None)
+    assert refusals == ["vital_signs_oedema_grade_range", "vital_signs_oedema_grade_is_present",
+                        "vital_signs_oedema_grade_is_present"]
+    assert graded == (True, 3)
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []

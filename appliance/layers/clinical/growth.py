@@ -199,7 +199,7 @@ def assess_point(subject: Subject, row: dict, tz: zoneinfo.ZoneInfo) -> dict:
         status, criteria = acute_malnutrition(age_months, row["muac_mm"], wasting, row["oedema"])
     return {"entry_id": row["id"], "occurred_at": row["occurred_at"], "age_days": age_days,
             "age_months": age_months, "weight_kg": row["weight_kg"], "height_cm": row["height_cm"],
-            "muac_mm": row["muac_mm"], "oedema": row["oedema"], **indices,
+            "muac_mm": row["muac_mm"], "oedema": row["oedema"], "oedema_grade": row["oedema_grade"], **indices,
             "acute_malnutrition": status, "criteria": criteria}
 
 

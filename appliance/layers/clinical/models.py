@@ -286,6 +286,11 @@ vital_signs = sa.Table(
     # False looked for and absent, NULL not examined).
     sa.Column("muac_mm", sa.Integer, nullable=True),
     sa.Column("oedema", sa.Boolean, nullable=True),
+    # Added by t0024: the WHO grade of bilateral pitting oedema found (1 + both feet, 2 ++ feet and lower legs,
+    # hands or lower arms, 3 +++ generalised including the face); NULL where none was found or it was not graded.
+    sa.Column("oedema_grade", sa.SmallInteger, nullable=True),
+    sa.CheckConstraint("oedema_grade BETWEEN 1 AND 3", name="vital_signs_oedema_grade_range"),
+    sa.CheckConstraint("oedema_grade IS NULL OR oedema IS TRUE", name="vital_signs_oedema_grade_is_present"),
 )
 
 note = sa.Table(

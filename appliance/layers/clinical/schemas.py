@@ -171,10 +171,30 @@ class VitalSignsIn(_In):
     oxygen_l_min: Decimal | None = Field(default=None, gt=0, le=60, decimal_places=1)
     spo2_scale: Literal[1, 2] | None = None
     # For malnutrition screening of children (clinical/growth.py): mid-upper-arm circumference in mm
-    # (a tape's range, newborn to adult), and bilateral pitting oedema, present or looked for and absent.
+    # (a tape's range, newborn to adult), and bilateral pitting oedema, present or looked for and absent,
+    # with its WHO grade where it was graded (1 +, 2 ++, 3 +++; clinical/growth.py says what each covers).
     muac_mm: int | None = Field(default=None, ge=50, le=500)
     oedema: bool | None = None
+    oedema_grade: Literal[1, 2, 3] | None = None
     encounter_id: uuid.UUID | None = None
+
+    @field_validator("oedema_grade", mode="before")
+    @classmethod
+    def _grade_is_a_number(cls, grade: Any) -> Any:
+        # Python's True is 1, so a literal of 1 would take JSON's `true` as the grade +.
+        if isinstance(grade, bool):
+            raise ValueError("the grade of oedema is 1 (+), 2 (++) or 3 (+++), not true or false")
+        return grade
+
+    @field_validator("oedema_grade")
+    @classmethod
+    def _graded_oedema_is_present(cls, grade: int | None, info: ValidationInfo) -> int | None:
+        # A grade says how far present oedema extends: with oedema absent or not examined it contradicts the
+        # finding (the table's CHECK vital_signs_oedema_grade_is_present says so too).
+        if grade is not None and info.data.get("oedema") is not True:
+            raise ValueError("a grade of oedema (+, ++ or +++) is recorded with oedema present; here oedema "
+                             "is recorded as " + ("absent" if info.data.get("oedema") is False else "not examined"))
+        return grade
 
     @model_validator(mode="after")
     def _something(self) -> VitalSignsIn:
@@ -205,6 +225,7 @@ class VitalSignsOut(EntryOut):
     spo2_scale: int | None = None
     muac_mm: int | None = None
     oedema: bool | None = None
+    oedema_grade: int | None = None
 
 
 class EncounterIn(_In):
@@ -614,6 +635,7 @@ class GrowthPointOut(_Out):
     height_cm: Decimal | None
     muac_mm: int | None
     oedema: bool | None
+    oedema_grade: int | None
     weight_for_age: GrowthIndexOut | None
     height_for_age: GrowthIndexOut | None
     bmi_for_age: GrowthIndexOut | None
