@@ -308,22 +308,40 @@ def audit_group() -> None:
 @click.pass_obj
 def audit_verify(settings: Settings, tenant: str | None, held_files: tuple[Path, ...], decrypt: bool) -> None:
     """Check every event hash, Merkle root and checkpoint signature; name the first bad sequence number."""
-    from appliance.audit_verify import FormatError, read_held
+    from appliance.audit_verify import FormatError, parse_held
     from appliance.substrate import audit as audit_trail
 
-    try:
-        held = [checkpoint for path in held_files for checkpoint in read_held(path)]
-    except FormatError as exc:
-        fail(str(exc))
+    # A kept file names its log: its checkpoints are checked against that log, whichever --tenant says,
+    # so a facility's file is never read as the appliance's (a tampering alarm over nothing).
+    held: dict[str | None, list] = {}
+    for path in held_files:
+        try:
+            log, checkpoints = parse_held(path.read_bytes(), str(path))
+        except (OSError, FormatError) as exc:
+            fail(str(exc))
+        kept_for = log.get("tenant") or None
+        if tenant is not None and kept_for != tenant:
+            fail(f"{path} holds the checkpoints of {_log_name(kept_for)}, not of tenant {tenant}")
+        held.setdefault(kept_for, []).extend(checkpoints)
     with _audit_database(settings) as db:
         if tenant is None and not held:
             reports = audit_trail.verify_all(db, decrypt=decrypt)
         else:
-            reports = [audit_trail.verify(db, tenant, held=held, decrypt=decrypt)]
+            reports = [audit_trail.verify(db, log, held=held.get(log, ()), decrypt=decrypt)
+                       for log in (held or [tenant])]
     for report in reports:
         _print_report(report)
+        kept = held.get(report.tenant)
+        if kept and report.ok:
+            latest = max(kept, key=lambda checkpoint: checkpoint.size)
+            out.print(f"the log only grew since the {len(kept)} checkpoint(s) kept earlier: each is a prefix of it, "
+                      f"the latest kept at size {latest.size}, signed {latest.time}", markup=False, soft_wrap=True)
     if not all(report.ok for report in reports):
         sys.exit(1)
+
+
+def _log_name(tenant: str | None) -> str:
+    return f"tenant {tenant}" if tenant else "the appliance's own log"
 
 
 @audit_group.command("export")
