@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 import appliance.interop.hl7v2.models
 import appliance.layers
@@ -157,6 +157,18 @@ def tenant_apply(settings: Settings, path: Path) -> None:
         _apply(db, path)
 
 
+def _whole(header: str) -> Column:
+    """A table column of what the operator types into the next command (a slug, an e-mail): at a narrow
+    terminal it wraps onto more lines, never cut short with an ellipsis."""
+    return Column(header, overflow="fold")
+
+
+def _print_table(table: Table) -> None:
+    """At a terminal, fitted to its width; piped (to grep, to a file) at the table's natural width, since rich
+    would otherwise fit it to 80 columns and cut the values short."""
+    (out if out.is_terminal else Console(highlight=False, width=10_000)).print(table)
+
+
 @tenant.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
@@ -168,11 +180,11 @@ def tenant_list(settings: Settings, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
         return
-    table = Table("slug", "name", "type", "district", "region", "country", "status")
+    table = Table(_whole("slug"), "name", "type", "district", "region", "country", "status")
     for row in rows:
         table.add_row(row["slug"], row["name"], row["facility_type"], row["district"], row["region"],
                       row["country_code"], row["status"])
-    out.print(table)
+    _print_table(table)
 
 
 @tenant.command("drop")
@@ -519,10 +531,10 @@ def account_list(settings: Settings, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
         return
-    table = Table("e-mail", "kind", "roles", "state")
+    table = Table(_whole("e-mail"), "kind", _whole("roles"), "state")
     for row in rows:
         table.add_row(row["email"], row["kind"], ", ".join(row["roles"]), row["state"])
-    out.print(table)
+    _print_table(table)
 
 
 @account.command("disable")

@@ -206,6 +206,16 @@ def test_account_lifecycle_from_the_cli(run, tenant_factory):
     assert states[email] == "disabled"
 
 
+def test_account_list_piped_shows_every_e_mail_whole(run, tenant_factory):
+    """Piped (`healthos account list | grep`), the table was fitted to 80 columns and a long e-mail printed as
+    'a.very.long.na…', which neither grep nor the next command could use."""
+    facility = tenant_factory()
+    email = f"a.very.long.name.of.a.nurse.{facility.slug}@district-hospital.test.invalid"
+    assert run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", email).exit_code == 0
+    line = next(line for line in run("account", "list").output.splitlines() if facility.slug in line)
+    assert email in line and f"nurse@{facility.slug}" in line, line
+
+
 def test_api_token_is_printed_once_and_works(run, tenant_factory, app):
     from litestar.testing import TestClient
 
