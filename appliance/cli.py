@@ -924,10 +924,13 @@ def national_export(settings: Settings, period: str | None, export_format: str, 
         out_path.write_text(json.dumps(national.to_dhis2(facilities, month, definitions), indent=1), encoding="utf-8")
     withheld = sum(figure.withheld for f in facilities for figure in f.figures.values())
     not_reported = sum(f.figure(i.id) is None for f in facilities for i in definitions.indicators)
+    earlier = sum(any(figure.under_earlier_bands for figure in f.figures.values()) for f in facilities)
     err.print(f"{month.label}: {len(definitions.indicators)} indicators at {len(facilities)} facilities written to "
               f"{out_path}; {withheld} cells under {definitions.threshold} (or revealing one) withheld"
               + (f"; {not_reported} facility indicators not reported (their appliance does not count them yet)"
-                 if not_reported else ""))
+                 if not_reported else "")
+              + (f"; {earlier} facilities published under earlier age bands (their cells in bands no longer "
+                 "defined are marked in the CSV, left out of DHIS2)" if earlier else ""))
 
 
 @national_group.command("package")
@@ -1035,6 +1038,13 @@ def national_peer_list(settings: Settings, period: str | None) -> None:
                 f"received {report.received_at:%Y-%m-%d %H:%M %Z}") if report.received_at else "NOT RECEIVED"
         if report.not_counted:
             sent += f", not counting {', '.join(report.not_counted)}"
+        if report.unreadable:
+            sent += f", CANNOT BE READ ({report.unreadable}): its facilities are missing from every figure"
+        if report.earlier_bands:
+            sent += f", read under earlier age bands ({', '.join(report.earlier_bands)})"
+        if report.withheld_by_raised_threshold:
+            sent += (f", {report.withheld_by_raised_threshold} published counts now withheld under the threshold "
+                     f"of {definitions.threshold}")
         click.echo(f"{report.peer.name}\t{report.peer.key_id}\t{month.value}: {sent}")
 
 

@@ -20,6 +20,16 @@ counts indicators this appliance does not know is received for those both know, 
 (they too obey the disclosure rule) but not read. The receipt, the audit event and `reports` name both.
 A package held from before the definitions grew reads the same way, so an upgrade loses no month.
 
+Nor does a change of age bands or a raised threshold lose a month held: a held package is read under the
+age bands it was published with (the band codes its cells carry, as they are kept) and under this
+appliance's threshold now, by the rule `indicators` states — a count under a raised threshold is
+withheld, with the cell that would reveal it; its facility's total and totals by sex count as before;
+its cells in bands still defined count there, those of bands no longer defined are kept apart, and a
+band it did not have reads "published under earlier age bands" for its facility. `reports` says, for
+each package, the age bands it was read under and how many of its counts the raised threshold withholds,
+and names any package that cannot be read at all with the reason, for its facilities are then missing
+from every figure.
+
 Where a link exists the same package travels over HTTPS instead of on a stick: `push_package` posts it
 to the ministry's appliance (`PACKAGES_PATH`, which hands it to the same `receive_package`), verifying
 the ministry's certificate. The package's own signature is what the ministry trusts, as with a file;
@@ -37,7 +47,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,7 +56,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from appliance.audit_verify import key_id_of
-from appliance.national.indicators import Definitions, Facility, Period, Published, begun_anywhere, gather
+from appliance.national.indicators import (
+    SEXES,
+    Definitions,
+    Facility,
+    Period,
+    Published,
+    begun_anywhere,
+    gather,
+    withhold_published,
+)
 from appliance.substrate import audit, keys
 from appliance.substrate.db import Database, control_metadata
 from appliance.substrate.principal import Principal
@@ -118,13 +137,19 @@ class Peer:
 @dataclass(frozen=True)
 class Report:
     """What a peer sent for one month, if anything; `not_counted`: this appliance's indicators its package
-    does not count (its appliance is on an earlier version of the definitions)."""
+    does not count (its appliance is on an earlier version of the definitions); `earlier_bands`: the age
+    bands it was published under, where they are no longer this appliance's; `withheld_by_raised_threshold`:
+    how many counts it published that this appliance's threshold, raised since, withholds; `unreadable`:
+    why it cannot be read at all (its facilities are then missing from every figure), else None."""
 
     peer: Peer
     produced_at: dt.datetime | None = None
     received_at: dt.datetime | None = None
     facilities: int = 0
     not_counted: tuple[str, ...] = ()
+    earlier_bands: tuple[str, ...] = ()
+    withheld_by_raised_threshold: int = 0
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -324,23 +349,34 @@ def _check_signature(package: dict, public_key: bytes) -> None:
                            "or not signed by the registered appliance")
 
 
-def _published(figure: object, cells: list[tuple[str, str]], threshold: int, where: str) -> Published:
+def _figure(figure: object, cells: list[tuple[str, str]], where: str, *, bands_are: str) -> Published:
+    """A package's figure as it was sent, its cells exactly `cells` (`bands_are` says whose) and its
+    values counts or withheld."""
     if not isinstance(figure, dict) or not isinstance(figure.get("cells"), dict):
         raise PackageError(f"{where}: no figures")
     keys_wanted = {_cell_key(cell) for cell in cells}
     if set(figure["cells"]) != keys_wanted:
-        raise PackageError(f"{where}: its cells are not this appliance's sexes and age bands")
+        raise PackageError(f"{where}: its cells are not {bands_are}")
     values = {cell: figure["cells"][_cell_key(cell)] for cell in cells}
     total = figure.get("total")
     for value in (total, *values.values()):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise PackageError(f"{where}: {value!r} is not a count")
+    return Published(total, values)
+
+
+def _published(figure: object, definitions: Definitions, where: str) -> Published:
+    """A figure of a package being received: this appliance's cells, obeying its disclosure rule."""
+    threshold = definitions.threshold
+    published = _figure(figure, definitions.cells, where, bands_are="this appliance's sexes and age bands")
+    total, values = published.total, published.cells
+    for value in (total, *values.values()):
         if value is not None and 0 < value < threshold:
             raise PackageError(f"{where}: publishes a count of {value}, under this appliance's disclosure "
                                f"threshold of {threshold}")
     if total is not None and sum(value is None for value in values.values()) == 1:
         raise PackageError(f"{where}: withholds a single cell beside its total, which reveals it")
-    return Published(total, values)
+    return published
 
 
 def _counted(package: dict) -> list[str]:
@@ -352,11 +388,27 @@ def _counted(package: dict) -> list[str]:
     return counted
 
 
-def _facilities(items: object, counted: list[str], definitions: Definitions, source: str) -> list[Facility]:
-    """The facilities of a package that counts the indicators `counted`, their figures checked against
-    this appliance's cells and disclosure rule. Each facility's figures hold the indicators both appliances
-    count; one this appliance counts and the package does not is left out (not reported), one the package
-    counts and this appliance does not know is checked but not read."""
+def _held_figure(figure: object, definitions: Definitions, where: str) -> Published:
+    """A figure of a held package, read under the age bands it was published with (its cells' band codes)
+    and this appliance's threshold now (see the module docstring)."""
+    cell_keys = figure.get("cells") if isinstance(figure, dict) else None
+    if not isinstance(cell_keys, dict) or not cell_keys:
+        raise PackageError(f"{where}: no figures")
+    order = {band.code: n for n, band in enumerate(definitions.age_bands)}
+    bands = sorted({key.partition("|")[2] for key in cell_keys},
+                   key=lambda band: (band not in order, order.get(band, 0), band))
+    cells = [(sex, band) for sex, _ in SEXES for band in bands]
+    sent = _figure(figure, cells, where, bands_are="sexes by age bands")
+    return withhold_published(sent, definitions.threshold).under(definitions)
+
+
+def _facilities(items: object, counted: list[str], definitions: Definitions, source: str,
+                read: Callable[[object, Definitions, str], Published] = _published) -> list[Facility]:
+    """The facilities of a package that counts the indicators `counted`, each figure read by `read`: as
+    received, checked against this appliance's cells and disclosure rule; as held, by `_held_figure`.
+    Each facility's figures hold the indicators both appliances count; one this appliance counts and the
+    package does not is left out (not reported), one the package counts and this appliance does not know
+    is read (so checked) but not kept."""
     known = {indicator.id for indicator in definitions.indicators}
     facilities = []
     for item in items if isinstance(items, list) else []:
@@ -369,8 +421,7 @@ def _facilities(items: object, counted: list[str], definitions: Definitions, sou
         if not isinstance(figures, dict):
             raise PackageError(f"{item['name']}: no figures")
         for indicator_id in counted:
-            figure = _published(figures.get(indicator_id), definitions.cells, definitions.threshold,
-                                f"{item['name']}, {indicator_id}")
+            figure = read(figures.get(indicator_id), definitions, f"{item['name']}, {indicator_id}")
             if indicator_id in known:
                 facility.figures[indicator_id] = figure
         facilities.append(facility)
@@ -468,8 +519,14 @@ def _refuse_clashes(db: Database, conn: Connection, key_id: str, period: Period,
                                f"by {elsewhere[facility.org_unit]}")
 
 
+def _held(items: object, definitions: Definitions, source: str) -> list[Facility]:
+    """A held package's facilities, read as the module docstring says."""
+    return _facilities(items, _held_counts(items), definitions, source, read=_held_figure)
+
+
 def received_facilities(db: Database, period: Period, definitions: Definitions) -> list[Facility]:
-    """The facilities other appliances reported for the month, as their packages published them."""
+    """The facilities other appliances reported for the month, as their packages published them, read
+    under this appliance's threshold now."""
     with db.control() as conn:
         rows = conn.execute(sa.select(national_peer.c.name, national_package.c.facilities)
                             .join(national_peer, national_peer.c.key_id == national_package.c.key_id)
@@ -477,22 +534,22 @@ def received_facilities(db: Database, period: Period, definitions: Definitions) 
     facilities = []
     for name, items in rows:
         try:
-            facilities += _facilities(items, _held_counts(items), definitions, name)
-        except PackageError as exc:  # checked on receipt; only a later change of age bands or threshold gets here
+            facilities += _held(items, definitions, name)
+        except PackageError as exc:  # checked on receipt, so a damaged row; `reports` names it on the page
             log.warning("national.package.unreadable", peer=name, period=period.value, reason=str(exc))
     return facilities
 
 
-def _held_counts(items: list[dict]) -> list[str]:
+def _held_counts(items: object) -> list[str]:
     """The indicators a held package counts: those its facilities carry figures for. The stored row keeps
     the facilities as sent, not the package's list, and every facility of a package counts the same."""
-    return list(dict.fromkeys(indicator_id for item in items if isinstance(item, dict)
-                              for indicator_id in (item.get("figures") or {})))
+    return list(dict.fromkeys(indicator_id for item in (items if isinstance(items, list) else ())
+                              if isinstance(item, dict) for indicator_id in (item.get("figures") or {})))
 
 
 def reports(db: Database, period: Period, definitions: Definitions) -> list[Report]:
-    """Every registered appliance and what it sent for the month, and which of this appliance's
-    indicators its package does not count: a ministry's reporting completeness."""
+    """Every registered appliance and what it sent for the month, which of this appliance's indicators
+    its package does not count, and how its package reads here now: a ministry's reporting completeness."""
     with db.control() as conn:
         rows = conn.execute(
             sa.select(national_peer.c.key_id, national_peer.c.name, national_peer.c.registered_at,
@@ -500,9 +557,23 @@ def reports(db: Database, period: Period, definitions: Definitions) -> list[Repo
             .outerjoin(national_package, (national_package.c.key_id == national_peer.c.key_id)
                        & (national_package.c.period == period.value))
             .order_by(national_peer.c.name)).all()
-    return [Report(Peer(*row[:3]), *(None if t is None else t.astimezone(dt.UTC) for t in row[3:5]),
-                   len(row[5] or ()), _not_counted(_held_counts(row[5]), definitions) if row[5] else ())
-            for row in rows]
+    return [_report(Peer(*row[:3]), *(None if t is None else t.astimezone(dt.UTC) for t in row[3:5]), row[5],
+                    definitions) for row in rows]
+
+
+def _report(peer: Peer, produced_at: dt.datetime | None, received_at: dt.datetime | None, items: object,
+            definitions: Definitions) -> Report:
+    if items is None:
+        return Report(peer)
+    held = Report(peer, produced_at, received_at, len(items) if isinstance(items, list) else 0,
+                  _not_counted(_held_counts(items), definitions))
+    try:
+        figures = [figure for facility in _held(items, definitions, peer.name) for figure in facility.figures.values()]
+    except PackageError as exc:
+        return replace(held, unreadable=str(exc))
+    bands = next((figure.bands for figure in figures if figure.under_earlier_bands), ())
+    return replace(held, earlier_bands=bands, withheld_by_raised_threshold=sum(
+        figure.withheld_by_raised_threshold for figure in figures))
 
 
 def national_facilities(db: Database, period: Period, definitions: Definitions, *,

@@ -16,6 +16,22 @@ exports say how many facility figures were withheld from each sum, never guess t
 by an appliance on another version of the definitions may not count every indicator this one does (see
 `federation`): such an indicator is "not reported" for it — no figure in `Facility.figures`, never a
 zero and never "withheld" — and sums say how many facilities did not report it, apart from the withheld.
+
+A package held from before the ministry changed its age bands or raised its threshold is read as it was
+published (`federation`), under the rule this room applies to every figure:
+- the disclosure rule again, at today's threshold (`withhold_published`): a count the package published
+  under it is withheld now, with the cell that would reveal it, as for a facility counted today;
+- its cells under its own age bands. A band code names the same ages wherever it appears (the receipt
+  compares codes, and DHIS2 knows a category option by its code), so a band whose ages change takes a
+  new code (policies/indicators.toml says so). A cell whose band is still defined here counts in that
+  band; a cell of a band no longer defined is kept apart (`Published.earlier`), in no band; a band the
+  package did not have reads "published under earlier age bands" for its facility: no figure there,
+  never a zero or "withheld", and sums by band count such facilities apart (`Sum.earlier_bands`).
+- its total, and its totals by sex (`Published.sex_total`: its every band of that sex, the earlier ones
+  included, where none is withheld), still add up whatever the bands, so they count as any facility's.
+The DHIS2 file sends only cells of bands still defined (DHIS2 would report a category option combo
+the data set no longer has as a conflict, or refuse the whole import); the CSV carries the earlier
+cells, marked.
 """
 
 from __future__ import annotations
@@ -351,14 +367,43 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
 
 @dataclass(frozen=True)
 class Published:
-    """One facility's figure for one indicator, as it may leave the facility: None where withheld."""
+    """One facility's figure for one indicator, as it may leave the facility: None where withheld.
+
+    A figure published under earlier age bands (see the module docstring) holds in `cells` only the
+    cells of bands still defined, in `earlier` those of bands no longer defined, and names in `bands`
+    the age bands it was published under; `bands` is empty for a figure under this appliance's own."""
 
     total: int | None
     cells: dict[Cell, int | None]
+    earlier: dict[Cell, int | None] = field(default_factory=dict)
+    bands: tuple[str, ...] = ()
+    # Counts the package published that this appliance's threshold, raised since, withholds.
+    withheld_by_raised_threshold: int = 0
 
     @property
     def withheld(self) -> int:
-        return sum(value is None for value in self.cells.values())
+        return sum(value is None for value in (*self.cells.values(), *self.earlier.values()))
+
+    @property
+    def under_earlier_bands(self) -> bool:
+        return bool(self.bands)
+
+    def sex_total(self, sex: str) -> int | None:
+        """Its figure for one sex, all ages: None (withheld) where any of its bands of that sex is."""
+        values = [value for (of, _), value in (*self.cells.items(), *self.earlier.items()) if of == sex]
+        return None if None in values else sum(values)
+
+    def under(self, definitions: Definitions) -> Published:
+        """The figure with its cells split between the bands `definitions` defines and the earlier ones:
+        itself when its bands are theirs."""
+        current = {band.code for band in definitions.age_bands}
+        bands = tuple(dict.fromkeys(band for _, band in self.cells))
+        if set(bands) == current:
+            return Published(self.total, {cell: self.cells[cell] for cell in definitions.cells},
+                             withheld_by_raised_threshold=self.withheld_by_raised_threshold)
+        return Published(self.total, {cell: self.cells[cell] for cell in definitions.cells if cell in self.cells},
+                         {cell: value for cell, value in self.cells.items() if cell[1] not in current}, bands,
+                         self.withheld_by_raised_threshold)
 
 
 def withhold(counts: dict[Cell, int], cells: Iterable[Cell], threshold: int) -> Published:
@@ -375,6 +420,28 @@ def withhold(counts: dict[Cell, int], cells: Iterable[Cell], threshold: int) -> 
         hidden.add(shown[0][1])
     return Published(None if 0 < total < threshold else total,
                      {cell: None if cell in hidden else n for cell, n in values.items()})
+
+
+def withhold_published(figure: Published, threshold: int) -> Published:
+    """The disclosure rule on a figure already published, under a threshold that may have been raised
+    since: each published count under it is withheld, and then, as `withhold` does, the next smallest
+    while one withheld cell stands beside the total or the withheld ones add up (total less the rest)
+    to under the threshold. What was withheld stays withheld; the rest is unchanged."""
+    total = None if figure.total is None or 0 < figure.total < threshold else figure.total
+    shown = {cell: n for cell, n in figure.cells.items() if n is not None and not 0 < n < threshold}
+    hidden = set(figure.cells) - set(shown)
+
+    # Beside a withheld total every count is withheld already (each is under the total, under the threshold);
+    # beside a published one, what is withheld adds up to the total less what is shown.
+    while hidden and total is not None and (len(hidden) == 1 or total - sum(shown.values()) < threshold):
+        smallest = sorted((n, cell) for cell, n in shown.items() if n > 0)
+        if not smallest:
+            break
+        hidden.add(smallest[0][1])
+        del shown[smallest[0][1]]
+    newly = sum(figure.cells[cell] is not None for cell in hidden) + (total is None and figure.total is not None)
+    return Published(total, {cell: None if cell in hidden else n for cell, n in figure.cells.items()},
+                     figure.earlier, figure.bands, figure.withheld_by_raised_threshold + newly)
 
 
 # -- across facilities ----------------------------------------------------------------------------
@@ -402,11 +469,13 @@ class Facility:
 @dataclass
 class Sum:
     """A sum of published figures, and how many facility figures it could not include: withheld by the
-    disclosure rule, or not reported (the facility's appliance does not count the indicator)."""
+    disclosure rule, not reported (the facility's appliance does not count the indicator), or, in a sum
+    by age band, published under earlier age bands (the facility's figure has no cell in this band)."""
 
     value: int = 0
     withheld: int = 0
     not_reported: int = 0
+    earlier_bands: int = 0
 
     def add(self, figure: int | None) -> None:
         if figure is None:
@@ -448,12 +517,26 @@ def breakdown(facilities: Iterable[Facility], indicator_id: str, definitions: De
     sums = {cell: Sum() for cell in definitions.cells}
     for facility in facilities:
         figure = facility.figure(indicator_id)
-        if figure is None:
-            for cell_sum in sums.values():
+        for cell, cell_sum in sums.items():
+            if figure is None:
                 cell_sum.not_reported += 1
-            continue
-        for cell, value in figure.cells.items():
-            sums[cell].add(value)
+            elif cell in figure.cells:
+                cell_sum.add(figure.cells[cell])
+            else:
+                cell_sum.earlier_bands += 1
+    return sums
+
+
+def by_sex(facilities: Iterable[Facility], indicator_id: str) -> dict[str, Sum]:
+    """Sums by sex, all ages: a figure published under earlier age bands counts here as any other."""
+    sums = {sex: Sum() for sex, _ in SEXES}
+    for facility in facilities:
+        figure = facility.figure(indicator_id)
+        for sex, sex_sum in sums.items():
+            if figure is None:
+                sex_sum.not_reported += 1
+            else:
+                sex_sum.add(figure.sex_total(sex))
     return sums
 
 
@@ -476,14 +559,18 @@ def regions(facilities: Iterable[Facility]) -> dict[str, dict[str, list[Facility
 # -- exports --------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ["period", "indicator", "dhis2_data_element", "facility", "facility_name", "district", "region",
-               "sex", "age_band", "value", "withheld", "dhis2_org_unit", "reported_by", "reported"]
+               "sex", "age_band", "value", "withheld", "dhis2_org_unit", "reported_by", "reported",
+               "earlier_age_bands"]
 
 
 def to_csv(facilities: list[Facility], period: Period, definitions: Definitions) -> str:
     """One row per facility, indicator and cell (and its total, sex and age band "all"); a withheld
     figure has an empty value and withheld = yes; `reported_by` names the appliance a facility's figures
     came from, empty for this appliance's own. An indicator a facility's appliance did not count has
-    reported = no, an empty value and an empty withheld (it was neither published nor withheld)."""
+    reported = no, an empty value and an empty withheld (it was neither published nor withheld).
+    A figure published under earlier age bands has earlier_age_bands = yes on the rows of its cells in
+    bands no longer defined (their values as published, under their own band codes) and on the rows of
+    this appliance's bands it has no cell in (empty value, empty withheld); every other row says no."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -494,18 +581,25 @@ def to_csv(facilities: list[Facility], period: Period, definitions: Definitions)
                     facility.region]
             if figure is None:
                 for sex, band in [("all", "all"), *definitions.cells]:
-                    writer.writerow([*head, sex, band, "", "", facility.org_unit, facility.source, "no"])
+                    writer.writerow([*head, sex, band, "", "", facility.org_unit, facility.source, "no", ""])
                 continue
-            for (sex, band), value in [(("all", "all"), figure.total), *figure.cells.items()]:
-                writer.writerow([*head, sex, band, "" if value is None else value,
-                                 "yes" if value is None else "no", facility.org_unit, facility.source, "yes"])
+            rows = [(("all", "all"), figure.total, "no"),
+                    *((cell, figure.cells[cell], "no") for cell in definitions.cells if cell in figure.cells),
+                    *((cell, figure.earlier[cell], "yes") for cell in figure.earlier)]
+            for (sex, band), value, earlier in rows:
+                writer.writerow([*head, sex, band, "" if value is None else value, "yes" if value is None else "no",
+                                 facility.org_unit, facility.source, "yes", earlier])
+            for cell in (cell for cell in definitions.cells if cell not in figure.cells):
+                writer.writerow([*head, *cell, "", "", facility.org_unit, facility.source, "yes", "yes"])
     return out.getvalue()
 
 
 def to_dhis2(facilities: list[Facility], period: Period, definitions: Definitions) -> dict:
     """A DHIS2 `dataValueSet` (import with idScheme=CODE): a data value per facility, indicator and
     published cell; withheld cells, and indicators a facility's appliance did not count, are left out, so
-    DHIS2 shows them as missing, never as zero."""
+    DHIS2 shows them as missing, never as zero. So are the cells of a figure published under earlier age
+    bands in bands no longer defined here: their category option combos are not the data set's now, and
+    DHIS2 would report each as a conflict, or refuse the whole import over them (atomicMode=ALL)."""
     values = []
     for facility in facilities:
         for indicator in definitions.indicators:

@@ -6,6 +6,12 @@ facility, with one indicator broken down by sex and age band — and the same mo
 which registered appliances have not yet reported the month. Viewing and exporting are recorded in the
 appliance's audit log.
 
+A month held from another appliance before the ministry changed its age bands or raised its threshold
+still shows its facilities, read as `federation` says: counts under the threshold now withheld; totals
+and totals by sex as published; bands the package did not have read "published under earlier age
+bands" (badged in sums by band, left out of the DHIS2 file, marked in the CSV); and the reporting table
+says how each package was read, or why it could not be.
+
 `POST /api/national/packages` is where a hospital's appliance delivers its package over HTTPS
 (`healthos national push`). It needs no session or token: the package's signature by an appliance an
 operator registered here is its credential, checked by the same `federation.receive_package` as a file
@@ -79,14 +85,17 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         "to_date": month == national.Period.containing(today),
         "chosen": chosen, "rows": rows, "groups": groups, "facilities": facilities, "focus": focus,
         "breakdown": national.breakdown(facilities, chosen.id, definitions), "sexes": national.SEXES,
+        "sex_sums": national.by_sex(facilities, chosen.id),
         "reports": federation.reports(state.db, month, definitions),
         "screening_criteria": national.SCREENING_CRITERIA if any(i.source == "screenings"
                                                                  for i in definitions.indicators) else None,
         "withheld_any": any(fig.withheld or fig.total is None for f in facilities for fig in f.figures.values()),
-        # DHIS2 makes a facility's total by adding the sex-and-age values it receives, and a withheld
-        # one is never sent: each published total beside a withheld cell reads lower there than here.
+        # DHIS2 makes a facility's total by adding the sex-and-age values it receives, and neither a
+        # withheld one nor one of an age band no longer defined is sent: each published total beside
+        # such a cell reads lower there than here.
         "lower_in_dhis2": sum(1 for f in facilities for fig in f.figures.values()
-                              if fig.total is not None and fig.withheld),
+                              if fig.total is not None and fig.total != sum(v for v in fig.cells.values() if v)),
+        "earlier_bands": [f for f in facilities if any(fig.under_earlier_bands for fig in f.figures.values())],
         "not_reported_any": any(f.figure(i.id) is None for f in facilities for i in definitions.indicators),
     })
 

@@ -7,8 +7,10 @@ appliance does not know is ignored and named."""
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
@@ -218,7 +220,7 @@ def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definiti
     exported = tmp_path / "national.csv"
     assert run("national", "export", "--period", month.value, "--out", str(exported)).exit_code == 0
     kwale = [line for line in exported.read_text().splitlines() if ",KE-CST-030," in line]
-    assert kwale and all(line.endswith(",Coast Regional Hospital,yes") for line in kwale)
+    assert kwale and all(line.endswith(",Coast Regional Hospital,yes,no") for line in kwale)
 
     skewed = national.Period(2003, 11)  # from an appliance on the previous indicator list: received, and said
     previous = _previous(definitions)
@@ -328,3 +330,113 @@ def test_a_package_counting_an_indicator_not_known_here_is_received_for_the_rest
     _refused(db, _package_bytes(federation.make_package([_facility(only_unknown, "KE-CST-044", "Funzi")],
                                                         national.Period(2002, 4), only_unknown, hospital)),
              definitions, "counts none of this appliance's indicators")
+
+
+# -- the ministry changes its age bands or raises its threshold -----------------------------------
+
+# 15-49 split in two, as a ministry might to see young adults apart: 15-49Y is then an earlier band.
+SPLIT_15_TO_49 = ('[[age_band]]\ncode = "15-49Y"\nlabel = "15–49"\nfrom_years = 15\nto_years = 50\n',
+                  '[[age_band]]\ncode = "15-24Y"\nlabel = "15–24"\nfrom_years = 15\nto_years = 25\n\n'
+                  '[[age_band]]\ncode = "25-49Y"\nlabel = "25–49"\nfrom_years = 25\nto_years = 50\n')
+THRESHOLD_RAISED = ("threshold = 5", "threshold = 10")
+
+
+def changed_definitions(directory: Path, *changes: tuple[str, str]) -> Path:
+    """A copy of policies/indicators.toml as the ministry edited it later, in `directory`."""
+    text = DEFINITIONS_FILE.read_text()
+    for before, after in changes:
+        assert before in text
+        text = text.replace(before, after, 1)
+    path = directory / "indicators.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_month_held_from_before_the_age_bands_changed_still_counts_its_facility(db, definitions, hospital, coast,
+                                                                                  tmp_path):
+    month = national.Period(2001, 1)
+    federation.receive_package(db, _package_bytes(federation.make_package([_facility(
+        definitions, "KE-CST-050", "Mtwapa", {("F", "15-49Y"): 40, ("M", "1-4Y"): 12, ("F", "50PLUSY"): 7})],
+        month, definitions, hospital)), definitions)
+    rebanded = national.load_definitions(changed_definitions(tmp_path, SPLIT_15_TO_49))
+
+    [held] = federation.received_facilities(db, month, rebanded)
+
+    opd = held.figure("opd_attendance")
+    assert opd.total == 59 and opd.under_earlier_bands and opd.withheld == 0
+    assert [opd.sex_total(sex) for sex in ("F", "M", "U")] == [47, 12, 0]  # all ages, as published
+    assert opd.cells[("M", "1-4Y")] == 12 and opd.cells[("F", "50PLUSY")] == 7  # bands still defined
+    assert ("F", "15-24Y") not in opd.cells and ("F", "25-49Y") not in opd.cells
+    assert opd.earlier == {("F", "15-49Y"): 40, ("M", "15-49Y"): 0, ("U", "15-49Y"): 0}
+    # Beside a facility counted under the new bands: totals and sums by sex take both, a new band only it.
+    current = _facility(rebanded, "KE-OWN-050", "Counted since", {("F", "15-24Y"): 9, ("F", "25-49Y"): 20})
+    both = [held, current]
+    assert national.total(both, "opd_attendance") == national.Sum(88)
+    by_band = national.breakdown(both, "opd_attendance", rebanded)
+    assert by_band[("F", "15-24Y")] == national.Sum(9, earlier_bands=1)
+    assert by_band[("M", "1-4Y")] == national.Sum(12) and by_band[("F", "50PLUSY")] == national.Sum(7)
+    assert national.by_sex(both, "opd_attendance")["F"] == national.Sum(76)
+    sent = {v["categoryOptionCombo"]: v["value"] for v in national.to_dhis2(both, month, rebanded)["dataValues"]
+            if v["orgUnit"] == "KE-CST-050" and v["dataElement"] == "HOS_OPD_ATTENDANCE"}
+    assert sent["M_1-4Y"] == "12" and sent["F_50PLUSY"] == "7"
+    assert not [combo for combo in sent if combo.endswith(("_15-49Y", "_15-24Y", "_25-49Y"))]
+    rows = {(r["sex"], r["age_band"]): (r["value"], r["withheld"], r["earlier_age_bands"])
+            for r in csv.DictReader(io.StringIO(national.to_csv([held], month, rebanded)))
+            if r["indicator"] == "opd_attendance"}
+    assert rows[("all", "all")] == ("59", "no", "no") and rows[("M", "1-4Y")] == ("12", "no", "no")
+    assert rows[("F", "15-49Y")] == ("40", "no", "yes")  # as published, under its own band
+    assert rows[("F", "15-24Y")] == ("", "", "yes")  # a band it did not have: neither 0 nor withheld
+    report = next(r for r in federation.reports(db, month, rebanded) if r.peer.key_id == coast.key_id)
+    assert report.earlier_bands == ("LT1Y", "1-4Y", "5-14Y", "50PLUSY", "15-49Y")
+    assert (report.unreadable, report.withheld_by_raised_threshold, report.facilities) == (None, 0, 1)
+    assert federation.reports(db, month, definitions)[0].earlier_bands == ()  # under its own bands, as sent
+
+
+def test_a_raised_threshold_withholds_what_a_held_month_published_under_it(db, definitions, hospital, coast,
+                                                                          tmp_path):
+    month = national.Period(2001, 2)
+    federation.receive_package(db, _package_bytes(federation.make_package([
+        _facility(definitions, "KE-CST-051", "Kikambala", {("F", "15-49Y"): 40, ("M", "1-4Y"): 6, ("F", "1-4Y"): 12}),
+        _facility(definitions, "KE-CST-052", "Vipingo", {("F", "15-49Y"): 8})], month, definitions, hospital)),
+        definitions)
+    stricter = national.load_definitions(changed_definitions(tmp_path, THRESHOLD_RAISED))
+
+    kikambala, vipingo = federation.received_facilities(db, month, stricter)
+
+    opd = kikambala.figure("opd_attendance")
+    # 6 is under 10 now; alone it would be 58 - 40 - 12, so the next smallest (12) goes with it.
+    assert opd.total == 58 and opd.cells[("M", "1-4Y")] is None and opd.cells[("F", "1-4Y")] is None
+    assert opd.cells[("F", "15-49Y")] == 40 and opd.withheld_by_raised_threshold == 2
+    assert not opd.under_earlier_bands and opd.sex_total("F") is None
+    small = vipingo.figure("opd_attendance")  # a facility total of 8 is itself small now
+    assert small.total is None and small.cells[("F", "15-49Y")] is None and small.withheld_by_raised_threshold == 2
+    assert national.total([kikambala, vipingo], "opd_attendance") == national.Sum(58, withheld=1)
+    sent = {(v["orgUnit"], v["categoryOptionCombo"]) for v in national.to_dhis2(
+        [kikambala, vipingo], month, stricter)["dataValues"] if v["dataElement"] == "HOS_OPD_ATTENDANCE"}
+    assert ("KE-CST-051", "F_15-49Y") in sent
+    assert not sent & {("KE-CST-051", "M_1-4Y"), ("KE-CST-051", "F_1-4Y"), ("KE-CST-052", "F_15-49Y")}
+    report = next(r for r in federation.reports(db, month, stricter) if r.peer.key_id == coast.key_id)
+    assert report.withheld_by_raised_threshold == 4 * len(definitions.indicators) and report.earlier_bands == ()
+    # Under the threshold it was received with, the month reads as it was sent.
+    assert federation.received_facilities(db, month, definitions)[0].figure("opd_attendance").cells[
+        ("M", "1-4Y")] == 6
+
+
+def test_a_held_package_that_cannot_be_read_is_named_with_the_reason(run, db, definitions, hospital,  # noqa: F811
+                                                                     coast):
+    month = national.Period(2001, 3)
+    federation.receive_package(db, _package_bytes(federation.make_package(
+        [_facility(definitions, "KE-CST-053", "Takaungu")], month, definitions, hospital)), definitions)
+    package = federation.national_package
+    held = (package.c.key_id == coast.key_id) & (package.c.period == month.value)
+    with db.control() as conn:  # a row damaged since it was received: one cell of one figure gone
+        [item] = conn.execute(sa.select(package.c.facilities).where(held)).scalar()
+        del item["figures"]["opd_attendance"]["cells"]["U|LT1Y"]
+        conn.execute(package.update().where(held).values(facilities=[item]))
+
+    assert federation.received_facilities(db, month, definitions) == []
+    report = next(r for r in federation.reports(db, month, definitions) if r.peer.key_id == coast.key_id)
+    assert report.facilities == 1 and report.unreadable == \
+        "Takaungu, opd_attendance: its cells are not sexes by age bands"
+    listed = " ".join(run("national", "peer", "list", "--period", month.value).output.split())
+    assert "CANNOT BE READ (Takaungu, opd_attendance: its cells are not sexes by age bands)" in listed

@@ -128,6 +128,29 @@ def test_every_withheld_cell_stays_unknowable_from_what_is_published(definitions
             assert sum(counts[c] for c in hidden) >= definitions.threshold or published.total is None
 
 
+def test_a_published_figure_read_under_a_raised_threshold_hides_what_it_must_and_keeps_the_rest(definitions):
+    """`withhold_published`, on figures published at 5 and read at 8: no count under 8 shows, never one
+    withheld cell beside a total, withheld ones never add up to under 8, and what shows is what was sent."""
+    import random
+
+    rng = random.Random(11)
+    cells = definitions.cells
+    for _ in range(300):
+        counts = {cell: rng.choice([0, 0, 0, 1, 3, 5, 6, 7, 9, 20]) for cell in cells}
+        sent = national.withhold(counts, cells, 5)
+        read = national.withhold_published(sent, 8)
+        hidden = [cell for cell, value in read.cells.items() if value is None]
+        assert all(read.cells[c] == counts[c] for c in cells if c not in hidden)
+        assert all(counts[c] >= 8 for c in cells if c not in hidden and counts[c] > 0)
+        assert all(read.cells[c] is None for c in cells if sent.cells[c] is None)  # withheld stays withheld
+        if read.total is not None and hidden:
+            assert len(hidden) >= 2 and sum(counts[c] for c in hidden) >= 8
+        assert read.total in (None, sum(counts.values()))
+        newly = sum(sent.cells[c] is not None for c in hidden) + (read.total is None and sent.total is not None)
+        assert read.withheld_by_raised_threshold == newly
+        assert national.withhold_published(sent, 5) == sent  # at the threshold it was published with: as sent
+
+
 def test_exports_carry_only_what_was_published(definitions):
     facility = national.Facility("north_hc", "North HC", "health_centre", "North", "Coast")
     for indicator in definitions.indicators:

@@ -297,3 +297,71 @@ def test_a_facility_whose_appliance_does_not_count_an_indicator_reads_not_report
     values = analyst.get(f"/national/export?period={month.value}&format=dhis2").json()["dataValues"]
     elements = {v["dataElement"] for v in values if v["orgUnit"] == "KE-OLD-001"}
     assert "HOS_OPD_ATTENDANCE" in elements and not elements & {"HOS_NUT_SCREENED", "HOS_SAM_CASES", "HOS_MAM_CASES"}
+
+
+def test_a_month_held_from_before_the_bands_changed_and_the_threshold_rose_still_shows_its_facility(
+        db, settings, person_factory, tmp_path):
+    """A hospital's month received under the old definitions; the ministry then splits 15-49 and raises its
+    threshold to 10. The facility stays on the page: its total and totals by sex, its bands still defined,
+    the new bands reading "earlier age bands", the counts under 10 withheld; the reporting table, the CSV
+    and the DHIS2 file say so."""
+    import dataclasses
+    import shutil
+
+    from litestar.testing import TestClient
+
+    from appliance.national import federation
+    from appliance.substrate import identity, keys
+    from appliance.web.app import create_app
+    from tests.national.test_federation import (
+        SPLIT_15_TO_49,
+        THRESHOLD_RAISED,
+        _facility,
+        changed_definitions,
+    )
+
+    month = national.Period(2001, 4)  # a month of its own: no other test's facility
+    before = national.load_definitions(settings.policies_dir / "indicators.toml")
+    hospital = keys.Keyring(tmp_path / "bands")
+    federation.register_peer(db, "Changed Bands Appliance", hospital.public_key_pem())
+    federation.receive_package(db, json.dumps(federation.make_package([_facility(
+        before, "KE-BND-001", "Banded Hospital",
+        {("F", "15-49Y"): 40, ("F", "50PLUSY"): 20, ("M", "1-4Y"): 6, ("M", "5-14Y"): 12})],
+        month, before, hospital)).encode(), before)
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policies_dir, policies)
+    changed_definitions(policies, SPLIT_15_TO_49, THRESHOLD_RAISED)
+    ministry = create_app(db, dataclasses.replace(settings, policies_dir=policies))
+    person = person_factory("ministry_analyst", kind="ministry_analyst")
+    with db.control() as conn:
+        session = identity.start_session(conn, person.account_id, mfa_passed=True)
+    analyst = TestClient(app=ministry, raise_server_exceptions=False)
+    analyst.cookies.set("healthos_session", session)
+
+    page = analyst.get(f"/national?period={month.value}&indicator=opd_attendance")
+
+    assert page.status_code == 200
+    row = page.text.split('id="facilities"')[1].split('data-facility="KE-BND-001"')[1].split("</tr>")[0]
+    assert ">earlier age bands<" in row and '<td class="total">78</td>' in row
+    # Women: 40 (15-49, an earlier band) + 20 (50+); men: the 6 is under 10, and the 12 goes with it.
+    assert "<td>60</td>" in row and row.count(">withheld<") == 1
+    assert "Banded Hospital" in page.text.split('id="earlier-bands-note"')[1].split("</p>")[0]
+    women = page.text.split('id="breakdown"')[1].split('data-sex="F"')[1].split("</tr>")[0]
+    assert ">+1 earlier age bands<" in women.split('data-band="15-24Y"')[1].split("</td>")[0]
+    assert women.split('data-band="50PLUSY"')[1].split("</td>")[0].startswith(">20")
+    assert women.split('data-band="all"')[1].split("</td>")[0] == ' class="total">60'
+    report = page.text.split('id="reports"')[1].split("Changed Bands Appliance")[1].split("</tr>")[0]
+    read_as = report.split('class="read-as"')[1]
+    assert "under earlier age bands (LT1Y, 1-4Y, 5-14Y, 50PLUSY, 15-49Y)" in read_as
+    assert f"{2 * len(before.indicators)} published counts now withheld under the threshold of 10" in read_as
+    assert 'id="lower-in-dhis2"' in page.text
+
+    rows = list(csv.DictReader(io.StringIO(analyst.get(f"/national/export?period={month.value}&format=csv").text)))
+    mine = {(r["sex"], r["age_band"]): (r["value"], r["withheld"], r["earlier_age_bands"]) for r in rows
+            if r["facility"] == "KE-BND-001" and r["indicator"] == "opd_attendance"}
+    assert mine[("F", "15-49Y")] == ("40", "no", "yes") and mine[("F", "25-49Y")] == ("", "", "yes")
+    assert mine[("M", "1-4Y")] == ("", "yes", "no") and mine[("all", "all")] == ("78", "no", "no")
+    values = {v["categoryOptionCombo"]: v["value"] for v in analyst.get(
+        f"/national/export?period={month.value}&format=dhis2").json()["dataValues"]
+        if v["orgUnit"] == "KE-BND-001" and v["dataElement"] == "HOS_OPD_ATTENDANCE"}
+    assert values["F_50PLUSY"] == "20" and not {"M_1-4Y", "M_5-14Y", "F_15-49Y", "F_15-24Y"} & set(values)
