@@ -700,8 +700,9 @@ def list_accounts(conn: Connection) -> list[dict]:
 
 
 def _account_state(row) -> str:
+    # A machine client never enrols (it has a token, never a password): without one it is not waiting for anyone.
     return ("disabled" if row["disabled_at"] else "locked" if row["locked_until"] and row["locked_until"] > _now()
-            else "awaiting enrolment" if row["pending"] else "active")
+            else "awaiting enrolment" if row["pending"] and row.get("kind") != "machine" else "active")
 
 
 def facility_counts(conn: Connection) -> dict[str, dict[str, int]]:
@@ -802,10 +803,17 @@ def disable_account(conn: Connection, email: str, by: Principal | None = None) -
 
 def reset_mfa(conn: Connection, email: str, settings: IdentitySettings | None = None,
               by: Principal | None = None) -> str:
-    """Clear the TOTP secret and sessions; the person re-enrols with the returned one-time code."""
+    """Clear the TOTP secret and sessions; the person re-enrols with the returned one-time code. Refused for
+    a disabled account (enrolment would refuse its code) and a machine client's (a password would make the
+    feed a person who signs in to the portal as the facility's admin)."""
     row = account_by_email(conn, email)
     if row is None:
         raise IdentityError(f"no account for {email}")
+    if row.kind == "machine":
+        raise IdentityError(f"{email} is a machine client's account: it has an API token, never a password; "
+                            "revoke the token and issue another instead")
+    if row.disabled_at is not None:
+        raise IdentityError(f"{email} is disabled: a disabled account cannot enrol again")
     code = secrets.token_urlsafe(24)
     conn.execute(sa.update(account).where(account.c.id == row.id).values(
         mfa_secret=None, last_totp_step=None, password_hash=None, enrolment_code_hash=token_digest(code),

@@ -138,6 +138,26 @@ def test_enrolment_code_sets_password_and_totp_once(db: Database, policy, tenant
         assert identity.check_password(conn, pending.email, "a long enough passphrase") == new.account_id
 
 
+def test_reset_mfa_gives_a_way_in_only_to_a_person_who_may_still_sign_in(db: Database, policy, person_factory,
+                                                                        tenant_a):
+    """A reset of a disabled account printed a link that enrolment then refused; one of a machine client's
+    account (listed as 'awaiting enrolment') let a person enrol it and sign in as the facility's admin."""
+    with db.control() as conn:
+        token = identity.issue_machine_token(conn, policy, tenant=tenant_a.slug, name="lab feed",
+                                             permissions=["clinical.patient.read"])
+        machine = conn.execute(sa.text("SELECT a.email FROM control.api_token t JOIN control.account a "
+                                       "ON a.id = t.account_id WHERE t.token_hash = :h"),
+                               {"h": identity.token_digest(token)}).scalar()
+        assert next(a for a in identity.list_accounts(conn) if a["email"] == machine)["state"] == "active"
+        with pytest.raises(identity.IdentityError, match="machine client"):
+            identity.reset_mfa(conn, machine)
+    person = person_factory("nurse", tenant_a.slug)
+    with db.control() as conn:
+        identity.disable_account(conn, person.email)
+        with pytest.raises(identity.IdentityError, match="disabled"):
+            identity.reset_mfa(conn, person.email)
+
+
 def test_roles_must_fit_their_scope(db: Database, policy, tenant_a):
     with pytest.raises(identity.IdentityError, match="tenant"), db.control() as conn:
         identity.create_account(conn, policy, kind="staff", email="x1@test.invalid", display_name="x", role="nurse")
