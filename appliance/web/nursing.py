@@ -71,9 +71,8 @@ OBSERVATION_FIELDS = ["respiratory_rate", "spo2_percent", "spo2_scale", "supplem
                       "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "consciousness", "temperature_c",
                       "muac_mm", "oedema", "encounter_id"]
 # A child's screening for acute malnutrition, taken with the observations: mid-upper-arm circumference in mm
-# and bilateral pitting oedema, as the clinic's arrival form takes them (the record keeps oedema present or
-# absent, not its grade).
-OEDEMA_CHOICES = [("false", "Absent"), ("true", "Present")]
+# and bilateral pitting oedema, absent or its grade, as the clinic's arrival form takes them
+# (portal.OEDEMA_CHOICES).
 MUAC_HINT = (f"Read against the acute malnutrition cut-offs from {growth.ACUTE_FROM_MONTHS} to "
              f"{growth.ACUTE_TO_MONTHS} months: under {growth.MUAC_SEVERE_BELOW_MM} mm severe, "
              f"{growth.MUAC_SEVERE_BELOW_MM}–{growth.MUAC_MODERATE_BELOW_MM - 1} mm moderate.")
@@ -104,7 +103,7 @@ def allergy_matches(drug: str, substances: list[str]) -> list[str]:
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
                    "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES,
                    "lateness": lateness, "duration": duration, "minutes_since": minutes_since,
-                   "allergy_matches": allergy_matches, "oedema_choices": OEDEMA_CHOICES, "muac_hint": MUAC_HINT}
+                   "allergy_matches": allergy_matches, "muac_hint": MUAC_HINT}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
@@ -408,14 +407,13 @@ async def observations_page(request: Asking, tenant: Tenant, patient_id: Id) -> 
 
 
 def _vitals_in(values: dict) -> VitalSignsIn:
-    fields = {k: values[k] for k in OBSERVATION_FIELDS if values.get(k) not in (None, "")}
+    fields = {k: values[k] for k in OBSERVATION_FIELDS if values.get(k) not in (None, "") and k != "oedema"}
     if "supplemental_oxygen" in fields:
         fields["supplemental_oxygen"] = fields["supplemental_oxygen"] == "true"
     if "spo2_scale" in fields:
         fields["spo2_scale"] = 2 if fields["spo2_scale"] == "2" else 1
-    if "oedema" in fields:  # anything but the form's two choices is refused by the schema, not read as absent
-        fields["oedema"] = {"true": True, "false": False}.get(fields["oedema"], fields["oedema"])
-    return VitalSignsIn.model_validate(fields)
+    # Absent or a grade; anything else is refused by the schema, not read as a finding.
+    return VitalSignsIn.model_validate(fields | portal.oedema_fields(values.get("oedema")))
 
 
 @post(PATIENT + "/observations", operation_id="PortalRecordObservations", opt={"permission": "clinical.vitals.create"},
@@ -427,7 +425,7 @@ async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, d
     try:
         vitals = _vitals_in(values)
     except ValidationError as exc:
-        errors = field_errors(exc)
+        errors = field_errors(exc, {("oedema_grade",): "oedema"})
         if "form" in errors or "vitals" in errors or not set(errors) & set(OBSERVATION_FIELDS):
             errors = {"form": next(iter(errors.values()))}
     if not errors:

@@ -45,7 +45,7 @@ from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, discharge, drugs, service
+from appliance.layers.clinical import access, catalogue, chart, discharge, drugs, growth, service
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
@@ -477,11 +477,32 @@ def is_abnormal(row: dict) -> bool:
     return row.get("flag") not in (None, "N")
 
 
+# Bilateral pitting oedema as the clinic's arrival form and the ward's observation form ask it: one choice
+# for the record's two fields, absent or the WHO grade found (a child's management turns on the grade,
+# clinical/growth.py); left blank, not examined. Present without a grade is not offered: every finding
+# made here is graded.
+OEDEMA_CHOICES = [("false", "Absent")] + [(str(grade), f"{sign} {extent}")
+                                          for grade, (sign, extent) in growth.OEDEMA_GRADES.items()]
+
+
+def oedema_fields(choice: str | None) -> dict[str, Any]:
+    """The form's choice of oedema as the vital signs' fields. A value not among the choices goes on as the
+    grade, which VitalSignsIn refuses ("Choose one of the listed options", to show beside `oedema`), so a
+    doctored 'yes' or 'true' is never read as a finding."""
+    if choice is None:
+        return {}
+    if choice == "false":
+        return {"oedema": False}
+    if choice in {str(grade) for grade in growth.OEDEMA_GRADES}:
+        return {"oedema": True, "oedema_grade": int(choice)}
+    return {"oedema_grade": choice}
+
+
 HELPERS = {"number": number, "result_value": result_value, "reference_range": reference_range,
            "unit_label": unit_label, "identifier_label": identifier_label,
            "flags": FLAGS, "encounter_classes": ENCOUNTER_CLASSES, "next_steps": NEXT_STEPS,
            "other_identifiers": OTHER_IDENTIFIERS,
-           "is_abnormal": is_abnormal}
+           "is_abnormal": is_abnormal, "oedema_choices": OEDEMA_CHOICES, "oedema_words": growth.oedema_words}
 
 
 def open_encounters(encounters: list[dict]) -> list[dict]:
@@ -971,14 +992,16 @@ def start_encounter(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
     values = form_values(data)
     fields: dict[str, Any] = {"encounter_class": values.get("encounter_class"), "status": "in_progress",
                               "reason": values.get("reason"), "ward_code": values.get("ward_code")}
-    vitals = {k: values[k] for k in VITAL_FIELDS if values.get(k)}
+    vitals = ({k: values[k] for k in VITAL_FIELDS if values.get(k) and k != "oedema"}
+              | oedema_fields(values.get("oedema")))
     if vitals:
         fields["vitals"] = vitals
     errors: dict[str, str] = {}
     try:
         encounter_in = EncounterIn.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        errors = field_errors(exc, {("vitals",): "vitals"} | {("vitals", k): k for k in VITAL_FIELDS})
+        errors = field_errors(exc, {("vitals",): "vitals", ("vitals", "oedema_grade"): "oedema"}
+                              | {("vitals", k): k for k in VITAL_FIELDS})
     if not errors:
         try:
             with request.app.state.db.tenant(tenant) as conn:

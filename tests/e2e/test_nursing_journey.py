@@ -184,8 +184,8 @@ def test_a_ward_doctor_reconciles_the_medicines_a_patient_came_in_on(browser, li
 
 
 def test_a_nurse_screens_a_child_on_the_ward_for_acute_malnutrition(browser, live_server, db, clinic, person_factory):
-    """A girl of 20 months on the general ward: the nurse's observation form takes her MUAC and looks for
-    oedema, and the growth line on her chart reads them as severe acute malnutrition."""
+    """A girl of 20 months on the general ward: the nurse's observation form takes her MUAC and the grade of
+    the oedema found (++), and the growth line on her chart reads them as severe acute malnutrition."""
     author = person_factory("clinician", clinic.slug)
     doctor = Principal(account_id=author.account_id, kind="staff", display_name="Test clinician", tenant=clinic.slug,
                        role="clinician")
@@ -204,16 +204,18 @@ def test_a_nurse_screens_a_child_on_the_ward_for_acute_malnutrition(browser, liv
     form = page.locator("form.vitals-form")
     form.get_by_label("Pulse").fill("138")
     form.get_by_label("MUAC").fill("30")  # the tape read in cm by mistake
-    form.get_by_label("Bilateral pitting oedema").select_option("false")
+    form.get_by_label("Bilateral pitting oedema").select_option("2")
     page.get_by_role("button", name="Save observations").click()
     assert "at least 50" in page.locator("#muac_mm-error").inner_text()  # beside the field, the rest kept
     assert form.get_by_label("Pulse").input_value() == "138"
+    assert form.get_by_label("Bilateral pitting oedema").input_value() == "2"
     form.get_by_label("MUAC").fill("112")
     page.get_by_role("button", name="Save observations").click()
     page.wait_for_url(re.compile(r"/observations\?done=vitals$"))
-    assert "112 mm" in page.locator("table.obs-chart tbody tr").first.inner_text()
+    charted = page.locator("table.obs-chart tbody tr").first.inner_text()
+    assert "112 mm" in charted and "bilateral ++" in charted
     journey.shot(page, "muac-recorded")
     page.goto(f"{live_server}/t/{clinic.slug}/patients/{girl['id']}/chart")
-    assert "MUAC 112 mm: severe acute malnutrition" in page.locator("#growth-line").inner_text()
+    assert "MUAC 112 mm, bilateral oedema ++: severe acute malnutrition" in page.locator("#growth-line").inner_text()
     context.close()
     watch.assert_clean(provoked={422})

@@ -12,12 +12,14 @@ import zoneinfo
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, VitalSignsIn
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.web import plots
+from tests.web.test_auth import csrf_token
 from tests.web.test_portal import post_form
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -90,20 +92,49 @@ def test_another_facilitys_session_a_guessed_id_and_an_adult_are_refused(signed_
     assert chart.status_code == 200 and 'id="growth-line"' not in chart.text
 
 
-def test_muac_and_oedema_are_entered_with_the_vital_signs_at_arrival(signed_in, db, facility, patients):
+def _encounters(db, slug: str, patient_id: uuid.UUID) -> int:
+    with db.tenant(slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM encounter WHERE patient_id = :id"),
+                            {"id": patient_id}).scalar()
+
+
+def test_muac_and_oedema_are_entered_with_the_vital_signs_at_arrival(signed_in, db, facility, elsewhere, patients):
+    """The arrival form asks oedema absent or its grade: ++ is kept with its grade and shown on the growth page
+    and the chart's line; 'true' (no longer a choice), a MUAC of 9 mm, another facility's session and a guessed
+    id are refused, and no refusal opens an encounter."""
     clinician = signed_in("clinician", facility.slug)
     base = f"/t/{facility.slug}/patients/{patients['girl']}"
     form = clinician.get(f"{base}/encounters/new")
     assert 'name="muac_mm"' in form.text and 'name="oedema"' in form.text and 'name="height_cm"' in form.text
+    assert '<option value="2">++ both feet and the lower legs, hands or lower arms</option>' in form.text
+    opened = _encounters(db, facility.slug, patients["girl"])
     refused = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
                         {"encounter_class": "outpatient", "muac_mm": "9"})
     assert refused.status_code == 422 and 'id="muac_mm"' in refused.text
+    not_a_choice = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
+                             {"encounter_class": "outpatient", "muac_mm": "118", "oedema": "true"})
+    assert not_a_choice.status_code == 422
+    assert "Choose one of the listed options" in not_a_choice.text.split('id="oedema-error"')[1][:200]
+    intruder = signed_in("clinician", elsewhere.slug)
+    token = csrf_token(intruder.get(f"/t/{elsewhere.slug}/patients").text)
+    for tenant in (facility.slug, elsewhere.slug):
+        taken = intruder.post(f"/t/{tenant}/patients/{patients['girl']}/encounters", follow_redirects=False,
+                              data={"encounter_class": "outpatient", "oedema": "3", "_csrf_token": token})
+        assert taken.status_code in (403, 404) and "Achola" not in taken.text
+    guessed = post_form(clinician, f"{base}/encounters/new", f"/t/{facility.slug}/patients/{uuid.uuid4()}/encounters",
+                        {"encounter_class": "outpatient", "oedema": "3"})
+    assert guessed.status_code == 404
+    assert _encounters(db, facility.slug, patients["girl"]) == opened
     started = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
-                        {"encounter_class": "outpatient", "muac_mm": "118", "oedema": "true", "weight_kg": "8.2"})
+                        {"encounter_class": "outpatient", "muac_mm": "118", "oedema": "2", "weight_kg": "8.2"})
     assert started.status_code == 303, started.text
     with db.tenant(facility.slug) as conn:
         latest = service.latest_vitals(conn, patients["girl"])
-    assert (latest["muac_mm"], latest["oedema"], latest["weight_kg"]) == (118, True, Decimal("8.2"))
+    assert (latest["muac_mm"], latest["oedema"], latest["oedema_grade"], latest["weight_kg"]) == (
+        118, True, 2, Decimal("8.2"))
+    page = clinician.get(f"{base}/growth").text
+    assert "<td>bilateral ++</td>" in page and "bilateral pitting oedema ++" in page
+    assert "MUAC 118 mm, bilateral oedema ++: severe acute malnutrition" in clinician.get(f"{base}/chart").text
 
 
 def test_the_pages_count_a_childs_age_on_the_facilitys_calendar(signed_in, db, facility, person_factory):

@@ -37,15 +37,23 @@ INTERPRETATION = {"N": "Normal", "L": "Low", "H": "High", "LL": "Critical low", 
 class VitalSign:
     """One measurement of a `vital_signs` entry as a LOINC-coded component: a quantity in `ucum` (taken
     also in each of `other_units`, times its factor), or a finding coded by `answers` (the record's value
-    to its coding), or else text."""
+    to its coding) — and where the record keeps a grade of the finding in `grade_column`, coded by `grades`
+    (the grade to its coding) in its stead — or else text."""
 
     def __init__(self, column: str, loinc: str, display: str, unit: str | None, ucum: str | None, *,
                  text: str | None = None, other_units: dict[str, Decimal] | None = None,
-                 answers: dict[Any, tuple[str, str, str]] | None = None):
+                 answers: dict[Any, tuple[str, str, str]] | None = None, grade_column: str | None = None,
+                 grades: dict[int, tuple[str, str, str]] | None = None):
         self.column, self.loinc, self.display, self.unit, self.ucum = column, loinc, display, unit, ucum
         self.text = text or display
         self.other_units = other_units or {}
         self.answers = answers
+        self.grade_column, self.grades = grade_column, grades or {}
+
+    def coding_of(self, row: dict) -> tuple[str, str, str]:
+        """The coding of a finding in `row`: its grade's where it was graded, else its value's."""
+        grade = row.get(self.grade_column) if self.grade_column else None
+        return self.grades[grade] if grade in self.grades else (self.answers or {})[row[self.column]]
 
 
 VITAL_SIGNS_PANEL = ("85353-1", "Vital signs, weight, height, head circumference, oxygen saturation and BMI panel")
@@ -65,14 +73,23 @@ VITAL_SIGNS = [
     # tape reads and taken in cm too.
     VitalSign("muac_mm", "56072-2", "Circumference Mid upper arm - right", "mm", "mm",
               text="Mid-upper-arm circumference (MUAC)", other_units={"cm": Decimal(10)}),
-    # Bilateral pitting oedema: the record keeps present or absent (no grade). LOINC 44966-0 "Edema", valued
-    # by SNOMED CT's Present (52101004) and Absent (2667000) qualifiers — the code as a vital-signs
-    # Observation in the InteropEHRate Cross Border Data Exchange IG (Observation/1116, "Peripheral Edema",
-    # build.fhir.org/ig/InteropEHRate-project/cross-border-data-exchange), the answers those of the
-    # International Patient Summary's presence/absence value set (hl7.org/fhir/uv/ips,
-    # ValueSet/lab-absence-presence-uv-ips).
+    # Bilateral pitting oedema: present or absent, and where it was graded its WHO grade (+, ++, +++). LOINC
+    # 44966-0 "Edema", valued by SNOMED CT's Present (52101004) and Absent (2667000) qualifiers — the code as a
+    # vital-signs Observation in the InteropEHRate Cross Border Data Exchange IG (Observation/1116,
+    # "Peripheral Edema", build.fhir.org/ig/InteropEHRate-project/cross-border-data-exchange) — and a grade by
+    # the presence findings below Present of three pluses: 441614007 / 441517005 / 441521003 "Present one /
+    # two / three plus out of three plus". Present, absent and the three grades are all in the International
+    # Patient Summary's presence/absence value sets (hl7.org/fhir/uv/ips 1.1.0,
+    # ValueSet/results-presence-absence-snomed-ct-ips-free-set, which lists the three; 2.0.1,
+    # ValueSet/results-presence-absence-uv-ips: the descendants of 260411009 |Presence findings| and 272519000
+    # |Absence findings|). Not IHE's Edema.VS (420829009 1+ ... 421129002 4+ pitting edema): four grades of
+    # pit depth, not WHO's three of extent.
     VitalSign("oedema", "44966-0", "Edema", None, None, text="Bilateral pitting oedema",
-              answers={True: (SNOMED, "52101004", "Present"), False: (SNOMED, "2667000", "Absent")}),
+              answers={True: (SNOMED, "52101004", "Present"), False: (SNOMED, "2667000", "Absent")},
+              grade_column="oedema_grade",
+              grades={1: (SNOMED, "441614007", "Present one plus out of three plus"),
+                      2: (SNOMED, "441517005", "Present two plus out of three plus"),
+                      3: (SNOMED, "441521003", "Present three plus out of three plus")}),
 ]
 # Codes a client may send for one measurement (SpO2 is also coded 2708-6 by many systems).
 VITAL_SIGN_BY_CODE = {v.loinc: v for v in VITAL_SIGNS} | {"2708-6": VITAL_SIGNS[5]}
@@ -335,7 +352,7 @@ def vital_signs(row: dict) -> dict:
         if sign.unit:
             measured = {"valueQuantity": _quantity(value, sign.unit, sign.ucum)}
         elif sign.answers is not None:
-            system, code, display = sign.answers[value]
+            system, code, display = sign.coding_of(row)
             measured = {"valueCodeableConcept": {"coding": [_coding(system, code, display)], "text": display}}
         else:
             measured = {"valueCodeableConcept": {"text": value}}

@@ -360,20 +360,34 @@ def allergy_in(resource: dict, where: str) -> AllergyIn:
 WHOLE = {"systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "respiratory_rate", "spo2_percent", "muac_mm"}
 
 
-def _answer(sign: resources.VitalSign, holder: dict, where: str) -> Any:
-    """A coded finding (oedema): the record's value of the coding the sender chose among `sign.answers`."""
+def _answer(sign: resources.VitalSign, holder: dict, where: str) -> dict[str, Any]:
+    """A coded finding (oedema) as the record's fields: a grade the sender coded among `sign.grades` (the
+    finding present, with that grade), else the value of the coding it chose among `sign.answers`."""
     codings = (holder.get("valueCodeableConcept") or {}).get("coding") or []
+
+    def chosen(system: str, code: str) -> bool:
+        return any(c.get("system") == system and c.get("code") == code for c in codings)
+
+    for grade, (system, code, _) in sign.grades.items():
+        if chosen(system, code):
+            return {sign.column: True, sign.grade_column: grade}
     for value, (system, code, _) in (sign.answers or {}).items():
-        if any(c.get("system") == system and c.get("code") == code for c in codings):
-            return value
-    said = " or ".join(f"{system}|{code} ({display})" for system, code, display in (sign.answers or {}).values())
+        if chosen(system, code):
+            return {sign.column: value}
+    said = " or ".join(f"{system}|{code} ({display})"
+                       for system, code, display in [*(sign.answers or {}).values(), *sign.grades.values()])
     raise FhirError(422, "value", f"{sign.text} is recorded as {said} in valueCodeableConcept",
                     expression=f"{where}.valueCodeableConcept")
 
 
-def _measure(sign: resources.VitalSign, holder: dict, where: str) -> Any:
+def _measure(sign: resources.VitalSign, holder: dict, where: str) -> dict[str, Any]:
+    """One measurement as the record's fields (a graded finding is two)."""
     if sign.answers is not None:
         return _answer(sign, holder, where)
+    return {sign.column: _quantity_or_text(sign, holder, where)}
+
+
+def _quantity_or_text(sign: resources.VitalSign, holder: dict, where: str) -> Any:
     if sign.unit is None:  # consciousness: a code or text of A, C, V, P, U
         return _code_of(holder.get("valueCodeableConcept")) or _text_of(holder.get("valueCodeableConcept"))
     quantity = holder.get("valueQuantity")
@@ -424,15 +438,17 @@ def vital_signs_in(resource: dict, where: str) -> VitalSignsIn:
             if sign is None:
                 raise Unsupported("Observation", f"vital sign {component_code} ({_text_of(component.get('code'))}) "
                                                  "is not one the record charts")
-            values[sign.column] = _measure(sign, component, f"{where}.component[{i}]")
-            elements[sign.column] = f"component[{i}]"
+            measured = _measure(sign, component, f"{where}.component[{i}]")
+            values |= measured
+            elements |= dict.fromkeys(measured, f"component[{i}]")
     else:
         sign = resources.VITAL_SIGN_BY_CODE.get(code or "")
         if sign is None:
             raise Unsupported("Observation", f"vital sign {code} ({_text_of(resource.get('code'))}) is not one the "
                                              "record charts")
-        values[sign.column] = _measure(sign, resource, where)
-        elements[sign.column] = "value"
+        measured = _measure(sign, resource, where)
+        values |= measured
+        elements |= dict.fromkeys(measured, "value")
     described = {v.column: f"{v.display}" + (f" in {v.ucum}" if v.ucum else "") for v in resources.VITAL_SIGNS}
     return _model(VitalSignsIn, values, where, elements, described)
 

@@ -23,6 +23,17 @@ Sources:
   identification of severe acute malnutrition in infants and children* (2009): severe (SAM) when MUAC
   < 115 mm, or the wasting z-score < -3, or bilateral pitting oedema; moderate (MAM, WHO 2012 technical
   note) when MUAC is 115-124 mm or the wasting z-score lies in [-3, -2).
+- **Grade of bilateral pitting oedema**, where it was graded: + both feet, ++ both feet and the lower legs,
+  hands or lower arms, +++ generalised, including the face (the grades as WHO's guidance teaches them, e.g.
+  the MaLEn course, University of Southampton and WHO, module 2 unit 1). Any grade is severe acute
+  malnutrition, as oedema present is in the 2009 statement, so the status does not change with the grade.
+  The WHO guideline *Updates on the management of severe acute malnutrition in infants and children* (2013,
+  its recommendations carried into the 2023 guideline on wasting and nutritional oedema) treats a child of
+  6-59 months with severe oedema (+++) as an inpatient (WHO eLENA, "Identification of severe acute
+  malnutrition requiring inpatient care"); the criterion of a +++ finding says so. What else decides inpatient
+  care there (medical complications, the appetite test, IMCI danger signs) the record does not hold, so no
+  inpatient or outpatient status is computed; nor is a rule some national protocols add for ++ with severe
+  wasting, which the WHO texts consulted do not state.
 
 What `rcpchgrowth` does not cover: weight-for-length/height (WHZ), which is not age-based, has no table in
 it (only weight, height, BMI and head circumference against age). BMI-for-age (BAZ), which the WHO 2006
@@ -64,6 +75,10 @@ MEASURES = {"weight_for_age": ("weight", "WAZ"), "height_for_age": ("height", "H
             "bmi_for_age": ("bmi", "BAZ")}
 ACUTE_STATUS_WORDS = {"severe": "severe acute malnutrition", "moderate": "moderate acute malnutrition",
                       "none": "no acute malnutrition"}
+# The record's oedema_grade: its sign and how far the oedema extends (see the module docstring).
+OEDEMA_GRADES = {1: ("+", "both feet"), 2: ("++", "both feet and the lower legs, hands or lower arms"),
+                 3: ("+++", "generalised, including the face")}
+SEVERE_OEDEMA_GRADE = 3  # WHO 2013: severe oedema (+++) is treated as an inpatient
 
 
 class NotApplicable(Invalid):
@@ -140,16 +155,32 @@ def band(index: str, z: float | None, age_months: int) -> str | None:
             "overweight" if z > 1 else "normal")
 
 
+def oedema_words(oedema: bool | None, grade: int | None = None) -> str:
+    """A finding of bilateral pitting oedema as a chart shows it: "none", "bilateral", "bilateral ++" (graded);
+    "" when it was not examined."""
+    if oedema is None:
+        return ""
+    if not oedema:
+        return "none"
+    return f"bilateral {OEDEMA_GRADES[grade][0]}" if grade in OEDEMA_GRADES else "bilateral"
+
+
 def acute_malnutrition(age_months: int, muac_mm: int | None, wasting_z: float | None,
-                       oedema: bool | None) -> tuple[str | None, list[str]]:
+                       oedema: bool | None, oedema_grade: int | None = None) -> tuple[str | None, list[str]]:
     """The WHO/UNICEF (2009) status of a child 6-59 months old (completed months) from one set of
     measurements, with the criteria met: ("severe" | "moderate" | "none", [...]), or (None, [why not])
-    when it cannot be said."""
+    when it cannot be said. Oedema of any grade is severe; its criterion names the grade, and for +++ WHO's
+    (2013) inpatient care."""
     if not ACUTE_FROM_MONTHS <= age_months <= ACUTE_TO_MONTHS:
         return None, ["acute malnutrition cut-offs apply from 6 to 59 months"]
     severe, moderate = [], []
     if oedema:
-        severe.append("bilateral pitting oedema")
+        criterion = "bilateral pitting oedema"
+        if oedema_grade in OEDEMA_GRADES:
+            criterion += f" {OEDEMA_GRADES[oedema_grade][0]}"
+        if oedema_grade == SEVERE_OEDEMA_GRADE:
+            criterion += " (severe oedema: WHO treats the child as an inpatient)"
+        severe.append(criterion)
     if muac_mm is not None and muac_mm < MUAC_SEVERE_BELOW_MM:
         severe.append(f"MUAC {muac_mm} mm < {MUAC_SEVERE_BELOW_MM} mm")
     elif muac_mm is not None and muac_mm < MUAC_MODERATE_BELOW_MM:
@@ -196,7 +227,7 @@ def assess_point(subject: Subject, row: dict, tz: zoneinfo.ZoneInfo) -> dict:
         status, criteria = None, ["measured before the recorded birth date"]
     else:
         wasting = indices["bmi_for_age"]["z"] if indices["bmi_for_age"] else None
-        status, criteria = acute_malnutrition(age_months, row["muac_mm"], wasting, row["oedema"])
+        status, criteria = acute_malnutrition(age_months, row["muac_mm"], wasting, row["oedema"], row["oedema_grade"])
     return {"entry_id": row["id"], "occurred_at": row["occurred_at"], "age_days": age_days,
             "age_months": age_months, "weight_kg": row["weight_kg"], "height_cm": row["height_cm"],
             "muac_mm": row["muac_mm"], "oedema": row["oedema"], "oedema_grade": row["oedema_grade"], **indices,
@@ -214,7 +245,8 @@ def summary_line(point: dict) -> str:
     if point["muac_mm"] is not None:
         parts.append(f"MUAC {point['muac_mm']} mm")
     if point["oedema"]:
-        parts.append("bilateral oedema")
+        grade = OEDEMA_GRADES.get(point["oedema_grade"])
+        parts.append(f"bilateral oedema {grade[0]}" if grade else "bilateral oedema")
     line = ", ".join(parts) or "No weight, height or MUAC in the latest measurements"
     if point["acute_malnutrition"]:
         line += f": {ACUTE_STATUS_WORDS[point['acute_malnutrition']]}"

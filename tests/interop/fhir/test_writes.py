@@ -397,6 +397,39 @@ def test_a_childs_muac_and_oedema_round_trip(api, token_client, db, facility, ot
     assert copied["component"] == created["component"]
 
 
+GRADES = {"441614007": 1, "441517005": 2, "441521003": 3}  # SNOMED CT: present +, ++, +++ out of +++
+
+
+def test_each_grade_of_oedema_round_trips_and_stays_at_its_facility(api, token_client, facility, other_facility):
+    """Oedema sent graded (+, ++, +++ by SNOMED CT's "present N plus out of three plus") is kept as the
+    finding with its grade, served back with the same code, found by the oedema code, and read by the growth
+    API; another facility's token and a guessed id read none of it."""
+    url = base(facility.slug)
+    child = answer(api.post(f"{url}/Patient", json=new_patient(birthDate="2023-05-20", gender="male")), 201)
+    created = {}
+    for code in GRADES:
+        made = answer(api.post(f"{url}/Observation", json=screening(
+            f"Patient/{child['id']}", {"value": 130, "code": "mm"}, code)), 201)
+        [oedema] = [c for c in made["component"] if c["code"]["coding"][0]["code"] == "44966-0"]
+        assert [c["code"] for c in oedema["valueCodeableConcept"]["coding"]] == [code]
+        assert answer(api.get(f"{url}/Observation/{made['id']}"))["component"] == made["component"]
+        created[made["id"]] = code
+    found = answer(api.get(f"{url}/Observation", params={"patient": child["id"], "code": "44966-0"}))
+    assert {e["resource"]["id"] for e in found["entry"]} == set(created)
+    points = api.get(f"/api/t/{facility.slug}/patients/{child['id']}/growth").json()["points"]
+    graded = {p["oedema_grade"]: (p["oedema"], p["acute_malnutrition"], p["criteria"]) for p in points}
+    assert graded == {1: (True, "severe", ["bilateral pitting oedema +"]),
+                      2: (True, "severe", ["bilateral pitting oedema ++"]),
+                      3: (True, "severe", ["bilateral pitting oedema +++ (severe oedema: WHO treats the child as "
+                                           "an inpatient)"])}
+    intruder = token_client(other_facility.slug, role="clinician")
+    severe = next(i for i, code in created.items() if code == "441521003")
+    taken = intruder.get(f"{url}/Observation/{severe}")
+    assert taken.status_code == 403 and "441521003" not in taken.text
+    assert refusal(intruder.get(f"{base(other_facility.slug)}/Observation/{severe}"), 404)
+    assert refusal(api.get(f"{url}/Observation/{uuid.uuid4()}"), 404)
+
+
 def test_a_muac_in_another_unit_or_an_oedema_finding_not_coded_is_422_and_writes_nothing(api, db, facility):
     url = base(facility.slug)
     patient = f"Patient/{registered(api, facility.slug)}"

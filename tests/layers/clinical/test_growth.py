@@ -11,6 +11,7 @@ import zoneinfo
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from rcpchgrowth import who
 from rcpchgrowth.global_functions import measurement_for_z
 
@@ -136,6 +137,47 @@ def test_muac_and_oedema_are_recorded_with_vital_signs_and_checked(api, child):
     refused = api.post(f"{child['base']}/vitals", json={"muac_mm": 11, "weight_kg": "8.0"})
     assert refused.status_code == 422 and refused.json()["detail"].startswith("invalid muac_mm"), refused.text
     assert api.get(f"{child['base']}/chart").json()["vitals"]["muac_mm"] == 119
+
+
+@pytest.mark.parametrize(("grade", "criterion"), [
+    (None, "bilateral pitting oedema"), (1, "bilateral pitting oedema +"), (2, "bilateral pitting oedema ++"),
+    (3, "bilateral pitting oedema +++ (severe oedema: WHO treats the child as an inpatient)"),
+])
+def test_oedema_of_any_grade_is_severe_and_its_criterion_names_the_grade(grade, criterion):
+    assert growth.acute_malnutrition(24, 130, -1.0, True, grade) == ("severe", [criterion])
+
+
+def _vital_sign_sets(db, slug: str) -> int:
+    with db.tenant(slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM vital_signs")).scalar()
+
+
+def test_the_grade_of_oedema_is_recorded_and_a_grade_without_oedema_present_is_refused(
+        api, db, facility, other_facility, token_client, child):
+    """The API keeps the grade with the finding and the growth read and chart show it; a grade with oedema
+    absent or not examined, a grade of true or 4, and another facility's write are refused, writing nothing."""
+    recorded = api.post(f"{child['base']}/vitals", json={"muac_mm": 131, "oedema": True, "oedema_grade": 2})
+    assert recorded.status_code == 201, recorded.text
+    assert (recorded.json()["oedema"], recorded.json()["oedema_grade"]) == (True, 2)
+    assert api.get(f"{child['base']}/chart").json()["vitals"]["oedema_grade"] == 2
+    latest = api.get(f"{child['base']}/growth").json()["latest"]
+    assert (latest["oedema_grade"], latest["acute_malnutrition"]) == (2, "severe")
+    assert latest["criteria"] == ["bilateral pitting oedema ++"]
+    before = _vital_sign_sets(db, facility.slug)
+    for sent, said in [({"oedema": False, "oedema_grade": 3}, "here oedema is recorded as absent"),
+                       ({"muac_mm": 120, "oedema_grade": 1}, "here oedema is recorded as not examined"),
+                       ({"oedema": True, "oedema_grade": True}, "not true or false"),
+                       ({"oedema": True, "oedema_grade": 4}, "1, 2 or 3")]:
+        refused = api.post(f"{child['base']}/vitals", json=sent)
+        assert refused.status_code == 422 and "oedema_grade" in refused.json()["detail"], refused.text
+        assert said in refused.json()["detail"], refused.text
+    intruder = token_client(other_facility.slug, role="clinician")
+    planted = intruder.post(f"{child['base']}/vitals", json={"oedema": True, "oedema_grade": 3})
+    assert planted.status_code == 403, planted.text
+    guessed = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{uuid.uuid4()}/vitals",
+                       json={"oedema": True, "oedema_grade": 3})
+    assert guessed.status_code == 404, guessed.text
+    assert _vital_sign_sets(db, facility.slug) == before
 
 
 def test_an_adult_and_a_child_of_unrecorded_sex_are_refused_with_the_reason(api, db, facility, clinician):

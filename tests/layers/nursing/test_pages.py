@@ -336,8 +336,10 @@ def test_a_childs_observations_take_muac_and_oedema_for_the_growth_chart_and_the
     assert 'name="muac_mm"' in form and 'name="oedema"' in form and "under 115 mm severe" in form
     too_small = post_form(nurse, page, page, {"muac_mm": "30", "oedema": "false", "heart_rate_bpm": "130"})
     assert too_small.status_code == 422 and "at least 50" in too_small.text.split('id="muac_mm-error"')[1][:200]
-    not_a_finding = post_form(nurse, page, page, {"muac_mm": "112", "oedema": "perhaps"})
-    assert not_a_finding.status_code == 422 and 'id="oedema-error"' in not_a_finding.text
+    # "true" (present, which the form offered before it took the grade) is not a choice now: not read as one.
+    not_a_finding = post_form(nurse, page, page, {"muac_mm": "112", "oedema": "true"})
+    assert not_a_finding.status_code == 422
+    assert "Choose one of the listed options" in not_a_finding.text.split('id="oedema-error"')[1][:200]
     with db.tenant(facility.slug) as conn:
         assert service.observations(conn, clinician, child["id"]) == []  # neither refusal wrote anything
     saved = post_form(nurse, page, page, {"muac_mm": "112", "oedema": "false", "heart_rate_bpm": "130",
@@ -350,6 +352,29 @@ def test_a_childs_observations_take_muac_and_oedema_for_the_growth_chart_and_the
     assert grown.status_code == 200, grown.text
     latest = grown.json()["latest"]
     assert (latest["muac_mm"], latest["oedema"], latest["acute_malnutrition"]) == (112, False, "severe")
+    after = _screened_this_month(db, facility)
+    assert {what: after[what] - before[what] for what in after} == {"nutrition_screened": 1, "sam_cases": 1}
+
+
+def test_a_childs_graded_oedema_is_charted_with_its_grade_and_counted_severe_by_the_ministry(
+        db, signed_in, token_client, facility, clinician):
+    """Oedema ++ alone (no MUAC) on the ward's form: kept with its grade, shown on the observation chart and
+    by the growth API as severe, and counted by the national indicators as any oedema present is."""
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, clinician, family="Wafula", given="Neema", born=dt.date.today() - dt.timedelta(days=500))
+    before = _screened_this_month(db, facility)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{child['id']}/observations"
+    form = nurse.get(page).text.split('class="form vitals-form"')[1].split("</form>")[0]
+    assert '<option value="3">+++ generalised, including the face</option>' in form
+    saved = post_form(nurse, page, page, {"oedema": "2", "heart_rate_bpm": "128",
+                                          "encounter_id": str(child["encounter_id"])})
+    assert saved.status_code == 303, saved.text
+    row = nurse.get(page).text.split('class="list compact obs-chart"')[1].split("</tr>")[1]
+    assert ">bilateral ++<" in row
+    latest = token_client(facility.slug, role="clinician").get(
+        f"/api/t/{facility.slug}/patients/{child['id']}/growth").json()["latest"]
+    assert (latest["oedema"], latest["oedema_grade"], latest["acute_malnutrition"]) == (True, 2, "severe")
     after = _screened_this_month(db, facility)
     assert {what: after[what] - before[what] for what in after} == {"nutrition_screened": 1, "sam_cases": 1}
 
@@ -376,12 +401,12 @@ def test_another_facility_and_a_guessed_id_cannot_record_a_childs_muac(db, signe
     token = csrf_token(intruder.get(f"/t/{other_facility.slug}/ward").text)
     for tenant, patient_id in ((facility.slug, child["id"]), (other_facility.slug, child["id"])):
         taken = intruder.post(f"/t/{tenant}/patients/{patient_id}/observations", follow_redirects=False,
-                              data={"muac_mm": "110", "oedema": "true", "_csrf_token": token})
+                              data={"muac_mm": "110", "oedema": "3", "_csrf_token": token})
         assert taken.status_code in (403, 404) and "Auma" not in taken.text
     nurse = signed_in("nurse", facility.slug, ward="GEN")
     page = f"/t/{facility.slug}/patients/{child['id']}/observations"
     guessed = post_form(nurse, page, f"/t/{facility.slug}/patients/{uuid.uuid4()}/observations",
-                        {"muac_mm": "110", "oedema": "true"})
+                        {"muac_mm": "110", "oedema": "3"})
     assert guessed.status_code == 404
     with db.tenant(facility.slug) as conn:
         assert service.observations(conn, clinician, child["id"]) == []
