@@ -367,8 +367,12 @@ def audit_export(settings: Settings, tenant: str | None, since: str | None, unti
     """Write an evidence package (events, proofs, checkpoints, public key) for the offline verifier."""
     from appliance.substrate import audit as audit_trail
 
+    since_at, until_at = _when(since), _when(until)
+    if since_at is not None and until_at is not None and since_at >= until_at:
+        fail(f"--since {since} is not before --until {until}, so no event could be in the package (--until is the "
+             "first moment left out: for the whole of one day, give the next day)")
     with _audit_database(settings) as db:
-        summary = audit_trail.export(db, tenant, out_path, since=_when(since), until=_when(until))
+        summary = audit_trail.export(db, tenant, out_path, since=since_at, until=until_at)
     err.print(f"{summary['events']} events and {summary['checkpoints']} checkpoints of log {summary['log_id']} "
               f"written to {summary['path']}; verify with `python -m appliance.audit_verify {summary['path']}`")
 

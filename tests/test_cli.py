@@ -216,6 +216,15 @@ def test_account_list_piped_shows_every_e_mail_whole(run, tenant_factory):
     assert email in line and f"nurse@{facility.slug}" in line, line
 
 
+def test_an_evidence_period_that_ends_before_it_starts_is_refused(run, tmp_path: Path):
+    """'--since 2026-11-27 --until 2026-11-27' wrote a package of 0 events and said nothing of why."""
+    package = tmp_path / "evidence.json"
+    refused = run("audit", "export", "--since", "2026-11-27", "--until", "2026-11-27", "--out", str(package))
+    assert refused.exit_code == 1 and "is not before --until" in refused.output
+    assert "give the next day" in refused.output
+    assert not package.exists()
+
+
 def test_api_token_is_printed_once_and_works(run, tenant_factory, app):
     from litestar.testing import TestClient
 
