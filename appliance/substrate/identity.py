@@ -972,7 +972,7 @@ def principal_for_session(live: LiveSession, policy: AccessPolicy) -> Principal:
     return Principal(
         account_id=live.account_id, kind=live.kind, display_name=live.display_name, subject_id=live.subject_id,
         tenant=live.tenant, role=role, permissions=permissions, session_id=live.id,
-        ward=live.ward if live.tenant else None, ward_scoped=policy.is_ward_scoped(role),
+        ward=live.ward if live.tenant else None, ward_scoped=policy.is_ward_scoped(role), care_days=policy.care_days,
     )
 
 
@@ -1043,7 +1043,8 @@ _PRINCIPAL_OF_TOKEN = (
 )
 
 
-def principal_for_token(conn: Connection, token: str) -> Principal | None:
+def principal_for_token(conn: Connection, token: str, policy: AccessPolicy | None = None) -> Principal | None:
+    """The principal a live API token acts as; with the access `policy`, under its care relationship window."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     row = driver(conn).execute(_PRINCIPAL_OF_TOKEN, {"h": token_digest(token)}).fetchone()  # every API call
@@ -1051,4 +1052,5 @@ def principal_for_token(conn: Connection, token: str) -> Principal | None:
         return None
     token_id, tenant, permissions, account_id, kind, display_name = row
     return Principal(account_id=account_id, kind=kind, display_name=display_name, tenant=tenant,
-                     role="api_token", permissions=frozenset(permissions), token_id=token_id)
+                     role="api_token", permissions=frozenset(permissions), token_id=token_id,
+                     care_days=policy.care_days if policy is not None else None)

@@ -36,9 +36,17 @@ class Rule(_Strict):
     permissions: list[str]
 
 
+class CareRelationship(_Strict):
+    # How long after an encounter at the facility ends (finished) the patient is still in the care of its staff,
+    # for a chart opened without break-the-glass; an open encounter (planned, arrived, in progress) always is.
+    # Unset: every encounter the patient ever had makes one, for as long as the record lasts.
+    days_after_encounter: int | None = Field(default=None, ge=1, le=3650)
+
+
 class PolicyFile(_Strict):
     roles: dict[str, RoleSpec]
     rule: list[Rule]
+    care_relationship: CareRelationship = CareRelationship()
 
 
 class PolicyError(ValueError):
@@ -49,6 +57,7 @@ class PolicyError(ValueError):
 class AccessPolicy:
     roles: dict[str, RoleSpec]
     rules: tuple[Rule, ...]
+    care_days: int | None = None  # `CareRelationship.days_after_encounter`
 
     def permissions_of(self, role: str) -> frozenset[str]:
         return frozenset(p for rule in self.rules if role in rule.roles for p in rule.permissions)
@@ -92,4 +101,5 @@ def load_policy(path: Path) -> AccessPolicy:
         unknown = set(rule.roles) - set(parsed.roles)
         if unknown:
             raise PolicyError(f"{path}: rule {rule.id} names unknown roles {sorted(unknown)}")
-    return AccessPolicy(roles=parsed.roles, rules=tuple(parsed.rule))
+    return AccessPolicy(roles=parsed.roles, rules=tuple(parsed.rule),
+                        care_days=parsed.care_relationship.days_after_encounter)

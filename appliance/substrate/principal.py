@@ -28,6 +28,9 @@ class Principal:
     ward: str | None = None
     # Whether the role's care relationships are limited to the principal's ward.
     ward_scoped: bool = False
+    # How many days after an encounter ends it still makes a care relationship (policies/access.toml
+    # `care_relationship`); None: every encounter does, however long ago.
+    care_days: int | None = None
     permissions: frozenset[str] = field(default_factory=frozenset)
     session_id: uuid.UUID | None = None
     token_id: uuid.UUID | None = None

@@ -69,7 +69,7 @@ def resolve(db: Database, policy: AccessPolicy, scope: Scope,
     if bearer is not None:
         generation = tokens.generation if tokens is not None else 0
         with db.control_autocommit() as conn:
-            principal = identity.principal_for_token(conn, bearer)
+            principal = identity.principal_for_token(conn, bearer, policy)
         if principal is not None and tokens is not None:
             tokens.remember(identity.token_digest(bearer), principal, generation)
         return principal, None

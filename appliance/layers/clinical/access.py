@@ -1,7 +1,9 @@
 """Care relationships and break-the-glass: who may open whose chart.
 
 A clinician sees the chart of a patient who has an encounter at this facility (in the clinician's
-ward, for roles the access policy marks ward-scoped). Anyone else's chart opens only with a stated
+ward, for roles the access policy marks ward-scoped) that is open, or that ended no longer ago than
+the access policy's care relationship window (`Principal.care_days`, 90 days as shipped): a patient
+seen years ago is no longer in anyone's care here. Anyone else's chart opens only with a stated
 reason: the access is allowed, recorded with purpose of use ETREAT (emergency treatment) and the
 reason, and shows in the patient's access log and the regulator's evidence. Machine clients act for
 the institution under their token's permissions and have no care relationship of their own.
@@ -29,12 +31,26 @@ MIN_REASON = 8
 class BreakGlassRequired(ClinicalError):
     status = 403
 
-    def __init__(self, patient_id: uuid.UUID, problem: str | None = None):
+    def __init__(self, patient_id: uuid.UUID, problem: str | None = None, principal: Principal | None = None):
         super().__init__(
-            problem or "you have no care relationship with this patient: to open the chart anyway, state why "
-            "(break-the-glass); the access and your reason are recorded and shown to the patient and the regulator",
+            problem or f"you have no care relationship with this patient{_why_not(principal)}: to open the chart "
+            "anyway, state why (break-the-glass); the access and your reason are recorded and shown to the patient "
+            "and the regulator",
             break_glass_required=True, patient_id=str(patient_id),
         )
+
+
+def _why_not(principal: Principal | None) -> str:
+    """What a care relationship would have taken, said to the person refused."""
+    if principal is None:
+        return ""
+    where = " on your ward" if principal.ward_scoped and principal.ward else ""
+    if principal.care_days is None:
+        return f" (they have had no visit here{where})"
+    return f" (no visit of theirs here{where} is open or ended in the last {principal.care_days} days)"
+
+
+OPEN_STATUSES = ("planned", "arrived", "in_progress")
 
 
 def _care_condition(principal: Principal) -> str:
@@ -42,6 +58,10 @@ def _care_condition(principal: Principal) -> str:
     if principal.kind == "machine":
         return "true"
     condition = "EXISTS (SELECT 1 FROM encounter WHERE patient_id = %(patient)s AND status <> 'cancelled'"
+    if principal.care_days is not None:
+        # An integer from the access policy, never from a request.
+        condition += (f" AND (status IN {OPEN_STATUSES!r} OR COALESCE(ended_at, updated_at) > now() - "
+                      f"interval '{int(principal.care_days)} days')")
     if principal.ward_scoped and principal.ward:
         condition += " AND ward_code = %(ward)s"
     return condition + ")"
@@ -78,7 +98,7 @@ def open_chart_and_read(conn: Connection, principal: Principal, patient_id: uuid
         return None, value
     reason = " ".join((break_glass_reason or "").split())
     if not reason:
-        raise BreakGlassRequired(patient_id)
+        raise BreakGlassRequired(patient_id, principal=principal)
     if len(reason) < MIN_REASON:
         raise BreakGlassRequired(patient_id, f"state the reason in a few words (at least {MIN_REASON} characters)")
     note_access(conn, principal, "break_glass", patient_id, "chart", (patient_id,), purpose_of_use=BREAK_GLASS,
@@ -128,5 +148,5 @@ def read_in_care(db: Database, tenant: str, principal: Principal, patient_id: uu
     if not found:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
     if not cared:
-        raise BreakGlassRequired(patient_id)
+        raise BreakGlassRequired(patient_id, principal=principal)
     return value if recorded else None

@@ -36,8 +36,15 @@ class BreakGlassRequired(Forbidden):
 
 
 def _care(principal: Principal, patient_id: uuid.UUID) -> sa.Exists:
+    """An encounter of the patient's, open or ended within the policy's care relationship window (the clinical
+    layer's rule, clinical/access.py), in the principal's ward for a ward-scoped role."""
     encounter = views.encounter
     query = sa.select(encounter.c.id).where(encounter.c.patient_id == patient_id, encounter.c.status != "cancelled")
+    if principal.care_days is not None:
+        query = query.where(sa.or_(
+            encounter.c.status.in_(("planned", "arrived", "in_progress")),
+            sa.func.coalesce(encounter.c.ended_at, encounter.c.updated_at)
+            > sa.func.now() - sa.func.make_interval(0, 0, 0, principal.care_days)))
     if principal.ward_scoped and principal.ward:
         query = query.where(encounter.c.ward_code == principal.ward)
     return query.exists()

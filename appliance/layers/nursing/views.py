@@ -24,6 +24,7 @@ patient = sa.table(
 encounter = sa.table(
     "encounter", sa.column("id"), sa.column("patient_id"), sa.column("encounter_class"), sa.column("status"),
     sa.column("reason"), sa.column("ward_code"), sa.column("started_at"), sa.column("ended_at"),
+    sa.column("updated_at"),
 )
 ward = sa.table("ward", sa.column("code"), sa.column("name"), sa.column("kind"), sa.column("active"))
 vital_signs = sa.table(

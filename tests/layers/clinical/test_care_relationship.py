@@ -1,13 +1,18 @@
 """Care relationships and break-the-glass, from the clinician's side and the patient's access log."""
 
 import uuid
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn
 from appliance.substrate import audit
+from appliance.substrate.policy import load_policy
 from tests.layers.clinical.conftest import new_patient
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +80,47 @@ def test_guessed_patient_ids_and_other_facilities_are_refused_not_offered_break_
                            headers={"x-break-glass-reason": "I would like to read this chart"})
     assert refused.status_code == 403
     assert "break_glass_required" not in refused.json()
+
+
+def _finished_days_ago(db, facility, clinician, family_name: str, days: int | None, ward: str = "GEN") -> uuid.UUID:
+    """A patient whose one encounter (on `ward`) finished `days` ago; None: still in progress."""
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, clinician, family_name=family_name)
+        visit = service.open_encounter(conn, clinician, patient["id"], EncounterIn(
+            encounter_class="inpatient", status="in_progress", ward_code=ward))
+        if days is None:
+            conn.execute(sa.text("UPDATE encounter SET started_at = now() - interval '400 days' WHERE id = :e"),
+                         {"e": visit["id"]})
+        else:
+            service.transition_encounter(conn, clinician, patient["id"], visit["id"], "finished")
+            conn.execute(sa.text("UPDATE encounter SET ended_at = now() - make_interval(days => :d) WHERE id = :e"),
+                         {"d": days, "e": visit["id"]})
+    return patient["id"]
+
+
+def test_a_care_relationship_lasts_the_policys_window_after_the_encounter_ends(signed_in, db, facility, clinician):
+    """policies/access.toml keeps a care relationship 90 days after an encounter ends: a patient discharged 10 days
+    ago opens, one last seen 100 days ago needs a reason (for the nurse of the ward too), and an encounter still
+    open opens however long ago it began."""
+    assert load_policy(REPO / "policies" / "access.toml").care_days == 90
+    recent = _finished_days_ago(db, facility, clinician, "Recent", 10)
+    lapsed = _finished_days_ago(db, facility, clinician, "Lapsed", 100)
+    long_stay = _finished_days_ago(db, facility, clinician, "Longstay", None)
+    doctor, nurse = signed_in("clinician", facility.slug), signed_in("nurse", facility.slug, ward="GEN")
+    chart = f"/api/t/{facility.slug}/patients/{{}}/chart"
+    assert doctor.get(chart.format(recent)).status_code == 200
+    assert doctor.get(chart.format(long_stay)).status_code == 200
+    refused = doctor.get(chart.format(lapsed))
+    assert refused.status_code == 403 and refused.json()["break_glass_required"] is True
+    assert "(no visit of theirs here is open or ended in the last 90 days)" in refused.json()["detail"]
+    page = doctor.get(f"/t/{facility.slug}/patients/{lapsed}/chart")
+    assert page.status_code == 403 and "none is open, and none ended in the last 90 days" in page.text
+    assert doctor.get(chart.format(lapsed), headers={"x-break-glass-reason": "seen again today in casualty"}
+                      ).status_code == 200
+    nursing = f"/api/t/{facility.slug}/patients/{{}}/news2"
+    assert nurse.get(nursing.format(recent)).status_code == 200
+    assert nurse.get(nursing.format(lapsed)).status_code == 403
+    # Seen again: the registrar's new visit makes the relationship again.
+    with db.tenant(facility.slug) as conn:
+        service.open_encounter(conn, clinician, lapsed, EncounterIn(encounter_class="outpatient"))
+    assert doctor.get(chart.format(lapsed)).status_code == 200
