@@ -106,14 +106,17 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
     with opened_database(settings) as db:
         migrate_control(db)
         path = tenants_path or (settings.tenants_dir if demo else None)
-        if path is not None:
-            _apply(db, path)
+        applied = _apply(db, path) if path is not None else []
         _migrate_with_progress(db)
         slugs = active_slugs(db)
         if demo:
-            _demo_population(db, slugs)
-            _demo_feeds(db, _policy(settings), slugs)
-            credentials = _ensure_demo_accounts(db, settings)
+            # Only the facilities of the files just applied are the demo's: a facility the operator created
+            # from its own file is real, and never gets fictional patients, feeds, or accounts whose
+            # passwords sit in a file.
+            demo_slugs = [slug for slug in slugs if slug in applied]
+            _demo_population(db, demo_slugs)
+            _demo_feeds(db, _policy(settings), demo_slugs)
+            credentials = _ensure_demo_accounts(db, settings, demo_slugs)
             err.print(f"demo accounts ({credentials}, mode 0600):")
             click.echo(credentials.read_text(), err=True)  # unwrapped: people copy these lines
         err.print(f"HealthOS serving {len(slugs)} tenant(s) on {serving.base_url} with {workers} worker(s)  "
@@ -135,7 +138,8 @@ def tenant() -> None:
     """Create, update, list and drop tenants (facilities)."""
 
 
-def _apply(db: Database, path: Path) -> None:
+def _apply(db: Database, path: Path) -> list[str]:
+    """Apply the tenant file(s) at `path`, saying what each did; returns their slugs."""
     try:
         results = apply_path(db, path)
     except TenantFileError as exc:
@@ -143,6 +147,7 @@ def _apply(db: Database, path: Path) -> None:
         fail(f"{exc.path}: nothing was applied:\n  {lines}")
     for result in results:
         err.print(f"{result.slug}: {result.outcome.value}  ({result.source})")
+    return [result.slug for result in results]
 
 
 @tenant.command("apply")
@@ -694,16 +699,15 @@ def demo_credentials_path(settings: Settings) -> Path:
     return settings.home / "demo-credentials.txt"
 
 
-def _ensure_demo_accounts(db: Database, settings: Settings) -> Path:
-    """Demo accounts for every role, random passwords and TOTP secrets, written once (0600); the nurse
-    of each facility works on its main ward (`main_ward`)."""
+def _ensure_demo_accounts(db: Database, settings: Settings, slugs: list[str]) -> Path:
+    """Demo accounts for every role of the demo facilities `slugs` and of the appliance, random passwords and
+    TOTP secrets, written once (0600); the nurse of each facility works on its main ward (`main_ward`)."""
     from appliance.layers.nursing.views import main_ward
 
     path = demo_credentials_path(settings)
     if path.exists():
         return path
     policy = _policy(settings)
-    slugs = active_slugs(db)
     lines = ["# HealthOS demo accounts: generated on this machine, shown once here. Demo use only.",
              "# e-mail\tpassword\tTOTP secret (add it to an authenticator app, or run `healthos demo code EMAIL`)"]
     people = [(role, slug) for slug in slugs for role in DEMO_TENANT_ROLES]

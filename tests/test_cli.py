@@ -123,13 +123,19 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
-    """The README's run command, end to end: a fresh home, the demo facilities, /ready answers 200."""
+    """The README's run command, end to end: a fresh home, the demo facilities, /ready answers 200. A facility
+    the operator applied from its own file first stays untouched: it had got 300 fictional patients and demo
+    accounts whose passwords sit in the credentials file."""
     # Not under pytest's tmp_path: pytest re-tightens its base directory to 0700 whenever another
     # pytest process starts, which would lock the server's system user out of its data directory.
     home = Path(tempfile.mkdtemp(prefix="healthos-up-"))
     port = _free_port()
     env = {**os.environ, "HEALTHOS_HOME": str(home)}
     env.pop("HEALTHOS_DATABASE_URL", None)
+    real = make_tenant_config()
+    (home / "real.toml").write_text(tenant_toml(real))
+    subprocess.run([sys.executable, "-m", "appliance.cli", "tenant", "apply", str(home / "real.toml")], env=env,
+                   cwd=REPO, check=True, capture_output=True, timeout=180)
     process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "up", "--demo", "--port", str(port)],
                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -163,12 +169,17 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
                 machines = conn.execute(sa.text(
                     "SELECT count(*) FILTER (WHERE disabled_at IS NULL OR password_hash IS NOT NULL), count(*) "
                     "FROM control.account WHERE kind = 'machine'")).one()
+                real_patients = conn.execute(
+                    sa.text(f"SELECT count(*) FROM {tenant_schema(real.slug)}.patient")).scalar()
+                real_members = conn.execute(sa.text("SELECT count(*) FROM control.membership WHERE tenant = :t"),
+                                            {"t": real.slug}).scalar()
         finally:
             running.engine.dispose()
         assert len(nurses) >= 3 and all(ward not in (None, "ED") for _, ward in nurses), nurses
         assert len(nameless) >= 3 and not any(nameless.values()), nameless
         assert machines[0] == 0 and machines[1] >= 3 * 5, machines
         assert linked == 1
+        assert (real_patients, real_members) == (0, 0)
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=60)
