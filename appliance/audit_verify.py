@@ -986,6 +986,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     say(report.summary())
+    span = package.get("range") or {}
+    if report.ok and not span.get("complete", True):
+        # A part reads like a whole log in the line above: say which part, and what a part cannot prove.
+        say(f"this is part of the log: the events recorded from {span.get('since') or 'its start'} until "
+            f"{span.get('until') or 'the export'}, positions {span.get('first_position')}..{span.get('last_position')} "
+            f"of the {span.get('anchor_size')} its latest checkpoint covers; each is proven to be in the signed log, "
+            "but not that no other event of that time lies just outside those positions")
     if held and report.ok:
         # Without this line a run with --checkpoints reads exactly like one without: the regulator could
         # not tell that the kept checkpoints were checked, which is what proves the log only grew.

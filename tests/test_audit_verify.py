@@ -135,6 +135,15 @@ def test_a_time_window_verifies_by_inclusion_and_consistency_proofs(evidence):
     assert report.events == 8 and report.verified_size == 20
 
 
+def test_a_time_window_says_it_is_part_of_the_log_and_what_a_part_cannot_prove(evidence, capsys):
+    assert audit_verify.main([str(evidence["partial"]), "--public-key", str(evidence["public_key"])]) == 0
+    printed = capsys.readouterr().out
+    assert "this is part of the log" in printed and "positions 12..19 of the 20" in printed, printed
+    assert "just outside those positions" in printed
+    assert audit_verify.main([str(evidence["package"]), "--public-key", str(evidence["public_key"])]) == 0
+    assert "part of the log" not in capsys.readouterr().out
+
+
 def test_checkpoints_kept_earlier_prove_the_log_only_grew(evidence, db, capsys):
     kept = evidence["dir"] / "kept-now.json"
     assert audit_verify.main([str(evidence["package"]), "--save-checkpoints", str(kept)]) == 0
