@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from appliance.substrate.db import SLUG_PATTERN
+from appliance.substrate.problems import validator_message
 
 FacilityType = Literal["referral_hospital", "district_hospital", "health_centre", "clinic"]
 WardKind = Literal["inpatient", "emergency", "maternity", "paediatric", "icu", "surgical", "outpatient"]
@@ -480,7 +481,7 @@ def _describe(error: dict) -> str:
     location = ""
     for part in error["loc"]:
         location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
-    message = error["msg"].removeprefix("Value error, ")
+    message = validator_message(error["msg"])
     if error["type"] == "extra_forbidden":
         message = "unknown field (check the spelling; see tenants/README.md for the fields)"
     elif error["type"] == "missing":

@@ -39,6 +39,7 @@ from appliance import __version__
 from appliance.substrate import audit, identity
 from appliance.substrate import backup as backups
 from appliance.substrate.migrate import CONTROL_SCHEMA, head, schema_revision, tenants_behind_head
+from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.tenancy import list_tenants
 from appliance.web.errors import problem, sentence
 
@@ -285,8 +286,7 @@ def _subject_out(card: identity.SubjectCard) -> SubjectOut:
 
 def _invalid_query(_: Request, exc: ValidationException) -> Response:
     errors = exc.extra if isinstance(exc.extra, list) else []
-    named = [e.get("key") for e in errors if isinstance(e, dict) and e.get("key")]
-    detail = f"invalid {', '.join(named)}: {errors[0].get('message')}" if named else exc.detail
+    detail = invalid_request_detail(errors, exc.detail)
     return problem(422, detail, errors=errors)
 
 

@@ -64,6 +64,7 @@ from appliance.substrate import identity
 from appliance.substrate.age import months_on, years_on
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
+from appliance.substrate.problems import validator_message
 from appliance.substrate.record import RecordError, note_access
 from appliance.substrate.tenancy import tenant_table
 from appliance.substrate.tenant_config import OrderableConfig
@@ -388,7 +389,7 @@ def field_errors(exc: ValidationError, rename: dict[tuple, str] | None = None) -
                 key = rename[loc[:length]]
                 break
         key = key or (str(loc[-1]) if loc else "form")
-        message = error["msg"].removeprefix("Value error, ")
+        message = validator_message(error["msg"])
         ctx = error.get("ctx", {})
         if error["type"] == "string_too_short" and ctx.get("min_length", 1) > 1:
             message = f"Give at least {ctx['min_length']} characters."

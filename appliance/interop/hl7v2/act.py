@@ -3,7 +3,6 @@ the record's refusals become AE answers naming the HL7 field the refused value c
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from appliance.interop.hl7v2.messages import (
 )
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
+from appliance.substrate.problems import validator_message
 from appliance.substrate.record import RecordError
 
 
@@ -94,7 +94,7 @@ def refusals(segment: str, sequence: int, fields: dict[str, tuple[int, str]]) ->
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else ""
         where = fields.get(name)
-        problem = re.sub(r"^(Value error|Assertion failed), ", "", first["msg"])
+        problem = validator_message(first["msg"])
         code = TABLE_VALUE_NOT_FOUND if first["type"] in {"literal_error", "enum"} else DATA_TYPE_ERROR
         raise not_applied(code, problem[:1].lower() + problem[1:], location=(segment, sequence, where[0])
                           if where else None, label=where[1] if where else None, private=True) from None

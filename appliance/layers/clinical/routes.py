@@ -70,6 +70,7 @@ from appliance.layers.clinical.schemas import (
     VitalSignsOut,
 )
 from appliance.substrate.principal import Principal
+from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
 from appliance.substrate.tenancy import facility_timezone
 
@@ -89,8 +90,7 @@ def _record_error(_: Request, exc: RecordError) -> Response:
 def _invalid_request(_: Request, exc: ValidationException) -> Response:
     # The request named a field wrongly (missing, wrong type, out of range): 422, naming each field.
     errors = exc.extra if isinstance(exc.extra, list) else []
-    named = [e.get("key") for e in errors if isinstance(e, dict) and e.get("key")]
-    detail = f"invalid {', '.join(named)}: {errors[0].get('message')}" if named else exc.detail
+    detail = invalid_request_detail(errors, exc.detail)
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, detail, errors=errors)
 
 

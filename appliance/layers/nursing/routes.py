@@ -55,6 +55,7 @@ from appliance.layers.nursing.schemas import (
 )
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
+from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
 from appliance.substrate.tenancy import tenant_table
 
@@ -94,12 +95,8 @@ def _record_error(_: Request, exc: RecordError) -> Response:
 
 def _invalid_request(_: Request, exc: ValidationException) -> Response:
     errors = exc.extra if isinstance(exc.extra, list) else []
-    named = [e.get("key") for e in errors if isinstance(e, dict) and e.get("key")]
-    messages = [str(e.get("message", "")).removeprefix("Value error, ") for e in errors if isinstance(e, dict)]
-    if named:
-        detail = f"invalid {', '.join(named)}: {messages[0]}"
-    else:  # a rule across fields (a refusal without its reason): the rule's own words
-        detail = messages[0] if messages and messages[0] else exc.detail
+    # A rule across fields (a refusal without its reason) is said in the rule's own words.
+    detail = invalid_request_detail(errors, exc.detail)
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, detail, errors=errors)
 
 

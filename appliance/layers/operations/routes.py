@@ -69,6 +69,7 @@ from appliance.layers.operations.schemas import (
 from appliance.substrate.db import Database
 from appliance.substrate.kpis import KpiDefinition, load_definitions
 from appliance.substrate.principal import Principal
+from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
 from appliance.substrate.tenancy import facility_timezone
 
@@ -87,8 +88,7 @@ def _record_error(_: Request, exc: RecordError) -> Response:
 
 def _invalid_request(_: Request, exc: ValidationException) -> Response:
     errors = exc.extra if isinstance(exc.extra, list) else []
-    named = [e.get("key") for e in errors if isinstance(e, dict) and e.get("key")]
-    detail = f"invalid {', '.join(named)}: {errors[0].get('message')}" if named else exc.detail
+    detail = invalid_request_detail(errors, exc.detail)
     return _problem(HTTP_422_UNPROCESSABLE_ENTITY, detail, errors=errors)
 
 
