@@ -353,6 +353,10 @@ def audit_verify(settings: Settings, tenant: str | None, held_files: tuple[Path,
             latest = max(kept, key=lambda checkpoint: checkpoint.size)
             out.print(f"the log only grew since the {len(kept)} checkpoint(s) kept earlier: each is a prefix of it, "
                       f"the latest kept at size {latest.size}, signed {latest.time}", markup=False, soft_wrap=True)
+        if decrypt:
+            out.print(f"{report.decrypted} of {report.events} event bodies authenticated under their data keys"
+                      + ("" if report.decrypted == report.events else
+                         " (the others' keys were destroyed with their facility)"), markup=False, soft_wrap=True)
     if not all(report.ok for report in reports):
         sys.exit(1)
 

@@ -175,9 +175,11 @@ def test_the_log_growing_after_the_kept_checkpoints_verifies(db, tenant_factory,
     assert audit_verify.main([str(package), "--checkpoints", str(held)]) == 0
 
 
-def test_kept_checkpoints_are_checked_against_the_log_their_file_names(db, tenant_factory, healthos, tmp_path: Path):
+def test_audit_verify_checks_a_kept_file_against_its_log_and_says_what_it_proved(db, tenant_factory, healthos,
+                                                                                 tmp_path: Path):
     """A facility's kept file, brought to `audit verify` without --tenant, was checked against the appliance's
-    own log and reported as tampering; the file names its log, and the output says the log only grew."""
+    own log and reported as tampering; the file names its log, and the output says the log only grew (and,
+    with --decrypt, that the bodies were authenticated: both runs read exactly like a plain one)."""
     slug = tenant_factory().slug
     fill(db, slug, (5,))
     held = tmp_path / "kept.json"
@@ -186,6 +188,8 @@ def test_kept_checkpoints_are_checked_against_the_log_their_file_names(db, tenan
     assert result.exit_code == 0 and result.stdout.startswith("OK"), result.output
     assert f"(tenant {slug})" in result.stdout
     assert "the log only grew since the 1 checkpoint(s) kept earlier" in result.stdout
+    decrypted = healthos("audit", "verify", "--tenant", slug, "--decrypt")
+    assert decrypted.exit_code == 0 and "5 of 5 event bodies authenticated" in decrypted.stdout, decrypted.output
     wrong = healthos("audit", "verify", "--tenant", "another_facility", "--checkpoints", held)
     assert wrong.exit_code != 0 and f"checkpoints of tenant {slug}, not of tenant another_facility" in wrong.output
 
