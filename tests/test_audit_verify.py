@@ -371,3 +371,43 @@ def test_a_run_at_a_time_builds_the_same_tree_as_a_leaf_at_a_time(total, cuts):
         start += cut
         if start >= total:
             break
+
+
+def test_a_period_cut_short_at_either_edge_is_caught(evidence, db, tmp_path: Path):
+    """A period's package proves that the events just outside its positions were recorded outside the period:
+    leaving out its first event (and moving first_position up) fails whether the edge is dropped or the left-out
+    event poses as the edge, and so does leaving out the last event of a period that ends before the log does."""
+    key = pinned(evidence)
+    whole = load(evidence["partial"])
+    assert [(edge["side"], edge["position"]) for edge in whole["edges"]] == [("before", 11)]
+    assert audit_verify.verify_package(whole, public_key=key).ok
+
+    def cut_first(package: dict) -> dict:
+        left_out = package["events"].pop(0)
+        package["range"]["first_position"] = left_out["position"] + 1
+        return left_out
+
+    dropped = load(evidence["partial"])
+    cut_first(dropped)
+    report = audit_verify.verify_package(dropped, public_key=key)
+    assert [(p.kind, p.position) for p in report.problems] == [("edge", 12)], report.problems
+    assert "an event of the period may have been left out" in report.first_problem.message
+    posing = load(evidence["partial"])
+    posing["edges"] = [{"side": "before", **cut_first(posing)}]  # its proof is good: only its time betrays it
+    report = audit_verify.verify_package(posing, public_key=key)
+    assert [(p.kind, p.position) for p in report.problems] == [("edge", 12)], report.problems
+    assert "within the period: it was left out of the package" in report.first_problem.message
+    bare = load(evidence["partial"])
+    del bare["edges"]
+    assert [p.kind for p in audit_verify.verify_package(bare, public_key=key).problems] == ["edge"]
+
+    until = tmp_path / "until.json"
+    audit.export(db, evidence["slug"], until, until=datetime.fromisoformat(whole["range"]["since"]))
+    early = load(until)
+    assert (early["range"]["first_position"], early["range"]["last_position"]) == (0, 11)
+    assert [(edge["side"], edge["position"]) for edge in early["edges"]] == [("after", 12)]
+    assert audit_verify.verify_package(early, public_key=key).ok
+    early["events"].pop()
+    early["range"]["last_position"] = 10
+    report = audit_verify.verify_package(early, public_key=key)
+    assert [(p.kind, p.position) for p in report.problems] == [("edge", 11)], report.problems

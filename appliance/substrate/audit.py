@@ -1053,15 +1053,16 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
             if not row.present:  # the log names this event but its row is gone: say so, as verify does
                 package["events"].append({"position": row.position, "seq": row.seq, "missing": True})
                 continue
-            item = {"position": row.position, "seq": row.seq,
-                    "header": event_header(log_id=target.log_id, tenant=target.tenant, seq=row.seq, time=row.at,
-                                           event_type=row.event_type, key_id=row.key_id,
-                                           patient_ref=row.patient_ref).decode("ascii"),
-                    "nonce": _b64(row.nonce), "body": _b64(row.body), "hash": row.leaf_hash.hex()}
-            if tree is not None:
-                item["proof"] = [h.hex() for h in tree.inclusion(row.position, anchor.size)]
-            package["events"].append(item)
+            package["events"].append(_package_item(target, row, tree, anchor))
             key_ids.add(row.key_id)
+        if tree is not None and first <= last:
+            # The events just outside the window, proven in the log like those inside: their times show the
+            # window was not cut short — an export that left out the first or last event of the period would
+            # have to present that event as the edge, and its time would give it away. Their bodies stay
+            # sealed (no data key is sent for them alone).
+            package["edges"] = [{"side": side, **_package_item(target, row, tree, anchor)}
+                                for side, at in (("before", first - 1), ("after", last + 1))
+                                if 0 <= at < anchor.size for row in _event_rows(conn, target, at, at) if row.present]
         if complete:
             package["unpositioned"] = _unpositioned(conn, target)
             key_ids |= {item.pop("key") for item in package["unpositioned"]}
@@ -1079,6 +1080,19 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
 
 def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
+
+
+def _package_item(target: _Log, row, tree: _Tree | None, anchor: Checkpoint | None) -> dict:
+    """One event of an evidence package: its header, sealed body and hash, and (a partial package) its
+    inclusion proof to the anchor checkpoint."""
+    item = {"position": row.position, "seq": row.seq,
+            "header": event_header(log_id=target.log_id, tenant=target.tenant, seq=row.seq, time=row.at,
+                                   event_type=row.event_type, key_id=row.key_id,
+                                   patient_ref=row.patient_ref).decode("ascii"),
+            "nonce": _b64(row.nonce), "body": _b64(row.body), "hash": row.leaf_hash.hex()}
+    if tree is not None:
+        item["proof"] = [h.hex() for h in tree.inclusion(row.position, anchor.size)]
+    return item
 
 
 def _position_window(conn: Connection, target: _Log, since, until, anchor_size: int) -> tuple[int, int]:
