@@ -15,3 +15,14 @@ def years_on(born: dt.date, day: dt.date) -> int:
 def months_on(born: dt.date, day: dt.date) -> int:
     """Age in whole months on `day`."""
     return (day.year - born.year) * 12 + day.month - born.month - (day.day < born.day)
+
+
+def age_label(born: dt.date, day: dt.date) -> str:
+    """The age a list shows: "7 y" from two years, "5 mo" under two, "12 d" in the first month."""
+    years = years_on(born, day)
+    if years >= 2:
+        return f"{years} y"
+    months = months_on(born, day)
+    if months >= 1:
+        return f"{months} mo"
+    return f"{(day - born).days} d"

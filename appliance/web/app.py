@@ -23,6 +23,7 @@ from litestar.template.config import TemplateConfig
 
 from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
+from appliance.layers.clinical.lab_routes import LabController
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
@@ -41,6 +42,7 @@ from appliance.web import (
     discharge,
     errors,
     growth,
+    lab,
     me,
     national,
     nursing,
@@ -60,10 +62,10 @@ from appliance.web.context import close_uploads_middleware, request_context_midd
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
                   *national.ROUTES, *me.ROUTES,
-                  OperationsController, FinancialController, ClinicalController, NursingController,
+                  OperationsController, FinancialController, ClinicalController, LabController, NursingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
-                  today.todays_router,
+                  lab.lab_router, today.todays_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

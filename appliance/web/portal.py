@@ -61,7 +61,7 @@ from appliance.layers.clinical.schemas import (
 )
 from appliance.layers.operations import service as operations
 from appliance.substrate import identity
-from appliance.substrate.age import months_on, years_on
+from appliance.substrate.age import age_label
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
@@ -139,13 +139,7 @@ class Clock:
         return self.local(value).isoformat(timespec="minutes") if value else ""
 
     def age(self, birth: dt.date) -> str:
-        years = years_on(birth, self.today)
-        if years >= 2:
-            return f"{years} y"
-        months = months_on(birth, self.today)
-        if months >= 1:
-            return f"{months} mo"
-        return f"{(self.today - birth).days} d"
+        return age_label(birth, self.today)
 
 
 def people_named(db: Database, ids: set) -> dict:

@@ -132,3 +132,23 @@ def test_t0024_adds_the_oedema_grade_and_its_checks_and_keeps_the_findings_recor
                         "vital_signs_oedema_grade_is_present"]
     assert graded == (True, 3)
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+
+
+def test_t0025_adds_the_specimen_receipt_append_only_and_its_downgrade_takes_it_away(db: Database, tenant_a):
+    """t0025 (the laboratory's receipt of a specimen) runs both ways on a schema at head, and the tenant role
+    may append to the table but neither rewrite nor remove a receipt."""
+    t0025 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0025_specimen_receipt")
+    schema = tenant_schema(tenant_a.slug)
+    exists = sa.text("SELECT to_regclass(:table) IS NOT NULL")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0025.downgrade()
+            downgraded = conn.execute(exists, {"table": f"{schema}.specimen_receipt"}).scalar()
+            t0025.upgrade()
+        upgraded = conn.execute(exists, {"table": f"{schema}.specimen_receipt"}).scalar()
+    assert (downgraded, upgraded) == (False, True)
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE specimen_receipt SET note = 'x'", "DELETE FROM specimen_receipt"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

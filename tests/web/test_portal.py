@@ -844,6 +844,11 @@ PAGES += ["/pharmacy", "/pharmacy/stock", "/patients/{pid}/dispensing"]
 FORMS += ["/pharmacy/dispenses", "/pharmacy/dispenses/{any}/reversal", "/pharmacy/items",
           "/pharmacy/items/{any}/receipts", "/pharmacy/items/{any}/adjustments"]
 
+# The laboratory bench (appliance/web/lab.py), a lab technician's (and a clinician's) page and forms; receiving,
+# entering and correcting with real ids, and another facility's lab technician, are in tests/web/test_lab.py.
+PAGES += ["/lab"]
+FORMS += ["/lab/orders/{any}/receipt", "/lab/orders/{any}/results", "/lab/results/{any}/correction"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

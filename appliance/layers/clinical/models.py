@@ -262,6 +262,16 @@ result_disclosure = sa.Table(
     sa.Index("result_disclosure_result_idx", "result_id"),
 )
 
+specimen_receipt = sa.Table(
+    "specimen_receipt",
+    tenant_metadata,
+    _entry_key(),
+    # The laboratory received the specimen of a lab order (the entry's author and time: who, when).
+    sa.Column("service_request_id", sa.Uuid, nullable=False),  # root id of the order
+    sa.Column("note", sa.Text, nullable=True),  # patient data: the specimen's state (haemolysed, clotted)
+    sa.Index("specimen_receipt_service_request_idx", "service_request_id"),
+)
+
 vital_signs = sa.Table(
     "vital_signs",
     tenant_metadata,
@@ -349,6 +359,7 @@ KINDS: dict[str, sa.Table | None] = {
     "result": result,
     "result_signoff": result_signoff,
     "result_disclosure": result_disclosure,
+    "specimen_receipt": specimen_receipt,
     "vital_signs": vital_signs,
     "note": note,
 }

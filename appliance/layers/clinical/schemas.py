@@ -669,3 +669,92 @@ class ChartSummary(BaseModel):
     results: list[ChartResultOut]
     open_orders: list[ServiceRequestOut]
     encounters: list[EncounterOut]
+
+
+# -- the laboratory bench ----------------------------------------------------------------------------
+
+LabState = Literal["awaiting_specimen", "specimen_received", "resulted"]
+# An order read by its id may also be done with: every result of it signed off (it has left the worklist).
+LabOrderState = Literal["awaiting_specimen", "specimen_received", "resulted", "signed_off"]
+
+
+class SpecimenReceiptIn(_In):
+    note: str | None = Field(default=None, max_length=500, description="the specimen's state: haemolysed, clotted")
+
+
+class BenchValueIn(_In):
+    code: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code of the component")]
+    value: Decimal | str = Field(union_mode="left_to_right")
+
+
+class BenchResultsIn(_In):
+    """The results of one order, every component entered in one act: all are recorded, or (one refused)
+    none. A component left out was not done."""
+
+    results: list[BenchValueIn] = Field(min_length=1, max_length=60)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ResultCorrectionIn(_In):
+    value: Decimal | str = Field(union_mode="left_to_right")
+    reason: Reason
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class BenchAnalyteOut(_Out):
+    """A component of the test as the catalogue defines it: what the bench enters a value for."""
+
+    code: str
+    name: str
+    unit: str | None
+    low: float | None
+    high: float | None
+    choices: list[str]
+
+
+class BenchResultOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    code: str
+    display: str
+    value_numeric: Decimal | None
+    value_text: str | None
+    unit: str | None
+    reference_low: Decimal | None
+    reference_high: Decimal | None
+    flag: str | None
+    recorded_at: dt.datetime
+    corrected: bool
+    signed: bool
+
+
+class LabOrderOut(_Out):
+    """An order as the laboratory sees it: the patient named enough to match the specimen's label (name,
+    MRN, sex, age), the test and who asked for it, and where it stands. Nothing else of the chart."""
+
+    id: uuid.UUID  # the order's root id
+    patient_id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+    sex: str
+    age: str
+    code: str
+    display: str
+    priority: str
+    ordered_at: dt.datetime
+    ordered_by: uuid.UUID
+    location: str | None  # the ward, else the kind of visit
+    state: LabOrderState
+    received_at: dt.datetime | None
+    received_by: uuid.UUID | None
+    specimen_note: str | None
+    results: list[BenchResultOut]
+    analytes: list[BenchAnalyteOut] = Field(default_factory=list)
+
+
+class LabWorklistOut(_Out):
+    state: LabState | None
+    orders: list[LabOrderOut]
+    counts: dict[str, int]
+    cut_short: bool

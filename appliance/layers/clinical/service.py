@@ -904,9 +904,45 @@ def _flag(value: Decimal | str, definition: Any, low: Decimal | None, high: Deci
     return None
 
 
+# A result just written: nobody has reviewed it or given it to the patient.
+_UNREVIEWED = {"signed_by": None, "signed_at": None, "disclosure_id": None, "disclosed_by": None, "disclosed_at": None}
+
+
 def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ResultIn) -> dict:
     """One analyte's result, with the unit, reference range and abnormal flag; the range and unit come
     from the catalogue unless the lab sends its own."""
+    detail, encounter_id = _result_detail(conn, patient_id, data)
+    appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
+                             detail=detail)
+    return _entry_dict(appended) | _UNREVIEWED
+
+
+def correct_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
+                   data: ResultIn, reason: str) -> dict:
+    """The next version of a result with a corrected value (the laboratory misread or mistyped it), read
+    against the catalogue and flagged as a new result is. It answers the same order and analyte, waits for
+    review again (a sign-off is of the version signed), and the version corrected stays in the history."""
+    found = _version_of(conn, patient_id, entry_id, "result")
+    if not record.is_current(conn, entry_id):
+        raise Conflict("this version of the result has been corrected since: correct the current one",
+                       entry_id=str(entry_id))
+    before = conn.execute(sa.select(result.c.code, result.c.service_request_id)
+                          .where(result.c.entry_id == entry_id)).first()
+    if before is None:  # the id of a retraction: the result it withdrew is not there to correct
+        raise NotFound(f"no result {entry_id} in force on this patient's chart", entry_id=str(entry_id))
+    if data.code != before.code:
+        raise Invalid(f"a correction keeps the analyte ({before.code}); record another analyte as its own result",
+                      field="code")
+    detail, _ = _result_detail(conn, patient_id,
+                               data.model_copy(update={"service_request_id": before.service_request_id}))
+    appended = record.append(conn, principal, "result", patient_id=patient_id, detail=detail, supersedes=entry_id,
+                             reason=reason, encounter_id=found["encounter_id"])
+    return _entry_dict(appended) | _record_of(conn, appended.root_id) | _UNREVIEWED
+
+
+def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn) -> tuple[dict, uuid.UUID | None]:
+    """A result's detail as the record keeps it (the catalogue's name, unit, range and flag unless the
+    sender gave its own), and the encounter it belongs to; refuses what the catalogue cannot take."""
     require_chart(conn, patient_id, data.encounter_id)
     ordered_code = None
     order_root = None
@@ -949,10 +985,7 @@ def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID,
         "unit": unit if isinstance(value, Decimal) else None, "reference_low": low, "reference_high": high,
         "flag": _result_flag(data.flag, _flag(value, definition, low, high)), "note": data.note,
     }
-    appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
-                             detail=detail)
-    return _entry_dict(appended) | {"signed_by": None, "signed_at": None, "disclosure_id": None, "disclosed_by": None,
-                                    "disclosed_at": None}
+    return detail, encounter_id
 
 
 def _result_flag(sent: str | None, computed: str | None) -> str | None:

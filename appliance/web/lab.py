@@ -1,0 +1,152 @@
+"""The laboratory bench in the tenant portal, under `/t/{tenant}/lab`: the facility's open lab orders (STAT
+first, then the oldest), filtered by state, with a button to receive each one's specimen, the form to enter
+the results of its test's components once received, and a form to correct a result waiting for sign-off.
+
+It keeps the portal's rules (appliance/web/portal.py): server-rendered, no script, each route declares the
+permission the laboratory API declares for the same act (ACC-021's `clinical.lab.*`), forms carry the CSRF
+token and Post/Redirect/Get, and a refusal is the page again with its sentence at the top and beside the
+component at fault, everything typed kept (409, 422), nothing written. The record is read and written only
+through the clinical layer's `lab` service, which audits each patient listed and each act. No page here is
+a patient's: the bench shows name, MRN, sex and age beside the test, and links to no chart (a laboratory
+technician may open none; a clinician finds the chart from their own pages).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from litestar import Response, Router, get, post
+from litestar.params import QueryParameter
+from litestar.response import Template
+from pydantic import ValidationError
+
+from appliance.layers.clinical import lab
+from appliance.layers.clinical.schemas import BenchResultsIn, ResultCorrectionIn
+from appliance.substrate.record import RecordError
+from appliance.web import portal
+from appliance.web.errors import error_page
+from appliance.web.portal import (
+    HELPERS,
+    Asking,
+    FormData,
+    Id,
+    Tenant,
+    form_values,
+    page,
+    people_named,
+    see_other,
+)
+
+portal.NAV.append(portal.NavItem("Laboratory", "lab", "Lab worklist", "/lab", "clinical.lab.read"))
+portal.NOTICES.update({
+    "specimen-received": "Specimen received: the order waits for its results.",
+    "lab-resulted": "Results recorded; they wait for the clinician's review and sign-off.",
+    "lab-corrected": "Result corrected; the corrected value waits for review again, the earlier one kept in its "
+                     "history.",
+})
+
+
+def _today(request: Asking, tenant: str) -> dt.date:
+    return portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+
+
+def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, status: int = 200,
+                   refusal: str | None = None, form: str = "", values: dict | None = None,
+                   errors: dict | None = None) -> Template:
+    with request.app.state.db.tenant(tenant) as conn:
+        listed = lab.worklist(conn, request.user, today=_today(request, tenant), state=state)
+    names = people_named(request.app.state.db, {o["ordered_by"] for o in listed["orders"]}
+                         | {o["received_by"] for o in listed["orders"]})
+    return page(request, "lab/worklist.html", status=status, active="lab", listed=listed, state=state,
+                states=lab.STATES, state_words=lab.STATE_WORDS, names=names, refusal=refusal, form=form,
+                values=values or {}, errors=errors or {}, **HELPERS)
+
+
+@get("/lab", operation_id="PortalLabWorklist", opt={"permission": "clinical.lab.read"}, sync_to_thread=True,
+     include_in_schema=False)
+def worklist_page(request: Asking, tenant: Tenant,
+                  order_state: Annotated[str, QueryParameter(name="state")] = "") -> Template | Response:
+    """The facility's open lab orders; `?state=` keeps awaiting_specimen, specimen_received or resulted."""
+    state = order_state.strip()
+    if state and state not in lab.STATES:
+        return error_page(request, 400, f"show the orders {', '.join(lab.STATE_WORDS[s].lower() for s in lab.STATES)}"
+                                        f" or all of them; the address asked for {state[:40]!r}")
+    return _worklist_page(request, tenant, state or None)
+
+
+def _sentence(detail: str) -> str:
+    return detail[0].upper() + detail[1:] + ("" if detail.endswith(".") else ".")
+
+
+def _act(request: Asking, tenant: str, act, done: str, *, form: str = "", values: dict | None = None,
+         field_of=None) -> Response:
+    """A bench form's act in one transaction; refused (409, 422), the worklist again with the sentence at its
+    top and, where the refusal names a component, beside that component's field."""
+    try:
+        with request.app.state.db.tenant(tenant) as conn:
+            act(conn)
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        errors = {field_of(exc): _sentence(exc.detail)} if field_of and field_of(exc) else {}
+        return _worklist_page(request, tenant, status=exc.status, refusal=_sentence(exc.detail), form=form,
+                              values=values, errors=errors)
+    return see_other(request, f"/t/{tenant}/lab?done={done}")
+
+
+@post("/lab/orders/{order_id:uuid}/receipt", operation_id="PortalLabReceiveSpecimen",
+      opt={"permission": "clinical.lab.receive"}, sync_to_thread=True, include_in_schema=False)
+def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    note = values.get("note")
+    if isinstance(note, str) and len(note) > 500:
+        return _worklist_page(request, tenant, status=422, refusal="Say the specimen's state in at most 500 "
+                                                                   "characters.")
+    return _act(request, tenant, lambda conn: lab.receive_specimen(conn, request.user, order_id, note=note,
+                                                                   today=_today(request, tenant)), "specimen-received")
+
+
+@post("/lab/orders/{order_id:uuid}/results", operation_id="PortalLabEnterResults",
+      opt={"permission": "clinical.lab.result"}, sync_to_thread=True, include_in_schema=False)
+def enter_results(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
+    """Every component typed, recorded together or not at all; a component left blank was not done."""
+    values = form_values(data)
+    form = f"results-{order_id}"
+    given = [{"code": key.removeprefix("v."), "value": value} for key, value in values.items()
+             if key.startswith("v.") and value not in (None, "")]
+    if not given:
+        return _worklist_page(request, tenant, status=422, refusal="Enter a value for at least one of the test's "
+                                                                   "results.", form=form, values=values)
+    try:
+        asked = BenchResultsIn.model_validate({"results": given, "note": values.get("note")})
+    except ValidationError as exc:
+        return _worklist_page(request, tenant, status=422, form=form, values=values,
+                              refusal=" ".join(portal.field_errors(exc).values()))
+    return _act(request, tenant, lambda conn: lab.enter_results(conn, request.user, order_id, asked,
+                                                                today=_today(request, tenant)),
+                "lab-resulted", form=form, values=values,
+                field_of=lambda exc: f"v.{exc.extra['component']}" if exc.extra.get("component") else None)
+
+
+@post("/lab/results/{result_id:uuid}/correction", operation_id="PortalLabCorrectResult",
+      opt={"permission": "clinical.lab.result"}, sync_to_thread=True, include_in_schema=False)
+def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    form = f"correct-{result_id}"
+    try:
+        asked = ResultCorrectionIn.model_validate({"value": values.get("value") or "", "reason": values.get("reason"),
+                                                   "note": values.get("note")})
+    except ValidationError as exc:
+        named = portal.field_errors(exc)
+        return _worklist_page(request, tenant, status=422, form=form, values=values, errors=named,
+                              refusal=" ".join(f"{k.capitalize()}: {v}" for k, v in named.items()))
+    return _act(request, tenant, lambda conn: lab.correct_result(conn, request.user, result_id, asked,
+                                                                 today=_today(request, tenant)),
+                "lab-corrected", form=form, values=values, field_of=lambda exc: "value")
+
+
+ROUTES = [worklist_page, receive, enter_results, correct]
+
+lab_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
+                    tags=["portal"], include_in_schema=False)

@@ -1,0 +1,68 @@
+"""The laboratory bench in a real browser (Debian's chromium, headless) against the appliance served over HTTP:
+a lab technician signs in and lands on the lab worklist, receives the specimen of a full blood count, enters
+its three results (a mistyped platelet count refused beside its field, the others kept as typed), and the
+ordering clinician finds them on their list of results to review."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
+from appliance.substrate.principal import Principal
+from tests.e2e.conftest import Journey, Watch
+from tests.e2e.test_journeys import new_page, sign_in
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_lab_technician_receives_a_specimen_and_enters_a_blood_count(browser, live_server, clinic, db,
+                                                                        person_factory):
+    technician, doctor = person_factory("lab_technician", clinic.slug), person_factory("clinician", clinic.slug)
+    ordering = Principal(account_id=doctor.account_id, kind="staff", display_name="Test", tenant=clinic.slug,
+                         role="clinician")
+    with db.tenant(clinic.slug) as conn:
+        patient_id = service.register_patient(conn, ordering, PatientIn.model_validate({
+            "family_name": "Nafula", "given_names": "Rose", "birth_date": "1994-02-11", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": "31877402"}]}))["id"]
+        visit = service.open_encounter(conn, ordering, patient_id, EncounterIn(encounter_class="outpatient"))
+        order = service.order_test(conn, ordering, patient_id, ServiceRequestIn(
+            code="58410-2", priority="urgent", encounter_id=visit["id"]))["id"]
+    journey, watch = Journey("lab-bench"), Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, technician, journey)
+    page.get_by_role("link", name=re.compile("Open the portal")).click()
+    page.wait_for_url(re.compile(r"/lab$"))
+    card = page.locator(f"#lab-{order}")
+    assert "NAFULA, Rose" in card.inner_text() and "Awaiting specimen" in card.inner_text()
+    journey.shot(page, "worklist")
+
+    card.get_by_role("button", name=re.compile("Specimen received")).click()
+    page.wait_for_url(re.compile(r"/lab\?done=specimen-received$"))
+    card = page.locator(f"#lab-{order}")
+    card.locator("summary", has_text="Enter results").click()
+    card.get_by_label("Haemoglobin").fill("8.9")
+    card.get_by_label("White cell count").fill("6.2")
+    card.get_by_label("Platelets").fill("2OO")  # letters O for zeros
+    card.get_by_role("button", name=re.compile("Record results")).click()
+    error = page.locator("#v\\.777-3-error")
+    assert "Platelets is a number" in error.inner_text()
+    assert page.locator(f"#results-{order}-718-7").input_value() == "8.9"
+    journey.shot(page, "refused-beside-platelets")
+    page.locator(f"#results-{order}-777-3").fill("200")
+    page.get_by_role("button", name=re.compile("Record results")).click()
+    page.wait_for_url(re.compile(r"/lab\?done=lab-resulted$"))
+    card = page.locator(f"#lab-{order}")
+    assert "Resulted: awaiting sign-off" in card.inner_text() and "Low" in card.inner_text()
+    journey.shot(page, "resulted")
+    context.close()
+
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, doctor)
+    page.goto(f"{live_server}/t/{clinic.slug}/today")
+    review = page.locator("#results-to-review")
+    assert "Haemoglobin" in review.inner_text() and "NAFULA" in review.inner_text().upper()
+    context.close()
+    watch.assert_clean(provoked={422})  # the mistyped platelet count

@@ -1,0 +1,213 @@
+"""The laboratory bench over real HTTP and the real record (appliance/layers/clinical/lab.py): the lab
+technician's role holds the bench and nothing of the chart; the worklist's order, states and audit; receiving a
+specimen; a panel's results entered in one act (one bad value: 422 naming the component, nothing written) and
+flagged as record_result flags them; a correction; the results reaching the clinician's review list and the
+lab turnaround KPI; and another facility's credentials and guessed ids refused on every route."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service, worklist
+from appliance.layers.clinical.schemas import EncounterIn, ServiceRequestIn
+from appliance.substrate import audit, kpis
+from appliance.substrate.principal import Principal
+from tests.layers.clinical.conftest import born_years_ago, new_patient
+
+LAB = "/api/t/{tenant}/lab"
+FBC, HB, WCC, PLT, GLUCOSE, SMEAR, XRAY = "58410-2", "718-7", "6690-2", "777-3", "2345-7", "32700-7", "36643-5"
+
+
+@pytest.fixture(scope="module")
+def doctor(facility, person_factory) -> Principal:
+    """A clinician with an account of their own: the review list is of the orders they placed."""
+    person = person_factory("clinician", facility.slug)
+    return Principal(account_id=person.account_id, kind="staff", display_name="Dr Lab Orders", tenant=facility.slug,
+                     role="clinician")
+
+
+@pytest.fixture(scope="module")
+def bench(db, facility, doctor) -> dict:
+    """A patient seen today with a routine blood count, a STAT glucose, a routine malaria smear and a chest
+    X-ray (imaging: not the laboratory's); a second patient with a routine smear ordered earlier."""
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Achieng", given_names="Grace", sex="female",
+                              birth_date=born_years_ago(34))
+        visit = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        earlier = new_patient(conn, doctor, family_name="Barasa", given_names="Tom", sex="male",
+                              birth_date=born_years_ago(3))
+        smear_first = service.order_test(conn, doctor, earlier["id"], ServiceRequestIn(code=SMEAR))
+    orders = {}
+    for code in (FBC, GLUCOSE, SMEAR, XRAY):  # a transaction each: an order's time is its transaction's
+        with db.tenant(facility.slug) as conn:
+            orders[code] = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(
+                code=code, priority="stat" if code == GLUCOSE else "routine", encounter_id=visit["id"]))["id"]
+    return {"patient": patient["id"], "earlier": earlier["id"], "first_smear": smear_first["id"], **orders}
+
+
+@pytest.fixture(scope="module")
+def lab(app, db, facility, policy):
+    """The facility's lab technician's API client (a token with the role's permissions)."""
+    from litestar.testing import TestClient
+
+    from appliance.substrate import identity
+
+    with db.control() as conn:
+        machine = identity.create_account(conn, policy, kind="machine", display_name="Bench", role="facility_admin",
+                                          email=f"lab-{uuid.uuid4().hex[:8]}@test.invalid", tenant=facility.slug)
+        token = identity.issue_api_token(conn, account_id=machine.account_id, tenant=facility.slug, name="bench",
+                                         permissions=sorted(policy.permissions_of("lab_technician")))
+    client = TestClient(app=app, raise_server_exceptions=False)
+    client.headers["authorization"] = f"Bearer {token}"
+    return client
+
+
+def _results_of(db, facility, order_id) -> list:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT code, flag FROM result WHERE service_request_id = :o ORDER BY code"),
+                            {"o": order_id}).all()
+
+
+def test_the_lab_technician_holds_the_bench_and_nothing_of_the_chart(policy, lab, token_client, facility, bench):
+    assert policy.permissions_of("lab_technician") == {"clinical.lab.read", "clinical.lab.receive",
+                                                       "clinical.lab.result", "identity.session.read",
+                                                       "identity.session.revoke", "operations.ward.read"}
+    patient = f"/api/t/{facility.slug}/patients/{bench['patient']}"
+    for path in ("/chart", "/results", "/orders", ""):
+        assert lab.get(patient + path).status_code == 403, path
+    assert lab.get(patient + "/chart", headers={"x-break-glass-reason": "checking a sample label"}).status_code == 403
+    assert lab.post(patient + "/medications", json={"drug": "Paracetamol", "dose": 1, "dose_unit": "g",
+                                                    "route": "oral", "frequency": "daily"}).status_code == 403
+    assert lab.get(f"/api/t/{facility.slug}/patients", params={"name": "Achieng"}).status_code == 403
+    clinician = token_client(facility.slug, role="clinician")
+    assert clinician.get(patient + "/chart").status_code == 200
+    assert clinician.post(patient + "/medications", json={"drug": "Paracetamol", "dose": 1, "dose_unit": "g",
+                                                          "route": "oral", "frequency": "daily"}).status_code == 201
+    assert clinician.get(LAB.format(tenant=facility.slug) + "/orders").status_code == 200
+
+
+def test_the_worklist_puts_stat_then_the_oldest_first_and_audits_each_patient_listed(lab, db, facility, bench):
+    answer = lab.get(LAB.format(tenant=facility.slug) + "/orders")
+    assert answer.status_code == 200, answer.text
+    listed = [o for o in answer.json()["orders"] if o["patient_id"] in (str(bench["patient"]), str(bench["earlier"]))]
+    assert [o["code"] for o in listed] == [GLUCOSE, SMEAR, FBC, SMEAR]  # the X-ray is not the laboratory's
+    assert listed[1]["id"] == str(bench["first_smear"]) and listed[1]["age"] == "3 y"
+    glucose = listed[0]
+    assert (glucose["priority"], glucose["state"], glucose["mrn"], glucose["sex"], glucose["age"]) == (
+        "stat", "awaiting_specimen", glucose["mrn"], "female", "34 y")
+    assert glucose["location"] == "outpatient" and glucose["received_at"] is None
+    assert set(glucose) >= {"family_name", "given_names", "ordered_by", "ordered_at", "display"}
+    assert not {"birth_date", "clinical_info", "identifiers", "encounter_id"} & set(glucose)
+    received = lab.get(LAB.format(tenant=facility.slug) + "/orders", params={"state": "specimen_received"}).json()
+    assert all(o["state"] == "specimen_received" for o in received["orders"])
+    refused = lab.get(LAB.format(tenant=facility.slug) + "/orders", params={"state": "lost"})
+    assert refused.status_code == 422 and "state" in refused.json()["detail"], refused.text
+    read = [e for e in audit.patient_access_log(db, facility.slug, bench["earlier"])
+            if e.event_type == "record.service_request.read" and e.detail.get("list") == "laboratory"]
+    assert read, "the patient listed has the read in their access log"
+
+
+def test_receiving_a_specimen_then_a_panel_all_or_nothing_with_its_flags(lab, db, facility, bench):
+    base = LAB.format(tenant=facility.slug)
+    early = lab.post(f"{base}/orders/{bench[FBC]}/results", json={"results": [{"code": HB, "value": 13}]})
+    assert early.status_code == 409 and "receive it first" in early.json()["detail"], early.text
+    received = lab.post(f"{base}/orders/{bench[FBC]}/receipt", json={"note": "slightly haemolysed"})
+    assert received.status_code == 200, received.text
+    assert (received.json()["state"], received.json()["specimen_note"]) == ("specimen_received", "slightly haemolysed")
+    assert received.json()["received_at"] is not None and received.json()["received_by"] is not None
+    assert [a["code"] for a in received.json()["analytes"]] == [HB, WCC, PLT]
+    again = lab.post(f"{base}/orders/{bench[FBC]}/receipt", json={})
+    assert again.status_code == 409 and "already received" in again.json()["detail"]
+    bad = lab.post(f"{base}/orders/{bench[FBC]}/results", json={"results": [
+        {"code": HB, "value": 7.1}, {"code": WCC, "value": 12.5}, {"code": PLT, "value": "plenty"}]})
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["field"] == f"results.{PLT}" and bad.json()["detail"].startswith("Platelets"), bad.text
+    assert _results_of(db, facility, bench[FBC]) == []  # haemoglobin and white cells were not kept either
+    stranger = lab.post(f"{base}/orders/{bench[FBC]}/results", json={"results": [{"code": GLUCOSE, "value": 5}]})
+    assert stranger.status_code == 422 and "not a component of Full blood count" in stranger.json()["detail"]
+    entered = lab.post(f"{base}/orders/{bench[FBC]}/results", json={"results": [
+        {"code": HB, "value": 7.1}, {"code": WCC, "value": 12.5}, {"code": PLT, "value": 210}]})
+    assert entered.status_code == 200, entered.text
+    assert entered.json()["state"] == "resulted"
+    assert {r["code"]: r["flag"] for r in entered.json()["results"]} == {HB: "L", WCC: "H", PLT: "N"}
+    twice = lab.post(f"{base}/orders/{bench[FBC]}/results", json={"results": [{"code": HB, "value": 7.1}]})
+    assert twice.status_code == 409 and "correct a result" in twice.json()["detail"]
+    lab.post(f"{base}/orders/{bench[GLUCOSE]}/receipt", json={})
+    critical = lab.post(f"{base}/orders/{bench[GLUCOSE]}/results", json={"results": [{"code": GLUCOSE, "value": 31}]})
+    assert critical.json()["results"][0]["flag"] == "HH", critical.text
+    lab.post(f"{base}/orders/{bench[SMEAR]}/receipt", json={})
+    unknown = lab.post(f"{base}/orders/{bench[SMEAR]}/results", json={"results": [{"code": SMEAR, "value": "maybe"}]})
+    assert unknown.status_code == 422 and "negative" in unknown.json()["detail"], unknown.text
+    smear = lab.post(f"{base}/orders/{bench[SMEAR]}/results", json={"results": [{"code": SMEAR, "value": "Positive"}]})
+    assert (smear.json()["results"][0]["value_text"], smear.json()["results"][0]["flag"]) == ("positive", "A")
+    resulted = lab.get(f"{base}/orders", params={"state": "resulted"}).json()["orders"]
+    assert {str(bench[c]) for c in (FBC, GLUCOSE, SMEAR)} <= {o["id"] for o in resulted}
+
+
+def test_a_correction_is_the_results_next_version_flagged_and_reviewed_again(lab, db, facility, bench, doctor):
+    base = LAB.format(tenant=facility.slug)
+    order = lab.get(f"{base}/orders/{bench[FBC]}").json()
+    haemoglobin = next(r for r in order["results"] if r["code"] == HB)
+    no_reason = lab.post(f"{base}/results/{haemoglobin['id']}/correction", json={"value": 11.2})
+    assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"], no_reason.text
+    corrected = lab.post(f"{base}/results/{haemoglobin['id']}/correction",
+                         json={"value": 11.2, "reason": "transcribed from the wrong analyser line"})
+    assert corrected.status_code == 200, corrected.text
+    now = next(r for r in corrected.json()["results"] if r["code"] == HB)
+    assert (now["value_numeric"], now["flag"], now["corrected"], now["root_id"]) == (
+        "11.2", "L", True, haemoglobin["root_id"])
+    stale = lab.post(f"{base}/results/{haemoglobin['id']}/correction", json={"value": 12, "reason": "once more"})
+    assert stale.status_code == 409 and "corrected since" in stale.json()["detail"]
+    with db.tenant(facility.slug) as conn:
+        review = worklist.results_to_review(conn, doctor)["results"]
+    waiting = {r["id"] for r in review}
+    assert uuid.UUID(now["id"]) in waiting and uuid.UUID(haemoglobin["id"]) not in waiting
+    critical = [r for r in review if r["code"] == GLUCOSE]
+    assert critical and review[0]["flag"] == "HH"  # the critical glucose heads the doctor's list
+
+
+def test_signed_off_bench_results_leave_the_bench_and_count_in_lab_turnaround(lab, db, facility, bench, doctor):
+    base = LAB.format(tenant=facility.slug)
+    order = lab.get(f"{base}/orders/{bench[GLUCOSE]}").json()
+    with db.tenant(facility.slug) as conn:
+        for result in order["results"]:
+            service.sign_result(conn, doctor, bench["patient"], uuid.UUID(result["id"]), None)
+        row = conn.execute(sa.text("SELECT ordered_at, verified_at FROM lab_turnaround WHERE order_id = :o"),
+                           {"o": bench[GLUCOSE]}).one()
+        nairobi = zoneinfo.ZoneInfo("Africa/Nairobi")
+        window = kpis.Window(row.ordered_at - dt.timedelta(hours=1), row.verified_at + dt.timedelta(hours=1), nairobi)
+        figure = kpis.computation_of("lab_turnaround").compute(conn, [window])[0]
+    assert figure.denominator >= 1 and figure.value is not None
+    assert lab.get(f"{base}/orders/{bench[GLUCOSE]}").json()["state"] == "signed_off"
+    assert str(bench[GLUCOSE]) not in {o["id"] for o in lab.get(f"{base}/orders").json()["orders"]}
+    done = lab.post(f"{base}/orders/{bench[GLUCOSE]}/receipt", json={})
+    assert done.status_code == 409
+
+
+def test_another_facilitys_lab_and_guessed_ids_are_refused_on_every_route(lab, token_client, facility, other_facility,
+                                                                          bench):
+    base = LAB.format(tenant=facility.slug)
+    intruder = token_client(other_facility.slug, role="lab_technician")
+    some_result = lab.get(f"{base}/orders/{bench[FBC]}").json()["results"][0]["id"]
+    routes = [("get", "/orders", None), ("get", f"/orders/{bench[SMEAR]}", None),
+              ("post", f"/orders/{bench['first_smear']}/receipt", {}),
+              ("post", f"/orders/{bench['first_smear']}/results", {"results": [{"code": SMEAR, "value": "negative"}]}),
+              ("post", f"/results/{some_result}/correction", {"value": 1, "reason": "not mine to correct"})]
+    for method, path, body in routes:
+        answer = getattr(intruder, method)(base + path, **({"json": body} if body is not None else {}))
+        assert answer.status_code == 403, (path, answer.text)
+        assert "Barasa" not in answer.text and "Achieng" not in answer.text
+    guessed = uuid.uuid4()
+    for method, path, body in [("get", f"/orders/{guessed}", None), ("post", f"/orders/{guessed}/receipt", {}),
+                               ("post", f"/orders/{guessed}/results", {"results": [{"code": HB, "value": 1}]}),
+                               ("post", f"/results/{guessed}/correction", {"value": 1, "reason": "a guess at it"}),
+                               ("post", f"/orders/{bench[XRAY]}/receipt", {})]:  # an imaging order: not the lab's
+        answer = getattr(lab, method)(base + path, **({"json": body} if body is not None else {}))
+        assert answer.status_code == 404, (path, answer.text)
+    # Its own facility's id, asked at the other facility with that facility's own token: not there.
+    assert intruder.get(f"{LAB.format(tenant=other_facility.slug)}/orders/{bench[FBC]}").status_code == 404

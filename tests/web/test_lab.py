@@ -1,0 +1,97 @@
+"""The laboratory bench's page over real HTTP (appliance/web/lab.py): a lab technician lands on the worklist,
+receives a specimen with its button, is refused as a page beside the component at fault (nothing written)
+and then records a panel's results, and corrects one; another facility's lab technician and guessed ids are
+refused on the page and every form."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, ServiceRequestIn
+from appliance.substrate.principal import Principal
+from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
+from tests.web.test_auth import csrf_token
+from tests.web.test_operations import post_form
+
+FBC, HB, WCC, PLT = "58410-2", "718-7", "6690-2", "777-3"
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Lab Pages Facility", **CLINICAL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def other_facility(tenant_factory):
+    return tenant_factory(name="Another Laboratory", **CLINICAL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def blood_count(db, facility) -> uuid.UUID:
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Wafula", given_names="Esther")
+        visit = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        ordered = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=FBC, encounter_id=visit["id"]))
+    return ordered["id"]
+
+
+def test_a_lab_technician_receives_a_specimen_and_records_a_panel_from_the_page(signed_in, db, facility, blood_count):
+    client = signed_in("lab_technician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert client.get(base, follow_redirects=False).headers["location"] == f"{base}/lab"
+    listed = client.get(f"{base}/lab")
+    assert listed.status_code == 200 and "WAFULA, Esther" in listed.text and 'href="/t/' + facility.slug + '/patients' \
+        not in listed.text  # no way into a chart from the bench
+    received = post_form(client, f"{base}/lab", f"{base}/lab/orders/{blood_count}/receipt", {"note": ""})
+    assert received.status_code == 303 and received.headers["location"] == f"{base}/lab?done=specimen-received"
+    page = client.get(f"{base}/lab?state=specimen_received")
+    assert f'id="results-{blood_count}"' in page.text and "Specimen received" in page.text
+    refused = client.post(f"{base}/lab/orders/{blood_count}/results", data={
+        "_csrf_token": csrf_token(page.text), f"v.{HB}": "7.4", f"v.{WCC}": "9", f"v.{PLT}": "lots"},
+        follow_redirects=False)
+    assert refused.status_code == 422, refused.text
+    assert f'id="v.{PLT}-error"' in refused.text and "Platelets is a number" in refused.text
+    assert 'value="7.4"' in refused.text  # what was typed is kept
+    with db.tenant(facility.slug) as conn:
+        kept = conn.execute(sa.text("SELECT count(*) FROM result WHERE service_request_id = :o"),
+                            {"o": blood_count}).scalar()
+    assert kept == 0
+    recorded = client.post(f"{base}/lab/orders/{blood_count}/results", data={
+        "_csrf_token": csrf_token(page.text), f"v.{HB}": "7.4", f"v.{WCC}": "9", f"v.{PLT}": "250"},
+        follow_redirects=False)
+    assert recorded.status_code == 303 and recorded.headers["location"] == f"{base}/lab?done=lab-resulted"
+    resulted = client.get(recorded.headers["location"])
+    assert "Results recorded" in resulted.text and "Low" in resulted.text and "Awaiting sign-off" in resulted.text
+    with db.tenant(facility.slug) as conn:
+        haemoglobin = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o AND code = :c"),
+                                   {"o": blood_count, "c": HB}).scalar()
+    corrected = post_form(client, f"{base}/lab", f"{base}/lab/results/{haemoglobin}/correction",
+                          {"value": "12.4", "reason": "typed from the wrong sample"})
+    assert corrected.status_code == 303 and corrected.headers["location"] == f"{base}/lab?done=lab-corrected"
+    stale = post_form(client, f"{base}/lab", f"{base}/lab/results/{haemoglobin}/correction",
+                      {"value": "12.5", "reason": "once more"})
+    assert stale.status_code == 409 and "corrected since" in stale.text
+
+
+def test_another_facilitys_lab_technician_and_guessed_ids_are_refused(signed_in, facility, other_facility,
+                                                                      blood_count):
+    intruder = signed_in("lab_technician", other_facility.slug)
+    own = intruder.get(f"/t/{other_facility.slug}/lab")
+    assert own.status_code == 200 and "Wafula" not in own.text.title()
+    base = f"/t/{facility.slug}"
+    assert intruder.get(f"{base}/lab").status_code == 403
+    token = csrf_token(own.text)
+    for action in (f"/lab/orders/{blood_count}/receipt", f"/lab/orders/{blood_count}/results",
+                   f"/lab/results/{uuid.uuid4()}/correction"):
+        refused = intruder.post(base + action, data={"_csrf_token": token, f"v.{HB}": "1", "value": "1",
+                                                     "reason": "not my facility"}, follow_redirects=False)
+        assert refused.status_code == 403, action
+    guessed = intruder.post(f"/t/{other_facility.slug}/lab/orders/{blood_count}/receipt",
+                            data={"_csrf_token": token}, follow_redirects=False)
+    assert guessed.status_code == 404 and "No open lab order" in guessed.text
