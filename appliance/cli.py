@@ -29,7 +29,7 @@ from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, InvalidSlug, UnknownTenant, tenant_metadata, validate_slug
 from appliance.substrate.embedded import ClusterError, EmbeddedCluster
 from appliance.substrate.logs import configure_logging
-from appliance.substrate.migrate import MigrationFailed, find_drift, migrate_all, migrate_control
+from appliance.substrate.migrate import MigrationFailed, SchemaAhead, find_drift, migrate_all, migrate_control
 from appliance.substrate.policy import PolicyError, load_policy
 from appliance.substrate.tenancy import active_slugs, apply_path, drop_tenant, list_tenants
 from appliance.substrate.tenant_config import TenantFileError
@@ -104,7 +104,7 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
         os.environ["HEALTHOS_TLS"] = "1"
         settings = dataclasses.replace(settings, tls=True)
     with opened_database(settings) as db:
-        migrate_control(db)
+        _control_at_head(db)
         path = tenants_path or (settings.tenants_dir if demo else None)
         applied = _apply(db, path) if path is not None else []
         _migrate_with_progress(db)
@@ -158,7 +158,7 @@ def tenant_apply(settings: Settings, path: Path) -> None:
     if not path.exists():
         fail(f"{path}: no such file or directory")
     with opened_database(settings) as db:
-        migrate_control(db)
+        _control_at_head(db)
         _apply(db, path)
 
 
@@ -180,7 +180,7 @@ def _print_table(table: Table) -> None:
 def tenant_list(settings: Settings, as_json: bool) -> None:
     """List the tenants of this appliance."""
     with opened_database(settings) as db:
-        migrate_control(db)
+        _control_at_head(db)
         rows = list_tenants(db)
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
@@ -217,6 +217,15 @@ def tenant_drop(settings: Settings, slug: str, yes: bool) -> None:
 # -- migrate --------------------------------------------------------------------------------------
 
 
+def _control_at_head(db: Database) -> bool:
+    """`migrate_control`, refused with its reason when a newer release migrated the control schema."""
+    try:
+        return migrate_control(db)
+    except SchemaAhead as exc:
+        fail(str(exc))
+        raise  # fail() exits; for the type checker
+
+
 def _migrate_with_progress(db: Database) -> None:
     slugs = active_slugs(db)
     with Progress(TextColumn("migrating tenant schemas"), BarColumn(), MofNCompleteColumn(),
@@ -224,6 +233,8 @@ def _migrate_with_progress(db: Database) -> None:
         task = progress.add_task("tenants", total=len(slugs))
         try:
             report = migrate_all(db, slugs, progress=lambda slug, changed: progress.advance(task))
+        except SchemaAhead as exc:
+            fail(str(exc))
         except MigrationFailed as exc:
             fail(f"{exc}\nschemas migrated before it stay at head; fix the cause and re-run `healthos migrate`")
     err.print(f"control: {'migrated' if report.control_changed else 'at head'}; tenants: "
@@ -238,7 +249,7 @@ def migrate(settings: Settings, skip_drift_check: bool) -> None:
     """Bring control and every tenant schema to head; report schema drift as an error."""
     with opened_database(settings) as db:
         # control first: on a fresh appliance the tenant registry does not exist until it has run
-        if migrate_control(db):
+        if _control_at_head(db):
             err.print("control: migrated")
         _migrate_with_progress(db)
         if skip_drift_check:
@@ -283,7 +294,7 @@ def _audit_database(settings: Settings) -> Iterator[Database]:
     from appliance.substrate import keys
 
     with opened_database(settings) as db:
-        migrate_control(db)
+        _control_at_head(db)
         keys.bind(db, keys.Keyring.from_settings(settings))
         try:
             yield db

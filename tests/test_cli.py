@@ -94,6 +94,27 @@ def test_migrate_reports_drift_as_an_error(run, db, tenant_factory):
         conn.exec_driver_sql(f'ALTER TABLE "t_{drifted.slug}".bed DROP COLUMN by_hand')
 
 
+def test_migrate_refuses_a_schema_a_newer_release_migrated_saying_why(run, db, tenant_factory):
+    """After the code is rolled back, a tenant schema a newer release migrated is at a revision this code does
+    not know: migrate stops on it with a sentence (not alembic's traceback) and changes nothing there."""
+    from appliance.substrate.migrate import head
+
+    ahead = tenant_factory()
+    with db.control() as conn:
+        conn.exec_driver_sql(f'UPDATE "t_{ahead.slug}".alembic_version SET version_num = \'t9999\'')
+    try:
+        result = run("migrate")
+        assert result.exit_code == 1, result.output
+        said = " ".join(result.output.split())
+        assert f"t_{ahead.slug} is at t9999, migrated by a newer release than this one" in said
+        assert "restore the backup taken before that upgrade" in said and "Traceback" not in result.output
+        with db.control() as conn:
+            assert conn.exec_driver_sql(f'SELECT version_num FROM "t_{ahead.slug}".alembic_version').scalar() == "t9999"
+    finally:
+        with db.control() as conn:
+            conn.exec_driver_sql(f'UPDATE "t_{ahead.slug}".alembic_version SET version_num = \'{head("tenant")}\'')
+
+
 def test_db_url_is_one_psql_accepts(run, settings):
     result = run("db", "url")
     assert result.exit_code == 0

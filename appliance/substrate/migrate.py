@@ -23,6 +23,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from appliance.substrate.db import CONTROL_SCHEMA, Database, tenant_schema
@@ -34,6 +35,14 @@ VERSION_TABLE = "alembic_version"
 class MigrationFailed(RuntimeError):
     def __init__(self, schema: str, cause: BaseException):
         super().__init__(f"migrating {schema} failed: {cause}")
+        self.schema = schema
+
+
+class SchemaAhead(MigrationFailed):
+    """A schema a newer release migrated (`ahead_of_code`): nothing is run on it."""
+
+    def __init__(self, schema: str, revision: str):
+        RuntimeError.__init__(self, f"{schema} is at {revision}, {AHEAD_OF_CODE}")
         self.schema = schema
 
 
@@ -79,8 +88,11 @@ def migrate_control(db: Database) -> bool:
     with db.control() as conn:
         # Two processes starting at once (the CLI beside `healthos up`) must not both migrate.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('healthos.migrate.control'))"))
-        if schema_revision(conn, CONTROL_SCHEMA) == head("control"):
+        current = schema_revision(conn, CONTROL_SCHEMA)
+        if current == head("control"):
             return False
+        if ahead_of_code("control", current):
+            raise SchemaAhead(CONTROL_SCHEMA, current)
         _upgrade(conn, "control", CONTROL_SCHEMA)
         return True
 
@@ -88,8 +100,11 @@ def migrate_control(db: Database) -> bool:
 def migrate_tenant_schema(conn: Connection, slug: str) -> bool:
     """Bring one tenant schema to head inside the caller's transaction; True if anything ran."""
     schema = tenant_schema(slug)
-    if schema_revision(conn, schema) == head("tenant"):
+    current = schema_revision(conn, schema)
+    if current == head("tenant"):
         return False
+    if ahead_of_code("tenant", current):
+        raise SchemaAhead(schema, current)
     _upgrade(conn, "tenant", schema)
     return True
 
@@ -120,6 +135,8 @@ def migrate_all(
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                                  {"key": f"healthos.migrate.{slug}"})
                     did = migrate_tenant_schema(conn, slug)
+            except SchemaAhead:
+                raise
             except Exception as exc:  # any failure names its tenant; earlier tenants stay migrated
                 raise MigrationFailed(tenant_schema(slug), exc) from exc
             if did:
@@ -127,6 +144,31 @@ def migrate_all(
         if progress is not None:
             progress(slug, did)
     return MigrationReport(control_changed, len(slugs), changed)
+
+
+# What an operator is told of a schema a newer release migrated, before this code was rolled back to.
+AHEAD_OF_CODE = ("migrated by a newer release than this one (the code was rolled back since): healthos migrate "
+                 "cannot bring it back; run the release that migrated it, or restore the backup taken before that "
+                 "upgrade")
+
+
+def ahead_of_code(kind: str, revision: str | None) -> bool:
+    """Whether a schema at `revision` is ahead of this code: migrated by a newer release (the code rolled back
+    since), so `healthos migrate` cannot help and must not be what the operator is told to run."""
+    if revision is None:
+        return False
+    try:
+        _script(kind)[1].get_revision(revision)
+    except CommandError:
+        return True
+    return False
+
+
+def tenants_ahead_of_code(db: Database, slugs: list[str]) -> list[str]:
+    """Slugs whose schema a newer release migrated (see `ahead_of_code`)."""
+    with db.control() as conn:
+        current = _tenant_revisions(conn, slugs)
+    return [slug for slug in slugs if ahead_of_code("tenant", current.get(slug))]
 
 
 def tenants_behind_head(db: Database, slugs: list[str]) -> list[str]:

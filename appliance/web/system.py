@@ -7,7 +7,15 @@ from litestar import Response, get
 from litestar.datastructures import State
 
 from appliance.substrate.db import Database
-from appliance.substrate.migrate import CONTROL_SCHEMA, head, schema_revision, tenants_behind_head
+from appliance.substrate.migrate import (
+    AHEAD_OF_CODE,
+    CONTROL_SCHEMA,
+    ahead_of_code,
+    head,
+    schema_revision,
+    tenants_ahead_of_code,
+    tenants_behind_head,
+)
 from appliance.substrate.tenancy import active_slugs
 
 
@@ -28,11 +36,20 @@ def ready(state: State) -> Response:
     except sa.exc.SQLAlchemyError as exc:
         return Response({"status": "unavailable", "reason": f"database does not answer: {exc.__class__.__name__}"},
                         status_code=503)
+    if ahead_of_code("control", control_at):
+        return Response({"status": "unavailable", "reason": f"control schema at {control_at}, {AHEAD_OF_CODE}"},
+                        status_code=503)
     if control_at != head("control"):
         return Response({"status": "unavailable",
                          "reason": f"control schema at {control_at}, expected {head('control')}: run healthos migrate"},
                         status_code=503)
     slugs = active_slugs(db)
+    ahead = tenants_ahead_of_code(db, slugs)
+    if ahead:
+        return Response({"status": "unavailable",
+                         "reason": f"{len(ahead)} tenant schema(s) ahead of this code ({', '.join(ahead[:5])}): "
+                                   f"{AHEAD_OF_CODE}"},
+                        status_code=503)
     behind = tenants_behind_head(db, slugs)
     if behind:
         return Response({"status": "unavailable",

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from litestar.testing import TestClient
 
 from appliance.substrate.db import Database, tenant_schema
+from appliance.substrate.migrate import head
 from appliance.web.app import create_app
 
 
@@ -26,16 +27,34 @@ def test_ready_is_200_when_every_schema_is_at_head(client, tenant_a):
 def test_ready_is_503_naming_the_tenant_behind_head(client, db: Database, tenant_factory):
     behind = tenant_factory()
     with db.control() as conn:
-        conn.exec_driver_sql(f'UPDATE "{tenant_schema(behind.slug)}".alembic_version SET version_num = \'t0000\'')
+        conn.exec_driver_sql(f'UPDATE "{tenant_schema(behind.slug)}".alembic_version SET version_num = \'t0001\'')
     try:
         response = client.get("/ready")
         assert response.status_code == 503
         assert behind.slug in response.json()["reason"]
-        assert "healthos migrate" in response.json()["reason"]
+        assert "run healthos migrate" in response.json()["reason"]
     finally:
         with db.control() as conn:
             conn.execute(sa.text(f'UPDATE "{tenant_schema(behind.slug)}".alembic_version SET version_num = :v'),
-                         {"v": "t0001"})
+                         {"v": head("tenant")})
+
+
+def test_ready_says_a_schema_ahead_of_the_code_is_not_fixed_by_migrating(client, db: Database, tenant_factory):
+    """After the code is rolled back, a schema a newer release migrated holds a revision this code does not
+    know: telling the operator to run healthos migrate would send them nowhere."""
+    ahead = tenant_factory()
+    with db.control() as conn:
+        conn.exec_driver_sql(f'UPDATE "{tenant_schema(ahead.slug)}".alembic_version SET version_num = \'t9999\'')
+    try:
+        response = client.get("/ready")
+        assert response.status_code == 503, response.text
+        reason = response.json()["reason"]
+        assert ahead.slug in reason and "ahead of this code" in reason and "run healthos migrate" not in reason
+        assert "restore the backup taken before that upgrade" in reason
+    finally:
+        with db.control() as conn:
+            conn.execute(sa.text(f'UPDATE "{tenant_schema(ahead.slug)}".alembic_version SET version_num = :v'),
+                         {"v": head("tenant")})
 
 
 def test_unknown_tenant_is_a_404_naming_it(client):
@@ -119,7 +138,9 @@ def test_openapi_names_the_permission_each_operation_needs(client, app):
     assert searched == [{"bearer": ["clinical.patient.search"]}, {"session": ["clinical.patient.search"]}]
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if path.startswith("/api/") and needs[(path, method)] is not None:
+            if path.startswith("/api/me/"):  # the patient's own API: their session alone, no facility's token
+                assert operation["security"] == [{"session": [needs[(path, method)]]}], (path, method)
+            elif path.startswith("/api/") and needs[(path, method)] is not None:
                 assert operation["security"][0] == {"bearer": [needs[(path, method)]]}, (path, method)
     # What anyone may call says so by naming no scheme.
     assert "security" not in document["paths"]["/health"]["get"]
