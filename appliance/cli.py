@@ -506,12 +506,14 @@ def _policy(settings: Settings):
 def _check_policies(settings: Settings) -> None:
     """The policy files the web application reads at start, checked before anything starts: a broken
     one is named here, not in a worker's traceback."""
+    from appliance.layers.operations.self_booking import AppointmentRulesError, load_rules
     from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
 
     _policy(settings)
     try:
         load_release_rules(settings.policies_dir / "release.toml")
-    except ReleasePolicyError as exc:
+        load_rules(settings.policies_dir / "appointments.toml")
+    except (ReleasePolicyError, AppointmentRulesError) as exc:
         fail(str(exc))
 
 

@@ -196,6 +196,16 @@ def list_tenants(db: Database) -> list[dict]:
     return [dict(row) for row in rows]
 
 
+def applied_config(db: Database, slug: str) -> TenantConfig:
+    """The configuration the facility runs under: its file as last applied (not the file on disk now, which
+    hospital IT may be editing), as stored in the registry."""
+    with db.control_autocommit() as conn:
+        stored = conn.execute(sa.select(tenant_table.c.config).where(tenant_table.c.slug == slug)).scalar()
+    if stored is None:
+        raise UnknownTenant(slug)
+    return TenantConfig.model_validate(stored)
+
+
 _ZONE_TTL_SECONDS = 300.0
 _zones: dict[str, tuple[float, zoneinfo.ZoneInfo]] = {}
 

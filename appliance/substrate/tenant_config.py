@@ -367,6 +367,18 @@ class ClinicConfig(_Strict):
     name: str = Field(min_length=1, max_length=120)
     slot_minutes: int = Field(default=15, ge=5, le=240)
     sessions: list[ClinicSessionConfig] = Field(min_length=1)
+    # Whether patients book their own appointments here on the patient portal (a facility that holds their
+    # record); off by default: a clinic that triages its bookings (a specialist's referral list) keeps the desk.
+    self_booking: bool = False
+
+    @model_serializer(mode="wrap")
+    def _omit_default_self_booking(self, handler):
+        # Left out of the dump when off, so the clinics of every facility that does not use it keep their stored
+        # configuration and fingerprint (an upgrade re-applies their files as "unchanged").
+        dumped = handler(self)
+        if dumped.get("self_booking") is False:
+            del dumped["self_booking"]
+        return dumped
 
 
 OPTIONAL_SECTIONS = ("catalogue", "note_templates", "order_sets", "clinics")

@@ -56,7 +56,13 @@ from appliance.web import (
     system,
     today,
 )
-from appliance.web.auth import SESSION_COOKIE, authentication_middleware, permission_guard, security_headers_middleware
+from appliance.web.auth import (
+    SESSION_API,
+    SESSION_COOKIE,
+    authentication_middleware,
+    permission_guard,
+    security_headers_middleware,
+)
 from appliance.web.context import close_uploads_middleware, request_context_middleware
 
 HERE = Path(__file__).parent
@@ -90,8 +96,9 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         cookie_secure=settings.tls,
         cookie_samesite="strict",
         header_name="x-csrf-token",
-        # Bearer-token clients have no cookie jar; /api/ refuses cookie-authenticated writes instead.
-        exclude=["/api/"],
+        # Bearer-token clients have no cookie jar; /api/ refuses cookie-authenticated writes instead, but for the
+        # patient's own API, written to with the session (auth.SESSION_API): checked here, as a page's form is.
+        exclude=[f"^/api/(?!{SESSION_API.removeprefix('/api/')})"],
     )
     # Only sign-in and package posts are throttled (`_throttled`), each allowed as many posts a minute
     # per client; the rest of the API and static files skip the middleware by path rather than build a
@@ -162,4 +169,6 @@ def _declare_permissions(app: Litestar) -> None:
         for handler in getattr(route, "route_handlers", []):
             permission = handler.opt.get("permission")
             if permission and not handler.opt.get("public"):
-                handler.security = [{"bearer": [permission]}, {"session": [permission]}]
+                # The patient's own API takes their session alone: a facility's token is refused there.
+                schemes = ("session",) if route.path.startswith(SESSION_API) else ("bearer", "session")
+                handler.security = [{scheme: [permission]} for scheme in schemes]

@@ -5,6 +5,8 @@ security headers every response carries.
   middleware resolves it to a `Principal` in `scope["user"]`, or leaves `None`.
 - Cookie-authenticated requests may only *read* under `/api/`: writes there need a bearer token.
   Page forms carry a CSRF token (Litestar's CSRF middleware); SameSite=Strict cookies do the rest.
+  The patient's own API (`/api/me/`) is the exception: a patient holds no API token, so its writes take
+  the session, with the CSRF token in the `x-csrf-token` header (the app's CSRFConfig checks that path).
 - Every route declares `opt={"permission": "layer.resource.action"}` or `opt={"public": True}`;
   the guard fails closed on a route that declares neither. A tenant route (`{tenant}` in its path)
   also requires the principal to be working in that tenant.
@@ -28,6 +30,8 @@ from appliance.substrate.token_cache import TokenCache
 
 SESSION_COOKIE = "healthos_session"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Under /api/, the one path a session may write to (CSRF-checked): the patient's own acts (web/me_appointments.py).
+SESSION_API = "/api/me/"
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -114,8 +118,9 @@ def authentication_middleware(app: ASGIApp) -> ASGIApp:
             if principal is None:
                 principal, live = await asyncio.get_running_loop().run_in_executor(
                     None, contextvars.copy_context().run, resolve, state.db, state.policy, scope, tokens)
+            path = scope.get("path", "")
             if principal is not None and principal.session_id and scope.get("method") in UNSAFE_METHODS \
-                    and scope.get("path", "").startswith("/api/"):
+                    and path.startswith("/api/") and not path.startswith(SESSION_API):
                 principal = None  # cookie sessions only read the API; writes need a bearer token
             scope["user"] = principal
             scope["auth"] = live

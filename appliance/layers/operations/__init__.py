@@ -3,11 +3,24 @@ the command center's figures.
 
 It owns where patients physically are and what capacity the facility has: the bed board (bed states
 available, occupied, cleaning, blocked), ADT (`adt`), the ED's timestamps (`ed`), outpatient clinics
-and appointments (`scheduling`), and the KPIs computed from them (`kpis`, registered in the substrate's
+and appointments (`scheduling`; a patient's own cancelling, moving and booking from the portal, under its
+rules, in `self_booking`), and the KPIs computed from them (`kpis`, registered in the substrate's
 KPI registry; `command_center` assembles them with their definitions and targets), and the outpatient
 pharmacy's stock and dispensing (`pharmacy`).
 """
 
-from appliance.layers.operations import adt, command_center, ed, kpis, models, pharmacy, reactions, scheduling, service
+from appliance.layers.operations import (
+    adt,
+    command_center,
+    ed,
+    kpis,
+    models,
+    pharmacy,
+    reactions,
+    scheduling,
+    self_booking,
+    service,
+)
 
-__all__ = ["adt", "command_center", "ed", "kpis", "models", "pharmacy", "reactions", "scheduling", "service"]
+__all__ = ["adt", "command_center", "ed", "kpis", "models", "pharmacy", "reactions", "scheduling", "self_booking",
+           "service"]

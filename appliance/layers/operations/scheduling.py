@@ -77,9 +77,11 @@ def ensure_slots(conn: Connection, clinic_code: str, first_day: dt.date, days: i
         conn.execute(postgresql.insert(slot).values(rows).on_conflict_do_nothing())
 
 
-def slots(conn: Connection, clinic_code: str, day: dt.date) -> list[dict]:
-    """The clinic's slots on a day, each free or taken (without saying by whom: no patient data)."""
-    ensure_slots(conn, clinic_code, day)
+def slots(conn: Connection, clinic_code: str, day: dt.date, days: int = 1) -> list[dict]:
+    """The clinic's slots on a day (or `days` days from it, at most MAX_DAYS), each free or taken (without
+    saying by whom: no patient data)."""
+    days = max(1, min(days, MAX_DAYS))
+    ensure_slots(conn, clinic_code, day, days)
     tz = zoneinfo.ZoneInfo(_clinic(conn, clinic_code)["timezone"])
     start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
     taken = sa.select(appointment.c.id).where(appointment.c.slot_id == slot.c.id,
@@ -87,7 +89,7 @@ def slots(conn: Connection, clinic_code: str, day: dt.date) -> list[dict]:
     return [dict(r) for r in conn.execute(
         sa.select(slot.c.id, slot.c.clinic_code, slot.c.starts_at, slot.c.ends_at, sa.not_(taken).label("free"))
         .where(slot.c.clinic_code == clinic_code, slot.c.starts_at >= start,
-               slot.c.starts_at < start + dt.timedelta(days=1))
+               slot.c.starts_at < start + dt.timedelta(days=days))
         .order_by(slot.c.starts_at)).mappings()]
 
 
@@ -113,9 +115,11 @@ def _slot_taken(exc: sa.exc.IntegrityError) -> Conflict:
 
 
 def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id: uuid.UUID,
-         reason: str | None = None, *, at: dt.datetime | None = None, backdated: bool = False) -> dict:
+         reason: str | None = None, *, at: dt.datetime | None = None, backdated: bool = False,
+         audited_as: str | None = None) -> dict:
     """Book a free slot. `backdated` (imports, the demo generator; no route offers it) records a
-    booking of a slot already past, as a booking made at `at`."""
+    booking of a slot already past, as a booking made at `at`. `audited_as` names the act on the audit
+    seam when the kind says less than it (`record.append`)."""
     require_patient(conn, patient_id)
     when = moment(conn, at)
     claimed = _claim_slot(conn, slot_id, backdated)
@@ -128,8 +132,8 @@ def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id:
     except sa.exc.IntegrityError as exc:
         raise _slot_taken(exc) from None
     record.append(conn, principal, "appointment", patient_id=patient_id, entry_id=appointment_id, occurred_at=when,
-                  detail={"appointment_id": appointment_id, "slot_id": slot_id, "action": "booked",
-                          "from_slot_id": None, "reason": reason})
+                  audited_as=audited_as, detail={"appointment_id": appointment_id, "slot_id": slot_id,
+                                                 "action": "booked", "from_slot_id": None, "reason": reason})
     return appointment_of(conn, appointment_id)
 
 
@@ -138,7 +142,7 @@ def upcoming_of_patient(conn: Connection, principal: Principal, patient_id: uuid
     clinic's name: for the patient's own view."""
     rows = [dict(r) for r in conn.execute(
         sa.select(appointment.c.id, appointment.c.starts_at, appointment.c.status, clinic.c.name.label("clinic"),
-                  clinic.c.timezone)
+                  appointment.c.clinic_code, clinic.c.timezone)
         .select_from(appointment.join(clinic, clinic.c.code == appointment.c.clinic_code))
         .where(appointment.c.patient_id == patient_id, appointment.c.status.in_(("booked", "checked_in")),
                appointment.c.starts_at >= sa.func.now() - sa.text("interval '12 hours'"))
@@ -179,7 +183,7 @@ def _locked(conn: Connection, appointment_id: uuid.UUID) -> dict:
 
 
 def reschedule(conn: Connection, principal: Principal, appointment_id: uuid.UUID, slot_id: uuid.UUID,
-               reason: str | None = None) -> dict:
+               reason: str | None = None, *, audited_as: str | None = None) -> dict:
     current = _locked(conn, appointment_id)
     if current["status"] != "booked":
         raise Conflict(f"an appointment that is {current['status'].replace('_', ' ')} cannot be rescheduled",
@@ -194,14 +198,14 @@ def reschedule(conn: Connection, principal: Principal, appointment_id: uuid.UUID
                 updated_at=sa.func.now()))
     except sa.exc.IntegrityError as exc:
         raise _slot_taken(exc) from None
-    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], detail={
-        "appointment_id": appointment_id, "slot_id": slot_id, "action": "rescheduled",
-        "from_slot_id": current["slot_id"], "reason": reason})
+    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], audited_as=audited_as,
+                  detail={"appointment_id": appointment_id, "slot_id": slot_id, "action": "rescheduled",
+                          "from_slot_id": current["slot_id"], "reason": reason})
     return appointment_of(conn, appointment_id)
 
 
 def change(conn: Connection, principal: Principal, appointment_id: uuid.UUID, action: str,
-           reason: str | None = None, at: dt.datetime | None = None) -> dict:
+           reason: str | None = None, at: dt.datetime | None = None, *, audited_as: str | None = None) -> dict:
     """Cancel, check in or mark a no-show. A no-show can only be marked once the slot has begun."""
     if action not in STEPS:
         raise Invalid("the action is cancelled, checked_in or no_show", field="action")
@@ -215,7 +219,7 @@ def change(conn: Connection, principal: Principal, appointment_id: uuid.UUID, ac
         raise Conflict("a no-show can be marked only after the appointment's time", field="action")
     visit = _open_visit(conn, principal, current, when) if action == "checked_in" else None
     record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], occurred_at=when,
-                  encounter_id=visit, detail={
+                  encounter_id=visit, audited_as=audited_as, detail={
                       "appointment_id": appointment_id, "slot_id": current["slot_id"], "action": action,
                       "from_slot_id": None, "reason": reason})
     conn.execute(sa.update(appointment).where(appointment.c.id == appointment_id)

@@ -52,7 +52,11 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
 
 # Events whose words are not "verb + thing".
 DESCRIBED = {"patient.record.export": "downloaded your record",
-             "record.patient.search": "found you in a search (your name, birth date and numbers)"}
+             "record.patient.search": "found you in a search (your name, birth date and numbers)",
+             # The acts a patient does on the portal (operations/self_booking.py names them on the audit seam).
+             "record.appointment_booking.create": "booked an appointment",
+             "record.appointment_move.create": "moved an appointment",
+             "record.appointment_cancellation.create": "cancelled an appointment"}
 
 
 def describe(event_type: str, action: str, figures: Mapping[str, str] | None = None) -> str:
