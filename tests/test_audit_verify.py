@@ -125,6 +125,12 @@ def test_a_whole_log_verifies_and_decrypts_with_the_regulators_key(evidence, cap
     assert events[0]["header"]["tenant"] == evidence["slug"]
 
 
+def test_an_evidence_package_is_written_for_its_owner_only(evidence):
+    """As a backup is: its headers say when what kind of act was done to which pseudonymous patient."""
+    assert evidence["package"].stat().st_mode & 0o777 == 0o600
+    assert evidence["partial"].stat().st_mode & 0o777 == 0o600
+
+
 def test_a_time_window_verifies_by_inclusion_and_consistency_proofs(evidence):
     package = load(evidence["partial"])
     assert not package["range"]["complete"] and package["range"]["first_position"] == 12

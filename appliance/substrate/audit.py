@@ -1072,8 +1072,12 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
         append(conn, tenant=None, principal=by, event_type="audit.export", action="E",
                detail={"tenant": target.tenant, "log": target.log_id, "events": len(package["events"]),
                        "since": package["range"]["since"], "until": package["range"]["until"]})
-    out = Path(out)
-    out.write_text(json.dumps(package, separators=(",", ":")), encoding="utf-8")
+    # Owner-only, as a backup is: the bodies are sealed, but the headers say when what kind of act was done,
+    # and to which (pseudonymous) patient.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was there before keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as written:
+        written.write(json.dumps(package, separators=(",", ":")))
     return {"log_id": target.log_id, "tenant": target.tenant, "events": len(package["events"]),
             "checkpoints": len(checkpoints), "path": str(out)}
 
