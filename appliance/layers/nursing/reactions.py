@@ -11,7 +11,8 @@ task or its cancellation exists the moment the act does, or not at all.
   ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
   (one open at a time, replaced only by a higher risk).
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
-  retracted order cancels it, and a `result` for the order completes it.
+  retracted order cancels it, and the laboratory's receipt of the specimen (`specimen_receipt`) or a `result`
+  for the order completes it.
 - `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`, and the
   first observations due at once (unless already scheduled), done by the first set recorded;
   `discharge` cancels the patient's open tasks.
@@ -246,6 +247,14 @@ def specimen_collected(conn: Connection, principal: Principal, result: Entry) ->
         _cancel_from(conn, principal, order_root, "done", "result received", result)
 
 
+def specimen_received(conn: Connection, principal: Principal, receipt: Entry) -> None:
+    """The laboratory received the order's specimen (the clinical layer's bench, `specimen_receipt`): it was
+    collected, so the ward's task to collect it is done, and no longer shows overdue while the lab tests it."""
+    order_root = receipt.detail.get("service_request_id")
+    if order_root is not None and receipt.status != "entered_in_error":
+        _cancel_from(conn, principal, order_root, "done", "specimen received at the laboratory", receipt)
+
+
 def admission_assessment(conn: Connection, principal: Principal, admission: Entry) -> None:
     if admission.status != "final" or admission.patient_id is None:
         return
@@ -322,6 +331,7 @@ REACTIONS = {
     "pews": [schedule_observations],
     "service_request": [specimen_task],
     "result": [specimen_collected],
+    "specimen_receipt": [specimen_received],
     "admission": [admission_assessment, first_observations],
     "discharge": [discharged],
     "encounter_status": [encounter_ended],

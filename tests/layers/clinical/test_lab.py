@@ -123,6 +123,13 @@ def test_receiving_a_specimen_then_a_panel_all_or_nothing_with_its_flags(lab, db
     assert [a["code"] for a in received.json()["analytes"]] == [HB, WCC, PLT]
     again = lab.post(f"{base}/orders/{bench[FBC]}/receipt", json={})
     assert again.status_code == 409 and "already received" in again.json()["detail"]
+    # The specimen reached the bench, so the ward's task to collect it is done (the nursing layer's reaction).
+    with db.tenant(facility.slug) as conn:
+        collect = conn.execute(sa.text(
+            "SELECT t.status, t.note FROM nursing_task t JOIN entry e ON e.id = t.entry_id WHERE t.source_id = :o "
+            "AND t.code = 'collect_specimen' AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)"),
+            {"o": bench[FBC]}).all()
+    assert [tuple(task) for task in collect] == [("done", "specimen received at the laboratory")]
     bad = lab.post(f"{base}/orders/{bench[FBC]}/results", json={"results": [
         {"code": HB, "value": 7.1}, {"code": WCC, "value": 12.5}, {"code": PLT, "value": "plenty"}]})
     assert bad.status_code == 422, bad.text
