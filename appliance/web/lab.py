@@ -60,6 +60,7 @@ def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, st
                          | {o["received_by"] for o in listed["orders"]})
     return page(request, "lab/worklist.html", status=status, active="lab", listed=listed, state=state,
                 states=lab.STATES, state_words=lab.STATE_WORDS, names=names, refusal=refusal, form=form,
+                window_days=lab.BENCH_WINDOW_DAYS, resulted_days=lab.RESULTED_SHOWN_DAYS,
                 values=values or {}, errors=errors or {}, **HELPERS)
 
 

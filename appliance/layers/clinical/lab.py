@@ -8,7 +8,12 @@ An order on the bench is a current lab `service_request` still active, in one of
 - specimen received: a `specimen_receipt` entry (t0025) says who received it at the bench and when;
 - resulted: results answer it and one at least waits for a clinician's sign-off.
 
-It leaves the bench when every result of it is signed off, or when it is revoked or entered in error. A
+It leaves the bench when every result of it is signed off, or when it is revoked or entered in error; and,
+since sign-off is the clinician's work and not the laboratory's, a resulted order leaves it `RESULTED_SHOWN`
+after its last result (long enough to correct one) whether signed or not. Only orders of the last
+`BENCH_WINDOW` are read: an order stays active for good once answered, and reading every one a facility ever
+placed cost ~0.1 s for a health centre's year (1,100 orders) and grows with every year kept; a specimen not
+received by then is not coming (the page says the window). One order is still found by its id, however old. A
 result entered here is a `result` written by `service.record_result`, as the HL7 feed and the chart's
 orders page write one: the catalogue's unit, range and flag, the same review list, the same turnaround.
 A correction is the result's next version (`service.correct_result`), flagged again and reviewed again.
@@ -44,6 +49,15 @@ STATE_WORDS = {"awaiting_specimen": "Awaiting specimen", "specimen_received": "S
 # (and audit) rows nobody reads.
 LIMIT = 300
 
+BENCH_WINDOW_DAYS = 90
+RESULTED_SHOWN_DAYS = 7
+# The orders of the bench's window, found by the entry index on (kind, occurred_at) (a new version of an order
+# is written later than the order, so a window on the current version keeps every order placed within it).
+_IN_WINDOW = f"AND o.kind = 'service_request' AND o.occurred_at >= now() - interval '{BENCH_WINDOW_DAYS} days'"
+# What the bench lists: not signed off, and not resulted longer ago than RESULTED_SHOWN_DAYS.
+_ON_BENCH = (f"state <> 'signed_off' AND NOT (state = 'resulted' "
+             f"AND last_result_at < now() - interval '{RESULTED_SHOWN_DAYS} days')")
+
 # Every current, active lab order with where it stands; `:order` keeps one (NULL: all). A result counts as
 # signed off as the review list counts it (a sign-off of that version).
 _BENCH = """
@@ -53,11 +67,12 @@ _BENCH = """
         FROM entry o JOIN service_request sr ON sr.entry_id = o.id JOIN entry first ON first.id = o.root_id
         WHERE sr.category = 'lab' AND sr.status = 'active'
           AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = o.id)
-          AND (CAST(:order AS uuid) IS NULL OR o.root_id = CAST(:order AS uuid))
+          AND (CAST(:order AS uuid) IS NULL OR o.root_id = CAST(:order AS uuid)) {window}
     ), bench AS (
         SELECT ord.*, p.mrn, p.family_name, p.given_names, p.sex, p.birth_date,
                COALESCE(enc.ward_code, enc.encounter_class) AS location,
                rc.occurred_at AS received_at, rc.author_id AS received_by, rc.note AS specimen_note,
+               res.last_result_at,
                CASE WHEN res.results > 0 AND res.unsigned = 0 THEN 'signed_off'
                     WHEN res.results > 0 THEN 'resulted'
                     WHEN rc.occurred_at IS NOT NULL THEN 'specimen_received'
@@ -70,7 +85,7 @@ _BENCH = """
             WHERE r.service_request_id = ord.id AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = re.id)
             ORDER BY re.occurred_at LIMIT 1) rc ON true
         LEFT JOIN LATERAL (
-            SELECT count(*) AS results,
+            SELECT count(*) AS results, max(ve.recorded_at) AS last_result_at,
                    count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM result_signoff so WHERE so.result_id = ve.id))
                      AS unsigned
             FROM entry ve JOIN result v ON v.entry_id = ve.id
@@ -78,12 +93,13 @@ _BENCH = """
               AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = ve.id)) res ON true
     )
 """
-_LIST = sa.text(_BENCH + """
-    SELECT * FROM bench WHERE state <> 'signed_off' AND (CAST(:state AS text) IS NULL OR state = :state)
+_LIST = sa.text(_BENCH.format(window=_IN_WINDOW) + f"""
+    SELECT * FROM bench WHERE {_ON_BENCH} AND (CAST(:state AS text) IS NULL OR state = :state)
     ORDER BY CASE priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, ordered_at, id
     LIMIT :limit""")  # noqa: S608 -- constants of this module joined; values are bound
-_COUNTS = sa.text(_BENCH + "SELECT state, count(*) FROM bench WHERE state <> 'signed_off' GROUP BY state")  # noqa: S608 -- constants
-_ONE = sa.text(_BENCH + "SELECT * FROM bench")  # noqa: S608 -- constants
+_COUNTED = f"SELECT state, count(*) FROM bench WHERE {_ON_BENCH} GROUP BY state"  # noqa: S608 -- constants
+_COUNTS = sa.text(_BENCH.format(window=_IN_WINDOW) + _COUNTED)
+_ONE = sa.text(_BENCH.format(window="") + "SELECT * FROM bench")  # noqa: S608 -- constants
 _RESULTS = sa.text("""
     SELECT ve.id, ve.root_id, ve.patient_id, ve.recorded_at, ve.supersedes IS NOT NULL AS corrected,
            EXISTS (SELECT 1 FROM result_signoff so WHERE so.result_id = ve.id) AS signed, v.service_request_id,

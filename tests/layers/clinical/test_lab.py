@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service, worklist
 from appliance.layers.clinical.schemas import EncounterIn, ServiceRequestIn
-from appliance.substrate import audit, kpis
+from appliance.substrate import audit, kpis, record
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import born_years_ago, new_patient
 
@@ -218,3 +218,33 @@ def test_another_facilitys_lab_and_guessed_ids_are_refused_on_every_route(lab, t
         assert answer.status_code == 404, (path, answer.text)
     # Its own facility's id, asked at the other facility with that facility's own token: not there.
     assert intruder.get(f"{LAB.format(tenant=other_facility.slug)}/orders/{bench[FBC]}").status_code == 404
+
+
+def test_the_bench_reads_its_window_not_every_order_the_facility_ever_placed(lab, db, facility, doctor):
+    """An order of 100 days ago still awaiting its specimen is off the bench (found by its id all the same), and
+    so is one resulted 10 days ago and never signed off: signing off is the clinician's, not the lab's. One
+    resulted yesterday stays, for corrections."""
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Wafula", given_names="Ann", sex="female",
+                              birth_date=born_years_ago(40))
+
+        def order(days_ago: int, resulted_days_ago: int | None) -> uuid.UUID:
+            when = now - dt.timedelta(days=days_ago)
+            [placed] = record.append_many(conn, doctor, [record.NewEntry("service_request", patient["id"], {
+                "category": "lab", "code": GLUCOSE, "display": "Glucose", "priority": "routine", "status": "active",
+                "clinical_info": None, "order_set": None}, None, when, recorded_at=when)])
+            if resulted_days_ago is not None:
+                reported = now - dt.timedelta(days=resulted_days_ago)
+                record.append_many(conn, doctor, [record.NewEntry("result", patient["id"], {
+                    "service_request_id": placed.id, "code": GLUCOSE, "display": "Glucose", "value_numeric": 5,
+                    "value_text": None, "unit": "mmol/L", "reference_low": 3.9, "reference_high": 7.8, "flag": "N",
+                    "note": None}, None, reported, recorded_at=reported)])
+            return placed.id
+
+        forgotten, unsigned, yesterdays = order(100, None), order(20, 10), order(2, 1)
+    base = LAB.format(tenant=facility.slug)
+    listed = {o["id"] for o in lab.get(f"{base}/orders").json()["orders"]}
+    assert str(yesterdays) in listed and not {str(forgotten), str(unsigned)} & listed
+    found = lab.get(f"{base}/orders/{forgotten}")
+    assert found.status_code == 200 and found.json()["state"] == "awaiting_specimen"
