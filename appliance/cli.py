@@ -577,6 +577,22 @@ def account_disable(settings: Settings, email: str) -> None:
     click.echo(f"{email}: disabled; sessions and tokens revoked")
 
 
+@account.command("enable")
+@click.argument("email")
+@click.pass_obj
+def account_enable(settings: Settings, email: str) -> None:
+    """Enable a disabled account again: it signs in with its old password and authenticator, keeping its
+    roles and history; its API tokens stay revoked."""
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                identity.enable_account(conn, email)
+        except identity.IdentityError as exc:
+            fail(str(exc))
+    click.echo(f"{email}: enabled; it signs in with its old credentials (its API tokens stay revoked: issue new "
+               "ones with healthos account token)")
+
+
 @account.command("reset-mfa")
 @click.argument("email")
 @click.pass_obj

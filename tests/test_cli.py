@@ -282,3 +282,38 @@ def test_a_backup_that_cannot_be_written_is_explained_and_listed(run, tmp_path: 
     assert "No such file or directory" in listed[0]["error"]
     line = run("backup", "list", "--limit", "1").output.strip()
     assert f"FAILED  {nowhere}  could not write" in line and line.endswith("No such file or directory")
+
+
+def test_enable_undoes_disable_with_the_old_credentials_and_tokens_stay_revoked(run, db, tenant_factory,
+                                                                                 person_factory):
+    """A nurse disabled by mistake, or back from leave, could only be recreated, losing the account's history."""
+    from appliance.substrate import identity
+
+    facility = tenant_factory()
+    nurse = person_factory("nurse", facility.slug)
+    with db.control() as conn:
+        token = identity.issue_api_token(conn, account_id=nurse.account_id, tenant=facility.slug, name="ward tablet",
+                                         permissions=["operations.ward.read"])
+
+    def enable_events() -> int:
+        with db.control() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM control.audit_event WHERE event_type = "
+                                        "'identity.account.enable'")).scalar()
+
+    assert "is not disabled" in " ".join(run("account", "enable", nurse.email).output.split())
+    assert run("account", "disable", nurse.email).exit_code == 0
+    before = enable_events()
+    enabled = run("account", "enable", nurse.email)
+    assert enabled.exit_code == 0, enabled.output
+    assert "API tokens stay revoked" in " ".join(enabled.output.split())
+    assert enable_events() == before + 1
+    with db.control() as conn:
+        assert identity.check_password(conn, nurse.email, nurse.password) == nurse.account_id
+        assert identity.principal_for_token(conn, token) is None
+    listed = {row["email"]: row for row in json.loads(run("account", "list", "--json").output)}
+    assert listed[nurse.email]["state"] == "active" and listed[nurse.email]["roles"] == [f"nurse@{facility.slug}"]
+    again = run("account", "enable", nurse.email)
+    assert again.exit_code == 1 and "is not disabled" in " ".join(again.output.split())
+    unknown = run("account", "enable", f"nobody-{facility.slug}@test.invalid")
+    assert unknown.exit_code == 1 and "no account for" in unknown.output
+    assert enable_events() == before + 1

@@ -801,6 +801,24 @@ def disable_account(conn: Connection, email: str, by: Principal | None = None) -
     _audit(conn, event_type="account.disable", action="U", principal=by, detail={"account": str(row.id)})
 
 
+def enable_account(conn: Connection, email: str, by: Principal | None = None) -> None:
+    """Undo `disable_account`: the person signs in again with the password and authenticator they had, and
+    keeps their roles and history. Their API tokens stay revoked (a disabled account's tokens may have been
+    left in a script or a lost laptop): issue new ones. Refused for a machine client's account, which
+    never signs in and whose only use was its tokens."""
+    row = account_by_email(conn, email)
+    if row is None:
+        raise IdentityError(f"no account for {email}")
+    if row.disabled_at is None:
+        raise IdentityError(f"{email} is not disabled: there is nothing to enable")
+    if row.kind == "machine":
+        raise IdentityError(f"{email} is a machine client's account: it never signs in and its tokens stay "
+                            "revoked; issue a new token instead (healthos account token)")
+    conn.execute(sa.update(account).where(account.c.id == row.id).values(disabled_at=None))
+    _audit(conn, event_type="account.enable", action="U", principal=by,
+           detail={"account": str(row.id), "disabled_at": row.disabled_at.isoformat()})
+
+
 def reset_mfa(conn: Connection, email: str, settings: IdentitySettings | None = None,
               by: Principal | None = None) -> str:
     """Clear the TOTP secret and sessions; the person re-enrols with the returned one-time code. Refused for
