@@ -208,10 +208,17 @@ def tenant_drop(settings: Settings, slug: str, yes: bool) -> None:
         fail("not dropped", code=1)
     with opened_database(settings) as db:
         try:
-            drop_tenant(db, slug)
+            left_without_role = drop_tenant(db, slug)
         except UnknownTenant as exc:
             fail(str(exc))
     err.print(f"{slug}: dropped")
+    if left_without_role:
+        # Kept, never deleted: the audit trail names them. IT decides: a role elsewhere, or disable.
+        err.print(f"{len(left_without_role)} account(s) had their only role there and now hold none (kept, as "
+                  "the audit trail names them; `healthos account list` shows them as 'no role'; disable them "
+                  "with `healthos account disable EMAIL` if they are not moving to another facility):")
+        for email in left_without_role:
+            click.echo(email, err=True)
 
 
 # -- migrate --------------------------------------------------------------------------------------

@@ -317,3 +317,27 @@ def test_enable_undoes_disable_with_the_old_credentials_and_tokens_stay_revoked(
     unknown = run("account", "enable", f"nobody-{facility.slug}@test.invalid")
     assert unknown.exit_code == 1 and "no account for" in unknown.output
     assert enable_events() == before + 1
+
+
+def test_dropping_a_facility_names_the_people_it_leaves_with_no_role_and_keeps_them(run, db, policy, tenant_factory,
+                                                                                     person_factory):
+    """Their only role went with the facility: they listed as 'awaiting enrolment' (or 'active') with no roles,
+    as if someone should enrol them there. An account is never deleted: its audit history names it."""
+    closing, staying = tenant_factory(), tenant_factory()
+    only_there = person_factory("nurse", closing.slug)
+    also_elsewhere = person_factory("clinician", closing.slug)
+    from appliance.substrate import identity
+
+    with db.control() as conn:
+        identity.add_membership(conn, policy, account_id=also_elsewhere.account_id, tenant=staying.slug,
+                                role="clinician")
+    operator = person_factory("operator", kind="operator")
+    dropped = run("tenant", "drop", closing.slug, "--yes")
+    assert dropped.exit_code == 0, dropped.output
+    said = " ".join(dropped.output.split())
+    assert "1 account(s) had their only role there" in said and only_there.email in dropped.output
+    assert also_elsewhere.email not in dropped.output and operator.email not in dropped.output
+    listed = {row["email"]: row for row in json.loads(run("account", "list", "--json").output)}
+    assert listed[only_there.email]["roles"] == [] and listed[only_there.email]["state"] == "no role"
+    assert listed[also_elsewhere.email]["state"] == "active"
+    assert listed[operator.email]["state"] == "active"

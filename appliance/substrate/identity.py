@@ -695,14 +695,36 @@ def list_accounts(conn: Connection) -> list[dict]:
     accounts = []
     for row in rows:
         roles = ([row["appliance_role"]] if row["appliance_role"] else []) + list(row["memberships"])
-        accounts.append({"email": row["email"], "kind": row["kind"], "roles": roles, "state": _account_state(row)})
+        accounts.append({"email": row["email"], "kind": row["kind"], "roles": roles,
+                         "state": _account_state(row, has_role=bool(roles))})
     return accounts
 
 
-def _account_state(row) -> str:
+# The state of an account whose every role was at facilities since dropped.
+NO_ROLE = "no role"
+
+
+def _account_state(row, *, has_role: bool = True) -> str:
+    # A person whose only facility was dropped keeps the account (its audit history names it) but can do
+    # nothing with it: "no role" says so, where "awaiting enrolment" or "active" would send IT the wrong way.
     # A machine client never enrols (it has a token, never a password): without one it is not waiting for anyone.
-    return ("disabled" if row["disabled_at"] else "locked" if row["locked_until"] and row["locked_until"] > _now()
+    if row["disabled_at"]:
+        return "disabled"
+    if not has_role and row.get("kind") != "machine":
+        return NO_ROLE
+    return ("locked" if row["locked_until"] and row["locked_until"] > _now()
             else "awaiting enrolment" if row["pending"] and row.get("kind") != "machine" else "active")
+
+
+def accounts_only_at(conn: Connection, tenant: str) -> list[str]:
+    """E-mails of the people whose every role is in facility `tenant` (no appliance-wide role, no other
+    facility): what dropping it leaves with no role. Machine clients' accounts are not counted: their
+    tokens go with the facility."""
+    return list(conn.execute(sa.text(
+        "SELECT a.email FROM control.account a WHERE a.kind <> 'machine' AND a.appliance_role IS NULL "
+        "AND EXISTS (SELECT 1 FROM control.membership m WHERE m.account_id = a.id AND m.tenant = :t) "
+        "AND NOT EXISTS (SELECT 1 FROM control.membership m WHERE m.account_id = a.id AND m.tenant <> :t) "
+        "ORDER BY lower(a.email)"), {"t": tenant}).scalars())
 
 
 def facility_counts(conn: Connection) -> dict[str, dict[str, int]]:

@@ -231,10 +231,13 @@ def active_slugs(db: Database) -> list[str]:
         ).scalars())
 
 
-def drop_tenant(db: Database, slug: str) -> None:
-    """Remove a tenant's schema, role and registry row in one transaction."""
+def drop_tenant(db: Database, slug: str) -> list[str]:
+    """Remove a tenant's schema, role and registry row in one transaction. Returns the e-mails of the
+    accounts whose only roles were there: their memberships go with it, the accounts stay (the audit
+    trail names them) and list as "no role" until given one elsewhere or disabled."""
     schema = tenant_schema(slug)
     with db.control() as conn:
+        left_without_role = identity.accounts_only_at(conn, slug)
         deleted = conn.execute(sa.delete(tenant_table).where(tenant_table.c.slug == slug)).rowcount
         has_schema = conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first()
         has_role = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :s"), {"s": schema}).first()
@@ -250,4 +253,5 @@ def drop_tenant(db: Database, slug: str) -> None:
         if has_role:
             conn.exec_driver_sql(f"DROP ROLE {quoted}")
     db.forget_tenant(slug)
-    log.info("tenant_dropped", tenant=slug)
+    log.info("tenant_dropped", tenant=slug, accounts_left_without_role=len(left_without_role))
+    return left_without_role

@@ -1,8 +1,9 @@
 """The operator's console, `/appliance`: what hospital IT checks before anything else — whether every
 schema is at head (else the appliance answers /ready with 503), whether last night's backup was made
 and there is room for the next, the facilities with their staff and live API tokens, the accounts that
-need someone (locked, awaiting enrolment), and whether each audit log's events are being sealed under
-signed checkpoints (the checkpointer signs at least once a minute).
+need someone (locked, awaiting enrolment, left with no role by a dropped facility), and whether each
+audit log's events are being sealed under signed checkpoints (the checkpointer signs at least once a
+minute).
 
 The console reads only, and nothing on it is patient data. What changes the appliance stays in
 `healthos` and the Ansible playbooks, where it is scripted and repeatable; the page names the command
@@ -47,6 +48,8 @@ from appliance.web.errors import problem, sentence
 CHECKPOINT_LATE = dt.timedelta(minutes=5)
 # The playbook schedules a backup a day; a day and a bit more without one means the schedule is not running.
 BACKUP_LATE = dt.timedelta(hours=26)
+# Account states a person cannot get past alone: IT unlocks, re-sends the enrolment link, gives a role or disables.
+NEEDS_SOMEONE = frozenset({"locked", "awaiting enrolment", identity.NO_ROLE})
 # Below this share of a volume free, the next backup or a day of the database's growth may not fit.
 DISK_LOW_SHARE = 0.10
 
@@ -111,8 +114,7 @@ def console(request: Request, state: State) -> Template:
     return Template("appliance.html", context={
         "principal": request.user, "version": __version__, "control_at": control_at, "control_head": head("control"),
         "tenant_head": head("tenant"), "tenants": tenants, "behind": behind, "counts": counts,
-        "states": Counter(a["state"] for a in people), "attention": [a for a in people
-                                                                     if a["state"] in {"locked", "awaiting enrolment"}],
+        "states": Counter(a["state"] for a in people), "attention": [a for a in people if a["state"] in NEEDS_SOMEONE],
         "logs": logs, "late_logs": sum(log["late"] for log in logs), "minutes": _minutes,
         "last_backup": last_backup, "backup_age": None if last_backup is None else now - last_backup.finished_at,
         "backup_late": last_backup is None or now - last_backup.finished_at > BACKUP_LATE,
