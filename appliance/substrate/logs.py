@@ -2,6 +2,12 @@
 
 Log lines carry identifiers of requests, tenants and routes — never patient data, never query
 strings (a search for a patient's name would otherwise land in the log).
+
+Outside a request nothing binds the tenant: the demo generators, the HL7 v2 listener, the CLI and the
+audit checkpointer run in tenant transactions of their own. A line logged in a tenant transaction
+therefore names its tenant itself (`tenant=conn.info["healthos_tenant"]`, or the slug in hand), as
+`tenant_applied` and the pharmacy's lines do; a loop over one facility's messages may bind it for its
+lines instead (`structlog.contextvars.bind_contextvars`, as the HL7 feed does).
 """
 
 from __future__ import annotations

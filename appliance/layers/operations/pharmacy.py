@@ -184,7 +184,8 @@ def receive(conn: Connection, principal: Principal, item_id: uuid.UUID, *, batch
                   recorded_at=at)
     audit.append(conn, tenant=conn.info["healthos_tenant"], principal=principal, event_type="pharmacy.stock.receive",
                  action="C", entity={"kind": "stock_movement", "ids": [str(moved["id"])], "count": 1})
-    log.info("pharmacy_stock_received", item=str(item_id), quantity=_text(quantity))
+    log.info("pharmacy_stock_received", tenant=conn.info["healthos_tenant"], item=str(item_id),
+             quantity=_text(quantity))
     return moved
 
 
@@ -336,7 +337,7 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
                                     "batch": chosen["batch"], "quantity": quantity, "unit": unit, "partial": partial})
     _move(conn, principal, item_id, chosen["batch"], chosen["expires_on"], "dispensed", -quantity,
           dispense_entry_id=written.id, recorded_at=at)
-    log.info("pharmacy_dispensed", item=str(item_id), quantity=_text(quantity))
+    log.info("pharmacy_dispensed", tenant=conn.info["healthos_tenant"], item=str(item_id), quantity=_text(quantity))
     return {"id": written.id, "patient_id": found["patient_id"], "medication_request_id": found["root_id"],
             "item_id": item_id, "item": label(item), "batch": chosen["batch"], "expires_on": chosen["expires_on"],
             "quantity": quantity, "quantity_proposed": proposed, "unit": unit, "partial": partial,
@@ -373,7 +374,8 @@ def reverse_dispense(conn: Connection, principal: Principal, dispense_id: uuid.U
     batch = _batch_of(conn, found["item_id"], found["batch"])
     _move(conn, principal, found["item_id"], found["batch"], batch["expires_on"], "reversed", found["quantity"],
           dispense_entry_id=dispense_id)
-    log.info("pharmacy_dispense_reversed", item=str(found["item_id"]), quantity=_text(found["quantity"]))
+    log.info("pharmacy_dispense_reversed", tenant=conn.info["healthos_tenant"], item=str(found["item_id"]),
+             quantity=_text(found["quantity"]))
     return {"id": reversal.id, "dispense_id": dispense_id, "patient_id": found["patient_id"],
             "medication_request_id": found["medication_request_id"], "item_id": found["item_id"],
             "item": label(item), "batch": found["batch"], "quantity": found["quantity"], "unit": found["unit"],

@@ -365,3 +365,21 @@ def test_another_facility_and_guessed_ids_are_refused_on_every_route(token_clien
     assert theirs.get(f"/api/t/{other_facility.slug}/patients/{patient_id}/dispenses").status_code == 404
     with db.tenant(facility.slug) as conn:
         assert _ledger(conn, item) == 1  # only the receipt
+
+
+def test_the_pharmacys_log_lines_name_the_facility_outside_a_request(db, facility, pharmacist, clinician):
+    """The demo generator receives and dispenses outside any request, where nothing binds the tenant: its lines
+    said which item moved but not at which facility (CONVENTIONS: logs carry the tenant)."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logged, db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Nitrofurantoin")
+        pharmacy.receive(conn, pharmacist, item, batch="N1", expires_on=SOON, quantity=Decimal(30), reference=None,
+                         today=TODAY)
+        _, rx = _prescription(conn, clinician, "Nitrofurantoin")
+        handed = pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
+                                            quantity=Decimal(10), today=TODAY)
+        pharmacy.reverse_dispense(conn, pharmacist, handed["id"], reason="wrong patient")
+    lines = {line["event"]: line for line in logged if line["event"].startswith("pharmacy_")}
+    assert set(lines) == {"pharmacy_stock_received", "pharmacy_dispensed", "pharmacy_dispense_reversed"}
+    assert all(line["tenant"] == facility.slug for line in lines.values()), lines
