@@ -292,6 +292,77 @@ def db_url(settings: Settings) -> None:
 
 
 
+# -- status ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@click.pass_obj
+def status(settings: Settings, as_json: bool) -> None:
+    """Where the appliance stands: database, schemas, facilities, audit checkpoints, last backup, appliance key,
+    disk. Exits 0 when all is well, 1 naming each problem (for a monitoring system). Never starts the
+    embedded PostgreSQL: when the appliance is not running, it says so."""
+    from appliance.substrate import standing
+
+    # A database host that does not answer must not hold a monitoring check for the TCP timeout (minutes).
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "2")
+    with opened_database(settings, start_embedded=False) as db:
+        found = standing.status(db, settings)
+    if as_json:
+        click.echo(json.dumps(found.report, default=str, indent=2))
+    else:
+        _print_status(found.report)
+    if found.problems:
+        sys.exit(1)
+
+
+def _print_status(report: dict) -> None:
+    from datetime import datetime
+
+    from appliance.substrate.standing import ago, size
+
+    def line(topic: str, text: str) -> None:
+        out.print(f"{topic:<9} {text}", markup=False, soft_wrap=True)
+
+    def since(moment: str) -> str:
+        return ago(datetime.fromisoformat(report["checked_at"]) - datetime.fromisoformat(moment.replace("Z", "+00:00")))
+
+    database = report["database"]
+    line("database", f"{database['kind']} ({database['where']}): {database['state']}"
+         + (f", PostgreSQL {database['version']}, {size(database['bytes'])}" if database["answering"] else ""))
+    if "schemas" in report:
+        schemas = report["schemas"]
+        control = schemas["control"]
+        text = f"control {control['state']} ({control['revision'] or 'none'})"
+        if "tenant_head" in schemas:
+            text += (f"; facilities: {schemas['tenants_at_head']} at head ({schemas['tenant_head']}), "
+                     f"{len(schemas['tenants_behind'])} behind, {len(schemas['tenants_ahead'])} ahead")
+        line("schemas", text)
+    if "tenants" in report:
+        line("tenants", f"{report['tenants']['active']} active of {report['tenants']['total']}")
+    for index, log in enumerate(report.get("audit", [])):
+        checkpoint = (f"last checkpoint {since(log['latest_checkpoint'])} (size {log['checkpoint_size']})"
+                      if log["latest_checkpoint"] else "never checkpointed")
+        line("audit" if index == 0 else "", f"{log['log']}: {checkpoint}, {log['awaiting']} waiting"
+             + (" LATE" if log["late"] else ""))
+    if "backup" in report:
+        backup = report["backup"]
+        line("backup", "none made yet" if backup["last"] is None else
+             f"last {backup['last']} ({since(backup['last'])}) in {backup['directory']}"
+             + (f"; {backup['failed_since']} failed since" if backup["failed_since"] else ""))
+    key = report["key"]
+    line("key", f"{key['source']} {key['path']}" + (f", mode {key['mode']}" if key["mode"] else ", missing"))
+    for index, disk in enumerate(report["disks"]):
+        line("disk" if index == 0 else "", f"{disk['what']} ({disk['path']}): {size(disk['free'])} free of "
+             f"{size(disk['total'])}" + (" LOW" if disk["low"] else ""))
+    if report["problems"]:
+        out.print(f"{len(report['problems'])} problem(s):", markup=False)
+        for problem in report["problems"]:
+            out.print(f"  - {problem}", markup=False, soft_wrap=True)
+    else:
+        out.print("all well", markup=False)
+
+
 # -- audit ----------------------------------------------------------------------------------------
 
 

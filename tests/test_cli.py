@@ -341,3 +341,55 @@ def test_dropping_a_facility_names_the_people_it_leaves_with_no_role_and_keeps_t
     assert listed[only_there.email]["roles"] == [] and listed[only_there.email]["state"] == "no role"
     assert listed[also_elsewhere.email]["state"] == "active"
     assert listed[operator.email]["state"] == "active"
+
+
+def test_status_of_an_appliance_that_is_not_running_says_so_and_starts_nothing(tmp_path: Path):
+    """A monitoring check that started the embedded PostgreSQL would leave a cluster owned by the agent."""
+    home = tmp_path / "home"
+    home.mkdir()
+    runner = CliRunner()
+    result = runner.invoke(main, ["status", "--json"], env={"HEALTHOS_HOME": str(home)})
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is False and report["database"]["state"] == "not running"
+    assert "embedded PostgreSQL is not running" in report["problems"][0] and "schemas" not in report
+    assert not (home / "pg").exists() and not (home / "keys").exists()  # nothing started, no key made
+    said = runner.invoke(main, ["status"], env={"HEALTHOS_HOME": str(home)})
+    assert said.exit_code == 1 and "not running" in said.output and "Traceback" not in said.output
+
+
+def test_status_names_each_problem_and_says_all_well_when_all_is(run, db, tenant_factory, tmp_path: Path):
+    from appliance.substrate.migrate import head
+
+    ahead, behind = tenant_factory(), tenant_factory()
+    with db.control() as conn:
+        conn.exec_driver_sql(f'UPDATE "t_{ahead.slug}".alembic_version SET version_num = \'t9999\'')
+        conn.exec_driver_sql(f'UPDATE "t_{behind.slug}".alembic_version SET version_num = \'t0001\'')
+    try:
+        result = run("status", "--json")
+        assert result.exit_code == 1, result.output
+        report = json.loads(result.output)
+        schemas = report["schemas"]
+        assert schemas["tenants_ahead"] == [ahead.slug] and schemas["tenants_behind"] == [behind.slug]
+        assert any(ahead.slug in problem and "newer release" in problem for problem in report["problems"])
+        assert any(behind.slug in problem and "healthos migrate" in problem for problem in report["problems"])
+        said = " ".join(run("status").output.split())
+        assert f"1 facility schema(s) ahead of this code ({ahead.slug})" in said
+    finally:
+        with db.control() as conn:
+            for config in (ahead, behind):
+                conn.exec_driver_sql(f'UPDATE "t_{config.slug}".alembic_version SET version_num = '
+                                     f"'{head('tenant')}'")
+
+    # A backup made, and every log's waiting events sealed (the test process runs no checkpointer): all well.
+    assert run("backup", "create", "--out", str(tmp_path / "nightly.hbk")).exit_code == 0
+    assert run("audit", "checkpoint").exit_code == 0
+    result = run("status", "--json")
+    report = json.loads(result.output)
+    assert result.exit_code == 0 and report["ok"] is True and report["problems"] == [], report["problems"]
+    assert report["database"]["answering"] is True and report["database"]["bytes"] > 0
+    assert report["schemas"]["control"]["state"] == "at head" and report["tenants"]["active"] >= 2
+    assert report["backup"]["directory"] == str(tmp_path) and report["key"]["mode"] == "0600"
+    assert report["audit"][0]["log"] == "appliance" and not any(log["late"] for log in report["audit"])
+    lines = run("status")
+    assert lines.exit_code == 0 and lines.output.rstrip().endswith("all well"), lines.output

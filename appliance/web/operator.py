@@ -21,11 +21,8 @@ and `healthos subject duplicates` the same from the command line.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import uuid
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 from litestar import Request, Response, get, post
@@ -37,47 +34,15 @@ from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
 from appliance import __version__
-from appliance.substrate import audit, identity
+from appliance.substrate import audit, identity, standing
 from appliance.substrate import backup as backups
 from appliance.substrate.migrate import CONTROL_SCHEMA, head, schema_revision, tenants_behind_head
 from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.tenancy import list_tenants
 from appliance.web.errors import problem, sentence
 
-# A log with events waiting and no checkpoint for this long: its checkpointer is not running.
-CHECKPOINT_LATE = dt.timedelta(minutes=5)
-# The playbook schedules a backup a day; a day and a bit more without one means the schedule is not running.
-BACKUP_LATE = dt.timedelta(hours=26)
 # Account states a person cannot get past alone: IT unlocks, re-sends the enrolment link, gives a role or disables.
 NEEDS_SOMEONE = frozenset({"locked", "awaiting enrolment", identity.NO_ROLE})
-# Below this share of a volume free, the next backup or a day of the database's growth may not fit.
-DISK_LOW_SHARE = 0.10
-
-
-@dataclass(frozen=True)
-class Volume:
-    what: str
-    path: Path
-    total: int
-    free: int
-
-    @property
-    def low(self) -> bool:
-        return self.free < self.total * DISK_LOW_SHARE
-
-
-def _volume(what: str, path: Path) -> Volume | None:
-    try:
-        usage = shutil.disk_usage(path)
-    except OSError:  # a backup directory on a disk not mounted here, or gone
-        return None
-    return Volume(what, path, usage.total, usage.free)
-
-
-def _checkpoint_age(state: audit.LogState, now: dt.datetime) -> dt.timedelta | None:
-    if state.latest is None:
-        return None
-    return now - dt.datetime.fromisoformat(state.latest.time.replace("Z", "+00:00"))
 
 
 @get("/appliance", operation_id="ApplianceConsole", tags=["appliance"], opt={"permission": "appliance.status.read"},
@@ -94,51 +59,30 @@ def console(request: Request, state: State) -> Template:
         last_backup = backups.last_success(conn)
         attempts = backups.recent_runs(conn, 10)
         database_bytes = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
-    failed_since = [run for run in attempts if run.outcome == "failure"
-                    and (last_backup is None or run.finished_at > last_backup.finished_at)]
+    failed_since = standing.failed_since(last_backup, attempts)
     volumes = []
     if db.cluster is not None:  # PostgreSQL's own disk is known only when the appliance runs it
-        volumes.append(_volume("PostgreSQL's data", db.cluster.pgdata))
+        volumes.append(standing.volume("PostgreSQL's data", db.cluster.pgdata))
     if last_backup is not None:
-        volumes.append(_volume("Backups", last_backup.directory))
+        volumes.append(standing.volume("Backups", last_backup.directory))
     volumes = [volume for volume in volumes if volume is not None]
     people = [a for a in accounts if a["kind"] != "machine"]
     names = {t["slug"]: t["name"] for t in tenants}
     logs = []
     for log in audit.log_states(db):
-        age = _checkpoint_age(log, now)
-        # A log never checkpointed has had a minute at most in a running appliance: late all the same.
-        late = bool(log.awaiting) and (age is None or age > CHECKPOINT_LATE)
         logs.append({"name": names.get(log.tenant, log.tenant) if log.tenant else "The appliance", "state": log,
-                     "age": age, "late": late})
+                     "age": standing.checkpoint_age(log, now), "late": standing.checkpoint_late(log, now)})
     return Template("appliance.html", context={
         "principal": request.user, "version": __version__, "control_at": control_at, "control_head": head("control"),
         "tenant_head": head("tenant"), "tenants": tenants, "behind": behind, "counts": counts,
         "states": Counter(a["state"] for a in people), "attention": [a for a in people if a["state"] in NEEDS_SOMEONE],
-        "logs": logs, "late_logs": sum(log["late"] for log in logs), "minutes": _minutes,
+        "logs": logs, "late_logs": sum(log["late"] for log in logs), "minutes": standing.ago,
         "last_backup": last_backup, "backup_age": None if last_backup is None else now - last_backup.finished_at,
-        "backup_late": last_backup is None or now - last_backup.finished_at > BACKUP_LATE,
-        "backup_late_hours": int(BACKUP_LATE.total_seconds() // 3600), "failed_since": failed_since,
-        "attempts": attempts[:5], "volumes": volumes, "now": now, "database_bytes": database_bytes, "size": _size,
+        "backup_late": standing.backup_late(last_backup, now),
+        "backup_late_hours": int(standing.BACKUP_LATE.total_seconds() // 3600), "failed_since": failed_since,
+        "attempts": attempts[:5], "volumes": volumes, "now": now, "database_bytes": database_bytes,
+        "size": standing.size,
     })
-
-
-def _size(count: int | None) -> str:
-    if count is None:
-        return ""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} bytes"
-
-
-def _minutes(age: dt.timedelta | None) -> str:
-    if age is None:
-        return "never"
-    minutes = int(age.total_seconds() // 60)
-    if minutes < 120:
-        return "under a minute ago" if minutes < 1 else f"{minutes} min ago"
-    return f"{minutes // 60} h ago" if minutes < 48 * 60 else f"{minutes // (24 * 60)} days ago"
 
 
 # -- the master patient index's review of likely duplicates ----------------------------------------

@@ -35,10 +35,10 @@ def test_the_operator_sees_where_the_appliance_stands(db, policy, signed_in, per
 
 
 def test_a_log_whose_events_wait_without_a_checkpoint_is_late(db, signed_in, tenant_a, monkeypatch):
-    from appliance.web import operator as console
+    from appliance.substrate import standing
 
     # Nothing runs the checkpointer in the test process: events of the sign-in above wait unsealed.
-    monkeypatch.setattr(console, "CHECKPOINT_LATE", dt.timedelta(0))
+    monkeypatch.setattr(standing, "CHECKPOINT_LATE", dt.timedelta(0))
     page = signed_in("operator", kind="operator").get("/appliance")
     assert "late</span>" in page.text and "is <code>healthos up</code> (its checkpointer) running?" in page.text
 
@@ -53,8 +53,7 @@ def test_only_the_operator_opens_the_console(signed_in, tenant_a):
 
 def test_the_operator_sees_the_last_backup_the_failures_since_and_the_disks(db, signed_in, tenant_a, tmp_path,
                                                                           monkeypatch):
-    from appliance.substrate import backup, keys
-    from appliance.web import operator as console
+    from appliance.substrate import backup, keys, standing
 
     # A real backup of control and one facility: the session's other facilities would only make it slower.
     monkeypatch.setattr(backup, "active_slugs", lambda _db: [tenant_a.slug])
@@ -78,6 +77,6 @@ def test_the_operator_sees_the_last_backup_the_failures_since_and_the_disks(db, 
     attempts = page.split('id="backup-attempts"')[1].split("</table>")[0]
     assert attempts.index("gone/nightly.hbk") < attempts.index(str(made.path))  # newest first
 
-    monkeypatch.setattr(console, "BACKUP_LATE", dt.timedelta(0))
+    monkeypatch.setattr(standing, "BACKUP_LATE", dt.timedelta(0))
     readiness = operator.get("/appliance").text.split('id="readiness"')[1].split("</ul>")[0]
     assert "late</span> No backup for under a minute" in readiness and "1 failed" in readiness

@@ -1,0 +1,248 @@
+"""Where the appliance stands, as hospital IT and its monitoring ask: the database, the schemas, the
+facilities, the audit trail's checkpoints, the last backup, the appliance key and the disks — and the
+thresholds past which each is a problem. `healthos status` reports all of it and the operator console
+(`/appliance`) judges by the same thresholds.
+
+It reads only: it never starts the embedded PostgreSQL (a status check that started it would leave a
+cluster owned by the monitoring agent), never signs a checkpoint and never creates the appliance key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from appliance.substrate import audit, keys
+from appliance.substrate import backup as backups
+from appliance.substrate.config import Settings
+from appliance.substrate.db import Database
+from appliance.substrate.migrate import (
+    AHEAD_OF_CODE,
+    CONTROL_SCHEMA,
+    ahead_of_code,
+    head,
+    schema_revision,
+    tenants_ahead_of_code,
+    tenants_behind_head,
+)
+from appliance.substrate.tenancy import list_tenants
+
+# A log with events waiting and no checkpoint for this long: its checkpointer (every 30 s while `healthos up`
+# runs) is not running.
+CHECKPOINT_LATE = dt.timedelta(minutes=5)
+# The playbook schedules a backup a day; a day and a bit more without one means the schedule is not running
+# (24 h exactly would raise the alarm each night a backup took a minute longer than the one before).
+BACKUP_LATE = dt.timedelta(hours=26)
+# Below this share of a volume free, the next backup or a day of the database's growth may not fit.
+DISK_LOW_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Volume:
+    what: str
+    path: Path
+    total: int
+    free: int
+
+    @property
+    def low(self) -> bool:
+        return self.free < self.total * DISK_LOW_SHARE
+
+
+def volume(what: str, path: Path) -> Volume | None:
+    """The disk holding `path`; None where it cannot be read (a backup disk not mounted here, or gone)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return Volume(what, path, usage.total, usage.free)
+
+
+def checkpoint_age(state: audit.LogState, now: dt.datetime) -> dt.timedelta | None:
+    if state.latest is None:
+        return None
+    return now - dt.datetime.fromisoformat(state.latest.time.replace("Z", "+00:00"))
+
+
+def checkpoint_late(state: audit.LogState, now: dt.datetime) -> bool:
+    """Events wait and no checkpoint came for CHECKPOINT_LATE. A log never checkpointed has had a minute at
+    most in a running appliance: late all the same."""
+    age = checkpoint_age(state, now)
+    return bool(state.awaiting) and (age is None or age > CHECKPOINT_LATE)
+
+
+def backup_late(last: backups.BackupRun | None, now: dt.datetime) -> bool:
+    return last is None or now - last.finished_at > BACKUP_LATE
+
+
+def failed_since(last: backups.BackupRun | None, attempts: list[backups.BackupRun]) -> list[backups.BackupRun]:
+    """Those of `attempts` (newest first) that failed after the last good backup."""
+    return [run for run in attempts
+            if run.outcome == "failure" and (last is None or run.finished_at > last.finished_at)]
+
+
+def size(count: int | None) -> str:
+    """A byte count as a person reads it: '1.2 GB'."""
+    if count is None:
+        return ""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def ago(age: dt.timedelta | None) -> str:
+    """'under a minute ago', '12 min ago', '5 h ago', '3 days ago'; 'never' for None."""
+    if age is None:
+        return "never"
+    minutes = int(age.total_seconds() // 60)
+    if minutes < 120:
+        return "under a minute ago" if minutes < 1 else f"{minutes} min ago"
+    return f"{minutes // 60} h ago" if minutes < 48 * 60 else f"{minutes // (24 * 60)} days ago"
+
+
+@dataclass
+class Status:
+    """What `healthos status` prints: `report` (JSON-ready sections) and each problem as a sentence."""
+
+    report: dict
+    problems: list[str]
+
+
+def status(db: Database, settings: Settings, now: dt.datetime | None = None) -> Status:
+    """The appliance's standing. The database is only asked, never started: when it does not answer, the
+    sections that need it are left out and that is the problem named."""
+    now = now or dt.datetime.now(dt.UTC)
+    problems: list[str] = []
+    report: dict = {"home": str(settings.home), "checked_at": now.isoformat(timespec="seconds")}
+    report["database"] = database = _database(db, settings, problems)
+    if database["answering"]:
+        report.update(_inside(db, now, problems))
+    report["key"] = _key(settings, problems)
+    report["disks"] = _disks(settings, report.get("backup", {}).get("directory"), problems)
+    report["problems"] = problems
+    report["ok"] = not problems
+    return Status(report, problems)
+
+
+def _database(db: Database, settings: Settings, problems: list[str]) -> dict:
+    embedded = db.cluster is not None
+    found: dict = {"kind": "embedded" if embedded else "url", "where": str(settings.pgdata) if embedded
+                   else db.libpq_url(), "answering": False}
+    if embedded and not (settings.pgdata / "postmaster.pid").exists():
+        found["state"] = "not running"
+        problems.append("database: the embedded PostgreSQL is not running (it runs while `healthos up` serves); "
+                        "nothing else could be checked")
+        return found
+    try:
+        with db.control() as conn:
+            version, size = conn.execute(sa.text(
+                "SELECT current_setting('server_version'), pg_database_size(current_database())")).one()
+    except sa.exc.OperationalError as exc:
+        found["state"] = "not answering"
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+        problems.append(f"database: {found['where']} does not answer ({reason}); nothing else could be checked")
+        return found
+    found.update(state="answering", answering=True, version=version, bytes=size)
+    return found
+
+
+def _inside(db: Database, now: dt.datetime, problems: list[str]) -> dict:
+    """The sections read from the database: schemas, facilities, audit logs, backups."""
+    with db.control() as conn:
+        control_at = schema_revision(conn, CONTROL_SCHEMA)
+    control = {"revision": control_at, "head": head("control")}
+    if control_at is None:
+        control["state"] = "not migrated"
+        problems.append("schemas: the control schema is not migrated: run `healthos migrate` (or `healthos up`)")
+        return {"schemas": {"control": control}}
+    if ahead_of_code("control", control_at):
+        control["state"] = "ahead"
+        problems.append(f"schemas: the control schema is at {control_at}, {AHEAD_OF_CODE}")
+    elif control_at != control["head"]:
+        control["state"] = "behind"
+        problems.append(f"schemas: the control schema is at {control_at}, not {control['head']}: "
+                        "run `healthos migrate`")
+    else:
+        control["state"] = "at head"
+    tenants = list_tenants(db)
+    active = [t["slug"] for t in tenants if t["status"] == "active"]
+    ahead = tenants_ahead_of_code(db, active)
+    behind = [slug for slug in tenants_behind_head(db, active) if slug not in ahead]
+    if ahead:
+        problems.append(f"schemas: {len(ahead)} facility schema(s) ahead of this code ({', '.join(ahead[:5])}): "
+                        f"{AHEAD_OF_CODE}")
+    if behind:
+        problems.append(f"schemas: {len(behind)} facility schema(s) not at head ({', '.join(behind[:5])}): "
+                        "run `healthos migrate`")
+    schemas = {"control": control, "tenant_head": head("tenant"), "tenants_at_head": len(active) - len(ahead)
+               - len(behind), "tenants_behind": behind, "tenants_ahead": ahead}
+
+    logs = []
+    for state in audit.log_states(db):
+        age = checkpoint_age(state, now)
+        late = checkpoint_late(state, now)
+        name = state.tenant or "appliance"
+        logs.append({"log": name, "latest_checkpoint": state.latest.time if state.latest else None,
+                     "checkpoint_size": state.latest.size if state.latest else None, "checkpoints": state.checkpoints,
+                     "awaiting": state.awaiting, "late": late})
+        if late:
+            problems.append(f"audit: {name}'s log has {state.awaiting} event(s) waiting and its last checkpoint was "
+                            f"{ago(age)}: is `healthos up` (its checkpointer, every 30 s) running?")
+
+    with db.control() as conn:
+        last = backups.last_success(conn)
+        attempts = backups.recent_runs(conn, 10)
+    failed = failed_since(last, attempts)
+    backup: dict = {"last": None if last is None else last.finished_at.isoformat(timespec="seconds"),
+                    "path": None if last is None else last.path,
+                    "directory": None if last is None else str(last.directory),
+                    "failed_since": len(failed)}
+    if backup_late(last, now):
+        problems.append("backup: none was ever made on this appliance" if last is None else
+                        f"backup: the last was made {ago(now - last.finished_at)} ({last.path}); the playbook's "
+                        "schedule makes one a day")
+    if failed:
+        problems.append(f"backup: {len(failed)} attempt(s) failed since the last good one; the latest: "
+                        f"{failed[0].error}")
+    return {"schemas": schemas, "tenants": {"active": len(active), "total": len(tenants)}, "audit": logs,
+            "backup": backup}
+
+
+def _key(settings: Settings, problems: list[str]) -> dict:
+    """Where the appliance key comes from and whether its file is private. Never reads or makes the key."""
+    derived = bool(os.environ.get(keys.PASSPHRASE_ENV))
+    path = settings.home / "keys" / (keys.KDF_FILE if derived else keys.APPLIANCE_KEY_FILE)
+    found: dict = {"source": "passphrase" if derived else "file", "path": str(path), "mode": None}
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        problems.append(f"key: {path} does not exist: a fresh appliance makes it on first start; otherwise restore "
+                        "it from where it was kept, as nothing sealed under it can be read without it")
+        return found
+    found["mode"] = f"{mode:04o}"
+    if mode & 0o077:
+        problems.append(f"key: {path} is readable by other users (mode {mode:04o}): run `chmod 600 {path}`")
+    return found
+
+
+def _disks(settings: Settings, backup_directory: str | None, problems: list[str]) -> list[dict]:
+    volumes = [volume("HEALTHOS_HOME", settings.home)]
+    if backup_directory is not None:
+        volumes.append(volume("backups", Path(backup_directory)))
+    found = []
+    for disk in volumes:
+        if disk is None:
+            continue
+        found.append({"what": disk.what, "path": str(disk.path), "free": disk.free, "total": disk.total,
+                      "low": disk.low})
+        if disk.low:
+            problems.append(f"disk: {disk.what} ({disk.path}) has {disk.free * 100 // disk.total}% free, under "
+                            f"{DISK_LOW_SHARE:.0%}")
+    return found
