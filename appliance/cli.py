@@ -21,6 +21,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
+from sqlalchemy.engine import Connection
 
 import appliance.interop.hl7v2.models
 import appliance.layers
@@ -595,6 +596,18 @@ def _check_policies(settings: Settings) -> None:
         fail(str(exc))
 
 
+@contextmanager
+def _identity_act(settings: Settings) -> Iterator[Connection]:
+    """The control transaction of one identity act (an account, a subject); its refusal, an IdentityError,
+    is the command's one error line and nothing of the act is written."""
+    with opened_database(settings) as db:
+        try:
+            with db.control() as conn:
+                yield conn
+        except identity.IdentityError as exc:
+            fail(str(exc))
+
+
 @main.group()
 def account() -> None:
     """Accounts of staff, patients, analysts, regulators, operators and machine clients."""
@@ -614,13 +627,9 @@ def account_create(settings: Settings, role: str, tenant: str | None, email: str
     """Create an account and print its one-time enrolment link (never a password)."""
     policy = _policy(settings)
     kind = kind or (role if role in {"patient", "ministry_analyst", "regulator", "operator"} else "staff")
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                new = identity.create_account(conn, policy, kind=kind, email=email, display_name=display_name,
-                                              role=role, tenant=tenant, ward=ward)
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        new = identity.create_account(conn, policy, kind=kind, email=email, display_name=display_name,
+                                      role=role, tenant=tenant, ward=ward)
     click.echo(f"account {new.account_id} created for {email} ({role}{' at ' + tenant if tenant else ''})")
     click.echo(f"one-time enrolment link (valid 72 h): /enrol?code={new.enrolment_code}")
 
@@ -646,12 +655,8 @@ def account_list(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def account_disable(settings: Settings, email: str) -> None:
     """Disable an account: its sessions and API tokens end at once."""
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                identity.disable_account(conn, email)
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        identity.disable_account(conn, email)
     click.echo(f"{email}: disabled; sessions and tokens revoked")
 
 
@@ -661,12 +666,8 @@ def account_disable(settings: Settings, email: str) -> None:
 def account_enable(settings: Settings, email: str) -> None:
     """Enable a disabled account again: it signs in with its old password and authenticator, keeping its
     roles and history; its API tokens stay revoked."""
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                identity.enable_account(conn, email)
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        identity.enable_account(conn, email)
     click.echo(f"{email}: enabled; it signs in with its old credentials (its API tokens stay revoked: issue new "
                "ones with healthos account token)")
 
@@ -676,12 +677,8 @@ def account_enable(settings: Settings, email: str) -> None:
 @click.pass_obj
 def account_reset_mfa(settings: Settings, email: str) -> None:
     """Clear password and authenticator; print a new one-time enrolment link."""
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                code = identity.reset_mfa(conn, email)
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        code = identity.reset_mfa(conn, email)
     click.echo(f"{email}: must enrol again: /enrol?code={code}")
 
 
@@ -693,13 +690,9 @@ def account_reset_mfa(settings: Settings, email: str) -> None:
 def account_token(settings: Settings, tenant: str, name: str, permissions: tuple[str, ...]) -> None:
     """Issue an API token for a machine client (shown once; stored hashed)."""
     policy = _policy(settings)
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                token = identity.issue_machine_token(conn, policy, tenant=tenant, name=name,
-                                                     permissions=list(permissions))
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        token = identity.issue_machine_token(conn, policy, tenant=tenant, name=name,
+                                             permissions=list(permissions))
     click.echo(token)
     err.print("(this token is shown once; store it in the client's configuration now)")
 
@@ -757,16 +750,12 @@ def subject_duplicates(settings: Settings, limit: int, offset: int, as_json: boo
 @click.pass_obj
 def subject_merge(settings: Settings, survivor, merged, reason: str) -> None:
     """Merge MERGED into SURVIVOR: records stay where they are and resolve to SURVIVOR."""
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                unknown = [str(s) for s in (survivor, merged) if not identity.subject_exists(conn, s)]
-                if unknown:
-                    raise identity.IdentityError(f"no subject {', '.join(unknown)} on this appliance")
-                merge_id = identity.merge_subjects(conn, survivor_id=survivor, merged_id=merged, reason=reason,
-                                                   by=None)
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        unknown = [str(s) for s in (survivor, merged) if not identity.subject_exists(conn, s)]
+        if unknown:
+            raise identity.IdentityError(f"no subject {', '.join(unknown)} on this appliance")
+        merge_id = identity.merge_subjects(conn, survivor_id=survivor, merged_id=merged, reason=reason,
+                                           by=None)
     click.echo(f"merged; undo with: healthos subject unmerge {merge_id}")
 
 
@@ -775,12 +764,8 @@ def subject_merge(settings: Settings, survivor, merged, reason: str) -> None:
 @click.pass_obj
 def subject_unmerge(settings: Settings, merge_id) -> None:
     """Undo a merge."""
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                identity.unmerge_subjects(conn, merge_id=merge_id, by=None)
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        identity.unmerge_subjects(conn, merge_id=merge_id, by=None)
     click.echo("unmerged")
 
 
@@ -791,12 +776,8 @@ def subject_unmerge(settings: Settings, merge_id) -> None:
 @click.pass_obj
 def subject_dismiss(settings: Settings, first, second, reason: str) -> None:
     """Record that a listed pair are two people: `subject duplicates` no longer lists them."""
-    with opened_database(settings) as db:
-        try:
-            with db.control() as conn:
-                identity.dismiss_duplicate(conn, one=first, other=second, reason=reason, by=None)
-        except identity.IdentityError as exc:
-            fail(str(exc))
+    with _identity_act(settings) as conn:
+        identity.dismiss_duplicate(conn, one=first, other=second, reason=reason, by=None)
     click.echo("recorded as two people; the pair is no longer listed")
 
 
