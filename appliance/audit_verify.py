@@ -42,10 +42,24 @@ key agreement, HKDF-SHA256 (salt = ephemeral public || regulator public, info
 key is `ephemeral public (32) || nonce (12) || ciphertext`. Key ids are the first 8 bytes of the
 SHA-256 of the raw public key, in hex.
 
+The appliance may **rotate** its checkpoint key (`healthos audit rotate-signing-key`). The rotation is
+an event of the appliance's own log whose type names the new key, `audit.signing_key.rotate:<key id>`,
+put under a checkpoint signed by the old key before the new key signs anything. An evidence package
+carries every such introduction (`key_introductions`: the event, the old key's checkpoint over it and
+its inclusion proof) and the public keys they name. Pinned to a key with `--public-key`, the verifier
+trusts that key, and a newer key only when a trusted key's checkpoint proves its introduction, in
+order (a chain of rotations is followed link by link). It then holds each introduced key to its
+place: a checkpoint it signed may not be dated before its introduction, and once a newer key has
+signed a checkpoint of the log, an older key's later checkpoint is refused (a key rotated out after
+a compromise cannot sign the log's future). A key named in the package that no trusted key
+introduced is not trusted, however well it signs. Without `--public-key` every key in the package is
+trusted, and the verifier says so.
+
 What a passing verification proves: every event's hash matches its contents, the events in position
 order produce the root of every checkpoint, every checkpoint carries a valid signature of the
-pinned public key, and every checkpoint the regulator kept from earlier is still a prefix of the log
-(the log only grew). What it names when it fails: the first bad sequence number and what is wrong.
+pinned public key (or of a key it introduced), and every checkpoint the regulator kept from earlier
+is still a prefix of the log (the log only grew). What it names when it fails: the first bad sequence
+number and what is wrong.
 """
 
 from __future__ import annotations
@@ -79,6 +93,7 @@ CHECKPOINT_FORMAT = "healthos-audit-checkpoint/1"
 PACKAGE_FORMAT = "healthos-audit-evidence/1"
 HELD_CHECKPOINTS_FORMAT = "healthos-audit-checkpoints/1"
 SEAL_FORMAT = "healthos-audit-key-seal/1"
+KEY_INTRODUCTION = "audit.signing_key.rotate"  # the event type, `:<new key id>` appended
 PATIENT_REF_INFO = b"healthos-audit-patient-ref/1"
 HEADER_FIELDS = ("log", "tenant", "seq", "time", "type", "key", "patient")
 NONCE_SIZE = 12
@@ -150,6 +165,19 @@ def checkpoint_statement(log_id: str, size: int, root: bytes, time: str) -> byte
 def key_id_of(public_key: bytes) -> str:
     """The id of an Ed25519 or X25519 public key (raw 32 bytes): first 8 bytes of its SHA-256, hex."""
     return _SHA256(public_key).hexdigest()[:16]
+
+
+def key_introduction_type(key_id: str) -> str:
+    """The event type of the rotation that introduces the checkpoint key `key_id`."""
+    return f"{KEY_INTRODUCTION}:{key_id}"
+
+
+def introduced_key(event_type: str) -> str | None:
+    """The key id a rotation event's type introduces, or None for any other event."""
+    head, sep, key_id = event_type.partition(":")
+    if head != KEY_INTRODUCTION or not sep or len(key_id) != 16 or key_id.strip("0123456789abcdef"):
+        return None
+    return key_id
 
 
 def _raw_public(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
@@ -261,6 +289,7 @@ class Report:
     decrypted: int = 0
     problems: list[Problem] = field(default_factory=list)
     latest: Checkpoint | None = None
+    introduced: list[KeyIntroduction] = field(default_factory=list)  # keys trusted through the pinned one
 
     @property
     def ok(self) -> bool:
@@ -311,13 +340,93 @@ def signature_ok(checkpoint: Checkpoint, trusted: Mapping[str, Ed25519PublicKey]
     return True
 
 
-def check_checkpoints(log_id: str, checkpoints: list[Checkpoint], trusted: Mapping[str, Ed25519PublicKey]
-                      ) -> tuple[list[Checkpoint], list[tuple[int, str, str]]]:
+@dataclass(frozen=True)
+class KeyIntroduction:
+    """A checkpoint key trusted because a trusted key's checkpoint proves the rotation that introduced it."""
+
+    key_id: str
+    by: str  # the key whose checkpoint covers the rotation event
+    time: str  # when the rotation was recorded: the key signs nothing dated before
+    seq: int  # the rotation event's sequence number in the appliance's log
+    checkpoint_size: int
+
+
+@dataclass
+class KeyChain:
+    """The keys a verification trusts: the pinned one and those it introduced, each with its place in
+    the chain (the pinned key 0, a key it introduced 1, ...), and what was wrong with an introduction."""
+
+    keys: dict[str, Ed25519PublicKey]
+    rank: dict[str, int] = field(default_factory=dict)
+    introduced: list[KeyIntroduction] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def place_problem(self, checkpoint: Checkpoint, newest: str | None) -> str | None:
+        """Why `checkpoint` may not be signed by its key where it stands (`newest`: the newest key that
+        signed an earlier checkpoint of the log), or None."""
+        for introduction in self.introduced:
+            if introduction.key_id == checkpoint.key_id and checkpoint.time < introduction.time:
+                return (f"the checkpoint at size {checkpoint.size} is signed by key {checkpoint.key_id} and dated "
+                        f"{checkpoint.time}, before the rotation that introduced that key ({introduction.time})")
+        if newest is not None and self.rank.get(checkpoint.key_id, 0) < self.rank.get(newest, 0):
+            return (f"the checkpoint at size {checkpoint.size} is signed by key {checkpoint.key_id}, which was "
+                    f"rotated out: the newer key {newest} had already signed this log")
+        return None
+
+
+def follow_introductions(package: Mapping, pinned: Mapping[str, Ed25519PublicKey]) -> KeyChain:
+    """The pinned keys and every key a trusted key introduced, in the package's `key_introductions`."""
+    chain = KeyChain(dict(pinned), {key_id: 0 for key_id in pinned})
+    offered = package.get("public_keys") or {}
+    for item in package.get("key_introductions") or []:
+        try:
+            checkpoint = Checkpoint.from_json(item["checkpoint"])
+            position, seq = int(item["position"]), int(item["seq"])
+            header = item["header"].encode("ascii")
+            leaf = event_hash(header, _b64(item["nonce"]), _b64(item["body"]))
+            proof = [bytes.fromhex(h) for h in item.get("proof") or []]
+            fields = parse_header(header)
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, FormatError) as exc:
+            chain.problems.append(Problem("introduction", f"a malformed signing key introduction: {exc}"))
+            continue
+        key_id = introduced_key(fields["type"])
+        why = None
+        if key_id is None:
+            why = "names no signing key"
+        elif (fields["seq"], fields["log"], fields["tenant"]) != (seq, checkpoint.log_id, None):
+            why = "is not the event of the appliance's log its checkpoint signs"
+        elif checkpoint.key_id not in chain.keys or not signature_ok(checkpoint, chain.keys):
+            why = f"is under a checkpoint signed by key {checkpoint.key_id}, which is not a trusted key"
+        elif not verify_inclusion(leaf, position, checkpoint.size, proof, checkpoint.root):
+            why = f"is not in the checkpoint at size {checkpoint.size} it names (altered or moved)"
+        elif key_id not in chain.keys:
+            try:
+                raw = _b64(offered[key_id])
+                if key_id_of(raw) != key_id:
+                    raise ValueError("another key's")
+                public = Ed25519PublicKey.from_public_bytes(raw)
+            except (KeyError, TypeError, ValueError, binascii.Error):
+                why = "comes without that key's public half"
+            else:
+                chain.keys[key_id] = public
+                chain.rank[key_id] = chain.rank.get(checkpoint.key_id, 0) + 1
+                chain.introduced.append(KeyIntroduction(key_id, checkpoint.key_id, fields["time"], seq,
+                                                        checkpoint.size))
+        if why is not None:
+            chain.problems.append(Problem("introduction", f"the rotation to signing key {key_id or '?'} (seq {seq} "
+                                          f"of the appliance's log) {why}"))
+    return chain
+
+
+def check_checkpoints(log_id: str, checkpoints: list[Checkpoint], trusted: Mapping[str, Ed25519PublicKey],
+                      chain: KeyChain | None = None) -> tuple[list[Checkpoint], list[tuple[int, str, str]]]:
     """The checkpoints that are well signed, for this log, in increasing size; and what is wrong with
-    the others, as (first position they cover, kind, message) — the caller names the sequence number."""
+    the others, as (first position they cover, kind, message) — the caller names the sequence number.
+    With `chain`, each key must also sign in its place in the chain of rotations (`KeyChain`)."""
     good: list[Checkpoint] = []
     problems: list[tuple[int, str, str]] = []
     previous: Checkpoint | None = None
+    newest: str | None = None
     for checkpoint in checkpoints:
         first = previous.size if previous else 0
         if checkpoint.log_id != log_id:
@@ -330,12 +439,19 @@ def check_checkpoints(log_id: str, checkpoints: list[Checkpoint], trusted: Mappi
             continue
         if checkpoint.key_id not in trusted:
             problems.append((first, "signature", f"the checkpoint at size {checkpoint.size} is signed by key "
-                             f"{checkpoint.key_id}, which is not the trusted key"))
+                             f"{checkpoint.key_id}, which is not the trusted key (nor one a rotation of it "
+                             "introduced)"))
             continue
         if not signature_ok(checkpoint, trusted):
             problems.append((first, "signature", f"the signature of the checkpoint at size {checkpoint.size} "
                              "is not valid"))
             continue
+        misplaced = chain.place_problem(checkpoint, newest) if chain is not None else None
+        if misplaced is not None:
+            problems.append((first, "signature", misplaced))
+            continue
+        if chain is not None and (newest is None or chain.rank.get(checkpoint.key_id, 0) > chain.rank.get(newest, 0)):
+            newest = checkpoint.key_id
         if previous is not None and checkpoint.time < previous.time:
             problems.append((first, "checkpoint", f"checkpoint at size {checkpoint.size} is dated "
                              f"{checkpoint.time}, before the previous one ({previous.time})"))
@@ -398,7 +514,7 @@ class LogVerifier:
 
     def __init__(self, *, log_id: str, tenant: str | None, checkpoints: Iterable[Checkpoint],
                  trusted_keys: Mapping[str, Ed25519PublicKey], held: Iterable[Checkpoint] = (),
-                 check_header_prefix: bool = True):
+                 check_header_prefix: bool = True, chain: KeyChain | None = None):
         self.report = Report(log_id=log_id, tenant=tenant)
         self._log_id = log_id
         self._tenant = tenant
@@ -412,7 +528,7 @@ class LogVerifier:
         self._diverged = False
         self._rolled_back: list[Checkpoint] = []
 
-        self._checkpoints, self._unnamed = check_checkpoints(log_id, list(checkpoints), trusted_keys)
+        self._checkpoints, self._unnamed = check_checkpoints(log_id, list(checkpoints), trusted_keys, chain)
         self.report.checkpoints = len(self._checkpoints)
         # Sizes at which a root is known: every well-signed checkpoint, and every held checkpoint.
         self._targets: dict[int, list[tuple[str, Checkpoint]]] = {}
@@ -740,17 +856,22 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
     log = package.get("log") or {}
     log_id, tenant = str(log.get("log_id")), log.get("tenant")
     trusted = _trusted_keys(package, public_key)
+    # Pinned, a key is trusted only through the chain of rotations from the pinned one; unpinned, every
+    # key in the package already is, and the chain adds nothing.
+    chain = follow_introductions(package, trusted) if public_key is not None else None
+    if chain is not None:
+        trusted = chain.keys
     checkpoints = [Checkpoint.from_json(item) for item in package.get("checkpoints") or []]
     span = package.get("range") or {}
     complete = bool(span.get("complete"))
     verifier = LogVerifier(log_id=log_id, tenant=tenant, checkpoints=checkpoints if complete else [],
-                           trusted_keys=trusted, held=held if complete else ())
+                           trusted_keys=trusted, held=held if complete else (), chain=chain)
     report = verifier.report
-    extra: list[Problem] = []
+    extra: list[Problem] = list(chain.problems) if chain is not None else []
     if regulator is not None:
         extra += [Problem("decrypt", message) for message in regulator.open_keys(package, log_id)]
     anchor = None if complete else _check_partial_checkpoints(
-        log_id, checkpoints, trusted, package, held, report, extra)
+        log_id, checkpoints, trusted, package, held, report, extra, chain)
     first = int(span.get("first_position", 0))
     expected = first
     placement = _Placement()  # a partial package's positions
@@ -796,16 +917,17 @@ def verify_package(package: Mapping, *, public_key: Ed25519PublicKey | None = No
         extra += _check_edges(package, (log_id, tenant), span, first, last, anchor)
     report = verifier.finish() if complete else report
     report.problems = sorted(report.problems + extra, key=problem_order)
+    report.introduced = chain.introduced if chain is not None else []
     return report
 
 
 def _check_partial_checkpoints(log_id: str, checkpoints: list[Checkpoint], trusted: Mapping[str, Ed25519PublicKey],
                                package: Mapping, held: Sequence[Checkpoint], report: Report,
-                               extra: list[Problem]) -> Checkpoint | None:
+                               extra: list[Problem], chain: KeyChain | None = None) -> Checkpoint | None:
     """A partial export: every checkpoint signed and consistent with the next; held ones still in the log.
 
     Returns the checkpoint the events' inclusion proofs lead to."""
-    trusted_check, problems = check_checkpoints(log_id, checkpoints, trusted)
+    trusted_check, problems = check_checkpoints(log_id, checkpoints, trusted, chain)
     extra += [Problem(kind, message, position=at) for at, kind, message in problems]
     report.checkpoints = len(trusted_check)
     proofs = {(int(p["from"]), int(p["to"])): [bytes.fromhex(h) for h in p["proof"]]
@@ -1022,6 +1144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     say(report.summary())
+    if pinned is not None and report.introduced:
+        # Said whether or not it verified: which keys were trusted, and why, is what the regulator relies on.
+        say(f"trusted: the pinned key {key_id_of(_raw_public(pinned))}, and the key(s) its rotations introduced: "
+            + "; ".join(f"{i.key_id} (introduced by {i.by} at {i.time}, seq {i.seq} of the appliance's log, under "
+                        f"its checkpoint at size {i.checkpoint_size})" for i in report.introduced))
     span = package.get("range") or {}
     if report.ok and not span.get("complete", True):
         # A part reads like a whole log in the line above: say which part, and what a part cannot prove.

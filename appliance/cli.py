@@ -503,17 +503,50 @@ def audit_checkpoint(settings: Settings, tenant: str | None, out_path: Path | No
 
 
 @audit_group.command("public-key")
+@click.option("--all", "every", is_flag=True,
+              help="Every key the checkpoints were signed with, oldest first, each with its period.")
 @click.pass_obj
-def audit_public_key(settings: Settings) -> None:
+def audit_public_key(settings: Settings, every: bool) -> None:
     """Print the checkpoint signing public key (PEM) a regulator pins."""
+    from appliance.substrate import audit as audit_trail
     from appliance.substrate import keys
 
-    keyring = keys.Keyring.from_settings(settings)
-    try:
-        click.echo(keyring.public_key_pem().decode(), nl=False)
-    except keys.KeyUnavailable as exc:
-        fail(str(exc))
-    err.print(f"key id {keyring.signing_key_id}")
+    if not every:
+        keyring = keys.Keyring.from_settings(settings)
+        try:
+            click.echo(keyring.public_key_pem().decode(), nl=False)
+        except keys.KeyUnavailable as exc:
+            fail(str(exc))
+        err.print(f"key id {keyring.signing_key_id}")
+        return
+    with _audit_database(settings) as db:
+        found = audit_trail.signing_keys(db)
+    if not found:
+        fail("no checkpoint has been signed yet: `healthos audit public-key` prints the key that will sign them")
+    for key in found:
+        until = f"until {key.until:%Y-%m-%d %H:%M:%S} UTC" if key.until else "to now (current)"
+        click.echo(f"# key {key.key_id}: signed checkpoints from {key.since:%Y-%m-%d %H:%M:%S} UTC {until}")
+        click.echo(key.pem.decode(), nl=False)
+
+
+@audit_group.command("rotate-signing-key")
+@click.pass_obj
+def audit_rotate_signing_key(settings: Settings) -> None:
+    """Start a new checkpoint signing key: it signs every checkpoint from now on. The old key signs the
+    rotation (an event of the appliance's log naming the new key), so a regulator who pinned it can
+    follow; its private half is gone, its public half stays published."""
+    from appliance.substrate import audit as audit_trail
+
+    with _audit_database(settings) as db:
+        try:
+            rotation = audit_trail.rotate_signing_key(db)
+        except audit_trail.AuditError as exc:
+            fail(str(exc))
+    err.print(f"checkpoint signing key {rotation.old_key} rotated out; {rotation.new_key} signs from now on. "
+              f"The rotation is seq {rotation.seq} of the appliance's log, under its checkpoint at size "
+              f"{rotation.checkpoint_size} signed by {rotation.old_key}: evidence packages carry it, so a regulator "
+              "who pinned the old key verifies with it still. Give regulators and federation peers the new key "
+              "(`healthos audit public-key`), and copy keys/ to the appliance's other nodes.", soft_wrap=True)
 
 
 @audit_group.command("rotate-key")

@@ -27,6 +27,12 @@ database administrator could remove an event without a verifier noticing; keep i
 `verify` replays a log against its checkpoints and names the first bad sequence number; `export`
 writes an evidence package that `python -m appliance.audit_verify` checks offline; and
 `patient_access_log` answers a patient's "who opened my record".
+
+`rotate_signing_key` moves checkpoint signing to a new key: the rotation is an event of the appliance's
+log naming the new key, put under a checkpoint the old key signs, in the transaction that makes the
+new key current; every package carries these introductions, so a regulator who pinned the old key
+follows the chain to the new one (audit_verify's docstring says what it then trusts). The appliance's
+own `verify` trusts the key it signs with and those it rotated out (keys/, never the database's word).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from psycopg.adapt import Transformer
 from sqlalchemy.engine import Connection
 
 from appliance.audit_verify import (
+    KEY_INTRODUCTION,
     PACKAGE_FORMAT,
     Checkpoint,
     LogVerifier,
@@ -63,6 +70,9 @@ from appliance.audit_verify import (
     event_header,
     format_time,
     held_checkpoints_document,
+    introduced_key,
+    key_id_of,
+    key_introduction_type,
     problem_order,
 )
 from appliance.substrate import keys
@@ -635,6 +645,15 @@ def _register_signer(conn: Connection, keyring: keys.Keyring) -> None:
     _registered_signers.add(marker)
 
 
+def _follow_current_signer(conn: Connection, keyring: keys.Keyring) -> None:
+    """Sign with the key the database names as current (the newest of `control.audit_signing_key`):
+    after a rotation by another process, this one reads the new key from keys/."""
+    current = conn.execute(sa.select(keys.audit_signing_key.c.key_id)
+                           .order_by(keys.audit_signing_key.c.created_at.desc()).limit(1)).scalar()
+    if current is not None:
+        keyring.follow_rotation(current)
+
+
 def _checkpoint_log(conn: Connection, target: _Log) -> Checkpoint | None:
     """Give positions to the log's committed events and sign a checkpoint over them (conn: control)."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
@@ -669,6 +688,7 @@ def _checkpoint_log(conn: Connection, target: _Log) -> Checkpoint | None:
     for seq in seqs:
         accumulator.append(hashes[seq])
     keyring = keys.keyring_for(conn.engine)
+    _follow_current_signer(conn, keyring)
     _register_signer(conn, keyring)
     signed_at = datetime.now(UTC)
     if last is not None and signed_at < last.signed_at:
@@ -863,8 +883,12 @@ def verify_all(db: Database, *, decrypt: bool = False) -> list[Report]:
 
 
 def _trusted(conn: Connection) -> dict:
+    """The key this appliance signs with and those it rotated out, as its own keys/ holds them: a key
+    the database alone names (inserted there) is not trusted."""
     keyring = keys.keyring_for(conn.engine)
-    return {keyring.signing_key_id: keyring.public_key()}
+    with contextlib.suppress(keys.KeyUnavailable):  # keys/ not yet copied here: what it holds is still checked
+        _follow_current_signer(conn, keyring)
+    return {**keyring.retired_public_keys(), keyring.signing_key_id: keyring.public_key()}
 
 
 def _verify_log(conn: Connection, target: _Log, *, held: Sequence[Checkpoint] = (), decrypt: bool = False) -> Report:
@@ -1036,12 +1060,15 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
             "range": {"complete": complete, "since": since and format_time(since),
                       "until": until and format_time(until), "first_position": first, "last_position": last,
                       "anchor_size": anchor.size if anchor else 0},
-            "public_keys": {k: _b64(v) for k, v in _public_keys(conn, {c.key_id for c in checkpoints}).items()},
             "checkpoints": [c.to_json() for c in checkpoints],
             "consistency_proofs": [],
             "events": [],
             "data_keys": [],
         }
+        introductions, chain_keys = _key_introductions(conn)
+        package["key_introductions"] = introductions
+        package["public_keys"] = {k: _b64(v) for k, v in
+                                  _public_keys(conn, {c.key_id for c in checkpoints} | chain_keys).items()}
         tree = None
         if not complete and anchor is not None:
             tree = _Tree(_leaf_hashes(conn, target, anchor.size))
@@ -1084,6 +1111,34 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
 
 def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
+
+
+def _key_introductions(conn: Connection) -> tuple[list[dict], set[str]]:
+    """Every rotation of the checkpoint key, as a package carries it: the event in the appliance's log,
+    the first checkpoint over it (signed by the key rotated out) and its inclusion proof; and the ids of
+    the keys these name, whose public halves the package must carry too."""
+    target = _control_log(keys.appliance_log_id(conn), None, True)
+    rows = conn.exec_driver_sql(target.sql(
+        "SELECT p.position, p.seq, {t} AS at, e.event_type, e.key_id, e.patient_ref, e.nonce, e.body, e.leaf_hash "
+        "FROM {s}.audit_position p JOIN {s}.audit_event e ON {jep} e.seq = p.seq "
+        "WHERE {wp} starts_with(e.event_type, %(kind)s) ORDER BY p.position"),
+        {**target.params, "kind": KEY_INTRODUCTION + ":"}).all()
+    rows = [row for row in rows if introduced_key(row.event_type) is not None]
+    if not rows:
+        return [], set()
+    checkpoints = _checkpoints(conn, target)
+    anchors = {row.position: next((c for c in checkpoints if c.size > row.position), None) for row in rows}
+    sizes = [anchor.size for anchor in anchors.values() if anchor is not None]
+    tree = _Tree(_leaf_hashes(conn, target, max(sizes))) if sizes else None
+    items: list[dict] = []
+    named: set[str] = set()
+    for row in rows:
+        anchor = anchors[row.position]
+        if anchor is None:
+            continue  # not yet under a checkpoint: the rotation that wrote it did not complete
+        items.append({**_package_item(target, row, tree, anchor), "checkpoint": anchor.to_json()})
+        named |= {anchor.key_id, introduced_key(row.event_type)}
+    return items, named
 
 
 def _package_item(target: _Log, row, tree: _Tree | None, anchor: Checkpoint | None) -> dict:
@@ -1276,6 +1331,61 @@ def rotate_key(db: Database, tenant: str | None = None, *, principal: Principal 
         append(conn, tenant=None, principal=principal, event_type="audit.key.rotate", action="C",
                detail={"tenant": tenant, "log": key.log_id, "key": key.key_id, "generation": key.generation})
     return key
+
+
+@dataclass(frozen=True)
+class SigningKeyRotation:
+    old_key: str
+    new_key: str
+    seq: int  # the rotation event, in the appliance's log
+    checkpoint_size: int  # the appliance log's checkpoint over it, signed by the old key
+
+
+def rotate_signing_key(db: Database, *, principal: Principal | None = None) -> SigningKeyRotation:
+    """Move checkpoint signing to a new key. In one control transaction: the rotation event, naming the
+    new key, is appended to the appliance's log and checkpointed with the old key, and the new key is
+    made current; then the new key takes the old one's place in keys/ (the old public half is kept).
+    The appliance log's checkpoint lock keeps any other signer out between the two."""
+    keyring = keys.keyring_for(db)
+    with db.control() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('healthos.audit.signing_key.rotate'))"))
+        _follow_current_signer(conn, keyring)
+        old_key = keyring.signing_key_id
+        new_raw = keyring.next_signing_key_raw()
+        new_key = key_id_of(new_raw)
+        seq = append(conn, tenant=None, principal=principal, event_type=key_introduction_type(new_key), action="C",
+                     detail={"old_key": old_key, "new_key": new_key, "public_key": new_raw.hex()})
+        signed = _checkpoint_log(conn, _control_log(keys.appliance_log_id(conn), None, True))
+        if signed is None or signed.key_id != old_key:
+            raise AuditError("the rotation could not be signed by the key it rotates out; nothing was changed")
+        # clock_timestamp, not now(): the old key may have been registered by this very transaction.
+        conn.execute(sa.insert(keys.audit_signing_key).values(key_id=new_key, public_key=new_raw,
+                                                              created_at=sa.func.clock_timestamp()))
+    keyring.promote_next_signing_key()
+    log.info("audit_signing_key_rotated", old_key=old_key, new_key=new_key)
+    return SigningKeyRotation(old_key, new_key, seq, signed.size)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key_id: str
+    public_key: bytes
+    since: datetime  # registered: it signs from then
+    until: datetime | None  # its successor's registration; None for the current key
+
+    @property
+    def pem(self) -> bytes:
+        return keys.ed25519_public_pem(self.public_key)
+
+
+def signing_keys(db: Database) -> list[SigningKey]:
+    """Every checkpoint key this appliance signed with, oldest first, each with its period."""
+    with db.control() as conn:
+        rows = conn.execute(sa.select(keys.audit_signing_key.c.key_id, keys.audit_signing_key.c.public_key,
+                                      keys.audit_signing_key.c.created_at)
+                            .order_by(keys.audit_signing_key.c.created_at)).all()
+    return [SigningKey(row.key_id, row.public_key, row.created_at, following.created_at if following else None)
+            for row, following in itertools.zip_longest(rows, rows[1:])]
 
 
 def register_regulator(db: Database, public_key: bytes, label: str, *,

@@ -8,7 +8,13 @@ Three layers, each protecting the next:
   parameters and a check value (which tells a mistyped passphrase from a damaged key) are kept in
   `keys/appliance.kdf.json`; a second appliance node needs a copy of the `keys/` directory;
 - the **checkpoint signing key** (Ed25519) in `keys/checkpoint-signing.pem`, PKCS#8 encrypted under
-  a key derived from the appliance key. Its public key is what a regulator pins;
+  a key derived from the appliance key. Its public key is what a regulator pins. Rotating it
+  (`audit.rotate_signing_key`) makes the next key in `keys/checkpoint-signing.next.pem`, has the old key
+  sign its introduction, then puts it in place of the old one, whose private half is gone from then
+  on; its public half stays in `keys/checkpoint-signing.<key id>.pub`, so this appliance still
+  trusts the checkpoints it signed. Which key is current is the newest row of
+  `control.audit_signing_key`: a process still holding the old key in memory reads it again from
+  `keys/` when it sees that (another node needs the new `keys/` copied to it, as at setup);
 - one AES-256 **data key** per audit log and generation (a tenant's log, or the appliance's own),
   in `control.audit_data_key`, wrapped by the appliance key (AES-256-GCM, bound to its key id and
   log) and sealed to every registered regulator's X25519 key (`control.audit_data_key_seal`), so a
@@ -62,6 +68,8 @@ PASSPHRASE_ENV = "HEALTHOS_APPLIANCE_PASSPHRASE"  # noqa: S105 -- the name of a 
 APPLIANCE_KEY_FILE = "appliance.key"
 KDF_FILE = "appliance.kdf.json"
 SIGNING_KEY_FILE = "checkpoint-signing.pem"
+NEXT_SIGNING_KEY_FILE = "checkpoint-signing.next.pem"  # made by a rotation, until it is in place
+RETIRED_SIGNING_KEY_GLOB = "checkpoint-signing.*.pub"  # public halves of the keys rotated out
 APPLIANCE_LOG_KIND = "appliance"
 
 # Argon2id for the passphrase: RFC 9106's second recommended option (64 MiB, 3 passes, 4 lanes).
@@ -120,7 +128,8 @@ audit_signing_key = sa.Table(
     sa.Column("public_key", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
-"""Public halves of the checkpoint keys that signed something here (what exports carry)."""
+"""Public halves of the checkpoint keys that signed something here (what exports carry); the newest
+row is the key that signs from now on, and each key signed from its `created_at` until the next one's."""
 
 tenant_audit_key = sa.Table(
     "audit_key",
@@ -290,27 +299,81 @@ class Keyring:
     def signing_key(self) -> Ed25519PrivateKey:
         with self._lock:
             if self._signing_key is None:
-                password = self._subkey(b"healthos checkpoint signing key file/1").hex().encode()
-                path = _private_dir(self.keys_dir) / SIGNING_KEY_FILE
-                if not path.exists():
-                    pem = Ed25519PrivateKey.generate().private_bytes(
-                        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                        serialization.BestAvailableEncryption(password))
-                    _write_new(path, pem)
-                try:
-                    key = serialization.load_pem_private_key(_read_private(path), password=password)
-                except ValueError as exc:
-                    raise WrongApplianceKey(f"{path} does not open with this appliance key") from exc
-                if not isinstance(key, Ed25519PrivateKey):
-                    raise KeyUnavailable(f"{path} is not an Ed25519 key")
-                self._signing_key = key
+                self._signing_key = self._signing_key_file(SIGNING_KEY_FILE)
             return self._signing_key
+
+    def _signing_key_file(self, name: str) -> Ed25519PrivateKey:
+        """The signing key in keys/`name`, made there first if missing."""
+        password = self._subkey(b"healthos checkpoint signing key file/1").hex().encode()
+        path = _private_dir(self.keys_dir) / name
+        if not path.exists():
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(password))
+            _write_new(path, pem)
+        try:
+            key = serialization.load_pem_private_key(_read_private(path), password=password)
+        except ValueError as exc:
+            raise WrongApplianceKey(f"{path} does not open with this appliance key") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyUnavailable(f"{path} is not an Ed25519 key")
+        return key
+
+    def next_signing_key_raw(self) -> bytes:
+        """The public half of the key a rotation puts in place (made on first call; a rotation that
+        stopped half-way takes up the same key again)."""
+        with self._lock:
+            return _raw(self._signing_key_file(NEXT_SIGNING_KEY_FILE).public_key())
+
+    def promote_next_signing_key(self) -> str:
+        """Put the next key in place of the current one; returns its id. The current key's public half
+        is kept beside it (`checkpoint-signing.<id>.pub`), its private half is gone."""
+        with self._lock:
+            directory = _private_dir(self.keys_dir)
+            following = directory / NEXT_SIGNING_KEY_FILE
+            if following.exists():
+                retiring = self._signing_key_file(SIGNING_KEY_FILE).public_key()
+                retired = directory / f"checkpoint-signing.{key_id_of(_raw(retiring))}.pub"
+                if not retired.exists():
+                    _write_new(retired, retiring.public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+                with contextlib.suppress(FileNotFoundError):  # another process on this node did it first
+                    following.replace(directory / SIGNING_KEY_FILE)
+            self._signing_key = None
+            return self.signing_key_id
+
+    def follow_rotation(self, current_id: str) -> None:
+        """Sign with `current_id`, the key the database names as current, if this node holds it: read
+        again from keys/ (another process rotated), or put in place from the next key (a rotation that
+        stopped after it was recorded). KeyUnavailable when this node's keys/ does not hold it."""
+        with self._lock:
+            if self.signing_key_id == current_id:
+                return
+            self._signing_key = None
+            if self.signing_key_id != current_id:
+                following = self.keys_dir / NEXT_SIGNING_KEY_FILE
+                if following.exists() and key_id_of(self.next_signing_key_raw()) == current_id:
+                    self.promote_next_signing_key()
+            if self.signing_key_id != current_id:
+                held = self.signing_key_id
+                self._signing_key = None
+                raise KeyUnavailable(
+                    f"the checkpoint signing key was rotated to {current_id}, but {self.keys_dir} holds {held}: "
+                    "copy keys/ from the node that rotated it")
+
+    def retired_public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """The public halves of the signing keys this appliance rotated out, by id."""
+        found: dict[str, Ed25519PublicKey] = {}
+        for path in sorted(self.keys_dir.glob(RETIRED_SIGNING_KEY_GLOB)):
+            key = load_public_key(path.read_bytes())
+            found[key_id_of(_raw(key))] = key
+        return found
 
     def public_key(self) -> Ed25519PublicKey:
         return self.signing_key().public_key()
 
     def public_key_raw(self) -> bytes:
-        return self.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return _raw(self.public_key())
 
     def public_key_pem(self) -> bytes:
         return self.public_key().public_bytes(serialization.Encoding.PEM,
@@ -337,12 +400,22 @@ def ed25519_public_raw(data: bytes) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+def ed25519_public_pem(public_raw: bytes) -> bytes:
+    """A raw Ed25519 public key as PEM, as `Keyring.public_key_pem` writes it."""
+    return Ed25519PublicKey.from_public_bytes(public_raw).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def ed25519_signature_ok(public_raw: bytes, signature: bytes, statement: bytes) -> bool:
     try:
         Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, statement)
     except (ValueError, InvalidSignature):
         return False
     return True
+
+
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _wrap_aad(key_id: str, log_id: str) -> bytes:

@@ -1,0 +1,203 @@
+"""Rotating the checkpoint signing key: the old key signs the rotation, the new one signs from then on,
+and a regulator who pinned the old key still verifies whole and period evidence offline — while a key
+no rotation introduced, or the old key signing after its successor, is refused.
+
+The rotation changes the signing key of the appliance it runs on, which every other test module pins:
+so these tests run on an appliance of their own (its own HEALTHOS_HOME and embedded cluster, started
+in about a second), not on the shared one.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from appliance import audit_verify
+from appliance.cli import main
+from appliance.substrate import audit, keys
+from appliance.substrate.config import Settings
+from appliance.substrate.db import Database
+from appliance.substrate.merkle import MerkleAccumulator
+from appliance.substrate.migrate import migrate_control
+from appliance.substrate.tenancy import apply_config
+from tests.conftest import make_tenant_config
+from tests.substrate.audit_support import fill
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory):
+    """An appliance of its own (its own home, keys and embedded cluster, as a new appliance has): one
+    facility whose log was checkpointed by the first key, a rotation, then more checkpoints."""
+    home = tmp_path_factory.mktemp("rotation-home")
+    settings = Settings.from_env({"HEALTHOS_HOME": str(home)})
+    fresh = Database.open(settings)
+    keyring = keys.bind(fresh, keys.Keyring(home))
+    try:
+        migrate_control(fresh)
+        config = make_tenant_config()
+        apply_config(fresh, config)
+        old_private = keyring.signing_key()  # kept by the test alone, to play a thief of the old key
+        old_pem = home / "old.pub"
+        old_pem.write_bytes(keyring.public_key_pem())
+        fill(fresh, config.slug, (3, 2))
+        rotation = audit.rotate_signing_key(fresh)
+        middle = datetime.now(UTC)
+        fill(fresh, config.slug, (2, 3))
+        yield {"db": fresh, "settings": settings, "home": home, "slug": config.slug, "rotation": rotation,
+               "old_private": old_private, "old_pem": old_pem, "middle": middle, "keyring": keyring}
+    finally:
+        fresh.close()
+
+
+def export(appliance, tenant: str | None, **window) -> dict:
+    out = appliance["home"] / f"evidence-{secrets.token_hex(3)}.json"
+    audit.export(appliance["db"], tenant, out, **window)
+    return json.loads(out.read_text())
+
+
+def old_key(appliance):
+    return audit_verify.load_public_key(appliance["old_pem"].read_bytes())
+
+
+def test_after_the_rotation_the_new_key_signs_and_the_old_is_still_published(appliance):
+    fresh, rotation, keyring = appliance["db"], appliance["rotation"], appliance["keyring"]
+    assert rotation.old_key != rotation.new_key and keyring.signing_key_id == rotation.new_key
+    held = audit.held_checkpoints(fresh, appliance["slug"])["checkpoints"]
+    assert [c["key"] for c in held] == [rotation.old_key] * 2 + [rotation.new_key] * 2
+    # The rotation is an event of the appliance's log naming both keys, under the old key's checkpoint.
+    (event,) = [e for e in audit.read_events(fresh, None) if e["type"].startswith("audit.signing_key.rotate:")]
+    assert event["type"] == f"audit.signing_key.rotate:{rotation.new_key}"
+    assert event["event"]["detail"] == {"old_key": rotation.old_key, "new_key": rotation.new_key,
+                                        "public_key": keyring.public_key_raw().hex()}
+    appliance_log = audit.held_checkpoints(fresh, None)["checkpoints"]
+    assert next(c for c in appliance_log if c["size"] == rotation.checkpoint_size)["key"] == rotation.old_key
+    # Both keys published with their periods; the old private half is gone, its public half kept.
+    published = audit.signing_keys(fresh)
+    assert [(k.key_id, k.until is None) for k in published] == [(rotation.old_key, False), (rotation.new_key, True)]
+    assert published[0].until == published[1].since
+    key_dir = appliance["home"] / "keys"
+    assert (key_dir / f"checkpoint-signing.{rotation.old_key}.pub").exists()
+    assert not (key_dir / keys.NEXT_SIGNING_KEY_FILE).exists()
+    assert keys.Keyring(appliance["home"]).signing_key_id == rotation.new_key  # what another process reads
+    # The appliance's own verification still trusts the checkpoints the old key signed.
+    assert audit.verify(fresh, appliance["slug"]).ok and audit.verify(fresh, None).ok
+
+
+def test_whole_and_period_exports_verify_offline_with_the_old_pinned_key(appliance, capsys):
+    rotation, pinned = appliance["rotation"], old_key(appliance)
+    whole = export(appliance, appliance["slug"])
+    period = export(appliance, appliance["slug"], since=appliance["middle"])
+    own = export(appliance, None)
+    for package in (whole, period, own):
+        report = audit_verify.verify_package(package, public_key=pinned)
+        assert report.ok, [str(p) for p in report.problems]
+        assert [(i.key_id, i.by) for i in report.introduced] == [(rotation.new_key, rotation.old_key)]
+    assert audit_verify.verify_package(whole, public_key=pinned).checkpoints == 4
+    assert len(period["events"]) == 5 and not period["range"]["complete"]  # the events after the rotation
+    # The command line says plainly which keys it trusted, and why.
+    path = appliance["home"] / "whole.json"
+    path.write_text(json.dumps(whole))
+    assert audit_verify.main([str(path), "--public-key", str(appliance["old_pem"])]) == 0
+    said = capsys.readouterr().out
+    assert f"trusted: the pinned key {rotation.old_key}" in said
+    assert f"{rotation.new_key} (introduced by {rotation.old_key}" in said
+
+
+def _resign(package: dict, index: int, signer: Ed25519PrivateKey) -> dict:
+    """The package with checkpoint `index` signed again by `signer` (and its public key carried)."""
+    forged = copy.deepcopy(package)
+    raw = signer.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key_id = audit_verify.key_id_of(raw)
+    checkpoint = audit_verify.Checkpoint.from_json(forged["checkpoints"][index])
+    forged["checkpoints"][index] |= {"key": key_id,
+                                     "signature": base64.b64encode(signer.sign(checkpoint.statement())).decode()}
+    forged["public_keys"][key_id] = base64.b64encode(raw).decode()
+    return forged
+
+
+def test_a_new_key_the_old_one_did_not_introduce_is_refused(appliance):
+    pinned, whole = old_key(appliance), export(appliance, appliance["slug"])
+    thief = Ed25519PrivateKey.generate()
+    thief_raw = thief.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    thief_id = audit_verify.key_id_of(thief_raw)
+    # A checkpoint signed by a key the package carries, but no rotation introduced.
+    report = audit_verify.verify_package(_resign(whole, -1, thief), public_key=pinned)
+    assert not report.ok and f"signed by key {thief_id}, which is not the trusted key" in str(report.first_problem)
+    # A rotation event for it, written by someone with the database but not the old key: it sits under a
+    # checkpoint only the thief could sign, so it introduces nothing.
+    forged = _resign(whole, -1, thief)
+    introduction = copy.deepcopy(forged["key_introductions"][0])
+    header = introduction["header"].replace(f"rotate:{appliance['rotation'].new_key}", f"rotate:{thief_id}")
+    leaf = audit_verify.event_hash(header.encode(), base64.b64decode(introduction["nonce"]),
+                                   base64.b64decode(introduction["body"]))
+    tree = MerkleAccumulator()
+    tree.append(leaf)
+    statement = audit_verify.checkpoint_statement(introduction["checkpoint"]["log"], 1, tree.root(),
+                                                  introduction["checkpoint"]["time"])
+    introduction |= {"header": header, "position": 0, "proof": [],
+                     "checkpoint": {**introduction["checkpoint"], "size": 1, "root": tree.root().hex(),
+                                    "key": thief_id, "signature": base64.b64encode(thief.sign(statement)).decode()}}
+    forged["key_introductions"].append(introduction)
+    report = audit_verify.verify_package(forged, public_key=pinned)
+    assert not report.ok and thief_id not in {i.key_id for i in report.introduced}
+    kinds = {p.kind for p in report.problems}
+    assert {"introduction", "signature"} <= kinds
+    # The same rotation event made to name the thief's key no longer matches the old key's checkpoint.
+    altered = copy.deepcopy(whole)
+    altered["key_introductions"][0]["header"] = header
+    altered["public_keys"][thief_id] = base64.b64encode(thief_raw).decode()
+    report = audit_verify.verify_package(_resign(altered, -1, thief), public_key=pinned)
+    assert not report.ok and "is not in the checkpoint" in " ".join(str(p) for p in report.problems)
+
+
+def test_the_old_key_cannot_sign_the_log_after_its_successor(appliance):
+    """After a compromise: whoever stole the old key cannot extend the log the new key already signs."""
+    whole = export(appliance, appliance["slug"])
+    report = audit_verify.verify_package(_resign(whole, -1, appliance["old_private"]), public_key=old_key(appliance))
+    assert not report.ok and "rotated out" in str(report.first_problem)
+
+
+def test_a_rotation_recorded_but_not_yet_in_place_is_completed_by_the_next_reader(tmp_path: Path):
+    """A rotation that stopped after its transaction committed: a process told the new key is current
+    takes it from keys/ (the next key) and keeps the old public half."""
+    ring = keys.Keyring(tmp_path)
+    old = ring.signing_key_id
+    following = audit_verify.key_id_of(ring.next_signing_key_raw())
+    other = keys.Keyring(tmp_path)
+    other.follow_rotation(following)
+    assert other.signing_key_id == following and old in other.retired_public_keys()
+    with pytest.raises(keys.KeyUnavailable, match="copy keys/"):
+        keys.Keyring(tmp_path).follow_rotation("0123456789abcdef")
+
+
+def test_the_command_rotates_again_and_lists_every_key_and_a_regulator_follows_the_chain(appliance):
+    """Last in this module: a second rotation, so the old pinned key reaches the third key link by link."""
+    settings = appliance["settings"]
+    env = {"HEALTHOS_HOME": str(settings.home), "HEALTHOS_DATABASE_URL": settings.database_url,
+           "HEALTHOS_LOG_FORMAT": "console"}
+    runner = CliRunner()
+    result = runner.invoke(main, ["audit", "rotate-signing-key"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    third = keys.Keyring(settings.home).signing_key_id
+    assert f"{third} signs from now on" in result.output
+    listed = runner.invoke(main, ["audit", "public-key", "--all"], env=env, catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    periods = [line for line in listed.stdout.splitlines() if line.startswith("# key ")]
+    assert len(periods) == 3 and periods[-1].startswith(f"# key {third}") and "(current)" in periods[-1]
+    assert listed.stdout.count("BEGIN PUBLIC KEY") == 3
+    # This process's keyring still held the second key: its next checkpoint follows to the third.
+    fill(appliance["db"], appliance["slug"], (2,))
+    package = export(appliance, appliance["slug"])
+    assert package["checkpoints"][-1]["key"] == third
+    report = audit_verify.verify_package(package, public_key=old_key(appliance))
+    assert report.ok, [str(p) for p in report.problems]
+    assert [i.key_id for i in report.introduced] == [appliance["rotation"].new_key, third]
