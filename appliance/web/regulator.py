@@ -1,8 +1,11 @@
 """The regulator console: where each audit log stands (its latest signed checkpoint), verification on
 demand, the last verification's result, and what to take away — evidence packages to check offline
 with `python -m appliance.audit_verify` (which needs only the appliance's public key, never ours), and
-a log's signed checkpoints to keep. Checkpoints kept earlier are brought back to prove the log only
-grew since: nothing signed before was rewritten, removed or reordered.
+a log's signed checkpoints to keep. The verifier itself is handed out here too: a zip of its four files,
+built from the installed package (no network), whose SHA-256 the page shows so the regulator can check
+it against one obtained out of band before trusting what it says. Checkpoints kept earlier are
+brought back to prove the log only grew since: nothing signed before was rewritten, removed or
+reordered.
 
 Verifying and taking evidence or checkpoints away are themselves audited (appliance-level events), so
 the trail shows when the regulator looked.
@@ -15,10 +18,16 @@ as a read of the chart's access log, so the patient sees that the regulator look
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import json
+import platform
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +39,7 @@ from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
+import appliance
 from appliance.audit_verify import FormatError, parse_held
 from appliance.substrate import audit, keys
 from appliance.substrate.db import InvalidSlug, UnknownTenant, validate_slug
@@ -41,6 +51,75 @@ BREAK_THE_GLASS_WINDOW = timedelta(days=30)
 MRN_LENGTH = 64  # longer than any facility's record number; what is longer (or unprintable) is not one
 # What an access did, as the audit event's action code says it (FHIR AuditEvent.action).
 ACTIONS = {"R": "read", "C": "created", "U": "changed", "D": "removed", "E": "used"}
+
+
+# The offline verifier: these files, copied with their folders, are all it runs on (with `cryptography`);
+# tests/test_audit_verify.py holds it to that.
+VERIFIER_FILES = ("appliance/__init__.py", "appliance/audit_verify.py", "appliance/substrate/__init__.py",
+                  "appliance/substrate/merkle.py")
+VERIFIER_README = """HealthOS offline audit verifier (from appliance {version})
+
+Checks an evidence package exported from a HealthOS appliance (its regulator console, or
+`healthos audit export`): every event's hash, every Merkle root, every checkpoint signature against
+the appliance's public key, and, with kept checkpoints, that the log only grew. It sends nothing
+anywhere and needs nothing from the appliance but the package and its public key.
+
+Needs: Python 3.11 or later, and the Python package `cryptography` version 44 or later
+(this copy was taken from an appliance running Python {python} and cryptography {cryptography}):
+
+    python3 -m pip install "cryptography>=44"
+
+Run it from the folder this zip was unpacked into (the one holding `appliance/`):
+
+    python3 -m appliance.audit_verify EVIDENCE.json --public-key APPLIANCE-KEY.pem
+    python3 -m appliance.audit_verify EVIDENCE.json --public-key APPLIANCE-KEY.pem \\
+        --regulator-key YOUR-X25519-KEY.pem --out events.jsonl      # also decrypt the event bodies
+    python3 -m appliance.audit_verify EVIDENCE.json --public-key APPLIANCE-KEY.pem \\
+        --checkpoints KEPT.json                                       # prove the log only grew
+
+Exit status: 0 verified, 1 problems found (the first bad sequence number is named), 2 unusable input.
+`python3 -m appliance.audit_verify --help` lists every option.
+
+APPLIANCE-KEY.pem is the appliance's checkpoint public key (`healthos audit public-key` on the
+appliance), obtained out of band and kept: pin it. If the appliance later rotates its key, keep the
+key you pinned: packages carry each rotation, signed by the key it replaced, and the verifier says
+which keys it trusted through yours.
+
+Before you rely on it, check this zip's SHA-256 (`sha256sum` on Linux, `shasum -a 256` on macOS,
+`certutil -hashfile FILE SHA256` on Windows) against the one the regulator console shows, read
+over a channel other than the one you downloaded it through.
+
+Files: {files}
+"""
+
+
+@dataclass(frozen=True)
+class VerifierZip:
+    content: bytes
+    sha256: str
+    name: str
+
+
+@functools.lru_cache(maxsize=1)
+def verifier_zip() -> VerifierZip:
+    """The offline verifier as a zip: its files as this appliance runs them, and a README.txt. Entries
+    carry a fixed date and mode, so the same release always gives the same bytes and the same SHA-256."""
+    installed = resources.files("appliance")
+    readme = VERIFIER_README.format(version=appliance.__version__, python=platform.python_version(),
+                                    cryptography=metadata.version("cryptography"), files=", ".join(VERIFIER_FILES))
+    entries = [("README.txt", readme.encode())]
+    for path in VERIFIER_FILES:
+        entries.append((path, installed.joinpath(*path.split("/")[1:]).read_bytes()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, data in entries:
+            info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    content = buffer.getvalue()
+    return VerifierZip(content, hashlib.sha256(content).hexdigest(),
+                       f"healthos-audit-verifier-{appliance.__version__}.zip")
 
 
 class ExportForm(BaseModel):
@@ -141,7 +220,8 @@ def _console(request: Request, state: State, *, held_refusal: str | None = None)
     return Template("regulator.html", context={"principal": request.user, "last": last, "tenants": tenants,
                                                "logs": logs, "log_names": log_names, "glass": glass,
                                                "sealed_to": sealed_to, "held_refusal": held_refusal,
-                                               "glass_days": BREAK_THE_GLASS_WINDOW.days},
+                                               "glass_days": BREAK_THE_GLASS_WINDOW.days,
+                                               "verifier": verifier_zip()},
                     status_code=422 if held_refusal else 200)
 
 
@@ -246,6 +326,19 @@ def export(request: Request, state: State,
                     headers={"content-disposition": f'attachment; filename="{name}"'})
 
 
+@post("/regulator/verifier", operation_id="AuditDownloadVerifier", tags=["audit"],
+      opt={"permission": "audit.evidence.export"}, sync_to_thread=True, include_in_schema=False, status_code=200)
+def download_verifier(request: Request, state: State) -> Response:
+    """The offline verifier as a zip (its four files and a README.txt), recorded as an export: the trail
+    shows which verifier, by its SHA-256, the regulator took away."""
+    verifier = verifier_zip()
+    with state.db.control() as conn:
+        audit.append(conn, tenant=None, principal=request.user, event_type="audit.verifier.export", action="E",
+                     detail={"sha256": verifier.sha256, "files": list(VERIFIER_FILES), "name": verifier.name})
+    return Response(verifier.content, media_type="application/zip",
+                    headers={"content-disposition": f'attachment; filename="{verifier.name}"'})
+
+
 @get("/regulator/patient-access", operation_id="AuditPatientAccessReview", tags=["audit"],
      opt={"permission": "audit.log.read"}, sync_to_thread=True, include_in_schema=False)
 def patient_access(request: Request, state: State, facility: FromQuery[str] = "", mrn: FromQuery[str] = "") -> Template:
@@ -282,4 +375,4 @@ def patient_access(request: Request, state: State, facility: FromQuery[str] = ""
     return Template("regulator_access.html", context=context, status_code=status)
 
 
-ROUTES = [console, verify, verify_held, keep_checkpoints, export, patient_access]
+ROUTES = [console, verify, verify_held, keep_checkpoints, export, download_verifier, patient_access]

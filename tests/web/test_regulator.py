@@ -248,3 +248,54 @@ def test_the_console_says_whose_keys_can_read_the_evidence(signed_in, db, tmp_pa
     evidence = signed_in("regulator", kind="regulator").get("/regulator").text.split('id="evidence-title"')[1]
     sealed = evidence.split('id="sealed-to"')[1].split("</p>")[0]
     assert "Health Records Regulator, test office" in sealed and key_id in sealed and "--regulator-key" in sealed
+
+
+def test_the_regulator_downloads_the_verifier_and_it_verifies_a_package_on_its_own(signed_in, db, tmp_path):
+    """The zip is the four files and a README.txt; unpacked where the appliance is out of reach (-S: no
+    site-packages), it verifies the appliance's evidence against the pinned key. Taking it is an export."""
+    import hashlib
+    import io
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    import cryptography
+
+    from appliance.substrate import keys
+
+    regulator = signed_in("regulator", kind="regulator")
+    page = regulator.get("/regulator").text
+    shown = page.split('id="verifier-digest"')[1].split("</p>")[0]
+    before = count(db, "audit.verifier.export")
+    download = regulator.post("/regulator/verifier", data={"_csrf_token": csrf(page)})
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    assert "attachment" in download.headers["content-disposition"]
+    digest = hashlib.sha256(download.content).hexdigest()
+    assert f"<code>{digest}</code>" in shown  # what the page shows is what was handed out
+    assert count(db, "audit.verifier.export") == before + 1
+    with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+        assert sorted(archive.namelist()) == ["README.txt", "appliance/__init__.py", "appliance/audit_verify.py",
+                                              "appliance/substrate/__init__.py", "appliance/substrate/merkle.py"]
+        readme = archive.read("README.txt").decode()
+        archive.extractall(tmp_path / "verifier")
+    assert "python3 -m appliance.audit_verify" in readme and "Python 3.11" in readme and "cryptography" in readme
+    audit.export(db, None, tmp_path / "verifier" / "evidence.json")
+    (tmp_path / "verifier" / "appliance.pem").write_bytes(keys.keyring_for(db).public_key_pem())
+    probe = ("import sys, runpy; sys.argv = ['audit_verify', 'evidence.json', '--public-key', 'appliance.pem']\n"
+             "code = 0\ntry:\n    runpy.run_module('appliance.audit_verify', run_name='__main__')\n"
+             "except SystemExit as exit:\n    code = exit.code\n"
+             "import appliance; print('FROM', appliance.__file__); sys.exit(code)")
+    path = f"{tmp_path / 'verifier'}:{Path(cryptography.__file__).parents[1]}"
+    result = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path / "verifier", capture_output=True,
+                            text=True, timeout=60, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK log" in result.stdout
+    assert result.stdout.split("FROM", 1)[1].split()[0] == str(tmp_path / "verifier" / "appliance" / "__init__.py")
+
+
+def test_only_the_regulator_downloads_the_verifier(signed_in, tenant_a):
+    for other in (signed_in("clinician", tenant_a.slug), signed_in("operator")):
+        # With a valid CSRF token (from their own home page): refused for want of the permission alone.
+        refused = other.post("/regulator/verifier", data={"_csrf_token": csrf(other.get("/").text)})
+        assert refused.status_code == 403 and refused.headers["content-type"] != "application/zip"
