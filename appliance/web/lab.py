@@ -1,6 +1,7 @@
-"""The laboratory bench in the tenant portal, under `/t/{tenant}/lab`: the facility's open lab orders (STAT
-first, then the oldest), filtered by state, with a button to receive each one's specimen, the form to enter
-the results of its test's components once received, and a form to correct a result waiting for sign-off.
+"""The laboratory bench in the tenant portal, under `/t/{tenant}/lab`: the facility's open lab orders (those
+still to work first, STAT then the oldest), filtered by state, with a button to receive each one's specimen,
+the form to enter the results of its test's components once received, and a form to correct a result waiting
+for sign-off.
 
 It keeps the portal's rules (appliance/web/portal.py): server-rendered, no script, each route declares the
 permission the laboratory API declares for the same act (ACC-021's `clinical.lab.*`), forms carry the CSRF
@@ -80,10 +81,20 @@ def _sentence(detail: str) -> str:
     return detail[0].upper() + detail[1:] + ("" if detail.endswith(".") else ".")
 
 
+def _tab(values: dict) -> str | None:
+    """The state the worklist was filtered by when the form was sent (its hidden `state`): the page an act
+    returns to, so a technician receiving the morning's specimens from 'Awaiting specimen' stays there rather
+    than land on every open order."""
+    state = values.get("state")
+    return state if state in lab.STATES else None
+
+
 def _act(request: Asking, tenant: str, act, done: str, *, form: str = "", values: dict | None = None,
          field_of=None) -> Response:
     """A bench form's act in one transaction; refused (409, 422), the worklist again with the sentence at its
-    top and, where the refusal names a component, beside that component's field."""
+    top and, where the refusal names a component, beside that component's field; done, the worklist it was sent
+    from."""
+    state = _tab(values or {})
     try:
         with request.app.state.db.tenant(tenant) as conn:
             act(conn)
@@ -91,9 +102,9 @@ def _act(request: Asking, tenant: str, act, done: str, *, form: str = "", values
         if exc.status not in {409, 422}:
             raise
         errors = {field_of(exc): _sentence(exc.detail)} if field_of and field_of(exc) else {}
-        return _worklist_page(request, tenant, status=exc.status, refusal=_sentence(exc.detail), form=form,
+        return _worklist_page(request, tenant, state, status=exc.status, refusal=_sentence(exc.detail), form=form,
                               values=values, errors=errors)
-    return see_other(request, f"/t/{tenant}/lab?done={done}")
+    return see_other(request, f"/t/{tenant}/lab?done={done}" + (f"&state={state}" if state else ""))
 
 
 @post("/lab/orders/{order_id:uuid}/receipt", operation_id="PortalLabReceiveSpecimen",
@@ -102,10 +113,11 @@ def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Re
     values = form_values(data)
     note = values.get("note")
     if isinstance(note, str) and len(note) > 500:
-        return _worklist_page(request, tenant, status=422, refusal="Say the specimen's state in at most 500 "
-                                                                   "characters.")
+        return _worklist_page(request, tenant, _tab(values), status=422,
+                              refusal="Say the specimen's state in at most 500 characters.")
     return _act(request, tenant, lambda conn: lab.receive_specimen(conn, request.user, order_id, note=note,
-                                                                   today=_today(request, tenant)), "specimen-received")
+                                                                   today=_today(request, tenant)), "specimen-received",
+                values=values)
 
 
 @post("/lab/orders/{order_id:uuid}/results", operation_id="PortalLabEnterResults",
@@ -117,12 +129,12 @@ def enter_results(request: Asking, tenant: Tenant, order_id: Id, data: FormData)
     given = [{"code": key.removeprefix("v."), "value": value} for key, value in values.items()
              if key.startswith("v.") and value not in (None, "")]
     if not given:
-        return _worklist_page(request, tenant, status=422, refusal="Enter a value for at least one of the test's "
-                                                                   "results.", form=form, values=values)
+        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values,
+                              refusal="Enter a value for at least one of the test's results.")
     try:
         asked = BenchResultsIn.model_validate({"results": given, "note": values.get("note")})
     except ValidationError as exc:
-        return _worklist_page(request, tenant, status=422, form=form, values=values,
+        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values,
                               refusal=" ".join(portal.field_errors(exc).values()))
     return _act(request, tenant, lambda conn: lab.enter_results(conn, request.user, order_id, asked,
                                                                 today=_today(request, tenant)),
@@ -136,11 +148,13 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
     values = form_values(data)
     form = f"correct-{result_id}"
     try:
-        asked = ResultCorrectionIn.model_validate({"value": values.get("value") or "", "reason": values.get("reason"),
-                                                   "note": values.get("note")})
+        # A field left blank is sent as nothing: '' keeps the refusal the field's own ("Give at least 3
+        # characters"), where None read "Input should be a valid string".
+        asked = ResultCorrectionIn.model_validate({"value": values.get("value") or "",
+                                                   "reason": values.get("reason") or "", "note": values.get("note")})
     except ValidationError as exc:
         named = portal.field_errors(exc)
-        return _worklist_page(request, tenant, status=422, form=form, values=values, errors=named,
+        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values, errors=named,
                               refusal=" ".join(f"{k.capitalize()}: {v}" for k, v in named.items()))
     return _act(request, tenant, lambda conn: lab.correct_result(conn, request.user, result_id, asked,
                                                                  today=_today(request, tenant)),

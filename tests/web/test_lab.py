@@ -48,8 +48,10 @@ def test_a_lab_technician_receives_a_specimen_and_records_a_panel_from_the_page(
     listed = client.get(f"{base}/lab")
     assert listed.status_code == 200 and "WAFULA, Esther" in listed.text and 'href="/t/' + facility.slug + '/patients' \
         not in listed.text  # no way into a chart from the bench
-    received = post_form(client, f"{base}/lab", f"{base}/lab/orders/{blood_count}/receipt", {"note": ""})
-    assert received.status_code == 303 and received.headers["location"] == f"{base}/lab?done=specimen-received"
+    received = post_form(client, f"{base}/lab?state=awaiting_specimen", f"{base}/lab/orders/{blood_count}/receipt",
+                         {"note": "", "state": "awaiting_specimen"})
+    assert received.status_code == 303  # back to the tab it was sent from, the next specimen's
+    assert received.headers["location"] == f"{base}/lab?done=specimen-received&state=awaiting_specimen"
     page = client.get(f"{base}/lab?state=specimen_received")
     assert f'id="results-{blood_count}"' in page.text and "Specimen received" in page.text
     refused = client.post(f"{base}/lab/orders/{blood_count}/results", data={
@@ -71,6 +73,10 @@ def test_a_lab_technician_receives_a_specimen_and_records_a_panel_from_the_page(
     with db.tenant(facility.slug) as conn:
         haemoglobin = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o AND code = :c"),
                                    {"o": blood_count, "c": HB}).scalar()
+    unsaid = post_form(client, f"{base}/lab", f"{base}/lab/results/{haemoglobin}/correction",
+                       {"value": "12.4", "reason": ""})
+    assert unsaid.status_code == 422 and 'id="reason-error"' in unsaid.text  # beside the field, in words
+    assert "Give at least 3 characters" in unsaid.text and "valid string" not in unsaid.text
     corrected = post_form(client, f"{base}/lab", f"{base}/lab/results/{haemoglobin}/correction",
                           {"value": "12.4", "reason": "typed from the wrong sample"})
     assert corrected.status_code == 303 and corrected.headers["location"] == f"{base}/lab?done=lab-corrected"

@@ -95,7 +95,7 @@ _BENCH = """
 """
 _LIST = sa.text(_BENCH.format(window=_IN_WINDOW) + f"""
     SELECT * FROM bench WHERE {_ON_BENCH} AND (CAST(:state AS text) IS NULL OR state = :state)
-    ORDER BY CASE priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, ordered_at, id
+    ORDER BY state = 'resulted', CASE priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, ordered_at, id
     LIMIT :limit""")  # noqa: S608 -- constants of this module joined; values are bound
 _COUNTED = f"SELECT state, count(*) FROM bench WHERE {_ON_BENCH} GROUP BY state"  # noqa: S608 -- constants
 _COUNTS = sa.text(_BENCH.format(window=_IN_WINDOW) + _COUNTED)
@@ -117,8 +117,11 @@ _RESULT_OF_LAB_ORDER = sa.text("""
 
 
 def worklist(conn: Connection, principal: Principal, *, today: dt.date, state: str | None = None) -> dict:
-    """The facility's open lab orders, STAT then urgent then routine, oldest first within each, each with its
-    patient, test, who ordered it and where, and its state; `state` keeps one state. How many are in each
+    """The facility's open lab orders, those with bench work still to do (a specimen to receive, results to
+    enter) before those resulted and waiting for sign-off, then STAT, urgent, routine, oldest first within each;
+    each with its patient, test, who ordered it and where, and its state; `state` keeps one state. (Urgency
+    alone put a week of urgent results waiting for the clinician's sign-off above the routine specimens still to
+    receive: 46 of them on the demo's district hospital.) How many are in each
     state is counted for every state (a count names nobody). Each patient listed gets a read event."""
     if state is not None and state not in STATES:
         raise Invalid(f"state is one of {', '.join(STATES)}, not {state!r}", field="state")

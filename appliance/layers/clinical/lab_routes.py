@@ -51,7 +51,8 @@ class LabController(Controller):
                  order_state: Annotated[LabState | None, QueryParameter(name="state", description=(
                      "Keep one state: `awaiting_specimen`, `specimen_received`, or `resulted` (results waiting "
                      "for a clinician's sign-off). Without it, every open order."))] = None) -> LabWorklistOut:
-        """The facility's open lab orders, STAT then urgent then routine, oldest first within each: the
+        """The facility's open lab orders, those still to work (a specimen to receive, results to enter) before
+        those resulted, then STAT, urgent, routine, oldest first within each: the
         patient (name, MRN, sex, age), the test, who ordered it, when and where, and its state, with the
         results of a resulted one. Counts by state cover every state. Each patient listed is audited as read."""
         today = _today(state, tenant)

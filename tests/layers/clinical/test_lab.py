@@ -154,6 +154,10 @@ def test_receiving_a_specimen_then_a_panel_all_or_nothing_with_its_flags(lab, db
     assert (smear.json()["results"][0]["value_text"], smear.json()["results"][0]["flag"]) == ("positive", "A")
     resulted = lab.get(f"{base}/orders", params={"state": "resulted"}).json()["orders"]
     assert {str(bench[c]) for c in (FBC, GLUCOSE, SMEAR)} <= {o["id"] for o in resulted}
+    # The bench's work comes first: the routine smear whose specimen is still to receive before the STAT glucose,
+    # resulted and waiting only for the clinician's sign-off.
+    listed = [o["id"] for o in lab.get(f"{base}/orders").json()["orders"]]
+    assert listed.index(str(bench["first_smear"])) < listed.index(str(bench[GLUCOSE]))
 
 
 def test_a_correction_is_the_results_next_version_flagged_and_reviewed_again(lab, db, facility, bench, doctor):
