@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import struct
 import subprocess
@@ -52,6 +53,8 @@ from appliance.substrate.migrate import migrate_all, schema_revision
 from appliance.substrate.tenancy import active_slugs
 
 MAGIC = b"HEALTHOS-BACKUP/1\n"
+RETIRED_PART = "keys/retired/"  # a part holding the public half of a signing key rotated out
+_RETIRED_NAME = re.compile(r"checkpoint-signing\.[A-Za-z0-9_-]+\.pub")
 FORMAT = "healthos-backup/1"
 CHUNK = 1 << 20
 _LENGTH = struct.Struct(">I")
@@ -191,6 +194,10 @@ def _create(db: Database, keyring: keys.Keyring, out_path: Path, started_at: dat
             signing_key = keyring.keys_dir / keys.SIGNING_KEY_FILE
             if signing_key.exists():  # encrypted under the appliance key already; restored when missing
                 parts.append(_write_part(out, aead, "keys/signing", iter([signing_key.read_bytes()])))
+            # The public halves of signing keys rotated out: without them the restored appliance would not
+            # trust its own checkpoints signed before the rotation, and its `audit verify` would fail.
+            for retired in sorted(keyring.keys_dir.glob(keys.RETIRED_SIGNING_KEY_GLOB)):
+                parts.append(_write_part(out, aead, f"{RETIRED_PART}{retired.name}", iter([retired.read_bytes()])))
             manifest = {"format": FORMAT, "created_at": started_at.isoformat(), "parts": parts,
                         "tenants": counts, "revisions": revisions}
             manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
@@ -382,6 +389,15 @@ def restore(db: Database, keyring: keys.Keyring, path: Path) -> BackupSummary:
                 conn.exec_driver_sql(f"CREATE ROLE {role} NOLOGIN NOINHERIT")
             conn.exec_driver_sql(f"GRANT {role} TO CURRENT_USER")
     for part in manifest["parts"]:
+        if part["name"].startswith(RETIRED_PART):
+            name = part["name"].removeprefix(RETIRED_PART)
+            if not _RETIRED_NAME.fullmatch(name):  # a name from the file: never a path out of keys/
+                raise RuntimeError(f"the backup names a retired signing key {name!r} that is not one")
+            target = keyring.keys_dir / name
+            if not target.exists():
+                keyring.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                target.write_bytes(b"".join(_chunks(path, aead, part)))
+            continue
         if part["name"] == "keys/signing":
             target = keyring.keys_dir / keys.SIGNING_KEY_FILE
             if not target.exists():

@@ -13,6 +13,8 @@ import base64
 import copy
 import json
 import secrets
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance import audit_verify
 from appliance.cli import main
-from appliance.substrate import audit, keys
+from appliance.substrate import audit, backup, keys
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.merkle import MerkleAccumulator
@@ -201,3 +203,29 @@ def test_the_command_rotates_again_and_lists_every_key_and_a_regulator_follows_t
     report = audit_verify.verify_package(package, public_key=old_key(appliance))
     assert report.ok, [str(p) for p in report.problems]
     assert [i.key_id for i in report.introduced] == [appliance["rotation"].new_key, third]
+
+
+def test_a_backup_restored_after_a_rotation_still_trusts_the_checkpoints_the_old_key_signed(appliance):
+    """The backup carries the retired keys' public halves: restored into a fresh home (with the appliance key,
+    as a restore needs), the appliance's own verify still trusts what the old key signed."""
+    root = Path(tempfile.mkdtemp(prefix="healthos-rotation-restore-", dir="/tmp"))  # outside pytest's 0700 root
+    root.chmod(0o755)
+    try:
+        made = root / "rotated.hbk"
+        backup.create(appliance["db"], appliance["keyring"], made)
+        target = root / "target"
+        (target / "keys").mkdir(parents=True, mode=0o700)
+        shutil.copy2(appliance["home"] / "keys" / "appliance.key", target / "keys" / "appliance.key")
+        restored = Database.open(Settings.from_env({"HEALTHOS_HOME": str(target)}))
+        try:
+            keyring = keys.bind(restored, keys.Keyring(target))
+            backup.restore(restored, keyring, made)
+            retired = sorted(p.name for p in (target / "keys").glob(keys.RETIRED_SIGNING_KEY_GLOB))
+            assert retired == sorted(p.name for p in (appliance["home"] / "keys").glob(keys.RETIRED_SIGNING_KEY_GLOB))
+            assert retired, "the rotation left no retired key to carry"
+            reports = audit.verify_all(restored)
+            assert reports and all(report.ok for report in reports), [r.summary() for r in reports]
+        finally:
+            restored.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
