@@ -32,7 +32,7 @@ from appliance.layers.patient import portal as patient_portal
 from appliance.substrate import tenancy
 from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
-from appliance.web.errors import error_page, problem
+from appliance.web.errors import error_page, problem, sentence
 from appliance.web.portal import FormData, form_values
 
 DONE = {"cancelled": "Your appointment is cancelled; its time is free for someone else.",
@@ -319,18 +319,38 @@ def appointments_page(request: Request, state: State, done: FromQuery[str | None
 
 
 def _slots_page(request: Request, state: State, *, holding: patient_portal.Holding, clinic: str, action: str,
-                days: list, moving: dict | None = None) -> Template:
-    return Template("me_slots.html", context={
+                days: list, moving: dict | None = None, refusal: str | None = None, status: int = 200,
+                reason: str | None = None) -> Template:
+    return Template("me_slots.html", status_code=status, context={
         "principal": request.user, "tab": "appointments", "holding": holding, "clinic": clinic, "action": action,
-        "days": days, "moving": moving, "rules": rules_of(state)})
+        "days": days, "moving": moving, "rules": rules_of(state), "refusal": refusal, "reason": reason})
 
 
 @get("/{facility:str}/{appointment_id:uuid}/move", operation_id="PatientMoveAppointmentPage",
      opt={"permission": "patient.appointment.read"}, sync_to_thread=True, include_in_schema=False)
 def move_page(request: Request, state: State, facility: FromPath[str], appointment_id: FromPath[uuid.UUID]) -> Template:
+    return _move_page(request, state, facility, appointment_id)
+
+
+def _move_page(request: Request, state: State, facility: str, appointment_id: uuid.UUID, *,
+               refusal: str | None = None, status: int = 200) -> Template:
     holding, found, days = _move_slots(state, request, facility, appointment_id)
     return _slots_page(request, state, holding=holding, clinic=found["clinic"], days=days, moving=found,
-                       action=f"/me/appointments/{facility}/{appointment_id}/move")
+                       action=f"/me/appointments/{facility}/{appointment_id}/move", refusal=refusal, status=status)
+
+
+def _refused_on_slots(act, slots_again) -> Response | None:
+    """`act`, or, refused as a person can answer by choosing again (a time taken meanwhile, none chosen, the
+    limit reached: 409, 422), the free times again with the refusal at their top: a page saying only 'choose
+    another' left a patient on their phone with nothing to choose from."""
+    try:
+        act()
+    except (RecordError, ValidationException) as exc:
+        status = exc.status if isinstance(exc, RecordError) else 422
+        if status not in (409, 422):
+            raise
+        return slots_again(sentence(exc.detail), status)
+    return None
 
 
 def _slot_of(values: dict[str, Any]) -> uuid.UUID:
@@ -343,9 +363,12 @@ def _slot_of(values: dict[str, Any]) -> uuid.UUID:
 @post("/{facility:str}/{appointment_id:uuid}/move", operation_id="PatientMoveAppointmentForm",
       opt={"permission": "patient.appointment.move"}, sync_to_thread=True, include_in_schema=False)
 def move_form(request: Request, state: State, facility: FromPath[str], appointment_id: FromPath[uuid.UUID],
-              data: FormData) -> Redirect:
-    _move(state, request, facility, appointment_id, _slot_of(form_values(data)))
-    return Redirect("/me/appointments?done=moved", status_code=303)
+              data: FormData) -> Response:
+    values = form_values(data)
+    refused = _refused_on_slots(
+        lambda: _move(state, request, facility, appointment_id, _slot_of(values)),
+        lambda refusal, status: _move_page(request, state, facility, appointment_id, refusal=refusal, status=status))
+    return refused or Redirect("/me/appointments?done=moved", status_code=303)
 
 
 @post("/{facility:str}/{appointment_id:uuid}/cancel", operation_id="PatientCancelAppointmentForm",
@@ -362,21 +385,29 @@ def cancel_form(request: Request, state: State, facility: FromPath[str], appoint
 @get("/{facility:str}/book/{clinic_code:str}", operation_id="PatientBookAppointmentPage",
      opt={"permission": "patient.appointment.read"}, sync_to_thread=True, include_in_schema=False)
 def book_page(request: Request, state: State, facility: FromPath[str], clinic_code: FromPath[str]) -> Template:
+    return _book_page(request, state, facility, clinic_code)
+
+
+def _book_page(request: Request, state: State, facility: str, clinic_code: str, *, refusal: str | None = None,
+               status: int = 200, reason: str | None = None) -> Template:
     holding, clinic, days = _book_slots(state, request, facility, clinic_code)
-    return _slots_page(request, state, holding=holding, clinic=clinic, days=days,
-                       action=f"/me/appointments/{facility}/book/{clinic_code}")
+    return _slots_page(request, state, holding=holding, clinic=clinic, days=days, reason=reason,
+                       action=f"/me/appointments/{facility}/book/{clinic_code}", refusal=refusal, status=status)
 
 
 @post("/{facility:str}/book/{clinic_code:str}", operation_id="PatientBookAppointmentForm",
       opt={"permission": "patient.appointment.book"}, sync_to_thread=True, include_in_schema=False)
 def book_form(request: Request, state: State, facility: FromPath[str], clinic_code: FromPath[str],
-              data: FormData) -> Redirect:
+              data: FormData) -> Response:
     values = form_values(data)
     reason = values.get("reason")
     if reason is not None and len(reason) > 500:
         raise ValidationException("say what it is for in at most 500 characters")
-    _book(state, request, facility, _slot_of(values), reason)
-    return Redirect("/me/appointments?done=booked", status_code=303)
+    refused = _refused_on_slots(
+        lambda: _book(state, request, facility, _slot_of(values), reason),
+        lambda refusal, status: _book_page(request, state, facility, clinic_code, refusal=refusal, status=status,
+                                           reason=reason))
+    return refused or Redirect("/me/appointments?done=booked", status_code=303)
 
 
 def _page_refusal(request: Request, exc: RecordError) -> Response:

@@ -181,6 +181,16 @@ def test_a_slot_someone_has_and_a_clinic_without_self_booking_are_refused(db, fa
     gen = _book(db, facility, desk, other[0], "GEN", after=dt.timedelta(days=2))
     twice = client.post("/api/me/appointments", json={"facility": facility.slug, "slot_id": str(gen["slot_id"])})
     assert twice.status_code == 409 and "already booked" in twice.json()["detail"]
+    # On the pages, a time taken meanwhile gives the free times again with the refusal on top (what was typed
+    # kept), not a page saying to choose another with nothing to choose from.
+    for action, slot in ((f"/me/appointments/{facility.slug}/{mine['id']}/move", theirs["slot_id"]),
+                         (f"/me/appointments/{facility.slug}/book/GEN", gen["slot_id"])):
+        form = client.get(action)
+        again = client.post(action, follow_redirects=False, data={
+            "slot_id": str(slot), "reason": "Knee pain", "_csrf_token": csrf_token(form.text)})
+        assert again.status_code == 409 and 'id="slots-refusal"' in again.text and "already booked" in again.text
+        assert 'name="slot_id"' in again.text and f'value="{slot}"' not in again.text, action
+    assert 'value="Knee pain"' in again.text
     desk_slot = _free(db, facility, "DESK", after=dt.timedelta(days=1))
     not_offered = client.post("/api/me/appointments", json={"facility": facility.slug, "slot_id": str(desk_slot)})
     assert not_offered.status_code == 403 and "does not take bookings on the portal" in not_offered.json()["detail"]
