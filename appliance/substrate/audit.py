@@ -677,7 +677,8 @@ def _checkpoint_log(conn: Connection, target: _Log) -> Checkpoint | None:
     if len(seqs) != len(pending):
         # Queued, but the event row is gone: deleted before its first checkpoint. Not positioned;
         # `verify` names it from the sequence numbers around it.
-        log.error("audit_pending_event_missing", log=target.log_id, missing=len(pending) - len(seqs))
+        log.error("audit_pending_event_missing", log=target.log_id, tenant=target.tenant,
+                  missing=len(pending) - len(seqs))
     if not seqs:
         return None
     positions = list(range(size, size + len(seqs)))
@@ -1420,7 +1421,7 @@ def retire_tenant(conn: Connection, slug: str) -> None:
         except AuditIntegrityError:
             # A tampered log is archived as it stands, what is waiting still queued: the evidence of
             # the tampering is kept, and the tenant can still be dropped.
-            log.error("audit_log_archived_unsigned", log=live.log_id)
+            log.error("audit_log_archived_unsigned", log=live.log_id, tenant=slug)
         params = {"log": live.log_id}
         conn.exec_driver_sql(f'INSERT INTO control.audit_pending (log_id, seq) '  # noqa: S608 -- validated slug
                              f'SELECT %(log)s, seq FROM "{schema}".audit_pending', params)
