@@ -80,6 +80,12 @@ def test_a_lab_technician_receives_a_specimen_and_records_a_panel_from_the_page(
     corrected = post_form(client, f"{base}/lab", f"{base}/lab/results/{haemoglobin}/correction",
                           {"value": "12.4", "reason": "typed from the wrong sample"})
     assert corrected.status_code == 303 and corrected.headers["location"] == f"{base}/lab?done=lab-corrected"
+    with db.tenant(facility.slug) as conn:
+        patient, now = conn.execute(sa.text("SELECT e.patient_id, e.id FROM entry e WHERE e.supersedes = :r"),
+                                    {"r": haemoglobin}).one()
+    results = signed_in("clinician", facility.slug).get(f"{base}/patients/{patient}/results")
+    row = results.text.split(f'id="result-{now}"')[1].split("</tr>")[0]
+    assert "12.4" in row and 'class="badge">corrected' in row  # its reviewer sees the value changed
     stale = post_form(client, f"{base}/lab", f"{base}/lab/results/{haemoglobin}/correction",
                       {"value": "12.5", "reason": "once more"})
     assert stale.status_code == 409 and "corrected since" in stale.text

@@ -176,8 +176,10 @@ def test_a_correction_is_the_results_next_version_flagged_and_reviewed_again(lab
     assert stale.status_code == 409 and "corrected since" in stale.json()["detail"]
     with db.tenant(facility.slug) as conn:
         review = worklist.results_to_review(conn, doctor)["results"]
-    waiting = {r["id"] for r in review}
+    waiting = {r["id"]: r for r in review}
     assert uuid.UUID(now["id"]) in waiting and uuid.UUID(haemoglobin["id"]) not in waiting
+    assert waiting[uuid.UUID(now["id"])]["corrected"]  # its reviewer is told the value changed
+    assert not any(r["corrected"] for r in review if r["code"] != HB)
     critical = [r for r in review if r["code"] == GLUCOSE]
     assert critical and review[0]["flag"] == "HH"  # the critical glucose heads the doctor's list
 
