@@ -627,6 +627,7 @@ def test_when_the_patient_and_the_insurer_both_paid_the_cashier_says_who_has_the
     assert re.findall(r'<option value="(\w*)"', form.split('name="refund_to"')[1].split("</select>")[0]) == [
         "", "patient", "insurer"]
     assert "the patient (up to KES 100.00 theirs to have back)" in form
+    assert re.search(r'name="refund_amount" type="text" value=""', form)  # not 150, more than the patient's 100
     asked = {"refund_method": "cash", "refund_amount": "100", "refund_reason": "tariff", "_csrf_token": csrf(owed)}
     unnamed = clerk.post(f"{url}/refunds", data=asked)
     assert unnamed.status_code == 422 and 'id="refund_to-error"' in unnamed.text
