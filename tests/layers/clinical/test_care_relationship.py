@@ -115,6 +115,9 @@ def test_a_care_relationship_lasts_the_policys_window_after_the_encounter_ends(s
     assert "(no visit of theirs here is open or ended in the last 90 days)" in refused.json()["detail"]
     page = doctor.get(f"/t/{facility.slug}/patients/{lapsed}/chart")
     assert page.status_code == 403 and "none is open, and none ended in the last 90 days" in page.text
+    # The registration page says the same of the visits it does not list, not that there has been none 'yet'.
+    desk = doctor.get(f"/t/{facility.slug}/patients/{lapsed}").text.split('id="no-care-relationship">')[1]
+    assert desk.startswith("No encounter links you to this patient: none is open, and none ended in the last 90")
     assert doctor.get(chart.format(lapsed), headers={"x-break-glass-reason": "seen again today in casualty"}
                       ).status_code == 200
     nursing = f"/api/t/{facility.slug}/patients/{{}}/news2"
