@@ -13,7 +13,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ServiceRequestIn
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Journey, Watch
-from tests.e2e.test_journeys import new_page, sign_in
+from tests.e2e.test_journeys import DESKTOP, new_page, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +57,15 @@ def test_a_lab_technician_receives_a_specimen_and_enters_a_blood_count(browser, 
     card = page.locator(f"#lab-{order}")
     assert "Resulted: awaiting sign-off" in card.inner_text() and "Low" in card.inner_text()
     journey.shot(page, "resulted")
+    # On a phone a result's correction opens at the card's width, not off the screen's edge inside its table.
+    page.set_viewport_size({"width": 390, "height": 844})
+    card.locator("tr", has_text="Platelets").locator("summary").click()
+    width, room = card.locator("table.bench-results").evaluate("t => [t.scrollWidth, t.parentElement.clientWidth]")
+    assert width <= room, (width, room)
+    button = card.locator("tr", has_text="Platelets").get_by_role("button", name=re.compile("Correct")).bounding_box()
+    assert button is not None and button["x"] + button["width"] <= 390
+    journey.shot(page, "correction-on-a-phone")
+    page.set_viewport_size(DESKTOP)
     context.close()
 
     context, page = new_page(browser, watch)
