@@ -17,7 +17,7 @@ from appliance.layers.clinical.schemas import PatientIn
 from appliance.layers.operations import service as operations
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Journey, Watch
-from tests.e2e.test_journeys import new_page, sign_in
+from tests.e2e.test_journeys import DESKTOP, new_page, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -206,9 +206,18 @@ def test_a_pharmacist_dispenses_a_clinic_prescription(browser, live_server, clin
     waiting = page.locator(f"#queue-{rx}")
     assert "BARASA" in waiting.inner_text()
     assert waiting.get_by_label("Quantity (capsule)").input_value() == "15"
+    # On a phone the dispense form wraps at the card's width: the proposed quantity readable, the button on screen;
+    # and the day's dispenses, with their reversal, fit their card.
+    page.set_viewport_size({"width": 390, "height": 844})
+    quantity = waiting.get_by_label("Quantity (capsule)").bounding_box()
+    button = waiting.get_by_role("button", name="Dispense").bounding_box()
+    assert quantity and button and quantity["width"] >= 48 and button["x"] + button["width"] <= 390, (quantity, button)
     waiting.get_by_role("button", name="Dispense").click()
     page.wait_for_url(re.compile(r"/pharmacy\?done=dispensed$"))
     assert page.locator(f"#queue-{rx}").count() == 0
+    width, room = page.locator("#handed-over-list").evaluate("t => [t.scrollWidth, t.parentElement.clientWidth]")
+    assert width <= room, (width, room)
+    page.set_viewport_size(DESKTOP)
     page.get_by_role("link", name="Pharmacy stock").click()
     assert "AMX-SOON" in page.locator(f"#stock-{item}").inner_text()
     assert page.locator(f"#stock-{item} .on-hand").inner_text() == "185 capsule"
