@@ -671,6 +671,22 @@ def test_the_shortfall_waits_for_the_insurers_answer_on_the_invoice(db, signed_i
     assert refused.status_code == 409 and "so there is no shortfall yet" in refused.text
 
 
+def test_the_claim_offered_is_what_credit_notes_left_and_none_once_they_took_it_all(db, signed_in, facility):
+    """NHIF's invoice of 380, not claimed yet: after a credit note of 150 the page offers to claim 230, not 380;
+    after one of the rest it says there is nothing to claim, with no button (it offered 380, refused once sent)."""
+    invoice = billed_for_a_blood_count(db, facility, "Unclaimed", "Ursula", remitted=Decimal("100"))
+    [line] = [ln for ln in invoice["lines"] if not ln["netted"]]
+    clerk = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    for part, offered in (("150", "Claim KES 230.00 from National Health Insurance Fund"), ("230", None)):
+        clerk.post(f"{url}/credit-notes", data={f"amount-{line['id']}": part, "credit_reason": "tariff",
+                                                "_csrf_token": csrf(clerk.get(url).text)})
+        page = clerk.get(url).text
+        if offered:
+            assert offered in page
+    assert 'id="nothing-to-claim"' in page and f'action="{url}/claim"' not in page
+
+
 def test_a_claim_amended_by_a_credit_note_says_it_must_be_sent_again(db, signed_in, facility):
     """A credit note on a claimed invoice: the claim on the invoice page asks the new amount, says it must be sent
     to the insurer again, shows its history with the credit note, and offers only 'Resubmitted'."""

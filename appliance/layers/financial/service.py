@@ -387,6 +387,9 @@ def invoice_summary(conn: Connection, invoice_id: uuid.UUID) -> dict:
         "lines": lines, "adjustment_list": adjustments, "payments": payments, "paid": paid, "remitted": remitted,
         "credits": credits, "credited": credited, "transferred_from_number": transferred_from,
         "refunds": refunds, "refunded": refunded,
+        # What a claim would ask: the page offered the total before credit notes, and a claim on an invoice they
+        # took off whole was refused only once sent.
+        "claimable": claimed_amount(conn, found) if found["status"] == "final" else None,
         "outstanding": outstanding, "overpaid": overpaid,  # overpaid: a refund is owed
         "refundable": refundable(overpaid, net_paid) if overpaid else {},  # to whom, at most how much
         "claim": claim_view(conn, found_claim, found, owed) if found_claim else None,
