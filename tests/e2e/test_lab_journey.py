@@ -73,5 +73,10 @@ def test_a_lab_technician_receives_a_specimen_and_enters_a_blood_count(browser, 
     page.goto(f"{live_server}/t/{clinic.slug}/today")
     review = page.locator("#results-to-review")
     assert "Haemoglobin" in review.inner_text() and "NAFULA" in review.inner_text().upper()
+    # On a phone the patient's results to review keep each one's sign-off on the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{patient_id}/results")
+    sign = page.locator("table.review").get_by_role("button", name=re.compile("Sign")).first.bounding_box()
+    assert sign is not None and sign["x"] + sign["width"] <= 390, sign
     context.close()
     watch.assert_clean(provoked={422})  # the mistyped platelet count
