@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 import structlog
@@ -233,19 +233,17 @@ def page(request: Asking, template_name: str, *, status: int = 200, active: str 
         nav=navigation(principal, tenant), landing=landing(principal, tenant), active=active, can=principal.can,
         notice=NOTICES.get(request.query_params.get("done", "")),
     )
-    glass = request.scope.get(GLASS_SCOPE_KEY)
-    context["glass"] = glass
+    context["glass"] = request.scope.get(GLASS_SCOPE_KEY)
     if "patient_id" in context:
-        chart_base = f"/t/{tenant}/patients/{context['patient_id']}"
-        context["chart_url"] = lambda path="": with_glass(chart_base + path, glass)
-        context.setdefault("tabs", [{**tab, "href": with_glass(tab["href"], glass)}
-                                    for tab in chart_tabs(principal, tenant, context["patient_id"])])
+        chart_base = _patient_path(tenant, context["patient_id"])
+        context["chart_url"] = lambda path="": chart_base + path
+        context.setdefault("tabs", chart_tabs(principal, tenant, context["patient_id"]))
     return Template(f"portal/{template_name}", context=context, status_code=status)
 
 
 def see_other(request: Request, path: str) -> Redirect:
-    """After a successful post (Post/Redirect/Get); a chart opened by breaking the glass stays open."""
-    return Redirect(with_glass(path, request.scope.get(GLASS_SCOPE_KEY)), status_code=303)
+    """After a successful post (Post/Redirect/Get)."""
+    return Redirect(path, status_code=303)
 
 
 # -- care relationships and break-the-glass --------------------------------------------------------
@@ -253,27 +251,27 @@ def see_other(request: Request, path: str) -> Redirect:
 # The same rule the clinical API keeps (appliance/layers/clinical/access.py): a chart opens for staff
 # with a care relationship to the patient (an encounter here, in their ward for ward-scoped roles);
 # anyone else states a reason, the access is allowed and audited as break-the-glass (ETREAT). In a
-# browser the reason travels as `?break_glass_reason=` on every link and form of the chart opened that
-# way, so each page read under it is decided, and audited, as the API decides each call. Registration
-# details and starting an encounter opt out: they are how a care relationship begins.
+# browser the reason is posted once (`break_glass`) and kept in a cookie scoped to that patient's pages
+# for GLASS_MINUTES, so each page read under it is decided, and audited, as the API decides each call —
+# and the reason, patient data, is never in an address (browser history, a shared screen, a proxy's log),
+# as it was when it travelled as `?break_glass_reason=`. Registration details and starting an encounter
+# opt out: they are how a care relationship begins.
 
 GLASS = "break_glass_reason"
+GLASS_COOKIE = "hos_glass"
+GLASS_MINUTES = 15
 GLASS_SCOPE_KEY = "healthos_break_glass"
 
 
-def with_glass(url: str, glass: str | None) -> str:
-    if not glass:
-        return url
-    path, hash_mark, fragment = url.partition("#")
-    joined = f"{path}{'&' if '?' in path else '?'}{urlencode({GLASS: glass})}"
-    return joined + hash_mark + fragment
+def _patient_path(tenant: str, patient_id: object) -> str:
+    return f"/t/{tenant}/patients/{patient_id}"
 
 
 async def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     patient_id = connection.path_params.get("patient_id")
     if patient_id is None or not handler.opt.get("care_relationship", True):
         return
-    reason = connection.query_params.get(GLASS)
+    reason = unquote(connection.cookies.get(GLASS_COOKIE) or "") or None
     db: Database = connection.app.state.db
     tenant = connection.path_params["tenant"]
 
@@ -290,16 +288,45 @@ def _break_glass_page(request: Request, exc: access.BreakGlassRequired) -> Respo
     send the clinician back to the chart (a form posted without one)."""
     if request.method != "GET":
         return error_page(request, 403, exc.detail)
-    kept = {k: v for k, v in request.query_params.items() if k != GLASS}
-    return Template("portal/break_glass.html", status_code=403, context={
-        "principal": request.user, "tenant": request.path_params["tenant"],
-        "facility": facility_of(request.app.state.db, request.path_params["tenant"]),
-        "nav": navigation(request.user, request.path_params["tenant"]), "active": "patients", "notice": None,
-        "action": request.url.path, "kept": kept, "detail": exc.detail,
-        "asked": bool(request.query_params.get(GLASS)), "min_reason": access.MIN_REASON,
-        "registration": f"/t/{request.path_params['tenant']}/patients/{request.path_params['patient_id']}",
+    asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return _glass_form(request, 403, exc.detail, asked=asked, refused=GLASS_COOKIE in request.cookies)
+
+
+def _glass_form(request: Request, status: int, detail: str, *, asked: str, refused: bool) -> Response:
+    tenant, patient_id = request.path_params["tenant"], request.path_params["patient_id"]
+    return Template("portal/break_glass.html", status_code=status, context={
+        "principal": request.user, "tenant": tenant, "facility": facility_of(request.app.state.db, tenant),
+        "nav": navigation(request.user, tenant), "active": "patients", "notice": None,
+        "action": f"{_patient_path(tenant, patient_id)}/break-glass", "asked": asked, "detail": detail,
+        "refused": refused, "min_reason": access.MIN_REASON, "registration": _patient_path(tenant, patient_id),
         "can": request.user.can,
     })
+
+
+@post(PATIENT + "/break-glass", operation_id="PortalBreakGlass",
+      opt=_page_opts("clinical.chart.read", care_relationship=False), include_in_schema=False)
+async def break_glass(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """Open a chart with a stated reason: kept in a cookie of this patient's pages for GLASS_MINUTES, then back
+    to the page asked for. The access itself is decided and recorded, with the reason, by each page read under
+    it (the guard), not here; a reason too short is refused here, beside its field."""
+    def exists() -> None:
+        with request.app.state.db.tenant(tenant) as conn:
+            service.require_patient(conn, patient_id)  # a guessed id is a 404 here, as on every form
+
+    await to_thread.run_sync(exists)
+    values = form_values(data)
+    reason = " ".join(str(values.get(GLASS) or "").split())
+    base = _patient_path(tenant, patient_id)
+    asked = str(values.get("next") or "")
+    if not (asked == base or asked.startswith((base + "/", base + "?"))):  # only this patient's pages
+        asked = f"{base}/chart"
+    if len(reason) < access.MIN_REASON:
+        return _glass_form(request, 422, f"state the reason in a few words (at least {access.MIN_REASON} characters)",
+                           asked=asked, refused=True)
+    response = Redirect(asked, status_code=303)
+    response.set_cookie(GLASS_COOKIE, quote(reason[:500]), path=base, max_age=GLASS_MINUTES * 60, httponly=True,
+                        samesite="strict", secure=request.scope.get("scheme") == "https")
+    return response
 
 
 # -- refusals as pages -----------------------------------------------------------------------------
@@ -1370,7 +1397,7 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
     # The drugs to leave out, one field each (a form's repeated field; form_values keeps only the last).
     raw = data.get("leave_out")
     leave_out = [d.strip() for d in (raw if isinstance(raw, list) else [raw]) if isinstance(d, str) and d.strip()]
-    action = with_glass(f"/t/{tenant}/patients/{patient_id}/order-sets", request.scope.get(GLASS_SCOPE_KEY))
+    action = f"/t/{tenant}/patients/{patient_id}/order-sets"
     try:
         order_set_in = OrderSetIn.model_validate({k: values.get(k) for k in (
             "encounter_id", "priority", "clinical_info", "allergy_override_reason") if values.get(k)}
@@ -1504,7 +1531,7 @@ def _already_prescribed(request: Asking, tenant: str, patient_id: uuid.UUID, dru
 def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """A prescription, after the drug–allergy check; a match asks for the reason to give it anyway."""
     values = form_values(data)
-    action = with_glass(f"/t/{tenant}/patients/{patient_id}/medications", request.scope.get(GLASS_SCOPE_KEY))
+    action = f"/t/{tenant}/patients/{patient_id}/medications"
     try:
         medication_in = MedicationIn.model_validate({k: values[k] for k in MEDICATION_FIELDS if values.get(k)})
     except ValidationError as exc:
@@ -1744,6 +1771,7 @@ def withdraw_note(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
 
 
 ROUTES = [
+    break_glass,
     facility_home, patient_search, register_page, register_patient, registration_page, correct_registration,
     patient_page, invite_patient, encounter_page, start_encounter, change_encounter, chart_page, timeline_page,
     results_page, trend_page, sign_result, disclose_result, withdraw_disclosure, orders_page, place_order_set,

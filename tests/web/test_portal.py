@@ -744,34 +744,44 @@ def test_a_clinician_enters_an_orders_result_by_hand_and_a_refusal_keeps_what_wa
 
 
 def test_a_chart_without_a_care_relationship_opens_only_by_breaking_the_glass(signed_in, db, facility, charts):
+    """The reason is posted once and kept, for this patient's pages only, in a cookie: never in an address (the
+    browser's history, a proxy's log), where it travelled before. Each page read under it is recorded with it."""
     client = signed_in("clinician", facility.slug)
     never_seen = charts[3]
-    chart = f"{base(facility)}/patients/{never_seen.id}/chart"
+    patient = f"{base(facility)}/patients/{never_seen.id}"
+    chart = f"{patient}/chart"
     asked = client.get(chart)
     assert asked.status_code == 403
     assert "no care relationship" in asked.text and 'name="break_glass_reason"' in asked.text
+    assert f'action="{patient}/break-glass"' in asked.text and 'method="post"' in asked.text
     assert "HASSAN" not in asked.text  # nothing of the chart before the reason is given
-    registration = client.get(f"{base(facility)}/patients/{never_seen.id}")
+    registration = client.get(patient)
     assert registration.status_code == 200 and "HASSAN" in registration.text  # how a relationship begins
 
-    too_short = client.get(chart, params={"break_glass_reason": "need"})
-    assert too_short.status_code == 403 and "at least 8 characters" in too_short.text
+    glass = f"{patient}/break-glass"
+    too_short = post_form(client, chart, glass, {"break_glass_reason": "need", "next": chart})
+    assert too_short.status_code == 422 and "at least 8 characters" in too_short.text
+    assert "hos_glass" not in too_short.headers.get("set-cookie", "")
     reason = "Called to the ward: collapsed in the queue"
-    opened = client.get(chart, params={"break_glass_reason": reason})
+    elsewhere = post_form(client, chart, glass, {"break_glass_reason": reason, "next": "https://evil.example/x"})
+    assert elsewhere.status_code == 303 and elsewhere.headers["location"] == chart  # never off this patient's pages
+    kept = elsewhere.headers["set-cookie"]
+    assert f"Path={patient}" in kept and "HttpOnly" in kept and "SameSite=strict" in kept and "Max-Age=900" in kept
+    opened = client.get(chart)
     assert opened.status_code == 200, opened.text
     assert "Opened by breaking the glass" in opened.text and "HASSAN" in opened.text
-    assert "break_glass_reason=Called+to+the+ward" in opened.text  # the tabs keep the chart open
-    notes = chart.removesuffix("/chart") + "/notes"
-    saved = post_form(client, f"{notes}/new?break_glass_reason={reason}", f"{notes}?break_glass_reason={reason}",
-                      {"title": "Seen", "text": "Seen in the queue."})
-    assert saved.status_code == 303 and "break_glass_reason=" in saved.headers["location"]
-    without = post_form(client, f"{notes}/new?break_glass_reason={reason}", notes, {"text": "Without the reason"})
+    assert "break_glass_reason=" not in opened.text  # no link carries it
+    notes = f"{patient}/notes"
+    saved = post_form(client, f"{notes}/new", notes, {"title": "Seen", "text": "Seen in the queue."})
+    assert saved.status_code == 303 and "break_glass_reason" not in saved.headers["location"]
+    client.cookies.delete("hos_glass", path=patient)
+    without = post_form(client, f"{notes}/new", notes, {"text": "Without the reason"})
     assert without.status_code == 403 and "no care relationship" in without.text
 
-    glass = [e for e in audit.patient_access_log(db, facility.slug, never_seen.id) if e.break_the_glass]
-    assert len(glass) == 4  # the chart, the note form twice, the note: each page under the glass is recorded
-    assert {e.reason for e in glass} == {reason} and all(e.purpose_of_use == "ETREAT" for e in glass)
-    assert {e.who["account"] for e in glass} == {str(client.person.account_id)}
+    glass_events = [e for e in audit.patient_access_log(db, facility.slug, never_seen.id) if e.break_the_glass]
+    assert len(glass_events) == 3  # the chart, the note form, the note: each page under the glass is recorded
+    assert {e.reason for e in glass_events} == {reason} and all(e.purpose_of_use == "ETREAT" for e in glass_events)
+    assert {e.who["account"] for e in glass_events} == {str(client.person.account_id)}
 
 
 # -- refusals --------------------------------------------------------------------------------------
@@ -781,7 +791,7 @@ PAGES = ["", "/today", "/patients", "/patients/new", "/patients/{pid}", "/patien
          "/patients/{pid}/timeline", "/patients/{pid}/results", "/patients/{pid}/results/trend/{code}",
          "/patients/{pid}/orders", "/patients/{pid}/notes", "/patients/{pid}/notes/new",
          "/patients/{pid}/notes/{any}/correct"]
-FORMS = ["/patients", "/patients/{pid}/registration", "/patients/{pid}/encounters",
+FORMS = ["/patients", "/patients/{pid}/break-glass", "/patients/{pid}/registration", "/patients/{pid}/encounters",
          "/patients/{pid}/encounters/{any}/status",
          "/patients/{pid}/results/{any}/sign", "/patients/{pid}/results/{any}/disclose",
          "/patients/{pid}/results/{any}/disclose/withdraw", "/patients/{pid}/order-sets",
