@@ -79,7 +79,11 @@ def _queue_page(request: Asking, tenant: str, *, status: int = 200, refusal: str
         row["stocked"] = [dict(item) for item in row["items"]]
         for item in row["stocked"]:
             course = pharmacy.course_quantity(row, item)
-            item["proposed"] = max(course - pharmacy.amount(row["dispensed"]), 0) if course is not None else None
+            rest = max(course - pharmacy.amount(row["dispensed"]), 0) if course is not None else None
+            # Short of the rest of the course: propose what is on hand, as part of it (the patient comes back),
+            # rather than a quantity the dispense can only refuse.
+            item["short_of"] = rest if rest is not None and rest > item["on_hand"] > 0 else None
+            item["proposed"] = pharmacy.amount(item["on_hand"]) if item["short_of"] else rest
             item["label"] = pharmacy.label(item)
     return page(request, "pharmacy/queue.html", status=status, active="pharmacy", waiting=waiting, today=today,
                 handed=handed, refusal=refusal, amount=pharmacy.amount, status_words=STATUS_WORDS)

@@ -94,6 +94,31 @@ def test_a_pharmacist_stocks_dispenses_and_the_chart_shows_it(signed_in, db, fac
     assert pharmacist.get(f"{base}/patients/{patient_id}/dispensing").status_code == 403  # not the pharmacist's
 
 
+def test_short_of_the_course_the_queue_proposes_what_is_on_hand_as_part_of_it(signed_in, db, facility):
+    """15 tablets make the course, 10 are on hand: the form proposes 10 with 'part only' ticked and says why,
+    instead of proposing 15 for the dispense to refuse; handed over, the prescription stays on the queue."""
+    pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}"
+    stock = f"{base}/pharmacy/stock"
+    post_form(pharmacist, stock, f"{base}/pharmacy/items", {
+        "drug": "Paracetamol", "form": "tablet", "strength": "500", "strength_unit": "mg", "unit": "tablet",
+        "reorder_level": "5"})
+    with db.tenant(facility.slug) as conn:
+        item_id = conn.execute(sa.text("SELECT id FROM pharmacy_item WHERE drug = 'Paracetamol'")).scalar()
+    post_form(pharmacist, stock, f"{base}/pharmacy/items/{item_id}/receipts", {
+        "batch": "PCM-1", "expires_on": SOON.isoformat(), "quantity": "10", "reference": "GRN-45"})
+    _, rx = _prescribed(db, facility, clinician, drug="Paracetamol")
+    queue = pharmacist.get(f"{base}/pharmacy").text
+    form = queue.split(f'id="dispense-{rx}-{item_id}"')[1].split("</form>")[0]
+    assert 'required\n             value="10"' in form
+    assert "The rest of the course is 15 tablet; only 10 on hand" in form
+    assert 'name="partial" value="yes" checked' in form
+    done = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
+        "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "10", "partial": "yes"})
+    assert done.status_code == 303, done.text
+    assert f'id="queue-{rx}"' in pharmacist.get(f"{base}/pharmacy").text  # 5 still to come
+
+
 def test_a_dispense_recorded_by_mistake_is_reversed_from_the_queue_page(signed_in, db, facility):
     pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
     base = f"/t/{facility.slug}"
