@@ -116,7 +116,7 @@ def _opt(permission: str, *, care_relationship: bool = True) -> dict:
 
 async def care_relationship_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Every route on one patient's record needs a care relationship, or a stated break-the-glass
-    reason (header `X-Break-Glass-Reason`, or `break_glass_reason` in the query for a browser link).
+    reason (header `X-Break-Glass-Reason`).
     The guard only marks the request; the decision runs as the first statement of the route's own
     tenant transaction (`_tenant`), so a break-the-glass access is audited in the same transaction
     as the read it allows, and no request pays for a second transaction. Registration-desk routes
@@ -125,7 +125,8 @@ async def care_relationship_guard(connection: ASGIConnection, handler: BaseRoute
     patient_id = connection.path_params.get("patient_id")
     if patient_id is None or not handler.opt.get("care_relationship", True):
         return
-    reason = connection.headers.get("x-break-glass-reason") or connection.query_params.get("break_glass_reason")
+    # The header only: a reason in the query would sit in the address, and so in logs and history.
+    reason = connection.headers.get("x-break-glass-reason")
     connection.scope["healthos_care"] = (patient_id, reason)  # type: ignore[typeddict-unknown-key]
 
 

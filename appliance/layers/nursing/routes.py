@@ -107,7 +107,8 @@ async def care_relationship_guard(connection: ASGIConnection, handler: BaseRoute
     patient_id = connection.path_params.get("patient_id")
     if patient_id is None:
         return
-    reason = connection.headers.get("x-break-glass-reason") or connection.query_params.get("break_glass_reason")
+    # The header only: a reason in the query would sit in the address, and so in logs and history.
+    reason = connection.headers.get("x-break-glass-reason")
     connection.scope["healthos_nursing_care"] = (patient_id, reason)  # type: ignore[typeddict-unknown-key]
 
 
