@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from appliance.substrate.age import months_on, years_on
 from appliance.substrate.db import SLUG_PATTERN
 from appliance.substrate.problems import validator_message
 
@@ -101,6 +102,83 @@ def _loinc(value: str) -> str:
     return value
 
 
+# An age as a tenant file writes it: whole days, months or years completed ("28D", "6M", "15Y"), counted as
+# appliance/substrate/age.py counts them, so a band starting at "5Y" takes a child on their fifth birthday.
+AgeText = Annotated[str, Field(pattern=r"^[0-9]{1,3}[DMY]$", description='an age: "28D", "6M" or "15Y"')]
+BandSex = Literal["female", "male", "any"]
+# The unit's rough length in days: only to put bands in order and find overlaps, never to place a patient.
+_DAYS_IN = {"D": 1.0, "M": 30.4375, "Y": 365.25}
+
+
+def age_in_days(age: str) -> float:
+    """An `AgeText`'s rough length, to order bands: "6M" ~ 182.6."""
+    return int(age[:-1]) * _DAYS_IN[age[-1]]
+
+
+def has_reached(born: dt.date, day: dt.date, age: str) -> bool:
+    """Whether someone born on `born` has completed `age` ("6M", "5Y") on `day`."""
+    count, unit = int(age[:-1]), age[-1]
+    if unit == "Y":
+        return years_on(born, day) >= count
+    if unit == "M":
+        return months_on(born, day) >= count
+    return (day - born).days >= count
+
+
+class ReferenceBand(_Strict):
+    """A reference range for some patients: one sex (or `any`) from an age (inclusive) to an age (exclusive).
+    A limit the band leaves out is the analyte's own, so a band may name only the bound that differs."""
+
+    sex: BandSex = "any"
+    from_age: AgeText = "0D"
+    to_age: AgeText | None = None
+    low: float | None = None
+    high: float | None = None
+    critical_low: float | None = None
+    critical_high: float | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ReferenceBand:
+        if all(limit is None for limit in (self.low, self.high, self.critical_low, self.critical_high)):
+            raise ValueError(f"the band {self.describe()} gives no limit: give it low, high or critical limits")
+        if self.to_age is not None and age_in_days(self.to_age) <= age_in_days(self.from_age):
+            raise ValueError(f"the band {self.describe()} ends at or before it starts: to_age comes after from_age")
+        return self
+
+    def describe(self) -> str:
+        """The band as a sentence names it: "male from 15Y", "any sex from 6M to 5Y"."""
+        who = "any sex" if self.sex == "any" else self.sex
+        return f"{who} from {self.from_age}" + (f" to {self.to_age}" if self.to_age else "")
+
+    def holds(self, sex: str, born: dt.date, day: dt.date) -> bool:
+        if self.sex != "any" and self.sex != sex:
+            return False
+        return has_reached(born, day, self.from_age) and not (
+            self.to_age is not None and has_reached(born, day, self.to_age))
+
+    def overlaps(self, other: ReferenceBand) -> bool:
+        if "any" not in (self.sex, other.sex) and self.sex != other.sex:
+            return False
+        start, end = age_in_days(self.from_age), age_in_days(self.to_age) if self.to_age else float("inf")
+        other_start = age_in_days(other.from_age)
+        other_end = age_in_days(other.to_age) if other.to_age else float("inf")
+        return start < other_end and other_start < end
+
+
+def _limits_problem(low: float | None, high: float | None, critical_low: float | None,
+                    critical_high: float | None) -> str | None:
+    """What is wrong with a range and its critical limits, in a sentence; None when they agree."""
+    if low is not None and high is not None and low > high:
+        return f"reference range low {low} is above high {high}"
+    if critical_low is not None and low is not None and critical_low > low:
+        return f"critical low {critical_low} is above the reference range's low {low}"
+    if critical_high is not None and high is not None and critical_high < high:
+        return f"critical high {critical_high} is below the reference range's high {high}"
+    if critical_low is not None and critical_high is not None and critical_low >= critical_high:
+        return f"critical low {critical_low} is not below critical high {critical_high}"
+    return None
+
+
 class _Analyte(_Strict):
     """What a result of a test carries: a number with a unit and reference range, or one of `choices`."""
 
@@ -115,23 +193,65 @@ class _Analyte(_Strict):
     # Choices that are abnormal (flagged "A" on a result), e.g. ["positive"].
     abnormal: list[str] = Field(default_factory=list)
 
+    # Ranges by age and sex (a child's haemoglobin is not a woman's, nor a woman's a man's); `low`/`high` and the
+    # critical limits above stay the range of whoever no band holds.
+    ranges: list[ReferenceBand] = Field(default_factory=list)
+
     @model_validator(mode="after")
     def _range_and_choices(self) -> _Analyte:
-        if self.low is not None and self.high is not None and self.low > self.high:
-            raise ValueError(f"reference range low {self.low} is above high {self.high}")
-        if self.critical_low is not None and self.low is not None and self.critical_low > self.low:
-            raise ValueError(f"critical low {self.critical_low} is above the reference range's low {self.low}")
-        if self.critical_high is not None and self.high is not None and self.critical_high < self.high:
-            raise ValueError(f"critical high {self.critical_high} is below the reference range's high {self.high}")
-        if (self.critical_low is not None and self.critical_high is not None
-                and self.critical_low >= self.critical_high):
-            raise ValueError(f"critical low {self.critical_low} is not below critical high {self.critical_high}")
+        problem = _limits_problem(self.low, self.high, self.critical_low, self.critical_high)
+        if problem:
+            raise ValueError(problem)
         if self.choices and (self.critical_low is not None or self.critical_high is not None):
             raise ValueError("critical limits are for a number; a result read from choices has none")
         unknown = [a for a in self.abnormal if a not in self.choices]
         if unknown:
             raise ValueError(f"abnormal values {unknown} are not among the choices {self.choices}")
+        if self.ranges and self.choices:
+            raise ValueError("ranges by age and sex are for a number; a result read from choices has none")
         return self
+
+    @model_validator(mode="after")
+    def _bands_agree(self) -> _Analyte:
+        # Said of the analyte: a panel's file holds several, and the sentence must name which one is wrong.
+        name = getattr(self, "name", None) or "this analyte"
+        problems = []
+        for band in self.ranges:
+            limits = self._banded(band)
+            problem = _limits_problem(limits.low, limits.high, limits.critical_low, limits.critical_high)
+            if problem:
+                problems.append(f"{name}'s band {band.describe()}: {problem}")
+        for first, second in itertools.combinations(self.ranges, 2):
+            if first.overlaps(second):
+                problems.append(f"{name}'s bands {first.describe()} and {second.describe()} overlap: a patient "
+                                f"of that sex and age would have two ranges (end the first where the second starts)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _banded(self, band: ReferenceBand) -> _Analyte:
+        return self.model_copy(update={
+            "low": self.low if band.low is None else band.low,
+            "high": self.high if band.high is None else band.high,
+            "critical_low": self.critical_low if band.critical_low is None else band.critical_low,
+            "critical_high": self.critical_high if band.critical_high is None else band.critical_high,
+            "ranges": []})
+
+    def for_patient(self, sex: str, born: dt.date, day: dt.date) -> _Analyte:
+        """The analyte as a result of this patient's, taken on `day`, is judged: its range and critical limits
+        those of the band their sex and age fall in, else its own (a patient of sex "other" or "unknown" is
+        held only by a band of `any` sex)."""
+        band = next((b for b in self.ranges if b.holds(sex, born, day)), None)
+        return self if band is None else self._banded(band)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_ranges(self, handler):
+        # Left out of the dump when there are none, so every analyte written before bands existed keeps its
+        # stored definition and its facility's fingerprint (an upgrade re-applies their files as "unchanged").
+        dumped = handler(self)
+        if dumped.get("ranges") == []:
+            del dumped["ranges"]
+        return dumped
 
 
 class OrderableComponent(_Analyte):

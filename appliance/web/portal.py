@@ -1310,16 +1310,22 @@ def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUI
     context["catalogue"] = catalogue.list_catalogue(conn)
     if principal.can("clinical.result.create"):  # a test since dropped from the catalogue has no form
         tests = {c["code"]: c["definition"] for c in context["catalogue"]}
-        context["result_forms"] = {o["id"]: analytes_of(catalogue.orderable_of(o["code"], tests[o["code"]]))
+        # The day the record's results are dated by (service.judged_for), so the form's range is the one judged.
+        today = conn.execute(sa.select(sa.func.current_date())).scalar_one()
+        context["result_forms"] = {o["id"]: analytes_of(catalogue.orderable_of(o["code"], tests[o["code"]]),
+                                                        top["patient"], today)
                                    for o in context["orders"] if o["code"] in tests}
     return context
 
 
-def analytes_of(test: OrderableConfig) -> list[dict]:
+def analytes_of(test: OrderableConfig, patient: dict | None = None, today: dt.date | None = None) -> list[dict]:
     """What a result of a test is entered as, one item per analyte (a panel's components, else the test
-    itself): its LOINC code, name, unit and reference range, and its choices, or a free-text report for a
-    test that has neither a unit nor choices (an imaging study)."""
+    itself): its LOINC code, name, unit and reference range (the band of the `patient`'s sex and age on
+    `today` when given), and its choices, or a free-text report for a test that has neither a unit nor
+    choices (an imaging study)."""
     analytes = test.components or [test]
+    if patient is not None and today is not None:
+        analytes = [a.for_patient(patient["sex"], patient["birth_date"], today) for a in analytes]
     return [{"code": a.loinc, "name": a.name, "unit": a.unit, "low": a.low, "high": a.high, "choices": a.choices,
              "report": not a.choices and a.unit is None and a.low is None and a.high is None}
             for a in analytes]

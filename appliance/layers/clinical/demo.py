@@ -237,6 +237,7 @@ class _Batch:
         self.written_up_next_day: set[uuid.UUID] = set()
         self.patients: list[dict] = []
         self.born: dict[uuid.UUID, dt.date] = {}
+        self.sex: dict[uuid.UUID, str] = {}
         self.identifiers: list[dict] = []
         self.entries: list[record.NewEntry] = []
         self.signoffs: list[record.NewEntry] = []
@@ -288,6 +289,7 @@ class _Batch:
         family = rng.choice(FAMILY)
         patient_id = _uuid(rng)
         self.born[patient_id] = birth
+        self.sex[patient_id] = sex
         identifiers = [self._identifier(age)]
         phone = f"+2547{rng.randint(10_000_000, 99_999_999)}"
         kin_sex = rng.choice(["female", "male"])
@@ -497,6 +499,9 @@ class _Batch:
         reported = min(ordered_at + dt.timedelta(hours=rng.uniform(0.5, 20)), self.now - dt.timedelta(minutes=5))
         for loinc, name, analyte in ([(c.loinc, c.name, c) for c in test.components] or
                                      [(test.loinc, test.name, test)]):
+            # Drawn and judged within the patient's band by age and sex, as service.record_result judges.
+            analyte = analyte.for_patient(self.sex[patient_id], self.born[patient_id],
+                                          reported.astimezone(self.zone).date())
             if test.category == "imaging":
                 value: Decimal | str = rng.choice(["No acute abnormality.", "Findings as clinically suspected."])
             elif loinc in problem.abnormal and rng.random() < 0.8:

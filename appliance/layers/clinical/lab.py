@@ -235,8 +235,11 @@ def _composed(conn: Connection, principal: Principal, rows: list[dict], today: d
         row["age"] = age_label(row["birth_date"], today)
         row["results"] = [r for r in results if r["service_request_id"] == row["id"]]
         test = tests.get(row["code"])
+        # Each analyte's range is the band of this patient's sex and age, the range their result will be judged by.
+        analytes = [a.for_patient(row["sex"], row["birth_date"], today)
+                    for a in ((test.components or [test]) if test else [])]
         row["analytes"] = [{"code": a.loinc, "name": a.name, "unit": a.unit, "low": a.low, "high": a.high,
-                            "choices": a.choices} for a in ((test.components or [test]) if test else [])]
+                            "choices": a.choices} for a in analytes]
     note_list_read(conn, principal, "service_request", rows, detail={"list": "laboratory"})
     note_list_read(conn, principal, "result", results, detail={"list": "laboratory"})
     return rows

@@ -933,16 +933,21 @@ def correct_result(conn: Connection, principal: Principal, patient_id: uuid.UUID
     if data.code != before.code:
         raise Invalid(f"a correction keeps the analyte ({before.code}); record another analyte as its own result",
                       field="code")
+    # Judged at the patient's age when the result was first taken, not at the correction's.
+    taken_at = conn.execute(sa.select(entry.c.occurred_at).where(entry.c.id == found["root_id"])).scalar_one()
     detail, _ = _result_detail(conn, patient_id,
-                               data.model_copy(update={"service_request_id": before.service_request_id}))
+                               data.model_copy(update={"service_request_id": before.service_request_id}),
+                               taken_on=taken_at.date())
     appended = record.append(conn, principal, "result", patient_id=patient_id, detail=detail, supersedes=entry_id,
                              reason=reason, encounter_id=found["encounter_id"])
     return _entry_dict(appended) | _record_of(conn, appended.root_id) | _UNREVIEWED
 
 
-def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn) -> tuple[dict, uuid.UUID | None]:
+def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
+                   taken_on: dt.date | None = None) -> tuple[dict, uuid.UUID | None]:
     """A result's detail as the record keeps it (the catalogue's name, unit, range and flag unless the
-    sender gave its own), and the encounter it belongs to; refuses what the catalogue cannot take."""
+    sender gave its own; the range the patient's band by age and sex on `taken_on`, today unless given), and
+    the encounter it belongs to; refuses what the catalogue cannot take."""
     require_chart(conn, patient_id, data.encounter_id)
     ordered_code = None
     order_root = None
@@ -962,6 +967,7 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn) -> t
         ordered_code, order_root = order["code"], order["root_id"]
         encounter_id = encounter_id or order["encounter_id"]
     display, definition = catalogue.find_analyte(conn, data.code, ordered_code)
+    definition = judged_for(conn, patient_id, definition, taken_on)
     value = data.value
     if isinstance(value, str) and definition.choices:
         chosen = next((c for c in definition.choices if c.lower() == value.strip().lower()), None)
@@ -986,6 +992,17 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn) -> t
         "flag": _result_flag(data.flag, _flag(value, definition, low, high)), "note": data.note,
     }
     return detail, encounter_id
+
+
+def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, day: dt.date | None = None) -> Any:
+    """The analyte with the range and critical limits a result of this patient's is judged by on `day` (today
+    unless given): its band for their sex and age (tenant_config `ranges`), else its own. The stored range is
+    this one, so the chart and the trend show the range the result was judged by."""
+    if not getattr(analyte, "ranges", None):
+        return analyte
+    sex, born, today = conn.execute(sa.select(patient.c.sex, patient.c.birth_date, sa.func.current_date())
+                                    .where(patient.c.id == patient_id)).one()
+    return analyte.for_patient(sex, born, day or today)
 
 
 def _result_flag(sent: str | None, computed: str | None) -> str | None:
