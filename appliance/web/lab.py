@@ -23,7 +23,7 @@ from litestar.response import Template
 from pydantic import ValidationError
 
 from appliance.layers.clinical import lab
-from appliance.layers.clinical.schemas import BenchResultsIn, ResultCorrectionIn
+from appliance.layers.clinical.schemas import BenchResultsIn, ResultCorrectionIn, SpecimenRejectionIn
 from appliance.substrate.record import RecordError
 from appliance.web import portal
 from appliance.web.errors import error_page
@@ -42,6 +42,7 @@ from appliance.web.portal import (
 portal.NAV.append(portal.NavItem("Laboratory", "lab", "Lab worklist", "/lab", "clinical.lab.read"))
 portal.NOTICES.update({
     "specimen-received": "Specimen received: the order waits for its results.",
+    "specimen-rejected": "Specimen rejected: the order waits for another, and the ward is asked to collect it.",
     "lab-resulted": "Results recorded; they wait for the clinician's review and sign-off.",
     "lab-corrected": "Result corrected; the corrected value waits for review again, the earlier one kept in its "
                      "history.",
@@ -120,6 +121,23 @@ def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Re
                 values=values)
 
 
+@post("/lab/orders/{order_id:uuid}/rejection", operation_id="PortalLabRejectSpecimen",
+      opt={"permission": "clinical.lab.receive"}, sync_to_thread=True, include_in_schema=False)
+def reject(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
+    """The specimen cannot be tested: why, beside the field; the ward is asked for another."""
+    values = form_values(data)
+    form = f"reject-{order_id}"
+    try:
+        asked = SpecimenRejectionIn.model_validate({"reason": values.get("reason") or ""})
+    except ValidationError as exc:
+        named = portal.field_errors(exc)
+        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values, errors=named,
+                              refusal=" ".join(f"{k.capitalize()}: {v}" for k, v in named.items()))
+    return _act(request, tenant, lambda conn: lab.reject_specimen(conn, request.user, order_id, reason=asked.reason,
+                                                                  today=_today(request, tenant)),
+                "specimen-rejected", form=form, values=values)
+
+
 @post("/lab/orders/{order_id:uuid}/results", operation_id="PortalLabEnterResults",
       opt={"permission": "clinical.lab.result"}, sync_to_thread=True, include_in_schema=False)
 def enter_results(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
@@ -161,7 +179,7 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
                 "lab-corrected", form=form, values=values, field_of=lambda exc: "value")
 
 
-ROUTES = [worklist_page, receive, enter_results, correct]
+ROUTES = [worklist_page, receive, reject, enter_results, correct]
 
 lab_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                     tags=["portal"], include_in_schema=False)

@@ -41,6 +41,29 @@ def blood_count(db, facility) -> uuid.UUID:
     return ordered["id"]
 
 
+def test_a_specimen_that_cannot_be_tested_is_rejected_from_the_page(signed_in, db, facility):
+    """'Reject the specimen' under a received one: a blank reason refused beside its field, then the order is back
+    awaiting a specimen, the page says the ward is asked for another."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Kiprop", given_names="Ruth")
+        order = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=FBC))["id"]
+    client = signed_in("lab_technician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/receipt", {"note": ""}).status_code == 303
+    page = client.get(f"{base}/lab?state=specimen_received")
+    assert f'action="{base}/lab/orders/{order}/rejection"' in page.text
+    unsaid = post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/rejection", {"reason": ""})
+    assert unsaid.status_code == 422 and f'id="reject-{order}-reason"' in unsaid.text
+    assert "Give at least 3 characters" in unsaid.text
+    rejected = post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/rejection", {"reason": "clotted"})
+    assert rejected.status_code == 303 and rejected.headers["location"] == f"{base}/lab?done=specimen-rejected"
+    after = client.get(rejected.headers["location"]).text
+    assert "the ward is asked to collect it" in after
+    assert after.split(f'id="state-{order}">')[1].startswith("Awaiting specimen")
+
+
 def test_a_lab_technician_receives_a_specimen_and_records_a_panel_from_the_page(signed_in, db, facility, blood_count):
     client = signed_in("lab_technician", facility.slug)
     base = f"/t/{facility.slug}"

@@ -857,7 +857,8 @@ FORMS += ["/pharmacy/dispenses", "/pharmacy/dispenses/{any}/reversal", "/pharmac
 # The laboratory bench (appliance/web/lab.py), a lab technician's (and a clinician's) page and forms; receiving,
 # entering and correcting with real ids, and another facility's lab technician, are in tests/web/test_lab.py.
 PAGES += ["/lab"]
-FORMS += ["/lab/orders/{any}/receipt", "/lab/orders/{any}/results", "/lab/results/{any}/correction"]
+FORMS += ["/lab/orders/{any}/receipt", "/lab/orders/{any}/rejection", "/lab/orders/{any}/results",
+          "/lab/results/{any}/correction"]
 
 
 def test_every_portal_route_is_in_these_lists(app):

@@ -153,6 +153,29 @@ def receive_specimen(conn: Connection, principal: Principal, order_id: uuid.UUID
     return bench_order(conn, principal, order_id, today=today)
 
 
+# The receipt in force of an order: what a rejection marks entered in error.
+_RECEIPT_OF = sa.text("""
+    SELECT re.id FROM entry re JOIN specimen_receipt r ON r.entry_id = re.id
+    WHERE r.service_request_id = :order AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = re.id)""")
+
+
+def reject_specimen(conn: Connection, principal: Principal, order_id: uuid.UUID, *, reason: str,
+                    today: dt.date) -> dict:
+    """The specimen received cannot be tested (haemolysed, clotted, unlabelled, too little): its receipt is
+    entered in error with the reason, the order is back to awaiting a specimen, and the ward's task to collect
+    one opens again (the nursing layer's reaction). Not received, or tested already: 409."""
+    _serialise(conn, order_id)
+    order = _order(conn, order_id)
+    if order["state"] == "awaiting_specimen":
+        raise Conflict(f"no specimen of this {order['display']} order has been received: there is none to reject")
+    if order["state"] != "specimen_received":
+        raise Conflict(f"this {order['display']} order has results already: correct a result rather than reject "
+                       "the specimen it was tested on")
+    receipt = conn.execute(_RECEIPT_OF, {"order": order_id}).scalar_one()
+    record.retract(conn, principal, receipt, reason)
+    return bench_order(conn, principal, order_id, today=today)
+
+
 def enter_results(conn: Connection, principal: Principal, order_id: uuid.UUID, data: BenchResultsIn, *,
                   today: dt.date) -> dict:
     """The results of an order whose specimen was received: each component given, in the caller's one

@@ -28,6 +28,7 @@ from appliance.layers.clinical.schemas import (
     LabWorklistOut,
     ResultCorrectionIn,
     SpecimenReceiptIn,
+    SpecimenRejectionIn,
 )
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import facility_timezone
@@ -77,6 +78,18 @@ class LabController(Controller):
         with state.db.tenant(tenant) as conn:
             return LabOrderOut.model_validate(
                 lab.receive_specimen(conn, request.user, order_id, note=data.note, today=today))
+
+    @post("/orders/{order_id:uuid}/rejection", operation_id="ClinicalLabRejectSpecimen",
+          opt={"permission": "clinical.lab.receive"}, sync_to_thread=True, status_code=HTTP_200_OK)
+    def reject(self, tenant: FromPath[str], state: State, request: Asking, order_id: Id,
+               data: JSONBody[SpecimenRejectionIn]) -> LabOrderOut:
+        """The specimen received cannot be tested (haemolysed, clotted, unlabelled): its receipt is entered in
+        error with the reason, the order awaits a specimen again and the ward is asked to collect another.
+        Nothing received, or tested already: 409."""
+        today = _today(state, tenant)
+        with state.db.tenant(tenant) as conn:
+            return LabOrderOut.model_validate(
+                lab.reject_specimen(conn, request.user, order_id, reason=data.reason, today=today))
 
     @post("/orders/{order_id:uuid}/results", operation_id="ClinicalLabEnterResults",
           opt={"permission": "clinical.lab.result"}, sync_to_thread=True, status_code=HTTP_200_OK)

@@ -682,6 +682,10 @@ class SpecimenReceiptIn(_In):
     note: str | None = Field(default=None, max_length=500, description="the specimen's state: haemolysed, clotted")
 
 
+class SpecimenRejectionIn(_In):
+    reason: Reason = Field(description="why the specimen cannot be tested: haemolysed, clotted, unlabelled, too little")
+
+
 class BenchValueIn(_In):
     code: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code of the component")]
     value: Decimal | str = Field(union_mode="left_to_right")

@@ -247,12 +247,34 @@ def specimen_collected(conn: Connection, principal: Principal, result: Entry) ->
         _cancel_from(conn, principal, order_root, "done", "result received", result)
 
 
+# The clinical layer's specimen receipts and orders, read by SQL: which order a receipt was of, and the order's
+# test and priority, for the task a rejected specimen asks for.
+_RECEIPTS = sa.table("specimen_receipt", sa.column("entry_id"), sa.column("service_request_id"))
+_ORDERS = sa.table("service_request", sa.column("entry_id"), sa.column("display"), sa.column("priority"))
+
+
 def specimen_received(conn: Connection, principal: Principal, receipt: Entry) -> None:
     """The laboratory received the order's specimen (the clinical layer's bench, `specimen_receipt`): it was
-    collected, so the ward's task to collect it is done, and no longer shows overdue while the lab tests it."""
-    order_root = receipt.detail.get("service_request_id")
-    if order_root is not None and receipt.status != "entered_in_error":
-        _cancel_from(conn, principal, order_root, "done", "specimen received at the laboratory", receipt)
+    collected, so the ward's task to collect it is done, and no longer shows overdue while the lab tests it.
+    A receipt entered in error is the laboratory rejecting the specimen (haemolysed, clotted): another must be
+    collected, so the task opens again, due as the order's priority asks, saying why."""
+    if receipt.status != "entered_in_error":
+        order_root = receipt.detail.get("service_request_id")
+        if order_root is not None:
+            _cancel_from(conn, principal, order_root, "done", "specimen received at the laboratory", receipt)
+        return
+    order = conn.execute(
+        sa.select(entry.c.id, _ORDERS.c.display, _ORDERS.c.priority)
+        .select_from(_RECEIPTS.join(entry, entry.c.root_id == _RECEIPTS.c.service_request_id)
+                     .join(_ORDERS, _ORDERS.c.entry_id == entry.c.id))
+        .where(_RECEIPTS.c.entry_id == receipt.supersedes, views.CURRENT)).first()
+    if order is None or receipt.patient_id is None:
+        return
+    priority = order.priority or "routine"
+    service.new_task(conn, principal, receipt.patient_id, code="collect_specimen", encounter_id=receipt.encounter_id,
+                     due_at=receipt.occurred_at + SPECIMEN_DUE.get(priority, SPECIMEN_DUE["routine"]),
+                     source=record.get_entry(conn, order.id), again_for=receipt,
+                     title=f"Collect specimen again: {order.display} (rejected: {receipt.reason})"[:200])
 
 
 def admission_assessment(conn: Connection, principal: Principal, admission: Entry) -> None:

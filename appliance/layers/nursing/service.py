@@ -643,14 +643,17 @@ def derived_id(*parts: object) -> uuid.UUID:
 
 def new_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, code: str, title: str,
              due_at: dt.datetime, encounter_id: uuid.UUID | None = None, ward_code: str | None = None,
-             source: record.Entry | None = None, ward_known: bool = False) -> record.Entry:
+             source: record.Entry | None = None, ward_known: bool = False,
+             again_for: record.Entry | None = None) -> record.Entry:
     """A task on the ward the patient is on (`ward_code`, else looked up; `ward_known` when the caller
-    looked it up already, None meaning no ward)."""
+    looked it up already, None meaning no ward). `again_for`: the entry that asks for the source's task a
+    second time (a rejected specimen), written when it was."""
     if ward_code is None and not ward_known:
         ward_code = views.ward_of(conn, patient_id, encounter_id)
+    key = (source.id, again_for.id) if again_for else (source.id,) if source else None
     return record.append(conn, principal, "nursing_task", patient_id=patient_id, encounter_id=encounter_id,
-                         entry_id=derived_id("task", code, source.id) if source else None,
-                         occurred_at=source.occurred_at if source else None,
+                         entry_id=derived_id("task", code, *key) if key else None,
+                         occurred_at=(again_for or source).occurred_at if source else None,
                          detail={"code": code, "title": title[:200], "due_at": due_at, "status": "open",
                                  "ward_code": ward_code, "source_id": source.root_id if source else None,
                                  "source_kind": source.kind if source else None, "note": None})

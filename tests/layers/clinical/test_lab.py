@@ -209,6 +209,7 @@ def test_another_facilitys_lab_and_guessed_ids_are_refused_on_every_route(lab, t
     some_result = lab.get(f"{base}/orders/{bench[FBC]}").json()["results"][0]["id"]
     routes = [("get", "/orders", None), ("get", f"/orders/{bench[SMEAR]}", None),
               ("post", f"/orders/{bench['first_smear']}/receipt", {}),
+              ("post", f"/orders/{bench['first_smear']}/rejection", {"reason": "haemolysed"}),
               ("post", f"/orders/{bench['first_smear']}/results", {"results": [{"code": SMEAR, "value": "negative"}]}),
               ("post", f"/results/{some_result}/correction", {"value": 1, "reason": "not mine to correct"})]
     for method, path, body in routes:
@@ -217,6 +218,7 @@ def test_another_facilitys_lab_and_guessed_ids_are_refused_on_every_route(lab, t
         assert "Barasa" not in answer.text and "Achieng" not in answer.text
     guessed = uuid.uuid4()
     for method, path, body in [("get", f"/orders/{guessed}", None), ("post", f"/orders/{guessed}/receipt", {}),
+                               ("post", f"/orders/{guessed}/rejection", {"reason": "haemolysed"}),
                                ("post", f"/orders/{guessed}/results", {"results": [{"code": HB, "value": 1}]}),
                                ("post", f"/results/{guessed}/correction", {"value": 1, "reason": "a guess at it"}),
                                ("post", f"/orders/{bench[XRAY]}/receipt", {})]:  # an imaging order: not the lab's
@@ -254,3 +256,45 @@ def test_the_bench_reads_its_window_not_every_order_the_facility_ever_placed(lab
     assert str(yesterdays) in listed and not {str(forgotten), str(unsigned)} & listed
     found = lab.get(f"{base}/orders/{forgotten}")
     assert found.status_code == 200 and found.json()["state"] == "awaiting_specimen"
+
+
+def test_a_specimen_the_lab_cannot_test_is_rejected_and_the_ward_asked_for_another(lab, db, facility, doctor):
+    """Haemolysed: the receipt is entered in error with the reason (kept in its history), the order awaits a
+    specimen again, and the ward's task to collect one opens again saying why; the next specimen received
+    closes it. Nothing received, a blank reason or an order already resulted: refused, nothing written."""
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Otieno", given_names="Paul", sex="male",
+                              birth_date=born_years_ago(52))
+        order = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=GLUCOSE, priority="urgent"))["id"]
+    base = LAB.format(tenant=facility.slug)
+
+    def collect_tasks() -> list[tuple]:
+        with db.tenant(facility.slug) as conn:
+            return [tuple(t) for t in conn.execute(sa.text(
+                "SELECT t.status, t.title FROM nursing_task t JOIN entry e ON e.id = t.entry_id "
+                "WHERE t.source_id = :o AND t.code = 'collect_specimen' "
+                "AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id) ORDER BY e.recorded_at"),
+                {"o": order}).all()]
+
+    early = lab.post(f"{base}/orders/{order}/rejection", json={"reason": "haemolysed"})
+    assert early.status_code == 409 and "none to reject" in early.json()["detail"]
+    assert lab.post(f"{base}/orders/{order}/receipt", json={}).status_code == 200
+    blank = lab.post(f"{base}/orders/{order}/rejection", json={"reason": " "})
+    assert blank.status_code == 422 and "invalid reason" in blank.json()["detail"], blank.text
+    rejected = lab.post(f"{base}/orders/{order}/rejection", json={"reason": "haemolysed, cannot be read"})
+    assert rejected.status_code == 200, rejected.text
+    assert (rejected.json()["state"], rejected.json()["received_at"]) == ("awaiting_specimen", None)
+    assert collect_tasks() == [("done", "Collect specimen: Glucose (urgent)"),
+                               ("open", "Collect specimen again: Glucose (rejected: haemolysed, cannot be read)")]
+    with db.tenant(facility.slug) as conn:
+        receipt = conn.execute(sa.text("SELECT e.id FROM entry e JOIN specimen_receipt r ON r.entry_id = e.id "
+                                       "WHERE r.service_request_id = :o"), {"o": order}).scalar_one()
+        kept = record.history(conn, receipt)
+    assert [(v.status, v.reason) for v in kept] == [("final", None), ("entered_in_error", "haemolysed, cannot be read")]
+
+    assert lab.post(f"{base}/orders/{order}/receipt", json={}).status_code == 200  # the second specimen
+    assert [status for status, _ in collect_tasks()] == ["done", "done"]
+    assert lab.post(f"{base}/orders/{order}/results", json={"results": [{"code": GLUCOSE, "value": 5.2}]}
+                    ).status_code == 200
+    tested = lab.post(f"{base}/orders/{order}/rejection", json={"reason": "too late now"})
+    assert tested.status_code == 409 and "correct a result" in tested.json()["detail"]
