@@ -35,6 +35,14 @@ class Principal:
     session_id: uuid.UUID | None = None
     token_id: uuid.UUID | None = None
 
+    def care_wanting(self) -> str:
+        """What a care relationship would have taken, said to this person when refused one (both layers
+        that keep the rule say the same): ' (no visit of theirs here is open or ended in the last 90 days)'."""
+        where = " on your ward" if self.ward_scoped and self.ward else ""
+        if self.care_days is None:
+            return f" (they have had no visit here{where})"
+        return f" (no visit of theirs here{where} is open or ended in the last {self.care_days} days)"
+
     def can(self, permission: str) -> bool:
         from appliance.substrate.policy import grants
 

@@ -33,21 +33,11 @@ class BreakGlassRequired(ClinicalError):
 
     def __init__(self, patient_id: uuid.UUID, problem: str | None = None, principal: Principal | None = None):
         super().__init__(
-            problem or f"you have no care relationship with this patient{_why_not(principal)}: to open the chart "
-            "anyway, state why (break-the-glass); the access and your reason are recorded and shown to the patient "
-            "and the regulator",
+            problem or f"you have no care relationship with this patient{principal.care_wanting() if principal else ''}"
+            ": to open the chart anyway, state why (break-the-glass); the access and your reason are recorded and "
+            "shown to the patient and the regulator",
             break_glass_required=True, patient_id=str(patient_id),
         )
-
-
-def _why_not(principal: Principal | None) -> str:
-    """What a care relationship would have taken, said to the person refused."""
-    if principal is None:
-        return ""
-    where = " on your ward" if principal.ward_scoped and principal.ward else ""
-    if principal.care_days is None:
-        return f" (they have had no visit here{where})"
-    return f" (no visit of theirs here{where} is open or ended in the last {principal.care_days} days)"
 
 
 OPEN_STATUSES = ("planned", "arrived", "in_progress")

@@ -27,9 +27,10 @@ MIN_REASON = 8
 
 
 class BreakGlassRequired(Forbidden):
-    def __init__(self, patient_id: uuid.UUID, problem: str | None = None):
+    def __init__(self, patient_id: uuid.UUID, problem: str | None = None, principal: Principal | None = None):
         super().__init__(
-            problem or "you have no care relationship with this patient: to open the record anyway, state why "
+            problem or f"you have no care relationship with this patient{principal.care_wanting() if principal else ''}"
+            ": to open the record anyway, state why "
             "(break-the-glass); the access and your reason are recorded and shown to the patient and the regulator",
             break_glass_required=True, patient_id=str(patient_id),
         )
@@ -64,7 +65,7 @@ def open_record(conn: Connection, principal: Principal, patient_id: uuid.UUID,
         return None
     reason = " ".join((break_glass_reason or "").split())
     if not reason:
-        raise BreakGlassRequired(patient_id)
+        raise BreakGlassRequired(patient_id, principal=principal)
     if len(reason) < MIN_REASON:
         raise BreakGlassRequired(patient_id, f"state the reason in a few words (at least {MIN_REASON} characters)")
     note_access(conn, principal, "break_glass", patient_id, "chart", (patient_id,), purpose_of_use=BREAK_GLASS,

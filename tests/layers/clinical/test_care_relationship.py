@@ -122,7 +122,10 @@ def test_a_care_relationship_lasts_the_policys_window_after_the_encounter_ends(s
                       ).status_code == 200
     nursing = f"/api/t/{facility.slug}/patients/{{}}/news2"
     assert nurse.get(nursing.format(recent)).status_code == 200
-    assert nurse.get(nursing.format(lapsed)).status_code == 403
+    refused_nurse = nurse.get(nursing.format(lapsed))
+    assert refused_nurse.status_code == 403
+    said = refused_nurse.json()["detail"]
+    assert "(no visit of theirs here on your ward is open or ended in the last 90 days)" in said
     # Seen again: the registrar's new visit makes the relationship again.
     with db.tenant(facility.slug) as conn:
         service.open_encounter(conn, clinician, lapsed, EncounterIn(encounter_class="outpatient"))
