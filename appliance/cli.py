@@ -1165,6 +1165,7 @@ def national_peer_list(settings: Settings, period: str | None) -> None:
     with opened_database(settings) as db:
         definitions, month = _national_month(settings, period, db)
         reports = federation.reports(db, month, definitions)
+        changes = federation.key_changes(db)
     if not reports:
         err.print("no appliance is registered: healthos national peer add --name N --key FILE")
     for report in reports:
@@ -1180,6 +1181,11 @@ def national_peer_list(settings: Settings, period: str | None) -> None:
             sent += (f", {report.withheld_by_raised_threshold} published counts now withheld under the threshold "
                      f"of {definitions.threshold}")
         click.echo(f"{report.peer.name}\t{report.peer.key_id}\t{month.value}: {sent}")
+        change = changes.get(report.peer.name)
+        if change is not None and change.new_key == report.peer.key_id:
+            click.echo(f"{report.peer.name}\t{report.peer.key_id}\tkey rotated: replaced key {change.old_key} on "
+                       f"{change.at[:16].replace('T', ' ')} UTC, proven by its rotation (seq {change.seq} of its "
+                       "audit log)")
 
 
 @national_group.command("receive")

@@ -30,6 +30,18 @@ each package, the age bands it was read under and how many of its counts the rai
 and names any package that cannot be read at all with the reason, for its facilities are then missing
 from every figure.
 
+An appliance may rotate its signing key (`healthos audit rotate-signing-key`); its packages then carry
+the proof an audit evidence package carries (`key_introductions`: each rotation event under the checkpoint
+of the key it rotated out, with its inclusion proof, and the public halves they name). A package signed by
+a key not registered here is accepted when, and only when, that proof leads to its key from a key
+registered here, each rotation signed by the key before it — `audit_verify.follow_introductions`, the
+offline verifier's own rule — and its key was not itself rotated out, and the package is not dated before
+the rotation that introduced its key. The peer's registered key is then replaced by the new one (in the
+transaction that keeps the package: its earlier packages follow it), so its next package needs no proof;
+the old key is no longer accepted (a key is rotated out after a suspected compromise), and the change is
+an audit event (`national.peer.rekey`) that `healthos national peer list` shows. Any other key stays
+refused, with the reason its proof failed.
+
 Where a link exists the same package travels over HTTPS instead of on a stick: `push_package` posts it
 to the ministry's appliance (`PACKAGES_PATH`, which hands it to the same `receive_package`), verifying
 the ministry's certificate. The package's own signature is what the ministry trusts, as with a file;
@@ -55,6 +67,7 @@ import structlog
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from appliance import audit_verify
 from appliance.audit_verify import key_id_of
 from appliance.national.indicators import (
     SEXES,
@@ -153,6 +166,27 @@ class Report:
 
 
 @dataclass(frozen=True)
+class KeyChange:
+    """A peer's key replaced on receipt of a package proving its rotation: `old_key` registered before,
+    `new_key` from then on, `seq` the (last) rotation's event in the peer's appliance log, `at` when
+    this appliance recorded the change."""
+
+    name: str
+    old_key: str
+    new_key: str
+    seq: int
+    at: str
+
+
+@dataclass(frozen=True)
+class _ProvenRotation:
+    """A registered peer (its row as held, locked) whose key introduced the package's, link by link."""
+
+    peer: sa.Row
+    introductions: tuple[audit_verify.KeyIntroduction, ...]  # from the registered key to the package's
+
+
+@dataclass(frozen=True)
 class Receipt:
     """A package received: `not_counted` names this appliance's indicators it lacks (not reported for its
     facilities), `ignored` the indicators it counts that this appliance does not know."""
@@ -177,8 +211,9 @@ def _statement(body: dict) -> bytes:
 
 
 def make_package(facilities: list[Facility], period: Period, definitions: Definitions, keyring: keys.Keyring,
-                 produced_at: dt.datetime | None = None) -> dict:
-    """The signed package of these facilities' published figures for the month."""
+                 produced_at: dt.datetime | None = None, key_proof: dict | None = None) -> dict:
+    """The signed package of these facilities' published figures for the month; `key_proof` (from
+    `key_proof`) proves its key descends from the one the ministry registered, after a rotation."""
     body = {
         "format": PACKAGE_FORMAT,
         "period": period.value,
@@ -193,6 +228,7 @@ def make_package(facilities: list[Facility], period: Period, definitions: Defini
                                         "cells": {_cell_key(cell): value for cell, value in figure.cells.items()}}
                          for indicator_id, figure in facility.figures.items()}}
             for facility in facilities],
+        **(key_proof or {}),
     }
     return {**body, "signature": base64.b64encode(keyring.sign(_statement(body))).decode()}
 
@@ -203,7 +239,7 @@ def export_package(db: Database, period: Period, definitions: Definitions, *, pr
     appliance's audit log (with the address it is sent to, when it leaves over HTTPS). Figures received
     from other appliances are never passed on."""
     facilities = gather(db, period, definitions, progress=progress)
-    package = make_package(facilities, period, definitions, keys.keyring_for(db))
+    package = make_package(facilities, period, definitions, keys.keyring_for(db), key_proof=key_proof(db))
     detail = {"period": period.value, "facilities": len(facilities)}
     if destination is not None:
         detail["to"] = destination
@@ -211,6 +247,22 @@ def export_package(db: Database, period: Period, definitions: Definitions, *, pr
         audit.append(conn, tenant=None, principal=principal, event_type="national.package.export", action="E",
                      detail=detail)
     return package
+
+
+def key_proof(db: Database) -> dict:
+    """How this appliance's signing key descends from its first, as an audit evidence package proves it:
+    every rotation (its event, the rotated-out key's checkpoint over it, the inclusion proof) and the
+    public halves of the keys they name. Empty before any rotation, so the package is as it always was."""
+    with db.control() as conn:
+        # The substrate's own reading of the rotations, the one `audit.export` puts in evidence packages
+        # (private there for now: audit.py is not this change's to edit).
+        introductions, named = audit._key_introductions(conn)
+        if not introductions:
+            return {}
+        halves = conn.execute(sa.select(keys.audit_signing_key.c.key_id, keys.audit_signing_key.c.public_key)
+                              .where(keys.audit_signing_key.c.key_id.in_(sorted(named)))).all()
+    return {"key_introductions": introductions,
+            "public_keys": {key_id: base64.b64encode(raw).decode() for key_id, raw in halves}}
 
 
 def packages_url(address: str) -> str:
@@ -316,6 +368,17 @@ def register_peer(db: Database, name: str, key_data: bytes, *, principal: Princi
         audit.append(conn, tenant=None, principal=principal, event_type="national.peer.register", action="C",
                      detail={"key_id": key_id, "name": name})
     return Peer(key_id, name, now)
+
+
+def key_changes(db: Database) -> dict[str, KeyChange]:
+    """Each peer's latest key change, by its name, as the audit log recorded it."""
+    changes = {}
+    for event in audit.read_events(db, None, event_type="national.peer.rekey"):
+        detail = (event["event"] or {}).get("detail") or {}
+        if {"name", "old_key", "new_key", "seq"} <= detail.keys():
+            changes[detail["name"]] = KeyChange(detail["name"], detail["old_key"], detail["new_key"], detail["seq"],
+                                                event["time"])
+    return changes
 
 
 def peers(db: Database) -> list[Peer]:
@@ -458,14 +521,21 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
     if not isinstance(threshold, int) or isinstance(threshold, bool):
         raise PackageError(f"the package's disclosure threshold {threshold!r} is not a whole number")
     with db.control() as conn:
-        peer = conn.execute(sa.select(national_peer.c.name, national_peer.c.public_key)
-                            .where(national_peer.c.key_id == key_id_of(raw))).first()
-        if peer is None or peer.public_key != raw:
+        peer = _peer_by_key(conn, key_id_of(raw))
+        rotation, unproven = None, None
+        if peer is None and "key_introductions" in package:
+            rotation, unproven = _proven_rotation(conn, package, raw, produced_at)
+            # None either way: a concurrent receipt may have recorded this key meanwhile.
+            peer = rotation.peer if rotation is not None else _peer_by_key(conn, key_id_of(raw))
+        if rotation is None and (peer is None or peer.public_key != raw):
             # Logged for the operator (a hospital not yet registered, or someone probing the endpoint).
             log.warning("national.package.unregistered_key", key_id=key_id_of(raw), via=via)
-            raise PackageNotTrusted(f"the package was signed by key {key_id_of(raw)}, which is not registered here; "
-                               "register the sending appliance first: healthos national peer add")
+            raise PackageNotTrusted(f"the package was signed by key {key_id_of(raw)}, which is not registered here"
+                                    + (f", and {unproven}" if unproven else "")
+                                    + "; register the sending appliance first: healthos national peer add")
         _check_signature(package, raw)
+        if rotation is not None:
+            peer = _record_rotation(conn, rotation, raw, principal=principal, via=via)
         if threshold < definitions.threshold:
             raise PackageError(f"the package was published with a disclosure threshold of {threshold}, "
                                f"under this appliance's {definitions.threshold}")
@@ -498,6 +568,80 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
                              "facilities": len(facilities), "sha256": row["sha256"], "replaced": held is not None,
                              "via": via, "not_counted": list(not_counted), "ignored": list(ignored)})
     return Receipt(peer.name, period, len(facilities), held is not None, not_counted, ignored)
+
+
+def _peer_by_key(conn: Connection, key_id: str) -> sa.Row | None:
+    return conn.execute(sa.select(national_peer).where(national_peer.c.key_id == key_id)).first()
+
+
+def _proven_rotation(conn: Connection, package: dict, raw: bytes,
+                     produced_at: dt.datetime) -> tuple[_ProvenRotation | None, str | None]:
+    """The registered peer whose key introduced the package's key `raw`, by the rotations the package
+    carries (the offline verifier's rule); else None and why not, in words that follow "which is not
+    registered here, and". The peer's row is locked, so two packages proving the same rotation record it
+    once."""
+    key_id = key_id_of(raw)
+    introductions, offered = package.get("key_introductions"), package.get("public_keys")
+    if not isinstance(introductions, list) or not isinstance(offered, dict):
+        return None, "its proof of a key rotation is malformed (key_introductions, public_keys)"
+    signers = sorted({item["checkpoint"].get("key") for item in introductions if isinstance(item, dict)
+                      and isinstance(item.get("checkpoint"), dict) and isinstance(item["checkpoint"].get("key"), str)})
+    candidates = conn.execute(sa.select(national_peer).where(national_peer.c.key_id.in_(signers))
+                              .order_by(national_peer.c.key_id).with_for_update()).all()
+    if not candidates:
+        return None, (f"the key rotations it carries are signed by key {', '.join(signers) or 'none'}, which no "
+                      "registered appliance holds")
+    problems: list[str] = []
+    for candidate in candidates:
+        pinned = audit_verify.load_public_key(candidate.public_key.hex().encode())
+        chain = audit_verify.follow_introductions(package, {candidate.key_id: pinned})
+        if key_id not in chain.keys:
+            problems += [problem.message for problem in chain.problems]
+            continue
+        if offered.get(key_id) != base64.b64encode(raw).decode():
+            return None, f"the public half its proof gives for key {key_id} is not the key that signed it"
+        successor = next((i.key_id for i in chain.introduced if i.by == key_id), None)
+        if successor is not None:
+            return None, (f"its key was rotated out: its own rotation to key {successor} is in the proof, so a "
+                          "package it signs now is not the sending appliance's")
+        path = _path_to(chain.introduced, candidate.key_id, key_id)
+        introduced_at = dt.datetime.fromisoformat(path[-1].time.replace("Z", "+00:00"))
+        if produced_at < introduced_at:
+            return None, (f"the package is dated {produced_at.isoformat()}, before the rotation that introduced "
+                          f"its key ({path[-1].time})")
+        return _ProvenRotation(candidate, path), None
+    registered = " or ".join(f"{candidate.name}'s key" for candidate in candidates)
+    return None, (f"its proof of a key rotation does not lead to it from {registered}: "
+                  + ("; ".join(problems) if problems else f"no rotation it carries introduces key {key_id}"))
+
+
+def _path_to(introduced: list[audit_verify.KeyIntroduction], start: str,
+             key_id: str) -> tuple[audit_verify.KeyIntroduction, ...]:
+    """The rotations from `start` to `key_id`, in order (each introduced by the key before it)."""
+    by_key = {introduction.key_id: introduction for introduction in introduced}
+    path = [by_key[key_id]]
+    while path[0].by != start:
+        path.insert(0, by_key[path[0].by])
+    return tuple(path)
+
+
+def _record_rotation(conn: Connection, rotation: _ProvenRotation, raw: bytes, *, principal: Principal | None,
+                     via: str) -> sa.Row:
+    """Replace the peer's registered key by the new one it proved, its packages following it; audited."""
+    old, new, name = rotation.peer.key_id, key_id_of(raw), rotation.peer.name
+    # The name is unique and the packages refer to the key: free the name, register the new key under it,
+    # move the packages, then drop the old key's row — one transaction, so no reader sees the steps.
+    conn.execute(national_peer.update().where(national_peer.c.key_id == old).values(name=f"{name} [{old}]"))
+    conn.execute(national_peer.insert().values(key_id=new, name=name, public_key=raw,
+                                               registered_at=rotation.peer.registered_at))
+    conn.execute(national_package.update().where(national_package.c.key_id == old).values(key_id=new))
+    conn.execute(national_peer.delete().where(national_peer.c.key_id == old))
+    audit.append(conn, tenant=None, principal=principal, event_type="national.peer.rekey", action="U",
+                 detail={"name": name, "old_key": old, "new_key": new, "via": via,
+                         "keys": [old, *(introduction.key_id for introduction in rotation.introductions)],
+                         "seq": rotation.introductions[-1].seq})
+    log.info("national.peer.rekeyed", peer=name, old_key=old, new_key=new, via=via)
+    return _peer_by_key(conn, new)
 
 
 def _refuse_clashes(db: Database, conn: Connection, key_id: str, period: Period,
