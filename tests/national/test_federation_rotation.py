@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from litestar.testing import TestClient
 
 from appliance import audit_verify
@@ -68,15 +69,27 @@ def hospital(db, client, definitions, tmp_path_factory):
     try:
         migrate_control(own)
         old_key = keyring.signing_key_id
+        old_private = keyring.signing_key()  # kept by the test alone, to play a thief of the rotated-out key
         federation.register_peer(db, NAME, keyring.public_key_pem())
         assert federation.key_proof(own) == {}  # not rotated: its package is as it always was
         sent = _posted(client, _package(definitions, keyring, BEFORE))
         assert sent.status_code == 201, sent.text
         rotation = audit.rotate_signing_key(own)
         assert rotation.old_key == old_key
-        yield {"db": own, "keyring": keyring, "rotation": rotation}
+        yield {"db": own, "keyring": keyring, "rotation": rotation, "old_private": old_private}
     finally:
         own.close()
+
+
+class _StolenKey:
+    """Signs as `make_package` asks a keyring to, with a private key taken from the hospital."""
+
+    def __init__(self, private):
+        self.sign = private.sign
+        self._raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def public_key_raw(self) -> bytes:
+        return self._raw
 
 
 def _registered(db) -> dict[str, str]:
@@ -163,6 +176,12 @@ def test_a_rotated_hospitals_package_is_received_and_its_new_key_recorded(db, cl
     # The next package needs no proof; a proof sent again changes nothing.
     assert _posted(client, _package(definitions, keyring, NEXT)).status_code == 201
     assert _rekeys(db) == before + 1
+
+    # The key rotated out, stolen, is no longer the hospital's: nothing it signs is accepted.
+    stolen = _posted(client, _package(definitions, _StolenKey(hospital["old_private"]), NEXT))
+    assert stolen.status_code == 403
+    assert f"signed by key {rotation.old_key}, which is not registered here" in stolen.json()["detail"]
+    assert _registered(db)[NAME] == rotation.new_key
 
     listed = run("national", "peer", "list", "--period", NEXT.value)
     assert listed.exit_code == 0, listed.output
