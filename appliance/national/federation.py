@@ -256,7 +256,7 @@ def key_proof(db: Database) -> dict:
     with db.control() as conn:
         # The substrate's own reading of the rotations, the one `audit.export` puts in evidence packages
         # (private there for now: audit.py is not this change's to edit).
-        introductions, named = audit._key_introductions(conn)
+        introductions, named = audit.key_introductions(conn)
         if not introductions:
             return {}
         halves = conn.execute(sa.select(keys.audit_signing_key.c.key_id, keys.audit_signing_key.c.public_key)

@@ -1066,7 +1066,7 @@ def export(db: Database, tenant: str | None, out: Path, *, since: datetime | Non
             "events": [],
             "data_keys": [],
         }
-        introductions, chain_keys = _key_introductions(conn)
+        introductions, chain_keys = key_introductions(conn)
         package["key_introductions"] = introductions
         package["public_keys"] = {k: _b64(v) for k, v in
                                   _public_keys(conn, {c.key_id for c in checkpoints} | chain_keys).items()}
@@ -1114,7 +1114,7 @@ def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode()
 
 
-def _key_introductions(conn: Connection) -> tuple[list[dict], set[str]]:
+def key_introductions(conn: Connection) -> tuple[list[dict], set[str]]:
     """Every rotation of the checkpoint key, as a package carries it: the event in the appliance's log,
     the first checkpoint over it (signed by the key rotated out) and its inclusion proof; and the ids of
     the keys these name, whose public halves the package must carry too."""
