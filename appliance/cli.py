@@ -216,8 +216,9 @@ def tenant_drop(settings: Settings, slug: str, yes: bool) -> None:
     if left_without_role:
         # Kept, never deleted: the audit trail names them. IT decides: a role elsewhere, or disable.
         err.print(f"{len(left_without_role)} account(s) had their only role there and now hold none (kept, as "
-                  "the audit trail names them; `healthos account list` shows them as 'no role'; disable them "
-                  "with `healthos account disable EMAIL` if they are not moving to another facility):")
+                  "the audit trail names them; `healthos account list` shows them as 'no role'): give one moving "
+                  "to another facility a role there with `healthos account grant EMAIL --role R --tenant T`, "
+                  "and disable the others with `healthos account disable EMAIL`:")
         for email in left_without_role:
             click.echo(email, err=True)
 
@@ -703,6 +704,21 @@ def account_enable(settings: Settings, email: str) -> None:
         identity.enable_account(conn, email)
     click.echo(f"{email}: enabled; it signs in with its old credentials (its API tokens stay revoked: issue new "
                "ones with healthos account token)")
+
+
+@account.command("grant")
+@click.argument("email")
+@click.option("--role", required=True, help="A facility role from policies/access.toml.")
+@click.option("--tenant", required=True, help="The facility.")
+@click.option("--ward", default=None, help="Limit a ward-scoped role to one ward.")
+@click.pass_obj
+def account_grant(settings: Settings, email: str, role: str, tenant: str, ward: str | None) -> None:
+    """Give an existing person a role at a facility: the same account and sign-in, one more membership."""
+    policy = _policy(settings)
+    with _identity_act(settings) as conn:
+        identity.grant_membership(conn, policy, email, tenant=tenant, role=role, ward=ward)
+    click.echo(f"{email}: now a {role} at {tenant}{' on ward ' + ward if ward else ''}; their next sign-in there "
+               "works with it")
 
 
 @account.command("reset-mfa")

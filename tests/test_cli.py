@@ -284,6 +284,37 @@ def test_a_backup_that_cannot_be_written_is_explained_and_listed(run, tmp_path: 
     assert f"FAILED  {nowhere}  could not write" in line and line.endswith("No such file or directory")
 
 
+def test_grant_gives_an_existing_person_a_role_at_another_facility(run, db, tenant_factory, person_factory):
+    """A clinician starting at a second facility kept one account only by way of the facility admin's page; IT
+    grants it at the command line, audited, and is told why when it cannot."""
+    first, second = tenant_factory(), tenant_factory()
+    doctor = person_factory("clinician", first.slug)
+
+    def granted_events() -> int:
+        with db.control() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM control.audit_event WHERE event_type = "
+                                        "'identity.membership.create'")).scalar()
+
+    before = granted_events()
+    granted = run("account", "grant", doctor.email, "--role", "clinician", "--tenant", second.slug)
+    assert granted.exit_code == 0, granted.output
+    assert granted_events() == before + 1
+    listed = {row["email"]: row for row in json.loads(run("account", "list", "--json").output)}
+    assert set(listed[doctor.email]["roles"]) == {f"clinician@{first.slug}", f"clinician@{second.slug}"}
+    for args, said in [((doctor.email, "--role", "clinician", "--tenant", second.slug), "a clinician at"),
+                       ((doctor.email, "--role", "clinician", "--tenant", second.slug, "--ward", "GEN"),
+                        "not limited to a ward"),
+                       ((f"nobody-{first.slug}@test.invalid", "--role", "nurse", "--tenant", second.slug),
+                        "no account for"),
+                       ((doctor.email, "--role", "regulator", "--tenant", second.slug), "not a facility role")]:
+        refused = run("account", "grant", *args)
+        assert refused.exit_code == 1 and said in " ".join(refused.output.split()), (args, refused.output)
+    assert granted_events() == before + 1  # nothing written by a refusal
+    assert run("account", "disable", doctor.email).exit_code == 0
+    disabled = run("account", "grant", doctor.email, "--role", "registrar", "--tenant", second.slug)
+    assert disabled.exit_code == 1 and "enable it first" in " ".join(disabled.output.split())
+
+
 def test_enable_undoes_disable_with_the_old_credentials_and_tokens_stay_revoked(run, db, tenant_factory,
                                                                                  person_factory):
     """A nurse disabled by mistake, or back from leave, could only be recreated, losing the account's history."""

@@ -841,6 +841,31 @@ def enable_account(conn: Connection, email: str, by: Principal | None = None) ->
            detail={"account": str(row.id), "disabled_at": row.disabled_at.isoformat()})
 
 
+def grant_membership(conn: Connection, policy: AccessPolicy, email: str, *, tenant: str, role: str,
+                     ward: str | None = None, by: Principal | None = None) -> None:
+    """Give an existing person a facility role (a clinician who starts at a second facility, a nurse moving
+    to a facility after hers was dropped): the same account, sign-in and history, one more membership.
+    Refused, saying why, for an unknown e-mail, a disabled or machine account, a role that is not a
+    facility's, a ward for a role that is not ward-scoped, or a role they already hold there. Audited as
+    identity.membership.create."""
+    row = account_by_email(conn, email)
+    if row is None:
+        raise IdentityError(f"no account for {email}: create one with healthos account create")
+    if row.disabled_at is not None:
+        raise IdentityError(f"{email} is disabled: enable it first (healthos account enable)")
+    if row.kind != "staff":
+        raise IdentityError(f"{email} is a {row.kind.replace('_', ' ')} account: facility roles are for staff")
+    if ward is not None and not policy.is_ward_scoped(role):
+        raise IdentityError(f"a {role} is not limited to a ward: leave --ward out")
+    held = conn.execute(sa.select(membership.c.role).where(
+        membership.c.account_id == row.id, membership.c.tenant == tenant, membership.c.role == role)).first()
+    if held is not None:
+        raise IdentityError(f"{email} is a {role} at {tenant} already")
+    add_membership(conn, policy, account_id=row.id, tenant=tenant, role=role, ward=ward)
+    _audit(conn, event_type="membership.create", action="C", principal=by,
+           detail={"account": str(row.id), "tenant": tenant, "role": role, "ward": ward})
+
+
 def reset_mfa(conn: Connection, email: str, settings: IdentitySettings | None = None,
               by: Principal | None = None) -> str:
     """Clear the TOTP secret and sessions; the person re-enrols with the returned one-time code. Refused for
