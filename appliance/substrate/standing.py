@@ -31,7 +31,7 @@ from appliance.substrate.migrate import (
     tenants_ahead_of_code,
     tenants_behind_head,
 )
-from appliance.substrate.tenancy import list_tenants
+from appliance.substrate.tenancy import active_slugs, list_tenants
 
 # A log with events waiting and no checkpoint for this long: its checkpointer (every 30 s while `healthos up`
 # runs) is not running.
@@ -53,6 +53,51 @@ class Volume:
     @property
     def low(self) -> bool:
         return self.free < self.total * DISK_LOW_SHARE
+
+
+@dataclass(frozen=True)
+class SchemaStanding:
+    """Where the schemas stand against this code: the control schema's revision and state (at head, behind,
+    ahead, not migrated) and the facilities whose schema is ahead of this code or behind its head. One
+    judgment, with its sentences, for /ready, `healthos status` and the operator console."""
+
+    control_revision: str | None
+    control_state: str
+    tenants: list[str]  # the active facilities
+    tenants_ahead: list[str]
+    tenants_behind: list[str]
+
+    def problems(self) -> list[str]:
+        """Each thing wrong, as the operator is told it (ahead first: migrating cannot help there)."""
+        said = []
+        if self.control_state == "not migrated":
+            said.append("the control schema is not migrated: run healthos migrate (or healthos up)")
+        elif self.control_state == "ahead":
+            said.append(f"the control schema is at {self.control_revision}, {AHEAD_OF_CODE}")
+        elif self.control_state == "behind":
+            said.append(f"the control schema is at {self.control_revision}, not {head('control')}: "
+                        "run healthos migrate")
+        if self.tenants_ahead:
+            said.append(f"{len(self.tenants_ahead)} facility schema(s) ahead of this code "
+                        f"({', '.join(self.tenants_ahead[:5])}): {AHEAD_OF_CODE}")
+        if self.tenants_behind:
+            said.append(f"{len(self.tenants_behind)} facility schema(s) not at head "
+                        f"({', '.join(self.tenants_behind[:5])}): run healthos migrate")
+        return said
+
+
+def schema_standing(db: Database) -> SchemaStanding:
+    """`SchemaStanding` of the control schema and the active facilities' schemas (none asked for before the
+    control schema, which lists them, is migrated)."""
+    with db.control() as conn:
+        control = schema_revision(conn, CONTROL_SCHEMA)
+    if control is None:
+        return SchemaStanding(control, "not migrated", [], [], [])
+    state = "ahead" if ahead_of_code("control", control) else "at head" if control == head("control") else "behind"
+    slugs = active_slugs(db)
+    ahead = tenants_ahead_of_code(db, slugs)
+    behind = [slug for slug in tenants_behind_head(db, slugs) if slug not in ahead]
+    return SchemaStanding(control, state, slugs, ahead, behind)
 
 
 def volume(what: str, path: Path) -> Volume | None:
@@ -155,32 +200,13 @@ def _database(db: Database, settings: Settings, problems: list[str]) -> dict:
 
 def _inside(db: Database, now: dt.datetime, problems: list[str]) -> dict:
     """The sections read from the database: schemas, facilities, audit logs, backups."""
-    with db.control() as conn:
-        control_at = schema_revision(conn, CONTROL_SCHEMA)
-    control = {"revision": control_at, "head": head("control")}
-    if control_at is None:
-        control["state"] = "not migrated"
-        problems.append("schemas: the control schema is not migrated: run `healthos migrate` (or `healthos up`)")
+    standing = schema_standing(db)
+    problems += [f"schemas: {problem}" for problem in standing.problems()]
+    control = {"revision": standing.control_revision, "head": head("control"), "state": standing.control_state}
+    if standing.control_state == "not migrated":
         return {"schemas": {"control": control}}
-    if ahead_of_code("control", control_at):
-        control["state"] = "ahead"
-        problems.append(f"schemas: the control schema is at {control_at}, {AHEAD_OF_CODE}")
-    elif control_at != control["head"]:
-        control["state"] = "behind"
-        problems.append(f"schemas: the control schema is at {control_at}, not {control['head']}: "
-                        "run `healthos migrate`")
-    else:
-        control["state"] = "at head"
+    active, ahead, behind = standing.tenants, standing.tenants_ahead, standing.tenants_behind
     tenants = list_tenants(db)
-    active = [t["slug"] for t in tenants if t["status"] == "active"]
-    ahead = tenants_ahead_of_code(db, active)
-    behind = [slug for slug in tenants_behind_head(db, active) if slug not in ahead]
-    if ahead:
-        problems.append(f"schemas: {len(ahead)} facility schema(s) ahead of this code ({', '.join(ahead[:5])}): "
-                        f"{AHEAD_OF_CODE}")
-    if behind:
-        problems.append(f"schemas: {len(behind)} facility schema(s) not at head ({', '.join(behind[:5])}): "
-                        "run `healthos migrate`")
     schemas = {"control": control, "tenant_head": head("tenant"), "tenants_at_head": len(active) - len(ahead)
                - len(behind), "tenants_behind": behind, "tenants_ahead": ahead}
 

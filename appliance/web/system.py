@@ -7,16 +7,8 @@ from litestar import Response, get
 from litestar.datastructures import State
 
 from appliance.substrate.db import Database
-from appliance.substrate.migrate import (
-    AHEAD_OF_CODE,
-    CONTROL_SCHEMA,
-    ahead_of_code,
-    head,
-    schema_revision,
-    tenants_ahead_of_code,
-    tenants_behind_head,
-)
-from appliance.substrate.tenancy import active_slugs
+from appliance.substrate.migrate import head
+from appliance.substrate.standing import schema_standing
 
 
 @get("/health", operation_id="SystemHealth", tags=["system"], opt={"public": True}, sync_to_thread=False)
@@ -32,28 +24,11 @@ def ready(state: State) -> Response:
     try:
         with db.control() as conn:
             conn.execute(sa.text("SELECT 1"))
-            control_at = schema_revision(conn, CONTROL_SCHEMA)
+        standing = schema_standing(db)
+        problems = standing.problems()
     except sa.exc.SQLAlchemyError as exc:
         return Response({"status": "unavailable", "reason": f"database does not answer: {exc.__class__.__name__}"},
                         status_code=503)
-    if ahead_of_code("control", control_at):
-        return Response({"status": "unavailable", "reason": f"control schema at {control_at}, {AHEAD_OF_CODE}"},
-                        status_code=503)
-    if control_at != head("control"):
-        return Response({"status": "unavailable",
-                         "reason": f"control schema at {control_at}, expected {head('control')}: run healthos migrate"},
-                        status_code=503)
-    slugs = active_slugs(db)
-    ahead = tenants_ahead_of_code(db, slugs)
-    if ahead:
-        return Response({"status": "unavailable",
-                         "reason": f"{len(ahead)} tenant schema(s) ahead of this code ({', '.join(ahead[:5])}): "
-                                   f"{AHEAD_OF_CODE}"},
-                        status_code=503)
-    behind = tenants_behind_head(db, slugs)
-    if behind:
-        return Response({"status": "unavailable",
-                         "reason": f"{len(behind)} tenant schema(s) not at head ({', '.join(behind[:5])}): "
-                                   "run healthos migrate"},
-                        status_code=503)
-    return Response({"status": "ready", "tenants": len(slugs), "schema": head("tenant")}, status_code=200)
+    if problems:
+        return Response({"status": "unavailable", "reason": problems[0]}, status_code=503)
+    return Response({"status": "ready", "tenants": len(standing.tenants), "schema": head("tenant")}, status_code=200)
