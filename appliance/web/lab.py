@@ -121,6 +121,13 @@ def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Re
                 values=values)
 
 
+def _refused_fields(request: Asking, tenant: str, exc: ValidationError, *, form: str, values: dict) -> Template:
+    """A form's fields refused before anything is written: the bench again, each sentence beside its field."""
+    named = portal.field_errors(exc)
+    return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values, errors=named,
+                          refusal=" ".join(f"{k.capitalize()}: {v}" for k, v in named.items()))
+
+
 @post("/lab/orders/{order_id:uuid}/rejection", operation_id="PortalLabRejectSpecimen",
       opt={"permission": "clinical.lab.receive"}, sync_to_thread=True, include_in_schema=False)
 def reject(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
@@ -130,9 +137,7 @@ def reject(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Res
     try:
         asked = SpecimenRejectionIn.model_validate({"reason": values.get("reason") or ""})
     except ValidationError as exc:
-        named = portal.field_errors(exc)
-        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values, errors=named,
-                              refusal=" ".join(f"{k.capitalize()}: {v}" for k, v in named.items()))
+        return _refused_fields(request, tenant, exc, form=form, values=values)
     return _act(request, tenant, lambda conn: lab.reject_specimen(conn, request.user, order_id, reason=asked.reason,
                                                                   today=_today(request, tenant)),
                 "specimen-rejected", form=form, values=values)
@@ -171,9 +176,7 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
         asked = ResultCorrectionIn.model_validate({"value": values.get("value") or "",
                                                    "reason": values.get("reason") or "", "note": values.get("note")})
     except ValidationError as exc:
-        named = portal.field_errors(exc)
-        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values, errors=named,
-                              refusal=" ".join(f"{k.capitalize()}: {v}" for k, v in named.items()))
+        return _refused_fields(request, tenant, exc, form=form, values=values)
     return _act(request, tenant, lambda conn: lab.correct_result(conn, request.user, result_id, asked,
                                                                  today=_today(request, tenant)),
                 "lab-corrected", form=form, values=values, field_of=lambda exc: "value")
