@@ -152,3 +152,23 @@ def test_t0025_adds_the_specimen_receipt_append_only_and_its_downgrade_takes_it_
     for statement in ("UPDATE specimen_receipt SET note = 'x'", "DELETE FROM specimen_receipt"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0026_adds_the_immunization_append_only_and_its_downgrade_takes_it_away(db: Database, tenant_a):
+    """t0026 (a dose of a vaccine) runs both ways on a schema at head, matches the model, and the tenant role
+    may append a dose but neither rewrite nor remove one."""
+    t0026 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0026_immunization")
+    schema = tenant_schema(tenant_a.slug)
+    exists = sa.text("SELECT to_regclass(:table) IS NOT NULL")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0026.downgrade()
+            downgraded = conn.execute(exists, {"table": f"{schema}.immunization"}).scalar()
+            t0026.upgrade()
+        upgraded = conn.execute(exists, {"table": f"{schema}.immunization"}).scalar()
+    assert (downgraded, upgraded) == (False, True)
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE immunization SET note = 'x'", "DELETE FROM immunization"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

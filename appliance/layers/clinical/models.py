@@ -272,6 +272,30 @@ specimen_receipt = sa.Table(
     sa.Index("specimen_receipt_service_request_idx", "service_request_id"),
 )
 
+# One dose of a vaccine (tenant revision t0026; appliance/layers/clinical/immunization.py): given here, recorded
+# from the patient's card or another facility, or due and not given. The entry's time is the day of the dose.
+immunization = sa.Table(
+    "immunization",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: a vaccination
+    sa.Column("vaccine", sa.Text, nullable=False),  # a vaccine code of policies/immunization.toml
+    sa.Column("dose_number", sa.SmallInteger, nullable=True),  # place in the series; None: campaign or extra dose
+    sa.Column("status", sa.Text, nullable=False),  # completed, not_done
+    sa.Column("not_done_reason", sa.Text, nullable=True),  # refused, contraindicated, out_of_stock...
+    sa.Column("lot_number", sa.Text, nullable=True),
+    sa.Column("expiry_date", sa.Date, nullable=True),  # of the lot
+    sa.Column("site", sa.Text, nullable=True),  # left_thigh, right_upper_arm...
+    sa.Column("route", sa.Text, nullable=True),  # intramuscular, subcutaneous, intradermal, oral
+    sa.Column("source", sa.Text, nullable=False),  # administered (here), historical (card, another facility)
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("status IN ('completed', 'not_done')", name="immunization_status"),
+    sa.CheckConstraint("(status = 'not_done') = (not_done_reason IS NOT NULL)", name="immunization_not_done_reason"),
+    sa.CheckConstraint("source IN ('administered', 'historical')", name="immunization_source"),
+    sa.CheckConstraint("dose_number >= 1", name="immunization_dose_number_positive"),
+    sa.Index("immunization_vaccine_dose_idx", "vaccine", "dose_number"),
+)
+
 vital_signs = sa.Table(
     "vital_signs",
     tenant_metadata,
@@ -360,6 +384,7 @@ KINDS: dict[str, sa.Table | None] = {
     "result_signoff": result_signoff,
     "result_disclosure": result_disclosure,
     "specimen_receipt": specimen_receipt,
+    "immunization": immunization,
     "vital_signs": vital_signs,
     "note": note,
 }
