@@ -209,17 +209,22 @@ def tenant_drop(settings: Settings, slug: str, yes: bool) -> None:
         fail("not dropped", code=1)
     with opened_database(settings) as db:
         try:
-            left_without_role = drop_tenant(db, slug)
+            dropped = drop_tenant(db, slug)
         except UnknownTenant as exc:
             fail(str(exc))
     err.print(f"{slug}: dropped")
-    if left_without_role:
+    if dropped.machine_clients_disabled:
+        err.print(f"{len(dropped.machine_clients_disabled)} machine client(s) served only it: disabled, and their "
+                  "API tokens revoked (a new integration gets a new token at its facility):")
+        for machine in dropped.machine_clients_disabled:
+            click.echo(f"{machine['name']} ({machine['email']})", err=True)
+    if dropped.left_without_role:
         # Kept, never deleted: the audit trail names them. IT decides: a role elsewhere, or disable.
-        err.print(f"{len(left_without_role)} account(s) had their only role there and now hold none (kept, as "
+        err.print(f"{len(dropped.left_without_role)} account(s) had their only role there and now hold none (kept, as "
                   "the audit trail names them; `healthos account list` shows them as 'no role'): give one moving "
                   "to another facility a role there with `healthos account grant EMAIL --role R --tenant T`, "
                   "and disable the others with `healthos account disable EMAIL`:")
-        for email in left_without_role:
+        for email in dropped.left_without_role:
             click.echo(email, err=True)
 
 

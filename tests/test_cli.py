@@ -374,6 +374,40 @@ def test_dropping_a_facility_names_the_people_it_leaves_with_no_role_and_keeps_t
     assert listed[operator.email]["state"] == "active"
 
 
+def test_dropping_a_facility_disables_its_machine_clients_and_revokes_their_tokens(run, db, policy, tenant_factory):
+    """A facility's integration (its API token's account) served only it: it listed as an 'active' account
+    after the drop, its tokens gone with the registry row and no audit event saying so."""
+    from appliance.substrate import identity
+
+    closing, staying = tenant_factory(), tenant_factory()
+    with db.control() as conn:
+        feed_token = identity.issue_machine_token(conn, policy, tenant=closing.slug, name="lab HL7 feed",
+                                                  permissions=["clinical.result.create"])
+        other_token = identity.issue_machine_token(conn, policy, tenant=staying.slug, name="pharmacy feed",
+                                                   permissions=["clinical.result.create"])
+        feed = identity.principal_for_token(conn, feed_token)
+
+    def disable_events() -> int:
+        with db.control() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM control.audit_event WHERE event_type = "
+                                        "'identity.account.disable'")).scalar()
+
+    before = disable_events()
+    dropped = run("tenant", "drop", closing.slug, "--yes")
+    assert dropped.exit_code == 0, dropped.output
+    said = " ".join(dropped.output.split())
+    assert "1 machine client(s) served only it: disabled, and their API tokens revoked" in said
+    assert "lab HL7 feed (machine-" in said and "pharmacy feed" not in said
+    assert disable_events() == before + 1
+    with db.control() as conn:
+        machine = conn.execute(sa.select(identity.account).where(identity.account.c.id == feed.account_id)).one()
+        assert machine.disabled_at is not None
+        assert identity.principal_for_token(conn, feed_token) is None
+        assert identity.principal_for_token(conn, other_token) is not None  # another facility's client untouched
+    listed = {row["email"]: row for row in json.loads(run("account", "list", "--json").output)}
+    assert listed[machine.email]["state"] == "disabled"
+
+
 def test_status_of_an_appliance_that_is_not_running_says_so_and_starts_nothing(tmp_path: Path):
     """A monitoring check that started the embedded PostgreSQL would leave a cluster owned by the agent."""
     home = tmp_path / "home"

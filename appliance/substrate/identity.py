@@ -716,15 +716,28 @@ def _account_state(row, *, has_role: bool = True) -> str:
             else "awaiting enrolment" if row["pending"] and row.get("kind") != "machine" else "active")
 
 
-def accounts_only_at(conn: Connection, tenant: str) -> list[str]:
-    """E-mails of the people whose every role is in facility `tenant` (no appliance-wide role, no other
-    facility): what dropping it leaves with no role. Machine clients' accounts are not counted: their
-    tokens go with the facility."""
+def _accounts_only_at(conn: Connection, tenant: str) -> list:
+    """The accounts whose every role is in facility `tenant` (no appliance-wide role, no other facility)."""
     return list(conn.execute(sa.text(
-        "SELECT a.email FROM control.account a WHERE a.kind <> 'machine' AND a.appliance_role IS NULL "
+        "SELECT a.email, a.display_name, a.kind, a.disabled_at FROM control.account a "
+        "WHERE a.appliance_role IS NULL "
         "AND EXISTS (SELECT 1 FROM control.membership m WHERE m.account_id = a.id AND m.tenant = :t) "
         "AND NOT EXISTS (SELECT 1 FROM control.membership m WHERE m.account_id = a.id AND m.tenant <> :t) "
-        "ORDER BY lower(a.email)"), {"t": tenant}).scalars())
+        "ORDER BY lower(a.email)"), {"t": tenant}))
+
+
+def accounts_only_at(conn: Connection, tenant: str) -> list[str]:
+    """E-mails of the people whose every role is in facility `tenant`: what dropping it leaves with no role.
+    Machine clients' accounts are not counted: dropping the facility disables them (`machine_clients_only_at`)."""
+    return [row.email for row in _accounts_only_at(conn, tenant) if row.kind != "machine"]
+
+
+def machine_clients_only_at(conn: Connection, tenant: str) -> list[dict]:
+    """The live machine clients (API token holders) of facility `tenant` that serve no other: each account's
+    e-mail and name, which is what its tokens are for ('lab HL7 feed'). Dropping the facility disables them."""
+    machines = [row for row in _accounts_only_at(conn, tenant) if row.kind == "machine" and row.disabled_at is None]
+    return [{"email": row.email, "name": row.display_name}
+            for row in sorted(machines, key=lambda row: (row.display_name.lower(), row.email))]
 
 
 def facility_counts(conn: Connection) -> dict[str, dict[str, int]]:

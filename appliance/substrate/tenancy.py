@@ -231,13 +231,25 @@ def active_slugs(db: Database) -> list[str]:
         ).scalars())
 
 
-def drop_tenant(db: Database, slug: str) -> list[str]:
-    """Remove a tenant's schema, role and registry row in one transaction. Returns the e-mails of the
-    accounts whose only roles were there: their memberships go with it, the accounts stay (the audit
-    trail names them) and list as "no role" until given one elsewhere or disabled."""
+@dataclass(frozen=True)
+class DroppedTenant:
+    """What dropping a facility did to the accounts that worked there."""
+    left_without_role: list[str]  # e-mails of the people whose only roles were there: kept, listed "no role"
+    machine_clients_disabled: list[dict]  # its machine clients ({"email", "name"}): disabled, tokens revoked
+
+
+def drop_tenant(db: Database, slug: str) -> DroppedTenant:
+    """Remove a tenant's schema, role and registry row in one transaction. The people whose only roles were
+    there lose their memberships with it and keep their accounts (the audit trail names them), listing as
+    "no role" until given one elsewhere or disabled. Its machine clients serve nothing else and never will
+    (a token is issued to a new one): they are disabled and their tokens revoked, audited, in the same act,
+    rather than left listed as active accounts with their tokens gone unaudited with the registry row."""
     schema = tenant_schema(slug)
     with db.control() as conn:
         left_without_role = identity.accounts_only_at(conn, slug)
+        machine_clients = identity.machine_clients_only_at(conn, slug)
+        for machine in machine_clients:
+            identity.disable_account(conn, machine["email"])
         deleted = conn.execute(sa.delete(tenant_table).where(tenant_table.c.slug == slug)).rowcount
         has_schema = conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first()
         has_role = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :s"), {"s": schema}).first()
@@ -253,5 +265,6 @@ def drop_tenant(db: Database, slug: str) -> list[str]:
         if has_role:
             conn.exec_driver_sql(f"DROP ROLE {quoted}")
     db.forget_tenant(slug)
-    log.info("tenant_dropped", tenant=slug, accounts_left_without_role=len(left_without_role))
-    return left_without_role
+    log.info("tenant_dropped", tenant=slug, accounts_left_without_role=len(left_without_role),
+             machine_clients_disabled=len(machine_clients))
+    return DroppedTenant(left_without_role, machine_clients)
