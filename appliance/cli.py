@@ -548,6 +548,10 @@ def audit_rotate_signing_key(settings: Settings) -> None:
             rotation = audit_trail.rotate_signing_key(db)
         except audit_trail.AuditError as exc:
             fail(str(exc))
+    if rotation.finished_interrupted:
+        err.print(f"an earlier run recorded the rotation of {rotation.old_key} to {rotation.new_key} and stopped "
+                  f"before putting {rotation.new_key} in place in keys/: that rotation is finished now, and no "
+                  "other was started (run the command again for a further rotation).", soft_wrap=True)
     err.print(f"checkpoint signing key {rotation.old_key} rotated out; {rotation.new_key} signs from now on. "
               f"The rotation is seq {rotation.seq} of the appliance's log, under its checkpoint at size "
               f"{rotation.checkpoint_size} signed by {rotation.old_key}: evidence packages carry it, so a regulator "

@@ -1340,31 +1340,67 @@ class SigningKeyRotation:
     new_key: str
     seq: int  # the rotation event, in the appliance's log
     checkpoint_size: int  # the appliance log's checkpoint over it, signed by the old key
+    finished_interrupted: bool = False  # recorded by an earlier run that stopped before the key was in place
+
+
+_SIGNING_KEY_ROTATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('healthos.audit.signing_key.rotate'))"
 
 
 def rotate_signing_key(db: Database, *, principal: Principal | None = None) -> SigningKeyRotation:
     """Move checkpoint signing to a new key. In one control transaction: the rotation event, naming the
     new key, is appended to the appliance's log and checkpointed with the old key, and the new key is
     made current; then the new key takes the old one's place in keys/ (the old public half is kept).
-    The appliance log's checkpoint lock keeps any other signer out between the two."""
+    The appliance log's checkpoint lock keeps any other signer out between the two.
+
+    A rotation that stopped between the two (its transaction committed, the new key still the next one in
+    keys/) is finished by the next call, which then rotates no further: the operator who runs the command
+    again after a crash asked for one rotation, not two."""
     keyring = keys.keyring_for(db)
     with db.control() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('healthos.audit.signing_key.rotate'))"))
-        _follow_current_signer(conn, keyring)
-        old_key = keyring.signing_key_id
-        new_raw = keyring.next_signing_key_raw()
-        new_key = key_id_of(new_raw)
-        seq = append(conn, tenant=None, principal=principal, event_type=key_introduction_type(new_key), action="C",
-                     detail={"old_key": old_key, "new_key": new_key, "public_key": new_raw.hex()})
-        signed = _checkpoint_log(conn, _control_log(keys.appliance_log_id(conn), None, True))
-        if signed is None or signed.key_id != old_key:
-            raise AuditError("the rotation could not be signed by the key it rotates out; nothing was changed")
-        # clock_timestamp, not now(): the old key may have been registered by this very transaction.
-        conn.execute(sa.insert(keys.audit_signing_key).values(key_id=new_key, public_key=new_raw,
-                                                              created_at=sa.func.clock_timestamp()))
+        conn.execute(sa.text(_SIGNING_KEY_ROTATION_LOCK))
+        rotation = _interrupted_rotation(conn, keyring) or _record_signing_key_rotation(conn, keyring, principal)
     keyring.promote_next_signing_key()
-    log.info("audit_signing_key_rotated", old_key=old_key, new_key=new_key)
+    log.info("audit_signing_key_rotated", old_key=rotation.old_key, new_key=rotation.new_key,
+             finished_interrupted=rotation.finished_interrupted)
+    return rotation
+
+
+def _record_signing_key_rotation(conn: Connection, keyring: keys.Keyring,
+                                 principal: Principal | None) -> SigningKeyRotation:
+    """The committed half of a rotation (caller's transaction, under the rotation lock): the event, the
+    old key's checkpoint over it, and the new key made current in the database."""
+    _follow_current_signer(conn, keyring)
+    old_key = keyring.signing_key_id
+    new_raw = keyring.next_signing_key_raw()
+    new_key = key_id_of(new_raw)
+    seq = append(conn, tenant=None, principal=principal, event_type=key_introduction_type(new_key), action="C",
+                 detail={"old_key": old_key, "new_key": new_key, "public_key": new_raw.hex()})
+    signed = _checkpoint_log(conn, _control_log(keys.appliance_log_id(conn), None, True))
+    if signed is None or signed.key_id != old_key:
+        raise AuditError("the rotation could not be signed by the key it rotates out; nothing was changed")
+    # clock_timestamp, not now(): the old key may have been registered by this very transaction.
+    conn.execute(sa.insert(keys.audit_signing_key).values(key_id=new_key, public_key=new_raw,
+                                                          created_at=sa.func.clock_timestamp()))
     return SigningKeyRotation(old_key, new_key, seq, signed.size)
+
+
+def _interrupted_rotation(conn: Connection, keyring: keys.Keyring) -> SigningKeyRotation | None:
+    """The rotation the database records as done while this node's keys/ still holds its key as the next
+    one (the run stopped after its commit), as it was recorded; None when there is none to finish."""
+    newest = conn.execute(sa.select(keys.audit_signing_key.c.key_id)
+                          .order_by(keys.audit_signing_key.c.created_at.desc()).limit(2)).scalars().all()
+    if len(newest) < 2 or keyring.pending_signing_key_id() != newest[0]:
+        return None
+    current, previous = newest
+    target = _control_log(keys.appliance_log_id(conn), None, True)
+    recorded = conn.exec_driver_sql(target.sql(
+        "SELECT e.seq, (SELECT min(c.tree_size) FROM {s}.audit_checkpoint c WHERE c.log_id = p.log_id "
+        "AND c.tree_size > p.position) AS checkpoint_size FROM {s}.audit_event e "
+        "JOIN {s}.audit_position p ON {jep} p.seq = e.seq WHERE {we} e.event_type = %(type)s "
+        "ORDER BY e.seq DESC LIMIT 1"), {**target.params, "type": key_introduction_type(current)}).first()
+    if recorded is None or recorded.checkpoint_size is None:
+        return None  # made current without its signed introduction: not a rotation this code would finish
+    return SigningKeyRotation(previous, current, recorded.seq, recorded.checkpoint_size, finished_interrupted=True)
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,13 @@ class Keyring:
         with self._lock:
             return _raw(self._signing_key_file(NEXT_SIGNING_KEY_FILE).public_key())
 
+    def pending_signing_key_id(self) -> str | None:
+        """The id of the key a rotation is putting in place (keys/ holds it as the next key), or None."""
+        with self._lock:
+            if not (self.keys_dir / NEXT_SIGNING_KEY_FILE).exists():
+                return None
+            return key_id_of(self.next_signing_key_raw())
+
     def promote_next_signing_key(self) -> str:
         """Put the next key in place of the current one; returns its id. The current key's public half
         is kept beside it (`checkpoint-signing.<id>.pub`), its private half is gone."""
@@ -350,10 +357,8 @@ class Keyring:
             if self.signing_key_id == current_id:
                 return
             self._signing_key = None
-            if self.signing_key_id != current_id:
-                following = self.keys_dir / NEXT_SIGNING_KEY_FILE
-                if following.exists() and key_id_of(self.next_signing_key_raw()) == current_id:
-                    self.promote_next_signing_key()
+            if self.signing_key_id != current_id and self.pending_signing_key_id() == current_id:
+                self.promote_next_signing_key()
             if self.signing_key_id != current_id:
                 held = self.signing_key_id
                 self._signing_key = None

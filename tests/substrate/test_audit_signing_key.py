@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -229,3 +230,44 @@ def test_a_backup_restored_after_a_rotation_still_trusts_the_checkpoints_the_old
             restored.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_running_the_command_again_after_a_rotation_stopped_past_its_commit_finishes_it_and_rotates_no_further(
+        appliance):
+    """The operator's first run committed the rotation and stopped before the new key was put in place in keys/
+    (a crash, a killed shell); the run after finishes that rotation instead of starting a second one."""
+    fresh, settings = appliance["db"], appliance["settings"]
+    key_dir = settings.home / "keys"
+
+    def rotation_events() -> int:
+        return sum(e["type"].startswith("audit.signing_key.rotate:") for e in audit.read_events(fresh, None))
+
+    keys_before, events_before = len(audit.signing_keys(fresh)), rotation_events()
+    with fresh.control() as conn:  # the committed half, then the crash: nothing was moved in keys/
+        conn.execute(sa.text(audit._SIGNING_KEY_ROTATION_LOCK))
+        recorded = audit._record_signing_key_rotation(conn, appliance["keyring"], None)
+    assert (key_dir / keys.NEXT_SIGNING_KEY_FILE).exists()
+    assert keys.Keyring(settings.home).signing_key_id == recorded.old_key
+
+    env = {"HEALTHOS_HOME": str(settings.home), "HEALTHOS_DATABASE_URL": settings.database_url,
+           "HEALTHOS_LOG_FORMAT": "console"}
+    result = CliRunner().invoke(main, ["audit", "rotate-signing-key"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"recorded the rotation of {recorded.old_key} to {recorded.new_key}" in said
+    assert "that rotation is finished now, and no other was started" in said
+    assert f"{recorded.new_key} signs from now on" in said and f"seq {recorded.seq} " in said
+    assert f"checkpoint at size {recorded.checkpoint_size} signed by {recorded.old_key}" in said
+    # One rotation, not two: the recorded key is the current one, in the database and in keys/.
+    assert len(audit.signing_keys(fresh)) == keys_before + 1 and rotation_events() == events_before + 1
+    assert audit.signing_keys(fresh)[-1].key_id == recorded.new_key
+    assert keys.Keyring(settings.home).signing_key_id == recorded.new_key
+    assert not (key_dir / keys.NEXT_SIGNING_KEY_FILE).exists()
+    assert (key_dir / f"checkpoint-signing.{recorded.old_key}.pub").exists()
+    fill(fresh, appliance["slug"], (2,))
+    assert audit.export(fresh, appliance["slug"], settings.home / "after-resume.json")
+    package = json.loads((settings.home / "after-resume.json").read_text())
+    assert package["checkpoints"][-1]["key"] == recorded.new_key
+    report = audit_verify.verify_package(package, public_key=old_key(appliance))
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.introduced[-1].key_id == recorded.new_key
