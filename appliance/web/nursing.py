@@ -30,7 +30,6 @@ from appliance.layers.nursing import access, service, views, ward
 from appliance.layers.nursing.errors import Conflict
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient
-from appliance.substrate.age import years_on
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
@@ -371,7 +370,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     # A time in the past read as 'Next observations due 03:24' at 06:14, three hours after a MEOWS of two
     # reds asked for sets every 15 minutes: the page says the set is overdue, and by how long.
     overdue = minutes_since(due, now) if due and due < now else 0
-    adult = years_on(top["patient"]["birth_date"], clock.today) >= service.ADULT_YEARS
+    adult = not service.is_child(top["patient"]["birth_date"], clock.today)
     scored = [r for r in rows if r["news2"]]
     shown = [r | {"marks": chart_marks(r)} for r in rows[:30]]
     trend_since = _trend_since(top["open_encounters"], now)
@@ -388,7 +387,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
             # girl in pregnancy is charted on, does use consciousness).
             "asks_scale": not (exclusion and exclusion.child),
             "asks_acvpu": not (exclusion and exclusion.child and not exclusion.maternity),
-            # MUAC and oedema on a child's chart only: the form refuses them for an adult (service.py).
+            # MUAC and oedema on a child's chart only: the record refuses them of an adult (service.py).
             "asks_screening": bool(exclusion and exclusion.child),
             "names": people_named(db, {r["author_id"] for r in rows[:30]})}
 
@@ -430,11 +429,8 @@ async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, d
             errors = {"form": next(iter(errors.values()))}
     if not errors:
         def work() -> None:
-            screened = [name for name in ("muac_mm", "oedema") if getattr(vitals, name) is not None]
-            today = _now().astimezone(facility_zone(db, tenant)).date()
+            # A MUAC or oedema of an adult is refused by the set's scoring reaction (service.refuse_adult_screening).
             with db.tenant(tenant) as conn:
-                if screened:
-                    service.require_child_for_screening(conn, patient_id, today, screened[0])
                 clinical.record_vitals(conn, request.user, patient_id, vitals)
 
         try:
@@ -442,7 +438,8 @@ async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, d
         except RecordError as exc:
             if exc.status != 422:
                 raise
-            # A form from before the page hid what does not apply (a child's scale 2): said beside the form.
+            # A form from before the page hid what does not apply (a child's scale 2, an adult's MUAC): said
+            # beside the form.
             errors = {"form": exc.detail[:1].upper() + exc.detail[1:] + "."}
     if errors:
         context = await _in_thread(lambda: _observations_context(db, request.user, tenant, patient_id))

@@ -173,9 +173,16 @@ class VitalSignsIn(_In):
     # For malnutrition screening of children (clinical/growth.py): mid-upper-arm circumference in mm
     # (a tape's range, newborn to adult), and bilateral pitting oedema, present or looked for and absent,
     # with its WHO grade where it was graded (1 +, 2 ++, 3 +++; clinical/growth.py says what each covers).
-    muac_mm: int | None = Field(default=None, ge=50, le=500)
-    oedema: bool | None = None
-    oedema_grade: Literal[1, 2, 3] | None = None
+    # A child's only: the nursing layer's reaction refuses them of a patient 16 or older when the set was taken.
+    muac_mm: int | None = Field(default=None, ge=50, le=500, description=(
+        "mid-upper-arm circumference in whole millimetres, as the tape reads: a child's (under 16 when the set "
+        "was taken) screening for acute malnutrition; of anyone older the set is refused (422)"))
+    oedema: bool | None = Field(default=None, description=(
+        "bilateral pitting oedema: true present, false looked for and absent, left out not examined; a child's "
+        "only, as muac_mm"))
+    oedema_grade: Literal[1, 2, 3] | None = Field(default=None, description=(
+        "the WHO grade of oedema present (with oedema true only): 1 (+) both feet, 2 (++) both feet and the lower "
+        "legs, hands or lower arms, 3 (+++) generalised, including the face"))
     encounter_id: uuid.UUID | None = None
 
     @field_validator("oedema_grade", mode="before")

@@ -5,7 +5,8 @@ task or its cancellation exists the moment the act does, or not at all.
   not under 16, not in pregnancy or the puerperium), a `meows` entry in pregnancy and the puerperium, a
   `pews` entry for a child (in the age band of their age when the set was taken); a corrected set is
   re-scored (the score's next version), one entered in error takes its score with it. A child's set on
-  NEWS2's SpO2 scale 2 is refused (422), with the whole write.
+  NEWS2's SpO2 scale 2 is refused (422), with the whole write, as is a MUAC or an oedema finding of anyone
+  but a child (`service.refuse_adult_screening`).
 - `news2`, `meows`, `pews` → for a patient on a ward: the next observations become a task due at the
   score's minimum monitoring frequency (the previous one is done), and a score needing more than a
   ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
@@ -109,6 +110,7 @@ def score_vital_signs(conn: Connection, principal: Principal, vitals: Entry) -> 
             raise Invalid(f"SpO₂ scale 2 is not used under {service.ADULT_YEARS} years of age: it is NEWS2's "
                           f"target for adults with hypercapnic respiratory failure, and a child's saturation is "
                           f"scored on the usual target: record the set without the scale", field="spo2_scale")
+        service.refuse_adult_screening(vitals.detail, exclusion)
         if kind is None:
             _unscored_set_recorded(conn, principal, vitals)
     detail = _SCORERS[kind](vitals.detail, vitals.occurred_at, exclusion) if kind else None

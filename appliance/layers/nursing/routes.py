@@ -1,10 +1,10 @@
 """HTTP routes of the nursing layer, under /api/t/{tenant}/.
 
-Per patient: the NEWS2 history (MEOWS in pregnancy and the puerperium, PEWS for a child), the medication
-administration record (read, record a dose's outcome, withdraw one recorded in error), nursing tasks (add,
-close, defer) and care plans. Per ward: the worklist and the shift handover. Vital signs are recorded
-through the clinical layer's route (`POST .../vitals`); their score is written by this layer's reaction
-in the same transaction and read here.
+Per patient: the sets of vital signs with their scores, the NEWS2 history (MEOWS in pregnancy and the
+puerperium, PEWS for a child), the medication administration record (read, record a dose's outcome, withdraw
+one recorded in error), nursing tasks (add, close, defer) and care plans. Per ward: the worklist and the shift
+handover. Vital signs are recorded through the clinical layer's route (`POST .../vitals`); their score is
+written by this layer's reaction in the same transaction and read here.
 
 Each route opens one tenant transaction, decides the care relationship as its first statement (a
 patient's route) or the ward the principal may see (a ward's route), calls one service and answers
@@ -45,6 +45,7 @@ from appliance.layers.nursing.schemas import (
     MarOut,
     MeowsOut,
     News2Out,
+    ObservationSetOut,
     PewsOut,
     Retraction,
     TaskDeferIn,
@@ -171,6 +172,19 @@ class NursingController(Controller):
         rows = await _run(state, request, tenant, lambda conn, _: service.list_scores(
             conn, request.user, patient_id, "pews", limit=max(1, min(limit, 1000))))
         return [PewsOut.model_validate(r) for r in rows]
+
+    @get(PATIENT + "/observations", operation_id="NursingListObservations", opt=_opt("nursing.news2.read"))
+    async def list_observations(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                limit: FromQuery[int] = 120) -> list[ObservationSetOut]:
+        """Each set of vital signs, newest first, as the ward's observation chart shows it: the values measured,
+        a child's MUAC and bilateral pitting oedema (with its WHO grade), and the NEWS2, MEOWS or PEWS that
+        scored the set. Sets are recorded through ClinicalRecordVitals (`POST .../vitals`), which takes
+        `muac_mm`, `oedema` and `oedema_grade` of a child under 16 and refuses them (422, naming the field) of
+        anyone older, as the ward's and the clinic's forms do. Read under the early warning scores'
+        permission, as the chart's page."""
+        rows = await _run(state, request, tenant, lambda conn, _: service.observations(
+            conn, request.user, patient_id, limit=max(1, min(limit, 1000))))
+        return [ObservationSetOut.model_validate(r) for r in rows]
 
     # -- the medication administration record ----------------------------------------------------------
 

@@ -76,6 +76,40 @@ class PewsOut(_Out):
     next_due_at: dt.datetime
 
 
+class ObservationSetOut(_Out):
+    """One set of vital signs as the ward charts it: what was measured, a child's screening for acute
+    malnutrition, and the early warning score that scored it (None for the scores that did not). A set is
+    recorded through the clinical layer's route (ClinicalRecordVitals, `POST .../vitals`), which takes the
+    same fields."""
+
+    id: uuid.UUID
+    occurred_at: dt.datetime
+    author_id: uuid.UUID
+    encounter_id: uuid.UUID | None
+    systolic_mmhg: int | None
+    diastolic_mmhg: int | None
+    heart_rate_bpm: int | None
+    respiratory_rate: int | None
+    temperature_c: Decimal | None
+    spo2_percent: int | None
+    consciousness: str | None
+    supplemental_oxygen: bool | None
+    oxygen_l_min: Decimal | None
+    spo2_scale: int | None
+    muac_mm: int | None = Field(description="mid-upper-arm circumference in whole millimetres, as the tape reads; "
+                                            "taken of a child under 16 to screen for acute malnutrition (a set "
+                                            "holding one of an older patient is refused when recorded)")
+    oedema: bool | None = Field(description="bilateral pitting oedema: true present, false looked for and absent, "
+                                            "null not examined; a child's only, as muac_mm")
+    oedema_grade: Literal[1, 2, 3] | None = Field(
+        description="the WHO grade of oedema present, where it was graded: 1 (+) both feet, 2 (++) both feet and "
+                    "the lower legs, hands or lower arms, 3 (+++) generalised, including the face; null ungraded "
+                    "or no oedema")
+    news2: News2Out | None
+    meows: MeowsOut | None
+    pews: PewsOut | None
+
+
 class AdministrationIn(_In):
     medication_request_id: uuid.UUID  # the prescription (any version of it)
     scheduled_for: dt.datetime | None = None  # the dose's time on the MAR; None for an as-needed dose

@@ -75,6 +75,14 @@ class Exclusion:
     child: bool = False
 
 
+def is_child(born: dt.date, day: dt.date) -> bool:
+    """Whether a patient born on `born` is a child on `day`: under 16, where PEWS scores their vital signs and
+    NEWS2 does not. The one rule of who is a child on the record's charts: which score applies, and whose vital
+    signs take a mid-upper-arm circumference and a bilateral pitting oedema finding (`refuse_adult_screening`,
+    and the clinic's and the ward's forms, which ask them of a child only)."""
+    return years_on(born, day) < ADULT_YEARS
+
+
 def _child_exclusion(born: dt.date, estimated: bool, day: dt.date) -> Exclusion:
     """A child's: PEWS in the age band of their age on `day`. A birth date estimated from an age in whole
     years (the registration desk's "about 3") puts the real one up to a year earlier; where that year
@@ -113,8 +121,8 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
             found[patient_id] = Exclusion("pregnancy", f"NEWS2 is not used in pregnancy or the puerperium "
                                                        f"({pregnant}): the maternity early warning score (MEOWS) "
                                                        f"is charted instead", maternity=True,
-                                          child=years_on(born, at.date()) < ADULT_YEARS)
-        elif years_on(born, at.date()) < ADULT_YEARS:
+                                          child=is_child(born, at.date()))
+        elif is_child(born, at.date()):
             found[patient_id] = _child_exclusion(born, estimated, at.date())
     return found
 
@@ -240,20 +248,24 @@ def list_scores(conn: Connection, principal: Principal, patient_id: uuid.UUID, k
     return rows
 
 
-# -- a child's malnutrition screening on the observation form ---------------------------------------
+# -- a child's malnutrition screening --------------------------------------------------------------
 
-def require_child_for_screening(conn: Connection, patient_id: uuid.UUID, day: dt.date, field: str) -> None:
-    """Refuses (422, naming `field`) a mid-upper-arm circumference or a bilateral pitting oedema finding taken
-    on the ward's observation form for a patient who is not a child on `day` (the facility's). The form takes
-    them on the child's chart, under 16 as PEWS is, to screen for acute malnutrition (the WHO/UNICEF cut-offs
-    read them from 6 to 59 months, clinical/growth.py); an adult's nutrition is not assessed by them here."""
-    born = conn.execute(sa.select(views.patient.c.birth_date).where(views.patient.c.id == patient_id)).scalar()
-    if born is None:
-        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
-    years = years_on(born, day)
-    if years >= ADULT_YEARS:
-        raise Invalid(f"MUAC and oedema are taken on this form to screen a child under {ADULT_YEARS} for acute "
-                      f"malnutrition; this patient is {years} years old, so leave them empty", field=field)
+# The fields of a set of vital signs that screen a child for acute malnutrition (clinical/growth.py).
+SCREENING_FIELDS = ("muac_mm", "oedema")
+
+
+def refuse_adult_screening(detail: dict, exclusion: Exclusion | None) -> None:
+    """Refuses (422, naming the field) a set of vital signs holding a MUAC or an oedema finding of a patient who
+    was not a child when it was taken (`exclusion`: why NEWS2 does not score them then, None for an adult who
+    is not pregnant). They are taken to screen a child for acute malnutrition (the WHO/UNICEF cut-offs read
+    them from 6 to 59 months, clinical/growth.py); an adult's nutrition is not assessed by them here. Whatever
+    writes the set (the clinical API, the clinic's and the ward's forms, FHIR) meets this one rule, in the
+    reaction that scores it."""
+    screened = [name for name in SCREENING_FIELDS if detail.get(name) is not None]
+    if screened and not (exclusion is not None and exclusion.child):
+        raise Invalid(f"MUAC and oedema are recorded to screen a child under {ADULT_YEARS} for acute malnutrition; "
+                      f"this patient was {ADULT_YEARS} or older when the set was taken, so leave them empty",
+                      field=screened[0])
 
 
 def _score_of_set(kind: str, alias: str) -> sa.Subquery:
@@ -271,7 +283,8 @@ def _score_of_set(kind: str, alias: str) -> sa.Subquery:
 
 
 def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, limit: int = 120) -> list[dict]:
-    """Vital sign sets, newest first, each with its NEWS2, its MEOWS and its PEWS (None when not scored by it)."""
+    """Vital sign sets, newest first, each with its NEWS2, its MEOWS and its PEWS (None when not scored by it),
+    audited."""
     _require_patient(conn, patient_id)
     vitals = views.vital_signs
     scores = {kind: _score_of_set(kind, kind) for kind in _SCORES}
@@ -291,8 +304,10 @@ def observations(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
         for kind, (_, view) in _SCORES.items():
             prefix = f"{kind}_"
             score = {key.removeprefix(prefix): value for key, value in row.items() if key.startswith(prefix)}
-            item[f"{kind}_id"] = score.pop("id")
-            item[kind] = view(score) if item[f"{kind}_id"] is not None else None
+            item[f"{kind}_id"] = score["id"]
+            # As `list_scores` gives a score: of the set, at its time.
+            item[kind] = (view(score | {"vital_signs_id": row["id"], "occurred_at": row["occurred_at"]})
+                          if item[f"{kind}_id"] is not None else None)
         out.append(item)
     note_access(conn, principal, "read", patient_id, "vital_signs", [r["id"] for r in out])
     for kind in _SCORES:

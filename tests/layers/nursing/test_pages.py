@@ -388,7 +388,7 @@ def test_an_adults_form_takes_no_muac_and_refuses_one_sent(db, signed_in, facili
         recorded = len(service.observations(conn, clinician, calm["id"]))
     forged = post_form(nurse, page, page, {"muac_mm": "240", "heart_rate_bpm": "80", "spo2_scale": "1"})
     assert forged.status_code == 422, forged.text
-    assert "screen a child under 16 for acute malnutrition; this patient is" in forged.text
+    assert "screen a child under 16 for acute malnutrition; this patient was 16 or older" in forged.text
     with db.tenant(facility.slug) as conn:
         assert len(service.observations(conn, clinician, calm["id"])) == recorded  # the pulse was not kept either
 

@@ -72,6 +72,50 @@ def test_a_childs_vitals_on_spo2_scale_2_are_refused_naming_the_field(db, nurse_
     assert nurse_api.post(f"{patient['url']}/vitals", json=child_set).status_code == 201
 
 
+def test_a_childs_muac_and_oedema_are_sent_and_read_over_the_api_and_refused_of_an_adult(
+        db, nurse_api, clinician_api, facility):
+    """An integrator charting a child's observations sends MUAC and the graded oedema with the set and reads
+    them back, with the set's PEWS, from the nursing API; of an adult the record refuses them, as the ward's
+    form does, naming the field and writing nothing; both are described in the OpenAPI document."""
+    import sqlalchemy as sa
+
+    born = dt.date.today() - dt.timedelta(days=2 * 365)
+    child = admitted(clinician_api, facility, family="Atieno", born=born.isoformat())
+    recorded = nurse_api.post(f"{child['url']}/vitals", json={
+        "heart_rate_bpm": 128, "respiratory_rate": 30, "muac_mm": 112, "oedema": True, "oedema_grade": 2,
+        "encounter_id": child["encounter_id"]})
+    assert recorded.status_code == 201, recorded.text
+    listed = nurse_api.get(f"{child['url']}/observations")
+    assert listed.status_code == 200, listed.text
+    [charted] = listed.json()
+    assert (charted["id"], charted["muac_mm"], charted["oedema"], charted["oedema_grade"]) == (
+        recorded.json()["id"], 112, True, 2)
+    assert charted["news2"] is None and charted["pews"]["vital_signs_id"] == charted["id"]
+    assert charted["pews"]["age_band"] == "1-4y"
+    events = {e.event_type for e in audit.patient_access_log(db, facility.slug, uuid.UUID(child["id"]))}
+    assert "record.vital_signs.read" in events
+
+    adult = admitted(clinician_api, facility, family="Otieno")
+    for sent, field in [({"muac_mm": 240}, "muac_mm"), ({"oedema": True, "oedema_grade": 1}, "oedema")]:
+        refused = nurse_api.post(f"{adult['url']}/vitals", json={"heart_rate_bpm": 80, **sent})
+        assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
+        assert "recorded to screen a child under 16 for acute malnutrition" in refused.json()["detail"]
+    with db.tenant(facility.slug) as conn:  # neither refused set was written, nor its pulse
+        assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE patient_id = :id AND kind = 'vital_signs'"),
+                            {"id": adult["id"]}).scalar() == 0
+    assert nurse_api.get(f"{adult['url']}/observations").json() == []
+
+    schema = nurse_api.get("/schema/openapi.json").json()
+    read = schema["paths"]["/api/t/{tenant}/patients/{patient_id}/observations"]["get"]
+    assert read["operationId"] == "NursingListObservations"
+    shapes = schema["components"]["schemas"]
+    described = {name: shapes["ObservationSetOut"]["properties"][name].get("description", "")
+                 for name in ("muac_mm", "oedema", "oedema_grade")}
+    assert "mid-upper-arm circumference" in described["muac_mm"] and "(++)" in described["oedema_grade"]
+    sent_as = next(shape for name, shape in shapes.items() if name.startswith("VitalSignsIn"))
+    assert "under 16" in sent_as["properties"]["muac_mm"]["description"]
+
+
 def test_a_pregnant_womans_vitals_get_a_meows_over_http(db, nurse_api, clinician_api, facility):
     patient = admitted(clinician_api, facility, ward="MAT", family="Nekesa")
     pregnant = clinician_api.post(f"{patient['url']}/problems", json={"code": "O14.1"})
@@ -288,7 +332,7 @@ PATIENT_ROUTES = [
     ("post", "/mar", {"medication_request_id": str(uuid.uuid4()), "outcome": "given"}),
     ("post", "/tasks", {"title": "Turn patient", "due_at": "2030-01-01T08:00:00+00:00"}),
     ("post", "/care-plans", {"problem": "Pain", "goal": "Comfortable", "interventions": ["Analgesia"]}),
-    ("get", "/pews", None),
+    ("get", "/pews", None), ("get", "/observations", None),
 ]
 ENTRY_ROUTES = [
     ("post", "/mar/{id}/entered-in-error", {"reason": "mistake"}),
