@@ -1143,11 +1143,11 @@ def national_push(settings: Settings, period: str | None, address: str, ca_file:
             _wait_for_database(db, wait_seconds)
         definitions, month = _national_month(settings, period, db)
         with _counting_progress(db) as advance:
-            package = federation.export_package(db, month, definitions, progress=advance, destination=url)
-    try:
-        answer = federation.push_package(package, url, ca_file=ca_file)
-    except federation.PushError as exc:
-        fail(f"{month.label}: not sent: {exc}")
+            package = federation.export_package(db, month, definitions, progress=advance)
+        try:
+            answer = federation.send_package(db, package, url, ca_file=ca_file)
+        except federation.PushError as exc:
+            fail(f"{month.label}: not sent: {exc}")
     err.print(f"{month.label}: {_facilities(len(package['facilities']))} sent to {url}")
     click.echo(f"received by {url} from {answer.get('appliance')}, {answer.get('month')}: "
                f"{_facilities(answer.get('facilities', 0))}"

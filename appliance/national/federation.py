@@ -10,8 +10,8 @@ appliance accepts a package only from an appliance whose public key an operator 
 the same thing on both sides, and the cells add up to the total), and only when its figures obey the
 receiver's disclosure threshold: a published count under the threshold, or a facility breakdown with a single
 withheld cell beside a published total (which the total would reveal), is refused. A newer package
-for the same appliance and month replaces the older; every export, registration and receipt is in the
-appliance's audit log.
+for the same appliance and month replaces the older; every export, push (sent, or not sent and why),
+registration and receipt is in the appliance's audit log.
 
 The list of indicators may differ, because a national rollout upgrades the ministry's appliance and each
 hospital's weeks apart. A package from an appliance that does not yet count an indicator is received, and
@@ -46,6 +46,7 @@ Where a link exists the same package travels over HTTPS instead of on a stick: `
 to the ministry's appliance (`PACKAGES_PATH`, which hands it to the same `receive_package`), verifying
 the ministry's certificate. The package's own signature is what the ministry trusts, as with a file;
 TLS keeps the figures private on the way and makes sure they reach the ministry and no one else.
+`send_package` is that push with its outcome audited after it is known.
 """
 
 from __future__ import annotations
@@ -234,19 +235,37 @@ def make_package(facilities: list[Facility], period: Period, definitions: Defini
 
 
 def export_package(db: Database, period: Period, definitions: Definitions, *, principal: Principal | None = None,
-                   progress: Callable[[str], None] | None = None, destination: str | None = None) -> dict:
-    """This appliance's own facilities' month, signed, for the ministry's appliance; recorded in the
-    appliance's audit log (with the address it is sent to, when it leaves over HTTPS). Figures received
-    from other appliances are never passed on."""
+                   progress: Callable[[str], None] | None = None) -> dict:
+    """This appliance's own facilities' month, signed, for the ministry's appliance; its export recorded in
+    the appliance's audit log (whether it then leaves as a file or over HTTPS, which `send_package` records).
+    Figures received from other appliances are never passed on."""
     facilities = gather(db, period, definitions, progress=progress)
     package = make_package(facilities, period, definitions, keys.keyring_for(db), key_proof=key_proof(db))
-    detail = {"period": period.value, "facilities": len(facilities)}
-    if destination is not None:
-        detail["to"] = destination
     with db.control() as conn:
         audit.append(conn, tenant=None, principal=principal, event_type="national.package.export", action="E",
-                     detail=detail)
+                     detail={"period": period.value, "facilities": len(facilities)})
     return package
+
+
+def send_package(db: Database, package: dict, address: str, *, ca_file: Path | None = None,
+                 principal: Principal | None = None, timeout: float = 120) -> dict:
+    """`push_package`, with what happened recorded in the appliance's audit log once it is known: the package
+    sent and received (`national.package.push`), or not sent, with the reason (the same event, outcome
+    failure), so the trail never reads as sent a package that did not arrive. Raises PushError as it does."""
+    url = packages_url(address)
+    detail = {"period": package["period"], "produced_at": package["produced_at"],
+              "facilities": len(package["facilities"]), "to": url}
+    try:
+        receipt = push_package(package, url, ca_file=ca_file, timeout=timeout)
+    except PushError as exc:
+        with db.control() as conn:
+            audit.append(conn, tenant=None, principal=principal, event_type="national.package.push", action="E",
+                         outcome="failure", detail={**detail, "reason": str(exc)})
+        raise
+    with db.control() as conn:
+        audit.append(conn, tenant=None, principal=principal, event_type="national.package.push", action="E",
+                     detail={**detail, "replaced": bool(receipt.get("replaced"))})
+    return receipt
 
 
 def key_proof(db: Database) -> dict:

@@ -240,6 +240,10 @@ def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definiti
     own = tmp_path / "own.json"
     assert run("national", "package", "--period", month.value, "--out", str(own)).exit_code == 0
     assert json.loads(own.read_text())["format"] == federation.PACKAGE_FORMAT
+    # A package written to a file is exported, and nothing says it was sent anywhere.
+    written = audit.read_events(db, None, event_type="national.package.export")[-1]
+    assert written["event"]["detail"]["period"] == month.value and "to" not in written["event"]["detail"]
+    assert not audit.read_events(db, None, event_type="national.package.push", first_seq=written["seq"])
 
 
 # -- version skew in the indicator list ------------------------------------------------------------

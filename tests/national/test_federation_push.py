@@ -246,6 +246,12 @@ def test_push_sends_the_month_over_https_to_the_ministry(run, db, definitions, m
     assert "not sent: " in refused.output and "is not registered here; register the sending appliance first" in \
         refused.output.replace("\n", " ")
     assert "Traceback" not in refused.output
+    # Exported, then not sent: the trail says the push failed and why, not that the month went out.
+    (exported, push) = _export_then_push(db)
+    assert exported["event"]["detail"] == {"period": month.value, "facilities": push["event"]["detail"]["facilities"]}
+    assert push["event"]["outcomeDesc"] == "failure"
+    assert push["event"]["detail"]["to"] == f"{ministry.address}{federation.PACKAGES_PATH}"
+    assert "is not registered here" in push["event"]["detail"]["reason"]
 
     federation.register_peer(ministry.db, "Lakeside Hospital Appliance", keys.keyring_for(db).public_key_pem())
     sent = run("national", "push", "--period", month.value, "--to", ministry.address + "/",
@@ -257,9 +263,19 @@ def test_push_sends_the_month_over_https_to_the_ministry(run, db, definitions, m
     received = federation.received_facilities(ministry.db, month, definitions)
     assert facility.dhis2_org_unit in {f.org_unit for f in received}
     assert {f.source for f in received} == {"Lakeside Hospital Appliance"}
-    exported = audit.read_events(db, None, event_type="national.package.export")[-1]["event"]["detail"]
-    assert exported == {"period": month.value, "facilities": len(received),
-                        "to": f"{ministry.address}{federation.PACKAGES_PATH}"}
+    exported, push = _export_then_push(db)
+    assert exported["event"]["detail"] == {"period": month.value, "facilities": len(received)}
+    assert push["event"]["outcomeDesc"] == "success"
+    assert push["event"]["detail"] == {"period": month.value, "produced_at": push["event"]["detail"]["produced_at"],
+                                       "facilities": len(received), "replaced": False,
+                                       "to": f"{ministry.address}{federation.PACKAGES_PATH}"}
+
+
+def _export_then_push(db) -> tuple[dict, dict]:
+    """The appliance log's last export event and the push event that follows it (the same run)."""
+    exported = audit.read_events(db, None, event_type="national.package.export")[-1]
+    (push,) = audit.read_events(db, None, event_type="national.package.push", first_seq=exported["seq"])
+    return exported, push
 
 
 def test_push_refuses_a_certificate_its_ca_did_not_sign_and_plain_http(run, ministry):  # noqa: F811
@@ -275,7 +291,7 @@ def test_push_refuses_a_certificate_its_ca_did_not_sign_and_plain_http(run, mini
     assert plain.exit_code == 1 and "is not an https:// address" in plain.output
 
 
-def test_push_to_a_ministry_that_cannot_be_reached_fails_saying_so(run):  # noqa: F811
+def test_push_to_a_ministry_that_cannot_be_reached_fails_saying_so(run, db):  # noqa: F811
     nobody = f"https://127.0.0.1:{_free_port()}"  # nothing listens there
 
     failed = run("national", "push", "--period", "2004-09", "--to", nobody)
@@ -284,6 +300,10 @@ def test_push_to_a_ministry_that_cannot_be_reached_fails_saying_so(run):  # noqa
     assert (f"error: September 2004: not sent: {nobody}{federation.PACKAGES_PATH} could not be reached (Connection "
             "refused): check the address and the link to it") in " ".join(failed.output.split())
     assert "Traceback" not in failed.output
+    exported, push = _export_then_push(db)
+    assert exported["event"]["detail"]["period"] == "2004-09" and push["event"]["outcomeDesc"] == "failure"
+    assert push["event"]["detail"]["reason"] == (f"{nobody}{federation.PACKAGES_PATH} could not be reached "
+                                                 "(Connection refused): check the address and the link to it")
 
 
 def test_pushing_a_month_twice_leaves_the_ministry_one_package_of_the_same_figures(run, db, ministry,  # noqa: F811
