@@ -59,6 +59,7 @@ from appliance.layers.clinical.schemas import (
     Retraction,
     ServiceRequestIn,
 )
+from appliance.layers.nursing import service as nursing
 from appliance.layers.operations import service as operations
 from appliance.substrate import identity
 from appliance.substrate.age import age_label
@@ -992,11 +993,17 @@ VITAL_FIELDS = ENCOUNTER_FIELDS[3:]
 
 def _encounter_form(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, errors: dict,
                     status: int = 200) -> Template:
-    with request.app.state.db.tenant(tenant) as conn:
+    db: Database = request.app.state.db
+    today = Clock(facility_of(db, tenant).timezone).today
+    with db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id, in_care=False)
         wards = _wards(conn, request.user)
+    # MUAC and oedema screen a child for acute malnutrition: asked of a child only, as the ward's form asks them,
+    # and refused of anyone older by the record (nursing.refuse_adult_screening).
+    asks_screening = nursing.is_child(top["patient"]["birth_date"], today)
     return page(request, "encounter_form.html", status=status, active="patients", patient_id=patient_id,
-                tab="patient", values=values, errors=errors, wards=wards, **top, **HELPERS)
+                tab="patient", values=values, errors=errors, wards=wards, asks_screening=asks_screening, **top,
+                **HELPERS)
 
 
 @get(PATIENT + "/encounters/new", operation_id="PortalStartEncounterPage",
@@ -1082,7 +1089,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     patient = summary["patient"]
     trends = trends_of(results, clock)
     to_review = [r for r in results if r["signed_at"] is None]
-    adult = (clock.today - patient["birth_date"]).days >= 16 * 365
+    adult = not nursing.is_child(patient["birth_date"], clock.today)
     names = people_named(db, {n["author_id"] for n in notes or []})
     return page(request, "chart.html", active="patients", patient_id=patient_id, tab="summary",
                 patient=patient, allergies=summary["allergies"], problems=summary["problems"],

@@ -137,6 +137,22 @@ def test_muac_and_oedema_are_entered_with_the_vital_signs_at_arrival(signed_in, 
     assert "MUAC 118 mm, bilateral oedema ++: severe acute malnutrition" in clinician.get(f"{base}/chart").text
 
 
+def test_an_adults_arrival_form_asks_no_muac_or_oedema_and_refuses_one_sent(signed_in, db, facility, patients):
+    """The clinic's arrival form follows the ward's rule of who is screened (a child under 16): an adult's has
+    neither field, and one sent anyway is refused with the sentence, opening no encounter."""
+    clinician = signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}/patients/{patients['adult']}"
+    form = clinician.get(f"{base}/encounters/new").text
+    assert 'name="muac_mm"' not in form and 'name="oedema"' not in form and 'name="weight_kg"' in form
+    opened = _encounters(db, facility.slug, patients["adult"])
+    for sent in ({"muac_mm": "240"}, {"oedema": "1"}):
+        refused = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
+                            {"encounter_class": "outpatient", "heart_rate_bpm": "80", **sent})
+        assert refused.status_code == 422, refused.text
+        assert "recorded to screen a child under 16 for acute malnutrition" in refused.text
+    assert _encounters(db, facility.slug, patients["adult"]) == opened
+
+
 def test_the_pages_count_a_childs_age_on_the_facilitys_calendar(signed_in, db, facility, person_factory):
     """Measured at 01:00 in Nairobi on the day a boy turns six months (22:00 the day before in UTC, five
     months): the growth page and the chart's line read him as six months old, so his MUAC is severe."""
