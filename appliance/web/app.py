@@ -23,6 +23,8 @@ from litestar.template.config import TemplateConfig
 
 from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
+from appliance.layers.clinical.immunization_routes import ImmunizationController
+from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.lab_routes import LabController
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.financial.routes import FinancialController
@@ -69,6 +71,7 @@ HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
+                  ImmunizationController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
                   lab.lab_router, today.todays_router,
@@ -90,6 +93,9 @@ def _throttle_key(request) -> str:
 def create_app(db: Database, settings: Settings | None = None, *, extra_route_handlers: list | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     policy = load_policy(settings.policies_dir / "access.toml")
+    # The immunization schedule is read when a dose is first recorded; read here too, so a ministry's broken edit
+    # stops the start with a sentence naming the vaccine and field, not a nurse's first dose.
+    load_schedule(settings.policies_dir / "immunization.toml")
     csrf = CSRFConfig(
         secret=host_secret(settings.home, "csrf.key"),
         cookie_name="healthos_csrf",

@@ -664,6 +664,137 @@ class GrowthOut(_Out):
     summary: str | None
 
 
+# -- immunizations (clinical/immunization.py, clinical/immunization_schedule.py) ------------------------
+
+NotDoneReason = Literal["refused", "contraindicated", "out_of_stock", "child_unwell", "already_immune", "other"]
+VaccineRoute = Literal["intramuscular", "subcutaneous", "intradermal", "oral"]
+VaccineSite = Literal["left_thigh", "right_thigh", "left_upper_arm", "right_upper_arm", "mouth"]
+DoseState = Literal["given", "due", "overdue", "not_yet_due", "no_longer_given"]
+
+
+class ImmunizationIn(_In):
+    vaccine: str = Field(min_length=1, max_length=20, description="a vaccine code of policies/immunization.toml",
+                         examples=["PENTA"])
+    dose_number: int | None = Field(default=None, ge=1, le=10, description=(
+        "its place in the vaccine's series; none for a campaign or extra dose, which counts for no dose"))
+    given_on: dt.date | None = Field(default=None, description="the day it was given (or was due and not given); "
+                                                               "today if left out")
+    status: Literal["completed", "not_done"] = "completed"
+    not_done_reason: NotDoneReason | None = Field(default=None, description="why a dose due was not given")
+    lot_number: str | None = Field(default=None, max_length=40)
+    expiry_date: dt.date | None = Field(default=None, description="of the lot")
+    site: VaccineSite | None = None
+    route: VaccineRoute | None = None
+    source: Literal["administered", "historical"] = Field(default="administered", description=(
+        "administered: given here; historical: recorded from the patient's card or another facility"))
+    note: str | None = Field(default=None, max_length=1000)
+    encounter_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _reason_only_when_not_given(self) -> ImmunizationIn:
+        if self.status == "not_done" and self.not_done_reason is None:
+            raise ValueError("a dose not given needs not_done_reason: say why (refused, contraindicated, "
+                             "out_of_stock, child_unwell, already_immune or other)")
+        if self.status == "completed" and self.not_done_reason is not None:
+            raise ValueError("not_done_reason is for a dose not given; a dose given has none")
+        return self
+
+
+class ImmunizationAmend(ImmunizationIn):
+    reason: Reason
+
+
+class ImmunizationOut(EntryOut):
+    occurred_at: dt.datetime = Field(description="when the dose was given: this version's own time, since a "
+                                                 "correction may correct the day")
+    given_on: dt.date = Field(description="the dose's day at the facility")
+    vaccine: str
+    vaccine_name: str | None = Field(description="the schedule's name for the code; none if no longer in it")
+    dose_number: int | None
+    status: str
+    not_done_reason: str | None
+    lot_number: str | None
+    expiry_date: dt.date | None
+    site: str | None
+    route: str | None
+    source: str
+    note: str | None
+
+
+class WithdrawnImmunizationOut(_Out):
+    id: uuid.UUID = Field(description="the version marked entered in error")
+    root_id: uuid.UUID
+    vaccine: str
+    vaccine_name: str | None
+    dose_number: int | None
+    status: str
+    withdrawn_by: uuid.UUID
+    withdrawn_at: dt.datetime
+    withdrawn_reason: str | None
+
+
+class DoseAttemptOut(_Out):
+    entry_id: uuid.UUID
+    given_on: dt.date
+    counts: bool
+    why: str | None = Field(description="why it does not count: too early (minimum age or interval), or a repeat")
+
+
+class DoseStatusOut(_Out):
+    vaccine: str
+    vaccine_name: str
+    dose_number: int
+    doses: int = Field(description="doses in the vaccine's series")
+    label: str
+    state: DoseState
+    given_on: dt.date | None = Field(description="the dose that counts")
+    due_from: dt.date | None = Field(description="the first day it may be given and count")
+    recommended_on: dt.date | None
+    overdue_since: dt.date | None
+    no_later_than: dt.date | None = Field(description="the day the vaccine is no longer given, if it has an age limit")
+    waiting_for: int | None = Field(description="not yet due until this dose of the series is given")
+    attempts: list[DoseAttemptOut] = Field(description="doses recorded against it, each counted or not and why")
+    not_done_reason: str | None = Field(description="the latest time it was due and not given: why")
+    not_done_on: dt.date | None
+
+
+class ImmunizationsOut(_Out):
+    patient_id: uuid.UUID
+    birth_date: dt.date
+    today: dt.date
+    schedule: list[DoseStatusOut]
+    doses: list[ImmunizationOut] = Field(description="the doses in force, newest first")
+    withdrawn: list[WithdrawnImmunizationOut] = Field(description="doses marked entered in error")
+
+
+class ImmunizationRecorded(_Out):
+    immunization: ImmunizationOut
+    counts: bool | None = Field(description="whether the dose counts for its dose of the series; none for a dose "
+                                            "not given or one without a dose number")
+    detail: str = Field(description="the outcome in a sentence: counts, or too early and why, the dose still due")
+    schedule: list[DoseStatusOut] = Field(description="the vaccine's doses on the schedule now")
+
+
+class DueChildOut(_Out):
+    patient_id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+    birth_date: dt.date
+    sex: str
+    age: str
+    overdue_since: dt.date | None
+    doses: list[DoseStatusOut]
+
+
+class DueListOut(_Out):
+    today: dt.date
+    trace_until: str = Field(description="children younger than this are listed")
+    children: list[DueChildOut]
+    counts: dict[str, int]
+    truncated: bool
+
+
 # -- chart -------------------------------------------------------------------------------------------
 
 

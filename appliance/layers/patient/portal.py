@@ -28,6 +28,7 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "medication_request": "a prescription", "service_request": "a test order", "result": "a result",
           "result_signoff": "a result's review", "result_disclosure": "that a result was given to you in person",
           "specimen_receipt": "the laboratory's receipt of your sample",
+          "immunization": "a vaccination", "immunization_due": "the list of children due a vaccination",
           "vital_signs": "vital signs", "note": "a note", "discharge_summary": "your discharge summary",
           "encounter": "a visit", "encounter_status": "a visit's progress", "demographics": "your details",
           "news2": "an early warning score", "meows": "an early warning score", "pews": "an early warning score",
