@@ -101,6 +101,26 @@ def test_other_facilities_guessed_ids_and_other_roles_are_refused(db, policy, si
                       ).status_code == 403
 
 
+def test_the_token_of_a_disabled_machine_client_lists_as_revoked_with_nothing_left_to_revoke(db, policy, signed_in,
+                                                                                             tenant_a):
+    """IT disabled the client's account (`healthos account disable`): its token must not read as live here."""
+    with db.control() as conn:
+        token = identity.issue_machine_token(conn, policy, tenant=tenant_a.slug, name="Retired scanner",
+                                             permissions=[PERMISSION])
+        token_id = conn.execute(sa.select(identity.api_token.c.id).where(
+            identity.api_token.c.token_hash == identity.token_digest(token))).scalar_one()
+        machine = conn.execute(sa.select(identity.account.c.email).where(
+            identity.account.c.id == identity.principal_for_token(conn, token).account_id)).scalar_one()
+        identity.disable_account(conn, machine)
+    admin = signed_in("facility_admin", tenant_a.slug)
+    listed = admin.get(f"/t/{tenant_a.slug}/admin/tokens").text
+    row = listed.split("<td>Retired scanner</td>")[1].split("</tr>")[0]
+    assert "revoked" in row and ">live<" not in row and "Revoke the token" not in row
+    refused = admin.post(f"/t/{tenant_a.slug}/admin/tokens/{token_id}/revoke", data={"_csrf_token": csrf(listed)})
+    assert refused.status_code == 404 and "No live API token of this facility" in refused.text
+    assert bearer(admin.app, token).get(f"/api/t/{tenant_a.slug}/patients", params={"name": "x"}).status_code == 401
+
+
 def test_the_staff_page_lists_who_works_here(signed_in, person_factory, tenant_a, tenant_b):
     nurse = person_factory("nurse", tenant_a.slug, ward="GEN")
     elsewhere = person_factory("clinician", tenant_b.slug)
