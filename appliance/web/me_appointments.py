@@ -159,7 +159,9 @@ class SlotsOut(BaseModel):
     clinic_code: str
     clinic: str
     time_zone: str
-    days: list[DayOut] = Field(description="free times from now to the portal's horizon, by the facility's day")
+    days: list[DayOut] = Field(description="free times from the cut-off (APT-001: a time booked or moved to must be "
+                                           "one the patient could still cancel) to the portal's horizon, by the "
+                                           "facility's day")
 
 
 def _appointment_out(holding: patient_portal.Holding, row: dict, clinic: str,

@@ -171,6 +171,33 @@ def test_within_the_cut_off_the_patient_phones_the_clinic(db, facility, desk, gr
     assert "phone Portal Booking Hospital" in entry and "/cancel" not in entry
 
 
+def test_the_portal_books_and_moves_only_to_a_time_it_could_still_cancel(db, facility, desk, grace):
+    """A time inside the cut-off, booked or moved to on the portal, could not then be cancelled there: it is not
+    offered, and one sent anyway is refused (422, phone the clinic), nothing booked or moved; the page says so."""
+    chart, _, client = grace
+    with db.tenant(facility.slug) as conn:
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    offered = [dt.datetime.fromisoformat(s["starts_at"]) for day in
+               client.get(f"/api/me/clinics/{facility.slug}/GEN/slots").json()["days"] for s in day["slots"]]
+    assert offered and min(offered) >= now + dt.timedelta(hours=2)
+    soon = _free(db, facility, "GEN", after=dt.timedelta(minutes=30))
+    refused = client.post("/api/me/appointments", json={"facility": facility.slug, "slot_id": str(soon)})
+    assert refused.status_code == 422 and refused.json()["field"] == "slot_id", refused.text
+    assert "begins in less than 2 hours" in refused.json()["detail"]
+    assert "phone Portal Booking Hospital" in refused.json()["detail"]
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(appointment)
+                            .where(appointment.c.slot_id == soon)).scalar_one() == 0
+    booked = _book(db, facility, desk, chart, "DESK", after=dt.timedelta(days=1))
+    moved = client.post(f"/api/me/appointments/{facility.slug}/{booked['id']}/move",
+                        json={"slot_id": str(_free(db, facility, "DESK", after=dt.timedelta(minutes=30)))})
+    assert moved.status_code == 422 and "begins in less than 2 hours" in moved.json()["detail"], moved.text
+    assert _appointment(db, facility, booked["id"])["slot_id"] == booked["slot_id"]
+    assert "book or move to a time here only if it begins at least 2 hours" in client.get("/me/appointments").text
+    assert "a sooner time could not be cancelled or moved here" in client.get(
+        f"/me/appointments/{facility.slug}/book/GEN").text
+
+
 def test_a_slot_someone_has_and_a_clinic_without_self_booking_are_refused(db, facility, desk, grace, other):
     chart, _, client = grace
     mine = _book(db, facility, desk, chart, "DESK", after=dt.timedelta(days=1))

@@ -124,21 +124,25 @@ def clinic_zone(conn: Connection, clinic_code: str) -> zoneinfo.ZoneInfo:
 
 
 def free_slots(conn: Connection, clinic_code: str, rules: AppointmentRules) -> list[tuple[dt.date, list[dict]]]:
-    """The clinic's free slots from now to `weeks_ahead` weeks on, by day (the facility's day), each with its
-    `local_start`: as `scheduling.slots` cuts them from the sessions."""
+    """The clinic's free slots the portal offers, by day (the facility's day), each with its `local_start`: as
+    `scheduling.slots` cuts them from the sessions, from the cut-off on (`_offered_slot`) to `weeks_ahead`
+    weeks."""
     tz = clinic_zone(conn, clinic_code)
     now = _now(conn)
     today = now.astimezone(tz).date()
     by_day: dict[dt.date, list[dict]] = {}
     for row in scheduling.slots(conn, clinic_code, today, rules.weeks_ahead * 7):
-        if row["free"] and row["starts_at"] > now:
+        if row["free"] and row["starts_at"] - now >= rules.cutoff:
             row["local_start"] = row["starts_at"].astimezone(tz)
             by_day.setdefault(row["local_start"].date(), []).append(row)
     return sorted(by_day.items())
 
 
-def _offered_slot(conn: Connection, slot_id: uuid.UUID, rules: AppointmentRules) -> dict:
-    """A slot the portal offers: one that exists, has not begun, and begins within `weeks_ahead` weeks."""
+def _offered_slot(conn: Connection, slot_id: uuid.UUID, rules: AppointmentRules, facility: str) -> dict:
+    """A slot the portal offers: one that exists, begins no sooner than the cut-off (APT-001), and begins within
+    `weeks_ahead` weeks. A time inside the cut-off is the clinic's to give: booked or moved to on the portal, it
+    could not then be cancelled or moved there, so the patient who could not come after all would have to
+    phone, as the desk would have been phoned to book it."""
     found = conn.execute(sa.select(slot.c.id, slot.c.clinic_code, slot.c.starts_at)
                          .where(slot.c.id == slot_id)).mappings().first()
     if found is None:
@@ -146,6 +150,10 @@ def _offered_slot(conn: Connection, slot_id: uuid.UUID, rules: AppointmentRules)
     now = _now(conn)
     if found["starts_at"] <= now:
         raise Invalid("that time has passed: choose a later one", field="slot_id")
+    if found["starts_at"] - now < rules.cutoff:
+        raise Invalid(f"that time begins in less than {rules.cancel_cutoff_hours} hours, too late to cancel or move "
+                      f"on the portal once booked: choose a later time, or phone {facility} for this one",
+                      field="slot_id", rule="APT-001")
     if found["starts_at"] > now + dt.timedelta(weeks=rules.weeks_ahead):
         raise Invalid(f"the portal offers times in the next {rules.weeks_ahead} weeks: choose one of those, or "
                       "phone the clinic for a later one", field="slot_id")
@@ -158,7 +166,7 @@ def move(conn: Connection, principal: Principal, patient_ids: Collection[uuid.UU
     appointment as it now is, with its clinic's name."""
     row = own(conn, principal, patient_ids, appointment_id, lock=True)
     _still_changeable(conn, row, rules, facility)
-    target = _offered_slot(conn, slot_id, rules)
+    target = _offered_slot(conn, slot_id, rules, facility)
     if target["clinic_code"] != row["clinic_code"]:
         raise Invalid(f"that time is at another clinic: an appointment moves to another time of {row['clinic']}; "
                       "to see another clinic, cancel this one and book there", field="slot_id")
@@ -181,7 +189,7 @@ def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id:
     # One self-booking of this account at a time here, so two at once cannot both pass the limit.
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                  {"key": f"healthos.self_booking.{principal.account_id}"})
-    target = _offered_slot(conn, slot_id, rules)
+    target = _offered_slot(conn, slot_id, rules, facility)
     if target["clinic_code"] not in bookable:
         raise NotOffered(f"that clinic does not take bookings on the portal: phone {facility} to book",
                          field="slot_id", clinic_code=target["clinic_code"])
