@@ -44,6 +44,7 @@ from appliance.web import (
     discharge,
     errors,
     growth,
+    immunization,
     lab,
     me,
     national,
@@ -75,6 +76,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
                   lab.lab_router, today.todays_router,
+                  immunization.immunization_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).
