@@ -1,5 +1,6 @@
 """The operator's CLI, run as an operator runs it, against the session's embedded cluster."""
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from appliance.cli import main
+from appliance.substrate import audit
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, tenant_schema
 from appliance.substrate.tenancy import active_slugs
@@ -406,6 +408,31 @@ def test_dropping_a_facility_disables_its_machine_clients_and_revokes_their_toke
         assert identity.principal_for_token(conn, other_token) is not None  # another facility's client untouched
     listed = {row["email"]: row for row in json.loads(run("account", "list", "--json").output)}
     assert listed[machine.email]["state"] == "disabled"
+
+
+def test_status_does_not_hold_a_dropped_facilitys_kept_audit_log_against_the_appliance(run, db, tenant_factory,
+                                                                                       monkeypatch):
+    """A dropped facility's log stays in `control`, verifiable, and may keep events no checkpoint will ever sign
+    (a tampered log is archived as it stands): status must not call that late at every check from then on."""
+    from appliance.substrate import standing
+    from tests.substrate.audit_support import fill, tamper
+
+    closing = tenant_factory()
+    fill(db, closing.slug, (2,))
+    schema = f'"{tenant_schema(closing.slug)}"'
+    tamper(db, schema, f"UPDATE {schema}.audit_checkpoint SET edge = sha256(edge)", tables=("audit_checkpoint",))
+    with db.tenant(closing.slug) as conn:
+        audit.append(conn, tenant=closing.slug, principal=None, event_type="chart.read", action="R")
+    assert run("tenant", "drop", closing.slug, "--yes").exit_code == 0
+    with db.control() as conn:
+        assert conn.execute(sa.text(
+            "SELECT count(*) FROM control.audit_pending p JOIN control.audit_log l USING (log_id) "
+            "WHERE l.tenant = :t AND l.closed_at IS NOT NULL"), {"t": closing.slug}).scalar() == 1
+
+    monkeypatch.setattr(standing, "CHECKPOINT_LATE", dt.timedelta(0))  # every log with events waiting is late
+    report = json.loads(run("status", "--json").output)
+    assert closing.slug not in [log["log"] for log in report["audit"]]
+    assert not [problem for problem in report["problems"] if closing.slug in problem], report["problems"]
 
 
 def test_status_of_an_appliance_that_is_not_running_says_so_and_starts_nothing(tmp_path: Path):
