@@ -156,6 +156,24 @@ def test_a_patient_moves_cancels_and_books_their_own_appointments(db, app, signe
     assert "Your appointment is booked." in client.get(posted.headers["location"]).text
 
 
+def test_the_desks_acts_on_an_appointment_each_say_what_they_were_in_the_access_log(db, policy, app, facility, desk):
+    """The front desk books, moves, cancels and checks in: the patient's access log says each, as it says the
+    patient's own acts, not "recorded an appointment" or "recorded an appointment's progress" for all."""
+    chart, _, client = _patient(db, policy, app, facility, desk, "Akinyi")
+    booked = _book(db, facility, desk, chart, "DESK", after=dt.timedelta(days=1))
+    with db.tenant(facility.slug) as conn:
+        scheduling.reschedule(conn, desk, booked["id"], _free(db, facility, "DESK", after=dt.timedelta(days=2)))
+        scheduling.change(conn, desk, booked["id"], "cancelled", "the patient phoned")
+    today = _book(db, facility, desk, chart, "DESK", after=dt.timedelta(minutes=1))
+    with db.tenant(facility.slug) as conn:
+        scheduling.change(conn, desk, today["id"], "checked_in")
+    log = client.get("/me/access?who=all").text
+    for said in ("booked an appointment", "moved an appointment", "cancelled an appointment",
+                 "checked you in for an appointment"):
+        assert said in log, said
+    assert "recorded an appointment" not in log
+
+
 def test_within_the_cut_off_the_patient_phones_the_clinic(db, facility, desk, grace):
     chart, _, client = grace
     soon = _book(db, facility, desk, chart, "DESK", after=dt.timedelta(minutes=1))

@@ -41,6 +41,12 @@ VISIT_JOINED_WITHIN = dt.timedelta(hours=12)
 # Which status each act leads from and to.
 STEPS = {"cancelled": ("cancelled", {"booked"}), "checked_in": ("checked_in", {"booked"}),
          "no_show": ("no_show", {"booked"})}
+# How each act is named on the audit seam, and so in the patient's access log (patient/portal.py says them in
+# words), whoever did it: the entry's kind says only "appointment" or "appointment_status", which read as
+# "recorded an appointment" or "recorded an appointment's progress" whatever was done.
+AUDITED_AS = {"booked": "appointment_booking", "rescheduled": "appointment_move",
+              "cancelled": "appointment_cancellation", "checked_in": "appointment_check_in",
+              "no_show": "appointment_no_show"}
 
 
 def clinics(conn: Connection) -> list[dict]:
@@ -115,11 +121,9 @@ def _slot_taken(exc: sa.exc.IntegrityError) -> Conflict:
 
 
 def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id: uuid.UUID,
-         reason: str | None = None, *, at: dt.datetime | None = None, backdated: bool = False,
-         audited_as: str | None = None) -> dict:
+         reason: str | None = None, *, at: dt.datetime | None = None, backdated: bool = False) -> dict:
     """Book a free slot. `backdated` (imports, the demo generator; no route offers it) records a
-    booking of a slot already past, as a booking made at `at`. `audited_as` names the act on the audit
-    seam when the kind says less than it (`record.append`)."""
+    booking of a slot already past, as a booking made at `at`."""
     require_patient(conn, patient_id)
     when = moment(conn, at)
     claimed = _claim_slot(conn, slot_id, backdated)
@@ -132,8 +136,8 @@ def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id:
     except sa.exc.IntegrityError as exc:
         raise _slot_taken(exc) from None
     record.append(conn, principal, "appointment", patient_id=patient_id, entry_id=appointment_id, occurred_at=when,
-                  audited_as=audited_as, detail={"appointment_id": appointment_id, "slot_id": slot_id,
-                                                 "action": "booked", "from_slot_id": None, "reason": reason})
+                  audited_as=AUDITED_AS["booked"], detail={"appointment_id": appointment_id, "slot_id": slot_id,
+                                                          "action": "booked", "from_slot_id": None, "reason": reason})
     return appointment_of(conn, appointment_id)
 
 
@@ -183,7 +187,7 @@ def _locked(conn: Connection, appointment_id: uuid.UUID) -> dict:
 
 
 def reschedule(conn: Connection, principal: Principal, appointment_id: uuid.UUID, slot_id: uuid.UUID,
-               reason: str | None = None, *, audited_as: str | None = None) -> dict:
+               reason: str | None = None) -> dict:
     current = _locked(conn, appointment_id)
     if current["status"] != "booked":
         raise Conflict(f"an appointment that is {current['status'].replace('_', ' ')} cannot be rescheduled",
@@ -198,14 +202,15 @@ def reschedule(conn: Connection, principal: Principal, appointment_id: uuid.UUID
                 updated_at=sa.func.now()))
     except sa.exc.IntegrityError as exc:
         raise _slot_taken(exc) from None
-    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], audited_as=audited_as,
+    record.append(conn, principal, "appointment_status", patient_id=current["patient_id"],
+                  audited_as=AUDITED_AS["rescheduled"],
                   detail={"appointment_id": appointment_id, "slot_id": slot_id, "action": "rescheduled",
                           "from_slot_id": current["slot_id"], "reason": reason})
     return appointment_of(conn, appointment_id)
 
 
 def change(conn: Connection, principal: Principal, appointment_id: uuid.UUID, action: str,
-           reason: str | None = None, at: dt.datetime | None = None, *, audited_as: str | None = None) -> dict:
+           reason: str | None = None, at: dt.datetime | None = None) -> dict:
     """Cancel, check in or mark a no-show. A no-show can only be marked once the slot has begun."""
     if action not in STEPS:
         raise Invalid("the action is cancelled, checked_in or no_show", field="action")
@@ -219,7 +224,7 @@ def change(conn: Connection, principal: Principal, appointment_id: uuid.UUID, ac
         raise Conflict("a no-show can be marked only after the appointment's time", field="action")
     visit = _open_visit(conn, principal, current, when) if action == "checked_in" else None
     record.append(conn, principal, "appointment_status", patient_id=current["patient_id"], occurred_at=when,
-                  encounter_id=visit, audited_as=audited_as, detail={
+                  encounter_id=visit, audited_as=AUDITED_AS[action], detail={
                       "appointment_id": appointment_id, "slot_id": current["slot_id"], "action": action,
                       "from_slot_id": None, "reason": reason})
     conn.execute(sa.update(appointment).where(appointment.c.id == appointment_id)

@@ -3,8 +3,8 @@ free slot of its clinic, book a new one at a clinic that takes bookings from pat
 rules (`policies/appointments.toml`: how late, how many, how far ahead).
 
 Each act is the scheduling room's (`scheduling.change`, `reschedule`, `book`), written by the patient's own
-account in the facility's transaction, so the entries, the freed or taken slot and the clinic's day list are
-those of any booking; only the audit seam names it as the patient did it ("booked an appointment"). Every
+account in the facility's transaction, so the entries, the freed or taken slot, the clinic's day list and the
+access log's words ("booked an appointment", by the patient) are those of any booking. Every
 function takes the patient's charts at the facility (`patient_ids`, from the portal's holdings): an appointment
 of anyone else is not found, as one that does not exist.
 """
@@ -29,9 +29,6 @@ from appliance.layers.operations.models import appointment, clinic, slot
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
-
-# How each act reads on the audit seam, and so in the patient's access log (patient/portal.py says them in words).
-BOOKED, MOVED, CANCELLED = "appointment_booking", "appointment_move", "appointment_cancellation"
 
 
 class AppointmentRules(BaseModel):
@@ -112,7 +109,7 @@ def cancel(conn: Connection, principal: Principal, patient_ids: Collection[uuid.
     its clinic's name."""
     row = own(conn, principal, patient_ids, appointment_id, lock=True)
     _still_changeable(conn, row, rules, facility)
-    return {**scheduling.change(conn, principal, appointment_id, "cancelled", reason, audited_as=CANCELLED),
+    return {**scheduling.change(conn, principal, appointment_id, "cancelled", reason),
             "clinic": row["clinic"]}
 
 
@@ -170,7 +167,7 @@ def move(conn: Connection, principal: Principal, patient_ids: Collection[uuid.UU
     if target["clinic_code"] != row["clinic_code"]:
         raise Invalid(f"that time is at another clinic: an appointment moves to another time of {row['clinic']}; "
                       "to see another clinic, cancel this one and book there", field="slot_id")
-    moved = scheduling.reschedule(conn, principal, appointment_id, slot_id, audited_as=MOVED)
+    moved = scheduling.reschedule(conn, principal, appointment_id, slot_id)
     return {**moved, "clinic": row["clinic"]}
 
 
@@ -197,4 +194,4 @@ def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id:
         raise Conflict(f"you already have {rules.live_self_booked} appointments to come at {facility} that you "
                        "booked yourself, the most the portal takes: cancel one of them, or phone the clinic",
                        field="slot_id", rule="APT-002")
-    return scheduling.book(conn, principal, patient_id, slot_id, reason, audited_as=BOOKED)
+    return scheduling.book(conn, principal, patient_id, slot_id, reason)

@@ -54,10 +54,13 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
 # Events whose words are not "verb + thing".
 DESCRIBED = {"patient.record.export": "downloaded your record",
              "record.patient.search": "found you in a search (your name, birth date and numbers)",
-             # The acts a patient does on the portal (operations/self_booking.py names them on the audit seam).
+             # The acts on an appointment, the patient's own on the portal or the desk's (operations/scheduling.py
+             # names them on the audit seam).
              "record.appointment_booking.create": "booked an appointment",
              "record.appointment_move.create": "moved an appointment",
-             "record.appointment_cancellation.create": "cancelled an appointment"}
+             "record.appointment_cancellation.create": "cancelled an appointment",
+             "record.appointment_check_in.create": "checked you in for an appointment",
+             "record.appointment_no_show.create": "recorded that you did not come to an appointment"}
 
 
 def describe(event_type: str, action: str, figures: Mapping[str, str] | None = None) -> str:
