@@ -8,7 +8,10 @@ the past year (mostly outpatient, some emergency, a few admissions) with vital s
 facility of this kind sees (malaria, respiratory infections, diarrhoea, hypertension, diabetes, HIV,
 pregnancy...), ICD-10 coded, children of 6-59 months screened for acute malnutrition at each visit
 (MUAC and oedema, as a district hospital does), prescriptions that respect recorded allergies, lab and
-imaging orders from the facility's own catalogue with results (flagged) and sign-offs, and notes.
+imaging orders from the facility's own catalogue with results (flagged) and sign-offs, notes, and
+the vaccines of children under five by the national schedule (policies/immunization.toml): most on time,
+some late, a few dropping out after their early doses, a few doses due and not given (out of stock, the child
+unwell, refused), so the list of children due or overdue has defaulters to trace.
 
 Everything is written through `record.append_many`, the record's bulk path: the same entry and detail
 rows `record.append` writes (reactions and the audit seam included), a batch at a time. Each entry is
@@ -33,11 +36,13 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import drugs, icd10, service
 from appliance.layers.clinical.growth import ACUTE_FROM_MONTHS, ACUTE_TO_MONTHS
+from appliance.layers.clinical.immunization_schedule import Schedule, load_schedule
 from appliance.layers.clinical.models import orderable, patient, patient_identifier
 from appliance.layers.clinical.schemas import ResultIn
 from appliance.layers.clinical.service import _flag, _name_search
 from appliance.substrate import record
 from appliance.substrate.age import months_on
+from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
@@ -110,6 +115,14 @@ PROBLEMS = [
     Problem("I20.9", 1, ages=(40, 95), tests=("10839-9", "11524-6", "2093-3"),
             drug=("Aspirin", 75, "mg", "oral", "once daily", None), abnormal={"2093-3": Decimal("238")}),
 ]
+# How each vaccine of the shipped schedule is given (its product's route and the usual site), for the demo's doses.
+VACCINE_ROUTES = {"BCG": {"route": "intradermal", "site": "left_upper_arm"},
+                  "OPV": {"route": "oral", "site": "mouth"}, "ROTA": {"route": "oral", "site": "mouth"},
+                  "HEPB_BD": {"route": "intramuscular", "site": "right_thigh"},
+                  "PENTA": {"route": "intramuscular", "site": "left_thigh"},
+                  "PCV": {"route": "intramuscular", "site": "right_thigh"},
+                  "IPV": {"route": "intramuscular", "site": "right_thigh"},
+                  "MCV": {"route": "subcutaneous", "site": "right_upper_arm"}}
 # Who lies in a maternity ward: delivered in the last days, or admitted in pregnancy; each with the vital
 # signs her condition shows (means the ward's set is drawn around, beside a young woman's usual ones).
 _MOTHER = {"sexes": ("female",), "ages": (16, 42)}
@@ -150,11 +163,14 @@ def demo_principal(slug: str, who: str = "generator") -> Principal:
 
 
 def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients: int = 300,
-                             as_of: dt.date | dt.datetime | None = None) -> dict[str, int]:
+                             as_of: dt.date | dt.datetime | None = None,
+                             schedule: Schedule | None = None) -> dict[str, int]:
     """Fill tenant `slug` with `patients` synthetic patients and a year of their care ending at `as_of`:
     that moment, or 17:00 UTC of that day, or by default now, the moment the operations and nursing demos
-    stand at too. Returns how many rows of each kind were written: nothing if the tenant already holds a
-    demo population (so `healthos up --demo` can run it at every start)."""
+    stand at too. Children's vaccines follow `schedule`, by default the appliance's policies/immunization.toml.
+    Returns how many rows of each kind were written: nothing if the tenant already holds a demo population (so
+    `healthos up --demo` can run it at every start)."""
+    schedule = schedule or load_schedule(Settings.from_env().policies_dir / "immunization.toml")
     # By default not 17:00 UTC of the server's date, as it was: from then until midnight UTC the wards the
     # operations and nursing demos fill at the real now held observations and results up to seven hours
     # old, and the nursing demo's observations were overdue.
@@ -190,7 +206,7 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
     for start in range(0, patients, BATCH):
         with db.tenant(slug) as conn:
             batch = _Batch(conn, slug, rng, offered, end, used, timing, zone, (census, admitted_share),
-                           (maternity, mothers_share))
+                           (maternity, mothers_share), schedule)
             for _ in range(min(BATCH, patients - start)):
                 batch.patient()
             for kind, n in batch.write().items():
@@ -222,9 +238,10 @@ def _screening(patient_id: uuid.UUID, when: dt.datetime) -> dict:
 class _Batch:
     def __init__(self, conn: Connection, slug: str, rng: random.Random, offered: dict[str, OrderableConfig],
                  end: dt.datetime, used: set[tuple[str, str]], timing: random.Random, zone: zoneinfo.ZoneInfo,
-                 census: tuple[random.Random, float], mothers: tuple[random.Random, float]):
+                 census: tuple[random.Random, float], mothers: tuple[random.Random, float], schedule: Schedule):
         """`census` and `mothers`: the stream and the share of people in a general (a maternity) bed now."""
         self.conn, self.slug, self.rng, self.offered, self.used = conn, slug, rng, offered, used
+        self.schedule = schedule
         self.timing, self.zone = timing, zone
         (self.census, self.admitted_share), (self.maternity, self.mothers_share) = census, mothers
         self.end = end
@@ -332,10 +349,60 @@ class _Batch:
                        record_problem=problem.code not in chronic_recorded)
             if problem.chronic:
                 chronic_recorded.add(problem.code)
+        if self.end.date() < self.schedule.trace_until.after(birth):
+            self.vaccines(patient_id, birth)
         if self.census.random() < self.admitted_share:
             self.current_admission(patient_id, sex, age, allergies)
         elif sex == "female" and 16 <= age <= 42 and self.maternity.random() < self.mothers_share:
             self.current_admission(patient_id, sex, age, allergies, maternity=True)
+
+    def vaccines(self, patient_id: uuid.UUID, birth: dt.date) -> None:
+        """A child's doses by the schedule up to now, from a stream of the child's own (the rest of the population
+        stays what the seed gave): seven in ten brought on time, some late, one in ten dropping out after the
+        14-week visit, one in twenty brought for nothing after the birth doses; a dose now and then due and not
+        given (and given at the next visit, a month on), and the birth doses of one in three read from a card
+        (born elsewhere)."""
+        draw = demo_stream("immunization", patient_id)
+        profile = draw.choices(["on_time", "late", "dropout", "birth_only"], weights=[70, 15, 10, 5])[0]
+        delay = (0, 10) if profile == "on_time" else (15, 60)
+        stop_after_days = {"dropout": 14 * 7, "birth_only": 0}.get(profile)
+        born_elsewhere = draw.random() < 1 / 3
+        for vaccine in self.schedule.vaccine:
+            previous: dt.date | None = None
+            for number, rule in enumerate(vaccine.dose, 1):
+                if stop_after_days is not None and rule.recommended_age.approx_days > stop_after_days:
+                    break
+                day = rule.recommended_age.after(birth)
+                if previous is not None and rule.min_interval is not None:
+                    day = max(day, rule.min_interval.after(previous))
+                day += dt.timedelta(days=draw.randint(*delay))
+                if draw.random() < 0.04:  # due and not given that day; given at the next visit
+                    self._vaccine_entry(draw, patient_id, vaccine.code, number, day, {
+                        "status": "not_done", "source": "administered",
+                        "not_done_reason": draw.choice(["out_of_stock", "out_of_stock", "child_unwell", "refused"])})
+                    day += dt.timedelta(days=28)
+                if vaccine.no_later_than is not None and day >= vaccine.no_later_than.after(birth):
+                    break
+                historical = born_elsewhere and rule.recommended_age.amount == 0
+                if not self._vaccine_entry(draw, patient_id, vaccine.code, number, day, {
+                        "status": "completed", "source": "historical" if historical else "administered",
+                        "lot_number": None if historical else f"{vaccine.code[:3]}-{draw.randint(1000, 9999)}",
+                        **VACCINE_ROUTES.get(vaccine.code, {})}):
+                    break
+                previous = day
+
+    def _vaccine_entry(self, draw: random.Random, patient_id: uuid.UUID, vaccine: str, number: int, day: dt.date,
+                       detail: dict) -> bool:
+        """One immunization entry on `day` at a clinic hour, if that is before the demo's moment (False if not)."""
+        when = dt.datetime.combine(day, dt.time(draw.randint(8, 15), draw.randint(0, 59)), self.zone)
+        if when > self.now:
+            return False
+        at = when + dt.timedelta(minutes=draw.randint(1, 25))
+        self.entries.append(record.NewEntry("immunization", patient_id, {
+            "vaccine": vaccine, "dose_number": number, "not_done_reason": None, "lot_number": None,
+            "expiry_date": None, "site": None, "route": None, "note": None, **detail}, None, when, _uuid(draw),
+            recorded_at=at if at <= self.written_until else None))
+        return True
 
     def _identifier(self, age: int) -> dict:
         while True:  # identifiers are unique in a facility; draw again on the rare collision

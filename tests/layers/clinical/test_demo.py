@@ -4,11 +4,13 @@ written through the record so the chart, search and history work on it like on a
 import datetime as dt
 import random
 import zoneinfo
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from appliance.layers.clinical import chart, service
+from appliance.layers.clinical import chart, immunization, service
 from appliance.layers.clinical.demo import demo_principal, discharge_time, generate_demo_population
+from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.substrate.age import months_on
 from appliance.substrate.db import Database
 from appliance.substrate.tenancy import drop_tenant
@@ -16,6 +18,7 @@ from tests.layers.clinical.conftest import CLINICAL_CONFIG
 from tests.layers.operations.conftest import OPERATIONS_CONFIG
 
 AS_OF = dt.date(2026, 11, 25)
+POLICIES = Path(__file__).parents[3] / "policies" / "immunization.toml"
 END = dt.datetime.combine(AS_OF, dt.time(17), dt.UTC)  # the demo's "now" on that day
 
 
@@ -98,6 +101,14 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
         zone).date()) <= 59) for s in sets)
     assert all(s.oedema is False for s in sets if s.muac_mm is not None)
     assert len(screened) > 20 and any(m < 125 for m in screened) and any(m >= 125 for m in screened)
+    # Children under five have their vaccines by the schedule: most counting, some due and not given with a
+    # reason, and defaulters on the list of children due or overdue (a vaccinator has someone to trace).
+    with db.tenant(config.slug) as conn:
+        doses = dict(conn.execute(sa.text("SELECT status, count(*) FROM immunization GROUP BY 1")).all())
+        owed = immunization.due_list(conn, demo_principal(config.slug), schedule=load_schedule(POLICIES),
+                                     today=AS_OF, tz=zone)
+    assert doses["completed"] > 100 and 0 < doses["not_done"] < doses["completed"] / 10, doses
+    assert owed["counts"]["overdue"] > 0 and len(owed["children"]) < counts["patient"] / 3, owed["counts"]
 
 
 def test_inpatients_go_home_at_ward_discharge_hours(db: Database, tenant_factory):
