@@ -5,7 +5,9 @@ encounter, of what kind, in what state — plus one row in the typed detail tabl
 for that kind (`register_kind`). `append` is the only way an entry is written: in the caller's
 transaction it inserts the entry and its detail, notes the write on the audit seam, and runs the
 reactions other layers registered for the kind (`register_reaction`), so a charge, a nursing task or a
-bed move exists the moment the clinical act does, or not at all.
+bed move exists the moment the clinical act does, or not at all. Before it writes a new record of a kind, it
+asks the guards registered for that kind (`register_guard`), any of which may refuse it with nothing written
+(a visit opened for a person recorded deceased).
 
 Entries are never changed. A correction is a new entry that `supersedes` the old one (both stay
 readable; the current version of a record is the one nobody supersedes); "entered in error" is a new
@@ -162,12 +164,15 @@ class NewEntry:
 Reaction = Callable[[Connection, Principal, Entry], None]
 # The same reaction over many entries of one kind at once, for the bulk path (`append_many`).
 BatchReaction = Callable[[Connection, Principal, Sequence[Entry]], None]
+# Asked before a new record of a kind is written: (conn, patient_id); raises a RecordError to refuse it.
+Guard = Callable[[Connection, "uuid.UUID | None"], None]
 AccessHook = Callable[[Connection, Principal, str, "uuid.UUID | None", str, Sequence[uuid.UUID]], None]
 
 _detail_tables: dict[str, sa.Table | None] = {}
 _reactions: dict[str, list[Reaction]] = defaultdict(list)
 _batches: dict[Reaction, BatchReaction] = {}
 _access_hooks: list[AccessHook] = []
+_guards: dict[str, list[Guard]] = defaultdict(list)
 
 
 def register_kind(kind: str, detail_table: sa.Table | None) -> None:
@@ -188,6 +193,15 @@ def register_reaction(kind: str, reaction: Reaction, *, batch: BatchReaction | N
     if batch is not None:
         _batches[reaction] = batch
     return reaction
+
+
+def register_guard(kind: str, guard: Guard) -> Guard:
+    """Ask `guard(conn, patient_id)` before `append` writes a new record of `kind` (not a correction or a
+    retraction of one); it refuses by raising a RecordError, before anything of the act is written by
+    `append`. The bulk path (`append_many`: imports, the demo's past year) does not ask."""
+    if guard not in _guards[kind]:
+        _guards[kind].append(guard)
+    return guard
 
 
 def unregister_reaction(kind: str, reaction: Reaction) -> None:
@@ -333,7 +347,10 @@ def append(
     table = _detail_table(kind)
     new_id = entry_id or uuid.uuid4()
     root_id = new_id
-    if supersedes is not None:
+    if supersedes is None:
+        for guard in _guards.get(kind, ()):
+            guard(conn, patient_id)
+    else:
         previous = conn.execute(
             sa.select(entry.c.root_id, entry.c.kind, entry.c.patient_id, entry.c.encounter_id, entry.c.status,
                       current_clause().label("current"))

@@ -23,12 +23,14 @@ from litestar.template.config import TemplateConfig
 
 from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
+from appliance.layers.clinical.death_routes import DeathController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
 from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.lab_routes import LabController
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
+from appliance.layers.operations.death_routes import DeathsToCertifyController
 from appliance.layers.operations.routes import OperationsController
 from appliance.layers.patient.release import load_release_rules
 from appliance.national.federation import PACKAGES_PATH
@@ -41,6 +43,7 @@ from appliance.substrate.token_cache import TokenCache
 from appliance.web import (
     admin,
     billing,
+    death,
     discharge,
     errors,
     growth,
@@ -72,10 +75,10 @@ HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
-                  ImmunizationController,
+                  ImmunizationController, DeathController, DeathsToCertifyController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
-                  lab.lab_router, today.todays_router,
+                  death.death_router, lab.lab_router, today.todays_router,
                   immunization.immunization_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}

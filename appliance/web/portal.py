@@ -45,7 +45,7 @@ from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, discharge, drugs, growth, service
+from appliance.layers.clinical import access, catalogue, chart, death, discharge, drugs, growth, service
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
@@ -546,6 +546,7 @@ def banner(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, in_
         found["encounters"] = service.list_encounters(conn, principal, patient_id, limit=20)
     found["open_encounters"] = open_encounters(found["encounters"])
     found["in_care"] = in_care
+    found["deceased"] = death.deceased(conn, principal, patient_id)
     return found
 
 
@@ -1073,6 +1074,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     clock = Clock(facility_of(db, tenant).timezone)
     with db.tenant(tenant) as conn:
         summary = chart.chart_summary(conn, principal, patient_id)
+        deceased = death.deceased(conn, principal, patient_id)  # the banner's "Deceased <date>"
         held = service.held_on_boards(conn, [e["id"] for e in summary["encounters"]])
         # The summary carries the latest results; a year's trend needs them all.
         results = service.list_results(conn, principal, patient_id, limit=1000) \
@@ -1099,7 +1101,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 abnormal_to_review=[r for r in to_review if is_abnormal(r)],
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
-                vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries,
+                vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries, deceased=deceased,
                 discharge_stays=discharge.STAY_STATUSES, **HELPERS)
 
 

@@ -860,6 +860,12 @@ PAGES += ["/lab"]
 FORMS += ["/lab/orders/{any}/receipt", "/lab/orders/{any}/rejection", "/lab/orders/{any}/results",
           "/lab/results/{any}/correction"]
 
+# Death certification (appliance/web/death.py), a clinician's pages and forms; certifying, correcting, withdrawing
+# and the banner at another facility are in tests/web/test_death_pages.py.
+PAGES += ["/patients/{pid}/death", "/patients/{pid}/death/new", "/patients/{pid}/death/correction",
+          "/deaths/to-certify"]
+FORMS += ["/patients/{pid}/death", "/patients/{pid}/death/correction", "/patients/{pid}/death/entered-in-error"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

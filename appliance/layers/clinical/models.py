@@ -338,6 +338,33 @@ note = sa.Table(
     sa.Column("text", sa.Text, nullable=True),
 )
 
+# A death certificate (tenant revision t0027; appliance/layers/clinical/death.py): the WHO international form of
+# medical certificate of cause of death, its author the certifier. One in force per patient.
+death = sa.Table(
+    "death",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: when and where the person died, and of what, as certified
+    sa.Column("died_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("place", sa.Text, nullable=False),  # this_facility, home, other, en_route
+    sa.Column("place_other", sa.Text, nullable=True),  # where, for `other`
+    # Part 1, lines a (the immediate cause) to d, each {line, code, display, interval}: the sequence the
+    # certifier wrote, each condition due to the one on the line below.
+    sa.Column("part1", JSONB, nullable=False),
+    sa.Column("part2", JSONB, nullable=False),  # other significant conditions: [{code, display, interval}]
+    # The condition on the lowest used line of Part 1: the underlying cause as certified (not as coded by
+    # ICD mortality rules, which may select another).
+    sa.Column("underlying_code", sa.Text, nullable=False),
+    sa.Column("underlying_display", sa.Text, nullable=False),
+    sa.Column("manner", sa.Text, nullable=False),
+    sa.Column("pregnancy", sa.Text, nullable=True),  # for a woman: pregnant, or within 42 days of a pregnancy...
+    sa.CheckConstraint("place IN ('this_facility', 'home', 'other', 'en_route')", name="death_place"),
+    sa.CheckConstraint("manner IN ('disease', 'accident', 'intentional_self_harm', 'assault', 'legal_intervention', "
+                       "'war', 'pending_investigation', 'could_not_be_determined')", name="death_manner"),
+    sa.CheckConstraint("pregnancy IN ('not_pregnant', 'pregnant', 'within_42_days', '43_days_to_1_year', 'unknown')",
+                       name="death_pregnancy"),
+)
+
 # -- catalogues from the tenant file -----------------------------------------------------------------
 
 orderable = sa.Table(
@@ -387,6 +414,7 @@ KINDS: dict[str, sa.Table | None] = {
     "immunization": immunization,
     "vital_signs": vital_signs,
     "note": note,
+    "death": death,
 }
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

@@ -152,6 +152,94 @@ class EntryVersion(EntryOut):
     detail: dict[str, Any]
 
 
+# -- death certificates (clinical/death.py) ---------------------------------------------------------
+
+DeathPlace = Literal["this_facility", "home", "other", "en_route"]
+MannerOfDeath = Literal["disease", "accident", "intentional_self_harm", "assault", "legal_intervention", "war",
+                        "pending_investigation", "could_not_be_determined"]
+PregnancyAtDeath = Literal["not_pregnant", "pregnant", "within_42_days", "43_days_to_1_year", "unknown"]
+
+
+class CauseIn(_In):
+    """One condition of the certificate: an ICD-10 code and the interval from its onset to death, as the
+    certifier writes it ('3 days', 'about 2 years'; free text, as on the paper form)."""
+
+    code: Annotated[str, Field(min_length=1, max_length=10, examples=["J18.9"], description="ICD-10")]
+    interval: Annotated[str, Field(max_length=60)] | None = None
+
+
+class DeathIn(_In):
+    """A death certificate on the WHO form. `part1` is lines a to d in order: a, the disease or condition
+    leading directly to death, each line due to (or a consequence of) the next; the lowest line used is
+    the underlying cause as certified. Empty lines are left out, not sent blank."""
+
+    died_at: dt.datetime = Field(description="date and time of death, with its UTC offset")
+    place: DeathPlace
+    place_other: Annotated[str, Field(max_length=200)] | None = None
+    part1: Annotated[list[CauseIn], Field(min_length=1, max_length=4)]
+    part2: Annotated[list[CauseIn], Field(max_length=8)] = []
+    manner: MannerOfDeath
+    pregnancy: PregnancyAtDeath | None = Field(
+        None, description="for a woman of 10 to 54 years at death: was she pregnant, or within 42 days (or a year) "
+                          "of the end of a pregnancy; refused for a man")
+    encounter_id: uuid.UUID | None = None
+
+    @field_validator("died_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("give the time of death with its UTC offset (e.g. 2026-03-01T04:30+03:00)")
+        return value
+
+    @model_validator(mode="after")
+    def _place_named(self) -> DeathIn:
+        if self.place == "other" and not self.place_other:
+            raise ValueError("say where the death happened when the place is 'other' (place_other)")
+        return self
+
+
+class DeathCorrection(DeathIn):
+    reason: Reason
+    version_id: uuid.UUID = Field(description="the version corrected: the certificate's `id` as you loaded it")
+
+
+class CauseOut(_Out):
+    line: str | None = None  # a-d in Part 1; none in Part 2
+    code: str
+    display: str
+    interval: str | None
+
+
+class DeathOut(_Out):
+    id: uuid.UUID  # this version
+    root_id: uuid.UUID  # the certificate
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID | None
+    certifier_id: uuid.UUID  # the account that wrote (or last corrected) it
+    recorded_at: dt.datetime
+    entry_status: str
+    died_at: dt.datetime
+    place: str
+    place_other: str | None
+    part1: list[CauseOut]
+    part2: list[CauseOut]
+    underlying_code: str
+    underlying_display: str
+    underlying_chapter: str
+    manner: str
+    pregnancy: str | None
+
+
+class DeathState(_Out):
+    """The person's death as this facility knows it: its own certificate, if any, and the mark every facility
+    reads (which may be another facility's certificate)."""
+
+    certificate: DeathOut | None
+    deceased: bool
+    died_at: dt.datetime | None
+    certified_at_facility: str | None  # the facility whose certificate it is
+
+
 # -- encounters --------------------------------------------------------------------------------------
 
 

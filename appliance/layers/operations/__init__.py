@@ -12,6 +12,7 @@ pharmacy's stock and dispensing (`pharmacy`).
 from appliance.layers.operations import (
     adt,
     command_center,
+    deaths,
     ed,
     kpis,
     models,
@@ -22,5 +23,5 @@ from appliance.layers.operations import (
     service,
 )
 
-__all__ = ["adt", "command_center", "ed", "kpis", "models", "pharmacy", "reactions", "scheduling", "self_booking",
-           "service"]
+__all__ = ["adt", "command_center", "deaths", "ed", "kpis", "models", "pharmacy", "reactions", "scheduling",
+           "self_booking", "service"]

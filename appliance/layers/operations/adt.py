@@ -27,7 +27,7 @@ from appliance.layers.operations import ed
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import DISCHARGE_DISPOSITIONS, bed, inpatient_stay
 from appliance.layers.operations.service import claim_bed, encounter, inpatient_ward, moment, require_patient
-from appliance.substrate import record
+from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 
 STAY_COLUMNS = (inpatient_stay.c.id, inpatient_stay.c.patient_id, inpatient_stay.c.encounter_id,
@@ -50,6 +50,7 @@ def admit(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, ward
           at: dt.datetime | None = None) -> dict:
     """Admit a patient to a bed (the one named, or the ward's first available one)."""
     require_patient(conn, patient_id)
+    deaths.refuse_if_deceased(conn, patient_id, "an admission")  # before the stay's row is written
     when = moment(conn, at)
     inpatient_ward(conn, ward_code, patient_id=patient_id, on=when.date())
     open_stay = conn.execute(sa.select(inpatient_stay.c.bed_code).where(

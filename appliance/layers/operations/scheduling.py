@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import appointment, clinic, slot
 from appliance.layers.operations.service import encounter, moment, patient, require_patient
-from appliance.substrate import record
+from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 
 SLOT_NAMESPACE = uuid.UUID("0b6f1a52-7d0e-4c35-9a55-52d1f0b0e7a1")
@@ -125,6 +125,7 @@ def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id:
     """Book a free slot. `backdated` (imports, the demo generator; no route offers it) records a
     booking of a slot already past, as a booking made at `at`."""
     require_patient(conn, patient_id)
+    deaths.refuse_if_deceased(conn, patient_id, "an appointment")  # before the slot's row is written
     when = moment(conn, at)
     claimed = _claim_slot(conn, slot_id, backdated)
     appointment_id = uuid.uuid4()

@@ -365,3 +365,18 @@ class DispenseHistoryOut(BaseModel):
     quantity: Quantity
     unit: str
     partial: bool
+
+
+class DeathToCertify(BaseModel):
+    """A stay or an ED visit here that ended with disposition `died` whose person has no death certificate yet
+    (appliance/layers/operations/deaths.py)."""
+
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+    sex: str
+    birth_date: dt.date
+    place: str  # the ward of the stay, or the emergency department
+    ended_at: dt.datetime

@@ -1,0 +1,87 @@
+"""What a death changes in the operations layer, and the deaths at this facility still to certify.
+
+- The guards (`record.register_guard`): no new appointment and no admission for a person recorded deceased at
+  any facility (`substrate.deaths`); `scheduling.book` and `adt.admit` also ask first, before they write their
+  own rows, so a refusal leaves nothing behind.
+- The reaction to a new `death` certificate (clinical), in its transaction: the person's appointments still
+  booked from the time of death on are cancelled (reason: deceased), and an open ED visit departs with
+  disposition `died` (at the time of death, or the arrival for one brought in dead). An inpatient still
+  admitted is not discharged here: the bed manager discharges with disposition `died`, which frees the bed.
+- `to_certify`: stays and ED visits here that ended with disposition `died` whose person has no death
+  certificate in force, for the clinicians to certify.
+
+The clinical package is never imported: the `death` kind is named, and the patient's chart read by SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.operations import ed, scheduling
+from appliance.layers.operations.models import appointment, ed_visit
+from appliance.substrate import deaths, record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import Entry
+
+# The reason a booked appointment is cancelled for, when its person died.
+CANCELLED_FOR = "deceased"
+
+_TO_CERTIFY = sa.text("""
+    SELECT d.patient_id, d.encounter_id, d.place, d.ended_at, p.mrn, p.family_name, p.given_names, p.sex,
+           p.birth_date
+    FROM (SELECT s.patient_id, s.encounter_id, 'ward ' || s.ward_code AS place, s.discharged_at AS ended_at
+          FROM inpatient_stay s WHERE s.disposition = 'died'
+          UNION ALL
+          SELECT v.patient_id, v.id, 'emergency department', v.departed_at
+          FROM ed_visit v WHERE v.disposition = 'died') d
+    JOIN patient p ON p.id = d.patient_id
+    WHERE NOT EXISTS (SELECT 1 FROM control.subject_death_of(p.subject_id))
+    ORDER BY d.ended_at DESC
+    LIMIT :limit
+""")
+
+
+def to_certify(conn: Connection, principal: Principal, *, limit: int = 200) -> list[dict]:
+    """Deaths here still to certify, latest first: each stay or ED visit that ended `died` whose person has no
+    certificate in force (here or at another facility: a certificate marks the person, `substrate.deaths`).
+    Each patient listed is audited as a read."""
+    rows = [dict(r) for r in conn.execute(_TO_CERTIFY, {"limit": limit}).mappings()]
+    record.note_list_read(conn, principal, "encounter", rows, id_key="encounter_id",
+                          detail={"list": "deaths to certify"})
+    return rows
+
+
+def refuse_appointment(conn: Connection, patient_id: uuid.UUID | None) -> None:
+    deaths.refuse_if_deceased(conn, patient_id, "an appointment")
+
+
+def refuse_admission(conn: Connection, patient_id: uuid.UUID | None) -> None:
+    deaths.refuse_if_deceased(conn, patient_id, "an admission")
+
+
+def on_death(conn: Connection, principal: Principal, appended: Entry) -> None:
+    """A new certificate: the person's booked appointments from the time of death on are cancelled, and an open
+    ED visit departs `died`. A correction or a retraction of the certificate changes neither back."""
+    if appended.status != "final":
+        return
+    died_at: dt.datetime = appended.detail["died_at"]
+    booked = conn.execute(sa.select(appointment.c.id).where(
+        appointment.c.patient_id == appended.patient_id, appointment.c.status == "booked",
+        appointment.c.starts_at >= died_at).order_by(appointment.c.starts_at)).scalars().all()
+    for appointment_id in booked:
+        scheduling.change(conn, principal, appointment_id, "cancelled", reason=CANCELLED_FOR)
+    visit = conn.execute(sa.select(ed_visit.c.id, ed_visit.c.arrived_at).where(
+        ed_visit.c.patient_id == appended.patient_id, ed_visit.c.departed_at.is_(None))).first()
+    if visit is not None:
+        now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        ed.depart(conn, principal, appended.patient_id, visit.id, disposition="died",
+                  at=min(max(died_at, visit.arrived_at), now))
+
+
+record.register_guard("appointment", refuse_appointment)
+record.register_guard("admission", refuse_admission)
+record.register_reaction("death", on_death)

@@ -1,0 +1,122 @@
+"""Death certification in the portal (appliance/web/death.py) over in-process HTTP: "Record death" from the
+chart, the WHO form refusing what is wrong next to its field with what was typed kept, the printable
+certificate (no script of its own, a print stylesheet), "Deceased <date>" on the banner here and at another
+facility holding the person's chart, correction and entered in error with a reason, and the deaths still to
+certify. Other facilities' sessions and guessed ids on these routes are in tests/web/test_portal.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import pytest
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.layers.operations import adt
+from tests.web.test_portal import post_form, principal_of
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Lakeside Referral Hospital")
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tenant_factory):
+    return tenant_factory(name="Hilltop Dispensary")
+
+
+@pytest.fixture(scope="module")
+def author(person_factory, facility):
+    return person_factory("clinician", facility.slug)
+
+
+def seen_at(db, tenant: str, author, national_id: str, **overrides) -> uuid.UUID:
+    """A patient registered at `tenant` (linked to the person of the national ID) and in a visit there today."""
+    principal = principal_of(author, tenant)
+    data = PatientIn.model_validate({"family_name": "Okello", "given_names": "James", "birth_date": "1950-02-11",
+                                     "sex": "male", "identifiers": [{"system": "national_id", "value": national_id}],
+                                     **overrides})
+    linked = service.with_subject(db, data, tenant=tenant)
+    with db.tenant(tenant) as conn:
+        patient_id = service.register_patient(conn, principal, linked)["id"]
+        service.open_encounter(conn, principal, patient_id, EncounterIn(encounter_class="outpatient",
+                                                                         status="in_progress", reason="Cough"))
+    return patient_id
+
+
+def no_inline_script(html: str) -> None:
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
+    assert not re.search(r"\son[a-z]+=", html)
+
+
+def test_record_death_from_the_chart_to_the_printable_certificate(signed_in, db, facility, elsewhere, author,
+                                                                  person_factory):
+    national_id = uuid.uuid4().hex[:10]
+    patient_id = seen_at(db, facility.slug, author, national_id)
+    there = seen_at(db, elsewhere.slug, person_factory("clinician", elsewhere.slug), national_id)
+    clinician = signed_in("clinician", facility.slug)
+    chart = f"/t/{facility.slug}/patients/{patient_id}"
+    assert 'id="record-death"' in clinician.get(f"{chart}/chart").text
+    form = clinician.get(f"{chart}/death/new")
+    assert form.status_code == 200 and 'name="_csrf_token"' in form.text and "Part 1" in form.text
+    no_inline_script(form.text)
+
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    typed = {"died_on": yesterday.isoformat(), "died_time": "00:05", "place": "this_facility",
+             "a_code": "I21.9", "a_interval": "3 hours", "c_code": "I10", "manner": "disease"}
+    gap = post_form(clinician, f"{chart}/death/new", f"{chart}/death", typed)
+    assert gap.status_code == 422 and "Leave no line empty" in gap.text and 'value="I10"' in gap.text
+    wrong = post_form(clinician, f"{chart}/death/new", f"{chart}/death", {**typed, "c_code": None, "b_code": "X99.99"})
+    assert wrong.status_code == 422 and "X99.99" in wrong.text and 'id="b_code-error"' in wrong.text
+
+    done = post_form(clinician, f"{chart}/death/new", f"{chart}/death", {**typed, "c_code": None, "b_code": "I10"})
+    assert done.status_code == 303, done.text
+    certificate = clinician.get(done.headers["location"])
+    assert certificate.status_code == 200
+    text = certificate.text
+    assert "Medical certificate of cause of death" in text and "Underlying cause as certified" in text
+    assert "I10" in text and "/static/death.css" in text
+    no_inline_script(text)
+    today = f"{yesterday:%d %b %Y}"
+    assert f"Deceased {today}" in text
+    # Every page headed by the patient's name says so, here and at the other facility holding their chart.
+    assert f"Deceased {today}" in clinician.get(f"{chart}/chart").text
+    assert f"Deceased {today}" in clinician.get(f"{chart}/problems").text
+    assert 'id="record-death"' not in clinician.get(f"{chart}/chart").text
+    other = signed_in("clinician", elsewhere.slug)
+    theirs = other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text
+    assert f"Deceased {today}" in theirs and "certified at Lakeside Referral Hospital" in theirs
+
+    unexplained = post_form(clinician, f"{chart}/death/correction", f"{chart}/death/correction",
+                            {**typed, "c_code": None, "b_code": "I10", "died_time": "00:01"})
+    assert unexplained.status_code == 422 and "Say why" in unexplained.text
+    corrected = post_form(clinician, f"{chart}/death/correction", f"{chart}/death/correction",
+                          {**typed, "c_code": None, "b_code": "I10", "died_time": "00:01",
+                           "reason": "time read from the monitor"})
+    assert corrected.status_code == 303 and "death-corrected" in corrected.headers["location"]
+    assert "00:01" in clinician.get(f"{chart}/death").text
+
+    retracted = post_form(clinician, f"{chart}/death", f"{chart}/death/entered-in-error",
+                          {"reason": "certified on the wrong patient"})
+    assert retracted.status_code == 303
+    after = clinician.get(f"{chart}/death").text
+    assert "No death is recorded" in after and "Deceased" not in after
+    assert "Deceased" not in other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text
+
+
+def test_deaths_to_certify_and_roles_without_the_permission(signed_in, db, facility, author):
+    patient_id = seen_at(db, facility.slug, author, uuid.uuid4().hex[:10], family_name="Awino", sex="female")
+    manager = principal_of(author, facility.slug)
+    with db.tenant(facility.slug) as conn:
+        adt.admit(conn, manager, patient_id, ward_code="GEN")
+        adt.discharge(conn, manager, patient_id, disposition="died")
+    clinician = signed_in("clinician", facility.slug)
+    listed = clinician.get(f"/t/{facility.slug}/deaths/to-certify")
+    assert listed.status_code == 200 and "AWINO" in listed.text
+    assert f"/patients/{patient_id}/death/new" in listed.text
+    nurse = signed_in("nurse", facility.slug)
+    assert nurse.get(f"/t/{facility.slug}/deaths/to-certify").status_code == 403
+    assert nurse.get(f"/t/{facility.slug}/patients/{patient_id}/death/new").status_code == 403
