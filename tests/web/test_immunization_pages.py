@@ -69,7 +69,7 @@ def test_the_tab_shows_the_schedule_and_a_dose_too_early_is_recorded_but_said_no
         "vaccine": "OPV", "dose_number": "1", "given_on": dt.date.today().isoformat(), "status": "not_done",
         "source": "administered"})
     assert refused.status_code == 422, refused.text
-    assert 'id="not_done_reason-error"' in refused.text and "A dose not given needs not_done_reason" in refused.text
+    assert 'id="not_done_reason-error"' in refused.text and "A dose not given needs its reason" in refused.text
     assert _doses(db, facility, baby["id"]) == 1
     # The card said it was at four weeks; it was at six: the correction counts it, the first version kept.
     with db.tenant(facility.slug) as conn:

@@ -781,8 +781,8 @@ class ImmunizationIn(_In):
     @model_validator(mode="after")
     def _reason_only_when_not_given(self) -> ImmunizationIn:
         if self.status == "not_done" and self.not_done_reason is None:
-            raise ValueError("a dose not given needs not_done_reason: say why (refused, contraindicated, "
-                             "out_of_stock, child_unwell, already_immune or other)")
+            raise ValueError("a dose not given needs its reason, not_done_reason: refused, contraindicated, "
+                             "out_of_stock, child_unwell, already_immune or other")
         if self.status == "completed" and self.not_done_reason is not None:
             raise ValueError("not_done_reason is for a dose not given; a dose given has none")
         return self
