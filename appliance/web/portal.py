@@ -1308,7 +1308,7 @@ def withdraw_disclosure(request: Asking, tenant: Tenant, patient_id: Id, entry_i
 # -- orders: order sets, single tests, prescriptions, and the drug–allergy override ----------------
 
 
-def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUID, today: dt.date) -> dict:
     top = banner(conn, principal, patient_id)
     context = dict(top)
     context["orders"] = service.list_orders(conn, principal, patient_id, open_only=True) \
@@ -1319,8 +1319,8 @@ def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUI
     context["catalogue"] = catalogue.list_catalogue(conn)
     if principal.can("clinical.result.create"):  # a test since dropped from the catalogue has no form
         tests = {c["code"]: c["definition"] for c in context["catalogue"]}
-        # The day the record's results are dated by (service.judged_for), so the form's range is the one judged.
-        today = conn.execute(sa.select(sa.func.current_date())).scalar_one()
+        # `today` the facility's, the day service.judged_for judges a result taken now by: the form's range is
+        # the one judged.
         context["result_forms"] = {o["id"]: analytes_of(catalogue.orderable_of(o["code"], tests[o["code"]]),
                                                         top["patient"], today)
                                    for o in context["orders"] if o["code"] in tests}
@@ -1343,8 +1343,9 @@ def analytes_of(test: OrderableConfig, patient: dict | None = None, today: dt.da
 def _orders_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200,
                  form: str = "", values: dict | None = None, errors: dict | None = None,
                  also_active: bool = False) -> Template:
+    today = Clock(facility_of(request.app.state.db, tenant).timezone).today
     with request.app.state.db.tenant(tenant) as conn:
-        context = _orders_context(conn, request.user, patient_id)
+        context = _orders_context(conn, request.user, patient_id, today)
     return page(request, "orders.html", status=status, active="patients", patient_id=patient_id, tab="orders",
                 form=form, values=values or {}, errors=errors or {}, also_active=also_active, **context, **HELPERS)
 

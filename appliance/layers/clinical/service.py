@@ -937,17 +937,17 @@ def correct_result(conn: Connection, principal: Principal, patient_id: uuid.UUID
     taken_at = conn.execute(sa.select(entry.c.occurred_at).where(entry.c.id == found["root_id"])).scalar_one()
     detail, _ = _result_detail(conn, patient_id,
                                data.model_copy(update={"service_request_id": before.service_request_id}),
-                               taken_on=taken_at.date())
+                               taken_at=taken_at)
     appended = record.append(conn, principal, "result", patient_id=patient_id, detail=detail, supersedes=entry_id,
                              reason=reason, encounter_id=found["encounter_id"])
     return _entry_dict(appended) | _record_of(conn, appended.root_id) | _UNREVIEWED
 
 
 def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
-                   taken_on: dt.date | None = None) -> tuple[dict, uuid.UUID | None]:
+                   taken_at: dt.datetime | None = None) -> tuple[dict, uuid.UUID | None]:
     """A result's detail as the record keeps it (the catalogue's name, unit, range and flag unless the
-    sender gave its own; the range the patient's band by age and sex on `taken_on`, today unless given), and
-    the encounter it belongs to; refuses what the catalogue cannot take."""
+    sender gave its own; the range the patient's band by age and sex when it was taken, `taken_at`, now
+    unless given), and the encounter it belongs to; refuses what the catalogue cannot take."""
     require_chart(conn, patient_id, data.encounter_id)
     ordered_code = None
     order_root = None
@@ -967,7 +967,7 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
         ordered_code, order_root = order["code"], order["root_id"]
         encounter_id = encounter_id or order["encounter_id"]
     display, definition = catalogue.find_analyte(conn, data.code, ordered_code)
-    definition = judged_for(conn, patient_id, definition, taken_on)
+    definition = judged_for(conn, patient_id, definition, taken_at)
     value = data.value
     if isinstance(value, str) and definition.choices:
         chosen = next((c for c in definition.choices if c.lower() == value.strip().lower()), None)
@@ -994,15 +994,27 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
     return detail, encounter_id
 
 
-def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, day: dt.date | None = None) -> Any:
-    """The analyte with the range and critical limits a result of this patient's is judged by on `day` (today
-    unless given): its band for their sex and age (tenant_config `ranges`), else its own. The stored range is
-    this one, so the chart and the trend show the range the result was judged by."""
+# The facility's time zone as its own schema keeps it: the tenant file's, written by every apply (the financial
+# layer's billing_setting, one row, which the KPI functions read for the facility's day since t0008). Read in
+# the statement that reads the patient, it costs the result's write no query of its own and no hop to the
+# control schema (growth.py's pages and API take the same zone from the registry, facility_timezone).
+_billing_setting = sa.table("billing_setting", sa.column("id"), sa.column("timezone"))
+_FACILITY_ZONE = sa.func.coalesce(sa.select(_billing_setting.c.timezone).where(_billing_setting.c.id == 1)
+                                  .scalar_subquery(), "UTC")
+
+
+def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, taken_at: dt.datetime | None = None) -> Any:
+    """The analyte with the range and critical limits a result of this patient's is judged by when it was taken
+    (`taken_at`, now unless given): its band for their sex and their age on that day of the facility's calendar
+    (a child's 5th birthday begins at midnight in Nairobi, 21:00 UTC the evening before), else its own. The
+    stored range is this one, so the chart and the trend show the range the result was judged by."""
     if not getattr(analyte, "ranges", None):
         return analyte
-    sex, born, today = conn.execute(sa.select(patient.c.sex, patient.c.birth_date, sa.func.current_date())
-                                    .where(patient.c.id == patient_id)).one()
-    return analyte.for_patient(sex, born, day or today)
+    moment = sa.func.now() if taken_at is None else sa.literal(taken_at, sa.DateTime(timezone=True))
+    sex, born, day = conn.execute(
+        sa.select(patient.c.sex, patient.c.birth_date, sa.cast(sa.func.timezone(_FACILITY_ZONE, moment), sa.Date))
+        .where(patient.c.id == patient_id)).one()
+    return analyte.for_patient(sex, born, day)
 
 
 def _result_flag(sent: str | None, computed: str | None) -> str | None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import uuid
+import zoneinfo
 
 import pytest
 import sqlalchemy as sa
 
 from appliance.interop.hl7v2 import feed
 from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import EncounterIn, ServiceRequestIn
+from appliance.layers.clinical.schemas import EncounterIn, ResultIn, ServiceRequestIn
+from appliance.substrate.principal import Principal
 from tests.interop.hl7v2.conftest import FEED_PERMISSIONS, adt, issue_token, oru
 from tests.layers.clinical.conftest import born_years_ago, new_patient
 from tests.layers.clinical.test_lab import LAB, lab  # noqa: F401 (the bench's client, a fixture of this module)
@@ -104,6 +107,29 @@ def test_the_charts_orders_page_shows_the_mans_band(signed_in, facility, patient
     page = signed_in("clinician", facility.slug).get(f"/t/{facility.slug}/patients/{man['id']}/orders")
     assert page.status_code == 200, page.text[:2000]
     assert "Reference 13–16" in page.text and "Reference 12–16" not in page.text
+
+
+def test_a_childs_band_is_chosen_on_the_facilitys_calendar(db, tenant_factory):
+    """Around midnight the facility's day is not UTC's: a girl who turns 5 on one of the two days and not on the
+    other is judged on the facility's, when her result is recorded and when it is corrected. The facility is put
+    where the two days differ now (UTC-12 before noon UTC, UTC+14 after), so the test means the same whenever
+    it runs."""
+    now = dt.datetime.now(dt.UTC)
+    zone = "Etc/GMT+12" if now.hour < 12 else "Pacific/Kiritimati"
+    far = tenant_factory(name="Far Zone Hospital", catalogue=CATALOGUE, timezone=zone)
+    local = now.astimezone(zoneinfo.ZoneInfo(zone)).date()
+    fifth = max(local, now.date())
+    born = fifth.replace(year=fifth.year - 5, day=28 if (fifth.month, fifth.day) == (2, 29) else fifth.day)
+    # 5 (WHO's 11.5 from 5 years) on the later of the two days, 4 (11.0) on the other.
+    expected = "11.5" if local > now.date() else "11.0"
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Far", tenant=far.slug,
+                          role="clinician")
+    with db.tenant(far.slug) as conn:
+        girl = new_patient(conn, clinician, family_name="Akinyi", sex="female", birth_date=born)
+        recorded = service.record_result(conn, clinician, girl["id"], ResultIn(code=HB, value="11.2"))
+        corrected = service.correct_result(conn, clinician, girl["id"], recorded["id"],
+                                           ResultIn(code=HB, value="11.3"), "mistyped")
+    assert (str(recorded["reference_low"]), str(corrected["reference_low"])) == (expected, expected)
 
 
 def test_an_hl7_result_without_a_range_is_judged_by_the_band(db, policy, facility):
