@@ -866,6 +866,12 @@ PAGES += ["/patients/{pid}/death", "/patients/{pid}/death/new", "/patients/{pid}
           "/deaths/to-certify"]
 FORMS += ["/patients/{pid}/death", "/patients/{pid}/death/correction", "/patients/{pid}/death/entered-in-error"]
 
+# Immunizations (appliance/web/immunization.py): the chart's tab, a dose's correction form, the children due; recording,
+# correcting and withdrawing a dose, and a registrar refused, are in tests/web/test_immunization_pages.py.
+PAGES += ["/patients/{pid}/immunizations", "/patients/{pid}/immunizations/{any}/correct", "/immunizations/due"]
+FORMS += ["/patients/{pid}/immunizations", "/patients/{pid}/immunizations/{any}",
+          "/patients/{pid}/immunizations/{any}/entered-in-error"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")
