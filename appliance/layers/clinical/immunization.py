@@ -57,8 +57,9 @@ _COLUMNS = (entry.c.id, entry.c.root_id, entry.c.patient_id, entry.c.status.labe
             *(c for c in immunization.c if c.name != "entry_id"))
 
 
-def _doses(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> list[dict]:
-    """The current doses (given or not done) of these patients, oldest first; entries in error left out."""
+def current_doses(conn: Connection, patient_ids: Sequence[uuid.UUID]) -> list[dict]:
+    """The current doses (given or not done) of these patients, oldest first; entries in error left out. Not
+    audited here: the caller notes the read of what it shows (`note_access`), as every reader in this module does."""
     if not patient_ids:
         return []
     query = (sa.select(*_COLUMNS).select_from(entry.join(immunization, immunization.c.entry_id == entry.c.id))
@@ -111,7 +112,7 @@ def patient_immunizations(conn: Connection, principal: Principal, patient_id: uu
     """A patient's doses in force (newest first), those marked entered in error, and each dose of the schedule:
     given, due, overdue, not yet due or no longer given. The read is audited."""
     child = _patient(conn, patient_id)
-    rows = _doses(conn, [patient_id])
+    rows = current_doses(conn, [patient_id])
     note_access(conn, principal, "read", patient_id, KIND, [r["id"] for r in rows])
     withdrawn = service.list_withdrawn(conn, principal, patient_id, immunization, KIND)
     statuses = evaluate(schedule, child["birth_date"], _recorded(rows, tz), today)
@@ -155,7 +156,7 @@ def _detail(data: ImmunizationIn) -> dict:
 def _outcome(conn: Connection, principal: Principal, appended: record.Entry, schedule: Schedule,
              birth: dt.date, today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
     """The dose as written, whether it counts and why not, and its vaccine's doses on the schedule now."""
-    rows = _doses(conn, [appended.patient_id])
+    rows = current_doses(conn, [appended.patient_id])
     others = [r["id"] for r in rows if r["id"] != appended.id]
     if others:  # the answer shows the patient's other doses of the vaccine: a read of them
         note_access(conn, principal, "read", appended.patient_id, KIND, others)
@@ -246,7 +247,7 @@ def due_list(conn: Connection, principal: Principal, *, schedule: Schedule, toda
         .order_by(patient.c.birth_date.desc())).mappings()]
     children = [c for c in children if today < schedule.trace_until.after(c["birth_date"])]
     by_patient: dict[uuid.UUID, list[dict]] = {}
-    for row in _doses(conn, [c["id"] for c in children]):
+    for row in current_doses(conn, [c["id"] for c in children]):
         by_patient.setdefault(row["patient_id"], []).append(row)
     listed: list[dict[str, Any]] = []
     for child in children:
