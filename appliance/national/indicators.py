@@ -2,7 +2,7 @@
 
 The definitions are data (`policies/indicators.toml`): what each indicator counts, its DHIS2 code, the
 age bands, and the disclosure threshold. `gather` counts one calendar month at every active facility: a
-statement per kind of count (encounters, diagnoses, screenings) in the facility's own transaction (its
+statement per kind of count (encounters, diagnoses, screenings, deaths) in the facility's own transaction (its
 role and search_path pinned, so they can read nothing else), grouped by sex and age band, with one audit
 event in the facility's own log saying the ministry counted its records. Only counts come out of that
 transaction, and `withhold` applies the disclosure rule to each facility's breakdown before anything is
@@ -61,7 +61,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
-SOURCES = ("encounters", "diagnoses", "screenings")
+SOURCES = ("encounters", "diagnoses", "screenings", "deaths")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
 # What a `screenings` indicator counts of the children screened for acute malnutrition in the month.
 FINDINGS = ("screened", "severe", "moderate")
@@ -325,6 +325,31 @@ GROUP BY 1, 2, 3
 """
 
 
+# Deaths certified (clinical/death.py): the certificates in force (not entered in error; a corrected one as
+# corrected) whose time of death falls in the month on the facility's calendar and whose underlying cause as
+# certified (the lowest used line of Part 1, the certifier's sequence, not ICD mortality coding) falls in the
+# indicator's ICD-10 categories; at the age at death. One certificate per person, so each death once.
+_DEATHS = """
+SELECT w.what, date_part('year', age((d.died_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,
+       p.sex, count(*) AS n
+FROM entry x
+JOIN death d ON d.entry_id = x.id
+JOIN patient p ON p.id = x.patient_id
+JOIN (VALUES {wanted}) AS w (what, low, high) ON substr(d.underlying_code, 1, 3) BETWEEN w.low AND w.high
+WHERE x.kind = 'death' AND x.status <> 'entered_in_error'
+  AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+  AND d.died_at >= :start AND d.died_at < :end
+GROUP BY 1, 2, 3
+"""
+
+
+def _ranges(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
+    """The VALUES rows of (indicator, low, high) category ranges, their values added to `params`."""
+    for n, (what, low, high) in enumerate(wanted):
+        params |= {f"{prefix}what{n}": what, f"{prefix}low{n}": low, f"{prefix}high{n}": high}
+    return ", ".join(f"(:{prefix}what{n}, :{prefix}low{n}, :{prefix}high{n})" for n in range(len(wanted)))
+
+
 def count_facility(db: Database, slug: str, timezone: str, period: Period,
                    definitions: Definitions) -> dict[str, dict[Cell, int]]:
     """The month's raw counts of every indicator at one facility, by (sex, age band): counted in the
@@ -335,21 +360,25 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     by_class: dict[str, list[str]] = {}
     wanted: list[tuple[str, str, str]] = []
     by_finding: dict[str, list[str]] = {}
+    died_of: list[tuple[str, str, str]] = []
     for indicator in definitions.indicators:
         if indicator.source == "encounters":
             by_class.setdefault(indicator.encounter_class, []).append(indicator.id)
         elif indicator.source == "screenings":
             by_finding.setdefault(indicator.finding, []).append(indicator.id)
+        elif indicator.source == "deaths":
+            died_of += [(indicator.id, low, high) for low, high in indicator.icd10]
         else:
             wanted += [(indicator.id, low, high) for low, high in indicator.icd10]
     with db.tenant(slug) as conn:
         found = [(by_class.get(row.what, []), row) for row in conn.execute(sa.text(_ENCOUNTERS), params)
                  ] if by_class else []
         if wanted:
-            values = ", ".join(f"(:what{n}, :low{n}, :high{n})" for n in range(len(wanted)))
-            for n, (what, low, high) in enumerate(wanted):
-                params |= {f"what{n}": what, f"low{n}": low, f"high{n}": high}
+            values = _ranges(wanted, params, "")
             found += [([row.what], row) for row in conn.execute(sa.text(_DIAGNOSES.format(wanted=values)), params)]
+        if died_of:
+            values = _ranges(died_of, params, "died_")
+            found += [([row.what], row) for row in conn.execute(sa.text(_DEATHS.format(wanted=values)), params)]
         if by_finding:
             found += [(by_finding.get(row.what, []), row)
                       for row in conn.execute(sa.text(_SCREENINGS), params | SCREENING_CUTOFFS)]
