@@ -5,7 +5,9 @@ loads; a broken one is refused with a sentence naming the vaccine and the field.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import shutil
 import uuid
 from pathlib import Path
 
@@ -136,3 +138,16 @@ def test_a_broken_schedule_is_refused_naming_the_vaccine_and_the_field(tmp_path,
     with pytest.raises(ScheduleError) as refused:
         load_schedule(path)
     assert said in str(refused.value)
+
+
+def test_the_appliance_refuses_to_start_with_a_broken_schedule(db, settings, tmp_path):
+    """A ministry's edit that breaks the file stops the start with the sentence, not a nurse's first dose."""
+    from appliance.web.app import create_app
+
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policies_dir, policies)
+    text = (policies / "immunization.toml").read_text(encoding="utf-8")
+    (policies / "immunization.toml").write_text(text.replace('recommended_age = "15m"', 'recommended_age = "15q"'),
+                                                encoding="utf-8")
+    with pytest.raises(ScheduleError, match="vaccine MCV, dose 2, recommended_age: '15q' is not an age"):
+        create_app(db, dataclasses.replace(settings, policies_dir=policies))
