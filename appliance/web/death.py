@@ -52,6 +52,8 @@ from appliance.web.portal import (
     template_message,
 )
 
+portal.NAV.append(portal.NavItem("Clinical", "deaths", "Deaths to certify", "/deaths/to-certify",
+                                 "clinical.death.read"))
 portal.NOTICES.update({
     "death-certified": "Death certified. The person is recorded deceased at every facility; their booked "
                        "appointments were cancelled and open visits ended. An admitted patient is discharged "
@@ -83,7 +85,7 @@ def _body(values: dict, clock: Clock) -> tuple[dict, dict[str, str]]:
     """The API's body from the form, and what the form itself gets wrong (a time that is not one, a line of
     Part 1 left empty above a used one)."""
     errors: dict[str, str] = {}
-    died_at = None
+    died_at: str | None = None
     try:
         day = dt.date.fromisoformat(values.get("died_on") or "")
         moment = dt.time.fromisoformat(values.get("died_time") or "")
@@ -166,6 +168,7 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *,
            act: Callable[[Connection, DeathIn], Any], correcting: dict | None = None) -> Response:
     clock = Clock(facility_of(request.app.state.db, tenant).timezone)
     body, errors = _body(values, clock)
+    status = 422
     if not errors:
         try:
             data = DeathIn.model_validate(body)
@@ -177,10 +180,10 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *,
             if exc.status not in {409, 422}:
                 raise
             where = _form_field(exc.extra.get("field")) if exc.status == 422 else "form"
-            errors = {where: template_message(exc.detail)}
+            errors, status = {where: template_message(exc.detail)}, exc.status
         else:
             return see_other(request, f"/t/{tenant}/patients/{patient_id}/death?done={done}")
-    return _form_page(request, tenant, patient_id, status=422, values=values, errors=errors, correcting=correcting)
+    return _form_page(request, tenant, patient_id, status=status, values=values, errors=errors, correcting=correcting)
 
 
 @post(PATIENT + "/death", operation_id="PortalCertifyDeath", opt={"permission": "clinical.death.write"},
@@ -262,7 +265,7 @@ def to_certify_page(request: Asking, tenant: Tenant) -> Template:
     """Deaths here still to certify: stays and ED visits that ended with disposition died, with no certificate."""
     with request.app.state.db.tenant(tenant) as conn:
         rows = operations_deaths.to_certify(conn, request.user)
-    return page(request, "deaths_to_certify.html", active="patients", rows=rows, **HELPERS)
+    return page(request, "deaths_to_certify.html", active="deaths", rows=rows, **HELPERS)
 
 
 ROUTES = [certificate_page, death_form, certify, correction_form, correct, retract, to_certify_page]

@@ -117,6 +117,7 @@ def test_deaths_to_certify_and_roles_without_the_permission(signed_in, db, facil
     listed = clinician.get(f"/t/{facility.slug}/deaths/to-certify")
     assert listed.status_code == 200 and "AWINO" in listed.text
     assert f"/patients/{patient_id}/death/new" in listed.text
+    assert f'href="/t/{facility.slug}/deaths/to-certify"' in listed.text  # in the clinician's navigation
     nurse = signed_in("nurse", facility.slug)
     assert nurse.get(f"/t/{facility.slug}/deaths/to-certify").status_code == 403
     assert nurse.get(f"/t/{facility.slug}/patients/{patient_id}/death/new").status_code == 403
