@@ -28,7 +28,8 @@ from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.immunization_routes import schedule_of
 from appliance.layers.clinical.immunization_schedule import STATE_WORDS
 from appliance.layers.clinical.schemas import ImmunizationAmend, ImmunizationIn, Retraction
-from appliance.substrate.record import RecordError
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError, note_access
 from appliance.web import portal
 from appliance.web.errors import error_page
 from appliance.web.portal import (
@@ -41,6 +42,7 @@ from appliance.web.portal import (
     Id,
     NavItem,
     Tenant,
+    TimelineSource,
     banner,
     facility_of,
     field_errors,
@@ -77,6 +79,24 @@ CHOICES = {
               ("oral", "Oral")],
 }
 DUE_STATES = ("due", "overdue")
+
+
+def _timeline_doses(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    rows = immunization.current_doses(conn, [patient_id])
+    note_access(conn, principal, "read", patient_id, immunization.KIND, [r["id"] for r in rows])
+    return rows
+
+
+def _timeline_words(row: dict) -> tuple[str, str]:
+    dose = f", dose {row['dose_number']}" if row["dose_number"] else " (campaign or extra dose)"
+    if row["status"] == "not_done":
+        return f"Vaccine {row['vaccine']}{dose} not given", immunization.NOT_DONE_WORDS[row["not_done_reason"]]
+    return f"Vaccine {row['vaccine']}{dose}", "given here" if row["source"] == "administered" else "from the card"
+
+
+# On the patient's timeline at the dose's own day: a correction may correct the day, so not the first version's.
+portal.TIMELINE_SOURCES.append(TimelineSource("clinical", immunization.KIND, "Immunizations", READ, _timeline_doses,
+                                              _timeline_words, lambda row: row["occurred_at"]))
 
 
 def _clock(request: Asking, tenant: str) -> Clock:

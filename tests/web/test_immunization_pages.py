@@ -82,6 +82,9 @@ def test_the_tab_shows_the_schedule_and_a_dose_too_early_is_recorded_but_said_no
         "status": "completed", "source": "historical", "reason": "misread the card"})
     assert corrected.status_code == 303 and corrected.headers["location"].endswith("?done=dose-corrected")
     assert "corrected" in clinician.get(baby["path"]).text
+    # The timeline shows the dose at its corrected day.
+    timeline = clinician.get(f"/t/{facility.slug}/patients/{baby['id']}/timeline", params={"kind": "immunization"})
+    assert timeline.status_code == 200 and "Vaccine PENTA, dose 1" in timeline.text
 
 
 def test_the_children_due_list_names_the_child_and_a_registrar_sees_neither_page(signed_in, facility, baby):

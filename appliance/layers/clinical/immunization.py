@@ -119,8 +119,8 @@ def patient_immunizations(conn: Connection, principal: Principal, patient_id: uu
     return {"patient_id": patient_id, "birth_date": child["birth_date"], "today": today,
             "schedule": [status_dict(s) for s in statuses],
             "doses": [_shaped(r, schedule, tz) for r in reversed(rows)],
-            "withdrawn": [{**w, "given_on": None, "vaccine_name": getattr(schedule.by_code.get(w["vaccine"]), "name",
-                                                                          None)} for w in withdrawn]}
+            "withdrawn": [{**w, "vaccine_name": getattr(schedule.by_code.get(w["vaccine"]), "name", None)}
+                          for w in withdrawn]}
 
 
 def _check(data: ImmunizationIn, schedule: Schedule, birth: dt.date, today: dt.date) -> dt.date:

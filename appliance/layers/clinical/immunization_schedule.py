@@ -45,7 +45,7 @@ _APPROX_DAYS = {"d": 1.0, "w": 7.0, "m": 30.44, "y": 365.25}  # only to order tw
 _AGE = re.compile(r"^(\d{1,3})([dwmy])$")
 
 
-@dataclass(frozen=True, order=False)
+@dataclass(frozen=True)
 class Span:
     """An age or an interval as the schedule writes it: "6w", "9m", "5y", "0d"."""
 
@@ -98,8 +98,10 @@ class DoseRule(BaseModel):
     recommended_age: Span
     min_interval: Span | None = None
 
-    _spans = field_validator("min_age", "recommended_age", "min_interval", mode="before")(
-        lambda value: None if value is None else _span(value))
+    @field_validator("min_age", "recommended_age", "min_interval", mode="before")
+    @classmethod
+    def _spans(cls, value: Any) -> Span | None:
+        return None if value is None else _span(value)
 
     @model_validator(mode="after")
     def _recommended_not_before_minimum(self) -> DoseRule:
@@ -117,7 +119,10 @@ class Vaccine(BaseModel):
     no_later_than: Span | None = None
     dose: list[DoseRule] = Field(min_length=1, max_length=10)
 
-    _limit = field_validator("no_later_than", mode="before")(lambda value: None if value is None else _span(value))
+    @field_validator("no_later_than", mode="before")
+    @classmethod
+    def _limit(cls, value: Any) -> Span | None:
+        return None if value is None else _span(value)
 
     @model_validator(mode="after")
     def _doses_in_order(self) -> Vaccine:
@@ -149,7 +154,10 @@ class Schedule(BaseModel):
     trace_until: Span
     vaccine: list[Vaccine] = Field(min_length=1, max_length=40)
 
-    _trace = field_validator("trace_until", mode="before")(lambda value: _span(value))
+    @field_validator("trace_until", mode="before")
+    @classmethod
+    def _trace(cls, value: Any) -> Span:
+        return _span(value)
 
     @model_validator(mode="after")
     def _codes_unique(self) -> Schedule:
