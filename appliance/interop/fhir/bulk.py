@@ -5,12 +5,13 @@ Each bundle is one tenant transaction through the same path as a transaction pos
 (`writes.plan_bundle`, `writes.apply`): all of it, or — refused with the reason — none of it. Vital
 signs sent one Observation per measurement are kept as the record keeps them, one set per visit and
 time (`writes.sets_of_vital_signs`).
-Resources the record cannot hold (claims, immunizations, procedures, a condition coded only in SNOMED
-CT, a BMI) are counted as skipped, by type and reason, not errors; so is each element an imported
-resource is taken in without (`Patient.maritalStatus`), by element, which a create through the facade
-would refuse. The acts are attributed to a machine
-principal the operator names (`import_principal`), given an account row that can never sign in, as
-the demo generators' authors are, so every entry and audit event says who imported it.
+Resources the record cannot hold (claims, procedures, a condition coded only in SNOMED CT, a BMI) or
+that the facade does not create (immunizations: read and searched only) are counted as skipped, by
+type and reason, not errors; so is each element an imported resource is taken in without
+(`Patient.maritalStatus`), by element, which a create through the facade would refuse. The acts
+are attributed to a machine principal the operator names (`import_principal`), given an account row
+that can never sign in, as the demo generators' authors are, so every entry and audit event says who
+imported it.
 """
 
 from __future__ import annotations

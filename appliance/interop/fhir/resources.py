@@ -371,3 +371,91 @@ def vital_signs(row: dict) -> dict:
         "component": components,
     })
 
+
+
+# -- Immunization ------------------------------------------------------------------------------------
+
+CVX = "http://hl7.org/fhir/sid/cvx"
+# The record's own vaccine codes (policies/immunization.toml's `code`), named in our URN namespace: they are the
+# ministry's, editable, and every dose carries one, so every vaccineCode holds it.
+VACCINE_SYSTEM = "urn:healthos:vaccine"
+# The schedule's codes as CVX (CDC's vaccine administered codes, the value set R4 binds vaccineCode to as its
+# example, http://hl7.org/fhir/ValueSet/vaccine-code), added beside ours so a receiving EHR or registry codes the
+# dose without our table. CVX, not ATC: ATC classes substances (J07BF04 is every bivalent OPV product alike) and
+# names no "unspecified formulation", while CVX has a code for each EPI vaccine as given outside the US, including
+# the "Non-US" pentavalent and bOPV, and an unspecified-formulation code where the schedule names no product (PCV,
+# rotavirus). A vaccine a ministry adds to the schedule goes out with our code alone until it is added here.
+VACCINE_CVX = {
+    "BCG": ("19", "BCG"),
+    "HEPB_BD": ("08", "Hep B, adolescent or pediatric"),
+    "OPV": ("178", "OPV bivalent"),
+    "IPV": ("10", "IPV"),
+    "PENTA": ("198", "DTP-hepB-Hib Pentavalent Non-US"),
+    "PCV": ("152", "Pneumococcal Conjugate, unspecified formulation"),
+    "ROTA": ("122", "rotavirus, unspecified formulation"),
+    "MCV": ("04", "M/R"),
+}
+# Why a dose due was not given, as R4's immunization-status-reason value set codes it (v3 ActReason); "other" goes
+# as text alone. An unwell child is a medical precaution, as a contraindication is.
+NOT_DONE_REASON = {"refused": ("PATOBJ", "patient objection"),
+                   "contraindicated": ("MEDPREC", "medical precaution"),
+                   "child_unwell": ("MEDPREC", "medical precaution"),
+                   "out_of_stock": ("OSTOCK", "product out of stock"),
+                   "already_immune": ("IMMUNE", "immunity")}
+# Where and how it was given, by R4's example value sets (v3 ActSite, v3 RouteOfAdministration); the mouth, for an
+# oral vaccine, is no ActSite: text alone.
+VACCINE_SITE = {"left_thigh": ("LT", "left thigh"), "right_thigh": ("RT", "right thigh"),
+                "left_upper_arm": ("LA", "left arm"), "right_upper_arm": ("RA", "right arm")}
+VACCINE_ROUTE = {"intramuscular": ("IM", "Injection, intramuscular"),
+                 "subcutaneous": ("SQ", "Injection, subcutaneous"),
+                 "intradermal": ("IDINJ", "Injection, intradermal"), "oral": ("PO", "Swallow, oral")}
+
+
+def _vaccine(row: dict) -> dict:
+    cvx = VACCINE_CVX.get(row["vaccine"])
+    name = row.get("vaccine_name") or (cvx[1] if cvx else row["vaccine"])
+    return {"coding": [_coding(VACCINE_SYSTEM, row["vaccine"], row.get("vaccine_name")),
+                       *([_coding(CVX, *cvx)] if cvx else [])], "text": name}
+
+
+def _coded_or_text(value: str | None, codes: dict[str, tuple[str, str]], system: str) -> dict | None:
+    if value is None:
+        return None
+    if value in codes:
+        code, display = codes[value]
+        return {"coding": [_coding(system, code, display)], "text": value.replace("_", " ")}
+    return {"text": value.replace("_", " ")}
+
+
+def immunization(row: dict) -> dict:
+    """A dose given, or due and not given (`not-done` with its reason). A dose read from the child's card or
+    another facility's record (`historical`) is not from its primary source: `primarySource` false, its origin
+    a written record, and no performer (who recorded it did not give it). The time is the dose's own — the
+    current version's, since a correction may correct the day (`given_at`, when the caller read it apart)."""
+    retracted = _retracted(row)
+    historical = row["source"] == "historical"
+    not_done = row["status"] == "not_done"
+    reason = NOT_DONE_REASON.get(row.get("not_done_reason") or "")
+    return _clean({
+        **_entry_base("Immunization", row),
+        "status": "entered-in-error" if retracted else "not-done" if not_done else "completed",
+        "statusReason": {"coding": [_coding(TERMINOLOGY + "v3-ActReason", *reason)] if reason else [],
+                         "text": row["not_done_reason"].replace("_", " ")} if not_done else None,
+        "vaccineCode": _vaccine(row),
+        "patient": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "occurrenceDateTime": _instant(row.get("given_at") or row["occurred_at"]),
+        "recorded": _instant(row["recorded_at"]),
+        "primarySource": not historical,
+        "reportOrigin": _concept(TERMINOLOGY + "immunization-origin", "record", "Written Record")
+        if historical else None,
+        "lotNumber": row.get("lot_number"),
+        "expirationDate": row["expiry_date"].isoformat() if row.get("expiry_date") else None,
+        "site": _coded_or_text(row.get("site"), VACCINE_SITE, TERMINOLOGY + "v3-ActSite"),
+        "route": _coded_or_text(row.get("route"), VACCINE_ROUTE, TERMINOLOGY + "v3-RouteOfAdministration"),
+        "performer": [{"function": _concept(TERMINOLOGY + "v2-0443", "AP", "Administering Provider"),
+                       "actor": _author(row)}] if not historical and not not_done and _author(row) else [],
+        "note": [{"text": row["note"]}] if row.get("note") else [],
+        # The dose's place in the vaccine's series; a campaign or extra dose has none and says so in no number.
+        "protocolApplied": [{"doseNumberPositiveInt": row["dose_number"]}] if row.get("dose_number") else [],
+    })

@@ -66,6 +66,7 @@ RESOURCE_ROUTES = [
     ResourceRoute("Observation", read="clinical.result.read", search="clinical.result.read",
                   create="clinical.vitals.create"),
     ResourceRoute("ServiceRequest", read="clinical.order.read", search="clinical.order.read"),
+    ResourceRoute("Immunization", read="clinical.immunization.read", search="clinical.immunization.read"),
 ]
 BY_TYPE = {route.type: route for route in RESOURCE_ROUTES}
 EVERYTHING_PERMISSION = "clinical.chart.read"
@@ -238,8 +239,8 @@ def _since(value: str | None) -> dt.datetime | None:
 @get("/Patient/{resource_id:str}/$everything", operation_id="FhirPatientEverything", name="fhir-everything",
      opt=_opt(EVERYTHING_PERMISSION, "Patient"), sync_to_thread=True)
 def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state: State, request: Asking) -> Response:
-    """The patient and every Encounter, Condition, AllergyIntolerance, MedicationRequest, ServiceRequest
-    and Observation of theirs (`_since`: those updated since), as a searchset Bundle, paged by `_count`."""
+    """The patient and every Encounter, Condition, AllergyIntolerance, MedicationRequest, ServiceRequest,
+    Observation and Immunization of theirs (`_since`: those updated since), as a searchset Bundle, paged by `_count`."""
     query, paging_params = paging.split(request.query_params.multi_items())
     given: dict[str, str] = {}
     for name, value in query:

@@ -31,6 +31,7 @@ from appliance.layers.clinical.models import (
     allergy,
     condition,
     encounter,
+    immunization,
     medication_request,
     patient,
     patient_identifier,
@@ -48,14 +49,30 @@ KINDS: dict[str, tuple[str, ...]] = {
     "MedicationRequest": ("medication_request",),
     "ServiceRequest": ("service_request",),
     "Observation": ("result", "vital_signs"),
+    "Immunization": ("immunization",),
 }
 TABLES = {"condition": condition, "allergy": allergy, "medication_request": medication_request,
-          "service_request": service_request, "result": result, "vital_signs": vital_signs}
+          "service_request": service_request, "result": result, "vital_signs": vital_signs,
+          "immunization": immunization}
 SHAPES: dict[str, Callable[[dict], dict]] = {
     "condition": resources.condition, "allergy": resources.allergy,
     "medication_request": resources.medication_request, "service_request": resources.service_request,
-    "result": resources.result, "vital_signs": resources.vital_signs,
+    "result": resources.result, "vital_signs": resources.vital_signs, "immunization": resources.immunization,
 }
+_WITHDRAWN = entry.alias("withdrawn_version")
+# When a dose was given: its current version's own time, not the record's first (`service.RECORD_OCCURRED_AT`),
+# since a correction of a dose may correct its day (clinical/immunization.py reads it so too); a dose marked
+# entered in error keeps the time of the version it withdrew.
+GIVEN_AT = sa.case(
+    (entry.c.status == "entered_in_error",
+     sa.select(_WITHDRAWN.c.occurred_at).where(_WITHDRAWN.c.id == entry.c.supersedes).scalar_subquery()),
+    else_=entry.c.occurred_at)
+
+
+def _current(kind: str, patient_id: uuid.UUID, *where: sa.ColumnElement[bool]) -> sa.Select:
+    """The clinical service's statement of one kind's current records (a dose's own time added)."""
+    query = service.current_query(TABLES[kind], patient_id, *where)
+    return query.add_columns(GIVEN_AT.label("given_at")) if kind == "immunization" else query
 
 
 def _uuid(resource_type: str, resource_id: str) -> uuid.UUID:
@@ -101,8 +118,9 @@ def current_version(conn: Connection, kind: str, root_id: uuid.UUID) -> dict:
     table = TABLES[kind]
     detail_of = sa.case((entry.c.status == "entered_in_error", entry.c.supersedes), else_=entry.c.id)
     columns = service._detail_columns(table)  # the service's one list of a detail's columns
+    given_at = [GIVEN_AT.label("given_at")] if kind == "immunization" else []
     row = conn.execute(
-        sa.select(*service.ENTRY_COLUMNS, entry.c.patient_id, *columns)
+        sa.select(*service.ENTRY_COLUMNS, entry.c.patient_id, *columns, *given_at)
         .select_from(entry.join(table, table.c.entry_id == detail_of))
         .where(entry.c.root_id == root_id, entry.c.kind == kind, current_clause())
     ).mappings().one()
@@ -177,6 +195,22 @@ def _observation_category(kind: str, system: str | None, code: str) -> sa.Column
 def _order_category(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
     named = [ours for ours, (snomed, _) in resources.SERVICE_CATEGORY.items() if snomed == code]
     return service_request.c.category.in_(named) if named and _in_system(system, resources.SNOMED) else sa.false()
+
+
+IMMUNIZATION_STATUS = {"completed": "completed", "not-done": "not_done"}
+
+
+def _immunization_status(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    ours = IMMUNIZATION_STATUS.get(code.lower())
+    return immunization.c.status == ours if ours and system is None else sa.false()
+
+
+def _vaccine_code(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    """A dose's vaccine by the schedule's code (ours) or by its CVX code, as `resources` codes it."""
+    ours = [code.upper()] if _in_system(system, resources.VACCINE_SYSTEM) else []
+    if _in_system(system, resources.CVX):
+        ours += [vaccine for vaccine, (cvx, _) in resources.VACCINE_CVX.items() if cvx == code]
+    return immunization.c.vaccine.in_(ours) if ours else sa.false()
 
 
 def _encounter_status(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
@@ -254,6 +288,13 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
                         token=_observation_code),
         SearchParameter("status", "token", "final, amended", token=_observation_status),
         SearchParameter("date", "date", "when it was taken", when=_occurred),
+    ]},
+    "Immunization": {p.name: p for p in [
+        PATIENT_REFERENCE,
+        SearchParameter("date", "date", "when the dose was given (or was due and not given)", when=_occurred),
+        SearchParameter("status", "token", "completed, not-done", token=_immunization_status),
+        SearchParameter("vaccine-code", "token", f"the schedule's vaccine code ({resources.VACCINE_SYSTEM}) or "
+                                                 "its CVX code", token=_vaccine_code),
     ]},
 }
 
@@ -395,8 +436,7 @@ def search(conn: Connection, principal: Principal, resource_type: str, params: d
             encounter.c.patient_id == patient_id, *_clauses(resource_type, "encounter", rest)),
             [_encounter_start("encounter").desc(), encounter.c.id.desc()])]
     else:
-        sources = [_Source(kind, service.current_query(TABLES[kind], patient_id,
-                                                       *_clauses(resource_type, kind, rest)),
+        sources = [_Source(kind, _current(kind, patient_id, *_clauses(resource_type, kind, rest)),
                            [entry.c.occurred_at.desc(), entry.c.root_id.desc()])
                    for kind in KINDS[resource_type]]
     found, paged = _page(conn, sources, page)
@@ -477,7 +517,8 @@ def _identifier_in(system: str, value: str) -> sa.ColumnElement[bool]:
 # before paging (a client posting it back as a transaction wants it whole); a longer chart gets a
 # `next` link where it used to be cut short.
 EVERYTHING_PAGE = 10_000
-EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_request", "result", "vital_signs")
+EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_request", "result", "vital_signs",
+                    "immunization")
 
 
 def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None,
@@ -504,7 +545,7 @@ def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, br
         _Source("encounter", sa.select(*service.ENCOUNTER_COLUMNS).where(encounter.c.patient_id == patient_id,
                                                                          *changed(encounter.c.updated_at)),
                 ranked(1, _encounter_start("encounter").desc(), encounter.c.id.desc())),
-        *(_Source(kind, service.current_query(TABLES[kind], patient_id, *changed(entry.c.recorded_at)),
+        *(_Source(kind, _current(kind, patient_id, *changed(entry.c.recorded_at)),
                   ranked(2 + n, entry.c.occurred_at.desc(), entry.c.root_id.desc()))
           for n, kind in enumerate(EVERYTHING_KINDS)),
     ]

@@ -1,0 +1,180 @@
+"""The FHIR facade's Immunization over HTTP (appliance/interop/fhir/resources.py `immunization`): a dose given
+here, one read from the child's card, one due and not given, one corrected to another day and one entered in
+error, each a valid R4B Immunization with the spec's required elements; read by id, searched by patient, date,
+status and vaccine code, in $everything and the CapabilityStatement; every read on the child's access log; and
+another facility's token, a guessed id, another facility's dose, a token without the permission and a clinician
+outside the child's care refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+
+import pytest
+
+from appliance.layers.clinical import immunization, service
+from appliance.layers.clinical.immunization_schedule import load_schedule
+from appliance.layers.clinical.schemas import EncounterIn, ImmunizationIn, PatientIn
+from appliance.substrate import audit
+from tests.interop.fhir.conftest import answer, base, refusal
+
+UTC = zoneinfo.ZoneInfo("UTC")  # the test facilities' zone
+
+
+def _child(db, tenant: str, writer, family: str, *, seen: bool = True) -> uuid.UUID:
+    with db.tenant(tenant) as conn:
+        child = service.register_patient(conn, writer, PatientIn(
+            family_name=family, given_names="Baby", birth_date=dt.date.today() - dt.timedelta(days=120), sex="female"))
+        if seen:
+            service.open_encounter(conn, writer, child["id"], EncounterIn(encounter_class="outpatient",
+                                                                          reason="immunization clinic"))
+    return child["id"]
+
+
+def _dose(conn, writer, settings, child: uuid.UUID, **fields) -> dict:
+    written = immunization.record_dose(conn, writer, child, ImmunizationIn.model_validate(fields),
+                                       schedule=load_schedule(settings.policies_dir / "immunization.toml"),
+                                       today=dt.date.today(), tz=UTC)
+    return written["immunization"]
+
+
+@pytest.fixture(scope="module")
+def vaccinated(db, settings, facility, writer) -> dict:
+    child = _child(db, facility.slug, writer, "Chanzu")
+    today = dt.date.today()
+    schedule = load_schedule(settings.policies_dir / "immunization.toml")
+    with db.tenant(facility.slug) as conn:
+        penta = _dose(conn, writer, settings, child, vaccine="PENTA", dose_number=1, lot_number="PV-2231",
+                      expiry_date="2027-06-30", site="left_thigh", route="intramuscular",
+                      given_on=(today - dt.timedelta(days=70)).isoformat())
+        bcg = _dose(conn, writer, settings, child, vaccine="BCG", dose_number=1, source="historical",
+                    given_on=(today - dt.timedelta(days=119)).isoformat(), note="from the child's card")
+        opv = _dose(conn, writer, settings, child, vaccine="OPV", dose_number=2, status="not_done",
+                    not_done_reason="out_of_stock")
+        rota = _dose(conn, writer, settings, child, vaccine="ROTA", dose_number=1,
+                     given_on=(today - dt.timedelta(days=60)).isoformat())
+        # The nurse wrote the wrong day: corrected to the day it was given, which the resource must then say.
+        corrected = immunization.correct_dose(
+            conn, writer, child, rota["id"], ImmunizationIn(vaccine="ROTA", dose_number=1,
+                                                            given_on=today - dt.timedelta(days=69)),
+            "the day on the card is 69 days ago", schedule=schedule, today=today, tz=UTC)["immunization"]
+        mistaken = _dose(conn, writer, settings, child, vaccine="PCV", dose_number=1)
+        immunization.withdraw_dose(conn, writer, child, mistaken["id"], "recorded on the wrong child")
+    return {"child": child, "penta": penta["root_id"], "bcg": bcg["root_id"], "opv": opv["root_id"],
+            "rota": rota["root_id"], "rota_day": (today - dt.timedelta(days=69)).isoformat(),
+            "rota_version": corrected["id"], "mistaken": mistaken["root_id"]}
+
+
+def test_a_dose_given_here_is_a_complete_immunization(api, facility, vaccinated, writer):
+    dose = answer(api.get(f"{base(facility.slug)}/Immunization/{vaccinated['penta']}"))
+    # The spec's required elements: status, vaccineCode, patient, occurrence[x].
+    assert dose["status"] == "completed" and "statusReason" not in dose
+    assert dose["vaccineCode"]["coding"] == [{"system": "urn:healthos:vaccine", "code": "PENTA"},
+                                             {"system": "http://hl7.org/fhir/sid/cvx", "code": "198",
+                                              "display": "DTP-hepB-Hib Pentavalent Non-US"}]
+    assert dose["patient"] == {"reference": f"Patient/{vaccinated['child']}"}
+    assert dose["occurrenceDateTime"].startswith((dt.date.today() - dt.timedelta(days=70)).isoformat())
+    assert dose["primarySource"] is True and "reportOrigin" not in dose
+    assert (dose["lotNumber"], dose["expirationDate"]) == ("PV-2231", "2027-06-30")
+    assert dose["site"]["coding"][0] == {"system": "http://terminology.hl7.org/CodeSystem/v3-ActSite", "code": "LT",
+                                         "display": "left thigh"}
+    assert dose["route"]["coding"][0]["code"] == "IM"
+    assert dose["protocolApplied"] == [{"doseNumberPositiveInt": 1}]
+    assert dose["performer"][0]["function"]["coding"][0]["code"] == "AP"
+    assert dose["performer"][0]["actor"]["identifier"]["value"] == str(writer.account_id)
+
+
+def test_a_dose_from_the_card_and_a_dose_not_given(api, facility, vaccinated):
+    url = base(facility.slug)
+    card = answer(api.get(f"{url}/Immunization/{vaccinated['bcg']}"))
+    assert card["primarySource"] is False and card["reportOrigin"]["coding"][0]["code"] == "record"
+    assert "performer" not in card and card["note"] == [{"text": "from the child's card"}]
+    assert card["vaccineCode"]["coding"][1]["code"] == "19"
+    missed = answer(api.get(f"{url}/Immunization/{vaccinated['opv']}"))
+    assert missed["status"] == "not-done" and "performer" not in missed
+    assert missed["statusReason"] == {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                                                  "code": "OSTOCK", "display": "product out of stock"}],
+                                      "text": "out of stock"}
+    assert missed["protocolApplied"] == [{"doseNumberPositiveInt": 2}]
+
+
+def test_a_corrected_day_and_an_entry_in_error(api, facility, vaccinated):
+    url = base(facility.slug)
+    rota = answer(api.get(f"{url}/Immunization/{vaccinated['rota']}"))
+    assert rota["meta"]["versionId"] == str(vaccinated["rota_version"])
+    assert rota["occurrenceDateTime"].startswith(vaccinated["rota_day"])  # the corrected day, not the first one
+    mistaken = answer(api.get(f"{url}/Immunization/{vaccinated['mistaken']}"))
+    assert mistaken["status"] == "entered-in-error" and mistaken["vaccineCode"]["coding"][0]["code"] == "PCV"
+    assert mistaken["occurrenceDateTime"].startswith(dt.date.today().isoformat())
+
+
+def test_search_by_patient_date_status_and_vaccine_code(api, facility, vaccinated):
+    url, child = base(facility.slug), str(vaccinated["child"])
+
+    def ids(**params) -> list[str]:
+        bundle = answer(api.get(f"{url}/Immunization", params={"patient": child, **params}))
+        assert bundle["total"] == len(bundle["entry"])
+        return [e["resource"]["id"] for e in bundle["entry"]]
+
+    # Newest first; the dose entered in error is no longer in force.
+    assert ids() == [str(vaccinated[k]) for k in ("opv", "rota", "penta", "bcg")]
+    assert ids(status="not-done") == [str(vaccinated["opv"])]
+    assert ids(**{"vaccine-code": "http://hl7.org/fhir/sid/cvx|198"}) == [str(vaccinated["penta"])]
+    assert ids(**{"vaccine-code": "urn:healthos:vaccine|BCG"}) == [str(vaccinated["bcg"])]
+    assert ids(date=f"ge{(dt.date.today() - dt.timedelta(days=69)).isoformat()}") == [
+        str(vaccinated["opv"]), str(vaccinated["rota"])]
+    assert refusal(api.get(f"{url}/Immunization", params={"patient": child, "date": "last week"}), 400)
+    assert refusal(api.get(f"{url}/Immunization", params={"patient": child, "lot-number": "PV-2231"}), 400)
+
+
+def test_everything_and_the_capability_statement(api, facility, vaccinated):
+    url = base(facility.slug)
+    everything = answer(api.get(f"{url}/Patient/{vaccinated['child']}/$everything"))
+    assert {e["resource"]["id"] for e in everything["entry"] if e["resource"]["resourceType"] == "Immunization"} == {
+        str(vaccinated[k]) for k in ("opv", "rota", "penta", "bcg")}
+    statement = answer(api.get(f"{url}/metadata"))
+    [served] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Immunization"]
+    assert [i["code"] for i in served["interaction"]] == ["read", "search-type"]
+    assert {p["name"] for p in served["searchParam"]} == {"patient", "date", "status", "vaccine-code", "_count"}
+
+
+def test_every_read_is_on_the_childs_access_log(api, db, facility, vaccinated):
+    before = len(audit.patient_access_log(db, facility.slug, vaccinated["child"]))
+    answer(api.get(f"{base(facility.slug)}/Immunization/{vaccinated['penta']}"))
+    answer(api.get(f"{base(facility.slug)}/Immunization", params={"patient": str(vaccinated["child"])}))
+    events = audit.patient_access_log(db, facility.slug, vaccinated["child"])[before:]
+    assert [(e.event_type, e.action) for e in events] == [("record.immunization.read", "R")] * 2
+
+
+def test_the_attackers_side(token_client, signed_in, db, settings, facility, other_facility, writer, api,
+                            vaccinated):
+    url = base(facility.slug)
+    dose, child = vaccinated["penta"], vaccinated["child"]
+    intruder = token_client(other_facility.slug, role="clinician")
+    for path in (f"/Immunization/{dose}", f"/Immunization?patient={child}"):
+        assert refusal(intruder.get(url + path), 403)["issue"][0]["code"] == "forbidden"
+    # A dose of another facility's child, and a guessed id, read the same: not found here.
+    theirs_child = _child(db, other_facility.slug, writer, "Elsewhere")
+    with db.tenant(other_facility.slug) as conn:
+        theirs = _dose(conn, writer, settings, theirs_child, vaccine="BCG", dose_number=1)["root_id"]
+    guess = uuid.uuid4()
+    known = refusal(api.get(f"{url}/Immunization/{theirs}"), 404)["issue"][0]["diagnostics"]
+    guessed = refusal(api.get(f"{url}/Immunization/{guess}"), 404)["issue"][0]["diagnostics"]
+    assert known.replace(str(theirs), "ID") == guessed.replace(str(guess), "ID")
+    assert refusal(api.get(f"{url}/Immunization", params={"patient": str(theirs_child)}), 404)
+    # A condition's id is no Immunization, nor is a dose a Condition.
+    assert refusal(api.get(f"{url}/Condition/{dose}"), 404)
+    # A token that may read patients but not immunizations.
+    reader = token_client(facility.slug, permissions=["clinical.patient.read", "clinical.chart.read"])
+    assert "clinical.immunization.read" in refusal(reader.get(f"{url}/Immunization/{dose}"), 403)[
+        "issue"][0]["diagnostics"]
+    # A clinician with no care relationship with the child: break-the-glass, by id and by search.
+    unseen = _child(db, facility.slug, writer, "Unseen", seen=False)
+    with db.tenant(facility.slug) as conn:
+        unseen_dose = _dose(conn, writer, settings, unseen, vaccine="BCG", dose_number=1)["root_id"]
+    clinician = signed_in("clinician", facility.slug)
+    for path in (f"/Immunization/{unseen_dose}", f"/Immunization?patient={unseen}"):
+        assert "break-the-glass" in refusal(clinician.get(url + path), 403)["issue"][0]["diagnostics"], path
+    # The facade reads only: no write of an Immunization is served.
+    assert refusal(api.post(f"{url}/Immunization", json={"resourceType": "Immunization"}), 405)
