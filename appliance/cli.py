@@ -844,7 +844,7 @@ def subject_dismiss(settings: Settings, first, second, reason: str) -> None:
 # -- demo -----------------------------------------------------------------------------------------
 
 DEMO_TENANT_ROLES = ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "pharmacist", "lab_technician",
-                     "facility_admin"]
+                     "radiographer", "facility_admin"]
 DEMO_APPLIANCE_ROLES = ["operator", "ministry_analyst", "regulator"]
 
 

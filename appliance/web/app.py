@@ -24,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
 from appliance.layers.clinical.death_routes import DeathController
+from appliance.layers.clinical.imaging_routes import ImagingController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
 from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.lab_routes import LabController
@@ -47,6 +48,7 @@ from appliance.web import (
     discharge,
     errors,
     growth,
+    imaging,
     immunization,
     lab,
     me,
@@ -75,10 +77,10 @@ HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
                   *national.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
-                  ImmunizationController, DeathController, DeathsToCertifyController,
+                  ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
-                  death.death_router, lab.lab_router, today.todays_router,
+                  death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
                   immunization.immunization_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}

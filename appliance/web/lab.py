@@ -14,7 +14,6 @@ technician may open none; a clinician finds the chart from their own pages).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from litestar import Response, Router, get, post
@@ -24,8 +23,8 @@ from pydantic import ValidationError
 
 from appliance.layers.clinical import lab
 from appliance.layers.clinical.schemas import BenchResultsIn, ResultCorrectionIn, SpecimenRejectionIn
-from appliance.substrate.record import RecordError
 from appliance.web import portal
+from appliance.web.bench import BenchPage, facility_today
 from appliance.web.errors import error_page
 from appliance.web.portal import (
     HELPERS,
@@ -36,7 +35,6 @@ from appliance.web.portal import (
     form_values,
     page,
     people_named,
-    see_other,
 )
 
 portal.NAV.append(portal.NavItem("Laboratory", "lab", "Lab worklist", "/lab", "clinical.lab.read"))
@@ -49,15 +47,11 @@ portal.NOTICES.update({
 })
 
 
-def _today(request: Asking, tenant: str) -> dt.date:
-    return portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
-
-
 def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, status: int = 200,
                    refusal: str | None = None, form: str = "", values: dict | None = None,
                    errors: dict | None = None) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
-        listed = lab.worklist(conn, request.user, today=_today(request, tenant), state=state)
+        listed = lab.worklist(conn, request.user, today=facility_today(request, tenant), state=state)
     names = people_named(request.app.state.db, {o["ordered_by"] for o in listed["orders"]}
                          | {o["received_by"] for o in listed["orders"]})
     return page(request, "lab/worklist.html", status=status, active="lab", listed=listed, state=state,
@@ -78,34 +72,7 @@ def worklist_page(request: Asking, tenant: Tenant,
     return _worklist_page(request, tenant, state or None)
 
 
-def _sentence(detail: str) -> str:
-    return detail[0].upper() + detail[1:] + ("" if detail.endswith(".") else ".")
-
-
-def _tab(values: dict) -> str | None:
-    """The state the worklist was filtered by when the form was sent (its hidden `state`): the page an act
-    returns to, so a technician receiving the morning's specimens from 'Awaiting specimen' stays there rather
-    than land on every open order."""
-    state = values.get("state")
-    return state if state in lab.STATES else None
-
-
-def _act(request: Asking, tenant: str, act, done: str, *, form: str = "", values: dict | None = None,
-         field_of=None) -> Response:
-    """A bench form's act in one transaction; refused (409, 422), the worklist again with the sentence at its
-    top and, where the refusal names a component, beside that component's field; done, the worklist it was sent
-    from."""
-    state = _tab(values or {})
-    try:
-        with request.app.state.db.tenant(tenant) as conn:
-            act(conn)
-    except RecordError as exc:
-        if exc.status not in {409, 422}:
-            raise
-        errors = {field_of(exc): _sentence(exc.detail)} if field_of and field_of(exc) else {}
-        return _worklist_page(request, tenant, state, status=exc.status, refusal=_sentence(exc.detail), form=form,
-                              values=values, errors=errors)
-    return see_other(request, f"/t/{tenant}/lab?done={done}" + (f"&state={state}" if state else ""))
+PAGE = BenchPage("/lab", lab.STATES, _worklist_page)
 
 
 @post("/lab/orders/{order_id:uuid}/receipt", operation_id="PortalLabReceiveSpecimen",
@@ -114,18 +81,11 @@ def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Re
     values = form_values(data)
     note = values.get("note")
     if isinstance(note, str) and len(note) > 500:
-        return _worklist_page(request, tenant, _tab(values), status=422,
+        return _worklist_page(request, tenant, PAGE.tab(values), status=422,
                               refusal="Say the specimen's state in at most 500 characters.")
-    return _act(request, tenant, lambda conn: lab.receive_specimen(conn, request.user, order_id, note=note,
-                                                                   today=_today(request, tenant)), "specimen-received",
-                values=values)
-
-
-def _refused_fields(request: Asking, tenant: str, exc: ValidationError, *, form: str, values: dict) -> Template:
-    """A form's fields refused before anything is written: the bench again, each sentence beside its field."""
-    named = portal.field_errors(exc)
-    return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values, errors=named,
-                          refusal=" ".join(f"{k.capitalize()}: {v}" for k, v in named.items()))
+    return PAGE.act(request, tenant, lambda conn: lab.receive_specimen(conn, request.user, order_id, note=note,
+                                                                       today=facility_today(request, tenant)),
+                    "specimen-received", values=values)
 
 
 @post("/lab/orders/{order_id:uuid}/rejection", operation_id="PortalLabRejectSpecimen",
@@ -137,10 +97,10 @@ def reject(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Res
     try:
         asked = SpecimenRejectionIn.model_validate({"reason": values.get("reason") or ""})
     except ValidationError as exc:
-        return _refused_fields(request, tenant, exc, form=form, values=values)
-    return _act(request, tenant, lambda conn: lab.reject_specimen(conn, request.user, order_id, reason=asked.reason,
-                                                                  today=_today(request, tenant)),
-                "specimen-rejected", form=form, values=values)
+        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
+    return PAGE.act(request, tenant, lambda conn: lab.reject_specimen(
+        conn, request.user, order_id, reason=asked.reason, today=facility_today(request, tenant)),
+                    "specimen-rejected", form=form, values=values)
 
 
 @post("/lab/orders/{order_id:uuid}/results", operation_id="PortalLabEnterResults",
@@ -152,17 +112,17 @@ def enter_results(request: Asking, tenant: Tenant, order_id: Id, data: FormData)
     given = [{"code": key.removeprefix("v."), "value": value} for key, value in values.items()
              if key.startswith("v.") and value not in (None, "")]
     if not given:
-        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values,
+        return _worklist_page(request, tenant, PAGE.tab(values), status=422, form=form, values=values,
                               refusal="Enter a value for at least one of the test's results.")
     try:
         asked = BenchResultsIn.model_validate({"results": given, "note": values.get("note")})
     except ValidationError as exc:
-        return _worklist_page(request, tenant, _tab(values), status=422, form=form, values=values,
+        return _worklist_page(request, tenant, PAGE.tab(values), status=422, form=form, values=values,
                               refusal=" ".join(portal.field_errors(exc).values()))
-    return _act(request, tenant, lambda conn: lab.enter_results(conn, request.user, order_id, asked,
-                                                                today=_today(request, tenant)),
-                "lab-resulted", form=form, values=values,
-                field_of=lambda exc: f"v.{exc.extra['component']}" if exc.extra.get("component") else None)
+    return PAGE.act(request, tenant, lambda conn: lab.enter_results(conn, request.user, order_id, asked,
+                                                                    today=facility_today(request, tenant)),
+                    "lab-resulted", form=form, values=values,
+                    field_of=lambda exc: f"v.{exc.extra['component']}" if exc.extra.get("component") else None)
 
 
 @post("/lab/results/{result_id:uuid}/correction", operation_id="PortalLabCorrectResult",
@@ -176,10 +136,10 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
         asked = ResultCorrectionIn.model_validate({"value": values.get("value") or "",
                                                    "reason": values.get("reason") or "", "note": values.get("note")})
     except ValidationError as exc:
-        return _refused_fields(request, tenant, exc, form=form, values=values)
-    return _act(request, tenant, lambda conn: lab.correct_result(conn, request.user, result_id, asked,
-                                                                 today=_today(request, tenant)),
-                "lab-corrected", form=form, values=values, field_of=lambda exc: "value")
+        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
+    return PAGE.act(request, tenant, lambda conn: lab.correct_result(conn, request.user, result_id, asked,
+                                                                     today=facility_today(request, tenant)),
+                    "lab-corrected", form=form, values=values, field_of=lambda exc: "value")
 
 
 ROUTES = [worklist_page, receive, reject, enter_results, correct]

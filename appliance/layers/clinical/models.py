@@ -266,9 +266,12 @@ specimen_receipt = sa.Table(
     "specimen_receipt",
     tenant_metadata,
     _entry_key(),
-    # The laboratory received the specimen of a lab order (the entry's author and time: who, when).
+    # The department that answers an order has it in hand (the entry's author and time: who, when): kind
+    # `specimen_receipt`, the laboratory received a lab order's specimen; kind `imaging_performed`, the
+    # radiographer performed an imaging order's study (imaging.py; the same shape, so no table of its own).
     sa.Column("service_request_id", sa.Uuid, nullable=False),  # root id of the order
-    sa.Column("note", sa.Text, nullable=True),  # patient data: the specimen's state (haemolysed, clotted)
+    # patient data: the specimen's state (haemolysed, clotted); the study's views taken, contrast given
+    sa.Column("note", sa.Text, nullable=True),
     sa.Index("specimen_receipt_service_request_idx", "service_request_id"),
 )
 
@@ -411,6 +414,7 @@ KINDS: dict[str, sa.Table | None] = {
     "result_signoff": result_signoff,
     "result_disclosure": result_disclosure,
     "specimen_receipt": specimen_receipt,
+    "imaging_performed": specimen_receipt,
     "immunization": immunization,
     "vital_signs": vital_signs,
     "note": note,
@@ -420,4 +424,4 @@ for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)
 
 # Detail tables the tenant role may only insert into and read (the migration revokes the rest).
-APPEND_ONLY = ["entry", *(t.name for t in KINDS.values() if t is not None and t is not encounter)]
+APPEND_ONLY = ["entry", *dict.fromkeys(t.name for t in KINDS.values() if t is not None and t is not encounter)]

@@ -988,3 +988,76 @@ class LabWorklistOut(_Out):
     orders: list[LabOrderOut]
     counts: dict[str, int]
     cut_short: bool
+
+
+# -- the imaging department's bench -------------------------------------------------------------------
+
+ImagingState = Literal["awaiting_study", "performed", "reported"]
+# An order read by its id may also be done with: its report signed off (it has left the worklist).
+ImagingOrderState = Literal["awaiting_study", "performed", "reported", "signed_off"]
+ReportText = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class StudyPerformedIn(_In):
+    note: str | None = Field(default=None, max_length=500, description=(
+        "how the study was done: the views taken, contrast given, the patient's cooperation"))
+
+
+class ImagingReportIn(_In):
+    """A study's report. Kept as the order's `result`, as an HL7 ORU's report is: the impression is its value
+    (what the review list and the chart show first), the findings its note."""
+
+    findings: ReportText = Field(description="what the images show, in free text")
+    impression: ReportText = Field(description="the conclusion: what the findings mean for this patient")
+    critical: bool = Field(default=False, description=(
+        "a critical or unexpected finding: the report is flagged abnormal (A) on the ordering clinician's "
+        "results to review, as an abnormal lab result is"))
+
+
+class ImagingReportCorrectionIn(ImagingReportIn):
+    reason: Reason
+
+
+class ImagingReportOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    findings: str | None
+    impression: str | None
+    critical: bool
+    flag: str | None
+    recorded_at: dt.datetime
+    reported_by: uuid.UUID  # who wrote (signed) this version of the report
+    corrected: bool
+    signed: bool  # reviewed by a clinician
+
+
+class ImagingOrderOut(_Out):
+    """An order as the imaging department sees it: the patient named enough to match them at the door (name,
+    MRN, sex, age), the study, who asked for it and why, and where it stands. Nothing else of the chart."""
+
+    id: uuid.UUID  # the order's root id
+    patient_id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+    sex: str
+    age: str
+    code: str
+    display: str
+    priority: str
+    clinical_info: str | None  # the indication the ordering clinician gave: what the study is to answer
+    ordered_at: dt.datetime
+    ordered_by: uuid.UUID
+    location: str | None  # the ward, else the kind of visit
+    state: ImagingOrderState
+    performed_at: dt.datetime | None
+    performed_by: uuid.UUID | None
+    performed_note: str | None
+    reports: list[ImagingReportOut]
+
+
+class ImagingWorklistOut(_Out):
+    state: ImagingState | None
+    orders: list[ImagingOrderOut]
+    counts: dict[str, int]
+    cut_short: bool

@@ -1,0 +1,127 @@
+"""The imaging department's bench in the tenant portal, under `/t/{tenant}/imaging`: the facility's open imaging
+orders (those still to work first, STAT then the oldest), filtered by state, with the form to record each study
+performed (and how: views, contrast), the form to report it once performed, and a form to correct a report.
+
+It keeps the portal's rules as the laboratory's page does (lab.py; the forms' refusals and redirects are
+bench.py's): server-rendered, no script, each route declares the permission the imaging API declares for the
+same act (ACC-022's `clinical.imaging.*`), forms carry the CSRF token and Post/Redirect/Get, and a refusal is the
+page again with its sentence at the top and beside the field at fault, everything typed kept, nothing written.
+The record is read and written only through the clinical layer's `imaging` service, which audits each patient
+listed and each act. No page here is a patient's: the bench shows name, MRN, sex and age beside the study and its
+indication, and links to no chart (a radiographer may open none; a clinician finds it from their own pages).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Response, Router, get, post
+from litestar.params import QueryParameter
+from litestar.response import Template
+from pydantic import ValidationError
+
+from appliance.layers.clinical import bench, imaging
+from appliance.layers.clinical.schemas import ImagingReportCorrectionIn, ImagingReportIn, StudyPerformedIn
+from appliance.web import portal
+from appliance.web.bench import BenchPage, facility_today
+from appliance.web.errors import error_page
+from appliance.web.portal import HELPERS, Asking, FormData, Id, Tenant, form_values, page, people_named
+
+portal.NAV.append(portal.NavItem("Imaging", "imaging", "Imaging worklist", "/imaging", "clinical.imaging.read"))
+portal.NOTICES.update({
+    "study-performed": "Study recorded as performed: the order waits for its report.",
+    "study-reported": "Report signed; it waits for the ordering clinician's review.",
+    "report-corrected": "Report corrected; the corrected report waits for review again, the earlier one kept in "
+                        "its history.",
+})
+
+
+def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, status: int = 200,
+                   refusal: str | None = None, form: str = "", values: dict | None = None,
+                   errors: dict | None = None) -> Template:
+    with request.app.state.db.tenant(tenant) as conn:
+        listed = imaging.worklist(conn, request.user, today=facility_today(request, tenant), state=state)
+    names = people_named(request.app.state.db, {who for o in listed["orders"] for who in (
+        o["ordered_by"], o["performed_by"], *(r["reported_by"] for r in o["reports"]))})
+    return page(request, "imaging/worklist.html", status=status, active="imaging", listed=listed, state=state,
+                states=imaging.STATES, state_words=imaging.STATE_WORDS, names=names, refusal=refusal, form=form,
+                window_days=bench.BENCH_WINDOW_DAYS, reported_days=bench.RESULTED_SHOWN_DAYS,
+                values=values or {}, errors=errors or {}, **HELPERS)
+
+
+PAGE = BenchPage("/imaging", imaging.STATES, _worklist_page)
+
+
+@get("/imaging", operation_id="PortalImagingWorklist", opt={"permission": "clinical.imaging.read"},
+     sync_to_thread=True, include_in_schema=False)
+def worklist_page(request: Asking, tenant: Tenant,
+                  order_state: Annotated[str, QueryParameter(name="state")] = "") -> Template | Response:
+    """The facility's open imaging orders; `?state=` keeps awaiting_study, performed or reported."""
+    state = order_state.strip()
+    if state and state not in imaging.STATES:
+        words = ", ".join(imaging.STATE_WORDS[s].lower() for s in imaging.STATES)
+        return error_page(request, 400, f"show the orders {words} or all of them; the address asked for "
+                                        f"{state[:40]!r}")
+    return _worklist_page(request, tenant, state or None)
+
+
+@post("/imaging/orders/{order_id:uuid}/performed", operation_id="PortalImagingRecordPerformed",
+      opt={"permission": "clinical.imaging.perform"}, sync_to_thread=True, include_in_schema=False)
+def performed(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    form = f"performed-{order_id}"
+    try:
+        asked = StudyPerformedIn.model_validate({"note": values.get("note")})
+    except ValidationError as exc:
+        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
+    return PAGE.act(request, tenant, lambda conn: imaging.record_performed(
+        conn, request.user, order_id, note=asked.note, today=facility_today(request, tenant)),
+                    "study-performed", form=form, values=values)
+
+
+def _beside_impression(exc) -> str | None:
+    # What the record refuses of a report is its value, the impression (a study the catalogue reports as one of
+    # its choices); a 409 is of the order, said at the page's top.
+    return "impression" if exc.status == 422 else None
+
+
+def _report(values: dict) -> dict:
+    # A field left blank is sent as nothing: '' keeps the refusal the field's own ("Give at least 1
+    # character"), where None read "Input should be a valid string".
+    return {"findings": values.get("findings") or "", "impression": values.get("impression") or "",
+            "critical": values.get("critical") == "true"}
+
+
+@post("/imaging/orders/{order_id:uuid}/report", operation_id="PortalImagingReport",
+      opt={"permission": "clinical.imaging.report"}, sync_to_thread=True, include_in_schema=False)
+def report(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
+    """Findings, impression and the critical flag, signed by the one sending it."""
+    values = form_values(data)
+    form = f"report-{order_id}"
+    try:
+        asked = ImagingReportIn.model_validate(_report(values))
+    except ValidationError as exc:
+        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
+    return PAGE.act(request, tenant, lambda conn: imaging.report(
+        conn, request.user, order_id, asked, today=facility_today(request, tenant)),
+                    "study-reported", form=form, values=values, field_of=_beside_impression)
+
+
+@post("/imaging/results/{result_id:uuid}/correction", operation_id="PortalImagingCorrectReport",
+      opt={"permission": "clinical.imaging.report"}, sync_to_thread=True, include_in_schema=False)
+def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    form = f"correct-{result_id}"
+    try:
+        asked = ImagingReportCorrectionIn.model_validate(_report(values) | {"reason": values.get("reason") or ""})
+    except ValidationError as exc:
+        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
+    return PAGE.act(request, tenant, lambda conn: imaging.correct_report(
+        conn, request.user, result_id, asked, today=facility_today(request, tenant)),
+                    "report-corrected", form=form, values=values, field_of=_beside_impression)
+
+
+ROUTES = [worklist_page, performed, report, correct]
+
+imaging_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
+                        tags=["portal"], include_in_schema=False)

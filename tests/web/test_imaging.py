@@ -1,0 +1,123 @@
+"""The imaging bench's page over real HTTP (appliance/web/imaging.py): a radiographer lands on the worklist, sees
+the study's indication and no way into the chart, records the study performed; a clinician's report refused
+beside its field (what was typed kept, nothing written), then signed with a critical finding, and corrected;
+another facility's radiographer and guessed ids are refused on the page and every form."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, ServiceRequestIn
+from appliance.substrate.principal import Principal
+from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
+from tests.web.test_auth import csrf_token
+from tests.web.test_operations import post_form
+
+XRAY = "36643-5"
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Imaging Pages Facility", **CLINICAL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def other_facility(tenant_factory):
+    return tenant_factory(name="Another Imaging Department", **CLINICAL_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def chest_xray(db, facility) -> uuid.UUID:
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Wanjiru", given_names="Faith")
+        visit = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        ordered = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(
+            code=XRAY, clinical_info="fever and crackles at the left base", encounter_id=visit["id"]))
+    return ordered["id"]
+
+
+def _reports(db, facility, order) -> int:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM result WHERE service_request_id = :o"), {"o": order}).scalar()
+
+
+def test_a_radiographer_records_a_study_performed_and_a_clinician_reports_and_corrects_it(signed_in, db, facility,
+                                                                                          chest_xray):
+    radiographer = signed_in("radiographer", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert radiographer.get(base, follow_redirects=False).headers["location"] == f"{base}/imaging"
+    listed = radiographer.get(f"{base}/imaging")
+    assert listed.status_code == 200 and "WANJIRU, Faith" in listed.text
+    assert "fever and crackles at the left base" in listed.text
+    assert f'href="/t/{facility.slug}/patients' not in listed.text  # no way into a chart from the bench
+    wordy = post_form(radiographer, f"{base}/imaging", f"{base}/imaging/orders/{chest_xray}/performed",
+                      {"note": "x" * 501, "state": "awaiting_study"})
+    assert wordy.status_code == 422 and 'id="note-error"' in wordy.text, wordy.text
+    done = post_form(radiographer, f"{base}/imaging", f"{base}/imaging/orders/{chest_xray}/performed",
+                     {"note": "PA view only: patient unable to stand for the lateral", "state": "awaiting_study"})
+    assert done.status_code == 303  # back to the tab it was sent from, the next patient's
+    assert done.headers["location"] == f"{base}/imaging?done=study-performed&state=awaiting_study"
+    page = radiographer.get(f"{base}/imaging?state=performed")
+    assert "PA view only" in page.text and f'id="report-{chest_xray}"' not in page.text  # the radiographer reports not
+
+    radiologist = signed_in("clinician", facility.slug)
+    page = radiologist.get(f"{base}/imaging?state=performed")
+    assert f'id="report-{chest_xray}"' in page.text
+    unsaid = radiologist.post(f"{base}/imaging/orders/{chest_xray}/report", data={
+        "_csrf_token": csrf_token(page.text), "findings": "Left lower zone consolidation.", "impression": "",
+        "critical": "true"}, follow_redirects=False)
+    assert unsaid.status_code == 422 and 'id="impression-error"' in unsaid.text, unsaid.text
+    assert "Left lower zone consolidation." in unsaid.text  # what was typed is kept
+    assert _reports(db, facility, chest_xray) == 0
+    signed = radiologist.post(f"{base}/imaging/orders/{chest_xray}/report", data={
+        "_csrf_token": csrf_token(page.text), "findings": "Left lower zone consolidation.",
+        "impression": "Left lower lobe pneumonia.", "critical": "true"}, follow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["location"] == f"{base}/imaging?done=study-reported"
+    reported = radiologist.get(signed.headers["location"]).text
+    assert "Report signed" in reported and "Left lower lobe pneumonia." in reported
+    assert "critical or unexpected finding</span>" in reported
+    with db.tenant(facility.slug) as conn:
+        report = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o"),
+                              {"o": chest_xray}).scalar_one()
+    unsaid = post_form(radiologist, f"{base}/imaging", f"{base}/imaging/results/{report}/correction",
+                       {"findings": "Left lower zone consolidation.", "impression": "Left lower lobe pneumonia.",
+                        "reason": ""})
+    assert unsaid.status_code == 422 and 'id="reason-error"' in unsaid.text  # beside the field, in words
+    assert "Give at least 3 characters" in unsaid.text
+    corrected = post_form(radiologist, f"{base}/imaging", f"{base}/imaging/results/{report}/correction",
+                          {"findings": "Left lower zone consolidation; small effusion.",
+                           "impression": "Left lower lobe pneumonia with a parapneumonic effusion.",
+                           "reason": "the effusion was missed on first reading"})
+    assert corrected.status_code == 303 and corrected.headers["location"] == f"{base}/imaging?done=report-corrected"
+    with db.tenant(facility.slug) as conn:
+        patient, now = conn.execute(sa.text("SELECT e.patient_id, e.id FROM entry e WHERE e.supersedes = :r"),
+                                    {"r": report}).one()
+    results = radiologist.get(f"{base}/patients/{patient}/results")
+    row = results.text.split(f'id="result-{now}"')[1].split("</tr>")[0]
+    assert "parapneumonic effusion" in row and 'class="badge">corrected' in row  # the chart shows the report
+    stale = post_form(radiologist, f"{base}/imaging", f"{base}/imaging/results/{report}/correction",
+                      {"findings": "again", "impression": "again", "reason": "once more"})
+    assert stale.status_code == 409 and "corrected since" in stale.text
+
+
+def test_another_facilitys_radiographer_and_guessed_ids_are_refused(signed_in, facility, other_facility, chest_xray):
+    intruder = signed_in("radiographer", other_facility.slug)
+    own = intruder.get(f"/t/{other_facility.slug}/imaging")
+    assert own.status_code == 200 and "Wanjiru" not in own.text.title()
+    base = f"/t/{facility.slug}"
+    assert intruder.get(f"{base}/imaging").status_code == 403
+    token = csrf_token(own.text)
+    for action in (f"/imaging/orders/{chest_xray}/performed", f"/imaging/orders/{chest_xray}/report",
+                   f"/imaging/results/{uuid.uuid4()}/correction"):
+        refused = intruder.post(base + action, data={"_csrf_token": token, "findings": "x", "impression": "y",
+                                                     "reason": "not my facility"}, follow_redirects=False)
+        assert refused.status_code == 403, action
+    guessed = intruder.post(f"/t/{other_facility.slug}/imaging/orders/{chest_xray}/performed",
+                            data={"_csrf_token": token}, follow_redirects=False)
+    assert guessed.status_code == 404 and "No open imaging order" in guessed.text
