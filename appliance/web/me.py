@@ -10,7 +10,8 @@ that facility's transaction and audited there as the patient's own read. A patie
 by the facility's front desk or clinician (`portal.invite_patient`, on the patient's registration
 page), with a one-time enrolment link for the patient, as staff accounts are.
 
-`/me/appointments` (appliance/web/me_appointments.py) is where they cancel, move and book appointments.
+`/me/appointments` (appliance/web/me_appointments.py) is where they cancel, move and book appointments;
+`/me/immunizations` (appliance/web/me_immunizations.py) is their vaccination card.
 
 `/me/record.json` is the same record as a file to keep or to take to another clinician: what the page
 shows (results only once released to the patient), nothing the page does not, with each facility's
@@ -41,7 +42,7 @@ from appliance.layers.operations.routes import kpi_definitions
 from appliance.layers.patient import portal as patient_portal
 from appliance.layers.patient.release import release
 from appliance.substrate import audit
-from appliance.web import me_appointments
+from appliance.web import me_appointments, me_immunizations
 from appliance.web.discharge import ward_names
 from appliance.web.portal import (
     ENCOUNTER_CLASSES,
@@ -237,4 +238,4 @@ def discharge_page(request: Request, state: State, facility: FromPath[str], entr
     raise NotFoundException("no such discharge summary in your record")
 
 
-ROUTES = [record_page, access_page, download, discharge_page, *me_appointments.ROUTES]
+ROUTES = [record_page, access_page, download, discharge_page, *me_appointments.ROUTES, *me_immunizations.ROUTES]

@@ -8,6 +8,10 @@ records that act (a `result_disclosure` entry, its time the result's `disclosed_
 moment the result shows like any other — so a patient on treatment sees their viral load history once
 told. Of the results not given yet the portal says only how many a facility holds — never the test's
 name or its value — so a screen read over the patient's shoulder tells nothing.
+
+Vaccinations are decided apart (`[immunization]`): shown on the patient's vaccination card at once, or not
+at all (`IMMUNIZATION_RELEASES`); no review stands between a dose and the card, as none stands between a
+dose and the paper card the nurse fills in.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from appliance.substrate.tenant_config import loinc_check_digit_ok
 
 RELEASES = ("after_review", "in_person")
+IMMUNIZATION_RELEASES = ("at_once", "not_shown")
 _RULE_ID = re.compile(r"^REL-\d{3}$")
 _LOINC = re.compile(r"^\d{1,7}-\d$")
 
@@ -42,6 +47,11 @@ class ReleaseRule:
 class ReleaseRules:
     default: ReleaseRule
     rules: tuple[ReleaseRule, ...]
+    immunizations: str = "at_once"  # one of IMMUNIZATION_RELEASES
+
+    @property
+    def immunizations_shown(self) -> bool:
+        return self.immunizations == "at_once"
 
     def rule_for(self, code: str) -> ReleaseRule:
         return next((rule for rule in self.rules if code in rule.loinc), self.default)
@@ -94,7 +104,12 @@ def load_release_rules(path: Path) -> ReleaseRules:
     ids = [rule.id for rule in rules]
     if len(set(ids)) != len(ids):
         raise ReleasePolicyError(f"{path}: rule ids must be unique")
-    return ReleaseRules(default, rules)
+    vaccinations = data.get("immunization", {"release": "at_once"})
+    if not isinstance(vaccinations, dict) or vaccinations.get("release") not in IMMUNIZATION_RELEASES \
+            or set(vaccinations) != {"release"}:
+        raise ReleasePolicyError(f"{path} [immunization]: release is one of {', '.join(IMMUNIZATION_RELEASES)}, "
+                                 "and nothing else")
+    return ReleaseRules(default, rules, vaccinations["release"])
 
 
 def release(results: list[dict], rules: ReleaseRules, now: dt.datetime) -> Released:
