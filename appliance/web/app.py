@@ -28,6 +28,7 @@ from appliance.layers.clinical.imaging_routes import ImagingController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
 from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.lab_routes import LabController
+from appliance.layers.clinical.referral_routes import ReferralController
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
@@ -59,6 +60,7 @@ from appliance.web import (
     pharmacy,
     portal,
     problems,
+    referral,
     regulator,
     signin,
     system,
@@ -81,7 +83,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
-                  immunization.immunization_router,
+                  immunization.immunization_router, ReferralController, referral.referral_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

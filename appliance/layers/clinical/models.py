@@ -368,6 +368,26 @@ death = sa.Table(
                        name="death_pregnancy"),
 )
 
+# A patient referred to another facility of the appliance (tenant revision t0028; appliance/layers/clinical/
+# referral.py): this facility's record of the act. What the receiving facility answers is the exchange's
+# (`control.referral`, c0011, through appliance/substrate/referrals.py), named by `referral_id`.
+referral = sa.Table(
+    "referral",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("referral_id", sa.Uuid, nullable=False, unique=True),  # the exchange's row
+    sa.Column("to_tenant", sa.Text, nullable=False),
+    sa.Column("to_facility", sa.Text, nullable=False),  # its name when referred
+    sa.Column("clinic", sa.Text, nullable=True),  # a clinic code of that facility's tenant file, or any
+    sa.Column("urgency", sa.Text, nullable=False),  # routine, urgent, emergency
+    sa.Column("reason", sa.Text, nullable=False),  # patient data: why the patient is referred
+    sa.Column("summary", sa.Text, nullable=False),  # patient data: the letter's clinical summary
+    # patient data: the chart's items sent with the letter, copied at sending: {problems, allergies,
+    # medications, results}, each a list of what the receiving facility reads
+    sa.Column("items", JSONB, nullable=False),
+    sa.CheckConstraint("urgency IN ('routine', 'urgent', 'emergency')", name="referral_urgency"),
+)
+
 # -- catalogues from the tenant file -----------------------------------------------------------------
 
 orderable = sa.Table(
@@ -419,6 +439,7 @@ KINDS: dict[str, sa.Table | None] = {
     "vital_signs": vital_signs,
     "note": note,
     "death": death,
+    "referral": referral,
 }
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

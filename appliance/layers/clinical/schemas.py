@@ -1061,3 +1061,69 @@ class ImagingWorklistOut(_Out):
     orders: list[ImagingOrderOut]
     counts: dict[str, int]
     cut_short: bool
+
+
+# -- referrals (referral.py) -------------------------------------------------------------------------
+
+Urgency = Literal["routine", "urgent", "emergency"]
+ChosenItems = Annotated[list[uuid.UUID], Field(default_factory=list, max_length=50)]
+
+
+class ReferralIn(_In):
+    """A referral to another facility of the appliance, and its letter: the summary the clinician writes and the
+    chart's items they choose to send (ids of the chart's current records), copied as they stand at sending."""
+
+    to_tenant: Annotated[str, Field(min_length=1, max_length=63, description="the facility referred to (its slug)")]
+    clinic: str | None = Field(default=None, max_length=32,
+                               description="a clinic of that facility's tenant file; none: the facility decides")
+    urgency: Urgency
+    reason: Reason
+    summary: Annotated[str, Field(min_length=3, max_length=8000, description="the letter's clinical summary")]
+    problem_ids: ChosenItems
+    allergy_ids: ChosenItems
+    medication_ids: ChosenItems
+    result_ids: ChosenItems
+
+
+class ReferralFeedbackIn(_In):
+    """The counter-referral the receiving facility writes once the patient was seen."""
+
+    findings: Annotated[str, Field(min_length=3, max_length=8000)]
+    treatment: str = Field(default="", max_length=8000, description="what was done")
+    advice: str = Field(default="", max_length=8000, description="advice for the referring facility")
+
+
+class ReferralOut(_Out):
+    """A referral as this facility reads it: `side` says whether it sent or received it, `patient_id` is this
+    facility's own chart of the person (none yet for a referral received and not accepted). The letter is what the
+    referring facility sent: the person (name, birth date, sex, national ID), the summary and the chosen items."""
+
+    id: uuid.UUID
+    side: Literal["sent", "received"]
+    patient_id: uuid.UUID | None
+    from_tenant: str
+    from_facility: str | None
+    to_tenant: str
+    to_facility: str | None
+    clinic: str | None
+    urgency: Urgency
+    reason: str
+    letter: dict[str, Any]
+    status: Literal["sent", "accepted", "declined", "withdrawn", "completed"]
+    sent_at: dt.datetime
+    sent_by: uuid.UUID
+    answered_at: dt.datetime | None
+    answered_by: uuid.UUID | None
+    declined_reason: str | None
+    feedback: dict[str, Any] | None
+    completed_at: dt.datetime | None
+    completed_by: uuid.UUID | None
+    withdrawn_at: dt.datetime | None
+    withdrawn_reason: str | None
+
+
+class ReferralDestination(_Out):
+    tenant: str
+    name: str
+    facility_type: str
+    clinics: list[dict[str, str]]

@@ -1,0 +1,107 @@
+"""Referrals in the portal (appliance/web/referral.py) over in-process HTTP: "Refer to another facility" from the
+chart (CSRF, no inline script, a refusal beside its field with what was typed kept), "Referrals received" at the
+facility referred to, accepting (the person registered there from the letter), declining without a reason refused,
+the feedback, and the referring chart reading it back; another facility's session, a third facility and guessed ids
+refused on the pages."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tests.web.test_death_pages import no_inline_script, seen_at
+from tests.web.test_portal import post_form
+
+
+@pytest.fixture(scope="module")
+def hillview(tenant_factory):
+    return tenant_factory(name="Hillview Health Centre", facility_type="health_centre")
+
+
+@pytest.fixture(scope="module")
+def lakeshore(tenant_factory):
+    return tenant_factory(name="Lakeshore District Hospital")
+
+
+@pytest.fixture(scope="module")
+def riverside(tenant_factory):
+    return tenant_factory(name="Riverside Referral Hospital", facility_type="referral_hospital")
+
+
+def send(clinician, tenant: str, patient_id, to: str, **typed):
+    chart = f"/t/{tenant}/patients/{patient_id}"
+    data = {"destination": to, "urgency": "urgent", "reason": "Chest pain on exertion",
+            "summary": "Three weeks of exertional chest pain; ECG here unremarkable.", **typed}
+    return post_form(clinician, f"{chart}/referrals/new", f"{chart}/referrals", data)
+
+
+def test_refer_accept_and_read_the_feedback_back(signed_in, db, hillview, lakeshore, person_factory):
+    author = person_factory("clinician", hillview.slug)
+    patient_id = seen_at(db, hillview.slug, author, uuid.uuid4().hex[:10])
+    clinician = signed_in("clinician", hillview.slug)
+    chart = f"/t/{hillview.slug}/patients/{patient_id}"
+    tab = clinician.get(f"{chart}/referrals")
+    assert tab.status_code == 200 and 'id="refer"' in tab.text
+    form = clinician.get(f"{chart}/referrals/new")
+    assert form.status_code == 200 and 'name="_csrf_token"' in form.text and "Lakeshore District Hospital" in form.text
+    assert f'value="{hillview.slug}"' not in form.text  # not to itself
+    no_inline_script(form.text)
+
+    refused = send(clinician, hillview.slug, patient_id, "", reason="Typed and kept")
+    assert refused.status_code == 422 and 'id="destination-error"' in refused.text and "Typed and kept" in refused.text
+    sent = send(clinician, hillview.slug, patient_id, lakeshore.slug)
+    assert sent.status_code == 303, sent.text
+    assert "Referred to Lakeshore District Hospital" in clinician.get(sent.headers["location"]).text
+
+    desk = signed_in("registrar", lakeshore.slug)
+    received = desk.get(f"/t/{lakeshore.slug}/referrals")
+    assert received.status_code == 200 and "OKELLO" in received.text and "Urgent" in received.text
+    no_inline_script(received.text)
+    with db.control() as conn:
+        referral_id = conn.execute(sa.text("SELECT id FROM control.referral WHERE from_patient = :p"),
+                                   {"p": patient_id}).scalar()
+    one = f"/t/{lakeshore.slug}/referrals/{referral_id}"
+    letter = desk.get(one)
+    assert "Three weeks of exertional chest pain" in letter.text and 'id="accept-form"' in letter.text
+    assert 'id="decline-form"' not in letter.text  # declining is a clinician's
+    accepted = post_form(desk, one, f"{one}/accept", {})
+    assert accepted.status_code == 303 and "referral-registered" in accepted.headers["location"]
+    assert 'id="open-chart"' in desk.get(one).text
+
+    doctor = signed_in("clinician", lakeshore.slug)
+    empty = post_form(doctor, one, f"{one}/feedback", {"findings": ""})
+    assert empty.status_code == 422 and 'id="findings-error"' in empty.text
+    given = post_form(doctor, one, f"{one}/feedback", {"findings": "Stable angina; exercise test positive",
+                                                       "advice": "Aspirin and atenolol; review in 3 months"})
+    assert given.status_code == 303, given.text
+    back = clinician.get(f"{chart}/referrals")
+    assert "Stable angina; exercise test positive" in back.text and "Completed, feedback given" in back.text
+    sent_list = clinician.get(f"/t/{hillview.slug}/referrals/sent")
+    assert sent_list.status_code == 200 and str(referral_id) in sent_list.text
+
+
+def test_decline_needs_a_reason_and_others_are_refused(signed_in, db, hillview, lakeshore, riverside, person_factory):
+    author = person_factory("clinician", hillview.slug)
+    patient_id = seen_at(db, hillview.slug, author, uuid.uuid4().hex[:10])
+    clinician = signed_in("clinician", hillview.slug)
+    assert send(clinician, hillview.slug, patient_id, lakeshore.slug).status_code == 303
+    with db.control() as conn:
+        referral_id = conn.execute(sa.text("SELECT id FROM control.referral WHERE from_patient = :p"),
+                                   {"p": patient_id}).scalar()
+    doctor = signed_in("clinician", lakeshore.slug)
+    one = f"/t/{lakeshore.slug}/referrals/{referral_id}"
+    assert post_form(doctor, one, f"{one}/decline", {"reason": ""}).status_code == 422
+    declined = post_form(doctor, one, f"{one}/decline", {"reason": "No cardiologist until March"})
+    assert declined.status_code == 303
+    assert "No cardiologist until March" in clinician.get(f"/t/{hillview.slug}/referrals/{referral_id}").text
+
+    outsider = signed_in("clinician", riverside.slug)
+    assert outsider.get(f"/t/{hillview.slug}/referrals").status_code == 403
+    assert outsider.get(f"/t/{hillview.slug}/referrals/{referral_id}").status_code == 403
+    assert outsider.get(f"/t/{hillview.slug}/patients/{patient_id}/referrals").status_code == 403
+    assert outsider.get(f"/t/{riverside.slug}/referrals/{referral_id}").status_code == 404
+    assert str(referral_id) not in outsider.get(f"/t/{riverside.slug}/referrals").text
+    assert clinician.get(f"/t/{hillview.slug}/referrals/{uuid.uuid4()}").status_code == 404
+    assert clinician.get(f"/t/{hillview.slug}/patients/{uuid.uuid4()}/referrals").status_code == 404
