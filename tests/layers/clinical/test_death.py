@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from appliance.layers.operations import adt, ed, scheduling
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import drop_tenant
 from tests.layers.clinical.conftest import CLINICAL_CONFIG
 from tests.layers.operations.conftest import OPERATIONS_CONFIG
 
@@ -263,3 +264,22 @@ def test_the_certificate_is_append_only_and_its_mark_only_its_facilitys(token_cl
         conn.execute(sa.text("SELECT control.withdraw_subject_death(:e, 'not mine to withdraw')"),
                      {"e": certified.json()["root_id"]})
     assert api.get(death_url(facility.slug, patient_id)).json()["deceased"] is True
+
+
+def test_the_person_stays_deceased_when_the_certifying_facility_is_dropped(token_client, tenant_factory,
+                                                                           other_facility, db: Database):
+    closing = tenant_factory(name="Bondo Mission Hospital", **CONFIG)
+    api = token_client(closing.slug, role="clinician")
+    elsewhere = token_client(other_facility.slug, role="clinician")
+    national_id = uuid.uuid4().hex[:10]
+    certified = api.post(death_url(closing.slug, register(api, closing.slug, national_id)), json=certificate())
+    assert certified.status_code == 201, certified.text
+    there = register(elsewhere, other_facility.slug, national_id)
+
+    drop_tenant(db, closing.slug)
+
+    seen = elsewhere.get(death_url(other_facility.slug, there)).json()
+    assert seen["deceased"] is True and seen["certified_at_facility"] == "a facility no longer on this appliance"
+    refused = elsewhere.post(f"{BASE.format(tenant=other_facility.slug)}/patients/{there}/encounters",
+                             json={"encounter_class": "outpatient", "reason": "review"})
+    assert refused.status_code == 422 and "a facility no longer on this appliance" in refused.json()["detail"]

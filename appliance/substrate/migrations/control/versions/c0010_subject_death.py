@@ -49,8 +49,11 @@ _TEMPLATES = [
     RETURNS TABLE (died_at timestamptz, tenant text, facility text, timezone text, entry_id uuid)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
         __PERSON__
-        SELECT d.died_at, d.tenant, t.name, t.timezone, d.entry_id
-        FROM control.subject_death d JOIN control.tenant t ON t.slug = d.tenant
+        -- A facility dropped from the appliance leaves the person deceased: the death happened, and its
+        -- certificate went with the facility's schema, not the fact.
+        SELECT d.died_at, d.tenant, coalesce(t.name, 'a facility no longer on this appliance'),
+               coalesce(t.timezone, 'UTC'), d.entry_id
+        FROM control.subject_death d LEFT JOIN control.tenant t ON t.slug = d.tenant
         WHERE d.subject_id IN (SELECT id FROM person) AND d.withdrawn_at IS NULL
           AND EXISTS (SELECT 1 FROM control.subject_facility f
                       WHERE f.subject_id IN (SELECT id FROM person) AND f.tenant = __CALLER__)
