@@ -2,9 +2,9 @@
 
 The definitions are data (`policies/indicators.toml`): what each indicator counts, its DHIS2 code, the
 age bands, and the disclosure threshold. `gather` counts one calendar month at every active facility: a
-statement per kind of count (encounters, diagnoses, screenings, deaths) in the facility's own transaction (its
-role and search_path pinned, so they can read nothing else), grouped by sex and age band, with one audit
-event in the facility's own log saying the ministry counted its records. Only counts come out of that
+statement per kind of count (encounters, diagnoses, screenings, deaths, immunizations) in the facility's own
+transaction (its role and search_path pinned, so they can read nothing else), grouped by sex and age band, with
+one audit event in the facility's own log saying the ministry counted its records. Only counts come out of that
 transaction, and `withhold` applies the disclosure rule to each facility's breakdown before anything is
 summed, shown or exported: a count from 1 to threshold - 1 is never published, and when a facility's
 breakdown has exactly one such cell (or withheld cells that add up to less than the threshold) the next
@@ -61,7 +61,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
-SOURCES = ("encounters", "diagnoses", "screenings", "deaths")
+SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
 # What a `screenings` indicator counts of the children screened for acute malnutrition in the month.
 FINDINGS = ("screened", "severe", "moderate")
@@ -80,6 +80,7 @@ SCREENING_CRITERIA = (
 SEXES: tuple[tuple[str, str], ...] = (("F", "female"), ("M", "male"), ("U", "other or unknown"))
 _SEX_OF = {"female": "F", "male": "M"}
 _CATEGORY = re.compile(r"^[A-Z][0-9]{2}$")
+_VACCINE = re.compile(r"^[A-Z][A-Z0-9_]{0,19}$")  # a vaccine code of policies/immunization.toml
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 
 Cell = tuple[str, str]  # (sex code, age band code)
@@ -106,6 +107,9 @@ class Indicator:
     encounter_class: str | None = None
     icd10: tuple[tuple[str, str], ...] = ()  # inclusive ranges of three-character categories
     finding: str | None = None  # a `screenings` indicator's: one of FINDINGS
+    vaccine: str | None = None  # an `immunizations` indicator's: a vaccine code of the schedule,
+    dose_number: int | None = None  # its dose in the series,
+    under_years: int | None = None  # and, where given, only to children younger than this when vaccinated
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,8 @@ def _indicator(item: dict) -> Indicator:
         if item.get("finding") not in FINDINGS:
             raise ValueError(f"indicator {item['id']!r}: finding must be one of {', '.join(FINDINGS)}")
         return Indicator(item["id"], item["name"], item["dhis2"], source, finding=item["finding"])
+    if source == "immunizations":
+        return _immunization_indicator(item)
     ranges = []
     for text in item["icd10"]:
         low, _, high = text.partition("-")
@@ -175,6 +181,19 @@ def _indicator(item: dict) -> Indicator:
             raise ValueError(f"indicator {item['id']!r}: {text!r} is not an ICD-10 category range such as B50-B54")
         ranges.append((low, high))
     return Indicator(item["id"], item["name"], item["dhis2"], source, icd10=tuple(ranges))
+
+
+def _immunization_indicator(item: dict) -> Indicator:
+    vaccine, dose, under = item.get("vaccine"), item.get("dose_number"), item.get("under_years")
+    if not isinstance(vaccine, str) or not _VACCINE.fullmatch(vaccine):
+        raise ValueError(f"indicator {item['id']!r}: vaccine must be a vaccine code of policies/immunization.toml, "
+                         "such as PENTA")
+    for name, value in (("dose_number", dose), ("under_years", under)):
+        if (value is not None or name == "dose_number") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"indicator {item['id']!r}: {name} must be a whole number from 1, not {value!r}")
+    return Indicator(item["id"], item["name"], item["dhis2"], "immunizations", vaccine=vaccine, dose_number=dose,
+                     under_years=under)
 
 
 # -- periods --------------------------------------------------------------------------------------
@@ -343,6 +362,38 @@ GROUP BY 1, 2, 3
 """
 
 
+# Doses of vaccine given here (clinical/immunization.py), the EPI tally: the doses in force (not entered in error;
+# a corrected one as corrected, on its corrected day: the current version's own time) given in the month on the
+# facility's calendar, of the indicator's vaccine and dose number, at the child's age on the day. Given here only:
+# a dose recorded from a child's card or another facility's record (`historical`) was counted where it was given,
+# and a dose due and not given is none. Counted as given, whether or not the schedule counts it valid (a dose
+# given too early is in the tally sheet too).
+_IMMUNIZATIONS = """
+SELECT w.what, date_part('year', age((x.occurred_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,
+       p.sex, count(*) AS n
+FROM entry x
+JOIN immunization i ON i.entry_id = x.id
+JOIN patient p ON p.id = x.patient_id
+JOIN (VALUES {wanted}) AS w (what, vaccine, dose, under_years) ON i.vaccine = w.vaccine AND i.dose_number = w.dose
+WHERE x.kind = 'immunization' AND x.status <> 'entered_in_error'
+  AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+  AND i.status = 'completed' AND i.source = 'administered'
+  AND x.occurred_at >= :start AND x.occurred_at < :end
+  AND (w.under_years IS NULL
+       OR age((x.occurred_at AT TIME ZONE :tz)::date, p.birth_date) < make_interval(years => w.under_years))
+GROUP BY 1, 2, 3
+"""
+
+
+def _doses_wanted(wanted: list[Indicator], params: dict) -> str:
+    """The VALUES rows of (indicator, vaccine, dose, under_years), their values added to `params`."""
+    for n, indicator in enumerate(wanted):
+        params |= {f"imm_what{n}": indicator.id, f"imm_vaccine{n}": indicator.vaccine,
+                   f"imm_dose{n}": indicator.dose_number, f"imm_under{n}": indicator.under_years}
+    return ", ".join(f"(CAST(:imm_what{n} AS text), CAST(:imm_vaccine{n} AS text), CAST(:imm_dose{n} AS int), "
+                     f"CAST(:imm_under{n} AS int))" for n in range(len(wanted)))
+
+
 def _ranges(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
     """The VALUES rows of (indicator, low, high) category ranges, their values added to `params`."""
     for n, (what, low, high) in enumerate(wanted):
@@ -361,6 +412,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     wanted: list[tuple[str, str, str]] = []
     by_finding: dict[str, list[str]] = {}
     died_of: list[tuple[str, str, str]] = []
+    doses: list[Indicator] = []
     for indicator in definitions.indicators:
         if indicator.source == "encounters":
             by_class.setdefault(indicator.encounter_class, []).append(indicator.id)
@@ -368,6 +420,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             by_finding.setdefault(indicator.finding, []).append(indicator.id)
         elif indicator.source == "deaths":
             died_of += [(indicator.id, low, high) for low, high in indicator.icd10]
+        elif indicator.source == "immunizations":
+            doses.append(indicator)
         else:
             wanted += [(indicator.id, low, high) for low, high in indicator.icd10]
     with db.tenant(slug) as conn:
@@ -379,6 +433,10 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
         if died_of:
             values = _ranges(died_of, params, "died_")
             found += [([row.what], row) for row in conn.execute(sa.text(_DEATHS.format(wanted=values)), params)]
+        if doses:
+            values = _doses_wanted(doses, params)
+            found += [([row.what], row)
+                      for row in conn.execute(sa.text(_IMMUNIZATIONS.format(wanted=values)), params)]
         if by_finding:
             found += [(by_finding.get(row.what, []), row)
                       for row in conn.execute(sa.text(_SCREENINGS), params | SCREENING_CUTOFFS)]
