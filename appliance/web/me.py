@@ -32,7 +32,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
-from appliance.layers.clinical import chart, discharge
+from appliance.layers.clinical import chart, discharge, referral
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.financial import service as financial
@@ -81,6 +81,8 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
             bills = financial.bills_of_patient(conn, request.user, holding.patient_id, limit=BILLS_READ)
             discharges = discharge.list_summaries(conn, request.user, holding.patient_id)
             wards = ward_names(conn) if discharges else {}
+            # Where this facility referred them, when, and where it stands: not the letter, which is the clinicians'.
+            referrals = referral.sent(conn, request.user, holding.patient_id)
             if export:
                 audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
                              action="E", patient_id=holding.patient_id)
@@ -101,7 +103,8 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
                         "refund_due": refund_due,
                         "marked": marked,
                         "later": [(result, clock.local(at)) for result, at in released.later],
-                        "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards})
+                        "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards,
+                        "referrals": referrals})
     return records
 
 
@@ -111,7 +114,8 @@ def record_page(request: Request, state: State) -> Template:
     return Template("me.html", context={
         "principal": request.user, "records": _facility_records(state, request), "tab": "record", "flags": FLAGS,
         "encounter_classes": ENCOUNTER_CLASSES, "result_value": result_value, "reference_range": reference_range,
-        "is_abnormal": is_abnormal, "number": number, "money": format_money})
+        "is_abnormal": is_abnormal, "number": number, "money": format_money,
+        "referral_states": referral.STATUS_FOR_PATIENT})
 
 
 @get("/me/access", operation_id="PatientAccessLog", tags=["patient"], opt={"permission": "patient.access_log.read"},

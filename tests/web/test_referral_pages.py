@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.web.test_death_pages import no_inline_script, seen_at
+from tests.web.test_me import _portal_of
 from tests.web.test_portal import post_form
 
 
@@ -105,3 +106,18 @@ def test_decline_needs_a_reason_and_others_are_refused(signed_in, db, hillview, 
     assert str(referral_id) not in outsider.get(f"/t/{riverside.slug}/referrals").text
     assert clinician.get(f"/t/{hillview.slug}/referrals/{uuid.uuid4()}").status_code == 404
     assert clinician.get(f"/t/{hillview.slug}/patients/{uuid.uuid4()}/referrals").status_code == 404
+
+
+def test_the_patient_reads_where_they_were_referred_but_not_the_letter(db, app, policy, signed_in, hillview,
+                                                                       lakeshore, person_factory):
+    author = person_factory("clinician", hillview.slug)
+    patient_id = seen_at(db, hillview.slug, author, uuid.uuid4().hex[:10])
+    clinician = signed_in("clinician", hillview.slug)
+    assert send(clinician, hillview.slug, patient_id, lakeshore.slug,
+                summary="Private working note: query angina").status_code == 303
+    patient = _portal_of(db, app, policy, hillview.slug, patient_id, "Okello", "James")
+    page = patient.get("/me")
+    assert page.status_code == 200
+    assert "Referred to <strong>Lakeshore District Hospital</strong>" in page.text
+    assert "waiting for their answer" in page.text and "query angina" not in page.text
+    assert "looked at a referral to another facility" in patient.get("/me/access?who=all").text

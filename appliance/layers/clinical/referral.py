@@ -39,6 +39,9 @@ from appliance.substrate.tenancy import tenant_table
 URGENCY_WORDS = {"emergency": "Emergency", "urgent": "Urgent", "routine": "Routine"}
 STATUS_WORDS = {"sent": "Sent, awaiting an answer", "accepted": "Accepted", "declined": "Declined",
                 "withdrawn": "Withdrawn", "completed": "Completed, feedback given"}
+# A referral's state in the patient's own view (/me): where it stands, in their words.
+STATUS_FOR_PATIENT = {"sent": "waiting for their answer", "accepted": "accepted: they will see you",
+                      "declined": "declined", "withdrawn": "withdrawn", "completed": "seen; they wrote back"}
 ITEM_WORDS = {"problems": "Active problems", "allergies": "Allergies", "medications": "Current medications",
               "results": "Recent results"}
 # How many of the chart's latest results the form offers to send.
