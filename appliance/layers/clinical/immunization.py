@@ -37,7 +37,7 @@ from appliance.layers.clinical.immunization_schedule import (
 )
 from appliance.layers.clinical.models import immunization, patient
 from appliance.layers.clinical.schemas import ImmunizationIn
-from appliance.substrate import record
+from appliance.substrate import deaths, record
 from appliance.substrate.age import age_label
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_list_read
@@ -123,8 +123,10 @@ def patient_immunizations(conn: Connection, principal: Principal, patient_id: uu
                           for w in withdrawn]}
 
 
-def _check(data: ImmunizationIn, schedule: Schedule, birth: dt.date, today: dt.date) -> dt.date:
-    """The dose's day, after refusing what the schedule and the calendar cannot hold (422, naming the field)."""
+def _check(conn: Connection, patient_id: uuid.UUID, data: ImmunizationIn, schedule: Schedule, birth: dt.date,
+           today: dt.date, tz: zoneinfo.ZoneInfo) -> dt.date:
+    """The dose's day, after refusing what the schedule and the calendar cannot hold (422, naming the field): a day
+    after the person's death among them (a dose before it, read from a card, may still be recorded)."""
     vaccine = schedule.by_code.get(data.vaccine)
     if vaccine is None:
         raise Invalid(f"{data.vaccine!r} is not a vaccine of the immunization schedule; it has "
@@ -139,6 +141,10 @@ def _check(data: ImmunizationIn, schedule: Schedule, birth: dt.date, today: dt.d
                       field="given_on")
     if day < birth:
         raise Invalid(f"the dose's day, {day.isoformat()}, is before the patient's birth on {birth.isoformat()}",
+                      field="given_on")
+    death = deaths.death_of(conn, patient_id)
+    if death is not None and day >= death.died_at.astimezone(tz).date():
+        raise Invalid(f"this person was {deaths.sentence(death)}: no dose on {day.isoformat()} can be recorded",
                       field="given_on")
     return day
 
@@ -189,7 +195,7 @@ def record_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID, d
     did get it) and the answer says it does not count and the dose stays due."""
     child = _patient(conn, patient_id)
     service.require_chart(conn, patient_id, data.encounter_id)
-    day = _check(data, schedule, child["birth_date"], today)
+    day = _check(conn, patient_id, data, schedule, child["birth_date"], today, tz)
     appended = record.append(conn, principal, KIND, patient_id=patient_id, encounter_id=data.encounter_id,
                              detail=_detail(data), occurred_at=_occurred_at(day, today, tz))
     return _outcome(conn, principal, appended, schedule, child["birth_date"], today, tz)
@@ -210,7 +216,7 @@ def correct_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
     child = _patient(conn, patient_id)
     _dose_of(conn, patient_id, entry_id)
     service.require_chart(conn, patient_id, data.encounter_id)
-    day = _check(data, schedule, child["birth_date"], today)
+    day = _check(conn, patient_id, data, schedule, child["birth_date"], today, tz)
     appended = record.append(conn, principal, KIND, patient_id=patient_id, encounter_id=data.encounter_id,
                              detail=_detail(data), supersedes=entry_id, reason=reason,
                              occurred_at=_occurred_at(day, today, tz) or dt.datetime.now(tz))
@@ -233,17 +239,21 @@ def withdraw_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID,
 
 # -- the facility's children due ---------------------------------------------------------------------
 
+# A child recorded deceased at any facility (appliance/substrate/deaths.py) is nobody's defaulter: a vaccinator
+# tracing the list would call a bereaved family.
+_LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.subject_id))")
+
 
 def due_list(conn: Connection, principal: Principal, *, schedule: Schedule, today: dt.date,
              tz: zoneinfo.ZoneInfo, only: str | None = None, limit: int = DUE_LIMIT) -> dict:
-    """The facility's children younger than the schedule's `trace_until` with a dose due or overdue (`only`:
+    """The facility's living children younger than the schedule's `trace_until` with a dose due or overdue (`only`:
     "due" or "overdue" keeps those), longest overdue first: name, MRN, age and each dose outstanding, with when
     it fell due or overdue. Each child listed is audited as read."""
     oldest = today - dt.timedelta(days=int(schedule.trace_until.approx_days) + 2)
     children = [dict(r) for r in conn.execute(
         sa.select(patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.birth_date,
                   patient.c.sex)
-        .where(patient.c.birth_date > oldest, patient.c.birth_date <= today)
+        .where(patient.c.birth_date > oldest, patient.c.birth_date <= today, _LIVING)
         .order_by(patient.c.birth_date.desc())).mappings()]
     children = [c for c in children if today < schedule.trace_until.after(c["birth_date"])]
     by_patient: dict[uuid.UUID, list[dict]] = {}

@@ -188,3 +188,29 @@ def test_another_facilitys_credentials_and_guessed_ids_are_refused_on_every_rout
                                ("put", f"{guessed_base}/{some_dose}", {**dose, "reason": "another child's dose"})]:
         answer = getattr(api, method)(path, **({"json": body} if body is not None else {}))
         assert answer.status_code == 404, (path, answer.text)
+
+
+def test_a_child_recorded_deceased_leaves_the_due_list_and_takes_no_dose_dated_after_death(api, facility, today):
+    """A vaccinator tracing the list must not call a bereaved family; a dose read from the card, given before the
+    death, may still be recorded."""
+    base = API.format(tenant=facility.slug)
+    registered = api.post(f"{base}/patients", json={
+        "family_name": "Onyango", "given_names": "Tumaini", "sex": "male",
+        "birth_date": (today - dt.timedelta(days=70)).isoformat(),
+        "identifiers": [{"system": "birth_certificate", "value": uuid.uuid4().hex[:10]}]})
+    assert registered.status_code == 201, registered.text
+    child = registered.json()["id"]
+    due = api.get(f"{base}/immunizations/due").json()["children"]
+    assert child in {c["patient_id"] for c in due}
+    certified = api.post(f"{base}/patients/{child}/death", json={
+        "died_at": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat(), "place": "this_facility",
+        "part1": [{"code": "A09", "interval": "3 days"}], "manner": "disease"})
+    assert certified.status_code == 201, certified.text
+    assert child not in {c["patient_id"] for c in api.get(f"{base}/immunizations/due").json()["children"]}
+    refused = api.post(f"{base}/patients/{child}/immunizations", json={"vaccine": "OPV", "dose_number": 1})
+    assert refused.status_code == 422 and refused.json()["field"] == "given_on", refused.text
+    assert "recorded deceased on" in refused.json()["detail"]
+    from_card = api.post(f"{base}/patients/{child}/immunizations", json={
+        "vaccine": "BCG", "dose_number": 1, "source": "historical",
+        "given_on": (today - dt.timedelta(days=69)).isoformat()})
+    assert from_card.status_code == 201, from_card.text
