@@ -100,8 +100,9 @@ def test_what_the_schedule_or_the_calendar_cannot_hold_is_refused_and_nothing_is
 def test_a_dose_not_given_keeps_its_reason_and_the_dose_stays_owed(api, facility, child):
     base = f"{API.format(tenant=facility.slug)}/patients/{child['id']}/immunizations"
     declined = api.post(base, json={"vaccine": "ROTA", "dose_number": 1, "status": "not_done",
-                                    "not_done_reason": "out_of_stock"})
+                                    "not_done_reason": "out_of_stock", "note": "none since\u0000 Monday"})
     assert declined.status_code == 201, declined.text
+    assert declined.json()["immunization"]["note"] == "none since Monday"  # a NUL no person typed: dropped
     assert declined.json()["counts"] is None
     assert declined.json()["detail"] == ("Recorded as not given (vaccine out of stock); Rotavirus vaccine, "
                                          "dose 1 is still overdue.")
