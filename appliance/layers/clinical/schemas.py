@@ -778,6 +778,12 @@ class ImmunizationIn(_In):
     note: str | None = Field(default=None, max_length=1000)
     encounter_id: uuid.UUID | None = None
 
+    @field_validator("vaccine", "lot_number", "note", mode="before")
+    @classmethod
+    def _without_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL and no person types one: dropped, not a 500.
+        return value.replace("\x00", "") if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _reason_only_when_not_given(self) -> ImmunizationIn:
         if self.status == "not_done" and self.not_done_reason is None:
