@@ -8,7 +8,8 @@ dispensary makes the second due at the hospital; each facility's part is read in
 `immunization.patient_immunizations`, which notes the read on that facility's audit trail as the patient's own.
 A dose entered in error never shows. Whether vaccinations reach the portal at all is the release rules'
 (`policies/release.toml`, `[immunization]`). Due and overdue are said only while the child is within the
-schedule's tracing age (`trace_until`): a grown patient's card lists their doses, never a baby's dose overdue.
+schedule's tracing age (`trace_until`) and alive: a grown patient's card lists their doses, never a baby's dose
+overdue, and a parent whose child died is never told a dose is late.
 
 The portal has no guardian accounts: a card is the signed-in person's own.
 """
@@ -25,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.layers.clinical import immunization
 from appliance.layers.clinical.immunization_schedule import (
-    STATE_WORDS,
     DoseStatus,
     RecordedDose,
     Schedule,
@@ -35,6 +35,7 @@ from appliance.layers.clinical.immunization_schedule import (
 )
 from appliance.layers.clinical.schemas import DoseStatusOut
 from appliance.layers.patient import portal as patient_portal
+from appliance.substrate import deaths
 
 PERMISSION = "patient.immunization.read"
 NOT_SHOWN = ("Vaccinations are not shown on this portal: the facilities that vaccinated you keep them, and their "
@@ -64,7 +65,8 @@ class VaccinationCardOut(BaseModel):
     shown: bool = Field(description="false: the release rules keep vaccinations off the portal (see `note`)")
     born: dt.date | None
     today: dt.date
-    traced: bool = Field(description="whether the schedule still says what is due (the child is under its age)")
+    traced: bool = Field(description="whether the card says what is due: the child is under the schedule's "
+                                     "tracing age and alive")
     note: str | None
     doses: list[CardDoseOut] = Field(description="newest first, every facility")
     due: list[DoseStatusOut] = Field(description="due now or overdue, the longest overdue first")
@@ -88,12 +90,14 @@ def vaccination_card(state: State, request: Request) -> VaccinationCardOut:
         return VaccinationCardOut(shown=True, today=today, note="No facility on this appliance holds a record linked "
                                                                "to your account yet.", **empty)
     schedule = _schedule(state)
-    doses, births = [], {}
+    doses, births, deceased = [], {}, False
     for holding in holdings:
         tz = zoneinfo.ZoneInfo(holding.timezone)
         with state.db.tenant(holding.tenant) as conn:
             part = immunization.patient_immunizations(conn, request.user, holding.patient_id, schedule=schedule,
                                                       today=dt.datetime.now(tz).date(), tz=tz)
+            # One identity: a death certified at any facility reads the same from each.
+            deceased = deceased or deaths.death_of(conn, holding.patient_id) is not None
         births.setdefault(part["birth_date"], holding.facility)
         doses += [{**dose, "facility": holding.facility} for dose in part["doses"]]
     # One person, one birth date; where the facilities' registrations disagree the card counts from the earliest
@@ -106,7 +110,7 @@ def vaccination_card(state: State, request: Request) -> VaccinationCardOut:
             f"): this card counts from {born:%d %B %Y}. Ask the front desk to correct the wrong one.")
     statuses = evaluate(schedule, born, [RecordedDose(d["id"], d["vaccine"], d["dose_number"], d["given_on"],
                                                       d["status"], d["not_done_reason"]) for d in doses], today)
-    traced = today < schedule.trace_until.after(born)
+    traced = today < schedule.trace_until.after(born) and not deceased
     return VaccinationCardOut(
         shown=True, born=born, today=today, traced=traced, note=note,
         doses=[_dose(d, statuses) for d in sorted(doses, key=lambda d: (d["given_on"], d["recorded_at"]),
@@ -143,9 +147,10 @@ def card_api(request: Request, state: State) -> VaccinationCardOut:
 @get("/me/immunizations", operation_id="PatientVaccinationCardPage", tags=["patient"],
      opt={"permission": PERMISSION}, sync_to_thread=True, include_in_schema=False)
 def card_page(request: Request, state: State) -> Template:
+    card = vaccination_card(state, request)
+    aged_out = card.born is not None and card.today >= _schedule(state).trace_until.after(card.born)
     return Template("me_immunizations.html", context={
-        "principal": request.user, "tab": "immunizations", "card": vaccination_card(state, request),
-        "words": STATE_WORDS})
+        "principal": request.user, "tab": "immunizations", "card": card, "aged_out": aged_out})
 
 
 ROUTES = [card_api, card_page]

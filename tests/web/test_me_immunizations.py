@@ -15,9 +15,9 @@ import zoneinfo
 import pytest
 from litestar.testing import TestClient
 
-from appliance.layers.clinical import immunization
+from appliance.layers.clinical import death, immunization
 from appliance.layers.clinical.immunization_schedule import load_schedule
-from appliance.layers.clinical.schemas import ImmunizationIn
+from appliance.layers.clinical.schemas import DeathIn, ImmunizationIn
 from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
 from appliance.substrate import audit, identity
 from appliance.substrate.principal import Principal
@@ -134,6 +134,38 @@ def test_the_release_rules_can_keep_vaccinations_off_the_portal(db, app, baby, t
     wrong.write_text('[immunization]\nrelease = "after_review"\n\n[default]\nrelease = "after_review"\n')
     with pytest.raises(ReleasePolicyError, match=r"\[immunization\]: release is one of at_once, not_shown"):
         load_release_rules(wrong)
+
+
+def test_a_child_who_died_is_owed_no_dose(db, app, policy, settings, two_facilities):
+    """A parent whose baby died is never told a dose is late: the card keeps the doses given, and says nothing due."""
+    hospital, _ = two_facilities
+    nurse = _nurse(hospital.slug)
+    with db.tenant(hospital.slug) as conn:
+        chart = new_patient(conn, nurse, family_name="Kamau", given_names="Neema", sex="female",
+                            birth_date=dt.date.today() - dt.timedelta(days=BORN_DAYS_AGO))["id"]
+    with db.control() as conn:
+        subject = identity.match_or_create_subject(conn, family_name="Kamau", given_names="Neema",
+                                                   national_id=f"IMM-{uuid.uuid4().hex[:8]}").subject_id
+        identity.note_facility(conn, subject, hospital.slug)
+        email = f"neema-{uuid.uuid4().hex[:6]}@example.org"
+        identity.create_account(conn, policy, kind="patient", email=email, display_name="Neema Kamau",
+                                role="patient", subject_id=subject)
+    with db.tenant(hospital.slug) as conn:
+        conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, chart))
+        _dose(conn, nurse, settings, chart, BORN_DAYS_AGO, vaccine="BCG", dose_number=1)
+    parent = _patient_client(db, app, email)
+    assert parent.get("/api/me/immunizations").json()["due"]  # alive: owed the 6-week doses
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Mwangi", tenant=hospital.slug,
+                          role="clinician")
+    with db.tenant(hospital.slug) as conn:
+        death.certify(conn, clinician, chart, DeathIn.model_validate({
+            "died_at": dt.datetime.now(dt.UTC) - dt.timedelta(days=2), "place": "this_facility",
+            "part1": [{"code": "A09"}], "manner": "disease"}))
+    card = parent.get("/api/me/immunizations").json()
+    assert (card["traced"], card["due"], card["coming"]) == (False, [], [])
+    assert [d["vaccine"] for d in card["doses"]] == ["BCG"]
+    page = parent.get("/me/immunizations").text
+    assert "Due now" not in page and "overdue" not in page and "BCG" in page
 
 
 def test_no_one_else_reaches_the_card(db, app, policy, signed_in, token_client, two_facilities, baby):
