@@ -109,3 +109,7 @@ def test_another_facilitys_session_and_a_guessed_id_are_refused(signed_in, facil
     guessed = f"/t/{facility.slug}/patients/{uuid.uuid4()}/immunizations"
     assert clinician.get(guessed).status_code == 404
     assert clinician.get(f"{baby['path']}/{uuid.uuid4()}/correct").status_code == 404
+    for action in (f"{baby['path']}/{uuid.uuid4()}/entered-in-error", f"{baby['path']}/{uuid.uuid4()}"):
+        refused = post_form(clinician, baby["path"], action, {"reason": "a guess at it", "vaccine": "BCG",
+                                                              "status": "completed", "source": "administered"})
+        assert refused.status_code == 404, (action, refused.text)
