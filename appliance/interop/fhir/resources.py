@@ -174,6 +174,8 @@ def patient(row: dict) -> dict:
         "telecom": telecom,
         "gender": row["sex"],
         "birthDate": row["birth_date"].isoformat(),
+        # Recorded deceased at any facility of the appliance (one identity), when a death certificate says so.
+        "deceasedDateTime": _instant(row.get("deceased_at")),
         "address": [{"line": [address["line"]] if address.get("line") else [], "city": address.get("village"),
                      "district": address.get("district"), "state": address.get("region"),
                      "country": address.get("country")}],

@@ -17,7 +17,7 @@ import datetime as dt
 import functools
 import operator
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ from appliance.layers.clinical.models import (
     service_request,
     vital_signs,
 )
+from appliance.substrate import deaths
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_patients_found
 
@@ -93,7 +94,7 @@ def read(conn: Connection, principal: Principal, resource_type: str, resource_id
     if resource_type == "Patient":
         # As the JSON API's patient read: demographics open without a care relationship (the
         # registration desk's read), audited.
-        return resources.patient(service.get_patient(conn, principal, wanted))
+        return _patient_resource(conn, service.get_patient(conn, principal, wanted))
     if resource_type == "Encounter":
         row = conn.execute(sa.select(*service.ENCOUNTER_COLUMNS).where(encounter.c.id == wanted)).mappings().first()
         if row is None:
@@ -492,8 +493,15 @@ def _search_patients(conn: Connection, principal: Principal, params: dict[str, l
     # The page's whole registrations in one statement.
     rows = {r["id"]: r for r in conn.execute(sa.select(*service.PATIENT_COLUMNS).where(
         patient.c.id.in_([row["id"] for _, row in found]))).mappings()} if found else {}
-    paged.resources = [resources.patient(dict(rows[row["id"]])) for _, row in found]
+    paged.resources = [_patient_resource(conn, rows[row["id"]]) for _, row in found]
     return paged
+
+
+def _patient_resource(conn: Connection, row: Mapping) -> dict:
+    """The Patient with its deceasedDateTime when the person is recorded deceased at any facility (the mark is
+    the one identity's, in control: one statement a patient, and a page holds few)."""
+    death = deaths.death_of(conn, row["id"])
+    return resources.patient({**row, "deceased_at": death.died_at if death else None})
 
 
 def _like(text: str) -> str:
@@ -552,7 +560,7 @@ def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, br
     found, paged = _page(conn, sources, page)
     note_access(conn, principal, "read", patient_id, "chart", [row["id"] for _, row in found],
                 detail={"interface": "FHIR Patient/$everything"})
-    paged.resources = [resources.patient(row) if kind == "patient" else resources.encounter(row)
+    paged.resources = [_patient_resource(conn, row) if kind == "patient" else resources.encounter(row)
                        if kind == "encounter" else SHAPES[kind]({**row, "patient_id": patient_id})
                        for kind, row in found]
     return paged

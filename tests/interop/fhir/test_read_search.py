@@ -190,3 +190,27 @@ def test_capability_statement_lists_exactly_what_is_served(api, facility):
     # What the statement claims, a client can do.
     assert answer(api.get(f"{base(facility.slug)}/MedicationRequest", params={"patient": str(uuid.uuid4())}),
                   404)
+
+
+def test_a_patient_certified_deceased_at_another_facility_reads_deceased_everywhere(api, token_client, facility,
+                                                                                   other_facility):
+    """The death is the one identity's: the Patient read, searched and in $everything at a facility that did
+    not certify it carries deceasedDateTime; a living patient carries none."""
+    national_id = uuid.uuid4().hex[:10]
+    person = {"family_name": "Wafula", "given_names": "Joseph", "birth_date": "1950-03-01", "sex": "male",
+              "identifiers": [{"system": "national_id", "value": national_id}]}
+    certifier = token_client(other_facility.slug, role="clinician")
+    there = certifier.post(f"/api/t/{other_facility.slug}/patients", json=person).json()["id"]
+    here = api.post(f"/api/t/{facility.slug}/patients", json=person).json()["id"]
+    assert "deceasedDateTime" not in answer(api.get(f"{base(facility.slug)}/Patient/{here}"))
+    died_at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(microsecond=0)
+    certified = certifier.post(f"/api/t/{other_facility.slug}/patients/{there}/death", json={
+        "died_at": died_at.isoformat(), "place": "this_facility", "manner": "disease",
+        "part1": [{"code": "I21.9", "interval": "2 hours"}]})
+    assert certified.status_code == 201, certified.text
+
+    read = answer(api.get(f"{base(facility.slug)}/Patient/{here}"))
+    searched = answer(api.get(f"{base(facility.slug)}/Patient", params={"identifier": national_id}))
+    everything = answer(api.get(f"{base(facility.slug)}/Patient/{here}/$everything"))
+    for patient in (read, searched["entry"][0]["resource"], everything["entry"][0]["resource"]):
+        assert dt.datetime.fromisoformat(patient["deceasedDateTime"]) == died_at
