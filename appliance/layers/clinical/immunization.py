@@ -96,14 +96,6 @@ def status_dict(status: DoseStatus) -> dict:
             "not_done_on": declined.given_on if declined else None}
 
 
-def _patient(conn: Connection, patient_id: uuid.UUID) -> dict:
-    row = conn.execute(sa.select(patient.c.id, patient.c.birth_date, patient.c.family_name, patient.c.given_names,
-                                 patient.c.mrn).where(patient.c.id == patient_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
-    return dict(row)
-
-
 # -- one patient -------------------------------------------------------------------------------------
 
 
@@ -111,7 +103,7 @@ def patient_immunizations(conn: Connection, principal: Principal, patient_id: uu
                           today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
     """A patient's doses in force (newest first), those marked entered in error, and each dose of the schedule:
     given, due, overdue, not yet due or no longer given. The read is audited."""
-    child = _patient(conn, patient_id)
+    child = service.patient_of(conn, patient_id)
     rows = current_doses(conn, [patient_id])
     note_access(conn, principal, "read", patient_id, KIND, [r["id"] for r in rows])
     withdrawn = service.list_withdrawn(conn, principal, patient_id, immunization, KIND)
@@ -193,7 +185,7 @@ def record_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID, d
                 schedule: Schedule, today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
     """Record one dose, given or not done. A dose given before its minimum age or interval is recorded (the child
     did get it) and the answer says it does not count and the dose stays due."""
-    child = _patient(conn, patient_id)
+    child = service.patient_of(conn, patient_id)
     service.require_chart(conn, patient_id, data.encounter_id)
     day = _check(conn, patient_id, data, schedule, child["birth_date"], today, tz)
     appended = record.append(conn, principal, KIND, patient_id=patient_id, encounter_id=data.encounter_id,
@@ -213,7 +205,7 @@ def correct_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
                  tz: zoneinfo.ZoneInfo) -> dict:
     """The next version of a dose (a wrong vaccine, dose number, lot or day), with the reason; the earlier one
     stays in its history. A version corrected since: 409."""
-    child = _patient(conn, patient_id)
+    child = service.patient_of(conn, patient_id)
     _dose_of(conn, patient_id, entry_id)
     service.require_chart(conn, patient_id, data.encounter_id)
     day = _check(conn, patient_id, data, schedule, child["birth_date"], today, tz)
@@ -227,7 +219,7 @@ def withdraw_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                   reason: str) -> dict:
     """Mark a dose entered in error (recorded on the wrong child, never given): nothing is deleted, the mistaken
     version stays readable in its history, and the schedule no longer counts it."""
-    _patient(conn, patient_id)
+    service.patient_of(conn, patient_id)
     _dose_of(conn, patient_id, entry_id)
     appended = record.retract(conn, principal, entry_id, reason)
     first = conn.execute(sa.select(entry.c.author_id).where(entry.c.id == appended.root_id)).scalar_one()
