@@ -933,6 +933,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.demo import generate_demo_population
+    from appliance.layers.clinical.referral_demo import generate_referral_demo
     from appliance.layers.financial import demo as financial_demo
     from appliance.layers.financial.demo import generate_billing_demo
     from appliance.layers.nursing import demo as nursing_demo
@@ -986,6 +987,11 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
                     identity.name_machine_author(
                         conn, author, email=f"demo-data-{author.account_id.hex[:12]}@{slug.replace('_', '-')}.demo")
             progress.advance(task)
+    # Referrals up the demo's chain once every facility has its population: the receiver registers from the letter.
+    referred = generate_referral_demo(db, slugs)
+    if referred:
+        err.print("demo referrals written (" + ", ".join(f"{n} {state}" for state, n in referred.items()) + ")")
+        wrote = True
     if wrote:
         # Fresh tables have no statistics until autovacuum gets to them, and until then the planner
         # nests loops over them (a vitals write measured ~200 ms instead of ~24 ms): analyse now, once.

@@ -30,7 +30,7 @@ from appliance.layers.clinical.errors import Invalid
 from appliance.layers.clinical.models import allergy, condition, medication_request, patient, patient_identifier
 from appliance.layers.clinical.schemas import PatientIn, ReferralFeedbackIn, ReferralIn
 from appliance.layers.clinical.service import current_rows, register_patient, require_chart, results_of, with_subject
-from appliance.substrate import identity, record, referrals
+from appliance.substrate import deaths, identity, record, referrals
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, note_access, note_list_read
@@ -176,7 +176,13 @@ def on_referral(conn: Connection, principal: Principal, appended: Entry) -> None
                    clinic=detail["clinic"], urgency=detail["urgency"], reason=detail["reason"], letter=letter)
 
 
+def refuse_referral_for_deceased(conn: Connection, patient_id: uuid.UUID | None) -> None:
+    """No referral of a person recorded deceased at any facility: the one they would be sent to would book them."""
+    deaths.refuse_if_deceased(conn, patient_id, "a referral")
+
+
 record.register_reaction("referral", on_referral)
+record.register_guard("referral", refuse_referral_for_deceased)
 
 
 # -- reading ---------------------------------------------------------------------------------------------------

@@ -261,3 +261,16 @@ def test_the_exchange_refuses_a_facility_role_at_the_sql_level(token_client, hil
     # And the entry at the referring facility is append-only.
     with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(hillview.slug) as conn:
         conn.execute(sa.text("UPDATE referral SET urgency = 'routine'"))
+
+
+def test_a_person_recorded_deceased_is_not_referred(token_client, hillview, lakeshore, db):
+    from tests.layers.clinical.test_death import certificate
+
+    api = api_of(token_client, hillview)
+    patient_id = register(api, hillview.slug)
+    certified = api.post(f"{BASE.format(tenant=hillview.slug)}/patients/{patient_id}/death", json=certificate())
+    assert certified.status_code == 201, certified.text
+    before = counts(db, hillview.slug)
+    refused = refer(api, hillview.slug, patient_id, letter(lakeshore.slug))
+    assert refused.status_code == 422 and "recorded deceased" in refused.json()["detail"]
+    assert counts(db, hillview.slug) == before
