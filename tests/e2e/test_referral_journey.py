@@ -61,7 +61,8 @@ def test_refer_at_the_health_centre_answer_at_the_hospital_and_read_it_back(brow
     page.goto(f"{live_server}/t/{health_centre.slug}/patients/{patient}/referrals")
     page.get_by_role("link", name="Refer to another facility").click()
     page.wait_for_url(re.compile(r"/referrals/new$"))
-    page.get_by_label("Facility referred to").select_option(label="Lakeshore District Hospital — the facility decides the clinic")
+    page.get_by_label("Facility referred to").select_option(
+        label="Lakeshore District Hospital — the facility decides the clinic")
     page.get_by_label("Urgency").select_option("urgent")
     page.get_by_label("Reason for referral").fill("Blood pressure uncontrolled on two drugs")
     page.get_by_label("Clinical summary").fill("BP 184/112 on amlodipine and hydrochlorothiazide; headaches.")
