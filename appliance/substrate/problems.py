@@ -24,3 +24,14 @@ def invalid_request_detail(errors: object, fallback: str) -> str:
     if named:
         return f"invalid {', '.join(named)}: {messages[0]}"
     return messages[0] if messages and messages[0] else fallback
+
+
+NUL_IN_TEXT = "text cannot hold the NUL character (U+0000): remove it and send again; nothing was recorded"
+
+
+def nul_in_text(exc: BaseException) -> bool:
+    """Whether `exc` is psycopg refusing a NUL in a text parameter (PostgreSQL text cannot hold one): raised
+    before the statement reaches the server, so the transaction it was part of rolls back whole, and the client
+    that sent it (a scanner's output, a pasted binary) is told, on whichever route it used."""
+    orig = getattr(exc, "orig", None)
+    return orig is not None and type(orig).__name__ == "DataError" and "cannot contain NUL" in str(orig)

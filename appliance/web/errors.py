@@ -6,13 +6,19 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
 
 from appliance.substrate.db import InvalidSlug, UnknownTenant
+from appliance.substrate.problems import NUL_IN_TEXT, nul_in_text
 from appliance.web.navigation import landing
 
 log = structlog.get_logger(__name__)
@@ -83,6 +89,14 @@ def unexpected(request: Request, exc: Exception) -> Response:
                     "the appliance could not complete this request; the error was logged with its request id")
 
 
+def data_error(request: Request, exc: sa.exc.DataError) -> Response:
+    """A NUL in any text a client sent (a scanner's output, a pasted binary) is the client's to fix, said
+    so on every route at once; any other DataError is our fault."""
+    if nul_in_text(exc):
+        return _refusal(request, HTTP_422_UNPROCESSABLE_ENTITY, NUL_IN_TEXT)
+    return unexpected(request, exc)
+
+
 def status_of(exc: BaseException) -> int:
     """The status these handlers answer `exc` with: for the request log, written where the exception
     passes on its way to them."""
@@ -90,6 +104,8 @@ def status_of(exc: BaseException) -> int:
         return exc.status_code
     if isinstance(exc, UnknownTenant | InvalidSlug):
         return HTTP_404_NOT_FOUND
+    if nul_in_text(exc):
+        return HTTP_422_UNPROCESSABLE_ENTITY
     return HTTP_500_INTERNAL_SERVER_ERROR
 
 
@@ -97,5 +113,6 @@ handlers = {
     UnknownTenant: unknown_tenant,
     InvalidSlug: invalid_slug,
     HTTPException: http_exception,
+    sa.exc.DataError: data_error,
     Exception: unexpected,
 }

@@ -33,6 +33,7 @@ from appliance.interop.fhir.errors import FhirError, of_fhir_error, of_record_er
 from appliance.substrate import keys
 from appliance.substrate.db import InvalidSlug, UnknownTenant
 from appliance.substrate.principal import Principal
+from appliance.substrate.problems import NUL_IN_TEXT, nul_in_text
 from appliance.substrate.record import RecordError
 
 log = structlog.get_logger(__name__)
@@ -120,6 +121,10 @@ def _integrity(_: Request, exc: sa.exc.IntegrityError) -> Response:
                          "written: reload and try again")
 
 
+def _data_error(request: Request, exc: sa.exc.DataError) -> Response:
+    return _outcome(422, NUL_IN_TEXT) if nul_in_text(exc) else _unexpected(request, exc)
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its traceback for the operator; the client learns only that it was our fault.
     log.error("unhandled_error", path=request.scope.get("path_template", ""), exc_info=exc)
@@ -133,6 +138,7 @@ EXCEPTION_HANDLERS: dict[Any, Callable] = {
     UnknownTenant: _unknown_tenant,
     InvalidSlug: _unknown_tenant,
     sa.exc.IntegrityError: _integrity,
+    sa.exc.DataError: _data_error,
     Exception: _unexpected,
 }
 

@@ -111,6 +111,14 @@ def test_a_code_not_in_icd10_is_422_naming_it_and_writes_nothing(api, db, facili
     assert rows(db, facility.slug) == before
 
 
+def test_a_nul_character_is_an_outcome_of_422_and_writes_nothing(api, db, facility):
+    before = rows(db, facility.slug)
+    sent = new_patient(name=[{"use": "official", "family": "Wekesa\u0000", "given": ["Daniel"]}])
+    body = refusal(api.post(f"{base(facility.slug)}/Patient", json=sent), 422)
+    assert "NUL" in body["issue"][0]["diagnostics"]
+    assert rows(db, facility.slug) == before
+
+
 def test_what_the_record_cannot_hold_is_422_not_supported(api, db, facility):
     patient = f"Patient/{registered(api, facility.slug)}"
     url = base(facility.slug)

@@ -333,3 +333,20 @@ def test_the_facility_configuration_is_listed(api, facility):
     assert [t["code"] for t in api.get(f"{base}/note-templates").json()] == ["ANC"]
     sets = api.get(f"{base}/order-sets").json()
     assert sets[0]["definition"]["tests"] == ["32700-7", "70569-9", "58410-2"]
+
+
+def test_a_nul_character_in_any_text_is_a_422_and_nothing_is_written(api, facility, db: Database):
+    """PostgreSQL text cannot hold NUL (U+0000); a client that sends one (a scanner, a pasted binary) is told so
+    in a sentence, never a 500, on every route, and the act leaves nothing behind."""
+    base = BASE.format(tenant=facility.slug)
+    refused = api.post(f"{base}/patients", json={
+        "family_name": "Oduor\u0000", "given_names": "Mary", "birth_date": "1990-01-01", "sex": "female"})
+    assert refused.status_code == 422, refused.text
+    assert "NUL" in refused.json()["detail"] and "Traceback" not in refused.text
+    patient = register(api, facility.slug)
+    with db.tenant(facility.slug) as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    problem = api.post(f"{base}/patients/{patient['id']}/problems", json={"code": "B50.9", "note": "fever\u0000"})
+    assert problem.status_code == 422, problem.text
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == before
