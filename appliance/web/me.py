@@ -14,8 +14,8 @@ page), with a one-time enrolment link for the patient, as staff accounts are.
 `/me/immunizations` (appliance/web/me_immunizations.py) is their vaccination card.
 
 `/me/record.json` is the same record as a file to keep or to take to another clinician: what the page
-shows (results only once released to the patient), nothing the page does not, with each facility's
-times in its own zone. Taking it away is recorded at each facility as an export of the chart.
+shows (results only once released to the patient) and the vaccination card, nothing they do not, with each
+facility's times in its own zone. Taking it away is recorded at each facility as an export of the chart.
 """
 
 from __future__ import annotations
@@ -213,6 +213,9 @@ def download(request: Request, state: State) -> Response:
                 "about": "Your record from every facility on this appliance that holds one, as your record page "
                          "shows it: results once they are released to you. Times are each facility's own.",
                 "facilities": [_as_file(record) for record in _facility_records(state, request, export=True)]}
+    card = me_immunizations.vaccination_card(state, request)
+    if card.shown:  # the card's doses of every facility, judged together, as /me/immunizations shows them
+        document["vaccinations"] = card.model_dump(mode="json", exclude={"shown"})
     return Response(json.dumps(document, indent=1, ensure_ascii=False).encode(), media_type="application/json",
                     headers={"content-disposition": f'attachment; filename="my-health-record-{now:%Y-%m-%d}.json"',
                              "cache-control": "no-store"})

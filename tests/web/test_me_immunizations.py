@@ -105,6 +105,17 @@ def test_one_card_across_both_facilities(db, app, two_facilities, baby):
         assert reads and reads[-1].who["kind"] == "patient"
 
 
+def test_the_downloaded_record_carries_the_card(db, app, two_facilities, baby):
+    """The record a parent downloads to take to a school or another clinic holds the card's doses of every
+    facility, and what is owed, as the card shows them."""
+    hospital, centre = two_facilities
+    document = _patient_client(db, app, baby["email"]).get("/me/record.json").json()
+    card = document["vaccinations"]
+    assert [(d["vaccine"], d["dose_number"], d["facility"]) for d in card["doses"]] == [
+        ("OPV", 1, centre.name), ("PENTA", 2, centre.name), ("PENTA", 1, hospital.name), ("BCG", 1, hospital.name)]
+    assert ("PENTA", 3) in {(s["vaccine"], s["dose_number"]) for s in card["due"]}
+
+
 def test_the_card_page(db, app, two_facilities, baby):
     hospital, centre = two_facilities
     page = _patient_client(db, app, baby["email"]).get("/me/immunizations")
