@@ -933,6 +933,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.demo import generate_demo_population
+    from appliance.layers.clinical.outbreak_demo import DEMO_FACILITY, generate_outbreak_demo
     from appliance.layers.clinical.referral_demo import generate_referral_demo
     from appliance.layers.financial import demo as financial_demo
     from appliance.layers.financial.demo import generate_billing_demo
@@ -991,6 +992,11 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     referred = generate_referral_demo(db, slugs)
     if referred:
         err.print("demo referrals written (" + ", ".join(f"{n} {state}" for state, n in referred.items()) + ")")
+        wrote = True
+    # A cluster of meningitis at the health centre, so the ministry's Alerts page has an alert to show.
+    if DEMO_FACILITY in slugs and (cases := generate_outbreak_demo(db)):
+        err.print(f"{DEMO_FACILITY}: demo outbreak written ({cases} children with meningococcal meningitis "
+                  "in one week)")
         wrote = True
     if wrote:
         # Fresh tables have no statistics until autovacuum gets to them, and until then the planner

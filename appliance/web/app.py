@@ -36,6 +36,7 @@ from appliance.layers.operations.death_routes import DeathsToCertifyController
 from appliance.layers.operations.routes import OperationsController
 from appliance.layers.patient.release import load_release_rules
 from appliance.national.federation import PACKAGES_PATH
+from appliance.national.surveillance import load_diseases
 from appliance.substrate import identity
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
@@ -63,6 +64,7 @@ from appliance.web import (
     referral,
     regulator,
     signin,
+    surveillance,
     system,
     today,
 )
@@ -77,7 +79,7 @@ from appliance.web.context import close_uploads_middleware, request_context_midd
 
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
-                  *national.ROUTES, *me.ROUTES,
+                  *national.ROUTES, *surveillance.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
                   ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
@@ -105,6 +107,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     # The immunization schedule is read when a dose is first recorded; read here too, so a ministry's broken edit
     # stops the start with a sentence naming the vaccine and field, not a nurse's first dose.
     load_schedule(settings.policies_dir / "immunization.toml")
+    # The notifiable diseases too: a broken edit would otherwise first show on the ministry's Alerts page.
+    load_diseases(settings.policies_dir / "surveillance.toml")
     csrf = CSRFConfig(
         secret=host_secret(settings.home, "csrf.key"),
         cookie_name="healthos_csrf",

@@ -1,0 +1,158 @@
+"""The ministry's Alerts page (/national/alerts), its JSON (/api/national/alerts), acknowledging an alert with a
+note (audited; a refusal keeps nothing) and the weekly DHIS2 export — for the ministry analyst only: a
+facility's clinician, a regulator and a facility's API token are refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+import zoneinfo
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import ConditionIn
+from appliance.national import surveillance as idsr
+from appliance.substrate.audit import control_audit_event
+from appliance.substrate.principal import Principal
+from tests.layers.clinical.conftest import born_years_ago, new_patient
+
+ZONE = "Africa/Nairobi"
+
+
+def _events(db, event_type: str) -> int:
+    with db.control() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(control_audit_event)
+                            .where(control_audit_event.c.event_type == event_type)).scalar()
+
+
+def _acknowledgements(db, slug: str) -> list:
+    table = idsr.surveillance_acknowledgement
+    with db.control() as conn:
+        return conn.execute(sa.select(table).where(table.c.tenant == slug)).all()
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="_csrf_token" value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture(scope="module")
+def measles(db, tenant_factory):
+    """A Nairobi facility where a child of 2 was diagnosed with measles today."""
+    facility = tenant_factory(name="Riverbank Dispensary", district="Westdistrict", timezone=ZONE)
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr R", tenant=facility.slug,
+                          role="clinician")
+    with db.tenant(facility.slug) as conn:
+        child = new_patient(conn, clinician, family_name="Mutua", given_names="Baraka", sex="male",
+                            birth_date=born_years_ago(2))
+        service.add_condition(conn, clinician, child["id"], ConditionIn(code="B05.9"))
+    week = idsr.Week.containing(dt.datetime.now(zoneinfo.ZoneInfo(ZONE)).date())
+    return facility, clinician, child, week
+
+
+def test_the_analyst_sees_the_alert_the_day_it_is_diagnosed(db, signed_in, measles):
+    facility, _, child, week = measles
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    assert 'href="/national/alerts"' in analyst.get("/").text
+    before = _events(db, "national.surveillance.view")
+    page = analyst.get("/national/alerts")
+    assert page.status_code == 200 and _events(db, "national.surveillance.view") == before + 1
+    key = f"{facility.slug}/measles/{week.value}"
+    row = page.text.split('id="open-alerts"')[1].split(f'data-alert="{key}"')[1].split("</tr>")[0]
+    today = dt.datetime.now(zoneinfo.ZoneInfo(ZONE)).date().isoformat()
+    assert "Riverbank Dispensary" in row and "Measles" in row and f"<td>{today}</td>" in row
+    assert f"{today} · B05.9 · male · age 1-4Y" in row
+    for value in (child["family_name"], child["given_names"], child["mrn"], str(child["id"])):
+        assert value not in page.text
+    one = analyst.get(f"/national/alerts?facility={facility.slug}").text
+    weekly = one.split('id="weekly"')[1].split("</table>")[0]
+    assert weekly.split('data-disease="measles"')[1].split("</tr>")[0].endswith("<td>1</td>")
+
+    api = analyst.get(f"/api/national/alerts?facility={facility.slug}")
+    assert api.status_code == 200
+    body = api.json()
+    [alert] = [a for a in body["alerts"] if a["facility"] == facility.slug]
+    assert alert["disease"] == "measles" and alert["open"] and alert["since"] == today and alert["threshold"] == 1
+    assert alert["cases"] == [{"facility": facility.slug, "disease": "measles", "week": week.value,
+                               "diagnosed_on": today, "icd10": "B05.9", "sex": "M", "age_band": "1-4Y"}]
+    assert next(r for r in body["weekly"] if r["disease"] == "measles")["cases"][week.value] == 1
+    for value in (child["family_name"], child["mrn"], str(child["id"])):
+        assert value not in api.text
+
+
+def test_an_alert_is_acknowledged_with_a_note_audited_and_opens_again_with_a_new_case(db, signed_in, measles):
+    facility, clinician, _, week = measles
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    token = _csrf(analyst.get("/national/alerts").text)
+    form = {"facility": facility.slug, "disease": "measles", "week": week.value, "_csrf_token": token}
+    before = _events(db, "national.alert.acknowledge")
+    empty = analyst.post("/national/alerts/acknowledge", data={**form, "note": "   "})
+    assert empty.status_code == 422 and "write a note saying what was done" in empty.text.lower()
+    guessed = analyst.post("/national/alerts/acknowledge", data={**form, "disease": "cholera", "note": "seen"})
+    assert guessed.status_code == 404 and "there is no alert" in guessed.text.lower()
+    elsewhere = analyst.post("/national/alerts/acknowledge", data={**form, "facility": "t_nowhere", "note": "seen"})
+    assert elsewhere.status_code == 404
+    assert not analyst.post("/national/alerts/acknowledge", data={**form, "week": "2026-W99", "note": "x"}).is_success
+    assert _acknowledgements(db, facility.slug) == [] and _events(db, "national.alert.acknowledge") == before
+
+    done = analyst.post("/national/alerts/acknowledge", data={**form, "note": "DSO informed; samples sent"},
+                        follow_redirects=False)
+    assert done.status_code in (302, 303) and done.headers["location"] == "/national/alerts"
+    [kept] = _acknowledgements(db, facility.slug)
+    assert (kept.disease, kept.week, kept.cases, kept.note) == ("measles", week.value, 1, "DSO informed; samples sent")
+    assert kept.acknowledged_by == analyst.person.account_id
+    assert _events(db, "national.alert.acknowledge") == before + 1
+    page = analyst.get("/national/alerts").text
+    key = f"{facility.slug}/measles/{week.value}"
+    open_alerts = page.split('id="open-alerts"')[1].split("</table>")[0] if 'id="open-alerts"' in page else ""
+    assert f'data-alert="{key}"' not in open_alerts
+    assert "DSO informed; samples sent" in page.split('id="acknowledged-alerts"')[1].split(f'data-alert="{key}"')[1]
+    again = analyst.post("/national/alerts/acknowledge", data={**form, "note": "twice"})
+    assert again.status_code == 409 and _events(db, "national.alert.acknowledge") == before + 1
+
+    with db.tenant(facility.slug) as conn:  # a sibling falls ill the same week
+        sibling = new_patient(conn, clinician, family_name="Mutua", sex="female", birth_date=born_years_ago(4))
+        service.add_condition(conn, clinician, sibling["id"], ConditionIn(code="B05.9"))
+    reopened = analyst.get("/national/alerts").text.split('id="open-alerts"')[1].split(f'data-alert="{key}"')[1]
+    assert "Acknowledged at 1 case; 1 more since." in reopened.split("</tr>")[0]
+
+
+def test_the_week_goes_out_as_a_dhis2_data_value_set_audited(db, signed_in, measles):
+    facility, _, _, week = measles
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    before = _events(db, "national.surveillance.export")
+    sent = analyst.get(f"/national/alerts/export?week={week.value}&format=dhis2")
+    assert sent.status_code == 200 and f"healthos-idsr-{week.value}.json" in sent.headers["content-disposition"]
+    document = json.loads(sent.text)
+    assert document["period"] == week.dhis2
+    mine = {v["categoryOptionCombo"]: v["value"] for v in document["dataValues"]
+            if v["orgUnit"] == facility.slug and v["dataElement"] == "IDSR_MEASLES"}
+    assert int(mine["M_1-4Y"]) >= 1 and mine["F_15-49Y"] == "0"
+    assert _events(db, "national.surveillance.export") == before + 1
+    assert analyst.get("/national/alerts/export?format=csv").status_code == 422
+    future = week.previous(-3).value
+    late = analyst.get(f"/national/alerts/export?week={future}&format=dhis2")
+    assert late.status_code == 422 and "has not begun" in late.text
+    assert analyst.get("/api/national/alerts?last=soon").status_code == 422
+    assert analyst.get("/api/national/alerts?facility=t_nowhere").status_code == 404
+
+
+def test_a_facility_clinician_a_regulator_and_a_facility_token_are_refused(db, signed_in, token_client, measles):
+    facility = measles[0]
+    week = measles[3]
+    for client in (signed_in("clinician", facility.slug), signed_in("regulator", kind="regulator"),
+                   token_client(facility.slug, role="clinician")):
+        assert client.get("/national/alerts").status_code == 403
+        assert client.get("/api/national/alerts").status_code == 403
+        assert client.get(f"/national/alerts/export?week={week.value}&format=dhis2").status_code == 403
+        # With the form's CSRF token of a page the person may open, so the refusal is the permission's.
+        landing = client.get("/")
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', landing.text)
+        posted = client.post("/national/alerts/acknowledge", data={
+            "facility": facility.slug, "disease": "measles", "week": week.value, "note": "mine",
+            "_csrf_token": token.group(1) if token else ""})
+        assert posted.status_code == 403
+    assert all(row.note != "mine" for row in _acknowledgements(db, facility.slug))
