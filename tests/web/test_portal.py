@@ -877,6 +877,14 @@ PAGES += ["/patients/{pid}/immunizations", "/patients/{pid}/immunizations/{any}/
 FORMS += ["/patients/{pid}/immunizations", "/patients/{pid}/immunizations/{any}",
           "/patients/{pid}/immunizations/{any}/entered-in-error"]
 
+# Referrals (appliance/web/referral.py): the chart's tab and form, the facility's received and sent, one referral and
+# its acts; referring, accepting, declining and feedback with real ids, and a third facility, are in
+# tests/web/test_referral_pages.py.
+PAGES += ["/patients/{pid}/referrals", "/patients/{pid}/referrals/new", "/referrals", "/referrals/sent",
+          "/referrals/{any}"]
+FORMS += ["/patients/{pid}/referrals", "/referrals/{any}/accept", "/referrals/{any}/decline",
+          "/referrals/{any}/feedback", "/referrals/{any}/withdraw"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")
