@@ -205,16 +205,22 @@ def _act(request: Asking, tenant: str, referral_id: uuid.UUID, values: dict, don
                      errors=errors)
 
 
+def _with_reason(request: Asking, tenant: str, referral_id: uuid.UUID, data: dict, done: str, act) -> Response:
+    """An act that takes a reason the other facility reads (withdrawing, declining)."""
+    values = form_values(data)
+
+    def run() -> None:
+        reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
+        with request.app.state.db.tenant(tenant) as conn:
+            act(conn, request.user, referral_id, reason)
+    return _act(request, tenant, referral_id, values, done, run)
+
+
 @post(ONE + "/withdraw", operation_id="PortalWithdrawReferral", opt={"permission": "clinical.referral.write"},
       sync_to_thread=True, include_in_schema=False)
 def withdraw(request: Asking, tenant: Tenant, referral_id: Id, data: FormData) -> Response:
-    values = form_values(data)
-
-    def act() -> None:
-        reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
-        with request.app.state.db.tenant(tenant) as conn:
-            referral.withdraw(conn, request.user, referral_id, reason)
-    return _act(request, tenant, referral_id, values, "referral-withdrawn", act)
+    """Withdraw a referral this facility sent and nobody has answered, saying why."""
+    return _with_reason(request, tenant, referral_id, data, "referral-withdrawn", referral.withdraw)
 
 
 @post(ONE + "/accept", operation_id="PortalAcceptReferral", opt={"permission": "clinical.referral.accept"},
@@ -235,13 +241,8 @@ def accept(request: Asking, tenant: Tenant, referral_id: Id, data: FormData) -> 
 @post(ONE + "/decline", operation_id="PortalDeclineReferral", opt={"permission": "clinical.referral.answer"},
       sync_to_thread=True, include_in_schema=False)
 def decline(request: Asking, tenant: Tenant, referral_id: Id, data: FormData) -> Response:
-    values = form_values(data)
-
-    def act() -> None:
-        reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
-        with request.app.state.db.tenant(tenant) as conn:
-            referral.decline(conn, request.user, referral_id, reason)
-    return _act(request, tenant, referral_id, values, "referral-declined", act)
+    """Decline a referral addressed here, with the reason the referring facility reads."""
+    return _with_reason(request, tenant, referral_id, data, "referral-declined", referral.decline)
 
 
 @post(ONE + "/feedback", operation_id="PortalReferralFeedback", opt={"permission": "clinical.referral.answer"},

@@ -98,6 +98,16 @@ def test_decline_needs_a_reason_and_others_are_refused(signed_in, db, hillview, 
     assert declined.status_code == 303
     assert "No cardiologist until March" in clinician.get(f"/t/{hillview.slug}/referrals/{referral_id}").text
 
+    # The referring facility withdraws another one, not yet answered, saying why.
+    assert send(clinician, hillview.slug, patient_id, lakeshore.slug).status_code == 303
+    with db.control() as conn:
+        second = conn.execute(sa.text("SELECT id FROM control.referral WHERE from_patient = :p AND status = 'sent'"),
+                              {"p": patient_id}).scalar()
+    mine = f"/t/{hillview.slug}/referrals/{second}"
+    assert post_form(clinician, mine, f"{mine}/withdraw", {"reason": ""}).status_code == 422
+    assert post_form(clinician, mine, f"{mine}/withdraw", {"reason": "Travelled to Nairobi"}).status_code == 303
+    assert "Travelled to Nairobi" in clinician.get(mine).text
+
     outsider = signed_in("clinician", riverside.slug)
     assert outsider.get(f"/t/{hillview.slug}/referrals").status_code == 403
     assert outsider.get(f"/t/{hillview.slug}/referrals/{referral_id}").status_code == 403

@@ -210,7 +210,7 @@ def test_other_facilities_and_guessed_ids_are_refused_on_every_route(token_clien
     outsider = api_of(token_client, riverside)
     assert outsider.post(f"{ours}/patients/{patient_id}/referrals", json=letter(lakeshore.slug)).status_code == 403
     assert outsider.get(f"{ours}/patients/{patient_id}/referrals").status_code == 403
-    for path in ("/referrals/sent", "/referrals/received", f"/referrals/{referral_id}"):
+    for path in ("/referrals/sent", "/referrals/received", "/referrals/destinations", f"/referrals/{referral_id}"):
         assert outsider.get(ours + path).status_code == 403, path
     for act in ("withdraw", "accept", "decline", "feedback"):
         assert outsider.post(f"{ours}/referrals/{referral_id}/{act}", json={}).status_code == 403, act
