@@ -59,6 +59,21 @@ portal.NAV.append(portal.NavItem("Clinical", "referrals", "Referrals received", 
 portal.CHART_TABS.insert(len(portal.CHART_TABS) - 1,
                          portal.ChartTab("referrals", "Referrals", "/referrals", "clinical.referral.read"))
 
+def _timeline_referrals(conn, principal, patient_id: uuid.UUID) -> list[dict]:
+    return referral.sent(conn, principal, patient_id) + referral.received(conn, principal, patient_id)
+
+
+def _timeline_words(row: dict) -> tuple[str, str]:
+    urgency = referral.URGENCY_WORDS[row["urgency"]].lower()
+    what = (f"Referred to {row['to_facility'] or row['to_tenant']} ({urgency})" if row["side"] == "sent"
+            else f"Referred here from {row['from_facility'] or row['from_tenant']} ({urgency})")
+    return what, f"{referral.STATUS_WORDS[row['status']]}: {row['reason']}"
+
+
+# On the patient's timeline the day it was sent, where it stands now.
+portal.TIMELINE_SOURCES.append(portal.TimelineSource("clinical", "referral", "Referrals", "clinical.referral.read",
+                                                     _timeline_referrals, _timeline_words, lambda row: row["sent_at"]))
+
 WORDS = {"urgency": referral.URGENCY_WORDS, "status": referral.STATUS_WORDS, "items": referral.ITEM_WORDS}
 ONE = "/referrals/{referral_id:uuid}"
 

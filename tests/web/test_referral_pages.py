@@ -79,6 +79,7 @@ def test_refer_accept_and_read_the_feedback_back(signed_in, db, hillview, lakesh
     assert given.status_code == 303, given.text
     back = clinician.get(f"{chart}/referrals")
     assert "Stable angina; exercise test positive" in back.text and "Completed, feedback given" in back.text
+    assert "Referred to Lakeshore District Hospital (urgent)" in clinician.get(f"{chart}/timeline").text
     sent_list = clinician.get(f"/t/{hillview.slug}/referrals/sent")
     assert sent_list.status_code == 200 and str(referral_id) in sent_list.text
 
