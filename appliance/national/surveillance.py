@@ -285,13 +285,17 @@ class Alert:
         return f"{self.facility.slug}/{self.disease.id}/{self.week.value}"
 
 
+def _where(case: Case) -> tuple[str, str, Week]:
+    """Where an alert is counted: one facility's week of one disease."""
+    return case.facility, case.disease, case.week
+
+
 def alerts_of(cases: Iterable[Case], diseases: Iterable[Disease], facilities: dict[str, Facility]) -> list[Alert]:
     """The alerts the cases raise: each facility's week of a disease whose cases reach its threshold; an immediate
     disease's threshold is one case, a weekly one's its `alert_cases` (none without it). Newest first."""
     by_id = {d.id: d for d in diseases}
     raised = []
-    key = lambda case: (case.facility, case.disease, case.week)  # noqa: E731 -- the grouping and its order are one key
-    for (facility, disease_id, week), group in itertools.groupby(sorted(cases, key=key), key=key):
+    for (facility, disease_id, week), group in itertools.groupby(sorted(cases, key=_where), key=_where):
         disease, members = by_id.get(disease_id), sorted(group, key=lambda case: case.diagnosed_on)
         if disease is not None and disease.threshold is not None and len(members) >= disease.threshold:
             raised.append(Alert(facilities[facility], disease, week, members))
