@@ -246,9 +246,16 @@ def decline(conn: Connection, principal: Principal, referral_id: uuid.UUID, reas
 
 
 def give_feedback(conn: Connection, principal: Principal, referral_id: uuid.UUID, data: ReferralFeedbackIn) -> dict:
-    """The counter-referral, once the patient was seen: the referral is completed."""
-    return _acted(conn, principal, referral_id, "complete",
-                  feedback={**data.model_dump(), "written_by": principal.display_name})
+    """The counter-referral, once the patient was seen: the referral is completed, and the letter is kept on this
+    facility's chart as a note (a copy in the file, as on paper): what this facility's clinician wrote about its
+    patient is part of its own record, read with the chart and corrected as any note, not only the exchange's."""
+    completed = _acted(conn, principal, referral_id, "complete",
+                       feedback={**data.model_dump(), "written_by": principal.display_name})
+    parts = [("Findings", data.findings), ("What was done", data.treatment), ("Advice", data.advice)]
+    record.append(conn, principal, "note", patient_id=completed["patient_id"], detail={
+        "template_code": None, "title": f"Referral feedback to {completed['from_facility']}", "fields": {},
+        "text": "\n\n".join(f"{label}: {text}" for label, text in parts if text)})
+    return completed
 
 
 def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UUID) -> dict:

@@ -154,6 +154,10 @@ def test_referred_accepted_onto_a_new_chart_and_answered_with_feedback(token_cli
     read_back = sender.get(f"{BASE.format(tenant=hillview.slug)}/patients/{patient_id}/referrals").json()
     assert read_back[0]["feedback"]["advice"] == "Recheck BP in 2 weeks; creatinine in 1 month"
     assert read_back[0]["status"] == "completed"
+    # The letter is on the answering facility's own chart too, as a note its clinicians read with the record.
+    notes = receiver.get(f"{BASE.format(tenant=lakeshore.slug)}/patients/{chart_there}/notes").json()
+    assert notes[0]["title"] == "Referral feedback to Hillview Health Centre"
+    assert "Advice: Recheck BP in 2 weeks" in notes[0]["text"] and "Added losartan 50 mg" in notes[0]["text"]
 
     # Audited where each was done: the send and the reads at Hillview, the acts and reads at Lakeshore on its own
     # chart once it holds one.
