@@ -24,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
 from appliance.layers.clinical.death_routes import DeathController
+from appliance.layers.clinical.delivery_routes import DeliveryController
 from appliance.layers.clinical.imaging_routes import ImagingController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
 from appliance.layers.clinical.immunization_schedule import load_schedule
@@ -47,6 +48,7 @@ from appliance.web import (
     admin,
     billing,
     death,
+    delivery,
     discharge,
     errors,
     growth,
@@ -82,9 +84,11 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *surveillance.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
                   ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
+                  DeliveryController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
+                  delivery.delivery_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}

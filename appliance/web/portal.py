@@ -45,7 +45,7 @@ from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, death, discharge, drugs, growth, service
+from appliance.layers.clinical import access, catalogue, chart, death, delivery, discharge, drugs, growth, service
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
@@ -1075,6 +1075,9 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     with db.tenant(tenant) as conn:
         summary = chart.chart_summary(conn, principal, patient_id)
         deceased = death.deceased(conn, principal, patient_id)  # the banner's "Deceased <date>"
+        # A mother's deliveries, linking to her babies; a baby's mother, linking back (noted only where there is one).
+        births = delivery.read(conn, principal, patient_id, noting_none=False) \
+            if principal.can("clinical.delivery.read") else None
         held = service.held_on_boards(conn, [e["id"] for e in summary["encounters"]])
         # The summary carries the latest results; a year's trend needs them all.
         results = service.list_results(conn, principal, patient_id, limit=1000) \
@@ -1102,6 +1105,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
                 vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries, deceased=deceased,
+                births=births, delivery_modes=delivery.MODES,
                 discharge_stays=discharge.STAY_STATUSES, **HELPERS)
 
 

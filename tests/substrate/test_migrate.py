@@ -172,3 +172,24 @@ def test_t0026_adds_the_immunization_append_only_and_its_downgrade_takes_it_away
     for statement in ("UPDATE immunization SET note = 'x'", "DELETE FROM immunization"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0029_adds_the_delivery_append_only_and_its_downgrade_takes_it_away(db: Database, tenant_a):
+    """t0029 (a birth on the mother's record) runs both ways on a schema at head, matches the model (its checks
+    and the index that finds a baby's mother), and the tenant role may append a delivery but neither rewrite nor
+    remove one."""
+    t0029 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0029_delivery")
+    schema = tenant_schema(tenant_a.slug)
+    exists = sa.text("SELECT to_regclass(:table) IS NOT NULL")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0029.downgrade()
+            downgraded = conn.execute(exists, {"table": f"{schema}.delivery"}).scalar()
+            t0029.upgrade()
+        upgraded = conn.execute(exists, {"table": f"{schema}.delivery"}).scalar()
+    assert (downgraded, upgraded) == (False, True)
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE delivery SET blood_loss_ml = 0", "DELETE FROM delivery"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

@@ -885,6 +885,12 @@ PAGES += ["/patients/{pid}/referrals", "/patients/{pid}/referrals/new", "/referr
 FORMS += ["/patients/{pid}/referrals", "/referrals/{any}/accept", "/referrals/{any}/decline",
           "/referrals/{any}/feedback", "/referrals/{any}/withdraw"]
 
+# Births (appliance/web/delivery.py), a midwife's (a nurse's) or a clinician's form, the delivery and its correction;
+# recording, the babies' charts and refusals with real ids are in tests/web/test_delivery_pages.py.
+PAGES += ["/patients/{pid}/deliveries/new", "/patients/{pid}/deliveries/{any}",
+          "/patients/{pid}/deliveries/{any}/correction"]
+FORMS += ["/patients/{pid}/deliveries", "/patients/{pid}/deliveries/{any}/correction"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

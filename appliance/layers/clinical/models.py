@@ -388,6 +388,35 @@ referral = sa.Table(
     sa.CheckConstraint("urgency IN ('routine', 'urgent', 'emergency')", name="referral_urgency"),
 )
 
+# A birth on the mother's record (tenant revision t0029; appliance/layers/clinical/delivery.py): the delivery and
+# each baby born. A live-born baby is registered as a patient in the delivery's transaction; `babies` names its
+# chart, which is how the baby's chart finds its mother.
+delivery = sa.Table(
+    "delivery",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the birth, as the midwife or clinician recorded it
+    sa.Column("born_at", sa.DateTime(timezone=True), nullable=False),  # the (first) baby's time of birth
+    sa.Column("gestation_weeks", sa.SmallInteger, nullable=False),  # gestational age at birth: completed weeks
+    sa.Column("gestation_days", sa.SmallInteger, nullable=False),  # and days
+    sa.Column("mode", sa.Text, nullable=False),  # spontaneous_vaginal, assisted_vaginal, caesarean, breech_vaginal
+    # patient data: each baby, in birth order: {number, outcome, sex, weight_g, apgar_1, apgar_5, resuscitation,
+    # patient_id (a live birth's chart, else null), weight_entry_id (the chart's birth weight, else null)}
+    sa.Column("babies", JSONB, nullable=False),
+    sa.Column("blood_loss_ml", sa.Integer, nullable=False),  # the mother's estimated blood loss
+    sa.Column("uterotonic", sa.Text, nullable=False),  # given in the third stage: oxytocin, ..., or none
+    sa.CheckConstraint("mode IN ('spontaneous_vaginal', 'assisted_vaginal', 'caesarean', 'breech_vaginal')",
+                       name="delivery_mode"),
+    sa.CheckConstraint("gestation_weeks BETWEEN 22 AND 44 AND gestation_days BETWEEN 0 AND 6",
+                       name="delivery_gestation_range"),
+    sa.CheckConstraint("blood_loss_ml >= 0", name="delivery_blood_loss_positive"),
+    sa.CheckConstraint("uterotonic IN ('oxytocin', 'carbetocin', 'misoprostol', 'ergometrine', 'none')",
+                       name="delivery_uterotonic"),
+    sa.CheckConstraint("jsonb_typeof(babies) = 'array' AND jsonb_array_length(babies) BETWEEN 1 AND 4",
+                       name="delivery_babies"),
+    sa.Index("delivery_babies_idx", "babies", postgresql_using="gin", postgresql_ops={"babies": "jsonb_path_ops"}),
+)
+
 # -- catalogues from the tenant file -----------------------------------------------------------------
 
 orderable = sa.Table(
@@ -440,6 +469,7 @@ KINDS: dict[str, sa.Table | None] = {
     "note": note,
     "death": death,
     "referral": referral,
+    "delivery": delivery,
 }
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

@@ -240,6 +240,98 @@ class DeathState(_Out):
     certified_at_facility: str | None  # the facility whose certificate it is
 
 
+# -- deliveries (appliance/layers/clinical/delivery.py) ----------------------------------------------
+
+DeliveryMode = Literal["spontaneous_vaginal", "assisted_vaginal", "caesarean", "breech_vaginal"]
+BirthOutcome = Literal["live_birth", "fresh_stillbirth", "macerated_stillbirth"]
+Resuscitation = Literal["none", "stimulation", "bag_and_mask", "advanced"]
+Uterotonic = Literal["oxytocin", "carbetocin", "misoprostol", "ergometrine", "none"]
+
+
+class BabyIn(_In):
+    """One baby of a delivery, in birth order. The ranges a person can get wrong (a weight in kilograms, an
+    Apgar on a stillborn baby) are judged by the service, which answers in a sentence."""
+
+    outcome: BirthOutcome
+    sex: Literal["female", "male", "unknown"] = Field(description="'unknown' where the sex cannot be told at birth")
+    weight_g: int = Field(description="birth weight in grams")
+    apgar_1: int | None = Field(default=None, description="Apgar score at 1 minute (a live birth's)")
+    apgar_5: int | None = Field(default=None, description="Apgar score at 5 minutes (a live birth's)")
+    resuscitation: Resuscitation = "none"
+
+
+class DeliveryIn(_In):
+    """A delivery on the mother's record: each live-born baby is registered as a patient in the same transaction."""
+
+    born_at: dt.datetime = Field(description="date and time of birth (of the first baby), with its UTC offset")
+    gestation_weeks: int = Field(description="gestational age at birth, completed weeks")
+    gestation_days: int = Field(default=0, description="and days (0-6)")
+    mode: DeliveryMode
+    babies: Annotated[list[BabyIn], Field(min_length=1, max_length=4)]
+    blood_loss_ml: int = Field(description="the mother's estimated blood loss, ml")
+    uterotonic: Uterotonic = Field(description="the uterotonic given in the third stage of labour, or none")
+    encounter_id: uuid.UUID | None = Field(default=None,
+                                           description="the mother's stay; her open admission if left out")
+
+    @field_validator("born_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("give the time of birth with its UTC offset (e.g. 2026-03-01T04:30+03:00)")
+        return value
+
+
+class DeliveryCorrection(DeliveryIn):
+    reason: Reason
+    version_id: uuid.UUID = Field(description="the version corrected: the delivery's `id` as you loaded it")
+
+
+class BabyOut(_Out):
+    number: int
+    outcome: str
+    sex: str
+    weight_g: int
+    apgar_1: int | None
+    apgar_5: int | None
+    resuscitation: str
+    patient_id: uuid.UUID | None  # the live-born baby's chart at this facility
+    low_birth_weight: bool
+
+
+class DeliveryOut(_Out):
+    id: uuid.UUID  # this version
+    root_id: uuid.UUID  # the delivery
+    patient_id: uuid.UUID  # the mother
+    encounter_id: uuid.UUID | None
+    author_id: uuid.UUID  # who recorded (or last corrected) it
+    recorded_at: dt.datetime
+    entry_status: str
+    born_at: dt.datetime
+    gestation_weeks: int
+    gestation_days: int
+    preterm: bool
+    mode: str
+    babies: list[BabyOut]
+    blood_loss_ml: int
+    postpartum_haemorrhage: bool
+    uterotonic: str
+
+
+class BornTo(_Out):
+    """A baby's chart's link to its mother: the delivery it was born of."""
+
+    delivery_id: uuid.UUID
+    mother_id: uuid.UUID
+    mother_name: str
+    born_at: dt.datetime
+    number: int
+
+
+class Deliveries(_Out):
+    deliveries: list[DeliveryOut]
+    born_to: BornTo | None
+
+
 # -- encounters --------------------------------------------------------------------------------------
 
 

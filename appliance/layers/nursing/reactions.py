@@ -14,6 +14,8 @@ task or its cancellation exists the moment the act does, or not at all.
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
   retracted order cancels it, and the laboratory's receipt of the specimen (`specimen_receipt`) or a `result`
   for the order completes it.
+- `delivery` (clinical) → for a mother on a ward with a baby born alive: "newborn checks" on her task list,
+  due within `NEWBORN_CHECKS_WITHIN` of the birth (the babies lie with her, on her ward).
 - `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`, and the
   first observations due at once (unless already scheduled), done by the first set recorded;
   `discharge` cancels the patient's open tasks.
@@ -42,6 +44,7 @@ from appliance.substrate.record import Entry, entry
 
 SPECIMEN_DUE = {"stat": dt.timedelta(minutes=15), "urgent": dt.timedelta(hours=1), "routine": dt.timedelta(hours=4)}
 ADMISSION_ASSESSMENT_WITHIN = dt.timedelta(hours=6)  # the nursing admission assessment of most ward policies
+NEWBORN_CHECKS_WITHIN = dt.timedelta(hours=1)  # the first check of a newborn on the ward, within the hour of birth
 _SCORE_TABLES = {"news2": news2, "meows": meows, "pews": pews}
 
 
@@ -304,6 +307,21 @@ def first_observations(conn: Connection, principal: Principal, admission: Entry)
                      title="Observations due (first set on admission)")
 
 
+def newborn_checks(conn: Connection, principal: Principal, delivered: Entry) -> None:
+    """A delivery with a baby born alive, for a mother on a ward: the newborn checks are the ward's task, on the
+    mother's list. Not on a correction (the babies were checked for already) nor for a mother on no ward."""
+    if delivered.status != "final" or delivered.patient_id is None:
+        return
+    live = sum(1 for baby in delivered.detail.get("babies", ()) if baby.get("outcome") == "live_birth")
+    ward = views.ward_of(conn, delivered.patient_id, delivered.encounter_id) if live else None
+    if ward is None:
+        return
+    service.new_task(conn, principal, delivered.patient_id, code="newborn_checks", ward_code=ward, ward_known=True,
+                     encounter_id=delivered.encounter_id, source=delivered,
+                     due_at=delivered.detail["born_at"] + NEWBORN_CHECKS_WITHIN,
+                     title="Newborn checks" + (f" ({live} babies)" if live > 1 else ""))
+
+
 # What makes a set of vital signs a set of observations: a weight alone does not do the first set.
 _OBSERVED = ("respiratory_rate", "spo2_percent", "heart_rate_bpm", "systolic_mmhg", "temperature_c", "consciousness")
 
@@ -356,6 +374,7 @@ REACTIONS = {
     "service_request": [specimen_task],
     "result": [specimen_collected],
     "specimen_receipt": [specimen_received],
+    "delivery": [newborn_checks],
     "admission": [admission_assessment, first_observations],
     "discharge": [discharged],
     "encounter_status": [encounter_ended],

@@ -32,6 +32,7 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "imaging_performed": "that your X-ray or scan was done",
           "vital_signs": "vital signs", "note": "a note", "discharge_summary": "your discharge summary",
           "death": "a death certificate", "referral": "a referral to another facility",
+          "delivery": "the record of a birth (your delivery, or your own birth)",
           "encounter": "a visit", "encounter_status": "a visit's progress", "demographics": "your details",
           "news2": "an early warning score", "meows": "an early warning score", "pews": "an early warning score",
           "allergy_alert": "an allergy warning on a prescription", "handover": "a nurses' handover",

@@ -1,0 +1,116 @@
+"""Births in the portal (appliance/web/delivery.py) over in-process HTTP: "Record delivery" from a woman's chart (not
+a man's), the form refusing what is wrong next to its field with what was typed kept, the delivery linking to the
+live-born baby's chart and that chart "born to" its mother, and a correction with a reason that changes the weight
+and refuses another number of babies. Other facilities' sessions and guessed ids on these routes are in
+tests/web/test_portal.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from tests.web.test_death_pages import no_inline_script
+from tests.web.test_portal import post_form, principal_of
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Riverbank Maternity Unit")
+
+
+@pytest.fixture(scope="module")
+def author(person_factory, facility):
+    return person_factory("clinician", facility.slug)
+
+
+def admitted(db, tenant: str, author, **overrides) -> uuid.UUID:
+    """A woman registered at `tenant` and on its ward."""
+    principal = principal_of(author, tenant)
+    data = PatientIn.model_validate({"family_name": "Kamau", "given_names": "Esther", "birth_date": "1995-07-01",
+                                     "sex": "female", **overrides,
+                                     "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]})
+    linked = service.with_subject(db, data, tenant=tenant)
+    with db.tenant(tenant) as conn:
+        patient_id = service.register_patient(conn, principal, linked)["id"]
+        service.open_encounter(conn, principal, patient_id, EncounterIn(encounter_class="inpatient",
+                                                                         status="in_progress", ward_code="GEN"))
+    return patient_id
+
+
+def patients(db, tenant: str) -> int:
+    with db.tenant(tenant) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM patient")).scalar()
+
+
+def test_record_a_delivery_from_the_chart_to_the_babys_chart_and_back(signed_in, db, facility, author):
+    mother = admitted(db, facility.slug, author)
+    midwife = signed_in("nurse", facility.slug)
+    chart = f"/t/{facility.slug}/patients/{mother}"
+    assert 'id="record-delivery"' in midwife.get(f"{chart}/chart").text
+    form = midwife.get(f"{chart}/deliveries/new")
+    assert form.status_code == 200 and 'name="_csrf_token"' in form.text and "Baby of Kamau" in form.text
+    no_inline_script(form.text)
+
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    typed = {"born_on": yesterday.isoformat(), "born_time": "00:10", "gestation_weeks": "38", "gestation_days": "4",
+             "mode": "spontaneous_vaginal", "number_of_babies": "2", "blood_loss_ml": "350", "uterotonic": "oxytocin",
+             "b0_outcome": "live_birth", "b0_sex": "female", "b0_weight_g": "2950", "b0_apgar_1": "8",
+             "b0_apgar_5": "9", "b1_outcome": "macerated_stillbirth", "b1_sex": "male", "b1_weight_g": "2100",
+             "b1_apgar_1": "3"}
+    before = patients(db, facility.slug)
+    refused = post_form(midwife, f"{chart}/deliveries/new", f"{chart}/deliveries", typed)
+    assert refused.status_code == 422 and "no Apgar score" in refused.text and 'id="b1_apgar_1-error"' in refused.text
+    assert 'value="2950"' in refused.text  # what was typed is kept
+    untimed = post_form(midwife, f"{chart}/deliveries/new", f"{chart}/deliveries", {**typed, "born_time": None})
+    assert untimed.status_code == 422 and "time of birth" in untimed.text
+    assert patients(db, facility.slug) == before
+
+    done = post_form(midwife, f"{chart}/deliveries/new", f"{chart}/deliveries", {**typed, "b1_apgar_1": None})
+    assert done.status_code == 303, done.text
+    page = midwife.get(done.headers["location"])
+    assert page.status_code == 200 and "Delivery recorded" in page.text and "Macerated stillbirth" in page.text
+    no_inline_script(page.text)
+    assert patients(db, facility.slug) == before + 1  # the live-born baby only
+    with db.tenant(facility.slug) as conn:
+        baby = conn.execute(sa.text("SELECT id FROM patient WHERE given_names = 'Baby 1 of' AND family_name = 'Kamau'"
+                                    )).scalar()
+    assert f"/patients/{baby}/chart" in page.text
+    # The baby's chart: its carers open it without breaking the glass (it is on the ward with its mother).
+    babys = midwife.get(f"/t/{facility.slug}/patients/{baby}/chart")
+    assert babys.status_code == 200 and 'id="born-to"' in babys.text and "Esther Kamau" in babys.text
+    assert 'id="record-delivery"' in babys.text  # a girl's chart, one day a mother's
+    mothers = midwife.get(f"{chart}/chart").text
+    assert 'id="births"' in mothers and f"/patients/{baby}/chart" in mothers and "baby 2 stillborn" in mothers
+
+    location = done.headers["location"].split("?")[0]
+    unexplained = post_form(midwife, f"{location}/correction", f"{location}/correction",
+                            {**typed, "b1_apgar_1": None, "b0_weight_g": "3050"})
+    assert unexplained.status_code == 422 and "Say why" in unexplained.text
+    fewer = post_form(midwife, f"{location}/correction", f"{location}/correction",
+                      {**typed, "number_of_babies": "1", "reason": "one baby only"})
+    assert fewer.status_code == 422 and "cannot change how many were born" in fewer.text
+    corrected = post_form(midwife, f"{location}/correction", f"{location}/correction",
+                          {**typed, "b1_apgar_1": None, "b0_weight_g": "3050", "reason": "weighed again"})
+    assert corrected.status_code == 303 and "delivery-corrected" in corrected.headers["location"]
+    assert "3050 g" in midwife.get(location).text
+    assert patients(db, facility.slug) == before + 1  # no baby twice
+
+
+def test_a_man_has_no_record_delivery_and_a_registrar_may_not(signed_in, db, facility, author):
+    man = admitted(db, facility.slug, author, given_names="Joseph", sex="male")
+    clinician = signed_in("clinician", facility.slug)
+    chart = f"/t/{facility.slug}/patients/{man}"
+    assert 'id="record-delivery"' not in clinician.get(f"{chart}/chart").text
+    typed = {"born_on": (dt.date.today() - dt.timedelta(days=1)).isoformat(), "born_time": "00:10",
+             "gestation_weeks": "39",
+             "mode": "caesarean", "blood_loss_ml": "700", "uterotonic": "oxytocin", "b0_outcome": "live_birth",
+             "b0_sex": "male", "b0_weight_g": "3300", "b0_apgar_1": "7", "b0_apgar_5": "9"}
+    refused = post_form(clinician, f"{chart}/deliveries/new", f"{chart}/deliveries", typed)
+    assert refused.status_code == 422 and "a man&#39;s" in refused.text
+    registrar = signed_in("registrar", facility.slug)
+    assert registrar.get(f"{chart}/deliveries/new").status_code == 403
