@@ -50,6 +50,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from appliance.layers.clinical.delivery import LOW_BIRTH_WEIGHT_BELOW_G
 from appliance.layers.clinical.growth import (
     ACUTE_FROM_MONTHS,
     ACUTE_TO_MONTHS,
@@ -61,7 +62,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
-SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations")
+SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations", "deliveries")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
 # What a `screenings` indicator counts of the children screened for acute malnutrition in the month.
 FINDINGS = ("screened", "severe", "moderate")
@@ -76,6 +77,11 @@ SCREENING_CRITERIA = (
     f"the MUAC was under {MUAC_SEVERE_BELOW_MM} mm or oedema was present at any screening of the month, moderate "
     f"when the MUAC was {MUAC_SEVERE_BELOW_MM}–{MUAC_MODERATE_BELOW_MM - 1} mm and not severe (WHO/UNICEF 2009). "
     "Wasting by weight-for-height or BMI-for-age is on each child's chart but not counted here.")
+# What a `births` indicator counts of the month's deliveries (clinical/delivery.py): the deliveries (a twin
+# delivery once) and caesarean ones, by the mother's sex and age; and the babies, by their own sex in the youngest
+# band: born alive, stillborn (fresh and macerated, or either), and born alive under 2500 g.
+BIRTH_COUNTS = ("deliveries", "caesarean", "live_births", "stillbirths", "fresh_stillbirths", "macerated_stillbirths",
+                "low_birth_weight")
 # Sex as DHIS2 category options; "other" and "unknown" are one option, as small as they are.
 SEXES: tuple[tuple[str, str], ...] = (("F", "female"), ("M", "male"), ("U", "other or unknown"))
 _SEX_OF = {"female": "F", "male": "M"}
@@ -107,6 +113,7 @@ class Indicator:
     encounter_class: str | None = None
     icd10: tuple[tuple[str, str], ...] = ()  # inclusive ranges of three-character categories
     finding: str | None = None  # a `screenings` indicator's: one of FINDINGS
+    births: str | None = None  # a `deliveries` indicator's: one of BIRTH_COUNTS
     vaccine: str | None = None  # an `immunizations` indicator's: a vaccine code of the schedule,
     dose_number: int | None = None  # its dose in the series,
     under_years: int | None = None  # and, where given, only to children younger than this when vaccinated
@@ -171,6 +178,10 @@ def _indicator(item: dict) -> Indicator:
         if item.get("finding") not in FINDINGS:
             raise ValueError(f"indicator {item['id']!r}: finding must be one of {', '.join(FINDINGS)}")
         return Indicator(item["id"], item["name"], item["dhis2"], source, finding=item["finding"])
+    if source == "deliveries":
+        if item.get("births") not in BIRTH_COUNTS:
+            raise ValueError(f"indicator {item['id']!r}: births must be one of {', '.join(BIRTH_COUNTS)}")
+        return Indicator(item["id"], item["name"], item["dhis2"], source, births=item["births"])
     if source == "immunizations":
         return _immunization_indicator(item)
     ranges = []
@@ -394,6 +405,41 @@ def _doses_wanted(wanted: list[Indicator], params: dict) -> str:
                      f"CAST(:imm_under{n} AS int))" for n in range(len(wanted)))
 
 
+# Births at the facility (clinical/delivery.py): the deliveries in force (a corrected one as corrected; one
+# entered in error not at all) whose time of birth falls in the month on the facility's calendar. A delivery
+# counts once, at the mother's age; each baby counts in the youngest band under its own sex (a baby whose sex
+# could not be told in "other or unknown"), a stillborn baby as much as a live-born one, who has no chart here.
+_DELIVERIES = """
+WITH delivered AS (
+    SELECT d.mode, d.babies, d.born_at, p.sex, p.birth_date
+    FROM entry x
+    JOIN delivery d ON d.entry_id = x.id
+    JOIN patient p ON p.id = x.patient_id
+    WHERE x.kind = 'delivery' AND x.status <> 'entered_in_error'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+      AND d.born_at >= :start AND d.born_at < :end
+)
+SELECT f.what, date_part('year', age((born_at AT TIME ZONE :tz)::date, birth_date))::int AS years, sex,
+       count(*) AS n
+FROM delivered
+CROSS JOIN LATERAL (VALUES ('deliveries', true), ('caesarean', mode = 'caesarean')) AS f (what, met)
+WHERE f.met
+GROUP BY 1, 2, 3
+UNION ALL
+SELECT f.what, 0 AS years, b ->> 'sex' AS sex, count(*) AS n
+FROM delivered
+CROSS JOIN LATERAL jsonb_array_elements(babies) AS b
+CROSS JOIN LATERAL (VALUES ('live_births', b ->> 'outcome' = 'live_birth'),
+                           ('stillbirths', b ->> 'outcome' <> 'live_birth'),
+                           ('fresh_stillbirths', b ->> 'outcome' = 'fresh_stillbirth'),
+                           ('macerated_stillbirths', b ->> 'outcome' = 'macerated_stillbirth'),
+                           ('low_birth_weight', b ->> 'outcome' = 'live_birth'
+                                                AND (b ->> 'weight_g')::int < :low_birth_weight_below)) AS f (what, met)
+WHERE f.met
+GROUP BY 1, 2, 3
+"""
+
+
 def _ranges(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
     """The VALUES rows of (indicator, low, high) category ranges, their values added to `params`."""
     for n, (what, low, high) in enumerate(wanted):
@@ -411,6 +457,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     by_class: dict[str, list[str]] = {}
     wanted: list[tuple[str, str, str]] = []
     by_finding: dict[str, list[str]] = {}
+    by_births: dict[str, list[str]] = {}
     died_of: list[tuple[str, str, str]] = []
     doses: list[Indicator] = []
     for indicator in definitions.indicators:
@@ -418,6 +465,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             by_class.setdefault(indicator.encounter_class, []).append(indicator.id)
         elif indicator.source == "screenings":
             by_finding.setdefault(indicator.finding, []).append(indicator.id)
+        elif indicator.source == "deliveries":
+            by_births.setdefault(indicator.births, []).append(indicator.id)
         elif indicator.source == "deaths":
             died_of += [(indicator.id, low, high) for low, high in indicator.icd10]
         elif indicator.source == "immunizations":
@@ -437,6 +486,9 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             values = _doses_wanted(doses, params)
             found += [([row.what], row)
                       for row in conn.execute(sa.text(_IMMUNIZATIONS.format(wanted=values)), params)]
+        if by_births:
+            found += [(by_births.get(row.what, []), row) for row in conn.execute(
+                sa.text(_DELIVERIES), params | {"low_birth_weight_below": LOW_BIRTH_WEIGHT_BELOW_G})]
         if by_finding:
             found += [(by_finding.get(row.what, []), row)
                       for row in conn.execute(sa.text(_SCREENINGS), params | SCREENING_CUTOFFS)]
