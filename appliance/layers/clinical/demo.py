@@ -11,7 +11,9 @@ pregnancy...), ICD-10 coded, children of 6-59 months screened for acute malnutri
 imaging orders from the facility's own catalogue with results (flagged) and sign-offs, notes, and
 the vaccines of children under five by the national schedule (policies/immunization.toml): most on time,
 some late, a few dropping out after their early doses, a few doses due and not given (out of stock, the child
-unwell, refused), so the list of children due or overdue has defaulters to trace.
+unwell, refused), so the list of children due or overdue has defaulters to trace. The women in the maternity
+ward after a delivery delivered in their stay: the delivery on their record and the babies born alive registered,
+each with its birth weight (a realistic mix of modes, outcomes and weights: `_Batch.delivery`).
 
 Everything is written through `record.append_many`, the record's bulk path: the same entry and detail
 rows `record.append` writes (reactions and the audit seam included), a batch at a time. Each entry is
@@ -35,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import drugs, icd10, service
+from appliance.layers.clinical.delivery import baby_name, kilograms
 from appliance.layers.clinical.growth import ACUTE_FROM_MONTHS, ACUTE_TO_MONTHS
 from appliance.layers.clinical.immunization_schedule import Schedule, load_schedule
 from appliance.layers.clinical.models import orderable, patient, patient_identifier
@@ -140,6 +143,9 @@ MATERNITY = [
              abnormal={"6690-2": Decimal("17.9")}, **_MOTHER),
      {"heart_rate_bpm": 108, "respiratory_rate": 21}),
 ]
+# The maternity problems of a woman who delivered in her stay (a single spontaneous delivery, a caesarean
+# section, puerperal sepsis); the others (hypertension in pregnancy) are admitted before it.
+DELIVERED = ("O80", "O82", "O85")
 ALLERGIES = [("Penicillin", "medication", "urticaria", "moderate"), ("Sulfonamides", "medication", "rash", "mild"),
              ("Aspirin", "medication", "bronchospasm", "severe"), ("Peanuts", "food", "anaphylaxis", "severe"),
              ("Latex", "environment", "contact dermatitis", "mild"), ("Ibuprofen", "medication", "angioedema",
@@ -506,8 +512,73 @@ class _Batch:
                 self.vitals(patient_id, age, self.now - dt.timedelta(minutes=self.rng.randint(30, 240)),
                             encounter_id, fever=problem.fever if maternity else self.rng.random() < 0.5,
                             on_ward=True, typical=typical)
+            if maternity and still_in and problem.code in DELIVERED:
+                self.delivery(patient_id, admitted, encounter_id, caesarean=problem.code == "O82")
         finally:
             self.rng, self.timing = year
+
+    def delivery(self, mother_id: uuid.UUID, admitted: dt.datetime, encounter_id: uuid.UUID, caesarean: bool) -> None:
+        """A woman in the maternity ward after a delivery (clinical/delivery.py) delivered in this stay: the
+        delivery on her record, each baby born alive registered as a patient with its birth weight, as the
+        "Record delivery" form would. The mix, from a stream of her own (the population otherwise stays what the
+        seed gave): twins one delivery in 70; about one baby in 50 stillborn, a little over half of them fresh;
+        gestation around 39 weeks, about one in ten preterm; weight around 3.1 kg, about one in eight under
+        2500 g; a caesarean section for her "O82", otherwise spontaneous, now and then assisted or breech; blood
+        loss around 300 ml (650 ml by caesarean), about one in twelve a haemorrhage; oxytocin almost always."""
+        year = self.rng, self.timing
+        self.rng = self.timing = draw = demo_stream("delivery", mother_id)
+        try:
+            born_at = min(admitted + dt.timedelta(hours=draw.uniform(0.5, 8)), self.now - dt.timedelta(minutes=30))
+            weeks = max(28, min(42, round(draw.gauss(39, 1.7))))
+            mode = "caesarean" if caesarean else draw.choices(
+                ["spontaneous_vaginal", "assisted_vaginal", "breech_vaginal"], weights=[92, 6, 2])[0]
+            mother = next(row for row in reversed(self.patients) if row["id"] == mother_id)
+            count = 2 if draw.random() < 1 / 70 else 1
+            babies = []
+            for number in range(1, count + 1):
+                outcome = "live_birth" if draw.random() >= 0.02 else draw.choice(
+                    ["fresh_stillbirth", "fresh_stillbirth", "fresh_stillbirth", "macerated_stillbirth",
+                     "macerated_stillbirth"])
+                weight = max(900, min(4900, round(draw.gauss(3150 - 450 * (count - 1) - 120 * max(0, 38 - weeks),
+                                                             420), -1)))
+                sex = draw.choice(["female", "male"])
+                baby: dict[str, Any] = {"number": number, "outcome": outcome, "sex": sex, "weight_g": weight,
+                                        "apgar_1": None, "apgar_5": None, "resuscitation": "none",
+                                        "patient_id": None, "weight_entry_id": None}
+                if outcome == "live_birth":
+                    apgar_1 = max(2, min(10, round(draw.gauss(8, 1.3))))
+                    baby.update(apgar_1=apgar_1, apgar_5=min(10, apgar_1 + draw.choice([0, 1, 1, 2])),
+                                resuscitation="none" if apgar_1 >= 7 else draw.choice(["stimulation", "bag_and_mask"]))
+                    baby["patient_id"], baby["weight_entry_id"] = self.newborn(
+                        mother, number, count, born_at, sex, weight)
+                babies.append({**baby, "patient_id": baby["patient_id"] and str(baby["patient_id"]),
+                               "weight_entry_id": baby["weight_entry_id"] and str(baby["weight_entry_id"])})
+            self.add("delivery", mother_id, {
+                "born_at": born_at, "gestation_weeks": weeks, "gestation_days": draw.randint(0, 6), "mode": mode,
+                "babies": babies, "blood_loss_ml": max(100, round(draw.gauss(650 if caesarean else 300, 170), -1)),
+                "uterotonic": draw.choices(["oxytocin", "misoprostol", "carbetocin", "none"],
+                                           weights=[90, 5, 2, 3])[0]}, born_at, encounter_id)
+        finally:
+            self.rng, self.timing = year
+
+    def newborn(self, mother: dict, number: int, of: int, born_at: dt.datetime, sex: str,
+                weight_g: int) -> tuple[uuid.UUID, uuid.UUID]:
+        """A live-born baby registered as `delivery.newborns` registers one: "Baby of <family>", born on the day of
+        the birth here, the mother its next of kin; and its birth weight. Returns (chart, birth weight entry)."""
+        baby_id = _uuid(self.rng)
+        given, family = baby_name(mother, number, of)
+        demographics = {"family_name": family, "given_names": given,
+                        "birth_date": born_at.astimezone(self.zone).date(), "birth_date_estimated": False, "sex": sex,
+                        "phone": mother["phone"], "address": mother["address"], "identifiers": [], "contacts": [],
+                        "next_of_kin": [{"name": f"{mother['given_names']} {family}", "relationship": "mother",
+                                         "phone": mother["phone"]}]}
+        registered = born_at + dt.timedelta(minutes=self.rng.randint(10, 50))
+        version = self.add("demographics", baby_id, demographics, registered)
+        self.patients.append({"id": baby_id, "subject_id": None, "demographics_entry_id": version,
+                              **{k: v for k, v in demographics.items() if k != "identifiers"},
+                              "name_search": _name_search(given, family), "registered_at": registered})
+        weight = self.add("vital_signs", baby_id, {"weight_kg": kilograms(weight_g)}, born_at)
+        return baby_id, weight
 
     def vitals(self, patient_id: uuid.UUID, age: int, when: dt.datetime, encounter_id: uuid.UUID,
                fever: bool, on_ward: bool = False, typical: dict | None = None) -> None:

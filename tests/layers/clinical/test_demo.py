@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from appliance.layers.clinical import chart, immunization, service
+from appliance.layers.clinical import chart, delivery, immunization, service
 from appliance.layers.clinical.demo import demo_principal, discharge_time, generate_demo_population
 from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.substrate.age import months_on
@@ -186,3 +186,38 @@ def test_the_demo_patient_gets_results_the_portal_holds_back(db: Database, tenan
         held = release(reviewed, rules, dt.datetime.now(dt.UTC))
         assert held.shown == [] and held.in_person == expected.count("68961-2")
         assert [result["code"] for result, _ in held.later] == ["36643-5"]
+
+
+def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered(db: Database, tenant_factory):
+    """Each delivery of the demo (the maternity ward's women after a delivery) names its babies' charts, each a
+    "Baby of <family>" born on the day of the birth with the mother its next of kin and its birth weight; the
+    same seed gives the same births."""
+    wards = [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 10},
+             {"code": "MAT", "name": "Maternity", "kind": "maternity", "beds": 30}]
+    config = tenant_factory(**CLINICAL_CONFIG, wards=wards)
+    counts = generate_demo_population(db, config.slug, seed=7, patients=150, as_of=AS_OF)
+    zone = zoneinfo.ZoneInfo(config.timezone)
+    reader = demo_principal(config.slug, "reader")
+    with db.tenant(config.slug) as conn:
+        rows = conn.execute(sa.text(
+            "SELECT x.patient_id, d.born_at, d.babies, p.family_name, p.given_names, x.encounter_id "
+            "FROM entry x JOIN delivery d ON d.entry_id = x.id JOIN patient p ON p.id = x.patient_id")).all()
+        babies = [(row, baby) for row in rows for baby in row.babies]
+        assert rows and counts["delivery"] == len(rows) and counts["patient"] == 150 + sum(
+            1 for _, baby in babies if baby["patient_id"])
+        for row, baby in babies:
+            assert row.encounter_id is not None and row.born_at <= END
+            if baby["patient_id"] is None:
+                assert baby["outcome"] != "live_birth" and baby["apgar_1"] is None
+                continue
+            chart_of = service.patient_of(conn, baby["patient_id"])
+            assert chart_of["family_name"] == row.family_name and chart_of["given_names"].startswith("Baby")
+            assert chart_of["birth_date"] == row.born_at.astimezone(zone).date() and chart_of["sex"] == baby["sex"]
+            assert chart_of["next_of_kin"][0]["relationship"] == "mother"
+            assert delivery.born_to(conn, chart_of["id"])["mother_id"] == row.patient_id
+            weight = conn.execute(sa.text("SELECT weight_kg FROM vital_signs WHERE entry_id = :e"),
+                                  {"e": baby["weight_entry_id"]}).scalar()
+            assert weight == delivery.kilograms(baby["weight_g"])
+        read = delivery.read(conn, reader, rows[0].patient_id)
+    assert read["deliveries"][0]["babies"] and all(2 <= b["apgar_1"] <= 10 for _, b in babies if b["apgar_1"])
+    assert {b["outcome"] for _, b in babies} >= {"live_birth"}
