@@ -57,7 +57,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Invalid, NotFound
 from appliance.layers.clinical.models import delivery, encounter, patient
 from appliance.layers.clinical.schemas import DeliveryIn, EncounterIn, PatientIn, VitalSignsIn
-from appliance.substrate import record
+from appliance.substrate import age, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
 
@@ -74,6 +74,9 @@ SEXES = {"female": "Female", "male": "Male", "unknown": "Cannot be told"}
 LOW_BIRTH_WEIGHT_BELOW_G = 2500  # WHO: low birth weight is under 2500 g
 PRETERM_BELOW_WEEKS = 37  # WHO: preterm is born before 37 completed weeks
 HAEMORRHAGE_FROM_ML = 500  # WHO: postpartum haemorrhage is 500 ml or more in the first 24 hours
+# The youngest a mother is recorded at (the age from which the death certificate asks about a pregnancy): below it
+# the chart is the wrong one, most likely the baby's own.
+MOTHER_FROM_YEARS = 10
 GESTATION_WEEKS = (22, 44)  # from where the perinatal period begins to a post-term pregnancy's end
 # What a baby can weigh at birth: under 300 g or over 6500 g is a slip (kilograms typed, a digit too many).
 WEIGHT_G = (300, 6500)
@@ -125,6 +128,9 @@ def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn) -> dict:
         raise Invalid("the time of birth is in the future", field="born_at")
     if mother["born_on"] <= mother["birth_date"]:
         raise Invalid("the time of birth is before the mother's own date of birth", field="born_at")
+    if age.years_on(mother["birth_date"], mother["born_on"]) < MOTHER_FROM_YEARS:
+        raise Invalid(f"this patient was {age.years_on(mother['birth_date'], mother['born_on'])} years old at that "
+                      "time: a delivery is recorded on the mother's record", field="patient_id")
     if not GESTATION_WEEKS[0] <= data.gestation_weeks <= GESTATION_WEEKS[1]:
         raise Invalid(f"a gestational age of {data.gestation_weeks} weeks is not a birth recorded here: from "
                       f"{GESTATION_WEEKS[0]} to {GESTATION_WEEKS[1]} completed weeks (a loss before 22 weeks is a "

@@ -77,9 +77,12 @@ def api(token_client, facility):
 def test_a_delivery_is_refused_field_by_field_with_nothing_written(api, facility, db: Database):
     mother = register(api, facility.slug)
     man = register(api, facility.slug, sex="male", given_names="Peter")
+    girl = register(api, facility.slug, given_names="Atieno",
+                    birth_date=(dt.date.today() - dt.timedelta(days=8 * 365 + 30)).isoformat())
     before = counts(db, facility.slug)
     refusals = [
         (man, delivery(), "patient_id", "man's"),
+        (girl, delivery(), "patient_id", "8 years old"),
         (mother, delivery(born_at=(dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()), "born_at", "future"),
         (mother, delivery(born_at="1990-01-01T10:00:00+03:00"), "born_at", "mother's own date of birth"),
         (mother, delivery(babies=[baby(outcome="fresh_stillbirth")]), "babies.0.apgar_1", "no Apgar"),
