@@ -114,3 +114,26 @@ def test_a_man_has_no_record_delivery_and_a_registrar_may_not(signed_in, db, fac
     assert refused.status_code == 422 and "a man&#39;s" in refused.text
     registrar = signed_in("registrar", facility.slug)
     assert registrar.get(f"{chart}/deliveries/new").status_code == 403
+
+
+def test_a_guessed_delivery_or_another_mothers_is_not_found(signed_in, db, facility, author):
+    """With a real chart: a guessed delivery id, and a real delivery under another patient's chart, on the page,
+    the correction form and the correction."""
+    mother, other = admitted(db, facility.slug, author), admitted(db, facility.slug, author, family_name="Wafula")
+    clinician = signed_in("clinician", facility.slug)
+    chart, elsewhere = (f"/t/{facility.slug}/patients/{p}" for p in (mother, other))
+    typed = {"born_on": (dt.date.today() - dt.timedelta(days=1)).isoformat(), "born_time": "03:00",
+             "gestation_weeks": "40", "mode": "spontaneous_vaginal", "blood_loss_ml": "250", "uterotonic": "oxytocin",
+             "b0_outcome": "fresh_stillbirth", "b0_sex": "male", "b0_weight_g": "3000"}
+    done = post_form(clinician, f"{chart}/deliveries/new", f"{chart}/deliveries", typed)
+    assert done.status_code == 303, done.text
+    delivery_id = done.headers["location"].split("?")[0].rsplit("/", 1)[1]
+    for wrong in (f"{chart}/deliveries/{uuid.uuid4()}", f"{elsewhere}/deliveries/{delivery_id}"):
+        assert clinician.get(wrong).status_code == 404
+        assert clinician.get(f"{wrong}/correction").status_code == 404
+        refused = post_form(clinician, f"{chart}/chart", f"{wrong}/correction", {**typed, "reason": "a guess"})
+        assert refused.status_code == 404
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'delivery'")).scalar() >= 1
+        assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'delivery' AND supersedes IS NOT NULL "
+                                    "AND patient_id = :p"), {"p": mother}).scalar() == 0
