@@ -466,6 +466,20 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 KpiId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="an id from policies/kpis.toml")]
 
 
+class NursingConfig(_Strict):
+    """What the facility's wards chart by: the hour the fluid balance chart's day starts (07:00 by default, the
+    day shift's start on most wards), local time, on the hour, since the chart totals urine by the hour."""
+
+    fluid_day_starts: dt.time = dt.time(7, 0)
+
+    @field_validator("fluid_day_starts")
+    @classmethod
+    def _on_the_hour(cls, value: dt.time) -> dt.time:
+        if value.minute or value.second or value.microsecond:
+            raise ValueError("the fluid day starts on the hour (e.g. 07:00)")
+        return value
+
+
 class ClinicSessionConfig(_Strict):
     """A weekly session of a clinic, e.g. Monday and Thursday 08:00-12:00 (facility-local time)."""
 
@@ -524,6 +538,7 @@ class TenantConfig(_Strict):
     clinics: list[ClinicConfig] = Field(default_factory=list, description="outpatient clinics and sessions")
     # The facility's target for each command-center KPI (policies/kpis.toml ids), e.g. bed_occupancy = 85.
     kpi_targets: dict[KpiId, float] = Field(default_factory=dict)
+    nursing: NursingConfig | None = None
 
     @field_validator("slug")
     @classmethod
@@ -601,6 +616,8 @@ class TenantConfig(_Strict):
             del dumped["fee_schedule"]
         if dumped.get("kpi_targets") == {}:
             del dumped["kpi_targets"]
+        if dumped.get("nursing", ...) is None:
+            del dumped["nursing"]
         return dumped
 
     def fingerprint(self) -> str:

@@ -1,6 +1,7 @@
 """The nursing pages of the tenant portal: the ward worklist and the shift handover, and on each
 patient's chart the observations (vital signs with NEWS2 and its charts, or MEOWS in pregnancy and the
-puerperium, or PEWS for a child), the medication administration record and the care plans.
+puerperium, or PEWS for a child), the medication administration record, the care plans and the fluid
+balance chart.
 
 They keep the portal's rules (see `portal.py`): each page declares its permission; patient pages pass
 the same care-relationship guard (break-the-glass carried on every link and form); patient data is read
@@ -26,7 +27,7 @@ from sqlalchemy.engine import Connection
 from appliance.layers.clinical import drugs, growth, reconciliation
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
-from appliance.layers.nursing import access, service, views, ward
+from appliance.layers.nursing import access, fluid, service, views, ward
 from appliance.layers.nursing.errors import Conflict
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient
@@ -110,6 +111,7 @@ portal.CHART_TABS[-1:-1] = [
     ChartTab("observations", "Observations", "/observations", "nursing.news2.read"),
     ChartTab("mar", "Medications given", "/mar", "nursing.mar.read"),
     ChartTab("care-plans", "Care plans", "/care-plans", "nursing.careplan.read"),
+    ChartTab("fluids", "Fluid balance", "/fluids", "nursing.fluid.read"),
     ChartTab("reconciliation", "Medicines on admission", "/reconciliation", "clinical.reconciliation.read"),
 ]
 
@@ -127,7 +129,7 @@ portal.VITALS_ADDITIONS.append(
 portal.NOTICES.update({
     "vitals": "Vital signs recorded and scored.", "dose": "Dose recorded on the MAR.",
     "task": "Task done.", "deferred": "Task deferred.", "care-plan": "Care plan saved.",
-    "evaluated": "Care plan evaluated.", "handover": "Handover recorded.",
+    "evaluated": "Care plan evaluated.", "handover": "Handover recorded.", "fluid": "Fluid charted.",
     "reconciled": "Decisions recorded. Medicines continued are on the MAR from now; those held stay off it.",
 })
 portal.TIMELINE_SOURCES.extend([
@@ -698,9 +700,74 @@ async def evaluate_care_plan(request: Asking, tenant: Tenant, patient_id: Id, en
                             "errors": {"evaluation": problem}})
 
 
+# -- the fluid balance chart -----------------------------------------------------------------------
+
+# The quick-entry form's one choice of what was charted, "direction:route", intake first as the chart reads.
+FLUID_CHOICES = {"Intake": [(f"intake:{route}", fluid.ROUTE_LABELS[route]) for route in fluid.ROUTES["intake"]],
+                 "Output": [(f"output:{route}", fluid.ROUTE_LABELS[route]) for route in fluid.ROUTES["output"]]}
+
+
+def _fluids_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
+    tz = facility_zone(db, tenant)
+    with db.tenant(tenant) as conn:
+        top = banner(conn, principal, patient_id)
+        chart = fluid.chart(conn, principal, patient_id, now=_now(), tz=tz)
+    return {**top, "fluids": chart, "fluid_choices": FLUID_CHOICES, "route_labels": fluid.ROUTE_LABELS,
+            "names": people_named(db, {line["author_id"] for line in chart["days"][0]["entries"]})}
+
+
+@get(PATIENT + "/fluids", operation_id="PortalFluidBalance", opt={"permission": "nursing.fluid.read"},
+     include_in_schema=False)
+async def fluids_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """Today's fluid balance, running, with the urine output judged for oliguria; the days before; a quick
+    entry for the bedside."""
+    db: Database = request.app.state.db
+    context = await _in_thread(lambda: _fluids_context(db, request.user, tenant, patient_id))
+    return page(request, "nursing/fluids.html", active="patients", patient_id=patient_id, tab="fluids", **context,
+                values={}, errors={}, **NURSING_HELPERS)
+
+
+@post(PATIENT + "/fluids", operation_id="PortalRecordFluid", opt={"permission": "nursing.fluid.write"},
+      include_in_schema=False)
+async def record_fluid(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """One line from the bedside: what (intake or output and its route), how much, and the time if not now."""
+    values = form_values(data)
+    db: Database = request.app.state.db
+    errors: dict[str, str] = {}
+    direction, _, route = (values.get("line") or "").partition(":")
+    volume = (values.get("volume_ml") or "").strip()
+    if not volume.isdigit():
+        errors["volume_ml"] = "Give the volume in whole millilitres."
+    at = None
+    if values.get("at"):
+        try:
+            at = given_at(values["at"], _now(), facility_zone(db, tenant))
+        except ValueError:
+            errors["at"] = "Give the time as HH:MM, or leave it empty for now."
+    if not errors:
+        def work() -> None:
+            with db.tenant(tenant) as conn:
+                fluid.record_line(conn, request.user, patient_id, direction=direction, route=route,
+                                  volume_ml=int(volume), occurred_at=at, note=(values.get("note") or "").strip(),
+                                  now=_now())
+
+        try:
+            await _in_thread(work)
+        except RecordError as exc:
+            if exc.status != 422:
+                raise
+            field = {"direction": "line", "route": "line", "occurred_at": "at"}.get(exc.extra.get("field"), "volume_ml")
+            errors[field] = exc.detail[:1].upper() + exc.detail[1:] + "."
+    if errors:
+        context = await _in_thread(lambda: _fluids_context(db, request.user, tenant, patient_id))
+        return page(request, "nursing/fluids.html", status=422, active="patients", patient_id=patient_id,
+                    tab="fluids", **context, values=values, errors=errors, **NURSING_HELPERS)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/fluids?done=fluid")
+
+
 ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,
           mar_page, record_dose, reconciliation_page, reconcile_medications, care_plans_page, add_care_plan,
-          evaluate_care_plan]
+          evaluate_care_plan, fluids_page, record_fluid]
 
 nursing_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                         guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -885,6 +885,11 @@ PAGES += ["/patients/{pid}/referrals", "/patients/{pid}/referrals/new", "/referr
 FORMS += ["/patients/{pid}/referrals", "/referrals/{any}/accept", "/referrals/{any}/decline",
           "/referrals/{any}/feedback", "/referrals/{any}/withdraw"]
 
+# The fluid balance chart (appliance/web/nursing.py), a nurse's (and a clinician's) tab; charting, refusals, the
+# ward's marker and another facility's nurse are in tests/layers/nursing/test_fluid.py.
+PAGES += ["/patients/{pid}/fluids"]
+FORMS += ["/patients/{pid}/fluids"]
+
 # Births (appliance/web/delivery.py), a midwife's (a nurse's) or a clinician's form, the delivery and its correction;
 # recording, the babies' charts and refusals with real ids are in tests/web/test_delivery_pages.py.
 PAGES += ["/patients/{pid}/deliveries/new", "/patients/{pid}/deliveries/{any}",

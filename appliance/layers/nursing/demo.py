@@ -4,7 +4,9 @@ observations scheduled (and a high score escalated) as on a ward, each admission
 a few hours of admission, each laboratory specimen taken within two hours of its order, each escalation
 answered by a review within the hour, and each scheduled dose of the last day recorded — given mostly,
 on time or a little late, now and then held or refused with the reason — except those due in the last
-hour, which the ward still has to give. So a demo ward looks like a ward at work rather than one where
+hour, which the ward still has to give. A few adults are on a fluid balance chart (IV fluids, a catheter),
+one of them passing too little urine in the last six hours, so the chart, the ward's oliguria marker and its
+escalation task have something to show. So a demo ward looks like a ward at work rather than one where
 nothing was ever done. Deterministic from a seed and the facility; written through this layer's
 services, so each act is an entry of the one record with its reactions (a dose given is charged) and its
 audit event.
@@ -19,7 +21,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import reactions, service, views
+from appliance.layers.nursing import fluid, reactions, service, views
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.substrate import record
@@ -32,6 +34,8 @@ DOSES_SINCE = dt.timedelta(hours=24)
 STILL_TO_GIVE = dt.timedelta(hours=1)  # doses due this recently are the ward's to give
 REVIEWED = ["Doctor on call informed; patient reviewed, plan in the notes",
             "Team on call informed; reviewed at the bedside, plan in the notes"]
+FLUID_CHARTS = 3  # adults on a fluid balance chart, the first of them oliguric
+FLUID_HOURS = 20  # charted hourly for this long before the demo's moment
 NOT_GIVEN = {"held": ["Nil by mouth before theatre", "Blood pressure below the prescriber's limit"],
              "refused": ["Patient refused: nauseated", "Patient asleep, family asked to wait"]}
 
@@ -115,4 +119,39 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
                     # a dose held or refused is recorded at its round, not at the demo's moment
                     now=now if outcome == "given" else min(slot + dt.timedelta(minutes=10), now), tz=tz)
                 counts[outcome] += 1
+        counts["fluid_charts"] = _fluid_charts(conn, principal, demo_stream("nursing-fluids", seed, slug), now)
     return counts
+
+
+def _fluid_charts(conn: Connection, principal: Principal, rng: random.Random, now: dt.datetime) -> int:
+    """Adults on a general, surgical or intensive care ward put on a fluid balance chart: weighed, an IV
+    litre every eight hours, a drink now and then, and urine measured every hour from a catheter. The first's
+    catheter bag, emptied six hours before the last measurement (twenty minutes ago), then holds 60 to 100 ml:
+    below 0.5 ml/kg/h at any weight drawn, found at that last measurement, which raises the escalation (a
+    fresh one: the demo answers older ones). The others pass plenty."""
+    wards = [row.code for row in conn.execute(sa.select(views.ward.c.code).where(
+        views.ward.c.active, views.ward.c.kind.in_(("inpatient", "surgical", "icu"))).order_by(views.ward.c.code))]
+    adults = sorted(p["id"] for code in wards for p in views.patients_on_ward(conn, code)
+                    if not service.is_child(p["birth_date"], now.date()))
+    chosen = rng.sample(adults, min(FLUID_CHARTS, len(adults)))
+    for index, patient_id in enumerate(chosen):
+        weight = rng.randint(55, 85)
+        started = now - dt.timedelta(hours=FLUID_HOURS, minutes=20)
+        record.append(conn, principal, "vital_signs", patient_id=patient_id, occurred_at=started,
+                      detail={"weight_kg": weight})
+        for hour in range(FLUID_HOURS + 1):
+            at = started + dt.timedelta(hours=hour)
+            if hour % 8 == 0:
+                fluid.record_line(conn, principal, patient_id, direction="intake", route="iv", volume_ml=1000,
+                                  occurred_at=at, note="Sodium chloride 0.9%", now=now)
+            if hour % 3 == 1:
+                fluid.record_line(conn, principal, patient_id, direction="intake", route="oral",
+                                  volume_ml=rng.choice((100, 150, 200)), occurred_at=at, note=None, now=now)
+            if index == 0 and hour > FLUID_HOURS - fluid.OLIGURIA_HOURS:
+                if hour == FLUID_HOURS:
+                    fluid.record_line(conn, principal, patient_id, direction="output", route="urine",
+                                      volume_ml=rng.randint(60, 100), occurred_at=at, note="Catheter bag", now=now)
+                continue
+            fluid.record_line(conn, principal, patient_id, direction="output", route="urine",
+                              volume_ml=rng.randint(60, 110), occurred_at=at, note=None, now=now)
+    return len(chosen)

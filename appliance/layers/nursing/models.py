@@ -6,7 +6,8 @@ of the entry, never an edit. Columns marked "patient data" hold information abou
 
 The vital signs themselves stay the clinical layer's `vital_signs` kind (the migration adds the columns
 NEWS2 needs: consciousness, supplemental oxygen and the SpO2 scale); a `news2` entry scores one set, or
-a `meows` entry where NEWS2 is not used in pregnancy and the puerperium, a `pews` entry for a child.
+a `meows` entry where NEWS2 is not used in pregnancy and the puerperium, a `pews` entry for a child. A `fluid`
+entry is one line of the fluid balance chart (intake or output).
 """
 
 import sqlalchemy as sa
@@ -126,6 +127,40 @@ handover = sa.Table(
     sa.Index("handover_ward_idx", "ward_code", "shift_end"),
 )
 
+# Where a volume on the fluid balance chart went in or came out (t0030 keeps a route to its direction).
+INTAKE_ROUTES = ("oral", "iv", "enteral", "blood", "other")
+OUTPUT_ROUTES = ("urine", "vomit", "ng_aspirate", "drain", "stool", "other")
+
+
+def _listed(routes: tuple[str, ...]) -> str:
+    return ", ".join(f"'{route}'" for route in routes)
+
+
+fluid = sa.Table(
+    "fluid",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: one line of the fluid balance chart, a volume taken in or passed out at the entry's time
+    sa.Column("direction", sa.Text, nullable=False),  # intake, output
+    sa.Column("route", sa.Text, nullable=False),  # INTAKE_ROUTES or OUTPUT_ROUTES, by direction
+    sa.Column("volume_ml", sa.Integer, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint(f"(direction = 'intake' AND route IN ({_listed(INTAKE_ROUTES)})) OR "
+                       f"(direction = 'output' AND route IN ({_listed(OUTPUT_ROUTES)}))",
+                       name="fluid_route_of_direction"),
+    sa.CheckConstraint("volume_ml BETWEEN 1 AND 5000", name="fluid_volume_range"),
+)
+
+# What the tenant file says of nursing (`[nursing]`), one row written by every `tenant apply`: the hour the
+# ward's fluid day starts. Not the record: a setting, replaced whole.
+nursing_setting = sa.Table(
+    "nursing_setting",
+    tenant_metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True),
+    sa.Column("fluid_day_starts", sa.Time, nullable=False),
+    sa.CheckConstraint("id = 1", name="nursing_setting_one_row"),
+)
+
 KINDS: dict[str, sa.Table] = {
     "news2": news2,
     "meows": meows,
@@ -134,6 +169,7 @@ KINDS: dict[str, sa.Table] = {
     "nursing_task": nursing_task,
     "care_plan": care_plan,
     "handover": handover,
+    "fluid": fluid,
 }
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

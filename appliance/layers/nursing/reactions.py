@@ -21,6 +21,9 @@ task or its cancellation exists the moment the act does, or not at all.
   `discharge` cancels the patient's open tasks.
 - `encounter_status` (clinical) → an encounter finished or cancelled cancels its open tasks, unless the
   patient is still on a ward (admitted from the emergency department).
+- `fluid` (this layer's fluid balance chart) → urine output below KDIGO's 0.5 ml/kg/h over 6 hours
+  (`fluid.urine_rate`) raises the escalation task, "inform the doctor", for a patient on a ward (one open at a
+  time; a score's escalation neither replaces it nor is replaced by it).
 """
 
 from __future__ import annotations
@@ -32,10 +35,10 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from appliance.layers.nursing import fluid, service, views
 from appliance.layers.nursing import meows as maternity_warning
 from appliance.layers.nursing import news2 as early_warning
 from appliance.layers.nursing import pews as paediatric_warning
-from appliance.layers.nursing import service, views
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import meows, news2, nursing_task, pews
 from appliance.substrate import record
@@ -163,7 +166,8 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
                      title=f"Observations due (last {named}; at least every {_every(interval)})")
     if rank <= service.RISK_RANK["low"]:
         return
-    escalations = [t for t in open_tasks if t["code"] == "escalation"]
+    # An oliguria escalation (`fluid_escalation`) is another matter: a higher score neither answers nor replaces it.
+    escalations = [t for t in open_tasks if t["code"] == "escalation" and t["source_kind"] in _SCORE_TABLES]
     if any(_rank_of(conn, t["source_id"]) >= rank for t in escalations):
         return  # already escalated at this level or higher; the open task stands until a nurse closes it
     for task in escalations:
@@ -366,6 +370,30 @@ def encounter_ended(conn: Connection, principal: Principal, change: Entry) -> No
             service.close_task(conn, principal, task, "cancelled", f"encounter {ended}", change)
 
 
+def fluid_escalation(conn: Connection, principal: Principal, line: Entry) -> None:
+    """Urine output charted (or corrected) and found oliguric over the 6 hours ending at it raises the escalation
+    task for a patient on a ward, unless one for oliguria is open already; it stays until a nurse marks it
+    done saying who was told. A line entered in error raises nothing and withdraws nothing: the doctor may have
+    been told already, which the nurse closing the task says."""
+    detail = line.detail
+    if (line.status == "entered_in_error" or line.patient_id is None or detail.get("direction") != "output"
+            or detail.get("route") != "urine"):
+        return
+    rate = fluid.urine_rate_at(conn, line.patient_id, line.occurred_at)
+    if not rate.oliguric:
+        return
+    ward = views.ward_of(conn, line.patient_id, line.encounter_id)
+    if ward is None:
+        return  # as for a score (`schedule_observations`): a ward's escalation, for a patient on a ward
+    open_tasks = service.tasks_of(conn, [line.patient_id], open_only=True, codes=["escalation"])
+    if any(task["source_kind"] == "fluid" for task in open_tasks):
+        return
+    service.new_task(conn, principal, line.patient_id, code="escalation", ward_code=ward, ward_known=True,
+                     encounter_id=line.encounter_id, due_at=line.occurred_at, source=line,
+                     title=f"Oliguria: urine {rate.rate_ml_kg_h} ml/kg/h over {fluid.OLIGURIA_HOURS} h "
+                           f"(below {fluid.OLIGURIA_ML_PER_KG_HOUR}) — inform the doctor")
+
+
 REACTIONS = {
     "vital_signs": [score_vital_signs],
     "news2": [schedule_observations],
@@ -378,6 +406,7 @@ REACTIONS = {
     "admission": [admission_assessment, first_observations],
     "discharge": [discharged],
     "encounter_status": [encounter_ended],
+    "fluid": [fluid_escalation],
 }
 for _kind, _reactions in REACTIONS.items():
     for _reaction in _reactions:

@@ -2,7 +2,8 @@
 
 Per patient: the sets of vital signs with their scores, the NEWS2 history (MEOWS in pregnancy and the
 puerperium, PEWS for a child), the medication administration record (read, record a dose's outcome, withdraw
-one recorded in error), nursing tasks (add, close, defer) and care plans. Per ward: the worklist and the shift
+one recorded in error), nursing tasks (add, close, defer), care plans and the fluid balance chart (read the
+days' balances, chart a line, correct one, withdraw one charted in error). Per ward: the worklist and the shift
 handover. Vital signs are recorded through the clinical layer's route (`POST .../vitals`); their score is
 written by this layer's reaction in the same transaction and read here.
 
@@ -32,7 +33,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import access, service, ward
+from appliance.layers.nursing import access, fluid, service, ward
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.schemas import (
     AdministrationIn,
@@ -40,6 +41,10 @@ from appliance.layers.nursing.schemas import (
     CarePlanIn,
     CarePlanOut,
     CarePlanUpdate,
+    FluidChartOut,
+    FluidCorrection,
+    FluidIn,
+    FluidLineOut,
     HandoverIn,
     HandoverOut,
     MarOut,
@@ -273,6 +278,47 @@ class NursingController(Controller):
         """Evaluate or revise a care plan (its next version; achieved or discontinued needs the evaluation)."""
         return CarePlanOut.model_validate(await _run(state, request, tenant, lambda conn, _: (
             service.update_care_plan(conn, request.user, patient_id, entry_id, data, data.reason))))
+
+    # -- the fluid balance chart ----------------------------------------------------------------------
+
+    @get(PATIENT + "/fluids", operation_id="NursingGetFluidBalance", opt=_opt("nursing.fluid.read"))
+    async def get_fluids(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                         days: FromQuery[int] = fluid.DAYS_SHOWN) -> FluidChartOut:
+        """The fluid balance chart by the ward's fluid day (it starts at the tenant file's `[nursing]
+        fluid_day_starts`, 07:00 by default, facility time): today's first, then up to 13 days before; each
+        day's intake, output and balance, the balance carried across the days shown, its lines with the
+        balance running through the day, and the urine of each hour. `urine` judges KDIGO's oliguria (below
+        0.5 ml/kg/h over the 6 hours ending at the latest urine measurement, against the latest recorded
+        weight); without a weight, or before 6 hours are charted, it says it cannot be judged."""
+        return FluidChartOut.model_validate(await _run(state, request, tenant, lambda conn, c: fluid.chart(
+            conn, request.user, patient_id, now=c["now"], tz=c["tz"], days=max(1, min(days, 14)))))
+
+    @post(PATIENT + "/fluids", operation_id="NursingRecordFluid", opt=_opt("nursing.fluid.write"))
+    async def record_fluid(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                           data: JSONBody[FluidIn]) -> FluidLineOut:
+        """One line of the chart, a `fluid` entry: intake (oral, iv, enteral, blood, other) or output (urine,
+        vomit, ng_aspirate, drain, stool, other), 1 to 5000 ml, when (default now; not to come, not over 7
+        days ago). Urine found oliguric raises the ward's escalation task, "inform the doctor"."""
+        return FluidLineOut.model_validate(await _run(state, request, tenant, lambda conn, c: fluid.record_line(
+            conn, request.user, patient_id, direction=data.direction, route=data.route, volume_ml=data.volume_ml,
+            occurred_at=_aware(data.occurred_at, "occurred_at"), note=data.note, now=c["now"])))
+
+    @put(PATIENT + "/fluids/{entry_id:uuid}", operation_id="NursingCorrectFluid", opt=_opt("nursing.fluid.write"))
+    async def correct_fluid(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                            entry_id: Id, data: JSONBody[FluidCorrection]) -> FluidLineOut:
+        """Correct a line (its next version, with why; the line corrected stays in the history)."""
+        return FluidLineOut.model_validate(await _run(state, request, tenant, lambda conn, c: fluid.correct_line(
+            conn, request.user, patient_id, entry_id, direction=data.direction, route=data.route,
+            volume_ml=data.volume_ml, occurred_at=_aware(data.occurred_at, "occurred_at"), note=data.note,
+            reason=data.reason, now=c["now"])))
+
+    @post(PATIENT + "/fluids/{entry_id:uuid}/entered-in-error", operation_id="NursingRetractFluid",
+          opt=_opt("nursing.fluid.write"), status_code=HTTP_200_OK)
+    async def retract_fluid(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                            entry_id: Id, data: JSONBody[Retraction]) -> dict:
+        """Withdraw a line charted in error: it leaves the totals and stays in the history."""
+        return await _run(state, request, tenant, lambda conn, _: fluid.retract_line(
+            conn, request.user, patient_id, entry_id, data.reason))
 
     # -- the ward --------------------------------------------------------------------------------------
 

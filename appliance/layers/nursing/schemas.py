@@ -288,6 +288,80 @@ class ScoreExclusion(_Out):
     age_band: str | None = None
 
 
+class FluidIn(_In):
+    """One line of the fluid balance chart. Volume and route are judged by the service, which answers a wrong
+    one in a sentence (a route of the other direction, a volume above what one line holds)."""
+
+    direction: Literal["intake", "output"]
+    route: str = Field(description="intake: oral, iv, enteral (NG/enteral feed), blood, other; output: urine, "
+                                   "vomit, ng_aspirate, drain, stool, other")
+    volume_ml: int = Field(description="millilitres, 1 to 5000")
+    occurred_at: dt.datetime | None = Field(default=None, description="when it went in or came out, with its UTC "
+                                                                      "offset; default now")
+    note: str | None = Field(default=None, max_length=500)
+
+
+class FluidCorrection(FluidIn):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class FluidLineOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    direction: str
+    route: str
+    volume_ml: int
+    note: str | None
+    running_ml: int | None = None  # the day's balance after this line (in the chart's days only)
+
+
+class UrineRateOut(_Out):
+    at: dt.datetime | None = Field(description="the latest urine measurement, the end of the 6 hours judged")
+    judged: bool = Field(description="false without 6 hours of urine charted or without a recorded weight")
+    oliguric: bool = Field(description="KDIGO: urine output below 0.5 ml/kg/h over 6 hours")
+    urine_ml: int | None
+    weight_kg: Decimal | None
+    rate_ml_kg_h: Decimal | None
+    sentence: str
+
+
+class UrineHourOut(_Out):
+    hour: dt.datetime
+    urine_ml: int
+
+
+class FluidDayOut(_Out):
+    day: dt.date = Field(description="the fluid day, named by the local date it starts on")
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    intake_ml: int
+    output_ml: int
+    balance_ml: int
+    cumulative_ml: int = Field(description="the balance carried from the first day shown to the end of this one")
+    intake_by_route: dict[str, int]
+    output_by_route: dict[str, int]
+    urine_by_hour: list[UrineHourOut]
+    entries: list[FluidLineOut]
+
+
+class FluidChartOut(_Out):
+    patient_id: uuid.UUID
+    day_starts: dt.time = Field(description="the hour the facility's fluid day starts (tenant file, [nursing])")
+    today: dt.date
+    weight_kg: Decimal | None
+    urine: UrineRateOut
+    days: list[FluidDayOut] = Field(description="today's fluid day first, then the days before")
+
+
+class WorklistFluid(_Out):
+    intake_ml: int  # today's fluid day
+    output_ml: int
+    balance_ml: int
+    urine: UrineRateOut
+
+
 class WorklistPatient(_Out):
     patient_id: uuid.UUID
     bed_code: str | None
@@ -307,6 +381,8 @@ class WorklistPatient(_Out):
     doses_late: int
     first_late_at: dt.datetime | None = None  # the earliest late dose's time: which day of the MAR to open
     to_reconcile: int = 0  # medicines the patient came in on, waiting for a doctor to continue, stop or hold
+    fluid: WorklistFluid | None = None  # on a fluid balance chart (a line in the last 24 hours)
+    oliguric: bool = False  # urine output below 0.5 ml/kg/h over 6 hours (KDIGO), from the fluid chart
 
 
 class WorklistOut(_Out):
@@ -314,6 +390,7 @@ class WorklistOut(_Out):
     ward_name: str
     at: dt.datetime
     escalations: int
+    oliguric: int = 0  # patients whose fluid chart shows oliguria
     patients: list[WorklistPatient]
 
 

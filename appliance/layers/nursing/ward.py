@@ -20,7 +20,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import service, views
+from appliance.layers.nursing import fluid, service, views
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import handover
 from appliance.layers.nursing.schemas import HandoverPatient
@@ -41,7 +41,8 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
              tz: zoneinfo.ZoneInfo) -> dict:
     """Every patient on the ward: escalations first (highest NEWS2 risk, a MEOWS trigger or a PEWS of 8 or
     more ranking with NEWS2's "medium"), then observations overdue,
-    with each patient's open tasks and the doses due now or late."""
+    with each patient's open tasks and the doses due now or late, and for a patient on a fluid balance chart
+    today's balance and whether the urine output is oliguric (`oliguric`, shown with the escalations)."""
     patients = views.patients_on_ward(conn, ward["code"])
     ids = [p["id"] for p in patients]
     scores = service.latest_scores(conn, ids)
@@ -69,6 +70,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
                                                      dose["scheduled_for"])
             elif dose["state"] in {"due_now", "due"}:
                 due[line["patient_id"]] += 1
+    fluids = fluid.ward_summary(conn, ids, now=now, tz=tz)
     today = now.astimezone(tz).date()
     listed = []
     for p in patients:
@@ -88,17 +90,20 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
             "bed_code": p["bed_code"],
             "news2": score, "meows": mother, "pews": child,
             "escalated": any(s and s["escalation"] for s in (score, mother, child)),
+            "oliguric": bool(p["id"] in fluids and fluids[p["id"]]["urine"].oliguric),
             "news2_exclusion": dataclasses.asdict(excluded[p["id"]]) if p["id"] in excluded else None,
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
             "first_late_at": first_late.get(p["id"]), "to_reconcile": to_reconcile[p["id"]],
+            "fluid": fluids.get(p["id"]),
         })
         note_access(conn, principal, "read", p["id"], "worklist", [p["id"]], detail={"ward": ward["code"]})
     listed.sort(key=lambda item: (
         -_rank(item), -(item["news2"]["total"] if item["news2"] else -1),
         not item["observations_overdue"], item["bed_code"] or "~", item["name"]))
     return {"ward_code": ward["code"], "ward_name": ward["name"], "at": now, "patients": listed,
-            "escalations": sum(1 for item in listed if item["escalated"])}
+            "escalations": sum(1 for item in listed if item["escalated"]),
+            "oliguric": sum(1 for item in listed if item["oliguric"])}
 
 
 def _rank(item: dict) -> int:

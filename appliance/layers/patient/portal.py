@@ -49,7 +49,8 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "admission": "your admission to a ward", "discharge": "your discharge", "bed_assignment": "your bed",
           "medication_administration": "a dose given to you", "dispense": "a medicine the pharmacy handed you",
           "nursing_task": "a nursing task",
-          "care_plan": "a care plan", "ed_arrival": "your arrival at the emergency unit",
+          "care_plan": "a care plan", "fluid": "your fluid balance chart (what you drank and passed)",
+          "ed_arrival": "your arrival at the emergency unit",
           "ed_triage": "your emergency triage", "ed_seen": "that you were seen in the emergency unit",
           "ed_decision": "an emergency unit decision", "ed_departure": "your leaving the emergency unit"}
 

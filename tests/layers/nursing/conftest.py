@@ -54,6 +54,17 @@ def nurse(facility) -> Principal:
                      role="nurse", ward="GEN", ward_scoped=True)
 
 
+# HTTP clients of the module's facility (token_client: the role's permissions), for the API's tests.
+@pytest.fixture
+def clinician_api(token_client, facility):
+    return token_client(facility.slug, role="clinician")
+
+
+@pytest.fixture
+def nurse_api(token_client, facility):
+    return token_client(facility.slug, role="nurse")
+
+
 def admit(conn, principal: Principal, *, ward: str | None = "GEN", born: dt.date = dt.date(1970, 5, 1),
           family: str = "Kamau", given: str = "Peter", encounter_class: str = "inpatient") -> dict:
     """A patient with an open encounter on `ward` (as the clinical encounter carries it)."""

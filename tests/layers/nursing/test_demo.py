@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical.demo import demo_principal, generate_demo_population
 from appliance.layers.clinical.schemas import VitalSignsIn
-from appliance.layers.nursing import service
+from appliance.layers.nursing import fluid, service
 from appliance.layers.nursing.demo import generate_nursing_demo
 from appliance.layers.operations import adt
 from appliance.layers.operations.demo import generate_operations_demo
@@ -94,6 +94,18 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
             "SELECT a.outcome, a.scheduled_for, a.administered_at, a.reason, s.admitted_at "
             "FROM medication_administration a JOIN entry e ON e.id = a.entry_id "
             "JOIN inpatient_stay s ON s.patient_id = e.patient_id AND s.discharged_at IS NULL")).all()
+        # Three adults on a fluid chart; one oliguric, found at its last measurement, its escalation open.
+        charted = conn.execute(sa.text("SELECT DISTINCT e.patient_id FROM fluid f JOIN entry e ON e.id = f.entry_id"
+                                       )).scalars().all()
+        oliguria = conn.execute(sa.text(
+            "SELECT e.patient_id FROM nursing_task t JOIN entry e ON e.id = t.entry_id WHERE t.code = 'escalation' "
+            "AND t.source_kind = 'fluid' AND t.status = 'open' "
+            "AND NOT EXISTS (SELECT 1 FROM entry n WHERE n.supersedes = e.id)")).scalars().all()
+        rates = {pid: fluid.rate_now(fluid.lines_of(conn, [pid], AS_OF - dt.timedelta(days=1)),
+                                     fluid.latest_weights(conn, [pid]).get(pid)) for pid in charted}
+    assert counts["fluid_charts"] == len(charted) == 3
+    assert len(oliguria) == 1 and [pid for pid, rate in rates.items() if rate.oliguric] == oliguria
+    assert all(rate.judged for rate in rates.values())
     assert overdue == 0 and unscheduled == 0 and inconsistent == 0 and untaken == 0 and unanswered == 0
     assert counts["escalations_answered"] > 0
     assert counts["specimens_taken"] > 0

@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import pytest
-
 from appliance.layers.nursing.service import NOT_DEFERRED
 from appliance.substrate import audit
 from tests.layers.nursing.conftest import HIGH, NORMAL
@@ -18,16 +16,6 @@ API = "/api/t/{tenant}"
 
 def _json(values: dict) -> dict:
     return {k: (str(v) if not isinstance(v, (int, bool, str)) else v) for k, v in values.items()}
-
-
-@pytest.fixture
-def clinician_api(token_client, facility):
-    return token_client(facility.slug, role="clinician")
-
-
-@pytest.fixture
-def nurse_api(token_client, facility):
-    return token_client(facility.slug, role="nurse")
 
 
 def admitted(clinician_api, facility, *, ward: str = "GEN", family: str = "Wambui", born: str = "1961-02-14") -> dict:
