@@ -15,6 +15,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from appliance.layers.clinical.immunization_schedule import Schedule
+
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -381,22 +383,10 @@ CVX = "http://hl7.org/fhir/sid/cvx"
 # The record's own vaccine codes (policies/immunization.toml's `code`), named in our URN namespace: they are the
 # ministry's, editable, and every dose carries one, so every vaccineCode holds it.
 VACCINE_SYSTEM = "urn:healthos:vaccine"
-# The schedule's codes as CVX (CDC's vaccine administered codes, the value set R4 binds vaccineCode to as its
-# example, http://hl7.org/fhir/ValueSet/vaccine-code), added beside ours so a receiving EHR or registry codes the
-# dose without our table. CVX, not ATC: ATC classes substances (J07BF04 is every bivalent OPV product alike) and
-# names no "unspecified formulation", while CVX has a code for each EPI vaccine as given outside the US, including
-# the "Non-US" pentavalent and bOPV, and an unspecified-formulation code where the schedule names no product (PCV,
-# rotavirus). A vaccine a ministry adds to the schedule goes out with our code alone until it is added here.
-VACCINE_CVX = {
-    "BCG": ("19", "BCG"),
-    "HEPB_BD": ("08", "Hep B, adolescent or pediatric"),
-    "OPV": ("178", "OPV bivalent"),
-    "IPV": ("10", "IPV"),
-    "PENTA": ("198", "DTP-hepB-Hib Pentavalent Non-US"),
-    "PCV": ("152", "Pneumococcal Conjugate, unspecified formulation"),
-    "ROTA": ("122", "rotavirus, unspecified formulation"),
-    "MCV": ("04", "M/R"),
-}
+# Beside ours, the vaccine's CVX code (CDC's vaccine administered codes, the value set R4 binds vaccineCode to as its
+# example, http://hl7.org/fhir/ValueSet/vaccine-code), so a receiving EHR or registry codes the dose without our
+# table: read from the schedule itself (policies/immunization.toml's `cvx`, `cvx_name`, which says why CVX), the one
+# table the HL7 v2 feed reads too. A vaccine the schedule gives no CVX code goes out with our code alone.
 # Why a dose due was not given, as R4's immunization-status-reason value set codes it (v3 ActReason); "other" goes
 # as text alone. An unwell child is a medical precaution, as a contraindication is.
 NOT_DONE_REASON = {"refused": ("PATOBJ", "patient objection"),
@@ -413,8 +403,9 @@ VACCINE_ROUTE = {"intramuscular": ("IM", "Injection, intramuscular"),
                  "intradermal": ("IDINJ", "Injection, intradermal"), "oral": ("PO", "Swallow, oral")}
 
 
-def _vaccine(row: dict) -> dict:
-    cvx = VACCINE_CVX.get(row["vaccine"])
+def _vaccine(row: dict, schedule: Schedule) -> dict:
+    vaccine = schedule.by_code.get(row["vaccine"])
+    cvx = (vaccine.cvx, vaccine.cvx_name) if vaccine is not None and vaccine.cvx is not None else None
     name = row.get("vaccine_name") or (cvx[1] if cvx else row["vaccine"])
     return {"coding": [_coding(VACCINE_SYSTEM, row["vaccine"], row.get("vaccine_name")),
                        *([_coding(CVX, *cvx)] if cvx else [])], "text": name}
@@ -429,11 +420,12 @@ def _coded_or_text(value: str | None, codes: dict[str, tuple[str, str]], system:
     return {"text": value.replace("_", " ")}
 
 
-def immunization(row: dict) -> dict:
-    """A dose given, or due and not given (`not-done` with its reason). A dose read from the child's card or
-    another facility's record (`historical`) is not from its primary source: `primarySource` false, its origin
-    a written record, and no performer (who recorded it did not give it). The time is the dose's own — the
-    current version's, since a correction may correct the day (`given_at`, when the caller read it apart)."""
+def immunization(row: dict, schedule: Schedule) -> dict:
+    """A dose given, or due and not given (`not-done` with its reason), its vaccine coded by `schedule`. A dose
+    read from the child's card or another facility's record (`historical`) is not from its primary source:
+    `primarySource` false, its origin a written record, and no performer (who recorded it did not give it). The
+    time is the dose's own — the current version's, since a correction may correct the day (`given_at`, when
+    the caller read it apart)."""
     retracted = _retracted(row)
     historical = row["source"] == "historical"
     not_done = row["status"] == "not_done"
@@ -443,7 +435,7 @@ def immunization(row: dict) -> dict:
         "status": "entered-in-error" if retracted else "not-done" if not_done else "completed",
         "statusReason": {"coding": [_coding(TERMINOLOGY + "v3-ActReason", *reason)] if reason else [],
                          "text": row["not_done_reason"].replace("_", " ")} if not_done else None,
-        "vaccineCode": _vaccine(row),
+        "vaccineCode": _vaccine(row, schedule),
         "patient": reference("Patient", row["patient_id"]),
         "encounter": reference("Encounter", row.get("encounter_id")),
         "occurrenceDateTime": _instant(row.get("given_at") or row["occurred_at"]),

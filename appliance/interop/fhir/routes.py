@@ -30,6 +30,7 @@ from litestar.params import FromPath, JSONBody
 from appliance import __version__
 from appliance.interop.fhir import elements, paging, store, writes
 from appliance.interop.fhir.errors import FhirError, of_fhir_error, of_record_error, outcome
+from appliance.layers.clinical.immunization_routes import schedule_of
 from appliance.substrate import keys
 from appliance.substrate.db import InvalidSlug, UnknownTenant
 from appliance.substrate.principal import Principal
@@ -177,7 +178,8 @@ def _opt(permission: str, resource_type: str | None = None) -> dict:
 def _read_handler(route: ResourceRoute) -> HTTPRouteHandler:
     def read(tenant: FromPath[str], resource_id: FromPath[str], state: State, request: Asking) -> Response:
         with state.db.tenant(tenant) as conn:
-            found = store.read(conn, request.user, route.type, resource_id, _reason(request))
+            found = store.read(conn, request.user, route.type, resource_id, _reason(request),
+                               schedule=schedule_of(state))
         return fhir(found, headers=_written(found))
 
     return get(f"/{route.type}/{{resource_id:str}}", operation_id=f"FhirRead{route.type}",
@@ -193,7 +195,8 @@ def _search_handler(route: ResourceRoute) -> HTTPRouteHandler:
         path = f"/{route.type}"
         page = paging.page_of(keyring, tenant, path, query, paging_params)
         with state.db.tenant(tenant) as conn:
-            paged = store.search(conn, request.user, route.type, params, _reason(request), page)
+            paged = store.search(conn, request.user, route.type, params, _reason(request), page,
+                                 schedule=schedule_of(state))
         base = _base_url(request, tenant)
         return fhir(searchset(paged.resources, base, paged.total,
                               paging.links(keyring, tenant, base, path, query, page, paged)))
@@ -264,7 +267,8 @@ def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state:
         page = paging.Page(store.EVERYTHING_PAGE, page.key, page.backwards)
     patient_id = store.patient_of_reference(resource_id)
     with state.db.tenant(tenant) as conn:
-        paged = store.everything(conn, request.user, patient_id, _reason(request), page, since)
+        paged = store.everything(conn, request.user, patient_id, _reason(request), page, since,
+                                 schedule=schedule_of(state))
     base = _base_url(request, tenant)
     return fhir(searchset(paged.resources, base, paged.total, paging.links(
         keyring, tenant, base, path, query, page, paged, count_in_links=paging.COUNT in paging_params)))

@@ -27,6 +27,7 @@ from appliance.interop.fhir import paging, resources
 from appliance.interop.fhir.errors import FhirError
 from appliance.layers.clinical import access, service
 from appliance.layers.clinical.errors import NotFound
+from appliance.layers.clinical.immunization_schedule import Schedule
 from appliance.layers.clinical.models import (
     allergy,
     condition,
@@ -58,8 +59,15 @@ TABLES = {"condition": condition, "allergy": allergy, "medication_request": medi
 SHAPES: dict[str, Callable[[dict], dict]] = {
     "condition": resources.condition, "allergy": resources.allergy,
     "medication_request": resources.medication_request, "service_request": resources.service_request,
-    "result": resources.result, "vital_signs": resources.vital_signs, "immunization": resources.immunization,
+    "result": resources.result, "vital_signs": resources.vital_signs,
 }
+
+
+def _shape(kind: str, row: dict, schedule: Schedule) -> dict:
+    """An entry-backed row as its resource; a dose's vaccine is coded from the immunization schedule's table."""
+    return resources.immunization(row, schedule) if kind == "immunization" else SHAPES[kind](row)
+
+
 _WITHDRAWN = entry.alias("withdrawn_version")
 # When a dose was given: its current version's own time, not the record's first (`service.RECORD_OCCURRED_AT`),
 # since a correction of a dose may correct its day (clinical/immunization.py reads it so too); a dose marked
@@ -88,7 +96,7 @@ def _uuid(resource_type: str, resource_id: str) -> uuid.UUID:
 
 
 def read(conn: Connection, principal: Principal, resource_type: str, resource_id: str,
-         break_glass_reason: str | None) -> dict:
+         break_glass_reason: str | None, *, schedule: Schedule) -> dict:
     """One resource by its id, opened as its patient's chart would be, and audited."""
     wanted = _uuid(resource_type, resource_id)
     if resource_type == "Patient":
@@ -110,7 +118,7 @@ def read(conn: Connection, principal: Principal, resource_type: str, resource_id
     access.open_chart(conn, principal, found.patient_id, break_glass_reason)
     row = current_version(conn, found.kind, wanted)
     note_access(conn, principal, "read", found.patient_id, found.kind, (row["id"],))
-    return SHAPES[found.kind](row)
+    return _shape(found.kind, row, schedule)
 
 
 def current_version(conn: Connection, kind: str, root_id: uuid.UUID) -> dict:
@@ -207,11 +215,25 @@ def _immunization_status(_kind: str, system: str | None, code: str) -> sa.Column
 
 
 def _vaccine_code(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
-    """A dose's vaccine by the schedule's code (ours) or by its CVX code, as `resources` codes it."""
-    ours = [code.upper()] if _in_system(system, resources.VACCINE_SYSTEM) else []
-    if _in_system(system, resources.CVX):
-        ours += [vaccine for vaccine, (cvx, _) in resources.VACCINE_CVX.items() if cvx == code]
-    return immunization.c.vaccine.in_(ours) if ours else sa.false()
+    """A dose's vaccine by the schedule's code (ours); a CVX code was added as ours by `_vaccine_codes_as_ours`."""
+    return immunization.c.vaccine == code.upper() if _in_system(system, resources.VACCINE_SYSTEM) else sa.false()
+
+
+def _vaccine_codes_as_ours(params: dict[str, list[str]], schedule: Schedule) -> dict[str, list[str]]:
+    """Each vaccine-code alternative in CVX (or in no system) also as the schedule's code it names: the CVX table
+    is the schedule's (policies/immunization.toml), not the database's, so the SQL compares our code."""
+    def with_ours(value: str) -> str:
+        alternatives = value.split(",")
+        for alternative in list(alternatives):
+            system, code = _token(alternative)
+            vaccine = schedule.vaccine_of_cvx(code) if _in_system(system, resources.CVX) else None
+            if vaccine is not None:
+                alternatives.append(f"{resources.VACCINE_SYSTEM}|{vaccine.code}")
+        return ",".join(alternatives)
+
+    if "vaccine-code" not in params:
+        return params
+    return {**params, "vaccine-code": [with_ours(v) for v in params["vaccine-code"]]}
 
 
 def _encounter_status(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
@@ -418,7 +440,7 @@ def _page(conn: Connection, sources: list[_Source], page: paging.Page) -> tuple[
 
 
 def search(conn: Connection, principal: Principal, resource_type: str, params: dict[str, list[str]],
-           break_glass_reason: str | None, page: paging.Page) -> paging.Paged:
+           break_glass_reason: str | None, page: paging.Page, *, schedule: Schedule) -> paging.Paged:
     """One page of the resources matching `params` (already checked by `parse_query`), and the total;
     the page's reads are audited as the service lists audit theirs."""
     if resource_type == "Patient":
@@ -431,7 +453,7 @@ def search(conn: Connection, principal: Principal, resource_type: str, params: d
     patient_id = patient_of_reference(params["patient"][0])
     access.open_chart(conn, principal, patient_id, break_glass_reason)
     service.require_patient(conn, patient_id)
-    rest = {name: values for name, values in params.items() if name != "patient"}
+    rest = _vaccine_codes_as_ours({name: values for name, values in params.items() if name != "patient"}, schedule)
     if resource_type == "Encounter":
         sources = [_Source("encounter", sa.select(*service.ENCOUNTER_COLUMNS).where(
             encounter.c.patient_id == patient_id, *_clauses(resource_type, "encounter", rest)),
@@ -448,7 +470,7 @@ def search(conn: Connection, principal: Principal, resource_type: str, params: d
         note_access(conn, principal, "read", patient_id, shown_kind,
                     [row["id"] for kind, row in found if kind == shown_kind])
     paged.resources = [resources.encounter(row) if kind == "encounter"
-                       else SHAPES[kind]({**row, "patient_id": patient_id}) for kind, row in found]
+                       else _shape(kind, {**row, "patient_id": patient_id}, schedule) for kind, row in found]
     return paged
 
 
@@ -530,7 +552,7 @@ EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_reque
 
 
 def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None,
-               page: paging.Page, since: dt.datetime | None = None) -> paging.Paged:
+               page: paging.Page, since: dt.datetime | None = None, *, schedule: Schedule) -> paging.Paged:
     """The patient and every resource of theirs the facade serves — those last updated at or after
     `since` where given — a page at a time: the patient first, then encounters, then each kind,
     each newest first. Read with the services' statements and noted once on the audit seam as a read
@@ -561,6 +583,6 @@ def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, br
     note_access(conn, principal, "read", patient_id, "chart", [row["id"] for _, row in found],
                 detail={"interface": "FHIR Patient/$everything"})
     paged.resources = [_patient_resource(conn, row) if kind == "patient" else resources.encounter(row)
-                       if kind == "encounter" else SHAPES[kind]({**row, "patient_id": patient_id})
+                       if kind == "encounter" else _shape(kind, {**row, "patient_id": patient_id}, schedule)
                        for kind, row in found]
     return paged

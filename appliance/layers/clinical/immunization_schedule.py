@@ -1,6 +1,7 @@
 """The childhood immunization schedule and where a child stands on it: the clinical layer's reading of the
 doses in the record against `policies/immunization.toml` (each vaccine's doses: minimum age, recommended
-age, minimum interval from the dose before, an age after which it is no longer given).
+age, minimum interval from the dose before, an age after which it is no longer given; and its CVX code, the one
+table the FHIR facade and the HL7 v2 feed code vaccines by).
 
 `evaluate` is a pure function — a birth date, the doses recorded, a day, the schedule — with no database and
 no clock, so the patient's Immunizations page, the list of children due or overdue, the recording of a dose
@@ -116,6 +117,9 @@ class Vaccine(BaseModel):
     code: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,19}$")
     name: str = Field(min_length=1, max_length=100)
     antigen: str = Field(min_length=1, max_length=200)
+    # CDC's CVX code and its short description: what the FHIR facade and the HL7 v2 feed code the vaccine in.
+    cvx: str | None = Field(default=None, pattern=r"^[0-9]{1,4}$")
+    cvx_name: str | None = Field(default=None, min_length=1, max_length=200)
     no_later_than: Span | None = None
     dose: list[DoseRule] = Field(min_length=1, max_length=10)
 
@@ -123,6 +127,12 @@ class Vaccine(BaseModel):
     @classmethod
     def _limit(cls, value: Any) -> Span | None:
         return None if value is None else _span(value)
+
+    @model_validator(mode="after")
+    def _cvx_with_its_name(self) -> Vaccine:
+        if (self.cvx is None) != (self.cvx_name is None):
+            raise ValueError("cvx and cvx_name go together: the CVX code and CVX's short description of it")
+        return self
 
     @model_validator(mode="after")
     def _doses_in_order(self) -> Vaccine:
@@ -162,15 +172,33 @@ class Schedule(BaseModel):
     @model_validator(mode="after")
     def _codes_unique(self) -> Schedule:
         seen: set[str] = set()
+        cvx: dict[str, str] = {}
         for v in self.vaccine:
             if v.code in seen:
                 raise ValueError(f"vaccine {v.code} is listed twice")
             seen.add(v.code)
+            if v.cvx is None:
+                continue
+            # A dose coded in CVX (a FHIR search, an HL7 feed) must name one vaccine of the schedule; "08" and "8"
+            # are one code.
+            number = str(int(v.cvx))
+            if number in cvx:
+                raise ValueError(f"vaccine {v.code} has cvx {v.cvx}, which vaccine {cvx[number]} has too")
+            cvx[number] = v.code
         return self
 
     @functools.cached_property
     def by_code(self) -> dict[str, Vaccine]:
         return {v.code: v for v in self.vaccine}
+
+    @functools.cached_property
+    def _by_cvx_number(self) -> dict[str, Vaccine]:
+        return {str(int(v.cvx)): v for v in self.vaccine if v.cvx is not None}
+
+    def vaccine_of_cvx(self, code: str) -> Vaccine | None:
+        """The schedule's vaccine with this CVX code (written with or without its leading zero), if any."""
+        code = code.strip()
+        return self._by_cvx_number.get(str(int(code))) if code.isascii() and code.isdigit() and len(code) <= 4 else None
 
 
 class ScheduleError(ValueError):

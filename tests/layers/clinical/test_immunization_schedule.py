@@ -40,6 +40,13 @@ def states(statuses) -> dict:
     return {(s.vaccine, s.dose_number): s for s in statuses}
 
 
+def test_each_vaccine_is_found_by_its_cvx_code_with_or_without_the_leading_zero(schedule):
+    assert schedule.vaccine_of_cvx("198").code == "PENTA"
+    assert schedule.vaccine_of_cvx("08").code == schedule.vaccine_of_cvx("8").code == "HEPB_BD"
+    assert schedule.vaccine_of_cvx("140") is None and schedule.vaccine_of_cvx("PENTA") is None
+    assert schedule.vaccine_of_cvx("\u0661\u0669") is None  # Arabic-Indic digits are not a CVX code
+
+
 def test_ages_in_months_are_counted_as_the_rest_of_the_appliance_counts_them():
     # Born 31 January: no 31 February, so one month old on 1 March (months_on agrees), nine months on 31 October.
     assert Span.parse("1m").after(BORN) == dt.date(2025, 3, 1)
@@ -131,6 +138,17 @@ def test_what_a_child_is_owed_is_the_due_and_overdue_doses_with_the_oldest_overd
     ('trace_until = "5y"\n[[vaccine]]\ncode = "BCG"\nname = "BCG"\nantigen = "tb"\n'
      '[[vaccine.dose]]\nmin_age = "0d"\nrecommended_age = "0d"\nlot = "x"\n',
      "vaccine BCG, dose 1, lot: Extra inputs are not permitted"),
+    ('trace_until = "5y"\n[[vaccine]]\ncode = "BCG"\nname = "BCG"\nantigen = "tb"\ncvx = "B19"\ncvx_name = "BCG"\n'
+     '[[vaccine.dose]]\nmin_age = "0d"\nrecommended_age = "0d"\n',
+     "vaccine BCG, cvx: String should match pattern"),
+    ('trace_until = "5y"\n[[vaccine]]\ncode = "BCG"\nname = "BCG"\nantigen = "tb"\ncvx = "19"\n'
+     '[[vaccine.dose]]\nmin_age = "0d"\nrecommended_age = "0d"\n',
+     "vaccine BCG: cvx and cvx_name go together"),
+    ('trace_until = "5y"\n[[vaccine]]\ncode = "BCG"\nname = "BCG"\nantigen = "tb"\ncvx = "19"\ncvx_name = "BCG"\n'
+     '[[vaccine.dose]]\nmin_age = "0d"\nrecommended_age = "0d"\n'
+     '[[vaccine]]\ncode = "BCG2"\nname = "BCG again"\nantigen = "tb"\ncvx = "019"\ncvx_name = "BCG"\n'
+     '[[vaccine.dose]]\nmin_age = "0d"\nrecommended_age = "0d"\n',
+     "vaccine BCG2 has cvx 019, which vaccine BCG has too"),
 ])
 def test_a_broken_schedule_is_refused_naming_the_vaccine_and_the_field(tmp_path, text, said):
     path = tmp_path / "immunization.toml"
