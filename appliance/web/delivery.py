@@ -52,6 +52,19 @@ portal.NOTICES.update({
     "delivery-corrected": "Delivery corrected; the previous version stays in its history.",
 })
 
+
+
+def _timeline_words(row: dict) -> tuple[str, str]:
+    babies = ", ".join(f"{delivery.OUTCOMES[b['outcome']].lower()} {b['weight_g']} g" for b in row["babies"])
+    return (f"Delivery: {delivery.MODES[row['mode']].lower()} at {row['gestation_weeks']}+{row['gestation_days']} "
+            f"weeks", f"{babies}; blood loss {row['blood_loss_ml']} ml")
+
+
+# On the mother's timeline at the time of birth (a correction may correct it).
+portal.TIMELINE_SOURCES.append(portal.TimelineSource("clinical", "delivery", "Deliveries", "clinical.delivery.read",
+                                                     delivery.deliveries, _timeline_words,
+                                                     lambda row: row["born_at"]))
+
 MAX_BABIES = 4
 _BABY_FIELD = re.compile(r"^babies\.(\d+)\.(\w+)$")
 _BABY_KEYS = ("outcome", "sex", "weight_g", "apgar_1", "apgar_5", "resuscitation")

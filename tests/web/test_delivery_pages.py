@@ -86,6 +86,8 @@ def test_record_a_delivery_from_the_chart_to_the_babys_chart_and_back(signed_in,
     assert 'id="record-delivery"' not in babys.text  # a baby is nobody's mother
     mothers = midwife.get(f"{chart}/chart").text
     assert 'id="births"' in mothers and f"/patients/{baby}/chart" in mothers and "baby 2 stillborn" in mothers
+    timeline = midwife.get(f"{chart}/timeline?kind=delivery").text
+    assert "Delivery: spontaneous vaginal at 38+4 weeks" in timeline and "macerated stillbirth 2100 g" in timeline
 
     location = done.headers["location"].split("?")[0]
     unexplained = post_form(midwife, f"{location}/correction", f"{location}/correction",

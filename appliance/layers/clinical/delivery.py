@@ -54,6 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import service
+from appliance.layers.clinical.death import PREGNANCY_AGES
 from appliance.layers.clinical.errors import Invalid, NotFound
 from appliance.layers.clinical.models import delivery, encounter, patient
 from appliance.layers.clinical.schemas import DeliveryIn, EncounterIn, PatientIn, VitalSignsIn
@@ -76,7 +77,7 @@ PRETERM_BELOW_WEEKS = 37  # WHO: preterm is born before 37 completed weeks
 HAEMORRHAGE_FROM_ML = 500  # WHO: postpartum haemorrhage is 500 ml or more in the first 24 hours
 # The youngest a mother is recorded at (the age from which the death certificate asks about a pregnancy): below it
 # the chart is the wrong one, most likely the baby's own.
-MOTHER_FROM_YEARS = 10
+MOTHER_FROM_YEARS = PREGNANCY_AGES[0]
 GESTATION_WEEKS = (22, 44)  # from where the perinatal period begins to a post-term pregnancy's end
 # What a baby can weigh at birth: under 300 g or over 6500 g is a slip (kilograms typed, a digit too many).
 WEIGHT_G = (300, 6500)
@@ -327,14 +328,22 @@ def born_to(conn: Connection, baby_id: uuid.UUID) -> dict | None:
             "mother_name": f"{row['given_names']} {row['family_name']}", "born_at": row["born_at"], "number": number}
 
 
+def deliveries(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,
+               noting_none: bool = True) -> list[dict]:
+    """The mother's deliveries in force, latest first, the read noted on the audit seam (where there are any, with
+    `noting_none=False`)."""
+    found = deliveries_of(conn, patient_id)
+    if found or noting_none:
+        note_access(conn, principal, "read", patient_id, "delivery", [d["id"] for d in found])
+    return found
+
+
 def read(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, noting_none: bool = True) -> dict:
     """The patient's deliveries (a mother's) and the delivery they were born of (a baby's), each read noted on the
     audit seam on the record it belongs to. `noting_none=False` (the chart's summary, which asks of every chart)
     notes nothing where there is nothing: a man's access log does not read "looked at the record of a birth"."""
     service.require_chart(conn, patient_id, None)
-    found = deliveries_of(conn, patient_id)
-    if found or noting_none:
-        note_access(conn, principal, "read", patient_id, "delivery", [d["id"] for d in found])
+    found = deliveries(conn, principal, patient_id, noting_none=noting_none)
     mother = born_to(conn, patient_id)
     if mother is not None:
         note_access(conn, principal, "read", mother["mother_id"], "delivery", [mother["version_id"]],
