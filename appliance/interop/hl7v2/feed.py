@@ -17,7 +17,8 @@ returns the acknowledgement:
 
 ADT^A04 registers (or finds) the patient and opens the visit; A01 admits (to a bed when PV1-3 names an
 inpatient ward, through operations' ADT); A08 corrects the registration; A03 discharges. ORM^O01 orders
-catalogue tests; ORU^R01 records each OBX as a result, linked to its order by the placer order number.
+catalogue tests; ORU^R01 records each OBX as a result, linked to its order by the placer order number; VXU^V04
+records each RXA as a vaccine dose (`immunization.py`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import hl7
 import sqlalchemy as sa
 import structlog
 
-from appliance.interop.hl7v2 import laboratory, messages, visits
+from appliance.interop.hl7v2 import immunization, laboratory, messages, visits
 from appliance.interop.hl7v2.act import Act, Header
 from appliance.interop.hl7v2.messages import (
     APPLICATION_INTERNAL_ERROR,
@@ -121,8 +122,8 @@ def _check_header(message: hl7.Message, header: Header, tenant: str) -> None:
     kind, trigger = value(msh, 9, 1), value(msh, 9, 2)
     if kind not in messages.SUPPORTED_EVENTS:
         raise rejected(messages.UNSUPPORTED_MESSAGE_TYPE, "is not supported: this interface accepts ADT "
-                       "(A01, A03, A04, A08), ORM^O01 and ORU^R01", location=("MSH", 1, 9), label="message type",
-                       value=kind or "(empty)")
+                       "(A01, A03, A04, A08), ORM^O01, ORU^R01 and VXU^V04", location=("MSH", 1, 9),
+                       label="message type", value=kind or "(empty)")
     if trigger not in messages.SUPPORTED_EVENTS[kind]:
         raise rejected(messages.UNSUPPORTED_EVENT_CODE, f"is not supported for {kind} (accepted: "
                        f"{', '.join(messages.SUPPORTED_EVENTS[kind])})", location=("MSH", 1, 9),
@@ -175,5 +176,5 @@ def _remember_refusal(db: Database, tenant: str, header: Header, principal: Prin
 
 HANDLERS: dict[str, Callable[[Act], None]] = {
     "ADT^A04": visits.register, "ADT^A01": visits.admit, "ADT^A08": visits.update, "ADT^A03": visits.discharge,
-    "ORM^O01": laboratory.order, "ORU^R01": laboratory.results,
+    "ORM^O01": laboratory.order, "ORU^R01": laboratory.results, "VXU^V04": immunization.record_doses,
 }

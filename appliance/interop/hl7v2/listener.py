@@ -20,8 +20,9 @@ from collections.abc import Callable
 import structlog
 from hl7.mllp import InvalidBlockError, open_hl7_connection, start_hl7_server
 
-from appliance.interop.hl7v2 import feed, messages
+from appliance.interop.hl7v2 import feed, immunization, messages
 from appliance.interop.hl7v2.messages import HL7Error
+from appliance.layers.clinical.immunization_schedule import ScheduleError
 from appliance.substrate.db import Database
 
 log = structlog.get_logger("healthos.hl7")
@@ -37,13 +38,18 @@ class ListenerRefused(Exception):
 
 
 def check_feed(db: Database, tenant: str, token: str) -> None:
-    """Refuse to start for a facility that does not exist or a token that is not this facility's live one."""
+    """Refuse to start for a facility that does not exist, a token that is not this facility's live one, or an
+    immunization schedule (policies/immunization.toml) a VXU could not be recorded against."""
     if not db.tenant_exists(tenant):
         raise ListenerRefused(f"no facility {tenant!r} on this appliance")
     try:
         feed.feed_principal(db, tenant, token)
     except HL7Error as refused:
         raise ListenerRefused(refused.problem) from None
+    try:
+        immunization.schedule()
+    except ScheduleError as broken:
+        raise ListenerRefused(f"the immunization schedule cannot be used: {broken}") from None
 
 
 def _decode(block: bytes) -> str:

@@ -17,9 +17,9 @@ import hl7
 
 # What we answer as (MSH-3 of our ACKs, when the sender left MSH-5 empty).
 APPLICATION = "HEALTHOS"
-# Versions whose ADT, ORM and ORU segments read the same for the fields used here.
+# Versions whose ADT, ORM, ORU and VXU segments read the same for the fields used here.
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6")
-SUPPORTED_EVENTS = {"ADT": ("A01", "A03", "A04", "A08"), "ORM": ("O01",), "ORU": ("R01",)}
+SUPPORTED_EVENTS = {"ADT": ("A01", "A03", "A04", "A08"), "ORM": ("O01",), "ORU": ("R01",), "VXU": ("V04",)}
 
 # HL7 table 0357, the codes used here.
 REQUIRED_FIELD_MISSING = "101"

@@ -30,6 +30,7 @@ from appliance.layers.clinical.immunization_schedule import (
     DoseStatus,
     RecordedDose,
     Schedule,
+    Vaccine,
     counted,
     evaluate,
     evaluate_vaccine,
@@ -75,6 +76,17 @@ def given_on(occurred_at: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
 def _recorded(rows: Sequence[dict], tz: zoneinfo.ZoneInfo) -> list[RecordedDose]:
     return [RecordedDose(r["id"], r["vaccine"], r["dose_number"], given_on(r["occurred_at"], tz), r["status"],
                          r["not_done_reason"]) for r in rows]
+
+
+def next_dose_number(vaccine: Vaccine, birth: dt.date, rows: Sequence[dict], today: dt.date,
+                     tz: zoneinfo.ZoneInfo) -> int | None:
+    """The dose of `vaccine`'s series the schedule expects next of a child born on `birth` whose doses in force are
+    `rows` (as `current_doses` reads them): the first not yet given and counted; None once the series is complete.
+    For a feed that sends a dose without its number (appliance/interop/hl7v2/immunization.py)."""
+    for status in evaluate_vaccine(vaccine, birth, _recorded(rows, tz), today):
+        if status.state != "given":
+            return status.dose_number
+    return None
 
 
 def _shaped(row: dict, schedule: Schedule, tz: zoneinfo.ZoneInfo) -> dict:

@@ -131,7 +131,7 @@ def now() -> str:
 
 def msh(tenant: str, kind: str, control: str, *, app: str = "REGSYS", sender: str = "HOSPITAL",
         version: str = "2.5") -> str:
-    structure = {"ADT": "ADT_A01", "ORM": "ORM_O01", "ORU": "ORU_R01"}.get(kind.split("^")[0], "")
+    structure = {"ADT": "ADT_A01", "ORM": "ORM_O01", "ORU": "ORU_R01", "VXU": "VXU_V04"}.get(kind.split("^")[0], "")
     return f"MSH|^~\\&|{app}|{sender}|HEALTHOS|{tenant}|{now()}||{kind}^{structure}|{control}|P|{version}"
 
 
