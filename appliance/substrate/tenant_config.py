@@ -480,6 +480,21 @@ class NursingConfig(_Strict):
         return value
 
 
+class TheatreConfig(_Strict):
+    """An operating theatre of the facility, where the theatre list books cases (e.g. code = "TH1")."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=120)
+
+
+class ProcedureConfig(_Strict):
+    """A procedure of the facility's own list a surgeon may book by code; the same code is its fee item's
+    (`kind = "procedure"`) where the fee schedule prices it."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=200)
+
+
 class ClinicSessionConfig(_Strict):
     """A weekly session of a clinic, e.g. Monday and Thursday 08:00-12:00 (facility-local time)."""
 
@@ -515,7 +530,7 @@ class ClinicConfig(_Strict):
         return dumped
 
 
-OPTIONAL_SECTIONS = ("catalogue", "note_templates", "order_sets", "clinics")
+OPTIONAL_SECTIONS = ("catalogue", "note_templates", "order_sets", "clinics", "theatres", "procedures")
 
 
 class TenantConfig(_Strict):
@@ -539,6 +554,8 @@ class TenantConfig(_Strict):
     # The facility's target for each command-center KPI (policies/kpis.toml ids), e.g. bed_occupancy = 85.
     kpi_targets: dict[KpiId, float] = Field(default_factory=dict)
     nursing: NursingConfig | None = None
+    theatres: list[TheatreConfig] = Field(default_factory=list, description="operating theatres")
+    procedures: list[ProcedureConfig] = Field(default_factory=list, description="procedures booked by code")
 
     @field_validator("slug")
     @classmethod
@@ -569,6 +586,10 @@ class TenantConfig(_Strict):
         clinic_codes = [c.code for c in self.clinics]
         if len(set(clinic_codes)) != len(clinic_codes):
             raise ValueError("clinic codes must be unique")
+        for label, codes in (("theatre codes", [t.code for t in self.theatres]),
+                             ("procedure codes", [p.code for p in self.procedures])):
+            if len(set(codes)) != len(codes):
+                raise ValueError(f"{label} must be unique")
         return self
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.lab_routes import LabController
 from appliance.layers.clinical.referral_routes import ReferralController
 from appliance.layers.clinical.routes import ClinicalController
+from appliance.layers.clinical.surgery_routes import PatientSurgeryController, SurgeryController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.death_routes import DeathsToCertifyController
@@ -68,6 +69,7 @@ from appliance.web import (
     signin,
     surveillance,
     system,
+    theatre,
     today,
 )
 from appliance.web.auth import (
@@ -84,11 +86,11 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *surveillance.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
                   ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
-                  DeliveryController,
+                  DeliveryController, PatientSurgeryController, SurgeryController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
-                  delivery.delivery_router,
+                  delivery.delivery_router, theatre.theatre_router, theatre.booking_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}

@@ -896,6 +896,13 @@ PAGES += ["/patients/{pid}/deliveries/new", "/patients/{pid}/deliveries/{any}",
           "/patients/{pid}/deliveries/{any}/correction"]
 FORMS += ["/patients/{pid}/deliveries", "/patients/{pid}/deliveries/{any}/correction"]
 
+# The operating theatre (appliance/web/theatre.py): the day's list and a case's page with its checklist, moves and
+# operation note, and "Book surgery" from the chart; booking, the checklist's gate, the note and refusals with real
+# ids are in tests/web/test_theatre_pages.py.
+PAGES += ["/theatre", "/theatre/cases/{any}", "/patients/{pid}/surgery/new"]
+FORMS += ["/patients/{pid}/surgery", "/theatre/cases/{any}/checklist/{any}", "/theatre/cases/{any}/status",
+          "/theatre/cases/{any}/note", "/theatre/cases/{any}/note/correction"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

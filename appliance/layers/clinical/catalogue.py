@@ -29,7 +29,8 @@ from appliance.substrate.tenant_config import (
 )
 
 
-def _sync(conn: Connection, table: sa.Table, rows: list[dict]) -> None:
+def sync_codes(conn: Connection, table: sa.Table, rows: list[dict]) -> None:
+    """Bring a table of codes from the tenant file in line with it: rows written, those dropped deactivated."""
     if rows:
         statement = postgresql.insert(table).values(rows)
         updates = {c.name: statement.excluded[c.name] for c in table.c if c.name != "code"}
@@ -40,17 +41,17 @@ def _sync(conn: Connection, table: sa.Table, rows: list[dict]) -> None:
 
 @register_config_applier
 def sync_clinical_configuration(conn: Connection, config: TenantConfig) -> None:
-    _sync(conn, orderable, [
+    sync_codes(conn, orderable, [
         {"code": item.loinc, "name": item.name, "category": item.category,
          "definition": item.model_dump(mode="json"), "active": True}
         for item in config.catalogue
     ])
-    _sync(conn, note_template, [
+    sync_codes(conn, note_template, [
         {"code": t.code, "name": t.name, "specialty": t.specialty, "definition": t.model_dump(mode="json"),
          "active": True}
         for t in config.note_templates
     ])
-    _sync(conn, order_set, [
+    sync_codes(conn, order_set, [
         {"code": o.code, "name": o.name, "definition": o.model_dump(mode="json"), "active": True}
         for o in config.order_sets
     ])

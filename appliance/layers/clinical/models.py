@@ -476,3 +476,76 @@ for _kind, _table in KINDS.items():
 
 # Detail tables the tenant role may only insert into and read (the migration revokes the rest).
 APPEND_ONLY = ["entry", *dict.fromkeys(t.name for t in KINDS.values() if t is not None and t is not encounter)]
+
+# -- the operating theatre (tenant revision t0031; appliance/layers/clinical/surgery.py) ----------------------------
+
+SURGERY_STATUSES = ("scheduled", "in_theatre", "completed", "cancelled")
+SURGERY_URGENCIES = ("elective", "urgent", "emergency")
+ANAESTHESIA_TYPES = ("general", "spinal", "epidural", "regional_block", "local", "sedation")
+
+# An operation on the patient's record: booked, taken into theatre, completed or cancelled. Each change of state and
+# each phase of the WHO Surgical Safety Checklist is a new version of the one record, so the case's history is who
+# booked it, who signed in, timed out, signed out and closed it, and when.
+surgery = sa.Table(
+    "surgery",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the operation as booked
+    sa.Column("procedure", sa.Text, nullable=False),  # as the surgeon writes it
+    sa.Column("procedure_code", sa.Text, nullable=True),  # the facility's procedure list (and fee item) code
+    sa.Column("planned_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("theatre", sa.Text, nullable=False),  # a theatre code of the tenant file
+    sa.Column("surgeon", sa.Text, nullable=False),
+    sa.Column("anaesthetist", sa.Text, nullable=True),
+    sa.Column("urgency", sa.Text, nullable=False),
+    sa.Column("anaesthesia", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("cancel_reason", sa.Text, nullable=True),
+    # each phase recorded: {"sign_in": {"items": [...], "by": account id, "by_name": ..., "at": ..., "note": ...}}
+    sa.Column("checklist", JSONB, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),  # into theatre
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),  # completed
+    sa.CheckConstraint(f"status IN {SURGERY_STATUSES!r}", name="surgery_status"),
+    sa.CheckConstraint(f"urgency IN {SURGERY_URGENCIES!r}", name="surgery_urgency"),
+    sa.CheckConstraint(f"anaesthesia IN {ANAESTHESIA_TYPES!r}", name="surgery_anaesthesia"),
+    sa.CheckConstraint("status <> 'cancelled' OR cancel_reason IS NOT NULL", name="surgery_cancel_reason"),
+    sa.Index("surgery_planned_at_idx", "planned_at"),
+)
+
+# The operation note, signed by its author (the entry's), one record per operation (`surgery_id`, the case's root).
+operation_note = sa.Table(
+    "operation_note",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("surgery_id", sa.Uuid, nullable=False),
+    # patient data: what was done and found
+    sa.Column("procedure_performed", sa.Text, nullable=False),
+    sa.Column("findings", sa.Text, nullable=False),
+    sa.Column("complications", sa.Text, nullable=True),
+    sa.Column("blood_loss_ml", sa.Integer, nullable=False),
+    sa.Column("implants", sa.Text, nullable=True),
+    sa.Column("specimens", sa.Text, nullable=True),
+    sa.Column("post_op_instructions", sa.Text, nullable=False),
+    sa.CheckConstraint("blood_loss_ml BETWEEN 0 AND 20000", name="operation_note_blood_loss_range"),
+    sa.Index("operation_note_surgery_idx", "surgery_id"),
+)
+
+# The facility's theatres and its procedure list, from the tenant file (`[[theatres]]`, `[[procedures]]`).
+theatre = sa.Table(
+    "theatre",
+    tenant_metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+surgical_procedure = sa.Table(
+    "surgical_procedure",
+    tenant_metadata,
+    sa.Column("code", sa.Text, primary_key=True),  # also the fee schedule's `procedure` item code
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+record.register_kind("surgery", surgery)
+record.register_kind("operation_note", operation_note)

@@ -15,6 +15,10 @@ The charging policy (policies/README.md, "Charging"), decided here and applied b
   never charged (a dose is charged only when a nurse gives it on the ward).
 - **a consultation is billable when its encounter finishes** (`encounter_status` to finished),
   priced by encounter class; a cancelled encounter had no consultation.
+- **an operation is billable when completed** (`surgery`, the clinical layer's theatre case, to completed),
+  priced by the code of the facility's procedure list it was booked with, the `procedure` fee item's code
+  (department THEATRE unless the item names one); a case booked in words only, or a code the schedule does not
+  price, waits unpriced on the billing worklist. A completed case entered in error is credited.
 - **a bed-day is billable for each admission present at the facility's census time**
   (`accrual.accrue_bed_days`, from operations' `admission`/`transfer`/`discharge` entries, read by
   SQL), priced by the kind of ward the patient was in at the census.
@@ -49,7 +53,8 @@ from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry
 
-BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "admission", "dispense")
+BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "admission", "dispense",
+                  "surgery")
 
 
 def _order(version: Entry) -> Billable | None:
@@ -156,6 +161,21 @@ def charge_consultation(conn: Connection, principal: Principal, version: Entry) 
         post_charge(conn, principal, version, billable)
 
 
+def _operation(version: Entry) -> Billable | None:
+    detail = version.detail
+    if version.status == "entered_in_error" or detail.get("status") != "completed":
+        return None
+    return Billable(item_kind="procedure", item_code=detail.get("procedure_code") or detail["procedure"],
+                    description=detail["procedure"], department=DEFAULT_DEPARTMENTS["procedure"],
+                    service_at=detail.get("ended_at"))
+
+
+def charge_operation(conn: Connection, principal: Principal, version: Entry) -> None:
+    """Every version of a case is reconciled: it becomes billable only at its completion (a later version), and
+    a correction after completion leaves its charge alone."""
+    reconcile(conn, principal, version, _operation(version))
+
+
 def credit_admission(conn: Connection, principal: Principal, version: Entry) -> None:
     """An admission entered in error had no bed-days: credit the ones accrued for it."""
     if version.status == "entered_in_error":
@@ -173,7 +193,7 @@ def billable_again(conn: Connection, source: Entry, billed: Mapping) -> Billable
                         department=billed["department"], service_at=census)
     read = {"service_request": lambda: _order(source), "medication_administration": lambda: _dose(conn, source),
             "encounter_status": lambda: _consultation(conn, source),
-            "dispense": lambda: _dispensed(conn, source)}.get(source.kind)
+            "dispense": lambda: _dispensed(conn, source), "surgery": lambda: _operation(source)}.get(source.kind)
     return read() if read else None
 
 
@@ -183,6 +203,7 @@ REACTIONS = {
     "encounter_status": charge_consultation,
     "admission": credit_admission,
     "dispense": charge_dispense,
+    "surgery": charge_operation,
 }
 
 

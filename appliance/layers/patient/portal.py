@@ -33,6 +33,8 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "vital_signs": "vital signs", "note": "a note", "discharge_summary": "your discharge summary",
           "death": "a death certificate", "referral": "a referral to another facility",
           "delivery": "the record of a birth (your delivery, or your own birth)",
+          "surgery": "an operation (its booking, its safety checklist in theatre)",
+          "operation_note": "the surgeon's note of your operation",
           "encounter": "a visit", "encounter_status": "a visit's progress", "demographics": "your details",
           "news2": "an early warning score", "meows": "an early warning score", "pews": "an early warning score",
           "allergy_alert": "an allergy warning on a prescription", "handover": "a nurses' handover",

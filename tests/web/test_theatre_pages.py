@@ -1,0 +1,104 @@
+"""The operating theatre in the portal (appliance/web/theatre.py) over in-process HTTP: "Book surgery" from the
+chart (refusals beside their field, what was typed kept, nothing written), the case's page with the checklist's
+phases as forms (a nurse's), its moves (the gate's sentence when a phase is missing) and the operation note, and
+the day's theatre list by theatre with each case's progress. Another facility's session and guessed ids on these
+routes are in tests/web/test_portal.py; a guessed case id here."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service, surgery
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from tests.web.test_death_pages import no_inline_script
+from tests.web.test_portal import post_form, principal_of
+
+THEATRES = {"theatres": [{"code": "MAIN", "name": "Main theatre"}, {"code": "MAT", "name": "Maternity theatre"}],
+            "procedures": [{"code": "APPX", "name": "Appendicectomy"}]}
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Theatre Pages Hospital", **THEATRES)
+
+
+@pytest.fixture(scope="module")
+def author(person_factory, facility):
+    return person_factory("clinician", facility.slug)
+
+
+def admitted(db, tenant: str, author) -> uuid.UUID:
+    principal = principal_of(author, tenant)
+    data = PatientIn.model_validate({"family_name": "Njoroge", "given_names": "Peter", "birth_date": "1980-02-03",
+                                     "sex": "male",
+                                     "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]})
+    with db.tenant(tenant) as conn:
+        patient_id = service.register_patient(conn, principal, data)["id"]
+        service.open_encounter(conn, principal, patient_id, EncounterIn(encounter_class="inpatient",
+                                                                         status="in_progress", ward_code="GEN"))
+    return patient_id
+
+
+def cases(db, tenant: str) -> int:
+    with db.tenant(tenant) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'surgery'")).scalar()
+
+
+def test_book_from_the_chart_work_the_checklist_and_sign_the_note(signed_in, db, facility, author):
+    patient = admitted(db, facility.slug, author)
+    surgeon = signed_in("clinician", facility.slug)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    chart = f"/t/{facility.slug}/patients/{patient}"
+    assert 'id="book-surgery"' in surgeon.get(f"{chart}/chart").text
+    form = surgeon.get(f"{chart}/surgery/new")
+    assert form.status_code == 200 and 'name="_csrf_token"' in form.text and "Main theatre" in form.text
+    no_inline_script(form.text)
+
+    typed = {"procedure": "Appendicectomy", "procedure_code": "APPX", "planned_on": "2026-11-25",
+             "planned_time": "", "theatre": "MAIN", "surgeon": "Dr Kariuki", "urgency": "urgent",
+             "anaesthesia": "general"}
+    before = cases(db, facility.slug)
+    untimed = post_form(surgeon, f"{chart}/surgery/new", f"{chart}/surgery", typed)
+    assert untimed.status_code == 422 and 'id="planned_on-error"' in untimed.text
+    assert 'value="Dr Kariuki"' in untimed.text  # what was typed is kept
+    nameless = post_form(surgeon, f"{chart}/surgery/new", f"{chart}/surgery",
+                         {**typed, "planned_time": "09:30", "surgeon": ""})
+    assert nameless.status_code == 422 and 'id="surgeon-error"' in nameless.text
+    assert cases(db, facility.slug) == before
+    booked = post_form(surgeon, f"{chart}/surgery/new", f"{chart}/surgery", {**typed, "planned_time": "09:30"})
+    assert booked.status_code == 303, booked.text
+    case_url = booked.headers["location"].split("?")[0]
+    page = surgeon.get(booked.headers["location"])
+    assert page.status_code == 200 and "Operation booked" in page.text and "Sign In" in page.text
+    no_inline_script(page.text)
+
+    early = post_form(surgeon, case_url, f"{case_url}/status", {"to": "in_theatre"})
+    assert early.status_code == 422 and "Sign In has not been recorded" in early.text
+    keys = {p.key: [k for k, _ in p.items] for p in surgery.CHECKLIST}
+    nurse_page = nurse.get(case_url)
+    assert nurse_page.status_code == 200 and 'id="phase-sign_in-form"' in nurse_page.text
+    assert 'id="into-theatre"' not in nurse_page.text  # a nurse records the checklist, not the case's moves
+    half = post_form(nurse, case_url, f"{case_url}/checklist/sign_in", {f"c_{keys['sign_in'][0]}": "yes"})
+    assert half.status_code == 422 and "not confirmed" in half.text and 'checked' in half.text
+    signed = post_form(nurse, case_url, f"{case_url}/checklist/sign_in",
+                       {f"c_{k}": "yes" for k in keys["sign_in"]})
+    assert signed.status_code == 303, signed.text
+    assert post_form(surgeon, case_url, f"{case_url}/status", {"to": "in_theatre"}).status_code == 303
+    note = {"procedure_performed": "Open appendicectomy", "findings": "Perforated appendix, local pus",
+            "blood_loss_ml": "80", "post_op_instructions": "IV antibiotics 48 h"}
+    unsigned = post_form(surgeon, case_url, f"{case_url}/note", {**note, "findings": ""})
+    assert unsigned.status_code == 422 and 'id="findings-error"' in unsigned.text
+    written = post_form(surgeon, case_url, f"{case_url}/note", note)
+    assert written.status_code == 303
+    shown = surgeon.get(case_url)
+    assert "Perforated appendix" in shown.text and 'id="note-signed"' in shown.text
+
+    listed = nurse.get(f"/t/{facility.slug}/theatre", params={"day": "2026-11-25"})
+    assert listed.status_code == 200 and "Appendicectomy" in listed.text and "Checklist 1/3" in listed.text
+    assert "09:30" in listed.text
+    no_inline_script(listed.text)
+    assert surgeon.get(f"/t/{facility.slug}/theatre", params={"day": "25/11"}).status_code == 400
+    assert surgeon.get(f"/t/{facility.slug}/theatre/cases/{uuid.uuid4()}").status_code == 404
