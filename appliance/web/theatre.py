@@ -54,6 +54,19 @@ portal.NOTICES.update({
 URGENCIES = {"elective": "Elective", "urgent": "Urgent", "emergency": "Emergency"}
 ANAESTHESIA = {"general": "General", "spinal": "Spinal", "epidural": "Epidural", "regional_block": "Regional block",
                "local": "Local", "sedation": "Sedation"}
+
+
+def _timeline_words(row: dict) -> tuple[str, str]:
+    detail = f"{row['theatre_name'] or row['theatre']}, {row['surgeon']}; checklist {row['phases_done']}/3"
+    if row["cancel_reason"]:
+        detail += f"; cancelled: {row['cancel_reason']}"
+    return f"Operation: {row['procedure']} ({surgery.STATUS_WORDS[row['status']]})", detail
+
+
+# On the patient's timeline at the time the operation was planned for (or began, once it did).
+portal.TIMELINE_SOURCES.append(portal.TimelineSource("clinical", "surgery", "Operations", "clinical.surgery.read",
+                                                     surgery.patient_cases, _timeline_words,
+                                                     lambda row: row["started_at"] or row["planned_at"]))
 NOTE_FIELDS = ("procedure_performed", "findings", "complications", "blood_loss_ml", "implants", "specimens",
                "post_op_instructions")
 

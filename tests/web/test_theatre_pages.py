@@ -96,6 +96,9 @@ def test_book_from_the_chart_work_the_checklist_and_sign_the_note(signed_in, db,
     shown = surgeon.get(case_url)
     assert "Perforated appendix" in shown.text and 'id="note-signed"' in shown.text
 
+    timeline = surgeon.get(f"{chart}/timeline?kind=surgery").text
+    assert "Operation: Appendicectomy (in theatre)" in timeline
+    assert "Main theatre, Dr Kariuki; checklist 1/3" in timeline
     listed = nurse.get(f"/t/{facility.slug}/theatre", params={"day": "2026-11-25"})
     assert listed.status_code == 200 and "Appendicectomy" in listed.text and "Checklist 1/3" in listed.text
     assert "09:30" in listed.text
