@@ -50,7 +50,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from appliance.layers.clinical.delivery import LOW_BIRTH_WEIGHT_BELOW_G
+from appliance.layers.clinical.delivery import BORN_HERE, LOW_BIRTH_WEIGHT_BELOW_G
 from appliance.layers.clinical.growth import (
     ACUTE_FROM_MONTHS,
     ACUTE_TO_MONTHS,
@@ -281,6 +281,8 @@ def month_asked(text: str | None, today: dt.date) -> Period:
 
 # -- counting inside one facility -----------------------------------------------------------------
 
+# A newborn's encounter alongside its mother's stay (the delivery's, `BORN_HERE`) is not an attendance or an
+# admission of its own: counting it would add every birth to the month's admissions; births are counted apart.
 _ENCOUNTERS = """
 SELECT e.encounter_class AS what,
        date_part('year', age((e.started_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,
@@ -290,6 +292,7 @@ JOIN entry x ON x.id = e.entry_id
 JOIN patient p ON p.id = e.patient_id
 WHERE e.status IN ('arrived', 'in_progress', 'finished')
   AND e.started_at >= :start AND e.started_at < :end
+  AND e.reason IS DISTINCT FROM :born_here
   AND NOT EXISTS (SELECT 1 FROM entry r WHERE r.root_id = x.root_id AND r.status = 'entered_in_error')
 GROUP BY 1, 2, 3
 """
@@ -474,8 +477,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
         else:
             wanted += [(indicator.id, low, high) for low, high in indicator.icd10]
     with db.tenant(slug) as conn:
-        found = [(by_class.get(row.what, []), row) for row in conn.execute(sa.text(_ENCOUNTERS), params)
-                 ] if by_class else []
+        found = [(by_class.get(row.what, []), row)
+                 for row in conn.execute(sa.text(_ENCOUNTERS), {**params, "born_here": BORN_HERE})] if by_class else []
         if wanted:
             values = _ranges(wanted, params, "")
             found += [([row.what], row) for row in conn.execute(sa.text(_DIAGNOSES.format(wanted=values)), params)]

@@ -10,9 +10,10 @@ import uuid
 import zoneinfo
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.layers.clinical import delivery, service
-from appliance.layers.clinical.schemas import DeliveryIn, PatientIn
+from appliance.layers.clinical.schemas import DeliveryIn, EncounterIn, PatientIn
 from appliance.national import indicators as national
 from appliance.substrate.principal import Principal
 from tests.national.test_indicators import DEFINITIONS_FILE
@@ -88,3 +89,35 @@ def test_small_birth_cells_are_withheld_as_any_other(counted):
     definitions, last_month, _ = counted
     published = national.withhold(last_month["stillbirths"], definitions.cells, definitions.threshold)
     assert published.total is None  # 2 stillbirths in all: under the threshold, nothing of them leaves the facility
+
+
+def test_a_baby_born_during_its_mothers_stay_is_not_an_admission(db, tenant_factory):
+    """The newborn's encounter alongside its mother's stay keeps it reachable on her ward; it is not an admission
+    of its own, so the month's admissions count the mother once, whatever she gave birth to."""
+    facility = tenant_factory(name="Rooming-in Facility", timezone=ZONE)
+    midwife = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Midwife", tenant=facility.slug,
+                        role="nurse")
+    linked = service.with_subject(db, PatientIn.model_validate({
+        "family_name": "Njeri", "given_names": "Faith", "birth_date": "1996-04-02", "sex": "female",
+        "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}), tenant=facility.slug)
+    with db.tenant(facility.slug) as conn:
+        mother = service.register_patient(conn, midwife, linked)["id"]
+        service.open_encounter(conn, midwife, mother, EncounterIn(encounter_class="inpatient", status="in_progress",
+                                                                  reason="in labour"))
+    born = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    body = DeliveryIn.model_validate({"born_at": born, "gestation_weeks": 38, "mode": "spontaneous_vaginal",
+                                      "babies": [_baby("live_birth", "female", 3000),
+                                                 _baby("live_birth", "male", 2900)],
+                                      "blood_loss_ml": 250, "uterotonic": "oxytocin"})
+    with db.tenant(facility.slug) as conn:
+        found = delivery.check(conn, mother, body)
+    registrations = [service.with_subject(db, baby, tenant=facility.slug) for baby in delivery.newborns(found, body)]
+    with db.tenant(facility.slug) as conn:
+        delivery.record_delivery(conn, midwife, mother, body, registrations)
+        alongside = conn.execute(sa.text("SELECT count(*) FROM encounter WHERE reason = :r"),
+                                 {"r": delivery.BORN_HERE}).scalar()
+    assert alongside == 2  # the twins each have their encounter beside hers
+    counts = national.count_facility(db, facility.slug, ZONE, national.Period.containing(born.astimezone(
+        zoneinfo.ZoneInfo(ZONE)).date()), national.load_definitions(DEFINITIONS_FILE))
+    assert sum(counts["admissions"].values()) == 1
+    assert sum(counts["births_live"].values()) == 2
