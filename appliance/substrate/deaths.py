@@ -8,7 +8,7 @@ transaction (certificate and mark commit together or not at all), withdrawn in t
 the certificate entered in error (the row stays, with when and why), and read inside any facility's
 transaction before it opens a visit, admits or books: `refuse_if_deceased` is that refusal, in one sentence
 a registrar can act on. Each function names the calling facility from its tenant role, never from an
-argument, and a facility sees the mark only of a person it holds a chart of.
+argument, and a facility sees or makes the mark only of a person it holds a chart of.
 
 The chart a patient id names is the tenant's `patient` row, whose `subject_id` links it to the person; a
 chart linked to no subject (made before subjects were matched, and never linked since) has no mark.

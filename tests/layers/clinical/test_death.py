@@ -283,3 +283,38 @@ def test_the_person_stays_deceased_when_the_certifying_facility_is_dropped(token
     refused = elsewhere.post(f"{BASE.format(tenant=other_facility.slug)}/patients/{there}/encounters",
                              json={"encounter_class": "outpatient", "reason": "review"})
     assert refused.status_code == 422 and "a facility no longer on this appliance" in refused.json()["detail"]
+
+
+def test_a_facility_marks_deceased_only_a_person_it_holds_a_chart_of(token_client, facility, other_facility,
+                                                                       db: Database):
+    # Called from SQL by a facility role with another facility's patient's subject (a bug, or an injected
+    # query): refused, nothing marked, and the refusal the same whether that person is living, already
+    # deceased, or nobody, so probing subject ids tells the facility nothing.
+    api = token_client(facility.slug, role="clinician")
+    living, dead = register(api, facility.slug), register(api, facility.slug)
+    assert api.post(death_url(facility.slug, dead), json=certificate()).status_code == 201
+    with db.tenant(facility.slug) as conn:
+        subjects = dict(conn.execute(sa.text("SELECT id::text, subject_id FROM patient WHERE id IN (:a, :b)"),
+                                     {"a": living, "b": dead}).all())
+    refusals = []
+    for subject in (subjects[living], subjects[dead], uuid.uuid4()):
+        with pytest.raises(sa.exc.DBAPIError) as refused, db.tenant(other_facility.slug) as conn:
+            conn.execute(sa.text("SELECT control.record_subject_death(:s, :p, :e, now())"),
+                         {"s": subject, "p": uuid.uuid4(), "e": uuid.uuid4()})
+        refusals.append((refused.value.orig.sqlstate, refused.value.orig.diag.message_primary))
+    assert refusals[0] == refusals[1] == refusals[2] and refusals[0][0] == "42501", refusals
+    with db.control() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM control.subject_death WHERE subject_id = :s"),
+                            {"s": subjects[living]}).scalar() == 0
+    assert api.get(death_url(facility.slug, living)).json()["deceased"] is False
+
+
+def test_every_control_function_a_facility_may_call_pins_its_search_path(db: Database):
+    # A SECURITY DEFINER function runs with its owner's rights: one that resolved a name through the caller's
+    # search_path would run an operator or function the caller created. Each is pinned to pg_catalog.
+    with db.control() as conn:
+        loose = conn.execute(sa.text(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'control' AND p.prosecdef "
+            "AND NOT coalesce('search_path=pg_catalog' = ANY (p.proconfig), false)")).scalars().all()
+    assert loose == []

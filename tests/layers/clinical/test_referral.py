@@ -278,3 +278,24 @@ def test_a_person_recorded_deceased_is_not_referred(token_client, hillview, lake
     refused = refer(api, hillview.slug, patient_id, letter(lakeshore.slug))
     assert refused.status_code == 422 and "recorded deceased" in refused.json()["detail"]
     assert counts(db, hillview.slug) == before
+
+
+def test_a_facility_refers_only_a_person_it_holds_a_chart_of(token_client, hillview, lakeshore, riverside, db):
+    # Called from SQL by a facility role with another facility's patient's subject: refused with nothing sent,
+    # so a forged letter cannot reach a hospital's chart of that person, nor its feedback come back, and a
+    # subject id that is nobody is refused the same way.
+    sender = api_of(token_client, hillview)
+    patient_id = register(sender, hillview.slug)
+    with db.tenant(hillview.slug) as conn:
+        subject = conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :p"), {"p": patient_id}).scalar()
+    refusals = []
+    for forged in (subject, uuid.uuid4()):
+        with pytest.raises(sa.exc.DBAPIError) as refused, db.tenant(riverside.slug) as conn:
+            conn.execute(sa.text("SELECT control.send_referral(:id, :s, :p, :e, :by, :to, NULL, 'urgent', 'x', "
+                                 "'{}'::jsonb)"), {"id": uuid.uuid4(), "s": forged, "p": uuid.uuid4(),
+                                                   "e": uuid.uuid4(), "by": uuid.uuid4(), "to": lakeshore.slug})
+        refusals.append((refused.value.orig.sqlstate, refused.value.orig.diag.message_primary))
+    assert refusals[0] == refusals[1] and refusals[0][0] == "42501", refusals
+    with db.control() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM control.referral WHERE from_tenant = :t"),
+                            {"t": riverside.slug}).scalar() == 0

@@ -11,8 +11,8 @@ certifying transaction, and inside an encounter's, that the mark must be written
 and its mark commit together or not at all, and a refusal must come before anything is written. So four
 functions, SECURITY DEFINER and owned by the appliance's login role, are the only way in. Each names its
 caller's facility from the role the tenant transaction runs as (`current_setting('role')`, which a
-SECURITY DEFINER function does not change), never from an argument, and a facility reads the mark only of a
-person it holds a chart of (`subject_facility`). For them the schema's USAGE is granted to PUBLIC: every
+SECURITY DEFINER function does not change), never from an argument, and a facility reads or writes the mark
+only of a person it holds a chart of (`subject_facility`). For them the schema's USAGE is granted to PUBLIC: every
 table in it stays refused to a tenant role, and EXECUTE is revoked from PUBLIC on every other function here
 and on those created later.
 
@@ -67,12 +67,22 @@ _TEMPLATES = [
     DECLARE
         caller text := __CALLER__;
         survivor uuid;
+        charted boolean;
     BEGIN
         IF caller IS NULL THEN
             RAISE EXCEPTION 'a death is recorded from a facility''s own transaction' USING ERRCODE = '42501';
         END IF;
         __PERSON__
-        SELECT up.id INTO survivor FROM up WHERE up.merged_into IS NULL;
+        SELECT (SELECT up.id FROM up WHERE up.merged_into IS NULL),
+               EXISTS (SELECT 1 FROM control.subject_facility f
+                       WHERE f.subject_id IN (SELECT id FROM person) AND f.tenant = caller)
+        INTO survivor, charted;
+        -- Before anything else is looked at: a person the caller holds no chart of, living, deceased or nobody,
+        -- is one refusal, so a facility cannot mark a stranger deceased nor learn from the answer who is.
+        IF NOT charted THEN
+            RAISE EXCEPTION 'a facility records the death only of a person it holds a chart of'
+                USING ERRCODE = '42501';
+        END IF;
         IF survivor IS NULL THEN
             RAISE EXCEPTION 'no subject %', p_subject USING ERRCODE = '23503';
         END IF;

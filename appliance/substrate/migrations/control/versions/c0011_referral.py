@@ -10,8 +10,9 @@ withdrawn; accepted -> completed.
 A tenant role cannot read or write `control`, so, as for c0010's death mark, SECURITY DEFINER functions owned by
 the appliance's login role are the only way in, each naming its caller's facility from the role the tenant
 transaction runs as (`current_setting('role')`), never from an argument: a facility reads only the referrals it
-sent and those addressed to it, and acts only on its own side of one. A referral between two other facilities is
-not there for it: an act on one, like an act on an id nobody sent, is refused as not found (SQLSTATE HR404).
+sent and those addressed to it, sends one only for a person it holds a chart of (`subject_facility`), and acts
+only on its own side of one. A referral between two other facilities is not there for it: an act on one, like
+an act on an id nobody sent, is refused as not found (SQLSTATE HR404).
 Refusals a person can act on carry their own SQLSTATE (HR404 not found, HR409 not in a state for this act, HR422
 wrong input), which `referrals.py` turns into the API's 404/409/422 with the function's sentence.
 
@@ -42,9 +43,23 @@ _TEMPLATES = [
         caller text := __CALLER__;
         target record;
         survivor uuid;
+        charted boolean;
     BEGIN
         IF caller IS NULL THEN
             RAISE EXCEPTION 'a referral is sent from a facility''s own transaction' USING ERRCODE = '42501';
+        END IF;
+        -- Only a person the caller holds a chart of is referred: a forged subject would put a letter on a
+        -- hospital's chart of a stranger and bring its feedback back. Nobody is refused the same way.
+        WITH RECURSIVE up(id, merged_into) AS (
+            SELECT s.id, s.merged_into FROM control.subject s WHERE s.id = p_subject
+            UNION SELECT s.id, s.merged_into FROM control.subject s JOIN up ON s.id = up.merged_into),
+        person(id) AS (
+            SELECT up.id FROM up WHERE up.merged_into IS NULL
+            UNION SELECT s.id FROM control.subject s JOIN person ON s.merged_into = person.id)
+        SELECT EXISTS (SELECT 1 FROM control.subject_facility f
+                       WHERE f.subject_id IN (SELECT id FROM person) AND f.tenant = caller) INTO charted;
+        IF NOT charted THEN
+            RAISE EXCEPTION 'a facility refers only a person it holds a chart of' USING ERRCODE = '42501';
         END IF;
         SELECT t.slug, t.name, t.config INTO target FROM control.tenant t
         WHERE t.slug = p_to AND t.status = 'active';
