@@ -13,6 +13,7 @@ indication, and links to no chart (a radiographer may open none; a clinician fin
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from litestar import Response, Router, get, post
@@ -65,18 +66,51 @@ def worklist_page(request: Asking, tenant: Tenant,
     return _worklist_page(request, tenant, state or None)
 
 
+def performed_at(values: dict, clock: portal.Clock) -> dt.datetime | None:
+    """When the study was performed, from the form's day and time (facility time): neither, now; a time alone,
+    the last time the clock showed it (a study at 23:40 recorded at 07:00 is last night's). ValueError: the
+    sentence for the time field."""
+    day, moment = (values.get("performed_on") or "").strip(), (values.get("performed_time") or "").strip()
+    if not day and not moment:
+        return None
+    try:
+        clock_time = dt.time.fromisoformat(moment)
+    except ValueError:
+        raise ValueError("Give the time the study was performed as the clock read it (e.g. 23:40).") from None
+    if not day:
+        now = dt.datetime.now(clock.tz)
+        today = dt.datetime.combine(now.date(), clock_time, tzinfo=clock.tz)
+        return today - dt.timedelta(days=1) if today > now + bench.CLOCK_SKEW else today
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(day), clock_time, tzinfo=clock.tz)
+    except ValueError:
+        raise ValueError("Give the day the study was performed as a date.") from None
+
+
 @post("/imaging/orders/{order_id:uuid}/performed", operation_id="PortalImagingRecordPerformed",
       opt={"permission": "clinical.imaging.perform"}, sync_to_thread=True, include_in_schema=False)
 def performed(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
+    """The study performed, now or at the day and time given (facility time), and how."""
     values = form_values(data)
     form = f"performed-{order_id}"
     try:
-        asked = StudyPerformedIn.model_validate({"note": values.get("note")})
+        at = performed_at(values, portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone))
+    except ValueError as exc:
+        return PAGE.render(request, tenant, PAGE.tab(values), status=422, refusal=str(exc), form=form,
+                           values=values, errors={"performed_time": str(exc)})
+    try:
+        asked = StudyPerformedIn.model_validate({"note": values.get("note"), "performed_at": at})
     except ValidationError as exc:
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: imaging.record_performed(
-        conn, request.user, order_id, note=asked.note, today=facility_today(request, tenant)),
-                    "study-performed", form=form, values=values)
+        conn, request.user, order_id, note=asked.note, performed_at=asked.performed_at,
+        today=facility_today(request, tenant)), "study-performed", form=form, values=values,
+                    field_of=_beside_time)
+
+
+def _beside_time(exc) -> str | None:
+    # A time refused (still to come, before the order) is said beside the time; a 409 is of the order.
+    return "performed_time" if exc.extra.get("field") == "performed_at" else None
 
 
 def _beside_impression(exc) -> str | None:

@@ -5,6 +5,7 @@ another facility's radiographer and guessed ids are refused on the page and ever
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -13,7 +14,9 @@ import sqlalchemy as sa
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, ServiceRequestIn
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
+from tests.layers.clinical.test_imaging import night_xray
 from tests.web.test_auth import csrf_token
 from tests.web.test_operations import post_form
 
@@ -104,6 +107,28 @@ def test_a_radiographer_records_a_study_performed_and_a_clinician_reports_and_co
     stale = post_form(radiologist, f"{base}/imaging", f"{base}/imaging/results/{report}/correction",
                       {"findings": "again", "impression": "again", "reason": "once more"})
     assert stale.status_code == 409 and "corrected since" in stale.text
+
+
+def test_the_radiographer_gives_the_time_a_night_study_was_performed(signed_in, db, facility):
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Night", tenant=facility.slug,
+                       role="clinician")
+    order, ordered_at = night_xray(db, facility, doctor, hours_ago=10, family_name="Langat")
+    radiographer = signed_in("radiographer", facility.slug)
+    base, tz = f"/t/{facility.slug}", facility_timezone(db, facility.slug)
+    local = ordered_at.astimezone(tz)
+    for typed, words in (("25:10", "as the clock read it"), (f"{local - dt.timedelta(hours=1):%H:%M}", "before")):
+        refused = post_form(radiographer, f"{base}/imaging", f"{base}/imaging/orders/{order}/performed",
+                            {"performed_time": typed, "note": "AP only"})
+        assert refused.status_code == 422 and 'id="performed_time-error"' in refused.text, refused.text
+        assert words in refused.text and 'value="AP only"' in refused.text  # what was typed is kept
+    at = (local + dt.timedelta(minutes=30)).replace(second=0, microsecond=0)
+    done = post_form(radiographer, f"{base}/imaging", f"{base}/imaging/orders/{order}/performed",
+                     {"performed_time": f"{at:%H:%M}"})  # no day: the last time the clock read it, last night
+    assert done.status_code == 303, done.text
+    with db.tenant(facility.slug) as conn:
+        performed = conn.execute(sa.text("SELECT e.occurred_at FROM entry e JOIN specimen_receipt r ON r.entry_id "
+                                         "= e.id WHERE r.service_request_id = :o"), {"o": order}).scalar_one()
+    assert performed == at
 
 
 def test_another_facilitys_radiographer_and_guessed_ids_are_refused(signed_in, facility, other_facility, chest_xray):

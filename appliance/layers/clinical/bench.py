@@ -39,6 +39,8 @@ from appliance.substrate.record import note_list_read
 LIMIT = 300
 BENCH_WINDOW_DAYS = 90
 RESULTED_SHOWN_DAYS = 7
+# A device's clock a little ahead of the server's is not an act in the future.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,13 @@ class Bench:
         return conn.execute(self._receipt_of, {"order": order_id}).scalar_one()
 
     def take_in_hand(self, conn: Connection, principal: Principal, order_id: uuid.UUID, *, note: str | None,
-                     already: str, past: str, by: str) -> None:
+                     already: str, past: str, by: str, at: dt.datetime | None = None,
+                     at_field: str = "occurred_at", done: str = "done") -> None:
         """Record the department's entry on an order waiting for it (a specimen received, a study performed): its
-        author and time say who and when, `note` how. In hand already: 409 worded by `already` (its `{display}`,
-        `{at}`), naming who in the field `by`; resulted or done with: 409 worded by `past`."""
+        author says who, `at` when (now if not given: an act recorded hours later is given its own time, or the
+        turnaround would count the delay in writing it down), `note` how. In hand already: 409 worded by
+        `already` (its `{display}`, `{at}`), naming who in the field `by`; resulted or done with: 409 worded by
+        `past`; `at` still to come or before the order: 422 on `at_field`, saying when the order was `done`."""
         self.serialise(conn, order_id)
         order = self.order(conn, order_id)
         waiting, in_hand, _ = self.department.states
@@ -182,8 +187,11 @@ class Bench:
                            **{by: str(order["received_by"])})
         if order["state"] != waiting:
             raise Conflict(past.format(display=order["display"]))
+        if at is not None:
+            _refuse_time(conn, order, at, field=at_field, done=done)
         record.append(conn, principal, self.department.receipt_kind, patient_id=order["patient_id"],
-                      encounter_id=order["encounter_id"], detail={"service_request_id": order["id"], "note": note})
+                      encounter_id=order["encounter_id"], occurred_at=at,
+                      detail={"service_request_id": order["id"], "note": note})
 
     def serialise(self, conn: Connection, order_id: uuid.UUID) -> None:
         # Two people at one order (a button clicked twice, results typed at two desks): the second waits here,
@@ -201,3 +209,14 @@ class Bench:
         note_list_read(conn, principal, "service_request", rows, detail={"list": self.department.name})
         note_list_read(conn, principal, "result", results, detail={"list": self.department.name})
         return rows
+
+
+def _refuse_time(conn: Connection, order: dict, at: dt.datetime, *, field: str, done: str) -> None:
+    """An act on an order happens after it was placed and not later than now."""
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    given = f"{at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    if at > now + CLOCK_SKEW:
+        raise Invalid(f"{given} is still to come: give the time the {order['display']} was {done}", field=field)
+    if at < order["ordered_at"]:
+        raise Invalid(f"{given} is before the {order['display']} was ordered "
+                      f"({order['ordered_at']:%Y-%m-%d %H:%M} UTC): give the time it was {done}", field=field)

@@ -6,7 +6,8 @@ An order on the bench (bench.py: which orders, the window, the order and the aud
 laboratory) is a current imaging `service_request` still active, in one of three states:
 
 - awaiting study: the patient has not been imaged yet;
-- performed: an `imaging_performed` entry says who performed the study and when, and how (views taken, contrast
+- performed: an `imaging_performed` entry says who performed the study and when (its `occurred_at`, the time
+  given, which may be hours before it is recorded, never before the order), and how (views taken, contrast
   given); it is kept in `specimen_receipt`'s table, the laboratory's receipt having the same shape;
 - reported: its report waits for a clinician's sign-off.
 
@@ -61,10 +62,12 @@ def imaging_order(conn: Connection, principal: Principal, order_id: uuid.UUID, *
 
 
 def record_performed(conn: Connection, principal: Principal, order_id: uuid.UUID, *, note: str | None,
-                     today: dt.date) -> dict:
-    """Record that the order's study was performed: who (the author) and when (now), and how (`note`)."""
-    BENCH.take_in_hand(conn, principal, order_id, note=note,
-                       already="this {display} was already recorded as performed at {at}",
+                     today: dt.date, performed_at: dt.datetime | None = None) -> dict:
+    """Record that the order's study was performed: who (the author), when (`performed_at`, now if not given: the
+    night's studies recorded in the morning keep their own times), and how (`note`). A time still to come, or
+    before the order: 422 on performed_at."""
+    BENCH.take_in_hand(conn, principal, order_id, note=note, at=performed_at, at_field="performed_at",
+                       done="performed", already="this {display} was already recorded as performed at {at}",
                        past="this {display} has been reported already: its study was performed", by="performed_by")
     return imaging_order(conn, principal, order_id, today=today)
 

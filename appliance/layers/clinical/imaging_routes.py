@@ -68,12 +68,14 @@ class ImagingController(Controller):
           opt={"permission": "clinical.imaging.perform"}, sync_to_thread=True, status_code=HTTP_200_OK)
     def performed(self, tenant: FromPath[str], state: State, request: Asking, order_id: Id,
                   data: JSONBody[StudyPerformedIn]) -> ImagingOrderOut:
-        """Record that the order's study was performed, by the caller now, and how (views taken, contrast): an
-        `imaging_performed` entry on the patient's record. Performed already, or reported: 409."""
+        """Record that the order's study was performed, by the caller, when (`performed_at`, now if left out: the
+        night's studies recorded in the morning keep their own times) and how (views taken, contrast): an
+        `imaging_performed` entry on the patient's record. A time still to come or before the order: 422.
+        Performed already, or reported: 409."""
         today = facility_today(state, tenant)
         with state.db.tenant(tenant) as conn:
-            return ImagingOrderOut.model_validate(
-                imaging.record_performed(conn, request.user, order_id, note=data.note, today=today))
+            return ImagingOrderOut.model_validate(imaging.record_performed(
+                conn, request.user, order_id, note=data.note, performed_at=data.performed_at, today=today))
 
     @post("/orders/{order_id:uuid}/report", operation_id="ClinicalImagingReport",
           opt={"permission": "clinical.imaging.report"}, sync_to_thread=True, status_code=HTTP_200_OK)

@@ -1099,6 +1099,17 @@ ReportText = Annotated[str, Field(min_length=1, max_length=2000)]
 class StudyPerformedIn(_In):
     note: str | None = Field(default=None, max_length=500, description=(
         "how the study was done: the views taken, contrast given, the patient's cooperation"))
+    performed_at: dt.datetime | None = Field(default=None, description=(
+        "when the study was performed, with its UTC offset; now if left out. Not in the future, not before the "
+        "order"))
+
+    @field_validator("performed_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give the time the study was performed with its UTC offset (e.g. "
+                             "2026-03-01T04:30+03:00)")
+        return value
 
 
 class ImagingReportIn(_In):

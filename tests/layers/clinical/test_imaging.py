@@ -7,6 +7,7 @@ lab order's id refused on every route."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service, worklist
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn, ServiceRequestIn
-from appliance.substrate import audit
+from appliance.substrate import audit, record
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import born_years_ago, new_patient
 
@@ -90,6 +91,20 @@ def _written(db, facility) -> int:
     """Entries in the facility's record: a refusal adds none."""
     with db.tenant(facility.slug) as conn:
         return conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+
+
+def night_xray(db, facility, doctor, *, hours_ago: float, family_name: str) -> tuple[uuid.UUID, dt.datetime]:
+    """A chest X-ray ordered `hours_ago` (the evening's order a radiographer records in the morning): the order
+    as order_test writes it, at its own time. Its id and when it was ordered."""
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name=family_name, given_names="Night", sex="male",
+                              birth_date=born_years_ago(30))
+        ordered_at = conn.execute(sa.select(sa.func.now())).scalar_one() - dt.timedelta(hours=hours_ago)
+        order = record.append(conn, doctor, "service_request", patient_id=patient["id"], occurred_at=ordered_at,
+                              detail={"category": "imaging", "code": XRAY, "display": "Chest X-ray",
+                                      "priority": "urgent", "status": "active", "order_set": None,
+                                      "clinical_info": "fell from a motorbike at 21:00: ?rib fractures"})
+    return order.id, ordered_at
 
 
 def test_the_radiographer_holds_the_worklist_and_performed_not_the_report_nor_the_chart(policy, radiographer,
@@ -180,6 +195,30 @@ def test_a_study_performed_then_reported_reaches_the_clinicians_review_list_flag
     # Reported: the stat study, still to perform, comes before it on the worklist.
     listed = [o["id"] for o in radiographer.get(f"{base}/orders").json()["orders"]]
     assert listed.index(str(studies["stat"])) < listed.index(str(order))
+
+
+def test_a_study_performed_in_the_night_is_recorded_in_the_morning_at_its_own_time(radiographer, db, facility,
+                                                                                      doctor):
+    base = IMAGING.format(tenant=facility.slug)
+    order, ordered_at = night_xray(db, facility, doctor, hours_ago=10, family_name="Kiprotich")
+    before = _written(db, facility)
+    for at, words in ((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1), "is still to come"),
+                      (ordered_at - dt.timedelta(minutes=1), "is before the Chest X-ray was ordered")):
+        refused = radiographer.post(f"{base}/orders/{order}/performed", json={"performed_at": at.isoformat()})
+        assert refused.status_code == 422 and words in refused.json()["detail"], refused.text
+        assert refused.json()["field"] == "performed_at"
+    naive = radiographer.post(f"{base}/orders/{order}/performed", json={"performed_at": "2026-11-27T01:30:00"})
+    assert naive.status_code == 422 and "UTC offset" in naive.json()["detail"], naive.text
+    assert _written(db, facility) == before
+    at = ordered_at + dt.timedelta(minutes=40)
+    done = radiographer.post(f"{base}/orders/{order}/performed", json={"performed_at": at.isoformat(),
+                                                                        "note": "AP supine: in a collar"})
+    assert done.status_code == 200, done.text
+    assert (dt.datetime.fromisoformat(done.json()["performed_at"]), done.json()["state"]) == (at, "performed")
+    with db.tenant(facility.slug) as conn:
+        late = conn.execute(sa.text("SELECT recorded_at - occurred_at FROM entry e JOIN specimen_receipt r "
+                                    "ON r.entry_id = e.id WHERE r.service_request_id = :o"), {"o": order}).scalar_one()
+    assert late > dt.timedelta(hours=9)  # recorded now, performed in the night
 
 
 def test_a_correction_is_the_reports_next_version_reviewed_again_then_signed_off_it_leaves(
