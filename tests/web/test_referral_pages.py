@@ -132,3 +132,27 @@ def test_the_patient_reads_where_they_were_referred_but_not_the_letter(db, app, 
     assert "Referred to <strong>Lakeshore District Hospital</strong>" in page.text
     assert "waiting for their answer" in page.text and "query angina" not in page.text
     assert "looked at a referral to another facility" in patient.get("/me/access?who=all").text
+
+
+def test_the_forms_refuse_a_guessed_id_a_third_facility_and_the_wrong_side(signed_in, db, hillview, lakeshore,
+                                                                           riverside, person_factory):
+    author = person_factory("clinician", hillview.slug)
+    patient_id = seen_at(db, hillview.slug, author, uuid.uuid4().hex[:10])
+    clinician = signed_in("clinician", hillview.slug)
+    assert send(clinician, hillview.slug, patient_id, lakeshore.slug).status_code == 303
+    with db.control() as conn:
+        referral_id = conn.execute(sa.text("SELECT id FROM control.referral WHERE from_patient = :p"),
+                                   {"p": patient_id}).scalar()
+    typed = {"reason": "not ours", "findings": "not ours"}
+    tried = [(signed_in("clinician", riverside.slug), riverside.slug, referral_id, act)  # a third facility
+             for act in ("accept", "decline", "feedback", "withdraw")]
+    tried += [(clinician, hillview.slug, guess, act) for guess in (uuid.uuid4(),)
+              for act in ("accept", "decline", "feedback", "withdraw")]
+    tried += [(clinician, hillview.slug, referral_id, act) for act in ("accept", "decline", "feedback")]  # sender
+    tried += [(signed_in("clinician", lakeshore.slug), lakeshore.slug, referral_id, "withdraw")]  # receiver
+    for client, tenant, rid, act in tried:
+        refused = post_form(client, f"/t/{tenant}/referrals", f"/t/{tenant}/referrals/{rid}/{act}", typed)
+        assert refused.status_code == 404, (tenant, act, refused.status_code)
+    with db.control() as conn:
+        assert conn.execute(sa.text("SELECT status FROM control.referral WHERE id = :r"),
+                            {"r": referral_id}).scalar() == "sent"

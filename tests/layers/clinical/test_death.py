@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.operations import adt, ed, scheduling
+from appliance.substrate import audit
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import drop_tenant
@@ -318,3 +319,31 @@ def test_every_control_function_a_facility_may_call_pins_its_search_path(db: Dat
             "WHERE n.nspname = 'control' AND p.prosecdef "
             "AND NOT coalesce('search_path=pg_catalog' = ANY (p.proconfig), false)")).scalars().all()
     assert loose == []
+
+
+def test_every_read_and_write_of_a_death_is_on_the_patients_access_log(token_client, facility, other_facility,
+                                                                        bed_manager, db: Database):
+    api = token_client(facility.slug, role="clinician")
+    elsewhere = token_client(other_facility.slug, role="clinician")
+    national_id = uuid.uuid4().hex[:10]
+    here, there = register(api, facility.slug, national_id), register(elsewhere, other_facility.slug, national_id)
+    with db.tenant(facility.slug) as conn:
+        adt.admit(conn, bed_manager, uuid.UUID(here), ward_code="GEN")
+        adt.discharge(conn, bed_manager, uuid.UUID(here), disposition="died")
+    assert api.get(f"{BASE.format(tenant=facility.slug)}/deaths/to-certify").status_code == 200
+    certified = api.post(death_url(facility.slug, here), json=certificate()).json()
+    assert api.get(death_url(facility.slug, here)).status_code == 200
+    assert api.put(death_url(facility.slug, here), json=certificate(
+        reason="the interval of line b", version_id=certified["id"])).status_code == 200
+    assert elsewhere.get(death_url(other_facility.slug, there)).json()["deceased"] is True
+
+    def kinds(tenant: str, patient_id: str) -> list[str]:
+        return [e.event_type for e in audit.patient_access_log(db, tenant, uuid.UUID(patient_id))
+                if ".death." in e.event_type or "encounter.read" in e.event_type]
+
+    logged = kinds(facility.slug, here)
+    # The list of deaths to certify, the certificate written, read, and corrected: each on the patient's log.
+    assert logged[0] == "record.encounter.read" and logged.count("record.death.create") == 1, logged
+    assert "record.death.read" in logged and "record.death.amend" in logged, logged
+    # The other facility's read of the mark is on its own log of the person.
+    assert "record.death.read" in kinds(other_facility.slug, there)
