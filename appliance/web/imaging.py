@@ -22,7 +22,12 @@ from litestar.response import Template
 from pydantic import ValidationError
 
 from appliance.layers.clinical import bench, imaging
-from appliance.layers.clinical.schemas import ImagingReportCorrectionIn, ImagingReportIn, StudyPerformedIn
+from appliance.layers.clinical.schemas import (
+    ImagingReportCorrectionIn,
+    ImagingReportIn,
+    StudyPerformedIn,
+    StudyPerformedInErrorIn,
+)
 from appliance.web import portal
 from appliance.web.bench import BenchPage, facility_today
 from appliance.web.errors import error_page
@@ -31,6 +36,7 @@ from appliance.web.portal import HELPERS, Asking, FormData, Id, Tenant, form_val
 portal.NAV.append(portal.NavItem("Imaging", "imaging", "Imaging worklist", "/imaging", "clinical.imaging.read"))
 portal.NOTICES.update({
     "study-performed": "Study recorded as performed: the order waits for its report.",
+    "performed-withdrawn": "'Performed' entered in error: the order awaits its study again.",
     "study-reported": "Report signed; it waits for the ordering clinician's review.",
     "report-corrected": "Report corrected; the corrected report waits for review again, the earlier one kept in "
                         "its history.",
@@ -113,6 +119,21 @@ def _beside_time(exc) -> str | None:
     return "performed_time" if exc.extra.get("field") == "performed_at" else None
 
 
+@post("/imaging/orders/{order_id:uuid}/performed/entered-in-error", operation_id="PortalImagingRetractPerformed",
+      opt={"permission": "clinical.imaging.perform"}, sync_to_thread=True, include_in_schema=False)
+def performed_in_error(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
+    """'Performed' recorded on the wrong order: why, beside the field; the order awaits its study again."""
+    values = form_values(data)
+    form = f"unperform-{order_id}"
+    try:
+        asked = StudyPerformedInErrorIn.model_validate({"reason": values.get("reason") or ""})
+    except ValidationError as exc:
+        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
+    return PAGE.act(request, tenant, lambda conn: imaging.performed_in_error(
+        conn, request.user, order_id, reason=asked.reason, today=facility_today(request, tenant)),
+                    "performed-withdrawn", form=form, values=values)
+
+
 def _beside_impression(exc) -> str | None:
     # What the record refuses of a report is its value, the impression (a study the catalogue reports as one of
     # its choices); a 409 is of the order, said at the page's top.
@@ -155,7 +176,7 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
                     "report-corrected", form=form, values=values, field_of=_beside_impression)
 
 
-ROUTES = [worklist_page, performed, report, correct]
+ROUTES = [worklist_page, performed, performed_in_error, report, correct]
 
 imaging_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                         tags=["portal"], include_in_schema=False)

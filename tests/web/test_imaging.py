@@ -109,7 +109,7 @@ def test_a_radiographer_records_a_study_performed_and_a_clinician_reports_and_co
     assert stale.status_code == 409 and "corrected since" in stale.text
 
 
-def test_the_radiographer_gives_the_time_a_night_study_was_performed(signed_in, db, facility):
+def test_the_radiographer_gives_the_time_a_night_study_was_performed_and_can_undo_it(signed_in, db, facility):
     doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Night", tenant=facility.slug,
                        role="clinician")
     order, ordered_at = night_xray(db, facility, doctor, hours_ago=10, family_name="Langat")
@@ -129,6 +129,17 @@ def test_the_radiographer_gives_the_time_a_night_study_was_performed(signed_in, 
         performed = conn.execute(sa.text("SELECT e.occurred_at FROM entry e JOIN specimen_receipt r ON r.entry_id "
                                          "= e.id WHERE r.service_request_id = :o"), {"o": order}).scalar_one()
     assert performed == at
+    listed = radiographer.get(f"{base}/imaging?state=performed").text
+    assert f'id="unperform-{order}"' in listed
+    unsaid = post_form(radiographer, f"{base}/imaging", f"{base}/imaging/orders/{order}/performed/entered-in-error",
+                       {"reason": "", "state": "performed"})
+    assert unsaid.status_code == 422 and 'id="reason-error"' in unsaid.text, unsaid.text
+    undone = post_form(radiographer, f"{base}/imaging", f"{base}/imaging/orders/{order}/performed/entered-in-error",
+                       {"reason": "recorded on the wrong patient", "state": "performed"})
+    assert undone.headers["location"] == f"{base}/imaging?done=performed-withdrawn&state=performed", undone.text
+    assert "entered in error" in radiographer.get(undone.headers["location"]).text
+    back = radiographer.get(f"{base}/imaging?state=awaiting_study").text
+    assert f'id="performed-{order}-form"' in back  # to perform again
 
 
 def test_another_facilitys_radiographer_and_guessed_ids_are_refused(signed_in, facility, other_facility, chest_xray):
@@ -139,6 +150,7 @@ def test_another_facilitys_radiographer_and_guessed_ids_are_refused(signed_in, f
     assert intruder.get(f"{base}/imaging").status_code == 403
     token = csrf_token(own.text)
     for action in (f"/imaging/orders/{chest_xray}/performed", f"/imaging/orders/{chest_xray}/report",
+                   f"/imaging/orders/{chest_xray}/performed/entered-in-error",
                    f"/imaging/results/{uuid.uuid4()}/correction"):
         refused = intruder.post(base + action, data={"_csrf_token": token, "findings": "x", "impression": "y",
                                                      "reason": "not my facility"}, follow_redirects=False)

@@ -863,7 +863,8 @@ FORMS += ["/lab/orders/{any}/receipt", "/lab/orders/{any}/rejection", "/lab/orde
 # The imaging bench (appliance/web/imaging.py), a radiographer's (and a clinician's) page and forms; performing,
 # reporting and correcting with real ids, and another facility's radiographer, are in tests/web/test_imaging.py.
 PAGES += ["/imaging"]
-FORMS += ["/imaging/orders/{any}/performed", "/imaging/orders/{any}/report", "/imaging/results/{any}/correction"]
+FORMS += ["/imaging/orders/{any}/performed", "/imaging/orders/{any}/performed/entered-in-error",
+          "/imaging/orders/{any}/report", "/imaging/results/{any}/correction"]
 
 # Death certification (appliance/web/death.py), a clinician's pages and forms; certifying, correcting, withdrawing
 # and the banner at another facility are in tests/web/test_death_pages.py.

@@ -8,7 +8,8 @@ laboratory) is a current imaging `service_request` still active, in one of three
 - awaiting study: the patient has not been imaged yet;
 - performed: an `imaging_performed` entry says who performed the study and when (its `occurred_at`, the time
   given, which may be hours before it is recorded, never before the order), and how (views taken, contrast
-  given); it is kept in `specimen_receipt`'s table, the laboratory's receipt having the same shape;
+  given); it is kept in `specimen_receipt`'s table, the laboratory's receipt having the same shape. Recorded on
+  the wrong order, it is entered in error with the reason, and the order awaits its study again;
 - reported: its report waits for a clinician's sign-off.
 
 The report is the order's `result`, written by `service.record_result` as an HL7 ORU's report is (the study's
@@ -35,6 +36,7 @@ from sqlalchemy.engine import Connection
 from appliance.layers.clinical import bench, service
 from appliance.layers.clinical.errors import Conflict
 from appliance.layers.clinical.schemas import ImagingReportCorrectionIn, ImagingReportIn, ResultIn
+from appliance.substrate import record
 from appliance.substrate.principal import Principal
 
 STATES = ("awaiting_study", "performed", "reported")
@@ -69,6 +71,22 @@ def record_performed(conn: Connection, principal: Principal, order_id: uuid.UUID
     BENCH.take_in_hand(conn, principal, order_id, note=note, at=performed_at, at_field="performed_at",
                        done="performed", already="this {display} was already recorded as performed at {at}",
                        past="this {display} has been reported already: its study was performed", by="performed_by")
+    return imaging_order(conn, principal, order_id, today=today)
+
+
+def performed_in_error(conn: Connection, principal: Principal, order_id: uuid.UUID, *, reason: str,
+                       today: dt.date) -> dict:
+    """'Performed' was recorded on the wrong order (the patient beside it on the list, a study not done after
+    all): its entry is entered in error with the reason and the order is back to awaiting its study, as the
+    laboratory rejects a specimen. Not performed, or reported already: 409."""
+    BENCH.serialise(conn, order_id)
+    order = BENCH.order(conn, order_id)
+    if order["state"] == "awaiting_study":
+        raise Conflict(f"this {order['display']} has not been recorded as performed: there is nothing to undo")
+    if order["state"] != "performed":
+        raise Conflict(f"this {order['display']} has been reported: correct the report rather than undo the study "
+                       "it was read from")
+    record.retract(conn, principal, BENCH.receipt_of(conn, order_id), reason)
     return imaging_order(conn, principal, order_id, today=today)
 
 

@@ -29,6 +29,7 @@ from appliance.layers.clinical.schemas import (
     ImagingState,
     ImagingWorklistOut,
     StudyPerformedIn,
+    StudyPerformedInErrorIn,
 )
 from appliance.substrate.principal import Principal
 
@@ -76,6 +77,17 @@ class ImagingController(Controller):
         with state.db.tenant(tenant) as conn:
             return ImagingOrderOut.model_validate(imaging.record_performed(
                 conn, request.user, order_id, note=data.note, performed_at=data.performed_at, today=today))
+
+    @post("/orders/{order_id:uuid}/performed/entered-in-error", operation_id="ClinicalImagingRetractPerformed",
+          opt={"permission": "clinical.imaging.perform"}, sync_to_thread=True, status_code=HTTP_200_OK)
+    def performed_in_error(self, tenant: FromPath[str], state: State, request: Asking, order_id: Id,
+                           data: JSONBody[StudyPerformedInErrorIn]) -> ImagingOrderOut:
+        """'Performed' recorded on the wrong order: its entry is entered in error with the reason (kept on the
+        patient's record) and the order awaits its study again. Not performed, or reported already: 409."""
+        today = facility_today(state, tenant)
+        with state.db.tenant(tenant) as conn:
+            return ImagingOrderOut.model_validate(
+                imaging.performed_in_error(conn, request.user, order_id, reason=data.reason, today=today))
 
     @post("/orders/{order_id:uuid}/report", operation_id="ClinicalImagingReport",
           opt={"permission": "clinical.imaging.report"}, sync_to_thread=True, status_code=HTTP_200_OK)

@@ -1112,6 +1112,11 @@ class StudyPerformedIn(_In):
         return value
 
 
+class StudyPerformedInErrorIn(_In):
+    reason: Reason = Field(description="why 'performed' is withdrawn: recorded on the wrong order, the study not "
+                                       "done after all")
+
+
 class ImagingReportIn(_In):
     """A study's report. Kept as the order's `result`, as an HL7 ORU's report is: the impression is its value
     (what the review list and the chart show first), the findings its note."""

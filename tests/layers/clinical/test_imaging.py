@@ -197,6 +197,39 @@ def test_a_study_performed_then_reported_reaches_the_clinicians_review_list_flag
     assert listed.index(str(studies["stat"])) < listed.index(str(order))
 
 
+def test_performed_on_the_wrong_order_is_entered_in_error_and_the_order_awaits_its_study(
+        radiographer, radiologist, db, facility, doctor, studies):
+    base = IMAGING.format(tenant=facility.slug)
+    order, _ = night_xray(db, facility, doctor, hours_ago=1, family_name="Ruto")
+    nothing = radiographer.post(f"{base}/orders/{order}/performed/entered-in-error", json={"reason": "wrong patient"})
+    assert nothing.status_code == 409 and "nothing to undo" in nothing.json()["detail"], nothing.text
+    assert radiographer.post(f"{base}/orders/{order}/performed", json={"note": "PA"}).status_code == 200
+    before = _written(db, facility)
+    unsaid = radiographer.post(f"{base}/orders/{order}/performed/entered-in-error", json={"reason": " "})
+    assert unsaid.status_code == 422 and "reason" in unsaid.json()["detail"], unsaid.text
+    assert _written(db, facility) == before
+    undone = radiographer.post(f"{base}/orders/{order}/performed/entered-in-error",
+                               json={"reason": "recorded on the patient beside him on the list"})
+    assert undone.status_code == 200, undone.text
+    assert (undone.json()["state"], undone.json()["performed_at"], undone.json()["performed_note"]) == (
+        "awaiting_study", None, None)
+    with db.tenant(facility.slug) as conn:
+        withdrawn = conn.execute(sa.text(
+            "SELECT w.status, w.reason FROM entry w JOIN entry e ON w.supersedes = e.id JOIN specimen_receipt r "
+            "ON r.entry_id = e.id WHERE r.service_request_id = :o"), {"o": order}).one()
+    assert tuple(withdrawn) == ("entered_in_error", "recorded on the patient beside him on the list")
+    assert sorted(e.event_type for e in audit.patient_access_log(db, facility.slug, undone.json()["patient_id"])
+                  if e.event_type.startswith("record.imaging_performed")) == [
+        "record.imaging_performed.create", "record.imaging_performed.retract"]
+    listed = radiographer.get(f"{base}/orders", params={"state": "awaiting_study"}).json()["orders"]
+    assert str(order) in {o["id"] for o in listed}  # back on the worklist to perform
+    again = radiographer.post(f"{base}/orders/{order}/performed", json={"note": "PA, the right patient"})
+    assert again.status_code == 200 and again.json()["performed_note"] == "PA, the right patient"
+    reported = radiographer.post(f"{base}/orders/{studies['routine']}/performed/entered-in-error",
+                                 json={"reason": "not this one"})
+    assert reported.status_code == 409 and "correct the report" in reported.json()["detail"], reported.text
+
+
 def test_a_study_performed_in_the_night_is_recorded_in_the_morning_at_its_own_time(radiographer, db, facility,
                                                                                       doctor):
     base = IMAGING.format(tenant=facility.slug)
@@ -259,6 +292,7 @@ def test_another_facility_guessed_ids_and_a_lab_orders_id_are_refused_on_every_r
     before = _written(db, facility)
     routes = [("get", "/orders", None), ("get", f"/orders/{studies['first']}", None),
               ("post", f"/orders/{studies['first']}/performed", {}),
+              ("post", f"/orders/{studies['first']}/performed/entered-in-error", {"reason": "not my facility"}),
               ("post", f"/orders/{studies['first']}/report", REPORT),
               ("post", f"/results/{some_report}/correction", {**REPORT, "reason": "not mine to correct"})]
     for method, path, body in routes:
@@ -275,6 +309,9 @@ def test_another_facility_guessed_ids_and_a_lab_orders_id_are_refused_on_every_r
     before = _written(db, facility)
     guessed = uuid.uuid4()
     for method, path, body in [("get", f"/orders/{guessed}", None), ("post", f"/orders/{guessed}/performed", {}),
+                               ("post", f"/orders/{guessed}/performed/entered-in-error", {"reason": "a guess"}),
+                               ("post", f"/orders/{studies['blood']}/performed/entered-in-error",
+                                {"reason": "a lab order"}),
                                ("post", f"/orders/{guessed}/report", REPORT),
                                ("post", f"/results/{guessed}/correction", {**REPORT, "reason": "a guess at it"}),
                                ("get", f"/orders/{studies['blood']}", None),  # a lab order: not imaging's
