@@ -293,7 +293,14 @@ def test_a_facility_marks_deceased_only_a_person_it_holds_a_chart_of(token_clien
     # deceased, or nobody, so probing subject ids tells the facility nothing.
     api = token_client(facility.slug, role="clinician")
     living, dead = register(api, facility.slug), register(api, facility.slug)
-    assert api.post(death_url(facility.slug, dead), json=certificate()).status_code == 201
+    certified = api.post(death_url(facility.slug, dead), json=certificate())
+    assert certified.status_code == 201
+    # Its correction called from the other facility with this certificate's id changes nothing (the caller's
+    # facility comes from its role), as the withdrawal does not (test above).
+    with db.tenant(other_facility.slug) as conn:
+        conn.execute(sa.text("SELECT control.correct_subject_death(:e, '1970-01-01')"),
+                     {"e": certified.json()["root_id"]})
+    assert api.get(death_url(facility.slug, dead)).json()["died_at"] == certified.json()["died_at"]
     with db.tenant(facility.slug) as conn:
         subjects = dict(conn.execute(sa.text("SELECT id::text, subject_id FROM patient WHERE id IN (:a, :b)"),
                                      {"a": living, "b": dead}).all())
