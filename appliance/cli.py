@@ -935,6 +935,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     from appliance.layers.clinical.demo import generate_demo_population
     from appliance.layers.clinical.outbreak_demo import DEMO_FACILITY, generate_outbreak_demo
     from appliance.layers.clinical.referral_demo import generate_referral_demo
+    from appliance.layers.clinical.surgery_demo import generate_surgery_demo
     from appliance.layers.financial import demo as financial_demo
     from appliance.layers.financial.demo import generate_billing_demo
     from appliance.layers.nursing import demo as nursing_demo
@@ -992,6 +993,12 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     referred = generate_referral_demo(db, slugs)
     if referred:
         err.print("demo referrals written (" + ", ".join(f"{n} {state}" for state, n in referred.items()) + ")")
+        wrote = True
+    # Operations around today at the demo hospitals, one in each state, so the theatre list has a day to show.
+    operated = generate_surgery_demo(db, slugs)
+    if operated:
+        err.print("demo operations written (" + ", ".join(f"{n} {state.replace('_', ' ')}"
+                                                         for state, n in operated.items()) + ")")
         wrote = True
     # A cluster of meningitis at the health centre, so the ministry's Alerts page has an alert to show.
     if DEMO_FACILITY in slugs and (cases := generate_outbreak_demo(db)):

@@ -69,6 +69,7 @@ class StatusChange(_In):
 
 class PhaseIn(_In):
     confirmed: list[Annotated[str, Field(max_length=40)]] = Field(
+        max_length=20,
         description="the phase's item keys confirmed aloud (GET .../checklist lists them); every item is required")
     note: Annotated[str, Field(max_length=2000)] | None = None
     version_id: uuid.UUID | None = None
