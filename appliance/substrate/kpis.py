@@ -116,6 +116,7 @@ class KpiDefinition:
     window_days: int  # the value "now" is over this many days up to now
     unavailable: str = ""  # what the tile says while no layer computes it
     companion: bool = False  # shown on the detail page, not as one of the eight tiles
+    second_reading: str = ""  # what a second reading (Figure.secondary) measures, in words, where there is one
 
 
 class KpiPolicyError(ValueError):

@@ -80,7 +80,8 @@ def figures(conn: Connection, definitions: Sequence[KpiDefinition], *, tz: zonei
         item = {"id": definition.id, "number": definition.number, "name": definition.name,
                 "unit": definition.unit, "better": definition.better, "formula": definition.formula,
                 "standard": definition.standard, "window_days": definition.window_days,
-                "companion": definition.companion, "target": goals.get(definition.id),
+                "companion": definition.companion, "second_reading": definition.second_reading,
+                "target": goals.get(definition.id),
                 "available": computation is not None, "unavailable": None, "layer": None,
                 "value": None, "numerator": None, "denominator": None, "secondary": None, "status": None,
                 "trend": []}

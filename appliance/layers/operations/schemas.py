@@ -198,6 +198,7 @@ class KpiOut(BaseModel):
     numerator: float | None
     denominator: float | None
     secondary: float | None
+    second_reading: str  # what `secondary` measures, in words ("" where the KPI has one reading)
     target: float | None
     status: str | None
     trend: list[TrendPoint]
