@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import bench, service
 from appliance.layers.clinical.errors import Conflict
-from appliance.layers.clinical.schemas import ImagingReportCorrectionIn, ImagingReportIn, ResultIn
+from appliance.layers.clinical.schemas import ImagingReportCorrectionIn, ImagingReportIn, ImagingReportResultIn
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 
@@ -118,10 +118,10 @@ def correct_report(conn: Connection, principal: Principal, result_id: uuid.UUID,
     return imaging_order(conn, principal, found["service_request_id"], today=today)
 
 
-def _result_in(code: str, order_id: uuid.UUID, data: ImagingReportIn) -> ResultIn:
-    # The report's fields fit ResultIn's (ReportText is no longer than its note), so this never refuses.
-    return ResultIn(code=code, service_request_id=order_id, value=data.impression, note=data.findings,
-                    flag=CRITICAL_FINDING if data.critical else None)
+def _result_in(code: str, order_id: uuid.UUID, data: ImagingReportIn) -> ImagingReportResultIn:
+    # The report's fields fit the report's result (its note as long as the findings), so this never refuses.
+    return ImagingReportResultIn(code=code, service_request_id=order_id, value=data.impression, note=data.findings,
+                                 flag=CRITICAL_FINDING if data.critical else None)
 
 
 def _as_studies(rows: list[dict]) -> list[dict]:

@@ -1094,6 +1094,9 @@ ImagingState = Literal["awaiting_study", "performed", "reported"]
 # An order read by its id may also be done with: its report signed off (it has left the worklist).
 ImagingOrderState = Literal["awaiting_study", "performed", "reported", "signed_off"]
 ReportText = Annotated[str, Field(min_length=1, max_length=2000)]
+# A CT or MRI report's findings run to several thousand characters; result.note is text, so the cap is only a
+# schema's. 20,000 is the chart's other long text (LongText: a note, a discharge summary).
+FINDINGS_MAX = 20_000
 
 
 class StudyPerformedIn(_In):
@@ -1121,11 +1124,20 @@ class ImagingReportIn(_In):
     """A study's report. Kept as the order's `result`, as an HL7 ORU's report is: the impression is its value
     (what the review list and the chart show first), the findings its note."""
 
-    findings: ReportText = Field(description="what the images show, in free text")
+    findings: str = Field(min_length=1, max_length=FINDINGS_MAX, description=(
+        "what the images show, in free text (up to 20,000 characters: a CT report's length)"))
     impression: ReportText = Field(description="the conclusion: what the findings mean for this patient")
     critical: bool = Field(default=False, description=(
         "a critical or unexpected finding: the report is flagged abnormal (A) on the ordering clinician's "
         "results to review, as an abnormal lab result is"))
+
+
+class ImagingReportResultIn(ResultIn):
+    """An imaging report as the order's result it is kept as: its findings are the result's note, which may be a
+    CT report's length. A lab result's note keeps ResultIn's 2,000 characters (the HL7 feed and the lab bench
+    send ResultIn)."""
+
+    note: str | None = Field(default=None, max_length=FINDINGS_MAX)
 
 
 class ImagingReportCorrectionIn(ImagingReportIn):

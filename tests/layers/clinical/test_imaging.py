@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from appliance.layers.clinical import service, worklist
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn, ServiceRequestIn
@@ -173,7 +174,7 @@ def test_a_study_performed_then_reported_reaches_the_clinicians_review_list_flag
     before = _written(db, facility)
     blank = radiologist.post(f"{base}/orders/{order}/report", json={**REPORT, "impression": "  "})
     assert blank.status_code == 422 and "impression" in blank.json()["detail"], blank.text
-    long = radiologist.post(f"{base}/orders/{order}/report", json={**REPORT, "findings": "y" * 2001})
+    long = radiologist.post(f"{base}/orders/{order}/report", json={**REPORT, "findings": "y" * 20_001})
     assert long.status_code == 422 and "findings" in long.json()["detail"], long.text
     assert _written(db, facility) == before
     reported = radiologist.post(f"{base}/orders/{order}/report", json=REPORT)
@@ -228,6 +229,30 @@ def test_performed_on_the_wrong_order_is_entered_in_error_and_the_order_awaits_i
     reported = radiographer.post(f"{base}/orders/{studies['routine']}/performed/entered-in-error",
                                  json={"reason": "not this one"})
     assert reported.status_code == 409 and "correct the report" in reported.json()["detail"], reported.text
+
+
+def test_a_ct_reports_findings_run_to_20000_characters_and_a_lab_results_note_stays_at_2000(
+        radiographer, radiologist, db, facility, doctor):
+    base = IMAGING.format(tenant=facility.slug)
+    order, _ = night_xray(db, facility, doctor, hours_ago=2, family_name="Odhiambo")
+    assert radiographer.post(f"{base}/orders/{order}/performed", json={}).status_code == 200
+    paragraph = ("Contrast-enhanced CT of the chest, abdomen and pelvis. Multiple bilateral pulmonary nodules, the "
+                 "largest 14 mm in the right lower lobe; no pleural effusion; mediastinal nodes not enlarged. ")
+    findings = (paragraph * 120)[:19_000].strip()  # a staging CT's length: far past a lab note's 2,000
+    reported = radiologist.post(f"{base}/orders/{order}/report", json={**REPORT, "findings": findings})
+    assert reported.status_code == 200, reported.text[:500]
+    [report] = reported.json()["reports"]
+    assert report["findings"] == findings
+    corrected = radiologist.post(f"{base}/results/{report['id']}/correction",
+                                 json={**REPORT, "findings": findings + " Addendum: liver clear.",
+                                       "reason": "liver not described"})
+    assert corrected.status_code == 200 and corrected.json()["reports"][0]["findings"].endswith("liver clear.")
+    with db.tenant(facility.slug) as conn:
+        [charted] = service.results_of(conn, corrected.json()["patient_id"],
+                                       entry_ids=[uuid.UUID(corrected.json()["reports"][0]["id"])])
+    assert len(charted["note"]) > 19_000  # the chart reads the whole report
+    with pytest.raises(ValidationError, match="2000 characters"):  # a lab result's note accepts what it did
+        ResultIn(code=HB, value=13, note="x" * 2001)
 
 
 def test_a_study_performed_in_the_night_is_recorded_in_the_morning_at_its_own_time(radiographer, db, facility,
