@@ -50,6 +50,8 @@ portal.NOTICES.update({
     "case-moved": "The case's state is changed.",
     "note-signed": "Operation note signed.",
     "note-corrected": "Operation note corrected; the earlier version stays in its history.",
+    "booking-corrected": "Booking corrected; the earlier version stays in the case's history.",
+    "case-withdrawn": "The case is marked entered in error: it has left the list, and any charge of it is credited.",
 })
 URGENCIES = {"elective": "Elective", "urgent": "Urgent", "emergency": "Emergency"}
 ANAESTHESIA = {"general": "General", "spinal": "Spinal", "epidural": "Epidural", "regional_block": "Regional block",
@@ -96,11 +98,13 @@ def _case_page(request: Asking, tenant: str, case_id: uuid.UUID, *, status: int 
                form: str = "", values: dict | None = None, errors: dict | None = None) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
         found = surgery.case(conn, request.user, case_id)
+        theatres, procedures = surgery.theatres(conn), surgery.procedures(conn)
     note = found["note"]
     names = portal.people_named(request.app.state.db, {note["author_id"]} if note else set())
     return page(request, "theatre/case.html", status=status, active="theatre", case=found, refusal=refusal,
                 form=form, values=values or {}, errors=errors or {}, names=names, statuses=surgery.STATUS_WORDS,
-                urgencies=URGENCIES, anaesthesia=ANAESTHESIA, **HELPERS)
+                urgencies=URGENCIES, anaesthesia=ANAESTHESIA, theatres=theatres, procedures=procedures,
+                booked=_booked_values(found, _clock(request, tenant)), **HELPERS)
 
 
 @get("/theatre/cases/{case_id:uuid}", operation_id="PortalTheatreCase", opt={"permission": "clinical.surgery.read"},
@@ -227,28 +231,42 @@ def booking_form(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     return _booking_page(request, tenant, patient_id)
 
 
+def _booking(values: dict, clock: Clock) -> SurgeryIn:
+    """The API's booking from the form; raises ValidationError, or ValueError for a day or time that is not one."""
+    planned_at = dt.datetime.combine(dt.date.fromisoformat(values.get("planned_on") or ""),
+                                     dt.time.fromisoformat(values.get("planned_time") or ""), clock.tz)
+    body = {key: values.get(key) for key in ("procedure", "procedure_code", "theatre", "surgeon", "anaesthetist",
+                                             "urgency", "anaesthesia", "encounter_id")}
+    # A required field left blank is sent as '', so its refusal is the field's own ("This is required.").
+    required = {key: body[key] or "" for key in ("procedure", "surgeon", "theatre")}
+    return SurgeryIn.model_validate({**body, **required, "planned_at": planned_at})
+
+
+_UNTIMED = "Give the day and the time the case is planned to start (e.g. 09:30)."
+
+
+def _booked_values(found: dict, clock: Clock) -> dict:
+    """The booking form's fields from the case in force (for its correction)."""
+    local = clock.local(found["planned_at"])
+    return {"procedure": found["procedure"], "procedure_code": found["procedure_code"] or "",
+            "planned_on": local.date().isoformat(), "planned_time": local.strftime("%H:%M"),
+            "theatre": found["theatre"], "surgeon": found["surgeon"], "anaesthetist": found["anaesthetist"] or "",
+            "urgency": found["urgency"], "anaesthesia": found["anaesthesia"]}
+
+
 @post(PATIENT + "/surgery", operation_id="PortalBookSurgery", opt={"permission": "clinical.surgery.write"},
       sync_to_thread=True, include_in_schema=False)
 def book(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response | Template:
     """Book the operation; the case's page follows."""
     values = form_values(data)
-    clock = _clock(request, tenant)
     try:
-        planned_at = dt.datetime.combine(dt.date.fromisoformat(values.get("planned_on") or ""),
-                                         dt.time.fromisoformat(values.get("planned_time") or ""), clock.tz)
-    except ValueError:
-        return _booking_page(request, tenant, patient_id, status=422, values=values, errors={
-            "planned_on": "Give the day and the time the case is planned to start (e.g. 09:30)."})
-    body = {key: values.get(key) for key in ("procedure", "procedure_code", "theatre", "surgeon", "anaesthetist",
-                                             "urgency", "anaesthesia", "encounter_id")}
-    try:
-        # A required field left blank is sent as '', so its refusal is the field's own ("This is required.").
-        required = {key: body[key] or "" for key in ("procedure", "surgeon", "theatre")}
-        asked = SurgeryIn.model_validate({**body, **required, "planned_at": planned_at})
+        asked = _booking(values, _clock(request, tenant))
         with request.app.state.db.tenant(tenant) as conn:
             booked = surgery.book(conn, request.user, patient_id, asked)
     except ValidationError as exc:
         return _booking_page(request, tenant, patient_id, status=422, values=values, errors=field_errors(exc))
+    except ValueError:
+        return _booking_page(request, tenant, patient_id, status=422, values=values, errors={"planned_on": _UNTIMED})
     except RecordError as exc:
         if exc.status not in {409, 422}:
             raise
@@ -257,7 +275,45 @@ def book(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Res
     return see_other(request, f"/t/{tenant}/theatre/cases/{booked['root_id']}?done=surgery-booked")
 
 
-ROUTES = [theatre_list, case_page, record_phase, move, write_note, correct_note]
+@post("/theatre/cases/{case_id:uuid}/correction", operation_id="PortalCorrectSurgery",
+      opt={"permission": "clinical.surgery.write"}, sync_to_thread=True, include_in_schema=False)
+def correct_booking(request: Asking, tenant: Tenant, case_id: Id, data: FormData) -> Response | Template:
+    """Correct what was booked, with the reason; the case's state and checklist are kept."""
+    values = form_values(data)
+    reason = values.get("reason") or ""
+    if len(reason) < 3:
+        return _case_page(request, tenant, case_id, status=422, form="correct", values=values,
+                          refusal="Say why the booking is corrected.",
+                          errors={"reason": "Say why the booking is corrected (at least 3 characters)."})
+    try:
+        asked = _booking(values, _clock(request, tenant))
+    except ValidationError as exc:
+        return _refused(request, tenant, case_id, exc, "correct", values)
+    except ValueError:
+        return _case_page(request, tenant, case_id, status=422, form="correct", values=values, refusal=_UNTIMED,
+                          errors={"planned_on": _UNTIMED})
+    version = uuid.UUID(values["version_id"]) if values.get("version_id") else uuid.UUID(int=0)
+    return _act(request, tenant, case_id, lambda conn: surgery.correct(conn, request.user, case_id, asked, reason,
+                                                                      version), "booking-corrected", form="correct",
+                values=values)
+
+
+@post("/theatre/cases/{case_id:uuid}/entered-in-error", operation_id="PortalRetractSurgery",
+      opt={"permission": "clinical.surgery.write"}, sync_to_thread=True, include_in_schema=False)
+def retract(request: Asking, tenant: Tenant, case_id: Id, data: FormData) -> Response | Template:
+    """Mark the case entered in error, with the reason; the theatre list follows."""
+    values = form_values(data)
+    reason = values.get("reason") or ""
+    if len(reason) < 3:
+        return _case_page(request, tenant, case_id, status=422, form="retract", values=values,
+                          refusal="Say why the case is entered in error.",
+                          errors={"reason": "Say why the case is entered in error (at least 3 characters)."})
+    with request.app.state.db.tenant(tenant) as conn:
+        surgery.retract(conn, request.user, case_id, reason)
+    return see_other(request, f"/t/{tenant}/theatre?done=case-withdrawn")
+
+
+ROUTES = [theatre_list, case_page, record_phase, move, write_note, correct_note, correct_booking, retract]
 CHART_ROUTES = [booking_form, book]
 
 theatre_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,

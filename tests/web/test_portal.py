@@ -902,7 +902,8 @@ FORMS += ["/patients/{pid}/deliveries", "/patients/{pid}/deliveries/{any}/correc
 # ids are in tests/web/test_theatre_pages.py.
 PAGES += ["/theatre", "/theatre/cases/{any}", "/patients/{pid}/surgery/new"]
 FORMS += ["/patients/{pid}/surgery", "/theatre/cases/{any}/checklist/{any}", "/theatre/cases/{any}/status",
-          "/theatre/cases/{any}/note", "/theatre/cases/{any}/note/correction"]
+          "/theatre/cases/{any}/note", "/theatre/cases/{any}/note/correction", "/theatre/cases/{any}/correction",
+          "/theatre/cases/{any}/entered-in-error"]
 
 
 def test_every_portal_route_is_in_these_lists(app):

@@ -6,6 +6,7 @@ routes are in tests/web/test_portal.py; a guessed case id here."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -104,4 +105,22 @@ def test_book_from_the_chart_work_the_checklist_and_sign_the_note(signed_in, db,
     assert "09:30" in listed.text
     no_inline_script(listed.text)
     assert surgeon.get(f"/t/{facility.slug}/theatre", params={"day": "25/11"}).status_code == 400
+
+    moved = {"procedure": "Appendicectomy", "procedure_code": "APPX", "planned_on": "2026-11-25",
+             "planned_time": "07:45", "theatre": "MAT", "surgeon": "Dr Kariuki", "urgency": "urgent",
+             "anaesthesia": "general"}
+    loaded = surgeon.get(case_url).text
+    moved["version_id"] = re.search(r'id="correct-booking-form".*?name="version_id" value="([^"]+)"', loaded,
+                                    re.S).group(1)
+    unexplained = post_form(surgeon, case_url, f"{case_url}/correction", moved)
+    assert unexplained.status_code == 422 and 'id="reason-error"' in unexplained.text
+    assert 'value="07:45"' in unexplained.text  # what was typed is kept
+    corrected = post_form(surgeon, case_url, f"{case_url}/correction", {**moved, "reason": "main theatre flooded"})
+    assert corrected.status_code == 303, corrected.text
+    day = surgeon.get(f"/t/{facility.slug}/theatre", params={"day": "2026-11-25"}).text
+    assert "07:45" in day and day.index("Maternity theatre") < day.index("Appendicectomy")
+    withdrawn = post_form(surgeon, case_url, f"{case_url}/entered-in-error", {"reason": "booked on the wrong patient"})
+    assert withdrawn.status_code == 303 and withdrawn.headers["location"].endswith("done=case-withdrawn")
+    assert "Appendicectomy" not in surgeon.get(f"/t/{facility.slug}/theatre", params={"day": "2026-11-25"}).text
+    assert surgeon.get(case_url).status_code == 404
     assert surgeon.get(f"/t/{facility.slug}/theatre/cases/{uuid.uuid4()}").status_code == 404
