@@ -166,7 +166,8 @@ def test_the_children_due_list_names_each_child_owed_a_dose_and_audits_them(api,
 
 
 def test_another_facilitys_credentials_and_guessed_ids_are_refused_on_every_route(api, token_client, facility,
-                                                                                   other_facility, child):
+                                                                                   other_facility, child, db,
+                                                                                   clinician):
     base = f"{API.format(tenant=facility.slug)}/patients/{child['id']}/immunizations"
     some_dose = api.get(base).json()["doses"][0]["id"]
     intruder = token_client(other_facility.slug, role="clinician")
@@ -189,6 +190,15 @@ def test_another_facilitys_credentials_and_guessed_ids_are_refused_on_every_rout
                                ("put", f"{guessed_base}/{some_dose}", {**dose, "reason": "another child's dose"})]:
         answer = getattr(api, method)(path, **({"json": body} if body is not None else {}))
         assert answer.status_code == 404, (path, answer.text)
+    # This child's dose through another child's address at the same facility: not that child's dose.
+    with db.tenant(facility.slug) as conn:
+        sibling = new_patient(conn, clinician, family_name="Wanjiru", given_names="Neema", sex="female",
+                              birth_date=child["born"])["id"]
+    other_base = f"{API.format(tenant=facility.slug)}/patients/{sibling}/immunizations"
+    before = _doses(db, facility, child["id"])
+    assert api.put(f"{other_base}/{some_dose}", json={**dose, "reason": "another child's dose"}).status_code == 404
+    assert api.post(f"{other_base}/{some_dose}/entered-in-error", json={"reason": "another child's"}).status_code == 404
+    assert _doses(db, facility, child["id"]) == before
 
 
 def test_a_child_recorded_deceased_leaves_the_due_list_and_takes_no_dose_dated_after_death(api, facility, today):
