@@ -11,7 +11,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Sex = Literal["female", "male", "other", "unknown"]
 EncounterClass = Literal["outpatient", "emergency", "inpatient"]
@@ -19,6 +19,19 @@ EncounterStatus = Literal["planned", "arrived", "in_progress", "finished", "canc
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=20_000)]
 Reason = Annotated[str, Field(min_length=3, max_length=1000)]
+
+
+def aware_datetime(what: str, example: str = "2026-03-01T04:30+03:00") -> Any:
+    """A datetime that must carry its UTC offset: a naive one is refused with "give <what> with its UTC offset
+    (e.g. <example>)". A time without its offset would be read in the server's zone, not the facility's, and
+    land hours off."""
+
+    def aware(value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError(f"give {what} with its UTC offset (e.g. {example})")
+        return value
+
+    return Annotated[dt.datetime, AfterValidator(aware)]
 
 
 class _In(BaseModel):
@@ -173,7 +186,7 @@ class DeathIn(_In):
     leading directly to death, each line due to (or a consequence of) the next; the lowest line used is
     the underlying cause as certified. Empty lines are left out, not sent blank."""
 
-    died_at: dt.datetime = Field(description="date and time of death, with its UTC offset")
+    died_at: aware_datetime("the time of death") = Field(description="date and time of death, with its UTC offset")
     place: DeathPlace
     place_other: Annotated[str, Field(max_length=200)] | None = None
     part1: Annotated[list[CauseIn], Field(min_length=1, max_length=4)]
@@ -183,13 +196,6 @@ class DeathIn(_In):
         None, description="for a woman of 10 to 54 years at death: was she pregnant, or within 42 days (or a year) "
                           "of the end of a pregnancy; refused for a man")
     encounter_id: uuid.UUID | None = None
-
-    @field_validator("died_at")
-    @classmethod
-    def _aware(cls, value: dt.datetime) -> dt.datetime:
-        if value.tzinfo is None:
-            raise ValueError("give the time of death with its UTC offset (e.g. 2026-03-01T04:30+03:00)")
-        return value
 
     @model_validator(mode="after")
     def _place_named(self) -> DeathIn:
@@ -263,7 +269,8 @@ class BabyIn(_In):
 class DeliveryIn(_In):
     """A delivery on the mother's record: each live-born baby is registered as a patient in the same transaction."""
 
-    born_at: dt.datetime = Field(description="date and time of birth (of the first baby), with its UTC offset")
+    born_at: aware_datetime("the time of birth") = Field(
+        description="date and time of birth (of the first baby), with its UTC offset")
     gestation_weeks: int = Field(description="gestational age at birth, completed weeks")
     gestation_days: int = Field(default=0, description="and days (0-6)")
     mode: DeliveryMode
@@ -272,13 +279,6 @@ class DeliveryIn(_In):
     uterotonic: Uterotonic = Field(description="the uterotonic given in the third stage of labour, or none")
     encounter_id: uuid.UUID | None = Field(default=None,
                                            description="the mother's stay; her open admission if left out")
-
-    @field_validator("born_at")
-    @classmethod
-    def _aware(cls, value: dt.datetime) -> dt.datetime:
-        if value.tzinfo is None:
-            raise ValueError("give the time of birth with its UTC offset (e.g. 2026-03-01T04:30+03:00)")
-        return value
 
 
 class DeliveryCorrection(DeliveryIn):
@@ -1102,17 +1102,9 @@ FINDINGS_MAX = 20_000
 class StudyPerformedIn(_In):
     note: str | None = Field(default=None, max_length=500, description=(
         "how the study was done: the views taken, contrast given, the patient's cooperation"))
-    performed_at: dt.datetime | None = Field(default=None, description=(
+    performed_at: aware_datetime("the time the study was performed") | None = Field(default=None, description=(
         "when the study was performed, with its UTC offset; now if left out. Not in the future, not before the "
         "order"))
-
-    @field_validator("performed_at")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give the time the study was performed with its UTC offset (e.g. "
-                             "2026-03-01T04:30+03:00)")
-        return value
 
 
 class StudyPerformedInErrorIn(_In):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from appliance.layers.clinical.schemas import Reason, _In, _Out
+from appliance.layers.clinical.schemas import Reason, _In, _Out, aware_datetime
 
 Urgency = Literal["elective", "urgent", "emergency"]
 Anaesthesia = Literal["general", "spinal", "epidural", "regional_block", "local", "sedation"]
@@ -30,7 +30,8 @@ class SurgeryIn(_In):
     procedure: Words = Field(description="the operation as the surgeon writes it", examples=["Appendicectomy"])
     procedure_code: Annotated[str, Field(max_length=16)] | None = Field(
         default=None, description="a code of the facility's procedure list (also its fee item's code), if any")
-    planned_at: dt.datetime = Field(description="when the case is planned to start (with its UTC offset)")
+    planned_at: aware_datetime("the time", "2026-11-27T09:00:00+03:00") = Field(
+        description="when the case is planned to start (with its UTC offset)")
     theatre: Annotated[str, Field(min_length=1, max_length=16)] = Field(description="a theatre code of the facility")
     surgeon: Words
     anaesthetist: Words | None = None
@@ -40,13 +41,6 @@ class SurgeryIn(_In):
 
     _nul = field_validator("procedure", "procedure_code", "theatre", "surgeon", "anaesthetist",
                            mode="before")(_without_nul)
-
-    @field_validator("planned_at")
-    @classmethod
-    def _aware(cls, value: dt.datetime) -> dt.datetime:
-        if value.tzinfo is None:
-            raise ValueError("give the time with its UTC offset (e.g. 2026-11-27T09:00:00+03:00)")
-        return value
 
 
 class SurgeryCorrection(SurgeryIn):
