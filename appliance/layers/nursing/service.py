@@ -58,6 +58,11 @@ ADULT_YEARS = paediatric_warning.CHILD_UNDER_YEARS
 # WHO ICD-10 chapter XV (pregnancy, childbirth and the puerperium) and the pregnant-state codes Z33–Z35.
 _PREGNANCY_CODES = (sa.func.left(views.condition.c.code, 1) == "O") | sa.func.left(views.condition.c.code, 3).in_(
     ("Z33", "Z34", "Z35"))
+# The puerperium MEOWS is charted in after a delivery. Neither the CEMACH chart nor Singh et al. give its length,
+# so it is the WHO's: the 42 days after the end of a pregnancy (ICD-10, Volume 2, 5.8.1, "maternal death ... while
+# pregnant or within 42 days of termination of pregnancy", the period WHO counts maternal deaths and postpartum
+# care over).
+PUERPERIUM = dt.timedelta(days=42)
 
 
 @dataclass(frozen=True)
@@ -107,14 +112,19 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
     """The patients among `patient_ids` whose vital signs NEWS2 must not score at `at`, with why. The
     RCP validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
     puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35 whose
-    onset, if recorded, is not after `at`), where the physiology differs and the maternity early warning
-    score is used instead; a child is scored by the paediatric one (PEWS). One statement, as it runs in
-    every set's reaction. Not audited: callers read the record under their own event."""
+    onset, if recorded, is not after `at`; or a delivery in force on her record in the `PUERPERIUM` before
+    `at`), where the physiology differs and the maternity early warning score is used instead; a child is
+    scored by the paediatric one (PEWS). One statement, as it runs in every set's reaction. Not audited:
+    callers read the record under their own event."""
     if not patient_ids:
         return {}
     found = {}
-    for patient_id, born, estimated, pregnant in conn.execute(_exclusions_statement(),
-                                                              {"patient_ids": list(patient_ids), "on": at.date()}):
+    for patient_id, born, estimated, pregnant, delivered in conn.execute(
+            _exclusions_statement(), {"patient_ids": list(patient_ids), "on": at.date(), "at": at}):
+        if pregnant is None and delivered is not None:
+            days = (at - delivered).days
+            pregnant = (f"the puerperium, day {days} after a delivery" if days else
+                        "the puerperium, delivered within the last day")
         # Pregnancy first: a girl under 16 in pregnancy or the puerperium is charted on MEOWS, as every
         # woman on a maternity chart is.
         if pregnant is not None:
@@ -141,7 +151,15 @@ def _exclusions_statement() -> sa.Select:
         .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
         .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
     )
-    return (sa.select(views.patient.c.id, views.patient.c.birth_date, views.patient.c.birth_date_estimated, pregnancy)
+    at = sa.bindparam("at", type_=sa.DateTime(timezone=True))
+    delivered = (
+        _current(views.delivery, "delivery", entry.c.patient_id == views.patient.c.id,
+                 entry.c.status != "entered_in_error", views.delivery.c.born_at <= at,
+                 views.delivery.c.born_at > at - PUERPERIUM)
+        .with_only_columns(sa.func.max(views.delivery.c.born_at)).scalar_subquery()
+    )
+    return (sa.select(views.patient.c.id, views.patient.c.birth_date, views.patient.c.birth_date_estimated, pregnancy,
+                      delivered)
             .where(views.patient.c.id.in_(sa.bindparam("patient_ids", expanding=True))))
 
 

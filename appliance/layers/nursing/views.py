@@ -43,6 +43,8 @@ condition = sa.table("condition", sa.column("entry_id"), sa.column("code"), sa.c
                      sa.column("clinical_status"), sa.column("verification"), sa.column("onset_date"))
 allergy = sa.table("allergy", sa.column("entry_id"), sa.column("substance"), sa.column("severity"),
                    sa.column("clinical_status"))
+# The clinical layer's birth on the mother's record: when a woman delivered (her puerperium, MEOWS's).
+delivery = sa.table("delivery", sa.column("entry_id"), sa.column("born_at"))
 result = sa.table("result", sa.column("entry_id"), sa.column("display"), sa.column("value_numeric"),
                   sa.column("value_text"), sa.column("unit"), sa.column("flag"))
 

@@ -10,8 +10,17 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.clinical import delivery
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import ConditionIn, EncounterIn, MedicationIn, ResultIn, ServiceRequestIn
+from appliance.layers.clinical.schemas import (
+    BabyIn,
+    ConditionIn,
+    DeliveryIn,
+    EncounterIn,
+    MedicationIn,
+    ResultIn,
+    ServiceRequestIn,
+)
 from appliance.layers.nursing import service
 from appliance.layers.nursing.errors import Conflict
 from appliance.substrate import audit, record
@@ -163,6 +172,26 @@ def test_pregnancy_and_the_puerperium_are_not_scored_while_the_condition_is_acti
 
 def _meows(conn, patient_id):
     return service.scores_of(conn, [patient_id], "meows")
+
+
+def test_a_woman_who_delivered_is_scored_by_meows_for_the_42_days_of_the_puerperium(db, facility, nurse):
+    # No O-coded problem on her record: the delivery alone puts her in the puerperium.
+    with db.tenant(facility.slug) as conn:
+        mother = admit(conn, nurse, ward="MAT", family="Wafula", given="Esther")
+        conn.execute(sa.text("UPDATE patient SET sex = 'female' WHERE id = :id"), {"id": mother["id"]})
+        born_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=3, hours=2)
+        delivery.record_delivery(conn, nurse, mother["id"], DeliveryIn(
+            born_at=born_at, gestation_weeks=39, mode="spontaneous_vaginal", blood_loss_ml=300,
+            uterotonic="oxytocin", babies=[BabyIn(outcome="fresh_stillbirth", sex="female", weight_g=3000)]), [])
+        vitals(conn, nurse, mother, NORMAL | {"heart_rate_bpm": 124})
+        assert _scores(conn, mother["id"]) == []
+        [score] = _meows(conn, mother["id"])
+        assert score["triggers"] == {"pulse": "red"} and score["escalation"]
+        excluded = service.news2_exclusion(conn, mother["id"], dt.datetime.now(dt.UTC))
+        assert excluded.maternity and "(the puerperium, day 3 after a delivery)" in excluded.reason
+        assert service.news2_exclusion(conn, mother["id"], born_at + dt.timedelta(days=41, hours=23)).maternity
+        assert service.news2_exclusion(conn, mother["id"], born_at + dt.timedelta(days=42, minutes=1)) is None
+        assert service.news2_exclusion(conn, mother["id"], born_at - dt.timedelta(hours=1)) is None
 
 
 def test_in_pregnancy_a_set_is_scored_by_meows_and_a_trigger_escalates(db, facility, nurse):
