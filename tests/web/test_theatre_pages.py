@@ -6,6 +6,7 @@ routes are in tests/web/test_portal.py; a guessed case id here."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 
@@ -14,6 +15,8 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service, surgery
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.layers.clinical.surgery_schemas import SurgeryIn
+from appliance.substrate.tenancy import facility_timezone
 from tests.web.test_death_pages import no_inline_script
 from tests.web.test_portal import post_form, principal_of
 
@@ -124,3 +127,19 @@ def test_book_from_the_chart_work_the_checklist_and_sign_the_note(signed_in, db,
     assert "Appendicectomy" not in surgeon.get(f"/t/{facility.slug}/theatre", params={"day": "2026-11-25"}).text
     assert surgeon.get(case_url).status_code == 404
     assert surgeon.get(f"/t/{facility.slug}/theatre/cases/{uuid.uuid4()}").status_code == 404
+
+
+def test_todays_list_flags_a_case_of_an_earlier_day_nobody_closed(signed_in, db, facility, author):
+    patient, principal = admitted(db, facility.slug, author), principal_of(author, facility.slug)
+    booking = {"procedure": "Hernia repair", "theatre": "MAIN", "surgeon": "Dr Kariuki", "urgency": "elective",
+               "anaesthesia": "spinal", "planned_at": dt.datetime.now(dt.UTC) - dt.timedelta(hours=50)}
+    with db.tenant(facility.slug) as conn:
+        forgotten = surgery.book(conn, principal, patient, SurgeryIn.model_validate(booking))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    today = nurse.get(f"/t/{facility.slug}/theatre")
+    assert today.status_code == 200 and f'id="unclosed-{forgotten["root_id"]}"' in today.text
+    assert "Not closed since" in today.text and "Hernia repair" in today.text
+    no_inline_script(today.text)
+    own_day = forgotten["planned_at"].astimezone(facility_timezone(db, facility.slug))
+    earlier = nurse.get(f"/t/{facility.slug}/theatre", params={"day": own_day.date().isoformat()}).text
+    assert "Hernia repair" in earlier and "unclosed-" not in earlier

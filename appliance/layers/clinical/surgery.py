@@ -362,18 +362,28 @@ def patient_cases(conn: Connection, principal: Principal, patient_id: uuid.UUID)
     return [_shaped(r) for r in rows]
 
 
+# A case left in these states past its day is an operation nobody closed: it is never billed, and a patient
+# still "in theatre" at midnight is a record that lies.
+OPEN_STATUSES = ("scheduled", "in_theatre")
+
+
 def theatre_list(conn: Connection, principal: Principal, day: dt.date, timezone: dt.tzinfo) -> dict:
     """The day's cases by theatre (the facility's theatres, then any a case names that the file has since
-    dropped), each theatre's in time order; each patient listed is audited as read."""
+    dropped), each theatre's in time order; each patient listed is audited as read. Today's list also carries,
+    first and marked `unclosed`, every case of a day before still scheduled or in theatre, so the theatre nurse
+    sees it and closes it (completes or cancels it); a past day's list stays as that day was booked."""
     start = dt.datetime.combine(day, dt.time(0), timezone)
+    on_the_day = sa.and_(surgery.c.planned_at >= start, surgery.c.planned_at < start + dt.timedelta(days=1))
+    if day == dt.datetime.now(timezone).date():
+        on_the_day = sa.or_(on_the_day, sa.and_(surgery.c.planned_at < start, surgery.c.status.in_(OPEN_STATUSES)))
     rows = [dict(r) for r in conn.execute(
         sa.select(*_CASE_COLUMNS).select_from(_CASES)
-        .where(surgery.c.planned_at >= start, surgery.c.planned_at < start + dt.timedelta(days=1),
-               record.current_clause())
+        .where(on_the_day, record.current_clause())
         .order_by(surgery.c.planned_at, entry.c.root_id)).mappings()]
     note_list_read(conn, principal, "surgery", rows)
     listed = {t["code"]: {**t, "cases": []} for t in theatres(conn)}
     for row in rows:
+        shaped = _shaped(row) | {"unclosed": row["planned_at"] < start}
         listed.setdefault(row["theatre"], {"code": row["theatre"], "name": row["theatre_name"] or row["theatre"],
-                                           "cases": []})["cases"].append(_shaped(row))
+                                           "cases": []})["cases"].append(shaped)
     return {"day": day, "theatres": list(listed.values())}

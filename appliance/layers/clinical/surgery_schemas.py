@@ -150,6 +150,8 @@ class SurgeryOut(_Out):
     checklist: list[ChecklistPhaseOut]
     phases_done: int
     note: OperationNoteOut | None = None
+    unclosed: bool = Field(default=False, description=(
+        "on today's theatre list: a case of a day before still scheduled or in theatre, which nobody closed"))
 
 
 class TheatreOut(_Out):

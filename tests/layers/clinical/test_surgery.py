@@ -6,6 +6,7 @@ the audit, a deceased person refused, and another facility's credentials and gue
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from appliance.layers.clinical import surgery
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
 
 THEATRE_CONFIG = {
@@ -226,6 +228,37 @@ def test_the_operation_note_is_signed_once_and_corrected_with_a_reason(clients, 
     assert read.status_code == 200 and read.json()["note"]["reason"] == "suction canister re-measured"
     assert any(e.event_type == "record.operation_note.read"
                for e in audit.patient_access_log(db, theatre_facility.slug, patients["wanjiru"]))
+
+
+def test_todays_list_carries_the_cases_nobody_closed_on_an_earlier_day(clients, db, theatre_facility, elsewhere,
+                                                                       patients):
+    """A case still scheduled, or still in theatre, from a day before is on today's list, marked unclosed, so the
+    theatre nurse closes it; one cancelled (or completed) stays on its own day, whose list is as it was booked."""
+    base, now = _base(theatre_facility), dt.datetime.now(dt.UTC)
+    two_days_ago, yesterday = now - dt.timedelta(hours=50), now - dt.timedelta(hours=30)
+    forgotten = _book(clients, theatre_facility, patients["kamau"], planned_at=two_days_ago.isoformat())["root_id"]
+    left_in = _book(clients, theatre_facility, patients["wanjiru"], planned_at=yesterday.isoformat(),
+                    theatre="TH2")["root_id"]
+    clients["nurse"].post(f"{base}/{left_in}/checklist/sign_in", json={"confirmed": ALL["sign_in"]})
+    assert clients["surgeon"].post(f"{base}/{left_in}/status", json={"to": "in_theatre"}).status_code == 200
+    closed = _book(clients, theatre_facility, patients["kamau"], planned_at=yesterday.isoformat())["root_id"]
+    assert clients["surgeon"].post(f"{base}/{closed}/status", json={"to": "cancelled", "reason": "no bed in ICU"}
+                                   ).status_code == 200
+
+    def listed(client, url: str, **params) -> dict:
+        answer = client.get(url, params=params)
+        assert answer.status_code == 200, answer.text
+        return {c["root_id"]: (t["code"], c["status"], c["unclosed"]) for t in answer.json()["theatres"]
+                for c in t["cases"]}
+
+    today = listed(clients["nurse"], base)
+    assert today[forgotten] == ("TH1", "scheduled", True) and today[left_in] == ("TH2", "in_theatre", True)
+    assert closed not in today
+    own_day = two_days_ago.astimezone(facility_timezone(db, theatre_facility.slug)).date().isoformat()
+    assert listed(clients["nurse"], base, day=own_day)[forgotten] == ("TH1", "scheduled", False)
+    # Another facility's credentials are refused here, and its own today holds none of these.
+    assert clients["other"].get(base).status_code == 403
+    assert not {forgotten, left_in} & set(listed(clients["other"], _base(elsewhere)))
 
 
 def test_an_operation_is_refused_for_a_person_recorded_deceased(clients, db, theatre_facility):
