@@ -46,9 +46,22 @@ def settings(healthos_home: Path) -> Settings:
 @pytest.fixture(scope="session")
 def db(settings: Settings) -> Iterator[Database]:
     database = Database.open(settings)
+    if database.cluster is not None and database.cluster.started_here:
+        _skip_durability(database.cluster)
     migrate_control(database)
     yield database
     database.close()
+
+
+def _skip_durability(cluster) -> None:
+    """The session's cluster is thrown away at the end, so it need not survive a power cut. With fsync on,
+    each DROP DATABASE (tests/national/test_federation_push.py's ministry) forces a checkpoint that fsyncs
+    every file the session has written to since the last one: 15-30 s once a few hundred tenants were made,
+    up to psql's 30 s timeout; so did the shutdown checkpoint in the session's last teardown. Both take
+    effect on a reload; commits and reads behave as before (only a crash of the machine could tell)."""
+    for setting in ("fsync = off", "full_page_writes = off"):
+        cluster._psql("postgres", f"ALTER SYSTEM SET {setting}")
+    cluster._psql("postgres", "SELECT pg_reload_conf()")
 
 
 def make_tenant_config(slug: str | None = None, **overrides) -> TenantConfig:
