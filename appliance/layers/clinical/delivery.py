@@ -42,6 +42,14 @@ the blood loss, the uterotonic, each baby's weight (the baby's birth weight is c
 and resuscitation, and a stillbirth fresh or macerated. It may not change what made the babies' charts: how many
 babies were born, which were born alive, a live-born baby's sex or the day of birth (those are the baby's
 registration: correct that). Refused with a sentence, nothing written.
+
+A delivery recorded on the wrong woman (or recorded twice) is marked entered in error with a reason
+(`enter_in_error`), kept in its history. Its live-born babies are real babies and keep their charts, with whatever
+care is on them; but they are no longer born to her (`born_to` reads deliveries in force), their encounters alongside
+hers are ended so they neither follow her nor give her carers their charts, and the newborn checks leave her ward's
+list. The babies' registrations still give her name and her as next of kin until corrected. Recorded again on the
+right mother's record naming each baby's chart (`BabyIn.patient_id`), a baby is linked, not registered twice: born to
+her, beside her on her ward, its birth weight corrected if she gives another.
 """
 
 from __future__ import annotations
@@ -142,7 +150,44 @@ def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn) -> dict:
         raise Invalid(f"a blood loss of {data.blood_loss_ml} ml is outside what is recorded (0-{BLOOD_LOSS_MAX_ML} "
                       "ml): give the estimate in millilitres", field="blood_loss_ml")
     _refuse_babies(data)
+    for n, baby in enumerate(data.babies):
+        if baby.patient_id is not None:
+            _refuse_linking(conn, n, baby, mother["born_on"])
     return dict(mother)
+
+
+def _unlinked(conn: Connection, baby_id: uuid.UUID) -> dict | None:
+    """The baby as the last delivery naming its chart recorded it, if every delivery naming it is entered in error
+    (a chart left born to no one); None if a delivery in force names it or none ever did."""
+    named = conn.execute(
+        sa.select(entry.c.root_id, delivery.c.babies)
+        .select_from(entry.join(delivery, delivery.c.entry_id == entry.c.id))
+        .where(delivery.c.babies.contains([{"patient_id": str(baby_id)}])).order_by(entry.c.recorded_at.desc())).all()
+    if not named:
+        return None
+    in_force = conn.execute(sa.select(entry.c.id).where(
+        entry.c.root_id.in_({row.root_id for row in named}), current_clause(),
+        entry.c.status != "entered_in_error").limit(1)).first()
+    if in_force is not None:
+        return None
+    return next(b for b in named[0].babies if b["patient_id"] == str(baby_id))
+
+
+def _refuse_linking(conn: Connection, n: int, baby, born_on: dt.date) -> None:
+    which = f"babies.{n}.patient_id"
+    if baby.outcome != _LIVE:
+        raise Invalid(f"baby {n + 1} is recorded stillborn: only a baby born alive has a chart", field=which)
+    chart = conn.execute(sa.select(patient.c.birth_date, patient.c.sex).where(
+        patient.c.id == baby.patient_id)).first()
+    if chart is None:
+        raise Invalid(f"no patient {baby.patient_id} at this facility for baby {n + 1}", field=which)
+    if _unlinked(conn, baby.patient_id) is None:
+        raise Invalid(f"the chart named for baby {n + 1} is not a baby's left born to no one by a delivery entered in "
+                      "error: leave it out and the baby is registered", field=which)
+    if chart.birth_date != born_on or chart.sex != baby.sex:
+        raise Invalid(f"the chart named for baby {n + 1} was registered born on {chart.birth_date} and "
+                      f"{SEXES.get(chart.sex, chart.sex).lower()}: correct its registration first, or the delivery",
+                      field=which)
 
 
 def baby_name(mother: dict, number: int, of: int) -> tuple[str, str]:
@@ -156,7 +201,7 @@ def newborns(mother: dict, data: DeliveryIn) -> list[PatientIn]:
             "phone": mother["phone"]}]
     registrations = []
     for n, baby in enumerate(data.babies, start=1):
-        if baby.outcome != _LIVE:
+        if baby.outcome != _LIVE or baby.patient_id is not None:
             continue
         given, family = baby_name(mother, n, len(data.babies))
         registrations.append(PatientIn.model_validate({
@@ -196,7 +241,8 @@ def _open_encounter(conn: Connection, encounter_id: uuid.UUID | None) -> dict | 
 def record_delivery(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: DeliveryIn,
                     registrations: list[PatientIn]) -> dict:
     """Record the delivery on the mother's record and register each live-born baby (`registrations`, from
-    `newborns`, linked to their one-identity persons by the route), with its birth weight on its own chart. Born
+    `newborns`, linked to their one-identity persons by the route), with its birth weight on its own chart; a baby
+    whose chart is named (one left born to no one, `BabyIn.patient_id`) is linked instead (`_link`). Born
     during an open encounter of the mother's (her stay on the maternity ward), each baby has one of its own
     alongside hers, of its class and on its ward: the ward's nurses and the clinicians caring for her then have a
     care relationship with the baby too (clinical/access.py), and it ends when hers does
@@ -208,7 +254,9 @@ def record_delivery(conn: Connection, principal: Principal, patient_id: uuid.UUI
     babies = []
     for n, baby in enumerate(data.babies, start=1):
         shaped = {"number": n, **baby.model_dump(), "patient_id": None, "weight_entry_id": None}
-        if baby.outcome == _LIVE:
+        if baby.patient_id is not None:
+            shaped.update(_link(conn, principal, baby, alongside, data.born_at))
+        elif baby.outcome == _LIVE:
             registration = next(waiting)
             if registration.birth_date != mother["born_on"] or registration.sex != baby.sex:
                 raise Invalid("the babies' registrations do not match the delivery", field="babies")
@@ -225,6 +273,21 @@ def record_delivery(conn: Connection, principal: Principal, patient_id: uuid.UUI
     return _version(conn, patient_id, appended.id)
 
 
+def _link(conn: Connection, principal: Principal, baby, alongside: dict | None, born_at: dt.datetime) -> dict:
+    """A baby's chart left born to no one, linked to this delivery: beside the mother on her ward if she is on a
+    stay, its birth weight the one the chart holds, corrected if this delivery gives another."""
+    was = _unlinked(conn, baby.patient_id)
+    if alongside is not None:
+        service.open_encounter(conn, principal, baby.patient_id, EncounterIn(
+            encounter_class=alongside["encounter_class"], status="in_progress", ward_code=alongside["ward_code"],
+            reason=BORN_HERE))
+    weight_entry_id = was["weight_entry_id"]
+    if baby.weight_g != was["weight_g"] or weight_entry_id is None:
+        weight_entry_id = str(_corrected_weight(conn, principal, was, baby.weight_g, born_at,
+                                                "as recorded on the mother's delivery"))
+    return {"patient_id": str(baby.patient_id), "weight_entry_id": weight_entry_id}
+
+
 def _detail(data: DeliveryIn, babies: list[dict]) -> dict:
     return {"born_at": data.born_at, "gestation_weeks": data.gestation_weeks, "gestation_days": data.gestation_days,
             "mode": data.mode, "babies": babies, "blood_loss_ml": data.blood_loss_ml, "uterotonic": data.uterotonic}
@@ -236,6 +299,8 @@ def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, versi
     a live-born baby's corrected birth weight as the next version of the weight on the baby's chart. A version
     that is not the current one is refused (409) by the record; one that is not of `delivery_id` (where the
     caller names the delivery) is not found (404)."""
+    # A correction keeps the charts the delivery names: a chart is named only on recording.
+    data = data.model_copy(update={"babies": [b.model_copy(update={"patient_id": None}) for b in data.babies]})
     loaded = _version(conn, patient_id, version_id)
     if delivery_id is not None and root_of(conn, patient_id, delivery_id) != loaded["root_id"]:
         raise NotFound(f"no version {version_id} of delivery {delivery_id} on this patient's record",
@@ -278,6 +343,36 @@ def _corrected_weight(conn: Connection, principal: Principal, baby: dict, weight
         entry.c.status != "entered_in_error")).scalar() if baby["weight_entry_id"] else None
     return _birth_weight(conn, principal, baby_id, weight_g, born_at, supersedes=current,
                          reason=f"birth weight corrected on the delivery: {reason}" if current else None)
+
+
+NEXT_STEPS = ("The babies' charts are kept, with everything on them, and are born to no one here now: record the "
+              "delivery on the mother's record naming each baby's chart, which puts it beside her; correct each "
+              "baby's registration, which still gives this woman's name and her as next of kin. A chart made by a "
+              "delivery recorded twice is a duplicate: list it for the records office to merge.")
+
+
+def enter_in_error(conn: Connection, principal: Principal, patient_id: uuid.UUID, delivery_id: uuid.UUID,
+                   reason: str) -> dict:
+    """Mark the delivery (by its id or any of its versions') entered in error, saying why: see the module's
+    docstring for what becomes of the babies. 404 if it is not one of the patient's in force. The babies' charts
+    are listed with `next_steps`, what the staff must do next."""
+    service.require_patient(conn, patient_id)
+    root = root_of(conn, patient_id, delivery_id)
+    found = deliveries_of(conn, patient_id, root_id=root) if root is not None else []
+    if not found:
+        raise NotFound(f"no delivery {delivery_id} in force on this patient's record", entry_id=str(delivery_id))
+    if not reason or not reason.strip():
+        raise Invalid("say why the delivery is entered in error (recorded on the wrong mother, recorded twice)",
+                      field="reason")
+    withdrawn = record.retract(conn, principal, found[0]["id"], reason)
+    babies = [uuid.UUID(b["patient_id"]) for b in found[0]["babies"] if b["patient_id"]]
+    beside_her = conn.execute(sa.select(encounter.c.id, encounter.c.patient_id).where(
+        encounter.c.patient_id.in_(babies), encounter.c.status.in_(OPEN), encounter.c.reason == BORN_HERE)).all()
+    for row in beside_her:
+        service.transition_encounter(conn, principal, row.patient_id, row.id, "finished")
+    return {"id": withdrawn.id, "root_id": withdrawn.root_id, "patient_id": patient_id,
+            "entry_status": withdrawn.status, "reason": withdrawn.reason, "babies": babies,
+            "next_steps": NEXT_STEPS if babies else "No baby was born alive: nothing else to do."}
 
 
 # -- reading ----------------------------------------------------------------------------------------------------

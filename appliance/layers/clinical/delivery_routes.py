@@ -7,7 +7,8 @@ Recording one registers each live-born baby: the delivery is checked first, in a
 nothing, so a refused delivery leaves no one-identity person behind; then each baby's person is made as
 registration makes it (`service.with_subject`, its own control transaction), then the delivery and the babies'
 charts are written in one transaction. Refusals are the clinical API's: 404 for a patient or delivery not at
-this facility, 409 for a stale correction, 422 naming the field at fault, with nothing written.
+this facility, 409 for a stale correction, 422 naming the field at fault, with nothing written. A delivery on the
+wrong woman is marked entered in error on its own route, which sees to its babies' charts.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from typing import Any
 from litestar import Controller, Request, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.layers.clinical import delivery, service
 from appliance.layers.clinical.routes import PATIENT, ClinicalController, _opt, _tenant, care_relationship_guard
-from appliance.layers.clinical.schemas import Deliveries, DeliveryCorrection, DeliveryIn, DeliveryOut
+from appliance.layers.clinical.schemas import (
+    Deliveries,
+    DeliveryCorrection,
+    DeliveryEnteredInError,
+    DeliveryIn,
+    DeliveryOut,
+    DeliveryWithdrawn,
+)
 from appliance.substrate.principal import Principal
 
 Asking = Request[Principal, Any, Any]
@@ -85,3 +93,14 @@ class DeliveryController(Controller):
         if someone corrected it meanwhile. It may not change how many babies were born, which were born alive, a
         live-born baby's sex or the day of birth (the babies' registrations): those are refused (422)."""
         return DeliveryOut.model_validate(correct(state, request, tenant, patient_id, delivery_id, data))
+
+    @post("/{delivery_id:uuid}/entered-in-error", operation_id="ClinicalMarkDeliveryEnteredInError",
+          opt=_opt("clinical.delivery.write"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def delivery_entered_in_error(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                  delivery_id: Id, data: JSONBody[DeliveryEnteredInError]) -> DeliveryWithdrawn:
+        """Mark a delivery recorded on the wrong woman (or twice) entered in error, saying why. Its live-born babies
+        keep their charts, no longer born to her nor beside her on her ward; `next_steps` says what to do next:
+        record the delivery on the right mother naming each baby's chart (`babies[].patient_id`)."""
+        with _tenant(state, request, tenant) as conn:
+            return DeliveryWithdrawn.model_validate(delivery.enter_in_error(conn, request.user, patient_id,
+                                                                            delivery_id, data.reason))

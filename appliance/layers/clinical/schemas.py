@@ -264,6 +264,9 @@ class BabyIn(_In):
     apgar_1: int | None = Field(default=None, description="Apgar score at 1 minute (a live birth's)")
     apgar_5: int | None = Field(default=None, description="Apgar score at 5 minutes (a live birth's)")
     resuscitation: Resuscitation = "none"
+    patient_id: uuid.UUID | None = Field(default=None, description=(
+        "a live-born baby's chart already here, left born to no one when a delivery recorded on the wrong mother "
+        "was marked entered in error: linked, not registered again (only on recording a delivery)"))
 
 
 class DeliveryIn(_In):
@@ -296,6 +299,20 @@ class BabyOut(_Out):
     resuscitation: str
     patient_id: uuid.UUID | None  # the live-born baby's chart at this facility
     low_birth_weight: bool
+
+
+class DeliveryEnteredInError(_In):
+    reason: Reason = Field(description="why the delivery is withdrawn: recorded on the wrong mother, recorded twice")
+
+
+class DeliveryWithdrawn(_Out):
+    id: uuid.UUID  # the entered-in-error version
+    root_id: uuid.UUID  # the delivery
+    patient_id: uuid.UUID  # the woman it was recorded on
+    entry_status: str
+    reason: str
+    babies: list[uuid.UUID]  # the live-born babies' charts, kept, now born to no one at this facility
+    next_steps: str  # what the staff must do next, in a sentence
 
 
 class DeliveryOut(_Out):

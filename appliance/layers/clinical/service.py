@@ -633,6 +633,9 @@ def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                   reason: str) -> dict:
     """Mark a record entered in error. The mistaken version stays in the history."""
     found = _version_of(conn, patient_id, entry_id)
+    if found["kind"] == "delivery":
+        raise Invalid("a delivery is marked entered in error on the delivery itself (POST .../deliveries/<id>/"
+                      "entered-in-error), which sees to its babies' charts", field="entry_id")
     if found["kind"] not in RETRACTABLE:
         raise Invalid(f"a {found['kind']} entry cannot be marked entered in error", field="entry_id")
     appended = record.retract(conn, principal, entry_id, reason)

@@ -313,7 +313,11 @@ def first_observations(conn: Connection, principal: Principal, admission: Entry)
 
 def newborn_checks(conn: Connection, principal: Principal, delivered: Entry) -> None:
     """A delivery with a baby born alive, for a mother on a ward: the newborn checks are the ward's task, on the
-    mother's list. Not on a correction (the babies were checked for already) nor for a mother on no ward."""
+    mother's list. Not on a correction (the babies were checked for already) nor for a mother on no ward; a delivery
+    entered in error takes its open task off the list."""
+    if delivered.status == "entered_in_error":
+        _cancel_from(conn, principal, delivered.root_id, "cancelled", "delivery entered in error", delivered)
+        return
     if delivered.status != "final" or delivered.patient_id is None:
         return
     live = sum(1 for baby in delivered.detail.get("babies", ()) if baby.get("outcome") == "live_birth")

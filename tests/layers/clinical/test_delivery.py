@@ -247,3 +247,67 @@ def test_other_facilities_guessed_ids_and_other_roles_are_refused(api, token_cli
     assert counts(db, facility.slug) == before
     nurse = token_client(facility.slug, role="nurse")
     assert nurse.post(url(facility.slug, other_mother), json=delivery()).status_code == 201
+
+
+def test_a_delivery_on_the_wrong_mother_is_entered_in_error_and_its_baby_linked_to_the_right_one(
+        api, token_client, facility, other_facility, db: Database):
+    wrong = register(api, facility.slug, family_name="Kariuki", given_names="Mary")
+    right = register(api, facility.slug, family_name="Mwangi", given_names="Grace")
+    for mother in (wrong, right):
+        stay = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{mother}/encounters",
+                        json={"encounter_class": "inpatient", "status": "in_progress", "ward_code": "GEN"})
+        assert stay.status_code == 201, stay.text
+    born = api.post(url(facility.slug, wrong), json=delivery()).json()
+    [chart] = [b["patient_id"] for b in born["babies"]]
+    withdraw = url(facility.slug, wrong, f"/{born['id']}/entered-in-error")
+    because = {"reason": "recorded on the woman in the next bed"}
+
+    # Refusals, nothing written: the record's own route (which would leave the baby born to her), no reason,
+    # another facility, guessed ids and another mother's address, a registrar.
+    before = counts(db, facility.slug)
+    generic = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{wrong}/entries/{born['id']}/entered-in-error",
+                       json=because)
+    assert generic.status_code == 422 and "on the delivery itself" in generic.json()["detail"], generic.text
+    assert api.post(withdraw, json={"reason": ""}).status_code == 422
+    elsewhere = token_client(other_facility.slug, role="clinician")
+    assert elsewhere.post(withdraw, json=because).status_code in (403, 404)
+    assert elsewhere.post(url(other_facility.slug, wrong, f"/{born['id']}/entered-in-error"),
+                          json=because).status_code in (403, 404)
+    assert api.post(url(facility.slug, wrong, f"/{GUESS}/entered-in-error"), json=because).status_code == 404
+    assert api.post(url(facility.slug, GUESS, f"/{born['id']}/entered-in-error"), json=because).status_code == 404
+    assert api.post(url(facility.slug, right, f"/{born['id']}/entered-in-error"), json=because).status_code == 404
+    assert token_client(facility.slug, role="registrar").post(withdraw, json=because).status_code == 403
+    assert counts(db, facility.slug) == before
+
+    withdrawn = api.post(withdraw, json=because)
+    assert withdrawn.status_code == 200, withdrawn.text
+    outcome = withdrawn.json()
+    assert outcome["entry_status"] == "entered_in_error" and outcome["babies"] == [chart]
+    assert "record the delivery on the mother's record naming each baby's chart" in outcome["next_steps"]
+    assert api.post(withdraw, json=because).status_code == 404  # in force no more
+    # The baby is kept, born to no one, off her ward; her newborn checks are off the ward's list.
+    assert api.get(f"{BASE.format(tenant=facility.slug)}/patients/{chart}").status_code == 200
+    assert api.get(url(facility.slug, wrong)).json()["deliveries"] == []
+    assert api.get(url(facility.slug, chart)).json()["born_to"] is None
+    encounters = lambda patient_id: [(e["status"], e["ward_code"]) for e in api.get(  # noqa: E731
+        f"{BASE.format(tenant=facility.slug)}/patients/{patient_id}/encounters").json()]
+    assert encounters(chart) == [("finished", "GEN")]
+    tasks = token_client(facility.slug, role="nurse").get(f"{BASE.format(tenant=facility.slug)}/patients/{wrong}/tasks")
+    assert [t["status"] for t in tasks.json() if t["code"] == "newborn_checks"] == ["cancelled"]
+
+    # Recorded on the right mother naming the chart: linked, not registered again; a guessed chart is refused.
+    guessed = api.post(url(facility.slug, right), json=delivery(born_at=born["born_at"],
+                                                                babies=[baby(patient_id=GUESS)]))
+    assert guessed.status_code == 422 and guessed.json()["field"] == "babies.0.patient_id", guessed.text
+    patients = counts(db, facility.slug)[1]
+    again = api.post(url(facility.slug, right), json=delivery(born_at=born["born_at"],
+                                                              babies=[baby(patient_id=chart, weight_g=3050)]))
+    assert again.status_code == 201, again.text
+    assert [b["patient_id"] for b in again.json()["babies"]] == [chart]
+    assert counts(db, facility.slug)[1] == patients
+    assert api.get(url(facility.slug, chart)).json()["born_to"]["mother_id"] == right
+    assert sorted(encounters(chart)) == [("finished", "GEN"), ("in_progress", "GEN")]
+    assert weights(db, facility.slug, chart) == [3.0]
+    # Born to her now, the chart cannot be named for another delivery.
+    twice = api.post(url(facility.slug, wrong), json=delivery(born_at=born["born_at"], babies=[baby(patient_id=chart)]))
+    assert twice.status_code == 422 and "left born to no one" in twice.json()["detail"], twice.text
