@@ -453,3 +453,50 @@ def immunization(row: dict, schedule: Schedule) -> dict:
         # The dose's place in the vaccine's series; a campaign or extra dose has none and says so in no number.
         "protocolApplied": [{"doseNumberPositiveInt": row["dose_number"]}] if row.get("dose_number") else [],
     })
+
+
+# -- Procedure: an operation -------------------------------------------------------------------------
+
+# The facility's procedure list codes (the tenant file's `[[procedures]]`, also its fee items' codes) have no
+# public URI: they are the facility's own, named in our URN namespace.
+PROCEDURE_SYSTEM = "urn:healthos:procedure"
+# A case's state as R4's event-status: booked, it is being prepared; cancelled before anything was done beyond
+# the preparation, it was not done.
+PROCEDURE_STATUS = {"scheduled": "preparation", "in_theatre": "in-progress", "completed": "completed",
+                    "cancelled": "not-done"}
+SURGICAL_PROCEDURE = ("387713003", "Surgical procedure")  # SNOMED CT, R4's example procedure-category value set
+
+
+def _operation_note_text(note: dict) -> str:
+    parts = [("Procedure performed", note["procedure_performed"]), ("Findings", note["findings"]),
+             ("Estimated blood loss", f"{note['blood_loss_ml']} ml"), ("Implants", note.get("implants")),
+             ("Specimens", note.get("specimens"))]
+    return "\n".join(f"{label}: {text}" for label, text in parts if text)
+
+
+def procedure(row: dict) -> dict:
+    """An operation booked on the record (clinical/surgery.py), in the state its case is in, with the theatre
+    team as performers (by name: the team is written as words, not as accounts) and, once signed, its operation
+    note: what was done and found as the note, complications and post-operative instructions in their own
+    elements. `row["operation_note"]` is the case's current note, where it has one."""
+    note = row.get("operation_note")
+    team = [("Surgeon", row["surgeon"]), ("Anaesthetist", row.get("anaesthetist"))]
+    return _clean({
+        **_entry_base("Procedure", row),
+        "status": "entered-in-error" if _retracted(row) else PROCEDURE_STATUS[row["status"]],
+        "statusReason": {"text": row["cancel_reason"]} if row["status"] == "cancelled" else None,
+        "category": _concept(SNOMED, *SURGICAL_PROCEDURE),
+        "code": {"coding": [_coding(PROCEDURE_SYSTEM, row["procedure_code"])] if row.get("procedure_code") else [],
+                 "text": row["procedure"]},
+        "subject": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        # From into theatre to completed; a case still in theatre has begun and not ended.
+        "performedPeriod": {"start": _instant(row.get("started_at")), "end": _instant(row.get("ended_at"))}
+        if row.get("started_at") else None,
+        "recorder": _author(row),
+        "performer": [{"function": {"text": function}, "actor": {"display": name}} for function, name in team if name],
+        "note": [{"authorReference": _author(note), "time": _instant(note["recorded_at"]),
+                  "text": _operation_note_text(note)}] if note else [],
+        "complication": [{"text": note["complications"]}] if note and note.get("complications") else [],
+        "followUp": [{"text": note["post_op_instructions"]}] if note else [],
+    })

@@ -69,6 +69,7 @@ RESOURCE_ROUTES = [
                   create="clinical.vitals.create"),
     ResourceRoute("ServiceRequest", read="clinical.order.read", search="clinical.order.read"),
     ResourceRoute("Immunization", read="clinical.immunization.read", search="clinical.immunization.read"),
+    ResourceRoute("Procedure", read="clinical.surgery.read", search="clinical.surgery.read"),
 ]
 BY_TYPE = {route.type: route for route in RESOURCE_ROUTES}
 EVERYTHING_PERMISSION = "clinical.chart.read"
@@ -249,7 +250,8 @@ def _since(value: str | None) -> dt.datetime | None:
      opt=_opt(EVERYTHING_PERMISSION, "Patient"), sync_to_thread=True)
 def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state: State, request: Asking) -> Response:
     """The patient and every Encounter, Condition, AllergyIntolerance, MedicationRequest, ServiceRequest,
-    Observation and Immunization of theirs (`_since`: those updated since), as a searchset Bundle, paged by `_count`."""
+    Observation, Immunization and Procedure of theirs (`_since`: those updated since), as a searchset Bundle, paged
+    by `_count`."""
     query, paging_params = paging.split(request.query_params.multi_items())
     given: dict[str, str] = {}
     for name, value in query:

@@ -38,8 +38,10 @@ from appliance.layers.clinical.models import (
     patient_identifier,
     result,
     service_request,
+    surgery,
     vital_signs,
 )
+from appliance.layers.clinical.surgery import notes_of
 from appliance.substrate import deaths
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_patients_found
@@ -52,14 +54,15 @@ KINDS: dict[str, tuple[str, ...]] = {
     "ServiceRequest": ("service_request",),
     "Observation": ("result", "vital_signs"),
     "Immunization": ("immunization",),
+    "Procedure": ("surgery",),
 }
 TABLES = {"condition": condition, "allergy": allergy, "medication_request": medication_request,
           "service_request": service_request, "result": result, "vital_signs": vital_signs,
-          "immunization": immunization}
+          "immunization": immunization, "surgery": surgery}
 SHAPES: dict[str, Callable[[dict], dict]] = {
     "condition": resources.condition, "allergy": resources.allergy,
     "medication_request": resources.medication_request, "service_request": resources.service_request,
-    "result": resources.result, "vital_signs": resources.vital_signs,
+    "result": resources.result, "vital_signs": resources.vital_signs, "surgery": resources.procedure,
 }
 
 
@@ -76,6 +79,16 @@ GIVEN_AT = sa.case(
     (entry.c.status == "entered_in_error",
      sa.select(_WITHDRAWN.c.occurred_at).where(_WITHDRAWN.c.id == entry.c.supersedes).scalar_subquery()),
     else_=entry.c.occurred_at)
+
+
+def _with_operation_notes(conn: Connection, found: list[tuple[str, dict]]) -> list[uuid.UUID]:
+    """Each operation of `found` (kind, row) given its current operation note, which its Procedure carries; the
+    notes' ids, for the caller to note the read of."""
+    cases = [row for kind, row in found if kind == "surgery"]
+    notes = notes_of(conn, [row["root_id"] for row in cases])
+    for row in cases:
+        row["operation_note"] = notes.get(row["root_id"])
+    return [note["id"] for note in notes.values()]
 
 
 def _current(kind: str, patient_id: uuid.UUID, *where: sa.ColumnElement[bool]) -> sa.Select:
@@ -118,6 +131,8 @@ def read(conn: Connection, principal: Principal, resource_type: str, resource_id
     access.open_chart(conn, principal, found.patient_id, break_glass_reason)
     row = current_version(conn, found.kind, wanted)
     note_access(conn, principal, "read", found.patient_id, found.kind, (row["id"],))
+    if notes := _with_operation_notes(conn, [(found.kind, row)]):
+        note_access(conn, principal, "read", found.patient_id, "operation_note", notes)
     return _shape(found.kind, row, schedule)
 
 
@@ -256,6 +271,19 @@ def _occurred(_kind: str) -> sa.ColumnElement:
     return entry.c.occurred_at
 
 
+def _operation_time(_kind: str) -> sa.ColumnElement:
+    return sa.func.coalesce(surgery.c.started_at, surgery.c.planned_at)
+
+
+def _procedure_status(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    ours = [k for k, v in resources.PROCEDURE_STATUS.items() if v == code.lower()]
+    return surgery.c.status.in_(ours) if ours and system is None else sa.false()
+
+
+def _procedure_code(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    return _lower_is(surgery.c.procedure_code, code) if _in_system(system, resources.PROCEDURE_SYSTEM) else sa.false()
+
+
 PATIENT_REFERENCE = SearchParameter("patient", "reference", "whose record (required)")
 SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
     "Patient": {p.name: p for p in [
@@ -318,6 +346,13 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
         SearchParameter("status", "token", "completed, not-done", token=_immunization_status),
         SearchParameter("vaccine-code", "token", f"the schedule's vaccine code ({resources.VACCINE_SYSTEM}) or "
                                                  "its CVX code", token=_vaccine_code),
+    ]},
+    "Procedure": {p.name: p for p in [
+        PATIENT_REFERENCE,
+        SearchParameter("date", "date", "when the operation began (or, not begun, is planned)", when=_operation_time),
+        SearchParameter("status", "token", "preparation, in-progress, completed, not-done", token=_procedure_status),
+        SearchParameter("code", "token", f"the facility's procedure code ({resources.PROCEDURE_SYSTEM})",
+                        token=_procedure_code),
     ]},
 }
 
@@ -469,6 +504,8 @@ def search(conn: Connection, principal: Principal, resource_type: str, params: d
     for shown_kind in shown:
         note_access(conn, principal, "read", patient_id, shown_kind,
                     [row["id"] for kind, row in found if kind == shown_kind])
+    if notes := _with_operation_notes(conn, found):
+        note_access(conn, principal, "read", patient_id, "operation_note", notes)
     paged.resources = [resources.encounter(row) if kind == "encounter"
                        else _shape(kind, {**row, "patient_id": patient_id}, schedule) for kind, row in found]
     return paged
@@ -548,7 +585,7 @@ def _identifier_in(system: str, value: str) -> sa.ColumnElement[bool]:
 # `next` link where it used to be cut short.
 EVERYTHING_PAGE = 10_000
 EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_request", "result", "vital_signs",
-                    "immunization")
+                    "immunization", "surgery")
 
 
 def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None,
@@ -580,7 +617,8 @@ def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, br
           for n, kind in enumerate(EVERYTHING_KINDS)),
     ]
     found, paged = _page(conn, sources, page)
-    note_access(conn, principal, "read", patient_id, "chart", [row["id"] for _, row in found],
+    notes = _with_operation_notes(conn, found)
+    note_access(conn, principal, "read", patient_id, "chart", [*(row["id"] for _, row in found), *notes],
                 detail={"interface": "FHIR Patient/$everything"})
     paged.resources = [_patient_resource(conn, row) if kind == "patient" else resources.encounter(row)
                        if kind == "encounter" else _shape(kind, {**row, "patient_id": patient_id}, schedule)

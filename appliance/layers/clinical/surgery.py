@@ -294,11 +294,19 @@ _NOTE_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status.label("entry_status
                  entry.c.recorded_at, entry.c.reason, *(c for c in operation_note.c if c.name != "entry_id"))
 
 
-def _note_of(conn: Connection, surgery_root: uuid.UUID) -> dict | None:
-    row = conn.execute(
+def notes_of(conn: Connection, surgery_roots: list[uuid.UUID]) -> dict[uuid.UUID, dict]:
+    """The current operation note of each case named (by its root id) that has one, by case. Not audited: the
+    caller notes the read of what it shows."""
+    if not surgery_roots:
+        return {}
+    rows = conn.execute(
         sa.select(*_NOTE_COLUMNS).select_from(entry.join(operation_note, operation_note.c.entry_id == entry.c.id))
-        .where(operation_note.c.surgery_id == surgery_root, record.current_clause())).mappings().first()
-    return dict(row) if row else None
+        .where(operation_note.c.surgery_id.in_(surgery_roots), record.current_clause())).mappings()
+    return {row["surgery_id"]: dict(row) for row in rows}
+
+
+def _note_of(conn: Connection, surgery_root: uuid.UUID) -> dict | None:
+    return notes_of(conn, [surgery_root]).get(surgery_root)
 
 
 def _note_detail(root_id: uuid.UUID, data: OperationNoteIn) -> dict:

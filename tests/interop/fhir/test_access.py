@@ -126,7 +126,7 @@ def test_an_unsupported_search_parameter_is_named(api, facility, unseen):
 def test_an_unserved_resource_type_says_what_is_served(api, facility):
     body = refusal(api.get(f"{base(facility.slug)}/Practitioner/{uuid.uuid4()}"), 404)
     assert body["issue"][0]["code"] == "not-supported" and "Patient" in body["issue"][0]["diagnostics"]
-    assert refusal(api.get(f"{base(facility.slug)}/Procedure"), 404)
+    assert refusal(api.get(f"{base(facility.slug)}/DiagnosticReport"), 404)
 
 
 def test_other_refusals_are_operation_outcomes_too(api, facility):
