@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import drugs, icd10, service
-from appliance.layers.clinical.delivery import baby_name, kilograms
+from appliance.layers.clinical.delivery import BORN_HERE, baby_name, kilograms
 from appliance.layers.clinical.growth import ACUTE_FROM_MONTHS, ACUTE_TO_MONTHS
 from appliance.layers.clinical.immunization_schedule import Schedule, load_schedule
 from appliance.layers.clinical.models import orderable, patient, patient_identifier
@@ -564,7 +564,12 @@ class _Batch:
     def newborn(self, mother: dict, number: int, of: int, born_at: dt.datetime, sex: str,
                 weight_g: int) -> tuple[uuid.UUID, uuid.UUID]:
         """A live-born baby registered as `delivery.newborns` registers one: "Baby of <family>", born on the day of
-        the birth here, the mother its next of kin; and its birth weight. Returns (chart, birth weight entry)."""
+        the birth here, the mother its next of kin; and its birth weight. Returns (chart, birth weight entry). Its
+        mother is still in (only she delivers here), so it has an encounter alongside her stay as
+        `delivery.record_delivery` opens one: in her bed, not one of its own (the operations demo gives it none),
+        and on her ward once the operations demo admits her (`delivery.babies_follow_their_mother`), so her ward
+        opens its chart without breaking the glass. Its id is from a stream of the baby's own: the births' draws
+        stay what the seed gave."""
         baby_id = _uuid(self.rng)
         given, family = baby_name(mother, number, of)
         demographics = {"family_name": family, "given_names": given,
@@ -578,6 +583,11 @@ class _Batch:
                               **{k: v for k, v in demographics.items() if k != "identifiers"},
                               "name_search": _name_search(given, family), "registered_at": registered})
         weight = self.add("vital_signs", baby_id, {"weight_kg": kilograms(weight_g)}, born_at)
+        alongside = _uuid(demo_stream("born-here", baby_id))
+        self.add("encounter", baby_id, {
+            "id": alongside, "patient_id": baby_id, "encounter_class": "inpatient", "status": "in_progress",
+            "reason": BORN_HERE, "ward_code": None, "planned_for": None, "started_at": registered, "ended_at": None},
+            registered, alongside)
         return baby_id, weight
 
     def vitals(self, patient_id: uuid.UUID, age: int, when: dt.datetime, encounter_id: uuid.UUID,

@@ -9,7 +9,8 @@ the operations projections in bulk:
 
 - each inpatient encounter becomes a stay in a free inpatient bed of a ward that takes the patient
   (children's ward for children where there is one; beds are given out in time order and cleaned for
-  two hours between patients; an encounter that finds every bed taken stays without one),
+  two hours between patients; an encounter that finds every bed taken stays without one; a newborn's
+  encounter alongside its mother's lies in her bed and is given none: it follows her to her ward),
   half of them arriving through the ED (a new emergency encounter, triage, seen, decision to admit,
   departure at admission), and, once finished, a discharge (home mostly; some deaths, transfers out and
   departures against advice);
@@ -80,6 +81,10 @@ def ed_times_before_admission(rng: random.Random, admitted: dt.datetime) -> tupl
 
 
 CHILD_YEARS = 16
+# The reason the clinical layer gives a newborn's encounter alongside its mother's stay (clinical/delivery.py
+# BORN_HERE, read here by value as the layer's tables are: layers never import each other). The baby lies in her
+# bed: the stay is hers, and the baby's encounter follows it.
+NEWBORN_ALONGSIDE = "Born here, with the mother"
 
 
 def _takes(ward_kind: str, child: bool, children_ward: bool, mother: bool = False,
@@ -150,6 +155,7 @@ class _Writer:
             .select_from(encounter.join(patient, patient.c.id == encounter.c.patient_id))
             .where(encounter.c.encounter_class == "inpatient", encounter.c.started_at.is_not(None),
                    encounter.c.started_at <= self.now,
+                   sa.literal_column("encounter.reason").is_distinct_from(NEWBORN_ALONGSIDE),
                    encounter.c.id.not_in(sa.select(inpatient_stay.c.encounter_id)))
             .order_by(encounter.c.started_at)).all()
         in_bed: set[uuid.UUID] = set()

@@ -3,16 +3,19 @@ written through the record so the chart, search and history work on it like on a
 
 import datetime as dt
 import random
+import uuid
 import zoneinfo
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from appliance.layers.clinical import chart, delivery, immunization, service
+from appliance.layers.clinical import access, chart, delivery, immunization, service
 from appliance.layers.clinical.demo import demo_principal, discharge_time, generate_demo_population
 from appliance.layers.clinical.immunization_schedule import load_schedule
+from appliance.layers.operations.demo import NEWBORN_ALONGSIDE, generate_operations_demo
 from appliance.substrate.age import months_on
 from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import drop_tenant
 from tests.layers.clinical.conftest import CLINICAL_CONFIG
 from tests.layers.operations.conftest import OPERATIONS_CONFIG
@@ -221,3 +224,22 @@ def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered
         read = delivery.read(conn, reader, rows[0].patient_id)
     assert read["deliveries"][0]["babies"] and all(2 <= b["apgar_1"] <= 10 for _, b in babies if b["apgar_1"])
     assert {b["outcome"] for _, b in babies} >= {"live_birth"}
+
+    # Each live-born baby lies in its mother's bed: an encounter alongside hers and no bed of its own; once the
+    # operations demo gives her a maternity bed, on her ward, whose nurses open its chart without breaking the glass.
+    generate_operations_demo(db, config.slug, seed=7, days_back=1, as_of=END)
+    with db.tenant(config.slug) as conn:
+        placed = conn.execute(sa.text(
+            "SELECT (b->>'patient_id')::uuid AS baby, s.ward_code FROM entry x JOIN delivery d ON d.entry_id = x.id "
+            "CROSS JOIN jsonb_array_elements(d.babies) b JOIN inpatient_stay s ON s.encounter_id = x.encounter_id "
+            "WHERE b->>'patient_id' IS NOT NULL AND s.discharged_at IS NULL")).all()
+        assert placed
+        for baby_id, ward in placed:
+            assert [tuple(e) for e in conn.execute(sa.text(
+                "SELECT e.status, e.ward_code, e.reason, s.id FROM encounter e LEFT JOIN inpatient_stay s "
+                "ON s.encounter_id = e.id WHERE e.patient_id = :p"), {"p": baby_id})] == [
+                ("in_progress", ward, delivery.BORN_HERE, None)]
+            midwife = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Midwife", tenant=config.slug,
+                                role="nurse", ward=ward, ward_scoped=True)
+            assert access.has_care_relationship(conn, midwife, baby_id)
+    assert NEWBORN_ALONGSIDE == delivery.BORN_HERE  # the operations layer reads the clinical layer's reason by value
