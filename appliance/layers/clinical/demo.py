@@ -8,7 +8,8 @@ the past year (mostly outpatient, some emergency, a few admissions) with vital s
 facility of this kind sees (malaria, respiratory infections, diarrhoea, hypertension, diabetes, HIV,
 pregnancy...), ICD-10 coded, children of 6-59 months screened for acute malnutrition at each visit
 (MUAC and oedema, as a district hospital does), prescriptions that respect recorded allergies, lab and
-imaging orders from the facility's own catalogue with results (flagged) and sign-offs, notes, and
+imaging orders from the facility's own catalogue with results (flagged) and sign-offs (an imaging order with its
+indication and its study performed, the last days' in each state of the imaging worklist), notes, and
 the vaccines of children under five by the national schedule (policies/immunization.toml): most on time,
 some late, a few dropping out after their early doses, a few doses due and not given (out of stock, the child
 unwell, refused), so the list of children due or overdue has defaulters to trace. The women in the maternity
@@ -118,6 +119,26 @@ PROBLEMS = [
     Problem("I20.9", 1, ages=(40, 95), tests=("10839-9", "11524-6", "2093-3"),
             drug=("Aspirin", 75, "mg", "oral", "once daily", None), abnormal={"2093-3": Decimal("238")}),
 ]
+# Why a chest X-ray was asked for (the order's clinical information, which the radiographer reads to choose the
+# views), by the problem it was ordered for; "" for any other.
+INDICATIONS = {
+    "J18.9": ("Fever, cough and crackles at the right base: ?pneumonia",
+              "Cough and fever for 4 days, SpO2 92% on air: ?consolidation",
+              "Pleuritic chest pain and fever: ?pneumonia ?effusion"),
+    "A15.0": ("Cough for 3 weeks, night sweats and weight loss: ?pulmonary TB",
+              "Sputum smear positive: baseline film before treatment",
+              "Haemoptysis and weight loss: ?TB ?cavity"),
+    "": ("Fever and cough: ?chest infection",),
+}
+VIEWS = ("PA view", "PA and lateral", "AP erect: unable to stand for a PA", "AP supine, ward portable", None)
+# The imaging orders of the last days wait to be staged until the whole population is drawn (`_stage_imaging`):
+# the newest is still awaiting its study, the next performed and waiting for its report, the next reported and
+# waiting for the clinician's sign-off, so the imaging worklist shows each state whatever the day; the others
+# as drawn, each with its study performed before its report.
+IMAGING_STAGED_FOR = dt.timedelta(days=6)
+IMAGING_STAGES = ("awaiting_study", "performed", "reported")
+
+
 # How each vaccine of the shipped schedule is given (its product's route and the usual site), for the demo's doses.
 VACCINE_ROUTES = {"BCG": {"route": "intradermal", "site": "left_upper_arm"},
                   "OPV": {"route": "oral", "site": "mouth"}, "ROTA": {"route": "oral", "site": "mouth"},
@@ -209,14 +230,23 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
     admitted_share = min(0.25, 0.7 * beds / patients) if patients else 0.0
     # About half the maternity beds taken; about one person in five is a woman of 16–42 here.
     mothers_share = min(0.5, 0.5 * maternity_beds / (0.2 * patients)) if patients else 0.0
+    staged: list[_Study] = []
     for start in range(0, patients, BATCH):
         with db.tenant(slug) as conn:
             batch = _Batch(conn, slug, rng, offered, end, used, timing, zone, (census, admitted_share),
-                           (maternity, mothers_share), schedule)
+                           (maternity, mothers_share), schedule, staged)
             for _ in range(min(BATCH, patients - start)):
                 batch.patient()
             for kind, n in batch.write().items():
                 counts[kind] = counts.get(kind, 0) + n
+    if staged:
+        entries, signoffs = _stage_imaging(staged, batch.now)
+        with db.tenant(slug) as conn:
+            for who, written in ((batch.author, entries), (batch.reviewer, signoffs)):
+                if written:
+                    record.append_many(conn, who, written)
+        for item in [*entries, *signoffs]:
+            counts[item.kind] = counts.get(item.kind, 0) + 1
     analyze_tenant(db, slug)
     return counts
 
@@ -241,10 +271,57 @@ def _screening(patient_id: uuid.UUID, when: dt.datetime) -> dict:
             "oedema": False}
 
 
+@dataclass
+class _Study:
+    """An imaging order of the last days and what was drawn for its report, waiting to be staged."""
+
+    ordered_at: dt.datetime
+    order_id: uuid.UUID
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID
+    stream: random.Random  # the order's own
+    reported: dt.datetime
+    results: list[record.NewEntry]
+    signoffs: list[record.NewEntry]
+
+
+def performed(study: random.Random, patient_id: uuid.UUID, order_id: uuid.UUID, encounter_id: uuid.UUID,
+              at: dt.datetime, now: dt.datetime) -> record.NewEntry:
+    """An imaging order's study performed (imaging.py's `imaging_performed`), drawn from the order's own stream and
+    written down minutes later."""
+    written = at + dt.timedelta(minutes=study.randint(1, 25))
+    return record.NewEntry("imaging_performed", patient_id, {"service_request_id": order_id,
+                                                              "note": study.choice(VIEWS)},
+                           encounter_id, at, _uuid(study), recorded_at=written if written <= now else None)
+
+
+def _stage_imaging(staged: list[_Study], now: dt.datetime) -> tuple[list[record.NewEntry], list[record.NewEntry]]:
+    """The entries and sign-offs of the last days' imaging orders: the newest awaiting its study, the next
+    performed, the next reported and not signed off (IMAGING_STAGES), the others as drawn."""
+    entries: list[record.NewEntry] = []
+    signoffs: list[record.NewEntry] = []
+    for rank, study in enumerate(sorted(staged, key=lambda s: (s.ordered_at, s.order_id), reverse=True)):
+        stage = IMAGING_STAGES[rank] if rank < len(IMAGING_STAGES) else None
+        if stage == "awaiting_study":
+            continue
+        if stage == "performed":
+            entries.append(performed(study.stream, study.patient_id, study.order_id, study.encounter_id, min(
+                study.ordered_at + dt.timedelta(minutes=study.stream.randint(15, 90)), now - dt.timedelta(minutes=5)),
+                now))
+            continue
+        between = study.ordered_at + (study.reported - study.ordered_at) * study.stream.uniform(0.1, 0.6)
+        entries.append(performed(study.stream, study.patient_id, study.order_id, study.encounter_id, between, now))
+        entries.extend(study.results)
+        if stage is None:
+            signoffs.extend(study.signoffs)
+    return entries, signoffs
+
+
 class _Batch:
     def __init__(self, conn: Connection, slug: str, rng: random.Random, offered: dict[str, OrderableConfig],
                  end: dt.datetime, used: set[tuple[str, str]], timing: random.Random, zone: zoneinfo.ZoneInfo,
-                 census: tuple[random.Random, float], mothers: tuple[random.Random, float], schedule: Schedule):
+                 census: tuple[random.Random, float], mothers: tuple[random.Random, float], schedule: Schedule,
+                 staged: list[_Study] | None = None):
         """`census` and `mothers`: the stream and the share of people in a general (a maternity) bed now."""
         self.conn, self.slug, self.rng, self.offered, self.used = conn, slug, rng, offered, used
         self.schedule = schedule
@@ -269,6 +346,9 @@ class _Batch:
         self.prescribed: dict[tuple[uuid.UUID, str], tuple[dt.datetime, dict]] = {}
         self.author = demo_principal(slug)
         self.reviewer = demo_principal(slug, "reviewer")
+        # The imaging orders of the last days, their report held back until every batch is drawn (shared by the
+        # batches, so the stages go to the facility's newest orders, not each batch's).
+        self.staged: list[_Study] = staged if staged is not None else []
 
     def add(self, kind: str, patient_id: uuid.UUID, detail: dict | None, when: dt.datetime,
             encounter_id: uuid.UUID | None = None) -> uuid.UUID:
@@ -638,12 +718,17 @@ class _Batch:
               problem: Problem, recent: bool) -> None:
         rng = self.rng
         ordered_at = when + dt.timedelta(minutes=30)
+        # An imaging order's indication, its study performed and its report's time are drawn from a stream of its
+        # own, so the rest of the population stays what the seed gave.
+        study = demo_stream("imaging", patient_id, ordered_at) if test.category == "imaging" else None
         order_id = self.add("service_request", patient_id, {
             "category": test.category, "code": test.loinc, "display": test.name,
-            "priority": "urgent" if problem.fever else "routine", "status": "active", "clinical_info": None,
+            "priority": "urgent" if problem.fever else "routine", "status": "active",
+            "clinical_info": study.choice(INDICATIONS.get(problem.code, INDICATIONS[""])) if study else None,
             "order_set": None}, ordered_at, encounter_id)
         if recent and ordered_at > self.now - dt.timedelta(hours=12) and rng.random() < 0.6:
             return  # still waiting for the laboratory (a specimen from days ago has long been taken)
+        entries, signoffs = len(self.entries), len(self.signoffs)
         reported = min(ordered_at + dt.timedelta(hours=rng.uniform(0.5, 20)), self.now - dt.timedelta(minutes=5))
         for loinc, name, analyte in ([(c.loinc, c.name, c) for c in test.components] or
                                      [(test.loinc, test.name, test)]):
@@ -674,6 +759,15 @@ class _Batch:
                 self.signoffs.append(record.NewEntry("result_signoff", patient_id, {
                     "result_id": result_id, "comment": None}, encounter_id, signed, _uuid(rng),
                     recorded_at=self.recorded(signed, encounter_id)))
+        if study is None:
+            return
+        if ordered_at > self.now - IMAGING_STAGED_FOR:  # staged with the facility's others once all are drawn
+            self.staged.append(_Study(ordered_at, order_id, patient_id, encounter_id, study, reported,
+                                      self.entries[entries:], self.signoffs[signoffs:]))
+            del self.entries[entries:], self.signoffs[signoffs:]
+            return
+        self.entries.append(performed(study, patient_id, order_id, encounter_id, ordered_at + (
+            reported - ordered_at) * study.uniform(0.1, 0.6), self.now))
 
     # -- writing -----------------------------------------------------------------------------------------
 

@@ -10,7 +10,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from appliance.layers.clinical import access, chart, delivery, immunization, service
-from appliance.layers.clinical.demo import demo_principal, discharge_time, generate_demo_population
+from appliance.layers.clinical.demo import (
+    IMAGING_STAGED_FOR,
+    demo_principal,
+    discharge_time,
+    generate_demo_population,
+)
 from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.operations.demo import NEWBORN_ALONGSIDE, generate_operations_demo
 from appliance.substrate.age import months_on
@@ -243,3 +248,34 @@ def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered
                                 role="nurse", ward=ward, ward_scoped=True)
             assert access.has_care_relationship(conn, midwife, baby_id)
     assert NEWBORN_ALONGSIDE == delivery.BORN_HERE  # the operations layer reads the clinical layer's reason by value
+
+
+def test_imaging_orders_have_an_indication_their_study_performed_and_the_newest_each_worklist_state(
+        db: Database, tenant_factory):
+    """Every imaging order of the demo says why it was asked for and has its study performed before its report;
+    of the last days' orders the newest awaits its study, the next is performed and waiting for its report, the
+    next is reported and waiting for the clinician's sign-off, so the imaging worklist shows each state."""
+    config = tenant_factory(slug="demo_imaging", **CLINICAL_CONFIG,
+                            wards=[{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 20}])
+    counts = generate_demo_population(db, config.slug, seed=4, patients=100, as_of=AS_OF)
+    with db.tenant(config.slug) as conn:
+        orders = conn.execute(sa.text("""
+            SELECT o.id, o.occurred_at AS ordered_at, sr.clinical_info,
+                   (SELECT array_agg(p.occurred_at) FROM specimen_receipt r JOIN entry p ON p.id = r.entry_id
+                     WHERE r.service_request_id = o.id AND p.kind = 'imaging_performed') AS performed,
+                   (SELECT min(re.occurred_at) FROM result v JOIN entry re ON re.id = v.entry_id
+                     WHERE v.service_request_id = o.id) AS reported,
+                   (SELECT count(*) FROM result v JOIN result_signoff so ON so.result_id = v.entry_id
+                     WHERE v.service_request_id = o.id) AS signed
+            FROM entry o JOIN service_request sr ON sr.entry_id = o.id WHERE sr.category = 'imaging'
+            ORDER BY o.occurred_at DESC, o.id DESC""")).all()
+    assert len(orders) > 20 and all(o.clinical_info for o in orders)
+    assert counts["imaging_performed"] == sum(len(o.performed or []) for o in orders)
+    for o in orders:  # one study, after the order, before its report and the demo's moment
+        assert o.performed is None or (len(o.performed) == 1 and o.ordered_at <= o.performed[0] <= END
+                                       and (o.reported is None or o.performed[0] <= o.reported)), o
+        assert o.reported is None or o.performed, o  # nothing reported that was not performed
+    states = {"awaiting_study" if not o.performed else "performed" if o.reported is None
+              else "reported" if o.signed == 0 else "signed_off"
+              for o in orders if o.ordered_at > END - IMAGING_STAGED_FOR}
+    assert states >= {"awaiting_study", "performed", "reported"}, states
