@@ -84,8 +84,16 @@ BIRTH_COUNTS = ("deliveries", "caesarean", "live_births", "stillbirths", "fresh_
                 "low_birth_weight")
 # Sex as DHIS2 category options; "other" and "unknown" are one option, as small as they are.
 SEXES: tuple[tuple[str, str], ...] = (("F", "female"), ("M", "male"), ("U", "other or unknown"))
-_SEX_OF = {"female": "F", "male": "M"}
+SEX_CODE = {"female": "F", "male": "M"}  # a cell's sex; anything else is "U"
 _CATEGORY = re.compile(r"^[A-Z][0-9]{2}$")
+
+
+def category_range(text: str) -> tuple[str, str] | None:
+    """An ICD-10 category range as policies write it ("B50-B54", or one category "A00"), or None if it is not one:
+    the one reading of it for the indicators and the notifiable diseases."""
+    low, _, high = text.partition("-")
+    high = high or low
+    return (low, high) if _CATEGORY.fullmatch(low) and _CATEGORY.fullmatch(high) and low <= high else None
 _VACCINE = re.compile(r"^[A-Z][A-Z0-9_]{0,19}$")  # a vaccine code of policies/immunization.toml
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -186,11 +194,10 @@ def _indicator(item: dict) -> Indicator:
         return _immunization_indicator(item)
     ranges = []
     for text in item["icd10"]:
-        low, _, high = text.partition("-")
-        high = high or low
-        if not (_CATEGORY.fullmatch(low) and _CATEGORY.fullmatch(high) and low <= high):
+        found = category_range(text)
+        if found is None:
             raise ValueError(f"indicator {item['id']!r}: {text!r} is not an ICD-10 category range such as B50-B54")
-        ranges.append((low, high))
+        ranges.append(found)
     return Indicator(item["id"], item["name"], item["dhis2"], source, icd10=tuple(ranges))
 
 
@@ -443,7 +450,7 @@ GROUP BY 1, 2, 3
 """
 
 
-def _ranges(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
+def range_values(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
     """The VALUES rows of (indicator, low, high) category ranges, their values added to `params`."""
     for n, (what, low, high) in enumerate(wanted):
         params |= {f"{prefix}what{n}": what, f"{prefix}low{n}": low, f"{prefix}high{n}": high}
@@ -480,10 +487,10 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
         found = [(by_class.get(row.what, []), row)
                  for row in conn.execute(sa.text(_ENCOUNTERS), {**params, "born_here": BORN_HERE})] if by_class else []
         if wanted:
-            values = _ranges(wanted, params, "")
+            values = range_values(wanted, params, "")
             found += [([row.what], row) for row in conn.execute(sa.text(_DIAGNOSES.format(wanted=values)), params)]
         if died_of:
-            values = _ranges(died_of, params, "died_")
+            values = range_values(died_of, params, "died_")
             found += [([row.what], row) for row in conn.execute(sa.text(_DEATHS.format(wanted=values)), params)]
         if doses:
             values = _doses_wanted(doses, params)
@@ -496,7 +503,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             found += [(by_finding.get(row.what, []), row)
                       for row in conn.execute(sa.text(_SCREENINGS), params | SCREENING_CUTOFFS)]
         for ids, row in found:
-            cell = (_SEX_OF.get(row.sex, "U"), definitions.band_of(row.years))
+            cell = (SEX_CODE.get(row.sex, "U"), definitions.band_of(row.years))
             for indicator_id in ids:
                 counts[indicator_id][cell] = counts[indicator_id].get(cell, 0) + row.n
         audit.append(conn, tenant=slug, principal=None, event_type="national.count", action="R",

@@ -40,7 +40,7 @@ from appliance.national import indicators
 
 # The indicators' own ICD-10 category pattern, VALUES builder and sex categories: one way to read a diagnosis's
 # range and a patient's sex into the ministry's categories.
-from appliance.national.indicators import _CATEGORY, _SEX_OF, _ranges
+from appliance.national.indicators import SEX_CODE, category_range, range_values
 from appliance.substrate import audit
 from appliance.substrate.db import Database, control_metadata
 from appliance.substrate.principal import Principal
@@ -121,11 +121,10 @@ def _disease(path: Path, n: int, item: object) -> Disease:
         raise refuse("icd10", "must list ICD-10 category ranges, such as [\"A00\"] or [\"B50-B54\"]")
     ranges = []
     for text in codes:
-        low, _, high = str(text).partition("-")
-        high = high or low
-        if not (_CATEGORY.fullmatch(low) and _CATEGORY.fullmatch(high) and low <= high):
+        found = category_range(str(text))
+        if found is None:
             raise refuse("icd10", f"{text!r} is not an ICD-10 category range such as A98-A99")
-        ranges.append((low, high))
+        ranges.append(found)
     alert = item.get("alert_cases")
     if item["reporting"] == "immediate" and alert is not None:
         raise refuse("alert_cases", "is for weekly diseases; an immediately notifiable disease alerts at one case")
@@ -237,14 +236,14 @@ def cases_at(db: Database, slug: str, timezone: str, weeks: list[Week], diseases
     start, _ = weeks[0].bounds(timezone)
     _, end = weeks[-1].bounds(timezone)
     params = {"tz": timezone, "start": start, "end": end}
-    wanted = _ranges([(d.id, low, high) for d in diseases for low, high in d.icd10], params, "")
+    wanted = range_values([(d.id, low, high) for d in diseases for low, high in d.icd10], params, "")
     with db.tenant(slug) as conn:
         rows = conn.execute(sa.text(_CASES.format(wanted=wanted)), params).all()
         audit.append(conn, tenant=slug, principal=None, event_type="national.surveillance.read", action="R",
                      detail={"weeks": [weeks[0].value, weeks[-1].value], "diseases": [d.id for d in diseases],
                              "cases": len(rows)})
     return sorted((Case(slug, row.what, Week.containing(row.diagnosed_on), row.diagnosed_on, row.code,
-                        _SEX_OF.get(row.sex, "U"), definitions.band_of(row.years)) for row in rows),
+                        SEX_CODE.get(row.sex, "U"), definitions.band_of(row.years)) for row in rows),
                   key=lambda case: (case.diagnosed_on, case.disease, case.code))
 
 
