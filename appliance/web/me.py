@@ -1,8 +1,8 @@
 """The patient portal, `/me`: a patient's own record from every facility that holds one (allergies,
 problems, medicines, results a clinician has reviewed as the release rules let them show — some later,
-some only once a clinician has given them in person, `policies/release.toml` — visits, appointments to
-come, bills), and who opened it — each access from the facilities' audit trails, break-the-glass
-marked with its stated reason.
+some only once a clinician has given them in person, `policies/release.toml` — a mother's deliveries (as the
+release rules' `[delivery]` lets them show), visits, appointments to come, bills), and who opened it — each
+access from the facilities' audit trails, break-the-glass marked with its stated reason.
 
 A patient signs in to an account linked to their one-identity subject; the pages take no patient id,
 so there is nothing to guess: the subject comes from the session alone. Each facility's part is read in
@@ -32,7 +32,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
-from appliance.layers.clinical import chart, discharge, referral
+from appliance.layers.clinical import chart, delivery, discharge, referral
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.financial import service as financial
@@ -63,6 +63,11 @@ BILLS_READ = 10_000
 # Days of the access log a page shows; each day is said in a few lines, and lists its every access on its own page.
 ACCESS_DAYS_SHOWN = 7
 MARKS = ("HH", "LL", "H", "L", "A")  # the result flags that say "outside the usual", gravest first
+# A delivery in a mother's words: how she gave birth, and each baby (fresh or macerated is the clinicians' reading).
+BIRTH_MODES = {"spontaneous_vaginal": "vaginal birth", "assisted_vaginal": "vaginal birth helped by vacuum or forceps",
+               "caesarean": "caesarean section", "breech_vaginal": "vaginal birth, bottom or feet first (breech)"}
+BABY_OUTCOMES = {"live_birth": "born alive", "fresh_stillbirth": "stillborn", "macerated_stillbirth": "stillborn"}
+BABY_SEXES = {"female": "a girl", "male": "a boy", "unknown": "sex not told at birth"}
 
 
 def _facility_records(state: State, request: Request, *, export: bool = False) -> list[dict]:
@@ -83,6 +88,10 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
             wards = ward_names(conn) if discharges else {}
             # Where this facility referred them, when, and where it stands: not the letter, which is the clinicians'.
             referrals = referral.sent(conn, request.user, holding.patient_id)
+            # Her deliveries, as corrected since (the read noted as her own where she has any: a man's log says
+            # nothing of births).
+            births = delivery.deliveries(conn, request.user, holding.patient_id, noting_none=False) \
+                if state.release_rules.deliveries_shown else []
             if export:
                 audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
                              action="E", patient_id=holding.patient_id)
@@ -104,7 +113,7 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
                         "marked": marked,
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards,
-                        "referrals": referrals})
+                        "referrals": referrals, "deliveries": births})
     return records
 
 
@@ -113,6 +122,7 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
 def record_page(request: Request, state: State) -> Template:
     return Template("me.html", context={
         "principal": request.user, "records": _facility_records(state, request), "tab": "record", "flags": FLAGS,
+        "birth_modes": BIRTH_MODES, "baby_outcomes": BABY_OUTCOMES, "baby_sexes": BABY_SEXES,
         "encounter_classes": ENCOUNTER_CLASSES, "result_value": result_value, "reference_range": reference_range,
         "is_abnormal": is_abnormal, "number": number, "money": format_money,
         "referral_states": referral.STATUS_FOR_PATIENT})
@@ -186,6 +196,11 @@ def _as_file(record: dict) -> dict:
         "visits": [{"on": clock.iso(e["started_at"] or e["planned_for"]),
                     "kind": ENCOUNTER_CLASSES.get(e["encounter_class"], e["encounter_class"]), "status": e["status"]}
                    for e in s["encounters"]],
+        "deliveries": [{
+            "born": clock.iso(d["born_at"]), "how": BIRTH_MODES[d["mode"]],
+            "weeks_pregnant": f"{d['gestation_weeks']}+{d['gestation_days']}",
+            "babies": [{"baby": b["number"], "born": BABY_OUTCOMES[b["outcome"]], "sex": BABY_SEXES[b["sex"]],
+                        "weight_g": b["weight_g"]} for b in d["babies"]]} for d in record["deliveries"]],
         "discharge_summaries": [{
             "admitted": clock.iso(d["stay"]["started_at"]), "discharged": clock.iso(d["stay"]["ended_at"]) or None,
             "ward": record["wards"].get(d["stay"]["ward_code"], d["stay"]["ward_code"]),

@@ -11,7 +11,8 @@ name or its value — so a screen read over the patient's shoulder tells nothing
 
 Vaccinations are decided apart (`[immunization]`): shown on the patient's vaccination card at once, or not
 at all (`IMMUNIZATION_RELEASES`); no review stands between a dose and the card, as none stands between a
-dose and the paper card the nurse fills in.
+dose and the paper card the nurse fills in. So are a mother's deliveries (`[delivery]`): on her record at once, or
+not at all; she was there, and nothing in a delivery waits on a clinician's reading.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from appliance.substrate.tenant_config import loinc_check_digit_ok
 
 RELEASES = ("after_review", "in_person")
 IMMUNIZATION_RELEASES = ("at_once", "not_shown")
+DELIVERY_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 _RULE_ID = re.compile(r"^REL-\d{3}$")
 _LOINC = re.compile(r"^\d{1,7}-\d$")
 
@@ -48,10 +50,15 @@ class ReleaseRules:
     default: ReleaseRule
     rules: tuple[ReleaseRule, ...]
     immunizations: str = "at_once"  # one of IMMUNIZATION_RELEASES
+    deliveries: str = "at_once"  # one of DELIVERY_RELEASES
 
     @property
     def immunizations_shown(self) -> bool:
         return self.immunizations == "at_once"
+
+    @property
+    def deliveries_shown(self) -> bool:
+        return self.deliveries == "at_once"
 
     def rule_for(self, code: str) -> ReleaseRule:
         return next((rule for rule in self.rules if code in rule.loinc), self.default)
@@ -104,12 +111,16 @@ def load_release_rules(path: Path) -> ReleaseRules:
     ids = [rule.id for rule in rules]
     if len(set(ids)) != len(ids):
         raise ReleasePolicyError(f"{path}: rule ids must be unique")
-    vaccinations = data.get("immunization", {"release": "at_once"})
-    if not isinstance(vaccinations, dict) or vaccinations.get("release") not in IMMUNIZATION_RELEASES \
-            or set(vaccinations) != {"release"}:
-        raise ReleasePolicyError(f"{path} [immunization]: release is one of {', '.join(IMMUNIZATION_RELEASES)}, "
-                                 "and nothing else")
-    return ReleaseRules(default, rules, vaccinations["release"])
+    return ReleaseRules(default, rules, _shown_or_not(data, "immunization", IMMUNIZATION_RELEASES, path),
+                        _shown_or_not(data, "delivery", DELIVERY_RELEASES, path))
+
+
+def _shown_or_not(data: dict, table: str, releases: tuple[str, ...], path: Path) -> str:
+    """The release of a table that shows its entries at once or never (at once where the file names none)."""
+    found = data.get(table, {"release": "at_once"})
+    if not isinstance(found, dict) or found.get("release") not in releases or set(found) != {"release"}:
+        raise ReleasePolicyError(f"{path} [{table}]: release is one of {', '.join(releases)}, and nothing else")
+    return found["release"]
 
 
 def release(results: list[dict], rules: ReleaseRules, now: dt.datetime) -> Released:
