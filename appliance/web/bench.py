@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from litestar import Response
 from litestar.response import Template
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from appliance.substrate.record import RecordError
 from appliance.web import portal
@@ -55,6 +55,16 @@ class BenchPage:
             return self.render(request, tenant, state, status=exc.status, refusal=sentence(exc.detail), form=form,
                                values=values, errors={field: sentence(exc.detail)} if field else {})
         return see_other(request, f"/t/{tenant}{self.path}?done={done}" + (f"&state={state}" if state else ""))
+
+    def undo(self, request: Asking, tenant: str, values: dict, schema: type[BaseModel], act: Callable, done: str, *,
+             form: str) -> Response:
+        """A form undoing the department's act (a specimen rejected, 'performed' withdrawn), whose one field is the
+        reason, validated by `schema`: refused beside it, else `act(conn, reason)` as `act` above does."""
+        try:
+            asked = schema.model_validate({"reason": values.get("reason") or ""})
+        except ValidationError as exc:
+            return self.refused_fields(request, tenant, exc, form=form, values=values)
+        return self.act(request, tenant, lambda conn: act(conn, asked.reason), done, form=form, values=values)
 
     def refused_fields(self, request: Asking, tenant: str, exc: ValidationError, *, form: str,
                        values: dict) -> Template:

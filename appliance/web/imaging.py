@@ -123,15 +123,10 @@ def _beside_time(exc) -> str | None:
       opt={"permission": "clinical.imaging.perform"}, sync_to_thread=True, include_in_schema=False)
 def performed_in_error(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
     """'Performed' recorded on the wrong order: why, beside the field; the order awaits its study again."""
-    values = form_values(data)
-    form = f"unperform-{order_id}"
-    try:
-        asked = StudyPerformedInErrorIn.model_validate({"reason": values.get("reason") or ""})
-    except ValidationError as exc:
-        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
-    return PAGE.act(request, tenant, lambda conn: imaging.performed_in_error(
-        conn, request.user, order_id, reason=asked.reason, today=facility_today(request, tenant)),
-                    "performed-withdrawn", form=form, values=values)
+    return PAGE.undo(request, tenant, form_values(data), StudyPerformedInErrorIn,
+                     lambda conn, reason: imaging.performed_in_error(
+                         conn, request.user, order_id, reason=reason, today=facility_today(request, tenant)),
+                     "performed-withdrawn", form=f"unperform-{order_id}")
 
 
 def _beside_impression(exc) -> str | None:

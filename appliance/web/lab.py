@@ -92,15 +92,9 @@ def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Re
       opt={"permission": "clinical.lab.receive"}, sync_to_thread=True, include_in_schema=False)
 def reject(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
     """The specimen cannot be tested: why, beside the field; the ward is asked for another."""
-    values = form_values(data)
-    form = f"reject-{order_id}"
-    try:
-        asked = SpecimenRejectionIn.model_validate({"reason": values.get("reason") or ""})
-    except ValidationError as exc:
-        return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
-    return PAGE.act(request, tenant, lambda conn: lab.reject_specimen(
-        conn, request.user, order_id, reason=asked.reason, today=facility_today(request, tenant)),
-                    "specimen-rejected", form=form, values=values)
+    return PAGE.undo(request, tenant, form_values(data), SpecimenRejectionIn, lambda conn, reason: lab.reject_specimen(
+        conn, request.user, order_id, reason=reason, today=facility_today(request, tenant)),
+                     "specimen-rejected", form=f"reject-{order_id}")
 
 
 @post("/lab/orders/{order_id:uuid}/results", operation_id="PortalLabEnterResults",
