@@ -1,6 +1,6 @@
 """The tenant portal's birth pages: "Record delivery" from the mother's chart (a form a midwife fills on a
 phone: the babies after the first behind a disclosure, no script), the delivery with a link to each live-born
-baby's chart, and its correction with a reason.
+baby's chart, its correction with a reason, and its withdrawal (entered in error, recorded on the wrong woman).
 
 It keeps the portal's rules (see `portal.py`): each route declares the permission the API declares for the same
 act (`clinical.delivery.read`, `clinical.delivery.write`); patient pages pass the care-relationship guard; the
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from appliance.layers.clinical import delivery
 from appliance.layers.clinical.delivery_routes import record
-from appliance.layers.clinical.schemas import DeliveryCorrection, DeliveryIn
+from appliance.layers.clinical.schemas import DeliveryCorrection, DeliveryEnteredInError, DeliveryIn
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
@@ -50,6 +50,8 @@ portal.NOTICES.update({
     "delivery-recorded": "Delivery recorded. Each baby born alive is registered here as a patient, its birth weight "
                          "on its chart.",
     "delivery-corrected": "Delivery corrected; the previous version stays in its history.",
+    "delivery-withdrawn": "Delivery marked entered in error, with your reason; it stays in its history. "
+                          + delivery.NEXT_STEPS,
 })
 
 
@@ -181,20 +183,47 @@ def _found(request: Asking, tenant: str, patient_id: uuid.UUID, delivery_id: uui
         return delivery.get_delivery(conn, request.user, patient_id, delivery_id)
 
 
-@get(PATIENT + "/deliveries/{delivery_id:uuid}", operation_id="PortalDelivery",
-     opt={"permission": "clinical.delivery.read"}, sync_to_thread=True, include_in_schema=False)
-def delivery_page(request: Asking, tenant: Tenant, patient_id: Id, delivery_id: Id) -> Template:
-    """The delivery as recorded: the birth, the mother's blood loss, and each baby, a live-born one linked to its
-    chart."""
+def _delivery_page(request: Asking, tenant: str, patient_id: uuid.UUID, delivery_id: uuid.UUID, *, status: int = 200,
+                   values: dict | None = None, errors: dict | None = None) -> Template:
     principal: Principal = request.user
     db: Database = request.app.state.db
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         found = delivery.get_delivery(conn, principal, patient_id, delivery_id)
-    return page(request, "delivery.html", active="patients", patient_id=patient_id, tab="summary", **top,
-                delivery=found, names=people_named(db, {found["author_id"]}), modes=delivery.MODES,
+    return page(request, "delivery.html", status=status, active="patients", patient_id=patient_id, tab="summary",
+                **top, delivery=found, names=people_named(db, {found["author_id"]}), modes=delivery.MODES,
                 outcomes=delivery.OUTCOMES, sexes=delivery.SEXES, resuscitations=delivery.RESUSCITATIONS,
-                uterotonics=delivery.UTEROTONICS, **HELPERS)
+                uterotonics=delivery.UTEROTONICS, values=values or {}, errors=errors or {}, **HELPERS)
+
+
+@get(PATIENT + "/deliveries/{delivery_id:uuid}", operation_id="PortalDelivery",
+     opt={"permission": "clinical.delivery.read"}, sync_to_thread=True, include_in_schema=False)
+def delivery_page(request: Asking, tenant: Tenant, patient_id: Id, delivery_id: Id) -> Template:
+    """The delivery as recorded: the birth, the mother's blood loss, and each baby, a live-born one linked to its
+    chart."""
+    return _delivery_page(request, tenant, patient_id, delivery_id)
+
+
+@post(PATIENT + "/deliveries/{delivery_id:uuid}/entered-in-error", operation_id="PortalWithdrawDelivery",
+      opt={"permission": "clinical.delivery.write"}, sync_to_thread=True, include_in_schema=False)
+def withdraw(request: Asking, tenant: Tenant, patient_id: Id, delivery_id: Id, data: FormData) -> Response | Template:
+    """Mark the delivery entered in error (recorded on the wrong woman, or twice), with a reason, as the API's
+    route does; the chart then says what becomes of the babies' charts and what to do next."""
+    values = form_values(data)
+    try:
+        reason = DeliveryEnteredInError.model_validate({"reason": values.get("reason") or ""}).reason
+        with request.app.state.db.tenant(tenant) as conn:
+            delivery.enter_in_error(conn, request.user, patient_id, delivery_id, reason)
+    except ValidationError:
+        error = "Say why the delivery is entered in error (at least 3 characters)."
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        error = template_message(exc.detail)
+    else:
+        return see_other(request, f"/t/{tenant}/patients/{patient_id}/chart?done=delivery-withdrawn")
+    return _delivery_page(request, tenant, patient_id, delivery_id, status=422, values=values,
+                          errors={"reason": error})
 
 
 @get(PATIENT + "/deliveries/{delivery_id:uuid}/correction", operation_id="PortalDeliveryCorrectionForm",
@@ -227,7 +256,7 @@ def correct(request: Asking, tenant: Tenant, patient_id: Id, delivery_id: Id, da
     return _write(request, tenant, patient_id, values, done="delivery-corrected", correcting=current, act=act)
 
 
-ROUTES = [delivery_form, record_delivery, delivery_page, correction_form, correct]
+ROUTES = [delivery_form, record_delivery, delivery_page, correction_form, correct, withdraw]
 
 delivery_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                          guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -139,3 +139,32 @@ def test_a_guessed_delivery_or_another_mothers_is_not_found(signed_in, db, facil
         assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'delivery'")).scalar() >= 1
         assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'delivery' AND supersedes IS NOT NULL "
                                     "AND patient_id = :p"), {"p": mother}).scalar() == 0
+
+
+def test_a_delivery_on_the_wrong_woman_is_marked_entered_in_error_from_its_page(signed_in, db, facility, author):
+    wrong, other = admitted(db, facility.slug, author, family_name="Mutua"), admitted(db, facility.slug, author)
+    midwife = signed_in("nurse", facility.slug)
+    chart, elsewhere = (f"/t/{facility.slug}/patients/{p}" for p in (wrong, other))
+    typed = {"born_on": (dt.date.today() - dt.timedelta(days=1)).isoformat(), "born_time": "05:00",
+             "gestation_weeks": "39", "mode": "spontaneous_vaginal", "blood_loss_ml": "300", "uterotonic": "oxytocin",
+             "b0_outcome": "live_birth", "b0_sex": "male", "b0_weight_g": "3300", "b0_apgar_1": "8", "b0_apgar_5": "9"}
+    done = post_form(midwife, f"{chart}/deliveries/new", f"{chart}/deliveries", typed)
+    assert done.status_code == 303, done.text
+    location = done.headers["location"].split("?")[0]
+    delivery_id = location.rsplit("/", 1)[1]
+    shown = midwife.get(location)
+    assert 'id="delivery-withdraw"' in shown.text and 'name="_csrf_token"' in shown.text
+    no_inline_script(shown.text)
+    # Without a reason: refused beside the field, nothing written. A guessed id, another woman's address: 404.
+    unexplained = post_form(midwife, location, f"{location}/entered-in-error", {"reason": ""})
+    assert unexplained.status_code == 422 and "Say why the delivery is entered in error" in unexplained.text
+    for wrong_address in (f"{chart}/deliveries/{uuid.uuid4()}", f"{elsewhere}/deliveries/{delivery_id}"):
+        assert post_form(midwife, location, f"{wrong_address}/entered-in-error",
+                         {"reason": "a guess"}).status_code == 404
+    assert midwife.get(location).status_code == 200
+    withdrawn = post_form(midwife, location, f"{location}/entered-in-error",
+                          {"reason": "recorded on the woman in the next bed"})
+    assert withdrawn.status_code == 303 and "delivery-withdrawn" in withdrawn.headers["location"]
+    notice = midwife.get(withdrawn.headers["location"]).text
+    assert "Delivery marked entered in error" in notice and "naming each baby" in notice
+    assert midwife.get(location).status_code == 404  # in force no more

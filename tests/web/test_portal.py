@@ -895,7 +895,8 @@ FORMS += ["/patients/{pid}/fluids"]
 # recording, the babies' charts and refusals with real ids are in tests/web/test_delivery_pages.py.
 PAGES += ["/patients/{pid}/deliveries/new", "/patients/{pid}/deliveries/{any}",
           "/patients/{pid}/deliveries/{any}/correction"]
-FORMS += ["/patients/{pid}/deliveries", "/patients/{pid}/deliveries/{any}/correction"]
+FORMS += ["/patients/{pid}/deliveries", "/patients/{pid}/deliveries/{any}/correction",
+          "/patients/{pid}/deliveries/{any}/entered-in-error"]
 
 # The operating theatre (appliance/web/theatre.py): the day's list and a case's page with its checklist, moves and
 # operation note, and "Book surgery" from the chart; booking, the checklist's gate, the note and refusals with real
