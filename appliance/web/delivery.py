@@ -69,7 +69,10 @@ portal.TIMELINE_SOURCES.append(portal.TimelineSource("clinical", "delivery", "De
 
 MAX_BABIES = 4
 _BABY_FIELD = re.compile(r"^babies\.(\d+)\.(\w+)$")
-_BABY_KEYS = ("outcome", "sex", "weight_g", "apgar_1", "apgar_5", "resuscitation")
+_BABY_KEYS = ("outcome", "sex", "weight_g", "apgar_1", "apgar_5", "resuscitation", "patient_id")
+# How far back the form offers babies' charts left born to no one (a delivery on the wrong woman is found out in
+# days, not months).
+UNLINKED_SINCE = dt.timedelta(days=42)
 # Pydantic's locations of the form's fields where their names differ.
 _RENAMED = {("born_at",): "born_on", **{("babies", n, key): f"b{n}_{key}" for n in range(MAX_BABIES)
                                        for key in _BABY_KEYS}}
@@ -106,6 +109,7 @@ def _body(values: dict, clock: Clock) -> tuple[dict, dict[str, str]]:
     babies = [{key: values.get(f"b{n}_{key}") for key in _BABY_KEYS} for n in range(_how_many(values))]
     for baby in babies:
         baby["resuscitation"] = baby["resuscitation"] or "none"
+        baby["patient_id"] = baby["patient_id"] or None
     body = {"born_at": born_at, "gestation_weeks": values.get("gestation_weeks"),
             "gestation_days": values.get("gestation_days") or 0, "mode": values.get("mode"), "babies": babies,
             "blood_loss_ml": values.get("blood_loss_ml"), "uterotonic": values.get("uterotonic")}
@@ -125,6 +129,11 @@ def _values_of(found: dict, clock: Clock) -> dict:
     return values
 
 
+def _chart_label(chart: dict, clock: Clock) -> str:
+    sex, born = delivery.SEXES.get(chart["sex"], chart["sex"]).lower(), clock.day(chart["birth_date"])
+    return f"{chart['mrn']} · {chart['given_names']} {chart['family_name']}, {sex}, born {born}"
+
+
 def _form_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
                errors: dict | None = None, correcting: dict | None = None) -> Template:
     principal: Principal = request.user
@@ -132,6 +141,9 @@ def _form_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: i
     clock = Clock(facility_of(db, tenant).timezone)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
+        # A delivery marked entered in error on another woman left these babies' charts: the form names them.
+        unlinked = [] if correcting is not None else delivery.unlinked_charts(conn, principal,
+                                                                               clock.today - UNLINKED_SINCE)
     if correcting is not None and values is None:
         values = _values_of(correcting, clock)
     values = values or {"born_on": clock.today.isoformat(), "number_of_babies": "1", "gestation_days": "0"}
@@ -139,7 +151,7 @@ def _form_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: i
                 tab="summary", **top, values=values, errors=errors or {}, correcting=correcting,
                 babies=range(MAX_BABIES), shown=_how_many(values), modes=delivery.MODES, outcomes=delivery.OUTCOMES,
                 sexes=delivery.SEXES, resuscitations=delivery.RESUSCITATIONS, uterotonics=delivery.UTEROTONICS,
-                **HELPERS)
+                unlinked=[(str(c["id"]), _chart_label(c, clock)) for c in unlinked], **HELPERS)
 
 
 @get(PATIENT + "/deliveries/new", operation_id="PortalDeliveryForm", opt={"permission": "clinical.delivery.write"},

@@ -168,3 +168,18 @@ def test_a_delivery_on_the_wrong_woman_is_marked_entered_in_error_from_its_page(
     notice = midwife.get(withdrawn.headers["location"]).text
     assert "Delivery marked entered in error" in notice and "naming each baby" in notice
     assert midwife.get(location).status_code == 404  # in force no more
+    # The right mother's Record delivery offers the baby's chart: named, the baby is linked to her, not registered
+    # twice, and its chart says born to her.
+    with db.tenant(facility.slug) as conn:
+        baby = conn.execute(sa.text("SELECT id FROM patient WHERE family_name = 'Mutua' AND given_names = 'Baby of'"
+                                    )).scalar()
+    form = midwife.get(f"{elsewhere}/deliveries/new")
+    assert f'value="{baby}"' in form.text and "Already has a chart here?" in form.text
+    before = patients(db, facility.slug)
+    linked = post_form(midwife, f"{elsewhere}/deliveries/new", f"{elsewhere}/deliveries",
+                       {**typed, "b0_patient_id": str(baby)})
+    assert linked.status_code == 303, linked.text
+    assert patients(db, facility.slug) == before
+    babys = midwife.get(f"/t/{facility.slug}/patients/{baby}/chart")
+    assert babys.status_code == 200 and 'id="born-to"' in babys.text and "Esther Kamau" in babys.text
+    assert f'value="{baby}"' not in midwife.get(f"{chart}/deliveries/new").text  # linked now: offered no more

@@ -173,6 +173,26 @@ def _unlinked(conn: Connection, baby_id: uuid.UUID) -> dict | None:
     return next(b for b in named[0].babies if b["patient_id"] == str(baby_id))
 
 
+def unlinked_charts(conn: Connection, principal: Principal, born_since: dt.date) -> list[dict]:
+    """The babies' charts born since `born_since` that a delivery entered in error left born to no one, to be
+    named when the delivery is recorded on the right mother (the form's choice); each listed chart's read noted."""
+    withdrawn = entry.alias("withdrawn")
+    named = conn.execute(
+        sa.select(delivery.c.babies).select_from(entry.join(delivery, delivery.c.entry_id == entry.c.id))
+        .where(_local_day(delivery.c.born_at) >= born_since, sa.exists().where(
+            withdrawn.c.root_id == entry.c.root_id, withdrawn.c.status == "entered_in_error"))).scalars()
+    candidates = {uuid.UUID(b["patient_id"]) for babies in named for b in babies if b["patient_id"]}
+    charts = [baby_id for baby_id in sorted(candidates) if _unlinked(conn, baby_id) is not None]
+    if not charts:
+        return []
+    rows = conn.execute(sa.select(patient.c.id, patient.c.mrn, patient.c.given_names, patient.c.family_name,
+                                  patient.c.sex, patient.c.birth_date).where(patient.c.id.in_(charts))
+                        .order_by(patient.c.birth_date.desc(), patient.c.mrn)).mappings().all()
+    for row in rows:
+        note_access(conn, principal, "read", row["id"], "patient", [row["id"]])
+    return [dict(row) for row in rows]
+
+
 def _refuse_linking(conn: Connection, n: int, baby, born_on: dt.date) -> None:
     which = f"babies.{n}.patient_id"
     if baby.outcome != _LIVE:
