@@ -4,10 +4,10 @@ from a projection kept by reaction (capture.py), built with this module's SQL.
 
 **Billable entries** are counted from the clinical and nursing record itself, independently of the
 charges, so a charge that is missing shows up as missing: lab and imaging orders placed (current
-version active), doses given, encounters finished, medicines the outpatient pharmacy handed over — each
-counted on the facility-local day its act happened. Each is then matched to the current charge that bills
-it (none: *missing*; without a price: *unpriced*; priced and posted the same local day: *same day*; first
-priced on a later day: *late*).
+version active), doses given, encounters finished, medicines the outpatient pharmacy handed over, operations
+completed — each counted on the facility-local day its act happened (an operation's is its completion, not its
+booking). Each is then matched to the current charge that bills it (none: *missing*; without a price:
+*unpriced*; priced and posted the same local day: *same day*; first priced on a later day: *late*).
 Bed-days are charged by the census accrual and have no clinical entry of their own on the day; they
 appear in the charge totals, not in the entry count.
 
@@ -86,12 +86,25 @@ _SOURCES = {
     "dispense": _VERSIONED.format(
         first="e.id", what="(SELECT i.drug FROM pharmacy_item i WHERE i.id = d.item_id) || ' (dispensed)'",
         table="dispense", kind="dispense", department="'PHARMACY'", billable="TRUE", where="{where}"),
+    # An operation (the clinical layer's theatre case) is billable once completed (its current version), and its
+    # care happened when it was completed: a case is booked days ahead, so it is dated by its completion
+    # (`ended_at`, the time its charge bills) for the window and the same-day rule, not by its first version as
+    # the sources above are. Read as a table `e` whose `occurred_at` is that time, so the statement's conditions
+    # on `e` apply unchanged; a case entered in error is no longer billable.
+    "surgery": """
+        SELECT e.id AS root_id, e.entry_id, e.kind, e.patient_id, e.occurred_at, e.what, 'THEATRE' AS department
+        FROM (SELECT cur.root_id AS id, cur.id AS entry_id, cur.kind, cur.patient_id, d.ended_at AS occurred_at,
+                     d.procedure AS what
+              FROM entry cur JOIN surgery d ON d.entry_id = cur.id
+              WHERE cur.kind = 'surgery' AND d.status = 'completed' AND cur.status <> 'entered_in_error'
+                AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id)) e
+        WHERE {where}""",
 }
 # The departments above are the defaults of charges.DEFAULT_DEPARTMENTS and CONSULTATION_DEPARTMENTS
 # (tests/layers/financial/test_reports.py holds them equal); a charge's own department wins.
-BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "dispense")
+BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "dispense", "surgery")
 _TABLE_OF = {"service_request": "service_request", "medication_administration": "medication_administration",
-             "encounter_status": "encounter_status_change", "dispense": "dispense"}
+             "encounter_status": "encounter_status_change", "dispense": "dispense", "surgery": "surgery"}
 # When the care a charge `ch` (entry `ce`) bills was captured: when that item of that record, for that day,
 # was first charged at a price — a charge credited since included. Re-pricing it (insurance recorded after
 # the care: rebilling.py credits the charge and posts it again at the insurer's price, today) changes the
