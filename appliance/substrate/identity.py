@@ -57,6 +57,8 @@ subject = sa.Table(
     sa.Index("subject_national_id_key", "national_id", unique=True,
              postgresql_where=sa.text("national_id IS NOT NULL")),
     sa.Index("subject_demographic_key_idx", "demographic_key"),
+    # Following merges downwards (every subject merged into a person) probes this, not the whole table (c0013).
+    sa.Index("subject_merged_into_idx", "merged_into", postgresql_where=sa.text("merged_into IS NOT NULL")),
 )
 
 subject_merge = sa.Table(
