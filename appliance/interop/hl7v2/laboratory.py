@@ -23,14 +23,18 @@ from appliance.interop.hl7v2.messages import (
 from appliance.interop.hl7v2.models import hl7_placer_order
 from appliance.interop.hl7v2.patients import known_patient
 from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import ResultIn, ServiceRequestIn
-from appliance.substrate.record import note_access
+from appliance.layers.clinical.models import service_request
+from appliance.layers.clinical.schemas import FINDINGS_MAX, ImagingReportResultIn, ResultIn, ServiceRequestIn
+from appliance.substrate.record import entry, note_access
 
 PRIORITIES = {"S": "stat", "A": "urgent", "R": "routine", "": "routine"}
 RESULT_FLAGS = {"N": "N", "L": "L", "H": "H", "LL": "LL", "HH": "HH", "A": "A", "AA": "A", "<": "L", ">": "H"}
 RESULT_STATUSES = {"F": None, "C": "corrected result", "P": "preliminary result"}
 NUMERIC_TYPES = ("NM", "SN")
 TEXT_TYPES = ("ST", "TX", "FT", "CE", "CWE")
+# A laboratory result's text and note are ResultIn's 2,000 characters; an imaging order's result is a report,
+# which the imaging bench takes up to FINDINGS_MAX (ImagingReportResultIn), so a radiology system's ORU does too.
+LAB_TEXT_MAX = 2000
 
 OBR_FIELDS = {"code": (4, "universal service identifier"), "priority": (27, "priority"),
               "clinical_info": (13, "relevant clinical information"), "encounter_id": (2, "placer order number")}
@@ -133,7 +137,7 @@ def _reference_range(text: str, sequence: int) -> tuple[Decimal | None, Decimal 
                       label="reference range", value=text)
 
 
-def _observation_value(obx: hl7.Segment, sequence: int) -> Decimal | str:
+def _observation_value(obx: hl7.Segment, sequence: int, text_max: int) -> Decimal | str:
     kind = value(obx, 2).upper()
     where = {"location": ("OBX", sequence, 5), "label": "observation value"}
     if kind in NUMERIC_TYPES:
@@ -153,7 +157,7 @@ def _observation_value(obx: hl7.Segment, sequence: int) -> Decimal | str:
         text = value(obx, 5, 2) or value(obx, 5, 1) if kind in {"CE", "CWE"} else value(obx, 5)
         if not text:
             raise not_applied(REQUIRED_FIELD_MISSING, "is empty", **where)
-        return text[:2000]
+        return text[:text_max]
     readable = ", ".join(NUMERIC_TYPES + TEXT_TYPES)
     raise not_applied(TABLE_VALUE_NOT_FOUND, f"is not one this interface reads ({readable})",
                       location=("OBX", sequence, 2), label="value type", value=kind or "(empty)")
@@ -191,8 +195,23 @@ def results(act: Act) -> None:
         note_access(act.conn, act.principal, "read", patient["id"], "service_request", orders)
 
 
+def _is_imaging(act: Act, patient_id: uuid.UUID, order_id: uuid.UUID | None) -> bool:
+    """Whether the order a result answers is an imaging study (its result a report); an unknown order is
+    refused by record_result, so it is read as a laboratory one here."""
+    if order_id is None:
+        return False
+    category = act.conn.execute(
+        sa.select(service_request.c.category).select_from(
+            entry.join(service_request, service_request.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id == patient_id, sa.or_(entry.c.id == order_id, entry.c.root_id == order_id))
+        .limit(1)).scalar()
+    return category == "imaging"
+
+
 def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:
     for sequence, obx, notes, order_id in pending:
+        imaging = _is_imaging(act, patient_id, order_id)
+        text_max, schema = (FINDINGS_MAX, ImagingReportResultIn) if imaging else (LAB_TEXT_MAX, ResultIn)
         code = _loinc(obx, "OBX", sequence, 3, "observation identifier")
         status = value(obx, 11).upper() or "F"
         if status not in RESULT_STATUSES:
@@ -203,10 +222,10 @@ def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:
             raise not_applied(TABLE_VALUE_NOT_FOUND, f"is not one of {', '.join(RESULT_FLAGS)}",
                               location=("OBX", sequence, 8), label="abnormal flag", value=flag_code)
         low, high = _reference_range(value(obx, 7), sequence)
-        note = "; ".join(n for n in [RESULT_STATUSES[status], *notes] if n)[:2000] or None
+        note = "; ".join(n for n in [RESULT_STATUSES[status], *notes] if n)[:text_max] or None
         with refusals("OBX", sequence, OBX_FIELDS):
-            recorded = service.record_result(act.conn, act.principal, patient_id, ResultIn(
-                code=code, service_request_id=order_id, value=_observation_value(obx, sequence),
+            recorded = service.record_result(act.conn, act.principal, patient_id, schema(
+                code=code, service_request_id=order_id, value=_observation_value(obx, sequence, text_max),
                 unit=value(obx, 6, 1) or None, reference_low=low, reference_high=high,
                 flag=RESULT_FLAGS.get(flag_code), note=note))
         act.made("result", recorded["id"])

@@ -27,6 +27,7 @@ CATALOGUE = [
     {"loinc": "70569-9", "name": "Malaria rapid diagnostic test", "specimen": "blood",
      "choices": ["negative", "positive"], "abnormal": ["positive"]},
     {"loinc": "2345-7", "name": "Glucose", "specimen": "serum", "unit": "mmol/L", "low": 3.9, "high": 7.8},
+    {"loinc": "30799-1", "name": "CT head without contrast", "category": "imaging"},
 ]
 WARDS = [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 3},
          {"code": "ED", "name": "Emergency department", "kind": "emergency", "beds": 2}]

@@ -404,3 +404,28 @@ def test_finding_orders_by_placer_number_is_audited_once_per_message_naming_the_
     assert feed(message)[0].code == "AA"
     assert _reads(db, facility.slug, first, "record.service_request.read") == [
         {"patient": f"Patient/{patient['id']}", "ids": [str(orders[p]) for p in placers]}]
+
+
+def test_a_radiology_report_for_an_imaging_order_is_kept_whole_and_a_lab_note_still_cut_at_2000(db, facility, feed):
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    ct, blood = "CT" + secrets.token_hex(4), "ORD" + secrets.token_hex(4)
+    assert feed(orm(facility.slug, identifier, "30799-1", placer=ct))[0].code == "AA"
+    assert feed(orm(facility.slug, identifier, "58410-2", placer=blood))[0].code == "AA"
+    impression = "Acute subdural haematoma with midline shift. " * 100  # 4,500 characters
+    findings = [f"Paragraph {n:02d} of the findings. " + "x" * 1470 for n in range(12)]  # 12 x 1,500
+    [ack] = feed(oru(facility.slug, identifier, [f"OBX|1|TX|30799-1^CT head^LN||{impression}||||||F",
+                                                 *(f"NTE|{n}||{text}" for n, text in enumerate(findings, 1))],
+                     placer=ct, panel="30799-1^CT head without contrast^LN"))
+    assert ack.code == "AA", ack.text
+    [ack] = feed(oru(facility.slug, identifier, ["OBX|1|NM|718-7^Hb^LN||10.2|g/dL||||F", "NTE|1||" + "y" * 2500],
+                     placer=blood))
+    assert ack.code == "AA", ack.text
+    patient = _patient(db, facility.slug, identifier)
+    with db.tenant(facility.slug) as conn:
+        rows = {r.code: r for r in conn.execute(sa.text(
+            "SELECT r.code, r.value_text, r.note FROM result r JOIN entry e ON e.id = r.entry_id "
+            "WHERE e.patient_id = :p"), {"p": patient["id"]})}
+    assert rows["30799-1"].value_text == impression.strip()
+    assert rows["30799-1"].note == "; ".join(findings) and len(rows["30799-1"].note) > 18_000
+    assert rows["718-7"].note == "y" * 2000
