@@ -519,14 +519,18 @@ class ClinicConfig(_Strict):
     # Whether patients book their own appointments here on the patient portal (a facility that holds their
     # record); off by default: a clinic that triages its bookings (a specialist's referral list) keeps the desk.
     self_booking: bool = False
+    # Whether other facilities of the appliance refer patients to this clinic (the Refer form offers it, the API
+    # accepts it). A facility that marks none of its clinics is referred to at every one of them.
+    takes_referrals: bool = False
 
     @model_serializer(mode="wrap")
-    def _omit_default_self_booking(self, handler):
-        # Left out of the dump when off, so the clinics of every facility that does not use it keep their stored
+    def _omit_default_flags(self, handler):
+        # Left out of the dump when off, so the clinics of every facility that does not use them keep their stored
         # configuration and fingerprint (an upgrade re-applies their files as "unchanged").
         dumped = handler(self)
-        if dumped.get("self_booking") is False:
-            del dumped["self_booking"]
+        for flag in ("self_booking", "takes_referrals"):
+            if dumped.get(flag) is False:
+                del dumped[flag]
         return dumped
 
 

@@ -11,6 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from tests.layers.clinical.test_referral import CLINICS
 from tests.web.test_death_pages import no_inline_script, seen_at
 from tests.web.test_me import _portal_of
 from tests.web.test_portal import post_form
@@ -23,7 +24,7 @@ def hillview(tenant_factory):
 
 @pytest.fixture(scope="module")
 def lakeshore(tenant_factory):
-    return tenant_factory(name="Lakeshore District Hospital")
+    return tenant_factory(name="Lakeshore District Hospital", clinics=CLINICS)  # MOPC takes referrals, DENT not
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,14 @@ def test_refer_accept_and_read_the_feedback_back(signed_in, db, hillview, lakesh
     form = clinician.get(f"{chart}/referrals/new")
     assert form.status_code == 200 and 'name="_csrf_token"' in form.text and "Lakeshore District Hospital" in form.text
     assert f'value="{hillview.slug}"' not in form.text  # not to itself
+    assert f'value="{lakeshore.slug}:MOPC"' in form.text and ":DENT" not in form.text  # where it takes referrals
     no_inline_script(form.text)
 
     refused = send(clinician, hillview.slug, patient_id, "", reason="Typed and kept")
     assert refused.status_code == 422 and 'id="destination-error"' in refused.text and "Typed and kept" in refused.text
+    closed = send(clinician, hillview.slug, patient_id, f"{lakeshore.slug}:DENT")
+    assert closed.status_code == 422 and 'id="destination-error"' in closed.text
+    assert "does not take referrals" in closed.text
     sent = send(clinician, hillview.slug, patient_id, lakeshore.slug)
     assert sent.status_code == 303, sent.text
     assert "Referred to Lakeshore District Hospital" in clinician.get(sent.headers["location"]).text

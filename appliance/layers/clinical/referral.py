@@ -48,17 +48,29 @@ ITEM_WORDS = {"problems": "Active problems", "allergies": "Allergies", "medicati
 RECENT_RESULTS = 10
 
 
+def _referred_clinics(clinics: list[dict]) -> tuple[list[dict], dict[str, str]]:
+    """The clinics a facility takes referrals at (those its tenant file marks `takes_referrals`; all of them when
+    it marks none), and the names of the others by code."""
+    taking = [c for c in clinics if c.get("takes_referrals")] or clinics
+    return ([{"code": c["code"], "name": c["name"]} for c in taking],
+            {c["code"]: c["name"] for c in clinics if c not in taking})
+
+
 def destinations(db: Database, tenant: str) -> list[dict]:
     """The facilities of this appliance a patient can be referred to (every active one but this), each with the
-    clinics its tenant file lists."""
+    clinics it takes referrals at (`clinics`) and the names of those it does not (`closed_clinics`, by code)."""
     with db.control_autocommit() as conn:
         rows = conn.execute(
             sa.select(tenant_table.c.slug, tenant_table.c.name, tenant_table.c.facility_type,
                       tenant_table.c.config["clinics"].label("clinics"))
             .where(tenant_table.c.status == "active", tenant_table.c.slug != tenant)
             .order_by(tenant_table.c.name)).mappings().all()
-    return [{"tenant": row.slug, "name": row.name, "facility_type": row.facility_type,
-             "clinics": [{"code": c["code"], "name": c["name"]} for c in row.clinics or []]} for row in rows]
+    found = []
+    for row in rows:
+        taking, closed = _referred_clinics(row.clinics or [])
+        found.append({"tenant": row.slug, "name": row.name, "facility_type": row.facility_type, "clinics": taking,
+                      "closed_clinics": closed})
+    return found
 
 
 def destination(db: Database, tenant: str, to_tenant: str) -> dict:
@@ -152,6 +164,10 @@ def send(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: Re
     row, in this transaction. The chart must be linked to its one-identity person (the route links it first)."""
     require_chart(conn, patient_id, None)
     if data.clinic is not None and data.clinic not in {c["code"] for c in to["clinics"]}:
+        if data.clinic in to["closed_clinics"]:
+            taking = ", ".join(c["name"] for c in to["clinics"])
+            raise Invalid(f'{to["name"]}\'s {to["closed_clinics"][data.clinic]} ({data.clinic}) does not take '
+                          f"referrals: refer to {taking}, or let the facility decide the clinic", field="clinic")
         raise Invalid(f'{to["name"]} has no clinic "{data.clinic}" to refer to', field="clinic")
     items = _chosen(_candidates(conn, patient_id), data)
     referral_id = uuid.uuid4()

@@ -20,8 +20,9 @@ from tests.layers.clinical.conftest import CLINICAL_CONFIG
 
 BASE = "/api/t/{tenant}"
 GUESS = str(uuid.uuid4())
-CLINICS = [{"code": "MOPC", "name": "Medical outpatient clinic",
-            "sessions": [{"weekdays": ["mon", "wed"], "start": "08:00", "end": "12:00"}]}]
+SESSIONS = [{"weekdays": ["mon", "wed"], "start": "08:00", "end": "12:00"}]
+CLINICS = [{"code": "MOPC", "name": "Medical outpatient clinic", "sessions": SESSIONS, "takes_referrals": True},
+           {"code": "DENT", "name": "Dental clinic", "sessions": SESSIONS}]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def lakeshore(tenant_factory):
 
 @pytest.fixture(scope="module")
 def riverside(tenant_factory):
-    return tenant_factory(name="Riverside Referral Hospital", facility_type="referral_hospital", **CLINICAL_CONFIG)
+    return tenant_factory(name="Riverside Referral Hospital", facility_type="referral_hospital",
+                          clinics=[{**c, "takes_referrals": False} for c in CLINICS], **CLINICAL_CONFIG)
 
 
 def api_of(token_client, tenant, role: str = "clinician"):
@@ -92,6 +94,7 @@ def test_a_referral_is_refused_with_a_sentence_and_nothing_written(token_client,
         (letter("nowhere_at_all"), "to_tenant", "no facility"),
         (letter(hillview.slug), "to_tenant", "another facility"),
         (letter(lakeshore.slug, clinic="DENTAL"), "clinic", "no clinic"),
+        (letter(lakeshore.slug, clinic="DENT"), "clinic", "Dental clinic (DENT) does not take referrals"),
         (letter(lakeshore.slug, problem_ids=[GUESS]), "problem_ids", "not"),
         (letter(lakeshore.slug, allergy_ids=[items["problem"]]), "allergy_ids", "not"),
         (letter(lakeshore.slug, urgency="whenever"), None, "urgency"),
@@ -299,3 +302,14 @@ def test_a_facility_refers_only_a_person_it_holds_a_chart_of(token_client, hillv
     with db.control() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM control.referral WHERE from_tenant = :t"),
                             {"t": riverside.slug}).scalar() == 0
+
+
+def test_a_facility_is_offered_at_the_clinics_it_takes_referrals_at_or_all_when_it_marks_none(
+        token_client, hillview, lakeshore, riverside):
+    api = api_of(token_client, hillview)
+    offered = {d["tenant"]: [c["code"] for c in d["clinics"]]
+               for d in api.get(f"{BASE.format(tenant=hillview.slug)}/referrals/destinations").json()}
+    assert offered[lakeshore.slug] == ["MOPC"]  # DENT is not marked takes_referrals
+    assert offered[riverside.slug] == ["MOPC", "DENT"]  # none marked: every clinic, as before the flag
+    patient_id = register(api, hillview.slug)
+    assert refer(api, hillview.slug, patient_id, letter(riverside.slug, clinic="DENT")).status_code == 201
