@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.operations import adt, ed, scheduling
-from appliance.substrate import audit
+from appliance.substrate import audit, identity
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import drop_tenant
@@ -181,6 +181,36 @@ def test_corrected_then_entered_in_error_the_person_is_living_again(token_client
     assert tuple(withdrawn) == (True, "certified on the wrong patient")
     # The right patient's death can now be certified.
     assert api.post(death_url(facility.slug, here), json=certificate()).status_code == 201
+
+
+def subject_of(db: Database, tenant: str, patient_id: str) -> uuid.UUID:
+    with db.tenant(tenant) as conn:
+        return conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :p"), {"p": patient_id}).scalar_one()
+
+
+def test_a_merge_either_way_makes_the_person_deceased_under_both_subjects(token_client, facility, other_facility,
+                                                                            db: Database):
+    """The mark is found through merges whichever side was certified: the look-up's quick answer for a person
+    never merged must not skip a merged one."""
+    api = token_client(facility.slug, role="clinician")
+    elsewhere = token_client(other_facility.slug, role="clinician")
+    here = register(api, facility.slug)
+    there = register(elsewhere, other_facility.slug)  # another national id: two subjects until merged
+    assert api.post(death_url(facility.slug, here), json=certificate()).status_code == 201
+    certified, living = subject_of(db, facility.slug, here), subject_of(db, other_facility.slug, there)
+    assert elsewhere.get(death_url(other_facility.slug, there)).json()["deceased"] is False
+    for survivor, merged in [(certified, living), (living, certified)]:
+        with db.control() as conn:
+            merge = identity.merge_subjects(conn, survivor_id=survivor, merged_id=merged, reason="one person",
+                                            by=None)
+        assert elsewhere.get(death_url(other_facility.slug, there)).json()["deceased"] is True, survivor
+        assert api.get(death_url(facility.slug, here)).json()["deceased"] is True
+        refused = elsewhere.post(f"{BASE.format(tenant=other_facility.slug)}/patients/{there}/encounters",
+                                 json={"encounter_class": "outpatient"})
+        assert refused.status_code == 422 and "Kisumu District Hospital" in refused.json()["detail"]
+        with db.control() as conn:
+            identity.unmerge_subjects(conn, merge_id=merge, by=None)
+        assert elsewhere.get(death_url(other_facility.slug, there)).json()["deceased"] is False
 
 
 def test_the_certificate_closes_what_the_living_had_open_but_not_a_bed(token_client, facility, bed_manager,

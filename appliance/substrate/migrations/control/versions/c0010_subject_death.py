@@ -47,7 +47,18 @@ _TEMPLATES = [
     """
     CREATE FUNCTION control.subject_death_of(p_subject uuid)
     RETURNS TABLE (died_at timestamptz, tenant text, facility text, timezone text, entry_id uuid)
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog ROWS 1 AS $$
+    #variable_conflict use_column
+    BEGIN
+        -- Every new encounter, admission and booking asks this, and nearly always of a living person never
+        -- merged: three index probes say so (no live mark of its own, merged into no one, no one merged into
+        -- it), before the merges are resolved and the caller's charts read for the rare person who needs it.
+        IF NOT EXISTS (SELECT 1 FROM control.subject_death d WHERE d.subject_id = p_subject AND d.withdrawn_at IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM control.subject s WHERE s.id = p_subject AND s.merged_into IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM control.subject s WHERE s.merged_into = p_subject) THEN
+            RETURN;
+        END IF;
+        RETURN QUERY
         __PERSON__
         -- A facility dropped from the appliance leaves the person deceased: the death happened, and its
         -- certificate went with the facility's schema, not the fact.
@@ -57,8 +68,8 @@ _TEMPLATES = [
         WHERE d.subject_id IN (SELECT id FROM person) AND d.withdrawn_at IS NULL
           AND EXISTS (SELECT 1 FROM control.subject_facility f
                       WHERE f.subject_id IN (SELECT id FROM person) AND f.tenant = __CALLER__)
-        ORDER BY d.recorded_at LIMIT 1
-    $$
+        ORDER BY d.recorded_at LIMIT 1;
+    END $$
     """,
     """
     CREATE FUNCTION control.record_subject_death(p_subject uuid, p_patient uuid, p_entry uuid,
