@@ -2,8 +2,9 @@
 feedback, and "Refer to another facility": the form with the facility, urgency, reason, the summary and the chart
 items to send), and the facility's "Referrals received" (open ones first, the most pressing first) and "Referrals
 sent", each referral's page with its letter and what this facility may do with it: accept (registering the person
-here from the letter when there is no chart of them yet), decline with a reason, write the feedback after the
-visit, or withdraw one sent and not yet answered.
+here from the letter when there is no chart of them yet, and booking the visit in a free slot of the referral's
+clinic if one is chosen: this room registers scheduling's booking with the clinical layer), decline with a reason,
+write the feedback after the visit, or withdraw one sent and not yet answered.
 
 It keeps the portal's rules (see `portal.py`): each route declares the permission the API declares for the same act
 (`clinical.referral.read`, `.write`, `.accept`, `.answer`); the chart's pages pass the care-relationship guard; the
@@ -17,13 +18,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
 from litestar import Response, Router, get, post
 from litestar.response import Template
 from pydantic import ValidationError
 
 from appliance.layers.clinical import referral
 from appliance.layers.clinical.death_routes import link_to_person
-from appliance.layers.clinical.schemas import ReferralFeedbackIn, ReferralIn, Retraction
+from appliance.layers.clinical.schemas import ReferralAcceptIn, ReferralFeedbackIn, ReferralIn, Retraction
+from appliance.layers.operations import scheduling
 from appliance.substrate.db import Database
 from appliance.substrate.record import RecordError
 from appliance.web import portal
@@ -51,6 +54,8 @@ portal.NOTICES.update({
                          "from it.",
     "referral-registered": "Referral accepted, and the patient registered here from the letter (linked to the same "
                            "person): book the visit from the chart.",
+    "referral-booked": "Referral accepted and the visit booked in the slot chosen: it is on the clinic's list, "
+                       "its reason naming the referral.",
     "referral-declined": "Referral declined; the referring facility reads your reason.",
     "referral-completed": "Feedback sent to the referring facility; the referral is completed.",
 })
@@ -76,6 +81,18 @@ portal.TIMELINE_SOURCES.append(portal.TimelineSource("clinical", "referral", "Re
 
 WORDS = {"urgency": referral.URGENCY_WORDS, "status": referral.STATUS_WORDS, "items": referral.ITEM_WORDS}
 ONE = "/referrals/{referral_id:uuid}"
+BOOKING_PERMISSION = "operations.appointment.create"
+# How far ahead the referral's page offers its clinic's free slots to book on accepting.
+SLOTS_AHEAD_DAYS = 14
+
+
+def _book_referred_visit(conn, principal, patient_id: uuid.UUID, slot_id: uuid.UUID, reason: str,
+                         clinic_code: str | None) -> dict:
+    return scheduling.book(conn, principal, patient_id, slot_id, reason, clinic_code=clinic_code)
+
+
+# Accepting a referral may book its visit (the API's and this page's): the clinical layer cannot import scheduling.
+referral.register_booking(_book_referred_visit, BOOKING_PERMISSION)
 
 
 def _names(db: Database, rows: list[dict]) -> dict:
@@ -192,8 +209,25 @@ def _one_page(request: Asking, tenant: str, referral_id: uuid.UUID, *, status: i
     db: Database = request.app.state.db
     with db.tenant(tenant) as conn:
         found = referral.get(conn, request.user, referral_id)
+        slots = _free_slots(request, tenant, conn, found)
     return page(request, "referral/one.html", status=status, active="referrals", r=found,
-                names=_names(db, [found]), words=WORDS, values=values or {}, errors=errors or {}, **HELPERS)
+                names=_names(db, [found]), words=WORDS, values=values or {}, errors=errors or {}, slots=slots,
+                **HELPERS)
+
+
+def _free_slots(request: Asking, tenant: str, conn, found: dict) -> list[tuple[str, str]] | None:
+    """The free slots of the referral's clinic in the next SLOTS_AHEAD_DAYS days, to book on accepting; None
+    where none is offered (not open to accept, no clinic named or none of this facility's, or the signed-in
+    person does not book)."""
+    if not (found["side"] == "received" and found["status"] == "sent" and found["clinic"]
+            and request.user.can(BOOKING_PERMISSION)
+            and any(c["code"] == found["clinic"] for c in scheduling.clinics(conn))):
+        return None
+    clock = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone)
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    return [(str(s["id"]), clock.when(s["starts_at"]))
+            for s in scheduling.slots(conn, found["clinic"], clock.today, SLOTS_AHEAD_DAYS)
+            if s["free"] and s["starts_at"] > now]
 
 
 @get(ONE, operation_id="PortalReferral", opt={"permission": "clinical.referral.read"}, sync_to_thread=True,
@@ -241,15 +275,25 @@ def withdraw(request: Asking, tenant: Tenant, referral_id: Id, data: FormData) -
 @post(ONE + "/accept", operation_id="PortalAcceptReferral", opt={"permission": "clinical.referral.accept"},
       sync_to_thread=True, include_in_schema=False)
 def accept(request: Asking, tenant: Tenant, referral_id: Id, data: FormData) -> Response:
-    """Accept onto this facility's chart of the person, registering them from the letter if there is none."""
+    """Accept onto this facility's chart of the person, registering them from the letter if there is none, and
+    book the visit in the slot chosen, if one is, in the same transaction: a slot taken meanwhile leaves the
+    referral unaccepted, the page saying so beside the slots."""
+    values = form_values(data)
     try:
-        accepted = referral.accept(request.app.state.db, tenant, request.user, referral_id)
+        chosen = ReferralAcceptIn.model_validate({"slot_id": values.get("slot_id") or None})
+        accepted = referral.accept(request.app.state.db, tenant, request.user, referral_id, chosen.slot_id)
+    except ValidationError as exc:
+        return _one_page(request, tenant, referral_id, status=422, values=values, errors=field_errors(exc))
     except RecordError as exc:
-        if exc.status not in {409, 422}:
+        if exc.status not in {403, 409, 422}:
             raise
-        return _one_page(request, tenant, referral_id, status=exc.status,
-                         errors={"form": template_message(exc.detail)})
-    done = "referral-registered" if accepted["registered"] else "referral-accepted"
+        where = "slot_id" if exc.extra.get("field") == "slot_id" else "form"
+        said = template_message(exc.detail)
+        if where == "slot_id":
+            said = template_message(f"{exc.detail}. The referral is not accepted yet")
+        return _one_page(request, tenant, referral_id, status=exc.status, values=values, errors={where: said})
+    done = ("referral-booked" if accepted["appointment"] else
+            "referral-registered" if accepted["registered"] else "referral-accepted")
     return see_other(request, f"/t/{tenant}/referrals/{referral_id}?done={done}")
 
 

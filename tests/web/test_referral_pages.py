@@ -6,15 +6,17 @@ refused on the pages."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.operations import scheduling
 from tests.layers.clinical.test_referral import CLINICS
 from tests.web.test_death_pages import no_inline_script, seen_at
 from tests.web.test_me import _portal_of
-from tests.web.test_portal import post_form
+from tests.web.test_portal import post_form, principal_of
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,45 @@ def test_the_forms_refuse_a_guessed_id_a_third_facility_and_the_wrong_side(signe
     with db.control() as conn:
         assert conn.execute(sa.text("SELECT status FROM control.referral WHERE id = :r"),
                             {"r": referral_id}).scalar() == "sent"
+
+
+def test_accepting_books_a_slot_of_the_referrals_clinic_and_a_slot_taken_first_accepts_nothing(
+        signed_in, db, hillview, lakeshore, person_factory):
+    author = person_factory("clinician", hillview.slug)
+    patient_id = seen_at(db, hillview.slug, author, uuid.uuid4().hex[:10])
+    clinician = signed_in("clinician", hillview.slug)
+    assert send(clinician, hillview.slug, patient_id, f"{lakeshore.slug}:MOPC").status_code == 303
+    with db.control() as conn:
+        referral_id = conn.execute(sa.text("SELECT id FROM control.referral WHERE from_patient = :p"),
+                                   {"p": patient_id}).scalar()
+    desk = signed_in("registrar", lakeshore.slug)
+    one = f"/t/{lakeshore.slug}/referrals/{referral_id}"
+    letter = desk.get(one)
+    assert 'name="slot_id"' in letter.text and "Book the visit in MOPC" in letter.text
+    no_inline_script(letter.text)
+    offered = re.findall(r'<option value="([0-9a-f-]{36})"', letter.text)
+    assert len(offered) >= 2
+    assert 'name="slot_id"' not in signed_in("clinician", lakeshore.slug).get(one).text  # a clinician does not book
+
+    # Someone at the desk books the first slot while the referral's page is open: accepting with it accepts nothing.
+    desk_person = person_factory("registrar", lakeshore.slug)
+    other = seen_at(db, lakeshore.slug, desk_person, uuid.uuid4().hex[:10])
+    with db.tenant(lakeshore.slug) as conn:
+        scheduling.book(conn, principal_of(desk_person, lakeshore.slug), other, uuid.UUID(offered[0]))
+    taken = post_form(desk, one, f"{one}/accept", {"slot_id": offered[0]})
+    assert taken.status_code == 409 and 'id="slot_id-error"' in taken.text
+    assert "already booked" in taken.text and "The referral is not accepted yet" in taken.text
+    assert offered[0] not in re.findall(r'<option value="([0-9a-f-]{36})"', taken.text)
+    guessed = post_form(desk, one, f"{one}/accept", {"slot_id": str(uuid.uuid4())})
+    assert guessed.status_code == 422 and 'id="slot_id-error"' in guessed.text
+    assert post_form(desk, one, f"{one}/accept", {"slot_id": "tomorrow"}).status_code == 422
+    with db.control() as conn:
+        assert conn.execute(sa.text("SELECT status FROM control.referral WHERE id = :r"),
+                            {"r": referral_id}).scalar() == "sent"
+
+    booked = post_form(desk, one, f"{one}/accept", {"slot_id": offered[1]})
+    assert booked.status_code == 303 and "referral-booked" in booked.headers["location"]
+    with db.tenant(lakeshore.slug) as conn:
+        reason = conn.execute(sa.text("SELECT reason FROM appointment WHERE slot_id = :s AND status = 'booked'"),
+                              {"s": offered[1]}).scalar()
+    assert reason.startswith(f"Referral from Hillview Health Centre ({referral_id}): Chest pain on exertion")

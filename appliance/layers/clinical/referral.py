@@ -8,25 +8,27 @@ that letter and nothing else of this chart. The act is a `referral` entry throug
 its reaction (`on_referral`) writes the exchange's row in the same transaction (`substrate.referrals`, control
 c0011), so both commit or neither does.
 
-Receiving: the facility addressed lists the referrals to it, open ones first and the most pressing first. It
-accepts one onto its own chart of the person: the chart it holds of the one-identity subject, or one it registers
-from the letter's identity linked to that subject, as any cross-facility registration is (`service.with_subject`);
-the desk then books the visit. Or it declines with a reason the referring facility reads. After the visit its
-clinician writes the feedback (the counter-referral: findings, what was done, advice), which the referring
-facility reads in its referrals sent and on the patient's referrals there. The referring facility may withdraw
-one not yet answered. Every read of a referral (its letter is patient data) and every act is audited in the
-facility that does it, on its own chart of the person where it has one.
+Receiving: the facility addressed lists the referrals to it, open ones first and the most pressing first. It accepts
+one onto its own chart of the person: the chart it holds of the one-identity subject, or one it registers from the
+letter's identity linked to that subject, as any cross-facility registration is (`service.with_subject`), and may
+book the visit in a slot of the referral's clinic in the same transaction (the operations layer's booking, which the
+app's assembly registers: `register_booking`); else the desk books it from the chart. Or it declines with a reason
+the referring facility reads. After the visit its clinician writes the feedback (the counter-referral: findings,
+what was done, advice), which the referring facility reads in its referrals sent and on the patient's referrals
+there. The referring facility may withdraw one not yet answered. Every read of a referral (its letter is patient
+data) and every act is audited in the facility that does it, on its own chart of the person where it has one.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical.errors import Invalid
+from appliance.layers.clinical.errors import ClinicalError, Invalid
 from appliance.layers.clinical.models import allergy, condition, medication_request, patient, patient_identifier
 from appliance.layers.clinical.schemas import PatientIn, ReferralFeedbackIn, ReferralIn
 from appliance.layers.clinical.service import current_rows, register_patient, require_chart, results_of, with_subject
@@ -46,6 +48,31 @@ ITEM_WORDS = {"problems": "Active problems", "allergies": "Allergies", "medicati
               "results": "Recent results"}
 # How many of the chart's latest results the form offers to send.
 RECENT_RESULTS = 10
+# How long an appointment's reason may be (the operations layer's limit), of which the referral's takes its share.
+APPOINTMENT_REASON_MAX = 500
+
+
+class Booking(NamedTuple):
+    """Booking the visit is the operations layer's, which this one does not import: the app's assembly registers
+    its booking act (`register_booking`), called as act(conn, principal, patient_id, slot_id, reason, clinic_code)
+    and returning the appointment, and the permission it needs. Accepting with a slot calls it in the
+    acceptance's transaction."""
+
+    act: Callable[..., dict]
+    permission: str
+
+
+_BOOKING: dict[str, Booking] = {}
+
+
+def register_booking(act: Callable[..., dict], permission: str) -> None:
+    _BOOKING["booking"] = Booking(act, permission)
+
+
+class MayNotBook(ClinicalError):
+    """Accepting with a slot books an appointment, which the booking's own permission allows."""
+
+    status = 403
 
 
 def _referred_clinics(clinics: list[dict]) -> tuple[list[dict], dict[str, str]]:
@@ -274,11 +301,18 @@ def give_feedback(conn: Connection, principal: Principal, referral_id: uuid.UUID
     return completed
 
 
-def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UUID) -> dict:
+def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UUID,
+           slot_id: uuid.UUID | None = None) -> dict:
     """Accept a referral addressed to this facility onto its chart of the person: the one it holds of the
     one-identity subject, else one registered now from the letter's identity and linked to the subject (the
-    subject's own control transaction first, as every registration's). Returns the referral and `registered`,
-    whether the chart is new. A withdrawn or already answered referral is refused (409) with nothing registered."""
+    subject's own control transaction first, as every registration's). Returns the referral, `registered`,
+    whether the chart is new, and `appointment`. A withdrawn or already answered referral is refused (409) with
+    nothing registered.
+
+    With `slot_id`, the visit is booked in that slot (of the referral's clinic, when it names one) in the same
+    transaction as the acceptance, its reason naming the referral: a slot taken meanwhile (409), in the past or
+    of another clinic (422) refuses the whole, so the referral stays to accept with another slot, nothing booked,
+    accepted or registered."""
     with db.tenant(tenant) as conn:
         side, row = referrals.one(conn, referral_id)
     if side != "received":
@@ -286,6 +320,12 @@ def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UU
                                          referral_id=str(referral_id))
     if row["status"] != "sent":
         raise referrals.ReferralConflict(f"this referral is {row['status']}: it can no longer be accepted")
+    booking = _BOOKING.get("booking")
+    if slot_id is not None and booking is None:
+        raise Invalid("this appliance books no appointments: accept, then book from the chart", field="slot_id")
+    if slot_id is not None and booking is not None and not principal.can(booking.permission):
+        raise MayNotBook(f"booking the visit needs {booking.permission}: accept without a slot and have the desk "
+                         "book it", field="slot_id")
     with db.control() as conn:
         person = identity.subject_ids_resolving_to(conn, identity.resolve_subject(conn, row["subject_id"]))
     chart = _chart_of(db, tenant, person)
@@ -301,7 +341,16 @@ def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UU
         if chart is None:
             chart = register_patient(conn, principal, linked)["id"]
         accepted = _acted(conn, principal, referral_id, "accept", patient_id=chart)
-    return {**accepted, "registered": linked is not None}
+        appointment = None
+        if slot_id is not None and booking is not None:
+            appointment = booking.act(conn, principal, chart, slot_id, _visit_reason(row), row["clinic"])
+    return {**accepted, "registered": linked is not None, "appointment": appointment}
+
+
+def _visit_reason(row: dict) -> str:
+    """The booked visit's reason: the referral it answers, so the clinic's list says why the patient comes."""
+    said = f"Referral from {row['from_facility'] or row['from_tenant']} ({row['id']}): {row['reason']}"
+    return said if len(said) <= APPOINTMENT_REASON_MAX else said[:APPOINTMENT_REASON_MAX - 1] + "…"
 
 
 def _chart_of(db: Database, tenant: str, person: list[uuid.UUID]) -> uuid.UUID | None:

@@ -24,6 +24,8 @@ from appliance.layers.clinical import referral
 from appliance.layers.clinical.death_routes import link_to_person
 from appliance.layers.clinical.routes import PATIENT, ClinicalController, _opt, _tenant, care_relationship_guard
 from appliance.layers.clinical.schemas import (
+    ReferralAcceptIn,
+    ReferralAppointment,
     ReferralDestination,
     ReferralFeedbackIn,
     ReferralIn,
@@ -39,6 +41,7 @@ ONE = "/referrals/{referral_id:uuid}"
 
 class ReferralAccepted(ReferralOut):
     registered: bool  # whether this facility registered the person now, from the letter
+    appointment: ReferralAppointment | None  # the visit booked with it, when a slot was given
 
 
 def _opt_facility(permission: str) -> dict:
@@ -111,11 +114,17 @@ class ReferralController(Controller):
 
     @post(ONE + "/accept", operation_id="ClinicalAcceptReferral", opt=_opt_facility("clinical.referral.accept"),
           sync_to_thread=True, status_code=HTTP_200_OK)
-    def accept(self, tenant: FromPath[str], state: State, request: Asking, referral_id: Id) -> ReferralAccepted:
+    def accept(self, tenant: FromPath[str], state: State, request: Asking, referral_id: Id,
+               data: JSONBody[ReferralAcceptIn | None] = None) -> ReferralAccepted:
         """Accept a referral addressed to this facility onto its chart of the person, registering them here from
         the letter (linked to the same one-identity person) when this facility has no chart of them yet;
-        `patient_id` is that chart, where the desk books the visit. 409 for a withdrawn or answered referral."""
-        return ReferralAccepted.model_validate(referral.accept(state.db, tenant, request.user, referral_id))
+        `patient_id` is that chart. With `slot_id`, the visit is booked in that slot in the same transaction
+        (`appointment`, its reason naming the referral): a slot of another clinic than the referral's, in the
+        past or unknown is 422, one taken meanwhile 409, and then nothing is accepted, registered or booked.
+        Without, the desk books the visit from the chart. 409 for a withdrawn or answered referral."""
+        slot_id = data.slot_id if data is not None else None
+        return ReferralAccepted.model_validate(referral.accept(state.db, tenant, request.user, referral_id,
+                                                               slot_id))
 
     @post(ONE + "/decline", operation_id="ClinicalDeclineReferral", opt=_opt_facility("clinical.referral.answer"),
           sync_to_thread=True, status_code=HTTP_200_OK)

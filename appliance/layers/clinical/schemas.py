@@ -1257,6 +1257,21 @@ class ReferralOut(_Out):
     withdrawn_reason: str | None
 
 
+class ReferralAcceptIn(_In):
+    slot_id: uuid.UUID | None = Field(default=None, description=(
+        "a free slot to book the visit in (of the referral's clinic when it names one; the operations API's "
+        "GET /clinics/<code>/slots lists them), in the acceptance's transaction"))
+
+
+class ReferralAppointment(_Out):
+    """The visit booked on accepting: where and when (its reason names the referral)."""
+
+    id: uuid.UUID
+    clinic_code: str
+    starts_at: dt.datetime
+    reason: str | None
+
+
 class ReferralDestination(_Out):
     tenant: str
     name: str

@@ -121,13 +121,18 @@ def _slot_taken(exc: sa.exc.IntegrityError) -> Conflict:
 
 
 def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id: uuid.UUID,
-         reason: str | None = None, *, at: dt.datetime | None = None, backdated: bool = False) -> dict:
-    """Book a free slot. `backdated` (imports, the demo generator; no route offers it) records a
-    booking of a slot already past, as a booking made at `at`."""
+         reason: str | None = None, *, at: dt.datetime | None = None, backdated: bool = False,
+         clinic_code: str | None = None) -> dict:
+    """Book a free slot; of clinic `clinic_code` when one is named (a referral's), else 422. `backdated`
+    (imports, the demo generator; no route offers it) records a booking of a slot already past, as a booking
+    made at `at`."""
     require_patient(conn, patient_id)
     deaths.refuse_if_deceased(conn, patient_id, "an appointment")  # before the slot's row is written
     when = moment(conn, at)
     claimed = _claim_slot(conn, slot_id, backdated)
+    if clinic_code is not None and claimed["clinic_code"] != clinic_code:
+        raise Invalid(f"that slot is in clinic {claimed['clinic_code']}; choose one of clinic {clinic_code}",
+                      field="slot_id")
     appointment_id = uuid.uuid4()
     try:
         with conn.begin_nested():

@@ -8,6 +8,7 @@ role for a referral that is not its own."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import psycopg
@@ -313,3 +314,56 @@ def test_a_facility_is_offered_at_the_clinics_it_takes_referrals_at_or_all_when_
     assert offered[riverside.slug] == ["MOPC", "DENT"]  # none marked: every clinic, as before the flag
     patient_id = register(api, hillview.slug)
     assert refer(api, hillview.slug, patient_id, letter(riverside.slug, clinic="DENT")).status_code == 201
+
+
+def _free_slots(desk, tenant: str, clinic: str) -> list[str]:
+    """The clinic's free slots next Monday (a session day of CLINICS, always in the future)."""
+    today = dt.date.today()
+    monday = today + dt.timedelta(days=7 - today.weekday())
+    slots = desk.get(f"{BASE.format(tenant=tenant)}/clinics/{clinic}/slots", params={"date": monday.isoformat()})
+    assert slots.status_code == 200, slots.text
+    return [s["id"] for s in slots.json() if s["free"]]
+
+
+def test_accepting_books_the_visit_in_a_slot_of_the_referrals_clinic_or_nothing(token_client, hillview, lakeshore,
+                                                                                 riverside, db):
+    sender = api_of(token_client, hillview)
+    desk = api_of(token_client, lakeshore, "registrar")
+    referral_id = refer(sender, hillview.slug, register(sender, hillview.slug),
+                        letter(lakeshore.slug, clinic="MOPC")).json()["id"]
+    accept = f"{BASE.format(tenant=lakeshore.slug)}/referrals/{referral_id}/accept"
+    mopc, dent = _free_slots(desk, lakeshore.slug, "MOPC"), _free_slots(desk, lakeshore.slug, "DENT")
+    someone = register(desk, lakeshore.slug)
+    taken = desk.post(f"{BASE.format(tenant=lakeshore.slug)}/appointments",
+                      json={"patient_id": someone, "slot_id": mopc[0]})
+    assert taken.status_code == 201, taken.text
+    before = counts(db, lakeshore.slug)
+    refusals = [
+        (desk, {"slot_id": mopc[0]}, 409, "already booked"),  # taken: nothing accepted
+        (desk, {"slot_id": dent[0]}, 422, "choose one of clinic MOPC"),  # another clinic's
+        (desk, {"slot_id": GUESS}, 422, "no slot"),  # a guessed slot
+        (desk, {"slot_id": "not-a-slot"}, 422, "valid UUID"),
+        (api_of(token_client, lakeshore), {"slot_id": mopc[1]}, 403, "operations.appointment.create"),  # no booking
+        (api_of(token_client, riverside, "registrar"), {"slot_id": mopc[1]}, 403, ""),  # another facility
+    ]
+    for client, body, status, words in refusals:
+        refused = client.post(accept, json=body)
+        assert refused.status_code == status, (body, refused.text)
+        assert words in refused.text
+    assert counts(db, lakeshore.slug) == before
+    assert desk.get(f"{BASE.format(tenant=lakeshore.slug)}/referrals/{referral_id}").json()["status"] == "sent"
+    elsewhere = api_of(token_client, riverside, "registrar")
+    assert elsewhere.post(f"{BASE.format(tenant=riverside.slug)}/referrals/{referral_id}/accept",
+                          json={"slot_id": mopc[1]}).status_code == 404
+
+    accepted = desk.post(accept, json={"slot_id": mopc[1]})
+    assert accepted.status_code == 200, accepted.text
+    body = accepted.json()
+    assert (body["status"], body["registered"]) == ("accepted", True)
+    assert body["appointment"]["clinic_code"] == "MOPC"
+    assert body["appointment"]["reason"].startswith(f"Referral from Hillview Health Centre ({referral_id}): Blood")
+    with db.tenant(lakeshore.slug) as conn:
+        booked = conn.execute(sa.text("SELECT patient_id, slot_id, status FROM appointment WHERE id = :a"),
+                              {"a": body["appointment"]["id"]}).one()
+    assert (str(booked.patient_id), str(booked.slot_id), booked.status) == (body["patient_id"], mopc[1], "booked")
+    assert desk.post(accept, json={"slot_id": mopc[2]}).status_code == 409  # accepted already: not booked twice
