@@ -32,6 +32,8 @@ from appliance.layers.clinical.lab_routes import LabController
 from appliance.layers.clinical.referral_routes import ReferralController
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.clinical.surgery_routes import PatientSurgeryController, SurgeryController
+from appliance.layers.clinical.tuberculosis import load_regimens
+from appliance.layers.clinical.tuberculosis_routes import TuberculosisController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.death_routes import DeathsToCertifyController
@@ -92,6 +94,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
                   delivery.delivery_router, theatre.theatre_router, theatre.booking_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
+                  TuberculosisController,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).
@@ -115,6 +118,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     load_schedule(settings.policies_dir / "immunization.toml")
     # The notifiable diseases too: a broken edit would otherwise first show on the ministry's Alerts page.
     load_diseases(settings.policies_dir / "surveillance.toml")
+    # The TB regimens too: a broken edit stops the start naming the regimen, not a clinician's first registration.
+    load_regimens(settings.policies_dir / "tuberculosis.toml")
     csrf = CSRFConfig(
         secret=host_secret(settings.home, "csrf.key"),
         cookie_name="healthos_csrf",

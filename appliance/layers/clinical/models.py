@@ -549,3 +549,72 @@ surgical_procedure = sa.Table(
 
 record.register_kind("surgery", surgery)
 record.register_kind("operation_note", operation_note)
+
+# -- the tuberculosis treatment register (tenant revision t0034; appliance/layers/clinical/tuberculosis.py) --------
+
+TB_OUTCOMES = ("cured", "treatment_completed", "treatment_failed", "died", "lost_to_follow_up", "not_evaluated")
+TB_HISTORIES = ("new", "relapse", "after_failure", "after_loss_to_follow_up", "other_previously_treated", "unknown")
+
+# A TB case registered on treatment here: the register's line. Its outcome, when one is assigned, is a later version
+# of the same record, so the line's history is who registered the case and who assigned the outcome, and when.
+tb_treatment = sa.Table(
+    "tb_treatment",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("register_number", sa.Text, nullable=False),  # "2026/0001": the year's register, in sequence
+    sa.Column("register_year", sa.SmallInteger, nullable=False),
+    # patient data: the case as classified at registration (WHO 2013 definitions) and its treatment
+    sa.Column("started_on", sa.Date, nullable=False),
+    sa.Column("site", sa.Text, nullable=False),  # pulmonary, extrapulmonary
+    sa.Column("bacteriology", sa.Text, nullable=False),  # bacteriologically_confirmed, clinically_diagnosed
+    sa.Column("history", sa.Text, nullable=False),  # new, relapse, after_failure, ... (TB_HISTORIES)
+    sa.Column("regimen", sa.Text, nullable=False),  # a regimen code of policies/tuberculosis.toml
+    sa.Column("hiv_status", sa.Text, nullable=False),  # positive, negative, unknown: at the start of treatment
+    sa.Column("weight_kg", sa.Numeric(5, 1), nullable=False),  # at the start of treatment
+    sa.Column("outcome", sa.Text, nullable=True),  # TB_OUTCOMES; NULL while on treatment
+    sa.Column("outcome_on", sa.Date, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("site IN ('pulmonary', 'extrapulmonary')", name="tb_treatment_site"),
+    sa.CheckConstraint("bacteriology IN ('bacteriologically_confirmed', 'clinically_diagnosed')",
+                       name="tb_treatment_bacteriology"),
+    sa.CheckConstraint(f"history IN {TB_HISTORIES!r}", name="tb_treatment_history"),
+    sa.CheckConstraint("hiv_status IN ('positive', 'negative', 'unknown')", name="tb_treatment_hiv_status"),
+    sa.CheckConstraint(f"outcome IN {TB_OUTCOMES!r}", name="tb_treatment_outcome"),
+    sa.CheckConstraint("(outcome IS NULL) = (outcome_on IS NULL)", name="tb_treatment_outcome_on"),
+    sa.CheckConstraint("weight_kg > 0 AND weight_kg < 400", name="tb_treatment_weight_range"),
+    sa.Index("tb_treatment_started_on_idx", "started_on"),
+)
+
+# A monitoring examination of a TB treatment in a month of treatment (2, 5, 6... as the regimen sets them).
+tb_follow_up = sa.Table(
+    "tb_follow_up",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("treatment_id", sa.Uuid, nullable=False),  # the tb_treatment record's root entry
+    # patient data: the results of the month's examination
+    sa.Column("month", sa.SmallInteger, nullable=False),  # month of treatment (0: at the start)
+    sa.Column("examined_on", sa.Date, nullable=False),
+    sa.Column("smear", sa.Text, nullable=False),  # negative, positive, not_done
+    sa.Column("culture", sa.Text, nullable=False),  # negative, positive, not_done
+    sa.Column("xpert", sa.Text, nullable=False),  # mtb_not_detected, mtb_detected, not_done
+    sa.Column("weight_kg", sa.Numeric(5, 1), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("month BETWEEN 0 AND 24", name="tb_follow_up_month_range"),
+    sa.CheckConstraint("smear IN ('negative', 'positive', 'not_done')", name="tb_follow_up_smear"),
+    sa.CheckConstraint("culture IN ('negative', 'positive', 'not_done')", name="tb_follow_up_culture"),
+    sa.CheckConstraint("xpert IN ('mtb_not_detected', 'mtb_detected', 'not_done')", name="tb_follow_up_xpert"),
+    sa.CheckConstraint("weight_kg > 0 AND weight_kg < 400", name="tb_follow_up_weight_range"),
+    sa.Index("tb_follow_up_treatment_idx", "treatment_id"),
+)
+
+# The last register number given in each year: moved on in the registration's transaction, under its row lock.
+tb_register_sequence = sa.Table(
+    "tb_register_sequence",
+    tenant_metadata,
+    sa.Column("year", sa.SmallInteger, primary_key=True),
+    sa.Column("last_number", sa.Integer, nullable=False),
+    sa.CheckConstraint("last_number >= 1", name="tb_register_sequence_positive"),
+)
+
+record.register_kind("tb_treatment", tb_treatment)
+record.register_kind("tb_follow_up", tb_follow_up)

@@ -1,0 +1,330 @@
+"""The TB treatment register over real HTTP and the real record (appliance/layers/clinical/tuberculosis.py): the WHO
+outcome rules worked by hand, the follow-up months from the start, register numbers in sequence per year (two
+registrations at once included), the quarterly cohort's outcome table on a hand-built quarter, the refusals (a
+sentence naming the rule, nothing written), correction and entered in error, the nurse and the registrar, every read
+on the access log, and another facility's credentials and guessed ids refused on every route."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import tuberculosis
+from appliance.layers.clinical.tuberculosis import Examination, load_regimens, outcome_refusal
+from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
+from appliance.substrate import audit
+from tests.layers.clinical.conftest import new_patient
+
+API = "/api/t/{tenant}"
+REGIMENS = load_regimens(Path(__file__).parents[3] / "policies" / "tuberculosis.toml")
+SIX_MONTHS = REGIMENS.by_code["2HRZE/4HR"]
+# Two years back: every quarter of it is past its 12 months, whatever today is.
+YEAR = dt.date.today().year - 2
+
+
+def _case(**overrides) -> dict:
+    return {"started_on": f"{YEAR}-01-10", "site": "pulmonary", "bacteriology": "bacteriologically_confirmed",
+            "history": "new", "regimen": "2HRZE/4HR", "hiv_status": "negative", "weight_kg": "52.0", **overrides}
+
+
+def _tb_entries(db, facility) -> int:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind IN ('tb_treatment', 'tb_follow_up')")
+                            ).scalar()
+
+
+@pytest.fixture(scope="module")
+def patients(db, facility, clinician) -> list[uuid.UUID]:
+    with db.tenant(facility.slug) as conn:
+        return [new_patient(conn, clinician, family_name=f"Kamau{n}", given_names="Juma", sex="male",
+                            birth_date=dt.date(1980, 1, 1) + dt.timedelta(days=n))["id"] for n in range(8)]
+
+
+def _base(facility, patient_id) -> str:
+    return f"{API.format(tenant=facility.slug)}/patients/{patient_id}/tb"
+
+
+# -- the rules, by hand -------------------------------------------------------------------------------------------
+
+NEG2, NEG5, NEG6 = Examination(2, "negative", "not_done"), Examination(5, "negative", "not_done"), \
+    Examination(6, "not_done", "negative")
+POS5 = Examination(5, "positive", "not_done")
+
+
+@pytest.mark.parametrize(("outcome", "site", "bacteriology", "examinations", "refused"), [
+    ("cured", "pulmonary", "bacteriologically_confirmed", [NEG2, NEG6], None),
+    ("cured", "pulmonary", "clinically_diagnosed", [NEG2, NEG6], "cured is only for a case bacteriologically "
+                                                                 "confirmed at the start of treatment"),
+    ("cured", "extrapulmonary", "bacteriologically_confirmed", [NEG2, NEG6], "cured is only for a pulmonary case"),
+    ("cured", "pulmonary", "bacteriologically_confirmed", [NEG2, NEG5], "cured needs a negative smear or culture "
+                                                                        "in the last month of treatment (month 6"),
+    ("cured", "pulmonary", "bacteriologically_confirmed", [NEG6], "cured needs a negative smear or culture on at "
+                                                                  "least one occasion before the last month"),
+    ("cured", "pulmonary", "bacteriologically_confirmed", [NEG2, POS5, NEG6], "a smear or culture was positive at "
+                                                                              "month 5 of treatment: that is "
+                                                                              "treatment failed, not cured"),
+    ("treatment_completed", "pulmonary", "clinically_diagnosed", [], None),
+    ("treatment_completed", "pulmonary", "bacteriologically_confirmed", [POS5], "a smear or culture was positive"),
+    ("treatment_failed", "pulmonary", "bacteriologically_confirmed", [NEG2, NEG5], "treatment failed means a "
+                                                                                   "sputum smear or culture "
+                                                                                   "positive at month 5 or later"),
+    ("treatment_failed", "pulmonary", "bacteriologically_confirmed", [Examination(2, "positive", "not_done")],
+     "treatment failed means"),  # positive at month 2 only: not yet failure
+    ("treatment_failed", "pulmonary", "bacteriologically_confirmed", [NEG2, POS5], None),
+    ("died", "extrapulmonary", "clinically_diagnosed", [], None),
+    ("lost_to_follow_up", "pulmonary", "bacteriologically_confirmed", [POS5], None),
+    ("not_evaluated", "pulmonary", "bacteriologically_confirmed", [], None),
+])
+def test_the_who_outcome_rules(outcome, site, bacteriology, examinations, refused):
+    said = outcome_refusal(outcome, site=site, bacteriology=bacteriology, regimen=SIX_MONTHS,
+                           examinations=examinations)
+    assert (said is None) if refused is None else (said is not None and said.startswith(refused)), said
+
+
+def test_a_smear_and_culture_that_disagree_are_positive_and_xpert_alone_is_neither():
+    assert Examination(6, "negative", "positive").positive and not Examination(6, "negative", "positive").negative
+    assert not Examination(6, "not_done", "not_done").negative
+
+
+def test_follow_ups_fall_due_months_after_the_start_and_overdue_two_weeks_after():
+    start = dt.date(2026, 1, 31)  # month 5 has no 31st: the 1st of the month after
+    due = tuberculosis.follow_ups_due(start, SIX_MONTHS, [2], dt.date(2026, 7, 16))
+    assert [(d["month"], d["due_on"], d["state"], d["end_of_treatment"]) for d in due] == [
+        (2, dt.date(2026, 3, 31), "done", False), (5, dt.date(2026, 7, 1), "overdue", False),
+        (6, dt.date(2026, 7, 31), "not_yet_due", True)]
+    assert tuberculosis.follow_ups_due(start, SIX_MONTHS, [], dt.date(2026, 7, 24))[2]["state"] == "due"
+    closed = tuberculosis.follow_ups_due(start, SIX_MONTHS, [2], dt.date(2026, 9, 1), open_=False)
+    assert [d["state"] for d in closed] == ["done", "not_needed", "not_needed"]
+
+
+# -- the register over HTTP ---------------------------------------------------------------------------------------
+
+
+def test_a_hand_built_quarter_gives_the_register_numbers_in_sequence_and_the_cohort_table(api, db, facility,
+                                                                                         patients):
+    """Q1 of YEAR: A cured, B (clinically diagnosed, HIV-positive) completed, C (relapse, extrapulmonary) died,
+    D lost to follow-up, E (after failure) failed; F starts in Q2 and is in no Q1 figure."""
+    a, b, c, d, e, f = patients[:6]
+    cases = [(a, _case()), (b, _case(bacteriology="clinically_diagnosed", hiv_status="positive",
+                                     started_on=f"{YEAR}-02-01")),
+             (c, _case(history="relapse", site="extrapulmonary", bacteriology="clinically_diagnosed",
+                       started_on=f"{YEAR}-02-14")),
+             (d, _case(started_on=f"{YEAR}-03-02")), (e, _case(history="after_failure", started_on=f"{YEAR}-03-31")),
+             (f, _case(started_on=f"{YEAR}-04-01"))]
+    ids = {}
+    for n, (who, body) in enumerate(cases, start=1):
+        made = api.post(_base(facility, who), json=body)
+        assert made.status_code == 201, made.text
+        assert made.json()["register_number"] == f"{YEAR}/{n:04d}"
+        assert [x["month"] for x in made.json()["due"]] == [2, 5, 6]
+        ids[who] = made.json()["id"]
+
+    def follow(who, month, day, smear):
+        answer = api.post(f"{_base(facility, who)}/{ids[who]}/follow-ups",
+                          json={"month": month, "examined_on": day, "smear": smear, "weight_kg": "55.5"})
+        assert answer.status_code == 201, answer.text
+
+    def outcome(who, what, day, status=200):
+        answer = api.post(f"{_base(facility, who)}/{ids[who]}/outcome", json={"outcome": what, "outcome_on": day})
+        assert answer.status_code == status, answer.text
+        return answer
+
+    follow(a, 2, f"{YEAR}-03-10", "negative")
+    before = _tb_entries(db, facility)
+    refused = outcome(a, "cured", f"{YEAR}-07-12", 422)
+    assert refused.json()["field"] == "outcome"
+    assert refused.json()["detail"].startswith("Cured needs a negative smear or culture in the last month")
+    assert _tb_entries(db, facility) == before
+    follow(a, 6, f"{YEAR}-07-09", "negative")
+    assert outcome(a, "cured", f"{YEAR}-07-12").json()["outcome"] == "cured"
+    refused = outcome(b, "cured", f"{YEAR}-08-01", 422).json()
+    assert refused["detail"] == ("Cured is only for a case bacteriologically confirmed at the start of treatment; "
+                                 "this case was clinically diagnosed: record treatment completed (WHO 2013)")
+    early = outcome(b, "treatment_completed", f"{YEAR}-04-01", 422).json()
+    assert early["field"] == "outcome_on" and "lasts 6 months" in early["detail"]
+    outcome(b, "treatment_completed", f"{YEAR}-08-01")
+    outcome(c, "died", f"{YEAR}-03-01")
+    outcome(d, "lost_to_follow_up", f"{YEAR}-06-01")
+    assert outcome(e, "treatment_failed", f"{YEAR}-09-01", 422).json()["detail"].startswith("Treatment failed means")
+    follow(e, 5, f"{YEAR}-08-31", "positive")
+    outcome(e, "treatment_failed", f"{YEAR}-09-01")
+    assert outcome(e, "died", f"{YEAR}-09-02", 409).json()["detail"].startswith("this treatment's outcome is")
+
+    listed = api.get(f"{API.format(tenant=facility.slug)}/tb/register", params={"year": YEAR})
+    assert listed.status_code == 200, listed.text
+    register = listed.json()
+    assert [x["register_number"] for x in register["cases"]] == [f"{YEAR}/{n:04d}" for n in range(1, 7)]
+    assert register["cases"][0]["patient"]["family_name"] == "Kamau0"
+    q1 = register["cohorts"][0]
+    assert (q1["quarter"], q1["starts_on"], q1["ends_on"], q1["provisional"]) == (1, f"{YEAR}-01-01",
+                                                                                  f"{YEAR}-03-31", False)
+    table = {r["row"]: (r["registered"], {k: v for k, v in r["outcomes"].items() if v}, r["success"],
+                        r["success_rate"]) for r in q1["rows"]}
+    assert table == {
+        "new_relapse_confirmed": (2, {"cured": 1, "lost_to_follow_up": 1}, 1, "50.0"),
+        "new_relapse_clinical": (1, {"treatment_completed": 1}, 1, "100.0"),
+        "new_relapse_extrapulmonary": (1, {"died": 1}, 0, "0.0"),
+        "previously_treated": (1, {"treatment_failed": 1}, 0, "0.0"),
+        "unknown_history": (0, {}, 0, None),
+        "hiv_positive": (1, {"treatment_completed": 1}, 1, "100.0"),
+    }
+    assert (q1["new_relapse"]["registered"], q1["new_relapse"]["success"], q1["new_relapse"]["success_rate"]) == (
+        4, 2, "50.0")
+    assert register["cohorts"][1]["all"]["registered"] == 1 and register["cohorts"][1]["all"]["no_outcome"] == 1
+    assert register["cases"][5]["overdue"] == [2, 5, 6]  # F: on treatment, nothing recorded since
+    log = {ev.event_type for ev in audit.patient_access_log(db, facility.slug, a)}
+    assert {"record.tb_treatment.create", "record.tb_follow_up.create", "record.tb_treatment.amend",
+            "record.tb_register.read"} <= log
+
+
+def test_an_open_treatment_refuses_a_second_registration_and_refusals_write_nothing(api, db, facility, patients):
+    who = patients[6]
+    made = api.post(_base(facility, who), json=_case(started_on=f"{YEAR + 1}-05-05"))
+    assert made.status_code == 201, made.text
+    before = _tb_entries(db, facility)
+    second = api.post(_base(facility, who), json=_case(started_on=f"{YEAR + 1}-06-01"))
+    assert second.status_code == 409, second.text
+    assert second.json()["detail"].startswith(f"this patient is on TB treatment already (register number {YEAR + 1}/")
+    for body, field, said in [
+        (_case(regimen="9HRZE"), "regimen", "'9HRZE' is not a regimen of this appliance's TB programme; it has "
+                                            "2HRZE/4HR, 2HPMZ/2HPM, 2HRZE/10HR"),
+        (_case(started_on=(dt.date.today() + dt.timedelta(days=3)).isoformat()), "started_on",
+         "treatment cannot start in the future"),
+        (_case(site="lungs"), "site", None),
+        (_case(weight_kg="0"), "weight_kg", None),
+    ]:
+        answer = api.post(_base(facility, patients[7]), json=body)
+        assert answer.status_code in (400, 422), answer.text
+        assert field in answer.text and (said is None or answer.json()["detail"].startswith(said)), answer.text
+    assert _tb_entries(db, facility) == before
+    with db.tenant(facility.slug) as conn:  # the refusals took no number
+        assert conn.execute(sa.text("SELECT last_number FROM tb_register_sequence WHERE year = :y"),
+                            {"y": YEAR + 1}).scalar() == 1
+
+
+def test_correction_and_entered_in_error_keep_the_number_and_never_give_it_again(api, db, facility, patients):
+    who = patients[6]
+    card = api.get(_base(facility, who)).json()
+    treatment = card["treatments"][0]
+    fixed = api.put(f"{_base(facility, who)}/{treatment['id']}", json={
+        **_case(started_on=treatment["started_on"], weight_kg="61.5"), "reason": "weight misread at registration",
+        "version_id": treatment["id"]})
+    assert fixed.status_code == 200, fixed.text
+    assert (fixed.json()["register_number"], fixed.json()["weight_kg"], fixed.json()["entry_status"]) == (
+        treatment["register_number"], "61.5", "amended")
+    stale = api.put(f"{_base(facility, who)}/{treatment['id']}", json={
+        **_case(started_on=treatment["started_on"]), "reason": "from the stale form", "version_id": treatment["id"]})
+    assert stale.status_code == 409, stale.text
+    examined = api.post(f"{_base(facility, who)}/{treatment['id']}/follow-ups",
+                        json={"month": 2, "examined_on": treatment["started_on"], "weight_kg": "60"})
+    follow_up = examined.json()["follow_ups"][0]["id"]
+    assert api.post(f"{_base(facility, who)}/{follow_up}/entered-in-error",
+                    json={"reason": "another patient's sputum"}).status_code == 200
+    gone = api.post(f"{_base(facility, who)}/{fixed.json()['id']}/entered-in-error",
+                    json={"reason": "registered on the wrong patient"})
+    assert gone.status_code == 200, gone.text
+    card = api.get(_base(facility, who)).json()
+    assert card["treatments"] == [] and {w.get("register_number") for w in card["withdrawn"]} >= {
+        treatment["register_number"]}
+    again = api.post(_base(facility, who), json=_case(started_on=f"{YEAR + 1}-07-01"))
+    assert again.status_code == 201 and again.json()["register_number"] == f"{YEAR + 1}/0002"
+    listed = api.get(f"{API.format(tenant=facility.slug)}/tb/register", params={"year": YEAR + 1}).json()
+    assert [c["register_number"] for c in listed["cases"]] == [f"{YEAR + 1}/0002"]
+
+
+def test_two_registrations_at_once_take_two_numbers(db, facility, clinician, patients):
+    """The first registration holds the year's counter until it commits; the second waits for it, then takes the
+    next number."""
+    year = YEAR - 1
+    first_written, numbers, failures = threading.Event(), {}, []
+
+    def registration(who: uuid.UUID, hold: threading.Event | None) -> None:
+        try:
+            with db.tenant(facility.slug) as conn:
+                made = tuberculosis.register(conn, clinician, who, TbRegistrationIn.model_validate(
+                    _case(started_on=f"{year}-03-03")), regimens=REGIMENS, today=dt.date.today())
+                numbers[who] = made["register_number"]
+                if hold is not None:
+                    first_written.set()
+                    assert hold.wait(10)
+        except Exception as exc:  # reported by the test below
+            failures.append(exc)
+
+    release = threading.Event()
+    first = threading.Thread(target=registration, args=(patients[0], release))
+    first.start()
+    assert first_written.wait(10)
+    second = threading.Thread(target=registration, args=(patients[1], None))
+    second.start()
+    with db.control() as conn:  # the second is waiting on the counter's row lock
+        for _ in range(200):
+            if conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                break
+            threading.Event().wait(0.02)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert not failures
+    assert sorted(numbers.values()) == [f"{year}/0001", f"{year}/0002"]
+
+
+# -- who may -------------------------------------------------------------------------------------------------------
+
+
+def test_a_nurse_reads_and_records_follow_ups_and_a_registrar_sees_nothing(token_client, db, facility, patients):
+    who = patients[6]
+    nurse = token_client(facility.slug, role="nurse")
+    card = nurse.get(_base(facility, who))
+    assert card.status_code == 200, card.text
+    treatment = card.json()["treatments"][0]["id"]
+    recorded = nurse.post(f"{_base(facility, who)}/{treatment}/follow-ups",
+                          json={"month": 2, "examined_on": f"{YEAR + 1}-09-01", "smear": "negative"})
+    assert recorded.status_code == 201, recorded.text
+    assert nurse.post(_base(facility, patients[7]), json=_case()).status_code == 403
+    assert nurse.post(f"{_base(facility, who)}/{treatment}/outcome",
+                      json={"outcome": "died", "outcome_on": f"{YEAR + 1}-09-02"}).status_code == 403
+    assert nurse.get(f"{API.format(tenant=facility.slug)}/tb/register").status_code == 200
+    registrar = token_client(facility.slug, role="registrar")
+    assert registrar.get(_base(facility, who)).status_code == 403
+    assert registrar.get(f"{API.format(tenant=facility.slug)}/tb/register").status_code == 403
+
+
+def test_another_facilitys_credentials_and_guessed_ids_are_refused_on_every_route(api, token_client, db, facility,
+                                                                                   other_facility, patients):
+    who = patients[6]
+    base = _base(facility, who)
+    treatment = api.get(base).json()["treatments"][0]
+    follow_up = treatment["follow_ups"][0]["id"]
+    tid = treatment["id"]
+    follow = {"month": 5, "examined_on": f"{YEAR + 1}-09-01", "smear": "negative"}
+    fix = {**_case(started_on=treatment["started_on"]), "reason": "not mine", "version_id": tid}
+    routes = [("get", base, None), ("post", base, _case()), ("post", f"{base}/{tid}/follow-ups", follow),
+              ("put", f"{base}/follow-ups/{follow_up}", {**follow, "reason": "not mine"}),
+              ("post", f"{base}/{tid}/outcome", {"outcome": "died", "outcome_on": f"{YEAR + 1}-09-02"}),
+              ("put", f"{base}/{tid}", fix), ("post", f"{base}/{tid}/entered-in-error", {"reason": "not mine"})]
+    before = _tb_entries(db, facility)
+    intruder = token_client(other_facility.slug, role="clinician")
+    for method, path, body in [*routes, ("get", f"{API.format(tenant=facility.slug)}/tb/register", None)]:
+        answer = getattr(intruder, method)(path, **({"json": body} if body is not None else {}))
+        assert answer.status_code == 403, (path, answer.text)
+        assert "Kamau" not in answer.text and "/0001" not in answer.text
+    elsewhere = _base(other_facility, who)
+    assert intruder.get(elsewhere).status_code == 404 and intruder.post(elsewhere, json=_case()).status_code == 404
+    assert "Kamau" not in intruder.get(f"{API.format(tenant=other_facility.slug)}/tb/register").text
+    guessed = str(uuid.uuid4())
+    for method, path, body in [(m, p.replace(str(who), guessed), b) for m, p, b in routes] + [
+            (m, p.replace(tid, guessed).replace(follow_up, guessed), b) for m, p, b in routes[2:]]:
+        answer = getattr(api, method)(path, **({"json": body} if body is not None else {}))
+        assert answer.status_code == 404, (path, answer.text)
+    # This patient's treatment and follow-up through another patient's address: not theirs.
+    other = _base(facility, patients[7])
+    for method, path, body in routes[2:]:
+        answer = getattr(api, method)(path.replace(base, other), **({"json": body} if body is not None else {}))
+        assert answer.status_code == 404, (path, answer.text)
+    assert _tb_entries(db, facility) == before
+
