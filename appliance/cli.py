@@ -628,6 +628,7 @@ def _policy(settings: Settings):
 def _check_policies(settings: Settings) -> None:
     """The policy files the web application reads at start, checked before anything starts: a broken
     one is named here, not in a worker's traceback."""
+    from appliance.layers.clinical.family_planning_policy import ProgrammeError, load_programme
     from appliance.layers.clinical.immunization_schedule import ScheduleError, load_schedule
     from appliance.layers.operations.self_booking import AppointmentRulesError, load_rules
     from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
@@ -637,7 +638,8 @@ def _check_policies(settings: Settings) -> None:
         load_release_rules(settings.policies_dir / "release.toml")
         load_rules(settings.policies_dir / "appointments.toml")
         load_schedule(settings.policies_dir / "immunization.toml")
-    except (ReleasePolicyError, AppointmentRulesError, ScheduleError) as exc:
+        load_programme(settings.policies_dir / "family_planning.toml")
+    except (ReleasePolicyError, AppointmentRulesError, ScheduleError, ProgrammeError) as exc:
         fail(str(exc))
 
 

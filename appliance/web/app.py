@@ -25,6 +25,8 @@ from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
 from appliance.layers.clinical.death_routes import DeathController
 from appliance.layers.clinical.delivery_routes import DeliveryController
+from appliance.layers.clinical.family_planning_policy import load_programme
+from appliance.layers.clinical.family_planning_routes import FamilyPlanningController
 from appliance.layers.clinical.imaging_routes import ImagingController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
 from appliance.layers.clinical.immunization_schedule import load_schedule
@@ -54,6 +56,7 @@ from appliance.web import (
     delivery,
     discharge,
     errors,
+    family_planning,
     growth,
     imaging,
     immunization,
@@ -88,14 +91,14 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   *national.ROUTES, *surveillance.ROUTES, *me.ROUTES,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
                   ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
-                  DeliveryController, PatientSurgeryController, SurgeryController,
+                  DeliveryController, PatientSurgeryController, SurgeryController, FamilyPlanningController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
                   delivery.delivery_router, theatre.theatre_router, theatre.booking_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
                   TuberculosisController,
-                  admin.admin_router, fhir_router]
+                  family_planning.family_planning_router, admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).
 THROTTLED_POSTS = SIGN_IN_PATHS | {PACKAGES_PATH}
@@ -118,6 +121,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     load_schedule(settings.policies_dir / "immunization.toml")
     # The notifiable diseases too: a broken edit would otherwise first show on the ministry's Alerts page.
     load_diseases(settings.policies_dir / "surveillance.toml")
+    # The family planning programme too: a broken edit stops the start naming the method and field.
+    load_programme(settings.policies_dir / "family_planning.toml")
     # The TB regimens too: a broken edit stops the start naming the regimen, not a clinician's first registration.
     load_regimens(settings.policies_dir / "tuberculosis.toml")
     csrf = CSRFConfig(

@@ -906,6 +906,12 @@ FORMS += ["/patients/{pid}/surgery", "/theatre/cases/{any}/checklist/{any}", "/t
           "/theatre/cases/{any}/note", "/theatre/cases/{any}/note/correction", "/theatre/cases/{any}/correction",
           "/theatre/cases/{any}/entered-in-error"]
 
+# Family planning (appliance/web/family_planning.py): the chart's tab, a visit's correction form, the clients due;
+# recording, refusals, correcting and withdrawing with real ids are in tests/web/test_family_planning_pages.py.
+PAGES += ["/patients/{pid}/family-planning", "/patients/{pid}/family-planning/{any}/correct", "/family-planning/due"]
+FORMS += ["/patients/{pid}/family-planning", "/patients/{pid}/family-planning/{any}",
+          "/patients/{pid}/family-planning/{any}/entered-in-error"]
+
 
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")

@@ -618,3 +618,33 @@ tb_register_sequence = sa.Table(
 
 record.register_kind("tb_treatment", tb_treatment)
 record.register_kind("tb_follow_up", tb_follow_up)
+
+# -- family planning (tenant revision t0037; appliance/layers/clinical/family_planning.py) ---------------------------
+
+FP_SERVICES = ("provided", "removal")
+FP_CLIENT_TYPES = ("new_acceptor", "new_to_method", "continuing", "restart")
+
+# One family planning visit: a method provided (in its unit: cycles, doses, a device, pieces), or an implant or IUD
+# removed and why. The entry's time is the day of the visit.
+family_planning = sa.Table(
+    "family_planning",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: contraception, sensitive
+    sa.Column("method", sa.Text, nullable=False),  # a method code of policies/family_planning.toml
+    sa.Column("service", sa.Text, nullable=False),  # provided, removal
+    sa.Column("quantity", sa.SmallInteger, nullable=True),  # in the method's unit; a provided visit's
+    sa.Column("client_type", sa.Text, nullable=True),  # new_acceptor, new_to_method, continuing, restart
+    sa.Column("removal_reason", sa.Text, nullable=True),  # a removal's
+    sa.Column("counselled", sa.Boolean, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint(f"service IN {FP_SERVICES!r}", name="family_planning_service"),
+    sa.CheckConstraint(f"client_type IN {FP_CLIENT_TYPES!r}", name="family_planning_client_type"),
+    sa.CheckConstraint("(service = 'provided') = (quantity IS NOT NULL AND client_type IS NOT NULL)",
+                       name="family_planning_provided_has_quantity"),
+    sa.CheckConstraint("(service = 'removal') = (removal_reason IS NOT NULL)", name="family_planning_removal_reason"),
+    sa.CheckConstraint("quantity >= 1", name="family_planning_quantity_positive"),
+    sa.Index("family_planning_method_idx", "method"),
+)
+
+record.register_kind("family_planning", family_planning)

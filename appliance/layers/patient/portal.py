@@ -29,6 +29,8 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "result_signoff": "a result's review", "result_disclosure": "that a result was given to you in person",
           "specimen_receipt": "the laboratory's receipt of your sample",
           "immunization": "a vaccination", "immunization_due": "the list of children due a vaccination",
+          "family_planning": "a family planning visit",
+          "family_planning_due": "the list of family planning clients due back",
           "imaging_performed": "that your X-ray or scan was done",
           "vital_signs": "vital signs", "note": "a note", "discharge_summary": "your discharge summary",
           "death": "a death certificate", "referral": "a referral to another facility",
