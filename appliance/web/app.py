@@ -76,6 +76,7 @@ from appliance.web import (
     system,
     theatre,
     today,
+    tuberculosis,
 )
 from appliance.web.auth import (
     SESSION_API,
@@ -97,7 +98,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
                   delivery.delivery_router, theatre.theatre_router, theatre.booking_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
-                  TuberculosisController,
+                  TuberculosisController, tuberculosis.tb_router,
                   family_planning.family_planning_router, admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

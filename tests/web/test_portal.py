@@ -913,6 +913,13 @@ FORMS += ["/patients/{pid}/family-planning", "/patients/{pid}/family-planning/{a
           "/patients/{pid}/family-planning/{any}/entered-in-error"]
 
 
+# TB (appliance/web/tuberculosis.py): the chart's tab and the facility's register; registering, a follow-up, an outcome
+# refused and recorded with real ids, and a registrar, are in tests/web/test_tb_pages.py.
+PAGES += ["/patients/{pid}/tb", "/tb/register"]
+FORMS += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}/follow-ups", "/patients/{pid}/tb/{any}/outcome",
+          "/patients/{pid}/tb/{any}/entered-in-error"]
+
+
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")
               for handler in route.route_handlers for method in handler.http_methods if method != "OPTIONS"}

@@ -1,0 +1,97 @@
+"""TB in the tenant portal: the chart's TB tab (registration by form with the register's number, the follow-up months
+due, a follow-up recorded, cured refused for a clinically diagnosed case beside the field with nothing written, the
+outcome recorded), the facility's register page with its cohort table, and the refusals: a registrar, a guessed
+year, a guessed treatment (another facility's session is in tests/web/test_portal.py's every-route lists)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.substrate.principal import Principal
+from tests.web.test_portal import post_form
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="TB Clinic")
+
+
+@pytest.fixture(scope="module")
+def patient(db, facility, person_factory) -> dict:
+    author = person_factory("clinician", facility.slug)
+    principal = Principal(account_id=author.account_id, kind="staff", display_name="Dr Chest",
+                          tenant=facility.slug, role="clinician")
+    with db.tenant(facility.slug) as conn:
+        found = service.register_patient(conn, principal, PatientIn.model_validate(
+            {"family_name": "Mwangi", "given_names": "Peter", "birth_date": dt.date(1985, 3, 3), "sex": "male",
+             "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))
+        service.open_encounter(conn, principal, found["id"], EncounterIn(encounter_class="outpatient"))
+    return {"id": found["id"], "path": f"/t/{facility.slug}/patients/{found['id']}/tb"}
+
+
+def _tb_entries(db, facility) -> int:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind LIKE 'tb_%'")).scalar()
+
+
+def test_a_case_is_registered_followed_and_its_outcome_refused_then_recorded_on_the_tab(signed_in, db, facility,
+                                                                                        patient):
+    clinician = signed_in("clinician", facility.slug)
+    chart = clinician.get(f"/t/{facility.slug}/patients/{patient['id']}/chart")
+    assert f'href="{patient["path"]}"' in chart.text, "the chart links its TB tab"
+    empty = clinician.get(patient["path"])
+    assert empty.status_code == 200 and 'id="register-form"' in empty.text and 'name="_csrf_token"' in empty.text
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", empty.text) and " onclick=" not in empty.text
+    started = dt.date.today() - dt.timedelta(days=200)
+    refused = post_form(clinician, patient["path"], patient["path"], {
+        "started_on": started.isoformat(), "site": "pulmonary", "bacteriology": "clinically_diagnosed",
+        "history": "new", "regimen": "2HRZE/4HR", "hiv_status": "negative", "weight_kg": ""})
+    assert refused.status_code == 422 and 'id="weight_kg-error"' in refused.text, refused.text
+    sent = post_form(clinician, patient["path"], patient["path"], {
+        "started_on": started.isoformat(), "site": "pulmonary", "bacteriology": "clinically_diagnosed",
+        "history": "new", "regimen": "2HRZE/4HR", "hiv_status": "negative", "weight_kg": "48.5"})
+    assert sent.status_code == 303 and sent.headers["location"].endswith("?done=tb-registered"), sent.text
+    card = clinician.get(sent.headers["location"])
+    number = f"{started.year}/0001"
+    assert number in card.text and 'id="register-form"' not in card.text
+    root = re.search(r'id="treatment-([0-9a-f-]{36})"', card.text).group(1)
+    assert f'id="due-{root}-2"' in card.text and "Overdue" in card.text  # month 2 is past, nothing recorded
+    followed = post_form(clinician, patient["path"], f"{patient['path']}/{root}/follow-ups", {
+        "month": "2", "examined_on": (started + dt.timedelta(days=60)).isoformat(), "smear": "negative",
+        "culture": "not_done", "xpert": "not_done", "weight_kg": "51"})
+    assert followed.status_code == 303, followed.text
+    before = _tb_entries(db, facility)
+    cured = post_form(clinician, patient["path"], f"{patient['path']}/{root}/outcome",
+                      {"outcome": "cured", "outcome_on": dt.date.today().isoformat()})
+    assert cured.status_code == 422, cured.text
+    assert f'id="outcome-{root}-outcome"' in cured.text and "Cured is only for a case bacteriologically confirmed" \
+        in cured.text
+    assert _tb_entries(db, facility) == before
+    done = post_form(clinician, patient["path"], f"{patient['path']}/{root}/outcome",
+                     {"outcome": "treatment_completed", "outcome_on": dt.date.today().isoformat()})
+    assert done.status_code == 303 and done.headers["location"].endswith("?done=tb-outcome"), done.text
+    assert "Treatment completed" in clinician.get(patient["path"]).text
+
+    register = clinician.get(f"/t/{facility.slug}/tb/register", params={"year": started.year})
+    assert register.status_code == 200, register.text
+    assert f'id="case-{number.replace("/", "-")}"' in register.text and "MWANGI" in register.text
+    quarter = (started.month - 1) // 3 + 1
+    row = re.search(rf'id="cohort-{quarter}-new_relapse_clinical">(.*?)</tr>', register.text, re.S).group(1)
+    assert re.findall(r"<td>([^<]*)</td>", row)[:1] == ["1"] and "100.0 %" in row
+    assert clinician.get(f"/t/{facility.slug}/tb/register", params={"year": "1999"}).status_code == 400
+    guessed = post_form(clinician, patient["path"], f"{patient['path']}/{uuid.uuid4()}/outcome",
+                        {"outcome": "died", "outcome_on": dt.date.today().isoformat()})
+    assert guessed.status_code == 404
+
+
+def test_a_registrar_sees_neither_the_tab_nor_the_register(signed_in, facility, patient):
+    registrar = signed_in("registrar", facility.slug)
+    assert registrar.get(patient["path"]).status_code == 403
+    assert registrar.get(f"/t/{facility.slug}/tb/register").status_code == 403
