@@ -46,11 +46,13 @@ import tomllib
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from appliance.layers.clinical.delivery import BORN_HERE, LOW_BIRTH_WEIGHT_BELOW_G
+from appliance.layers.clinical.family_planning_policy import Programme, cyp, load_programme, tenths
 from appliance.layers.clinical.growth import (
     ACUTE_FROM_MONTHS,
     ACUTE_TO_MONTHS,
@@ -58,12 +60,20 @@ from appliance.layers.clinical.growth import (
     MUAC_SEVERE_BELOW_MM,
 )
 from appliance.substrate import audit
+from appliance.substrate.config import PROJECT_ROOT
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
-SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations", "deliveries")
+SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations", "deliveries",
+           "family_planning")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
+# What a `family_planning` indicator counts of the month's visits that provided a method: clients by the client
+# type recorded (each once), or the couple-years of protection given, in tenths.
+FP_CLIENT_TYPE = {"new_acceptors": "new_acceptor", "new_to_method": "new_to_method",
+                  "continuing_users": "continuing", "restarts": "restart"}
+FP_MEASURES = (*FP_CLIENT_TYPE, "cyp")
+FP_METHOD_CLASSES = ("short_acting", "long_acting", "permanent")
 # What a `screenings` indicator counts of the children screened for acute malnutrition in the month.
 FINDINGS = ("screened", "severe", "moderate")
 # The acute malnutrition criteria a screening is counted by: the clinical layer's own (clinical/growth.py),
@@ -125,6 +135,8 @@ class Indicator:
     vaccine: str | None = None  # an `immunizations` indicator's: a vaccine code of the schedule,
     dose_number: int | None = None  # its dose in the series,
     under_years: int | None = None  # and, where given, only to children younger than this when vaccinated
+    fp_measure: str | None = None  # a `family_planning` indicator's: one of FP_MEASURES,
+    method_class: str | None = None  # and, where given, only methods of this class
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,8 @@ class Definitions:
     indicators: tuple[Indicator, ...]
     age_bands: tuple[AgeBand, ...]
     threshold: int
+    # policies/family_planning.toml beside the definitions, read when an indicator counts family planning
+    family_planning: Programme | None = None
 
     @property
     def cells(self) -> list[Cell]:
@@ -171,7 +185,16 @@ def load_definitions(path: Path) -> Definitions:
     ids = [i.id for i in indicators]
     if len(set(ids)) != len(ids):
         raise IndicatorError(f"{path}: indicator ids must be unique")
-    return Definitions(indicators, bands, threshold)
+    programme = None
+    if any(i.source == "family_planning" for i in indicators):
+        # The ministry's programme beside its indicators; a copy of the indicators kept elsewhere (an edited
+        # copy compared with the live one) reads the programme the appliance ships.
+        beside = Path(path).parent / "family_planning.toml"
+        try:
+            programme = load_programme(beside if beside.exists() else PROJECT_ROOT / "policies" / beside.name)
+        except ValueError as exc:
+            raise IndicatorError(f"{path}: its family planning indicators need {exc}") from exc
+    return Definitions(indicators, bands, threshold, programme)
 
 
 def _indicator(item: dict) -> Indicator:
@@ -190,6 +213,15 @@ def _indicator(item: dict) -> Indicator:
         if item.get("births") not in BIRTH_COUNTS:
             raise ValueError(f"indicator {item['id']!r}: births must be one of {', '.join(BIRTH_COUNTS)}")
         return Indicator(item["id"], item["name"], item["dhis2"], source, births=item["births"])
+    if source == "family_planning":
+        measure, method_class = item.get("measure"), item.get("method_class")
+        if measure not in FP_MEASURES:
+            raise ValueError(f"indicator {item['id']!r}: measure must be one of {', '.join(FP_MEASURES)}")
+        if method_class is not None and method_class not in FP_METHOD_CLASSES:
+            raise ValueError(f"indicator {item['id']!r}: method_class must be one of "
+                             f"{', '.join(FP_METHOD_CLASSES)}")
+        return Indicator(item["id"], item["name"], item["dhis2"], source, fp_measure=measure,
+                         method_class=method_class)
     if source == "immunizations":
         return _immunization_indicator(item)
     ranges = []
@@ -450,6 +482,58 @@ GROUP BY 1, 2, 3
 """
 
 
+# Family planning visits (clinical/family_planning.py) in force (a corrected one as corrected, on its corrected day;
+# one entered in error not at all) that provided a method, on a day of the month on the facility's calendar: each
+# visit's method, client type, client and quantity, at the client's age on the day. The counting is `_family_planning`
+# below, with the programme's classes and CYP factors (policies/family_planning.toml), which SQL inside the
+# facility's schema cannot read. A removal provides nothing and counts for nothing.
+_FAMILY_PLANNING = """
+SELECT f.method, f.client_type, f.quantity, x.patient_id, p.sex,
+       date_part('year', age((x.occurred_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years
+FROM entry x
+JOIN family_planning f ON f.entry_id = x.id
+JOIN patient p ON p.id = x.patient_id
+WHERE x.kind = 'family_planning' AND x.status <> 'entered_in_error'
+  AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+  AND f.service = 'provided' AND x.occurred_at >= :start AND x.occurred_at < :end
+ORDER BY x.occurred_at, x.recorded_at
+"""
+
+
+def _family_planning(conn, params: dict, wanted: list[Indicator],
+                     definitions: Definitions) -> dict[str, dict[Cell, int]]:
+    """The month's family planning figures by (sex, age band): a client count counts each client once (at her age at
+    her first such visit of the month); CYP sums each cell's visits exactly (quantity times the method's factor) and
+    reports it in tenths, rounded half up once per cell (`family_planning_policy.tenths`), so a facility's cells add
+    up to its total to within a tenth per cell."""
+    programme = definitions.family_planning
+    clients: dict[str, dict[Cell, set]] = {i.id: {} for i in wanted}
+    protection: dict[str, dict[Cell, Fraction]] = {i.id: {} for i in wanted}
+    seen: dict[str, set] = {i.id: set() for i in wanted}
+    for row in conn.execute(sa.text(_FAMILY_PLANNING), params):
+        method = programme.by_code.get(row.method)
+        if method is None:  # a method since taken out of the programme: no class or factor to count it by
+            continue
+        cell = (SEX_CODE.get(row.sex, "U"), definitions.band_of(row.years))
+        for indicator in wanted:
+            if indicator.method_class is not None and method.method_class != indicator.method_class:
+                continue
+            if indicator.fp_measure == "cyp":
+                figures = protection[indicator.id]
+                figures[cell] = figures.get(cell, Fraction(0)) + cyp(method, row.quantity)
+            elif row.client_type == FP_CLIENT_TYPE[indicator.fp_measure] and row.patient_id not in seen[indicator.id]:
+                seen[indicator.id].add(row.patient_id)
+                clients[indicator.id].setdefault(cell, set()).add(row.patient_id)
+    counted: dict[str, dict[Cell, int]] = {}
+    for indicator in wanted:
+        if indicator.fp_measure == "cyp":
+            counted[indicator.id] = {cell: tenths(value) for cell, value in protection[indicator.id].items()
+                                     if tenths(value)}
+        else:
+            counted[indicator.id] = {cell: len(people) for cell, people in clients[indicator.id].items()}
+    return counted
+
+
 def range_values(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
     """The VALUES rows of (indicator, low, high) category ranges, their values added to `params`."""
     for n, (what, low, high) in enumerate(wanted):
@@ -470,6 +554,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     by_births: dict[str, list[str]] = {}
     died_of: list[tuple[str, str, str]] = []
     doses: list[Indicator] = []
+    contraception: list[Indicator] = []
     for indicator in definitions.indicators:
         if indicator.source == "encounters":
             by_class.setdefault(indicator.encounter_class, []).append(indicator.id)
@@ -481,6 +566,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             died_of += [(indicator.id, low, high) for low, high in indicator.icd10]
         elif indicator.source == "immunizations":
             doses.append(indicator)
+        elif indicator.source == "family_planning":
+            contraception.append(indicator)
         else:
             wanted += [(indicator.id, low, high) for low, high in indicator.icd10]
     with db.tenant(slug) as conn:
@@ -506,6 +593,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             cell = (SEX_CODE.get(row.sex, "U"), definitions.band_of(row.years))
             for indicator_id in ids:
                 counts[indicator_id][cell] = counts[indicator_id].get(cell, 0) + row.n
+        if contraception:
+            counts |= _family_planning(conn, params, contraception, definitions)
         audit.append(conn, tenant=slug, principal=None, event_type="national.count", action="R",
                      detail={"period": period.value, "indicators": [i.id for i in definitions.indicators]})
     return counts
