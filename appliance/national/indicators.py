@@ -66,7 +66,7 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
 SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations", "deliveries",
-           "family_planning")
+           "family_planning", "tb_outcomes")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
 # What a `family_planning` indicator counts of the month's visits that provided a method: clients by the client
 # type recorded (each once), or the couple-years of protection given, in tenths.
@@ -92,6 +92,10 @@ SCREENING_CRITERIA = (
 # band: born alive, stillborn (fresh and macerated, or either), and born alive under 2500 g.
 BIRTH_COUNTS = ("deliveries", "caesarean", "live_births", "stillbirths", "fresh_stillbirths", "macerated_stillbirths",
                 "low_birth_weight")
+# What a `tb_outcomes` indicator counts of the new and relapse TB cases whose treatment started in the month
+# (clinical/tuberculosis.py): those registered (the cohort), or those with a WHO treatment outcome assigned.
+TB_COUNTS = ("registered", "cured", "treatment_completed", "treatment_failed", "died", "lost_to_follow_up",
+             "not_evaluated")
 # Sex as DHIS2 category options; "other" and "unknown" are one option, as small as they are.
 SEXES: tuple[tuple[str, str], ...] = (("F", "female"), ("M", "male"), ("U", "other or unknown"))
 SEX_CODE = {"female": "F", "male": "M"}  # a cell's sex; anything else is "U"
@@ -135,6 +139,7 @@ class Indicator:
     vaccine: str | None = None  # an `immunizations` indicator's: a vaccine code of the schedule,
     dose_number: int | None = None  # its dose in the series,
     under_years: int | None = None  # and, where given, only to children younger than this when vaccinated
+    tb_cases: str | None = None  # a `tb_outcomes` indicator's: one of TB_COUNTS
     fp_measure: str | None = None  # a `family_planning` indicator's: one of FP_MEASURES,
     method_class: str | None = None  # and, where given, only methods of this class
 
@@ -222,6 +227,10 @@ def _indicator(item: dict) -> Indicator:
                              f"{', '.join(FP_METHOD_CLASSES)}")
         return Indicator(item["id"], item["name"], item["dhis2"], source, fp_measure=measure,
                          method_class=method_class)
+    if source == "tb_outcomes":
+        if item.get("cases") not in TB_COUNTS:
+            raise ValueError(f"indicator {item['id']!r}: cases must be one of {', '.join(TB_COUNTS)}")
+        return Indicator(item["id"], item["name"], item["dhis2"], source, tb_cases=item["cases"])
     if source == "immunizations":
         return _immunization_indicator(item)
     ranges = []
@@ -534,6 +543,28 @@ def _family_planning(conn, params: dict, wanted: list[Indicator],
     return counted
 
 
+# New and relapse TB cases (clinical/tuberculosis.py; WHO 2013 definitions) whose treatment started in the month on the
+# facility's calendar, each registration in force once as registered and once more under its outcome if one is
+# assigned (as corrected; a registration entered in error not at all), at the patient's age when treatment started.
+# By the month of the start, not of the outcome: the quarterly cohort is the cases started in the quarter, so the
+# ministry sums three months and divides (treatment success = (cured + completed) / registered) once the cohort's
+# outcomes are in, 12 months on. A month's outcome counts grow as outcomes are assigned; a package sent again later
+# carries them.
+_TB_OUTCOMES = """
+SELECT f.what, date_part('year', age(t.started_on, p.birth_date))::int AS years, p.sex, count(*) AS n
+FROM entry x
+JOIN tb_treatment t ON t.entry_id = x.id
+JOIN patient p ON p.id = x.patient_id
+CROSS JOIN LATERAL (VALUES ('registered'), (t.outcome)) AS f (what)
+WHERE x.kind = 'tb_treatment' AND x.status <> 'entered_in_error'
+  AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+  AND t.history IN ('new', 'relapse') AND f.what IS NOT NULL
+  AND t.started_on >= (CAST(:start AS timestamptz) AT TIME ZONE :tz)::date
+  AND t.started_on < (CAST(:end AS timestamptz) AT TIME ZONE :tz)::date
+GROUP BY 1, 2, 3
+"""
+
+
 def range_values(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
     """The VALUES rows of (indicator, low, high) category ranges, their values added to `params`."""
     for n, (what, low, high) in enumerate(wanted):
@@ -554,6 +585,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     by_births: dict[str, list[str]] = {}
     died_of: list[tuple[str, str, str]] = []
     doses: list[Indicator] = []
+    tb_counts: dict[str, list[str]] = {}
     contraception: list[Indicator] = []
     for indicator in definitions.indicators:
         if indicator.source == "encounters":
@@ -566,6 +598,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             died_of += [(indicator.id, low, high) for low, high in indicator.icd10]
         elif indicator.source == "immunizations":
             doses.append(indicator)
+        elif indicator.source == "tb_outcomes":
+            tb_counts.setdefault(indicator.tb_cases, []).append(indicator.id)
         elif indicator.source == "family_planning":
             contraception.append(indicator)
         else:
@@ -586,6 +620,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
         if by_births:
             found += [(by_births.get(row.what, []), row) for row in conn.execute(
                 sa.text(_DELIVERIES), params | {"low_birth_weight_below": LOW_BIRTH_WEIGHT_BELOW_G})]
+        if tb_counts:
+            found += [(tb_counts.get(row.what, []), row) for row in conn.execute(sa.text(_TB_OUTCOMES), params)]
         if by_finding:
             found += [(by_finding.get(row.what, []), row)
                       for row in conn.execute(sa.text(_SCREENINGS), params | SCREENING_CUTOFFS)]
