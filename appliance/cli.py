@@ -938,6 +938,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     from appliance.layers.clinical.outbreak_demo import DEMO_FACILITY, generate_outbreak_demo
     from appliance.layers.clinical.referral_demo import generate_referral_demo
     from appliance.layers.clinical.surgery_demo import generate_surgery_demo
+    from appliance.layers.clinical.tb_demo import generate_tb_demo
     from appliance.layers.financial import demo as financial_demo
     from appliance.layers.financial.demo import generate_billing_demo
     from appliance.layers.nursing import demo as nursing_demo
@@ -1001,6 +1002,12 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     if operated:
         err.print("demo operations written (" + ", ".join(f"{n} {state.replace('_', ' ')}"
                                                          for state, n in operated.items()) + ")")
+        wrote = True
+    # A year of TB cases at the district hospital, one of each outcome and two on treatment, for its TB register.
+    treated = generate_tb_demo(db, slugs)
+    if treated:
+        err.print("demo TB register written (" + ", ".join(f"{n} {outcome.replace('_', ' ')}"
+                                                          for outcome, n in treated.items()) + ")")
         wrote = True
     # A cluster of meningitis at the health centre, so the ministry's Alerts page has an alert to show.
     if DEMO_FACILITY in slugs and (cases := generate_outbreak_demo(db)):
