@@ -32,9 +32,10 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
-from appliance.layers.clinical import chart, delivery, discharge, referral
+from appliance.layers.clinical import chart, delivery, discharge, family_planning, referral
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.errors import NotFound
+from appliance.layers.clinical.family_planning_routes import programme_of
 from appliance.layers.financial import service as financial
 from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
@@ -68,6 +69,7 @@ BIRTH_MODES = {"spontaneous_vaginal": "vaginal birth", "assisted_vaginal": "vagi
                "caesarean": "caesarean section", "breech_vaginal": "vaginal birth, bottom or feet first (breech)"}
 BABY_OUTCOMES = {"live_birth": "born alive", "fresh_stillbirth": "stillborn", "macerated_stillbirth": "stillborn"}
 BABY_SEXES = {"female": "a girl", "male": "a boy", "unknown": "sex not told at birth"}
+FP_REMOVED = "removed"  # a family planning visit that took out an implant or IUD, in her record's words
 
 
 def _facility_records(state: State, request: Request, *, export: bool = False) -> list[dict]:
@@ -92,6 +94,11 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
             # nothing of births).
             births = delivery.deliveries(conn, request.user, holding.patient_id, noting_none=False) \
                 if state.release_rules.deliveries_shown else []
+            # Her family planning visits and next day due (noted as her own read only where she has any).
+            here = zoneinfo.ZoneInfo(holding.timezone)
+            contraception = family_planning.own_record(
+                conn, request.user, holding.patient_id, programme=programme_of(state),
+                today=dt.datetime.now(here).date(), tz=here) if state.release_rules.family_planning_shown else None
             if export:
                 audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
                              action="E", patient_id=holding.patient_id)
@@ -113,7 +120,8 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
                         "marked": marked,
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards,
-                        "referrals": referrals, "deliveries": births})
+                        "referrals": referrals, "deliveries": births,
+                        "family_planning": contraception})
     return records
 
 
@@ -196,6 +204,12 @@ def _as_file(record: dict) -> dict:
         "visits": [{"on": clock.iso(e["started_at"] or e["planned_for"]),
                     "kind": ENCOUNTER_CLASSES.get(e["encounter_class"], e["encounter_class"]), "status": e["status"]}
                    for e in s["encounters"]],
+        "family_planning": {
+            "next_due": f["standing"]["due_on"].isoformat() if f["standing"]["due_on"] else None,
+            "visits": [{"on": v["given_on"].isoformat(), "method": v["method_name"] or v["method"],
+                        "what": FP_REMOVED if v["service"] == "removal" else f"{v['quantity']} {v['unit'] or 'unit'}"
+                        + ("" if v["quantity"] == 1 else "s")} for v in f["visits"]],
+        } if (f := record["family_planning"]) else None,
         "deliveries": [{
             "born": clock.iso(d["born_at"]), "how": BIRTH_MODES[d["mode"]],
             "weeks_pregnant": f"{d['gestation_weeks']}+{d['gestation_days']}",

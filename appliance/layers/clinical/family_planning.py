@@ -112,6 +112,19 @@ def patient_family_planning(conn: Connection, principal: Principal, patient_id: 
                           for w in withdrawn]}
 
 
+def own_record(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, programme: Programme,
+               today: dt.date, tz: zoneinfo.ZoneInfo) -> dict | None:
+    """What the patient's own portal shows (appliance/web/me.py): her visits in force, newest first, and when she is
+    next due; None where she has none, and then nothing is noted (a log that said "family planning" of a person who
+    never came for it would itself say something)."""
+    rows = current_visits(conn, [patient_id])
+    if not rows:
+        return None
+    note_access(conn, principal, "read", patient_id, KIND, [r["id"] for r in rows])
+    return {"standing": standing_dict(standing(programme, _visits(rows, tz), today), rows, programme, tz),
+            "visits": [_shaped(r, programme, tz) for r in reversed(rows)]}
+
+
 def _article(method: Method) -> str:
     return method.name[0].lower() + method.name[1:]
 

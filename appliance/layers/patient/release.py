@@ -13,6 +13,9 @@ Vaccinations are decided apart (`[immunization]`): shown on the patient's vaccin
 at all (`IMMUNIZATION_RELEASES`); no review stands between a dose and the card, as none stands between a
 dose and the paper card the nurse fills in. So are a mother's deliveries (`[delivery]`): on her record at once, or
 not at all; she was there, and nothing in a delivery waits on a clinician's reading.
+
+Family planning is decided apart too (`[family_planning]`): the methods a client was given and her next injection or
+re-supply, on her record at once or not at all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from appliance.substrate.tenant_config import loinc_check_digit_ok
 RELEASES = ("after_review", "in_person")
 IMMUNIZATION_RELEASES = ("at_once", "not_shown")
 DELIVERY_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
+FAMILY_PLANNING_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 _RULE_ID = re.compile(r"^REL-\d{3}$")
 _LOINC = re.compile(r"^\d{1,7}-\d$")
 
@@ -51,6 +55,7 @@ class ReleaseRules:
     rules: tuple[ReleaseRule, ...]
     immunizations: str = "at_once"  # one of IMMUNIZATION_RELEASES
     deliveries: str = "at_once"  # one of DELIVERY_RELEASES
+    family_planning: str = "at_once"  # one of FAMILY_PLANNING_RELEASES
 
     @property
     def immunizations_shown(self) -> bool:
@@ -59,6 +64,10 @@ class ReleaseRules:
     @property
     def deliveries_shown(self) -> bool:
         return self.deliveries == "at_once"
+
+    @property
+    def family_planning_shown(self) -> bool:
+        return self.family_planning == "at_once"
 
     def rule_for(self, code: str) -> ReleaseRule:
         return next((rule for rule in self.rules if code in rule.loinc), self.default)
@@ -112,7 +121,8 @@ def load_release_rules(path: Path) -> ReleaseRules:
     if len(set(ids)) != len(ids):
         raise ReleasePolicyError(f"{path}: rule ids must be unique")
     return ReleaseRules(default, rules, _shown_or_not(data, "immunization", IMMUNIZATION_RELEASES, path),
-                        _shown_or_not(data, "delivery", DELIVERY_RELEASES, path))
+                        _shown_or_not(data, "delivery", DELIVERY_RELEASES, path),
+                        family_planning=_shown_or_not(data, "family_planning", FAMILY_PLANNING_RELEASES, path))
 
 
 def _shown_or_not(data: dict, table: str, releases: tuple[str, ...], path: Path) -> str:
