@@ -935,6 +935,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.demo import generate_demo_population
+    from appliance.layers.clinical.family_planning_demo import generate_family_planning_demo
     from appliance.layers.clinical.outbreak_demo import DEMO_FACILITY, generate_outbreak_demo
     from appliance.layers.clinical.referral_demo import generate_referral_demo
     from appliance.layers.clinical.surgery_demo import generate_surgery_demo
@@ -1008,6 +1009,11 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     if treated:
         err.print("demo TB register written (" + ", ".join(f"{n} {outcome.replace('_', ' ')}"
                                                           for outcome, n in treated.items()) + ")")
+        wrote = True
+    # A year of family planning visits at the health centre and the district hospital: the clients due, the figures.
+    planned = generate_family_planning_demo(db, slugs)
+    if planned:
+        err.print(f"demo family planning written ({planned} visits)")
         wrote = True
     # A cluster of meningitis at the health centre, so the ministry's Alerts page has an alert to show.
     if DEMO_FACILITY in slugs and (cases := generate_outbreak_demo(db)):
