@@ -9,8 +9,9 @@ permission the TB API declares for the same act (`clinical.tb.read`, `.write`, `
 nurses for reading and follow-ups, ACC-002 and ACC-027), patient pages pass the care-relationship guard, forms carry
 the CSRF token and Post/Redirect/Get, and a refusal is the page again with its sentence beside the field and
 everything typed kept (422), nothing written. The record is read and written only through the clinical layer's
-`tuberculosis` service, which audits each read and write and each case the register lists. Correcting a
-registration or a follow-up is the API's (PUT .../tb/{id}, .../tb/follow-ups/{id}).
+`tuberculosis` service, which audits each read and write and each case the register lists. A registration (and
+its outcome) is corrected on the card with a reason; correcting a follow-up is the API's (PUT .../tb/follow-ups/{id}):
+a mistyped result is withdrawn and recorded again here.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import tuberculosis
+from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.schemas import Retraction
 from appliance.layers.clinical.tuberculosis_routes import regimens_of
-from appliance.layers.clinical.tuberculosis_schemas import TbFollowUpIn, TbOutcomeIn, TbRegistrationIn
+from appliance.layers.clinical.tuberculosis_schemas import TbCorrection, TbFollowUpIn, TbOutcomeIn, TbRegistrationIn
 from appliance.substrate.record import RecordError
 from appliance.web import portal
 from appliance.web.errors import error_page
@@ -61,6 +63,7 @@ portal.NOTICES.update({
     "tb-follow-up": "Follow-up recorded.",
     "tb-outcome": "Treatment outcome recorded.",
     "tb-withdrawn": "Marked entered in error, with your reason; the register and the cohort no longer count it.",
+    "tb-corrected": "Treatment corrected; the earlier version stays in its history with your reason.",
 })
 CHOICES = {
     "site": list(tuberculosis.SITE_WORDS.items()),
@@ -83,17 +86,19 @@ def _clock(request: Asking, tenant: str) -> Clock:
 
 
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
-          errors: dict | None = None, form: str = "") -> Template:
+          errors: dict | None = None, form: str = "", correcting: uuid.UUID | None = None) -> Template:
     clock = _clock(request, tenant)
     regimens = regimens_of(request.app.state)
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         found = tuberculosis.card(conn, request.user, patient_id, regimens=regimens, today=clock.today)
+    if correcting is not None and not any(t["id"] == correcting for t in found["treatments"]):
+        raise NotFound(f"no TB treatment {correcting} in force on this patient's chart", entry_id=str(correcting))
     names = people_named(request.app.state.db, {t["record_author_id"] for t in found["treatments"]}
                          | {w["withdrawn_by"] for w in found["withdrawn"]})
     return page(request, "tb/card.html", status=status, active="patients", patient_id=patient_id, tab="tb",
                 found=found, regimens=regimens.regimen, choices=CHOICES, words=WORDS, names=names, form=form,
-                values=values or {}, errors=errors or {}, **top, **HELPERS)
+                correcting=correcting, values=values or {}, errors=errors or {}, **top, **HELPERS)
 
 
 @get(PATIENT + "/tb", operation_id="PortalTbCard", opt={"permission": READ}, sync_to_thread=True,
@@ -104,7 +109,7 @@ def card_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
 
 
 def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, act: Callable[[Connection], Any],
-           done: str, form: str) -> Response:
+           done: str, form: str, *, correcting: uuid.UUID | None = None) -> Response:
     """One form's write in a tenant transaction; what the schema or the layer refuses (422) comes back beside the
     field it names with the form as sent; done, the tab with what happened."""
     try:
@@ -118,7 +123,8 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, ac
         errors = {exc.extra.get("field") or "form": template_message(exc.detail)}
     else:
         return see_other(request, f"/t/{tenant}/patients/{patient_id}/tb?done={done}")
-    return _page(request, tenant, patient_id, status=422, values=values, errors=errors, form=form)
+    return _page(request, tenant, patient_id, status=422, values=values, errors=errors, form=form,
+                 correcting=correcting)
 
 
 def _filled(values: dict, fields: Any) -> dict:
@@ -160,6 +166,39 @@ def outcome(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id, d
         regimens=regimens_of(request.app.state), today=clock.today), "tb-outcome", f"outcome-{treatment_id}")
 
 
+_CORRECTED = ("started_on", "site", "bacteriology", "history", "regimen", "hiv_status", "weight_kg", "note", "outcome",
+              "outcome_on")
+
+
+@get(PATIENT + "/tb/{treatment_id:uuid}/correct", operation_id="PortalCorrectTbForm", opt={"permission": WRITE},
+     sync_to_thread=True, include_in_schema=False)
+def correct_form(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id) -> Template:
+    """The form to correct a treatment's registration and outcome, filled with the version in force (a version
+    replaced since, or a guessed id, is 404)."""
+    clock = _clock(request, tenant)
+    with request.app.state.db.tenant(tenant) as conn:
+        found = tuberculosis.card(conn, request.user, patient_id, regimens=regimens_of(request.app.state),
+                                  today=clock.today)
+    treatment = next((t for t in found["treatments"] if t["id"] == treatment_id), None)
+    if treatment is None:
+        raise NotFound(f"no TB treatment {treatment_id} in force on this patient's chart", entry_id=str(treatment_id))
+    values = {k: "" if treatment[k] is None else str(treatment[k]) for k in _CORRECTED}
+    return _page(request, tenant, patient_id, values=values, form="correct", correcting=treatment_id)
+
+
+@post(PATIENT + "/tb/{treatment_id:uuid}", operation_id="PortalCorrectTb", opt={"permission": WRITE},
+      sync_to_thread=True, include_in_schema=False)
+def correct(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id, data: FormData) -> Response:
+    """A corrected version of the treatment, with the reason; the outcome rules apply to the corrected outcome."""
+    values = form_values(data)
+    clock = _clock(request, tenant)
+    sent = {**_filled(values, TbCorrection.model_fields), "version_id": treatment_id}
+    return _write(request, tenant, patient_id, values, lambda conn: tuberculosis.correct_treatment(
+        conn, request.user, patient_id, treatment_id, TbCorrection.model_validate(sent),
+        regimens=regimens_of(request.app.state), today=clock.today), "tb-corrected", "correct",
+        correcting=treatment_id)
+
+
 @post(PATIENT + "/tb/{entry_id:uuid}/entered-in-error", operation_id="PortalWithdrawTb", opt={"permission": WRITE},
       sync_to_thread=True, include_in_schema=False)
 def withdraw(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
@@ -188,7 +227,7 @@ def register_page(request: Asking, tenant: Tenant,
                 **HELPERS)
 
 
-ROUTES = [card_page, register, follow_up, outcome, withdraw, register_page]
+ROUTES = [card_page, register, follow_up, outcome, correct_form, correct, withdraw, register_page]
 
 tb_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                    guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -915,9 +915,9 @@ FORMS += ["/patients/{pid}/family-planning", "/patients/{pid}/family-planning/{a
 
 # TB (appliance/web/tuberculosis.py): the chart's tab and the facility's register; registering, a follow-up, an outcome
 # refused and recorded with real ids, and a registrar, are in tests/web/test_tb_pages.py.
-PAGES += ["/patients/{pid}/tb", "/tb/register"]
-FORMS += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}/follow-ups", "/patients/{pid}/tb/{any}/outcome",
-          "/patients/{pid}/tb/{any}/entered-in-error"]
+PAGES += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}/correct", "/tb/register"]
+FORMS += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}", "/patients/{pid}/tb/{any}/follow-ups",
+          "/patients/{pid}/tb/{any}/outcome", "/patients/{pid}/tb/{any}/entered-in-error"]
 
 
 def test_every_portal_route_is_in_these_lists(app):

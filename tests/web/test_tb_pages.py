@@ -1,7 +1,8 @@
 """TB in the tenant portal: the chart's TB tab (registration by form with the register's number, the follow-up months
 due, a follow-up recorded, cured refused for a clinically diagnosed case beside the field with nothing written, the
-outcome recorded), the facility's register page with its cohort table, and the refusals: a registrar, a guessed
-year, a guessed treatment (another facility's session is in tests/web/test_portal.py's every-route lists)."""
+outcome recorded), a correction with its reason (refused without one), the facility's register page with its cohort
+table, and the refusals: a registrar, a guessed year, a guessed treatment (another facility's session is in
+tests/web/test_portal.py's every-route lists)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,22 @@ def test_a_case_is_registered_followed_and_its_outcome_refused_then_recorded_on_
                      {"outcome": "treatment_completed", "outcome_on": dt.date.today().isoformat()})
     assert done.status_code == 303 and done.headers["location"].endswith("?done=tb-outcome"), done.text
     assert "Treatment completed" in clinician.get(patient["path"]).text
+    current = re.search(rf'href="{patient["path"]}/([0-9a-f-]{{36}})/correct"', clinician.get(patient["path"]).text)
+    form_path = f"{patient['path']}/{current.group(1)}/correct"
+    filled = clinician.get(form_path)
+    assert filled.status_code == 200 and 'id="correct-form"' in filled.text and 'value="48.5"' in filled.text
+    fields = {"started_on": started.isoformat(), "site": "pulmonary", "bacteriology": "clinically_diagnosed",
+              "history": "new", "regimen": "2HRZE/4HR", "hiv_status": "negative", "weight_kg": "50.5",
+              "outcome": "treatment_completed", "outcome_on": dt.date.today().isoformat()}
+    before = _tb_entries(db, facility)
+    no_reason = post_form(clinician, form_path, f"{patient['path']}/{current.group(1)}", {**fields, "reason": ""})
+    assert no_reason.status_code == 422 and 'id="reason-error"' in no_reason.text, no_reason.text
+    assert _tb_entries(db, facility) == before
+    fixed = post_form(clinician, form_path, f"{patient['path']}/{current.group(1)}",
+                      {**fields, "reason": "weight misread"})
+    assert fixed.status_code == 303 and fixed.headers["location"].endswith("?done=tb-corrected"), fixed.text
+    assert "50.5 kg" in clinician.get(patient["path"]).text and number in clinician.get(patient["path"]).text
+    assert clinician.get(form_path).status_code == 404  # that version is replaced now
 
     register = clinician.get(f"/t/{facility.slug}/tb/register", params={"year": started.year})
     assert register.status_code == 200, register.text
