@@ -934,6 +934,7 @@ def _demo_patient_account(db: Database, policy, slug: str) -> str:
 def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical import demo as clinical_demo
+    from appliance.layers.clinical.antenatal_demo import generate_antenatal_demo
     from appliance.layers.clinical.demo import generate_demo_population
     from appliance.layers.clinical.family_planning_demo import generate_family_planning_demo
     from appliance.layers.clinical.outbreak_demo import DEMO_FACILITY, generate_outbreak_demo
@@ -1014,6 +1015,12 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     planned = generate_family_planning_demo(db, slugs)
     if planned:
         err.print(f"demo family planning written ({planned} visits)")
+        wrote = True
+    # A handful of pregnant women at each facility, so the ANC clinic, the card and the ANC indicators have some.
+    pregnant = generate_antenatal_demo(db, slugs)
+    if pregnant:
+        err.print(f"demo antenatal care written ({pregnant.get('antenatal', 0)} contacts, "
+                  f"{pregnant.get('delivery', 0)} deliveries)")
         wrote = True
     # A cluster of meningitis at the health centre, so the ministry's Alerts page has an alert to show.
     if DEMO_FACILITY in slugs and (cases := generate_outbreak_demo(db)):

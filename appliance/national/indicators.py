@@ -2,14 +2,13 @@
 
 The definitions are data (`policies/indicators.toml`): what each indicator counts, its DHIS2 code, the
 age bands, and the disclosure threshold. `gather` counts one calendar month at every active facility: a
-statement per kind of count (encounters, diagnoses, screenings, deaths, immunizations) in the facility's own
-transaction (its role and search_path pinned, so they can read nothing else), grouped by sex and age band, with
-one audit event in the facility's own log saying the ministry counted its records. Only counts come out of that
-transaction, and `withhold` applies the disclosure rule to each facility's breakdown before anything is
-summed, shown or exported: a count from 1 to threshold - 1 is never published, and when a facility's
-breakdown has exactly one such cell (or withheld cells that add up to less than the threshold) the next
-smallest is withheld too, so that no withheld cell can be worked out from the facility's total and the
-rest.
+statement per kind of count (encounters, diagnoses, screenings, deaths, immunizations, deliveries, antenatal
+care) in the facility's own transaction (its role and search_path pinned, so they can read nothing else), grouped
+by sex and age band, with one audit event in the facility's own log saying the ministry counted its records. Only
+counts come out of that transaction, and `withhold` applies the disclosure rule to each facility's breakdown
+before anything is summed, shown or exported: a count from 1 to threshold - 1 is never published, and when a
+facility's breakdown has exactly one such cell (or withheld cells that add up to less than the threshold) the next
+smallest is withheld too, so that no withheld cell can be worked out from the facility's total and the rest.
 
 District, regional and national figures are sums of what the facilities published; the page and the
 exports say how many facility figures were withheld from each sum, never guess them. A facility reported
@@ -65,7 +64,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
-SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations", "deliveries",
+SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations", "deliveries", "antenatal",
            "family_planning", "tb_outcomes")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
 # What a `family_planning` indicator counts of the month's visits that provided a method: clients by the client
@@ -96,6 +95,11 @@ BIRTH_COUNTS = ("deliveries", "caesarean", "live_births", "stillbirths", "fresh_
 # (clinical/tuberculosis.py): those registered (the cohort), or those with a WHO treatment outcome assigned.
 TB_COUNTS = ("registered", "cured", "treatment_completed", "treatment_failed", "died", "lost_to_follow_up",
              "not_evaluated")
+# What an `antenatal` indicator counts of the month's antenatal care contacts (clinical/antenatal.py): pregnancies
+# at their first contact (ANC1), first seen before 12 weeks, at their fourth and eighth contact, first tested for
+# syphilis, first found syphilis positive.
+ANC_COUNTS = ("anc1", "anc1_before_12_weeks", "anc4", "anc8", "syphilis_tested", "syphilis_positive")
+ANC1_BEFORE_DAYS = 12 * 7  # "before 12 weeks": under 12 completed weeks at the first contact
 # Sex as DHIS2 category options; "other" and "unknown" are one option, as small as they are.
 SEXES: tuple[tuple[str, str], ...] = (("F", "female"), ("M", "male"), ("U", "other or unknown"))
 SEX_CODE = {"female": "F", "male": "M"}  # a cell's sex; anything else is "U"
@@ -136,6 +140,7 @@ class Indicator:
     icd10: tuple[tuple[str, str], ...] = ()  # inclusive ranges of three-character categories
     finding: str | None = None  # a `screenings` indicator's: one of FINDINGS
     births: str | None = None  # a `deliveries` indicator's: one of BIRTH_COUNTS
+    anc: str | None = None  # an `antenatal` indicator's: one of ANC_COUNTS
     vaccine: str | None = None  # an `immunizations` indicator's: a vaccine code of the schedule,
     dose_number: int | None = None  # its dose in the series,
     under_years: int | None = None  # and, where given, only to children younger than this when vaccinated
@@ -233,6 +238,10 @@ def _indicator(item: dict) -> Indicator:
         return Indicator(item["id"], item["name"], item["dhis2"], source, tb_cases=item["cases"])
     if source == "immunizations":
         return _immunization_indicator(item)
+    if source == "antenatal":
+        if item.get("anc") not in ANC_COUNTS:
+            raise ValueError(f"indicator {item['id']!r}: anc must be one of {', '.join(ANC_COUNTS)}")
+        return Indicator(item["id"], item["name"], item["dhis2"], source, anc=item["anc"])
     ranges = []
     for text in item["icd10"]:
         found = category_range(text)
@@ -491,6 +500,43 @@ GROUP BY 1, 2, 3
 """
 
 
+# Antenatal care contacts (clinical/antenatal.py) in force (a corrected one as corrected, on its corrected day; one
+# entered in error not at all) on a day of the month on the facility's calendar, each numbered in its pregnancy among
+# the pregnancy's contacts in force (all of them, the earlier months' too). ANC1 is a pregnancy's first contact, ANC4
+# and ANC8 its fourth and eighth (a woman reaching her fourth contact in the month counts there once); the syphilis
+# counts are a pregnancy's first contact with a test done, and its first with a positive one. At the woman's age on
+# the day of the contact. Only pregnancies with a contact in the month are read.
+_ANTENATAL = """
+WITH month AS (
+    SELECT DISTINCT a.pregnancy_id
+    FROM entry x JOIN antenatal a ON a.entry_id = x.id
+    WHERE x.kind = 'antenatal' AND x.occurred_at >= :start AND x.occurred_at < :end
+), contact AS (
+    SELECT x.patient_id, x.occurred_at, a.gestation_days, a.syphilis_test,
+           row_number() OVER w AS number,
+           count(*) FILTER (WHERE a.syphilis_test <> 'not_done') OVER w AS tests,
+           count(*) FILTER (WHERE a.syphilis_test = 'positive') OVER w AS positives
+    FROM entry x
+    JOIN antenatal a ON a.entry_id = x.id
+    JOIN month m ON m.pregnancy_id = a.pregnancy_id
+    WHERE x.kind = 'antenatal' AND x.status <> 'entered_in_error'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+    WINDOW w AS (PARTITION BY a.pregnancy_id ORDER BY x.occurred_at, x.recorded_at)
+)
+SELECT f.what, date_part('year', age((c.occurred_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years, p.sex,
+       count(*) AS n
+FROM contact c
+JOIN patient p ON p.id = c.patient_id
+CROSS JOIN LATERAL (VALUES ('anc1', c.number = 1),
+                           ('anc1_before_12_weeks', c.number = 1 AND c.gestation_days < :anc1_before_days),
+                           ('anc4', c.number = 4), ('anc8', c.number = 8),
+                           ('syphilis_tested', c.syphilis_test <> 'not_done' AND c.tests = 1),
+                           ('syphilis_positive', c.syphilis_test = 'positive' AND c.positives = 1)) AS f (what, met)
+WHERE f.met AND c.occurred_at >= :start AND c.occurred_at < :end
+GROUP BY 1, 2, 3
+"""
+
+
 # Family planning visits (clinical/family_planning.py) in force (a corrected one as corrected, on its corrected day;
 # one entered in error not at all) that provided a method, on a day of the month on the facility's calendar: each
 # visit's method, client type, client and quantity, at the client's age on the day. The counting is `_family_planning`
@@ -583,6 +629,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     wanted: list[tuple[str, str, str]] = []
     by_finding: dict[str, list[str]] = {}
     by_births: dict[str, list[str]] = {}
+    by_anc: dict[str, list[str]] = {}
     died_of: list[tuple[str, str, str]] = []
     doses: list[Indicator] = []
     tb_counts: dict[str, list[str]] = {}
@@ -602,6 +649,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             tb_counts.setdefault(indicator.tb_cases, []).append(indicator.id)
         elif indicator.source == "family_planning":
             contraception.append(indicator)
+        elif indicator.source == "antenatal":
+            by_anc.setdefault(indicator.anc, []).append(indicator.id)
         else:
             wanted += [(indicator.id, low, high) for low, high in indicator.icd10]
     with db.tenant(slug) as conn:
@@ -620,6 +669,9 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
         if by_births:
             found += [(by_births.get(row.what, []), row) for row in conn.execute(
                 sa.text(_DELIVERIES), params | {"low_birth_weight_below": LOW_BIRTH_WEIGHT_BELOW_G})]
+        if by_anc:
+            found += [(by_anc.get(row.what, []), row) for row in conn.execute(
+                sa.text(_ANTENATAL), params | {"anc1_before_days": ANC1_BEFORE_DAYS})]
         if tb_counts:
             found += [(tb_counts.get(row.what, []), row) for row in conn.execute(sa.text(_TB_OUTCOMES), params)]
         if by_finding:

@@ -23,6 +23,7 @@ from litestar.template.config import TemplateConfig
 
 from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
+from appliance.layers.clinical.antenatal_routes import AntenatalController
 from appliance.layers.clinical.death_routes import DeathController
 from appliance.layers.clinical.delivery_routes import DeliveryController
 from appliance.layers.clinical.family_planning_policy import load_programme
@@ -51,6 +52,7 @@ from appliance.substrate.policy import load_policy
 from appliance.substrate.token_cache import TokenCache
 from appliance.web import (
     admin,
+    antenatal,
     billing,
     death,
     delivery,
@@ -90,6 +92,7 @@ from appliance.web.context import close_uploads_middleware, request_context_midd
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
                   *national.ROUTES, *surveillance.ROUTES, *me.ROUTES,
+                  AntenatalController, antenatal.antenatal_router,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
                   ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
                   DeliveryController, PatientSurgeryController, SurgeryController, FamilyPlanningController,

@@ -32,7 +32,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
-from appliance.layers.clinical import chart, delivery, discharge, family_planning, referral
+from appliance.layers.clinical import antenatal, chart, delivery, discharge, family_planning, referral
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.family_planning_routes import programme_of
@@ -72,6 +72,16 @@ BABY_SEXES = {"female": "a girl", "male": "a boy", "unknown": "sex not told at b
 FP_REMOVED = "removed"  # a family planning visit that took out an implant or IUD, in her record's words
 
 
+def _ongoing(card: dict) -> dict | None:
+    """Of a woman's ANC card, what she reads of her ongoing pregnancy: the due date, the weeks today and the next
+    contact; no test result, no flag."""
+    current = next((p for p in card["pregnancies"] if p["status"] == "open"), None)
+    if current is None:
+        return None
+    return {"edd": current["edd"], "weeks": current["gestation_today"], "next_contact_on": current["next_contact_on"],
+            "overdue": current["overdue"]}
+
+
 def _facility_records(state: State, request: Request, *, export: bool = False) -> list[dict]:
     """Each facility's part of the record, as the page shows it; `export` reads it whole, for the file,
     and records in each facility's transaction that it was taken away."""
@@ -94,6 +104,11 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
             # nothing of births).
             births = delivery.deliveries(conn, request.user, holding.patient_id, noting_none=False) \
                 if state.release_rules.deliveries_shown else []
+            # Her ongoing pregnancy's due date and next contact (noted as her own read only where she has a card).
+            zone = zoneinfo.ZoneInfo(holding.timezone)
+            pregnancy = _ongoing(antenatal.card(conn, request.user, holding.patient_id,
+                                                today=dt.datetime.now(zone).date(), tz=zone, noting_none=False)) \
+                if state.release_rules.antenatal_shown else None
             # Her family planning visits and next day due (noted as her own read only where she has any).
             here = zoneinfo.ZoneInfo(holding.timezone)
             contraception = family_planning.own_record(
@@ -121,7 +136,7 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards,
                         "referrals": referrals, "deliveries": births,
-                        "family_planning": contraception})
+                        "family_planning": contraception, "pregnancy": pregnancy})
     return records
 
 
@@ -204,6 +219,9 @@ def _as_file(record: dict) -> dict:
         "visits": [{"on": clock.iso(e["started_at"] or e["planned_for"]),
                     "kind": ENCOUNTER_CLASSES.get(e["encounter_class"], e["encounter_class"]), "status": e["status"]}
                    for e in s["encounters"]],
+        "pregnancy": {"due_date": record["pregnancy"]["edd"].isoformat(), "weeks": record["pregnancy"]["weeks"],
+                      "next_contact": record["pregnancy"]["next_contact_on"].isoformat()
+                      if record["pregnancy"]["next_contact_on"] else None} if record["pregnancy"] else None,
         "family_planning": {
             "next_due": f["standing"]["due_on"].isoformat() if f["standing"]["due_on"] else None,
             "visits": [{"on": v["given_on"].isoformat(), "method": v["method_name"] or v["method"],

@@ -193,3 +193,24 @@ def test_t0029_adds_the_delivery_append_only_and_its_downgrade_takes_it_away(db:
     for statement in ("UPDATE delivery SET blood_loss_ml = 0", "DELETE FROM delivery"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0033_adds_the_antenatal_contact_append_only_and_its_downgrade_takes_it_away(db: Database, tenant_a):
+    """t0033 (an antenatal care contact on the woman's record) runs both ways on a schema at head, matches the model
+    (its checks and the index on the pregnancy), and the tenant role may append a contact but neither rewrite nor
+    remove one."""
+    t0033 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0033_antenatal_care")
+    schema = tenant_schema(tenant_a.slug)
+    exists = sa.text("SELECT to_regclass(:table) IS NOT NULL")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0033.downgrade()
+            downgraded = conn.execute(exists, {"table": f"{schema}.antenatal"}).scalar()
+            t0033.upgrade()
+        upgraded = conn.execute(exists, {"table": f"{schema}.antenatal"}).scalar()
+    assert (downgraded, upgraded) == (False, True)
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE antenatal SET note = 'x'", "DELETE FROM antenatal"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

@@ -898,6 +898,12 @@ PAGES += ["/patients/{pid}/deliveries/new", "/patients/{pid}/deliveries/{any}",
 FORMS += ["/patients/{pid}/deliveries", "/patients/{pid}/deliveries/{any}/correction",
           "/patients/{pid}/deliveries/{any}/entered-in-error"]
 
+# Antenatal care (appliance/web/antenatal.py): the chart's tab, a contact's correction form, the ANC clinic list;
+# recording, refusals and the card with real ids are in tests/web/test_antenatal_pages.py.
+PAGES += ["/patients/{pid}/antenatal", "/patients/{pid}/antenatal/{any}/correct", "/antenatal/clinic"]
+FORMS += ["/patients/{pid}/antenatal", "/patients/{pid}/antenatal/{any}",
+          "/patients/{pid}/antenatal/{any}/entered-in-error"]
+
 # The operating theatre (appliance/web/theatre.py): the day's list and a case's page with its checklist, moves and
 # operation note, and "Book surgery" from the chart; booking, the checklist's gate, the note and refusals with real
 # ids are in tests/web/test_theatre_pages.py.

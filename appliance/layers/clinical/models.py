@@ -417,6 +417,54 @@ delivery = sa.Table(
     sa.Index("delivery_babies_idx", "babies", postgresql_using="gin", postgresql_ops={"babies": "jsonb_path_ops"}),
 )
 
+# One antenatal care contact on the woman's record (tenant revision t0033; appliance/layers/clinical/antenatal.py):
+# the pregnancy's dating, the examination, the tests, what was given, and the flags the contact raised.
+antenatal = sa.Table(
+    "antenatal",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("pregnancy_id", sa.Uuid, nullable=False),  # the record id of the pregnancy's first contact
+    # patient data: the pregnancy's dating as given at this contact, and the due date it gives
+    sa.Column("lmp", sa.Date, nullable=True),  # first day of the last menstrual period
+    sa.Column("ultrasound_on", sa.Date, nullable=True),  # the day of the dating scan
+    sa.Column("ultrasound_weeks", sa.SmallInteger, nullable=True),  # the gestational age it measured: weeks
+    sa.Column("ultrasound_days", sa.SmallInteger, nullable=True),  # and days
+    sa.Column("edd", sa.Date, nullable=False),  # estimated due date (the pregnancy's, as dated so far)
+    sa.Column("dated_by", sa.Text, nullable=False),  # lmp or ultrasound
+    sa.Column("gestation_days", sa.SmallInteger, nullable=False),  # gestational age at the contact, days
+    # patient data: history, examination and tests
+    sa.Column("gravida", sa.SmallInteger, nullable=True),
+    sa.Column("para", sa.SmallInteger, nullable=True),
+    sa.Column("systolic_mmhg", sa.SmallInteger, nullable=True),
+    sa.Column("diastolic_mmhg", sa.SmallInteger, nullable=True),
+    sa.Column("weight_kg", sa.Numeric(5, 1), nullable=True),
+    sa.Column("fundal_height_cm", sa.SmallInteger, nullable=True),
+    sa.Column("fetal_heart_rate", sa.SmallInteger, nullable=True),
+    sa.Column("fetal_movements", sa.Text, nullable=True),  # present, reduced, absent
+    sa.Column("presentation", sa.Text, nullable=True),  # cephalic, breech, transverse
+    sa.Column("urine_protein", sa.Text, nullable=True),  # dipstick: negative, trace, 1+, 2+, 3+
+    sa.Column("haemoglobin_g_dl", sa.Numeric(3, 1), nullable=True),
+    sa.Column("syphilis_test", sa.Text, nullable=False),  # not_done, negative, positive
+    sa.Column("syphilis_treated", sa.Boolean, nullable=False),
+    sa.Column("hiv_test", sa.Text, nullable=False),  # not_done, negative, positive, known_positive
+    # patient data: what was given
+    sa.Column("td_dose", sa.SmallInteger, nullable=True),  # tetanus-diphtheria dose number given
+    sa.Column("iptp_dose", sa.SmallInteger, nullable=True),  # IPTp-SP dose number given
+    sa.Column("iron_folic_acid", sa.Boolean, nullable=False),
+    sa.Column("danger_signs", JSONB, nullable=False),  # patient data: the danger signs found, codes of DANGER_SIGNS
+    sa.Column("next_visit_on", sa.Date, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),  # patient data
+    sa.Column("flags", JSONB, nullable=False),  # what the contact raised when recorded, codes of FLAGS
+    sa.CheckConstraint("dated_by IN ('lmp', 'ultrasound')", name="antenatal_dated_by"),
+    sa.CheckConstraint("gestation_days BETWEEN 0 AND 315", name="antenatal_gestation_range"),
+    sa.CheckConstraint("syphilis_test IN ('not_done', 'negative', 'positive')", name="antenatal_syphilis_test"),
+    sa.CheckConstraint("hiv_test IN ('not_done', 'negative', 'positive', 'known_positive')", name="antenatal_hiv_test"),
+    sa.CheckConstraint("urine_protein IN ('negative', 'trace', '1+', '2+', '3+')", name="antenatal_urine_protein"),
+    sa.CheckConstraint("jsonb_typeof(danger_signs) = 'array' AND jsonb_typeof(flags) = 'array'",
+                       name="antenatal_lists"),
+    sa.Index("antenatal_pregnancy_idx", "pregnancy_id"),
+)
+
 # -- catalogues from the tenant file -----------------------------------------------------------------
 
 orderable = sa.Table(
@@ -470,6 +518,7 @@ KINDS: dict[str, sa.Table | None] = {
     "death": death,
     "referral": referral,
     "delivery": delivery,
+    "antenatal": antenatal,
 }
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

@@ -73,7 +73,7 @@ ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status.label("entry_status
                  entry.c.recorded_at)
 # Kinds a clinician may mark "entered in error"; registrations and encounters have their own acts.
 RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note",
-               "result_disclosure", "death"}
+               "result_disclosure", "death", "antenatal"}
 
 
 def _detail_columns(table: sa.Table) -> list[sa.Column]:

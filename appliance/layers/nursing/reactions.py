@@ -24,6 +24,8 @@ task or its cancellation exists the moment the act does, or not at all.
 - `fluid` (this layer's fluid balance chart) → urine output below KDIGO's 0.5 ml/kg/h over 6 hours
   (`fluid.urine_rate`) raises the escalation task, "inform the doctor", for a patient on a ward (one open at a
   time; a score's escalation neither replaces it nor is replaced by it).
+- `antenatal` (clinical) → a contact with pre-eclampsia's severe features raises the same escalation task for a
+  woman on a ward (one open at a time from such contacts).
 """
 
 from __future__ import annotations
@@ -386,16 +388,33 @@ def fluid_escalation(conn: Connection, principal: Principal, line: Entry) -> Non
     rate = fluid.urine_rate_at(conn, line.patient_id, line.occurred_at)
     if not rate.oliguric:
         return
-    ward = views.ward_of(conn, line.patient_id, line.encounter_id)
+    _escalate_once(conn, principal, line, f"Oliguria: urine {rate.rate_ml_kg_h} ml/kg/h over {fluid.OLIGURIA_HOURS} h "
+                                          f"(below {fluid.OLIGURIA_ML_PER_KG_HOUR}) — inform the doctor")
+
+
+def _escalate_once(conn: Connection, principal: Principal, source: Entry, title: str) -> None:
+    """The escalation task, "inform the doctor", raised by `source` for a patient on a ward, unless one raised by an
+    entry of its kind is open already; it stays until a nurse marks it done saying who was told."""
+    ward = views.ward_of(conn, source.patient_id, source.encounter_id)
     if ward is None:
         return  # as for a score (`schedule_observations`): a ward's escalation, for a patient on a ward
-    open_tasks = service.tasks_of(conn, [line.patient_id], open_only=True, codes=["escalation"])
-    if any(task["source_kind"] == "fluid" for task in open_tasks):
+    open_tasks = service.tasks_of(conn, [source.patient_id], open_only=True, codes=["escalation"])
+    if any(task["source_kind"] == source.kind for task in open_tasks):
         return
-    service.new_task(conn, principal, line.patient_id, code="escalation", ward_code=ward, ward_known=True,
-                     encounter_id=line.encounter_id, due_at=line.occurred_at, source=line,
-                     title=f"Oliguria: urine {rate.rate_ml_kg_h} ml/kg/h over {fluid.OLIGURIA_HOURS} h "
-                           f"(below {fluid.OLIGURIA_ML_PER_KG_HOUR}) — inform the doctor")
+    service.new_task(conn, principal, source.patient_id, code="escalation", ward_code=ward, ward_known=True,
+                     encounter_id=source.encounter_id, due_at=source.occurred_at, source=source, title=title)
+
+
+def antenatal_escalation(conn: Connection, principal: Principal, contact: Entry) -> None:
+    """An antenatal contact (clinical/antenatal.py) that raised pre-eclampsia's severe features (`flags` holds
+    "severe_features": a pressure of 160/110 or more, or headache, blurred vision or convulsions) raises the
+    escalation task for a woman on a ward, as oliguria does. In the antenatal clinic (no ward) the flag is on her
+    card and the clinic's list, for the clinician seeing her."""
+    if (contact.status == "entered_in_error" or contact.patient_id is None
+            or "severe_features" not in contact.detail.get("flags", ())):
+        return
+    _escalate_once(conn, principal, contact, "Severe features of pre-eclampsia at the antenatal contact — inform the "
+                                             "doctor")
 
 
 REACTIONS = {
@@ -411,6 +430,7 @@ REACTIONS = {
     "discharge": [discharged],
     "encounter_status": [encounter_ended],
     "fluid": [fluid_escalation],
+    "antenatal": [antenatal_escalation],
 }
 for _kind, _reactions in REACTIONS.items():
     for _reaction in _reactions:

@@ -35,6 +35,8 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "vital_signs": "vital signs", "note": "a note", "discharge_summary": "your discharge summary",
           "death": "a death certificate", "referral": "a referral to another facility",
           "delivery": "the record of a birth (your delivery, or your own birth)",
+          "antenatal": "an antenatal care visit (your pregnancy card)",
+          "antenatal_clinic": "the antenatal clinic's list of pregnant women",
           "surgery": "an operation (its booking, its safety checklist in theatre)",
           "operation_note": "the surgeon's note of your operation",
           "tb_treatment": "your TB treatment card (its registration and outcome)",

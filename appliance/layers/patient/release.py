@@ -12,7 +12,8 @@ name or its value — so a screen read over the patient's shoulder tells nothing
 Vaccinations are decided apart (`[immunization]`): shown on the patient's vaccination card at once, or not
 at all (`IMMUNIZATION_RELEASES`); no review stands between a dose and the card, as none stands between a
 dose and the paper card the nurse fills in. So are a mother's deliveries (`[delivery]`): on her record at once, or
-not at all; she was there, and nothing in a delivery waits on a clinician's reading.
+not at all; she was there, and nothing in a delivery waits on a clinician's reading. And so is her antenatal card's
+summary (`[antenatal]`): her due date, the weeks today and her next contact, never a test's result.
 
 Family planning is decided apart too (`[family_planning]`): the methods a client was given and her next injection or
 re-supply, on her record at once or not at all.
@@ -32,6 +33,7 @@ RELEASES = ("after_review", "in_person")
 IMMUNIZATION_RELEASES = ("at_once", "not_shown")
 DELIVERY_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 FAMILY_PLANNING_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
+ANTENATAL_RELEASES = IMMUNIZATION_RELEASES
 _RULE_ID = re.compile(r"^REL-\d{3}$")
 _LOINC = re.compile(r"^\d{1,7}-\d$")
 
@@ -55,6 +57,7 @@ class ReleaseRules:
     rules: tuple[ReleaseRule, ...]
     immunizations: str = "at_once"  # one of IMMUNIZATION_RELEASES
     deliveries: str = "at_once"  # one of DELIVERY_RELEASES
+    antenatal: str = "at_once"  # one of ANTENATAL_RELEASES
     family_planning: str = "at_once"  # one of FAMILY_PLANNING_RELEASES
 
     @property
@@ -64,6 +67,10 @@ class ReleaseRules:
     @property
     def deliveries_shown(self) -> bool:
         return self.deliveries == "at_once"
+
+    @property
+    def antenatal_shown(self) -> bool:
+        return self.antenatal == "at_once"
 
     @property
     def family_planning_shown(self) -> bool:
@@ -122,6 +129,7 @@ def load_release_rules(path: Path) -> ReleaseRules:
         raise ReleasePolicyError(f"{path}: rule ids must be unique")
     return ReleaseRules(default, rules, _shown_or_not(data, "immunization", IMMUNIZATION_RELEASES, path),
                         _shown_or_not(data, "delivery", DELIVERY_RELEASES, path),
+                        _shown_or_not(data, "antenatal", ANTENATAL_RELEASES, path),
                         family_planning=_shown_or_not(data, "family_planning", FAMILY_PLANNING_RELEASES, path))
 
 
