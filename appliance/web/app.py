@@ -26,6 +26,7 @@ from appliance.interop.fhir.routes import fhir_router
 from appliance.layers.clinical.antenatal_routes import AntenatalController
 from appliance.layers.clinical.death_routes import DeathController
 from appliance.layers.clinical.delivery_routes import DeliveryController
+from appliance.layers.clinical.document_routes import DocumentController
 from appliance.layers.clinical.family_planning_policy import load_programme
 from appliance.layers.clinical.family_planning_routes import FamilyPlanningController
 from appliance.layers.clinical.imaging_routes import ImagingController
@@ -57,6 +58,7 @@ from appliance.web import (
     death,
     delivery,
     discharge,
+    documents,
     errors,
     family_planning,
     growth,
@@ -102,7 +104,8 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   delivery.delivery_router, theatre.theatre_router, theatre.booking_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
                   TuberculosisController, tuberculosis.tb_router,
-                  family_planning.family_planning_router, admin.admin_router, fhir_router]
+                  family_planning.family_planning_router, DocumentController, documents.documents_router,
+                  admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).
 THROTTLED_POSTS = SIGN_IN_PATHS | {PACKAGES_PATH}

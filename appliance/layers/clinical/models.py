@@ -697,3 +697,41 @@ family_planning = sa.Table(
 )
 
 record.register_kind("family_planning", family_planning)
+
+# -- documents on the record (tenant revision t0038; appliance/layers/clinical/documents.py) -------------------------
+
+DOCUMENT_CATEGORIES = ("referral_letter", "consent_form", "ecg", "outside_result", "outside_imaging",
+                       "identity_document", "clinical_photograph", "other")
+DOCUMENT_MEDIA_TYPES = ("application/pdf", "image/jpeg", "image/png")
+DOCUMENT_MAX_BYTES = 10 * 1024 * 1024
+
+# A file's bytes, once per facility however many versions or charts name them, keyed by their SHA-256 (hex). Patient
+# data: a scan or photograph of the patient's paper or body. Stored out of line and uncompressed (t0038 says why).
+document_content = sa.Table(
+    "document_content",
+    tenant_metadata,
+    sa.Column("sha256", sa.Text, primary_key=True),
+    sa.Column("media_type", sa.Text, nullable=False),  # from the file's first bytes, never the client's word
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="document_content_sha256_hex"),
+    sa.CheckConstraint(f"media_type IN {DOCUMENT_MEDIA_TYPES!r}", name="document_content_media_type"),
+    sa.CheckConstraint(f"size = octet_length(content) AND size BETWEEN 1 AND {DOCUMENT_MAX_BYTES}",
+                       name="document_content_size"),
+)
+
+# One document on the chart: what it is, its title and the day written on it, and which bytes. The entry's author is
+# who uploaded it, its time when.
+document = sa.Table(
+    "document",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),  # patient data: may name a condition or a clinic
+    sa.Column("document_date", sa.Date, nullable=True),
+    sa.Column("content_sha256", sa.Text, sa.ForeignKey("document_content.sha256"), nullable=False),
+    sa.CheckConstraint(f"category IN {DOCUMENT_CATEGORIES!r}", name="document_category"),
+    sa.Index("document_content_sha256_idx", "content_sha256"),
+)
+
+record.register_kind("document", document)

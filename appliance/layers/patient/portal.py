@@ -30,6 +30,8 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "specimen_receipt": "the laboratory's receipt of your sample",
           "immunization": "a vaccination", "immunization_due": "the list of children due a vaccination",
           "family_planning": "a family planning visit",
+          "document": "a document filed on your chart (a scan or photograph: a letter, a form, a result)",
+          "document_content": "a document filed on your chart, opened or downloaded",
           "family_planning_due": "the list of family planning clients due back",
           "imaging_performed": "that your X-ray or scan was done",
           "vital_signs": "vital signs", "note": "a note", "discharge_summary": "your discharge summary",
