@@ -4,10 +4,10 @@ acceptors, the method mix, couple-years of protection) have something to show â€
 weeks (one up to date, one due this week, one overdue), on pills re-supplied three cycles at a time, with an implant
 or an IUD inserted, one implant removed because she wants a child, a man given condoms: nineteen visits a facility.
 Who comes is drawn from a stream fixed by the seed and the facility (women of 15 to 49, the reproductive ages the
-national count uses, and men of 20 to 60 of the demo population, none recorded deceased); a small population tells
-the story of as many clients as it has, in the plan's order (the injections first). Each visit goes through the
-service a nurse's does (`family_planning.record_visit`), written by the clinical demo's principal. Skipped where
-that principal has recorded a visit already.
+national count uses, and men of 20 to 60 of the demo population, none recorded deceased nor a client already); a
+small population tells the story of as many clients as it has, in the plan's order (the injections first). Each
+visit goes through the service a nurse's does (`family_planning.record_visit`), written by the clinical demo's
+principal. Skipped where that principal has recorded a visit already.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ PLAN = (
     ("female", ((90, "LNG_IUS", 1, "restart"),)),
     ("male", ((60, "CONDOM_M", 100, "new_acceptor"),)),
 )
+# The demo's clients come to the programme for the first time: nobody with a family planning visit already.
 _CANDIDATES = sa.text(
     "SELECT p.id FROM patient p WHERE p.sex = :sex AND p.birth_date BETWEEN :oldest AND :youngest AND NOT EXISTS ("
-    " SELECT 1 FROM entry d WHERE d.patient_id = p.id AND d.kind = 'death') ORDER BY p.mrn")
+    " SELECT 1 FROM entry d WHERE d.patient_id = p.id AND d.kind IN ('death', 'family_planning')) ORDER BY p.mrn")
 _AGES = {"female": (15, 49), "male": (20, 60)}
 
 

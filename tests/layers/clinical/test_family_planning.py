@@ -2,7 +2,7 @@
 of protection worked by hand, due days, a method provided and a device removed, the refusals (422 with a sentence,
 nothing written), correction and entered in error, the nurse recording and the registrar refused, the facility's
 clients due, every read and write on the client's access log, and another facility's credentials and guessed ids
-refused on every route."""
+refused on every route; and the demo's year of visits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.clinical import family_planning
+from appliance.layers.clinical.demo import demo_principal
+from appliance.layers.clinical.family_planning_demo import PROGRAMME_FILE, generate_family_planning_demo
 from appliance.layers.clinical.family_planning_policy import (
     ProgrammeError,
     Visit,
@@ -269,3 +272,24 @@ def test_another_facilitys_credentials_and_guessed_ids_are_refused_on_every_rout
     assert api.put(f"{other_base}/{some_visit}", json={**visit, "reason": "another client's visit"}).status_code == 404
     assert api.post(f"{other_base}/{some_visit}/entered-in-error", json={"reason": "another's"}).status_code == 404
     assert _visits(db, facility, client["id"]) == before
+
+
+def test_the_demo_writes_a_year_of_visits_once_and_the_due_list_has_its_clients(db, facility):
+    """appliance/layers/clinical/family_planning_demo.py, over this module's facility: nineteen visits to people new to
+    the programme, a woman on DMPA overdue by nine days and one on DMPA-SC due in three; a second run writes nothing."""
+    author = demo_principal(facility.slug)
+    today = dt.date.today()
+    with db.tenant(facility.slug) as conn:
+        for n in range(9):
+            new_patient(conn, author, family_name=f"Demo{n}", sex="female", birth_date=dt.date(1996, 1, 1 + n))
+        new_patient(conn, author, family_name="DemoMan", sex="male", birth_date=dt.date(1985, 5, 5))
+    assert generate_family_planning_demo(db, [facility.slug], as_of=today, facilities=(facility.slug,)) == 19
+    with db.tenant(facility.slug) as conn:
+        theirs = set(conn.execute(sa.text("SELECT patient_id FROM entry WHERE kind = 'family_planning' "
+                                          "AND author_id = :a"), {"a": author.account_id}).scalars())
+        due = family_planning.due_list(conn, author, programme=load_programme(PROGRAMME_FILE), today=today,
+                                       tz=dt.UTC)
+    assert len(theirs) == 9
+    assert sorted((c["method"], c["state"], c["due_on"]) for c in due["clients"] if c["patient_id"] in theirs) == [
+        ("DMPA_IM", "overdue", today - dt.timedelta(days=9)), ("DMPA_SC", "due", today + dt.timedelta(days=3))]
+    assert generate_family_planning_demo(db, [facility.slug], as_of=today, facilities=(facility.slug,)) == 0
