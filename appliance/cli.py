@@ -846,7 +846,7 @@ def subject_dismiss(settings: Settings, first, second, reason: str) -> None:
 # -- demo -----------------------------------------------------------------------------------------
 
 DEMO_TENANT_ROLES = ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "pharmacist", "lab_technician",
-                     "radiographer", "facility_admin"]
+                     "radiographer", "quality_manager", "facility_admin"]
 DEMO_APPLIANCE_ROLES = ["operator", "ministry_analyst", "regulator"]
 
 
@@ -946,7 +946,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     from appliance.layers.nursing import demo as nursing_demo
     from appliance.layers.nursing.demo import generate_nursing_demo
     from appliance.layers.operations import demo as operations_demo
-    from appliance.layers.operations import pharmacy_demo
+    from appliance.layers.operations import incidents_demo, pharmacy_demo
     from appliance.layers.operations.demo import generate_operations_demo
     from appliance.layers.operations.pharmacy_demo import generate_pharmacy_demo
 
@@ -982,13 +982,19 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
             if billing:
                 err.print(f"{slug}: demo billing written ({billing['bed_day']} bed-days accrued, "
                           f"{billing['invoice']} invoices, {billing['payment']} payments)")
-            wrote = wrote or bool(counts or operations or dispensed or nursing or billing)
+            # A year of patient safety incident reports and their reviews, for the quality manager's pages.
+            safety = incidents_demo.generate_incident_demo(db, slug)
+            if safety:
+                err.print(f"{slug}: demo safety incidents written ({safety['incident']} reports, "
+                          f"{safety.get('closed', 0)} closed)")
+            wrote = wrote or bool(counts or operations or dispensed or nursing or billing or safety)
             # Who wrote the demo's entries, by name: without an account row the pages left the author
             # blank ("unknown author" on notes, no name beside observations, doses and care plans).
             authors = [clinical_demo.demo_principal(slug), clinical_demo.demo_principal(slug, "reviewer"),
                        operations_demo.demo_principal(slug), pharmacy_demo.demo_principal(slug),
                        nursing_demo.demo_principal(slug),
-                       financial_demo.demo_principal(slug)]
+                       financial_demo.demo_principal(slug), incidents_demo.demo_principal(slug),
+                       incidents_demo.demo_principal(slug, "quality")]
             with db.control() as conn:
                 for author in authors:
                     identity.name_machine_author(

@@ -111,7 +111,7 @@ class KpiDefinition:
     name: str
     formula: str  # in words
     standard: str  # the source standard the formula follows
-    unit: Literal["percent", "days", "minutes", "ratio"]
+    unit: Literal["percent", "days", "minutes", "ratio", "per_1000_bed_days"]
     better: Literal["higher", "lower", "target"]
     window_days: int  # the value "now" is over this many days up to now
     unavailable: str = ""  # what the tile says while no layer computes it
@@ -140,7 +140,7 @@ def load_definitions(path: Path) -> list[KpiDefinition]:
             raise KpiPolicyError(f"{path}: kpi id {definition.id!r} appears twice")
         if definition.companion != (definition.number == 0):
             raise KpiPolicyError(f"{path}: kpi {definition.id}: companions have number 0, tiles 1-8")
-        if definition.unit not in {"percent", "days", "minutes", "ratio"}:
+        if definition.unit not in {"percent", "days", "minutes", "ratio", "per_1000_bed_days"}:
             raise KpiPolicyError(f"{path}: kpi {definition.id}: unknown unit {definition.unit!r}")
         if definition.better not in {"higher", "lower", "target"}:
             raise KpiPolicyError(f"{path}: kpi {definition.id}: better must be higher, lower or target")

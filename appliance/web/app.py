@@ -41,6 +41,7 @@ from appliance.layers.clinical.tuberculosis_routes import TuberculosisController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.death_routes import DeathsToCertifyController
+from appliance.layers.operations.incident_routes import IncidentController
 from appliance.layers.operations.routes import OperationsController
 from appliance.layers.patient.release import load_release_rules
 from appliance.national.federation import PACKAGES_PATH
@@ -64,6 +65,7 @@ from appliance.web import (
     growth,
     imaging,
     immunization,
+    incidents,
     lab,
     me,
     national,
@@ -105,6 +107,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   immunization.immunization_router, ReferralController, referral.referral_router,
                   TuberculosisController, tuberculosis.tb_router,
                   family_planning.family_planning_router, DocumentController, documents.documents_router,
+                  IncidentController, incidents.incidents_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

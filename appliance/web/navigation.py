@@ -4,7 +4,9 @@ send a person back to a page of their own facility they may open."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from appliance.substrate.principal import Principal
 
@@ -16,6 +18,11 @@ class NavItem:
     label: str
     path: str  # under /t/{tenant}
     permission: str
+    # False: offered in the navigation, never where "my facility" lands (a form everyone has, such as reporting an
+    # incident, is nobody's first page).
+    lands: bool = True
+    # A count shown beside the label to those who may open it (work waiting): badge(db, tenant); 0 shows nothing.
+    badge: Callable[[Any, str], int] | None = None
 
 
 NAV: list[NavItem] = [
@@ -26,12 +33,14 @@ NAV: list[NavItem] = [
 ]
 
 
-def navigation(principal: Principal, tenant: str) -> list[dict]:
+def navigation(principal: Principal, tenant: str, db: Any = None) -> list[dict]:
+    """The pages this person may open, by layer; with the database, each item's badge where it has one."""
     layers: dict[str, list[dict]] = {}
     for item in NAV:
         if principal.can(item.permission):
             layers.setdefault(item.layer, []).append(
-                {"key": item.key, "label": item.label, "href": f"/t/{tenant}{item.path}"})
+                {"key": item.key, "label": item.label, "href": f"/t/{tenant}{item.path}",
+                 "badge": item.badge(db, tenant) if item.badge is not None and db is not None else 0})
     return [{"layer": layer, "items": items} for layer, items in layers.items()]
 
 
@@ -41,4 +50,4 @@ def landing(principal: Principal | None, tenant: str | None = None) -> str:
     tenant = tenant or getattr(principal, "tenant", None)
     if principal is None or not tenant:
         return "/"
-    return next((f"/t/{tenant}{item.path}" for item in NAV if principal.can(item.permission)), "/")
+    return next((f"/t/{tenant}{item.path}" for item in NAV if item.lands and principal.can(item.permission)), "/")

@@ -25,7 +25,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, ed, scheduling, service
+from appliance.layers.operations import adt, command_center, ed, incidents, scheduling, service
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import (
     DISCHARGE_DISPOSITIONS,
@@ -61,7 +61,8 @@ portal.NOTICES.update({
 
 BED_STATE_LABELS = {"available": "Available", "occupied": "Occupied", "cleaning": "Cleaning", "blocked": "Blocked"}
 ACUITY = {1: "1 · Resuscitation", 2: "2 · Emergent", 3: "3 · Urgent", 4: "4 · Less urgent", 5: "5 · Non-urgent"}
-UNITS = {"percent": "%", "days": "days", "minutes": "min", "ratio": "per bed"}
+UNITS = {"percent": "%", "days": "days", "minutes": "min", "ratio": "per bed",
+         "per_1000_bed_days": "per 1,000 bed-days"}
 
 
 def _opts(permission: str) -> dict:
@@ -83,6 +84,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f}%"
     if unit == "days":
         return f"{value:.1f} days"
+    if unit == "per_1000_bed_days":
+        return f"{value:.2f} per 1,000 bed-days"
     return f"{value:.2f}"
 
 
@@ -554,6 +557,7 @@ async def command_center_page(request: Asking, tenant: Tenant) -> Template:
         tz = facility_timezone(request.app.state.db, tenant)
         with request.app.state.db.tenant(tenant) as conn:
             figures = command_center.figures(conn, kpi_definitions(request.app.state), tz=tz)
+            safety = incidents.month_summary(conn, tz)
         tiles = []
         for item in figures:
             points = _trend_points(item["trend"], tz, item["unit"], item["name"])
@@ -563,7 +567,8 @@ async def command_center_page(request: Asking, tenant: Tenant) -> Template:
                           "spark": plots.sparkline(points, ident=f"spark-{item['id']}",
                                                    title=f"{item['name']}, last 14 days", width=160, height=36)})
         return page(request, "operations/command_center.html", active="command-center", now=dt.datetime.now(dt.UTC),
-                    tiles=[t for t in tiles if not t["companion"]], companions=[t for t in tiles if t["companion"]])
+                    tiles=[t for t in tiles if not t["companion"]], companions=[t for t in tiles if t["companion"]],
+                    safety=safety, harm_words=incidents.HARM_WORDS)
 
     return await to_thread.run_sync(work)
 

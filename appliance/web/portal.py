@@ -231,7 +231,8 @@ def page(request: Asking, template_name: str, *, status: int = 200, active: str 
     facility = facility_of(request.app.state.db, tenant)
     context.update(
         principal=principal, facility=facility, tenant=tenant, clock=Clock(facility.timezone),
-        nav=navigation(principal, tenant), landing=landing(principal, tenant), active=active, can=principal.can,
+        nav=navigation(principal, tenant, request.app.state.db), landing=landing(principal, tenant), active=active,
+        can=principal.can,
         notice=NOTICES.get(request.query_params.get("done", "")),
     )
     context["glass"] = request.scope.get(GLASS_SCOPE_KEY)

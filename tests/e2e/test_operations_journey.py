@@ -223,3 +223,42 @@ def test_a_pharmacist_dispenses_a_clinic_prescription(browser, live_server, clin
     assert page.locator(f"#stock-{item} .on-hand").inner_text() == "185 capsule"
     watch.assert_clean()
     context.close()
+
+
+
+def test_a_nurse_reports_a_fall_on_a_phone_and_the_quality_manager_sees_it_first(browser, live_server, clinic,
+                                                                                  person_factory):
+    """From any page's navigation, at a phone's width: a fall with severe harm; it is under the nurse's reports, and
+    heads the quality manager's list, flagged for immediate review, with the navigation's badge."""
+    nurse, manager = person_factory("nurse", clinic.slug, ward="GEN"), person_factory("quality_manager", clinic.slug)
+    journey, watch = Journey("incident-report"), Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, nurse)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server}/t/{clinic.slug}/ward")
+    page.get_by_role("link", name="Report an incident").click()
+    form = page.locator("#incident-report")
+    form.get_by_label("Where").select_option("GEN")
+    form.get_by_label("What kind of incident").select_option("fall")
+    form.get_by_label("What happened").fill("Found on the floor beside bed 4 at the 02:00 round, bleeding scalp.")
+    form.get_by_role("radio", name=re.compile("Severe harm")).check()
+    form.get_by_label("Immediate action taken").fill("Doctor called, wound closed, neurological observations.")
+    journey.shot(page, "the-report")
+    button = form.get_by_role("button", name="Send the report")
+    box = button.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390
+    button.click()
+    page.wait_for_url(re.compile(r"/incidents/mine\?done=incident-reported$"))
+    assert "open" in page.locator("table.list").inner_text().lower()
+    journey.shot(page, "my-reports")
+    context.close()
+
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, manager)
+    page.goto(f"{live_server}/t/{clinic.slug}/incidents")
+    assert page.locator("#badge-incident-review").inner_text().strip() == "1"
+    first = page.locator("table.list tbody tr").first.inner_text()
+    assert "Immediate review" in first and "Test nurse" in first
+    journey.shot(page, "quality-manager-list")
+    context.close()
+    watch.assert_clean()

@@ -926,6 +926,12 @@ FORMS += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}", "/patients/{pid}/tb/
           "/patients/{pid}/tb/{any}/outcome", "/patients/{pid}/tb/{any}/entered-in-error"]
 
 
+# Patient safety incidents (appliance/web/incidents.py): the report form every role has, My reports, the quality
+# manager's list and review; reporting, refusals and the review with real ids are in tests/web/test_incidents_pages.py.
+PAGES += ["/incidents", "/incidents/new", "/incidents/mine", "/incidents/{any}"]
+FORMS += ["/incidents/new", "/incidents/{any}/review"]
+
+
 def test_every_portal_route_is_in_these_lists(app):
     routes = {(route.path, method) for route in app.routes if route.path.startswith("/t/")
               for handler in route.route_handlers for method in handler.http_methods if method != "OPTIONS"}

@@ -33,7 +33,7 @@ from appliance.layers.clinical import delivery, service
 from appliance.layers.clinical.antenatal_schemas import AntenatalIn
 from appliance.layers.clinical.errors import Invalid, NotFound
 from appliance.layers.clinical.models import antenatal, patient
-from appliance.substrate import age, record
+from appliance.substrate import age, deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_list_read
 
@@ -145,16 +145,21 @@ def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, today
     return {"patient_id": patient_id, "today": today, "pregnancies": found}
 
 
+# A woman recorded deceased at any facility (appliance/substrate/deaths.py) is on no clinic's list: a midwife tracing
+# one overdue would call a bereaved family.
+_LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.subject_id))")
+
+
 def clinic(conn: Connection, principal: Principal, *, today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
-    """The facility's women with an open pregnancy, the latest due first: gestational age today, contacts so far,
-    the next contact (overdue or not) and the flags. Each woman listed is noted as read."""
+    """The facility's living women with an open pregnancy, overdue and flagged first: gestational age today, contacts
+    so far, the next contact (overdue or not) and the flags. Each woman listed is noted as read."""
     recent = conn.execute(
         sa.select(entry.c.patient_id).distinct().select_from(entry.join(antenatal, antenatal.c.entry_id == entry.c.id))
         .where(entry.c.kind == KIND, antenatal.c.edd >= today - (CLOSED_AFTER - dt.timedelta(days=rules.TERM_DAYS))
                )).scalars().all()
     women = {row["id"]: dict(row) for row in conn.execute(
         sa.select(patient.c.id, patient.c.mrn, patient.c.given_names, patient.c.family_name)
-        .where(patient.c.id.in_(recent))).mappings()}
+        .where(patient.c.id.in_(recent), _LIVING)).mappings()}
     by_woman: dict[uuid.UUID, list[dict]] = {}
     for c in contacts_of(conn, list(women), tz):
         by_woman.setdefault(c["patient_id"], []).append(c)
@@ -225,7 +230,8 @@ def _refuse_dating(data: AntenatalIn, day: dt.date) -> tuple[dt.date, int, int] 
     return data.ultrasound_on, data.ultrasound_weeks, data.ultrasound_days or 0
 
 
-def _woman(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.date, today: dt.date) -> None:
+def _woman(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.date, today: dt.date,
+           tz: zoneinfo.ZoneInfo) -> None:
     woman = service.patient_of(conn, patient_id)
     service.require_chart(conn, patient_id, data.encounter_id)
     if woman["sex"] == "male":
@@ -236,6 +242,10 @@ def _woman(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.d
     if not AGES[0] <= years <= AGES[1]:
         raise Invalid(f"this patient was {max(years, 0)} years old on {day.isoformat()}: antenatal care is recorded "
                       f"for a woman of {AGES[0]} to {AGES[1]}", field="patient_id")
+    death = deaths.death_of(conn, patient_id)
+    if death is not None and day >= death.died_at.astimezone(tz).date():
+        raise Invalid(f"this woman was {deaths.sentence(death)}: no contact on {day.isoformat()} can be recorded",
+                      field="seen_on")
 
 
 def _open_pregnancy(contacts: list[dict], births: list[dict], day: dt.date,
@@ -313,7 +323,7 @@ def record_contact(conn: Connection, principal: Principal, patient_id: uuid.UUID
                    today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
     """Record one ANC contact on the woman's record (see the module's docstring for its pregnancy)."""
     day = data.seen_on or today
-    _woman(conn, patient_id, data, day, today)
+    _woman(conn, patient_id, data, day, today, tz)
     detail = _detail(conn, patient_id, data, day, tz)
     new_id = uuid.uuid4()
     detail["pregnancy_id"] = detail["pregnancy_id"] or new_id
@@ -338,7 +348,7 @@ def correct_contact(conn: Connection, principal: Principal, patient_id: uuid.UUI
     """The contact's next version, with the reason; it stays in its pregnancy. A version corrected since: 409."""
     loaded = _contact(conn, patient_id, entry_id)
     day = data.seen_on or today
-    _woman(conn, patient_id, data, day, today)
+    _woman(conn, patient_id, data, day, today, tz)
     detail = _detail(conn, patient_id, data, day, tz, correcting=loaded)
     appended = record.append(conn, principal, KIND, patient_id=patient_id, encounter_id=data.encounter_id,
                              detail=detail, supersedes=entry_id, reason=reason,

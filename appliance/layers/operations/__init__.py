@@ -5,8 +5,9 @@ It owns where patients physically are and what capacity the facility has: the be
 available, occupied, cleaning, blocked), ADT (`adt`), the ED's timestamps (`ed`), outpatient clinics
 and appointments (`scheduling`; a patient's own cancelling, moving and booking from the portal, under its
 rules, in `self_booking`), and the KPIs computed from them (`kpis`, registered in the substrate's
-KPI registry; `command_center` assembles them with their definitions and targets), and the outpatient
-pharmacy's stock and dispensing (`pharmacy`).
+KPI registry; `command_center` assembles them with their definitions and targets), the outpatient
+pharmacy's stock and dispensing (`pharmacy`), and patient safety incidents with the quality manager's review
+(`incidents`), a quality record kept apart from the chart.
 """
 
 from appliance.layers.operations import (
@@ -14,6 +15,7 @@ from appliance.layers.operations import (
     command_center,
     deaths,
     ed,
+    incidents,
     kpis,
     models,
     pharmacy,
@@ -23,5 +25,5 @@ from appliance.layers.operations import (
     service,
 )
 
-__all__ = ["adt", "command_center", "deaths", "ed", "kpis", "models", "pharmacy", "reactions", "scheduling",
-           "self_booking", "service"]
+__all__ = ["adt", "command_center", "deaths", "ed", "incidents", "kpis", "models", "pharmacy", "reactions",
+           "scheduling", "self_booking", "service"]

@@ -1,5 +1,6 @@
 """The command center's figures that operations owns, registered in the substrate's KPI registry:
-KPIs 1-7 of policies/kpis.toml and the companions (bed turnover, ED boarding, outpatient no-show).
+KPIs 1-7 of policies/kpis.toml and the companions (bed turnover, ED boarding, outpatient no-show, and the patient
+safety figures: inpatient falls per 1,000 occupied bed-days, median days to close an incident).
 
 Each computation is one SQL statement over the live projections (`inpatient_stay`, `ed_visit`,
 `appointment`, `lab_turnaround`) or, for imaging turnaround, over the record itself (`service_request` →
@@ -49,6 +50,14 @@ def _entries(conn: Connection, sql: str, window: Window, limit: int, **params: A
 # -- 1. bed occupancy ----------------------------------------------------------------------------------
 
 
+# Occupied bed-days over window `w`: each stay's part of the window (admission to discharge, or to now while
+# still admitted), in days of 24 hours. Occupancy's second reading and the falls rate's denominator.
+OCCUPIED_BED_DAYS = """(SELECT coalesce(sum(extract(epoch FROM least(coalesce(s.discharged_at, now()), w.end_at)
+                                               - greatest(s.admitted_at, w.start_at))), 0) / 86400
+             FROM inpatient_stay s
+            WHERE s.admitted_at < w.end_at AND (s.discharged_at IS NULL OR s.discharged_at > w.start_at))"""
+
+
 def occupancy(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
     """Census at the window's end ÷ staffed beds (the live census for a window ending now); second
     reading: occupied bed-days ÷ available bed-days over the window."""
@@ -56,10 +65,7 @@ def occupancy(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
         SELECT w.n, {STAFFED_BEDS} AS staffed,
           (SELECT count(*) FROM inpatient_stay s
             WHERE s.admitted_at <= w.end_at AND (s.discharged_at IS NULL OR s.discharged_at > w.end_at)) AS census,
-          (SELECT coalesce(sum(extract(epoch FROM least(coalesce(s.discharged_at, now()), w.end_at)
-                                               - greatest(s.admitted_at, w.start_at))), 0) / 86400
-             FROM inpatient_stay s
-            WHERE s.admitted_at < w.end_at AND (s.discharged_at IS NULL OR s.discharged_at > w.start_at)) AS bed_days,
+          {OCCUPIED_BED_DAYS} AS bed_days,
           extract(epoch FROM w.end_at - w.start_at) / 86400 AS days
         FROM w ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
     return [Figure(value=_ratio(r.census, r.staffed, 100), numerator=r.census, denominator=r.staffed,
@@ -260,6 +266,60 @@ def imaging_turnaround_entries(conn: Connection, window: Window, limit: int) -> 
         ORDER BY i.reported_at LIMIT :limit""", window, limit)  # noqa: S608 -- constant fragments; values are bound
 
 
+# -- patient safety incidents (incidents.py) ------------------------------------------------------------------
+# A fall counts where it happened on an inpatient ward (the bed-days are inpatient beds'), by when it happened, once it
+# reached the patient: a near miss (caught before the patient fell) is not a fall. Reported anonymously or not.
+
+_INPATIENT_FALLS = f"""incident i JOIN ward iw ON iw.code = i.ward_code
+    WHERE i.incident_type = 'fall' AND i.outcome <> 'near_miss' AND iw.kind IN ({_KINDS})"""
+
+
+def falls_per_1000_bed_days(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    """Inpatient falls that happened in the window per 1,000 occupied bed-days of the window."""
+    rows = _rows(conn, f"""
+        SELECT w.n, (SELECT count(*) FROM {_INPATIENT_FALLS}
+                       AND i.occurred_at >= w.start_at AND i.occurred_at < w.end_at) AS falls,
+               {OCCUPIED_BED_DAYS} AS bed_days
+        FROM w ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
+    return [Figure(value=_ratio(r.falls, r.bed_days, 1000), numerator=r.falls,
+                   denominator=None if r.bed_days is None else float(r.bed_days)) for r in rows]
+
+
+def falls_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, f"""
+        SELECT i.id AS entry_id, 'incident' AS kind, i.patient_id, i.occurred_at, 1 AS measure,
+               'fall on ' || i.ward_code || ': ' || replace(i.outcome, '_', ' ') || ' (report ' || i.number || ')'
+                 AS label
+        FROM {_INPATIENT_FALLS} AND i.occurred_at >= :start AND i.occurred_at < :end
+        ORDER BY i.occurred_at LIMIT :limit""", window, limit)  # noqa: S608 -- constant fragments; values are bound
+
+
+_CLOSED = """closed AS (
+    SELECT i.id, i.patient_id, i.number, i.incident_type, i.reported_at, v.at AS closed_at
+    FROM incident i JOIN incident_review v ON v.incident_id = i.id AND v.kind = 'closed'
+)"""
+
+
+def incident_days_to_close(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
+    """Median days from an incident's report to its closing, over the incidents closed in the window."""
+    rows = _rows(conn, f""", {_CLOSED}
+        SELECT w.n, count(c.id) AS closed,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.closed_at - c.reported_at) / 86400)
+                 AS median
+        FROM w LEFT JOIN closed c ON c.closed_at >= w.start_at AND c.closed_at < w.end_at
+        GROUP BY w.n ORDER BY w.n""", windows)  # noqa: S608 -- constant fragments of this module joined; values are bound
+    return [Figure(value=None if not r.closed else float(r.median), denominator=r.closed) for r in rows]
+
+
+def incident_close_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
+    return _entries(conn, f"""WITH {_CLOSED}
+        SELECT c.id AS entry_id, 'incident' AS kind, c.patient_id, c.closed_at AS occurred_at,
+               extract(epoch FROM c.closed_at - c.reported_at) / 86400 AS measure,
+               replace(c.incident_type, '_', ' ') || ' (report ' || c.number || '): report to closing' AS label
+        FROM closed c WHERE c.closed_at >= :start AND c.closed_at < :end
+        ORDER BY c.closed_at LIMIT :limit""", window, limit)  # noqa: S608 -- constant fragments; values are bound
+
+
 # -- companions --------------------------------------------------------------------------------------------
 
 
@@ -323,5 +383,7 @@ for _id, _compute, _entries_of in (
     ("bed_turnover", bed_turnover, length_of_stay_entries),
     ("ed_boarding", ed_boarding, ed_boarding_entries),
     ("outpatient_no_show", no_show, no_show_entries),
+    ("falls_per_1000_bed_days", falls_per_1000_bed_days, falls_entries),
+    ("incident_days_to_close", incident_days_to_close, incident_close_entries),
 ):
     register_kpi(_id, layer="operations", compute=_compute, entries=_entries_of)

@@ -6,6 +6,8 @@
   `ed_event` (all five `ed_*` kinds), `appointment_change` (`appointment`, `appointment_status`);
 - **the pharmacy** (t0022, t0023): `pharmacy_item` (what it stocks), `stock_movement` (its append-only stock
   ledger) and `dispense`, the detail of the `dispense` entry kind (what was handed to a patient);
+- **patient safety incidents** (t0035; incidents.py): `incident` (a report, as reported) and `incident_review`
+  (the quality manager's review, append-only); not entries of the record: an incident may name no patient;
 - **projections** kept in step with those entries in the same transaction, so the bed board, the ED
   board and the command center read one indexed range: `inpatient_stay`, `ed_visit`, `appointment`.
 
@@ -277,6 +279,48 @@ dispense = sa.Table(
     sa.Column("unit", sa.Text, nullable=False),
     sa.Column("partial", sa.Boolean, nullable=False, server_default=sa.false()),  # the patient comes back for the rest
     sa.Index("dispense_request_idx", "medication_request_id"),
+)
+
+# -- patient safety incidents (t0035; incidents.py) ------------------------------------------------------
+
+incident = sa.Table(
+    "incident",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("number", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ward_code", sa.Text, sa.ForeignKey("ward.code"), nullable=False),
+    sa.Column("incident_type", sa.Text, nullable=False),  # incidents.INCIDENT_TYPES
+    sa.Column("description", sa.Text, nullable=False),  # patient data when a patient is named
+    sa.Column("outcome", sa.Text, nullable=False),  # near_miss, or the ICPS degree of harm (none ... death)
+    sa.Column("immediate_action", sa.Text, nullable=False),  # patient data when a patient is named
+    sa.Column("patient_id", sa.Uuid, sa.ForeignKey("patient.id"), nullable=True),  # patient data
+    sa.Column("anonymous", sa.Boolean, nullable=False),
+    # Empty for an anonymous report: the reporter is named only in the audit trail (incidents.report).
+    sa.Column("reported_by", sa.Uuid, nullable=True),
+    sa.Column("reporter_name", sa.Text, nullable=True),
+    sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("incident_occurred_idx", "occurred_at"),
+    sa.Index("incident_reported_by_idx", "reported_by", postgresql_where=sa.text("reported_by IS NOT NULL")),
+)
+
+incident_review = sa.Table(
+    "incident_review",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("incident_id", sa.Uuid, sa.ForeignKey("incident.id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # note, contributing_factors, action, severity_confirmed, closed
+    sa.Column("note", sa.Text, nullable=True),  # a note's text; a closing's learning summary
+    sa.Column("factors", postgresql.ARRAY(sa.Text), nullable=True),  # incidents.CONTRIBUTING_FACTORS
+    sa.Column("action", sa.Text, nullable=True),
+    sa.Column("action_owner", sa.Text, nullable=True),
+    sa.Column("action_due", sa.Date, nullable=True),
+    sa.Column("harm", sa.Text, nullable=True),  # the severity confirmed
+    sa.Column("by_account", sa.Uuid, nullable=False),
+    sa.Column("by_name", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("incident_review_incident_idx", "incident_id", "at"),
+    sa.Index("incident_review_one_close_key", "incident_id", unique=True, postgresql_where=sa.text("kind = 'closed'")),
 )
 
 # The command center finds a window's entries of one kind by time (KPI 8's billable entries); the

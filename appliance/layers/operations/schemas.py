@@ -381,3 +381,105 @@ class DeathToCertify(BaseModel):
     birth_date: dt.date
     place: str  # the ward of the stay, or the emergency department
     ended_at: dt.datetime
+
+
+# -- patient safety incidents (incidents.py) --------------------------------------------------------------
+
+IncidentType = Literal["fall", "medication", "pressure_injury", "clinical_process", "infection", "blood",
+                       "medical_device", "documentation", "patient_identification", "behaviour", "other"]
+IncidentOutcome = Literal["near_miss", "none", "mild", "moderate", "severe", "death"]
+ContributingFactor = Literal["staff", "communication", "patient", "environment", "organisation", "external", "other"]
+IncidentStatus = Literal["open", "under_review", "closed"]
+
+
+class IncidentIn(_In):
+    """A patient safety incident as its reporter tells it. `outcome`: near_miss (it did not reach the patient) or
+    the harm to the patient (ICPS degree of harm). `patient_id`: optional, a patient in the reporter's care."""
+
+    occurred_at: AwareDatetime
+    ward_code: str = Field(min_length=1, max_length=40)
+    incident_type: IncidentType
+    description: str = Field(min_length=1, max_length=4000)
+    outcome: IncidentOutcome
+    immediate_action: str = Field(min_length=1, max_length=2000)
+    patient_id: uuid.UUID | None = None
+    anonymous: bool = False
+
+
+class ReviewEventIn(_In):
+    """One event of the review. `note`: a note's text, or a closing's learning summary; `factors` for
+    contributing_factors; `action`, `action_owner`, `action_due` for an action; `harm` for severity_confirmed."""
+
+    kind: Literal["note", "contributing_factors", "action", "severity_confirmed", "closed"]
+    note: str | None = Field(default=None, max_length=4000)
+    factors: list[ContributingFactor] | None = Field(default=None, max_length=7)
+    action: str | None = Field(default=None, max_length=1000)
+    action_owner: str | None = Field(default=None, max_length=200)
+    action_due: dt.date | None = None
+    harm: IncidentOutcome | None = None
+
+
+class ReviewEventOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    note: str | None
+    factors: list[str] | None
+    action: str | None
+    action_owner: str | None
+    action_due: dt.date | None
+    harm: str | None
+    by_name: str
+    at: dt.datetime
+
+
+class IncidentOut(BaseModel):
+    """An incident as lists show it: no patient named (only whether one is), no free text."""
+
+    id: uuid.UUID
+    number: int
+    occurred_at: dt.datetime
+    ward_code: str
+    incident_type: str
+    outcome: str
+    anonymous: bool
+    reporter_name: str | None  # none for an anonymous report
+    reported_at: dt.datetime
+    names_patient: bool
+    status: IncidentStatus
+    confirmed_harm: str | None
+    closed_at: dt.datetime | None
+    immediate_review: bool
+
+
+class IncidentPatientOut(BaseModel):
+    id: uuid.UUID
+    mrn: str
+    family_name: str
+    given_names: str
+
+
+class IncidentDetailOut(IncidentOut):
+    """One incident: the report whole; the review's events to the quality manager (empty to the reporter); the
+    learning summary once closed."""
+
+    description: str
+    immediate_action: str
+    patient: IncidentPatientOut | None
+    review: list[ReviewEventOut]
+    learning_summary: str | None
+
+
+class IncidentTypeCounts(BaseModel):
+    incident_type: str
+    label: str
+    total: int
+    by_outcome: dict[str, int]
+
+
+class IncidentMonthOut(BaseModel):
+    """Incidents reported in one calendar month (facility time), by type and by harm: counts only."""
+
+    month: str
+    total: int
+    by_type: list[IncidentTypeCounts]
+    by_outcome: dict[str, int]

@@ -56,6 +56,7 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "invoice_adjustment": "a discount or exemption on your bill", "invoice_credit": "a credit on your bill",
           "refund": "a refund to you", "portal_invitation": "your invitation to this portal",
           "worklist": "a ward's list of its patients",
+          "incident": "a patient safety report naming you (a quality record kept to learn from, not your chart)",
           "appointment": "an appointment", "appointment_status": "an appointment's progress",
           "admission": "your admission to a ward", "discharge": "your discharge", "bed_assignment": "your bed",
           "medication_administration": "a dose given to you", "dispense": "a medicine the pharmacy handed you",

@@ -229,6 +229,22 @@ def test_a_delivery_ends_the_pregnancy_and_the_next_contact_starts_another(api, 
     assert undated.status_code == 422 and undated.json()["field"] == "lmp", undated.text
     clinic = api.get(f"{BASE.format(tenant=facility.slug)}/antenatal/clinic").json()
     assert woman not in [w["patient_id"] for w in clinic["women"]]
+    # A woman who died: off the clinic's list, and no contact on or after the day of her death.
+    died = register(api, facility.slug, family_name="Kerubo")
+    assert api.post(url(facility.slug, died), json=booking()).status_code == 201
+    assert woman_listed(api, facility.slug, died)
+    certified = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{died}/death", json={
+        "died_at": dt.datetime.combine(DAY, dt.time(9), tzinfo=dt.UTC).isoformat(), "place": "this_facility",
+        "part1": [{"code": "O15.0", "interval": "6 hours"}], "manner": "disease", "pregnancy": "pregnant"})
+    assert certified.status_code == 201, certified.text
+    assert not woman_listed(api, facility.slug, died)
+    after = api.post(url(facility.slug, died), json={"seen_on": DAY.isoformat()})
+    assert after.status_code == 422 and after.json()["field"] == "seen_on", after.text
+
+
+def woman_listed(api, tenant: str, patient_id: str) -> bool:
+    return patient_id in [w["patient_id"] for w in api.get(f"{BASE.format(tenant=tenant)}/antenatal/clinic").json()
+                          ["women"]]
 
 
 def test_severe_features_on_a_ward_raise_the_escalation_task(api, token_client, facility):

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from appliance.layers.clinical.demo import generate_demo_population
 from appliance.layers.operations import command_center
 from appliance.layers.operations.demo import ed_times_before_admission, generate_operations_demo
+from appliance.layers.operations.incidents_demo import generate_incident_demo
 from appliance.substrate.tenancy import drop_tenant
 from tests.layers.operations.conftest import OPERATIONS_CONFIG
 
@@ -133,6 +134,8 @@ def test_an_emergency_visit_before_admission_is_in_order_on_every_draw():
 
 def test_every_kpi_has_a_figure_on_demo_data(db, demo_tenant, definitions):
     config, _ = demo_tenant
+    # The year's safety incidents too: the days to close an incident are measured over their closings.
+    generate_incident_demo(db, config.slug, seed=4, as_of=AS_OF)
     # Over the demo's whole year: a month of a 160-patient facility may hold no ED boarding at all.
     yearly = [dataclasses.replace(d, window_days=365) for d in definitions]
     with db.tenant(config.slug) as conn:
