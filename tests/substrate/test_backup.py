@@ -8,17 +8,23 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from appliance.layers.clinical import documents
+from appliance.layers.clinical.document_demo import tiny_png
 from appliance.substrate import audit, backup, keys
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.migrate import migrate_control
+from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import apply_config
 from tests.conftest import make_tenant_config
+from tests.layers.clinical.conftest import new_patient
 
 pytestmark = pytest.mark.slow  # two clusters of its own (initdb, restore): tens of seconds
 
@@ -37,6 +43,25 @@ def homes() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+SCAN = tiny_png(8, 8, (10, 20, 30))
+
+
+def _file_a_document(db: Database, slug: str) -> None:
+    """A scan on a chart: its bytes live in the tenant's schema (document_content, out of line in TOAST), so the
+    backup must carry them, byte for byte."""
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Backup", tenant=slug,
+                          role="clinician")
+    with db.tenant(slug) as conn:
+        chart = new_patient(conn, clinician)
+        documents.upload(conn, clinician, chart["id"], category="referral_letter", title="Referral letter",
+                         document_date=None, content=SCAN, today=dt.date.today())
+
+
+def _scans(db: Database, slug: str) -> list[bytes]:
+    with db.tenant(slug) as conn:
+        return [bytes(c) for c in conn.execute(sa.text("SELECT content FROM document_content")).scalars()]
+
+
 @pytest.fixture(scope="module")
 def source_db(homes) -> Iterator[Database]:
     """A source appliance with two tenants and audit events, running for the module."""
@@ -45,6 +70,7 @@ def source_db(homes) -> Iterator[Database]:
         migrate_control(db)
         for slug in ("backup_one", "backup_two"):
             apply_config(db, make_tenant_config(slug))
+        _file_a_document(db, "backup_one")
         audit.Checkpointer(db).run_once(final=True)
         yield db
     finally:
@@ -156,6 +182,7 @@ def test_restore_into_a_fresh_appliance_gives_the_same_rows_and_a_verifying_trai
     try:
         summary = backup.restore(db, keys.keyring_for(db), path)
         assert summary.tenants == counts
+        assert _scans(db, "backup_one") == [SCAN]  # a document's bytes come back with its chart
         assert {slug: backup.row_counts(db, slug) for slug in counts} == counts
         reports = audit.verify_all(db)
         assert reports and all(report.ok for report in reports), [r.summary() for r in reports]
