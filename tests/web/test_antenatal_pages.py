@@ -80,6 +80,26 @@ def test_a_midwife_records_a_contact_and_the_card_and_clinic_show_it(signed_in, 
     assert clinic.status_code == 200 and f'id="woman-{woman}"' in clinic.text and "Pre-eclampsia" in clinic.text
     no_inline_script(clinic.text)
 
+    # Corrected from the form (the pressure retaken at rest), then withdrawn: a reason is asked for first.
+    with db.tenant(facility.slug) as conn:
+        contact = conn.execute(sa.text("SELECT entry_id FROM antenatal")).scalar()
+    form = midwife.get(f"{tab}/{contact}/correct")
+    assert form.status_code == 200 and 'value="152"' in form.text and 'id="sign-severe_headache" checked' in form.text
+    fixed = post_form(midwife, f"{tab}/{contact}/correct", f"{tab}/{contact}", {
+        **typed, "lmp": lmp.isoformat(), "systolic_mmhg": "124", "diastolic_mmhg": "78", "f.danger_signs": [],
+        "reason": "retaken after rest"})
+    assert fixed.status_code == 303 and fixed.headers["location"].endswith("done=anc-corrected"), fixed.text
+    card = midwife.get(fixed.headers["location"]).text
+    assert 'id="flag-pre_eclampsia"' not in card and 'id="flag-anaemia"' in card
+    with db.tenant(facility.slug) as conn:
+        current = conn.execute(sa.text("SELECT id FROM entry WHERE kind = 'antenatal' AND NOT EXISTS "
+                                       "(SELECT 1 FROM entry s WHERE s.supersedes = entry.id)")).scalar()
+    withdraw = f"{tab}/{current}/entered-in-error"
+    unsaid = post_form(midwife, tab, withdraw, {"reason": ""})
+    assert unsaid.status_code == 422 and f'id="withdraw-{current}"' in unsaid.text
+    gone = post_form(midwife, tab, withdraw, {"reason": "recorded on the wrong woman"})
+    assert gone.status_code == 303 and 'id="no-pregnancy"' in midwife.get(gone.headers["location"]).text
+
     mans = midwife.get(f"/t/{facility.slug}/patients/{man}/antenatal")
     assert mans.status_code == 200 and 'id="anc-form"' not in mans.text
 
