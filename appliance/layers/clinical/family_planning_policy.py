@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from appliance.layers.clinical.immunization_schedule import Span
-from appliance.substrate.problems import validator_message
+from appliance.layers.clinical.immunization_schedule import Span, read_policy
 
 MethodClass = Literal["short_acting", "long_acting", "permanent"]
 CLASS_WORDS = {"short_acting": "short-acting", "long_acting": "long-acting", "permanent": "permanent"}
@@ -128,33 +126,9 @@ class ProgrammeError(ValueError):
     """The family planning file cannot be used; the message names the file, the method and the field."""
 
 
-def _where(loc: tuple, raw: dict) -> str:
-    """An error's place in the file in a ministry's words: "method DMPA_IM, cyp_per_unit"."""
-    methods = raw.get("method") if isinstance(raw.get("method"), list) else []
-    words: list[str] = []
-    parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        if part == "method" and parts and isinstance(parts[0], int):
-            index = parts.pop(0)
-            code = methods[index].get("code") if index < len(methods) and isinstance(methods[index], dict) else None
-            words.append(f"method {code}" if code else f"method number {index + 1}")
-        elif isinstance(part, str) and not part.startswith("function-"):
-            words.append(part)
-    return ", ".join(words) or "the file"
-
-
 @functools.cache
 def load_programme(path: Path) -> Programme:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProgrammeError(f"{path}: {exc}") from exc
-    try:
-        return Programme.model_validate(raw)
-    except ValidationError as exc:
-        raise ProgrammeError(f"{path}: " + "; ".join(
-            f"{_where(e['loc'], raw)}: {validator_message(e['msg'])}" for e in exc.errors())) from exc
+    return read_policy(path, Programme, ProgrammeError, "method")
 
 
 # -- couple-years of protection ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -39,6 +39,7 @@ from appliance.substrate.age import months_on
 from appliance.substrate.problems import validator_message
 
 DoseState = Literal["given", "due", "overdue", "not_yet_due", "no_longer_given"]
+_Model = TypeVar("_Model", bound=BaseModel)
 STATE_WORDS = {"given": "Given", "due": "Due", "overdue": "Overdue", "not_yet_due": "Not yet due",
                "no_longer_given": "No longer given"}
 _UNITS = {"d": "day", "w": "week", "m": "month", "y": "year"}
@@ -205,17 +206,19 @@ class ScheduleError(ValueError):
     """The schedule file cannot be used; the message names the file, the vaccine and the field."""
 
 
-def _where(loc: tuple, raw: dict) -> str:
-    """An error's place in the file in a ministry's words: "vaccine PCV, dose 2, min_interval"."""
+def place_in_file(loc: tuple, raw: dict, items: str = "vaccine") -> str:
+    """An error's place in a policy file in a ministry's words: "vaccine PCV, dose 2, min_interval". `items` names
+    the file's list of coded entries ("vaccine" here, "method" in policies/family_planning.toml), each said by its
+    code."""
+    listed = raw.get(items) if isinstance(raw.get(items), list) else []
     words: list[str] = []
-    vaccines = raw.get("vaccine") if isinstance(raw.get("vaccine"), list) else []
     parts = list(loc)
     while parts:
         part = parts.pop(0)
-        if part == "vaccine" and parts and isinstance(parts[0], int):
+        if part == items and parts and isinstance(parts[0], int):
             index = parts.pop(0)
-            code = vaccines[index].get("code") if index < len(vaccines) and isinstance(vaccines[index], dict) else None
-            words.append(f"vaccine {code}" if code else f"vaccine number {index + 1}")
+            code = listed[index].get("code") if index < len(listed) and isinstance(listed[index], dict) else None
+            words.append(f"{items} {code}" if code else f"{items} number {index + 1}")
         elif part == "dose" and parts and isinstance(parts[0], int):
             words.append(f"dose {parts.pop(0) + 1}")
         elif isinstance(part, str) and not part.startswith("function-"):
@@ -223,17 +226,23 @@ def _where(loc: tuple, raw: dict) -> str:
     return ", ".join(words) or "the file"
 
 
-@functools.cache
-def load_schedule(path: Path) -> Schedule:
+def read_policy(path: Path, model: type[_Model], error: type[ValueError], items: str) -> _Model:
+    """A policy file read into `model`, or `error` naming the file and, for each fault, its place (`place_in_file`)
+    and what is wrong: the sentence a ministry's broken edit stops the start with."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ScheduleError(f"{path}: {exc}") from exc
+        raise error(f"{path}: {exc}") from exc
     try:
-        return Schedule.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ScheduleError(f"{path}: " + "; ".join(
-            f"{_where(e['loc'], raw)}: {validator_message(e['msg'])}" for e in exc.errors())) from exc
+        raise error(f"{path}: " + "; ".join(
+            f"{place_in_file(e['loc'], raw, items)}: {validator_message(e['msg'])}" for e in exc.errors())) from exc
+
+
+@functools.cache
+def load_schedule(path: Path) -> Schedule:
+    return read_policy(path, Schedule, ScheduleError, "vaccine")
 
 
 # -- where a child stands ----------------------------------------------------------------------------
