@@ -936,6 +936,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.antenatal_demo import generate_antenatal_demo
     from appliance.layers.clinical.demo import generate_demo_population
+    from appliance.layers.clinical.document_demo import generate_document_demo
     from appliance.layers.clinical.family_planning_demo import generate_family_planning_demo
     from appliance.layers.clinical.outbreak_demo import DEMO_FACILITY, generate_outbreak_demo
     from appliance.layers.clinical.referral_demo import generate_referral_demo
@@ -1021,6 +1022,11 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     planned = generate_family_planning_demo(db, slugs)
     if planned:
         err.print(f"demo family planning written ({planned} visits)")
+        wrote = True
+    # A referral letter, a consent form and a wound photograph on three charts of each facility: the Documents tab.
+    filed = generate_document_demo(db, slugs)
+    if filed:
+        err.print(f"demo documents filed ({filed} scans and photographs)")
         wrote = True
     # A handful of pregnant women at each facility, so the ANC clinic, the card and the ANC indicators have some.
     pregnant = generate_antenatal_demo(db, slugs)

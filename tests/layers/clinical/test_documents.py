@@ -14,7 +14,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical.document_demo import tiny_pdf, tiny_png
+from appliance.layers.clinical.demo import demo_principal
+from appliance.layers.clinical.document_demo import generate_document_demo, tiny_pdf, tiny_png
 from appliance.layers.clinical.document_schemas import Category
 from appliance.layers.clinical.documents import CATEGORY_WORDS
 from appliance.layers.clinical.models import DOCUMENT_CATEGORIES, DOCUMENT_MAX_BYTES
@@ -180,6 +181,23 @@ def test_another_facility_and_guessed_or_misplaced_ids_are_refused_on_every_rout
     assert _file(api, f"{misplaced}/{some}", LETTER, method="put", reason="another's document").status_code == 404
     assert api.post(f"{misplaced}/{some}/entered-in-error", json={"reason": "another's"}).status_code == 404
     assert _written(db, facility) == before
+
+
+def test_the_demo_files_a_letter_a_consent_form_and_a_photograph_once(api, db, facility, person, clinician):
+    with db.tenant(facility.slug) as conn:  # a third adult: the demo files on three charts
+        new_patient(conn, clinician, family_name="Mutua", given_names="Paul", sex="male",
+                    birth_date=dt.date(1960, 5, 5))
+    assert generate_document_demo(db, [facility.slug]) == 3
+    assert generate_document_demo(db, [facility.slug]) == 0
+    with db.tenant(facility.slug) as conn:
+        filed = conn.execute(sa.text(
+            "SELECT e.patient_id, e.id, d.category FROM entry e JOIN document d ON d.entry_id = e.id "
+            "WHERE e.author_id = :demo ORDER BY d.category"), {"demo": demo_principal(facility.slug).account_id}).all()
+    assert [f.category for f in filed] == ["clinical_photograph", "consent_form", "referral_letter"]
+    for patient_id, doc_id, category in filed:
+        served = api.get(f"{_base(facility, patient_id)}/{doc_id}/content")
+        assert served.status_code == 200 and served.content[:5] == (
+            b"\x89PNG\r" if category == "clinical_photograph" else b"%PDF-"), served.text[:200]
 
 
 def test_a_dropped_facility_takes_its_documents_bytes_with_it(token_client, db, other_facility, clinician):
