@@ -30,7 +30,8 @@ from appliance.layers.clinical.family_planning_policy import CLASS_WORDS, CLIENT
 from appliance.layers.clinical.family_planning_routes import programme_of
 from appliance.layers.clinical.family_planning_schemas import FamilyPlanningAmend, FamilyPlanningIn
 from appliance.layers.clinical.schemas import Retraction
-from appliance.substrate.record import RecordError
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError, note_access
 from appliance.web import portal
 from appliance.web.errors import error_page
 from appliance.web.portal import (
@@ -43,6 +44,7 @@ from appliance.web.portal import (
     Id,
     NavItem,
     Tenant,
+    TimelineSource,
     banner,
     facility_of,
     field_errors,
@@ -71,6 +73,23 @@ CHOICES = {
 }
 STATE_WORDS = {"not_yet_due": "Not yet due", "due": "Due", "overdue": "Overdue", "lost": "Lost to follow-up"}
 DUE_STATES = ("due", "overdue")
+
+
+def _timeline_visits(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    rows = family_planning.current_visits(conn, [patient_id])
+    note_access(conn, principal, "read", patient_id, family_planning.KIND, [r["id"] for r in rows])
+    return rows
+
+
+def _timeline_words(row: dict) -> tuple[str, str]:
+    if row["service"] == "removal":
+        return f"Family planning: {row['method']} removed", REMOVAL_REASONS[row["removal_reason"]]
+    return f"Family planning: {row['method']} × {row['quantity']}", CLIENT_TYPES[row["client_type"]]
+
+
+# On the patient's timeline at the visit's own day: a correction may correct the day, so not the first version's.
+portal.TIMELINE_SOURCES.append(TimelineSource("clinical", family_planning.KIND, "Family planning", READ,
+                                              _timeline_visits, _timeline_words, lambda row: row["occurred_at"]))
 
 
 def _clock(request: Asking, tenant: str) -> Clock:

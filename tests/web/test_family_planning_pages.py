@@ -84,6 +84,9 @@ def test_the_tab_records_an_injection_shows_when_the_next_is_due_and_refuses_bes
         "given_on": fifteen_weeks_ago.isoformat(), "reason": "it was Sayana Press"})
     assert corrected.status_code == 303 and corrected.headers["location"].endswith("?done=fp-corrected")
     assert "Sayana Press" in clinician.get(woman["path"]).text
+    # The timeline shows the visit at its day.
+    timeline = clinician.get(f"/t/{facility.slug}/patients/{woman['id']}/timeline", params={"kind": "family_planning"})
+    assert timeline.status_code == 200 and "Family planning: DMPA_SC × 1" in timeline.text
 
 
 def test_a_registrar_another_facilitys_session_and_guessed_ids_are_refused(signed_in, facility, elsewhere, woman):
