@@ -7,6 +7,7 @@ import uuid
 import zoneinfo
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import access, chart, delivery, immunization, service
@@ -28,6 +29,19 @@ from tests.layers.operations.conftest import OPERATIONS_CONFIG
 AS_OF = dt.date(2026, 11, 25)
 POLICIES = Path(__file__).parents[3] / "policies" / "immunization.toml"
 END = dt.datetime.combine(AS_OF, dt.time(17), dt.UTC)  # the demo's "now" on that day
+PATIENTS = 200
+
+
+@pytest.fixture(scope="module")
+def year(db: Database, tenant_factory):
+    """One demo year that most tests here read, written once (each test wrote its own, ~40 s of the suite): a
+    facility with the clinical catalogue, a general ward and a maternity ward (so its mothers deliver), under a
+    fixed slug, since the demo's draws depend on the seed and the slug. Tests only read it, but for the operations
+    demo the births test adds, which writes no clinical row the tests before it read."""
+    wards = [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 10},
+             {"code": "MAT", "name": "Maternity", "kind": "maternity", "beds": 30}]
+    config = tenant_factory(slug="demo_year", **CLINICAL_CONFIG, wards=wards)
+    return config, generate_demo_population(db, config.slug, seed=4, patients=PATIENTS, as_of=AS_OF)
 
 
 def snapshot(db: Database, slug: str) -> dict:
@@ -58,10 +72,9 @@ def test_same_seed_same_population(db: Database, tenant_factory):
     assert snapshot(db, config.slug) == first
 
 
-def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory):
-    config = tenant_factory(**CLINICAL_CONFIG)
-    counts = generate_demo_population(db, config.slug, seed=3, patients=150, as_of=AS_OF)
-    assert counts["patient"] == 150
+def test_the_population_is_a_realistic_year_of_care(db: Database, year):
+    config, counts = year
+    assert counts["patient"] >= PATIENTS  # and the babies born in it: counted in the births test
     for kind in ("encounter", "vital_signs", "condition", "medication_request", "service_request", "result",
                  "result_signoff", "note"):
         assert counts[kind] > 50, kind
@@ -119,10 +132,8 @@ def test_the_population_is_a_realistic_year_of_care(db: Database, tenant_factory
     assert owed["counts"]["overdue"] > 0 and len(owed["children"]) < counts["patient"] / 3, owed["counts"]
 
 
-def test_inpatients_go_home_at_ward_discharge_hours(db: Database, tenant_factory):
-    # The demo's times depend on the seed and the slug; a fixed slug keeps this population the same each run.
-    config = tenant_factory(slug="demo_discharges", **CLINICAL_CONFIG)
-    generate_demo_population(db, config.slug, seed=8, patients=200, as_of=AS_OF)
+def test_inpatients_go_home_at_ward_discharge_hours(db: Database, year):
+    config, _ = year
     with db.tenant(config.slug) as conn:
         hours = conn.execute(sa.text(
             "SELECT extract(hour FROM ended_at AT TIME ZONE 'Africa/Nairobi') FROM encounter "
@@ -155,9 +166,8 @@ def test_the_wards_last_observations_are_hours_before_the_moment_the_demo_stands
     assert moment - dt.timedelta(hours=4) <= latest <= moment
 
 
-def test_demo_patients_open_like_any_chart(db: Database, tenant_factory):
-    config = tenant_factory(**CLINICAL_CONFIG)
-    generate_demo_population(db, config.slug, seed=5, patients=30, as_of=AS_OF)
+def test_demo_patients_open_like_any_chart(db: Database, year):
+    config, _ = year
     reader = demo_principal(config.slug, "reader")
     with db.tenant(config.slug) as conn:
         busiest = conn.execute(sa.text(
@@ -196,14 +206,11 @@ def test_the_demo_patient_gets_results_the_portal_holds_back(db: Database, tenan
         assert [result["code"] for result, _ in held.later] == ["36643-5"]
 
 
-def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered(db: Database, tenant_factory):
+def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered(db: Database, year):
     """Each delivery of the demo (the maternity ward's women after a delivery) names its babies' charts, each a
     "Baby of <family>" born on the day of the birth with the mother its next of kin and its birth weight; the
     same seed gives the same births."""
-    wards = [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 10},
-             {"code": "MAT", "name": "Maternity", "kind": "maternity", "beds": 30}]
-    config = tenant_factory(**CLINICAL_CONFIG, wards=wards)
-    counts = generate_demo_population(db, config.slug, seed=7, patients=150, as_of=AS_OF)
+    config, counts = year
     zone = zoneinfo.ZoneInfo(config.timezone)
     reader = demo_principal(config.slug, "reader")
     with db.tenant(config.slug) as conn:
@@ -211,7 +218,7 @@ def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered
             "SELECT x.patient_id, d.born_at, d.babies, p.family_name, p.given_names, x.encounter_id "
             "FROM entry x JOIN delivery d ON d.entry_id = x.id JOIN patient p ON p.id = x.patient_id")).all()
         babies = [(row, baby) for row in rows for baby in row.babies]
-        assert rows and counts["delivery"] == len(rows) and counts["patient"] == 150 + sum(
+        assert rows and counts["delivery"] == len(rows) and counts["patient"] == PATIENTS + sum(
             1 for _, baby in babies if baby["patient_id"])
         for row, baby in babies:
             assert row.encounter_id is not None and row.born_at <= END
@@ -251,13 +258,11 @@ def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered
 
 
 def test_imaging_orders_have_an_indication_their_study_performed_and_the_newest_each_worklist_state(
-        db: Database, tenant_factory):
+        db: Database, year):
     """Every imaging order of the demo says why it was asked for and has its study performed before its report;
     of the last days' orders the newest awaits its study, the next is performed and waiting for its report, the
     next is reported and waiting for the clinician's sign-off, so the imaging worklist shows each state."""
-    config = tenant_factory(slug="demo_imaging", **CLINICAL_CONFIG,
-                            wards=[{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 20}])
-    counts = generate_demo_population(db, config.slug, seed=4, patients=100, as_of=AS_OF)
+    config, counts = year
     with db.tenant(config.slug) as conn:
         orders = conn.execute(sa.text("""
             SELECT o.id, o.occurred_at AS ordered_at, sr.clinical_info,
