@@ -935,6 +935,8 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     """A deterministic synthetic population per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.antenatal_demo import generate_antenatal_demo
+    from appliance.layers.clinical.blood_demo import DEMO_HOSPITALS as BLOOD_HOSPITALS
+    from appliance.layers.clinical.blood_demo import generate_blood_demo
     from appliance.layers.clinical.demo import generate_demo_population
     from appliance.layers.clinical.document_demo import generate_document_demo
     from appliance.layers.clinical.family_planning_demo import generate_family_planning_demo
@@ -946,6 +948,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     from appliance.layers.financial.demo import generate_billing_demo
     from appliance.layers.nursing import demo as nursing_demo
     from appliance.layers.nursing.demo import generate_nursing_demo
+    from appliance.layers.nursing.transfusion_demo import generate_transfusion_demo
     from appliance.layers.operations import demo as operations_demo
     from appliance.layers.operations import incidents_demo, pharmacy_demo
     from appliance.layers.operations.demo import generate_operations_demo
@@ -1033,6 +1036,19 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
     if pregnant:
         err.print(f"demo antenatal care written ({pregnant.get('antenatal', 0)} contacts, "
                   f"{pregnant.get('delivery', 0)} deliveries)")
+        wrote = True
+    # A blood bank's stock at the demo hospitals, units given over the year and today's crossmatch and issue; the
+    # ward's bedside record of the units given (the clinical demo issues them, the nursing demo hangs them).
+    banked = generate_blood_demo(db, slugs)
+    if banked["received"]:
+        transfused = {slug: generate_transfusion_demo(db, slug) for slug in slugs if slug in BLOOD_HOSPITALS}
+        with db.control() as conn:
+            for slug in transfused:
+                author = clinical_demo.demo_principal(slug, "blood bank")
+                identity.name_machine_author(
+                    conn, author, email=f"demo-data-{author.account_id.hex[:12]}@{slug.replace('_', '-')}.demo")
+        err.print(f"demo blood banks written ({banked['received']} units received, {banked['issued']} issued, "
+                  f"{sum(transfused.values())} transfused)")
         wrote = True
     # A cluster of meningitis at the health centre, so the ministry's Alerts page has an alert to show.
     if DEMO_FACILITY in slugs and (cases := generate_outbreak_demo(db)):

@@ -363,7 +363,7 @@ class OrderSetConfig(_Strict):
 
 # -- financial: the fee schedule ---------------------------------------------------------------------
 
-FeeItemKind = Literal["lab", "imaging", "procedure", "consultation", "bed_day", "medication"]
+FeeItemKind = Literal["lab", "imaging", "procedure", "consultation", "bed_day", "medication", "blood"]
 PayerKind = Literal["self_pay", "national_insurance", "private_insurance"]
 # ISO 4217 minor units of the currencies a facility may price in (the rest have two).
 CURRENCY_MINOR_UNITS = {"UGX": 0, "RWF": 0, "BIF": 0, "XOF": 0, "XAF": 0, "KMF": 0, "DJF": 0, "GNF": 0,
@@ -392,8 +392,9 @@ class PayerConfig(_Strict):
 class FeeItemConfig(_Strict):
     """One billable item and its price on each price list, for a period. `code` is the LOINC code of a
     lab test or imaging study, a procedure's code, the encounter class of a consultation (outpatient,
-    emergency, inpatient), the ward kind of a bed-day (inpatient, icu, maternity...) or the drug of a
-    medication (matched without regard to case), priced per `per` `unit`s of its dose."""
+    emergency, inpatient), the ward kind of a bed-day (inpatient, icu, maternity...), the drug of a
+    medication (matched without regard to case), priced per `per` `unit`s of its dose, or the component of a unit
+    of blood transfused (whole_blood, red_cells, plasma, platelets)."""
 
     kind: FeeItemKind
     code: str = Field(min_length=1, max_length=80)

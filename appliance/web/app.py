@@ -24,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from appliance import __version__
 from appliance.interop.fhir.routes import fhir_router
 from appliance.layers.clinical.antenatal_routes import AntenatalController
+from appliance.layers.clinical.blood_routes import BloodBankController, PatientBloodController
 from appliance.layers.clinical.death_routes import DeathController
 from appliance.layers.clinical.delivery_routes import DeliveryController
 from appliance.layers.clinical.document_routes import DocumentController
@@ -56,6 +57,7 @@ from appliance.web import (
     admin,
     antenatal,
     billing,
+    blood,
     death,
     delivery,
     discharge,
@@ -82,6 +84,7 @@ from appliance.web import (
     system,
     theatre,
     today,
+    transfusion,
     tuberculosis,
 )
 from appliance.web.auth import (
@@ -97,6 +100,7 @@ HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
                   *national.ROUTES, *surveillance.ROUTES, *me.ROUTES,
                   AntenatalController, antenatal.antenatal_router,
+                  BloodBankController, PatientBloodController, blood.blood_router, transfusion.transfusion_router,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
                   ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
                   DeliveryController, PatientSurgeryController, SurgeryController, FamilyPlanningController,

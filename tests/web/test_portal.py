@@ -919,6 +919,15 @@ FORMS += ["/patients/{pid}/family-planning", "/patients/{pid}/family-planning/{a
           "/patients/{pid}/family-planning/{any}/entered-in-error"]
 
 
+# The blood bank (appliance/web/blood.py), a lab technician's page and forms, and the chart's Blood tab
+# (appliance/web/transfusion.py): the request a clinician sends, the nurse's bedside record; receiving, reserving,
+# issuing and the bedside refusals with real ids are in tests/web/test_blood_pages.py.
+TRANSFUSION_FORMS = ["/patients/{pid}/transfusions", "/patients/{pid}/transfusions/{any}/observations",
+                     "/patients/{pid}/transfusions/{any}/end"]
+NURSING_FORMS += TRANSFUSION_FORMS
+PAGES += ["/blood", "/patients/{pid}/transfusions"]
+FORMS += ["/blood/units", "/blood/units/{any}/discard", "/blood/units/{any}/issue", "/blood/units/{any}/release",
+          "/blood/requests/{any}/reservations", "/patients/{pid}/transfusions/requests", *TRANSFUSION_FORMS]
 # TB (appliance/web/tuberculosis.py): the chart's tab and the facility's register; registering, a follow-up, an outcome
 # refused and recorded with real ids, and a registrar, are in tests/web/test_tb_pages.py.
 PAGES += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}/correct", "/tb/register"]

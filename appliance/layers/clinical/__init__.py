@@ -5,7 +5,18 @@ and what clinicians wrote. Every write is an entry in the one record (`substrate
 read and write of patient data passes the record's audit seam (`record.note_access`).
 """
 
-from appliance.layers.clinical import catalogue, chart, death, delivery, models, reactions, referral, service, surgery
+from appliance.layers.clinical import (
+    blood,
+    catalogue,
+    chart,
+    death,
+    delivery,
+    models,
+    reactions,
+    referral,
+    service,
+    surgery,
+)
 
-__all__ = ["catalogue", "chart", "death", "delivery", "models", "reactions", "referral", "service",
+__all__ = ["blood", "catalogue", "chart", "death", "delivery", "models", "reactions", "referral", "service",
            "surgery"]

@@ -735,3 +735,72 @@ document = sa.Table(
 )
 
 record.register_kind("document", document)
+
+# -- the blood bank (tenant revision t0036; appliance/layers/clinical/blood.py) -------------------------------------
+
+BLOOD_COMPONENTS = ("whole_blood", "red_cells", "plasma", "platelets")
+BLOOD_URGENCIES = ("routine", "urgent", "emergency")
+
+# One bag in the blood bank, as received: not patient data. What became of it is in `blood_unit_event`.
+blood_unit = sa.Table(
+    "blood_unit",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("unit_number", sa.Text, nullable=False, unique=True),  # the bag's label (ISBT 128 donation number)
+    sa.Column("component", sa.Text, nullable=False),
+    sa.Column("abo", sa.Text, nullable=False),
+    sa.Column("rhd", sa.Text, nullable=False),
+    sa.Column("volume_ml", sa.Integer, nullable=False),
+    sa.Column("collected_on", sa.Date, nullable=False),
+    sa.Column("expires_on", sa.Date, nullable=False),
+    sa.Column("received_by", sa.Uuid, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(f"component IN {BLOOD_COMPONENTS!r}", name="blood_unit_component"),
+    sa.CheckConstraint("abo IN ('O', 'A', 'B', 'AB')", name="blood_unit_abo"),
+    sa.CheckConstraint("rhd IN ('positive', 'negative')", name="blood_unit_rhd"),
+    sa.CheckConstraint("volume_ml BETWEEN 1 AND 1000", name="blood_unit_volume_range"),
+    sa.CheckConstraint("expires_on >= collected_on", name="blood_unit_expires_after_collection"),
+    sa.Index("blood_unit_expires_on_idx", "expires_on"),
+)
+
+# The unit's history, appended to and never rewritten: its status is its last event's (none yet: available).
+blood_unit_event = sa.Table(
+    "blood_unit_event",
+    tenant_metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),  # the order of a unit's events
+    sa.Column("unit_id", sa.Uuid, sa.ForeignKey("blood_unit.id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # reserved, released, issued, transfused, discarded
+    sa.Column("patient_id", sa.Uuid, nullable=True),  # patient data: for whom it was reserved, issued, transfused
+    sa.Column("request_id", sa.Uuid, nullable=True),  # the blood_request record (root id) it answers
+    sa.Column("emergency", sa.Boolean, nullable=False, server_default=sa.false()),  # issued uncrossmatched
+    sa.Column("reason", sa.Text, nullable=True),  # why discarded, released, or issued in an emergency
+    sa.Column("entry_id", sa.Uuid, sa.ForeignKey("entry.id"), nullable=True),  # the bedside transfusion entry
+    sa.Column("recorded_by", sa.Uuid, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("kind IN ('reserved', 'released', 'issued', 'transfused', 'discarded')",
+                       name="blood_unit_event_kind"),
+    sa.CheckConstraint("kind NOT IN ('reserved', 'issued', 'transfused') OR "
+                       "(patient_id IS NOT NULL AND request_id IS NOT NULL)", name="blood_unit_event_for_whom"),
+    sa.CheckConstraint("kind NOT IN ('discarded', 'released') OR reason IS NOT NULL", name="blood_unit_event_reason"),
+    sa.CheckConstraint("NOT emergency OR reason IS NOT NULL", name="blood_unit_event_emergency_reason"),
+    sa.CheckConstraint("kind <> 'transfused' OR entry_id IS NOT NULL", name="blood_unit_event_transfused_entry"),
+    sa.Index("blood_unit_event_unit_idx", "unit_id", "seq"),
+    sa.Index("blood_unit_event_request_idx", "request_id"),
+)
+
+# A clinician's request for blood for the patient: what the blood bank crossmatches and issues against.
+blood_request = sa.Table(
+    "blood_request",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: what is asked for and why
+    sa.Column("component", sa.Text, nullable=False),
+    sa.Column("units", sa.SmallInteger, nullable=False),
+    sa.Column("indication", sa.Text, nullable=False),
+    sa.Column("urgency", sa.Text, nullable=False),
+    sa.CheckConstraint(f"component IN {BLOOD_COMPONENTS!r}", name="blood_request_component"),
+    sa.CheckConstraint("units BETWEEN 1 AND 10", name="blood_request_units_range"),
+    sa.CheckConstraint(f"urgency IN {BLOOD_URGENCIES!r}", name="blood_request_urgency"),
+)
+
+record.register_kind("blood_request", blood_request)

@@ -32,7 +32,8 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, entry
 
 # Where a charge lands on the variance report when its fee item names no department.
-DEFAULT_DEPARTMENTS = {"lab": "LAB", "imaging": "IMAGING", "procedure": "THEATRE", "medication": "PHARMACY"}
+DEFAULT_DEPARTMENTS = {"lab": "LAB", "imaging": "IMAGING", "procedure": "THEATRE", "medication": "PHARMACY",
+                       "blood": "BLOOD"}
 CONSULTATION_DEPARTMENTS = {"outpatient": "OPD", "emergency": "ED", "inpatient": "IPD"}
 
 
@@ -40,7 +41,7 @@ CONSULTATION_DEPARTMENTS = {"outpatient": "OPD", "emergency": "ED", "inpatient":
 class Billable:
     """What a billable entry is, for the fee schedule: its kind, its code and how many."""
 
-    item_kind: str  # lab, imaging, procedure, consultation, bed_day, medication
+    item_kind: str  # lab, imaging, procedure, consultation, bed_day, medication, blood
     item_code: str
     description: str  # what to call it when the schedule has no name for it
     department: str

@@ -19,6 +19,10 @@ The charging policy (policies/README.md, "Charging"), decided here and applied b
   priced by the code of the facility's procedure list it was booked with, the `procedure` fee item's code
   (department THEATRE unless the item names one); a case booked in words only, or a code the schedule does not
   price, waits unpriced on the billing worklist. A completed case entered in error is credited.
+- **a unit of blood is billable when the nurse starts it** (`transfusion`, the nursing layer's bedside record,
+  first version), priced by the component of the blood bank's unit (`blood` fee items: whole_blood, red_cells,
+  plasma, platelets; department BLOOD unless the item names one): a unit started cannot go back to stock, so a
+  transfusion stopped for a reaction is charged as one completed.
 - **a bed-day is billable for each admission present at the facility's census time**
   (`accrual.accrue_bed_days`, from operations' `admission`/`transfer`/`discharge` entries, read by
   SQL), priced by the kind of ward the patient was in at the census.
@@ -54,7 +58,7 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry
 
 BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "admission", "dispense",
-                  "surgery")
+                  "surgery", "transfusion")
 
 
 def _order(version: Entry) -> Billable | None:
@@ -176,6 +180,28 @@ def charge_operation(conn: Connection, principal: Principal, version: Entry) -> 
     reconcile(conn, principal, version, _operation(version))
 
 
+# The clinical layer's blood unit a bedside transfusion names (its table, read by SQL: layers never import each other).
+_TRANSFUSED_UNIT = sa.text("SELECT component FROM blood_unit WHERE unit_number = :number")
+
+
+def _transfused(conn: Connection, version: Entry) -> Billable | None:
+    detail = version.detail
+    if version.status == "entered_in_error":
+        return None
+    component = conn.execute(_TRANSFUSED_UNIT, {"number": detail["unit_number"]}).scalar()
+    if component is None:  # the blood bank's reaction refuses the transfusion: nothing to bill
+        return None
+    return Billable(item_kind="blood", item_code=component,
+                    description=f"Blood transfusion, {component.replace('_', ' ')} (unit {detail['unit_number']})",
+                    department=DEFAULT_DEPARTMENTS["blood"], service_at=detail.get("started_at"))
+
+
+def charge_transfusion(conn: Connection, principal: Principal, version: Entry) -> None:
+    """A unit is billable once started: it cannot go back to stock, however much of it was given. Its observations
+    and its end (later versions) change nothing billable."""
+    reconcile(conn, principal, version, _transfused(conn, version))
+
+
 def credit_admission(conn: Connection, principal: Principal, version: Entry) -> None:
     """An admission entered in error had no bed-days: credit the ones accrued for it."""
     if version.status == "entered_in_error":
@@ -193,7 +219,8 @@ def billable_again(conn: Connection, source: Entry, billed: Mapping) -> Billable
                         department=billed["department"], service_at=census)
     read = {"service_request": lambda: _order(source), "medication_administration": lambda: _dose(conn, source),
             "encounter_status": lambda: _consultation(conn, source),
-            "dispense": lambda: _dispensed(conn, source), "surgery": lambda: _operation(source)}.get(source.kind)
+            "dispense": lambda: _dispensed(conn, source), "surgery": lambda: _operation(source),
+            "transfusion": lambda: _transfused(conn, source)}.get(source.kind)
     return read() if read else None
 
 
@@ -204,6 +231,7 @@ REACTIONS = {
     "admission": credit_admission,
     "dispense": charge_dispense,
     "surgery": charge_operation,
+    "transfusion": charge_transfusion,
 }
 
 

@@ -8,6 +8,6 @@ an entry of the one record; it meets the other layers only through the record (`
 reading their tables by SQL (`views.py`).
 """
 
-from appliance.layers.nursing import models, reactions, service, ward
+from appliance.layers.nursing import models, reactions, service, transfusion, ward
 
-__all__ = ["models", "reactions", "service", "ward"]
+__all__ = ["models", "reactions", "service", "transfusion", "ward"]

@@ -175,3 +175,36 @@ for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)
 
 APPEND_ONLY = [t.name for t in KINDS.values()]
+
+# The bedside record of one unit transfused (tenant revision t0036; appliance/layers/nursing/transfusion.py): started
+# after the two-person check, observed at 15 minutes, ended (or stopped by a suspected reaction). Each step is a new
+# version of the one record. The vital signs are the clinical layer's `vital_signs` entries, named here.
+transfusion = sa.Table(
+    "transfusion",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the unit given, who checked it, how it went
+    sa.Column("unit_number", sa.Text, nullable=False),
+    sa.Column("checked_by", sa.Text, nullable=False),  # the second staff member of the bedside check, name and ID
+    sa.Column("status", sa.Text, nullable=False),  # in_progress, completed, stopped
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("vitals_before_id", sa.Uuid, nullable=False),
+    sa.Column("vitals_15min_id", sa.Uuid, nullable=True),
+    sa.Column("vitals_end_id", sa.Uuid, nullable=True),
+    sa.Column("volume_ml", sa.Integer, nullable=True),
+    sa.Column("reaction", sa.Text, nullable=True),  # none, febrile, allergic, haemolytic, taco, trali, other
+    sa.Column("reaction_note", sa.Text, nullable=True),
+    sa.CheckConstraint("status IN ('in_progress', 'completed', 'stopped')", name="transfusion_status"),
+    sa.CheckConstraint("reaction IN ('none', 'febrile', 'allergic', 'haemolytic', 'taco', 'trali', 'other')",
+                       name="transfusion_reaction"),
+    sa.CheckConstraint("(status = 'in_progress') = (ended_at IS NULL)", name="transfusion_ended"),
+    sa.CheckConstraint("status = 'in_progress' OR (reaction IS NOT NULL AND volume_ml IS NOT NULL)",
+                       name="transfusion_end_says_how"),
+    sa.CheckConstraint("(status = 'stopped') = (reaction IS NOT NULL AND reaction <> 'none')",
+                       name="transfusion_stopped_by_reaction"),
+    sa.CheckConstraint("volume_ml BETWEEN 0 AND 1000", name="transfusion_volume_range"),
+    sa.CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="transfusion_ends_after_start"),
+    sa.Index("transfusion_unit_number_idx", "unit_number"),
+)
+record.register_kind("transfusion", transfusion)

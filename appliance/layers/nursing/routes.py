@@ -33,7 +33,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import access, fluid, service, ward
+from appliance.layers.nursing import access, fluid, service, transfusion, ward
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.schemas import (
     AdministrationIn,
@@ -57,6 +57,10 @@ from appliance.layers.nursing.schemas import (
     TaskIn,
     TaskOut,
     TaskStatusIn,
+    TransfusionEndIn,
+    TransfusionObservationIn,
+    TransfusionOut,
+    TransfusionStartIn,
     WorklistOut,
 )
 from appliance.substrate.db import Database
@@ -319,6 +323,47 @@ class NursingController(Controller):
         """Withdraw a line charted in error: it leaves the totals and stays in the history."""
         return await _run(state, request, tenant, lambda conn, _: fluid.retract_line(
             conn, request.user, patient_id, entry_id, data.reason))
+
+    # -- the bedside transfusion record ---------------------------------------------------------------
+
+    @get(PATIENT + "/transfusions", operation_id="NursingListTransfusions", opt=_opt("nursing.transfusion.read"))
+    async def list_transfusions(self, tenant: FromPath[str], state: State, request: Asking,
+                                patient_id: Id) -> list[TransfusionOut]:
+        """The patient's transfusions, newest first: the unit, the bedside check's second person, start and end,
+        the vital signs before, at 15 minutes and at the end, the volume given and the reaction."""
+        return [TransfusionOut.model_validate(t) for t in await _run(
+            state, request, tenant, lambda conn, _: transfusion.of_patient(conn, request.user, patient_id))]
+
+    @post(PATIENT + "/transfusions", operation_id="NursingStartTransfusion", opt=_opt("nursing.transfusion.write"))
+    async def start_transfusion(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                data: JSONBody[TransfusionStartIn]) -> TransfusionOut:
+        """Start a unit after the bedside check: the unit number on the bag, the second member of staff who checked
+        it, the vital signs before. A unit not issued to this patient (the wrong-patient catch), expired or
+        unknown is refused (422 on unit_number, saying what is wrong) with nothing written; accepted, the unit is
+        transfused."""
+        _aware(data.started_at, "started_at")
+        return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.start(
+            conn, request.user, patient_id, data, now=c["now"])))
+
+    @post(PATIENT + "/transfusions/{transfusion_id:uuid}/observations", operation_id="NursingObserveTransfusion",
+          opt=_opt("nursing.transfusion.write"), status_code=HTTP_200_OK)
+    async def observe_transfusion(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                  transfusion_id: Id, data: JSONBody[TransfusionObservationIn]) -> TransfusionOut:
+        """The vital signs 15 minutes after the start. Ended, or observed already: 409."""
+        _aware(data.observed_at, "observed_at")
+        return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.observe(
+            conn, request.user, patient_id, transfusion_id, data, now=c["now"])))
+
+    @post(PATIENT + "/transfusions/{transfusion_id:uuid}/end", operation_id="NursingEndTransfusion",
+          opt=_opt("nursing.transfusion.write"), status_code=HTTP_200_OK)
+    async def end_transfusion(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                              transfusion_id: Id, data: JSONBody[TransfusionEndIn]) -> TransfusionOut:
+        """End the transfusion, or stop it for a suspected reaction: the time, the volume given, the vital signs
+        and the reaction (none, febrile, allergic, haemolytic, taco, trali, other, with what was seen). A reaction
+        stops it and raises the ward's escalation task. Ended already: 409."""
+        _aware(data.ended_at, "ended_at")
+        return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.end(
+            conn, request.user, patient_id, transfusion_id, data, now=c["now"])))
 
     # -- the ward --------------------------------------------------------------------------------------
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from appliance.substrate.unit_numbers import SHAPE, canonical_unit_number
 
 Outcome = Literal["given", "held", "refused", "missed"]
 
@@ -486,3 +488,73 @@ class HandoverOut(_Out):
     shift_end: dt.datetime
     patients: list[HandoverPatient]
     note: str | None = None
+
+
+# -- the bedside transfusion record (nursing/transfusion.py) -----------------------------------------
+
+class TransfusionVitalsIn(_In):
+    """The observations of a transfusion (WHO, BSH): temperature, pulse, blood pressure and respiratory rate, the
+    saturation where a probe is at hand. Recorded as a `vital_signs` entry."""
+
+    temperature_c: Decimal = Field(ge=25, le=45, decimal_places=1)
+    heart_rate_bpm: int = Field(ge=20, le=300)
+    systolic_mmhg: int = Field(ge=40, le=300)
+    diastolic_mmhg: int | None = Field(default=None, ge=20, le=200)
+    respiratory_rate: int = Field(ge=4, le=90)
+    spo2_percent: int | None = Field(default=None, ge=40, le=100)
+
+
+class TransfusionStartIn(_In):
+    unit_number: Annotated[str, AfterValidator(canonical_unit_number)] = Field(
+        min_length=3, max_length=40, pattern=SHAPE, description="the number on the bag, typed or scanned")
+    checked_by: str = Field(min_length=3, max_length=120, description=(
+        "the second member of staff who checked the patient's identity and the unit at the bedside: name and "
+        "staff ID"))
+    started_at: dt.datetime | None = Field(default=None, description="with its UTC offset; default now")
+    vitals: TransfusionVitalsIn = Field(description="the vital signs before the unit is started")
+
+
+class TransfusionObservationIn(_In):
+    observed_at: dt.datetime | None = Field(default=None, description="with its UTC offset; default now")
+    vitals: TransfusionVitalsIn = Field(description="the vital signs 15 minutes after the start")
+
+
+class TransfusionEndIn(_In):
+    ended_at: dt.datetime | None = Field(default=None, description="with its UTC offset; default now")
+    volume_ml: int = Field(ge=0, le=1000, description="the volume given")
+    reaction: Literal["none", "febrile", "allergic", "haemolytic", "taco", "trali", "other"] = Field(description=(
+        "none, or the reaction suspected: it stops the transfusion and raises the escalation task"))
+    reaction_note: str | None = Field(default=None, max_length=1000, description=(
+        "what was seen and done; required with a reaction"))
+    vitals: TransfusionVitalsIn = Field(description="the vital signs at the end (or when stopped)")
+
+
+class TransfusionVitalsOut(_Out):
+    temperature_c: Decimal | None
+    heart_rate_bpm: int | None
+    systolic_mmhg: int | None
+    diastolic_mmhg: int | None
+    respiratory_rate: int | None
+    spo2_percent: int | None
+
+
+class TransfusionOut(_Out):
+    id: uuid.UUID
+    version_id: uuid.UUID
+    patient_id: uuid.UUID
+    recorded_by: uuid.UUID
+    unit_number: str
+    checked_by: str
+    status: Literal["in_progress", "completed", "stopped"]
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    volume_ml: int | None
+    reaction: str | None
+    reaction_words: str | None
+    reaction_note: str | None
+    vitals_before_id: uuid.UUID
+    vitals_15min_id: uuid.UUID | None
+    vitals_end_id: uuid.UUID | None
+    vitals_before: TransfusionVitalsOut | None = None
+    vitals_15min: TransfusionVitalsOut | None = None
+    vitals_end: TransfusionVitalsOut | None = None

@@ -75,8 +75,10 @@ def _results_of(db, facility, order_id) -> list:
 
 def test_the_lab_technician_holds_the_bench_and_nothing_of_the_chart(policy, lab, token_client, facility, bench):
     assert policy.permissions_of("lab_technician") == {"clinical.lab.read", "clinical.lab.receive",
-                                                       "clinical.lab.result", "identity.session.read",
-                                                       "identity.session.revoke", "operations.ward.read"}
+                                                       "clinical.lab.result", "clinical.blood.read",
+                                                       "clinical.blood.stock", "clinical.blood.crossmatch",
+                                                       "identity.session.read", "identity.session.revoke",
+                                                       "operations.ward.read", "operations.incident.report"}
     patient = f"/api/t/{facility.slug}/patients/{bench['patient']}"
     for path in ("/chart", "/results", "/orders", ""):
         assert lab.get(patient + path).status_code == 403, path

@@ -1,0 +1,187 @@
+"""The bedside transfusion record: a `transfusion` entry on the patient's record for each unit given, kept by the
+nurse who hangs it (tenant t0036).
+
+It follows the bedside steps of WHO's "Clinical transfusion practice" (2013) and the BSH 2017 administration
+guideline:
+
+1. **start**, after the bedside check: the unit number on the bag, typed or scanned, and the second member of staff
+   who checked the patient's identity and the unit with the nurse (name and staff ID); the vital signs before
+   (temperature, pulse, blood pressure, respiratory rate), recorded as a `vital_signs` entry. The clinical
+   layer's blood bank refuses (its reaction, `blood.hang_unit`; layers meet in the record) a unit not issued to
+   THIS patient, naming the mismatch without naming the other patient, an expired one, or one unknown: the whole
+   act is refused, nothing written. Accepted, the unit is transfused.
+2. **15 minutes**: the vital signs again (most severe reactions show in the first 15 minutes).
+3. **end**: the end time, the volume given, the vital signs at the end, and the reaction: none, or febrile,
+   allergic, suspected haemolytic, TACO (circulatory overload), TRALI (lung injury), other. A suspected reaction
+   stops the transfusion (status stopped) and raises the ward's escalation task, "inform the doctor now", by the
+   task path NEWS2 uses (`service.new_task`, code escalation). A reaction seen at any time is recorded by ending
+   the transfusion there, with the volume given so far.
+
+Each step is a new version of the one record, so who started it, who observed and who ended it stay in its history.
+The vital signs are `vital_signs` entries, scored by NEWS2 (or MEOWS, PEWS) as any set is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from appliance.layers.nursing import fluid, service
+from appliance.layers.nursing.errors import Conflict, Invalid, NotFound
+from appliance.layers.nursing.models import transfusion
+from appliance.substrate import record
+from appliance.substrate.principal import Principal
+from appliance.substrate.record import Entry, entry, note_access
+
+REACTIONS = {"none": "No reaction", "febrile": "Febrile (non-haemolytic) reaction", "allergic": "Allergic reaction",
+             "haemolytic": "Suspected haemolytic reaction", "taco": "TACO (transfusion-associated circulatory "
+             "overload)", "trali": "TRALI (transfusion-related acute lung injury)", "other": "Other reaction"}
+FIELDS = [c.name for c in transfusion.c if c.name != "entry_id"]
+FUTURE_TOLERANCE = service.FUTURE_TOLERANCE
+LONGEST = dt.timedelta(hours=6)  # a unit is hung within 4 hours of leaving the fridge; a record longer is a mistake
+
+
+def _vitals(conn: Connection, principal: Principal, patient_id: uuid.UUID, encounter_id: uuid.UUID | None,
+            vitals, at: dt.datetime) -> uuid.UUID:
+    """A set of vital signs taken at `at`: the clinical layer's `vital_signs` entry, scored as any set is."""
+    return record.append(conn, principal, "vital_signs", patient_id=patient_id, encounter_id=encounter_id,
+                         occurred_at=at, detail=vitals.model_dump(exclude_none=True)).id
+
+
+def _when(at: dt.datetime | None, now: dt.datetime, field: str, after: dt.datetime | None = None,
+          after_words: str = "") -> dt.datetime:
+    at = at or now
+    if at > now + FUTURE_TOLERANCE:
+        raise Invalid(f"{at:%Y-%m-%d %H:%M %Z} is still to come: give the time it happened", field=field)
+    if after is not None and at < after:
+        raise Invalid(f"{at:%Y-%m-%d %H:%M %Z} is before {after_words} ({after:%Y-%m-%d %H:%M %Z})", field=field)
+    if after is not None and at - after > LONGEST:
+        raise Invalid(f"a transfusion of one unit does not last {at - after}: check the time", field=field)
+    return at
+
+
+def start(conn: Connection, principal: Principal, patient_id: uuid.UUID, data, *, now: dt.datetime) -> dict:
+    """The unit hung after the bedside check: the first version, in progress, with the vital signs before."""
+    service._require_patient(conn, patient_id)
+    if data.checked_by.strip().casefold() == (principal.display_name or "").strip().casefold():
+        raise Invalid("the bedside check is made by two people: give the second member of staff, not yourself",
+                      field="checked_by")
+    at = _when(data.started_at, now, "started_at")
+    if at < now - LONGEST:
+        raise Invalid(f"{at:%Y-%m-%d %H:%M %Z} is more than {LONGEST} ago: record a transfusion as it happens",
+                      field="started_at")
+    encounter_id = fluid._open_encounter(conn, patient_id)
+    before = _vitals(conn, principal, patient_id, encounter_id, data.vitals, at)
+    appended = record.append(conn, principal, "transfusion", patient_id=patient_id, encounter_id=encounter_id,
+                             occurred_at=at, detail={
+                                 "unit_number": data.unit_number, "checked_by": data.checked_by,
+                                 "status": "in_progress", "started_at": at, "ended_at": None,
+                                 "vitals_before_id": before, "vitals_15min_id": None, "vitals_end_id": None,
+                                 "volume_ml": None, "reaction": None, "reaction_note": None})
+    return _view(appended)
+
+
+def _current(conn: Connection, patient_id: uuid.UUID, transfusion_id: uuid.UUID) -> Entry:
+    found = conn.execute(
+        sa.select(entry.c.id).where(entry.c.root_id == transfusion_id, entry.c.patient_id == patient_id,
+                                    entry.c.kind == "transfusion", record.current_clause())
+    ).scalar()
+    if found is None:
+        raise NotFound(f"no transfusion {transfusion_id} on this patient's record",
+                       transfusion_id=str(transfusion_id))
+    current = record.get_entry(conn, found)
+    if current.status == "entered_in_error":
+        raise NotFound(f"no transfusion {transfusion_id} on this patient's record",
+                       transfusion_id=str(transfusion_id))
+    return current
+
+
+def observe(conn: Connection, principal: Principal, patient_id: uuid.UUID, transfusion_id: uuid.UUID, data, *,
+            now: dt.datetime) -> dict:
+    """The vital signs at 15 minutes: the next version. Ended already, or observed at 15 minutes already: 409."""
+    current = _current(conn, patient_id, transfusion_id)
+    detail = {name: current.detail[name] for name in FIELDS}
+    if detail["status"] != "in_progress":
+        raise Conflict(f"this transfusion was {detail['status']} at {detail['ended_at']:%H:%M}: it has no more "
+                       "observations")
+    if detail["vitals_15min_id"] is not None:
+        raise Conflict("the 15-minute observations of this transfusion are recorded already")
+    at = _when(data.observed_at, now, "observed_at", detail["started_at"], "the transfusion started")
+    detail["vitals_15min_id"] = _vitals(conn, principal, patient_id, current.encounter_id, data.vitals, at)
+    return _view(record.append(conn, principal, "transfusion", patient_id=patient_id, supersedes=current.id,
+                               occurred_at=at, detail=detail, reason="observed at 15 minutes"))
+
+
+def end(conn: Connection, principal: Principal, patient_id: uuid.UUID, transfusion_id: uuid.UUID, data, *,
+        now: dt.datetime) -> dict:
+    """The transfusion ended, or stopped by a suspected reaction: the end time, the volume given, the vital signs at
+    the end and the reaction. A reaction other than none stops it and raises the escalation task (the reaction
+    `escalate_reaction`). Ended already: 409."""
+    current = _current(conn, patient_id, transfusion_id)
+    detail = {name: current.detail[name] for name in FIELDS}
+    if detail["status"] != "in_progress":
+        raise Conflict(f"this transfusion was {detail['status']} already")
+    if data.reaction != "none" and not data.reaction_note:
+        raise Invalid("say what was seen (the signs of the reaction) and what was done", field="reaction_note")
+    at = _when(data.ended_at, now, "ended_at", detail["started_at"], "the transfusion started")
+    detail |= {"vitals_end_id": _vitals(conn, principal, patient_id, current.encounter_id, data.vitals, at),
+               "ended_at": at, "volume_ml": data.volume_ml, "reaction": data.reaction,
+               "reaction_note": data.reaction_note, "status": "completed" if data.reaction == "none" else "stopped"}
+    return _view(record.append(conn, principal, "transfusion", patient_id=patient_id, supersedes=current.id,
+                               occurred_at=at, detail=detail,
+                               reason="ended" if data.reaction == "none" else f"stopped: {REACTIONS[data.reaction]}"))
+
+
+def escalate_reaction(conn: Connection, principal: Principal, version: Entry) -> None:
+    """A suspected reaction: the ward's escalation task, due at once, on NEWS2's task path."""
+    reaction = version.detail.get("reaction")
+    if version.status == "entered_in_error" or reaction in (None, "none") or version.patient_id is None:
+        return
+    service.new_task(conn, principal, version.patient_id, code="escalation", encounter_id=version.encounter_id,
+                     due_at=version.occurred_at, source=version,
+                     title=f"{REACTIONS[reaction]} to unit {version.detail['unit_number']}: transfusion stopped — "
+                           "inform the doctor now, keep the line open, return the bag to the blood bank")
+
+
+def _view(version: Entry) -> dict:
+    return {"id": version.root_id, "version_id": version.id, "patient_id": version.patient_id,
+            "recorded_by": version.author_id, **{name: version.detail.get(name) for name in FIELDS},
+            "reaction_words": REACTIONS.get(version.detail.get("reaction") or "")}
+
+
+_OF_PATIENT = sa.text("""
+    SELECT e.id, e.root_id, e.patient_id, e.author_id, t.*
+    FROM entry e JOIN transfusion t ON t.entry_id = e.id
+    WHERE e.patient_id = :patient AND e.kind = 'transfusion' AND e.status <> 'entered_in_error'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
+    ORDER BY t.started_at DESC""")
+_VITALS = sa.text("""
+    SELECT entry_id AS id, temperature_c, heart_rate_bpm, systolic_mmhg, diastolic_mmhg, respiratory_rate,
+           spo2_percent
+    FROM vital_signs WHERE entry_id = ANY(:ids)""")
+
+
+def of_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    """The patient's transfusions, newest first, each with its three sets of vital signs; the read audited."""
+    service._require_patient(conn, patient_id)
+    rows = [dict(r) for r in conn.execute(_OF_PATIENT, {"patient": patient_id}).mappings()]
+    ids = [r[k] for r in rows for k in ("vitals_before_id", "vitals_15min_id", "vitals_end_id") if r[k]]
+    vitals = {v["id"]: dict(v) for v in conn.execute(_VITALS, {"ids": ids}).mappings()} if ids else {}
+    shown = []
+    for row in rows:
+        view = {"id": row["root_id"], "version_id": row["id"], "patient_id": row["patient_id"],
+                "recorded_by": row["author_id"], "author_id": row["author_id"], **{name: row[name] for name in FIELDS},
+                "reaction_words": REACTIONS.get(row["reaction"] or "")}
+        for stage in ("before", "15min", "end"):
+            view[f"vitals_{stage}"] = vitals.get(row[f"vitals_{stage}_id"])
+        shown.append(view)
+    note_access(conn, principal, "read", patient_id, "transfusion", [r["id"] for r in rows])
+    if ids:
+        note_access(conn, principal, "read", patient_id, "vital_signs", ids)
+    return shown
+
+
+record.register_reaction("transfusion", escalate_reaction)

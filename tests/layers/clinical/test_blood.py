@@ -1,0 +1,348 @@
+"""The blood bank and the bedside transfusion over real HTTP and the real record (appliance/layers/clinical/blood.py,
+appliance/layers/nursing/transfusion.py): units received and discarded, the stock by component and group; a
+clinician's request; the crossmatch refusing an incompatible, expired, wrong-component or unknown unit and a
+patient with no group (unless O RhD-negative red cells in an emergency, flagged) or disagreeing groups, each with
+nothing written; issue; the nurse's bedside record refusing a unit issued to another patient (the wrong-patient
+catch), one not issued and one expired, with nothing written; the 15-minute observations, the end, a reaction
+stopping it and raising the escalation task; the audit; and another facility's credentials and guessed ids refused
+on every route; the unit charged once, when started."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import ResultIn
+from appliance.substrate import audit
+from appliance.substrate.principal import Principal
+from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
+
+GROUPING = {"loinc": "882-1", "name": "Blood group and Rhesus", "specimen": "blood",
+            "choices": ["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-"]}
+BLOOD_CONFIG = {
+    **CLINICAL_CONFIG, "catalogue": [*CLINICAL_CONFIG["catalogue"], GROUPING],
+    "fee_schedule": {
+        "self_pay_price_list": "CASH", "price_lists": [{"code": "CASH", "name": "Self-pay"}],
+        "items": [{"kind": "blood", "code": "red_cells", "name": "Red cells, one unit", "department": "BLOOD",
+                   "effective_from": "2025-01-01", "prices": {"CASH": "2500.00"}}],
+    },
+}
+TODAY = dt.date.today()
+VITALS = {"temperature_c": "36.8", "heart_rate_bpm": 82, "systolic_mmhg": 118, "respiratory_rate": 16}
+
+
+@pytest.fixture(scope="module")
+def hospital(tenant_factory):
+    return tenant_factory(name="Blood Test Hospital", **BLOOD_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tenant_factory):
+    return tenant_factory(name="Blood Elsewhere", **BLOOD_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def clients(hospital, elsewhere, app, db, policy):
+    """Token clients of each role, made once for the module."""
+    from litestar.testing import TestClient
+
+    from appliance.substrate import identity
+
+    def make(tenant: str, role: str):
+        with db.control() as conn:
+            machine = identity.create_account(conn, policy, kind="machine", display_name=f"Blood {role}",
+                                              role="facility_admin", tenant=tenant,
+                                              email=f"bb-{uuid.uuid4().hex[:8]}@test.invalid")
+            token = identity.issue_api_token(conn, account_id=machine.account_id, tenant=tenant, name="blood",
+                                             permissions=sorted(policy.permissions_of(role)))
+        client = TestClient(app=app, raise_server_exceptions=False)
+        client.headers["authorization"] = f"Bearer {token}"
+        return client
+
+    return {"lab": make(hospital.slug, "lab_technician"), "doctor": make(hospital.slug, "clinician"),
+            "nurse": make(hospital.slug, "nurse"), "other_lab": make(elsewhere.slug, "lab_technician"),
+            "other_nurse": make(elsewhere.slug, "nurse")}
+
+
+@pytest.fixture(scope="module")
+def patients(db, hospital) -> dict:
+    """Amina grouped A RhD-positive, Baraka O RhD-negative, Chege never grouped, Dalia grouped twice, differently."""
+    desk = Principal(account_id=uuid.uuid4(), kind="machine", display_name="Blood desk", tenant=hospital.slug,
+                     role="clinician")
+    groups = {"amina": ["A+"], "baraka": ["O-"], "chege": [], "dalia": ["A+", "B+"]}
+    made = {}
+    with db.tenant(hospital.slug) as conn:
+        for name, found in groups.items():
+            made[name] = new_patient(conn, desk, family_name=name.title(), sex="male" if name == "baraka"
+                                     else "female")["id"]
+            for value in found:
+                service.record_result(conn, desk, made[name], ResultIn(code="882-1", value=value))
+    return made
+
+
+def _api(hospital) -> str:
+    return f"/api/t/{hospital.slug}"
+
+
+def _unit(number: str, component: str = "red_cells", abo: str = "O", rhd: str = "positive", days: int = 20) -> dict:
+    return {"unit_number": number, "component": component, "abo": abo, "rhd": rhd, "volume_ml": 300,
+            "collected_on": str(TODAY - dt.timedelta(days=3)), "expires_on": str(TODAY + dt.timedelta(days=days))}
+
+
+def _receive(clients, hospital, *args, **kwargs) -> dict:
+    answer = clients["lab"].post(f"{_api(hospital)}/blood/units", json=_unit(*args, **kwargs))
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def _request(clients, hospital, patient, component="red_cells", units=2, urgency="urgent") -> str:
+    answer = clients["doctor"].post(f"{_api(hospital)}/patients/{patient}/blood/requests", json={
+        "component": component, "units": units, "indication": "Hb 6.1 g/dl, bleeding", "urgency": urgency})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def _reserve(clients, hospital, request_id, number, **extra):
+    return clients["lab"].post(f"{_api(hospital)}/blood/requests/{request_id}/reservations",
+                               json={"unit_number": number, **extra})
+
+
+def _expired_unit(db, hospital, number: str, *, issued_to: tuple[uuid.UUID, str] | None = None) -> uuid.UUID:
+    """A unit that expired yesterday while in the bank (or after it was issued): time passing, not an act."""
+    unit_id, author = uuid.uuid4(), uuid.uuid4()
+    with db.tenant(hospital.slug) as conn:
+        conn.execute(sa.text(
+            "INSERT INTO blood_unit (id, unit_number, component, abo, rhd, volume_ml, collected_on, expires_on, "
+            "received_by) VALUES (:id, :n, 'red_cells', 'O', 'negative', 300, :c, :e, :by)"),
+            {"id": unit_id, "n": number, "c": TODAY - dt.timedelta(days=40), "e": TODAY - dt.timedelta(days=1),
+             "by": author})
+        if issued_to:
+            for kind in ("reserved", "issued"):
+                conn.execute(sa.text(
+                    "INSERT INTO blood_unit_event (unit_id, kind, patient_id, request_id, recorded_by) "
+                    "VALUES (:u, :k, :p, :r, :by)"), {"u": unit_id, "k": kind, "p": issued_to[0],
+                                                      "r": issued_to[1], "by": author})
+    return unit_id
+
+
+def _counts(db, hospital) -> tuple:
+    with db.tenant(hospital.slug) as conn:
+        return tuple(conn.execute(sa.text(
+            "SELECT (SELECT count(*) FROM entry), (SELECT count(*) FROM blood_unit), "
+            "(SELECT count(*) FROM blood_unit_event)")).one())
+
+
+def test_units_are_received_refused_when_wrong_and_counted_by_component_and_group(clients, db, hospital):
+    base = f"{_api(hospital)}/blood/units"
+    received = _receive(clients, hospital, "STOCK001", abo="A", rhd="negative")
+    assert (received["status"], received["group"], received["expiring"]) == ("available", "A RhD negative", False)
+    soon = _receive(clients, hospital, "STOCK002", component="plasma", abo="AB", days=2)
+    assert soon["expiring"] is True
+    before = _counts(db, hospital)
+    twice = clients["lab"].post(base, json=_unit("STOCK001"))
+    assert twice.status_code == 409 and "in this blood bank already" in twice.json()["detail"]
+    expired = clients["lab"].post(base, json=_unit("STOCK003", days=-1))
+    assert expired.status_code == 422 and expired.json()["field"] == "expires_on"
+    future = clients["lab"].post(base, json={**_unit("STOCK004"), "collected_on": str(TODAY + dt.timedelta(days=1))})
+    assert future.status_code == 422 and future.json()["field"] == "collected_on"
+    wrong_group = clients["lab"].post(base, json=_unit("STOCK005", abo="C"))
+    assert wrong_group.status_code == 422 and wrong_group.json()["detail"]
+    assert clients["nurse"].post(base, json=_unit("STOCK006")).status_code == 403
+    assert _counts(db, hospital) == before
+
+    stock = clients["lab"].get(base).json()
+    assert stock["grid"]["red_cells"]["A RhD negative"] >= 1 and stock["grid"]["plasma"]["AB RhD positive"] >= 1
+    assert stock["grid"]["platelets"]["O RhD negative"] == 0
+    assert {"STOCK001", "STOCK002"} <= {u["unit_number"] for u in stock["units"]} and stock["expiring"] >= 1
+    gone = clients["lab"].post(f"{base}/{soon['id']}/discard", json={"reason": "bag leaking at the seal"})
+    assert gone.status_code == 200 and gone.json()["status"] == "discarded"
+    again = clients["lab"].post(f"{base}/{soon['id']}/discard", json={"reason": "bag leaking at the seal"})
+    assert again.status_code == 409
+    assert "STOCK002" not in {u["unit_number"] for u in clients["lab"].get(base).json()["units"]}
+
+
+def test_the_crossmatch_refuses_what_may_not_be_given_and_writes_nothing(clients, db, hospital, patients):
+    request = _request(clients, hospital, patients["amina"])  # A RhD-positive, red cells
+    for number, abo, rhd, component in (("XMB", "B", "positive", "red_cells"), ("XMAB", "AB", "negative",
+                                         "red_cells"), ("XMPL", "A", "positive", "plasma")):
+        _receive(clients, hospital, number, component=component, abo=abo, rhd=rhd)
+    _expired_unit(db, hospital, "XMOLD")
+    before = _counts(db, hospital)
+    for number, words in (("XMB", "may not receive group B red cells: give group O or A red cells"),
+                          ("XMAB", "may not receive group AB red cells"), ("XMPL", "the request is for red cells"),
+                          ("XMOLD", "expired on"), ("XMNONE", "there is no unit XMNONE")):
+        refused = _reserve(clients, hospital, request, number)
+        assert refused.status_code == 422 and words in refused.json()["detail"], (number, refused.text)
+        assert refused.json()["field"] == "unit_number"
+    assert _counts(db, hospital) == before
+
+    _receive(clients, hospital, "XMONEG", abo="O", rhd="negative")
+    reserved = _reserve(clients, hospital, request, "XMONEG")
+    assert reserved.status_code == 200, reserved.text
+    body = reserved.json()
+    assert body["group"]["words"] == "A RhD positive" and body["outstanding"] == 2
+    assert [(u["unit_number"], u["status"], u["emergency"]) for u in body["units_given"]] == [
+        ("XMONEG", "reserved", False)]
+    taken = _reserve(clients, hospital, _request(clients, hospital, patients["amina"], units=1), "XMONEG")
+    assert taken.status_code == 409 and "reserved, not available" in taken.json()["detail"]
+
+
+def test_rhd_negative_no_group_and_disagreeing_groups(clients, db, hospital, patients):
+    _receive(clients, hospital, "RHOPOS", abo="O", rhd="positive")
+    _receive(clients, hospital, "RHONEG", abo="O", rhd="negative")
+    _receive(clients, hospital, "RHAPOS", abo="A", rhd="positive")
+    before = _counts(db, hospital)
+    negative = _request(clients, hospital, patients["baraka"], units=1)
+    before = _counts(db, hospital)
+    refused = _reserve(clients, hospital, negative, "RHOPOS")
+    assert refused.status_code == 422 and "RhD-negative patient may not receive RhD-positive" in refused.text
+
+    ungrouped = _request(clients, hospital, patients["chege"], urgency="emergency")
+    no_reason = _reserve(clients, hospital, ungrouped, "RHONEG")
+    assert no_reason.status_code == 422 and "no recorded blood group" in no_reason.json()["detail"]
+    not_o_negative = _reserve(clients, hospital, ungrouped, "RHAPOS", emergency_reason="Massive PPH, no time")
+    assert not_o_negative.status_code == 422 and "only receive group O RhD-negative red cells" in not_o_negative.text
+    conflict = _reserve(clients, hospital, _request(clients, hospital, patients["dalia"], units=1), "RHONEG")
+    assert conflict.status_code == 409 and "blood groups disagree (A RhD positive, B RhD positive)" in conflict.text
+    assert _counts(db, hospital)[1:] == before[1:]  # requests were written, no unit moved
+
+    emergency = _reserve(clients, hospital, ungrouped, "RHONEG", emergency_reason="Massive PPH, no time")
+    assert emergency.status_code == 200, emergency.text
+    unit = emergency.json()["units_given"][0]
+    assert unit["emergency"] is True and unit["reason"] == "Massive PPH, no time"
+
+
+def test_issue_then_the_bedside_catches_the_wrong_patient_and_records_the_transfusion(
+        clients, db, hospital, patients):
+    api = _api(hospital)
+    request = _request(clients, hospital, patients["amina"], units=1)
+    unit = _receive(clients, hospital, "G1234 26 000101", abo="A", rhd="positive")
+    _receive(clients, hospital, "BED002", abo="A", rhd="positive")
+    early = clients["lab"].post(f"{api}/blood/units/{unit['id']}/issue")
+    assert early.status_code == 409 and "reserve it for a request" in early.json()["detail"]
+    assert unit["unit_number"] == "G123426000101"  # as the label prints it, kept as one string
+    assert _reserve(clients, hospital, request, "g1234-26-000101").status_code == 200
+    issued = clients["lab"].post(f"{api}/blood/units/{unit['id']}/issue")
+    assert issued.status_code == 200 and issued.json()["status"] == "issued", issued.text
+    assert _reserve(clients, hospital, _request(clients, hospital, patients["amina"], units=1),
+                    "BED002").status_code == 200
+    _expired_unit(db, hospital, "BEDOLD", issued_to=(patients["amina"], request))
+
+    start = {"unit_number": "=G123426000101 00", "checked_by": "Nurse Wekesa, staff 4471", "vitals": VITALS}
+    before = _counts(db, hospital)
+    wrong = clients["nurse"].post(f"{api}/patients/{patients['baraka']}/transfusions", json=start)
+    assert wrong.status_code == 422 and wrong.json()["field"] == "unit_number"
+    assert "WRONG PATIENT: unit G123426000101 is for another patient, not this one" in wrong.json()["detail"]
+    assert "Amina" not in wrong.text
+    for number, words in (("BED002", "was not issued to this patient (it is reserved)"),
+                          ("BEDOLD", "expired on"), ("BED404", "no unit BED404")):
+        refused = clients["nurse"].post(f"{api}/patients/{patients['amina']}/transfusions",
+                                        json={**start, "unit_number": number})
+        assert refused.status_code == 422 and words in refused.json()["detail"], (number, refused.text)
+    alone = clients["nurse"].post(f"{api}/patients/{patients['amina']}/transfusions",
+                                  json={**start, "checked_by": "Blood nurse"})
+    assert alone.status_code == 422 and alone.json()["field"] == "checked_by"
+    assert _counts(db, hospital) == before  # no transfusion, no vital signs, no unit moved
+
+    started = clients["nurse"].post(f"{api}/patients/{patients['amina']}/transfusions", json=start)
+    assert started.status_code == 201, started.text
+    record = started.json()
+    assert (record["status"], record["unit_number"], record["checked_by"]) == ("in_progress", "G123426000101",
+                                                                              "Nurse Wekesa, staff 4471")
+    assert clients["lab"].get(f"{api}/blood/units/{unit['id']}").json()["status"] == "transfused"
+    with db.tenant(hospital.slug) as conn:
+        charged = conn.execute(sa.text("SELECT status, item_kind, item_code, amount, department FROM charge "
+                                       "WHERE source_root_id = :r"), {"r": record["id"]}).all()
+    assert [tuple(c) for c in charged] == [("posted", "blood", "red_cells", Decimal("2500.00"), "BLOOD")]
+    twice = clients["nurse"].post(f"{api}/patients/{patients['amina']}/transfusions", json=start)
+    assert twice.status_code == 422 and "transfused already" in twice.json()["detail"]
+    path = f"{api}/patients/{patients['amina']}/transfusions/{record['id']}"
+    observed = clients["nurse"].post(f"{path}/observations", json={"vitals": {**VITALS, "heart_rate_bpm": 90}})
+    assert observed.status_code == 200 and observed.json()["vitals_15min_id"], observed.text
+    assert clients["nurse"].post(f"{path}/observations", json={"vitals": VITALS}).status_code == 409
+    unexplained = clients["nurse"].post(f"{path}/end", json={"volume_ml": 120, "reaction": "haemolytic",
+                                                             "vitals": VITALS})
+    assert unexplained.status_code == 422 and unexplained.json()["field"] == "reaction_note"
+    stopped = clients["nurse"].post(f"{path}/end", json={
+        "volume_ml": 120, "reaction": "haemolytic", "reaction_note": "Loin pain, fever 38.9, dark urine",
+        "vitals": {**VITALS, "temperature_c": "38.9", "heart_rate_bpm": 124}})
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped", stopped.text
+    assert clients["nurse"].post(f"{path}/end", json={"volume_ml": 1, "reaction": "none", "vitals": VITALS}
+                                 ).status_code == 409
+    with db.tenant(hospital.slug) as conn:
+        task = conn.execute(sa.text(
+            "SELECT t.title FROM entry e JOIN nursing_task t ON t.entry_id = e.id WHERE e.patient_id = :p "
+            "AND t.code = 'escalation' AND t.source_kind = 'transfusion'"), {"p": patients["amina"]}).scalar()
+        sets = conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'vital_signs' AND patient_id = :p"),
+                            {"p": patients["amina"]}).scalar()
+    assert task and task.startswith("Suspected haemolytic reaction to unit G123426000101: transfusion stopped")
+    assert sets == 3
+    with db.tenant(hospital.slug) as conn:  # observed and stopped: still the one unit charged
+        assert conn.execute(sa.text("SELECT count(*) FROM charge WHERE source_root_id = :r"),
+                            {"r": record["id"]}).scalar() == 1
+    listed = clients["nurse"].get(f"{api}/patients/{patients['amina']}/transfusions").json()
+    assert [(t["unit_number"], t["status"], t["vitals_end"]["temperature_c"]) for t in listed] == [
+        ("G123426000101", "stopped", "38.9")]
+    chart = clients["doctor"].get(f"{api}/patients/{patients['amina']}/blood").json()
+    assert chart["group"]["words"] == "A RhD positive"
+    assert "G123426000101" in {u["unit_number"] for r in chart["requests"] for u in r["units_given"]}
+
+
+def test_every_read_and_write_is_on_the_patients_record(clients, db, hospital, patients):
+    request = _request(clients, hospital, patients["baraka"], units=1)
+    _receive(clients, hospital, "AUD001", abo="O", rhd="negative")
+    assert _reserve(clients, hospital, request, "AUD001").status_code == 200
+    assert clients["lab"].get(f"{_api(hospital)}/blood/units").status_code == 200
+    assert clients["lab"].get(f"{_api(hospital)}/blood/requests").status_code == 200
+    events = {e.event_type for e in audit.patient_access_log(db, hospital.slug, patients["baraka"])}
+    assert {"record.blood_request.create", "record.blood_unit.update", "record.blood_unit.read",
+            "record.blood_request.read"} <= events
+
+
+def test_another_facility_and_guessed_ids_are_refused_on_every_route(clients, db, hospital, elsewhere, patients):
+    api, there = _api(hospital), _api(elsewhere)
+    request = _request(clients, hospital, patients["amina"], units=1)
+    unit = _receive(clients, hospital, "ATK001", abo="A")
+    patient = patients["amina"]
+    routes = [("get", "/blood/units", None), ("post", "/blood/units", _unit("ATK002")),
+              ("get", f"/blood/units/{unit['id']}", None),
+              ("post", f"/blood/units/{unit['id']}/discard", {"reason": "gone off"}),
+              ("post", f"/blood/units/{unit['id']}/release", {"reason": "not needed"}),
+              ("post", f"/blood/units/{unit['id']}/issue", None),
+              ("get", "/blood/requests", None), ("get", f"/blood/requests/{request}", None),
+              ("post", f"/blood/requests/{request}/reservations", {"unit_number": "ATK001"})]
+    before = _counts(db, hospital)
+    for method, path, body in routes:
+        answer = getattr(clients["other_lab"], method)(api + path, **({"json": body} if body is not None else {}))
+        assert answer.status_code == 403, (method, path, answer.text)
+    patient_routes = [("get", f"/patients/{patient}/blood", None),
+                      ("post", f"/patients/{patient}/blood/requests", {"component": "plasma", "units": 1,
+                                                                        "indication": "INR 4", "urgency": "routine"}),
+                      ("get", f"/patients/{patient}/transfusions", None),
+                      ("post", f"/patients/{patient}/transfusions", {"unit_number": "ATK001", "checked_by": "Nurse B",
+                                                                     "vitals": VITALS})]
+    for method, path, body in patient_routes:
+        answer = getattr(clients["other_nurse"], method)(api + path, **({"json": body} if body is not None else {}))
+        assert answer.status_code == 403, (method, path, answer.text)
+    # The lab holds no chart permission; the nurse no blood bank one.
+    assert clients["lab"].get(f"{api}/patients/{patient}/blood").status_code == 403
+    assert clients["nurse"].get(f"{api}/blood/units").status_code == 403
+    # Their own facility's address with this facility's ids, and guessed ids here: not found.
+    guessed = uuid.uuid4()
+    for method, path, body in routes[2:6] + routes[7:]:
+        answer = getattr(clients["other_lab"], method)(there + path, **({"json": body} if body is not None else {}))
+        assert answer.status_code in (404, 422), (method, path, answer.text)
+        if answer.status_code == 422:  # the reservation finds no request before any unit
+            raise AssertionError(answer.text)
+        swapped = path.replace(unit["id"], str(guessed)).replace(request, str(guessed))
+        answer = getattr(clients["lab"], method)(api + swapped, **({"json": body} if body is not None else {}))
+        assert answer.status_code == 404, (method, swapped, answer.text)
+    assert clients["doctor"].get(f"{api}/patients/{guessed}/blood").status_code in (403, 404)
+    assert clients["nurse"].post(f"{api}/patients/{patient}/transfusions/{guessed}/end", json={
+        "volume_ml": 1, "reaction": "none", "vitals": VITALS}).status_code == 404
+    assert _counts(db, hospital) == before

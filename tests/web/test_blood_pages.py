@@ -1,0 +1,93 @@
+"""The blood bank and the chart's Blood tab in the portal (appliance/web/blood.py, appliance/web/transfusion.py) over
+in-process HTTP: the lab technician receives a unit (an expired one refused beside its field), the clinician
+requests blood from the chart, the bank refuses an incompatible unit beside the unit number and reserves and issues
+a compatible one, and the nurse's bedside form refuses a unit not issued to this patient beside the number, starts
+the right one and stops it for a reaction. Forms carry CSRF, pages no inline script. Another facility's session and
+guessed patient ids on these routes are in tests/web/test_portal.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from appliance.layers.clinical import service
+from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ResultIn
+from tests.layers.clinical.test_blood import GROUPING
+from tests.web.test_death_pages import no_inline_script
+from tests.web.test_portal import post_form, principal_of
+
+TODAY = dt.date.today()
+VITALS = {"temperature_c": "36.7", "heart_rate_bpm": "80", "systolic_mmhg": "120", "respiratory_rate": "16"}
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    return tenant_factory(name="Blood Pages Hospital", catalogue=[GROUPING])
+
+
+def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db, facility, person_factory):
+    doctor_person = person_factory("clinician", facility.slug)
+    principal = principal_of(doctor_person, facility.slug)
+    data = PatientIn.model_validate({"family_name": "Wairimu", "given_names": "Joy", "birth_date": "1991-05-06",
+                                     "sex": "female",
+                                     "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]})
+    with db.tenant(facility.slug) as conn:
+        patient = service.register_patient(conn, principal, data)["id"]
+        service.open_encounter(conn, principal, patient, EncounterIn(encounter_class="inpatient",
+                                                                      status="in_progress", ward_code="GEN"))
+        service.record_result(conn, principal, patient, ResultIn(code="882-1", value="B+"))
+    lab, nurse = signed_in("lab_technician", facility.slug), signed_in("nurse", facility.slug, ward="GEN")
+    doctor = signed_in("clinician", facility.slug)
+    bank, tab = f"/t/{facility.slug}/blood", f"/t/{facility.slug}/patients/{patient}/transfusions"
+
+    page = lab.get(bank)
+    assert page.status_code == 200 and 'name="_csrf_token"' in page.text and 'id="stock-grid"' in page.text
+    no_inline_script(page.text)
+    unit = {"unit_number": "PG-100", "component": "red_cells", "abo": "B", "rhd": "positive", "volume_ml": "280",
+            "collected_on": str(TODAY - dt.timedelta(days=2)), "expires_on": str(TODAY - dt.timedelta(days=1))}
+    expired = post_form(lab, bank, f"{bank}/units", unit)
+    assert expired.status_code == 422 and 'id="expires_on-error"' in expired.text and 'value="PG-100"' in expired.text
+    for number, abo in (("PG-100", "B"), ("PG-A", "A")):
+        done = post_form(lab, bank, f"{bank}/units", {**unit, "unit_number": number, "abo": abo,
+                                                      "expires_on": str(TODAY + dt.timedelta(days=2))})
+        assert done.status_code == 303, done.text
+    assert 'class="badge flag-high">expiring' in lab.get(bank).text
+
+    requested = post_form(doctor, tab, f"{tab}/requests", {"component": "red_cells", "units": "1",
+                                                           "indication": "Hb 5.9 g/dl", "urgency": "urgent"})
+    assert requested.status_code == 303, requested.text
+    with db.tenant(facility.slug) as conn:
+        request_id = conn.execute(sa.text("SELECT root_id FROM entry WHERE kind = 'blood_request'")).scalar()
+    listed = lab.get(bank).text
+    assert "WAIRIMU" in listed and 'id="group-' in listed and "B RhD positive" in listed
+    wrong = post_form(lab, bank, f"{bank}/requests/{request_id}/reservations", {"unit_number": "PG-A"})
+    assert wrong.status_code == 422 and "may not receive group A red cells" in wrong.text
+    assert 'id="unit_number-error"' in wrong.text
+    assert post_form(lab, bank, f"{bank}/requests/{request_id}/reservations",
+                     {"unit_number": "PG-100"}).status_code == 303
+    unit_id = re.search(r'action="/t/[^"]+/blood/units/([0-9a-f-]+)/issue"', lab.get(bank).text).group(1)
+    assert post_form(lab, bank, f"{bank}/units/{unit_id}/issue", {}).status_code == 303
+
+    bedside = nurse.get(tab)
+    assert bedside.status_code == 200 and "B RhD positive" in bedside.text and 'id="units-waiting"' in bedside.text
+    no_inline_script(bedside.text)
+    start = {"unit_number": "PG-A", "checked_by": "Nurse Otieno 5512", **VITALS}
+    refused = post_form(nurse, tab, tab, start)
+    assert refused.status_code == 422 and 'id="unit_number-error"' in refused.text
+    assert "was not issued to this patient" in refused.text and 'value="Nurse Otieno 5512"' in refused.text
+    started = post_form(nurse, tab, tab, {**start, "unit_number": "PG-100"})
+    assert started.status_code == 303, started.text
+    page = nurse.get(started.headers["location"]).text
+    transfusion = re.search(r'id="transfusion-([0-9a-f-]+)"', page).group(1)
+    stopped = post_form(nurse, tab, f"{tab}/{transfusion}/end", {
+        "reaction": "febrile", "reaction_note": "Temperature 38.6, rigors", "volume_ml": "90", **VITALS,
+        "temperature_c": "38.6"})
+    assert stopped.status_code == 303 and stopped.headers["location"].endswith("done=transfusion-stopped")
+    shown = doctor.get(stopped.headers["location"]).text
+    assert "Febrile (non-haemolytic) reaction" in shown and "escalation task is raised" in shown
+    timeline = doctor.get(f"/t/{facility.slug}/patients/{patient}/timeline").text
+    assert "Transfusion of unit PG100: stopped" in timeline
