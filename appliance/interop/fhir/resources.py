@@ -500,3 +500,32 @@ def procedure(row: dict) -> dict:
         "complication": [{"text": note["complications"]}] if note and note.get("complications") else [],
         "followUp": [{"text": note["post_op_instructions"]}] if note else [],
     })
+
+
+# -- DocumentReference: a document filed on the chart ------------------------------------------------
+
+# The appliance's document categories (appliance/layers/clinical/documents.py) have no public code system: named in
+# our URN namespace, their words as display.
+DOCUMENT_CATEGORY_SYSTEM = "urn:healthos:document-category"
+
+
+def document_reference(row: dict) -> dict:
+    """A scan or photograph filed on the chart: its category, title (`description`) and the date on it
+    (`attachment.creation`), who filed it and when, and the file by reference — `attachment.url` the audited route
+    that serves it, with its type, size and hash (R4's Attachment.hash: SHA-1, base64). A record's current version
+    is `current`; one marked entered in error says so, and its file is no longer served."""
+    return _clean({
+        **_entry_base("DocumentReference", row),
+        "status": "entered-in-error" if _retracted(row) else "current",
+        "type": {"text": row["category_words"]},
+        "category": [_concept(DOCUMENT_CATEGORY_SYSTEM, row["category"], row["category_words"])],
+        "subject": reference("Patient", row["patient_id"]),
+        "date": _instant(row["recorded_at"]),
+        "author": [_author(row)],
+        "description": row["title"],
+        "content": [{"attachment": {
+            "contentType": row["media_type"], "url": row["url"], "size": row["size"], "hash": row["sha1_base64"],
+            "title": row["title"],
+            "creation": row["document_date"].isoformat() if row.get("document_date") else None}}],
+        "context": {"encounter": [reference("Encounter", row.get("encounter_id"))]},
+    })

@@ -70,6 +70,9 @@ RESOURCE_ROUTES = [
     ResourceRoute("ServiceRequest", read="clinical.order.read", search="clinical.order.read"),
     ResourceRoute("Immunization", read="clinical.immunization.read", search="clinical.immunization.read"),
     ResourceRoute("Procedure", read="clinical.surgery.read", search="clinical.surgery.read"),
+    # Every category: the desk's narrower view of documents (ACC-031) is the documents API's, not the facade's.
+    ResourceRoute("DocumentReference", read="clinical.document.any_category",
+                  search="clinical.document.any_category"),
 ]
 BY_TYPE = {route.type: route for route in RESOURCE_ROUTES}
 EVERYTHING_PERMISSION = "clinical.chart.read"

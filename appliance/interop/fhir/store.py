@@ -25,12 +25,14 @@ from sqlalchemy.engine import Connection
 
 from appliance.interop.fhir import paging, resources
 from appliance.interop.fhir.errors import FhirError
-from appliance.layers.clinical import access, service
+from appliance.layers.clinical import access, documents, service
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.immunization_schedule import Schedule
 from appliance.layers.clinical.models import (
     allergy,
     condition,
+    document,
+    document_content,
     encounter,
     immunization,
     medication_request,
@@ -55,10 +57,11 @@ KINDS: dict[str, tuple[str, ...]] = {
     "Observation": ("result", "vital_signs"),
     "Immunization": ("immunization",),
     "Procedure": ("surgery",),
+    "DocumentReference": ("document",),
 }
 TABLES = {"condition": condition, "allergy": allergy, "medication_request": medication_request,
           "service_request": service_request, "result": result, "vital_signs": vital_signs,
-          "immunization": immunization, "surgery": surgery}
+          "immunization": immunization, "surgery": surgery, "document": document}
 SHAPES: dict[str, Callable[[dict], dict]] = {
     "condition": resources.condition, "allergy": resources.allergy,
     "medication_request": resources.medication_request, "service_request": resources.service_request,
@@ -66,8 +69,11 @@ SHAPES: dict[str, Callable[[dict], dict]] = {
 }
 
 
-def _shape(kind: str, row: dict, schedule: Schedule) -> dict:
-    """An entry-backed row as its resource; a dose's vaccine is coded from the immunization schedule's table."""
+def _shape(kind: str, row: dict, schedule: Schedule, conn: Connection) -> dict:
+    """An entry-backed row as its resource; a dose's vaccine is coded from the immunization schedule's table, a
+    document's file addressed by the facility's route that serves it."""
+    if kind == "document":
+        return resources.document_reference(documents.for_interop(row, conn.info["healthos_tenant"]))
     return resources.immunization(row, schedule) if kind == "immunization" else SHAPES[kind](row)
 
 
@@ -91,9 +97,17 @@ def _with_operation_notes(conn: Connection, found: list[tuple[str, dict]]) -> li
     return [note["id"] for note in notes.values()]
 
 
+# A document's file: its checked type, size and hash, beside its entry's detail.
+_FILE_COLUMNS = (document_content.c.media_type, document_content.c.size, document_content.c.sha1_base64)
+
+
 def _current(kind: str, patient_id: uuid.UUID, *where: sa.ColumnElement[bool]) -> sa.Select:
-    """The clinical service's statement of one kind's current records (a dose's own time added)."""
+    """The clinical service's statement of one kind's current records (a dose's own time, a document's file
+    added)."""
     query = service.current_query(TABLES[kind], patient_id, *where)
+    if kind == "document":
+        return query.join(document_content, document_content.c.sha256 == document.c.content_sha256
+                          ).add_columns(*_FILE_COLUMNS)
     return query.add_columns(GIVEN_AT.label("given_at")) if kind == "immunization" else query
 
 
@@ -133,7 +147,7 @@ def read(conn: Connection, principal: Principal, resource_type: str, resource_id
     note_access(conn, principal, "read", found.patient_id, found.kind, (row["id"],))
     if notes := _with_operation_notes(conn, [(found.kind, row)]):
         note_access(conn, principal, "read", found.patient_id, "operation_note", notes)
-    return _shape(found.kind, row, schedule)
+    return _shape(found.kind, row, schedule, conn)
 
 
 def current_version(conn: Connection, kind: str, root_id: uuid.UUID) -> dict:
@@ -143,9 +157,13 @@ def current_version(conn: Connection, kind: str, root_id: uuid.UUID) -> dict:
     detail_of = sa.case((entry.c.status == "entered_in_error", entry.c.supersedes), else_=entry.c.id)
     columns = service._detail_columns(table)  # the service's one list of a detail's columns
     given_at = [GIVEN_AT.label("given_at")] if kind == "immunization" else []
+    joined = entry.join(table, table.c.entry_id == detail_of)
+    if kind == "document":
+        joined = joined.join(document_content, document_content.c.sha256 == document.c.content_sha256)
+        given_at = list(_FILE_COLUMNS)
     row = conn.execute(
         sa.select(*service.ENTRY_COLUMNS, entry.c.patient_id, *columns, *given_at)
-        .select_from(entry.join(table, table.c.entry_id == detail_of))
+        .select_from(joined)
         .where(entry.c.root_id == root_id, entry.c.kind == kind, current_clause())
     ).mappings().one()
     return dict(row)
@@ -271,6 +289,10 @@ def _occurred(_kind: str) -> sa.ColumnElement:
     return entry.c.occurred_at
 
 
+def _document_category(_kind: str, system: str | None, code: str) -> sa.ColumnElement[bool]:
+    return document.c.category == code if _in_system(system, resources.DOCUMENT_CATEGORY_SYSTEM) else sa.false()
+
+
 def _operation_time(_kind: str) -> sa.ColumnElement:
     return sa.func.coalesce(surgery.c.started_at, surgery.c.planned_at)
 
@@ -346,6 +368,12 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
         SearchParameter("status", "token", "completed, not-done", token=_immunization_status),
         SearchParameter("vaccine-code", "token", f"the schedule's vaccine code ({resources.VACCINE_SYSTEM}) or "
                                                  "its CVX code", token=_vaccine_code),
+    ]},
+    "DocumentReference": {p.name: p for p in [
+        PATIENT_REFERENCE,
+        SearchParameter("category", "token", f"the document's category ({resources.DOCUMENT_CATEGORY_SYSTEM}): "
+                                             f"{', '.join(documents.CATEGORY_WORDS)}", token=_document_category),
+        SearchParameter("date", "date", "when it was filed", when=_occurred),
     ]},
     "Procedure": {p.name: p for p in [
         PATIENT_REFERENCE,
@@ -507,7 +535,7 @@ def search(conn: Connection, principal: Principal, resource_type: str, params: d
     if notes := _with_operation_notes(conn, found):
         note_access(conn, principal, "read", patient_id, "operation_note", notes)
     paged.resources = [resources.encounter(row) if kind == "encounter"
-                       else _shape(kind, {**row, "patient_id": patient_id}, schedule) for kind, row in found]
+                       else _shape(kind, {**row, "patient_id": patient_id}, schedule, conn) for kind, row in found]
     return paged
 
 
@@ -621,6 +649,6 @@ def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, br
     note_access(conn, principal, "read", patient_id, "chart", [*(row["id"] for _, row in found), *notes],
                 detail={"interface": "FHIR Patient/$everything"})
     paged.resources = [_patient_resource(conn, row) if kind == "patient" else resources.encounter(row)
-                       if kind == "encounter" else _shape(kind, {**row, "patient_id": patient_id}, schedule)
+                       if kind == "encounter" else _shape(kind, {**row, "patient_id": patient_id}, schedule, conn)
                        for kind, row in found]
     return paged

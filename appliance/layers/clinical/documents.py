@@ -21,6 +21,7 @@ seam naming the document, never its content. Logs carry neither titles nor bytes
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import uuid
@@ -77,6 +78,7 @@ class Checked:
     media_type: str
     size: int
     sha256: str
+    sha1_base64: str
 
 
 def sniff(content: bytes) -> str | None:
@@ -95,7 +97,8 @@ def check_file(content: bytes) -> Checked:
     if media_type is None:
         raise Invalid("the file is not a PDF, JPEG or PNG (its first bytes say so, whatever its name): save or scan "
                       "it as one of those", field="file")
-    return Checked(content, media_type, len(content), hashlib.sha256(content).hexdigest())
+    return Checked(content, media_type, len(content), hashlib.sha256(content).hexdigest(),
+                   base64.b64encode(hashlib.sha1(content, usedforsecurity=False).digest()).decode())
 
 
 def may_see(principal: Principal, category: str) -> bool:
@@ -120,6 +123,16 @@ _JOINED = entry.join(document, document.c.entry_id == entry.c.id).join(
 
 def _shaped(row: dict) -> dict:
     return {**row, "category_words": CATEGORY_WORDS.get(row["category"], row["category"])}
+
+
+def content_path(tenant: str, patient_id: uuid.UUID, entry_id: uuid.UUID) -> str:
+    """Where the API serves a version's file (appliance/layers/clinical/document_routes.py), audited there."""
+    return f"/api/t/{tenant}/patients/{patient_id}/documents/{entry_id}/content"
+
+
+def for_interop(row: dict, tenant: str) -> dict:
+    """A document row read by another room (the FHIR facade) with its category's words and its file's address."""
+    return {**_shaped(row), "url": content_path(tenant, row["patient_id"], row["id"])}
 
 
 def current_documents(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
@@ -147,8 +160,9 @@ def patient_documents(conn: Connection, principal: Principal, patient_id: uuid.U
 
 def _store(conn: Connection, checked: Checked) -> None:
     """The bytes, unless the facility holds them already (the same scan on a second version or chart)."""
-    conn.execute(pg_insert(document_content).values(sha256=checked.sha256, media_type=checked.media_type,
-                                                    size=checked.size, content=checked.content)
+    conn.execute(pg_insert(document_content).values(sha256=checked.sha256, sha1_base64=checked.sha1_base64,
+                                                    media_type=checked.media_type, size=checked.size,
+                                                    content=checked.content)
                  .on_conflict_do_nothing(index_elements=["sha256"]))
 
 

@@ -711,6 +711,7 @@ document_content = sa.Table(
     "document_content",
     tenant_metadata,
     sa.Column("sha256", sa.Text, primary_key=True),
+    sa.Column("sha1_base64", sa.Text, nullable=False),  # FHIR R4's Attachment.hash: SHA-1, base64
     sa.Column("media_type", sa.Text, nullable=False),  # from the file's first bytes, never the client's word
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("content", sa.LargeBinary, nullable=False),

@@ -7,6 +7,7 @@ the bytes gone with a dropped facility."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import uuid
@@ -22,6 +23,7 @@ from appliance.layers.clinical.models import DOCUMENT_CATEGORIES, DOCUMENT_MAX_B
 from appliance.substrate import audit
 from appliance.substrate.db import tenant_schema
 from appliance.substrate.tenancy import drop_tenant
+from tests.interop.fhir.conftest import valid
 from tests.layers.clinical.conftest import new_patient
 
 API = "/api/t/{tenant}"
@@ -181,6 +183,34 @@ def test_another_facility_and_guessed_or_misplaced_ids_are_refused_on_every_rout
     assert _file(api, f"{misplaced}/{some}", LETTER, method="put", reason="another's document").status_code == 404
     assert api.post(f"{misplaced}/{some}/entered-in-error", json={"reason": "another's"}).status_code == 404
     assert _written(db, facility) == before
+
+
+def test_fhir_serves_each_document_as_a_document_reference_pointing_at_its_audited_file(api, token_client, db,
+                                                                                      facility, other_facility,
+                                                                                      person):
+    """The FHIR facade here rather than under tests/interop: it reuses this module's facilities and documents."""
+    fhir = f"/api/t/{facility.slug}/fhir"
+    photo = next(d for d in api.get(_base(facility, person["id"])).json()["documents"]
+                 if d["category"] == "clinical_photograph")
+    found = valid(api.get(f"{fhir}/DocumentReference", params={"patient": str(person["id"]),
+                                                               "category": "clinical_photograph"}).json())
+    assert [e["resource"]["id"] for e in found["entry"]] == [str(photo["root_id"])]
+    reference = valid(api.get(f"{fhir}/DocumentReference/{photo['root_id']}").json())
+    attachment = reference["content"][0]["attachment"]
+    assert (reference["status"], reference["description"], reference["category"][0]["coding"][0]["code"]) == (
+        "current", "Left foot ulcer, day 3", "clinical_photograph")
+    assert (attachment["contentType"], attachment["size"], attachment["hash"]) == (
+        "image/png", len(WOUND), base64.b64encode(hashlib.sha1(WOUND).digest()).decode())  # noqa: S324 -- FHIR's
+    assert api.get(attachment["url"]).content == WOUND  # the url is the audited route
+    withdrawn = api.get(f"{fhir}/DocumentReference", params={"patient": str(person["id"]), "category": "ecg"})
+    assert valid(withdrawn.json()).get("entry", []) == []  # the ECG entered in error is no current document
+    desk = token_client(facility.slug, role="registrar")  # the desk sees only its categories, through the API
+    assert desk.get(f"{fhir}/DocumentReference/{photo['root_id']}").status_code == 403
+    intruder = token_client(other_facility.slug, role="clinician")
+    assert intruder.get(f"{fhir}/DocumentReference/{photo['root_id']}").status_code == 403
+    assert api.get(f"{fhir}/DocumentReference/{uuid.uuid4()}").status_code == 404
+    logged = {e.event_type for e in audit.patient_access_log(db, facility.slug, person["id"])}
+    assert "record.document.read" in logged
 
 
 def test_the_demo_files_a_letter_a_consent_form_and_a_photograph_once(api, db, facility, person, clinician):

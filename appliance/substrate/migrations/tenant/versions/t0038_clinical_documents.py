@@ -4,8 +4,9 @@ an ECG strip, an outside result, a photograph of a wound, scanned or photographe
 before: what arrived on it stayed in a folder beside the chart.
 
 `document` is the entry's detail (category, title, the day on the document, which bytes); `document_content` holds
-the bytes once, keyed by their SHA-256, so a correction that only retitles a scan points at the same bytes rather
-than copying megabytes, and `record.history` (which reads every detail column) never drags the bytes along.
+the bytes once, keyed by their SHA-256 (with their SHA-1, base64, which FHIR R4's Attachment.hash carries), so a
+correction that only retitles a scan points at the same bytes rather than copying megabytes, and `record.history`
+(which reads every detail column) never drags the bytes along.
 
 The bytes live in the tenant's schema, so the backup (pg_dump of the schema) carries them and dropping the
 tenant (DROP SCHEMA ... CASCADE) takes them: no file on disk outside the database. Their column is STORAGE
@@ -33,6 +34,7 @@ def upgrade() -> None:
     op.create_table(
         "document_content",
         sa.Column("sha256", sa.Text(), primary_key=True),
+        sa.Column("sha1_base64", sa.Text(), nullable=False),
         sa.Column("media_type", sa.Text(), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=False),
