@@ -213,11 +213,20 @@ def _outcome(conn: Connection, principal: Principal, appended: record.Entry, pro
             "detail": _said(written, found, programme)}
 
 
+def _one_at_a_time(conn: Connection, patient_id: uuid.UUID) -> None:
+    """Two visits written for one client at once are checked one after the other: the second waits here, then reads
+    the first's (two implants inserted at once, or a removal racing its insertion, would otherwise both pass). A lock,
+    not a constraint: what may be in place depends on the visits before, not on one row."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
+        f"healthos.family_planning.{patient_id}", 0))))
+
+
 def record_visit(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: FamilyPlanningIn, *,
                  programme: Programme, today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
     """Record one visit: a method provided, or an implant or IUD removed."""
     client = service.patient_of(conn, patient_id)
     service.require_chart(conn, patient_id, data.encounter_id)
+    _one_at_a_time(conn, patient_id)
     others = _visits(current_visits(conn, [patient_id]), tz)
     day = _check(conn, client, data, programme, others, today, tz)
     appended = record.append(conn, principal, KIND, patient_id=patient_id, encounter_id=data.encounter_id,
@@ -240,6 +249,7 @@ def correct_visit(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     client = service.patient_of(conn, patient_id)
     _visit_of(conn, patient_id, entry_id)
     service.require_chart(conn, patient_id, data.encounter_id)
+    _one_at_a_time(conn, patient_id)
     others = [v for v in _visits(current_visits(conn, [patient_id]), tz) if v.entry_id != entry_id]
     day = _check(conn, client, data, programme, others, today, tz)
     appended = record.append(conn, principal, KIND, patient_id=patient_id, encounter_id=data.encounter_id,

@@ -7,6 +7,7 @@ refused on every route; and the demo's year of visits."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import family_planning
 from appliance.layers.clinical.demo import demo_principal
+from appliance.layers.clinical.errors import Invalid
 from appliance.layers.clinical.family_planning_demo import PROGRAMME_FILE, generate_family_planning_demo
 from appliance.layers.clinical.family_planning_policy import (
     ProgrammeError,
@@ -25,6 +27,7 @@ from appliance.layers.clinical.family_planning_policy import (
     standing,
     tenths,
 )
+from appliance.layers.clinical.family_planning_schemas import FamilyPlanningIn
 from appliance.substrate import audit
 from tests.layers.clinical.conftest import new_patient
 
@@ -191,6 +194,38 @@ def test_an_implant_is_inserted_once_removed_only_while_in_place_and_the_nurse_r
                    registrar.get(f"{API.format(tenant=facility.slug)}/family-planning/due")):
         assert answer.status_code == 403, answer.text
         assert "Chebet" not in answer.text
+
+
+def test_two_insertions_at_once_are_checked_one_after_the_other(db, facility, clinician, programme):
+    """The first insertion holds the client's family planning lock until it commits; the second waits for it, then
+    reads the first's implant and is refused: one implant in place, not two."""
+    with db.tenant(facility.slug) as conn:
+        woman = new_patient(conn, clinician, family_name="Kerubo", given_names="Ann", sex="female",
+                            birth_date=dt.date(1997, 9, 9))["id"]
+    implant = FamilyPlanningIn(method="IMPLANT_JADELLE", quantity=1, client_type="new_acceptor")
+    today, outcome = dt.date.today(), {}
+
+    def second() -> None:
+        try:
+            with db.tenant(facility.slug) as conn:
+                family_planning.record_visit(conn, clinician, woman, implant.model_copy(
+                    update={"client_type": "continuing"}), programme=programme, today=today, tz=dt.UTC)
+            outcome["second"] = "written"
+        except Invalid as exc:
+            outcome["second"] = exc.detail
+
+    with db.tenant(facility.slug) as first:
+        family_planning.record_visit(first, clinician, woman, implant, programme=programme, today=today, tz=dt.UTC)
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        with db.control() as conn:  # the second is waiting on the lock before it reads her visits
+            for _ in range(200):
+                if conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                    break
+                threading.Event().wait(0.02)
+    waiting.join(10)
+    assert "already in place" in outcome["second"]
+    assert _visits(db, facility, woman) == 1
 
 
 def test_a_correction_supersedes_the_visit_and_entered_in_error_takes_it_off(api, token_client, facility, client):
