@@ -214,3 +214,29 @@ def test_t0033_adds_the_antenatal_contact_append_only_and_its_downgrade_takes_it
     for statement in ("UPDATE antenatal SET note = 'x'", "DELETE FROM antenatal"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0038_adds_documents_append_only_and_its_downgrade_takes_them_away(db: Database, tenant_a):
+    """t0038 (documents on the record and their bytes) runs both ways on a schema at head, matches the model, keeps the
+    bytes out of line uncompressed, and the tenant role may append but neither rewrite nor remove a document or its
+    bytes."""
+    t0038 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0038_clinical_documents")
+    schema = tenant_schema(tenant_a.slug)
+    exists = sa.text("SELECT to_regclass(:table) IS NOT NULL AND to_regclass(:content) IS NOT NULL")
+    tables = {"table": f"{schema}.document", "content": f"{schema}.document_content"}
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0038.downgrade()
+            downgraded = conn.execute(sa.text("SELECT to_regclass(:table) IS NOT NULL OR to_regclass(:content) IS "
+                                              "NOT NULL"), tables).scalar()
+            t0038.upgrade()
+        upgraded = conn.execute(exists, tables).scalar()
+        storage = conn.execute(sa.text("SELECT attstorage FROM pg_attribute WHERE attrelid = to_regclass(:content) "
+                                       "AND attname = 'content'"), tables).scalar()
+    assert (downgraded, upgraded, storage) == (False, True, "e")
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE document SET title = 'x'", "DELETE FROM document", "UPDATE document_content SET size = 1",
+                      "DELETE FROM document_content"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

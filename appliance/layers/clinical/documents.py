@@ -228,12 +228,7 @@ def withdraw(conn: Connection, principal: Principal, patient_id: uuid.UUID, entr
     served; the bytes and every version stay in the record's history for the audit trail."""
     service.patient_of(conn, patient_id)
     _document_of(conn, principal, patient_id, entry_id)
-    appended = record.retract(conn, principal, entry_id, reason)
-    first = conn.execute(sa.select(entry.c.author_id).where(entry.c.id == appended.root_id)).scalar_one()
-    return {"id": appended.id, "root_id": appended.root_id, "kind": appended.kind, "entry_status": appended.status,
-            "encounter_id": appended.encounter_id, "author_id": appended.author_id, "record_author_id": first,
-            "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at,
-            "supersedes": appended.supersedes, "reason": appended.reason, "detail": {}}
+    return service.retraction_of(conn, record.retract(conn, principal, entry_id, reason))
 
 
 def content(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID) -> dict:

@@ -638,7 +638,12 @@ def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                       "entered-in-error), which sees to its babies' charts", field="entry_id")
     if found["kind"] not in RETRACTABLE:
         raise Invalid(f"a {found['kind']} entry cannot be marked entered in error", field="entry_id")
-    appended = record.retract(conn, principal, entry_id, reason)
+    return retraction_of(conn, record.retract(conn, principal, entry_id, reason))
+
+
+def retraction_of(conn: Connection, appended: Entry) -> dict:
+    """A retraction as the API answers it (`EntryVersion`): the new version marking the record entered in error,
+    with the record's first author."""
     return {"id": appended.id, "root_id": appended.root_id, "kind": appended.kind, "entry_status": appended.status,
             "encounter_id": appended.encounter_id, "author_id": appended.author_id,
             "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at,
