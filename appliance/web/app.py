@@ -30,6 +30,8 @@ from appliance.layers.clinical.delivery_routes import DeliveryController
 from appliance.layers.clinical.document_routes import DocumentController
 from appliance.layers.clinical.family_planning_policy import load_programme
 from appliance.layers.clinical.family_planning_routes import FamilyPlanningController
+from appliance.layers.clinical.hiv import load_programme as load_hiv_programme
+from appliance.layers.clinical.hiv_routes import HivController
 from appliance.layers.clinical.imaging_routes import ImagingController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
 from appliance.layers.clinical.immunization_schedule import load_schedule
@@ -109,7 +111,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
                   delivery.delivery_router, theatre.theatre_router, theatre.booking_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
-                  TuberculosisController, tuberculosis.tb_router,
+                  TuberculosisController, tuberculosis.tb_router, HivController,
                   family_planning.family_planning_router, DocumentController, documents.documents_router,
                   IncidentController, incidents.incidents_router,
                   admin.admin_router, fhir_router]
@@ -139,6 +141,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     load_programme(settings.policies_dir / "family_planning.toml")
     # The TB regimens too: a broken edit stops the start naming the regimen, not a clinician's first registration.
     load_regimens(settings.policies_dir / "tuberculosis.toml")
+    # And the ART regimens: a broken edit stops the start naming the regimen.
+    load_hiv_programme(settings.policies_dir / "hiv.toml")
     csrf = CSRFConfig(
         secret=host_secret(settings.home, "csrf.key"),
         cookie_name="healthos_csrf",

@@ -805,3 +805,97 @@ blood_request = sa.Table(
 )
 
 record.register_kind("blood_request", blood_request)
+
+# -- HIV care and treatment (tenant revision t0039; appliance/layers/clinical/hiv.py) --------------------------------
+
+HIV_STATUSES = ("in_care", "transferred_out", "stopped", "died")
+HIV_TB_SCREENING = ("no_signs", "presumptive_tb", "on_tb_treatment", "not_screened")
+HIV_REGIMEN_CHANGES = ("initiation", "substitution", "switch")
+HIV_ADHERENCE = ("good", "fair", "poor", "not_assessed")
+
+# A person enrolled in HIV care here; a status change (transferred out, stopped, died) is a later version.
+hiv_care = sa.Table(
+    "hiv_care",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("art_number", sa.Text, nullable=False),  # "ART-00001": the facility's, in sequence
+    # patient data: the enrolment and the status in care
+    sa.Column("enrolled_on", sa.Date, nullable=False),
+    sa.Column("diagnosed_on", sa.Date, nullable=False),  # HIV infection confirmed
+    sa.Column("who_stage", sa.SmallInteger, nullable=False),  # WHO clinical stage 1-4 at enrolment
+    sa.Column("cd4_baseline", sa.Integer, nullable=True),  # cells/mm3
+    sa.Column("tb_screening", sa.Text, nullable=False),  # HIV_TB_SCREENING
+    sa.Column("status", sa.Text, nullable=False),  # HIV_STATUSES
+    sa.Column("status_on", sa.Date, nullable=True),  # NULL while in care
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("who_stage BETWEEN 1 AND 4", name="hiv_care_who_stage"),
+    sa.CheckConstraint("cd4_baseline BETWEEN 0 AND 5000", name="hiv_care_cd4_range"),
+    sa.CheckConstraint(f"tb_screening IN {HIV_TB_SCREENING!r}", name="hiv_care_tb_screening"),
+    sa.CheckConstraint(f"status IN {HIV_STATUSES!r}", name="hiv_care_status"),
+    sa.CheckConstraint("(status = 'in_care') = (status_on IS NULL)", name="hiv_care_status_on"),
+    sa.CheckConstraint("diagnosed_on <= enrolled_on", name="hiv_care_diagnosed_first"),
+)
+
+# ART started on a regimen (change "initiation") and each substitution or switch after it: the regimen history.
+hiv_regimen = sa.Table(
+    "hiv_regimen",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("care_id", sa.Uuid, nullable=False),  # the hiv_care record's root entry
+    # patient data: the ARVs prescribed from this day
+    sa.Column("started_on", sa.Date, nullable=False),
+    sa.Column("regimen", sa.Text, nullable=False),  # a regimen code of policies/hiv.toml
+    sa.Column("change", sa.Text, nullable=False),  # HIV_REGIMEN_CHANGES
+    sa.Column("reason", sa.Text, nullable=True),  # why a substitution or switch
+    sa.CheckConstraint(f"change IN {HIV_REGIMEN_CHANGES!r}", name="hiv_regimen_change"),
+    sa.CheckConstraint("change = 'initiation' OR reason IS NOT NULL", name="hiv_regimen_reason"),
+    sa.Index("hiv_regimen_started_on_idx", "started_on"),
+    sa.Index("hiv_regimen_care_idx", "care_id"),
+)
+
+# A clinical visit or ARV pick-up: the days of ARVs given (multi-month dispensing) and the next appointment.
+hiv_visit = sa.Table(
+    "hiv_visit",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("care_id", sa.Uuid, nullable=False),
+    # patient data: the visit
+    sa.Column("visit_on", sa.Date, nullable=False),
+    sa.Column("arv_days", sa.SmallInteger, nullable=False),
+    sa.Column("adherence", sa.Text, nullable=False),  # HIV_ADHERENCE
+    sa.Column("next_appointment_on", sa.Date, nullable=False),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("arv_days BETWEEN 0 AND 200", name="hiv_visit_arv_days"),
+    sa.CheckConstraint(f"adherence IN {HIV_ADHERENCE!r}", name="hiv_visit_adherence"),
+    sa.CheckConstraint("next_appointment_on > visit_on", name="hiv_visit_next_after"),
+    sa.Index("hiv_visit_care_idx", "care_id"),
+)
+
+# A viral load result, by the day its sample was taken.
+hiv_viral_load = sa.Table(
+    "hiv_viral_load",
+    tenant_metadata,
+    _entry_key(),
+    sa.Column("care_id", sa.Uuid, nullable=False),
+    # patient data: the result
+    sa.Column("sampled_on", sa.Date, nullable=False),
+    sa.Column("copies_per_ml", sa.Integer, nullable=False),  # 0: target not detected
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint("copies_per_ml >= 0", name="hiv_viral_load_copies"),
+    sa.Index("hiv_viral_load_care_idx", "care_id"),
+)
+
+# The last ART number given: moved on in the enrolment's transaction, under its row lock.
+hiv_art_sequence = sa.Table(
+    "hiv_art_sequence",
+    tenant_metadata,
+    sa.Column("register", sa.Text, primary_key=True),  # always "art": the facility's one ART register
+    sa.Column("last_number", sa.Integer, nullable=False),
+    sa.CheckConstraint("register = 'art'", name="hiv_art_sequence_one"),
+    sa.CheckConstraint("last_number >= 1", name="hiv_art_sequence_positive"),
+)
+
+record.register_kind("hiv_care", hiv_care)
+record.register_kind("hiv_regimen", hiv_regimen)
+record.register_kind("hiv_visit", hiv_visit)
+record.register_kind("hiv_viral_load", hiv_viral_load)

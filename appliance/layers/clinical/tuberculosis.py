@@ -52,13 +52,13 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
 from appliance.layers.clinical.immunization_schedule import Span
 from appliance.layers.clinical.models import TB_OUTCOMES, patient, tb_follow_up, tb_register_sequence, tb_treatment
+from appliance.layers.clinical.registers import lock_patient, next_number
 from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
@@ -366,9 +366,8 @@ def _treatment(conn: Connection, patient_id: uuid.UUID, treatment_id: uuid.UUID,
 
 
 def _lock_patient(conn: Connection, patient_id: uuid.UUID) -> None:
-    """Registrations, outcomes and corrections of one patient's treatments one at a time: the check that no other
-    treatment is open and the write it allows are then one step."""
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"tb:{patient_id}", 0))))
+    """Registrations, outcomes and corrections of one patient's treatments one at a time."""
+    lock_patient(conn, "tb", patient_id)
 
 
 def _open_other(conn: Connection, patient_id: uuid.UUID, except_root: uuid.UUID | None) -> dict | None:
@@ -425,12 +424,8 @@ def _check_outcome(conn: Connection, patient_id: uuid.UUID, treatment: dict, out
 
 
 def _allocate_number(conn: Connection, year: int) -> str:
-    """The next number of the year's register: the row's lock holds a second registration until this one ends."""
-    stmt = (pg_insert(tb_register_sequence).values(year=year, last_number=1)
-            .on_conflict_do_update(index_elements=["year"],
-                                   set_={"last_number": tb_register_sequence.c.last_number + 1})
-            .returning(tb_register_sequence.c.last_number))
-    return f"{year}/{conn.execute(stmt).scalar_one():04d}"
+    """The next number of the year's register."""
+    return f"{year}/{next_number(conn, tb_register_sequence, year=year):04d}"
 
 
 _REGISTRATION = ("started_on", "site", "bacteriology", "history", "regimen", "hiv_status", "weight_kg", "note")

@@ -1,0 +1,27 @@
+"""What the clinical layer's programme registers share (the TB register, clinical/tuberculosis.py; the ART register,
+clinical/hiv.py): a number given in sequence from a counter row, and one patient's registrations taken one at a
+time."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+
+def next_number(conn: Connection, sequence: sa.Table, **key: object) -> int:
+    """The next number of the counter row `key` names in `sequence` (its columns: the key and `last_number`), 1 for
+    a row not there yet. The row's lock holds a second registration until this transaction ends, so two at once
+    never share a number, and a registration refused later in its transaction gives its number back."""
+    stmt = (pg_insert(sequence).values(**key, last_number=1)
+            .on_conflict_do_update(index_elements=list(key), set_={"last_number": sequence.c.last_number + 1})
+            .returning(sequence.c.last_number))
+    return conn.execute(stmt).scalar_one()
+
+
+def lock_patient(conn: Connection, register: str, patient_id: uuid.UUID) -> None:
+    """One patient's registrations in `register` one at a time, until the transaction ends: the check that none is
+    open and the write it allows are then one step."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"{register}:{patient_id}", 0))))
