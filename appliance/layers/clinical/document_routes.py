@@ -24,7 +24,12 @@ from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.params import Body, FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_413_REQUEST_ENTITY_TOO_LARGE
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_400_BAD_REQUEST,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+)
 
 from appliance.layers.clinical import documents
 from appliance.layers.clinical.document_schemas import (
@@ -60,8 +65,18 @@ def _opt(permission: str) -> dict:
     return {"permission": permission, "care_relationship": True}
 
 
+NOT_A_FORM = ("send the document as a multipart/form-data form: the file in `file`, with `category`, `title` and "
+              "optionally `document_date` (and `reason` for a correction)")
+
+
 def _too_large(_: Request, exc: HTTPException) -> Response:
     return Response({"status_code": exc.status_code, "detail": TOO_LARGE, "field": "file"},
+                    status_code=exc.status_code)
+
+
+def _not_a_form(_: Request, exc: HTTPException) -> Response:
+    # The only 400 these routes give: a body Litestar could not read as a multipart form (JSON, urlencoded...).
+    return Response({"status_code": exc.status_code, "detail": NOT_A_FORM, "received": exc.detail},
                     status_code=exc.status_code)
 
 
@@ -92,7 +107,8 @@ class DocumentController(Controller):
     path = "/api/t/{tenant:str}" + PATIENT + "/documents"
     tags = ["clinical", "documents"]
     guards = [care_relationship_guard]
-    exception_handlers = {**ClinicalController.exception_handlers, HTTP_413_REQUEST_ENTITY_TOO_LARGE: _too_large}
+    exception_handlers = {**ClinicalController.exception_handlers, HTTP_413_REQUEST_ENTITY_TOO_LARGE: _too_large,
+                          HTTP_400_BAD_REQUEST: _not_a_form}
 
     @get("", operation_id="ClinicalListDocuments", opt=_opt(READ), sync_to_thread=True)
     def list_documents(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id) -> DocumentListOut:

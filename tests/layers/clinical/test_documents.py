@@ -104,6 +104,8 @@ def test_what_is_not_a_document_is_refused_and_nothing_is_written(api, db, facil
         refused = _file(api, base, content, **fields)
         assert (refused.status_code, refused.json().get("field")) == (status, field), refused.text[:300]
         assert said in refused.json()["detail"]
+    sent_as_json = api.post(base, json={"category": "ecg", "title": "ECG", "file": "JVBERi0="})
+    assert sent_as_json.status_code == 400 and "the file in `file`" in sent_as_json.json()["detail"]
     assert _written(db, facility) == before
 
 
