@@ -253,8 +253,8 @@ def _since(value: str | None) -> dt.datetime | None:
      opt=_opt(EVERYTHING_PERMISSION, "Patient"), sync_to_thread=True)
 def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state: State, request: Asking) -> Response:
     """The patient and every Encounter, Condition, AllergyIntolerance, MedicationRequest, ServiceRequest,
-    Observation, Immunization and Procedure of theirs (`_since`: those updated since), as a searchset Bundle, paged
-    by `_count`."""
+    Observation, Immunization, Procedure and DocumentReference (for those who read every category of document) of
+    theirs (`_since`: those updated since), as a searchset Bundle, paged by `_count`."""
     query, paging_params = paging.split(request.query_params.multi_items())
     given: dict[str, str] = {}
     for name, value in query:

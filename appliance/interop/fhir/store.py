@@ -613,7 +613,7 @@ def _identifier_in(system: str, value: str) -> sa.ColumnElement[bool]:
 # `next` link where it used to be cut short.
 EVERYTHING_PAGE = 10_000
 EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_request", "result", "vital_signs",
-                    "immunization", "surgery")
+                    "immunization", "surgery", "document")
 
 
 def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None,
@@ -642,7 +642,9 @@ def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, br
                 ranked(1, _encounter_start("encounter").desc(), encounter.c.id.desc())),
         *(_Source(kind, _current(kind, patient_id, *changed(entry.c.recorded_at)),
                   ranked(2 + n, entry.c.occurred_at.desc(), entry.c.root_id.desc()))
-          for n, kind in enumerate(EVERYTHING_KINDS)),
+          for n, kind in enumerate(EVERYTHING_KINDS)
+          # Documents as DocumentReference's own routes serve them: to those who see every category.
+          if kind != "document" or principal.can(documents.ANY_CATEGORY)),
     ]
     found, paged = _page(conn, sources, page)
     notes = _with_operation_notes(conn, found)

@@ -204,9 +204,16 @@ def test_fhir_serves_each_document_as_a_document_reference_pointing_at_its_audit
     assert (attachment["contentType"], attachment["size"], attachment["hash"]) == (
         "image/png", len(WOUND), base64.b64encode(hashlib.sha1(WOUND).digest()).decode())  # noqa: S324 -- FHIR's
     assert api.get(attachment["url"]).content == WOUND  # the url is the audited route
+    everything = valid(api.get(f"{fhir}/Patient/{person['id']}/$everything").json())
+    assert str(photo["root_id"]) in {e["resource"]["id"] for e in everything["entry"]
+                                     if e["resource"]["resourceType"] == "DocumentReference"}
     withdrawn = api.get(f"{fhir}/DocumentReference", params={"patient": str(person["id"]), "category": "ecg"})
     assert valid(withdrawn.json()).get("entry", []) == []  # the ECG entered in error is no current document
     desk = token_client(facility.slug, role="registrar")  # the desk sees only its categories, through the API
+    chart_only = token_client(facility.slug, permissions=["clinical.chart.read"])
+    kinds = {e["resource"]["resourceType"] for e in chart_only.get(f"{fhir}/Patient/{person['id']}/$everything"
+                                                                   ).json()["entry"]}
+    assert "Patient" in kinds and "DocumentReference" not in kinds
     assert desk.get(f"{fhir}/DocumentReference/{photo['root_id']}").status_code == 403
     intruder = token_client(other_facility.slug, role="clinician")
     assert intruder.get(f"{fhir}/DocumentReference/{photo['root_id']}").status_code == 403
