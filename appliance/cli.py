@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 import appliance.interop.hl7v2.models
 import appliance.layers
+from appliance.layers.clinical.demo import DEMO_PATIENTS, DEMO_PATIENTS_MIN
 from appliance.substrate import audit, identity, keys, totp
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, InvalidSlug, UnknownTenant, tenant_metadata, validate_slug
@@ -78,6 +79,9 @@ def main(ctx: click.Context, log_format: str | None) -> None:
 
 @main.command()
 @click.option("--demo", is_flag=True, help="Apply the demo facilities in tenants/ (and their demo data).")
+@click.option("--demo-patients", type=click.IntRange(min=DEMO_PATIENTS_MIN), default=DEMO_PATIENTS, show_default=True,
+              help=f"With --demo: fictional patients per demo facility (at least {DEMO_PATIENTS_MIN}, which every "
+                   "demo story needs). Fewer start sooner; a facility that has its demo population keeps it.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--tenants", "tenants_path", type=click.Path(path_type=Path), default=None,
@@ -91,8 +95,8 @@ def main(ctx: click.Context, log_format: str | None) -> None:
 @click.option("--redirect-port", type=int, default=None, envvar="HEALTHOS_REDIRECT_PORT",
               help="Also listen for plain HTTP here, answering only with a redirect to HTTPS.")
 @click.pass_obj
-def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path | None, workers: int,
-       tls_cert: Path | None, tls_key: Path | None, redirect_port: int | None) -> None:
+def up(settings: Settings, demo: bool, demo_patients: int, host: str, port: int, tenants_path: Path | None,
+       workers: int, tls_cert: Path | None, tls_key: Path | None, redirect_port: int | None) -> None:
     """Start the database, migrate, apply tenants, and serve."""
     from appliance.web import production
 
@@ -115,7 +119,7 @@ def up(settings: Settings, demo: bool, host: str, port: int, tenants_path: Path 
             # from its own file is real, and never gets fictional patients, feeds, or accounts whose
             # passwords sit in a file.
             demo_slugs = [slug for slug in slugs if slug in applied]
-            _demo_population(db, demo_slugs)
+            _demo_population(db, demo_slugs, demo_patients)
             _demo_feeds(db, _policy(settings), demo_slugs)
             credentials = _ensure_demo_accounts(db, settings, demo_slugs)
             err.print(f"demo accounts ({credentials}, mode 0600):")
@@ -931,8 +935,8 @@ def _demo_patient_account(db: Database, policy, slug: str) -> str:
     return f"{email}\t{password}\t(no authenticator: patients sign in with their password)"
 
 
-def _demo_population(db: Database, slugs: list[str]) -> None:
-    """A deterministic synthetic population per demo facility (skipped where one already exists)."""
+def _demo_population(db: Database, slugs: list[str], patients: int) -> None:
+    """A deterministic synthetic population of `patients` per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.antenatal_demo import generate_antenatal_demo
     from appliance.layers.clinical.blood_demo import DEMO_HOSPITALS as BLOOD_HOSPITALS
@@ -960,7 +964,7 @@ def _demo_population(db: Database, slugs: list[str]) -> None:
         wrote = False
         for slug in slugs:
             progress.update(task, slug=slug)
-            counts = generate_demo_population(db, slug)
+            counts = generate_demo_population(db, slug, patients=patients)
             if counts:
                 err.print(f"{slug}: demo population written ({counts.get('demographics', 0)} patients, "
                           f"{sum(counts.values())} entries)")

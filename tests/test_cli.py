@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from appliance.cli import main
+from appliance.layers.clinical.demo import DEMO_PATIENTS_MIN
 from appliance.substrate import audit
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, tenant_schema
@@ -138,6 +140,14 @@ def test_unwritable_home_is_explained_not_a_traceback(tmp_path: Path):
     assert "Traceback" not in result.output
 
 
+def test_a_demo_too_small_for_its_stories_is_refused_before_anything_starts(tmp_path: Path):
+    home = tmp_path / "home"
+    result = CliRunner().invoke(main, ["up", "--demo", "--demo-patients", str(DEMO_PATIENTS_MIN - 1)],
+                                env={"HEALTHOS_HOME": str(home)})
+    assert result.exit_code == 2 and f"x>={DEMO_PATIENTS_MIN}" in result.output, result.output
+    assert not home.exists()  # refused before the database was started
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -148,7 +158,9 @@ def _free_port() -> int:
 def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     """The README's run command, end to end: a fresh home, the demo facilities, /ready answers 200. A facility
     the operator applied from its own file first stays untouched: it had got 300 fictional patients and demo
-    accounts whose passwords sit in the credentials file."""
+    accounts whose passwords sit in the credentials file. The demo at its smallest (`--demo-patients`, 40 a
+    facility rather than 300: a minute less), where every demo drawing people from the population still tells
+    its story (the contract in appliance/layers/clinical/demo.py)."""
     # Not under pytest's tmp_path: pytest re-tightens its base directory to 0700 whenever another
     # pytest process starts, which would lock the server's system user out of its data directory.
     home = Path(tempfile.mkdtemp(prefix="healthos-up-"))
@@ -159,11 +171,12 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     (home / "real.toml").write_text(tenant_toml(real))
     subprocess.run([sys.executable, "-m", "appliance.cli", "tenant", "apply", str(home / "real.toml")], env=env,
                    cwd=REPO, check=True, capture_output=True, timeout=180)
-    process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "up", "--demo", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "up", "--demo", "--demo-patients",
+                                str(DEMO_PATIENTS_MIN), "--port", str(port)],
                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        # A liveness deadline, not a performance target: the demo load (three layers' reactions over
-        # ~36,000 entries) takes ~45 s on a quiet 2-core machine and three times that on a busy one.
+        # A liveness deadline, not a performance target: the demo load at its smallest takes a minute less
+        # than the 300 patients a facility of a user's start, and several times longer on a busy machine.
         deadline = time.monotonic() + 240
         ready = None
         while time.monotonic() < deadline and ready is None:
@@ -208,6 +221,11 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "embedded_postgres_stopped" in output
+    assert f"hillview_hc: demo population written ({DEMO_PATIENTS_MIN} patients" in output
+    # The stories drawn from the population, told at its smallest: a new demo adds its line here.
+    for story in (r"demo referrals written \(\d+ sent", r"demo operations written \(\d+ completed, \d+ in theatre",
+                  r"hillview_hc: demo outbreak written \(3 children"):
+        assert re.search(story, output), story
     credentials = home / "demo-credentials.txt"
     assert credentials.stat().st_mode & 0o777 == 0o600
     emails = [line.split("\t")[0] for line in credentials.read_text().splitlines() if not line.startswith("#")]

@@ -21,6 +21,14 @@ rows `record.append` writes (reactions and the audit seam included), a batch at 
 recorded when it would have been written down — minutes after the act, or the next morning for the few
 visits written up late — so what reactions write with it (the financial layer's charges) falls on the
 day of the care, and inpatients go home at the hours wards discharge (most late morning to afternoon).
+
+How many people: `patients` per facility, `DEMO_PATIENTS` unless asked (`healthos up --demo --demo-patients N`, which a
+test uses to spend seconds rather than a minute), never fewer than `DEMO_PATIENTS_MIN`. Every other demo `up --demo`
+runs is written over this population and keeps one contract, so that any N from the minimum up works: it draws the
+few people its story needs from whoever is there (by a query and its own seeded stream, never a fixed id or a count
+it assumes), skips its story without an error where too few fit, and has enough at `DEMO_PATIENTS_MIN` for its whole
+story. tests/test_cli.py's `up --demo` runs at the minimum and checks each story's line in what `up` prints: a new
+demo adds its line there (and raises the minimum, with the reason, if its story needs more people).
 """
 
 from __future__ import annotations
@@ -55,6 +63,9 @@ from appliance.substrate.tenant_config import OrderableConfig
 
 DEMO_NAMESPACE = uuid.UUID("5f0f6f5e-4c1d-4a8e-9a61-6b1c1f8e0d11")
 BATCH = 100
+# People per demo facility by default, and the fewest every demo's story is told with (the contract above).
+DEMO_PATIENTS = 300
+DEMO_PATIENTS_MIN = 40
 # Documentation: most of a visit is written down within minutes of the act; a few visits are written up
 # the next morning (their orders and consultation then charged a day late: same-day capture ~93%).
 DOCUMENTED_NEXT_DAY = 0.06
@@ -189,7 +200,7 @@ def demo_principal(slug: str, who: str = "generator") -> Principal:
     return demo_author(DEMO_NAMESPACE, slug, who, "clinician")
 
 
-def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients: int = 300,
+def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients: int = DEMO_PATIENTS,
                              as_of: dt.date | dt.datetime | None = None,
                              schedule: Schedule | None = None) -> dict[str, int]:
     """Fill tenant `slug` with `patients` synthetic patients and a year of their care ending at `as_of`:
