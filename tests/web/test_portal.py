@@ -939,6 +939,11 @@ FORMS += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}", "/patients/{pid}/tb/
 # manager's list and review; reporting, refusals and the review with real ids are in tests/web/test_incidents_pages.py.
 PAGES += ["/incidents", "/incidents/new", "/incidents/mine", "/incidents/{any}"]
 FORMS += ["/incidents/new", "/incidents/{any}/review"]
+# Documents (appliance/web/documents.py): the chart's tab and a document's file; filing, refusals, correcting and
+# withdrawing with real ids, the desk, and another patient's document are in tests/web/test_document_pages.py.
+PAGES += ["/patients/{pid}/documents", "/patients/{pid}/documents/{any}/content"]
+FORMS += ["/patients/{pid}/documents", "/patients/{pid}/documents/{any}",
+          "/patients/{pid}/documents/{any}/entered-in-error"]
 
 
 def test_every_portal_route_is_in_these_lists(app):
