@@ -50,6 +50,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from appliance.layers.clinical import hiv
 from appliance.layers.clinical.delivery import BORN_HERE, LOW_BIRTH_WEIGHT_BELOW_G
 from appliance.layers.clinical.family_planning_policy import Programme, cyp, load_programme, tenths
 from appliance.layers.clinical.growth import (
@@ -65,7 +66,7 @@ from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
 
 SOURCES = ("encounters", "diagnoses", "screenings", "deaths", "immunizations", "deliveries", "antenatal",
-           "family_planning", "tb_outcomes")
+           "family_planning", "tb_outcomes", "hiv_care")
 ENCOUNTER_CLASSES = ("outpatient", "emergency", "inpatient")
 # What a `family_planning` indicator counts of the month's visits that provided a method: clients by the client
 # type recorded (each once), or the couple-years of protection given, in tenths.
@@ -95,6 +96,10 @@ BIRTH_COUNTS = ("deliveries", "caesarean", "live_births", "stillbirths", "fresh_
 # (clinical/tuberculosis.py): those registered (the cohort), or those with a WHO treatment outcome assigned.
 TB_COUNTS = ("registered", "cured", "treatment_completed", "treatment_failed", "died", "lost_to_follow_up",
              "not_evaluated")
+# What an `hiv_care` indicator counts (clinical/hiv.py; PEPFAR MER): people who started ART in the month (TX_NEW),
+# active on ART at its end (TX_CURR), of those a viral load in the 12 months to its end (TX_PVLS denominator) and that
+# result suppressed (numerator), and those whose interruption in treatment began in the month (IIT).
+HIV_COUNTS = ("tx_new", "tx_curr", "tx_pvls_d", "tx_pvls_n", "iit")
 # What an `antenatal` indicator counts of the month's antenatal care contacts (clinical/antenatal.py): pregnancies
 # at their first contact (ANC1), first seen before 12 weeks, at their fourth and eighth contact, first tested for
 # syphilis, first found syphilis positive.
@@ -145,6 +150,7 @@ class Indicator:
     dose_number: int | None = None  # its dose in the series,
     under_years: int | None = None  # and, where given, only to children younger than this when vaccinated
     tb_cases: str | None = None  # a `tb_outcomes` indicator's: one of TB_COUNTS
+    hiv_count: str | None = None  # an `hiv_care` indicator's: one of HIV_COUNTS
     fp_measure: str | None = None  # a `family_planning` indicator's: one of FP_MEASURES,
     method_class: str | None = None  # and, where given, only methods of this class
 
@@ -236,6 +242,10 @@ def _indicator(item: dict) -> Indicator:
         if item.get("cases") not in TB_COUNTS:
             raise ValueError(f"indicator {item['id']!r}: cases must be one of {', '.join(TB_COUNTS)}")
         return Indicator(item["id"], item["name"], item["dhis2"], source, tb_cases=item["cases"])
+    if source == "hiv_care":
+        if item.get("count") not in HIV_COUNTS:
+            raise ValueError(f"indicator {item['id']!r}: count must be one of {', '.join(HIV_COUNTS)}")
+        return Indicator(item["id"], item["name"], item["dhis2"], source, hiv_count=item["count"])
     if source == "immunizations":
         return _immunization_indicator(item)
     if source == "antenatal":
@@ -611,6 +621,58 @@ GROUP BY 1, 2, 3
 """
 
 
+# People in HIV care (clinical/hiv.py), each enrolment in force once (one entered in error not at all; the status in
+# care as corrected), on the facility's calendar. The rules are the clinical layer's, passed in, not repeated: the
+# last expected contact is the later of the last visit's next appointment and the day its ARVs ran out (the day ART
+# started before any visit), counted from the last visit before the month ended; an interruption begins the 29th
+# day after it (hiv.IIT_AFTER_DAYS). tx_new: ART started (the initiation in force) in the month, at the age that day.
+# tx_curr: ART started by the month's last day, still in care that day (not transferred out, stopped or died by
+# then) and not interrupted on it, at the age that day. tx_pvls_d: of those, the ones with a viral load sampled in the
+# 12 months to the month's end; tx_pvls_n: their latest result below hiv.SUPPRESSED_BELOW. iit: an interruption that
+# began in the month and had not ended by its last day (MER's TX_ML for a month: on ART, then no contact).
+_HIV_CARE = """
+WITH bounds AS (
+    SELECT (CAST(:start AS timestamptz) AT TIME ZONE :tz)::date AS s,
+           (CAST(:end AS timestamptz) AT TIME ZONE :tz)::date - 1 AS last_day
+), in_force AS (
+    SELECT x.id, x.root_id, x.patient_id, x.kind, x.recorded_at FROM entry x
+    WHERE x.kind IN ('hiv_care', 'hiv_regimen', 'hiv_visit', 'hiv_viral_load') AND x.status <> 'entered_in_error'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = x.id)
+), person AS (
+    SELECT f.patient_id, c.status, c.status_on,
+           (SELECT min(r.started_on) FROM in_force g JOIN hiv_regimen r ON r.entry_id = g.id
+            WHERE r.care_id = f.root_id AND r.change = 'initiation') AS art_on,
+           (SELECT GREATEST(v.next_appointment_on, v.visit_on + v.arv_days) FROM in_force g
+            JOIN hiv_visit v ON v.entry_id = g.id, bounds b
+            WHERE v.care_id = f.root_id AND v.visit_on <= b.last_day
+            ORDER BY v.visit_on DESC, g.recorded_at DESC LIMIT 1) AS visit_expected,
+           (SELECT l.copies_per_ml FROM in_force g JOIN hiv_viral_load l ON l.entry_id = g.id, bounds b
+            WHERE l.care_id = f.root_id AND l.sampled_on <= b.last_day
+              AND l.sampled_on > b.last_day - interval '12 months'
+            ORDER BY l.sampled_on DESC, g.recorded_at DESC LIMIT 1) AS last_copies
+    FROM in_force f JOIN hiv_care c ON c.entry_id = f.id
+), standing AS (
+    SELECT p.*, b.s, b.last_day,
+           COALESCE(p.visit_expected, p.art_on) + CAST(:iit_after AS integer) + 1 AS interrupted_from,
+           (p.status = 'in_care' OR p.status_on > b.last_day) AS in_care_then
+    FROM person p, bounds b WHERE p.art_on IS NOT NULL AND p.art_on <= b.last_day
+), counted AS (
+    SELECT 'tx_new' AS what, st.patient_id, st.art_on AS age_on FROM standing st WHERE st.art_on >= st.s
+    UNION ALL
+    SELECT f.what, st.patient_id, st.last_day FROM standing st
+    CROSS JOIN LATERAL (VALUES ('tx_curr'), (CASE WHEN st.last_copies IS NOT NULL THEN 'tx_pvls_d' END),
+                               (CASE WHEN st.last_copies < :suppressed_below THEN 'tx_pvls_n' END)) AS f (what)
+    WHERE st.in_care_then AND st.interrupted_from > st.last_day AND f.what IS NOT NULL
+    UNION ALL
+    SELECT 'iit', st.patient_id, st.interrupted_from FROM standing st
+    WHERE st.in_care_then AND st.interrupted_from BETWEEN st.s AND st.last_day
+)
+SELECT k.what, date_part('year', age(k.age_on, p.birth_date))::int AS years, p.sex, count(*) AS n
+FROM counted k JOIN patient p ON p.id = k.patient_id
+GROUP BY 1, 2, 3
+"""
+
+
 def range_values(wanted: list[tuple[str, str, str]], params: dict, prefix: str) -> str:
     """The VALUES rows of (indicator, low, high) category ranges, their values added to `params`."""
     for n, (what, low, high) in enumerate(wanted):
@@ -633,6 +695,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
     died_of: list[tuple[str, str, str]] = []
     doses: list[Indicator] = []
     tb_counts: dict[str, list[str]] = {}
+    hiv_counts: dict[str, list[str]] = {}
     contraception: list[Indicator] = []
     for indicator in definitions.indicators:
         if indicator.source == "encounters":
@@ -647,6 +710,8 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             doses.append(indicator)
         elif indicator.source == "tb_outcomes":
             tb_counts.setdefault(indicator.tb_cases, []).append(indicator.id)
+        elif indicator.source == "hiv_care":
+            hiv_counts.setdefault(indicator.hiv_count, []).append(indicator.id)
         elif indicator.source == "family_planning":
             contraception.append(indicator)
         elif indicator.source == "antenatal":
@@ -674,6 +739,9 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
                 sa.text(_ANTENATAL), params | {"anc1_before_days": ANC1_BEFORE_DAYS})]
         if tb_counts:
             found += [(tb_counts.get(row.what, []), row) for row in conn.execute(sa.text(_TB_OUTCOMES), params)]
+        if hiv_counts:
+            found += [(hiv_counts.get(row.what, []), row) for row in conn.execute(sa.text(_HIV_CARE), params | {
+                "iit_after": hiv.IIT_AFTER_DAYS, "suppressed_below": hiv.SUPPRESSED_BELOW})]
         if by_finding:
             found += [(by_finding.get(row.what, []), row)
                       for row in conn.execute(sa.text(_SCREENINGS), params | SCREENING_CUTOFFS)]
