@@ -67,6 +67,7 @@ from appliance.web import (
     errors,
     family_planning,
     growth,
+    hiv,
     imaging,
     immunization,
     incidents,
@@ -111,7 +112,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,
                   delivery.delivery_router, theatre.theatre_router, theatre.booking_router,
                   immunization.immunization_router, ReferralController, referral.referral_router,
-                  TuberculosisController, tuberculosis.tb_router, HivController,
+                  TuberculosisController, tuberculosis.tb_router, HivController, hiv.hiv_router,
                   family_planning.family_planning_router, DocumentController, documents.documents_router,
                   IncidentController, incidents.incidents_router,
                   admin.admin_router, fhir_router]

@@ -933,6 +933,12 @@ FORMS += ["/blood/units", "/blood/units/{any}/discard", "/blood/units/{any}/issu
 PAGES += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}/correct", "/tb/register"]
 FORMS += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}", "/patients/{pid}/tb/{any}/follow-ups",
           "/patients/{pid}/tb/{any}/outcome", "/patients/{pid}/tb/{any}/entered-in-error"]
+# HIV care (appliance/web/hiv.py): the chart's tab and the facility's ART register; enrolling, ART, a visit, viral
+# loads refused and recorded with real ids, a nurse and a registrar are in tests/web/test_hiv_pages.py.
+PAGES += ["/patients/{pid}/hiv", "/hiv/register"]
+FORMS += ["/patients/{pid}/hiv", "/patients/{pid}/hiv/{any}/regimens", "/patients/{pid}/hiv/{any}/visits",
+          "/patients/{pid}/hiv/{any}/viral-loads", "/patients/{pid}/hiv/{any}/status",
+          "/patients/{pid}/hiv/{any}/entered-in-error"]
 
 
 # Patient safety incidents (appliance/web/incidents.py): the report form every role has, My reports, the quality
