@@ -209,6 +209,9 @@ def test_fhir_serves_each_document_as_a_document_reference_pointing_at_its_audit
                                      if e["resource"]["resourceType"] == "DocumentReference"}
     withdrawn = api.get(f"{fhir}/DocumentReference", params={"patient": str(person["id"]), "category": "ecg"})
     assert valid(withdrawn.json()).get("entry", []) == []  # the ECG entered in error is no current document
+    statement = valid(api.get(f"{fhir}/metadata").json())
+    [served] = [r for r in statement["rest"][0]["resource"] if r["type"] == "DocumentReference"]
+    assert {p["name"] for p in served["searchParam"]} == {"patient", "category", "date", "_count"}
     desk = token_client(facility.slug, role="registrar")  # the desk sees only its categories, through the API
     chart_only = token_client(facility.slug, permissions=["clinical.chart.read"])
     kinds = {e["resource"]["resourceType"] for e in chart_only.get(f"{fhir}/Patient/{person['id']}/$everything"
