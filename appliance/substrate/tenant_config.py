@@ -469,9 +469,15 @@ KpiId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="an 
 
 class NursingConfig(_Strict):
     """What the facility's wards chart by: the hour the fluid balance chart's day starts (07:00 by default, the
-    day shift's start on most wards), local time, on the hour, since the chart totals urine by the hour."""
+    day shift's start on most wards), local time, on the hour, since the chart totals urine by the hour; and when
+    the kitchen serves breakfast, lunch and supper."""
 
     fluid_day_starts: dt.time = dt.time(7, 0)
+    # When the kitchen serves each meal, local time: its list of diets is for the patients on the ward then, and a
+    # patient fasting for theatre by then is flagged nil by mouth on it (appliance/layers/nursing/diet.py).
+    breakfast: dt.time = dt.time(7, 30)
+    lunch: dt.time = dt.time(12, 30)
+    supper: dt.time = dt.time(18, 0)
 
     @field_validator("fluid_day_starts")
     @classmethod
@@ -479,6 +485,50 @@ class NursingConfig(_Strict):
         if value.minute or value.second or value.microsecond:
             raise ValueError("the fluid day starts on the hour (e.g. 07:00)")
         return value
+
+
+class ShiftConfig(_Strict):
+    """A shift of the duty roster, in facility time (e.g. night: start 19:00, end 07:00, ending the next morning),
+    with the most patients one nurse should have on it: above it the ward is flagged understaffed."""
+
+    code: Code
+    name: str = Field(min_length=1, max_length=60)
+    start: dt.time
+    end: dt.time
+    patients_per_nurse: int = Field(ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _a_working_length(self) -> ShiftConfig:
+        minutes = ((self.end.hour * 60 + self.end.minute) - (self.start.hour * 60 + self.start.minute)) % 1440
+        if not 4 * 60 <= minutes <= 16 * 60:
+            raise ValueError(f"a shift lasts 4 to 16 hours ({self.start} to {self.end} is {minutes // 60} h "
+                             f"{minutes % 60} min; an end at or before the start is the next day's)")
+        return self
+
+
+def _default_shifts() -> list[ShiftConfig]:
+    # The two 12-hour shifts most district hospital wards work; the thresholds follow NICE's safe staffing
+    # guideline (SG1, 2014): more than 8 patients per registered nurse on a day shift is a red flag. NICE sets no
+    # night figure: 10 is this appliance's default, a facility sets its own.
+    return [ShiftConfig(code="D", name="Day", start=dt.time(7), end=dt.time(19), patients_per_nurse=8),
+            ShiftConfig(code="N", name="Night", start=dt.time(19), end=dt.time(7), patients_per_nurse=10)]
+
+
+class RosterConfig(_Strict):
+    """The duty roster's shifts and rules. `min_rest_hours`: the least rest between two shifts of one person (11,
+    the EU Working Time Directive 2003/88/EC, article 3's daily rest); `correction_days`: how many days back a past
+    shift may still be added or withdrawn (a late correction), beyond which the roster is history."""
+
+    shifts: list[ShiftConfig] = Field(default_factory=_default_shifts, min_length=1)
+    min_rest_hours: int = Field(default=11, ge=0, le=24)
+    correction_days: int = Field(default=7, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _unique_shift_codes(self) -> RosterConfig:
+        codes = [shift.code for shift in self.shifts]
+        if len(set(codes)) != len(codes):
+            raise ValueError("shift codes must be unique")
+        return self
 
 
 class TheatreConfig(_Strict):
@@ -561,6 +611,7 @@ class TenantConfig(_Strict):
     nursing: NursingConfig | None = None
     theatres: list[TheatreConfig] = Field(default_factory=list, description="operating theatres")
     procedures: list[ProcedureConfig] = Field(default_factory=list, description="procedures booked by code")
+    roster: RosterConfig | None = None
 
     @field_validator("slug")
     @classmethod
@@ -642,8 +693,9 @@ class TenantConfig(_Strict):
             del dumped["fee_schedule"]
         if dumped.get("kpi_targets") == {}:
             del dumped["kpi_targets"]
-        if dumped.get("nursing", ...) is None:
-            del dumped["nursing"]
+        for section in ("nursing", "roster"):
+            if dumped.get(section, ...) is None:
+                del dumped[section]
         return dumped
 
     def fingerprint(self) -> str:

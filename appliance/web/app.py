@@ -45,6 +45,7 @@ from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.death_routes import DeathsToCertifyController
 from appliance.layers.operations.incident_routes import IncidentController
+from appliance.layers.operations.roster_routes import RosterController
 from appliance.layers.operations.routes import OperationsController
 from appliance.layers.patient.release import load_release_rules
 from appliance.national.federation import PACKAGES_PATH
@@ -82,6 +83,7 @@ from appliance.web import (
     problems,
     referral,
     regulator,
+    roster,
     signin,
     surveillance,
     system,
@@ -114,7 +116,7 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   immunization.immunization_router, ReferralController, referral.referral_router,
                   TuberculosisController, tuberculosis.tb_router, HivController, hiv.hiv_router,
                   family_planning.family_planning_router, DocumentController, documents.documents_router,
-                  IncidentController, incidents.incidents_router,
+                  IncidentController, incidents.incidents_router, RosterController, roster.roster_router,
                   admin.admin_router, fhir_router]
 SIGN_IN_PATHS = {"/signin", "/signin/mfa", "/enrol"}
 # What anyone may post without a session or token: signing in, and a package (its signature is checked).

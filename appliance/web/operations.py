@@ -25,7 +25,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, ed, incidents, scheduling, service
+from appliance.layers.operations import adt, command_center, ed, incidents, roster, scheduling, service
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import (
     DISCHARGE_DISPOSITIONS,
@@ -558,6 +558,7 @@ async def command_center_page(request: Asking, tenant: Tenant) -> Template:
         with request.app.state.db.tenant(tenant) as conn:
             figures = command_center.figures(conn, kpi_definitions(request.app.state), tz=tz)
             safety = incidents.month_summary(conn, tz)
+            staffing = roster.week_summary(conn, tz=tz)
         tiles = []
         for item in figures:
             points = _trend_points(item["trend"], tz, item["unit"], item["name"])
@@ -568,7 +569,7 @@ async def command_center_page(request: Asking, tenant: Tenant) -> Template:
                                                    title=f"{item['name']}, last 14 days", width=160, height=36)})
         return page(request, "operations/command_center.html", active="command-center", now=dt.datetime.now(dt.UTC),
                     tiles=[t for t in tiles if not t["companion"]], companions=[t for t in tiles if t["companion"]],
-                    safety=safety, harm_words=incidents.HARM_WORDS)
+                    safety=safety, harm_words=incidents.HARM_WORDS, week=staffing)
 
     return await to_thread.run_sync(work)
 

@@ -950,6 +950,10 @@ FORMS += ["/incidents/new", "/incidents/{any}/review"]
 PAGES += ["/patients/{pid}/documents", "/patients/{pid}/documents/{any}/content"]
 FORMS += ["/patients/{pid}/documents", "/patients/{pid}/documents/{any}",
           "/patients/{pid}/documents/{any}/entered-in-error"]
+# The duty roster (appliance/web/roster.py): a ward's week, My shifts, the staffing view; adding and taking off with
+# real ids, a nurse of another ward and a member of another facility are in tests/web/test_roster_pages.py.
+PAGES += ["/roster", "/roster/mine", "/staffing"]
+FORMS += ["/roster", "/roster/{any}/withdraw"]
 
 
 def test_every_portal_route_is_in_these_lists(app):

@@ -7,7 +7,8 @@ and appointments (`scheduling`; a patient's own cancelling, moving and booking f
 rules, in `self_booking`), and the KPIs computed from them (`kpis`, registered in the substrate's
 KPI registry; `command_center` assembles them with their definitions and targets), the outpatient
 pharmacy's stock and dispensing (`pharmacy`), and patient safety incidents with the quality manager's review
-(`incidents`), a quality record kept apart from the chart.
+(`incidents`), a quality record kept apart from the chart, and the duty roster with nurse staffing against the
+census (`roster`).
 """
 
 from appliance.layers.operations import (
@@ -20,10 +21,11 @@ from appliance.layers.operations import (
     models,
     pharmacy,
     reactions,
+    roster,
     scheduling,
     self_booking,
     service,
 )
 
 __all__ = ["adt", "command_center", "deaths", "ed", "incidents", "kpis", "models", "pharmacy", "reactions",
-           "scheduling", "self_booking", "service"]
+           "roster", "scheduling", "self_booking", "service"]

@@ -29,3 +29,9 @@ class Conflict(OperationsError):
     """The state of the facility is in the way: the bed is taken, the slot is booked, the patient left."""
 
     status = 409
+
+
+class Refused(OperationsError):
+    """The asker's role reaches only part of the facility (a nurse's ward), and this is outside it."""
+
+    status = 403

@@ -8,6 +8,8 @@
   ledger) and `dispense`, the detail of the `dispense` entry kind (what was handed to a patient);
 - **patient safety incidents** (t0035; incidents.py): `incident` (a report, as reported) and `incident_review`
   (the quality manager's review, append-only); not entries of the record: an incident may name no patient;
+- **the duty roster** (t0041; roster.py): `roster_shift` and `roster_setting` from the tenant file, `roster_entry`
+  (who works which shift on which ward) and `roster_withdrawal` (taking someone off, appended);
 - **projections** kept in step with those entries in the same transaction, so the bed board, the ED
   board and the command center read one indexed range: `inpatient_stay`, `ed_visit`, `appointment`.
 
@@ -321,6 +323,54 @@ incident_review = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Index("incident_review_incident_idx", "incident_id", "at"),
     sa.Index("incident_review_one_close_key", "incident_id", unique=True, postgresql_where=sa.text("kind = 'closed'")),
+)
+
+# -- the duty roster (t0041; roster.py) ---------------------------------------------------------------------
+
+roster_shift = sa.Table(
+    "roster_shift",
+    tenant_metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("starts", sa.Time, nullable=False),  # facility time
+    sa.Column("ends", sa.Time, nullable=False),  # facility time; at or before `starts`: the next day's
+    sa.Column("patients_per_nurse", sa.SmallInteger, nullable=False),  # above this the shift is understaffed
+    sa.Column("position", sa.SmallInteger, nullable=False),  # the file's order: the grid's rows
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+roster_setting = sa.Table(
+    "roster_setting",
+    tenant_metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True),  # always 1
+    sa.Column("min_rest_hours", sa.SmallInteger, nullable=False),
+    sa.Column("correction_days", sa.SmallInteger, nullable=False),
+)
+
+roster_entry = sa.Table(
+    "roster_entry",
+    tenant_metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("ward_code", sa.Text, sa.ForeignKey("ward.code"), nullable=False),
+    sa.Column("shift_date", sa.Date, nullable=False),  # the facility-local date the shift starts on
+    sa.Column("shift_code", sa.Text, sa.ForeignKey("roster_shift.code"), nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("account_id", sa.Uuid, nullable=False),  # the member of staff: control.account, by id only
+    sa.Column("role_on_shift", sa.Text, nullable=False),  # roster.ROLES_ON_SHIFT
+    sa.Column("added_by", sa.Uuid, nullable=False),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("roster_entry_ward_date_idx", "ward_code", "shift_date"),
+    sa.Index("roster_entry_account_idx", "account_id", "starts_at"),
+)
+
+roster_withdrawal = sa.Table(
+    "roster_withdrawal",
+    tenant_metadata,
+    sa.Column("entry_id", sa.Uuid, sa.ForeignKey("roster_entry.id"), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("withdrawn_by", sa.Uuid, nullable=False),
+    sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
 # The command center finds a window's entries of one kind by time (KPI 8's billable entries); the
