@@ -944,6 +944,7 @@ def _demo_population(db: Database, slugs: list[str], patients: int) -> None:
     from appliance.layers.clinical.demo import generate_demo_population
     from appliance.layers.clinical.document_demo import generate_document_demo
     from appliance.layers.clinical.family_planning_demo import generate_family_planning_demo
+    from appliance.layers.clinical.hiv_demo import generate_hiv_demo
     from appliance.layers.clinical.outbreak_demo import DEMO_FACILITY, generate_outbreak_demo
     from appliance.layers.clinical.referral_demo import generate_referral_demo
     from appliance.layers.clinical.surgery_demo import generate_surgery_demo
@@ -1024,6 +1025,13 @@ def _demo_population(db: Database, slugs: list[str], patients: int) -> None:
     if treated:
         err.print("demo TB register written (" + ", ".join(f"{n} {outcome.replace('_', ' ')}"
                                                           for outcome, n in treated.items()) + ")")
+        wrote = True
+    # People on ART at the district and referral hospitals (one unsuppressed, one to trace, one transferred out), for
+    # the HIV care tab, the ART register and the national TX_CURR and TX_PVLS.
+    enrolled = generate_hiv_demo(db, slugs)
+    if enrolled:
+        err.print("demo ART clinic written (" + ", ".join(f"{n} on ART at {slug}" for slug, n in enrolled.items())
+                  + ")")
         wrote = True
     # A year of family planning visits at the health centre and the district hospital: the clients due, the figures.
     planned = generate_family_planning_demo(db, slugs)

@@ -247,35 +247,41 @@ def _care_of(conn: Connection, patient_id: uuid.UUID) -> dict | None:
     return found[0] if found else None
 
 
-def _note_read(conn: Connection, principal: Principal, patient_id: uuid.UUID, of: dict) -> None:
-    for kind, rows in of.items():
-        if rows:
-            note_access(conn, principal, "read", patient_id, kind, [r["id"] for r in rows])
+def _current(conn: Connection, principal: Principal, patient_id: uuid.UUID, programme: Programme,
+             today: dt.date) -> dict | None:
+    """The enrolment in force with its regimens, visits and viral loads, where the person stands; the read noted
+    once, as the card's, naming every row shown."""
+    care = _care_of(conn, patient_id)
+    if care is None:
+        note_access(conn, principal, "read", patient_id, KIND, [])
+        return None
+    of = _of_care(conn, [care["root_id"]])
+    mine = {kind: of[kind].get(care["root_id"], []) for kind in of}
+    note_access(conn, principal, "read", patient_id, KIND,
+                [care["id"], *(row["id"] for rows in mine.values() for row in rows)])
+    return _shaped(care, mine[REGIMEN], mine[VISIT], mine[VIRAL_LOAD], programme, today)
 
 
 def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, programme: Programme,
          today: dt.date) -> dict:
     """The person's HIV care card: the enrolment here with its status, regimen history, visits and viral loads,
-    where they stand; and what was marked entered in error. Every row shown is noted as read."""
+    where they stand; and what was marked entered in error. The read is audited."""
     service.require_patient(conn, patient_id)
-    care = _care_of(conn, patient_id)
-    shaped = None
-    if care is not None:
-        of = _of_care(conn, [care["root_id"]])
-        mine = {kind: of[kind].get(care["root_id"], []) for kind in of}
-        _note_read(conn, principal, patient_id, {KIND: [care], **mine})
-        shaped = _shaped(care, mine[REGIMEN], mine[VISIT], mine[VIRAL_LOAD], programme, today)
-    else:
-        note_access(conn, principal, "read", patient_id, KIND, [])
-    withdrawn = [w for kind, table in _TABLES.items()
-                 for w in service.list_withdrawn(conn, principal, patient_id, table, kind)]
+    shaped = _current(conn, principal, patient_id, programme, today)
+    # Only the kinds with a record withdrawn are read (and noted) for the list of them: most cards have none.
+    withdrawn_kinds = conn.execute(sa.select(entry.c.kind).distinct().where(
+        entry.c.patient_id == patient_id, entry.c.kind.in_(KINDS), entry.c.status == "entered_in_error")).scalars()
+    withdrawn = [w for kind in sorted(withdrawn_kinds)
+                 for w in service.list_withdrawn(conn, principal, patient_id, _TABLES[kind], kind)]
     return {"patient_id": patient_id, "today": today, "care": shaped, "withdrawn": withdrawn}
 
 
 def _answer(conn: Connection, principal: Principal, patient_id: uuid.UUID, programme: Programme,
             today: dt.date) -> dict:
-    answered = card(conn, principal, patient_id, programme=programme, today=today)["care"]
-    assert answered is not None
+    """The enrolment as it now stands, after a write (a read of it, noted)."""
+    answered = _current(conn, principal, patient_id, programme, today)
+    if answered is None:
+        raise NotFound("no HIV care enrolment in force on this patient's chart")
     return answered
 
 
