@@ -32,10 +32,11 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
-from appliance.layers.clinical import antenatal, chart, delivery, discharge, family_planning, referral
+from appliance.layers.clinical import antenatal, chart, delivery, discharge, family_planning, hiv, referral
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.family_planning_routes import programme_of
+from appliance.layers.clinical.hiv_routes import programme_of as hiv_programme_of
 from appliance.layers.financial import service as financial
 from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
@@ -114,6 +115,9 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
             contraception = family_planning.own_record(
                 conn, request.user, holding.patient_id, programme=programme_of(state),
                 today=dt.datetime.now(here).date(), tz=here) if state.release_rules.family_planning_shown else None
+            # Their HIV care card's dates, never a viral load's value (noted as their own read only where enrolled).
+            art = hiv.own_record(conn, request.user, holding.patient_id, programme=hiv_programme_of(state),
+                                 today=dt.datetime.now(here).date()) if state.release_rules.hiv_care_shown else None
             if export:
                 audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
                              action="E", patient_id=holding.patient_id)
@@ -136,7 +140,7 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards,
                         "referrals": referrals, "deliveries": births,
-                        "family_planning": contraception, "pregnancy": pregnancy})
+                        "family_planning": contraception, "pregnancy": pregnancy, "hiv_care": art})
     return records
 
 
@@ -194,6 +198,10 @@ def access_page(request: Request, state: State, who: FromQuery[str] = "others", 
     })
 
 
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
 def _as_file(record: dict) -> dict:
     """One facility's part of the record as the file carries it: the page's fields, named for a reader."""
     s, clock = record["summary"], record["clock"]
@@ -228,6 +236,12 @@ def _as_file(record: dict) -> dict:
                         "what": FP_REMOVED if v["service"] == "removal" else f"{v['quantity']} {v['unit'] or 'unit'}"
                         + ("" if v["quantity"] == 1 else "s")} for v in f["visits"]],
         } if (f := record["family_planning"]) else None,
+        "hiv_care": {
+            "art_number": h["art_number"], "status": h["status"], "status_on": _iso(h["status_on"]),
+            "art_started_on": _iso(h["art_started_on"]), "regimen": h["regimen_name"] or h["regimen"],
+            "next_appointment": _iso(h["next_appointment_on"]), "arvs_until": _iso(h["arvs_until"]),
+            "viral_load_due": _iso(h["viral_load_due_on"]),
+        } if (h := record["hiv_care"]) else None,
         "deliveries": [{
             "born": clock.iso(d["born_at"]), "how": BIRTH_MODES[d["mode"]],
             "weeks_pregnant": f"{d['gestation_weeks']}+{d['gestation_days']}",

@@ -276,6 +276,25 @@ def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, progr
     return {"patient_id": patient_id, "today": today, "care": shaped, "withdrawn": withdrawn}
 
 
+def own_record(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, programme: Programme,
+               today: dt.date) -> dict | None:
+    """What the person's own portal shows (appliance/web/me.py): their ART number, status in care, regimen and
+    since when, the next appointment and the day their ARVs run out, the next viral load's day; never a viral load's
+    value (the release rule for its code keeps a result to be given in person). None where they are not enrolled here,
+    and then nothing is noted (a log that named HIV care of someone never in it would itself say something)."""
+    if _care_of(conn, patient_id) is None:
+        return None
+    shaped = _current(conn, principal, patient_id, programme, today)
+    last = shaped["visits"][-1] if shaped["visits"] else None
+    return {"art_number": shaped["art_number"], "in_care": shaped["status"] in ("active", "iit", "not_on_art"),
+            "status": CARE_STATUS_WORDS.get(shaped["status"]),
+            "status_on": shaped["status_on"], "art_started_on": shaped["art_started_on"],
+            "regimen": shaped["regimen"], "regimen_name": shaped["regimen_name"],
+            "next_appointment_on": last["next_appointment_on"] if last else None,
+            "arvs_until": last["visit_on"] + dt.timedelta(days=last["arv_days"]) if last else None,
+            "viral_load_due_on": shaped["viral_load_due_on"]}
+
+
 def _answer(conn: Connection, principal: Principal, patient_id: uuid.UUID, programme: Programme,
             today: dt.date) -> dict:
     """The enrolment as it now stands, after a write (a read of it, noted)."""

@@ -16,7 +16,9 @@ not at all; she was there, and nothing in a delivery waits on a clinician's read
 summary (`[antenatal]`): her due date, the weeks today and her next contact, never a test's result.
 
 Family planning is decided apart too (`[family_planning]`): the methods a client was given and her next injection or
-re-supply, on her record at once or not at all.
+re-supply, on her record at once or not at all. And so is HIV care (`[hiv_care]`): the person's ART number, regimen,
+next appointment and the day their next viral load is due, at once or not at all; never a viral load's value, which
+the rule for its LOINC code (given in person) decides as every result's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ RELEASES = ("after_review", "in_person")
 IMMUNIZATION_RELEASES = ("at_once", "not_shown")
 DELIVERY_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 FAMILY_PLANNING_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
+HIV_CARE_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 ANTENATAL_RELEASES = IMMUNIZATION_RELEASES
 _RULE_ID = re.compile(r"^REL-\d{3}$")
 _LOINC = re.compile(r"^\d{1,7}-\d$")
@@ -59,6 +62,7 @@ class ReleaseRules:
     deliveries: str = "at_once"  # one of DELIVERY_RELEASES
     antenatal: str = "at_once"  # one of ANTENATAL_RELEASES
     family_planning: str = "at_once"  # one of FAMILY_PLANNING_RELEASES
+    hiv_care: str = "at_once"  # one of HIV_CARE_RELEASES
 
     @property
     def immunizations_shown(self) -> bool:
@@ -75,6 +79,10 @@ class ReleaseRules:
     @property
     def family_planning_shown(self) -> bool:
         return self.family_planning == "at_once"
+
+    @property
+    def hiv_care_shown(self) -> bool:
+        return self.hiv_care == "at_once"
 
     def rule_for(self, code: str) -> ReleaseRule:
         return next((rule for rule in self.rules if code in rule.loinc), self.default)
@@ -130,7 +138,8 @@ def load_release_rules(path: Path) -> ReleaseRules:
     return ReleaseRules(default, rules, _shown_or_not(data, "immunization", IMMUNIZATION_RELEASES, path),
                         _shown_or_not(data, "delivery", DELIVERY_RELEASES, path),
                         _shown_or_not(data, "antenatal", ANTENATAL_RELEASES, path),
-                        family_planning=_shown_or_not(data, "family_planning", FAMILY_PLANNING_RELEASES, path))
+                        family_planning=_shown_or_not(data, "family_planning", FAMILY_PLANNING_RELEASES, path),
+                        hiv_care=_shown_or_not(data, "hiv_care", HIV_CARE_RELEASES, path))
 
 
 def _shown_or_not(data: dict, table: str, releases: tuple[str, ...], path: Path) -> str:
