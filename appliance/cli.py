@@ -121,6 +121,7 @@ def up(settings: Settings, demo: bool, demo_patients: int, host: str, port: int,
             demo_slugs = [slug for slug in slugs if slug in applied]
             _demo_population(db, demo_slugs, demo_patients)
             _demo_feeds(db, _policy(settings), demo_slugs)
+            _demo_roster(db, _policy(settings), demo_slugs)
             credentials = _ensure_demo_accounts(db, settings, demo_slugs)
             err.print(f"demo accounts ({credentials}, mode 0600):")
             click.echo(credentials.read_text(), err=True)  # unwrapped: people copy these lines
@@ -1083,6 +1084,21 @@ def _demo_feeds(db: Database, policy, slugs: list[str]) -> None:
         if acks:
             err.print(f"{slug}: demo HL7 v2 feed written ({acks.get('AA', 0)} messages applied, "
                       f"{acks.get('AE', 0)} not)")
+
+
+def _demo_roster(db: Database, policy, slugs: list[str]) -> None:
+    """The demo hospitals' duty roster for this week and the next, over the census the operations demo left (one
+    night understaffed); its ward nurses are demo members of staff who never enrol."""
+    from appliance.layers.operations import roster_demo
+
+    rostered = roster_demo.generate_roster_demo(db, policy, slugs)
+    with db.control() as conn:
+        for slug in rostered:
+            author = roster_demo.demo_principal(slug)
+            identity.name_machine_author(
+                conn, author, email=f"demo-data-{author.account_id.hex[:12]}@{slug.replace('_', '-')}.demo")
+    for slug, entries in rostered.items():
+        err.print(f"{slug}: demo duty roster written ({entries} shifts over two weeks)")
 
 
 @main.group()

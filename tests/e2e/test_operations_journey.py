@@ -262,3 +262,41 @@ def test_a_nurse_reports_a_fall_on_a_phone_and_the_quality_manager_sees_it_first
     journey.shot(page, "quality-manager-list")
     context.close()
     watch.assert_clean()
+
+
+def test_the_nurse_in_charge_rosters_a_night_and_takes_a_nurse_off(browser, live_server, clinic, person_factory):
+    """The ward's week from the navigation: a colleague put on tomorrow's night shift by the form, her name in its
+    cell with the shift's staffing; taken off with why from under her name; the grid printed without the forms."""
+    import datetime as dt
+    import zoneinfo
+
+    journey, watch = Journey("nurse-in-charge-roster"), Watch()
+    charge = person_factory("nurse", clinic.slug, ward="GEN")
+    colleague = person_factory("nurse", clinic.slug, ward="GEN")
+    tomorrow = (dt.datetime.now(zoneinfo.ZoneInfo("Africa/Nairobi")) + dt.timedelta(days=1)).date().isoformat()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, charge)
+    page.goto(f"{live_server}/t/{clinic.slug}/ward")
+    page.get_by_role("link", name="Duty roster").click()
+    page.wait_for_url(re.compile(r"/roster$"))
+    form = page.locator("#roster-add")
+    form.get_by_label("Date the shift starts").fill(tomorrow)
+    form.locator("#shift_code").select_option("N")
+    form.get_by_label("Who").select_option(str(colleague.account_id))
+    form.get_by_label("Role on the shift").select_option("nurse")
+    form.get_by_role("button", name="Add to the roster").click()
+    page.wait_for_url(re.compile(r"done=roster-added$"))
+    cell = page.locator(f"#cell-{tomorrow}-N")
+    assert "Test nurse" in cell.inner_text() and "1 nurse" in cell.inner_text()
+    journey.shot(page, "week-with-the-night")
+    page.emulate_media(media="print")
+    assert not page.locator("#roster-add").is_visible() and page.locator("#roster-grid").is_visible()
+    page.emulate_media(media="screen")
+    cell.get_by_text("Take off", exact=True).click()
+    cell.get_by_label("Why").fill("Swapped with a colleague")
+    cell.get_by_role("button", name="Take off the shift").click()
+    page.wait_for_url(re.compile(r"done=roster-withdrawn$"))
+    assert "Test nurse" not in page.locator(f"#cell-{tomorrow}-N").inner_text()
+    journey.shot(page, "week-after-taking-off")
+    context.close()
+    watch.assert_clean()

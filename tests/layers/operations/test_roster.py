@@ -11,10 +11,12 @@ import zoneinfo
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
-from appliance.layers.operations import adt, roster
+from appliance.layers.operations import adt, roster, roster_demo
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
+from tests.conftest import make_tenant_config
 from tests.layers.operations.conftest import new_patient
 
 NAIROBI = zoneinfo.ZoneInfo("Africa/Nairobi")
@@ -205,3 +207,37 @@ def test_another_facilitys_credentials_are_refused_on_every_route(db, facility, 
     assert registrar.post(f"{api(facility)}/roster", json=entry(staff["float_b"], today() + dt.timedelta(days=31),
                                                                  "D")).status_code == 403
     assert rows(db, facility) == before
+
+
+def test_the_demo_rosters_two_weeks_and_leaves_one_night_understaffed(db, other_facility, policy):
+    manager = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Bed Manager", tenant=other_facility.slug,
+                        role="bed_manager")
+    with db.tenant(other_facility.slug) as conn:
+        for n in range(3):
+            adt.admit(conn, manager, new_patient(conn, manager, family_name=f"Demo{n}"), ward_code="GEN")
+    written = roster_demo.generate_roster_demo(db, policy, [other_facility.slug])
+    now = dt.datetime.now(dt.UTC)
+    monday = today() - dt.timedelta(days=today().weekday())
+    # Two wards, fourteen days, two nurses on each day and night shift (none dropped: the window is 7 days).
+    assert written == {other_facility.slug: 2 * 14 * 4}
+    with db.tenant(other_facility.slug) as conn:
+        tonight = {row["ward_code"]: row for row in roster.staffing(conn, first=today(), last=today(), tz=NAIROBI)
+                   if row["shift_code"] == "N"}
+        fortnight = roster.staffing(conn, first=monday, last=monday + dt.timedelta(days=13), tz=NAIROBI, now=now)
+        withdrawn = conn.execute(sa.text("SELECT count(*) FROM roster_withdrawal")).scalar_one()
+    # Three patients on GEN, its night nurses off sick: no nurse for them. Every other shift has its two.
+    assert (tonight["GEN"]["census"], tonight["GEN"]["nurses"], tonight["GEN"]["understaffed"]) == (3, 0, True)
+    assert withdrawn == 2
+    assert [(r["ward_code"], r["date"]) for r in fortnight if r["understaffed"]] == [("GEN", today())]
+    assert roster_demo.generate_roster_demo(db, policy, [other_facility.slug]) == {}
+
+
+def test_the_tenant_files_roster_section_is_checked():
+    defaults = make_tenant_config(roster={})
+    assert [(s.code, s.patients_per_nurse) for s in defaults.roster.shifts] == [("D", 8), ("N", 10)]
+    assert defaults.roster.min_rest_hours == 11
+    short = {"code": "X", "name": "Short", "start": "07:00", "end": "09:00", "patients_per_nurse": 8}
+    with pytest.raises(ValidationError, match="a shift lasts 4 to 16 hours"):
+        make_tenant_config(roster={"shifts": [short]})
+    with pytest.raises(ValidationError, match="shift codes must be unique"):
+        make_tenant_config(roster={"shifts": [SHIFTS[0], SHIFTS[0]]})
