@@ -40,8 +40,9 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
-from appliance.layers.clinical.models import BLOOD_COMPONENTS, blood_unit, blood_unit_event, patient
+from appliance.layers.clinical.models import BLOOD_COMPONENTS, blood_unit, blood_unit_event
 from appliance.substrate import record
 from appliance.substrate.age import age_label
 from appliance.substrate.principal import Principal
@@ -59,6 +60,11 @@ ABO_DONORS = {"red_cells": RED_CELL_DONORS, "whole_blood": {g: {g} for g in ABO}
               "platelets": PLASMA_DONORS}
 RHD_MATTERS = {"red_cells", "whole_blood", "platelets"}
 EXPIRING_WITHIN_DAYS = 3
+# The longest each component keeps from collection, as licensed (WHO, The Clinical Use of Blood, 2001: whole blood in
+# CPDA-1 35 days, red cells in an additive solution 42; Council of Europe, Guide to the preparation, use and quality
+# assurance of blood components: platelets 7 days with bacterial screening, fresh frozen plasma 36 months at -25 C or
+# colder). An expiry further from collection is a mistyped label (2062 for 2026), which would never expire here.
+SHELF_LIFE_DAYS = {"whole_blood": 35, "red_cells": 42, "platelets": 7, "plasma": 3 * 366}
 REQUEST_WINDOW_DAYS = 14  # a request not answered in a fortnight is not coming: the list is of the last two weeks
 
 
@@ -186,7 +192,8 @@ def unit(conn: Connection, principal: Principal, unit_id: uuid.UUID, *, today: d
 def receive_unit(conn: Connection, principal: Principal, data, *, today: dt.date, at: dt.datetime | None = None
                  ) -> dict:
     """A unit into stock, received by the caller now (or `at`, a receipt recorded later). A unit number already in
-    the bank: 409; collected in the future, or expired already: 422 naming the field."""
+    the bank: 409; collected in the future, expired already, or an expiry further from collection than the component
+    keeps: 422 naming the field."""
     if data.collected_on > today:
         raise Invalid(f"collected on {data.collected_on} is still to come: give the day it was collected",
                       field="collected_on")
@@ -195,6 +202,10 @@ def receive_unit(conn: Connection, principal: Principal, data, *, today: dt.date
     if data.expires_on < today:
         raise Invalid(f"this unit expired on {data.expires_on}: an expired unit is not taken into stock",
                       field="expires_on")
+    if (data.expires_on - data.collected_on).days > (longest := SHELF_LIFE_DAYS[data.component]):
+        raise Invalid(f"a unit of {COMPONENT_WORDS[data.component]} keeps at most {longest} days from collection; the "
+                      f"expiry {data.expires_on} is {(data.expires_on - data.collected_on).days} days after it was "
+                      f"collected on {data.collected_on}: check the date on the label", field="expires_on")
     _serialise(conn, data.unit_number)
     if conn.execute(sa.select(blood_unit.c.id).where(blood_unit.c.unit_number == data.unit_number)).first():
         raise Conflict(f"unit {data.unit_number} is in this blood bank already: check the label", field="unit_number")
@@ -247,9 +258,8 @@ def discard_unit(conn: Connection, principal: Principal, unit_id: uuid.UUID, rea
 def request_blood(conn: Connection, principal: Principal, patient_id: uuid.UUID, data,
                   at: dt.datetime | None = None) -> dict:
     """A clinician asks the blood bank for `units` of `component` for the patient: a `blood_request` entry, made
-    now (or `at`)."""
-    if conn.execute(sa.select(patient.c.id).where(patient.c.id == patient_id)).first() is None:
-        raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
+    now (or `at`), under one of the patient's own encounters if it names one (another's or a guessed one: 422)."""
+    service.require_chart(conn, patient_id, data.encounter_id)
     appended = record.append(conn, principal, "blood_request", patient_id=patient_id,
                              encounter_id=data.encounter_id, occurred_at=at,
                              detail={"component": data.component, "units": data.units,

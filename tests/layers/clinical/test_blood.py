@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import ResultIn
+from appliance.layers.clinical.schemas import EncounterIn, ResultIn
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
@@ -346,3 +346,34 @@ def test_another_facility_and_guessed_ids_are_refused_on_every_route(clients, db
     assert clients["nurse"].post(f"{api}/patients/{patient}/transfusions/{guessed}/end", json={
         "volume_ml": 1, "reaction": "none", "vitals": VITALS}).status_code == 404
     assert _counts(db, hospital) == before
+
+
+def test_a_unit_kept_longer_than_its_component_keeps_is_refused(clients, db, hospital):
+    # A mistyped year on the label (2062 for 2026) made a unit that would never expire: the expiry check at the
+    # crossmatch and the bedside would never catch it.
+    before = _counts(db, hospital)
+    for component, days in (("red_cells", 43), ("whole_blood", 36), ("platelets", 8), ("plasma", 3 * 366 + 1),
+                            ("red_cells", 36 * 365)):
+        answer = clients["lab"].post(f"{_api(hospital)}/blood/units", json={
+            **_unit(f"LONG{days}", component=component), "expires_on": str(TODAY - dt.timedelta(days=3) +
+                                                                            dt.timedelta(days=days))})
+        assert answer.status_code == 422, (component, days, answer.text)
+        assert answer.json()["field"] == "expires_on" and "check the date on the label" in answer.json()["detail"]
+    assert _counts(db, hospital) == before
+    assert _receive(clients, hospital, "LONGOK", component="plasma", days=360)["status"] == "available"
+
+
+def test_a_request_is_filed_only_under_this_patients_own_encounter(clients, db, hospital, patients):
+    desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=hospital.slug,
+                     role="clinician")
+    with db.tenant(hospital.slug) as conn:
+        own, others = (service.open_encounter(conn, desk, patients[who], EncounterIn(encounter_class="outpatient"))
+                       ["id"] for who in ("amina", "baraka"))
+    url = f"{_api(hospital)}/patients/{patients['amina']}/blood/requests"
+    body = {"component": "red_cells", "units": 1, "indication": "Hb 6.0 g/dl", "urgency": "routine"}
+    before = _counts(db, hospital)
+    for encounter_id in (others, uuid.uuid4()):  # another patient's visit, a guessed one
+        answer = clients["doctor"].post(url, json={**body, "encounter_id": str(encounter_id)})
+        assert answer.status_code == 422 and answer.json()["field"] == "encounter_id", answer.text
+    assert _counts(db, hospital) == before
+    assert clients["doctor"].post(url, json={**body, "encounter_id": str(own)}).status_code == 201
