@@ -531,8 +531,10 @@ _FOLLOW_UP_FIELDS = {"month", "examined_on", "smear", "culture", "xpert", "weigh
 def record_follow_up(conn: Connection, principal: Principal, patient_id: uuid.UUID, treatment_id: uuid.UUID,
                      data: Any, *, regimens: Regimens, today: dt.date) -> dict:
     """Record a monitoring examination of the treatment (a month's sputum results, the weight). Refused (422) a day
-    in the future or before the start, nothing recorded at all; (404) a treatment not in force on this chart."""
+    in the future or before the start, or a visit not this patient's, nothing recorded at all; (404) a treatment not
+    in force on this chart."""
     treatment = _treatment(conn, patient_id, treatment_id)
+    service.require_chart(conn, patient_id, data.encounter_id)
     _check_follow_up(treatment, data, today)
     record.append(conn, principal, FOLLOW_UP, patient_id=patient_id, encounter_id=data.encounter_id,
                   detail={**data.model_dump(include=_FOLLOW_UP_FIELDS), "treatment_id": treatment["root_id"]})

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import tuberculosis
+from appliance.layers.clinical import service, tuberculosis
+from appliance.layers.clinical.schemas import EncounterIn
 from appliance.layers.clinical.tuberculosis import Examination, load_regimens, outcome_refusal
 from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
 from appliance.substrate import audit
@@ -328,3 +329,20 @@ def test_another_facilitys_credentials_and_guessed_ids_are_refused_on_every_rout
         assert answer.status_code == 404, (path, answer.text)
     assert _tb_entries(db, facility) == before
 
+
+
+def test_a_follow_up_is_filed_only_under_this_patients_own_encounter(api, db, facility, clinician, patients):
+    with db.tenant(facility.slug) as conn:
+        who = new_patient(conn, clinician, family_name="Otieno", sex="male")["id"]
+        own, others = (service.open_encounter(conn, clinician, p, EncounterIn(encounter_class="outpatient"))["id"]
+                       for p in (who, patients[0]))
+    treatment = api.post(_base(facility, who), json=_case(started_on=f"{YEAR - 1}-03-01"))
+    assert treatment.status_code == 201, treatment.text
+    url = f"{_base(facility, who)}/{treatment.json()['id']}/follow-ups"
+    smear = {"month": 2, "examined_on": f"{YEAR - 1}-05-02", "smear": "negative"}
+    before = _tb_entries(db, facility)
+    for encounter_id in (others, uuid.uuid4()):  # another patient's visit, a guessed one
+        answer = api.post(url, json={**smear, "encounter_id": str(encounter_id)})
+        assert answer.status_code == 422 and answer.json()["field"] == "encounter_id", answer.text
+    assert _tb_entries(db, facility) == before
+    assert api.post(url, json={**smear, "encounter_id": str(own)}).status_code == 201
