@@ -80,6 +80,11 @@ CONTRIBUTING_FACTORS = {
 REVIEW_KINDS = ("note", "contributing_factors", "action", "severity_confirmed", "closed")
 STATUSES = {"open": "Open", "under_review": "Under review", "closed": "Closed"}
 LIST_LIMIT = 500
+# A report tells of something seen or found out lately; one dated decades back is a mistyped year (and 0001-01-01 at
+# +14:00 is before the year 1 in UTC, which no reader of the list could then read back).
+OLDEST_REPORTED = dt.timedelta(days=10 * 366)
+# The months the list and the counts are asked for: those of this appliance's records, as the TB register's years.
+MONTH_YEARS = (2000, 2100)
 
 PatientReader = Callable[[Connection, Principal, uuid.UUID], bool]
 _PATIENT_READERS: list[PatientReader] = []
@@ -131,11 +136,15 @@ def _may_read(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> 
 
 
 def report(conn: Connection, principal: Principal, data: Any, *, at: dt.datetime | None = None) -> dict:
-    """Record a report (`IncidentIn`), audited; refusals (422 with the field) leave nothing written. `at`: when it
-    was reported, now unless the demo's history says otherwise."""
+    """Record a report (`IncidentIn`), audited; refusals (422 with the field: a time to come or more than ten years
+    past, a ward not here, a patient not in the reporter's care) leave nothing written. `at`: when it was reported,
+    now unless the demo's history says otherwise."""
     now = conn.execute(sa.select(sa.func.now())).scalar_one()
     if data.occurred_at > now + dt.timedelta(minutes=5):
         raise Invalid("the incident cannot have happened in the future: give when it happened", field="occurred_at")
+    if data.occurred_at < (at or now) - OLDEST_REPORTED:
+        raise Invalid(f"{data.occurred_at:%Y-%m-%d} is more than ten years before this report: check the year and give "
+                      "when it happened", field="occurred_at")
     if conn.execute(sa.select(ward.c.code).where(ward.c.code == data.ward_code, ward.c.active)).scalar() is None:
         raise Invalid(f"{data.ward_code} is not a ward or department of this facility", field="ward_code")
     if data.patient_id is not None:
@@ -188,6 +197,8 @@ def month_bounds(month: str | None, tz: zoneinfo.ZoneInfo, field: str = "month")
             first = dt.date.fromisoformat(f"{month}-01")
         except ValueError:
             raise Invalid("give the month as YYYY-MM", field=field) from None
+        if not MONTH_YEARS[0] <= first.year <= MONTH_YEARS[1]:
+            raise Invalid(f"give a month from {MONTH_YEARS[0]} to {MONTH_YEARS[1]}, as YYYY-MM", field=field)
     else:
         first = dt.datetime.now(tz).date().replace(day=1)
     following = (first + dt.timedelta(days=32)).replace(day=1)

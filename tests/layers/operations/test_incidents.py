@@ -219,3 +219,20 @@ def test_the_demo_writes_a_year_of_reports_once(db, other_facility):
     assert [r["status"] for r in listed].count("closed") == 6
     assert (listed[0]["immediate_review"], listed[0]["outcome"]) == (True, "severe")
     assert sum(r["anonymous"] for r in listed) == 1 and all(not r["names_patient"] for r in listed)
+
+
+def test_a_time_long_past_and_a_month_out_of_range_are_refused_and_the_list_still_reads(db, facility, token_client):
+    # A report dated 0001-01-01 at +14:00 falls before the year 1 in UTC: stored, it made the quality manager's list
+    # a 500 for every reader from then on; a month of 9999 had no following month.
+    nurse = token_client(facility.slug, role="nurse")
+    before = count(db, facility)
+    for when in ("0001-01-01T00:00:00+14:00", (dt.datetime.now(dt.UTC) - dt.timedelta(days=11 * 366)).isoformat()):
+        answer = nurse.post(api(facility), json=fall(occurred_at=when))
+        assert answer.status_code == 422 and answer.json()["field"] == "occurred_at", answer.text
+    assert count(db, facility) == before
+    manager = token_client(facility.slug, role="quality_manager")
+    for path in ("", "/summary"):
+        for month in ("9999-12", "0001-01"):
+            answer = manager.get(f"{api(facility)}{path}", params={"month": month})
+            assert answer.status_code == 422 and answer.json()["field"] == "month", (path, month, answer.text)
+    assert manager.get(api(facility)).status_code == 200
