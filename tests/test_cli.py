@@ -159,7 +159,7 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     """The README's run command, end to end: a fresh home, the demo facilities, /ready answers 200. A facility
     the operator applied from its own file first stays untouched: it had got 300 fictional patients and demo
     accounts whose passwords sit in the credentials file. The demo at its smallest (`--demo-patients`, 40 a
-    facility rather than 300: a minute less), where every demo drawing people from the population still tells
+    facility rather than 300: half the time), where every demo drawing people from the population still tells
     its story (the contract in appliance/layers/clinical/demo.py)."""
     # Not under pytest's tmp_path: pytest re-tightens its base directory to 0700 whenever another
     # pytest process starts, which would lock the server's system user out of its data directory.
@@ -175,8 +175,8 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
                                 str(DEMO_PATIENTS_MIN), "--port", str(port)],
                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        # A liveness deadline, not a performance target: the demo load at its smallest takes a minute less
-        # than the 300 patients a facility of a user's start, and several times longer on a busy machine.
+        # A liveness deadline, not a performance target: the demo at its smallest takes half the time of a
+        # user's start (300 patients a facility), and several times longer on a busy machine.
         deadline = time.monotonic() + 240
         ready = None
         while time.monotonic() < deadline and ready is None:

@@ -23,7 +23,7 @@ visits written up late — so what reactions write with it (the financial layer'
 day of the care, and inpatients go home at the hours wards discharge (most late morning to afternoon).
 
 How many people: `patients` per facility, `DEMO_PATIENTS` unless asked (`healthos up --demo --demo-patients N`, which a
-test uses to spend seconds rather than a minute), never fewer than `DEMO_PATIENTS_MIN`. Every other demo `up --demo`
+test uses to spend half the time), never fewer than `DEMO_PATIENTS_MIN`. Every other demo `up --demo`
 runs is written over this population and keeps one contract, so that any N from the minimum up works: it draws the
 few people its story needs from whoever is there (by a query and its own seeded stream, never a fixed id or a count
 it assumes), skips its story without an error where too few fit, and has enough at `DEMO_PATIENTS_MIN` for its whole
