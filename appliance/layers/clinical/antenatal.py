@@ -208,6 +208,13 @@ def _refuse_ranges(data: AntenatalIn, gestation_days: int, day: dt.date) -> None
                       f"{weeks}", field="presentation")
     if data.next_visit_on is not None and data.next_visit_on <= day:
         raise Invalid("the next visit is after this contact's day", field="next_visit_on")
+    # A visit booked after the pregnancy could have ended (a mistyped year) would stand in for the schedule's next
+    # contact and keep her off the clinic's overdue list for good.
+    last_day = day + dt.timedelta(days=rules.MAX_GESTATION_DAYS - gestation_days)
+    if data.next_visit_on is not None and data.next_visit_on > last_day:
+        raise Invalid(f"the next visit on {data.next_visit_on.isoformat()} is after this pregnancy reaches "
+                      f"{rules.MAX_GESTATION_DAYS // 7} weeks on {last_day.isoformat()}: check the date",
+                      field="next_visit_on")
 
 
 def _refuse_dating(data: AntenatalIn, day: dt.date) -> tuple[dt.date, int, int] | None:

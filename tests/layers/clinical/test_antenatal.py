@@ -152,6 +152,8 @@ def test_a_contact_is_refused_field_by_field_with_nothing_written(api, facility,
         (woman, booking(presentation="breech"), "presentation", "from 28 weeks"),
         (woman, booking(lmp=None, ultrasound_weeks=9), "ultrasound_on", "day of the scan"),
         (woman, booking(next_visit_on=booking()["seen_on"]), "next_visit_on", "after this contact"),
+        # A year mistyped would stand in for the schedule's next contact and keep her off the overdue list for good.
+        (woman, booking(next_visit_on=(DAY + dt.timedelta(days=366)).isoformat()), "next_visit_on", "45 weeks"),
     ]
     for patient_id, body, field, words in refused:
         answer = api.post(url(facility.slug, patient_id), json=body)
