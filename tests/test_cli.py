@@ -224,7 +224,8 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     assert f"hillview_hc: demo population written ({DEMO_PATIENTS_MIN} patients" in output
     # The stories drawn from the population, told at its smallest: a new demo adds its line here.
     for story in (r"demo referrals written \(\d+ sent", r"demo operations written \(\d+ completed, \d+ in theatre",
-                  r"hillview_hc: demo outbreak written \(3 children"):
+                  r"hillview_hc: demo outbreak written \(3 children",
+                  r"demo ART clinic written \(12 on ART at lakeshore_district, 12 on ART at"):
         assert re.search(story, output), story
     credentials = home / "demo-credentials.txt"
     assert credentials.stat().st_mode & 0o777 == 0o600

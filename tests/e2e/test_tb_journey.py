@@ -73,3 +73,45 @@ def test_a_clinician_registers_follows_and_closes_a_tb_case(browser, live_server
     journey.shot(page, "register")
     context.close()
     watch.assert_clean(provoked={422})
+
+
+def test_a_clinician_enrols_starts_art_and_records_a_pick_up(browser, live_server, clinic, db, person_factory):
+    """The ART clinic in the TB clinic's server (one start for both programmes' journeys): a clinician opens the HIV
+    care tab, is refused an enrolment without the WHO stage beside it, enrols (the facility's ART number), starts
+    TDF+3TC+DTG, records 90 days of ARVs with the next appointment, and finds the person on the ART register."""
+    doctor = person_factory("clinician", clinic.slug)
+    desk = Principal(account_id=doctor.account_id, kind="staff", display_name="Test", tenant=clinic.slug,
+                     role="clinician")
+    with db.tenant(clinic.slug) as conn:
+        patient = service.register_patient(conn, desk, PatientIn.model_validate({
+            "family_name": "Chirwa", "given_names": "Mercy", "sex": "female", "birth_date": "1991-09-09",
+            "identifiers": [{"system": "national_id", "value": "HV55120071"}]}))["id"]
+        service.open_encounter(conn, desk, patient, EncounterIn(encounter_class="outpatient"))
+    today = dt.date.today()
+    journey, watch = Journey("art-clinic"), Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, doctor)
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{patient}/chart")
+    page.get_by_role("link", name="HIV care", exact=True).click()
+    page.wait_for_url(re.compile(rf"/patients/{patient}/hiv$"))
+    form = page.locator("#enrol-form")
+    form.get_by_label("HIV confirmed").fill((today - dt.timedelta(days=5)).isoformat())
+    form.get_by_role("button", name="Enrol").click()
+    page.locator("#who_stage-error").wait_for()  # refused beside the stage, the rest kept as typed
+    page.locator("#enrol-form").get_by_label("WHO clinical stage").select_option("2")
+    page.locator("#enrol-form").get_by_role("button", name="Enrol").click()
+    page.wait_for_url(re.compile(r"/hiv\?done=hiv-enrolled$"))
+    assert re.fullmatch(r"ART-\d{5}", page.locator("#art-number").inner_text())
+    page.locator("#regimen-form").get_by_role("button", name="Start ART").click()
+    page.wait_for_url(re.compile(r"/hiv\?done=hiv-regimen$"))
+    visit = page.locator("#visit-form")
+    visit.get_by_label("ARVs dispensed").fill("90")
+    visit.get_by_label("Next appointment").fill((today + dt.timedelta(days=90)).isoformat())
+    visit.get_by_role("button", name="Record the visit").click()
+    page.wait_for_url(re.compile(r"/hiv\?done=hiv-visit$"))
+    assert "Active on ART" in page.locator("#hiv-status").inner_text()
+    journey.shot(page, "on-art")
+    page.goto(f"{live_server}/t/{clinic.slug}/hiv/register")
+    assert "CHIRWA" in page.locator("#register-table").inner_text()
+    context.close()
+    watch.assert_clean(provoked={422})

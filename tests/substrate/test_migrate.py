@@ -240,3 +240,27 @@ def test_t0038_adds_documents_append_only_and_its_downgrade_takes_them_away(db: 
                       "DELETE FROM document_content"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0039_adds_hiv_care_append_only_and_its_downgrade_takes_it_away(db: Database, tenant_a):
+    """t0039 (HIV care: the enrolment, regimens, visits, viral loads and the ART number's counter) runs both ways on a
+    schema at head, matches the model, and the tenant role may append but neither rewrite nor remove a record, nor
+    take the counter back."""
+    t0039 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0039_hiv_care")
+    schema = tenant_schema(tenant_a.slug)
+    tables = ("hiv_care", "hiv_regimen", "hiv_visit", "hiv_viral_load", "hiv_art_sequence")
+    present = sa.text("SELECT count(*) FROM unnest(CAST(:names AS text[])) AS n WHERE to_regclass(n) IS NOT NULL")
+    names = {"names": [f"{schema}.{t}" for t in tables]}
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0039.downgrade()
+            downgraded = conn.execute(present, names).scalar()
+            t0039.upgrade()
+        upgraded = conn.execute(present, names).scalar()
+    assert (downgraded, upgraded) == (0, len(tables))
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in (*(f"UPDATE {t} SET note = 'x'" for t in ("hiv_care", "hiv_visit", "hiv_viral_load")),
+                      "UPDATE hiv_regimen SET reason = 'x'", *(f"DELETE FROM {t}" for t in tables)):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

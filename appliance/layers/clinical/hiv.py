@@ -479,12 +479,7 @@ def withdraw(conn: Connection, principal: Principal, patient_id: uuid.UUID, entr
             entry.c.status != "entered_in_error", current_clause())).scalar()
     if current is None:
         raise NotFound(f"no HIV care record {entry_id} in force on this patient's chart", entry_id=str(entry_id))
-    appended = record.retract(conn, principal, current, reason)
-    first = conn.execute(sa.select(entry.c.author_id).where(entry.c.id == appended.root_id)).scalar_one()
-    return {"id": appended.id, "root_id": appended.root_id, "kind": appended.kind, "entry_status": appended.status,
-            "encounter_id": appended.encounter_id, "author_id": appended.author_id, "record_author_id": first,
-            "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at,
-            "supersedes": appended.supersedes, "reason": appended.reason, "detail": {}}
+    return service.retraction_of(conn, record.retract(conn, principal, current, reason))
 
 
 # -- the facility's ART register -----------------------------------------------------------------------------------
