@@ -851,7 +851,7 @@ def subject_dismiss(settings: Settings, first, second, reason: str) -> None:
 # -- demo -----------------------------------------------------------------------------------------
 
 DEMO_TENANT_ROLES = ["clinician", "nurse", "registrar", "bed_manager", "billing_clerk", "pharmacist", "lab_technician",
-                     "radiographer", "quality_manager", "facility_admin"]
+                     "radiographer", "quality_manager", "kitchen", "facility_admin"]
 DEMO_APPLIANCE_ROLES = ["operator", "ministry_analyst", "regulator"]
 
 

@@ -1,7 +1,7 @@
 """The nursing pages of the tenant portal: the ward worklist and the shift handover, and on each
 patient's chart the observations (vital signs with NEWS2 and its charts, or MEOWS in pregnancy and the
 puerperium, or PEWS for a child), the medication administration record, the care plans and the fluid
-balance chart.
+balance chart; the diet pages (`diet.py`) are mounted here too.
 
 They keep the portal's rules (see `portal.py`): each page declares its permission; patient pages pass
 the same care-relationship guard (break-the-glass carried on every link and form); patient data is read
@@ -34,6 +34,7 @@ from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, Hando
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from appliance.web import diet as diet_pages
 from appliance.web import plots, portal
 from appliance.web.portal import (
     HELPERS,
@@ -767,7 +768,7 @@ async def record_fluid(request: Asking, tenant: Tenant, patient_id: Id, data: Fo
 
 ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,
           mar_page, record_dose, reconciliation_page, reconcile_medications, care_plans_page, add_care_plan,
-          evaluate_care_plan, fluids_page, record_fluid]
+          evaluate_care_plan, fluids_page, record_fluid, *diet_pages.ROUTES]
 
 nursing_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                         guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

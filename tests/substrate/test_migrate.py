@@ -264,3 +264,26 @@ def test_t0039_adds_hiv_care_append_only_and_its_downgrade_takes_it_away(db: Dat
                       "UPDATE hiv_regimen SET reason = 'x'", *(f"DELETE FROM {t}" for t in tables)):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0040_adds_diet_orders_append_only_and_the_meal_hours_and_its_downgrade_takes_them_away(db: Database,
+                                                                                                 tenant_a):
+    """t0040 (diet orders, and the meals' hours in the nursing settings) runs both ways on a schema at head, matches
+    the model, and the tenant role may append an order but neither rewrite nor remove one."""
+    t0040 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0040_diet_orders")
+    schema = tenant_schema(tenant_a.slug)
+    there = sa.text("SELECT to_regclass(:table) IS NOT NULL AND EXISTS (SELECT 1 FROM information_schema.columns "
+                    "WHERE table_schema = :schema AND table_name = 'nursing_setting' AND column_name = 'supper_at')")
+    names = {"table": f"{schema}.diet_order", "schema": schema}
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0040.downgrade()
+            downgraded = conn.execute(sa.text("SELECT to_regclass(:table) IS NOT NULL"), names).scalar()
+            t0040.upgrade()
+        upgraded = conn.execute(there, names).scalar()
+    assert (downgraded, upgraded) == (False, True)
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE diet_order SET note = 'x'", "DELETE FROM diet_order"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

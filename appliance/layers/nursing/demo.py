@@ -6,7 +6,10 @@ answered by a review within the hour, and each scheduled dose of the last day re
 on time or a little late, now and then held or refused with the reason — except those due in the last
 hour, which the ward still has to give. A few adults are on a fluid balance chart (IV fluids, a catheter),
 one of them passing too little urine in the last six hours, so the chart, the ward's oliguria marker and its
-escalation task have something to show. So a demo ward looks like a ward at work rather than one where
+escalation task have something to show. The inpatients have diet orders for the kitchen's list: most a normal or
+everyday diet, a diabetic (one with diabetes on the problem list where there is one), a renal diet (kidney disease
+likewise), a child on F-75, one nil by mouth awaiting theatre, and on each ward one admitted patient left without an
+order, the ward's to fix. So a demo ward looks like a ward at work rather than one where
 nothing was ever done. Deterministic from a seed and the facility; written through this layer's
 services, so each act is an entry of the one record with its reactions (a dose given is charged) and its
 audit event.
@@ -21,7 +24,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import fluid, reactions, service, views
+from appliance.layers.nursing import diet, fluid, reactions, service, views
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.substrate import record
@@ -120,7 +123,57 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
                     now=now if outcome == "given" else min(slot + dt.timedelta(minutes=10), now), tz=tz)
                 counts[outcome] += 1
         counts["fluid_charts"] = _fluid_charts(conn, principal, demo_stream("nursing-fluids", seed, slug), now)
+        counts["diet_orders"] = _diet_orders(conn, principal, demo_stream("nursing-diets", seed, slug), now)
     return counts
+
+
+# (the problem list's ICD-10 categories that call for it, the diet, its note); the last goes to the next adult.
+DIETS_FOR_CONDITIONS = (({"E10", "E11", "E12", "E13", "E14"}, "diabetic", "No sugar in tea; snack at bedtime"),
+                        ({"N17", "N18", "N19"}, "renal", "Fluid restriction as charted"),
+                        (set(), "npo", "Nil by mouth awaiting theatre"))
+EVERYDAY_DIETS = (("normal", ()), ("normal", ()), ("normal", ()), ("soft", ()), ("low_salt", ()),
+                  ("high_energy_protein", ()), ("normal", ("halal",)), ("vegetarian", ()))
+
+
+def _diet_orders(conn: Connection, principal: Principal, rng: random.Random, now: dt.datetime) -> int:
+    """A diet order for the inpatients on the wards (not the emergency department), from their admission: across the
+    facility, one with diabetes (ICD-10 E10-E14 on the problem list, else the first adult) diabetic, one with kidney
+    disease (N17-N19, else the next adult) renal, the next adult nil by mouth awaiting theatre, the youngest child
+    under five on F-75, the rest an everyday diet; on each ward of four or more, the last admitted is left without an
+    order."""
+    admitted: list[dict] = []
+    for ward in diet.kitchen_wards(conn):
+        patients = views.patients_on_ward(conn, ward["code"])
+        stays = views.stays_of(conn, [p["id"] for p in patients])
+        on_ward = sorted((p for p in patients if stays.get(p["id"], {}).get("id") == p["encounter_id"]),
+                         key=lambda p: (p["started_at"] or now, p["id"]))
+        admitted += on_ward[:-1] if len(on_ward) >= 4 else on_ward
+    codes: dict[uuid.UUID, set[str]] = {}
+    for row in conn.execute(views.current_of_kind(views.condition, "condition",
+                                                  record.entry.c.patient_id.in_([p["id"] for p in admitted]),
+                                                  views.condition.c.clinical_status == "active")):
+        codes.setdefault(row.patient_id, set()).add(row.code[:3])
+    adults = [p for p in admitted if not service.is_child(p["birth_date"], now.date())]
+    small = sorted((p for p in admitted if p["birth_date"] > now.date() - dt.timedelta(days=5 * 365)),
+                   key=lambda p: p["birth_date"], reverse=True)
+    chosen: dict[uuid.UUID, tuple[str, tuple[str, ...], str | None]] = {}
+    for wanted, code, note in DIETS_FOR_CONDITIONS:
+        free = [p for p in adults if p["id"] not in chosen]
+        found = next((p for p in free if codes.get(p["id"], set()) & wanted), free[0] if free else None)
+        if found is not None:
+            chosen[found["id"]] = (code, (), note)
+    if small:
+        chosen[small[0]["id"]] = ("f75", (), "Every 3 hours, day and night (WHO stabilisation phase)")
+    orders: list[record.NewEntry] = []
+    for p in admitted:
+        code, also, note = chosen.get(p["id"]) or (*rng.choice(EVERYDAY_DIETS), None)
+        starts = min(p["started_at"] or now, now)
+        orders.append(record.NewEntry("diet_order", p["id"], encounter_id=p["encounter_id"], occurred_at=starts,
+                                      detail={"diet": code, "also": list(also), "iddsi_level": None,
+                                              "starts_at": starts if code != "npo" else now - dt.timedelta(hours=2),
+                                              "ends_at": None, "corrects": False, "note": note}))
+    record.append_many(conn, principal, orders)
+    return len(orders)
 
 
 def _fluid_charts(conn: Connection, principal: Principal, rng: random.Random, now: dt.datetime) -> int:

@@ -57,8 +57,11 @@ ROUTE_LABELS = {"oral": "Oral", "iv": "IV", "enteral": "NG / enteral", "blood": 
 
 @register_config_applier
 def sync_nursing_setting(conn: Connection, config: TenantConfig) -> None:
-    """The file's `[nursing]` section, or its defaults: one row, replaced whole."""
-    values = {"fluid_day_starts": (config.nursing or NursingConfig()).fluid_day_starts}
+    """The file's `[nursing]` section, or its defaults: one row, replaced whole (the meals' hours are the kitchen's,
+    diet.py)."""
+    nursing = config.nursing or NursingConfig()
+    values = {"fluid_day_starts": nursing.fluid_day_starts, "breakfast_at": nursing.breakfast,
+              "lunch_at": nursing.lunch, "supper_at": nursing.supper}
     conn.execute(postgresql.insert(nursing_setting).values(id=1, **values)
                  .on_conflict_do_update(index_elements=[nursing_setting.c.id], set_=values))
 

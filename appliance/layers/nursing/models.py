@@ -158,6 +158,10 @@ nursing_setting = sa.Table(
     tenant_metadata,
     sa.Column("id", sa.SmallInteger, primary_key=True),
     sa.Column("fluid_day_starts", sa.Time, nullable=False),
+    # The hours of the facility's meals (t0040; the kitchen's list): None where the file was applied before them.
+    sa.Column("breakfast_at", sa.Time, nullable=True),
+    sa.Column("lunch_at", sa.Time, nullable=True),
+    sa.Column("supper_at", sa.Time, nullable=True),
     sa.CheckConstraint("id = 1", name="nursing_setting_one_row"),
 )
 
@@ -208,3 +212,26 @@ transfusion = sa.Table(
     sa.Index("transfusion_unit_number_idx", "unit_number"),
 )
 record.register_kind("transfusion", transfusion)
+
+# What an admitted patient may eat (tenant revision t0040; appliance/layers/nursing/diet.py). A patient has one order
+# record: a new order is its next version, followed from its own start; a correction replaces the version before it.
+DIETS = ("normal", "soft", "clear_liquid", "full_liquid", "diabetic", "renal", "low_salt", "high_energy_protein",
+         "gluten_free", "halal", "vegetarian", "npo", "enteral", "f75", "f100")
+
+diet_order = sa.Table(
+    "diet_order",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: the diet ordered, its texture, from when until when
+    sa.Column("diet", sa.Text, nullable=False),
+    sa.Column("also", JSONB, nullable=False),  # [diet, ...] combined with it (halal and diabetic), in DIETS
+    sa.Column("iddsi_level", sa.SmallInteger, nullable=True),  # IDDSI 0-7 for dysphagia; None: no texture ordered
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("corrects", sa.Boolean, nullable=False),  # replaces the version before it rather than following it
+    sa.Column("note", sa.Text, nullable=True),
+    sa.CheckConstraint(f"diet IN {DIETS!r}", name="diet_order_diet"),
+    sa.CheckConstraint("iddsi_level BETWEEN 0 AND 7", name="diet_order_iddsi_level"),
+    sa.CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="diet_order_ends_after_start"),
+)
+record.register_kind("diet_order", diet_order)

@@ -33,7 +33,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import access, fluid, service, transfusion, ward
+from appliance.layers.nursing import access, diet, fluid, service, transfusion, ward
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.schemas import (
     AdministrationIn,
@@ -41,16 +41,21 @@ from appliance.layers.nursing.schemas import (
     CarePlanIn,
     CarePlanOut,
     CarePlanUpdate,
+    DietCorrection,
+    DietOrderIn,
+    DietOrderOut,
     FluidChartOut,
     FluidCorrection,
     FluidIn,
     FluidLineOut,
     HandoverIn,
     HandoverOut,
+    KitchenListOut,
     MarOut,
     MeowsOut,
     News2Out,
     ObservationSetOut,
+    PatientDietOut,
     PewsOut,
     Retraction,
     TaskDeferIn,
@@ -364,6 +369,64 @@ class NursingController(Controller):
         _aware(data.ended_at, "ended_at")
         return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.end(
             conn, request.user, patient_id, transfusion_id, data, now=c["now"])))
+
+    # -- diet orders and the kitchen's list -----------------------------------------------------------
+
+    @get(PATIENT + "/diet", operation_id="NursingGetDiet", opt=_opt("nursing.diet.read"))
+    async def get_diet(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id) -> PatientDietOut:
+        """The diet in force now (an order starting later leaves the one before it in force until then), the one to
+        come, every version newest first, the record's active allergies (food first) and the nil-by-mouth suggestion
+        of an operation booked within the next day: no food from 6 hours before its planned start, clear fluids
+        until 2 hours before (ASA 2017)."""
+        return PatientDietOut.model_validate(await _run(state, request, tenant, lambda conn, c: diet.of_patient(
+            conn, request.user, patient_id, now=c["now"])))
+
+    @post(PATIENT + "/diet", operation_id="NursingOrderDiet", opt=_opt("nursing.diet.write"))
+    async def order_diet(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                         data: JSONBody[DietOrderIn]) -> DietOrderOut:
+        """Order a diet for an admitted patient (an outpatient: 422): the diet, those combined with it, the IDDSI
+        texture, from (default now) until (default open) and a note. A new order is the next version of the
+        patient's order and is followed from its start. An unknown diet, a combination that makes no sense or an
+        order ending before it starts: 422 naming the field, nothing written."""
+        _aware(data.starts_at, "starts_at")
+        _aware(data.ends_at, "ends_at")
+        return DietOrderOut.model_validate(await _run(state, request, tenant, lambda conn, c: diet.place(
+            conn, request.user, patient_id, data, now=c["now"])))
+
+    @put(PATIENT + "/diet/{entry_id:uuid}", operation_id="NursingCorrectDiet", opt=_opt("nursing.diet.write"))
+    async def correct_diet(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id, entry_id: Id,
+                           data: JSONBody[DietCorrection]) -> DietOrderOut:
+        """Correct the current version of the order (its next version replaces it, with why; a version that is not
+        the current one: 409)."""
+        _aware(data.starts_at, "starts_at")
+        _aware(data.ends_at, "ends_at")
+        return DietOrderOut.model_validate(await _run(state, request, tenant, lambda conn, c: diet.correct(
+            conn, request.user, patient_id, entry_id, data, data.reason, now=c["now"])))
+
+    @post(PATIENT + "/diet/{entry_id:uuid}/entered-in-error", operation_id="NursingRetractDiet",
+          opt=_opt("nursing.diet.write"), status_code=HTTP_200_OK)
+    async def retract_diet(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id, entry_id: Id,
+                           data: JSONBody[Retraction]) -> dict:
+        """Withdraw an order entered in error: the patient has no diet order until one is written."""
+        return await _run(state, request, tenant, lambda conn, _: diet.retract(
+            conn, request.user, patient_id, entry_id, data.reason))
+
+    @get("/kitchen", operation_id="NursingGetKitchenList", opt=_opt("nursing.kitchen.read"))
+    async def kitchen(self, tenant: FromPath[str], state: State, request: Asking, meal: FromQuery[str | None] = None,
+                      date: FromQuery[dt.date | None] = None, ward: FromQuery[str | None] = None) -> KitchenListOut:
+        """The kitchen's list for one meal (breakfast, lunch or supper at the tenant file's `[nursing]` hours;
+        default the next one) of one day (default today, facility time), ward by ward (`ward` for one; a
+        ward-scoped nurse gets her own): bed, name, the diet in force at the meal, texture, the food allergies on
+        the record, nil by mouth flagged (ordered, or fasting for an operation), and those admitted without an order
+        counted as 'no diet ordered'. Each patient listed is noted on their access log."""
+        def work(conn: Connection, c: dict) -> dict:
+            wards = ([access.ward_for(conn, request.user, ward)] if ward or request.user.ward_scoped
+                     else diet.kitchen_wards(conn))
+            which, day = diet.next_meal(conn, c["now"], c["tz"]) if meal is None else (meal, None)
+            return diet.kitchen_list(conn, request.user, wards, meal=which, day=date or day or
+                                     c["now"].astimezone(c["tz"]).date(), tz=c["tz"])
+
+        return KitchenListOut.model_validate(await _run(state, request, tenant, work))
 
     # -- the ward --------------------------------------------------------------------------------------
 

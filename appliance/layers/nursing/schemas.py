@@ -364,6 +364,30 @@ class WorklistFluid(_Out):
     urine: UrineRateOut
 
 
+class FastingOut(_Out):
+    """Nil by mouth suggested by an operation booked on the record: no food from 6 hours before its planned start,
+    clear fluids until 2 hours before (ASA 2017)."""
+
+    case_id: uuid.UUID
+    procedure: str
+    theatre: str
+    planned_at: dt.datetime
+    case_status: str
+    solids_stop_at: dt.datetime
+    clear_fluids_stop_at: dt.datetime
+    state: Literal["clear_fluids_only", "nil_by_mouth"] | None = Field(
+        description="at the time asked: clear fluids only (from 6 h before), nothing by mouth (from 2 h before), or "
+                    "None (not fasting yet)")
+
+
+class WorklistDiet(_Out):
+    diet: str | None
+    label: str  # the diet in words, 'No diet ordered' for none
+    iddsi_level: int | None
+    nil_by_mouth: bool  # ordered nil by mouth, or fasting for theatre now
+    fasting: FastingOut | None = None
+
+
 class WorklistPatient(_Out):
     patient_id: uuid.UUID
     bed_code: str | None
@@ -385,6 +409,7 @@ class WorklistPatient(_Out):
     to_reconcile: int = 0  # medicines the patient came in on, waiting for a doctor to continue, stop or hold
     fluid: WorklistFluid | None = None  # on a fluid balance chart (a line in the last 24 hours)
     oliguric: bool = False  # urine output below 0.5 ml/kg/h over 6 hours (KDIGO), from the fluid chart
+    diet: WorklistDiet | None = None  # the diet in force now and nil by mouth (ordered, or fasting for theatre)
 
 
 class WorklistOut(_Out):
@@ -558,3 +583,93 @@ class TransfusionOut(_Out):
     vitals_before: TransfusionVitalsOut | None = None
     vitals_15min: TransfusionVitalsOut | None = None
     vitals_end: TransfusionVitalsOut | None = None
+
+
+# -- diet orders and the kitchen's list (appliance/layers/nursing/diet.py) -------------------------------------------
+
+
+class DietOrderIn(_In):
+    """A diet order for an admitted patient. The diet and its combinations are judged by the service, which answers
+    a diet it does not know, or a combination that makes no sense, in a sentence."""
+
+    diet: str = Field(description="normal, soft, clear_liquid, full_liquid, diabetic, renal, low_salt, "
+                                  "high_energy_protein, gluten_free, halal, vegetarian, npo (nil by mouth), enteral "
+                                  "(tube feeding), f75 or f100 (WHO therapeutic milks for severe acute malnutrition)")
+    also: list[str] = Field(default_factory=list, max_length=6,
+                            description="diets combined with it, e.g. diet 'diabetic' also ['halal']")
+    iddsi_level: int | None = Field(default=None, description="IDDSI texture level for dysphagia, 0 (thin) to 7 "
+                                                              "(regular)")
+    starts_at: dt.datetime | None = Field(default=None, description="with its UTC offset; default now")
+    ends_at: dt.datetime | None = Field(default=None, description="with its UTC offset; default open")
+    note: str | None = Field(default=None, max_length=500)
+
+
+class DietCorrection(DietOrderIn):
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class DietOrderOut(_Out):
+    id: uuid.UUID
+    root_id: uuid.UUID
+    status: str
+    recorded_by: uuid.UUID | None
+    recorded_at: dt.datetime
+    reason: str | None
+    diet: str | None  # None: the version that withdrew the order (entered in error)
+    also: list[str]
+    iddsi_level: int | None
+    texture: str | None
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    corrects: bool | None
+    note: str | None
+    label: str
+
+
+class AllergyShown(_Out):
+    substance: str
+    category: str
+    reaction: str | None
+    severity: str | None
+
+
+class PatientDietOut(_Out):
+    patient_id: uuid.UUID
+    admitted: bool
+    label: str  # the diet in force now in words, 'No diet ordered' for none
+    current: DietOrderOut | None
+    upcoming: DietOrderOut | None  # a new order starting later; the current one stays in force until then
+    history: list[DietOrderOut]  # every version, newest first
+    allergies: list[AllergyShown]  # the record's active allergies, food first: shown, not re-entered
+    fasting: FastingOut | None  # an operation booked within the next day
+
+
+class KitchenRow(_Out):
+    patient_id: uuid.UUID
+    bed_code: str | None
+    mrn: str
+    name: str
+    diet: str | None
+    label: str
+    texture: str | None
+    note: str | None
+    ordered: bool
+    food_allergies: list[str]
+    nil_by_mouth: bool
+    fasting: FastingOut | None
+
+
+class KitchenWard(_Out):
+    ward_code: str
+    ward_name: str
+    patients: list[KitchenRow]
+    no_order: int  # admitted without a diet order: the ward's to fix
+    nil_by_mouth: int
+    counts: dict[str, int]  # trays by diet
+
+
+class KitchenListOut(_Out):
+    meal: str
+    day: dt.date
+    served_at: dt.datetime
+    wards: list[KitchenWard]

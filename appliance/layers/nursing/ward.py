@@ -20,7 +20,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import fluid, service, views
+from appliance.layers.nursing import diet, fluid, service, views
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import handover
 from appliance.layers.nursing.schemas import HandoverPatient
@@ -42,7 +42,8 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
     """Every patient on the ward: escalations first (highest NEWS2 risk, a MEOWS trigger or a PEWS of 8 or
     more ranking with NEWS2's "medium"), then observations overdue,
     with each patient's open tasks and the doses due now or late, and for a patient on a fluid balance chart
-    today's balance and whether the urine output is oliguric (`oliguric`, shown with the escalations)."""
+    today's balance and whether the urine output is oliguric (`oliguric`, shown with the escalations), and each
+    patient's diet now and whether they are nil by mouth (ordered, or fasting for an operation)."""
     patients = views.patients_on_ward(conn, ward["code"])
     ids = [p["id"] for p in patients]
     scores = service.latest_scores(conn, ids)
@@ -71,6 +72,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
             elif dose["state"] in {"due_now", "due"}:
                 due[line["patient_id"]] += 1
     fluids = fluid.ward_summary(conn, ids, now=now, tz=tz)
+    diets = diet.ward_summary(conn, ids, now=now)
     today = now.astimezone(tz).date()
     listed = []
     for p in patients:
@@ -95,7 +97,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
             "observations_due_at": due_at, "observations_overdue": bool(due_at and due_at < now),
             "tasks": tasks[p["id"]], "doses_due": due[p["id"]], "doses_late": late[p["id"]],
             "first_late_at": first_late.get(p["id"]), "to_reconcile": to_reconcile[p["id"]],
-            "fluid": fluids.get(p["id"]),
+            "fluid": fluids.get(p["id"]), "diet": diets.get(p["id"]),
         })
         note_access(conn, principal, "read", p["id"], "worklist", [p["id"]], detail={"ward": ward["code"]})
     listed.sort(key=lambda item: (

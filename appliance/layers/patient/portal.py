@@ -70,6 +70,8 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "blood_unit": "a unit of blood reserved, issued or given to you",
           "transfusion": "a blood transfusion (the bedside check, your observations, any reaction)",
           "care_plan": "a care plan", "fluid": "your fluid balance chart (what you drank and passed)",
+          "diet_order": "your diet order (what you may eat, or nil by mouth)",
+          "kitchen_list": "the kitchen's list of diets for a meal (your bed, name, diet and food allergies)",
           "ed_arrival": "your arrival at the emergency unit",
           "ed_triage": "your emergency triage", "ed_seen": "that you were seen in the emergency unit",
           "ed_decision": "an emergency unit decision", "ed_departure": "your leaving the emergency unit"}

@@ -49,6 +49,11 @@ def test_the_wards_have_their_assessments_done_and_the_days_doses_recorded(db, t
     assert counts["admission_assessment"] > 0 and counts["given"] > counts["held"] + counts["refused"]
     assert counts["observations_scheduled"] > 0
     assert generate_nursing_demo(db, config.slug, seed=6, as_of=AS_OF) == {}  # written once
+    # The inpatients' diet orders for the kitchen's list: a diabetic, a renal, one nil by mouth awaiting theatre.
+    with db.tenant(config.slug) as conn:
+        diets = dict(conn.execute(sa.text("SELECT diet, count(*) FROM diet_order GROUP BY diet")).all())
+    assert counts["diet_orders"] == sum(diets.values()) > 0
+    assert (diets.get("diabetic"), diets.get("renal"), diets.get("npo")) == (1, 1, 1), diets
     with db.tenant(config.slug) as conn:
         overdue = conn.execute(sa.text(
             "SELECT count(*) FROM nursing_task t JOIN entry e ON e.id = t.entry_id WHERE t.code = "
