@@ -43,14 +43,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
 from appliance.layers.clinical.immunization_schedule import Span, read_policy
 from appliance.layers.clinical.models import hiv_art_sequence, hiv_care, hiv_regimen, hiv_viral_load, hiv_visit, patient
-from appliance.layers.clinical.registers import lock_patient, next_number
+from appliance.layers.clinical.registers import RegimenFile, lock_patient, next_number
 from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_list_read
@@ -91,21 +91,8 @@ class Regimen(BaseModel):
     line: Literal["first", "second", "third"]
 
 
-class Programme(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Programme(RegimenFile):
     regimen: tuple[Regimen, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> Programme:
-        codes = [r.code for r in self.regimen]
-        if len(set(codes)) != len(codes):
-            raise ValueError("each regimen code once")
-        return self
-
-    @functools.cached_property
-    def by_code(self) -> dict[str, Regimen]:
-        return {r.code: r for r in self.regimen}
 
 
 @functools.cache

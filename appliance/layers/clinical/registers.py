@@ -1,14 +1,37 @@
 """What the clinical layer's programme registers share (the TB register, clinical/tuberculosis.py; the ART register,
-clinical/hiv.py): a number given in sequence from a counter row, and one patient's registrations taken one at a
-time."""
+clinical/hiv.py): their programme file's regimens, each code once and found by code; a number given in sequence from
+a counter row; and one patient's registrations taken one at a time."""
 
 from __future__ import annotations
 
+import functools
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
+
+
+class RegimenFile(BaseModel):
+    """A programme file's `[[regimen]]` list: a subclass names the regimen's model (`regimen: tuple[Regimen, ...]`);
+    each code is there once and `by_code` finds it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regimen: tuple[Any, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> RegimenFile:
+        codes = [r.code for r in self.regimen]
+        if len(set(codes)) != len(codes):
+            raise ValueError("each regimen code once")
+        return self
+
+    @functools.cached_property
+    def by_code(self) -> dict[str, Any]:
+        return {r.code: r for r in self.regimen}
 
 
 def next_number(conn: Connection, sequence: sa.Table, **key: object) -> int:

@@ -58,7 +58,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
 from appliance.layers.clinical.immunization_schedule import Span
 from appliance.layers.clinical.models import TB_OUTCOMES, patient, tb_follow_up, tb_register_sequence, tb_treatment
-from appliance.layers.clinical.registers import lock_patient, next_number
+from appliance.layers.clinical.registers import RegimenFile, lock_patient, next_number
 from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
@@ -114,21 +114,8 @@ class Regimen(BaseModel):
         return self
 
 
-class Regimens(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Regimens(RegimenFile):
     regimen: tuple[Regimen, ...] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> Regimens:
-        codes = [r.code for r in self.regimen]
-        if len(set(codes)) != len(codes):
-            raise ValueError("each regimen code once")
-        return self
-
-    @functools.cached_property
-    def by_code(self) -> dict[str, Regimen]:
-        return {r.code: r for r in self.regimen}
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,7 +8,6 @@ route."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from appliance.layers.clinical.hiv import Visit, change_refusal, load_programme,
 from appliance.layers.clinical.hiv_schemas import HivEnrolmentIn
 from appliance.layers.clinical.schemas import EncounterIn
 from appliance.substrate import audit
+from tests.layers.clinical.at_once import two_at_once
 from tests.layers.clinical.conftest import new_patient
 
 API = "/api/t/{tenant}"
@@ -238,36 +238,9 @@ def test_transferred_out_then_withdrawn_and_the_number_never_given_again(api, db
 
 def test_two_enrolments_at_once_take_two_numbers(db, facility, clinician, patients):
     """The first enrolment holds the ART counter until it commits; the second waits for it, then takes the next."""
-    first_written, numbers, failures = threading.Event(), {}, []
-
-    def enrolment(who: uuid.UUID, hold: threading.Event | None) -> None:
-        try:
-            with db.tenant(facility.slug) as conn:
-                made = hiv.enrol(conn, clinician, who, HivEnrolmentIn.model_validate(_enrolment()),
-                                 programme=PROGRAMME, today=TODAY)
-                numbers[who] = made["art_number"]
-                if hold is not None:
-                    first_written.set()
-                    assert hold.wait(10)
-        except Exception as exc:  # reported by the assertion below
-            failures.append(exc)
-
-    release = threading.Event()
-    first = threading.Thread(target=enrolment, args=(patients[3], release))
-    first.start()
-    assert first_written.wait(10)
-    second = threading.Thread(target=enrolment, args=(patients[4], None))
-    second.start()
-    with db.control() as conn:  # the second is waiting on the counter's row lock
-        for _ in range(200):
-            if conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
-                break
-            threading.Event().wait(0.02)
-    release.set()
-    first.join(10)
-    second.join(10)
-    assert not failures
-    assert sorted(numbers.values()) == ["ART-00005", "ART-00006"]
+    assert two_at_once(db, facility.slug, lambda conn, who: hiv.enrol(
+        conn, clinician, who, HivEnrolmentIn.model_validate(_enrolment()), programme=PROGRAMME,
+        today=TODAY)["art_number"], patients[3], patients[4]) == ["ART-00005", "ART-00006"]
 
 
 # -- who may ---------------------------------------------------------------------------------------------------------
@@ -331,3 +304,14 @@ def test_another_facilitys_credentials_and_guessed_ids_are_refused_on_every_rout
         answer = getattr(api, method)(path.replace(base, other), **({"json": body} if body is not None else {}))
         assert answer.status_code == 404, (path, answer.text)
     assert _hiv_entries(db, facility) == before
+
+
+def test_a_broken_programme_file_is_refused_naming_the_regimen_and_field(tmp_path):
+    text = (Path(__file__).parents[3] / "policies" / "hiv.toml").read_text(encoding="utf-8")
+    broken = tmp_path / "hiv.toml"
+    broken.write_text(text.replace('line = "second"', 'line = "2nd"', 1), encoding="utf-8")
+    with pytest.raises(hiv.ProgrammeError, match=r"regimen AZT\+3TC\+DTG, line"):
+        load_programme(broken)
+    broken.write_text(text + '\n[[regimen]]\ncode = "TDF+3TC+DTG"\nname = "Again"\nline = "first"\n', encoding="utf-8")
+    with pytest.raises(hiv.ProgrammeError, match="each regimen code once"):
+        load_programme(broken)

@@ -7,7 +7,6 @@ on the access log, and another facility's credentials and guessed ids refused on
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from appliance.layers.clinical.schemas import EncounterIn
 from appliance.layers.clinical.tuberculosis import Examination, load_regimens, outcome_refusal
 from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
 from appliance.substrate import audit
+from tests.layers.clinical.at_once import two_at_once
 from tests.layers.clinical.conftest import new_patient
 
 API = "/api/t/{tenant}"
@@ -242,36 +242,9 @@ def test_two_registrations_at_once_take_two_numbers(db, facility, clinician, pat
     """The first registration holds the year's counter until it commits; the second waits for it, then takes the
     next number."""
     year = YEAR - 1
-    first_written, numbers, failures = threading.Event(), {}, []
-
-    def registration(who: uuid.UUID, hold: threading.Event | None) -> None:
-        try:
-            with db.tenant(facility.slug) as conn:
-                made = tuberculosis.register(conn, clinician, who, TbRegistrationIn.model_validate(
-                    _case(started_on=f"{year}-03-03")), regimens=REGIMENS, today=dt.date.today())
-                numbers[who] = made["register_number"]
-                if hold is not None:
-                    first_written.set()
-                    assert hold.wait(10)
-        except Exception as exc:  # reported by the test below
-            failures.append(exc)
-
-    release = threading.Event()
-    first = threading.Thread(target=registration, args=(patients[0], release))
-    first.start()
-    assert first_written.wait(10)
-    second = threading.Thread(target=registration, args=(patients[1], None))
-    second.start()
-    with db.control() as conn:  # the second is waiting on the counter's row lock
-        for _ in range(200):
-            if conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
-                break
-            threading.Event().wait(0.02)
-    release.set()
-    first.join(10)
-    second.join(10)
-    assert not failures
-    assert sorted(numbers.values()) == [f"{year}/0001", f"{year}/0002"]
+    assert two_at_once(db, facility.slug, lambda conn, who: tuberculosis.register(
+        conn, clinician, who, TbRegistrationIn.model_validate(_case(started_on=f"{year}-03-03")), regimens=REGIMENS,
+        today=dt.date.today())["register_number"], patients[0], patients[1]) == [f"{year}/0001", f"{year}/0002"]
 
 
 # -- who may -------------------------------------------------------------------------------------------------------
