@@ -43,7 +43,7 @@ from appliance.layers.clinical.family_planning_schemas import FamilyPlanningIn
 from appliance.layers.clinical.immunization import _LIVING as LIVING
 from appliance.layers.clinical.immunization import given_on
 from appliance.layers.clinical.models import family_planning, patient
-from appliance.substrate import deaths, record
+from appliance.substrate import age, deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_list_read
 
@@ -51,6 +51,8 @@ KIND = "family_planning"
 DUE_LIST = "family_planning_due"  # how the list of clients due reads on each client's access log
 # A facility's clients due in one week stay well under this; past it the list says it is cut short.
 DUE_LIMIT = 500
+# A visit for a child younger than this is a mistyped day or the wrong chart, as antenatal care's youngest (AGES).
+YOUNGEST = 10
 _NOON = dt.time(12, 0)
 
 _COLUMNS = (entry.c.id, entry.c.root_id, entry.c.patient_id, entry.c.status.label("entry_status"),
@@ -151,6 +153,9 @@ def _check(conn: Connection, client: dict, data: FamilyPlanningIn, programme: Pr
     if day < client["birth_date"]:
         raise Invalid(f"the visit's day, {day.isoformat()}, is before the client's birth on "
                       f"{client['birth_date'].isoformat()}", field="given_on")
+    if (years := age.years_on(client["birth_date"], day)) < YOUNGEST:
+        raise Invalid(f"this client was {years} years old on {day.isoformat()}: family planning is recorded from "
+                      f"{YOUNGEST}; check the day or the chart", field="given_on" if data.given_on else "patient_id")
     death = deaths.death_of(conn, client["id"])
     if death is not None and day >= death.died_at.astimezone(tz).date():
         raise Invalid(f"this person was {deaths.sentence(death)}: no visit on {day.isoformat()} can be recorded",

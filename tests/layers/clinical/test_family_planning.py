@@ -146,6 +146,9 @@ def test_an_injection_given_says_when_the_next_is_due_and_the_write_and_read_are
      "so she is not new to the programme"),
     ({"method": "COC", "quantity": 3, "client_type": "continuing", "given_on": "2999-01-01"}, "given_on",
      "is in the future"),
+    # Born 1996-05-20: eight years old that day, a mistyped year or the wrong chart, as antenatal care refuses.
+    ({"method": "DMPA_IM", "quantity": 1, "client_type": "continuing", "given_on": "2004-05-20"}, "given_on",
+     "was 8 years old on 2004-05-20"),
     ({"method": "COC", "quantity": 3}, None, "a method provided needs its quantity and client_type"),
     ({"method": "IUD_CU", "service": "removal"}, None, "a removal needs its removal_reason"),
 ])
