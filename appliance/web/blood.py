@@ -23,7 +23,9 @@ from appliance.web import portal
 from appliance.web.bench import BenchPage, facility_today
 from appliance.web.portal import Asking, FormData, Id, Tenant, form_values, page, people_named
 
-portal.NAV.append(portal.NavItem("Laboratory", "blood", "Blood bank", "/blood", "clinical.blood.read"))
+# Beside the lab's worklist, never instead of it: a lab technician lands on the worklist whichever room registered
+# its item first.
+portal.NAV.append(portal.NavItem("Laboratory", "blood", "Blood bank", "/blood", "clinical.blood.read", lands=False))
 portal.NOTICES.update({
     "unit-received": "Unit received into stock.",
     "unit-discarded": "Unit discarded; its reason is kept in its history.",
