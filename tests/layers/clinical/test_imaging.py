@@ -112,7 +112,7 @@ def test_the_radiographer_holds_the_worklist_and_performed_not_the_report_nor_th
                                                                                        facility, studies):
     assert policy.permissions_of("radiographer") == {"clinical.imaging.read", "clinical.imaging.perform",
                                                      "identity.session.read", "identity.session.revoke",
-                                                     "operations.ward.read"}
+                                                     "operations.ward.read", "operations.incident.report"}
     patient = f"/api/t/{facility.slug}/patients/{studies['patient']}"
     for path in ("/chart", "/results", "/orders", ""):
         assert radiographer.get(patient + path).status_code == 403, path
