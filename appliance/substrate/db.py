@@ -215,6 +215,9 @@ class Database:
                 finally:
                     conn.info.pop("healthos_tenant", None)
                     conn.info.pop(_AFTER_COMMIT, None)
+                    # What a layer kept for this transaction only (record's checked encounters).
+                    for key in [key for key in conn.info if key.startswith("healthos_tx_")]:
+                        del conn.info[key]
             self._served(conn, slug)
         for action in then:
             try:

@@ -7,7 +7,10 @@ transaction it inserts the entry and its detail, notes the write on the audit se
 reactions other layers registered for the kind (`register_reaction`), so a charge, a nursing task or a
 bed move exists the moment the clinical act does, or not at all. Before it writes a new record of a kind, it
 asks the guards registered for that kind (`register_guard`), any of which may refuse it with nothing written
-(a visit opened for a person recorded deceased).
+(a visit opened for a person recorded deceased). An entry filed under an encounter must be filed under one of its
+own patient's: the layer that keeps encounters registers the check (`register_encounter_check`), asked once per
+encounter and patient in a transaction, so a service that forgot to check cannot file one patient's act under
+another's visit (whose summary, bill and discharge would then carry it).
 
 Entries are never changed. A correction is a new entry that `supersedes` the old one (both stay
 readable; the current version of a record is the one nobody supersedes); "entered in error" is a new
@@ -166,6 +169,9 @@ Reaction = Callable[[Connection, Principal, Entry], None]
 BatchReaction = Callable[[Connection, Principal, Sequence[Entry]], None]
 # Asked before a new record of a kind is written: (conn, patient_id); raises a RecordError to refuse it.
 Guard = Callable[[Connection, "uuid.UUID | None"], None]
+# Asked before an entry is filed under an encounter: (conn, kind, patient_id, encounter_id); raises a RecordError
+# when the encounter is not the patient's.
+EncounterCheck = Callable[[Connection, str, "uuid.UUID | None", uuid.UUID], None]
 AccessHook = Callable[[Connection, Principal, str, "uuid.UUID | None", str, Sequence[uuid.UUID]], None]
 
 _detail_tables: dict[str, sa.Table | None] = {}
@@ -173,6 +179,10 @@ _reactions: dict[str, list[Reaction]] = defaultdict(list)
 _batches: dict[Reaction, BatchReaction] = {}
 _access_hooks: list[AccessHook] = []
 _guards: dict[str, list[Guard]] = defaultdict(list)
+_encounter_checks: list[EncounterCheck] = []
+# conn.info key (dropped when the tenant transaction ends, db.tenant): the (encounter, patient) pairs this
+# transaction has found belong together, so the check costs nothing where the service has already made it.
+_ENCOUNTERS_CHECKED = "healthos_tx_encounters_checked"
 
 
 def register_kind(kind: str, detail_table: sa.Table | None) -> None:
@@ -202,6 +212,30 @@ def register_guard(kind: str, guard: Guard) -> Guard:
     if guard not in _guards[kind]:
         _guards[kind].append(guard)
     return guard
+
+
+def register_encounter_check(check: EncounterCheck) -> EncounterCheck:
+    """Ask `check(conn, kind, patient_id, encounter_id)` before `append` files an entry under an encounter it has
+    not yet seen belong to that patient in this transaction. The bulk path (`append_many`) does not ask."""
+    if check not in _encounter_checks:
+        _encounter_checks.append(check)
+    return check
+
+
+def encounter_checked(conn: Connection, patient_id: uuid.UUID | None, encounter_id: uuid.UUID) -> None:
+    """Note that this transaction has found `encounter_id` to be `patient_id`'s (a service that checked it, or
+    opened it): entries filed under it for that patient are not checked again."""
+    conn.info.setdefault(_ENCOUNTERS_CHECKED, set()).add((encounter_id, patient_id))
+
+
+def _require_encounter_of(conn: Connection, kind: str, patient_id: uuid.UUID | None,
+                          encounter_id: uuid.UUID) -> None:
+    checked = conn.info.setdefault(_ENCOUNTERS_CHECKED, set())
+    if (encounter_id, patient_id) in checked:
+        return
+    for check in _encounter_checks:
+        check(conn, kind, patient_id, encounter_id)
+    checked.add((encounter_id, patient_id))
 
 
 def unregister_reaction(kind: str, reaction: Reaction) -> None:
@@ -365,8 +399,13 @@ def append(
             raise NotCurrent(f"entry {supersedes} is not the current version of its record; "
                              "reload it and correct the current version", entry_id=str(supersedes))
         root_id = previous["root_id"]
-        encounter_id = encounter_id if encounter_id is not None else previous["encounter_id"]
+        if encounter_id is None or encounter_id == previous["encounter_id"]:
+            encounter_id = previous["encounter_id"]
+        else:
+            _require_encounter_of(conn, kind, patient_id, encounter_id)
         status = status or "amended"
+    if supersedes is None and encounter_id is not None:
+        _require_encounter_of(conn, kind, patient_id, encounter_id)
     status = status or "final"
     values = {
         "id": new_id, "root_id": root_id, "kind": kind, "patient_id": patient_id, "encounter_id": encounter_id,

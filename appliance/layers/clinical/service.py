@@ -510,9 +510,29 @@ def require_chart(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UU
         row = conn.execute(_PATIENT_ENCOUNTER_AND_TEST, params | {"code": test_code}).first()
     if row is None:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
-    if encounter_id is not None and row.encounter_patient != patient_id:
-        raise Invalid(f"encounter {encounter_id} is not an encounter of this patient", field="encounter_id")
+    if encounter_id is not None:
+        if row.encounter_patient != patient_id:
+            raise Invalid(f"encounter {encounter_id} is not an encounter of this patient", field="encounter_id")
+        record.encounter_checked(conn, patient_id, encounter_id)
     return None if test_code is None else catalogue.orderable_of(test_code, row.test)
+
+
+_ENCOUNTER_PATIENT = sa.select(encounter.c.patient_id).where(encounter.c.id == sa.bindparam("encounter_id"))
+
+
+def refuse_another_patients_encounter(conn: Connection, kind: str, patient_id: uuid.UUID | None,
+                                      encounter_id: uuid.UUID) -> None:
+    """The record's check before any layer files an entry under an encounter (record.register_encounter_check):
+    the encounter must be this patient's. An `encounter` entry's detail is the encounter itself, written with
+    its patient."""
+    if kind == "encounter":
+        return
+    owner = conn.execute(_ENCOUNTER_PATIENT, {"encounter_id": encounter_id}).scalar()
+    if owner is None or owner != patient_id:
+        raise Invalid(f"encounter {encounter_id} is not an encounter of this patient", field="encounter_id")
+
+
+record.register_encounter_check(refuse_another_patients_encounter)
 
 
 def open_encounter(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: EncounterIn) -> dict:

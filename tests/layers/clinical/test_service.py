@@ -137,6 +137,29 @@ def test_an_encounter_opens_with_its_vital_signs(db: Database, facility, clinici
     assert latest["temperature_c"] == Decimal("39.4")
 
 
+def test_no_layer_files_an_entry_under_another_patients_encounter(db: Database, facility, clinician):
+    """The record asks the clinical layer before any entry is filed under an encounter, whatever service writes
+    it: a service that forgot to check (the review found three) cannot put one patient's act on another's visit,
+    a guessed encounter id is refused the same way, and nothing is written."""
+    with db.tenant(facility.slug) as conn:
+        owner, other = new_patient(conn, clinician), new_patient(conn, clinician)
+        visit = service.open_encounter(conn, clinician, owner["id"], EncounterIn(encounter_class="outpatient"))
+    for patient_id, encounter_id in ((other["id"], visit["id"]), (owner["id"], uuid.uuid4())):
+        with pytest.raises(Invalid, match="not an encounter of this patient"), db.tenant(facility.slug) as conn:
+            record.append(conn, clinician, "note", patient_id=patient_id, encounter_id=encounter_id,
+                          detail={"title": "Note", "fields": {}, "text": "filed under the wrong visit"})
+    with db.tenant(facility.slug) as conn:
+        filed = conn.execute(sa.select(sa.func.count()).select_from(record.entry)
+                             .where(record.entry.c.encounter_id == visit["id"])).scalar()
+        note = record.append(conn, clinician, "note", patient_id=owner["id"], encounter_id=visit["id"],
+                             detail={"title": "Note", "fields": {}, "text": "filed under her own visit"})
+        with pytest.raises(Invalid, match="not an encounter of this patient"):
+            record.append(conn, clinician, "note", patient_id=owner["id"], supersedes=note.id,
+                          encounter_id=uuid.uuid4(),
+                          detail={"title": "Note", "fields": {}, "text": "moved to a guessed visit"})
+    assert filed == 1 and note.encounter_id == visit["id"]
+
+
 def test_problems_are_coded_in_icd10_and_unknown_codes_are_named(db: Database, facility, clinician):
     with db.tenant(facility.slug) as conn:
         patient = new_patient(conn, clinician)
