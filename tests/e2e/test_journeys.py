@@ -424,7 +424,7 @@ def test_facility_admin_issues_and_revokes_an_api_token(browser, live_server, cl
 
     # Staff: the ward nurse moves from the general ward to maternity.
     nurse = person_factory("nurse", clinic.slug, ward="GEN")
-    page.get_by_role("link", name="Staff").click()
+    page.get_by_role("link", name="Staff", exact=True).click()
     row = page.locator("tr", has_text=nurse.email)
     row.get_by_role("combobox").select_option("MAT")
     row.get_by_role("button", name=re.compile("^Move")).click()
