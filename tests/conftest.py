@@ -146,11 +146,24 @@ def person_factory(db: Database, policy: AccessPolicy):
     return make
 
 
-@pytest.fixture(scope="module")
-def app(db: Database, settings: Settings):
+@pytest.fixture(scope="session")
+def session_app(db: Database, settings: Settings):
+    """The app, built once: building one registers ~1,000 route handlers (1-2 s), which each of the ~85 modules
+    that use it paid again. Its state is the same for every module (the session's database, settings and
+    policies); a module that changes any (release rules) puts it back."""
     from appliance.web.app import create_app
 
     return create_app(db, settings)
+
+
+@pytest.fixture(scope="module")
+def app(session_app):
+    """The session's app, with the stores a new app starts with: a module's sign-in and package posts are
+    never counted against the next module's throttle."""
+    from litestar.stores.registry import StoreRegistry
+
+    session_app.stores = StoreRegistry()
+    return session_app
 
 
 @pytest.fixture

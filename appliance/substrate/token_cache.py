@@ -106,6 +106,8 @@ class TokenCache:
 
     def start(self) -> None:
         if self._thread is None:
+            # Started again after a stop (an app whose lifespan runs twice, as the tests' one app does): listen again.
+            self._stopping.clear()
             self._thread = threading.Thread(target=self._listen, name="token-cache-listener", daemon=True)
             self._thread.start()
 

@@ -138,3 +138,19 @@ def test_a_cache_that_does_not_hear_its_probe_never_answers(db, started):
     finally:
         probing.stop()
     assert started.cache.generation == generation
+
+
+def test_a_cache_started_again_after_a_stop_listens_again(db):
+    """An app whose lifespan runs twice (the tests' one app does, once per module that enters it) stops its cache
+    and starts it again: it listens again, and until then remembers nothing."""
+    cache = TokenCache.of(db, probe_timeout=5)
+    cache.start()
+    try:
+        assert cache.wait_listening(10)
+        cache.stop()
+        cache.remember("a-digest", object(), cache.generation)
+        assert cache.lookup("a-digest") is None
+        cache.start()
+        assert cache.wait_listening(10)
+    finally:
+        cache.stop()
