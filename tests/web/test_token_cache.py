@@ -10,13 +10,11 @@ from litestar.testing import TestClient
 
 from appliance.substrate import identity
 from appliance.substrate.token_cache import TokenCache
-from appliance.web.app import create_app
 
 
 @pytest.fixture
-def started(db, settings, policy, tenant_a):
-    """An app whose lifespan ran (so its token cache listens), and a token client of facility A."""
-    app = create_app(db, settings)
+def started(app, db, policy, tenant_a):
+    """The app with its lifespan running (so its token cache listens), and a token client of facility A."""
     with TestClient(app=app, raise_server_exceptions=False) as client:
         cache: TokenCache = app.state.token_cache
         assert cache.wait_listening(10)
