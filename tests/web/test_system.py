@@ -111,9 +111,9 @@ def test_tenant_route_reads_only_its_own_tenant(signed_in, tenant_a, tenant_b):
     assert wards_a[0]["beds"] == 3
 
 
-def test_openapi_lists_every_route_with_an_operation_id(client, db, settings):
+def test_openapi_lists_every_route_with_an_operation_id(client):
     document = client.get("/schema/openapi.json").json()
-    app = create_app(db, settings)
+    app = client.app
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
     operations = [op for item in document["paths"].values() for op in item.values()]
     assert operations, "the OpenAPI document lists no operation"
