@@ -11,7 +11,9 @@ import dataclasses
 import json
 import os
 import secrets
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,10 +58,21 @@ def opened_database(settings: Settings, *, start_embedded: bool = True) -> Itera
         fail(f"the embedded PostgreSQL could not start: {exc}")
     # Audit events are sealed with keys wrapped by this appliance's key, under this HEALTHOS_HOME.
     keys.bind(db, keys.Keyring.from_settings(settings))
+    # A stop signal (systemd stopping the service, a supervisor, `kill`) while migrating or filling the demo would
+    # end the process on the spot, leaving the embedded PostgreSQL running with no one to stop it; as an exception
+    # it unwinds: the transaction under way rolls back and the cluster stops. Serving installs its own handlers.
+    terminate = (signal.signal(signal.SIGTERM, _unwind_on_stop_signal)
+                 if threading.current_thread() is threading.main_thread() else None)
     try:
         yield db
     finally:
         db.close()
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
+
+
+def _unwind_on_stop_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

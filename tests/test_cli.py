@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -152,6 +153,39 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_stop_signal_while_the_demo_fills_stops_postgres_too():
+    """systemd (or anyone) stopping `healthos up` before it serves, here while the demo is written: the process ends
+    with the signal's status and takes its embedded PostgreSQL with it, rather than leaving a server running that
+    nobody stops (it did: SIGTERM ended the process on the spot)."""
+    home = Path(tempfile.mkdtemp(prefix="healthos-up-"))
+    env = {**os.environ, "HEALTHOS_HOME": str(home)}
+    env.pop("HEALTHOS_DATABASE_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "up", "--demo", "--demo-patients",
+                                str(DEMO_PATIENTS_MIN), "--port", str(_free_port())],
+                               env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if "demo population written" in line:
+                break
+        assert (home / "pg" / "data" / "postmaster.pid").exists(), "".join(seen)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        left = home / "pg" / "data" / "postmaster.pid"
+        orphan = int(left.read_text().split()[0]) if left.exists() else None
+        if orphan is not None:  # the failure this test is about: stop the server it left, then say so
+            os.kill(orphan, signal.SIGTERM)
+    assert orphan is None, "the embedded PostgreSQL was left running"
+    assert process.returncode == 128 + signal.SIGTERM, "".join(seen) + output
+    assert "embedded_postgres_stopped" in output
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.slow
