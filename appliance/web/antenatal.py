@@ -35,13 +35,12 @@ from appliance.web.portal import (
     PATIENT,
     Asking,
     ChartTab,
-    Clock,
     FormData,
     Id,
     NavItem,
     Tenant,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
     form_values,
     page,
@@ -95,13 +94,9 @@ STATE_WORDS = {"kept": "Kept", "missed": "Missed", "due": "Next due", "upcoming"
 STATUS_WORDS = {"open": "Ongoing", "delivered": "Ended by a delivery", "closed": "Closed (past 45 weeks)"}
 
 
-def _clock(request: Asking, tenant: str) -> Clock:
-    return Clock(facility_of(request.app.state.db, tenant).timezone)
-
-
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
           errors: dict | None = None, form: str = "contact", correcting: dict | None = None) -> Template:
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         found = antenatal.card(conn, request.user, patient_id, today=clock.today, tz=clock.tz)
@@ -155,7 +150,7 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, ac
 def record_contact(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """Record an ANC contact; the card then shows it, its flags and the schedule."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     return _write(request, tenant, patient_id, values, lambda conn: antenatal.record_contact(
         conn, request.user, patient_id, _contact_in(values, clock.today.isoformat()), today=clock.today,
         tz=clock.tz), lambda written: "anc-flagged" if written["flags"] else "anc-recorded")
@@ -164,7 +159,7 @@ def record_contact(request: Asking, tenant: Tenant, patient_id: Id, data: FormDa
 def _current_contact(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id: uuid.UUID) -> dict:
     """The contact in force named by `entry_id` (read through the card: a guessed id, or a version since replaced,
     is not one of them)."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         found = antenatal.card(conn, request.user, patient_id, today=clock.today, tz=clock.tz)
     contact = next((c for p in found["pregnancies"] for c in p["contacts"] if c["id"] == entry_id), None)
@@ -190,7 +185,7 @@ def correct_form(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) 
 def correct_contact(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
     """A corrected version of the contact, with the reason; the earlier one stays in its history."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
 
     def act(conn: Connection) -> dict:
         reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
@@ -216,7 +211,7 @@ def withdraw_contact(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
      include_in_schema=False)
 def clinic_page(request: Asking, tenant: Tenant) -> Template:
     """The facility's women with an open pregnancy: overdue and flagged first."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         listed = antenatal.clinic(conn, request.user, today=clock.today, tz=clock.tz)
     return page(request, "antenatal/clinic.html", active="antenatal", listed=listed, flag_words=rules.FLAGS,

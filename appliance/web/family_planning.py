@@ -39,14 +39,13 @@ from appliance.web.portal import (
     PATIENT,
     Asking,
     ChartTab,
-    Clock,
     FormData,
     Id,
     NavItem,
     Tenant,
     TimelineSource,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
     form_values,
     page,
@@ -92,13 +91,9 @@ portal.TIMELINE_SOURCES.append(TimelineSource("clinical", family_planning.KIND, 
                                               _timeline_visits, _timeline_words, lambda row: row["occurred_at"]))
 
 
-def _clock(request: Asking, tenant: str) -> Clock:
-    return Clock(facility_of(request.app.state.db, tenant).timezone)
-
-
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
           errors: dict | None = None, form: str = "visit", correcting: dict | None = None) -> Template:
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     programme = programme_of(request.app.state)
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
@@ -154,7 +149,7 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, ac
 def record_visit(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """Record a visit: a method provided, or an implant or IUD removed."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     return _write(request, tenant, patient_id, values, lambda conn: family_planning.record_visit(
         conn, request.user, patient_id, _visit_in(values), programme=programme_of(request.app.state),
         today=clock.today, tz=clock.tz), "fp-recorded")
@@ -164,7 +159,7 @@ def record_visit(request: Asking, tenant: Tenant, patient_id: Id, data: FormData
      opt={"permission": WRITE}, sync_to_thread=True, include_in_schema=False)
 def correct_form(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) -> Template:
     """The form to correct a visit, filled with it as it stands (a guessed id or a replaced version: 404)."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         found = family_planning.patient_family_planning(conn, request.user, patient_id,
                                                         programme=programme_of(request.app.state),
@@ -184,7 +179,7 @@ def correct_form(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) 
 def correct_visit(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
     """A corrected version of the visit, with the reason; the earlier one stays in its history."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
 
     def act(conn: Connection) -> dict:
         amended = _visit_in(values, FamilyPlanningAmend)
@@ -214,7 +209,7 @@ def clients_due(request: Asking, tenant: Tenant,
     only = only.strip()
     if only and only not in DUE_STATES:
         return error_page(request, 400, f"show the clients due, overdue or both; the address asked for {only[:40]!r}")
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         listed = family_planning.due_list(conn, request.user, programme=programme_of(request.app.state),
                                           today=clock.today, tz=clock.tz, only=only or None)

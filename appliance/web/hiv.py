@@ -35,14 +35,14 @@ from appliance.web.portal import (
     PATIENT,
     Asking,
     ChartTab,
-    Clock,
     FormData,
     Id,
     NavItem,
     Tenant,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
+    filled,
     form_values,
     page,
     people_named,
@@ -75,13 +75,9 @@ WORDS = {"status": hiv.STATUS_WORDS, "tb": hiv.TB_SCREENING_WORDS, "adherence": 
          "change": hiv.CHANGE_WORDS, "suppression": SUPPRESSION_WORDS}
 
 
-def _clock(request: Asking, tenant: str) -> Clock:
-    return Clock(facility_of(request.app.state.db, tenant).timezone)
-
-
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
           errors: dict | None = None, form: str = "") -> Template:
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     programme = programme_of(request.app.state)
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
@@ -119,10 +115,6 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, ac
     return _page(request, tenant, patient_id, status=422, values=values, errors=errors, form=form)
 
 
-def _filled(values: dict, model: Any) -> dict:
-    return {k: v for k, v in values.items() if k in model.model_fields and v not in ("", None)}
-
-
 def _form(route: str, model: Any, service: Callable[..., dict], done: str, form: str, permission: str,
           operation_id: str) -> Any:
     """A POST route of one of the card's forms on an enrolment: the form's fields validated by the API's model and
@@ -132,9 +124,9 @@ def _form(route: str, model: Any, service: Callable[..., dict], done: str, form:
           sync_to_thread=True, include_in_schema=False)
     def write(request: Asking, tenant: Tenant, patient_id: Id, care_id: Id, data: FormData) -> Response:
         values = form_values(data)
-        clock = _clock(request, tenant)
+        clock = facility_clock(request, tenant)
         return _write(request, tenant, patient_id, values, lambda conn: service(
-            conn, request.user, patient_id, care_id, model.model_validate(_filled(values, model)),
+            conn, request.user, patient_id, care_id, model.model_validate(filled(values, model.model_fields)),
             programme=programme_of(request.app.state), today=clock.today), done, form)
 
     write.__doc__ = f"Record the card's {form} form."
@@ -146,9 +138,9 @@ def _form(route: str, model: Any, service: Callable[..., dict], done: str, form:
 def enrol(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """Enrol the person in HIV care."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     return _write(request, tenant, patient_id, values, lambda conn: hiv.enrol(
-        conn, request.user, patient_id, HivEnrolmentIn.model_validate(_filled(values, HivEnrolmentIn)),
+        conn, request.user, patient_id, HivEnrolmentIn.model_validate(filled(values, HivEnrolmentIn.model_fields)),
         programme=programme_of(request.app.state), today=clock.today), "hiv-enrolled", "enrol")
 
 
@@ -174,7 +166,7 @@ def withdraw(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data
      include_in_schema=False)
 def register_page(request: Asking, tenant: Tenant) -> Template:
     """The facility's ART register and the people to trace."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         listed = hiv.register(conn, request.user, programme=programme_of(request.app.state), today=clock.today)
     return page(request, "hiv/register.html", active="art-register", listed=listed, words=WORDS, **HELPERS)

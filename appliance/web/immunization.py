@@ -37,14 +37,13 @@ from appliance.web.portal import (
     PATIENT,
     Asking,
     ChartTab,
-    Clock,
     FormData,
     Id,
     NavItem,
     Tenant,
     TimelineSource,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
     form_values,
     page,
@@ -99,13 +98,9 @@ portal.TIMELINE_SOURCES.append(TimelineSource("clinical", immunization.KIND, "Im
                                               _timeline_words, lambda row: row["occurred_at"]))
 
 
-def _clock(request: Asking, tenant: str) -> Clock:
-    return Clock(facility_of(request.app.state.db, tenant).timezone)
-
-
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
           errors: dict | None = None, form: str = "dose", correcting: dict | None = None) -> Template:
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     schedule = schedule_of(request.app.state)
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
@@ -165,7 +160,7 @@ def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: FormData)
     """Record a dose (given, or due and not given); one given too early is recorded and the page says it does not
     count."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     return _write(request, tenant, patient_id, values, lambda conn: immunization.record_dose(
         conn, request.user, patient_id, _dose_in(values), schedule=schedule_of(request.app.state),
         today=clock.today, tz=clock.tz), _recorded_notice)
@@ -174,7 +169,7 @@ def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: FormData)
 def _current_dose(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id: uuid.UUID) -> dict:
     """The dose in force named by `entry_id` (read through the patient's doses: a guessed id or a version since
     replaced is not one of them)."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         found = immunization.patient_immunizations(conn, request.user, patient_id,
                                                    schedule=schedule_of(request.app.state), today=clock.today,
@@ -200,7 +195,7 @@ def correct_form(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) 
 def correct_dose(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
     """A corrected version of the dose, with the reason; the earlier one stays in its history."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     correcting = {"id": entry_id}
 
     def act(conn: Connection) -> dict:
@@ -230,7 +225,7 @@ def children_due(request: Asking, tenant: Tenant,
     only = only.strip()
     if only and only not in DUE_STATES:
         return error_page(request, 400, f"show the children due, overdue or both; the address asked for {only[:40]!r}")
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         listed = immunization.due_list(conn, request.user, schedule=schedule_of(request.app.state),
                                        today=clock.today, tz=clock.tz, only=only or None)

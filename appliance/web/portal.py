@@ -225,6 +225,17 @@ NOTICES = {
 }
 
 
+def facility_clock(request: Asking, tenant: str) -> Clock:
+    """The facility's clock: its days and times in its own zone (a due date, "today", a form's default time)."""
+    return Clock(facility_of(request.app.state.db, tenant).timezone)
+
+
+def filled(values: dict, fields: Any) -> dict:
+    """A form's answers that name one of `fields` (a model's `model_fields`, or a set of names), blanks left out:
+    a field left empty is not given, so the model's default or its "required" sentence applies."""
+    return {k: v for k, v in values.items() if k in fields and v not in ("", None)}
+
+
 def page(request: Asking, template_name: str, *, status: int = 200, active: str = "", **context: Any) -> Template:
     principal: Principal = request.user
     tenant = request.path_params["tenant"]

@@ -39,14 +39,14 @@ from appliance.web.portal import (
     PATIENT,
     Asking,
     ChartTab,
-    Clock,
     FormData,
     Id,
     NavItem,
     Tenant,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
+    filled,
     form_values,
     page,
     people_named,
@@ -81,13 +81,9 @@ WORDS = {"outcome": tuberculosis.OUTCOME_WORDS, "site": tuberculosis.SITE_WORDS,
          "hiv": tuberculosis.HIV_WORDS, "result": tuberculosis.RESULT_WORDS, "due": DUE_WORDS}
 
 
-def _clock(request: Asking, tenant: str) -> Clock:
-    return Clock(facility_of(request.app.state.db, tenant).timezone)
-
-
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
           errors: dict | None = None, form: str = "", correcting: uuid.UUID | None = None) -> Template:
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     regimens = regimens_of(request.app.state)
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
@@ -127,18 +123,14 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, ac
                  correcting=correcting)
 
 
-def _filled(values: dict, fields: Any) -> dict:
-    return {k: v for k, v in values.items() if k in fields and v not in ("", None)}
-
-
 @post(PATIENT + "/tb", operation_id="PortalRegisterTb", opt={"permission": WRITE}, sync_to_thread=True,
       include_in_schema=False)
 def register(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """Register a TB case on treatment."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     return _write(request, tenant, patient_id, values, lambda conn: tuberculosis.register(
-        conn, request.user, patient_id, TbRegistrationIn.model_validate(_filled(values, TbRegistrationIn.model_fields)),
+        conn, request.user, patient_id, TbRegistrationIn.model_validate(filled(values, TbRegistrationIn.model_fields)),
         regimens=regimens_of(request.app.state), today=clock.today), "tb-registered", "register")
 
 
@@ -147,10 +139,10 @@ def register(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) ->
 def follow_up(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id, data: FormData) -> Response:
     """Record a follow-up of the treatment."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     return _write(request, tenant, patient_id, values, lambda conn: tuberculosis.record_follow_up(
         conn, request.user, patient_id, treatment_id,
-        TbFollowUpIn.model_validate(_filled(values, TbFollowUpIn.model_fields)),
+        TbFollowUpIn.model_validate(filled(values, TbFollowUpIn.model_fields)),
         regimens=regimens_of(request.app.state), today=clock.today), "tb-follow-up", f"follow-up-{treatment_id}")
 
 
@@ -159,10 +151,10 @@ def follow_up(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id,
 def outcome(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id, data: FormData) -> Response:
     """Assign the treatment's outcome; one the WHO definitions refuse comes back beside the field with the rule."""
     values = form_values(data)
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     return _write(request, tenant, patient_id, values, lambda conn: tuberculosis.record_outcome(
         conn, request.user, patient_id, treatment_id,
-        TbOutcomeIn.model_validate(_filled(values, TbOutcomeIn.model_fields)),
+        TbOutcomeIn.model_validate(filled(values, TbOutcomeIn.model_fields)),
         regimens=regimens_of(request.app.state), today=clock.today), "tb-outcome", f"outcome-{treatment_id}")
 
 
@@ -175,7 +167,7 @@ _CORRECTED = ("started_on", "site", "bacteriology", "history", "regimen", "hiv_s
 def correct_form(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id) -> Template:
     """The form to correct a treatment's registration and outcome, filled with the version in force (a version
     replaced since, or a guessed id, is 404)."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         found = tuberculosis.card(conn, request.user, patient_id, regimens=regimens_of(request.app.state),
                                   today=clock.today)
@@ -191,8 +183,8 @@ def correct_form(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: 
 def correct(request: Asking, tenant: Tenant, patient_id: Id, treatment_id: Id, data: FormData) -> Response:
     """A corrected version of the treatment, with the reason; the outcome rules apply to the corrected outcome."""
     values = form_values(data)
-    clock = _clock(request, tenant)
-    sent = {**_filled(values, TbCorrection.model_fields), "version_id": treatment_id}
+    clock = facility_clock(request, tenant)
+    sent = {**filled(values, TbCorrection.model_fields), "version_id": treatment_id}
     return _write(request, tenant, patient_id, values, lambda conn: tuberculosis.correct_treatment(
         conn, request.user, patient_id, treatment_id, TbCorrection.model_validate(sent),
         regimens=regimens_of(request.app.state), today=clock.today), "tb-corrected", "correct",
@@ -214,7 +206,7 @@ def withdraw(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data
 def register_page(request: Asking, tenant: Tenant,
                   year: Annotated[str, QueryParameter(name="year")] = "") -> Template | Response:
     """The facility's TB register of a year and its quarterly cohorts."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     year = year.strip()
     if year and not (year.isdigit() and 2000 <= int(year) <= clock.today.year):
         return error_page(request, 400, f"show a year's register from 2000 to {clock.today.year}; the address asked "
