@@ -152,12 +152,12 @@ def _kitchen_context(db: Database, principal: Principal, tenant: str, meal: str,
     with db.tenant(tenant) as conn:
         wards = diet.kitchen_wards(conn)
         chosen = ([access.ward_for(conn, principal, ward_code)] if ward_code or principal.ward_scoped else wards)
-        which, next_day = diet.next_meal(conn, now, tz)
+        which, next_serving = diet.next_meal(conn, now, tz, meal or None)
         try:
-            on = dt.date.fromisoformat(day) if day else (next_day if not meal else now.astimezone(tz).date())
+            on = dt.date.fromisoformat(day) if day else next_serving
         except ValueError:
-            on = now.astimezone(tz).date()
-        listed = diet.kitchen_list(conn, principal, chosen, meal=meal or which, day=on, tz=tz)
+            on = next_serving
+        listed = diet.kitchen_list(conn, principal, chosen, meal=which, day=on, tz=tz)
         times = diet.meal_times(conn)
     return {"kitchen": listed, "ward_choices": [(w["code"], w["name"]) for w in wards], "ward_code": ward_code,
             "meal_choices": MEAL_CHOICES,

@@ -324,13 +324,20 @@ def meal_times(conn: Connection) -> dict[str, dt.time]:
     return {meal: found.get(meal) or getattr(defaults, meal) for meal in MEALS}
 
 
-def next_meal(conn: Connection, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> tuple[str, dt.date]:
-    """The next meal the kitchen serves after `now`: today's next, else tomorrow's breakfast."""
+def next_meal(conn: Connection, now: dt.datetime, tz: zoneinfo.ZoneInfo,
+              meal: str | None = None) -> tuple[str, dt.date]:
+    """The next meal the kitchen serves after `now` (today's next, else tomorrow's breakfast), or, with `meal`
+    named, that meal's next serving: today's if it is still to come, else tomorrow's. A kitchen asking for supper
+    at eight in the evening is preparing tomorrow's, not reading one already eaten."""
     local = now.astimezone(tz)
     times = meal_times(conn)
-    for meal in MEALS:
-        if local.time() < times[meal]:
-            return meal, local.date()
+    if meal is not None:
+        if meal not in MEALS:
+            raise Invalid(f"choose the meal: {', '.join(MEALS)}", field="meal")
+        return meal, local.date() + dt.timedelta(days=0 if local.time() < times[meal] else 1)
+    for each in MEALS:
+        if local.time() < times[each]:
+            return each, local.date()
     return MEALS[0], local.date() + dt.timedelta(days=1)
 
 

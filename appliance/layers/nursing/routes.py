@@ -415,16 +415,15 @@ class NursingController(Controller):
     async def kitchen(self, tenant: FromPath[str], state: State, request: Asking, meal: FromQuery[str | None] = None,
                       date: FromQuery[dt.date | None] = None, ward: FromQuery[str | None] = None) -> KitchenListOut:
         """The kitchen's list for one meal (breakfast, lunch or supper at the tenant file's `[nursing]` hours;
-        default the next one) of one day (default today, facility time), ward by ward (`ward` for one; a
-        ward-scoped nurse gets her own): bed, name, the diet in force at the meal, texture, the food allergies on
-        the record, nil by mouth flagged (ordered, or fasting for an operation), and those admitted without an order
-        counted as 'no diet ordered'. Each patient listed is noted on their access log."""
+        default the next one) of one day (default the meal's next serving, facility time), ward by ward (`ward`
+        for one; a ward-scoped nurse gets her own): bed, name, the diet in force at the meal, texture, the food
+        allergies on the record, nil by mouth flagged (ordered, or fasting for an operation), and those admitted
+        without an order counted as 'no diet ordered'. Each patient listed is noted on their access log."""
         def work(conn: Connection, c: dict) -> dict:
             wards = ([access.ward_for(conn, request.user, ward)] if ward or request.user.ward_scoped
                      else diet.kitchen_wards(conn))
-            which, day = diet.next_meal(conn, c["now"], c["tz"]) if meal is None else (meal, None)
-            return diet.kitchen_list(conn, request.user, wards, meal=which, day=date or day or
-                                     c["now"].astimezone(c["tz"]).date(), tz=c["tz"])
+            which, day = diet.next_meal(conn, c["now"], c["tz"], meal)
+            return diet.kitchen_list(conn, request.user, wards, meal=which, day=date or day, tz=c["tz"])
 
         return KitchenListOut.model_validate(await _run(state, request, tenant, work))
 

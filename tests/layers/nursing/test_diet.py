@@ -57,6 +57,21 @@ def test_fasting_for_an_operation_just_after_midnight_starts_the_evening_before_
     assert diet.fasting_state(_local(28, 13, 1), breakfast) is None
 
 
+def test_a_named_meal_without_a_day_is_its_next_serving_so_supper_asked_after_supper_is_tomorrows(db, facility):
+    # Found by CI at 18:00 Nairobi time: the kitchen's supper list, asked for after supper, listed tonight's (already
+    # eaten, before the order written a minute ago started) instead of tomorrow's the kitchen was preparing.
+    with db.tenant(facility.slug) as conn:
+        assert diet.next_meal(conn, _local(27, 17, 59), TZ, "supper") == ("supper", dt.date(2026, 11, 27))
+        assert diet.next_meal(conn, _local(27, 18), TZ, "supper") == ("supper", dt.date(2026, 11, 28))
+        assert diet.next_meal(conn, _local(27, 23, 59), TZ, "breakfast") == ("breakfast", dt.date(2026, 11, 28))
+        assert diet.next_meal(conn, _local(27, 6, 59), TZ, "breakfast") == ("breakfast", dt.date(2026, 11, 27))
+        # Unnamed: the next meal of all, today's or tomorrow's breakfast.
+        assert diet.next_meal(conn, _local(27, 12, 30), TZ) == ("supper", dt.date(2026, 11, 27))
+        assert diet.next_meal(conn, _local(27, 18, 1), TZ) == ("breakfast", dt.date(2026, 11, 28))
+        with pytest.raises(diet.Invalid, match="choose the meal"):
+            diet.next_meal(conn, _local(27, 12), TZ, "elevenses")
+
+
 def _version(diet_code: str, starts: dt.datetime, ends: dt.datetime | None = None, corrects: bool = False) -> dict:
     return {"diet": diet_code, "starts_at": starts, "ends_at": ends, "corrects": corrects, "also": [],
             "iddsi_level": None}
