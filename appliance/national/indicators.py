@@ -98,8 +98,11 @@ TB_COUNTS = ("registered", "cured", "treatment_completed", "treatment_failed", "
              "not_evaluated")
 # What an `hiv_care` indicator counts (clinical/hiv.py; PEPFAR MER): people who started ART in the month (TX_NEW),
 # active on ART at its end (TX_CURR), of those a viral load in the 12 months to its end (TX_PVLS denominator) and that
-# result suppressed (numerator), and those whose interruption in treatment began in the month (IIT).
-HIV_COUNTS = ("tx_new", "tx_curr", "tx_pvls_d", "tx_pvls_n", "iit")
+# result suppressed (numerator), and those whose interruption in treatment began in the month (IIT); TX_PVLS's
+# denominator and numerator again by the latest result's indication, routine or targeted (a result recorded before
+# the indication was asked is in the totals and in neither part).
+HIV_COUNTS = ("tx_new", "tx_curr", "tx_pvls_d", "tx_pvls_n", "iit", "tx_pvls_d_routine", "tx_pvls_d_targeted",
+              "tx_pvls_n_routine", "tx_pvls_n_targeted")
 # What an `antenatal` indicator counts of the month's antenatal care contacts (clinical/antenatal.py): pregnancies
 # at their first contact (ANC1), first seen before 12 weeks, at their fourth and eighth contact, first tested for
 # syphilis, first found syphilis positive.
@@ -628,7 +631,8 @@ GROUP BY 1, 2, 3
 # day after it (hiv.IIT_AFTER_DAYS). tx_new: ART started (the initiation in force) in the month, at the age that day.
 # tx_curr: ART started by the month's last day, still in care that day (not transferred out, stopped or died by
 # then) and not interrupted on it, at the age that day. tx_pvls_d: of those, the ones with a viral load sampled in the
-# 12 months to the month's end; tx_pvls_n: their latest result below hiv.SUPPRESSED_BELOW. iit: an interruption that
+# 12 months to the month's end; tx_pvls_n: their latest result below hiv.SUPPRESSED_BELOW; each again by that latest
+# result's indication (tx_pvls_d_routine, tx_pvls_n_targeted...). iit: an interruption that
 # began in the month and had not ended by its last day (MER's TX_ML for a month: on ART, then no contact).
 _HIV_CARE = """
 WITH bounds AS (
@@ -646,11 +650,14 @@ WITH bounds AS (
             JOIN hiv_visit v ON v.entry_id = g.id, bounds b
             WHERE v.care_id = f.root_id AND v.visit_on <= b.last_day
             ORDER BY v.visit_on DESC, g.recorded_at DESC LIMIT 1) AS visit_expected,
-           (SELECT l.copies_per_ml FROM in_force g JOIN hiv_viral_load l ON l.entry_id = g.id, bounds b
-            WHERE l.care_id = f.root_id AND l.sampled_on <= b.last_day
-              AND l.sampled_on > b.last_day - interval '12 months'
-            ORDER BY l.sampled_on DESC, g.recorded_at DESC LIMIT 1) AS last_copies
+           vl.last_copies, vl.last_indication
     FROM in_force f JOIN hiv_care c ON c.entry_id = f.id
+    LEFT JOIN LATERAL (
+        SELECT l.copies_per_ml AS last_copies, l.indication AS last_indication
+        FROM in_force g JOIN hiv_viral_load l ON l.entry_id = g.id, bounds b
+        WHERE l.care_id = f.root_id AND l.sampled_on <= b.last_day
+          AND l.sampled_on > b.last_day - interval '12 months'
+        ORDER BY l.sampled_on DESC, g.recorded_at DESC LIMIT 1) AS vl ON true
 ), standing AS (
     SELECT p.*, b.s, b.last_day,
            COALESCE(p.visit_expected, p.art_on) + CAST(:iit_after AS integer) + 1 AS interrupted_from,
@@ -661,7 +668,10 @@ WITH bounds AS (
     UNION ALL
     SELECT f.what, st.patient_id, st.last_day FROM standing st
     CROSS JOIN LATERAL (VALUES ('tx_curr'), (CASE WHEN st.last_copies IS NOT NULL THEN 'tx_pvls_d' END),
-                               (CASE WHEN st.last_copies < :suppressed_below THEN 'tx_pvls_n' END)) AS f (what)
+                               (CASE WHEN st.last_copies < :suppressed_below THEN 'tx_pvls_n' END),
+                               ('tx_pvls_d_' || st.last_indication),
+                               (CASE WHEN st.last_copies < :suppressed_below
+                                     THEN 'tx_pvls_n_' || st.last_indication END)) AS f (what)
     WHERE st.in_care_then AND st.interrupted_from > st.last_day AND f.what IS NOT NULL
     UNION ALL
     SELECT 'iit', st.patient_id, st.interrupted_from FROM standing st

@@ -77,6 +77,11 @@ def death_of(conn: Connection, patient_id: uuid.UUID) -> Death | None:
     return None if row is None else Death(row.died_at, row.tenant, row.facility, row.timezone, row.entry_id)
 
 
+def day_of(death: Death) -> dt.date:
+    """The day of death as the certifying facility counts it (a death at 23:30 in Nairobi is not the next day)."""
+    return death.died_at.astimezone(zoneinfo.ZoneInfo(death.timezone)).date()
+
+
 def sentence(death: Death) -> str:
     """'recorded deceased on 3 March 2026 at Kisumu District Hospital', the day as that facility counts it."""
     day = death.died_at.astimezone(zoneinfo.ZoneInfo(death.timezone))

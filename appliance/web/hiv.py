@@ -69,10 +69,11 @@ CHOICES = {
     "change": [(k, v) for k, v in hiv.CHANGE_WORDS.items() if k != "initiation"],
     "status": [(k, v) for k, v in hiv.CARE_STATUS_WORDS.items()],
     "who_stage": [(str(n), f"Stage {n}") for n in range(1, 5)],
+    "indication": list(hiv.INDICATION_WORDS.items()),
 }
 SUPPRESSION_WORDS = {"undetectable": "Undetectable", "suppressed": "Suppressed", "unsuppressed": "Unsuppressed"}
 WORDS = {"status": hiv.STATUS_WORDS, "tb": hiv.TB_SCREENING_WORDS, "adherence": hiv.ADHERENCE_WORDS,
-         "change": hiv.CHANGE_WORDS, "suppression": SUPPRESSION_WORDS}
+         "change": hiv.CHANGE_WORDS, "suppression": SUPPRESSION_WORDS, "indication": hiv.INDICATION_WORDS}
 
 
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,

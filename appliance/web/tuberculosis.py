@@ -2,7 +2,8 @@
 follow-up months due from the start, the follow-ups recorded, the outcome), the forms a clinician registers a case
 and assigns its outcome with and a nurse or clinician records a follow-up with, and marking one entered in error —
 and the facility's TB register of a year: every case by register number, its follow-ups overdue and outcome, and
-each quarter's cohort table with treatment success.
+each quarter's cohort table with treatment success (each case's HIV status only to those who may read the ART
+register); a died outcome on the card points to the death certificate, or to certifying it when none is recorded.
 
 It keeps the portal's rules (appliance/web/portal.py): server-rendered, no script, each route declares the
 permission the TB API declares for the same act (`clinical.tb.read`, `.write`, `.follow_up`: clinicians, and

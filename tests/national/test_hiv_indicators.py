@@ -1,5 +1,6 @@
 """The HIV treatment figures (policies/indicators.toml, source "hiv_care") on a hand-built month: TX_NEW, TX_CURR at
-the month's last day, TX_PVLS's denominator and numerator, and the interruptions in treatment that began in the
+the month's last day, TX_PVLS's denominator and numerator (and their split by indication, routine or targeted: a
+result with none documented in the totals only), and the interruptions in treatment that began in the
 month; a person transferred out, one interrupted the month before, a viral load older than 12 months, an enrolment
 entered in error and ART started the next month left out where the definitions say; and a definition naming no count
 refused at load."""
@@ -51,21 +52,23 @@ def test_a_hand_built_month_of_art(db, tenant_factory):
             for on, days, next_on in visits:
                 hiv.record_visit(conn, doctor, who, care["root_id"], HivVisitIn(
                     visit_on=on, arv_days=days, next_appointment_on=next_on), programme=PROGRAMME, today=today)
-            for on, copies in loads:
+            for on, copies, *indication in loads:
                 hiv.record_viral_load(conn, doctor, who, care["root_id"], HivViralLoadIn(
-                    sampled_on=on, copies_per_ml=copies), programme=PROGRAMME, today=today)
+                    sampled_on=on, copies_per_ml=copies, indication=(indication or [None])[0]), programme=PROGRAMME,
+                    today=today)
         return {"patient_id": who, "care_id": care["root_id"]}
 
     may = lambda day: dt.date(y, 5, day)  # noqa: E731 -- the month's days read best as may(10)
-    # Started this month, picked up 30 days: new and current.
-    person("male", may(10), visits=[(may(10), 30, dt.date(y, 6, 9))])
+    # Started this month, picked up 30 days: new and current; a viral load before ART (no schedule yet, no indication
+    # said: not documented) is in TX_PVLS's totals and in neither part of its split.
+    person("male", may(10), visits=[(may(10), 30, dt.date(y, 6, 9))], loads=[(may(5), 200)])
     # On ART a year and more; the 1 May appointment missed, but 90 days on 20 April last to 19 July; suppressed in
-    # November: current, in TX_PVLS both.
+    # November, the schedule's (due from 6 months after ART): current, in TX_PVLS both, routine.
     person("female", visits=[(dt.date(y, 4, 20), 90, may(1))], loads=[(dt.date(y - 1, 11, 1), 40)])
     # 30 days on 1 April, due 1 May: interrupted from 30 May (29 days on), counted in IIT, not current.
     person("female", visits=[(dt.date(y, 4, 1), 30, may(1))])
-    # Current, unsuppressed in April: in the denominator, not the numerator.
-    person("male", visits=[(may(15), 30, dt.date(y, 6, 14))], loads=[(dt.date(y, 4, 1), 5000)])
+    # Current, unsuppressed in April, ordered for suspected failure: in the denominator (targeted), not the numerator.
+    person("male", visits=[(may(15), 30, dt.date(y, 6, 14))], loads=[(dt.date(y, 4, 1), 5000, "targeted")])
     # A boy of 8 transferred out on 25 May: neither current nor interrupted.
     moved = person("male", born=dt.date(y - 8, 1, 1), visits=[(may(20), 60, dt.date(y, 7, 19))])
     # Interrupted from 29 April: April's, not May's, and not current.
@@ -86,9 +89,13 @@ def test_a_hand_built_month_of_art(db, tenant_factory):
     assert figures == {
         "hiv_tx_new": {("M", "15-49Y"): 1},
         "hiv_tx_curr": {("M", "15-49Y"): 2, ("F", "15-49Y"): 2},
-        "hiv_tx_pvls_d": {("M", "15-49Y"): 1, ("F", "15-49Y"): 1},
-        "hiv_tx_pvls_n": {("F", "15-49Y"): 1},
+        "hiv_tx_pvls_d": {("M", "15-49Y"): 2, ("F", "15-49Y"): 1},
+        "hiv_tx_pvls_n": {("M", "15-49Y"): 1, ("F", "15-49Y"): 1},
         "hiv_iit": {("F", "15-49Y"): 1},
+        "hiv_tx_pvls_d_routine": {("F", "15-49Y"): 1},
+        "hiv_tx_pvls_d_targeted": {("M", "15-49Y"): 1},
+        "hiv_tx_pvls_n_routine": {("F", "15-49Y"): 1},
+        "hiv_tx_pvls_n_targeted": {},
     }
 
 

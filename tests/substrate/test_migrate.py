@@ -247,6 +247,8 @@ def test_t0039_adds_hiv_care_append_only_and_its_downgrade_takes_it_away(db: Dat
     schema at head, matches the model, and the tenant role may append but neither rewrite nor remove a record, nor
     take the counter back."""
     t0039 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0039_hiv_care")
+    # t0043 adds to a table of t0039's: taken off first and put back after, as alembic would step through them.
+    t0043 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0043_viral_load_indication")
     schema = tenant_schema(tenant_a.slug)
     tables = ("hiv_care", "hiv_regimen", "hiv_visit", "hiv_viral_load", "hiv_art_sequence")
     present = sa.text("SELECT count(*) FROM unnest(CAST(:names AS text[])) AS n WHERE to_regclass(n) IS NOT NULL")
@@ -254,9 +256,11 @@ def test_t0039_adds_hiv_care_append_only_and_its_downgrade_takes_it_away(db: Dat
     with db.control() as conn:  # as the migrations run: the schema's owner, its search path
         conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
         with Operations.context(MigrationContext.configure(conn)):
+            t0043.downgrade()
             t0039.downgrade()
             downgraded = conn.execute(present, names).scalar()
             t0039.upgrade()
+            t0043.upgrade()
         upgraded = conn.execute(present, names).scalar()
     assert (downgraded, upgraded) == (0, len(tables))
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
@@ -287,3 +291,26 @@ def test_t0040_adds_diet_orders_append_only_and_the_meal_hours_and_its_downgrade
     for statement in ("UPDATE diet_order SET note = 'x'", "DELETE FROM diet_order"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0043_adds_the_viral_loads_indication_and_its_downgrade_takes_it_away(db: Database, tenant_a):
+    """t0043 (a viral load's indication, routine or targeted, for TX_PVLS's split) runs both ways on a schema at head
+    and matches the model: the column may be empty (a result recorded before it: not documented) and its check
+    admits only routine and targeted."""
+    t0043 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0043_viral_load_indication")
+    schema = tenant_schema(tenant_a.slug)
+    columns = sa.text("SELECT data_type, is_nullable FROM information_schema.columns WHERE table_schema = :schema "
+                      "AND table_name = 'hiv_viral_load' AND column_name = 'indication'")
+    check = sa.text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'hiv_viral_load_indication' "
+                    "AND connamespace = CAST(:schema AS regnamespace)")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0043.downgrade()
+            downgraded = (conn.execute(columns, {"schema": schema}).all(),
+                          conn.execute(check, {"schema": schema}).all())
+            t0043.upgrade()
+        upgraded = (conn.execute(columns, {"schema": schema}).all(), conn.execute(check, {"schema": schema}).scalar())
+    assert downgraded == ([], [])
+    assert upgraded[0] == [("text", "YES")] and "'routine'" in upgraded[1] and "'targeted'" in upgraded[1]
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []

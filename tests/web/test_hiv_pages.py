@@ -82,9 +82,12 @@ def test_enrolment_art_a_visit_and_viral_loads_on_the_tab_and_the_register(signe
     bad = post_form(clinician, path, f"{path}/{root}/viral-loads", {"sampled_on": day(1), "copies_per_ml": "lots"})
     assert bad.status_code == 422 and 'id="copies_per_ml-error"' in bad.text, bad.text
     assert _hiv_entries(db, facility) == before
-    loaded = post_form(clinician, path, f"{path}/{root}/viral-loads", {"sampled_on": day(1), "copies_per_ml": "4500"})
+    loaded = post_form(clinician, path, f"{path}/{root}/viral-loads", {"sampled_on": day(1), "copies_per_ml": "4500",
+                                                                       "indication": "targeted"})
     assert loaded.status_code == 303, loaded.text
     card = clinician.get(path).text
+    assert 'id="viral-load-indication"' in card and "· <span id=" in card
+    assert "Targeted (suspected treatment failure)</span>" in card  # the list's, beside the result
     # 30 days from 70 days ago ran out 40 days ago: interrupted since 11 days ago; 4500 copies is unsuppressed.
     assert 'id="hiv-unsuppressed"' in card and "Interruption in treatment" in card and "TDF+3TC+DTG" in card
     register = clinician.get(f"/t/{facility.slug}/hiv/register")

@@ -9,14 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import service
+from appliance.layers.clinical import service, tuberculosis
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.layers.clinical.tuberculosis import load_regimens
+from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
 from appliance.substrate.principal import Principal
 from tests.web.test_portal import post_form
+
+regimens = load_regimens(Path(__file__).parents[2] / "policies" / "tuberculosis.toml")
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +117,35 @@ def test_a_registrar_sees_neither_the_tab_nor_the_register(signed_in, facility, 
     registrar = signed_in("registrar", facility.slug)
     assert registrar.get(patient["path"]).status_code == 403
     assert registrar.get(f"/t/{facility.slug}/tb/register").status_code == 403
+
+
+def test_the_register_names_hiv_status_only_to_art_register_readers_and_died_points_to_the_certificate(
+        signed_in, db, facility, patient):
+    """A second case, HIV-positive: the clinician's register says so, the nurse's says the status is withheld and
+    shows it for no one. Its outcome died, with no certificate: the card says none is recorded and links to write
+    one."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Chest", tenant=facility.slug,
+                       role="clinician")
+    started = dt.date.today() - dt.timedelta(days=30)
+    with db.tenant(facility.slug) as conn:
+        who = service.register_patient(conn, doctor, PatientIn.model_validate(
+            {"family_name": "Achieng", "given_names": "Rose", "birth_date": dt.date(1990, 6, 6), "sex": "female",
+             "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))["id"]
+        service.open_encounter(conn, doctor, who, EncounterIn(encounter_class="outpatient"))
+        root = tuberculosis.register(conn, doctor, who, TbRegistrationIn.model_validate(
+            {"started_on": started, "site": "pulmonary", "bacteriology": "bacteriologically_confirmed",
+             "history": "new", "regimen": "2HRZE/4HR", "hiv_status": "positive", "weight_kg": "50"}),
+            regimens=regimens, today=dt.date.today())["root_id"]
+    register = f"/t/{facility.slug}/tb/register?year={started.year}"
+    clinician, nurse = signed_in("clinician", facility.slug), signed_in("nurse", facility.slug)
+    assert " · HIV-positive</td>" in clinician.get(register).text
+    withheld = nurse.get(register)
+    assert withheld.status_code == 200 and 'id="hiv-status-withheld"' in withheld.text
+    assert " · HIV-positive" not in withheld.text and "ACHIENG" in withheld.text
+    path = f"/t/{facility.slug}/patients/{who}/tb"
+    died = post_form(clinician, path, f"{path}/{root}/outcome", {"outcome": "died",
+                                                                 "outcome_on": dt.date.today().isoformat()})
+    assert died.status_code == 303, died.text
+    card = clinician.get(path).text
+    assert f'id="death-{root}"' in card and "No death certificate is recorded for this person" in card
+    assert f'<a href="/t/{facility.slug}/patients/{who}/death/new" id="death-{root}-certify">' in card

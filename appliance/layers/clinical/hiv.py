@@ -20,7 +20,9 @@ Where a person stands is computed, never stored (`standing`, pure), from these d
   starts, at 12 months, then every 12 months; after a result of 1000 copies/mL or more, again 3 months later,
   after enhanced adherence counselling. A result below 1000 copies/mL is **suppressed** (the threshold MER's
   TX_PVLS counts), 50 or fewer is **undetectable** (0 records "target not detected"), 1000 or more
-  **unsuppressed**, flagged on the card and the register.
+  **unsuppressed**, flagged on the card and the register. Each result carries its **indication** (MER TX_PVLS's
+  split, tenant revision t0043): **routine**, the schedule's, or **targeted**, for suspected treatment failure; as
+  the clinician says, else by the schedule (`indication_of`). One recorded before t0043 has none (not documented).
 
 The ART number is the facility's, given in sequence ("ART-00001") from `hiv_art_sequence` moved on under its row
 lock (registers.next_number, the TB register's counter): two enrolments at once never share a number and a
@@ -74,6 +76,10 @@ ADHERENCE_WORDS = {"good": "Good (95% or more of doses)", "fair": "Fair (85-94%)
 CHANGE_WORDS = {"initiation": "ART started", "substitution": "Substitution (same line)",
                 "switch": "Switch (to a later line)"}
 LINES = ("first", "second", "third")
+INDICATION_WORDS = {"routine": "Routine (on schedule)", "targeted": "Targeted (suspected treatment failure)"}
+# A sample taken up to this many days before the schedule's day is still the scheduled (routine) one: it is drawn at
+# the clinic visit nearest the day, and a month's refill is the shortest interval between visits.
+ROUTINE_EARLY_DAYS = 30
 
 
 # -- the regimens (policies/hiv.toml) ------------------------------------------------------------------------------
@@ -147,6 +153,20 @@ def viral_load_due_on(art_started_on: dt.date, results: Iterable[tuple[dt.date, 
     if sampled_on < months_after(art_started_on, SECOND_VL_MONTHS):
         return months_after(art_started_on, SECOND_VL_MONTHS)
     return months_after(sampled_on, ROUTINE_VL_MONTHS)
+
+
+def indication_of(given: str | None, sampled_on: dt.date, art_started_on: dt.date | None,
+                  earlier: Iterable[tuple[dt.date, int]]) -> str | None:
+    """Why the viral load was taken, as MER's TX_PVLS splits it: as the clinician said; else routine where the
+    monitoring schedule had one due by the sample's day (from ROUTINE_EARLY_DAYS before it; the repeat 3 months after
+    an unsuppressed result is the schedule's too), targeted where it had not (a sample off the schedule is one taken
+    for suspected treatment failure). Before ART there is no schedule: None (not documented) unless said."""
+    if given is not None:
+        return given
+    if art_started_on is None or sampled_on < art_started_on:
+        return None
+    due_on = viral_load_due_on(art_started_on, [r for r in earlier if r[0] < sampled_on])
+    return "routine" if sampled_on >= due_on - dt.timedelta(days=ROUTINE_EARLY_DAYS) else "targeted"
 
 
 def standing(*, care_status: str, art_started_on: dt.date | None, visits: Sequence[Visit],
@@ -413,16 +433,20 @@ def record_visit(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
 
 def record_viral_load(conn: Connection, principal: Principal, patient_id: uuid.UUID, care_id: uuid.UUID, data: Any,
                       *, programme: Programme, today: dt.date) -> dict:
-    """Record a viral load result by its sample's day. Refused (422): a sample in the future or before HIV was
-    diagnosed."""
+    """Record a viral load result by its sample's day and why it was taken (routine or targeted; when not said, as
+    the schedule had it, `indication_of`). Refused (422): a sample in the future or before HIV was diagnosed."""
     care = _care(conn, patient_id, care_id)
     _not_future(data.sampled_on, today, "the sample's day", "sampled_on")
     if data.sampled_on < care["diagnosed_on"]:
         raise Invalid(f"the sample's day is before HIV was diagnosed on {care['diagnosed_on'].isoformat()}",
                       field="sampled_on")
+    of = _of_care(conn, [care["root_id"]])
+    started = of[REGIMEN].get(care["root_id"], [])
+    indication = indication_of(data.indication, data.sampled_on, started[0]["started_on"] if started else None,
+                               [(r["sampled_on"], r["copies_per_ml"]) for r in of[VIRAL_LOAD].get(care["root_id"], [])])
     record.append(conn, principal, VIRAL_LOAD, patient_id=patient_id, encounter_id=data.encounter_id,
                   detail={**data.model_dump(include={"sampled_on", "copies_per_ml", "note"}),
-                          "care_id": care["root_id"]})
+                          "indication": indication, "care_id": care["root_id"]})
     return _answer(conn, principal, patient_id, programme, today)
 
 

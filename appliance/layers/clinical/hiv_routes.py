@@ -108,7 +108,8 @@ class HivController(Controller):
     def viral_load(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id, care_id: Id,
                    data: JSONBody[HivViralLoadIn]) -> HivCareOut:
         """Record a viral load result (copies/mL) by its sample's day: below 1000 suppressed, 50 or fewer
-        undetectable, 1000 or more unsuppressed (a repeat due in 3 months)."""
+        undetectable, 1000 or more unsuppressed (a repeat due in 3 months); and its `indication`, routine or
+        targeted (suspected treatment failure), routine by default where the schedule had one due, else targeted."""
         today = today_at(state, tenant)
         with opened_chart(state, request, tenant) as conn:
             return HivCareOut.model_validate(hiv.record_viral_load(conn, request.user, patient_id, care_id, data,

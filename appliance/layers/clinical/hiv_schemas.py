@@ -17,6 +17,7 @@ Standing = Literal["active", "iit", "not_on_art", "transferred_out", "stopped", 
 Change = Literal["initiation", "substitution", "switch"]
 Adherence = Literal["good", "fair", "poor", "not_assessed"]
 Suppression = Literal["undetectable", "suppressed", "unsuppressed"]
+Indication = Literal["routine", "targeted"]
 Note = Annotated[str, Field(max_length=2000)] | None
 
 
@@ -56,6 +57,11 @@ class HivViralLoadIn(_In):
     sampled_on: dt.date = Field(description="the day the sample was taken")
     copies_per_ml: Annotated[int, Field(ge=0, le=100_000_000)] = Field(description="HIV-1 RNA copies/mL; 0 for "
                                                                                    "target not detected")
+    indication: Indication | None = Field(
+        default=None, description="routine (the monitoring schedule's: 6 and 12 months after ART starts, then yearly, "
+                                  "3 months after an unsuppressed result) or targeted (ordered for suspected treatment "
+                                  "failure); when not given, routine if the schedule had one due by the sample's day, "
+                                  "else targeted (PEPFAR MER TX_PVLS's split)")
     note: Note = None
     encounter_id: uuid.UUID | None = None
 
@@ -92,6 +98,8 @@ class HivViralLoadOut(EntryOut):
     copies_per_ml: int
     suppression: Suppression = Field(description="undetectable (50 or fewer), suppressed (below 1000) or "
                                                  "unsuppressed (1000 or more)")
+    indication: Indication | None = Field(description="routine or targeted; null for a result recorded before the "
+                                                      "indication was asked (not documented)")
     note: str | None
 
 

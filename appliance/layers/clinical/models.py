@@ -881,7 +881,11 @@ hiv_viral_load = sa.Table(
     sa.Column("sampled_on", sa.Date, nullable=False),
     sa.Column("copies_per_ml", sa.Integer, nullable=False),  # 0: target not detected
     sa.Column("note", sa.Text, nullable=True),
+    # routine (on the monitoring schedule) or targeted (suspected treatment failure): MER TX_PVLS's split (t0043);
+    # NULL for a result recorded before the indication was asked (not documented)
+    sa.Column("indication", sa.Text, nullable=True),
     sa.CheckConstraint("copies_per_ml >= 0", name="hiv_viral_load_copies"),
+    sa.CheckConstraint("indication IN ('routine', 'targeted')", name="hiv_viral_load_indication"),
     sa.Index("hiv_viral_load_care_idx", "care_id"),
 )
 

@@ -34,6 +34,15 @@ wait for each other and never share a number, and a refused registration gives n
 refused. The quarterly cohort is the cases whose treatment started in the quarter, reported once 12 months have
 passed since the quarter ended (every outcome should be assigned by then); before that the table is provisional.
 
+HIV status is the more sensitive fact: the facility's register shows each case's HIV status only to those who may
+read the ART register (`clinical.hiv.register`); others see the cohort's counts, which name no one. The patient's
+card shows it under the chart's own rule (a care relationship, or break-the-glass).
+
+A died outcome and a death certificate (clinical/death.py, the mark every facility reads) must agree: died is not
+dated before the certified day of death, and once a certificate is in force no other outcome but not evaluated is
+dated after that day. A died outcome with no certificate is answered with the pointer to certify it (the
+certificate needs a certifier's cause of death, so it is never made here).
+
 Writes go through `record.append` (audited as writes of the patient's record); every read of a patient's card is
 noted on the audit seam, and the register notes each case it lists on its patient's access log.
 """
@@ -66,6 +75,12 @@ from appliance.substrate.record import current_clause, entry, note_access, note_
 
 KIND, FOLLOW_UP = "tb_treatment", "tb_follow_up"
 REGISTER = "tb_register"  # how the facility's register reads on each listed patient's access log
+# ... and how it reads when it showed the patient's HIV status too: to those who may read the ART register.
+REGISTER_WITH_HIV = "tb_register_hiv_status"
+# HIV status is the more sensitive fact: the facility-wide TB register shows who is HIV-positive only to those who
+# may read the facility's ART register, which names every person in HIV care (ACC-032 keeps it from ward nurses).
+# The chart's TB card follows the chart's care relationship, as the HIV card does.
+HIV_REGISTER = "clinical.hiv.register"
 OUTCOME_WORDS = {"cured": "Cured", "treatment_completed": "Treatment completed", "treatment_failed": "Treatment failed",
                  "died": "Died", "lost_to_follow_up": "Lost to follow-up", "not_evaluated": "Not evaluated"}
 SITE_WORDS = {"pulmonary": "Pulmonary", "extrapulmonary": "Extrapulmonary"}
@@ -194,6 +209,36 @@ def outcome_refusal(outcome: str, *, site: str, bacteriology: str, regimen: Regi
     return None
 
 
+def death_refusal(outcome: str, outcome_on: dt.date, death: deaths.Death | None) -> tuple[str, str] | None:
+    """Why an outcome cannot stand beside the person's death certificate (the sentence, the field), or None: died is
+    not dated before the certified day of death; after that day nothing but died or not evaluated (transferred out,
+    outcome unknown to the unit) is. Without a certificate nothing is refused: died is answered with the pointer to
+    certify the death instead (`death_pointer`)."""
+    if death is None:
+        return None
+    died_on = deaths.day_of(death)
+    if outcome == "died" and outcome_on < died_on:
+        return (f"this person was {deaths.sentence(death)}: a died outcome cannot be dated before it; record "
+                f"{died_on.isoformat()}, or correct the death certificate if its day is wrong", "outcome_on")
+    if outcome not in ("died", "not_evaluated") and outcome_on > died_on:
+        return (f"this person was {deaths.sentence(death)}: {OUTCOME_WORDS[outcome].lower()} on "
+                f"{outcome_on.isoformat()} is after it; the outcome is died", "outcome")
+    return None
+
+
+def death_pointer(death: deaths.Death | None) -> dict:
+    """What a died outcome tells the clinician about the death certificate: the certified death (when, where), or
+    that none is recorded and where to write one (the chart's death certificate; it needs a certifier's cause of
+    death, so it is never made from the TB outcome)."""
+    if death is None:
+        return {"certified": False, "died_on": None, "facility": None,
+                "says": "No death certificate is recorded for this person: a clinician who can state the cause of "
+                        "death certifies it on the chart's death certificate (the API's patients/{id}/death); until "
+                        "then the person is alive at every other service"}
+    return {"certified": True, "died_on": deaths.day_of(death), "facility": death.facility,
+            "says": f"This person was {deaths.sentence(death)}"}
+
+
 def follow_ups_due(started_on: dt.date, regimen: Regimen | None, done_months: Iterable[int], today: dt.date,
                    *, open_: bool = True) -> list[dict]:
     """Each follow-up month of the regimen, its day (that many months after the start) and where it stands:
@@ -307,9 +352,12 @@ def _examinations(rows: Iterable[dict]) -> list[Examination]:
     return [Examination(r["month"], r["smear"], r["culture"]) for r in rows]
 
 
-def _shaped(row: dict, follow_ups: list[dict], regimens: Regimens, today: dt.date) -> dict:
+def _shaped(row: dict, follow_ups: list[dict], regimens: Regimens, today: dt.date, *,
+            death: dict | None = None) -> dict:
+    """The treatment as answered; `death`, the death certificate's pointer, on a died outcome."""
     regimen = regimens.by_code.get(row["regimen"])
     return {**row, "regimen_name": regimen.name if regimen else None,
+            "death": death if row["outcome"] == "died" else None,
             "months": regimen.months if regimen else None,
             "ends_on": months_after(row["started_on"], regimen.months) if regimen else None,
             "follow_ups": follow_ups,
@@ -332,9 +380,18 @@ def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, regim
         by_treatment.setdefault(f["treatment_id"], []).append(f)
     withdrawn = [*service.list_withdrawn(conn, principal, patient_id, tb_treatment, KIND),
                  *service.list_withdrawn(conn, principal, patient_id, tb_follow_up, FOLLOW_UP)]
+    death = _death_pointer_of(conn, patient_id, treatments)
     return {"patient_id": patient_id, "today": today,
-            "treatments": [_shaped(t, by_treatment.get(t["root_id"], []), regimens, today) for t in treatments],
+            "treatments": [_shaped(t, by_treatment.get(t["root_id"], []), regimens, today, death=death)
+                           for t in treatments],
             "withdrawn": withdrawn}
+
+
+def _death_pointer_of(conn: Connection, patient_id: uuid.UUID, treatments: Iterable[dict]) -> dict | None:
+    """The death certificate's pointer when a treatment's outcome is died (the mark read only then)."""
+    if not any(t["outcome"] == "died" for t in treatments):
+        return None
+    return death_pointer(deaths.death_of(conn, patient_id))
 
 
 def _treatment(conn: Connection, patient_id: uuid.UUID, treatment_id: uuid.UUID, *, lock: bool = False) -> dict:
@@ -400,9 +457,9 @@ def _check_outcome(conn: Connection, patient_id: uuid.UUID, treatment: dict, out
             raise Invalid(f"{regimen.code} lasts {regimen.months} months from {treatment['started_on'].isoformat()}: "
                           f"treatment is not {OUTCOME_WORDS[outcome].lower()} before {earliest.isoformat()}",
                           field="outcome_on")
-    if outcome != "died" and (death := deaths.death_of(conn, patient_id)) is not None \
-            and outcome_on > death.died_at.date():
-        raise Invalid(f"this person was {deaths.sentence(death)}: the outcome is died", field="outcome")
+    refusal = death_refusal(outcome, outcome_on, deaths.death_of(conn, patient_id))
+    if refusal is not None:
+        raise Invalid(refusal[0], field=refusal[1])
     refusal = outcome_refusal(outcome, site=treatment["site"], bacteriology=treatment["bacteriology"],
                               regimen=regimen,
                               examinations=_examinations(_follow_ups(conn, [treatment["root_id"]])))
@@ -444,7 +501,7 @@ def _answer(conn: Connection, principal: Principal, patient_id: uuid.UUID, root_
     follow_ups = _follow_ups(conn, [root_id])
     if follow_ups:
         note_access(conn, principal, "read", patient_id, FOLLOW_UP, [f["id"] for f in follow_ups])
-    return _shaped(treatment, follow_ups, regimens, today)
+    return _shaped(treatment, follow_ups, regimens, today, death=_death_pointer_of(conn, patient_id, [treatment]))
 
 
 def _next_version(conn: Connection, principal: Principal, treatment: dict, version_id: uuid.UUID | None,
@@ -573,7 +630,9 @@ def register_of_year(conn: Connection, principal: Principal, year: int, *, regim
                      today: dt.date) -> dict:
     """The year's register (every case whose treatment started in the year, by register number): each case's
     patient, classification, follow-ups done and overdue, and outcome; and each quarter's cohort table, marked
-    provisional until 12 months after the quarter. Each case listed is audited on its patient's access log."""
+    provisional until 12 months after the quarter. Each case's HIV status only to a principal who may read the ART
+    register (the cohort's counts to everyone: they name no one). Each case listed is audited on its patient's
+    access log, saying whether it showed their HIV status."""
     rows = _treatments(conn, tb_treatment.c.register_year == year)[:REGISTER_LIMIT]
     rows.sort(key=lambda r: r["register_number"])
     people = {r["id"]: dict(r) for r in conn.execute(
@@ -582,7 +641,8 @@ def register_of_year(conn: Connection, principal: Principal, year: int, *, regim
     follow_ups: dict[uuid.UUID, list[dict]] = {}
     for f in _follow_ups(conn, [r["root_id"] for r in rows]):
         follow_ups.setdefault(f["treatment_id"], []).append(f)
-    note_list_read(conn, principal, REGISTER, rows)
+    shows_hiv = principal.can(HIV_REGISTER)
+    note_list_read(conn, principal, REGISTER_WITH_HIV if shows_hiv else REGISTER, rows)
     cases = []
     for row in rows:
         shaped = _shaped(row, follow_ups.get(row["root_id"], []), regimens, today)
@@ -599,5 +659,8 @@ def register_of_year(conn: Connection, principal: Principal, year: int, *, regim
         cohorts.append({"quarter": quarter, "starts_on": start, "ends_on": end - dt.timedelta(days=1),
                         "reported_from": reported_from, "provisional": today < reported_from,
                         **cohort_table(members)})
-    return {"year": year, "today": today, "cases": cases, "cohorts": cohorts,
+    if not shows_hiv:  # after the cohorts are counted: their HIV-positive row counts everyone, naming no one
+        for case in cases:
+            case["hiv_status"] = None
+    return {"year": year, "today": today, "cases": cases, "cohorts": cohorts, "hiv_status_shown": shows_hiv,
             "overdue": sum(1 for c in cases if c["overdue"])}

@@ -3,7 +3,8 @@ patient's TB treatment card, registering a case on treatment, its follow-ups, it
 withdrawal, and the facility's register of a year with its quarterly cohorts' outcomes.
 
 The patient's routes pass the care-relationship guard as the rest of the chart does (break-the-glass with a
-stated reason otherwise); the register is facility-wide and audits each case it lists. Permissions:
+stated reason otherwise); the register is facility-wide, shows HIV status only to those who may read the ART register,
+and audits each case it lists. Permissions:
 `clinical.tb.read` to read, `clinical.tb.write` to register, assign an outcome, correct and withdraw (clinicians,
 ACC-002), `clinical.tb.follow_up` to record and correct a follow-up (clinicians, and nurses by ACC-027). Refusals
 are the clinical API's: 404 for a patient or record not at this facility, 409 for a second open treatment, an
@@ -115,8 +116,10 @@ class TuberculosisController(Controller):
         """Assign the treatment's WHO outcome and its day. Refused (422, naming the rule): cured for a case not
         bacteriologically confirmed at start, not pulmonary, or without a negative smear or culture in the last
         month and once before; cured or completed with a positive result at month 5 or later (that is failure);
-        failed without one; cured or completed before the regimen's months have run. An outcome already
-        assigned: 409 (correct it instead)."""
+        failed without one; cured or completed before the regimen's months have run; died dated before the day of
+        death a certificate records, or another outcome but not evaluated dated after it. An outcome already
+        assigned: 409 (correct it instead). A died outcome answers `death`: the certificate, or that none is recorded
+        and where to certify it (never made here: it needs a certifier's cause of death)."""
         today = today_at(state, tenant)
         with opened_chart(state, request, tenant) as conn:
             return TbTreatmentOut.model_validate(tuberculosis.record_outcome(
@@ -155,7 +158,9 @@ class TuberculosisController(Controller):
         patient, classification, regimen, follow-ups overdue, outcome) and each quarter's cohort: new and relapse
         cases by bacteriological status and site, previously treated, unknown history and HIV-positive, each by
         WHO outcome, with treatment success (cured + completed) as a percentage; provisional until 12 months after
-        the quarter. Each case listed is audited as read."""
+        the quarter. Each case's HIV status only to those who may read the ART register (`clinical.hiv.register`;
+        null, with `hiv_status_shown` false, for others, who see the cohorts' counts). Each case listed is audited as
+        read, saying whether its HIV status was shown."""
         today = today_at(state, tenant)
         with state.db.tenant(tenant) as conn:
             return TbRegisterOut.model_validate(tuberculosis.register_of_year(

@@ -91,6 +91,14 @@ class TbDueOut(_Out):
     end_of_treatment: bool
 
 
+class TbDeathOut(_Out):
+    certified: bool = Field(description="whether a death certificate for this person is in force (at any facility)")
+    died_on: dt.date | None = Field(description="the certified day of death, as the certifying facility counts it")
+    facility: str | None = Field(description="the facility that certified it")
+    says: str = Field(description="the sentence for the clinician: the certified death, or that none is recorded "
+                                  "and where to certify it")
+
+
 class TbTreatmentOut(EntryOut):
     patient_id: uuid.UUID
     register_number: str = Field(description="the facility's register number, in sequence in the year treatment "
@@ -108,6 +116,9 @@ class TbTreatmentOut(EntryOut):
     weight_kg: Decimal
     outcome: Outcome | None
     outcome_on: dt.date | None
+    death: TbDeathOut | None = Field(default=None, description="on a died outcome: the person's death certificate, "
+                                                               "or that none is recorded (certify it: GET/POST "
+                                                               "/api/t/{tenant}/patients/{patient_id}/death)")
     note: str | None
     follow_ups: list[TbFollowUpOut]
     due: list[TbDueOut] = Field(description="each follow-up month of the regimen: done, due, overdue, not yet due, "
@@ -141,6 +152,8 @@ class TbRegisterPatient(_Out):
 
 
 class TbRegisterCase(TbTreatmentOut):
+    hiv_status: HivStatus | None = Field(description="withheld (null) unless you may read the ART register "
+                                                     "(`clinical.hiv.register`)")
     patient: TbRegisterPatient
     overdue: list[int] = Field(description="the follow-up months overdue")
 
@@ -175,4 +188,6 @@ class TbRegisterOut(_Out):
     today: dt.date
     cases: list[TbRegisterCase]
     cohorts: list[TbCohortOut]
+    hiv_status_shown: bool = Field(description="whether each case's HIV status is shown: only to those who may read "
+                                               "the ART register; the cohort's HIV-positive row counts for everyone")
     overdue: int = Field(description="cases with a follow-up overdue")

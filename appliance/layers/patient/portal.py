@@ -44,6 +44,7 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "tb_treatment": "your TB treatment card (its registration and outcome)",
           "tb_follow_up": "a check-up during your TB treatment (sputum results, weight)",
           "tb_register": "the facility's TB treatment register",
+          "tb_register_hiv_status": "the facility's TB treatment register, with your HIV status",
           "hiv_care": "your HIV care card (enrolment, ART number, status in care)",
           "hiv_regimen": "your HIV treatment (ART) regimen",
           "hiv_visit": "an HIV clinic visit or ARV pick-up",

@@ -243,6 +243,39 @@ def test_two_enrolments_at_once_take_two_numbers(db, facility, clinician, patien
         today=TODAY)["art_number"], patients[3], patients[4]) == ["ART-00005", "ART-00006"]
 
 
+@pytest.mark.parametrize(("given", "sampled_on", "earlier", "indication"), [
+    (None, dt.date(2026, 7, 10), [], "routine"),  # the 6-month one, on its day
+    (None, dt.date(2026, 6, 10), [], "routine"),  # drawn at the visit a month before it
+    (None, dt.date(2026, 5, 1), [], "targeted"),  # off the schedule: taken for suspected failure
+    (None, dt.date(2026, 10, 20), [(dt.date(2026, 7, 12), 1200)], "routine"),  # the repeat after an unsuppressed one
+    (None, dt.date(2026, 9, 1), [(dt.date(2026, 7, 12), 40)], "targeted"),  # suppressed in July, due next January
+    ("targeted", dt.date(2027, 1, 10), [(dt.date(2026, 7, 12), 40)], "targeted"),  # the clinician's word stands
+    (None, dt.date(2025, 12, 1), [], None),  # before ART: no schedule, not documented unless said
+])
+def test_a_viral_loads_indication_is_the_clinicians_else_the_schedules(given, sampled_on, earlier, indication):
+    assert hiv.indication_of(given, sampled_on, START, earlier) == indication
+
+
+def test_a_viral_load_carries_its_indication_and_a_wrong_one_is_refused(api, db, facility, patients):
+    """D (patients[3], enrolled, no ART yet): ART started 400 days ago; a viral load 300 days ago, before the 6-month
+    one was due, is targeted; the 6-month one, routine; the clinician's "targeted" kept; a made-up indication refused
+    with nothing written."""
+    care = api.get(_base(facility, patients[3])).json()["care"]
+    root = f"{_base(facility, patients[3])}/{care['root_id']}"
+    assert api.post(f"{root}/regimens", json={"change": "initiation", "started_on": ago(400),
+                                              "regimen": "TDF+3TC+DTG"}).status_code == 201
+    for body in ({"sampled_on": ago(300), "copies_per_ml": 4000}, {"sampled_on": ago(215), "copies_per_ml": 40},
+                 {"sampled_on": ago(20), "copies_per_ml": 30, "indication": "targeted"}):
+        assert api.post(f"{root}/viral-loads", json=body).status_code == 201
+    loads = api.get(_base(facility, patients[3])).json()["care"]["viral_loads"]
+    assert [(x["sampled_on"], x["indication"]) for x in loads] == [
+        (ago(300), "targeted"), (ago(215), "routine"), (ago(20), "targeted")]
+    before = _hiv_entries(db, facility)
+    wrong = api.post(f"{root}/viral-loads", json={"sampled_on": ago(2), "copies_per_ml": 30, "indication": "yearly"})
+    assert wrong.status_code in (400, 422) and "indication" in wrong.text, wrong.text
+    assert _hiv_entries(db, facility) == before
+
+
 # -- who may ---------------------------------------------------------------------------------------------------------
 
 

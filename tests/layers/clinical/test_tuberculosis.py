@@ -17,7 +17,7 @@ from appliance.layers.clinical import service, tuberculosis
 from appliance.layers.clinical.schemas import EncounterIn
 from appliance.layers.clinical.tuberculosis import Examination, load_regimens, outcome_refusal
 from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
-from appliance.substrate import audit
+from appliance.substrate import audit, deaths
 from tests.layers.clinical.at_once import two_at_once
 from tests.layers.clinical.conftest import new_patient
 
@@ -180,7 +180,7 @@ def test_a_hand_built_quarter_gives_the_register_numbers_in_sequence_and_the_coh
     assert register["cases"][5]["overdue"] == [2, 5, 6]  # F: on treatment, nothing recorded since
     log = {ev.event_type for ev in audit.patient_access_log(db, facility.slug, a)}
     assert {"record.tb_treatment.create", "record.tb_follow_up.create", "record.tb_treatment.amend",
-            "record.tb_register.read"} <= log
+            "record.tb_register_hiv_status.read"} <= log  # a clinician may read the ART register: HIV status shown
 
 
 def test_an_open_treatment_refuses_a_second_registration_and_refusals_write_nothing(api, db, facility, patients):
@@ -319,3 +319,97 @@ def test_a_follow_up_is_filed_only_under_this_patients_own_encounter(api, db, fa
         assert answer.status_code == 422 and answer.json()["field"] == "encounter_id", answer.text
     assert _tb_entries(db, facility) == before
     assert api.post(url, json={**smear, "encounter_id": str(own)}).status_code == 201
+
+
+# -- HIV status on the register, and a died outcome beside the death certificate ------------------------------------
+
+
+def test_the_register_shows_hiv_status_only_to_those_who_may_read_the_art_register(api, token_client, db, facility,
+                                                                                    patients):
+    """B (patients[1]) is HIV-positive in YEAR's register: a clinician (who may read the ART register) sees it; a nurse
+    sees the cohort's HIV-positive count but no one's status, and her read is logged without it; her TB card of B
+    (the chart's rule, a care relationship) shows it."""
+    url = f"{API.format(tenant=facility.slug)}/tb/register"
+    nurse = token_client(facility.slug, role="nurse")
+    seen = nurse.get(url, params={"year": YEAR})
+    assert seen.status_code == 200, seen.text
+    shown = seen.json()
+    assert shown["hiv_status_shown"] is False and {c["hiv_status"] for c in shown["cases"]} == {None}
+    assert '"hiv_status":"positive"' not in seen.text and '"hiv_status":"negative"' not in seen.text
+    hiv_row = next(r for r in shown["cohorts"][0]["rows"] if r["row"] == "hiv_positive")
+    assert hiv_row["registered"] == 1
+    clinician = api.get(url, params={"year": YEAR}).json()
+    assert clinician["hiv_status_shown"] is True
+    assert {c["patient"]["family_name"]: c["hiv_status"] for c in clinician["cases"]}["Kamau1"] == "positive"
+    log = [ev.event_type for ev in audit.patient_access_log(db, facility.slug, patients[1])]
+    assert log.count("record.tb_register.read") == 1 and "record.tb_register_hiv_status.read" in log
+    card = nurse.get(_base(facility, patients[1]))
+    assert card.status_code == 200 and card.json()["treatments"][0]["hiv_status"] == "positive"
+
+
+def _died(year: int, month: int, day: int) -> str:
+    return dt.datetime(year, month, day, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=3))).isoformat()
+
+
+def _certify(api, facility, who, died_at: str) -> None:
+    certified = api.post(f"{API.format(tenant=facility.slug)}/patients/{who}/death", json={
+        "died_at": died_at, "place": "home", "manner": "disease",
+        "part1": [{"code": "J96.0", "interval": "2 hours"}, {"code": "A15.0", "interval": "3 months"}]})
+    assert certified.status_code == 201, certified.text
+
+
+def test_a_died_outcome_points_to_the_death_certificate_and_the_two_must_agree(api, db, clinician, facility):
+    year = YEAR - 1
+    with db.tenant(facility.slug) as conn:
+        first, second = (new_patient(conn, clinician, family_name=name, sex="male",
+                                     birth_date=dt.date(1970, 1, 1))["id"] for name in ("Odhiambo", "Wekesa"))
+    # Died with no certificate: recorded, and the answer says none is recorded and where to write it.
+    treatment = api.post(_base(facility, first), json=_case(started_on=f"{year}-02-01")).json()
+    died = api.post(f"{_base(facility, first)}/{treatment['id']}/outcome",
+                    json={"outcome": "died", "outcome_on": f"{year}-03-01"})
+    assert died.status_code == 200, died.text
+    pointer = died.json()["death"]
+    assert pointer["certified"] is False and pointer["says"].startswith("No death certificate is recorded")
+    assert api.get(_base(facility, first)).json()["treatments"][0]["death"] == pointer
+    # The certificate says 5 March: the died outcome of 1 March, before it, no longer stands a correction.
+    _certify(api, facility, first, _died(year, 3, 5))
+    current = api.get(_base(facility, first)).json()["treatments"][0]
+    assert (current["death"]["certified"], current["death"]["died_on"]) == (True, f"{year}-03-05")
+    fix = {**_case(started_on=f"{year}-02-01"), "outcome": "died", "reason": "day of death from the certificate",
+           "version_id": current["id"]}
+    before = _tb_entries(db, facility)
+    early = api.put(f"{_base(facility, first)}/{current['id']}", json={**fix, "outcome_on": f"{year}-03-02"})
+    assert early.status_code == 422 and early.json()["field"] == "outcome_on", early.text
+    assert early.json()["detail"].startswith(f"this person was recorded deceased on 5 March {year} at ")
+    assert _tb_entries(db, facility) == before
+    assert api.put(f"{_base(facility, first)}/{current['id']}",
+                   json={**fix, "outcome_on": f"{year}-03-05"}).status_code == 200
+    # Certified first: after the death, no outcome of the living; died not before the day; died on it stands.
+    treatment = api.post(_base(facility, second), json=_case(started_on=f"{year}-01-10")).json()
+    _certify(api, facility, second, _died(year, 4, 1))
+    before = _tb_entries(db, facility)
+    outcome = f"{_base(facility, second)}/{treatment['id']}/outcome"
+    lost = api.post(outcome, json={"outcome": "lost_to_follow_up", "outcome_on": f"{year}-04-10"})
+    assert lost.status_code == 422 and lost.json()["field"] == "outcome", lost.text
+    assert "lost to follow-up on" in lost.json()["detail"] and lost.json()["detail"].endswith("the outcome is died")
+    assert api.post(outcome, json={"outcome": "died", "outcome_on": f"{year}-03-20"}).status_code == 422
+    assert _tb_entries(db, facility) == before
+    recorded = api.post(outcome, json={"outcome": "died", "outcome_on": f"{year}-04-01"})
+    assert recorded.status_code == 200 and recorded.json()["death"]["certified"] is True, recorded.text
+
+
+NAIROBI_LATE = deaths.Death(died_at=dt.datetime(2026, 3, 3, 21, 30, tzinfo=dt.UTC), tenant="t", facility="Kisumu",
+                            timezone="Africa/Nairobi", entry_id=uuid.uuid4())  # 00:30 on 4 March in Nairobi
+
+
+@pytest.mark.parametrize(("outcome", "day", "refused_field"), [
+    ("died", dt.date(2026, 3, 3), "outcome_on"),  # the day before Nairobi's day of death
+    ("died", dt.date(2026, 3, 4), None), ("died", dt.date(2026, 3, 9), None),
+    ("cured", dt.date(2026, 3, 4), None),  # on the day itself: treatment may have ended that morning
+    ("cured", dt.date(2026, 3, 5), "outcome"), ("lost_to_follow_up", dt.date(2026, 5, 1), "outcome"),
+    ("not_evaluated", dt.date(2026, 5, 1), None),  # transferred out, the outcome unknown to the unit
+])
+def test_death_refusal_counts_the_certifying_facilitys_day(outcome, day, refused_field):
+    said = tuberculosis.death_refusal(outcome, day, NAIROBI_LATE)
+    assert (said is None) if refused_field is None else (said is not None and said[1] == refused_field), said
+    assert tuberculosis.death_refusal(outcome, day, None) is None
