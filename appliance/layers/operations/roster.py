@@ -308,10 +308,19 @@ def listing(conn: Connection, *, staff: StaffDirectory, first: dt.date, last: dt
     return _entries(conn, where, staff, withdrawn=withdrawn)
 
 
-def my_shifts(conn: Connection, principal: Principal, *, today: dt.date, days: int = 14) -> list[dict]:
-    """The asker's own shifts from yesterday (a night shift still running) for the next `days` days."""
-    where = [roster_entry.c.account_id == principal.account_id,
-             roster_entry.c.shift_date.between(today - dt.timedelta(days=1), today + dt.timedelta(days=days))]
+def my_shifts(conn: Connection, principal: Principal, *, today: dt.date, days: int = 14,
+              first: dt.date | None = None) -> list[dict]:
+    """The asker's own shifts from `first` (yesterday when not given: a night shift still running) for the next
+    `days` days (1 to `LIST_DAYS`), never another's. Refused (422, naming the field): a count of days out of bounds,
+    or a first day further from today than the roster is written (`FURTHEST_AHEAD`)."""
+    if not 1 <= days <= LIST_DAYS:
+        raise Invalid(f"days is how many days to list, from 1 to {LIST_DAYS}", field="days")
+    if first is not None and abs(first - today) > FURTHEST_AHEAD:
+        raise Invalid(f"from is a date within {FURTHEST_AHEAD.days} days of today ({today.isoformat()}): the roster "
+                      "is written no further ahead", field="from")
+    start = first if first is not None else today - dt.timedelta(days=1)
+    end = today + dt.timedelta(days=days) if first is None else first + dt.timedelta(days=days - 1)
+    where = [roster_entry.c.account_id == principal.account_id, roster_entry.c.shift_date.between(start, end)]
     return _entries(conn, where, {principal.account_id: Member(principal.account_id, principal.display_name)},
                     withdrawn=False)
 

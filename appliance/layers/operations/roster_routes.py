@@ -1,8 +1,9 @@
 """HTTP routes of the duty roster (appliance/layers/operations/roster.py): /api/t/{tenant}/roster (read by every
-facility role, `operations.ward.read`; added to and withdrawn from with `operations.roster.write`, ACC-034) and
-/api/t/{tenant}/staffing (nurses against census). Withdrawing appends a withdrawal: the entry stays. Refusals are
-the operations API's: 422 with the field, 409 for a clash of shifts, 403 for a ward outside a nurse's own, 404 for an
-entry that is not here."""
+facility role, `operations.ward.read`; added to and withdrawn from with `operations.roster.write`, ACC-034),
+/api/t/{tenant}/roster/mine (the asker's own shifts, for a phone; read as the roster is, not audited: no patient
+data, and the roster's reads are not) and /api/t/{tenant}/staffing (nurses against census). Withdrawing appends a
+withdrawal: the entry stays. Refusals are the operations API's: 422 with the field, 409 for a clash of shifts, 403
+for a ward outside a nurse's own, 404 for an entry that is not here."""
 
 from __future__ import annotations
 
@@ -61,6 +62,19 @@ class RosterController(Controller):
             today = conn.execute(sa.select(sa.func.now())).scalar_one().astimezone(tz).date()
             first, last = roster.date_range(from_, to, today)
             rows = roster.listing(conn, staff=staff, first=first, last=last, ward_code=ward, withdrawn=withdrawn)
+        return [RosterEntryOut.model_validate(row) for row in rows]
+
+    @get("/roster/mine", operation_id="OperationsMyShifts", opt=_opt(roster.READ_PERMISSION), sync_to_thread=True)
+    def my_shifts(self, tenant: FromPath[str], state: State, request: Asking,
+                  from_: Annotated[dt.date | None, QueryParameter(name="from")] = None,
+                  days: FromQuery[int] = 14) -> list[RosterEntryOut]:
+        """Your own shifts here, for a phone: from `from` (a date, facility time; yesterday when not given, so a
+        night shift still running shows) for `days` days (1 to 62, 14 when not given), soonest first, none taken
+        off. Nobody else's entries. Refused (422): `days` out of bounds, `from` more than a year from today."""
+        tz = facility_timezone(state.db, tenant)
+        with state.db.tenant(tenant) as conn:
+            today = conn.execute(sa.select(sa.func.now())).scalar_one().astimezone(tz).date()
+            rows = roster.my_shifts(conn, request.user, today=today, days=days, first=from_)
         return [RosterEntryOut.model_validate(row) for row in rows]
 
     @post("/roster", operation_id="OperationsAddRosterEntry", opt=_opt(roster.WRITE_PERMISSION),

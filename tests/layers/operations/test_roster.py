@@ -209,6 +209,31 @@ def test_another_facilitys_credentials_are_refused_on_every_route(db, facility, 
     assert rows(db, facility) == before
 
 
+def test_my_shifts_are_her_own_in_facility_time_and_bounded(facility, other_facility, staff, token_client, signed_in):
+    """GET /roster/mine, a nurse's phone asking for her shifts: hers only, another nurse on the same day left out;
+    another facility's token refused; days and from out of bounds a 422 in words."""
+    manager = token_client(facility.slug, role="bed_manager")
+    her = signed_in("nurse", facility.slug)
+    day = today() + dt.timedelta(days=40)
+    mine = manager.post(f"{api(facility)}/roster", json=entry(her.person, day, "N"))
+    theirs = manager.post(f"{api(facility)}/roster", json=entry(staff["float_b"], day, "D", ward="MAT"))
+    assert mine.status_code == theirs.status_code == 201, (mine.text, theirs.text)
+    answer = her.get(f"{api(facility)}/roster/mine", params={"from": day.isoformat(), "days": 1})
+    assert answer.status_code == 200, answer.text
+    assert [(r["id"], r["shift_date"], r["starts_at"]) for r in answer.json()] == [
+        (mine.json()["id"], day.isoformat(), f"{day.isoformat()}T16:00:00Z")]  # 19:00 Nairobi
+    assert her.get(f"{api(facility)}/roster/mine").json() == []  # from yesterday, 14 days: not that far ahead
+    intruder = token_client(other_facility.slug, role="nurse")
+    assert intruder.get(f"{api(facility)}/roster/mine").status_code == 403
+    assert her.get(f"{api(other_facility)}/roster/mine").status_code == 403
+    for params, field, words in (({"days": 0}, "days", "from 1 to 62"), ({"days": 63}, "days", "from 1 to 62"),
+                                 ({"from": (today() + dt.timedelta(days=400)).isoformat()}, "from", "within 366 days"),
+                                 ({"days": "many"}, None, "days"), ({"from": "next week"}, None, "from")):
+        refused = her.get(f"{api(facility)}/roster/mine", params=params)
+        assert refused.status_code == 422, (params, refused.text)
+        assert words in refused.json()["detail"] and refused.json().get("field") == field, refused.json()
+
+
 def test_the_demo_rosters_two_weeks_and_leaves_one_night_understaffed(db, other_facility, policy):
     manager = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Bed Manager", tenant=other_facility.slug,
                         role="bed_manager")
