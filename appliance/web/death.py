@@ -25,7 +25,7 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import death, service
+from appliance.layers.clinical import death
 from appliance.layers.clinical.death_routes import link_to_person
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.schemas import DeathIn, Retraction
@@ -234,13 +234,14 @@ def correct(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> 
       opt={"permission": "clinical.entry.retract"}, sync_to_thread=True, include_in_schema=False)
 def retract(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """Mark the certificate entered in error (it was written on the wrong patient), with a reason: the person is
-    no longer recorded deceased anywhere; the certificate stays readable in its history."""
+    no longer recorded deceased anywhere; the certificate stays readable in its history. The page it leads to lists
+    what the certificate had closed (`death.state`'s `withdrawn`), for a clerk to rebook."""
     values = form_values(data)
     current = _current(request, tenant, patient_id)
     try:
         reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
         with request.app.state.db.tenant(tenant) as conn:
-            service.retract_entry(conn, request.user, patient_id, current["id"], reason)
+            death.withdraw(conn, request.user, patient_id, reason)
     except ValidationError:
         error = "Say why the certificate is entered in error (at least 3 characters)."
     except RecordError as exc:

@@ -59,7 +59,7 @@ def counted(db, tenant_factory):
     # Entered in error: not a death at all.
     mistaken = certified(dt.date(day.year - 50, 1, 10), "female", noon, "I64", pregnancy="not_pregnant")
     with db.tenant(facility.slug) as conn:
-        service.retract_entry(conn, clinician, mistaken["patient_id"], mistaken["id"], "certified on the wrong chart")
+        death.withdraw(conn, clinician, mistaken["patient_id"], "certified on the wrong chart")
     definitions = national.load_definitions(DEFINITIONS_FILE)
     return definitions, *(national.count_facility(db, facility.slug, ZONE, period, definitions)
                           for period in (last_month, this_month))

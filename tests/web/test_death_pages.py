@@ -104,6 +104,11 @@ def test_record_death_from_the_chart_to_the_printable_certificate(signed_in, db,
     assert retracted.status_code == 303
     after = clinician.get(f"{chart}/death").text
     assert "No death is recorded" in after and "Deceased" not in after
+    # What it closed is not reopened, and the page says what it was: the visit it ended, to see to again.
+    closed = after.split('id="death-withdrawn"')[1].split("</section>")[0]
+    assert "certified on the wrong patient" in closed and "It cancelled no appointment." in closed
+    assert "outpatient: Cough" in closed and "ended (was in progress)" in closed
+    no_inline_script(after)
     assert "Deceased" not in other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text
 
 

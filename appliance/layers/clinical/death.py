@@ -31,6 +31,13 @@ What the certificate changes now, in its transaction (`on_death`, with the opera
 cancelling future appointments and closing an open ED visit): planned encounters are cancelled and open
 outpatient and emergency encounters finished at the time of death. An inpatient still admitted is not
 discharged here: the bed manager discharges with disposition `died`, which frees the bed.
+
+Entered in error, none of that is undone: which appointment still stands, which visit is to be reopened, is for a
+clerk to decide with the family, not for the record to guess. So the withdrawal (`withdraw`) answers with what the
+certificate had closed (`closed_by`): its appointments cancelled, by day and clinic, and its visits cancelled or
+ended, read back from the entries its own transaction appended (one transaction, one `recorded_at`); and the
+certificate's page and `state` say the same of the last certificate withdrawn here, for as long as the person is not
+certified again. The operations package is never imported: its appointments are read by SQL, as it reads the chart.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import icd10
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
-from appliance.layers.clinical.models import death, encounter, patient
+from appliance.layers.clinical.models import death, encounter, encounter_status_change, patient
 from appliance.layers.clinical.schemas import DeathIn
 from appliance.layers.clinical.service import ENTRY_COLUMNS, current_query, require_chart
 from appliance.substrate import age, deaths, record
@@ -120,11 +127,13 @@ def certificate(conn: Connection, principal: Principal, patient_id: uuid.UUID) -
 
 
 def state(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
-    """The certificate here, if any, and whether the person is deceased by any facility's certificate."""
+    """The certificate here, if any, and whether the person is deceased by any facility's certificate; with none
+    here, the last one withdrawn here and what it had closed (`last_withdrawn`)."""
     found = certificate(conn, principal, patient_id)
     mark = deaths.death_of(conn, patient_id)
     return {"certificate": found, "deceased": mark is not None, "died_at": mark.died_at if mark else None,
-            "certified_at_facility": mark.facility if mark else None}
+            "certified_at_facility": mark.facility if mark else None,
+            "withdrawn": None if found else last_withdrawn(conn, principal, patient_id)}
 
 
 def deceased(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> deaths.Death | None:
@@ -204,6 +213,77 @@ def _close_encounters(conn: Connection, principal: Principal, appended: Entry) -
         record.append(conn, principal, "encounter_status", patient_id=appended.patient_id, encounter_id=row.id,
                       occurred_at=ended, detail={"encounter_id": row.id, "from_status": row.status,
                                                  "to_status": to_status})
+
+
+# -- what a certificate closed, for the clerk when it is withdrawn ---------------------------------------------
+
+# The appointments the operations layer's reaction cancelled in the certificate's transaction (`appointment_status`
+# entries of the same `recorded_at`), by the tables the operations layer keeps them in.
+_CANCELLED_APPOINTMENTS = sa.text("""
+    SELECT a.id, a.starts_at, a.clinic_code, c.name AS clinic, c.timezone
+    FROM entry e
+    JOIN appointment_change ch ON ch.entry_id = e.id AND ch.action = 'cancelled'
+    JOIN appointment a ON a.id = ch.appointment_id
+    JOIN clinic c ON c.code = a.clinic_code
+    WHERE e.patient_id = :patient_id AND e.kind = 'appointment_status' AND e.recorded_at = :recorded_at
+    ORDER BY a.starts_at
+""")
+
+
+def closed_by(conn: Connection, principal: Principal, patient_id: uuid.UUID, root_id: uuid.UUID) -> dict:
+    """What the certificate `root_id` closed when it was written: the appointments cancelled (soonest first, with
+    their clinic and its local time) and the visits cancelled or ended (with their class, reason and day). Each is
+    audited as a read of the patient's appointments and visits."""
+    recorded_at = conn.execute(sa.select(record.entry.c.recorded_at).where(record.entry.c.id == root_id)).scalar_one()
+    appointments = [dict(r) for r in conn.execute(_CANCELLED_APPOINTMENTS,
+                                                  {"patient_id": patient_id, "recorded_at": recorded_at}).mappings()]
+    visits = [dict(r) for r in conn.execute(
+        sa.select(encounter.c.id, encounter.c.encounter_class, encounter.c.reason, encounter.c.ward_code,
+                  sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for).label("on"),
+                  encounter_status_change.c.from_status, encounter_status_change.c.to_status)
+        .select_from(record.entry.join(encounter_status_change, encounter_status_change.c.entry_id == record.entry.c.id)
+                     .join(encounter, encounter.c.id == encounter_status_change.c.encounter_id))
+        .where(record.entry.c.patient_id == patient_id, record.entry.c.kind == "encounter_status",
+               record.entry.c.recorded_at == recorded_at)
+        .order_by(sa.func.coalesce(encounter.c.started_at, encounter.c.planned_for))).mappings()]
+    if appointments:
+        note_access(conn, principal, "read", patient_id, "appointment", [a["id"] for a in appointments])
+    if visits:
+        note_access(conn, principal, "read", patient_id, "encounter", [v["id"] for v in visits])
+    return {"appointments": appointments, "encounters": visits}
+
+
+def withdraw(conn: Connection, principal: Principal, patient_id: uuid.UUID, reason: str) -> dict:
+    """Mark this facility's certificate entered in error (written on the wrong patient): the person is no longer
+    recorded deceased anywhere. Nothing it closed is reopened; the answer lists it (`closed_by`) for a clerk to
+    rebook. No certificate in force here: 404."""
+    require_chart(conn, patient_id, None)
+    current = _certificate_row(conn, patient_id)
+    if current is None:
+        raise NotFound("this patient has no death certificate in force here to mark entered in error",
+                       field="patient_id")
+    retracted = record.retract(conn, principal, current["id"], reason)
+    return {"id": retracted.id, "root_id": retracted.root_id, "patient_id": patient_id, "reason": retracted.reason,
+            "withdrawn_at": retracted.recorded_at, "died_at": current["died_at"],
+            "closed": closed_by(conn, principal, patient_id, retracted.root_id)}
+
+
+def last_withdrawn(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict | None:
+    """The last certificate marked entered in error here, with what it had closed, while no certificate is in force
+    here (one written since on this chart makes the old list moot); None otherwise."""
+    if _certificate_row(conn, patient_id) is not None:
+        return None
+    row = conn.execute(
+        sa.select(record.entry.c.id, record.entry.c.root_id, record.entry.c.reason, record.entry.c.recorded_at)
+        .where(record.entry.c.patient_id == patient_id, record.entry.c.kind == "death",
+               record.entry.c.status == "entered_in_error")
+        .order_by(record.entry.c.recorded_at.desc()).limit(1)).first()
+    if row is None:
+        return None
+    died_at = conn.execute(sa.select(death.c.died_at).where(death.c.entry_id == row.root_id)).scalar_one()
+    return {"id": row.id, "root_id": row.root_id, "patient_id": patient_id, "reason": row.reason,
+            "withdrawn_at": row.recorded_at, "died_at": died_at,
+            "closed": closed_by(conn, principal, patient_id, row.root_id)}
 
 
 def refuse_encounter_for_deceased(conn: Connection, patient_id: uuid.UUID | None) -> None:

@@ -5,7 +5,8 @@ A certificate is part of one patient's chart: each route passes the care-relatio
 break-the-glass reason) as the chart's routes do, and opens the route's tenant transaction the same way
 (`routes._tenant`). Refusals are the clinical API's: 404 for a patient not at this facility, 409 for a
 second certificate or a stale correction, 422 naming the field at fault, with nothing written. Marking the
-certificate entered in error is the chart's own route (`.../entries/{entry_id}/entered-in-error`).
+certificate entered in error is `.../death/entered-in-error`, which answers with what the certificate had closed
+(the chart's generic `.../entries/{entry_id}/entered-in-error` sends a death here, as it sends a delivery to its own).
 """
 
 from __future__ import annotations
@@ -17,12 +18,19 @@ import sqlalchemy as sa
 from litestar import Controller, Request, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.layers.clinical import death, service
 from appliance.layers.clinical.models import patient
 from appliance.layers.clinical.routes import PATIENT, ClinicalController, _opt, _tenant, care_relationship_guard
-from appliance.layers.clinical.schemas import DeathCorrection, DeathIn, DeathOut, DeathState
+from appliance.layers.clinical.schemas import (
+    DeathCorrection,
+    DeathIn,
+    DeathOut,
+    DeathState,
+    DeathWithdrawalOut,
+    Retraction,
+)
 from appliance.substrate.principal import Principal
 
 Asking = Request[Principal, Any, Any]
@@ -74,3 +82,14 @@ class DeathController(Controller):
             return DeathOut.model_validate(death.correct(
                 conn, request.user, patient_id, data.version_id,
                 DeathIn.model_validate(data.model_dump(exclude={"reason", "version_id"})), data.reason))
+
+    @post("/entered-in-error", operation_id="ClinicalWithdrawDeath", opt=_opt("clinical.entry.retract"),
+          sync_to_thread=True, status_code=HTTP_200_OK)
+    def withdraw(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                 data: JSONBody[Retraction]) -> DeathWithdrawalOut:
+        """Mark this facility's certificate entered in error (written on the wrong patient), with the reason: the
+        person is no longer recorded deceased anywhere; the certificate stays in its history. What it closed is not
+        reopened: the answer lists the appointments it cancelled (day and clinic) and the visits it cancelled or
+        ended, for a clerk to rebook. No certificate in force here: 404."""
+        with _tenant(state, request, tenant) as conn:
+            return DeathWithdrawalOut.model_validate(death.withdraw(conn, request.user, patient_id, data.reason))

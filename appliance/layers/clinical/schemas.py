@@ -236,14 +236,55 @@ class DeathOut(_Out):
     pregnancy: str | None
 
 
+class ClosedAppointmentOut(_Out):
+    """An appointment the certificate cancelled (still cancelled: a clerk rebooks it)."""
+
+    id: uuid.UUID
+    starts_at: dt.datetime
+    clinic_code: str
+    clinic: str = Field(description="the clinic's name")
+
+
+class ClosedEncounterOut(_Out):
+    """A visit the certificate cancelled (planned) or ended (an open outpatient or emergency visit)."""
+
+    id: uuid.UUID
+    encounter_class: str
+    reason: str | None
+    ward_code: str | None
+    on: dt.datetime | None = Field(description="when it started, or was planned for")
+    from_status: str
+    to_status: str = Field(description="cancelled or finished, by the certificate")
+
+
+class ClosedByDeathOut(_Out):
+    appointments: list[ClosedAppointmentOut] = Field(description="soonest first")
+    encounters: list[ClosedEncounterOut]
+
+
+class DeathWithdrawalOut(_Out):
+    """A certificate marked entered in error, and what it had closed when written: nothing of it is reopened, so
+    a clerk rebooks what still stands."""
+
+    id: uuid.UUID  # the version marking it entered in error
+    root_id: uuid.UUID  # the certificate
+    patient_id: uuid.UUID
+    reason: str | None
+    withdrawn_at: dt.datetime
+    died_at: dt.datetime = Field(description="the time of death the withdrawn certificate gave")
+    closed: ClosedByDeathOut
+
+
 class DeathState(_Out):
     """The person's death as this facility knows it: its own certificate, if any, and the mark every facility
-    reads (which may be another facility's certificate)."""
+    reads (which may be another facility's certificate); with no certificate here, the last one withdrawn here and
+    what it had closed."""
 
     certificate: DeathOut | None
     deceased: bool
     died_at: dt.datetime | None
     certified_at_facility: str | None  # the facility whose certificate it is
+    withdrawn: DeathWithdrawalOut | None = None
 
 
 # -- deliveries (appliance/layers/clinical/delivery.py) ----------------------------------------------

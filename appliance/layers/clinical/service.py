@@ -73,7 +73,7 @@ ENTRY_COLUMNS = (entry.c.id, entry.c.root_id, entry.c.status.label("entry_status
                  entry.c.recorded_at)
 # Kinds a clinician may mark "entered in error"; registrations and encounters have their own acts.
 RETRACTABLE = {"condition", "allergy", "medication_request", "service_request", "result", "vital_signs", "note",
-               "result_disclosure", "death", "antenatal"}
+               "result_disclosure", "antenatal"}
 
 
 def _detail_columns(table: sa.Table) -> list[sa.Column]:
@@ -653,9 +653,13 @@ def retract_entry(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                   reason: str) -> dict:
     """Mark a record entered in error. The mistaken version stays in the history."""
     found = _version_of(conn, patient_id, entry_id)
-    if found["kind"] == "delivery":
+    if found["kind"] == "delivery":  # and a death, below: each is withdrawn by its own route
         raise Invalid("a delivery is marked entered in error on the delivery itself (POST .../deliveries/<id>/"
                       "entered-in-error), which sees to its babies' charts", field="entry_id")
+    if found["kind"] == "death":
+        raise Invalid("a death certificate is marked entered in error on the certificate itself (POST .../death/"
+                      "entered-in-error), which lists the appointments and visits it had closed, to rebook",
+                      field="entry_id")
     if found["kind"] not in RETRACTABLE:
         raise Invalid(f"a {found['kind']} entry cannot be marked entered in error", field="entry_id")
     return retraction_of(conn, record.retract(conn, principal, entry_id, reason))

@@ -9,6 +9,9 @@
   admitted is not discharged here: the bed manager discharges with disposition `died`, which frees the bed.
 - `to_certify`: stays and ED visits here that ended with disposition `died` whose person has no death
   certificate in force, for the clinicians to certify.
+- `cancelled_by_withdrawn_death`: the appointments desk's list of appointments cancelled because their person was
+  recorded deceased who no longer is (the certificate marked entered in error). A withdrawn certificate reopens
+  nothing (a clerk decides with the family what still stands), so this is where the desk finds what to rebook.
 
 The clinical package is never imported: the `death` kind is named, and the patient's chart read by SQL.
 """
@@ -52,6 +55,31 @@ def to_certify(conn: Connection, principal: Principal, *, limit: int = 200) -> l
     rows = [dict(r) for r in conn.execute(_TO_CERTIFY, {"limit": limit}).mappings()]
     record.note_list_read(conn, principal, "encounter", rows, id_key="encounter_id",
                           detail={"list": "deaths to certify"})
+    return rows
+
+
+# Cancelled for a death (the reason this reaction gives) and the person no longer recorded deceased at any facility.
+_CANCELLED_BY_WITHDRAWN_DEATH = sa.text("""
+    SELECT a.id, a.patient_id, a.slot_id, a.clinic_code, a.starts_at, a.status, a.reason, a.encounter_id, p.mrn,
+           p.family_name, p.given_names
+    FROM appointment a
+    JOIN patient p ON p.id = a.patient_id
+    WHERE a.status = 'cancelled'
+      AND EXISTS (SELECT 1 FROM appointment_change ch
+                  WHERE ch.appointment_id = a.id AND ch.action = 'cancelled' AND ch.reason = :reason)
+      AND NOT EXISTS (SELECT 1 FROM control.subject_death_of(p.subject_id))
+    ORDER BY a.starts_at
+    LIMIT :limit
+""")
+
+
+def cancelled_by_withdrawn_death(conn: Connection, principal: Principal, *, limit: int = 200) -> list[dict]:
+    """Appointments here cancelled because their person was recorded deceased, whose death is no longer recorded
+    (the certificate marked entered in error), soonest first, with who they are for. Each is audited as a read."""
+    rows = [dict(r) for r in conn.execute(_CANCELLED_BY_WITHDRAWN_DEATH,
+                                          {"reason": CANCELLED_FOR, "limit": limit}).mappings()]
+    for row in rows:
+        record.note_access(conn, principal, "read", row["patient_id"], "appointment", (row["id"],))
     return rows
 
 

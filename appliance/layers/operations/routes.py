@@ -28,7 +28,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, ed, pharmacy, scheduling, service
+from appliance.layers.operations import adt, command_center, deaths, ed, pharmacy, scheduling, service
 from appliance.layers.operations.errors import Invalid
 from appliance.layers.operations.schemas import (
     AdjustmentIn,
@@ -277,6 +277,16 @@ class OperationsController(Controller):
         row = await _in_tenant(state, tenant, lambda conn: scheduling.book(conn, request.user, data.patient_id,
                                                                            data.slot_id, data.reason))
         return AppointmentOut.model_validate(row)
+
+    @get("/appointments/cancelled-by-withdrawn-death", operation_id="OperationsAppointmentsToRebook",
+         opt=_opt("operations.appointment.read"))
+    async def cancelled_by_withdrawn_death(self, tenant: FromPath[str], state: State,
+                                           request: Asking) -> list[AppointmentOut]:
+        """Appointments cancelled because their person was recorded deceased, whose death certificate has since been
+        marked entered in error: nothing was reopened, so these are the desk's to rebook with the patient, soonest
+        first (at most 200). Each patient listed is audited as a read."""
+        rows = await _in_tenant(state, tenant, lambda conn: deaths.cancelled_by_withdrawn_death(conn, request.user))
+        return [AppointmentOut.model_validate(row) for row in rows]
 
     @post("/appointments/{appointment_id:uuid}/reschedule", operation_id="OperationsReschedule",
           opt=_opt("operations.appointment.update"))

@@ -167,8 +167,12 @@ def test_corrected_then_entered_in_error_the_person_is_living_again(token_client
     stale = api.put(death_url(facility.slug, here), json=certificate(reason="again", version_id=first["id"]))
     assert stale.status_code == 409
 
-    retracted = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{here}/entries/{corrected.json()['id']}"
-                         "/entered-in-error", json={"reason": "certified on the wrong patient"})
+    # The chart's generic withdrawal sends a death to its own route, which says what the certificate had closed.
+    generic = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{here}/entries/{corrected.json()['id']}"
+                       "/entered-in-error", json={"reason": "certified on the wrong patient"})
+    assert generic.status_code == 422 and "death/entered-in-error" in generic.json()["detail"]
+    retracted = api.post(f"{death_url(facility.slug, here)}/entered-in-error",
+                         json={"reason": "certified on the wrong patient"})
     assert retracted.status_code == 200, retracted.text
     assert elsewhere.get(death_url(other_facility.slug, there)).json()["deceased"] is False
     assert elsewhere.post(f"{BASE.format(tenant=other_facility.slug)}/patients/{there}/encounters",
@@ -239,6 +243,53 @@ def test_the_certificate_closes_what_the_living_had_open_but_not_a_bed(token_cli
     assert departed["disposition"] == "died"
     # The admitted patient keeps the bed until the bed manager discharges them (disposition died).
     assert still_admitted["discharged_at"] is None and statuses[stay["encounter_id"]] == "in_progress"
+
+
+def test_a_withdrawn_certificate_reopens_nothing_and_says_what_it_closed(token_client, facility, other_facility,
+                                                                         bed_manager, db: Database):
+    """Written on the wrong patient and withdrawn: the appointment it cancelled stays cancelled and the visit it
+    ended stays ended (a clerk decides), but the withdrawal's answer and the certificate's state list them by day and
+    clinic, and the appointments desk's list finds the appointment, not one of a person still deceased."""
+    api = token_client(facility.slug, role="clinician")
+    wrong, dead = register(api, facility.slug, given_names="Wrongly"), register(api, facility.slug, given_names="Truly")
+    visit = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{wrong}/encounters",
+                     json={"encounter_class": "outpatient", "reason": "cough"}).json()
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    with db.tenant(facility.slug) as conn:
+        free = [s["id"] for s in scheduling.slots(conn, "MOPC", tomorrow, days=2) if s["free"]][-2:]
+        booked = {patient_id: scheduling.book(conn, bed_manager, uuid.UUID(patient_id), slot)["id"]
+                  for patient_id, slot in zip((wrong, dead), free, strict=True)}
+    for patient_id in (wrong, dead):
+        assert api.post(death_url(facility.slug, patient_id), json=certificate()).status_code == 201
+    url = f"{death_url(facility.slug, wrong)}/entered-in-error"
+    assert api.post(url, json={"reason": "no"}).status_code == 422  # a reason in words, at least 3 characters
+    outsider = token_client(other_facility.slug, role="clinician")
+    assert outsider.post(url, json={"reason": "not ours"}).status_code == 403
+    assert api.post(f"{death_url(facility.slug, GUESS)}/entered-in-error",
+                    json={"reason": "a guessed chart"}).status_code == 404
+    withdrawn = api.post(url, json={"reason": "certified on the wrong patient"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    closed = withdrawn.json()["closed"]
+    assert [(a["id"], a["clinic_code"]) for a in closed["appointments"]] == [(str(booked[wrong]), "MOPC")]
+    assert closed["appointments"][0]["clinic"]  # the clinic's name, for the clerk
+    assert [(e["id"], e["encounter_class"], e["reason"], e["from_status"], e["to_status"])
+            for e in closed["encounters"]] == [(visit["id"], "outpatient", "cough", "arrived", "finished")]
+    assert api.get(death_url(facility.slug, wrong)).json()["withdrawn"]["closed"] == closed
+    assert api.post(url, json={"reason": "again"}).status_code == 404  # none in force any more
+    with db.tenant(facility.slug) as conn:
+        still = conn.execute(sa.text("SELECT status FROM appointment WHERE id = :id"), {"id": booked[wrong]}).scalar()
+        ended = conn.execute(sa.text("SELECT status FROM encounter WHERE id = :id"), {"id": visit["id"]}).scalar()
+    assert (still, ended) == ("cancelled", "finished")  # nothing reopened behind the clerk's back
+    desk_url = f"{BASE.format(tenant=facility.slug)}/appointments/cancelled-by-withdrawn-death"
+    desk = token_client(facility.slug, role="registrar")
+    listed = desk.get(desk_url)
+    assert listed.status_code == 200, listed.text
+    ids = [row["id"] for row in listed.json()]
+    assert str(booked[wrong]) in ids and str(booked[dead]) not in ids
+    assert token_client(other_facility.slug, role="registrar").get(desk_url).status_code == 403
+    reads = [e for e in audit.patient_access_log(db, facility.slug, uuid.UUID(wrong))
+             if e.event_type == "record.appointment.read"]
+    assert reads
 
 
 def test_deaths_to_certify_lists_a_died_disposition_until_certified(token_client, facility, other_facility,
