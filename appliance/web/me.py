@@ -11,7 +11,8 @@ by the facility's front desk or clinician (`portal.invite_patient`, on the patie
 page), with a one-time enrolment link for the patient, as staff accounts are.
 
 `/me/appointments` (appliance/web/me_appointments.py) is where they cancel, move and book appointments;
-`/me/immunizations` (appliance/web/me_immunizations.py) is their vaccination card.
+`/me/immunizations` (appliance/web/me_immunizations.py) is their vaccination card; `/me/documents`
+(appliance/web/me_documents.py) the files on their record the release rules show them, to download.
 
 `/me/record.json` is the same record as a file to keep or to take to another clinician: what the page
 shows (results only once released to the patient) and the vaccination card, nothing they do not, with each
@@ -44,7 +45,7 @@ from appliance.layers.operations.routes import kpi_definitions
 from appliance.layers.patient import portal as patient_portal
 from appliance.layers.patient.release import release
 from appliance.substrate import audit
-from appliance.web import me_appointments, me_immunizations
+from appliance.web import me_appointments, me_documents, me_immunizations
 from appliance.web.discharge import ward_names
 from appliance.web.portal import (
     ENCOUNTER_CLASSES,
@@ -306,4 +307,5 @@ def discharge_page(request: Request, state: State, facility: FromPath[str], entr
     raise NotFoundException("no such discharge summary in your record")
 
 
-ROUTES = [record_page, access_page, download, discharge_page, *me_appointments.ROUTES, *me_immunizations.ROUTES]
+ROUTES = [record_page, access_page, download, discharge_page, *me_appointments.ROUTES, *me_immunizations.ROUTES,
+          *me_documents.ROUTES]

@@ -15,6 +15,11 @@ Withdrawn (entered in error: the wrong patient's paper): the bytes stay, as ever
 the audit trail and the regulator, but the content is no longer served (410): a clinician must not read another
 person's letter on this chart. A superseded version (the earlier scan) is still served, as a record's history is.
 
+The patient's own (the portal, /me): `released_documents` and `released_content` give a patient the documents in
+force on their own chart of the categories the release rules show them, from when they do (`shown_from`, computed by
+the caller from `policies/release.toml`: the layer reads no other layer's rules), and a file only of those; anything
+else is not found (404) and a withdrawn one gone (410), as for staff.
+
 Every upload is a write through `record.append`; every list and every opening of a file is a read on the audit
 seam naming the document, never its content. Logs carry neither titles nor bytes.
 """
@@ -25,6 +30,7 @@ import base64
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -135,12 +141,17 @@ def for_interop(row: dict, tenant: str) -> dict:
     return {**_shaped(row), "url": content_path(tenant, row["patient_id"], row["id"])}
 
 
+def _in_force(patient_id: uuid.UUID) -> sa.Select:
+    """The patient's documents in force, newest first (a withdrawal has no detail row: the join leaves it out)."""
+    return (sa.select(*_COLUMNS).select_from(_JOINED)
+            .where(entry.c.patient_id == patient_id, entry.c.kind == KIND, current_clause())
+            .order_by(entry.c.recorded_at.desc()))
+
+
 def current_documents(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
     """The patient's documents in force this person may see, newest first (withdrawn ones left out). Not audited
     here: the caller notes the read of what it shows."""
-    query = (sa.select(*_COLUMNS).select_from(_JOINED)
-             .where(entry.c.patient_id == patient_id, entry.c.kind == KIND, current_clause())
-             .order_by(entry.c.recorded_at.desc()))
+    query = _in_force(patient_id)
     if not principal.can(ANY_CATEGORY):
         query = query.where(document.c.category.in_(DESK_CATEGORIES))
     return [_shaped(dict(r)) for r in conn.execute(query).mappings()]
@@ -235,7 +246,44 @@ def content(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry
     """One version's file to serve (its bytes, checked type, size, SHA-256, title), the opening audited naming the
     document. Refused: a document not on this chart or not this person's to see (404), one withdrawn (410)."""
     service.patient_of(conn, patient_id)
-    found = _document_of(conn, principal, patient_id, entry_id)
+    return _opened(conn, principal, patient_id, _document_of(conn, principal, patient_id, entry_id))
+
+
+# When a document reaches its patient's portal, from its category and when it was filed; None: never.
+ShownFrom = Callable[[str, dt.datetime], dt.datetime | None]
+
+
+def _released(row: Mapping, shown_from: ShownFrom, now: dt.datetime) -> bool:
+    at = shown_from(row["category"], row["recorded_at"])
+    return at is not None and at <= now
+
+
+def released_documents(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, shown_from: ShownFrom,
+                       now: dt.datetime) -> list[dict]:
+    """The patient's own documents in force that the release rules show them now, newest first; the read audited as
+    theirs, naming the documents shown (none: nothing noted, as the portal's other pages do)."""
+    rows = [_shaped(dict(r)) for r in conn.execute(_in_force(patient_id)).mappings()
+            if _released(r, shown_from, now)]
+    if rows:
+        note_access(conn, principal, "read", patient_id, KIND, [r["id"] for r in rows])
+    return rows
+
+
+def released_content(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID, *,
+                     shown_from: ShownFrom, now: dt.datetime) -> dict:
+    """A version's file for its patient, if the release rules show its category by now; the opening audited as
+    theirs. Refused: not on this chart, or not released to them (404: nothing says it exists), withdrawn (410)."""
+    row = conn.execute(sa.select(*_COLUMNS).select_from(_JOINED)
+                       .where(entry.c.id == entry_id, entry.c.patient_id == patient_id, entry.c.kind == KIND)
+                       ).mappings().first()
+    if row is None or not _released(row, shown_from, now):
+        raise NotFound(f"no document {entry_id} in your record", entry_id=str(entry_id))
+    return _opened(conn, principal, patient_id, dict(row))
+
+
+def _opened(conn: Connection, principal: Principal, patient_id: uuid.UUID, found: dict) -> dict:
+    """A version found on the chart, with its bytes, unless its document was withdrawn (410); the opening audited."""
+    entry_id = found["id"]
     latest = conn.execute(sa.select(entry.c.status).where(entry.c.root_id == found["root_id"], current_clause())
                           ).scalar_one()
     if latest == "entered_in_error":

@@ -19,6 +19,10 @@ Family planning is decided apart too (`[family_planning]`): the methods a client
 re-supply, on her record at once or not at all. And so is HIV care (`[hiv_care]`): the person's ART number, regimen,
 next appointment and the day their next viral load is due, at once or not at all; never a viral load's value, which
 the rule for its LOINC code (given in person) decides as every result's.
+
+Documents filed on the record (`[documents]`) are decided by their category: at once, some hours after filing, or
+(a category not named) never. No clinician's review stands between a scan and the chart, so the hours after filing are
+the time a clinician has to read it and call first, as REL-003's hours after review are.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.substrate.tenant_config import loinc_check_digit_ok
@@ -37,6 +42,11 @@ DELIVERY_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 FAMILY_PLANNING_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 HIV_CARE_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 ANTENATAL_RELEASES = IMMUNIZATION_RELEASES
+DOCUMENT_RELEASES = ("at_once", "after_filing")
+# The record's document categories (clinical models' DOCUMENT_CATEGORIES, which a layer may not import; a test holds
+# the two the same), so a category misspelt in the file is refused rather than silently never shown.
+DOCUMENT_CATEGORIES = ("referral_letter", "consent_form", "ecg", "outside_result", "outside_imaging",
+                       "identity_document", "clinical_photograph", "other")
 _RULE_ID = re.compile(r"^REL-\d{3}$")
 _LOINC = re.compile(r"^\d{1,7}-\d$")
 
@@ -63,6 +73,13 @@ class ReleaseRules:
     antenatal: str = "at_once"  # one of ANTENATAL_RELEASES
     family_planning: str = "at_once"  # one of FAMILY_PLANNING_RELEASES
     hiv_care: str = "at_once"  # one of HIV_CARE_RELEASES
+    # Each document category the portal shows, and the hours after filing it shows from (0: at once); none named, none.
+    documents: Mapping[str, int] = field(default_factory=dict)
+
+    def document_shown_from(self, category: str, filed_at: dt.datetime) -> dt.datetime | None:
+        """When a document of `category` filed at `filed_at` reaches the portal; None: never."""
+        hours = self.documents.get(category)
+        return None if hours is None else filed_at + dt.timedelta(hours=hours)
 
     @property
     def immunizations_shown(self) -> bool:
@@ -139,7 +156,30 @@ def load_release_rules(path: Path) -> ReleaseRules:
                         _shown_or_not(data, "delivery", DELIVERY_RELEASES, path),
                         _shown_or_not(data, "antenatal", ANTENATAL_RELEASES, path),
                         family_planning=_shown_or_not(data, "family_planning", FAMILY_PLANNING_RELEASES, path),
-                        hiv_care=_shown_or_not(data, "hiv_care", HIV_CARE_RELEASES, path))
+                        hiv_care=_shown_or_not(data, "hiv_care", HIV_CARE_RELEASES, path),
+                        documents=_documents(data.get("documents", {}), path))
+
+
+def _documents(table: object, path: Path) -> dict[str, int]:
+    """`[documents]`: each category named, with the hours after filing it shows from (0 for at_once)."""
+    where = f"{path} [documents]"
+    if not isinstance(table, dict):
+        raise ReleasePolicyError(f"{where}: names document categories, each with its release")
+    hours_of = {}
+    for category, item in table.items():
+        if category not in DOCUMENT_CATEGORIES:
+            raise ReleasePolicyError(f"{where}: {category!r} is not a document category (one of "
+                                     f"{', '.join(DOCUMENT_CATEGORIES)})")
+        release = item.get("release") if isinstance(item, dict) else None
+        if release not in DOCUMENT_RELEASES:
+            raise ReleasePolicyError(f"{where} {category}: release is one of {', '.join(DOCUMENT_RELEASES)}")
+        hours = item.get("hours_after_filing", 0)
+        if set(item) - {"release", "hours_after_filing"} or (release == "at_once" and "hours_after_filing" in item):
+            raise ReleasePolicyError(f"{where} {category}: takes release, and hours_after_filing only after_filing")
+        if not isinstance(hours, int) or isinstance(hours, bool) or hours < 0:
+            raise ReleasePolicyError(f"{where} {category}: hours_after_filing {hours!r} is not a whole number of hours")
+        hours_of[category] = hours
+    return hours_of
 
 
 def _shown_or_not(data: dict, table: str, releases: tuple[str, ...], path: Path) -> str:
