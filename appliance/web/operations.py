@@ -25,7 +25,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, ed, incidents, roster, scheduling, service
+from appliance.layers.operations import adt, command_center, deaths, ed, incidents, roster, scheduling, service
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import (
     DISCHARGE_DISPOSITIONS,
@@ -444,6 +444,19 @@ async def clinic_day(request: Asking, tenant: Tenant, clinic_code: FromPath[str]
     return await to_thread.run_sync(_clinic_day, request, tenant, clinic_code, day, {}, {})
 
 
+@get("/appointments/to-rebook", operation_id="PortalAppointmentsToRebook", opt=_opts("operations.appointment.read"),
+     include_in_schema=False)
+async def to_rebook_page(request: Asking, tenant: Tenant) -> Template:
+    """Appointments a death certificate cancelled whose certificate was since marked entered in error: nothing
+    reopened them (the family decides what still stands), so the desk rebooks from this list. Each row audited."""
+    def work(conn: Connection) -> Template:
+        rows = deaths.cancelled_by_withdrawn_death(conn, request.user)
+        clinic_names = {c["code"]: c["name"] for c in scheduling.clinics(conn)}
+        return page(request, "operations/to_rebook.html", active="clinics", rows=rows, clinic_names=clinic_names)
+
+    return await to_thread.run_sync(_in_tenant, request, tenant, work)
+
+
 @post("/clinics/{clinic_code:str}/appointments", operation_id="PortalBook", opt=_opts("operations.appointment.create"),
       include_in_schema=False)
 async def book(request: Asking, tenant: Tenant, clinic_code: FromPath[str], data: FormData) -> Response:
@@ -610,7 +623,7 @@ async def kpi_detail(request: Asking, tenant: Tenant, kpi_id: FromPath[str], day
 
 ROUTES = [bed_board, ward_bed_board, set_bed_state, admit_to_bed_page, admit_to_bed, discharge, transfer, ed_board,
           ed_arrival, ed_step, admit_page, admit, clinics_page, clinic_day, book, reschedule_page, reschedule,
-          change_appointment, command_center_page, kpi_detail]
+          change_appointment, command_center_page, kpi_detail, to_rebook_page]
 
 operations_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES,
                            exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

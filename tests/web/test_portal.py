@@ -823,6 +823,8 @@ PAGES += ["/beds", "/beds/{any}", "/ed", "/ed/{any}/admit", "/clinics", "/clinic
 FORMS += ["/beds/{any}/state", "/beds/{any}/admit", "/beds/patients/{any}/discharge", "/beds/patients/{any}/transfer",
           "/ed/arrivals", "/ed/{any}/{any}", "/ed/{any}/admit", "/clinics/{any}/appointments",
           "/appointments/{any}/reschedule", "/appointments/{any}/{any}"]
+# The desk's appointments a withdrawn death certificate had cancelled (rows: tests/layers/clinical/test_death.py).
+PAGES += ["/appointments/to-rebook"]
 # The facility admin's pages (appliance/web/admin.py); another facility's token and guessed ids are in
 # tests/web/test_admin.py.
 PAGES += ["/admin/tokens", "/admin/staff", "/admin/interfaces"]

@@ -274,13 +274,15 @@ def last_withdrawn(conn: Connection, principal: Principal, patient_id: uuid.UUID
     if _certificate_row(conn, patient_id) is not None:
         return None
     row = conn.execute(
-        sa.select(record.entry.c.id, record.entry.c.root_id, record.entry.c.reason, record.entry.c.recorded_at)
+        sa.select(record.entry.c.id, record.entry.c.root_id, record.entry.c.reason, record.entry.c.recorded_at,
+                  record.entry.c.supersedes)
         .where(record.entry.c.patient_id == patient_id, record.entry.c.kind == "death",
                record.entry.c.status == "entered_in_error")
         .order_by(record.entry.c.recorded_at.desc()).limit(1)).first()
     if row is None:
         return None
-    died_at = conn.execute(sa.select(death.c.died_at).where(death.c.entry_id == row.root_id)).scalar_one()
+    # The time of death of the version withdrawn (a correction's, if it had one).
+    died_at = conn.execute(sa.select(death.c.died_at).where(death.c.entry_id == row.supersedes)).scalar_one()
     return {"id": row.id, "root_id": row.root_id, "patient_id": patient_id, "reason": row.reason,
             "withdrawn_at": row.recorded_at, "died_at": died_at,
             "closed": closed_by(conn, principal, patient_id, row.root_id)}

@@ -174,6 +174,9 @@ def test_corrected_then_entered_in_error_the_person_is_living_again(token_client
     retracted = api.post(f"{death_url(facility.slug, here)}/entered-in-error",
                          json={"reason": "certified on the wrong patient"})
     assert retracted.status_code == 200, retracted.text
+    # The withdrawal names the time of death of the version it withdrew (the corrected one), now and afterwards.
+    assert dt.datetime.fromisoformat(retracted.json()["died_at"]) == earlier
+    assert dt.datetime.fromisoformat(api.get(death_url(facility.slug, here)).json()["withdrawn"]["died_at"]) == earlier
     assert elsewhere.get(death_url(other_facility.slug, there)).json()["deceased"] is False
     assert elsewhere.post(f"{BASE.format(tenant=other_facility.slug)}/patients/{there}/encounters",
                           json={"encounter_class": "outpatient"}).status_code == 201
@@ -245,8 +248,8 @@ def test_the_certificate_closes_what_the_living_had_open_but_not_a_bed(token_cli
     assert still_admitted["discharged_at"] is None and statuses[stay["encounter_id"]] == "in_progress"
 
 
-def test_a_withdrawn_certificate_reopens_nothing_and_says_what_it_closed(token_client, facility, other_facility,
-                                                                         bed_manager, db: Database):
+def test_a_withdrawn_certificate_reopens_nothing_and_says_what_it_closed(token_client, signed_in, facility,
+                                                                         other_facility, bed_manager, db: Database):
     """Written on the wrong patient and withdrawn: the appointment it cancelled stays cancelled and the visit it
     ended stays ended (a clerk decides), but the withdrawal's answer and the certificate's state list them by day and
     clinic, and the appointments desk's list finds the appointment, not one of a person still deceased."""
@@ -287,6 +290,11 @@ def test_a_withdrawn_certificate_reopens_nothing_and_says_what_it_closed(token_c
     ids = [row["id"] for row in listed.json()]
     assert str(booked[wrong]) in ids and str(booked[dead]) not in ids
     assert token_client(other_facility.slug, role="registrar").get(desk_url).status_code == 403
+    # The same list on the desk's page, linked from the clinic pages.
+    desk_page = signed_in("registrar", facility.slug)
+    assert 'id="to-rebook"' in desk_page.get(f"/t/{facility.slug}/clinics/MOPC").text
+    rows = desk_page.get(f"/t/{facility.slug}/appointments/to-rebook").text.split('class="rows-on-phone to-rebook"')[1]
+    assert f'data-appointment="{booked[wrong]}"' in rows and "Wrongly" in rows and "Truly" not in rows
     reads = [e for e in audit.patient_access_log(db, facility.slug, uuid.UUID(wrong))
              if e.event_type == "record.appointment.read"]
     assert reads
