@@ -1,6 +1,6 @@
 """The diet pages of the tenant portal: the chart's Diet tab (the order in force, the one to come, nil by mouth before
-theatre, the record's allergies, the history; a new order and one withdrawn as entered in error) and the kitchen's
-printable list for a meal, ward by ward.
+theatre, the record's allergies, the history; a new order, and the latest one corrected with why or withdrawn as
+entered in error) and the kitchen's printable list for a meal, ward by ward.
 
 They keep the portal's rules (see `portal.py`): each page declares its permission; the chart's pages pass the
 care-relationship guard of the nursing router they are mounted on; patient data is read and written only through the
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from appliance.layers.nursing import access, diet
 from appliance.layers.nursing.routes import facility_zone
-from appliance.layers.nursing.schemas import DietOrderIn
+from appliance.layers.nursing.schemas import DietCorrection, DietOrderIn
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
@@ -51,27 +51,45 @@ MEAL_CHOICES = [(meal, meal.capitalize()) for meal in diet.MEALS]
 
 portal.NAV.append(NavItem("Nursing", "kitchen", "Kitchen list", "/kitchen", "nursing.kitchen.read"))
 portal.CHART_TABS[-1:-1] = [ChartTab("diet", "Diet", "/diet", "nursing.diet.read")]
-portal.NOTICES.update({"diet": "Diet ordered.", "diet-withdrawn": "Diet order withdrawn as entered in error."})
+portal.NOTICES.update({"diet": "Diet ordered.", "diet-withdrawn": "Diet order withdrawn as entered in error.",
+                       "diet-corrected": "Diet order corrected; the version it replaces stays in the history with "
+                                         "your reason."})
+MINUTE = "%Y-%m-%dT%H:%M"  # a datetime-local field's value
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _as_form(version: dict, tz) -> dict:
+    """An order version as the order form's values: what the correction form opens filled with."""
+    def moment(value: dt.datetime | None) -> str:
+        return value.astimezone(tz).strftime(MINUTE) if value else ""
+
+    return {"diet": version["diet"], "f.also": list(version["also"]),
+            "iddsi_level": "" if version["iddsi_level"] is None else str(version["iddsi_level"]),
+            "starts_at": moment(version["starts_at"]), "ends_at": moment(version["ends_at"]),
+            "note": version["note"] or ""}
+
+
 def _diet_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         shown = diet.of_patient(conn, principal, patient_id, now=_now())
-    return {**top, "diet": shown, "diet_choices": DIET_CHOICES, "also_choices": ALSO_CHOICES,
+    # Only the latest version of a live order can be corrected or withdrawn (an older one: 409).
+    latest = shown["history"][0] if shown["history"] and shown["history"][0]["diet"] else None
+    return {**top, "diet": shown, "latest": latest, "diet_choices": DIET_CHOICES, "also_choices": ALSO_CHOICES,
+            "latest_values": _as_form(latest, facility_zone(db, tenant)) if latest else {},
             "iddsi_choices": IDDSI_CHOICES, "names": people_named(db, {v["recorded_by"] for v in shown["history"]})}
 
 
 async def _diet_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, values: dict, errors: dict,
-                     status: int = 200) -> Template:
+                     status: int = 200, form: str = "") -> Template:
+    """The tab; `form` names the form posted ("order", "correct", "withdraw") whose errors and values come back."""
     db: Database = request.app.state.db
     context = await to_thread.run_sync(lambda: _diet_context(db, request.user, tenant, patient_id))
     return page(request, "nursing/diet.html", status=status, active="patients", patient_id=patient_id, tab="diet",
-                **context, values=values, errors=errors, **HELPERS)
+                **context, values=values, errors=errors, form=form, **HELPERS)
 
 
 @get(PATIENT + "/diet", operation_id="PortalDiet", opt={"permission": "nursing.diet.read"}, include_in_schema=False)
@@ -85,11 +103,11 @@ def _local_moment(text: str | None, tz) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text).replace(tzinfo=tz) if text else None
 
 
-@post(PATIENT + "/diet", operation_id="PortalOrderDiet", opt={"permission": "nursing.diet.write"},
-      include_in_schema=False)
-async def order_diet(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
-    """A new order from the chart: the diet, those combined with it, the texture, from and until, a note."""
-    values = form_values(data)
+async def _write_order(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, form: str, done: str,
+                       model: type[DietOrderIn], write: Any) -> Response:
+    """The order form's fields (a new order, or a correction with its reason) validated as the API's model and
+    written by `write(conn, order)` in one tenant transaction; what is refused comes back beside its field (422),
+    nothing written."""
     db: Database = request.app.state.db
     tz = facility_zone(db, tenant)
     errors: dict[str, str] = {}
@@ -101,30 +119,50 @@ async def order_diet(request: Asking, tenant: Tenant, patient_id: Id, data: Form
             errors[field] = "Give the date and time, or leave it empty."
     also = values.get("f.also") or []
     also = [also] if isinstance(also, str) else also  # one box ticked arrives as one value
+    reason = values.get("reason") or ""
+    if model is DietCorrection and len(reason) < 3:
+        errors["reason"] = "Say why the order is corrected (at least 3 characters)."
     order = None
     if not errors:
         try:
-            order = DietOrderIn.model_validate({
-                "diet": values.get("diet") or "", "also": also,
-                "iddsi_level": values.get("iddsi_level"), "note": values.get("note"), **moments})
+            order = model.model_validate({
+                "diet": values.get("diet") or "", "also": also, "iddsi_level": values.get("iddsi_level"),
+                "note": values.get("note"), **moments, **({"reason": reason} if model is DietCorrection else {})})
         except ValidationError as exc:
             errors = {{"also": "f.also"}.get(str(e["loc"][0]), str(e["loc"][0])): "Choose one of the listed options."
                       for e in exc.errors()}
     if order is not None:
         def work() -> None:
             with db.tenant(tenant) as conn:
-                diet.place(conn, request.user, patient_id, order, now=_now())
+                write(conn, order)
 
         try:
             await to_thread.run_sync(work)
         except RecordError as exc:
-            if exc.status != 422:
+            if exc.status not in (409, 422):
                 raise
             field = {"patient_id": "diet", "also": "f.also"}.get(exc.extra.get("field"), exc.extra.get("field"))
             errors[field or "diet"] = exc.detail[:1].upper() + exc.detail[1:] + "."
     if errors:
-        return await _diet_page(request, tenant, patient_id, values=values, errors=errors, status=422)
-    return see_other(request, f"/t/{tenant}/patients/{patient_id}/diet?done=diet")
+        return await _diet_page(request, tenant, patient_id, values=values, errors=errors, status=422, form=form)
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/diet?done={done}")
+
+
+@post(PATIENT + "/diet", operation_id="PortalOrderDiet", opt={"permission": "nursing.diet.write"},
+      include_in_schema=False)
+async def order_diet(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """A new order from the chart: the diet, those combined with it, the texture, from and until, a note."""
+    return await _write_order(request, tenant, patient_id, form_values(data), "order", "diet", DietOrderIn,
+                              lambda conn, order: diet.place(conn, request.user, patient_id, order, now=_now()))
+
+
+@post(PATIENT + "/diet/{entry_id:uuid}", operation_id="PortalCorrectDiet", opt={"permission": "nursing.diet.write"},
+      include_in_schema=False)
+async def correct_diet(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """The latest order corrected: its next version replaces it, with why; the one replaced stays in the history."""
+    return await _write_order(request, tenant, patient_id, form_values(data), "correct", "diet-corrected",
+                              DietCorrection, lambda conn, order: diet.correct(
+                                  conn, request.user, patient_id, entry_id, order, order.reason, now=_now()))
 
 
 @post(PATIENT + "/diet/{entry_id:uuid}/entered-in-error", operation_id="PortalRetractDiet",
@@ -135,7 +173,7 @@ async def retract_diet(request: Asking, tenant: Tenant, patient_id: Id, entry_id
     db: Database = request.app.state.db
     reason = values.get("reason") or ""
     if len(reason) < 3:
-        return await _diet_page(request, tenant, patient_id, values=values, status=422,
+        return await _diet_page(request, tenant, patient_id, values=values, status=422, form="withdraw",
                                 errors={"reason": "Say why the order is withdrawn."})
 
     def work() -> None:
@@ -175,4 +213,4 @@ async def kitchen_page(request: Asking, tenant: Tenant, meal: FromQuery[str] = "
     return page(request, "nursing/kitchen.html", active="kitchen", **context, **HELPERS)
 
 
-ROUTES = [diet_page, order_diet, retract_diet, kitchen_page]
+ROUTES = [diet_page, order_diet, correct_diet, retract_diet, kitchen_page]

@@ -895,7 +895,7 @@ FORMS += ["/patients/{pid}/fluids"]
 # Diet orders (appliance/web/diet.py): the chart's Diet tab and the kitchen's printable list; ordering, refusals,
 # withdrawing and the list with real ids, and another facility's nurse, are in tests/layers/nursing/test_diet.py.
 PAGES += ["/patients/{pid}/diet", "/kitchen"]
-FORMS += ["/patients/{pid}/diet", "/patients/{pid}/diet/{any}/entered-in-error"]
+FORMS += ["/patients/{pid}/diet", "/patients/{pid}/diet/{any}", "/patients/{pid}/diet/{any}/entered-in-error"]
 
 # Births (appliance/web/delivery.py), a midwife's (a nurse's) or a clinician's form, the delivery and its correction;
 # recording, the babies' charts and refusals with real ids are in tests/web/test_delivery_pages.py.

@@ -305,3 +305,53 @@ def test_the_diet_tab_orders_and_withdraws_and_the_kitchen_prints_the_list(db, s
     assert "Nyambura" not in intruder.get(f"/t/{other_facility.slug}/kitchen").text
     assert intruder.get(f"/t/{facility.slug}/kitchen").status_code == 403
     assert _diet_rows(db, facility, str(patient["id"])) == 2
+
+
+def test_the_diet_tab_corrects_the_latest_order_with_why_and_another_facility_cannot(db, signed_in, facility,
+                                                                                    other_facility, clinician):
+    import re
+
+    from tests.layers.nursing.conftest import admit
+    from tests.layers.nursing.test_pages import post_form
+    from tests.web.test_auth import csrf_token
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Wafula", given="Grace")
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{patient['id']}/diet"
+    assert post_form(nurse, page, page, {"diet": "renal", "note": "500 ml fluid a day"}).status_code == 303
+    with db.tenant(facility.slug) as conn:
+        order_id = conn.execute(sa.text("SELECT id FROM entry WHERE kind = 'diet_order' AND patient_id = :p"),
+                                {"p": patient["id"]}).scalar()
+    # The correction form opens with the order as it stands.
+    shown = nurse.get(page).text
+    form = shown.split('id="diet-correct-form"')[1].split("</form>")[0]
+    assert '<option value="renal" selected>' in form and 'value="500 ml fluid a day"' in form
+    starts = re.search(r'id="correct-starts_at" name="starts_at" type="datetime-local" value="([^"]+)"', form).group(1)
+    correction = {"diet": "diabetic", "f.also": ["halal"], "starts_at": starts, "note": "500 ml fluid a day"}
+    # Refused in words, beside the form, and nothing written: no reason, then a combination the kitchen cannot follow.
+    unsaid = post_form(nurse, page, f"{page}/{order_id}", correction | {"reason": ""})
+    assert unsaid.status_code == 422 and "Say why the order is corrected" in unsaid.text
+    assert 'id="diet-correct" open' in unsaid.text
+    nonsense = post_form(nurse, page, f"{page}/{order_id}", correction | {"diet": "npo", "reason": "wrong diet"})
+    assert nonsense.status_code == 422 and "Nil by mouth is all the patient takes" in nonsense.text
+    # Another facility's nurse, at our address and at theirs: refused, nothing written.
+    intruder = signed_in("nurse", other_facility.slug, ward="GEN")
+    token = csrf_token(intruder.get(f"/t/{other_facility.slug}/ward").text)
+    for tenant in (facility.slug, other_facility.slug):
+        taken = intruder.post(f"/t/{tenant}/patients/{patient['id']}/diet/{order_id}", follow_redirects=False,
+                              data=correction | {"reason": "wrong diet", "_csrf_token": token})
+        assert taken.status_code in (403, 404) and "Wafula" not in taken.text
+    guessed = post_form(nurse, page, f"{page}/{uuid.uuid4()}", correction | {"reason": "wrong diet"})
+    assert guessed.status_code == 404
+    assert _diet_rows(db, facility, str(patient["id"])) == 1
+    corrected = post_form(nurse, page, f"{page}/{order_id}", correction | {"reason": "renal ordered by mistake"})
+    assert corrected.status_code == 303 and corrected.headers["location"].endswith("/diet?done=diet-corrected")
+    after = nurse.get(corrected.headers["location"]).text
+    assert "Diabetic, halal" in after.split('id="diet-label"')[1].split("</p>")[0]
+    history = after.split('id="diet-history"')[1].split("</table>")[0]
+    assert "Renal" in history and "renal ordered by mistake" in history
+    # The version it replaced is no longer the one to correct: refused in words, not a 500.
+    stale = post_form(nurse, page, f"{page}/{order_id}", correction | {"reason": "again"})
+    assert stale.status_code == 422 and 'id="diet-correct" open' in stale.text
+    assert _diet_rows(db, facility, str(patient["id"])) == 2
