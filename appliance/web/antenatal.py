@@ -50,7 +50,8 @@ from appliance.web.portal import (
 )
 
 READ, WRITE = "clinical.antenatal.read", "clinical.antenatal.write"
-portal.CHART_TABS.insert(len(portal.CHART_TABS) - 1, ChartTab("antenatal", "Antenatal", "/antenatal", READ))
+portal.CHART_TABS.insert(len(portal.CHART_TABS) - 1, ChartTab("antenatal", "Antenatal", "/antenatal", READ,
+                                                               applies=antenatal.may_hold_care))
 portal.NAV.append(NavItem("Clinical", "antenatal", "ANC clinic", "/antenatal/clinic", READ))
 portal.NOTICES.update({
     "anc-recorded": "Antenatal contact recorded.",
@@ -101,8 +102,11 @@ def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 
         top = banner(conn, request.user, patient_id)
         found = antenatal.card(conn, request.user, patient_id, today=clock.today, tz=clock.tz)
     names = people_named(request.app.state.db, {c["author_id"] for p in found["pregnancies"] for c in p["contacts"]})
+    # A man's record, a girl's or a woman's past the age: the page says why there is no contact to record.
+    refused = antenatal.no_care_because(top["patient"], clock.today)
     return page(request, "antenatal/card.html", status=status, active="patients", patient_id=patient_id,
-                tab="antenatal", found=found, choices=CHOICES, danger_signs=rules.DANGER_SIGNS, flag_words=rules.FLAGS,
+                tab="antenatal", found=found, nothing_to_record=template_message(refused) if refused else None,
+                choices=CHOICES, danger_signs=rules.DANGER_SIGNS, flag_words=rules.FLAGS,
                 state_words=STATE_WORDS, status_words=STATUS_WORDS, names=names, form=form, correcting=correcting,
                 values=values or {"seen_on": clock.today.isoformat(), "syphilis_test": "not_done",
                                   "hiv_test": "not_done"},

@@ -163,6 +163,9 @@ class ChartTab:
     label: str
     path: str  # under /t/{tenant}/patients/{id}
     permission: str
+    # Whether the tab can apply to this patient (the banner's patient, the facility's today): a tab that cannot
+    # (antenatal care on a man's record) is left off, and its page says why when opened by its address.
+    applies: Callable[[dict, dt.date], bool] | None = None
 
 
 CHART_TABS = [
@@ -189,9 +192,11 @@ class VitalsAddition:
 VITALS_ADDITIONS: list[VitalsAddition] = []
 
 
-def chart_tabs(principal: Principal, tenant: str, patient_id: uuid.UUID) -> list[dict]:
+def chart_tabs(principal: Principal, tenant: str, patient_id: uuid.UUID, patient: dict | None = None,
+               today: dt.date | None = None) -> list[dict]:
     return [{"key": t.key, "label": t.label, "href": f"/t/{tenant}/patients/{patient_id}{t.path}"}
-            for t in CHART_TABS if principal.can(t.permission)]
+            for t in CHART_TABS if principal.can(t.permission)
+            and (t.applies is None or patient is None or t.applies(patient, today or dt.date.today()))]
 
 
 def patient_home(principal: Principal, tenant: str, patient_id: uuid.UUID) -> str:
@@ -250,7 +255,8 @@ def page(request: Asking, template_name: str, *, status: int = 200, active: str 
     if "patient_id" in context:
         chart_base = _patient_path(tenant, context["patient_id"])
         context["chart_url"] = lambda path="": chart_base + path
-        context.setdefault("tabs", chart_tabs(principal, tenant, context["patient_id"]))
+        context.setdefault("tabs", chart_tabs(principal, tenant, context["patient_id"], context.get("patient"),
+                                              context["clock"].today))
     return Template(f"portal/{template_name}", context=context, status_code=status)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 import uuid
 import zoneinfo
 
@@ -102,6 +103,28 @@ def test_a_midwife_records_a_contact_and_the_card_and_clinic_show_it(signed_in, 
 
     mans = midwife.get(f"/t/{facility.slug}/patients/{man}/antenatal")
     assert mans.status_code == 200 and 'id="anc-form"' not in mans.text
+
+
+def test_the_antenatal_tab_is_left_off_where_it_cannot_apply_and_its_address_says_why(signed_in, person_factory, db,
+                                                                                      facility):
+    """A man's record and a girl of six: no Antenatal tab on the chart; the tab's address opened anyway says in a
+    sentence why (the layer's own refusal), with no form. A woman's chart keeps the tab."""
+    author = person_factory("clinician", facility.slug)
+    six_years_ago = dt.date.today().replace(day=1) - dt.timedelta(days=6 * 366)
+    woman = registered(db, facility.slug, author, given_names="Amani")
+    man = registered(db, facility.slug, author, sex="male", given_names="Otieno")
+    girl = registered(db, facility.slug, author, given_names="Neema", birth_date=six_years_ago.isoformat())
+    midwife = signed_in("nurse", facility.slug)
+    for patient, sentence in ((man, "This record is a man's: antenatal care is recorded on the woman's record."),
+                              (girl, "This patient was 6 years old on")):
+        chart = midwife.get(f"/t/{facility.slug}/patients/{patient}/chart")
+        assert chart.status_code == 200 and f"/patients/{patient}/antenatal" not in chart.text
+        opened = midwife.get(f"/t/{facility.slug}/patients/{patient}/antenatal")
+        assert opened.status_code == 200 and 'id="anc-form"' not in opened.text
+        said = html.unescape(opened.text.split('id="no-antenatal-care">')[1].split("</p>")[0])
+        assert sentence in said and "Nothing to record here" in said
+    chart = midwife.get(f"/t/{facility.slug}/patients/{woman}/chart").text
+    assert f'href="/t/{facility.slug}/patients/{woman}/antenatal"' in chart
 
 
 def _patient(db, policy, tenant: str, family: str) -> dict:

@@ -237,18 +237,37 @@ def _refuse_dating(data: AntenatalIn, day: dt.date) -> tuple[dt.date, int, int] 
     return data.ultrasound_on, data.ultrasound_weeks, data.ultrasound_days or 0
 
 
+def no_care_because(patient: dict, day: dt.date) -> str | None:
+    """Why no antenatal contact on `day` can be recorded on this patient's record (a man's; a girl or woman outside
+    AGES that day), or None when one can. An unknown birth date is not a reason: the sex still decides."""
+    if patient["sex"] == "male":
+        return "this record is a man's: antenatal care is recorded on the woman's record"
+    born = patient["birth_date"]
+    if born is None:
+        return None
+    years = age.years_on(born, day) if day >= born else -1
+    if not AGES[0] <= years <= AGES[1]:
+        return (f"this patient was {max(years, 0)} years old on {day.isoformat()}: antenatal care is recorded for a "
+                f"woman of {AGES[0]} to {AGES[1]}")
+    return None
+
+
+def may_hold_care(patient: dict, today: dt.date) -> bool:
+    """Whether this record can hold antenatal care, recorded or to record: not a man's, nor a girl too young for
+    any (a woman past AGES keeps the card of her past pregnancies)."""
+    return no_care_because(patient, today) is None or (
+        patient["sex"] != "male" and age.years_on(patient["birth_date"], today) > AGES[1])
+
+
 def _woman(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.date, today: dt.date,
            tz: zoneinfo.ZoneInfo) -> None:
     woman = service.patient_of(conn, patient_id)
     service.require_chart(conn, patient_id, data.encounter_id)
-    if woman["sex"] == "male":
-        raise Invalid("this record is a man's: antenatal care is recorded on the woman's record", field="patient_id")
-    if day > today:
+    if day > today and woman["sex"] != "male":
         raise Invalid(f"the contact's day, {day.isoformat()}, is in the future", field="seen_on")
-    years = age.years_on(woman["birth_date"], day) if day >= woman["birth_date"] else -1
-    if not AGES[0] <= years <= AGES[1]:
-        raise Invalid(f"this patient was {max(years, 0)} years old on {day.isoformat()}: antenatal care is recorded "
-                      f"for a woman of {AGES[0]} to {AGES[1]}", field="patient_id")
+    refused = no_care_because(woman, day)
+    if refused is not None:
+        raise Invalid(refused, field="patient_id")
     death = deaths.death_of(conn, patient_id)
     if death is not None and day >= death.died_at.astimezone(tz).date():
         raise Invalid(f"this woman was {deaths.sentence(death)}: no contact on {day.isoformat()} can be recorded",
