@@ -14,7 +14,9 @@ reporter as a status and, once closed, what was learned.
 - Anonymous: the table keeps no reporter (`reported_by`, `reporter_name` empty, a check says so); the reporter is
   named only in the audit event of the report (`operations.incident.report`), encrypted, which no facility page
   or API reads: the regulator, with their key, can. The event on the patient's access log of an anonymous report
-  names no one (the appliance records it), or the patient would learn what the facility cannot.
+  names no one (the appliance records it), or the patient would learn what the facility cannot. Nor does its time
+  name anyone: every page and API gives an anonymous report's time to the hour only (`shown`), since the minute,
+  set beside the audit log's times of who was signed in and busy, can single out who filed it.
 - Review (`operations.incident.review`, the quality manager): append-only events (`incident_review`): notes,
   contributing factors, actions with owner and due date, the severity confirmed, and the closing with its learning
   summary (once, after a severity is confirmed). The status is read from them: open, under review, closed.
@@ -171,8 +173,17 @@ def report(conn: Connection, principal: Principal, data: Any, *, at: dt.datetime
                 "create", data.patient_id, "incident", (row["id"],), detail={**detail, "reported": "anonymously"}))
         else:
             record.note_access(conn, principal, "create", data.patient_id, "incident", (row["id"],), detail=detail)
-    return {**row, "number": number, "reported_at": reported_at, "status": "open", "confirmed_harm": None,
-            "closed_at": None, "immediate_review": data.outcome in IMMEDIATE_REVIEW, "learning_summary": None}
+    return shown({**row, "number": number, "reported_at": reported_at, "status": "open", "confirmed_harm": None,
+                  "closed_at": None, "immediate_review": data.outcome in IMMEDIATE_REVIEW, "learning_summary": None})
+
+
+def shown(row: dict) -> dict:
+    """An incident as it leaves this room: an anonymous report's time truncated to the hour (UTC); a named one's
+    as stored (its reporter is named beside it anyway). The table keeps the exact time, for the month's counts."""
+    if row["anonymous"]:
+        return {**row, "reported_at": row["reported_at"].astimezone(dt.UTC).replace(minute=0, second=0,
+                                                                                    microsecond=0)}
+    return row
 
 
 _WITH_STATUS = """
@@ -223,7 +234,7 @@ def review_list(conn: Connection, tz: zoneinfo.ZoneInfo, *, status: str | None =
         ORDER BY x.immediate_review DESC, x.occurred_at DESC LIMIT :limit"""),  # noqa: S608 -- a constant of this module
                         {"status": status or None, "type": incident_type or None, "outcome": outcome or None,
                          "ward": ward_code or None, "start": start, "end": end, "limit": LIST_LIMIT}).mappings()
-    return [dict(r) for r in rows]
+    return [shown(dict(r)) for r in rows]
 
 
 def immediate_review_count(conn: Connection) -> int:
@@ -236,7 +247,7 @@ def my_reports(conn: Connection, principal: Principal) -> list[dict]:
     rows = conn.execute(sa.text(f"SELECT x.* FROM ({_WITH_STATUS}) x JOIN incident i ON i.id = x.id "  # noqa: S608 -- a constant
                                 "WHERE i.reported_by = :me ORDER BY x.reported_at DESC LIMIT :limit"),
                         {"me": principal.account_id, "limit": LIST_LIMIT}).mappings()
-    return [dict(r) for r in rows]
+    return [shown(dict(r)) for r in rows]
 
 
 def get(conn: Connection, principal: Principal, incident_id: uuid.UUID) -> dict:
@@ -250,7 +261,7 @@ def get(conn: Connection, principal: Principal, incident_id: uuid.UUID) -> dict:
     if found is None or not (reviewer or (found["reported_by"] is not None
                                           and found["reported_by"] == principal.account_id)):
         raise NotFound(f"no incident report {incident_id} of yours here", incident_id=str(incident_id))
-    out = dict(found)
+    out = shown(dict(found))
     out.pop("reported_by")
     events = [dict(r) for r in conn.execute(
         sa.select(incident_review).where(incident_review.c.incident_id == incident_id)

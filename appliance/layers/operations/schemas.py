@@ -443,7 +443,10 @@ class IncidentOut(BaseModel):
     outcome: str
     anonymous: bool
     reporter_name: str | None  # none for an anonymous report
-    reported_at: dt.datetime
+    reported_at: dt.datetime = Field(description="When it was reported. An anonymous report's is to the hour only "
+                                                 "(UTC; minutes, seconds and microseconds zero), so that set beside "
+                                                 "the audit log's times it cannot single out who filed it; a named "
+                                                 "report's is as recorded.")
     names_patient: bool
     status: IncidentStatus
     confirmed_harm: str | None
