@@ -89,6 +89,10 @@ FIELDS = {
     ("Condition", "resolved_date"): "abatementDateTime",
     ("AllergyIntolerance", "encounter_id"): "encounter",
     ("Observation", "encounter_id"): "encounter",
+    ("Immunization", "encounter_id"): "encounter",
+    ("Immunization", "vaccine"): "vaccineCode",
+    ("Immunization", "dose_number"): "protocolApplied[0].doseNumberPositiveInt",
+    ("Immunization", "given_on"): "occurrenceDateTime",
     ("Patient", "identifiers"): "identifier",
     ("Patient", "subject_id"): "link",
 }

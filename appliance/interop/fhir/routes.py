@@ -36,6 +36,7 @@ from appliance.substrate.db import InvalidSlug, UnknownTenant
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import NUL_IN_TEXT, nul_in_text
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_timezone
 
 log = structlog.get_logger(__name__)
 FHIR_JSON = "application/fhir+json"
@@ -68,7 +69,8 @@ RESOURCE_ROUTES = [
     ResourceRoute("Observation", read="clinical.result.read", search="clinical.result.read",
                   create="clinical.vitals.create"),
     ResourceRoute("ServiceRequest", read="clinical.order.read", search="clinical.order.read"),
-    ResourceRoute("Immunization", read="clinical.immunization.read", search="clinical.immunization.read"),
+    ResourceRoute("Immunization", read="clinical.immunization.read", search="clinical.immunization.read",
+                  create="clinical.immunization.write"),
     ResourceRoute("Procedure", read="clinical.surgery.read", search="clinical.surgery.read"),
     # Every category: the desk's narrower view of documents (ACC-031) is the documents API's, not the facade's.
     ResourceRoute("DocumentReference", read="clinical.document.any_category",
@@ -214,14 +216,15 @@ def _search_handler(route: ResourceRoute) -> HTTPRouteHandler:
 def _create_handler(route: ResourceRoute) -> HTTPRouteHandler:
     def create(tenant: FromPath[str], state: State, request: Asking, data: JSONBody[Any]) -> Response:
         resource = writes.validate(data, route.type, route.type)
+        rules = writes.DoseRules(schedule_of(state), facility_timezone(state.db, tenant))
         try:
-            write = writes.plan(resource, route.type)
+            write = writes.plan(resource, route.type, rules=rules)
         except writes.Unsupported as exc:
             raise FhirError(422, "not-supported", str(exc), expression=route.type) from None
         writes.refuse_not_kept([write])
         writes.link_subjects(state.db, tenant, [write])
         with state.db.tenant(tenant) as conn:
-            [created] = writes.apply(conn, request.user, [write], _reason(request))
+            [created] = writes.apply(conn, request.user, [write], _reason(request), rules=rules)
         headers = _written(created) | {"location": f"{_base_url(request, tenant)}/{writes.location(created)}"}
         return fhir(created, 201, headers)
 

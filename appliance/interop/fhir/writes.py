@@ -1,7 +1,9 @@
 """Writes of the FHIR facade: a resource a client creates, a transaction Bundle, a bundle imported in
 bulk — each validated against the FHIR R4B models first, then turned into the clinical layer's own
-request shapes (`PatientIn`, `ConditionIn`, `AllergyIn`, `VitalSignsIn`) and written through its
-services and the record, in one tenant transaction: all of a bundle, or none of it.
+request shapes (`PatientIn`, `ConditionIn`, `AllergyIn`, `VitalSignsIn`, `ImmunizationIn`) and written through
+its services and the record, in one tenant transaction: all of a bundle, or none of it. A vaccine dose is
+created alone (POST Immunization) and written by the immunization service, so the national schedule judges it
+as it judges one recorded on the chart.
 
 Three kinds of "no": a resource the record cannot hold (a type it has no place for, a condition coded
 only in SNOMED CT, a vital sign it does not chart) is `Unsupported` — a 422 to an API client, a
@@ -21,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -33,8 +36,9 @@ from sqlalchemy.engine import Connection
 from appliance.interop.fhir import elements, resources
 from appliance.interop.fhir.elements import ENTIRE, REFERENCE, Kept
 from appliance.interop.fhir.errors import FhirError, of_record_error, of_validation
-from appliance.layers.clinical import access, service
-from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, PatientIn, VitalSignsIn
+from appliance.layers.clinical import access, immunization, service
+from appliance.layers.clinical.immunization_schedule import Schedule, Vaccine
+from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, ImmunizationIn, PatientIn, VitalSignsIn
 from appliance.substrate import record
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
@@ -43,7 +47,8 @@ from appliance.substrate.record import RecordError
 ICD10_SYSTEMS = {resources.ICD10, "http://hl7.org/fhir/sid/icd-10-cm"}
 # What a client may create, alone (POST /{type}) or in a bundle; written in this order so that a
 # bundle's references point backwards (a patient before its encounters, encounters before the rest).
-CREATABLE = ("Patient", "Encounter", "Condition", "AllergyIntolerance", "Observation")
+CREATABLE = ("Patient", "Encounter", "Condition", "AllergyIntolerance", "Observation", "Immunization")
+PATIENT_ELEMENT = ("AllergyIntolerance", "Immunization")  # types naming their patient `patient`, not `subject`
 # A sender's clock may run a little ahead of ours; further ahead is a mistake.
 CLOCK_SKEW = dt.timedelta(minutes=10)
 
@@ -416,10 +421,6 @@ VITAL_SIGNS_KEPT: dict[str, Kept] = {
     "valueQuantity": QUANTITY, "valueCodeableConcept": ENTIRE,
     "component": Kept(parts={"code": ENTIRE, "valueQuantity": QUANTITY, "valueCodeableConcept": ENTIRE}),
 }
-# What a create keeps of each type it takes; anything else is named and refused (see `elements`).
-KEPT: dict[str, dict[str, Kept]] = {"Patient": PATIENT_KEPT, "Encounter": ENCOUNTER_KEPT,
-                                    "Condition": CONDITION_KEPT, "AllergyIntolerance": ALLERGY_KEPT,
-                                    "Observation": VITAL_SIGNS_KEPT}
 
 
 def vital_signs_in(resource: dict, where: str) -> VitalSignsIn:
@@ -453,6 +454,147 @@ def vital_signs_in(resource: dict, where: str) -> VitalSignsIn:
     return _model(VitalSignsIn, values, where, elements, described)
 
 
+# -- Immunization: a vaccine dose -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DoseRules:
+    """What recording a dose needs besides the resource: the national schedule, which names the vaccines and
+    judges each dose, and the facility's time zone, in which a dose's day is its day."""
+
+    schedule: Schedule
+    tz: zoneinfo.ZoneInfo
+
+
+# The reverse of the read's codings (`resources`): a medical precaution is read back as a contraindication, the
+# wider of the two reasons that share it.
+NOT_DONE_OF_CODE = {code: ours for ours, (code, _) in resources.NOT_DONE_REASON.items() if ours != "child_unwell"}
+SITE_OF_CODE = {code: ours for ours, (code, _) in resources.VACCINE_SITE.items()}
+ROUTE_OF_CODE = {code: ours for ours, (code, _) in resources.VACCINE_ROUTE.items()}
+IMMUNIZATION_KEPT: dict[str, Kept] = {
+    "status": Kept(when=lambda status, _: status in ("completed", "not-done"),
+                   why="the record keeps doses given or not given; a dose recorded in error is withdrawn on the chart"),
+    "statusReason": ENTIRE, "vaccineCode": ENTIRE, "patient": REFERENCE, "encounter": REFERENCE,
+    "occurrenceDateTime": ENTIRE, "primarySource": ENTIRE,
+    "reportOrigin": Kept(when=lambda _, dose: dose.get("primarySource") is False,
+                         why="the record keeps where a dose was read from only for a dose it did not give "
+                             "(primarySource false), as from a written record"),
+    "lotNumber": ENTIRE, "expirationDate": ENTIRE, "site": ENTIRE, "route": ENTIRE, "note": NOTE,
+    "protocolApplied": Kept(parts={"doseNumberPositiveInt": ENTIRE}, items=1,
+                            why="the record keeps a dose's place in its vaccine's series, as a number"),
+}
+IMMUNIZATION_ELEMENTS = {"vaccine": "vaccineCode", "dose_number": "protocolApplied[0].doseNumberPositiveInt",
+                         "given_on": "occurrenceDateTime", "lot_number": "lotNumber", "expiry_date": "expirationDate",
+                         "not_done_reason": "statusReason", "site": "site", "route": "route", "note": "note"}
+
+
+def _vaccine_of(concept: dict | None, schedule: Schedule, where: str) -> Vaccine:
+    """The schedule's vaccine a vaccineCode names: by the schedule's own code or by its CVX code, as the read codes
+    it (and as the HL7 feed takes it); any other is refused, naming what was sent and what the schedule has."""
+    sent = []
+    for coding in (concept or {}).get("coding", []):
+        code, system = (coding.get("code") or "").strip(), coding.get("system")
+        if not code:
+            continue
+        found = (schedule.by_code.get(code.upper()) if system == resources.VACCINE_SYSTEM
+                 else schedule.vaccine_of_cvx(code) if system == resources.CVX else None)
+        if found is not None:
+            return found
+        sent.append(f"{system or '(no system)'}|{code}")
+    known = ", ".join(v.code + (f" (CVX {v.cvx})" if v.cvx else "") for v in schedule.vaccine)
+    how = (f"the schedule's code ({resources.VACCINE_SYSTEM}) or its CVX code ({resources.CVX}); the schedule has "
+           f"{known}")
+    if not sent:
+        raise FhirError(422, "required", f"vaccineCode names the vaccine by {how}", expression=f"{where}.vaccineCode")
+    raise FhirError(422, "code-invalid", f"vaccineCode {' or '.join(sent)} is not a vaccine of the national "
+                                         f"immunization schedule: send {how}", expression=f"{where}.vaccineCode")
+
+
+def _ours(concept: dict | None, by_code: dict[str, str], words: tuple[str, ...], where: str, element: str,
+          *, otherwise: str | None = None) -> str | None:
+    """A coded element (site, route, why not given) as the record's word: by the code the read sends, else by
+    its text in the record's words; `otherwise` for anything else where the record has such a word."""
+    if concept is None:
+        return None
+    for coding in concept.get("coding", []):
+        if coding.get("code") in by_code:
+            return by_code[coding["code"]]
+    text = "_".join((concept.get("text") or "").lower().split())
+    if text in words:
+        return text
+    if otherwise is not None:
+        return otherwise
+    raise FhirError(422, "code-invalid", f"{element} is not one the record keeps: send "
+                                         f"{', '.join(sorted(by_code))} or, as text, {', '.join(words)}",
+                    expression=f"{where}.{element}")
+
+
+def _dose_day(value: str | None, tz: zoneinfo.ZoneInfo, where: str) -> dt.date:
+    """occurrenceDateTime's day at the facility: a date as it is, an instant in the facility's zone."""
+    if not value:
+        raise FhirError(422, "required", "a dose names the day it was given (or was due and not given): "
+                                         "occurrenceDateTime", expression=f"{where}.occurrenceDateTime")
+    if len(value) < 10:
+        raise FhirError(422, "value", f"occurrenceDateTime {value!r} is not a full date: the day of a dose is needed",
+                        expression=f"{where}.occurrenceDateTime")
+    if len(value) == 10:
+        return dt.date.fromisoformat(value)
+    given = dt.datetime.fromisoformat(value)  # the R4B model has checked its form
+    return (given if given.tzinfo else given.replace(tzinfo=tz)).astimezone(tz).date()
+
+
+def immunization_in(resource: dict, where: str, rules: DoseRules) -> ImmunizationIn:
+    """A dose as the clinical layer's request: the vaccine by the schedule, given (completed) or due and not
+    given (not-done, with its reason), from the caller (primarySource) or from a card or another facility."""
+    vaccine = _vaccine_of(resource.get("vaccineCode"), rules.schedule, where)
+    not_done = resource.get("status") == "not-done"
+    reason = resource.get("statusReason")
+    why = _ours(reason, NOT_DONE_OF_CODE, tuple(immunization.NOT_DONE_WORDS), where, "statusReason",
+                otherwise="other") if not_done and reason else None
+    # A reason of its own (recorded as "other") keeps the sender's words in the note, where the chart says why.
+    notes = [reason.get("text") if why == "other" and reason else None, (resource.get("note") or [{}])[0].get("text")]
+    dose = (resource.get("protocolApplied") or [{}])[0]
+    values = {"vaccine": vaccine.code, "dose_number": dose.get("doseNumberPositiveInt"),
+              "given_on": _dose_day(resource.get("occurrenceDateTime"), rules.tz, where),
+              "status": "not_done" if not_done else "completed", "not_done_reason": why,
+              "lot_number": resource.get("lotNumber"), "expiry_date": resource.get("expirationDate"),
+              "site": _ours(resource.get("site"), SITE_OF_CODE, (*SITE_OF_CODE.values(), "mouth"), where, "site"),
+              "route": _ours(resource.get("route"), ROUTE_OF_CODE, tuple(ROUTE_OF_CODE.values()), where, "route"),
+              "source": "historical" if resource.get("primarySource") is False else "administered",
+              "note": "; ".join(n for n in notes if n) or None}
+    return _model(ImmunizationIn, values, where, IMMUNIZATION_ELEMENTS)
+
+
+def _record_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ImmunizationIn,
+                 rules: DoseRules, where: str) -> dict:
+    """The dose written as the chart writes one (`immunization.record_dose`: the schedule's checks, audited). A dose
+    without its number is the next the schedule expects of the patient, as the HL7 feed takes one."""
+    today = dt.datetime.now(rules.tz).date()
+    if data.dose_number is None:
+        birth = service.patient_of(conn, patient_id)["birth_date"]
+        in_force = immunization.current_doses(conn, [patient_id])
+        if in_force:  # read to know the next dose of the series
+            record.note_access(conn, principal, "read", patient_id, immunization.KIND, [r["id"] for r in in_force])
+        vaccine = rules.schedule.by_code[data.vaccine]
+        number = immunization.next_dose_number(vaccine, birth, in_force, today, rules.tz)
+        if number is None:
+            raise FhirError(422, "required", f"{vaccine.name}'s series of {vaccine.doses} is complete for this "
+                                             "patient: name the dose (protocolApplied.doseNumberPositiveInt)",
+                            expression=f"{where}.protocolApplied")
+        data = data.model_copy(update={"dose_number": number})
+    written = immunization.record_dose(conn, principal, patient_id, data, schedule=rules.schedule, today=today,
+                                       tz=rules.tz)
+    # As a read shapes it (which reads no schedule name beside the code), so the 201 and a read say the same.
+    row = {key: value for key, value in written["immunization"].items() if key != "vaccine_name"}
+    return resources.immunization({**row, "patient_id": patient_id}, rules.schedule)
+
+
+# What a create keeps of each type it takes; anything else is named and refused (see `elements`).
+KEPT: dict[str, dict[str, Kept]] = {"Patient": PATIENT_KEPT, "Encounter": ENCOUNTER_KEPT,
+                                    "Condition": CONDITION_KEPT, "AllergyIntolerance": ALLERGY_KEPT,
+                                    "Observation": VITAL_SIGNS_KEPT, "Immunization": IMMUNIZATION_KEPT}
+
+
 # -- planning ----------------------------------------------------------------------------------------
 
 
@@ -464,9 +606,11 @@ def _reference(resource: dict, *keys: str) -> str | None:
     return None
 
 
-def plan(resource: dict, where: str, full_url: str | None = None) -> Write:
+def plan(resource: dict, where: str, full_url: str | None = None, *, rules: DoseRules | None = None) -> Write:
     """One validated resource as the write it becomes (Unsupported when the record cannot hold it), with
-    the elements of it the record would not keep (`Write.not_kept`: a create refuses them, `refuse_not_kept`)."""
+    the elements of it the record would not keep (`Write.not_kept`: a create refuses them, `refuse_not_kept`).
+    A vaccine dose is planned only with the schedule's `rules`: it is created alone (POST Immunization), not
+    in a bundle."""
     resource_type = resource["resourceType"]
     if resource_type not in CREATABLE:
         raise Unsupported(resource_type, "the record has no place for this resource type")
@@ -478,13 +622,18 @@ def plan(resource: dict, where: str, full_url: str | None = None) -> Write:
         return write
     if write.patient_ref is None:
         raise FhirError(422, "required", f"a {resource_type} names its patient",
-                        expression=f"{where}.{'patient' if resource_type == 'AllergyIntolerance' else 'subject'}")
+                        expression=f"{where}.{'patient' if resource_type in PATIENT_ELEMENT else 'subject'}")
     if resource_type == "Encounter":
         write.data = encounter_detail(resource, where)
     elif resource_type == "Condition":
         write.data = condition_in(resource, where)
     elif resource_type == "AllergyIntolerance":
         write.data = allergy_in(resource, where)
+    elif resource_type == "Immunization":
+        if rules is None:
+            raise Unsupported(resource_type, "a vaccine dose is created alone (POST Immunization), where the "
+                                             "national schedule judges it, not in a bundle")
+        write.data = immunization_in(resource, where, rules)
     else:
         write.data = vital_signs_in(resource, where)
         write.occurred_at = _instant(resource.get("effectiveDateTime"), f"{where}.effectiveDateTime")
@@ -611,7 +760,7 @@ def _entry_row(appended: record.Entry) -> dict:
 
 
 def apply(conn: Connection, principal: Principal, writes: list[Write], break_glass_reason: str | None = None,
-          skipped_urls: set[str] | frozenset[str] = frozenset()) -> list[dict]:
+          skipped_urls: set[str] | frozenset[str] = frozenset(), *, rules: DoseRules | None = None) -> list[dict]:
     """Write every resource in the caller's tenant transaction, in dependency order, resolving
     references between them; returns the resources as written, in the order given. A refusal of any
     raises (and the caller's transaction undoes the others). An encounter reference to an entry a
@@ -625,7 +774,7 @@ def apply(conn: Connection, principal: Principal, writes: list[Write], break_gla
         try:
             if write.encounter_ref in skipped_urls:
                 write.encounter_ref = None
-            resource = _apply_one(conn, principal, write, created, opened, break_glass_reason)
+            resource = _apply_one(conn, principal, write, created, opened, break_glass_reason, rules)
         except RecordError as exc:
             raise of_record_error(exc, write.resource_type, write.where) from None
         if write.full_url:
@@ -635,12 +784,12 @@ def apply(conn: Connection, principal: Principal, writes: list[Write], break_gla
 
 
 def _apply_one(conn: Connection, principal: Principal, write: Write, created: dict, opened: set,
-               break_glass_reason: str | None) -> dict:
+               break_glass_reason: str | None, rules: DoseRules | None) -> dict:
     if write.resource_type == "Patient":
         row = service.register_patient(conn, principal, write.data)
         opened.add(row["id"])
         return resources.patient(row)
-    subject = "patient" if write.resource_type == "AllergyIntolerance" else "subject"
+    subject = "patient" if write.resource_type in PATIENT_ELEMENT else "subject"
     patient_id = _resolve(write.patient_ref, created, "Patient", f"{write.where}.{subject}")
     if patient_id not in opened:
         # A resource written on an existing chart opens it as a read would: care, or a stated reason.
@@ -658,6 +807,12 @@ def _apply_one(conn: Connection, principal: Principal, write: Write, created: di
         data = write.data.model_copy(update={"encounter_id": encounter_id})
         return resources.condition({**service.add_condition(conn, principal, patient_id, data),
                                     "patient_id": patient_id})
+    if write.resource_type == "Immunization":
+        if rules is None:  # `plan` refuses a dose without them; a caller that planned one passes them on
+            raise FhirError(422, "not-supported", "a vaccine dose is created alone (POST Immunization)",
+                            expression=write.where)
+        return _record_dose(conn, principal, patient_id, write.data.model_copy(update={"encounter_id": encounter_id}),
+                            rules, write.where)
     if write.resource_type == "AllergyIntolerance":
         data = write.data.model_copy(update={"encounter_id": encounter_id})
         return resources.allergy({**service.add_allergy(conn, principal, patient_id, data), "patient_id": patient_id})

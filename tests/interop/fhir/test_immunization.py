@@ -3,7 +3,8 @@ here, one read from the child's card, one due and not given, one corrected to an
 error, each a valid R4B Immunization with the spec's required elements; read by id, searched by patient, date,
 status and vaccine code, in $everything and the CapabilityStatement; every read on the child's access log; and
 another facility's token, a guessed id, another facility's dose, a token without the permission and a clinician
-outside the child's care refused."""
+outside the child's care refused. A dose POSTed (an outreach tablet's, the national registry's) is written by the
+immunization service, so the schedule judges it as the chart does; every refusal writes nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from appliance.layers.clinical import immunization, service
 from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.schemas import EncounterIn, ImmunizationIn, PatientIn
 from appliance.substrate import audit
-from tests.interop.fhir.conftest import answer, base, refusal
+from tests.interop.fhir.conftest import answer, base, count, refusal
 
 UTC = zoneinfo.ZoneInfo("UTC")  # the test facilities' zone
 
@@ -135,7 +136,8 @@ def test_everything_and_the_capability_statement(api, facility, vaccinated):
         str(vaccinated[k]) for k in ("opv", "rota", "penta", "bcg")}
     statement = answer(api.get(f"{url}/metadata"))
     [served] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Immunization"]
-    assert [i["code"] for i in served["interaction"]] == ["read", "search-type"]
+    assert [i["code"] for i in served["interaction"]] == ["read", "search-type", "create"]
+    assert "protocolApplied (one: doseNumberPositiveInt)" in served["documentation"]
     assert {p["name"] for p in served["searchParam"]} == {"patient", "date", "status", "vaccine-code", "_count"}
 
 
@@ -176,5 +178,93 @@ def test_the_attackers_side(token_client, signed_in, db, settings, facility, oth
     clinician = signed_in("clinician", facility.slug)
     for path in (f"/Immunization/{unseen_dose}", f"/Immunization?patient={unseen}"):
         assert "break-the-glass" in refusal(clinician.get(url + path), 403)["issue"][0]["diagnostics"], path
-    # The facade reads only: no write of an Immunization is served.
-    assert refusal(api.post(f"{url}/Immunization", json={"resourceType": "Immunization"}), 405)
+    # A dose is created, never replaced or deleted through the facade: that is the chart's, with its reason.
+    assert refusal(api.put(f"{url}/Immunization/{dose}", json={"resourceType": "Immunization"}), 405)
+
+
+def _posted(patient: uuid.UUID, **elements) -> dict:
+    """An Immunization as a registry sends one: PENTA by its CVX code, given 40 days ago."""
+    return {"resourceType": "Immunization", "status": "completed", "patient": {"reference": f"Patient/{patient}"},
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "198"}]},
+            "occurrenceDateTime": (dt.date.today() - dt.timedelta(days=40)).isoformat(), **elements}
+
+
+def test_a_dose_posted_is_recorded_as_the_chart_records_it(api, db, settings, facility, writer):
+    url, child = base(facility.slug), _child(db, facility.slug, writer, "Posted")
+    before = len(audit.patient_access_log(db, facility.slug, child))
+    response = api.post(f"{url}/Immunization", json=_posted(
+        child, lotNumber="PV-9", protocolApplied=[{"doseNumberPositiveInt": 1}], primarySource=True,
+        site={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActSite", "code": "LT"}]},
+        route={"text": "intramuscular"}))
+    created = answer(response, 201)
+    version = created["meta"]["versionId"]
+    assert response.headers["location"].endswith(f"Immunization/{created['id']}/_history/{version}")
+    assert created["vaccineCode"]["coding"][0] == {"system": "urn:healthos:vaccine", "code": "PENTA"}
+    assert (created["lotNumber"], created["site"]["coding"][0]["code"], created["route"]["coding"][0]["code"]) == (
+        "PV-9", "LT", "IM")
+    assert created["occurrenceDateTime"].startswith((dt.date.today() - dt.timedelta(days=40)).isoformat())
+    assert answer(api.get(f"{url}/Immunization/{created['id']}")) == created
+    # Without its number, the next dose the schedule expects; a dose not given, read from a card, with its reason.
+    second = answer(api.post(f"{url}/Immunization", json=_posted(
+        child, occurrenceDateTime=dt.datetime.now(dt.UTC).isoformat())), 201)
+    assert second["protocolApplied"] == [{"doseNumberPositiveInt": 2}]
+    missed = answer(api.post(f"{url}/Immunization", json=_posted(
+        child, status="not-done", primarySource=False,
+        vaccineCode={"coding": [{"system": "urn:healthos:vaccine", "code": "opv"}]},
+        statusReason={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "OSTOCK"}]},
+        reportOrigin={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/immunization-origin",
+                                  "code": "record"}]})), 201)
+    assert (missed["status"], missed["statusReason"]["text"], missed["primarySource"]) == (
+        "not-done", "out of stock", False)
+    # The chart's own read of the child's doses: the schedule counts the two PENTA doses the facade wrote.
+    with db.tenant(facility.slug) as conn:
+        chart = immunization.patient_immunizations(conn, writer, child, today=dt.date.today(), tz=UTC,
+                                                   schedule=load_schedule(settings.policies_dir / "immunization.toml"))
+    assert {(d["vaccine"], d["dose_number"], d["status"], d["source"]) for d in chart["doses"]} == {
+        ("PENTA", 1, "completed", "administered"), ("PENTA", 2, "completed", "administered"),
+        ("OPV", 1, "not_done", "historical")}
+    written = [e for e in audit.patient_access_log(db, facility.slug, child)[before:]
+               if e.event_type == "record.immunization.create"]
+    assert len(written) == 3, [e.event_type for e in audit.patient_access_log(db, facility.slug, child)[before:]]
+
+
+def test_a_dose_the_record_cannot_take_is_refused_and_writes_nothing(api, db, facility, writer):
+    url, child = base(facility.slug), _child(db, facility.slug, writer, "Refused")
+    before = count(db, facility.slug, "immunization")
+
+    def refused(body: dict, status: int = 422) -> dict:
+        issue = refusal(api.post(f"{url}/Immunization", json=body), status)["issue"][0]
+        return {"diagnostics": issue["diagnostics"], "expression": issue.get("expression")}
+
+    cvx_999 = {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "999"}]}
+    unknown = refused(_posted(child, vaccineCode=cvx_999))
+    assert "http://hl7.org/fhir/sid/cvx|999" in unknown["diagnostics"] and "PENTA (CVX 198)" in unknown["diagnostics"]
+    assert unknown["expression"] == ["Immunization.vaccineCode"]
+    future = refused(_posted(child, occurrenceDateTime=(dt.date.today() + dt.timedelta(days=2)).isoformat()))
+    assert "in the future" in future["diagnostics"] and future["expression"] == ["Immunization.occurrenceDateTime"]
+    beyond = refused(_posted(child, protocolApplied=[{"doseNumberPositiveInt": 7}]))
+    assert "no dose 7" in beyond["diagnostics"]
+    assert "no dose" not in refused(_posted(child, performer=[{"actor": {"display": "Nurse Wambui"}}]))["diagnostics"]
+    assert refused(_posted(child, status="entered-in-error"))["expression"] == ["Immunization.status"]
+    assert refused(_posted(child, site={"text": "left buttock"}))["expression"] == ["Immunization.site"]
+    # A dose in a transaction is refused whole: the schedule judges a dose alone.
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": _posted(child), "request": {"method": "POST", "url": "Immunization"}}]}
+    assert "created alone" in refusal(api.post(f"{url}/", json=bundle), 422)["issue"][0]["diagnostics"]
+    assert count(db, facility.slug, "immunization") == before
+
+
+def test_the_attackers_side_of_a_dose_posted(token_client, db, facility, other_facility, writer, api):
+    url, child = base(facility.slug), _child(db, facility.slug, writer, "Guarded")
+    theirs = _child(db, other_facility.slug, writer, "Theirs")
+    before = (count(db, facility.slug, "immunization"), count(db, other_facility.slug, "immunization"))
+    # Another facility's token at this facility's address; a guessed patient id; another facility's child.
+    intruder = token_client(other_facility.slug, role="clinician")
+    assert refusal(intruder.post(f"{url}/Immunization", json=_posted(child)), 403)["issue"][0]["code"] == "forbidden"
+    assert refusal(api.post(f"{url}/Immunization", json=_posted(uuid.uuid4())), 404)
+    assert refusal(api.post(f"{url}/Immunization", json=_posted(theirs)), 404)
+    # A token that reads doses but may not record one.
+    reader = token_client(facility.slug, permissions=["clinical.immunization.read", "clinical.patient.read"])
+    assert "clinical.immunization.write" in refusal(reader.post(f"{url}/Immunization", json=_posted(child)), 403)[
+        "issue"][0]["diagnostics"]
+    assert (count(db, facility.slug, "immunization"), count(db, other_facility.slug, "immunization")) == before
