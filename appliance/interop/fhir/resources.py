@@ -15,6 +15,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from appliance.layers.clinical import icd10
 from appliance.layers.clinical.immunization_schedule import Schedule
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
@@ -528,4 +529,59 @@ def document_reference(row: dict) -> dict:
             "title": row["title"],
             "creation": row["document_date"].isoformat() if row.get("document_date") else None}}],
         "context": {"encounter": [reference("Encounter", row.get("encounter_id"))]},
+    })
+
+
+# -- EpisodeOfCare: a TB treatment, and its Condition -----------------------------------------------
+
+# The facility's TB register numbers ("2026/0001") are given in sequence at each facility: the system names it.
+TB_REGISTER_PREFIX = "urn:healthos:tb-register:"
+TB_CONDITION_ID = "tb"  # the Condition contained in the EpisodeOfCare: the case the treatment treats
+# A pulmonary case by its bacteriology at registration (WHO ICD-10's A15 and A16). An extrapulmonary case is not
+# coded: the register keeps no organ, and each of A17 (nervous system), A18 (other organs) and A19 (miliary) says one.
+TB_PULMONARY_ICD10 = {"bacteriologically_confirmed": "A15", "clinically_diagnosed": "A16"}
+TB_VERIFICATION = {"bacteriologically_confirmed": "confirmed", "clinically_diagnosed": "provisional"}
+TB_RESOLVED = ("cured", "treatment_completed")  # the outcomes WHO counts as treatment success
+
+
+def tb_condition(row: dict) -> dict:
+    """The TB case a treatment treats, as classified at registration (WHO 2013): ICD-10 A15 or A16 for a pulmonary
+    case by its bacteriology (displayed as the WHO list displays it), confirmed or provisional by the
+    same; onset the day treatment started, resolved on the day of a cure or a completed treatment. The HIV status
+    recorded at the start is not here: it is readable only with the ART register's permission."""
+    retracted = _retracted(row)
+    pulmonary = row["site"] == "pulmonary"
+    code = TB_PULMONARY_ICD10[row["bacteriology"]] if pulmonary else None
+    resolved = row.get("outcome") in TB_RESOLVED
+    return _clean({
+        "resourceType": "Condition", "id": TB_CONDITION_ID,
+        "clinicalStatus": None if retracted else _concept(TERMINOLOGY + "condition-clinical",
+                                                          "resolved" if resolved else "active"),
+        "verificationStatus": _concept(TERMINOLOGY + "condition-ver-status",
+                                       "entered-in-error" if retracted else TB_VERIFICATION[row["bacteriology"]]),
+        "category": [_concept(TERMINOLOGY + "condition-category", "problem-list-item", "Problem List Item")],
+        "code": {"coding": [_coding(ICD10, code, icd10.lookup(code).display)] if code else [],
+                 "text": f"{'Pulmonary' if pulmonary else 'Extrapulmonary'} tuberculosis, "
+                         f"{row['bacteriology'].replace('_', ' ')}"},
+        "subject": reference("Patient", row["patient_id"]),
+        "onsetDateTime": row["started_on"].isoformat(),
+        "abatementDateTime": row["outcome_on"].isoformat() if resolved else None,
+    })
+
+
+def episode_of_care(row: dict, facility: str) -> dict:
+    """A TB treatment on the facility's register (clinical/tuberculosis.py): its register number, active until an
+    outcome is assigned and finished then, from the day it started to the outcome's day, with the case it treats
+    as its diagnosis (a contained Condition, `tb_condition`). Never the HIV status recorded at its start."""
+    retracted = _retracted(row)
+    return _clean({
+        **_entry_base("EpisodeOfCare", row),
+        "contained": [tb_condition(row)],
+        "identifier": [{"system": TB_REGISTER_PREFIX + facility, "value": row["register_number"]}],
+        "status": "entered-in-error" if retracted else "finished" if row.get("outcome") else "active",
+        "type": [{"text": "Tuberculosis treatment"}],
+        "diagnosis": [{"condition": {"reference": f"#{TB_CONDITION_ID}"}, "rank": 1}],
+        "patient": reference("Patient", row["patient_id"]),
+        "period": {"start": row["started_on"].isoformat(),
+                   "end": row["outcome_on"].isoformat() if row.get("outcome_on") else None},
     })

@@ -75,6 +75,8 @@ RESOURCE_ROUTES = [
     # Every category: the desk's narrower view of documents (ACC-031) is the documents API's, not the facade's.
     ResourceRoute("DocumentReference", read="clinical.document.any_category",
                   search="clinical.document.any_category"),
+    # A TB treatment on the register, read as the TB card is read (never with the HIV status at its start).
+    ResourceRoute("EpisodeOfCare", read="clinical.tb.read", search="clinical.tb.read"),
 ]
 BY_TYPE = {route.type: route for route in RESOURCE_ROUTES}
 EVERYTHING_PERMISSION = "clinical.chart.read"
@@ -256,7 +258,8 @@ def _since(value: str | None) -> dt.datetime | None:
      opt=_opt(EVERYTHING_PERMISSION, "Patient"), sync_to_thread=True)
 def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state: State, request: Asking) -> Response:
     """The patient and every Encounter, Condition, AllergyIntolerance, MedicationRequest, ServiceRequest,
-    Observation, Immunization, Procedure and DocumentReference (for those who read every category of document) of
+    Observation, Immunization, Procedure, DocumentReference (for those who read every category of document) and
+    EpisodeOfCare (a TB treatment, for those who read the TB card) of
     theirs (`_since`: those updated since), as a searchset Bundle, paged by `_count`."""
     query, paging_params = paging.split(request.query_params.multi_items())
     given: dict[str, str] = {}

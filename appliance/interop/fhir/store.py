@@ -41,9 +41,11 @@ from appliance.layers.clinical.models import (
     result,
     service_request,
     surgery,
+    tb_treatment,
     vital_signs,
 )
 from appliance.layers.clinical.surgery import notes_of
+from appliance.layers.clinical.tuberculosis_routes import READ as TB_READ
 from appliance.substrate import deaths
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_patients_found
@@ -58,10 +60,11 @@ KINDS: dict[str, tuple[str, ...]] = {
     "Immunization": ("immunization",),
     "Procedure": ("surgery",),
     "DocumentReference": ("document",),
+    "EpisodeOfCare": ("tb_treatment",),
 }
 TABLES = {"condition": condition, "allergy": allergy, "medication_request": medication_request,
           "service_request": service_request, "result": result, "vital_signs": vital_signs,
-          "immunization": immunization, "surgery": surgery, "document": document}
+          "immunization": immunization, "surgery": surgery, "document": document, "tb_treatment": tb_treatment}
 SHAPES: dict[str, Callable[[dict], dict]] = {
     "condition": resources.condition, "allergy": resources.allergy,
     "medication_request": resources.medication_request, "service_request": resources.service_request,
@@ -71,9 +74,12 @@ SHAPES: dict[str, Callable[[dict], dict]] = {
 
 def _shape(kind: str, row: dict, schedule: Schedule, conn: Connection) -> dict:
     """An entry-backed row as its resource; a dose's vaccine is coded from the immunization schedule's table, a
-    document's file addressed by the facility's route that serves it."""
+    document's file addressed by the facility's route that serves it, a TB treatment's register number in the
+    facility's register."""
     if kind == "document":
         return resources.document_reference(documents.for_interop(row, conn.info["healthos_tenant"]))
+    if kind == "tb_treatment":
+        return resources.episode_of_care(row, conn.info["healthos_tenant"])
     return resources.immunization(row, schedule) if kind == "immunization" else SHAPES[kind](row)
 
 
@@ -375,6 +381,7 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
                                              f"{', '.join(documents.CATEGORY_WORDS)}", token=_document_category),
         SearchParameter("date", "date", "when it was filed", when=_occurred),
     ]},
+    "EpisodeOfCare": {p.name: p for p in [PATIENT_REFERENCE]},
     "Procedure": {p.name: p for p in [
         PATIENT_REFERENCE,
         SearchParameter("date", "date", "when the operation began (or, not begun, is planned)", when=_operation_time),
@@ -613,7 +620,10 @@ def _identifier_in(system: str, value: str) -> sa.ColumnElement[bool]:
 # `next` link where it used to be cut short.
 EVERYTHING_PAGE = 10_000
 EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_request", "result", "vital_signs",
-                    "immunization", "surgery", "document")
+                    "immunization", "surgery", "document", "tb_treatment")
+# Kinds in $everything only for those who may read them through their own resource's routes: documents of every
+# category (the desk's narrower view is the documents API's), and the TB register's treatments (the TB card's read).
+EVERYTHING_ONLY_WITH = {"document": documents.ANY_CATEGORY, "tb_treatment": TB_READ}
 
 
 def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None,
@@ -643,8 +653,7 @@ def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, br
         *(_Source(kind, _current(kind, patient_id, *changed(entry.c.recorded_at)),
                   ranked(2 + n, entry.c.occurred_at.desc(), entry.c.root_id.desc()))
           for n, kind in enumerate(EVERYTHING_KINDS)
-          # Documents as DocumentReference's own routes serve them: to those who see every category.
-          if kind != "document" or principal.can(documents.ANY_CATEGORY)),
+          if kind not in EVERYTHING_ONLY_WITH or principal.can(EVERYTHING_ONLY_WITH[kind])),
     ]
     found, paged = _page(conn, sources, page)
     notes = _with_operation_notes(conn, found)
