@@ -17,6 +17,7 @@ from typing import Any
 
 from appliance.layers.clinical import icd10
 from appliance.layers.clinical.immunization_schedule import Schedule
+from appliance.layers.nursing.diet import DIET_WORDS, IDDSI
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 LOINC = "http://loinc.org"
@@ -584,4 +585,48 @@ def episode_of_care(row: dict, facility: str) -> dict:
         "patient": reference("Patient", row["patient_id"]),
         "period": {"start": row["started_on"].isoformat(),
                    "end": row["outcome_on"].isoformat() if row.get("outcome_on") else None},
+    })
+
+
+# -- NutritionOrder: a diet order --------------------------------------------------------------------
+
+# The kitchen's diets (appliance/layers/nursing/diet.py) have no public code system: named in our URN namespace, their
+# words as display; no SNOMED CT code is claimed for them.
+DIET_SYSTEM = "urn:healthos:diet"
+# IDDSI publishes no FHIR code system URI: its framework's address names it, the level number the code.
+IDDSI_SYSTEM = "https://iddsi.org/framework"
+IDDSI_DRINKS, IDDSI_FOODS = range(0, 5), range(3, 8)  # levels 0-4 thicken drinks, 3-7 modify foods
+
+
+def _diet(code: str) -> dict:
+    return {"coding": [_coding(DIET_SYSTEM, code, DIET_WORDS[code])], "text": DIET_WORDS[code]}
+
+
+def nutrition_order(row: dict, now: dt.datetime | None = None) -> dict:
+    """An inpatient's diet order (the nursing layer's `diet_order`) as last written: `active`, `completed` once it
+    has ended, `entered-in-error` once withdrawn; the diet and those combined with it as the oral diet's types
+    (tube feeding as the enteral formula), from its start to its end, and the IDDSI level as the texture of foods
+    (levels 3-7) and the consistency of drinks (0-4). Food to exclude is named only where the order names it, and it
+    names none: the patient's allergies are AllergyIntolerance's, not copied here."""
+    ended = row.get("ends_at") is not None and row["ends_at"] <= (now or dt.datetime.now(dt.UTC))
+    period = {"repeat": {"boundsPeriod": {"start": _instant(row["starts_at"]), "end": _instant(row.get("ends_at"))}}}
+    level = row.get("iddsi_level")
+    iddsi = _concept(IDDSI_SYSTEM, str(level), IDDSI[level].split(" ", 1)[1]) if level is not None else None
+    enteral = row["diet"] == "enteral"
+    return _clean({
+        **_entry_base("NutritionOrder", row),
+        "status": "entered-in-error" if _retracted(row) else "completed" if ended else "active",
+        "intent": "order",
+        "patient": reference("Patient", row["patient_id"]),
+        "encounter": reference("Encounter", row.get("encounter_id")),
+        "dateTime": _instant(row["recorded_at"]),
+        "orderer": _author(row),
+        "oralDiet": None if enteral else {
+            "type": [_diet(code) for code in [row["diet"], *(row.get("also") or [])]],
+            "schedule": [period],
+            "texture": [{"modifier": iddsi}] if iddsi and level in IDDSI_FOODS else [],
+            "fluidConsistencyType": [iddsi] if iddsi and level in IDDSI_DRINKS else []},
+        "enteralFormula": {"baseFormulaType": _diet(row["diet"]), "administration": [{"schedule": period}]}
+        if enteral else None,
+        "note": [{"text": row["note"]}] if row.get("note") else [],
     })

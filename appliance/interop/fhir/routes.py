@@ -77,6 +77,8 @@ RESOURCE_ROUTES = [
                   search="clinical.document.any_category"),
     # A TB treatment on the register, read as the TB card is read (never with the HIV status at its start).
     ResourceRoute("EpisodeOfCare", read="clinical.tb.read", search="clinical.tb.read"),
+    # An inpatient's diet order, read as the ward reads it.
+    ResourceRoute("NutritionOrder", read=store.DIET_READ, search=store.DIET_READ),
 ]
 BY_TYPE = {route.type: route for route in RESOURCE_ROUTES}
 EVERYTHING_PERMISSION = "clinical.chart.read"
@@ -258,8 +260,9 @@ def _since(value: str | None) -> dt.datetime | None:
      opt=_opt(EVERYTHING_PERMISSION, "Patient"), sync_to_thread=True)
 def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state: State, request: Asking) -> Response:
     """The patient and every Encounter, Condition, AllergyIntolerance, MedicationRequest, ServiceRequest,
-    Observation, Immunization, Procedure, DocumentReference (for those who read every category of document) and
-    EpisodeOfCare (a TB treatment, for those who read the TB card) of
+    Observation, Immunization, Procedure, DocumentReference (for those who read every category of document),
+    EpisodeOfCare (a TB treatment, for those who read the TB card) and NutritionOrder (a diet order, for those who
+    read the ward's diets) of
     theirs (`_since`: those updated since), as a searchset Bundle, paged by `_count`."""
     query, paging_params = paging.split(request.query_params.multi_items())
     given: dict[str, str] = {}
@@ -404,7 +407,7 @@ def capability_statement(base: str) -> dict:
         "rest": [{
             "mode": "server",
             "security": {"description": "A bearer API token of this facility (or a signed-in session, reading "
-                                        "only); each interaction needs the clinical permission the OpenAPI "
+                                        "only); each interaction needs the permission the OpenAPI "
                                         "document names. A chart outside the caller's care opens only with "
                                         "the header X-Break-Glass-Reason."},
             "resource": resources,

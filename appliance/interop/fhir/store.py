@@ -46,10 +46,12 @@ from appliance.layers.clinical.models import (
 )
 from appliance.layers.clinical.surgery import notes_of
 from appliance.layers.clinical.tuberculosis_routes import READ as TB_READ
+from appliance.layers.nursing.models import diet_order
 from appliance.substrate import deaths
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_patients_found
 
+DIET_READ = "nursing.diet.read"  # the nursing API's read of a patient's diet (appliance/layers/nursing/routes.py)
 # Entry kinds behind each entry-backed resource type, their tables and their FHIR shape.
 KINDS: dict[str, tuple[str, ...]] = {
     "Condition": ("condition",),
@@ -61,14 +63,17 @@ KINDS: dict[str, tuple[str, ...]] = {
     "Procedure": ("surgery",),
     "DocumentReference": ("document",),
     "EpisodeOfCare": ("tb_treatment",),
+    "NutritionOrder": ("diet_order",),
 }
 TABLES = {"condition": condition, "allergy": allergy, "medication_request": medication_request,
           "service_request": service_request, "result": result, "vital_signs": vital_signs,
-          "immunization": immunization, "surgery": surgery, "document": document, "tb_treatment": tb_treatment}
+          "immunization": immunization, "surgery": surgery, "document": document, "tb_treatment": tb_treatment,
+          "diet_order": diet_order}
 SHAPES: dict[str, Callable[[dict], dict]] = {
     "condition": resources.condition, "allergy": resources.allergy,
     "medication_request": resources.medication_request, "service_request": resources.service_request,
     "result": resources.result, "vital_signs": resources.vital_signs, "surgery": resources.procedure,
+    "diet_order": resources.nutrition_order,
 }
 
 
@@ -382,6 +387,7 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
         SearchParameter("date", "date", "when it was filed", when=_occurred),
     ]},
     "EpisodeOfCare": {p.name: p for p in [PATIENT_REFERENCE]},
+    "NutritionOrder": {p.name: p for p in [PATIENT_REFERENCE]},
     "Procedure": {p.name: p for p in [
         PATIENT_REFERENCE,
         SearchParameter("date", "date", "when the operation began (or, not begun, is planned)", when=_operation_time),
@@ -620,10 +626,11 @@ def _identifier_in(system: str, value: str) -> sa.ColumnElement[bool]:
 # `next` link where it used to be cut short.
 EVERYTHING_PAGE = 10_000
 EVERYTHING_KINDS = ("condition", "allergy", "medication_request", "service_request", "result", "vital_signs",
-                    "immunization", "surgery", "document", "tb_treatment")
+                    "immunization", "surgery", "document", "tb_treatment", "diet_order")
 # Kinds in $everything only for those who may read them through their own resource's routes: documents of every
-# category (the desk's narrower view is the documents API's), and the TB register's treatments (the TB card's read).
-EVERYTHING_ONLY_WITH = {"document": documents.ANY_CATEGORY, "tb_treatment": TB_READ}
+# category (the desk's narrower view is the documents API's), the TB register's treatments (the TB card's read) and
+# diet orders (the ward's read of a patient's diet).
+EVERYTHING_ONLY_WITH = {"document": documents.ANY_CATEGORY, "tb_treatment": TB_READ, "diet_order": DIET_READ}
 
 
 def everything(conn: Connection, principal: Principal, patient_id: uuid.UUID, break_glass_reason: str | None,
