@@ -132,7 +132,7 @@ def up(settings: Settings, demo: bool, demo_patients: int, host: str, port: int,
             # from its own file is real, and never gets fictional patients, feeds, or accounts whose
             # passwords sit in a file.
             demo_slugs = [slug for slug in slugs if slug in applied]
-            _demo_population(db, demo_slugs, demo_patients)
+            _demo_population(db, demo_slugs, demo_patients, _policy(settings))
             _demo_feeds(db, _policy(settings), demo_slugs)
             _demo_roster(db, _policy(settings), demo_slugs)
             credentials = _ensure_demo_accounts(db, settings, demo_slugs)
@@ -949,7 +949,7 @@ def _demo_patient_account(db: Database, policy, slug: str) -> str:
     return f"{email}\t{password}\t(no authenticator: patients sign in with their password)"
 
 
-def _demo_population(db: Database, slugs: list[str], patients: int) -> None:
+def _demo_population(db: Database, slugs: list[str], patients: int, policy) -> None:
     """A deterministic synthetic population of `patients` per demo facility (skipped where one already exists)."""
     from appliance.layers.clinical import demo as clinical_demo
     from appliance.layers.clinical.antenatal_demo import generate_antenatal_demo
@@ -1067,7 +1067,7 @@ def _demo_population(db: Database, slugs: list[str], patients: int) -> None:
     # ward's bedside record of the units given (the clinical demo issues them, the nursing demo hangs them).
     banked = generate_blood_demo(db, slugs)
     if banked["received"]:
-        transfused = {slug: generate_transfusion_demo(db, slug) for slug in slugs if slug in BLOOD_HOSPITALS}
+        transfused = {slug: generate_transfusion_demo(db, policy, slug) for slug in slugs if slug in BLOOD_HOSPITALS}
         with db.control() as conn:
             for slug in transfused:
                 author = clinical_demo.demo_principal(slug, "blood bank")

@@ -1,7 +1,8 @@
 """The blood bank in the tenant portal, under `/t/{tenant}/blood`: the stock by component and group (units
 expiring within 3 days flagged), receiving a unit and discarding one with the reason; the requests for blood still
 to answer, each with its patient's recorded group, a form to reserve a unit after the crossmatch (the emergency's
-reason for a patient with no group), and each reserved unit's Issue and Release.
+reason for a patient with no group), each reserved unit's Issue and Release, and an issued unit's Returned unused
+(released back to stock with why).
 
 It keeps the portal's rules as the laboratory bench does (appliance/web/lab.py, whose form handling it shares,
 appliance/web/bench.py): server-rendered, no script, each route declares the permission the blood bank's API

@@ -1,8 +1,10 @@
 """Blood and transfusions on the patient's chart in the tenant portal, under `/t/{tenant}/patients/{id}/transfusions`:
 the patient's blood group as the laboratory recorded it, the clinician's form to request blood and the requests with
-the units reserved or issued for each, the units issued and waiting at the bedside, and the nurse's bedside record:
-start a unit after the two-person check (the wrong-patient catch refuses a unit not issued to this patient, beside
-the unit number), the 15-minute observations, and the end, or the stop for a suspected reaction.
+the units reserved or issued for each (and the clinician's Cancel, with why, which sends the reserved units back to
+stock), the units issued and waiting at the bedside, and the nurse's bedside record: start a unit after the
+two-person check (the second person chosen from the ward's staff who may check blood; the wrong-patient catch refuses
+a unit not issued to this patient, beside the unit number), the 15-minute observations, and the end, or the stop for
+a suspected reaction.
 
 It keeps the portal's rules (appliance/web/portal.py): server-rendered, no script, behind the chart's
 care-relationship guard, each route declaring the permission the API declares for the same act
@@ -24,7 +26,7 @@ from litestar.response import Template
 from pydantic import ValidationError
 
 from appliance.layers.clinical import blood
-from appliance.layers.clinical.blood_schemas import BloodRequestIn
+from appliance.layers.clinical.blood_schemas import BloodRequestIn, CancelRequestIn
 from appliance.layers.nursing import transfusion
 from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import TransfusionEndIn, TransfusionObservationIn, TransfusionStartIn
@@ -53,6 +55,7 @@ from appliance.web.portal import (
 portal.CHART_TABS[-1:-1] = [ChartTab("transfusions", "Blood", "/transfusions", "nursing.transfusion.read")]
 portal.NOTICES.update({
     "blood-requested": "Blood requested: the blood bank crossmatches it against the patient's recorded group.",
+    "blood-request-cancelled": "Request cancelled: the units reserved for it are back in the blood bank's stock.",
     "transfusion-started": "Transfusion started: record the observations at 15 minutes.",
     "transfusion-observed": "15-minute observations recorded.",
     "transfusion-ended": "Transfusion ended.",
@@ -84,9 +87,13 @@ def _context(db: Database, request: Asking, tenant: str, patient_id: uuid.UUID) 
         blood_view = blood.patient_blood(conn, principal, patient_id, today=today)
         waiting = blood.issued_to(conn, principal, patient_id, today=today)
         given = transfusion.of_patient(conn, principal, patient_id)
+    checkers = (transfusion.second_checkers(transfusion.colleagues(db, request.app.state.policy, tenant), principal)
+                if principal.can("nursing.transfusion.write") else [])
     return {**top, "blood": blood_view, "waiting": waiting, "transfusions": given,
+            "checkers": [(str(c.account_id), c.name) for c in checkers],
             "names": people_named(db, {t["recorded_by"] for t in given}
-                                  | {r["requested_by"] for r in blood_view["requests"]})}
+                                  | {r["requested_by"] for r in blood_view["requests"]}
+                                  | {r["cancelled_by"] for r in blood_view["requests"] if r["cancelled_by"]})}
 
 
 def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, form: str = "",
@@ -154,14 +161,29 @@ async def request_blood(request: Asking, tenant: Tenant, patient_id: Id, data: F
         lambda conn, asked: blood.request_blood(conn, request.user, patient_id, asked), lambda _: "blood-requested")
 
 
+@post(PATIENT + "/transfusions/requests/{request_id:uuid}/cancel", operation_id="PortalCancelBloodRequest",
+      opt={"permission": "clinical.blood.request"}, include_in_schema=False)
+async def cancel_request(request: Asking, tenant: Tenant, patient_id: Id, request_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    return await _act(request, tenant, patient_id, values, f"cancel-{request_id}", CancelRequestIn,
+                      lambda: {"reason": values.get("reason") or ""},
+                      lambda conn, asked: blood.cancel_request(conn, request.user, patient_id, request_id, asked.reason,
+                                                               today=facility_today(request, tenant)),
+                      lambda _: "blood-request-cancelled")
+
+
 @post(PATIENT + "/transfusions", operation_id="PortalStartTransfusion", opt={"permission": "nursing.transfusion.write"},
       include_in_schema=False)
 async def start(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     values = form_values(data)
+    db = request.app.state.db
+    staff = await to_thread.run_sync(lambda: transfusion.colleagues(db, request.app.state.policy, tenant))
     return await _act(request, tenant, patient_id, values, "start", TransfusionStartIn, lambda: {
-        "unit_number": values.get("unit_number") or "", "checked_by": values.get("checked_by") or "",
+        "unit_number": values.get("unit_number") or "",
+        "checked_by_account_id": values.get("checked_by_account_id") or "",
         "started_at": _when(values, "at", tenant, request), "vitals": _vitals(values)},
-        lambda conn, asked: transfusion.start(conn, request.user, patient_id, asked, now=_now()),
+        lambda conn, asked: transfusion.start(conn, request.user, patient_id, asked, now=_now(),
+                                              zone=facility_zone(db, tenant), staff=staff),
         lambda _: "transfusion-started")
 
 
@@ -187,7 +209,7 @@ async def end(request: Asking, tenant: Tenant, patient_id: Id, transfusion_id: I
         lambda answer: "transfusion-stopped" if answer["status"] == "stopped" else "transfusion-ended")
 
 
-ROUTES = [transfusions_page, request_blood, start, observe, end]
+ROUTES = [transfusions_page, request_blood, cancel_request, start, observe, end]
 
 transfusion_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES,
                             exception_handlers=portal.EXCEPTION_HANDLERS, guards=[portal.care_relationship_guard],

@@ -32,6 +32,7 @@ def clinic(tenant_factory) -> Clinic:
 def test_a_nurse_is_stopped_by_the_wrong_bag_and_hangs_the_right_one(browser, live_server, clinic, db,
                                                                      person_factory):
     nurse, doctor = person_factory("nurse", clinic.slug, ward="GEN"), person_factory("clinician", clinic.slug)
+    midwife = person_factory("nurse", clinic.slug, ward="GEN")  # the second person of the bedside check
     desk = Principal(account_id=doctor.account_id, kind="staff", display_name="Test", tenant=clinic.slug,
                      role="clinician")
     today = dt.date.today()
@@ -62,7 +63,7 @@ def test_a_nurse_is_stopped_by_the_wrong_bag_and_hangs_the_right_one(browser, li
 
     def start(number: str) -> None:
         page.locator("#start-unit_number").fill(number)
-        page.locator("#start-checked_by").fill("Midwife Achieng, staff 2231")
+        page.locator("#start-checked_by").select_option(str(midwife.account_id))
         for name, value in VITALS.items():
             page.locator(f"#start-{name}").fill(value)
         page.get_by_role("button", name="Start the transfusion").click()
@@ -70,7 +71,7 @@ def test_a_nurse_is_stopped_by_the_wrong_bag_and_hangs_the_right_one(browser, li
     start("G1234 26 000999")  # the bag on the next bed
     page.wait_for_selector("#unit_number-error")
     assert "was not issued to this patient" in page.locator("#unit_number-error").inner_text()
-    assert page.locator("#start-checked_by").input_value() == "Midwife Achieng, staff 2231"
+    assert page.locator("#start-checked_by").input_value() == str(midwife.account_id)
     journey.shot(page, "wrong-bag-refused")
     start("=G123426000201 00")  # the right bag, scanned: its barcode's = and flag characters
     page.wait_for_url(re.compile(r"/transfusions\?done=transfusion-started$"))

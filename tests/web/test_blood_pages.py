@@ -2,8 +2,9 @@
 in-process HTTP: the lab technician receives a unit (an expired one refused beside its field), the clinician
 requests blood from the chart, the bank refuses an incompatible unit beside the unit number and reserves and issues
 a compatible one, and the nurse's bedside form refuses a unit not issued to this patient beside the number, starts
-the right one and stops it for a reaction. Forms carry CSRF, pages no inline script. Another facility's session and
-guessed patient ids on these routes are in tests/web/test_portal.py."""
+the right one (its second checker chosen from the ward's staff) and stops it for a reaction; the clinician cancels a
+request from the chart and its reserved unit goes back to stock. Forms carry CSRF, pages no inline script. Another
+facility's session and guessed patient ids on these routes are in tests/web/test_portal.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import service
+from appliance.layers.clinical import blood, service
+from appliance.layers.clinical.blood_schemas import BloodRequestIn, BloodUnitIn
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ResultIn
 from tests.layers.clinical.test_blood import GROUPING
 from tests.web.test_death_pages import no_inline_script
@@ -41,6 +43,8 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
                                                                       status="in_progress", ward_code="GEN"))
         service.record_result(conn, principal, patient, ResultIn(code="882-1", value="B+"))
     lab, nurse = signed_in("lab_technician", facility.slug), signed_in("nurse", facility.slug, ward="GEN")
+    checker = person_factory("nurse", facility.slug, ward="GEN")  # the bedside check's second person
+    elsewhere = person_factory("nurse", facility.slug, ward="ICU")  # of another ward: not offered
     doctor = signed_in("clinician", facility.slug)
     bank, tab = f"/t/{facility.slug}/blood", f"/t/{facility.slug}/patients/{patient}/transfusions"
 
@@ -75,10 +79,19 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
     bedside = nurse.get(tab)
     assert bedside.status_code == 200 and "B RhD positive" in bedside.text and 'id="units-waiting"' in bedside.text
     no_inline_script(bedside.text)
-    start = {"unit_number": "PG-A", "checked_by": "Nurse Otieno 5512", **VITALS}
+    offered = re.findall(r'<option value="([0-9a-f-]{36})"', bedside.text.split('id="start-checked_by"')[1]
+                         .split("</select>")[0])
+    # The ward's colleagues and the facility's clinicians, who may check; not the nurse herself, not another ward's
+    # nurse, not the lab.
+    assert str(checker.account_id) in offered and str(doctor.person.account_id) in offered
+    assert not {str(p.account_id) for p in (nurse.person, elsewhere, lab.person)} & set(offered)
+    start = {"unit_number": "PG-A", "checked_by_account_id": str(checker.account_id), **VITALS}
     refused = post_form(nurse, tab, tab, start)
     assert refused.status_code == 422 and 'id="unit_number-error"' in refused.text
-    assert "was not issued to this patient" in refused.text and 'value="Nurse Otieno 5512"' in refused.text
+    assert "was not issued to this patient" in refused.text
+    assert f'value="{checker.account_id}" selected' in refused.text
+    unchecked = post_form(nurse, tab, tab, {**start, "checked_by_account_id": ""})
+    assert unchecked.status_code == 422 and 'id="checked_by_account_id-error"' in unchecked.text
     started = post_form(nurse, tab, tab, {**start, "unit_number": "PG-100"})
     assert started.status_code == 303, started.text
     page = nurse.get(started.headers["location"]).text
@@ -91,3 +104,36 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
     assert "Febrile (non-haemolytic) reaction" in shown and "escalation task is raised" in shown
     timeline = doctor.get(f"/t/{facility.slug}/patients/{patient}/timeline").text
     assert "Transfusion of unit PG100: stopped" in timeline
+
+
+def test_the_clinician_cancels_a_request_from_the_chart_and_its_unit_goes_back(signed_in, db, facility,
+                                                                                person_factory):
+    principal = principal_of(person_factory("clinician", facility.slug), facility.slug)
+    with db.tenant(facility.slug) as conn:
+        patient = service.register_patient(conn, principal, PatientIn.model_validate({
+            "family_name": "Kiptoo", "given_names": "Ann", "birth_date": "1988-02-03", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))["id"]
+        service.open_encounter(conn, principal, patient, EncounterIn(encounter_class="outpatient",
+                                                                      status="in_progress"))
+        service.record_result(conn, principal, patient, ResultIn(code="882-1", value="O+"))
+        blood.receive_unit(conn, principal, BloodUnitIn(
+            unit_number="PGC-1", component="red_cells", abo="O", rhd="positive", volume_ml=280,
+            collected_on=TODAY - dt.timedelta(days=2), expires_on=TODAY + dt.timedelta(days=20)), today=TODAY)
+        request = blood.request_blood(conn, principal, patient, BloodRequestIn(
+            component="red_cells", units=1, indication="Pre-op, Hb 8.1 g/dl", urgency="routine"))["id"]
+        unit_id = blood.reserve(conn, principal, request, "PGC1", None, today=TODAY)["units_given"][0]["id"]
+    doctor = signed_in("clinician", facility.slug)
+    tab = f"/t/{facility.slug}/patients/{patient}/transfusions"
+    page = doctor.get(tab).text
+    assert f'id="cancel-{request}"' in page and 'name="_csrf_token"' in page
+    no_inline_script(page)
+    unexplained = post_form(doctor, tab, f"{tab}/requests/{request}/cancel", {"reason": ""})
+    assert unexplained.status_code == 422 and 'id="reason-error"' in unexplained.text
+    done = post_form(doctor, tab, f"{tab}/requests/{request}/cancel", {"reason": "Operation postponed"})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=blood-request-cancelled")
+    shown = doctor.get(done.headers["location"]).text
+    assert "status-cancelled" in shown and "Operation postponed" in shown and f'id="cancel-{request}"' not in shown
+    with db.tenant(facility.slug) as conn:
+        assert blood.unit(conn, principal, unit_id, today=TODAY)["status"] == "available"
+    again = post_form(doctor, tab, f"{tab}/requests/{request}/cancel", {"reason": "Operation postponed"})
+    assert again.status_code == 409 and "cancelled already" in again.text

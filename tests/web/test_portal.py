@@ -934,6 +934,7 @@ NURSING_FORMS += TRANSFUSION_FORMS
 PAGES += ["/blood", "/patients/{pid}/transfusions"]
 FORMS += ["/blood/units", "/blood/units/{any}/discard", "/blood/units/{any}/issue", "/blood/units/{any}/release",
           "/blood/requests/{any}/reservations", "/patients/{pid}/transfusions/requests", *TRANSFUSION_FORMS]
+FORMS += ["/patients/{pid}/transfusions/requests/{any}/cancel"]  # the clinician cancels a request for blood
 # TB (appliance/web/tuberculosis.py): the chart's tab and the facility's register; registering, a follow-up, an outcome
 # refused and recorded with real ids, and a registrar, are in tests/web/test_tb_pages.py.
 PAGES += ["/patients/{pid}/tb", "/patients/{pid}/tb/{any}/correct", "/tb/register"]

@@ -25,8 +25,14 @@ A unit past its expiry date is refused, at reservation and at issue. A patient w
 crossmatched unit: in an emergency, group O RhD-negative red cells may be issued uncrossmatched, with the reason,
 flagged as emergency on the unit's history and on every list.
 
-A unit's history is `blood_unit_event` (t0036): reserved (for a request), released (back to stock, with why),
-issued (to the ward), transfused (the bedside entry), discarded (with why). Its status is its last event's; none
+A unit's history is `blood_unit_event` (t0036): reserved (for a request), released (back to stock, with why: from
+a reservation, an issued unit the ward returned unused, or the request cancelled), issued (to the ward), transfused
+(the bedside entry, naming the bedside check's second person in its audit event), discarded (with why). The bedside
+judges expiry on the facility's day of the start, which the nursing layer writes on its entry (t0042).
+
+A request is cancelled by the clinician (the operation called off) with why: a new version of its `blood_request`
+entry carrying `cancel_reason` (t0042), its reserved units released. While a unit of it is issued the ward returns
+it first; once one was transfused the request stays: blood given is not taken back. Its status is its last event's; none
 yet is available. Nothing here opens a chart: the blood bank shows of a patient what matches a sample's label
 (name, MRN, sex, age), as the bench does (policies/access.toml ACC-029). Every row naming a patient that is shown
 or written is audited on that patient's record.
@@ -219,13 +225,15 @@ def receive_unit(conn: Connection, principal: Principal, data, *, today: dt.date
 
 def _event(conn: Connection, principal: Principal, found: dict, kind: str, *, reason: str | None = None,
            patient_id: uuid.UUID | None = None, request_id: uuid.UUID | None = None, emergency: bool = False,
-           entry_id: uuid.UUID | None = None, at: dt.datetime | None = None) -> None:
+           entry_id: uuid.UUID | None = None, at: dt.datetime | None = None, audited: dict | None = None) -> None:
+    """One step of the unit's history; one naming a patient is audited on their record, with `audited` (the bedside
+    check's second person) beside the step."""
     conn.execute(blood_unit_event.insert().values(
         unit_id=found["id"], kind=kind, patient_id=patient_id, request_id=request_id, emergency=emergency,
         reason=reason, entry_id=entry_id, recorded_by=principal.account_id, **({"recorded_at": at} if at else {})))
     if patient_id is not None:
         note_access(conn, principal, "update", patient_id, "blood_unit", [found["id"]],
-                    detail={"event": kind, "unit_number": found["unit_number"]})
+                    detail={"event": kind, "unit_number": found["unit_number"], **(audited or {})})
 
 
 def _serialise(conn: Connection, key: object) -> None:
@@ -269,8 +277,10 @@ def request_blood(conn: Connection, principal: Principal, patient_id: uuid.UUID,
 
 
 _REQUESTS = """
-    SELECT e.root_id AS id, e.patient_id, e.encounter_id, first.occurred_at AS requested_at,
-           first.author_id AS requested_by, r.component, r.units, r.indication, r.urgency,
+    SELECT e.root_id AS id, e.id AS version_id, e.patient_id, e.encounter_id, first.occurred_at AS requested_at,
+           first.author_id AS requested_by, r.component, r.units, r.indication, r.urgency, r.cancel_reason,
+           CASE WHEN r.cancel_reason IS NOT NULL THEN e.occurred_at END AS cancelled_at,
+           CASE WHEN r.cancel_reason IS NOT NULL THEN e.author_id END AS cancelled_by,
            p.mrn, p.family_name, p.given_names, p.sex, p.birth_date
     FROM entry e JOIN blood_request r ON r.entry_id = e.id JOIN entry first ON first.id = e.root_id
     JOIN patient p ON p.id = e.patient_id
@@ -278,7 +288,7 @@ _REQUESTS = """
       AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
 """
 _RECENT_REQUESTS = sa.text(_REQUESTS + f"""
-      AND e.occurred_at >= now() - interval '{REQUEST_WINDOW_DAYS} days'
+      AND e.occurred_at >= now() - interval '{REQUEST_WINDOW_DAYS} days' AND r.cancel_reason IS NULL
     ORDER BY CASE r.urgency WHEN 'emergency' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, first.occurred_at""")
 _ONE_REQUEST = sa.text(_REQUESTS + " AND e.root_id = :request")
 _PATIENT_REQUESTS = sa.text(_REQUESTS + " AND e.patient_id = :patient ORDER BY first.occurred_at DESC")
@@ -291,7 +301,7 @@ def _with_units(conn: Connection, principal: Principal, rows: list[dict], today:
         row["age"] = age_label(row["birth_date"], today)
         row["units_given"] = [u for u in units if u["request_id"] == row["id"]]
         answered = sum(1 for u in row["units_given"] if u["status"] in ("issued", "transfused"))
-        row["outstanding"] = max(0, row["units"] - answered)
+        row["outstanding"] = 0 if row["cancel_reason"] is not None else max(0, row["units"] - answered)
         row["group"] = patient_group(conn, row["patient_id"])
     note_list_read(conn, principal, "blood_request", rows, detail={"list": "blood bank"})
     _shown(conn, principal, units)
@@ -330,6 +340,8 @@ def reserve(conn: Connection, principal: Principal, request_id: uuid.UUID, unit_
     422 naming the field) with nothing written."""
     _serialise(conn, request_id)
     request = one_request(conn, principal, request_id, today=today)
+    if request["cancel_reason"] is not None:
+        raise Conflict(f"this request was cancelled ({request['cancel_reason']}): no unit is reserved for it")
     found = conn.execute(_BY_NUMBER, {"number": unit_number}).mappings().first()
     if found is None:
         raise Invalid(f"there is no unit {unit_number} in this blood bank: check the number on the bag",
@@ -369,13 +381,49 @@ def reserve(conn: Connection, principal: Principal, request_id: uuid.UUID, unit_
 
 
 def release(conn: Connection, principal: Principal, unit_id: uuid.UUID, reason: str, *, today: dt.date) -> dict:
-    """A reserved unit back to stock (the patient no longer needs it), with why. Not reserved: 409."""
+    """A reserved unit, or an issued one the ward returned unused, back to stock (the patient no longer needs it),
+    with why: the blood bank judges a returned bag as it judges any (and discards it when the cold chain was
+    broken). Transfused, discarded or in stock already: 409."""
     found = _locked_unit(conn, unit_id, today)
-    if found["last_event"] != "reserved":
-        raise Conflict(f"unit {found['unit_number']} is {found['status']}: only a reserved unit is released")
+    if found["last_event"] not in ("reserved", "issued"):
+        raise Conflict(f"unit {found['unit_number']} is {found['status']}: only a reserved unit, or an issued one "
+                       "returned unused, is released")
     _event(conn, principal, found, "released", reason=reason, patient_id=found["patient_id"],
            request_id=found["request_id"])
     return unit(conn, principal, unit_id, today=today)
+
+
+def cancel_request(conn: Connection, principal: Principal, patient_id: uuid.UUID, request_id: uuid.UUID,
+                   reason: str, *, today: dt.date) -> dict:
+    """The patient no longer needs the blood (the operation called off): the request's next version, cancelled with
+    the reason, and each unit reserved for it released back to stock, its history saying why. Refused (409) with
+    nothing written while a unit of it is issued (the ward returns it first) or when one was transfused; a request
+    not of this patient, or none: 404."""
+    _serialise(conn, request_id)
+    row = conn.execute(_ONE_REQUEST, {"request": request_id}).mappings().first()
+    if row is None or row["patient_id"] != patient_id:
+        raise NotFound(f"no blood request {request_id} on this patient's record", request_id=str(request_id))
+    if row["cancel_reason"] is not None:
+        raise Conflict(f"this request was cancelled already ({row['cancel_reason']})")
+    reserved = []
+    for held in conn.execute(_OF_REQUESTS, {"requests": [request_id]}).mappings():
+        found = _locked_unit(conn, held["id"], today)
+        if found["last_event"] == "issued":
+            raise Conflict(f"unit {found['unit_number']} of this request is issued to the ward: return it to the "
+                           "blood bank first, which releases it back to stock, then cancel the request")
+        if found["last_event"] == "transfused":
+            raise Conflict(f"unit {found['unit_number']} of this request was transfused: a request whose blood was "
+                           "given stays on the record; it cannot be cancelled")
+        if found["last_event"] == "reserved" and found["request_id"] == request_id:
+            reserved.append(found)
+    for found in reserved:
+        _event(conn, principal, found, "released", reason=f"request cancelled: {reason}", patient_id=patient_id,
+               request_id=request_id)
+    record.append(conn, principal, "blood_request", patient_id=patient_id, supersedes=row["version_id"],
+                  detail={**{k: row[k] for k in ("component", "units", "indication", "urgency")},
+                          "cancel_reason": reason}, reason=f"cancelled: {reason}",
+                  audited_as="blood_request_cancellation")
+    return one_request(conn, principal, request_id, today=today)
 
 
 def issue(conn: Connection, principal: Principal, unit_id: uuid.UUID, *, today: dt.date,
@@ -412,8 +460,9 @@ def hang_unit(conn: Connection, principal: Principal, started: Entry) -> None:
     if row is None:
         raise Invalid(f"there is no unit {number} in this facility's blood bank: stop, and check the number on the "
                       "bag against the blood bank's issue slip", field="unit_number")
-    # A reaction has no facility clock: the UTC day of the start judges expiry, within hours of the facility's.
-    found = _locked_unit(conn, row["id"], started.occurred_at.astimezone(dt.UTC).date())
+    # The facility's own day at the start judges expiry (the nurse's service writes it, knowing the facility's zone):
+    # a unit expiring on the 28th is not hung at 01:00 on the 29th in Nairobi, still the 28th in UTC.
+    found = _locked_unit(conn, row["id"], started.detail["started_on"])
     if found["patient_id"] not in (None, started.patient_id):
         raise Invalid(f"WRONG PATIENT: unit {number} is for another patient, not this one. Do not transfuse it: "
                       "return it to the blood bank", field="unit_number")
@@ -425,7 +474,8 @@ def hang_unit(conn: Connection, principal: Principal, started: Entry) -> None:
         raise Invalid(f"unit {number} expired on {found['expires_on']}: do not transfuse it, return it to the "
                       "blood bank", field="unit_number")
     _event(conn, principal, found, "transfused", patient_id=started.patient_id, request_id=found["request_id"],
-           emergency=found["emergency"], reason=found["reason"], entry_id=started.id, at=started.occurred_at)
+           emergency=found["emergency"], reason=found["reason"], entry_id=started.id, at=started.occurred_at,
+           audited={"second_checker": str(started.detail["checked_by_account"])})
 
 
 record.register_reaction("transfusion", hang_unit)

@@ -1,6 +1,6 @@
 """HTTP routes of the blood bank (appliance/layers/clinical/blood.py).
 
-Requesting blood and reading a patient's group and requests are chart routes, under
+Requesting blood, cancelling a request and reading a patient's group and requests are chart routes, under
 /api/t/{tenant}/patients/{patient_id}/blood, behind the care-relationship guard as the chart's are. The blood
 bank's own work is unit- and request-scoped, under /api/t/{tenant}/blood: the stock, receiving and discarding
 units, the requests to crossmatch, reserving a unit for one, releasing it, issuing it to the ward. The laboratory
@@ -26,6 +26,7 @@ from appliance.layers.clinical.blood_schemas import (
     BloodRequestOut,
     BloodUnitIn,
     BloodUnitOut,
+    CancelRequestIn,
     DiscardIn,
     NewBloodRequestOut,
     PatientBloodOut,
@@ -65,6 +66,19 @@ class PatientBloodController(Controller):
         `blood_request` entry). The blood bank crossmatches against the patient's recorded group."""
         with _tenant(state, request, tenant) as conn:
             return NewBloodRequestOut.model_validate(blood.request_blood(conn, request.user, patient_id, data))
+
+    @post("/requests/{request_id:uuid}/cancel", operation_id="ClinicalCancelBloodRequest", opt=_opt(REQUEST),
+          sync_to_thread=True, status_code=HTTP_200_OK)
+    def cancel_request(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id, request_id: Id,
+                       data: JSONBody[CancelRequestIn]) -> BloodRequestOut:
+        """Cancel the patient's request for blood, with why (the operation called off): each unit reserved for it
+        goes back to stock, its history saying so. Refused with nothing written: a unit of it issued to the ward
+        (return it to the blood bank first) or transfused, or cancelled already (409); a request not of this
+        patient (404)."""
+        today = facility_today(state, tenant)
+        with _tenant(state, request, tenant) as conn:
+            return BloodRequestOut.model_validate(blood.cancel_request(conn, request.user, patient_id, request_id,
+                                                                       data.reason, today=today))
 
 
 class BloodBankController(Controller):
@@ -111,7 +125,8 @@ class BloodBankController(Controller):
           opt={"permission": CROSSMATCH}, sync_to_thread=True, status_code=HTTP_200_OK)
     def release(self, tenant: FromPath[str], state: State, request: Asking, unit_id: Id,
                 data: JSONBody[ReleaseIn]) -> BloodUnitOut:
-        """A reserved unit back to stock, with why. Not reserved: 409."""
+        """A reserved unit, or an issued one the ward returned unused, back to stock, with why. Transfused,
+        discarded or in stock already: 409."""
         today = facility_today(state, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodUnitOut.model_validate(blood.release(conn, request.user, unit_id, data.reason, today=today))

@@ -36,7 +36,13 @@ class DiscardIn(_In):
 
 
 class ReleaseIn(_In):
-    reason: Reason = Field(description="why the unit goes back to stock: the patient no longer needs it")
+    reason: Reason = Field(description="why the unit goes back to stock: the patient no longer needs it, or the ward "
+                                       "returned it unused")
+
+
+class CancelRequestIn(_In):
+    reason: Reason = Field(description="why the patient no longer needs the blood: the operation called off, the "
+                                       "bleeding stopped", examples=["Operation cancelled, Hb 9.8 g/dl"])
 
 
 class BloodRequestIn(_In):
@@ -111,7 +117,10 @@ class BloodRequestOut(_Out):
     units: int
     indication: str
     urgency: str
-    outstanding: int = Field(description="units still to issue")
+    outstanding: int = Field(description="units still to issue (none once cancelled)")
+    cancel_reason: str | None = Field(description="why it was cancelled; None: still open")
+    cancelled_at: dt.datetime | None
+    cancelled_by: uuid.UUID | None
     group: BloodGroupOut
     units_given: list[BloodUnitOut]
 

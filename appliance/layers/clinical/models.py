@@ -799,6 +799,7 @@ blood_request = sa.Table(
     sa.Column("units", sa.SmallInteger, nullable=False),
     sa.Column("indication", sa.Text, nullable=False),
     sa.Column("urgency", sa.Text, nullable=False),
+    sa.Column("cancel_reason", sa.Text, nullable=True),  # why it was cancelled (t0042); NULL: still open
     sa.CheckConstraint(f"component IN {BLOOD_COMPONENTS!r}", name="blood_request_component"),
     sa.CheckConstraint("units BETWEEN 1 AND 10", name="blood_request_units_range"),
     sa.CheckConstraint(f"urgency IN {BLOOD_URGENCIES!r}", name="blood_request_urgency"),

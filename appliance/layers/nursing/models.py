@@ -189,10 +189,14 @@ transfusion = sa.Table(
     _entry_key(),
     # patient data: the unit given, who checked it, how it went
     sa.Column("unit_number", sa.Text, nullable=False),
-    sa.Column("checked_by", sa.Text, nullable=False),  # the second staff member of the bedside check, name and ID
+    # The second staff member of the bedside check: their account (t0042) and their name at the time; rows written
+    # before t0042 have no account and the name and staff ID as typed.
+    sa.Column("checked_by", sa.Text, nullable=False),
+    sa.Column("checked_by_account", sa.Uuid, nullable=True),
     sa.Column("status", sa.Text, nullable=False),  # in_progress, completed, stopped
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_on", sa.Date, nullable=True),  # the facility's day at the start, expiry judged on it (t0042)
     sa.Column("vitals_before_id", sa.Uuid, nullable=False),
     sa.Column("vitals_15min_id", sa.Uuid, nullable=True),
     sa.Column("vitals_end_id", sa.Uuid, nullable=True),

@@ -343,12 +343,14 @@ class NursingController(Controller):
     async def start_transfusion(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
                                 data: JSONBody[TransfusionStartIn]) -> TransfusionOut:
         """Start a unit after the bedside check: the unit number on the bag, the second member of staff who checked
-        it, the vital signs before. A unit not issued to this patient (the wrong-patient catch), expired or
-        unknown is refused (422 on unit_number, saying what is wrong) with nothing written; accepted, the unit is
-        transfused."""
+        it (their account: of this facility, not the caller, a nurse or a clinician; else 422 on
+        checked_by_account_id), the vital signs before. A unit not issued to this patient (the wrong-patient catch),
+        expired on the facility's day of the start, or unknown is refused (422 on unit_number, saying what is wrong)
+        with nothing written; accepted, the unit is transfused."""
         _aware(data.started_at, "started_at")
+        staff = await to_thread.run_sync(lambda: transfusion.colleagues(state.db, state.policy, tenant))
         return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.start(
-            conn, request.user, patient_id, data, now=c["now"])))
+            conn, request.user, patient_id, data, now=c["now"], zone=c["tz"], staff=staff)))
 
     @post(PATIENT + "/transfusions/{transfusion_id:uuid}/observations", operation_id="NursingObserveTransfusion",
           opt=_opt("nursing.transfusion.write"), status_code=HTTP_200_OK)

@@ -532,9 +532,9 @@ class TransfusionVitalsIn(_In):
 class TransfusionStartIn(_In):
     unit_number: Annotated[str, AfterValidator(canonical_unit_number)] = Field(
         min_length=3, max_length=40, pattern=SHAPE, description="the number on the bag, typed or scanned")
-    checked_by: str = Field(min_length=3, max_length=120, description=(
-        "the second member of staff who checked the patient's identity and the unit at the bedside: name and "
-        "staff ID"))
+    checked_by_account_id: uuid.UUID = Field(description=(
+        "the account of the second member of staff who checked the patient's identity and the unit at the bedside: "
+        "a nurse or clinician of this facility, not the caller"))
     started_at: dt.datetime | None = Field(default=None, description="with its UTC offset; default now")
     vitals: TransfusionVitalsIn = Field(description="the vital signs before the unit is started")
 
@@ -569,9 +569,14 @@ class TransfusionOut(_Out):
     patient_id: uuid.UUID
     recorded_by: uuid.UUID
     unit_number: str
-    checked_by: str
+    checked_by: str = Field(description="the second checker's name at the time (before t0042: as typed, with the "
+                                        "staff ID)")
+    checked_by_account_id: uuid.UUID | None = Field(description="the second checker's account; None on a record "
+                                                                "written before checkers were accounts")
     status: Literal["in_progress", "completed", "stopped"]
     started_at: dt.datetime
+    started_on: dt.date | None = Field(description="the facility's day of the start, on which the unit's expiry was "
+                                                   "judged; None on a record written before it was kept")
     ended_at: dt.datetime | None
     volume_ml: int | None
     reaction: str | None

@@ -5,7 +5,10 @@ It follows the bedside steps of WHO's "Clinical transfusion practice" (2013) and
 guideline:
 
 1. **start**, after the bedside check: the unit number on the bag, typed or scanned, and the second member of staff
-   who checked the patient's identity and the unit with the nurse (name and staff ID); the vital signs before
+   who checked the patient's identity and the unit with the nurse: a staff account of this facility, not the nurse,
+   whose role may check blood (`nursing.transfusion.check`: nurses and clinicians, policies/access.toml), kept by
+   account on the record and in the audit event (before t0042 a name typed in a box, which old rows keep, with no
+   account); the facility's own day of the start, on which the unit's expiry is judged; the vital signs before
    (temperature, pulse, blood pressure, respiratory rate), recorded as a `vital_signs` entry. The clinical
    layer's blood bank refuses (its reaction, `blood.hang_unit`; layers meet in the record) a unit not issued to
    THIS patient, naming the mismatch without naming the other patient, an expired one, or one unknown: the whole
@@ -25,6 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,7 +38,9 @@ from sqlalchemy.engine import Connection
 from appliance.layers.nursing import fluid, service
 from appliance.layers.nursing.errors import Conflict, Invalid, NotFound
 from appliance.layers.nursing.models import transfusion
-from appliance.substrate import record
+from appliance.substrate import identity, record
+from appliance.substrate.db import Database
+from appliance.substrate.policy import AccessPolicy, grants
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, entry, note_access
 
@@ -42,6 +50,58 @@ REACTIONS = {"none": "No reaction", "febrile": "Febrile (non-haemolytic) reactio
 FIELDS = [c.name for c in transfusion.c if c.name != "entry_id"]
 FUTURE_TOLERANCE = service.FUTURE_TOLERANCE
 LONGEST = dt.timedelta(hours=6)  # a unit is hung within 4 hours of leaving the fridge; a record longer is a mistake
+CHECK_PERMISSION = "nursing.transfusion.check"  # who may be the second person of the bedside check
+
+
+@dataclass(frozen=True)
+class Colleague:
+    """A member of the facility's staff as the control schema knows them, for the bedside check: whether one of
+    their roles may check blood, and the wards those memberships are limited to (None: not limited)."""
+
+    account_id: uuid.UUID
+    name: str
+    may_check: bool
+    wards: frozenset[str | None]
+
+
+def colleagues(db: Database, policy: AccessPolicy, tenant: str) -> dict[uuid.UUID, Colleague]:
+    """The facility's working staff (a disabled account checks nothing), read in a control transaction of its own
+    (a tenant transaction sees only its schema)."""
+    with db.control() as conn:
+        rows = identity.staff_of(conn, tenant)
+    people: dict[uuid.UUID, dict] = {}
+    for row in rows:
+        if row["state"] == "disabled":
+            continue
+        person = people.setdefault(row["account_id"], {"name": row["name"], "may_check": False, "wards": set()})
+        if grants(policy.permissions_of(row["role"]), CHECK_PERMISSION):
+            person["may_check"] = True
+            person["wards"].add(row["ward"])
+    return {account: Colleague(account, p["name"], p["may_check"], frozenset(p["wards"]))
+            for account, p in people.items()}
+
+
+def second_checkers(staff: Mapping[uuid.UUID, Colleague], principal: Principal) -> list[Colleague]:
+    """Whom the nurse may pick as the second checker, by name: those who may check, not the nurse, on the nurse's
+    ward (or on none) when the nurse's membership is limited to one."""
+    return sorted((c for c in staff.values() if c.may_check and c.account_id != principal.account_id
+                   and (principal.ward is None or c.wards & {principal.ward, None})),
+                  key=lambda c: c.name.casefold())
+
+
+def _second_checker(staff: Mapping[uuid.UUID, Colleague], principal: Principal, account_id: uuid.UUID) -> Colleague:
+    if account_id == principal.account_id:
+        raise Invalid("the bedside check is made by two people: choose the second member of staff, not yourself",
+                      field="checked_by_account_id")
+    found = staff.get(account_id)
+    # An account of another facility reads as unknown here: this facility does not say who works elsewhere.
+    if found is None:
+        raise Invalid(f"no member of this facility's staff has the account {account_id}: choose the second checker "
+                      "from the ward's staff", field="checked_by_account_id")
+    if not found.may_check:
+        raise Invalid(f"{found.name} holds no role that checks blood at the bedside: the second checker is a nurse "
+                      "or a clinician", field="checked_by_account_id")
+    return found
 
 
 def _vitals(conn: Connection, principal: Principal, patient_id: uuid.UUID, encounter_id: uuid.UUID | None,
@@ -63,12 +123,13 @@ def _when(at: dt.datetime | None, now: dt.datetime, field: str, after: dt.dateti
     return at
 
 
-def start(conn: Connection, principal: Principal, patient_id: uuid.UUID, data, *, now: dt.datetime) -> dict:
-    """The unit hung after the bedside check: the first version, in progress, with the vital signs before."""
+def start(conn: Connection, principal: Principal, patient_id: uuid.UUID, data, *, now: dt.datetime,
+          zone: zoneinfo.ZoneInfo, staff: Mapping[uuid.UUID, Colleague]) -> dict:
+    """The unit hung after the bedside check: the first version, in progress, with the vital signs before. The
+    second checker is one of `staff` (`colleagues`) who may check, not the caller (422 on checked_by_account_id);
+    the unit's expiry is judged on the facility's day (`zone`) of the start."""
     service._require_patient(conn, patient_id)
-    if data.checked_by.strip().casefold() == (principal.display_name or "").strip().casefold():
-        raise Invalid("the bedside check is made by two people: give the second member of staff, not yourself",
-                      field="checked_by")
+    checker = _second_checker(staff, principal, data.checked_by_account_id)
     at = _when(data.started_at, now, "started_at")
     if at < now - LONGEST:
         raise Invalid(f"{at:%Y-%m-%d %H:%M %Z} is more than {LONGEST} ago: record a transfusion as it happens",
@@ -77,8 +138,9 @@ def start(conn: Connection, principal: Principal, patient_id: uuid.UUID, data, *
     before = _vitals(conn, principal, patient_id, encounter_id, data.vitals, at)
     appended = record.append(conn, principal, "transfusion", patient_id=patient_id, encounter_id=encounter_id,
                              occurred_at=at, detail={
-                                 "unit_number": data.unit_number, "checked_by": data.checked_by,
-                                 "status": "in_progress", "started_at": at, "ended_at": None,
+                                 "unit_number": data.unit_number, "checked_by": checker.name,
+                                 "checked_by_account": checker.account_id, "status": "in_progress",
+                                 "started_at": at, "started_on": at.astimezone(zone).date(), "ended_at": None,
                                  "vitals_before_id": before, "vitals_15min_id": None, "vitals_end_id": None,
                                  "volume_ml": None, "reaction": None, "reaction_note": None})
     return _view(appended)
@@ -149,6 +211,7 @@ def escalate_reaction(conn: Connection, principal: Principal, version: Entry) ->
 def _view(version: Entry) -> dict:
     return {"id": version.root_id, "version_id": version.id, "patient_id": version.patient_id,
             "recorded_by": version.author_id, **{name: version.detail.get(name) for name in FIELDS},
+            "checked_by_account_id": version.detail.get("checked_by_account"),
             "reaction_words": REACTIONS.get(version.detail.get("reaction") or "")}
 
 
@@ -174,6 +237,7 @@ def of_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID) ->
     for row in rows:
         view = {"id": row["root_id"], "version_id": row["id"], "patient_id": row["patient_id"],
                 "recorded_by": row["author_id"], "author_id": row["author_id"], **{name: row[name] for name in FIELDS},
+                "checked_by_account_id": row["checked_by_account"],
                 "reaction_words": REACTIONS.get(row["reaction"] or "")}
         for stage in ("before", "15min", "end"):
             view[f"vitals_{stage}"] = vitals.get(row[f"vitals_{stage}_id"])

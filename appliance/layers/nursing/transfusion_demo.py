@@ -1,6 +1,8 @@
 """The bedside record of the demo's past transfusions (`healthos up --demo`), written after the blood bank's demo
 (appliance/layers/clinical/blood_demo.py) issued its units: each unit issued before today is started half an hour
-after it left the blood bank, after the two-person check, observed at 15 minutes and ended within three hours, each
+after it left the blood bank, after the two-person check with one of the facility's demo ward nurses (demo members of
+staff, created once by e-mail and never enrolled, as the roster's are), observed at 15 minutes and ended within three
+hours, each
 with its vital signs; one of them stopped for a febrile reaction, whose escalation task was answered within the
 hour. Today's unit, issued and waiting, is left for the ward to start. Written through this layer's transfusion
 service at the times the acts happened, so each is an entry of the one record with its reactions (the unit
@@ -25,10 +27,12 @@ from appliance.layers.nursing.schemas import (
     TransfusionStartIn,
     TransfusionVitalsIn,
 )
+from appliance.substrate import identity
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
+from appliance.substrate.policy import AccessPolicy
 
-SECOND_CHECKERS = ("Nurse Akinyi Otieno, staff 2214", "Nurse Joseph Kamau, staff 3107", "Midwife Fatuma Ali, 1893")
+SECOND_CHECKERS = ("Nurse Akinyi Otieno", "Nurse Joseph Kamau", "Midwife Fatuma Ali")
 # The blood bank's units issued before the facility's today and not yet transfused (its tables, read by SQL: layers
 # never import each other), oldest first.
 _ISSUED_BEFORE = sa.text("""
@@ -46,7 +50,21 @@ def _vitals(draw, *, febrile: bool = False) -> TransfusionVitalsIn:
                                spo2_percent=draw.randrange(95, 100))
 
 
-def generate_transfusion_demo(db: Database, slug: str, seed: int = 2026, as_of: dt.datetime | None = None) -> int:
+def _second_checkers(db: Database, policy: AccessPolicy, slug: str) -> list:
+    """The demo's second checkers at `slug`, made once by e-mail (nurses of the facility, on no one ward)."""
+    domain = slug.replace("_", "-")
+    made = []
+    with db.control() as conn:
+        for n, name in enumerate(SECOND_CHECKERS, start=1):
+            email = f"bedside.check{n}@{domain}.demo"
+            found = identity.account_by_email(conn, email)
+            made.append(found.id if found is not None else identity.create_account(
+                conn, policy, kind="staff", email=email, display_name=name, role="nurse", tenant=slug).account_id)
+    return made
+
+
+def generate_transfusion_demo(db: Database, policy: AccessPolicy, slug: str, seed: int = 2026,
+                              as_of: dt.datetime | None = None) -> int:
     """Start, observe and end each unit issued before today at `slug`; how many were transfused."""
     author = demo_principal(slug)
     zone: zoneinfo.ZoneInfo = facility_zone(db, slug)
@@ -60,12 +78,17 @@ def generate_transfusion_demo(db: Database, slug: str, seed: int = 2026, as_of: 
         if conn.execute(sa.text("SELECT 1 FROM entry WHERE kind = 'transfusion' LIMIT 1")).first():
             return 0
         issued = [dict(r) for r in conn.execute(_ISSUED_BEFORE, {"today_starts": today_starts}).mappings()]
+    if not issued:
+        return 0
+    checkers = _second_checkers(db, policy, slug)
+    staff = transfusion.colleagues(db, policy, slug)
+    with db.tenant(slug) as conn:
         for number, unit in enumerate(issued):
             febrile = number == 1
             started_at = unit["issued_at"] + dt.timedelta(minutes=30)
             started = transfusion.start(conn, author, unit["patient_id"], TransfusionStartIn(
-                unit_number=unit["unit_number"], checked_by=draw.choice(SECOND_CHECKERS), started_at=started_at,
-                vitals=_vitals(draw)), now=started_at)
+                unit_number=unit["unit_number"], checked_by_account_id=draw.choice(checkers), started_at=started_at,
+                vitals=_vitals(draw)), now=started_at, zone=zone, staff=staff)
             observed_at = started_at + dt.timedelta(minutes=15)
             transfusion.observe(conn, author, unit["patient_id"], started["id"], TransfusionObservationIn(
                 observed_at=observed_at, vitals=_vitals(draw)), now=observed_at)

@@ -87,7 +87,9 @@ DESCRIBED = {"patient.record.export": "downloaded your record",
              "record.appointment_move.create": "moved an appointment",
              "record.appointment_cancellation.create": "cancelled an appointment",
              "record.appointment_check_in.create": "checked you in for an appointment",
-             "record.appointment_no_show.create": "recorded that you did not come to an appointment"}
+             "record.appointment_no_show.create": "recorded that you did not come to an appointment",
+             # A request for blood cancelled (appliance/layers/clinical/blood.py): the units go back to stock.
+             "record.blood_request_cancellation.amend": "cancelled a request for blood for you"}
 
 
 def describe(event_type: str, action: str, figures: Mapping[str, str] | None = None) -> str:

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import service
+from appliance.layers.clinical import blood, service
+from appliance.layers.clinical.blood_schemas import BloodRequestIn, BloodUnitIn
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn
+from appliance.layers.nursing import transfusion
+from appliance.layers.nursing.schemas import TransfusionStartIn
+from appliance.layers.patient.portal import describe
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
+from appliance.substrate.record import RecordError
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
 
 GROUPING = {"loinc": "882-1", "name": "Blood group and Rhesus", "specimen": "blood",
@@ -62,11 +68,30 @@ def clients(hospital, elsewhere, app, db, policy):
                                              permissions=sorted(policy.permissions_of(role)))
         client = TestClient(app=app, raise_server_exceptions=False)
         client.headers["authorization"] = f"Bearer {token}"
+        if tenant == hospital.slug:
+            accounts[role] = str(machine.account_id)
         return client
 
+    accounts: dict[str, str] = {}
     return {"lab": make(hospital.slug, "lab_technician"), "doctor": make(hospital.slug, "clinician"),
             "nurse": make(hospital.slug, "nurse"), "other_lab": make(elsewhere.slug, "lab_technician"),
-            "other_nurse": make(elsewhere.slug, "nurse")}
+            "other_nurse": make(elsewhere.slug, "nurse"), "accounts": accounts}
+
+
+@pytest.fixture(scope="module")
+def staff(hospital, elsewhere, db, policy) -> dict:
+    """Members of staff (never enrolled) who might be named as the bedside check's second person: a nurse and a
+    clinician here (who may check), a lab technician here (who may not), a nurse of the other facility."""
+    from appliance.substrate import identity
+
+    made = {}
+    with db.control() as conn:
+        for key, role, tenant in (("nurse", "nurse", hospital.slug), ("doctor", "clinician", hospital.slug),
+                                  ("lab", "lab_technician", hospital.slug), ("other_nurse", "nurse", elsewhere.slug)):
+            made[key] = str(identity.create_account(
+                conn, policy, kind="staff", email=f"check-{key}-{uuid.uuid4().hex[:6]}@test.invalid",
+                display_name=f"Checker {key.replace('_', ' ').title()}", role=role, tenant=tenant).account_id)
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +243,7 @@ def test_rhd_negative_no_group_and_disagreeing_groups(clients, db, hospital, pat
 
 
 def test_issue_then_the_bedside_catches_the_wrong_patient_and_records_the_transfusion(
-        clients, db, hospital, patients):
+        clients, db, hospital, patients, staff):
     api = _api(hospital)
     request = _request(clients, hospital, patients["amina"], units=1)
     unit = _receive(clients, hospital, "G1234 26 000101", abo="A", rhd="positive")
@@ -233,7 +258,7 @@ def test_issue_then_the_bedside_catches_the_wrong_patient_and_records_the_transf
                     "BED002").status_code == 200
     _expired_unit(db, hospital, "BEDOLD", issued_to=(patients["amina"], request))
 
-    start = {"unit_number": "=G123426000101 00", "checked_by": "Nurse Wekesa, staff 4471", "vitals": VITALS}
+    start = {"unit_number": "=G123426000101 00", "checked_by_account_id": staff["nurse"], "vitals": VITALS}
     before = _counts(db, hospital)
     wrong = clients["nurse"].post(f"{api}/patients/{patients['baraka']}/transfusions", json=start)
     assert wrong.status_code == 422 and wrong.json()["field"] == "unit_number"
@@ -244,16 +269,13 @@ def test_issue_then_the_bedside_catches_the_wrong_patient_and_records_the_transf
         refused = clients["nurse"].post(f"{api}/patients/{patients['amina']}/transfusions",
                                         json={**start, "unit_number": number})
         assert refused.status_code == 422 and words in refused.json()["detail"], (number, refused.text)
-    alone = clients["nurse"].post(f"{api}/patients/{patients['amina']}/transfusions",
-                                  json={**start, "checked_by": "Blood nurse"})
-    assert alone.status_code == 422 and alone.json()["field"] == "checked_by"
     assert _counts(db, hospital) == before  # no transfusion, no vital signs, no unit moved
 
     started = clients["nurse"].post(f"{api}/patients/{patients['amina']}/transfusions", json=start)
     assert started.status_code == 201, started.text
     record = started.json()
-    assert (record["status"], record["unit_number"], record["checked_by"]) == ("in_progress", "G123426000101",
-                                                                              "Nurse Wekesa, staff 4471")
+    assert (record["status"], record["unit_number"], record["checked_by"], record["checked_by_account_id"]) == (
+        "in_progress", "G123426000101", "Checker Nurse", staff["nurse"])
     assert clients["lab"].get(f"{api}/blood/units/{unit['id']}").json()["status"] == "transfused"
     with db.tenant(hospital.slug) as conn:
         charged = conn.execute(sa.text("SELECT status, item_kind, item_code, amount, department FROM charge "
@@ -304,7 +326,8 @@ def test_every_read_and_write_is_on_the_patients_record(clients, db, hospital, p
             "record.blood_request.read"} <= events
 
 
-def test_another_facility_and_guessed_ids_are_refused_on_every_route(clients, db, hospital, elsewhere, patients):
+def test_another_facility_and_guessed_ids_are_refused_on_every_route(clients, db, hospital, elsewhere, patients,
+                                                                    staff):
     api, there = _api(hospital), _api(elsewhere)
     request = _request(clients, hospital, patients["amina"], units=1)
     unit = _receive(clients, hospital, "ATK001", abo="A")
@@ -324,7 +347,9 @@ def test_another_facility_and_guessed_ids_are_refused_on_every_route(clients, db
                       ("post", f"/patients/{patient}/blood/requests", {"component": "plasma", "units": 1,
                                                                         "indication": "INR 4", "urgency": "routine"}),
                       ("get", f"/patients/{patient}/transfusions", None),
-                      ("post", f"/patients/{patient}/transfusions", {"unit_number": "ATK001", "checked_by": "Nurse B",
+                      ("post", f"/patients/{patient}/blood/requests/{request}/cancel", {"reason": "Operation off"}),
+                      ("post", f"/patients/{patient}/transfusions", {"unit_number": "ATK001",
+                                                                     "checked_by_account_id": staff["nurse"],
                                                                      "vitals": VITALS})]
     for method, path, body in patient_routes:
         answer = getattr(clients["other_nurse"], method)(api + path, **({"json": body} if body is not None else {}))
@@ -377,3 +402,131 @@ def test_a_request_is_filed_only_under_this_patients_own_encounter(clients, db, 
         assert answer.status_code == 422 and answer.json()["field"] == "encounter_id", answer.text
     assert _counts(db, hospital) == before
     assert clients["doctor"].post(url, json={**body, "encounter_id": str(own)}).status_code == 201
+
+
+def _issued(clients, hospital, patient, number: str, abo: str, rhd: str) -> tuple[str, dict]:
+    """A request of one unit for `patient`, the unit received, reserved and issued to the ward."""
+    request = _request(clients, hospital, patient, units=1)
+    unit = _receive(clients, hospital, number, abo=abo, rhd=rhd)
+    assert _reserve(clients, hospital, request, number).status_code == 200
+    assert clients["lab"].post(f"{_api(hospital)}/blood/units/{unit['id']}/issue").status_code == 200
+    return request, unit
+
+
+def test_a_request_is_cancelled_its_reserved_units_back_in_stock_not_while_a_unit_is_out(
+        clients, db, hospital, patients, staff):
+    api, baraka = _api(hospital), patients["baraka"]
+    cancel = f"{api}/patients/{baraka}/blood/requests"
+    request = _request(clients, hospital, baraka, units=2)
+    held, out = (_receive(clients, hospital, number, abo="O", rhd="negative") for number in ("CAN001", "CAN002"))
+    for number in ("CAN001", "CAN002"):
+        assert _reserve(clients, hospital, request, number).status_code == 200
+    assert clients["lab"].post(f"{api}/blood/units/{out['id']}/issue").status_code == 200
+    before = _counts(db, hospital)
+    issued = clients["doctor"].post(f"{cancel}/{request}/cancel", json={"reason": "Operation cancelled"})
+    assert issued.status_code == 409 and "unit CAN002 of this request is issued to the ward: return it to the " \
+        "blood bank first" in issued.json()["detail"]
+    # Whose request it is and who may cancel it: the lab and the ward do not; another patient's path, a guessed id.
+    assert clients["lab"].post(f"{cancel}/{request}/cancel", json={"reason": "Not needed"}).status_code == 403
+    assert clients["nurse"].post(f"{cancel}/{request}/cancel", json={"reason": "Not needed"}).status_code == 403
+    other = clients["doctor"].post(f"{api}/patients/{patients['amina']}/blood/requests/{request}/cancel",
+                                   json={"reason": "Not needed"})
+    assert other.status_code == 404 and "on this patient's record" in other.json()["detail"]
+    assert clients["doctor"].post(f"{cancel}/{uuid.uuid4()}/cancel", json={"reason": "Not needed"}).status_code == 404
+    unexplained = clients["doctor"].post(f"{cancel}/{request}/cancel", json={"reason": ""})
+    assert unexplained.status_code == 422 and unexplained.json()["detail"]
+    assert _counts(db, hospital) == before
+
+    # The ward returns the bag unused; the request is cancelled and the unit still reserved goes back with it.
+    returned = clients["lab"].post(f"{api}/blood/units/{out['id']}/release", json={"reason": "Returned unused"})
+    assert returned.status_code == 200 and returned.json()["status"] == "available", returned.text
+    done = clients["doctor"].post(f"{cancel}/{request}/cancel", json={"reason": "Operation cancelled, Hb 9.8"})
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert (body["cancel_reason"], body["outstanding"], body["units_given"]) == ("Operation cancelled, Hb 9.8", 0, [])
+    assert body["cancelled_at"] and body["cancelled_by"]
+    assert clients["lab"].get(f"{api}/blood/units/{held['id']}").json()["status"] == "available"
+    with db.tenant(hospital.slug) as conn:
+        history = conn.execute(sa.text(
+            "SELECT kind, reason FROM blood_unit_event WHERE unit_id = :u ORDER BY seq"), {"u": held["id"]}).all()
+    assert [tuple(h) for h in history] == [("reserved", None), ("released", "request cancelled: Operation "
+                                                                           "cancelled, Hb 9.8")]
+    again = clients["doctor"].post(f"{cancel}/{request}/cancel", json={"reason": "Operation cancelled"})
+    assert again.status_code == 409 and "cancelled already" in again.json()["detail"]
+    assert request not in {r["id"] for r in clients["lab"].get(f"{api}/blood/requests").json()}
+    late = _reserve(clients, hospital, request, "CAN001")
+    assert late.status_code == 409 and "this request was cancelled" in late.json()["detail"]
+    events = {e.event_type for e in audit.patient_access_log(db, hospital.slug, baraka)}
+    assert "record.blood_request_cancellation.amend" in events
+    assert describe("record.blood_request_cancellation.amend", "U") == "cancelled a request for blood for you"
+
+    # A request whose unit was given stays on the record.
+    given, _ = _issued(clients, hospital, baraka, "CAN003", "O", "negative")
+    assert clients["nurse"].post(f"{api}/patients/{baraka}/transfusions", json={
+        "unit_number": "CAN003", "checked_by_account_id": staff["doctor"], "vitals": VITALS}).status_code == 201
+    transfused = clients["doctor"].post(f"{cancel}/{given}/cancel", json={"reason": "Not needed"})
+    assert transfused.status_code == 409 and "unit CAN003 of this request was transfused" in transfused.text
+
+
+def test_the_second_checker_is_a_colleague_here_who_may_check_blood(clients, db, hospital, patients, staff):
+    api, amina = _api(hospital), patients["amina"]
+    _issued(clients, hospital, amina, "CHK001", "A", "positive")
+    start = {"unit_number": "CHK001", "vitals": VITALS}
+    url = f"{api}/patients/{amina}/transfusions"
+    before = _counts(db, hospital)
+    nurse_itself = clients["accounts"]["nurse"]
+    for checker, words in ((nurse_itself, "not yourself"),
+                           (staff["other_nurse"], "no member of this facility's staff has the account"),
+                           (str(uuid.uuid4()), "no member of this facility's staff has the account"),
+                           (staff["lab"], "Checker Lab holds no role that checks blood")):
+        refused = clients["nurse"].post(url, json={**start, "checked_by_account_id": checker})
+        assert refused.status_code == 422, (checker, refused.text)
+        assert refused.json()["field"] == "checked_by_account_id" and words in refused.json()["detail"]
+    assert clients["nurse"].post(url, json={**start, "checked_by": "Nurse Wekesa"}).status_code == 422
+    assert _counts(db, hospital) == before
+
+    started = clients["nurse"].post(url, json={**start, "checked_by_account_id": staff["doctor"]})
+    assert started.status_code == 201, started.text
+    assert (started.json()["checked_by"], started.json()["checked_by_account_id"]) == ("Checker Doctor",
+                                                                                      staff["doctor"])
+    with db.tenant(hospital.slug) as conn:
+        kept = conn.execute(sa.text("SELECT checked_by_account FROM transfusion WHERE entry_id = :e"),
+                            {"e": started.json()["version_id"]}).scalar()
+    assert str(kept) == staff["doctor"]
+    hung = [e for e in audit.patient_access_log(db, hospital.slug, amina)
+            if e.event_type == "record.blood_unit.update" and (e.detail or {}).get("unit_number") == "CHK001"
+            and e.detail["event"] == "transfused"]
+    assert hung and hung[0].detail["second_checker"] == staff["doctor"]
+
+
+def test_the_bedside_judges_expiry_on_the_facilitys_day(db, hospital, patients, staff, policy):
+    """A unit expiring on the 28th: at 01:00 on the 29th in Nairobi (22:00 on the 28th in UTC) it is refused; at
+    23:00 on the 28th at a facility west of UTC (04:00 on the 29th in UTC) it is still given."""
+    last_day = dt.date(2026, 3, 28)
+    lab = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Bench", tenant=hospital.slug,
+                    role="lab_technician")
+    nurse = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Ward", tenant=hospital.slug, role="nurse")
+    colleagues = transfusion.colleagues(db, policy, hospital.slug)
+    baraka = patients["baraka"]
+    with db.tenant(hospital.slug) as conn:
+        for number in ("EXP028", "EXP029"):
+            blood.receive_unit(conn, lab, BloodUnitIn(
+                unit_number=number, component="red_cells", abo="O", rhd="negative", volume_ml=280,
+                collected_on=last_day - dt.timedelta(days=30), expires_on=last_day), today=last_day)
+            request = blood.request_blood(conn, lab, baraka, BloodRequestIn(
+                component="red_cells", units=1, indication="Hb 6.2 g/dl", urgency="urgent"))["id"]
+            reserved = blood.reserve(conn, lab, request, number, None, today=last_day)
+            blood.issue(conn, lab, reserved["units_given"][0]["id"], today=last_day)
+    before = _counts(db, hospital)
+
+    def hang(number: str, now: dt.datetime, zone: str) -> dict:
+        with db.tenant(hospital.slug) as conn:
+            return transfusion.start(conn, nurse, baraka, TransfusionStartIn(
+                unit_number=number, checked_by_account_id=staff["nurse"], vitals=VITALS), now=now,
+                zone=zoneinfo.ZoneInfo(zone), staff=colleagues)
+
+    with pytest.raises(RecordError, match="unit EXP028 expired on 2026-03-28") as refused:
+        hang("EXP028", dt.datetime(2026, 3, 28, 22, 0, tzinfo=dt.UTC), "Africa/Nairobi")
+    assert refused.value.status == 422 and _counts(db, hospital) == before
+    given = hang("EXP029", dt.datetime(2026, 3, 29, 4, 0, tzinfo=dt.UTC), "America/Lima")
+    assert (given["status"], given["started_on"]) == ("in_progress", last_day)

@@ -1,8 +1,8 @@
 """The demo's blood bank and bedside record (appliance/layers/clinical/blood_demo.py,
 appliance/layers/nursing/transfusion_demo.py): a stock across components and groups with one expiring, four units
 given over the year to grouped adults on no ward now, each of the patient's own group, started, observed and ended
-(one stopped for a febrile reaction, its task answered), today's unit reserved and today's unit issued to a ward's
-patient still waiting; a second run writes nothing."""
+(one stopped for a febrile reaction, its task answered; each checked with a demo nurse's account), today's unit
+reserved and today's unit issued to a ward's patient still waiting; a second run writes nothing."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from appliance.layers.clinical.blood_demo import PAST_DAYS, STOCK, generate_bloo
 from appliance.layers.clinical.demo import demo_principal
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn
 from appliance.layers.nursing.transfusion_demo import generate_transfusion_demo
+from appliance.substrate import identity
 from tests.layers.clinical.conftest import new_patient
 from tests.layers.clinical.test_blood import BLOOD_CONFIG
 
 
-def test_the_demo_stocks_the_bank_gives_a_years_units_and_leaves_todays_work_once(tenant_factory, db):
+def test_the_demo_stocks_the_bank_gives_a_years_units_and_leaves_todays_work_once(tenant_factory, db, policy):
     hospital = tenant_factory(name="Demo Blood Hospital", **BLOOD_CONFIG)
     author = demo_principal(hospital.slug)
     with db.tenant(hospital.slug) as conn:
@@ -32,12 +33,13 @@ def test_the_demo_stocks_the_bank_gives_a_years_units_and_leaves_todays_work_onc
     written = generate_blood_demo(db, [hospital.slug], hospitals=(hospital.slug,))
     stocked = sum(many for *_, many, _left in STOCK)
     assert written == {"received": stocked, "reserved": len(PAST_DAYS) + 2, "issued": len(PAST_DAYS) + 1}
-    assert generate_transfusion_demo(db, hospital.slug) == len(PAST_DAYS)
+    assert generate_transfusion_demo(db, policy, hospital.slug) == len(PAST_DAYS)
     today = dt.date.today()
     with db.tenant(hospital.slug) as conn:
         stock = blood.stock(conn, author, today=today)
         given = conn.execute(sa.text(
-            "SELECT t.status, t.reaction, t.vitals_15min_id IS NOT NULL AS observed, u.abo, u.rhd, e.patient_id "
+            "SELECT t.status, t.reaction, t.vitals_15min_id IS NOT NULL AS observed, u.abo, u.rhd, e.patient_id, "
+            "t.checked_by_account, t.checked_by "
             "FROM entry e JOIN transfusion t ON t.entry_id = e.id JOIN blood_unit u ON u.unit_number = t.unit_number "
             "WHERE NOT EXISTS (SELECT 1 FROM entry n WHERE n.supersedes = e.id)")).mappings().all()
         groups = {row["patient_id"]: blood.patient_group(conn, row["patient_id"]) for row in given}
@@ -56,6 +58,10 @@ def test_the_demo_stocks_the_bank_gives_a_years_units_and_leaves_todays_work_onc
     assert all((g["abo"], g["rhd"]) == (groups[g["patient_id"]]["abo"], groups[g["patient_id"]]["rhd"])
                for g in given)
     assert tasks == ["done"] and waiting == 1 and on_ward == 2
+    # Each bedside check named one of the facility's demo nurses by account, never the demo's writer.
+    with db.control() as conn:
+        nurses = {m["account_id"]: m["name"] for m in identity.staff_of(conn, hospital.slug) if m["role"] == "nurse"}
+    assert all(nurses.get(g["checked_by_account"]) == g["checked_by"] for g in given)
     assert generate_blood_demo(db, [hospital.slug], hospitals=(hospital.slug,)) == {
         "received": 0, "reserved": 0, "issued": 0}
-    assert generate_transfusion_demo(db, hospital.slug) == 0
+    assert generate_transfusion_demo(db, policy, hospital.slug) == 0
