@@ -7,9 +7,9 @@ billable entries to their charges on every command-center request cost ~200 ms o
 hospital (bench/kpis.py), so the match is kept as the facts arrive instead, as lab turnaround is:
 `charge_capture` holds one row per billable record with its current charge, refreshed by reaction —
 in the same transaction — whenever a billable entry (an order, a dose, an encounter's end, a medicine
-dispensed, an operation's case) or a charge for one is appended. The refresh runs reports.py's own SQL for the
-records touched, so the projection cannot drift from the report's definition; the KPI then counts one indexed
-range per window.
+dispensed, an operation's case, a unit of blood started) or a charge for one is appended. The refresh runs
+reports.py's own SQL for the records touched, so the projection cannot drift from the report's definition; the KPI
+then counts one indexed range per window.
 
 The facility-local days of the care and of the charge are kept with each row (in the fee schedule's
 time zone, as the report reads them; schedule.sync_fee_schedule recomputes them if the facility's time
@@ -61,7 +61,7 @@ _KEEP = """
 
 def refresh_function_body() -> str:
     """The statement of `charge_capture_refresh(p_roots uuid[])`, which t0008 installed in every tenant
-    schema and t0014, t0023 and t0032 replaced (frozen in the latest of them;
+    schema and t0014, t0023, t0032 and t0042 replaced (frozen in the latest of them;
     tests/layers/financial/test_capture_kpi.py holds the two equal): each named record still billable gets
     its current version and charge, as the report finds them; one no longer billable (cancelled, entered in
     error) leaves the projection, as it leaves the report. A function, because its plan is kept per schema
@@ -90,6 +90,7 @@ _BILLABLE_FIRST_VERSION = {
     "encounter_status": lambda detail: detail.get("to_status") == "finished",
     "dispense": lambda detail: True,  # a medicine handed over is billable as it is handed over
     "surgery": lambda detail: detail.get("status") == "completed",  # a booking is not; its completion is
+    "transfusion": lambda detail: True,  # a unit is billable once started
 }
 # Per connection, in the transaction: the billable versions whose charge (or credit) has just refreshed
 # their record — the charging reaction runs before ours, so our own reaction to that version has nothing

@@ -99,12 +99,20 @@ _SOURCES = {
               WHERE cur.kind = 'surgery' AND d.status = 'completed' AND cur.status <> 'entered_in_error'
                 AND NOT EXISTS (SELECT 1 FROM entry x WHERE x.supersedes = cur.id)) e
         WHERE {where}""",
+    # A unit of blood (the nursing layer's `transfusion`) is billable once started, as the charging reaction bills
+    # it: it cannot go back to stock however much was given. Dated by its start (its first version, the time its
+    # charge bills); the 15-minute observations and the end are later versions of the one record.
+    "transfusion": _VERSIONED.format(
+        first="e.id", what="'Blood transfusion (unit ' || d.unit_number || ')'", table="transfusion",
+        kind="transfusion", department="'BLOOD'", billable="TRUE", where="{where}"),
 }
 # The departments above are the defaults of charges.DEFAULT_DEPARTMENTS and CONSULTATION_DEPARTMENTS
 # (tests/layers/financial/test_reports.py holds them equal); a charge's own department wins.
-BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "dispense", "surgery")
+BILLABLE_KINDS = ("service_request", "medication_administration", "encounter_status", "dispense", "surgery",
+                  "transfusion")
 _TABLE_OF = {"service_request": "service_request", "medication_administration": "medication_administration",
-             "encounter_status": "encounter_status_change", "dispense": "dispense", "surgery": "surgery"}
+             "encounter_status": "encounter_status_change", "dispense": "dispense", "surgery": "surgery",
+             "transfusion": "transfusion"}
 # When the care a charge `ch` (entry `ce`) bills was captured: when that item of that record, for that day,
 # was first charged at a price — a charge credited since included. Re-pricing it (insurance recorded after
 # the care: rebilling.py credits the charge and posts it again at the insurer's price, today) changes the

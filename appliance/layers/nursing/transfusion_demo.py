@@ -1,13 +1,12 @@
 """The bedside record of the demo's past transfusions (`healthos up --demo`), written after the blood bank's demo
 (appliance/layers/clinical/blood_demo.py) issued its units: each unit issued before today is started half an hour
 after it left the blood bank, after the two-person check with one of the facility's demo ward nurses (demo members of
-staff, created once by e-mail and never enrolled, as the roster's are), observed at 15 minutes and ended within three
-hours, each
-with its vital signs; one of them stopped for a febrile reaction, whose escalation task was answered within the
-hour. Today's unit, issued and waiting, is left for the ward to start. Written through this layer's transfusion
-service at the times the acts happened, so each is an entry of the one record with its reactions (the unit
-transfused, the task raised) and its audit event. Deterministic from the seed and the facility; skipped where the
-facility has transfusions already.
+staff on its first inpatient ward, created once by e-mail and never enrolled, as the roster's are), observed at 15
+minutes and ended within three hours, each with its vital signs; one of them stopped for a febrile reaction, whose
+escalation task was answered within the hour. Today's unit, issued and waiting, is left for the ward to start.
+Written through this layer's transfusion service at the times the acts happened, so each is an entry of the one
+record with its reactions (the unit transfused, the task raised) and its audit event. Deterministic from the seed and
+the facility; skipped where the facility has transfusions already.
 """
 
 from __future__ import annotations
@@ -40,6 +39,10 @@ _ISSUED_BEFORE = sa.text("""
     FROM blood_unit u JOIN LATERAL (SELECT * FROM blood_unit_event e WHERE e.unit_id = u.id ORDER BY e.seq DESC
                                     LIMIT 1) ev ON ev.kind = 'issued'
     WHERE ev.recorded_at < :today_starts ORDER BY ev.recorded_at""")
+# The operations layer's ward the demo's second checkers work on (its table, read by SQL): a nurse's membership names
+# an inpatient ward, as every demo nurse's does.
+_FIRST_WARD = sa.text("SELECT code FROM ward WHERE active AND kind IN ('inpatient', 'maternity', 'paediatric', "
+                      "'icu', 'surgical') ORDER BY code LIMIT 1")
 
 
 def _vitals(draw, *, febrile: bool = False) -> TransfusionVitalsIn:
@@ -50,8 +53,8 @@ def _vitals(draw, *, febrile: bool = False) -> TransfusionVitalsIn:
                                spo2_percent=draw.randrange(95, 100))
 
 
-def _second_checkers(db: Database, policy: AccessPolicy, slug: str) -> list:
-    """The demo's second checkers at `slug`, made once by e-mail (nurses of the facility, on no one ward)."""
+def _second_checkers(db: Database, policy: AccessPolicy, slug: str, ward: str | None) -> list:
+    """The demo's second checkers at `slug`, made once by e-mail: nurses of its `ward`."""
     domain = slug.replace("_", "-")
     made = []
     with db.control() as conn:
@@ -59,7 +62,8 @@ def _second_checkers(db: Database, policy: AccessPolicy, slug: str) -> list:
             email = f"bedside.check{n}@{domain}.demo"
             found = identity.account_by_email(conn, email)
             made.append(found.id if found is not None else identity.create_account(
-                conn, policy, kind="staff", email=email, display_name=name, role="nurse", tenant=slug).account_id)
+                conn, policy, kind="staff", email=email, display_name=name, role="nurse", tenant=slug,
+                ward=ward).account_id)
     return made
 
 
@@ -78,9 +82,10 @@ def generate_transfusion_demo(db: Database, policy: AccessPolicy, slug: str, see
         if conn.execute(sa.text("SELECT 1 FROM entry WHERE kind = 'transfusion' LIMIT 1")).first():
             return 0
         issued = [dict(r) for r in conn.execute(_ISSUED_BEFORE, {"today_starts": today_starts}).mappings()]
+        ward = conn.execute(_FIRST_WARD).scalar()
     if not issued:
         return 0
-    checkers = _second_checkers(db, policy, slug)
+    checkers = _second_checkers(db, policy, slug, ward)
     staff = transfusion.colleagues(db, policy, slug)
     with db.tenant(slug) as conn:
         for number, unit in enumerate(issued):

@@ -5,7 +5,9 @@ patient with no group (unless O RhD-negative red cells in an emergency, flagged)
 nothing written; issue; the nurse's bedside record refusing a unit issued to another patient (the wrong-patient
 catch), one not issued and one expired, with nothing written; the 15-minute observations, the end, a reaction
 stopping it and raising the escalation task; the audit; and another facility's credentials and guessed ids refused
-on every route; the unit charged once, when started."""
+on every route; the unit charged once, when started, and counted by KPI 8. A request cancelled (its reserved units
+back in stock, refused while a unit is out), the second checker a colleague of the facility who may check blood,
+expiry judged on the facility's day."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 from appliance.layers.clinical import blood, service
 from appliance.layers.clinical.blood_schemas import BloodRequestIn, BloodUnitIn
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn
+from appliance.layers.financial import reports, schedule
 from appliance.layers.nursing import transfusion
 from appliance.layers.nursing.schemas import TransfusionStartIn
 from appliance.layers.patient.portal import describe
@@ -530,3 +533,21 @@ def test_the_bedside_judges_expiry_on_the_facilitys_day(db, hospital, patients, 
     assert refused.value.status == 422 and _counts(db, hospital) == before
     given = hang("EXP029", dt.datetime(2026, 3, 29, 4, 0, tzinfo=dt.UTC), "America/Lima")
     assert (given["status"], given["started_on"]) == ("in_progress", last_day)
+
+
+def test_a_unit_started_counts_in_kpi_8_as_charged_the_same_day(clients, db, hospital, patients, staff):
+    _issued(clients, hospital, patients["baraka"], "KPI001", "O", "negative")
+    started = clients["nurse"].post(f"{_api(hospital)}/patients/{patients['baraka']}/transfusions", json={
+        "unit_number": "KPI001", "checked_by_account_id": staff["nurse"], "vitals": VITALS})
+    assert started.status_code == 201, started.text
+    root = uuid.UUID(started.json()["id"])
+    path = f"{_api(hospital)}/patients/{patients['baraka']}/transfusions/{root}"
+    assert clients["nurse"].post(f"{path}/observations", json={"vitals": VITALS}).status_code == 200
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(hospital.slug) as conn:
+        kept = conn.execute(sa.text("SELECT kind, department, what, charge_id IS NOT NULL FROM charge_capture "
+                                    "WHERE root_id = :r"), {"r": root}).one()
+        reported = [b for b in reports.billable_entries(conn, now - dt.timedelta(hours=1), now + dt.timedelta(hours=1),
+                                                        schedule.setting(conn).timezone) if b.root_id == root]
+    assert tuple(kept) == ("transfusion", "BLOOD", "Blood transfusion (unit KPI001)", True)
+    assert [(b.kind, b.outcome) for b in reported] == [("transfusion", "same_day")]

@@ -99,7 +99,7 @@ def test_kpi_8_is_registered_and_counts_the_same_way(db, quiet_facility, scenari
 
 
 def test_the_reports_default_departments_match_the_charges(db, quiet_facility):
-    for kind in ("lab", "imaging", "medication", "procedure"):
+    for kind in ("lab", "imaging", "medication", "procedure", "blood"):
         assert f"'{charges.DEFAULT_DEPARTMENTS[kind]}'" in "".join(reports._SOURCES.values())
     for code in charges.CONSULTATION_DEPARTMENTS.values():
         assert f"'{code}'" in reports._SOURCES["encounter_status"]
