@@ -319,21 +319,26 @@ def test_t0043_adds_the_viral_loads_indication_and_its_downgrade_takes_it_away(d
 def test_t0042_adds_the_request_cancellation_and_the_second_checkers_account_and_its_downgrade_takes_them_away(
         db: Database, tenant_a):
     """t0042 (a blood request's cancellation, the bedside check's second person as an account, the facility's day
-    of the start) runs both ways on a schema at head and matches the model; the old text column stays."""
+    of the start, KPI 8's refresh function knowing transfusions) runs both ways on a schema at head and matches the
+    model; the old text column stays."""
     t0042 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0042_blood_bank_follow_ups")
     schema = tenant_schema(tenant_a.slug)
     columns = sa.text("SELECT table_name || '.' || column_name FROM information_schema.columns "
                       "WHERE table_schema = :schema AND (table_name, column_name) IN ("
                       "('blood_request', 'cancel_reason'), ('transfusion', 'checked_by_account'), "
                       "('transfusion', 'started_on'), ('transfusion', 'checked_by')) ORDER BY 1")
+    counts_blood = sa.text("SELECT position('JOIN transfusion d' IN prosrc) > 0 FROM pg_proc "
+                           "WHERE proname = 'charge_capture_refresh' AND pronamespace = CAST(:schema AS regnamespace)")
     with db.control() as conn:  # as the migrations run: the schema's owner, its search path
         conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
         with Operations.context(MigrationContext.configure(conn)):
             t0042.downgrade()
-            downgraded = conn.execute(columns, {"schema": schema}).scalars().all()
+            downgraded = (conn.execute(columns, {"schema": schema}).scalars().all(),
+                          conn.execute(counts_blood, {"schema": schema}).scalar())
             t0042.upgrade()
-        upgraded = conn.execute(columns, {"schema": schema}).scalars().all()
-    assert downgraded == ["transfusion.checked_by"]
-    assert upgraded == ["blood_request.cancel_reason", "transfusion.checked_by", "transfusion.checked_by_account",
-                        "transfusion.started_on"]
+        upgraded = (conn.execute(columns, {"schema": schema}).scalars().all(),
+                    conn.execute(counts_blood, {"schema": schema}).scalar())
+    assert downgraded == (["transfusion.checked_by"], False)
+    assert upgraded == (["blood_request.cancel_reason", "transfusion.checked_by", "transfusion.checked_by_account",
+                         "transfusion.started_on"], True)
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
