@@ -177,13 +177,15 @@ async def cancel_request(request: Asking, tenant: Tenant, patient_id: Id, reques
 async def start(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     values = form_values(data)
     db = request.app.state.db
-    staff = await to_thread.run_sync(lambda: transfusion.colleagues(db, request.app.state.policy, tenant))
+    # Who works here and the facility's zone are the control schema's: read before the tenant transaction opens.
+    staff, zone = await to_thread.run_sync(lambda: (transfusion.colleagues(db, request.app.state.policy, tenant),
+                                                    facility_zone(db, tenant)))
     return await _act(request, tenant, patient_id, values, "start", TransfusionStartIn, lambda: {
         "unit_number": values.get("unit_number") or "",
         "checked_by_account_id": values.get("checked_by_account_id") or "",
         "started_at": _when(values, "at", tenant, request), "vitals": _vitals(values)},
         lambda conn, asked: transfusion.start(conn, request.user, patient_id, asked, now=_now(),
-                                              zone=facility_zone(db, tenant), staff=staff),
+                                              zone=zone, staff=staff),
         lambda _: "transfusion-started")
 
 

@@ -27,15 +27,17 @@ flagged as emergency on the unit's history and on every list.
 
 A unit's history is `blood_unit_event` (t0036): reserved (for a request), released (back to stock, with why: from
 a reservation, an issued unit the ward returned unused, or the request cancelled), issued (to the ward), transfused
-(the bedside entry, naming the bedside check's second person in its audit event), discarded (with why). The bedside
-judges expiry on the facility's day of the start, which the nursing layer writes on its entry (t0042).
+(the bedside entry, naming the bedside check's second person in its audit event), discarded (with why). Its status
+is its last event's; none yet is available. The bedside judges expiry on the facility's day of the start, which the
+nursing layer writes on its entry (t0042).
 
 A request is cancelled by the clinician (the operation called off) with why: a new version of its `blood_request`
 entry carrying `cancel_reason` (t0042), its reserved units released. While a unit of it is issued the ward returns
-it first; once one was transfused the request stays: blood given is not taken back. Its status is its last event's; none
-yet is available. Nothing here opens a chart: the blood bank shows of a patient what matches a sample's label
-(name, MRN, sex, age), as the bench does (policies/access.toml ACC-029). Every row naming a patient that is shown
-or written is audited on that patient's record.
+it first; once one was transfused the request stays: blood given is not taken back.
+
+Nothing here opens a chart: the blood bank shows of a patient what matches a sample's label (name, MRN, sex, age), as
+the bench does (policies/access.toml ACC-029). Every row naming a patient that is shown or written is audited on that
+patient's record.
 """
 
 from __future__ import annotations
