@@ -4,10 +4,12 @@ migrations, and a fresh tenant per test module so a leak between tenants shows u
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import secrets
 import shutil
 import tempfile
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,14 @@ from appliance.substrate.tenancy import apply_config, drop_tenant
 from appliance.substrate.tenant_config import TenantConfig
 
 REPO = Path(__file__).resolve().parents[1]
+FACILITY_ZONE = zoneinfo.ZoneInfo("Africa/Nairobi")  # make_tenant_config's timezone, which most test tenants keep
+
+
+def facility_today() -> dt.date:
+    """Today where the test facilities are, asked when it is used. The server's UTC date is a day behind
+    Nairobi's from 21:00 to 24:00 UTC, and a date taken when a module is imported goes stale when the run
+    crosses the facility's midnight: CI runs at whatever hour a submission lands."""
+    return dt.datetime.now(FACILITY_ZONE).date()
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +82,7 @@ def make_tenant_config(slug: str | None = None, **overrides) -> TenantConfig:
         "country_code": "KE",
         "region": "Central Region",
         "district": "Testdistrict",
-        "timezone": "Africa/Nairobi",
+        "timezone": FACILITY_ZONE.key,
         "currency": "KES",
         "wards": [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 3}],
     }

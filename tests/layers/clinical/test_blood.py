@@ -29,6 +29,7 @@ from appliance.layers.patient.portal import describe
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from tests.conftest import facility_today
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
 
 GROUPING = {"loinc": "882-1", "name": "Blood group and Rhesus", "specimen": "blood",
@@ -41,7 +42,6 @@ BLOOD_CONFIG = {
                    "effective_from": "2025-01-01", "prices": {"CASH": "2500.00"}}],
     },
 }
-TODAY = dt.date.today()
 VITALS = {"temperature_c": "36.8", "heart_rate_bpm": 82, "systolic_mmhg": 118, "respiratory_rate": 16}
 
 
@@ -118,8 +118,9 @@ def _api(hospital) -> str:
 
 
 def _unit(number: str, component: str = "red_cells", abo: str = "O", rhd: str = "positive", days: int = 20) -> dict:
+    today = facility_today()
     return {"unit_number": number, "component": component, "abo": abo, "rhd": rhd, "volume_ml": 300,
-            "collected_on": str(TODAY - dt.timedelta(days=3)), "expires_on": str(TODAY + dt.timedelta(days=days))}
+            "collected_on": str(today - dt.timedelta(days=3)), "expires_on": str(today + dt.timedelta(days=days))}
 
 
 def _receive(clients, hospital, *args, **kwargs) -> dict:
@@ -142,12 +143,12 @@ def _reserve(clients, hospital, request_id, number, **extra):
 
 def _expired_unit(db, hospital, number: str, *, issued_to: tuple[uuid.UUID, str] | None = None) -> uuid.UUID:
     """A unit that expired yesterday while in the bank (or after it was issued): time passing, not an act."""
-    unit_id, author = uuid.uuid4(), uuid.uuid4()
+    unit_id, author, today = uuid.uuid4(), uuid.uuid4(), facility_today()
     with db.tenant(hospital.slug) as conn:
         conn.execute(sa.text(
             "INSERT INTO blood_unit (id, unit_number, component, abo, rhd, volume_ml, collected_on, expires_on, "
             "received_by) VALUES (:id, :n, 'red_cells', 'O', 'negative', 300, :c, :e, :by)"),
-            {"id": unit_id, "n": number, "c": TODAY - dt.timedelta(days=40), "e": TODAY - dt.timedelta(days=1),
+            {"id": unit_id, "n": number, "c": today - dt.timedelta(days=40), "e": today - dt.timedelta(days=1),
              "by": author})
         if issued_to:
             for kind in ("reserved", "issued"):
@@ -176,7 +177,8 @@ def test_units_are_received_refused_when_wrong_and_counted_by_component_and_grou
     assert twice.status_code == 409 and "in this blood bank already" in twice.json()["detail"]
     expired = clients["lab"].post(base, json=_unit("STOCK003", days=-1))
     assert expired.status_code == 422 and expired.json()["field"] == "expires_on"
-    future = clients["lab"].post(base, json={**_unit("STOCK004"), "collected_on": str(TODAY + dt.timedelta(days=1))})
+    tomorrow = facility_today() + dt.timedelta(days=1)  # the facility's: a day ahead of UTC's after 21:00 UTC
+    future = clients["lab"].post(base, json={**_unit("STOCK004"), "collected_on": str(tomorrow)})
     assert future.status_code == 422 and future.json()["field"] == "collected_on"
     wrong_group = clients["lab"].post(base, json=_unit("STOCK005", abo="C"))
     assert wrong_group.status_code == 422 and wrong_group.json()["detail"]
@@ -383,7 +385,7 @@ def test_a_unit_kept_longer_than_its_component_keeps_is_refused(clients, db, hos
     for component, days in (("red_cells", 43), ("whole_blood", 36), ("platelets", 8), ("plasma", 3 * 366 + 1),
                             ("red_cells", 36 * 365)):
         answer = clients["lab"].post(f"{_api(hospital)}/blood/units", json={
-            **_unit(f"LONG{days}", component=component), "expires_on": str(TODAY - dt.timedelta(days=3) +
+            **_unit(f"LONG{days}", component=component), "expires_on": str(facility_today() - dt.timedelta(days=3) +
                                                                             dt.timedelta(days=days))})
         assert answer.status_code == 422, (component, days, answer.text)
         assert answer.json()["field"] == "expires_on" and "check the date on the label" in answer.json()["detail"]
