@@ -26,7 +26,8 @@ def counted(db, tenant_factory):
     zone = zoneinfo.ZoneInfo(ZONE)
     clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Certifier", tenant=facility.slug,
                           role="clinician")
-    this_month = national.Period.containing(dt.datetime.now(zone).date())
+    # The latest month whose 1st at 01:30 (below) has passed: until then, on the 1st, the month before.
+    this_month = national.Period.containing((dt.datetime.now(zone) - dt.timedelta(hours=2)).date())
     last_month = this_month.previous()
     day = dt.date(last_month.year, last_month.month, 15)
 

@@ -32,7 +32,8 @@ def counted(db, tenant_factory):
     zone = zoneinfo.ZoneInfo(ZONE)
     midwife = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Midwife", tenant=facility.slug,
                         role="nurse")
-    this_month = national.Period.containing(dt.datetime.now(zone).date())
+    # The latest month whose 1st at 01:30 (below) has passed: until then, on the 1st, the month before.
+    this_month = national.Period.containing((dt.datetime.now(zone) - dt.timedelta(hours=2)).date())
     last_month = this_month.previous()
     noon = dt.datetime.combine(dt.date(last_month.year, last_month.month, 15), dt.time(12), zone)
 
@@ -104,7 +105,9 @@ def test_a_baby_born_during_its_mothers_stay_is_not_an_admission(db, tenant_fact
         mother = service.register_patient(conn, midwife, linked)["id"]
         service.open_encounter(conn, midwife, mother, EncounterIn(encounter_class="inpatient", status="in_progress",
                                                                   reason="in labour"))
-    born = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    # Born just after she was admitted (an hour before, as this test had it, the birth fell in the month before
+    # her admission when she was admitted in the first hour of a month, Nairobi time, and no admission counted).
+    born = dt.datetime.now(dt.UTC)
     body = DeliveryIn.model_validate({"born_at": born, "gestation_weeks": 38, "mode": "spontaneous_vaginal",
                                       "babies": [_baby("live_birth", "female", 3000),
                                                  _baby("live_birth", "male", 2900)],
