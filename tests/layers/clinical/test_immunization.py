@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.substrate import audit
+from tests.conftest import facility_today
 from tests.layers.clinical.conftest import new_patient
 
 API = "/api/t/{tenant}"
@@ -20,7 +21,7 @@ API = "/api/t/{tenant}"
 
 @pytest.fixture(scope="module")
 def today(facility) -> dt.date:
-    return dt.date.today()  # the test facility's zone is UTC, as the server's
+    return facility_today()  # the facility's (Nairobi): from 21:00 UTC a day ahead of the server's date
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +50,13 @@ def test_a_dose_given_on_time_counts_and_the_write_and_the_read_are_on_the_acces
     assert given.status_code == 201, given.text
     body = given.json()
     assert (body["counts"], body["detail"]) == (True, "Pentavalent (DTP-HepB-Hib), dose 1 given: it counts.")
-    assert body["immunization"]["given_on"] == dt.date.today().isoformat()
+    assert body["immunization"]["given_on"] == facility_today().isoformat()
     assert body["immunization"]["source"] == "administered" and body["immunization"]["lot_number"] == "PV-2231"
     assert [s["state"] for s in body["schedule"]] == ["given", "not_yet_due", "not_yet_due"]
     listed = api.get(base)
     assert listed.status_code == 200, listed.text
     penta1 = _slot(listed.json()["schedule"], "PENTA", 1)
-    assert (penta1["state"], penta1["given_on"]) == ("given", dt.date.today().isoformat())
+    assert (penta1["state"], penta1["given_on"]) == ("given", facility_today().isoformat())
     assert _slot(listed.json()["schedule"], "BCG", 1)["state"] == "overdue"
     events = {e.event_type for e in audit.patient_access_log(db, facility.slug, child["id"])}
     assert {"record.immunization.create", "record.immunization.read"} <= events
