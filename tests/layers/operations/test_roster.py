@@ -237,9 +237,13 @@ def test_my_shifts_are_her_own_in_facility_time_and_bounded(facility, other_faci
 def test_the_demo_rosters_two_weeks_and_leaves_one_night_understaffed(db, other_facility, policy):
     manager = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Bed Manager", tenant=other_facility.slug,
                         role="bed_manager")
+    # Admitted a day ago: a night shift already begun counts the census at its start (19:00), so patients admitted
+    # just now would be no one's tonight between 19:00 and midnight Nairobi time, when CI often runs.
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     with db.tenant(other_facility.slug) as conn:
         for n in range(3):
-            adt.admit(conn, manager, new_patient(conn, manager, family_name=f"Demo{n}"), ward_code="GEN")
+            adt.admit(conn, manager, new_patient(conn, manager, family_name=f"Demo{n}"), ward_code="GEN",
+                      at=yesterday)
     written = roster_demo.generate_roster_demo(db, policy, [other_facility.slug])
     now = dt.datetime.now(dt.UTC)
     monday = today() - dt.timedelta(days=today().weekday())
