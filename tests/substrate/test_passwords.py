@@ -137,7 +137,8 @@ def test_tampered_or_malformed_encodings_are_refused_without_raising(encoded: ob
     assert verify_password("correct horse battery staple", encoded) is False  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("encoded", [None, "", "plain text", VALID.replace("$argon2id$", "$argon2i$")])
+@pytest.mark.parametrize("encoded", [None, "", "plain text", VALID.replace("$argon2id$", "$argon2i$")],
+                         ids=["None", "empty", "plain text", "argon2i"])
 def test_unreadable_encodings_need_rehash(encoded: object) -> None:
     # Such an account cannot sign in with a password until one is set; the answer is only "not current".
     assert needs_rehash(encoded, FAST) is True  # type: ignore[arg-type]

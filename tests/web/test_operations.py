@@ -276,11 +276,17 @@ def test_kpi_detail_page_with_trend_companions_and_drill_down(manager, signed_in
     assert eight.status_code == 200
 
 
+def _named_without_guess(path: str) -> str:
+    """A test's name without its random guessed id: every pytest-xdist worker collects the module, and their
+    names must agree."""
+    return re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "{guess}", path)
+
+
 PAGES = ["/beds", "/beds/GEN", "/ed", "/command-center", "/command-center/bed_occupancy",
          f"/ed/{uuid.uuid4()}/admit", "/beds/GEN-02/admit"]
 
 
-@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.parametrize("path", PAGES, ids=_named_without_guess)
 def test_another_facilitys_session_is_refused_every_page(signed_in, facility, other_facility, path):
     intruder = signed_in("bed_manager", other_facility.slug)
     answer = intruder.get(f"/t/{facility.slug}{path}")
@@ -290,7 +296,8 @@ def test_another_facilitys_session_is_refused_every_page(signed_in, facility, ot
 @pytest.mark.parametrize("action", ["/beds/GEN-02/state", "/beds/GEN-02/admit",
                                     f"/beds/patients/{uuid.uuid4()}/discharge",
                                     f"/beds/patients/{uuid.uuid4()}/transfer", "/ed/arrivals",
-                                    f"/ed/{uuid.uuid4()}/seen", f"/ed/{uuid.uuid4()}/admit"])
+                                    f"/ed/{uuid.uuid4()}/seen", f"/ed/{uuid.uuid4()}/admit"],
+                         ids=_named_without_guess)
 def test_another_facilitys_session_cannot_post(signed_in, facility, other_facility, action):
     intruder = signed_in("bed_manager", other_facility.slug)
     own = intruder.get(f"/t/{other_facility.slug}/beds")
@@ -299,7 +306,7 @@ def test_another_facilitys_session_cannot_post(signed_in, facility, other_facili
     assert answer.status_code == 403
 
 
-@pytest.mark.parametrize("path", [f"/ed/{uuid.uuid4()}/admit", "/beds/NOWARD"])
+@pytest.mark.parametrize("path", [f"/ed/{uuid.uuid4()}/admit", "/beds/NOWARD"], ids=_named_without_guess)
 def test_guessed_ids_find_nothing(manager, facility, path):
     answer = manager.get(f"/t/{facility.slug}{path}")
     assert answer.status_code == 404
@@ -431,7 +438,8 @@ def test_a_clinic_opens_on_the_facilitys_today_not_the_servers(signed_in, tenant
     assert page.status_code == 200 and f"Medical outpatient clinic · {local_today:%d %b %Y}" in page.text
 
 
-@pytest.mark.parametrize("path", ["/clinics/MOPC", "/clinics", f"/appointments/{uuid.uuid4()}/reschedule"])
+@pytest.mark.parametrize("path", ["/clinics/MOPC", "/clinics", f"/appointments/{uuid.uuid4()}/reschedule"],
+                         ids=_named_without_guess)
 def test_another_facilitys_session_is_refused_the_clinic_pages(signed_in, facility, other_facility, path):
     intruder = signed_in("registrar", other_facility.slug)
     assert intruder.get(f"/t/{facility.slug}{path}", follow_redirects=False).status_code == 403
