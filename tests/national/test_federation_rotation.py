@@ -15,7 +15,10 @@ import base64
 import copy
 import json
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -60,10 +63,12 @@ def _package(definitions, keyring: keys.Keyring, month: national.Period, key_pro
 
 
 @pytest.fixture(scope="module")
-def hospital(db, client, definitions, tmp_path_factory):
+def hospital(db, client, definitions):
     """The hospital's appliance, registered at the ministry by its first key, which signed its package for
     BEFORE; then it rotates its key."""
-    home = tmp_path_factory.mktemp("rotating-hospital")
+    # Outside pytest's root, which any pytest starting meanwhile makes 0700 again, locking the cluster's
+    # system user out of its data directory (it could not be stopped).
+    home = Path(tempfile.mkdtemp(prefix="healthos-rotating-hospital-", dir="/tmp"))
     own = Database.open(Settings.from_env({"HEALTHOS_HOME": str(home)}))
     keyring = keys.bind(own, keys.Keyring(home))
     try:
@@ -79,6 +84,7 @@ def hospital(db, client, definitions, tmp_path_factory):
         yield {"db": own, "keyring": keyring, "rotation": rotation, "old_private": old_private}
     finally:
         own.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 class _StolenKey:

@@ -37,10 +37,12 @@ from tests.substrate.audit_support import fill
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory):
+def appliance():
     """An appliance of its own (its own home, keys and embedded cluster, as a new appliance has): one
     facility whose log was checkpointed by the first key, a rotation, then more checkpoints."""
-    home = tmp_path_factory.mktemp("rotation-home")
+    # Outside pytest's root, which any pytest starting meanwhile makes 0700 again, locking the cluster's
+    # system user out of its data directory (it could not be stopped).
+    home = Path(tempfile.mkdtemp(prefix="healthos-rotation-home-", dir="/tmp"))
     settings = Settings.from_env({"HEALTHOS_HOME": str(home)})
     fresh = Database.open(settings)
     keyring = keys.bind(fresh, keys.Keyring(home))
@@ -59,6 +61,7 @@ def appliance(tmp_path_factory):
                "old_private": old_private, "old_pem": old_pem, "middle": middle, "keyring": keyring}
     finally:
         fresh.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def export(appliance, tenant: str | None, **window) -> dict:
