@@ -19,7 +19,7 @@ from litestar.testing import TestClient
 
 import appliance.interop.hl7v2.models  # the HL7 interface's tenant tables, for the drift check
 import appliance.layers  # noqa: F401  (registers every layer's tables and appliers)
-from appliance.substrate import identity, totp
+from appliance.substrate import identity, passwords, totp
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.migrate import migrate_control
@@ -141,6 +141,13 @@ class Person:
     role: str
 
 
+# Test people's passwords are hashed at a fraction of the appliance's Argon2id cost: a run makes over a thousand
+# of them, ~20 ms each at the production cost on a quiet core. Signing in with one rehashes it at the production
+# cost (as the appliance upgrades any old hash; tests/web/test_auth.py checks it), and
+# tests/substrate/test_passwords.py checks the production parameters themselves.
+CHEAP_HASHES = identity.IdentitySettings(password_policy=passwords.PasswordPolicy(memory_cost_kib=256, iterations=1))
+
+
 @pytest.fixture(scope="session")
 def person_factory(db: Database, policy: AccessPolicy):
     def make(role: str, tenant: str | None = None, kind: str = "staff", ward: str | None = None) -> Person:
@@ -150,7 +157,7 @@ def person_factory(db: Database, policy: AccessPolicy):
         with db.control() as conn:
             new = identity.create_account(conn, policy, kind=kind, email=email, display_name=f"Test {role}",
                                           role=role, tenant=tenant, ward=ward)
-            identity.set_credentials(conn, new.account_id, password=password, mfa_secret=secret)
+            identity.set_credentials(conn, new.account_id, password=password, mfa_secret=secret, settings=CHEAP_HASHES)
         return Person(new.account_id, email, password, secret, tenant, role)
 
     return make

@@ -5,11 +5,12 @@ import re
 import time
 
 import pytest
+import sqlalchemy as sa
 from litestar import get
 from litestar.stores.registry import StoreRegistry
 from litestar.testing import TestClient
 
-from appliance.substrate import identity, totp
+from appliance.substrate import identity, passwords, totp
 from appliance.web.app import create_app
 from appliance.web.errors import sentence
 
@@ -43,11 +44,16 @@ def sign_in_over_http(client: TestClient, email: str, password: str, code: str |
                        follow_redirects=False)
 
 
-def test_full_sign_in_with_mfa_then_the_same_code_is_refused(fresh_client, person_factory, tenant_a):
+def test_full_sign_in_with_mfa_then_the_same_code_is_refused(fresh_client, db, person_factory, tenant_a):
     person = person_factory("clinician", tenant_a.slug)
     code = totp.totp_at(person.totp_secret, time.time())
     done = sign_in_over_http(fresh_client, person.email, person.password, code)
     assert done.status_code == 302 and done.headers["location"] == "/"
+    # The password came hashed at the tests' cost (tests/conftest.py): the sign-in rehashed it at the appliance's.
+    with db.control() as conn:
+        stored = conn.execute(sa.select(identity.account.c.password_hash)
+                              .where(identity.account.c.id == person.account_id)).scalar()
+    assert not passwords.needs_rehash(stored, passwords.DEFAULT_POLICY)
     cookie = done.headers["set-cookie"]
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
     me = fresh_client.get("/api/me").json()
