@@ -61,15 +61,24 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_server(db, settings, clinic) -> Iterator[str]:
-    """The appliance's real app behind a real HTTP server, for a real browser."""
+@pytest.fixture(scope="session")
+def served_app(db, settings):
+    """The app the browser journeys are served, built once (1-2 s each, which every journey module paid)."""
     from appliance.web.app import create_app
 
-    port = _free_port()
     # Every journey signs in from 127.0.0.1; the sign-in rate limit is tested elsewhere, not tripped here.
-    served = dataclasses.replace(settings, signin_attempts_per_minute=1000)
-    server = uvicorn.Server(uvicorn.Config(create_app(db, served), host="127.0.0.1", port=port, log_level="warning",
+    return create_app(db, dataclasses.replace(settings, signin_attempts_per_minute=1000))
+
+
+@pytest.fixture(scope="module")
+def live_server(served_app, clinic) -> Iterator[str]:
+    """The appliance's real app behind a real HTTP server, for a real browser: a server of the module's own, over
+    the session's app with the stores a new app starts with (as the `app` fixture gives the in-process tests)."""
+    from litestar.stores.registry import StoreRegistry
+
+    served_app.stores = StoreRegistry()
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(served_app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, ws="none", lifespan="on"))
     thread = threading.Thread(target=server.run, name="e2e-uvicorn", daemon=True)
     thread.start()
@@ -83,8 +92,9 @@ def live_server(db, settings, clinic) -> Iterator[str]:
     thread.join(timeout=15)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator:
+    """One chromium for the session: each journey opens (and closes) contexts of its own in it."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
