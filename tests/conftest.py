@@ -38,6 +38,16 @@ def facility_today() -> dt.date:
     return dt.datetime.now(FACILITY_ZONE).date()
 
 
+def pytest_configure(config) -> None:
+    """As root, the embedded cluster runs as its own system user, made by the first cluster to start. Under
+    pytest-xdist (scripts/test) the workers start their clusters at the same moment, and on a fresh machine each
+    would find the user missing and run useradd, the second failing; so the controller makes it first."""
+    if os.geteuid() == 0 and not hasattr(config, "workerinput") and not os.environ.get("HEALTHOS_DATABASE_URL"):
+        from appliance.substrate import embedded
+
+        embedded._ensure_system_user(embedded.SERVER_SYSTEM_USER)
+
+
 @pytest.fixture(scope="session")
 def healthos_home() -> Iterator[Path]:
     home = Path(tempfile.mkdtemp(prefix="healthos-test-"))
