@@ -92,9 +92,10 @@ def live_server(served_app, clinic) -> Iterator[str]:
     thread.join(timeout=15)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
-    """One chromium for the session: each journey opens (and closes) contexts of its own in it."""
+    """Chromium for one module: Playwright's sync API keeps an event loop running in the thread while it is started,
+    and the modules after would find asyncio.run refused (the HL7 listener's, the production workers')."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
