@@ -232,12 +232,23 @@ def _running_as_root() -> bool:
 
 
 def _ensure_system_user(name: str) -> None:
+    """The system user the server runs as when we are root, made if missing. Two processes starting at once on a
+    fresh machine (two `healthos` commands, two test workers) both find it missing: the one whose useradd loses the
+    race is satisfied that the user now exists, rather than failing on 'already exists'."""
     try:
         pwd.getpwnam(name)
+        return
     except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       check=True, capture_output=True)
+        pass
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    made = subprocess.run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                          check=False, capture_output=True, text=True)
+    if made.returncode != 0:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise RuntimeError(f"could not create the system user {name!r} for the embedded PostgreSQL server: "
+                               f"{made.stderr.strip() or f'useradd exited {made.returncode}'}") from None
 
 
 def _make_traversable(path: Path) -> None:
