@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from anyio import to_thread
 from litestar import Controller, Request, Response, get, post, put
 from litestar.connection import ASGIConnection
@@ -72,28 +71,17 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone
 
 PATIENT = "/patients/{patient_id:uuid}"
 WARD = "/nursing/wards/{ward_code:str}"
 Id = FromPath[uuid.UUID]
 Asking = Request[Principal, Any, Any]
 T = TypeVar("T")
-_TZ_TTL = dt.timedelta(minutes=5)
-_zones: dict[str, tuple[dt.datetime, zoneinfo.ZoneInfo]] = {}
-
-
 def facility_zone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
-    """The facility's time zone (drug rounds and shifts run on local time), cached a few minutes."""
-    now = dt.datetime.now(dt.UTC)
-    cached = _zones.get(slug)
-    if cached and now - cached[0] < _TZ_TTL:
-        return cached[1]
-    with db.control_autocommit() as conn:
-        name = conn.execute(sa.select(tenant_table.c.timezone).where(tenant_table.c.slug == slug)).scalar()
-    zone = zoneinfo.ZoneInfo(name or "UTC")
-    _zones[slug] = (now, zone)
-    return zone
+    """The facility's time zone (drug rounds, meals and shifts run on local time): the substrate's, one cache for
+    every layer."""
+    return facility_timezone(db, slug)
 
 
 def _opt(permission: str) -> dict:
