@@ -2,7 +2,8 @@
 expiring within 3 days flagged), receiving a unit and discarding one with the reason; the requests for blood still
 to answer, each with its patient's recorded group, a form to reserve a unit after the crossmatch (the emergency's
 reason for a patient with no group), each reserved unit's Issue and Release, and an issued unit's Returned unused
-(released back to stock with why).
+(released back to stock with why) — a request every unit of which is issued stays listed while one of them is not
+yet started, since this page is where the blood bank, which opens no chart, takes back a bag the ward did not hang.
 
 It keeps the portal's rules as the laboratory bench does (appliance/web/lab.py, whose form handling it shares,
 appliance/web/bench.py): server-rendered, no script, each route declares the permission the blood bank's API
@@ -57,7 +58,7 @@ PAGE = BenchPage("/blood", (), _bank_page)
 @get("/blood", operation_id="PortalBloodBank", opt={"permission": "clinical.blood.read"}, sync_to_thread=True,
      include_in_schema=False)
 def bank_page(request: Asking, tenant: Tenant) -> Template:
-    """The stock, and the requests still to answer."""
+    """The stock, and the requests still to answer or with a unit at the ward not yet started."""
     return _bank_page(request, tenant)
 
 

@@ -3,8 +3,10 @@ in-process HTTP: the lab technician receives a unit (an expired one refused besi
 requests blood from the chart, the bank refuses an incompatible unit beside the unit number and reserves and issues
 a compatible one, and the nurse's bedside form refuses a unit not issued to this patient beside the number, starts
 the right one (its second checker chosen from the ward's staff) and stops it for a reaction; the clinician cancels a
-request from the chart and its reserved unit goes back to stock. Forms carry CSRF, pages no inline script. Another
-facility's session and guessed patient ids on these routes are in tests/web/test_portal.py."""
+request from the chart and its reserved unit goes back to stock; a request every unit of which is issued stays on the
+bank's list while one is not yet started, whose Returned unused puts it back in stock (none for the unit hung). Forms
+carry CSRF, pages no inline script. Another facility's session and guessed patient ids on these routes are in
+tests/web/test_portal.py."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ import sqlalchemy as sa
 from appliance.layers.clinical import blood, service
 from appliance.layers.clinical.blood_schemas import BloodRequestIn, BloodUnitIn
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ResultIn
+from appliance.layers.nursing import transfusion
+from appliance.layers.nursing.schemas import TransfusionStartIn
+from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.test_blood import GROUPING
 from tests.web.test_death_pages import no_inline_script
 from tests.web.test_portal import post_form, principal_of
@@ -137,3 +142,55 @@ def test_the_clinician_cancels_a_request_from_the_chart_and_its_unit_goes_back(s
         assert blood.unit(conn, principal, unit_id, today=TODAY)["status"] == "available"
     again = post_form(doctor, tab, f"{tab}/requests/{request}/cancel", {"reason": "Operation postponed"})
     assert again.status_code == 409 and "cancelled already" in again.text
+
+
+def test_a_unit_of_a_fully_issued_request_is_returned_unused_from_the_bank(signed_in, db, facility, person_factory,
+                                                                            policy):
+    principal = principal_of(person_factory("clinician", facility.slug), facility.slug)
+    nurse = principal_of(person_factory("nurse", facility.slug, ward="GEN"), facility.slug)
+    checker = person_factory("nurse", facility.slug, ward="GEN")
+    with db.tenant(facility.slug) as conn:
+        patient = service.register_patient(conn, principal, PatientIn.model_validate({
+            "family_name": "Otieno", "given_names": "Ruth", "birth_date": "1979-09-12", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))["id"]
+        service.open_encounter(conn, principal, patient, EncounterIn(encounter_class="inpatient",
+                                                                      status="in_progress", ward_code="GEN"))
+        service.record_result(conn, principal, patient, ResultIn(code="882-1", value="O+"))
+        request = blood.request_blood(conn, principal, patient, BloodRequestIn(
+            component="red_cells", units=2, indication="Hb 6.2 g/dl", urgency="urgent"))["id"]
+        for number in ("PGR-1", "PGR-2"):
+            unit = blood.receive_unit(conn, principal, BloodUnitIn(
+                unit_number=number, component="red_cells", abo="O", rhd="positive", volume_ml=280,
+                collected_on=TODAY - dt.timedelta(days=2), expires_on=TODAY + dt.timedelta(days=20)), today=TODAY)
+            blood.reserve(conn, principal, request, unit["unit_number"], None, today=TODAY)
+            blood.issue(conn, principal, unit["id"], today=TODAY)
+        issued = {u["unit_number"]: u["id"] for u in blood.one_request(conn, principal, request, today=TODAY)
+                  ["units_given"]}
+    returned, hung = issued["PGR1"], issued["PGR2"]
+    staff = transfusion.colleagues(db, policy, facility.slug)
+    with db.tenant(facility.slug) as conn:  # the ward hangs one of the two; the other comes back to the bank
+        transfusion.start(conn, nurse, patient, TransfusionStartIn.model_validate({
+            "unit_number": "PGR2", "checked_by_account_id": checker.account_id, "vitals": VITALS}),
+            now=dt.datetime.now(dt.UTC), zone=facility_timezone(db, facility.slug), staff=staff)
+    lab, bank = signed_in("lab_technician", facility.slug), f"/t/{facility.slug}/blood"
+
+    page = lab.get(bank).text
+    listed = page.split(f'id="request-{request}"')[1].split("</article>")[0]
+    assert "all issued" in listed and f'id="reserve-{request}"' not in listed
+    form = listed.split(f'id="release-{returned}"')[1].split("</form>")[0]
+    assert 'name="_csrf_token"' in form and f'action="/t/{facility.slug}/blood/units/{returned}/release"' in listed
+    assert f'id="release-{hung}"' not in listed  # transfused: nothing to return
+    no_inline_script(page)
+    unexplained = post_form(lab, bank, f"{bank}/units/{returned}/release", {"reason": ""})
+    assert unexplained.status_code == 422 and 'id="reason-error"' in unexplained.text
+    done = post_form(lab, bank, f"{bank}/units/{returned}/release", {"reason": "Returned unused, never spiked"})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=unit-released"), done.text
+    stock = lab.get(done.headers["location"]).text
+    assert f'id="unit-{returned}"' in stock and "Unit released back to stock." in stock
+    with db.tenant(facility.slug) as conn:
+        assert blood.unit(conn, principal, returned, today=TODAY)["status"] == "available"
+    # The same refusals as the API's: the unit hung is not released, a guessed unit is none of this bank's.
+    given = post_form(lab, bank, f"{bank}/units/{hung}/release", {"reason": "Returned unused"})
+    assert given.status_code == 409 and "Unit PGR2 is transfused: only a reserved unit" in given.text
+    guessed = post_form(lab, bank, f"{bank}/units/{uuid.uuid4()}/release", {"reason": "Returned unused"})
+    assert guessed.status_code == 404

@@ -311,10 +311,13 @@ def _with_units(conn: Connection, principal: Principal, rows: list[dict], today:
 
 
 def open_requests(conn: Connection, principal: Principal, *, today: dt.date) -> list[dict]:
-    """The requests of the last fortnight with units still to issue, emergencies first then oldest: each with its
-    patient's label and recorded group and the units reserved or issued for it. Each patient listed is audited."""
+    """The requests of the last fortnight with units still to issue, or with a unit issued and not yet started (the
+    ward may bring it back unused, and the blood bank, which opens no chart, returns it to stock from here),
+    emergencies first then oldest: each with its patient's label and recorded group and the units reserved or issued
+    for it. Each patient listed is audited."""
     rows = [dict(r) for r in conn.execute(_RECENT_REQUESTS).mappings()]
-    return [r for r in _with_units(conn, principal, rows, today) if r["outstanding"] > 0]
+    return [r for r in _with_units(conn, principal, rows, today)
+            if r["outstanding"] > 0 or any(u["last_event"] == "issued" for u in r["units_given"])]
 
 
 def one_request(conn: Connection, principal: Principal, request_id: uuid.UUID, *, today: dt.date) -> dict:

@@ -142,9 +142,9 @@ class BloodBankController(Controller):
 
     @get("/requests", operation_id="ClinicalBloodRequests", opt={"permission": READ}, sync_to_thread=True)
     def requests(self, tenant: FromPath[str], state: State, request: Asking) -> list[BloodRequestOut]:
-        """The requests of the last fortnight with units still to issue, emergencies first, then urgent, then
-        oldest: the patient's label and recorded group, and the units reserved or issued. Each patient listed is
-        audited as read."""
+        """The requests of the last fortnight with units still to issue or a unit issued and not yet started,
+        emergencies first, then urgent, then oldest: the patient's label and recorded group, and the units reserved
+        or issued. Each patient listed is audited as read."""
         today = facility_today(state, tenant)
         with state.db.tenant(tenant) as conn:
             return [BloodRequestOut.model_validate(r) for r in blood.open_requests(conn, request.user, today=today)]
