@@ -40,8 +40,11 @@ card shows it under the chart's own rule (a care relationship, or break-the-glas
 
 A died outcome and a death certificate (clinical/death.py, the mark every facility reads) must agree: died is not
 dated before the certified day of death, and once a certificate is in force no other outcome but not evaluated is
-dated after that day. A died outcome with no certificate is answered with the pointer to certify it (the
-certificate needs a certifier's cause of death, so it is never made here).
+dated after that day. In the other order, a certificate (or its correction) dating the death after a died outcome of
+this facility's register is refused (`refuse_certificate_after_tb_death`, the record's reaction to `death`); a
+register at another facility is that facility's schema, out of reach here. A died outcome with no certificate is
+answered with the pointer to certify it (the certificate needs a certifier's cause of death, so it is never made
+here).
 
 Writes go through `record.append` (audited as writes of the patient's record); every read of a patient's card is
 noted on the audit seam, and the register notes each case it lists on its patient's access log.
@@ -71,7 +74,7 @@ from appliance.layers.clinical.registers import RegimenFile, lock_patient, next_
 from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
-from appliance.substrate.record import current_clause, entry, note_access, note_list_read
+from appliance.substrate.record import Entry, current_clause, entry, note_access, note_list_read
 
 KIND, FOLLOW_UP = "tb_treatment", "tb_follow_up"
 REGISTER = "tb_register"  # how the facility's register reads on each listed patient's access log
@@ -467,6 +470,36 @@ def _check_outcome(conn: Connection, patient_id: uuid.UUID, treatment: dict, out
         raise Invalid(refusal[0].upper() + refusal[1:], field="outcome")
 
 
+def refuse_certificate_after_tb_death(conn: Connection, principal: Principal, certified: Entry) -> None:
+    """The other order of "must agree": a death certificate, new or corrected, whose day of death is after a died
+    outcome on this facility's TB register is refused (422 on died_at; the certificate's transaction, mark
+    included, is undone), naming the case and the outcome's day, for the certifier to certify the day the person
+    died or have the TB outcome corrected first. A died outcome on or after the certified day stands, as
+    `death_refusal` lets it.
+
+    A reaction to the `death` entry rather than a guard: a guard is asked before the certificate exists, without
+    its time of death, and not on a correction. It runs after the certificate's own reaction (`death.on_death`,
+    registered when the clinical package is imported, before this module is), so the mark every facility reads is
+    this certificate's and the day of death is counted as `death_refusal` counts it: the certifying facility's."""
+    if certified.status == "entered_in_error":
+        return
+    # An outcome recorded at this moment waits for this certificate, then is checked against it (and the reverse).
+    _lock_patient(conn, certified.patient_id)
+    died = _treatments(conn, entry.c.patient_id == certified.patient_id, tb_treatment.c.outcome == "died")
+    if not died:
+        return
+    mark = deaths.death_of(conn, certified.patient_id)
+    if mark is None or mark.entry_id != certified.root_id:
+        raise RuntimeError("the TB register's check ran before the death certificate's own reaction recorded it")
+    died_on = deaths.day_of(mark)
+    earliest = min(died, key=lambda t: t["outcome_on"])
+    if earliest["outcome_on"] < died_on:
+        raise Invalid(f"this facility's TB register records case {earliest['register_number']} with the outcome died "
+                      f"on {earliest['outcome_on'].isoformat()}, before the day of death certified here "
+                      f"({died_on.isoformat()}): certify the day the person died, or correct the TB outcome's day on "
+                      "the TB card if it is wrong", field="died_at")
+
+
 def _allocate_number(conn: Connection, year: int) -> str:
     """The next number of the year's register."""
     return f"{year}/{next_number(conn, tb_register_sequence, year=year):04d}"
@@ -664,3 +697,6 @@ def register_of_year(conn: Connection, principal: Principal, year: int, *, regim
             case["hiv_status"] = None
     return {"year": year, "today": today, "cases": cases, "cohorts": cohorts, "hiv_status_shown": shows_hiv,
             "overdue": sum(1 for c in cases if c["overdue"])}
+
+
+record.register_reaction("death", refuse_certificate_after_tb_death)

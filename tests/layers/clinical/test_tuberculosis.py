@@ -351,11 +351,20 @@ def _died(year: int, month: int, day: int) -> str:
     return dt.datetime(year, month, day, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=3))).isoformat()
 
 
-def _certify(api, facility, who, died_at: str) -> None:
-    certified = api.post(f"{API.format(tenant=facility.slug)}/patients/{who}/death", json={
-        "died_at": died_at, "place": "home", "manner": "disease",
-        "part1": [{"code": "J96.0", "interval": "2 hours"}, {"code": "A15.0", "interval": "3 months"}]})
+def _certificate(died_at: str) -> dict:
+    return {"died_at": died_at, "place": "home", "manner": "disease",
+            "part1": [{"code": "J96.0", "interval": "2 hours"}, {"code": "A15.0", "interval": "3 months"}]}
+
+
+def _certify(api, facility, who, died_at: str) -> dict:
+    certified = api.post(f"{API.format(tenant=facility.slug)}/patients/{who}/death", json=_certificate(died_at))
     assert certified.status_code == 201, certified.text
+    return certified.json()
+
+
+def _death_entries(db, facility) -> int:
+    with db.tenant(facility.slug) as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'death'")).scalar()
 
 
 def test_a_died_outcome_points_to_the_death_certificate_and_the_two_must_agree(api, db, clinician, facility):
@@ -371,19 +380,38 @@ def test_a_died_outcome_points_to_the_death_certificate_and_the_two_must_agree(a
     pointer = died.json()["death"]
     assert pointer["certified"] is False and pointer["says"].startswith("No death certificate is recorded")
     assert api.get(_base(facility, first)).json()["treatments"][0]["death"] == pointer
-    # The certificate says 5 March: the died outcome of 1 March, before it, no longer stands a correction.
-    _certify(api, facility, first, _died(year, 3, 5))
+    # A certificate dating the death 5 March, after the died outcome of 1 March, is refused with nothing written;
+    # the TB outcome corrected to 5 March, it is certified.
+    death_url = f"{API.format(tenant=facility.slug)}/patients/{first}/death"
+    before = _death_entries(db, facility)
+    late = api.post(death_url, json=_certificate(_died(year, 3, 5)))
+    assert late.status_code == 422 and late.json()["field"] == "died_at", late.text
+    assert late.json()["detail"] == (
+        f"this facility's TB register records case {treatment['register_number']} with the outcome died on "
+        f"{year}-03-01, before the day of death certified here ({year}-03-05): certify the day the person died, or "
+        "correct the TB outcome's day on the TB card if it is wrong")
+    assert _death_entries(db, facility) == before and not api.get(death_url).json()["deceased"]
+    fix = {**_case(started_on=f"{year}-02-01"), "outcome": "died", "reason": "day of death from the certificate"}
     current = api.get(_base(facility, first)).json()["treatments"][0]
-    assert (current["death"]["certified"], current["death"]["died_on"]) == (True, f"{year}-03-05")
-    fix = {**_case(started_on=f"{year}-02-01"), "outcome": "died", "reason": "day of death from the certificate",
-           "version_id": current["id"]}
+    assert api.put(f"{_base(facility, first)}/{current['id']}", json={
+        **fix, "outcome_on": f"{year}-03-05", "version_id": current["id"]}).status_code == 200
+    certificate = _certify(api, facility, first, _died(year, 3, 5))
+    # Its correction to a later day is refused the same way; to an earlier one it stands.
+    correction = {**_certificate(_died(year, 3, 7)), "version_id": certificate["id"], "reason": "day mistyped"}
+    later = api.put(death_url, json=correction)
+    assert later.status_code == 422 and f"died on {year}-03-05, before the day" in later.json()["detail"]
+    assert api.put(death_url, json={**correction, "died_at": _died(year, 3, 4)}).status_code == 200
+    # Certified 4 March: a died outcome corrected to a day before it is refused, on the day itself it stands.
+    current = api.get(_base(facility, first)).json()["treatments"][0]
+    assert (current["death"]["certified"], current["death"]["died_on"]) == (True, f"{year}-03-04")
+    fix["version_id"] = current["id"]
     before = _tb_entries(db, facility)
     early = api.put(f"{_base(facility, first)}/{current['id']}", json={**fix, "outcome_on": f"{year}-03-02"})
     assert early.status_code == 422 and early.json()["field"] == "outcome_on", early.text
-    assert early.json()["detail"].startswith(f"this person was recorded deceased on 5 March {year} at ")
+    assert early.json()["detail"].startswith(f"this person was recorded deceased on 4 March {year} at ")
     assert _tb_entries(db, facility) == before
     assert api.put(f"{_base(facility, first)}/{current['id']}",
-                   json={**fix, "outcome_on": f"{year}-03-05"}).status_code == 200
+                   json={**fix, "outcome_on": f"{year}-03-04"}).status_code == 200
     # Certified first: after the death, no outcome of the living; died not before the day; died on it stands.
     treatment = api.post(_base(facility, second), json=_case(started_on=f"{year}-01-10")).json()
     _certify(api, facility, second, _died(year, 4, 1))
