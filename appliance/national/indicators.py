@@ -59,7 +59,7 @@ from appliance.layers.clinical.growth import (
     MUAC_MODERATE_BELOW_MM,
     MUAC_SEVERE_BELOW_MM,
 )
-from appliance.substrate import audit
+from appliance.substrate import audit, disclosure
 from appliance.substrate.config import PROJECT_ROOT
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
@@ -190,14 +190,12 @@ def load_definitions(path: Path) -> Definitions:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise IndicatorError(f"{path}: {exc}") from exc
     try:
-        threshold = int(data["disclosure"]["threshold"])
+        threshold = disclosure.threshold_of(data)
         bands = tuple(AgeBand(b["code"], b["label"], int(b["from_years"]),
                               None if b.get("to_years") is None else int(b["to_years"])) for b in data["age_band"])
         indicators = tuple(_indicator(item) for item in data["indicator"])
     except (KeyError, TypeError, ValueError) as exc:
         raise IndicatorError(f"{path}: {exc.__class__.__name__}: {exc}") from exc
-    if threshold < 2:
-        raise IndicatorError(f"{path}: the disclosure threshold must be at least 2, not {threshold}")
     if not bands or bands[0].from_years != 0 or bands[-1].to_years is not None or any(
             a.to_years != b.from_years for a, b in itertools.pairwise(bands)):
         raise IndicatorError(f"{path}: the age bands must run from 0 without gaps, the last one open")
@@ -811,19 +809,9 @@ class Published:
 
 
 def withhold(counts: dict[Cell, int], cells: Iterable[Cell], threshold: int) -> Published:
-    """The disclosure rule on one facility's breakdown (see the module docstring)."""
-    values = {cell: counts.get(cell, 0) for cell in cells}
-    total = sum(values.values())
-    hidden = {cell for cell, n in values.items() if 0 < n < threshold}
-    # Withheld cells must not be recoverable from the total and the rest: one withheld cell is exactly
-    # the difference, and several that add up to under the threshold are themselves a small count.
-    while hidden and (len(hidden) == 1 or sum(values[c] for c in hidden) < threshold):
-        shown = sorted((n, cell) for cell, n in values.items() if n > 0 and cell not in hidden)
-        if not shown:
-            break
-        hidden.add(shown[0][1])
-    return Published(None if 0 < total < threshold else total,
-                     {cell: None if cell in hidden else n for cell, n in values.items()})
+    """The disclosure rule (appliance/substrate/disclosure.py) on one facility's breakdown."""
+    total, shown = disclosure.withhold({cell: counts.get(cell, 0) for cell in cells}, threshold)
+    return Published(total, shown)
 
 
 def withhold_published(figure: Published, threshold: int) -> Published:

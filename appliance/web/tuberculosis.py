@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from appliance.layers.clinical import tuberculosis
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.schemas import Retraction
-from appliance.layers.clinical.tuberculosis_routes import regimens_of
+from appliance.layers.clinical.tuberculosis_routes import disclosure_threshold_of, regimens_of
 from appliance.layers.clinical.tuberculosis_schemas import TbCorrection, TbFollowUpIn, TbOutcomeIn, TbRegistrationIn
 from appliance.substrate.record import RecordError
 from appliance.web import portal
@@ -214,7 +214,8 @@ def register_page(request: Asking, tenant: Tenant,
                                         f"for {year[:20]!r}")
     with request.app.state.db.tenant(tenant) as conn:
         listed = tuberculosis.register_of_year(conn, request.user, int(year) if year else clock.today.year,
-                                               regimens=regimens_of(request.app.state), today=clock.today)
+                                               regimens=regimens_of(request.app.state), today=clock.today,
+                                               threshold=disclosure_threshold_of(request.app.state))
     return page(request, "tb/register.html", active="tb-register", listed=listed, words=WORDS,
                 outcomes=tuberculosis.OUTCOME_WORDS, years=range(clock.today.year, clock.today.year - 5, -1),
                 **HELPERS)

@@ -122,7 +122,8 @@ def test_a_registrar_sees_neither_the_tab_nor_the_register(signed_in, facility, 
 def test_the_register_names_hiv_status_only_to_art_register_readers_and_died_points_to_the_certificate(
         signed_in, db, facility, patient):
     """A second case, HIV-positive: the clinician's register says so, the nurse's says the status is withheld and
-    shows it for no one. Its outcome died, with no certificate: the card says none is recorded and links to write
+    shows it for no one, and withholds the cohort's HIV-positive count of 1 with the national page's words (the
+    clinician's shows it). Its outcome died, with no certificate: the card says none is recorded and links to write
     one."""
     doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Chest", tenant=facility.slug,
                        role="clinician")
@@ -142,6 +143,12 @@ def test_the_register_names_hiv_status_only_to_art_register_readers_and_died_poi
     withheld = nurse.get(register)
     assert withheld.status_code == 200 and 'id="hiv-status-withheld"' in withheld.text
     assert " · HIV-positive" not in withheld.text and "ACHIENG" in withheld.text
+    quarter = (started.month - 1) // 3 + 1
+    hiv_row = re.compile(rf'id="cohort-{quarter}-hiv_positive">(.*?)</tr>', re.S)
+    small = hiv_row.search(withheld.text).group(1)
+    assert 'title="withheld: under 5, or would reveal one">withheld</span>' in small and "<td>1</td>" not in small
+    assert "withhold a count from 1 to 4 in their HIV-positive row" in withheld.text
+    assert re.findall(r"<td>([^<]*)</td>", hiv_row.search(clinician.get(register).text).group(1))[:1] == ["1"]
     path = f"/t/{facility.slug}/patients/{who}/tb"
     died = post_form(clinician, path, f"{path}/{root}/outcome", {"outcome": "died",
                                                                  "outcome_on": dt.date.today().isoformat()})

@@ -35,8 +35,10 @@ refused. The quarterly cohort is the cases whose treatment started in the quarte
 passed since the quarter ended (every outcome should be assigned by then); before that the table is provisional.
 
 HIV status is the more sensitive fact: the facility's register shows each case's HIV status only to those who may
-read the ART register (`clinical.hiv.register`); others see the cohort's counts, which name no one. The patient's
-card shows it under the chart's own rule (a care relationship, or break-the-glass).
+read the ART register (`clinical.hiv.register`); others see the cohort's counts under the ministry's disclosure rule
+(`withhold_small`: its HIV-positive row's counts from 1 to the threshold less one withheld, as the national figures'
+are), since beside the cases the register names, a quarter's one HIV-positive case at a small health centre would be
+someone. The patient's card shows it under the chart's own rule (a care relationship, or break-the-glass).
 
 A died outcome and a death certificate (clinical/death.py, the mark every facility reads) must agree: died is not
 dated before the certified day of death, and once a certificate is in force no other outcome but not evaluated is
@@ -71,7 +73,7 @@ from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
 from appliance.layers.clinical.immunization_schedule import Span
 from appliance.layers.clinical.models import TB_OUTCOMES, patient, tb_follow_up, tb_register_sequence, tb_treatment
 from appliance.layers.clinical.registers import RegimenFile, lock_patient, next_number
-from appliance.substrate import deaths, record
+from appliance.substrate import deaths, disclosure, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
 from appliance.substrate.record import Entry, current_clause, entry, note_access, note_list_read
@@ -316,6 +318,19 @@ def cohort_table(cases: Sequence[dict]) -> dict:
     new_relapse = [c for c in cases if c["history"] in ("new", "relapse")]
     return {"rows": [{"row": row, "label": label, **tally(by_row[row])} for row, label in COHORT_ROWS.items()],
             "new_relapse": tally(new_relapse), "all": tally(list(cases))}
+
+
+def withhold_small(row: dict, threshold: int) -> dict:
+    """A cohort row under the national disclosure rule (appliance/substrate/disclosure.py): its outcome counts and
+    those with no outcome yet are one breakdown of those registered, withheld (None) where small or where they would
+    reveal a small one; treatment success, a sum of two of them, and its rate with them."""
+    cells = {**row["outcomes"], "no_outcome": row["no_outcome"]}
+    registered, shown = disclosure.withhold(cells, threshold)
+    success = (None if shown["cured"] is None or shown["treatment_completed"] is None
+               else shown["cured"] + shown["treatment_completed"])
+    return {**row, "registered": registered, "outcomes": {o: shown[o] for o in row["outcomes"]},
+            "no_outcome": shown["no_outcome"], "success": success,
+            "success_rate": row["success_rate"] if success is not None and registered is not None else None}
 
 
 def quarter_of(day: dt.date) -> int:
@@ -660,12 +675,14 @@ def cohort_reported_from(year: int, quarter: int) -> dt.date:
 
 
 def register_of_year(conn: Connection, principal: Principal, year: int, *, regimens: Regimens,
-                     today: dt.date) -> dict:
+                     today: dt.date, threshold: int) -> dict:
     """The year's register (every case whose treatment started in the year, by register number): each case's
     patient, classification, follow-ups done and overdue, and outcome; and each quarter's cohort table, marked
     provisional until 12 months after the quarter. Each case's HIV status only to a principal who may read the ART
-    register (the cohort's counts to everyone: they name no one). Each case listed is audited on its patient's
-    access log, saying whether it showed their HIV status."""
+    register; to anyone else the cohort's HIV-positive row under the national disclosure rule at `threshold` (the
+    ministry's, policies/indicators.toml): beside the named cases of a small health centre's quarter, one
+    HIV-positive case with its outcome would say who. Each case listed is audited on its patient's access log,
+    saying whether it showed their HIV status."""
     rows = _treatments(conn, tb_treatment.c.register_year == year)[:REGISTER_LIMIT]
     rows.sort(key=lambda r: r["register_number"])
     people = {r["id"]: dict(r) for r in conn.execute(
@@ -692,11 +709,13 @@ def register_of_year(conn: Connection, principal: Principal, year: int, *, regim
         cohorts.append({"quarter": quarter, "starts_on": start, "ends_on": end - dt.timedelta(days=1),
                         "reported_from": reported_from, "provisional": today < reported_from,
                         **cohort_table(members)})
-    if not shows_hiv:  # after the cohorts are counted: their HIV-positive row counts everyone, naming no one
+    if not shows_hiv:  # after the cohorts are counted: their HIV-positive row counts everyone, small counts withheld
         for case in cases:
             case["hiv_status"] = None
+        for cohort in cohorts:
+            cohort["rows"] = [withhold_small(r, threshold) if r["row"] == "hiv_positive" else r for r in cohort["rows"]]
     return {"year": year, "today": today, "cases": cases, "cohorts": cohorts, "hiv_status_shown": shows_hiv,
-            "overdue": sum(1 for c in cases if c["overdue"])}
+            "withheld_under": None if shows_hiv else threshold, "overdue": sum(1 for c in cases if c["overdue"])}
 
 
 record.register_reaction("death", refuse_certificate_after_tb_death)

@@ -3,11 +3,11 @@ patient's TB treatment card, registering a case on treatment, its follow-ups, it
 withdrawal, and the facility's register of a year with its quarterly cohorts' outcomes.
 
 The patient's routes pass the care-relationship guard as the rest of the chart does (break-the-glass with a
-stated reason otherwise); the register is facility-wide, shows HIV status only to those who may read the ART register,
-and audits each case it lists. Permissions:
-`clinical.tb.read` to read, `clinical.tb.write` to register, assign an outcome, correct and withdraw (clinicians,
-ACC-002), `clinical.tb.follow_up` to record and correct a follow-up (clinicians, and nurses by ACC-027). Refusals
-are the clinical API's: 404 for a patient or record not at this facility, 409 for a second open treatment, an
+stated reason otherwise); the register is facility-wide, shows HIV status only to those who may read the ART register
+(to others, its cohorts' HIV-positive counts under the national disclosure rule), and audits each case it lists.
+Permissions: `clinical.tb.read` to read, `clinical.tb.write` to register, assign an outcome, correct and withdraw
+(clinicians, ACC-002), `clinical.tb.follow_up` to record and correct a follow-up (clinicians, and nurses by ACC-027).
+Refusals are the clinical API's: 404 for a patient or record not at this facility, 409 for a second open treatment, an
 outcome already assigned or a version changed since, 422 naming the field (and the WHO rule) at fault, with
 nothing written.
 """
@@ -40,6 +40,7 @@ from appliance.layers.clinical.tuberculosis_schemas import (
     TbRegistrationIn,
     TbTreatmentOut,
 )
+from appliance.substrate import disclosure
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import facility_timezone
 
@@ -51,6 +52,11 @@ TB = PATIENT + "/tb"
 
 def regimens_of(state: State) -> Regimens:
     return load_regimens(state.settings.policies_dir / "tuberculosis.toml")
+
+
+def disclosure_threshold_of(state: State) -> int:
+    """The ministry's small-count threshold, the one its national figures are withheld under."""
+    return disclosure.read_threshold(state.settings.policies_dir / "indicators.toml")
 
 
 def today_at(state: State, tenant: str) -> dt.date:
@@ -159,9 +165,11 @@ class TuberculosisController(Controller):
         cases by bacteriological status and site, previously treated, unknown history and HIV-positive, each by
         WHO outcome, with treatment success (cured + completed) as a percentage; provisional until 12 months after
         the quarter. Each case's HIV status only to those who may read the ART register (`clinical.hiv.register`;
-        null, with `hiv_status_shown` false, for others, who see the cohorts' counts). Each case listed is audited as
-        read, saying whether its HIV status was shown."""
+        null, with `hiv_status_shown` false, for others, who see the cohorts' counts, the HIV-positive row's under the
+        national disclosure rule: a count from 1 to `withheld_under` less one is null, and so is one that would reveal
+        it). Each case listed is audited as read, saying whether its HIV status was shown."""
         today = today_at(state, tenant)
         with state.db.tenant(tenant) as conn:
             return TbRegisterOut.model_validate(tuberculosis.register_of_year(
-                conn, request.user, year or today.year, regimens=regimens_of(state), today=today))
+                conn, request.user, year or today.year, regimens=regimens_of(state), today=today,
+                threshold=disclosure_threshold_of(state)))

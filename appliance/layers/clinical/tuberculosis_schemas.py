@@ -169,6 +169,11 @@ class TbTally(_Out):
 class TbCohortRow(TbTally):
     row: str
     label: str
+    # The HIV-positive row, to those who may not read the ART register, under the national disclosure rule.
+    registered: int | None = Field(description="null where withheld (the HIV-positive row, under `withheld_under`)")
+    outcomes: dict[str, int | None] = Field(description="each WHO outcome's count; null where withheld")
+    no_outcome: int | None
+    success: int | None = Field(description="cured plus treatment completed; null where either is withheld")
 
 
 class TbCohortOut(_Out):
@@ -190,4 +195,8 @@ class TbRegisterOut(_Out):
     cohorts: list[TbCohortOut]
     hiv_status_shown: bool = Field(description="whether each case's HIV status is shown: only to those who may read "
                                                "the ART register; the cohort's HIV-positive row counts for everyone")
+    withheld_under: int | None = Field(description="to those who may not read the ART register, the disclosure "
+                                                   "threshold their cohorts' HIV-positive row is under: a count from 1 "
+                                                   "to this less one is null, and so is one that would reveal it; null "
+                                                   "where every count is exact")
     overdue: int = Field(description="cases with a follow-up overdue")

@@ -106,6 +106,21 @@ def test_follow_ups_fall_due_months_after_the_start_and_overdue_two_weeks_after(
 # -- the register over HTTP ---------------------------------------------------------------------------------------
 
 
+def test_an_hiv_positive_row_withholds_small_counts_the_one_that_would_reveal_them_and_the_success_they_make():
+    """Six HIV-positive cases: five cured, one died. The 1 is withheld, and the 5 too (it is the total less the 1);
+    the total and the zeros stay; treatment success (cured + completed) goes with the cured. Under a threshold no
+    count is below, the row is unchanged."""
+    cases = [{"history": "new", "site": "pulmonary", "bacteriology": "bacteriologically_confirmed",
+              "hiv_status": "positive", "outcome": "cured" if n < 5 else "died"} for n in range(6)]
+    row = next(r for r in tuberculosis.cohort_table(cases)["rows"] if r["row"] == "hiv_positive")
+    shown = tuberculosis.withhold_small(row, 5)
+    assert (shown["registered"], shown["outcomes"]["cured"], shown["outcomes"]["died"],
+            shown["outcomes"]["treatment_failed"], shown["no_outcome"], shown["success"], shown["success_rate"]) == (
+        6, None, None, 0, 0, None, None)
+    seven = tuberculosis.cohort_table([*cases, {**cases[5]}])["rows"][-1]  # five cured, two died: none under 2
+    assert tuberculosis.withhold_small(seven, 2) == seven
+
+
 def test_a_hand_built_quarter_gives_the_register_numbers_in_sequence_and_the_cohort_table(api, db, facility,
                                                                                          patients):
     """Q1 of YEAR: A cured, B (clinically diagnosed, HIV-positive) completed, C (relapse, extrapulmonary) died,
@@ -326,9 +341,11 @@ def test_a_follow_up_is_filed_only_under_this_patients_own_encounter(api, db, fa
 
 def test_the_register_shows_hiv_status_only_to_those_who_may_read_the_art_register(api, token_client, db, facility,
                                                                                     patients):
-    """B (patients[1]) is HIV-positive in YEAR's register: a clinician (who may read the ART register) sees it; a nurse
-    sees the cohort's HIV-positive count but no one's status, and her read is logged without it; her TB card of B
-    (the chart's rule, a care relationship) shows it."""
+    """B (patients[1]) is HIV-positive in YEAR's register: a clinician (who may read the ART register) sees it and the
+    Q1 cohort's one HIV-positive case; a nurse sees no one's status, and the cohort's HIV-positive row under the
+    national disclosure rule (its 1 and the outcome beside it withheld: among the four new cases the register names,
+    with their outcomes, they would say who), and her read is logged without it; her TB card of B (the chart's rule,
+    a care relationship) shows it."""
     url = f"{API.format(tenant=facility.slug)}/tb/register"
     nurse = token_client(facility.slug, role="nurse")
     seen = nurse.get(url, params={"year": YEAR})
@@ -337,9 +354,14 @@ def test_the_register_shows_hiv_status_only_to_those_who_may_read_the_art_regist
     assert shown["hiv_status_shown"] is False and {c["hiv_status"] for c in shown["cases"]} == {None}
     assert '"hiv_status":"positive"' not in seen.text and '"hiv_status":"negative"' not in seen.text
     hiv_row = next(r for r in shown["cohorts"][0]["rows"] if r["row"] == "hiv_positive")
-    assert hiv_row["registered"] == 1
+    assert (hiv_row["registered"], hiv_row["outcomes"]["treatment_completed"], hiv_row["outcomes"]["died"],
+            hiv_row["success"], hiv_row["success_rate"], shown["withheld_under"]) == (None, None, 0, None, None, 5)
+    other_row = next(r for r in shown["cohorts"][0]["rows"] if r["row"] == "new_relapse_clinical")
+    assert (other_row["registered"], other_row["success_rate"]) == (1, "100.0")  # not about HIV: exact
     clinician = api.get(url, params={"year": YEAR}).json()
-    assert clinician["hiv_status_shown"] is True
+    assert clinician["hiv_status_shown"] is True and clinician["withheld_under"] is None
+    exact = next(r for r in clinician["cohorts"][0]["rows"] if r["row"] == "hiv_positive")
+    assert (exact["registered"], exact["outcomes"]["treatment_completed"], exact["success_rate"]) == (1, 1, "100.0")
     assert {c["patient"]["family_name"]: c["hiv_status"] for c in clinician["cases"]}["Kamau1"] == "positive"
     log = [ev.event_type for ev in audit.patient_access_log(db, facility.slug, patients[1])]
     assert log.count("record.tb_register.read") == 1 and "record.tb_register_hiv_status.read" in log
