@@ -16,7 +16,14 @@ reporter as a status and, once closed, what was learned.
   or API reads: the regulator, with their key, can. The event on the patient's access log of an anonymous report
   names no one (the appliance records it), or the patient would learn what the facility cannot. Nor does its time
   name anyone: every page and API gives an anonymous report's time to the hour only (`shown`), since the minute,
-  set beside the audit log's times of who was signed in and busy, can single out who filed it.
+  set beside the audit log's times of who was signed in and busy, can single out who filed it. Nor its number: the
+  facility's running number orders every report, and an anonymous one's place between two named reports, whose
+  times are exact and whose reporters are named, would say when it was filed to the minute; so no page or API gives
+  an anonymous report's number (it is the anonymous report, with its id). The named reports' numbers still skip
+  the anonymous ones' (the gap says a report was filed between two times; which one, among the anonymous reports of
+  that hour, it does not): numbering them apart needs a counter of their own, a migration. When it happened
+  (`occurred_at`) stays exact: only the quality manager reads an anonymous report, and needs the time to review it;
+  and an hour, or a shift, on the same ward names the same staff from the roster as the minute does.
 - Review (`operations.incident.review`, the quality manager): append-only events (`incident_review`): notes,
   contributing factors, actions with owner and due date, the severity confirmed, and the closing with its learning
   summary (once, after a severity is confirmed). The status is read from them: open, under review, closed.
@@ -178,11 +185,12 @@ def report(conn: Connection, principal: Principal, data: Any, *, at: dt.datetime
 
 
 def shown(row: dict) -> dict:
-    """An incident as it leaves this room: an anonymous report's time truncated to the hour (UTC); a named one's
-    as stored (its reporter is named beside it anyway). The table keeps the exact time, for the month's counts."""
+    """An incident as it leaves this room: an anonymous report's time truncated to the hour (UTC) and its running
+    number withheld (None); a named one's as stored (its reporter is named beside it anyway). The table keeps the
+    exact time, for the month's counts."""
     if row["anonymous"]:
-        return {**row, "reported_at": row["reported_at"].astimezone(dt.UTC).replace(minute=0, second=0,
-                                                                                    microsecond=0)}
+        return {**row, "number": None, "reported_at": row["reported_at"].astimezone(dt.UTC).replace(
+            minute=0, second=0, microsecond=0)}
     return row
 
 

@@ -285,23 +285,31 @@ def falls_per_1000_bed_days(conn: Connection, windows: Sequence[Window]) -> list
                    denominator=None if r.bed_days is None else float(r.bed_days)) for r in rows]
 
 
+# How an incident is named beside a figure: an anonymous report by no number, as everywhere (incidents.shown says why).
+_REPORT = "CASE WHEN i.anonymous THEN 'anonymous report' ELSE 'report ' || i.number END"
+
+
 def falls_entries(conn: Connection, window: Window, limit: int) -> list[dict]:
     return _entries(conn, f"""
         SELECT i.id AS entry_id, 'incident' AS kind, i.patient_id, i.occurred_at, 1 AS measure,
-               'fall on ' || i.ward_code || ': ' || replace(i.outcome, '_', ' ') || ' (report ' || i.number || ')'
-                 AS label
+               'fall on ' || i.ward_code || ': ' || replace(i.outcome, '_', ' ') || ' (' || {_REPORT} || ')' AS label
         FROM {_INPATIENT_FALLS} AND i.occurred_at >= :start AND i.occurred_at < :end
         ORDER BY i.occurred_at LIMIT :limit""", window, limit)  # noqa: S608 -- constant fragments; values are bound
 
 
-_CLOSED = """closed AS (
-    SELECT i.id, i.patient_id, i.number, i.incident_type, i.reported_at, v.at AS closed_at
+# An anonymous report counts from the hour it was reported in (UTC, as incidents.shown gives it): the exact time,
+# recovered from an entry's days to close and its closing, would say who filed it.
+_CLOSED = f"""closed AS (
+    SELECT i.id, i.patient_id, {_REPORT} AS report, i.incident_type,
+           CASE WHEN i.anonymous THEN date_trunc('hour', i.reported_at, 'UTC') ELSE i.reported_at END AS reported_at,
+           v.at AS closed_at
     FROM incident i JOIN incident_review v ON v.incident_id = i.id AND v.kind = 'closed'
-)"""
+)"""  # noqa: S608 -- a constant fragment of this module
 
 
 def incident_days_to_close(conn: Connection, windows: Sequence[Window]) -> list[Figure]:
-    """Median days from an incident's report to its closing, over the incidents closed in the window."""
+    """Median days from an incident's report to its closing (an anonymous one's from its hour), over the incidents
+    closed in the window."""
     rows = _rows(conn, f""", {_CLOSED}
         SELECT w.n, count(c.id) AS closed,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.closed_at - c.reported_at) / 86400)
@@ -315,7 +323,7 @@ def incident_close_entries(conn: Connection, window: Window, limit: int) -> list
     return _entries(conn, f"""WITH {_CLOSED}
         SELECT c.id AS entry_id, 'incident' AS kind, c.patient_id, c.closed_at AS occurred_at,
                extract(epoch FROM c.closed_at - c.reported_at) / 86400 AS measure,
-               replace(c.incident_type, '_', ' ') || ' (report ' || c.number || '): report to closing' AS label
+               replace(c.incident_type, '_', ' ') || ' (' || c.report || '): report to closing' AS label
         FROM closed c WHERE c.closed_at >= :start AND c.closed_at < :end
         ORDER BY c.closed_at LIMIT :limit""", window, limit)  # noqa: S608 -- constant fragments; values are bound
 

@@ -436,7 +436,8 @@ class IncidentOut(BaseModel):
     """An incident as lists show it: no patient named (only whether one is), no free text."""
 
     id: uuid.UUID
-    number: int
+    number: int | None = Field(description="The facility's running number of its reports; null for an anonymous "
+                                           "report, whose place among the named reports would say when it was filed.")
     occurred_at: dt.datetime
     ward_code: str
     incident_type: str

@@ -145,9 +145,31 @@ def test_an_anonymous_report_names_its_reporter_nowhere_the_facility_reads(db, f
         assert (reported.minute, reported.second, reported.microsecond) == (0, 0, 0), given["reported_at"]
         assert reported.astimezone(dt.UTC) == stored["reported_at"].astimezone(dt.UTC).replace(minute=0, second=0,
                                                                                                 microsecond=0)
-    page = signed_in("quality_manager", facility.slug).get(f"/t/{facility.slug}/incidents/{incident_id}").text
+    # Nor its number: its place between two named reports, whose times are exact, would give the minute back.
+    assert [given["number"] for given in (answer.json(), listed[incident_id])] == [None, None]
+    assert manager.get(f"{api(facility)}/{incident_id}").json()["number"] is None
+    assert all(isinstance(r["number"], int) for r in listed.values() if not r["anonymous"])
+    quality = signed_in("quality_manager", facility.slug)
+    page = quality.get(f"/t/{facility.slug}/incidents/{incident_id}").text
     said = page.split('id="reported">')[1].split("</dd>")[0]
     assert "in the hour from" in said and "anonymous" in said
+    assert '<h1 id="incident-title">Anonymous incident report</h1>' in page
+    row = quality.get(f"/t/{facility.slug}/incidents").text.split(f'id="incident-{incident_id}"')[1].split("</tr>")[0]
+    assert f'/incidents/{incident_id}"><span title="An anonymous report has no number' in row
+    # Nor do the command center's entries behind its figures (the bed manager's drill-down): the fall is "anonymous
+    # report", and its days to close count from the hour, or they and the closing's time would give the minute.
+    review = f"{api(facility)}/{incident_id}/review"
+    for event in ({"kind": "severity_confirmed", "harm": "mild"}, {"kind": "closed", "note": "Bed rails checked."}):
+        assert manager.post(review, json=event).status_code == 201, event
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        window = Window(now - dt.timedelta(hours=3), now + dt.timedelta(minutes=1), NAIROBI)
+        [fell] = [e for e in kpis.falls_entries(conn, window, 100) if str(e["entry_id"]) == incident_id]
+        [closed] = [e for e in kpis.incident_close_entries(conn, window, 100) if str(e["entry_id"]) == incident_id]
+    assert fell["label"] == "fall on GEN: mild (anonymous report)"
+    assert closed["label"] == "fall (anonymous report): report to closing"
+    from_the_hour = stored["reported_at"].astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    assert float(closed["measure"]) * 86400 == pytest.approx((closed["occurred_at"] - from_the_hour).total_seconds())
     assert incident_id not in {r["id"] for r in nurse.get(f"{api(facility)}/mine").json()}
     assert nurse.get(f"{api(facility)}/{incident_id}").status_code == 404  # nobody's, not even the reporter's
     # The patient's access log names no one for it; the reporter is only in the report's own event, sealed in the
