@@ -23,11 +23,11 @@ from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ResultIn
 from appliance.layers.nursing import transfusion
 from appliance.layers.nursing.schemas import TransfusionStartIn
 from appliance.substrate.tenancy import facility_timezone
+from tests.conftest import facility_today
 from tests.layers.clinical.test_blood import GROUPING
 from tests.web.test_death_pages import no_inline_script
 from tests.web.test_portal import post_form, principal_of
 
-TODAY = dt.date.today()
 VITALS = {"temperature_c": "36.7", "heart_rate_bpm": "80", "systolic_mmhg": "120", "respiratory_rate": "16"}
 
 
@@ -39,6 +39,7 @@ def facility(tenant_factory):
 def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db, facility, person_factory):
     doctor_person = person_factory("clinician", facility.slug)
     principal = principal_of(doctor_person, facility.slug)
+    today = facility_today()
     data = PatientIn.model_validate({"family_name": "Wairimu", "given_names": "Joy", "birth_date": "1991-05-06",
                                      "sex": "female",
                                      "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]})
@@ -57,12 +58,12 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
     assert page.status_code == 200 and 'name="_csrf_token"' in page.text and 'id="stock-grid"' in page.text
     no_inline_script(page.text)
     unit = {"unit_number": "PG-100", "component": "red_cells", "abo": "B", "rhd": "positive", "volume_ml": "280",
-            "collected_on": str(TODAY - dt.timedelta(days=2)), "expires_on": str(TODAY - dt.timedelta(days=1))}
+            "collected_on": str(today - dt.timedelta(days=2)), "expires_on": str(today - dt.timedelta(days=1))}
     expired = post_form(lab, bank, f"{bank}/units", unit)
     assert expired.status_code == 422 and 'id="expires_on-error"' in expired.text and 'value="PG-100"' in expired.text
     for number, abo in (("PG-100", "B"), ("PG-A", "A")):
         done = post_form(lab, bank, f"{bank}/units", {**unit, "unit_number": number, "abo": abo,
-                                                      "expires_on": str(TODAY + dt.timedelta(days=2))})
+                                                      "expires_on": str(today + dt.timedelta(days=2))})
         assert done.status_code == 303, done.text
     assert 'class="badge flag-high">expiring' in lab.get(bank).text
 
@@ -114,6 +115,7 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
 def test_the_clinician_cancels_a_request_from_the_chart_and_its_unit_goes_back(signed_in, db, facility,
                                                                                 person_factory):
     principal = principal_of(person_factory("clinician", facility.slug), facility.slug)
+    today = facility_today()
     with db.tenant(facility.slug) as conn:
         patient = service.register_patient(conn, principal, PatientIn.model_validate({
             "family_name": "Kiptoo", "given_names": "Ann", "birth_date": "1988-02-03", "sex": "female",
@@ -123,10 +125,10 @@ def test_the_clinician_cancels_a_request_from_the_chart_and_its_unit_goes_back(s
         service.record_result(conn, principal, patient, ResultIn(code="882-1", value="O+"))
         blood.receive_unit(conn, principal, BloodUnitIn(
             unit_number="PGC-1", component="red_cells", abo="O", rhd="positive", volume_ml=280,
-            collected_on=TODAY - dt.timedelta(days=2), expires_on=TODAY + dt.timedelta(days=20)), today=TODAY)
+            collected_on=today - dt.timedelta(days=2), expires_on=today + dt.timedelta(days=20)), today=today)
         request = blood.request_blood(conn, principal, patient, BloodRequestIn(
             component="red_cells", units=1, indication="Pre-op, Hb 8.1 g/dl", urgency="routine"))["id"]
-        unit_id = blood.reserve(conn, principal, request, "PGC1", None, today=TODAY)["units_given"][0]["id"]
+        unit_id = blood.reserve(conn, principal, request, "PGC1", None, today=today)["units_given"][0]["id"]
     doctor = signed_in("clinician", facility.slug)
     tab = f"/t/{facility.slug}/patients/{patient}/transfusions"
     page = doctor.get(tab).text
@@ -139,13 +141,14 @@ def test_the_clinician_cancels_a_request_from_the_chart_and_its_unit_goes_back(s
     shown = doctor.get(done.headers["location"]).text
     assert "status-cancelled" in shown and "Operation postponed" in shown and f'id="cancel-{request}"' not in shown
     with db.tenant(facility.slug) as conn:
-        assert blood.unit(conn, principal, unit_id, today=TODAY)["status"] == "available"
+        assert blood.unit(conn, principal, unit_id, today=today)["status"] == "available"
     again = post_form(doctor, tab, f"{tab}/requests/{request}/cancel", {"reason": "Operation postponed"})
     assert again.status_code == 409 and "cancelled already" in again.text
 
 
 def test_a_unit_of_a_fully_issued_request_is_returned_unused_from_the_bank(signed_in, db, facility, person_factory,
                                                                             policy):
+    today = facility_today()
     principal = principal_of(person_factory("clinician", facility.slug), facility.slug)
     nurse = principal_of(person_factory("nurse", facility.slug, ward="GEN"), facility.slug)
     checker = person_factory("nurse", facility.slug, ward="GEN")
@@ -161,10 +164,10 @@ def test_a_unit_of_a_fully_issued_request_is_returned_unused_from_the_bank(signe
         for number in ("PGR-1", "PGR-2"):
             unit = blood.receive_unit(conn, principal, BloodUnitIn(
                 unit_number=number, component="red_cells", abo="O", rhd="positive", volume_ml=280,
-                collected_on=TODAY - dt.timedelta(days=2), expires_on=TODAY + dt.timedelta(days=20)), today=TODAY)
-            blood.reserve(conn, principal, request, unit["unit_number"], None, today=TODAY)
-            blood.issue(conn, principal, unit["id"], today=TODAY)
-        issued = {u["unit_number"]: u["id"] for u in blood.one_request(conn, principal, request, today=TODAY)
+                collected_on=today - dt.timedelta(days=2), expires_on=today + dt.timedelta(days=20)), today=today)
+            blood.reserve(conn, principal, request, unit["unit_number"], None, today=today)
+            blood.issue(conn, principal, unit["id"], today=today)
+        issued = {u["unit_number"]: u["id"] for u in blood.one_request(conn, principal, request, today=today)
                   ["units_given"]}
     returned, hung = issued["PGR1"], issued["PGR2"]
     staff = transfusion.colleagues(db, policy, facility.slug)
@@ -188,7 +191,7 @@ def test_a_unit_of_a_fully_issued_request_is_returned_unused_from_the_bank(signe
     stock = lab.get(done.headers["location"]).text
     assert f'id="unit-{returned}"' in stock and "Unit released back to stock." in stock
     with db.tenant(facility.slug) as conn:
-        assert blood.unit(conn, principal, returned, today=TODAY)["status"] == "available"
+        assert blood.unit(conn, principal, returned, today=today)["status"] == "available"
     # The same refusals as the API's: the unit hung is not released, a guessed unit is none of this bank's.
     given = post_form(lab, bank, f"{bank}/units/{hung}/release", {"reason": "Returned unused"})
     assert given.status_code == 409 and "Unit PGR2 is transfused: only a reserved unit" in given.text

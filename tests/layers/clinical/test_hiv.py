@@ -19,16 +19,16 @@ from appliance.layers.clinical.hiv import Visit, change_refusal, load_programme,
 from appliance.layers.clinical.hiv_schemas import HivEnrolmentIn
 from appliance.layers.clinical.schemas import EncounterIn
 from appliance.substrate import audit
+from tests.conftest import facility_today
 from tests.layers.clinical.at_once import two_at_once
 from tests.layers.clinical.conftest import new_patient
 
 API = "/api/t/{tenant}"
 PROGRAMME = load_programme(Path(__file__).parents[3] / "policies" / "hiv.toml")
-TODAY = dt.date.today()
 
 
 def ago(days: int) -> str:
-    return (TODAY - dt.timedelta(days=days)).isoformat()
+    return (facility_today() - dt.timedelta(days=days)).isoformat()
 
 
 def _enrolment(**overrides) -> dict:
@@ -143,7 +143,7 @@ def test_a_persons_course_on_the_card_and_the_register(api, db, facility, patien
     shown = visit.json()
     assert (shown["status"], shown["expected_contact_on"], shown["regimen"], shown["line"]) == (
         "active", ago(10), "TDF+3TC+DTG", "first")
-    twelve = hiv.months_after(TODAY - dt.timedelta(days=400), 12).isoformat()
+    twelve = hiv.months_after(facility_today() - dt.timedelta(days=400), 12).isoformat()
     assert (shown["viral_load_due_on"], shown["viral_load_due"]) == (twelve, True)
     assert shown["last_viral_load"] == {"sampled_on": ago(215), "copies_per_ml": 40, "suppression": "undetectable"}
     b_visit = api.post(f"{_base(facility, b)}/{made[b]}/visits",
@@ -240,7 +240,7 @@ def test_two_enrolments_at_once_take_two_numbers(db, facility, clinician, patien
     """The first enrolment holds the ART counter until it commits; the second waits for it, then takes the next."""
     assert two_at_once(db, facility.slug, lambda conn, who: hiv.enrol(
         conn, clinician, who, HivEnrolmentIn.model_validate(_enrolment()), programme=PROGRAMME,
-        today=TODAY)["art_number"], patients[3], patients[4]) == ["ART-00005", "ART-00006"]
+        today=facility_today())["art_number"], patients[3], patients[4]) == ["ART-00005", "ART-00006"]
 
 
 @pytest.mark.parametrize(("given", "sampled_on", "earlier", "indication"), [

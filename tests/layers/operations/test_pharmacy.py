@@ -20,11 +20,20 @@ from appliance.layers.operations import pharmacy
 from appliance.layers.operations.errors import Conflict, Invalid
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
+from tests.conftest import facility_today
 from tests.layers.operations.conftest import new_patient
 
 GUESS = str(uuid.uuid4())
-TODAY = dt.date.today()
-SOON, LATER = TODAY + dt.timedelta(days=60), TODAY + dt.timedelta(days=400)
+
+
+def soon() -> dt.date:
+    """An expiry two months off, by the facility's day."""
+    return facility_today() + dt.timedelta(days=60)
+
+
+def later() -> dt.date:
+    """An expiry past a year off, by the facility's day."""
+    return facility_today() + dt.timedelta(days=400)
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +75,21 @@ def _dispenses(conn) -> int:
 def test_stock_is_received_and_adjusted_per_batch_and_read_earliest_expiry_first(db, facility, pharmacist):
     with db.tenant(facility.slug) as conn:
         item = _item(conn, pharmacist, "Cotrimoxazole", reorder_level=Decimal(30))
-        pharmacy.receive(conn, pharmacist, item, batch="LATE-1", expires_on=LATER, quantity=Decimal(40),
-                         reference="GRN-7", today=TODAY)
-        pharmacy.receive(conn, pharmacist, item, batch="SOON-1", expires_on=SOON, quantity=Decimal(20),
-                         reference="GRN-8", today=TODAY)
+        pharmacy.receive(conn, pharmacist, item, batch="LATE-1", expires_on=later(), quantity=Decimal(40),
+                         reference="GRN-7", today=facility_today())
+        pharmacy.receive(conn, pharmacist, item, batch="SOON-1", expires_on=soon(), quantity=Decimal(20),
+                         reference="GRN-8", today=facility_today())
         pharmacy.adjust(conn, pharmacist, item, batch="SOON-1", quantity=Decimal(-2), reason="damaged", note=None)
         pharmacy.adjust(conn, pharmacist, item, batch="LATE-1", quantity=Decimal(1), reason="counted", note=None)
-        found = pharmacy.item_stock(conn, item, TODAY)
+        found = pharmacy.item_stock(conn, item, facility_today())
         assert [(b["batch"], b["on_hand"]) for b in found["batches"]] == [("SOON-1", 18), ("LATE-1", 41)]
         assert found["on_hand"] == 59 and found["status"] == "ok"
         with pytest.raises(Invalid, match="expired on"):
-            pharmacy.receive(conn, pharmacist, item, batch="OLD", expires_on=TODAY - dt.timedelta(days=1),
-                             quantity=Decimal(5), reference=None, today=TODAY)
+            pharmacy.receive(conn, pharmacist, item, batch="OLD", expires_on=facility_today() - dt.timedelta(days=1),
+                             quantity=Decimal(5), reference=None, today=facility_today())
         with pytest.raises(Conflict, match="received with expiry"):
-            pharmacy.receive(conn, pharmacist, item, batch="SOON-1", expires_on=LATER, quantity=Decimal(5),
-                             reference=None, today=TODAY)
+            pharmacy.receive(conn, pharmacist, item, batch="SOON-1", expires_on=later(), quantity=Decimal(5),
+                             reference=None, today=facility_today())
         with pytest.raises(Conflict, match="only 18 left in batch SOON-1") as short:
             pharmacy.adjust(conn, pharmacist, item, batch="SOON-1", quantity=Decimal(-19), reason="expired",
                             note=None)
@@ -90,11 +99,11 @@ def test_stock_is_received_and_adjusted_per_batch_and_read_earliest_expiry_first
         assert unknown.value.extra["field"] == "batch"
         assert _ledger(conn, item) == 4  # the four refusals wrote nothing
         pharmacy.adjust(conn, pharmacist, item, batch="LATE-1", quantity=Decimal(-41), reason="counted", note=None)
-        assert pharmacy.item_stock(conn, item, TODAY)["status"] == "low"  # 18 left, reorder at 30
+        assert pharmacy.item_stock(conn, item, facility_today())["status"] == "low"  # 18 left, reorder at 30
         empty = _item(conn, pharmacist, "Cotrimoxazole", form="oral suspension", strength=None, strength_unit=None,
                       unit="bottle")
-        assert empty in {i["id"] for i in pharmacy.stock(conn, TODAY, "out")}
-        assert item in {i["id"] for i in pharmacy.stock(conn, TODAY, "low")}
+        assert empty in {i["id"] for i in pharmacy.stock(conn, facility_today(), "out")}
+        assert item in {i["id"] for i in pharmacy.stock(conn, facility_today(), "low")}
         with pytest.raises(Conflict, match="already stocks"):
             _item(conn, pharmacist, "cotrimoxazole", reorder_level=Decimal(5))
 
@@ -106,10 +115,11 @@ def test_the_queue_and_a_partial_then_a_full_dispense_over_http(token_client, db
         _, inpatient_rx = _prescription(conn, clinician, "Amoxicillin", encounter_class="inpatient")
     api = token_client(facility.slug, role="pharmacist")
     base = f"/api/t/{facility.slug}/pharmacy"
-    received = api.post(f"{base}/items/{item}/receipts", json={"batch": "B-LATE", "expires_on": LATER.isoformat(),
+    received = api.post(f"{base}/items/{item}/receipts", json={"batch": "B-LATE", "expires_on": later().isoformat(),
                                                                 "quantity": 30, "reference": "GRN-1"})
     assert received.status_code == 201, received.text
-    api.post(f"{base}/items/{item}/receipts", json={"batch": "B-SOON", "expires_on": SOON.isoformat(), "quantity": 10})
+    api.post(f"{base}/items/{item}/receipts", json={"batch": "B-SOON", "expires_on": soon().isoformat(),
+                                                    "quantity": 10})
     waiting = {q["id"]: q for q in api.get(f"{base}/queue").json()}
     assert str(rx) in waiting and str(inpatient_rx) not in waiting  # the ward gives an inpatient's medicines
     assert waiting[str(rx)]["items"][0]["on_hand"] == 40 and waiting[str(rx)]["today"] is True
@@ -159,8 +169,8 @@ def test_the_api_proposes_the_rest_of_the_course_when_no_quantity_is_given(token
     part), none given hands over the rest (9); a course that cannot be counted (as needed) asks for one."""
     with db.tenant(facility.slug) as conn:
         item = _item(conn, pharmacist, "Cloxacillin")
-        pharmacy.receive(conn, pharmacist, item, batch="CX1", expires_on=SOON, quantity=Decimal(40), reference=None,
-                         today=TODAY)
+        pharmacy.receive(conn, pharmacist, item, batch="CX1", expires_on=soon(), quantity=Decimal(40), reference=None,
+                         today=facility_today())
         _, rx = _prescription(conn, clinician, "Cloxacillin")
         _, when_needed = _prescription(conn, clinician, "Cloxacillin", frequency="as needed")
     api = token_client(facility.slug, role="pharmacist")
@@ -178,15 +188,15 @@ def test_the_api_proposes_the_rest_of_the_course_when_no_quantity_is_given(token
     with db.tenant(facility.slug) as conn:
         recorded = conn.execute(sa.text("SELECT quantity FROM dispense WHERE medication_request_id = :rx "
                                         "ORDER BY quantity"), {"rx": rx}).scalars().all()
-        assert recorded == [6, 9] and pharmacy.item_stock(conn, item, TODAY)["on_hand"] == 25
+        assert recorded == [6, 9] and pharmacy.item_stock(conn, item, facility_today())["on_hand"] == 25
 
 
 def test_a_dispense_reversed_puts_the_stock_back_credits_the_charge_and_keeps_both_versions(
         token_client, db, facility, other_facility, pharmacist, clinician):
     with db.tenant(facility.slug) as conn:
         item = _item(conn, pharmacist, "Erythromycin")
-        pharmacy.receive(conn, pharmacist, item, batch="E1", expires_on=SOON, quantity=Decimal(30), reference=None,
-                         today=TODAY)
+        pharmacy.receive(conn, pharmacist, item, batch="E1", expires_on=soon(), quantity=Decimal(30), reference=None,
+                         today=facility_today())
         patient_id, rx = _prescription(conn, clinician, "Erythromycin")
     api = token_client(facility.slug, role="pharmacist")
     base = f"/api/t/{facility.slug}/pharmacy"
@@ -260,8 +270,8 @@ def test_two_pharmacists_dispensing_the_last_units_at_once_one_lands(db, facilit
     commit and then see the stock it left."""
     with db.tenant(facility.slug) as conn:
         item = _item(conn, pharmacist, "Fluconazole", strength=Decimal(150))
-        pharmacy.receive(conn, pharmacist, item, batch="LAST", expires_on=SOON, quantity=Decimal(5), reference=None,
-                         today=TODAY)
+        pharmacy.receive(conn, pharmacist, item, batch="LAST", expires_on=soon(), quantity=Decimal(5), reference=None,
+                         today=facility_today())
         prescriptions = [_prescription(conn, clinician, "Fluconazole")[1] for _ in range(2)]
     start = threading.Barrier(2)
     outcomes: list[object] = []
@@ -271,7 +281,7 @@ def test_two_pharmacists_dispensing_the_last_units_at_once_one_lands(db, facilit
         try:
             with db.tenant(facility.slug) as conn:
                 outcomes.append(pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
-                                                           quantity=Decimal(4), today=TODAY))
+                                                           quantity=Decimal(4), today=facility_today()))
         except Conflict as refused:
             outcomes.append(refused)
 
@@ -285,7 +295,7 @@ def test_two_pharmacists_dispensing_the_last_units_at_once_one_lands(db, facilit
     assert len(landed) == 1 and len(refused) == 1
     assert "only 1 capsule" in refused[0].detail
     with db.tenant(facility.slug) as conn:
-        assert pharmacy.item_stock(conn, item, TODAY)["on_hand"] == 1
+        assert pharmacy.item_stock(conn, item, facility_today())["on_hand"] == 1
         assert conn.execute(sa.text("SELECT count(*) FROM dispense WHERE item_id = :i"), {"i": item}).scalar() == 1
 
 
@@ -296,8 +306,8 @@ def test_one_prescription_dispensed_from_two_items_at_once_is_handed_over_once(d
         items = [_item(conn, pharmacist, "Doxycycline", form=form, strength=Decimal(100), unit=form)
                  for form in ("capsule", "tablet")]
         for item in items:
-            pharmacy.receive(conn, pharmacist, item, batch="D1", expires_on=SOON, quantity=Decimal(20),
-                             reference=None, today=TODAY)
+            pharmacy.receive(conn, pharmacist, item, batch="D1", expires_on=soon(), quantity=Decimal(20),
+                             reference=None, today=facility_today())
         _, rx = _prescription(conn, clinician, "Doxycycline")
     start = threading.Barrier(2)
     outcomes: list[object] = []
@@ -307,7 +317,7 @@ def test_one_prescription_dispensed_from_two_items_at_once_is_handed_over_once(d
         try:
             with db.tenant(facility.slug) as conn:
                 outcomes.append(pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
-                                                           quantity=Decimal(10), today=TODAY))
+                                                           quantity=Decimal(10), today=facility_today()))
         except Conflict as refused:
             outcomes.append(refused)
 
@@ -328,9 +338,9 @@ def test_another_facility_and_guessed_ids_are_refused_on_every_route(token_clien
     with db.tenant(facility.slug) as conn:
         item = _item(conn, pharmacist, "Ciprofloxacin")
         patient_id, rx = _prescription(conn, clinician, "Ciprofloxacin")
-        pharmacy.receive(conn, pharmacist, item, batch="C1", expires_on=SOON, quantity=Decimal(10), reference=None,
-                         today=TODAY)
-    receipt = {"batch": "C2", "expires_on": SOON.isoformat(), "quantity": 1}
+        pharmacy.receive(conn, pharmacist, item, batch="C1", expires_on=soon(), quantity=Decimal(10), reference=None,
+                         today=facility_today())
+    receipt = {"batch": "C2", "expires_on": soon().isoformat(), "quantity": 1}
     routes = [("GET", "/pharmacy/items", None), ("POST", "/pharmacy/items", {"drug": "X", "form": "tablet",
                                                                             "unit": "tablet"}),
               ("GET", f"/pharmacy/items/{item}", None), ("POST", f"/pharmacy/items/{item}/receipts", receipt),
@@ -374,11 +384,11 @@ def test_the_pharmacys_log_lines_name_the_facility_outside_a_request(db, facilit
 
     with capture_logs() as logged, db.tenant(facility.slug) as conn:
         item = _item(conn, pharmacist, "Nitrofurantoin")
-        pharmacy.receive(conn, pharmacist, item, batch="N1", expires_on=SOON, quantity=Decimal(30), reference=None,
-                         today=TODAY)
+        pharmacy.receive(conn, pharmacist, item, batch="N1", expires_on=soon(), quantity=Decimal(30), reference=None,
+                         today=facility_today())
         _, rx = _prescription(conn, clinician, "Nitrofurantoin")
         handed = pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
-                                            quantity=Decimal(10), today=TODAY)
+                                            quantity=Decimal(10), today=facility_today())
         pharmacy.reverse_dispense(conn, pharmacist, handed["id"], reason="wrong patient")
     lines = {line["event"]: line for line in logged if line["event"].startswith("pharmacy_")}
     assert set(lines) == {"pharmacy_stock_received", "pharmacy_dispensed", "pharmacy_dispense_reversed"}
