@@ -1,6 +1,7 @@
 """Imaging turnaround (a companion of KPI 7, read from the record): order to first report and order to the
 study performed, worked by hand over a known set of orders, what was entered in error left out, a correction
-not moving the report's time; the command center and its drill-down show it."""
+not moving the report's time; an order placed long before the window counted by when it was reported (the read
+starts from the windows' reports and studies); the command center and its drill-down show it."""
 
 from __future__ import annotations
 
@@ -77,6 +78,22 @@ def test_order_to_first_report_and_order_to_study_performed(db, facility, orders
     # Performed: A 40, B 20, C 50, D 90 (the withdrawn 5 left out) → median 45.
     assert figure.secondary == pytest.approx(45)
     assert (empty.value, empty.denominator, empty.secondary) == (None, 0, None)  # no median, not zero
+
+
+def test_an_order_placed_long_before_the_window_counts_by_when_it_was_reported(db, facility, bed_manager, orders):
+    """The read starts from the window's reports and studies, not from its orders: a study ordered 100 days before
+    it was performed and reported (a booked follow-up) counts in the window of its report, 100 days long."""
+    with db.tenant(facility.slug) as conn:
+        p = new_patient(conn, bed_manager)
+        booked = _order(conn, bed_manager, p, at=-300 * 24 * 60)
+        _performed(conn, bed_manager, p, booked.id, -200 * 24 * 60)
+        _report(conn, bed_manager, p, booked.id, -200 * 24 * 60 + 30)
+        window = kpis.Window(_minutes(-200 * 24 * 60 - 60), _minutes(-200 * 24 * 60 + 60), NAIROBI)
+        [figure] = kpis.computation_of("imaging_turnaround").compute(conn, [window])
+        [entry] = kpis.computation_of("imaging_turnaround").entries(conn, window, 10)
+    assert (figure.value, figure.denominator) == (pytest.approx(100 * 24 * 60 + 30), 1)
+    assert figure.secondary == pytest.approx(100 * 24 * 60)
+    assert entry["entry_id"] == booked.id
 
 
 def test_the_command_center_shows_it_beside_the_lab_and_drills_down_to_the_orders(db, facility, orders,
