@@ -157,11 +157,11 @@ def withdraw(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data
     chart and the patient's portal, stays readable in its history, and the stay can be summarised again."""
     values = form_values(data)
     try:
-        reason = Retraction.model_validate({"reason": values.get("withdraw_reason") or ""}).reason
+        reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
     except ValidationError:
         return _summary_page(request, tenant, patient_id, entry_id, status=422, values=values, errors={
-            "withdraw_reason": "Say why the summary is entered in error (at least 3 characters), e.g. signed on the "
-                               "wrong patient."})
+            "reason": "Say why the summary is entered in error (at least 3 characters), e.g. signed on the wrong "
+                      "patient."})
     with request.app.state.db.tenant(tenant) as conn:
         discharge.get_summary(conn, request.user, patient_id, entry_id)  # a discharge summary of this patient's
         service.retract_entry(conn, request.user, patient_id, entry_id, reason)  # 409 if corrected meanwhile

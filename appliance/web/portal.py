@@ -47,6 +47,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import access, catalogue, chart, death, delivery, discharge, drugs, growth, service
 from appliance.layers.clinical.errors import NotFound
+from appliance.layers.clinical.models import note as note_table
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
     EncounterIn,
@@ -1620,12 +1621,14 @@ def change_medication(request: Asking, tenant: Tenant, patient_id: Id, entry_id:
 @get(PATIENT + "/notes", operation_id="PortalNotes", opt=_page_opts("clinical.note.read"), sync_to_thread=True,
      include_in_schema=False)
 def notes_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
-    """The patient's notes, newest first, and the facility's templates to write the next one from."""
+    """The patient's notes, newest first, those marked entered in error (who withdrew each, when and why), and the
+    facility's templates to write the next one from."""
     principal: Principal = request.user
     db: Database = request.app.state.db
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         notes = service.list_notes(conn, principal, patient_id, limit=100)
+        withdrawn = service.list_withdrawn(conn, principal, patient_id, note_table, "note")
         templates = catalogue.list_templates(conn)
     by_specialty: dict[str, list[dict]] = defaultdict(list)
     for template in templates:
@@ -1633,18 +1636,20 @@ def notes_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     labels = {t["code"]: {f["key"]: f for f in t["definition"]["fields"]} for t in templates}
     labels[discharge.CODE] = {f.key: f.model_dump() for f in discharge.TEMPLATE.fields}
     return page(request, "notes.html", active="patients", patient_id=patient_id, tab="notes", **top, notes=notes,
-                templates=dict(by_specialty), field_specs=labels,
-                names=people_named(db, {n["author_id"] for n in notes}), **HELPERS)
+                withdrawn=withdrawn, templates=dict(by_specialty), field_specs=labels,
+                names=people_named(db, {n["author_id"] for n in notes} | {w["withdrawn_by"] for w in withdrawn}),
+                **HELPERS)
 
 
 def _note_form(request: Asking, tenant: str, patient_id: uuid.UUID, template_code: str | None, values: dict,
-               errors: dict, status: int = 200, correcting: dict | None = None) -> Template:
-    """The form that writes a note, or (`correcting`, the note as it stands) the one that corrects it."""
+               errors: dict, status: int = 200, correcting: dict | None = None, form: str = "") -> Template:
+    """The form that writes a note, or (`correcting`, the note as it stands) the one that corrects it and the one
+    that marks it entered in error; `form` names the one whose `errors` these are."""
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         template = catalogue.get_template(conn, template_code) if template_code else None
     return page(request, "note_form.html", status=status, active="patients", patient_id=patient_id, tab="notes",
-                template=template, values=values, errors=errors, correcting=correcting, **top, **HELPERS)
+                template=template, values=values, errors=errors, correcting=correcting, form=form, **top, **HELPERS)
 
 
 @get(PATIENT + "/notes/new", operation_id="PortalWriteNotePage", opt=_page_opts("clinical.note.create"),
@@ -1795,13 +1800,14 @@ def withdraw_note(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
     values = form_values(data)
     db: Database = request.app.state.db
     try:
-        reason = Retraction.model_validate({"reason": values.get("withdraw_reason") or ""}).reason
+        reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
     except ValidationError:
         with db.tenant(tenant) as conn:
             current = service.get_note(conn, request.user, patient_id, entry_id)
-        return _note_form(request, tenant, patient_id, current["template_code"], _note_values(current), {
-            "withdraw_reason": "Say why the note is entered in error (at least 3 characters), e.g. written on the "
-                               "wrong patient."}, status=422, correcting=current)
+        return _note_form(request, tenant, patient_id, current["template_code"],
+                          {**_note_values(current), "reason": values.get("reason") or ""}, {
+            "reason": "Say why the note is entered in error (at least 3 characters), e.g. written on the "
+                      "wrong patient."}, status=422, correcting=current, form="note-withdraw")
     with db.tenant(tenant) as conn:
         service.get_note(conn, request.user, patient_id, entry_id)  # a current note of this patient's
         service.retract_entry(conn, request.user, patient_id, entry_id, reason)

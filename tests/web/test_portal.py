@@ -669,9 +669,27 @@ def test_a_note_is_corrected_by_its_author_with_a_reason_or_marked_entered_in_er
     withdraw = f"{notes_path}/{anc['id']}/entered-in-error"
     no_why = post_form(client, anc_path, withdraw, {})
     assert no_why.status_code == 422 and "Say why the note is entered in error" in no_why.text
-    gone = post_form(client, anc_path, withdraw, {"withdraw_reason": "written on the wrong patient"})
+    # The chart's one 'entered in error' form (ui.entered_in_error), opened on its refusal with the sentence beside
+    # its own reason, none beside the correction's.
+    refusal = no_why.text.split("Written on the wrong patient? Mark entered in error")
+    assert len(refusal) == 2 and refusal[0].endswith("<details open>\n  <summary>")
+    assert 'id="note-withdraw-reason"' in refusal[1] and refusal[1].count('id="reason-error"') == 1
+    assert 'id="reason-error"' not in refusal[0]
+    gone = post_form(client, anc_path, withdraw, {"reason": "written on the wrong patient"})
     assert gone.status_code == 303 and gone.headers["location"].endswith("/notes?done=note-withdrawn")
-    assert f'id="note-{anc["id"]}"' not in client.get(notes_path).text
+    def note_reads() -> int:
+        return sum(1 for e in audit.patient_access_log(db, facility.slug, pid) if e.event_type == "record.note.read")
+
+    before = note_reads()
+    listed = client.get(notes_path).text
+    assert note_reads() == before + 2  # the notes in force and those withdrawn, each read audited
+    assert f'id="note-{anc["id"]}"' not in listed
+    # Still on the notes, as the chart's other withdrawn entries are: who withdrew it, when and why, its history.
+    withdrawn = listed.split(f'id="withdrawn-{anc["id"]}"')[1].split("</li>")[0]
+    assert "<s>Antenatal visit</s>" in withdrawn and "written on the wrong patient" in withdrawn
+    assert "Test clinician" in withdrawn and f'{notes_path[:-6]}/entries/{anc["id"]}/history' in withdrawn
+    history = client.get(f'{notes_path[:-6]}/entries/{anc["id"]}/history').text
+    assert "written on the wrong patient" in history and "cephalic" in history  # what it said, still readable
 
 
 def test_review_and_sign_a_result_once(signed_in, facility, charts):

@@ -139,7 +139,7 @@ def test_the_author_corrects_it_with_a_reason_and_no_one_else_does(app, db, sign
     # Told before typing a correction: the form opened to anyone and refused only what they had written.
     opened = colleague.get(f"{base}/discharge-summaries/{current}/correct")
     assert opened.status_code == 409 and "corrected only by the clinician who signed it" in opened.text
-    assert "Chest clinic" in opened.text and 'name="reason"' not in opened.text
+    assert "Chest clinic" in opened.text and f'/discharge-summaries/{current}/correct"' not in opened.text  # no form
     refused = post_form(colleague, f"{base}/chart", f"{base}/discharge-summaries/{current}/correct",
                         {**values, "reason": "my view"})
     assert refused.status_code == 409 and "corrected only by the clinician who signed it" in refused.text
@@ -182,12 +182,17 @@ def test_one_signed_on_the_wrong_patient_is_marked_entered_in_error(app, db, fac
         (summary,) = discharge.list_summaries(conn, principal_of(author, facility.slug), inpatient["id"])
     page = f"{base}/discharge-summaries/{summary['id']}"
     action = f"{page}/entered-in-error"
-    unreasoned = post_form(doctor, page, action, {"withdraw_reason": ""})
+    unreasoned = post_form(doctor, page, action, {"reason": ""})
     assert unreasoned.status_code == 422 and "Say why the summary is entered in error" in unreasoned.text
-    withdrawn = post_form(doctor, page, action, {"withdraw_reason": "signed on the wrong patient"})
+    # The chart's one 'entered in error' form (ui.entered_in_error), opened on its refusal.
+    assert "<details open>\n  <summary>Signed on the wrong patient or stay? Mark entered in error" in unreasoned.text
+    assert 'id="discharge-withdraw-reason"' in unreasoned.text
+    withdrawn = post_form(doctor, page, action, {"reason": "signed on the wrong patient"})
     assert withdrawn.status_code == 303 and withdrawn.headers["location"].endswith("/chart?done=discharge-withdrawn")
     assert doctor.get(page).status_code == 404
     chart = doctor.get(withdrawn.headers["location"]).text
     assert "marked entered in error" in chart and "Write discharge summary" in chart
     history = doctor.get(f"{base}/entries/{summary['id']}/history")
     assert history.status_code == 200 and "signed on the wrong patient" in history.text
+    notes = doctor.get(f"{base}/notes").text  # listed with the notes withdrawn: who, when, why
+    assert "signed on the wrong patient" in notes.split(f'id="withdrawn-{summary["id"]}"')[1].split("</li>")[0]
