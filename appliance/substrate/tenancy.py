@@ -224,6 +224,22 @@ def facility_timezone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
     return zone
 
 
+# The facility's time zone as its own schema keeps it: the tenant file's, written by every apply (the financial
+# layer's billing_setting, one row, which the KPI functions read for the facility's day since t0008). Read inside
+# a tenant transaction, in the statement that needs the day, it costs no query of its own and no hop to the
+# control schema (`facility_timezone` is the same zone for code holding the database rather than a connection).
+_billing_setting = sa.table("billing_setting", sa.column("id"), sa.column("timezone"))
+_FACILITY_ZONE_IN_SCHEMA = sa.func.coalesce(
+    sa.select(_billing_setting.c.timezone).where(_billing_setting.c.id == 1).scalar_subquery(), "UTC")
+
+
+def facility_day(moment: sa.ColumnElement) -> sa.ColumnElement:
+    """The day of `moment` (a timestamptz) on the facility's calendar, as SQL for a tenant transaction: the day
+    an age is counted on (a child turning 1 at midnight in Nairobi is 1 from 21:00 UTC the evening before), a
+    baby's date of birth."""
+    return sa.cast(sa.func.timezone(_FACILITY_ZONE_IN_SCHEMA, moment), sa.Date)
+
+
 def active_slugs(db: Database) -> list[str]:
     with db.control() as conn:
         return list(conn.execute(

@@ -69,6 +69,7 @@ from appliance.layers.clinical.schemas import DeliveryIn, EncounterIn, PatientIn
 from appliance.substrate import age, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
+from appliance.substrate.tenancy import facility_day
 
 MODES = {"spontaneous_vaginal": "Spontaneous vaginal", "assisted_vaginal": "Assisted vaginal (vacuum or forceps)",
          "caesarean": "Caesarean section", "breech_vaginal": "Breech vaginal"}
@@ -114,11 +115,6 @@ def _refuse_babies(data: DeliveryIn) -> None:
                 raise Invalid(f"an Apgar score is from 0 to 10, not {score}", field=f"{at}.apgar_{minute}")
 
 
-def _local_day(moment: sa.ColumnElement) -> sa.ColumnElement:
-    """The day of `moment` on the facility's calendar, in SQL: a baby's date of birth."""
-    return sa.cast(sa.func.timezone(service._FACILITY_ZONE, moment), sa.Date)
-
-
 def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn) -> dict:
     """The mother as the delivery and her babies' registrations need her, once the delivery is found sound: a
     refusal names the field, before anything (a baby's one-identity person included) is written. Also
@@ -126,7 +122,7 @@ def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn) -> dict:
     mother = conn.execute(
         sa.select(patient.c.sex, patient.c.birth_date, patient.c.family_name, patient.c.given_names,
                   patient.c.phone, patient.c.address, sa.func.now().label("now"),
-                  _local_day(sa.literal(data.born_at, sa.DateTime(timezone=True))).label("born_on"))
+                  facility_day(sa.literal(data.born_at, sa.DateTime(timezone=True))).label("born_on"))
         .where(patient.c.id == patient_id)).mappings().first()
     if mother is None:
         raise NotFound(f"no patient {patient_id} at this facility", patient_id=str(patient_id))
@@ -179,7 +175,7 @@ def unlinked_charts(conn: Connection, principal: Principal, born_since: dt.date)
     withdrawn = entry.alias("withdrawn")
     named = conn.execute(
         sa.select(delivery.c.babies).select_from(entry.join(delivery, delivery.c.entry_id == entry.c.id))
-        .where(_local_day(delivery.c.born_at) >= born_since, sa.exists().where(
+        .where(facility_day(delivery.c.born_at) >= born_since, sa.exists().where(
             withdrawn.c.root_id == entry.c.root_id, withdrawn.c.status == "entered_in_error"))).scalars()
     candidates = {uuid.UUID(b["patient_id"]) for babies in named for b in babies if b["patient_id"]}
     charts = [baby_id for baby_id in sorted(candidates) if _unlinked(conn, baby_id) is not None]
@@ -405,7 +401,7 @@ def _shaped(row: dict, patient_id: uuid.UUID) -> dict:
             "postpartum_haemorrhage": row["blood_loss_ml"] >= HAEMORRHAGE_FROM_ML}
 
 
-_BORN_ON = _local_day(delivery.c.born_at).label("born_on")
+_BORN_ON = facility_day(delivery.c.born_at).label("born_on")
 
 
 def deliveries_of(conn: Connection, patient_id: uuid.UUID, *, root_id: uuid.UUID | None = None) -> list[dict]:

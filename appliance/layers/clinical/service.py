@@ -50,6 +50,7 @@ from appliance.substrate import identity, record
 from appliance.substrate.db import Database, after_commit
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
+from appliance.substrate.tenancy import facility_day
 from appliance.substrate.tenant_config import OrderableConfig
 
 _FIRST_VERSION = entry.alias("first_version")
@@ -1026,15 +1027,6 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
     return detail, encounter_id
 
 
-# The facility's time zone as its own schema keeps it: the tenant file's, written by every apply (the financial
-# layer's billing_setting, one row, which the KPI functions read for the facility's day since t0008). Read in
-# the statement that reads the patient, it costs the result's write no query of its own and no hop to the
-# control schema (growth.py's pages and API take the same zone from the registry, facility_timezone).
-_billing_setting = sa.table("billing_setting", sa.column("id"), sa.column("timezone"))
-_FACILITY_ZONE = sa.func.coalesce(sa.select(_billing_setting.c.timezone).where(_billing_setting.c.id == 1)
-                                  .scalar_subquery(), "UTC")
-
-
 def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, taken_at: dt.datetime | None = None) -> Any:
     """The analyte with the range and critical limits a result of this patient's is judged by when it was taken
     (`taken_at`, now unless given): its band for their sex and their age on that day of the facility's calendar
@@ -1044,7 +1036,7 @@ def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, taken_at: 
         return analyte
     moment = sa.func.now() if taken_at is None else sa.literal(taken_at, sa.DateTime(timezone=True))
     sex, born, day = conn.execute(
-        sa.select(patient.c.sex, patient.c.birth_date, sa.cast(sa.func.timezone(_FACILITY_ZONE, moment), sa.Date))
+        sa.select(patient.c.sex, patient.c.birth_date, facility_day(moment))
         .where(patient.c.id == patient_id)).one()
     return analyte.for_patient(sex, born, day)
 

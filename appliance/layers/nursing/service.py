@@ -33,6 +33,7 @@ from appliance.substrate import record
 from appliance.substrate.age import months_on, years_on
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
+from appliance.substrate.tenancy import facility_day
 
 # How far back a dose with nothing recorded is still "late", to be given or accounted for: the worklist's
 # badge and the MAR's note of late doses on another day look this far back.
@@ -110,7 +111,8 @@ def _child_exclusion(born: dt.date, estimated: bool, day: dt.date) -> Exclusion:
 
 def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.datetime) -> dict[uuid.UUID, Exclusion]:
     """The patients among `patient_ids` whose vital signs NEWS2 must not score at `at`, with why. The
-    RCP validated NEWS2 for adults who are not pregnant: not under 16, and not in pregnancy or the
+    RCP validated NEWS2 for adults who are not pregnant: not under 16 (counted on the day of `at` on the
+    facility's calendar, as its forms count it: a 16th birthday begins at its midnight), and not in pregnancy or the
     puerperium (an active, confirmed or provisional condition of ICD-10 chapter O or Z33–Z35 whose
     onset, if recorded, is not after `at`; or a delivery in force on her record in the `PUERPERIUM` before
     `at`), where the physiology differs and the maternity early warning score is used instead; a child is
@@ -119,8 +121,8 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
     if not patient_ids:
         return {}
     found = {}
-    for patient_id, born, estimated, pregnant, delivered in conn.execute(
-            _exclusions_statement(), {"patient_ids": list(patient_ids), "on": at.date(), "at": at}):
+    for patient_id, born, estimated, pregnant, delivered, day in conn.execute(
+            _exclusions_statement(), {"patient_ids": list(patient_ids), "at": at}):
         if pregnant is None and delivered is not None:
             days = (at - delivered).days
             pregnant = (f"the puerperium, day {days} after a delivery" if days else
@@ -131,9 +133,9 @@ def news2_exclusions(conn: Connection, patient_ids: Sequence[uuid.UUID], at: dt.
             found[patient_id] = Exclusion("pregnancy", f"NEWS2 is not used in pregnancy or the puerperium "
                                                        f"({pregnant}): the maternity early warning score (MEOWS) "
                                                        f"is charted instead", maternity=True,
-                                          child=is_child(born, at.date()))
-        elif is_child(born, at.date()):
-            found[patient_id] = _child_exclusion(born, estimated, at.date())
+                                          child=is_child(born, day))
+        elif is_child(born, day):
+            found[patient_id] = _child_exclusion(born, estimated, day)
     return found
 
 
@@ -142,16 +144,17 @@ def _exclusions_statement() -> sa.Select:
     """`news2_exclusions`' statement, built once: it runs in the reaction to every set of vital signs, and
     building it afresh (and SQLAlchemy then keying it for its cache) cost more CPU than PostgreSQL spent
     running it — 10% of the server's Python in bench/intake.py (py-spy)."""
+    at = sa.bindparam("at", type_=sa.DateTime(timezone=True))
+    on = facility_day(at)  # ages and onsets are days of the facility's calendar, not of UTC's
     pregnancy = (
         _current(views.condition, "condition", entry.c.patient_id == views.patient.c.id,
                  entry.c.status != "entered_in_error", views.condition.c.clinical_status == "active",
                  views.condition.c.verification != "differential", _PREGNANCY_CODES,
                  sa.or_(views.condition.c.onset_date.is_(None),
-                        views.condition.c.onset_date <= sa.bindparam("on", type_=sa.Date)))
+                        views.condition.c.onset_date <= on))
         .with_only_columns(views.condition.c.code + " " + views.condition.c.display)
         .order_by(entry.c.occurred_at.desc()).limit(1).scalar_subquery()
     )
-    at = sa.bindparam("at", type_=sa.DateTime(timezone=True))
     delivered = (
         _current(views.delivery, "delivery", entry.c.patient_id == views.patient.c.id,
                  entry.c.status != "entered_in_error", views.delivery.c.born_at <= at,
@@ -159,7 +162,7 @@ def _exclusions_statement() -> sa.Select:
         .with_only_columns(sa.func.max(views.delivery.c.born_at)).scalar_subquery()
     )
     return (sa.select(views.patient.c.id, views.patient.c.birth_date, views.patient.c.birth_date_estimated, pregnancy,
-                      delivered)
+                      delivered, on.label("day"))
             .where(views.patient.c.id.in_(sa.bindparam("patient_ids", expanding=True))))
 
 

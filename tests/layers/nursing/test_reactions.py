@@ -22,9 +22,10 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestIn,
 )
 from appliance.layers.nursing import service
-from appliance.layers.nursing.errors import Conflict
+from appliance.layers.nursing.errors import Conflict, Invalid
 from appliance.substrate import audit, record
-from tests.layers.nursing.conftest import HIGH, NORMAL, admit, vitals
+from tests.conftest import facility_today
+from tests.layers.nursing.conftest import HIGH, NORMAL, TZ, admit, vitals
 
 
 def _scores(conn, patient_id):
@@ -112,7 +113,7 @@ def test_a_child_is_scored_by_pews_never_news2_and_a_trigger_escalates(db, facil
 
 
 def test_a_child_whose_birth_date_is_estimated_is_scored_only_when_the_age_band_is_certain(db, facility, nurse):
-    today = dt.date.today()
+    today = facility_today()  # the registration desk's, on which the age is counted
     with db.tenant(facility.slug) as conn:
         # Registered as "0 years" today: anything from a newborn to eleven months, two of PEWS's bands.
         infant = admit(conn, nurse, family="Njeri", given="Baby", born=today)
@@ -131,6 +132,41 @@ def test_a_child_whose_birth_date_is_estimated_is_scored_only_when_the_age_band_
         vitals(conn, nurse, schoolchild, {"heart_rate_bpm": 150, "respiratory_rate": 50})
         [scored] = _pews(conn, schoolchild["id"])
     assert (scored["age_band"], scored["scores"]) == ("4-12y", {"pulse": 2, "respiration": 2})
+
+
+def test_a_childs_age_is_counted_on_the_facilitys_day_not_utcs(db, facility, nurse):
+    """At 00:30 in Nairobi, 21:30 UTC the evening before, it is a boy's first birthday and a girl's sixteenth
+    on the facility's calendar, as its forms count their ages; the UTC date says 0 and 15 until 03:00. A set
+    taken then scores him in PEWS's 1–4 years band, and she is an adult: NEWS2 scores her set and a MUAC of
+    hers is refused, as the clinic's and the ward's forms, which no longer ask it of her, have it."""
+    latest_utc_evening = dt.datetime.now(dt.UTC).replace(hour=21, minute=30, second=0, microsecond=0)
+    if latest_utc_evening > dt.datetime.now(dt.UTC):
+        latest_utc_evening -= dt.timedelta(days=1)
+    birthday = latest_utc_evening.astimezone(TZ).date()
+    assert birthday != latest_utc_evening.date()
+
+    def born_years_before(years: int) -> dt.date:
+        return birthday.replace(year=birthday.year - years, day=28 if (birthday.month, birthday.day) == (2, 29)
+                                else birthday.day)
+
+    def set_taken_then(conn, patient: dict, values: dict) -> record.Entry:
+        return record.append(conn, nurse, "vital_signs", patient_id=patient["id"], detail=values,
+                             encounter_id=patient["encounter_id"], occurred_at=latest_utc_evening)
+
+    with db.tenant(facility.slug) as conn:
+        boy = admit(conn, nurse, family="Mwangi", given="Tumaini", born=born_years_before(1))
+        girl = admit(conn, nurse, family="Mwangi", given="Imani", born=born_years_before(16))
+        assert service.news2_exclusion(conn, boy["id"], latest_utc_evening).age_band == "1-4y"
+        set_taken_then(conn, boy, {"heart_rate_bpm": 110, "respiratory_rate": 28})
+        [scored] = _pews(conn, boy["id"])
+        assert scored["age_band"] == "1-4y"
+        assert service.news2_exclusion(conn, girl["id"], latest_utc_evening) is None
+    with pytest.raises(Invalid) as refused, db.tenant(facility.slug) as conn:
+        set_taken_then(conn, girl, NORMAL | {"muac_mm": 230})
+    assert refused.value.extra["field"] == "muac_mm"
+    with db.tenant(facility.slug) as conn:
+        set_taken_then(conn, girl, NORMAL)
+        assert len(_scores(conn, girl["id"])) == 1 and _pews(conn, girl["id"]) == []
 
 
 def test_pregnancy_and_the_puerperium_are_not_scored_while_the_condition_is_active(db, facility, nurse):
