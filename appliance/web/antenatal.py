@@ -101,12 +101,14 @@ def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         found = antenatal.card(conn, request.user, patient_id, today=clock.today, tz=clock.tz)
-    names = people_named(request.app.state.db, {c["author_id"] for p in found["pregnancies"] for c in p["contacts"]})
+        withdrawn = antenatal.withdrawn_contacts(conn, request.user, patient_id)
+    names = people_named(request.app.state.db, {c["author_id"] for p in found["pregnancies"] for c in p["contacts"]}
+                         | {w["withdrawn_by"] for w in withdrawn})
     # A man's record, a girl's or a woman's past the age: the page says why there is no contact to record.
     refused = antenatal.no_care_because(top["patient"], clock.today)
     return page(request, "antenatal/card.html", status=status, active="patients", patient_id=patient_id,
                 tab="antenatal", found=found, nothing_to_record=template_message(refused) if refused else None,
-                choices=CHOICES, danger_signs=rules.DANGER_SIGNS, flag_words=rules.FLAGS,
+                withdrawn=withdrawn, choices=CHOICES, danger_signs=rules.DANGER_SIGNS, flag_words=rules.FLAGS,
                 state_words=STATE_WORDS, status_words=STATUS_WORDS, names=names, form=form, correcting=correcting,
                 values=values or {"seen_on": clock.today.isoformat(), "syphilis_test": "not_done",
                                   "hiv_test": "not_done"},

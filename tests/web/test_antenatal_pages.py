@@ -23,7 +23,7 @@ from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import new_patient
 from tests.web.test_death_pages import no_inline_script
 from tests.web.test_me import _patient_client
-from tests.web.test_portal import post_form, principal_of
+from tests.web.test_portal import post_form, principal_of, withdrawn_listed
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,10 @@ def test_a_midwife_records_a_contact_and_the_card_and_clinic_show_it(signed_in, 
     unsaid = post_form(midwife, tab, withdraw, {"reason": ""})
     assert unsaid.status_code == 422 and f'id="withdraw-{current}"' in unsaid.text
     gone = post_form(midwife, tab, withdraw, {"reason": "recorded on the wrong woman"})
-    assert gone.status_code == 303 and 'id="no-pregnancy"' in midwife.get(gone.headers["location"]).text
+    card = midwife.get(gone.headers["location"]).text
+    assert gone.status_code == 303 and 'id="no-pregnancy"' in card
+    # Still on the card, under the contacts: what it was, who withdrew it, when and why, and its history.
+    withdrawn_listed(card, current, what="Contact at 30+0 weeks", by="Test nurse", why="recorded on the wrong woman")
 
     mans = midwife.get(f"/t/{facility.slug}/patients/{man}/antenatal")
     assert mans.status_code == 200 and 'id="anc-form"' not in mans.text

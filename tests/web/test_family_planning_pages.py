@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.substrate.principal import Principal
-from tests.web.test_portal import post_form
+from tests.web.test_portal import post_form, withdrawn_on_tab
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,10 @@ def test_the_tab_records_an_injection_shows_when_the_next_is_due_and_refuses_bes
     # The timeline shows the visit at its day.
     timeline = clinician.get(f"/t/{facility.slug}/patients/{woman['id']}/timeline", params={"kind": "family_planning"})
     assert timeline.status_code == 200 and "Family planning: DMPA_SC × 1" in timeline.text
+    # Withdrawn, the visit leaves the visits and is listed under them.
+    corrected_id = re.search(r'id="visit-([0-9a-f-]{36})"', clinician.get(woman["path"]).text).group(1)
+    withdrawn_on_tab(clinician, woman["path"], corrected_id, "recorded on the wrong client",
+                     what="Injectable DMPA-SC (Sayana Press, 104 mg)")
 
 
 def test_a_registrar_another_facilitys_session_and_guessed_ids_are_refused(signed_in, facility, elsewhere, woman):

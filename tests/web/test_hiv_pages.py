@@ -27,7 +27,7 @@ from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.conftest import new_patient
 from tests.web.test_me import _patient_client
 from tests.web.test_me_family_planning import _account
-from tests.web.test_portal import post_form
+from tests.web.test_portal import post_form, withdrawn_on_tab
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,10 @@ def test_enrolment_art_a_visit_and_viral_loads_on_the_tab_and_the_register(signe
     guessed = post_form(clinician, path, f"{path}/{uuid.uuid4()}/visits",
                         {"visit_on": day(1), "arv_days": "30", "next_appointment_on": day(-29)})
     assert guessed.status_code == 404 and _hiv_entries(db, facility) == before + 1
+    # A viral load withdrawn is listed under the card, saying which it was.
+    load = re.search(r'id="viral-load-([0-9a-f-]{36})"', clinician.get(path).text).group(1)
+    withdrawn_on_tab(clinician, path, load, "another person's sample",
+                     what=f"Viral load of {(today - dt.timedelta(days=1)):%d %b %Y}: 4500 copies/mL")
 
 
 # -- their own record ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.substrate.principal import Principal
-from tests.web.test_portal import post_form
+from tests.web.test_portal import post_form, withdrawn_on_tab
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,10 @@ def test_the_tab_shows_the_schedule_and_a_dose_too_early_is_recorded_but_said_no
     # The timeline shows the dose at its corrected day.
     timeline = clinician.get(f"/t/{facility.slug}/patients/{baby['id']}/timeline", params={"kind": "immunization"})
     assert timeline.status_code == 200 and "Vaccine PENTA, dose 1" in timeline.text
+    # Withdrawn, the dose leaves the doses and is listed under them.
+    corrected_id = re.search(r'id="given-([0-9a-f-]{36})"', clinician.get(baby["path"]).text).group(1)
+    withdrawn_on_tab(clinician, baby["path"], corrected_id, "another child's card",
+                     what="Pentavalent (DTP-HepB-Hib) dose 1")
 
 
 def test_the_children_due_list_names_the_child_and_a_registrar_sees_neither_page(signed_in, facility, baby):

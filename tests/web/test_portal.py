@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from markupsafe import escape
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import ServiceRequestIn
@@ -55,6 +56,26 @@ def post_form(client, page_path: str, action: str, data: dict, **kwargs):
     page = client.get(page_path)
     assert page.status_code < 500, page.text
     return client.post(action, data={**data, "_csrf_token": csrf_token(page.text)}, follow_redirects=False, **kwargs)
+
+
+def withdrawn_listed(page: str, entry_id: object, *, what: str, by: str, why: str) -> str:
+    """The entry a tab lists as marked entered in error, in ui.withdrawn_list's words, the same on every tab: what it
+    was struck through (`what` as the page writes it), "withdrawn <day and minute> by <who>: <why>", and a link to its
+    history. Returns the item."""
+    item = page.split(f'<li id="withdrawn-{entry_id}">')[1].split("</li>")[0]
+    assert f"<s>{what}</s>" in item, item
+    said = rf"withdrawn \d\d \w{{3}} \d{{4}} \d\d:\d\d by {re.escape(escape(by))}: {re.escape(escape(why))}"
+    assert re.search(said, item), item
+    assert re.search(rf'<a href="/t/[^/"]+/patients/[^/"]+/entries/{entry_id}/history">History<', item), item
+    return item
+
+
+def withdrawn_on_tab(client, tab: str, entry_id: object, reason: str, *, what: str, action: str = "") -> str:
+    """Mark `entry_id` entered in error by its tab's form (`{tab}/{entry_id}/entered-in-error` unless `action` names
+    another), with `reason`: the tab then lists it as `withdrawn_listed` reads, withdrawn by the one signed in."""
+    done = post_form(client, tab, action or f"{tab}/{entry_id}/entered-in-error", {"reason": reason})
+    assert done.status_code == 303, done.text
+    return withdrawn_listed(client.get(tab).text, entry_id, what=what, by=f"Test {client.person.role}", why=reason)
 
 
 # -- pages and what they show ----------------------------------------------------------------------
@@ -685,9 +706,9 @@ def test_a_note_is_corrected_by_its_author_with_a_reason_or_marked_entered_in_er
     assert note_reads() == before + 2  # the notes in force and those withdrawn, each read audited
     assert f'id="note-{anc["id"]}"' not in listed
     # Still on the notes, as the chart's other withdrawn entries are: who withdrew it, when and why, its history.
-    withdrawn = listed.split(f'id="withdrawn-{anc["id"]}"')[1].split("</li>")[0]
-    assert "<s>Antenatal visit</s>" in withdrawn and "written on the wrong patient" in withdrawn
-    assert "Test clinician" in withdrawn and f'{notes_path[:-6]}/entries/{anc["id"]}/history' in withdrawn
+    withdrawn = withdrawn_listed(listed, anc["id"], what="Antenatal visit", by="Test clinician",
+                                 why="written on the wrong patient")
+    assert f'{notes_path[:-6]}/entries/{anc["id"]}/history' in withdrawn
     history = client.get(f'{notes_path[:-6]}/entries/{anc["id"]}/history').text
     assert "written on the wrong patient" in history and "cephalic" in history  # what it said, still readable
 

@@ -16,7 +16,7 @@ import pytest
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import ConditionIn, EncounterIn, PatientIn
 from appliance.substrate import audit
-from tests.web.test_portal import post_form, principal_of
+from tests.web.test_portal import post_form, principal_of, withdrawn_listed, withdrawn_on_tab
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +168,10 @@ def test_resolve_a_problem_with_a_reason_and_its_history_keeps_both_versions(sig
     stale = post_form(client, tab(facility, patient), action, {"form": "resolve", "clinical_status": "resolved",
                                                                "reason": "Again, from an old page"})
     assert stale.status_code == 409 and "reload the page" in stale.text
+    # Withdrawn, it is listed under the problems with its code first, as the problems show theirs.
+    withdrawn_on_tab(client, tab(facility, patient), now["id"], "Another patient's diagnosis",
+                     what=f'<span class="code">J06.9</span> {now["display"]}',
+                     action=f"/t/{facility.slug}/patients/{patient.id}/entries/{now['id']}/entered-in-error")
 
 
 def test_an_allergy_recorded_on_the_page_stops_a_prescription_then_is_withdrawn_with_its_history(
@@ -199,9 +203,8 @@ def test_an_allergy_recorded_on_the_page_stops_a_prescription_then_is_withdrawn_
     assert "Sulfonamides" in history.text  # the mistaken version stays readable
     # The tab still says what was withdrawn, by whom and why, and leads to its history.
     page = client.get(tab(facility, patient)).text
-    listed = page.split(f'id="withdrawn-{allergy["id"]}"')[1].split("</li>")[0]
-    assert "<s>Sulfonamides</s>" in listed and "Recorded on the wrong patient" in listed
-    assert f"/entries/{allergy['id']}/history" in listed and "1 allergy marked entered in error" in page
+    withdrawn_listed(page, allergy["id"], what="Sulfonamides", by="Test clinician", why="Recorded on the wrong patient")
+    assert "1 allergy marked entered in error" in page
 
 
 def test_an_allergy_status_is_changed_with_a_reason(signed_in, db, facility, patients, author):

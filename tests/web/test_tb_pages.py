@@ -19,7 +19,7 @@ from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.layers.clinical.tuberculosis import load_regimens
 from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
 from appliance.substrate.principal import Principal
-from tests.web.test_portal import post_form
+from tests.web.test_portal import post_form, withdrawn_on_tab
 
 regimens = load_regimens(Path(__file__).parents[2] / "policies" / "tuberculosis.toml")
 
@@ -111,6 +111,9 @@ def test_a_case_is_registered_followed_and_its_outcome_refused_then_recorded_on_
     guessed = post_form(clinician, patient["path"], f"{patient['path']}/{uuid.uuid4()}/outcome",
                         {"outcome": "died", "outcome_on": dt.date.today().isoformat()})
     assert guessed.status_code == 404
+    # A follow-up withdrawn is listed under the card.
+    follow_up = re.search(r'id="follow-up-([0-9a-f-]{36})"', clinician.get(patient["path"]).text).group(1)
+    withdrawn_on_tab(clinician, patient["path"], follow_up, "another patient's sputum", what="Follow-up month 2")
 
 
 def test_a_registrar_sees_neither_the_tab_nor_the_register(signed_in, facility, patient):

@@ -145,6 +145,14 @@ def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, today
     return {"patient_id": patient_id, "today": today, "pregnancies": found}
 
 
+def withdrawn_contacts(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
+    """The contacts marked entered in error on the woman's card, newest first, each with the gestational age it gave:
+    who withdrew it, when and why (`service.list_withdrawn`, which audits the read). Kept out of `card`, which the
+    woman's own record (/me) and the API read too: the list is the chart tab's."""
+    return [{**w, "gestation": rules.weeks_and_days(w["gestation_days"])}
+            for w in service.list_withdrawn(conn, principal, patient_id, antenatal, KIND)]
+
+
 # A woman recorded deceased at any facility (appliance/substrate/deaths.py) is on no clinic's list: a midwife tracing
 # one overdue would call a bereaved family.
 _LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.subject_id))")

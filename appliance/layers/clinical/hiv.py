@@ -275,10 +275,11 @@ def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, progr
     where they stand; and what was marked entered in error. The read is audited."""
     service.require_patient(conn, patient_id)
     shaped = _current(conn, principal, patient_id, programme, today)
-    # Only the kinds with a record withdrawn are read (and noted) for the list of them: most cards have none.
+    # Only the kinds with a record withdrawn are read (and noted) for the list of them: most cards have none. Each
+    # keeps its kind, which says what it was (an enrolment, a regimen, a visit, a viral load).
     withdrawn_kinds = conn.execute(sa.select(entry.c.kind).distinct().where(
         entry.c.patient_id == patient_id, entry.c.kind.in_(KINDS), entry.c.status == "entered_in_error")).scalars()
-    withdrawn = [w for kind in sorted(withdrawn_kinds)
+    withdrawn = [{**w, "kind": kind} for kind in sorted(withdrawn_kinds)
                  for w in service.list_withdrawn(conn, principal, patient_id, _TABLES[kind], kind)]
     return {"patient_id": patient_id, "today": today, "care": shaped, "withdrawn": withdrawn}
 
