@@ -49,13 +49,37 @@ CLASS_NAMES = {"penicillin": "penicillins", "penicillins": "penicillins", "cepha
                "fluoroquinolone": "fluoroquinolones", "opioid": "opioids", "opiate": "opioids",
                "artemisinin": "artemisinins"}
 
+# What a prescriber or a patient writes for a drug besides the name the classes above use: a brand on the pack
+# (Augmentin, Septrin, Coartem), an older British spelling still printed on labels (amoxycillin, sulphamethoxazole),
+# a salt or a letter (penicillin V). Each is read as its generic name, so "Augmentin" written for a patient allergic
+# to penicillin is stopped as co-amoxiclav would be, and "Amoxil" is seen to be the amoxicillin already prescribed.
+SYNONYMS: dict[str, str] = {
+    "amoxil": "amoxicillin", "amoxycillin": "amoxicillin", "augmentin": "co-amoxiclav", "clavulin": "co-amoxiclav",
+    "amoxicillin-clavulanic acid": "co-amoxiclav", "amoxycillin-clavulanic acid": "co-amoxiclav",
+    "ampiclox": "ampicillin-cloxacillin", "penicillin v": "phenoxymethylpenicillin",
+    "penicillin g": "benzylpenicillin", "crystalline penicillin": "benzylpenicillin",
+    "benzathine penicillin": "benzathine benzylpenicillin", "rocephin": "ceftriaxone", "zinnat": "cefuroxime",
+    "keflex": "cefalexin", "septrin": "co-trimoxazole", "bactrim": "co-trimoxazole",
+    "sulphamethoxazole": "sulfamethoxazole", "sulphadiazine": "sulfadiazine", "fansidar": "sulfadoxine-pyrimethamine",
+    "sulphadoxine-pyrimethamine": "sulfadoxine-pyrimethamine", "brufen": "ibuprofen", "voltaren": "diclofenac",
+    "voltarol": "diclofenac", "ponstan": "mefenamic acid", "disprin": "aspirin", "zithromax": "azithromycin",
+    "ciproxin": "ciprofloxacin", "tramal": "tramadol", "coartem": "artemether-lumefantrine",
+    "duo-cotecxin": "dihydroartemisinin-piperaquine", "tegretol": "carbamazepine", "epanutin": "phenytoin",
+    "dilantin": "phenytoin",
+}
+_SYNONYM = re.compile(r"(?<![\w-])(" + "|".join(re.escape(name) for name in sorted(SYNONYMS, key=len, reverse=True))
+                      + r")(?![\w-])")
+
 _NOISE = re.compile(r"\b\d+(\.\d+)?\s*(mg|g|mcg|µg|ml|iu|units?|%)\b|\b(tabs?|tablets?|caps?|capsules?|syrup|"
                     r"suspension|injection|inj|oral|iv|im|allergy|intolerance|dispersible)\b")
 
 
 def normalise(name: str) -> str:
+    """The drug's generic name as the tables above spell it, without strength, form or route: "Augmentin 625 mg
+    tablets" and "amoxicillin/clavulanic acid" both read "co-amoxiclav"."""
     text = _NOISE.sub(" ", name.lower().replace("/", "-"))
-    return re.sub(r"\s+", " ", text).strip(" -,.")
+    text = re.sub(r"\s+", " ", text).strip(" -,.")
+    return _SYNONYM.sub(lambda found: SYNONYMS[found[1]], re.sub(r"\s*-\s*", "-", text))
 
 
 def classes_of(name: str) -> set[str]:

@@ -90,9 +90,34 @@ def test_a_drug_matches_its_substance_or_class(drug, allergy, why):
     assert [m.allergy_id for m in matches] == ["a1"] and why in matches[0].why
 
 
+# A brand on the pack or an older spelling still printed on labels is the drug it names: each of these went
+# through the check unremarked, and a patient allergic to penicillin got Augmentin.
+@pytest.mark.parametrize(("drug", "allergy", "why"), [
+    ("Augmentin 625 mg tablets", "Penicillin", "penicillins"),
+    ("Amoxil 500 mg capsules", "Amoxicillin", "Amoxil 500 mg capsules is Amoxicillin"),
+    ("amoxycillin", "Penicillin", "penicillins"),
+    ("Penicillin V 250 mg", "Amoxicillin", "penicillins"),
+    ("Septrin 960 mg", "Sulphonamides", "sulfonamides"),
+    ("Fansidar", "co-trimoxazole", "sulfonamides"),
+    ("Brufen 400 mg", "Aspirin", "nsaids"),
+    ("Coartem", "Artemether-lumefantrine", "is"),
+])
+def test_a_brand_or_an_older_spelling_is_checked_as_the_drug_it_names(drug, allergy, why):
+    matches = drugs.check(drug, [("a1", allergy)])
+    assert [m.allergy_id for m in matches] == ["a1"] and why in matches[0].why
+
+
+def test_a_brand_and_its_generic_read_as_one_drug():
+    """What the portal compares to tell a second prescription of the same drug (`_already_prescribed`)."""
+    assert drugs.normalise("Amoxil") == drugs.normalise("amoxycillin 500 mg caps") == drugs.normalise("Amoxicillin")
+    assert drugs.normalise("Augmentin") == drugs.normalise("Amoxicillin / clavulanic acid") == "co-amoxiclav"
+    assert drugs.normalise("Amoxicillin") != drugs.normalise("Augmentin")
+
+
 @pytest.mark.parametrize(("drug", "allergy"), [
     ("Paracetamol", "Penicillin"), ("Artemether-lumefantrine", "Sulfonamides"), ("Metformin", "Peanuts"),
     ("Amlodipine", "Latex"), ("Azithromycin", "Penicillin"),
+    ("Augmentin", "Sulfonamides"), ("Septrin", "Penicillin"), ("Amoxil", "Aspirin"),
 ])
 def test_no_false_alarm_for_unrelated_drugs(drug, allergy):
     assert drugs.check(drug, [("a1", allergy)]) == []
