@@ -40,7 +40,7 @@ BASE = "/t/{tenant}/billing"
 
 # The financial layer's entries in the portal's navigation (portal.NAV lists it by layer).
 portal.NAV.extend([
-    NavItem("Financial", "billing", "Billing worklist", "/billing", "financial.charge.read"),
+    NavItem("Financial", "billing", "Billing worklist", "/billing", "financial.charge.read", worklist=True),
     NavItem("Financial", "accounts", "Accounts", "/billing/accounts", "financial.account.read"),
     NavItem("Financial", "takings", "Day's takings", "/billing/takings", "financial.payment.read"),
     NavItem("Financial", "aging", "A/R aging", "/billing/aging", "financial.report.read"),

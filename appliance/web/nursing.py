@@ -106,7 +106,7 @@ NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PA
                    "lateness": lateness, "duration": duration, "minutes_since": minutes_since,
                    "allergy_matches": allergy_matches, "muac_hint": MUAC_HINT}
 
-portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read"))
+portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read", worklist=True))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
 portal.CHART_TABS[-1:-1] = [
     ChartTab("observations", "Observations", "/observations", "nursing.news2.read"),

@@ -41,7 +41,7 @@ from appliance.web import plots, portal
 from appliance.web.portal import Asking, FormData, Id, Query, Tenant, form_values, page, see_other
 
 portal.NAV.extend([
-    portal.NavItem("Operations", "beds", "Bed board", "/beds", "operations.bed.read"),
+    portal.NavItem("Operations", "beds", "Bed board", "/beds", "operations.bed.read", worklist=True),
     portal.NavItem("Operations", "ed", "Emergency department", "/ed", "operations.ed.read"),
     portal.NavItem("Operations", "clinics", "Clinics", "/clinics", "operations.schedule.read"),
     portal.NavItem("Operations", "command-center", "Command center", "/command-center", "operations.kpi.read"),

@@ -159,6 +159,16 @@ def test_a_clinician_lands_on_it_and_other_roles_may_not_open_it(signed_in, faci
         assert f'href="/t/{facility.slug}/today"' not in other.get(f"/t/{facility.slug}", follow_redirects=True).text
 
 
+def test_a_nurse_a_bed_manager_and_a_billing_clerk_land_on_their_worklists_not_on_patient_search(signed_in, facility):
+    """Each may search for a patient, the navigation's page before their own: a nurse who signed in was sent to an
+    empty search box, her ward's worklist (what the README says nurses work from) two rows down the menu."""
+    for role, own_page in (("nurse", "/ward"), ("bed_manager", "/beds"), ("billing_clerk", "/billing"),
+                           ("registrar", "/patients")):
+        client = signed_in(role, facility.slug)
+        landed = client.get(f"/t/{facility.slug}", follow_redirects=False)
+        assert landed.headers["location"] == f"/t/{facility.slug}{own_page}", role
+
+
 def test_another_facilitys_session_or_token_is_refused_and_sees_nobody(signed_in, token_client, facility, elsewhere,
                                                                        day):
     intruder = signed_in("clinician", elsewhere.slug)
