@@ -605,6 +605,14 @@ class MedicationIn(_In):
     )
     encounter_id: uuid.UUID | None = None
 
+    @field_validator("dose")
+    @classmethod
+    def _without_trailing_zero(cls, dose: Decimal) -> Decimal:
+        # A dose is never written with a trailing zero: "1.0 mg" is given as 10 mg (the Joint Commission's "do not
+        # use" list, ISMP's error-prone notations). An order set's `dose = 1000` comes from the tenant file as a float
+        # and was prescribed, and printed on every page after, as "1000.0 mg".
+        return dose.quantize(Decimal(1)) if dose == dose.to_integral_value() else dose.normalize()
+
 
 class MedicationStatusIn(_In):
     status: Literal["completed", "stopped"]

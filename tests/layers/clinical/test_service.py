@@ -275,9 +275,18 @@ def test_an_order_set_places_every_order(db: Database, facility, clinician):
         patient = new_patient(conn, clinician)
         placed = service.place_order_set(conn, clinician, patient["id"], "MALARIA", OrderSetIn(priority="urgent"))
         open_orders = service.list_orders(conn, clinician, patient["id"], open_only=True)
+        [prescribed] = service.list_medications(conn, clinician, patient["id"], active_only=True)
     assert [s["code"] for s in placed.services] == ["32700-7", "70569-9", "58410-2"]
     assert [m["drug"] for m in placed.placed] == ["Paracetamol"]
     assert {o["order_set"] for o in open_orders} == {"MALARIA"} and len(open_orders) == 3
+    # The tenant file's `dose = 1000` is read as a float: it was prescribed, and printed, as "1000.0 mg", the
+    # trailing zero that is misread tenfold (the Joint Commission's "do not use" list).
+    assert str(prescribed["dose"]) == "1000"
+
+
+def test_a_dose_is_kept_without_a_trailing_zero():
+    assert [str(MedicationIn(drug="x", dose=dose, dose_unit="mg", route="oral", frequency="once").dose)
+            for dose in ("1.0", 1000.0, "2.50", "0.125", "1E+3")] == ["1", "1000", "2.5", "0.125", "1000"]
 
 
 def _orders_and_meds(conn, patient_id) -> tuple[int, int]:
