@@ -1392,6 +1392,14 @@ def _override_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, actio
                 leave_out=leave_out or [], **top, **HELPERS)
 
 
+def _without_override(fields: dict[str, Any]) -> dict[str, Any]:
+    """An order's fields without the reason to give it despite an allergy, when that reason was refused (too
+    short): the order goes through the drug–allergy check again, which stops it as it did the first time and
+    records the stop, so the question comes back naming the allergies matched and, for an order set, offering
+    the rest of the set without those drugs (the page said only "an allergy" and offered nothing else)."""
+    return {k: v for k, v in fields.items() if k != "allergy_override_reason"}
+
+
 def _order_set_named(request: Asking, tenant: str, code: str) -> str:
     """'the order set Suspected malaria', as the orders page names it (the code if it is not configured)."""
     with request.app.state.db.tenant(tenant) as conn:
@@ -1437,17 +1445,18 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
     raw = data.get("leave_out")
     leave_out = [d.strip() for d in (raw if isinstance(raw, list) else [raw]) if isinstance(d, str) and d.strip()]
     action = f"/t/{tenant}/patients/{patient_id}/order-sets"
+    fields = {k: values.get(k) for k in ("encounter_id", "priority", "clinical_info", "allergy_override_reason")
+              if values.get(k)} | {"leave_out": leave_out}
+    reason_refused: dict[str, str] = {}
     try:
-        order_set_in = OrderSetIn.model_validate({k: values.get(k) for k in (
-            "encounter_id", "priority", "clinical_info", "allergy_override_reason") if values.get(k)}
-            | {"leave_out": leave_out})
+        order_set_in = OrderSetIn.model_validate(fields)
     except ValidationError as exc:
         errors = field_errors(exc)
-        if "allergy_override_reason" in errors and "code" in values:
-            return _override_page(request, tenant, patient_id, action=action, blocked=[], values=values,
-                                  what=_order_set_named(request, tenant, code), errors=errors)
-        return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values,
-                            errors=errors)
+        if set(errors) != {"allergy_override_reason"} or "code" not in values:
+            return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values,
+                                errors=errors)
+        reason_refused = errors
+        order_set_in = OrderSetIn.model_validate(_without_override(fields))
     if values.get("also_active") != "true":
         already = _already_prescribed_in_set(request, tenant, patient_id, code, leave_out)
         if already is not None:
@@ -1465,7 +1474,7 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
                             errors={"form" if field == "leave_out" else field: message})
     if outcome.blocked:
         return _override_page(request, tenant, patient_id, action=action, blocked=outcome.blocked, values=values,
-                              what=_order_set_named(request, tenant, code),
+                              what=_order_set_named(request, tenant, code), errors=reason_refused,
                               leave_out=[b["drug"] for b in outcome.blocked])
     done = "order-set-override" if order_set_in.allergy_override_reason else (
         "order-set-without" if leave_out else "order-set")
@@ -1571,14 +1580,17 @@ def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -
     """A prescription, after the drug–allergy check; a match asks for the reason to give it anyway."""
     values = form_values(data)
     action = f"/t/{tenant}/patients/{patient_id}/medications"
+    fields = {k: values[k] for k in MEDICATION_FIELDS if values.get(k)}
+    reason_refused: dict[str, str] = {}
     try:
-        medication_in = MedicationIn.model_validate({k: values[k] for k in MEDICATION_FIELDS if values.get(k)})
+        medication_in = MedicationIn.model_validate(fields)
     except ValidationError as exc:
         errors = field_errors(exc)
-        if set(errors) == {"allergy_override_reason"}:
-            return _override_page(request, tenant, patient_id, action=action, blocked=[], values=values,
-                                  what=values.get("drug") or "this drug", errors=errors)
-        return _orders_page(request, tenant, patient_id, status=422, form="prescribe", values=values, errors=errors)
+        if set(errors) != {"allergy_override_reason"}:
+            return _orders_page(request, tenant, patient_id, status=422, form="prescribe", values=values,
+                                errors=errors)
+        reason_refused = errors
+        medication_in = MedicationIn.model_validate(_without_override(fields))
     if values.get("also_active") != "true":
         already = _already_prescribed(request, tenant, patient_id, medication_in.drug)
         if already is not None:
@@ -1594,7 +1606,7 @@ def prescribe(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -
                             errors={exc.extra.get("field") or "form": exc.detail})
     if outcome.blocked:
         return _override_page(request, tenant, patient_id, action=action, blocked=outcome.blocked, values=values,
-                              what=medication_in.drug)
+                              what=medication_in.drug, errors=reason_refused)
     done = "prescribed-override" if medication_in.allergy_override_reason else "prescribed"
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/orders?done={done}")
 

@@ -445,6 +445,9 @@ def test_order_set_asks_for_an_override_reason_when_an_allergy_matches(signed_in
     too_short = client.post(action, data={"code": "MALARIA", "allergy_override_reason": "x",
                                           "_csrf_token": csrf_token(blocked.text)}, follow_redirects=False)
     assert too_short.status_code == 409 and "at least 3 characters" in too_short.text
+    # Asked again, it still names the allergy the drug matches and still offers the set without it.
+    assert "the recorded allergy to <strong>Paracetamol</strong>" in too_short.text
+    assert 'name="leave_out" value="Paracetamol"' in too_short.text
     placed = client.post(action, data={"code": "MALARIA", "encounter_id": str(chart.encounter_id),
                                        "priority": "urgent", "_csrf_token": csrf_token(blocked.text),
                                        "allergy_override_reason": "Rash was mild; no alternative antipyretic"},
@@ -578,6 +581,11 @@ def test_prescribe_single_test_and_bad_input(signed_in, facility, charts):
     blocked = post_form(client, orders, f"{base(facility)}/patients/{pid}/medications", {
         "drug": "Amoxicillin", "dose": "500", "dose_unit": "mg", "route": "oral", "frequency": "every 8 hours"})
     assert blocked.status_code == 409 and "Penicillin" in blocked.text and "penicillins" in blocked.text
+    too_short = post_form(client, orders, f"{base(facility)}/patients/{pid}/medications", {
+        "drug": "Amoxicillin", "dose": "500", "dose_unit": "mg", "route": "oral", "frequency": "every 8 hours",
+        "allergy_override_reason": "ok"})
+    assert too_short.status_code == 409 and "at least 3 characters" in too_short.text
+    assert "the recorded allergy to <strong>Penicillin</strong>" in too_short.text  # not only "an allergy"
     bad = post_form(client, orders, f"{base(facility)}/patients/{pid}/medications", {
         "drug": "Metronidazole", "dose": "-4", "dose_unit": "", "route": "oral", "frequency": "tds"})
     assert bad.status_code == 422
