@@ -188,7 +188,9 @@ def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: lis
         conn.execute(patient_identifier.insert(), [{**i, "patient_id": patient_id} for i in identifiers])
 
 
-_NEW_PATIENT = patient.insert().values(mrn=sa.func.lpad(sa.cast(sa.func.nextval("patient_mrn_seq"), sa.Text), 7, "0"))
+MRN_DIGITS = 7  # an MRN is the facility's sequence number, zero-padded to this many digits: 0000023
+_NEW_PATIENT = patient.insert().values(
+    mrn=sa.func.lpad(sa.cast(sa.func.nextval("patient_mrn_seq"), sa.Text), MRN_DIGITS, "0"))
 
 
 def national_id_of(data: PatientIn) -> str | None:
@@ -409,7 +411,9 @@ def patient_search_query(*, name: str | None = None, identifier: str | None = No
     score: sa.ColumnElement = sa.literal(1.0, sa.Double)
     if identifier:
         by_identifier = sa.select(patient_identifier.c.patient_id).where(patient_identifier.c.value == identifier)
-        query = query.where(sa.or_(patient.c.mrn == identifier, patient.c.id.in_(by_identifier)))
+        # A folder, a card or a clerk writes the MRN without its leading zeros ("23" for 0000023).
+        mrns = {identifier, identifier.zfill(MRN_DIGITS)} if identifier.isdigit() else {identifier}
+        query = query.where(sa.or_(patient.c.mrn.in_(sorted(mrns)), patient.c.id.in_(by_identifier)))
         if name:
             query = query.where(patient.c.name_search.op("OPERATOR(public.%>)")(name))
     elif name:

@@ -67,11 +67,13 @@ def test_search_by_misspelt_name_identifier_mrn_and_birth_date(db: Database, fac
         by_part = service.search_patients(conn, clinician, name="kama")
         by_id = service.search_patients(conn, clinician, identifier=wanjiru["identifiers"][0]["value"])
         by_mrn = service.search_patients(conn, clinician, identifier=wanjiru["mrn"])
+        by_unpadded_mrn = service.search_patients(conn, clinician, identifier=wanjiru["mrn"].lstrip("0"))
         by_date = service.search_patients(conn, clinician, birth_date=dt.date(1984, 2, 29))
         by_both = service.search_patients(conn, clinician, name="kamau", birth_date=dt.date(1984, 2, 29))
     assert by_typo[0]["id"] == wanjiru["id"]
     assert {r["family_name"] for r in by_part} >= {"Kamau", "Kamande"}
     assert [r["id"] for r in by_id] == [wanjiru["id"]] == [r["id"] for r in by_mrn]
+    assert [r["id"] for r in by_unpadded_mrn] == [wanjiru["id"]]  # "23" for 0000023 found nobody
     assert {r["family_name"] for r in by_date} == {"Kamau", "Kamande"}
     assert by_both[0]["id"] == wanjiru["id"]
     with pytest.raises(Invalid), db.tenant(facility.slug) as conn:
