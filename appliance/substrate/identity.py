@@ -232,6 +232,16 @@ class SubjectMatch:
     candidates: list[uuid.UUID]  # other subjects with the same demographic key, for a person to review
 
 
+def national_id_holder(conn: Connection, national_id: str) -> sa.Row | None:
+    """The birth date and sex of the person holding `national_id` (the survivor, when their subject was merged),
+    or None: what a registration compares before it links a new chart to that person."""
+    found = conn.execute(sa.select(subject.c.id).where(subject.c.national_id == national_id.strip())).scalar()
+    if found is None:
+        return None
+    return conn.execute(sa.select(subject.c.birth_date, subject.c.sex)
+                        .where(subject.c.id == resolve_subject(conn, found))).one()
+
+
 def resolve_subject(conn: Connection, subject_id: uuid.UUID) -> uuid.UUID:
     """Follow merges to the surviving subject."""
     seen = set()

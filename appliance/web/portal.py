@@ -819,6 +819,13 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
     if alike:
         return page(request, "register.html", status=409, active="register", values=values, errors={},
                     owner=None, alike=alike, other_identifiers=OTHER_IDENTIFIERS)
+    if not errors and values.get("national_id_checked") != "true" and (
+            differs := service.national_id_disagreement(request.app.state.db, patient_in, tenant=tenant)):
+        return page(request, "register.html", status=409, active="register", values=values, owner=None, alike=[],
+                    other_identifiers=OTHER_IDENTIFIERS, national_id_check=True, errors={"national_id": (
+                        f"This national ID is held by a person with another {differs}, registered at a facility of "
+                        "this appliance. Check the number on the ID card: a mistyped one would put this chart on "
+                        "that person's patient portal. Nothing was registered.")})
     if not errors:
         try:
             linked = service.with_subject(request.app.state.db, patient_in, tenant=tenant)

@@ -263,6 +263,38 @@ def test_registering_someone_already_here_under_that_name_and_birth_date_asks_fi
     assert landed.status_code == 200 and "Patient registered." in landed.text and "Start an encounter" in landed.text
 
 
+def test_a_national_id_another_facility_holds_for_someone_born_otherwise_is_questioned(signed_in, facility,
+                                                                                       elsewhere):
+    """Registration links a chart to the person holding its national ID at any facility of the appliance: one
+    digit mistyped into another person's ID put this patient's chart on that person's patient portal, silently.
+    The desk is now asked to check the card, told only what differs; the same person (same birth date and sex)
+    is linked without a question."""
+    there, here = signed_in("registrar", elsewhere.slug), signed_in("registrar", facility.slug)
+    mistyped, shared = (f"NID-{uuid.uuid4().hex[:10]}" for _ in range(2))
+    holders = {mistyped: ("Wekesa", "Halima", "1971-06-09"), shared: ("Otieno", "Pamela", "1980-03-03")}
+    for national_id, (family, given, born) in holders.items():
+        held = post_form(there, f"{base(elsewhere)}/patients/new", f"{base(elsewhere)}/patients", {
+            "family_name": family, "given_names": given, "birth_date": born, "sex": "female",
+            "national_id": national_id})
+        assert held.status_code == 303
+    new = f"{base(facility)}/patients/new"
+    typed = {"family_name": "Barasa", "given_names": "Tom", "birth_date": "1990-02-14", "sex": "male",
+             "national_id": mistyped}
+    asked = post_form(here, new, f"{base(facility)}/patients", typed)
+    assert asked.status_code == 409
+    assert re.search(r'id="national_id-error">This national ID is held by a person with another birth date and '
+                     r'sex, registered at a facility of this appliance', asked.text)
+    assert "1971" not in asked.text and "Wekesa" not in asked.text  # nothing of that person is shown
+    assert 'name="national_id_checked"' in asked.text and 'value="Barasa"' in asked.text
+    assert here.get(f"{base(facility)}/patients", params={"q": mistyped}).text.count("BARASA") == 0
+    checked = post_form(here, new, f"{base(facility)}/patients", {**typed, "national_id_checked": "true"})
+    assert checked.status_code == 303
+    same_person = post_form(here, new, f"{base(facility)}/patients", {  # a married name here: not the question
+        "family_name": "Kiprop", "given_names": "Pamela", "birth_date": "1980-03-03", "sex": "female",
+        "national_id": shared})
+    assert same_person.status_code == 303
+
+
 def test_the_desk_corrects_a_registration_and_the_earlier_version_stays_in_its_history(signed_in, db, facility,
                                                                                        charts, author):
     """A misspelt name corrected from the registration page: a new version with its reason supersedes the

@@ -198,6 +198,31 @@ def national_id_of(data: PatientIn) -> str | None:
     return next((i.value for i in data.identifiers if i.system == "national_id"), None)
 
 
+def national_id_disagreement(db: Database, data: PatientIn, *, tenant: str) -> str | None:
+    """What the person already holding this registration's national ID differs in ("birth date", "sex", both),
+    or None: `with_subject` links the new chart to them on the national ID alone, and a mistyped number that
+    another person holds would put this patient's chart on that person's portal. Only what differs is said,
+    never that person's details. A sex or birth date either side does not record is no disagreement, and an ID
+    a patient of `tenant` holds is left to the registration, which refuses it naming that record."""
+    national_id = national_id_of(data)
+    if not national_id:
+        return None
+    with db.tenant(tenant) as conn:
+        if conn.execute(sa.select(patient_identifier.c.patient_id).where(
+                patient_identifier.c.system == "national_id", patient_identifier.c.value == national_id)).first():
+            return None
+    with db.control() as conn:
+        holder = identity.national_id_holder(conn, national_id)
+    if holder is None:
+        return None
+    differs = []
+    if holder.birth_date is not None and holder.birth_date != data.birth_date:
+        differs.append("birth date")
+    if {holder.sex, data.sex} <= {"female", "male"} and holder.sex != data.sex:
+        differs.append("sex")
+    return " and ".join(differs) or None
+
+
 def with_subject(db: Database, data: PatientIn, *, tenant: str) -> PatientIn:
     """`data` linked to its one-identity subject (`control.subject`), before the chart is registered at
     `tenant`: the subject holding the same national ID, else a new one. A person registered at two
