@@ -91,10 +91,35 @@ def validate(resource: Any, resource_type: str | None, where: str) -> dict:
         raise FhirError(400, "not-supported", f"{resource['resourceType']} is not a FHIR R4B resource type",
                         expression=f"{where}.resourceType") from None
     try:
-        model.model_validate(resource)
+        validated = model.model_validate(resource)
     except ValidationError as exc:
         raise of_validation(exc, resource["resourceType"], where) from None
+    number = _time_given_as_a_number(resource, validated, where)
+    if number is not None:
+        raise FhirError(400, "structure", f"{number}: a FHIR date or time is written as text (YYYY-MM-DD, or "
+                                          "YYYY-MM-DDThh:mm:ss with its zone), not a number", expression=number)
     return resource
+
+
+def _time_given_as_a_number(raw: Any, validated: Any, where: str) -> str | None:
+    """The first date, dateTime, instant or time element sent as something other than text, by its path. The
+    R4B models read such a number as seconds since 1970 (pydantic's leniency, not FHIR's JSON, whose dates are
+    strings), and everything after them here reads the element's text."""
+    if isinstance(validated, dt.date | dt.time):
+        return None if isinstance(raw, str) else where
+    if isinstance(validated, BaseModel) and isinstance(raw, dict):
+        names = {(info.alias or name): name for name, info in type(validated).model_fields.items()}
+        for key, value in raw.items():
+            if key in names:
+                found = _time_given_as_a_number(value, getattr(validated, names[key]), f"{where}.{key}")
+                if found:
+                    return found
+    elif isinstance(validated, list) and isinstance(raw, list):
+        for index, (value, item) in enumerate(zip(raw, validated, strict=False)):
+            found = _time_given_as_a_number(value, item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _model(schema: type[BaseModel], values: dict, where: str, elements: dict[str, str],

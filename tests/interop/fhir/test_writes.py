@@ -156,6 +156,22 @@ def test_invalid_input_is_named_and_writes_nothing(api, db, facility):
     assert rows(db, facility.slug) == before
 
 
+def test_a_date_sent_as_a_number_is_refused_naming_it(api, db, facility):
+    """FHIR JSON writes dates as text; the R4B models would read 12345 as seconds since 1970, and the record
+    as nothing it could read (a 500 until the sweep in tests/web/test_every_route_input.py found it)."""
+    patient = f"Patient/{registered(api, facility.slug)}"
+    url = base(facility.slug)
+    before = rows(db, facility.slug)
+    body = refusal(api.post(f"{url}/Condition", json=condition(patient, onsetDateTime=12345)), 400)
+    assert body["issue"][0]["expression"] == ["Condition.onsetDateTime"]
+    assert "written as text" in body["issue"][0]["diagnostics"]
+    visit = _encounter(patient, f"urn:uuid:{uuid.uuid4()}")
+    visit["period"]["start"] = 1692000000
+    body = refusal(api.post(url, json=_transaction(visit)), 400)
+    assert body["issue"][0]["expression"] == ["Bundle.entry[0].resource.period.start"]
+    assert rows(db, facility.slug) == before
+
+
 def test_a_national_id_already_registered_is_409(api, db, facility):
     national_id = uuid.uuid4().hex[:10]
     answer(api.post(f"{base(facility.slug)}/Patient", json=new_patient(national_id)), 201)
