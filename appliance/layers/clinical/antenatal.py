@@ -48,7 +48,9 @@ _NOON = dt.time(12, 0)
 # What is plausible of each measure (a figure outside is a slip: kilograms for grams, a digit too many).
 RANGES = {"systolic_mmhg": (50, 260, "mmHg"), "diastolic_mmhg": (30, 160, "mmHg"), "weight_kg": (25, 250, "kg"),
           "fundal_height_cm": (5, 50, "cm"), "fetal_heart_rate": (50, 240, "beats a minute"),
-          "haemoglobin_g_dl": (2, 25, "g/dL"), "gravida": (1, 25, ""), "td_dose": (1, 5, ""), "iptp_dose": (1, 8, "")}
+          "haemoglobin_g_dl": (2, 25, "g/dL"), "gravida": (1, 25, ""), "td_dose": (1, 5, ""), "iptp_dose": (1, 8, ""),
+          # Births before this pregnancy: fewer than the most pregnancies recorded, whether or not gravida is given.
+          "para": (0, 24, "")}
 _DETAIL_FIELDS = ("lmp", "ultrasound_on", "ultrasound_weeks", "ultrasound_days", "gravida", "para", "systolic_mmhg",
                   "diastolic_mmhg", "weight_kg", "fundal_height_cm", "fetal_heart_rate", "fetal_movements",
                   "presentation", "urine_protein", "haemoglobin_g_dl", "syphilis_test", "syphilis_treated",
@@ -205,8 +207,6 @@ def _refuse_ranges(data: AntenatalIn, gestation_days: int, day: dt.date) -> None
     if data.para is not None and data.gravida is not None and not 0 <= data.para < data.gravida:
         raise Invalid(f"para {data.para} with gravida {data.gravida}: para counts the births before this "
                       "pregnancy, so it is less than gravida", field="para")
-    if data.para is not None and data.para < 0:
-        raise Invalid("para is 0 or more", field="para")
     weeks = gestation_days // 7
     if data.iptp_dose is not None and weeks < IPTP_FROM_WEEKS:
         raise Invalid(f"IPTp-SP is not given in the first trimester: this contact is at {weeks} weeks "
