@@ -75,9 +75,13 @@ def _too_large(_: Request, exc: HTTPException) -> Response:
 
 
 def _not_a_form(_: Request, exc: HTTPException) -> Response:
-    # The only 400 these routes give: a body Litestar could not read as a multipart form (JSON, urlencoded...).
+    # The only 400 the upload routes give: a body Litestar could not read as a multipart form (JSON, urlencoded...).
     return Response({"status_code": exc.status_code, "detail": NOT_A_FORM, "received": exc.detail},
                     status_code=exc.status_code)
+
+
+# The upload routes' own: a withdrawal is JSON, and its refusals are the clinical API's.
+FORM_REFUSALS = {HTTP_413_REQUEST_ENTITY_TOO_LARGE: _too_large, HTTP_400_BAD_REQUEST: _not_a_form}
 
 
 def read_upload(form: DocumentForm) -> bytes:
@@ -107,8 +111,7 @@ class DocumentController(Controller):
     path = "/api/t/{tenant:str}" + PATIENT + "/documents"
     tags = ["clinical", "documents"]
     guards = [care_relationship_guard]
-    exception_handlers = {**ClinicalController.exception_handlers, HTTP_413_REQUEST_ENTITY_TOO_LARGE: _too_large,
-                          HTTP_400_BAD_REQUEST: _not_a_form}
+    exception_handlers = ClinicalController.exception_handlers
 
     @get("", operation_id="ClinicalListDocuments", opt=_opt(READ), sync_to_thread=True)
     def list_documents(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id) -> DocumentListOut:
@@ -119,7 +122,7 @@ class DocumentController(Controller):
             return DocumentListOut.model_validate(documents.patient_documents(conn, request.user, patient_id))
 
     @post("", operation_id="ClinicalUploadDocument", opt=_opt(WRITE), sync_to_thread=True,
-          status_code=HTTP_201_CREATED, request_max_body_size=MAX_FORM_BYTES)
+          status_code=HTTP_201_CREATED, request_max_body_size=MAX_FORM_BYTES, exception_handlers=FORM_REFUSALS)
     def upload_document(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
                         data: Multipart) -> DocumentOut:
         """File a document: a multipart form with `file` (PDF, JPEG or PNG, at most 10 MiB), `category`, `title` and
@@ -145,7 +148,7 @@ class DocumentController(Controller):
         return file_response(found)
 
     @put("/{entry_id:uuid}", operation_id="ClinicalCorrectDocument", opt=_opt(WRITE), sync_to_thread=True,
-         request_max_body_size=MAX_FORM_BYTES)
+         request_max_body_size=MAX_FORM_BYTES, exception_handlers=FORM_REFUSALS)
     def correct_document(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id, entry_id: Id,
                          data: Multipart) -> DocumentOut:
         """A corrected version of a document, with `reason`: a better scan (send `file`) or its category, title or

@@ -123,6 +123,10 @@ def test_a_better_scan_supersedes_and_entered_in_error_is_no_longer_served(api, 
     retitled = _file(api, f"{base}/{better['id']}", b"", name="", method="put", category="ecg",
                      title="ECG 12-lead, at rest", reason="the title said too little")
     assert retitled.status_code == 200 and retitled.json()["sha256"] == better["sha256"], retitled.text
+    # A withdrawal is JSON: a body that is not is told what is wrong with it, not how to send a multipart form.
+    for body in ({"content": b"{not json", "headers": {"content-type": "application/json"}}, {"json": []}):
+        garbled = api.post(f"{base}/{retitled.json()['id']}/entered-in-error", **body)
+        assert garbled.status_code in (400, 422) and "multipart" not in garbled.json()["detail"], garbled.text
     withdrawn = api.post(f"{base}/{retitled.json()['id']}/entered-in-error", json={"reason": "another patient's ECG"})
     assert withdrawn.status_code == 200, withdrawn.text
     for version in (first, better):
