@@ -30,6 +30,7 @@ from tests.web.test_me_appointments import _patient
 FIVE_THOUSAND = "x" * 5000
 HUGE = 10**15
 NOT_A_DATE = "2026-02-30"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)  # a PNG's signature, which is what a document's type is read from
 # What a detail must never show: our internals (a traceback, the driver's or SQLAlchemy's words, SQL, a repr).
 LEAKS = re.compile(r"Traceback|psycopg|sqlalchemy|Background on this error|\bSELECT\b|\bINSERT INTO\b|"
                    r"\bUPDATE \w+ SET\b|object at 0x|UUID\('|Decimal\('|datetime\.|\{'type': ", re.IGNORECASE)
@@ -270,6 +271,10 @@ class Sweep:
             if unknown:
                 self.send(caller, method, url, f"an unknown {' and '.join(unknown)}")
             return
+        form = _form_schema(operation, self.components)
+        if form is not None:
+            self.forms(caller, method, url, form, created)
+            return
         # The body: not JSON, the wrong shape, then a plausible one with each top-level field wrong in turn.
         self.send(caller, method, url, "a body that is not JSON", content=b"{not json",
                   headers={"content-type": "application/json"})
@@ -292,6 +297,26 @@ class Sweep:
             made_id = made.json().get("id") if isinstance(made.json(), dict) else None
             if made_id:
                 created.setdefault(url, str(made_id))
+
+    def forms(self, caller, method: str, url: str, schema: dict, created: dict) -> None:
+        """A multipart form's route (a scanned document): JSON instead of a form, a form without its file, a file
+        that is none of the types taken, then a plausible form with each field in turn given what it cannot hold."""
+        self.send(caller, method, url, "JSON instead of a form", json={})
+        fields = {name: sub for name, sub in schema["properties"].items()
+                  if _resolve(sub, self.components).get("format") != "binary"}
+        plausible = {name: _plausible(sub, self.components, {}) for name, sub in fields.items()}
+        plausible.update({"category": "identity_document", "title": "National ID card",
+                          "document_date": facility_today().isoformat(), "reason": "A clearer scan."})
+        files = {"file": ("scan.png", PNG, "image/png")}
+        self.send(caller, method, url, "a form without its file", data=plausible)
+        self.send(caller, method, url, "a file of no type taken", data=plausible,
+                  files={"file": ("scan.png", b"<html>not an image</html>", "image/png")})
+        for name in fields:
+            for wrong in (FIVE_THOUSAND, NOT_A_DATE, ""):
+                self.send(caller, method, url, f"{name}={wrong[:20]!r}", data={**plausible, name: wrong}, files=files)
+        made = self.send(caller, method, url, "a plausible form", data=plausible, files=files)
+        if method == "POST" and made.status_code == 201:
+            created.setdefault(url, made.json()["id"])
 
     def fhir_searches(self, caller, tenant: str, patient_id: str) -> None:
         """Each search parameter the FHIR facade says it takes, given values it cannot take, alone and beside the
@@ -391,6 +416,12 @@ def test_no_route_answers_bad_input_with_a_500(app, client, db, policy, token_cl
 def _desk(tenant) -> Principal:
     return Principal(account_id=uuid.uuid4(), kind="staff", display_name="Sweep desk", tenant=tenant.slug,
                      role="registrar")
+
+
+def _form_schema(operation: dict, components: dict) -> dict | None:
+    content = (operation.get("requestBody") or {}).get("content", {})
+    return _resolve(content["multipart/form-data"]["schema"], components) if "multipart/form-data" in content \
+        else None
 
 
 def _request_schema(operation: dict) -> dict | None:
