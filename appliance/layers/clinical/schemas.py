@@ -19,6 +19,9 @@ EncounterStatus = Literal["planned", "arrived", "in_progress", "finished", "canc
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=20_000)]
 Reason = Annotated[str, Field(min_length=3, max_length=1000)]
+# A figure a result reports, or its reference limit: at most 18 digits (a viral load's copies, a level to a millionth),
+# so a slip like 1e999999 is not taken as a number, which the record's numeric column could not hold.
+Measurement = Annotated[Decimal, Field(max_digits=18)]
 
 
 def aware_datetime(what: str, example: str = "2026-03-01T04:30+03:00") -> Any:
@@ -676,10 +679,10 @@ class OrderSetPlaced(BaseModel):
 class ResultIn(_In):
     code: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code of the analyte")]
     service_request_id: uuid.UUID | None = Field(default=None, description="id or root id of the order")
-    value: Decimal | str = Field(union_mode="left_to_right")
+    value: Measurement | str = Field(union_mode="left_to_right")
     unit: str | None = Field(default=None, max_length=30)
-    reference_low: Decimal | None = None
-    reference_high: Decimal | None = None
+    reference_low: Measurement | None = None
+    reference_high: Measurement | None = None
     flag: Literal["N", "L", "H", "LL", "HH", "A"] | None = None
     note: str | None = Field(default=None, max_length=2000)
     encounter_id: uuid.UUID | None = None
@@ -1078,7 +1081,7 @@ class SpecimenRejectionIn(_In):
 
 class BenchValueIn(_In):
     code: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code of the component")]
-    value: Decimal | str = Field(union_mode="left_to_right")
+    value: Measurement | str = Field(union_mode="left_to_right")
 
 
 class BenchResultsIn(_In):
@@ -1090,7 +1093,7 @@ class BenchResultsIn(_In):
 
 
 class ResultCorrectionIn(_In):
-    value: Decimal | str = Field(union_mode="left_to_right")
+    value: Measurement | str = Field(union_mode="left_to_right")
     reason: Reason
     note: str | None = Field(default=None, max_length=2000)
 

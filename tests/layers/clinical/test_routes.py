@@ -154,6 +154,22 @@ def test_results_and_sign_off_over_http(api, facility):
     assert api.post(f"{base}/results/{result.json()['id']}/sign-off", json={}).status_code == 409
 
 
+def test_a_figure_past_any_column_is_not_taken_as_a_number(api, facility, db: Database):
+    """1e999999 overflowed the result's numeric column (a 500, found by tests/web/test_every_route_input.py): a
+    figure of more than 18 digits is not a number, so a numeric analyte's value is refused as one (text is for
+    analytes reported in words), and so is such a reference limit; neither writes anything."""
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    with db.tenant(facility.slug) as conn:
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    value = api.post(f"{base}/results", json={"code": "2345-7", "value": "1e999999"})
+    assert value.status_code == 422 and value.json()["field"] == "value", value.text
+    assert "is a number in mmol/L" in value.json()["detail"]
+    limit = api.post(f"{base}/results", json={"code": "2345-7", "value": "5.1", "reference_high": "1e999999"})
+    assert limit.status_code == 422 and "reference_high" in limit.json()["detail"], limit.text
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
+
+
 def test_a_result_given_in_person_over_http(api, token_client, facility, other_facility, db: Database):
     base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
     result = api.post(f"{base}/results", json={"code": "2345-7", "value": 9.4}).json()
