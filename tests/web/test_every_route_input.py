@@ -20,15 +20,19 @@ import re
 import time
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from appliance.substrate.db import tenant_schema
 from appliance.substrate.principal import Principal
 from tests.conftest import facility_today
-from tests.web.test_me_appointments import _patient
+from tests.layers.clinical.conftest import CLINICAL_CONFIG
+from tests.layers.financial.conftest import FINANCIAL_CONFIG
+from tests.web.test_me_appointments import CLINICS, _patient
 
 FIVE_THOUSAND = "x" * 5000
 HUGE = 10**15
+HUGE_DECIMAL = "1e999999"
 NOT_A_DATE = "2026-02-30"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)  # a PNG's signature, which is what a document's type is read from
 # What a detail must never show: our internals (a traceback, the driver's or SQLAlchemy's words, SQL, a repr).
@@ -52,6 +56,15 @@ FHIR_RESOURCES = {
                      "vaccineCode": {"text": "BCG"}, "occurrenceDateTime": "2024-01-01"},
     "": {"resourceType": "Bundle", "type": "transaction", "entry": []},
 }
+
+
+@pytest.fixture(scope="module")
+def hospital(tenant_factory):
+    """A facility with what the routes work on: a catalogue, note templates and an order set, a fee schedule and
+    its insurer, clinics patients book at, a theatre and its procedures."""
+    return tenant_factory(name="Sweep Hospital", **CLINICAL_CONFIG, fee_schedule=FINANCIAL_CONFIG["fee_schedule"],
+                          clinics=CLINICS, theatres=[{"code": "TH1", "name": "Theatre 1"}],
+                          procedures=[{"code": "APPX", "name": "Appendicectomy"}])
 
 
 def _resolve(schema: dict, components: dict) -> dict:
@@ -85,6 +98,10 @@ def _taken(operation_id: str) -> dict:
         "ClinicalChangeHivRegimen": {"regimen": "TDF+3TC+DTG"},
         "ClinicalRecordHivVisit": {"arv_days": 28, "next_appointment_on": (today + dt.timedelta(days=28)).isoformat()},
         "OperationsAddRosterEntry": {"shift_code": "D"},
+        "ClinicalPlaceOrder": {"code": "58410-2"},
+        "ClinicalRecordResult": {"code": "2345-7", "value": "5.5"},
+        "ClinicalBookSurgery": {"theatre": "TH1", "procedure_code": "APPX"},
+        "FinancialAddCoverage": {"payer_code": "NHIF", "member_number": "NHIF-123"},
     }.get(operation_id, {})
 
 
@@ -130,11 +147,15 @@ def _wrong(schema: dict, components: dict) -> list:
     kind = schema.get("type")
     if "enum" in schema:
         return ["no-such-choice"]
-    if kind == "string":
+    if kind == "string" and schema.get("format"):
         return [{"date": NOT_A_DATE, "date-time": NOT_A_DATE + "T10:00:00Z", "uuid": "not-a-uuid"}.get(
-            schema.get("format"), FIVE_THOUSAND)]
-    if kind in ("integer", "number"):
+            schema["format"], FIVE_THOUSAND)]
+    if kind == "string":  # unbounded text may be a decimal (money, a weight: sent as text): one past any column
+        return [FIVE_THOUSAND] if "maxLength" in schema or "pattern" in schema else [FIVE_THOUSAND, HUGE_DECIMAL]
+    if kind == "integer":
         return [HUGE]
+    if kind == "number":
+        return [HUGE, HUGE_DECIMAL]
     return ["x"]  # an object, an array or a boolean
 
 
@@ -226,7 +247,7 @@ class Sweep:
         self.entries = counter.execute(self.count_entries).scalar_one()
         self.failures: list[str] = []
         self.requests = 0
-        self.paths_seen: set[str] = set()
+        self.areas_seen: set[str] = set()
 
     def send(self, client, method: str, url: str, what: str, **kwargs):
         self.requests += 1
@@ -255,10 +276,11 @@ class Sweep:
                 if name in known or _fill(_collection(path, name), known) in created:
                     self.send(caller, method, _fill(path, {**values, name: str(uuid.uuid4())}), f"an unknown {name}",
                               **extra)
-            elif name in ("tenant", "facility") and path not in self.paths_seen:  # refused before any route
+            elif name in ("tenant", "facility") and _area(path) not in self.areas_seen:
+                # Refused by the authentication middleware before any route runs: once for each area of the API.
                 self.send(caller, method, _fill(path, {**values, name: "atlantis_general"}), f"an unknown {name}",
                           **extra)
-        self.paths_seen.add(path)
+        self.areas_seen.add(_area(path))
         # The query: each declared parameter wrong in turn.
         for parameter in (p for p in parameters if p["in"] == "query"):
             for wrong in _query_values(parameter["schema"], self.components):
@@ -274,6 +296,9 @@ class Sweep:
         form = _form_schema(operation, self.components)
         if form is not None:
             self.forms(caller, method, url, form, created)
+            return
+        if "requestBody" not in operation:  # an act with nothing to say but its path (draft the invoice, finalise)
+            self._remember(path, url, method, self.send(caller, method, url, "no body"), created)
             return
         # The body: not JSON, the wrong shape, then a plausible one with each top-level field wrong in turn.
         self.send(caller, method, url, "a body that is not JSON", content=b"{not json",
@@ -292,7 +317,11 @@ class Sweep:
             for inner, wrong, value in _nested_wrongs(schema, self.components, body.get(field), known):
                 self.send(caller, method, url, f"{field}.{inner}={str(wrong)[:20]}", json={**body, field: value})
         # Last, the plausible body itself: what it makes gives the routes under it a real id to work on.
-        made = self.send(caller, method, url, "a plausible body", json=body)
+        self._remember(path, url, method, self.send(caller, method, url, "a plausible body", json=body), created)
+
+    @staticmethod
+    def _remember(path: str, url: str, method: str, made, created: dict) -> None:
+        """What a POST to a collection made, by the collection's address, for the routes under it."""
         if method == "POST" and made.status_code in (200, 201) and "{" not in path.rsplit("/", 1)[1]:
             made_id = made.json().get("id") if isinstance(made.json(), dict) else None
             if made_id:
@@ -337,10 +366,18 @@ class Sweep:
 WRITES = ("POST", "PUT", "PATCH")
 
 
+def _area(path: str) -> str:
+    """The part of the API a route belongs to: `/api/t/{tenant}/billing`, `/api/t/{tenant}/patients`, `/api/me`."""
+    return "/".join(path.split("/")[:5])
+
+
 # Collections whose members are made by posting elsewhere: an emergency visit by its arrival, a blood request on
 # the patient's record.
 MADE_AT = {"/api/t/{tenant}/ed/visits": "/api/t/{tenant}/ed/arrivals",
-           "/api/t/{tenant}/blood/requests": "/api/t/{tenant}/patients/{patient_id}/blood/requests"}
+           "/api/t/{tenant}/blood/requests": "/api/t/{tenant}/patients/{patient_id}/blood/requests",
+           "/api/t/{tenant}/lab/orders": "/api/t/{tenant}/patients/{patient_id}/orders",
+           "/api/t/{tenant}/surgery": "/api/t/{tenant}/patients/{patient_id}/surgery",
+           "/api/t/{tenant}/billing/invoices": "/api/t/{tenant}/billing/accounts/{account_id}/invoices"}
 
 
 # The sweep's own encounter is its admission's; an emergency visit's is the one its arrival made.
@@ -378,22 +415,27 @@ def _order(operation: tuple) -> tuple:
     return path.endswith(ENDINGS), path.count("{"), made_elsewhere, method != "POST"
 
 
-def test_no_route_answers_bad_input_with_a_500(app, client, db, policy, token_client, signed_in, tenant_a):
+def test_no_route_answers_bad_input_with_a_500(app, client, db, policy, token_client, signed_in, hospital):
     started = time.perf_counter()
     document = client.get("/schema/openapi.json").json()
-    chart, _account, patient_client = _patient(db, policy, app, tenant_a, _desk(tenant_a), "Sweep")
+    chart, _account, patient_client = _patient(db, policy, app, hospital, _desk(hospital), "Sweep")
     facility_permissions = sorted({p for role, spec in policy.roles.items() if spec.scope == "tenant"
                                    for p in policy.permissions_of(role)})
-    staff = token_client(tenant_a.slug, permissions=facility_permissions)
+    staff = token_client(hospital.slug, permissions=facility_permissions)
     appliance_people = {}
-    admitted = staff.post(f"/api/t/{tenant_a.slug}/admissions", json={"patient_id": str(chart), "ward_code": "GEN"})
+    admitted = staff.post(f"/api/t/{hospital.slug}/admissions", json={"patient_id": str(chart), "ward_code": "GEN"})
     assert admitted.status_code == 201, admitted.text
-    known = {"tenant": tenant_a.slug, "facility": tenant_a.slug, "patient_id": str(chart), "ward_code": "GEN",
-             "encounter_id": admitted.json()["encounter_id"]}
+    encounter = admitted.json()["encounter_id"]
+    ordered = staff.post(f"/api/t/{hospital.slug}/patients/{chart}/orders", json={"code": "58410-2",
+                                                                                  "encounter_id": encounter})
+    assert ordered.status_code == 201, ordered.text  # and its charge opens the stay's account
+    [account] = staff.get(f"/api/t/{hospital.slug}/billing/accounts", params={"patient_id": str(chart)}).json()
+    known = {"tenant": hospital.slug, "facility": hospital.slug, "patient_id": str(chart), "ward_code": "GEN",
+             "encounter_id": encounter, "account_id": str(account["id"])}
     created: dict[str, str] = {}
     operations = sorted(_operations(document), key=_order)
     with db.control_autocommit() as counter:
-        sweep = Sweep(counter, tenant_a.slug, document["components"]["schemas"])
+        sweep = Sweep(counter, hospital.slug, document["components"]["schemas"])
         for path, method, operation in operations:
             permission = _permission(operation)
             if path.startswith("/api/me"):
@@ -407,7 +449,7 @@ def test_no_route_answers_bad_input_with_a_500(app, client, db, policy, token_cl
                             if spec.scope == "appliance" and policy.rule_granting(r, permission))
                 caller = appliance_people.get(role) or appliance_people.setdefault(role, signed_in(role))
             sweep.operation(caller, path, method, operation, known, created)
-        sweep.fhir_searches(staff, tenant_a.slug, str(chart))
+        sweep.fhir_searches(staff, hospital.slug, str(chart))
     elapsed = time.perf_counter() - started
     print(f"\nswept {len(operations)} operations with {sweep.requests} requests in {elapsed:.1f} s")
     assert not sweep.failures, f"{len(sweep.failures)} answers broke the rule:\n" + "\n".join(sweep.failures)
