@@ -79,7 +79,7 @@ def _resolve(schema: dict, components: dict) -> dict:
     return schema
 
 
-def _taken(operation_id: str) -> dict:
+def _taken(operation_id: str, known: dict) -> dict:
     """What a few routes' bodies need beyond their schema's types to be taken (a vaccine of the schedule, a
     contact's dates), so a wrong value of each other field is judged by the service, or written, rather than
     refused first. Asked when sent: the facility's date moves on while a run lasts."""
@@ -102,6 +102,7 @@ def _taken(operation_id: str) -> dict:
         "ClinicalRecordResult": {"code": "2345-7", "value": "5.5"},
         "ClinicalBookSurgery": {"theatre": "TH1", "procedure_code": "APPX"},
         "FinancialAddCoverage": {"payer_code": "NHIF", "member_number": "NHIF-123"},
+        "PatientBookAppointment": {"slot_id": known["patient_slot_id"]},  # the desk books the other free slot
     }.get(operation_id, {})
 
 
@@ -313,7 +314,8 @@ class Sweep:
                   json={**body, **{name: _mistyped(schema, self.components) for name, schema in fields.items()}})
         for field, schema in fields.items():
             for wrong in _wrong(schema, self.components) if schema else [12345, FIVE_THOUSAND, NOT_A_DATE]:
-                self.send(caller, method, url, f"{field}={str(wrong)[:20]}", json={**body, field: wrong})
+                taken = self.send(caller, method, url, f"{field}={str(wrong)[:20]}", json={**body, field: wrong})
+                self._remember(path, url, method, taken, created)  # what a field could hold made the thing
             for inner, wrong, value in _nested_wrongs(schema, self.components, body.get(field), known):
                 self.send(caller, method, url, f"{field}.{inner}={str(wrong)[:20]}", json={**body, field: value})
         # Last, the plausible body itself: what it makes gives the routes under it a real id to work on.
@@ -377,7 +379,8 @@ MADE_AT = {"/api/t/{tenant}/ed/visits": "/api/t/{tenant}/ed/arrivals",
            "/api/t/{tenant}/blood/requests": "/api/t/{tenant}/patients/{patient_id}/blood/requests",
            "/api/t/{tenant}/lab/orders": "/api/t/{tenant}/patients/{patient_id}/orders",
            "/api/t/{tenant}/surgery": "/api/t/{tenant}/patients/{patient_id}/surgery",
-           "/api/t/{tenant}/billing/invoices": "/api/t/{tenant}/billing/accounts/{account_id}/invoices"}
+           "/api/t/{tenant}/billing/invoices": "/api/t/{tenant}/billing/accounts/{account_id}/invoices",
+           "/api/me/appointments/{facility}": "/api/me/appointments"}
 
 
 # The sweep's own encounter is its admission's; an emergency visit's is the one its arrival made.
@@ -403,9 +406,10 @@ def _fill(path: str, values: dict) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), path)
 
 
-# What ends the patient's stay or withdraws what was made: last, so the routes before find them in place.
+# What ends the patient's stay or withdraws what was made, or rewrites the registration the patient's own account
+# was matched to: last, so the routes before find them in place.
 ENDINGS = ("/discharge", "/transfer", "/death", "/entered-in-error", "/cancel", "/withdraw", "/withdrawal", "/decision",
-           "/departure")
+           "/departure", "/patients/{patient_id}")
 
 
 def _order(operation: tuple) -> tuple:
@@ -430,8 +434,12 @@ def test_no_route_answers_bad_input_with_a_500(app, client, db, policy, token_cl
                                                                                   "encounter_id": encounter})
     assert ordered.status_code == 201, ordered.text  # and its charge opens the stay's account
     [account] = staff.get(f"/api/t/{hospital.slug}/billing/accounts", params={"patient_id": str(chart)}).json()
+    tomorrow = (facility_today() + dt.timedelta(days=1)).isoformat()
+    free = [s["id"] for s in staff.get(f"/api/t/{hospital.slug}/clinics/GEN/slots", params={"date": tomorrow}).json()
+            if s["free"]]
     known = {"tenant": hospital.slug, "facility": hospital.slug, "patient_id": str(chart), "ward_code": "GEN",
-             "encounter_id": encounter, "account_id": str(account["id"])}
+             "encounter_id": encounter, "account_id": str(account["id"]), "clinic_code": "GEN",
+             "slot_id": free[0], "patient_slot_id": free[1]}
     created: dict[str, str] = {}
     operations = sorted(_operations(document), key=_order)
     with db.control_autocommit() as counter:
@@ -479,7 +487,7 @@ def _body(operation: dict, path: str, components: dict, known: dict) -> dict | N
     if not schema:
         return None
     body = _plausible(schema, components, known)
-    return {**body, **_taken(operation["operationId"])} if isinstance(body, dict) else body
+    return {**body, **_taken(operation["operationId"], known)} if isinstance(body, dict) else body
 
 
 def _fields(operation: dict, components: dict, body: dict) -> dict:
