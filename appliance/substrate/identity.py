@@ -216,6 +216,28 @@ def normalise_name(name: str) -> str:
     return "".join(ch for ch in decomposed.lower() if "a" <= ch <= "z")
 
 
+# Letters NFKD leaves whole (a stroke or a ligature is no combining mark), as a keyboard without them writes them:
+# "Đặng" is typed "dang" (Vietnamese), "Søren" "soren", "Łukasz" "lukasz", "Æsa" "aesa".
+_UNDECOMPOSED_LETTERS = str.maketrans({"đ": "d", "ð": "d", "ø": "o", "ł": "l", "ħ": "h", "ı": "i", "ŧ": "t",
+                                       "æ": "ae", "œ": "oe", "þ": "th"})
+
+# The accents NFKD takes off Latin, Greek and Cyrillic letters (Unicode's Combining Diacritical Marks). Other
+# scripts' combining signs (a virama, a dakuten) make another letter, not an accented one, and are kept.
+_ACCENTS = ("\u0300", "\u036f")
+
+
+def search_text(text: str) -> str:
+    """`text` as a name is searched: case and accents folded, whitespace single, so a desk that types "muller",
+    "MULLER" or "müller" finds "Müller", "nunez" finds "Nuñez" and "dang" finds "Đặng". The stored search text of a
+    name and the text searched for both pass through here (clinical `patient_search_query`); letters of other
+    scripts are kept as they are. Frozen as it stood in tenant revision t0044, which refilled the stored text:
+    a change here needs a revision refilling it again."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    unmarked = "".join(ch for ch in decomposed if not _ACCENTS[0] <= ch <= _ACCENTS[1])
+    # Composed again, so another script's letter and its sign stay one character, as pg_trgm's words need.
+    return " ".join(unicodedata.normalize("NFC", unmarked.translate(_UNDECOMPOSED_LETTERS)).split())
+
+
 def demographic_key(family_name: str, given_names: str, birth_date: date | None, sex: str | None) -> str:
     given = " ".join(sorted(normalise_name(part) for part in given_names.split() if normalise_name(part)))
     born = birth_date.isoformat() if birth_date else ""

@@ -342,3 +342,36 @@ def test_t0042_adds_the_request_cancellation_and_the_second_checkers_account_and
     assert upgraded == (["blood_request.cancel_reason", "transfusion.checked_by", "transfusion.checked_by_account",
                          "transfusion.started_on"], True)
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+
+
+def test_t0044_refills_the_search_text_without_accents_and_its_downgrade_puts_the_accents_back(
+        db: Database, tenant_a, monkeypatch):
+    """t0044 (names searched with accents folded) runs both ways on a schema at head, a batch at a time: the
+    downgrade puts t0043's lower-cased text back and takes the parts' columns away, the upgrade refills each
+    patient's search text folded as a registration now writes it, and the schema matches the model."""
+    t0044 = importlib.import_module(
+        "appliance.substrate.migrations.tenant.versions.t0044_names_searched_without_accents")
+    monkeypatch.setattr(t0044, "BATCH", 1)  # two pages of one patient each, and the empty page that ends them
+    schema = tenant_schema(tenant_a.slug)
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Test", tenant=tenant_a.slug,
+                          role="clinician")
+    searched = sa.text("SELECT name_search, given_search, family_search FROM patient WHERE id = ANY(:ids) "
+                       "ORDER BY array_position(:ids, id)")
+    with db.tenant(tenant_a.slug) as conn:
+        ids = [new_patient(conn, clinician, family_name="Müller", given_names="José  Zoë")["id"],
+               new_patient(conn, clinician, family_name="Đặng", given_names="Văn")["id"]]
+        registered = conn.execute(searched, {"ids": ids}).all()
+    names = sa.text("SELECT name_search FROM patient WHERE id = ANY(:ids) ORDER BY array_position(:ids, id)")
+    parts = sa.text("SELECT count(*) FROM information_schema.columns WHERE table_schema = :schema "
+                    "AND table_name = 'patient' AND column_name IN ('given_search', 'family_search')")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0044.downgrade()
+            downgraded = (conn.execute(names, {"ids": ids}).scalars().all(),
+                          conn.execute(parts, {"schema": schema}).scalar())
+            t0044.upgrade()
+        upgraded = conn.execute(searched, {"ids": ids}).all()
+    assert downgraded == (["josé zoë müller", "văn đặng"], 0)
+    assert upgraded == registered == [("jose zoe muller", "jose zoe", "muller"), ("van dang", "van", "dang")]
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []

@@ -47,7 +47,7 @@ from appliance.layers.clinical.models import (
 from appliance.layers.clinical.surgery import notes_of
 from appliance.layers.clinical.tuberculosis_routes import READ as TB_READ
 from appliance.layers.nursing.models import diet_order
-from appliance.substrate import deaths
+from appliance.substrate import deaths, identity
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_patients_found
 
@@ -580,11 +580,13 @@ def _search_patients(conn: Connection, principal: Principal, params: dict[str, l
         raise FhirError(400, "required", "search patients by name, family, given, identifier or birthdate "
                                          "(gender only narrows such a search)", expression="name")
     query, order = service.patient_search_query(name=name or None, identifier=identifier, birth_date=birth_date)
+    # FHIR matches a string "after both have been normalized by case and accent": the parts as the name is.
     for family in params.get("family", []):
-        query = query.where(patient.c.family_name.ilike(f"{_like(family)}%"))
+        query = query.where(patient.c.family_search.like(f"{_like(identity.search_text(family))}%"))
     for given in params.get("given", []):
-        query = query.where(sa.or_(patient.c.given_names.ilike(f"{_like(given)}%"),
-                                   patient.c.given_names.ilike(f"% {_like(given)}%")))
+        given = _like(identity.search_text(given))
+        query = query.where(sa.or_(patient.c.given_search.like(f"{given}%"),
+                                   patient.c.given_search.like(f"% {given}%")))
     if system is not None:
         query = query.where(_identifier_in(system, identifier))
     query = query.where(*_clauses("Patient", "patient", {k: v for k, v in params.items() if k == "gender"}))

@@ -51,7 +51,7 @@ from appliance.layers.clinical.growth import ACUTE_FROM_MONTHS, ACUTE_TO_MONTHS
 from appliance.layers.clinical.immunization_schedule import Schedule, load_schedule
 from appliance.layers.clinical.models import orderable, patient, patient_identifier
 from appliance.layers.clinical.schemas import ResultIn
-from appliance.layers.clinical.service import _flag, _name_search
+from appliance.layers.clinical.service import _flag, name_search_columns
 from appliance.substrate import record
 from appliance.substrate.age import months_on
 from appliance.substrate.config import Settings
@@ -419,7 +419,7 @@ class _Batch:
         version = self.add("demographics", patient_id, demographics, registered)
         self.patients.append({"id": patient_id, "subject_id": None, "demographics_entry_id": version,
                               **{k: v for k, v in demographics.items() if k != "identifiers"},
-                              "name_search": _name_search(given, family), "registered_at": registered})
+                              **name_search_columns(given, family), "registered_at": registered})
         self.identifiers += [{**i, "patient_id": patient_id} for i in identifiers]
 
         allergies: list[tuple[str, str]] = []
@@ -672,7 +672,7 @@ class _Batch:
         version = self.add("demographics", baby_id, demographics, registered)
         self.patients.append({"id": baby_id, "subject_id": None, "demographics_entry_id": version,
                               **{k: v for k, v in demographics.items() if k != "identifiers"},
-                              "name_search": _name_search(given, family), "registered_at": registered})
+                              **name_search_columns(given, family), "registered_at": registered})
         weight = self.add("vital_signs", baby_id, {"weight_kg": kilograms(weight_g)}, born_at)
         alongside = _uuid(demo_stream("born-here", baby_id))
         self.add("encounter", baby_id, {

@@ -44,8 +44,11 @@ patient = sa.Table(
     sa.Column("address", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("contacts", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.Column("next_of_kin", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
-    # lower-cased "given family", what the trigram index searches
+    # "given family" case- and accent-folded (identity.search_text), what the trigram index searches; and each part
+    # folded alike, which FHIR's family= and given= narrow by (t0044)
     sa.Column("name_search", sa.Text, nullable=False),
+    sa.Column("given_search", sa.Text, nullable=False),
+    sa.Column("family_search", sa.Text, nullable=False),
     # The demographics entry in force (no FK: the row is written first so reactions to the entry see it).
     sa.Column("demographics_entry_id", sa.Uuid, nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

@@ -8,7 +8,6 @@ request boundary does), so an operation that raises leaves nothing behind. Write
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -150,8 +149,11 @@ def list_withdrawn(conn: Connection, principal: Principal, patient_id: uuid.UUID
 # -- patients ----------------------------------------------------------------------------------------
 
 
-def _name_search(given: str, family: str) -> str:
-    return re.sub(r"\s+", " ", f"{given} {family}".lower()).strip()
+def name_search_columns(given: str, family: str) -> dict[str, str]:
+    """A patient's names as they are searched (`identity.search_text`, case and accents folded): whole
+    ("given family", what the trigram index serves) and each part, which FHIR's `family=` and `given=` narrow by."""
+    return {"name_search": identity.search_text(f"{given} {family}"),
+            "given_search": identity.search_text(given), "family_search": identity.search_text(family)}
 
 
 def _demographics(data: PatientIn) -> dict:
@@ -167,8 +169,7 @@ def _demographics(data: PatientIn) -> dict:
 
 def _projection(detail: dict) -> dict:
     values = {k: v for k, v in detail.items() if k != "identifiers"}
-    values["name_search"] = _name_search(detail["given_names"], detail["family_name"])
-    return values
+    return values | name_search_columns(detail["given_names"], detail["family_name"])
 
 
 def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: list[dict], new: bool = False) -> None:
@@ -426,7 +427,7 @@ def patient_search_query(*, name: str | None = None, identifier: str | None = No
                          birth_date: dt.date | None = None) -> tuple[sa.Select, list[sa.UnaryExpression]]:
     """The statement behind `search_patients` (with its `score` column) and its order, best first and
     then by name and id (a total order, so a caller can page it by keyset); not audited — callers are."""
-    name = re.sub(r"\s+", " ", (name or "").lower()).strip()
+    name = identity.search_text(name or "")
     identifier = (identifier or "").strip()
     if not (name or identifier or birth_date):
         raise Invalid("give a name, an identifier or a birth date to search by", field="name")

@@ -122,6 +122,23 @@ def test_patient_search_by_each_parameter(api, facility, charted):
         "total"] == 0
 
 
+def test_patient_search_folds_case_and_accents(api, db, facility, writer):
+    """FHIR matches strings "after both have been normalized by case and accent": name, family and given."""
+    with db.tenant(facility.slug) as conn:
+        patient = service.register_patient(conn, writer, PatientIn.model_validate({
+            "family_name": "Müller-Nuñez", "given_names": "Zoë Aïcha", "birth_date": dt.date(1991, 3, 7),
+            "sex": "female"}))
+    url = f"{base(facility.slug)}/Patient"
+    for params in ({"name": "zoe muller"}, {"name": "MÜLLER"}, {"family": "muller"}, {"family": "MULLER-NUNEZ"},
+                   {"given": "aicha", "family": "müller"}, {"given": "ZOE"}):
+        found = answer(api.get(url, params=params))
+        assert str(patient["id"]) in [e["resource"]["id"] for e in found["entry"]], params
+    # family= is still the family name's start and given= a given name's.
+    for params in ({"family": "nunez"}, {"family": "zoe"}, {"given": "muller"}):
+        found = answer(api.get(url, params=params))
+        assert str(patient["id"]) not in [e["resource"]["id"] for e in found.get("entry", [])], params
+
+
 def test_searches_of_a_patients_record(api, facility, charted):
     url, patient = base(facility.slug), str(charted["patient"])
 
