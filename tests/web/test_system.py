@@ -94,10 +94,11 @@ def test_a_browser_asking_for_a_page_that_is_not_there_gets_a_page(client, signe
         assert "<h1>Not found</h1>" in shown.text and 'href="/"' in shown.text, path
     assert "no page at this address" in client.get("/no-such-page", headers=BROWSER).text
     assert "atlantis_general" in client.get("/t/atlantis_general/patients", headers=BROWSER).text
-    # Refused by a page's own guard (a nurse at another facility's page), the way back leads to her own.
+    # Refused by a page's own guard (a nurse at another facility's page), the way back leads to her own
+    # facility's page she lands on: her ward's worklist.
     nurse = signed_in("nurse", tenant_a.slug)
     theirs = nurse.get(f"/t/{tenant_b.slug}/patients", headers=BROWSER)
-    assert theirs.status_code == 403 and f'href="/t/{tenant_a.slug}/patients"' in theirs.text
+    assert theirs.status_code == 403 and f'href="/t/{tenant_a.slug}/ward">Back to your facility' in theirs.text
     # API clients, and anyone not asking for a page, still get the structured JSON.
     assert client.get("/api/t/atlantis_general/wards", headers=BROWSER).json()["tenant"] == "atlantis_general"
     assert client.get("/no-such-page").json() == {"status_code": 404, "detail": "Not Found"}
