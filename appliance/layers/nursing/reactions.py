@@ -10,7 +10,8 @@ task or its cancellation exists the moment the act does, or not at all.
 - `news2`, `meows`, `pews` → for a patient on a ward: the next observations become a task due at the
   score's minimum monitoring frequency (the previous one is done), and a score needing more than a
   ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
-  (one open at a time, replaced only by a higher risk).
+  (one open at a time, replaced only by a higher risk); a score withdrawn with its set cancels the escalation it
+  raised, if still open, saying why.
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
   retracted order cancels it, and the laboratory's receipt of the specimen (`specimen_receipt`) or a `result`
   for the order completes it.
@@ -146,7 +147,10 @@ def _score_terms(score: Entry) -> tuple[str, int, str]:
 
 
 def schedule_observations(conn: Connection, principal: Principal, score: Entry) -> None:
-    if score.status == "entered_in_error" or score.patient_id is None:
+    if score.patient_id is None:
+        return
+    if score.status == "entered_in_error":
+        _withdraw_escalation(conn, principal, score)
         return
     ward = views.ward_of(conn, score.patient_id, score.encounter_id)
     if ward is None:
@@ -177,6 +181,17 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
     service.new_task(conn, principal, score.patient_id, code="escalation", ward_code=ward,
                      encounter_id=score.encounter_id, due_at=score.occurred_at, source=score,
                      title=f"{named} — {response.split(':')[0]}")
+
+
+def _withdraw_escalation(conn: Connection, principal: Principal, withdrawn: Entry) -> None:
+    """A score withdrawn with its set (`score_vital_signs`: the set entered in error, charted on the wrong patient)
+    no longer calls for the response it asked for: the escalation it raised, while still open, is cancelled with
+    the reason, and stays in the task's history (a nurse may have called the doctor already). One a nurse closed
+    stays as she closed it."""
+    for task in service.tasks_of(conn, [withdrawn.patient_id], open_only=True, codes=["escalation"]):
+        if task["source_id"] == withdrawn.root_id:
+            service.close_task(conn, principal, task, "cancelled",
+                               f"the observations it escalated were entered in error: {withdrawn.reason}", withdrawn)
 
 
 def _rank_of(conn: Connection, score_root: uuid.UUID | None) -> int:

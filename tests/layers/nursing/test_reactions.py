@@ -465,3 +465,78 @@ def test_medication_requests_are_not_touched(db, facility, clinician):
         clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
             drug="Amoxicillin", dose=Decimal(500), dose_unit="mg", route="oral", frequency="three times daily"))
         assert service.tasks_of(conn, [patient["id"]]) == []
+
+
+# -- what a record marked entered in error takes with it -------------------------------------------
+
+
+def test_a_withdrawn_set_stops_counting_and_the_escalation_it_raised_is_closed_with_the_reason(db, facility, nurse,
+                                                                                              clinician):
+    """A set charted on the wrong patient kept its escalation open on that patient's worklist after it was
+    withdrawn: its score went with it, its "emergency response" task did not."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        calm = vitals(conn, nurse, patient, NORMAL)
+    with db.tenant(facility.slug) as conn:  # a transaction each: a set's time is its transaction's
+        wrong = vitals(conn, nurse, patient, HIGH)
+        [raised] = service.tasks_of(conn, [patient["id"]], open_only=True, codes=["escalation"])
+    with db.tenant(facility.slug) as conn:
+        clinical.retract_entry(conn, clinician, patient["id"], wrong["id"], "charted on the wrong patient")
+        warning = service.current_warning(conn, nurse, patient["id"], dt.datetime.now(dt.UTC))
+        shown = service.observations(conn, nurse, patient["id"])
+        [closed] = [t for t in service.tasks_of(conn, [patient["id"]]) if t["id"] != raised["id"]
+                    and t["code"] == "escalation"]
+    assert warning["score"]["vital_signs_id"] == calm["id"] and warning["score"]["total"] == 0
+    assert [r["id"] for r in shown] == [calm["id"]]
+    assert closed["status"] == "cancelled"
+    assert closed["note"] == "the observations it escalated were entered in error: charted on the wrong patient"
+
+
+def test_a_withdrawn_prescription_leaves_the_mar(db, facility, clinician, nurse):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        [placed] = clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+            drug="Ceftriaxone", dose=Decimal(1), dose_unit="g", route="IV", frequency="once daily",
+            encounter_id=patient["encounter_id"])).placed
+        now = dt.datetime.now(dt.UTC)
+        window = {"window_start": now - dt.timedelta(hours=1), "window_end": now + dt.timedelta(days=1), "now": now,
+                  "tz": TZ}
+        assert [line["drug"] for line in service.mar_lines(conn, [patient["id"]], **window)] == ["Ceftriaxone"]
+        clinical.retract_entry(conn, clinician, patient["id"], placed["id"], "prescribed on the wrong patient")
+        assert service.mar_lines(conn, [patient["id"]], **window) == []
+
+
+def test_a_withdrawn_order_leaves_the_lab_and_imaging_worklists(db, facility, clinician):
+    from appliance.layers.clinical import imaging, lab
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        blood = clinical.order_test(conn, clinician, patient["id"], ServiceRequestIn(code="58410-2"))
+        film = clinical.order_test(conn, clinician, patient["id"], ServiceRequestIn(code="36643-5"))
+        today = facility_today()
+
+        def listed() -> set:
+            return {o["id"] for o in [*lab.worklist(conn, clinician, today=today)["orders"],
+                                      *imaging.worklist(conn, clinician, today=today)["orders"]]}
+
+        assert {blood["id"], film["id"]} <= listed()
+        for order in (blood, film):
+            clinical.retract_entry(conn, clinician, patient["id"], order["id"], "ordered on the wrong patient")
+        assert not {blood["id"], film["id"]} & listed()
+        assert service.tasks_of(conn, [patient["id"]], open_only=True) == []
+
+
+def test_a_withdrawn_result_is_no_longer_the_latest_nor_flags_the_chart(db, facility, clinician):
+    from appliance.layers.clinical import chart
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician)
+        clinical.record_result(conn, clinician, patient["id"], ResultIn(code="718-7", value=Decimal("13.5")))
+    with db.tenant(facility.slug) as conn:
+        wrong = clinical.record_result(conn, clinician, patient["id"], ResultIn(code="718-7", value=Decimal("6.2")))
+        assert wrong["flag"] == "L"
+        clinical.retract_entry(conn, clinician, patient["id"], wrong["id"], "another patient's sample")
+        summary = chart.chart_summary(conn, clinician, patient["id"])
+        listed = clinical.list_results(conn, clinician, patient["id"])
+    assert [(r["value_numeric"], r["flag"]) for r in summary["results"]] == [(Decimal("13.5"), "N")]
+    assert [r["value_numeric"] for r in listed] == [Decimal("13.5")]
