@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import drugs, growth, reconciliation
 from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
 from appliance.layers.nursing import access, fluid, service, views, ward
 from appliance.layers.nursing.errors import Conflict
@@ -104,7 +105,7 @@ def allergy_matches(drug: str, substances: list[str]) -> list[str]:
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
                    "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES,
                    "lateness": lateness, "duration": duration, "minutes_since": minutes_since,
-                   "allergy_matches": allergy_matches, "muac_hint": MUAC_HINT}
+                   "allergy_matches": allergy_matches, "muac_hint": MUAC_HINT, "vitals_text": portal.vitals_text}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read", worklist=True))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
@@ -368,6 +369,8 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         rows = service.observations(conn, principal, patient_id)
+        # A set marked entered in error is off the scores and charts, and listed struck through, with why.
+        withdrawn = clinical.list_withdrawn(conn, principal, patient_id, vital_signs, "vital_signs")
         exclusion = service.news2_exclusion(conn, patient_id, now)
         due = service.observations_due(conn, principal, patient_id)
     # A time in the past read as 'Next observations due 03:24' at 06:14, three hours after a MEOWS of two
@@ -391,8 +394,8 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
             "asks_scale": not (exclusion and exclusion.child),
             "asks_acvpu": not (exclusion and exclusion.child and not exclusion.maternity),
             # MUAC and oedema on a child's chart only: the record refuses them of an adult (service.py).
-            "asks_screening": bool(exclusion and exclusion.child),
-            "names": people_named(db, {r["author_id"] for r in rows[:30]})}
+            "asks_screening": bool(exclusion and exclusion.child), "withdrawn": withdrawn,
+            "names": people_named(db, {r["author_id"] for r in rows[:30]} | {w["withdrawn_by"] for w in withdrawn})}
 
 
 @get(PATIENT + "/observations", operation_id="PortalObservations", opt={"permission": "nursing.news2.read"},
@@ -405,7 +408,20 @@ async def observations_page(request: Asking, tenant: Tenant, patient_id: Id) -> 
     # looked at, and its NEWS2 counted them as recorded. Each is chosen, or the set says it was not.
     values = {"spo2_scale": str(context["last_scale"])} if context["asks_scale"] else {}
     return page(request, "nursing/observations.html", active="patients", patient_id=patient_id,
-                tab="observations", **context, values=values, errors={}, **NURSING_HELPERS)
+                tab="observations", **context, values=values, errors={}, form="", **NURSING_HELPERS)
+
+
+def _observations_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int, form: str,
+                       values: dict, errors: dict) -> Template:
+    """The page again with a form's refusal: `form` names the one posted (a set's "entered in error"; blank for
+    the form recording a set)."""
+    context = _observations_context(request.app.state.db, request.user, tenant, patient_id)
+    return page(request, "nursing/observations.html", status=status, active="patients", patient_id=patient_id,
+                tab="observations", **context, values=values, errors=errors, form=form, **NURSING_HELPERS)
+
+
+portal.RETRACTION_TABS["vital_signs"] = portal.RetractionTab("set of vital signs", "/observations",
+                                                             _observations_page)
 
 
 def _vitals_in(values: dict) -> VitalSignsIn:
@@ -445,9 +461,8 @@ async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, d
             # beside the form.
             errors = {"form": exc.detail[:1].upper() + exc.detail[1:] + "."}
     if errors:
-        context = await _in_thread(lambda: _observations_context(db, request.user, tenant, patient_id))
-        return page(request, "nursing/observations.html", status=422, active="patients", patient_id=patient_id,
-                    tab="observations", **context, values=values, errors=errors, **NURSING_HELPERS)
+        return await _in_thread(lambda: _observations_page(request, tenant, patient_id, status=422, form="",
+                                                           values=values, errors=errors))
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/observations?done=vitals")
 
 

@@ -47,8 +47,8 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import access, catalogue, chart, death, delivery, discharge, drugs, growth, service
 from appliance.layers.clinical.errors import NotFound
+from appliance.layers.clinical.models import medication_request, result, service_request, vital_signs
 from appliance.layers.clinical.models import note as note_table
-from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import (
     EncounterIn,
     MedicationIn,
@@ -191,6 +191,21 @@ class VitalsAddition:
 
 
 VITALS_ADDITIONS: list[VitalsAddition] = []
+
+
+@dataclass(frozen=True)
+class RetractionTab:
+    """The chart tab that lists a kind of record and offers to mark it entered in error (`ui.entered_in_error`,
+    posted to `problems.retract_entry`, the one handler for them all): `noun` names the kind in a refusal, `path`
+    is where the tab is under the patient, and `render(request, tenant, patient_id, status=, form=, values=,
+    errors=)` shows it again with the form's refusal next to its reason."""
+    noun: str
+    path: str
+    render: Callable[..., Template]
+
+
+# Each module adds the kinds its tabs list (problems.py its own; nursing.py the vital signs), keyed by the kind.
+RETRACTION_TABS: dict[str, RetractionTab] = {}
 
 
 def chart_tabs(principal: Principal, tenant: str, patient_id: uuid.UUID, patient: dict | None = None,
@@ -1153,7 +1168,7 @@ class TimelineSource:
     when: Callable[[dict], dt.datetime | None] = _occurred
 
 
-def _vitals_text(row: dict) -> str:
+def vitals_text(row: dict) -> str:
     parts = []
     if row["systolic_mmhg"] and row["diastolic_mmhg"]:
         parts.append(f"BP {row['systolic_mmhg']}/{row['diastolic_mmhg']}")
@@ -1197,7 +1212,7 @@ TIMELINE_SOURCES: list[TimelineSource] = [
                    lambda r: (f"Note: {r['title']}", (r["text"] or "")[:160])),
     TimelineSource("clinical", "vital_signs", "Vital signs", "clinical.chart.read",
                    lambda c, p, i: vitals_history(c, p, i, limit=1000),
-                   lambda r: ("Vital signs", _vitals_text(r))),
+                   lambda r: ("Vital signs", vitals_text(r))),
 ]
 LAYERS = {"clinical": "Clinical", "nursing": "Nursing", "operations": "Operations", "financial": "Financial"}
 
@@ -1250,18 +1265,16 @@ def timeline_page(request: Asking, tenant: Tenant, patient_id: Id, layer: Query 
 # -- results review and sign-off -------------------------------------------------------------------
 
 
-@get(PATIENT + "/results", operation_id="PortalResults", opt=_page_opts("clinical.result.read"),
-     sync_to_thread=True, include_in_schema=False)
-def results_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
-    """Results awaiting review (abnormal first), each with its sign-off form; reviewed results the release
-    rules give only in person and not given yet, each with the form recording that it was; every
-    analyte's trend."""
+def _results_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, form: str = "",
+                  values: dict | None = None, errors: dict | None = None) -> Template:
     principal: Principal = request.user
     db: Database = request.app.state.db
     clock = Clock(facility_of(db, tenant).timezone)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         results = service.list_results(conn, principal, patient_id, limit=1000)
+        # What was marked entered in error stays on the page, with why: nothing in the record is deleted.
+        withdrawn = service.list_withdrawn(conn, principal, patient_id, result, "result")
     to_review = sorted((r for r in results if r["signed_at"] is None),
                        key=lambda r: (not is_abnormal(r), -r["occurred_at"].timestamp()))
     trends = trends_of(results, clock)
@@ -1272,10 +1285,21 @@ def results_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     to_give = [r for r in results if r["id"] in in_person and r["disclosed_at"] is None]
     recent_signed = [r for r in results if r["signed_at"] is not None][:20]
     names = people_named(db, {r["signed_by"] for r in [*recent_signed, *to_give]}
-                         | {r["disclosed_by"] for r in recent_signed if r["disclosed_by"]})
-    return page(request, "results.html", active="patients", patient_id=patient_id, tab="results", **top,
-                to_review=to_review, trends=trends, recent_signed=recent_signed, to_give=to_give,
-                in_person=in_person, names=names, **HELPERS)
+                         | {r["disclosed_by"] for r in recent_signed if r["disclosed_by"]}
+                         | {w["withdrawn_by"] for w in withdrawn})
+    return page(request, "results.html", status=status, active="patients", patient_id=patient_id, tab="results",
+                **top, to_review=to_review, trends=trends, recent_signed=recent_signed, to_give=to_give,
+                in_person=in_person, withdrawn=withdrawn, names=names, form=form, values=values or {},
+                errors=errors or {}, **HELPERS)
+
+
+@get(PATIENT + "/results", operation_id="PortalResults", opt=_page_opts("clinical.result.read"),
+     sync_to_thread=True, include_in_schema=False)
+def results_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
+    """Results awaiting review (abnormal first), each with its sign-off form; reviewed results the release
+    rules give only in person and not given yet, each with the form recording that it was; every
+    analyte's trend; those marked entered in error (who withdrew each, when and why)."""
+    return _results_page(request, tenant, patient_id)
 
 
 @get(PATIENT + "/results/trend/{code:str}", operation_id="PortalResultTrend", opt=_page_opts("clinical.result.read"),
@@ -1345,6 +1369,12 @@ def _orders_context(conn: Connection, principal: Principal, patient_id: uuid.UUI
         if principal.can("clinical.order.read") else []
     context["medications"] = service.list_medications(conn, principal, patient_id, active_only=True) \
         if principal.can("clinical.medication.read") else []
+    # What was marked entered in error stays on the page, with why: nothing in the record is deleted.
+    context["withdrawn_orders"] = service.list_withdrawn(conn, principal, patient_id, service_request,
+                                                         "service_request")
+    context["withdrawn_medications"] = service.list_withdrawn(conn, principal, patient_id, medication_request,
+                                                              "medication_request") \
+        if principal.can("clinical.medication.read") else []
     context["order_sets"] = catalogue.list_order_sets(conn)
     context["catalogue"] = catalogue.list_catalogue(conn)
     if principal.can("clinical.result.create"):  # a test since dropped from the catalogue has no form
@@ -1376,8 +1406,11 @@ def _orders_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status:
     today = Clock(facility_of(request.app.state.db, tenant).timezone).today
     with request.app.state.db.tenant(tenant) as conn:
         context = _orders_context(conn, request.user, patient_id, today)
+    names = people_named(request.app.state.db, {w["withdrawn_by"] for w in [*context["withdrawn_orders"],
+                                                                             *context["withdrawn_medications"]]})
     return page(request, "orders.html", status=status, active="patients", patient_id=patient_id, tab="orders",
-                form=form, values=values or {}, errors=errors or {}, also_active=also_active, **context, **HELPERS)
+                form=form, values=values or {}, errors=errors or {}, also_active=also_active, names=names,
+                **context, **HELPERS)
 
 
 @get(PATIENT + "/orders", operation_id="PortalOrders", opt=_page_opts("clinical.order.read"), sync_to_thread=True,
@@ -1832,6 +1865,12 @@ def withdraw_note(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
         service.retract_entry(conn, request.user, patient_id, entry_id, reason)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/notes?done=note-withdrawn")
 
+
+RETRACTION_TABS.update({
+    "medication_request": RetractionTab("prescription", "/orders", _orders_page),
+    "service_request": RetractionTab("test order", "/orders", _orders_page),
+    "result": RetractionTab("result", "/results", _results_page),
+})
 
 ROUTES = [
     break_glass,

@@ -65,7 +65,6 @@ PROBLEM_DETAIL = ["code", "clinical_status", "verification", "onset_date", "reso
 PROBLEM_CHANGES = ["clinical_status", "verification", "resolved_date", "note"]
 ALLERGY_DETAIL = ["substance", "category", "reaction", "severity", "criticality", "clinical_status", "note"]
 ALLERGY_CHANGES = ["reaction", "severity", "criticality", "clinical_status", "note"]
-KINDS = {"condition": "problem", "allergy": "allergy"}
 FINDER_LIMIT = 25
 VERSION_STATUS = {"final": "recorded", "amended": "amended", "entered_in_error": "entered in error"}
 
@@ -114,11 +113,12 @@ def problems_page(request: Asking, tenant: Tenant, patient_id: Id, find: Query =
 
 
 def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *, form: str, done: str,
-           act: Callable[[Connection], Any]) -> Response:
-    """Run one form's write in a tenant transaction and go back to the tab saying what happened; what the
-    schema or the clinical layer refuses of what was typed (422) comes back next to the field it names,
-    with the form as it was sent. A guessed id (404) or a version replaced meanwhile (409) is not the
+           act: Callable[[Connection], Any], tab: portal.RetractionTab | None = None) -> Response:
+    """Run one form's write in a tenant transaction and go back to the tab saying what happened (this one, or
+    `tab`); what the schema or the clinical layer refuses of what was typed (422) comes back next to the field
+    it names, with the form as it was sent. A guessed id (404) or a version replaced meanwhile (409) is not the
     form's fault and gets its refusal page."""
+    tab = tab or portal.RETRACTION_TABS["condition"]
     try:
         with request.app.state.db.tenant(tenant) as conn:
             act(conn)
@@ -129,8 +129,8 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *,
             raise
         errors = {exc.extra.get("field") or "form": template_message(exc.detail)}
     else:
-        return see_other(request, f"/t/{tenant}/patients/{patient_id}/problems?done={done}")
-    return _problems_page(request, tenant, patient_id, status=422, form=form, values=values, errors=errors)
+        return see_other(request, f"/t/{tenant}/patients/{patient_id}{tab.path}?done={done}")
+    return tab.render(request, tenant, patient_id, status=422, form=form, values=values, errors=errors)
 
 
 def _given(values: dict, fields: list[str]) -> dict:
@@ -181,15 +181,17 @@ def add_allergy(request: Asking, tenant: Tenant, patient_id: Id, data: FormData)
 
 def _current_version(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
                      kinds: tuple[str, ...]) -> dict:
-    """The version `entry_id` of a problem or allergy on this chart, its detail alongside its entry fields:
-    404 for a guessed id or another kind of entry, 409 when the page showed a version since replaced."""
+    """The version `entry_id` of a record of one of `kinds` on this chart (a problem, an allergy, or for a
+    retraction any kind a chart tab offers to withdraw), its detail alongside its entry fields: 404 for a guessed
+    id or another kind of entry, 409 when the page showed a version since replaced."""
     versions = service.entry_history(conn, principal, patient_id, entry_id)
     found = next(v for v in versions if v["id"] == entry_id)
-    what = " or ".join(KINDS[k] for k in kinds)
+    nouns = {kind: portal.RETRACTION_TABS[kind].noun for kind in kinds}
     if found["kind"] not in kinds:
+        what = " or ".join(dict.fromkeys(nouns.values()))
         raise NotFound(f"no {what} {entry_id} on this patient's chart", entry_id=str(entry_id))
     if found is not versions[-1] or found["entry_status"] == "entered_in_error":
-        raise Conflict(f"this {KINDS[found['kind']]} was changed since the page was loaded; reload the page "
+        raise Conflict(f"this {nouns[found['kind']]} was changed since the page was loaded; reload the page "
                        "and correct its current version")
     return {**found, **found["detail"]}
 
@@ -240,16 +242,20 @@ def amend_allergy(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
 @post(PATIENT + "/entries/{entry_id:uuid}/entered-in-error", operation_id="PortalRetractEntry",
       opt={"permission": "clinical.entry.retract"}, sync_to_thread=True, include_in_schema=False)
 def retract_entry(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
-    """Mark a problem or allergy entered in error, with a reason: it leaves the chart, and stays readable
-    in its history with the reason."""
+    """Mark a record entered in error from the chart tab that lists it (`portal.RETRACTION_TABS`: a problem or
+    allergy, a prescription or order, a result, a set of vital signs), with a reason: it leaves the chart and
+    what the record's reactions made of it (a score, its escalation, a specimen task), and stays readable in its
+    history with the reason. Back to that tab, or to it with the refusal next to the reason."""
     values = form_values(data)
+    with request.app.state.db.tenant(tenant) as conn:
+        kind = _current_version(conn, request.user, patient_id, entry_id, tuple(portal.RETRACTION_TABS))["kind"]
 
     def act(conn: Connection) -> None:
-        _current_version(conn, request.user, patient_id, entry_id, tuple(KINDS))
         retraction = Retraction.model_validate(_given(values, ["reason"]))
         service.retract_entry(conn, request.user, patient_id, entry_id, retraction.reason)
 
-    return _write(request, tenant, patient_id, values, form=f"retract-{entry_id}", done="retracted", act=act)
+    return _write(request, tenant, patient_id, values, form=f"retract-{entry_id}", done="retracted", act=act,
+                  tab=portal.RETRACTION_TABS[kind])
 
 
 @get(PATIENT + "/entries/{entry_id:uuid}/history", operation_id="PortalEntryHistory",
@@ -262,11 +268,16 @@ def history_page(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) 
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         versions = service.entry_history(conn, principal, patient_id, entry_id)
-    return page(request, "entry_history.html", active="patients", patient_id=patient_id, tab="problems", **top,
-                versions=versions, kind_label=KINDS.get(versions[0]["kind"], versions[0]["kind"].replace("_", " ")),
+    listed_on = portal.RETRACTION_TABS.get(versions[0]["kind"])  # the tab that lists it is the one shown open
+    return page(request, "entry_history.html", active="patients", patient_id=patient_id,
+                tab=listed_on.path.lstrip("/") if listed_on else "problems", **top,
+                versions=versions, kind_label=listed_on.noun if listed_on else versions[0]["kind"].replace("_", " "),
                 version_status=VERSION_STATUS, names=people_named(db, {v["author_id"] for v in versions}),
                 **HELPERS)
 
+
+portal.RETRACTION_TABS.update({"condition": portal.RetractionTab("problem", "/problems", _problems_page),
+                               "allergy": portal.RetractionTab("allergy", "/problems", _problems_page)})
 
 ROUTES = [problems_page, add_problem, add_allergy, amend_problem, amend_allergy, retract_entry, history_page]
 

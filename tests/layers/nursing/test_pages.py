@@ -846,3 +846,53 @@ def test_the_chart_says_what_a_news2_is_and_a_finished_visit_has_nothing_overdue
 @pytest.mark.parametrize(("minutes", "said"), [(45, "45 min late"), (60, "1 h late"), (1049, "17 h 29 min late")])
 def test_lateness_is_said_in_hours_and_minutes(minutes, said):
     assert lateness(minutes) == said
+
+
+def test_a_set_on_the_wrong_patient_is_withdrawn_from_the_observations_page_with_its_escalation(
+        db, signed_in, facility, other_facility, clinician):
+    """The API could mark a set entered in error, the page could not: a set charted on the wrong patient kept
+    driving that patient's NEWS2 and its emergency response on the ward's worklist."""
+    from appliance.layers.nursing import service
+    from tests.layers.nursing.conftest import NORMAL
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Kiprono", given="Daniel")
+        vitals(conn, clinician, patient, NORMAL)
+    with db.tenant(facility.slug) as conn:  # a transaction each: a set's time is its transaction's
+        wrong = vitals(conn, clinician, patient, HIGH)
+    page = f"/t/{facility.slug}/patients/{patient['id']}/observations"
+    action = f"/t/{facility.slug}/patients/{patient['id']}/entries/{wrong['id']}/entered-in-error"
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    assert "entered-in-error" not in nurse.get(page).text, "the API's permission to withdraw is a clinician's"
+    assert post_form(nurse, page, action, {"reason": "wrong patient"}).status_code == 403
+    intruder = signed_in("clinician", other_facility.slug)
+    assert intruder.post(action, data={"reason": "wrong patient"}).status_code in (403, 404)
+    doctor = signed_in("clinician", facility.slug)
+    guessed = post_form(doctor, page, action.replace(str(wrong["id"]), str(uuid.uuid4())), {"reason": "a guess"})
+    assert guessed.status_code == 404
+
+    assert "KIPRONO" in escalations_on_the_worklist(nurse, facility)
+    refused = post_form(doctor, page, action, {"reason": ""})
+    assert refused.status_code == 422
+    form = refused.text.split(f'id="retract-{wrong["id"]}"')[1].split("</form>")[0]
+    assert 'id="reason-error"' in form
+    assert "NEWS2 9" in refused.text.split('id="news2-title"')[1].split("</section>")[0], "nothing written"
+    done = post_form(doctor, page, action, {"reason": "charted on the wrong patient"})
+    assert done.status_code == 303 and done.headers["location"].endswith("/observations?done=retracted")
+    shown = doctor.get(done.headers["location"]).text
+    assert "NEWS2 0" in shown.split('id="news2-title"')[1].split("</section>")[0]
+    table = shown.split('id="table-title"')[1].split("</section>")[0]
+    live, withdrawn = table.split('class="withdrawn"')
+    assert "118" not in live and "NEWS2 9" not in live
+    item = withdrawn.split(f'<li id="withdrawn-{wrong["id"]}">')[1].split("</li>")[0]
+    assert "<s>Set of " in item and "HR 118" in item and "charted on the wrong patient" in item
+    assert "KIPRONO" not in escalations_on_the_worklist(nurse, facility)
+    with db.tenant(facility.slug) as conn:
+        [cancelled] = service.tasks_of(conn, [patient["id"]], codes=["escalation"])
+    assert cancelled["status"] == "cancelled" and cancelled["note"].endswith("charted on the wrong patient")
+
+
+def escalations_on_the_worklist(nurse, facility) -> str:
+    worklist = nurse.get(f"/t/{facility.slug}/ward").text
+    return worklist.split('id="escalations-title"')[1].split("</section>")[0] \
+        if 'id="escalations-title"' in worklist else ""
