@@ -11,7 +11,7 @@ task or its cancellation exists the moment the act does, or not at all.
   score's minimum monitoring frequency (the previous one is done), and a score needing more than a
   ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
   (one open at a time, replaced only by a higher risk); a score withdrawn with its set cancels the escalation it
-  raised, if still open, saying why.
+  raised, if still open, saying why, and the next observations are due as the latest remaining score asks.
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
   retracted order cancels it, and the laboratory's receipt of the specimen (`specimen_receipt`) or a `result`
   for the order completes it.
@@ -150,7 +150,7 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
     if score.patient_id is None:
         return
     if score.status == "entered_in_error":
-        _withdraw_escalation(conn, principal, score)
+        _score_withdrawn(conn, principal, score)
         return
     ward = views.ward_of(conn, score.patient_id, score.encounter_id)
     if ward is None:
@@ -166,10 +166,9 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
     for task in open_tasks:
         if task["code"] == "observations":
             service.close_task(conn, principal, task, "done", "observations recorded", score)
-    interval = detail["next_due_at"] - score.occurred_at
     service.new_task(conn, principal, score.patient_id, code="observations", ward_code=ward,
                      encounter_id=score.encounter_id, due_at=detail["next_due_at"], source=score,
-                     title=f"Observations due (last {named}; at least every {_every(interval)})")
+                     title=_observations_title(score))
     if rank <= service.RISK_RANK["low"]:
         return
     # An oliguria escalation (`fluid_escalation`) is another matter: a higher score neither answers nor replaces it.
@@ -183,15 +182,40 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
                      title=f"{named} — {response.split(':')[0]}")
 
 
-def _withdraw_escalation(conn: Connection, principal: Principal, withdrawn: Entry) -> None:
+def _observations_title(score: Entry) -> str:
+    interval = score.detail["next_due_at"] - score.occurred_at
+    return f"Observations due (last {_score_terms(score)[0]}; at least every {_every(interval)})"
+
+
+def _score_withdrawn(conn: Connection, principal: Principal, withdrawn: Entry) -> None:
     """A score withdrawn with its set (`score_vital_signs`: the set entered in error, charted on the wrong patient)
-    no longer calls for the response it asked for: the escalation it raised, while still open, is cancelled with
-    the reason, and stays in the task's history (a nurse may have called the doctor already). One a nurse closed
-    stays as she closed it."""
-    for task in service.tasks_of(conn, [withdrawn.patient_id], open_only=True, codes=["escalation"]):
-        if task["source_id"] == withdrawn.root_id:
-            service.close_task(conn, principal, task, "cancelled",
-                               f"the observations it escalated were entered in error: {withdrawn.reason}", withdrawn)
+    no longer calls for what it asked for. The escalation it raised, while still open, is cancelled with the reason
+    and stays in the task's history (a nurse may have called the doctor already; one she closed stays as she closed
+    it). The next observations it scheduled are due again as the patient's latest remaining score asks, or at once
+    when none remains: a NEWS2 of 9 on the wrong chart asked that patient's nurse for a set every 15 minutes."""
+    for task in service.tasks_of(conn, [withdrawn.patient_id], open_only=True, codes=["escalation", "observations"]):
+        if task["source_id"] != withdrawn.root_id:
+            continue
+        service.close_task(conn, principal, task, "cancelled",
+                           f"the observations it {'escalated' if task['code'] == 'escalation' else 'followed'} "
+                           f"were entered in error: {withdrawn.reason}", withdrawn)
+        if task["code"] == "observations":
+            remaining = _latest_score(conn, withdrawn.patient_id)
+            service.new_task(conn, principal, withdrawn.patient_id, code="observations", ward_code=task["ward_code"],
+                             ward_known=True, encounter_id=task["encounter_id"],
+                             due_at=remaining.detail["next_due_at"] if remaining else withdrawn.occurred_at,
+                             source=remaining or withdrawn, again_for=withdrawn if remaining else None,
+                             title=_observations_title(remaining) if remaining else
+                             "Observations due (the last set was entered in error)")
+
+
+def _latest_score(conn: Connection, patient_id: uuid.UUID) -> Entry | None:
+    """The patient's latest current early warning score of any kind, None when none remains."""
+    latest = [score for kind in _SCORE_TABLES
+              if (score := service.latest_scores(conn, [patient_id], kind).get(patient_id))]
+    if not latest:
+        return None
+    return record.get_entry(conn, max(latest, key=lambda score: score["occurred_at"])["id"])
 
 
 def _rank_of(conn: Connection, score_root: uuid.UUID | None) -> int:

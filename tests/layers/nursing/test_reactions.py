@@ -486,10 +486,26 @@ def test_a_withdrawn_set_stops_counting_and_the_escalation_it_raised_is_closed_w
         shown = service.observations(conn, nurse, patient["id"])
         [closed] = [t for t in service.tasks_of(conn, [patient["id"]]) if t["id"] != raised["id"]
                     and t["code"] == "escalation"]
+        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
     assert warning["score"]["vital_signs_id"] == calm["id"] and warning["score"]["total"] == 0
     assert [r["id"] for r in shown] == [calm["id"]]
     assert closed["status"] == "cancelled"
     assert closed["note"] == "the observations it escalated were entered in error: charted on the wrong patient"
+    # The next set is due as the calm set's NEWS2 asks (every 12 hours), not every 15 minutes as the withdrawn one did.
+    assert observe["code"] == "observations" and observe["title"] == (
+        "Observations due (last NEWS2 0; at least every 12 hours)")
+    assert observe["due_at"] == warning["score"]["next_due_at"]
+
+
+def test_when_the_only_set_is_withdrawn_the_next_observations_are_due_at_once(db, facility, nurse, clinician):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        wrong = vitals(conn, nurse, patient, NORMAL)
+        withdrawn = clinical.retract_entry(conn, clinician, patient["id"], wrong["id"], "wrong patient")
+        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
+    assert (observe["code"], observe["title"]) == (
+        "observations", "Observations due (the last set was entered in error)")
+    assert observe["due_at"] == withdrawn["occurred_at"]
 
 
 def test_a_withdrawn_prescription_leaves_the_mar(db, facility, clinician, nurse):
