@@ -32,6 +32,7 @@ from appliance.layers.clinical.family_planning_policy import load_programme
 from appliance.layers.clinical.family_planning_routes import FamilyPlanningController
 from appliance.layers.clinical.hiv import load_programme as load_hiv_programme
 from appliance.layers.clinical.hiv_routes import HivController
+from appliance.layers.clinical.icd10 import load_everyday_words
 from appliance.layers.clinical.imaging_routes import ImagingController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
 from appliance.layers.clinical.immunization_schedule import load_schedule
@@ -146,6 +147,8 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
     load_regimens(settings.policies_dir / "tuberculosis.toml")
     # And the ART regimens: a broken edit stops the start naming the regimen.
     load_hiv_programme(settings.policies_dir / "hiv.toml")
+    # And the words said for a diagnosis: a term whose meaning no WHO title has stops the start naming the term.
+    load_everyday_words(settings.policies_dir / "icd10_words.toml")
     csrf = CSRFConfig(
         secret=host_secret(settings.home, "csrf.key"),
         cookie_name="healthos_csrf",

@@ -69,6 +69,11 @@ FINDER_LIMIT = 25
 VERSION_STATUS = {"final": "recorded", "amended": "amended", "entered_in_error": "entered in error"}
 
 
+def _everyday_words(request: Asking) -> icd10.EverydayWords:
+    """The words clinicians say for a diagnosis, which the finder reads as the title words they mean."""
+    return icd10.load_everyday_words(request.app.state.settings.policies_dir / "icd10_words.toml")
+
+
 def _problems_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, form: str = "",
                    values: dict | None = None, errors: dict | None = None, find: str = "",
                    code: str = "", also_active: bool = False) -> Template:
@@ -100,7 +105,8 @@ def _problems_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, statu
     return page(request, "problems.html", status=status, active="patients", patient_id=patient_id, tab="problems",
                 **top, problems=problems, all_allergies=allergies, withdrawn_problems=withdrawn_problems,
                 withdrawn_allergies=withdrawn_allergies, form=form, values=values, errors=errors or {},
-                find=find, matches=icd10.search(find, FINDER_LIMIT) if find else None, chosen=chosen,
+                find=find, matches=icd10.search(find, FINDER_LIMIT, _everyday_words(request)) if find else None,
+                chosen=chosen,
                 names=people_named(db, authors), also_active=also_active, **HELPERS)
 
 

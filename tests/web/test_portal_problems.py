@@ -6,14 +6,16 @@ and for guessed patient ids are in tests/web/test_portal.py (its FORMS and PAGES
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 
 import pytest
 
-from appliance.layers.clinical import service
+from appliance.layers.clinical import icd10, service
 from appliance.layers.clinical.schemas import ConditionIn, EncounterIn, PatientIn
 from appliance.substrate import audit
 from tests.web.test_portal import post_form, principal_of, withdrawn_listed, withdrawn_on_tab
@@ -80,6 +82,23 @@ def test_the_finder_lists_diagnosis_codes_and_picking_one_fills_the_form(signed_
     assert 'name="code" type="text" value="B54"' in filled.text and "B54 — Unspecified malaria" in filled.text
     nothing = client.get(tab(facility, patients[0]), params={"find": "zzqx"})
     assert "No diagnosis code matches" in nothing.text
+    # The words said on the ward (policies/icd10_words.toml) and a typo find the code meant, first.
+    for typed, first in (("high blood pressure", "I10"), ("malria", "B54")):
+        said = client.get(tab(facility, patients[0]), params={"find": typed}).text
+        assert said.split('class="rows icd-matches"')[1].split('<span class="code">')[1].startswith(f"{first}<")
+
+
+def test_a_term_of_the_finders_table_that_no_title_says_stops_the_start_naming_it(db, settings, tmp_path):
+    """A ministry adds its clinicians' words to policies/icd10_words.toml; a meaning misspelt is refused at start."""
+    from appliance.web.app import create_app
+
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policies_dir, policies)
+    table = policies / "icd10_words.toml"
+    table.write_text(table.read_text(encoding="utf-8").replace('means = "hypertension"', 'means = "hypertenshun"', 1),
+                     encoding="utf-8")
+    with pytest.raises(icd10.EverydayWordsError, match=r"term number 1, means: 'hypertenshun' must be words"):
+        create_app(db, dataclasses.replace(settings, policies_dir=policies))
 
 
 def test_add_a_problem_by_code_then_it_is_on_the_tab_and_the_chart_and_audited(signed_in, db, facility, patients,

@@ -1,5 +1,6 @@
-"""The pure parts of the clinical layer: ICD-10 lookup against the WHO list and the drug–allergy
-matcher (same substance, same class, plural class names; no false alarm for unrelated drugs)."""
+"""The pure parts of the clinical layer: ICD-10 lookup against the WHO list, the ICD-10 finder (ranking, typos,
+the words clinicians say: policies/icd10_words.toml) and the drug–allergy matcher (same substance, same class,
+plural class names; no false alarm for unrelated drugs)."""
 
 import re
 
@@ -8,6 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.layers.clinical import drugs, icd10
+from appliance.substrate.config import PROJECT_ROOT
+
+WORDS = icd10.load_everyday_words(PROJECT_ROOT / "policies" / "icd10_words.toml")
 
 
 @pytest.mark.parametrize(("code", "canonical", "display"), [
@@ -42,7 +46,8 @@ def test_search_finds_diagnoses_by_title_words_never_a_chapter_or_block():
     assert {"B50", "B50.9", "B54"} <= set(malaria) and "B50-B64" not in malaria and "I" not in malaria
     assert "T37.2" not in malaria  # "Antimalarials": a word must start with what was typed
     assert all(icd10.lookup(code).code == code for code in malaria)  # each one a code a problem may carry
-    assert [found.code for found in icd10.search("DIAB mell type 2", limit=2)] == ["E11", "E11.0"]
+    # Words begun, in any order; the code recorded for the plain disease first, not the E11 heading.
+    assert [found.code for found in icd10.search("mell DIAB type 2", limit=3)] == ["E11.9", "E11.8", "E11.0"]
     assert len(icd10.search("a", limit=5)) == 5
 
 
@@ -51,13 +56,66 @@ def test_search_finds_diagnoses_by_title_words_never_a_chapter_or_block():
     ("malaria", 3, "B54"),
     ("fever", 3, "R50.9"),
     ("anaemia", 3, "D64.9"),
-    ("hypertension", 10, "I10"),
+    ("hypertension", 1, "I10"),  # was tenth, after renovascular, portal and neonatal hypertension
 ])
 def test_search_offers_the_diagnosis_a_clinician_means_near_the_top(typed, first, meant):
     found = icd10.search(typed)
     assert meant in [f.code for f in found[:first]]
     whole = [typed in re.findall(r"[^\W_]+", f.display.casefold()) for f in found]
     assert whole == sorted(whole, reverse=True)  # titles with the whole word before those it only begins
+
+
+LUNG_TB = {"A15.0", "A15.1", "A15.2", "A15.3", "A16.0", "A16.1", "A16.2"}  # WHO says "of lung", not "pulmonary"
+MALARIA = {"B50", "B51", "B52", "B53", "B54"}
+DIABETES = {"E11", "E14"}
+
+
+# What a clinician's walk typed, and the codes (or their beginnings) they expected among the first three: all but
+# "malaria", "pneumonia", "type 2 diabetes" and "stroke" found nothing, or not the code meant in the first three,
+# before the ranking, the typo reading and the table of words said.
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("pulmonary tuberculosis", LUNG_TB), ("tuberculosis pulmonary", LUNG_TB), ("PTB", LUNG_TB),
+    ("pulmonary TB", LUNG_TB),
+    ("high blood pressure", {"I10"}), ("HTN", {"I10"}),
+    ("malria", MALARIA), ("paludisme", MALARIA), ("malaria", {"B54"}),
+    ("pnuemonia", {"J18.9"}), ("pneumonia", {"J18.9"}),
+    ("diabetis", DIABETES), ("diabetes", DIABETES), ("sugar", DIABETES), ("type 2 diabetes", {"E11"}),
+    ("heart attack", {"I21", "I22"}), ("stroke", {"I63", "I64"}), ("UTI", {"N39.0"}), ("URTI", {"J06.9"}),
+    ("LRTI", {"J22"}), ("PID", {"N73.9"}), ("RTA", {"V"}),
+])
+def test_the_words_a_clinician_types_find_the_code_meant_in_the_first_three(typed, meant):
+    first = [found.code for found in icd10.search(typed, everyday=WORDS)[:3]]
+    assert any(code.startswith(tuple(meant)) for code in first), first
+    if meant is LUNG_TB:  # and only TB of the lung: no other TB before it
+        assert set(first) <= LUNG_TB
+
+
+def test_a_phrase_of_the_table_is_still_found_as_its_own_words():
+    """"diabetes" means diabetes mellitus, but diabetes insipidus is not lost; "MI" is an acute myocardial
+    infarction first, an old one when the word typed beside it says so, and titles with a word "mi" begins
+    ("Migraine") come after both."""
+    assert [found.code for found in icd10.search("diabetes insipidus", everyday=WORDS)][:1] == ["E23.2"]
+    assert not any(found.code.startswith("E23") for found in icd10.search("diabetes", everyday=WORDS)[:10])
+    assert [found.code for found in icd10.search("old MI", everyday=WORDS)][:1] == ["I25.2"]
+    mi = [found.code for found in icd10.search("mi", everyday=WORDS, limit=100)]
+    assert mi[0] == "I21.9" and "G43.9" in mi
+    assert max(mi.index(code) for code in mi if code[:3] in {"I21", "I22", "I25"}) < mi.index("G43.9")
+
+
+@pytest.mark.parametrize("typed", ["xyzzyq", "zzqx", "malria zzqx", "qwertyuiop", "hypertension xyzzyq"])
+def test_an_unknown_word_finds_nothing_rather_than_a_guess(typed):
+    assert icd10.search(typed, everyday=WORDS) == []
+
+
+def test_a_broken_table_is_refused_naming_the_term(tmp_path):
+    table = tmp_path / "icd10_words.toml"
+    table.write_text('[[term]]\nmeans = "hypertension"\nsaid = ["hbp"]\n\n'
+                     '[[term]]\nmeans = "hypertenshun"\nsaid = ["high bp"]\n', encoding="utf-8")
+    with pytest.raises(icd10.EverydayWordsError, match=r"term number 2, means: .*'hypertenshun'"):
+        icd10.load_everyday_words(table)
+    table.write_text('[[term]]\nmeans = "hypertension"\nsaid = ["--"]\n', encoding="utf-8")
+    with pytest.raises(icd10.EverydayWordsError, match=r"term number 1, said: '--' has no word"):
+        icd10.load_everyday_words(table)
 
 
 @pytest.mark.parametrize(("typed", "codes"), [
@@ -73,7 +131,7 @@ def test_search_by_code_prefix_and_no_match(typed, codes):
 @settings(max_examples=30, deadline=None)
 @given(st.text(max_size=20))
 def test_search_never_fails_and_offers_only_diagnosis_codes(text):
-    for found in icd10.search(text, limit=3):
+    for found in icd10.search(text, limit=3, everyday=WORDS):
         assert icd10.lookup(found.code) == found
 
 
