@@ -72,7 +72,8 @@ DIABETES = {"E11", "E14"}
 
 # What a clinician's walk typed, and the codes (or their beginnings) they expected among the first three: all but
 # "malaria", "pneumonia", "type 2 diabetes" and "stroke" found nothing, or not the code meant in the first three,
-# before the ranking, the typo reading and the table of words said.
+# before the ranking, the typo reading and the table of words said ("diarrhoea" found functional diarrhoea first,
+# "depression" neonatal cerebral depression).
 @pytest.mark.parametrize(("typed", "meant"), [
     ("pulmonary tuberculosis", LUNG_TB), ("tuberculosis pulmonary", LUNG_TB), ("PTB", LUNG_TB),
     ("pulmonary TB", LUNG_TB),
@@ -82,6 +83,7 @@ DIABETES = {"E11", "E14"}
     ("diabetis", DIABETES), ("diabetes", DIABETES), ("sugar", DIABETES), ("type 2 diabetes", {"E11"}),
     ("heart attack", {"I21", "I22"}), ("stroke", {"I63", "I64"}), ("UTI", {"N39.0"}), ("URTI", {"J06.9"}),
     ("LRTI", {"J22"}), ("PID", {"N73.9"}), ("RTA", {"V"}),
+    ("diarrhoea", {"A09"}), ("preeclampsia", {"O14"}), ("neonatal sepsis", {"P36"}), ("depression", {"F32"}),
 ])
 def test_the_words_a_clinician_types_find_the_code_meant_in_the_first_three(typed, meant):
     first = [found.code for found in icd10.search(typed, everyday=WORDS)[:3]]
