@@ -254,14 +254,28 @@ class SubjectMatch:
     candidates: list[uuid.UUID]  # other subjects with the same demographic key, for a person to review
 
 
-def national_id_holder(conn: Connection, national_id: str) -> sa.Row | None:
-    """The birth date and sex of the person holding `national_id` (the survivor, when their subject was merged),
-    or None: what a registration compares before it links a new chart to that person."""
+def compare_national_id_holder(conn: Connection, national_id: str, *, birth_date: date | None, sex: str | None,
+                               tenant: str, by: Principal, confirmed: bool) -> list[str] | None:
+    """What the person holding `national_id` (the survivor, when their subject was merged) differs in from a chart
+    of facility `tenant` born `birth_date`, of sex `sex`: "birth date", "sex", both, none; None when nobody holds
+    it. What is asked before a chart is linked to that person on the number alone: a mistyped number another
+    person holds would put the chart on that person's patient portal. A birth date or sex either side does not
+    record is no disagreement. Only which of the two differs is answered, never that person's values, and every
+    comparison is audited (the person compared, the facility, who asked, what differed, whether the caller said
+    the number was checked), so answers sought to learn someone's birth date leave a trail."""
     found = conn.execute(sa.select(subject.c.id).where(subject.c.national_id == national_id.strip())).scalar()
     if found is None:
         return None
-    return conn.execute(sa.select(subject.c.birth_date, subject.c.sex)
-                        .where(subject.c.id == resolve_subject(conn, found))).one()
+    holder_id = resolve_subject(conn, found)
+    holder = conn.execute(sa.select(subject.c.birth_date, subject.c.sex).where(subject.c.id == holder_id)).one()
+    differs = []
+    if holder.birth_date is not None and birth_date is not None and holder.birth_date != birth_date:
+        differs.append("birth date")
+    if {holder.sex, sex} <= {"female", "male"} and holder.sex != sex:
+        differs.append("sex")
+    _audit(conn, event_type="subject.national_id.compare", action="R", principal=by,
+           detail={"tenant": tenant, "subject": str(holder_id), "differs": differs, "confirmed": confirmed})
+    return differs
 
 
 def resolve_subject(conn: Connection, subject_id: uuid.UUID) -> uuid.UUID:

@@ -25,7 +25,7 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import death
+from appliance.layers.clinical import death, service
 from appliance.layers.clinical.death_routes import link_to_person
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.schemas import DeathIn, Retraction
@@ -191,7 +191,11 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *,
 def certify(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     """Certify the death; the signed-in clinician is the certifier."""
     values = form_values(data)
-    link_to_person(request.app.state, request, tenant, patient_id)
+    try:
+        link_to_person(request.app.state, request, tenant, patient_id)
+    except service.ChartLeftUnlinked as unlinked:
+        return _form_page(request, tenant, patient_id, status=unlinked.status, values=values,
+                          errors={"form": template_message(unlinked.detail)})
     return _write(request, tenant, patient_id, values, done="death-certified",
                   act=lambda conn, body: death.certify(conn, request.user, patient_id, body))
 

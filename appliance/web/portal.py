@@ -797,6 +797,7 @@ def _patient_in(values: dict[str, Any]) -> dict:
     fields: dict[str, Any] = {k: values.get(k) for k in ("family_name", "given_names", "birth_date", "sex", "phone")}
     fields = {k: v for k, v in fields.items() if v is not None}
     fields["birth_date_estimated"] = values.get("birth_date_estimated") == "true"
+    fields["national_id_confirmed"] = values.get("national_id_checked") == "true"  # `service.ask_national_id`
     if identifiers := _identifiers_in(values):
         fields["identifiers"] = identifiers
     address = {k: values[k] for k in ("village", "district") if values.get(k)}
@@ -834,13 +835,13 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
     if alike:
         return page(request, "register.html", status=409, active="register", values=values, errors={},
                     owner=None, alike=alike, other_identifiers=OTHER_IDENTIFIERS)
-    if not errors and values.get("national_id_checked") != "true" and (
-            differs := service.national_id_disagreement(request.app.state.db, patient_in, tenant=tenant)):
-        return page(request, "register.html", status=409, active="register", values=values, owner=None, alike=[],
-                    other_identifiers=OTHER_IDENTIFIERS, national_id_check=True, errors={"national_id": (
-                        f"This national ID is held by a person with another {differs}, registered at a facility of "
-                        "this appliance. Check the number on the ID card: a mistyped one would put this chart on "
-                        "that person's patient portal. Nothing was registered.")})
+    if not errors:
+        try:
+            service.ask_national_id(request.app.state.db, request.user, patient_in, tenant=tenant)
+        except service.NationalIdHolderDiffers as asked:
+            return page(request, "register.html", status=409, active="register", values=values, owner=None,
+                        alike=[], other_identifiers=OTHER_IDENTIFIERS, national_id_check=True,
+                        errors=_national_id_asked(asked, "registered"))
     if not errors:
         try:
             linked = service.with_subject(request.app.state.db, patient_in, tenant=tenant)
@@ -859,6 +860,12 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
     # The registration page, for every role: it is where the visit starts, and a clinician who has not
     # yet seen the patient has no care relationship that would open the chart without breaking the glass.
     return see_other(request, f"/t/{tenant}/patients/{registered['id']}?done=registered")
+
+
+def _national_id_asked(asked: service.NationalIdHolderDiffers, done: str) -> dict[str, str]:
+    """The desk's question about a national ID whose holder elsewhere differs, at the field, with the box
+    (`national_id_check`) that answers it."""
+    return {"national_id": f"{service.national_id_question(asked.extra['differs'])} Nothing was {done}."}
 
 
 def _registered_alike(request: Asking, tenant: str, patient_in: PatientIn) -> list[dict]:
@@ -907,13 +914,14 @@ def _corrected(found: dict, values: dict[str, Any]) -> dict:
 
 
 def _correction_form(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, errors: dict, *,
-                     version_id: Any, owner: str | None = None, status: int = 200) -> Template:
+                     version_id: Any, owner: str | None = None, status: int = 200,
+                     national_id_check: bool = False) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id, in_care=False)
         versions = service.entry_history(conn, request.user, patient_id, top["patient"]["version_id"])
     return page(request, "registration_form.html", status=status, active="patients", patient_id=patient_id,
                 tab="patient", values=values, errors=errors, version_id=version_id, owner=owner,
-                versions=list(reversed(versions)),
+                national_id_check=national_id_check, versions=list(reversed(versions)),
                 names=people_named(request.app.state.db, {v["author_id"] for v in versions}), **top, **HELPERS)
 
 
@@ -940,7 +948,7 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
         found = service.get_patient(conn, request.user, patient_id)  # a guessed id is a 404 before anything
     loaded = _uuid_or_none(values.get("version_id"))
     errors: dict[str, str] = _registration_errors(values)
-    owner, stale = None, False
+    owner, stale, asked = None, False, False
     try:
         patient_in = PatientIn.model_validate(_corrected(found, values))
     except ValidationError as exc:
@@ -952,6 +960,8 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
             with db.tenant(tenant) as conn:
                 corrected = service.update_patient(conn, request.user, patient_id, patient_in, reason=values["reason"],
                                                    version_id=loaded or found["version_id"], db=db)
+        except service.NationalIdHolderDiffers as exc:
+            errors, asked = _national_id_asked(exc, "corrected"), True
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
                 errors, owner = _identifier_taken(exc, tenant)
@@ -965,7 +975,7 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
             errors = {"national_id": "Another registration claimed this national ID a moment ago."}
     if errors:
         return _correction_form(request, tenant, patient_id, values, errors, version_id=values.get("version_id"),
-                                owner=owner, status=409 if stale else 422)
+                                owner=owner, status=409 if stale or asked else 422, national_id_check=asked)
     service.release_unlinked_subject(db, tenant, request.user, corrected)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}?done=registration-corrected")
 
@@ -1015,7 +1025,10 @@ def _invite(request: Asking, tenant: str, patient_id: uuid.UUID, email: str) -> 
     """The patient's account and its enrolment link; IdentityError, with nothing made, when refused."""
     db = request.app.state.db
     identity.checked_email(email)  # the address first: a refused invitation links nothing either
-    found, subject_id = service.subject_of(db, tenant, request.user, patient_id)
+    try:
+        found, subject_id = service.subject_of(db, tenant, request.user, patient_id)
+    except service.ChartLeftUnlinked as unlinked:
+        raise identity.IdentityError(f"{unlinked.detail} Nobody was invited.") from None
     with db.control() as conn:
         if identity.subject_has_account(conn, subject_id):
             raise identity.IdentityError("this patient already has a patient portal account; if they lost "

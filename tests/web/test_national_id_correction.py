@@ -3,7 +3,9 @@ own person in the master patient index, and the person whose ID it was keeps the
 
 Riverside holds Otieno (national ID A) and Wanjiru (national ID B). At Hillview a clerk registers
 Wanjiru under Otieno's A, which links her chart to Otieno's one-identity subject; the desk then corrects
-the ID to B, through the JSON API or the registration page."""
+the ID to B, through the JSON API or the registration page. Since a national ID whose holder was born on another
+day or is of another sex is asked about before anything links to its holder (at registration, at a correction,
+and when a chart without a subject is linked later), the desk had to say the wrong card was right."""
 
 from __future__ import annotations
 
@@ -55,7 +57,9 @@ def people(facilities, token_client):
     wanjiru = _register(at_riverside, riverside.slug, _person("Wanjiru", "Grace", "1990-06-03", "female", b))
     desk = token_client(hillview.slug, permissions=["clinical.patient.create", "clinical.patient.update",
                                                     "clinical.patient.read", "clinical.entry.retract"])
-    mistaken = _register(desk, hillview.slug, _person("Wanjiru", "Grace", "1990-06-03", "female", a))
+    # The desk was asked (Otieno was born on another day, of another sex) and said the wrong card was right.
+    mistaken = _register(desk, hillview.slug, _person("Wanjiru", "Grace", "1990-06-03", "female", a,
+                                                      national_id_confirmed=True))
     assert mistaken["subject_id"] == otieno["subject_id"]  # the defect's premise: joined by the wrong ID
     return {"a": a, "b": b, "otieno": otieno, "wanjiru": wanjiru, "mistaken": mistaken, "desk": desk}
 
@@ -138,7 +142,12 @@ def test_a_correction_is_not_entered_in_error_but_corrected_again_by_the_same_ru
                         "/entered-in-error", json={"reason": "the correction was a mistake"})
     assert refused.status_code == 422 and "cannot be marked entered in error" in refused.json()["detail"]
     assert desk.get(f"/api/t/{hillview.slug}/patients/{chart['id']}").json()["subject_id"] == corrected["subject_id"]
-    back = _correct(desk, hillview.slug, corrected, people["a"])
+    asked = _correct(desk, hillview.slug, corrected, people["a"])  # Otieno's: born on another day, a man
+    assert asked.status_code == 409 and asked.json()["requires_national_id_confirmation"] is True, asked.text
+    assert asked.json()["differs"] == ["birth date", "sex"] and asked.json()["field"] == "national_id_confirmed"
+    kept = desk.get(f"/api/t/{hillview.slug}/patients/{chart['id']}").json()
+    assert (kept["version_id"], kept["subject_id"]) == (corrected["version_id"], corrected["subject_id"])
+    back = _correct(desk, hillview.slug, corrected, people["a"], national_id_confirmed=True)
     assert back.status_code == 200 and back.json()["subject_id"] == people["otieno"]["subject_id"]
 
 
@@ -296,3 +305,106 @@ def test_a_chart_registered_while_another_is_relinked_away_keeps_its_facility_li
         desk.join(30)
     assert registered and registered[0]["subject_id"] == otieno_subject
     assert _facilities(db, otieno_subject) == {riverside.slug, hillview.slug}
+
+
+def _compared(db, subject_id: str) -> list[dict]:
+    """The appliance trail's comparisons of a national ID's holder, naming that person's subject."""
+    return [e["event"] for e in audit.read_events(db, None, event_type="identity.subject.national_id.compare")
+            if e["event"]["detail"]["subject"] == subject_id]
+
+
+def test_the_api_asks_before_linking_a_national_id_whose_holder_differs_and_tells_nothing_of_them(
+        db, facilities, token_client):
+    """The JSON API linked a registration to whoever held its national ID on the number alone. Now it asks, as
+    the portal's desk is asked: 409 naming only which of birth date and sex differs, nothing registered, every
+    answer in the appliance's audit trail naming the person compared and who asked; `national_id_confirmed`
+    registers. Hillview's token reaches nothing at Riverside, and the answer shows nothing of Otieno."""
+    riverside, hillview = facilities
+    held, shared = "NID-" + uuid.uuid4().hex[:8], "NID-" + uuid.uuid4().hex[:8]
+    at_riverside = token_client(riverside.slug, permissions=["clinical.patient.create"])
+    otieno = _register(at_riverside, riverside.slug, _person("Otieno", "Peter", "1975-02-11", "male", held))
+    ruth = _register(at_riverside, riverside.slug, _person("Achieng", "Ruth", "1988-09-30", "female", shared))
+    desk = token_client(hillview.slug, permissions=["clinical.patient.create", "clinical.patient.search"])
+    typed = _person("Wanjiru", "Grace", "1975-02-11", "female", held)  # his birth date, not his sex
+
+    asked = desk.post(f"/api/t/{hillview.slug}/patients", json=typed)
+    assert asked.status_code == 409, asked.text
+    body = asked.json()
+    assert body["requires_national_id_confirmation"] is True and body["differs"] == ["sex"]
+    assert body["field"] == "national_id_confirmed" and "another sex" in body["detail"]
+    for of_him in ("Otieno", "Peter", "male", otieno["subject_id"], otieno["id"], riverside.slug):
+        assert of_him not in asked.text.replace("female", "")
+    assert desk.get(f"/api/t/{hillview.slug}/patients", params={"identifier": held}).json() == []
+    assert desk.post(f"/api/t/{riverside.slug}/patients", json=typed).status_code == 403  # not Hillview's to ask
+
+    confirmed = desk.post(f"/api/t/{hillview.slug}/patients", json={**typed, "national_id_confirmed": True})
+    assert confirmed.status_code == 201 and confirmed.json()["subject_id"] == otieno["subject_id"]
+    assert "national_id_confirmed" not in confirmed.json()
+    [question, answer] = _compared(db, otieno["subject_id"])
+    for event, was_confirmed in ((question, False), (answer, True)):
+        assert event["detail"] == {"tenant": hillview.slug, "subject": otieno["subject_id"], "differs": ["sex"],
+                                   "confirmed": was_confirmed}
+        assert event["agent"][0]["who"]["tenant"] == hillview.slug and event["agent"][0]["who"]["via"] == "token"
+    assert held not in str(question)  # the number itself is not in the trail
+
+    married = desk.post(f"/api/t/{hillview.slug}/patients",  # the same person under another name: not asked
+                        json=_person("Kiprop", "Ruth", "1988-09-30", "female", shared))
+    assert married.status_code == 201 and married.json()["subject_id"] == ruth["subject_id"]
+    assert [e["detail"]["differs"] for e in _compared(db, ruth["subject_id"])] == [[]]
+
+
+def test_a_chart_without_a_subject_is_not_linked_to_a_national_id_holder_who_differs(db, facilities, people,
+                                                                                     signed_in, person_factory):
+    """A chart registered before registration linked subjects (or by a generator) is linked when something
+    needs its person, on its national ID. When that ID's holder was born on another day or is of another sex
+    the chart stays unlinked, and the desk inviting the patient to the portal is told why."""
+    from appliance.layers.clinical import service
+    from appliance.layers.clinical.schemas import PatientIn
+    from appliance.substrate.principal import Principal
+
+    hillview = facilities[1]
+    clerk = person_factory("registrar", hillview.slug)
+    principal = Principal(account_id=clerk.account_id, kind="staff", display_name="Test registrar",
+                          tenant=hillview.slug, role="registrar")
+    with db.tenant(hillview.slug) as conn:  # no subject: as a chart of before subjects were matched
+        legacy = service.register_patient(conn, principal, PatientIn.model_validate(
+            _person("Kamau", "John", "1960-01-20", "male", people["b"])))  # Wanjiru's ID
+    with pytest.raises(service.ChartLeftUnlinked, match="another birth date and sex"):
+        service.subject_of(db, hillview.slug, principal, legacy["id"])
+
+    desk = signed_in("registrar", hillview.slug)
+    chart_page = f"/t/{hillview.slug}/patients/{legacy['id']}"
+    email = f"grace-{uuid.uuid4().hex[:6]}@example.org"
+    refused = desk.post(chart_page + "/portal-invite",
+                        data={"email": email, "_csrf_token": csrf_token(desk.get(chart_page).text)})
+    assert refused.status_code == 422 and "left unlinked from that person" in refused.text
+    assert "1990" not in refused.text and "Wanjiru" not in refused.text
+    with db.control() as conn:
+        assert conn.execute(sa.select(identity.account.c.id).where(identity.account.c.email == email)).first() is None
+    with db.tenant(hillview.slug) as conn:
+        assert conn.execute(sa.text("SELECT subject_id FROM patient WHERE id = :p"),
+                            {"p": legacy["id"]}).scalar() is None
+    assert [e["detail"]["differs"] for e in _compared(db, people["wanjiru"]["subject_id"])] == [
+        ["birth date", "sex"]] * 2
+
+
+def test_the_correction_page_asks_about_a_national_id_whose_holder_differs(db, facilities, people, signed_in):
+    """Wanjiru's chart, corrected to her own ID, is corrected on the page back to Otieno's: the desk is asked,
+    told only what differs, nothing changes; ticking that the ID is right links the chart to him."""
+    hillview = facilities[1]
+    corrected = _correct(people["desk"], hillview.slug, people["mistaken"], people["b"]).json()
+    desk = signed_in("registrar", hillview.slug)
+    form = f"/t/{hillview.slug}/patients/{people['mistaken']['id']}/registration"
+    typed = {"_csrf_token": csrf_token(desk.get(form).text), "family_name": "Wanjiru", "given_names": "Grace",
+             "birth_date": "1990-06-03", "sex": "female", "national_id": people["a"],
+             "version_id": corrected["version_id"], "reason": "National ID typed from the wrong card"}
+    asked = desk.post(form, data=typed, follow_redirects=False)
+    assert asked.status_code == 409, asked.text
+    assert "held by a person with another birth date and sex" in asked.text and "Nothing was corrected." in asked.text
+    assert 'name="national_id_checked"' in asked.text and "1975" not in asked.text and "Otieno" not in asked.text
+    kept = people["desk"].get(f"/api/t/{hillview.slug}/patients/{people['mistaken']['id']}").json()
+    assert (kept["version_id"], kept["subject_id"]) == (corrected["version_id"], people["wanjiru"]["subject_id"])
+    checked = desk.post(form, data={**typed, "national_id_checked": "true"}, follow_redirects=False)
+    assert checked.status_code == 303, checked.text
+    relinked = people["desk"].get(f"/api/t/{hillview.slug}/patients/{people['mistaken']['id']}").json()
+    assert relinked["subject_id"] == people["otieno"]["subject_id"]

@@ -148,6 +148,16 @@ def test_openapi_names_the_permission_each_operation_needs(client, app):
     assert "security" not in document["paths"]["/api/national/packages"]["post"]
 
 
+def test_openapi_says_how_a_registration_answers_the_national_id_question(client):
+    document = client.get("/schema/openapi.json").json()
+    for path, method in [("/api/t/{tenant}/patients", "post"), ("/api/t/{tenant}/patients/{patient_id}", "put")]:
+        refused = document["paths"][path][method]["responses"]["409"]
+        assert "national_id_confirmed: true" in refused["description"], (path, method)
+    shapes = document["components"]["schemas"]
+    assert {"requires_national_id_confirmation", "differs"} <= set(shapes["RegistrationRefused"]["properties"])
+    assert "national_id_confirmed" in shapes["PatientIn"]["properties"]
+
+
 def test_no_interactive_docs_page_pulls_from_a_cdn(client):
     for path in ["/schema", "/schema/swagger", "/schema/redoc", "/schema/elements"]:
         response = client.get(path)

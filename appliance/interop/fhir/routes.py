@@ -226,7 +226,7 @@ def _create_handler(route: ResourceRoute) -> HTTPRouteHandler:
         except writes.Unsupported as exc:
             raise FhirError(422, "not-supported", str(exc), expression=route.type) from None
         writes.refuse_not_kept([write])
-        writes.link_subjects(state.db, tenant, [write])
+        writes.link_subjects(state.db, tenant, request.user, [write])
         with state.db.tenant(tenant) as conn:
             [created] = writes.apply(conn, request.user, [write], _reason(request), rules=rules)
         headers = _written(created) | {"location": f"{_base_url(request, tenant)}/{writes.location(created)}"}
@@ -300,7 +300,7 @@ def transaction(tenant: FromPath[str], state: State, request: Asking, data: JSON
         if needed is None or not request.user.can(needed):
             raise FhirError(403, "forbidden", f"your role may not create a {write.resource_type} ({needed})",
                             expression=write.where)
-    writes.link_subjects(state.db, tenant, planned.writes)
+    writes.link_subjects(state.db, tenant, request.user, planned.writes)
     with state.db.tenant(tenant) as conn:
         created = writes.apply(conn, request.user, planned.writes, _reason(request))
     base = _base_url(request, tenant)

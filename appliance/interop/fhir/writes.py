@@ -747,11 +747,20 @@ def sets_of_vital_signs(planned: list[Write]) -> list[Write]:
     return merged
 
 
-def link_subjects(db: Database, tenant: str, writes: list[Write]) -> None:
+def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[Write]) -> None:
     """Each new patient linked to their one-identity subject, and the facility noted as holding their
-    chart, as the JSON API's registration does (its own control transaction, before the tenant's)."""
+    chart, as the JSON API's registration does (its own control transaction, before the tenant's). The
+    registration's question (`service.ask_national_id`: a national ID whose holder at another facility was
+    born on another day or is of another sex) has no element to answer it in, so the write is refused
+    (422 business-rule, `national-id-holder-differs`, naming only what differs) for the sender to check."""
     for write in writes:
         if write.resource_type == "Patient":
+            try:
+                service.ask_national_id(db, principal, write.data, tenant=tenant)
+            except service.NationalIdHolderDiffers as asked:
+                raise FhirError(422, "business-rule", service.national_id_question(asked.extra["differs"])
+                                + " Nothing was written.", expression=f"{write.where}.identifier",
+                                details="national-id-holder-differs") from None
             write.data = service.with_subject(db, write.data, tenant=tenant)
 
 

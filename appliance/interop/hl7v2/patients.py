@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import hl7
@@ -156,8 +158,26 @@ def register_or_find(act: Act) -> uuid.UUID:
         raise not_applied(UNKNOWN_KEY_IDENTIFIER, "is not an MRN of this facility", location=("PID", 1, 3),
                           label="medical record number")
     act.require("clinical.patient.create", "register patients")
-    with refusals("PID", 1, PID_FIELDS):
-        linked = service.with_subject(act.db, PatientIn.model_validate(data), tenant=act.tenant)
+    with refusals("PID", 1, PID_FIELDS), national_id_asked():
+        registration = PatientIn.model_validate(data)
+        service.ask_national_id(act.db, act.principal, registration, tenant=act.tenant)
+        linked = service.with_subject(act.db, registration, tenant=act.tenant)
         registered = service.register_patient(act.conn, act.principal, linked)
     act.made("patient", registered["id"])
     return registered["id"]
+
+
+@contextmanager
+def national_id_asked() -> Iterator[None]:
+    """The question a registration or a corrected national ID is asked when the person holding that ID at
+    another facility was born on another day or is of another sex (`service.ask_national_id`): a feed cannot
+    answer it, so the message is not applied (AE 205 at PID-3, naming only what differs) and the sending
+    system's clerk checks the card."""
+    try:
+        yield
+    except service.NationalIdHolderDiffers as asked:
+        differs = " and ".join(asked.extra["differs"])
+        raise not_applied(DUPLICATE_KEY_IDENTIFIER, f"is held by a person with another {differs}, registered at a "
+                          "facility of this appliance: check the number on the ID card (a mistyped one would put this "
+                          "chart on that person's patient portal). Nothing was applied",
+                          location=("PID", 1, 3), label="national ID") from None

@@ -20,6 +20,7 @@ from appliance.interop.hl7v2.patients import (
     PID_FIELDS,
     find_patient,
     known_patient,
+    national_id_asked,
     patient_data,
     patient_identifiers,
     register_or_find,
@@ -123,7 +124,7 @@ def update(act: Act) -> None:
     for kept in ("phone", "address", "next_of_kin", "contacts"):
         if kept not in data and patient.get(kept):
             data[kept] = patient[kept]
-    with refusals("PID", 1, PID_FIELDS):
+    with refusals("PID", 1, PID_FIELDS), national_id_asked():
         corrected = service.update_patient(act.conn, act.principal, patient["id"], PatientIn.model_validate(data),
                                            reason=f"HL7 {act.header.message_type} from {act.header.sender}, "
                                                   f"message {act.header.control_id}", db=act.db)

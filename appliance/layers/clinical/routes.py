@@ -19,6 +19,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.handlers import BaseRouteHandler
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
@@ -58,6 +59,7 @@ from appliance.layers.clinical.schemas import (
     ReconciledOut,
     ReconciliationIn,
     ReconciliationOut,
+    RegistrationRefused,
     ResultIn,
     ResultOut,
     Retraction,
@@ -140,6 +142,14 @@ def _tenant(state: State, request: Asking, tenant: str) -> Iterator[Connection]:
         yield conn
 
 
+# Documented in OpenAPI (handler docstrings are not): the question a registration may be asked before it is written.
+_REGISTRATION_REFUSED = ResponseSpec(data_container=RegistrationRefused, generate_examples=False, description=(
+    "Not written. A national ID held at another facility by a person born on another day or of another sex "
+    "(`requires_national_id_confirmation`, `differs`): check the card, and send `national_id_confirmed: true` if "
+    "the number is right. Or an identifier already held by another patient of this facility, or a change made "
+    "meanwhile."))
+
+
 class ClinicalController(Controller):
     path = "/api/t/{tenant:str}"
     tags = ["clinical"]
@@ -153,12 +163,18 @@ class ClinicalController(Controller):
     # -- patients --------------------------------------------------------------------------------------
 
     @post("/patients", operation_id="ClinicalRegisterPatient", opt=_opt("clinical.patient.create"),
-          sync_to_thread=True)
+          sync_to_thread=True, responses={409: _REGISTRATION_REFUSED})
     def register_patient(self, tenant: FromPath[str], state: State, request: Asking,
                          data: JSONBody[PatientIn]) -> PatientOut:
         """Register a patient: demographics, identifiers, contacts and next of kin. Returns the chart's id
-        and the facility's medical record number."""
-        linked = service.with_subject(state.db, data, tenant=tenant)  # the guard has checked the caller works here
+        and the facility's medical record number. A national ID held at another facility of the appliance
+        links the chart to that person; when they were born on another day or are of another sex, the answer
+        is 409 with `requires_national_id_confirmation` and `differs` (only which of birth date and sex
+        differs), nothing written: check the number on the ID card, and send `national_id_confirmed: true`
+        if it is right."""
+        # The guard has checked the caller works here.
+        service.ask_national_id(state.db, request.user, data, tenant=tenant)
+        linked = service.with_subject(state.db, data, tenant=tenant)
         with _tenant(state, request, tenant) as conn:
             return PatientOut.model_validate(service.register_patient(conn, request.user, linked))
 
@@ -180,12 +196,14 @@ class ClinicalController(Controller):
         with _tenant(state, request, tenant) as conn:
             return PatientOut.model_validate(service.get_patient(conn, request.user, patient_id))
 
-    @put(PATIENT, operation_id="ClinicalCorrectPatient", opt=_opt("clinical.patient.update"), sync_to_thread=True)
+    @put(PATIENT, operation_id="ClinicalCorrectPatient", opt=_opt("clinical.patient.update"), sync_to_thread=True,
+         responses={409: _REGISTRATION_REFUSED})
     def correct_patient(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id, data: JSONBody[PatientUpdate]) -> PatientOut:
         """Correct a registration. The previous version stays in the history; send `version_id` from the
         patient you loaded to be refused (409) if someone else corrected it meanwhile. A corrected national
-        ID relinks the chart to the person that ID names (or to a new one), as registration would have."""
+        ID relinks the chart to the person that ID names (or to a new one), as registration would have, and
+        is asked about as registration asks (409, `requires_national_id_confirmation`, `national_id_confirmed`)."""
         with _tenant(state, request, tenant) as conn:
             updated = service.update_patient(conn, request.user, patient_id,
                                              PatientIn.model_validate(data.model_dump(exclude={"reason",

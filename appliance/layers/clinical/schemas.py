@@ -84,6 +84,10 @@ class PatientIn(_In):
     contacts: list[Contact] = Field(default_factory=list, max_length=10)
     next_of_kin: list[NextOfKin] = Field(default_factory=list, max_length=10)
     subject_id: uuid.UUID | None = Field(default=None, description="the one-identity subject, when known")
+    national_id_confirmed: bool = Field(default=False, description=(
+        "true once the national ID was checked on the card and is right. A national ID held at another facility "
+        "by a person born on another day or of another sex is asked about first: 409 with "
+        "`requires_national_id_confirmation` and `differs` (birth date, sex), nothing written. Not kept."))
 
     @field_validator("birth_date")
     @classmethod
@@ -125,6 +129,21 @@ class PatientOut(_Out):
     version_id: uuid.UUID = Field(description="the demographics entry in force; name it to correct it")
     registered_at: dt.datetime
     updated_at: dt.datetime
+
+
+class RegistrationRefused(_Out):
+    """A registration or a correction of one refused (409): what `ClinicalRegisterPatient` and
+    `ClinicalCorrectPatient` answer when a person must look again before it is written."""
+
+    status_code: int
+    detail: str = Field(description="what to check, in a sentence to show the person at the desk")
+    field: str | None = Field(default=None, description="the field at fault, or the one that answers the question")
+    requires_national_id_confirmation: bool = Field(default=False, description=(
+        "true when the national ID is held at another facility by a person born on another day or of another sex: "
+        "check the number on the ID card, and send the registration again with `national_id_confirmed: true` if "
+        "it is right (the chart is then that person's); nothing was written"))
+    differs: list[Literal["birth date", "sex"]] = Field(default_factory=list, description=(
+        "what the holder of the national ID differs in; never their values"))
 
 
 class PatientMatch(_Out):

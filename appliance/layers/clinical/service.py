@@ -199,29 +199,59 @@ def national_id_of(data: PatientIn) -> str | None:
     return next((i.value for i in data.identifiers if i.system == "national_id"), None)
 
 
-def national_id_disagreement(db: Database, data: PatientIn, *, tenant: str) -> str | None:
-    """What the person already holding this registration's national ID differs in ("birth date", "sex", both),
-    or None: `with_subject` links the new chart to them on the national ID alone, and a mistyped number that
-    another person holds would put this patient's chart on that person's portal. Only what differs is said,
-    never that person's details. A sex or birth date either side does not record is no disagreement, and an ID
-    a patient of `tenant` holds is left to the registration, which refuses it naming that record."""
+class NationalIdHolderDiffers(Conflict):
+    """A registration's national ID held, at another facility, by a person born on another day or of another
+    sex: asked (`national_id_confirmed`), never linked on the number alone."""
+
+
+class ChartLeftUnlinked(Invalid):
+    """A chart registered without a subject whose national ID's holder differs (`subject_of`): it stays unlinked
+    until its registration is corrected, and what needed the person is refused."""
+
+
+def national_id_question(differs: list[str]) -> str:
+    """The question, in the words every caller shows: what differs, nothing of that person."""
+    return (f"This national ID is held by a person with another {' and '.join(differs)}, registered at a facility "
+            "of this appliance. Check the number on the ID card: a mistyped one would put this chart on that "
+            "person's patient portal.")
+
+
+def national_id_disagreement(db: Database, principal: Principal, data: PatientIn, *, tenant: str,
+                             chart_id: uuid.UUID | None = None) -> list[str]:
+    """What the person already holding this registration's national ID differs in ("birth date", "sex", both;
+    none when nobody holds it or they agree): `with_subject` links the chart to them on the national ID alone.
+    The comparison is the identity index's (`identity.compare_national_id_holder`, which audits it as asked by
+    `principal` at `tenant`). An ID a patient of `tenant` holds is left to the registration, which refuses it
+    naming that record; `chart_id`, the chart being linked, is not that patient."""
     national_id = national_id_of(data)
     if not national_id:
-        return None
+        return []
     with db.tenant(tenant) as conn:
         if conn.execute(sa.select(patient_identifier.c.patient_id).where(
-                patient_identifier.c.system == "national_id", patient_identifier.c.value == national_id)).first():
-            return None
+                patient_identifier.c.system == "national_id", patient_identifier.c.value == national_id,
+                patient_identifier.c.patient_id.is_distinct_from(chart_id))).first():
+            return []
     with db.control() as conn:
-        holder = identity.national_id_holder(conn, national_id)
-    if holder is None:
-        return None
-    differs = []
-    if holder.birth_date is not None and holder.birth_date != data.birth_date:
-        differs.append("birth date")
-    if {holder.sex, data.sex} <= {"female", "male"} and holder.sex != data.sex:
-        differs.append("sex")
-    return " and ".join(differs) or None
+        return identity.compare_national_id_holder(
+            conn, national_id, birth_date=data.birth_date, sex=data.sex, tenant=tenant, by=principal,
+            confirmed=data.national_id_confirmed) or []
+
+
+def ask_national_id(db: Database, principal: Principal, data: PatientIn, *, tenant: str,
+                    chart_id: uuid.UUID | None = None) -> None:
+    """Before `data` is linked on its national ID (`with_subject`): refused (`NationalIdHolderDiffers`, 409,
+    naming only what differs) when the person holding that ID elsewhere was born on another day or is of
+    another sex, unless the caller says the number was checked on the card (`national_id_confirmed`). A
+    registration naming its subject is not asked: it links to the person it names. The one rule the portal's
+    desk, the API, HL7 v2 and FHIR registrations and a corrected national ID all go through."""
+    if data.subject_id is not None:
+        return
+    differs = national_id_disagreement(db, principal, data, tenant=tenant, chart_id=chart_id)
+    if differs and not data.national_id_confirmed:
+        raise NationalIdHolderDiffers(
+            national_id_question(differs) + " Nothing was written; if the number is right, confirm it "
+            "(national_id_confirmed: true).", field="national_id_confirmed",
+            requires_national_id_confirmation=True, differs=differs)
 
 
 def with_subject(db: Database, data: PatientIn, *, tenant: str) -> PatientIn:
@@ -249,16 +279,21 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str) -> PatientIn:
 def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID) -> tuple[dict, uuid.UUID]:
     """The patient and their subject, linking a chart registered without one (before registration
     matched subjects, or written by a generator) the way `with_subject` would have: its own control
-    transaction, then the link, audited on the patient's record (`record.patient.update`)."""
+    transaction, then the link, audited on the patient's record (`record.patient.update`). Nobody is there to
+    answer `ask_national_id`'s question, so a chart whose national ID is held elsewhere by a person born on
+    another day or of another sex is left unlinked, and `ChartLeftUnlinked` says so (and what differs)."""
     with db.tenant(tenant) as conn:
         found = get_patient(conn, principal, patient_id)
     if found["subject_id"] is not None:
         with db.control() as conn:  # a chart linked before facilities were noted (c0006 notes those too)
             identity.note_facility(conn, found["subject_id"], tenant)
         return found, found["subject_id"]
-    linked = with_subject(db, PatientIn.model_validate(
-        {key: found[key] for key in ("family_name", "given_names", "birth_date", "sex", "identifiers")}),
-        tenant=tenant)
+    data = PatientIn.model_validate(
+        {key: found[key] for key in ("family_name", "given_names", "birth_date", "sex", "identifiers")})
+    if differs := national_id_disagreement(db, principal, data, tenant=tenant, chart_id=patient_id):
+        raise ChartLeftUnlinked(national_id_question(differs) + " This chart is left unlinked from that person "
+                                "until its registration is corrected.", field="identifiers", differs=differs)
+    linked = with_subject(db, data, tenant=tenant)
     with db.tenant(tenant) as conn:
         subject_id = conn.execute(
             sa.update(patient).where(patient.c.id == patient_id, patient.c.subject_id.is_(None))
@@ -311,6 +346,8 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
       corrected details would be (`with_subject`), to the subject holding the corrected ID, else to a new
       subject of its own; demographic look-alikes are never linked. A removed ID so parts the chart from
       the person that ID named: if the ID was wrong, keeping the link keeps two people's records joined.
+      A corrected ID whose holder was born on another day or is of another sex is asked first, as at
+      registration (`ask_national_id`), and nothing is written until the caller confirms it.
     - it names a subject (`subject_id`) other than the one in force: that subject, which must exist.
     Leaving `subject_id` out keeps the link: a client sending the demographics it corrects does not
     unlink the patient. The relink is written in this transaction, with the correction, and audited on
@@ -338,8 +375,9 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
     named = data.subject_id if data.subject_id != found.subject_id else None
     if named is not None or national_id_of(data) != in_force:
         # The facility whose transaction this is, as the audit seam reads it.
-        linked = with_subject(db, data.model_copy(update={"subject_id": named}), tenant=conn.info["healthos_tenant"])
-        subject_id = linked.subject_id
+        tenant, relinking = conn.info["healthos_tenant"], data.model_copy(update={"subject_id": named})
+        ask_national_id(db, principal, relinking, tenant=tenant, chart_id=patient_id)
+        subject_id = with_subject(db, relinking, tenant=tenant).subject_id
     appended = record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail,
                              supersedes=current, reason=reason)
     conn.execute(sa.update(patient).where(patient.c.id == patient_id).values(

@@ -181,6 +181,30 @@ def test_a_national_id_already_registered_is_409(api, db, facility):
     assert rows(db, facility.slug) == before
 
 
+def test_a_national_id_whose_holder_elsewhere_differs_is_refused_naming_only_what_differs(
+        api, db, facility, other_facility, token_client):
+    """A Patient created through FHIR was linked to whoever held its national ID at any facility on the number
+    alone. FHIR has no element to answer the question the desk is asked when that person was born on another
+    day or is of another sex, so the write is refused (422 business-rule) naming only what differs, for the
+    sender to check; nothing is written, alone or in a transaction."""
+    national_id = uuid.uuid4().hex[:10]
+    there = token_client(other_facility.slug, role="clinician")
+    holder = new_patient(national_id, name=[{"use": "official", "family": "Barasa", "given": ["Tom"]}])  # a man
+    answer(there.post(f"{base(other_facility.slug)}/Patient", json=holder), 201)
+    before = rows(db, facility.slug)
+    for url, body, where in [
+            ("Patient", new_patient(national_id, gender="female"), "Patient"),
+            ("", _transaction(new_patient(national_id, gender="female")), "Bundle.entry[0].resource")]:
+        refused = api.post(f"{base(facility.slug)}/{url}".rstrip("/"), json=body)
+        issue = refusal(refused, 422)["issue"][0]
+        assert issue["code"] == "business-rule" and issue["expression"] == [f"{where}.identifier"], issue
+        assert issue["details"]["coding"][0]["code"] == "national-id-holder-differs"
+        assert "held by a person with another sex" in issue["diagnostics"]
+        assert " male" not in issue["diagnostics"] and "Barasa" not in refused.text
+        assert other_facility.slug not in refused.text
+    assert rows(db, facility.slug) == before
+
+
 def _transaction(*resources: dict) -> dict:
     entries = []
     for resource in resources:

@@ -3,6 +3,7 @@ ACK field by field; refusals that write nothing; resends applied once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 import sqlalchemy as sa
@@ -107,6 +108,39 @@ def test_a08_correcting_the_national_id_relinks_the_chart_to_that_ids_person(db,
         assert identity.facilities_of(conn, other)[1] == set() and facility.slug in identity.facilities_of(
             conn, relinked)[1]
         assert conn.execute(sa.select(identity.subject).where(identity.subject.c.id == other)).one() == other_row
+
+
+def test_a_national_id_whose_holder_differs_is_not_applied_and_the_sender_is_told_only_what_differs(
+        db, facility, feed):
+    """An A04 linked its chart to whoever held its national ID on the number alone, and an A08 relinked one. A
+    feed cannot answer the question the desk is asked when that person was born on another day or is of another
+    sex: the message is AE 205 at PID-3, naming only what differs, and nothing is written; the comparison is in
+    the appliance's audit trail as the feed's."""
+    held, identifier, corrected = "NH" + _mrn(), _mrn(), _mrn()
+    with db.control() as conn:
+        holder = identity.match_or_create_subject(conn, family_name="Kamau", given_names="John", sex="male",
+                                                  birth_date=dt.date(1958, 4, 2), national_id=held).subject_id
+    for message in (adt(facility.slug, "A04", corrected, national_id="NC" + corrected),
+                    adt(facility.slug, "A04", identifier, national_id=held),  # Grace, born 1990: not him
+                    adt(facility.slug, "A08", corrected, national_id=held)):
+        before = counts(db, facility.slug)
+        [ack] = feed(message)
+        if "NC" + corrected in message:
+            assert ack.code == "AA", ack.text
+            continue
+        assert ack.code == "AE" and ack.field("ERR", 3) == "205", ack.text
+        assert ack.field("ERR", 2) == "PID" and ack.field("ERR", 2, 3) == "3", ack.text
+        assert ack.field("ERR", 8).startswith("PID-3 national ID is held by a person with another birth date and sex")
+        assert "1958" not in ack.text and "Kamau" not in ack.text and str(holder) not in ack.text
+        assert counts(db, facility.slug) == before
+    assert _patient(db, facility.slug, identifier) is None
+    kept = _patient(db, facility.slug, corrected)
+    assert kept["subject_id"] != holder and str(kept["family_name"]) == "Otieno"
+    compared = [e["event"]["detail"] for e in audit.read_events(db, None,
+                                                                 event_type="identity.subject.national_id.compare")
+                if e["event"]["detail"]["subject"] == str(holder)]
+    assert compared == [{"tenant": facility.slug, "subject": str(holder), "differs": ["birth date", "sex"],
+                         "confirmed": False}] * 2
 
 
 def test_a01_admits_to_a_bed_and_a03_discharges_it(db, facility, feed):
