@@ -126,3 +126,30 @@ def test_deaths_to_certify_and_roles_without_the_permission(signed_in, db, facil
     nurse = signed_in("nurse", facility.slug)
     assert nurse.get(f"/t/{facility.slug}/deaths/to-certify").status_code == 403
     assert nurse.get(f"/t/{facility.slug}/patients/{patient_id}/death/new").status_code == 403
+
+
+def test_a_chart_its_national_id_would_join_to_another_person_is_not_certified_until_corrected(
+        signed_in, db, facility, elsewhere, author, person_factory):
+    """A chart registered without a subject is linked to its person before a death is marked against them, on its
+    national ID. When that ID's holder elsewhere was born on another day or is of another sex, the chart stays
+    unlinked and the form says why: the holder is not made deceased at every facility on a mistyped number."""
+    national_id = uuid.uuid4().hex[:10]
+    there = seen_at(db, elsewhere.slug, person_factory("clinician", elsewhere.slug), national_id)  # a man, 1950
+    principal = principal_of(author, facility.slug)
+    with db.tenant(facility.slug) as conn:  # no subject: as a chart of before subjects were matched
+        patient_id = service.register_patient(conn, principal, PatientIn.model_validate({
+            "family_name": "Okello", "given_names": "Mary", "birth_date": "1952-05-01", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": national_id}]}))["id"]
+        service.open_encounter(conn, principal, patient_id, EncounterIn(encounter_class="outpatient",
+                                                                         status="in_progress", reason="Cough"))
+    clinician = signed_in("clinician", facility.slug)
+    chart = f"/t/{facility.slug}/patients/{patient_id}"
+    refused = post_form(clinician, f"{chart}/death/new", f"{chart}/death", {
+        "died_on": dt.date.today().isoformat(), "died_time": "00:05", "place": "this_facility",
+        "a_code": "I21.9", "a_interval": "3 hours", "manner": "disease"})
+    assert refused.status_code == 422, refused.text
+    assert "another birth date and sex" in refused.text and "left unlinked from that person" in refused.text
+    assert "1950" not in refused.text and "James" not in refused.text
+    assert "No death is recorded" in clinician.get(f"{chart}/death").text
+    other = signed_in("clinician", elsewhere.slug)
+    assert "Deceased" not in other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text
