@@ -64,6 +64,13 @@ def people(facilities, token_client):
     return {"a": a, "b": b, "otieno": otieno, "wanjiru": wanjiru, "mistaken": mistaken, "desk": desk}
 
 
+def _invite_from(desk, chart_page: str):
+    """The desk invites the chart's patient to the portal: the address it gave, and the page answered."""
+    email = f"grace-{uuid.uuid4().hex[:6]}@example.org"
+    return email, desk.post(chart_page + "/portal-invite",
+                            data={"email": email, "_csrf_token": csrf_token(desk.get(chart_page).text)})
+
+
 def _correct(desk, tenant: str, patient: dict, national_id: str | None, **more):
     body = _person("Wanjiru", "Grace", "1990-06-03", "female", national_id,
                    reason="National ID typed from the wrong card", version_id=patient["version_id"], **more)
@@ -225,9 +232,7 @@ def test_an_account_invited_from_the_wrongly_linked_chart_follows_it_to_its_own_
     hillview = facilities[1]
     desk = signed_in("registrar", hillview.slug)
     chart_page = f"/t/{hillview.slug}/patients/{people['mistaken']['id']}"
-    email = f"grace-{uuid.uuid4().hex[:6]}@example.org"
-    invited = desk.post(chart_page + "/portal-invite",
-                        data={"email": email, "_csrf_token": csrf_token(desk.get(chart_page).text)})
+    email, invited = _invite_from(desk, chart_page)
     assert invited.status_code == 200 and "/enrol?code=" in invited.text
     with db.control() as conn:
         account_id = conn.execute(sa.select(identity.account.c.id).where(identity.account.c.email == email)).scalar()
@@ -373,10 +378,7 @@ def test_a_chart_without_a_subject_is_not_linked_to_a_national_id_holder_who_dif
         service.subject_of(db, hillview.slug, principal, legacy["id"])
 
     desk = signed_in("registrar", hillview.slug)
-    chart_page = f"/t/{hillview.slug}/patients/{legacy['id']}"
-    email = f"grace-{uuid.uuid4().hex[:6]}@example.org"
-    refused = desk.post(chart_page + "/portal-invite",
-                        data={"email": email, "_csrf_token": csrf_token(desk.get(chart_page).text)})
+    email, refused = _invite_from(desk, f"/t/{hillview.slug}/patients/{legacy['id']}")
     assert refused.status_code == 422 and "left unlinked from that person" in refused.text
     assert "1990" not in refused.text and "Wanjiru" not in refused.text
     with db.control() as conn:
