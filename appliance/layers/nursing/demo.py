@@ -80,7 +80,7 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
         # that schedules the next set (and escalates a high score) found no ward then: it runs now.
         # (The first set asked for on admission is not a schedule: the score replaces it.)
         scheduled = {t["patient_id"] for t in service.tasks_of(conn, ids, open_only=True, codes=["observations"])
-                     if t["source_kind"] != "admission"}
+                     if t["source_kind"] not in reactions.ADMITTED_BY}
         # The newest score of any kind: a patient's kind changes (a child turns 16, a pregnancy ends), and
         # a PEWS from before the sixteenth birthday must not schedule from months ago.
         latest: dict[uuid.UUID, dict] = {}

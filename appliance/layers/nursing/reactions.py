@@ -17,9 +17,11 @@ task or its cancellation exists the moment the act does, or not at all.
   for the order completes it.
 - `delivery` (clinical) → for a mother on a ward with a baby born alive: "newborn checks" on her task list,
   due within `NEWBORN_CHECKS_WITHIN` of the birth (the babies lie with her, on her ward).
-- `admission` (operations layer) → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`, and the
-  first observations due at once (unless already scheduled), done by the first set recorded;
-  `discharge` cancels the patient's open tasks.
+- an inpatient stay reaching a ward → "admission assessment" within `ADMISSION_ASSESSMENT_WITHIN`, and the
+  first observations due at once (unless already scheduled), done by the first set recorded; once per stay,
+  from whichever comes first of the `encounter` opened in progress on a ward (a clinician admitting from the
+  clinic, the bed given later), the planned one arriving (`encounter_status`), or the bed board's `admission`
+  (operations layer); `discharge` cancels the patient's open tasks.
 - `encounter_status` (clinical) → an encounter finished or cancelled cancels its open tasks, unless the
   patient is still on a ward (admitted from the emergency department).
 - `fluid` (this layer's fluid balance chart) → urine output below KDIGO's 0.5 ml/kg/h over 6 hours
@@ -327,29 +329,67 @@ def specimen_received(conn: Connection, principal: Principal, receipt: Entry) ->
                      title=f"Collect specimen again: {order.display} (rejected: {receipt.reason})"[:200])
 
 
-def admission_assessment(conn: Connection, principal: Principal, admission: Entry) -> None:
-    if admission.status != "final" or admission.patient_id is None:
-        return
-    ward = admission.detail.get("ward_code") or admission.detail.get("ward")
-    service.new_task(conn, principal, admission.patient_id, code="admission_assessment",
-                     encounter_id=admission.encounter_id, ward_code=ward, source=admission,
-                     due_at=admission.occurred_at + ADMISSION_ASSESSMENT_WITHIN, title="Admission assessment")
+# The entries that put an inpatient stay on a ward: whichever comes first asks for its admission tasks.
+ADMITTED_BY = ("encounter", "encounter_status", "admission")
+_ARRIVED = ("arrived", "in_progress")
+# The reason of a newborn's encounter alongside its mother's stay (the clinical layer's delivery.BORN_HERE, read by
+# value: layers never import each other): the baby is not admitted; the ward's newborn checks are on her list.
+NEWBORN_ALONGSIDE = "Born here, with the mother"
 
 
-def first_observations(conn: Connection, principal: Principal, admission: Entry) -> None:
-    """A patient admitted to a ward has a first set of observations due on arrival, whatever was taken
-    before: without it a patient with no vital signs had no observations task at all, and the worklist said
-    only "none recorded". Not when observations are already scheduled: a patient admitted from the
-    emergency department keeps the schedule the department's last score set. The first set closes it (the
-    score's reaction, or `_unscored_set_recorded` when no early warning score applies to the patient)."""
-    if admission.status != "final" or admission.patient_id is None:
+def _admission_tasks(conn: Connection, principal: Principal, source: Entry, encounter_id: uuid.UUID | None,
+                     ward: str | None, at: dt.datetime) -> None:
+    """The admission assessment, due within `ADMISSION_ASSESSMENT_WITHIN`, and a first set of observations due
+    at once, for a stay on `ward`: once per stay (its inpatient encounter), whichever act puts it there first.
+    A clinician admitting from the clinic names the ward before the bed board gives a bed, often hours later:
+    the tasks followed the bed, and the ward's nurses had no assessment to do for a patient already in their
+    care. The first observations come without it: a patient with no vital signs had no observations task at
+    all, and the worklist said only "none recorded". Not when observations are already scheduled: a patient
+    admitted from the emergency department keeps the schedule the department's last score set. The first set
+    closes it (the score's reaction, or `_unscored_set_recorded` when no early warning score applies)."""
+    if ward is None or encounter_id is None or source.patient_id is None:
         return
-    if service.tasks_of(conn, [admission.patient_id], open_only=True, codes=["observations"]):
+    tasks = service.tasks_of(conn, [source.patient_id], codes=["admission_assessment", "observations"])
+    if any(t["code"] == "admission_assessment" and t["encounter_id"] == encounter_id for t in tasks):
+        return  # the stay reached the ward before (its bed comes later): its tasks are asked for already
+    service.new_task(conn, principal, source.patient_id, code="admission_assessment", encounter_id=encounter_id,
+                     ward_code=ward, source=source, due_at=at + ADMISSION_ASSESSMENT_WITHIN,
+                     title="Admission assessment")
+    if any(t["code"] == "observations" and t["status"] == "open" for t in tasks):
+        return
+    service.new_task(conn, principal, source.patient_id, code="observations", encounter_id=encounter_id,
+                     ward_code=ward, source=source, due_at=at, title="Observations due (first set on admission)")
+
+
+def admission_tasks_from_admission(conn: Connection, principal: Principal, admission: Entry) -> None:
+    """The bed board's admission (operations layer) of a stay not yet on the ward."""
+    if admission.status != "final":
         return
     ward = admission.detail.get("ward_code") or admission.detail.get("ward")
-    service.new_task(conn, principal, admission.patient_id, code="observations", encounter_id=admission.encounter_id,
-                     ward_code=ward, source=admission, due_at=admission.occurred_at,
-                     title="Observations due (first set on admission)")
+    _admission_tasks(conn, principal, admission, admission.detail.get("encounter_id") or admission.encounter_id,
+                     ward, admission.occurred_at)
+
+
+def admission_tasks_from_encounter(conn: Connection, principal: Principal, opened: Entry) -> None:
+    """An inpatient encounter opened under way on a ward (the clinician's admission, or the bed board's)."""
+    detail = opened.detail
+    if (opened.status != "final" or opened.supersedes is not None or detail.get("encounter_class") != "inpatient"
+            or detail.get("status") not in _ARRIVED or detail.get("reason") == NEWBORN_ALONGSIDE):
+        return
+    _admission_tasks(conn, principal, opened, detail.get("id") or opened.encounter_id, detail.get("ward_code"),
+                     detail.get("started_at") or opened.occurred_at)
+
+
+def admission_tasks_from_arrival(conn: Connection, principal: Principal, change: Entry) -> None:
+    """A planned inpatient encounter on a ward whose patient arrives (booked at the front desk, arrived by hand
+    or by the bed board's admission, which moves it)."""
+    if change.status != "final" or change.detail.get("to_status") not in _ARRIVED:
+        return
+    encounter_id = change.detail.get("encounter_id") or change.encounter_id
+    found = conn.execute(sa.select(views.encounter.c.encounter_class, views.encounter.c.ward_code)
+                         .where(views.encounter.c.id == encounter_id)).first()
+    if found is not None and found.encounter_class == "inpatient":
+        _admission_tasks(conn, principal, change, encounter_id, found.ward_code, change.occurred_at)
 
 
 def newborn_checks(conn: Connection, principal: Principal, delivered: Entry) -> None:
@@ -381,7 +421,7 @@ def _unscored_set_recorded(conn: Connection, principal: Principal, vitals: Entry
     if vitals.supersedes is not None or not any(vitals.detail.get(name) is not None for name in _OBSERVED):
         return
     for task in service.tasks_of(conn, [vitals.patient_id], open_only=True, codes=["observations"]):
-        if task["source_kind"] == "admission":
+        if task["source_kind"] in ADMITTED_BY:
             service.close_task(conn, principal, task, "done", "observations recorded", vitals)
 
 
@@ -465,9 +505,10 @@ REACTIONS = {
     "result": [specimen_collected],
     "specimen_receipt": [specimen_received],
     "delivery": [newborn_checks],
-    "admission": [admission_assessment, first_observations],
+    "encounter": [admission_tasks_from_encounter],
+    "encounter_status": [encounter_ended, admission_tasks_from_arrival],
+    "admission": [admission_tasks_from_admission],
     "discharge": [discharged],
-    "encounter_status": [encounter_ended],
     "fluid": [fluid_escalation],
     "antenatal": [antenatal_escalation],
 }

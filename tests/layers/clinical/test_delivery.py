@@ -173,6 +173,8 @@ def test_a_delivery_belongs_to_the_mothers_stay_and_the_ward_checks_the_newborns
         f"{BASE.format(tenant=facility.slug)}/patients/{patient_id}/encounters").json()
     assert [(e["encounter_class"], e["status"], e["ward_code"]) for b in babies for e in encounters(b)] == \
         [("inpatient", "in_progress", "GEN")] * 2
+    # Lying beside her, not admitted: no admission assessment of their own (her newborn checks are the ward's).
+    assert [nurse.get(f"{BASE.format(tenant=facility.slug)}/patients/{b}/tasks").json() for b in babies] == [[], []]
     ended = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{mother}/encounters/{stay.json()['id']}/status",
                      json={"status": "finished"})
     assert ended.status_code == 200, ended.text

@@ -21,7 +21,7 @@ from appliance.layers.clinical.schemas import (
     ResultIn,
     ServiceRequestIn,
 )
-from appliance.layers.nursing import service
+from appliance.layers.nursing import reactions, service
 from appliance.layers.nursing.errors import Conflict, Invalid
 from appliance.substrate import audit, record
 from tests.conftest import facility_today
@@ -30,6 +30,11 @@ from tests.layers.nursing.conftest import HIGH, NORMAL, TZ, admit, vitals
 
 def _scores(conn, patient_id):
     return service.scores_of(conn, [patient_id])
+
+
+def _tasks(conn, patient_id, **filters):
+    """The patient's tasks but those their admission to the ward asked for (the assessment, the first set)."""
+    return [t for t in service.tasks_of(conn, [patient_id], **filters) if t["source_kind"] not in reactions.ADMITTED_BY]
 
 
 def test_vital_signs_are_scored_in_the_same_transaction(db, facility, nurse):
@@ -54,7 +59,8 @@ def test_a_failed_vitals_write_leaves_no_score(db, facility, nurse):
         raise RuntimeError("the request failed after the write")
     with db.tenant(facility.slug) as conn:
         assert _scores(conn, patient["id"]) == []
-        assert service.tasks_of(conn, [patient["id"]]) == []
+        assert _tasks(conn, patient["id"]) == []
+        assert [t["status"] for t in service.tasks_of(conn, [patient["id"]])] == ["open", "open"]  # the admission's
 
 
 def test_scale_2_is_used_when_the_set_says_so(db, facility, nurse):
@@ -91,7 +97,7 @@ def test_a_child_is_scored_by_pews_never_news2_and_a_trigger_escalates(db, facil
         assert (clear["vital_signs_id"], clear["age_band"], clear["total"], clear["risk"]) == (
             calm["id"], "1-4y", 0, "low")
         assert clear["next_due_at"] - clear["occurred_at"] == dt.timedelta(hours=4)
-        assert [(t["code"], t["title"]) for t in service.tasks_of(conn, [toddler["id"]], open_only=True)] == [
+        assert [(t["code"], t["title"]) for t in _tasks(conn, toddler["id"], open_only=True)] == [
             ("observations", "Observations due (last PEWS 0; at least every 4 hours)")]
 
         # The adult chart's HIGH set (NEWS2 9): pulse 118 is 0 at two, systolic 122 is 1, respiration 26 is 0,
@@ -99,13 +105,13 @@ def test_a_child_is_scored_by_pews_never_news2_and_a_trigger_escalates(db, facil
         # 152, 8.
         vitals(conn, nurse, toddler, HIGH)
         assert _pews(conn, toddler["id"])[0]["total"] == 4
-        assert not any(t["code"] == "escalation" for t in service.tasks_of(conn, [toddler["id"]], open_only=True))
+        assert not any(t["code"] == "escalation" for t in _tasks(conn, toddler["id"], open_only=True))
         vitals(conn, nurse, toddler, HIGH | {"heart_rate_bpm": 152, "oxygen_l_min": Decimal("6")})
         latest = _pews(conn, toddler["id"])[0]
         assert latest["scores"] == {"pulse": 2, "systolic": 1, "respiration": 0, "spo2": 1, "oxygen_therapy": 4}
         assert (latest["total"], latest["risk"], latest["escalation"]) == (8, "triggered", True)
         assert _scores(conn, toddler["id"]) == [], "a child never gets NEWS2"
-        open_tasks = {t["code"]: t for t in service.tasks_of(conn, [toddler["id"]], open_only=True)}
+        open_tasks = {t["code"]: t for t in _tasks(conn, toddler["id"], open_only=True)}
         assert open_tasks["escalation"]["title"] == "PEWS 8 — Urgent paediatric review"
         assert open_tasks["observations"]["due_at"] - latest["occurred_at"] == dt.timedelta(minutes=15)
     events = {e.event_type for e in audit.patient_access_log(db, facility.slug, toddler["id"])}
@@ -239,7 +245,7 @@ def test_in_pregnancy_a_set_is_scored_by_meows_and_a_trigger_escalates(db, facil
         assert (clear["risk"], clear["triggers"], clear["vital_signs_id"]) == ("clear", {}, calm["id"])
         assert clear["next_due_at"] - clear["occurred_at"] == dt.timedelta(hours=4)
         assert _scores(conn, mother["id"]) == []
-        tasks = service.tasks_of(conn, [mother["id"]], open_only=True)
+        tasks = _tasks(conn, mother["id"], open_only=True)
         assert [(t["code"], t["title"]) for t in tasks] == [
             ("observations", "Observations due (last MEOWS no trigger; at least every 4 hours)")]
 
@@ -247,13 +253,13 @@ def test_in_pregnancy_a_set_is_scored_by_meows_and_a_trigger_escalates(db, facil
         vitals(conn, nurse, mother, NORMAL | {"systolic_mmhg": 152, "heart_rate_bpm": 104})
         latest = _meows(conn, mother["id"])[0]
         assert latest["triggers"] == {"systolic": "yellow", "pulse": "yellow"} and latest["escalation"]
-        open_tasks = {t["code"]: t for t in service.tasks_of(conn, [mother["id"]], open_only=True)}
+        open_tasks = {t["code"]: t for t in _tasks(conn, mother["id"], open_only=True)}
         assert open_tasks["escalation"]["title"] == "MEOWS 2 yellow — Urgent obstetric review"
         assert open_tasks["observations"]["due_at"] - latest["occurred_at"] == dt.timedelta(minutes=15)
 
         # A higher NEWS2-equivalent rank is not reached by another trigger: the open escalation stands.
         vitals(conn, nurse, mother, NORMAL | {"systolic_mmhg": 170})
-        escalations = [t for t in service.tasks_of(conn, [mother["id"]]) if t["code"] == "escalation"]
+        escalations = [t for t in _tasks(conn, mother["id"]) if t["code"] == "escalation"]
         assert [t["status"] for t in escalations] == ["open"]
 
 
@@ -306,17 +312,17 @@ def test_observations_become_a_task_and_a_high_score_escalates_once(db, facility
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, nurse)
         vitals(conn, nurse, patient, NORMAL)
-        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        [observe] = _tasks(conn, patient["id"], open_only=True)
         assert observe["code"] == "observations" and observe["ward_code"] == "GEN"
         assert "every 12 hours" in observe["title"]
         vitals(conn, nurse, patient, HIGH)
         vitals(conn, nurse, patient, HIGH | {"heart_rate_bpm": 112})  # still high: no second escalation
-        open_tasks = service.tasks_of(conn, [patient["id"]], open_only=True)
+        open_tasks = _tasks(conn, patient["id"], open_only=True)
         assert sorted(t["code"] for t in open_tasks) == ["escalation", "observations"]
         escalation = next(t for t in open_tasks if t["code"] == "escalation")
         assert escalation["title"].startswith("NEWS2 9 — Emergency response")
         assert "15 minutes" in next(t for t in open_tasks if t["code"] == "observations")["title"]
-        done = [t for t in service.tasks_of(conn, [patient["id"]]) if t["status"] == "done"]
+        done = [t for t in _tasks(conn, patient["id"]) if t["status"] == "done"]
         assert [t["note"] for t in done] == ["observations recorded"] * 2
 
 
@@ -324,12 +330,12 @@ def test_an_observations_task_is_done_by_recording_the_set_not_by_ticking_it(db,
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, nurse)
         vitals(conn, nurse, patient, NORMAL)
-        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        [observe] = _tasks(conn, patient["id"], open_only=True)
     now = dt.datetime.now(dt.UTC)
     with pytest.raises(Conflict, match="record the observations"), db.tenant(facility.slug) as conn:
         service.set_task_status(conn, nurse, patient["id"], observe["id"], "done", None, now=now)
     with db.tenant(facility.slug) as conn:
-        assert [t["id"] for t in service.tasks_of(conn, [patient["id"]], open_only=True)] == [observe["id"]]
+        assert [t["id"] for t in _tasks(conn, patient["id"], open_only=True)] == [observe["id"]]
         dropped = service.set_task_status(conn, nurse, patient["id"], observe["id"], "cancelled",
                                           "gone to theatre; observations there", now=now)
         assert dropped["status"] == "cancelled"
@@ -357,10 +363,14 @@ def test_an_encounter_that_ends_takes_its_observations_unless_the_patient_stays_
         clinical.transition_encounter(conn, nurse, emergency["id"], emergency["encounter_id"], "finished")
         closed = service.tasks_of(conn, [finished["id"]])
         assert sorted((t["code"], t["status"], t["note"]) for t in closed) == [
-            ("escalation", "cancelled", "encounter finished"), ("observations", "cancelled", "encounter finished")]
+            ("admission_assessment", "cancelled", "encounter finished"),
+            ("escalation", "cancelled", "encounter finished"), ("observations", "cancelled", "encounter finished"),
+            ("observations", "done", "observations recorded")]
         assert service.observations_due(conn, nurse, finished["id"]) is None
         carried = service.tasks_of(conn, [emergency["id"]], open_only=True)
-        assert sorted(t["code"] for t in carried) == ["escalation", "observations"]
+        # The ward asks for its admission assessment; the observations the ED scheduled carry on.
+        assert sorted((t["code"], t["source_kind"]) for t in carried) == [
+            ("admission_assessment", "encounter"), ("escalation", "news2"), ("observations", "news2")]
         assert service.observations_due(conn, nurse, emergency["id"]) is not None
 
 
@@ -371,14 +381,14 @@ def test_a_lab_order_asks_for_a_specimen_and_its_result_completes_it(db, facilit
             code="58410-2", priority="urgent", encounter_id=patient["encounter_id"]))
         clinical.order_test(conn, clinician, patient["id"], ServiceRequestIn(
             code="36643-5", encounter_id=patient["encounter_id"]))  # imaging: no specimen
-        [task] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        [task] = _tasks(conn, patient["id"], open_only=True)
         assert (task["code"], task["title"]) == ("collect_specimen", "Collect specimen: Full blood count (urgent)")
         assert task["due_at"] - order["occurred_at"] == dt.timedelta(hours=1)
         assert task["source_id"] == order["root_id"] and task["source_kind"] == "service_request"
         clinical.record_result(conn, clinician, patient["id"], ResultIn(
             code="718-7", value=Decimal("10.1"), service_request_id=order["id"]))
-        assert service.tasks_of(conn, [patient["id"]], open_only=True) == []
-        [done] = service.tasks_of(conn, [patient["id"]])
+        assert _tasks(conn, patient["id"], open_only=True) == []
+        [done] = _tasks(conn, patient["id"])
         assert (done["status"], done["note"]) == ("done", "result received")
 
 
@@ -386,10 +396,10 @@ def test_a_retracted_order_cancels_its_task(db, facility, clinician):
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, clinician)
         order = clinical.order_test(conn, clinician, patient["id"], ServiceRequestIn(code="58410-2", priority="stat"))
-        [task] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        [task] = _tasks(conn, patient["id"], open_only=True)
         assert task["due_at"] - order["occurred_at"] == dt.timedelta(minutes=15)
         clinical.retract_entry(conn, clinician, patient["id"], order["id"], "ordered on the wrong patient")
-        [cancelled] = service.tasks_of(conn, [patient["id"]])
+        [cancelled] = _tasks(conn, patient["id"])
         assert (cancelled["status"], cancelled["note"]) == ("cancelled", "order entered in error")
 
 
@@ -436,8 +446,43 @@ def test_an_admission_asks_for_the_first_observations_which_the_first_set_does(d
         assert "every 12 hours" in scheduled["title"]
         assert service.tasks_of(conn, [infant["id"]], open_only=True, codes=["observations"]) == []
         done = [t for t in service.tasks_of(conn, [patient["id"], infant["id"]], codes=["observations"])
-                if t["source_kind"] == "admission"]
+                if t["source_kind"] in reactions.ADMITTED_BY]
         assert [(t["status"], t["note"]) for t in done] == [("done", "observations recorded")] * 2
+
+
+def test_the_admission_tasks_follow_the_stay_to_the_ward_once_whenever_the_bed_comes(db, tenant_factory, clinician):
+    """A clinician admitting from the clinic to a ward whose bed is given later: the ward had no admission
+    assessment and no first set to do for a patient already in its care until the bed board admitted them."""
+    from appliance.layers.operations import adt
+
+    def asked(patient_id):
+        return sorted((t["code"], t["source_kind"], t["ward_code"]) for t in service.tasks_of(conn, [patient_id]))
+
+    beds = tenant_factory(name="Admissions", wards=[{"code": "GEN", "name": "General ward", "beds": 3}])
+    with db.tenant(beds.slug) as conn:
+        from_clinic = admit(conn, clinician, family="Mwende")  # in progress on GEN, no bed
+        assert asked(from_clinic["id"]) == [("admission_assessment", "encounter", "GEN"),
+                                            ("observations", "encounter", "GEN")]
+        # Booked for tomorrow's list: nothing to do until the patient arrives, then the same two.
+        booked = admit(conn, clinician, ward=None, encounter_class="outpatient", family="Chege")
+        planned = clinical.open_encounter(conn, clinician, booked["id"], EncounterIn(
+            encounter_class="inpatient", status="planned", ward_code="GEN", reason="Elective hernia repair"))
+        assert asked(booked["id"]) == []
+        clinical.transition_encounter(conn, clinician, booked["id"], planned["id"], "arrived")
+        assert asked(booked["id"]) == [("admission_assessment", "encounter_status", "GEN"),
+                                       ("observations", "encounter_status", "GEN")]
+        # No ward named: the bed board's admission is the stay reaching one.
+        wardless = admit(conn, clinician, ward=None, family="Auma")
+        assert asked(wardless["id"]) == []
+        for patient in (from_clinic, booked, wardless):
+            adt.admit(conn, clinician, patient["id"], ward_code="GEN", reason="admitted")
+        # The bed comes later: no second assessment, no second first set.
+        assert asked(from_clinic["id"]) == [("admission_assessment", "encounter", "GEN"),
+                                            ("observations", "encounter", "GEN")]
+        assert asked(booked["id"]) == [("admission_assessment", "encounter_status", "GEN"),
+                                       ("observations", "encounter_status", "GEN")]
+        assert asked(wardless["id"]) == [("admission_assessment", "admission", "GEN"),
+                                         ("observations", "admission", "GEN")]
 
 
 def test_reactions_write_the_same_record_when_replayed(db, facility, clinician):
@@ -464,7 +509,7 @@ def test_medication_requests_are_not_touched(db, facility, clinician):
         patient = admit(conn, clinician)
         clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
             drug="Amoxicillin", dose=Decimal(500), dose_unit="mg", route="oral", frequency="three times daily"))
-        assert service.tasks_of(conn, [patient["id"]]) == []
+        assert _tasks(conn, patient["id"]) == []
 
 
 # -- what a record marked entered in error takes with it -------------------------------------------
@@ -486,7 +531,7 @@ def test_a_withdrawn_set_stops_counting_and_the_escalation_it_raised_is_closed_w
         shown = service.observations(conn, nurse, patient["id"])
         [closed] = [t for t in service.tasks_of(conn, [patient["id"]]) if t["id"] != raised["id"]
                     and t["code"] == "escalation"]
-        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        [observe] = _tasks(conn, patient["id"], open_only=True)
     assert warning["score"]["vital_signs_id"] == calm["id"] and warning["score"]["total"] == 0
     assert [r["id"] for r in shown] == [calm["id"]]
     assert closed["status"] == "cancelled"
@@ -502,7 +547,7 @@ def test_when_the_only_set_is_withdrawn_the_next_observations_are_due_at_once(db
         patient = admit(conn, nurse)
         wrong = vitals(conn, nurse, patient, NORMAL)
         withdrawn = clinical.retract_entry(conn, clinician, patient["id"], wrong["id"], "wrong patient")
-        [observe] = service.tasks_of(conn, [patient["id"]], open_only=True)
+        [observe] = _tasks(conn, patient["id"], open_only=True)
     assert (observe["code"], observe["title"]) == (
         "observations", "Observations due (the last set was entered in error)")
     assert observe["due_at"] == withdrawn["occurred_at"]
@@ -539,7 +584,7 @@ def test_a_withdrawn_order_leaves_the_lab_and_imaging_worklists(db, facility, cl
         for order in (blood, film):
             clinical.retract_entry(conn, clinician, patient["id"], order["id"], "ordered on the wrong patient")
         assert not {blood["id"], film["id"]} & listed()
-        assert service.tasks_of(conn, [patient["id"]], open_only=True) == []
+        assert _tasks(conn, patient["id"], open_only=True) == []
 
 
 def test_a_withdrawn_result_is_no_longer_the_latest_nor_flags_the_chart(db, facility, clinician):
