@@ -1,4 +1,4 @@
-"""The nursing pages of the tenant portal: the ward worklist and the shift handover, and on each
+"""The nursing pages of the tenant portal: the ward worklist, the drug round and the shift handover, and on each
 patient's chart the observations (vital signs with NEWS2 and its charts, or MEOWS in pregnancy and the
 puerperium, or PEWS for a child), the medication administration record, the care plans and the fluid
 balance chart; the diet pages (`diet.py`) are mounted here too.
@@ -16,6 +16,7 @@ import datetime as dt
 import uuid
 import zoneinfo
 from typing import Any
+from urllib.parse import quote
 
 from anyio import to_thread
 from litestar import Response, Router, get, post
@@ -109,6 +110,7 @@ NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PA
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read", worklist=True))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
+portal.NAV.append(NavItem("Nursing", "round", "Drug round", "/ward/round", "nursing.mar.read"))
 portal.CHART_TABS[-1:-1] = [
     ChartTab("observations", "Observations", "/observations", "nursing.news2.read"),
     ChartTab("mar", "Medications given", "/mar", "nursing.mar.read"),
@@ -305,6 +307,29 @@ async def record_handover(request: Asking, tenant: Tenant, data: FormData) -> Re
 
     code = await _in_thread(work)
     return see_other(request, f"/t/{tenant}/ward/handover?ward_code={code}&done=handover")
+
+
+# -- the drug round -------------------------------------------------------------------------------
+
+
+def _round_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> dict:
+    found, wards = _ward_context(db, principal, tenant, ward_code)
+    with db.tenant(tenant) as conn:
+        listed = ward.drug_round(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+    authors = {d["slot"]["administration"]["author_id"] for p in listed["patients"] for d in p["doses"]
+               if d["slot"]["administration"]}
+    return {"round": listed, "wards": wards, "names": people_named(db, authors)}
+
+
+@get("/ward/round", operation_id="PortalWardDrugRound", opt={"permission": "nursing.mar.read"},
+     include_in_schema=False)
+async def round_page(request: Asking, tenant: Tenant, ward_code: FromQuery[str] = "") -> Template:
+    """The ward's drug round on one page: every dose due now or late, by bed, overdue first, with each
+    patient's allergies beside their doses and the MAR's form to record each (given, held, refused)."""
+    db: Database = request.app.state.db
+    context = await _in_thread(lambda: _round_context(db, request.user, tenant, ward_code.strip()))
+    return page(request, "nursing/round.html", active="round", **context, problem=None, refused={},
+                **NURSING_HELPERS)
 
 
 # -- observations ----------------------------------------------------------------------------------
@@ -540,6 +565,15 @@ async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: For
             if exc.status not in (409, 422):
                 raise
             problem = exc.detail[:1].upper() + exc.detail[1:] + "."
+    # A dose recorded from the drug round (its form names the round's ward) goes back to the round.
+    round_ward = values.get("round_ward")
+    if problem is not None and round_ward is not None:
+        context = await _in_thread(lambda: _round_context(db, request.user, tenant, round_ward.strip()))
+        still_open = any(str(d["medication_request_id"]) == values.get("medication_request_id")
+                         and d["slot"]["scheduled_for"].isoformat() == values.get("scheduled_for")
+                         and not d["slot"]["administration"] for p in context["round"]["patients"] for d in p["doses"])
+        return page(request, "nursing/round.html", status=422, active="round", **context, problem=problem,
+                    refused=values if still_open else {}, **NURSING_HELPERS)
     if problem is not None:
         context = await _in_thread(lambda: _mar_context(db, request.user, tenant, patient_id, day))
         # The refused dose's row keeps what the nurse chose and typed, and says what is wrong beside it; a
@@ -549,6 +583,8 @@ async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: For
                          for line in context["mar"]["lines"] for d in line["doses"])
         return page(request, "nursing/mar.html", status=422, active="patients", patient_id=patient_id, tab="mar",
                     **context, problem=problem, refused=values if still_open else {}, **NURSING_HELPERS)
+    if round_ward is not None:
+        return see_other(request, f"/t/{tenant}/ward/round?ward_code={quote(round_ward.strip())}&done=dose")
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/mar?{'day=' + day + '&' if day else ''}done=dose")
 
 
@@ -783,7 +819,7 @@ async def record_fluid(request: Asking, tenant: Tenant, patient_id: Id, data: Fo
 
 ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,
           mar_page, record_dose, reconciliation_page, reconcile_medications, care_plans_page, add_care_plan,
-          evaluate_care_plan, fluids_page, record_fluid, *diet_pages.ROUTES]
+          evaluate_care_plan, fluids_page, record_fluid, round_page, *diet_pages.ROUTES]
 
 nursing_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                         guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

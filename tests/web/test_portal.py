@@ -884,6 +884,7 @@ NURSING_FORMS = ["/patients/{pid}/mar", "/patients/{pid}/care-plans", "/patients
 PAGES += ["/ward", "/ward/handover", "/patients/{pid}/observations", "/patients/{pid}/mar",
           "/patients/{pid}/care-plans"]
 FORMS += ["/ward/handover", "/patients/{pid}/observations", *NURSING_FORMS]
+PAGES += ["/ward/round"]
 # The billing pages (appliance/web/billing.py); a billing clerk's. Refusals with real ids, and the forms
 # posted from another facility, are in tests/web/test_billing.py.
 PAGES += ["/billing", "/billing/accounts", "/billing/accounts/{any}", "/billing/invoices/{any}",

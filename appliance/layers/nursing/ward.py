@@ -1,4 +1,5 @@
-"""A ward's view of the record: the worklist the nurses of a ward work from, and the shift handover.
+"""A ward's view of the record: the worklist the nurses of a ward work from, the drug round, and the shift
+handover.
 
 Both are built from the record as it is now — patients with an open encounter on the ward, their latest
 early warning score (NEWS2, or MEOWS in pregnancy and the puerperium, or PEWS for a child), their open
@@ -20,7 +21,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.nursing import diet, fluid, service, views
+from appliance.layers.nursing import diet, fluid, schedule, service, views
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import handover
 from appliance.layers.nursing.schemas import HandoverPatient
@@ -117,6 +118,70 @@ def _rank(item: dict) -> int:
     if item["pews"]:
         return service.PEWS_RANK[item["pews"]["risk"]]
     return 0
+
+
+# A drug round gives the doses due within the hour either side of it (the late window of the MAR, after which a
+# dose with nothing recorded is late), and every late one still open from the last day.
+ROUND_WINDOW = schedule.LATE_AFTER
+
+
+def drug_round(conn: Connection, principal: Principal, ward: dict, *, now: dt.datetime,
+               tz: zoneinfo.ZoneInfo) -> dict:
+    """The ward's drug round now, one walk down the ward: per patient on it, their active allergies and the
+    scheduled doses of their MAR (`service.mar_lines`, its rule of what is due and late) with nothing recorded
+    that are late (up to `service.LATE_LOOKBACK` back) or due within `ROUND_WINDOW` of now, with the doses of the
+    round already recorded (due in the window, or recorded within it) to show what is done. Patients with a late
+    dose first, the earliest late first, then by bed. Each patient listed is read as the MAR reads them: their
+    prescriptions and the doses shown noted on their access log, and the allergies shown."""
+    patients = views.patients_on_ward(conn, ward["code"])
+    ids = [p["id"] for p in patients]
+    prescriptions = service.prescriptions_of(conn, ids)
+    lines: dict[uuid.UUID, list[dict]] = defaultdict(list)
+    for line in service.mar_lines(conn, ids, window_start=now - service.LATE_LOOKBACK, window_end=now + ROUND_WINDOW,
+                                  now=now, tz=tz, prescriptions=prescriptions):
+        for dose in line["doses"]:
+            given = dose["administration"]
+            if given is None:
+                wanted = dose["state"] in {"late", "due_now"}
+            else:  # recorded: shown while the round goes on, a late one given now among them
+                wanted = now - ROUND_WINDOW <= max(dose["scheduled_for"], given["recorded_at"])
+            if wanted:
+                lines[line["patient_id"]].append({**line, "slot": dose})
+    to_reconcile: dict[uuid.UUID, int] = defaultdict(int)
+    for prescription in prescriptions:
+        if prescription["came_in_on"] == "to_reconcile" and prescription["status"] == "active":
+            to_reconcile[prescription["patient_id"]] += 1
+    allergies: dict[uuid.UUID, list[dict]] = defaultdict(list)
+    for row in _chart_rows(conn, views.allergy, "allergy", ids, views.allergy.c.clinical_status == "active"):
+        allergies[row["patient_id"]].append(row)
+    today = now.astimezone(tz).date()
+    listed = []
+    for p in patients:
+        doses = sorted(lines[p["id"]], key=lambda d: (d["slot"]["scheduled_for"], d["drug"]))
+        late = [d["slot"]["scheduled_for"] for d in doses if d["slot"]["state"] == "late"]
+        listed.append({
+            "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
+            "birth_date": p["birth_date"], "sex": p["sex"], "bed_code": p["bed_code"],
+            "allergies": [a["substance"] for a in allergies[p["id"]]], "doses": doses, "late": len(late),
+            "first_late_at": min(late, default=None),
+            "open": sum(1 for d in doses if d["slot"]["administration"] is None),
+            "to_reconcile": to_reconcile[p["id"]]})
+        shown = {d["version_id"] for d in doses}
+        given = [d["slot"]["administration"]["id"] for d in doses if d["slot"]["administration"]]
+        note_access(conn, principal, "read", p["id"], "medication_request", sorted(shown),
+                    detail={"ward": ward["code"], "view": "drug_round"})
+        if given:
+            note_access(conn, principal, "read", p["id"], "medication_administration", given,
+                        detail={"ward": ward["code"], "view": "drug_round"})
+        if allergies[p["id"]]:
+            note_access(conn, principal, "read", p["id"], "allergy", [a["id"] for a in allergies[p["id"]]],
+                        detail={"ward": ward["code"], "view": "drug_round"})
+    # Overdue first: a dose an hour past its time waits on no one's bed order.
+    listed.sort(key=lambda item: (item["first_late_at"] is None, item["first_late_at"] or now,
+                                  item["bed_code"] or "~", item["name"]))
+    return {"ward_code": ward["code"], "ward_name": ward["name"], "at": now,
+            "window_start": now - ROUND_WINDOW, "window_end": now + ROUND_WINDOW, "patients": listed,
+            "late": sum(item["late"] for item in listed), "open": sum(item["open"] for item in listed)}
 
 
 def current_shift(now: dt.datetime, tz: zoneinfo.ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
@@ -300,4 +365,4 @@ def recent_handovers(conn: Connection, principal: Principal, ward_code: str, lim
     return found
 
 
-__all__ = ["current_shift", "handover_summary", "recent_handovers", "record_handover", "worklist"]
+__all__ = ["current_shift", "drug_round", "handover_summary", "recent_handovers", "record_handover", "worklist"]

@@ -1,0 +1,89 @@
+"""The ward nurse's pages over real HTTP: the drug round (one walk down the ward, every dose due or late by bed,
+overdue first, each patient's allergies beside their doses, recorded with the MAR's own form), its refusals of
+another facility's nurse and of a guessed ward."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import AllergyIn
+from appliance.substrate import audit, record
+from tests.layers.nursing.conftest import admit
+from tests.layers.nursing.test_pages import post_form
+
+
+def _prescribe(conn, clinician, patient: dict, drug: str, started: dt.datetime) -> None:
+    record.append(conn, clinician, "medication_request", patient_id=patient["id"], occurred_at=started,
+                  encounter_id=patient["encounter_id"],
+                  detail={"drug": drug, "dose": Decimal(500), "dose_unit": "mg", "route": "oral",
+                          "frequency": "every 5 hours", "duration_days": 5, "status": "active", "instructions": None,
+                          "allergy_override_reason": None, "order_set": None})
+
+
+def _section(page: str, patient: dict) -> str:
+    return page.split(f'id="patient-{patient["id"]}"')[1].split("</article>")[0]
+
+
+def test_the_drug_round_lists_the_wards_doses_overdue_first_and_records_them(db, signed_in, facility, clinician):
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        # Every five hours (from the first whole hour after prescribing) since five and a half hours ago: its first
+        # dose is late, its second due now, whatever the time of day the test runs.
+        allergic = admit(conn, clinician, family="Wanjiru", given="Grace")
+        clinical.add_allergy(conn, clinician, allergic["id"], AllergyIn(substance="Penicillin", severity="severe"))
+        _prescribe(conn, clinician, allergic, "Amoxicillin", now - dt.timedelta(hours=5, minutes=30))
+        # Since half an hour ago: its first dose is due now, nothing late.
+        punctual = admit(conn, clinician, family="Kiprotich", given="Ann")
+        _prescribe(conn, clinician, punctual, "Paracetamol", now - dt.timedelta(minutes=30))
+        elsewhere = admit(conn, clinician, ward="MAT", family="Nafula", given="Rose")
+        _prescribe(conn, clinician, elsewhere, "Metronidazole", now - dt.timedelta(minutes=30))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    round_page = f"/t/{facility.slug}/ward/round"
+    shown = nurse.get(round_page)
+    assert shown.status_code == 200, shown.text
+    assert "NAFULA" not in shown.text  # another ward's patient
+    # Overdue first: Wanjiru (a late dose) before Kiprotich, whom the alphabet and no bed would put first.
+    assert shown.text.index("WANJIRU, Grace") < shown.text.index("KIPROTICH, Ann")
+    mine = _section(shown.text, allergic)
+    assert "<strong>⚠ Allergies:</strong> Penicillin" in mine and "matches the allergy to Penicillin" in mine
+    assert mine.count("Amoxicillin 500 mg oral") == 2 and "1 late" in mine and ">due now</span>" in mine
+    theirs = _section(shown.text, punctual)
+    assert "No allergies recorded" in theirs and "Paracetamol 500 mg oral" in theirs and "late" not in theirs
+    # Each dose carries the MAR's own form, posted to the patient's MAR and back to the round.
+    assert f'action="/t/{facility.slug}/patients/{allergic["id"]}/mar"' in mine
+    assert '<input type="hidden" name="round_ward" value="GEN">' in mine
+
+    # The late dose, held from the round: a reason is asked for, beside the dose, with what was chosen kept.
+    late_slot = mine.split('name="scheduled_for" value="')[1].split('"')[0]
+    request_id = mine.split('name="medication_request_id" value="')[1].split('"')[0]
+    dose = {"medication_request_id": request_id, "scheduled_for": late_slot, "round_ward": "GEN", "outcome": "held"}
+    action = f"/t/{facility.slug}/patients/{allergic['id']}/mar"
+    refused = post_form(nurse, round_page, action, dose | {"reason": ""})
+    assert refused.status_code == 422 and "<h1>Drug round" in refused.text
+    again = _section(refused.text, allergic)
+    assert 'role="alert" id="problem-' in again and '<option value="held" selected>' in again
+    held = post_form(nurse, round_page, action, dose | {"reason": "penicillin allergy: prescriber called"})
+    assert held.status_code == 303 and held.headers["location"].endswith("/ward/round?ward_code=GEN&done=dose")
+    after = nurse.get(held.headers["location"])
+    assert "Dose recorded on the MAR." in after.text
+    kept = _section(after.text, allergic)
+    assert "held" in kept and "penicillin allergy: prescriber called" in kept and "late</span>" not in kept
+    # Read as the MAR reads each patient listed: their prescriptions and allergies, on their access log.
+    events = [e for e in audit.patient_access_log(db, facility.slug, allergic["id"])
+              if e.who["account"] == str(nurse.person.account_id)]
+    assert {"record.medication_request.read", "record.allergy.read",
+            "record.medication_administration.read"} <= {e.event_type for e in events}
+
+
+def test_the_drug_round_refuses_another_facility_a_guessed_ward_and_another_ward(signed_in, facility,
+                                                                                 other_facility):
+    round_page = f"/t/{facility.slug}/ward/round"
+    intruder = signed_in("nurse", other_facility.slug, ward="GEN")
+    assert intruder.get(round_page).status_code == 403
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    assert nurse.get(f"{round_page}?ward_code=MAT").status_code == 403
+    guessed = signed_in("clinician", facility.slug).get(f"{round_page}?ward_code=NOPE")
+    assert guessed.status_code == 404 and "ward NOPE at this facility" in guessed.text
+    assert signed_in("registrar", facility.slug).get(round_page).status_code == 403
