@@ -388,6 +388,11 @@ def _trend_since(encounters: list[dict], now: dt.datetime) -> dt.datetime | None
     return min(stays) - TREND_BEFORE_STAY if stays else None
 
 
+# What the observation chart's columns show (a child's screening with them): a set with none of it is not a row.
+CHARTED = ("respiratory_rate", "spo2_percent", "supplemental_oxygen", "systolic_mmhg", "diastolic_mmhg",
+           "heart_rate_bpm", "consciousness", "temperature_c", "muac_mm", "oedema")
+
+
 def _observations_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
     clock = Clock(facility_zone(db, tenant))
     now = _now()
@@ -403,7 +408,9 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     overdue = minutes_since(due, now) if due and due < now else 0
     adult = not service.is_child(top["patient"]["birth_date"], clock.today)
     scored = [r for r in rows if r["news2"]]
-    shown = [r | {"marks": chart_marks(r)} for r in rows[:30]]
+    # The chart's rows are sets of observations: a weight (or height) alone, taken with none of them, was an
+    # empty row among the sets; it is on the chart summary's tiles and its weight chart.
+    shown = [r | {"marks": chart_marks(r)} for r in rows if any(r[name] is not None for name in CHARTED)][:30]
     trend_since = _trend_since(top["open_encounters"], now)
     trend = [r for r in rows if trend_since is None or r["occurred_at"] >= trend_since]
     return {**top, "rows": shown, "latest": scored[0] if scored else None, "exclusion": exclusion,

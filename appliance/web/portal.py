@@ -652,7 +652,7 @@ def vitals_tiles(row: dict | None, adult: bool) -> list[dict]:
                       "out": False})
     for column, label, unit in (("heart_rate_bpm", "Heart rate", "/min"), ("respiratory_rate", "Resp. rate", "/min"),
                                 ("temperature_c", "Temp.", "°C"), ("spo2_percent", "SpO₂", "%"),
-                                ("weight_kg", "Weight", "kg")):
+                                ("weight_kg", "Weight", "kg"), ("height_cm", "Height", "cm")):
         value = row[column]
         if value is None:
             continue

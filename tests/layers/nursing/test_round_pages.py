@@ -1,6 +1,7 @@
 """The ward nurse's pages over real HTTP: the drug round (one walk down the ward, every dose due or late by bed,
 overdue first, each patient's allergies beside their doses, recorded with the MAR's own form), its refusals of
-another facility's nurse and of a guessed ward."""
+another facility's nurse and of a guessed ward; and the vitals a chart shows (a height among the tiles, a
+weight alone no empty row on the observation chart)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import datetime as dt
 from decimal import Decimal
 
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import AllergyIn
+from appliance.layers.clinical.schemas import AllergyIn, VitalSignsIn
 from appliance.substrate import audit, record
-from tests.layers.nursing.conftest import admit
+from tests.layers.nursing.conftest import NORMAL, admit
 from tests.layers.nursing.test_pages import post_form
 
 
@@ -87,3 +88,21 @@ def test_the_drug_round_refuses_another_facility_a_guessed_ward_and_another_ward
     guessed = signed_in("clinician", facility.slug).get(f"{round_page}?ward_code=NOPE")
     assert guessed.status_code == 404 and "ward NOPE at this facility" in guessed.text
     assert signed_in("registrar", facility.slug).get(round_page).status_code == 403
+
+
+def test_a_height_is_a_tile_and_a_weight_alone_no_empty_row(db, signed_in, facility, clinician):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Mutiso", given="John")
+        clinical.record_vitals(conn, clinician, patient["id"], VitalSignsIn.model_validate(
+            NORMAL | {"encounter_id": patient["encounter_id"], "weight_kg": "71.5", "height_cm": "172.5"}))
+    chart = signed_in("clinician", facility.slug).get(f"/t/{facility.slug}/patients/{patient['id']}/chart")
+    assert chart.status_code == 200
+    assert '<span class="tile-label">Height</span> <span class="tile-value">172.5</span>' in chart.text
+    with db.tenant(facility.slug) as conn:  # weighed again the next morning, nothing else taken
+        clinical.record_vitals(conn, clinician, patient["id"], VitalSignsIn.model_validate(
+            {"encounter_id": patient["encounter_id"], "weight_kg": "71.0"}))
+    observations = signed_in("nurse", facility.slug, ward="GEN").get(
+        f"/t/{facility.slug}/patients/{patient['id']}/observations")
+    assert observations.status_code == 200
+    rows = observations.text.split("<tbody>")[1].split("</tbody>")[0]
+    assert rows.count("<tr>") == 1 and "122/78" in rows  # the set, and no empty row for the weight
