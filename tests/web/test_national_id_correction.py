@@ -410,3 +410,32 @@ def test_the_correction_page_asks_about_a_national_id_whose_holder_differs(db, f
     assert checked.status_code == 303, checked.text
     relinked = people["desk"].get(f"/api/t/{hillview.slug}/patients/{people['mistaken']['id']}").json()
     assert relinked["subject_id"] == people["otieno"]["subject_id"]
+
+
+def test_a_registration_refused_for_a_national_id_held_here_makes_no_person_of_it(db, facilities, person_factory,
+                                                                                 token_client):
+    """The desk typed a chart's national ID for someone else and was refused (the ID is that chart's). The refusal
+    used to come after the one-identity subject was made, so the ID then named a person with the stranger's birth
+    date and sex; the chart holding it, having no subject yet (from before subjects, or the demo's), was refused
+    its portal invitation as someone else's ID. Now nothing is made, and the chart links as its own person."""
+    from appliance.layers.clinical import service
+    from appliance.layers.clinical.schemas import PatientIn
+    from appliance.substrate.principal import Principal
+
+    hillview = facilities[1]
+    clerk = person_factory("registrar", hillview.slug)
+    principal = Principal(account_id=clerk.account_id, kind="staff", display_name="Test registrar",
+                          tenant=hillview.slug, role="registrar")
+    held = f"NID-{uuid.uuid4().hex[:10]}"
+    with db.tenant(hillview.slug) as conn:  # no subject: as a chart of before subjects were matched
+        legacy = service.register_patient(conn, principal, PatientIn.model_validate(
+            _person("Achieng", "Mary", "1984-04-12", "female", held)))
+    desk = token_client(hillview.slug, role="registrar")
+    refused = desk.post(f"/api/t/{hillview.slug}/patients", json=_person("Njoroge", "Daniel", "1975-06-30", "male",
+                                                                         held))
+    assert refused.status_code == 409 and "already belongs to another patient of this facility" in refused.text
+    with db.control() as conn:
+        assert conn.execute(sa.select(identity.subject.c.id).where(identity.subject.c.national_id == held)).first() \
+            is None
+    _, subject_id = service.subject_of(db, hillview.slug, principal, legacy["id"])
+    assert _subject_row(db, subject_id)["birth_date"].isoformat() == "1984-04-12"

@@ -761,7 +761,10 @@ def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[
                 raise FhirError(422, "business-rule", service.national_id_question(asked.extra["differs"])
                                 + " Nothing was written.", expression=f"{write.where}.identifier",
                                 details="national-id-holder-differs") from None
-            write.data = service.with_subject(db, write.data, tenant=tenant)
+            try:  # an ID a patient of this facility holds is refused before a person is made of it
+                write.data = service.with_subject(db, write.data, tenant=tenant)
+            except RecordError as exc:
+                raise of_record_error(exc, write.resource_type, write.where) from None
 
 
 # -- applying ----------------------------------------------------------------------------------------

@@ -172,7 +172,9 @@ def _projection(detail: dict) -> dict:
     return values | name_search_columns(detail["given_names"], detail["family_name"])
 
 
-def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: list[dict], new: bool = False) -> None:
+def _refuse_identifiers_held(conn: Connection, patient_id: uuid.UUID | None, identifiers: list[dict]) -> None:
+    """Conflict when another patient of this facility holds one of `identifiers` (`patient_id`: the chart they are
+    for, None for a chart not yet registered)."""
     if identifiers:
         owners = conn.execute(
             sa.select(patient_identifier.c.system, patient_identifier.c.value, patient_identifier.c.patient_id)
@@ -183,6 +185,10 @@ def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: lis
             if owner != patient_id:
                 raise Conflict(f"identifier {system} {value} already belongs to another patient of this facility",
                                field="identifiers", system=system, patient_id=str(owner))
+
+
+def _claim_identifiers(conn: Connection, patient_id: uuid.UUID, identifiers: list[dict], new: bool = False) -> None:
+    _refuse_identifiers_held(conn, patient_id, identifiers)
     if not new:
         conn.execute(sa.delete(patient_identifier).where(patient_identifier.c.patient_id == patient_id))
     if identifiers:
@@ -254,15 +260,24 @@ def ask_national_id(db: Database, principal: Principal, data: PatientIn, *, tena
             requires_national_id_confirmation=True, differs=differs)
 
 
-def with_subject(db: Database, data: PatientIn, *, tenant: str) -> PatientIn:
+def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.UUID | None = None) -> PatientIn:
     """`data` linked to its one-identity subject (`control.subject`), before the chart is registered at
     `tenant`: the subject holding the same national ID, else a new one. A person registered at two
     facilities under one national ID is then one subject, whose records the patient portal shows
     together; the facility is noted as holding a chart of the subject (`identity.note_facility`), which is
     how the portal knows where to look. A subject the caller names must exist. Its own control
     transaction: a tenant transaction cannot write `control`; a registration refused after it leaves a
-    subject no chart names, and a facility noted with no chart of it, which are harmless."""
+    subject no chart names, and a facility noted with no chart of it.
+
+    So a new chart (`chart_id` None) whose national ID a patient of this facility holds is refused here, as its
+    registration would be, before a subject is made: the front desk typing a patient's ID for someone else made
+    a subject of that ID with the other person's birth date and sex, and the chart holding it, when it had no
+    subject yet (a chart from before subjects, or the demo's), was later refused its portal invitation as
+    another person's ID (before `ask_national_id`, it was linked to that stranger's subject)."""
     national_id = national_id_of(data)
+    if chart_id is None and national_id and data.subject_id is None:
+        with db.tenant(tenant) as conn:
+            _refuse_identifiers_held(conn, None, [{"system": "national_id", "value": national_id}])
     with db.control() as conn:
         if data.subject_id is not None:
             if not identity.subject_exists(conn, data.subject_id):
@@ -293,7 +308,7 @@ def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid
     if differs := national_id_disagreement(db, principal, data, tenant=tenant, chart_id=patient_id):
         raise ChartLeftUnlinked(national_id_question(differs) + " This chart is left unlinked from that person "
                                 "until its registration is corrected.", field="identifiers", differs=differs)
-    linked = with_subject(db, data, tenant=tenant)
+    linked = with_subject(db, data, tenant=tenant, chart_id=patient_id)
     with db.tenant(tenant) as conn:
         subject_id = conn.execute(
             sa.update(patient).where(patient.c.id == patient_id, patient.c.subject_id.is_(None))
@@ -377,7 +392,7 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
         # The facility whose transaction this is, as the audit seam reads it.
         tenant, relinking = conn.info["healthos_tenant"], data.model_copy(update={"subject_id": named})
         ask_national_id(db, principal, relinking, tenant=tenant, chart_id=patient_id)
-        subject_id = with_subject(db, relinking, tenant=tenant).subject_id
+        subject_id = with_subject(db, relinking, tenant=tenant, chart_id=patient_id).subject_id
     appended = record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail,
                              supersedes=current, reason=reason)
     conn.execute(sa.update(patient).where(patient.c.id == patient_id).values(
