@@ -17,7 +17,7 @@ from appliance.substrate.logs import configure_logging
 
 HERE = Path(__file__).parent
 BENCHMARKS = ["tenancy", "signin", "audit", "chart", "intake", "pages", "kpis", "charge", "nursing", "national", "hl7",
-              "fhir"]
+              "fhir", "search"]
 
 
 def main(argv: list[str]) -> int:
