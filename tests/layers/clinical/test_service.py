@@ -83,7 +83,7 @@ def test_search_by_misspelt_name_identifier_mrn_and_birth_date(db: Database, fac
 
 def test_a_name_search_among_thousands_reads_the_trigram_index_not_every_patient(db: Database, facility):
     """pg_trgm prices its similarity functions as an integer comparison; so priced, a name search on a facility of
-    thousands read every patient row (60-110 ms at 20,000) rather than the trigram index (7-15 ms). The cluster
+    thousands read every patient row (60-120 ms at 20,000) rather than the trigram index (5-15 ms). The cluster
     prices them as they cost (embedded.TRIGRAM_FUNCTION_COST). 5,000 patients, analysed, in a transaction that is
     rolled back: the facility's other tests keep their few."""
     class RolledBack(Exception):
