@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 from sqlalchemy.engine import Connection
@@ -35,8 +36,9 @@ from appliance.substrate.embedded import ClusterError, EmbeddedCluster
 from appliance.substrate.logs import configure_logging
 from appliance.substrate.migrate import MigrationFailed, SchemaAhead, find_drift, migrate_all, migrate_control
 from appliance.substrate.policy import PolicyError, load_policy
-from appliance.substrate.tenancy import active_slugs, apply_path, drop_tenant, list_tenants
+from appliance.substrate.tenancy import active_slugs, apply_path, drop_tenant, list_tenants, read_tenant_files
 from appliance.substrate.tenant_config import TenantFileError
+from appliance.web.policy_files import POLICY_FILES
 
 assert appliance.layers  # imported for its side effect: every layer registers its tables and appliers
 assert appliance.interop.hl7v2.models  # and the HL7 interface its tables, which the drift check compares
@@ -46,7 +48,8 @@ out = Console(highlight=False)
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # Escaped: a message quoting a file ("[delivery]: release is one of ...") is not markup, and would lose its words.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(code)
 
 
@@ -643,22 +646,50 @@ def _policy(settings: Settings):
         fail(str(exc))
 
 
+def _checked_policy_files(policies_dir: Path) -> list[tuple[Path, str | None]]:
+    """Each policy file the web application reads at start (`POLICY_FILES`, the table `create_app` loads), with
+    its loader's refusal, None where it loads."""
+    checked: list[tuple[Path, str | None]] = []
+    for policy_file in POLICY_FILES:
+        path = policies_dir / policy_file.name
+        try:
+            policy_file.load(path)
+        except ValueError as exc:  # every loader's refusal: a sentence naming the file and the item at fault
+            checked.append((path, str(exc)))
+        else:
+            checked.append((path, None))
+    return checked
+
+
 def _check_policies(settings: Settings) -> None:
     """The policy files the web application reads at start, checked before anything starts: a broken
     one is named here, not in a worker's traceback."""
-    from appliance.layers.clinical.family_planning_policy import ProgrammeError, load_programme
-    from appliance.layers.clinical.immunization_schedule import ScheduleError, load_schedule
-    from appliance.layers.operations.self_booking import AppointmentRulesError, load_rules
-    from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
+    problems = [problem for _, problem in _checked_policy_files(settings.policies_dir) if problem]
+    if problems:
+        fail("\n".join(problems))
 
-    _policy(settings)
-    try:
-        load_release_rules(settings.policies_dir / "release.toml")
-        load_rules(settings.policies_dir / "appointments.toml")
-        load_schedule(settings.policies_dir / "immunization.toml")
-        load_programme(settings.policies_dir / "family_planning.toml")
-    except (ReleasePolicyError, AppointmentRulesError, ScheduleError, ProgrammeError) as exc:
-        fail(str(exc))
+
+@main.command()
+@click.option("--policies", "policies_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The policy files to check (default: HEALTHOS_POLICIES_DIR, else policies/).")
+@click.option("--tenants", "tenants_path", type=click.Path(path_type=Path), default=None,
+              help="The tenant file or directory to check (default: HEALTHOS_TENANTS_DIR, else tenants/).")
+@click.pass_obj
+def check(settings: Settings, policies_dir: Path | None, tenants_path: Path | None) -> None:
+    """Check every policy file the appliance refuses to start without, and every tenant file, before a restart:
+    one line per file, ok or why not. Starts nothing and needs no database."""
+    checked = _checked_policy_files(policies_dir or settings.policies_dir)
+    tenants_loaded, tenants_refused = read_tenant_files(tenants_path or settings.tenants_dir)
+    checked += [(path, None) for path, _ in tenants_loaded]
+    checked += [(Path(refusal.path), str(refusal)) for refusal in tenants_refused]
+    for path, problem in checked:
+        # A refusal's sentence starts with the file it names.
+        out.print(f"ok      {path}" if problem is None else f"BROKEN  {problem}", soft_wrap=True, markup=False)
+    broken = sum(problem is not None for _, problem in checked)
+    if broken:
+        fail(f"{broken} of {len(checked)} files broken: the appliance will not start with them; fix each and check "
+             "again")
+    err.print(f"all {len(checked)} files ok")
 
 
 @contextmanager

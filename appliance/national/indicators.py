@@ -189,13 +189,17 @@ def load_definitions(path: Path) -> Definitions:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise IndicatorError(f"{path}: {exc}") from exc
+    section = data.get("disclosure")
+    written = section.get("threshold") if isinstance(section, dict) else None
+    if not isinstance(written, int) or isinstance(written, bool):
+        raise IndicatorError(f"{path}: [disclosure] threshold must be a whole number, the smallest count shown (a "
+                             f"smaller one is withheld), not {'nothing' if written is None else repr(written)}")
     try:
         threshold = disclosure.threshold_of(data)
-        bands = tuple(AgeBand(b["code"], b["label"], int(b["from_years"]),
-                              None if b.get("to_years") is None else int(b["to_years"])) for b in data["age_band"])
-        indicators = tuple(_indicator(item) for item in data["indicator"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IndicatorError(f"{path}: {exc.__class__.__name__}: {exc}") from exc
+        bands = tuple(_age_band(number, band) for number, band in enumerate(_listed(data, "age_band"), 1))
+        indicators = tuple(_listed_indicator(number, item) for number, item in enumerate(_listed(data, "indicator"), 1))
+    except ValueError as exc:  # each says which band or indicator, and what is wrong with it
+        raise IndicatorError(f"{path}: {exc}") from exc
     if not bands or bands[0].from_years != 0 or bands[-1].to_years is not None or any(
             a.to_years != b.from_years for a, b in itertools.pairwise(bands)):
         raise IndicatorError(f"{path}: the age bands must run from 0 without gaps, the last one open")
@@ -212,6 +216,37 @@ def load_definitions(path: Path) -> Definitions:
         except ValueError as exc:
             raise IndicatorError(f"{path}: its family planning indicators need {exc}") from exc
     return Definitions(indicators, bands, threshold, programme)
+
+
+def _listed(data: dict, table: str) -> list:
+    listed = data.get(table)
+    if not isinstance(listed, list) or not listed:
+        raise ValueError(f"no [[{table}]] is listed")
+    return listed
+
+
+def _age_band(number: int, band: object) -> AgeBand:
+    if not isinstance(band, dict):
+        raise ValueError(f"age band number {number} is not a table of fields")
+    missing = [field for field in ("code", "label", "from_years") if field not in band]
+    if missing:
+        raise ValueError(f"age band number {number}: {', '.join(missing)} missing")
+    years = [band["from_years"], *([band["to_years"]] if band.get("to_years") is not None else [])]
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in years):
+        raise ValueError(f"age band {band['code']!r}: from_years and to_years are whole numbers of years")
+    return AgeBand(str(band["code"]), str(band["label"]), band["from_years"], band.get("to_years"))
+
+
+def _listed_indicator(number: int, item: object) -> Indicator:
+    if not isinstance(item, dict):
+        raise ValueError(f"indicator number {number} is not a table of fields")
+    named = repr(item["id"]) if "id" in item else f"number {number}"
+    try:
+        return _indicator(item)
+    except KeyError as exc:
+        raise ValueError(f"indicator {named}: {exc.args[0]} is missing") from exc
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"indicator {named}: a field holds the wrong kind of value ({exc})") from exc
 
 
 def _indicator(item: dict) -> Indicator:

@@ -123,19 +123,38 @@ class KpiPolicyError(ValueError):
     pass
 
 
+# What each field of a [[kpi]] holds; a TOML value of another kind would pass the dataclass and fail later, on a page.
+_FIELD_KINDS = {"id": str, "number": int, "name": str, "formula": str, "standard": str, "unit": str, "better": str,
+                "window_days": int, "unavailable": str, "companion": bool, "second_reading": str}
+
+
+def _of_kind(value: object, kind: type) -> bool:
+    # A TOML true is an int to isinstance: a number field holding true is as wrong as one holding "30".
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
 def load_definitions(path: Path) -> list[KpiDefinition]:
     """The KPIs of policies/kpis.toml, in file order, validated: a typo fails at start, not on a page."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise KpiPolicyError(f"{path}: {exc}") from exc
+    listed = raw.get("kpi")
+    if not isinstance(listed, list) or not listed:
+        raise KpiPolicyError(f"{path}: no [[kpi]] is listed; the file defines the command center's KPIs")
     definitions: list[KpiDefinition] = []
     seen: set[str] = set()
-    for index, item in enumerate(raw.get("kpi", [])):
+    for index, item in enumerate(listed):
+        if not isinstance(item, dict):
+            raise KpiPolicyError(f"{path}: kpi[{index}] is not a table of fields")
         try:
             definition = KpiDefinition(**item)
         except TypeError as exc:
             raise KpiPolicyError(f"{path}: kpi[{index}]: {exc}") from exc
+        wrong = [name for name, kind in _FIELD_KINDS.items() if not _of_kind(getattr(definition, name), kind)]
+        if wrong:
+            raise KpiPolicyError(f"{path}: kpi[{index}]: {', '.join(wrong)} holds the wrong kind of value (number "
+                                 "and window_days are whole numbers, companion true or false, the rest text)")
         if definition.id in seen:
             raise KpiPolicyError(f"{path}: kpi id {definition.id!r} appears twice")
         if definition.companion != (definition.number == 0):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from appliance.substrate.problems import validator_message
+
 PERMISSION_PATTERN = r"^[a-z_]+(\.[a-z_]+){0,2}(\.\*)?$|^[a-z_]+\.\*$"
 
 
@@ -92,8 +94,14 @@ def grants(patterns: frozenset[str], permission: str) -> bool:
 def load_policy(path: Path) -> AccessPolicy:
     try:
         parsed = PolicyFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+    except (OSError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{path}: {exc}") from exc
+    except ValidationError as exc:
+        # Each fault on one line, by its place in the file ("rule.3.roles"), not pydantic's report of several lines
+        # with links, which `healthos check` would print as one file's line.
+        raise PolicyError(f"{path}: " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(file)'}: {validator_message(e['msg'])}" for e in exc.errors()
+        )) from exc
     ids = [rule.id for rule in parsed.rule]
     if len(set(ids)) != len(ids):
         raise PolicyError(f"{path}: rule ids must be unique")

@@ -145,11 +145,13 @@ def apply_config(db: Database, config: TenantConfig, source: str = "") -> ApplyR
     return ApplyResult(config.slug, outcome, source)
 
 
-def load_tenant_files(path: Path) -> list[tuple[Path, TenantConfig]]:
-    """Validate every file before any is applied, so one bad file in a directory changes nothing."""
+def read_tenant_files(path: Path) -> tuple[list[tuple[Path, TenantConfig]], list[TenantFileError]]:
+    """Every tenant file at `path` read and validated, and each refusal (one per broken file, one per slug that
+    more than one file defines, one for a directory without any), nothing applied: what `load_tenant_files`
+    decides on and `healthos check` reports file by file."""
     files = tenant_files(path)
     if not files:
-        raise TenantFileError(path, ["no *.toml tenant files found"])
+        return [], [TenantFileError(path, ["no *.toml tenant files found"])]
     loaded: list[tuple[Path, TenantConfig]] = []
     errors: list[TenantFileError] = []
     for file in files:
@@ -160,6 +162,12 @@ def load_tenant_files(path: Path) -> list[tuple[Path, TenantConfig]]:
     slugs = [config.slug for _, config in loaded]
     for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
         errors.append(TenantFileError(path, [f"slug {slug!r} is defined by more than one file"]))
+    return loaded, errors
+
+
+def load_tenant_files(path: Path) -> list[tuple[Path, TenantConfig]]:
+    """Validate every file before any is applied, so one bad file in a directory changes nothing."""
+    loaded, errors = read_tenant_files(path)
     if len(errors) == 1:
         raise errors[0]
     if errors:

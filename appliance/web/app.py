@@ -28,19 +28,14 @@ from appliance.layers.clinical.blood_routes import BloodBankController, PatientB
 from appliance.layers.clinical.death_routes import DeathController
 from appliance.layers.clinical.delivery_routes import DeliveryController
 from appliance.layers.clinical.document_routes import DocumentController
-from appliance.layers.clinical.family_planning_policy import load_programme
 from appliance.layers.clinical.family_planning_routes import FamilyPlanningController
-from appliance.layers.clinical.hiv import load_programme as load_hiv_programme
 from appliance.layers.clinical.hiv_routes import HivController
-from appliance.layers.clinical.icd10 import load_everyday_words
 from appliance.layers.clinical.imaging_routes import ImagingController
 from appliance.layers.clinical.immunization_routes import ImmunizationController
-from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.lab_routes import LabController
 from appliance.layers.clinical.referral_routes import ReferralController
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.clinical.surgery_routes import PatientSurgeryController, SurgeryController
-from appliance.layers.clinical.tuberculosis import load_regimens
 from appliance.layers.clinical.tuberculosis_routes import TuberculosisController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
@@ -48,14 +43,11 @@ from appliance.layers.operations.death_routes import DeathsToCertifyController
 from appliance.layers.operations.incident_routes import IncidentController
 from appliance.layers.operations.roster_routes import RosterController
 from appliance.layers.operations.routes import OperationsController
-from appliance.layers.patient.release import load_release_rules
 from appliance.national.federation import PACKAGES_PATH
-from appliance.national.surveillance import load_diseases
 from appliance.substrate import identity
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.local_secrets import host_secret
-from appliance.substrate.policy import load_policy
 from appliance.substrate.token_cache import TokenCache
 from appliance.web import (
     admin,
@@ -101,6 +93,7 @@ from appliance.web.auth import (
     security_headers_middleware,
 )
 from appliance.web.context import close_uploads_middleware, request_context_middleware
+from appliance.web.policy_files import POLICY_FILES
 
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
@@ -135,20 +128,12 @@ def _throttle_key(request) -> str:
 
 def create_app(db: Database, settings: Settings | None = None, *, extra_route_handlers: list | None = None) -> Litestar:
     settings = settings or Settings.from_env()
-    policy = load_policy(settings.policies_dir / "access.toml")
-    # The immunization schedule is read when a dose is first recorded; read here too, so a ministry's broken edit
-    # stops the start with a sentence naming the vaccine and field, not a nurse's first dose.
-    load_schedule(settings.policies_dir / "immunization.toml")
-    # The notifiable diseases too: a broken edit would otherwise first show on the ministry's Alerts page.
-    load_diseases(settings.policies_dir / "surveillance.toml")
-    # The family planning programme too: a broken edit stops the start naming the method and field.
-    load_programme(settings.policies_dir / "family_planning.toml")
-    # The TB regimens too: a broken edit stops the start naming the regimen, not a clinician's first registration.
-    load_regimens(settings.policies_dir / "tuberculosis.toml")
-    # And the ART regimens: a broken edit stops the start naming the regimen.
-    load_hiv_programme(settings.policies_dir / "hiv.toml")
-    # And the words said for a diagnosis: a term whose meaning no WHO title has stops the start naming the term.
-    load_everyday_words(settings.policies_dir / "icd10_words.toml")
+    # Every policy file is read before serving, each also read later where it is used: a ministry's or IT's broken
+    # edit stops the start with a sentence naming the file and the item (a vaccine, a regimen, a term), not a
+    # nurse's first dose or the ministry's Alerts page. `healthos check` reads the same table.
+    loaded = {policy_file.name: policy_file.load(settings.policies_dir / policy_file.name)
+              for policy_file in POLICY_FILES}
+    policy = loaded["access.toml"]
     csrf = CSRFConfig(
         secret=host_secret(settings.home, "csrf.key"),
         cookie_name="healthos_csrf",
@@ -172,7 +157,7 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
                         create_static_files_router(path="/static", directories=[HERE / "static"],
                                                    opt={"public": True}, include_in_schema=False)],
         state=State({"db": db, "policy": policy, "settings": settings, "token_cache": token_cache,
-                     "release_rules": load_release_rules(settings.policies_dir / "release.toml")}),
+                     "release_rules": loaded["release.toml"]}),
         guards=[permission_guard],
         exception_handlers=errors.handlers,
         middleware=[request_context_middleware, close_uploads_middleware, security_headers_middleware,

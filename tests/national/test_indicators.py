@@ -178,6 +178,9 @@ def test_exports_carry_only_what_was_published(definitions):
     (("to_years = 5\n", "to_years = 6\n"), "without gaps"),
     (("threshold = 5", "threshold = 1"), "at least 2"),
     (('finding = "severe"', 'finding = "wasted"'), "finding must be one of screened, severe, moderate"),
+    (('name = "Outpatient', 'nam = "Outpatient'), "indicators.toml: indicator 'opd_attendance': name is missing"),
+    (("to_years = 5\n", 'to_years = "5"\n'), "age band '1-4Y': from_years and to_years are whole numbers"),
+    (("threshold = 5", 'threshold = "5"'), "threshold must be a whole number, the smallest count shown"),
 ])
 def test_an_unusable_definitions_file_is_refused_naming_the_problem(tmp_path, change, named):
     text = DEFINITIONS_FILE.read_text()

@@ -65,7 +65,9 @@ def test_the_kpi_policy_file_is_validated(tmp_path: Path):
     for broken, message in [(entry + entry, "appears twice"),
                             (entry.replace('"percent"', '"furlongs"'), "unknown unit"),
                             (entry.replace("window_days = 30", "window_days = 0"), "window_days"),
-                            (entry.replace('name = "X"', 'nam = "X"'), "kpi\\[0\\]"), ("[[kpi]\n", "kpis.toml")]:
+                            (entry.replace('name = "X"', 'nam = "X"'), "kpi\\[0\\]"), ("[[kpi]\n", "kpis.toml"),
+                            (entry.replace("window_days = 30", 'window_days = "30"'), "window_days holds the wrong"),
+                            ("", "no \\[\\[kpi\\]\\] is listed")]:
         path = tmp_path / "kpis.toml"
         path.write_text(broken)
         with pytest.raises(KpiPolicyError, match=message):
