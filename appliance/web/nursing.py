@@ -401,6 +401,9 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
         rows = service.observations(conn, principal, patient_id)
         # A set marked entered in error is off the scores and charts, and listed struck through, with why.
         withdrawn = clinical.list_withdrawn(conn, principal, patient_id, vital_signs, "vital_signs")
+        # The sets this person may mark entered in error: a clinician any, a nurse those she charted within the
+        # hours (ACC-035); the clinical layer's one rule, which the withdrawal itself asks again.
+        withdrawable = clinical.own_retractable(conn, principal, [r["id"] for r in rows])
         exclusion = service.news2_exclusion(conn, patient_id, now)
         due = service.observations_due(conn, principal, patient_id)
     # A time in the past read as 'Next observations due 03:24' at 06:14, three hours after a MEOWS of two
@@ -427,6 +430,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
             "asks_acvpu": not (exclusion and exclusion.child and not exclusion.maternity),
             # MUAC and oedema on a child's chart only: the record refuses them of an adult (service.py).
             "asks_screening": bool(exclusion and exclusion.child), "withdrawn": withdrawn,
+            "withdrawable": withdrawable, "own_retraction_hours": clinical.OWN_RETRACTION_HOURS,
             "names": people_named(db, {r["author_id"] for r in rows[:30]} | {w["withdrawn_by"] for w in withdrawn})}
 
 

@@ -252,13 +252,29 @@ def retract_entry(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
     allergy, a prescription or order, a result, a set of vital signs), with a reason: it leaves the chart and
     what the record's reactions made of it (a score, its escalation, a specimen task), and stays readable in its
     history with the reason. Back to that tab, or to it with the refusal next to the reason."""
-    values = form_values(data)
+    return _retract(request, tenant, patient_id, entry_id, form_values(data), tuple(portal.RETRACTION_TABS))
+
+
+@post(PATIENT + "/vitals/{entry_id:uuid}/entered-in-error", operation_id="PortalWithdrawOwnVitals",
+      opt={"permission": "clinical.vitals.retract_own"}, sync_to_thread=True, include_in_schema=False)
+def withdraw_own_vitals(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """The observations page's form for the nurse who charted a set (ACC-035): as `retract_entry`, for a set of
+    vital signs only; whether she may (her own set, within the hours) is the clinical layer's
+    `retraction_refusal`, a 403 page saying who can otherwise."""
+    return _retract(request, tenant, patient_id, entry_id, form_values(data), ("vital_signs",),
+                    withdraw=service.retract_own_vitals)
+
+
+def _retract(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id: uuid.UUID, values: dict,
+             kinds: tuple[str, ...], withdraw: Callable[..., dict] = service.retract_entry) -> Response:
+    """Withdraw `entry_id` (one of `kinds`, else 404) by `withdraw`, through `_write` and back to the tab that lists
+    its kind."""
     with request.app.state.db.tenant(tenant) as conn:
-        kind = _current_version(conn, request.user, patient_id, entry_id, tuple(portal.RETRACTION_TABS))["kind"]
+        kind = _current_version(conn, request.user, patient_id, entry_id, kinds)["kind"]
 
     def act(conn: Connection) -> None:
         retraction = Retraction.model_validate(_given(values, ["reason"]))
-        service.retract_entry(conn, request.user, patient_id, entry_id, retraction.reason)
+        withdraw(conn, request.user, patient_id, entry_id, retraction.reason)
 
     return _write(request, tenant, patient_id, values, form=f"retract-{entry_id}", done="retracted", act=act,
                   tab=portal.RETRACTION_TABS[kind])
@@ -285,7 +301,8 @@ def history_page(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id) 
 portal.RETRACTION_TABS.update({"condition": portal.RetractionTab("problem", "/problems", _problems_page),
                                "allergy": portal.RetractionTab("allergy", "/problems", _problems_page)})
 
-ROUTES = [problems_page, add_problem, add_allergy, amend_problem, amend_allergy, retract_entry, history_page]
+ROUTES = [problems_page, add_problem, add_allergy, amend_problem, amend_allergy, retract_entry, withdraw_own_vitals,
+          history_page]
 
 problems_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                          guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -27,3 +27,9 @@ class Invalid(ClinicalError):
 
 class Conflict(ClinicalError):
     status = 409
+
+
+class Forbidden(ClinicalError):
+    """The asker's role may do this act, but not on this record (a set of vital signs charted by another nurse)."""
+
+    status = 403

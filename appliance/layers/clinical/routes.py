@@ -290,6 +290,17 @@ class ClinicalController(Controller):
         with _tenant(state, request, tenant) as conn:
             return VitalSignsOut.model_validate(service.record_vitals(conn, request.user, patient_id, data))
 
+    @post(PATIENT + "/vitals/{entry_id:uuid}/entered-in-error", operation_id="ClinicalWithdrawOwnVitals",
+          opt=_opt("clinical.vitals.retract_own"), sync_to_thread=True, status_code=HTTP_200_OK)
+    def withdraw_own_vitals(self, tenant: FromPath[str], state: State, request: Asking,
+                            patient_id: Id, entry_id: Id, data: JSONBody[Retraction]) -> EntryVersion:
+        """The nurse who charted a set of vital signs marks it entered in error, within 12 hours of charting it
+        (ACC-035; a clinician may any set, at any time, here or by the entries' route): its NEWS2 and the
+        escalation and observations it asked for go with it. Another's set, or an older one: 403, saying who can."""
+        with _tenant(state, request, tenant) as conn:
+            return EntryVersion.model_validate(
+                service.retract_own_vitals(conn, request.user, patient_id, entry_id, data.reason))
+
     # -- problems and allergies ------------------------------------------------------------------------
 
     @post(PATIENT + "/problems", operation_id="ClinicalAddProblem", opt=_opt("clinical.problem.create"),

@@ -898,3 +898,119 @@ def escalations_on_the_worklist(nurse, facility) -> str:
     worklist = nurse.get(f"/t/{facility.slug}/ward").text
     return worklist.split('id="escalations-title"')[1].split("</section>")[0] \
         if 'id="escalations-title"' in worklist else ""
+
+
+def _charted_13_hours_ago(db, facility, account_id, patient) -> uuid.UUID:
+    """A set of vital signs charted by `account_id` 13 hours ago (the bulk path's replay of a past record), past
+    the 12 hours in which its author may withdraw it herself."""
+    from appliance.layers.clinical.schemas import VitalSignsIn
+    from appliance.substrate.principal import Principal
+
+    author = Principal(account_id=account_id, kind="staff", display_name="Night nurse", tenant=facility.slug,
+                       role="nurse")
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(hours=13)
+    with db.tenant(facility.slug) as conn:
+        [old] = record.append_many(conn, author, [record.NewEntry(
+            "vital_signs", patient["id"], encounter_id=patient["encounter_id"], occurred_at=then, recorded_at=then,
+            detail=VitalSignsIn.model_validate(HIGH).model_dump(exclude={"encounter_id"}))])
+    return old.id
+
+
+def _versions(db, facility, clinician, patient, entry_id) -> int:
+    from appliance.layers.clinical import service as clinical
+
+    with db.tenant(facility.slug) as conn:
+        return len(clinical.entry_history(conn, clinician, patient["id"], entry_id))
+
+
+def test_the_nurse_who_charted_a_set_withdraws_it_from_the_page_within_the_shift_and_no_one_else_does(
+        db, signed_in, facility, other_facility, clinician):
+    """A set charted on the wrong patient at night kept its NEWS2 escalation on that patient until a doctor came:
+    only a clinician could withdraw it. The nurse who charted it now may, within 12 hours (ACC-035); another
+    nurse of the ward, a nurse of another facility, a guessed id and the author after the 12 hours are refused."""
+    from appliance.substrate import audit
+    from tests.layers.nursing.conftest import NORMAL
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Chebet", given="Ruth")
+        vitals(conn, clinician, patient, NORMAL)
+    author, colleague = signed_in("nurse", facility.slug, ward="GEN"), signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{patient['id']}/observations"
+    saved = post_form(author, page, page, {key: str(value).lower() if isinstance(value, bool) else str(value)
+                                           for key, value in HIGH.items()}
+                      | {"spo2_scale": "1", "encounter_id": str(patient["encounter_id"])})
+    assert saved.status_code == 303, saved.text
+    with db.tenant(facility.slug) as conn:
+        [wrong] = [r["id"] for r in service.observations(conn, clinician, patient["id"]) if r["heart_rate_bpm"] == 118]
+    old = _charted_13_hours_ago(db, facility, author.person.account_id, patient)
+    own = f"/t/{facility.slug}/patients/{patient['id']}/vitals/{wrong}/entered-in-error"
+    assert "CHEBET" in escalations_on_the_worklist(author, facility)
+
+    # Another nurse of the ward: no form on the set, the page says who can; posted anyway, 403 saying so.
+    seen = colleague.get(page).text
+    assert f'action="{own}"' not in seen and 'id="who-withdraws"' in seen
+    refused = post_form(colleague, page, own, {"reason": "wrong patient"})
+    assert refused.status_code == 403 and "Only the nurse who charted this set" in refused.text
+    generic = own.replace("/vitals/", "/entries/")
+    assert post_form(colleague, page, generic, {"reason": "wrong patient"}).status_code == 403
+    # A nurse of another facility, and a guessed id.
+    stranger = signed_in("nurse", other_facility.slug, ward="GEN")
+    assert stranger.post(own, data={"reason": "wrong patient"}).status_code in (403, 404)
+    guessed = post_form(author, page, own.replace(str(wrong), str(uuid.uuid4())), {"reason": "a guess"})
+    assert guessed.status_code == 404
+    # The author's own set charted 13 hours ago: no form, and refused with who can.
+    mine = author.get(page).text
+    assert f'/vitals/{old}/entered-in-error' not in mine and f'action="{own}"' in mine
+    late = post_form(author, page, own.replace(str(wrong), str(old)), {"reason": "wrong patient"})
+    assert late.status_code == 403 and "more than 12 hours ago" in late.text and "clinician" in late.text
+    assert _versions(db, facility, clinician, patient, wrong) == 1 and _versions(db, facility, clinician,
+                                                                                 patient, old) == 1
+
+    done = post_form(author, page, own, {"reason": "charted on the wrong patient"})
+    assert done.status_code == 303 and done.headers["location"].endswith("/observations?done=retracted")
+    table = author.get(done.headers["location"]).text.split('id="table-title"')[1].split("</section>")[0]
+    assert "charted on the wrong patient" in table.split('class="withdrawn"')[1]
+    assert "CHEBET" not in escalations_on_the_worklist(author, facility)
+    with db.tenant(facility.slug) as conn:
+        [cancelled] = service.tasks_of(conn, [patient["id"]], codes=["escalation"])
+    assert cancelled["status"] == "cancelled" and cancelled["note"].endswith("charted on the wrong patient")
+    log = audit.patient_access_log(db, facility.slug, patient["id"])
+    assert any(e.event_type == "record.vital_signs.retract" and e.who["account"] == str(author.person.account_id)
+               for e in log)
+
+
+def test_the_api_lets_the_author_of_a_set_withdraw_it_within_the_shift_and_a_clinician_at_any_time(
+        db, token_client, facility, other_facility, clinician):
+    """POST .../vitals/<id>/entered-in-error asks the same rule as the page (the clinical layer's
+    `retraction_refusal`): another nurse's client, another facility's, a guessed id and the author's own set
+    after 12 hours are refused with nothing written; the author within them withdraws it, its escalation with it;
+    a clinician withdraws the old one."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Wekesa", given="Tom")
+    author, colleague = token_client(facility.slug, role="nurse"), token_client(facility.slug, role="nurse")
+    base = f"/api/t/{facility.slug}/patients/{patient['id']}/vitals"
+    body = {key: str(value) if isinstance(value, Decimal) else value for key, value in HIGH.items()}
+    charted = author.post(base, json=body | {"encounter_id": str(patient["encounter_id"])})
+    assert charted.status_code == 201, charted.text
+    wrong = charted.json()["id"]
+    old = _charted_13_hours_ago(db, facility, uuid.UUID(charted.json()["author_id"]), patient)
+    reason = {"reason": "charted on the wrong patient"}
+
+    refused = colleague.post(f"{base}/{wrong}/entered-in-error", json=reason)
+    assert refused.status_code == 403 and "only the nurse who charted this set" in refused.json()["detail"]
+    assert token_client(other_facility.slug, role="nurse").post(
+        f"/api/t/{other_facility.slug}/patients/{patient['id']}/vitals/{wrong}/entered-in-error",
+        json=reason).status_code in (403, 404)
+    assert author.post(f"{base}/{uuid.uuid4()}/entered-in-error", json=reason).status_code == 404
+    late = author.post(f"{base}/{old}/entered-in-error", json=reason)
+    assert late.status_code == 403 and "more than 12 hours ago" in late.json()["detail"]
+    assert _versions(db, facility, clinician, patient, wrong) == 1 and _versions(db, facility, clinician,
+                                                                                 patient, old) == 1
+
+    done = author.post(f"{base}/{wrong}/entered-in-error", json=reason)
+    assert done.status_code == 200 and done.json()["entry_status"] == "entered_in_error", done.text
+    with db.tenant(facility.slug) as conn:
+        escalations = service.tasks_of(conn, [patient["id"]], codes=["escalation"])
+    assert [t["status"] for t in escalations] == ["cancelled"] * len(escalations) and escalations
+    by_doctor = token_client(facility.slug, role="clinician").post(f"{base}/{old}/entered-in-error", json=reason)
+    assert by_doctor.status_code == 200, by_doctor.text
