@@ -14,6 +14,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, MedicationIn, PatientIn, VitalSignsIn
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
+from tests.conftest import facility_today
 from tests.e2e.conftest import Journey, Watch
 from tests.e2e.test_journeys import TABLET, new_page, sign_in
 
@@ -112,9 +113,12 @@ def test_nurse_records_a_high_news2_and_the_worklist_escalates(browser, live_ser
     page.goto(f"{live_server}/t/{clinic.slug}/patients/{ward_patient['id']}/mar")
     assert "Amoxicillin 500 mg oral" in page.locator("article.mar-line").first.inner_text()
     journey.shot(page, "mar")
-    # on a phone the MAR fits the screen: the page was wider than it, each dose's Record button off its edge
+    # on a phone the MAR fits the screen: the page was wider than it, each dose's Record button off its edge.
+    # Tomorrow's page, which has the course's three doses to record whatever the hour: prescribed after 22:00,
+    # today's page has none left (the doses fall at 06:00, 14:00 and 22:00), and CI runs at any hour.
     page.set_viewport_size({"width": 390, "height": 844})
-    page.reload()
+    page.goto(f"{live_server}/t/{clinic.slug}/patients/{ward_patient['id']}/mar"
+              f"?day={(facility_today() + dt.timedelta(days=1)).isoformat()}")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     record = page.locator("table.doses").first.get_by_role("button", name="Record").first.bounding_box()
     assert record["x"] + record["width"] <= 390, record
