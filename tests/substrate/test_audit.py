@@ -203,10 +203,25 @@ def test_many_writers_at_once_all_reach_the_signed_log(db, tenant_factory):
     errors: list[BaseException] = []
     start = threading.Barrier(writers)
 
+    def checkpointed_meanwhile() -> None:
+        # Halfway, the writers wait for the checkpointer's first checkpoint: on a quick machine they could all
+        # finish inside its first 20 ms, leaving only the final one (it failed so once in a full run).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with db.control() as conn:
+                target = audit._log_of(conn, slug)
+                if target is not None and audit._checkpoints(conn, target):
+                    return
+            time.sleep(0.01)
+
+    halfway = threading.Barrier(writers, action=checkpointed_meanwhile)
+
     def write(n: int) -> None:
         try:
             start.wait()
             for i in range(each):
+                if i == each // 2:
+                    halfway.wait()
                 with db.tenant(slug) as conn:
                     audit.append(conn, tenant=slug, principal=None, event_type="chart.read", action="R",
                                  patient_id=f"p{n}-{i}")
