@@ -797,7 +797,7 @@ def _patient_in(values: dict[str, Any]) -> dict:
     fields: dict[str, Any] = {k: values.get(k) for k in ("family_name", "given_names", "birth_date", "sex", "phone")}
     fields = {k: v for k, v in fields.items() if v is not None}
     fields["birth_date_estimated"] = values.get("birth_date_estimated") == "true"
-    fields["national_id_confirmed"] = values.get("national_id_checked") == "true"  # `service.ask_national_id`
+    fields["national_id_confirmed"] = values.get("national_id_checked") == "true"  # `service.link_registration`
     if identifiers := _identifiers_in(values):
         fields["identifiers"] = identifiers
     address = {k: values[k] for k in ("village", "district") if values.get(k)}
@@ -837,16 +837,13 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
                     owner=None, alike=alike, other_identifiers=OTHER_IDENTIFIERS)
     if not errors:
         try:
-            service.ask_national_id(request.app.state.db, request.user, patient_in, tenant=tenant)
+            linked = service.link_registration(request.app.state.db, request.user, patient_in, tenant=tenant)
+            with request.app.state.db.tenant(tenant) as conn:
+                registered = service.register_patient(conn, request.user, linked)
         except service.NationalIdHolderDiffers as asked:
             return page(request, "register.html", status=409, active="register", values=values, owner=None,
                         alike=[], other_identifiers=OTHER_IDENTIFIERS, national_id_check=True,
                         errors=_national_id_asked(asked, "registered"))
-    if not errors:
-        try:
-            linked = service.with_subject(request.app.state.db, patient_in, tenant=tenant)
-            with request.app.state.db.tenant(tenant) as conn:
-                registered = service.register_patient(conn, request.user, linked)
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
                 errors, owner = _identifier_taken(exc, tenant)

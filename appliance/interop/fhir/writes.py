@@ -750,19 +750,17 @@ def sets_of_vital_signs(planned: list[Write]) -> list[Write]:
 def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[Write]) -> None:
     """Each new patient linked to their one-identity subject, and the facility noted as holding their
     chart, as the JSON API's registration does (its own control transaction, before the tenant's). The
-    registration's question (`service.ask_national_id`: a national ID whose holder at another facility was
+    registration's question (`service.link_registration`: a national ID whose holder at another facility was
     born on another day or is of another sex) has no element to answer it in, so the write is refused
     (422 business-rule, `national-id-holder-differs`, naming only what differs) for the sender to check."""
     for write in writes:
         if write.resource_type == "Patient":
-            try:
-                service.ask_national_id(db, principal, write.data, tenant=tenant)
+            try:  # an ID a patient of this facility holds is refused before a person is made of it
+                write.data = service.link_registration(db, principal, write.data, tenant=tenant)
             except service.NationalIdHolderDiffers as asked:
                 raise FhirError(422, "business-rule", service.national_id_question(asked.extra["differs"])
                                 + " Nothing was written.", expression=f"{write.where}.identifier",
                                 details="national-id-holder-differs") from None
-            try:  # an ID a patient of this facility holds is refused before a person is made of it
-                write.data = service.with_subject(db, write.data, tenant=tenant)
             except RecordError as exc:
                 raise of_record_error(exc, write.resource_type, write.where) from None
 

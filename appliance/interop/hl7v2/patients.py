@@ -160,8 +160,7 @@ def register_or_find(act: Act) -> uuid.UUID:
     act.require("clinical.patient.create", "register patients")
     with refusals("PID", 1, PID_FIELDS), national_id_asked():
         registration = PatientIn.model_validate(data)
-        service.ask_national_id(act.db, act.principal, registration, tenant=act.tenant)
-        linked = service.with_subject(act.db, registration, tenant=act.tenant)
+        linked = service.link_registration(act.db, act.principal, registration, tenant=act.tenant)
         registered = service.register_patient(act.conn, act.principal, linked)
     act.made("patient", registered["id"])
     return registered["id"]
@@ -170,7 +169,7 @@ def register_or_find(act: Act) -> uuid.UUID:
 @contextmanager
 def national_id_asked() -> Iterator[None]:
     """The question a registration or a corrected national ID is asked when the person holding that ID at
-    another facility was born on another day or is of another sex (`service.ask_national_id`): a feed cannot
+    another facility was born on another day or is of another sex (`service.link_registration`): a feed cannot
     answer it, so the message is not applied (AE 205 at PID-3, naming only what differs) and the sending
     system's clerk checks the card."""
     try:

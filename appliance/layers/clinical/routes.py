@@ -173,8 +173,7 @@ class ClinicalController(Controller):
         differs), nothing written: check the number on the ID card, and send `national_id_confirmed: true`
         if it is right."""
         # The guard has checked the caller works here.
-        service.ask_national_id(state.db, request.user, data, tenant=tenant)
-        linked = service.with_subject(state.db, data, tenant=tenant)
+        linked = service.link_registration(state.db, request.user, data, tenant=tenant)
         with _tenant(state, request, tenant) as conn:
             return PatientOut.model_validate(service.register_patient(conn, request.user, linked))
 

@@ -243,21 +243,18 @@ def national_id_disagreement(db: Database, principal: Principal, data: PatientIn
             confirmed=data.national_id_confirmed) or []
 
 
-def ask_national_id(db: Database, principal: Principal, data: PatientIn, *, tenant: str,
-                    chart_id: uuid.UUID | None = None) -> None:
-    """Before `data` is linked on its national ID (`with_subject`): refused (`NationalIdHolderDiffers`, 409,
-    naming only what differs) when the person holding that ID elsewhere was born on another day or is of
-    another sex, unless the caller says the number was checked on the card (`national_id_confirmed`). A
-    registration naming its subject is not asked: it links to the person it names. The one rule the portal's
-    desk, the API, HL7 v2 and FHIR registrations and a corrected national ID all go through."""
-    if data.subject_id is not None:
-        return
-    differs = national_id_disagreement(db, principal, data, tenant=tenant, chart_id=chart_id)
-    if differs and not data.national_id_confirmed:
-        raise NationalIdHolderDiffers(
-            national_id_question(differs) + " Nothing was written; if the number is right, confirm it "
-            "(national_id_confirmed: true).", field="national_id_confirmed",
-            requires_national_id_confirmation=True, differs=differs)
+def _national_id_holder_differs(differs: list[str]) -> NationalIdHolderDiffers:
+    return NationalIdHolderDiffers(
+        national_id_question(differs) + " Nothing was written; if the number is right, confirm it "
+        "(national_id_confirmed: true).", field="national_id_confirmed",
+        requires_national_id_confirmation=True, differs=differs)
+
+
+def _named_subject(conn: Connection, subject_id: uuid.UUID) -> uuid.UUID:
+    """The subject a registration names, followed through merges; it must exist."""
+    if not identity.subject_exists(conn, subject_id):
+        raise Invalid(f"no subject {subject_id} on this appliance", field="subject_id")
+    return identity.resolve_subject(conn, subject_id)
 
 
 def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.UUID | None = None) -> PatientIn:
@@ -273,16 +270,14 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.U
     registration would be, before a subject is made: the front desk typing a patient's ID for someone else made
     a subject of that ID with the other person's birth date and sex, and the chart holding it, when it had no
     subject yet (a chart from before subjects, or the demo's), was later refused its portal invitation as
-    another person's ID (before `ask_national_id`, it was linked to that stranger's subject)."""
+    another person's ID (before `link_registration`, it was linked to that stranger's subject)."""
     national_id = national_id_of(data)
     if chart_id is None and national_id and data.subject_id is None:
         with db.tenant(tenant) as conn:
             _refuse_identifiers_held(conn, None, [{"system": "national_id", "value": national_id}])
     with db.control() as conn:
         if data.subject_id is not None:
-            if not identity.subject_exists(conn, data.subject_id):
-                raise Invalid(f"no subject {data.subject_id} on this appliance", field="subject_id")
-            subject_id = identity.resolve_subject(conn, data.subject_id)
+            subject_id = _named_subject(conn, data.subject_id)
         else:
             subject_id = identity.match_or_create_subject(
                 conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
@@ -291,11 +286,50 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.U
     return data.model_copy(update={"subject_id": subject_id})
 
 
+def link_registration(db: Database, principal: Principal, data: PatientIn, *, tenant: str,
+                      chart_id: uuid.UUID | None = None) -> PatientIn:
+    """`data` linked to its one-identity subject as `with_subject` links it, after the national-ID question:
+    refused (`NationalIdHolderDiffers`, 409, naming only what differs) when the person holding that ID
+    elsewhere was born on another day or is of another sex, unless the caller says the number was checked on
+    the card (`national_id_confirmed`); the comparison is audited (`identity.compare_national_id_holder`) and
+    nothing else is written. A registration naming its subject is not asked: it links to the person it
+    names. The one rule the portal's desk, the API, HL7 v2 and FHIR registrations and a corrected national ID
+    (`chart_id`, the chart relinked) all go through.
+
+    One tenant read and one control transaction: asking and linking apart took two of each, a quarter of a
+    registration's server time (py-spy, bench/intake.py). A new chart whose national ID a patient of this
+    facility holds is refused before the identity index is asked anything (`with_subject` says why)."""
+    national_id = national_id_of(data)
+    if national_id and data.subject_id is None:
+        with db.tenant(tenant) as conn:
+            _refuse_identifiers_held(conn, chart_id, [{"system": "national_id", "value": national_id}])
+    differs: list[str] = []
+    with db.control() as conn:
+        if data.subject_id is not None:
+            subject_id = _named_subject(conn, data.subject_id)
+        else:
+            if national_id:
+                differs = identity.compare_national_id_holder(
+                    conn, national_id, birth_date=data.birth_date, sex=data.sex, tenant=tenant, by=principal,
+                    confirmed=data.national_id_confirmed) or []
+            if differs and not data.national_id_confirmed:
+                subject_id = None  # the comparison's audit event commits; the question is raised below
+            else:
+                subject_id = identity.match_or_create_subject(
+                    conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
+                    sex=data.sex, national_id=national_id).subject_id
+        if subject_id is not None:
+            identity.note_facility(conn, subject_id, tenant)
+    if subject_id is None:
+        raise _national_id_holder_differs(differs)
+    return data.model_copy(update={"subject_id": subject_id})
+
+
 def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID) -> tuple[dict, uuid.UUID]:
     """The patient and their subject, linking a chart registered without one (before registration
     matched subjects, or written by a generator) the way `with_subject` would have: its own control
     transaction, then the link, audited on the patient's record (`record.patient.update`). Nobody is there to
-    answer `ask_national_id`'s question, so a chart whose national ID is held elsewhere by a person born on
+    answer `link_registration`'s question, so a chart whose national ID is held elsewhere by a person born on
     another day or of another sex is left unlinked, and `ChartLeftUnlinked` says so (and what differs)."""
     with db.tenant(tenant) as conn:
         found = get_patient(conn, principal, patient_id)
@@ -362,7 +396,7 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
       subject of its own; demographic look-alikes are never linked. A removed ID so parts the chart from
       the person that ID named: if the ID was wrong, keeping the link keeps two people's records joined.
       A corrected ID whose holder was born on another day or is of another sex is asked first, as at
-      registration (`ask_national_id`), and nothing is written until the caller confirms it.
+      registration (`link_registration`), and nothing is written until the caller confirms it.
     - it names a subject (`subject_id`) other than the one in force: that subject, which must exist.
     Leaving `subject_id` out keeps the link: a client sending the demographics it corrects does not
     unlink the patient. The relink is written in this transaction, with the correction, and audited on
@@ -391,8 +425,7 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
     if named is not None or national_id_of(data) != in_force:
         # The facility whose transaction this is, as the audit seam reads it.
         tenant, relinking = conn.info["healthos_tenant"], data.model_copy(update={"subject_id": named})
-        ask_national_id(db, principal, relinking, tenant=tenant, chart_id=patient_id)
-        subject_id = with_subject(db, relinking, tenant=tenant, chart_id=patient_id).subject_id
+        subject_id = link_registration(db, principal, relinking, tenant=tenant, chart_id=patient_id).subject_id
     appended = record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail,
                              supersedes=current, reason=reason)
     conn.execute(sa.update(patient).where(patient.c.id == patient_id).values(

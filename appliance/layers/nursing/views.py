@@ -81,9 +81,17 @@ def main_ward(conn: Connection) -> str | None:
     ).scalar()
 
 
+# Built once: every vital-signs set asks for its patient's ward (the observation schedule), and building the
+# select per call was ~3 % of the server's CPU per intake patient (py-spy, bench/intake.py).
+_WARD_OF = ward_of_query(sa.bindparam("patient_id"))
+_WARD_OF_ENCOUNTER = ward_of_query(sa.bindparam("patient_id"), sa.bindparam("encounter_id"))
+
+
 def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None = None) -> str | None:
     """`ward_of_query`'s ward; None for a patient on no ward."""
-    return conn.execute(ward_of_query(patient_id, encounter_id)).scalar()
+    if encounter_id is None:
+        return conn.execute(_WARD_OF, {"patient_id": patient_id}).scalar()
+    return conn.execute(_WARD_OF_ENCOUNTER, {"patient_id": patient_id, "encounter_id": encounter_id}).scalar()
 
 
 # The operations layer's open stays (t0004), for the bed a patient is in; read only if the table is there.
