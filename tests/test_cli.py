@@ -538,3 +538,15 @@ def test_status_names_each_problem_and_says_all_well_when_all_is(run, db, tenant
     assert report["audit"][0]["log"] == "appliance" and not any(log["late"] for log in report["audit"])
     lines = run("status")
     assert lines.exit_code == 0 and lines.output.rstrip().endswith("all well"), lines.output
+
+    # pg_trgm updated or the database restored on a site's own server: the extension's COST 1 is back, and name
+    # search quietly reads every patient. Status names it and the statement that fixes it.
+    db.cluster._psql("healthos", "ALTER FUNCTION public.word_similarity(text, text) COST 1")
+    try:
+        report = json.loads(run("status", "--json").output)
+        assert [p for p in report["problems"] if "pg_trgm" in p] == [
+            "database: pg_trgm prices word_similarity below COST 100, so patient-name search reads every patient "
+            "instead of the trigram index (~90 ms rather than ~20 ms at 20,000 patients); as the extension's owner "
+            "(a superuser) run ALTER FUNCTION public.word_similarity(text, text) COST 100"], report["problems"]
+    finally:
+        db.cluster._price_trigram_functions()
