@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from appliance.substrate import backup as backups
 from appliance.substrate import bundle as bundles
@@ -27,7 +28,8 @@ err = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # Escaped as cli.fail escapes: a message quoting a path or a file ("[delivery]") is not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     sys.exit(code)
 
 # -- bundle ---------------------------------------------------------------------------------------

@@ -550,3 +550,13 @@ def test_status_names_each_problem_and_says_all_well_when_all_is(run, db, tenant
             "(a superuser) run ALTER FUNCTION public.word_similarity(text, text) COST 100"], report["problems"]
     finally:
         db.cluster._price_trigram_functions()
+
+
+def test_deployment_commands_print_a_quoted_path_whole(tmp_path: Path):
+    """A deployment refusal quoting a file whose name holds brackets ("key[old].pem") prints it as written: rich
+    markup took "[old]" for a style and the operator read of a file that does not exist."""
+    pubkey = tmp_path / "key[old].pem"
+    pubkey.write_text("not a key")
+    said = CliRunner().invoke(main, ["bundle", "verify", str(tmp_path / "x.hbundle"), "--pubkey", str(pubkey)],
+                              env={"HEALTHOS_HOME": str(tmp_path / "home")})
+    assert said.exit_code == 1 and "key[old].pem: " in " ".join(said.output.split()), said.output
