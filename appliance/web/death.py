@@ -151,7 +151,8 @@ def certificate_page(request: Asking, tenant: Tenant, patient_id: Id) -> Templat
         top = banner(conn, principal, patient_id)
         found = death.state(conn, principal, patient_id)
     certificate = found["certificate"]
-    names = people_named(db, {certificate["certifier_id"]} if certificate else set())
+    names = people_named(db, ({certificate["certifier_id"]} if certificate else set())
+                         | ({found["withdrawn"]["withdrawn_by"]} if found["withdrawn"] else set()))
     return page(request, "death_certificate.html", active="patients", patient_id=patient_id, tab="summary", **top,
                 certificate=certificate, state=found, names=names, places=death.PLACES, manners=death.MANNERS,
                 pregnancies=death.PREGNANCY, errors={}, values={}, **HELPERS)

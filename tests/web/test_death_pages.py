@@ -107,6 +107,7 @@ def test_record_death_from_the_chart_to_the_printable_certificate(signed_in, db,
     # What it closed is not reopened, and the page says what it was: the visit it ended, to see to again.
     closed = after.split('id="death-withdrawn"')[1].split("</section>")[0]
     assert "certified on the wrong patient" in closed and "It cancelled no appointment." in closed
+    assert " by Test clinician (certified on the wrong patient)" in " ".join(closed.split())  # who withdrew it
     assert "outpatient: Cough" in closed and "ended (was in progress)" in closed
     no_inline_script(after)
     assert "Deceased" not in other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text

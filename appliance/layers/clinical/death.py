@@ -264,7 +264,7 @@ def withdraw(conn: Connection, principal: Principal, patient_id: uuid.UUID, reas
                        field="patient_id")
     retracted = record.retract(conn, principal, current["id"], reason)
     return {"id": retracted.id, "root_id": retracted.root_id, "patient_id": patient_id, "reason": retracted.reason,
-            "withdrawn_at": retracted.recorded_at, "died_at": current["died_at"],
+            "withdrawn_by": retracted.author_id, "withdrawn_at": retracted.recorded_at, "died_at": current["died_at"],
             "closed": closed_by(conn, principal, patient_id, retracted.root_id)}
 
 
@@ -275,7 +275,7 @@ def last_withdrawn(conn: Connection, principal: Principal, patient_id: uuid.UUID
         return None
     row = conn.execute(
         sa.select(record.entry.c.id, record.entry.c.root_id, record.entry.c.reason, record.entry.c.recorded_at,
-                  record.entry.c.supersedes)
+                  record.entry.c.supersedes, record.entry.c.author_id)
         .where(record.entry.c.patient_id == patient_id, record.entry.c.kind == "death",
                record.entry.c.status == "entered_in_error")
         .order_by(record.entry.c.recorded_at.desc()).limit(1)).first()
@@ -284,7 +284,7 @@ def last_withdrawn(conn: Connection, principal: Principal, patient_id: uuid.UUID
     # The time of death of the version withdrawn (a correction's, if it had one).
     died_at = conn.execute(sa.select(death.c.died_at).where(death.c.entry_id == row.supersedes)).scalar_one()
     return {"id": row.id, "root_id": row.root_id, "patient_id": patient_id, "reason": row.reason,
-            "withdrawn_at": row.recorded_at, "died_at": died_at,
+            "withdrawn_by": row.author_id, "withdrawn_at": row.recorded_at, "died_at": died_at,
             "closed": closed_by(conn, principal, patient_id, row.root_id)}
 
 

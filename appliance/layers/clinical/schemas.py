@@ -292,6 +292,7 @@ class DeathWithdrawalOut(_Out):
     root_id: uuid.UUID  # the certificate
     patient_id: uuid.UUID
     reason: str | None
+    withdrawn_by: uuid.UUID = Field(description="who marked it entered in error")
     withdrawn_at: dt.datetime
     died_at: dt.datetime = Field(description="the time of death the withdrawn certificate gave")
     closed: ClosedByDeathOut
