@@ -632,6 +632,17 @@ def test_prescribe_single_test_and_bad_input(signed_in, facility, charts):
     assert unknown.status_code == 422 and "not in this facility" in unknown.text
 
 
+def test_the_prescribe_page_says_a_cephalosporin_can_cross_react_with_the_penicillin_allergy(signed_in, facility,
+                                                                                              charts):
+    client = signed_in("clinician", facility.slug)
+    orders = f"{base(facility)}/patients/{charts[1].id}/orders"
+    asked = post_form(client, orders, orders.removesuffix("/orders") + "/medications", {
+        "drug": "Ceftriaxone", "dose": "1", "dose_unit": "g", "route": "IV", "frequency": "once daily"})
+    assert asked.status_code == 409 and 'name="allergy_override_reason"' in asked.text
+    assert ("<strong>Ceftriaxone</strong> may cross-react with the recorded allergy to <strong>Penicillin</strong> "
+            "(Ceftriaxone is a cephalosporin, which can cross-react with penicillins).") in asked.text
+
+
 def test_templated_note_validates_inline_then_saves(signed_in, facility, charts):
     client = signed_in("clinician", facility.slug)
     pid = charts[0].id

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import service
+from appliance.layers.clinical import drugs, service
 from appliance.layers.clinical.errors import Conflict, Invalid
 from appliance.layers.clinical.models import encounter, medication_reconciliation, medication_request
 from appliance.layers.clinical.schemas import MedicationIn, ReconciliationIn
@@ -214,7 +214,7 @@ def _continue(conn: Connection, principal: Principal, patient_id: uuid.UUID, med
         encounter_id=stay["id"]))
     if outcome.blocked:
         matches: list[Any] = [m for b in outcome.blocked for m in b["matches"]]
-        raise Conflict(f"drug–allergy check: {medicine['drug']} matches an allergy recorded for this patient; "
-                       "nothing was reconciled. To continue it anyway, say why (allergy_override_reason)",
+        raise Conflict(f"drug–allergy check: {drugs.allergy_refusal(outcome.blocked)}; nothing was reconciled. To "
+                       f"continue {medicine['drug']} anyway, say why (allergy_override_reason)",
                        field=f"{at}.allergy_override_reason", requires_override_reason=True, conflicts=matches)
     return outcome.placed[0]["root_id"]

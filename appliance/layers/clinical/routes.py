@@ -25,6 +25,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_409_CONFLICT, HTTP_422_UNPRO
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import access, catalogue, chart, discharge, growth, reconciliation, service, worklist
+from appliance.layers.clinical.drugs import allergy_refusal
 from appliance.layers.clinical.schemas import (
     AllergyAmend,
     AllergyIn,
@@ -103,10 +104,9 @@ def _integrity(_: Request, exc: sa.exc.IntegrityError) -> Response:
 
 
 def _blocked(outcome: service.MedicationOutcome) -> Response:
-    drugs = ", ".join(b["drug"] for b in outcome.blocked)
     return _problem(
         HTTP_409_CONFLICT,
-        f"drug–allergy check: {drugs} matches an allergy recorded for this patient; nothing was prescribed. "
+        f"drug–allergy check: {allergy_refusal(outcome.blocked)}; nothing was prescribed. "
         "To prescribe anyway, send allergy_override_reason saying why.",
         field="allergy_override_reason", requires_override_reason=True, conflicts=outcome.blocked,
     )

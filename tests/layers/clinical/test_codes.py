@@ -174,7 +174,35 @@ def test_a_brand_and_its_generic_read_as_one_drug():
     assert drugs.normalise("Amoxicillin") != drugs.normalise("Augmentin")
 
 
+# Penicillins and cephalosporins cross-react (drugs.CROSS_REACTIONS): a match of its own kind, read both ways, naming
+# both classes; the allergy written as the class reads as the class, one drug of it is named.
+@pytest.mark.parametrize(("drug", "allergy", "why", "classes"), [
+    ("Ceftriaxone 1 g injection", "Penicillin",
+     "Ceftriaxone 1 g injection is a cephalosporin, which can cross-react with penicillins",
+     ["cephalosporins", "penicillins"]),
+    ("Rocephin", "Amoxicillin", "Rocephin is a cephalosporin, which can cross-react with Amoxicillin, a penicillin",
+     ["cephalosporins", "penicillins"]),
+    ("Amoxicillin 500 mg capsules", "Cephalosporins",
+     "Amoxicillin 500 mg capsules is a penicillin, which can cross-react with cephalosporins",
+     ["penicillins", "cephalosporins"]),
+    ("Augmentin", "cefalexin", "Augmentin is a penicillin, which can cross-react with cefalexin, a cephalosporin",
+     ["penicillins", "cephalosporins"]),
+])
+def test_a_class_that_cross_reacts_with_the_allergys_is_a_match_of_its_own_kind(drug, allergy, why, classes):
+    [match] = drugs.check(drug, [("a1", allergy)])
+    assert match.as_dict() == {"allergy_id": "a1", "substance": allergy, "kind": "cross-reactivity",
+                               "classes": classes, "why": why}
+    assert drugs.allergy_refusal([{"drug": drug, "matches": [match.as_dict()]}]) == \
+        f"{why} (recorded allergy to {allergy})"
+
+
+def test_the_same_class_is_a_class_match_not_a_cross_reaction():
+    [match] = drugs.check("Ceftriaxone", [("a1", "Cefalexin")])
+    assert (match.kind, match.classes) == ("class", ("cephalosporins",))
+
+
 @pytest.mark.parametrize(("drug", "allergy"), [
+    ("Ceftriaxone", "Sulfonamides"), ("Cefuroxime", "Aspirin"),
     ("Paracetamol", "Penicillin"), ("Artemether-lumefantrine", "Sulfonamides"), ("Metformin", "Peanuts"),
     ("Amlodipine", "Latex"), ("Azithromycin", "Penicillin"),
     ("Augmentin", "Sulfonamides"), ("Septrin", "Penicillin"), ("Amoxil", "Aspirin"),

@@ -85,6 +85,43 @@ def test_drug_allergy_refused_without_reason_then_accepted_with_one(api, facilit
     assert accepted.json()["allergy_override_reason"].startswith("PCP prophylaxis")
 
 
+def test_a_cephalosporin_for_a_penicillin_allergy_asks_why_naming_the_cross_reactivity(api, facility):
+    """Penicillins and cephalosporins cross-react: refused (409) without a reason as a class match is, both ways,
+    the sentence naming both classes; with a reason, prescribed. An unrelated class stays clean."""
+    def allergic_to(substance: str) -> str:
+        base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+        assert api.post(f"{base}/allergies", json={"substance": substance, "severity": "moderate"}).status_code == 201
+        return base
+
+    def order(drug: str) -> dict:
+        return {"drug": drug, "dose": 1, "dose_unit": "g", "route": "IV", "frequency": "once daily",
+                "duration_days": 5}
+
+    penicillin = allergic_to("Penicillin")
+    refused = api.post(f"{penicillin}/medications", json=order("Ceftriaxone"))
+    assert refused.status_code == 409 and refused.json()["requires_override_reason"] is True
+    assert refused.json()["detail"].startswith("drug–allergy check: Ceftriaxone is a cephalosporin, which can "
+                                               "cross-react with penicillins (recorded allergy to Penicillin); "
+                                               "nothing was prescribed")
+    [match] = refused.json()["conflicts"][0]["matches"]
+    assert (match["kind"], match["classes"]) == ("cross-reactivity", ["cephalosporins", "penicillins"])
+    assert api.get(f"{penicillin}/medications").json() == []
+    accepted = api.post(f"{penicillin}/medications", json={
+        **order("Ceftriaxone"), "allergy_override_reason": "rash as a child, not anaphylaxis; meningitis"})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["allergy_override_reason"].startswith("rash as a child")
+
+    cephalosporin = allergic_to("Ceftriaxone")
+    reverse = api.post(f"{cephalosporin}/medications", json={**order("Amoxicillin"), "dose": 500, "dose_unit": "mg",
+                                                               "route": "oral"})
+    assert reverse.status_code == 409
+    assert "Amoxicillin is a penicillin, which can cross-react with Ceftriaxone, a cephalosporin" in \
+        reverse.json()["detail"]
+
+    sulfonamide = allergic_to("Sulfonamides")
+    assert api.post(f"{sulfonamide}/medications", json=order("Ceftriaxone")).status_code == 201
+
+
 def test_order_set_is_all_or_nothing_over_http(api, facility, db: Database):
     base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
     placed = api.post(f"{base}/order-sets/MALARIA", json={"priority": "urgent"})
