@@ -202,8 +202,11 @@ def _delivery_page(request: Asking, tenant: str, patient_id: uuid.UUID, delivery
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         found = delivery.get_delivery(conn, principal, patient_id, delivery_id)
+        # Her deliveries marked entered in error (one recorded twice, say): by whom and why.
+        withdrawn = delivery.withdrawn_deliveries(conn, principal, patient_id)
+    names = people_named(db, {found["author_id"]} | {w["withdrawn_by"] for w in withdrawn})
     return page(request, "delivery.html", status=status, active="patients", patient_id=patient_id, tab="summary",
-                **top, delivery=found, names=people_named(db, {found["author_id"]}), modes=delivery.MODES,
+                **top, delivery=found, withdrawn=withdrawn, names=names, modes=delivery.MODES,
                 outcomes=delivery.OUTCOMES, sexes=delivery.SEXES, resuscitations=delivery.RESUSCITATIONS,
                 uterotonics=delivery.UTEROTONICS, values=values or {}, errors=errors or {}, **HELPERS)
 

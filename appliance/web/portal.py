@@ -1129,6 +1129,9 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
         # A mother's deliveries, linking to her babies; a baby's mother, linking back (noted only where there is one).
         births = delivery.read(conn, principal, patient_id, noting_none=False) \
             if principal.can("clinical.delivery.read") else None
+        # A delivery marked entered in error leaves the list above: the card says by whom and why.
+        withdrawn_births = delivery.withdrawn_deliveries(conn, principal, patient_id, noting_none=False) \
+            if births is not None else []
         held = service.held_on_boards(conn, [e["id"] for e in summary["encounters"]])
         # The summary carries the latest results; a year's trend needs them all.
         results = service.list_results(conn, principal, patient_id, limit=1000) \
@@ -1146,7 +1149,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     trends = trends_of(results, clock)
     to_review = [r for r in results if r["signed_at"] is None]
     adult = not nursing.is_child(patient["birth_date"], clock.today)
-    names = people_named(db, {n["author_id"] for n in notes or []})
+    names = people_named(db, {n["author_id"] for n in notes or []} | {w["withdrawn_by"] for w in withdrawn_births})
     return page(request, "chart.html", active="patients", patient_id=patient_id, tab="summary",
                 patient=patient, allergies=summary["allergies"], problems=summary["problems"],
                 medications=summary["medications"], open_orders=summary["open_orders"],
@@ -1156,7 +1159,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
                 vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries, deceased=deceased,
-                births=births, delivery_modes=delivery.MODES,
+                births=births, withdrawn_births=withdrawn_births, delivery_modes=delivery.MODES,
                 discharge_stays=discharge.STAY_STATUSES, **HELPERS)
 
 

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.substrate import audit
 from tests.web.test_death_pages import no_inline_script
-from tests.web.test_portal import post_form, principal_of
+from tests.web.test_portal import post_form, principal_of, withdrawn_listed
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +169,10 @@ def test_a_delivery_on_the_wrong_woman_is_marked_entered_in_error_from_its_page(
     notice = midwife.get(withdrawn.headers["location"]).text
     assert "Delivery marked entered in error" in notice and "naming each baby" in notice
     assert midwife.get(location).status_code == 404  # in force no more
+    # Her chart's Births card lists it struck through: when it was withdrawn, by whom, why, with its history.
+    born = dt.datetime.combine(dt.date.today() - dt.timedelta(days=1), dt.time(5, 0))
+    withdrawn_listed(notice, delivery_id, what=f"Delivery {born:%d %b %Y %H:%M} · Spontaneous vaginal · 39+0 weeks",
+                     by="Test nurse", why="recorded on the woman in the next bed")
     # The right mother's Record delivery offers the baby's chart: named, the baby is linked to her, not registered
     # twice, and its chart says born to her.
     with db.tenant(facility.slug) as conn:
@@ -183,3 +188,34 @@ def test_a_delivery_on_the_wrong_woman_is_marked_entered_in_error_from_its_page(
     babys = midwife.get(f"/t/{facility.slug}/patients/{baby}/chart")
     assert babys.status_code == 200 and 'id="born-to"' in babys.text and "Esther Kamau" in babys.text
     assert f'value="{baby}"' not in midwife.get(f"{chart}/deliveries/new").text  # linked now: offered no more
+    # The right mother's delivery and chart list nothing withdrawn: the one withdrawn was the other woman's.
+    for hers in (linked.headers["location"], f"{elsewhere}/chart"):
+        assert 'id="withdrawn-deliveries"' not in midwife.get(hers).text
+
+
+def test_a_delivery_recorded_twice_is_withdrawn_and_listed_on_the_other_and_audited(signed_in, db, facility, author):
+    """The duplicate marked entered in error is listed on the delivery kept (and her chart); each read of the list is
+    noted on her access log."""
+    mother = admitted(db, facility.slug, author, family_name="Chebet")
+    midwife = signed_in("nurse", facility.slug)
+    chart = f"/t/{facility.slug}/patients/{mother}"
+    typed = {"born_on": (dt.date.today() - dt.timedelta(days=2)).isoformat(), "born_time": "22:15",
+             "gestation_weeks": "36", "mode": "caesarean", "blood_loss_ml": "600", "uterotonic": "oxytocin",
+             "b0_outcome": "fresh_stillbirth", "b0_sex": "female", "b0_weight_g": "2400"}
+    kept, twice = (post_form(midwife, f"{chart}/deliveries/new", f"{chart}/deliveries", typed).headers["location"]
+                   .split("?")[0] for _ in range(2))
+    assert 'id="withdrawn-deliveries"' not in midwife.get(kept).text
+    assert post_form(midwife, twice, f"{twice}/entered-in-error", {"reason": "recorded twice"}).status_code == 303
+    reads = len(_delivery_reads(db, facility.slug, mother))
+    page = midwife.get(kept).text
+    born = dt.datetime.combine(dt.date.today() - dt.timedelta(days=2), dt.time(22, 15))
+    what = f"Delivery {born:%d %b %Y %H:%M} · Caesarean section · 36+0 weeks"
+    withdrawn_listed(page, twice.rsplit("/", 1)[1], what=what, by="Test nurse", why="recorded twice")
+    assert "1 delivery marked entered in error" in page
+    assert len(_delivery_reads(db, facility.slug, mother)) == reads + 2  # the delivery and the list withdrawn
+    withdrawn_listed(midwife.get(f"{chart}/chart").text, twice.rsplit("/", 1)[1], what=what, by="Test nurse",
+                     why="recorded twice")
+
+
+def _delivery_reads(db, tenant: str, patient_id) -> list:
+    return [e for e in audit.patient_access_log(db, tenant, patient_id) if e.event_type == "record.delivery.read"]

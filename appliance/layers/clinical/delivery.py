@@ -462,6 +462,18 @@ def read(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, notin
     return {"deliveries": found, "born_to": mother}
 
 
+def withdrawn_deliveries(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,
+                         noting_none: bool = True) -> list[dict]:
+    """The mother's deliveries marked entered in error, newest first: the version withdrawn with who withdrew it,
+    when and why (`service.list_withdrawn`, which audits the read). `noting_none=False` (the chart, which asks of
+    every chart) reads and notes nothing where none was withdrawn, as `read` does."""
+    if not noting_none and conn.execute(sa.select(entry.c.id).where(
+            entry.c.patient_id == patient_id, entry.c.kind == "delivery",
+            entry.c.status == "entered_in_error").limit(1)).first() is None:
+        return []
+    return service.list_withdrawn(conn, principal, patient_id, delivery, "delivery")
+
+
 def root_of(conn: Connection, patient_id: uuid.UUID, version_id: uuid.UUID) -> uuid.UUID | None:
     """The delivery a version of the patient's is a version of, or None."""
     return conn.execute(sa.select(entry.c.root_id).where(entry.c.id == version_id, entry.c.patient_id == patient_id,
