@@ -358,8 +358,8 @@ def test_the_api_asks_before_linking_a_national_id_whose_holder_differs_and_tell
     assert [e["detail"]["differs"] for e in _compared(db, ruth["subject_id"])] == [[]]
 
 
-def test_a_chart_without_a_subject_is_not_linked_to_a_national_id_holder_who_differs(db, facilities, people,
-                                                                                     signed_in, person_factory):
+def test_a_chart_without_a_subject_is_linked_to_a_national_id_holder_who_differs_once_confirmed(
+        db, facilities, people, signed_in, person_factory):
     """A chart registered before registration linked subjects (or by a generator) is linked when something
     needs its person, on its national ID. When that ID's holder was born on another day or is of another sex
     the chart stays unlinked, and the desk inviting the patient to the portal is told why."""
@@ -388,6 +388,15 @@ def test_a_chart_without_a_subject_is_not_linked_to_a_national_id_holder_who_dif
                             {"p": legacy["id"]}).scalar() is None
     assert [e["detail"]["differs"] for e in _compared(db, people["wanjiru"]["subject_id"])] == [
         ["birth date", "sex"]] * 2
+
+    # The desk checks the card: the number is right. The registration's correction, the ID unchanged, asks the
+    # question as registration does, and once confirmed links the chart to the number's holder.
+    typed = {**_person("Kamau", "John", "1960-01-20", "male", people["b"]), "reason": "national ID checked on card"}
+    api = f"/api/t/{hillview.slug}/patients/{legacy['id']}"
+    asked = people["desk"].put(api, json=typed)
+    assert asked.status_code == 409 and asked.json()["requires_national_id_confirmation"] is True, asked.text
+    linked = people["desk"].put(api, json={**typed, "national_id_confirmed": True})
+    assert linked.status_code == 200 and linked.json()["subject_id"] == people["wanjiru"]["subject_id"], linked.text
 
 
 def test_the_correction_page_asks_about_a_national_id_whose_holder_differs(db, facilities, people, signed_in):

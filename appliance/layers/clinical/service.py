@@ -341,7 +341,8 @@ def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid
         {key: found[key] for key in ("family_name", "given_names", "birth_date", "sex", "identifiers")})
     if differs := national_id_disagreement(db, principal, data, tenant=tenant, chart_id=patient_id):
         raise ChartLeftUnlinked(national_id_question(differs) + " This chart is left unlinked from that person "
-                                "until its registration is corrected.", field="identifiers", differs=differs)
+                                "until its registration is corrected, or the number confirmed there if it is right.",
+                                field="identifiers", differs=differs)
     linked = with_subject(db, data, tenant=tenant, chart_id=patient_id)
     with db.tenant(tenant) as conn:
         subject_id = conn.execute(
@@ -398,6 +399,7 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
       A corrected ID whose holder was born on another day or is of another sex is asked first, as at
       registration (`link_registration`), and nothing is written until the caller confirms it.
     - it names a subject (`subject_id`) other than the one in force: that subject, which must exist.
+    - the chart has no subject yet and a national ID: linked as above, its ID unchanged or not.
     Leaving `subject_id` out keeps the link: a client sending the demographics it corrects does not
     unlink the patient. The relink is written in this transaction, with the correction, and audited on
     the chart naming both subjects; the subject's own control transaction (`with_subject`) commits first,
@@ -422,7 +424,11 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
     _claim_identifiers(conn, patient_id, detail["identifiers"])  # refused before the index is asked anything
     subject_id = found.subject_id
     named = data.subject_id if data.subject_id != found.subject_id else None
-    if named is not None or national_id_of(data) != in_force:
+    # A chart with no subject yet (registered before subjects, or left unlinked by `subject_of` because its ID's
+    # holder differs) is linked by its correction even when the ID stays: the desk that checked the number on the
+    # card confirms it here, where before nothing but changing the number could link it.
+    unlinked = found.subject_id is None and national_id_of(data) is not None
+    if named is not None or national_id_of(data) != in_force or unlinked:
         # The facility whose transaction this is, as the audit seam reads it.
         tenant, relinking = conn.info["healthos_tenant"], data.model_copy(update={"subject_id": named})
         subject_id = link_registration(db, principal, relinking, tenant=tenant, chart_id=patient_id).subject_id
