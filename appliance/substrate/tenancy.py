@@ -12,6 +12,7 @@ formatted into SQL.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import zoneinfo
 from collections.abc import Callable
@@ -230,6 +231,20 @@ def facility_timezone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
     zone = zoneinfo.ZoneInfo(name or "UTC")
     _zones[slug] = (time.monotonic(), zone)
     return zone
+
+
+def facility_today(db: Database, slug: str) -> dt.date:
+    """The facility's date now, on its own calendar: the day a bench counts a patient's age on, a form's default
+    date, a list's "today" (after 21:00 UTC a Nairobi facility's today is the server's tomorrow)."""
+    return dt.datetime.now(facility_timezone(db, slug)).date()
+
+
+def facility_today_and_start(db: Database, slug: str) -> tuple[dt.date, dt.datetime]:
+    """The facility's today and the moment it began (its midnight, as an aware time): what a queue counts from,
+    and a batch expires by."""
+    zone = facility_timezone(db, slug)
+    today = dt.datetime.now(zone).date()
+    return today, dt.datetime.combine(today, dt.time(), tzinfo=zone)
 
 
 # The facility's time zone as its own schema keeps it: the tenant file's, written by every apply (the financial

@@ -10,7 +10,6 @@ Nothing here is patient data; issuing and revoking a token are audited (identity
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections import defaultdict
 from typing import Any
@@ -22,6 +21,7 @@ from litestar.response import Template
 from appliance.interop.hl7v2 import history as hl7_history
 from appliance.layers.nursing import views
 from appliance.substrate import identity
+from appliance.substrate.tenancy import facility_today_and_start
 from appliance.web import portal
 from appliance.web.errors import error_page
 from appliance.web.portal import Asking, FormData, Id, NavItem, Tenant, form_values, page, see_other
@@ -168,8 +168,7 @@ async def interfaces_page(request: Asking, tenant: Tenant) -> Template:
     """The facility's HL7 v2 feeds: today's messages accepted (AA), not applied (AE) and rejected (AR),
     and the last 100 with what was wrong with each. No patient data: the log keeps none."""
     def work() -> Template:
-        clock = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone)
-        midnight = dt.datetime.combine(clock.today, dt.time(), tzinfo=clock.tz)
+        _, midnight = facility_today_and_start(request.app.state.db, tenant)
         with request.app.state.db.tenant(tenant) as conn:
             counts = hl7_history.counts_since(conn, midnight)
             messages = hl7_history.recent(conn, 100)

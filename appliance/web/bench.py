@@ -6,7 +6,6 @@ worklist tab the form was sent from, with the notice of what was done.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,11 +17,6 @@ from appliance.substrate.record import RecordError
 from appliance.web import portal
 from appliance.web.errors import sentence
 from appliance.web.portal import Asking, see_other
-
-
-def facility_today(request: Asking, tenant: str) -> dt.date:
-    """The facility's day, on which a bench counts a patient's age."""
-    return portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from appliance.layers.financial.errors import Invalid, NotFound
 from appliance.layers.financial.money import AGING_BUCKETS, aging_bucket, format_amount, format_money
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_today
 from appliance.web import plots, portal
 from appliance.web.portal import Asking, FormData, NavItem, form_values, page, see_other
 
@@ -137,7 +138,7 @@ def _day(value: str, today: dt.date) -> dt.date | None:
 async def worklist(request: Asking, tenant: Tenant, day: FromQuery[str] = "") -> Template:
     """Unpriced charges to price, and the day's same-day variance by department."""
     def work(conn: Connection) -> Template:
-        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        today = facility_today(request.app.state.db, tenant)
         chosen = _day(day, today)
         if chosen is None:
             return _worklist(request, conn, tenant, today, status=422,
@@ -153,7 +154,7 @@ async def price_charge(request: Asking, tenant: Tenant, charge_id: Id, data: For
     values = form_values(data)
 
     def work(conn: Connection) -> Response:
-        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        today = facility_today(request.app.state.db, tenant)
         price = _decimal(values.get("unit_price"))
         key = f"price-{charge_id}"
         if price is None:
@@ -254,7 +255,7 @@ async def add_coverage(request: Asking, tenant: Tenant, account_id: Id, data: Fo
     def work(conn: Connection) -> Response:
         found = service.get_account(conn, request.user, account_id)
         errors: dict[str, str] = {}
-        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        today = facility_today(request.app.state.db, tenant)
         # The start is asked for, never assumed: taken as today, a cover recorded for past care missed it.
         valid_from = _day(values.get("valid_from"), today) if values.get("valid_from") else None
         valid_to = _day(values.get("valid_to") or "", today) if values.get("valid_to") else None
@@ -536,7 +537,7 @@ async def receipt_page(request: Asking, tenant: Tenant, payment_id: Id) -> Templ
 async def takings_page(request: Asking, tenant: Tenant, day: FromQuery[str] = "") -> Template:
     """The payments received on a facility-local day, by method and by who took them: the cash-up."""
     def work(conn: Connection) -> Template:
-        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        today = facility_today(request.app.state.db, tenant)
         chosen = _day(day, today)
         errors = {} if chosen is not None else {"day": "Give a date as YYYY-MM-DD."}
         found = reports.takings(conn, request.user, chosen or today)
@@ -561,7 +562,7 @@ BUCKET_LABELS = {"0-30": "0–30 days", "31-60": "31–60 days", "61-90": "61–
 async def aging_page(request: Asking, tenant: Tenant, as_of: FromQuery[str] = "") -> Template:
     """Receivables by age with the chart, by payer, the invoices behind them and net days in A/R."""
     def work(conn: Connection) -> Template:
-        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        today = facility_today(request.app.state.db, tenant)
         chosen = _day(as_of, today)
         errors = {} if chosen is not None else {"as_of": "Give a date as YYYY-MM-DD."}
         found = reports.ar_aging(conn, request.user, chosen or today)

@@ -21,8 +21,9 @@ from pydantic import ValidationError
 
 from appliance.layers.clinical import blood
 from appliance.layers.clinical.blood_schemas import BloodUnitIn, DiscardIn, ReleaseIn, ReservationIn
+from appliance.substrate.tenancy import facility_today
 from appliance.web import portal
-from appliance.web.bench import BenchPage, facility_today
+from appliance.web.bench import BenchPage
 from appliance.web.portal import Asking, FormData, Id, Tenant, form_values, page, people_named
 
 # Beside the lab's worklist, never instead of it: a lab technician lands on the worklist whichever room registered
@@ -41,7 +42,7 @@ COMPONENTS = [(c, words.capitalize()) for c, words in blood.COMPONENT_WORDS.item
 def _bank_page(request: Asking, tenant: str, _state: str | None = None, *, status: int = 200,
                refusal: str | None = None, form: str = "", values: dict | None = None,
                errors: dict | None = None) -> Template:
-    today = facility_today(request, tenant)
+    today = facility_today(request.app.state.db, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         stock = blood.stock(conn, request.user, today=today)
         requests = blood.open_requests(conn, request.user, today=today)
@@ -70,8 +71,8 @@ def receive(request: Asking, tenant: Tenant, data: FormData) -> Response:
         asked = BloodUnitIn.model_validate({k: values.get(k) or "" for k in BloodUnitIn.model_fields})
     except ValidationError as exc:
         return PAGE.refused_fields(request, tenant, exc, form="receive", values=values)
-    return PAGE.act(request, tenant, lambda conn: blood.receive_unit(conn, request.user, asked,
-                                                                     today=facility_today(request, tenant)),
+    return PAGE.act(request, tenant, lambda conn: blood.receive_unit(
+                        conn, request.user, asked, today=facility_today(request.app.state.db, tenant)),
                     "unit-received", form="receive", values=values, field_of=lambda exc: exc.extra.get("field"))
 
 
@@ -79,7 +80,7 @@ def receive(request: Asking, tenant: Tenant, data: FormData) -> Response:
       opt={"permission": "clinical.blood.stock"}, sync_to_thread=True, include_in_schema=False)
 def discard(request: Asking, tenant: Tenant, unit_id: Id, data: FormData) -> Response:
     return PAGE.undo(request, tenant, form_values(data), DiscardIn, lambda conn, reason: blood.discard_unit(
-        conn, request.user, unit_id, reason, today=facility_today(request, tenant)), "unit-discarded",
+        conn, request.user, unit_id, reason, today=facility_today(request.app.state.db, tenant)), "unit-discarded",
                      form=f"discard-{unit_id}")
 
 
@@ -95,22 +96,22 @@ def reserve(request: Asking, tenant: Tenant, request_id: Id, data: FormData) -> 
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: blood.reserve(
         conn, request.user, request_id, asked.unit_number, asked.emergency_reason,
-        today=facility_today(request, tenant)), "unit-reserved", form=form, values=values,
+        today=facility_today(request.app.state.db, tenant)), "unit-reserved", form=form, values=values,
                     field_of=lambda exc: exc.extra.get("field"))
 
 
 @post("/blood/units/{unit_id:uuid}/issue", operation_id="PortalIssueBloodUnit",
       opt={"permission": "clinical.blood.crossmatch"}, sync_to_thread=True, include_in_schema=False)
 def issue(request: Asking, tenant: Tenant, unit_id: Id, data: FormData) -> Response:
-    return PAGE.act(request, tenant, lambda conn: blood.issue(conn, request.user, unit_id,
-                                                              today=facility_today(request, tenant)), "unit-issued")
+    return PAGE.act(request, tenant, lambda conn: blood.issue(
+        conn, request.user, unit_id, today=facility_today(request.app.state.db, tenant)), "unit-issued")
 
 
 @post("/blood/units/{unit_id:uuid}/release", operation_id="PortalReleaseBloodUnit",
       opt={"permission": "clinical.blood.crossmatch"}, sync_to_thread=True, include_in_schema=False)
 def release(request: Asking, tenant: Tenant, unit_id: Id, data: FormData) -> Response:
     return PAGE.undo(request, tenant, form_values(data), ReleaseIn, lambda conn, reason: blood.release(
-        conn, request.user, unit_id, reason, today=facility_today(request, tenant)), "unit-released",
+        conn, request.user, unit_id, reason, today=facility_today(request.app.state.db, tenant)), "unit-released",
                      form=f"release-{unit_id}")
 
 

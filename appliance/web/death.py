@@ -43,7 +43,7 @@ from appliance.web.portal import (
     Id,
     Tenant,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
     form_values,
     page,
@@ -124,7 +124,7 @@ def _form_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: i
                errors: dict | None = None, correcting: dict | None = None) -> Template | Response:
     principal: Principal = request.user
     db: Database = request.app.state.db
-    clock = Clock(facility_of(db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         current = death.certificate(conn, principal, patient_id)
@@ -167,7 +167,7 @@ def death_form(request: Asking, tenant: Tenant, patient_id: Id) -> Template | Re
 
 def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *, done: str,
            act: Callable[[Connection, DeathIn], Any], correcting: dict | None = None) -> Response:
-    clock = Clock(facility_of(request.app.state.db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     body, errors = _body(values, clock)
     status = 422
     if not errors:

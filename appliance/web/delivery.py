@@ -37,7 +37,7 @@ from appliance.web.portal import (
     Id,
     Tenant,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
     form_values,
     page,
@@ -138,7 +138,7 @@ def _form_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: i
                errors: dict | None = None, correcting: dict | None = None) -> Template:
     principal: Principal = request.user
     db: Database = request.app.state.db
-    clock = Clock(facility_of(db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         # A delivery marked entered in error on another woman left these babies' charts: the form names them.
@@ -163,7 +163,7 @@ def delivery_form(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
 
 def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *, done: str,
            act: Callable[[dict], dict], correcting: dict | None = None) -> Response | Template:
-    clock = Clock(facility_of(request.app.state.db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     body, errors = _body(values, clock)
     status = 422
     if not errors:

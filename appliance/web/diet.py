@@ -21,11 +21,11 @@ from litestar.response import Template
 from pydantic import ValidationError
 
 from appliance.layers.nursing import access, diet
-from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import DietCorrection, DietOrderIn
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_timezone
 from appliance.web import portal
 from appliance.web.portal import (
     HELPERS,
@@ -79,7 +79,7 @@ def _diet_context(db: Database, principal: Principal, tenant: str, patient_id: u
     # Only the latest version of a live order can be corrected or withdrawn (an older one: 409).
     latest = shown["history"][0] if shown["history"] and shown["history"][0]["diet"] else None
     return {**top, "diet": shown, "latest": latest, "diet_choices": DIET_CHOICES, "also_choices": ALSO_CHOICES,
-            "latest_values": _as_form(latest, facility_zone(db, tenant)) if latest else {},
+            "latest_values": _as_form(latest, facility_timezone(db, tenant)) if latest else {},
             "iddsi_choices": IDDSI_CHOICES, "names": people_named(db, {v["recorded_by"] for v in shown["history"]})}
 
 
@@ -109,7 +109,7 @@ async def _write_order(request: Asking, tenant: str, patient_id: uuid.UUID, valu
     written by `write(conn, order)` in one tenant transaction; what is refused comes back beside its field (422),
     nothing written."""
     db: Database = request.app.state.db
-    tz = facility_zone(db, tenant)
+    tz = facility_timezone(db, tenant)
     errors: dict[str, str] = {}
     moments: dict[str, Any] = {}
     for field in ("starts_at", "ends_at"):
@@ -185,7 +185,7 @@ async def retract_diet(request: Asking, tenant: Tenant, patient_id: Id, entry_id
 
 
 def _kitchen_context(db: Database, principal: Principal, tenant: str, meal: str, day: str, ward_code: str) -> dict:
-    tz = facility_zone(db, tenant)
+    tz = facility_timezone(db, tenant)
     now = _now()
     with db.tenant(tenant) as conn:
         wards = diet.kitchen_wards(conn)

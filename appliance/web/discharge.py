@@ -27,6 +27,7 @@ from appliance.layers.operations import service as operations
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_timezone
 from appliance.web import portal
 from appliance.web.portal import (
     HELPERS,
@@ -36,7 +37,6 @@ from appliance.web.portal import (
     Id,
     Tenant,
     banner,
-    facility_of,
     form_values,
     page,
     people_named,
@@ -94,7 +94,7 @@ def new_page(request: Asking, tenant: Tenant, patient_id: Id,
              encounter_id: FromQuery[uuid.UUID | None] = None) -> Response:
     """The form for a stay (`encounter_id`, else the open one, else the latest), pre-filled from its record;
     a stay already summarised opens its summary."""
-    tz = facility_of(request.app.state.db, tenant).timezone
+    tz = facility_timezone(request.app.state.db, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         draft = discharge.draft(conn, request.user, patient_id, encounter_id, tz=tz)
     if draft["summary_id"] is not None:

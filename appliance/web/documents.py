@@ -27,9 +27,10 @@ from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import documents
-from appliance.layers.clinical.document_routes import MAX_FORM_BYTES, TOO_LARGE, file_response, read_upload, today_at
+from appliance.layers.clinical.document_routes import MAX_FORM_BYTES, TOO_LARGE, file_response, read_upload
 from appliance.layers.clinical.document_schemas import DocumentAmend, DocumentForm, DocumentIn, read_form, read_reason
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_today
 from appliance.web import portal
 from appliance.web.errors import sentence
 from appliance.web.portal import (
@@ -119,7 +120,7 @@ def file_document(request: Asking, tenant: Tenant, patient_id: Id, data: Multipa
         fields = read_form(data, DocumentIn)
         return documents.upload(conn, request.user, patient_id, category=fields.category, title=fields.title,
                                 document_date=fields.document_date, content=content,
-                                today=today_at(request.app.state, tenant))
+                                today=facility_today(request.app.state.db, tenant))
 
     return _write(request, tenant, patient_id, _values(data), act, "document-filed", form="upload")
 
@@ -134,7 +135,7 @@ def correct_document(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
         fields = read_form(data, DocumentAmend)
         return documents.correct(conn, request.user, patient_id, entry_id, category=fields.category,
                                  title=fields.title, document_date=fields.document_date, content=content or None,
-                                 reason=fields.reason, today=today_at(request.app.state, tenant))
+                                 reason=fields.reason, today=facility_today(request.app.state.db, tenant))
 
     return _write(request, tenant, patient_id, _values(data), act, "document-corrected", form=f"correct-{entry_id}")
 

@@ -20,7 +20,18 @@ from appliance.layers.clinical import growth
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.web import plots, portal
-from appliance.web.portal import HELPERS, PATIENT, Asking, Clock, Id, Tenant, VitalsAddition, banner, facility_of, page
+from appliance.web.portal import (
+    HELPERS,
+    PATIENT,
+    Asking,
+    Clock,
+    Id,
+    Tenant,
+    VitalsAddition,
+    banner,
+    facility_clock,
+    page,
+)
 
 # What each chart draws: the index in the growth answer, the reference's measure, its title and unit.
 CHARTS = [("weight_for_age", "weight", "Weight-for-age", "kg", "weight_kg"),
@@ -85,7 +96,7 @@ def growth_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     """A child's growth charts and each measurement's z-scores, bands and acute malnutrition status. An adult,
     or a patient whose sex is not recorded as female or male, gets the reason instead (422)."""
     db: Database = request.app.state.db
-    clock = Clock(facility_of(db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         found = growth.growth(conn, request.user, patient_id, today=clock.today, tz=clock.tz)

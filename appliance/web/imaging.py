@@ -28,8 +28,9 @@ from appliance.layers.clinical.schemas import (
     StudyPerformedIn,
     StudyPerformedInErrorIn,
 )
+from appliance.substrate.tenancy import facility_today
 from appliance.web import portal
-from appliance.web.bench import BenchPage, facility_today
+from appliance.web.bench import BenchPage
 from appliance.web.errors import error_page
 from appliance.web.portal import HELPERS, Asking, FormData, Id, Tenant, form_values, page, people_named
 
@@ -47,7 +48,7 @@ def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, st
                    refusal: str | None = None, form: str = "", values: dict | None = None,
                    errors: dict | None = None) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
-        listed = imaging.worklist(conn, request.user, today=facility_today(request, tenant), state=state)
+        listed = imaging.worklist(conn, request.user, today=facility_today(request.app.state.db, tenant), state=state)
     names = people_named(request.app.state.db, {who for o in listed["orders"] for who in (
         o["ordered_by"], o["performed_by"], *(r["reported_by"] for r in o["reports"]))})
     return page(request, "imaging/worklist.html", status=status, active="imaging", listed=listed, state=state,
@@ -100,7 +101,7 @@ def performed(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> 
     values = form_values(data)
     form = f"performed-{order_id}"
     try:
-        at = performed_at(values, portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone))
+        at = performed_at(values, portal.facility_clock(request, tenant))
     except ValueError as exc:
         return PAGE.render(request, tenant, PAGE.tab(values), status=422, refusal=str(exc), form=form,
                            values=values, errors={"performed_time": str(exc)})
@@ -110,7 +111,7 @@ def performed(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> 
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: imaging.record_performed(
         conn, request.user, order_id, note=asked.note, performed_at=asked.performed_at,
-        today=facility_today(request, tenant)), "study-performed", form=form, values=values,
+        today=facility_today(request.app.state.db, tenant)), "study-performed", form=form, values=values,
                     field_of=_beside_time)
 
 
@@ -125,7 +126,8 @@ def performed_in_error(request: Asking, tenant: Tenant, order_id: Id, data: Form
     """'Performed' recorded on the wrong order: why, beside the field; the order awaits its study again."""
     return PAGE.undo(request, tenant, form_values(data), StudyPerformedInErrorIn,
                      lambda conn, reason: imaging.performed_in_error(
-                         conn, request.user, order_id, reason=reason, today=facility_today(request, tenant)),
+                         conn, request.user, order_id, reason=reason,
+                         today=facility_today(request.app.state.db, tenant)),
                      "performed-withdrawn", form=f"unperform-{order_id}")
 
 
@@ -153,7 +155,7 @@ def report(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Res
     except ValidationError as exc:
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: imaging.report(
-        conn, request.user, order_id, asked, today=facility_today(request, tenant)),
+        conn, request.user, order_id, asked, today=facility_today(request.app.state.db, tenant)),
                     "study-reported", form=form, values=values, field_of=_beside_impression)
 
 
@@ -167,7 +169,7 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
     except ValidationError as exc:
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: imaging.correct_report(
-        conn, request.user, result_id, asked, today=facility_today(request, tenant)),
+        conn, request.user, result_id, asked, today=facility_today(request.app.state.db, tenant)),
                     "report-corrected", form=form, values=values, field_of=_beside_impression)
 
 

@@ -76,7 +76,7 @@ def _report_form(request: Asking, tenant: str, *, status: int = 200, values: dic
                  errors: dict | None = None) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
         wards = incidents.wards(conn)
-    clock = portal.Clock(facility_timezone(request.app.state.db, tenant))
+    clock = portal.facility_clock(request, tenant)
     values = values or {"occurred_at": dt.datetime.now(clock.tz).strftime("%Y-%m-%dT%H:%M")}
     return page(request, "incidents/report.html", status=status, active="incident-report", wards=wards,
                 values=values, errors=errors or {}, **_words())

@@ -23,8 +23,9 @@ from pydantic import ValidationError
 
 from appliance.layers.clinical import lab
 from appliance.layers.clinical.schemas import BenchResultsIn, ResultCorrectionIn, SpecimenRejectionIn
+from appliance.substrate.tenancy import facility_today
 from appliance.web import portal
-from appliance.web.bench import BenchPage, facility_today
+from appliance.web.bench import BenchPage
 from appliance.web.errors import error_page
 from appliance.web.portal import (
     HELPERS,
@@ -51,7 +52,7 @@ def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, st
                    refusal: str | None = None, form: str = "", values: dict | None = None,
                    errors: dict | None = None) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
-        listed = lab.worklist(conn, request.user, today=facility_today(request, tenant), state=state)
+        listed = lab.worklist(conn, request.user, today=facility_today(request.app.state.db, tenant), state=state)
     names = people_named(request.app.state.db, {o["ordered_by"] for o in listed["orders"]}
                          | {o["received_by"] for o in listed["orders"]})
     return page(request, "lab/worklist.html", status=status, active="lab", listed=listed, state=state,
@@ -83,8 +84,8 @@ def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Re
     if isinstance(note, str) and len(note) > 500:
         return _worklist_page(request, tenant, PAGE.tab(values), status=422,
                               refusal="Say the specimen's state in at most 500 characters.")
-    return PAGE.act(request, tenant, lambda conn: lab.receive_specimen(conn, request.user, order_id, note=note,
-                                                                       today=facility_today(request, tenant)),
+    return PAGE.act(request, tenant, lambda conn: lab.receive_specimen(
+                        conn, request.user, order_id, note=note, today=facility_today(request.app.state.db, tenant)),
                     "specimen-received", values=values)
 
 
@@ -93,7 +94,7 @@ def receive(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Re
 def reject(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
     """The specimen cannot be tested: why, beside the field; the ward is asked for another."""
     return PAGE.undo(request, tenant, form_values(data), SpecimenRejectionIn, lambda conn, reason: lab.reject_specimen(
-        conn, request.user, order_id, reason=reason, today=facility_today(request, tenant)),
+        conn, request.user, order_id, reason=reason, today=facility_today(request.app.state.db, tenant)),
                      "specimen-rejected", form=f"reject-{order_id}")
 
 
@@ -114,7 +115,7 @@ def enter_results(request: Asking, tenant: Tenant, order_id: Id, data: FormData)
         return _worklist_page(request, tenant, PAGE.tab(values), status=422, form=form, values=values,
                               refusal=" ".join(portal.field_errors(exc).values()))
     return PAGE.act(request, tenant, lambda conn: lab.enter_results(conn, request.user, order_id, asked,
-                                                                    today=facility_today(request, tenant)),
+                                                                    today=facility_today(request.app.state.db, tenant)),
                     "lab-resulted", form=form, values=values,
                     field_of=lambda exc: f"v.{exc.extra['component']}" if exc.extra.get("component") else None)
 
@@ -131,8 +132,8 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
                                                    "reason": values.get("reason") or "", "note": values.get("note")})
     except ValidationError as exc:
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
-    return PAGE.act(request, tenant, lambda conn: lab.correct_result(conn, request.user, result_id, asked,
-                                                                     today=facility_today(request, tenant)),
+    return PAGE.act(request, tenant, lambda conn: lab.correct_result(
+                        conn, request.user, result_id, asked, today=facility_today(request.app.state.db, tenant)),
                     "lab-corrected", form=form, values=values, field_of=lambda exc: "value")
 
 

@@ -31,11 +31,11 @@ from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
 from appliance.layers.nursing import access, fluid, service, views, ward
 from appliance.layers.nursing.errors import Conflict
-from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_timezone
 from appliance.web import diet as diet_pages
 from appliance.web import plots, portal
 from appliance.web.portal import (
@@ -181,7 +181,7 @@ def _ward_context(db: Database, principal: Principal, tenant: str, ward_code: st
 def _worklist_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> dict:
     found, wards = _ward_context(db, principal, tenant, ward_code)
     with db.tenant(tenant) as conn:
-        listed = ward.worklist(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+        listed = ward.worklist(conn, principal, found, now=_now(), tz=facility_timezone(db, tenant))
     return {"worklist": listed, "wards": wards}
 
 
@@ -256,7 +256,7 @@ async def defer_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
         with db.tenant(tenant) as conn:
             now = _now()
             service.defer_task(conn, request.user, patient_id, entry_id, now + dt.timedelta(minutes=int(minutes)),
-                               values.get("note"), now=now, tz=facility_zone(db, tenant))
+                               values.get("note"), now=now, tz=facility_timezone(db, tenant))
 
     return await _task_action(request, tenant, entry_id, values, "defer", work,
                               None if minutes else "Choose how long the task waits.")
@@ -265,7 +265,7 @@ async def defer_task(request: Asking, tenant: Tenant, patient_id: Id, entry_id: 
 def _handover_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> dict:
     found, wards = _ward_context(db, principal, tenant, ward_code)
     with db.tenant(tenant) as conn:
-        summary = ward.handover_summary(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+        summary = ward.handover_summary(conn, principal, found, now=_now(), tz=facility_timezone(db, tenant))
         recent = ward.recent_handovers(conn, principal, found["code"], limit=3)
     # What was handed over, as it was: the incoming shift reads the last shift's patients, not only
     # its note (the summary is kept as JSON; its times come back as times).
@@ -301,7 +301,7 @@ async def record_handover(request: Asking, tenant: Tenant, data: FormData) -> Re
     def work() -> str:
         found, _ = _ward_context(db, request.user, tenant, values.get("ward") or "")
         with db.tenant(tenant) as conn:
-            ward.record_handover(conn, request.user, found, now=_now(), tz=facility_zone(db, tenant),
+            ward.record_handover(conn, request.user, found, now=_now(), tz=facility_timezone(db, tenant),
                                  shift_start=None, shift_end=None, note=note)
         return found["code"]
 
@@ -315,7 +315,7 @@ async def record_handover(request: Asking, tenant: Tenant, data: FormData) -> Re
 def _round_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> dict:
     found, wards = _ward_context(db, principal, tenant, ward_code)
     with db.tenant(tenant) as conn:
-        listed = ward.drug_round(conn, principal, found, now=_now(), tz=facility_zone(db, tenant))
+        listed = ward.drug_round(conn, principal, found, now=_now(), tz=facility_timezone(db, tenant))
     authors = {d["slot"]["administration"]["author_id"] for p in listed["patients"] for d in p["doses"]
                if d["slot"]["administration"]}
     return {"round": listed, "wards": wards, "names": people_named(db, authors)}
@@ -394,7 +394,7 @@ CHARTED = ("respiratory_rate", "spo2_percent", "supplemental_oxygen", "systolic_
 
 
 def _observations_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
-    clock = Clock(facility_zone(db, tenant))
+    clock = Clock(facility_timezone(db, tenant))
     now = _now()
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
@@ -506,7 +506,7 @@ async def record_observations(request: Asking, tenant: Tenant, patient_id: Id, d
 
 
 def _mar_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID, day: str) -> dict:
-    tz = facility_zone(db, tenant)
+    tz = facility_timezone(db, tenant)
     now = _now()
     try:
         shown = dt.date.fromisoformat(day) if day else now.astimezone(tz).date()
@@ -560,7 +560,7 @@ async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: For
     try:
         fields = {k: values.get(k) for k in ("medication_request_id", "scheduled_for", "outcome", "reason")}
         if values.get("given_at") and fields["outcome"] == "given":
-            fields["administered_at"] = given_at(values["given_at"], _now(), facility_zone(db, tenant))
+            fields["administered_at"] = given_at(values["given_at"], _now(), facility_timezone(db, tenant))
         dose = AdministrationIn.model_validate({k: v for k, v in fields.items() if v})
     except (ValidationError, ValueError) as exc:
         problem = (next(iter(field_errors(exc).values())) if isinstance(exc, ValidationError)
@@ -569,7 +569,7 @@ async def record_dose(request: Asking, tenant: Tenant, patient_id: Id, data: For
         def work() -> None:
             with db.tenant(tenant) as conn:
                 service.record_administration(conn, request.user, patient_id, dose, now=_now(),
-                                              tz=facility_zone(db, tenant))
+                                              tz=facility_timezone(db, tenant))
         try:
             await _in_thread(work)
         except RecordError as exc:
@@ -771,7 +771,7 @@ FLUID_CHOICES = {"Intake": [(f"intake:{route}", fluid.ROUTE_LABELS[route]) for r
 
 
 def _fluids_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
-    tz = facility_zone(db, tenant)
+    tz = facility_timezone(db, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         chart = fluid.chart(conn, principal, patient_id, now=_now(), tz=tz)
@@ -804,7 +804,7 @@ async def record_fluid(request: Asking, tenant: Tenant, patient_id: Id, data: Fo
     at = None
     if values.get("at"):
         try:
-            at = given_at(values["at"], _now(), facility_zone(db, tenant))
+            at = given_at(values["at"], _now(), facility_timezone(db, tenant))
         except ValueError:
             errors["at"] = "Give the time as HH:MM, or leave it empty for now."
     if not errors:

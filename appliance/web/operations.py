@@ -35,8 +35,9 @@ from appliance.layers.operations.models import (
     ed_visit,
     ward,
 )
-from appliance.layers.operations.routes import facility_timezone, kpi_definitions
+from appliance.layers.operations.routes import kpi_definitions
 from appliance.substrate.record import RecordError, note_patients_found
+from appliance.substrate.tenancy import facility_timezone, facility_today
 from appliance.web import plots, portal
 from appliance.web.portal import Asking, FormData, Id, Query, Tenant, form_values, page, see_other
 
@@ -119,7 +120,7 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, stat
 
     found = _in_tenant(request, tenant, work)
     beds = [b for w in found["wards"] for b in w["bed_list"] if w["kind"] in INPATIENT_WARD_KINDS]
-    today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+    today = facility_today(request.app.state.db, tenant)
     for placed in beds:  # the transfer list does not offer what the ward would refuse
         placed["maternity_ok"] = service.maternity_may_take(placed.get("sex"), placed.get("birth_date"), today)
     occupied = sum(1 for b in beds if b["state"] == "occupied")
@@ -335,7 +336,7 @@ def _admit_form(request: Asking, tenant: str, encounter_id: uuid.UUID, values: d
                             .where(bed.c.active, ward.c.active, bed.c.state == "available",
                                    ward.c.kind.in_(INPATIENT_WARD_KINDS))
                             .order_by(bed.c.ward_code, bed.c.code)).mappings().all()
-        today = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone).today
+        today = facility_today(request.app.state.db, tenant)
         maternity_ok = service.maternity_may_take(visit.get("sex"), visit.get("birth_date"), today)
         wards: dict[str, dict] = {}
         for row in free:
@@ -419,7 +420,7 @@ def _parse_day(request: Asking, tenant: str, value: str) -> dt.date:
     """The day asked for, or the facility's today: the server's clock runs in UTC, and a clinic in Nairobi
     opened after 21:00 UTC would show yesterday's slots, all past and none bookable."""
     if not value:
-        return dt.datetime.now(facility_timezone(request.app.state.db, tenant)).date()
+        return facility_today(request.app.state.db, tenant)
     try:
         return dt.date.fromisoformat(value)
     except ValueError:

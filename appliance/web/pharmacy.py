@@ -19,7 +19,6 @@ reverse one recorded by mistake, with the reason.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from anyio import to_thread
@@ -33,6 +32,7 @@ from appliance.layers.operations.errors import Invalid
 from appliance.layers.operations.models import ADJUSTMENT_REASONS
 from appliance.layers.operations.schemas import AdjustmentIn, DispenseIn, DispenseReversalIn, PharmacyItemIn, ReceiptIn
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_today, facility_today_and_start
 from appliance.web import portal
 from appliance.web.portal import HELPERS, PATIENT, Asking, FormData, Id, Tenant, banner, form_values, page, see_other
 
@@ -58,19 +58,13 @@ portal.TIMELINE_SOURCES.append(portal.TimelineSource(
 STATUS_WORDS = {"ok": "In stock", "low": "Low: reorder", "out": "Out of stock"}
 
 
-def _facility_today(request: Asking, tenant: str) -> tuple[dt.date, dt.datetime]:
-    clock = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone)
-    today = clock.today
-    return today, dt.datetime.combine(today, dt.time(), tzinfo=clock.tz)
-
-
 def _in_tenant(request: Asking, tenant: str, work) -> Any:
     with request.app.state.db.tenant(tenant) as conn:
         return work(conn)
 
 
 def _queue_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
-    today, start = _facility_today(request, tenant)
+    today, start = facility_today_and_start(request.app.state.db, tenant)
     waiting, handed = _in_tenant(request, tenant, lambda conn: (pharmacy.queue(conn, request.user, start),
                                                                  pharmacy.handed_over(conn, request.user, start)))
     for row in waiting:
@@ -119,7 +113,7 @@ async def _act(request: Asking, tenant: str, act, done: str, again) -> Response:
       opt={"permission": "operations.pharmacy.dispense.create"}, include_in_schema=False)
 async def dispense(request: Asking, tenant: Tenant, data: FormData) -> Response:
     values = form_values(data)
-    today, _ = _facility_today(request, tenant)
+    today = facility_today(request.app.state.db, tenant)
 
     def act(conn: Connection) -> dict:
         asked = DispenseIn.model_validate({"medication_request_id": values.get("medication_request_id"),
@@ -144,7 +138,7 @@ async def reverse_dispense(request: Asking, tenant: Tenant, dispense_id: Id, dat
 
 
 def _stock_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
-    today, _ = _facility_today(request, tenant)
+    today = facility_today(request.app.state.db, tenant)
     items = _in_tenant(request, tenant, lambda conn: pharmacy.stock(conn, today))
     for item in items:
         item["label"] = pharmacy.label(item)
@@ -178,7 +172,7 @@ async def create_item(request: Asking, tenant: Tenant, data: FormData) -> Respon
       opt={"permission": "operations.pharmacy.stock.create"}, include_in_schema=False)
 async def receive(request: Asking, tenant: Tenant, item_id: Id, data: FormData) -> Response:
     values = form_values(data)
-    today, _ = _facility_today(request, tenant)
+    today = facility_today(request.app.state.db, tenant)
 
     def act(conn: Connection) -> dict:
         asked = ReceiptIn.model_validate({k: values.get(k) for k in ("batch", "expires_on", "quantity", "reference")})

@@ -68,7 +68,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
 from appliance.substrate.record import RecordError, note_access
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone, facility_today, tenant_table
 from appliance.substrate.tenant_config import OrderableConfig
 from appliance.web import plots
 from appliance.web.errors import error_page, sign_in_first
@@ -100,21 +100,21 @@ class Facility:
 
 
 _FACILITY_TTL_SECONDS = 300.0
-_facilities: dict[str, tuple[float, Facility]] = {}
+_facility_names: dict[str, tuple[float, str]] = {}
 
 
 def facility_of(db: Database, slug: str) -> Facility:
     """The facility's name and time zone, cached a few minutes: every page header shows them, and they
-    change only when hospital IT applies a new tenant file."""
-    cached = _facilities.get(slug)
+    change only when hospital IT applies a new tenant file. The zone is the substrate's (`facility_timezone`),
+    the one every layer's "today" is read in, so a page and the API never disagree on the day."""
+    cached = _facility_names.get(slug)
     if cached and time.monotonic() - cached[0] < _FACILITY_TTL_SECONDS:
-        return cached[1]
-    with db.control() as conn:
-        row = conn.execute(sa.select(tenant_table.c.name, tenant_table.c.timezone)
-                           .where(tenant_table.c.slug == slug)).first()
-    found = Facility(slug, row.name if row else slug, zoneinfo.ZoneInfo(row.timezone if row else "UTC"))
-    _facilities[slug] = (time.monotonic(), found)
-    return found
+        name = cached[1]
+    else:
+        with db.control() as conn:
+            name = conn.execute(sa.select(tenant_table.c.name).where(tenant_table.c.slug == slug)).scalar() or slug
+        _facility_names[slug] = (time.monotonic(), name)
+    return Facility(slug, name, facility_timezone(db, slug))
 
 
 class Clock:
@@ -247,8 +247,9 @@ NOTICES = {
 
 
 def facility_clock(request: Asking, tenant: str) -> Clock:
-    """The facility's clock: its days and times in its own zone (a due date, "today", a form's default time)."""
-    return Clock(facility_of(request.app.state.db, tenant).timezone)
+    """The facility's clock: its days and times in its own zone (a due date, "today", a form's default time).
+    A page that needs only the date asks the substrate's `facility_today`, only the zone its `facility_timezone`."""
+    return Clock(facility_timezone(request.app.state.db, tenant))
 
 
 def filled(values: dict, fields: Any) -> dict:
@@ -822,7 +823,7 @@ def register_page(request: Asking, tenant: Tenant) -> Template:
       sync_to_thread=True, include_in_schema=False)
 def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Response:
     values = form_values(data)
-    values = _birth_date_from_age(values, Clock(facility_of(request.app.state.db, tenant).timezone).today)
+    values = _birth_date_from_age(values, facility_today(request.app.state.db, tenant))
     errors: dict[str, str] = _registration_errors(values)
     owner = None
     try:
@@ -1046,7 +1047,7 @@ VITAL_FIELDS = ENCOUNTER_FIELDS[3:]
 def _encounter_form(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, errors: dict,
                     status: int = 200) -> Template:
     db: Database = request.app.state.db
-    today = Clock(facility_of(db, tenant).timezone).today
+    today = facility_today(db, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id, in_care=False)
         wards = _wards(conn, request.user)
@@ -1122,7 +1123,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     results with their flags and trends, vital signs charts, open orders, encounters, recent notes."""
     principal: Principal = request.user
     db: Database = request.app.state.db
-    clock = Clock(facility_of(db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     with db.tenant(tenant) as conn:
         summary = chart.chart_summary(conn, principal, patient_id)
         deceased = death.deceased(conn, principal, patient_id)  # the banner's "Deceased <date>"
@@ -1236,7 +1237,7 @@ def timeline_page(request: Asking, tenant: Tenant, patient_id: Id, layer: Query 
     """Every entry on the patient's record, newest first, filterable by layer and kind."""
     principal: Principal = request.user
     db: Database = request.app.state.db
-    clock = Clock(facility_of(db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     sources = [s for s in TIMELINE_SOURCES if principal.can(s.permission)]
     layers = [(key, label) for key, label in LAYERS.items() if any(s.layer == key for s in sources)]
     layer = layer if layer in dict(layers) else ""
@@ -1282,7 +1283,7 @@ def _results_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status
                   values: dict | None = None, errors: dict | None = None) -> Template:
     principal: Principal = request.user
     db: Database = request.app.state.db
-    clock = Clock(facility_of(db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         results = service.list_results(conn, principal, patient_id, limit=1000)
@@ -1321,7 +1322,7 @@ def trend_page(request: Asking, tenant: Tenant, patient_id: Id, code: FromPath[s
     """One analyte over time: the chart with its reference range, and every value in a table."""
     principal: Principal = request.user
     db: Database = request.app.state.db
-    clock = Clock(facility_of(db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         results = service.list_results(conn, principal, patient_id, limit=1000)
@@ -1416,7 +1417,7 @@ def analytes_of(test: OrderableConfig, patient: dict | None = None, today: dt.da
 def _orders_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200,
                  form: str = "", values: dict | None = None, errors: dict | None = None,
                  also_active: bool = False) -> Template:
-    today = Clock(facility_of(request.app.state.db, tenant).timezone).today
+    today = facility_today(request.app.state.db, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         context = _orders_context(conn, request.user, patient_id, today)
     names = people_named(request.app.state.db, {w["withdrawn_by"] for w in [*context["withdrawn_orders"],
@@ -1621,7 +1622,7 @@ def _already_prescribed(request: Asking, tenant: str, patient_id: uuid.UUID, dru
     same = next((m for m in active if drugs.normalise(m["drug"]) == drugs.normalise(drug)), None)
     if same is None:
         return None
-    clock = Clock(facility_of(request.app.state.db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     return (f"{same['drug']} is already prescribed ({number(same['dose'])} {same['dose_unit']} {same['route']}, "
             f"{same['frequency']}, since {clock.day(same['occurred_at'])}). Stop or complete it under Active "
             "prescriptions, or tick “Prescribe it as well” to give both.")

@@ -28,19 +28,19 @@ from appliance.layers.clinical.schemas import AllergyAmend, AllergyIn, Condition
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_today
 from appliance.web import portal
 from appliance.web.portal import (
     HELPERS,
     PATIENT,
     Asking,
     ChartTab,
-    Clock,
     FormData,
     Id,
     Query,
     Tenant,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
     form_values,
     page,
@@ -156,7 +156,7 @@ def _already_active(request: Asking, tenant: str, patient_id: uuid.UUID, values:
                   if p["code"] == code]
     if not active:
         return None
-    clock = Clock(facility_of(request.app.state.db, tenant).timezone)
+    clock = facility_clock(request, tenant)
     since = f" since {clock.day(active[0]['onset_date'])}" if active[0]["onset_date"] else ""
     return (f"{code} {active[0]['display']} is already an active problem{since}. Resolve or correct it above, or "
             "tick “Record it again” for a separate episode.")
@@ -216,7 +216,7 @@ def amend_problem(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
     record, the previous one kept in its history. The code stays: a wrong code is entered in error."""
     values = form_values(data)
     if values.get("clinical_status") == "resolved" and not values.get("resolved_date"):
-        values["resolved_date"] = Clock(facility_of(request.app.state.db, tenant).timezone).today.isoformat()
+        values["resolved_date"] = facility_today(request.app.state.db, tenant).isoformat()
     if values.get("clinical_status") == "active":
         values["resolved_date"] = None  # an active problem has not resolved
 

@@ -223,7 +223,7 @@ def _free_slots(request: Asking, tenant: str, conn, found: dict) -> list[tuple[s
             and request.user.can(BOOKING_PERMISSION)
             and any(c["code"] == found["clinic"] for c in scheduling.clinics(conn))):
         return None
-    clock = portal.Clock(portal.facility_of(request.app.state.db, tenant).timezone)
+    clock = portal.facility_clock(request, tenant)
     now = conn.execute(sa.select(sa.func.now())).scalar_one()
     return [(str(s["id"]), clock.when(s["starts_at"]))
             for s in scheduling.slots(conn, found["clinic"], clock.today, SLOTS_AHEAD_DAYS)

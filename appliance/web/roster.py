@@ -151,7 +151,7 @@ def withdraw(request: Asking, tenant: Tenant, entry_id: Id, data: FormData) -> R
      include_in_schema=False)
 def mine(request: Asking, tenant: Tenant) -> Template:
     """The asker's own shifts: from a night shift still running to a fortnight ahead, with the ward and role."""
-    clock = portal.Clock(facility_timezone(request.app.state.db, tenant))
+    clock = portal.facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         shifts = roster.my_shifts(conn, request.user, today=clock.today)
     return page(request, "operations/my_shifts.html", active="my-shifts", shifts=shifts, roles=roster.ROLES_ON_SHIFT)

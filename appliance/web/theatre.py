@@ -36,7 +36,7 @@ from appliance.web.portal import (
     Id,
     Tenant,
     banner,
-    facility_of,
+    facility_clock,
     field_errors,
     form_values,
     page,
@@ -73,16 +73,12 @@ NOTE_FIELDS = ("procedure_performed", "findings", "complications", "blood_loss_m
                "post_op_instructions")
 
 
-def _clock(request: Asking, tenant: str) -> Clock:
-    return Clock(facility_of(request.app.state.db, tenant).timezone)
-
-
 @get("/theatre", operation_id="PortalTheatreList", opt={"permission": "clinical.surgery.read"}, sync_to_thread=True,
      include_in_schema=False)
 def theatre_list(request: Asking, tenant: Tenant,
                  day: Annotated[str, QueryParameter(description="YYYY-MM-DD")] = "") -> Template:
     """The day's cases by theatre (today unless `?day=`)."""
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     try:
         shown = dt.date.fromisoformat(day) if day else clock.today
     except ValueError:
@@ -104,7 +100,7 @@ def _case_page(request: Asking, tenant: str, case_id: uuid.UUID, *, status: int 
     return page(request, "theatre/case.html", status=status, active="theatre", case=found, refusal=refusal,
                 form=form, values=values or {}, errors=errors or {}, names=names, statuses=surgery.STATUS_WORDS,
                 urgencies=URGENCIES, anaesthesia=ANAESTHESIA, theatres=theatres, procedures=procedures,
-                booked=_booked_values(found, _clock(request, tenant)), **HELPERS)
+                booked=_booked_values(found, facility_clock(request, tenant)), **HELPERS)
 
 
 @get("/theatre/cases/{case_id:uuid}", operation_id="PortalTheatreCase", opt={"permission": "clinical.surgery.read"},
@@ -214,7 +210,7 @@ def correct_note(request: Asking, tenant: Tenant, case_id: Id, data: FormData) -
 
 def _booking_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200,
                   values: dict | None = None, errors: dict | None = None) -> Template:
-    clock = _clock(request, tenant)
+    clock = facility_clock(request, tenant)
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         theatres, procedures = surgery.theatres(conn), surgery.procedures(conn)
@@ -260,7 +256,7 @@ def book(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Res
     """Book the operation; the case's page follows."""
     values = form_values(data)
     try:
-        asked = _booking(values, _clock(request, tenant))
+        asked = _booking(values, facility_clock(request, tenant))
         with request.app.state.db.tenant(tenant) as conn:
             booked = surgery.book(conn, request.user, patient_id, asked)
     except ValidationError as exc:
@@ -286,7 +282,7 @@ def correct_booking(request: Asking, tenant: Tenant, case_id: Id, data: FormData
                           refusal="Say why the booking is corrected.",
                           errors={"reason": "Say why the booking is corrected (at least 3 characters)."})
     try:
-        asked = _booking(values, _clock(request, tenant))
+        asked = _booking(values, facility_clock(request, tenant))
     except ValidationError as exc:
         return _refused(request, tenant, case_id, exc, "correct", values)
     except ValueError:

@@ -22,9 +22,10 @@ from litestar.response import Template
 from appliance.layers.clinical import worklist
 from appliance.layers.operations import scheduling
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone
 from appliance.web import portal
 from appliance.web.errors import error_page
-from appliance.web.portal import Asking, Clock, Query, Tenant, facility_of, page, patient_home
+from appliance.web.portal import Asking, Clock, Query, Tenant, page, patient_home
 
 # What a status reads as on the list: where the patient is in their visit.
 STATUS_LABELS = {"in_progress": "Being seen", "arrived": "Waiting", "planned": "Expected", "finished": "Done"}
@@ -52,16 +53,16 @@ def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all", visit
     if visit and visit not in worklist.VISITS:
         return error_page(request, 400, f"show today's {', '.join(worklist.VISITS)} or all visits; the address "
                                         f"asked for {visit[:40]!r}")
-    facility = facility_of(request.app.state.db, tenant)
+    zone = facility_timezone(request.app.state.db, tenant)
     with request.app.state.db.tenant(tenant) as conn:
-        today = worklist.todays_encounters(conn, principal, tz=facility.timezone, whose=whose, visit=visit or None)
+        today = worklist.todays_encounters(conn, principal, tz=zone, whose=whose, visit=visit or None)
         review = worklist.results_to_review(conn, principal) if principal.can("clinical.result.read") else None
         # Booked at a clinic and not yet checked in: expected, with no encounter yet for the list above to show.
         # Whose they are the record cannot say, so "mine" leaves them out, as it does encounters nobody wrote in.
-        expected = (scheduling.expected_on(conn, principal, today["date"], facility.timezone)
+        expected = (scheduling.expected_on(conn, principal, today["date"], zone)
                     if principal.can("operations.appointment.read") and whose == "all"
                     and visit in ("", "outpatient") else None)
-    clock = Clock(facility.timezone)
+    clock = Clock(zone)
     for row in today["encounters"]:
         row["href"] = patient_home(principal, tenant, row["patient_id"])
         row["time"] = _time_of_day(clock, row["started_at"] or row["planned_for"], today["date"])

@@ -28,12 +28,11 @@ from pydantic import ValidationError
 from appliance.layers.clinical import blood
 from appliance.layers.clinical.blood_schemas import BloodRequestIn, CancelRequestIn
 from appliance.layers.nursing import transfusion
-from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import TransfusionEndIn, TransfusionObservationIn, TransfusionStartIn
 from appliance.substrate.db import Database
 from appliance.substrate.record import RecordError
+from appliance.substrate.tenancy import facility_timezone, facility_today
 from appliance.web import portal
-from appliance.web.bench import facility_today
 from appliance.web.nursing import given_at
 from appliance.web.portal import (
     HELPERS,
@@ -81,7 +80,7 @@ def _now() -> dt.datetime:
 
 def _context(db: Database, request: Asking, tenant: str, patient_id: uuid.UUID) -> dict:
     principal = request.user
-    today = facility_today(request, tenant)
+    today = facility_today(request.app.state.db, tenant)
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         blood_view = blood.patient_blood(conn, principal, patient_id, today=today)
@@ -121,7 +120,7 @@ def _when(values: dict, field: str, tenant: str, request: Asking):
     """The time the nurse typed (HH:MM, facility time), else now."""
     if not values.get(field):
         return None
-    return given_at(values[field], _now(), facility_zone(request.app.state.db, tenant))
+    return given_at(values[field], _now(), facility_timezone(request.app.state.db, tenant))
 
 
 async def _act(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, form: str, schema, body: Callable,
@@ -168,7 +167,7 @@ async def cancel_request(request: Asking, tenant: Tenant, patient_id: Id, reques
     return await _act(request, tenant, patient_id, values, f"cancel-{request_id}", CancelRequestIn,
                       lambda: {"reason": values.get("reason") or ""},
                       lambda conn, asked: blood.cancel_request(conn, request.user, patient_id, request_id, asked.reason,
-                                                               today=facility_today(request, tenant)),
+                                                               today=facility_today(request.app.state.db, tenant)),
                       lambda _: "blood-request-cancelled")
 
 
@@ -179,7 +178,7 @@ async def start(request: Asking, tenant: Tenant, patient_id: Id, data: FormData)
     db = request.app.state.db
     # Who works here and the facility's zone are the control schema's: read before the tenant transaction opens.
     staff, zone = await to_thread.run_sync(lambda: (transfusion.colleagues(db, request.app.state.policy, tenant),
-                                                    facility_zone(db, tenant)))
+                                                    facility_timezone(db, tenant)))
     return await _act(request, tenant, patient_id, values, "start", TransfusionStartIn, lambda: {
         "unit_number": values.get("unit_number") or "",
         "checked_by_account_id": values.get("checked_by_account_id") or "",

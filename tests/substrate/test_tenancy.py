@@ -1,5 +1,7 @@
 """Provisioning, updating and dropping tenants."""
 
+import datetime as dt
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from appliance.substrate.tenancy import (
     apply_config,
     apply_path,
     drop_tenant,
+    facility_today,
+    facility_today_and_start,
     list_tenants,
 )
 from appliance.substrate.tenant_config import TenantFileError
@@ -112,3 +116,16 @@ def test_what_a_tenant_transaction_leaves_for_after_its_commit_runs_then_and_onl
     assert seen == [1, 1]
     with pytest.raises(RuntimeError, match="outside a tenant transaction"), db.control() as conn:
         after_commit(conn, look)
+
+
+def test_the_facility_day_is_read_on_its_own_calendar_not_the_servers(db: Database, tenant_factory):
+    """Every layer and page asks the substrate what day it is at a facility: a Kiritimati clinic (UTC+14) is a
+    day ahead of the server's UTC date for 14 hours of every day, and its day began at its own midnight."""
+    zone = zoneinfo.ZoneInfo("Pacific/Kiritimati")
+    slug = tenant_factory(timezone=zone.key).slug
+    before = dt.datetime.now(zone).date()
+    today, start = facility_today_and_start(db, slug)
+    assert facility_today(db, slug) in {before, dt.datetime.now(zone).date()}
+    assert today in {before, dt.datetime.now(zone).date()}
+    assert (start.date(), start.time(), start.utcoffset()) == (today, dt.time(), dt.timedelta(hours=14))
+    assert start <= dt.datetime.now(dt.UTC) < start + dt.timedelta(days=1)

@@ -25,7 +25,7 @@ from appliance.layers.clinical.schemas import DeliveryIn
 from appliance.substrate import deaths, record
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone
 
 _NORMAL = {"systolic_mmhg": 112, "diastolic_mmhg": 72, "urine_protein": "negative", "fetal_movements": "present",
            "iron_folic_acid": True}
@@ -57,9 +57,7 @@ def generate_antenatal_demo(db: Database, slugs: list[str], seed: int = 2026,
     counts: dict[str, int] = {}
     for slug in slugs:
         author = demo_principal(slug)
-        with db.control_autocommit() as conn:
-            zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                                  .where(tenant_table.c.slug == slug)).scalar() or "UTC")
+        zone = facility_timezone(db, slug)
         today = (as_of or dt.datetime.now(dt.UTC)).astimezone(zone).date()
         draw = demo_stream("antenatal", seed, slug)
         with db.tenant(slug) as conn:

@@ -12,7 +12,6 @@ seed and the facility; skipped where the blood bank has stock already.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 import sqlalchemy as sa
 
@@ -22,7 +21,7 @@ from appliance.layers.clinical.demo import demo_principal
 from appliance.layers.clinical.models import blood_unit
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone
 
 DEMO_HOSPITALS = ("lakeshore_district", "riverside_referral")
 # The stock on the shelf: (component, ABO, RhD, how many, days left before expiry).
@@ -54,9 +53,7 @@ def generate_blood_demo(db: Database, slugs: list[str], seed: int = 2026, as_of:
     counts = {"received": 0, "reserved": 0, "issued": 0}
     for slug in (s for s in hospitals if s in slugs):
         author = demo_principal(slug, "blood bank")
-        with db.control_autocommit() as conn:
-            zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                                  .where(tenant_table.c.slug == slug)).scalar() or "UTC")
+        zone = facility_timezone(db, slug)
         now = (as_of or dt.datetime.now(dt.UTC)).astimezone(zone)
         today = now.date()
         draw = demo_stream("blood", seed, slug)

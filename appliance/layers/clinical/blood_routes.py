@@ -34,9 +34,9 @@ from appliance.layers.clinical.blood_schemas import (
     ReservationIn,
     StockOut,
 )
-from appliance.layers.clinical.lab_routes import facility_today
 from appliance.layers.clinical.routes import PATIENT, ClinicalController, _opt, _tenant, care_relationship_guard
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_today
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
@@ -54,7 +54,7 @@ class PatientBloodController(Controller):
     def patient_blood(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id) -> PatientBloodOut:
         """The patient's blood group as the laboratory recorded it (LOINC 882-1; a conflict between two groupings
         said in words) and their requests for blood, each with the units reserved, issued or transfused for it."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with _tenant(state, request, tenant) as conn:
             return PatientBloodOut.model_validate(blood.patient_blood(conn, request.user, patient_id, today=today))
 
@@ -75,7 +75,7 @@ class PatientBloodController(Controller):
         goes back to stock, its history saying so. Refused with nothing written: a unit of it issued to the ward
         (return it to the blood bank first) or transfused, or cancelled already (409); a request not of this
         patient (404)."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with _tenant(state, request, tenant) as conn:
             return BloodRequestOut.model_validate(blood.cancel_request(conn, request.user, patient_id, request_id,
                                                                        data.reason, today=today))
@@ -90,7 +90,7 @@ class BloodBankController(Controller):
     def stock(self, tenant: FromPath[str], state: State, request: Asking) -> StockOut:
         """The units in the blood bank (available, reserved, expired not yet discarded), soonest to expire first,
         those expiring within 3 days flagged, and the available units counted by component and group."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return StockOut.model_validate(blood.stock(conn, request.user, today=today))
 
@@ -100,14 +100,14 @@ class BloodBankController(Controller):
                 data: JSONBody[BloodUnitIn]) -> BloodUnitOut:
         """Take a unit into stock: its number, component, ABO and RhD group, volume, collection and expiry dates.
         A number already in the bank: 409; an expired unit or a collection still to come: 422."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodUnitOut.model_validate(blood.receive_unit(conn, request.user, data, today=today))
 
     @get("/units/{unit_id:uuid}", operation_id="ClinicalGetBloodUnit", opt={"permission": READ}, sync_to_thread=True)
     def get_unit(self, tenant: FromPath[str], state: State, request: Asking, unit_id: Id) -> BloodUnitOut:
         """One unit where it stands, with the patient it is reserved, issued or transfused for."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodUnitOut.model_validate(blood.unit(conn, request.user, unit_id, today=today))
 
@@ -116,7 +116,7 @@ class BloodBankController(Controller):
     def discard(self, tenant: FromPath[str], state: State, request: Asking, unit_id: Id,
                 data: JSONBody[DiscardIn]) -> BloodUnitOut:
         """Take a unit out of stock for good, with the reason. Issued, transfused or discarded already: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodUnitOut.model_validate(blood.discard_unit(conn, request.user, unit_id, data.reason,
                                                                   today=today))
@@ -127,7 +127,7 @@ class BloodBankController(Controller):
                 data: JSONBody[ReleaseIn]) -> BloodUnitOut:
         """A reserved unit, or an issued one the ward returned unused, back to stock, with why. Transfused,
         discarded or in stock already: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodUnitOut.model_validate(blood.release(conn, request.user, unit_id, data.reason, today=today))
 
@@ -136,7 +136,7 @@ class BloodBankController(Controller):
     def issue(self, tenant: FromPath[str], state: State, request: Asking, unit_id: Id) -> BloodUnitOut:
         """A reserved unit leaves the blood bank for the patient's ward, issued by the caller now. Not reserved:
         409; expired since: 422."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodUnitOut.model_validate(blood.issue(conn, request.user, unit_id, today=today))
 
@@ -145,7 +145,7 @@ class BloodBankController(Controller):
         """The requests of the last fortnight with units still to issue or a unit issued and not yet started,
         emergencies first, then urgent, then oldest: the patient's label and recorded group, and the units reserved
         or issued. Each patient listed is audited as read."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return [BloodRequestOut.model_validate(r) for r in blood.open_requests(conn, request.user, today=today)]
 
@@ -153,7 +153,7 @@ class BloodBankController(Controller):
          sync_to_thread=True)
     def get_request(self, tenant: FromPath[str], state: State, request: Asking, request_id: Id) -> BloodRequestOut:
         """One request with its patient's recorded group and its units."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodRequestOut.model_validate(blood.one_request(conn, request.user, request_id, today=today))
 
@@ -165,7 +165,7 @@ class BloodBankController(Controller):
         compatible with the patient's recorded group (ABO and RhD, by component), expired, of another component,
         not available (409), or a patient with no recorded group, unless the unit is group O RhD-negative red
         cells and `emergency_reason` says why they are issued uncrossmatched (flagged as emergency)."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodRequestOut.model_validate(blood.reserve(
                 conn, request.user, request_id, data.unit_number, data.emergency_reason, today=today))

@@ -58,7 +58,7 @@ from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
-from appliance.substrate.tenancy import analyze_tenant, tenant_table
+from appliance.substrate.tenancy import analyze_tenant, facility_timezone
 from appliance.substrate.tenant_config import OrderableConfig
 
 DEMO_NAMESPACE = uuid.UUID("5f0f6f5e-4c1d-4a8e-9a61-6b1c1f8e0d11")
@@ -219,9 +219,7 @@ def generate_demo_population(db: Database, slug: str, seed: int = 2026, patients
     # others what the seed always gave.
     rng, timing, census = demo_stream(seed, slug), demo_stream("timing", seed, slug), demo_stream("census", seed, slug)
     maternity = demo_stream("maternity", seed, slug)
-    with db.control_autocommit() as conn:
-        zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                              .where(tenant_table.c.slug == slug)).scalar() or "UTC")
+    zone = facility_timezone(db, slug)
     counts: dict[str, int] = {}
     with db.tenant(slug) as conn:
         populated = conn.execute(sa.select(record.entry.c.id).where(

@@ -15,7 +15,6 @@ running inside the appliance's origin, and a PDF can carry script. `nosniff` and
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -47,7 +46,7 @@ from appliance.layers.clinical.routes import PATIENT, ClinicalController, care_r
 from appliance.layers.clinical.routes import _tenant as opened_chart
 from appliance.layers.clinical.schemas import EntryVersion, Retraction
 from appliance.substrate.principal import Principal
-from appliance.substrate.tenancy import facility_timezone
+from appliance.substrate.tenancy import facility_today
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
@@ -103,10 +102,6 @@ def file_response(found: dict) -> Response:
         "x-content-sha256": found["sha256"]})
 
 
-def today_at(state: State, tenant: str) -> dt.date:
-    return dt.datetime.now(facility_timezone(state.db, tenant)).date()
-
-
 class DocumentController(Controller):
     path = "/api/t/{tenant:str}" + PATIENT + "/documents"
     tags = ["clinical", "documents"]
@@ -134,7 +129,7 @@ class DocumentController(Controller):
         with opened_chart(state, request, tenant) as conn:
             return DocumentOut.model_validate(documents.upload(
                 conn, request.user, patient_id, category=fields.category, title=fields.title,
-                document_date=fields.document_date, content=content, today=today_at(state, tenant)))
+                document_date=fields.document_date, content=content, today=facility_today(state.db, tenant)))
 
     @get("/{entry_id:uuid}/content", operation_id="ClinicalReadDocumentContent", opt=_opt(READ),
          sync_to_thread=True, media_type="application/octet-stream")
@@ -160,7 +155,7 @@ class DocumentController(Controller):
             return DocumentOut.model_validate(documents.correct(
                 conn, request.user, patient_id, entry_id, category=fields.category, title=fields.title,
                 document_date=fields.document_date, content=content or None, reason=fields.reason,
-                today=today_at(state, tenant)))
+                today=facility_today(state.db, tenant)))
 
     @post("/{entry_id:uuid}/entered-in-error", operation_id="ClinicalWithdrawDocument", opt=_opt(WRITE),
           sync_to_thread=True, status_code=HTTP_200_OK)

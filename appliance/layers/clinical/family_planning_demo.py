@@ -13,7 +13,6 @@ principal. Skipped where that principal has recorded a visit already.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 import sqlalchemy as sa
 
@@ -25,7 +24,7 @@ from appliance.substrate import deaths, record
 from appliance.substrate.config import PROJECT_ROOT
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone
 
 DEMO_FACILITIES = ("hillview_hc", "lakeshore_district")
 PROGRAMME_FILE = PROJECT_ROOT / "policies" / "family_planning.toml"
@@ -66,9 +65,7 @@ def generate_family_planning_demo(db: Database, slugs: list[str], seed: int = 20
     written = 0
     for slug in (s for s in facilities if s in slugs):
         author = demo_principal(slug)
-        with db.control_autocommit() as conn:
-            zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                                  .where(tenant_table.c.slug == slug)).scalar() or "UTC")
+        zone = facility_timezone(db, slug)
         today = as_of or dt.datetime.now(zone).date()
         draw = demo_stream("family_planning", seed, slug)
         with db.tenant(slug) as conn:

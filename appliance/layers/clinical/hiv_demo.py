@@ -13,7 +13,6 @@ through the service a clinician's would (`hiv.enrol`, `.change_regimen`, `.recor
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 import sqlalchemy as sa
 
@@ -30,7 +29,7 @@ from appliance.substrate import deaths, record
 from appliance.substrate.config import PROJECT_ROOT
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_today
 
 DEMO_HOSPITALS = ("lakeshore_district", "riverside_referral")
 PROGRAMME_FILE = PROJECT_ROOT / "policies" / "hiv.toml"
@@ -40,12 +39,6 @@ _CANDIDATES = sa.text(
     "SELECT p.id, EXISTS (SELECT 1 FROM entry c JOIN condition d ON d.entry_id = c.id WHERE c.patient_id = p.id"
     " AND d.code >= 'B20' AND d.code < 'B25') AS hiv FROM patient p"
     " WHERE p.birth_date <= current_date - interval '18 years' ORDER BY p.mrn")
-
-
-def _zone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
-    with db.control_autocommit() as conn:
-        return zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                              .where(tenant_table.c.slug == slug)).scalar() or "UTC")
 
 
 def _pick_ups(started: dt.date, until: dt.date) -> list[tuple[dt.date, int]]:
@@ -65,7 +58,7 @@ def generate_hiv_demo(db: Database, slugs: list[str], seed: int = 2026, as_of: d
     written: dict[str, int] = {}
     for hospital in (h for h in hospitals if h in slugs):
         author = demo_principal(hospital)
-        today = as_of or dt.datetime.now(_zone(db, hospital)).date()
+        today = as_of or facility_today(db, hospital)
         draw = demo_stream("hiv", seed, hospital)
         with db.tenant(hospital) as conn:
             if conn.execute(sa.select(record.entry.c.id).where(record.entry.c.kind == hiv.KIND).limit(1)).first():

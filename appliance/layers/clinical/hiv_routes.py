@@ -39,8 +39,8 @@ from appliance.layers.clinical.routes import PATIENT, ClinicalController, _opt, 
 # The chart's transaction opened with the care decision the guard asked for: the one way every chart route opens.
 from appliance.layers.clinical.routes import _tenant as opened_chart
 from appliance.layers.clinical.schemas import EntryVersion, Retraction
-from appliance.layers.clinical.tuberculosis_routes import today_at
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_today
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
@@ -63,7 +63,7 @@ class HivController(Controller):
         """The person's HIV care card: the enrolment here (ART number, diagnosis, WHO stage, CD4, TB screening), the
         regimen history, visits and pick-ups, viral loads, and where they stand: active on ART, interruption in
         treatment (more than 28 days since the last expected contact), the viral load due, unsuppressed."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return HivCardOut.model_validate(hiv.card(conn, request.user, patient_id, programme=programme_of(state),
                                                       today=today))
@@ -75,7 +75,7 @@ class HivController(Controller):
         """Enrol the person in HIV care: the facility's next ART number (ART-00001, ART-00002...). Refused: a person
         enrolled here already (409); a day in the future, a diagnosis after the enrolment, a person recorded
         deceased (422)."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return HivCareOut.model_validate(hiv.enrol(conn, request.user, patient_id, data,
                                                        programme=programme_of(state), today=today))
@@ -87,7 +87,7 @@ class HivController(Controller):
         """Start ART (change `initiation`) or change the regimen: a `substitution` within the line or a `switch` to
         a later line, with the reason. Refused: a second initiation (409); a regimen not in policies/hiv.toml, a
         substitution across lines, a switch within one, a change before ART started (422)."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return HivCareOut.model_validate(hiv.change_regimen(conn, request.user, patient_id, care_id, data,
                                                                 programme=programme_of(state), today=today))
@@ -98,7 +98,7 @@ class HivController(Controller):
               data: JSONBody[HivVisitIn]) -> HivCareOut:
         """Record a clinical visit or ARV pick-up: days of ARVs dispensed, adherence, the next appointment. Refused
         (422): ARVs before ART started, a next appointment not after the visit, a day in the future."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return HivCareOut.model_validate(hiv.record_visit(conn, request.user, patient_id, care_id, data,
                                                               programme=programme_of(state), today=today))
@@ -110,7 +110,7 @@ class HivController(Controller):
         """Record a viral load result (copies/mL) by its sample's day: below 1000 suppressed, 50 or fewer
         undetectable, 1000 or more unsuppressed (a repeat due in 3 months); and its `indication`, routine or
         targeted (suspected treatment failure), routine by default where the schedule had one due, else targeted."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return HivCareOut.model_validate(hiv.record_viral_load(conn, request.user, patient_id, care_id, data,
                                                                    programme=programme_of(state), today=today))
@@ -121,7 +121,7 @@ class HivController(Controller):
                data: JSONBody[HivStatusIn]) -> HivCareOut:
         """The person's status in care: transferred out, stopped or died with the day, or back in care. Refused:
         the status they have, a version changed since (409); a day in the future (422)."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return HivCareOut.model_validate(hiv.change_status(conn, request.user, patient_id, care_id, data,
                                                                programme=programme_of(state), today=today))
@@ -141,7 +141,7 @@ class HivController(Controller):
         """The facility's ART register: every person enrolled, by ART number, with regimen, status, viral load due
         and last result; the people to trace (interruption in treatment, longest first); counts by status. Each
         person listed is audited as read."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return HivRegisterOut.model_validate(hiv.register(conn, request.user, programme=programme_of(state),
                                                               today=today))

@@ -20,7 +20,6 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from appliance.layers.clinical import imaging
-from appliance.layers.clinical.lab_routes import facility_today
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.clinical.schemas import (
     ImagingOrderOut,
@@ -32,6 +31,7 @@ from appliance.layers.clinical.schemas import (
     StudyPerformedInErrorIn,
 )
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_today
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
@@ -52,7 +52,7 @@ class ImagingController(Controller):
         those reported, then STAT, urgent, routine, oldest first within each: the patient (name, MRN, sex, age),
         the study, who ordered it, why, when and where, and its state, with the report of a reported one. Counts
         by state cover every state. Each patient listed is audited as read."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingWorklistOut.model_validate(
                 imaging.worklist(conn, request.user, today=today, state=order_state))
@@ -61,7 +61,7 @@ class ImagingController(Controller):
          opt={"permission": "clinical.imaging.read"}, sync_to_thread=True)
     def get_order(self, tenant: FromPath[str], state: State, request: Asking, order_id: Id) -> ImagingOrderOut:
         """One imaging order as the department sees it, with its report's versions in force."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingOrderOut.model_validate(imaging.imaging_order(conn, request.user, order_id, today=today))
 
@@ -73,7 +73,7 @@ class ImagingController(Controller):
         night's studies recorded in the morning keep their own times) and how (views taken, contrast): an
         `imaging_performed` entry on the patient's record. A time still to come or before the order: 422.
         Performed already, or reported: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingOrderOut.model_validate(imaging.record_performed(
                 conn, request.user, order_id, note=data.note, performed_at=data.performed_at, today=today))
@@ -84,7 +84,7 @@ class ImagingController(Controller):
                            data: JSONBody[StudyPerformedInErrorIn]) -> ImagingOrderOut:
         """'Performed' recorded on the wrong order: its entry is entered in error with the reason (kept on the
         patient's record) and the order awaits its study again. Not performed, or reported already: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingOrderOut.model_validate(
                 imaging.performed_in_error(conn, request.user, order_id, reason=data.reason, today=today))
@@ -96,7 +96,7 @@ class ImagingController(Controller):
         """The report of a study performed, signed by the caller: findings, impression and whether a finding is
         critical or unexpected (flagged A). It is the order's result, waiting on the ordering clinician's results
         to review. Not performed yet, or reported already: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingOrderOut.model_validate(imaging.report(conn, request.user, order_id, data, today=today))
 
@@ -107,7 +107,7 @@ class ImagingController(Controller):
         """Correct the current version of an imaging order's report, with the reason: its next version, signed
         by the caller, waits for review again (the corrected one stays in its history). Returns the order. A
         version corrected since: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingOrderOut.model_validate(
                 imaging.correct_report(conn, request.user, result_id, data, today=today))

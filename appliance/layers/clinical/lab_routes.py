@@ -10,7 +10,6 @@ the panel's component) at fault, with nothing written.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -31,15 +30,10 @@ from appliance.layers.clinical.schemas import (
     SpecimenRejectionIn,
 )
 from appliance.substrate.principal import Principal
-from appliance.substrate.tenancy import facility_timezone
+from appliance.substrate.tenancy import facility_today
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
-
-
-def facility_today(state: State, tenant: str) -> dt.date:
-    """The facility's day, on which a bench counts a patient's age (the imaging bench's routes too)."""
-    return dt.datetime.now(facility_timezone(state.db, tenant)).date()
 
 
 class LabController(Controller):
@@ -56,7 +50,7 @@ class LabController(Controller):
         those resulted, then STAT, urgent, routine, oldest first within each: the
         patient (name, MRN, sex, age), the test, who ordered it, when and where, and its state, with the
         results of a resulted one. Counts by state cover every state. Each patient listed is audited as read."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return LabWorklistOut.model_validate(lab.worklist(conn, request.user, today=today, state=order_state))
 
@@ -64,7 +58,7 @@ class LabController(Controller):
          sync_to_thread=True)
     def get_order(self, tenant: FromPath[str], state: State, request: Asking, order_id: Id) -> LabOrderOut:
         """One lab order as the bench sees it, with its test's components (unit, reference range, choices)."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return LabOrderOut.model_validate(lab.bench_order(conn, request.user, order_id, today=today))
 
@@ -74,7 +68,7 @@ class LabController(Controller):
                 data: JSONBody[SpecimenReceiptIn]) -> LabOrderOut:
         """Record that the order's specimen reached the laboratory, received by the caller now (a
         `specimen_receipt` entry on the patient's record). Received already, or resulted: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return LabOrderOut.model_validate(
                 lab.receive_specimen(conn, request.user, order_id, note=data.note, today=today))
@@ -86,7 +80,7 @@ class LabController(Controller):
         """The specimen received cannot be tested (haemolysed, clotted, unlabelled): its receipt is entered in
         error with the reason, the order awaits a specimen again and the ward is asked to collect another.
         Nothing received, or tested already: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return LabOrderOut.model_validate(
                 lab.reject_specimen(conn, request.user, order_id, reason=data.reason, today=today))
@@ -99,7 +93,7 @@ class LabController(Controller):
         all in one act: each is read against the catalogue (unit, range, choices) and flagged (L, H, LL,
         HH beyond the critical limits, A for an abnormal choice), and waits for a clinician's sign-off on
         their review list. One value refused: 422 naming the component, and nothing is recorded."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return LabOrderOut.model_validate(lab.enter_results(conn, request.user, order_id, data, today=today))
 
@@ -110,6 +104,6 @@ class LabController(Controller):
         """Correct the value of the current version of a lab order's result, with the reason: its next
         version, flagged again, waits for review again (the corrected one stays in its history). Returns the
         order. A version corrected since: 409."""
-        today = facility_today(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return LabOrderOut.model_validate(lab.correct_result(conn, request.user, result_id, data, today=today))

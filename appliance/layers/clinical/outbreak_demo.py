@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 
 import sqlalchemy as sa
 
@@ -23,7 +22,7 @@ from appliance.layers.clinical.demo import demo_principal
 from appliance.substrate import record
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone
 
 DEMO_FACILITY = "hillview_hc"  # a health centre: a catchment under 30 000, for which meningitis's threshold is set
 CODE = "A39.0"
@@ -41,9 +40,7 @@ def generate_outbreak_demo(db: Database, slug: str = DEMO_FACILITY, seed: int = 
     returns the cases written (0: skipped, the cluster is there already)."""
     author = demo_principal(slug)
     end = as_of or dt.datetime.now(dt.UTC)
-    with db.control_autocommit() as conn:
-        zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                              .where(tenant_table.c.slug == slug)).scalar() or "UTC")
+    zone = facility_timezone(db, slug)
     anchor = (end - dt.timedelta(hours=36)).astimezone(zone)
     monday = anchor.date() - dt.timedelta(days=anchor.weekday())
     days = [max(monday, anchor.date() - dt.timedelta(days=n)) for n in (3, 1, 0)]  # one ISO week, before `end`

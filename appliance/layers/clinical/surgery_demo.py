@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 
 import sqlalchemy as sa
 
@@ -22,7 +21,7 @@ from appliance.layers.clinical.surgery_schemas import OperationNoteIn, PhaseIn, 
 from appliance.substrate import deaths, record
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_timezone
 
 DEMO_HOSPITALS = ("lakeshore_district", "riverside_referral")
 # Each case: the day (from today), the hour, the procedure code, the urgency, the anaesthesia and how far it goes.
@@ -53,9 +52,7 @@ def generate_surgery_demo(db: Database, slugs: list[str], seed: int = 2026, as_o
     counts: dict[str, int] = {}
     for slug in (s for s in hospitals if s in slugs):
         author = demo_principal(slug)
-        with db.control_autocommit() as conn:
-            zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                                  .where(tenant_table.c.slug == slug)).scalar() or "UTC")
+        zone = facility_timezone(db, slug)
         today = (as_of or dt.datetime.now(dt.UTC)).astimezone(zone).date()
         draw = demo_stream("surgery", seed, slug)
         with db.tenant(slug) as conn:

@@ -12,7 +12,6 @@ registered already.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -24,7 +23,7 @@ from appliance.substrate import deaths, record
 from appliance.substrate.config import PROJECT_ROOT
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
-from appliance.substrate.tenancy import tenant_table
+from appliance.substrate.tenancy import facility_today
 
 DEMO_HOSPITAL = "lakeshore_district"
 REGIMENS_FILE = PROJECT_ROOT / "policies" / "tuberculosis.toml"
@@ -54,10 +53,7 @@ def generate_tb_demo(db: Database, slugs: list[str], seed: int = 2026, as_of: dt
         return {}
     author = demo_principal(hospital)
     regimens = tuberculosis.load_regimens(REGIMENS_FILE)
-    with db.control_autocommit() as conn:
-        zone = zoneinfo.ZoneInfo(conn.execute(sa.select(tenant_table.c.timezone)
-                                              .where(tenant_table.c.slug == hospital)).scalar() or "UTC")
-    today = as_of or dt.datetime.now(zone).date()
+    today = as_of or facility_today(db, hospital)
     draw = demo_stream("tuberculosis", seed, hospital)
     with db.tenant(hospital) as conn:
         if conn.execute(sa.select(record.entry.c.id).where(record.entry.c.kind == tuberculosis.KIND).limit(1)).first():

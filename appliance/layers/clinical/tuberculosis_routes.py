@@ -14,7 +14,6 @@ nothing written.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Any
 
@@ -42,7 +41,7 @@ from appliance.layers.clinical.tuberculosis_schemas import (
 )
 from appliance.substrate import disclosure
 from appliance.substrate.principal import Principal
-from appliance.substrate.tenancy import facility_timezone
+from appliance.substrate.tenancy import facility_today
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
@@ -59,10 +58,6 @@ def disclosure_threshold_of(state: State) -> int:
     return disclosure.read_threshold(state.settings.policies_dir / "indicators.toml")
 
 
-def today_at(state: State, tenant: str) -> dt.date:
-    return dt.datetime.now(facility_timezone(state.db, tenant)).date()
-
-
 class TuberculosisController(Controller):
     path = "/api/t/{tenant:str}"
     tags = ["clinical", "tuberculosis"]
@@ -74,7 +69,7 @@ class TuberculosisController(Controller):
         """The patient's TB treatment card: each treatment registered here, newest first (register number, WHO
         classification, regimen, HIV status and weight at start, outcome), its follow-ups and each follow-up month
         of its regimen done, due, overdue or not yet due; and what was marked entered in error."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return TbCardOut.model_validate(tuberculosis.card(conn, request.user, patient_id,
                                                               regimens=regimens_of(state), today=today))
@@ -87,7 +82,7 @@ class TuberculosisController(Controller):
         started (2026/0001, 2026/0002...). Refused: a patient with a treatment here still without an outcome
         (409); a regimen not in policies/tuberculosis.toml, a start in the future (422); a person recorded
         deceased (422)."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return TbTreatmentOut.model_validate(tuberculosis.register(
                 conn, request.user, patient_id, data, regimens=regimens_of(state), today=today))
@@ -99,7 +94,7 @@ class TuberculosisController(Controller):
         """Record a monitoring examination in a month of treatment: sputum smear, culture and Xpert results, and the
         weight. Answers the treatment with its follow-ups. Refused (422): a day in the future or before the
         start, nothing recorded."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return TbTreatmentOut.model_validate(tuberculosis.record_follow_up(
                 conn, request.user, patient_id, treatment_id, data, regimens=regimens_of(state), today=today))
@@ -110,7 +105,7 @@ class TuberculosisController(Controller):
                           follow_up_id: Id, data: JSONBody[TbFollowUpCorrection]) -> TbTreatmentOut:
         """A corrected version of a follow-up, with the reason; the earlier one stays in its history. A version
         corrected since: 409."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return TbTreatmentOut.model_validate(tuberculosis.correct_follow_up(
                 conn, request.user, patient_id, follow_up_id, data, regimens=regimens_of(state), today=today))
@@ -126,7 +121,7 @@ class TuberculosisController(Controller):
         death a certificate records, or another outcome but not evaluated dated after it. An outcome already
         assigned: 409 (correct it instead). A died outcome answers `death`: the certificate, or that none is recorded
         and where to certify it (never made here: it needs a certifier's cause of death)."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return TbTreatmentOut.model_validate(tuberculosis.record_outcome(
                 conn, request.user, patient_id, treatment_id, data, regimens=regimens_of(state), today=today))
@@ -138,7 +133,7 @@ class TuberculosisController(Controller):
         """A corrected version of the registration and its outcome, with the reason; send `version_id`, the
         treatment's `id` you loaded, to be refused (409) if it changed meanwhile. The register number stays the
         case's. The outcome rules apply to the corrected outcome."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return TbTreatmentOut.model_validate(tuberculosis.correct_treatment(
                 conn, request.user, patient_id, treatment_id, data, regimens=regimens_of(state), today=today))
@@ -168,7 +163,7 @@ class TuberculosisController(Controller):
         null, with `hiv_status_shown` false, for others, who see the cohorts' counts, the HIV-positive row's under the
         national disclosure rule: a count from 1 to `withheld_under` less one is null, and so is one that would reveal
         it). Each case listed is audited as read, saying whether its HIV status was shown."""
-        today = today_at(state, tenant)
+        today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return TbRegisterOut.model_validate(tuberculosis.register_of_year(
                 conn, request.user, year or today.year, regimens=regimens_of(state), today=today,

@@ -25,12 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.nursing import diet, fluid, reactions, service, views
-from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import AdministrationIn
 from appliance.substrate import record
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone
 
 DEMO_NAMESPACE = uuid.UUID("6d1f2c8e-0b7a-4f3e-9c55-1e2d3f4a5b6c")
 DOSES_SINCE = dt.timedelta(hours=24)
@@ -65,7 +65,7 @@ def generate_nursing_demo(db: Database, slug: str, seed: int = 2026,
                           as_of: dt.datetime | None = None) -> dict[str, int]:
     """Write the nursing record of the patients in the wards now (see the module docstring). Returns how
     many of each act were written: nothing if the facility already holds it."""
-    principal, rng, tz = demo_principal(slug), demo_stream("nursing", seed, slug), facility_zone(db, slug)
+    principal, rng, tz = demo_principal(slug), demo_stream("nursing", seed, slug), facility_timezone(db, slug)
     counts = {"observations_scheduled": 0, "admission_assessment": 0, "specimens_taken": 0, "escalations_answered": 0,
               "given": 0, "held": 0, "refused": 0}
     with db.tenant(slug) as conn:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -67,7 +66,6 @@ from appliance.layers.nursing.schemas import (
     TransfusionStartIn,
     WorklistOut,
 )
-from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
@@ -78,12 +76,6 @@ WARD = "/nursing/wards/{ward_code:str}"
 Id = FromPath[uuid.UUID]
 Asking = Request[Principal, Any, Any]
 T = TypeVar("T")
-def facility_zone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
-    """The facility's time zone (drug rounds, meals and shifts run on local time): the substrate's, one cache for
-    every layer."""
-    return facility_timezone(db, slug)
-
-
 def _opt(permission: str) -> dict:
     return {"permission": permission}
 
@@ -128,7 +120,7 @@ async def _run(state: State, request: Asking, tenant: str, work: Callable[[Conne
     """`work(conn, context)` in the route's tenant transaction, off the event loop; `context` holds
     the facility's clock (`now`, `tz`)."""
     def run() -> T:
-        context = {"now": dt.datetime.now(dt.UTC), "tz": facility_zone(state.db, tenant)}
+        context = {"now": dt.datetime.now(dt.UTC), "tz": facility_timezone(state.db, tenant)}
         with _tenant(state, request, tenant) as conn:
             return work(conn, context)
 

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 from appliance.layers.nursing import service, transfusion
 from appliance.layers.nursing.demo import demo_principal
-from appliance.layers.nursing.routes import facility_zone
 from appliance.layers.nursing.schemas import (
     TransfusionEndIn,
     TransfusionObservationIn,
@@ -30,6 +29,7 @@ from appliance.substrate import identity
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_stream
 from appliance.substrate.policy import AccessPolicy
+from appliance.substrate.tenancy import facility_timezone
 
 SECOND_CHECKERS = ("Nurse Akinyi Otieno", "Nurse Joseph Kamau", "Midwife Fatuma Ali")
 # The blood bank's units issued before the facility's today and not yet transfused (its tables, read by SQL: layers
@@ -71,7 +71,7 @@ def generate_transfusion_demo(db: Database, policy: AccessPolicy, slug: str, see
                               as_of: dt.datetime | None = None) -> int:
     """Start, observe and end each unit issued before today at `slug`; how many were transfused."""
     author = demo_principal(slug)
-    zone: zoneinfo.ZoneInfo = facility_zone(db, slug)
+    zone: zoneinfo.ZoneInfo = facility_timezone(db, slug)
     now = (as_of or dt.datetime.now(dt.UTC)).astimezone(zone)
     today_starts = dt.datetime.combine(now.date(), dt.time(0), zone)
     draw = demo_stream("transfusion", seed, slug)

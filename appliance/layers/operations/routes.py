@@ -71,7 +71,7 @@ from appliance.substrate.kpis import KpiDefinition, load_definitions
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
-from appliance.substrate.tenancy import facility_timezone
+from appliance.substrate.tenancy import facility_timezone, facility_today, facility_today_and_start
 
 Asking = Request[Principal, Any, Any]
 Id = FromPath[uuid.UUID]
@@ -130,14 +130,6 @@ def _day(value: str | None, tz: zoneinfo.ZoneInfo, field: str = "date") -> dt.da
         return dt.date.fromisoformat(value)
     except ValueError:
         raise Invalid("give the date as YYYY-MM-DD", field=field) from None
-
-
-async def _facility_today(state: State, tenant: str) -> tuple[dt.date, dt.datetime]:
-    """The facility's today and the moment it began: a batch expires and a queue's "today" turns by the
-    facility's clock, not the server's UTC one."""
-    tz = await to_thread.run_sync(facility_timezone, state.db, tenant)
-    today = dt.datetime.now(tz).date()
-    return today, dt.datetime.combine(today, dt.time(), tzinfo=tz)
 
 
 def _opt(permission: str) -> dict:
@@ -312,7 +304,7 @@ class OperationsController(Controller):
                              status: FromQuery[Literal["ok", "low", "out"] | None] = None) -> list[PharmacyItemOut]:
         """Every item the pharmacy stocks with its stock on hand by batch (earliest expiry first); `status=low`
         lists those at or below their reorder level, `status=out` those with nothing usable left."""
-        today, _ = await _facility_today(state, tenant)
+        today = await to_thread.run_sync(facility_today, state.db, tenant)
         rows = await _in_tenant(state, tenant, lambda conn: pharmacy.stock(conn, today, status))
         return [PharmacyItemOut.model_validate(row) for row in rows]
 
@@ -327,7 +319,7 @@ class OperationsController(Controller):
     @get("/pharmacy/items/{item_id:uuid}", operation_id="OperationsPharmacyItem",
          opt=_opt("operations.pharmacy.stock.read"))
     async def pharmacy_item(self, tenant: FromPath[str], state: State, item_id: Id) -> PharmacyItemOut:
-        today, _ = await _facility_today(state, tenant)
+        today = await to_thread.run_sync(facility_today, state.db, tenant)
         row = await _in_tenant(state, tenant, lambda conn: pharmacy.item_stock(conn, item_id, today))
         return PharmacyItemOut.model_validate(row)
 
@@ -336,7 +328,7 @@ class OperationsController(Controller):
     async def pharmacy_receive(self, tenant: FromPath[str], state: State, request: Asking, item_id: Id,
                                data: JSONBody[ReceiptIn]) -> StockMovementOut:
         """Goods received: a batch with its expiry and the delivery's reference."""
-        today, _ = await _facility_today(state, tenant)
+        today = await to_thread.run_sync(facility_today, state.db, tenant)
         row = await _in_tenant(state, tenant, lambda conn: pharmacy.receive(conn, request.user, item_id, today=today,
                                                                             **data.model_dump()))
         return StockMovementOut.model_validate(row)
@@ -356,7 +348,7 @@ class OperationsController(Controller):
     @get("/pharmacy/queue", operation_id="OperationsPharmacyQueue", opt=_opt("operations.pharmacy.dispense.read"))
     async def pharmacy_queue(self, tenant: FromPath[str], state: State, request: Asking) -> list[QueueItemOut]:
         """Active outpatient prescriptions not yet dispensed in full, today's first, with the items that fill them."""
-        _, start = await _facility_today(state, tenant)
+        _, start = await to_thread.run_sync(facility_today_and_start, state.db, tenant)
         rows = await _in_tenant(state, tenant, lambda conn: pharmacy.queue(conn, request.user, start))
         return [QueueItemOut.model_validate(row) for row in rows]
 
@@ -372,7 +364,7 @@ class OperationsController(Controller):
         `quantity_proposed` says so. 422 (field `quantity`) when the course cannot be counted (as needed, no
         duration, a dose in another unit): give the quantity. 409, writing nothing, when the stock is short
         (saying what is left); `partial` keeps it on the queue."""
-        today, _ = await _facility_today(state, tenant)
+        today = await to_thread.run_sync(facility_today, state.db, tenant)
         row = await _in_tenant(state, tenant, lambda conn: pharmacy.dispense_medicine(
             conn, request.user, today=today, **data.model_dump()))
         return DispenseOut.model_validate(row)
