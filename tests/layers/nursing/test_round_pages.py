@@ -6,6 +6,7 @@ weight alone no empty row on the observation chart)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 from appliance.layers.clinical import service as clinical
@@ -106,3 +107,18 @@ def test_a_height_is_a_tile_and_a_weight_alone_no_empty_row(db, signed_in, facil
     assert observations.status_code == 200
     rows = observations.text.split("<tbody>")[1].split("</tbody>")[0]
     assert rows.count("<tr>") == 1 and "122/78" in rows  # the set, and no empty row for the weight
+
+
+def test_the_round_offers_the_worklists_ward_picker_to_whoever_is_not_held_to_one_ward(signed_in, facility):
+    """The drug round and the worklist choose a ward with one picker: a GET form back to the page it is on,
+    each ward with its patients, the ward shown selected; a nurse held to her ward is offered none."""
+    clinician = signed_in("clinician", facility.slug)
+    for page in ("/ward", "/ward/round"):
+        shown = clinician.get(f"/t/{facility.slug}{page}?ward_code=MAT").text
+        picker = shown.split('<form method="get" action="/t/' + facility.slug + page + '" class="inline-form">')[1]
+        picker = picker.split("</form>")[0]
+        assert '<label for="ward_code">Ward</label>' in picker and ">Casualty · 0 patients</option>" in picker
+        assert re.search(r'<option value="MAT" selected>Maternity ward · \d+ patients?</option>', picker)
+        assert '<button type="submit" class="button small">Show</button>' in picker
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    assert 'id="ward_code"' not in nurse.get(f"/t/{facility.slug}/ward/round").text
