@@ -8,7 +8,8 @@ API tokens — all in `control`.
   Merging two subjects is an explicit, reversible act: the merged subject points at the survivor,
   nothing is rewritten, and an unmerge clears the pointer. Which subjects may be one person is
   found afresh by `likely_duplicates` for a person to review; a pair judged to be two people is kept
-  in `subject_distinct` and not listed again.
+  in `subject_distinct` and not listed again. Whether a chart's birth date and sex agree with the holder of its
+  national ID is answered (`compare_national_id_holder`) a few times an hour per asker and per person, never more.
 - Accounts are created with a one-time enrolment code (never a password); enrolment sets the
   password (Argon2id) and the TOTP secret. Sign-in failures count towards a lock; the error never
   says whether the account exists, and an unknown e-mail costs the same KDF work as a known one.
@@ -90,6 +91,17 @@ subject_facility = sa.Table(
     "subject_facility", control_metadata,
     sa.Column("subject_id", UUID, sa.ForeignKey("control.subject.id"), primary_key=True),
     sa.Column("tenant", sa.Text, primary_key=True),
+)
+
+# Each differing answer to the national-ID question (`compare_national_id_holder`) for an hour (c0014): what the
+# limit on asking counts. Who asked about whom, never the number nor the answer (those are in the audit trail).
+national_id_answer = sa.Table(
+    "national_id_answer", control_metadata,
+    sa.Column("id", UUID, primary_key=True, server_default=sa.text("gen_random_uuid()")),
+    sa.Column("subject_id", UUID, sa.ForeignKey("control.subject.id"), nullable=False),
+    sa.Column("account_id", UUID, nullable=False),
+    sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("national_id_answer_subject_idx", "subject_id", "answered_at"),
 )
 
 account = sa.Table(
@@ -210,16 +222,21 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def normalise_name(name: str) -> str:
-    """Lowercase ASCII letters only: 'Nakato-Ssemwogerere ' and 'nakato ssemwogerere' agree."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    return "".join(ch for ch in decomposed.lower() if "a" <= ch <= "z")
-
-
 # Letters NFKD leaves whole (a stroke or a ligature is no combining mark), as a keyboard without them writes them:
-# "Đặng" is typed "dang" (Vietnamese), "Søren" "soren", "Łukasz" "lukasz", "Æsa" "aesa".
+# "Đặng" is typed "dang" (Vietnamese), "Søren" "soren", "Łukasz" "lukasz", "Æsa" "aesa". Two stored texts are
+# folded by it, each refilled by a revision when it changed: a patient's search text (`search_text`, tenant t0044)
+# and a subject's demographic key (`normalise_name`, control c0014); a change here needs a revision refilling both.
 _UNDECOMPOSED_LETTERS = str.maketrans({"đ": "d", "ð": "d", "ø": "o", "ł": "l", "ħ": "h", "ı": "i", "ŧ": "t",
                                        "æ": "ae", "œ": "oe", "þ": "th"})
+
+
+def normalise_name(name: str) -> str:
+    """Lowercase ASCII letters only, folded as `search_text` folds them: 'Nakato-Ssemwogerere ' and 'nakato
+    ssemwogerere' agree, and so do "Søren Østergaard" and "Soren Ostergaard", "Đặng" and "Dang", "Strauß" and
+    "Strauss". A letter of another script has no ASCII spelling here and is left out. Frozen as it stood in
+    control revision c0014, which recomputed the stored keys: a change here needs a revision recomputing them."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold()).translate(_UNDECOMPOSED_LETTERS)
+    return "".join(ch for ch in decomposed if "a" <= ch <= "z")
 
 # The accents NFKD takes off Latin, Greek and Cyrillic letters (Unicode's Combining Diacritical Marks). Other
 # scripts' combining signs (a virama, a dakuten) make another letter, not an accented one, and are kept.
@@ -254,28 +271,72 @@ class SubjectMatch:
     candidates: list[uuid.UUID]  # other subjects with the same demographic key, for a person to review
 
 
+# The national-ID question answers one guess at a time, so a script repeating it day by day learns the holder's birth
+# date: a year of days takes ~180 questions. An honest desk is told once or twice that the holder differs, checks
+# the card, and corrects the number or confirms it; five differing answers about one person in an hour are more than
+# any correction needs. Every asker together (a facility admin can mint tokens, each a new asker) is allowed ten:
+# a year's search then takes 36 hours for one asker, 18 for many, each question audited meanwhile, and a person
+# whose desk is refused for an hour by someone else's probing is still registered once the number is confirmed.
+NATIONAL_ID_QUESTION_WINDOW = timedelta(hours=1)
+NATIONAL_ID_ANSWERS_PER_ASKER = 5
+NATIONAL_ID_ANSWERS_PER_PERSON = 10
+
+_ANSWERS_GIVEN = sa.text("""
+SELECT count(*) FILTER (WHERE account_id = :account), count(*) FROM control.national_id_answer
+WHERE subject_id = :subject AND answered_at > now() - CAST(:window AS interval)""")
+
+
+@dataclass(frozen=True)
+class HolderComparison:
+    """`compare_national_id_holder`'s answer: what differs, or that the question was not compared (`refused`)."""
+    differs: list[str]
+    refused: bool = False
+
+
 def compare_national_id_holder(conn: Connection, national_id: str, *, birth_date: date | None, sex: str | None,
-                               tenant: str, by: Principal, confirmed: bool) -> list[str] | None:
+                               tenant: str, by: Principal, confirmed: bool) -> HolderComparison | None:
     """What the person holding `national_id` (the survivor, when their subject was merged) differs in from a chart
     of facility `tenant` born `birth_date`, of sex `sex`: "birth date", "sex", both, none; None when nobody holds
     it. What is asked before a chart is linked to that person on the number alone: a mistyped number another
     person holds would put the chart on that person's patient portal. A birth date or sex either side does not
     record is no disagreement. Only which of the two differs is answered, never that person's values, and every
     comparison is audited (the person compared, the facility, who asked, what differed, whether the caller said
-    the number was checked), so answers sought to learn someone's birth date leave a trail."""
+    the number was checked), so answers sought to learn someone's birth date leave a trail.
+
+    Nor can they be sought quickly: a question not confirmed is refused (`refused`, nothing compared) once `by`
+    was told NATIONAL_ID_ANSWERS_PER_ASKER times in the last hour that this person differs, or everyone together
+    NATIONAL_ID_ANSWERS_PER_PERSON times; the refusal is audited. It comes before the comparison, whatever the
+    guess, so it tells nothing of the person. A confirmed question is neither counted nor refused: its answer
+    is not shown (the chart is registered either way). The count is kept in `conn`'s transaction with the audit
+    event, as a failed sign-in's is, across every web worker and HL7 listener: commit it, then refuse."""
     found = conn.execute(sa.select(subject.c.id).where(subject.c.national_id == national_id.strip())).scalar()
     if found is None:
         return None
     holder_id = resolve_subject(conn, found)
+    detail = {"tenant": tenant, "subject": str(holder_id)}
+    if not confirmed:
+        # One question about a person at a time, so a burst of them in parallel cannot all pass the count.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                     {"key": f"healthos.identity.national_id_question.{holder_id}"})
+        by_asker, by_everyone = conn.execute(_ANSWERS_GIVEN, {
+            "account": by.account_id, "subject": holder_id, "window": NATIONAL_ID_QUESTION_WINDOW}).one()
+        if by_asker >= NATIONAL_ID_ANSWERS_PER_ASKER or by_everyone >= NATIONAL_ID_ANSWERS_PER_PERSON:
+            _audit(conn, event_type="subject.national_id.compare", action="R", principal=by, outcome="failure",
+                   detail={**detail, "refused": "asked too often", "confirmed": confirmed})
+            return HolderComparison([], refused=True)
     holder = conn.execute(sa.select(subject.c.birth_date, subject.c.sex).where(subject.c.id == holder_id)).one()
     differs = []
     if holder.birth_date is not None and birth_date is not None and holder.birth_date != birth_date:
         differs.append("birth date")
     if {holder.sex, sex} <= {"female", "male"} and holder.sex != sex:
         differs.append("sex")
+    if differs and not confirmed:
+        conn.execute(sa.delete(national_id_answer).where(
+            national_id_answer.c.answered_at < sa.func.now() - NATIONAL_ID_QUESTION_WINDOW))
+        conn.execute(sa.insert(national_id_answer).values(subject_id=holder_id, account_id=by.account_id))
     _audit(conn, event_type="subject.national_id.compare", action="R", principal=by,
-           detail={"tenant": tenant, "subject": str(holder_id), "differs": differs, "confirmed": confirmed})
-    return differs
+           detail={**detail, "differs": differs, "confirmed": confirmed})
+    return HolderComparison(differs)
 
 
 def resolve_subject(conn: Connection, subject_id: uuid.UUID) -> uuid.UUID:

@@ -845,6 +845,10 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
             return page(request, "register.html", status=409, active="register", values=values, owner=None,
                         alike=[], other_identifiers=OTHER_IDENTIFIERS, national_id_check=True,
                         errors=_national_id_asked(asked, "registered"))
+        except service.NationalIdAskedTooOften as refused:
+            return page(request, "register.html", status=429, active="register", values=values, owner=None,
+                        alike=[], other_identifiers=OTHER_IDENTIFIERS, national_id_check=True,
+                        errors={"national_id": refused.detail})
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
                 errors, owner = _identifier_taken(exc, tenant)
@@ -946,7 +950,7 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
         found = service.get_patient(conn, request.user, patient_id)  # a guessed id is a 404 before anything
     loaded = _uuid_or_none(values.get("version_id"))
     errors: dict[str, str] = _registration_errors(values)
-    owner, stale, asked = None, False, False
+    owner, stale, asked, status = None, False, False, None
     try:
         patient_in = PatientIn.model_validate(_corrected(found, values))
     except ValidationError as exc:
@@ -960,6 +964,8 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
                                                    version_id=loaded or found["version_id"], db=db)
         except service.NationalIdHolderDiffers as exc:
             errors, asked = _national_id_asked(exc, "corrected"), True
+        except service.NationalIdAskedTooOften as exc:
+            errors, asked, status = {"national_id": exc.detail}, True, 429
         except RecordError as exc:
             if exc.extra.get("field") == "identifiers":
                 errors, owner = _identifier_taken(exc, tenant)
@@ -973,7 +979,8 @@ def correct_registration(request: Asking, tenant: Tenant, patient_id: Id, data: 
             errors = {"national_id": "Another registration claimed this national ID a moment ago."}
     if errors:
         return _correction_form(request, tenant, patient_id, values, errors, version_id=values.get("version_id"),
-                                owner=owner, status=409 if stale or asked else 422, national_id_check=asked)
+                                owner=owner, status=status or (409 if stale or asked else 422),
+                                national_id_check=asked)
     service.release_unlinked_subject(db, tenant, request.user, corrected)
     return see_other(request, f"/t/{tenant}/patients/{patient_id}?done=registration-corrected")
 

@@ -6,8 +6,9 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
-from appliance.substrate import identity, totp
+from appliance.substrate import audit, identity, totp
 from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
 
 
 def test_national_id_links_exactly_and_demographics_only_propose(db: Database):
@@ -24,6 +25,65 @@ def test_national_id_links_exactly_and_demographics_only_propose(db: Database):
     # Same normalised names, birth date and sex: proposed as a candidate, never linked silently.
     assert lookalike.how == "created" and lookalike.subject_id != first.subject_id
     assert first.subject_id in lookalike.candidates
+
+
+@pytest.mark.parametrize(("written", "typed"), [(("Østergaard", "Søren"), ("Ostergaard", "Soren")),
+                                                 (("Đặng", "Văn Minh"), ("Dang", "Van  minh")),
+                                                 (("Strauß", "Æsa"), ("Strauss", "Aesa"))])
+def test_names_with_a_stroke_or_a_ligature_propose_the_same_person_typed_without_them(db: Database, written, typed):
+    """The demographic key kept only the letters NFKD makes ASCII: "Søren Østergaard" was keyed "sren|stergaard"
+    and "Đặng" "ang", so the same person typed on a keyboard without those letters was never proposed. Both
+    spellings now key alike, folded as the patient search folds them."""
+    born = date(1979, 3, 14)
+    with db.control() as conn:
+        first = identity.match_or_create_subject(conn, family_name=written[0], given_names=written[1],
+                                                 birth_date=born, sex="male")
+        second = identity.match_or_create_subject(conn, family_name=typed[0], given_names=typed[1],
+                                                  birth_date=born, sex="male")
+    assert first.subject_id in second.candidates and second.how == "created"
+    assert identity.demographic_key(*written, born, "male") == identity.demographic_key(*typed, born, "male")
+
+
+def test_the_national_id_question_is_refused_once_asked_too_often_by_one_asker_or_by_everyone(db: Database,
+                                                                                               tenant_a):
+    """Each differing answer tells a guess of the holder's birth date is wrong, so a script could ask day by day.
+    One asker is answered NATIONAL_ID_ANSWERS_PER_ASKER times about a person in an hour, everyone together
+    NATIONAL_ID_ANSWERS_PER_PERSON times; then the question is refused before anything is compared (the right
+    guess too), audited. Another person's ID is still answered; a confirmed question is neither counted nor
+    refused; an answer older than the hour no longer counts."""
+    held, other = f"NID-{uuid.uuid4().hex[:10]}", f"NID-{uuid.uuid4().hex[:10]}"
+    with db.control() as conn:
+        holder = identity.match_or_create_subject(conn, family_name="Mwangi", given_names="Ann", sex="female",
+                                                  birth_date=date(1984, 5, 20), national_id=held).subject_id
+        identity.match_or_create_subject(conn, family_name="Ouma", given_names="Joy", sex="female",
+                                         birth_date=date(1984, 5, 20), national_id=other)
+
+    def asker() -> Principal:
+        return Principal(account_id=uuid.uuid4(), kind="machine", display_name="feed", tenant=tenant_a.slug,
+                         role="api_token")
+
+    def ask(by: Principal, national_id: str = held, born: date = date(1984, 5, 1), confirmed: bool = False):
+        with db.control() as conn:
+            return identity.compare_national_id_holder(conn, national_id, birth_date=born, sex="female",
+                                                       tenant=tenant_a.slug, by=by, confirmed=confirmed)
+
+    prober = asker()
+    answers = [ask(prober, born=date(1984, 5, day)) for day in range(1, identity.NATIONAL_ID_ANSWERS_PER_ASKER + 1)]
+    assert answers == [identity.HolderComparison(["birth date"])] * identity.NATIONAL_ID_ANSWERS_PER_ASKER
+    assert ask(prober, born=date(1984, 5, 20)) == identity.HolderComparison([], refused=True)  # right, unanswered
+    assert ask(prober, national_id=other) == identity.HolderComparison(["birth date"])
+    assert ask(prober, confirmed=True) == identity.HolderComparison(["birth date"])
+    others = [ask(asker()) for _ in range(identity.NATIONAL_ID_ANSWERS_PER_PERSON
+                                          - identity.NATIONAL_ID_ANSWERS_PER_ASKER)]
+    assert not any(answer.refused for answer in others)
+    assert ask(asker()) == identity.HolderComparison([], refused=True)  # everyone's ten are used
+    with db.control() as conn:
+        conn.execute(sa.update(identity.national_id_answer).where(identity.national_id_answer.c.subject_id == holder)
+                     .values(answered_at=sa.func.now() - identity.NATIONAL_ID_QUESTION_WINDOW))
+    assert ask(prober, born=date(1984, 5, 20)) == identity.HolderComparison([])
+    refusals = [e["event"] for e in audit.read_events(db, None, event_type="identity.subject.national_id.compare")
+                if e["event"]["detail"]["subject"] == str(holder) and "refused" in e["event"]["detail"]]
+    assert [(e["detail"]["refused"], e["outcome"]) for e in refusals] == [("asked too often", "4")] * 2
 
 
 def test_two_facilities_registering_one_new_national_id_at_once_get_one_subject(db: Database):

@@ -1,5 +1,6 @@
 """Migrating every tenant schema: no-op when at head, resumable after a failure, drift reported."""
 
+import datetime as dt
 import importlib
 import uuid
 
@@ -10,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import VitalSignsIn
+from appliance.substrate import identity
 from appliance.substrate.db import Database, tenant_metadata, tenant_schema
 from appliance.substrate.migrate import (
     MigrationFailed,
@@ -375,3 +377,33 @@ def test_t0044_refills_the_search_text_without_accents_and_its_downgrade_puts_th
     assert downgraded == (["josé zoë müller", "văn đặng"], 0)
     assert upgraded == registered == [("jose zoe muller", "jose zoe", "muller"), ("van dang", "van", "dang")]
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+
+
+def test_c0014_rekeys_the_subjects_names_with_stroked_letters_and_its_downgrade_keys_them_as_before(
+        db: Database, monkeypatch):
+    """c0014 (the demographic key folding đ, ø, æ..., and the national-ID question's answers counted) runs both ways
+    on the control schema at head, a batch at a time: the downgrade keys each subject as c0002 to c0013 did and drops
+    the answers' table, the upgrade keys them as a registration now does and makes the table again."""
+    c0014 = importlib.import_module(
+        "appliance.substrate.migrations.control.versions.c0014_identity_letters_and_question_limit")
+    born = dt.date(1961, 8, 30)
+    with db.control() as conn:
+        ids = [identity.match_or_create_subject(conn, family_name=family, given_names=given, birth_date=born,
+                                                sex="female").subject_id
+               for family, given in (("Østergaard", "Søren"), ("Đặng", "Thị Æsa"), ("Okello", "Grace"))]
+        subjects = conn.execute(sa.select(sa.func.count()).select_from(identity.subject)).scalar()
+    monkeypatch.setattr(c0014, "BATCH", max(1, subjects // 3))  # three pages or more, and the empty one
+    keys = sa.select(identity.subject.c.demographic_key).where(identity.subject.c.id.in_(ids)).order_by(
+        sa.func.array_position(ids, identity.subject.c.id))
+    answers = sa.text("SELECT to_regclass('control.national_id_answer') IS NOT NULL")
+    with db.control() as conn:
+        registered = conn.execute(keys).scalars().all()
+        with Operations.context(MigrationContext.configure(conn)):
+            c0014.downgrade()
+            downgraded = (conn.execute(keys).scalars().all(), conn.execute(answers).scalar())
+            c0014.upgrade()
+        upgraded = (conn.execute(keys).scalars().all(), conn.execute(answers).scalar())
+    assert downgraded == (["stergaard|sren|1961-08-30|f", "ang|sa thi|1961-08-30|f", "okello|grace|1961-08-30|f"],
+                          False)
+    assert upgraded == (registered, True)
+    assert registered == ["ostergaard|soren|1961-08-30|f", "dang|aesa thi|1961-08-30|f", "okello|grace|1961-08-30|f"]

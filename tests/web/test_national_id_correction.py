@@ -14,6 +14,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.clinical import service
 from appliance.substrate import audit, identity
 from tests.web.test_auth import csrf_token
 
@@ -448,3 +449,62 @@ def test_a_registration_refused_for_a_national_id_held_here_makes_no_person_of_i
             is None
     _, subject_id = service.subject_of(db, hillview.slug, principal, legacy["id"])
     assert _subject_row(db, subject_id)["birth_date"].isoformat() == "1984-04-12"
+
+
+def test_a_national_id_asked_about_too_often_is_refused_429_whatever_is_guessed(db, facilities, token_client):
+    """A script with a registration permission probed a national ID's birth date day by day: each 409 said the
+    guess was wrong. After five differing answers in an hour the caller is refused (429, a sentence saying to check
+    the card or ask the records office) before anything is compared, the right birth date too; nothing is written,
+    and the refusal is audited. Another national ID is still answered for that caller, and that ID for another."""
+    riverside, hillview = facilities
+    held, fresh = "NID-" + uuid.uuid4().hex[:8], "NID-" + uuid.uuid4().hex[:8]
+    at_riverside = token_client(riverside.slug, permissions=["clinical.patient.create"])
+    otieno = _register(at_riverside, riverside.slug, _person("Otieno", "Peter", "1975-02-11", "male", held))
+    prober = token_client(hillview.slug, permissions=["clinical.patient.create"])
+    for day in range(1, identity.NATIONAL_ID_ANSWERS_PER_ASKER + 1):
+        guessed = prober.post(f"/api/t/{hillview.slug}/patients",
+                              json=_person("Otieno", "Peter", f"1975-01-{day:02d}", "male", held))
+        assert guessed.status_code == 409 and guessed.json()["differs"] == ["birth date"], guessed.text
+
+    refused = prober.post(f"/api/t/{hillview.slug}/patients",
+                          json=_person("Otieno", "Peter", "1975-02-11", "male", held))  # the right one
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["detail"] == service.NATIONAL_ID_ASKED_TOO_OFTEN
+    assert "check the number on the patient's id card, or ask the records office" in refused.text.lower()
+    assert "differs" not in refused.json() and "1975" not in refused.text
+    with db.tenant(hillview.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM patient_identifier WHERE value = :v"),
+                            {"v": held}).scalar() == 0
+    [refusal] = [e for e in _compared(db, otieno["subject_id"]) if "refused" in e["detail"]]
+    assert refusal["detail"] == {"tenant": hillview.slug, "subject": otieno["subject_id"],
+                                 "refused": "asked too often", "confirmed": False}
+
+    assert prober.post(f"/api/t/{hillview.slug}/patients",
+                       json=_person("Kiprop", "Ruth", "1988-09-30", "female", fresh)).status_code == 201
+    desk = token_client(hillview.slug, permissions=["clinical.patient.create"])
+    linked = desk.post(f"/api/t/{hillview.slug}/patients", json=_person("Otieno", "Peter", "1975-02-11", "male", held))
+    assert linked.status_code == 201 and linked.json()["subject_id"] == otieno["subject_id"], linked.text
+
+
+def test_the_registration_page_says_to_check_the_card_once_a_national_id_was_asked_about_too_often(
+        db, facilities, token_client, signed_in):
+    """The desk's page is refused as the API is, at the national ID field (429), with the box that says the number
+    was checked on the card: a confirmed registration is not a question, and is written."""
+    riverside, hillview = facilities
+    held = "NID-" + uuid.uuid4().hex[:8]
+    at_riverside = token_client(riverside.slug, permissions=["clinical.patient.create"])
+    otieno = _register(at_riverside, riverside.slug, _person("Otieno", "Peter", "1975-02-11", "male", held))
+    desk = signed_in("registrar", hillview.slug)
+    typed = {"_csrf_token": csrf_token(desk.get(f"/t/{hillview.slug}/patients/new").text), "family_name": "Otieno",
+             "given_names": "Peter", "sex": "male", "national_id": held, "different_person": "true"}
+    for day in range(1, identity.NATIONAL_ID_ANSWERS_PER_ASKER + 1):
+        asked = desk.post(f"/t/{hillview.slug}/patients", data={**typed, "birth_date": f"1975-01-{day:02d}"})
+        assert asked.status_code == 409 and "held by a person with another birth date" in asked.text, asked.text
+    refused = desk.post(f"/t/{hillview.slug}/patients", data={**typed, "birth_date": "1975-02-11"})
+    assert refused.status_code == 429, refused.text
+    assert "or ask the records office" in refused.text and 'name="national_id_checked"' in refused.text
+    checked = desk.post(f"/t/{hillview.slug}/patients",
+                        data={**typed, "birth_date": "1975-02-11", "national_id_checked": "true"},
+                        follow_redirects=False)
+    assert checked.status_code == 303, checked.text
+    assert _facilities(db, otieno["subject_id"]) == {riverside.slug, hillview.slug}

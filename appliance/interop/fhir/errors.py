@@ -12,7 +12,8 @@ from appliance.substrate.record import RecordError
 ISSUE_DETAILS = "urn:healthos:issue"
 # The FHIR issue type for each HTTP status the record and its layers answer with.
 ISSUE_TYPES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-               409: "conflict", 412: "conflict", 415: "not-supported", 422: "processing", 500: "exception"}
+               409: "conflict", 412: "conflict", 415: "not-supported", 422: "processing", 429: "throttled",
+               500: "exception"}
 
 
 class FhirError(Exception):

@@ -752,7 +752,8 @@ def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[
     chart, as the JSON API's registration does (its own control transaction, before the tenant's). The
     registration's question (`service.link_registration`: a national ID whose holder at another facility was
     born on another day or is of another sex) has no element to answer it in, so the write is refused
-    (422 business-rule, `national-id-holder-differs`, naming only what differs) for the sender to check."""
+    (422 business-rule, `national-id-holder-differs`, naming only what differs) for the sender to check; asked too
+    often this hour, 429 throttled (`national-id-asked-too-often`)."""
     for write in writes:
         if write.resource_type == "Patient":
             try:  # an ID a patient of this facility holds is refused before a person is made of it
@@ -761,6 +762,9 @@ def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[
                 raise FhirError(422, "business-rule", service.national_id_question(asked.extra["differs"])
                                 + " Nothing was written.", expression=f"{write.where}.identifier",
                                 details="national-id-holder-differs") from None
+            except service.NationalIdAskedTooOften as refused:
+                raise FhirError(429, "throttled", refused.detail, expression=f"{write.where}.identifier",
+                                details="national-id-asked-too-often") from None
             except RecordError as exc:
                 raise of_record_error(exc, write.resource_type, write.where) from None
 

@@ -171,9 +171,15 @@ def national_id_asked() -> Iterator[None]:
     """The question a registration or a corrected national ID is asked when the person holding that ID at
     another facility was born on another day or is of another sex (`service.link_registration`): a feed cannot
     answer it, so the message is not applied (AE 205 at PID-3, naming only what differs) and the sending
-    system's clerk checks the card."""
+    system's clerk checks the card. Asked too often this hour, the ID is not compared again (AE 206, the record
+    locked for now), whatever the message says of the patient."""
     try:
         yield
+    except service.NationalIdAskedTooOften:
+        raise not_applied(messages.APPLICATION_RECORD_LOCKED, "was sent too often in the last hour with a birth date "
+                          "or sex its holder does not have, so it is not compared again for now: check the number on "
+                          "the patient's ID card, or ask the records office. Nothing was applied",
+                          location=("PID", 1, 3), label="national ID") from None
     except service.NationalIdHolderDiffers as asked:
         differs = " and ".join(asked.extra["differs"])
         raise not_applied(DUPLICATE_KEY_IDENTIFIER, f"is held by a person with another {differs}, registered at a "

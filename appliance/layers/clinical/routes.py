@@ -72,6 +72,7 @@ from appliance.layers.clinical.schemas import (
     VitalSignsIn,
     VitalSignsOut,
 )
+from appliance.substrate import identity
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.record import RecordError
@@ -148,6 +149,11 @@ _REGISTRATION_REFUSED = ResponseSpec(data_container=RegistrationRefused, generat
     "(`requires_national_id_confirmation`, `differs`): check the card, and send `national_id_confirmed: true` if "
     "the number is right. Or an identifier already held by another patient of this facility, or a change made "
     "meanwhile."))
+_NATIONAL_ID_ASKED_TOO_OFTEN = ResponseSpec(data_container=RegistrationRefused, generate_examples=False, description=(
+    "Not written. The national ID was sent too often this hour with a birth date or sex its holder elsewhere does "
+    f"not have ({identity.NATIONAL_ID_ANSWERS_PER_ASKER} times by this caller, "
+    f"{identity.NATIONAL_ID_ANSWERS_PER_PERSON} by everyone), so it is not compared again for now, whatever is sent: "
+    "check the card, or ask the records office."))
 
 
 class ClinicalController(Controller):
@@ -163,7 +169,7 @@ class ClinicalController(Controller):
     # -- patients --------------------------------------------------------------------------------------
 
     @post("/patients", operation_id="ClinicalRegisterPatient", opt=_opt("clinical.patient.create"),
-          sync_to_thread=True, responses={409: _REGISTRATION_REFUSED})
+          sync_to_thread=True, responses={409: _REGISTRATION_REFUSED, 429: _NATIONAL_ID_ASKED_TOO_OFTEN})
     def register_patient(self, tenant: FromPath[str], state: State, request: Asking,
                          data: JSONBody[PatientIn]) -> PatientOut:
         """Register a patient: demographics, identifiers, contacts and next of kin. Returns the chart's id
@@ -171,7 +177,7 @@ class ClinicalController(Controller):
         links the chart to that person; when they were born on another day or are of another sex, the answer
         is 409 with `requires_national_id_confirmation` and `differs` (only which of birth date and sex
         differs), nothing written: check the number on the ID card, and send `national_id_confirmed: true`
-        if it is right."""
+        if it is right. Sent too often with what differs, it is not compared again for an hour (429)."""
         # The guard has checked the caller works here.
         linked = service.link_registration(state.db, request.user, data, tenant=tenant)
         with _tenant(state, request, tenant) as conn:
@@ -196,7 +202,7 @@ class ClinicalController(Controller):
             return PatientOut.model_validate(service.get_patient(conn, request.user, patient_id))
 
     @put(PATIENT, operation_id="ClinicalCorrectPatient", opt=_opt("clinical.patient.update"), sync_to_thread=True,
-         responses={409: _REGISTRATION_REFUSED})
+         responses={409: _REGISTRATION_REFUSED, 429: _NATIONAL_ID_ASKED_TOO_OFTEN})
     def correct_patient(self, tenant: FromPath[str], state: State, request: Asking,
                         patient_id: Id, data: JSONBody[PatientUpdate]) -> PatientOut:
         """Correct a registration. The previous version stays in the history; send `version_id` from the

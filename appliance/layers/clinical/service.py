@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import catalogue, drugs, icd10
-from appliance.layers.clinical.errors import Conflict, Forbidden, Invalid, NotFound
+from appliance.layers.clinical.errors import Conflict, Forbidden, Invalid, NotFound, TooOften
 from appliance.layers.clinical.models import (
     allergy,
     condition,
@@ -210,6 +210,17 @@ class NationalIdHolderDiffers(Conflict):
     sex: asked (`national_id_confirmed`), never linked on the number alone."""
 
 
+class NationalIdAskedTooOften(TooOften):
+    """A national ID whose holder elsewhere was said to differ too often this hour (`identity.
+    compare_national_id_holder`): not compared again for now, and nothing written."""
+
+
+NATIONAL_ID_ASKED_TOO_OFTEN = (
+    "This national ID was typed too often in the last hour with a birth date or sex its holder does not have, so it "
+    "is not compared again for now. Check the number on the patient's ID card, or ask the records office. Nothing "
+    "was written.")
+
+
 class ChartLeftUnlinked(Invalid):
     """A chart registered without a subject whose national ID's holder differs (`subject_of`): it stays unlinked
     until its registration is corrected, and what needed the person is refused."""
@@ -227,8 +238,9 @@ def national_id_disagreement(db: Database, principal: Principal, data: PatientIn
     """What the person already holding this registration's national ID differs in ("birth date", "sex", both;
     none when nobody holds it or they agree): `with_subject` links the chart to them on the national ID alone.
     The comparison is the identity index's (`identity.compare_national_id_holder`, which audits it as asked by
-    `principal` at `tenant`). An ID a patient of `tenant` holds is left to the registration, which refuses it
-    naming that record; `chart_id`, the chart being linked, is not that patient."""
+    `principal` at `tenant`, and refuses it when asked too often: `NationalIdAskedTooOften`, 429). An ID a patient
+    of `tenant` holds is left to the registration, which refuses it naming that record; `chart_id`, the chart being
+    linked, is not that patient."""
     national_id = national_id_of(data)
     if not national_id:
         return []
@@ -237,10 +249,13 @@ def national_id_disagreement(db: Database, principal: Principal, data: PatientIn
                 patient_identifier.c.system == "national_id", patient_identifier.c.value == national_id,
                 patient_identifier.c.patient_id.is_distinct_from(chart_id))).first():
             return []
-    with db.control() as conn:
-        return identity.compare_national_id_holder(
+    with db.control() as conn:  # committed before a refusal: the count and the audit event stay
+        answer = identity.compare_national_id_holder(
             conn, national_id, birth_date=data.birth_date, sex=data.sex, tenant=tenant, by=principal,
-            confirmed=data.national_id_confirmed) or []
+            confirmed=data.national_id_confirmed)
+    if answer is not None and answer.refused:
+        raise NationalIdAskedTooOften(NATIONAL_ID_ASKED_TOO_OFTEN, field="identifiers")
+    return answer.differs if answer is not None else []
 
 
 def _national_id_holder_differs(differs: list[str]) -> NationalIdHolderDiffers:
@@ -292,9 +307,10 @@ def link_registration(db: Database, principal: Principal, data: PatientIn, *, te
     refused (`NationalIdHolderDiffers`, 409, naming only what differs) when the person holding that ID
     elsewhere was born on another day or is of another sex, unless the caller says the number was checked on
     the card (`national_id_confirmed`); the comparison is audited (`identity.compare_national_id_holder`) and
-    nothing else is written. A registration naming its subject is not asked: it links to the person it
-    names. The one rule the portal's desk, the API, HL7 v2 and FHIR registrations and a corrected national ID
-    (`chart_id`, the chart relinked) all go through.
+    nothing else is written. Asked too often this hour: `NationalIdAskedTooOften` (429), not compared. A
+    registration naming its subject is not asked: it links to the person it names. The one rule the portal's
+    desk, the API, HL7 v2 and FHIR registrations and a corrected national ID (`chart_id`, the chart relinked)
+    all go through.
 
     One tenant read and one control transaction: asking and linking apart took two of each, a quarter of a
     registration's server time (py-spy, bench/intake.py). A new chart whose national ID a patient of this
@@ -304,22 +320,27 @@ def link_registration(db: Database, principal: Principal, data: PatientIn, *, te
         with db.tenant(tenant) as conn:
             _refuse_identifiers_held(conn, chart_id, [{"system": "national_id", "value": national_id}])
     differs: list[str] = []
+    refused = False
     with db.control() as conn:
         if data.subject_id is not None:
             subject_id = _named_subject(conn, data.subject_id)
         else:
             if national_id:
-                differs = identity.compare_national_id_holder(
+                answer = identity.compare_national_id_holder(
                     conn, national_id, birth_date=data.birth_date, sex=data.sex, tenant=tenant, by=principal,
-                    confirmed=data.national_id_confirmed) or []
-            if differs and not data.national_id_confirmed:
-                subject_id = None  # the comparison's audit event commits; the question is raised below
+                    confirmed=data.national_id_confirmed)
+                if answer is not None:
+                    differs, refused = answer.differs, answer.refused
+            if refused or (differs and not data.national_id_confirmed):
+                subject_id = None  # the comparison's count and audit event commit; the refusal is raised below
             else:
                 subject_id = identity.match_or_create_subject(
                     conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
                     sex=data.sex, national_id=national_id).subject_id
         if subject_id is not None:
             identity.note_facility(conn, subject_id, tenant)
+    if refused:
+        raise NationalIdAskedTooOften(NATIONAL_ID_ASKED_TOO_OFTEN, field="identifiers")
     if subject_id is None:
         raise _national_id_holder_differs(differs)
     return data.model_copy(update={"subject_id": subject_id})

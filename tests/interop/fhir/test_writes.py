@@ -9,7 +9,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from appliance.substrate import audit
+from appliance.substrate import audit, identity
 from appliance.substrate.db import tenant_schema
 from tests.interop.fhir.conftest import answer, base, count, refusal
 
@@ -202,6 +202,24 @@ def test_a_national_id_whose_holder_elsewhere_differs_is_refused_naming_only_wha
         assert "held by a person with another sex" in issue["diagnostics"]
         assert " male" not in issue["diagnostics"] and "Barasa" not in refused.text
         assert other_facility.slug not in refused.text
+    assert rows(db, facility.slug) == before
+
+
+def test_a_national_id_asked_about_too_often_is_refused_as_throttled(api, db, facility, other_facility, token_client):
+    """Limited as the JSON API is: after five differing answers about one person in an hour, the sender's next
+    Patient naming that ID is refused (429 throttled, an OperationOutcome saying to check the card or ask the
+    records office), whatever it says of the patient; nothing is written."""
+    national_id = uuid.uuid4().hex[:10]
+    there = token_client(other_facility.slug, role="clinician")
+    holder = new_patient(national_id, name=[{"use": "official", "family": "Barasa", "given": ["Tom"]}])  # a man
+    answer(there.post(f"{base(other_facility.slug)}/Patient", json=holder), 201)
+    for _ in range(identity.NATIONAL_ID_ANSWERS_PER_ASKER):
+        refusal(api.post(f"{base(facility.slug)}/Patient", json=new_patient(national_id, gender="female")), 422)
+    before = rows(db, facility.slug)
+    issue = refusal(api.post(f"{base(facility.slug)}/Patient", json=new_patient(national_id)), 429)["issue"][0]
+    assert issue["code"] == "throttled" and issue["expression"] == ["Patient.identifier"], issue
+    assert issue["details"]["coding"][0]["code"] == "national-id-asked-too-often"
+    assert "or ask the records office" in issue["diagnostics"]
     assert rows(db, facility.slug) == before
 
 

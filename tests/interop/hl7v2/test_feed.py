@@ -143,6 +143,26 @@ def test_a_national_id_whose_holder_differs_is_not_applied_and_the_sender_is_tol
                          "confirmed": False}] * 2
 
 
+def test_a_national_id_asked_about_too_often_is_not_applied_and_the_sender_is_told_why(db, facility, feed):
+    """A feed's registrations are asked the national-ID question as the desk's are, and limited alike: after five
+    differing answers about one person in an hour the feed's next message naming that ID is AE 206 at PID-3 saying
+    to check the card or ask the records office, whatever birth date it carries; nothing is written."""
+    held = "NL" + _mrn()
+    with db.control() as conn:
+        identity.match_or_create_subject(conn, family_name="Kamau", given_names="John", sex="male",
+                                         birth_date=dt.date(1958, 4, 2), national_id=held)
+    for _ in range(identity.NATIONAL_ID_ANSWERS_PER_ASKER):
+        [asked] = feed(adt(facility.slug, "A04", _mrn(), national_id=held))  # Grace, born 1990: not him
+        assert asked.code == "AE" and asked.field("ERR", 3) == "205", asked.text
+    before = counts(db, facility.slug)
+    [ack] = feed(adt(facility.slug, "A04", _mrn(), national_id=held))
+    assert ack.code == "AE" and ack.field("ERR", 3) == "206", ack.text
+    assert ack.field("ERR", 2) == "PID" and ack.field("ERR", 2, 3) == "3", ack.text
+    assert ack.field("ERR", 8).startswith("PID-3 national ID was sent too often in the last hour"), ack.text
+    assert "ask the records office" in ack.field("ERR", 8) and "1958" not in ack.text
+    assert counts(db, facility.slug) == before
+
+
 def test_a01_admits_to_a_bed_and_a03_discharges_it(db, facility, feed):
     identifier = _mrn()
     [admitted] = feed(adt(facility.slug, "A01", identifier, patient_class="I", location="GEN^^GEN-02"))
