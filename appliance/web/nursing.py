@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -31,7 +32,8 @@ from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
 from appliance.layers.nursing import access, fluid, service, views, ward
 from appliance.layers.nursing.errors import Conflict
-from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient
+from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient, Retraction
+from appliance.substrate import retraction
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
@@ -402,8 +404,8 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
         # A set marked entered in error is off the scores and charts, and listed struck through, with why.
         withdrawn = clinical.list_withdrawn(conn, principal, patient_id, vital_signs, "vital_signs")
         # The sets this person may mark entered in error: a clinician any, a nurse those she charted within the
-        # hours (ACC-035); the clinical layer's one rule, which the withdrawal itself asks again.
-        withdrawable = clinical.own_retractable(conn, principal, [r["id"] for r in rows])
+        # hours (ACC-035); the substrate's one rule, which the withdrawal itself asks again.
+        withdrawable = retraction.withdrawable(conn, principal, [r["id"] for r in rows])
         exclusion = service.news2_exclusion(conn, patient_id, now)
         due = service.observations_due(conn, principal, patient_id)
     # A time in the past read as 'Next observations due 03:24' at 06:14, three hours after a MEOWS of two
@@ -430,7 +432,7 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
             "asks_acvpu": not (exclusion and exclusion.child and not exclusion.maternity),
             # MUAC and oedema on a child's chart only: the record refuses them of an adult (service.py).
             "asks_screening": bool(exclusion and exclusion.child), "withdrawn": withdrawn,
-            "withdrawable": withdrawable, "own_retraction_hours": clinical.OWN_RETRACTION_HOURS,
+            "withdrawable": withdrawable, "own_retraction_hours": retraction.OWN_RETRACTION_HOURS,
             "names": people_named(db, {r["author_id"] for r in rows[:30]} | {w["withdrawn_by"] for w in withdrawn})}
 
 
@@ -517,17 +519,28 @@ def _mar_context(db: Database, principal: Principal, tenant: str, patient_id: uu
         top = banner(conn, principal, patient_id)
         chart = service.mar(conn, principal, patient_id, window_start=start,
                             window_end=start + dt.timedelta(days=1), now=now, tz=tz)
+        recorded = [d["administration"] for line in chart["lines"] for d in line["doses"] if d["administration"]]
+        recorded += [g for line in chart["lines"] for g in line["unscheduled"]]
+        # The doses this person may mark entered in error: a clinician any, a nurse those she recorded within the
+        # hours (ACC-035); the substrate's one rule, which the withdrawal itself asks again.
+        withdrawable = retraction.withdrawable(conn, principal, [a["id"] for a in recorded])
     # The drug–allergy check runs when a drug is prescribed, so a prescription written before the allergy
     # was recorded (or over it, with the prescriber's reason) reaches the round unchecked: the nurse giving
     # it is the last one who can stop it, and sees the match beside the drug, not only in the banner.
     allergies = [(a["root_id"], a["substance"]) for a in top["allergies"] or []]
     for line in chart["lines"]:
         line["allergy_matches"] = drugs.check(line["drug"], allergies)
-    authors = {d["administration"]["author_id"] for line in chart["lines"] for d in line["doses"]
-               if d["administration"]}
-    authors |= {g["author_id"] for line in chart["lines"] for g in line["unscheduled"]}
     return {**top, "mar": chart, "day": shown, "previous": shown - dt.timedelta(days=1),
-            "next": shown + dt.timedelta(days=1), "names": people_named(db, authors), "now": now}
+            "next": shown + dt.timedelta(days=1), "names": people_named(db, {a["author_id"] for a in recorded}),
+            "now": now, **_withdrawal(withdrawable)}
+
+
+def _withdrawal(withdrawable: set[uuid.UUID], form: str = "", values: dict | None = None,
+                errors: dict | None = None) -> dict:
+    """What the MAR's and the fluid chart's entered-in-error forms need: which rows offer one, and the one posted
+    (`form`) with what was typed and its refusal."""
+    return {"withdrawable": withdrawable, "own_retraction_hours": retraction.OWN_RETRACTION_HOURS,
+            "withdraw_form": form, "withdraw_values": values or {}, "withdraw_errors": errors or {}}
 
 
 @get(PATIENT + "/mar", operation_id="PortalMar", opt={"permission": "nursing.mar.read"}, include_in_schema=False)
@@ -775,8 +788,11 @@ def _fluids_context(db: Database, principal: Principal, tenant: str, patient_id:
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         chart = fluid.chart(conn, principal, patient_id, now=_now(), tz=tz)
+        # Today's lines this person may mark entered in error (ACC-035, as the MAR's doses).
+        withdrawable = retraction.withdrawable(conn, principal, [line["id"] for line in chart["days"][0]["entries"]])
     return {**top, "fluids": chart, "fluid_choices": FLUID_CHOICES, "route_labels": fluid.ROUTE_LABELS,
-            "names": people_named(db, {line["author_id"] for line in chart["days"][0]["entries"]})}
+            "names": people_named(db, {line["author_id"] for line in chart["days"][0]["entries"]}),
+            **_withdrawal(withdrawable)}
 
 
 @get(PATIENT + "/fluids", operation_id="PortalFluidBalance", opt={"permission": "nursing.fluid.read"},
@@ -828,9 +844,69 @@ async def record_fluid(request: Asking, tenant: Tenant, patient_id: Id, data: Fo
     return see_other(request, f"/t/{tenant}/patients/{patient_id}/fluids?done=fluid")
 
 
+# -- a dose or a fluid line marked entered in error -------------------------------------------------
+
+
+async def _withdraw(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id: uuid.UUID, data: FormData, *,
+                    withdraw: Callable[..., dict], shown: Callable[[int, dict], Template], done: str) -> Response:
+    """Mark a dose or a fluid line entered in error from its page by `withdraw` (its service, which asks
+    `retraction.require`: its author within the hours, or a clinician; anyone else gets the 403 page saying who can,
+    a guessed id the 404): back to `done`, or the page `shown(422, withdrawal)` with the reason's refusal beside it."""
+    values = form_values(data)
+    try:
+        reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
+    except ValidationError as exc:
+        refused = {"form": f"retract-{entry_id}", "values": values, "errors": field_errors(exc)}
+        return await _in_thread(lambda: shown(422, refused))
+    db: Database = request.app.state.db
+
+    def work() -> None:
+        with db.tenant(tenant) as conn:
+            withdraw(conn, request.user, patient_id, entry_id, reason)
+
+    await _in_thread(work)
+    return see_other(request, done)
+
+
+@post(PATIENT + "/mar/{entry_id:uuid}/entered-in-error", operation_id="PortalWithdrawDose",
+      opt={"permission": "nursing.mar.retract_own"}, include_in_schema=False)
+async def withdraw_dose(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """The MAR's form on a dose recorded in error (ACC-035): the dose is open again, the record kept in its history
+    with the reason. Back to the day's page."""
+    db: Database = request.app.state.db
+    day = (form_values(data).get("day") or "").strip()
+
+    def shown(status: int, withdrawal: dict) -> Template:
+        context = _mar_context(db, request.user, tenant, patient_id, day)
+        context |= _withdrawal(context["withdrawable"], **withdrawal)
+        return page(request, "nursing/mar.html", status=status, active="patients", patient_id=patient_id,
+                    tab="mar", **context, problem=None, refused={}, **NURSING_HELPERS)
+
+    return await _withdraw(request, tenant, patient_id, entry_id, data, withdraw=service.retract_administration,
+                           shown=shown, done=f"/t/{tenant}/patients/{patient_id}/mar?"
+                                             f"{'day=' + quote(day) + '&' if day else ''}done=retracted")
+
+
+@post(PATIENT + "/fluids/{entry_id:uuid}/entered-in-error", operation_id="PortalWithdrawFluid",
+      opt={"permission": "nursing.fluid.retract_own"}, include_in_schema=False)
+async def withdraw_fluid(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
+    """The fluid chart's form on a line charted in error (ACC-035): it leaves the day's totals, and stays in its
+    history with the reason."""
+    db: Database = request.app.state.db
+
+    def shown(status: int, withdrawal: dict) -> Template:
+        context = _fluids_context(db, request.user, tenant, patient_id)
+        context |= _withdrawal(context["withdrawable"], **withdrawal)
+        return page(request, "nursing/fluids.html", status=status, active="patients", patient_id=patient_id,
+                    tab="fluids", **context, values={}, errors={}, **NURSING_HELPERS)
+
+    return await _withdraw(request, tenant, patient_id, entry_id, data, withdraw=fluid.retract_line, shown=shown,
+                           done=f"/t/{tenant}/patients/{patient_id}/fluids?done=retracted")
+
+
 ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,
           mar_page, record_dose, reconciliation_page, reconcile_medications, care_plans_page, add_care_plan,
-          evaluate_care_plan, fluids_page, record_fluid, round_page, *diet_pages.ROUTES]
+          evaluate_care_plan, fluids_page, record_fluid, round_page, withdraw_dose, withdraw_fluid, *diet_pages.ROUTES]
 
 nursing_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                         guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

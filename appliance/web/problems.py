@@ -259,8 +259,8 @@ def retract_entry(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id,
       opt={"permission": "clinical.vitals.retract_own"}, sync_to_thread=True, include_in_schema=False)
 def withdraw_own_vitals(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
     """The observations page's form for the nurse who charted a set (ACC-035): as `retract_entry`, for a set of
-    vital signs only; whether she may (her own set, within the hours) is the clinical layer's
-    `retraction_refusal`, a 403 page saying who can otherwise."""
+    vital signs only; whether she may (her own set, within the hours) is the substrate's one rule,
+    `retraction.require`, a 403 page saying who can otherwise."""
     return _retract(request, tenant, patient_id, entry_id, form_values(data), ("vital_signs",),
                     withdraw=service.retract_own_vitals)
 

@@ -1058,6 +1058,10 @@ FORMS += ["/roster", "/roster/{any}/withdraw"]
 # author after 12 hours and guessed ids with real ones are in tests/layers/nursing/test_pages.py.
 NURSING_FORMS += ["/patients/{pid}/vitals/{any}/entered-in-error"]
 FORMS += ["/patients/{pid}/vitals/{any}/entered-in-error"]
+# And a dose on the MAR or a fluid balance line (appliance/web/nursing.py, ACC-035); the same refusals with real ids
+# are in tests/layers/nursing/test_pages.py.
+NURSING_FORMS += ["/patients/{pid}/mar/{any}/entered-in-error", "/patients/{pid}/fluids/{any}/entered-in-error"]
+FORMS += ["/patients/{pid}/mar/{any}/entered-in-error", "/patients/{pid}/fluids/{any}/entered-in-error"]
 
 
 def test_every_portal_route_is_in_these_lists(app):

@@ -29,12 +29,6 @@ class Conflict(ClinicalError):
     status = 409
 
 
-class Forbidden(ClinicalError):
-    """The asker's role may do this act, but not on this record (a set of vital signs charted by another nurse)."""
-
-    status = 403
-
-
 class TooOften(ClinicalError):
     """A question asked more often than the appliance answers it (a guess repeated to learn what it guards)."""
 

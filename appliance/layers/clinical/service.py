@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import catalogue, drugs, icd10
-from appliance.layers.clinical.errors import Conflict, Forbidden, Invalid, NotFound, TooOften
+from appliance.layers.clinical.errors import Conflict, Invalid, NotFound, TooOften
 from appliance.layers.clinical.models import (
     allergy,
     condition,
@@ -45,7 +45,7 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestIn,
     VitalSignsIn,
 )
-from appliance.substrate import identity, record
+from appliance.substrate import identity, record, retraction
 from appliance.substrate.db import Database, after_commit
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
@@ -793,65 +793,19 @@ def _amend(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_
     return _entry_dict(appended) | _record_of(conn, appended.root_id)
 
 
-# Who may mark a record entered in error. A clinician may any record, at any time (`clinical.entry.retract`). The
-# nurse charts most sets of vital signs on a ward, and a set charted on the wrong patient at 03:00 would otherwise
-# drive that patient's NEWS2 escalation and observation schedule until a doctor came: so the author of a set may
-# withdraw it herself (ACC-035, `clinical.vitals.retract_own`), within a shift of charting it. 12 hours is the longest
-# of the roster's shipped shifts (tenant_config's day and night, 07:00-19:00 and 19:00-07:00); after it the set has
-# been handed over and read and acted on by others, and withdrawing it is a clinician's decision. Only vital signs:
-# the nursing layer's own entries (fluid balance lines, the MAR's doses) are withdrawn by the ward's nurses already,
-# under `nursing.*`. The author's routes (API and page) and the observations page's offer ask `retraction_refusal`;
-# the generic entries route is the clinician's, its permission decided by the route guard.
-RETRACT_ANY = "clinical.entry.retract"
-RETRACT_OWN = {"vital_signs": "clinical.vitals.retract_own"}
-OWN_RETRACTION_HOURS = 12
-
-
-def retraction_refusal(principal: Principal, kind: str, record_author_id: uuid.UUID, charted_at: dt.datetime,
-                       now: dt.datetime) -> str | None:
-    """Why `principal` may not mark this record (of `kind`, first charted by `record_author_id` at `charted_at`)
-    entered in error, as a sentence naming who can; None when they may."""
-    if principal.can(RETRACT_ANY):
-        return None
-    own = RETRACT_OWN.get(kind)
-    if own is None or not principal.can(own):
-        return f"your role may not mark this record entered in error ({RETRACT_ANY}): a clinician can"
-    if record_author_id != principal.account_id:
-        return ("only the nurse who charted this set of vital signs may mark it entered in error (within "
-                f"{OWN_RETRACTION_HOURS} hours), or a clinician: ask the clinician on the ward")
-    if now - charted_at > dt.timedelta(hours=OWN_RETRACTION_HOURS):
-        return (f"this set of vital signs was charted more than {OWN_RETRACTION_HOURS} hours ago, after which a "
-                "clinician marks it entered in error: ask the clinician on the ward")
-    return None
-
-
-def own_retractable(conn: Connection, principal: Principal, entry_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these current versions (a page's rows) `principal` may mark entered in error, by
-    `retraction_refusal`: every one for a clinician; for a nurse, the sets she charted within the hours."""
-    ids = list(entry_ids)
-    if principal.can(RETRACT_ANY):
-        return set(ids)
-    if not ids or not any(principal.can(p) for p in RETRACT_OWN.values()):
-        return set()
-    rows = conn.execute(
-        sa.select(entry.c.id, entry.c.kind, _FIRST_VERSION.c.author_id, _FIRST_VERSION.c.recorded_at,
-                  sa.func.now().label("now"))
-        .select_from(entry.join(_FIRST_VERSION, _FIRST_VERSION.c.id == entry.c.root_id))
-        .where(entry.c.id.in_(ids))
-    ).all()
-    return {r.id for r in rows if retraction_refusal(principal, r.kind, r.author_id, r.recorded_at, r.now) is None}
+# The nurse who charted a set of vital signs withdraws it herself within a shift (ACC-035,
+# `clinical.vitals.retract_own`): the one rule is the substrate's `retraction`, which the nursing layer's doses and
+# fluid balance lines ask too. The author's routes (API and page) ask it here; the generic entries route is the
+# clinician's, its permission decided by the route guard.
+retraction.register_own("vital_signs", "clinical.vitals.retract_own", "set of vital signs")
 
 
 def retract_own_vitals(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
                        reason: str) -> dict:
     """Mark a set of vital signs entered in error by the author's own route (the API's and the observations
-    page's, `clinical.vitals.retract_own`), if `retraction_refusal` lets this principal: 403 saying who can."""
-    found = _version_of(conn, patient_id, entry_id, "vital_signs")
-    first = conn.execute(sa.select(entry.c.author_id, entry.c.recorded_at, sa.func.now().label("now"))
-                         .where(entry.c.id == found["root_id"])).one()
-    refusal = retraction_refusal(principal, found["kind"], first.author_id, first.recorded_at, first.now)
-    if refusal is not None:
-        raise Forbidden(refusal, entry_id=str(entry_id))
+    page's, `clinical.vitals.retract_own`), if `retraction.require` lets this principal: 403 saying who can."""
+    _version_of(conn, patient_id, entry_id, "vital_signs")
+    retraction.require(conn, principal, entry_id)
     return retract_entry(conn, principal, patient_id, entry_id, reason)
 
 

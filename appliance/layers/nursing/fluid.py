@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 from appliance.layers.nursing import service, views
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import INTAKE_ROUTES, OUTPUT_ROUTES, fluid, nursing_setting
-from appliance.substrate import record
+from appliance.substrate import record, retraction
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
 from appliance.substrate.tenancy import register_config_applier
@@ -305,10 +305,18 @@ def correct_line(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
     return service._entry_row(appended)
 
 
+# A line charted on the wrong patient is withdrawn by the nurse who charted it, within a shift, or by a clinician
+# at any time (ACC-035, the substrate's one rule): another's line, or an older one, has been added into a balance
+# the ward handed over and the doctor read.
+retraction.register_own("fluid", "nursing.fluid.retract_own", "fluid balance line")
+
+
 def retract_line(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
                  reason: str) -> dict:
-    """A line charted in error: it leaves the totals and stays in the history."""
+    """A line charted in error: it leaves the totals and stays in the history. Only its author within the hours,
+    or a clinician (`retraction.require`: 403 saying who can)."""
     service._version_of(conn, patient_id, entry_id, "fluid")
+    retraction.require(conn, principal, entry_id)
     retracted = record.retract(conn, principal, entry_id, reason)
     return {"id": retracted.id, "root_id": retracted.root_id, "status": retracted.status,
             "reason": retracted.reason, "occurred_at": retracted.occurred_at}

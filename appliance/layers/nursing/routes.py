@@ -205,10 +205,11 @@ class NursingController(Controller):
             service.record_administration(conn, request.user, patient_id, data, now=c["now"], tz=c["tz"]))))
 
     @post(PATIENT + "/mar/{entry_id:uuid}/entered-in-error", operation_id="NursingRetractAdministration",
-          opt=_opt("nursing.mar.record"), status_code=HTTP_200_OK)
+          opt=_opt("nursing.mar.retract_own"), status_code=HTTP_200_OK)
     async def retract_administration(self, tenant: FromPath[str], state: State, request: Asking,
                                      patient_id: Id, entry_id: Id, data: JSONBody[Retraction]) -> dict:
-        """Withdraw a dose recorded in error (it stays in the history; the dose is open again)."""
+        """Withdraw a dose recorded in error (it stays in the history; the dose is open again): the nurse who
+        recorded it, within 12 hours, or a clinician at any time (ACC-035); anyone else 403, saying who can."""
         return await _run(state, request, tenant, lambda conn, _: service.retract_administration(
             conn, request.user, patient_id, entry_id, data.reason))
 
@@ -302,10 +303,11 @@ class NursingController(Controller):
             reason=data.reason, now=c["now"])))
 
     @post(PATIENT + "/fluids/{entry_id:uuid}/entered-in-error", operation_id="NursingRetractFluid",
-          opt=_opt("nursing.fluid.write"), status_code=HTTP_200_OK)
+          opt=_opt("nursing.fluid.retract_own"), status_code=HTTP_200_OK)
     async def retract_fluid(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
                             entry_id: Id, data: JSONBody[Retraction]) -> dict:
-        """Withdraw a line charted in error: it leaves the totals and stays in the history."""
+        """Withdraw a line charted in error: it leaves the totals and stays in the history. The nurse who charted
+        it, within 12 hours, or a clinician at any time (ACC-035); anyone else 403, saying who can."""
         return await _run(state, request, tenant, lambda conn, _: fluid.retract_line(
             conn, request.user, patient_id, entry_id, data.reason))
 

@@ -29,7 +29,7 @@ from appliance.layers.nursing import schedule, views
 from appliance.layers.nursing.errors import Conflict, Invalid, NotFound
 from appliance.layers.nursing.models import care_plan, medication_administration, meows, news2, nursing_task, pews
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, TaskIn
-from appliance.substrate import record
+from appliance.substrate import record, retraction
 from appliance.substrate.age import months_on, years_on
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
@@ -624,10 +624,18 @@ def record_administration(conn: Connection, principal: Principal, patient_id: uu
     return _entry_row(appended)
 
 
+# A dose recorded against the wrong patient or the wrong slot is withdrawn by the nurse who recorded it, within a
+# shift of recording it, or by a clinician at any time (ACC-035): the substrate's one rule, as for a set of vital
+# signs. Another nurse's dose, or an older one, was handed over as given and may have been acted on.
+retraction.register_own("medication_administration", "nursing.mar.retract_own", "dose")
+
+
 def retract_administration(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
                            reason: str) -> dict:
-    """A dose recorded in error: the record stays in the history and the dose is open again."""
+    """A dose recorded in error: the record stays in the history and the dose is open again. Only its author
+    within the hours, or a clinician (`retraction.require`: 403 saying who can)."""
     _version_of(conn, patient_id, entry_id, "medication_administration")
+    retraction.require(conn, principal, entry_id)
     retracted = record.retract(conn, principal, entry_id, reason)
     return {"id": retracted.id, "root_id": retracted.root_id, "status": retracted.status,
             "reason": retracted.reason, "occurred_at": retracted.occurred_at}

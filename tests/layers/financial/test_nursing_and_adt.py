@@ -4,6 +4,7 @@ accrued at the census from admissions, transfers and discharges — read through
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import zoneinfo
 from decimal import Decimal
@@ -32,7 +33,7 @@ def _charges(conn, **where) -> list[dict]:
     return [dict(r) for r in conn.execute(query.order_by(charge.c.service_date, entry.c.recorded_at)).mappings()]
 
 
-def test_a_dose_given_is_charged_per_unit_and_a_held_one_is_not(db, facility, clinician):
+def test_a_dose_given_is_charged_per_unit_and_a_held_one_is_not(db, facility, clinician, policy):
     now = dt.datetime.now(dt.UTC)
     with db.tenant(facility.slug) as conn:
         patient, encounter = visit(conn, clinician)
@@ -42,7 +43,9 @@ def test_a_dose_given_is_charged_per_unit_and_a_held_one_is_not(db, facility, cl
         given = nursing.record_administration(conn, clinician, patient["id"], AdministrationIn(
             medication_request_id=prescribed["id"], outcome="given"), now=now, tz=NAIROBI)
         [captured] = _charges(conn, source_root_id=given["root_id"])
-        nursing.retract_administration(conn, clinician, patient["id"], given["id"], "charted on the wrong patient")
+        # Withdrawn as the clinician's route would (ACC-035 asks the role's permissions).
+        doctor = dataclasses.replace(clinician, permissions=policy.permissions_of("clinician"))
+        nursing.retract_administration(conn, doctor, patient["id"], given["id"], "charted on the wrong patient")
         after = _charges(conn, source_root_id=given["root_id"])
     assert captured["item_kind"] == "medication" and captured["quantity"] == 2
     assert captured["amount"] == Decimal("700.00") and captured["department"] == "PHARMACY"

@@ -3,6 +3,7 @@ with its reason and time, late flags, and what the record refuses."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -99,7 +100,7 @@ def test_not_given_needs_a_reason():
                                          "scheduled_for": at(21, 8), "outcome": "refused"})
 
 
-def test_one_outcome_per_dose_until_withdrawn(db, facility, clinician, nurse):
+def test_one_outcome_per_dose_until_withdrawn(db, facility, clinician, nurse, policy):
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, clinician)
         rx = prescribe(conn, clinician, patient, "BD")
@@ -108,7 +109,9 @@ def test_one_outcome_per_dose_until_withdrawn(db, facility, clinician, nurse):
         with pytest.raises(Conflict, match="already recorded as refused"):
             give(conn, nurse, patient, {"medication_request_id": rx.id, "scheduled_for": at(21, 8),
                                         "outcome": "given", "administered_at": at(21, 9)})
-        service.retract_administration(conn, nurse, patient["id"], first["id"], "recorded against the wrong dose")
+        # Withdrawn by the nurse who recorded it, holding her role's permissions as her route would (ACC-035).
+        author = dataclasses.replace(nurse, permissions=policy.permissions_of("nurse"))
+        service.retract_administration(conn, author, patient["id"], first["id"], "recorded against the wrong dose")
         again = give(conn, nurse, patient, {"medication_request_id": rx.id, "scheduled_for": at(21, 8),
                                             "outcome": "given", "administered_at": at(21, 9)})
         [line] = service.mar(conn, nurse, patient["id"], **WINDOW)["lines"]

@@ -982,10 +982,9 @@ def test_the_nurse_who_charted_a_set_withdraws_it_from_the_page_within_the_shift
 
 def test_the_api_lets_the_author_of_a_set_withdraw_it_within_the_shift_and_a_clinician_at_any_time(
         db, token_client, facility, other_facility, clinician):
-    """POST .../vitals/<id>/entered-in-error asks the same rule as the page (the clinical layer's
-    `retraction_refusal`): another nurse's client, another facility's, a guessed id and the author's own set
-    after 12 hours are refused with nothing written; the author within them withdraws it, its escalation with it;
-    a clinician withdraws the old one."""
+    """POST .../vitals/<id>/entered-in-error asks the same rule as the page (the substrate's `retraction`): another
+    nurse's client, another facility's, a guessed id and the author's own set after 12 hours are refused with nothing
+    written; the author within them withdraws it, its escalation with it; a clinician withdraws the old one."""
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, clinician, family="Wekesa", given="Tom")
     author, colleague = token_client(facility.slug, role="nurse"), token_client(facility.slug, role="nurse")
@@ -1015,3 +1014,143 @@ def test_the_api_lets_the_author_of_a_set_withdraw_it_within_the_shift_and_a_cli
     assert [t["status"] for t in escalations] == ["cancelled"] * len(escalations) and escalations
     by_doctor = token_client(facility.slug, role="clinician").post(f"{base}/{old}/entered-in-error", json=reason)
     assert by_doctor.status_code == 200, by_doctor.text
+
+
+# -- a dose on the MAR and a fluid balance line, withdrawn as a set of vital signs is (ACC-035) ---------------------
+
+
+def _prescribed(db, facility, clinician, patient) -> uuid.UUID:
+    """An as-needed paracetamol for the patient: its doses are recorded whenever given."""
+    from appliance.layers.clinical import service as clinical
+    from appliance.layers.clinical.schemas import MedicationIn
+
+    with db.tenant(facility.slug) as conn:
+        return clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+            drug="Paracetamol", dose=Decimal(1), dose_unit="g", route="oral", frequency="as needed",
+            encounter_id=patient["encounter_id"])).placed[0]["root_id"]
+
+
+def _dose_and_line(db, facility, patient, prescription_id, author_id, *,
+                   hours_ago: float = 0) -> tuple[uuid.UUID, uuid.UUID]:
+    """A dose of the prescription given and an oral intake line, both charted by `author_id` `hours_ago` hours ago
+    (the bulk path's replay of a past record)."""
+    from appliance.substrate.principal import Principal
+
+    author = Principal(account_id=author_id, kind="staff", display_name="Nurse", tenant=facility.slug, role="nurse")
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_ago)
+    with db.tenant(facility.slug) as conn:
+        dose, line = record.append_many(conn, author, [
+            record.NewEntry("medication_administration", patient["id"], encounter_id=patient["encounter_id"],
+                            occurred_at=then, recorded_at=then, detail={
+                                "medication_request_id": prescription_id, "scheduled_for": None, "outcome": "given",
+                                "reason": "pain", "administered_at": then, "drug": "Paracetamol",
+                                "dose": Decimal(1), "dose_unit": "g", "route": "oral", "minutes_late": None}),
+            record.NewEntry("fluid", patient["id"], encounter_id=patient["encounter_id"], occurred_at=then,
+                            recorded_at=then, detail={"direction": "intake", "route": "oral", "volume_ml": 250,
+                                                      "note": None})])
+    return dose.id, line.id
+
+
+def _current(db, facility, patient) -> tuple[set, set]:
+    """The ids of the patient's doses and fluid lines still in force."""
+    from appliance.layers.nursing import fluid
+
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        doses = {d["id"] for d in service.doses_given_between(conn, [patient["id"]], now - dt.timedelta(days=1), now)}
+        lines = {line["id"] for line in fluid.lines_of(conn, [patient["id"]], now - dt.timedelta(days=1))}
+    return doses, lines
+
+
+def test_the_nurse_who_charted_a_dose_or_a_fluid_line_withdraws_it_from_the_page_and_no_one_else_does(
+        db, signed_in, facility, other_facility, clinician):
+    """Any nurse of the ward could withdraw any dose or fluid line, at any time, where a set of vital signs is the
+    author's within 12 hours or a clinician's (ACC-035): the MAR and the fluid chart now offer the form to the nurse
+    who charted the row, within the hours, and refuse another nurse, the author after them, another facility and a
+    guessed id; a clinician withdraws any."""
+    from appliance.substrate import audit
+
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Wanjiru", given="Esther")
+    author, colleague = signed_in("nurse", facility.slug, ward="GEN"), signed_in("nurse", facility.slug, ward="GEN")
+    prescription = _prescribed(db, facility, clinician, patient)
+    dose, line = _dose_and_line(db, facility, patient, prescription, author.person.account_id)
+    old_dose, old_line = _dose_and_line(db, facility, patient, prescription, author.person.account_id, hours_ago=13)
+    chart = f"/t/{facility.slug}/patients/{patient['id']}"
+    old_day = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=13)).astimezone(TZ).date().isoformat()
+    for kind, row, old, page in (("mar", dose, old_dose, f"{chart}/mar"), ("fluids", line, old_line,
+                                                                          f"{chart}/fluids")):
+        own = f"{chart}/{kind}/{row}/entered-in-error"
+        # Another nurse of the ward: no form on the row, the page says who can; posted anyway, 403 saying so.
+        seen = colleague.get(page).text
+        assert f'action="{own}"' not in seen and 'id="who-withdraws"' in seen, kind
+        refused = post_form(colleague, page, own, {"reason": "wrong patient", "day": ""})
+        assert refused.status_code == 403 and "Only the nurse who charted this" in refused.text, kind
+        # A nurse of another facility, and a guessed id.
+        stranger = signed_in("nurse", other_facility.slug, ward="GEN")
+        assert stranger.post(own, data={"reason": "wrong patient"}).status_code in (403, 404)
+        assert post_form(author, page, own.replace(str(row), str(uuid.uuid4())),
+                         {"reason": "a guess"}).status_code == 404
+        # Her own row charted 13 hours ago: no form where it is listed, and refused with who can.
+        assert f"/{kind}/{old}/entered-in-error" not in author.get(f"{page}?day={old_day}").text
+        assert f'action="{own}"' in author.get(page).text
+        late = post_form(author, page, own.replace(str(row), str(old)), {"reason": "wrong patient"})
+        assert late.status_code == 403 and "more than 12 hours ago" in late.text, kind
+        # No reason: the form again, saying so, nothing written.
+        assert post_form(author, page, own, {"reason": ""}).status_code == 422
+    assert _current(db, facility, patient) == ({dose, old_dose}, {line, old_line})
+
+    for kind, page in (("mar", f"{chart}/mar"), ("fluids", f"{chart}/fluids")):
+        row = dose if kind == "mar" else line
+        done = post_form(author, page, f"{chart}/{kind}/{row}/entered-in-error", {"reason": "charted on the wrong "
+                                                                                   "patient"})
+        assert done.status_code == 303 and done.headers["location"].endswith("done=retracted"), kind
+    # A clinician withdraws the author's old ones, the form offered on every row of the page.
+    doctor = signed_in("clinician", facility.slug)
+    assert f'action="{chart}/mar/{old_dose}/entered-in-error"' in doctor.get(f"{chart}/mar?day={old_day}").text
+    for kind, old in (("mar", old_dose), ("fluids", old_line)):
+        by_doctor = post_form(doctor, f"{chart}/{kind}", f"{chart}/{kind}/{old}/entered-in-error",
+                              {"reason": "charted on the wrong patient"})
+        assert by_doctor.status_code == 303, kind
+    assert _current(db, facility, patient) == (set(), set())
+    log = audit.patient_access_log(db, facility.slug, patient["id"])
+    assert {e.event_type for e in log if e.who["account"] == str(author.person.account_id)} >= {
+        "record.medication_administration.retract", "record.fluid.retract"}
+
+
+def test_the_api_lets_the_author_of_a_dose_or_a_fluid_line_withdraw_it_within_the_shift_and_a_clinician_at_any_time(
+        db, token_client, facility, other_facility, clinician):
+    """POST .../mar|fluids/<id>/entered-in-error ask the same rule as the pages: another nurse's client, another
+    facility's, a guessed id and the author's own row after 12 hours are refused with nothing written; the author
+    within them withdraws it; a clinician withdraws the old one."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Mutua", given="James")
+    author, colleague = token_client(facility.slug, role="nurse"), token_client(facility.slug, role="nurse")
+    doctor, stranger = token_client(facility.slug, role="clinician"), token_client(other_facility.slug, role="nurse")
+    prescription = _prescribed(db, facility, clinician, patient)
+    api = f"/api/t/{facility.slug}/patients/{patient['id']}"
+    given = author.post(f"{api}/mar", json={"medication_request_id": str(prescription), "outcome": "given"})
+    charted = author.post(f"{api}/fluids", json={"direction": "intake", "route": "oral", "volume_ml": 250})
+    assert given.status_code == 201 and charted.status_code == 201, (given.text, charted.text)
+    dose, line = uuid.UUID(given.json()["id"]), uuid.UUID(charted.json()["id"])
+    old_dose, old_line = _dose_and_line(db, facility, patient, prescription, uuid.UUID(given.json()["author_id"]),
+                                        hours_ago=13)
+    reason = {"reason": "charted on the wrong patient"}
+    for kind, row, old, noun in (("mar", dose, old_dose, "dose"), ("fluids", line, old_line, "fluid balance line")):
+        base = f"/api/t/{facility.slug}/patients/{patient['id']}/{kind}"
+        refused = colleague.post(f"{base}/{row}/entered-in-error", json=reason)
+        assert refused.status_code == 403, refused.text
+        assert f"only the nurse who charted this {noun}" in refused.json()["detail"]
+        theirs = f"/api/t/{other_facility.slug}/patients/{patient['id']}/{kind}/{row}/entered-in-error"
+        assert stranger.post(theirs, json=reason).status_code in (403, 404)
+        assert stranger.post(f"{base}/{row}/entered-in-error", json=reason).status_code == 403
+        assert author.post(f"{base}/{uuid.uuid4()}/entered-in-error", json=reason).status_code == 404
+        late = author.post(f"{base}/{old}/entered-in-error", json=reason)
+        assert late.status_code == 403 and "more than 12 hours ago" in late.json()["detail"], kind
+        assert _current(db, facility, patient) == ({dose, old_dose}, {line, old_line})
+    for kind, row, old in (("mar", dose, old_dose), ("fluids", line, old_line)):
+        base = f"/api/t/{facility.slug}/patients/{patient['id']}/{kind}"
+        done = author.post(f"{base}/{row}/entered-in-error", json=reason)
+        assert done.status_code == 200 and done.json()["status"] == "entered_in_error", done.text
+        assert doctor.post(f"{base}/{old}/entered-in-error", json=reason).status_code == 200, kind
+    assert _current(db, facility, patient) == (set(), set())
