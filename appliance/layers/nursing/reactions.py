@@ -11,7 +11,8 @@ task or its cancellation exists the moment the act does, or not at all.
   score's minimum monitoring frequency (the previous one is done), and a score needing more than a
   ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
   (one open at a time, replaced only by a higher risk); a score withdrawn with its set cancels the escalation it
-  raised, if still open, saying why, and the next observations are due as the latest remaining score asks.
+  raised, if still open, saying why, and the next observations are due, and an escalation is raised again, as the
+  latest remaining score asks.
 - `service_request` (a laboratory order) → "collect specimen", due by the order's priority; a revoked or
   retracted order cancels it, and the laboratory's receipt of the specimen (`specimen_receipt`) or a `result`
   for the order completes it.
@@ -163,7 +164,6 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
         # on the chart for the clinician in the room.
         return
     detail = score.detail
-    named, rank, response = _score_terms(score)
     open_tasks = service.tasks_of(conn, [score.patient_id], open_only=True, codes=["observations", "escalation"])
     for task in open_tasks:
         if task["code"] == "observations":
@@ -171,6 +171,15 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
     service.new_task(conn, principal, score.patient_id, code="observations", ward_code=ward,
                      encounter_id=score.encounter_id, due_at=detail["next_due_at"], source=score,
                      title=_observations_title(score))
+    _escalate(conn, principal, score, ward, open_tasks)
+
+
+def _escalate(conn: Connection, principal: Principal, score: Entry, ward: str, open_tasks: list[dict],
+              again_for: Entry | None = None) -> None:
+    """Raise the escalation `score` calls for, unless one of the patient's `open_tasks` already escalates at its level
+    or higher; a lower one it supersedes is cancelled. `again_for`: the withdrawn score whose escalation this one
+    takes over (`_score_withdrawn`), which names the task apart from any `score` raised before."""
+    named, rank, response = _score_terms(score)
     if rank <= service.RISK_RANK["low"]:
         return
     # An oliguria escalation (`fluid_escalation`) is another matter: a higher score neither answers nor replaces it.
@@ -178,9 +187,10 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
     if any(_rank_of(conn, t["source_id"]) >= rank for t in escalations):
         return  # already escalated at this level or higher; the open task stands until a nurse closes it
     for task in escalations:
-        service.close_task(conn, principal, task, "cancelled", f"superseded by a higher score ({named})", score)
+        service.close_task(conn, principal, task, "cancelled", f"superseded by a higher score ({named})",
+                           again_for or score)
     service.new_task(conn, principal, score.patient_id, code="escalation", ward_code=ward,
-                     encounter_id=score.encounter_id, due_at=score.occurred_at, source=score,
+                     encounter_id=score.encounter_id, due_at=score.occurred_at, source=score, again_for=again_for,
                      title=f"{named} — {response.split(':')[0]}")
 
 
@@ -194,7 +204,10 @@ def _score_withdrawn(conn: Connection, principal: Principal, withdrawn: Entry) -
     no longer calls for what it asked for. The escalation it raised, while still open, is cancelled with the reason
     and stays in the task's history (a nurse may have called the doctor already; one she closed stays as she closed
     it). The next observations it scheduled are due again as the patient's latest remaining score asks, or at once
-    when none remains: a NEWS2 of 9 on the wrong chart asked that patient's nurse for a set every 15 minutes."""
+    when none remains: a NEWS2 of 9 on the wrong chart asked that patient's nurse for a set every 15 minutes. And that
+    latest remaining score escalates again as it asks (`_escalate_remaining`): a NEWS2 of 7 charted in error had
+    cancelled, as superseded, the escalation of the 5 before it, which still stands."""
+    remaining = _latest_score(conn, withdrawn.patient_id)
     for task in service.tasks_of(conn, [withdrawn.patient_id], open_only=True, codes=["escalation", "observations"]):
         if task["source_id"] != withdrawn.root_id:
             continue
@@ -202,13 +215,27 @@ def _score_withdrawn(conn: Connection, principal: Principal, withdrawn: Entry) -
                            f"the observations it {'escalated' if task['code'] == 'escalation' else 'followed'} "
                            f"were entered in error: {withdrawn.reason}", withdrawn)
         if task["code"] == "observations":
-            remaining = _latest_score(conn, withdrawn.patient_id)
             service.new_task(conn, principal, withdrawn.patient_id, code="observations", ward_code=task["ward_code"],
                              ward_known=True, encounter_id=task["encounter_id"],
                              due_at=remaining.detail["next_due_at"] if remaining else withdrawn.occurred_at,
                              source=remaining or withdrawn, again_for=withdrawn if remaining else None,
                              title=_observations_title(remaining) if remaining else
                              "Observations due (the last set was entered in error)")
+    if remaining is not None:
+        _escalate_remaining(conn, principal, remaining, withdrawn)
+
+
+def _escalate_remaining(conn: Connection, principal: Principal, remaining: Entry, withdrawn: Entry) -> None:
+    """The escalation the patient's latest score still in force calls for, once a withdrawn one is off the chart: as
+    `schedule_observations` raised it when that score was charted, unless an open one stands at its level or higher,
+    or its own was answered (a nurse marked it done, saying who was told; asking her again would say nothing new)."""
+    ward = views.ward_of(conn, remaining.patient_id, remaining.encounter_id)
+    if ward is None:
+        return
+    escalations = service.tasks_of(conn, [remaining.patient_id], codes=["escalation"])
+    if any(t["source_id"] == remaining.root_id and t["status"] == "done" for t in escalations):
+        return
+    _escalate(conn, principal, remaining, ward, [t for t in escalations if t["status"] == "open"], again_for=withdrawn)
 
 
 def _latest_score(conn: Connection, patient_id: uuid.UUID) -> Entry | None:

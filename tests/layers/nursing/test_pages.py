@@ -1011,9 +1011,14 @@ def test_the_api_lets_the_author_of_a_set_withdraw_it_within_the_shift_and_a_cli
     assert done.status_code == 200 and done.json()["entry_status"] == "entered_in_error", done.text
     with db.tenant(facility.slug) as conn:
         escalations = service.tasks_of(conn, [patient["id"]], codes=["escalation"])
-    assert [t["status"] for t in escalations] == ["cancelled"] * len(escalations) and escalations
+    # Its escalation goes with it; the set before it, still in force (a NEWS2 of 9 too), escalates again.
+    assert sorted((t["status"], t["source_id"] == service.derived_id("news2", old)) for t in escalations) == [
+        ("cancelled", False), ("open", True)]
     by_doctor = token_client(facility.slug, role="clinician").post(f"{base}/{old}/entered-in-error", json=reason)
     assert by_doctor.status_code == 200, by_doctor.text
+    with db.tenant(facility.slug) as conn:
+        escalations = service.tasks_of(conn, [patient["id"]], codes=["escalation"])
+    assert [t["status"] for t in escalations] == ["cancelled"] * len(escalations) and escalations
 
 
 # -- a dose on the MAR and a fluid balance line, withdrawn as a set of vital signs is (ACC-035) ---------------------

@@ -553,6 +553,50 @@ def test_when_the_only_set_is_withdrawn_the_next_observations_are_due_at_once(db
     assert observe["due_at"] == withdrawn["occurred_at"]
 
 
+# NEWS2 5 (medium: urgent review): RR 22 (2), SpO2 93 (2), pulse 95 (1). NEWS2 7 (high: emergency response): the same
+# with pulse 118 (2) and 38.5 °C (1).
+NEWS2_5 = NORMAL | {"respiratory_rate": 22, "spo2_percent": 93, "heart_rate_bpm": 95}
+NEWS2_7 = NEWS2_5 | {"heart_rate_bpm": 118, "temperature_c": Decimal("38.5")}
+
+
+def test_a_withdrawn_higher_score_leaves_the_escalation_the_set_before_it_still_asks_for(db, facility, nurse,
+                                                                                       clinician):
+    """A NEWS2 of 7 charted in error cancelled, as superseded, the open escalation of the 5 before it; withdrawing
+    the 7 left the patient with no escalation at all while their last valid set still scored 5. The withdrawal now
+    escalates again at the 5's level, with its observation schedule, in the same transaction."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        five = vitals(conn, nurse, patient, NEWS2_5)
+    with db.tenant(facility.slug) as conn:  # a transaction each: a set's time is its transaction's
+        wrong = vitals(conn, nurse, patient, NEWS2_7)
+        [raised] = _tasks(conn, patient["id"], open_only=True, codes=["escalation"])
+        assert raised["title"].startswith("NEWS2 7")
+    with db.tenant(facility.slug) as conn:
+        clinical.retract_entry(conn, clinician, patient["id"], wrong["id"], "charted on the wrong patient")
+        [score] = _scores(conn, patient["id"])
+        tasks = _tasks(conn, patient["id"])
+    assert score["vital_signs_id"] == five["id"] and score["total"] == 5
+    [escalation] = [t for t in tasks if t["code"] == "escalation" and t["status"] == "open"]
+    assert escalation["source_id"] == score["root_id"] and escalation["title"].startswith("NEWS2 5 — ")
+    assert escalation["due_at"] == score["occurred_at"]
+    assert sorted((t["title"][:7], t["status"]) for t in tasks if t["code"] == "escalation") == [
+        ("NEWS2 5", "cancelled"), ("NEWS2 5", "open"), ("NEWS2 7", "cancelled")]
+    [observe] = [t for t in tasks if t["code"] == "observations" and t["status"] == "open"]
+    assert observe["source_id"] == score["root_id"] and observe["due_at"] == score["next_due_at"]
+    assert observe["title"] == "Observations due (last NEWS2 5; at least every hour)"
+
+
+def test_a_withdrawn_high_score_with_no_set_before_it_leaves_no_escalation(db, facility, nurse, clinician):
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, nurse)
+        wrong = vitals(conn, nurse, patient, NEWS2_7)
+    with db.tenant(facility.slug) as conn:
+        clinical.retract_entry(conn, clinician, patient["id"], wrong["id"], "charted on the wrong patient")
+        assert _tasks(conn, patient["id"], open_only=True, codes=["escalation"]) == []
+        [observe] = _tasks(conn, patient["id"], open_only=True)
+    assert observe["title"] == "Observations due (the last set was entered in error)"
+
+
 def test_a_withdrawn_prescription_leaves_the_mar(db, facility, clinician, nurse):
     with db.tenant(facility.slug) as conn:
         patient = admit(conn, clinician)
