@@ -407,3 +407,51 @@ def test_c0014_rekeys_the_subjects_names_with_stroked_letters_and_its_downgrade_
                           False)
     assert upgraded == (registered, True)
     assert registered == ["ostergaard|soren|1961-08-30|f", "dang|aesa thi|1961-08-30|f", "okello|grace|1961-08-30|f"]
+
+
+def test_t0045_numbers_named_incident_reports_apart_and_its_downgrade_puts_the_identity_back(db: Database, tenant_a):
+    """t0045 (named incident reports numbered by a sequence of their own, anonymous ones by none) runs both ways on a
+    schema at head: the downgrade numbers the anonymous reports after the highest, in the order reported, and puts
+    t0035's identity column back; the upgrade keeps the named reports' numbers, takes the anonymous ones' away and
+    starts the named reports' sequence after the highest, which the tenant role draws from; the schema matches the
+    model."""
+    t0045 = importlib.import_module(
+        "appliance.substrate.migrations.tenant.versions.t0045_incident_numbers_for_named_reports")
+    schema = tenant_schema(tenant_a.slug)
+    named = sa.text("""INSERT INTO incident (id, number, occurred_at, ward_code, incident_type, description, outcome,
+        immediate_action, anonymous, reported_by, reporter_name) VALUES (:id, nextval('incident_named_number_seq'),
+        now(), 'GEN', 'fall', 'A fall.', 'none', 'Examined.', false, :by, 'Nurse Test') RETURNING number""")
+    # Before t0045 (and after its downgrade) every report is numbered by the column itself.
+    any_report = sa.text("""INSERT INTO incident (id, occurred_at, ward_code, incident_type, description, outcome,
+        immediate_action, anonymous, reported_by, reporter_name) VALUES (:id, now(), 'GEN', 'fall', 'A fall.', 'none',
+        'Examined.', :anonymous, :by, :name) RETURNING number""")
+
+    def filed(conn, anonymous: bool, statement=any_report) -> tuple[uuid.UUID, int | None]:
+        incident_id = uuid.uuid4()
+        number = conn.execute(statement, {"id": incident_id, "anonymous": anonymous,
+                                          "by": None if anonymous else uuid.uuid4(),
+                                          "name": None if anonymous else "Nurse Test"}).scalar()
+        return incident_id, number
+
+    with db.tenant(tenant_a.slug) as conn:
+        (_, first), (anonymous, none) = filed(conn, False, named), filed(conn, True)
+    column = sa.text("SELECT is_identity, is_nullable FROM information_schema.columns WHERE table_schema = :schema "
+                     "AND table_name = 'incident' AND column_name = 'number'")
+    number_of = sa.text("SELECT number FROM incident WHERE id = :id")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0045.downgrade()
+            downgraded = (conn.execute(column, {"schema": schema}).one(),
+                          conn.execute(number_of, {"id": anonymous}).scalar(), filed(conn, False)[1])
+            t0045.upgrade()
+        upgraded = (*conn.execute(column, {"schema": schema}).one(),
+                    conn.execute(number_of, {"id": anonymous}).scalar())
+    with db.tenant(tenant_a.slug) as conn:  # the tenant role, as a report is filed
+        after = filed(conn, False, named)[1]
+    assert none is None
+    # The anonymous report is the last one reported: numbered after every other, as the next named one is after it.
+    identity, numbered, named = downgraded
+    assert identity == ("YES", "NO") and numbered > first and named == numbered + 1
+    assert upgraded == ("NO", "YES", None) and after == named + 1
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []

@@ -16,12 +16,11 @@ reporter as a status and, once closed, what was learned.
   or API reads: the regulator, with their key, can. The event on the patient's access log of an anonymous report
   names no one (the appliance records it), or the patient would learn what the facility cannot. Nor does its time
   name anyone: every page and API gives an anonymous report's time to the hour only (`shown`), since the minute,
-  set beside the audit log's times of who was signed in and busy, can single out who filed it. Nor its number: the
-  facility's running number orders every report, and an anonymous one's place between two named reports, whose
-  times are exact and whose reporters are named, would say when it was filed to the minute; so no page or API gives
-  an anonymous report's number (it is the anonymous report, with its id). The named reports' numbers still skip
-  the anonymous ones' (the gap says a report was filed between two times; which one, among the anonymous reports of
-  that hour, it does not): numbering them apart needs a counter of their own, a migration. When it happened
+  set beside the audit log's times of who was signed in and busy, can single out who filed it. Nor its number: a
+  running number orders the reports, and an anonymous one's place between two named reports, whose times are exact
+  and whose reporters are named, would say when it was filed to the minute; so an anonymous report has no number
+  (it is the anonymous report, with its id), and the named reports are numbered by a counter of their own (t0045),
+  so theirs run on without a gap where an anonymous one was filed. When it happened
   (`occurred_at`) stays exact: only the quality manager reads an anonymous report, and needs the time to review it;
   and an hour, or a shift, on the same ward names the same staff from the roster as the minute does.
 - Review (`operations.incident.review`, the quality manager): append-only events (`incident_review`): notes,
@@ -89,6 +88,7 @@ CONTRIBUTING_FACTORS = {
 REVIEW_KINDS = ("note", "contributing_factors", "action", "severity_confirmed", "closed")
 STATUSES = {"open": "Open", "under_review": "Under review", "closed": "Closed"}
 LIST_LIMIT = 500
+NAMED_NUMBERS = "incident_named_number_seq"  # the named reports' running numbers (t0045)
 # A report tells of something seen or found out lately; one dated decades back is a mistyped year (and 0001-01-01 at
 # +14:00 is before the year 1 in UTC, which no reader of the list could then read back).
 OLDEST_REPORTED = dt.timedelta(days=10 * 366)
@@ -167,7 +167,9 @@ def report(conn: Connection, principal: Principal, data: Any, *, at: dt.datetime
            "immediate_action": data.immediate_action, "patient_id": data.patient_id, "anonymous": data.anonymous,
            "reported_by": None if data.anonymous else principal.account_id,
            "reporter_name": None if data.anonymous else principal.display_name, "reported_at": at or now}
-    number, reported_at = conn.execute(incident.insert().values(**row)
+    # A named report takes the next of the named reports' own numbers; an anonymous one none (t0045).
+    numbered = {} if data.anonymous else {"number": sa.func.nextval(NAMED_NUMBERS)}
+    number, reported_at = conn.execute(incident.insert().values(**row, **numbered)
                                        .returning(incident.c.number, incident.c.reported_at)).one()
     # The reporter is named here even when anonymous: this event is sealed under the facility's data key and read by
     # no facility page or API, only in the regulator's evidence.
@@ -185,9 +187,9 @@ def report(conn: Connection, principal: Principal, data: Any, *, at: dt.datetime
 
 
 def shown(row: dict) -> dict:
-    """An incident as it leaves this room: an anonymous report's time truncated to the hour (UTC) and its running
-    number withheld (None); a named one's as stored (its reporter is named beside it anyway). The table keeps the
-    exact time, for the month's counts."""
+    """An incident as it leaves this room: an anonymous report's time truncated to the hour (UTC) (it has no number:
+    t0045); a named one's as stored (its reporter is named beside it anyway). The table keeps the exact time, for
+    the month's counts."""
     if row["anonymous"]:
         return {**row, "number": None, "reported_at": row["reported_at"].astimezone(dt.UTC).replace(
             minute=0, second=0, microsecond=0)}

@@ -289,7 +289,9 @@ incident = sa.Table(
     "incident",
     tenant_metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("number", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
+    # The named reports' running number, from incident_named_number_seq (t0045: a sequence of their own, so an
+    # anonymous report leaves no gap between two of them); an anonymous report has none.
+    sa.Column("number", sa.BigInteger, nullable=True, unique=True),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("ward_code", sa.Text, sa.ForeignKey("ward.code"), nullable=False),
     sa.Column("incident_type", sa.Text, nullable=False),  # incidents.INCIDENT_TYPES

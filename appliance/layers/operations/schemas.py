@@ -436,8 +436,9 @@ class IncidentOut(BaseModel):
     """An incident as lists show it: no patient named (only whether one is), no free text."""
 
     id: uuid.UUID
-    number: int | None = Field(description="The facility's running number of its reports; null for an anonymous "
-                                           "report, whose place among the named reports would say when it was filed.")
+    number: int | None = Field(description="The facility's running number of its named reports; null for an "
+                                           "anonymous report, whose place among the named reports would say when it "
+                                           "was filed (the named reports' numbers run on without a gap for it).")
     occurred_at: dt.datetime
     ward_code: str
     incident_type: str

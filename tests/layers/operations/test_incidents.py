@@ -183,6 +183,29 @@ def test_an_anonymous_report_names_its_reporter_nowhere_the_facility_reads(db, f
     assert sealed and machine_account in str(sealed[0]["event"]["agent"])
 
 
+def test_named_reports_are_numbered_on_without_a_gap_where_an_anonymous_one_fell(db, facility, token_client):
+    """Named, anonymous, named: the two named reports take consecutive numbers, and the anonymous one none, in the
+    table as in the answers; the table itself refuses an anonymous report a number and a named one none."""
+    nurse = token_client(facility.slug, role="nurse")
+    before_count = count(db, facility)
+    before, anonymous, after = (nurse.post(api(facility), json=fall(anonymous=anonymously)).json()
+                                for anonymously in (False, True, False))
+    assert after["number"] == before["number"] + 1 and anonymous["number"] is None
+    with db.tenant(facility.slug) as conn:
+        stored = conn.execute(sa.text("SELECT number FROM incident WHERE id = :id"), {"id": anonymous["id"]}).scalar()
+    assert stored is None
+    unnumbered = sa.text("""INSERT INTO incident (id, number, occurred_at, ward_code, incident_type, description,
+        outcome, immediate_action, anonymous, reported_by, reporter_name) VALUES (:id, :number, now(), 'GEN', 'fall',
+        'A fall.', 'none', 'Examined.', :anonymous, :by, :name)""")
+    for check, anonymously, number in (("incident_numbered_when_named", True, after["number"] + 1),
+                                       ("incident_numbered_when_named", False, None)):
+        with pytest.raises(sa.exc.IntegrityError, match=check), db.tenant(facility.slug) as conn:
+            conn.execute(unnumbered, {"id": uuid.uuid4(), "number": number, "anonymous": anonymously,
+                                      "by": None if anonymously else uuid.uuid4(),
+                                      "name": None if anonymously else "Nurse Test"})
+    assert count(db, facility) == before_count + 3
+
+
 def _account_of(db, token: str) -> str:
     with db.control() as conn:
         return str(identity.principal_for_token(conn, token).account_id)
@@ -230,9 +253,10 @@ def test_falls_per_1000_occupied_bed_days_over_a_month_built_by_hand(db, facilit
         for ward_code, day, month, outcome in (("GEN", 3, 2, "mild"), ("GEN", 9, 2, "none"),
                                                ("GEN", 4, 2, "near_miss"), ("ED", 5, 2, "moderate"),
                                                ("GEN", 2, 3, "mild")):
-            conn.execute(sa.text("""INSERT INTO incident (id, occurred_at, ward_code, incident_type, description,
-                outcome, immediate_action, anonymous, reported_by, reporter_name)
-                VALUES (:id, :at, :ward, 'fall', 'A fall.', :outcome, 'Examined.', false, :by, 'Test')"""),
+            conn.execute(sa.text("""INSERT INTO incident (id, number, occurred_at, ward_code, incident_type,
+                description, outcome, immediate_action, anonymous, reported_by, reporter_name)
+                VALUES (:id, nextval('incident_named_number_seq'), :at, :ward, 'fall', 'A fall.', :outcome,
+                        'Examined.', false, :by, 'Test')"""),
                 {"id": uuid.uuid4(), "at": at(day, month), "ward": ward_code, "outcome": outcome,
                  "by": bed_manager.account_id})
         [february] = kpis.falls_per_1000_bed_days(conn, [Window(at(1), at(1, 3), NAIROBI)])
