@@ -83,6 +83,15 @@ _ASIDE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 # "urinary tract infection" means, as "Unspecified diabetes mellitus without complications" is "diabetes".
 _FILLER = frozenset({"unspecified", "not", "specified", "site", "elsewhere", "classified", "without", "mention",
                      "complication", "complications", "of", "and", "or", "in", "the", "to", "with", "by", "due"})
+# Two words joined by a hyphen make a word of their own, which says something else than either: "Burn-out" (Z73.0) is
+# no burn, "Drug-induced gout" no drug. Each part is still found ("traumatic" finds "Post-traumatic stress
+# disorder"), as a word begun, not as the whole word a title with the word alone has; the parts typed together
+# ("pre eclampsia", "sickle cell") are the whole word.
+_COMPOUND = re.compile(r"[^\W_]+(?:-[^\W_]+)+")
+# What a title is about comes before these words; what follows them is its circumstance: "Pneumoconiosis associated
+# with tuberculosis" (J65) is a pneumoconiosis, "Malnutrition in pregnancy" is malnutrition.
+_LINKS = frozenset({"with", "due", "in", "associated", "complicating", "complicated", "following", "resulting",
+                    "caused"})
 # A typed word that begins no title word is read as the title word nearest it when it is this long and this close
 # (difflib's ratio): "malria" is malaria (0.92), "diabetis" diabetes (0.88); shorter words are too often another
 # word, and further ones another disease.
@@ -94,18 +103,20 @@ class _Diagnosis:
     code: str
     title: str
     plain: str  # the code without its dot, what a typed code prefix is compared with
-    words: frozenset[str]  # every word of the title, casefolded
+    words: frozenset[str]  # every whole word of the title, casefolded (not the parts of a hyphenated word)
+    compounds: tuple[frozenset[str], ...]  # the parts of each hyphenated word: whole words when typed together
     leaf: bool  # not subdivided: a code a clinician records (I10, B50.9), not the heading over others (B50)
     content: tuple[str, ...]  # the title's words outside asides and filler, sorted: what it says
     content_words: frozenset[str]  # the same, once each: what a title adds to the words typed is counted in them
     head: tuple[str, ...]  # the same of the title before its first comma: "Pneumonia, unspecified" says pneumonia
+    subject: tuple[str, ...]  # the words of the title before its first link (_LINKS): what it is about
 
 
 @dataclass(frozen=True)
 class _Index:
     diagnoses: tuple[_Diagnosis, ...]
     vocabulary: tuple[str, ...]  # every word of a title, sorted: the words a typed prefix begins are a slice
-    rows: dict[str, frozenset[int]]  # word -> the diagnoses whose title has it
+    rows: dict[str, frozenset[int]]  # word -> the diagnoses whose title has it (whole, or as part of a hyphenated word)
     trigrams: dict[str, tuple[str, ...]]  # trigram -> the title words with it, to find the word a typo meant
 
 
@@ -123,21 +134,39 @@ def _trigrams(word: str) -> set[str]:
 
 
 @functools.cache
-def _index() -> _Index:
-    """Every category and subcategory of the list, and its words indexed, built once (about half a second)."""
+def _diagnosis_titles() -> tuple[tuple[str, str, bool], ...]:
+    """Every category and subcategory of the list, in its order: the code, its title, whether it is a leaf."""
     icd = _icd()
+    return tuple((code, icd.get_description(code), not icd.get_children(code))
+                 for code in icd.get_all_codes(with_dots=True) if icd.is_category_or_subcategory(code))
+
+
+@functools.cache
+def _words_of_titles() -> frozenset[str]:
+    """Every word of a diagnosis's title: what the table of words said is checked against when the appliance starts,
+    without the finder's index, which waits for the first search."""
+    return frozenset(word for _, title, _ in _diagnosis_titles() for word in _WORD.findall(title.casefold()))
+
+
+@functools.cache
+def _index() -> _Index:
+    """Every category and subcategory of the list, and its words indexed, built once, on the first search (about a
+    third of a second)."""
     diagnoses = []
-    for code in icd.get_all_codes(with_dots=True):
-        if icd.is_category_or_subcategory(code):
-            title = icd.get_description(code)
-            content = _content(title)
-            head = _content(title.split(",")[0]) if "," in title else content
-            diagnoses.append(_Diagnosis(code, title, code.replace(".", ""), frozenset(_WORD.findall(title.casefold())),
-                                        not icd.get_children(code), content, frozenset(content), head))
     rows: dict[str, set[int]] = defaultdict(set)
-    for row, diagnosis in enumerate(diagnoses):
-        for word in diagnosis.words:
-            rows[word].add(row)
+    for code, title, leaf in _diagnosis_titles():
+        content = _content(title)
+        head = _content(title.split(",")[0]) if "," in title else content
+        folded = title.casefold()
+        every = _WORD.findall(folded)
+        compounds = tuple(frozenset(_WORD.findall(compound))
+                          for compound in _COMPOUND.findall(folded)) if "-" in title else ()
+        whole = _WORD.findall(_COMPOUND.sub(" ", folded)) if compounds else every
+        link = next((at for at, word in enumerate(every) if word in _LINKS), len(every))
+        for word in every:
+            rows[word].add(len(diagnoses))
+        diagnoses.append(_Diagnosis(code, title, code.replace(".", ""), frozenset(whole), compounds, leaf,
+                                    content, frozenset(content), head, tuple(every[:link])))
     trigrams: dict[str, list[str]] = defaultdict(list)
     for word in rows:
         for gram in _trigrams(word):
@@ -167,7 +196,7 @@ class Term(BaseModel):
     @classmethod
     def _title_words(cls, means: str) -> str:
         words = _phrase(means)
-        missing = [word for word in words if word not in _index().rows]
+        missing = [word for word in words if word not in _words_of_titles()]
         if not words or missing:
             raise ValueError(f"{means!r} must be words of a WHO ICD-10 title, and no title has "
                              f"{', '.join(map(repr, missing)) or 'a word'}")
@@ -262,6 +291,15 @@ def _groups(index: _Index, typed: list[str], everyday: EverydayWords | None) -> 
     return groups + [_Group(((word,),), None) for word in words]
 
 
+def _not_whole(diagnosis: _Diagnosis, said: frozenset[str]) -> set[str]:
+    """The words said that are not whole words of the title (begun only, or a part of a hyphenated word alone)."""
+    unmatched = said - diagnosis.words
+    for parts in diagnosis.compounds if unmatched else ():
+        if parts <= said:
+            unmatched -= parts
+    return unmatched
+
+
 def search(text: str, limit: int = 25, everyday: EverydayWords | None = None) -> list[Icd10Code]:
     """Diagnosis codes for a clinician who does not know them by heart: by code prefix, in the list's
     order, when `text` looks like one (`B5`, `b50.`), else by title, each word typed starting a word of the
@@ -273,7 +311,9 @@ def search(text: str, limit: int = 25, everyday: EverydayWords | None = None) ->
     Title matches come best first, as a clinician would pick: a title that says what was typed and no more
     (filler, asides and qualifiers aside: "Unspecified malaria" for `malaria`), then one whose part before the
     comma does ("Pneumonia, organism unspecified"), then a title with every word typed, then one with words
-    only begun ("pneumoniae"); among them the code a clinician records (I10, B54, A15.0) before a heading over
+    only begun ("pneumoniae", or a part of a hyphenated word: "Burn-out" for `burn`); among them a title about
+    what was typed before one that names it only after "with", "due to", "in"... ("Pneumoconiosis associated with
+    tuberculosis" for `tuberculosis`), the code a clinician records (I10, B54, A15.0) before a heading over
     others (B50), a category before its subcategories, the title adding fewest words, the shorter title (the
     general diagnosis before its refinements), the list's order. In the list's order alone "pneumonia"
     offered 25 codes before any of J18 and "hypertension" I10 tenth."""
@@ -302,7 +342,9 @@ def search(text: str, limit: int = 25, everyday: EverydayWords | None = None) ->
     if one_reading:
         # A title with the words typed whole comes before one that only begins them: when there are enough of
         # those, the others need no ranking (what keeps a search for "a" fast).
-        whole = found.intersection(*(index.rows.get(word, ()) for reading in one_reading for word in reading))
+        wanted = frozenset(word for reading in one_reading for word in reading)
+        whole = {row for row in found.intersection(*(index.rows.get(word, ()) for word in wanted))
+                 if not _not_whole(index.diagnoses[row], wanted)}
         found = whole if len(whole) >= limit else found
     ranked = []
     for row in found:
@@ -316,10 +358,11 @@ def search(text: str, limit: int = 25, everyday: EverydayWords | None = None) ->
             readings[chosen] = (frozenset(said), tuple(sorted(word for word in said if word not in _FILLER)),
                                 as_itself)
         said, content, as_itself = readings[chosen]
-        partial = len(said - diagnosis.words)
+        partial = len(_not_whole(diagnosis, said))
         tier = 0 if diagnosis.content == content else 1 if diagnosis.head == content else 2 if not partial else 3
+        aside = sum(not any(word.startswith(typed_word) for word in diagnosis.subject) for typed_word in content)
         more = len(diagnosis.content_words) - len(diagnosis.content_words & begun)
-        ranked.append((as_itself, tier, partial, not diagnosis.leaf, len(diagnosis.plain), more,
+        ranked.append((as_itself, tier, partial, aside, not diagnosis.leaf, len(diagnosis.plain), more,
                        len(diagnosis.title), row))
     return [Icd10Code(index.diagnoses[key[-1]].code, index.diagnoses[key[-1]].title)
             for key in heapq.nsmallest(limit, ranked)]

@@ -92,6 +92,26 @@ def test_the_words_a_clinician_types_find_the_code_meant_in_the_first_three(type
         assert set(first) <= LUNG_TB
 
 
+@pytest.mark.parametrize(("typed", "everyday", "first_in"), [
+    # TB of the lung first (the table: what TB alone most often is), never J65, "Pneumoconiosis associated with
+    # tuberculosis", which led; and by the ranking alone a title about tuberculosis before one naming it after "with".
+    ("tb", WORDS, LUNG_TB), ("tuberculosis", None, ("A15", "A16", "A17", "A18", "A19")),
+    # A burn (T20-T32), not "Burn-out" (Z73.0): a part of a hyphenated word is not the word alone.
+    ("burn", WORDS, tuple(f"T{n}" for n in range(20, 33))), ("burn", None, tuple(f"T{n}" for n in range(20, 33))),
+    # Found nothing: WHO's title for it (F53.0) says "puerperium", not "postnatal".
+    ("postnatal depression", WORDS, ("F53.0",)), ("postpartum depression", WORDS, ("F53.0",)),
+])
+def test_the_first_code_offered_is_the_diagnosis_meant(typed, everyday, first_in):
+    assert icd10.search(typed, everyday=everyday)[0].code.startswith(tuple(first_in))
+
+
+def test_the_parts_of_a_hyphenated_word_typed_together_are_the_word():
+    """"pre eclampsia" is the word of "Pre-eclampsia" whole, not "pre" begun by "pregnancy": "Eclampsia in
+    pregnancy" does not come among the pre-eclampsias."""
+    assert all(found.code[:3] in {"O14", "O11"} for found in icd10.search("preeclampsia", limit=5, everyday=WORDS))
+    assert all(found.code[:3] in {"O14", "O11"} for found in icd10.search("pre eclampsia", limit=5))
+
+
 def test_a_phrase_of_the_table_is_still_found_as_its_own_words():
     """"diabetes" means diabetes mellitus, but diabetes insipidus is not lost; "MI" is an acute myocardial
     infarction first, an old one when the word typed beside it says so, and titles with a word "mi" begins
@@ -118,6 +138,16 @@ def test_a_broken_table_is_refused_naming_the_term(tmp_path):
     table.write_text('[[term]]\nmeans = "hypertension"\nsaid = ["--"]\n', encoding="utf-8")
     with pytest.raises(icd10.EverydayWordsError, match=r"term number 1, said: '--' has no word"):
         icd10.load_everyday_words(table)
+
+
+def test_the_table_is_checked_without_building_the_finders_index(tmp_path):
+    """The table is checked when the appliance starts, against the titles' words only: the finder's index (a third
+    of a second more at every start, for every process) waits for the first search."""
+    table = tmp_path / "icd10_words.toml"
+    table.write_text('[[term]]\nmeans = "hypertension"\nsaid = ["hbp"]\n', encoding="utf-8")
+    before = icd10._index.cache_info()
+    assert icd10.load_everyday_words(table).meanings == {("hbp",): (("hypertension",),)}
+    assert icd10._index.cache_info() == before
 
 
 @pytest.mark.parametrize(("typed", "codes"), [
