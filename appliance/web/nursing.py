@@ -32,6 +32,8 @@ from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
 from appliance.layers.nursing import access, fluid, service, views, ward
 from appliance.layers.nursing.errors import Conflict
+from appliance.layers.nursing.models import fluid as fluid_line
+from appliance.layers.nursing.models import medication_administration
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient, Retraction
 from appliance.substrate import retraction
 from appliance.substrate.db import Database
@@ -100,15 +102,23 @@ def minutes_since(moment: dt.datetime, now: dt.datetime) -> int:
     return max(0, int((now - moment).total_seconds() // 60))
 
 
-def allergy_matches(drug: str, substances: list[str]) -> list[str]:
-    """The recorded allergies a drug matches (the prescriber's check, drugs.check), by substance."""
-    return [m.substance for m in drugs.check(drug, [("", substance) for substance in substances])]
+# How the round and the handover head a match by its kind (drugs.check): a drug of the allergy's class, or one that
+# can cross-react with it, is not the allergy's own drug, and the nurse reads which it is before she gives it.
+ALLERGY_MATCH_KINDS = {"substance": "matches the allergy to", "class": "same class as the allergy to",
+                       "cross-reactivity": "cross-reactivity with the allergy to"}
+
+
+def allergy_matches(drug: str, substances: list[str]) -> list[dict]:
+    """The recorded allergies a drug matches (the prescriber's check, drugs.check): each its substance, its kind
+    (substance, class, cross-reactivity) and the check's sentence why."""
+    return [m.as_dict() for m in drugs.check(drug, [("", substance) for substance in substances])]
 
 
 NURSING_HELPERS = {**HELPERS, "risk_labels": RISK_LABELS, "parameter_labels": PARAMETER_LABELS,
                    "dose_states": DOSE_STATES, "acvpu": ACVPU_LABELS, "dose_outcomes": DOSE_OUTCOMES,
                    "lateness": lateness, "duration": duration, "minutes_since": minutes_since,
-                   "allergy_matches": allergy_matches, "muac_hint": MUAC_HINT, "vitals_text": portal.vitals_text}
+                   "allergy_matches": allergy_matches, "muac_hint": MUAC_HINT, "vitals_text": portal.vitals_text,
+                   "allergy_match_kinds": ALLERGY_MATCH_KINDS}
 
 portal.NAV.append(NavItem("Nursing", "ward", "Ward worklist", "/ward", "nursing.worklist.read", worklist=True))
 portal.NAV.append(NavItem("Nursing", "handover", "Shift handover", "/ward/handover", "nursing.handover.read"))
@@ -524,6 +534,9 @@ def _mar_context(db: Database, principal: Principal, tenant: str, patient_id: uu
         # The doses this person may mark entered in error: a clinician any, a nurse those she recorded within the
         # hours (ACC-035); the substrate's one rule, which the withdrawal itself asks again.
         withdrawable = retraction.withdrawable(conn, principal, [a["id"] for a in recorded])
+        # A dose marked entered in error is off the day's doses (open again), and listed struck through, with why.
+        withdrawn = clinical.list_withdrawn(conn, principal, patient_id, medication_administration,
+                                            "medication_administration")
     # The drug–allergy check runs when a drug is prescribed, so a prescription written before the allergy
     # was recorded (or over it, with the prescriber's reason) reaches the round unchecked: the nurse giving
     # it is the last one who can stop it, and sees the match beside the drug, not only in the banner.
@@ -531,8 +544,8 @@ def _mar_context(db: Database, principal: Principal, tenant: str, patient_id: uu
     for line in chart["lines"]:
         line["allergy_matches"] = drugs.check(line["drug"], allergies)
     return {**top, "mar": chart, "day": shown, "previous": shown - dt.timedelta(days=1),
-            "next": shown + dt.timedelta(days=1), "names": people_named(db, {a["author_id"] for a in recorded}),
-            "now": now, **_withdrawal(withdrawable)}
+            "next": shown + dt.timedelta(days=1), "withdrawn": withdrawn, "now": now, **_withdrawal(withdrawable),
+            "names": people_named(db, {a["author_id"] for a in recorded} | {w["withdrawn_by"] for w in withdrawn})}
 
 
 def _withdrawal(withdrawable: set[uuid.UUID], form: str = "", values: dict | None = None,
@@ -790,9 +803,11 @@ def _fluids_context(db: Database, principal: Principal, tenant: str, patient_id:
         chart = fluid.chart(conn, principal, patient_id, now=_now(), tz=tz)
         # Today's lines this person may mark entered in error (ACC-035, as the MAR's doses).
         withdrawable = retraction.withdrawable(conn, principal, [line["id"] for line in chart["days"][0]["entries"]])
+        # A line marked entered in error is off the totals and the lines, and listed struck through, with why.
+        withdrawn = clinical.list_withdrawn(conn, principal, patient_id, fluid_line, "fluid")
+    authors = {line["author_id"] for line in chart["days"][0]["entries"]} | {w["withdrawn_by"] for w in withdrawn}
     return {**top, "fluids": chart, "fluid_choices": FLUID_CHOICES, "route_labels": fluid.ROUTE_LABELS,
-            "names": people_named(db, {line["author_id"] for line in chart["days"][0]["entries"]}),
-            **_withdrawal(withdrawable)}
+            "withdrawn": withdrawn, "names": people_named(db, authors), **_withdrawal(withdrawable)}
 
 
 @get(PATIENT + "/fluids", operation_id="PortalFluidBalance", opt={"permission": "nursing.fluid.read"},
@@ -848,17 +863,26 @@ async def record_fluid(request: Asking, tenant: Tenant, patient_id: Id, data: Fo
 
 
 async def _withdraw(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id: uuid.UUID, data: FormData, *,
-                    withdraw: Callable[..., dict], shown: Callable[[int, dict], Template], done: str) -> Response:
-    """Mark a dose or a fluid line entered in error from its page by `withdraw` (its service, which asks
-    `retraction.require`: its author within the hours, or a clinician; anyone else gets the 403 page saying who can,
-    a guessed id the 404): back to `done`, or the page `shown(422, withdrawal)` with the reason's refusal beside it."""
+                    kind: str, withdraw: Callable[..., dict], shown: Callable[[int, dict], Template],
+                    done: str) -> Response:
+    """Mark a dose or a fluid line (a record of `kind`) entered in error from its page by `withdraw` (its service,
+    which asks `retraction.require`: its author within the hours, or a clinician; anyone else gets the 403 page saying
+    who can): back to `done`, or the page `shown(422, withdrawal)` with the reason's refusal beside it. The record is
+    looked up first: a guessed id is the 404 page whatever reason was typed, where it was a 422 page with no row to
+    show the refusal by."""
+    db: Database = request.app.state.db
+
+    def found() -> None:
+        with db.tenant(tenant) as conn:
+            service.require_version(conn, patient_id, entry_id, kind)
+
+    await _in_thread(found)
     values = form_values(data)
     try:
         reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
     except ValidationError as exc:
         refused = {"form": f"retract-{entry_id}", "values": values, "errors": field_errors(exc)}
         return await _in_thread(lambda: shown(422, refused))
-    db: Database = request.app.state.db
 
     def work() -> None:
         with db.tenant(tenant) as conn:
@@ -882,9 +906,10 @@ async def withdraw_dose(request: Asking, tenant: Tenant, patient_id: Id, entry_i
         return page(request, "nursing/mar.html", status=status, active="patients", patient_id=patient_id,
                     tab="mar", **context, problem=None, refused={}, **NURSING_HELPERS)
 
-    return await _withdraw(request, tenant, patient_id, entry_id, data, withdraw=service.retract_administration,
-                           shown=shown, done=f"/t/{tenant}/patients/{patient_id}/mar?"
-                                             f"{'day=' + quote(day) + '&' if day else ''}done=retracted")
+    return await _withdraw(request, tenant, patient_id, entry_id, data, kind="medication_administration",
+                           withdraw=service.retract_administration, shown=shown,
+                           done=f"/t/{tenant}/patients/{patient_id}/mar?{'day=' + quote(day) + '&' if day else ''}"
+                                "done=retracted")
 
 
 @post(PATIENT + "/fluids/{entry_id:uuid}/entered-in-error", operation_id="PortalWithdrawFluid",
@@ -900,8 +925,8 @@ async def withdraw_fluid(request: Asking, tenant: Tenant, patient_id: Id, entry_
         return page(request, "nursing/fluids.html", status=status, active="patients", patient_id=patient_id,
                     tab="fluids", **context, values={}, errors={}, **NURSING_HELPERS)
 
-    return await _withdraw(request, tenant, patient_id, entry_id, data, withdraw=fluid.retract_line, shown=shown,
-                           done=f"/t/{tenant}/patients/{patient_id}/fluids?done=retracted")
+    return await _withdraw(request, tenant, patient_id, entry_id, data, kind="fluid", withdraw=fluid.retract_line,
+                           shown=shown, done=f"/t/{tenant}/patients/{patient_id}/fluids?done=retracted")
 
 
 ROUTES = [worklist_page, close_task, defer_task, handover_page, record_handover, observations_page, record_observations,

@@ -241,7 +241,7 @@ def place(conn: Connection, principal: Principal, patient_id: uuid.UUID, data, *
 def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, order_id: uuid.UUID, data, reason: str,
             *, now: dt.datetime) -> dict:
     """A correction: the next version, replacing the one corrected (which must be the current one: 409 if not)."""
-    service._version_of(conn, patient_id, order_id, "diet_order")
+    service.require_version(conn, patient_id, order_id, "diet_order")
     stay = _admitted(conn, patient_id)
     detail = _detail(data, now, corrects=True)
     return _written(record.append(conn, principal, "diet_order", patient_id=patient_id, encounter_id=stay["id"],
@@ -250,7 +250,7 @@ def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, order
 
 def retract(conn: Connection, principal: Principal, patient_id: uuid.UUID, order_id: uuid.UUID, reason: str) -> dict:
     """An order entered in error: withdrawn, the patient has no diet order until one is written."""
-    service._version_of(conn, patient_id, order_id, "diet_order")
+    service.require_version(conn, patient_id, order_id, "diet_order")
     retracted = record.retract(conn, principal, order_id, reason)
     return {"id": retracted.id, "root_id": retracted.root_id, "status": retracted.status, "reason": retracted.reason}
 

@@ -294,7 +294,7 @@ def correct_line(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
                  direction: str, route: str, volume_ml: int, occurred_at: dt.datetime | None, note: str | None,
                  reason: str, now: dt.datetime) -> dict:
     """A line corrected: its next version, with why (the one it corrects stays in the history)."""
-    service._version_of(conn, patient_id, entry_id, "fluid")
+    service.require_version(conn, patient_id, entry_id, "fluid")
     if not (reason or "").strip():
         raise Invalid("say why the line is corrected", field="reason")
     at = _checked(direction, route, volume_ml, occurred_at, now)
@@ -315,7 +315,7 @@ def retract_line(conn: Connection, principal: Principal, patient_id: uuid.UUID, 
                  reason: str) -> dict:
     """A line charted in error: it leaves the totals and stays in the history. Only its author within the hours,
     or a clinician (`retraction.require`: 403 saying who can)."""
-    service._version_of(conn, patient_id, entry_id, "fluid")
+    service.require_version(conn, patient_id, entry_id, "fluid")
     retraction.require(conn, principal, entry_id)
     retracted = record.retract(conn, principal, entry_id, reason)
     return {"id": retracted.id, "root_id": retracted.root_id, "status": retracted.status,

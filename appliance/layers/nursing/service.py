@@ -634,7 +634,7 @@ def retract_administration(conn: Connection, principal: Principal, patient_id: u
                            reason: str) -> dict:
     """A dose recorded in error: the record stays in the history and the dose is open again. Only its author
     within the hours, or a clinician (`retraction.require`: 403 saying who can)."""
-    _version_of(conn, patient_id, entry_id, "medication_administration")
+    require_version(conn, patient_id, entry_id, "medication_administration")
     retraction.require(conn, principal, entry_id)
     retracted = record.retract(conn, principal, entry_id, reason)
     return {"id": retracted.id, "root_id": retracted.root_id, "status": retracted.status,
@@ -647,7 +647,9 @@ def _entry_row(appended: record.Entry) -> dict:
             "occurred_at": appended.occurred_at, "recorded_at": appended.recorded_at, **appended.detail}
 
 
-def _version_of(conn: Connection, patient_id: uuid.UUID, entry_id: uuid.UUID, kind: str) -> None:
+def require_version(conn: Connection, patient_id: uuid.UUID, entry_id: uuid.UUID, kind: str) -> None:
+    """404 unless `entry_id` is a version of a `kind` record on this patient's chart: asked before anything else of a
+    request about it, so a guessed id is not found whatever else was sent."""
     found = conn.execute(sa.select(entry.c.kind).where(entry.c.id == entry_id, entry.c.patient_id == patient_id)
                          ).scalar()
     if found != kind:
@@ -738,7 +740,7 @@ def add_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, data
 
 def set_task_status(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
                     status: str, note: str | None, *, now: dt.datetime) -> dict:
-    _version_of(conn, patient_id, entry_id, "nursing_task")
+    require_version(conn, patient_id, entry_id, "nursing_task")
     task = conn.execute(_current(nursing_task, "nursing_task", entry.c.id == entry_id)).mappings().first()
     if task is None:
         raise Conflict("this task has changed since you loaded it; reload the list", entry_id=str(entry_id))
@@ -770,7 +772,7 @@ NOT_DEFERRED = {
 def defer_task(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
                until: dt.datetime, note: str | None, *, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> dict:
     """An open task due later, with why: its next version, still open, due at `until` (later than it was)."""
-    _version_of(conn, patient_id, entry_id, "nursing_task")
+    require_version(conn, patient_id, entry_id, "nursing_task")
     task = conn.execute(_current(nursing_task, "nursing_task", entry.c.id == entry_id)).mappings().first()
     if task is None:
         raise Conflict("this task has changed since you loaded it; reload the list", entry_id=str(entry_id))
@@ -833,7 +835,7 @@ def add_care_plan(conn: Connection, principal: Principal, patient_id: uuid.UUID,
 def update_care_plan(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
                      data: CarePlanIn, reason: str) -> dict:
     """Evaluate or revise a care plan: its next version (the previous stays in the history)."""
-    _version_of(conn, patient_id, entry_id, "care_plan")
+    require_version(conn, patient_id, entry_id, "care_plan")
     if data.status != "active" and not data.evaluation:
         raise Invalid(f"a care plan is {data.status} on an evaluation: write it", field="evaluation")
     appended = record.append(conn, principal, "care_plan", patient_id=patient_id, supersedes=entry_id,

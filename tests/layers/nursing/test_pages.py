@@ -690,7 +690,8 @@ def test_the_handover_flags_a_dose_given_against_an_allergy(db, signed_in, facil
     mine = nurse.get(f"/t/{facility.slug}/ward/handover").text.split("JEPTOO, Mercy")[1].split("</dl>")[0]
     [amoxicillin] = [line for line in mine.split("<li")[1:] if "Amoxicillin 500 mg oral given" in line]
     [paracetamol] = [line for line in mine.split("<li")[1:] if "Paracetamol 500 mg oral given" in line]
-    assert '<span class="badge flag-critical">⚠ Penicillin allergy</span>' in amoxicillin
+    assert '<span class="badge flag-critical" data-kind="class">⚠ same class as the allergy to Penicillin</span>' \
+        in amoxicillin
     assert "allergy" not in paracetamol
     assert "1 set this shift</dd>" in mine
 
@@ -1159,3 +1160,43 @@ def test_the_api_lets_the_author_of_a_dose_or_a_fluid_line_withdraw_it_within_th
         assert done.status_code == 200 and done.json()["status"] == "entered_in_error", done.text
         assert doctor.post(f"{base}/{old}/entered-in-error", json=reason).status_code == 200, kind
     assert _current(db, facility, patient) == (set(), set())
+
+
+def test_a_withdrawn_dose_and_fluid_line_are_listed_struck_through_and_leave_the_totals(
+        db, signed_in, facility, clinician):
+    """A dose or a fluid line withdrawn from its page simply vanished from the MAR and the fluid chart: each is now
+    listed under them, struck through, with who withdrew it, when and why; the live rows and the day's totals no
+    longer hold it. A guessed id posted with no reason is the 404 page (it was a 422 page with nothing to show the
+    refusal beside), and a real row with no reason the 422 with the refusal at its field."""
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Chepkoech", given="Lydia")
+    author = signed_in("nurse", facility.slug, ward="GEN")
+    prescription = _prescribed(db, facility, clinician, patient)
+    dose, line = _dose_and_line(db, facility, patient, prescription, author.person.account_id)
+    kept_dose, kept_line = _dose_and_line(db, facility, patient, prescription, author.person.account_id)
+    chart = f"/t/{facility.slug}/patients/{patient['id']}"
+    assert '<dd id="fluid-in">500 ml</dd>' in author.get(f"{chart}/fluids").text
+    for kind, row in (("mar", dose), ("fluids", line)):
+        page, own = f"{chart}/{kind}", f"{chart}/{kind}/{row}/entered-in-error"
+        guessed = post_form(author, page, own.replace(str(row), str(uuid.uuid4())), {"reason": ""})
+        assert guessed.status_code == 404 and "on this patient&#39;s record" in guessed.text, kind
+        empty = post_form(author, page, own, {"reason": ""})
+        assert empty.status_code == 422, kind
+        assert 'class="field-error" id="reason-error"' in empty.text.split(f'id="retract-{row}"')[1].split("</form>")[0]
+        done = post_form(author, page, own, {"reason": "charted on the wrong patient"})
+        assert done.status_code == 303, kind
+    assert _current(db, facility, patient) == ({kept_dose}, {kept_line})
+
+    mar = author.get(f"{chart}/mar").text
+    live, listed = mar.split('id="withdrawn-doses"')
+    assert f"/mar/{dose}/entered-in-error" not in live and f"/mar/{kept_dose}/entered-in-error" in live
+    item = listed.split(f'<li id="withdrawn-{dose}">')[1].split("</li>")[0]
+    assert "<s>Paracetamol 1 g oral given " in item and "charted on the wrong patient" in item
+    assert "by Test nurse" in item
+    fluids = author.get(f"{chart}/fluids").text
+    assert '<dd id="fluid-in">250 ml</dd>' in fluids, "the withdrawn line is out of the day's totals"
+    live, listed = fluids.split('id="withdrawn-fluid-balance-lines"')
+    assert f"/fluids/{line}/entered-in-error" not in live and f"/fluids/{kept_line}/entered-in-error" in live
+    item = listed.split(f'<li id="withdrawn-{line}">')[1].split("</li>")[0]
+    assert "<s>Intake 250 ml, Oral, charted " in item and "charted on the wrong patient" in item
+    assert "by Test nurse" in item

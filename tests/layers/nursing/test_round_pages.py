@@ -49,7 +49,8 @@ def test_the_drug_round_lists_the_wards_doses_overdue_first_and_records_them(db,
     # Overdue first: Wanjiru (a late dose) before Kiprotich, whom the alphabet and no bed would put first.
     assert shown.text.index("WANJIRU, Grace") < shown.text.index("KIPROTICH, Ann")
     mine = _section(shown.text, allergic)
-    assert "<strong>⚠ Allergies:</strong> Penicillin" in mine and "matches the allergy to Penicillin" in mine
+    assert "<strong>⚠ Allergies:</strong> Penicillin" in mine
+    assert "same class as the allergy to Penicillin: Amoxicillin and Penicillin are both penicillins" in mine
     assert mine.count("Amoxicillin 500 mg oral") == 2 and "1 late" in mine and ">due now</span>" in mine
     theirs = _section(shown.text, punctual)
     assert "No allergies recorded" in theirs and "Paracetamol 500 mg oral" in theirs and "late" not in theirs
@@ -77,6 +78,21 @@ def test_the_drug_round_lists_the_wards_doses_overdue_first_and_records_them(db,
               if e.who["account"] == str(nurse.person.account_id)]
     assert {"record.medication_request.read", "record.allergy.read",
             "record.medication_administration.read"} <= {e.event_type for e in events}
+
+
+def test_a_cross_reactivity_reads_as_one_on_the_round(db, signed_in, facility, clinician):
+    """The round said '⚠ matches the allergy to Penicillin' beside ceftriaxone as beside amoxicillin itself: the
+    check's kind and sentence now reach the page, so the nurse reads a cephalosporin's cross-reactivity as such."""
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        patient = admit(conn, clinician, family="Chelimo", given="Ruth")
+        clinical.add_allergy(conn, clinician, patient["id"], AllergyIn(substance="Penicillin", severity="severe"))
+        _prescribe(conn, clinician, patient, "Ceftriaxone", now - dt.timedelta(minutes=30))
+    mine = _section(signed_in("nurse", facility.slug, ward="GEN").get(f"/t/{facility.slug}/ward/round").text, patient)
+    warning = mine.split('id="allergy-match-')[1].split("</strong>")[0]
+    assert '<span data-kind="cross-reactivity">cross-reactivity with the allergy to Penicillin: Ceftriaxone is a ' \
+           "cephalosporin, which can cross-react with penicillins</span>" in warning
+    assert "matches the allergy" not in warning
 
 
 def test_the_drug_round_refuses_another_facility_a_guessed_ward_and_another_ward(signed_in, facility,
