@@ -292,8 +292,10 @@ def patient_everything(tenant: FromPath[str], resource_id: FromPath[str], state:
       sync_to_thread=True)
 def transaction(tenant: FromPath[str], state: State, request: Asking, data: JSONBody[Any]) -> Response:
     """A transaction Bundle: every entry written in one tenant transaction, `urn:uuid:` references
-    resolved between entries, all or nothing; answered with a transaction-response Bundle."""
-    planned = writes.plan_bundle(data, strict=True)
+    resolved between entries, its vaccine doses judged by the schedule as POST Immunization judges one, all or
+    nothing; answered with a transaction-response Bundle."""
+    rules = writes.DoseRules(schedule_of(state), facility_timezone(state.db, tenant))
+    planned = writes.plan_bundle(data, strict=True, rules=rules)
     for write in planned.writes:
         route = BY_TYPE[write.resource_type]
         needed = route.create or route.in_transaction
@@ -302,7 +304,7 @@ def transaction(tenant: FromPath[str], state: State, request: Asking, data: JSON
                             expression=write.where)
     writes.link_subjects(state.db, tenant, request.user, planned.writes)
     with state.db.tenant(tenant) as conn:
-        created = writes.apply(conn, request.user, planned.writes, _reason(request))
+        created = writes.apply(conn, request.user, planned.writes, _reason(request), rules=rules)
     base = _base_url(request, tenant)
     response = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",
                 "timestamp": dt.datetime.now(dt.UTC).isoformat(),

@@ -1,9 +1,10 @@
 """Writes of the FHIR facade: a resource a client creates, a transaction Bundle, a bundle imported in
 bulk — each validated against the FHIR R4B models first, then turned into the clinical layer's own
 request shapes (`PatientIn`, `ConditionIn`, `AllergyIn`, `VitalSignsIn`, `ImmunizationIn`) and written through
-its services and the record, in one tenant transaction: all of a bundle, or none of it. A vaccine dose is
-created alone (POST Immunization) and written by the immunization service, so the national schedule judges it
-as it judges one recorded on the chart.
+its services and the record, in one tenant transaction: all of a bundle, or none of it. A vaccine dose (POST
+Immunization, or an entry of a transaction Bundle, as an EPI app or a DHIS2 Tracker-style client sends a session's
+doses) is written by the immunization service, so the national schedule judges it as it judges one recorded on the
+chart; a bulk import, which has no schedule to hand, counts it skipped.
 
 Three kinds of "no": a resource the record cannot hold (a type it has no place for, a condition coded
 only in SNOMED CT, a vital sign it does not chart) is `Unsupported` — a 422 to an API client, a
@@ -634,8 +635,8 @@ def _reference(resource: dict, *keys: str) -> str | None:
 def plan(resource: dict, where: str, full_url: str | None = None, *, rules: DoseRules | None = None) -> Write:
     """One validated resource as the write it becomes (Unsupported when the record cannot hold it), with
     the elements of it the record would not keep (`Write.not_kept`: a create refuses them, `refuse_not_kept`).
-    A vaccine dose is planned only with the schedule's `rules`: it is created alone (POST Immunization), not
-    in a bundle."""
+    A vaccine dose is planned only with the schedule's `rules` (a create or a transaction has them; a bulk import
+    does not)."""
     resource_type = resource["resourceType"]
     if resource_type not in CREATABLE:
         raise Unsupported(resource_type, "the record has no place for this resource type")
@@ -656,8 +657,9 @@ def plan(resource: dict, where: str, full_url: str | None = None, *, rules: Dose
         write.data = allergy_in(resource, where)
     elif resource_type == "Immunization":
         if rules is None:
-            raise Unsupported(resource_type, "a vaccine dose is created alone (POST Immunization), where the "
-                                             "national schedule judges it, not in a bundle")
+            raise Unsupported(resource_type, "a vaccine dose is created through the facade (POST Immunization or "
+                                             "a transaction), where the national schedule judges it, not imported "
+                                             "in bulk")
         write.data = immunization_in(resource, where, rules)
     else:
         write.data = vital_signs_in(resource, where)
@@ -683,9 +685,10 @@ class BundlePlan:
     skipped_urls: set[str] = field(default_factory=set)
 
 
-def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
-    """A transaction Bundle (strict: every entry a POST the record can hold), or for a bulk import a
-    transaction or collection bundle whose resources the record cannot hold are counted as skipped."""
+def plan_bundle(bundle: Any, *, strict: bool, rules: DoseRules | None = None) -> BundlePlan:
+    """A transaction Bundle (strict: every entry a POST the record can hold; its vaccine doses judged by `rules`),
+    or for a bulk import a transaction or collection bundle whose resources the record cannot hold are counted as
+    skipped."""
     validate(bundle, "Bundle", "Bundle")
     kinds = ("transaction",) if strict else ("transaction", "collection", "batch")
     if bundle.get("type") not in kinds:
@@ -702,7 +705,7 @@ def plan_bundle(bundle: Any, *, strict: bool) -> BundlePlan:
             raise FhirError(422, "not-supported", "a transaction here creates resources: each entry's request is a "
                                                   "POST without conditions", expression=f"Bundle.entry[{i}].request")
         try:
-            write = plan(resource, where, item.get("fullUrl"))
+            write = plan(resource, where, item.get("fullUrl"), rules=rules)
         except Unsupported as exc:
             if strict:
                 raise FhirError(422, "not-supported", str(exc), expression=where) from None
@@ -848,8 +851,8 @@ def _apply_one(conn: Connection, principal: Principal, write: Write, created: di
                                     "patient_id": patient_id})
     if write.resource_type == "Immunization":
         if rules is None:  # `plan` refuses a dose without them; a caller that planned one passes them on
-            raise FhirError(422, "not-supported", "a vaccine dose is created alone (POST Immunization)",
-                            expression=write.where)
+            raise FhirError(422, "not-supported", "a vaccine dose is created through the facade (POST Immunization "
+                                                  "or a transaction)", expression=write.where)
         return _record_dose(conn, principal, patient_id, write.data.model_copy(update={"encounter_id": encounter_id}),
                             rules, write.where)
     if write.resource_type == "AllergyIntolerance":

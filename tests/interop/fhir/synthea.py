@@ -220,8 +220,8 @@ def expected(encounters: int = 3) -> dict:
                     encounters,
                     "Observation: only vital signs are created through FHIR (category vital-signs); laboratory "
                     "results come with their orders": encounters,
-                    "Immunization: a vaccine dose is created alone (POST Immunization), where the national "
-                    "schedule judges it, not in a bundle": encounters,
+                    "Immunization: a vaccine dose is created through the facade (POST Immunization or a "
+                    "transaction), where the national schedule judges it, not imported in bulk": encounters,
                     "Claim: the record has no place for this resource type": encounters,
                     "MedicationRequest: the record has no place for this resource type": 1,
                     "Provenance: the record has no place for this resource type": 1,

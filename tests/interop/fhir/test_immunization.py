@@ -3,8 +3,9 @@ here, one read from the child's card, one due and not given, one corrected to an
 error, each a valid R4B Immunization with the spec's required elements; read by id, searched by patient, date,
 status and vaccine code, in $everything and the CapabilityStatement; every read on the child's access log; and
 another facility's token, a guessed id, another facility's dose, a token without the permission and a clinician
-outside the child's care refused. A dose POSTed (an outreach tablet's, the national registry's) is written by the
-immunization service, so the schedule judges it as the chart does; every refusal writes nothing."""
+outside the child's care refused. A dose POSTed (an outreach tablet's, the national registry's), alone or as an
+entry of a transaction Bundle (an EPI app's session), is written by the immunization service, so the schedule judges
+it as the chart does; every refusal writes nothing, a bundle's none of its entries."""
 
 from __future__ import annotations
 
@@ -247,10 +248,6 @@ def test_a_dose_the_record_cannot_take_is_refused_and_writes_nothing(api, db, fa
     assert "no dose" not in refused(_posted(child, performer=[{"actor": {"display": "Nurse Wambui"}}]))["diagnostics"]
     assert refused(_posted(child, status="entered-in-error"))["expression"] == ["Immunization.status"]
     assert refused(_posted(child, site={"text": "left buttock"}))["expression"] == ["Immunization.site"]
-    # A dose in a transaction is refused whole: the schedule judges a dose alone.
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": _posted(child), "request": {"method": "POST", "url": "Immunization"}}]}
-    assert "created alone" in refusal(api.post(f"{url}/", json=bundle), 422)["issue"][0]["diagnostics"]
     assert count(db, facility.slug, "immunization") == before
 
 
@@ -267,4 +264,103 @@ def test_the_attackers_side_of_a_dose_posted(token_client, db, facility, other_f
     reader = token_client(facility.slug, permissions=["clinical.immunization.read", "clinical.patient.read"])
     assert "clinical.immunization.write" in refusal(reader.post(f"{url}/Immunization", json=_posted(child)), 403)[
         "issue"][0]["diagnostics"]
+    assert (count(db, facility.slug, "immunization"), count(db, other_facility.slug, "immunization")) == before
+
+
+def _transaction(*entries: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": e.pop("fullUrl", f"urn:uuid:{uuid.uuid4()}"), "resource": e,
+         "request": {"method": "POST", "url": e["resourceType"]}} for e in entries]}
+
+
+def _of_newborn(full_url: str, **elements) -> dict:
+    """A dose of the child the same bundle registers (its fullUrl the reference)."""
+    return _posted(uuid.uuid4(), **elements) | {"patient": {"reference": full_url}}
+
+
+def _newborn(full_url: str) -> dict:
+    return {"fullUrl": full_url, "resourceType": "Patient", "name": [{"family": "Session", "given": ["Baby"]}],
+            "gender": "male", "birthDate": (dt.date.today() - dt.timedelta(days=50)).isoformat()}
+
+
+def test_a_session_of_doses_in_a_transaction_is_recorded_and_reads_back_as_sent(api, db, facility, writer):
+    """An EPI app's session: a child registered there and their doses, and a dose of a child already charted here,
+    in one bundle; each dose reads back with what was sent, and is audited as a write of the child's record."""
+    url, known = base(facility.slug), _child(db, facility.slug, writer, "Known")
+    before = len(audit.patient_access_log(db, facility.slug, known))
+    newborn = f"urn:uuid:{uuid.uuid4()}"
+    day = (dt.date.today() - dt.timedelta(days=8)).isoformat()
+    sent = [_of_newborn(newborn, occurrenceDateTime=day, lotNumber="B-77", expirationDate="2027-01-31",
+                    vaccineCode={"coding": [{"system": "urn:healthos:vaccine", "code": "BCG"}]},
+                    protocolApplied=[{"doseNumberPositiveInt": 1}], primarySource=True,
+                    site={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActSite", "code": "LA"}]},
+                    route={"text": "intradermal"}),
+            _of_newborn(newborn, occurrenceDateTime=day, protocolApplied=[{"doseNumberPositiveInt": 1}],
+                    vaccineCode={"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "178"}]}),
+            _posted(known, protocolApplied=[{"doseNumberPositiveInt": 1}], lotNumber="PV-10")]
+    response = answer(api.post(url, json=_transaction(_newborn(newborn), *[dict(d) for d in sent])))
+    assert response["type"] == "transaction-response"
+    child = response["entry"][0]["resource"]["id"]
+    created = [e for e in response["entry"] if e["resource"]["resourceType"] == "Immunization"]
+    assert [e["response"]["status"] for e in created] == ["201 Created"] * 3
+    for entry, posted in zip(created, sent, strict=True):
+        dose = entry["resource"]
+        assert answer(api.get(f"{url}/Immunization/{dose['id']}")) == dose  # read back as the answer said
+        assert dose["patient"]["reference"] == (f"Patient/{child}" if posted["patient"]["reference"] == newborn
+                                                else posted["patient"]["reference"])
+        for element in ("status", "lotNumber", "expirationDate", "primarySource", "protocolApplied"):
+            assert dose.get(element) == posted.get(element, dose.get(element)), element
+        assert dose["occurrenceDateTime"].startswith(posted["occurrenceDateTime"])
+        sent_code = posted["vaccineCode"]["coding"][0]
+        assert {"system": sent_code["system"], "code": sent_code["code"]} in [
+            {"system": c["system"], "code": c["code"]} for c in dose["vaccineCode"]["coding"]]
+    assert (created[0]["resource"]["site"]["coding"][0]["code"], created[0]["resource"]["route"]["coding"][0]["code"]
+            ) == ("LA", "IDINJ")
+    assert created[1]["resource"]["vaccineCode"]["coding"][0]["code"] == "OPV"
+    written = [e for e in audit.patient_access_log(db, facility.slug, known)[before:]
+               if e.event_type == "record.immunization.create"]
+    assert len(written) == 1
+    assert len([e for e in audit.patient_access_log(db, facility.slug, uuid.UUID(child))
+                if e.event_type == "record.immunization.create"]) == 2
+    # The CapabilityStatement says so: Immunization created, and the transaction it may come in.
+    statement = answer(api.get(f"{url}/metadata"))
+    [served] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Immunization"]
+    assert "create" in [i["code"] for i in served["interaction"]]
+    assert statement["rest"][0]["interaction"] == [{"code": "transaction"}]
+
+
+def test_one_bad_dose_and_the_transaction_writes_nothing(api, db, facility, writer):
+    """A vaccine the schedule does not have, a day in the future: the bundle is refused naming the entry's element,
+    and neither the child it registered nor the good doses beside it are written."""
+    url, known = base(facility.slug), _child(db, facility.slug, writer, "Batch")
+    before = (count(db, facility.slug, "patient"), count(db, facility.slug, "immunization"))
+    newborn = f"urn:uuid:{uuid.uuid4()}"
+    unknown = refusal(api.post(url, json=_transaction(
+        _newborn(newborn), _of_newborn(newborn, protocolApplied=[{"doseNumberPositiveInt": 1}]),
+        _posted(known, vaccineCode={"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "999"}]}))), 422)
+    assert unknown["issue"][0]["expression"] == ["Bundle.entry[2].resource.vaccineCode"]
+    assert "http://hl7.org/fhir/sid/cvx|999" in unknown["issue"][0]["diagnostics"]
+    future = refusal(api.post(url, json=_transaction(
+        _posted(known, protocolApplied=[{"doseNumberPositiveInt": 1}]),
+        _posted(known, occurrenceDateTime=(dt.date.today() + dt.timedelta(days=3)).isoformat(),
+                vaccineCode={"coding": [{"system": "urn:healthos:vaccine", "code": "BCG"}]}))), 422)
+    assert future["issue"][0]["expression"] == ["Bundle.entry[1].resource.occurrenceDateTime"]
+    assert "in the future" in future["issue"][0]["diagnostics"]
+    assert (count(db, facility.slug, "patient"), count(db, facility.slug, "immunization")) == before
+
+
+def test_the_attackers_side_of_a_dose_in_a_transaction(token_client, db, facility, other_facility, writer, api):
+    url, child = base(facility.slug), _child(db, facility.slug, writer, "Bundled")
+    theirs = _child(db, other_facility.slug, writer, "TheirsBundled")
+    before = (count(db, facility.slug, "immunization"), count(db, other_facility.slug, "immunization"))
+    intruder = token_client(other_facility.slug, role="clinician")
+    assert refusal(intruder.post(url, json=_transaction(_posted(child))), 403)["issue"][0]["code"] == "forbidden"
+    # A guessed patient reference, and another facility's child: not found here, nothing written.
+    for patient in (uuid.uuid4(), theirs):
+        assert refusal(api.post(url, json=_transaction(_posted(patient))), 404)
+    # A token that registers patients but may not record a dose.
+    registrar = token_client(facility.slug, permissions=["clinical.patient.create", "clinical.patient.read"])
+    denied = refusal(registrar.post(url, json=_transaction(_posted(child))), 403)["issue"][0]
+    assert "clinical.immunization.write" in denied["diagnostics"]
+    assert denied["expression"] == ["Bundle.entry[0].resource"]
     assert (count(db, facility.slug, "immunization"), count(db, other_facility.slug, "immunization")) == before
