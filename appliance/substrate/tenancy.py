@@ -12,6 +12,7 @@ formatted into SQL.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import zoneinfo
@@ -25,7 +26,7 @@ import structlog
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from appliance.substrate import audit, identity
+from appliance.substrate import audit, identity, keys
 from appliance.substrate.db import Database, UnknownTenant, control_metadata, tenant_schema
 from appliance.substrate.migrate import head, migrate_tenant_schema, schema_revision
 from appliance.substrate.tenant_config import TenantConfig, TenantFileError, parse_tenant_file, tenant_files
@@ -223,10 +224,25 @@ def facility_timezone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
     """The facility's time zone, in which its day begins and ends (the server's clock runs in UTC, and a
     Nairobi facility's "today" begins at 21:00 UTC). Cached a few minutes: it changes only when hospital IT
     applies a new tenant file."""
+    return _zone_of(slug, db.control_autocommit)
+
+
+def facility_timezone_of(conn: Connection) -> zoneinfo.ZoneInfo:
+    """The time zone of the facility whose tenant transaction `conn` is (`db.tenant`), for code inside it that holds
+    no Database: the registry's, as `facility_timezone` answers it, from the same cache. A zone not cached is read
+    on a side connection (`keys.side_engine`), never a second pooled one, which a busy pool could make this
+    transaction wait for while it holds its own."""
+    slug = conn.info.get("healthos_tenant")
+    if slug is None:
+        raise RuntimeError("the facility's time zone asked outside a tenant transaction (db.tenant)")
+    return _zone_of(slug, keys.side_engine(conn.engine).connect)
+
+
+def _zone_of(slug: str, control: Callable[[], contextlib.AbstractContextManager[Connection]]) -> zoneinfo.ZoneInfo:
     cached = _zones.get(slug)
     if cached and time.monotonic() - cached[0] < _ZONE_TTL_SECONDS:
         return cached[1]
-    with db.control_autocommit() as conn:
+    with control() as conn:
         name = conn.execute(sa.select(tenant_table.c.timezone).where(tenant_table.c.slug == slug)).scalar()
     zone = zoneinfo.ZoneInfo(name or "UTC")
     _zones[slug] = (time.monotonic(), zone)
@@ -250,7 +266,8 @@ def facility_today_and_start(db: Database, slug: str) -> tuple[dt.date, dt.datet
 # The facility's time zone as its own schema keeps it: the tenant file's, written by every apply (the financial
 # layer's billing_setting, one row, which the KPI functions read for the facility's day since t0008). Read inside
 # a tenant transaction, in the statement that needs the day, it costs no query of its own and no hop to the
-# control schema (`facility_timezone` is the same zone for code holding the database rather than a connection).
+# control schema (`facility_timezone` is the same zone for code holding the database rather than a connection, and
+# `facility_timezone_of` for code holding a tenant transaction that needs the zone itself, not a day in SQL).
 _billing_setting = sa.table("billing_setting", sa.column("id"), sa.column("timezone"))
 _FACILITY_ZONE_IN_SCHEMA = sa.func.coalesce(
     sa.select(_billing_setting.c.timezone).where(_billing_setting.c.id == 1).scalar_subquery(), "UTC")

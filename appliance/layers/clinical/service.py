@@ -49,7 +49,7 @@ from appliance.substrate import identity, record, retraction
 from appliance.substrate.db import Database, after_commit
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
-from appliance.substrate.tenancy import facility_day
+from appliance.substrate.tenancy import facility_timezone_of
 from appliance.substrate.tenant_config import OrderableConfig
 
 _FIRST_VERSION = entry.alias("first_version")
@@ -1190,13 +1190,13 @@ def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, taken_at: 
     """The analyte with the range and critical limits a result of this patient's is judged by when it was taken
     (`taken_at`, now unless given): its band for their sex and their age on that day of the facility's calendar
     (a child's 5th birthday begins at midnight in Nairobi, 21:00 UTC the evening before), else its own. The
-    stored range is this one, so the chart and the trend show the range the result was judged by."""
+    stored range is this one, so the chart and the trend show the range the result was judged by. The calendar
+    is the facility's zone as the substrate answers it, not the fee schedule's copy of it (a facility's billing
+    setting is the financial layer's, and a facility need not bill)."""
     if not getattr(analyte, "ranges", None):
         return analyte
-    moment = sa.func.now() if taken_at is None else sa.literal(taken_at, sa.DateTime(timezone=True))
-    sex, born, day = conn.execute(
-        sa.select(patient.c.sex, patient.c.birth_date, facility_day(moment))
-        .where(patient.c.id == patient_id)).one()
+    sex, born = conn.execute(sa.select(patient.c.sex, patient.c.birth_date).where(patient.c.id == patient_id)).one()
+    day = (taken_at or dt.datetime.now(dt.UTC)).astimezone(facility_timezone_of(conn)).date()
     return analyte.for_patient(sex, born, day)
 
 

@@ -113,7 +113,9 @@ def test_a_childs_band_is_chosen_on_the_facilitys_calendar(db, tenant_factory):
     """Around midnight the facility's day is not UTC's: a girl who turns 5 on one of the two days and not on the
     other is judged on the facility's, when her result is recorded and when it is corrected. The facility is put
     where the two days differ now (UTC-12 before noon UTC, UTC+14 after), so the test means the same whenever
-    it runs."""
+    it runs. The calendar is the facility's own (the registry's zone), whatever its fee schedule's billing setting
+    says or whether it has one: a facility that bills in UTC, or does not bill, still judges a child by her age
+    there."""
     now = dt.datetime.now(dt.UTC)
     zone = "Etc/GMT+12" if now.hour < 12 else "Pacific/Kiritimati"
     far = tenant_factory(name="Far Zone Hospital", catalogue=CATALOGUE, timezone=zone)
@@ -124,12 +126,19 @@ def test_a_childs_band_is_chosen_on_the_facilitys_calendar(db, tenant_factory):
     expected = "11.5" if local > now.date() else "11.0"
     clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Far", tenant=far.slug,
                           role="clinician")
-    with db.tenant(far.slug) as conn:
-        girl = new_patient(conn, clinician, family_name="Akinyi", sex="female", birth_date=born)
-        recorded = service.record_result(conn, clinician, girl["id"], ResultIn(code=HB, value="11.2"))
-        corrected = service.correct_result(conn, clinician, girl["id"], recorded["id"],
-                                           ResultIn(code=HB, value="11.3"), "mistyped")
-    assert (str(recorded["reference_low"]), str(corrected["reference_low"])) == (expected, expected)
+    judged = []
+    for billing in ("as the tenant file", "UTC", "absent"):
+        with db.tenant(far.slug) as conn:
+            if billing == "UTC":
+                conn.execute(sa.text("UPDATE billing_setting SET timezone = 'UTC'"))
+            elif billing == "absent":
+                conn.execute(sa.text("DELETE FROM billing_setting"))
+            girl = new_patient(conn, clinician, family_name="Akinyi", sex="female", birth_date=born)
+            recorded = service.record_result(conn, clinician, girl["id"], ResultIn(code=HB, value="11.2"))
+            corrected = service.correct_result(conn, clinician, girl["id"], recorded["id"],
+                                               ResultIn(code=HB, value="11.3"), "mistyped")
+        judged.append((billing, str(recorded["reference_low"]), str(corrected["reference_low"])))
+    assert judged == [(billing, expected, expected) for billing in ("as the tenant file", "UTC", "absent")]
 
 
 def test_an_hl7_result_without_a_range_is_judged_by_the_band(db, policy, facility):
