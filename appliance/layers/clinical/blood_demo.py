@@ -82,16 +82,21 @@ def generate_blood_demo(db: Database, slugs: list[str], seed: int = 2026, as_of:
                 blood.issue(conn, author, unit["id"], today=day, at=at + dt.timedelta(minutes=70))
                 counts["reserved"] += 1
                 counts["issued"] += 1
-            # Today: one request with a unit reserved, one with its unit issued and waiting at the bedside.
+            # Today: one request with a unit reserved, one with its unit issued and waiting at the bedside. Each
+            # act today, however early it is: in the first two hours after midnight the hours before now are
+            # shrunk to those since midnight (at 00:30 the unit was issued yesterday, and the bedside demo, which
+            # starts what was issued before today, transfused it).
+            since_midnight = now - dt.datetime.combine(today, dt.time(0), zone)
+            scale = min(1.0, since_midnight / dt.timedelta(hours=2))
             for (patient_id, group), issued in zip(present, (True, False), strict=False):
-                at = now - dt.timedelta(hours=2 if issued else 1)
+                at = now - dt.timedelta(hours=2 if issued else 1) * scale
                 unit = _receive(conn, author, next(numbers), "red_cells", group["abo"], group["rhd"], today, 20)
                 request = _request(conn, author, patient_id, draw.choice(INDICATIONS), "urgent", at, units=2)
                 blood.reserve(conn, author, request, unit["unit_number"], None, today=today,
-                              at=at + dt.timedelta(minutes=30))
+                              at=at + dt.timedelta(minutes=30) * scale)
                 counts["reserved"] += 1
                 if issued:
-                    blood.issue(conn, author, unit["id"], today=today, at=at + dt.timedelta(minutes=50))
+                    blood.issue(conn, author, unit["id"], today=today, at=at + dt.timedelta(minutes=50) * scale)
                     counts["issued"] += 1
     return counts
 

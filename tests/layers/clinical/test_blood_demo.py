@@ -16,6 +16,7 @@ from appliance.layers.clinical.demo import demo_principal
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn
 from appliance.layers.nursing.transfusion_demo import generate_transfusion_demo
 from appliance.substrate import identity
+from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.conftest import new_patient
 from tests.layers.clinical.test_blood import BLOOD_CONFIG
 
@@ -30,10 +31,14 @@ def test_the_demo_stocks_the_bank_gives_a_years_units_and_leaves_todays_work_onc
             if n >= 6:
                 service.open_encounter(conn, author, patient, EncounterIn(
                     encounter_class="inpatient", status="in_progress", ward_code="GEN"))
-    written = generate_blood_demo(db, [hospital.slug], hospitals=(hospital.slug,))
+    # Run as of half past midnight (yesterday's, so always past): today's unit is issued today, not in the two
+    # hours before now, which then fell yesterday and the bedside demo transfused it (failed at 00:36 Nairobi).
+    zone = facility_timezone(db, hospital.slug)
+    early = dt.datetime.combine(dt.datetime.now(zone).date() - dt.timedelta(days=1), dt.time(0, 30), zone)
+    written = generate_blood_demo(db, [hospital.slug], hospitals=(hospital.slug,), as_of=early)
     stocked = sum(many for *_, many, _left in STOCK)
     assert written == {"received": stocked, "reserved": len(PAST_DAYS) + 2, "issued": len(PAST_DAYS) + 1}
-    assert generate_transfusion_demo(db, policy, hospital.slug) == len(PAST_DAYS)
+    assert generate_transfusion_demo(db, policy, hospital.slug, as_of=early) == len(PAST_DAYS)
     today = dt.date.today()
     with db.tenant(hospital.slug) as conn:
         stock = blood.stock(conn, author, today=today)
@@ -51,7 +56,8 @@ def test_the_demo_stocks_the_bank_gives_a_years_units_and_leaves_todays_work_onc
             "SELECT 1 FROM blood_unit_event t WHERE t.unit_id = e.unit_id AND t.kind = 'transfused')")).scalar()
         on_ward = conn.execute(sa.text(
             "SELECT count(*) FROM blood_unit_event e JOIN encounter en ON en.patient_id = e.patient_id "
-            "WHERE e.kind = 'reserved' AND en.ward_code = 'GEN' AND e.recorded_at >= current_date")).scalar()
+            "WHERE e.kind = 'reserved' AND en.ward_code = 'GEN' AND e.recorded_at >= :day"),
+            {"day": early - dt.timedelta(minutes=30)}).scalar()
     assert stock["expiring"] >= 2 and stock["grid"]["red_cells"]["O RhD negative"] == 2
     assert sorted((g["status"], g["reaction"], g["observed"]) for g in given) == [
         ("completed", "none", True)] * (len(PAST_DAYS) - 1) + [("stopped", "febrile", True)]
