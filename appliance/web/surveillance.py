@@ -1,6 +1,7 @@
 """The ministry's Alerts page, `/national/alerts`: notifiable diseases (policies/surveillance.toml) from every
 facility's diagnoses the day they are recorded — open alerts newest first (facility, disease, cases, since),
-the weekly table (diseases by ISO week, for one facility or all), acknowledging an alert with a note — and the
+those of earlier weeks nobody has acknowledged (back a year: `idsr.OPEN_HORIZON_WEEKS`), the weekly table
+(diseases by ISO week, for one facility or all), acknowledging an alert with a note — and the
 same as JSON (`/api/national/alerts`, read with the analyst's session: the ministry holds no API token, so
 acknowledging is the page's form, CSRF-checked) and one week as a DHIS2 dataValueSet. Cases are shown as they
 leave a facility (`appliance.national.surveillance`): sex, age band, date of diagnosis, ICD-10 code, never a
@@ -35,15 +36,16 @@ class AcknowledgeForm(BaseModel):
     last: str = ""  # the last week the page showed, to come back to it
 
 
-def _read(state: State, last: str, facility: str) -> tuple[idsr.Report, idsr.Week]:
-    """The weeks asked for (up to `last`, else this week) at every facility; `facility`, if given, must be one."""
+def _read(state: State, last: str, facility: str, look_back: bool = True) -> tuple[idsr.Report, idsr.Week]:
+    """The weeks asked for (up to `last`, else this week) at every facility, and unless `look_back` is false the
+    open alerts of the year before them; `facility`, if given, must be one."""
     diseases = idsr.load_diseases(state.settings.policies_dir / "surveillance.toml")
     definitions = indicators.load_definitions(state.settings.policies_dir / "indicators.toml")
     current = idsr.this_week(state.db)
     end = idsr.Week.parse(last) if last else current
     if end > current:
         raise idsr.SurveillanceError(f"{end.label} has not begun; choose this week or an earlier one")
-    found = idsr.report(state.db, diseases, definitions, idsr.weeks_ending(end, WEEKS_SHOWN))
+    found = idsr.report(state.db, diseases, definitions, idsr.weeks_ending(end, WEEKS_SHOWN), look_back)
     if facility and facility not in found.facilities:
         raise LookupError(f"no facility {facility[:80]!r} is on this appliance; choose one from the list")
     return found, current
@@ -58,7 +60,8 @@ def _table(found: idsr.Report, facility: str) -> list[dict]:
      opt={"permission": "national.surveillance.read"}, sync_to_thread=True, include_in_schema=False)
 def alerts_page(request: Request, state: State, last: FromQuery[str] = "",
                 facility: FromQuery[str] = "") -> Template | Response:
-    """Open alerts newest first, those acknowledged below them, and the weekly table for one facility or all."""
+    """Open alerts newest first, those acknowledged below them, the open ones of earlier weeks, and the weekly
+    table for one facility or all."""
     return _page(request, state, last, facility)
 
 
@@ -70,7 +73,7 @@ def _page(request: Request, state: State, last: str, facility: str, refusal: str
         return error_page(request, 422, str(refused))
     except LookupError as unknown:
         return error_page(request, 404, str(unknown.args[0]))
-    idsr.record_read(state.db, request.user, found.weeks, len(found.facilities))
+    idsr.record_read(state.db, request.user, found.weeks, len(found.facilities), since=found.since)
     return Template("national_alerts.html", status_code=status_code, context={
         "principal": request.user, "found": found, "current": current, "facility": facility,
         "open": [a for a in found.alerts if a.open], "acknowledged": [a for a in found.alerts if not a.open],
@@ -88,11 +91,11 @@ def acknowledge(request: Request, state: State,
         found, _ = _read(state, data.last or week.value, "")
     except idsr.SurveillanceError as refused:
         return error_page(request, 422, str(refused))
-    alert = next((a for a in found.alerts if (a.facility.slug, a.disease.id, a.week) == (data.facility, data.disease,
-                                                                                         week)), None)
+    alert = found.find(data.facility, data.disease, week)
     if alert is None:
+        reach = f"back to {found.since.label}" if found.since else "in the weeks shown"
         return error_page(request, 404, f"there is no alert of {data.disease[:60]!r} at {data.facility[:80]!r} in "
-                                        f"{week.label} among the weeks shown; it may be older than the page reads")
+                                        f"{week.label}; the page looks for alerts {reach}")
     if not alert.open:
         return error_page(request, 409, f"that alert was acknowledged already at its {len(alert.cases)} cases; it "
                                         "opens again if more are diagnosed")
@@ -119,8 +122,9 @@ def _alert_json(alert: idsr.Alert) -> dict:
      summary="Notifiable-disease alerts and weekly counts, from every facility's diagnoses",
      description="The weeks up to `last` (YYYY-Www, default this week), eight of them: every alert, open ones "
                  "first (newest first), each with its de-identified cases (sex, age band, date of diagnosis, "
-                 "ICD-10 code), and the weekly counts by disease for `facility` or all. 422 for a week that is not "
-                 "one or has not begun, 404 for a facility not on this appliance.")
+                 "ICD-10 code); `open_from_earlier`, the alerts of the weeks before them back to `looks_back_to` "
+                 "(a year) nobody has acknowledged; and the weekly counts by disease for `facility` or all. 422 "
+                 "for a week that is not one or has not begun, 404 for a facility not on this appliance.")
 def alerts_api(request: Request, state: State, last: FromQuery[str] = "", facility: FromQuery[str] = "") -> Response:
     try:
         found, _ = _read(state, last, facility)
@@ -128,10 +132,12 @@ def alerts_api(request: Request, state: State, last: FromQuery[str] = "", facili
         return problem(422, str(refused))
     except LookupError as unknown:
         return problem(404, str(unknown.args[0]))
-    idsr.record_read(state.db, request.user, found.weeks, len(found.facilities))
+    idsr.record_read(state.db, request.user, found.weeks, len(found.facilities), since=found.since)
     ordered = [a for a in found.alerts if a.open] + [a for a in found.alerts if not a.open]
     return Response({"weeks": [w.value for w in found.weeks], "facility": facility or None,
                      "alerts": [_alert_json(a) for a in ordered],
+                     "looks_back_to": found.since.value if found.since else None,
+                     "open_from_earlier": [_alert_json(a) for a in found.open_earlier],
                      "weekly": [{"disease": row["disease"].id, "cases": dict(zip([w.value for w in found.weeks],
                                                                                  row["weeks"], strict=True))}
                                 for row in _table(found, facility)]})
@@ -145,7 +151,7 @@ def export(request: Request, state: State, week: FromQuery[str] = "",
     if export_format != "dhis2":
         return error_page(request, 422, f"format {export_format[:20]!r} is not dhis2, the weekly report's format")
     try:
-        found, _ = _read(state, week, "")
+        found, _ = _read(state, week, "", look_back=False)  # one week's counts: no alert is listed
     except idsr.SurveillanceError as refused:
         return error_page(request, 422, str(refused))
     chosen = found.weeks[-1]

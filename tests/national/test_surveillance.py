@@ -67,6 +67,15 @@ def test_alert_thresholds_worked_by_hand(diseases):
     assert idsr.weekly_counts(cases)[("malaria", idsr.Week(2026, 10))] == 40
 
 
+def test_the_categories_of_the_ranges_worked_by_hand(diseases):
+    """The statement drops other diagnoses by their category before joining them: every letter-and-two-digits in a
+    range, across a letter too (Y98-Z01 is Y98, Y99, Z00, Z01); the policy's twenty, from A00 to G00."""
+    across = idsr.Disease("x", "X", "X", "immediate", (("Y98", "Z01"), ("B50", "B52")))
+    assert idsr.categories_of([across]) == ["B50", "B51", "B52", "Y98", "Y99", "Z00", "Z01"]
+    found = idsr.categories_of(diseases)
+    assert len(found) == 20 and found[0] == "A00" and found[-1] == "G00" and "B54" in found and "B55" not in found
+
+
 def test_weeks_are_iso_weeks_across_the_new_year():
     """31 December 2026 is a Thursday: the week is 2026's 53rd; 1 January 2027 is in it too."""
     assert idsr.Week.containing(dt.date(2027, 1, 1)) == idsr.Week(2026, 53)

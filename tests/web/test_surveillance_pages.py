@@ -1,6 +1,7 @@
 """The ministry's Alerts page (/national/alerts), its JSON (/api/national/alerts), acknowledging an alert with a
-note (audited; a refusal keeps nothing) and the weekly DHIS2 export — for the ministry analyst only: a
-facility's clinician, a regulator and a facility's API token are refused."""
+note (audited; a refusal keeps nothing), an alert nobody acknowledged staying open from earlier weeks up to a
+year back, and the weekly DHIS2 export — for the ministry analyst only: a facility's clinician, a regulator and a
+facility's API token are refused."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import sqlalchemy as sa
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import ConditionIn
 from appliance.national import surveillance as idsr
+from appliance.substrate import audit
 from appliance.substrate.audit import control_audit_event
 from appliance.substrate.principal import Principal
+from appliance.substrate.record import NewEntry, append_many
 from tests.layers.clinical.conftest import born_years_ago, new_patient
 
 ZONE = "Africa/Nairobi"
@@ -156,3 +159,65 @@ def test_a_facility_clinician_a_regulator_and_a_facility_token_are_refused(db, s
             "_csrf_token": token.group(1) if token else ""})
         assert posted.status_code == 403
     assert all(row.note != "mine" for row in _acknowledgements(db, facility.slug))
+
+
+@pytest.fixture(scope="module")
+def forgotten(db, measles):
+    """At the measles facility, nobody acknowledged anything: cholera diagnosed ten weeks ago and sixty weeks ago
+    (beyond the year the page looks back), and malaria ten weeks ago (reported by week, never an alert)."""
+    facility, clinician, _, _ = measles
+    current = idsr.Week.containing(dt.datetime.now(zoneinfo.ZoneInfo(ZONE)).date())
+    weeks = {"recent": current.previous(10), "beyond": current.previous(60)}
+    with db.tenant(facility.slug) as conn:
+        person = new_patient(conn, clinician, family_name="Achieng", sex="female", birth_date=born_years_ago(24))
+        append_many(conn, clinician, [
+            NewEntry("condition", person["id"], occurred_at=week.bounds(ZONE)[0] + dt.timedelta(hours=10), detail={
+                "code": code, "display": code, "clinical_status": "active", "verification": "confirmed",
+                "onset_date": week.monday, "resolved_date": None, "note": None})
+            for week, code in ((weeks["recent"], "A00.9"), (weeks["beyond"], "A00.9"), (weeks["recent"], "B54"))])
+    return facility, current, weeks
+
+
+def test_an_alert_nobody_acknowledged_stays_open_from_earlier_weeks_back_a_year(db, signed_in, forgotten):
+    facility, current, weeks = forgotten
+    since = idsr.open_since(current)
+    recent, beyond = (f"{facility.slug}/cholera/{weeks[name].value}" for name in ("recent", "beyond"))
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    began = dt.datetime.now(dt.UTC)
+    page = analyst.get("/national/alerts").text
+    earlier = page.split('id="open-earlier-alerts"')[1].split("</table>")[0]
+    assert f'data-alert="{recent}"' in earlier and f'data-alert="{beyond}"' not in page
+    assert "A00.9 · female · age 15-49Y" in earlier.split(f'data-alert="{recent}"')[1].split("</tr>")[0]
+    assert f'data-alert="{recent}"' not in page.split('id="open-alerts"')[-1].split("</table>")[0]
+    assert f"back to {since.label}" in page.split('id="looks-back-to"')[1].split("</p>")[0]
+    body = analyst.get(f"/api/national/alerts?facility={facility.slug}").json()
+    assert body["looks_back_to"] == since.value
+    [old] = [a for a in body["open_from_earlier"] if a["facility"] == facility.slug]
+    assert (old["disease"], old["week"], old["open"], len(old["cases"])) == ("cholera", weeks["recent"].value, True, 1)
+    assert all(a["disease"] != "cholera" for a in body["alerts"] if a["facility"] == facility.slug)
+    # Both reads say in the appliance's log how far back they looked; the facility's log says the ministry read
+    # the weeks' cases and one more: the cholera beyond the year and the malaria (never an alert) were not read.
+    views = audit.read_events(db, None, event_type="national.surveillance.view", since=began)
+    assert [e["event"]["detail"]["open_alerts_since"] for e in views[-2:]] == [since.value] * 2
+    read = audit.read_events(db, facility.slug, event_type="national.surveillance.read", since=began)[-1]
+    shown = sum(n for row in body["weekly"] for n in row["cases"].values())
+    assert read["event"]["detail"]["cases"] == shown + 1 and read["event"]["detail"]["open_alerts_since"] == since.value
+
+    form = {"facility": facility.slug, "disease": "cholera", "note": "Called the DSO: case followed up in August",
+            "last": current.value, "_csrf_token": _csrf(page)}
+    refused = signed_in("clinician", facility.slug)
+    landing = re.search(r'name="_csrf_token" value="([^"]+)"', refused.get("/").text)
+    assert refused.post("/national/alerts/acknowledge", data={
+        **form, "week": weeks["recent"].value, "_csrf_token": landing.group(1) if landing else ""}).status_code == 403
+    too_old = analyst.post("/national/alerts/acknowledge", data={**form, "week": weeks["beyond"].value})
+    assert too_old.status_code == 404 and f"looks for alerts back to {since.label}" in too_old.text
+    assert [row for row in _acknowledgements(db, facility.slug) if row.disease == "cholera"] == []
+    done = analyst.post("/national/alerts/acknowledge", data={**form, "week": weeks["recent"].value},
+                        follow_redirects=False)
+    assert done.status_code in (302, 303) and done.headers["location"] == f"/national/alerts?last={current.value}"
+    [kept] = [row for row in _acknowledgements(db, facility.slug) if row.disease == "cholera"]
+    assert (kept.week, kept.cases) == (weeks["recent"].value, 1)
+    again = analyst.post("/national/alerts/acknowledge", data={**form, "week": weeks["recent"].value})
+    assert again.status_code == 409
+    assert f'data-alert="{recent}"' not in analyst.get("/national/alerts").text
+    assert all(a["facility"] != facility.slug for a in analyst.get("/api/national/alerts").json()["open_from_earlier"])
