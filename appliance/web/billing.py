@@ -15,9 +15,10 @@ server-side SVG (plots.bar_chart).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from anyio import to_thread
@@ -98,12 +99,14 @@ def _page(request: Asking, template: str, *, status: int = 200, active: str = "b
     return page(request, f"billing/{template}", status=status, active=active, **HELPERS, **context)
 
 
+# An amount as a cashier types it: digits, commas only between thousands, one decimal point. Anything else is
+# refused rather than guessed at: "1,50" (a decimal comma) would read as 150, and "1e3" as 1000.
+TYPED_AMOUNT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+")
+
+
 def _decimal(value: Any) -> Decimal | None:
-    try:
-        number = Decimal(str(value).replace(",", "").strip())
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
+    typed = str(value if value is not None else "").strip()
+    return Decimal(typed.replace(",", "")) if TYPED_AMOUNT.fullmatch(typed) else None
 
 
 def _refusal(exc: RecordError) -> dict[str, str]:
@@ -362,7 +365,7 @@ async def record_payment(request: Asking, tenant: Tenant, invoice_id: Id, data: 
     def work(conn: Connection) -> Response:
         try:
             if amount is None:
-                raise Invalid("give the amount received as a number", field="amount")
+                raise Invalid("give the amount received as a number, e.g. 1500 or 1,500.00", field="amount")
             receipt = service.record_payment(conn, request.user, invoice_id, method=values.get("method") or "",
                                              amount=amount, reference=values.get("reference"))
         except RecordError as exc:
@@ -476,7 +479,7 @@ async def record_refund(request: Asking, tenant: Tenant, invoice_id: Id, data: F
 
     def act(conn: Connection) -> dict:
         if amount is None:
-            raise Invalid("give the amount given back as a number", field="amount")
+            raise Invalid("give the amount given back as a number, e.g. 1500 or 1,500.00", field="amount")
         return refunds.record_refund(conn, request.user, invoice_id, method=values.get("refund_method") or "",
                                      amount=amount, reason=values.get("refund_reason") or "",
                                      reference=values.get("refund_reference"), to=values.get("refund_to") or None)

@@ -551,6 +551,25 @@ def test_cash_handed_over_beyond_the_bill_is_receipted_with_the_change(db, signe
     assert "KES 450.00" in row and "1,000" not in row
 
 
+def test_an_amount_typed_with_a_decimal_comma_or_an_exponent_is_refused_not_misread(db, signed_in, facility):
+    """'1,50' (a decimal comma) once read as 150 and '1e3' as 1000: each was receipted as that. The cashier now sees
+    the amount refused beside its box and no payment is recorded; commas between thousands still read."""
+    invoice = billed_for_a_blood_count(db, facility, "Comma", "Consolata")
+    cashier = signed_in("billing_clerk", facility.slug)
+    url = f"/t/{facility.slug}/billing/invoices/{invoice['id']}"
+    page = cashier.get(url).text
+    for typed in ("1,50", "1e3", "4,50.00", "1,5000"):
+        refused = cashier.post(f"{url}/payments", data={"method": "cash", "amount": typed, "_csrf_token": csrf(page)})
+        assert refused.status_code == 422, (typed, refused.status_code)
+        assert "Give the amount received as a number, e.g. 1500 or 1,500.00" in refused.text, typed
+    after = cashier.get(url).text
+    assert 'id="outstanding">KES 450.00<' in after and "RCT-" not in after
+    paid = cashier.post(f"{url}/payments", data={"method": "cash", "amount": "1,450.00", "_csrf_token": csrf(page)},
+                        follow_redirects=False)
+    assert paid.status_code == 303, paid.text
+    assert 'id="receipt-tendered">KES 1,450.00<' in cashier.get(paid.headers["location"]).text
+
+
 def test_the_insurers_shortfall_is_written_off_or_billed_to_the_patient_from_the_invoice(db, signed_in, facility):
     """NHIF remits 300 of its 380 invoice: the clerk writes 30 off and bills the patient the other 50, each with
     the insurer's reason; the patient's invoice says where its amount came from."""
