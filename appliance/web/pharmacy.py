@@ -13,8 +13,9 @@ care-relationship guard as every chart page does.
 The quantity the dispense form proposes is the prescription's whole course in the item's unit
 (`pharmacy.course_quantity`: dose × doses a day × days, as the API proposes it), less what was dispensed,
 where the frequency is one the ward's drug round reads and the dose is in the item's strength unit or its
-own unit. Otherwise the pharmacist types it. Under the queue, the day's dispenses each carry a form to
-reverse one recorded by mistake, with the reason.
+own unit. Otherwise the pharmacist types it. A prescription matching one of the patient's active allergies (the
+prescriber's check, `clinical.drugs.check`, asked again at the counter) carries the match beside the drug. Under the
+queue, the day's dispenses each carry a form to reverse one recorded by mistake, with the reason.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
+from appliance.layers.clinical import drugs
+from appliance.layers.clinical import service as clinical
 from appliance.layers.operations import pharmacy
 from appliance.layers.operations.errors import Invalid
 from appliance.layers.operations.models import ADJUSTMENT_REASONS
@@ -65,9 +68,18 @@ def _in_tenant(request: Asking, tenant: str, work) -> Any:
 
 def _queue_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
     today, start = facility_today_and_start(request.app.state.db, tenant)
-    waiting, handed = _in_tenant(request, tenant, lambda conn: (pharmacy.queue(conn, request.user, start),
-                                                                 pharmacy.handed_over(conn, request.user, start)))
+    def read(conn: Connection) -> tuple[list[dict], list[dict], dict]:
+        waiting = pharmacy.queue(conn, request.user, start)
+        # The drug–allergy check runs when a drug is prescribed, so a prescription written before the allergy was
+        # recorded (or over it, with the prescriber's reason) reaches the counter unchecked: the pharmacist
+        # handing it over is the last who can stop it, and sees the match beside the drug (each read audited).
+        allergies = {patient_id: [(a["root_id"], a["substance"]) for a in clinical.list_allergies(
+            conn, request.user, patient_id, active_only=True)] for patient_id in {row["patient_id"] for row in waiting}}
+        return waiting, pharmacy.handed_over(conn, request.user, start), allergies
+
+    waiting, handed, allergies = _in_tenant(request, tenant, read)
     for row in waiting:
+        row["allergy_matches"] = drugs.check(row["drug"], allergies[row["patient_id"]])
         # "stocked", not "items" (a template reads rx.items as the dict's method); a copy of each item, since
         # an item is listed under each of its prescriptions with a quantity proposed for that one.
         row["stocked"] = [dict(item) for item in row["items"]]

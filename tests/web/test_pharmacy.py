@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import EncounterIn, MedicationIn
+from appliance.layers.clinical.schemas import AllergyIn, EncounterIn, MedicationIn
 from appliance.layers.operations import pharmacy
+from appliance.substrate import audit
 from appliance.substrate.principal import Principal
 from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
 from tests.web.test_operations import post_form
@@ -152,6 +153,28 @@ def test_a_dispense_recorded_by_mistake_is_reversed_from_the_queue_page(signed_i
     with db.tenant(facility.slug) as conn:
         assert pharmacy.item_stock(conn, item_id, dt.date.today())["on_hand"] == 20
     assert "Flucloxacillin" not in clinician.get(f"{base}/patients/{patient_id}/dispensing").text
+
+
+def test_a_prescription_matching_an_allergy_recorded_after_it_is_flagged_on_the_queue(signed_in, db, facility):
+    """The allergy check runs at prescribing: a penicillin allergy recorded after amoxicillin was written reached the
+    counter with nothing said. The queue now names the match beside the drug, and the pharmacist's read of the
+    patient's allergies is on the patient's audit trail; a prescription matching nothing says nothing."""
+    pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
+    patient_id, rx = _prescribed(db, facility, clinician, drug="Amoxicillin")
+    _, unmatched = _prescribed(db, facility, clinician, drug="Metformin")
+    doctor = Principal(account_id=clinician.person.account_id, kind="staff", display_name="Doctor",
+                       tenant=facility.slug, role="clinician")
+    with db.tenant(facility.slug) as conn:
+        clinical.add_allergy(conn, doctor, patient_id, AllergyIn(substance="Penicillin", reaction="rash"))
+    since = dt.datetime.now(dt.UTC)
+    queue = pharmacist.get(f"/t/{facility.slug}/pharmacy")
+    assert queue.status_code == 200
+    flagged = queue.text.split(f'id="queue-{rx}"')[1].split("</section>")[0]
+    assert f'id="allergy-{rx}"' in flagged and "Penicillin" in flagged
+    assert "Check with the prescriber before handing it over." in flagged
+    assert f'id="allergy-{unmatched}"' not in queue.text
+    read = [e["event"] for e in audit.read_events(db, facility.slug, event_type="record.allergy.read", since=since)]
+    assert any(f"Patient/{patient_id}" in str(e["entity"]) for e in read)
 
 
 def test_another_facility_and_guessed_ids_are_refused(signed_in, db, facility, other_facility):

@@ -415,7 +415,7 @@ def _labelled(conn: Connection, dispenses: list[dict]) -> list[dict]:
 _QUEUE = sa.text("""
     SELECT e.id AS version_id, e.root_id AS id, e.patient_id, e.encounter_id, f.occurred_at AS prescribed_at,
            mr.drug, mr.dose, mr.dose_unit, mr.route, mr.frequency, mr.duration_days, mr.instructions,
-           p.mrn, p.family_name, p.given_names, f.occurred_at >= :today_start AS today
+           mr.allergy_override_reason, p.mrn, p.family_name, p.given_names, f.occurred_at >= :today_start AS today
     FROM entry e
     JOIN medication_request mr ON mr.entry_id = e.id
     JOIN entry f ON f.id = e.root_id
