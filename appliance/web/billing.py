@@ -187,14 +187,30 @@ async def accrue_bed_days(request: Asking, tenant: Tenant) -> Response:
 ACCOUNTS_SHOWN = 100
 
 
+def _accounts_found(conn: Connection, principal: Principal, typed: str) -> list[dict]:
+    """The accounts of what the cashier typed: an account number or an MRN as written, else the accounts of the
+    patients the portal's search box finds for it (a name, an MRN without its leading zeros), as the patient at
+    the counter without their card or bill is found."""
+    found = service.list_accounts(conn, principal, number_or_mrn=typed, limit=ACCOUNTS_SHOWN)
+    if found or not principal.can("clinical.patient.search"):
+        return found
+    try:
+        people = portal.search_typed(conn, principal, typed)
+    except RecordError:  # a single letter: nobody is found by it
+        return []
+    return service.list_accounts(conn, principal, patient_ids=[p["id"] for p in people],
+                                 limit=ACCOUNTS_SHOWN) if people else []
+
+
 @get("/accounts", operation_id="BillingAccounts", opt=_opts("financial.account.read"), include_in_schema=False)
 async def accounts(request: Asking, tenant: Tenant, q: FromQuery[str] = "") -> Template:
-    """The most recent accounts, or those found by account number or the patient's MRN (older accounts are
+    """The most recent accounts, or those found by account number, the patient's MRN or name (older accounts are
     reached only so)."""
     typed = q.strip()[:64]
     return await _in_thread(request, tenant, lambda conn: _page(
         request, "accounts.html", active="accounts", searched=typed, shown=ACCOUNTS_SHOWN,
-        accounts=service.list_accounts(conn, request.user, number_or_mrn=typed or None, limit=ACCOUNTS_SHOWN),
+        accounts=_accounts_found(conn, request.user, typed) if typed else service.list_accounts(
+            conn, request.user, limit=ACCOUNTS_SHOWN),
         currency=schedule.setting(conn).currency))
 
 

@@ -708,6 +708,14 @@ def facility_home(request: Asking, tenant: Tenant) -> Redirect:
     return Redirect(landing(request.user, tenant), status_code=303)
 
 
+def search_typed(conn: Connection, principal: Principal, typed: str, born: dt.date | None = None) -> list[dict]:
+    """What one search box finds (audited): what has a digit is an MRN (leading zeros optional) or an identifier,
+    anything else a name, tolerant of misspelling."""
+    by_identifier = any(ch.isdigit() for ch in typed)
+    return service.search_patients(conn, principal, name=None if by_identifier else typed,
+                                   identifier=typed if by_identifier else None, birth_date=born)
+
+
 @get("/patients", operation_id="PortalPatientSearch", opt=_page_opts("clinical.patient.search"),
      sync_to_thread=True, include_in_schema=False)
 def patient_search(request: Asking, tenant: Tenant, q: Query = "", birth_date: Query = "") -> Template:
@@ -720,11 +728,9 @@ def patient_search(request: Asking, tenant: Tenant, q: Query = "", birth_date: Q
         except ValueError:
             error = ("birth_date", "Give the birth date as YYYY-MM-DD.")
     if (query or born) and error is None:
-        by_identifier = any(ch.isdigit() for ch in query)
         try:
             with request.app.state.db.tenant(tenant) as conn:
-                matches = service.search_patients(conn, principal, name=None if by_identifier else query,
-                                                  identifier=query if by_identifier else None, birth_date=born)
+                matches = search_typed(conn, principal, query, born)
         except RecordError as exc:
             error = ("q", exc.detail[0].upper() + exc.detail[1:] + ".")
     for match in matches or []:

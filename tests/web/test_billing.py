@@ -129,7 +129,8 @@ def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facili
     assert clerk.get(f"{base}/accounts").status_code == 200
 
 
-def test_an_account_is_found_by_its_number_or_the_patients_mrn(db, signed_in, facility, other_facility, charted):
+def test_an_account_is_found_by_its_number_or_the_patients_mrn_or_name(db, signed_in, facility, other_facility,
+                                                                       charted):
     """The list shows the most recent accounts only: the cashier finds any other by what is in hand."""
     clerk = signed_in("billing_clerk", facility.slug)
     base = f"/t/{facility.slug}/billing/accounts"
@@ -140,12 +141,18 @@ def test_an_account_is_found_by_its_number_or_the_patients_mrn(db, signed_in, fa
         found = clerk.get(base, params={"q": typed})
         assert found.status_code == 200 and link in found.text, typed
         assert "1 account for" in found.text
+    # The patient at the counter without their card: by name (misspelt too), or the MRN without its zeros.
+    for typed in ("Kamau", "kamua peter", charted["patient"]["mrn"].lstrip("0")):
+        found = clerk.get(base, params={"q": typed})
+        assert found.status_code == 200 and link in found.text, typed
     missing = clerk.get(base, params={"q": "AC-9999999"})
     assert missing.status_code == 200
-    assert "No account numbered “AC-9999999” and no patient with that MRN" in missing.text
+    assert "No account numbered “AC-9999999” and no patient of that MRN or name" in missing.text
+    assert clerk.get(base, params={"q": "K"}).status_code == 200  # one letter finds nobody, and says so
     outsider = signed_in("billing_clerk", other_facility.slug)
-    elsewhere = outsider.get(f"/t/{other_facility.slug}/billing/accounts", params={"q": charted["patient"]["mrn"]})
-    assert elsewhere.status_code == 200 and str(charted["account"]) not in elsewhere.text
+    for typed in (charted["patient"]["mrn"], "Kamau"):
+        elsewhere = outsider.get(f"/t/{other_facility.slug}/billing/accounts", params={"q": typed})
+        assert elsewhere.status_code == 200 and str(charted["account"]) not in elsewhere.text
     assert outsider.get(base, params={"q": number}).status_code == 403
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection
 from decimal import Decimal
 from typing import Any
 
@@ -121,10 +122,11 @@ def get_account(conn: Connection, principal: Principal, account_id: uuid.UUID) -
 
 
 def list_accounts(conn: Connection, principal: Principal, *, patient_id: uuid.UUID | None = None,
-                  number_or_mrn: str | None = None, limit: int = 50) -> list[dict]:
+                  number_or_mrn: str | None = None, patient_ids: Collection[uuid.UUID] | None = None,
+                  limit: int = 50) -> list[dict]:
     """Accounts, most recent first, with what has been charged on each and what is still unpriced; with
     `number_or_mrn`, the account of that number or every account of the patient of that MRN (what the
-    cashier has in hand: the bill or the patient's card)."""
+    cashier has in hand: the bill or the patient's card); with `patient_ids`, those patients' accounts."""
     charged = (sa.select(sa.func.coalesce(sa.func.sum(charge.c.amount), 0))
                .select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
                .where(charge.c.account_id == account.c.id, current_clause()).scalar_subquery())
@@ -135,6 +137,8 @@ def list_accounts(conn: Connection, principal: Principal, *, patient_id: uuid.UU
         account.c.opened_at.desc()).limit(max(1, min(limit, 200)))
     if patient_id is not None:
         query = query.where(account.c.patient_id == patient_id)
+    if patient_ids is not None:
+        query = query.where(account.c.patient_id.in_(list(patient_ids)))
     if number_or_mrn is not None:
         typed = number_or_mrn.strip()
         query = query.where(sa.or_(sa.func.upper(account.c.number) == typed.upper(), account.c.patient_id.in_(
