@@ -97,7 +97,8 @@ def test_a_pharmacist_stocks_dispenses_and_the_chart_shows_it(signed_in, db, fac
 
 def test_short_of_the_course_the_queue_proposes_what_is_on_hand_as_part_of_it(signed_in, db, facility):
     """15 tablets make the course, 10 are on hand: the form proposes 10 with 'part only' ticked and says why,
-    instead of proposing 15 for the dispense to refuse; handed over, the prescription stays on the queue."""
+    instead of proposing 15 for the dispense to refuse; handed over, the prescription stays on the queue, saying
+    how to go on with none on hand."""
     pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
     base = f"/t/{facility.slug}"
     stock = f"{base}/pharmacy/stock"
@@ -117,7 +118,10 @@ def test_short_of_the_course_the_queue_proposes_what_is_on_hand_as_part_of_it(si
     done = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
         "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "10", "partial": "yes"})
     assert done.status_code == 303, done.text
-    assert f'id="queue-{rx}"' in pharmacist.get(f"{base}/pharmacy").text  # 5 still to come
+    after = pharmacist.get(f"{base}/pharmacy").text
+    assert f'id="queue-{rx}"' in after  # 5 still to come
+    # None left to give: the row says what to do instead of showing a count alone and no form.
+    assert f'id="none-on-hand-{rx}-{item_id}"' in after and f'id="dispense-{rx}-{item_id}"' not in after
 
 
 def test_a_dispense_recorded_by_mistake_is_reversed_from_the_queue_page(signed_in, db, facility):
