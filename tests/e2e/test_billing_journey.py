@@ -1,8 +1,9 @@
 """The billing journey in a real browser: a clinician orders two tests from the chart's order form; the
 billing clerk finds the priced one on the day's variance and the unpriced one on the worklist, prices
 it, prepares the encounter's invoice, discounts it with a reason and an approver, finalises it, takes
-a part payment by mobile money, prints the receipt, and reads the A/R aging chart (on a phone too). Screenshots in
-test-artifacts/billing-journey/; any CSP violation, script error or unprovoked error response fails it."""
+a part payment by mobile money, prints the receipt, and reads the A/R aging chart and the invoice (on a phone
+too). Screenshots in test-artifacts/billing-journey/; any CSP violation, script error or unprovoked error
+response fails it."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     journey.shot(page, "account")
     page.get_by_role("button", name="Prepare invoice").click()
     page.wait_for_url(re.compile(r"/invoices/[0-9a-f-]{36}\?done=drafted$"))
+    invoice_url = page.url.split("?")[0]
     assert page.locator("#total").inner_text() == "KES 630.00"
     page.get_by_label("Kind").select_option("discount")
     page.get_by_label("As", exact=True).select_option("percent")
@@ -118,6 +120,7 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
 
     # A/R aging: the chart is server-side SVG
     page.get_by_role("link", name="A/R aging").click()
+    page.wait_for_url(re.compile(r"/billing/aging$"))  # counting the bars at once counted the receipt's: none
     assert page.locator("svg.plot.bars rect.plot-bar").count() == 4
     assert page.locator("#receivable").inner_text() == "KES 267.00"  # what is still owed, 0–30 days old
     journey.shot(page, "aging")
@@ -125,6 +128,11 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     journey.shot(page, "aging-phone")
+    # The invoice's lines stack on a phone, so what is owed is on the screen beside its label, not off its edge.
+    page.goto(invoice_url)
+    owed = page.locator("#outstanding").bounding_box()
+    assert owed["x"] + owed["width"] <= 390 and page.locator("#outstanding").inner_text() == "KES 267.00"
+    journey.shot(page, "invoice-phone")
     page.get_by_role("link", name="Billing worklist").click()
     page.locator("details#LAB-same_day summary").click()  # the entries behind a figure, opened on a phone
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
