@@ -203,14 +203,14 @@ def _accounts_found(conn: Connection, principal: Principal, typed: str) -> list[
 
 
 @get("/accounts", operation_id="BillingAccounts", opt=_opts("financial.account.read"), include_in_schema=False)
-async def accounts(request: Asking, tenant: Tenant, q: FromQuery[str] = "") -> Template:
+async def accounts(request: Asking, tenant: Tenant, q: FromQuery[str] = "", unbilled: FromQuery[str] = "") -> Template:
     """The most recent accounts, or those found by account number, the patient's MRN or name (older accounts are
-    reached only so)."""
-    typed = q.strip()[:64]
+    reached only so); with `unbilled`, only the recent accounts with charges and no final invoice."""
+    typed, only_unbilled = q.strip()[:64], bool(unbilled) and not q.strip()
     return await _in_thread(request, tenant, lambda conn: _page(
-        request, "accounts.html", active="accounts", searched=typed, shown=ACCOUNTS_SHOWN,
+        request, "accounts.html", active="accounts", searched=typed, shown=ACCOUNTS_SHOWN, unbilled=only_unbilled,
         accounts=_accounts_found(conn, request.user, typed) if typed else service.list_accounts(
-            conn, request.user, limit=ACCOUNTS_SHOWN),
+            conn, request.user, not_invoiced=only_unbilled, limit=ACCOUNTS_SHOWN),
         currency=schedule.setting(conn).currency))
 
 

@@ -156,6 +156,29 @@ def test_an_account_is_found_by_its_number_or_the_patients_mrn_or_name(db, signe
     assert outsider.get(base, params={"q": number}).status_code == 403
 
 
+def test_the_accounts_not_yet_invoiced_are_listed_apart(db, signed_in, facility, other_facility):
+    """Each account says its invoice, and 'Not yet invoiced' lists those with charges and no final invoice: a
+    patient seen and gone without paying was found only by opening every account."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr U", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        gone = seen_for_a_blood_count(conn, doctor, "Unbilled", "Una")
+        [unbilled] = financial.list_accounts(conn, doctor, patient_id=gone["id"])
+    invoice = billed_for_a_blood_count(db, facility, "Billed", "Bella")
+    clerk = signed_in("billing_clerk", facility.slug)
+    base = f"/t/{facility.slug}/billing/accounts"
+    listed = clerk.get(base).text
+    assert "not invoiced" in listed.split(f'id="invoice-of-{unbilled["id"]}"')[1].split("</td>")[0]
+    assert f'href="/t/{facility.slug}/billing/invoices/{invoice["id"]}"' in listed and 'id="unbilled-link"' in listed
+    only = clerk.get(base, params={"unbilled": "1"})
+    assert only.status_code == 200 and 'id="accounts-unbilled"' in only.text
+    assert f'id="invoice-of-{unbilled["id"]}"' in only.text and f'/invoices/{invoice["id"]}"' not in only.text
+    outsider = signed_in("billing_clerk", other_facility.slug)
+    assert str(unbilled["id"]) not in outsider.get(f"/t/{other_facility.slug}/billing/accounts",
+                                                     params={"unbilled": "1"}).text
+    assert outsider.get(base, params={"unbilled": "1"}).status_code == 403
+
+
 def test_billing_pages_are_audited(db, signed_in, facility, charted):
     clerk = signed_in("billing_clerk", facility.slug)
     with db.tenant(facility.slug) as conn:

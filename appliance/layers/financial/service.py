@@ -123,18 +123,27 @@ def get_account(conn: Connection, principal: Principal, account_id: uuid.UUID) -
 
 def list_accounts(conn: Connection, principal: Principal, *, patient_id: uuid.UUID | None = None,
                   number_or_mrn: str | None = None, patient_ids: Collection[uuid.UUID] | None = None,
-                  limit: int = 50) -> list[dict]:
-    """Accounts, most recent first, with what has been charged on each and what is still unpriced; with
-    `number_or_mrn`, the account of that number or every account of the patient of that MRN (what the
-    cashier has in hand: the bill or the patient's card); with `patient_ids`, those patients' accounts."""
+                  not_invoiced: bool = False, limit: int = 50) -> list[dict]:
+    """Accounts, most recent first, with what has been charged on each, what is still unpriced and its latest
+    invoice (`invoice_id`, `invoice_number`, `invoice_status`; None when there is none); with `number_or_mrn`, the
+    account of that number or every account of the patient of that MRN (what the cashier has in hand: the bill or
+    the patient's card); with `patient_ids`, those patients' accounts; with `not_invoiced`, only accounts with
+    charges and no final invoice (care not yet billed: the patient may have left without paying)."""
     charged = (sa.select(sa.func.coalesce(sa.func.sum(charge.c.amount), 0))
                .select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
                .where(charge.c.account_id == account.c.id, current_clause()).scalar_subquery())
     unpriced = (sa.select(sa.func.count()).select_from(entry.join(charge, charge.c.entry_id == entry.c.id))
                 .where(charge.c.account_id == account.c.id, charge.c.status == "unpriced", charge.c.reverses.is_(None),
                        current_clause(), ~_is_reversed()).scalar_subquery())
-    query = sa.select(account, charged.label("charged"), unpriced.label("unpriced")).order_by(
-        account.c.opened_at.desc()).limit(max(1, min(limit, 200)))
+    latest = (sa.select(invoice.c.id.label("invoice_id"), invoice.c.number.label("invoice_number"),
+                        invoice.c.status.label("invoice_status"))
+              .where(invoice.c.account_id == account.c.id).order_by(invoice.c.created_at.desc()).limit(1)
+              .lateral("latest_invoice"))
+    query = sa.select(account, charged.label("charged"), unpriced.label("unpriced"), latest).select_from(
+        account.outerjoin(latest, sa.true())).order_by(account.c.opened_at.desc()).limit(max(1, min(limit, 200)))
+    if not_invoiced:
+        query = query.where(charged != 0, ~sa.exists().where(invoice.c.account_id == account.c.id,
+                                                             invoice.c.status == "final"))
     if patient_id is not None:
         query = query.where(account.c.patient_id == patient_id)
     if patient_ids is not None:
