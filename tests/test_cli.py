@@ -41,7 +41,8 @@ def run(settings, db):
 
 
 def tenant_toml(config) -> str:
-    lines = [f'{key} = "{value}"' for key, value in config.model_dump(exclude={"wards"}).items()]
+    # A field left unset is left out, as in a real file (written "None", it was an organisation unit of that name).
+    lines = [f'{key} = "{value}"' for key, value in config.model_dump(exclude={"wards"}, exclude_none=True).items()]
     lines += ["[[wards]]", 'code = "GEN"', 'name = "General"', "beds = 2"]
     return "\n".join(lines) + "\n"
 
@@ -77,6 +78,29 @@ def test_apply_creates_then_applying_again_changes_nothing_then_drop(run, tmp_pa
     dropped = run("tenant", "drop", config.slug, "--yes")
     assert dropped.exit_code == 0, dropped.output
     assert config.slug not in [row["slug"] for row in json.loads(run("tenant", "list", "--json").output)]
+
+
+def test_a_facility_under_another_facilitys_dhis2_org_unit_is_refused(run, tenant_a, tmp_path: Path):
+    """A second facility filed under the first one's organisation unit (a tenant file copied and edited) was
+    applied, and the DHIS2 export then sent both facilities' figures under the same data values, of which DHIS2
+    keeps one: the ministry read one facility's month as the other's. A facility without a dhis2_org_unit, as
+    tenant_a, is exported under its slug, which is then its organisation unit."""
+    copied = make_tenant_config(name="Eastgate Clinic", dhis2_org_unit=tenant_a.slug)
+    (tmp_path / "eastgate.toml").write_text(tenant_toml(copied))
+    refused = run("tenant", "apply", str(tmp_path / "eastgate.toml"))
+    said = " ".join(refused.output.split())  # as read, whatever the terminal's width wrapped
+    assert refused.exit_code == 1 and "nothing was applied" in said
+    assert f"dhis2_org_unit '{tenant_a.slug}' is given to more than one facility" in said
+    assert f"{tenant_a.name} ({tenant_a.slug})" in said and f"Eastgate Clinic ({copied.slug})" in said
+
+    # Two new files sharing one: refused before either is applied, and `healthos check` names it too, as the
+    # service applies the directory at each start.
+    (tmp_path / "eastgate.toml").write_text(tenant_toml(copied.model_copy(update={"dhis2_org_unit": "KE-SHARED"})))
+    twin = make_tenant_config(name="Westgate Clinic", dhis2_org_unit="KE-SHARED")
+    (tmp_path / "westgate.toml").write_text(tenant_toml(twin))
+    for said in (run("tenant", "apply", str(tmp_path)), run("check", "--tenants", str(tmp_path))):
+        assert said.exit_code == 1 and "'KE-SHARED' is given to more than one facility" in " ".join(said.output.split())
+    assert not {copied.slug, twin.slug} & {row["slug"] for row in json.loads(run("tenant", "list", "--json").output)}
 
 
 def test_drop_of_unknown_tenant_says_so(run):

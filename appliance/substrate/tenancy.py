@@ -105,12 +105,47 @@ def _pin_tenant(conn: Connection, slug: str) -> None:
     )
 
 
+OrgUnitHolders = dict[str, list[tuple[str, str]]]  # an organisation unit: the (slug, name) of each facility given it
+
+
+def _org_unit(config: TenantConfig) -> str:
+    """The organisation unit national exports name the facility by (`indicators.to_dhis2`)."""
+    return config.dhis2_org_unit or config.slug
+
+
+def org_unit_clashes(conn: Connection, configs: list[TenantConfig]) -> list[str]:
+    """Why these facilities cannot be applied beside each other and the facilities registered already: two
+    facilities under one DHIS2 organisation unit would send their figures under the same data values, and
+    DHIS2 keeps one of them, silently, so the ministry would read one facility's month as the other's."""
+    registered = conn.execute(sa.select(
+        tenant_table.c.slug, tenant_table.c.name,
+        sa.func.coalesce(tenant_table.c.config["dhis2_org_unit"].astext, tenant_table.c.slug))).all()
+    applied = {config.slug for config in configs}
+    holders: OrgUnitHolders = {}
+    for slug, name, org_unit in registered:
+        if slug not in applied:
+            holders.setdefault(org_unit, []).append((slug, name))
+    return _shared_org_units(configs, holders)
+
+
+def _shared_org_units(configs: list[TenantConfig], holders: OrgUnitHolders | None = None) -> list[str]:
+    holders = holders if holders is not None else {}
+    for config in configs:
+        holders.setdefault(_org_unit(config), []).append((config.slug, config.name))
+    return [f"dhis2_org_unit {org_unit!r} is given to more than one facility "
+            f"({', '.join(f'{name} ({slug})' for slug, name in sorted(held))}): each facility needs its own "
+            "organisation unit, or DHIS2 keeps one facility's figures in place of the other's"
+            for org_unit, held in sorted(holders.items()) if len(held) > 1]
+
+
 def apply_config(db: Database, config: TenantConfig, source: str = "") -> ApplyResult:
     """Create or update one tenant from its validated configuration, atomically."""
     fingerprint = config.fingerprint()
     with db.control() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                      {"key": f"healthos.tenant.{config.slug}"})
+        if clashes := org_unit_clashes(conn, [config]):
+            raise TenantFileError(source or config.slug, clashes)
         row = conn.execute(
             sa.select(tenant_table.c.config_sha256, tenant_table.c.status).where(
                 tenant_table.c.slug == config.slug
@@ -149,7 +184,8 @@ def apply_config(db: Database, config: TenantConfig, source: str = "") -> ApplyR
 
 def read_tenant_files(path: Path) -> tuple[list[tuple[Path, TenantConfig]], list[TenantFileError]]:
     """Every tenant file at `path` read and validated, and each refusal (one per broken file, one per slug that
-    more than one file defines, one for a directory without any), nothing applied: what `load_tenant_files`
+    more than one file defines, one for organisation units that more than one gives, one for a directory without
+    any), nothing applied: what `load_tenant_files`
     decides on and `healthos check` reports file by file."""
     files = tenant_files(path)
     if not files:
@@ -164,6 +200,8 @@ def read_tenant_files(path: Path) -> tuple[list[tuple[Path, TenantConfig]], list
     slugs = [config.slug for _, config in loaded]
     for slug in sorted({s for s in slugs if slugs.count(s) > 1}):
         errors.append(TenantFileError(path, [f"slug {slug!r} is defined by more than one file"]))
+    if shared := _shared_org_units([config for _, config in loaded if slugs.count(config.slug) == 1]):
+        errors.append(TenantFileError(path, shared))
     return loaded, errors
 
 
@@ -178,7 +216,12 @@ def load_tenant_files(path: Path) -> list[tuple[Path, TenantConfig]]:
 
 
 def apply_path(db: Database, path: Path) -> list[ApplyResult]:
-    return [apply_config(db, config, str(file)) for file, config in load_tenant_files(path)]
+    loaded = load_tenant_files(path)
+    # Checked for every file before any is applied, as load_tenant_files does, so a clash changes nothing.
+    with db.control() as conn:
+        if clashes := org_unit_clashes(conn, [config for _, config in loaded]):
+            raise TenantFileError(path, clashes)
+    return [apply_config(db, config, str(file)) for file, config in loaded]
 
 
 def analyze_tenant(db: Database, slug: str) -> None:
