@@ -8,6 +8,7 @@ a traceback means a bug.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import secrets
@@ -742,7 +743,10 @@ def account_list(settings: Settings, as_json: bool) -> None:
         return
     table = Table(_whole("e-mail"), "kind", _whole("roles"), "state")
     for row in rows:
-        table.add_row(row["email"], row["kind"], ", ".join(row["roles"]), row["state"])
+        state = row["state"]
+        if "locked_until" in row:
+            state += f" until {row['locked_until'].astimezone(dt.UTC):%H:%M} UTC"
+        table.add_row(row["email"], row["kind"], ", ".join(row["roles"]), state)
     _print_table(table)
 
 
@@ -766,6 +770,18 @@ def account_enable(settings: Settings, email: str) -> None:
         identity.enable_account(conn, email)
     click.echo(f"{email}: enabled; it signs in with its old credentials (its API tokens stay revoked: issue new "
                "ones with healthos account token)")
+
+
+@account.command("unlock")
+@click.argument("email")
+@click.pass_obj
+def account_unlock(settings: Settings, email: str) -> None:
+    """End a sign-in lock now (it ends by itself after 15 minutes): the same password and authenticator sign in
+    at once. A forgotten password or a lost authenticator is reset-mfa's."""
+    with _identity_act(settings) as conn:
+        until = identity.unlock_account(conn, email)
+    click.echo(f"{email}: unlocked (it was locked until {until.astimezone(dt.UTC):%H:%M} UTC); it signs in with "
+               "its password and authenticator now")
 
 
 @account.command("grant")

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from appliance.cli import main
 from appliance.layers.clinical.demo import DEMO_PATIENTS_MIN
-from appliance.substrate import audit
+from appliance.substrate import audit, identity
 from appliance.substrate.config import Settings
 from appliance.substrate.db import Database, tenant_schema
 from appliance.substrate.tenancy import active_slugs
@@ -315,6 +315,52 @@ def test_account_lifecycle_from_the_cli(run, tenant_factory):
     assert run("account", "disable", email).exit_code == 0
     states = {row["email"]: row["state"] for row in json.loads(run("account", "list", "--json").output)}
     assert states[email] == "disabled"
+
+
+def test_a_locked_account_says_until_when_and_is_unlocked_without_re_enrolling(run, db, person_factory, tenant_a):
+    """A nurse who mistyped five times was listed as `locked`, nothing saying that it ends by itself in 15
+    minutes, and the console sent IT to reset-mfa, which wipes the password and authenticator the nurse still
+    has; and once the lock ran out, one more typo locked the account again for 15 minutes."""
+    nurse = person_factory("nurse", tenant_a.slug)
+    for _ in range(identity.DEFAULT_SETTINGS.max_failed_signins):
+        with db.control() as conn:
+            assert identity.check_password(conn, nurse.email, "mistyped") is None
+    with db.control() as conn:
+        until = identity.account_by_email(conn, nurse.email).locked_until
+    listed = run("account", "list").output
+    assert f"locked until {until.astimezone(dt.UTC):%H:%M} UTC" in listed.split(nurse.email)[1].split("\n")[0]
+    assert {"email": nurse.email, "state": "locked", "locked_until": str(until)}.items() <= next(
+        row for row in json.loads(run("account", "list", "--json").output) if row["email"] == nurse.email).items()
+
+    unlocks = sa.text("SELECT count(*) FROM control.audit_event WHERE event_type = 'identity.account.unlock'")
+    with db.control() as conn:
+        before = conn.execute(unlocks).scalar()
+    unlocked = run("account", "unlock", nurse.email)
+    assert unlocked.exit_code == 0 and "unlocked" in unlocked.output
+    with db.control() as conn:
+        assert conn.execute(unlocks).scalar() == before + 1
+        assert identity.check_password(conn, nurse.email, nurse.password) == nurse.account_id
+    again = run("account", "unlock", nurse.email)
+    assert again.exit_code == 1 and "is not locked" in again.output
+
+    # Locked again, and the lock runs out: the next typo is the first of five, not a sixth.
+    for _ in range(identity.DEFAULT_SETTINGS.max_failed_signins):
+        with db.control() as conn:
+            identity.check_password(conn, nurse.email, "mistyped")
+    with db.control() as conn:
+        conn.execute(sa.update(identity.account).where(identity.account.c.id == nurse.account_id)
+                     .values(locked_until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        assert identity.check_password(conn, nurse.email, "mistyped") is None
+    with db.control() as conn:
+        assert identity.check_password(conn, nurse.email, nurse.password) == nurse.account_id
+
+    # Re-enrolled while locked, it has no password to sign in with: enrolling ends the lock, not unlock.
+    for _ in range(identity.DEFAULT_SETTINGS.max_failed_signins):
+        with db.control() as conn:
+            identity.check_password(conn, nurse.email, "mistyped")
+    assert run("account", "reset-mfa", nurse.email).exit_code == 0
+    pending = run("account", "unlock", nurse.email)
+    assert pending.exit_code == 1 and "awaiting enrolment" in pending.output
 
 
 def test_account_list_piped_shows_every_e_mail_whole(run, tenant_factory):

@@ -806,6 +806,9 @@ def list_accounts(conn: Connection) -> list[dict]:
         roles = ([row["appliance_role"]] if row["appliance_role"] else []) + list(row["memberships"])
         accounts.append({"email": row["email"], "kind": row["kind"], "roles": roles,
                          "state": _account_state(row, has_role=bool(roles))})
+        if accounts[-1]["state"] == "locked":
+            # When it opens again by itself: IT can tell the person to wait, or unlock it now.
+            accounts[-1]["locked_until"] = row["locked_until"]
     return accounts
 
 
@@ -963,6 +966,27 @@ def enable_account(conn: Connection, email: str, by: Principal | None = None) ->
            detail={"account": str(row.id), "disabled_at": row.disabled_at.isoformat()})
 
 
+def unlock_account(conn: Connection, email: str, by: Principal | None = None) -> datetime:
+    """End a sign-in lock now, for a person who mistyped and cannot wait for it to end by itself: the same
+    password and authenticator sign in at once, and the failures counted so far are forgotten. Returns when
+    the lock would have ended. Refused for an account that is not locked (a disabled one is enabled, a
+    forgotten password or a lost authenticator is `reset_mfa`'s)."""
+    row = account_by_email(conn, email)
+    if row is None:
+        raise IdentityError(f"no account for {email}")
+    if row.locked_until is None or row.locked_until <= _now():
+        raise IdentityError(f"{email} is not locked: there is nothing to unlock (a person who forgot their "
+                            "password or lost their authenticator is re-enrolled with healthos account reset-mfa)")
+    if row.password_hash is None:
+        # Reset or never enrolled: there is no password to sign in with, and enrolling clears the lock.
+        raise IdentityError(f"{email} is awaiting enrolment: its enrolment link sets a password and an "
+                            "authenticator, and ends the lock; there is nothing to unlock")
+    conn.execute(sa.update(account).where(account.c.id == row.id).values(failed_signins=0, locked_until=None))
+    _audit(conn, event_type="account.unlock", action="U", principal=by,
+           detail={"account": str(row.id), "locked_until": row.locked_until.isoformat()})
+    return row.locked_until
+
+
 def grant_membership(conn: Connection, policy: AccessPolicy, email: str, *, tenant: str, role: str,
                      ward: str | None = None, by: Principal | None = None) -> None:
     """Give an existing person a facility role (a clinician who starts at a second facility, a nurse moving
@@ -1018,8 +1042,12 @@ _DUMMY_HASH = passwords.hash_password("not-a-password-" + secrets.token_hex(8))
 
 
 def _count_failure(conn: Connection, row, settings: IdentitySettings, reason: str) -> None:
-    failures = row.failed_signins + 1
-    locked_until = _now() + settings.lock_duration if failures >= settings.max_failed_signins else row.locked_until
+    # A lock that has run out starts the count again: the person who waits it out has the same five tries,
+    # not one mistyped password between them and another lock.
+    lock_ran_out = row.locked_until is not None and row.locked_until <= _now()
+    failures = 1 if lock_ran_out else row.failed_signins + 1
+    locked_until = (_now() + settings.lock_duration if failures >= settings.max_failed_signins
+                    else None if lock_ran_out else row.locked_until)
     conn.execute(sa.update(account).where(account.c.id == row.id).values(
         failed_signins=failures, locked_until=locked_until))
     _audit(conn, event_type="signin", action="E", outcome="failure",
