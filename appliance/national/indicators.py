@@ -1022,11 +1022,12 @@ def to_csv(facilities: list[Facility], period: Period, definitions: Definitions)
 
 
 def to_dhis2(facilities: list[Facility], period: Period, definitions: Definitions) -> dict:
-    """A DHIS2 `dataValueSet` (import with idScheme=CODE): a data value per facility, indicator and
-    published cell; withheld cells, and indicators a facility's appliance did not count, are left out, so
-    DHIS2 shows them as missing, never as zero. So are the cells of a figure published under earlier age
-    bands in bands no longer defined here: their category option combos are not the data set's now, and
-    DHIS2 would report each as a conflict, or refuse the whole import over them (atomicMode=ALL)."""
+    """A DHIS2 `dataValueSet` naming everything by its code (idScheme CODE, said in the file): a data value
+    per facility, indicator and published cell; withheld cells, and indicators a facility's appliance did
+    not count, are left out, so DHIS2 shows them as missing, never as zero. So are the cells of a figure
+    published under earlier age bands in bands no longer defined here: their category option combos are not
+    the data set's now, and DHIS2 would report each as a conflict, or refuse the whole import over them
+    (atomicMode=ALL)."""
     values = []
     for facility in facilities:
         for indicator in definitions.indicators:
@@ -1035,7 +1036,11 @@ def to_dhis2(facilities: list[Facility], period: Period, definitions: Definition
                 if value is not None:
                     values.append({"dataElement": indicator.dhis2, "period": period.dhis2, "orgUnit": facility.org_unit,
                                    "categoryOptionCombo": f"{sex}_{band}", "value": str(value)})
-    return {"period": period.dhis2, "dataValues": values}
+    # DHIS2 reads identifiers as its own UIDs unless told otherwise, and would refuse every value of a file of
+    # codes as naming no data element or organisation unit; the file says so itself, so an import from the
+    # Import/Export app or the API needs no option chosen (a scheme in the payload takes precedence).
+    return {"idScheme": "CODE", "dataElementIdScheme": "CODE", "orgUnitIdScheme": "CODE",
+            "categoryOptionComboIdScheme": "CODE", "period": period.dhis2, "dataValues": values}
 
 
 def record_use(db: Database, principal: Principal | None, action: str, period: Period, facilities: int,

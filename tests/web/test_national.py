@@ -88,6 +88,9 @@ def test_the_month_goes_out_as_csv_or_dhis2_and_each_export_is_audited(db, signe
     assert totals[("opd_attendance", quiet.slug)] == ("", "yes")
     dhis2 = analyst.get(f"/national/export?period={month.value}&format=dhis2")
     values = json.loads(dhis2.text)["dataValues"]
+    # Codes, not DHIS2's UIDs: without the file saying so, DHIS2 refused every value as naming nothing it knows.
+    schemes = ("idScheme", "dataElementIdScheme", "orgUnitIdScheme", "categoryOptionComboIdScheme")
+    assert all(json.loads(dhis2.text)[scheme] == "CODE" for scheme in schemes)
     # The facility as the ministry's DHIS2 knows it (its tenant file's org unit code), else by its slug.
     mine = [v for v in values if v["orgUnit"] == "KE-NTH-BUSY" and v["dataElement"] == "HOS_OPD_ATTENDANCE"]
     assert mine and all(v["value"] == "0" for v in mine)  # the 5 and the 2 were withheld, so left out

@@ -130,7 +130,7 @@ def test_the_week_goes_out_as_a_dhis2_data_value_set_audited(db, signed_in, meas
     sent = analyst.get(f"/national/alerts/export?week={week.value}&format=dhis2")
     assert sent.status_code == 200 and f"healthos-idsr-{week.value}.json" in sent.headers["content-disposition"]
     document = json.loads(sent.text)
-    assert document["period"] == week.dhis2
+    assert document["period"] == week.dhis2 and document["idScheme"] == "CODE"  # codes, not DHIS2's UIDs
     mine = {v["categoryOptionCombo"]: v["value"] for v in document["dataValues"]
             if v["orgUnit"] == facility.slug and v["dataElement"] == "IDSR_MEASLES"}
     assert int(mine["M_1-4Y"]) >= 1 and mine["F_15-49Y"] == "0"
