@@ -10,6 +10,7 @@ cluster owned by the monitoring agent), never signs a checkpoint and never creat
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import stat
@@ -161,6 +162,40 @@ class Status:
     problems: list[str]
 
 
+# The regulator console's last verification of the audit logs (`appliance.web.regulator` writes it), kept in
+# HEALTHOS_HOME: the only verdict on the logs' contents the appliance holds between two verifications.
+LAST_VERIFICATION = "audit-last-verification.json"
+
+
+def last_verification(settings: Settings) -> dict | None:
+    """The last verification run from the regulator console, or None when none was run (or its file is
+    unreadable, which the console would show as none too)."""
+    try:
+        found = json.loads((settings.home / LAST_VERIFICATION).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def verification_failing(last: dict | None) -> list[str]:
+    """The logs the last verification found altered or damaged (empty when it found none, or none was run)."""
+    if not last or last.get("ok", True):
+        return []
+    return [str(log.get("log")) for log in last.get("logs") or [] if isinstance(log, dict) and not log.get("ok")]
+
+
+def _verification(settings: Settings, problems: list[str]) -> dict | None:
+    last = last_verification(settings)
+    if failing := verification_failing(last):
+        # Nothing else here reads the events themselves: without this the status said "all well" while the
+        # regulator's console showed tampering.
+        problems.append(f"audit: the regulator console's verification of {last.get('at')} (by {last.get('by')}) "
+                        f"found the log{'s' if len(failing) != 1 else ''} of {', '.join(failing)} altered or damaged; "
+                        "`healthos audit verify` names the first bad event. An altered log cannot be repaired: keep "
+                        "this appliance's database and backups as they are and tell the regulator")
+    return None if last is None else {"at": last.get("at"), "ok": not failing, "failing": failing}
+
+
 def status(db: Database, settings: Settings, now: dt.datetime | None = None) -> Status:
     """The appliance's standing. The database is only asked, never started: when it does not answer, the
     sections that need it are left out and that is the problem named."""
@@ -170,6 +205,7 @@ def status(db: Database, settings: Settings, now: dt.datetime | None = None) -> 
     report["database"] = database = _database(db, settings, problems)
     if database["answering"]:
         report.update(_inside(db, now, problems))
+    report["verification"] = _verification(settings, problems)
     report["key"] = _key(settings, problems)
     report["disks"] = _disks(settings, report.get("backup", {}).get("directory"), problems)
     report["problems"] = problems

@@ -82,6 +82,8 @@ def console(request: Request, state: State) -> Template:
         "backup_late_hours": int(standing.BACKUP_LATE.total_seconds() // 3600), "failed_since": failed_since,
         "attempts": attempts[:5], "volumes": volumes, "now": now, "database_bytes": database_bytes,
         "size": standing.size,
+        "altered_logs": [names.get(log, "The appliance" if log == "appliance" else log)
+                         for log in standing.verification_failing(standing.last_verification(state.settings))],
     })
 
 

@@ -41,12 +41,11 @@ from pydantic import BaseModel
 
 import appliance
 from appliance.audit_verify import FormatError, parse_held
-from appliance.substrate import audit, keys
+from appliance.substrate import audit, keys, standing
 from appliance.substrate.db import InvalidSlug, UnknownTenant, validate_slug
 from appliance.substrate.tenancy import list_tenants
 from appliance.web.errors import error_page
 
-LAST_VERIFICATION = "audit-last-verification.json"
 BREAK_THE_GLASS_WINDOW = timedelta(days=30)
 MRN_LENGTH = 64  # longer than any facility's record number; what is longer (or unprintable) is not one
 # What an access did, as the audit event's action code says it (FHIR AuditEvent.action).
@@ -164,7 +163,7 @@ def utc_time(value: str | datetime | None) -> str:
 
 
 def _last_verification_path(state: State) -> Path:
-    return state.settings.home / LAST_VERIFICATION
+    return state.settings.home / standing.LAST_VERIFICATION
 
 
 def _summary(report) -> dict:
@@ -195,8 +194,7 @@ def console(request: Request, state: State) -> Template:
 def _console(request: Request, state: State, *, held_refusal: str | None = None) -> Template:
     """The console; `held_refusal` is why a file of kept checkpoints was refused, said beside its form
     (422) so the regulator can choose the right file at once."""
-    path = _last_verification_path(state)
-    last = json.loads(path.read_text()) if path.exists() else None
+    last = standing.last_verification(state.settings)
     tenants = list_tenants(state.db)
     names = {t["slug"]: t["name"] for t in tenants}
     logs = [{"value": log.tenant or "appliance", "name": names.get(log.tenant, log.tenant) if log.tenant

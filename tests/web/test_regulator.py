@@ -5,10 +5,13 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from appliance.audit_verify import verify_package
-from appliance.substrate import audit
+from appliance.cli import main
+from appliance.substrate import audit, standing
 from appliance.substrate.audit import control_audit_event
 from appliance.substrate.principal import Principal
 from appliance.web.regulator import utc_time
@@ -22,6 +25,14 @@ def count(db, event_type: str) -> int:
     with db.control() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(control_audit_event)
                             .where(control_audit_event.c.event_type == event_type)).scalar()
+
+
+@pytest.fixture(autouse=True)
+def _no_verdict_left_behind(settings):
+    """A verification run here is the session's last, which `healthos status` and the operator's console report
+    (one that found a log altered is a problem): the session's other checks of them start from none."""
+    yield
+    (settings.home / standing.LAST_VERIFICATION).unlink(missing_ok=True)
 
 
 def test_only_the_regulator_reaches_the_console(signed_in, tenant_a):
@@ -101,7 +112,7 @@ def test_evidence_of_a_period_of_days_holds_only_its_events_and_verifies_offline
         assert refused.status_code == 422 and says in refused.text
 
 
-def test_the_console_shows_each_logs_checkpoint_and_proves_it_only_grew(signed_in, db, tenant_a):
+def test_the_console_shows_each_logs_checkpoint_and_proves_it_only_grew(signed_in, db, tenant_a, settings):
     with db.tenant(tenant_a.slug) as conn:
         someone = Principal(uuid.uuid4(), "staff", "Test", tenant=tenant_a.slug)
         audit.append(conn, tenant=tenant_a.slug, principal=someone, event_type="test.event", action="R")
@@ -138,6 +149,14 @@ def test_the_console_shows_each_logs_checkpoint_and_proves_it_only_grew(signed_i
     regulator.post("/regulator/verify-held", data={"_csrf_token": csrf(page.text)},
                    files={"checkpoints": ("kept.json", json.dumps(forged).encode(), "application/json")})
     assert "tampering or damage found" in regulator.get("/regulator").text
+    # IT hears of it too: the operator's console and `healthos status` said all was well, reading no event.
+    console = signed_in("operator", kind="operator").get("/appliance").text
+    assert tenant_a.name in console.split('id="audit-altered"')[1].split("</li>")[0]
+    env = {"HEALTHOS_HOME": str(settings.home), **({"HEALTHOS_DATABASE_URL": settings.database_url}
+                                                   if settings.database_url else {})}
+    status = CliRunner().invoke(main, ["status", "--json"], env=env, catch_exceptions=False)
+    assert status.exit_code == 1 and [problem for problem in json.loads(status.output)["problems"]
+                                      if tenant_a.slug in problem and "altered or damaged" in problem]
 
     # Not a checkpoints file, or no file: the page says so, and nothing is recorded as verified.
     # The console itself answers, the refusal beside the form, so the right file can be chosen at once.
