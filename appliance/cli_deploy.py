@@ -131,13 +131,26 @@ def backup_list(settings: Settings, limit: int, as_json: bool) -> None:
             click.echo(f"{finished}  FAILED  {run.path}  {run.error}")
 
 
+def _keyring_that_made_it(settings: Settings, refused: str) -> keys.Keyring:
+    """The appliance key a backup is read with, which must exist already: on a fresh HEALTHOS_HOME the keyring
+    would make a new key, which opens no backup, and the refusal would then read as a damaged file, leaving
+    behind a key (and for a restore, a database) to clear away before the right key can be copied in."""
+    keyring = keys.Keyring.from_settings(settings)
+    key_file = keyring.keys_dir / keys.APPLIANCE_KEY_FILE
+    if not keyring.passphrase and not key_file.exists():
+        fail(f"{refused}: there is no appliance key here ({key_file}). A backup is read only with the key of the "
+             f"appliance that made it: copy its keys/{keys.APPLIANCE_KEY_FILE} to {key_file} (mode 0600), or set "
+             f"{keys.PASSPHRASE_ENV} to its passphrase, and run this again")
+    return keyring
+
+
 @backup.command("verify")
 @click.argument("backup_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.pass_obj
 def backup_verify(settings: Settings, backup_file: Path) -> None:
     """Check every byte of a backup with this appliance's key, decrypting every part (nothing is written)."""
     try:
-        manifest = backups.verify(backup_file, keys.Keyring.from_settings(settings))
+        manifest = backups.verify(backup_file, _keyring_that_made_it(settings, "refused"))
     except (backups.BackupRefused, keys.KeyUnavailable) as exc:
         fail(f"refused: {exc}")
     err.print(f"{backup_file}: intact; {backups.describe(manifest)}")
@@ -150,7 +163,7 @@ def backup_restore(settings: Settings, backup_file: Path) -> None:
     """Restore a backup into this fresh, empty appliance (its keys/appliance.key must be the one that made it)."""
     from appliance.cli import opened_database
 
-    keyring = keys.Keyring.from_settings(settings)
+    keyring = _keyring_that_made_it(settings, "nothing restored")
     with opened_database(settings) as db:
         try:
             summary = backups.restore(db, keyring, backup_file)

@@ -409,6 +409,19 @@ def test_a_backup_that_cannot_be_written_is_explained_and_listed(run, tmp_path: 
     assert f"FAILED  {nowhere}  could not write" in line and line.endswith("No such file or directory")
 
 
+def test_a_backup_restored_where_its_key_was_not_copied_says_to_copy_it_and_starts_nothing(tmp_path: Path):
+    """Restoring into a fresh HEALTHOS_HOME without copying keys/appliance.key made a new key and a database
+    there, then refused the backup as "altered, damaged, or made by an appliance with another key": an operator
+    restoring after a disaster read the backup as damaged, and had a wrong key and a cluster to clear away."""
+    home, made = tmp_path / "new-home", tmp_path / "nightly.hbk"
+    made.write_bytes(b"HEALTHOS-BACKUP/1\n")
+    for command in (["backup", "restore", str(made)], ["backup", "verify", str(made)]):
+        said = CliRunner().invoke(main, command, env={"HEALTHOS_HOME": str(home), "HEALTHOS_DATABASE_URL": ""})
+        assert said.exit_code == 1 and "Traceback" not in said.output
+        assert f"copy its keys/appliance.key to {home / 'keys' / 'appliance.key'}" in " ".join(said.output.split())
+    assert not home.exists()
+
+
 def test_grant_gives_an_existing_person_a_role_at_another_facility(run, db, tenant_factory, person_factory):
     """A clinician starting at a second facility kept one account only by way of the facility admin's page; IT
     grants it at the command line, audited, and is told why when it cannot."""
