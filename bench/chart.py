@@ -222,7 +222,8 @@ def open_bench_database(prefix: str) -> tuple[Path, Database]:
 
 def bench_tenant(template: str, slug: str, name: str) -> TenantConfig:
     config = parse_tenant_file(REPO / "tenants" / template)
-    return TenantConfig.model_validate({**config.model_dump(), "slug": slug, "name": name})
+    # No organisation unit of its own: counted under its slug, as two facilities may not share one (tenancy.py).
+    return TenantConfig.model_validate({**config.model_dump(), "slug": slug, "name": name, "dhis2_org_unit": None})
 
 
 def clinician_token(db: Database, slug: str) -> str:

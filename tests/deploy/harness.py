@@ -149,8 +149,10 @@ def add_tenants(site: Site, count: int) -> None:
     template = (site.config / "tenants" / "hillview_hc.toml").read_text()
     for index in range(count):
         slug = f"upgrade_{index:02d}"
+        # Each its own DHIS2 organisation unit: two facilities under one are refused at start (tenancy.py).
         text = template.replace('slug = "hillview_hc"', f'slug = "{slug}"').replace(
-            'name = "Hillview Health Centre"', f'name = "Upgrade facility {index}"', 1)
+            'name = "Hillview Health Centre"', f'name = "Upgrade facility {index}"', 1).replace(
+            'dhis2_org_unit = "KE-HLV-HC"', f'dhis2_org_unit = "KE-UPG-{index:02d}"', 1)
         path = site.config / "tenants" / f"{slug}.toml"
         path.write_text(text)
         shutil.chown(path, "root", "healthos")
