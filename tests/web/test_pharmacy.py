@@ -34,7 +34,8 @@ def other_facility(tenant_factory):
     return tenant_factory(name="Another Pharmacy", **OPERATIONS_CONFIG)
 
 
-def _prescribed(db, facility, clinician, drug: str = "Amoxicillin") -> tuple[uuid.UUID, uuid.UUID]:
+def _prescribed(db, facility, clinician, drug: str = "Amoxicillin", *,
+                in_visit: bool = True) -> tuple[uuid.UUID, uuid.UUID]:
     acting = Principal(account_id=clinician.person.account_id, kind="staff", display_name="Doctor",
                        tenant=facility.slug, role="clinician")
     with db.tenant(facility.slug) as conn:
@@ -42,7 +43,7 @@ def _prescribed(db, facility, clinician, drug: str = "Amoxicillin") -> tuple[uui
         visit = clinical.open_encounter(conn, acting, patient_id, EncounterIn(encounter_class="outpatient"))
         placed = clinical.request_medication(conn, acting, patient_id, MedicationIn(
             drug=drug, dose=Decimal(500), dose_unit="mg", route="oral", frequency="three times daily",
-            duration_days=5, encounter_id=visit["id"]))
+            duration_days=5, encounter_id=visit["id"] if in_visit else None))
     return patient_id, placed.placed[0]["id"]
 
 
@@ -122,6 +123,26 @@ def test_short_of_the_course_the_queue_proposes_what_is_on_hand_as_part_of_it(si
     assert f'id="queue-{rx}"' in after  # 5 still to come
     # None left to give: the row says what to do instead of showing a count alone and no form.
     assert f'id="none-on-hand-{rx}-{item_id}"' in after and f'id="dispense-{rx}-{item_id}"' not in after
+
+
+def test_a_prescription_written_after_the_visit_ended_reaches_the_queue_and_is_dispensed(signed_in, db, facility):
+    """A prescription linked to no encounter (written once the visit had ended) was left off the queue, which
+    read outpatient visits' prescriptions only, and the patient at the window was not on it."""
+    pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}"
+    _, rx = _prescribed(db, facility, clinician, drug="Cefalexin", in_visit=False)
+    with db.tenant(facility.slug) as conn:
+        acting = Principal(account_id=pharmacist.person.account_id, kind="staff", display_name="Pharmacist",
+                           tenant=facility.slug, role="pharmacist")
+        item_id = pharmacy.create_item(conn, acting, drug="Cefalexin", form="capsule", strength=Decimal(500),
+                                       strength_unit="mg", unit="capsule")["id"]
+        pharmacy.receive(conn, acting, item_id, batch="CFX-1", expires_on=SOON, quantity=Decimal(20), reference=None,
+                         today=dt.date.today())
+    assert f'id="dispense-{rx}-{item_id}"' in pharmacist.get(f"{base}/pharmacy").text
+    handed = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
+        "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "15"})
+    assert handed.status_code == 303 and handed.headers["location"] == f"{base}/pharmacy?done=dispensed"
+    assert f'id="queue-{rx}"' not in pharmacist.get(f"{base}/pharmacy").text
 
 
 def test_a_dispense_recorded_by_mistake_is_reversed_from_the_queue_page(signed_in, db, facility):

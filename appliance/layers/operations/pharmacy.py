@@ -7,8 +7,10 @@
   reference), adjustments (expired, damaged, counted, other, with the reason) and dispensings. Stock on
   hand is the ledger's sum, per batch and per item; a batch past its expiry is not on hand but listed apart
   as expired, for the pharmacist to adjust out. An item is *low* at or below its reorder level, *out* at none.
-- **Dispensing**: the queue is the active prescriptions of outpatient visits (written in the last
-  `QUEUE_DAYS` days, today's first) not yet dispensed, or dispensed in part. A dispense is a `dispense`
+- **Dispensing**: the queue is the active prescriptions of outpatient visits, and those linked to no
+  encounter (written after the visit ended, or for a patient who came to the window with a paper one; a
+  ward's prescriptions are the ward's), written in the last `QUEUE_DAYS` days, today's first, not yet
+  dispensed, or dispensed in part. A dispense is a `dispense`
   entry of the record (patient data: the prescription, item, batch, quantity) and, in the same
   transaction, the ledger's `dispensed` row. The dispensing act writes both itself rather than through a
   reaction on `dispense`: the stock must be checked, under the item's lock, *before* anything is written,
@@ -286,7 +288,7 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
     expires first; no `quantity`: the rest of the course (`course_quantity` less what was dispensed), 422
     where the course cannot be counted. Refused whole, writing nothing, when the stock on hand (of that
     batch) is short (409, saying what is left), when the item is another drug than prescribed (422), or when
-    the prescription is not active, not an outpatient's, or already dispensed in full (409). `partial`: the
+    the prescription is not active, a ward stay's, or already dispensed in full (409). `partial`: the
     patient comes back for the rest, and the prescription stays on the queue. `at`: when it was handed
     over, for a replay of past days (the demo); now otherwise."""
     item = _locked_item(conn, item_id)
@@ -295,9 +297,9 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
         raise NotFound(f"no prescription {medication_request_id} at this facility", field="medication_request_id")
     if found["status"] != "active":
         raise Conflict(f"this prescription is {found['status']}: it is not dispensed", field="medication_request_id")
-    if found["encounter_class"] != "outpatient":
+    if found["encounter_id"] is not None and found["encounter_class"] != "outpatient":
         raise Conflict("the outpatient pharmacy dispenses prescriptions of outpatient visits, and this one is "
-                       "not of one", field="medication_request_id")
+                       f"of an {found['encounter_class']} encounter", field="medication_request_id")
     # One dispense of a prescription at a time, whichever item it is filled from (the item's lock does not
     # cover two items of one drug): the second waits, then sees the first's dispense if it was in full.
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
@@ -419,18 +421,19 @@ _QUEUE = sa.text("""
     FROM entry e
     JOIN medication_request mr ON mr.entry_id = e.id
     JOIN entry f ON f.id = e.root_id
-    JOIN encounter enc ON enc.id = e.encounter_id AND enc.encounter_class = 'outpatient'
+    LEFT JOIN encounter enc ON enc.id = e.encounter_id
     JOIN patient p ON p.id = e.patient_id
     WHERE e.kind = 'medication_request' AND mr.status = 'active' AND f.occurred_at >= :since
+      AND (e.encounter_id IS NULL OR enc.encounter_class = 'outpatient')
       AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
     ORDER BY f.occurred_at >= :today_start DESC, f.occurred_at, e.root_id
 """)
 
 
 def queue(conn: Connection, principal: Principal, today_start: dt.datetime) -> list[dict]:
-    """Active outpatient prescriptions still to hand over (none dispensed, or the last dispense partial),
-    today's first, each with what was dispensed so far and the items that could fill it (in stock or not).
-    Each patient listed has the read noted on their record."""
+    """Active prescriptions of outpatient visits or of no encounter still to hand over (none dispensed, or the
+    last dispense partial), today's first, each with what was dispensed so far and the items that could fill
+    it (in stock or not). Each patient listed has the read noted on their record."""
     since = today_start - dt.timedelta(days=QUEUE_DAYS)
     rows = [dict(row) for row in conn.execute(_QUEUE, {"today_start": today_start, "since": since}).mappings()]
     dispensed = _dispensed(conn, [row["id"] for row in rows])

@@ -337,7 +337,7 @@ class DispenseReversalOut(BaseModel):
 class QueueItemOut(BaseModel):
     id: uuid.UUID  # the prescription's root id
     patient_id: uuid.UUID
-    encounter_id: uuid.UUID
+    encounter_id: uuid.UUID | None  # none: written after the visit ended
     mrn: str
     family_name: str
     given_names: str

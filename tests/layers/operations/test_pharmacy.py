@@ -54,13 +54,14 @@ def _item(conn, pharmacist, drug: str, **fields) -> uuid.UUID:
     return pharmacy.create_item(conn, pharmacist, drug=drug, **values)["id"]
 
 
-def _prescription(conn, clinician, drug: str, encounter_class: str = "outpatient",
+def _prescription(conn, clinician, drug: str, encounter_class: str | None = "outpatient",
                   frequency: str = "three times daily") -> tuple[uuid.UUID, uuid.UUID]:
     patient_id = new_patient(conn, clinician)
-    visit = clinical.open_encounter(conn, clinician, patient_id, EncounterIn(encounter_class=encounter_class))
+    visit = clinical.open_encounter(conn, clinician, patient_id, EncounterIn(encounter_class=encounter_class)) \
+        if encounter_class else None
     placed = clinical.request_medication(conn, clinician, patient_id, MedicationIn(
         drug=drug, dose=Decimal(500), dose_unit="mg", route="oral", frequency=frequency,
-        duration_days=5, encounter_id=visit["id"]))
+        duration_days=5, encounter_id=visit["id"] if visit else None))
     return patient_id, placed.placed[0]["id"]
 
 
@@ -113,6 +114,7 @@ def test_the_queue_and_a_partial_then_a_full_dispense_over_http(token_client, db
         item = _item(conn, pharmacist, "Amoxicillin")
         patient_id, rx = _prescription(conn, clinician, "amoxicillin")
         _, inpatient_rx = _prescription(conn, clinician, "Amoxicillin", encounter_class="inpatient")
+        _, unlinked_rx = _prescription(conn, clinician, "Amoxicillin", encounter_class=None)  # after the visit
     api = token_client(facility.slug, role="pharmacist")
     base = f"/api/t/{facility.slug}/pharmacy"
     received = api.post(f"{base}/items/{item}/receipts", json={"batch": "B-LATE", "expires_on": later().isoformat(),
@@ -122,6 +124,7 @@ def test_the_queue_and_a_partial_then_a_full_dispense_over_http(token_client, db
                                                     "quantity": 10})
     waiting = {q["id"]: q for q in api.get(f"{base}/queue").json()}
     assert str(rx) in waiting and str(inpatient_rx) not in waiting  # the ward gives an inpatient's medicines
+    assert waiting[str(unlinked_rx)]["encounter_id"] is None
     assert waiting[str(rx)]["items"][0]["on_hand"] == 40 and waiting[str(rx)]["today"] is True
 
     partial = api.post(f"{base}/dispenses", json={"medication_request_id": str(rx), "item_id": str(item),
