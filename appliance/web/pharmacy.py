@@ -91,8 +91,22 @@ def _queue_page(request: Asking, tenant: str, *, status: int = 200, refusal: str
             item["short_of"] = rest if rest is not None and rest > item["on_hand"] > 0 else None
             item["proposed"] = pharmacy.amount(item["on_hand"]) if item["short_of"] else rest
             item["label"] = pharmacy.label(item)
+        row["dispensed_text"] = _dispensed_so_far(row)
     return page(request, "pharmacy/queue.html", status=status, active="pharmacy", waiting=waiting, today=today,
-                handed=handed, refusal=refusal, amount=pharmacy.amount, status_words=STATUS_WORDS)
+                handed=handed, refusal=refusal, amount=pharmacy.amount, counted=pharmacy.counted,
+                status_words=STATUS_WORDS)
+
+
+def _dispensed_so_far(row: dict) -> str | None:
+    """"10 of 15 capsules": what was handed over of the course, in the unit of the item last dispensed from
+    (the course read in it); the count alone where the course cannot be worked out from the prescription."""
+    if not row["dispensed"]:
+        return None
+    item = next((i for i in row["stocked"] if i["id"] == row["dispensed_item_id"]), None)
+    course = pharmacy.course_quantity(row, item) if item is not None else None
+    if course is None:
+        return pharmacy.counted(row["dispensed"], row["dispensed_unit"])
+    return f"{pharmacy.amount(row['dispensed'])} of {pharmacy.counted(course, row['dispensed_unit'])}"
 
 
 @get("/pharmacy", operation_id="PortalPharmacyQueue", opt={"permission": "operations.pharmacy.dispense.read"},

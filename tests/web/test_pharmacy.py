@@ -114,13 +114,15 @@ def test_short_of_the_course_the_queue_proposes_what_is_on_hand_as_part_of_it(si
     queue = pharmacist.get(f"{base}/pharmacy").text
     form = queue.split(f'id="dispense-{rx}-{item_id}"')[1].split("</form>")[0]
     assert 'required\n             value="10"' in form
-    assert "The rest of the course is 15 tablet; only 10 on hand" in form
+    assert "The rest of the course is 15 tablets; only 10 on hand" in form
     assert 'name="partial" value="yes" checked' in form
     done = post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses", {
         "medication_request_id": str(rx), "item_id": str(item_id), "quantity": "10", "partial": "yes"})
     assert done.status_code == 303, done.text
     after = pharmacist.get(f"{base}/pharmacy").text
     assert f'id="queue-{rx}"' in after  # 5 still to come
+    # The count says its unit, in the plural, and of what course: "Dispensed so far: 10" said neither.
+    assert f'<p class="muted" id="dispensed-{rx}">Dispensed so far: 10 of 15 tablets</p>' in after
     # None left to give: the row says what to do instead of showing a count alone and no form.
     assert f'id="none-on-hand-{rx}-{item_id}"' in after and f'id="dispense-{rx}-{item_id}"' not in after
 
@@ -163,7 +165,7 @@ def test_a_dispense_recorded_by_mistake_is_reversed_from_the_queue_page(signed_i
         dispense_id = conn.execute(sa.text("SELECT entry_id FROM dispense WHERE medication_request_id = :rx"),
                                    {"rx": rx}).scalar()
     queue = pharmacist.get(f"{base}/pharmacy")
-    assert f'id="handed-{dispense_id}"' in queue.text and "15 capsule of Flucloxacillin 500 mg capsule" in queue.text
+    assert f'id="handed-{dispense_id}"' in queue.text and "15 capsules of Flucloxacillin 500 mg capsule" in queue.text
     assert f'action="{base}/pharmacy/dispenses/{dispense_id}/reversal"' in queue.text
     reversal = f"{base}/pharmacy/dispenses/{dispense_id}/reversal"
     unsaid = post_form(pharmacist, f"{base}/pharmacy", reversal, {"reason": ""})

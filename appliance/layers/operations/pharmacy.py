@@ -66,6 +66,17 @@ def _text(value: Decimal | int | float) -> str:
     return f"{amount(value)}"
 
 
+def counted(quantity: Decimal | int | float, unit: str) -> str:
+    """A quantity with its unit as a person says it: "1 capsule", "10 capsules", but "2.5 ml" (a measure's
+    abbreviation, as a unit of four letters or fewer with a capital or a digit is read, takes no plural)."""
+    text = _text(quantity)
+    word = unit.strip()
+    # A counted thing is a lower-case word (capsule, tablet, sachet, tube); ml, mg, IU, g are measures.
+    if Decimal(quantity) != 1 and len(word) > 3 and word.isalpha() and word.islower() and not word.endswith("s"):
+        word += "s"
+    return f"{text} {word}"
+
+
 def label(item: dict) -> str:
     """An item as a shelf label reads: "Amoxicillin 500 mg capsule"."""
     strength = f" {_text(item['strength'])} {item['strength_unit']}" if item.get("strength") is not None else ""
@@ -231,6 +242,8 @@ _PRESCRIPTION = sa.text("""
 _DISPENSED = sa.text("""
     SELECT d.medication_request_id, sum(d.quantity) AS dispensed, count(*) AS times,
            (array_agg(d.partial ORDER BY de.recorded_at DESC))[1] AS partial,
+           (array_agg(d.item_id ORDER BY de.recorded_at DESC))[1] AS item_id,
+           (array_agg(d.unit ORDER BY de.recorded_at DESC))[1] AS unit,
            max(de.occurred_at) AS last_dispensed_at
     FROM dispense d JOIN entry de ON de.id = d.entry_id
     WHERE d.medication_request_id = ANY(:roots)
@@ -445,6 +458,9 @@ def queue(conn: Connection, principal: Principal, today_start: dt.datetime) -> l
     for row in waiting:
         so_far = dispensed.get(row["id"])
         row["dispensed"] = so_far["dispensed"] if so_far else Decimal(0)
+        # What was handed over is counted in the unit of the item last dispensed from, which the course is read in.
+        row["dispensed_item_id"] = so_far["item_id"] if so_far else None
+        row["dispensed_unit"] = so_far["unit"] if so_far else None
         row["items"] = by_drug.get(row["drug"].lower(), [])
     note_list_read(conn, principal, "medication_request", waiting)
     return waiting
