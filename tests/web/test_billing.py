@@ -444,6 +444,10 @@ def test_insurance_recorded_after_the_care_says_what_it_re_priced(db, signed_in,
     assert "<dt>Billed to</dt><dd>National Health Insurance Fund</dd>" in recorded.text
     assert re.search(r"AC-\d+ now bills National Health Insurance Fund: 1 charge re-priced on its price list "
                      r"\(KES 450.00 → KES 380.00\)\.", recorded.text)
+    # The self-pay charge's credit is money taken off, written as every billing page writes it: "KES -450.00"
+    # beside the invoice's "−KES 70.00" was one sum said two ways.
+    credit = recorded.text.split('<tr class="credit">')[1].split("</tr>")[0]
+    assert '<td class="nowrap amount">−KES 450.00</td>' in credit and "KES -" not in recorded.text
     # Only the record speaks: a guessed cover id, or another patient's cover, says nothing on this account.
     other_cover = recorded.url.params["cover"]
     for probe in (uuid.uuid4(), "not-an-id"):
@@ -479,7 +483,7 @@ def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, 
         assert 'id="subtotal">KES 380.00<' in shown.text and 'id="total">KES 380.00<' in shown.text
         apart = shown.text.split('id="netted-lines"')[1].split("</details>")[0]
         assert "2 lines, net KES 0.00" in apart
-        assert sorted(re.findall(r'class="nowrap amount">KES ([\d,.-]+)<', apart)) == ["-450.00", "450.00"]
+        assert sorted(re.findall(r'class="nowrap amount">(−?KES [\d,.]+)<', apart)) == ["KES 450.00", "−KES 450.00"]
 
     # The claim's form offers only the answers the claim can take next.
     with db.tenant(facility.slug) as conn:

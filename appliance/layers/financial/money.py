@@ -77,9 +77,14 @@ class Money:
 
 
 def format_money(amount: Decimal | None, currency: str) -> str:
+    """Money as every page shows it: "KES 1,200.00", and what is taken off "−KES 600.00" (the minus sign, before
+    the currency). A deduction is shown by passing it negative, so the sign is written in one place."""
     if amount is None:
         return "—"
-    return f"{currency} {format_amount(amount, currency)}"
+    shown = rounded(amount, currency)
+    if shown < 0:
+        return f"−{currency} {format_amount(-shown, currency)}"
+    return f"{currency} {format_amount(abs(shown), currency)}"  # abs: -0.00 rounds to nothing owed
 
 
 def format_amount(amount: Decimal, currency: str) -> str:
