@@ -383,7 +383,9 @@ async def record_payment(request: Asking, tenant: Tenant, invoice_id: Id, data: 
             if amount is None:
                 raise Invalid("give the amount received as a number, e.g. 1500 or 1,500.00", field="amount")
             receipt = service.record_payment(conn, request.user, invoice_id, method=values.get("method") or "",
-                                             amount=amount, reference=values.get("reference"))
+                                             amount=amount, reference=values.get("reference"),
+                                             transaction_code_reused_confirmed=bool(
+                                                 values.get("transaction_code_reused_confirmed")))
         except RecordError as exc:
             if exc.status == 404:
                 raise

@@ -86,7 +86,9 @@ def generate_billing_demo(db: Database, slug: str, seed: int = 2026, accounts: i
                 # and the aging as of a past day then read as that facility's would have.
                 # (A delay from the amount, not the seeded stream, so the rest of the demo stays as it was.)
                 received = min(at + dt.timedelta(minutes=5 + int(amount) % 85), dt.datetime.now(zone))
+                # A made-up code drawn twice by the seeded stream is no cashier's mistake: recorded, not asked about.
                 service.record_payment(conn, principal, final["id"], method=method, amount=amount,
-                                       reference=reference, received_at=received)
+                                       reference=reference, received_at=received,
+                                       transaction_code_reused_confirmed=True)
                 written["payment"] += 1
         return written

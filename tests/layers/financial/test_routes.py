@@ -189,6 +189,34 @@ def test_cash_above_what_is_owed_pays_what_is_owed_and_says_the_change(doctor, c
     assert settled.status_code == 422 and settled.json()["detail"] == "nothing is outstanding on this invoice"
 
 
+def test_a_mobile_money_code_already_receipted_is_refused_until_confirmed(doctor, clerk_api, facility):
+    """The API asks as the form does: a transaction code already on a receipt here is a 422 naming that receipt,
+    with nothing written, until `transaction_code_reused_confirmed` says one transfer pays both invoices."""
+    base = API.format(tenant=facility.slug)
+    invoices = []
+    for _ in range(2):
+        patient_id, encounter_id = admit_patient(doctor, facility.slug)
+        place(doctor, facility.slug, patient_id, encounter_id, FULL_BLOOD_COUNT)
+        invoice = clerk_api.post(f"{base}/billing/accounts/{account_of(clerk_api, facility.slug, patient_id)['id']}"
+                                 "/invoices").json()
+        clerk_api.post(f"{base}/billing/invoices/{invoice['id']}/finalise")
+        invoices.append(f"{base}/billing/invoices/{invoice['id']}/payments")
+    code = "RB4APITWICE"
+    first = clerk_api.post(invoices[0], json={"method": "mobile_money", "amount": "100", "reference": code})
+    assert first.status_code == 201, first.text
+    again = clerk_api.post(invoices[1], json={"method": "mobile_money", "amount": "100", "reference": f" {code} "})
+    assert again.status_code == 422
+    problem = again.json()
+    assert problem["field"] == "transaction_code_reused_confirmed"
+    assert (problem["earlier_receipt"], problem["earlier_amount"]) == (first.json()["receipt_number"], "100.00")
+    assert first.json()["receipt_number"] in problem["detail"]
+    unpaid = clerk_api.get(invoices[1].rsplit("/", 1)[0]).json()
+    assert unpaid["outstanding"] == "450.00"  # the refusal wrote nothing
+    both = clerk_api.post(invoices[1], json={"method": "mobile_money", "amount": "100", "reference": code,
+                                             "transaction_code_reused_confirmed": True})
+    assert both.status_code == 201, both.text
+
+
 def test_a_discount_capped_at_what_was_left_says_so(doctor, clerk_api, facility):
     """An amount above the subtotal takes the subtotal (an invoice never goes below zero), and says it was capped
     and at what, instead of showing a 500 discount that took only 450."""
