@@ -36,6 +36,14 @@ class AcknowledgeForm(BaseModel):
     last: str = ""  # the last week the page showed, to come back to it
 
 
+def _week_asked(last: str, week: str) -> str:
+    """The week the page and API were asked for: `last`, or `week` as the export and acknowledgements name it;
+    an unknown parameter would be dropped and the current week shown as if it were the one asked for."""
+    if last and week and last.strip().upper() != week.strip().upper():
+        raise idsr.SurveillanceError(f"last={last[:40]!r} and week={week[:40]!r} name different weeks; give one")
+    return last or week
+
+
 def _read(state: State, last: str, facility: str, look_back: bool = True) -> tuple[idsr.Report, idsr.Week]:
     """The weeks asked for (up to `last`, else this week) at every facility, and unless `look_back` is false the
     open alerts of the year before them; `facility`, if given, must be one."""
@@ -58,11 +66,15 @@ def _table(found: idsr.Report, facility: str) -> list[dict]:
 
 @get("/national/alerts", operation_id="NationalSurveillanceAlerts", tags=["national"],
      opt={"permission": "national.surveillance.read"}, sync_to_thread=True, include_in_schema=False)
-def alerts_page(request: Request, state: State, last: FromQuery[str] = "",
+def alerts_page(request: Request, state: State, last: FromQuery[str] = "", week: FromQuery[str] = "",
                 facility: FromQuery[str] = "") -> Template | Response:
     """Open alerts newest first, those acknowledged below them, the open ones of earlier weeks, and the weekly
     table for one facility or all."""
-    return _page(request, state, last, facility)
+    try:
+        asked = _week_asked(last, week)
+    except idsr.SurveillanceError as refused:
+        return error_page(request, 422, str(refused))
+    return _page(request, state, asked, facility)
 
 
 def _page(request: Request, state: State, last: str, facility: str, refusal: str = "",
@@ -120,14 +132,16 @@ def _alert_json(alert: idsr.Alert) -> dict:
 @get("/api/national/alerts", operation_id="NationalSurveillanceAlertsApi", tags=["national"],
      opt={"permission": "national.surveillance.read"}, sync_to_thread=True,
      summary="Notifiable-disease alerts and weekly counts, from every facility's diagnoses",
-     description="The weeks up to `last` (YYYY-Www, default this week), eight of them: every alert, open ones "
+     description="The weeks up to `last` (YYYY-Www, default this week; `week` is the same), eight of them: "
+                 "every alert, open ones "
                  "first (newest first), each with its de-identified cases (sex, age band, date of diagnosis, "
                  "ICD-10 code); `open_from_earlier`, the alerts of the weeks before them back to `looks_back_to` "
                  "(a year) nobody has acknowledged; and the weekly counts by disease for `facility` or all. 422 "
                  "for a week that is not one or has not begun, 404 for a facility not on this appliance.")
-def alerts_api(request: Request, state: State, last: FromQuery[str] = "", facility: FromQuery[str] = "") -> Response:
+def alerts_api(request: Request, state: State, last: FromQuery[str] = "", week: FromQuery[str] = "",
+               facility: FromQuery[str] = "") -> Response:
     try:
-        found, _ = _read(state, last, facility)
+        found, _ = _read(state, _week_asked(last, week), facility)
     except idsr.SurveillanceError as refused:
         return problem(422, str(refused))
     except LookupError as unknown:

@@ -143,6 +143,22 @@ def test_the_week_goes_out_as_a_dhis2_data_value_set_audited(db, signed_in, meas
     assert analyst.get("/api/national/alerts?facility=t_nowhere").status_code == 404
 
 
+def test_an_impossible_or_malformed_week_is_refused_not_replaced_by_this_one(signed_in, measles):
+    """`?week=2026-W99` was dropped as an unknown parameter and the current week shown as the one asked for."""
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    for url in ("/national/alerts", "/api/national/alerts"):
+        for name in ("week", "last"):
+            impossible = analyst.get(f"{url}?{name}=2026-W99")
+            assert impossible.status_code == 422 and "2026 has no week 99" in impossible.text
+            malformed = analyst.get(f"{url}?{name}=soon")
+            assert malformed.status_code == 422 and "write it as YYYY-Www" in malformed.text
+        both = analyst.get(f"{url}?week=2026-W10&last=2026-W11")
+        assert both.status_code == 422 and "name different weeks" in both.text
+    chosen = measles[3]
+    shown = analyst.get(f"/api/national/alerts?week={chosen.value}")
+    assert shown.status_code == 200 and shown.json()["weeks"][-1] == chosen.value
+
+
 def test_a_facility_clinician_a_regulator_and_a_facility_token_are_refused(db, signed_in, token_client, measles):
     facility = measles[0]
     week = measles[3]
