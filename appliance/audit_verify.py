@@ -831,12 +831,17 @@ def read_held(path: Path) -> list[Checkpoint]:
 
 def parse_held(text: str | bytes, source: str) -> tuple[dict, list[Checkpoint]]:
     """A kept checkpoints file's log (`log_id`, `tenant`) and checkpoints; `source` names it in errors."""
+    # Said to a regulator who chose the wrong file: which file, and which one to choose instead, not the parser's
+    # "Expecting value: line 1 column 1", which reads as a fault of the appliance.
+    kept_by = (f"a file of kept checkpoints is the JSON document ({HELD_CHECKPOINTS_FORMAT}) saved by the regulator "
+               "console's 'Keep the checkpoints', `healthos audit checkpoint --out` or this verifier's "
+               "--save-checkpoints")
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise FormatError(f"{source}: cannot read the checkpoints: {exc}") from exc
+    except ValueError:
+        raise FormatError(f"{source} is not a file of kept checkpoints: it is not JSON; {kept_by}") from None
     if not isinstance(data, dict) or data.get("format") != HELD_CHECKPOINTS_FORMAT:
-        raise FormatError(f"{source}: not a {HELD_CHECKPOINTS_FORMAT} file")
+        raise FormatError(f"{source} is not a file of kept checkpoints: it is JSON of another kind; {kept_by}")
     log = data.get("log") if isinstance(data.get("log"), dict) else {}
     return log, [Checkpoint.from_json(item) for item in data.get("checkpoints") or []]
 

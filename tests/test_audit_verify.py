@@ -188,6 +188,18 @@ def test_unusable_input_exits_2_with_one_line(tmp_path: Path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def test_a_kept_checkpoints_file_that_is_not_one_is_named_with_what_it_should_be(evidence, tmp_path: Path, capsys):
+    """It was refused with the parser's raw "Expecting value: line 1 column 1", which named neither the file
+    nor the file to choose instead."""
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "package.json").write_text(evidence["package"].read_text())
+    for wrong in ("notes.txt", "package.json"):
+        assert audit_verify.main([str(evidence["package"]), "--checkpoints", str(tmp_path / wrong)]) == 2
+        said = capsys.readouterr().err
+        assert f"{tmp_path / wrong} is not a file of kept checkpoints" in said and "Expecting value" not in said
+        assert "healthos-audit-checkpoints/1" in said and "--save-checkpoints" in said
+
+
 def test_it_runs_as_a_module(evidence):
     result = subprocess.run([sys.executable, "-m", "appliance.audit_verify", str(evidence["package"]),
                              "--public-key", str(evidence["public_key"])], capture_output=True, text=True, timeout=60,

@@ -262,7 +262,7 @@ def verify_held(request: Request, state: State,
     try:
         log, held = parse_held(content, upload.filename)
     except FormatError as refused:
-        return _console(request, state, held_refusal=f"{refused}. Choose a file kept with 'Keep the checkpoints'.")
+        return _console(request, state, held_refusal=f"{refused}.")
     tenant = _tenant_of(log.get("tenant") or "appliance")
     if tenant == "?" or not held:
         return _console(request, state, held_refusal="The file names no log of this appliance, or holds no checkpoint.")

@@ -192,6 +192,12 @@ def test_audit_verify_checks_a_kept_file_against_its_log_and_says_what_it_proved
     assert decrypted.exit_code == 0 and "5 of 5 event bodies authenticated" in decrypted.stdout, decrypted.output
     wrong = healthos("audit", "verify", "--tenant", "another_facility", "--checkpoints", held)
     assert wrong.exit_code != 0 and f"checkpoints of tenant {slug}, not of tenant another_facility" in wrong.output
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    not_kept = healthos("audit", "verify", "--tenant", slug, "--checkpoints", notes)
+    said = " ".join(not_kept.output.split())  # rich wraps the line on a narrow terminal
+    assert not_kept.exit_code == 1 and f"{notes} is not a file of kept checkpoints: it is not JSON" in said
+    assert "healthos audit checkpoint --out" in said and "Expecting value" not in said
 
 
 # -- many random corruptions ----------------------------------------------------------------------

@@ -162,9 +162,10 @@ def test_the_console_shows_each_logs_checkpoint_and_proves_it_only_grew(signed_i
     # The console itself answers, the refusal beside the form, so the right file can be chosen at once.
     junk = regulator.post("/regulator/verify-held", data={"_csrf_token": csrf(page.text)},
                           files={"checkpoints": ("notes.txt", b"hello", "text/plain")})
-    assert junk.status_code == 422 and "cannot read the checkpoints" in junk.text
+    assert junk.status_code == 422 and "notes.txt is not a file of kept checkpoints: it is not JSON" in junk.text
+    assert "Expecting value" not in junk.text
     beside = junk.text.split('id="held-refusal"')[1].split('action="/regulator/verify-held"')[0]
-    assert "cannot read the checkpoints" in beside and "Keep the checkpoints" in beside
+    assert "is not a file of kept checkpoints" in beside and "Keep the checkpoints" in beside
     none = regulator.post("/regulator/verify-held", data={"_csrf_token": csrf(page.text)},
                           files={"checkpoints": ("", b"", "application/octet-stream")})
     assert none.status_code == 422 and 'id="held-refusal"' in none.text and "Prove the log only grew" in none.text
