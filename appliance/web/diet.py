@@ -20,7 +20,7 @@ from litestar.params import FromQuery
 from litestar.response import Template
 from pydantic import ValidationError
 
-from appliance.layers.nursing import access, diet
+from appliance.layers.nursing import access, diet, service
 from appliance.layers.nursing.schemas import DietCorrection, DietOrderIn
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
@@ -168,9 +168,17 @@ async def correct_diet(request: Asking, tenant: Tenant, patient_id: Id, entry_id
 @post(PATIENT + "/diet/{entry_id:uuid}/entered-in-error", operation_id="PortalRetractDiet",
       opt={"permission": "nursing.diet.write"}, include_in_schema=False)
 async def retract_diet(request: Asking, tenant: Tenant, patient_id: Id, entry_id: Id, data: FormData) -> Response:
-    """Withdraw the order as entered in error, with why."""
+    """Withdraw the order as entered in error, with why. The order is looked up first, as the MAR's and the fluid
+    chart's withdrawals do (`nursing._withdraw`, which this module, imported by it, cannot call): a guessed id is the
+    404 page whatever reason was typed, where it was a 422 page with no form of that order to show the refusal by."""
     values = form_values(data)
     db: Database = request.app.state.db
+
+    def found() -> None:
+        with db.tenant(tenant) as conn:
+            service.require_version(conn, patient_id, entry_id, "diet_order")
+
+    await to_thread.run_sync(found)
     reason = values.get("reason") or ""
     if len(reason) < 3:
         return await _diet_page(request, tenant, patient_id, values=values, status=422, form="withdraw",

@@ -289,6 +289,10 @@ def test_the_diet_tab_orders_and_withdraws_and_the_kitchen_prints_the_list(db, s
     with db.tenant(facility.slug) as conn:
         order_id = conn.execute(sa.text("SELECT id FROM entry WHERE kind = 'diet_order' AND patient_id = :p"),
                                 {"p": patient["id"]}).scalar()
+    # A guessed id is not found whatever reason was typed: it was a 422 with the refusal by no form of it.
+    for reason in ("", "wrong patient"):
+        guessed = post_form(nurse, page, f"{page}/{uuid.uuid4()}/entered-in-error", {"reason": reason})
+        assert guessed.status_code == 404 and "No diet order" in guessed.text
     no_reason = post_form(nurse, page, f"{page}/{order_id}/entered-in-error", {"reason": ""})
     assert no_reason.status_code == 422 and "Say why" in no_reason.text
     withdrawn = post_form(nurse, page, f"{page}/{order_id}/entered-in-error", {"reason": "wrong patient"})
