@@ -728,7 +728,16 @@ def account_create(settings: Settings, role: str, tenant: str | None, email: str
         new = identity.create_account(conn, policy, kind=kind, email=email, display_name=display_name,
                                       role=role, tenant=tenant, ward=ward)
     click.echo(f"account {new.account_id} created for {email} ({role}{' at ' + tenant if tenant else ''})")
-    click.echo(f"one-time enrolment link (valid 72 h): /enrol?code={new.enrolment_code}")
+    click.echo(f"one-time enrolment link (valid 72 h): {_enrolment_link(settings, new.enrolment_code)}")
+
+
+def _enrolment_link(settings: Settings, code: str) -> str:
+    """The link to send the person: whole when the appliance's address is known (HEALTHOS_PUBLIC_URL); a bare path
+    is no link on a terminal, so without it the operator is told where to open it."""
+    path = f"/enrol?code={code}"
+    if settings.public_url:
+        return settings.public_url + path
+    return f"open {path} on the appliance's address (set HEALTHOS_PUBLIC_URL to have the whole link printed)"
 
 
 @account.command("list")
@@ -806,7 +815,7 @@ def account_reset_mfa(settings: Settings, email: str) -> None:
     """Clear password and authenticator; print a new one-time enrolment link."""
     with _identity_act(settings) as conn:
         code = identity.reset_mfa(conn, email)
-    click.echo(f"{email}: must enrol again: /enrol?code={code}")
+    click.echo(f"{email}: must enrol again: {_enrolment_link(settings, code)}")
 
 
 @account.command("token")

@@ -298,12 +298,13 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
     assert not (home / "pg" / "data" / "postmaster.pid").exists()
 
 
-def test_account_lifecycle_from_the_cli(run, tenant_factory):
+def test_account_lifecycle_from_the_cli(run, settings, tenant_factory):
     facility = tenant_factory()
     email = f"new-{facility.slug}@test.invalid"
     created = run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", email)
     assert created.exit_code == 0, created.output
-    assert "/enrol?code=" in created.output
+    # Without the appliance's address a bare path is no link on a terminal: the operator is told where to open it.
+    assert "open /enrol?code=" in created.output and "on the appliance's address" in created.output
     assert "password" not in created.output.lower()
     listed = json.loads(run("account", "list", "--json").output)
     assert {"email": email, "kind": "staff", "roles": [f"nurse@{facility.slug}"],
@@ -311,7 +312,13 @@ def test_account_lifecycle_from_the_cli(run, tenant_factory):
     assert run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", email).exit_code == 1
     assert "give --tenant" in run("account", "create", "--role", "nurse", "--email", "x@test.invalid").output
     reset = run("account", "reset-mfa", email)
-    assert reset.exit_code == 0 and "/enrol?code=" in reset.output
+    assert reset.exit_code == 0 and "open /enrol?code=" in reset.output
+    # With it, the whole link, to send as it is.
+    env = {"HEALTHOS_HOME": str(settings.home), "HEALTHOS_PUBLIC_URL": "https://healthos.example.org/",
+           **({"HEALTHOS_DATABASE_URL": settings.database_url} if settings.database_url else {})}
+    linked = CliRunner().invoke(main, ["account", "reset-mfa", email], env=env, catch_exceptions=False)
+    assert linked.exit_code == 0
+    assert f"{email}: must enrol again: https://healthos.example.org/enrol?code=" in linked.output
     assert run("account", "disable", email).exit_code == 0
     states = {row["email"]: row["state"] for row in json.loads(run("account", "list", "--json").output)}
     assert states[email] == "disabled"

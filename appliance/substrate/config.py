@@ -30,6 +30,9 @@ class Settings:
     # Served over TLS (directly or behind a terminating proxy): cookies get `Secure`, responses HSTS.
     tls: bool = False
     signin_attempts_per_minute: int = 10
+    # The address people open the appliance at (https://healthos.example.org), for links printed where there is no
+    # request to take it from: the CLI's enrolment links. Unset, the CLI prints the path to open there.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -48,6 +51,8 @@ class Settings:
             kwargs["tls"] = True
         if env.get("HEALTHOS_SIGNIN_ATTEMPTS_PER_MINUTE"):
             kwargs["signin_attempts_per_minute"] = int(env["HEALTHOS_SIGNIN_ATTEMPTS_PER_MINUTE"])
+        if env.get("HEALTHOS_PUBLIC_URL", "").strip():
+            kwargs["public_url"] = env["HEALTHOS_PUBLIC_URL"].strip().rstrip("/")
         if env.get("HEALTHOS_LOG_FORMAT") == "console":
             kwargs["log_json"] = False
         return cls(**kwargs)
