@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 import appliance.interop.hl7v2.models
 import appliance.layers
+import appliance.national.federation
 from appliance.layers.clinical.demo import DEMO_PATIENTS, DEMO_PATIENTS_MIN
 from appliance.substrate import audit, identity, keys, totp
 from appliance.substrate.config import Settings
@@ -43,6 +44,7 @@ from appliance.web.policy_files import POLICY_FILES
 
 assert appliance.layers  # imported for its side effect: every layer registers its tables and appliers
 assert appliance.interop.hl7v2.models  # and the HL7 interface its tables, which the drift check compares
+assert appliance.national.federation  # and the organisation units other appliances count, which tenant apply refuses
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)

@@ -59,7 +59,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -83,7 +83,7 @@ from appliance.national.indicators import (
 from appliance.substrate import audit, keys
 from appliance.substrate.db import Database, control_metadata
 from appliance.substrate.principal import Principal
-from appliance.substrate.tenancy import list_tenants
+from appliance.substrate.tenancy import list_tenants, register_org_units_held_elsewhere
 
 log = structlog.get_logger(__name__)
 
@@ -680,6 +680,25 @@ def _refuse_clashes(db: Database, conn: Connection, key_id: str, period: Period,
         if facility.org_unit in elsewhere:
             raise PackageConflict(f"{facility.name} ({facility.org_unit}) was already reported for {period.label} "
                                f"by {elsewhere[facility.org_unit]}")
+
+
+# Each facility once per appliance, at the latest month it reported it; only the two fields are read out of the
+# packages, which hold every figure of every month (megabytes at a ministry), on every tenant applied.
+_RECEIVED_ORG_UNITS = sa.text("""
+    SELECT DISTINCT ON (facility->>'org_unit', peer.name) facility->>'org_unit', peer.name, package.period,
+           facility->>'name'
+    FROM control.national_package package JOIN control.national_peer peer USING (key_id),
+         jsonb_array_elements(package.facilities) facility
+    ORDER BY facility->>'org_unit', peer.name, package.period DESC""")
+
+
+@register_org_units_held_elsewhere
+def _received_org_units(conn: Connection) -> Iterator[tuple[str, str, str]]:
+    """The reverse of `_refuse_clashes`' first rule: a facility of this appliance may not be given the organisation
+    unit of one another appliance counts, in any month it reported (the national figures of that month would hold
+    both)."""
+    for org_unit, peer, period, name in conn.execute(_RECEIVED_ORG_UNITS):
+        yield org_unit, f"counted by {peer}, last for {Period.parse(period).label}", name
 
 
 def _held(items: object, definitions: Definitions, source: str) -> list[Facility]:

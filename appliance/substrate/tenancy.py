@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -107,6 +107,18 @@ def _pin_tenant(conn: Connection, slug: str) -> None:
 
 OrgUnitHolders = dict[str, list[tuple[str, str]]]  # an organisation unit: the (slug, name) of each facility given it
 
+# Organisation units counted by someone other than this appliance's facilities, each as (org unit, where it is
+# counted, the facility's name): the national room registers those of other appliances' packages, so a facility
+# applied here under one of them is refused by the same rule as two facilities of this appliance sharing one.
+OrgUnitsHeldElsewhere = Callable[[Connection], Iterable[tuple[str, str, str]]]
+_held_elsewhere: list[OrgUnitsHeldElsewhere] = []
+
+
+def register_org_units_held_elsewhere(source: OrgUnitsHeldElsewhere) -> OrgUnitsHeldElsewhere:
+    if source not in _held_elsewhere:
+        _held_elsewhere.append(source)
+    return source
+
 
 def _org_unit(config: TenantConfig) -> str:
     """The organisation unit national exports name the facility by (`indicators.to_dhis2`)."""
@@ -114,9 +126,10 @@ def _org_unit(config: TenantConfig) -> str:
 
 
 def org_unit_clashes(conn: Connection, configs: list[TenantConfig]) -> list[str]:
-    """Why these facilities cannot be applied beside each other and the facilities registered already: two
-    facilities under one DHIS2 organisation unit would send their figures under the same data values, and
-    DHIS2 keeps one of them, silently, so the ministry would read one facility's month as the other's."""
+    """Why these facilities cannot be applied beside each other, the facilities registered already and those other
+    appliances count (`register_org_units_held_elsewhere`): two facilities under one DHIS2 organisation unit would
+    send their figures under the same data values, and DHIS2 keeps one of them, silently, so the ministry would
+    read one facility's month as the other's."""
     registered = conn.execute(sa.select(
         tenant_table.c.slug, tenant_table.c.name,
         sa.func.coalesce(tenant_table.c.config["dhis2_org_unit"].astext, tenant_table.c.slug))).all()
@@ -125,6 +138,9 @@ def org_unit_clashes(conn: Connection, configs: list[TenantConfig]) -> list[str]
     for slug, name, org_unit in registered:
         if slug not in applied:
             holders.setdefault(org_unit, []).append((slug, name))
+    for source in _held_elsewhere:
+        for org_unit, where, name in source(conn):
+            holders.setdefault(org_unit, []).append((where, name))
     return _shared_org_units(configs, holders)
 
 

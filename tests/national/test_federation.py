@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from appliance.national import federation
 from appliance.national import indicators as national
 from appliance.substrate import audit, keys
+from tests.conftest import make_tenant_config
 from tests.national.test_indicators import DEFINITIONS_FILE
-from tests.test_cli import run  # noqa: F401  (the CLI fixture)
+from tests.test_cli import run, tenant_toml  # noqa: F401  (run: the CLI fixture)
 
 # Months long past, so the page and export tests of other modules (this month and the last) never
 # see the facilities these tests receive.
@@ -168,6 +169,26 @@ def test_a_facility_is_counted_by_one_appliance_only(db, definitions, hospital, 
     _refused(db, _package_bytes(federation.make_package([_facility(definitions, "KE-INL-001", "Taita")], month,
                                                         definitions, hospital)),
              definitions, "already reported for September 2003 by Inland District Office")
+
+
+def test_a_facility_of_this_appliance_under_one_another_appliance_counts_is_refused(
+        db, definitions, tmp_path, run):  # noqa: F811  (the CLI fixture)
+    """Only the reverse was refused: a package naming one of this appliance's facilities. A facility applied here
+    under an organisation unit another appliance had reported was taken, and the national figures of that month
+    then held two facilities under one organisation unit, of which DHIS2 keeps one."""
+    lakeside = keys.Keyring(tmp_path / "lakeside")
+    federation.register_peer(db, "Lakeside District Office", lakeside.public_key_pem())
+    federation.receive_package(db, _package_bytes(federation.make_package(
+        [_facility(definitions, "KE-LAK-001", "Kisumu Lakeside")], national.Period(2003, 10), definitions,
+        lakeside)), definitions)
+    copied = make_tenant_config(name="Kisumu Copy Clinic", dhis2_org_unit="KE-LAK-001")
+    (tmp_path / "copy.toml").write_text(tenant_toml(copied))
+    refused = run("tenant", "apply", str(tmp_path / "copy.toml"))
+    said = " ".join(refused.output.split())  # as read, whatever the terminal's width wrapped
+    assert refused.exit_code == 1 and "'KE-LAK-001' is given to more than one facility" in said
+    assert "Kisumu Lakeside (counted by Lakeside District Office, last for October 2003)" in said
+    assert f"Kisumu Copy Clinic ({copied.slug})" in said
+    assert copied.slug not in {row["slug"] for row in json.loads(run("tenant", "list", "--json").output)}
 
 
 def test_registering_refuses_our_own_key_a_second_registration_and_a_non_key(db, hospital, coast):
