@@ -804,36 +804,39 @@ def test_the_cashier_refunds_what_a_credit_note_left_overpaid_and_prints_the_sli
     assert outsider.get(given.headers["location"].split("?")[0]).status_code == 403
 
 
-def test_a_mobile_money_code_already_receipted_is_asked_about_then_recorded_when_one_transfer_pays_both(
-        db, signed_in, facility, other_facility):
-    """The same M-Pesa code on two receipts counted one transfer twice at cash-up. Typed again at this facility,
-    the form asks, naming the earlier receipt, and writes nothing; ticked (one transfer paying two invoices), it
-    is recorded. Another facility's receipt with the same code is not this facility's and asks nothing."""
-    code = "QK7TWICE01"
+@pytest.mark.parametrize(("method", "code", "pays_both"), [
+    ("mobile_money", "QK7TWICE01", "This one transfer pays both"),
+    ("card", "RRN402117583920", "This one card payment pays both")])
+def test_a_transaction_code_already_receipted_is_asked_about_then_recorded_when_one_payment_pays_both(
+        db, signed_in, facility, other_facility, method, code, pays_both):
+    """The same M-Pesa code, or a card terminal's reference, on two receipts counted one payment twice at cash-up.
+    Typed again at this facility, the form asks, naming the earlier receipt, and writes nothing; ticked (one
+    payment paying two invoices), it is recorded. Another facility's receipt with the same code is not this
+    facility's and asks nothing."""
     elsewhere = billed_for_a_blood_count(db, other_facility, "Elsewhere", "Esther")
     there = signed_in("billing_clerk", other_facility.slug)
     there_url = f"/t/{other_facility.slug}/billing/invoices/{elsewhere['id']}"
-    assert there.post(f"{there_url}/payments", data={"method": "mobile_money", "amount": "100", "reference": code,
+    assert there.post(f"{there_url}/payments", data={"method": method, "amount": "100", "reference": code,
                                                      "_csrf_token": csrf(there.get(there_url).text)},
                       follow_redirects=False).status_code == 303
     first, second = (billed_for_a_blood_count(db, facility, family, "Twice") for family in ("Mwangi", "Otieno"))
     clerk = signed_in("billing_clerk", facility.slug)
     base = f"/t/{facility.slug}/billing/invoices"
     paid = clerk.post(f"{base}/{first['id']}/payments", data={
-        "method": "mobile_money", "amount": "200", "reference": code,
+        "method": method, "amount": "200", "reference": code,
         "_csrf_token": csrf(clerk.get(f"{base}/{first['id']}").text)}, follow_redirects=False)
     assert paid.status_code == 303  # the other facility's receipt with the code is not this one's
     receipt = re.search(r"RCT-\d+", clerk.get(paid.headers["location"]).text)[0]
     with db.tenant(facility.slug) as conn:
         payments = conn.execute(sa.text("SELECT count(*) FROM payment")).scalar_one()
-    form = {"method": "mobile_money", "amount": "250", "reference": code.lower(),
+    form = {"method": method, "amount": "250", "reference": code.lower(),
             "_csrf_token": csrf(clerk.get(f"{base}/{second['id']}").text)}
     asked = clerk.post(f"{base}/{second['id']}/payments", data=form)
     assert asked.status_code == 422
     said = asked.text.split('id="transaction_code_reused_confirmed-error">')[1].split("</p>")[0]
     assert f"is already on receipt {receipt} of " in said and "for KES 200.00" in said
     assert 'name="transaction_code_reused_confirmed" value="yes"' in asked.text
-    assert "This one transfer pays both" in asked.text
+    assert pays_both in asked.text
     with db.tenant(facility.slug) as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM payment")).scalar_one() == payments
     both = clerk.post(f"{base}/{second['id']}/payments", data={**form, "transaction_code_reused_confirmed": "yes"},

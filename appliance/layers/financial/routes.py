@@ -219,9 +219,9 @@ class FinancialController(Controller):
                              data: JSONBody[PaymentIn]) -> ReceiptOut:
         """Cash, mobile money, card or an insurer's remittance against a final invoice; returns the receipt.
         Cash above what is outstanding pays what is outstanding and the receipt says the change due
-        (`tendered`, `change`); any other method above it is refused (422). A mobile-money transaction code
-        already on a receipt here is refused (422, naming the earlier receipt) unless
-        `transaction_code_reused_confirmed` says one transfer pays both."""
+        (`tendered`, `change`); any other method above it is refused (422). A mobile-money transaction code or a
+        card terminal's reference already on a receipt here is refused (422, naming the earlier receipt) unless
+        `transaction_code_reused_confirmed` says one transfer or card payment pays both."""
         found = await _in_tenant(state, tenant, lambda conn: service.record_payment(
             conn, request.user, invoice_id, method=data.method, amount=data.amount, reference=data.reference,
             transaction_code_reused_confirmed=data.transaction_code_reused_confirmed))

@@ -235,8 +235,8 @@ class PaymentIn(_In):
     # What was received. Cash above what is owed records what is owed and says the change (ReceiptOut.change).
     amount: Decimal = Field(gt=0, max_digits=15, decimal_places=3)
     reference: str | None = Field(default=None, max_length=120)
-    # A mobile-money code already on a receipt here is refused (422 naming it) unless the cashier says that
-    # one transfer pays both invoices.
+    # A mobile-money code or card reference already on a receipt here is refused (422 naming it) unless the
+    # cashier says that one transfer or card payment pays both invoices.
     transaction_code_reused_confirmed: bool = False
 
 

@@ -541,11 +541,11 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
     """A payment against a final invoice, with its receipt number; never more than is outstanding. Cash
     handed over beyond what is owed is recorded as what is owed, with what was tendered, so the receipt says
     the change to give back; any other method above what is owed is refused (nothing can be handed back).
-    A mobile-money transaction code already on a receipt of this facility is asked about (422 naming the earlier
-    receipt) unless `transaction_code_reused_confirmed`: one transfer may pay two invoices, but a code typed
-    twice counts the money twice at cash-up. `received_at` (the demo generator's past months; no route offers
-    it) is when the money came in, the entry's occurred time, which the day's takings and the aging's payments
-    as of a day are counted by."""
+    A mobile-money transaction code or a card terminal's reference already on a receipt of this facility is asked
+    about (422 naming the earlier receipt) unless `transaction_code_reused_confirmed`: one transfer or card payment
+    may pay two invoices, but a code typed twice counts the money twice at cash-up. `received_at` (the demo
+    generator's past months; no route offers it) is when the money came in, the entry's occurred time, which the
+    day's takings and the aging's payments as of a day are counted by."""
     found = invoice_row(conn, invoice_id, lock=True)  # serialises payments on one invoice
     if found["status"] != "final":
         raise Conflict("finalise the invoice before taking payment against it", invoice_id=str(invoice_id))
@@ -566,8 +566,8 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
                       "more (the change is given back)", field="amount", outstanding=str(outstanding))
     if method in ("mobile_money", "card", "insurer_remittance") and not (reference or "").strip():
         raise Invalid("give the transaction or remittance reference", field="reference")
-    if method == "mobile_money" and not transaction_code_reused_confirmed:
-        _refuse_a_mobile_money_code_already_receipted(conn, principal, reference.strip(), currency)
+    if method in _RECEIPTED_CODES and not transaction_code_reused_confirmed:
+        _refuse_a_code_already_receipted(conn, principal, method, reference.strip(), currency)
     receipt = conn.execute(sa.select(sa.func.concat(
         "RCT-", sa.func.lpad(sa.cast(sa.func.nextval("receipt_number_seq"), sa.Text), 7, "0")))).scalar_one()
     appended = record.append(conn, principal, "payment", patient_id=found["patient_id"], occurred_at=received_at,
@@ -581,30 +581,36 @@ def record_payment(conn: Connection, principal: Principal, invoice_id: uuid.UUID
     return receipt_of(conn, principal, appended.id)
 
 
+# What a code is called, what it paid by and where the cashier checks it, by method: the methods whose code names
+# one payment, so the same code on a second receipt is the same money unless the cashier says it pays both.
+_RECEIPTED_CODES = {"mobile_money": ("transaction code", "transfer", "the code on the payer's message"),
+                    "card": ("card reference", "card payment", "the reference on the terminal's slip")}
+
 _SAME_TRANSACTION_CODE = sa.text("""
     SELECT e.id, e.patient_id, e.occurred_at, p.receipt_number, p.amount
     FROM payment p JOIN entry e ON e.id = p.entry_id
-    WHERE p.method = 'mobile_money' AND upper(p.reference) = upper(:code) AND e.status <> 'entered_in_error'
+    WHERE upper(p.reference) = upper(:code) AND p.method = :method AND e.status <> 'entered_in_error'
       AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
     ORDER BY e.occurred_at DESC, e.id LIMIT 1
 """)
 
 
-def _refuse_a_mobile_money_code_already_receipted(conn: Connection, principal: Principal, code: str,
-                                                  currency: str) -> None:
-    """422 when this facility already receipted the mobile-money transaction `code` (its tenant schema holds
-    only its own receipts), naming the earlier receipt so the cashier can tell a code typed twice from one
-    transfer paying two invoices. Two cashiers taking the same code at once are serialised on it."""
+def _refuse_a_code_already_receipted(conn: Connection, principal: Principal, method: str, code: str,
+                                     currency: str) -> None:
+    """422 when this facility already receipted `code` by `method` (its tenant schema holds only its own
+    receipts), naming the earlier receipt so the cashier can tell a code typed twice from one transfer or card
+    payment paying two invoices. Two cashiers taking the same code at once are serialised on it."""
+    called, paid_by, where_to_check = _RECEIPTED_CODES[method]
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
-        f"healthos.payment.mobile_money:{code.upper()}", 0))))
-    earlier = conn.execute(_SAME_TRANSACTION_CODE, {"code": code}).mappings().first()
+        f"healthos.payment.{method}:{code.upper()}", 0))))
+    earlier = conn.execute(_SAME_TRANSACTION_CODE, {"code": code, "method": method}).mappings().first()
     if earlier is None:
         return
     note_access(conn, principal, "read", earlier["patient_id"], "payment", [earlier["id"]])
     when = earlier["occurred_at"].astimezone(facility_timezone_of(conn))
-    raise Invalid(f"transaction code {code} is already on receipt {earlier['receipt_number']} of "
-                  f"{when:%d %b %Y at %H:%M}, for {format_money(earlier['amount'], currency)}: if this one transfer "
-                  "pays both, tick the box to record it; otherwise check the code on the payer's message",
+    raise Invalid(f"{called} {code} is already on receipt {earlier['receipt_number']} of "
+                  f"{when:%d %b %Y at %H:%M}, for {format_money(earlier['amount'], currency)}: if this one {paid_by} "
+                  f"pays both, tick the box to record it; otherwise check {where_to_check}",
                   field="transaction_code_reused_confirmed", earlier_receipt=earlier["receipt_number"],
                   earlier_received_at=earlier["occurred_at"].isoformat(), earlier_amount=str(earlier["amount"]))
 

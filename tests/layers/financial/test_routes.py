@@ -189,9 +189,16 @@ def test_cash_above_what_is_owed_pays_what_is_owed_and_says_the_change(doctor, c
     assert settled.status_code == 422 and settled.json()["detail"] == "nothing is outstanding on this invoice"
 
 
-def test_a_mobile_money_code_already_receipted_is_refused_until_confirmed(doctor, clerk_api, facility):
-    """The API asks as the form does: a transaction code already on a receipt here is a 422 naming that receipt,
-    with nothing written, until `transaction_code_reused_confirmed` says one transfer pays both invoices."""
+@pytest.mark.parametrize(("method", "code", "other_method", "called"), [
+    ("mobile_money", "RB4APITWICE", "card", "transaction code"),
+    ("card", "RRN402117583921", "mobile_money", "card reference")])
+def test_a_transaction_code_already_receipted_is_refused_until_confirmed(doctor, clerk_api, token_client, facility,
+                                                                         other_facility, method, code, other_method,
+                                                                         called):
+    """The API asks as the form does: a mobile-money code or a card terminal's reference already on a receipt here is
+    a 422 naming that receipt, with nothing written, until `transaction_code_reused_confirmed` says one payment pays
+    both invoices. The same characters by the other method are another payment and ask nothing; another facility's
+    clerk is refused this facility's invoice, and finds no invoice of a guessed id at their own."""
     base = API.format(tenant=facility.slug)
     invoices = []
     for _ in range(2):
@@ -201,19 +208,25 @@ def test_a_mobile_money_code_already_receipted_is_refused_until_confirmed(doctor
                                  "/invoices").json()
         clerk_api.post(f"{base}/billing/invoices/{invoice['id']}/finalise")
         invoices.append(f"{base}/billing/invoices/{invoice['id']}/payments")
-    code = "RB4APITWICE"
-    first = clerk_api.post(invoices[0], json={"method": "mobile_money", "amount": "100", "reference": code})
+    first = clerk_api.post(invoices[0], json={"method": method, "amount": "100", "reference": code})
     assert first.status_code == 201, first.text
-    again = clerk_api.post(invoices[1], json={"method": "mobile_money", "amount": "100", "reference": f" {code} "})
+    by_the_other = clerk_api.post(invoices[0], json={"method": other_method, "amount": "50", "reference": code})
+    assert by_the_other.status_code == 201, by_the_other.text
+    again = clerk_api.post(invoices[1], json={"method": method, "amount": "100", "reference": f" {code.lower()} "})
     assert again.status_code == 422
     problem = again.json()
     assert problem["field"] == "transaction_code_reused_confirmed"
     assert (problem["earlier_receipt"], problem["earlier_amount"]) == (first.json()["receipt_number"], "100.00")
-    assert first.json()["receipt_number"] in problem["detail"]
+    assert problem["detail"].startswith(f"{called} {code.lower()} is already on receipt "
+                                        f"{first.json()['receipt_number']} of ")
     unpaid = clerk_api.get(invoices[1].rsplit("/", 1)[0]).json()
     assert unpaid["outstanding"] == "450.00"  # the refusal wrote nothing
-    both = clerk_api.post(invoices[1], json={"method": "mobile_money", "amount": "100", "reference": code,
-                                             "transaction_code_reused_confirmed": True})
+    confirmed = {"method": method, "amount": "100", "reference": code, "transaction_code_reused_confirmed": True}
+    outsider = token_client(other_facility.slug, role="billing_clerk")
+    assert outsider.post(invoices[1], json=confirmed).status_code == 403
+    guessed = f"{API.format(tenant=other_facility.slug)}/billing/invoices/{uuid.uuid4()}/payments"
+    assert outsider.post(guessed, json=confirmed).status_code == 404
+    both = clerk_api.post(invoices[1], json=confirmed)
     assert both.status_code == 201, both.text
 
 
