@@ -455,3 +455,29 @@ def test_t0045_numbers_named_incident_reports_apart_and_its_downgrade_puts_the_i
     assert identity == ("YES", "NO") and numbered > first and named == numbered + 1
     assert upgraded == ("NO", "YES", None) and after == named + 1
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+
+
+def test_t0046_indexes_the_payments_references_for_the_lookup_of_a_code_already_receipted(db: Database, tenant_a):
+    """t0046 (payments' references indexed) runs both ways on a schema at head: the downgrade drops the index, the
+    upgrade makes it again, the schema matches the model, and the financial layer's lookup of a code already on a
+    receipt is one the index answers (its expression is the index's, its reference never null)."""
+    from appliance.layers.financial.service import _SAME_TRANSACTION_CODE
+
+    t0046 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0046_payment_reference_lookup")
+    schema = tenant_schema(tenant_a.slug)
+    indexed = sa.text("SELECT count(*) FROM pg_indexes WHERE schemaname = :schema AND tablename = 'payment' "
+                      "AND indexname = 'payment_reference_idx'")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0046.downgrade()
+            downgraded = conn.execute(indexed, {"schema": schema}).scalar()
+            t0046.upgrade()
+        upgraded = conn.execute(indexed, {"schema": schema}).scalar()
+    with db.tenant(tenant_a.slug) as conn:
+        conn.execute(sa.text("SET LOCAL enable_seqscan = off"))  # a test's few payments are read faster whole
+        plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {_SAME_TRANSACTION_CODE.text}"),
+                                      {"code": "QK7TWICE01", "method": "mobile_money"}).scalars())
+    assert (downgraded, upgraded) == (0, 1)
+    assert "payment_reference_idx" in plan, plan
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []

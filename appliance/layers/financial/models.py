@@ -139,6 +139,8 @@ payment = sa.Table(
     sa.Column("tendered", MONEY, nullable=True),
     sa.UniqueConstraint("receipt_number", name="payment_receipt_number_key"),
     sa.Index("payment_invoice_idx", "invoice_id"),
+    # A mobile-money or card code already receipted is looked up as typed, in either case (service.py, t0046).
+    sa.Index("payment_reference_idx", sa.text("upper(reference)"), postgresql_where=sa.text("reference IS NOT NULL")),
 )
 
 # -- invoices, coverage, claims ----------------------------------------------------------------------
