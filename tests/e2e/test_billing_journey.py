@@ -100,8 +100,18 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     page.wait_for_url(re.compile(r"\?done=adjusted$"))
     assert page.locator("#total").inner_text() == "KES 567.00"
     journey.shot(page, "invoice-discounted")
+    # Finalising cannot be undone but by a credit note: asked first; dismissed, nothing is posted.
+    asked, finalising = [], []
+    page.on("request", lambda request: request.method == "POST" and request.url.endswith("/finalise")
+            and finalising.append(request.url))
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Finalise invoice").click()
+    assert re.fullmatch(r"Finalise invoice INV-\d+ for KES 567\.00\? A final invoice is never changed: a mistake on "
+                        r"it is put right only by a credit note\.", asked[0]), asked
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="Finalise invoice").click()
     page.wait_for_url(re.compile(r"\?done=finalised$"))
+    assert len(asked) == 2 and len(finalising) == 1, (asked, finalising)  # the dismissed click posted nothing
     assert page.locator("#outstanding").inner_text() == "KES 567.00"
 
     # payment by mobile money, and the printable receipt

@@ -108,6 +108,10 @@ def test_account_invoice_discount_finalise_payment_and_receipt(signed_in, facili
         "_csrf_token": csrf(invoice.text)})
     assert adjusted.status_code == 200 and 'id="total">KES 600.00<' in adjusted.text
     assert "capped at" not in adjusted.text
+    # Finalising is undone only by a credit note: the page's script asks first, naming the invoice and its total.
+    asked = re.search(r'/finalise"\s+data-confirm="([^"]+)"', adjusted.text)[1]
+    assert re.fullmatch(r"Finalise invoice INV-\d+ for KES 600\.00\? A final invoice is never changed: a mistake on "
+                        r"it is put right only by a credit note\.", asked), asked
     final = clerk.post(f"{invoice_url}/finalise", data={"_csrf_token": csrf(adjusted.text)})
     assert final.status_code == 200 and 'id="outstanding">KES 600.00<' in final.text
     owed = clerk.get(f"{base}/aging").text  # the bar says the money as the rest of the page does, not 600
