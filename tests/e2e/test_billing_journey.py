@@ -1,8 +1,8 @@
 """The billing journey in a real browser: a clinician orders two tests from the chart's order form; the
 billing clerk finds the priced one on the day's variance and the unpriced one on the worklist, prices
 it, prepares the encounter's invoice, discounts it with a reason and an approver, finalises it, takes
-a part payment by mobile money, prints the receipt, and reads the A/R aging chart and the invoice (on a phone
-too). Screenshots in test-artifacts/billing-journey/; any CSP violation, script error or unprovoked error
+a part payment by mobile money, prints the receipt, and reads the A/R aging chart, the invoice and the account
+(on a phone too). Screenshots in test-artifacts/billing-journey/; any CSP violation, script error or unprovoked error
 response fails it."""
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     page.get_by_role("link", name=re.compile(r"^AC-")).first.click()
     assert "Full blood count" in page.locator("table.charges").inner_text()
     journey.shot(page, "account")
+    account_url = page.url
     page.get_by_role("button", name="Prepare invoice").click()
     page.wait_for_url(re.compile(r"/invoices/[0-9a-f-]{36}\?done=drafted$"))
     invoice_url = page.url.split("?")[0]
@@ -143,6 +144,14 @@ def test_billing_journey(browser, live_server, billed_facility, person_factory):
     owed = page.locator("#outstanding").bounding_box()
     assert owed["x"] + owed["width"] <= 390 and page.locator("#outstanding").inner_text() == "KES 267.00"
     journey.shot(page, "invoice-phone")
+    # The account's seven columns stack alike: each charge's amount and state are on the screen, not off its edge.
+    page.goto(account_url)
+    first_charge = page.locator("table.charges tbody tr").first
+    for cell in (first_charge.locator("td.amount"), first_charge.locator("td").last):
+        box = cell.bounding_box()
+        assert box["x"] + box["width"] <= 390, (cell.inner_text(), box)
+    assert first_charge.locator("td").last.inner_text() == "invoiced"
+    journey.shot(page, "account-phone")
     page.get_by_role("link", name="Billing worklist").click()
     page.locator("details#LAB-same_day summary").click()  # the entries behind a figure, opened on a phone
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")

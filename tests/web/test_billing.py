@@ -482,7 +482,7 @@ def test_an_invoice_bills_the_re_priced_charge_and_the_insurer_is_receipted(db, 
     final = clerk.post(f"{str(drafted.url).split('?')[0]}/finalise", data={"_csrf_token": csrf(page.text)})
     for shown in (drafted, final):
         assert shown.status_code == 200, shown.text
-        billed = shown.text.split('class="list invoice-lines"')[1].split("<tbody>")[1].split("</tbody>")[0]
+        billed = shown.text.split('class="list invoice-lines')[1].split("<tbody>")[1].split("</tbody>")[0]
         assert re.findall(r'class="nowrap amount">KES ([\d,.-]+)<', billed) == ["380.00"]
         assert 'id="subtotal">KES 380.00<' in shown.text and 'id="total">KES 380.00<' in shown.text
         apart = shown.text.split('id="netted-lines"')[1].split("</details>")[0]
