@@ -1246,16 +1246,20 @@ def national_export(settings: Settings, period: str | None, export_format: str, 
         definitions, month = _national_month(settings, period, db)
         with _counting_progress(db) as advance:
             facilities = federation.national_facilities(db, month, definitions, progress=advance)
-        national.record_use(db, None, "E", month, len(facilities), export_format=export_format)
+        national.record_use(db, None, "E", month, len(national.recording(facilities)), export_format=export_format)
     if export_format == "csv":
         out_path.write_text(national.to_csv(facilities, month, definitions), encoding="utf-8")
     else:
         out_path.write_text(json.dumps(national.to_dhis2(facilities, month, definitions), indent=1), encoding="utf-8")
     withheld = sum(figure.withheld for f in facilities for figure in f.figures.values())
-    not_reported = sum(f.figure(i.id) is None for f in facilities for i in definitions.indicators)
+    counted = national.recording(facilities)
+    not_reported = sum(f.figure(i.id) is None for f in counted for i in definitions.indicators)
     earlier = sum(any(figure.under_earlier_bands for figure in f.figures.values()) for f in facilities)
-    err.print(f"{month.label}: {len(definitions.indicators)} indicators at {len(facilities)} facilities written to "
+    not_recording = len(facilities) - len(counted)
+    err.print(f"{month.label}: {len(definitions.indicators)} indicators at {len(counted)} facilities written to "
               f"{out_path}; {withheld} cells under {definitions.threshold} (or revealing one) withheld"
+              + (f"; {_facilities(not_recording)} not recording yet in {month.label} left out (no value, not 0: "
+                 "recording_since in the tenant file)" if not_recording else "")
               + (f"; {not_reported} facility indicators not reported (their appliance does not count them yet)"
                  if not_reported else "")
               + (f"; {earlier} facilities published under earlier age bands (their cells in bands no longer "

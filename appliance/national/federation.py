@@ -20,6 +20,11 @@ counts indicators this appliance does not know is received for those both know, 
 (they too obey the disclosure rule) but not read. The receipt, the audit event and `reports` name both.
 A package held from before the definitions grew reads the same way, so an upgrade loses no month.
 
+Each facility of a package says the month it records from (`recording_since`), and a package leaves out its
+facilities not recording yet in its month (`indicators.records_in`), so the ministry never sends DHIS2 zeros for a
+month the facility kept its records elsewhere; a package naming one of them for a month before it is refused. A
+package made before packages said it reads as it always did: its facilities recording in every month it names.
+
 Nor does a change of age bands or a raised threshold lose a month held: a held package is read under the
 age bands it was published with (the band codes its cells carry, as they are kept) and under this
 appliance's threshold now, by the rule `indicators` states — a count under a raised threshold is
@@ -52,6 +57,7 @@ TLS keeps the figures private on the way and makes sure they reach the ministry 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import http.client
@@ -74,10 +80,13 @@ from appliance.national.indicators import (
     SEXES,
     Definitions,
     Facility,
+    IndicatorError,
     Period,
     Published,
     begun_anywhere,
     gather,
+    recording,
+    records_in,
     withhold_published,
 )
 from appliance.substrate import audit, keys
@@ -225,10 +234,13 @@ def make_package(facilities: list[Facility], period: Period, definitions: Defini
         "age_bands": [band.code for band in definitions.age_bands],
         "facilities": [
             {**{name: getattr(facility, name) for name in _FACILITY_FIELDS},
+             **({"recording_since": facility.recording_since.value} if facility.recording_since else {}),
              "figures": {indicator_id: {"total": figure.total,
                                         "cells": {_cell_key(cell): value for cell, value in figure.cells.items()}}
                          for indicator_id, figure in facility.figures.items()}}
-            for facility in facilities],
+            # A facility not recording yet in the month is left out: a receiver takes every facility of a
+            # package as counted, and one of an earlier version would read it as figures missing.
+            for facility in recording(facilities)],
         **(key_proof or {}),
     }
     return {**body, "signature": base64.b64encode(keyring.sign(_statement(body))).decode()}
@@ -243,7 +255,7 @@ def export_package(db: Database, period: Period, definitions: Definitions, *, pr
     package = make_package(facilities, period, definitions, keys.keyring_for(db), key_proof=key_proof(db))
     with db.control() as conn:
         audit.append(conn, tenant=None, principal=principal, event_type="national.package.export", action="E",
-                     detail={"period": period.value, "facilities": len(facilities)})
+                     detail={"period": period.value, "facilities": len(package["facilities"])})
     return package
 
 
@@ -498,7 +510,7 @@ def _facilities(items: object, counted: list[str], definitions: Definitions, sou
                                                  for name in _FACILITY_FIELDS):
             raise PackageError(f"a facility of the package lacks one of {', '.join(_FACILITY_FIELDS)}")
         facility = Facility(item["org_unit"], item["name"], item["facility_type"], item["district"], item["region"],
-                            org_unit=item["org_unit"], source=source)
+                            org_unit=item["org_unit"], source=source, recording_since=_recording_since(item))
         figures = item.get("figures") or {}
         if not isinstance(figures, dict):
             raise PackageError(f"{item['name']}: no figures")
@@ -508,6 +520,18 @@ def _facilities(items: object, counted: list[str], definitions: Definitions, sou
                 facility.figures[indicator_id] = figure
         facilities.append(facility)
     return facilities
+
+
+def _recording_since(item: dict) -> Period | None:
+    """The month a package's facility records from, None where the package does not say (made before packages
+    carried it: read as recording, as it then was)."""
+    since = item.get("recording_since")
+    if since is None:
+        return None
+    if isinstance(since, str):
+        with contextlib.suppress(IndicatorError):
+            return Period.parse(since)
+    raise PackageError(f"{item['name']}: its recording_since {since!r} is not a month written YYYY-MM")
 
 
 def _not_counted(counted: list[str], definitions: Definitions) -> tuple[str, ...]:
@@ -571,6 +595,11 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         facilities = _facilities(package.get("facilities"), counted, definitions, peer.name)
         if not facilities:
             raise PackageError("the package holds no facility")
+        if early := [f for f in facilities if not records_in(f.recording_since, period)]:
+            raise PackageError(f"the package sends figures for {period.label} of "
+                               + ", ".join(f"{f.name}, which records from {f.recording_since.label}" for f in early)
+                               + ": a month before a facility recorded is left out, never sent, so that DHIS2 keeps "
+                               "what the system it recorded in then sent")
         _refuse_clashes(db, conn, key_id_of(raw), period, facilities)
         held = conn.execute(sa.select(national_package.c.produced_at).where(
             (national_package.c.key_id == key_id_of(raw)) & (national_package.c.period == period.value))

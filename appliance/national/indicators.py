@@ -16,6 +16,11 @@ by an appliance on another version of the definitions may not count every indica
 `federation`): such an indicator is "not reported" for it — no figure in `Facility.figures`, never a
 zero and never "withheld" — and sums say how many facilities did not report it, apart from the withheld.
 
+A facility records here from a month on (`records_in`: the month its tenant was created on this appliance, or
+its tenant file's `recording_since`); before it, its records were kept elsewhere, so for such a month it is "not
+recording yet": no figures, in no sum, no row of the CSV and no value of the DHIS2 file, which would otherwise
+overwrite the figures the earlier system sent for the month with zeros.
+
 A package held from before the ministry changed its age bands or raised its threshold is read as it was
 published (`federation`), under the rule this room applies to every figure:
 - the disclosure rule again, at today's threshold (`withhold_published`): a count the package published
@@ -884,6 +889,12 @@ class Facility:
     figures: dict[str, Published] = field(default_factory=dict)
     org_unit: str = ""  # the facility's DHIS2 organisation unit code (its tenant file's), else its slug
     source: str = ""  # the appliance that reported it (`federation`), empty for this appliance's own
+    # The first month it records in (`records_in`); None where its package did not say (one made before it was
+    # carried), which reads as recording, as such a package always did.
+    recording_since: Period | None = None
+    # Whether it recorded in the month these figures are of: one that did not yet has no figures, is in no sum,
+    # and is sent to DHIS2 as nothing, so the figures an earlier system sent for that month stand.
+    recording: bool = True
 
     def __post_init__(self) -> None:
         self.org_unit = self.org_unit or self.slug
@@ -893,16 +904,32 @@ class Facility:
         return self.figures.get(indicator_id)
 
 
+def records_in(since: Period | None, period: Period) -> bool:
+    """Whether a facility recording from the month `since` (None: not known, so always) recorded in `period`:
+    the one rule by which the national figures leave a facility's months before it out, rather than count
+    them as zeros."""
+    return since is None or period >= since
+
+
+def recording(facilities: Iterable[Facility]) -> list[Facility]:
+    """The facilities that recorded in the month they were gathered for."""
+    return [facility for facility in facilities if facility.recording]
+
+
 @dataclass
 class Sum:
     """A sum of published figures, and how many facility figures it could not include: withheld by the
     disclosure rule, not reported (the facility's appliance does not count the indicator), or, in a sum
-    by age band, published under earlier age bands (the facility's figure has no cell in this band)."""
+    by age band, published under earlier age bands (the facility's figure has no cell in this band).
+    `recording` counts the facilities it is over; those not recording yet in the month are in none of it
+    (`not_recording`), so a district of only such facilities has no sum, not a zero."""
 
     value: int = 0
     withheld: int = 0
     not_reported: int = 0
     earlier_bands: int = 0
+    recording: int = field(default=0, compare=False)  # how many facilities it is over, not what it says of them
+    not_recording: int = 0
 
     def add(self, figure: int | None) -> None:
         if figure is None:
@@ -913,25 +940,41 @@ class Sum:
 
 def gather(db: Database, period: Period, definitions: Definitions, *,
            progress: Callable[[str], None] | None = None) -> list[Facility]:
-    """Every active facility's published figures for the month, facility by facility."""
+    """Every active facility's published figures for the month, facility by facility; one that did not record
+    in it yet (`records_in`) is listed without figures and not counted."""
     facilities = []
     for tenant in list_tenants(db):
         if tenant["status"] != "active":
             continue
-        counts = count_facility(db, tenant["slug"], tenant["timezone"], period, definitions)
+        since = Period.containing(tenant["recording_since"])
         facility = Facility(tenant["slug"], tenant["name"], tenant["facility_type"], tenant["district"],
-                            tenant["region"], org_unit=tenant["dhis2_org_unit"] or "")
-        for indicator in definitions.indicators:
-            facility.figures[indicator.id] = withhold(counts[indicator.id], definitions.cells, definitions.threshold)
+                            tenant["region"], org_unit=tenant["dhis2_org_unit"] or "", recording_since=since,
+                            recording=records_in(since, period))
+        if facility.recording:
+            counts = count_facility(db, tenant["slug"], tenant["timezone"], period, definitions)
+            for indicator in definitions.indicators:
+                facility.figures[indicator.id] = withhold(counts[indicator.id], definitions.cells,
+                                                          definitions.threshold)
         facilities.append(facility)
         if progress is not None:
             progress(tenant["slug"])
     return facilities
 
 
+def _counted_into(into: Sum, facility: Facility) -> bool:
+    """Whether the facility counts into a sum of its month, noted on the sum either way."""
+    if facility.recording:
+        into.recording += 1
+    else:
+        into.not_recording += 1
+    return facility.recording
+
+
 def total(facilities: Iterable[Facility], indicator_id: str) -> Sum:
     result = Sum()
     for facility in facilities:
+        if not _counted_into(result, facility):
+            continue
         figure = facility.figure(indicator_id)
         if figure is None:
             result.not_reported += 1
@@ -945,6 +988,8 @@ def breakdown(facilities: Iterable[Facility], indicator_id: str, definitions: De
     for facility in facilities:
         figure = facility.figure(indicator_id)
         for cell, cell_sum in sums.items():
+            if not _counted_into(cell_sum, facility):
+                continue
             if figure is None:
                 cell_sum.not_reported += 1
             elif cell in figure.cells:
@@ -960,6 +1005,8 @@ def by_sex(facilities: Iterable[Facility], indicator_id: str) -> dict[str, Sum]:
     for facility in facilities:
         figure = facility.figure(indicator_id)
         for sex, sex_sum in sums.items():
+            if not _counted_into(sex_sum, facility):
+                continue
             if figure is None:
                 sex_sum.not_reported += 1
             else:
@@ -997,11 +1044,12 @@ def to_csv(facilities: list[Facility], period: Period, definitions: Definitions)
     reported = no, an empty value and an empty withheld (it was neither published nor withheld).
     A figure published under earlier age bands has earlier_age_bands = yes on the rows of its cells in
     bands no longer defined (their values as published, under their own band codes) and on the rows of
-    this appliance's bands it has no cell in (empty value, empty withheld); every other row says no."""
+    this appliance's bands it has no cell in (empty value, empty withheld); every other row says no.
+    A facility not recording yet in the month has no row, as it has no value in the DHIS2 file."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for facility in facilities:
+    for facility in recording(facilities):
         for indicator in definitions.indicators:
             figure = facility.figure(indicator.id)
             head = [period.value, indicator.id, indicator.dhis2, facility.slug, facility.name, facility.district,
@@ -1027,9 +1075,10 @@ def to_dhis2(facilities: list[Facility], period: Period, definitions: Definition
     not count, are left out, so DHIS2 shows them as missing, never as zero. So are the cells of a figure
     published under earlier age bands in bands no longer defined here: their category option combos are not
     the data set's now, and DHIS2 would report each as a conflict, or refuse the whole import over them
-    (atomicMode=ALL)."""
+    (atomicMode=ALL). A facility not recording yet in the month sends nothing, not zeros, so DHIS2 keeps what
+    the system it recorded in then sent for it."""
     values = []
-    for facility in facilities:
+    for facility in recording(facilities):
         for indicator in definitions.indicators:
             figure = facility.figure(indicator.id)
             for (sex, band), value in (figure.cells.items() if figure is not None else ()):

@@ -252,7 +252,17 @@ def analyze_tenant(db: Database, slug: str) -> None:
             conn.exec_driver_sql(f"ANALYZE {_quote(conn, schema)}.{_quote(conn, table)}")
 
 
+def recording_since(created_at: dt.datetime, written: str | None, timezone: str) -> dt.date:
+    """The first day of the first month the national figures count the facility in: that of its tenant file's
+    `recording_since` where written, else of the month it was created on this appliance, on its own calendar.
+    Before it the facility kept its records elsewhere, so its months there are not zeros but not recorded here
+    (`indicators.records_in`)."""
+    day = dt.date.fromisoformat(written) if written else created_at.astimezone(zoneinfo.ZoneInfo(timezone)).date()
+    return day.replace(day=1)
+
+
 def list_tenants(db: Database) -> list[dict]:
+    """The registry's facilities, each with the first day of its `recording_since` month."""
     with db.control() as conn:
         rows = conn.execute(
             sa.select(
@@ -260,9 +270,11 @@ def list_tenants(db: Database) -> list[dict]:
                 tenant_table.c.country_code, tenant_table.c.region, tenant_table.c.district,
                 tenant_table.c.timezone, tenant_table.c.currency, tenant_table.c.status,
                 tenant_table.c.created_at, tenant_table.c.config["dhis2_org_unit"].astext.label("dhis2_org_unit"),
+                tenant_table.c.config["recording_since"].astext.label("recording_since"),
             ).order_by(tenant_table.c.slug)
         ).mappings().all()
-    return [dict(row) for row in rows]
+    return [{**row, "recording_since": recording_since(row["created_at"], row["recording_since"], row["timezone"])}
+            for row in rows]
 
 
 def applied_config(db: Database, slug: str) -> TenantConfig:

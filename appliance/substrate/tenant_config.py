@@ -8,10 +8,12 @@ targets); unknown keys are refused so a misspelt section never silently does not
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import itertools
 import json
+import re
 import tomllib
 import zoneinfo
 from decimal import Decimal
@@ -600,6 +602,11 @@ class TenantConfig(_Strict):
     dhis2_org_unit: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,50}$",
                                        description="the facility's organisation unit code in the ministry's DHIS2; "
                                                    "national exports name the facility by it (else by its slug)")
+    # The first day whose records the national figures count, in its month: by default the month the facility
+    # was created on this appliance (`tenancy.recording_since`); earlier where old records were migrated in,
+    # later where it went live after a trial. The months before it are "not recording yet", never zeros.
+    recording_since: dt.date | None = Field(default=None, description="national figures count its records from "
+                                                                      "this date's month")
     wards: list[WardConfig] = Field(default_factory=list)
     catalogue: list[OrderableConfig] = Field(default_factory=list, description="lab tests and imaging studies")
     note_templates: list[NoteTemplateConfig] = Field(default_factory=list)
@@ -629,6 +636,19 @@ class TenantConfig(_Strict):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
+
+    @field_validator("recording_since", mode="before")
+    @classmethod
+    def _a_day(cls, value: object) -> object:
+        # TOML's own date (recording_since = 2026-03-01) or the same written as a string; nothing looser, since
+        # Python's ISO reading also takes "20260301" and week dates, which no one means here.
+        if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
+            with contextlib.suppress(ValueError):
+                return dt.date.fromisoformat(value.strip())
+        raise ValueError("expected the day the national figures count this facility's records from, a real date "
+                         'written YYYY-MM-DD, e.g. "2026-03-01"')
 
     @model_validator(mode="after")
     def _unique_codes(self) -> TenantConfig:
@@ -693,7 +713,7 @@ class TenantConfig(_Strict):
             del dumped["fee_schedule"]
         if dumped.get("kpi_targets") == {}:
             del dumped["kpi_targets"]
-        for section in ("nursing", "roster"):
+        for section in ("nursing", "roster", "recording_since"):
             if dumped.get(section, ...) is None:
                 del dumped[section]
         return dumped

@@ -3,8 +3,9 @@ facility, with one indicator broken down by sex and age band — and the same mo
 `dataValueSet` to import. Only counts that passed each facility's disclosure rule reach it
 (`appliance.national.indicators`); facilities other appliances reported by signed package
 (`appliance.national.federation`) are shown and exported beside this appliance's own, and the page says
-which registered appliances have not yet reported the month. Viewing and exporting are recorded in the
-appliance's audit log.
+which registered appliances have not yet reported the month. A facility that did not record on an appliance
+yet in the month (`indicators.records_in`) is listed as "not recording yet", in no sum and in neither export.
+Viewing and exporting are recorded in the appliance's audit log.
 
 A month held from another appliance before the ministry changed its age bands or raised its threshold
 still shows its facilities, read as `federation` says: counts under the threshold now withheld; totals
@@ -73,7 +74,7 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
     if facility and focus is None:
         return error_page(request, 404, f"no facility {facility[:80]!r} is counted in {month.label}; choose one "
                                         "from the facility table of that month")
-    national.record_use(state.db, request.user, "R", month, len(facilities))
+    national.record_use(state.db, request.user, "R", month, len(national.recording(facilities)))
     groups = national.regions(facilities)
     rows = [{"indicator": i, "national": national.total(facilities, i.id),
              "regions": [(national.total([f for members in districts.values() for f in members], i.id),
@@ -96,7 +97,9 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         "lower_in_dhis2": sum(1 for f in facilities for fig in f.figures.values()
                               if fig.total is not None and fig.total != sum(v for v in fig.cells.values() if v)),
         "earlier_bands": [f for f in facilities if any(fig.under_earlier_bands for fig in f.figures.values())],
-        "not_reported_any": any(f.figure(i.id) is None for f in facilities for i in definitions.indicators),
+        "not_reported_any": any(f.figure(i.id) is None for f in national.recording(facilities)
+                                for i in definitions.indicators),
+        "not_recording": [f for f in facilities if not f.recording],
     })
 
 
@@ -114,7 +117,8 @@ def export(request: Request, state: State, period: FromQuery[str] = "",
     except national.IndicatorError as refused:
         return error_page(request, 422, str(refused))
     facilities = federation.national_facilities(state.db, month, definitions)
-    national.record_use(state.db, request.user, "E", month, len(facilities), export_format=export_format)
+    national.record_use(state.db, request.user, "E", month, len(national.recording(facilities)),
+                        export_format=export_format)
     if export_format == "csv":
         body, media_type, suffix = national.to_csv(facilities, month, definitions).encode(), "text/csv", "csv"
     else:

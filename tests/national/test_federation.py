@@ -214,6 +214,41 @@ def test_an_appliance_packages_its_own_facilities_signed_and_audited(db, definit
         MONTH.value
 
 
+def test_a_facility_says_the_month_it_records_from_and_is_not_sent_for_a_month_before_it(
+        run, db, definitions, hospital, coast, tenant_factory, tmp_path):  # noqa: F811
+    """A facility moved onto an appliance in September 2003 kept August's records elsewhere: its appliance's
+    package for August leaves it out (no zeros to overwrite what the earlier system sent to DHIS2), its package
+    from September on says so, the ministry keeps it, and a package sending a month before it is refused."""
+    late = tenant_factory(name="Late Clinic", recording_since="2003-09-15")
+    early = tenant_factory(name="Early Clinic")  # the tests' facilities record from January 2000
+    august = federation.export_package(db, national.Period(2003, 8), definitions)
+    assert late.slug not in {f["org_unit"] for f in august["facilities"]}
+    assert [f["recording_since"] for f in august["facilities"] if f["org_unit"] == early.slug] == ["2000-01"]
+    september = federation.export_package(db, national.Period(2003, 9), definitions)
+    assert [f["recording_since"] for f in september["facilities"] if f["org_unit"] == late.slug] == ["2003-09"]
+    exported = run("national", "export", "--period", "2003-08", "--format", "dhis2", "--out", str(tmp_path / "a.json"))
+    assert exported.exit_code == 0 and "1 facility not recording yet in August 2003 left out" in " ".join(
+        exported.output.split())
+    assert late.slug not in (tmp_path / "a.json").read_text()
+
+    month = national.Period(2004, 1)
+    moved = dataclasses.replace(_facility(definitions, "KE-CST-050", "Msambweni"), recording_since=month)
+    unsaid = _facility(definitions, "KE-CST-051", "Lunga Lunga")  # as a package made before it was carried
+    package = federation.make_package([moved, unsaid], month, definitions, hospital)
+    assert "recording_since" not in package["facilities"][1]
+    federation.receive_package(db, _package_bytes(package), definitions)
+    received = {f.org_unit: f for f in federation.received_facilities(db, month, definitions)}
+    assert received["KE-CST-050"].recording_since == month and received["KE-CST-050"].recording
+    assert received["KE-CST-051"].recording_since is None and received["KE-CST-051"].recording
+    assert national.total(received.values(), "opd_attendance").value == 104
+
+    # An appliance that sends a facility's month before the one it says it records from (it cannot be right).
+    too_soon = dataclasses.replace(_facility(definitions, "KE-CST-052", "Diani"),
+                                   recording_since=national.Period(2004, 3))
+    _refused(db, _package_bytes(federation.make_package([too_soon], national.Period(2004, 2), definitions, hospital)),
+             definitions, "of Diani, which records from March 2004: a month before a facility recorded is left out")
+
+
 def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definitions, tmp_path: Path,  # noqa: F811
                                                                hospital, coast):
     printed = run("audit", "public-key")  # the key another appliance registers to accept this one's packages

@@ -215,3 +215,44 @@ def test_the_ministry_opens_a_month_once_any_facility_has_begun_it(db, tenant_fa
     after = dt.date(furthest.year, furthest.month, 28) + dt.timedelta(days=7)
     with pytest.raises(national.IndicatorError, match="has not begun"):
         national.month_asked(f"{after.year:04d}-{after.month:02d}", today)
+
+
+def test_a_facility_records_from_the_month_it_was_created_on_its_own_calendar_else_its_files_date():
+    from appliance.substrate.tenancy import recording_since
+
+    late_evening = dt.datetime(2026, 5, 31, 22, tzinfo=dt.UTC)  # already 1 June in Nairobi
+    assert recording_since(late_evening, None, "Africa/Nairobi") == dt.date(2026, 6, 1)
+    assert recording_since(late_evening, None, "UTC") == dt.date(2026, 5, 1)
+    assert recording_since(late_evening, "2026-03-15", "Africa/Nairobi") == dt.date(2026, 3, 1)  # migrated in
+    assert recording_since(late_evening, "2026-09-01", "Africa/Nairobi") == dt.date(2026, 9, 1)  # live later
+    assert not national.records_in(national.Period(2026, 5), national.Period(2026, 4))
+    assert national.records_in(national.Period(2026, 5), national.Period(2026, 5))
+    assert national.records_in(None, national.Period(1999, 1))  # not known: as every package before it said
+
+
+def test_a_facility_recording_from_june_has_no_may_neither_in_sums_nor_in_the_exports(db, tenant_factory, definitions):
+    """Before, its May went to DHIS2 as a zero for every sex and age band and would overwrite the figures the
+    system it recorded in then had sent; May now has no value of it at all, and no sum counts it."""
+    mid_year = tenant_factory(name="Mid-year Clinic", recording_since="2026-06-10", dhis2_org_unit="KE-MID-YEAR")
+    may, june = national.Period(2026, 5), national.Period(2026, 6)
+    counted_before = len([e for e in audit.read_events(db, mid_year.slug) if e["type"] == "national.count"])
+
+    in_may = national.gather(db, may, definitions)
+    [listed] = [f for f in in_may if f.slug == mid_year.slug]
+    assert not listed.recording and listed.recording_since == june and listed.figures == {}
+    assert len([e for e in audit.read_events(db, mid_year.slug) if e["type"] == "national.count"]) == counted_before
+    may_values = national.to_dhis2(in_may, may, definitions)["dataValues"]
+    assert may_values and not [v for v in may_values if v["orgUnit"] == "KE-MID-YEAR"]
+    assert mid_year.slug not in national.to_csv(in_may, may, definitions)
+    opd = national.total(in_may, "opd_attendance")
+    assert opd.not_recording == 1 and opd.recording == len(in_may) - 1 and opd.not_reported == 0
+    alone = [national.total([listed], "opd_attendance"),
+             *national.breakdown([listed], "opd_attendance", definitions).values(),
+             *national.by_sex([listed], "opd_attendance").values()]
+    assert all(s == national.Sum(not_recording=1) and s.recording == 0 for s in alone)  # the page's dash
+
+    in_june = national.gather(db, june, definitions)
+    assert next(f for f in in_june if f.slug == mid_year.slug).recording
+    june_values = [v for v in national.to_dhis2(in_june, june, definitions)["dataValues"]
+                   if v["orgUnit"] == "KE-MID-YEAR"]
+    assert len(june_values) == len(definitions.indicators) * len(definitions.cells)

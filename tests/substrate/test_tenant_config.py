@@ -1,5 +1,6 @@
 """Reading tenant files: a malformed file names the file, the field and what was expected."""
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,12 @@ def test_valid_file_parses_with_generated_bed_codes(tmp_path):
         (('facility_type = "clinic"', 'facility_type = "spa"'), "facility_type", "referral_hospital"),
         (('name = "Sample Clinic"', 'nmae = "Sample Clinic"'), "nmae", "unknown field"),
         (('name = "Sample Clinic"\n', ''), "name", "required field is missing"),
+        (('currency = "KES"', 'currency = "KES"\nrecording_since = "2026-02-30"'), "recording_since",
+         "a real date written YYYY-MM-DD"),
+        (('currency = "KES"', 'currency = "KES"\nrecording_since = "March 2026"'), "recording_since",
+         "a real date written YYYY-MM-DD"),
+        (('currency = "KES"', 'currency = "KES"\nrecording_since = 2026'), "recording_since",
+         "a real date written YYYY-MM-DD"),
     ],
 )
 def test_malformed_file_names_file_field_and_expectation(tmp_path, change, field, expectation):
@@ -55,6 +62,18 @@ def test_malformed_file_names_file_field_and_expectation(tmp_path, change, field
     assert message.startswith(str(path))
     problems = failure.value.problems
     assert any(problem.startswith(f"{field}:") and expectation in problem for problem in problems), message
+
+
+def test_recording_since_is_a_day_in_toml_or_as_a_string_and_left_out_of_the_stored_file_when_unset(tmp_path):
+    unset = parse_tenant_file(write(tmp_path, VALID))
+    written = parse_tenant_file(write(tmp_path, VALID.replace('currency = "KES"', 'currency = "KES"\n'
+                                                                                   "recording_since = 2026-03-01")))
+    quoted = parse_tenant_file(write(tmp_path, VALID.replace('currency = "KES"', 'currency = "KES"\n'
+                                                                                  'recording_since = "2026-03-01"')))
+    assert written.recording_since == quoted.recording_since == dt.date(2026, 3, 1)
+    assert written.model_dump(mode="json")["recording_since"] == "2026-03-01"
+    # A file without it keeps the stored form and fingerprint it had before the field existed.
+    assert "recording_since" not in unset.model_dump(mode="json")
 
 
 def test_not_toml_at_all(tmp_path):

@@ -368,3 +368,44 @@ def test_a_month_held_from_before_the_bands_changed_and_the_threshold_rose_still
         f"/national/export?period={month.value}&format=dhis2").json()["dataValues"]
         if v["orgUnit"] == "KE-BND-001" and v["dataElement"] == "HOS_OPD_ATTENDANCE"}
     assert values["F_50PLUSY"] == "20" and not {"M_1-4Y", "M_5-14Y", "F_15-49Y", "F_15-24Y"} & set(values)
+
+
+def test_a_facility_new_this_month_reads_not_recording_yet_before_it_and_is_left_out_of_both_exports(
+        db, signed_in, tenant_factory, counted):
+    """A facility moved onto the appliance this month kept last month's records in the system it left, which sent
+    them to DHIS2: last month it reads 'not recording yet' (no zeros, in no sum) and neither export sends it, or
+    DHIS2 would overwrite that system's figures with zeros; this month it counts as any facility."""
+    busy, _, month = counted
+    newcomer = tenant_factory(name="Newcomer Clinic", district="Newdistrict", dhis2_org_unit="KE-NEW-CLINIC",
+                              timezone="UTC", recording_since=None)
+    analyst = signed_in("ministry_analyst", kind="ministry_analyst")
+    before = month.previous()
+
+    page = analyst.get(f"/national?period={before.value}&indicator=opd_attendance").text
+    row = page.split('id="facilities"')[1].split(f'data-facility="{newcomer.slug}"')[1].split("</tr>")[0]
+    assert row.count(">not recording yet</td>") == 1 + len(national.SEXES) and 'class="total"' not in row
+    assert f"records on its appliance from {month.label}" in row
+    note = page.split('id="not-recording-note"')[1].split("</p>")[0]
+    assert f"Newcomer Clinic (from {month.label})" in note
+    summary = page.split('id="summary"')[1].split("</table>")[0]
+    districts = re.findall(r'data-district="([^"]+)"', summary)
+    opd = summary.split('data-indicator="opd_attendance"')[1].split("</tr>")[0]
+    district_cells = re.findall(r"<td>(.*?)</td>", opd, re.S)
+    assert 'class="muted not-recording"' in district_cells[districts.index("Newdistrict")]
+    assert "not-recording" not in district_cells[districts.index("Northdistrict")]
+    focus = analyst.get(f"/national?period={before.value}&facility={newcomer.slug}").text
+    focus = focus.split('id="facility-focus"')[1].split("</section>")[0]
+    assert 'class="total"' not in focus and focus.count(">not recording yet</td>") >= 1 + len(national.SEXES)
+
+    dhis2 = json.loads(analyst.get(f"/national/export?period={before.value}&format=dhis2").text)["dataValues"]
+    assert not [v for v in dhis2 if v["orgUnit"] == "KE-NEW-CLINIC"]
+    assert [v for v in dhis2 if v["orgUnit"] == "KE-NTH-BUSY"]  # a facility recording then sends its zeros
+    sheet = analyst.get(f"/national/export?period={before.value}&format=csv").text
+    assert newcomer.slug not in sheet and busy.slug in sheet
+
+    now = json.loads(analyst.get(f"/national/export?period={month.value}&format=dhis2").text)["dataValues"]
+    assert [v for v in now if v["orgUnit"] == "KE-NEW-CLINIC"]
+    this_month = analyst.get(f"/national?period={month.value}&indicator=opd_attendance").text
+    row = this_month.split('id="facilities"')[1].split(f'data-facility="{newcomer.slug}"')[1].split("</tr>")[0]
+    assert '<td class="total">0</td>' in row and "not recording yet" not in row
+    assert 'id="not-recording-note"' not in this_month
