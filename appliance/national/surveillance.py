@@ -283,6 +283,13 @@ class Facility:
     district: str
     region: str
     org_unit: str
+    recording_since: indicators.Period | None = None  # the month it records from (`indicators.records_in`)
+
+    def records_in(self, week: Week) -> bool:
+        """Whether it recorded in the week: in any of its days, so a week it began recording in is sent with the
+        cases it has (a zero sent for a week it did not record in would overwrite the earlier system's count)."""
+        return indicators.records_in(self.recording_since,
+                                     indicators.Period.containing(week.monday + dt.timedelta(days=6)))
 
 
 @dataclass
@@ -379,7 +386,8 @@ def report(db: Database, diseases: tuple[Disease, ...], definitions: indicators.
         if tenant["status"] != "active":
             continue
         facilities[tenant["slug"]] = Facility(tenant["slug"], tenant["name"], tenant["district"], tenant["region"],
-                                              tenant["dhis2_org_unit"] or tenant["slug"])
+                                              tenant["dhis2_org_unit"] or tenant["slug"],
+                                              indicators.Period.containing(tenant["recording_since"]))
         cases += cases_at(db, tenant["slug"], tenant["timezone"], weeks, diseases, definitions, since)
     shown = [case for case in cases if case.week >= weeks[0]]
     alerts = alerts_of(cases, diseases, facilities)
@@ -436,14 +444,15 @@ def record_read(db: Database, principal: Principal | None, weeks: list[Week], fa
 def to_dhis2(found: Report, week: Week, definitions: indicators.Definitions) -> dict:
     """One week's cases of every notifiable disease at every facility as a DHIS2 `dataValueSet` (period e.g.
     2026W48), by `indicators.to_dhis2`: each disease a data element, each facility's figure by sex and age band,
-    zeros included (IDSR's zero reporting: a week with no case is reported as none, not left missing)."""
+    zeros included (IDSR's zero reporting: a week with no case is reported as none, not left missing); a facility
+    that did not record in the week yet is left out, as the monthly file leaves it out."""
     as_indicators = indicators.Definitions(
         tuple(indicators.Indicator(d.id, d.name, d.dhis2, "diagnoses", icd10=d.icd10) for d in found.diseases),
         definitions.age_bands, definitions.threshold)
     facilities = []
     for facility in found.facilities.values():
         counted = indicators.Facility(facility.slug, facility.name, "", facility.district, facility.region,
-                                      org_unit=facility.org_unit)
+                                      org_unit=facility.org_unit, recording=facility.records_in(week))
         for disease in found.diseases:
             cells = dict.fromkeys(definitions.cells, 0)
             for case in found.cases:

@@ -183,6 +183,30 @@ def test_the_weekly_report_is_a_dhis2_data_value_set(db, outbreak, diseases, def
     assert len(values) == len(diseases) * len(definitions.cells)
 
 
+def test_a_week_before_the_month_a_facility_records_from_is_not_sent_to_dhis2(db, outbreak, diseases, definitions):
+    """IDSR's zeros are for a week a facility recorded and saw no case; one in which it was not recording here yet
+    (its cases then were reported by the system it used) goes as nothing, or the zeros would overwrite them."""
+    facility, this_week, _ = outbreak
+    weeks = idsr.weeks_ending(this_week, 3)
+    cases = idsr.cases_at(db, facility.slug, ZONE, weeks, diseases, definitions)
+    ends_in = indicators.Period.containing(this_week.monday + dt.timedelta(days=6))
+
+    def sent(recording_since: indicators.Period) -> list[dict]:
+        found = idsr.Report(weeks, diseases, {facility.slug: idsr.Facility(
+            facility.slug, facility.name, "", "", "KE-LAKE-HC", recording_since)}, cases, [])
+        return idsr.to_dhis2(found, this_week, definitions)["dataValues"]
+
+    assert len(sent(ends_in)) == len(diseases) * len(definitions.cells)  # recorded: its cases and its zeros go
+    assert sent(indicators.Period(ends_in.year + 1, 1)) == []
+    # A week it recorded any day of goes, with the cases it has: 29 June to 5 July 2026 for a facility recording
+    # from July; 25 to 31 May not for one recording from June.
+    def records(since: tuple[int, int], week: str) -> bool:
+        return idsr.Facility("x", "X", "", "", "X", indicators.Period(*since)).records_in(idsr.Week.parse(week))
+
+    assert records((2026, 6), "2026-W23") and not records((2026, 6), "2026-W22")
+    assert records((2026, 7), "2026-W27") and not records((2026, 8), "2026-W27")  # 29 June to 5 July: July's
+
+
 def test_the_demo_health_centre_shows_a_meningitis_alert(db, tenant_factory, diseases, definitions):
     """The demo's cluster (appliance/layers/clinical/outbreak_demo.py) over a small demo population: three children
     with meningococcal meningitis in one week, over meningitis's 2 a week, so the Alerts page has one; written once."""
