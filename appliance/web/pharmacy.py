@@ -15,12 +15,19 @@ The quantity the dispense form proposes is the prescription's whole course in th
 where the frequency is one the ward's drug round reads and the dose is in the item's strength unit or its
 own unit. Otherwise the pharmacist types it. A prescription matching one of the patient's active allergies (the
 prescriber's check, `clinical.drugs.check`, asked again at the counter) carries the match beside the drug. Under the
-queue, the day's dispenses each carry a form to reverse one recorded by mistake, with the reason.
+queue, the day's dispenses each carry a form to reverse one recorded by mistake, with the reason; a dispense of
+an earlier day is not reversed (the medicine has left the pharmacy). Medicine a patient brings back is found
+by the patient's MRN (`/pharmacy/returns`: their dispenses of the queue's days, each with what is still out)
+and recorded as a return against its dispense: the quantity, fit to restock or not, and why; a dispense
+recorded on the wrong patient after its day is corrected by a return of its whole quantity, reason "wrong
+patient", as the pages say.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+from urllib.parse import quote
 
 from anyio import to_thread
 from litestar import Response, Router, get, post
@@ -33,11 +40,30 @@ from appliance.layers.clinical import service as clinical
 from appliance.layers.operations import pharmacy
 from appliance.layers.operations.errors import Invalid
 from appliance.layers.operations.models import ADJUSTMENT_REASONS
-from appliance.layers.operations.schemas import AdjustmentIn, DispenseIn, DispenseReversalIn, PharmacyItemIn, ReceiptIn
+from appliance.layers.operations.schemas import (
+    AdjustmentIn,
+    DispenseIn,
+    DispenseReturnIn,
+    DispenseReversalIn,
+    PharmacyItemIn,
+    ReceiptIn,
+)
 from appliance.substrate.record import RecordError
 from appliance.substrate.tenancy import facility_today, facility_today_and_start
 from appliance.web import portal
-from appliance.web.portal import HELPERS, PATIENT, Asking, FormData, Id, Tenant, banner, form_values, page, see_other
+from appliance.web.portal import (
+    HELPERS,
+    PATIENT,
+    Asking,
+    FormData,
+    Id,
+    Query,
+    Tenant,
+    banner,
+    form_values,
+    page,
+    see_other,
+)
 
 portal.NAV.extend([
     portal.NavItem("Pharmacy", "pharmacy", "Pharmacy queue", "/pharmacy", "operations.pharmacy.dispense.read"),
@@ -52,11 +78,16 @@ portal.NOTICES.update({
     "adjusted": "Stock adjusted, with the reason on the ledger.",
     "reversed": "Dispense reversed: its quantity is back in stock, its charge credited, and the prescription "
                 "back on the queue.",
+    "returned": "Return recorded: what came back is credited on the patient's account, and back in stock if it "
+                "was fit to restock.",
+    "returned-quarantined": "Return recorded: what came back is credited on the patient's account and "
+                            "quarantined, out of stock, to be destroyed.",
 })
 portal.TIMELINE_SOURCES.append(portal.TimelineSource(
     "operations", "dispense", "Dispensed", "clinical.medication.read", pharmacy.dispensing_history,
     lambda r: (f"Dispensed {pharmacy.amount(r['quantity'])} {r['unit']} of {r['item']}",
-               f"batch {r['batch']}" + ("; part, more to collect" if r["partial"] else "")),
+               f"batch {r['batch']}" + ("; part, more to collect" if r["partial"] else "")
+               + "".join(f"; {pharmacy.amount(b['quantity'])} {b['unit']} brought back" for b in r["returns"])),
     lambda r: r["dispensed_at"]))
 STATUS_WORDS = {"ok": "In stock", "low": "Low: reorder", "out": "Out of stock"}
 
@@ -123,8 +154,9 @@ def _refusal(exc: RecordError | ValidationError) -> tuple[str, int]:
     return exc.detail[0].upper() + exc.detail[1:] + ".", exc.status
 
 
-async def _act(request: Asking, tenant: str, act, done: str, again) -> Response:
-    """A pharmacy form's act; refused (409, 422), the same page again with the sentence at its top."""
+async def _act(request: Asking, tenant: str, act, done: str, again, to: str | None = None) -> Response:
+    """A pharmacy form's act; refused (409, 422), the same page again with the sentence at its top. Done, the
+    queue or the stock page (as `again` is), or the page `to` (a path under the tenant, its query included)."""
     try:
         outcome = await to_thread.run_sync(_in_tenant, request, tenant, act)
     except (RecordError, ValidationError) as exc:
@@ -132,7 +164,8 @@ async def _act(request: Asking, tenant: str, act, done: str, again) -> Response:
             raise
         refusal, status = _refusal(exc)
         return await to_thread.run_sync(lambda: again(request, tenant, status=status, refusal=refusal))
-    return see_other(request, f"/t/{tenant}/pharmacy{'' if again is _queue_page else '/stock'}?done={done(outcome)}")
+    path = to or ("/pharmacy" if again is _queue_page else "/pharmacy/stock")
+    return see_other(request, f"/t/{tenant}{path}{'&' if '?' in path else '?'}done={done(outcome)}")
 
 
 @post("/pharmacy/dispenses", operation_id="PortalPharmacyDispense",
@@ -156,11 +189,48 @@ async def dispense(request: Asking, tenant: Tenant, data: FormData) -> Response:
 async def reverse_dispense(request: Asking, tenant: Tenant, dispense_id: Id, data: FormData) -> Response:
     values = form_values(data)
 
+    _, start = facility_today_and_start(request.app.state.db, tenant)
+
     def act(conn: Connection) -> dict:
         asked = DispenseReversalIn.model_validate({"reason": values.get("reason")})
-        return pharmacy.reverse_dispense(conn, request.user, dispense_id, reason=asked.reason)
+        return pharmacy.reverse_dispense(conn, request.user, dispense_id, reason=asked.reason, today_start=start)
 
     return await _act(request, tenant, act, lambda _: "reversed", _queue_page)
+
+
+def _returns_page(request: Asking, tenant: str, mrn: str, *, status: int = 200, refusal: str | None = None) -> Template:
+    _, start = facility_today_and_start(request.app.state.db, tenant)
+    since = start - dt.timedelta(days=pharmacy.QUEUE_DAYS)
+    dispenses = _in_tenant(request, tenant, lambda conn: pharmacy.handed_over(conn, request.user, since, mrn=mrn)) \
+        if mrn else []
+    return page(request, "pharmacy/returns.html", status=status, active="pharmacy", mrn=mrn, dispenses=dispenses,
+                days=pharmacy.QUEUE_DAYS, refusal=refusal, amount=pharmacy.amount,
+                counted=pharmacy.counted)
+
+
+@get("/pharmacy/returns", operation_id="PortalPharmacyReturns", opt={"permission": "operations.pharmacy.dispense.read"},
+     include_in_schema=False)
+async def returns_page(request: Asking, tenant: Tenant, mrn: Query = "") -> Template:
+    """Medicine brought back: the patient's dispenses of the queue's days, found by MRN, each with a return form."""
+    return await to_thread.run_sync(_returns_page, request, tenant, mrn.strip())
+
+
+@post("/pharmacy/dispenses/{dispense_id:uuid}/returns", operation_id="PortalPharmacyReturnDispense",
+      opt={"permission": "operations.pharmacy.dispense.return"}, include_in_schema=False)
+async def return_dispense(request: Asking, tenant: Tenant, dispense_id: Id, data: FormData) -> Response:
+    values = form_values(data)
+    mrn = (values.get("mrn") or "").strip()
+    today = facility_today(request.app.state.db, tenant)
+
+    def act(conn: Connection) -> dict:
+        asked = DispenseReturnIn.model_validate({k: values.get(k) for k in ("quantity", "condition", "reason")})
+        return pharmacy.return_dispense(conn, request.user, dispense_id, today=today, **asked.model_dump())
+
+    def again(request: Asking, tenant: str, *, status: int, refusal: str) -> Template:
+        return _returns_page(request, tenant, mrn, status=status, refusal=refusal)
+
+    return await _act(request, tenant, act, lambda done: "returned" if done["condition"] == "fit"
+                      else "returned-quarantined", again, to=f"/pharmacy/returns?mrn={quote(mrn)}")
 
 
 def _stock_page(request: Asking, tenant: str, *, status: int = 200, refusal: str | None = None) -> Template:
@@ -232,7 +302,8 @@ def dispensing_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template
                 history=history, amount=pharmacy.amount, **top, **HELPERS)
 
 
-ROUTES = [queue_page, dispense, reverse_dispense, stock_page, create_item, receive, adjust, dispensing_page]
+ROUTES = [queue_page, dispense, reverse_dispense, returns_page, return_dispense, stock_page,
+          create_item, receive, adjust, dispensing_page]
 
 pharmacy_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                          guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -12,7 +12,10 @@ The charging policy (policies/README.md, "Charging"), decided here and applied b
 - **a medicine dispensed is billable when handed over** (`dispense`, the operations layer's outpatient
   pharmacy), priced by drug in the fee item's unit: the item's own (capsule, bottle) or its strength's
   (15 capsules of 500 mg are 7500 mg where the fee is per 500 mg). Outpatient medicines are otherwise
-  never charged (a dose is charged only when a nurse gives it on the ward).
+  never charged (a dose is charged only when a nurse gives it on the ward). What the patient brings back
+  (`dispense_return`) is not charged: the dispense is billed again for what was kept (its charge credited
+  and one for the rest posted, at the dispense's day's price; all brought back, credited alone), whether
+  or not what came back was fit to restock.
 - **a consultation is billable when its encounter finishes** (`encounter_status` to finished),
   priced by encounter class; a cancelled encounter had no consultation.
 - **an operation is billable when completed** (`surgery`, the clinical layer's theatre case, to completed),
@@ -48,11 +51,16 @@ from appliance.layers.financial.charges import (
     DEFAULT_DEPARTMENTS,
     Billable,
     _unit_key,
+    credit_charge,
+    hold_payers,
+    open_charges,
     post_charge,
     post_charges,
+    rebill_charge,
     reconcile,
     reverse_charges,
 )
+from appliance.layers.financial.models import charge
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry
@@ -110,29 +118,36 @@ def charge_dose(conn: Connection, principal: Principal, version: Entry) -> None:
     reconcile(conn, principal, version, _dose(conn, version))
 
 
-# The operations layer's pharmacy item a dispense names, and the units its drug is priced in (read by SQL).
+# The operations layer's pharmacy item a dispense names, the units its drug is priced in, and what the patient
+# brought back of the dispense (its `dispense_return`s) (read by SQL).
 _DISPENSED_ITEM = sa.text("""
     SELECT i.drug, i.strength, i.strength_unit, i.unit,
            ARRAY(SELECT DISTINCT f.unit FROM fee_item f WHERE f.kind = 'medication' AND f.match_code = lower(i.drug)
-                 AND f.unit IS NOT NULL) AS fee_units
+                 AND f.unit IS NOT NULL) AS fee_units,
+           (SELECT COALESCE(sum(r.quantity), 0) FROM dispense_return r WHERE r.dispense_id = :dispense) AS returned
     FROM pharmacy_item i WHERE i.id = :item
 """)
 
 
 def _dispensed(conn: Connection, version: Entry) -> Billable | None:
+    """What a dispense bills: what it handed over less what was brought back; None reversed or all brought back."""
     detail = version.detail
     if version.status == "entered_in_error" or not detail.get("item_id"):
         return None
-    item = conn.execute(_DISPENSED_ITEM, {"item": detail["item_id"]}).first()
+    item = conn.execute(_DISPENSED_ITEM, {"item": detail["item_id"], "dispense": version.root_id}).first()
     if item is None:
         return None
-    quantity, unit = Decimal(str(detail["quantity"])), item.unit
+    kept = Decimal(str(detail["quantity"])) - item.returned
+    if kept <= 0:
+        return None
+    quantity, unit = kept, item.unit
     fee_units = {_unit_key(u) for u in item.fee_units}
     by_strength = item.strength is not None and _unit_key(item.strength_unit) in fee_units
     if _unit_key(item.unit) not in fee_units and by_strength:
         quantity, unit = quantity * item.strength, item.strength_unit
+    brought_back = f", {item.returned.normalize():f} brought back" if item.returned else ""
     return Billable(item_kind="medication", item_code=item.drug,
-                    description=f"{item.drug} {detail['quantity']} {item.unit} (dispensed)",
+                    description=f"{item.drug} {kept.normalize():f} {item.unit} (dispensed{brought_back})",
                     department=DEFAULT_DEPARTMENTS["medication"], quantity=quantity, unit=unit)
 
 
@@ -143,6 +158,21 @@ def charge_dispense(conn: Connection, principal: Principal, version: Entry) -> N
             post_charge(conn, principal, version, billable)
         return
     reconcile(conn, principal, version, _dispensed(conn, version))
+
+
+def credit_return(conn: Connection, principal: Principal, version: Entry) -> None:
+    """Medicine brought back against a dispense: the dispense's open charge is billed again for what the patient
+    kept (`rebill_charge`: credited, and the rest posted beside it, priced for the dispense's day), or credited
+    alone when all of it came back. Both name the dispense as their source, so its record and KPI 8 follow."""
+    dispense = record.get_entry(conn, version.detail["dispense_id"])
+    kept = _dispensed(conn, dispense)
+    reason = f"brought back to the pharmacy: {version.detail['reason']}"
+    hold_payers(conn, [dispense.patient_id])
+    for billed in open_charges(conn, charge.c.source_root_id == dispense.root_id):
+        if kept is None:
+            credit_charge(conn, principal, billed, dispense, reason=reason)
+        else:
+            rebill_charge(conn, principal, billed, dispense, kept, because=version.id, reason=reason)
 
 
 _ENCOUNTER = sa.text("SELECT encounter_class, ward_code FROM encounter WHERE id = :id")
@@ -230,6 +260,7 @@ REACTIONS = {
     "encounter_status": charge_consultation,
     "admission": credit_admission,
     "dispense": charge_dispense,
+    "dispense_return": credit_return,
     "surgery": charge_operation,
     "transfusion": charge_transfusion,
 }

@@ -82,10 +82,12 @@ _SOURCES = {
         WHERE e.kind = 'encounter_status' AND {where} AND d.to_status = 'finished'""",
     # A medicine the outpatient pharmacy handed over (the operations layer's `dispense`): billable as handed
     # over, named by its item's drug (read by SQL, as the charging reaction prices it); a dispense reversed
-    # (entered in error) is no longer billable.
+    # (entered in error), or brought back whole (`dispense_return`s of all it handed over), is no longer billable.
     "dispense": _VERSIONED.format(
         first="e.id", what="(SELECT i.drug FROM pharmacy_item i WHERE i.id = d.item_id) || ' (dispensed)'",
-        table="dispense", kind="dispense", department="'PHARMACY'", billable="TRUE", where="{where}"),
+        table="dispense", kind="dispense", department="'PHARMACY'", where="{where}",
+        billable="d.quantity > (SELECT COALESCE(sum(r.quantity), 0) FROM dispense_return r "
+                 "WHERE r.dispense_id = e.id)"),
     # An operation (the clinical layer's theatre case) is billable once completed (its current version), and its
     # care happened when it was completed: a case is booked days ahead, so it is dated by its completion
     # (`ended_at`, the time its charge bills) for the window and the same-day rule, not by its first version as

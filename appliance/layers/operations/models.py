@@ -4,8 +4,9 @@
   `clinic` with its weekly sessions, the `slot`s generated from them, and `kpi_target`;
 - **detail tables** of the operations entry kinds, append-only: `admission`, `transfer`, `discharge`,
   `ed_event` (all five `ed_*` kinds), `appointment_change` (`appointment`, `appointment_status`);
-- **the pharmacy** (t0022, t0023): `pharmacy_item` (what it stocks), `stock_movement` (its append-only stock
-  ledger) and `dispense`, the detail of the `dispense` entry kind (what was handed to a patient);
+- **the pharmacy** (t0022, t0023, t0047): `pharmacy_item` (what it stocks), `stock_movement` (its append-only stock
+  ledger), `dispense`, the detail of the `dispense` entry kind (what was handed to a patient), and
+  `dispense_return`, the detail of `dispense_return` (what a patient brought back of a dispense);
 - **patient safety incidents** (t0035; incidents.py): `incident` (a report, as reported) and `incident_review`
   (the quality manager's review, append-only); not entries of the record: an incident may name no patient;
 - **the duty roster** (t0041; roster.py): `roster_shift` and `roster_setting` from the tenant file, `roster_entry`
@@ -231,7 +232,11 @@ lab_turnaround = sa.Table(
 
 # -- the pharmacy (t0022; pharmacy.py) -----------------------------------------------------------------
 
-STOCK_MOVEMENT_KINDS = ("received", "adjusted", "dispensed", "reversed")  # reversed: t0023, a dispense put back
+# reversed: t0023, a dispense put back; returned and quarantined: t0047, what a patient brought back, and of it
+# what was not fit to go back on the shelf, taken out again
+STOCK_MOVEMENT_KINDS = ("received", "adjusted", "dispensed", "reversed", "returned", "quarantined")
+# A medicine brought back is fit to restock (sealed, in date, kept as labelled) or not (opened, spoilt, doubtful)
+RETURN_CONDITIONS = ("fit", "not_fit")
 ADJUSTMENT_REASONS = ("expired", "damaged", "counted", "other")
 
 pharmacy_item = sa.Table(
@@ -255,11 +260,12 @@ stock_movement = sa.Table(
     sa.Column("item_id", sa.Uuid, sa.ForeignKey("pharmacy_item.id"), nullable=False),
     sa.Column("batch", sa.Text, nullable=False),
     sa.Column("expires_on", sa.Date, nullable=False),  # the batch's, as received
-    sa.Column("kind", sa.Text, nullable=False),  # received, adjusted, dispensed, reversed
+    sa.Column("kind", sa.Text, nullable=False),  # STOCK_MOVEMENT_KINDS
     sa.Column("quantity", sa.Numeric, nullable=False),  # signed: in (+) or out (-), in the item's unit
     sa.Column("reason", sa.Text, nullable=True),  # an adjustment's: expired, damaged, counted, other
     sa.Column("reference", sa.Text, nullable=True),  # a delivery note or requisition; an adjustment's note
-    # the dispense a `dispensed` row hands over, or a `reversed` row puts back (once: t0023's unique index)
+    # the dispense a `dispensed` row hands over, a `reversed` row puts back (once: t0023's unique index), or a
+    # `returned` row takes back (and a `quarantined` row sets aside)
     sa.Column("dispense_entry_id", sa.Uuid, sa.ForeignKey("entry.id"), nullable=True),
     sa.Column("recorded_by", sa.Uuid, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
@@ -281,6 +287,21 @@ dispense = sa.Table(
     sa.Column("unit", sa.Text, nullable=False),
     sa.Column("partial", sa.Boolean, nullable=False, server_default=sa.false()),  # the patient comes back for the rest
     sa.Index("dispense_request_idx", "medication_request_id"),
+)
+
+dispense_return = sa.Table(
+    "dispense_return",
+    tenant_metadata,
+    _entry_key(),
+    # patient data: medicine a patient brought back, against the dispense that handed it over
+    sa.Column("dispense_id", sa.Uuid, sa.ForeignKey("entry.id"), nullable=False),
+    sa.Column("item_id", sa.Uuid, sa.ForeignKey("pharmacy_item.id"), nullable=False),
+    sa.Column("batch", sa.Text, nullable=False),
+    sa.Column("quantity", sa.Numeric, nullable=False),  # in the dispense's unit, at most what is still out
+    sa.Column("unit", sa.Text, nullable=False),
+    sa.Column("condition", sa.Text, nullable=False),  # RETURN_CONDITIONS: fit goes back into the batch
+    sa.Column("reason", sa.Text, nullable=False),  # why it came back: not needed, stopped, the wrong patient
+    sa.Index("dispense_return_dispense_idx", "dispense_id"),
 )
 
 # -- patient safety incidents (t0035; incidents.py) ------------------------------------------------------
@@ -392,6 +413,7 @@ KINDS: dict[str, sa.Table] = {
     "appointment": appointment_change,
     "appointment_status": appointment_change,
     "dispense": dispense,
+    "dispense_return": dispense_return,
 }
 for _kind, _table in KINDS.items():
     record.register_kind(_kind, _table)

@@ -19,9 +19,19 @@
   layer's own (reactions are for another layer's entries). Batches go earliest expiry first (FEFO). With no
   quantity given, the rest of the course is handed over (`course_quantity`: dose × doses a day × days, the
   frequency read by `substrate.regimen` as the ward's drug round reads it).
-- **Reversing a dispense** recorded by mistake, with a reason: the entry is entered in error (a new version;
-  nothing deleted), the ledger's `reversed` row puts the quantity back into its batch, and the financial
-  layer credits the charge by its own reaction to the new version. The prescription is back on the queue.
+- **Reversing a dispense** recorded by mistake, with a reason, on the day it was recorded: the entry is entered
+  in error (a new version; nothing deleted), the ledger's `reversed` row puts the quantity back into its batch,
+  and the financial layer credits the charge by its own reaction to the new version. The prescription is back
+  on the queue. After its day the medicine has left the pharmacy and a reversal would put back, unseen, what
+  may never come back: what is brought back is a return, and a dispense recorded on the wrong patient is
+  corrected by a return of its whole quantity with the reason "wrong patient" (and a dispense to the right one).
+- **A return**: medicine a patient (or a ward) brings back, days later, against the dispense that handed it
+  over: a `dispense_return` entry of the record (a new record of its own; the dispense is never rewritten)
+  with the quantity (at most what that dispense handed over less what was brought back before), its
+  condition and why. The ledger's `returned` row takes it back into its batch; not fit to restock (opened,
+  spoilt, its batch expired), a `quarantined` row takes it out again at once, to be destroyed. The financial
+  layer's reaction to the return bills the dispense again for what the patient kept (the charge credited, a
+  charge for the rest posted beside it), so the account is credited the returned quantity's price.
 
 Every write to an item's stock takes the item's row lock first (`_locked_item`), so the sum read after it
 (a new statement, READ COMMITTED) includes whatever the transaction that held the lock committed.
@@ -43,7 +53,7 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
-from appliance.layers.operations.models import ADJUSTMENT_REASONS, pharmacy_item, stock_movement
+from appliance.layers.operations.models import ADJUSTMENT_REASONS, RETURN_CONDITIONS, pharmacy_item, stock_movement
 from appliance.layers.operations.service import require_patient
 from appliance.substrate import audit, record
 from appliance.substrate.principal import Principal
@@ -360,31 +370,53 @@ def dispense_medicine(conn: Connection, principal: Principal, *, medication_requ
 
 
 _DISPENSE_OF = sa.text("""
-    SELECT e.id, e.patient_id, d.medication_request_id, d.item_id, d.batch, d.quantity, d.unit
+    SELECT e.id, e.patient_id, e.encounter_id, e.occurred_at, d.medication_request_id, d.item_id, d.batch,
+           d.quantity, d.unit,
+           EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id) AS reversed,
+           (SELECT COALESCE(sum(r.quantity), 0) FROM dispense_return r WHERE r.dispense_id = e.id) AS returned
     FROM entry e JOIN dispense d ON d.entry_id = e.id
     WHERE e.id = :id AND e.kind = 'dispense'
 """)
-_REVERSED = sa.text("SELECT EXISTS (SELECT 1 FROM entry WHERE supersedes = :id)")
 
 
-def reverse_dispense(conn: Connection, principal: Principal, dispense_id: uuid.UUID, *, reason: str) -> dict:
-    """Undo a dispense recorded by mistake (the wrong patient, the wrong quantity, a patient who left without
-    the medicine), saying why: the `dispense` entry is superseded by an "entered in error" version (both stay
-    readable; `record.retract`, which audits it), and the ledger takes a `reversed` row putting the quantity
+def _dispense_locked(conn: Connection, dispense_id: uuid.UUID) -> tuple[dict, dict]:
+    """The dispense and its item, the item's row locked first: read after the lock, what a reversal or a return
+    of the same dispense a moment ago wrote has committed, and is seen."""
+    item_id = conn.execute(sa.text("SELECT d.item_id FROM entry e JOIN dispense d ON d.entry_id = e.id "
+                                   "WHERE e.id = :id AND e.kind = 'dispense'"), {"id": dispense_id}).scalar()
+    if item_id is None:
+        raise NotFound(f"the pharmacy has no dispense {dispense_id}", field="dispense_id")
+    item = _locked_item(conn, item_id)
+    return dict(conn.execute(_DISPENSE_OF, {"id": dispense_id}).mappings().one()), item
+
+
+def reverse_dispense(conn: Connection, principal: Principal, dispense_id: uuid.UUID, *, reason: str,
+                     today_start: dt.datetime) -> dict:
+    """Undo a dispense recorded by mistake today (the wrong patient, the wrong quantity, a patient who left
+    without the medicine), saying why: the `dispense` entry is superseded by an "entered in error" version (both
+    stay readable; `record.retract`, which audits it), and the ledger takes a `reversed` row putting the quantity
     back into its batch. The financial layer's reaction to the new version credits its charge, in this
-    transaction. A dispense already reversed is refused (409): a dispense has no other later version."""
+    transaction. Refused (409): a dispense already reversed (a dispense has no other later version), one of an
+    earlier day than `today_start` (the facility's midnight: the medicine has left; what comes back is a
+    return), or one some of which was brought back (return the rest)."""
     reason = (reason or "").strip()
     if not reason:
         raise Invalid("say why the dispense is reversed (the wrong patient, the wrong quantity, not collected)",
                       field="reason")
-    found = conn.execute(_DISPENSE_OF, {"id": dispense_id}).mappings().first()
-    if found is None:
-        raise NotFound(f"the pharmacy has no dispense {dispense_id}", field="dispense_id")
-    item = _locked_item(conn, found["item_id"])
-    # Under the item's lock: a reversal of the same dispense a moment ago has committed, and is seen.
-    if conn.execute(_REVERSED, {"id": dispense_id}).scalar():
+    found, item = _dispense_locked(conn, dispense_id)
+    if found["reversed"]:
         raise Conflict(f"this dispense has already been reversed: its {_text(found['quantity'])} {found['unit']} "
                        "went back into stock then", field="dispense_id")
+    if found["occurred_at"] < today_start:
+        day = found["occurred_at"].astimezone(today_start.tzinfo)
+        raise Conflict(f"this dispense was handed over on {day:%d %b %Y}, and only a dispense of today is reversed: "
+                       "record what the patient brings back as a return; a dispense recorded on the wrong patient "
+                       "is corrected by a return of its whole quantity with the reason 'wrong patient'",
+                       field="dispense_id")
+    if found["returned"]:
+        raise Conflict(f"{counted(found['returned'], found['unit'])} of this dispense were brought back already, "
+                       "which a reversal would count twice: record what else comes back as a return",
+                       field="dispense_id")
     reversal = record.retract(conn, principal, dispense_id, reason)
     batch = _batch_of(conn, found["item_id"], found["batch"])
     _move(conn, principal, found["item_id"], found["batch"], batch["expires_on"], "reversed", found["quantity"],
@@ -398,24 +430,103 @@ def reverse_dispense(conn: Connection, principal: Principal, dispense_id: uuid.U
             "batch_on_hand_after": batch["on_hand"] + found["quantity"]}
 
 
+def return_dispense(conn: Connection, principal: Principal, dispense_id: uuid.UUID, *, quantity: Decimal,
+                    condition: str, reason: str, today: dt.date) -> dict:
+    """Medicine brought back against a dispense: `quantity` of what it handed over, `condition` fit (back into its
+    batch: sealed, in date, kept as labelled) or not_fit (quarantined: out of stock, to be destroyed), saying why.
+    A `dispense_return` entry (audited on the patient's record), the ledger's `returned` row and, not fit, its
+    `quarantined` row; the financial layer's reaction credits the returned quantity's charge. Refused whole,
+    writing nothing: more than is still out (422, saying how much is), a batch expired by `today` returned as fit
+    (422), a dispense reversed or brought back whole already (409)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("say why the medicine came back (not needed, stopped by the prescriber, the wrong patient)",
+                      field="reason")
+    if condition not in RETURN_CONDITIONS:
+        raise Invalid("say whether the medicine is fit to go back on the shelf (fit) or not (not_fit)",
+                      field="condition")
+    found, item = _dispense_locked(conn, dispense_id)
+    unit = found["unit"]
+    if found["reversed"]:
+        raise Conflict("this dispense was reversed: its quantity went back into stock then, and nothing of it is "
+                       "out to bring back", field="dispense_id")
+    out = found["quantity"] - found["returned"]
+    if out <= 0:
+        raise Conflict(f"all {counted(found['quantity'], unit)} of this dispense were brought back already",
+                       field="dispense_id")
+    if quantity > out:
+        before = f", {_text(found['returned'])} brought back before" if found["returned"] else ""
+        raise Invalid(f"only {counted(out, unit)} of this dispense are still with the patient "
+                      f"({_text(found['quantity'])} handed over{before}): {_text(quantity)} cannot be returned",
+                      field="quantity", still_out=amount(out))
+    batch = _batch_of(conn, found["item_id"], found["batch"])
+    if condition == "fit" and batch["expires_on"] < today:
+        raise Invalid(f"batch {found['batch']} expired on {batch['expires_on']}: it cannot go back on the shelf; "
+                      "record the return as not fit", field="condition")
+    written = record.append(conn, principal, "dispense_return", patient_id=found["patient_id"],
+                            encounter_id=found["encounter_id"],
+                            detail={"dispense_id": dispense_id, "item_id": found["item_id"], "batch": found["batch"],
+                                    "quantity": quantity, "unit": unit, "condition": condition, "reason": reason})
+    _move(conn, principal, found["item_id"], found["batch"], batch["expires_on"], "returned", quantity,
+          reason=condition, dispense_entry_id=dispense_id)
+    if condition == "not_fit":
+        _move(conn, principal, found["item_id"], found["batch"], batch["expires_on"], "quarantined", -quantity,
+              reason=condition, dispense_entry_id=dispense_id)
+    log.info("pharmacy_dispense_returned", tenant=conn.info["healthos_tenant"], item=str(found["item_id"]),
+             quantity=_text(quantity), condition=condition)
+    restocked = quantity if condition == "fit" else Decimal(0)
+    return {"id": written.id, "dispense_id": dispense_id, "patient_id": found["patient_id"],
+            "medication_request_id": found["medication_request_id"], "item_id": found["item_id"],
+            "item": label(item), "batch": found["batch"], "quantity": quantity, "unit": unit, "condition": condition,
+            "reason": reason, "returned_at": written.occurred_at, "still_out": out - quantity,
+            "batch_on_hand_after": batch["on_hand"] + restocked}
+
+
+_RETURNS_OF = sa.text("""
+    SELECT r.entry_id AS id, re.patient_id, r.dispense_id, re.occurred_at AS returned_at, r.quantity, r.unit,
+           r.condition, r.reason
+    FROM dispense_return r JOIN entry re ON re.id = r.entry_id
+    WHERE r.dispense_id = ANY(:dispenses)
+    ORDER BY re.occurred_at, r.entry_id
+""")
+
+
+def _with_returns(conn: Connection, principal: Principal, dispenses: list[dict]) -> list[dict]:
+    """Dispense rows, each with what was brought back of it (`returns`, oldest first; the read noted on each
+    patient's record) and what is still out."""
+    returns: dict[uuid.UUID, list[dict]] = defaultdict(list)
+    if dispenses:
+        found = [dict(row) for row in conn.execute(_RETURNS_OF, {"dispenses": [d["id"] for d in dispenses]})
+                 .mappings()]
+        note_list_read(conn, principal, "dispense_return", found)
+        for row in found:
+            returns[row["dispense_id"]].append(row)
+    for row in dispenses:
+        row["returns"] = returns[row["id"]]
+        row["still_out"] = row["quantity"] - sum((r["quantity"] for r in row["returns"]), Decimal(0))
+    return dispenses
+
+
 _HANDED_OVER = sa.text("""
     SELECT de.id, de.patient_id, de.occurred_at AS dispensed_at, d.medication_request_id, d.item_id, d.batch,
            d.quantity, d.unit, d.partial, p.mrn, p.family_name, p.given_names
     FROM entry de JOIN dispense d ON d.entry_id = de.id JOIN patient p ON p.id = de.patient_id
-    WHERE de.kind = 'dispense' AND de.occurred_at >= :since
+    WHERE de.kind = 'dispense' AND de.occurred_at >= :since AND (CAST(:mrn AS text) IS NULL OR p.mrn = :mrn)
       AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = de.id)
     ORDER BY de.occurred_at DESC, de.id
     LIMIT :limit
 """)
 
 
-def handed_over(conn: Connection, principal: Principal, since: dt.datetime, limit: int = 200) -> list[dict]:
-    """The dispenses since `since` not reversed, latest first (the day's, for the pharmacist to reverse one
-    recorded by mistake). Each patient listed has the read noted on their record."""
-    rows = _labelled(conn, [dict(row) for row in conn.execute(_HANDED_OVER, {"since": since, "limit": limit})
-                            .mappings()])
+def handed_over(conn: Connection, principal: Principal, since: dt.datetime, limit: int = 200, *,
+                mrn: str | None = None) -> list[dict]:
+    """The dispenses since `since` not reversed, latest first, each with what was brought back of it: the day's,
+    for the pharmacist to reverse one recorded by mistake, or one patient's (`mrn`) of the queue's days, for a
+    return. Each patient listed has the read noted on their record."""
+    rows = _labelled(conn, [dict(row) for row in conn.execute(
+        _HANDED_OVER, {"since": since, "limit": limit, "mrn": mrn}).mappings()])
     note_list_read(conn, principal, "dispense", rows)
-    return rows
+    return _with_returns(conn, principal, rows)
 
 
 def _labelled(conn: Connection, dispenses: list[dict]) -> list[dict]:
@@ -480,9 +591,11 @@ _HISTORY = sa.text("""
 
 def dispensing_history(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
     """What the pharmacy handed this patient, latest first: one line per dispense (the prescription as
-    first written, the item and batch, the quantity). The read is noted on the patient's record."""
+    first written, the item and batch, the quantity, what was brought back of it). The read is noted on the
+    patient's record."""
     require_patient(conn, patient_id)
     rows = _labelled(conn, [dict(row) for row in conn.execute(_HISTORY, {"patient": patient_id}).mappings()])
     note_access(conn, principal, "read", patient_id, "dispense", [row["id"] for row in rows])
+    _with_returns(conn, principal, rows)
     return rows
 

@@ -47,6 +47,8 @@ from appliance.layers.operations.schemas import (
     DispenseHistoryOut,
     DispenseIn,
     DispenseOut,
+    DispenseReturnIn,
+    DispenseReturnOut,
     DispenseReversalIn,
     DispenseReversalOut,
     DrillDownOut,
@@ -373,12 +375,29 @@ class OperationsController(Controller):
           opt=_opt("operations.pharmacy.dispense.reverse"))
     async def pharmacy_reverse_dispense(self, tenant: FromPath[str], state: State, request: Asking, dispense_id: Id,
                                         data: JSONBody[DispenseReversalIn]) -> DispenseReversalOut:
-        """Reverse a dispense recorded by mistake, saying why: the dispense is entered in error (the record
+        """Reverse a dispense recorded by mistake today, saying why: the dispense is entered in error (the record
         keeps both versions), its quantity goes back into its batch and its charge is credited. 409 if it was
-        already reversed; 404 for a dispense this facility does not hold."""
+        already reversed, if some of it was brought back, or if it was handed over on an earlier day of the
+        facility (record a return of what comes back: of its whole quantity, reason "wrong patient", for one
+        recorded on the wrong patient); 404 for a dispense this facility does not hold."""
+        _, start = await to_thread.run_sync(facility_today_and_start, state.db, tenant)
         row = await _in_tenant(state, tenant, lambda conn: pharmacy.reverse_dispense(
-            conn, request.user, dispense_id, reason=data.reason))
+            conn, request.user, dispense_id, reason=data.reason, today_start=start))
         return DispenseReversalOut.model_validate(row)
+
+    @post("/pharmacy/dispenses/{dispense_id:uuid}/returns", operation_id="OperationsPharmacyReturnDispense",
+          opt=_opt("operations.pharmacy.dispense.return"))
+    async def pharmacy_return_dispense(self, tenant: FromPath[str], state: State, request: Asking, dispense_id: Id,
+                                       data: JSONBody[DispenseReturnIn]) -> DispenseReturnOut:
+        """Medicine a patient brings back against a dispense, on any day: the quantity (at most what the dispense
+        handed over less what was brought back before: 422 saying how much is still out), its condition (`fit`:
+        back into its batch; `not_fit`: quarantined, out of stock; a batch now expired is not fit, 422) and why.
+        A record entry of its own; the returned quantity's charge is credited on the patient's account. 409 for
+        a dispense reversed or brought back whole; 404 for a dispense this facility does not hold."""
+        today = await to_thread.run_sync(facility_today, state.db, tenant)
+        row = await _in_tenant(state, tenant, lambda conn: pharmacy.return_dispense(
+            conn, request.user, dispense_id, today=today, **data.model_dump()))
+        return DispenseReturnOut.model_validate(row)
 
     @get("/patients/{patient_id:uuid}/dispenses", operation_id="OperationsPharmacyHistory",
          opt=_opt("operations.pharmacy.dispense.read"))

@@ -334,6 +334,38 @@ class DispenseReversalOut(BaseModel):
     batch_on_hand_after: Quantity
 
 
+class DispenseReturnIn(_In):
+    quantity: PositiveQuantity  # in the dispense's unit, at most what is still with the patient
+    condition: Literal["fit", "not_fit"]  # fit: back into its batch; not_fit: quarantined, out of stock
+    reason: str = Field(min_length=1, max_length=500)  # patient data: not needed, stopped, the wrong patient
+
+
+class DispenseReturnOut(BaseModel):
+    id: uuid.UUID  # the `dispense_return` entry
+    dispense_id: uuid.UUID
+    patient_id: uuid.UUID
+    medication_request_id: uuid.UUID
+    item_id: uuid.UUID
+    item: str
+    batch: str
+    quantity: Quantity
+    unit: str
+    condition: Literal["fit", "not_fit"]
+    reason: str
+    returned_at: dt.datetime
+    still_out: Quantity  # what of the dispense the patient still has
+    batch_on_hand_after: Quantity
+
+
+class ReturnOut(BaseModel):
+    id: uuid.UUID
+    returned_at: dt.datetime
+    quantity: Quantity
+    unit: str
+    condition: Literal["fit", "not_fit"]
+    reason: str
+
+
 class QueueItemOut(BaseModel):
     id: uuid.UUID  # the prescription's root id
     patient_id: uuid.UUID
@@ -366,6 +398,8 @@ class DispenseHistoryOut(BaseModel):
     quantity: Quantity
     unit: str
     partial: bool
+    returns: list[ReturnOut]  # what was brought back of it, oldest first
+    still_out: Quantity  # handed over less brought back
 
 
 class DeathToCertify(BaseModel):

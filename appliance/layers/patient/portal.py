@@ -66,6 +66,7 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "appointment": "an appointment", "appointment_status": "an appointment's progress",
           "admission": "your admission to a ward", "discharge": "your discharge", "bed_assignment": "your bed",
           "medication_administration": "a dose given to you", "dispense": "a medicine the pharmacy handed you",
+          "dispense_return": "medicine you brought back to the pharmacy",
           "nursing_task": "a nursing task",
           "blood_request": "a request for blood for you",
           "blood_unit": "a unit of blood reserved, issued or given to you",

@@ -1,5 +1,6 @@
 """Charges for the nursing and operations layers' acts: a dose given (not one held), a medicine dispensed
-(credited when the dispense is reversed, and counted by KPI 8, same-day charge capture), and bed-days
+(credited when the dispense is reversed, or for what the patient brings back, and counted by KPI 8, same-day
+charge capture), and bed-days
 accrued at the census from admissions, transfers and discharges — read through the record."""
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def test_a_dispense_counts_in_same_day_charge_capture_captured_or_missed(db, fac
         finally:
             reactions.register()
         reversed_ = handed_over(6)
-        pharmacy.reverse_dispense(conn, clinician, reversed_["id"], reason="the patient left without it")
+        pharmacy.reverse_dispense(conn, clinician, reversed_["id"], reason="the patient left without it",
+                                 today_start=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
         after = computation.compute(conn, [window])[0]
         behind = {e["entry_id"]: e for e in computation.entries(conn, window, 500)}
         credited = _charges(conn, source_root_id=reversed_["id"])
@@ -158,3 +160,42 @@ def test_a_medicine_dispensed_is_charged_in_its_fees_unit(db, facility, clinicia
     assert [(c["quantity"], c["amount"], c["department"]) for c in charged] == [
         (2, Decimal("700.00"), "PHARMACY"), (24, Decimal("960.00"), "PHARMACY")]
     assert all(c["encounter_id"] == encounter["id"] for c in charged)
+
+
+def test_medicine_brought_back_is_credited_for_what_came_back_fit_or_not(db, facility, clinician):
+    """24 tablets of artemether-lumefantrine at 40.00 each (960.00) handed over: 6 brought back fit, the account
+    is credited 240.00 (the charge credited and the 18 kept billed, at the dispense's price); the last 18
+    brought back not fit, credited too (quarantined medicine is not the patient's to pay for), and the
+    dispense, all of it back, leaves KPI 8's count as a reversed one does."""
+    from appliance.layers.operations import pharmacy
+
+    today = dt.date.today()
+    computation = kpis.computation_of("same_day_charge_capture")
+    with db.tenant(facility.slug) as conn:
+        patient, encounter = visit(conn, clinician)
+        item = pharmacy.create_item(conn, clinician, drug="Artemether-lumefantrine", form="coated tablet",
+                                    unit="tablet")["id"]
+        pharmacy.receive(conn, clinician, item, batch="ALR", expires_on=today + dt.timedelta(days=300),
+                         quantity=Decimal(50), reference=None, today=today)
+        prescribed = clinical.request_medication(conn, clinician, patient["id"], MedicationIn(
+            drug="Artemether-lumefantrine", dose=Decimal(4), dose_unit="tablet", route="oral",
+            frequency="twice daily", duration_days=3, encounter_id=encounter["id"])).placed[0]
+        handed = pharmacy.dispense_medicine(conn, clinician, medication_request_id=prescribed["id"], item_id=item,
+                                            quantity=Decimal(24), today=today)
+        pharmacy.return_dispense(conn, clinician, handed["id"], quantity=Decimal(6), condition="fit",
+                                 reason="vomited nothing, felt better", today=today)
+        after_part = _charges(conn, source_root_id=handed["id"])
+        window = kpis.Window(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+                             dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+        counted_while_kept = handed["id"] in {e["entry_id"] for e in computation.entries(conn, window, 500)}
+        pharmacy.return_dispense(conn, clinician, handed["id"], quantity=Decimal(18), condition="not_fit",
+                                 reason="wrong patient", today=today)
+        after_all = _charges(conn, source_root_id=handed["id"])
+        counted_when_all_back = handed["id"] in {e["entry_id"] for e in computation.entries(conn, window, 500)}
+    assert [(c["quantity"], c["amount"]) for c in after_part] == [(24, Decimal("960.00")), (-24, Decimal("-960.00")),
+                                                                  (18, Decimal("720.00"))]
+    assert sum(c["amount"] for c in after_part) == Decimal("720.00")  # 6 × 40.00 credited
+    assert after_part[1]["reverses"] == after_part[0]["id"] and after_part[2]["reverses"] is None
+    assert all(c["account_id"] == after_part[0]["account_id"] for c in after_part)
+    assert sum(c["amount"] for c in after_all) == 0 and len(after_all) == 4
+    assert counted_while_kept and not counted_when_all_back

@@ -1,8 +1,9 @@
 """The outpatient pharmacy: stock received and adjusted per batch, the queue of outpatient prescriptions,
 dispensing that moves the record and the stock ledger together (a refused dispense writes nothing), the
-quantity proposed when none is given, a dispense reversed (stock back, charge credited, both versions
-kept), two pharmacists racing for the last units with real threads, and every route refused to another
-facility's credentials and to guessed ids."""
+quantity proposed when none is given, a dispense reversed on its day (stock back, charge credited, both
+versions kept) and not after it, medicine brought back against a dispense (fit: back into its batch; not fit:
+quarantined; never more than is still out), two pharmacists racing for the last units with real threads,
+and every route refused to another facility's credentials and to guessed ids."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from appliance.layers.operations import pharmacy
 from appliance.layers.operations.errors import Conflict, Invalid
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
-from tests.conftest import facility_today
+from tests.conftest import FACILITY_ZONE, facility_today
 from tests.layers.operations.conftest import new_patient
 
 GUESS = str(uuid.uuid4())
@@ -29,6 +30,11 @@ GUESS = str(uuid.uuid4())
 def soon() -> dt.date:
     """An expiry two months off, by the facility's day."""
     return facility_today() + dt.timedelta(days=60)
+
+
+def _day_start() -> dt.datetime:
+    """The facility's midnight today, from which a dispense is of today."""
+    return dt.datetime.combine(facility_today(), dt.time(), tzinfo=FACILITY_ZONE)
 
 
 def later() -> dt.date:
@@ -351,7 +357,9 @@ def test_another_facility_and_guessed_ids_are_refused_on_every_route(token_clien
               ("GET", "/pharmacy/queue", None),
               ("POST", "/pharmacy/dispenses", {"medication_request_id": str(rx), "item_id": str(item), "quantity": 1}),
               ("GET", f"/patients/{patient_id}/dispenses", None),
-              ("POST", f"/pharmacy/dispenses/{GUESS}/reversal", {"reason": "wrong patient"})]
+              ("POST", f"/pharmacy/dispenses/{GUESS}/reversal", {"reason": "wrong patient"}),
+              ("POST", f"/pharmacy/dispenses/{GUESS}/returns", {"quantity": 1, "condition": "fit",
+                                                                "reason": "not needed"})]
     attacker = token_client(other_facility.slug, role="pharmacist")
     nobody = token_client(facility.slug, role="registrar")
     for method, path, body in routes:
@@ -369,6 +377,8 @@ def test_another_facility_and_guessed_ids_are_refused_on_every_route(token_clien
     assert api.post(f"{base}/pharmacy/dispenses", json={"medication_request_id": str(rx), "item_id": GUESS,
                                                         "quantity": 1}).status_code == 404
     assert api.get(f"{base}/patients/{GUESS}/dispenses").status_code == 404
+    assert api.post(f"{base}/pharmacy/dispenses/{GUESS}/returns", json={
+        "quantity": 1, "condition": "fit", "reason": "not needed"}).status_code == 404
     with db.tenant(other_facility.slug) as conn:  # this facility's ids mean nothing there
         assert conn.execute(sa.text("SELECT count(*) FROM pharmacy_item")).scalar() == 0
     theirs = token_client(other_facility.slug, role="pharmacist")
@@ -392,7 +402,107 @@ def test_the_pharmacys_log_lines_name_the_facility_outside_a_request(db, facilit
         _, rx = _prescription(conn, clinician, "Nitrofurantoin")
         handed = pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
                                             quantity=Decimal(10), today=facility_today())
-        pharmacy.reverse_dispense(conn, pharmacist, handed["id"], reason="wrong patient")
+        pharmacy.reverse_dispense(conn, pharmacist, handed["id"], reason="wrong patient", today_start=_day_start())
     lines = {line["event"]: line for line in logged if line["event"].startswith("pharmacy_")}
     assert set(lines) == {"pharmacy_stock_received", "pharmacy_dispensed", "pharmacy_dispense_reversed"}
     assert all(line["tenant"] == facility.slug for line in lines.values()), lines
+
+
+def _returns(conn) -> int:
+    return conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'dispense_return'")).scalar()
+
+
+def test_medicine_brought_back_goes_back_into_its_batch_only_when_fit_and_never_more_than_was_handed_over(
+        token_client, db, facility, other_facility, pharmacist, clinician):
+    """A patient brings back part of a dispense of three days ago: a return of more than is still out is a 422
+    saying how much is, writing nothing; 4 fit capsules go back into their batch (ledger `returned`), 3 not fit
+    are quarantined (`returned` then `quarantined`: out of stock); the last 3 brought back, nothing is left to
+    return (409). The dispense of an earlier day is not reversed (409, naming the return), nor once some of it
+    came back; the history lists each return. Another facility's pharmacist and a guessed id are refused."""
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Cefalexin")
+        pharmacy.receive(conn, pharmacist, item, batch="CX1", expires_on=soon(), quantity=Decimal(40), reference=None,
+                         today=facility_today())
+        patient_id, rx = _prescription(conn, clinician, "Cefalexin")
+        three_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        handed = pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
+                                            quantity=Decimal(10), today=facility_today(), at=three_days_ago)
+    api = token_client(facility.slug, role="pharmacist")
+    base = f"/api/t/{facility.slug}/pharmacy"
+    returns = f"{base}/dispenses/{handed['id']}/returns"
+
+    late = api.post(f"{base}/dispenses/{handed['id']}/reversal", json={"reason": "wrong patient"})
+    assert late.status_code == 409, late.text
+    assert "only a dispense of today is reversed" in late.json()["detail"]
+    assert "return of its whole quantity with the reason 'wrong patient'" in late.json()["detail"]
+
+    too_many = api.post(returns, json={"quantity": 11, "condition": "fit", "reason": "not needed"})
+    assert too_many.status_code == 422 and too_many.json()["field"] == "quantity", too_many.text
+    assert too_many.json()["detail"].startswith("only 10 capsules of this dispense are still with the patient")
+    for refused in ({"quantity": 1, "condition": "fit", "reason": " "},
+                    {"quantity": 1, "condition": "broken", "reason": "x"}, {"quantity": 0, "condition": "fit",
+                                                                             "reason": "x"}):
+        assert api.post(returns, json=refused).status_code == 422, refused
+    assert token_client(other_facility.slug, role="pharmacist").post(
+        returns, json={"quantity": 1, "condition": "fit", "reason": "x"}).status_code == 403
+    assert token_client(other_facility.slug, role="pharmacist").post(
+        f"/api/t/{other_facility.slug}/pharmacy/dispenses/{handed['id']}/returns",
+        json={"quantity": 1, "condition": "fit", "reason": "x"}).status_code == 404
+    assert token_client(facility.slug, role="clinician").post(
+        returns, json={"quantity": 1, "condition": "fit", "reason": "x"}).status_code == 403
+    with db.tenant(facility.slug) as conn:
+        assert _returns(conn) == 0 and _ledger(conn, item) == 2  # the refusals wrote nothing
+        assert record.is_current(conn, handed["id"])
+
+    fit = api.post(returns, json={"quantity": 4, "condition": "fit", "reason": "course stopped by the doctor"})
+    assert fit.status_code == 201, fit.text
+    assert (fit.json()["quantity"], fit.json()["still_out"], fit.json()["batch_on_hand_after"]) == (4, 6, 34)
+    assert api.get(f"{base}/items/{item}").json()["on_hand"] == 34
+    spoilt = api.post(returns, json={"quantity": 3, "condition": "not_fit", "reason": "blister opened"})
+    assert spoilt.status_code == 201 and spoilt.json()["still_out"] == 3, spoilt.text
+    assert api.get(f"{base}/items/{item}").json()["on_hand"] == 34  # quarantined, not back in stock
+    over = api.post(returns, json={"quantity": 4, "condition": "fit", "reason": "not needed"})
+    assert over.status_code == 422 and "only 3 capsules" in over.json()["detail"]
+    assert "4 brought back before" not in over.json()["detail"] and "7 brought back before" in over.json()["detail"]
+    partly = api.post(f"{base}/dispenses/{handed['id']}/reversal", json={"reason": "x"})
+    assert partly.status_code == 409
+    assert api.post(returns, json={"quantity": 3, "condition": "fit", "reason": "not needed"}).status_code == 201
+    none_left = api.post(returns, json={"quantity": 1, "condition": "fit", "reason": "not needed"})
+    assert none_left.status_code == 409 and "brought back already" in none_left.json()["detail"]
+    assert api.get(f"{base}/items/{item}").json()["on_hand"] == 37
+
+    [history] = api.get(f"/api/t/{facility.slug}/patients/{patient_id}/dispenses").json()
+    assert history["still_out"] == 0
+    assert [(r["quantity"], r["condition"], r["reason"]) for r in history["returns"]] == [
+        (4, "fit", "course stopped by the doctor"), (3, "not_fit", "blister opened"), (3, "fit", "not needed")]
+    with db.tenant(facility.slug) as conn:
+        ledger = conn.execute(sa.text("SELECT kind, quantity FROM stock_movement WHERE dispense_entry_id = :d "
+                                      "ORDER BY recorded_at, kind DESC"), {"d": handed["id"]}).all()
+        assert sorted(ledger) == sorted([("dispensed", -10), ("returned", 4), ("returned", 3), ("quarantined", -3),
+                                         ("returned", 3)])
+        assert record.is_current(conn, handed["id"])  # the dispense is never rewritten
+        events = conn.execute(sa.text("SELECT count(*) FROM audit_event WHERE event_type = "
+                                      "'record.dispense_return.create' AND patient_ref IS NOT NULL")).scalar()
+        assert events == 3
+
+
+def test_a_batch_expired_since_the_dispense_is_not_restocked(db, facility, pharmacist, clinician):
+    """Medicine of a batch that has expired since it was handed over cannot go back on the shelf: returned as fit
+    it is refused (422, saying to record it as not fit), and as not fit it is quarantined."""
+    with db.tenant(facility.slug) as conn:
+        item = _item(conn, pharmacist, "Clarithromycin")
+        pharmacy.receive(conn, pharmacist, item, batch="CL1", expires_on=soon(), quantity=Decimal(10), reference=None,
+                         today=facility_today())
+        _, rx = _prescription(conn, clinician, "Clarithromycin")
+        handed = pharmacy.dispense_medicine(conn, pharmacist, medication_request_id=rx, item_id=item,
+                                            quantity=Decimal(5), today=facility_today())
+        after_expiry = soon() + dt.timedelta(days=1)
+        with pytest.raises(Invalid, match=r"expired on .*record the return as not fit"):
+            pharmacy.return_dispense(conn, pharmacist, handed["id"], quantity=Decimal(5), condition="fit",
+                                     reason="not needed", today=after_expiry)
+        kept = pharmacy.return_dispense(conn, pharmacist, handed["id"], quantity=Decimal(5), condition="not_fit",
+                                        reason="not needed", today=after_expiry)
+        assert kept["batch_on_hand_after"] == 5
+        assert pharmacy.item_stock(conn, item, facility_today())["on_hand"] == 5
+        with pytest.raises(Conflict, match="brought back already, which a reversal would count twice"):
+            pharmacy.reverse_dispense(conn, pharmacist, handed["id"], reason="x", today_start=_day_start())
