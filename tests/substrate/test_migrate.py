@@ -481,3 +481,30 @@ def test_t0046_indexes_the_payments_references_for_the_lookup_of_a_code_already_
     assert (downgraded, upgraded) == (0, 1)
     assert "payment_reference_idx" in plan, plan
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+
+
+def test_t0047_adds_returns_append_only_and_the_ledgers_kinds_and_its_downgrade_takes_them_away(db: Database,
+                                                                                                tenant_a):
+    """t0047 (medicine brought back to the pharmacy: its detail table, the ledger's returned and quarantined rows,
+    KPI 8's refresh function reading a dispense brought back whole as no longer billable) runs both ways on a schema
+    at head and matches the model; the tenant role may append a return but neither rewrite nor remove one, and a
+    ledger row of a kind t0045 did not know is refused after the downgrade."""
+    t0047 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0047_pharmacy_returns")
+    schema = tenant_schema(tenant_a.slug)
+    state = sa.text("SELECT to_regclass(:table) IS NOT NULL, (SELECT position('dispense_return' IN prosrc) > 0 "
+                    "FROM pg_proc WHERE proname = 'charge_capture_refresh' AND pronamespace = CAST(:schema AS "
+                    "regnamespace)), (SELECT pg_get_constraintdef(oid) LIKE '%quarantined%' FROM pg_constraint "
+                    "WHERE conname = 'stock_movement_kind_known' AND connamespace = CAST(:schema AS regnamespace))")
+    names = {"table": f"{schema}.dispense_return", "schema": schema}
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0047.downgrade()
+            downgraded = tuple(conn.execute(state, names).one())
+            t0047.upgrade()
+        upgraded = tuple(conn.execute(state, names).one())
+    assert (downgraded, upgraded) == ((False, False, False), (True, True, True))
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE dispense_return SET reason = 'x'", "DELETE FROM dispense_return"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

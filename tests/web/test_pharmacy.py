@@ -1,8 +1,9 @@
 """The pharmacy pages over real HTTP: a pharmacist lands on the queue, receives and adjusts stock on the stock
 page, dispenses from the queue with the course's quantity proposed, is refused as a page when the stock is
 short (nothing written), and the dispense shows on the patient's chart; a dispense recorded by mistake is
-reversed from the day's list under the queue, with a reason; another facility's session and guessed ids
-are refused."""
+reversed from the day's list under the queue, with a reason, and one of an earlier day is corrected by a
+return found by the patient's MRN (the page says so); another facility's session and guessed ids are
+refused."""
 
 from __future__ import annotations
 
@@ -212,11 +213,12 @@ def test_another_facility_and_guessed_ids_are_refused(signed_in, db, facility, o
 
     token = csrf_token(own.text)
     base = f"/t/{facility.slug}"
-    for path in ["/pharmacy", "/pharmacy/stock"]:
+    for path in ["/pharmacy", "/pharmacy/stock", "/pharmacy/returns?mrn=1"]:
         assert intruder.get(base + path).status_code == 403
     guess = uuid.uuid4()
     for path in ["/pharmacy/dispenses", "/pharmacy/items", f"/pharmacy/items/{guess}/receipts",
-                 f"/pharmacy/items/{guess}/adjustments", f"/pharmacy/dispenses/{guess}/reversal"]:
+                 f"/pharmacy/items/{guess}/adjustments", f"/pharmacy/dispenses/{guess}/reversal",
+                 f"/pharmacy/dispenses/{guess}/returns"]:
         assert intruder.post(base + path, data={"_csrf_token": token}, follow_redirects=False).status_code == 403
     pharmacist = signed_in("pharmacist", facility.slug)
     stock = f"{base}/pharmacy/stock"
@@ -225,9 +227,61 @@ def test_another_facility_and_guessed_ids_are_refused(signed_in, db, facility, o
     assert missing.status_code == 404
     assert post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses/{guess}/reversal",
                      {"reason": "wrong patient"}).status_code == 404
+    assert post_form(pharmacist, f"{base}/pharmacy", f"{base}/pharmacy/dispenses/{guess}/returns",
+                     {"quantity": "1", "condition": "fit", "reason": "not needed"}).status_code == 404
     clinician = signed_in("clinician", facility.slug)
     assert clinician.get(f"{base}/patients/{guess}/dispensing").status_code == 404
     assert clinician.get(f"{base}/pharmacy").status_code == 403
     bed_manager = signed_in("bed_manager", facility.slug)  # operations staff, but not the pharmacy's
     assert bed_manager.get(f"{base}/pharmacy").status_code == 403
     assert bed_manager.get(f"{base}/beds").status_code == 200
+
+
+def test_medicine_brought_back_days_later_is_recorded_from_the_returns_page(signed_in, db, facility):
+    """A dispense of three days ago is not on the day's list: the queue says a dispense is reversed only on its
+    day and how one recorded on the wrong patient is corrected; the pharmacist finds it by the patient's MRN,
+    is refused (422, the sentence on the page, nothing written) returning more than is still out, records 5 fit
+    capsules back, and the return shows on the returns page and on the patient's chart."""
+    pharmacist, clinician = signed_in("pharmacist", facility.slug), signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}"
+    patient_id, rx = _prescribed(db, facility, clinician, drug="Doxycycline")
+    with db.tenant(facility.slug) as conn:
+        acting = Principal(account_id=pharmacist.person.account_id, kind="staff", display_name="Pharmacist",
+                           tenant=facility.slug, role="pharmacist")
+        item_id = pharmacy.create_item(conn, acting, drug="Doxycycline", form="capsule", strength=Decimal(100),
+                                       strength_unit="mg", unit="capsule")["id"]
+        pharmacy.receive(conn, acting, item_id, batch="DOX-1", expires_on=SOON, quantity=Decimal(30), reference=None,
+                         today=dt.date.today())
+        handed = pharmacy.dispense_medicine(conn, acting, medication_request_id=rx, item_id=item_id,
+                                            quantity=Decimal(14), today=dt.date.today(),
+                                            at=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+        mrn = conn.execute(sa.text("SELECT mrn FROM patient WHERE id = :p"), {"p": patient_id}).scalar()
+    queue = pharmacist.get(f"{base}/pharmacy")
+    assert f'id="handed-{handed["id"]}"' not in queue.text
+    assert 'id="reversal-rule"' in queue.text and "reversed only on its day" in queue.text
+    assert "return of its whole quantity with the reason “wrong patient”" in queue.text
+    assert f'action="{base}/pharmacy/returns"' in queue.text
+
+    found = pharmacist.get(f"{base}/pharmacy/returns", params={"mrn": mrn})
+    assert found.status_code == 200 and f'id="dispense-{handed["id"]}"' in found.text
+    assert "14 capsules of Doxycycline 100 mg capsule" in found.text and 'id="wrong-patient-rule"' in found.text
+    returns = f"{base}/pharmacy/dispenses/{handed['id']}/returns"
+    page_of = f"{base}/pharmacy/returns?mrn={mrn}"
+    too_many = post_form(pharmacist, page_of, returns, {"mrn": mrn, "quantity": "15", "condition": "fit",
+                                                        "reason": "not needed"})
+    assert too_many.status_code == 422 and "Only 14 capsules of this dispense are still with the patient" in \
+        too_many.text and f'id="dispense-{handed["id"]}"' in too_many.text
+    with db.tenant(facility.slug) as conn:
+        assert pharmacy.item_stock(conn, item_id, dt.date.today())["on_hand"] == 16
+    done = post_form(pharmacist, page_of, returns, {"mrn": mrn, "quantity": "5", "condition": "fit",
+                                                    "reason": "course stopped by the doctor"})
+    assert done.status_code == 303 and done.headers["location"] == f"{page_of}&done=returned"
+    after = pharmacist.get(done.headers["location"])
+    assert "Return recorded" in after.text and "Brought back 5 capsules" in after.text
+    assert "9 still out" in after.text
+    with db.tenant(facility.slug) as conn:
+        assert pharmacy.item_stock(conn, item_id, dt.date.today())["on_hand"] == 21
+    chart = clinician.get(f"{base}/patients/{patient_id}/dispensing")
+    assert "Brought back 5 capsule" in chart.text and "course stopped by the doctor" in chart.text
+    nobody = pharmacist.get(f"{base}/pharmacy/returns", params={"mrn": "no-such-mrn"})
+    assert nobody.status_code == 200 and 'id="nothing-to-return"' in nobody.text

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "t0047"
-down_revision = "t0045"
+down_revision = "t0046"
 branch_labels = None
 depends_on = None
 
