@@ -945,9 +945,9 @@ PAGES += ["/patients/{pid}/growth"]
 
 # The outpatient pharmacy (appliance/web/pharmacy.py), a pharmacist's pages and forms, and the dispensing
 # history on the chart; stocking, dispensing and refusals with real ids are in tests/web/test_pharmacy.py.
-PAGES += ["/pharmacy", "/pharmacy/stock", "/patients/{pid}/dispensing"]
-FORMS += ["/pharmacy/dispenses", "/pharmacy/dispenses/{any}/reversal", "/pharmacy/items",
-          "/pharmacy/items/{any}/receipts", "/pharmacy/items/{any}/adjustments"]
+PAGES += ["/pharmacy", "/pharmacy/stock", "/pharmacy/returns", "/patients/{pid}/dispensing"]
+FORMS += ["/pharmacy/dispenses", "/pharmacy/dispenses/{any}/reversal", "/pharmacy/dispenses/{any}/returns",
+          "/pharmacy/items", "/pharmacy/items/{any}/receipts", "/pharmacy/items/{any}/adjustments"]
 
 # The laboratory bench (appliance/web/lab.py), a lab technician's (and a clinician's) page and forms; receiving,
 # entering and correcting with real ids, and another facility's lab technician, are in tests/web/test_lab.py.
