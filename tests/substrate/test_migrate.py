@@ -488,7 +488,7 @@ def test_t0047_adds_returns_append_only_and_the_ledgers_kinds_and_its_downgrade_
     """t0047 (medicine brought back to the pharmacy: its detail table, the ledger's returned and quarantined rows,
     KPI 8's refresh function reading a dispense brought back whole as no longer billable) runs both ways on a schema
     at head and matches the model; the tenant role may append a return but neither rewrite nor remove one, and a
-    ledger row of a kind t0045 did not know is refused after the downgrade."""
+    ledger row of a kind t0046 did not know is refused after the downgrade."""
     t0047 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0047_pharmacy_returns")
     schema = tenant_schema(tenant_a.slug)
     state = sa.text("SELECT to_regclass(:table) IS NOT NULL, (SELECT position('dispense_return' IN prosrc) > 0 "

@@ -18,7 +18,7 @@
 The downgrade refuses a schema holding returns, rather than lose them, and puts t0042's body back.
 
 Revision ID: t0047
-Revises: t0045
+Revises: t0046
 Create Date: 2026-11-27
 """
 
@@ -146,7 +146,7 @@ def downgrade() -> None:
     op.execute("""
         DO $refuse$ BEGIN
             IF EXISTS (SELECT 1 FROM dispense_return) THEN
-                RAISE EXCEPTION 'the pharmacy holds medicine patients brought back, which t0045 cannot hold';
+                RAISE EXCEPTION 'the pharmacy holds medicine patients brought back, which t0046 cannot hold';
             END IF;
         END $refuse$
     """)
