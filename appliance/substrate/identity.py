@@ -286,6 +286,18 @@ SELECT count(*) FILTER (WHERE account_id = :account), count(*) FROM control.nati
 WHERE subject_id = :subject AND answered_at > now() - CAST(:window AS interval)""")
 
 
+def differing(one: tuple[date | None, str | None], other: tuple[date | None, str | None]) -> list[str]:
+    """What two records of a person, each (birth date, sex), disagree in: "birth date", "sex", both, none. A
+    birth date or sex either side does not record is no disagreement: the national-ID question's rule, and
+    the patient portal's for which charts of a person it shows together (`patient.portal`)."""
+    differs = []
+    if one[0] is not None and other[0] is not None and one[0] != other[0]:
+        differs.append("birth date")
+    if {one[1], other[1]} <= {"female", "male"} and one[1] != other[1]:
+        differs.append("sex")
+    return differs
+
+
 @dataclass(frozen=True)
 class HolderComparison:
     """`compare_national_id_holder`'s answer: what differs, or that the question was not compared (`refused`)."""
@@ -325,11 +337,7 @@ def compare_national_id_holder(conn: Connection, national_id: str, *, birth_date
                    detail={**detail, "refused": "asked too often", "confirmed": confirmed})
             return HolderComparison([], refused=True)
     holder = conn.execute(sa.select(subject.c.birth_date, subject.c.sex).where(subject.c.id == holder_id)).one()
-    differs = []
-    if holder.birth_date is not None and birth_date is not None and holder.birth_date != birth_date:
-        differs.append("birth date")
-    if {holder.sex, sex} <= {"female", "male"} and holder.sex != sex:
-        differs.append("sex")
+    differs = differing((holder.birth_date, holder.sex), (birth_date, sex))
     if differs and not confirmed:
         conn.execute(sa.delete(national_id_answer).where(
             national_id_answer.c.answered_at < sa.func.now() - NATIONAL_ID_QUESTION_WINDOW))

@@ -84,11 +84,13 @@ def _ongoing(card: dict) -> dict | None:
             "overdue": current["overdue"]}
 
 
-def _facility_records(state: State, request: Request, *, export: bool = False) -> list[dict]:
-    """Each facility's part of the record, as the page shows it; `export` reads it whole, for the file,
-    and records in each facility's transaction that it was taken away."""
+def _facility_records(state: State, request: Request, holdings: list[patient_portal.Holding], *,
+                      export: bool = False) -> list[dict]:
+    """Each facility's part of the record (of `holdings`, the account's `patient_portal.records_of`), as the page
+    shows it; `export` reads it whole, for the file, and records in each facility's transaction that it was
+    taken away."""
     records = []
-    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+    for holding in holdings:
         with state.db.tenant(holding.tenant) as conn:
             summary = chart.chart_summary(conn, request.user, holding.patient_id)
             # The summary's results do not carry when one was given in person (its SQL is a frozen
@@ -148,8 +150,10 @@ def _facility_records(state: State, request: Request, *, export: bool = False) -
 @get("/me", operation_id="PatientRecord", tags=["patient"], opt={"permission": "patient.record.read"},
      sync_to_thread=True, include_in_schema=False)
 def record_page(request: Request, state: State) -> Template:
+    found = patient_portal.portal_records(state.db, request.user.subject_id, account_id=request.user.account_id)
     return Template("me.html", context={
-        "principal": request.user, "records": _facility_records(state, request), "tab": "record", "flags": FLAGS,
+        "principal": request.user, "records": _facility_records(state, request, found.shown),
+        "withheld": found.withheld, "tab": "record", "flags": FLAGS,
         "birth_modes": BIRTH_MODES, "baby_outcomes": BABY_OUTCOMES, "baby_sexes": BABY_SEXES,
         "encounter_classes": ENCOUNTER_CLASSES, "result_value": result_value, "reference_range": reference_range,
         "is_abnormal": is_abnormal, "number": number, "money": format_money,
@@ -172,7 +176,7 @@ def access_page(request: Request, state: State, who: FromQuery[str] = "others", 
         day = dt.date.fromisoformat(day) if day is not None else None
     except ValueError:
         raise ValidationException(f"{day!r} is not a day: give it as the page links to one, e.g. 2026-11-27") from None
-    holdings = patient_portal.records_of(state.db, request.user.subject_id)
+    holdings = patient_portal.records_of(state.db, request.user)
     entries = patient_portal.access_log(state.db, request.user, holdings)
     me = str(request.user.account_id)
     everyone = who == "all"
@@ -274,7 +278,8 @@ def download(request: Request, state: State) -> Response:
     document = {"record_of": request.user.display_name, "downloaded_at": now.isoformat(timespec="seconds"),
                 "about": "Your record from every facility on this appliance that holds one, as your record page "
                          "shows it: results once they are released to you. Times are each facility's own.",
-                "facilities": [_as_file(record) for record in _facility_records(state, request, export=True)]}
+                "facilities": [_as_file(record) for record in _facility_records(
+                    state, request, patient_portal.records_of(state.db, request.user), export=True)]}
     card = me_immunizations.vaccination_card(state, request)
     if card.shown:  # the card's doses of every facility, judged together, as /me/immunizations shows them
         document["vaccinations"] = card.model_dump(mode="json", exclude={"shown"})
@@ -289,7 +294,7 @@ def discharge_page(request: Request, state: State, facility: FromPath[str], entr
     """One of the patient's own discharge summaries, to read and print: only from a facility that holds their
     chart, and only one written on that chart (anything else is not found). The read is audited there. (The
     facility is not named `tenant`: a patient works in none, and a tenant route is one's working facility's.)"""
-    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+    for holding in patient_portal.records_of(state.db, request.user):
         if holding.tenant != facility:
             continue
         with state.db.tenant(facility) as conn:

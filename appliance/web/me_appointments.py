@@ -44,7 +44,7 @@ def rules_of(state: State) -> self_booking.AppointmentRules:
 
 
 def _holdings(state: State, request: Request) -> list[patient_portal.Holding]:
-    return patient_portal.records_of(state.db, request.user.subject_id)
+    return patient_portal.records_of(state.db, request.user)
 
 
 def _at(state: State, request: Request, facility: str) -> tuple[patient_portal.Holding, list[uuid.UUID]]:

@@ -70,7 +70,7 @@ def my_documents(state: State, request: Request) -> MyDocumentsOut:
         return MyDocumentsOut(shown=False, note=NOT_SHOWN, documents=[])
     now = dt.datetime.now(dt.UTC)
     found = []
-    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+    for holding in patient_portal.records_of(state.db, request.user):
         with state.db.tenant(holding.tenant) as conn:
             rows = documents.released_documents(conn, request.user, holding.patient_id,
                                                 shown_from=rules.document_shown_from, now=now)
@@ -99,7 +99,7 @@ def download(request: Request, state: State, facility: FromPath[str], entry_id: 
     your own record at that facility that the release rules show you (anything else: 404); one marked entered in
     error is gone (410). The facility notes that you opened it."""
     rules = state.release_rules
-    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+    for holding in patient_portal.records_of(state.db, request.user):
         if holding.tenant != facility:
             continue
         with state.db.tenant(facility) as conn:

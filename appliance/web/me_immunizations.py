@@ -80,7 +80,7 @@ def _schedule(state: State) -> Schedule:
 
 def vaccination_card(state: State, request: Request) -> VaccinationCardOut:
     """The card across the patient's facilities (see the module docstring); each facility's read audited there."""
-    holdings = patient_portal.records_of(state.db, request.user.subject_id)
+    holdings = patient_portal.records_of(state.db, request.user)
     today = max((dt.datetime.now(zoneinfo.ZoneInfo(h.timezone)).date() for h in holdings),
                 default=dt.datetime.now(dt.UTC).date())
     empty = {"doses": [], "due": [], "coming": [], "no_longer_given": [], "born": None, "traced": False}

@@ -62,6 +62,7 @@ from appliance.layers.clinical.schemas import (
 )
 from appliance.layers.nursing import service as nursing
 from appliance.layers.operations import service as operations
+from appliance.layers.patient import portal as patient_portal
 from appliance.substrate import identity
 from appliance.substrate.age import age_label
 from appliance.substrate.db import Database
@@ -1032,6 +1033,20 @@ def invite_patient(request: Asking, tenant: Tenant, patient_id: Id, data: FormDa
                 patient_id=patient_id, tab="patient", invite=invite, **top, **HELPERS)
 
 
+def disputed_link_refusal(differs: list[str]) -> str:
+    """Why a chart linked over a differing answer to the national-ID question is not invited, and how the desk
+    resolves it: only what differs is said, nothing of the other person. Correcting is the one way, since the desk
+    confirming again is what linked it: a registration that agrees with the number's holder, or carries another
+    number, is invited as any other."""
+    return (f"This chart's national ID was confirmed at registration although the person it belongs to, registered "
+            f"at a facility of this appliance, has another {' and '.join(differs)}: an account from this chart would "
+            "show this patient that person's records. Check the patient's ID card. If its number is another, correct "
+            f"the national ID on this registration; if its {' and '.join(differs)} differs from this registration's, "
+            "correct that. If the card agrees with this registration, the record held elsewhere is the one in error: "
+            "ask the records office to have it corrected where it was registered. The patient can be invited once "
+            "the registrations agree. Nobody was invited.")
+
+
 def _invite(request: Asking, tenant: str, patient_id: uuid.UUID, email: str) -> str:
     """The patient's account and its enrolment link; IdentityError, with nothing made, when refused."""
     db = request.app.state.db
@@ -1040,6 +1055,11 @@ def _invite(request: Asking, tenant: str, patient_id: uuid.UUID, email: str) -> 
         found, subject_id = service.subject_of(db, tenant, request.user, patient_id)
     except service.ChartLeftUnlinked as unlinked:
         raise identity.IdentityError(f"{unlinked.detail} Nobody was invited.") from None
+    if differs := patient_portal.disputed_link(db, tenant, patient_id, subject_id):
+        with db.tenant(tenant) as conn:  # the refusal on the chart's access log, with what differed and nothing else
+            note_access(conn, request.user, "create", patient_id, "portal_invitation", detail={
+                "refused": "national ID confirmed over a differing holder", "differs": differs})
+        raise identity.IdentityError(disputed_link_refusal(differs))
     with db.control() as conn:
         if identity.subject_has_account(conn, subject_id):
             raise identity.IdentityError("this patient already has a patient portal account; if they lost "

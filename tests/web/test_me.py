@@ -236,7 +236,7 @@ def test_the_portal_asks_only_the_facilities_holding_a_chart_of_the_person(db, c
         return real_tenant(slug)
 
     monkeypatch.setattr(db, "tenant", recording_tenant)
-    holdings = portal.records_of(db, subject_id)
+    holdings = portal.portal_records(db, subject_id).shown
     monkeypatch.undo()
 
     assert {h.tenant for h in holdings} == {riverside.slug, hillview.slug}

@@ -191,7 +191,8 @@ def test_the_pages_show_the_corrected_link(db, app, facilities, people, policy, 
     desk = signed_in("registrar", hillview.slug)
     chart_page = f"/t/{hillview.slug}/patients/{people['mistaken']['id']}"
     assert "has a patient portal account" in desk.get(chart_page).text  # Otieno's, shown on Wanjiru's chart
-    assert f'data-facility="{hillview.slug}"' in otieno.get("/me").text
+    # Her chart disagrees with his birth date and sex: his portal leaves it out, even before the correction.
+    assert f'data-facility="{hillview.slug}"' not in otieno.get("/me").text
 
     form = chart_page + "/registration"
     shown = desk.get(form)
@@ -221,43 +222,126 @@ def test_the_pages_show_the_corrected_link(db, app, facilities, people, policy, 
     assert people["b"] in desk.get(chart_page).text  # neither changed it
 
 
-def test_an_account_invited_from_the_wrongly_linked_chart_follows_it_to_its_own_person(
-        db, app, facilities, people, signed_in):
-    """Wanjiru is invited to the portal from her Hillview chart while it is still linked to Otieno's subject
-    by his ID: the account is made on Otieno's subject, and her portal shows Otieno's Riverside chart. The
-    ID is corrected and the chart relinked to her: the account, which names the chart it was invited from,
-    follows it to her subject, so she reads her own charts (Riverside's and Hillview's) and no longer his,
-    the relink's audit event names the account, and Otieno can be invited in his turn."""
+def _patient_client(app, db, account_id):
     from litestar.testing import TestClient
 
-    hillview = facilities[1]
+    with db.control() as conn:
+        token = identity.start_session(conn, account_id, mfa_passed=True)
+    client = TestClient(app=app, raise_server_exceptions=False)
+    client.cookies.set("healthos_session", token)
+    return client
+
+
+def _account_of(db, email: str):
+    with db.control() as conn:
+        return conn.execute(sa.select(identity.account.c.id).where(identity.account.c.email == email)).scalar()
+
+
+def test_a_chart_linked_over_a_confirmed_differing_national_id_is_not_invited_until_corrected(
+        db, app, facilities, people, signed_in):
+    """The defect: the desk confirmed Otieno's ID for Wanjiru, and inviting her from that chart made her an
+    account on Otieno's subject, reading his Riverside record. Now the invitation is refused with what to do,
+    nothing made, the refusal on the chart's access log; once the ID is corrected she is invited, and reads her
+    own charts only. Otieno's chart, which agrees with his record, is invited all along."""
+    riverside, hillview = facilities
     desk = signed_in("registrar", hillview.slug)
     chart_page = f"/t/{hillview.slug}/patients/{people['mistaken']['id']}"
-    email, invited = _invite_from(desk, chart_page)
+    email, refused = _invite_from(desk, chart_page)
+    assert refused.status_code == 422, refused.text
+    assert "another birth date and sex" in refused.text and "correct the national ID" in refused.text
+    assert "Nobody was invited." in refused.text and "/enrol?code=" not in refused.text
+    assert "Otieno" not in refused.text and "1975" not in refused.text  # nothing of the number's holder
+    assert _account_of(db, email) is None
+    [noted] = [e for e in audit.patient_access_log(db, hillview.slug, people["mistaken"]["id"])
+               if e.detail.get("refused")]
+    assert noted.detail["differs"] == ["birth date", "sex"] and noted.event_type == "record.portal_invitation.create"
+
+    # Otieno's own chart is invited, and his portal does not show Wanjiru's Hillview chart linked to him.
+    otieno_chart = f"/t/{riverside.slug}/patients/{people['otieno']['id']}"
+    riverside_desk = signed_in("registrar", riverside.slug)
+    peter = f"peter-{uuid.uuid4().hex[:6]}@example.org"
+    invited = riverside_desk.post(otieno_chart + "/portal-invite", data={
+        "email": peter, "_csrf_token": csrf_token(riverside_desk.get(otieno_chart).text)})
     assert invited.status_code == 200 and "/enrol?code=" in invited.text
+    mine = _patient_client(app, db, _account_of(db, peter)).get("/me").text
+    assert f'data-facility="{riverside.slug}"' in mine and f'data-facility="{hillview.slug}"' not in mine
+
+    # The desk corrects the ID from her card: she is invited, and reads her own two charts, none of his.
+    corrected = _correct(people["desk"], hillview.slug, people["mistaken"], people["b"])
+    assert corrected.status_code == 200, corrected.text
+    email, invited = _invite_from(desk, chart_page)
+    assert invited.status_code == 200 and "/enrol?code=" in invited.text, invited.text
+    mine = _patient_client(app, db, _account_of(db, email)).get("/me").text
+    assert "Otieno" not in mine and "Riverside Referral" in mine and "Hillview Health Centre" in mine
+
+
+def test_a_desk_correcting_the_birth_date_and_sex_to_the_holders_lets_the_chart_be_invited(
+        db, facilities, people, signed_in):
+    """The other way to resolve it: the number was right and the registration's birth date and sex were typed
+    wrong. Corrected to what the card says (the holder's), the chart agrees with its person and is invited."""
+    hillview = facilities[1]
+    fixed = people["desk"].put(f"/api/t/{hillview.slug}/patients/{people['mistaken']['id']}", json=_person(
+        "Otieno", "Peter", "1975-02-11", "male", people["a"], reason="Birth date and sex typed wrong",
+        version_id=people["mistaken"]["version_id"]))
+    assert fixed.status_code == 200 and fixed.json()["subject_id"] == people["otieno"]["subject_id"], fixed.text
+    email, invited = _invite_from(signed_in("registrar", hillview.slug),
+                                  f"/t/{hillview.slug}/patients/{people['mistaken']['id']}")
+    assert invited.status_code == 200 and "/enrol?code=" in invited.text, invited.text
     with db.control() as conn:
-        account_id = conn.execute(sa.select(identity.account.c.id).where(identity.account.c.email == email)).scalar()
-        token = identity.start_session(conn, account_id, mfa_passed=True)
-    grace = TestClient(app=app, raise_server_exceptions=False)
-    grace.cookies.set("healthos_session", token)
-    assert "Otieno" in grace.get("/me").text  # the wrong link, before the correction
+        made_on = conn.execute(sa.select(identity.account.c.subject_id).where(identity.account.c.email == email))
+        assert str(made_on.scalar()) == people["otieno"]["subject_id"]
+
+
+def test_another_facility_or_a_guessed_id_cannot_invite_from_the_chart(db, facilities, people, signed_in):
+    riverside, hillview = facilities
+    outsider = signed_in("registrar", riverside.slug)
+    token = csrf_token(outsider.get(f"/t/{riverside.slug}/patients/new").text)
+    email = f"probe-{uuid.uuid4().hex[:6]}@example.org"
+    theirs = outsider.post(f"/t/{hillview.slug}/patients/{people['mistaken']['id']}/portal-invite",
+                           data={"email": email, "_csrf_token": token}, follow_redirects=False)
+    assert theirs.status_code == 403
+    guessed = outsider.post(f"/t/{riverside.slug}/patients/{people['mistaken']['id']}/portal-invite",
+                            data={"email": email, "_csrf_token": token}, follow_redirects=False)
+    assert guessed.status_code == 404
+    made_up = outsider.post(f"/t/{riverside.slug}/patients/{uuid.uuid4()}/portal-invite",
+                            data={"email": email, "_csrf_token": token}, follow_redirects=False)
+    assert made_up.status_code == 404
+    assert _account_of(db, email) is None
+
+
+def test_an_account_invited_before_the_mismatch_was_known_sees_its_own_chart_and_follows_it_to_its_person(
+        db, app, facilities, people, policy):
+    """An account made from the wrongly linked chart before the invitation was refused (an invitation already out,
+    an account already enrolled) sits on Otieno's subject. It reads only the charts agreeing with the one it was
+    invited from, its page and its record file alike, so not Otieno's. The ID is corrected and the chart relinked to
+    her: the account, which names the chart it was invited from, follows it to her subject, so she reads her own
+    charts (Riverside's and Hillview's) and the relink's audit event names the account."""
+    riverside, hillview = facilities
+    with db.control() as conn:
+        account_id = identity.create_account(
+            conn, policy, kind="patient", role="patient", email=f"grace-{uuid.uuid4().hex[:6]}@example.org",
+            display_name="Grace Wanjiru", subject_id=uuid.UUID(people["otieno"]["subject_id"]),
+            invited_from=(hillview.slug, uuid.UUID(people["mistaken"]["id"]))).account_id
+    grace = _patient_client(app, db, account_id)
+    mine = grace.get("/me").text
+    assert "Otieno" not in mine and f'data-facility="{hillview.slug}"' in mine
+    assert f'data-facility="{riverside.slug}"' not in mine
+    assert "1 record linked to you by\n  your national ID is not shown" in mine  # and why, and what to do
+    assert "Riverside" not in grace.get("/me/access").text and "Riverside" not in grace.get("/me/appointments").text
+    kept = grace.get("/me/record.json")
+    assert kept.status_code == 200 and "Otieno" not in kept.text and "Hillview Health Centre" in kept.text
 
     corrected = _correct(people["desk"], hillview.slug, people["mistaken"], people["b"])
     assert corrected.status_code == 200 and corrected.json()["subject_id"] == people["wanjiru"]["subject_id"]
     mine = grace.get("/me").text
     assert "Otieno" not in mine and "Riverside Referral" in mine and "Hillview Health Centre" in mine
+    assert 'id="withheld"' not in mine
     with db.control() as conn:
         moved_to = conn.execute(sa.select(identity.account.c.subject_id).where(identity.account.c.id == account_id))
         assert str(moved_to.scalar()) == people["wanjiru"]["subject_id"]
     [relink] = [e["event"]["detail"] for e in audit.read_events(db, None, event_type="identity.subject.relink")
                 if e["event"]["detail"].get("accounts_moved") == [str(account_id)]]
     assert relink["from"] == people["otieno"]["subject_id"]
-    otieno_chart = f"/t/{facilities[0].slug}/patients/{people['otieno']['id']}"
-    riverside_desk = signed_in("registrar", facilities[0].slug)
-    otieno_invited = riverside_desk.post(otieno_chart + "/portal-invite", data={
-        "email": f"peter-{uuid.uuid4().hex[:6]}@example.org",
-        "_csrf_token": csrf_token(riverside_desk.get(otieno_chart).text)})
-    assert otieno_invited.status_code == 200 and "/enrol?code=" in otieno_invited.text
 
 
 def test_a_chart_registered_while_another_is_relinked_away_keeps_its_facility_listed(db, facilities, people,

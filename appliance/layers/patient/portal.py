@@ -6,6 +6,10 @@ A patient principal carries a subject, never a facility: each facility that regi
 holding a chart of that subject (`control.subject_facility`) is asked, in its own transaction, for its
 charts of the subject, and nothing the patient sees names another person. Reading the access log is
 itself recorded in each facility's log (`patient.access_log.read`).
+
+Nor a chart that may be another person's: a desk can confirm a national ID whose holder has another birth date or
+sex, and that chart is then the holder's subject's. Charts of one subject that disagree are not shown together
+(`portal_records`), and no account is invited from such a chart (`disputed_link`) until a registration is corrected.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+import structlog
 
 from appliance.substrate import audit, identity
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
+
+log = structlog.get_logger(__name__)
 
 # What a line of the access log says was done, in words a patient reads.
 VERBS = {"R": "looked at", "C": "recorded", "U": "changed", "D": "removed", "E": "used"}
@@ -185,22 +192,100 @@ class Holding:
     timezone: str = "UTC"  # the facility's, for the times a patient reads
 
 
-def records_of(db: Database, subject_id: uuid.UUID | None) -> list[Holding]:
-    """The charts of this person at every active facility that holds one (`identity.facilities_of`:
-    only those facilities are asked), by facility name."""
-    if subject_id is None:
-        return []
+@dataclass(frozen=True)
+class _Chart:
+    holding: Holding
+    birth_date: dt.date | None
+    sex: str | None
+
+    @property
+    def person(self) -> tuple[dt.date | None, str | None]:
+        return self.birth_date, self.sex
+
+
+@dataclass(frozen=True)
+class _Charts:
+    person: tuple[dt.date | None, str | None]  # the subject's birth date and sex: what the national-ID question asks
+    charts: list[_Chart]
+    invited_from: tuple[str, uuid.UUID] | None  # the facility and chart the account asked for was invited from
+
+    def chart(self, tenant: str, patient_id: uuid.UUID) -> _Chart | None:
+        return next((c for c in self.charts if (c.holding.tenant, c.holding.patient_id) == (tenant, patient_id)),
+                    None)
+
+
+def _charts_of(db: Database, subject_id: uuid.UUID, account_id: uuid.UUID | None = None) -> _Charts:
+    """The person's record in the identity index, their charts at every active facility that holds one
+    (`identity.facilities_of`: only those facilities are asked), each with its birth date and sex, and the chart
+    the account `account_id` was invited from."""
     with db.control() as conn:
         subjects, holding = identity.facilities_of(conn, subject_id)
-    holdings = []
+        person = conn.execute(sa.select(identity.subject.c.birth_date, identity.subject.c.sex)
+                              .where(identity.subject.c.id == identity.resolve_subject(conn, subject_id))).one()
+        invited = conn.execute(
+            sa.select(identity.account.c.invited_from_tenant, identity.account.c.invited_from_patient)
+            .where(identity.account.c.id == account_id)).first() if account_id else None
+    charts = []
     for tenant in list_tenants(db):
         if tenant["status"] != "active" or tenant["slug"] not in holding:
             continue
         with db.tenant(tenant["slug"]) as conn:
-            charts = conn.execute(sa.text("SELECT id FROM patient WHERE subject_id = ANY(:subjects) ORDER BY mrn"),
-                                  {"subjects": subjects}).scalars().all()
-        holdings += [Holding(tenant["slug"], tenant["name"], chart, tenant["timezone"]) for chart in charts]
-    return sorted(holdings, key=lambda h: (h.facility, str(h.patient_id)))
+            rows = conn.execute(sa.text("SELECT id, birth_date, sex FROM patient WHERE subject_id = ANY(:subjects) "
+                                        "ORDER BY mrn"), {"subjects": subjects}).all()
+        charts += [_Chart(Holding(tenant["slug"], tenant["name"], row.id, tenant["timezone"]), row.birth_date, row.sex)
+                   for row in rows]
+    return _Charts(tuple(person), charts, tuple(invited) if invited and invited[1] else None)
+
+
+@dataclass(frozen=True)
+class Records:
+    """What an account reads of its person (`records_of`): the charts shown, and how many were left out."""
+
+    shown: list[Holding]
+    withheld: int = 0
+
+
+def portal_records(db: Database, subject_id: uuid.UUID | None, *, account_id: uuid.UUID | None = None) -> Records:
+    """The charts of this person at every facility that holds one, by facility name, as the account `account_id`
+    reads them. When two of them disagree in birth date or sex (`identity.differing`), one was linked over a
+    differing answer to the national-ID question (the desk said a card was right that was another person's,
+    `clinical.service.link_registration`): shown together, each person would read the other's record. Then only
+    the charts agreeing with the one the account was invited from are shown (else with the person's record in
+    the identity index), until a facility corrects the registration in error (`disputed_link` refuses a new
+    invitation from such a chart meanwhile)."""
+    if subject_id is None:
+        return Records([])
+    found = _charts_of(db, subject_id, account_id)
+    shown = [c.holding for c in found.charts]
+    if any(identity.differing(one.person, other.person) for one in found.charts for other in found.charts):
+        own = found.chart(*found.invited_from) if found.invited_from else None
+        reference = own.person if own is not None else found.person
+        shown = [c.holding for c in found.charts if not identity.differing(reference, c.person)]
+        # The account and how many, never whose charts nor what differs.
+        log.warning("portal.charts_withheld", account=str(account_id), withheld=len(found.charts) - len(shown))
+    return Records(sorted(shown, key=lambda h: (h.facility, str(h.patient_id))), len(found.charts) - len(shown))
+
+
+def records_of(db: Database, reader: Principal) -> list[Holding]:
+    """The charts a patient's account reads of its person (`portal_records`), by facility name."""
+    return portal_records(db, reader.subject_id, account_id=reader.account_id).shown
+
+
+def disputed_link(db: Database, tenant: str, patient_id: uuid.UUID, subject_id: uuid.UUID) -> list[str]:
+    """What chart `patient_id` of `tenant` differs in ("birth date", "sex") from the person it is linked to, when
+    that link is in dispute: the chart disagrees with the person's record in the identity index (what the
+    national-ID question compared it with) and with another of their charts. It was then linked over a differing
+    answer the desk confirmed, and an account invited from it would be another person's, on the holder's records.
+    A chart that is the person's only one, or that disagrees with the index alone (its registration corrected
+    since the index's record was made), is not in dispute. Empty when none is."""
+    found = _charts_of(db, subject_id)
+    this = found.chart(tenant, patient_id)
+    if this is None:
+        return []
+    differs = identity.differing(found.person, this.person)
+    if differs and any(identity.differing(this.person, c.person) for c in found.charts if c is not this):
+        return differs
+    return []
 
 
 def access_log(db: Database, principal: Principal, holdings: list[Holding]) -> list[audit.AccessEntry]:
