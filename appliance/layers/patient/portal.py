@@ -218,13 +218,15 @@ def _charts_of(db: Database, subject_id: uuid.UUID, account_id: uuid.UUID | None
     """The person's record in the identity index, their charts at every active facility that holds one
     (`identity.facilities_of`: only those facilities are asked), each with its birth date and sex, and the chart
     the account `account_id` was invited from."""
+    subject, account = identity.subject, identity.account
     with db.control() as conn:
         subjects, holding = identity.facilities_of(conn, subject_id)
-        person = conn.execute(sa.select(identity.subject.c.birth_date, identity.subject.c.sex)
-                              .where(identity.subject.c.id == identity.resolve_subject(conn, subject_id))).one()
-        invited = conn.execute(
-            sa.select(identity.account.c.invited_from_tenant, identity.account.c.invited_from_patient)
-            .where(identity.account.c.id == account_id)).first() if account_id else None
+        # The survivor (the one of them merged into none), and the account's chart, in one round trip.
+        person = conn.execute(sa.select(
+            subject.c.birth_date, subject.c.sex,
+            sa.select(account.c.invited_from_tenant).where(account.c.id == account_id).scalar_subquery(),
+            sa.select(account.c.invited_from_patient).where(account.c.id == account_id).scalar_subquery(),
+        ).where(subject.c.id.in_(subjects), subject.c.merged_into.is_(None))).one()
     charts = []
     for tenant in list_tenants(db):
         if tenant["status"] != "active" or tenant["slug"] not in holding:
@@ -234,7 +236,7 @@ def _charts_of(db: Database, subject_id: uuid.UUID, account_id: uuid.UUID | None
                                         "ORDER BY mrn"), {"subjects": subjects}).all()
         charts += [_Chart(Holding(tenant["slug"], tenant["name"], row.id, tenant["timezone"]), row.birth_date, row.sex)
                    for row in rows]
-    return _Charts(tuple(person), charts, tuple(invited) if invited and invited[1] else None)
+    return _Charts((person[0], person[1]), charts, (person[2], person[3]) if person[3] is not None else None)
 
 
 @dataclass(frozen=True)
