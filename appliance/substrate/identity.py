@@ -305,6 +305,26 @@ class HolderComparison:
     refused: bool = False
 
 
+def national_id_question_allowed(conn: Connection, holder_id: uuid.UUID, *, by: Principal) -> bool:
+    """Whether `by` may be told again this hour whether a chart agrees with person `holder_id` (the survivor of
+    merges): not after NATIONAL_ID_ANSWERS_PER_ASKER differing answers to them, nor NATIONAL_ID_ANSWERS_PER_PERSON
+    to everyone (`note_differing_answer`). Holds the person's question lock to the end of `conn`'s transaction, so a
+    burst of questions in parallel cannot all pass the count. Whatever else answers whether a chart agrees (the
+    portal's invitation, `patient.portal.disputed_link`) asks this first, or it would answer without a limit."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                 {"key": f"healthos.identity.national_id_question.{holder_id}"})
+    by_asker, by_everyone = conn.execute(_ANSWERS_GIVEN, {
+        "account": by.account_id, "subject": holder_id, "window": NATIONAL_ID_QUESTION_WINDOW}).one()
+    return by_asker < NATIONAL_ID_ANSWERS_PER_ASKER and by_everyone < NATIONAL_ID_ANSWERS_PER_PERSON
+
+
+def note_differing_answer(conn: Connection, holder_id: uuid.UUID, *, by: Principal) -> None:
+    """`by` was told a chart differs from person `holder_id`: counted by `national_id_question_allowed` for an hour."""
+    conn.execute(sa.delete(national_id_answer).where(
+        national_id_answer.c.answered_at < sa.func.now() - NATIONAL_ID_QUESTION_WINDOW))
+    conn.execute(sa.insert(national_id_answer).values(subject_id=holder_id, account_id=by.account_id))
+
+
 def compare_national_id_holder(conn: Connection, national_id: str, *, birth_date: date | None, sex: str | None,
                                tenant: str, by: Principal, confirmed: bool) -> HolderComparison | None:
     """What the person holding `national_id` (the survivor, when their subject was merged) differs in from a chart
@@ -326,22 +346,14 @@ def compare_national_id_holder(conn: Connection, national_id: str, *, birth_date
         return None
     holder_id = resolve_subject(conn, found)
     detail = {"tenant": tenant, "subject": str(holder_id)}
-    if not confirmed:
-        # One question about a person at a time, so a burst of them in parallel cannot all pass the count.
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                     {"key": f"healthos.identity.national_id_question.{holder_id}"})
-        by_asker, by_everyone = conn.execute(_ANSWERS_GIVEN, {
-            "account": by.account_id, "subject": holder_id, "window": NATIONAL_ID_QUESTION_WINDOW}).one()
-        if by_asker >= NATIONAL_ID_ANSWERS_PER_ASKER or by_everyone >= NATIONAL_ID_ANSWERS_PER_PERSON:
-            _audit(conn, event_type="subject.national_id.compare", action="R", principal=by, outcome="failure",
-                   detail={**detail, "refused": "asked too often", "confirmed": confirmed})
-            return HolderComparison([], refused=True)
+    if not confirmed and not national_id_question_allowed(conn, holder_id, by=by):
+        _audit(conn, event_type="subject.national_id.compare", action="R", principal=by, outcome="failure",
+               detail={**detail, "refused": "asked too often", "confirmed": confirmed})
+        return HolderComparison([], refused=True)
     holder = conn.execute(sa.select(subject.c.birth_date, subject.c.sex).where(subject.c.id == holder_id)).one()
     differs = differing((holder.birth_date, holder.sex), (birth_date, sex))
     if differs and not confirmed:
-        conn.execute(sa.delete(national_id_answer).where(
-            national_id_answer.c.answered_at < sa.func.now() - NATIONAL_ID_QUESTION_WINDOW))
-        conn.execute(sa.insert(national_id_answer).values(subject_id=holder_id, account_id=by.account_id))
+        note_differing_answer(conn, holder_id, by=by)
     _audit(conn, event_type="subject.national_id.compare", action="R", principal=by,
            detail={**detail, "differs": differs, "confirmed": confirmed})
     return HolderComparison(differs)

@@ -1023,14 +1023,26 @@ def invite_patient(request: Asking, tenant: Tenant, patient_id: Id, data: FormDa
     """An account for the patient in the patient portal, linked to their one-identity subject, and a
     one-time enrolment link to hand them (shown once; the appliance keeps only its digest)."""
     email = str(data.get("email") or "").strip()
+    status = 200
     try:
         invite = {"email": email, "link": _invite(request, tenant, patient_id, email)}
     except identity.IdentityError as refused:
         invite = {"email": email, "error": str(refused)[:1].upper() + str(refused)[1:]}
+        status = 429 if isinstance(refused, InvitationAskedTooOften) else 422
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id, in_care=False)
-    return page(request, "patient.html", status=422 if "error" in invite else 200, active="patients",
+    return page(request, "patient.html", status=status, active="patients",
                 patient_id=patient_id, tab="patient", invite=invite, **top, **HELPERS)
+
+
+class InvitationAskedTooOften(identity.IdentityError):
+    """An invitation not looked at (429): the national-ID question about its person was asked too often this hour."""
+
+
+INVITATION_ASKED_TOO_OFTEN = (
+    "This patient's national ID was asked about too often in the last hour with a birth date or sex its holder does "
+    "not have, so whether this chart agrees with that person is not looked at again for now. Try again in an hour, "
+    "or ask the records office. Nobody was invited.")
 
 
 def disputed_link_refusal(differs: list[str]) -> str:
@@ -1055,10 +1067,21 @@ def _invite(request: Asking, tenant: str, patient_id: uuid.UUID, email: str) -> 
         found, subject_id = service.subject_of(db, tenant, request.user, patient_id)
     except service.ChartLeftUnlinked as unlinked:
         raise identity.IdentityError(f"{unlinked.detail} Nobody was invited.") from None
-    if differs := patient_portal.disputed_link(db, tenant, patient_id, subject_id):
+    # Whether the chart agrees with its person answers the national-ID question again (correct a chart's birth date,
+    # try to invite it, and so on), so it is limited as that question is, the count kept before anything is compared.
+    with db.control() as asking:
+        holder_id = identity.resolve_subject(asking, subject_id)
+        allowed = identity.national_id_question_allowed(asking, holder_id, by=request.user)
+        differs = patient_portal.disputed_link(db, tenant, patient_id, subject_id) if allowed else []
+        if differs:
+            identity.note_differing_answer(asking, holder_id, by=request.user)
+    if not allowed or differs:
         with db.tenant(tenant) as conn:  # the refusal on the chart's access log, with what differed and nothing else
             note_access(conn, request.user, "create", patient_id, "portal_invitation", detail={
-                "refused": "national ID confirmed over a differing holder", "differs": differs})
+                "refused": "national ID confirmed over a differing holder", "differs": differs} if allowed else {
+                "refused": "asked too often"})
+        if not allowed:
+            raise InvitationAskedTooOften(INVITATION_ASKED_TOO_OFTEN)
         raise identity.IdentityError(disputed_link_refusal(differs))
     with db.control() as conn:
         if identity.subject_has_account(conn, subject_id):

@@ -275,6 +275,26 @@ def test_a_chart_linked_over_a_confirmed_differing_national_id_is_not_invited_un
     assert "Otieno" not in mine and "Riverside Referral" in mine and "Hillview Health Centre" in mine
 
 
+def test_inviting_cannot_be_repeated_to_learn_the_holders_birth_date(db, facilities, people, signed_in):
+    """Whether the invitation is refused says whether the chart agrees with the number's holder: a desk correcting
+    the chart's birth date and trying again would learn the holder's, a question a time, past the national-ID
+    question's limit. So it is counted as that question is: after five refusals this hour the sixth invitation is
+    not looked at (429, whatever the chart says), audited, and nobody is invited."""
+    hillview = facilities[1]
+    desk = signed_in("registrar", hillview.slug)
+    chart_page = f"/t/{hillview.slug}/patients/{people['mistaken']['id']}"
+    for _ in range(identity.NATIONAL_ID_ANSWERS_PER_ASKER):
+        _, refused = _invite_from(desk, chart_page)
+        assert refused.status_code == 422 and "another birth date and sex" in refused.text
+    email, throttled = _invite_from(desk, chart_page)
+    assert throttled.status_code == 429 and "asked about too often" in throttled.text, throttled.text
+    assert "birth date and sex" not in throttled.text.split("asked about too often")[1][:200]
+    assert _account_of(db, email) is None
+    refusals = [e.detail["refused"] for e in audit.patient_access_log(db, hillview.slug, people["mistaken"]["id"])
+                if e.detail.get("refused")]
+    assert sorted(refusals) == ["asked too often"] + ["national ID confirmed over a differing holder"] * 5
+
+
 def test_a_desk_correcting_the_birth_date_and_sex_to_the_holders_lets_the_chart_be_invited(
         db, facilities, people, signed_in):
     """The other way to resolve it: the number was right and the registration's birth date and sex were typed
