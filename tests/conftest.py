@@ -24,6 +24,7 @@ from appliance.substrate.config import Settings
 from appliance.substrate.db import Database
 from appliance.substrate.migrate import migrate_control
 from appliance.substrate.policy import AccessPolicy, load_policy
+from appliance.substrate.shared_store import SharedStore
 from appliance.substrate.tenancy import apply_config, drop_tenant
 from appliance.substrate.tenant_config import TenantConfig
 
@@ -190,12 +191,10 @@ def session_app(db: Database, settings: Settings):
 
 
 @pytest.fixture(scope="module")
-def app(session_app):
-    """The session's app, with the stores a new app starts with: a module's sign-in and package posts are
-    never counted against the next module's throttle."""
-    from litestar.stores.registry import StoreRegistry
-
-    session_app.stores = StoreRegistry()
+def app(session_app, db: Database):
+    """The session's app, its throttle's counts forgotten: a module's sign-in and package posts are never counted
+    against the next module's throttle (every app over the session's database counts in its control.shared_value)."""
+    SharedStore(db).delete_all()
     return session_app
 
 

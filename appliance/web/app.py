@@ -94,6 +94,7 @@ from appliance.web.auth import (
 )
 from appliance.web.context import close_uploads_middleware, request_context_middleware
 from appliance.web.policy_files import POLICY_FILES
+from appliance.web.throttle import DatabaseStore, SharedRateLimitMiddleware
 
 HERE = Path(__file__).parent
 ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES, *operator.ROUTES,
@@ -145,11 +146,13 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         exclude=[f"^/api/(?!{SESSION_API.removeprefix('/api/')})"],
     )
     # Only sign-in and package posts are throttled (`_throttled`), each allowed as many posts a minute
-    # per client; the rest of the API and static files skip the middleware by path rather than build a
-    # Request for `_throttled` to refuse on every call.
+    # per client, counted in the database for all the appliance's workers (web/throttle.py); the rest of
+    # the API and static files skip the middleware by path rather than build a Request for `_throttled`
+    # to refuse on every call.
     rate_limit = RateLimitConfig(rate_limit=("minute", settings.signin_attempts_per_minute),
                                  check_throttle_handler=_throttled, identifier_for_request=_throttle_key,
-                                 exclude=["^/static/", f"^/api/(?!{PACKAGES_PATH.removeprefix('/api/')}$)"])
+                                 exclude=["^/static/", f"^/api/(?!{PACKAGES_PATH.removeprefix('/api/')}$)"],
+                                 middleware_class=SharedRateLimitMiddleware)
     # Started with the app's lifespan: an app never started (most tests) never caches a token.
     token_cache = TokenCache.of(db)
     app = Litestar(
@@ -163,6 +166,7 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         middleware=[request_context_middleware, close_uploads_middleware, security_headers_middleware,
                     authentication_middleware, rate_limit.middleware],
         csrf_config=csrf,
+        stores={rate_limit.store: DatabaseStore(db)},
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine,
                                        engine_callback=_register_filters),
         openapi_config=OpenAPIConfig(

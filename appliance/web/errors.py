@@ -75,11 +75,16 @@ def http_exception(request: Request, exc: HTTPException) -> Response:
         return sign_in_first(request)  # not shown JSON
     if _wants_page(request):
         no_route = exc.status_code == HTTP_404_NOT_FOUND and exc.detail == "Not Found"  # the router's own
-        return error_page(request, exc.status_code, NO_PAGE if no_route else exc.detail)
-    extra = {}
-    if isinstance(exc, ValidationException) and exc.extra:
-        extra["errors"] = exc.extra
-    return problem(exc.status_code, exc.detail, **extra)
+        refusal = error_page(request, exc.status_code, NO_PAGE if no_route else exc.detail)
+    else:
+        extra = {}
+        if isinstance(exc, ValidationException) and exc.extra:
+            extra["errors"] = exc.extra
+        refusal = problem(exc.status_code, exc.detail, **extra)
+    # What the exception says beyond its sentence: a throttled client's Retry-After, a 405's Allow.
+    for name, value in (exc.headers or {}).items():
+        refusal.set_header(name, value)
+    return refusal
 
 
 def unexpected(request: Request, exc: Exception) -> Response:

@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from appliance.substrate.principal import Principal
+from appliance.substrate.shared_store import SharedStore
 from tests.e2e.history import CLINICAL_CONFIG, Chart, populate
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,12 +72,10 @@ def served_app(db, settings):
 
 
 @pytest.fixture(scope="module")
-def live_server(served_app, clinic) -> Iterator[str]:
+def live_server(served_app, clinic, db) -> Iterator[str]:
     """The appliance's real app behind a real HTTP server, for a real browser: a server of the module's own, over
-    the session's app with the stores a new app starts with (as the `app` fixture gives the in-process tests)."""
-    from litestar.stores.registry import StoreRegistry
-
-    served_app.stores = StoreRegistry()
+    the session's app with the throttle's counts forgotten (as the `app` fixture gives the in-process tests)."""
+    SharedStore(db).delete_all()
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(served_app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, ws="none", lifespan="on"))

@@ -7,10 +7,10 @@ import time
 import pytest
 import sqlalchemy as sa
 from litestar import get
-from litestar.stores.registry import StoreRegistry
 from litestar.testing import TestClient
 
 from appliance.substrate import identity, passwords, totp
+from appliance.substrate.shared_store import SharedStore
 from appliance.web.app import create_app
 from appliance.web.errors import sentence
 
@@ -20,10 +20,10 @@ PUBLIC_ROUTES = {"/health", "/ready", "/signin", "/signin/mfa", "/enrol", "/sche
 
 
 @pytest.fixture
-def fresh_client(app):
-    """A client of the app with its stores as a new app's, so sign-in rate limits counted by other tests do not
+def fresh_client(app, db):
+    """A client of the app with the throttle's counts forgotten, so sign-in rate limits counted by other tests do not
     interfere (an app of its own cost ~0.7 s a test)."""
-    app.stores = StoreRegistry()
+    SharedStore(db).delete_all()
     return TestClient(app=app, raise_server_exceptions=False)
 
 
