@@ -98,8 +98,7 @@ def backup_create(settings: Settings, out_path: Path) -> None:
             summary = backups.create(db, keys.Keyring.from_settings(settings), out_path)
         except backups.BackupFailed as exc:
             fail(f"no backup made: {exc}" + "".join(f"; {note}" for note in getattr(exc, "__notes__", ())))
-    rows = sum(sum(counts.values()) for counts in summary.tenants.values())
-    err.print(f"{out_path}: control and {len(summary.tenants)} tenant(s), {rows} rows, "
+    err.print(f"{out_path}: {backups.describe_counts(summary.control, summary.tenants)}, "
               f"{summary.bytes / 1e6:.1f} MB in {summary.seconds:.1f} s")
 
 
@@ -125,8 +124,8 @@ def backup_list(settings: Settings, limit: int, as_json: bool) -> None:
         finished = run.finished_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         took = f"{(run.finished_at - run.started_at).total_seconds():.0f} s"
         if run.outcome == "success":
-            click.echo(f"{finished}  made    {run.path}  {run.bytes / 1e6:.1f} MB, {run.facilities} facilities, "
-                       f"{run.rows:,} rows, {took}")
+            click.echo(f"{finished}  made    {run.path}  {run.bytes / 1e6:.1f} MB, control and {run.facilities} "
+                       f"facilities, {run.rows:,} rows, {took}")
         else:
             click.echo(f"{finished}  FAILED  {run.path}  {run.error}")
 
@@ -167,8 +166,11 @@ def backup_restore(settings: Settings, backup_file: Path) -> None:
     with opened_database(settings) as db:
         try:
             summary = backups.restore(db, keyring, backup_file)
-        except (backups.BackupRefused, backups.NotEmpty, keys.KeyUnavailable) as exc:
-            fail(f"nothing restored: {exc}")
+        except (backups.BackupRefused, backups.NotEmpty, backups.RestoreFailed, keys.KeyUnavailable) as exc:
+            fail(f"nothing restored: {exc}" + "".join(f"; {note}" for note in getattr(exc, "__notes__", ())))
+    err.print(f"control: {sum(summary.control.values())} rows in {len(summary.control)} tables, "
+              + ("as in the backup" if summary.control_checked else
+                 "not checked: this backup was made by a release that did not count control's rows"))
     for slug, counts in sorted(summary.tenants.items()):
         err.print(f"{slug}: {sum(counts.values())} rows in {len(counts)} tables, as in the backup")
     err.print(f"restored {backup_file} in {summary.seconds:.1f} s; run `healthos audit verify` to check the trail")

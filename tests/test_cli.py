@@ -617,7 +617,16 @@ def test_status_names_each_problem_and_says_all_well_when_all_is(run, db, tenant
                                      f"'{head('tenant')}'")
 
     # A backup made, and every log's waiting events sealed (the test process runs no checkpointer): all well.
-    assert run("backup", "create", "--out", str(tmp_path / "nightly.hbk")).exit_code == 0
+    # What it holds of control is said when it is made, verified and listed, as the facilities' rows are.
+    nightly = tmp_path / "nightly.hbk"
+    made = run("backup", "create", "--out", str(nightly))
+    assert made.exit_code == 0 and re.search(r"control \([\d,]+ accounts, [\d,]+ memberships, [\d,]+ subjects, "
+                                             r"[\d,]+ events of the appliance's audit log; [\d,]+ rows in all\) and "
+                                             r"\d+ facilities", " ".join(made.output.split())), made.output
+    verified = " ".join(run("backup", "verify", str(nightly)).output.split())
+    assert f"{nightly}: intact; backup of" in verified and " accounts, " in verified, verified
+    listed = run("backup", "list", "--limit", "1").output
+    assert re.search(rf"made +{re.escape(str(nightly))} +[\d.]+ MB, control and \d+ facilities, [\d,]+ rows", listed)
     assert run("audit", "checkpoint").exit_code == 0
     result = run("status", "--json")
     report = json.loads(result.output)

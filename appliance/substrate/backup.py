@@ -8,14 +8,20 @@ streams each dump through AES-256-GCM in 1 MiB chunks under a key derived from t
     part, part, ...        each: chunks of [u32 length][ciphertext], nonce = part prefix || u32 index,
                            associated data = part name, index and whether it is the last chunk
     manifest (JSON)        parts (name, schema, offset, length, SHA-256 of the plaintext, nonce prefix),
-                           tenants with their row counts per table, schema revisions, the signing key file
+                           control's row counts per table, tenants with theirs, schema revisions, the signing key file
     [u32 manifest length][HMAC-SHA256 of everything before it, 32 bytes]
 
 so any changed byte — in a chunk, its framing, the manifest or the trailer — fails the HMAC or a
-chunk's tag and the backup is refused. `verify` checks all of it and decrypts every chunk without
-writing anything; `restore` verifies first, then loads into an empty appliance (no `control`, no
-tenant schema), creates the tenant roles, restores, migrates to head and compares the row counts
-per tenant with the manifest's. The appliance key is not in the backup: keep a copy of
+chunk's tag and the backup is refused. The counts are read in the one snapshot every `pg_dump` dumps
+(exported by a repeatable-read transaction held open through the dumps), so control and the tenants
+are of one moment and the counts are what the parts hold, however busy the appliance is meanwhile.
+
+`verify` checks all of it and decrypts every chunk without writing anything; `restore` verifies
+first, then loads into an empty appliance (no `control`, no tenant schema), creates the tenant
+roles, restores, compares the row counts of `control` and of every tenant with the manifest's and
+migrates to head. A restore that fails anywhere, a count that differs among them, takes away all
+it loaded (schemas, the roles it made, the signing key files it wrote): the appliance is as empty as
+it was, never half restored. The appliance key is not in the backup: keep a copy of
 `keys/appliance.key` (or the passphrase) apart from the backups; without it they cannot be read.
 
 A backup is every patient's record leaving the database, so each one is an event of the appliance's
@@ -37,6 +43,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +57,7 @@ from appliance.substrate import audit, keys
 from appliance.substrate.db import CONTROL_SCHEMA, Database, control_metadata, tenant_schema
 from appliance.substrate.embedded import pg_binary
 from appliance.substrate.migrate import migrate_all, schema_revision
-from appliance.substrate.tenancy import active_slugs
+from appliance.substrate.tenancy import active_slugs_in
 
 MAGIC = b"HEALTHOS-BACKUP/1\n"
 RETIRED_PART = "keys/retired/"  # a part holding the public half of a signing key rotated out
@@ -67,6 +74,11 @@ class BackupRefused(RuntimeError):
 
 class NotEmpty(RuntimeError):
     """`restore` goes only into an empty appliance."""
+
+
+class RestoreFailed(RuntimeError):
+    """The restore did not give back what the backup holds, or stopped half way; what it had loaded was taken
+    away again, and the appliance is as empty as before."""
 
 
 class BackupFailed(RuntimeError):
@@ -93,6 +105,12 @@ class BackupSummary:
     bytes: int
     seconds: float
     tenants: dict[str, dict[str, int]] = field(default_factory=dict)
+    control: dict[str, int] = field(default_factory=dict)
+    control_checked: bool = True  # a backup made before control was counted has nothing to check it against
+
+    @property
+    def rows(self) -> int:
+        return total_rows(self.control, self.tenants)
 
 
 def _keys(keyring: keys.Keyring) -> tuple[AESGCM, bytes]:
@@ -104,14 +122,37 @@ def _aad(part: str, index: int, final: bool) -> bytes:
     return f"{FORMAT}\npart={part}\nchunk={index}\nfinal={int(final)}\n".encode()
 
 
+def rows_per_table(conn: Connection, schema: str) -> dict[str, int]:
+    """Rows in every table of a schema (read as its owner, in the caller's transaction)."""
+    tables = conn.execute(sa.text(
+        "SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY tablename"), {"s": schema}).scalars().all()
+    return {table: conn.execute(sa.text(f'SELECT count(*) FROM "{schema}"."{table}"')).scalar()  # noqa: S608 -- names from the catalog
+            for table in tables}
+
+
 def row_counts(db: Database, slug: str) -> dict[str, int]:
-    """Rows in every table of a tenant's schema (read as the schema's owner)."""
-    schema = tenant_schema(slug)
+    """Rows in every table of a tenant's schema."""
     with db.control() as conn:
-        tables = conn.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = :s ORDER BY tablename"), {"s": schema}).scalars().all()
-        return {table: conn.execute(sa.text(f'SELECT count(*) FROM "{schema}"."{table}"')).scalar()  # noqa: S608 -- names from the catalog
-                for table in tables}
+        return rows_per_table(conn, tenant_schema(slug))
+
+
+def total_rows(control: dict[str, int], tenants: dict[str, dict[str, int]]) -> int:
+    return sum(control.values()) + sum(sum(counts.values()) for counts in tenants.values())
+
+
+# What IT asks of control first after a restore: are the people, their places and the one identity there?
+_CONTROL_NAMED = (("account", "accounts"), ("membership", "memberships"), ("subject", "subjects"),
+                  ("audit_event", "events of the appliance's audit log"))
+
+
+def describe_counts(control: dict[str, int], tenants: dict[str, dict[str, int]]) -> str:
+    """The rows of a backup as the operator reads them: control's that matter by name, then the facilities'."""
+    named = ", ".join(f"{control[table]:,} {what}" for table, what in _CONTROL_NAMED if table in control)
+    facility_rows = sum(sum(counts.values()) for counts in tenants.values())
+    facilities = f"{len(tenants)} facilit{'y' if len(tenants) == 1 else 'ies'}"
+    if not control:  # a backup made before control was counted
+        return f"control (not counted) and {facilities} ({facility_rows:,} rows)"
+    return (f"control ({named}; {sum(control.values()):,} rows in all) and {facilities} ({facility_rows:,} rows)")
 
 
 # -- create ---------------------------------------------------------------------------------------
@@ -136,9 +177,19 @@ def _write_part(out, aead: AESGCM, name: str, chunks: Iterator[bytes]) -> dict:
             "sha256": digest.hexdigest(), "nonce_prefix": prefix.hex()}
 
 
-def _dump(db: Database, schema: str) -> Iterator[bytes]:
+@contextmanager
+def _one_moment(db: Database) -> Iterator[tuple[Connection, str]]:
+    """A read-only transaction of one snapshot, held open, and that snapshot's name for `pg_dump --snapshot`:
+    what is counted in it is what every dump holds, though sign-ins and charts are written meanwhile."""
+    with db.control() as conn:
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield conn, conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
+
+
+def _dump(db: Database, schema: str, snapshot: str) -> Iterator[bytes]:
     process = subprocess.Popen([str(pg_binary("pg_dump")), "--format=custom", "--schema", schema, "--no-owner",
-                                "--dbname", db.libpq_url()], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                "--snapshot", snapshot, "--dbname", db.libpq_url()],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None
     while chunk := process.stdout.read(CHUNK):
         yield chunk
@@ -179,18 +230,19 @@ def _why(exc: BaseException, out_path: Path) -> str:
 def _create(db: Database, keyring: keys.Keyring, out_path: Path, started_at: datetime) -> BackupSummary:
     started = time.monotonic()
     aead, mac_key = _keys(keyring)
-    slugs = active_slugs(db)
-    with db.control() as conn:
-        revisions = {CONTROL_SCHEMA: schema_revision(conn, CONTROL_SCHEMA),
-                     **{slug: schema_revision(conn, tenant_schema(slug)) for slug in slugs}}
-    counts = {slug: row_counts(db, slug) for slug in slugs}
     temporary = out_path.with_name(f".{out_path.name}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "w+b") as out:
+        with os.fdopen(fd, "w+b") as out, _one_moment(db) as (conn, snapshot):
+            slugs = active_slugs_in(conn)
+            revisions = {CONTROL_SCHEMA: schema_revision(conn, CONTROL_SCHEMA),
+                         **{slug: schema_revision(conn, tenant_schema(slug)) for slug in slugs}}
+            control = rows_per_table(conn, CONTROL_SCHEMA)
+            counts = {slug: rows_per_table(conn, tenant_schema(slug)) for slug in slugs}
             out.write(MAGIC)
-            parts = [_write_part(out, aead, "control", _dump(db, CONTROL_SCHEMA))]
-            parts += [_write_part(out, aead, f"tenant/{slug}", _dump(db, tenant_schema(slug))) for slug in slugs]
+            parts = [_write_part(out, aead, "control", _dump(db, CONTROL_SCHEMA, snapshot))]
+            parts += [_write_part(out, aead, f"tenant/{slug}", _dump(db, tenant_schema(slug), snapshot))
+                      for slug in slugs]
             signing_key = keyring.keys_dir / keys.SIGNING_KEY_FILE
             if signing_key.exists():  # encrypted under the appliance key already; restored when missing
                 parts.append(_write_part(out, aead, "keys/signing", iter([signing_key.read_bytes()])))
@@ -199,7 +251,7 @@ def _create(db: Database, keyring: keys.Keyring, out_path: Path, started_at: dat
             for retired in sorted(keyring.keys_dir.glob(keys.RETIRED_SIGNING_KEY_GLOB)):
                 parts.append(_write_part(out, aead, f"{RETIRED_PART}{retired.name}", iter([retired.read_bytes()])))
             manifest = {"format": FORMAT, "created_at": started_at.isoformat(), "parts": parts,
-                        "tenants": counts, "revisions": revisions}
+                        "control": control, "tenants": counts, "revisions": revisions}
             manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
             out.write(manifest_bytes + _LENGTH.pack(len(manifest_bytes)))
             out.flush()
@@ -210,7 +262,7 @@ def _create(db: Database, keyring: keys.Keyring, out_path: Path, started_at: dat
             out.seek(0, os.SEEK_END)
             out.write(mac.digest())
             os.fsync(out.fileno())
-        summary = BackupSummary(out_path, temporary.stat().st_size, time.monotonic() - started, counts)
+        summary = BackupSummary(out_path, temporary.stat().st_size, time.monotonic() - started, counts, control)
         kept = False
         try:
             # The file takes its name inside the transaction that audits it: if the event cannot be
@@ -233,10 +285,9 @@ def _record(conn: Connection, started_at: datetime, out_path: Path, *, summary: 
     """The run's row and its `backup.export` event of the appliance's log, in the caller's transaction."""
     row = {"started_at": started_at, "finished_at": datetime.now(UTC), "path": str(out_path.absolute())}
     if summary is not None:
-        rows = sum(sum(counts.values()) for counts in summary.tenants.values())
-        row |= {"outcome": "success", "bytes": summary.bytes, "facilities": len(summary.tenants), "rows": rows}
-        detail = {"file": row["path"], "bytes": summary.bytes, "facilities": sorted(summary.tenants), "rows": rows,
-                  "seconds": round(summary.seconds, 1)}
+        row |= {"outcome": "success", "bytes": summary.bytes, "facilities": len(summary.tenants), "rows": summary.rows}
+        detail = {"file": row["path"], "bytes": summary.bytes, "facilities": sorted(summary.tenants),
+                  "rows": summary.rows, "seconds": round(summary.seconds, 1)}
     else:
         row |= {"outcome": "failure", "error": error}
         detail = {"file": row["path"], "error": error}
@@ -369,11 +420,11 @@ def _restore_part(db: Database, path: Path, aead: AESGCM, part: dict) -> None:
 
 
 def restore(db: Database, keyring: keys.Keyring, path: Path) -> BackupSummary:
-    """Verify, then restore into this empty appliance; the row counts per tenant must match the backup's."""
+    """Verify, then restore into this empty appliance; the row counts of control and of every tenant must match
+    the backup's. Raises RestoreFailed (or BackupRefused) with everything it had loaded taken away again."""
     started = time.monotonic()
     path = Path(path)
     manifest = verify(path, keyring)
-    aead, _ = _keys(keyring)
     with db.control() as conn:
         present = conn.execute(sa.text("SELECT nspname FROM pg_namespace "
                                        "WHERE nspname = 'control' OR nspname LIKE 't\\_%' ORDER BY 1")).scalars().all()
@@ -381,48 +432,107 @@ def restore(db: Database, keyring: keys.Keyring, path: Path) -> BackupSummary:
         raise NotEmpty(f"this appliance is not empty (schemas {', '.join(present[:5])}): restore goes into a fresh "
                        "appliance only")
     slugs = sorted(manifest["tenants"])
+    loaded = _Loaded()
+    try:
+        control, restored = _load(db, keyring, path, manifest, loaded)
+        migrate_all(db, slugs)  # a backup made by an older release comes up at this release's head
+        with db.control() as conn:
+            audit.append(conn, tenant=None, principal=None, event_type="backup.restore", action="E",
+                         detail={"file": str(path.absolute()), "backup_of": manifest["created_at"],
+                                 "facilities": slugs, "rows": total_rows(control, restored)})
+    except BaseException as exc:
+        try:
+            _take_away(db, slugs, loaded)
+        except Exception as cleanup:  # the restore's own failure is the one to raise
+            exc.add_note(f"what it had loaded could not all be taken away ({cleanup}): clear this appliance's "
+                         "HEALTHOS_HOME but keys/appliance.key before restoring again")
+        if isinstance(exc, BackupRefused | RestoreFailed) or not isinstance(exc, _STOPS):
+            raise
+        raise RestoreFailed(f"{path}: the restore stopped ({exc}); nothing of it was kept, this appliance is empty "
+                            "again") from exc
+    return BackupSummary(path, path.stat().st_size, time.monotonic() - started, restored, control,
+                         control_checked="control" in manifest)
+
+
+# What stops a restore on the way (pg_restore refusing a part, a full disk, a migration or the audit event
+# failing) and is told to the operator as such, not as a traceback.
+_STOPS = (RuntimeError, OSError, sa.exc.SQLAlchemyError)
+
+
+@dataclass
+class _Loaded:
+    """What a restore has made so far, to take away if it cannot finish."""
+    roles: list[str] = field(default_factory=list)
+    key_files: list[Path] = field(default_factory=list)
+
+
+def _load(db: Database, keyring: keys.Keyring, path: Path, manifest: dict,
+          loaded: _Loaded) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Every part into the database (or the keys directory), then the counts compared with the manifest's."""
+    aead, _ = _keys(keyring)
+    slugs = sorted(manifest["tenants"])
     with db.control() as conn:
         for slug in slugs:
             role = conn.dialect.identifier_preparer.quote_identifier(tenant_schema(slug))
             exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": tenant_schema(slug)})
             if exists.first() is None:
                 conn.exec_driver_sql(f"CREATE ROLE {role} NOLOGIN NOINHERIT")
+                loaded.roles.append(tenant_schema(slug))
             conn.exec_driver_sql(f"GRANT {role} TO CURRENT_USER")
     for part in manifest["parts"]:
         if part["name"].startswith(RETIRED_PART):
             name = part["name"].removeprefix(RETIRED_PART)
             if not _RETIRED_NAME.fullmatch(name):  # a name from the file: never a path out of keys/
-                raise RuntimeError(f"the backup names a retired signing key {name!r} that is not one")
+                raise BackupRefused(f"{path}: the backup names a retired signing key {name!r} that is not one")
             target = keyring.keys_dir / name
             if not target.exists():
                 keyring.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                loaded.key_files.append(target)
                 target.write_bytes(b"".join(_chunks(path, aead, part)))
             continue
         if part["name"] == "keys/signing":
             target = keyring.keys_dir / keys.SIGNING_KEY_FILE
             if not target.exists():
                 keyring.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                loaded.key_files.append(target)
                 keys._write_new(target, b"".join(_chunks(path, aead, part)))
             continue
         _restore_part(db, path, aead, part)
-    restored = {slug: row_counts(db, slug) for slug in slugs}
-    for slug in slugs:
-        expected = manifest["tenants"][slug]
-        differing = {table: (count, restored[slug].get(table)) for table, count in expected.items()
-                     if restored[slug].get(table) != count}
-        if differing:
-            raise RuntimeError(f"tenant {slug}: row counts differ after restore (table: backup, restored): {differing}")
-    migrate_all(db, slugs)  # a backup made by an older release comes up at this release's head
     with db.control() as conn:
-        audit.append(conn, tenant=None, principal=None, event_type="backup.restore", action="E",
-                     detail={"file": str(path.absolute()), "backup_of": manifest["created_at"], "facilities": slugs,
-                             "rows": sum(sum(c.values()) for c in restored.values())})
-    return BackupSummary(path, path.stat().st_size, time.monotonic() - started, restored)
+        control = rows_per_table(conn, CONTROL_SCHEMA)
+        restored = {slug: rows_per_table(conn, tenant_schema(slug)) for slug in slugs}
+    # A backup made before control was counted carries no control counts: its tenants are still checked.
+    differing = _differing(CONTROL_SCHEMA, manifest.get("control", {}), control)
+    for slug in slugs:
+        differing += _differing(tenant_schema(slug), manifest["tenants"][slug], restored[slug])
+    if differing:
+        raise RestoreFailed(f"{path}: the restore did not give back the rows the backup holds "
+                            f"({'; '.join(differing)}), so nothing of it was kept and this appliance is empty again; "
+                            "verify the backup, or restore an earlier one")
+    return control, restored
+
+
+def _differing(schema: str, expected: dict[str, int], restored: dict[str, int]) -> list[str]:
+    return [f"{schema}.{table} holds {count:,} rows in the backup and {restored.get(table, 0):,} once restored"
+            for table, count in sorted(expected.items()) if restored.get(table, 0) != count]
+
+
+def _take_away(db: Database, slugs: list[str], loaded: _Loaded) -> None:
+    """Undo a restore that could not finish: its schemas, the roles it made and the key files it wrote."""
+    with db.control() as conn:
+        quote = conn.dialect.identifier_preparer.quote_identifier
+        for schema in [CONTROL_SCHEMA, *(tenant_schema(slug) for slug in slugs)]:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
+    # Apart, so that a role that cannot go leaves the schemas gone. Made moments ago by this restore, a role
+    # owns nothing (the parts are restored without owners) and its grants were on the schemas just dropped.
+    with db.control() as conn:
+        for role in loaded.roles:
+            conn.exec_driver_sql(f"DROP ROLE {quote(role)}")
+    for key_file in loaded.key_files:
+        key_file.unlink(missing_ok=True)
 
 
 def describe(manifest: dict) -> str:
-    tenants = manifest["tenants"]
-    rows = sum(sum(c.values()) for c in tenants.values())
-    return (f"backup of {manifest['created_at']}: control and {len(tenants)} tenant(s), {rows} rows, "
+    return (f"backup of {manifest['created_at']}: {describe_counts(manifest.get('control', {}), manifest['tenants'])}, "
             f"{len(manifest['parts'])} encrypted parts")
 

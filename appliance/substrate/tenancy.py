@@ -353,9 +353,14 @@ def facility_day(moment: sa.ColumnElement) -> sa.ColumnElement:
 
 def active_slugs(db: Database) -> list[str]:
     with db.control() as conn:
-        return list(conn.execute(
-            sa.select(tenant_table.c.slug).where(tenant_table.c.status == "active").order_by(tenant_table.c.slug)
-        ).scalars())
+        return active_slugs_in(conn)
+
+
+def active_slugs_in(conn: Connection) -> list[str]:
+    """The active facilities as the caller's transaction sees them (a backup's snapshot, say)."""
+    return list(conn.execute(
+        sa.select(tenant_table.c.slug).where(tenant_table.c.status == "active").order_by(tenant_table.c.slug)
+    ).scalars())
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
 """Backups on real clusters of their own: create → verify → restore into a fresh appliance gives the same
-rows per tenant and a verifying audit trail; a changed byte anywhere, another appliance's key, or a
-non-empty target is refused with nothing restored. Every attempt, made or failed, is recorded and
-audited, and a backup that cannot be audited is not kept."""
+rows in control and per tenant, and a verifying audit trail; a changed byte anywhere, another appliance's
+key, or a non-empty target is refused with nothing restored, and a restore that gives back other counts
+than the backup's, or stops half way, takes away all it loaded. Every attempt, made or failed, is
+recorded and audited, and a backup that cannot be audited is not kept."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import json
 import shutil
+import struct
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -77,13 +82,35 @@ def source_db(homes) -> Iterator[Database]:
         db.close()
 
 
+def _control_counts(db: Database) -> dict[str, int]:
+    with db.control() as conn:
+        return backup.rows_per_table(conn, "control")
+
+
 @pytest.fixture(scope="module")
-def made(homes, source_db) -> tuple[Path, dict, Path]:
-    """The source appliance's home, its row counts per tenant, and a backup of it."""
+def control_counts(source_db) -> dict[str, int]:
+    """The source's control rows as the backup finds them (the fixture `made` writes to control meanwhile)."""
+    return _control_counts(source_db)
+
+
+@pytest.fixture(scope="module")
+def made(homes, source_db, control_counts) -> tuple[Path, dict, Path]:
+    """The source appliance's home, its row counts per tenant, and a backup of it, made while the appliance
+    goes on writing: an event of its log is appended before each part is dumped, after the counts were read."""
     counts = {slug: backup.row_counts(source_db, slug) for slug in ("backup_one", "backup_two")}
     path = homes / "drill.hbk"
-    summary = backup.create(source_db, keys.keyring_for(source_db), path)
-    assert summary.tenants == counts
+    dump = backup._dump
+
+    def dump_while_someone_signs_in(db, schema, snapshot):
+        with db.control() as conn:
+            audit.append(conn, tenant=None, principal=None, event_type="identity.signin", action="E")
+        yield from dump(db, schema, snapshot)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backup, "_dump", dump_while_someone_signs_in)
+        summary = backup.create(source_db, keys.keyring_for(source_db), path)
+    assert summary.tenants == counts and summary.control == control_counts
+    assert _control_counts(source_db)["audit_event"] > control_counts["audit_event"]  # the sign-ins were written
     return homes / "source", counts, path
 
 
@@ -96,11 +123,11 @@ def _events(db: Database, event_type: str) -> list[dict]:
     return [e for e in audit.read_events(db, None) if e["type"] == event_type]
 
 
-def test_a_backup_is_recorded_and_audited(made, source_db):
+def test_a_backup_is_recorded_and_audited(made, source_db, control_counts):
     _, counts, path = made
     run = next(run for run in _runs(source_db) if run.path == str(path))
     assert (run.outcome, run.bytes, run.facilities, run.error) == ("success", path.stat().st_size, 2, None)
-    assert run.rows == sum(sum(c.values()) for c in counts.values())
+    assert run.rows == backup.total_rows(control_counts, counts) > sum(sum(c.values()) for c in counts.values())
     assert dt.timedelta(0) <= run.finished_at - run.started_at < dt.timedelta(minutes=5)
     event = next(e["event"] for e in _events(source_db, "backup.export") if e["event"]["detail"]["file"] == str(path))
     assert event["type"]["code"] == "110106" and event["outcome"] == "0"  # DICOM Export, success
@@ -145,10 +172,15 @@ def test_a_backup_that_cannot_be_audited_is_not_kept(made, source_db, homes):
     assert len(_runs(source_db)) == runs_before  # the run's row went with its event
 
 
-def test_a_backup_verifies_with_its_appliance_key(made):
+def test_a_backup_verifies_with_its_appliance_key_and_says_what_it_holds(made, control_counts):
     source, counts, path = made
     manifest = backup.verify(path, keys.Keyring(source))
-    assert manifest["tenants"] == counts
+    assert manifest["tenants"] == counts and manifest["control"] == control_counts
+    said = backup.describe(manifest)
+    assert (f"control ({control_counts['account']:,} accounts, {control_counts['membership']:,} memberships, "
+            f"{control_counts['subject']:,} subjects, {control_counts['audit_event']:,} events of the appliance's "
+            f"audit log; {sum(control_counts.values()):,} rows in all) and 2 facilities "
+            f"({sum(sum(c.values()) for c in counts.values()):,} rows)") in said
     assert [p["name"] for p in manifest["parts"]][:3] == ["control", "tenant/backup_one", "tenant/backup_two"]
     assert path.stat().st_mode & 0o777 == 0o600
 
@@ -173,15 +205,21 @@ def test_another_appliance_key_is_refused(made, homes):
         backup.verify(path, keys.Keyring(homes / "stranger"))
 
 
-def test_restore_into_a_fresh_appliance_gives_the_same_rows_and_a_verifying_trail(made, homes):
-    source, counts, path = made
-    target = homes / "target"
+def _fresh_appliance(source: Path, target: Path) -> Database:
+    """A new HEALTHOS_HOME holding only the source's appliance key, as IT's restore drill makes it."""
     (target / "keys").mkdir(parents=True, mode=0o700)
     shutil.copy2(source / "keys" / "appliance.key", target / "keys" / "appliance.key")
-    db = _appliance(target)
+    return _appliance(target)
+
+
+def test_restore_into_a_fresh_appliance_gives_the_same_rows_and_a_verifying_trail(made, homes, control_counts):
+    source, counts, path = made
+    target = homes / "target"
+    db = _fresh_appliance(source, target)
     try:
         summary = backup.restore(db, keys.keyring_for(db), path)
-        assert summary.tenants == counts
+        # the sign-ins written while it was made are not in it: control is as the counts found it
+        assert summary.tenants == counts and summary.control == control_counts and summary.control_checked
         assert _scans(db, "backup_one") == [SCAN]  # a document's bytes come back with its chart
         assert {slug: backup.row_counts(db, slug) for slug in counts} == counts
         reports = audit.verify_all(db)
@@ -189,10 +227,85 @@ def test_restore_into_a_fresh_appliance_gives_the_same_rows_and_a_verifying_trai
         restored = [e["event"]["detail"] for e in audit.read_events(db, None) if e["type"] == "backup.restore"]
         made_at = backup.read_manifest(path, keys.Keyring(target))["created_at"]
         assert restored == [{"file": str(path), "backup_of": made_at, "facilities": ["backup_one", "backup_two"],
-                             "rows": sum(sum(c.values()) for c in counts.values())}]
+                             "rows": backup.total_rows(control_counts, counts)}]
         with db.control() as conn:  # the backup's control was dumped before its own run was recorded
             assert all(run.path != str(path) for run in backup.recent_runs(conn))
         with pytest.raises(backup.NotEmpty):
             backup.restore(db, keys.keyring_for(db), path)
+    finally:
+        db.close()
+
+
+def _claiming(path: Path, keyring: keys.Keyring, out: Path, change) -> Path:
+    """The backup with its manifest changed by `change` and authenticated again, as only one holding the appliance
+    key could make it: every part as it was, the manifest's counts no longer what the parts hold."""
+    data = path.read_bytes()
+    trailer = 4 + 32  # the manifest's length, then the HMAC
+    (length,) = struct.unpack(">I", data[-trailer:-32])
+    manifest = json.loads(data[-trailer - length:-trailer])
+    change(manifest)
+    manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
+    unsigned = data[:-trailer - length] + manifest_bytes + struct.pack(">I", len(manifest_bytes))
+    _, mac_key = backup._keys(keyring)
+    out.write_bytes(unsigned + hmac.new(mac_key, unsigned, hashlib.sha256).digest())
+    return out
+
+
+def _left_behind(db: Database, keys_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """What a restore left in an appliance: schemas of its own, tenant roles, files under keys/."""
+    with db.control() as conn:
+        schemas = conn.execute(sa.text("SELECT nspname FROM pg_namespace WHERE nspname = 'control' "
+                                       "OR nspname LIKE 't\\_%' ORDER BY 1")).scalars().all()
+        roles = conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE rolname LIKE 't\\_%' ORDER BY 1"))
+        roles = roles.scalars().all()
+    return schemas, roles, sorted(entry.name for entry in keys_dir.iterdir())
+
+
+def test_a_restore_that_lost_accounts_or_stopped_half_way_is_refused_and_leaves_the_appliance_empty(
+        made, homes, control_counts, monkeypatch):
+    """The restore checked the facilities' row counts only: one that lost accounts, memberships or the one
+    identity's subjects from control passed. Control is checked as the tenants are, and a restore refused at the
+    check, or stopped by a part pg_restore could not load, takes away what it had loaded, so the same appliance
+    then takes the backup whole."""
+    source, counts, path = made
+    target = homes / "refused"
+    db = _fresh_appliance(source, target)
+    try:
+        keyring = keys.keyring_for(db)
+        empty = _left_behind(db, keyring.keys_dir)
+        assert empty == ([], [], ["appliance.key"])
+        accounts, charts = control_counts["account"], counts["backup_one"]["patient"]
+
+        more_accounts = _claiming(path, keyring, homes / "more-accounts.hbk",
+                                  lambda manifest: manifest["control"].update(account=accounts + 1))
+        with pytest.raises(backup.RestoreFailed, match=(
+                rf"control\.account holds {accounts + 1} rows in the backup and {accounts} once restored\), so nothing "
+                r"of it was kept and this appliance is empty again")):
+            backup.restore(db, keyring, more_accounts)
+        assert _left_behind(db, keyring.keys_dir) == empty
+
+        fewer_charts = _claiming(path, keyring, homes / "fewer-charts.hbk",
+                                 lambda manifest: manifest["tenants"]["backup_one"].update(patient=charts - 1))
+        with pytest.raises(backup.RestoreFailed, match=rf"t_backup_one\.patient holds {charts - 1} rows in the backup "
+                                                       rf"and {charts} once restored"):
+            backup.restore(db, keyring, fewer_charts)
+        assert _left_behind(db, keyring.keys_dir) == empty
+
+        restore_part = backup._restore_part
+
+        def out_of_disk_at_the_second_facility(db, path, aead, part):
+            if part["name"] == "tenant/backup_two":
+                raise RuntimeError("pg_restore of tenant/backup_two failed: could not extend file: No space left")
+            restore_part(db, path, aead, part)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(backup, "_restore_part", out_of_disk_at_the_second_facility)
+            with pytest.raises(backup.RestoreFailed, match=r"the restore stopped \(pg_restore of tenant/backup_two "
+                                                           r"failed: .*No space left\); nothing of it was kept"):
+                backup.restore(db, keyring, path)
+        assert _left_behind(db, keyring.keys_dir) == empty  # control and backup_one had been loaded
+
+        summary = backup.restore(db, keyring, path)
+        assert summary.tenants == counts and summary.control == control_counts
     finally:
         db.close()

@@ -57,14 +57,16 @@ def test_the_operator_sees_the_last_backup_the_failures_since_and_the_disks(db, 
     from appliance.substrate import backup, keys, standing
 
     # A real backup of control and one facility: the session's other facilities would only make it slower.
-    monkeypatch.setattr(backup, "active_slugs", lambda _db: [tenant_a.slug])
+    monkeypatch.setattr(backup, "active_slugs_in", lambda _conn: [tenant_a.slug])
     made = backup.create(db, keys.keyring_for(db), tmp_path / "nightly.hbk")
     operator = signed_in("operator", kind="operator")
     page = operator.get("/appliance").text
     readiness = page.split('id="readiness"')[1].split("</ul>")[0]
     assert "backed up</span> The last backup was made under a minute ago" in readiness
     last = page.split('id="last-backup"')[1].split("</p>")[0]
-    assert str(made.path) in last and "1 facility" in last and 'id="backup-failures"' not in page
+    assert str(made.path) in last and 'id="backup-failures"' not in page
+    assert f"control and 1 facility, {made.rows:,} rows" in " ".join(last.split())  # control's rows counted too
+    assert made.rows > sum(made.tenants[tenant_a.slug].values())
     disks = page.split('id="disks"')[1].split("</table>")[0]
     assert str(tmp_path) in disks and "Backups" in disks
     if db.cluster is not None:
