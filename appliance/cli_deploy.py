@@ -124,8 +124,8 @@ def backup_list(settings: Settings, limit: int, as_json: bool) -> None:
         finished = run.finished_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         took = f"{(run.finished_at - run.started_at).total_seconds():.0f} s"
         if run.outcome == "success":
-            click.echo(f"{finished}  made    {run.path}  {run.bytes / 1e6:.1f} MB, control and {run.facilities} "
-                       f"facilities, {run.rows:,} rows, {took}")
+            click.echo(f"{finished}  made    {run.path}  {run.bytes / 1e6:.1f} MB, control and "
+                       f"{backups.facilities(run.facilities)}, {run.rows:,} rows, {took}")
         else:
             click.echo(f"{finished}  FAILED  {run.path}  {run.error}")
 

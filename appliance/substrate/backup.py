@@ -149,10 +149,14 @@ def describe_counts(control: dict[str, int], tenants: dict[str, dict[str, int]])
     """The rows of a backup as the operator reads them: control's that matter by name, then the facilities'."""
     named = ", ".join(f"{control[table]:,} {what}" for table, what in _CONTROL_NAMED if table in control)
     facility_rows = sum(sum(counts.values()) for counts in tenants.values())
-    facilities = f"{len(tenants)} facilit{'y' if len(tenants) == 1 else 'ies'}"
     if not control:  # a backup made before control was counted
-        return f"control (not counted) and {facilities} ({facility_rows:,} rows)"
-    return (f"control ({named}; {sum(control.values()):,} rows in all) and {facilities} ({facility_rows:,} rows)")
+        return f"control (not counted) and {facilities(len(tenants))} ({facility_rows:,} rows)"
+    return (f"control ({named}; {sum(control.values()):,} rows in all) and {facilities(len(tenants))} "
+            f"({facility_rows:,} rows)")
+
+
+def facilities(count: int) -> str:
+    return f"{count} facilit{'y' if count == 1 else 'ies'}"
 
 
 # -- create ---------------------------------------------------------------------------------------
@@ -430,7 +434,8 @@ def restore(db: Database, keyring: keys.Keyring, path: Path) -> BackupSummary:
                                        "WHERE nspname = 'control' OR nspname LIKE 't\\_%' ORDER BY 1")).scalars().all()
     if present:
         raise NotEmpty(f"this appliance is not empty (schemas {', '.join(present[:5])}): restore goes into a fresh "
-                       "appliance only")
+                       "appliance only, a new HEALTHOS_HOME holding nothing but a copy of "
+                       f"keys/{keys.APPLIANCE_KEY_FILE} (mode 0600); this one stays as it is")
     slugs = sorted(manifest["tenants"])
     loaded = _Loaded()
     try:
@@ -508,7 +513,7 @@ def _load(db: Database, keyring: keys.Keyring, path: Path, manifest: dict,
     if differing:
         raise RestoreFailed(f"{path}: the restore did not give back the rows the backup holds "
                             f"({'; '.join(differing)}), so nothing of it was kept and this appliance is empty again; "
-                            "verify the backup, or restore an earlier one")
+                            "restore an earlier backup, and keep this one as it is to find out why")
     return control, restored
 
 

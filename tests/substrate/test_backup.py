@@ -230,7 +230,8 @@ def test_restore_into_a_fresh_appliance_gives_the_same_rows_and_a_verifying_trai
                              "rows": backup.total_rows(control_counts, counts)}]
         with db.control() as conn:  # the backup's control was dumped before its own run was recorded
             assert all(run.path != str(path) for run in backup.recent_runs(conn))
-        with pytest.raises(backup.NotEmpty):
+        with pytest.raises(backup.NotEmpty, match="a new HEALTHOS_HOME holding nothing but a copy of "
+                                                  r"keys/appliance\.key \(mode 0600\); this one stays as it is"):
             backup.restore(db, keys.keyring_for(db), path)
     finally:
         db.close()
