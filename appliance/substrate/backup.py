@@ -518,8 +518,9 @@ def _load(db: Database, keyring: keys.Keyring, path: Path, manifest: dict,
 
 
 def _differing(schema: str, expected: dict[str, int], restored: dict[str, int]) -> list[str]:
-    return [f"{schema}.{table} holds {count:,} rows in the backup and {restored.get(table, 0):,} once restored"
-            for table, count in sorted(expected.items()) if restored.get(table, 0) != count]
+    return [f"{schema}.{table} holds {count:,} rows in the backup and "
+            + ("is missing once restored" if table not in restored else f"{restored[table]:,} once restored")
+            for table, count in sorted(expected.items()) if restored.get(table) != count]
 
 
 def _take_away(db: Database, slugs: list[str], loaded: _Loaded) -> None:

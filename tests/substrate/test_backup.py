@@ -286,9 +286,11 @@ def test_a_restore_that_lost_accounts_or_stopped_half_way_is_refused_and_leaves_
         assert _left_behind(db, keyring.keys_dir) == empty
 
         fewer_charts = _claiming(path, keyring, homes / "fewer-charts.hbk",
-                                 lambda manifest: manifest["tenants"]["backup_one"].update(patient=charts - 1))
-        with pytest.raises(backup.RestoreFailed, match=rf"t_backup_one\.patient holds {charts - 1} rows in the backup "
-                                                       rf"and {charts} once restored"):
+                                 lambda manifest: manifest["tenants"]["backup_one"].update(patient=charts - 1,
+                                                                                           lost_table=0))
+        with pytest.raises(backup.RestoreFailed, match=(
+                rf"t_backup_one\.lost_table holds 0 rows in the backup and is missing once restored; "
+                rf"t_backup_one\.patient holds {charts - 1} rows in the backup and {charts} once restored\)")):
             backup.restore(db, keyring, fewer_charts)
         assert _left_behind(db, keyring.keys_dir) == empty
 
