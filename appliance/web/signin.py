@@ -4,6 +4,7 @@ facility switching, sign-out and sign-out everywhere, and the caller's own ident
 from __future__ import annotations
 
 import base64
+import io
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -134,8 +135,11 @@ def mfa(request: Request, state: State, data: Annotated[CodeForm, Form]) -> Resp
 
 
 def _qr_svg_data_uri(uri: str) -> str:
-    svg = segno.make(uri, error="m").svg_inline(scale=5, dark="#111", light="#fff")
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    # A standalone SVG document, with its namespace: an <img> shows nothing of the inline form (`svg_inline`, meant
+    # for HTML), which has none.
+    svg = io.BytesIO()
+    segno.make(uri, error="m").save(svg, kind="svg", scale=5, dark="#111", light="#fff", xmldecl=False)
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.getvalue()).decode()
 
 
 @get("/enrol", operation_id="IdentityEnrolPage", tags=["identity"], opt=PUBLIC, include_in_schema=False)

@@ -503,6 +503,8 @@ def test_a_patient_is_invited_enrols_and_sees_their_record_and_who_opened_it(bro
 
     context, page = new_page(browser, watch)
     page.goto(link)
+    # the QR code is drawn (it was a broken image, its alt text where the code should be)
+    assert page.locator("img.qr").evaluate("img => img.complete && img.naturalWidth > 0")
     page.get_by_label("Password").fill("a long enough passphrase")
     journey.shot(page, "enrol")
     page.get_by_role("button", name="Finish").click()

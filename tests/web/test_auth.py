@@ -1,8 +1,10 @@
 """Authentication and authorisation, tried from the attacker's side."""
 
+import base64
 import html
 import re
 import time
+from xml.etree import ElementTree
 
 import pytest
 import sqlalchemy as sa
@@ -257,6 +259,11 @@ def test_enrolment_over_http_sets_password_and_authenticator_once(fresh_client, 
     page = fresh_client.get(f"/enrol?code={new.enrolment_code}")
     assert page.status_code == 200
     assert 'src="data:image/svg+xml;base64,' in page.text  # the QR code, rendered here, not fetched
+    # an SVG document a browser draws as an image: the inline form (no namespace) was a broken image on every
+    # enrolment, so no one could scan it
+    drawn = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', page.text).group(1)
+    drawn = ElementTree.fromstring(base64.b64decode(drawn))  # noqa: S314 -- our own output, parsed to check its shape
+    assert drawn.tag == "{http://www.w3.org/2000/svg}svg"
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text).group(1)
     weak = fresh_client.post("/enrol", data={"code": new.enrolment_code, "password": "short",
                                              "totp_code": totp.totp_at(secret, time.time()),
