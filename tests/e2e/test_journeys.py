@@ -535,6 +535,11 @@ def test_a_patient_is_invited_enrols_and_sees_their_record_and_who_opened_it(bro
     # the hundreds of lines (tens of thousands of pixels) a morning's reads made of it.
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    # every tab of their record in view, the page they are on too: the row scrolled, three tabs past its edge
+    row = page.locator("nav.tabs").bounding_box()
+    for tab in page.locator("nav.tabs a").all():
+        box = tab.bounding_box()
+        assert box["x"] + box["width"] <= row["x"] + row["width"] + 1, tab.inner_text()
     lines, tall = today.locator("ul.access-groups > li").count(), page.evaluate("document.documentElement.scrollHeight")
     assert tall < 844 * 8, (lines, tall)
     journey.shot(page, "access-log-phone")
