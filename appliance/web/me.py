@@ -81,7 +81,7 @@ def _ongoing(card: dict) -> dict | None:
     if current is None:
         return None
     return {"edd": current["edd"], "weeks": current["gestation_today"], "next_contact_on": current["next_contact_on"],
-            "overdue": current["overdue"]}
+            "gestation_days": current["gestation_days_today"], "overdue": current["overdue"]}
 
 
 def _facility_records(state: State, request: Request, holdings: list[patient_portal.Holding], *,
