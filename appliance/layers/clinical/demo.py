@@ -628,8 +628,10 @@ class _Batch:
                 outcome = "live_birth" if draw.random() >= 0.02 else draw.choice(
                     ["fresh_stillbirth", "fresh_stillbirth", "fresh_stillbirth", "macerated_stillbirth",
                      "macerated_stillbirth"])
-                weight = max(900, min(4900, round(draw.gauss(3150 - 450 * (count - 1) - 120 * max(0, 38 - weeks),
-                                                             420), -1)))
+                # Whole grams, as the delivery form takes them: round(x, -1) of a float is a float, which her
+                # record showed as '3,240.0 g'.
+                weight = int(max(900, min(4900, round(draw.gauss(3150 - 450 * (count - 1) - 120 * max(0, 38 - weeks),
+                                                                 420), -1))))
                 sex = draw.choice(["female", "male"])
                 baby: dict[str, Any] = {"number": number, "outcome": outcome, "sex": sex, "weight_g": weight,
                                         "apgar_1": None, "apgar_5": None, "resuscitation": "none",

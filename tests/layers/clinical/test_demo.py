@@ -222,6 +222,7 @@ def test_mothers_in_the_maternity_ward_delivered_and_their_babies_are_registered
             1 for _, baby in babies if baby["patient_id"])
         for row, baby in babies:
             assert row.encounter_id is not None and row.born_at <= END
+            assert isinstance(baby["weight_g"], int)  # whole grams: a mother read '3,240.0 g' of her baby
             if baby["patient_id"] is None:
                 assert baby["outcome"] != "live_birth" and baby["apgar_1"] is None
                 continue
