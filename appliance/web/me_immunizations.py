@@ -9,7 +9,7 @@ dispensary makes the second due at the hospital; each facility's part is read in
 A dose entered in error never shows. Whether vaccinations reach the portal at all is the release rules'
 (`policies/release.toml`, `[immunization]`). Due and overdue are said only while the child is within the
 schedule's tracing age (`trace_until`) and alive: a grown patient's card lists their doses, never a baby's dose
-overdue, and a parent whose child died is never told a dose is late.
+overdue or no longer given, and a parent whose child died is never told a dose is late.
 
 The portal has no guardian accounts: a card is the signed-in person's own.
 """
@@ -71,7 +71,8 @@ class VaccinationCardOut(BaseModel):
     doses: list[CardDoseOut] = Field(description="newest first, every facility")
     due: list[DoseStatusOut] = Field(description="due now or overdue, the longest overdue first")
     coming: list[DoseStatusOut] = Field(description="not yet due, the soonest first, with the day each may be given")
-    no_longer_given: list[DoseStatusOut]
+    no_longer_given: list[DoseStatusOut] = Field(description="doses missed that are past the age they are given at, "
+                                                            "while the child is traced; none once not")
 
 
 def _schedule(state: State) -> Schedule:
@@ -119,7 +120,9 @@ def vaccination_card(state: State, request: Request) -> VaccinationCardOut:
                    key=lambda s: (s.overdue_since or dt.date.max, s.due_from or dt.date.max)),
         coming=sorted((_status(s) for s in statuses if traced and s.state == "not_yet_due"),
                       key=lambda s: (s.due_from is None, s.due_from or dt.date.max)),
-        no_longer_given=[_status(s) for s in statuses if s.state == "no_longer_given"])
+        # Said of a child still traced only: to a grown person, every childhood dose not recorded here read as
+        # missed, and a parent whose child died is not told what can no longer be given.
+        no_longer_given=[_status(s) for s in statuses if traced and s.state == "no_longer_given"])
 
 
 def _dose(row: dict, statuses: list[DoseStatus]) -> CardDoseOut:

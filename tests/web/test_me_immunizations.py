@@ -22,7 +22,7 @@ from appliance.layers.patient.release import ReleasePolicyError, load_release_ru
 from appliance.substrate import audit, identity
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import new_patient
-from tests.web.test_me import _patient_client
+from tests.web.test_me import _patient_client, _portal_of
 
 UTC = zoneinfo.ZoneInfo("UTC")  # the test facilities' zone
 BORN_DAYS_AGO = 105  # fifteen weeks: the 6-, 10- and 14-week doses are all owed by now
@@ -147,24 +147,36 @@ def test_the_release_rules_can_keep_vaccinations_off_the_portal(db, app, baby, t
         load_release_rules(wrong)
 
 
+def _signing_in(db, app, policy, tenant: str, family_name: str, given_names: str, born: dt.date):
+    """A person with one chart, at `tenant`, signed in to the portal: (their client, the chart)."""
+    with db.tenant(tenant) as conn:
+        chart = new_patient(conn, _nurse(tenant), family_name=family_name, given_names=given_names, sex="female",
+                            birth_date=born)["id"]
+    return _portal_of(db, app, policy, tenant, chart, family_name, given_names), chart
+
+
+def test_a_grown_patient_is_told_of_no_childhood_dose(db, app, policy, two_facilities):
+    """Past the schedule's tracing age the card lists the doses recorded and says nothing is owed, nor what is no
+    longer given: a woman of forty with no dose recorded here read 'No longer given at this age: BCG, Pentavalent
+    ...', as if she had missed them (most were given as a baby, elsewhere)."""
+    hospital, _ = two_facilities
+    grown, _ = _signing_in(db, app, policy, hospital.slug, "Achieng", "Grace",
+                           dt.date.today() - dt.timedelta(days=40 * 365))
+    card = grown.get("/api/me/immunizations").json()
+    assert (card["traced"], card["doses"], card["due"], card["coming"], card["no_longer_given"]) == (
+        False, [], [], [], [])
+    page = grown.get("/me/immunizations").text
+    assert "no longer says what is due" in page and "No longer given" not in page and "BCG" not in page
+
+
 def test_a_child_who_died_is_owed_no_dose(db, app, policy, settings, two_facilities):
     """A parent whose baby died is never told a dose is late: the card keeps the doses given, and says nothing due."""
     hospital, _ = two_facilities
     nurse = _nurse(hospital.slug)
+    parent, chart = _signing_in(db, app, policy, hospital.slug, "Kamau", "Neema",
+                                dt.date.today() - dt.timedelta(days=BORN_DAYS_AGO))
     with db.tenant(hospital.slug) as conn:
-        chart = new_patient(conn, nurse, family_name="Kamau", given_names="Neema", sex="female",
-                            birth_date=dt.date.today() - dt.timedelta(days=BORN_DAYS_AGO))["id"]
-    with db.control() as conn:
-        subject = identity.match_or_create_subject(conn, family_name="Kamau", given_names="Neema",
-                                                   national_id=f"IMM-{uuid.uuid4().hex[:8]}").subject_id
-        identity.note_facility(conn, subject, hospital.slug)
-        email = f"neema-{uuid.uuid4().hex[:6]}@example.org"
-        identity.create_account(conn, policy, kind="patient", email=email, display_name="Neema Kamau",
-                                role="patient", subject_id=subject)
-    with db.tenant(hospital.slug) as conn:
-        conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, chart))
         _dose(conn, nurse, settings, chart, BORN_DAYS_AGO, vaccine="BCG", dose_number=1)
-    parent = _patient_client(db, app, email)
     assert parent.get("/api/me/immunizations").json()["due"]  # alive: owed the 6-week doses
     clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Mwangi", tenant=hospital.slug,
                           role="clinician")
@@ -173,7 +185,7 @@ def test_a_child_who_died_is_owed_no_dose(db, app, policy, settings, two_facilit
             "died_at": dt.datetime.now(dt.UTC) - dt.timedelta(days=2), "place": "this_facility",
             "part1": [{"code": "A09"}], "manner": "disease"}))
     card = parent.get("/api/me/immunizations").json()
-    assert (card["traced"], card["due"], card["coming"]) == (False, [], [])
+    assert (card["traced"], card["due"], card["coming"], card["no_longer_given"]) == (False, [], [], [])
     assert [d["vaccine"] for d in card["doses"]] == ["BCG"]
     page = parent.get("/me/immunizations").text
     assert "Due now" not in page and "overdue" not in page and "BCG" in page
