@@ -264,6 +264,7 @@ def test_enrolment_over_http_sets_password_and_authenticator_once(fresh_client, 
     drawn = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', page.text).group(1)
     drawn = ElementTree.fromstring(base64.b64decode(drawn))  # noqa: S314 -- our own output, parsed to check its shape
     assert drawn.tag == "{http://www.w3.org/2000/svg}svg"
+    assert "leave it empty" not in page.text  # staff must add one
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text).group(1)
     weak = fresh_client.post("/enrol", data={"code": new.enrolment_code, "password": "short",
                                              "totp_code": totp.totp_at(secret, time.time()),
@@ -276,6 +277,27 @@ def test_enrolment_over_http_sets_password_and_authenticator_once(fresh_client, 
     # told where they are: the sign-in page said nothing, and looked as if the password had not been taken
     assert "Your account is ready" in fresh_client.get(done.headers["location"]).text
     assert fresh_client.get(f"/enrol?code={new.enrolment_code}").status_code == 404
+
+
+def test_a_patient_is_told_the_authenticator_is_optional_and_enrols_without_one(fresh_client, db, policy):
+    """A patient may skip the authenticator: the page said so above the QR code only, and the box below, 'Code from
+    the app', read as one to fill. The box says to leave it empty, and it may be."""
+    with db.control() as conn:
+        subject = identity.match_or_create_subject(conn, family_name="Auma", given_names="Rose",
+                                                   national_id=f"ENR-{time.time_ns()}").subject_id
+        email = f"rose-{time.time_ns()}@test.invalid"
+        new = identity.create_account(conn, policy, kind="patient", email=email, display_name="Rose Auma",
+                                      role="patient", subject_id=subject)
+    page = fresh_client.get(f"/enrol?code={new.enrolment_code}")
+    label = re.search(r'<label for="totp_code">(.*?)</label>', page.text).group(1)
+    assert label == "Code from the app (leave it empty if you did not add one)"
+    assert 'id="authenticator-optional"' in page.text and "six-digit code" in page.text
+    assert re.search(r'<input id="totp_code"[^>]*required', page.text) is None
+    done = fresh_client.post("/enrol", data={"code": new.enrolment_code, "password": "a long enough passphrase",
+                                             "totp_code": "", "_csrf_token": csrf_token(page.text)},
+                             follow_redirects=False)
+    assert done.status_code in {302, 303}
+    assert sign_in_over_http(fresh_client, email, "a long enough passphrase", None).headers["location"] == "/"
 
 
 def _alert(page_html: str) -> str:
