@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
@@ -45,7 +46,7 @@ class MyDocumentOut(BaseModel):
     category_words: str
     title: str
     document_date: dt.date | None = Field(description="the date written on it")
-    filed_at: dt.datetime
+    filed_at: dt.datetime = Field(description="when it was filed, in the facility's time")
     media_type: str
     size: int = Field(description="bytes")
     url: str = Field(description="where to download the file")
@@ -74,9 +75,11 @@ def my_documents(state: State, request: Request) -> MyDocumentsOut:
         with state.db.tenant(holding.tenant) as conn:
             rows = documents.released_documents(conn, request.user, holding.patient_id,
                                                 shown_from=rules.document_shown_from, now=now)
+        # The day it was filed is the facility's: at 01:30 in Nairobi it is not yet the next day in UTC.
+        zone = zoneinfo.ZoneInfo(holding.timezone)
         found += [MyDocumentOut(facility=holding.tenant, facility_name=holding.facility, id=r["id"],
                                 category=r["category"], category_words=r["category_words"], title=r["title"],
-                                document_date=r["document_date"], filed_at=r["recorded_at"],
+                                document_date=r["document_date"], filed_at=r["recorded_at"].astimezone(zone),
                                 media_type=r["media_type"], size=r["size"], url=_url(holding.tenant, r["id"]))
                   for r in rows]
     return MyDocumentsOut(shown=True, note=None if found else "No document on your record is shown here yet.",

@@ -26,6 +26,7 @@ from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.layers.patient import release
 from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
 from appliance.substrate import audit, identity
+from appliance.substrate.db import tenant_schema
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import new_patient
 from tests.web.test_me import _patient_client
@@ -266,6 +267,23 @@ def test_the_patients_documents_page(db, app, filed):
     assert "Referral to diabetes clinic" in rows and "Download PDF" in rows and "National ID card" not in rows
     assert 'href="/api/me/documents/' in rows
     assert "<script" not in page.text.split("<main")[1]  # CSP: no inline script
+
+
+def test_the_day_a_document_was_filed_is_the_facilitys(db, app, policy, two_facilities):
+    """Filed at 01:30 in Nairobi on 2 March is filed on 2 March: the page said 1 March, the day in UTC."""
+    hospital, _ = two_facilities
+    email, charts = _person(db, policy, (hospital,), "Wambui")
+    with db.tenant(hospital.slug) as conn:
+        letter = _file(conn, policy, hospital.slug, charts[hospital.slug], "referral_letter",
+                       "Referral to the eye clinic", REFERRAL)
+    with db.control() as conn:  # the record is append-only to a facility's role: the filing moved back by its owner
+        conn.exec_driver_sql(f"UPDATE {tenant_schema(hospital.slug)}.entry SET recorded_at = '2026-03-01 22:30+00' "
+                             "WHERE id = %s", (letter,))
+    patient = _patient_client(db, app, email)
+    [listed] = patient.get("/api/me/documents").json()["documents"]
+    assert listed["filed_at"] == "2026-03-02T01:30:00+03:00"
+    row = patient.get("/me/documents").text.split(f'data-document="{letter}"')[1].split("</tr>")[0]
+    assert "02 Mar 2026" in row and "01 Mar 2026" not in row
 
 
 def test_what_is_not_hers_or_not_released_is_refused(db, app, signed_in, two_facilities, filed):
