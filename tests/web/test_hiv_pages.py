@@ -135,6 +135,8 @@ def test_a_person_reads_their_art_and_next_days_never_a_viral_load_value(db, app
     assert page.status_code == 200, page.text
     section = page.text.split("<h2>HIV care</h2>")[1].split("</ul>")[0]
     assert person["number"] in section and "Tenofovir, lamivudine, dolutegravir" in section and "is" in section
+    # the drugs they take, not where the guidelines place them ('preferred first line, adults and adolescents')
+    assert "Tenofovir, lamivudine, dolutegravir (TLD), since" in section and "line" not in section
     assert "7654" not in page.text and "7,654" not in page.text  # a viral load is given in person, never here
     reads = [e for e in audit.patient_access_log(db, facility.slug, person["chart"])
              if e.event_type == "record.hiv_care.read"]
@@ -144,6 +146,7 @@ def test_a_person_reads_their_art_and_next_days_never_a_viral_load_value(db, app
             facility["hiv_care"]["viral_load_due"]) == (person["number"], person["next"].isoformat(),
                                                         person["vl_due"].isoformat())
     assert "7654" not in str(facility)
+    assert facility["hiv_care"]["regimen"] == "Tenofovir, lamivudine, dolutegravir (TLD)"
 
 
 def test_the_release_rules_can_keep_hiv_care_off_the_portal(db, app, policy, facility, person, tmp_path):

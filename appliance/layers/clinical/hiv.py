@@ -96,6 +96,12 @@ class Regimen(BaseModel):
     name: str = Field(min_length=2, max_length=200)
     line: Literal["first", "second", "third"]
 
+    @property
+    def medicines(self) -> str:
+        """The drugs, as the person taking them reads them: the name before its colon, after which the guidelines'
+        place for the regimen ('preferred first line, adults and adolescents') is words for the clinician."""
+        return self.name.split(":", 1)[0].strip()
+
 
 class Programme(RegimenFile):
     regimen: tuple[Regimen, ...] = Field(min_length=1)
@@ -297,7 +303,8 @@ def own_record(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,
     return {"art_number": shaped["art_number"], "in_care": shaped["status"] in ("active", "iit", "not_on_art"),
             "status": CARE_STATUS_WORDS.get(shaped["status"]),
             "status_on": shaped["status_on"], "art_started_on": shaped["art_started_on"],
-            "regimen": shaped["regimen"], "regimen_name": shaped["regimen_name"],
+            "regimen": shaped["regimen"], "regimen_name": known.medicines if (
+                known := programme.by_code.get(shaped["regimen"])) else None,
             "next_appointment_on": last["next_appointment_on"] if last else None,
             "arvs_until": last["visit_on"] + dt.timedelta(days=last["arv_days"]) if last else None,
             "viral_load_due_on": shaped["viral_load_due_on"]}
