@@ -71,6 +71,8 @@ BIRTH_MODES = {"spontaneous_vaginal": "vaginal birth", "assisted_vaginal": "vagi
                "caesarean": "caesarean section", "breech_vaginal": "vaginal birth, bottom or feet first (breech)"}
 BABY_OUTCOMES = {"live_birth": "born alive", "fresh_stillbirth": "stillborn", "macerated_stillbirth": "stillborn"}
 BABY_SEXES = {"female": "a girl", "male": "a boy", "unknown": "sex not told at birth"}
+# A problem's verification in a patient's words: "differential", said bare, read as a diagnosis made.
+VERIFICATION_WORDS = {"provisional": "not yet confirmed", "differential": "a possibility still being checked"}
 FP_REMOVED = "removed"  # a family planning visit that took out an implant or IUD, in her record's words
 
 
@@ -156,7 +158,7 @@ def record_page(request: Request, state: State) -> Template:
         "withheld": found.withheld, "tab": "record", "flags": FLAGS,
         "birth_modes": BIRTH_MODES, "baby_outcomes": BABY_OUTCOMES, "baby_sexes": BABY_SEXES,
         "encounter_classes": ENCOUNTER_CLASSES, "result_value": result_value, "reference_range": reference_range,
-        "is_abnormal": is_abnormal, "number": number, "money": format_money,
+        "is_abnormal": is_abnormal, "number": number, "money": format_money, "verification_words": VERIFICATION_WORDS,
         "referral_states": referral.STATUS_FOR_PATIENT})
 
 
