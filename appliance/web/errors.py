@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 
@@ -23,6 +24,11 @@ from appliance.web.navigation import landing
 
 log = structlog.get_logger(__name__)
 NO_PAGE = "there is no page at this address; it may have been mistyped, or the link is out of date"
+# A browser's posts throttled are the sign-in pages' alone (app.THROTTLED_POSTS): the framework's 'Too Many Requests'
+# said neither why nor what to do, and its way back led to the same refusal.
+# The throttle's Retry-After says how long is left of the minute; a person reads it in words.
+SIGN_IN_THROTTLED = ("too many sign-ins were tried from this device or its network in the last minute: wait {wait}, "
+                     "then sign in again")
 
 
 def problem(status: int, detail: str, **extra) -> Response:
@@ -73,7 +79,11 @@ def sign_in_first(request: Request) -> Redirect:
 def http_exception(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 401 and request.method == "GET" and not request.url.path.startswith("/api/"):
         return sign_in_first(request)  # not shown JSON
-    if _wants_page(request):
+    if exc.status_code == HTTP_429_TOO_MANY_REQUESTS and _wants_page(request):
+        seconds = (exc.headers or {}).get("Retry-After")
+        wait = f"{seconds} second{'' if seconds == '1' else 's'}" if seconds else "a minute"
+        refusal = error_page(request, exc.status_code, SIGN_IN_THROTTLED.format(wait=wait))
+    elif _wants_page(request):
         no_route = exc.status_code == HTTP_404_NOT_FOUND and exc.detail == "Not Found"  # the router's own
         refusal = error_page(request, exc.status_code, NO_PAGE if no_route else exc.detail)
     else:

@@ -130,6 +130,12 @@ def test_sign_in_is_rate_limited(db, settings, person_factory, tenant_a):
     statuses = [client.post("/signin", data={"email": "x@test.invalid", "password": "y"}).status_code
                 for _ in range(settings.signin_attempts_per_minute + 1)]
     assert statuses[-1] == 429
+    # A person at a browser is told what to do, not 'Something went wrong: Too Many Requests.'
+    page = client.post("/signin", data={"email": "x@test.invalid", "password": "y"}, headers={"accept": "text/html"})
+    assert page.status_code == 429 and "<h1>Wait a minute</h1>" in page.text
+    assert re.search(r"wait (\d+ seconds?|a minute), then sign in again\.", page.text)
+    assert 'href="/signin"' in page.text
+    assert "Too Many Requests" not in page.text
 
 
 def test_form_post_without_or_with_a_stale_csrf_token_is_refused(fresh_client, person_factory, tenant_a):
