@@ -625,7 +625,8 @@ def test_status_names_each_problem_and_says_all_well_when_all_is(run, db, tenant
                                              r"\d+ facilities", " ".join(made.output.split())), made.output
     verified = run("backup", "verify", str(nightly)).output
     # The terminal's width may wrap the line inside the file's long path: compared with no whitespace at all.
-    assert f"{nightly}:intact;backupof" in "".join(verified.split()) and " accounts, " in " ".join(verified.split()), verified
+    assert f"{nightly}:intact;backupof" in "".join(verified.split()), verified
+    assert " accounts, " in " ".join(verified.split()), verified
     listed = run("backup", "list", "--limit", "1").output
     assert re.search(rf"made +{re.escape(str(nightly))} +[\d.]+ MB, control and \d+ facilities, [\d,]+ rows", listed)
     assert run("audit", "checkpoint").exit_code == 0
