@@ -125,6 +125,12 @@ def test_nth_failed_sign_in_locks_the_account(fresh_client, person_factory, tena
     assert html.escape(sentence(identity.SIGNIN_REFUSED)) in locked.text
 
 
+def test_the_sign_in_page_says_where_to_turn_with_a_password_forgotten(fresh_client):
+    """A patient who forgot their password met a form and nothing else: no one to ask, no way on."""
+    lost = fresh_client.get("/signin").text.split('id="lost-access">')[1].split("</p>")[0]
+    assert "new link to set up your account" in lost and "front desk" in lost and "IT team" in lost
+
+
 def test_sign_in_is_rate_limited(db, settings, person_factory, tenant_a):
     client = TestClient(app=create_app(db, settings), raise_server_exceptions=False)
     statuses = [client.post("/signin", data={"email": "x@test.invalid", "password": "y"}).status_code
