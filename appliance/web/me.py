@@ -14,6 +14,8 @@ page), with a one-time enrolment link for the patient, as staff accounts are.
 `/me/immunizations` (appliance/web/me_immunizations.py) is their vaccination card; `/me/documents`
 (appliance/web/me_documents.py) the files on their record the release rules show them, to download.
 
+`/me/bills/<facility>/<invoice>` is one of their bills line by line, with what was taken off, paid and is owed.
+
 `/me/record.json` is the same record as a file to keep or to take to another clinician: what the page
 shows (results only once released to the patient) and the vaccination card, nothing they do not, with each
 facility's times in its own zone. Taking it away is recorded at each facility as an export of the chart.
@@ -39,6 +41,7 @@ from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.family_planning_routes import programme_of
 from appliance.layers.clinical.hiv_routes import programme_of as hiv_programme_of
 from appliance.layers.financial import service as financial
+from appliance.layers.financial.errors import NotFound as NoSuchBill
 from appliance.layers.financial.money import format_money
 from appliance.layers.operations import scheduling
 from appliance.layers.operations.routes import kpi_definitions
@@ -314,5 +317,28 @@ def discharge_page(request: Request, state: State, facility: FromPath[str], entr
     raise NotFoundException("no such discharge summary in your record")
 
 
-ROUTES = [record_page, access_page, download, discharge_page, *me_appointments.ROUTES, *me_immunizations.ROUTES,
-          *me_documents.ROUTES]
+@get("/me/bills/{facility:str}/{invoice_id:uuid}", operation_id="PatientBill", tags=["patient"],
+     opt={"permission": "patient.record.read"}, sync_to_thread=True, include_in_schema=False)
+def bill_page(request: Request, state: State, facility: FromPath[str], invoice_id: FromPath[uuid.UUID]) -> Template:
+    """One of the patient's own final bills, line by line (what each charge was for), with what was taken off, paid
+    and is still owed: only from a facility that holds their chart, and only a bill of that chart (anything else is
+    not found, and is not read, so no one else's record notes it). The read is audited there."""
+    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+        if holding.tenant != facility:
+            continue
+        with state.db.tenant(facility) as conn:
+            try:
+                found = financial.invoice_row(conn, invoice_id)
+            except NoSuchBill:
+                break
+            if found["patient_id"] != holding.patient_id or found["status"] != "final":
+                continue  # another of this person's charts at the facility may hold it
+            bill = financial.get_invoice(conn, request.user, invoice_id)
+        return Template("me_bill.html", context={
+            "principal": request.user, "tab": "record", "bill": bill, "facility_name": holding.facility,
+            "clock": Clock(zoneinfo.ZoneInfo(holding.timezone)), "money": format_money})
+    raise NotFoundException("no such bill in your record")
+
+
+ROUTES = [record_page, access_page, download, discharge_page, bill_page, *me_appointments.ROUTES,
+          *me_immunizations.ROUTES, *me_documents.ROUTES]

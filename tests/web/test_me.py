@@ -354,6 +354,48 @@ def test_a_problem_not_confirmed_says_so_in_words(db, app, policy, tenant_factor
     assert "not yet" not in said["Essential (primary) hypertension"]
 
 
+def test_a_patient_reads_a_bill_line_by_line_and_no_one_elses(db, app, policy, signed_in, tenant_factory):
+    """A patient read 'INV-0000021 · KES 1,000.00' and what they owed, never what for: the bill opens line by line,
+    with what was paid and is still owed. Another patient's bill, a guessed id, a facility that holds no chart of
+    theirs are not found, and the other patient's record notes no read; staff have no patient's pages."""
+    from decimal import Decimal
+
+    from appliance.layers.financial import service as financial
+    from appliance.substrate.principal import Principal
+    from tests.layers.financial.conftest import FINANCIAL_CONFIG
+    from tests.web.test_billing import billed_for_a_blood_count
+
+    facility = tenant_factory(name="Itemising Clinic", **FINANCIAL_CONFIG)
+    elsewhere = tenant_factory(name="Other Itemising Clinic", **FINANCIAL_CONFIG)
+    invoice = billed_for_a_blood_count(db, facility, "Wafula", "Joy")
+    theirs = billed_for_a_blood_count(db, facility, "Kibet", "Ann")
+    clerk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clerk I", tenant=facility.slug,
+                      role="billing_clerk")
+    with db.tenant(facility.slug) as conn:
+        receipt = financial.record_payment(conn, clerk, invoice["id"], method="cash", amount=Decimal("200"))
+    joy = _portal_of(db, app, policy, facility.slug, invoice["patient_id"], "Wafula", "Joy")
+    url = f"/me/bills/{facility.slug}/{invoice['id']}"
+    assert f'href="{url}"' in joy.get("/me").text
+
+    page = joy.get(url)
+    assert page.status_code == 200, page.text
+    [line] = invoice["lines"]
+    assert line["description"] in page.text and invoice["number"] in page.text
+    assert 'id="total">KES 450.00<' in page.text and 'id="still-owed">KES 250.00<' in page.text
+    assert receipt["receipt_number"] in page.text and "Pay at Itemising Clinic's cashier" in page.text
+    reads = [e for e in audit.patient_access_log(db, facility.slug, invoice["patient_id"])
+             if e.event_type == "record.invoice.read"]
+    assert reads[-1].who["kind"] == "patient"
+
+    before = len(audit.patient_access_log(db, facility.slug, theirs["patient_id"]))
+    for wrong in (f"/me/bills/{facility.slug}/{theirs['id']}", f"/me/bills/{facility.slug}/{uuid.uuid4()}",
+                  f"/me/bills/{elsewhere.slug}/{invoice['id']}", f"/me/bills/nowhere/{invoice['id']}"):
+        refused = joy.get(wrong)
+        assert refused.status_code == 404 and "Kibet" not in refused.text, wrong
+    assert len(audit.patient_access_log(db, facility.slug, theirs["patient_id"])) == before
+    assert signed_in("billing_clerk", facility.slug).get(url).status_code == 403
+
+
 def test_a_bill_lowered_after_it_was_paid_says_the_refund_owed_until_it_is_given(db, app, policy, tenant_factory):
     """Paid in full (450), then a credit note of 70 on the blood count: the bill said 'paid' and the page owed
     nothing, as if the 70 were the facility's. The page and the download now say the refund owed to the patient,
