@@ -147,6 +147,10 @@ def test_a_patient_moves_cancels_and_books_their_own_appointments(db, app, signe
     # The page: the appointments, the book page's form books the next free time.
     page = client.get("/me/appointments")
     assert page.status_code == 200 and made.json()["id"] in page.text and "Book an appointment" in page.text
+    # each appointment's actions named with its day: a screen reader's list of links read 'Move to another time' twice
+    when = dt.datetime.fromisoformat(made.json()["starts_at"]).strftime("%A %d %B, %H:%M")
+    assert f'aria-label="Move to another time: your appointment of {when}"' in page.text
+    assert f'aria-label="Cancel this appointment: {when}"' in page.text
     form = client.get(f"/me/appointments/{facility.slug}/book/GEN")
     assert form.status_code == 200 and 'name="slot_id"' in form.text
     second = _free(db, facility, "GEN", after=dt.timedelta(days=1))
