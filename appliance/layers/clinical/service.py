@@ -1161,13 +1161,16 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
     display, definition = catalogue.find_analyte(conn, data.code, ordered_code)
     definition = judged_for(conn, patient_id, definition, taken_at)
     value = data.value
-    if isinstance(value, str) and definition.choices:
-        chosen = next((c for c in definition.choices if c.lower() == value.strip().lower()), None)
+    if definition.choices:
+        # A figure is read as the words of a choice too: "1" for a malaria smear was kept as the number 1.
+        chosen = next((c for c in definition.choices if c.lower() == str(value).strip().lower()), None)
         if chosen is None:
-            raise Invalid(f"{display} is reported as one of {definition.choices}, got {value!r}", field="value")
+            raise Invalid(f"{display} is reported as one of {definition.choices}, got {str(value)!r}", field="value")
         value = chosen
     elif isinstance(value, str) and (definition.unit or definition.low is not None):
         raise Invalid(f"{display} is a number in {definition.unit or 'its unit'}, got {value!r}", field="value")
+    elif isinstance(value, Decimal):
+        _refuse_impossible(display, value, definition, data)
     unit = data.unit or definition.unit
     if data.unit and definition.unit and data.unit != definition.unit:
         raise Invalid(f"{display} is reported in {definition.unit} at this facility, got {data.unit}",
@@ -1184,6 +1187,19 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
         "flag": _result_flag(data.flag, _flag(value, definition, low, high)), "note": data.note,
     }
     return detail, encounter_id
+
+
+def _refuse_impossible(display: str, value: Decimal, definition: Any, data: ResultIn) -> None:
+    """Refuse a figure no specimen can give: below zero where nothing of the analyte's range goes below zero (a
+    count, a concentration: a slipped minus sign was flagged critical low as if it were a finding), or above 100
+    per cent of a share of a whole (a percentage whose range stays within 100: a haematocrit of 410 for 41.0; a
+    prothrombin activity's range goes above 100, and so may it)."""
+    limits = [limit for limit in (definition.low, definition.high, definition.critical_low, definition.critical_high,
+                                  data.reference_low, data.reference_high) if limit is not None]
+    if value < 0 and not any(limit < 0 for limit in limits):
+        raise Invalid(f"{display} cannot be below zero, got {value}", field="value")
+    if value > 100 and (data.unit or definition.unit) == "%" and all(limit <= 100 for limit in limits):
+        raise Invalid(f"{display} is a share of 100 per cent: it cannot be above 100, got {value}", field="value")
 
 
 def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, taken_at: dt.datetime | None = None) -> Any:
