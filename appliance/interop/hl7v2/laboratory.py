@@ -23,9 +23,9 @@ from appliance.interop.hl7v2.messages import (
 from appliance.interop.hl7v2.models import hl7_placer_order
 from appliance.interop.hl7v2.patients import known_patient
 from appliance.layers.clinical import service
-from appliance.layers.clinical.models import service_request
+from appliance.layers.clinical.models import result, service_request
 from appliance.layers.clinical.schemas import FINDINGS_MAX, ImagingReportResultIn, ResultIn, ServiceRequestIn
-from appliance.substrate.record import entry, note_access
+from appliance.substrate.record import current_clause, entry, note_access
 
 PRIORITIES = {"S": "stat", "A": "urgent", "R": "routine", "": "routine"}
 RESULT_FLAGS = {"N": "N", "L": "L", "H": "H", "LL": "LL", "HH": "HH", "A": "A", "AA": "A", "<": "L", ">": "H"}
@@ -224,8 +224,40 @@ def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:
         low, high = _reference_range(value(obx, 7), sequence)
         note = "; ".join(n for n in [RESULT_STATUSES[status], *notes] if n)[:text_max] or None
         with refusals("OBX", sequence, OBX_FIELDS):
-            recorded = service.record_result(act.conn, act.principal, patient_id, schema(
-                code=code, service_request_id=order_id, value=_observation_value(obx, sequence, text_max),
-                unit=value(obx, 6, 1) or None, reference_low=low, reference_high=high,
-                flag=RESULT_FLAGS.get(flag_code), note=note))
+            given = schema(code=code, service_request_id=order_id, value=_observation_value(obx, sequence, text_max),
+                           unit=value(obx, 6, 1) or None, reference_low=low, reference_high=high,
+                           flag=RESULT_FLAGS.get(flag_code), note=note)
+            replaced = _replaced(act, patient_id, order_id, code, status)
+            if replaced is None:
+                recorded = service.record_result(act.conn, act.principal, patient_id, given)
+            else:
+                recorded = service.correct_result(act.conn, act.principal, patient_id, replaced, given,
+                                                  REPLACING[status])
         act.made("result", recorded["id"])
+
+
+# Why a result of an order and analyte that has one in force is its next version, as the record's history says.
+REPLACING = {"C": "corrected by the laboratory (HL7 OBX-11 C)",
+             "F": "the laboratory's final result, replacing its preliminary one (HL7 OBX-11 F)"}
+
+
+def _replaced(act: Act, patient_id: uuid.UUID, order_id: uuid.UUID | None, code: str, status: str) -> uuid.UUID | None:
+    """The result in force that this OBX replaces: of the same order and analyte, when the laboratory sends a
+    correction (C) of it, or the final result (F) of a preliminary one. Recorded as a result of its own, either
+    stood beside the one it replaced on the chart and the review list, two values of one analyte of one
+    specimen, the wrong one still waiting for sign-off. None when there is nothing to replace: no order named,
+    or no result of it in force (a correction of a result the feed never sent is recorded as new)."""
+    if order_id is None or status not in REPLACING:
+        return None
+    order = entry.alias("ordered")
+    order_root = (sa.select(order.c.root_id).where(order.c.patient_id == patient_id,
+                                                   sa.or_(order.c.id == order_id, order.c.root_id == order_id))
+                  .limit(1).scalar_subquery())
+    found = act.conn.execute(
+        sa.select(entry.c.id, result.c.note).select_from(entry.join(result, result.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id == patient_id, result.c.service_request_id == order_root, result.c.code == code,
+               current_clause())
+        .order_by(entry.c.occurred_at.desc()).limit(1)).first()
+    if found is None or (status == "F" and not (found.note or "").startswith(RESULT_STATUSES["P"])):
+        return None
+    return found.id

@@ -225,6 +225,46 @@ def test_an_order_and_its_results_are_linked_by_placer_number(db, facility, feed
     assert rows[0]["note"] == "Sample slightly haemolysed"
 
 
+def _current_results(db, tenant: str, patient_id) -> list[tuple]:
+    """Each result in force: its analyte, value, flag and how many versions its record has."""
+    with db.tenant(tenant) as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT r.code, r.value_numeric::text, r.flag, (SELECT count(*) FROM entry v WHERE v.root_id = e.root_id) "
+            "FROM result r JOIN entry e ON e.id = r.entry_id WHERE e.patient_id = :p "
+            "AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id) ORDER BY r.code"),
+            {"p": patient_id}).all()]
+
+
+def test_a_corrected_or_final_result_replaces_the_one_in_force_and_keeps_it_in_its_history(db, facility, feed):
+    """OBX-11 C corrects the result the laboratory sent before, and F the preliminary (P) it sent: each is that
+    result's next version, back on the review list, the earlier one in its history. They were recorded beside it,
+    so the chart held two haemoglobins of one specimen, the wrong one still waiting for sign-off."""
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    placer = "ORD" + secrets.token_hex(4)
+    assert feed(orm(facility.slug, identifier, "58410-2", placer=placer))[0].code == "AA"
+    patient = _patient(db, facility.slug, identifier)
+
+    def send(*observations: str) -> None:
+        [ack] = feed(oru(facility.slug, identifier, list(observations), placer=placer))
+        assert ack.code == "AA", ack.text
+
+    send("OBX|1|NM|718-7^Hb^LN||1.2|g/dL|||||F", "OBX|2|NM|6690-2^WBC^LN||7.1|10*3/uL|||||P")
+    with db.tenant(facility.slug) as conn:
+        first = conn.execute(sa.text("SELECT e.id FROM entry e JOIN result r ON r.entry_id = e.id "
+                                     "WHERE e.patient_id = :p AND r.code = '718-7'"), {"p": patient["id"]}).scalar()
+    send("OBX|1|NM|718-7^Hb^LN||12.0|g/dL|||||C", "OBX|2|NM|6690-2^WBC^LN||7.4|10*3/uL|||||F")
+    assert _current_results(db, facility.slug, patient["id"]) == [("6690-2", "7.4", "N", 2), ("718-7", "12.0", "N", 2)]
+    with db.tenant(facility.slug) as conn:
+        corrected = conn.execute(sa.text("SELECT e.reason FROM entry e WHERE e.supersedes = :f"), {"f": first}).scalar()
+    assert corrected == "corrected by the laboratory (HL7 OBX-11 C)"
+
+    # A final result of a final one is not a correction: recorded as it was, beside it.
+    send("OBX|1|NM|6690-2^WBC^LN||7.5|10*3/uL|||||F")
+    assert [r[:2] for r in _current_results(db, facility.slug, patient["id"])] == [
+        ("6690-2", "7.4"), ("6690-2", "7.5"), ("718-7", "12.0")]
+
+
 def test_a_text_result_is_recorded_with_its_choice(db, facility, feed):
     identifier = _mrn()
     assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
