@@ -72,8 +72,9 @@ def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all", visit
         row["time"] = _time_of_day(clock, row["starts_at"], today["date"])
     for row in (review or {}).get("results", []):
         row["href"] = f"/t/{tenant}/patients/{row['patient_id']}/results#result-{row['id']}"
+    orderers = portal.people_named(request.app.state.db, {r["ordered_by"] for r in (review or {}).get("results", [])})
     return page(request, "today.html", active="today", today=today, whose=whose, visit=visit,
-                visits=worklist.VISITS,
+                visits=worklist.VISITS, orderers=orderers,
                 day=today["date"].strftime("%A %d %B %Y"), status_labels=STATUS_LABELS, review=review,
                 critical_flags=worklist.CRITICAL_FLAGS, expected=expected, **portal.HELPERS)
 

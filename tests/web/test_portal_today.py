@@ -262,6 +262,30 @@ def test_results_to_review_are_the_clinicians_orders_and_every_critical_one_crit
     assert intruder.get(f"/t/{facility.slug}/today").status_code == 403
 
 
+def test_another_clinicians_critical_result_names_who_ordered_it(db, app, facility, doctors, day):
+    """A critical result of another's order reached everyone's list with its 'Ordered by' blank: the clinician who
+    saw it first could not tell whom to tell. It now names the order's author, and says a result answering no
+    order has none."""
+    dr_b = principal_of(doctors[1], facility.slug)
+    lab = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Lab", tenant=facility.slug, role="clinician")
+    waiting = day["waiting"]["patient"]["id"]
+    with db.control() as conn:
+        conn.execute(sa.update(identity.account).where(identity.account.c.id == doctors[1].account_id)
+                     .values(display_name="Dr Wambui Kariuki"))
+    with db.tenant(facility.slug) as conn:
+        order = service.order_test(conn, dr_b, waiting, ServiceRequestIn(code="2345-7"))
+        ordered = service.record_result(conn, lab, waiting, ResultIn(code="2345-7", value="1.4",
+                                                                     service_request_id=order["id"]))
+        unordered = service.record_result(conn, lab, waiting, ResultIn(code="2345-7", value="35.5"))
+    client = TestClient(app=app, raise_server_exceptions=False)
+    with db.control() as conn:
+        client.cookies.set("healthos_session", identity.start_session(conn, doctors[0].account_id, mfa_passed=True))
+    section = client.get(f"/t/{facility.slug}/today").text.split('id="results-to-review"')[1].split("</section>")[0]
+    rows = {row.split("#result-")[1].split('"')[0]: row for row in section.split("<tbody>")[1].split("</tr>")[:-1]}
+    assert '<td class="ordered-by">Dr Wambui Kariuki</td>' in rows[str(ordered["id"])]
+    assert '<td class="ordered-by"><span class="muted">no order</span></td>' in rows[str(unordered["id"])]
+
+
 def test_the_list_keeps_to_one_class_of_visit(db, app, facility, doctors, day):
     """At a hospital the list began with every inpatient on the wards (74 at the demo's referral hospital)
     and the outpatients waiting for the clinic came last. A clinician now keeps it to outpatient visits,

@@ -113,9 +113,9 @@ def todays_encounters(conn: Connection, principal: Principal, *, tz: zoneinfo.Zo
 
 def results_to_review(conn: Connection, principal: Principal, *, limit: int = RESULTS_LIMIT) -> dict:
     """Results not yet signed off that wait for this clinician: those answering an order they placed, and
-    every critical result at the facility whoever ordered it; critical first, then other abnormal ones,
-    newest first within each, a corrected one saying so. Each patient listed is audited as a read of those
-    results."""
+    every critical result at the facility whoever ordered it (`ordered_by`, whom to tell); critical first, then
+    other abnormal ones, newest first within each, a corrected one saying so. Each patient listed is audited as a
+    read of those results."""
     ordered = entry.alias("ordered")
     by_me = sa.exists().where(ordered.c.id == result.c.service_request_id,
                               ordered.c.author_id == principal.account_id)
@@ -131,6 +131,9 @@ def results_to_review(conn: Connection, principal: Principal, *, limit: int = RE
                   result.c.value_numeric, result.c.value_text, result.c.unit, result.c.flag,
                   result.c.reference_low, result.c.reference_high, patient.c.mrn, patient.c.family_name,
                   patient.c.given_names, by_me.label("ordered_by_me"),
+                  # Who to tell of another's critical result: the order's author (none for a result of no order).
+                  sa.select(ordered.c.author_id).where(ordered.c.id == result.c.service_request_id)
+                  .scalar_subquery().label("ordered_by"),
                   # A correction is the result's next version: its reviewer is told the value changed.
                   (entry.c.id != entry.c.root_id).label("corrected"))
         .select_from(entry.join(result, result.c.entry_id == entry.c.id)
