@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Response
 from litestar.response import Template
@@ -33,22 +34,23 @@ class BenchPage:
         state = values.get("state")
         return state if state in self.states else None
 
-    def act(self, request: Asking, tenant: str, act: Callable, done: str, *, form: str = "",
+    def act(self, request: Asking, tenant: str, act: Callable, done: str | Callable[[Any], str], *, form: str = "",
             values: dict | None = None, field_of: Callable[[RecordError], str | None] | None = None) -> Response:
         """A form's act in one transaction; refused (409, 422), the worklist again with the sentence at its top
         and, where `field_of` names the field the refusal concerns, beside it; done, the worklist it was sent
-        from."""
+        from, with the notice `done` names (or names from what the act returned)."""
         state = self.tab(values or {})
         try:
             with request.app.state.db.tenant(tenant) as conn:
-                act(conn)
+                outcome = act(conn)
         except RecordError as exc:
             if exc.status not in {409, 422}:
                 raise
             field = field_of(exc) if field_of else None
             return self.render(request, tenant, state, status=exc.status, refusal=sentence(exc.detail), form=form,
                                values=values, errors={field: sentence(exc.detail)} if field else {})
-        return see_other(request, f"/t/{tenant}{self.path}?done={done}" + (f"&state={state}" if state else ""))
+        notice = done(outcome) if callable(done) else done
+        return see_other(request, f"/t/{tenant}{self.path}?done={notice}" + (f"&state={state}" if state else ""))
 
     def undo(self, request: Asking, tenant: str, values: dict, schema: type[BaseModel], act: Callable, done: str, *,
              form: str) -> Response:

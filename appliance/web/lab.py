@@ -21,7 +21,7 @@ from litestar.params import QueryParameter
 from litestar.response import Template
 from pydantic import ValidationError
 
-from appliance.layers.clinical import lab
+from appliance.layers.clinical import lab, service
 from appliance.layers.clinical.schemas import BenchResultsIn, ResultCorrectionIn, SpecimenRejectionIn
 from appliance.substrate.tenancy import facility_today
 from appliance.web import portal
@@ -43,6 +43,9 @@ portal.NOTICES.update({
     "specimen-received": "Specimen received: the order waits for its results.",
     "specimen-rejected": "Specimen rejected: the order waits for another, and the ward is asked to collect it.",
     "lab-resulted": "Results recorded; they wait for the clinician's review and sign-off.",
+    "lab-resulted-critical": "Results recorded, and at least one is critical (Critical low or Critical high on its "
+                             "card): it heads every clinician's Results to review, but a list is not a call: telephone "
+                             "the clinician who ordered it, or the ward, now.",
     "lab-corrected": "Result corrected; the corrected value waits for review again, the earlier one kept in its "
                      "history.",
 })
@@ -116,8 +119,14 @@ def enter_results(request: Asking, tenant: Tenant, order_id: Id, data: FormData)
                               refusal=" ".join(portal.field_errors(exc).values()))
     return PAGE.act(request, tenant, lambda conn: lab.enter_results(conn, request.user, order_id, asked,
                                                                     today=facility_today(request.app.state.db, tenant)),
-                    "lab-resulted", form=form, values=values,
+                    _resulted, form=form, values=values,
                     field_of=lambda exc: f"v.{exc.extra['component']}" if exc.extra.get("component") else None)
+
+
+def _resulted(order: dict) -> str:
+    """The notice of results just recorded: one critical among them asks for a call, not only a place on a list."""
+    critical = any(r["flag"] in service.CRITICAL_FLAGS for r in order["results"])
+    return "lab-resulted-critical" if critical else "lab-resulted"
 
 
 @post("/lab/results/{result_id:uuid}/correction", operation_id="PortalLabCorrectResult",

@@ -114,6 +114,29 @@ def test_a_lab_technician_receives_a_specimen_and_records_a_panel_from_the_page(
     assert stale.status_code == 409 and "corrected since" in stale.text
 
 
+def test_a_critical_result_recorded_at_the_bench_asks_the_technician_to_telephone(signed_in, db, facility):
+    """A glucose of 1.9 recorded at the bench was met with the routine notice that it waits for review, as a normal
+    one is: nothing asked the technician to call anyone. The notice now says it is critical and to telephone the
+    clinician who ordered it or the ward; results none of which is critical keep the routine one."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Chebet", given_names="Mary")
+        low, usual = (service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code="2345-7"))["id"]
+                      for _ in range(2))
+    client = signed_in("lab_technician", facility.slug)
+    base = f"/t/{facility.slug}"
+    for order in (low, usual):
+        assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/receipt", {"note": ""}).status_code == 303
+    critical = post_form(client, f"{base}/lab", f"{base}/lab/orders/{low}/results", {"v.2345-7": "1.9"})
+    assert critical.status_code == 303 and critical.headers["location"] == f"{base}/lab?done=lab-resulted-critical"
+    page = client.get(critical.headers["location"]).text
+    assert "at least one is critical" in page and "telephone the clinician who ordered it" in page
+    assert "Critical low" in page.split(f'id="lab-{low}"')[1].split("</section>")[0]
+    normal = post_form(client, f"{base}/lab", f"{base}/lab/orders/{usual}/results", {"v.2345-7": "5.1"})
+    assert normal.headers["location"] == f"{base}/lab?done=lab-resulted"
+
+
 def test_another_facilitys_lab_technician_and_guessed_ids_are_refused(signed_in, facility, other_facility,
                                                                       blood_count):
     intruder = signed_in("lab_technician", other_facility.slug)
