@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import drugs, growth, reconciliation
 from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical import worklist as clinical_worklist
 from appliance.layers.clinical.models import vital_signs
 from appliance.layers.clinical.schemas import ReconciliationIn, VitalSignsIn
 from appliance.layers.nursing import access, fluid, service, views, ward
@@ -194,7 +195,12 @@ def _worklist_context(db: Database, principal: Principal, tenant: str, ward_code
     found, wards = _ward_context(db, principal, tenant, ward_code)
     with db.tenant(tenant) as conn:
         listed = ward.worklist(conn, principal, found, now=_now(), tz=facility_timezone(db, tenant))
-    return {"worklist": listed, "wards": wards}
+        names = {p["patient_id"]: p["name"] for p in listed["patients"]}
+        critical = (clinical_worklist.critical_unreviewed(conn, principal, list(names))
+                    if principal.can("clinical.result.read") else [])
+    for row in critical:
+        row["name"] = names[row["patient_id"]]
+    return {"worklist": listed, "wards": wards, "critical_results": critical}
 
 
 @get("/ward", operation_id="PortalWardWorklist", opt={"permission": "nursing.worklist.read"},

@@ -147,3 +147,22 @@ def results_to_review(conn: Connection, principal: Principal, *, limit: int = RE
     note_list_read(conn, principal, "result", listed, detail={"list": "to review"})
     return {"results": listed, "cut_short": cut_short,
             "critical": sum(1 for r in listed if r["flag"] in CRITICAL_FLAGS)}
+
+
+def critical_unreviewed(conn: Connection, principal: Principal, patient_ids: list) -> list[dict]:
+    """The critical results (LL, HH) of these patients that no clinician has signed off yet, newest first: what
+    a ward's nurses are to tell the doctor of, as the ward's own alarms (an early warning score, oliguria) are.
+    Each patient listed is audited as a read of those results."""
+    if not patient_ids:
+        return []
+    signed = sa.exists().where(result_signoff.c.result_id == entry.c.id)
+    listed = [dict(r) for r in conn.execute(
+        sa.select(entry.c.id, entry.c.patient_id, entry.c.occurred_at, result.c.display, result.c.value_numeric,
+                  result.c.value_text, result.c.unit, result.c.flag)
+        .select_from(entry.join(result, result.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id.in_(patient_ids), entry.c.status != "entered_in_error", current_clause(), ~signed,
+               result.c.flag.in_(CRITICAL_FLAGS))
+        .order_by(entry.c.occurred_at.desc(), entry.c.id)
+    ).mappings()]
+    note_list_read(conn, principal, "result", listed, detail={"list": "ward critical"})
+    return listed

@@ -13,9 +13,11 @@ from decimal import Decimal
 
 import pytest
 
+from appliance.layers.clinical import service as clinical
+from appliance.layers.clinical.schemas import ResultIn
 from appliance.layers.nursing import service
 from appliance.national import indicators as national
-from appliance.substrate import record
+from appliance.substrate import audit, record
 from appliance.web.nursing import lateness
 from tests.layers.nursing.conftest import HIGH, TZ, admit, vitals
 from tests.national.test_indicators import DEFINITIONS_FILE
@@ -71,6 +73,30 @@ def test_a_high_news2_recorded_on_the_page_escalates_on_the_worklist(signed_in, 
     # An observations task is done by recording the set: the worklist offers that, not a "Done" tick.
     observe = worklist.text.split('class="task task-observations')[1].split("</li>")[0]
     assert ">Record</a>" in observe and "/done" not in observe
+
+
+def test_a_critical_result_not_yet_reviewed_is_on_its_wards_worklist_until_a_doctor_signs_it(db, signed_in, facility,
+                                                                                            clinician):
+    """A haemoglobin of 4.1 of a patient on the ward waited on the doctors' lists alone: the ward's worklist, where
+    its early warning scores and oliguria are called, said nothing, and the nurse at the bedside was not told. It
+    is now called there, the patient linked to the result, until a doctor signs it off; another ward's is not, and
+    the list's read is on the patient's access log."""
+    with db.tenant(facility.slug) as conn:
+        here = admit(conn, clinician, family="Wambui", given="Grace")
+        there = admit(conn, clinician, ward="MAT", family="Cherono", given="Ivy")
+        low = clinical.record_result(conn, clinician, here["id"], ResultIn(code="718-7", value=Decimal("4.1"),
+                                                                           flag="LL"))
+        clinical.record_result(conn, clinician, there["id"], ResultIn(code="718-7", value=Decimal("3.9"), flag="LL"))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    alert = nurse.get(f"/t/{facility.slug}/ward").text.split('id="critical-results-alert"')[1].split("</section>")[0]
+    assert "WAMBUI, Grace" in alert and "Haemoglobin 4.1 g/dL: tell the doctor" in alert and "Critical low" in alert
+    assert f'/patients/{here["id"]}/results#result-{low["id"]}"' in alert and "CHERONO" not in alert
+    assert f'id="result-{low["id"]}"' in nurse.get(f"/t/{facility.slug}/patients/{here['id']}/results").text
+    assert any(e.event_type == "record.result.read" and e.detail.get("list") == "ward critical"
+               for e in audit.patient_access_log(db, facility.slug, here["id"]))
+    with db.tenant(facility.slug) as conn:
+        clinical.sign_result(conn, clinician, here["id"], low["id"], "transfusing")
+    assert "WAMBUI, Grace" not in nurse.get(f"/t/{facility.slug}/ward").text.split("Worklist")[0]
 
 
 def test_the_observations_page_says_when_the_next_set_is_overdue(db, signed_in, facility, clinician):
