@@ -137,6 +137,29 @@ def test_a_critical_result_recorded_at_the_bench_asks_the_technician_to_telephon
     assert normal.headers["location"] == f"{base}/lab?done=lab-resulted"
 
 
+def test_a_result_read_from_choices_is_corrected_by_choosing_another(signed_in, db, facility):
+    """A malaria smear read 'positive' was corrected by typing into a blank box, where 'neg' or 'pos.' came
+    back refused with the list of choices: the correction now offers the test's other choices to pick from."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Onyango", given_names="Peter")
+        smear = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code="32700-7"))["id"]
+    client = signed_in("lab_technician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{smear}/receipt", {"note": ""}).status_code == 303
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{smear}/results",
+                     {"v.32700-7": "positive"}).status_code == 303
+    with db.tenant(facility.slug) as conn:
+        read = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o"), {"o": smear}).scalar()
+    form = client.get(f"{base}/lab?state=resulted").text.split(f'id="correct-{read}"')[1].split("</form>")[0]
+    assert f'<select id="correct-{read}-value" name="value"' in form
+    assert '<option value="negative"' in form and '<option value="positive"' not in form
+    corrected = post_form(client, f"{base}/lab", f"{base}/lab/results/{read}/correction",
+                          {"value": "negative", "reason": "read from the neighbouring slide"})
+    assert corrected.status_code == 303 and corrected.headers["location"] == f"{base}/lab?done=lab-corrected"
+
+
 def test_another_facilitys_lab_technician_and_guessed_ids_are_refused(signed_in, facility, other_facility,
                                                                       blood_count):
     intruder = signed_in("lab_technician", other_facility.slug)
