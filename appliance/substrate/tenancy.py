@@ -309,6 +309,12 @@ def facility_timezone_of(conn: Connection) -> zoneinfo.ZoneInfo:
     return _zone_of(slug, keys.side_engine(conn.engine).connect)
 
 
+def facility_clock_of(conn: Connection, at: dt.datetime) -> str:
+    """`at` on the facility's clock as its pages write a time ("28 Nov 2026 02:11", the portal's `Clock.when`), for
+    a refusal to name a time the page beside it shows: a bare UTC time read three hours off in Nairobi."""
+    return at.astimezone(facility_timezone_of(conn)).strftime("%d %b %Y %H:%M")
+
+
 def _zone_of(slug: str, control: Callable[[], contextlib.AbstractContextManager[Connection]]) -> zoneinfo.ZoneInfo:
     cached = _zones.get(slug)
     if cached and time.monotonic() - cached[0] < _ZONE_TTL_SECONDS:

@@ -33,6 +33,7 @@ from appliance.substrate import record
 from appliance.substrate.age import age_label
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_list_read
+from appliance.substrate.tenancy import facility_clock_of
 
 # A department's open orders stay well under this; past it the list says it is cut short rather than render
 # (and audit) rows nobody reads.
@@ -183,7 +184,7 @@ class Bench:
         order = self.order(conn, order_id)
         waiting, in_hand, _ = self.department.states
         if order["state"] == in_hand:
-            raise Conflict(already.format(display=order["display"], at=f"{order['received_at']:%Y-%m-%d %H:%M} UTC"),
+            raise Conflict(already.format(display=order["display"], at=facility_clock_of(conn, order["received_at"])),
                            **{by: str(order["received_by"])})
         if order["state"] != waiting:
             raise Conflict(past.format(display=order["display"]))

@@ -49,7 +49,7 @@ from appliance.substrate import identity, record, retraction
 from appliance.substrate.db import Database, after_commit
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
-from appliance.substrate.tenancy import facility_timezone_of
+from appliance.substrate.tenancy import facility_clock_of, facility_timezone_of
 from appliance.substrate.tenant_config import OrderableConfig
 
 _FIRST_VERSION = entry.alias("first_version")
@@ -1241,7 +1241,7 @@ def sign_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, e
         .where(result_signoff.c.result_id == entry_id, current_clause())
     ).first()
     if signed is not None:
-        raise Conflict(f"this result was already signed off at {signed.recorded_at:%Y-%m-%d %H:%M}",
+        raise Conflict(f"this result was already signed off at {facility_clock_of(conn, signed.recorded_at)}",
                        signed_by=str(signed.author_id))
     record.append(conn, principal, "result_signoff", patient_id=patient_id,
                   detail={"result_id": entry_id, "comment": comment})
@@ -1267,7 +1267,7 @@ def disclose_result(conn: Connection, principal: Principal, patient_id: uuid.UUI
                        "the patient", entry_id=str(entry_id))
     if found["disclosed_at"] is not None:
         raise Conflict(f"this result was already recorded as given in person at "
-                       f"{found['disclosed_at']:%Y-%m-%d %H:%M}", disclosed_by=str(found["disclosed_by"]))
+                       f"{facility_clock_of(conn, found['disclosed_at'])}", disclosed_by=str(found["disclosed_by"]))
     record.append(conn, principal, "result_disclosure", patient_id=patient_id,
                   detail={"result_id": entry_id, "note": note})
     return results_of(conn, patient_id, entry_ids=[entry_id])[0]

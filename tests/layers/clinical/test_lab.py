@@ -125,6 +125,9 @@ def test_receiving_a_specimen_then_a_panel_all_or_nothing_with_its_flags(lab, db
     assert [a["code"] for a in received.json()["analytes"]] == [HB, WCC, PLT]
     again = lab.post(f"{base}/orders/{bench[FBC]}/receipt", json={})
     assert again.status_code == 409 and "already received" in again.json()["detail"]
+    # At the time the bench shows it received, on the facility's clock, not three hours off in UTC.
+    at = dt.datetime.fromisoformat(received.json()["received_at"]).astimezone(zoneinfo.ZoneInfo("Africa/Nairobi"))
+    assert again.json()["detail"].endswith(f"already received at {at:%d %b %Y %H:%M}"), again.text
     # The specimen reached the bench, so the ward's task to collect it is done (the nursing layer's reaction).
     with db.tenant(facility.slug) as conn:
         collect = conn.execute(sa.text(

@@ -29,6 +29,7 @@ from appliance.layers.patient import portal
 from appliance.substrate import audit, record
 from appliance.substrate.db import Database
 from appliance.substrate.tenant_config import OrderableConfig
+from tests.conftest import FACILITY_ZONE
 from tests.layers.clinical.conftest import new_patient
 
 PARACETAMOL = {"drug": "Paracetamol 500 mg tablets", "dose": 1000, "dose_unit": "mg", "route": "oral",
@@ -463,7 +464,9 @@ def test_a_result_is_signed_off_once_by_the_reviewing_clinician(db: Database, fa
         glucose = service.record_result(conn, clinician, patient["id"], ResultIn(code="2345-7", value=Decimal(12)))
         signed = service.sign_result(conn, reviewer, patient["id"], glucose["id"], "repeat fasting")
     assert signed["signed_by"] == reviewer.account_id and signed["signed_at"] is not None and signed["flag"] == "H"
-    with pytest.raises(Conflict, match="already signed"), db.tenant(facility.slug) as conn:
+    # Said on the facility's clock, as the results page beside it shows the sign-off: a bare UTC time read hours off.
+    local = signed["signed_at"].astimezone(FACILITY_ZONE).strftime("%d %b %Y %H:%M")
+    with pytest.raises(Conflict, match=f"already signed off at {local}$"), db.tenant(facility.slug) as conn:
         service.sign_result(conn, clinician, patient["id"], glucose["id"], None)
 
 
