@@ -160,6 +160,36 @@ def test_a_result_read_from_choices_is_corrected_by_choosing_another(signed_in, 
     assert corrected.status_code == 303 and corrected.headers["location"] == f"{base}/lab?done=lab-corrected"
 
 
+def test_a_result_signed_off_already_is_corrected_from_the_bench_and_goes_back_for_review(signed_in, db, facility):
+    """The bench offered 'Correct' only beside results still waiting for sign-off, though the API corrects a signed
+    one: a haemoglobin found mistyped after the doctor signed it could not be corrected from the page while its
+    white cell count still waited. It is offered beside it now, saying the correction goes back for review."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Mutua", given_names="Ann")
+        order = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=FBC))["id"]
+    client = signed_in("lab_technician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/receipt", {"note": ""}).status_code == 303
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/results",
+                     {f"v.{HB}": "4.7", f"v.{WCC}": "6.1"}).status_code == 303
+    with db.tenant(facility.slug) as conn:
+        haemoglobin = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o AND code = :c"),
+                                   {"o": order, "c": HB}).scalar()
+        service.sign_result(conn, doctor, patient["id"], haemoglobin, None)
+    row = client.get(f"{base}/lab?state=resulted").text.split(f'id="result-{haemoglobin}"')[1].split("</tr>")[0]
+    assert "Signed off" in row and f'id="correct-{haemoglobin}"' in row
+    assert "goes back to the clinician&#39;s review" in row or "goes back to the clinician's review" in row
+    corrected = post_form(client, f"{base}/lab", f"{base}/lab/results/{haemoglobin}/correction",
+                          {"value": "14.7", "reason": "a digit dropped when typing"})
+    assert corrected.status_code == 303
+    with db.tenant(facility.slug) as conn:
+        now = conn.execute(sa.text("SELECT id FROM entry WHERE supersedes = :r"), {"r": haemoglobin}).scalar()
+        (again,) = service.results_of(conn, patient["id"], entry_ids=[now])
+    assert str(again["value_numeric"]) == "14.7" and again["signed_at"] is None  # back on the review list
+
+
 def test_another_facilitys_lab_technician_and_guessed_ids_are_refused(signed_in, facility, other_facility,
                                                                       blood_count):
     intruder = signed_in("lab_technician", other_facility.slug)
