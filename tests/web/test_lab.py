@@ -41,14 +41,24 @@ def blood_count(db, facility) -> uuid.UUID:
     return ordered["id"]
 
 
-def test_a_specimen_that_cannot_be_tested_is_rejected_from_the_page(signed_in, db, facility):
+@pytest.fixture(scope="module")
+def doctor(facility) -> Principal:
+    return Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
+                     role="clinician")
+
+
+def _ordered(db, facility, doctor: Principal, family: str, given: str, *codes: str) -> tuple[uuid.UUID, list]:
+    """A new patient with `codes` ordered, none of them received yet: the patient's id and each order's."""
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name=family, given_names=given)
+        return patient["id"], [service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=code))["id"]
+                               for code in codes]
+
+
+def test_a_specimen_that_cannot_be_tested_is_rejected_from_the_page(signed_in, db, facility, doctor):
     """'Reject the specimen' under a received one: a blank reason refused beside its field, then the order is back
     awaiting a specimen, the page says the ward is asked for another."""
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
-                       role="clinician")
-    with db.tenant(facility.slug) as conn:
-        patient = new_patient(conn, doctor, family_name="Kiprop", given_names="Ruth")
-        order = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=FBC))["id"]
+    _, (order,) = _ordered(db, facility, doctor, "Kiprop", "Ruth", FBC)
     client = signed_in("lab_technician", facility.slug)
     base = f"/t/{facility.slug}"
     assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/receipt", {"note": ""}).status_code == 303
@@ -114,16 +124,12 @@ def test_a_lab_technician_receives_a_specimen_and_records_a_panel_from_the_page(
     assert stale.status_code == 409 and "corrected since" in stale.text
 
 
-def test_a_critical_result_recorded_at_the_bench_asks_the_technician_to_telephone(signed_in, db, facility):
+def test_a_critical_result_recorded_at_the_bench_asks_the_technician_to_telephone(signed_in, db, facility,
+                                                                                  doctor):
     """A glucose of 1.9 recorded at the bench was met with the routine notice that it waits for review, as a normal
     one is: nothing asked the technician to call anyone. The notice now says it is critical and to telephone the
     clinician who ordered it or the ward; results none of which is critical keep the routine one."""
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
-                       role="clinician")
-    with db.tenant(facility.slug) as conn:
-        patient = new_patient(conn, doctor, family_name="Chebet", given_names="Mary")
-        low, usual = (service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code="2345-7"))["id"]
-                      for _ in range(2))
+    _, (low, usual) = _ordered(db, facility, doctor, "Chebet", "Mary", "2345-7", "2345-7")
     client = signed_in("lab_technician", facility.slug)
     base = f"/t/{facility.slug}"
     for order in (low, usual):
@@ -137,14 +143,10 @@ def test_a_critical_result_recorded_at_the_bench_asks_the_technician_to_telephon
     assert normal.headers["location"] == f"{base}/lab?done=lab-resulted"
 
 
-def test_a_result_read_from_choices_is_corrected_by_choosing_another(signed_in, db, facility):
+def test_a_result_read_from_choices_is_corrected_by_choosing_another(signed_in, db, facility, doctor):
     """A malaria smear read 'positive' was corrected by typing into a blank box, where 'neg' or 'pos.' came
     back refused with the list of choices: the correction now offers the test's other choices to pick from."""
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
-                       role="clinician")
-    with db.tenant(facility.slug) as conn:
-        patient = new_patient(conn, doctor, family_name="Onyango", given_names="Peter")
-        smear = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code="32700-7"))["id"]
+    _, (smear,) = _ordered(db, facility, doctor, "Onyango", "Peter", "32700-7")
     client = signed_in("lab_technician", facility.slug)
     base = f"/t/{facility.slug}"
     assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{smear}/receipt", {"note": ""}).status_code == 303
@@ -160,15 +162,12 @@ def test_a_result_read_from_choices_is_corrected_by_choosing_another(signed_in, 
     assert corrected.status_code == 303 and corrected.headers["location"] == f"{base}/lab?done=lab-corrected"
 
 
-def test_a_result_signed_off_already_is_corrected_from_the_bench_and_goes_back_for_review(signed_in, db, facility):
+def test_a_result_signed_off_already_is_corrected_from_the_bench_and_goes_back_for_review(signed_in, db, facility,
+                                                                                          doctor):
     """The bench offered 'Correct' only beside results still waiting for sign-off, though the API corrects a signed
     one: a haemoglobin found mistyped after the doctor signed it could not be corrected from the page while its
     white cell count still waited. It is offered beside it now, saying the correction goes back for review."""
-    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
-                       role="clinician")
-    with db.tenant(facility.slug) as conn:
-        patient = new_patient(conn, doctor, family_name="Mutua", given_names="Ann")
-        order = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=FBC))["id"]
+    patient, (order,) = _ordered(db, facility, doctor, "Mutua", "Ann", FBC)
     client = signed_in("lab_technician", facility.slug)
     base = f"/t/{facility.slug}"
     assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/receipt", {"note": ""}).status_code == 303
@@ -177,7 +176,7 @@ def test_a_result_signed_off_already_is_corrected_from_the_bench_and_goes_back_f
     with db.tenant(facility.slug) as conn:
         haemoglobin = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o AND code = :c"),
                                    {"o": order, "c": HB}).scalar()
-        service.sign_result(conn, doctor, patient["id"], haemoglobin, None)
+        service.sign_result(conn, doctor, patient, haemoglobin, None)
     row = client.get(f"{base}/lab?state=resulted").text.split(f'id="result-{haemoglobin}"')[1].split("</tr>")[0]
     assert "Signed off" in row and f'id="correct-{haemoglobin}"' in row
     assert "goes back to the clinician&#39;s review" in row or "goes back to the clinician's review" in row
@@ -186,7 +185,7 @@ def test_a_result_signed_off_already_is_corrected_from_the_bench_and_goes_back_f
     assert corrected.status_code == 303
     with db.tenant(facility.slug) as conn:
         now = conn.execute(sa.text("SELECT id FROM entry WHERE supersedes = :r"), {"r": haemoglobin}).scalar()
-        (again,) = service.results_of(conn, patient["id"], entry_ids=[now])
+        (again,) = service.results_of(conn, patient, entry_ids=[now])
     assert str(again["value_numeric"]) == "14.7" and again["signed_at"] is None  # back on the review list
 
 
