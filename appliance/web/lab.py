@@ -43,9 +43,9 @@ portal.NOTICES.update({
     "specimen-received": "Specimen received: the order waits for its results.",
     "specimen-rejected": "Specimen rejected: the order waits for another, and the ward is asked to collect it.",
     "lab-resulted": "Results recorded; they wait for the clinician's review and sign-off.",
-    "lab-resulted-critical": "Results recorded, and at least one is critical (Critical low or Critical high on its "
-                             "card): it heads every clinician's Results to review, but a list is not a call: telephone "
-                             "the clinician who ordered it, or the ward, now.",
+    "lab-resulted-critical": "Results recorded, and at least one is critical (flagged Critical low or Critical high "
+                             "under Resulted): it heads every clinician's Results to review, but a list is not a call: "
+                             "telephone the clinician who ordered it, or the ward, now.",
     "lab-corrected": "Result corrected; the corrected value waits for review again, the earlier one kept in its "
                      "history.",
 })
