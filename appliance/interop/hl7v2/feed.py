@@ -57,10 +57,12 @@ def handle(db: Database, tenant: str, token: str, text: str) -> Acknowledgement:
     try:
         message = messages.parse(text)
     except HL7Error as error:
-        # Remembered too, with no sender to name: the admin's page counts what could not be read.
-        ack = messages.acknowledge(None, error.ack, tenant, error)
-        _remember_refusal(db, tenant, Header("", "", "", ""), None, ack)
-        log.info("hl7.message", tenant=tenant, ack=error.ack, error_code=error.code)
+        # Remembered too, under its sender and control id when its MSH reads: the admin's page lists it.
+        header_only = messages.header_of(text)
+        header = Header.read(header_only) if header_only is not None else Header("", "", "", "")
+        ack = messages.acknowledge(header_only, error.ack, tenant, error)
+        _remember_refusal(db, tenant, header, None, ack)
+        log.info("hl7.message", tenant=tenant, control_id=header.control_id, ack=error.ack, error_code=error.code)
         return ack
     header = Header.read(message)
     structlog.contextvars.bind_contextvars(tenant=tenant, control_id=header.control_id,

@@ -89,19 +89,35 @@ def not_applied(code: str, problem: str, **where) -> HL7Error:
 # -- reading fields ------------------------------------------------------------------------------------
 
 
+def _segments_text(text: str) -> str:
+    return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
+
+
 def parse(text: str) -> hl7.Message:
     """The message, or AR 100 naming what is wrong with its shape."""
-    text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
+    text = _segments_text(text)
     if not text.startswith("MSH") or len(text) < 9:
         raise rejected("100", "the message does not begin with an MSH segment")
     try:
         message = hl7.parse(text)
     except Exception as exc:  # python-hl7 raises several types for malformed input; each is "unparseable"
         raise rejected("100", f"the message cannot be parsed ({type(exc).__name__})") from None
-    for segment in message:
+    for number, segment in enumerate(message, start=1):
         if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", str(segment[0])):
-            raise rejected("100", f"a segment begins with {str(segment[0])[:8]!r}, not a segment name")
+            raise rejected("100", f"segment {number} begins with {str(segment[0])[:8]!r}, not a segment name")
     return message
+
+
+def header_of(text: str) -> hl7.Message | None:
+    """The MSH segment alone of a message `parse` refused, when it reads: the ACK then still names the
+    message's control id and sender, which is how the sending system matches an answer to what it sent."""
+    first = _segments_text(text).split("\r", 1)[0]
+    if not first.startswith("MSH|"):
+        return None
+    try:
+        return hl7.parse(first)
+    except Exception:  # an MSH python-hl7 cannot read: the ACK is then the bare one
+        return None
 
 
 def value(segment: hl7.Segment, field: int, component: int = 1, sub: int = 1, repetition: int = 1) -> str:

@@ -523,3 +523,16 @@ def test_a_radiology_report_for_an_imaging_order_is_kept_whole_and_a_lab_note_st
     assert rows["30799-1"].value_text == impression.strip()
     assert rows["30799-1"].note == "; ".join(findings) and len(rows["30799-1"].note) > 18_000
     assert rows["718-7"].note == "y" * 2000
+
+
+def test_a_broken_segment_is_answered_and_remembered_under_the_messages_control_id(db, facility, feed):
+    control = control_id()
+    broken = adt(facility.slug, "A04", _mrn(), control=control).replace("\rEVN|", "\rev n|")
+    before = counts(db, facility.slug)
+    [ack] = feed(broken)
+    _assert_refused(ack, "AR", "100", says="segment 2 begins with 'ev n'")
+    assert ack.field("MSA", 2) == control and ack.field("MSH", 5) == "REGSYS"
+    assert counts(db, facility.slug) == before
+    with db.tenant(facility.slug) as conn:
+        row = conn.execute(sa.select(hl7_message).where(hl7_message.c.control_id == control)).mappings().one()
+    assert (row["sending_application"], row["message_type"], row["ack_code"]) == ("REGSYS", "ADT^A04", "AR")

@@ -63,3 +63,15 @@ def test_unreadable_input_is_rejected_naming_why():
             assert error.ack == "AR" and error.code == "100"
         else:
             raise AssertionError(f"{text!r} was read")
+
+
+def test_a_broken_segments_ack_still_names_the_messages_control_id():
+    text = "MSH|^~\\&|LAB|HOSP|HEALTHOS|fac|20260101||ORU^R01|C7|P|2.5\rev n|x\r"
+    try:
+        messages.parse(text)
+    except messages.HL7Error as error:
+        assert "segment 2 begins with 'ev n'" in error.text()
+        ack = hl7.parse(messages.acknowledge(messages.header_of(text), error.ack, "fac", error).text)
+    assert messages.value(ack.segment("MSA"), 2) == "C7"
+    assert messages.value(ack.segment("MSH"), 5) == "LAB" and messages.value(ack.segment("MSH"), 9, 2) == "R01"
+    assert messages.header_of("this is not HL7") is None
