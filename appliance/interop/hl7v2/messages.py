@@ -94,10 +94,17 @@ def _segments_text(text: str) -> str:
 
 
 def parse(text: str) -> hl7.Message:
-    """The message, or AR 100 naming what is wrong with its shape."""
+    """The message, or AR naming what is wrong with its shape."""
     text = _segments_text(text)
     if not text.startswith("MSH") or len(text) < 9:
         raise rejected("100", "the message does not begin with an MSH segment")
+    encoding = text[3:].split(text[3], 2)[1] if text[3] in text[4:] else text[4:8]
+    if text[3] != "|" or encoding != "^~\\&":
+        # python-hl7 would read the message by the characters declared, so a sender configured with others
+        # but writing ^ and ~ has its components read as one value: say so, not that MSH-9 is unknown.
+        raise rejected(DATA_TYPE_ERROR, "are not the standard |^~\\& that this interface reads: check the "
+                       "sending system's encoding characters", location=("MSH", 1, 2),
+                       label="field separator and encoding characters", value=text[3] + encoding)
     try:
         message = hl7.parse(text)
     except Exception as exc:  # python-hl7 raises several types for malformed input; each is "unparseable"

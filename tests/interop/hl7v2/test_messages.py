@@ -65,6 +65,18 @@ def test_unreadable_input_is_rejected_naming_why():
             raise AssertionError(f"{text!r} was read")
 
 
+def test_encoding_characters_other_than_the_standard_are_refused_at_msh_2():
+    # A sender declaring # as its component separator while writing ^ would have ADT^A04 read as one value.
+    for header in ("MSH|#~\\&|A|B|C|D|20260101||ADT^A04|1|P|2.5", "MSH^~\\&|A|B|C|D|20260101||ADT^A04|1|P|2.5"):
+        try:
+            messages.parse(header + "\rPID|1\r")
+        except messages.HL7Error as error:
+            assert (error.ack, error.code, error.location) == ("AR", "102", ("MSH", 1, 2)), header
+            assert "standard |^~\\&" in error.text()
+        else:
+            raise AssertionError(f"{header!r} was read")
+
+
 def test_a_broken_segments_ack_still_names_the_messages_control_id():
     text = "MSH|^~\\&|LAB|HOSP|HEALTHOS|fac|20260101||ORU^R01|C7|P|2.5\rev n|x\r"
     try:
