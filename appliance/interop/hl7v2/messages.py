@@ -19,6 +19,8 @@ import hl7
 APPLICATION = "HEALTHOS"
 # Versions whose ADT, ORM, ORU and VXU segments read the same for the fields used here.
 SUPPORTED_VERSIONS = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6")
+# Versions whose ERR is the one field ERR-1 (the error's location and code); 2.5 moved them to ERR-2 to ERR-8.
+ERR_IN_FIELD_1 = ("2.3", "2.3.1", "2.4")
 SUPPORTED_EVENTS = {"ADT": ("A01", "A03", "A04", "A08"), "ORM": ("O01",), "ORU": ("R01",), "VXU": ("V04",)}
 
 # HL7 table 0357, the codes used here.
@@ -213,5 +215,10 @@ def acknowledge(message: hl7.Message | None, code: str, tenant: str, error: HL7E
         segments_out[1] += f"|{text}"
         where = "" if error.location is None else "^".join(str(p) for p in error.location)
         name = ERROR_NAMES.get(error.code, "")
-        segments_out.append(f"ERR||{where}|{error.code}^{name}^HL70357|E||||{text}")
+        if msh is not None and value(msh, 12) in ERR_IN_FIELD_1:
+            # Before 2.5 ERR has one field, ERR-1 (segment^sequence^field^code&name&table): a 2.3 or 2.4 engine
+            # reads nothing from the later fields, so its analyst would see AE or AR with no cause attached.
+            segments_out.append(f"ERR|{where or '^^'}^{error.code}&{name}&HL70357")
+        else:
+            segments_out.append(f"ERR||{where}|{error.code}^{name}^HL70357|E||||{text}")
     return Acknowledgement(code, "\r".join(segments_out) + "\r", error)

@@ -87,3 +87,18 @@ def test_a_broken_segments_ack_still_names_the_messages_control_id():
     assert messages.value(ack.segment("MSA"), 2) == "C7"
     assert messages.value(ack.segment("MSH"), 5) == "LAB" and messages.value(ack.segment("MSH"), 9, 2) == "R01"
     assert messages.header_of("this is not HL7") is None
+
+
+def test_a_2_3_or_2_4_ack_carries_the_error_in_err_1():
+    error = messages.not_applied("102", "is not a number", location=("OBX", 2, 5), label="observation value")
+    for version, in_field_1 in (("2.3", True), ("2.3.1", True), ("2.4", True), ("2.5", False), ("2.6", False)):
+        message = messages.parse(f"MSH|^~\\&|LAB|HOSP|HEALTHOS|fac|20260101||ORU^R01|C1|P|{version}\rPID|1\r")
+        ack = hl7.parse(messages.acknowledge(message, "AE", "fac", error).text)
+        err = ack.segment("ERR")
+        assert messages.value(ack.segment("MSA"), 3) == "OBX-5 observation value is not a number"
+        if in_field_1:
+            assert [messages.value(err, 1, c) for c in (1, 2, 3)] == ["OBX", "2", "5"], version
+            assert [messages.value(err, 1, 4, s) for s in (1, 3)] == ["102", "HL70357"]
+            assert len(err) == 2, version  # ERR-1 alone
+        else:
+            assert messages.value(err, 1) == "" and messages.value(err, 3) == "102", version
