@@ -10,6 +10,7 @@ Nothing here is patient data; issuing and revoking a token are audited (identity
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import defaultdict
 from typing import Any
@@ -24,7 +25,7 @@ from appliance.substrate import identity
 from appliance.substrate.tenancy import facility_today_and_start
 from appliance.web import portal
 from appliance.web.errors import error_page
-from appliance.web.portal import Asking, FormData, Id, NavItem, Tenant, form_values, page, see_other
+from appliance.web.portal import Asking, FormData, Id, NavItem, Query, Tenant, form_values, page, see_other
 
 portal.NAV.extend([
     NavItem("Administration", "tokens", "API tokens", "/admin/tokens", "identity.token.read"),
@@ -163,16 +164,29 @@ async def move_ward(request: Asking, tenant: Tenant, account_id: Id, data: FormD
     return await to_thread.run_sync(work)
 
 
+# What the Interfaces page lists: every message, or only those not applied that no resend has put right.
+INTERFACE_LISTS = {"": "Every message", "not-applied": "Not applied, not yet put right by a resend"}
+SENDERS_SINCE = dt.timedelta(days=30)
+
+
 @get("/interfaces", operation_id="PortalInterfaces", opt={"permission": "interop.hl7.read"}, include_in_schema=False)
-async def interfaces_page(request: Asking, tenant: Tenant) -> Template:
+async def interfaces_page(request: Asking, tenant: Tenant, show: Query = "",
+                          sender: Query = "") -> Template | Response:
     """The facility's HL7 v2 feeds: today's messages accepted (AA), not applied (AE) and rejected (AR),
-    and the last 100 with what was wrong with each. No patient data: the log keeps none."""
+    and the last 100 with what was wrong with each and whether a resend was since applied; `show=not-applied`
+    lists only those still to put right, `sender` one sending application's. No patient data: the log keeps none."""
+    if show not in INTERFACE_LISTS:
+        return error_page(request, 422, f"show={show[:40]!r} is not a list of this page: leave it out for every "
+                          "message, or give show=not-applied for those not applied and not since resent")
+
     def work() -> Template:
         _, midnight = facility_today_and_start(request.app.state.db, tenant)
         with request.app.state.db.tenant(tenant) as conn:
             counts = hl7_history.counts_since(conn, midnight)
-            messages = hl7_history.recent(conn, 100)
-        return page(request, "admin/interfaces.html", active="interfaces", counts=counts, messages=messages)
+            messages = hl7_history.recent(conn, 100, not_applied=show == "not-applied", sender=sender)
+            senders = hl7_history.senders_since(conn, midnight - SENDERS_SINCE)
+        return page(request, "admin/interfaces.html", active="interfaces", counts=counts, messages=messages,
+                    senders=senders, show=show, sender=sender, lists=INTERFACE_LISTS)
 
     return await to_thread.run_sync(work)
 

@@ -45,3 +45,34 @@ def test_other_facilities_other_roles_and_tokens_are_refused(signed_in, token_cl
     assert clinician.get(f"/t/{facility.slug}/admin/interfaces").status_code == 403
     machine = token_client(facility.slug, permissions=["clinical.patient.search"])
     assert machine.get(f"/t/{facility.slug}/admin/interfaces").status_code in {401, 403}
+
+
+def test_the_not_applied_list_keeps_what_no_resend_has_put_right(signed_in, facility, feed):
+    admin = signed_in("facility_admin", facility.slug)
+    corrected, waiting, accepted = control_id(), control_id(), control_id()
+    identifier = "W" + secrets.token_hex(4)
+    feed(adt(facility.slug, "A04", identifier, control=corrected, birth="19901340"),
+         adt(facility.slug, "A04", identifier, control=corrected),  # the sender fixed PID-7 and resent it
+         adt(facility.slug, "A04", "W" + secrets.token_hex(4), control=waiting, birth="19901340"),
+         adt(facility.slug, "A04", "W" + secrets.token_hex(4), control=accepted).replace("|REGSYS|", "|ADMITSYS|", 1))
+    every = admin.get(f"/t/{facility.slug}/admin/interfaces").text
+    first = re.findall(rf'<tr data-control-id="{corrected}">(.*?)</tr>', every, re.S)
+    assert len(first) == 2 and "applied when resent" in first[1] and ">AE<" in first[1]
+    waiting_row = re.search(rf'<tr data-control-id="{waiting}">(.*?)</tr>', every, re.S)[1]
+    assert "applied when resent" not in waiting_row
+    open_ones = admin.get(f"/t/{facility.slug}/admin/interfaces?show=not-applied")
+    assert open_ones.status_code == 200
+    assert f'data-control-id="{waiting}"' in open_ones.text
+    for put_right in (corrected, accepted):
+        assert f'data-control-id="{put_right}"' not in open_ones.text
+    one_sender = admin.get(f"/t/{facility.slug}/admin/interfaces?sender=ADMITSYS").text
+    assert f'data-control-id="{accepted}"' in one_sender and f'data-control-id="{waiting}"' not in one_sender
+    assert '<option value="ADMITSYS"' in every
+    refused = admin.get(f"/t/{facility.slug}/admin/interfaces?show=errors")
+    assert refused.status_code == 422 and "show=not-applied" in refused.text
+
+
+def test_another_facilitys_admin_cannot_list_this_ones_messages_not_applied(signed_in, facility, tenant_b):
+    theirs = signed_in("facility_admin", tenant_b.slug)
+    assert theirs.get(f"/t/{facility.slug}/admin/interfaces?show=not-applied").status_code == 403
+    assert theirs.get(f"/t/{facility.slug}/admin/interfaces?sender=REGSYS").status_code == 403
