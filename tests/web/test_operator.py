@@ -83,3 +83,38 @@ def test_the_operator_sees_the_last_backup_the_failures_since_and_the_disks(db, 
     monkeypatch.setattr(standing, "BACKUP_LATE", dt.timedelta(0))
     readiness = operator.get("/appliance").text.split('id="readiness"')[1].split("</ul>")[0]
     assert "late</span> No backup for under a minute" in readiness and "1 failed" in readiness
+
+
+def test_the_operator_sees_a_feed_gone_quiet_and_one_failing(db, policy, signed_in, tenant_a):
+    import uuid
+
+    from appliance.interop.hl7v2.models import hl7_message
+
+    now = dt.datetime.now(dt.UTC)
+    with db.control() as conn:
+        lab, registration = (identity.issue_machine_token(conn, policy, tenant=tenant_a.slug, name=f"HL7 feed {name}",
+                                                          permissions=["clinical.patient.search"])
+                             for name in ("lab", "registration"))
+        ids = {name: identity.principal_for_token(conn, token).token_id
+               for name, token in (("lab", lab), ("registration", registration))}
+
+    def sent(feed: str, ack: str, ago: dt.timedelta) -> dict:
+        return {"id": uuid.uuid4(), "received_at": now - ago, "sending_application": feed.upper(),
+                "sending_facility": "HOSP", "message_type": "ORU^R01", "control_id": uuid.uuid4().hex,
+                "ack_code": ack, "token_id": ids[feed]}
+
+    with db.tenant(tenant_a.slug) as conn:
+        conn.execute(hl7_message.insert(), [
+            sent("lab", "AA", dt.timedelta(hours=3)),
+            *(sent("lab", "AE", dt.timedelta(minutes=50 - i)) for i in range(6)),
+            sent("registration", "AA", dt.timedelta(days=2)),
+        ])
+    page = signed_in("operator", kind="operator").get("/appliance").text
+    assert "2 HL7 v2 feeds have gone quiet or are failing" in page.split('id="readiness"')[1].split("</ul>")[0]
+    lab_row = page.split(f'data-token="{ids["lab"]}"')[1].split("</tr>")[0]
+    assert "HL7 feed lab" in lab_row and "failing" in lab_row and "its last 6 messages were refused" in lab_row
+    assert f'href="/t/{tenant_a.slug}/admin/interfaces?show=not-applied"' in lab_row
+    quiet_row = page.split(f'data-token="{ids["registration"]}"')[1].split("</tr>")[0]
+    assert "quiet" in quiet_row and "systemctl status healthos-hl7@registration" in quiet_row
+    # The message log holds no patient data, and the console shows none: no control id, no sender's messages.
+    assert "ORU^R01" not in page

@@ -1,10 +1,13 @@
 """What the facility admin reads of the HL7 v2 feeds: today's acknowledgements by code and the latest
 messages, from `hl7_message`, which holds no demographics (see models.py), so reading it is not a read
-of patient data."""
+of patient data; and what the operator's console reads of each feed: whether it has gone quiet or is
+failing."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -48,3 +51,44 @@ def senders_since(conn: Connection, since: dt.datetime) -> list[str]:
     return list(conn.execute(sa.select(hl7_message.c.sending_application).distinct()
                              .where(hl7_message.c.received_at >= since, hl7_message.c.sending_application != "")
                              .order_by(hl7_message.c.sending_application)).scalars())
+
+
+# How far back the console looks for feeds: one not heard from in a week is no longer listed.
+FEEDS_LOOK_BACK = dt.timedelta(days=7)
+# A feed that was sending and has been silent this long has stopped: its listener, its link or its sender.
+FEED_QUIET = dt.timedelta(hours=24)
+# This many messages refused in a row, none applied since, is a feed failing rather than one bad message.
+FEED_FAILING_RUN = 5
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """One feed (its API token) as its messages of the last week show it."""
+
+    token_id: uuid.UUID
+    last_at: dt.datetime
+    applied_at: dt.datetime | None  # its last message applied (AA) in the week
+    refused_since: int  # its messages refused (AE, AR) since the last applied
+
+    def quiet(self, now: dt.datetime) -> bool:
+        return now - self.last_at > FEED_QUIET
+
+    @property
+    def failing(self) -> bool:
+        return self.refused_since >= FEED_FAILING_RUN
+
+
+def feed_states(conn: Connection, now: dt.datetime) -> list[FeedState]:
+    """Each feed heard from in the last week, the latest heard first. A message refused before its token
+    was read (an unreadable one, a revoked token) is no feed's."""
+    recent = sa.select(hl7_message.c.token_id, hl7_message.c.received_at, hl7_message.c.ack_code).where(
+        hl7_message.c.received_at >= now - FEEDS_LOOK_BACK, hl7_message.c.token_id.is_not(None)).cte("recent")
+    last = sa.select(recent.c.token_id, sa.func.max(recent.c.received_at).label("last_at"),
+                     sa.func.max(recent.c.received_at).filter(recent.c.ack_code == "AA").label("applied_at")
+                     ).group_by(recent.c.token_id).cte("last")
+    refused = sa.select(sa.func.count()).where(
+        recent.c.token_id == last.c.token_id, recent.c.ack_code != "AA",
+        sa.or_(last.c.applied_at.is_(None), recent.c.received_at > last.c.applied_at)).scalar_subquery()
+    rows = conn.execute(sa.select(last.c.token_id, last.c.last_at, last.c.applied_at, refused.label("refused"))
+                        .order_by(last.c.last_at.desc())).all()
+    return [FeedState(row.token_id, row.last_at, row.applied_at, row.refused) for row in rows]
