@@ -91,6 +91,23 @@ def not_applied(code: str, problem: str, **where) -> HL7Error:
 # -- reading fields ------------------------------------------------------------------------------------
 
 
+STANDARD_DELIMITERS = "|^~\\&"
+# The delimiters by name: an ACK's text quoting them would show their escapes (\F\, \S\, ...), not them.
+DELIMITER_ROLES = ("field separator", "component separator", "repetition separator", "escape character",
+                   "subcomponent separator")
+DELIMITER_NAMES = {"|": "a vertical bar", "^": "a caret", "~": "a tilde", "\\": "a backslash", "&": "an ampersand"}
+
+
+def _delimiters_differ(declared: str) -> str:
+    """'its component separator is '#', not a caret', for each delimiter MSH-1 and MSH-2 declare otherwise."""
+    said = []
+    for role, standard, found in zip(DELIMITER_ROLES, STANDARD_DELIMITERS, declared[:5].ljust(5, "\0"), strict=True):
+        if found != standard:
+            shown = DELIMITER_NAMES.get(found, "missing" if found == "\0" else repr(found))
+            said.append(f"its {role} is {shown}, not {DELIMITER_NAMES[standard]}")
+    return "; ".join(said) or f"it declares {len(declared) - 1} encoding characters, not 4"
+
+
 def _segments_text(text: str) -> str:
     return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
 
@@ -101,12 +118,13 @@ def parse(text: str) -> hl7.Message:
     if not text.startswith("MSH") or len(text) < 9:
         raise rejected("100", "the message does not begin with an MSH segment")
     encoding = text[3:].split(text[3], 2)[1] if text[3] in text[4:] else text[4:8]
-    if text[3] != "|" or encoding != "^~\\&":
+    if text[3] + encoding != STANDARD_DELIMITERS:
         # python-hl7 would read the message by the characters declared, so a sender configured with others
         # but writing ^ and ~ has its components read as one value: say so, not that MSH-9 is unknown.
-        raise rejected(DATA_TYPE_ERROR, "are not the standard |^~\\& that this interface reads: check the "
+        differ = _delimiters_differ(text[3] + encoding)
+        raise rejected(DATA_TYPE_ERROR, f"are not the standard ones this interface reads: {differ}; check the "
                        "sending system's encoding characters", location=("MSH", 1, 2),
-                       label="field separator and encoding characters", value=text[3] + encoding)
+                       label="field separator and encoding characters")
     try:
         message = hl7.parse(text)
     except Exception as exc:  # python-hl7 raises several types for malformed input; each is "unparseable"

@@ -67,12 +67,21 @@ def test_unreadable_input_is_rejected_naming_why():
 
 def test_encoding_characters_other_than_the_standard_are_refused_at_msh_2():
     # A sender declaring # as its component separator while writing ^ would have ADT^A04 read as one value.
-    for header in ("MSH|#~\\&|A|B|C|D|20260101||ADT^A04|1|P|2.5", "MSH^~\\&|A|B|C|D|20260101||ADT^A04|1|P|2.5"):
+    cases = {
+        "MSH|#~\\&|A|B|C|D|20260101||ADT^A04|1|P|2.5": "its component separator is '#', not a caret",
+        "MSH^~\\&|A|B|C|D|20260101||ADT^A04|1|P|2.5": "its field separator is a caret, not a vertical bar",
+        "MSH|^~\\|A|B|C|D|20260101||ADT^A04|1|P|2.5": "its subcomponent separator is missing, not an ampersand",
+        "MSH|^~\\&#|A|B|C|D|20260101||ADT^A04|1|P|2.5": "it declares 5 encoding characters, not 4",
+    }
+    for header, says in cases.items():
         try:
             messages.parse(header + "\rPID|1\r")
         except messages.HL7Error as error:
             assert (error.ack, error.code, error.location) == ("AR", "102", ("MSH", 1, 2)), header
-            assert "standard |^~\\&" in error.text()
+            assert says in error.text(), error.text()
+            # Named in words: the ACK's text would show a quoted delimiter as its escape sequence.
+            ack = messages.acknowledge(messages.header_of(header), error.ack, "fac", error).text
+            assert says.replace("'", "") in ack.replace("'", "") and "\\S\\" not in ack.split("MSA|")[1]
         else:
             raise AssertionError(f"{header!r} was read")
 
