@@ -176,8 +176,8 @@ async def interfaces_page(request: Asking, tenant: Tenant, show: Query = "",
     and the last 100 with what was wrong with each and whether a resend was since applied; `show=not-applied`
     lists only those still to put right, `sender` one sending application's. No patient data: the log keeps none."""
     if show not in INTERFACE_LISTS:
-        return error_page(request, 422, f"show={show[:40]!r} is not a list of this page: leave it out for every "
-                          "message, or give show=not-applied for those not applied and not since resent")
+        return error_page(request, 422, f"This page has no list {show[:40]!r}: leave show out for every message, "
+                          "or give show=not-applied for those not applied and not since resent")
 
     def work() -> Template:
         _, midnight = facility_today_and_start(request.app.state.db, tenant)

@@ -70,6 +70,7 @@ def test_the_not_applied_list_keeps_what_no_resend_has_put_right(signed_in, faci
     assert '<option value="ADMITSYS"' in every
     refused = admin.get(f"/t/{facility.slug}/admin/interfaces?show=errors")
     assert refused.status_code == 422 and "show=not-applied" in refused.text
+    assert "This page has no list &#39;errors&#39;" in refused.text
 
 
 def test_another_facilitys_admin_cannot_list_this_ones_messages_not_applied(signed_in, facility, tenant_b):
