@@ -45,7 +45,8 @@ from appliance.web.portal import (
 )
 
 portal.NOTICES.update({
-    "discharge-signed": "Discharge summary signed. It is on the patient's record and their portal; print it below.",
+    "discharge-signed": "Discharge summary signed. It is on the patient's record and, unless said below, their portal; "
+                        "print it below.",
     "discharge-corrected": "Discharge summary corrected; the earlier version stays in its history with your reason.",
     "discharge-withdrawn": "Discharge summary marked entered in error, with your reason; it stays readable in its "
                            "history, and the stay can be summarised again.",
@@ -79,13 +80,13 @@ def _errors(exc: RecordError, values: dict[str, Any]) -> dict[str, str]:
 
 
 def _form(request: Asking, tenant: str, patient_id: uuid.UUID, *, stay: dict, values: dict, errors: dict,
-          status: int = 200, correcting: dict | None = None) -> Template:
+          status: int = 200, correcting: dict | None = None, held_back: list[dict] | None = None) -> Template:
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         wards = ward_names(conn)
     return page(request, "discharge_form.html", status=status, active="patients", patient_id=patient_id,
                 tab="summary", **top, stay=stay, wards=wards, template=discharge.TEMPLATE, values=values,
-                errors=errors, hints=HINTS, correcting=correcting, **HELPERS)
+                errors=errors, hints=HINTS, correcting=correcting, held_back=held_back or [], **HELPERS)
 
 
 @get(PATIENT + "/discharge-summaries/new", operation_id="PortalDischargeSummaryPage",
@@ -93,13 +94,16 @@ def _form(request: Asking, tenant: str, patient_id: uuid.UUID, *, stay: dict, va
 def new_page(request: Asking, tenant: Tenant, patient_id: Id,
              encounter_id: FromQuery[uuid.UUID | None] = None) -> Response:
     """The form for a stay (`encounter_id`, else the open one, else the latest), pre-filled from its record;
-    a stay already summarised opens its summary."""
+    a stay already summarised opens its summary. A result to be given in person, not given yet, is left out
+    of the results, and the form names it and says why."""
     tz = facility_timezone(request.app.state.db, tenant)
     with request.app.state.db.tenant(tenant) as conn:
-        draft = discharge.draft(conn, request.user, patient_id, encounter_id, tz=tz)
+        draft = discharge.draft(conn, request.user, patient_id, encounter_id, tz=tz,
+                                in_person=request.app.state.release_rules.in_person_rule)
     if draft["summary_id"] is not None:
         return see_other(request, f"/t/{tenant}/patients/{patient_id}/discharge-summaries/{draft['summary_id']}")
-    return _form(request, tenant, patient_id, stay=draft["stay"], values=draft["fields"], errors={})
+    return _form(request, tenant, patient_id, stay=draft["stay"], values=draft["fields"], errors={},
+                 held_back=draft["held_back"])
 
 
 @post(PATIENT + "/discharge-summaries", operation_id="PortalSignDischargeSummary",
@@ -136,9 +140,11 @@ def _summary_page(request: Asking, tenant: str, patient_id: uuid.UUID, entry_id:
     with db.tenant(tenant) as conn:
         top = banner(conn, principal, patient_id)
         summary = discharge.get_summary(conn, principal, patient_id, entry_id)
+        held = discharge.held_from_portal(conn, principal, patient_id, [summary],
+                                          request.app.state.release_rules.in_person_rule)
         wards = ward_names(conn)
     return page(request, "discharge_summary.html", status=status, active="patients", patient_id=patient_id,
-                tab="summary", **top, summary=summary, wards=wards, template=discharge.TEMPLATE,
+                tab="summary", **top, summary=summary, held=bool(held), wards=wards, template=discharge.TEMPLATE,
                 iso_date=dt.date.fromisoformat, values=values or {}, errors=errors or {}, refusal=refusal,
                 names=people_named(db, {summary["record_author_id"], summary["author_id"]}), **HELPERS)
 

@@ -76,6 +76,10 @@ BABY_OUTCOMES = {"live_birth": "born alive", "fresh_stillbirth": "stillborn", "m
 BABY_SEXES = {"female": "a girl", "male": "a boy", "unknown": "sex not told at birth"}
 # A problem's verification in a patient's words: "differential", said bare, read as a diagnosis made.
 VERIFICATION_WORDS = {"provisional": "not yet confirmed", "differential": "a possibility still being checked"}
+# A discharge summary held back (clinical.discharge.held_from_portal), in the patient's words: what it holds is not
+# hinted at, as a result given in person is not named before it is given.
+SUMMARY_HELD = ("Your discharge summary will be given to you at your next visit: a clinician goes through part of it "
+                "with you in person first, and it shows here after that.")
 FP_REMOVED = "removed"  # a family planning visit that took out an implant or IUD, in her record's words
 
 
@@ -105,7 +109,9 @@ def _facility_records(state: State, request: Request, holdings: list[patient_por
                 result["disclosed_at"] = given.get(result["id"])
             appointments = scheduling.upcoming_of_patient(conn, request.user, holding.patient_id)
             bills = financial.bills_of_patient(conn, request.user, holding.patient_id, limit=BILLS_READ)
-            discharges = discharge.list_summaries(conn, request.user, holding.patient_id)
+            # Those signed while a result to be given in person was untold are held back until it is given.
+            discharges = discharge.patients_own(conn, request.user, holding.patient_id,
+                                                state.release_rules.in_person_rule)
             wards = ward_names(conn) if discharges else {}
             # Where this facility referred them, when, and where it stands: not the letter, which is the clinicians'.
             referrals = referral.sent(conn, request.user, holding.patient_id)
@@ -162,7 +168,7 @@ def record_page(request: Request, state: State) -> Template:
         "birth_modes": BIRTH_MODES, "baby_outcomes": BABY_OUTCOMES, "baby_sexes": BABY_SEXES,
         "encounter_classes": ENCOUNTER_CLASSES, "result_value": result_value, "reference_range": reference_range,
         "is_abnormal": is_abnormal, "number": number, "money": format_money, "verification_words": VERIFICATION_WORDS,
-        "referral_states": referral.STATUS_FOR_PATIENT})
+        "referral_states": referral.STATUS_FOR_PATIENT, "summary_held": SUMMARY_HELD})
 
 
 @get("/me/access", operation_id="PatientAccessLog", tags=["patient"], opt={"permission": "patient.access_log.read"},
@@ -261,7 +267,8 @@ def _as_file(record: dict) -> dict:
             "admitted": clock.iso(d["stay"]["started_at"]), "discharged": clock.iso(d["stay"]["ended_at"]) or None,
             "ward": record["wards"].get(d["stay"]["ward_code"], d["stay"]["ward_code"]),
             "signed": clock.iso(d["occurred_at"]),
-            **{f.label: d["fields"][f.key] for f in discharge.TEMPLATE.fields if d["fields"].get(f.key)}}
+            **({"held": SUMMARY_HELD} if d["held"] else
+               {f.label: d["fields"][f.key] for f in discharge.TEMPLATE.fields if d["fields"].get(f.key)})}
             for d in record["discharges"]],
         "you_owe": format_money(record["owed"], record["bills"][0]["currency"]) if record["bills"] else None,
         "refund_due_to_you": format_money(record["refund_due"], record["bills"][0]["currency"])
@@ -297,14 +304,16 @@ def download(request: Request, state: State) -> Response:
      opt={"permission": "patient.record.read"}, sync_to_thread=True, include_in_schema=False)
 def discharge_page(request: Request, state: State, facility: FromPath[str], entry_id: FromPath[uuid.UUID]) -> Template:
     """One of the patient's own discharge summaries, to read and print: only from a facility that holds their
-    chart, and only one written on that chart (anything else is not found). The read is audited there. (The
+    chart, and only one written on that chart (anything else is not found). The read is audited there. One the
+    portal holds back (a result to be given in person first) says so, and nothing of what it says. (The
     facility is not named `tenant`: a patient works in none, and a tenant route is one's working facility's.)"""
     for holding in patient_portal.records_of(state.db, request.user):
         if holding.tenant != facility:
             continue
         with state.db.tenant(facility) as conn:
             try:
-                summary = discharge.get_summary(conn, request.user, holding.patient_id, entry_id)
+                (summary,) = discharge.patients_own(conn, request.user, holding.patient_id,
+                                                    state.release_rules.in_person_rule, entry_id=entry_id)
             except NotFound:
                 continue
             patient = clinical.get_patient(conn, request.user, holding.patient_id)
@@ -312,7 +321,7 @@ def discharge_page(request: Request, state: State, facility: FromPath[str], entr
         return Template("me_discharge.html", context={
             "principal": request.user, "tab": "record", "summary": summary, "patient": patient, "wards": wards,
             "facility_name": holding.facility, "clock": Clock(zoneinfo.ZoneInfo(holding.timezone)),
-            "template": discharge.TEMPLATE, "iso_date": dt.date.fromisoformat,
+            "template": discharge.TEMPLATE, "iso_date": dt.date.fromisoformat, "held": SUMMARY_HELD,
             "names": people_named(state.db, {summary["record_author_id"], summary["author_id"]})})
     raise NotFoundException("no such discharge summary in your record")
 

@@ -1350,8 +1350,8 @@ def _results_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status
     trends = trends_of(results, clock)
     rules = request.app.state.release_rules
     # Reviewed result → the rule (REL-001...) that keeps it off the patient portal until given in person.
-    in_person = {r["id"]: rule.id for r in results if r["signed_at"] is not None
-                 and (rule := rules.rule_for(r["code"])).release == "in_person"}
+    in_person = {r["id"]: rule for r in results if r["signed_at"] is not None
+                 and (rule := rules.in_person_rule(r["code"])) is not None}
     to_give = [r for r in results if r["id"] in in_person and r["disclosed_at"] is None]
     recent_signed = [r for r in results if r["signed_at"] is not None][:20]
     names = people_named(db, {r["signed_by"] for r in [*recent_signed, *to_give]}

@@ -202,6 +202,8 @@ def test_a_result_given_in_person_reaches_the_portal_once_the_clinician_records_
 
 def test_release_times_follow_the_rules():
     rules = load_release_rules(RULES_FILE)
+    assert (rules.in_person_rule("68961-2"), rules.in_person_rule("20507-0")) == ("REL-001", "REL-002")
+    assert rules.in_person_rule("36643-5") is None and rules.in_person_rule("718-7") is None
     reviewed = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
     results = [{"code": "36643-5", "signed_at": reviewed}, {"code": "68961-2", "signed_at": reviewed},
                {"code": "20507-0", "signed_at": reviewed}, {"code": "718-7", "signed_at": None}]

@@ -10,11 +10,13 @@ import uuid
 import pytest
 
 from appliance.layers.clinical import discharge, service
-from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, MedicationIn, PatientIn
+from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, MedicationIn, PatientIn, ResultIn
 from appliance.layers.operations import adt
 from appliance.substrate import audit
+from tests.layers.clinical.conftest import CLINICAL_CONFIG
 from tests.web.test_auth import csrf_token
 from tests.web.test_me import _patient_client
+from tests.web.test_me_release import HIV
 from tests.web.test_portal import post_form, principal_of
 
 WARDS = [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 3}]
@@ -30,18 +32,25 @@ def author(person_factory, facility):
     return person_factory("clinician", facility.slug)
 
 
+def _admit(db, facility, principal, person: tuple[str, str, str, str], reason: str) -> tuple[uuid.UUID, dict]:
+    """A patient registered (family name, given names, birth date, sex) with a one-identity subject, admitted to
+    the general ward: their id and the stay."""
+    family_name, given_names, birth_date, sex = person
+    data = PatientIn.model_validate({"family_name": family_name, "given_names": given_names, "birth_date": birth_date,
+                                     "sex": sex, "identifiers": [{"system": "national_id",
+                                                                  "value": "NID-" + uuid.uuid4().hex[:8]}]})
+    linked = service.with_subject(db, data, tenant=facility.slug)
+    with db.tenant(facility.slug) as conn:
+        pid = service.register_patient(conn, principal, linked)["id"]
+        return pid, adt.admit(conn, principal, pid, ward_code="GEN", reason=reason)
+
+
 @pytest.fixture(scope="module")
 def inpatient(db, facility, author) -> dict:
     """Amina, admitted to a bed on the general ward with pneumonia, on amoxicillin, allergic to sulfa drugs."""
     principal = principal_of(author, facility.slug)
-    data = PatientIn.model_validate({"family_name": "Hassan", "given_names": "Amina", "birth_date": "1979-05-02",
-                                     "sex": "female", "identifiers": [{"system": "national_id",
-                                                                       "value": "NID-" + uuid.uuid4().hex[:8]}]})
-    linked = service.with_subject(db, data, tenant=facility.slug)
+    pid, stay = _admit(db, facility, principal, ("Hassan", "Amina", "1979-05-02", "female"), "Fever and cough")
     with db.tenant(facility.slug) as conn:
-        patient = service.register_patient(conn, principal, linked)
-        pid = patient["id"]
-        stay = adt.admit(conn, principal, pid, ward_code="GEN", reason="Fever and cough")
         service.add_condition(conn, principal, pid, ConditionIn(code="J18.9", encounter_id=stay["encounter_id"]))
         service.add_allergy(conn, principal, pid, AllergyIn(substance="Sulfonamides", reaction="rash"))
         service.request_medication(conn, principal, pid, MedicationIn(
@@ -196,3 +205,96 @@ def test_one_signed_on_the_wrong_patient_is_marked_entered_in_error(app, db, fac
     assert history.status_code == 200 and "signed on the wrong patient" in history.text
     notes = doctor.get(f"{base}/notes").text  # listed with the notes withdrawn: who, when, why
     assert "signed on the wrong patient" in notes.split(f'id="withdrawn-{summary["id"]}"')[1].split("</li>")[0]
+
+
+@pytest.fixture(scope="module")
+def testing_facility(tenant_factory):
+    """A hospital whose laboratory catalogue has an HIV test (REL-001 keeps its result to be given in person)."""
+    return tenant_factory(name="Hillside Testing Hospital", wards=WARDS,
+                          **{**CLINICAL_CONFIG, "catalogue": [*CLINICAL_CONFIG["catalogue"], HIV]})
+
+
+def _admitted_with_an_hiv_test(db, signed_in, facility, author) -> dict:
+    """Baraka, admitted with pneumonia, his reactive HIV test and a glucose taken and reviewed in the stay, and
+    invited to the portal; no clinician has given him the HIV result yet."""
+    principal = principal_of(author, facility.slug)
+    pid, stay = _admit(db, facility, principal, ("Mwangi", "Baraka", "1984-02-11", "male"), "Cough for three weeks")
+    with db.tenant(facility.slug) as conn:
+        tested = [service.record_result(conn, principal, pid, ResultIn(code=code, value=value,
+                                                                      encounter_id=stay["encounter_id"]))
+                  for code, value in (("68961-2", "reactive"), ("2345-7", "5.2"))]
+        for taken in tested:
+            service.sign_result(conn, principal, pid, taken["id"], None)
+    base = f"/t/{facility.slug}/patients/{pid}"
+    desk = signed_in("registrar", facility.slug)
+    email = f"baraka-{uuid.uuid4().hex[:6]}@example.org"
+    invited = desk.post(f"{base}/portal-invite", data={"email": email, "_csrf_token": csrf_token(desk.get(base).text)})
+    assert invited.status_code == 200, invited.text
+    return {"id": pid, "stay": stay["encounter_id"], "base": base, "email": email, "hiv": tested[0]["id"]}
+
+
+def test_a_result_given_in_person_is_left_out_and_the_portal_holds_the_summary_until_it_is_given(
+        app, db, signed_in, person_factory, testing_facility, facility):
+    author = person_factory("clinician", testing_facility.slug)
+    baraka = _admitted_with_an_hiv_test(db, signed_in, testing_facility, author)
+    doctor, base = _client_of(app, db, author), baraka["base"]
+    write = f"{base}/discharge-summaries/new?encounter_id={baraka['stay']}"
+    form = doctor.get(write)
+    assert form.status_code == 200, form.text
+    prefilled = form.text.split('name="results"')[1].split("</textarea>")[0]
+    assert "Glucose 5.2" in prefilled and "HIV" not in prefilled and "reactive" not in prefilled
+    told = form.text.split('id="held-back"')[1].split("</div>")[0]
+    assert "Left out of Key results:</strong> HIV rapid test, taken" in told and "(REL-001)" in told
+    assert "given to the patient in person" in told and "Do not type it into this summary" in told
+    assert f'href="{base}/results"' in told
+
+    # Typed back all the same, in the course: the portal must not be where he learns it.
+    course = "Pneumonia treated with amoxicillin. HIV rapid test reactive; referred to the CCC."
+    signed = post_form(doctor, write, f"{base}/discharge-summaries", {
+        **WRITTEN, "hospital_course": course, "diagnoses": "Pneumonia", "medications": "Amoxicillin",
+        "allergies": "No known allergies.", "results": "Glucose 5.2 mmol/L", "encounter_id": str(baraka["stay"])})
+    assert signed.status_code == 303, signed.text
+    summary_id = re.search(r"/discharge-summaries/([0-9a-f-]{36})", signed.headers["location"]).group(1)
+    mine = f"/me/discharge-summaries/{testing_facility.slug}/{summary_id}"
+    signed_page = doctor.get(signed.headers["location"]).text
+    assert "unless said below, their portal" in signed_page
+    assert "Not on the patient's portal yet" in signed_page.split('id="discharge-held"')[1].split("</p>")[0]
+
+    def patients_reads() -> int:  # of this summary, by Baraka
+        return sum(1 for e in audit.read_events(db, testing_facility.slug, event_type="record.discharge_summary.read")
+                   if summary_id in str(e["event"]["entity"]) and "patient" in str(e["event"]["agent"]))
+
+    me = _patient_client(db, app, baraka["email"])
+    held = me.get("/me")
+    assert held.status_code == 200
+    assert "HIV" not in held.text and "reactive" not in held.text and "CCC" not in held.text
+    assert mine not in held.text and "will be given to you at your next visit" in held.text
+    opened = me.get(mine)  # a link kept, or typed: the same hold, nothing of what it says
+    assert opened.status_code == 200 and 'id="discharge-held"' in opened.text
+    assert "HIV" not in opened.text and "Pneumonia treated" not in opened.text and "data-print" not in opened.text
+    (part,) = [f for f in me.get("/me/record.json").json()["facilities"] if f["facility"] == testing_facility.name]
+    (kept,) = part["discharge_summaries"]
+    assert "Hospital course" not in kept and kept["held"].startswith("Your discharge summary will be given")
+    assert patients_reads() == 0  # not shown, so not read; what held it is noted as read, naming the summary
+    holds = [e for e in audit.read_events(db, testing_facility.slug)
+             if e["type"] == "record.result.read" and summary_id in str(e)]
+    assert holds
+
+    # Another patient, a guessed id and a facility not his are refused; staff of another facility too.
+    neighbour = _admitted_with_an_hiv_test(db, signed_in, testing_facility, author)  # another patient, same ward
+    assert _patient_client(db, app, neighbour["email"]).get(mine).status_code == 404
+    assert me.get(f"/me/discharge-summaries/{testing_facility.slug}/{uuid.uuid4()}").status_code == 404
+    assert me.get(f"/me/discharge-summaries/{facility.slug}/{summary_id}").status_code == 404
+    elsewhere = signed_in("clinician", facility.slug)
+    assert elsewhere.get(f"{base}/discharge-summaries/{summary_id}").status_code in (403, 404)
+
+    # Given in person, and recorded on the Results page: the summary is his to read.
+    given = post_form(doctor, f"{base}/results", f"{base}/results/{baraka['hiv']}/disclose",
+                      {"note": "Post-test counselling; referred to the CCC"})
+    assert given.status_code == 303, given.text
+    assert 'id="discharge-held"' not in doctor.get(write).text  # the stay's summary opens, now on the portal
+    shown = me.get("/me").text
+    assert mine in shown and "will be given to you at your next visit" not in shown
+    read = me.get(mine)
+    assert read.status_code == 200 and "HIV rapid test reactive" in read.text and 'id="discharge-held"' not in read.text
+    assert patients_reads() == 2  # the record page listing it, then its own page

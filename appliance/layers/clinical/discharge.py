@@ -5,10 +5,13 @@ A discharge summary is a note (the `note` kind, one entry) written from the appl
 the stay is offered pre-filled (`draft`): the diagnoses recorded in the stay, the results taken in it,
 the medicines active now (what the patient goes home on) and the active allergies; the clinician checks
 and edits those, and writes the hospital course, the condition at discharge, the instructions and the
-follow-up. Signing appends the note through `record.append`, which audits the write; a stay has one
-discharge summary in force, and a correction is a new version of it by its author with a reason (the
-record's rule: the earlier version stays in its history). Every read of patient data here is noted on
-the audit seam.
+follow-up. A result a release rule keeps to be given to the patient in person (an HIV test, REL-001) and not
+recorded as given yet is left out of the pre-filled results and named apart, for the clinician to give first:
+the summary is printed for the patient and shown on their portal, and the portal holds back any summary
+signed while such a result was on the record until it is given (`held_from_portal`). Signing appends the
+note through `record.append`, which audits the write; a stay has one discharge summary in force, and a
+correction is a new version of it by its author with a reason (the record's rule: the earlier version stays
+in its history). Every read of patient data here is noted on the audit seam.
 
 The template is the appliance's, not a facility's: the stay's facts it is pre-filled with are read by
 this code, so its fields cannot vary by facility. Its code is lower case, which a facility's template
@@ -21,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +40,8 @@ from appliance.layers.clinical.models import (
     medication_reconciliation,
     medication_request,
     note,
+    result,
+    result_disclosure,
 )
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
@@ -65,6 +71,9 @@ TEMPLATE = NoteTemplateConfig.model_validate({
 FROM_THE_RECORD = ("diagnoses", "results", "medications", "allergies")
 # An inpatient encounter a summary can close: one that began (a planned admission has no stay yet).
 STAY_STATUSES = ("arrived", "in_progress", "finished")
+# A LOINC code → the release rule (REL-001...) keeping its results to be given in person, None for none: the
+# release rules' evaluation (`ReleaseRules.in_person_rule`), handed in by the caller, as layers import no other.
+InPerson = Callable[[str], str | None]
 RESULT_FLAGS = {"H": "high", "L": "low", "HH": "critical high", "LL": "critical low", "A": "abnormal"}
 
 _STAY_COLUMNS = (encounter.c.id, encounter.c.encounter_class, encounter.c.status, encounter.c.reason,
@@ -148,13 +157,20 @@ def _in_stay(row: dict, stay: dict, now: dt.datetime) -> bool:
     return began is not None and began <= row["occurred_at"] <= (stay["ended_at"] or now)
 
 
+def _not_given(row: dict, in_person: InPerson, now: dt.datetime) -> bool:
+    disclosed = row["disclosed_at"]
+    return in_person(row["code"]) is not None and (disclosed is None or disclosed > now)
+
+
 def draft(conn: Connection, principal: Principal, patient_id: uuid.UUID, encounter_id: uuid.UUID | None, *,
-          tz: zoneinfo.ZoneInfo) -> dict:
+          tz: zoneinfo.ZoneInfo, in_person: InPerson) -> dict:
     """A discharge summary of the stay as the record has it, to check and complete before signing: the
     stay, the template, and its fields filled from the record (FROM_THE_RECORD), one line each: the
     diagnoses recorded in the stay (else the active problems), the latest result of each test taken in
     it, the medicines active now and the active allergies. `summary_id` names the summary in force for
-    the stay, if one was signed. Each kind read is audited."""
+    the stay, if one was signed. `held_back` names the latest results a release rule keeps to be given in
+    person (`in_person`) that no clinician has recorded as given: left out of the results, for the form to
+    say why. Each kind read is audited."""
     service.require_patient(conn, patient_id)
     stay = stay_of(conn, patient_id, encounter_id)
     now = dt.datetime.now(dt.UTC)
@@ -165,19 +181,23 @@ def draft(conn: Connection, principal: Principal, patient_id: uuid.UUID, encount
         conn, medication_request, patient_id, medication_request.c.status == "active"))
     allergies = service.current_rows(conn, allergy, patient_id, allergy.c.clinical_status == "active")
     latest: dict[str, dict] = {}
-    for result in service.results_of(conn, patient_id, limit=1000):  # newest first: the first of each code
-        if _in_stay(result, stay, now):
-            latest.setdefault(result["code"], result)
-    results = sorted(latest.values(), key=lambda r: r["display"])
+    for taken in service.results_of(conn, patient_id, limit=1000):  # newest first: the first of each code
+        if _in_stay(taken, stay, now):
+            latest.setdefault(taken["code"], taken)
+    stay_results = sorted(latest.values(), key=lambda r: r["display"])
+    held_back = [r for r in stay_results if _not_given(r, in_person, now)]
+    results = [r for r in stay_results if r not in held_back]
     note_access(conn, principal, "read", patient_id, "encounter", [stay["id"]])
     for kind, rows in (("condition", diagnoses), ("medication_request", medications), ("allergy", allergies),
-                       ("result", results)):
+                       ("result", stay_results)):
         if rows:
             note_access(conn, principal, "read", patient_id, kind, [r["id"] for r in rows])
     in_force = _in_force(conn, patient_id, stay["id"])
     return {
         "stay": stay, "template": TEMPLATE.model_dump(mode="json"),
         "summary_id": in_force["id"] if in_force else None,
+        "held_back": [{"id": r["id"], "test": r["display"], "taken_at": r["occurred_at"],
+                       "rule_id": in_person(r["code"])} for r in held_back],
         "fields": {
             "diagnoses": "\n".join(_condition_line(c) for c in diagnoses),
             "results": "\n".join(_result_line(r, tz) for r in results),
@@ -263,13 +283,19 @@ def get_summary(conn: Connection, principal: Principal, patient_id: uuid.UUID, e
     """The discharge summary `entry_id` names (any of its versions) as it stands now, with its stay: a link
     kept from before a correction opens the corrected summary. 404 for anything else, or for a summary
     marked entered in error. The read is audited."""
+    found = _in_force_of(conn, patient_id, entry_id)
+    note_access(conn, principal, "read", patient_id, AUDITED_AS, [found["id"]])
+    return _with_stays(conn, [found])[0]
+
+
+def _in_force_of(conn: Connection, patient_id: uuid.UUID, entry_id: uuid.UUID) -> dict:
+    """The summary in force of which `entry_id` is a version; a 404 otherwise. Not audited."""
     root = conn.execute(sa.select(entry.c.root_id).where(entry.c.id == entry_id, entry.c.patient_id == patient_id,
                                                          entry.c.kind == "note")).scalar()
     rows = _summaries(conn, patient_id, entry.c.root_id == root) if root is not None else []
     if not rows:
         raise NotFound(f"no discharge summary {entry_id} on this patient's chart", entry_id=str(entry_id))
-    note_access(conn, principal, "read", patient_id, AUDITED_AS, [rows[0]["id"]])
-    return _with_stays(conn, rows)[0]
+    return rows[0]
 
 
 def require_author(principal: Principal, summary: dict) -> None:
@@ -295,6 +321,54 @@ def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry
                              detail={"template_code": CODE, "title": TITLE, "fields": clean, "text": None})
     return {**current, "id": appended.id, "entry_status": appended.status, "author_id": appended.author_id,
             "recorded_at": appended.recorded_at, "reason": reason, **appended.detail}
+
+
+def held_from_portal(conn: Connection, principal: Principal, patient_id: uuid.UUID, summaries: list[dict],
+                     in_person: InPerson) -> set[uuid.UUID]:
+    """Of these summaries in force, those the patient's portal holds back: each signed (or last corrected) once a
+    result a release rule keeps to be given in person was on the record, that no clinician has recorded as given
+    yet. Such a summary may tell the result (typed into its key results or its course), and a screen is not where
+    the patient learns it; once the result is given, the summary shows. A summary signed before any such result was
+    recorded cannot tell it, and shows. The results found are noted as read, with the summaries they hold back."""
+    if not summaries:
+        return set()
+    codes = conn.execute(sa.select(result.c.code).distinct().select_from(
+        entry.join(result, result.c.entry_id == entry.c.id)).where(entry.c.patient_id == patient_id)).scalars()
+    kept = [code for code in codes if in_person(code) is not None]
+    if not kept:
+        return set()
+    first, teller = entry.alias("first_version"), entry.alias("teller")
+    given = sa.exists().select_from(teller.join(result_disclosure, result_disclosure.c.entry_id == teller.c.id)) \
+        .where(result_disclosure.c.result_id == entry.c.id, current_clause(teller))
+    # A result corrected since is counted from its first version's recording: a summary may tell the first.
+    untold = conn.execute(
+        sa.select(entry.c.id, first.c.recorded_at)
+        .select_from(entry.join(result, result.c.entry_id == entry.c.id).join(first, first.c.id == entry.c.root_id))
+        .where(entry.c.patient_id == patient_id, result.c.code.in_(kept), current_clause(),
+               entry.c.status != "entered_in_error", ~given)
+    ).all()
+    if not untold:
+        return set()
+    since = min(recorded for _, recorded in untold)
+    held = {s["id"] for s in summaries if s["recorded_at"] >= since}
+    if held:
+        note_access(conn, principal, "read", patient_id, "result", [row.id for row in untold],
+                    detail={"discharge_summaries_held_from_portal": sorted(str(h) for h in held)})
+    return held
+
+
+def patients_own(conn: Connection, principal: Principal, patient_id: uuid.UUID, in_person: InPerson, *,
+                 entry_id: uuid.UUID | None = None) -> list[dict]:
+    """The patient's own summaries in force (the one `entry_id` names, else all), newest first, with their stays, for
+    their portal: each `held` when the portal holds it back (`held_from_portal`, which notes what it read). The read
+    of those shown is audited (of the list, even of none, as `list_summaries`); one held is not read by the patient,
+    and is not noted as read."""
+    rows = [_in_force_of(conn, patient_id, entry_id)] if entry_id is not None else _summaries(conn, patient_id)
+    held = held_from_portal(conn, principal, patient_id, rows, in_person)
+    shown = [r["id"] for r in rows if r["id"] not in held]
+    if shown or entry_id is None:
+        note_access(conn, principal, "read", patient_id, AUDITED_AS, shown)
+    return [{**r, "held": r["id"] in held} for r in _with_stays(conn, rows)] if rows else []
 
 
 def in_force_by_stay(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict[uuid.UUID, dict]:

@@ -485,10 +485,12 @@ class ClinicalController(Controller):
         """An inpatient stay's discharge summary as the record has it, to check, complete and sign: the
         diagnoses recorded in the stay, its results, the medicines active now (what the patient goes home on)
         and the active allergies, with the template's fields. Without `encounter_id`: the patient's open
-        stay, else their latest. Each part read is audited."""
+        stay, else their latest. A result the release rules keep to be given in person, not given yet, is left out
+        of the results and named in `held_back`. Each part read is audited."""
         tz = facility_timezone(state.db, tenant)
         with _tenant(state, request, tenant) as conn:
-            return DischargeDraft.model_validate(discharge.draft(conn, request.user, patient_id, encounter_id, tz=tz))
+            return DischargeDraft.model_validate(discharge.draft(conn, request.user, patient_id, encounter_id, tz=tz,
+                                                                 in_person=state.release_rules.in_person_rule))
 
     @post(PATIENT + "/discharge-summaries", operation_id="ClinicalSignDischargeSummary",
           opt=_opt("clinical.discharge.create"), sync_to_thread=True)

@@ -798,10 +798,20 @@ class DischargeStay(_Out):
     ended_at: dt.datetime | None = Field(description="discharged; None while the patient is still in")
 
 
+class DischargeHeldBack(_Out):
+    id: uuid.UUID = Field(description="the result entry")
+    test: str
+    taken_at: dt.datetime
+    rule_id: str = Field(description="the release rule (REL-001...) keeping it to be given to the patient in person")
+
+
 class DischargeDraft(_Out):
     stay: DischargeStay
     template: dict[str, Any] = Field(description="the discharge summary template: its fields' keys, labels, types")
     fields: dict[str, str] = Field(description="diagnoses, results, medicines and allergies as the record has them")
+    held_back: list[DischargeHeldBack] = Field(description="results of the stay left out of `fields.results`: a "
+                                               "release rule keeps each to be given in person, and none was recorded "
+                                               "as given; give it first (the summary is the patient's to read)")
     summary_id: uuid.UUID | None = Field(description="the summary in force for this stay, if one was signed")
 
 

@@ -104,6 +104,13 @@ class ReleaseRules:
     def rule_for(self, code: str) -> ReleaseRule:
         return next((rule for rule in self.rules if code in rule.loinc), self.default)
 
+    def in_person_rule(self, code: str) -> str | None:
+        """The rule (REL-001...) keeping results of `code` off the portal until given in person; None: no rule
+        does. What the clinical layer is handed (it imports no other layer) to leave such results out of what
+        it writes for the patient, a discharge summary's key results."""
+        rule = self.rule_for(code)
+        return rule.id if rule.release == "in_person" else None
+
 
 @dataclass(frozen=True)
 class Released:
@@ -197,17 +204,21 @@ def release(results: list[dict], rules: ReleaseRules, now: dt.datetime) -> Relea
     for result in results:
         if result.get("signed_at") is None:
             continue
-        rule = rules.rule_for(result["code"])
-        if rule.release == "in_person":
-            disclosed = result.get("disclosed_at")
-            if disclosed is not None and disclosed <= now:
+        if rules.in_person_rule(result["code"]) is not None:
+            if given(result, now):
                 shown.append(result)
             else:
                 in_person += 1
             continue
-        at = result["signed_at"] + dt.timedelta(hours=rule.hours_after_review)
+        at = result["signed_at"] + dt.timedelta(hours=rules.rule_for(result["code"]).hours_after_review)
         if at <= now:
             shown.append(result)
         else:
             later.append((result, at))
     return Released(shown, later, in_person)
+
+
+def given(result: dict, now: dt.datetime) -> bool:
+    """Whether a clinician has recorded giving this result to the patient in person (`disclosed_at`), by `now`."""
+    disclosed = result.get("disclosed_at")
+    return disclosed is not None and disclosed <= now

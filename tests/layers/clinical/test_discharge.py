@@ -11,6 +11,7 @@ import pytest
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, EncounterIn, MedicationIn, ResultIn
 from appliance.substrate import audit
+from appliance.substrate.record import NewEntry, append_many
 from tests.layers.clinical.conftest import new_patient
 from tests.layers.clinical.test_chart_in_care import _last_seq
 from tests.layers.clinical.test_routes import BASE, register
@@ -186,3 +187,26 @@ def test_another_facilitys_token_and_guessed_ids_are_refused(api, token_client, 
     assert nurse.get(f"{base}/discharge-summaries").status_code == 200
     assert nurse.post(f"{base}/discharge-summaries", json={"encounter_id": stay["id"], "fields": WRITTEN}) \
         .status_code == 403
+
+
+def test_the_draft_leaves_out_a_result_given_in_person_and_says_which(api, db, facility, clinician):
+    """An HIV test taken in the stay, which REL-001 keeps to be given with counselling: not in the pre-filled key
+    results (the summary is the patient's to read), named apart with its rule; its read audited as the others."""
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    stay = api.post(f"{base}/encounters", json={"encounter_class": "inpatient", "status": "in_progress"}).json()
+    patient_id, hiv = uuid.UUID(base.rsplit("/", 1)[1]), uuid.uuid4()
+    with db.tenant(facility.slug) as conn:
+        service.record_result(conn, clinician, patient_id, ResultIn(code="2345-7", value="5.0",
+                                                                    encounter_id=stay["id"]))
+        append_many(conn, clinician, [NewEntry("result", patient_id, encounter_id=uuid.UUID(stay["id"]), id=hiv,
+                                               detail={"service_request_id": None, "code": "68961-2",
+                                                       "display": "HIV rapid test", "value_numeric": None,
+                                                       "value_text": "reactive", "unit": None, "reference_low": None,
+                                                       "reference_high": None, "flag": "A", "note": None})])
+    before = _last_seq(db, facility.slug)
+    body = api.get(f"{base}/discharge-summaries/draft").json()
+    assert body["fields"]["results"].startswith("Glucose 5.0") and "HIV" not in body["fields"]["results"]
+    assert [(h["id"], h["test"], h["rule_id"]) for h in body["held_back"]] == [(str(hiv), "HIV rapid test", "REL-001")]
+    (read,) = [e for e in audit.read_events(db, facility.slug, first_seq=before + 1)
+               if e["type"] == "record.result.read"]
+    assert str(hiv) in str(read)
