@@ -332,7 +332,7 @@ def bill_page(request: Request, state: State, facility: FromPath[str], invoice_i
     """One of the patient's own final bills, line by line (what each charge was for), with what was taken off, paid
     and is still owed: only from a facility that holds their chart, and only a bill of that chart (anything else is
     not found, and is not read, so no one else's record notes it). The read is audited there."""
-    for holding in patient_portal.records_of(state.db, request.user.subject_id):
+    for holding in patient_portal.records_of(state.db, request.user):
         if holding.tenant != facility:
             continue
         with state.db.tenant(facility) as conn:
