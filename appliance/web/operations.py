@@ -126,7 +126,8 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, stat
     occupied = sum(1 for b in beds if b["state"] == "occupied")
     staffed = sum(1 for b in beds if b["state"] != "blocked")
     return page(request, "operations/beds.html", status=status, active="beds", ward_code=ward_code, **found,
-                refusal=refusal, states=BED_STATE_LABELS, dispositions=DISCHARGE_DISPOSITIONS, occupied=occupied,
+                refusal=refusal, states=BED_STATE_LABELS, dispositions=DISCHARGE_DISPOSITIONS,
+                inpatient_kinds=INPATIENT_WARD_KINDS, occupied=occupied,
                 staffed=staffed, occupancy=fmt(occupied / staffed * 100 if staffed else None, "percent"))
 
 

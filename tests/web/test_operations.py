@@ -227,6 +227,19 @@ def test_a_patient_is_admitted_straight_to_a_free_bed_from_the_board(manager, si
     assert signed_in("registrar", facility.slug).get(form).status_code == 403
 
 
+def test_the_emergency_departments_bays_offer_no_admission(manager, facility):
+    """An ED bay on the bed board offered 'Admit a patient', whose form is for inpatient beds only: a 404 page.
+    The bays offer none, and the board says where the department's patients and their admissions are."""
+    base = f"/t/{facility.slug}"
+    whole = manager.get(f"{base}/beds").text
+    assert re.search(rf'action="{base}/beds/GEN-\d+/admit"', whole)
+    for board in (whole, manager.get(f"{base}/beds/ED").text):
+        bays = board.split('id="ward-ED"')[1].split("</section>")[0]
+        assert 'id="bed-ED-01" data-state="available"' in bays and "/admit" not in bays
+        assert f'<a href="{base}/ed">emergency department board</a>' in bays
+    assert manager.get(f"{base}/beds/ED-01/admit").status_code == 404
+
+
 def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     base = f"/t/{facility.slug}"
     registrar = signed_in("registrar", facility.slug)
