@@ -61,6 +61,8 @@ portal.NOTICES.update({
 })
 
 BED_STATE_LABELS = {"available": "Available", "occupied": "Occupied", "cleaning": "Cleaning", "blocked": "Blocked"}
+ARRIVAL_MODE_LABELS = {"walk_in": "Walk-in", "ambulance": "Ambulance", "referral": "Referral", "police": "Police",
+                       "other": "Other"}
 ACUITY = {1: "1 · Resuscitation", 2: "2 · Emergent", 3: "3 · Urgent", 4: "4 · Less urgent", 5: "5 · Non-urgent"}
 UNITS = {"percent": "%", "days": "days", "minutes": "min", "ratio": "per bed",
          "per_1000_bed_days": "per 1,000 bed-days"}
@@ -252,8 +254,13 @@ def _ed_board_page(request: Asking, conn: Connection, *, status: int = 200, valu
     visits = ed.board(conn, request.user)
     now = conn.execute(sa.select(sa.func.now())).scalar_one()
     for visit in visits:
-        visit["waiting"] = _minutes_since(visit["arrived_at"], now)
+        # Time in the department counts from arrival, as ED length of stay and the four-hour standard do; a patient
+        # the ED decided to admit waits for a bed from that decision, as ED boarding time counts it.
+        visit["in_department"] = _minutes_since(visit["arrived_at"], now)
+        if visit["decision"] == "admit":
+            visit["waiting_for_bed"] = _minutes_since(visit["decided_at"], now)
     return page(request, "operations/ed.html", status=status, active="ed", visits=visits, acuity=ACUITY,
+                arrival_modes=ARRIVAL_MODE_LABELS,
                 dispositions=[d for d in ED_DISPOSITIONS if d != "admitted"], errors=errors or {},
                 values=values or {})
 

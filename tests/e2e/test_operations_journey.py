@@ -80,6 +80,16 @@ def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(browser, live_ser
     page.locator("tr", has_text="CHEPKOECH").get_by_role("button", name="Decide to admit").click()
     page.wait_for_url(re.compile(r"/ed\?done=ed-updated$"))
     journey.shot(page, "ed-board-decided")
+    # on a phone the visit is a block: its complaint, acuity, bed wait and next steps all on the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    row = page.locator("tr", has_text="CHEPKOECH")
+    assert "Shortness of breath" in row.inner_text() and "waiting for a bed" in row.inner_text()
+    for shown in (row.get_by_text("2 · Emergent", exact=False).first, row.get_by_role("link", name="Admit to a bed")):
+        box = shown.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.querySelector('.table-wrap').scrollWidth <= 390")
+    journey.shot(page, "ed-board-phone")
+    page.set_viewport_size(DESKTOP)
 
     # admit her to a bed from the ED board
     page.locator("tr", has_text="CHEPKOECH").get_by_role("link", name="Admit to a bed").click()

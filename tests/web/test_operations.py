@@ -274,6 +274,29 @@ def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     assert clinician.get(f"{base}/ed/{encounter_id}/admit").status_code == 403
 
 
+def test_the_ed_board_says_the_complaint_and_how_long_a_bed_has_been_awaited(signed_in, db, facility):
+    """Triage reads the presenting complaint, which the board did not show; and a patient the ED decided to admit
+    waits for a bed from that decision (ED boarding time's start), not from arrival, the board's only clock."""
+    from sqlalchemy import text
+
+    base = f"/t/{facility.slug}"
+    nurse = signed_in("nurse", facility.slug)
+    _, encounter_id = _ed_patient(db, facility, nurse, family_name="Kiprono", given_names="Amos")
+    with db.tenant(facility.slug) as conn:  # arrived 3 h 10 min ago, the decision to admit 45 min ago
+        conn.execute(text("UPDATE ed_visit SET arrived_at = now() - interval '190 minutes', acuity = 3, "
+                          "decision = 'admit', decided_at = now() - interval '45 minutes' WHERE id = :v"),
+                     {"v": encounter_id})
+    board = nurse.get(f"{base}/ed").text
+    assert f'id="complaint-{encounter_id}">abdominal pain</span>' in board and "Walk-in" in board
+    assert re.search(rf'id="in-department-{encounter_id}">3 h 1\d min<', board)
+    assert re.search(rf'id="waiting-for-bed-{encounter_id}">waiting for a bed 4\d min<', board)
+    visits = nurse.get(f"/api/t/{facility.slug}/ed/visits").json()
+    assert {"complaint": "abdominal pain", "arrival_mode": "walk_in"}.items() <= next(
+        v for v in visits if v["id"] == str(encounter_id)).items()
+    left = post_form(nurse, f"{base}/ed", f"{base}/ed/{encounter_id}/departure", {"disposition": "discharged"})
+    assert left.status_code == 303 and f"complaint-{encounter_id}" not in nurse.get(f"{base}/ed").text
+
+
 def test_kpi_detail_page_with_trend_companions_and_drill_down(manager, signed_in, facility):
     base = f"/t/{facility.slug}"
     detail = manager.get(f"{base}/command-center/bed_occupancy")

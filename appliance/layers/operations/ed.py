@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
-from appliance.layers.operations.models import ED_DECISIONS, ED_DISPOSITIONS, ed_visit, ward
+from appliance.layers.operations.models import ED_DECISIONS, ED_DISPOSITIONS, ed_event, ed_visit, ward
 from appliance.layers.operations.service import moment, patient, require_patient
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
@@ -159,11 +159,13 @@ def depart(conn: Connection, principal: Principal, patient_id: uuid.UUID | None,
 
 
 def board(conn: Connection, principal: Principal) -> list[dict]:
-    """Who is in the emergency department now, longest waiting first, with every timestamp so far."""
+    """Who is in the emergency department now, untriaged and most urgent first, then longest there, with every
+    timestamp so far and how they came and why (the arrival's mode and presenting complaint, which triage reads)."""
     rows = [dict(r) for r in conn.execute(
-        sa.select(*VISIT_COLUMNS, patient.c.mrn, patient.c.family_name, patient.c.given_names,
-                  patient.c.birth_date, patient.c.sex)
-        .select_from(ed_visit.join(patient, patient.c.id == ed_visit.c.patient_id))
+        sa.select(*VISIT_COLUMNS, ed_event.c.arrival_mode, ed_event.c.complaint, patient.c.mrn, patient.c.family_name,
+                  patient.c.given_names, patient.c.birth_date, patient.c.sex)
+        .select_from(ed_visit.join(patient, patient.c.id == ed_visit.c.patient_id)
+                     .join(ed_event, ed_event.c.entry_id == ed_visit.c.arrival_entry_id))
         .where(ed_visit.c.departed_at.is_(None))
         .order_by(ed_visit.c.acuity.asc().nulls_first(), ed_visit.c.arrived_at)
     ).mappings()]

@@ -127,6 +127,8 @@ class EdVisitOut(BaseModel):
     departed_at: dt.datetime | None
     disposition: str | None
     admitted_encounter_id: uuid.UUID | None
+    arrival_mode: str | None = None
+    complaint: str | None = None
     mrn: str | None = None
     family_name: str | None = None
     given_names: str | None = None
