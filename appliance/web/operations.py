@@ -118,7 +118,15 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, stat
                                                                         bed.c.state == "available")))
                                .where(ward.c.active, ward.c.kind.in_(INPATIENT_WARD_KINDS))
                                .group_by(ward.c.code).order_by(ward.c.code)).mappings().all()
-        return {"wards": wards, "transfer_wards": [dict(t) for t in targets]}
+        # The facility's board lists the ED's patients decided for admission: the bed manager's admissions waiting
+        # for a bed, each waiting since that decision (as ED boarding time counts it).
+        awaiting = []
+        if ward_code is None and request.user.can("operations.ed.read"):
+            awaiting = ed.board(conn, request.user, awaiting_bed=True)
+            now = conn.execute(sa.select(sa.func.now())).scalar_one()
+            for visit in awaiting:
+                visit["waiting_for_bed"] = _minutes_since(visit["decided_at"], now)
+        return {"wards": wards, "transfer_wards": [dict(t) for t in targets], "awaiting": awaiting}
 
     found = _in_tenant(request, tenant, work)
     beds = [b for w in found["wards"] for b in w["bed_list"] if w["kind"] in INPATIENT_WARD_KINDS]
@@ -129,7 +137,7 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, stat
     staffed = sum(1 for b in beds if b["state"] != "blocked")
     return page(request, "operations/beds.html", status=status, active="beds", ward_code=ward_code, **found,
                 refusal=refusal, states=BED_STATE_LABELS, dispositions=DISCHARGE_DISPOSITIONS,
-                inpatient_kinds=INPATIENT_WARD_KINDS, occupied=occupied,
+                inpatient_kinds=INPATIENT_WARD_KINDS, acuity=ACUITY, occupied=occupied,
                 staffed=staffed, occupancy=fmt(occupied / staffed * 100 if staffed else None, "percent"))
 
 

@@ -297,6 +297,47 @@ def test_the_ed_board_says_the_complaint_and_how_long_a_bed_has_been_awaited(sig
     assert left.status_code == 303 and f"complaint-{encounter_id}" not in nurse.get(f"{base}/ed").text
 
 
+def test_the_bed_board_lists_the_eds_admissions_waiting_for_a_bed(manager, signed_in, db, facility):
+    """The bed manager lands on the bed board, which did not say that anyone in the ED was waiting for one of its
+    beds: the ED's patients decided for admission are listed there, longest since the decision first, each read on
+    the patient's access log, with the way to admit them; the patient not decided for admission is not."""
+    from sqlalchemy import text
+
+    from appliance.substrate import record
+
+    base = f"/t/{facility.slug}"
+    waiting_long, long_visit = _ed_patient(db, facility, manager, family_name="Ruto", given_names="Peter")
+    waiting_short, short_visit = _ed_patient(db, facility, manager, family_name="Atieno", given_names="Mary")
+    _, undecided = _ed_patient(db, facility, manager, family_name="Mwangi", given_names="James")
+    with db.tenant(facility.slug) as conn:
+        conn.execute(text("UPDATE ed_visit SET decision = 'admit', decided_at = now() - make_interval(mins => :m) "
+                          "WHERE id = :v"), [{"v": long_visit, "m": 95}, {"v": short_visit, "m": 20}])
+    seen: list = []
+    hook = lambda conn, principal, action, patient_id, kind, ids: seen.append((action, patient_id, kind))  # noqa: E731
+    record.register_access_hook(hook)
+    try:
+        board = manager.get(f"{base}/beds").text
+    finally:
+        record.unregister_access_hook(hook)
+    waiting = board.split('id="awaiting-beds"')[1].split("</section>")[0]
+    assert waiting.index("RUTO") < waiting.index("ATIENO") and "MWANGI" not in waiting
+    assert re.search(rf'id="awaiting-for-{long_visit}">waiting for a bed 1 h 3\d min<', waiting)
+    assert f'href="{base}/ed/{short_visit}/admit">Admit to a bed</a>' in waiting and "abdominal pain" in waiting
+    assert {("read", waiting_long, "ed_arrival"), ("read", waiting_short, "ed_arrival")} <= set(seen)
+    assert 'id="awaiting-beds"' not in manager.get(f"{base}/beds/GEN").text
+    # a nurse reads who waits, and is not offered the admission, which is the bed manager's
+    nurse_board = signed_in("nurse", facility.slug).get(f"{base}/beds").text
+    assert f'id="awaiting-{long_visit}"' in nurse_board and f"/ed/{long_visit}/admit" not in nurse_board
+    admitted = post_form(manager, f"{base}/ed/{long_visit}/admit", f"{base}/ed/{long_visit}/admit",
+                         {"bed_code": "", "ward_code": "GEN"})
+    assert admitted.status_code == 303
+    assert f'id="awaiting-{long_visit}"' not in manager.get(f"{base}/beds").text
+    for visit in (short_visit, undecided):
+        post_form(manager, f"{base}/ed", f"{base}/ed/{visit}/departure", {"disposition": "discharged"})
+    post_form(manager, f"{base}/beds", f"{base}/beds/patients/{waiting_long}/discharge", {"disposition": "home"})
+    assert 'id="awaiting-beds"' not in manager.get(f"{base}/beds").text
+
+
 def test_kpi_detail_page_with_trend_companions_and_drill_down(manager, signed_in, facility):
     base = f"/t/{facility.slug}"
     detail = manager.get(f"{base}/command-center/bed_occupancy")

@@ -158,17 +158,22 @@ def depart(conn: Connection, principal: Principal, patient_id: uuid.UUID | None,
     return visit_of(conn, visit["id"])
 
 
-def board(conn: Connection, principal: Principal) -> list[dict]:
+def board(conn: Connection, principal: Principal, *, awaiting_bed: bool = False) -> list[dict]:
     """Who is in the emergency department now, untriaged and most urgent first, then longest there, with every
-    timestamp so far and how they came and why (the arrival's mode and presenting complaint, which triage reads)."""
-    rows = [dict(r) for r in conn.execute(
+    timestamp so far and how they came and why (the arrival's mode and presenting complaint, which triage reads).
+    With `awaiting_bed`, only those the ED decided to admit, longest since that decision first: the bed manager's
+    admissions waiting for a bed."""
+    query = (
         sa.select(*VISIT_COLUMNS, ed_event.c.arrival_mode, ed_event.c.complaint, patient.c.mrn, patient.c.family_name,
                   patient.c.given_names, patient.c.birth_date, patient.c.sex)
         .select_from(ed_visit.join(patient, patient.c.id == ed_visit.c.patient_id)
                      .join(ed_event, ed_event.c.entry_id == ed_visit.c.arrival_entry_id))
-        .where(ed_visit.c.departed_at.is_(None))
-        .order_by(ed_visit.c.acuity.asc().nulls_first(), ed_visit.c.arrived_at)
-    ).mappings()]
+        .where(ed_visit.c.departed_at.is_(None)))
+    if awaiting_bed:
+        query = query.where(ed_visit.c.decision == "admit").order_by(ed_visit.c.decided_at, ed_visit.c.arrived_at)
+    else:
+        query = query.order_by(ed_visit.c.acuity.asc().nulls_first(), ed_visit.c.arrived_at)
+    rows = [dict(r) for r in conn.execute(query).mappings()]
     for row in rows:
         record.note_access(conn, principal, "read", row["patient_id"], "ed_arrival", (row["id"],))
     return rows
