@@ -104,6 +104,13 @@ def test_the_transfer_list_does_not_offer_a_man_the_maternity_ward(manager, db, 
         form = board.split(f'action="/t/{facility.slug}/beds/patients/{man}/transfer"')[1].split("</form>")[0]
         assert re.search(r'<option value="MAT" disabled>Maternity \(\d+ free; women and newborns\)</option>', form)
         assert re.search(r'<option value="GEN">', form)  # other wards stay on offer
+        # No ward is chosen for the bed manager: a click on Transfer alone moved him to the first ward listed.
+        assert 'name="ward_code" required>\n            <option value="" selected>Transfer to…</option>' in form
+        unsaid = post_form(manager, f"/t/{facility.slug}/beds/GEN", f"/t/{facility.slug}/beds/patients/{man}/transfer",
+                           {"ward_code": ""})
+        assert unsaid.status_code == 422 and "Choose the ward to move the patient to." in unsaid.text
+        with db.tenant(facility.slug) as conn:
+            assert adt.current_stay(conn, acting, man)["bed_code"] == stay["bed_code"]
     finally:
         with db.tenant(facility.slug) as conn:
             adt.discharge(conn, acting, man, disposition="home")
@@ -394,6 +401,8 @@ def test_guessed_ids_on_forms_find_nothing(manager, facility):
     for action in [f"/beds/patients/{uuid.uuid4()}/discharge", f"/ed/{uuid.uuid4()}/seen"]:
         answer = post_form(manager, f"{base}/beds", f"{base}{action}", {"disposition": "home"})
         assert answer.status_code == 404, action
+    unchosen = post_form(manager, f"{base}/beds", f"{base}/beds/patients/{uuid.uuid4()}/transfer", {"ward_code": ""})
+    assert unchosen.status_code == 404
 
 
 def test_clinic_day_book_check_in_and_a_slot_taken_twice(signed_in, db, facility):

@@ -133,7 +133,9 @@ def _open_stay(conn: Connection, patient_id: uuid.UUID) -> dict:
 def transfer(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, ward_code: str,
              bed_code: str | None = None, reason: str | None = None, at: dt.datetime | None = None) -> dict:
     """Move an admitted patient to another bed (in the same or another ward); the bed left needs cleaning."""
-    stay = _open_stay(conn, patient_id)
+    stay = _open_stay(conn, patient_id)  # a guessed patient is not found, whatever ward was (or was not) chosen
+    if not ward_code:
+        raise Invalid("choose the ward to move the patient to", field="ward_code")
     when = moment(conn, at)
     if when < stay["admitted_at"]:
         raise Invalid("a transfer cannot happen before the admission", field="at")
