@@ -631,7 +631,7 @@ async def kpi_detail(request: Asking, tenant: Tenant, kpi_id: FromPath[str], day
         chart = plots.time_chart([plots.Series(item["name"], points)], ident=f"trend-{item['id']}",
                                  title=f"{item['name']}, last 14 days",
                                  description=f"Daily {item['name'].lower()} over the last 14 days, facility time.",
-                                 unit=UNITS.get(item["unit"], ""))
+                                 unit=UNITS.get(item["unit"], ""), floor=0)  # no KPI is below zero
         return page(request, "operations/kpi.html", active="command-center", kpi=item, chart=chart, fmt=fmt,
                     companions=figures[1:], drilled=drilled, day=on)
 

@@ -65,6 +65,16 @@ def _format_number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
+def tick_labels(ticks: Sequence[float]) -> list[str]:
+    """The value axis's labels, with as many decimals as the step between ticks needs: rounded to two, a
+    0.0025 step read '0, 0, 0.01, 0.01', four ticks under two names."""
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    decimals = next((d for d in range(7) if abs(round(step, d) - step) <= abs(step) * 1e-6), 6)
+    if decimals == 0:
+        return [_format_number(round(t)) for t in ticks]
+    return [f"{t:.{decimals}f}".rstrip("0").rstrip(".") for t in ticks]
+
+
 _HOURLY = [1, 3, 6, 12]
 _DAILY = [1, 2, 7, 14]
 _MONTHLY = [1, 2, 3, 6, 12]
@@ -138,9 +148,11 @@ def time_chart(
     band: tuple[float | None, float | None] | None = None,
     width: int = 640,
     height: int = 220,
+    floor: float | None = None,
 ) -> Markup:
     """A line chart of values over time: axes with calendar ticks, a shaded reference range, a line
-    per series and a marker per point (diamonds for abnormal ones)."""
+    per series and a marker per point (diamonds for abnormal ones). With `floor`, the value axis does not
+    go below it: a percentage of none read as a line between -1% and 1%."""
     points = [p for s in series for p in s.points]
     legend = len(series) > 1
     # A header row above the plot area holds the unit (left) and the legend (right of the axis).
@@ -172,6 +184,8 @@ def time_chart(
         low, high = low - 1, high + 1
     margin = (high - low) * 0.08
     low, high = low - margin, high + margin
+    if floor is not None:
+        low = max(low, floor)
     ticks = value_ticks(low, high)
     low, high = min(low, ticks[0]), max(high, ticks[-1])
 
@@ -194,8 +208,8 @@ def time_chart(
     parts.append('<g class="plot-axis">')
     parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>')
     parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}"/>')
-    for tick in ticks:
-        parts.append(f'<text x="{left - 6}" y="{y_of(tick) + 4:.1f}" text-anchor="end">{_format_number(tick)}</text>')
+    for tick, label in zip(ticks, tick_labels(ticks), strict=True):
+        parts.append(f'<text x="{left - 6}" y="{y_of(tick) + 4:.1f}" text-anchor="end">{label}</text>')
     for at, label in time_ticks(start, end, max(2, plot_w // 80)):
         x = x_of(at)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 4}"/>')
@@ -303,8 +317,8 @@ def _value_axis(ticks: Sequence[float], y_of: Callable[[float], float], left: fl
             '</g><g class="plot-axis">',
             f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}"/>',
             f'<line x1="{left}" x2="{left + plot_w}" y1="{baseline:.1f}" y2="{baseline:.1f}"/>',
-            *(f'<text x="{left - 6}" y="{y_of(t) + 4:.1f}" text-anchor="end">{_format_number(t)}</text>'
-              for t in ticks)]
+            *(f'<text x="{left - 6}" y="{y_of(t) + 4:.1f}" text-anchor="end">{label}</text>'
+              for t, label in zip(ticks, tick_labels(ticks), strict=True))]
 
 
 @dataclass(frozen=True)

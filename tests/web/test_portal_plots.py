@@ -37,6 +37,29 @@ def test_value_ticks_lie_inside_the_range_and_are_evenly_spaced(low, width):
     assert len(gaps) <= 1 or max(gaps) - min(gaps) < 1e-6 * max(1.0, width)
 
 
+@given(st.floats(min_value=-1e6, max_value=1e6), st.floats(min_value=1e-3, max_value=1e6))
+def test_tick_labels_name_each_tick_apart(low, width):
+    """A 0.0025 step rounded to two decimals read '0, 0, 0.01, 0.01' (the bed turnover chart)."""
+    ticks = plots.value_ticks(low, low + width)
+    labels = plots.tick_labels(ticks)
+    assert len(set(labels)) == len(ticks), (ticks, labels)
+    assert all(math.isclose(float(label), tick, abs_tol=1e-9 + width * 1e-6)
+               for label, tick in zip(labels, ticks, strict=True))
+
+
+def test_a_chart_with_a_floor_has_no_axis_below_it():
+    """A KPI of 0% every day was drawn on an axis from -1% to 1%: a percentage of none as if it could be negative."""
+    start = dt.datetime(2026, 11, 1, 12, tzinfo=UTC)
+    flat = [plots.Series("Discharges before noon", [plots.Point(start + dt.timedelta(days=d), 0.0) for d in range(5)])]
+    labels = lambda chart: re.findall(r'text-anchor="end">([^<]+)</text>', str(chart))  # noqa: E731
+    assert "-1" in labels(plots.time_chart(flat, ident="n", title="t", description="d", unit="%"))
+    floored = labels(plots.time_chart(flat, ident="f", title="t", description="d", unit="%", floor=0))
+    assert floored[0] == "0" and not any(label.startswith("-") for label in floored)
+    assert labels(plots.time_chart([plots.Series("Bed turnover", [
+        plots.Point(start, 0.0), plots.Point(start + dt.timedelta(days=1), 0.0102)])],
+        ident="b", title="t", description="d", floor=0)) == ["0", "0.0025", "0.005", "0.0075", "0.01"]
+
+
 def test_month_ticks_name_the_year_where_it_changes():
     ticks = plots.time_ticks(dt.datetime(2025, 11, 20, tzinfo=UTC), dt.datetime(2026, 11, 25, tzinfo=UTC), 8)
     labels = [label for _, label in ticks]
