@@ -310,3 +310,20 @@ def test_the_nurse_in_charge_rosters_a_night_and_takes_a_nurse_off(browser, live
     journey.shot(page, "week-after-taking-off")
     context.close()
     watch.assert_clean()
+
+
+def test_the_operations_pages_fit_a_phone(browser, live_server, clinic, person_factory):
+    """At 390px the command center's companion, incident and staffing tables, the staffing page, My shifts and the
+    roster's ward and week form ran past the screen's edge: the whole page scrolled sideways, header and all. A wide
+    table now scrolls in its own box, the roster's form wraps, and no page is wider than the phone."""
+    watch = Watch()
+    manager = person_factory("bed_manager", clinic.slug)
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, manager)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/beds", "/ed", "/command-center", "/command-center/bed_occupancy", "/staffing", "/roster",
+                 "/roster/mine", "/clinics"):
+        page.goto(f"{live_server}/t/{clinic.slug}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    context.close()
+    watch.assert_clean()
