@@ -297,7 +297,8 @@ async def ed_arrival(request: Asking, tenant: Tenant, data: FormData) -> Respons
     except RecordError as exc:
         if exc.status not in {409, 422}:
             raise
-        key = "mrn" if exc.extra.get("field") == "mrn" else "form"
+        # A refusal of the patient (unknown, already in the department, in a bed) is said by the MRN that found them.
+        key = "mrn" if exc.extra.get("field") in {"mrn", "patient_id"} else "form"
         errors, status = {key: exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status
     else:
         return see_other(request, f"/t/{tenant}/ed?done=ed-arrival")

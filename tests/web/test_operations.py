@@ -345,6 +345,28 @@ def test_the_bed_board_lists_the_eds_admissions_waiting_for_a_bed(manager, signe
     assert 'id="awaiting-beds"' not in manager.get(f"{base}/beds").text
 
 
+def test_a_patient_in_a_bed_is_refused_an_ed_arrival_by_the_mrn_typed(signed_in, db, facility):
+    from sqlalchemy import text
+
+    from appliance.layers.operations import adt
+    from appliance.substrate.principal import Principal
+
+    base = f"/t/{facility.slug}"
+    registrar = signed_in("registrar", facility.slug)
+    acting = Principal(account_id=registrar.person.account_id, kind="staff", display_name="Registrar",
+                       tenant=facility.slug, role="bed_manager")
+    with db.tenant(facility.slug) as conn:
+        patient_id = new_patient(conn, acting, family_name="Kamau", given_names="Grace")
+        stay = adt.admit(conn, acting, patient_id, ward_code="GEN")
+        mrn = conn.execute(text("SELECT mrn FROM patient WHERE id = :p"), {"p": patient_id}).scalar()
+    refused = post_form(registrar, f"{base}/ed", f"{base}/ed/arrivals", {"mrn": mrn, "complaint": "fall"})
+    assert refused.status_code == 409 and f'<a href="#mrn">MRN: This patient is admitted, in bed {stay["bed_code"]}' \
+        in refused.text
+    assert 'value="fall"' in refused.text and "KAMAU" not in refused.text.split('id="visits-title"')[1]
+    with db.tenant(facility.slug) as conn:
+        adt.discharge(conn, acting, patient_id, disposition="home")
+
+
 def test_kpi_detail_page_with_trend_companions_and_drill_down(manager, signed_in, facility):
     base = f"/t/{facility.slug}"
     detail = manager.get(f"{base}/command-center/bed_occupancy")

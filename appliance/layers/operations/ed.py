@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
-from appliance.layers.operations.models import ED_DECISIONS, ED_DISPOSITIONS, ed_event, ed_visit, ward
+from appliance.layers.operations.models import ED_DECISIONS, ED_DISPOSITIONS, ed_event, ed_visit, inpatient_stay, ward
 from appliance.layers.operations.service import moment, patient, require_patient
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
@@ -42,6 +42,13 @@ def arrive(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, arr
     if already is not None:
         raise Conflict("this patient is already in the emergency department", field="patient_id",
                        encounter_id=str(already))
+    # A patient lying on a ward who also 'arrived' in the ED would be on both boards, and the ED could not admit
+    # them (they are admitted): most often the MRN of someone else was typed.
+    in_bed = conn.execute(sa.select(inpatient_stay.c.bed_code).where(
+        inpatient_stay.c.patient_id == patient_id, inpatient_stay.c.discharged_at.is_(None))).scalar()
+    if in_bed is not None:
+        raise Conflict(f"this patient is admitted, in bed {in_bed}, not arriving in the emergency department: check "
+                       "the MRN, or discharge them from the bed board first", field="patient_id", bed_code=in_bed)
     emergency_ward = conn.execute(sa.select(ward.c.code).where(ward.c.kind == "emergency", ward.c.active)
                                   .order_by(ward.c.code).limit(1)).scalar()
     encounter_id = uuid.uuid4()

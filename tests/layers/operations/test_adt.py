@@ -237,6 +237,17 @@ def test_ed_refusals(db, facility, bed_manager):
         ed.decide(conn, bed_manager, visit["id"], decision="admit")
     with pytest.raises(NotFound), db.tenant(facility.slug) as conn:
         ed.triage(conn, bed_manager, uuid.uuid4(), acuity=2)
+    # A patient in a bed does not also arrive in the ED (on both boards, and not admissible from it): nothing written.
+    with db.tenant(facility.slug) as conn:
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
+        before = conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar()
+    with pytest.raises(Conflict, match=f"admitted, in bed {stay['bed_code']}, not arriving"), \
+            db.tenant(facility.slug) as conn:
+        ed.arrive(conn, bed_manager, patient_id)
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar() == before
+        adt.discharge(conn, bed_manager, patient_id, disposition="home")
+        assert ed.arrive(conn, bed_manager, patient_id)["departed_at"] is None  # back after going home: a new visit
 
 
 # -- scheduling ----------------------------------------------------------------------------------------------
