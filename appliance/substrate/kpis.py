@@ -117,6 +117,7 @@ class KpiDefinition:
     unavailable: str = ""  # what the tile says while no layer computes it
     companion: bool = False  # shown on the detail page, not as one of the eight tiles
     second_reading: str = ""  # what a second reading (Figure.secondary) measures, in words, where there is one
+    measure: str = ""  # what each entry behind the number measures, in words with its unit (the drill-down's column)
 
 
 class KpiPolicyError(ValueError):
@@ -125,7 +126,8 @@ class KpiPolicyError(ValueError):
 
 # What each field of a [[kpi]] holds; a TOML value of another kind would pass the dataclass and fail later, on a page.
 _FIELD_KINDS = {"id": str, "number": int, "name": str, "formula": str, "standard": str, "unit": str, "better": str,
-                "window_days": int, "unavailable": str, "companion": bool, "second_reading": str}
+                "window_days": int, "unavailable": str, "companion": bool, "second_reading": str,
+                "measure": str}
 
 
 def _of_kind(value: object, kind: type) -> bool:

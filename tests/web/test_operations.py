@@ -373,6 +373,15 @@ def test_kpi_detail_page_with_trend_companions_and_drill_down(manager, signed_in
     assert detail.status_code == 200
     assert "<svg" in detail.text and "Companion figures" in detail.text and "Bed turnover" in detail.text
     assert 'id="drill-entries"' in detail.text and "WHO Service Availability" in detail.text
+    # The column behind the number says what each entry measures and in what: it read 'Measure', over 2.4 (days in
+    # bed) here, 148.0 (minutes) on ED length of stay and 1.0 (left unseen, yes) on left without being seen.
+    assert '<th scope="col">Days in bed so far</th>' in detail.text
+    ed_stay = manager.get(f"{base}/command-center/ed_length_of_stay").text
+    assert '<th scope="col">Minutes from arrival to departure</th>' in ed_stay
+    from appliance.substrate import kpis
+    from tests.layers.operations.conftest import REPO
+
+    assert all(d.measure for d in kpis.load_definitions(REPO / "policies" / "kpis.toml") if not d.unavailable)
     nurse = signed_in("nurse", facility.slug)
     seen_by_nurse = nurse.get(f"{base}/command-center/bed_occupancy")
     assert seen_by_nurse.status_code == 200 and "Entries behind the number" not in seen_by_nurse.text

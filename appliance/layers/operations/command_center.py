@@ -81,6 +81,7 @@ def figures(conn: Connection, definitions: Sequence[KpiDefinition], *, tz: zonei
                 "unit": definition.unit, "better": definition.better, "formula": definition.formula,
                 "standard": definition.standard, "window_days": definition.window_days,
                 "companion": definition.companion, "second_reading": definition.second_reading,
+                "measure": definition.measure,
                 "target": goals.get(definition.id),
                 "available": computation is not None, "unavailable": None, "layer": None,
                 "value": None, "numerator": None, "denominator": None, "secondary": None, "status": None,
