@@ -11,7 +11,9 @@ a registrar can act on. Each function names the calling facility from its tenant
 argument, and a facility sees or makes the mark only of a person it holds a chart of.
 
 The chart a patient id names is the tenant's `patient` row, whose `subject_id` links it to the person; a
-chart linked to no subject (made before subjects were matched, and never linked since) has no mark.
+chart linked to no subject (made before subjects were matched, and never linked since) has no mark. A chart linked
+to its person over a differing answer to the national-ID question (c0016) keeps its death to itself: the recording
+facility reads it, no other does, until the identity is confirmed or the national ID corrected.
 """
 
 from __future__ import annotations
@@ -40,8 +42,12 @@ subject_death = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("withdrawn_reason", sa.Text, nullable=True, doc="patient data: why the certificate was withdrawn"),
+    # Recorded on a chart whose link to the person is in dispute (`identity.subject_link_dispute`, c0016): shown to
+    # the recording facility alone, and no bar to the person's own death being certified elsewhere.
+    sa.Column("confined", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("tenant", "entry_id", name="subject_death_entry_key"),
-    sa.Index("subject_death_live_key", "subject_id", unique=True, postgresql_where=sa.text("withdrawn_at IS NULL")),
+    sa.Index("subject_death_live_key", "subject_id", unique=True,
+             postgresql_where=sa.text("withdrawn_at IS NULL AND NOT confined")),
 )
 
 
@@ -52,6 +58,7 @@ class Death:
     facility: str  # its name, as a person reads it
     timezone: str  # its time zone: the day of death is that facility's day
     entry_id: uuid.UUID  # root id of the certificate at that facility
+    confined: bool = False  # kept to this facility's chart until its identity is confirmed (`KEPT_TO_THIS_CHART`)
 
 
 class Deceased(RecordError):
@@ -66,15 +73,22 @@ class AlreadyCertified(RecordError):
     status = 409
 
 
+# What the recording facility is told of a death kept to its chart (c0016), on the certificate and the chart's death.
+KEPT_TO_THIS_CHART = (
+    "This chart was linked to a person by a national ID whose holder has another birth date or sex, the desk having "
+    "confirmed the number: the death stays on this chart, and that person's charts at other facilities do not show "
+    "it, until a clinician here confirms the identity from documents or the national ID is corrected.")
+
 _DEATH_OF_PATIENT = sa.text(
-    "SELECT d.died_at, d.tenant, d.facility, d.timezone, d.entry_id "
+    "SELECT d.died_at, d.tenant, d.facility, d.timezone, d.entry_id, d.confined "
     "FROM patient p, control.subject_death_of(p.subject_id) d WHERE p.id = :patient_id")
 
 
 def death_of(conn: Connection, patient_id: uuid.UUID) -> Death | None:
     """The person's death in force, whichever facility certified it, or None (one statement)."""
     row = conn.execute(_DEATH_OF_PATIENT, {"patient_id": patient_id}).first()
-    return None if row is None else Death(row.died_at, row.tenant, row.facility, row.timezone, row.entry_id)
+    return None if row is None else Death(row.died_at, row.tenant, row.facility, row.timezone, row.entry_id,
+                                          row.confined)
 
 
 def day_of(death: Death) -> dt.date:
@@ -101,13 +115,15 @@ def refuse_if_deceased(conn: Connection, patient_id: uuid.UUID | None, act: str 
 
 
 def record(conn: Connection, *, patient_id: uuid.UUID, subject_id: uuid.UUID, entry_id: uuid.UUID,
-           died_at: dt.datetime) -> None:
+           died_at: dt.datetime) -> bool:
     """Mark the person deceased, by this facility's certificate `entry_id` (in the certificate's transaction).
-    A person already marked (a race past `death_of`) is refused by the unique index: 409."""
+    A person already marked (a race past `death_of`) is refused by the unique index: 409. Returns whether the death
+    was kept to chart `patient_id`, its link to the person being in dispute (`KEPT_TO_THIS_CHART`)."""
     try:
         with conn.begin_nested():
-            conn.execute(sa.text("SELECT control.record_subject_death(:subject, :patient, :entry, :died_at)"),
-                         {"subject": subject_id, "patient": patient_id, "entry": entry_id, "died_at": died_at})
+            return conn.execute(sa.text("SELECT control.record_subject_death(:subject, :patient, :entry, :died_at)"),
+                                {"subject": subject_id, "patient": patient_id, "entry": entry_id,
+                                 "died_at": died_at}).scalar_one()
     except sa.exc.IntegrityError as exc:
         if "subject_death_live_key" not in str(exc.orig):
             raise

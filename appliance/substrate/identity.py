@@ -10,6 +10,8 @@ API tokens — all in `control`.
   found afresh by `likely_duplicates` for a person to review; a pair judged to be two people is kept
   in `subject_distinct` and not listed again. Whether a chart's birth date and sex agree with the holder of its
   national ID is answered (`compare_national_id_holder`) a few times an hour per asker and per person, never more.
+  A chart linked over a differing answer the desk confirmed is recorded (`note_link_dispute`, c0016) until a
+  clinician confirms the identity (`confirm_linked_identity`) or the national ID is corrected (`relink_facility`).
 - Accounts are created with a one-time enrolment code (never a password); enrolment sets the
   password (Argon2id) and the TOTP secret. Sign-in failures count towards a lock; the error never
   says whether the account exists, and an unknown e-mail costs the same KDF work as a known one.
@@ -18,9 +20,9 @@ API tokens — all in `control`.
 - API tokens belong to machine accounts, are scoped to one tenant and a set of permissions, shown
   once and stored hashed.
 
-Every act here that a regulator cares about (sign-in and its failure, merge, unmerge, relink, enrolment,
-token issue and revocation, a review of likely duplicates and its decisions) passes through `_audit`, the
-one seam the audit trail hooks into.
+Every act here that a regulator cares about (sign-in and its failure, merge, unmerge, relink, a disputed link
+confirmed, enrolment, token issue and revocation, a review of likely duplicates and its decisions) passes through
+`_audit`, the one seam the audit trail hooks into.
 """
 
 from __future__ import annotations
@@ -102,6 +104,20 @@ national_id_answer = sa.Table(
     sa.Column("account_id", UUID, nullable=False),
     sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Index("national_id_answer_subject_idx", "subject_id", "answered_at"),
+)
+
+# A chart linked to a person over a differing answer to the national-ID question, the desk having confirmed the
+# number (c0016): until a clinician confirms the identity from documents, or the number is corrected, a death recorded
+# on that chart is kept to it (`deaths`), a referral from it reaches no chart of the person elsewhere, and nobody is
+# invited to the portal from it. Keyed by the facility's chart; what differed, never the values.
+subject_link_dispute = sa.Table(
+    "subject_link_dispute", control_metadata,
+    sa.Column("tenant", sa.Text, primary_key=True),
+    sa.Column("patient_id", UUID, primary_key=True),
+    sa.Column("subject_id", UUID, sa.ForeignKey("control.subject.id"), nullable=False),
+    sa.Column("differs", postgresql.ARRAY(sa.Text), nullable=False),
+    sa.Column("confirmed_by", UUID, nullable=False),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
 account = sa.Table(
@@ -359,6 +375,61 @@ def compare_national_id_holder(conn: Connection, national_id: str, *, birth_date
     return HolderComparison(differs)
 
 
+def note_link_dispute(conn: Connection, *, tenant: str, chart_id: uuid.UUID, subject_id: uuid.UUID,
+                      differs: list[str], by: Principal) -> None:
+    """Chart `chart_id` of `tenant` is linked to `subject_id` although the national ID's holder differs in `differs`,
+    `by` having confirmed the number (`clinical.service.link_registration`, in its control transaction)."""
+    conn.execute(postgresql.insert(subject_link_dispute).values(
+        tenant=tenant, patient_id=chart_id, subject_id=subject_id, differs=differs, confirmed_by=by.account_id)
+        .on_conflict_do_update(index_elements=["tenant", "patient_id"], set_={
+            "subject_id": subject_id, "differs": differs, "confirmed_by": by.account_id,
+            "confirmed_at": sa.func.now()}))
+
+
+def link_dispute(conn: Connection, tenant: str, chart_id: uuid.UUID) -> list[str] | None:
+    """What chart `chart_id` of `tenant` was linked over (`note_link_dispute`): "birth date", "sex"; None when its
+    link is not in dispute."""
+    return conn.execute(sa.select(subject_link_dispute.c.differs).where(
+        subject_link_dispute.c.tenant == tenant, subject_link_dispute.c.patient_id == chart_id)).scalar()
+
+
+class IdentityNotInDispute(IdentityError):
+    status = 409
+
+
+class DeathElsewhere(IdentityError):
+    status = 409
+
+
+def confirm_linked_identity(conn: Connection, *, tenant: str, chart_id: uuid.UUID, by: Principal) -> None:
+    """A clinician of `tenant` has checked from documents (the ID card, a birth certificate) that the patient of
+    chart `chart_id` is the person its national ID links it to: the dispute is over, and a death kept to the chart
+    is the person's at every facility. Refused (409) for a chart not in dispute, and while the person is recorded
+    deceased by another facility's certificate (one of the two is on the wrong person). Audited
+    (identity.subject.link.confirm) with the chart, the person and what had differed; the documents named are
+    noted on the chart's own access log by the caller, as patient data is."""
+    held = conn.execute(sa.delete(subject_link_dispute).where(
+        subject_link_dispute.c.tenant == tenant, subject_link_dispute.c.patient_id == chart_id)
+        .returning(subject_link_dispute.c.subject_id, subject_link_dispute.c.differs)).first()
+    if held is None:
+        raise IdentityNotInDispute("this chart's link to its person is not in dispute: there is nothing to confirm")
+    kept = sa.text("UPDATE control.subject_death SET confined = false WHERE tenant = :tenant AND patient_id = :chart "
+                   "AND confined AND withdrawn_at IS NULL")
+    try:
+        with conn.begin_nested():
+            lifted = conn.execute(kept, {"tenant": tenant, "chart": chart_id}).rowcount
+    except sa.exc.IntegrityError as exc:
+        if "subject_death_live_key" not in str(exc.orig):
+            raise
+        raise DeathElsewhere(
+            "the person this chart is linked to is recorded deceased by another facility's certificate, and this "
+            "chart has a death certificate too: one of them is on the wrong person. Mark the wrong one entered in "
+            "error, then confirm the identity") from None
+    _audit(conn, event_type="subject.link.confirm", action="U", principal=by,
+           detail={"tenant": tenant, "chart": str(chart_id), "subject": str(held.subject_id),
+                   "differs": list(held.differs), "death_lifted": bool(lifted)})
+
+
 def resolve_subject(conn: Connection, subject_id: uuid.UUID) -> uuid.UUID:
     """Follow merges to the surviving subject."""
     seen = set()
@@ -413,6 +484,20 @@ def relink_facility(conn: Connection, *, tenant: str, chart_id: uuid.UUID, from_
     registration lists the facility again once its chart has committed (`db.after_commit`)."""
     conn.execute(sa.delete(subject_facility).where(subject_facility.c.subject_id == from_subject,
                                                    subject_facility.c.tenant == tenant))
+    # The link in dispute was to `from_subject`; a correction linking over another differing answer wrote its own.
+    disputed = conn.execute(sa.delete(subject_link_dispute).where(
+        subject_link_dispute.c.tenant == tenant, subject_link_dispute.c.patient_id == chart_id,
+        subject_link_dispute.c.subject_id == from_subject)).rowcount
+    # A death kept to the chart was its own patient's: it follows the chart to them, kept still if that link is in
+    # dispute too, and stays kept where they are recorded deceased already.
+    conn.execute(sa.text("""
+        UPDATE control.subject_death d SET subject_id = :to,
+               confined = EXISTS (SELECT 1 FROM control.subject_link_dispute l
+                                  WHERE l.tenant = d.tenant AND l.patient_id = d.patient_id)
+        WHERE d.tenant = :tenant AND d.patient_id = :chart AND d.confined AND d.withdrawn_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM control.subject_death o
+                          WHERE o.subject_id = :to AND o.withdrawn_at IS NULL AND NOT o.confined)"""),
+        {"to": to_subject, "tenant": tenant, "chart": chart_id})
     still_listed = holds_chart(from_subject)
     if still_listed:
         note_facility(conn, from_subject, tenant)
@@ -422,7 +507,8 @@ def relink_facility(conn: Connection, *, tenant: str, chart_id: uuid.UUID, from_
         .values(subject_id=to_subject).returning(account.c.id)).scalars().all()
     _audit(conn, event_type="subject.relink", action="U", principal=by,
            detail={"tenant": tenant, "from": str(from_subject), "to": str(to_subject),
-                   "facility_still_listed": still_listed, "accounts_moved": sorted(str(a) for a in moved)})
+                   "facility_still_listed": still_listed, "accounts_moved": sorted(str(a) for a in moved),
+                   "dispute_ended": bool(disputed)})
     return still_listed
 
 

@@ -58,6 +58,8 @@ portal.NOTICES.update({
     "death-certified": "Death certified. The person is recorded deceased at every facility; their booked "
                        "appointments were cancelled and open visits ended. An admitted patient is discharged "
                        "by the bed manager (disposition died).",
+    "death-certified-kept": "Death certified on this chart; its booked appointments were cancelled and open visits "
+                            "ended. It is not shown at other facilities for now: see below why.",
     "death-corrected": "Certificate corrected; the previous version stays in its history.",
     "death-retracted": "Certificate marked entered in error, with your reason. The person is no longer recorded "
                        "deceased; the certificate stays readable in its history.",
@@ -166,7 +168,7 @@ def death_form(request: Asking, tenant: Tenant, patient_id: Id) -> Template | Re
 
 
 def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *, done: str,
-           act: Callable[[Connection, DeathIn], Any], correcting: dict | None = None) -> Response:
+           act: Callable[[Connection, DeathIn], dict], correcting: dict | None = None) -> Response:
     clock = facility_clock(request, tenant)
     body, errors = _body(values, clock)
     status = 422
@@ -174,7 +176,9 @@ def _write(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, *,
         try:
             data = DeathIn.model_validate(body)
             with request.app.state.db.tenant(tenant) as conn:
-                act(conn, data)
+                written = act(conn, data)
+            if written.get("kept_to_this_chart"):  # not "at every facility": the page says why (`death.state`)
+                done = f"{done}-kept"
         except ValidationError as exc:
             errors = {_form_field(k): v for k, v in field_errors(exc, rename={("died_at",): "died_on"}).items()}
         except RecordError as exc:

@@ -409,6 +409,45 @@ def test_c0014_rekeys_the_subjects_names_with_stroked_letters_and_its_downgrade_
     assert registered == ["ostergaard|soren|1961-08-30|f", "dang|aesa thi|1961-08-30|f", "okello|grace|1961-08-30|f"]
 
 
+def test_c0016_records_disputed_links_and_keeps_their_deaths_and_its_downgrade_refuses_while_one_is_kept(
+        db: Database):
+    """c0016 (a chart linked over a differing national-ID answer recorded, and a death on it kept to it) runs both ways
+    on the control schema at head: the downgrade takes the table, the column and the functions' new answers away, the
+    death functions answering as c0010's; the upgrade puts them back. A downgrade while a death is kept to its chart is
+    refused with a sentence, nothing changed: before c0016 it would mark the number's holder deceased everywhere."""
+    c0016 = importlib.import_module("appliance.substrate.migrations.control.versions.c0016_link_dispute")
+    shape = sa.text("""SELECT to_regclass('control.subject_link_dispute') IS NOT NULL,
+        EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'control'
+                AND table_name = 'subject_death' AND column_name = 'confined'),
+        pg_get_function_result('control.record_subject_death(uuid, uuid, uuid, timestamptz)'::regprocedure),
+        pg_get_function_result('control.subject_death_of(uuid)'::regprocedure) LIKE '%confined boolean%',
+        has_function_privilege('public', 'control.subject_death_of(uuid)', 'EXECUTE')""")
+    kept = sa.text("INSERT INTO control.subject_death (subject_id, tenant, patient_id, entry_id, died_at, confined) "
+                   "VALUES (:s, 'kisumu', :p, :e, now(), true)")
+
+    class RolledBack(Exception):
+        """Ends the one transaction all this runs in, so what it set aside and wrote is as it was."""
+
+    with pytest.raises(RolledBack), db.control() as conn, Operations.context(MigrationContext.configure(conn)):
+        # Deaths other tests kept to their charts, set aside in this transaction only.
+        conn.execute(sa.text("UPDATE control.subject_death SET withdrawn_at = now() "
+                             "WHERE confined AND withdrawn_at IS NULL"))
+        at_head = conn.execute(shape).one()
+        c0016.downgrade()
+        downgraded = conn.execute(shape).one()
+        c0016.upgrade()
+        upgraded = conn.execute(shape).one()
+        subject_id = identity.match_or_create_subject(conn, family_name="Wanjiru", given_names="Grace",
+                                                      birth_date=dt.date(1990, 6, 3), sex="female").subject_id
+        conn.execute(kept, {"s": subject_id, "p": uuid.uuid4(), "e": uuid.uuid4()})
+        with pytest.raises(RuntimeError, match="1 death\\(s\\) are kept to a chart whose identity is not confirmed"):
+            c0016.downgrade()
+        refused = conn.execute(shape).one()
+        raise RolledBack
+    assert at_head == upgraded == refused == (True, True, "boolean", True, True)
+    assert downgraded == (False, False, "void", False, True)
+
+
 def test_t0045_numbers_named_incident_reports_apart_and_its_downgrade_puts_the_identity_back(db: Database, tenant_a):
     """t0045 (named incident reports numbered by a sequence of their own, anonymous ones by none) runs both ways on a
     schema at head: the downgrade numbers the anonymous reports after the highest, in the order reported, and puts

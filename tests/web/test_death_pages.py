@@ -154,3 +154,33 @@ def test_a_chart_its_national_id_would_join_to_another_person_is_not_certified_u
     assert "No death is recorded" in clinician.get(f"{chart}/death").text
     other = signed_in("clinician", elsewhere.slug)
     assert "Deceased" not in other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text
+
+
+def test_a_death_on_a_chart_linked_over_a_confirmed_differing_national_id_stays_on_that_chart(
+        signed_in, db, facility, elsewhere, author, person_factory):
+    """The desk confirmed a national ID whose holder elsewhere is a man born in 1950 for Mary, born 1952 (c0016
+    records it). Her death, certified on the page, is said to stay on her chart, and the holder's chart at the other
+    facility shows no death."""
+    national_id = uuid.uuid4().hex[:10]
+    there = seen_at(db, elsewhere.slug, person_factory("clinician", elsewhere.slug), national_id)  # a man, 1950
+    principal = principal_of(author, facility.slug)
+    linked = service.link_registration(db, principal, PatientIn.model_validate({
+        "family_name": "Okello", "given_names": "Mary", "birth_date": "1952-05-01", "sex": "female",
+        "identifiers": [{"system": "national_id", "value": national_id}], "national_id_confirmed": True}),
+        tenant=facility.slug)
+    with db.tenant(facility.slug) as conn:
+        patient_id = service.register_patient(conn, principal, linked)["id"]
+        service.open_encounter(conn, principal, patient_id, EncounterIn(encounter_class="outpatient",
+                                                                         status="in_progress", reason="Cough"))
+    assert patient_id == linked.chart_id  # the record names the chart registered
+    clinician = signed_in("clinician", facility.slug)
+    chart = f"/t/{facility.slug}/patients/{patient_id}"
+    done = post_form(clinician, f"{chart}/death/new", f"{chart}/death", {
+        "died_on": dt.date.today().isoformat(), "died_time": "00:05", "place": "this_facility",
+        "a_code": "I21.9", "a_interval": "3 hours", "manner": "disease"})
+    assert done.status_code == 303 and done.headers["location"].endswith("done=death-certified-kept"), done.text
+    page = clinician.get(done.headers["location"]).text
+    assert 'id="kept-to-this-chart"' in page and "the death stays on this chart" in page
+    assert "recorded deceased at every facility" not in page
+    other = signed_in("clinician", elsewhere.slug)
+    assert "Deceased" not in other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text

@@ -131,9 +131,15 @@ def state(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict
     here, the last one withdrawn here and what it had closed (`last_withdrawn`)."""
     found = certificate(conn, principal, patient_id)
     mark = deaths.death_of(conn, patient_id)
-    return {"certificate": found, "deceased": mark is not None, "died_at": mark.died_at if mark else None,
-            "certified_at_facility": mark.facility if mark else None,
-            "withdrawn": None if found else last_withdrawn(conn, principal, patient_id)}
+    return {"certificate": found and {**found, "kept_to_this_chart": _kept(mark)}, "deceased": mark is not None,
+            "died_at": mark.died_at if mark else None, "certified_at_facility": mark.facility if mark else None,
+            "withdrawn": None if found else last_withdrawn(conn, principal, patient_id),
+            "kept_to_this_chart": _kept(mark)}
+
+
+def _kept(mark: deaths.Death | None) -> str | None:
+    """What the recording facility is told of a death kept to its chart (`deaths.KEPT_TO_THIS_CHART`)."""
+    return deaths.KEPT_TO_THIS_CHART if mark is not None and mark.confined else None
 
 
 def deceased(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> deaths.Death | None:
@@ -147,7 +153,8 @@ def deceased(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> d
 
 def certify(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: DeathIn) -> dict:
     """Certify the patient's death. Refused (409) if this facility, or another, has a certificate in force
-    for the person; refused (422) if the chart is linked to no one-identity person (the route links it first)."""
+    for the person; refused (422) if the chart is linked to no one-identity person (the route links it first).
+    On a chart whose link to its person is in dispute the death is kept to the chart, and the answer says so."""
     require_chart(conn, patient_id, data.encounter_id)
     if _certificate_row(conn, patient_id) is not None:
         raise Conflict("this patient's death is already certified here: correct that certificate instead",
@@ -159,7 +166,8 @@ def certify(conn: Connection, principal: Principal, patient_id: uuid.UUID, data:
     detail = _detail(conn, patient_id, data)
     record.append(conn, principal, "death", patient_id=patient_id, encounter_id=data.encounter_id,
                   occurred_at=detail["died_at"], detail=detail)
-    return _shaped(_certificate_row(conn, patient_id), patient_id)
+    return {**_shaped(_certificate_row(conn, patient_id), patient_id),
+            "kept_to_this_chart": _kept(deaths.death_of(conn, patient_id))}
 
 
 def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, version_id: uuid.UUID, data: DeathIn,

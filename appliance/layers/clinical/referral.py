@@ -219,6 +219,23 @@ def on_referral(conn: Connection, principal: Principal, appended: Entry) -> None
                    clinic=detail["clinic"], urgency=detail["urgency"], reason=detail["reason"], letter=letter)
 
 
+# What each side is told of a referral from a chart linked to its person over a differing national-ID answer.
+KEPT_APART_SENT = (
+    "This chart was linked to a person by a national ID whose holder has another birth date or sex, the desk having "
+    "confirmed the number: the receiving facility takes the patient onto a chart of their own, not its chart of that "
+    "person, until a clinician here confirms the identity from documents or the national ID is corrected.")
+KEPT_APART_RECEIVED = (
+    "The referring facility linked this patient by a national ID whose holder has another birth date or sex, and the "
+    "identity is not confirmed: the patient is registered here from the letter as a person of their own, without "
+    "that national ID, not on a chart of the number's holder.")
+
+
+def kept_apart(db: Database, tenant: str, patient_id: uuid.UUID) -> str | None:
+    """What the referring facility is told when chart `patient_id`'s link is in dispute (`KEPT_APART_SENT`)."""
+    with db.control_autocommit() as conn:
+        return KEPT_APART_SENT if identity.link_dispute(conn, tenant, patient_id) is not None else None
+
+
 def refuse_referral_for_deceased(conn: Connection, patient_id: uuid.UUID | None) -> None:
     """No referral of a person recorded deceased at any facility: the one they would be sent to would book them."""
     deaths.refuse_if_deceased(conn, patient_id, "a referral")
@@ -312,7 +329,11 @@ def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UU
     With `slot_id`, the visit is booked in that slot (of the referral's clinic, when it names one) in the same
     transaction as the acceptance, its reason naming the referral: a slot taken meanwhile (409), in the past or
     of another clinic (422) refuses the whole, so the referral stays to accept with another slot, nothing booked,
-    accepted or registered."""
+    accepted or registered.
+
+    A referral from a chart whose link to its person is in dispute (`identity.link_dispute`) is never put on this
+    facility's chart of that person: the patient is registered from the letter as a person of their own, without
+    its national ID, and `kept_apart` says why."""
     with db.tenant(tenant) as conn:
         side, row = referrals.one(conn, referral_id)
     if side != "received":
@@ -328,14 +349,18 @@ def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UU
                          "book it", field="slot_id")
     with db.control() as conn:
         person = identity.subject_ids_resolving_to(conn, identity.resolve_subject(conn, row["subject_id"]))
-    chart = _chart_of(db, tenant, person)
+        disputed = identity.link_dispute(conn, row["from_tenant"], row["from_patient"]) is not None
+    chart = None if disputed else _chart_of(db, tenant, person)
     linked = None
     if chart is None:
         who = row["letter"]["patient"]
+        # From a chart whose link is in dispute, the letter's person may not be the national ID's holder: a person of
+        # their own here, without that number, until the referring facility resolves it.
         linked = with_subject(db, PatientIn.model_validate({
             "family_name": who["family_name"], "given_names": who["given_names"], "birth_date": who["birth_date"],
-            "sex": who["sex"], "phone": who.get("phone"), "subject_id": row["subject_id"],
-            "identifiers": [{"system": "national_id", "value": who["national_id"]}] if who.get("national_id") else [],
+            "sex": who["sex"], "phone": who.get("phone"), "subject_id": None if disputed else row["subject_id"],
+            "identifiers": [{"system": "national_id", "value": who["national_id"]}]
+            if who.get("national_id") and not disputed else [],
         }), tenant=tenant)
     with db.tenant(tenant) as conn:
         if chart is None:
@@ -344,7 +369,8 @@ def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UU
         appointment = None
         if slot_id is not None and booking is not None:
             appointment = booking.act(conn, principal, chart, slot_id, _visit_reason(row), row["clinic"])
-    return {**accepted, "registered": linked is not None, "appointment": appointment}
+    return {**accepted, "registered": linked is not None, "appointment": appointment,
+            "kept_apart": KEPT_APART_RECEIVED if disputed else None}
 
 
 def _visit_reason(row: dict) -> str:

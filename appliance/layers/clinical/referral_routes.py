@@ -66,7 +66,8 @@ class ReferralController(Controller):
         to = referral.destination(state.db, tenant, data.to_tenant)
         link_to_person(state, request, tenant, patient_id)
         with _tenant(state, request, tenant) as conn:
-            return ReferralOut.model_validate(referral.send(conn, request.user, patient_id, data, to))
+            sent = referral.send(conn, request.user, patient_id, data, to)
+        return ReferralOut.model_validate({**sent, "kept_apart": referral.kept_apart(state.db, tenant, patient_id)})
 
     @get(PATIENT + "/referrals", operation_id="ClinicalListPatientReferrals", opt=_opt("clinical.referral.read"),
          sync_to_thread=True)

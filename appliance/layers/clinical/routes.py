@@ -45,6 +45,7 @@ from appliance.layers.clinical.schemas import (
     EncounterTransition,
     EntryVersion,
     GrowthOut,
+    IdentityConfirmationIn,
     MedicationIn,
     MedicationOut,
     MedicationStatusIn,
@@ -216,6 +217,19 @@ class ClinicalController(Controller):
                                              reason=data.reason, version_id=data.version_id, db=state.db)
         service.release_unlinked_subject(state.db, tenant, request.user, updated)
         return PatientOut.model_validate(updated)
+
+    @post(PATIENT + "/identity-confirmation", operation_id="ClinicalConfirmIdentity",
+          opt=_opt("clinical.patient.confirm_identity", care_relationship=False), sync_to_thread=True,
+          status_code=HTTP_200_OK)
+    def confirm_identity(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                         data: JSONBody[IdentityConfirmationIn]) -> PatientOut:
+        """Confirm, from the documents named, that the patient is the person a national ID confirmed over a
+        differing birth date or sex links the chart to. Until then a death certified on this chart is kept to it
+        and a referral from it reaches no chart of that person elsewhere; after, they follow the person. 409 for a
+        chart whose link is not in dispute (or while that person is recorded deceased by another facility as well);
+        a wrong national ID is corrected instead (PUT the patient), which relinks the chart."""
+        return PatientOut.model_validate(service.confirm_identity(state.db, tenant, request.user, patient_id,
+                                                                  data.documents))
 
     @get(PATIENT + "/chart", operation_id="ClinicalGetChartSummary", opt=_opt("clinical.chart.read"),
          sync_to_thread=True)

@@ -11,7 +11,16 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Sex = Literal["female", "male", "other", "unknown"]
 EncounterClass = Literal["outpatient", "emergency", "inpatient"]
@@ -88,6 +97,13 @@ class PatientIn(_In):
         "true once the national ID was checked on the card and is right. A national ID held at another facility "
         "by a person born on another day or of another sex is asked about first: 409 with "
         "`requires_national_id_confirmation` and `differs` (birth date, sex), nothing written. Not kept."))
+    # The id the new chart takes, chosen by `service.link_registration` when it records, before the chart is written,
+    # that the link was made over a differing answer (the record names the chart). Never read from a request.
+    _chart_id: uuid.UUID | None = PrivateAttr(default=None)
+
+    @property
+    def chart_id(self) -> uuid.UUID | None:
+        return self._chart_id
 
     @field_validator("birth_date")
     @classmethod
@@ -105,6 +121,11 @@ class PatientIn(_In):
         if len(set(systems)) != len(systems):
             raise ValueError("at most one identifier per system")
         return value
+
+
+class IdentityConfirmationIn(_In):
+    documents: Annotated[str, Field(min_length=3, max_length=300)] = Field(description=(
+        "the documents the patient's identity was checked on, e.g. 'national ID card and birth certificate'"))
 
 
 class PatientUpdate(PatientIn):
@@ -256,6 +277,9 @@ class DeathOut(_Out):
     underlying_chapter: str
     manner: str
     pregnancy: str | None
+    kept_to_this_chart: str | None = Field(None, description=(
+        "why the death is not shown at the person's other facilities: this chart's link to them is in dispute "
+        "(linked over a differing national-ID answer), until its identity is confirmed or its national ID corrected"))
 
 
 class ClosedAppointmentOut(_Out):
@@ -308,6 +332,7 @@ class DeathState(_Out):
     died_at: dt.datetime | None
     certified_at_facility: str | None  # the facility whose certificate it is
     withdrawn: DeathWithdrawalOut | None = None
+    kept_to_this_chart: str | None = None  # as DeathOut's: the death is this facility's alone for now
 
 
 # -- deliveries (appliance/layers/clinical/delivery.py) ----------------------------------------------
@@ -1337,6 +1362,9 @@ class ReferralOut(_Out):
     completed_by: uuid.UUID | None
     withdrawn_at: dt.datetime | None
     withdrawn_reason: str | None
+    kept_apart: str | None = Field(None, description=(
+        "on sending or accepting: why the referral reaches no chart of the person at the receiving facility (the "
+        "referring chart's link to them is in dispute, linked over a differing national-ID answer)"))
 
 
 class ReferralAcceptIn(_In):

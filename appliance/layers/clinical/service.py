@@ -307,7 +307,11 @@ def link_registration(db: Database, principal: Principal, data: PatientIn, *, te
     refused (`NationalIdHolderDiffers`, 409, naming only what differs) when the person holding that ID
     elsewhere was born on another day or is of another sex, unless the caller says the number was checked on
     the card (`national_id_confirmed`); the comparison is audited (`identity.compare_national_id_holder`) and
-    nothing else is written. Asked too often this hour: `NationalIdAskedTooOften` (429), not compared. A
+    nothing else is written. A link made over the confirmed difference is recorded on the chart, in the same
+    control transaction (`identity.note_link_dispute`: a new chart's id is chosen then, `PatientIn.chart_id`, which
+    `register_patient` takes; a registration refused after it leaves a record naming no chart). Until resolved a death
+    certified there is kept to the chart (`substrate.deaths`) and a referral from it reaches no chart of the person
+    elsewhere. Asked too often this hour: `NationalIdAskedTooOften` (429), not compared. A
     registration naming its subject is not asked: it links to the person it names. The one rule the portal's
     desk, the API, HL7 v2 and FHIR registrations and a corrected national ID (`chart_id`, the chart relinked)
     all go through.
@@ -337,13 +341,20 @@ def link_registration(db: Database, principal: Principal, data: PatientIn, *, te
                 subject_id = identity.match_or_create_subject(
                     conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
                     sex=data.sex, national_id=national_id).subject_id
+                if differs:  # linked over the differing answer the desk confirmed: recorded on the chart to be
+                    chart_id = chart_id or uuid.uuid4()
+                    identity.note_link_dispute(conn, tenant=tenant, chart_id=chart_id, subject_id=subject_id,
+                                               differs=differs, by=principal)
         if subject_id is not None:
             identity.note_facility(conn, subject_id, tenant)
     if refused:
         raise NationalIdAskedTooOften(NATIONAL_ID_ASKED_TOO_OFTEN, field="identifiers")
     if subject_id is None:
         raise _national_id_holder_differs(differs)
-    return data.model_copy(update={"subject_id": subject_id})
+    linked = data.model_copy(update={"subject_id": subject_id})
+    if differs:
+        linked._chart_id = chart_id
+    return linked
 
 
 def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID) -> tuple[dict, uuid.UUID]:
@@ -378,7 +389,7 @@ def subject_of(db: Database, tenant: str, principal: Principal, patient_id: uuid
 
 def register_patient(conn: Connection, principal: Principal, data: PatientIn) -> dict:
     """A new chart: the patient row, their identifiers, and the first `demographics` entry."""
-    patient_id = uuid.uuid4()
+    patient_id = data.chart_id or uuid.uuid4()
     entry_id = uuid.uuid4()
     detail = _demographics(data)
     values = {"id": patient_id, "subject_id": data.subject_id, "demographics_entry_id": entry_id,
@@ -465,6 +476,25 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
             "change": "linked to another one-identity subject by the corrected registration",
             "from_subject": str(found.subject_id) if found.subject_id else None, "to_subject": str(subject_id)})
     return {**patient_of(conn, patient_id), "unlinked_subject_id": found.subject_id if relinked else None}
+
+
+def confirm_identity(db: Database, tenant: str, principal: Principal, patient_id: uuid.UUID, documents: str) -> dict:
+    """A chart linked to its person over a differing national-ID answer (`link_registration`) is that person's, as
+    `principal` checked on `documents`: the link is no longer in dispute (`identity.confirm_linked_identity`, audited
+    there), so a death kept to the chart is the person's at every facility, and the confirmation, with the documents
+    named, is on the chart's access log. 404 for a chart not of this facility; 409 for one not in dispute, or while
+    the person is recorded deceased by another facility too."""
+    with db.tenant(tenant) as conn:
+        require_patient(conn, patient_id)
+    with db.control() as conn:
+        try:
+            identity.confirm_linked_identity(conn, tenant=tenant, chart_id=patient_id, by=principal)
+        except identity.IdentityError as refused:
+            raise Conflict(str(refused), field="patient_id") from None
+    with db.tenant(tenant) as conn:
+        note_access(conn, principal, "update", patient_id, "patient", (patient_id,),
+                    detail={"change": "identity confirmed from documents", "documents": documents})
+        return patient_of(conn, patient_id)
 
 
 def release_unlinked_subject(db: Database, tenant: str, principal: Principal, corrected: dict) -> None:

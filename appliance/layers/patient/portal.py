@@ -276,18 +276,23 @@ def records_of(db: Database, reader: Principal) -> list[Holding]:
 def disputed_link(db: Database, tenant: str, patient_id: uuid.UUID, subject_id: uuid.UUID) -> list[str]:
     """What chart `patient_id` of `tenant` differs in ("birth date", "sex") from the person it is linked to, when
     that link is in dispute: the chart disagrees with the person's record in the identity index (what the
-    national-ID question compared it with) and with another of their charts. It was then linked over a differing
-    answer the desk confirmed, and an account invited from it would be another person's, on the holder's records.
-    A chart that is the person's only one, or that disagrees with the index alone (its registration corrected
-    since the index's record was made), is not in dispute. Empty when none is."""
+    national-ID question compared it with), and it was linked over that differing answer, the desk confirming it
+    (`identity.link_dispute`, recorded since c0016), or, for a link made before, it disagrees with another of the
+    person's charts too. An account invited from it would be another person's, on the holder's records. A chart
+    corrected since to agree with the index is not in dispute, nor one of before c0016 that is the person's only
+    chart or disagrees with the index alone (its registration corrected since the index's record was made). Empty
+    when none is."""
     found = _charts_of(db, subject_id)
     this = found.chart(tenant, patient_id)
     if this is None:
         return []
     differs = identity.differing(found.person, this.person)
-    if differs and any(identity.differing(this.person, c.person) for c in found.charts if c is not this):
+    if not differs:
+        return []
+    if any(identity.differing(this.person, c.person) for c in found.charts if c is not this):
         return differs
-    return []
+    with db.control() as conn:
+        return differs if identity.link_dispute(conn, tenant, patient_id) is not None else []
 
 
 def access_log(db: Database, principal: Principal, holdings: list[Holding]) -> list[audit.AccessEntry]:
