@@ -612,3 +612,24 @@ def test_the_registration_page_says_to_check_the_card_once_a_national_id_was_ask
                         follow_redirects=False)
     assert checked.status_code == 303, checked.text
     assert _facilities(db, otieno["subject_id"]) == {riverside.slug, hillview.slug}
+
+
+def test_a_chart_recorded_as_linked_over_a_differing_answer_is_not_invited_when_it_is_the_persons_only_chart(
+        db, facilities, token_client, signed_in):
+    """The number's holder has no chart left to disagree with (his own was corrected to another number): only the
+    record of the link (c0016) says this chart was linked over a differing answer, and the invitation is refused."""
+    riverside, hillview = facilities
+    number, his_own = "NID-" + uuid.uuid4().hex[:8], "NID-" + uuid.uuid4().hex[:8]
+    at_riverside = token_client(riverside.slug, permissions=["clinical.patient.create", "clinical.patient.update"])
+    otieno = _register(at_riverside, riverside.slug, _person("Otieno", "Peter", "1975-02-11", "male", number))
+    moved = at_riverside.put(f"/api/t/{riverside.slug}/patients/{otieno['id']}", json=_person(
+        "Otieno", "Peter", "1975-02-11", "male", his_own, reason="Number typed wrong",
+        version_id=otieno["version_id"]))
+    assert moved.status_code == 200 and moved.json()["subject_id"] != otieno["subject_id"], moved.text
+    desk = token_client(hillview.slug, permissions=["clinical.patient.create"])
+    grace = _register(desk, hillview.slug, _person("Wanjiru", "Grace", "1990-06-03", "female", number,
+                                                   national_id_confirmed=True))
+    assert grace["subject_id"] == otieno["subject_id"]
+    email, refused = _invite_from(signed_in("registrar", hillview.slug), f"/t/{hillview.slug}/patients/{grace['id']}")
+    assert refused.status_code == 422 and "another birth date and sex" in refused.text, refused.text
+    assert _account_of(db, email) is None
