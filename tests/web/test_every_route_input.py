@@ -1,5 +1,5 @@
 """Every API route at once, whatever the input: a refusal is a structured 4xx with a sentence a person reads,
-never a 500, a stack trace or SQL; and a refused write leaves no row in the record.
+never a 500, a stack trace or SQL; and a refused write leaves no row in any table.
 
 Each route's own tests try the inputs its author thought of; this walks the OpenAPI document and sends every
 route under /api/ (the FHIR facade's included) what nobody thought of: a body that is not JSON or of the wrong
@@ -21,13 +21,12 @@ import time
 import uuid
 
 import pytest
-import sqlalchemy as sa
 
-from appliance.substrate.db import tenant_schema
 from appliance.substrate.principal import Principal
 from tests.conftest import facility_today
 from tests.layers.clinical.conftest import CLINICAL_CONFIG
 from tests.layers.financial.conftest import FINANCIAL_CONFIG
+from tests.rows import RowCounts, changed
 from tests.web.test_me_appointments import CLINICS, _patient
 
 FIVE_THOUSAND = "x" * 5000
@@ -238,26 +237,32 @@ def _problem_with(response) -> str | None:
 
 class Sweep:
     """The requests sent and what broke the rule. A write refused with a 4xx must leave the record as it was:
-    the count of its entries is read after each write, on one connection held for the sweep (but for the
-    drug-allergy check's own record of a prescription it refused, which is the point of it)."""
+    the rows of every table of the facility and of the appliance are counted after each write, and before a
+    write that follows a read (reads are audited), on one connection held for the sweep (`tests.rows` says which
+    records of a refusal are its own and exempt)."""
 
     def __init__(self, counter, tenant: str, components: dict):
-        self.counter, self.components = counter, components
-        self.count_entries = sa.text(f'SELECT count(*) FROM "{tenant_schema(tenant)}".entry '
-                                     "WHERE kind <> 'allergy_alert'")
-        self.entries = counter.execute(self.count_entries).scalar_one()
+        self.components = components
+        self.rows = RowCounts(counter, tenant)
+        self.counted: dict[str, int] | None = None
         self.failures: list[str] = []
         self.requests = 0
         self.areas_seen: set[str] = set()
 
     def send(self, client, method: str, url: str, what: str, **kwargs):
         self.requests += 1
+        write = method in WRITES
+        if write and self.counted is None:
+            self.counted = self.rows.read()
         response = client.request(method, url, **kwargs)
         problem = _problem_with(response)
-        if method in WRITES:  # only writes add entries: counted after each, so one read per write tells
-            entries, self.entries = self.entries, self.counter.execute(self.count_entries).scalar_one()
-            if problem is None and response.status_code >= 400 and self.entries != entries:
-                problem = f"refused with {response.status_code} but left a half-written entry"
+        if write:
+            before, self.counted = self.counted, self.rows.read()
+            left = changed(before, self.counted)
+            if problem is None and response.status_code >= 400 and left:
+                problem = f"refused with {response.status_code} but left rows: {left}"
+        else:
+            self.counted = None
         if problem:
             self.failures.append(f"{method} {url[:140]} with {what}: {problem}")
         return response
@@ -459,7 +464,8 @@ def test_no_route_answers_bad_input_with_a_500(app, client, db, policy, token_cl
             sweep.operation(caller, path, method, operation, known, created)
         sweep.fhir_searches(staff, hospital.slug, str(chart))
     elapsed = time.perf_counter() - started
-    print(f"\nswept {len(operations)} operations with {sweep.requests} requests in {elapsed:.1f} s")
+    print(f"\nswept {len(operations)} operations with {sweep.requests} requests, counting {len(sweep.rows.tables)} "
+          f"tables, in {elapsed:.1f} s")
     assert not sweep.failures, f"{len(sweep.failures)} answers broke the rule:\n" + "\n".join(sweep.failures)
 
 
