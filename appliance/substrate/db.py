@@ -29,8 +29,10 @@ from appliance.substrate.embedded import EmbeddedCluster
 log = structlog.get_logger(__name__)
 
 CONTROL_SCHEMA = "control"
-# conn.info key: what `after_commit` asked to run once the tenant transaction has committed.
+# conn.info keys: what `after_commit` asked to run once the tenant transaction has committed, and what
+# `after_rollback` asked to run once it has rolled back instead.
 _AFTER_COMMIT = "healthos_after_commit"
+_AFTER_ROLLBACK = "healthos_after_rollback"
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 _TENANT_SCHEMA = re.compile(r"^t_[a-z][a-z0-9_]{1,30}$")
 
@@ -69,6 +71,16 @@ def after_commit(conn: Connection, action: Callable[[Database], None]) -> None:
     if conn.info.get("healthos_tenant") is None:
         raise RuntimeError("after_commit outside a tenant transaction (db.tenant)")
     conn.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+def after_rollback(conn: Connection, action: Callable[[Database], None]) -> None:
+    """Run `action(db)` if the tenant transaction of `conn` rolls back, never if it commits, with the transaction's
+    connection back in the pool: to undo what another transaction wrote for this one ahead of it (the identity
+    index's new subject of a registration then refused), so a refusal leaves nothing behind. The refusal is raised
+    whatever the action does: an action that fails is logged."""
+    if conn.info.get("healthos_tenant") is None:
+        raise RuntimeError("after_rollback outside a tenant transaction (db.tenant)")
+    conn.info.setdefault(_AFTER_ROLLBACK, []).append(action)
 
 
 def driver(conn: Connection) -> psycopg.Connection:
@@ -180,50 +192,59 @@ class Database:
         if not self.tenant_exists(slug):
             raise UnknownTenant(slug)
         then: list[Callable[[Database], None]] = []
-        with self.engine.connect() as conn:
-            # The transaction is opened and ended on the driver, and the role and search_path are
-            # pinned in the same round trip as BEGIN: every request opens a tenant transaction, and on
-            # this kind of machine each round trip costs ~60 µs of CPU in send/poll/recv system calls
-            # alone; SQLAlchemy's own BEGIN and statement machinery cost as much again (scratch
-            # measurement: 538 → ~300 µs of client CPU per trivial tenant transaction). The driver is
-            # put in autocommit mode for the duration, so neither it nor SQLAlchemy sends a BEGIN or
-            # ends the transaction behind our back, and is put back before the pool has it again.
-            pinned = driver(conn)
-            with _driver_autocommit(conn):
-                try:
-                    pinned.execute(_pin_tenant(schema))
-                except psycopg.Error as exc:
-                    pinned.rollback()
-                    # Dropped by another process since we cached it: its role no longer exists.
-                    self._known_tenants.discard(slug)
-                    raise UnknownTenant(slug) from exc
-                # The audit seam reads which tenant's trail an access belongs to from here; `info`
-                # lives with the pooled connection, so it is taken back when the transaction ends.
-                conn.info["healthos_tenant"] = slug
-                try:
-                    yield conn
-                except BaseException:
-                    with contextlib.suppress(psycopg.Error):
-                        pinned.rollback()
-                    raise
-                else:
+        undo: list[Callable[[Database], None]] = []
+        try:
+            with self.engine.connect() as conn:
+                # The transaction is opened and ended on the driver, and the role and search_path are
+                # pinned in the same round trip as BEGIN: every request opens a tenant transaction, and on
+                # this kind of machine each round trip costs ~60 µs of CPU in send/poll/recv system calls
+                # alone; SQLAlchemy's own BEGIN and statement machinery cost as much again (scratch
+                # measurement: 538 → ~300 µs of client CPU per trivial tenant transaction). The driver is
+                # put in autocommit mode for the duration, so neither it nor SQLAlchemy sends a BEGIN or
+                # ends the transaction behind our back, and is put back before the pool has it again.
+                pinned = driver(conn)
+                with _driver_autocommit(conn):
                     try:
-                        pinned.commit()
+                        pinned.execute(_pin_tenant(schema))
                     except psycopg.Error as exc:
-                        raise sa.exc.DBAPIError.instance("COMMIT", None, exc, psycopg.Error) from exc
-                    then = conn.info.get(_AFTER_COMMIT, [])
-                finally:
-                    conn.info.pop("healthos_tenant", None)
-                    conn.info.pop(_AFTER_COMMIT, None)
-                    # What a layer kept for this transaction only (record's checked encounters).
-                    for key in [key for key in conn.info if key.startswith("healthos_tx_")]:
-                        del conn.info[key]
-            self._served(conn, slug)
-        for action in then:
+                        pinned.rollback()
+                        # Dropped by another process since we cached it: its role no longer exists.
+                        self._known_tenants.discard(slug)
+                        raise UnknownTenant(slug) from exc
+                    # The audit seam reads which tenant's trail an access belongs to from here; `info`
+                    # lives with the pooled connection, so it is taken back when the transaction ends.
+                    conn.info["healthos_tenant"] = slug
+                    try:
+                        yield conn
+                    except BaseException:
+                        with contextlib.suppress(psycopg.Error):
+                            pinned.rollback()
+                        raise
+                    else:
+                        try:
+                            pinned.commit()
+                        except psycopg.Error as exc:
+                            raise sa.exc.DBAPIError.instance("COMMIT", None, exc, psycopg.Error) from exc
+                        then = conn.info.get(_AFTER_COMMIT, [])
+                    finally:
+                        conn.info.pop("healthos_tenant", None)
+                        conn.info.pop(_AFTER_COMMIT, None)
+                        undo = conn.info.pop(_AFTER_ROLLBACK, [])
+                        # What a layer kept for this transaction only (record's checked encounters).
+                        for key in [key for key in conn.info if key.startswith("healthos_tx_")]:
+                            del conn.info[key]
+                self._served(conn, slug)
+        except BaseException:
+            self._run_after(undo, slug, "after_rollback_failed")
+            raise
+        self._run_after(then, slug, "after_commit_failed")
+
+    def _run_after(self, actions: list[Callable[[Database], None]], slug: str, failed: str) -> None:
+        for action in actions:
             try:
                 action(self)
             except (psycopg.Error, sa.exc.SQLAlchemyError) as exc:
-                log.warning("after_commit_failed", tenant=slug, action=getattr(action, "__qualname__", "?"),
+                log.warning(failed, tenant=slug, action=getattr(action, "__qualname__", "?"),
                             error=exc.__class__.__name__)
 
     def tenant_statement(self, slug: str, compose: Callable[[psycopg.Connection], str | None]) -> tuple | None:

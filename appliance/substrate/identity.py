@@ -27,6 +27,7 @@ confirmed, enrolment, token issue and revocation, a review of likely duplicates 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import unicodedata
@@ -459,10 +460,31 @@ def subject_has_account(conn: Connection, subject_id: uuid.UUID) -> bool:
                                                       account.c.subject_id.in_(subjects))).first() is not None
 
 
-def note_facility(conn: Connection, subject_id: uuid.UUID, tenant: str) -> None:
-    """Record that this facility holds (or is about to register) a chart of this subject."""
-    conn.execute(postgresql.insert(subject_facility).values(subject_id=subject_id, tenant=tenant)
-                 .on_conflict_do_nothing())
+def note_facility(conn: Connection, subject_id: uuid.UUID, tenant: str) -> bool:
+    """Record that this facility holds (or is about to register) a chart of this subject; whether it was not
+    listed before."""
+    return conn.execute(postgresql.insert(subject_facility).values(subject_id=subject_id, tenant=tenant)
+                        .on_conflict_do_nothing().returning(subject_facility.c.tenant)).first() is not None
+
+
+def forget_refused_registration(conn: Connection, subject_id: uuid.UUID, tenant: str, *, made: bool,
+                                noted: bool, disputed_chart: uuid.UUID | None = None) -> None:
+    """Undo what a registration at `tenant` wrote to the index ahead of its chart, once the chart was refused: the
+    facility's listing for the subject if the registration `noted` it, and the subject if the registration `made`
+    it and nothing else has come to name it since. A registration of the same national ID that found the subject
+    meanwhile listed its own facility for it, which keeps it (the key that listing takes on the subject's row makes
+    the delete wait for it, then find it); one at this same facility lists it again once its chart has committed
+    (`db.after_commit`). A new chart linked over a differing answer (`disputed_chart`) was never written: the record
+    of its link goes with it."""
+    if disputed_chart is not None:
+        conn.execute(sa.delete(subject_link_dispute).where(subject_link_dispute.c.tenant == tenant,
+                                                           subject_link_dispute.c.patient_id == disputed_chart))
+    if noted:
+        conn.execute(sa.delete(subject_facility).where(subject_facility.c.subject_id == subject_id,
+                                                       subject_facility.c.tenant == tenant))
+    if made:
+        with contextlib.suppress(sa.exc.IntegrityError), conn.begin_nested():
+            conn.execute(sa.delete(subject).where(subject.c.id == subject_id))
 
 
 def relink_facility(conn: Connection, *, tenant: str, chart_id: uuid.UUID, from_subject: uuid.UUID,

@@ -845,8 +845,9 @@ def register_patient(request: Asking, tenant: Tenant, data: FormData) -> Respons
                     owner=None, alike=alike, other_identifiers=OTHER_IDENTIFIERS)
     if not errors:
         try:
-            linked = service.link_registration(request.app.state.db, request.user, patient_in, tenant=tenant)
             with request.app.state.db.tenant(tenant) as conn:
+                linked = service.link_registration(request.app.state.db, request.user, patient_in, tenant=tenant,
+                                                   chart_conn=conn)
                 registered = service.register_patient(conn, request.user, linked)
         except service.NationalIdHolderDiffers as asked:
             return page(request, "register.html", status=409, active="register", values=values, owner=None,

@@ -86,11 +86,13 @@ def test_a_failed_provisioning_leaves_nothing_behind(db: Database):
     assert config.slug not in {row["slug"] for row in list_tenants(db)}
 
 
-def test_what_a_tenant_transaction_leaves_for_after_its_commit_runs_then_and_only_then(db: Database, tenant_factory):
+def test_what_a_tenant_transaction_leaves_for_after_its_commit_or_rollback_runs_then_and_only_then(
+        db: Database, tenant_factory):
     """`after_commit` runs once the tenant transaction has committed, with its connection back in the pool
-    (the action sees the committed row from another connection); never after a rollback; and an action that
-    fails does not turn the committed transaction into an error."""
-    from appliance.substrate.db import after_commit
+    (the action sees the committed row from another connection); `after_rollback` once it has rolled back instead
+    (the action sees the row the rolled-back delete left). Neither runs on the other's outcome, and an action that
+    fails is logged: it does not turn a committed transaction into an error, nor change the refusal raised."""
+    from appliance.substrate.db import after_commit, after_rollback
 
     slug = tenant_factory().slug
     seen: list = []
@@ -99,23 +101,31 @@ def test_what_a_tenant_transaction_leaves_for_after_its_commit_runs_then_and_onl
         with database.tenant(slug) as conn:
             seen.append(conn.execute(sa.text("SELECT count(*) FROM ward WHERE code = 'AFTER'")).scalar())
 
+    def failing(database: Database) -> None:
+        with database.tenant(slug) as again:
+            again.execute(sa.text("SELECT * FROM no_such_table"))
+
     with db.tenant(slug) as conn:
         conn.execute(sa.text("INSERT INTO ward (code, name, kind) VALUES ('AFTER', 'After commit', 'general')"))
         after_commit(conn, look)
+        after_rollback(conn, lambda database: seen.append("rolled back"))
         assert seen == []
     assert seen == [1]
-    with pytest.raises(RuntimeError), db.tenant(slug) as conn:
-        after_commit(conn, lambda database: seen.append("rolled back"))
+    with pytest.raises(RuntimeError, match="the request failed"), db.tenant(slug) as conn:
+        conn.execute(sa.text("DELETE FROM ward WHERE code = 'AFTER'"))
+        after_commit(conn, lambda database: seen.append("committed"))
+        after_rollback(conn, failing)
+        after_rollback(conn, look)
+        assert seen == [1]
         raise RuntimeError("the request failed")
+    assert seen == [1, 1]
     with db.tenant(slug) as conn:
-        def failing(database: Database) -> None:
-            with database.tenant(slug) as again:
-                again.execute(sa.text("SELECT * FROM no_such_table"))
         after_commit(conn, failing)
         after_commit(conn, look)
-    assert seen == [1, 1]
-    with pytest.raises(RuntimeError, match="outside a tenant transaction"), db.control() as conn:
-        after_commit(conn, look)
+    assert seen == [1, 1, 1]
+    for hook in (after_commit, after_rollback):
+        with pytest.raises(RuntimeError, match="outside a tenant transaction"), db.control() as conn:
+            hook(conn, look)
 
 
 def test_the_facility_day_is_read_on_its_own_calendar_not_the_servers(db: Database, tenant_factory):

@@ -67,8 +67,8 @@ def import_bundle(db: Database, tenant: str, principal: Principal, bundle: Any) 
     """One bundle, all or nothing: what was written (by type) and what was skipped (by reason)."""
     planned = writes.plan_bundle(bundle, strict=False)
     to_write = writes.sets_of_vital_signs(planned.writes)
-    writes.link_subjects(db, tenant, principal, to_write)
     with db.tenant(tenant) as conn:
+        writes.link_subjects(db, tenant, principal, to_write, conn)
         written = writes.apply(conn, principal, to_write, skipped_urls=planned.skipped_urls)
     imported: Counter = Counter()
     for write, resource in zip(to_write, written, strict=True):

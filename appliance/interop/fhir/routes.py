@@ -226,8 +226,8 @@ def _create_handler(route: ResourceRoute) -> HTTPRouteHandler:
         except writes.Unsupported as exc:
             raise FhirError(422, "not-supported", str(exc), expression=route.type) from None
         writes.refuse_not_kept([write])
-        writes.link_subjects(state.db, tenant, request.user, [write])
         with state.db.tenant(tenant) as conn:
+            writes.link_subjects(state.db, tenant, request.user, [write], conn)
             [created] = writes.apply(conn, request.user, [write], _reason(request), rules=rules)
         headers = _written(created) | {"location": f"{_base_url(request, tenant)}/{writes.location(created)}"}
         return fhir(created, 201, headers)
@@ -302,8 +302,8 @@ def transaction(tenant: FromPath[str], state: State, request: Asking, data: JSON
         if needed is None or not request.user.can(needed):
             raise FhirError(403, "forbidden", f"your role may not create a {write.resource_type} ({needed})",
                             expression=write.where)
-    writes.link_subjects(state.db, tenant, request.user, planned.writes)
     with state.db.tenant(tenant) as conn:
+        writes.link_subjects(state.db, tenant, request.user, planned.writes, conn)
         created = writes.apply(conn, request.user, planned.writes, _reason(request), rules=rules)
     base = _base_url(request, tenant)
     response = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "transaction-response",

@@ -750,9 +750,10 @@ def sets_of_vital_signs(planned: list[Write]) -> list[Write]:
     return merged
 
 
-def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[Write]) -> None:
+def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[Write], chart_conn: Connection) -> None:
     """Each new patient linked to their one-identity subject, and the facility noted as holding their
-    chart, as the JSON API's registration does (its own control transaction, before the tenant's). The
+    chart, as the JSON API's registration does (its own control transaction, undone if the writes' transaction,
+    `chart_conn`, rolls back: a bundle refused at any entry leaves no subject behind). The
     registration's question (`service.link_registration`: a national ID whose holder at another facility was
     born on another day or is of another sex) has no element to answer it in, so the write is refused
     (422 business-rule, `national-id-holder-differs`, naming only what differs) for the sender to check; asked too
@@ -760,7 +761,7 @@ def link_subjects(db: Database, tenant: str, principal: Principal, writes: list[
     for write in writes:
         if write.resource_type == "Patient":
             try:  # an ID a patient of this facility holds is refused before a person is made of it
-                write.data = service.link_registration(db, principal, write.data, tenant=tenant)
+                write.data = service.link_registration(db, principal, write.data, tenant=tenant, chart_conn=chart_conn)
             except service.NationalIdHolderDiffers as asked:
                 raise FhirError(422, "business-rule", service.national_id_question(asked.extra["differs"])
                                 + " Nothing was written.", expression=f"{write.where}.identifier",

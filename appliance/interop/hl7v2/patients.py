@@ -160,7 +160,8 @@ def register_or_find(act: Act) -> uuid.UUID:
     act.require("clinical.patient.create", "register patients")
     with refusals("PID", 1, PID_FIELDS), national_id_asked():
         registration = PatientIn.model_validate(data)
-        linked = service.link_registration(act.db, act.principal, registration, tenant=act.tenant)
+        linked = service.link_registration(act.db, act.principal, registration, tenant=act.tenant,
+                                           chart_conn=act.conn)
         registered = service.register_patient(act.conn, act.principal, linked)
     act.made("patient", registered["id"])
     return registered["id"]

@@ -41,8 +41,8 @@ def record(state: State, request: Asking, tenant: str, patient_id: uuid.UUID, da
     """Check, make each live-born baby's one-identity person, then write: what the API and the portal's form do."""
     with _tenant(state, request, tenant) as conn:
         mother = delivery.check(conn, patient_id, data)
-    linked = [service.with_subject(state.db, baby, tenant=tenant) for baby in delivery.newborns(mother, data)]
-    with _tenant(state, request, tenant) as conn:
+        linked = [service.with_subject(state.db, baby, tenant=tenant, chart_conn=conn)
+                  for baby in delivery.newborns(mother, data)]
         return delivery.record_delivery(conn, request.user, patient_id, data, linked)
 
 

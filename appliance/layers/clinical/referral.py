@@ -351,25 +351,25 @@ def accept(db: Database, tenant: str, principal: Principal, referral_id: uuid.UU
         person = identity.subject_ids_resolving_to(conn, identity.resolve_subject(conn, row["subject_id"]))
         disputed = identity.link_dispute(conn, row["from_tenant"], row["from_patient"]) is not None
     chart = None if disputed else _chart_of(db, tenant, person)
-    linked = None
-    if chart is None:
-        who = row["letter"]["patient"]
-        # From a chart whose link is in dispute, the letter's person may not be the national ID's holder: a person of
-        # their own here, without that number, until the referring facility resolves it.
-        linked = with_subject(db, PatientIn.model_validate({
-            "family_name": who["family_name"], "given_names": who["given_names"], "birth_date": who["birth_date"],
-            "sex": who["sex"], "phone": who.get("phone"), "subject_id": None if disputed else row["subject_id"],
-            "identifiers": [{"system": "national_id", "value": who["national_id"]}]
-            if who.get("national_id") and not disputed else [],
-        }), tenant=tenant)
+    registered = chart is None
     with db.tenant(tenant) as conn:
         if chart is None:
+            who = row["letter"]["patient"]
+            # From a chart whose link is in dispute, the letter's person may not be the national ID's holder: a person
+            # of their own here, without that number, until the referring facility resolves it.
+            linked = with_subject(db, PatientIn.model_validate({
+                "family_name": who["family_name"], "given_names": who["given_names"],
+                "birth_date": who["birth_date"], "sex": who["sex"], "phone": who.get("phone"),
+                "subject_id": None if disputed else row["subject_id"],
+                "identifiers": [{"system": "national_id", "value": who["national_id"]}]
+                if who.get("national_id") and not disputed else [],
+            }), tenant=tenant, chart_conn=conn)
             chart = register_patient(conn, principal, linked)["id"]
         accepted = _acted(conn, principal, referral_id, "accept", patient_id=chart)
         appointment = None
         if slot_id is not None and booking is not None:
             appointment = booking.act(conn, principal, chart, slot_id, _visit_reason(row), row["clinic"])
-    return {**accepted, "registered": linked is not None, "appointment": appointment,
+    return {**accepted, "registered": registered, "appointment": appointment,
             "kept_apart": KEPT_APART_RECEIVED if disputed else None}
 
 

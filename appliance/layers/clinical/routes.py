@@ -180,8 +180,8 @@ class ClinicalController(Controller):
         differs), nothing written: check the number on the ID card, and send `national_id_confirmed: true`
         if it is right. Sent too often with what differs, it is not compared again for an hour (429)."""
         # The guard has checked the caller works here.
-        linked = service.link_registration(state.db, request.user, data, tenant=tenant)
         with _tenant(state, request, tenant) as conn:
+            linked = service.link_registration(state.db, request.user, data, tenant=tenant, chart_conn=conn)
             return PatientOut.model_validate(service.register_patient(conn, request.user, linked))
 
     @get("/patients", operation_id="ClinicalSearchPatients", opt=_opt("clinical.patient.search"),

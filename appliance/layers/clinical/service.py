@@ -46,7 +46,7 @@ from appliance.layers.clinical.schemas import (
     VitalSignsIn,
 )
 from appliance.substrate import identity, record, retraction
-from appliance.substrate.db import Database, after_commit
+from appliance.substrate.db import Database, after_commit, after_rollback
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
 from appliance.substrate.tenancy import facility_clock_of, facility_timezone_of
@@ -272,14 +272,16 @@ def _named_subject(conn: Connection, subject_id: uuid.UUID) -> uuid.UUID:
     return identity.resolve_subject(conn, subject_id)
 
 
-def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.UUID | None = None) -> PatientIn:
+def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.UUID | None = None,
+                 chart_conn: Connection | None = None) -> PatientIn:
     """`data` linked to its one-identity subject (`control.subject`), before the chart is registered at
     `tenant`: the subject holding the same national ID, else a new one. A person registered at two
     facilities under one national ID is then one subject, whose records the patient portal shows
     together; the facility is noted as holding a chart of the subject (`identity.note_facility`), which is
     how the portal knows where to look. A subject the caller names must exist. Its own control
-    transaction: a tenant transaction cannot write `control`; a registration refused after it leaves a
-    subject no chart names, and a facility noted with no chart of it.
+    transaction: a tenant transaction cannot write `control`. A registration refused after it would leave a
+    subject no chart names and a facility listed with no chart of it, so the caller passes the transaction that
+    writes the chart (`chart_conn`), whose rollback undoes both (`identity.forget_refused_registration`).
 
     So a new chart (`chart_id` None) whose national ID a patient of this facility holds is refused here, as its
     registration would be, before a subject is made: the front desk typing a patient's ID for someone else made
@@ -290,26 +292,44 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.U
     if chart_id is None and national_id and data.subject_id is None:
         with db.tenant(tenant) as conn:
             _refuse_identifiers_held(conn, None, [{"system": "national_id", "value": national_id}])
+    made = False
     with db.control() as conn:
         if data.subject_id is not None:
             subject_id = _named_subject(conn, data.subject_id)
         else:
-            subject_id = identity.match_or_create_subject(
+            match = identity.match_or_create_subject(
                 conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
-                sex=data.sex, national_id=national_id).subject_id
-        identity.note_facility(conn, subject_id, tenant)
+                sex=data.sex, national_id=national_id)
+            subject_id, made = match.subject_id, match.how == "created"
+        noted = identity.note_facility(conn, subject_id, tenant)
+    _forgotten_if_refused(chart_conn, tenant, subject_id, made=made, noted=noted)
     return data.model_copy(update={"subject_id": subject_id})
 
 
+def _forgotten_if_refused(chart_conn: Connection | None, tenant: str, subject_id: uuid.UUID, *, made: bool,
+                          noted: bool, disputed_chart: uuid.UUID | None = None) -> None:
+    """What a registration wrote to the identity index ahead of its chart, undone if the chart's transaction
+    (`chart_conn`) rolls back: with the new chart's disputed link (`disputed_chart`), the record of it too."""
+    if chart_conn is None or not (made or noted or disputed_chart):
+        return
+
+    def forget(db: Database) -> None:
+        with db.control() as conn:
+            identity.forget_refused_registration(conn, subject_id, tenant, made=made, noted=noted,
+                                                 disputed_chart=disputed_chart)
+
+    after_rollback(chart_conn, forget)
+
+
 def link_registration(db: Database, principal: Principal, data: PatientIn, *, tenant: str,
-                      chart_id: uuid.UUID | None = None) -> PatientIn:
+                      chart_id: uuid.UUID | None = None, chart_conn: Connection | None = None) -> PatientIn:
     """`data` linked to its one-identity subject as `with_subject` links it, after the national-ID question:
     refused (`NationalIdHolderDiffers`, 409, naming only what differs) when the person holding that ID
     elsewhere was born on another day or is of another sex, unless the caller says the number was checked on
     the card (`national_id_confirmed`); the comparison is audited (`identity.compare_national_id_holder`) and
     nothing else is written. A link made over the confirmed difference is recorded on the chart, in the same
     control transaction (`identity.note_link_dispute`: a new chart's id is chosen then, `PatientIn.chart_id`, which
-    `register_patient` takes; a registration refused after it leaves a record naming no chart). Until resolved a death
+    `register_patient` takes; a registration refused after it takes the record away with it). Until resolved a death
     certified there is kept to the chart (`substrate.deaths`) and a referral from it reaches no chart of the person
     elsewhere. Asked too often this hour: `NationalIdAskedTooOften` (429), not compared. A
     registration naming its subject is not asked: it links to the person it names. The one rule the portal's
@@ -318,13 +338,15 @@ def link_registration(db: Database, principal: Principal, data: PatientIn, *, te
 
     One tenant read and one control transaction: asking and linking apart took two of each, a quarter of a
     registration's server time (py-spy, bench/intake.py). A new chart whose national ID a patient of this
-    facility holds is refused before the identity index is asked anything (`with_subject` says why)."""
+    facility holds is refused before the identity index is asked anything (`with_subject` says why, and why the
+    caller passes the chart's transaction as `chart_conn`)."""
     national_id = national_id_of(data)
     if national_id and data.subject_id is None:
         with db.tenant(tenant) as conn:
             _refuse_identifiers_held(conn, chart_id, [{"system": "national_id", "value": national_id}])
     differs: list[str] = []
-    refused = False
+    refused = made = noted = False
+    new_chart = chart_id is None
     with db.control() as conn:
         if data.subject_id is not None:
             subject_id = _named_subject(conn, data.subject_id)
@@ -338,15 +360,19 @@ def link_registration(db: Database, principal: Principal, data: PatientIn, *, te
             if refused or (differs and not data.national_id_confirmed):
                 subject_id = None  # the comparison's count and audit event commit; the refusal is raised below
             else:
-                subject_id = identity.match_or_create_subject(
+                match = identity.match_or_create_subject(
                     conn, family_name=data.family_name, given_names=data.given_names, birth_date=data.birth_date,
-                    sex=data.sex, national_id=national_id).subject_id
+                    sex=data.sex, national_id=national_id)
+                subject_id, made = match.subject_id, match.how == "created"
                 if differs:  # linked over the differing answer the desk confirmed: recorded on the chart to be
                     chart_id = chart_id or uuid.uuid4()
                     identity.note_link_dispute(conn, tenant=tenant, chart_id=chart_id, subject_id=subject_id,
                                                differs=differs, by=principal)
         if subject_id is not None:
-            identity.note_facility(conn, subject_id, tenant)
+            noted = identity.note_facility(conn, subject_id, tenant)
+    if subject_id is not None:
+        _forgotten_if_refused(chart_conn, tenant, subject_id, made=made, noted=noted,
+                              disputed_chart=chart_id if differs and new_chart else None)
     if refused:
         raise NationalIdAskedTooOften(NATIONAL_ID_ASKED_TOO_OFTEN, field="identifiers")
     if subject_id is None:
@@ -463,7 +489,8 @@ def update_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID
     if named is not None or national_id_of(data) != in_force or unlinked:
         # The facility whose transaction this is, as the audit seam reads it.
         tenant, relinking = conn.info["healthos_tenant"], data.model_copy(update={"subject_id": named})
-        subject_id = link_registration(db, principal, relinking, tenant=tenant, chart_id=patient_id).subject_id
+        subject_id = link_registration(db, principal, relinking, tenant=tenant, chart_id=patient_id,
+                                       chart_conn=conn).subject_id
     appended = record.append(conn, principal, "demographics", patient_id=patient_id, detail=detail,
                              supersedes=current, reason=reason)
     conn.execute(sa.update(patient).where(patient.c.id == patient_id).values(

@@ -28,6 +28,7 @@ from tests.interop.hl7v2.conftest import (
     msh,
     pid,
 )
+from tests.rows import without_audit
 
 BORN = dt.date.today() - dt.timedelta(days=120)
 VXU_PERMISSIONS = [*FEED_PERMISSIONS, "clinical.immunization.write"]
@@ -165,7 +166,7 @@ def test_a_resent_vaccination_is_recorded_once(db, facility, feed):
     seq = _last_seq(db, facility.slug)
     [resent] = feed(vxu(facility.slug, identifier, *doses))
     assert again.text == first.text and resent.code == "AA", resent.text
-    assert counts(db, facility.slug) == before
+    assert without_audit(counts(db, facility.slug)) == without_audit(before)
     # Judging it a resend read the child's doses: one read event, as the feed, naming both.
     [read] = audit.read_events(db, facility.slug, first_seq=seq, event_type="record.immunization.read")
     assert len(next(e["ids"] for e in read["event"]["entity"] if "ids" in e)) == 2

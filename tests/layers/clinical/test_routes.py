@@ -15,6 +15,7 @@ from appliance.layers.clinical.errors import Conflict
 from appliance.substrate import audit
 from appliance.substrate.db import Database
 from tests.layers.clinical.test_chart_in_care import _last_seq
+from tests.rows import RowCounts, changed
 
 BASE = "/api/t/{tenant}"
 
@@ -48,6 +49,22 @@ def test_register_find_and_open_the_chart(api, facility):
     assert [o["display"] for o in body["open_orders"]] == ["Chest X-ray, 2 views"]
     assert body["vitals"]["temperature_c"] in (37.9, "37.9")
     assert body["encounters"][0]["reason"] == "cough"
+
+
+def test_a_registration_refused_for_an_identifier_another_patient_holds_leaves_no_person_behind(api, db, facility):
+    """The identity index is asked before the chart is written, in its own transaction: a chart then refused (its
+    insurance number another patient's) once left a new person of its national ID in the index, listed as having
+    a chart here, whom the next registration of that number would have been linked to."""
+    held = {"system": "nhif", "value": "NHIF-" + uuid.uuid4().hex[:8]}
+    register(api, facility.slug, identifiers=[held])
+    with db.control_autocommit() as conn:
+        rows = RowCounts(conn, facility.slug)
+        before = rows.read()
+        refused = api.post(f"{BASE.format(tenant=facility.slug)}/patients", json={
+            "family_name": "Achieng", "given_names": "Mary", "birth_date": "1995-03-12", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}, held]})
+        assert refused.status_code == 409 and "already belongs to another patient" in refused.json()["detail"]
+        assert changed(before, rows.read()) == ""
 
 
 def test_unknown_icd10_code_is_a_422_naming_the_code(api, facility):
