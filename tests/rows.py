@@ -13,7 +13,9 @@ The appliance records some refusals on purpose, and those records are all a refu
   so the prescriber's attempt stays on the chart;
 - a national ID whose holder elsewhere differs is answered, and a failed sign-in counted, in the appliance's own
   transaction, committed before the refusal: the answer in `control.national_id_answer` (what the hourly limit on
-  the question counts) and the comparison's or sign-in's audit event.
+  the question counts) and the comparison's or sign-in's audit event;
+- a throttled post (sign-in, a national package) is counted whatever its outcome, in `control.shared_value`, the
+  store every serving process shares (`web.throttle`): a refused post is an attempt the limit must see.
 Each is audited like any act: its event, and the event's place in the checkpointer's queue (`audit_pending`), are
 exempt by the event's type, so an event of any other type (a read or write whose transaction should have been
 rolled back) still counts.
@@ -39,7 +41,7 @@ def _counted(schema: str, tenant: bool) -> dict[str, str | None]:
                               f"WHERE event_type IN ({REFUSAL_EVENTS}))"}
     if tenant:
         return audit | {"entry": "kind <> 'allergy_alert'", "allergy_alert": None}
-    return audit | {"national_id_answer": None}
+    return audit | {"national_id_answer": None, "shared_value": None}
 
 
 class RowCounts:
