@@ -109,6 +109,11 @@ def test_the_front_desk_invites_the_patient_who_sees_both_records_and_who_opened
     assert f'data-facility="{riverside.slug}"' in record.text and f'data-facility="{hillview.slug}"' in record.text
     assert "Penicillin" in record.text and "Essential (primary) hypertension" in record.text
     assert "None booked" in record.text and "No bills" in record.text  # both asked of each facility
+    # A screen reader names each table by its caption, and says whose facility's it is.
+    for facility in (riverside, hillview):
+        assert f"<caption class=\"visually-hidden\">Your results from {facility.name} a clinician has reviewed" \
+            in record.text
+        assert f"<caption class=\"visually-hidden\">Your bills at {facility.name}, newest first" in record.text
     for facility, chart in ((riverside, at_riverside), (hillview, at_hillview)):  # audited where it was read
         reads = [e for e in audit.patient_access_log(db, facility.slug, chart) if e.event_type == "record.chart.read"]
         assert reads[-1].who["kind"] == "patient"
@@ -383,6 +388,7 @@ def test_a_patient_reads_a_bill_line_by_line_and_no_one_elses(db, app, policy, s
     assert line["description"] in page.text and invoice["number"] in page.text
     assert 'id="total">KES 450.00<' in page.text and 'id="still-owed">KES 250.00<' in page.text
     assert receipt["receipt_number"] in page.text and "Pay at Itemising Clinic's cashier" in page.text
+    assert f"<caption class=\"visually-hidden\">What bill {invoice['number']} charges for, line by line" in page.text
     reads = [e for e in audit.patient_access_log(db, facility.slug, invoice["patient_id"])
              if e.event_type == "record.invoice.read"]
     assert reads[-1].who["kind"] == "patient"
