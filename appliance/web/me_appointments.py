@@ -37,6 +37,10 @@ from appliance.web.portal import FormData, form_values
 
 DONE = {"cancelled": "Your appointment is cancelled; its time is free for someone else.",
         "moved": "Your appointment is moved.", "booked": "Your appointment is booked."}
+# Booked or moved, the patient reads when and where, as they would write it down: 'booked.' alone sent them
+# looking for which of the list was the new one.
+DONE_WHEN = {"moved": "Your appointment is moved to {when}, {clinic}, {facility}.",
+             "booked": "Your appointment is booked: {when}, {clinic}, {facility}."}
 
 
 def rules_of(state: State) -> self_booking.AppointmentRules:
@@ -312,12 +316,26 @@ api_router = Router(path="/api/me", route_handlers=[list_appointments, move_slot
 # -- the pages -----------------------------------------------------------------------------------------
 
 
+def _done(done: str | None, appointment: str | None, facilities: list[dict]) -> str | None:
+    """What was done, said at the top of the list: a booking or a move names its day, time (the facility's, as
+    the list's) and clinic, found among the patient's own appointments to come (an id of anyone else's is not)."""
+    found = next(((f["holding"], a) for f in facilities for a in f["appointments"]
+                  if str(a["id"]) == appointment), None)
+    if done in DONE_WHEN and found is not None:
+        holding, row = found
+        return DONE_WHEN[done].format(when=row["local_start"].strftime("%A %d %B %Y at %H:%M"), clinic=row["clinic"],
+                                      facility=holding.facility)
+    return DONE.get(done or "")
+
+
 @get("/", operation_id="PatientAppointmentsPage", opt={"permission": "patient.appointment.read"},
      sync_to_thread=True, include_in_schema=False)
-def appointments_page(request: Request, state: State, done: FromQuery[str | None] = None) -> Template:
+def appointments_page(request: Request, state: State, done: FromQuery[str | None] = None,
+                      appointment: FromQuery[str | None] = None) -> Template:
+    facilities = _overview(state, request)
     return Template("me_appointments.html", context={
-        "principal": request.user, "tab": "appointments", "facilities": _overview(state, request),
-        "rules": rules_of(state), "done": DONE.get(done or "")})
+        "principal": request.user, "tab": "appointments", "facilities": facilities,
+        "rules": rules_of(state), "done": _done(done, appointment, facilities)})
 
 
 def _slots_page(request: Request, state: State, *, holding: patient_portal.Holding, clinic: str, action: str,
@@ -341,18 +359,19 @@ def _move_page(request: Request, state: State, facility: str, appointment_id: uu
                        action=f"/me/appointments/{facility}/{appointment_id}/move", refusal=refusal, status=status)
 
 
-def _refused_on_slots(act, slots_again) -> Response | None:
-    """`act`, or, refused as a person can answer by choosing again (a time taken meanwhile, none chosen, the
-    limit reached: 409, 422), the free times again with the refusal at their top: a page saying only 'choose
-    another' left a patient on their phone with nothing to choose from."""
+def _refused_on_slots(act, slots_again, done: str) -> Response:
+    """`act`, then the list saying it was `done` and when the appointment now is; or, refused as a person can
+    answer by choosing again (a time taken meanwhile, none chosen, the limit reached: 409, 422), the free times
+    again with the refusal at their top: a page saying only 'choose another' left a patient on their phone with
+    nothing to choose from."""
     try:
-        act()
+        made: AppointmentOut = act()
     except (RecordError, ValidationException) as exc:
         status = exc.status if isinstance(exc, RecordError) else 422
         if status not in (409, 422):
             raise
         return slots_again(sentence(exc.detail), status)
-    return None
+    return Redirect(f"/me/appointments?done={done}&appointment={made.id}", status_code=303)
 
 
 def _slot_of(values: dict[str, Any]) -> uuid.UUID:
@@ -367,10 +386,10 @@ def _slot_of(values: dict[str, Any]) -> uuid.UUID:
 def move_form(request: Request, state: State, facility: FromPath[str], appointment_id: FromPath[uuid.UUID],
               data: FormData) -> Response:
     values = form_values(data)
-    refused = _refused_on_slots(
+    return _refused_on_slots(
         lambda: _move(state, request, facility, appointment_id, _slot_of(values)),
-        lambda refusal, status: _move_page(request, state, facility, appointment_id, refusal=refusal, status=status))
-    return refused or Redirect("/me/appointments?done=moved", status_code=303)
+        lambda refusal, status: _move_page(request, state, facility, appointment_id, refusal=refusal, status=status),
+        "moved")
 
 
 @post("/{facility:str}/{appointment_id:uuid}/cancel", operation_id="PatientCancelAppointmentForm",
@@ -405,11 +424,11 @@ def book_form(request: Request, state: State, facility: FromPath[str], clinic_co
     reason = values.get("reason")
     if reason is not None and len(reason) > 500:
         raise ValidationException("say what it is for in at most 500 characters")
-    refused = _refused_on_slots(
+    return _refused_on_slots(
         lambda: _book(state, request, facility, _slot_of(values), reason),
         lambda refusal, status: _book_page(request, state, facility, clinic_code, refusal=refusal, status=status,
-                                           reason=reason))
-    return refused or Redirect("/me/appointments?done=booked", status_code=303)
+                                           reason=reason),
+        "booked")
 
 
 def _page_refusal(request: Request, exc: RecordError) -> Response:

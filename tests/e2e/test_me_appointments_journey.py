@@ -82,8 +82,9 @@ def test_a_patient_moves_then_cancels_their_appointment(browser, live_server, db
     day.get_by_label("09:30").check()
     journey.shot(page, "free-times")
     page.get_by_role("button", name="Move to this time").click()
-    page.wait_for_url(f"{live_server}/me/appointments?done=moved")
-    assert "Your appointment is moved." in page.locator("#done").inner_text()
+    page.wait_for_url(f"{live_server}/me/appointments?done=moved&appointment={booked['appointment']['id']}")
+    assert "Your appointment is moved to " in page.locator("#done").inner_text()
+    assert "09:30, General outpatient clinic" in page.locator("#done").inner_text()
     assert "09:30" in mine.inner_text()
     journey.shot(page, "moved")
 

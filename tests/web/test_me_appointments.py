@@ -156,8 +156,38 @@ def test_a_patient_moves_cancels_and_books_their_own_appointments(db, app, signe
     second = _free(db, facility, "GEN", after=dt.timedelta(days=1))
     posted = client.post(f"/me/appointments/{facility.slug}/book/GEN", follow_redirects=False,
                          data={"slot_id": str(second), "_csrf_token": csrf_token(form.text)})
-    assert posted.status_code == 303 and posted.headers["location"] == "/me/appointments?done=booked"
-    assert "Your appointment is booked." in client.get(posted.headers["location"]).text
+    assert posted.status_code == 303 and posted.headers["location"].startswith("/me/appointments?done=booked&")
+    # What was booked says when and where, in the facility's time, not 'booked.' alone.
+    at = _appointment(db, facility, uuid.UUID(posted.headers["location"].rsplit("=", 1)[1]))
+    assert at["slot_id"] == second
+    with db.tenant(facility.slug) as conn:
+        starts = conn.execute(sa.text("SELECT starts_at FROM slot WHERE id = :id"), {"id": second}).scalar_one()
+    when = starts.astimezone(NAIROBI).strftime("%A %d %B %Y at %H:%M")
+    said = client.get(posted.headers["location"]).text.split('id="done">')[1].split("</p>")[0]
+    assert said == f"Your appointment is booked: {when}, General outpatient clinic, Portal Booking Hospital."
+
+
+def test_the_list_names_only_the_patients_own_appointment_booked_or_moved(db, facility, desk, grace, other):
+    """The list's 'booked: Monday … at 09:30' is found among the patient's own appointments: another patient's id
+    in the address (a link passed on, a guess) names nothing of theirs, and a moved appointment says its new time."""
+    chart, _, client = grace
+    theirs = _book(db, facility, desk, other[0], "DESK", after=dt.timedelta(days=2))
+    for guessed in (theirs["id"], uuid.uuid4(), "not-an-id"):
+        said = client.get(f"/me/appointments?done=booked&appointment={guessed}").text
+        assert 'id="done">Your appointment is booked.</p>' in said and "Specialist clinic," not in said
+    mine = _book(db, facility, desk, chart, "DESK", after=dt.timedelta(days=1))
+    action = f"/me/appointments/{facility.slug}/{mine['id']}/move"
+    form = client.get(action)
+    later = _free(db, facility, "DESK", after=dt.timedelta(days=3))
+    moved = client.post(action, follow_redirects=False, data={"slot_id": str(later),
+                                                              "_csrf_token": csrf_token(form.text)})
+    assert moved.status_code == 303 and moved.headers["location"] == \
+        f"/me/appointments?done=moved&appointment={mine['id']}"
+    with db.tenant(facility.slug) as conn:
+        starts = conn.execute(sa.text("SELECT starts_at FROM slot WHERE id = :id"), {"id": later}).scalar_one()
+    when = starts.astimezone(NAIROBI).strftime("%A %d %B %Y at %H:%M")
+    assert f"Your appointment is moved to {when}, Specialist clinic, Portal Booking Hospital." in \
+        client.get(moved.headers["location"]).text
 
 
 def test_the_desks_acts_on_an_appointment_each_say_what_they_were_in_the_access_log(db, policy, app, facility, desk):
