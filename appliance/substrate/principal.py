@@ -43,6 +43,12 @@ class Principal:
             return f" (they have had no visit here{where})"
         return f" (no visit of theirs here{where} is open or ended in the last {self.care_days} days)"
 
+    @property
+    def is_patient(self) -> bool:
+        """A person on the portal reading their own record: their subject, no facility's role. What refuses them
+        speaks in plain words and names facilities (a permission's name is for hospital IT, who keep it)."""
+        return self.kind == "patient" and self.subject_id is not None and self.tenant is None
+
     def can(self, permission: str) -> bool:
         from appliance.substrate.policy import grants
 

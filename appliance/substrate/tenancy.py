@@ -298,6 +298,22 @@ def facility_timezone(db: Database, slug: str) -> zoneinfo.ZoneInfo:
     return _zone_of(slug, db.control_autocommit)
 
 
+_names: dict[str, tuple[float, str]] = {}
+
+
+def facility_name(db: Database, slug: str) -> str:
+    """The facility's name as staff and patients read it (`name` of its tenant file; its slug if it has none on
+    record), cached a few minutes as its zone is: every page header shows it, and a refusal names it to a
+    patient, who knows 'Hillview Health Centre', never 'hillview_hc'."""
+    cached = _names.get(slug)
+    if cached and time.monotonic() - cached[0] < _ZONE_TTL_SECONDS:
+        return cached[1]
+    with db.control_autocommit() as conn:
+        name = conn.execute(sa.select(tenant_table.c.name).where(tenant_table.c.slug == slug)).scalar() or slug
+    _names[slug] = (time.monotonic(), name)
+    return name
+
+
 def facility_timezone_of(conn: Connection) -> zoneinfo.ZoneInfo:
     """The time zone of the facility whose tenant transaction `conn` is (`db.tenant`), for code inside it that holds
     no Database: the registry's, as `facility_timezone` answers it, from the same cache. A zone not cached is read

@@ -26,12 +26,19 @@ from appliance.substrate import identity
 from appliance.substrate.db import Database, UnknownTenant
 from appliance.substrate.policy import AccessPolicy
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_name
 from appliance.substrate.token_cache import TokenCache
 
 SESSION_COOKIE = "healthos_session"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Under /api/, the one path a session may write to (CSRF-checked): the patient's own acts (web/me_appointments.py).
 SESSION_API = "/api/me/"
+# A patient who follows a staff link (a bookmark, an address passed on) reads where their own record is, not
+# "this needs a facility role" or a permission's name, which are for staff and hospital IT.
+PATIENT_AT_STAFF_PAGE = ("this page is for the staff of {facility}, not part of your record: what {facility} holds of "
+                         "you is under Your record")
+PATIENT_AT_APPLIANCE_PAGE = ("this page is for the staff who run this system, not part of your record: what each "
+                             "facility holds of you is under Your record")
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -143,6 +150,11 @@ async def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler
         raise NotAuthorizedException("sign in first (your session may have expired or been signed out)")
     tenant = connection.path_params.get("tenant")
     if tenant is not None and tenant != principal.tenant:
+        if principal.is_patient:
+            # The middleware has found the tenant already; its name is cached after the first ask.
+            name = await asyncio.get_running_loop().run_in_executor(
+                None, facility_name, connection.app.state.db, tenant)
+            raise PermissionDeniedException(PATIENT_AT_STAFF_PAGE.format(facility=name))
         raise PermissionDeniedException(
             "you are not working in this facility" if principal.tenant else "this needs a facility role")
     if tenant is None and principal.token_id is not None:
@@ -150,7 +162,8 @@ async def permission_guard(connection: ASGIConnection, handler: BaseRouteHandler
         # appliance's own pages (operator, regulator, ministry), which no facility role reaches either.
         raise PermissionDeniedException("an API token acts only inside its own facility's API")
     if not principal.can(permission):
-        raise PermissionDeniedException(f"your role may not do this ({permission})")
+        raise PermissionDeniedException(
+            PATIENT_AT_APPLIANCE_PAGE if principal.is_patient else f"your role may not do this ({permission})")
 
 
 def security_headers_middleware(app: ASGIApp) -> ASGIApp:

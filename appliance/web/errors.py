@@ -46,9 +46,11 @@ def sentence(text: str) -> str:
 def error_page(request: Request, status: int, detail: str) -> Response:
     """The refusal or failure as a page: what happened in a sentence, and the way back to one's facility."""
     principal = request.scope.get("user")
+    # A patient's way back is their own record, the page they know (their home page is a link to it).
+    patient = principal is not None and principal.is_patient
     return Template("portal/error.html", status_code=status, context={
         "status": status, "detail": sentence(detail), "principal": principal,
-        "home": landing(principal),
+        "home": "/me" if patient else landing(principal), "patient": patient,
     })
 
 

@@ -55,8 +55,12 @@ def _at(state: State, request: Request, facility: str) -> tuple[patient_portal.H
     """The facility's charts of this patient (the first one's holding names the facility), or not found."""
     charts = [h for h in _holdings(state, request) if h.tenant == facility]
     if not charts:
-        raise NotFound(f"no facility {facility!r} holds a record of you: its front desk registers you first",
-                       facility=facility)
+        # Named as the patient knows it, not by the address's code; a facility the appliance has none of, not at all.
+        refusal = "no facility at this address holds a record of you"
+        if state.db.tenant_exists(facility):
+            refusal = f"{tenancy.facility_name(state.db, facility)} holds no record of you: its front desk registers " \
+                "you first"
+        raise NotFound(refusal, facility=facility)
     return charts[0], [h.patient_id for h in charts]
 
 

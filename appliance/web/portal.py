@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 import uuid
 import zoneinfo
 from collections import defaultdict
@@ -69,7 +68,7 @@ from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
 from appliance.substrate.record import RecordError, note_access
-from appliance.substrate.tenancy import facility_timezone, facility_today, tenant_table
+from appliance.substrate.tenancy import facility_name, facility_timezone, facility_today
 from appliance.substrate.tenant_config import OrderableConfig
 from appliance.web import plots
 from appliance.web.errors import error_page, sign_in_first
@@ -100,22 +99,11 @@ class Facility:
     timezone: zoneinfo.ZoneInfo
 
 
-_FACILITY_TTL_SECONDS = 300.0
-_facility_names: dict[str, tuple[float, str]] = {}
-
-
 def facility_of(db: Database, slug: str) -> Facility:
     """The facility's name and time zone, cached a few minutes: every page header shows them, and they
     change only when hospital IT applies a new tenant file. The zone is the substrate's (`facility_timezone`),
     the one every layer's "today" is read in, so a page and the API never disagree on the day."""
-    cached = _facility_names.get(slug)
-    if cached and time.monotonic() - cached[0] < _FACILITY_TTL_SECONDS:
-        name = cached[1]
-    else:
-        with db.control() as conn:
-            name = conn.execute(sa.select(tenant_table.c.name).where(tenant_table.c.slug == slug)).scalar() or slug
-        _facility_names[slug] = (time.monotonic(), name)
-    return Facility(slug, name, facility_timezone(db, slug))
+    return Facility(slug, facility_name(db, slug), facility_timezone(db, slug))
 
 
 class Clock:

@@ -162,6 +162,40 @@ def test_another_tenants_clinician_is_refused_and_a_guessed_tenant_is_not_found(
     assert intruder.get(f"/api/t/{tenant_b.slug}/wards").status_code == 200
 
 
+def test_a_patient_at_a_staff_page_reads_where_their_record_is_and_staff_keep_the_permission(
+        app, db, policy, signed_in, tenant_a):
+    """A patient who followed a staff link read 'This needs a facility role' or 'Your role may not do this
+    (appliance.status.read)', and was sent back to a home page: they now read, in words and with the facility's
+    name (never its code), that the page is the staff's and where their own record is, and go back to it. Staff
+    and hospital IT keep the permission's name, which tells them what to grant."""
+    with db.control() as conn:
+        subject = identity.match_or_create_subject(conn, family_name="Auma", given_names="Rose",
+                                                   national_id=f"STF-{time.time_ns()}").subject_id
+        rose = identity.create_account(conn, policy, kind="patient", email=f"rose-{time.time_ns()}@test.invalid",
+                                       display_name="Rose Auma", role="patient", subject_id=subject)
+        session = identity.start_session(conn, rose.account_id, mfa_passed=True)
+    patient = TestClient(app=app, raise_server_exceptions=False)
+    patient.cookies.set("healthos_session", session)
+    page = {"accept": "text/html"}
+
+    staff_page = patient.get(f"/t/{tenant_a.slug}/patients", headers=page)
+    assert staff_page.status_code == 403
+    assert ("This page is for the staff of Facility A, not part of your record: what Facility A holds of you is "
+            "under Your record.") in staff_page.text
+    assert tenant_a.slug not in staff_page.text and "facility role" not in staff_page.text
+    assert '<a href="/me">Back to your record</a>' in staff_page.text
+    api = patient.get(f"/api/t/{tenant_a.slug}/wards")
+    assert api.status_code == 403 and api.json()["detail"].startswith("this page is for the staff of Facility A")
+
+    console = patient.get("/appliance", headers=page)
+    assert console.status_code == 403 and "appliance.status.read" not in console.text
+    assert "This page is for the staff who run this system, not part of your record" in console.text
+
+    clinician = signed_in("clinician", tenant_a.slug)
+    assert "Your role may not do this (appliance.status.read)." in clinician.get("/appliance", headers=page).text
+    assert "This needs a facility role." in signed_in("operator").get(f"/t/{tenant_a.slug}/patients", headers=page).text
+
+
 @pytest.mark.parametrize("how", ["signed_out", "signed_out_everywhere", "revoked", "expired"])
 def test_ended_sessions_get_401(signed_in, db, tenant_a, how):
     client = signed_in("clinician", tenant_a.slug)

@@ -308,7 +308,11 @@ def test_a_facility_holding_no_record_of_the_patient_takes_no_booking(db, elsewh
     _, _, client = grace
     slot = str(_free(db, elsewhere, "GEN", after=dt.timedelta(days=1)))
     refused = client.post("/api/me/appointments", json={"facility": elsewhere.slug, "slot_id": slot})
-    assert refused.status_code == 404 and "holds a record of you" in refused.json()["detail"]
+    assert refused.status_code == 404
+    assert refused.json()["detail"] == ("Elsewhere Health Centre holds no record of you: its front desk registers you "
+                                        "first")
+    nowhere = client.get("/me/appointments/nowhere/book/GEN", headers={"accept": "text/html"})
+    assert nowhere.status_code == 404 and "No facility at this address holds a record of you." in nowhere.text
     assert client.get(f"/api/me/clinics/{elsewhere.slug}/GEN/slots").status_code == 404
     with db.tenant(elsewhere.slug) as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(appointment)).scalar_one() == 0
