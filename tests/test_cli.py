@@ -663,14 +663,19 @@ def test_deployment_commands_print_a_quoted_path_whole(tmp_path: Path):
     assert said.exit_code == 1 and "key[old].pem: " in " ".join(said.output.split()), said.output
 
 
-def test_check_and_apply_refuse_a_recording_since_that_is_no_date_naming_the_file(run, tmp_path: Path):
-    """A mistyped recording_since would move the month the national figures count the facility from: refused by
-    `healthos check` and by apply alike, naming the file and the field, and nothing applied."""
-    config = make_tenant_config(name="Migrated Clinic")
-    path = tmp_path / "migrated.toml"
-    path.write_text(tenant_toml(config).replace('recording_since = "2000-01-01"', 'recording_since = "2026-13-01"'))
+@pytest.mark.parametrize(("change", "named"), [
+    (('recording_since = "2000-01-01"', 'recording_since = "2026-13-01"'), ("recording_since", "YYYY-MM-DD")),
+    (('currency = "KES"', 'currency = "KES"\nphone = "ring the desk"'), ("phone:", "the number patients phone")),
+])
+def test_check_and_apply_refuse_a_field_mistyped_naming_the_file(run, tmp_path: Path, change, named):
+    """A mistyped recording_since would move the month the national figures count the facility from; a phone number
+    no one can dial, which the portal gives patients to call, sends them nowhere: each refused by `healthos check`
+    and by apply alike, naming the file and the field, and nothing applied."""
+    config = make_tenant_config(name="Mistyped Clinic")
+    path = tmp_path / "mistyped.toml"
+    path.write_text(tenant_toml(config).replace(*change))
     for said in (run("check", "--tenants", str(tmp_path)), run("tenant", "apply", str(path))):
         words = " ".join(said.output.split())
         assert said.exit_code == 1, said.output
-        assert "migrated.toml" in words and "recording_since" in words and "YYYY-MM-DD" in words
+        assert "mistyped.toml" in words and all(word in words for word in named), said.output
     assert config.slug not in run("tenant", "list", "--json").output

@@ -262,7 +262,8 @@ def recording_since(created_at: dt.datetime, written: str | None, timezone: str)
 
 
 def list_tenants(db: Database) -> list[dict]:
-    """The registry's facilities, each with the first day of its `recording_since` month."""
+    """The registry's facilities, each with the first day of its `recording_since` month, and how patients reach it
+    (`phone`, `opening_hours`: None where its file gives none)."""
     with db.control() as conn:
         rows = conn.execute(
             sa.select(
@@ -271,6 +272,8 @@ def list_tenants(db: Database) -> list[dict]:
                 tenant_table.c.timezone, tenant_table.c.currency, tenant_table.c.status,
                 tenant_table.c.created_at, tenant_table.c.config["dhis2_org_unit"].astext.label("dhis2_org_unit"),
                 tenant_table.c.config["recording_since"].astext.label("recording_since"),
+                tenant_table.c.config["phone"].astext.label("phone"),
+                tenant_table.c.config["opening_hours"].astext.label("opening_hours"),
             ).order_by(tenant_table.c.slug)
         ).mappings().all()
     return [{**row, "recording_since": recording_since(row["created_at"], row["recording_since"], row["timezone"])}

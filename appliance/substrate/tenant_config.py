@@ -39,6 +39,8 @@ WardKind = Literal["inpatient", "emergency", "maternity", "paediatric", "icu", "
 Code = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,15}$")]
 LoincCode = Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$", description="LOINC code, e.g. 718-7")]
 FieldKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,40}$")]
+# A phone number as people write it to dial: "+254 20 555 0100", "(020) 555-0100".
+PHONE_PATTERN = re.compile(r"\+?[0-9(][0-9 ()-]*[0-9]")
 
 
 class TenantFileError(ValueError):
@@ -607,6 +609,12 @@ class TenantConfig(_Strict):
     # later where it went live after a trial. The months before it are "not recording yet", never zeros.
     recording_since: dt.date | None = Field(default=None, description="national figures count its records from "
                                                                       "this date's month")
+    # How a patient reaches the facility: the portal gives them where it tells them to phone or come in (to cancel
+    # an appointment inside the cut-off, to book at a clinic the desk books, to pay a bill), which said "phone the
+    # clinic" with no number anywhere.
+    phone: str | None = Field(default=None, max_length=30, description="the number patients phone, as they dial it")
+    opening_hours: str | None = Field(default=None, min_length=3, max_length=120,
+                                      description="when the front desk is open and answers the phone, in words")
     wards: list[WardConfig] = Field(default_factory=list)
     catalogue: list[OrderableConfig] = Field(default_factory=list, description="lab tests and imaging studies")
     note_templates: list[NoteTemplateConfig] = Field(default_factory=list)
@@ -649,6 +657,22 @@ class TenantConfig(_Strict):
                 return dt.date.fromisoformat(value.strip())
         raise ValueError("expected the day the national figures count this facility's records from, a real date "
                          'written YYYY-MM-DD, e.g. "2026-03-01"')
+
+    @field_validator("phone")
+    @classmethod
+    def _dialable(cls, value: str | None) -> str | None:
+        if value is not None and not (PHONE_PATTERN.fullmatch(value) and 6 <= len(re.sub(r"\D", "", value)) <= 15):
+            raise ValueError('expected the number patients phone, as they dial it: 6 to 15 digits, spaces, hyphens or '
+                             'brackets between them and an optional + before, e.g. "+254 20 555 0100"')
+        return value
+
+    @field_validator("opening_hours")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(not character.isprintable() for character in value):
+            raise ValueError('expected one line a patient reads, e.g. "Monday to Friday 08:00-17:00, Saturday '
+                             '08:00-12:00"')
+        return value
 
     @model_validator(mode="after")
     def _unique_codes(self) -> TenantConfig:
@@ -713,7 +737,7 @@ class TenantConfig(_Strict):
             del dumped["fee_schedule"]
         if dumped.get("kpi_targets") == {}:
             del dumped["kpi_targets"]
-        for section in ("nursing", "roster", "recording_since"):
+        for section in ("nursing", "roster", "recording_since", "phone", "opening_hours"):
             if dumped.get(section, ...) is None:
                 del dumped[section]
         return dumped
@@ -722,6 +746,11 @@ class TenantConfig(_Strict):
         """SHA-256 of the canonical JSON form: equal files apply as 'unchanged'."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def dial(phone: str) -> str:
+    """A phone number as a `tel:` link dials it: its digits, and the + before them if written."""
+    return ("+" if phone.startswith("+") else "") + re.sub(r"\D", "", phone)
 
 
 def _describe(error: dict) -> str:

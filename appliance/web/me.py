@@ -320,7 +320,7 @@ def discharge_page(request: Request, state: State, facility: FromPath[str], entr
             wards = ward_names(conn)
         return Template("me_discharge.html", context={
             "principal": request.user, "tab": "record", "summary": summary, "patient": patient, "wards": wards,
-            "facility_name": holding.facility, "clock": Clock(zoneinfo.ZoneInfo(holding.timezone)),
+            "facility_name": holding.facility, "holding": holding, "clock": Clock(zoneinfo.ZoneInfo(holding.timezone)),
             "template": discharge.TEMPLATE, "iso_date": dt.date.fromisoformat, "held": SUMMARY_HELD,
             "names": people_named(state.db, {summary["record_author_id"], summary["author_id"]})})
     raise NotFoundException("no such discharge summary in your record")
@@ -345,6 +345,7 @@ def bill_page(request: Request, state: State, facility: FromPath[str], invoice_i
             bill = financial.get_invoice(conn, request.user, invoice_id)
         return Template("me_bill.html", context={
             "principal": request.user, "tab": "record", "bill": bill, "facility_name": holding.facility,
+            "holding": holding,
             "clock": Clock(zoneinfo.ZoneInfo(holding.timezone)), "money": format_money})
     raise NotFoundException("no such bill in your record")
 

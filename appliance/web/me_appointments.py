@@ -233,8 +233,8 @@ def _book_slots(state: State, request: Request, facility: str, clinic_code: str
     holding, _ = _at(state, request, facility)
     bookable = _bookable(state, facility)
     if clinic_code not in bookable:
-        raise self_booking.NotOffered(f"that clinic does not take bookings on the portal: phone {holding.facility} "
-                                      "to book", clinic_code=clinic_code)
+        raise self_booking.NotOffered("that clinic does not take bookings on the portal: phone "
+                                      f"{holding.whom_to_phone} to book", clinic_code=clinic_code)
     with state.db.tenant(facility) as conn:
         days = self_booking.free_slots(conn, clinic_code, rules_of(state))
     return holding, bookable[clinic_code], days
@@ -253,7 +253,7 @@ def _cancel(state: State, request: Request, facility: str, appointment_id: uuid.
     holding, charts = _at(state, request, facility)
     rules = rules_of(state)
     with state.db.tenant(facility) as conn:
-        row = self_booking.cancel(conn, request.user, charts, appointment_id, reason, rules, holding.facility)
+        row = self_booking.cancel(conn, request.user, charts, appointment_id, reason, rules, holding.whom_to_phone)
         return _appointment_out(holding, row, row["clinic"], rules, _now(conn))
 
 
@@ -271,7 +271,7 @@ def _move(state: State, request: Request, facility: str, appointment_id: uuid.UU
     holding, charts = _at(state, request, facility)
     rules = rules_of(state)
     with state.db.tenant(facility) as conn:
-        row = self_booking.move(conn, request.user, charts, appointment_id, slot_id, rules, holding.facility)
+        row = self_booking.move(conn, request.user, charts, appointment_id, slot_id, rules, holding.whom_to_phone)
         return _appointment_out(holding, row, row["clinic"], rules, _now(conn))
 
 
@@ -290,7 +290,7 @@ def _book(state: State, request: Request, facility: str, slot_id: uuid.UUID, rea
     bookable = _bookable(state, facility)
     with state.db.tenant(facility) as conn:
         row = self_booking.book(conn, request.user, holding.patient_id, slot_id, reason, rules, bookable,
-                                holding.facility)
+                                holding.whom_to_phone)
         return _appointment_out(holding, row, bookable[row["clinic_code"]], rules, _now(conn))
 
 

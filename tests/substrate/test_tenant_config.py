@@ -52,6 +52,12 @@ def test_valid_file_parses_with_generated_bed_codes(tmp_path):
          "a real date written YYYY-MM-DD"),
         (('currency = "KES"', 'currency = "KES"\nrecording_since = 2026'), "recording_since",
          "a real date written YYYY-MM-DD"),
+        (('currency = "KES"', 'currency = "KES"\nphone = "call the desk"'), "phone", "the number patients phone"),
+        (('currency = "KES"', 'currency = "KES"\nphone = "+254 20"'), "phone", "6 to 15 digits"),
+        (('currency = "KES"', 'currency = "KES"\nphone = "+254 20 555 0100 0100 0100"'), "phone", "6 to 15 digits"),
+        (('currency = "KES"', 'currency = "KES"\nphone = 254205550100'), "phone", "valid string"),
+        (('currency = "KES"', 'currency = "KES"\nopening_hours = """Monday\nto Friday"""'), "opening_hours",
+         "one line a patient reads"),
     ],
 )
 def test_malformed_file_names_file_field_and_expectation(tmp_path, change, field, expectation):
@@ -74,6 +80,16 @@ def test_recording_since_is_a_day_in_toml_or_as_a_string_and_left_out_of_the_sto
     assert written.model_dump(mode="json")["recording_since"] == "2026-03-01"
     # A file without it keeps the stored form and fingerprint it had before the field existed.
     assert "recording_since" not in unset.model_dump(mode="json")
+
+
+def test_phone_and_opening_hours_are_read_as_written_and_left_out_of_the_stored_file_when_unset(tmp_path):
+    unset = parse_tenant_file(write(tmp_path, VALID))
+    given = parse_tenant_file(write(tmp_path, VALID.replace('currency = "KES"', 'currency = "KES"\n'
+                                                            'phone = "(020) 555-0100"\n'
+                                                            'opening_hours = "Monday to Friday 08:00-17:00"')))
+    assert (given.phone, given.opening_hours) == ("(020) 555-0100", "Monday to Friday 08:00-17:00")
+    # A file without them keeps the stored form and fingerprint it had before the fields existed.
+    assert not {"phone", "opening_hours"} & set(unset.model_dump(mode="json"))
 
 
 def test_not_toml_at_all(tmp_path):

@@ -34,7 +34,8 @@ CLINICS = [
 
 @pytest.fixture(scope="module")
 def facility(tenant_factory):
-    return tenant_factory(name="Portal Booking Hospital", clinics=CLINICS)
+    return tenant_factory(name="Portal Booking Hospital", clinics=CLINICS, phone="+254 20 555 0199",
+                          opening_hours="Monday to Friday 08:00-17:00")
 
 
 @pytest.fixture(scope="module")
@@ -216,11 +217,28 @@ def test_within_the_cut_off_the_patient_phones_the_clinic(db, facility, desk, gr
                     client.post(f"{base}/move", json={"slot_id": str(_free(db, facility, "DESK",
                                                                                   after=dt.timedelta(days=1)))})):
         assert refused.status_code == 409, refused.text
-        assert "less than 2 hours" in refused.json()["detail"] and "phone Portal Booking Hospital" in \
-            refused.json()["detail"]
+        assert "less than 2 hours" in refused.json()["detail"]
+        assert "phone Portal Booking Hospital on +254 20 555 0199" in refused.json()["detail"]
     assert _appointment(db, facility, soon["id"])["status"] == "booked"
-    entry = client.get("/me/appointments").text.split(f'data-appointment="{soon["id"]}"')[1].split("</li>")[0]
-    assert "phone Portal Booking Hospital" in entry and "/cancel" not in entry
+    # The number the tenant file gives, wherever the portal says to phone, as a link a phone dials.
+    number = '<a class="nowrap" href="tel:+254205550199">+254 20 555 0199</a>'
+    page = client.get("/me/appointments").text
+    entry = page.split(f'data-appointment="{soon["id"]}"')[1].split("</li>")[0]
+    assert f"phone Portal Booking Hospital on {number}" in entry and "/cancel" not in entry
+    contact = f'<p class="small contact">Phone {number} · Open Monday to Friday 08:00-17:00</p>'
+    assert contact in page and contact in client.get("/me").text
+    assert f"phone Portal Booking Hospital on {number} for one" in client.get(
+        f"/me/appointments/{facility.slug}/book/GEN").text
+
+
+def test_a_facility_whose_file_gives_no_phone_is_named_alone():
+    """Its file's `phone` is optional: without it a refusal says to phone the facility by name, and no page shows
+    an empty link or a line saying nothing."""
+    from appliance.layers.patient.portal import Holding
+
+    holding = Holding("quiet", "Quiet Health Centre", uuid.uuid4())
+    assert holding.whom_to_phone == "Quiet Health Centre" and holding.tel is None
+    assert Holding("quiet", "Quiet Health Centre", uuid.uuid4(), phone="(020) 555-0100").tel == "tel:0205550100"
 
 
 def test_the_portal_books_and_moves_only_to_a_time_it_could_still_cancel(db, facility, desk, grace):

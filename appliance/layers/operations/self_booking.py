@@ -93,22 +93,22 @@ def own(conn: Connection, principal: Principal, patient_ids: Collection[uuid.UUI
     return found
 
 
-def _still_changeable(conn: Connection, row: dict, rules: AppointmentRules, facility: str) -> None:
+def _still_changeable(conn: Connection, row: dict, rules: AppointmentRules, whom_to_phone: str) -> None:
     if row["status"] != "booked":
         raise Conflict(f"this appointment is {row['status'].replace('_', ' ')}, so it can no longer be changed",
                        field="status", current_status=row["status"])
     if not changeable(row, rules, _now(conn)):
         raise Conflict(f"it is less than {rules.cancel_cutoff_hours} hours before your appointment (or it has "
-                       f"begun): to cancel or move it now, phone {facility}", field="appointment_id",
+                       f"begun): to cancel or move it now, phone {whom_to_phone}", field="appointment_id",
                        rule="APT-001")
 
 
 def cancel(conn: Connection, principal: Principal, patient_ids: Collection[uuid.UUID], appointment_id: uuid.UUID,
-           reason: str | None, rules: AppointmentRules, facility: str) -> dict:
+           reason: str | None, rules: AppointmentRules, whom_to_phone: str) -> dict:
     """Cancel it, up to the cut-off: the slot is free for others at once. The appointment as it now is, with
     its clinic's name."""
     row = own(conn, principal, patient_ids, appointment_id, lock=True)
-    _still_changeable(conn, row, rules, facility)
+    _still_changeable(conn, row, rules, whom_to_phone)
     return {**scheduling.change(conn, principal, appointment_id, "cancelled", reason),
             "clinic": row["clinic"]}
 
@@ -135,7 +135,7 @@ def free_slots(conn: Connection, clinic_code: str, rules: AppointmentRules) -> l
     return sorted(by_day.items())
 
 
-def _offered_slot(conn: Connection, slot_id: uuid.UUID, rules: AppointmentRules, facility: str) -> dict:
+def _offered_slot(conn: Connection, slot_id: uuid.UUID, rules: AppointmentRules, whom_to_phone: str) -> dict:
     """A slot the portal offers: one that exists, begins no sooner than the cut-off (APT-001), and begins within
     `weeks_ahead` weeks. A time inside the cut-off is the clinic's to give: booked or moved to on the portal, it
     could not then be cancelled or moved there, so the patient who could not come after all would have to
@@ -149,21 +149,21 @@ def _offered_slot(conn: Connection, slot_id: uuid.UUID, rules: AppointmentRules,
         raise Invalid("that time has passed: choose a later one", field="slot_id")
     if found["starts_at"] - now < rules.cutoff:
         raise Invalid(f"that time begins in less than {rules.cancel_cutoff_hours} hours, too late to cancel or move "
-                      f"on the portal once booked: choose a later time, or phone {facility} for this one",
+                      f"on the portal once booked: choose a later time, or phone {whom_to_phone} for this one",
                       field="slot_id", rule="APT-001")
     if found["starts_at"] > now + dt.timedelta(weeks=rules.weeks_ahead):
         raise Invalid(f"the portal offers times in the next {rules.weeks_ahead} weeks: choose one of those, or "
-                      "phone the clinic for a later one", field="slot_id")
+                      f"phone {whom_to_phone} for a later one", field="slot_id")
     return dict(found)
 
 
 def move(conn: Connection, principal: Principal, patient_ids: Collection[uuid.UUID], appointment_id: uuid.UUID,
-         slot_id: uuid.UUID, rules: AppointmentRules, facility: str) -> dict:
+         slot_id: uuid.UUID, rules: AppointmentRules, whom_to_phone: str) -> dict:
     """Move it to another free slot of the same clinic, up to the cut-off; the slot it had frees at once. The
     appointment as it now is, with its clinic's name."""
     row = own(conn, principal, patient_ids, appointment_id, lock=True)
-    _still_changeable(conn, row, rules, facility)
-    target = _offered_slot(conn, slot_id, rules, facility)
+    _still_changeable(conn, row, rules, whom_to_phone)
+    target = _offered_slot(conn, slot_id, rules, whom_to_phone)
     if target["clinic_code"] != row["clinic_code"]:
         raise Invalid(f"that time is at another clinic: an appointment moves to another time of {row['clinic']}; "
                       "to see another clinic, cancel this one and book there", field="slot_id")
@@ -180,18 +180,18 @@ def live_self_booked(conn: Connection, principal: Principal) -> int:
 
 
 def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, slot_id: uuid.UUID, reason: str | None,
-         rules: AppointmentRules, bookable: Collection[str], facility: str) -> dict:
+         rules: AppointmentRules, bookable: Collection[str], whom_to_phone: str) -> dict:
     """Book a free slot of a clinic that takes bookings from patients (`bookable`, from the tenant file), within
     the limit of appointments the patient booked themselves and has still to come."""
     # One self-booking of this account at a time here, so two at once cannot both pass the limit.
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                  {"key": f"healthos.self_booking.{principal.account_id}"})
-    target = _offered_slot(conn, slot_id, rules, facility)
+    target = _offered_slot(conn, slot_id, rules, whom_to_phone)
     if target["clinic_code"] not in bookable:
-        raise NotOffered(f"that clinic does not take bookings on the portal: phone {facility} to book",
+        raise NotOffered(f"that clinic does not take bookings on the portal: phone {whom_to_phone} to book",
                          field="slot_id", clinic_code=target["clinic_code"])
     if live_self_booked(conn, principal) >= rules.live_self_booked:
-        raise Conflict(f"you already have {rules.live_self_booked} appointments to come at {facility} that you "
-                       "booked yourself, the most the portal takes: cancel one of them, or phone the clinic",
+        raise Conflict(f"you already have {rules.live_self_booked} appointments to come here that you booked "
+                       f"yourself, the most the portal takes: cancel one of them, or phone {whom_to_phone}",
                        field="slot_id", rule="APT-002")
     return scheduling.book(conn, principal, patient_id, slot_id, reason)

@@ -26,6 +26,7 @@ from appliance.substrate import audit, identity
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import list_tenants
+from appliance.substrate.tenant_config import dial
 
 log = structlog.get_logger(__name__)
 
@@ -190,6 +191,20 @@ class Holding:
     facility: str
     patient_id: uuid.UUID
     timezone: str = "UTC"  # the facility's, for the times a patient reads
+    # How the patient reaches it (its tenant file's `phone`, `opening_hours`), where the portal says to phone or come.
+    phone: str | None = None
+    opening_hours: str | None = None
+
+    @property
+    def whom_to_phone(self) -> str:
+        """'Hillview Health Centre on +254 20 555 0100', as a refusal telling the patient to phone says it (the name
+        alone where the facility's file gives no number)."""
+        return f"{self.facility} on {self.phone}" if self.phone else self.facility
+
+    @property
+    def tel(self) -> str | None:
+        """The number as a link a phone dials ('tel:+254205550100')."""
+        return f"tel:{dial(self.phone)}" if self.phone else None
 
 
 @dataclass(frozen=True)
@@ -234,8 +249,8 @@ def _charts_of(db: Database, subject_id: uuid.UUID, account_id: uuid.UUID | None
         with db.tenant(tenant["slug"]) as conn:
             rows = conn.execute(sa.text("SELECT id, birth_date, sex FROM patient WHERE subject_id = ANY(:subjects) "
                                         "ORDER BY mrn"), {"subjects": subjects}).all()
-        charts += [_Chart(Holding(tenant["slug"], tenant["name"], row.id, tenant["timezone"]), row.birth_date, row.sex)
-                   for row in rows]
+        charts += [_Chart(Holding(tenant["slug"], tenant["name"], row.id, tenant["timezone"], tenant["phone"],
+                                  tenant["opening_hours"]), row.birth_date, row.sex) for row in rows]
     return _Charts((person[0], person[1]), charts, (person[2], person[3]) if person[3] is not None else None)
 
 
