@@ -12,8 +12,9 @@ argument, and a facility sees or makes the mark only of a person it holds a char
 
 The chart a patient id names is the tenant's `patient` row, whose `subject_id` links it to the person; a
 chart linked to no subject (made before subjects were matched, and never linked since) has no mark. A chart linked
-to its person over a differing answer to the national-ID question (c0016) keeps its death to itself: the recording
-facility reads it, no other does, until the identity is confirmed or the national ID corrected.
+to its person over a differing answer to the national-ID question (c0016) keeps its death to itself: that chart
+shows it, no other does, and it shows no death but its own (c0017: the number's holder certified dead elsewhere is
+not its patient), until the identity is confirmed or the national ID corrected.
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ KEPT_TO_THIS_CHART = (
 
 _DEATH_OF_PATIENT = sa.text(
     "SELECT d.died_at, d.tenant, d.facility, d.timezone, d.entry_id, d.confined "
-    "FROM patient p, control.subject_death_of(p.subject_id) d WHERE p.id = :patient_id")
+    "FROM patient p, control.subject_death_of(p.subject_id, p.id) d WHERE p.id = :patient_id")
 
 
 def death_of(conn: Connection, patient_id: uuid.UUID) -> Death | None:
-    """The person's death in force, whichever facility certified it, or None (one statement)."""
+    """The death chart `patient_id` shows: its person's in force, whichever facility certified it, or for a chart
+    whose link to its person is in dispute its own alone; or None (one statement)."""
     row = conn.execute(_DEATH_OF_PATIENT, {"patient_id": patient_id}).first()
     return None if row is None else Death(row.died_at, row.tenant, row.facility, row.timezone, row.entry_id,
                                           row.confined)

@@ -416,6 +416,7 @@ def test_c0016_records_disputed_links_and_keeps_their_deaths_and_its_downgrade_r
     death functions answering as c0010's; the upgrade puts them back. A downgrade while a death is kept to its chart is
     refused with a sentence, nothing changed: before c0016 it would mark the number's holder deceased everywhere."""
     c0016 = importlib.import_module("appliance.substrate.migrations.control.versions.c0016_link_dispute")
+    c0017 = importlib.import_module("appliance.substrate.migrations.control.versions.c0017_chart_death")
     shape = sa.text("""SELECT to_regclass('control.subject_link_dispute') IS NOT NULL,
         EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'control'
                 AND table_name = 'subject_death' AND column_name = 'confined'),
@@ -432,6 +433,7 @@ def test_c0016_records_disputed_links_and_keeps_their_deaths_and_its_downgrade_r
         # Deaths other tests kept to their charts, set aside in this transaction only.
         conn.execute(sa.text("UPDATE control.subject_death SET withdrawn_at = now() "
                              "WHERE confined AND withdrawn_at IS NULL"))
+        c0017.downgrade()  # c0016's function back, as at c0016's head
         at_head = conn.execute(shape).one()
         c0016.downgrade()
         downgraded = conn.execute(shape).one()
@@ -446,6 +448,30 @@ def test_c0016_records_disputed_links_and_keeps_their_deaths_and_its_downgrade_r
         raise RolledBack
     assert at_head == upgraded == refused == (True, True, "boolean", True, True)
     assert downgraded == (False, False, "void", False, True)
+
+
+def test_c0017_asks_for_a_death_by_chart_and_its_downgrade_asks_by_person_again(db: Database):
+    """c0017 (the death a chart shows, its link to the person considered) runs both ways at head: the downgrade puts
+    c0016's function, asked by person, back and takes the chart's away; the upgrade the reverse; each callable by the
+    facilities' roles. A tenant's query at head names the chart (appliance/substrate/deaths.py)."""
+    c0017 = importlib.import_module("appliance.substrate.migrations.control.versions.c0017_chart_death")
+    shape = sa.text("""SELECT to_regprocedure('control.subject_death_of(uuid)') IS NOT NULL,
+        to_regprocedure('control.subject_death_of(uuid, uuid)') IS NOT NULL,
+        coalesce(has_function_privilege('public', to_regprocedure('control.subject_death_of(uuid, uuid)'), 'EXECUTE'),
+                 has_function_privilege('public', to_regprocedure('control.subject_death_of(uuid)'), 'EXECUTE'))""")
+
+    class RolledBack(Exception):
+        """Ends the one transaction all this runs in."""
+
+    with pytest.raises(RolledBack), db.control() as conn, Operations.context(MigrationContext.configure(conn)):
+        at_head = conn.execute(shape).one()
+        c0017.downgrade()
+        downgraded = conn.execute(shape).one()
+        c0017.upgrade()
+        upgraded = conn.execute(shape).one()
+        raise RolledBack
+    assert at_head == upgraded == (False, True, True)
+    assert downgraded == (True, False, True)
 
 
 def test_t0045_numbers_named_incident_reports_apart_and_its_downgrade_puts_the_identity_back(db: Database, tenant_a):

@@ -157,7 +157,7 @@ def withdrawn_contacts(conn: Connection, principal: Principal, patient_id: uuid.
 
 # A woman recorded deceased at any facility (appliance/substrate/deaths.py) is on no clinic's list: a midwife tracing
 # one overdue would call a bereaved family.
-_LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.subject_id))")
+_LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.subject_id, patient.id))")
 
 
 def clinic(conn: Connection, principal: Principal, *, today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:

@@ -245,7 +245,7 @@ def withdraw_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID,
 
 # A child recorded deceased at any facility (appliance/substrate/deaths.py) is nobody's defaulter: a vaccinator
 # tracing the list would call a bereaved family.
-_LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.subject_id))")
+_LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.subject_id, patient.id))")
 
 
 def due_list(conn: Connection, principal: Principal, *, schedule: Schedule, today: dt.date,

@@ -42,7 +42,7 @@ _TO_CERTIFY = sa.text("""
           SELECT v.patient_id, v.id, 'emergency department', v.departed_at
           FROM ed_visit v WHERE v.disposition = 'died') d
     JOIN patient p ON p.id = d.patient_id
-    WHERE NOT EXISTS (SELECT 1 FROM control.subject_death_of(p.subject_id))
+    WHERE NOT EXISTS (SELECT 1 FROM control.subject_death_of(p.subject_id, p.id))
     ORDER BY d.ended_at DESC
     LIMIT :limit
 """)
@@ -67,7 +67,7 @@ _CANCELLED_BY_WITHDRAWN_DEATH = sa.text("""
     WHERE a.status = 'cancelled'
       AND EXISTS (SELECT 1 FROM appointment_change ch
                   WHERE ch.appointment_id = a.id AND ch.action = 'cancelled' AND ch.reason = :reason)
-      AND NOT EXISTS (SELECT 1 FROM control.subject_death_of(p.subject_id))
+      AND NOT EXISTS (SELECT 1 FROM control.subject_death_of(p.subject_id, p.id))
     ORDER BY a.starts_at
     LIMIT :limit
 """)

@@ -101,6 +101,50 @@ def test_a_death_on_the_disputed_chart_stays_on_it_and_the_holder_is_certified_e
     assert seen_here["certified_at_facility"] == "Kisumu District Hospital" and seen_here["kept_to_this_chart"]
 
 
+def test_the_holders_death_elsewhere_is_not_shown_on_the_disputed_chart(db, linked, kisumu, siaya, tenant_factory,
+                                                                        token_client):
+    """The reverse direction: Otieno certified dead at Siaya showed on Wanjiru's chart at Kisumu (asked by person), and
+    she, alive, was refused a visit and her own certificate. Now her chart shows no death but its own; Siaya and a third
+    facility holding Otieno's chart by the same number, not in dispute, read his; her own death is certified kept."""
+    here, there = linked["here"], linked["there"]
+    chart = linked["wanjiru"]["id"]
+    his_own = there.post(death_url(siaya.slug, linked["otieno"]["id"]), json=certificate(pregnancy=None))
+    assert his_own.status_code == 201 and his_own.json()["kept_to_this_chart"] is None, his_own.text
+
+    seen_here = here.get(death_url(kisumu.slug, chart)).json()
+    assert seen_here["deceased"] is False and seen_here["certified_at_facility"] is None
+    visit = here.post(f"{BASE.format(tenant=kisumu.slug)}/patients/{chart}/encounters",
+                      json={"encounter_class": "outpatient", "reason": "review"})
+    assert visit.status_code == 201, visit.text
+    seen_there = there.get(death_url(siaya.slug, linked["otieno"]["id"])).json()
+    assert seen_there["deceased"] is True and seen_there["certified_at_facility"] == "Siaya Health Centre"
+    bondo = tenant_factory(name="Bondo Sub-County Hospital", **CONFIG)
+    third = token_client(bondo.slug, role="clinician")
+    his_there = _register(third, bondo.slug, _person("Otieno", "Peter", "1975-02-11", "male", linked["number"]))
+    assert his_there["subject_id"] == linked["otieno"]["subject_id"]
+    assert third.get(death_url(bondo.slug, his_there["id"])).json()["certified_at_facility"] == "Siaya Health Centre"
+
+    hers = here.post(death_url(kisumu.slug, chart), json=certificate())
+    assert hers.status_code == 201 and hers.json()["kept_to_this_chart"] == deaths.KEPT_TO_THIS_CHART, hers.text
+    assert here.get(death_url(kisumu.slug, chart)).json()["certified_at_facility"] == "Kisumu District Hospital"
+    assert third.get(death_url(bondo.slug, his_there["id"])).json()["certified_at_facility"] == "Siaya Health Centre"
+
+
+def test_a_death_kept_to_its_chart_is_not_shown_on_another_chart_of_the_facility(db, linked, kisumu, siaya):
+    """Kisumu holds Otieno's own chart too (registered without the number, then found the same person and merged into
+    him, no dispute): Wanjiru's death kept to her chart is not his, and he is seen alive there, as at Siaya."""
+    here = linked["here"]
+    his_here = _register(linked["desk"], kisumu.slug, {"family_name": "Otieno", "given_names": "Peter",
+                                                       "birth_date": "1975-02-11", "sex": "male"})
+    with db.control() as conn:
+        identity.merge_subjects(conn, survivor_id=uuid.UUID(linked["otieno"]["subject_id"]),
+                                merged_id=uuid.UUID(his_here["subject_id"]), reason="Same man, same card", by=None)
+    assert _dispute(db, kisumu.slug, his_here["id"]) is None
+    assert here.post(death_url(kisumu.slug, linked["wanjiru"]["id"]), json=certificate()).status_code == 201
+    assert here.get(death_url(kisumu.slug, his_here["id"])).json()["deceased"] is False
+    assert here.get(death_url(kisumu.slug, linked["wanjiru"]["id"])).json()["deceased"] is True
+
+
 def test_a_clinician_confirming_the_identity_lets_the_death_follow_the_person(db, linked, kisumu, siaya,
                                                                              token_client):
     here, there = linked["here"], linked["there"]
