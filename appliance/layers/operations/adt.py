@@ -52,7 +52,7 @@ def admit(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, ward
     require_patient(conn, patient_id)
     deaths.refuse_if_deceased(conn, patient_id, "an admission")  # before the stay's row is written
     when = moment(conn, at)
-    inpatient_ward(conn, ward_code, patient_id=patient_id, on=when.date())
+    inpatient_ward(conn, ward_code, patient_id=patient_id, at=when)
     open_stay = conn.execute(sa.select(inpatient_stay.c.bed_code).where(
         inpatient_stay.c.patient_id == patient_id, inpatient_stay.c.discharged_at.is_(None))).scalar()
     if open_stay is not None:
@@ -139,7 +139,7 @@ def transfer(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, w
     when = moment(conn, at)
     if when < stay["admitted_at"]:
         raise Invalid("a transfer cannot happen before the admission", field="at")
-    inpatient_ward(conn, ward_code, patient_id=patient_id, on=when.date())
+    inpatient_ward(conn, ward_code, patient_id=patient_id, at=when)
     if bed_code == stay["bed_code"]:
         raise Invalid("the patient is already in that bed", field="bed_code")
     placed = claim_bed(conn, ward_code, bed_code)

@@ -28,7 +28,7 @@ from appliance.layers.operations.models import (
 )
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import note_access
-from appliance.substrate.tenancy import register_config_applier
+from appliance.substrate.tenancy import facility_day, register_config_applier
 from appliance.substrate.tenant_config import TenantConfig
 
 log = structlog.get_logger(__name__)
@@ -127,9 +127,10 @@ def maternity_may_take(sex: str | None, birth_date: dt.date | None, on: dt.date 
 
 
 def inpatient_ward(conn: Connection, ward_code: str, field: str = "ward_code", *,
-                   patient_id: uuid.UUID | None = None, on: dt.date | None = None) -> dict:
-    """The active inpatient ward `ward_code`; with `patient_id`, one that may take that patient: a
-    maternity ward takes women and newborns, so a man placed there by a slip of the bed board is refused."""
+                   patient_id: uuid.UUID | None = None, at: dt.datetime | None = None) -> dict:
+    """The active inpatient ward `ward_code`; with `patient_id`, one that may take that patient at `at` (now if not
+    given): a maternity ward takes women and newborns, so a man placed there by a slip of the bed board is refused.
+    A newborn's age is counted in the facility's days: after 21:00 UTC a Nairobi facility is on the next day."""
     row = conn.execute(sa.select(ward.c.code, ward.c.name, ward.c.kind)
                        .where(ward.c.code == ward_code, ward.c.active)).mappings().first()
     if row is None:
@@ -137,8 +138,10 @@ def inpatient_ward(conn: Connection, ward_code: str, field: str = "ward_code", *
     if row["kind"] not in INPATIENT_WARD_KINDS:
         raise Invalid(f"{row['name']} is a {row['kind']} area, not an inpatient ward", field=field)
     if row["kind"] == "maternity" and patient_id is not None:
-        found = conn.execute(sa.select(patient.c.sex, patient.c.birth_date).where(patient.c.id == patient_id)).first()
-        if found is not None and not maternity_may_take(found.sex, found.birth_date, on):
+        moment_of = sa.func.now() if at is None else sa.literal(at, sa.DateTime(timezone=True))
+        found = conn.execute(sa.select(patient.c.sex, patient.c.birth_date, facility_day(moment_of).label("on"))
+                             .where(patient.c.id == patient_id)).first()
+        if found is not None and not maternity_may_take(found.sex, found.birth_date, found.on):
             raise Invalid(f"{row['name']} is a maternity ward, for women and newborns, and this patient is "
                           "registered as male: choose another ward (or correct the registration)", field=field)
     return dict(row)

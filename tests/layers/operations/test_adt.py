@@ -18,6 +18,7 @@ from appliance.layers.operations import adt, ed, scheduling, service
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import bed, inpatient_stay
 from appliance.substrate import record
+from appliance.substrate.principal import Principal
 from tests.layers.operations.conftest import new_patient
 
 
@@ -136,6 +137,28 @@ def test_the_maternity_ward_takes_women_and_newborns_not_men(db, facility, bed_m
         assert adt.admit(conn, bed_manager, boy, ward_code="MAT")["ward_code"] == "MAT"
         adt.discharge(conn, bed_manager, boy, disposition="home")
         adt.discharge(conn, bed_manager, man, disposition="home")
+
+
+def test_a_newborns_age_for_the_maternity_ward_is_counted_on_the_facilitys_calendar(db, tenant_factory, bed_manager):
+    """At 01:30 in Nairobi (22:30 UTC the evening before) a boy born 28 days ago by Nairobi's calendar is past the
+    neonatal period, though UTC's date makes him 27 days old: the maternity ward refuses him, and takes a boy born a
+    day later."""
+    nairobi = tenant_factory(name="Nairobi Maternity", timezone="Africa/Nairobi", wards=[
+        {"code": "MAT", "name": "Maternity", "kind": "maternity", "beds": 2}])
+    now = dt.datetime.now(dt.UTC)
+    late_evening = now.replace(hour=22, minute=30, second=0, microsecond=0)
+    if late_evening > now:
+        late_evening -= dt.timedelta(days=1)
+    facility_day = late_evening.date() + dt.timedelta(days=1)  # 01:30 the next day in Nairobi
+    principal = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Bed Manager", tenant=nairobi.slug,
+                          role="bed_manager")
+    with db.tenant(nairobi.slug) as conn:
+        past, newborn = (new_patient(conn, principal, family_name="Wanjiru", given_names="Baby boy", sex="male",
+                                     birth_date=facility_day - dt.timedelta(days=days)) for days in (28, 27))
+    with pytest.raises(Invalid, match="registered as male"), db.tenant(nairobi.slug) as conn:
+        adt.admit(conn, principal, past, ward_code="MAT", at=late_evening)
+    with db.tenant(nairobi.slug) as conn:
+        assert adt.admit(conn, principal, newborn, ward_code="MAT", at=late_evening)["ward_code"] == "MAT"
 
 
 def test_adt_refusals_leave_nothing_behind(db, facility, bed_manager):
