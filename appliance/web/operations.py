@@ -55,6 +55,8 @@ portal.NOTICES.update({
     "ed-arrival": "Arrival recorded.",
     "ed-updated": "Emergency visit updated.",
     "ed-departed": "Departure recorded.",
+    "departed-died": "Recorded as died. The death is not yet certified: a clinician certifies it from the patient's "
+                     "chart, or from Deaths to certify.",
     "booked": "Appointment booked.",
     "appointment-updated": "Appointment updated.",
     "rescheduled": "Appointment moved to its new time.",
@@ -185,8 +187,20 @@ def _back(tenant: str, values: dict, ward_code: str | None) -> str:
       opt=_opts("operations.admission.update"), include_in_schema=False)
 async def discharge(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
     values = form_values(data)
-    return await _board_act(request, tenant, values, lambda conn: adt.discharge(
-        conn, request.user, patient_id, disposition=values.get("disposition") or "")["ward_code"], "discharged")
+    died = values.get("disposition") == "died"
+    answer = await _board_act(request, tenant, values, lambda conn: adt.discharge(
+        conn, request.user, patient_id, disposition=values.get("disposition") or "")["ward_code"],
+        "departed-died" if died else "discharged")
+    return _on_to_certify(request, tenant, patient_id, answer) if died else answer
+
+
+def _on_to_certify(request: Asking, tenant: str, patient_id: uuid.UUID, answer: Response) -> Response:
+    """After a departure recorded as died (`answer`, back to the board): who may certify the death is taken to the
+    certificate's form for that patient instead; anyone else meets the board saying the death is not yet certified
+    and where that is done. A refused departure is the board's answer still."""
+    if answer.status_code == 303 and request.user.can("clinical.death.write"):
+        return see_other(request, f"/t/{tenant}/patients/{patient_id}/death/new")
+    return answer
 
 
 @post("/beds/patients/{patient_id:uuid}/transfer", operation_id="PortalTransfer",
@@ -312,6 +326,7 @@ async def ed_arrival(request: Asking, tenant: Tenant, data: FormData) -> Respons
 async def ed_step(request: Asking, tenant: Tenant, encounter_id: Id, step: FromPath[str], data: FormData) -> Response:
     """Triage, seen, decision or departure of one ED visit."""
     values = form_values(data)
+    departed: list[uuid.UUID] = []
 
     def work(conn: Connection) -> None:
         if step == "triage":
@@ -325,7 +340,8 @@ async def ed_step(request: Asking, tenant: Tenant, encounter_id: Id, step: FromP
         elif step == "decision":
             ed.decide(conn, request.user, encounter_id, decision=values.get("decision") or "")
         elif step == "departure":
-            ed.depart(conn, request.user, None, encounter_id, disposition=values.get("disposition") or "")
+            departed.append(ed.depart(conn, request.user, None, encounter_id,
+                                      disposition=values.get("disposition") or "")["patient_id"])
         else:
             raise Invalid(f"unknown step {step!r}", field="step")
 
@@ -338,6 +354,8 @@ async def ed_step(request: Asking, tenant: Tenant, encounter_id: Id, step: FromP
         errors, status = {"form": exc.detail[0].upper() + exc.detail[1:] + "."}, exc.status
         return await to_thread.run_sync(_in_tenant, request, tenant, lambda conn: _ed_board_page(
             request, conn, status=status, errors=errors))
+    if departed and values.get("disposition") == "died":
+        return _on_to_certify(request, tenant, departed[0], see_other(request, f"/t/{tenant}/ed?done=departed-died"))
     return see_other(request, f"/t/{tenant}/ed?done={'ed-departed' if step == 'departure' else 'ed-updated'}")
 
 

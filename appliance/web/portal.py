@@ -60,6 +60,7 @@ from appliance.layers.clinical.schemas import (
     ServiceRequestIn,
 )
 from appliance.layers.nursing import service as nursing
+from appliance.layers.operations import deaths as operations_deaths
 from appliance.layers.operations import service as operations
 from appliance.layers.patient import portal as patient_portal
 from appliance.substrate import identity
@@ -570,8 +571,17 @@ def banner(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, in_
         found["encounters"] = service.list_encounters(conn, principal, patient_id, limit=20)
     found["open_encounters"] = open_encounters(found["encounters"])
     found["in_care"] = in_care
-    found["deceased"] = death.deceased(conn, principal, patient_id)
+    found.update(death_banner(conn, principal, patient_id) if in_care
+                 else {"deceased": death.deceased(conn, principal, patient_id)})
     return found
+
+
+def death_banner(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict:
+    """The banner's death: 'Deceased <date>' when the person is recorded deceased; else a departure here recorded as
+    died (ED board, bed board) and not yet certified, which the banner says, linking the certificate's form."""
+    deceased = death.deceased(conn, principal, patient_id)
+    return {"deceased": deceased, "died_uncertified": None if deceased is not None
+            else operations_deaths.uncertified_death(conn, principal, patient_id)}
 
 
 def trends_of(results: list[dict], clock: Clock) -> list[dict]:
@@ -1171,7 +1181,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
     clock = facility_clock(request, tenant)
     with db.tenant(tenant) as conn:
         summary = chart.chart_summary(conn, principal, patient_id)
-        deceased = death.deceased(conn, principal, patient_id)  # the banner's "Deceased <date>"
+        deaths_said = death_banner(conn, principal, patient_id)  # "Deceased <date>", or "death not yet certified"
         # A mother's deliveries, linking to her babies; a baby's mother, linking back (noted only where there is one).
         births = delivery.read(conn, principal, patient_id, noting_none=False) \
             if principal.can("clinical.delivery.read") else None
@@ -1204,7 +1214,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 abnormal_to_review=[r for r in to_review if is_abnormal(r)],
                 vitals=vitals[:1], vitals_rows=vitals[:10], vitals_charts=vitals_charts(vitals, clock, adult),
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
-                vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries, deceased=deceased,
+                vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries, **deaths_said,
                 births=births, withdrawn_births=withdrawn_births, delivery_modes=delivery.MODES,
                 discharge_stays=discharge.STAY_STATUSES, **HELPERS)
 

@@ -281,6 +281,53 @@ def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     assert clinician.get(f"{base}/ed/{encounter_id}/admit").status_code == 403
 
 
+def test_a_departure_recorded_as_died_takes_the_clinician_to_certify_it(signed_in, db, facility, other_facility):
+    """'Died' on the ED board recorded the departure alone, nothing leading to the certificate: the clinician is now
+    taken to the certificate's form for that patient, and until it is signed the chart says the death is not yet
+    certified, with the way to do it. Another facility's clinician is refused the departure, the visit left open."""
+    base = f"/t/{facility.slug}"
+    clinician = signed_in("clinician", facility.slug)
+    patient_id, encounter_id = _ed_patient(db, facility, clinician)
+    intruder = signed_in("clinician", other_facility.slug)
+    own = intruder.get(f"/t/{other_facility.slug}/ed")
+    refused = intruder.post(f"{base}/ed/{encounter_id}/departure", follow_redirects=False,
+                            data={"_csrf_token": csrf_token(own.text), "disposition": "died"})
+    assert refused.status_code == 403
+    assert f'action="{base}/ed/{encounter_id}/departure"' in clinician.get(f"{base}/ed").text  # still there
+
+    died = post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/departure", {"disposition": "died"})
+    chart = f"{base}/patients/{patient_id}"
+    assert died.status_code == 303 and died.headers["location"] == f"{chart}/death/new", died.text
+    assert clinician.get(died.headers["location"]).status_code == 200
+    banner = clinician.get(f"{chart}/chart").text
+    said = banner.split('id="death-not-certified"')[1].split("</div>")[0]
+    assert "Recorded as died" in said and "emergency department" in said and "death not yet certified" in said
+    assert f'href="{chart}/death/new"' in said and 'id="deceased"' not in banner
+
+    typed = {"died_on": dt.date.today().isoformat(), "died_time": "00:00", "place": "this_facility",
+             "a_code": "I21.9", "a_interval": "3 hours", "manner": "disease", "pregnancy": "not_pregnant"}
+    certified = post_form(clinician, f"{chart}/death/new", f"{chart}/death", typed)
+    assert certified.status_code == 303, certified.text
+    banner = clinician.get(f"{chart}/chart").text
+    assert 'id="deceased"' in banner and 'id="death-not-certified"' not in banner
+
+
+def test_a_discharge_as_died_from_the_bed_board_says_the_death_is_not_yet_certified(manager, signed_in, db, facility):
+    """The bed manager, who certifies no death, is back on the board told that it is not yet certified and where
+    that is done; the chart says so to the clinician, who certifies it from there."""
+    base = f"/t/{facility.slug}"
+    patient_id, encounter_id = _ed_patient(db, facility, manager)
+    admitted = post_form(manager, f"{base}/ed/{encounter_id}/admit", f"{base}/ed/{encounter_id}/admit",
+                         {"ward_code": "GEN"})
+    assert admitted.status_code == 303, admitted.text
+    gone = post_form(manager, f"{base}/beds", f"{base}/beds/patients/{patient_id}/discharge", {"disposition": "died"})
+    assert gone.status_code == 303 and gone.headers["location"] == f"{base}/beds?done=departed-died", gone.text
+    assert "The death is not yet certified" in manager.get(gone.headers["location"]).text
+    clinician = signed_in("clinician", facility.slug)
+    said = clinician.get(f"{base}/patients/{patient_id}/chart").text.split('id="death-not-certified"')[1]
+    assert "ward GEN" in said.split("</div>")[0] and "Certify the death" in said.split("</div>")[0]
+
+
 def test_the_ed_board_says_the_complaint_and_how_long_a_bed_has_been_awaited(signed_in, db, facility):
     """Triage reads the presenting complaint, which the board did not show; and a patient the ED decided to admit
     waits for a bed from that decision (ED boarding time's start), not from arrival, the board's only clock."""
@@ -429,8 +476,10 @@ def test_guessed_ids_find_nothing(manager, facility, path):
 
 def test_guessed_ids_on_forms_find_nothing(manager, facility):
     base = f"/t/{facility.slug}"
-    for action in [f"/beds/patients/{uuid.uuid4()}/discharge", f"/ed/{uuid.uuid4()}/seen"]:
-        answer = post_form(manager, f"{base}/beds", f"{base}{action}", {"disposition": "home"})
+    for action, disposition in [(f"/beds/patients/{uuid.uuid4()}/discharge", "home"),
+                                (f"/beds/patients/{uuid.uuid4()}/discharge", "died"),
+                                (f"/ed/{uuid.uuid4()}/seen", "home"), (f"/ed/{uuid.uuid4()}/departure", "died")]:
+        answer = post_form(manager, f"{base}/beds", f"{base}{action}", {"disposition": disposition})
         assert answer.status_code == 404, action
     unchosen = post_form(manager, f"{base}/beds", f"{base}/beds/patients/{uuid.uuid4()}/transfer", {"ward_code": ""})
     assert unchosen.status_code == 404

@@ -8,7 +8,8 @@
   disposition `died` (at the time of death, or the arrival for one brought in dead). An inpatient still
   admitted is not discharged here: the bed manager discharges with disposition `died`, which frees the bed.
 - `to_certify`: stays and ED visits here that ended with disposition `died` whose person has no death
-  certificate in force, for the clinicians to certify.
+  certificate in force, for the clinicians to certify; `uncertified_death`, the one of a chart, which its banner
+  shows until the death is certified.
 - `cancelled_by_withdrawn_death`: the appointments desk's list of appointments cancelled because their person was
   recorded deceased who no longer is (the certificate marked entered in error). A withdrawn certificate reopens
   nothing (a clerk decides with the family what still stands), so this is where the desk finds what to rebook.
@@ -33,19 +34,20 @@ from appliance.substrate.record import Entry
 # The reason a booked appointment is cancelled for, when its person died.
 CANCELLED_FOR = "deceased"
 
-_TO_CERTIFY = sa.text("""
+_DIED_UNCERTIFIED = """
     SELECT d.patient_id, d.encounter_id, d.place, d.ended_at, p.mrn, p.family_name, p.given_names, p.sex,
            p.birth_date
     FROM (SELECT s.patient_id, s.encounter_id, 'ward ' || s.ward_code AS place, s.discharged_at AS ended_at
           FROM inpatient_stay s WHERE s.disposition = 'died'
           UNION ALL
-          SELECT v.patient_id, v.id, 'emergency department', v.departed_at
-          FROM ed_visit v WHERE v.disposition = 'died') d
+          -- The visit's patient through its encounter (same id), whose patient index finds one chart's.
+          SELECT e.patient_id, v.id, 'emergency department', v.departed_at
+          FROM ed_visit v JOIN encounter e ON e.id = v.id WHERE v.disposition = 'died') d
     JOIN patient p ON p.id = d.patient_id
     WHERE NOT EXISTS (SELECT 1 FROM control.subject_death_of(p.subject_id, p.id))
-    ORDER BY d.ended_at DESC
-    LIMIT :limit
-""")
+"""
+_TO_CERTIFY = sa.text(_DIED_UNCERTIFIED + "ORDER BY d.ended_at DESC LIMIT :limit")
+_UNCERTIFIED_OF = sa.text(_DIED_UNCERTIFIED + "AND d.patient_id = :patient_id ORDER BY d.ended_at DESC LIMIT 1")
 
 
 def to_certify(conn: Connection, principal: Principal, *, limit: int = 200) -> list[dict]:
@@ -56,6 +58,18 @@ def to_certify(conn: Connection, principal: Principal, *, limit: int = 200) -> l
     record.note_list_read(conn, principal, "encounter", rows, id_key="encounter_id",
                           detail={"list": "deaths to certify"})
     return rows
+
+
+def uncertified_death(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> dict | None:
+    """The patient's latest stay or ED visit here that ended `died`, while no death certificate is in force for them
+    (`to_certify`'s, for one chart): what the chart shows, 'death not yet certified', until a clinician certifies
+    it. Audited as a read of that encounter when there is one."""
+    row = conn.execute(_UNCERTIFIED_OF, {"patient_id": patient_id}).mappings().first()
+    if row is None:
+        return None
+    record.note_access(conn, principal, "read", patient_id, "encounter", (row["encounter_id"],),
+                       detail={"died_uncertified": True})
+    return dict(row)
 
 
 # Cancelled for a death (the reason this reaction gives) and the person no longer recorded deceased at any facility.
