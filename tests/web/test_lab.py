@@ -189,6 +189,23 @@ def test_a_result_signed_off_already_is_corrected_from_the_bench_and_goes_back_f
     assert str(again["value_numeric"]) == "14.7" and again["signed_at"] is None  # back on the review list
 
 
+def test_a_value_written_with_a_decimal_comma_is_refused_saying_to_write_a_point(signed_in, db, facility, doctor):
+    """'7,4' came back as 'Haemoglobin is a number in g/dL, got '7,4'': the technician was not told the comma was
+    the trouble. The sentence beside the field now says to write the point; nothing is recorded."""
+    _, (order,) = _ordered(db, facility, doctor, "Auma", "Lilian", FBC)
+    client = signed_in("lab_technician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/receipt", {"note": ""}).status_code == 303
+    refused = post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/results",
+                        {f"v.{HB}": "7,4", f"v.{WCC}": "6.1"})
+    assert refused.status_code == 422
+    beside = refused.text.split(f'id="v.{HB}-error"')[1].split("</p>")[0]
+    assert "written with a point for its decimals, not a comma: 7.4, not 7,4" in beside
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM result WHERE service_request_id = :o"),
+                            {"o": order}).scalar() == 0
+
+
 def test_another_facilitys_lab_technician_and_guessed_ids_are_refused(signed_in, facility, other_facility,
                                                                       blood_count):
     intruder = signed_in("lab_technician", other_facility.slug)

@@ -8,6 +8,7 @@ request boundary does), so an operation that raises leaves nothing behind. Write
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -1225,7 +1226,7 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
             raise Invalid(f"{display} is reported as one of {definition.choices}, got {str(value)!r}", field="value")
         value = chosen
     elif isinstance(value, str) and (definition.unit or definition.low is not None):
-        raise Invalid(f"{display} is a number in {definition.unit or 'its unit'}, got {value!r}", field="value")
+        raise Invalid(_not_a_number(display, definition.unit, value), field="value")
     elif isinstance(value, Decimal):
         _refuse_impossible(display, value, definition, data)
     unit = data.unit or definition.unit
@@ -1244,6 +1245,25 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
         "flag": _result_flag(data.flag, _flag(value, definition, low, high)), "note": data.note,
     }
     return detail, encounter_id
+
+
+# A figure with a comma in it: 7,4 or 1,200.
+_COMMA_FIGURE = re.compile(r"[+-]?\d+,\d+")
+
+
+def _not_a_number(display: str, unit: str | None, value: str) -> str:
+    """The refusal of a figure given as words. One written with a decimal comma (7,4: a keyboard or an analyser
+    set to French or Portuguese) is told to write a point, rather than only that it is not a number; it is not
+    read as one, since 1,200 may be twelve hundred as well as 1.2."""
+    said = f"{display} is a number in {unit or 'its unit'}"
+    typed = value.strip()
+    if not _COMMA_FIGURE.fullmatch(typed):
+        return f"{said}, got {value!r}"
+    pointed = typed.replace(",", ".")
+    if len(typed.partition(",")[2]) == 3:  # a decimal comma or one between thousands: which, the writer knows
+        return (f"{said}, written with a point for its decimals and no comma: {pointed} or "
+                f"{typed.replace(',', '')}, not {typed}")
+    return f"{said}, written with a point for its decimals, not a comma: {pointed}, not {typed}"
 
 
 def _refuse_impossible(display: str, value: Decimal, definition: Any, data: ResultIn) -> None:

@@ -54,6 +54,11 @@ def _count(db, facility, patient) -> int:
     (CRP, "-3", "C-reactive protein cannot be below zero, got -3"),
     (HCT, "410", "Haematocrit is a share of 100 per cent: it cannot be above 100, got 410"),
     (SMEAR, "1", "Malaria blood smear is reported as one of ['negative', 'positive'], got '1'"),  # was kept as 1
+    # A decimal comma was refused as not a number, with no word of the comma.
+    (HB, "7,4", "Haemoglobin is a number in g/dL, written with a point for its decimals, not a comma: 7.4, not 7,4"),
+    (PLT, "1,200", "Platelets is a number in 10*3/uL, written with a point for its decimals and no comma: 1.200 or "
+                   "1200, not 1,200"),  # a decimal comma, or one between thousands
+    (HB, "lots", "Haemoglobin is a number in g/dL, got 'lots'"),
 ])
 def test_a_value_no_specimen_can_give_is_refused_and_nothing_is_written(db, facility, clinician, patient, code,
                                                                         value, said):
