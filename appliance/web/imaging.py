@@ -1,6 +1,7 @@
 """The imaging department's bench in the tenant portal, under `/t/{tenant}/imaging`: the facility's open imaging
 orders (those still to work first, STAT then the oldest), filtered by state, with the form to record each study
-performed (and how: views, contrast), the form to report it once performed, and a form to correct a report.
+performed (and how: views, contrast), the form to report it once performed, and a form to correct a report,
+reviewed or not (the orders signed off of late have their own tab).
 
 It keeps the portal's rules as the laboratory's page does (lab.py; the forms' refusals and redirects are
 bench.py's): server-rendered, no script, each route declares the permission the imaging API declares for the
@@ -52,22 +53,23 @@ def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, st
     names = people_named(request.app.state.db, {who for o in listed["orders"] for who in (
         o["ordered_by"], o["performed_by"], *(r["reported_by"] for r in o["reports"]))})
     return page(request, "imaging/worklist.html", status=status, active="imaging", listed=listed, state=state,
-                states=imaging.STATES, state_words=imaging.STATE_WORDS, names=names, refusal=refusal, form=form,
+                states=imaging.LISTS, state_words=imaging.STATE_WORDS, names=names, refusal=refusal, form=form,
                 window_days=bench.BENCH_WINDOW_DAYS, reported_days=bench.RESULTED_SHOWN_DAYS,
                 values=values or {}, errors=errors or {}, **HELPERS)
 
 
-PAGE = BenchPage("/imaging", imaging.STATES, _worklist_page)
+PAGE = BenchPage("/imaging", imaging.LISTS, _worklist_page)
 
 
 @get("/imaging", operation_id="PortalImagingWorklist", opt={"permission": "clinical.imaging.read"},
      sync_to_thread=True, include_in_schema=False)
 def worklist_page(request: Asking, tenant: Tenant,
                   order_state: Annotated[str, QueryParameter(name="state")] = "") -> Template | Response:
-    """The facility's open imaging orders; `?state=` keeps awaiting_study, performed or reported."""
+    """The facility's open imaging orders; `?state=` keeps awaiting_study, performed or reported, or lists those
+    signed off of late."""
     state = order_state.strip()
-    if state and state not in imaging.STATES:
-        words = ", ".join(imaging.STATE_WORDS[s].lower() for s in imaging.STATES)
+    if state and state not in imaging.LISTS:
+        words = ", ".join(imaging.STATE_WORDS[s].lower() for s in imaging.LISTS)
         return error_page(request, 400, f"show the orders {words} or all of them; the address asked for "
                                         f"{state[:40]!r}")
     return _worklist_page(request, tenant, state or None)

@@ -1,7 +1,7 @@
 """The laboratory bench in the tenant portal, under `/t/{tenant}/lab`: the facility's open lab orders (those
 still to work first, STAT then the oldest), filtered by state, with a button to receive each one's specimen,
-the form to enter the results of its test's components once received, and a form to correct a result waiting
-for sign-off.
+the form to enter the results of its test's components once received, and a form to correct a result, waiting
+for sign-off or signed off (the orders signed off of late have their own tab).
 
 It keeps the portal's rules (appliance/web/portal.py): server-rendered, no script, each route declares the
 permission the laboratory API declares for the same act (ACC-021's `clinical.lab.*`), forms carry the CSRF
@@ -59,7 +59,7 @@ def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, st
     names = people_named(request.app.state.db, {o["ordered_by"] for o in listed["orders"]}
                          | {o["received_by"] for o in listed["orders"]})
     return page(request, "lab/worklist.html", status=status, active="lab", listed=listed, state=state,
-                states=lab.STATES, state_words=lab.STATE_WORDS, names=names, refusal=refusal, form=form,
+                states=lab.LISTS, state_words=lab.STATE_WORDS, names=names, refusal=refusal, form=form,
                 window_days=lab.BENCH_WINDOW_DAYS, resulted_days=lab.RESULTED_SHOWN_DAYS,
                 values=values or {}, errors=errors or {}, **HELPERS)
 
@@ -68,15 +68,16 @@ def _worklist_page(request: Asking, tenant: str, state: str | None = None, *, st
      include_in_schema=False)
 def worklist_page(request: Asking, tenant: Tenant,
                   order_state: Annotated[str, QueryParameter(name="state")] = "") -> Template | Response:
-    """The facility's open lab orders; `?state=` keeps awaiting_specimen, specimen_received or resulted."""
+    """The facility's open lab orders; `?state=` keeps awaiting_specimen, specimen_received or resulted, or lists
+    those signed off of late."""
     state = order_state.strip()
-    if state and state not in lab.STATES:
-        return error_page(request, 400, f"show the orders {', '.join(lab.STATE_WORDS[s].lower() for s in lab.STATES)}"
+    if state and state not in lab.LISTS:
+        return error_page(request, 400, f"show the orders {', '.join(lab.STATE_WORDS[s].lower() for s in lab.LISTS)}"
                                         f" or all of them; the address asked for {state[:40]!r}")
     return _worklist_page(request, tenant, state or None)
 
 
-PAGE = BenchPage("/lab", lab.STATES, _worklist_page)
+PAGE = BenchPage("/lab", lab.LISTS, _worklist_page)
 
 
 @post("/lab/orders/{order_id:uuid}/receipt", operation_id="PortalLabReceiveSpecimen",

@@ -11,8 +11,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import service
-from appliance.layers.clinical.schemas import EncounterIn, ServiceRequestIn
+from appliance.layers.clinical import imaging, service
+from appliance.layers.clinical.schemas import EncounterIn, ImagingReportIn, ServiceRequestIn
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
@@ -142,12 +142,43 @@ def test_the_radiographer_gives_the_time_a_night_study_was_performed_and_can_und
     assert f'id="performed-{order}-form"' in back  # to perform again
 
 
+def test_a_report_reviewed_already_stays_under_signed_off_where_it_is_corrected(signed_in, db, facility):
+    """A report the clinician had reviewed left the worklist at once, though it stays a week for corrections: it is
+    listed under 'Signed off' (not among the open orders), its correction saying it goes back for review."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Review", tenant=facility.slug,
+                       role="clinician")
+    order, _ = night_xray(db, facility, doctor, hours_ago=3, family_name="Rotich")
+    with db.tenant(facility.slug) as conn:
+        patient = conn.execute(sa.text("SELECT patient_id FROM entry WHERE id = :o"), {"o": order}).scalar_one()
+        imaging.record_performed(conn, doctor, order, note=None, today=dt.date.today())
+        [report] = imaging.report(conn, doctor, order, ImagingReportIn(
+            findings="Clear lungs.", impression="No consolidation."), today=dt.date.today())["reports"]
+        service.sign_result(conn, doctor, patient, report["id"], None)
+    radiologist = signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert f'id="imaging-{order}"' not in radiologist.get(f"{base}/imaging").text
+    card = radiologist.get(f"{base}/imaging?state=signed_off").text.split(f'id="imaging-{order}"')[1]
+    card = card.split("</section>")[0]
+    assert "Reviewed by the clinician" in card and f'id="correct-{report["id"]}"' in card
+    assert "goes back to the clinician&#39;s review" in card or "goes back to the clinician's review" in card
+    corrected = post_form(radiologist, f"{base}/imaging?state=signed_off",
+                          f"{base}/imaging/results/{report['id']}/correction",
+                          {"findings": "Small right apical pneumothorax.", "impression": "Right pneumothorax.",
+                           "critical": "true", "reason": "the apex was missed on first reading", "state": "signed_off"})
+    assert corrected.headers["location"] == f"{base}/imaging?done=report-corrected&state=signed_off", corrected.text
+    back = radiologist.get(f"{base}/imaging?state=reported").text.split(f'id="imaging-{order}"')[1]
+    assert "Right pneumothorax." in back.split("</section>")[0] and "Awaiting sign-off" in back.split("</section>")[0]
+
+
 def test_another_facilitys_radiographer_and_guessed_ids_are_refused(signed_in, facility, other_facility, chest_xray):
     intruder = signed_in("radiographer", other_facility.slug)
     own = intruder.get(f"/t/{other_facility.slug}/imaging")
     assert own.status_code == 200 and "Wanjiru" not in own.text.title()
     base = f"/t/{facility.slug}"
     assert intruder.get(f"{base}/imaging").status_code == 403
+    assert intruder.get(f"{base}/imaging?state=signed_off").status_code == 403
+    theirs = intruder.get(f"/t/{other_facility.slug}/imaging?state=signed_off")  # Rotich's is signed off here
+    assert theirs.status_code == 200 and "Rotich" not in theirs.text.title()
     token = csrf_token(own.text)
     for action in (f"/imaging/orders/{chest_xray}/performed", f"/imaging/orders/{chest_xray}/report",
                    f"/imaging/orders/{chest_xray}/performed/entered-in-error",

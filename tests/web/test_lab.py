@@ -189,6 +189,37 @@ def test_a_result_signed_off_already_is_corrected_from_the_bench_and_goes_back_f
     assert str(again["value_numeric"]) == "14.7" and again["signed_at"] is None  # back on the review list
 
 
+def test_an_order_signed_off_stays_on_the_bench_under_signed_off_where_its_results_are_corrected(signed_in, db,
+                                                                                               facility, doctor):
+    """An order whose results were all signed off left the bench at once: an error found after the sign-off could
+    not be corrected from the page. It is listed under 'Signed off' (not among the open orders) for the days a
+    resulted order stays, Correct beside each result; corrected, it is back awaiting sign-off."""
+    patient, (order,) = _ordered(db, facility, doctor, "Njeri", "Faith", "2345-7")
+    client = signed_in("lab_technician", facility.slug)
+    base = f"/t/{facility.slug}"
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/receipt", {"note": ""}).status_code == 303
+    assert post_form(client, f"{base}/lab", f"{base}/lab/orders/{order}/results", {"v.2345-7": "5.1"}).status_code \
+        == 303
+    with db.tenant(facility.slug) as conn:
+        glucose = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o"),
+                               {"o": order}).scalar()
+        service.sign_result(conn, doctor, patient, glucose, None)
+    open_orders = client.get(f"{base}/lab").text
+    assert f'id="lab-{order}"' not in open_orders and 'id="tab-signed_off"' in open_orders
+    signed = client.get(f"{base}/lab?state=signed_off").text
+    card = signed.split(f'id="lab-{order}"')[1].split("</section>")[0]
+    assert f'id="state-{order}">Signed off' in card and f'id="correct-{glucose}"' in card
+    tab = signed.split('id="tab-signed_off"')[1].split("</a>")[0]
+    assert "Signed off, last 7 days (" in tab and 'aria-current="page"' in tab
+    corrected = post_form(client, f"{base}/lab?state=signed_off", f"{base}/lab/results/{glucose}/correction",
+                          {"value": "6.1", "reason": "typed from the neighbouring tube's slip", "state": "signed_off"})
+    assert corrected.status_code == 303, corrected.text
+    assert corrected.headers["location"] == f"{base}/lab?done=lab-corrected&state=signed_off"
+    assert f'id="lab-{order}"' not in client.get(corrected.headers["location"]).text  # awaiting sign-off again
+    resulted = client.get(f"{base}/lab?state=resulted").text.split(f'id="lab-{order}"')[1].split("</section>")[0]
+    assert "6.1" in resulted and "Awaiting sign-off" in resulted
+
+
 def test_a_value_written_with_a_decimal_comma_is_refused_saying_to_write_a_point(signed_in, db, facility, doctor):
     """'7,4' came back as 'Haemoglobin is a number in g/dL, got '7,4'': the technician was not told the comma was
     the trouble. The sentence beside the field now says to write the point; nothing is recorded."""
@@ -213,6 +244,9 @@ def test_another_facilitys_lab_technician_and_guessed_ids_are_refused(signed_in,
     assert own.status_code == 200 and "Wafula" not in own.text.title()
     base = f"/t/{facility.slug}"
     assert intruder.get(f"{base}/lab").status_code == 403
+    assert intruder.get(f"{base}/lab?state=signed_off").status_code == 403
+    theirs = intruder.get(f"/t/{other_facility.slug}/lab?state=signed_off")  # Njeri's order is signed off here
+    assert theirs.status_code == 200 and "Njeri" not in theirs.text.title()
     token = csrf_token(own.text)
     for action in (f"/lab/orders/{blood_count}/receipt", f"/lab/orders/{blood_count}/results",
                    f"/lab/results/{uuid.uuid4()}/correction"):

@@ -4,11 +4,13 @@ them, shared by the laboratory (lab.py) and imaging (imaging.py).
 An order on a bench is a current `service_request` of the department's category, still active, in one of three
 states: waiting for the department (a specimen to receive, a study to perform); in its hands (the department's
 own entry, of its `receipt_kind`, says who and when: the entry's author and time); resulted (results answer it
-and one at least waits for a clinician's sign-off). The department names the three.
+and one at least waits for a clinician's sign-off). The department names the three. Those are the bench's work,
+its open orders; one whose every result is signed off is done with (`SIGNED_OFF`), listed apart.
 
-It leaves the bench when every result of it is signed off, or when it is revoked or entered in error; and, since
-sign-off is the clinician's work and not the department's, a resulted order leaves it `RESULTED_SHOWN_DAYS` after
-its last result (long enough to correct one) whether signed or not. Only orders of the last `BENCH_WINDOW_DAYS`
+A resulted order leaves the bench `RESULTED_SHOWN_DAYS` after its last result (long enough to correct one)
+whether signed or not: sign-off is the clinician's work and not the department's, and an error found after it is
+still the department's to correct (a correction goes back to the clinician's review). It leaves at once when it is
+revoked or entered in error. Only orders of the last `BENCH_WINDOW_DAYS`
 are read: an order stays active for good once answered, and reading every one a facility ever placed cost ~0.1 s
 for a health centre's year of lab orders (1,100) and grows with every year kept; an order not worked by then is
 not coming (the page says the window). One order is still found by its id, however old.
@@ -40,6 +42,8 @@ from appliance.substrate.tenancy import facility_clock_of
 LIMIT = 300
 BENCH_WINDOW_DAYS = 90
 RESULTED_SHOWN_DAYS = 7
+# The state of an order every result of which is signed off: on no bench's work, on its list of those signed off.
+SIGNED_OFF = "signed_off"
 # A device's clock a little ahead of the server's is not an act in the future.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -58,13 +62,20 @@ class Department:
     name: str  # the list's name on each patient's read event: "laboratory", "imaging"
     noun: str  # an order of it, in a sentence: "lab order"
 
+    @property
+    def lists(self) -> tuple[str, ...]:
+        """What its bench is filtered by: each of its states, and the orders signed off of late."""
+        return (*self.states, SIGNED_OFF)
+
 
 # The orders of the bench's window, found by the entry index on (kind, occurred_at) (a new version of an order
 # is written later than the order, so a window on the current version keeps every order placed within it).
 _IN_WINDOW = f"AND o.kind = 'service_request' AND o.occurred_at >= now() - interval '{BENCH_WINDOW_DAYS} days'"
-# What a bench lists: not signed off, and not resulted longer ago than RESULTED_SHOWN_DAYS.
-_ON_BENCH = ("state <> 'signed_off' AND NOT (state = '{resulted}' "
+# What a bench lists: nothing resulted (signed off or not) longer ago than RESULTED_SHOWN_DAYS.
+_ON_BENCH = (f"NOT (state IN ('{{resulted}}', '{SIGNED_OFF}') "
              f"AND last_result_at < now() - interval '{RESULTED_SHOWN_DAYS} days')")
+# One list of it: its open orders (:state NULL), one state of them, or those signed off.
+_LISTED = f"COALESCE(state = CAST(:state AS text), state <> '{SIGNED_OFF}')"
 
 # Every current, active order of the category with where it stands; `:order` keeps one (NULL: all). A result
 # counts as signed off as the review list counts it (a sign-off of that version).
@@ -81,7 +92,7 @@ _BENCH = """
                COALESCE(enc.ward_code, enc.encounter_class) AS location,
                rc.occurred_at AS received_at, rc.author_id AS received_by, rc.note AS received_note,
                res.last_result_at,
-               CASE WHEN res.results > 0 AND res.unsigned = 0 THEN 'signed_off'
+               CASE WHEN res.results > 0 AND res.unsigned = 0 THEN '{signed_off}'
                     WHEN res.results > 0 THEN '{resulted}'
                     WHEN rc.occurred_at IS NOT NULL THEN '{in_hand}'
                     ELSE '{waiting}' END AS state
@@ -127,13 +138,15 @@ class Bench:
     def __init__(self, department: Department):
         self.department = department
         waiting, in_hand, resulted = department.states
-        words = {"category": department.category, "waiting": waiting, "in_hand": in_hand, "resulted": resulted}
+        words = {"category": department.category, "waiting": waiting, "in_hand": in_hand, "resulted": resulted,
+                 "signed_off": SIGNED_OFF}
         on_bench = _ON_BENCH.format(resulted=resulted)
         windowed = _BENCH.format(window=_IN_WINDOW, **words)
+        # Those signed off come newest result first: the one to correct is of the last days.
         self._list = sa.text(windowed + f"""
-            SELECT * FROM bench WHERE {on_bench} AND (CAST(:state AS text) IS NULL OR state = :state)
-            ORDER BY state = '{resulted}', CASE priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END,
-                     ordered_at, id
+            SELECT * FROM bench WHERE {on_bench} AND {_LISTED}
+            ORDER BY state = '{resulted}', CASE WHEN state = '{SIGNED_OFF}' THEN last_result_at END DESC,
+                     CASE priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, ordered_at, id
             LIMIT :limit""")  # noqa: S608 -- constants of this module and the department joined; values are bound
         self._counts = sa.text(windowed + f"SELECT state, count(*) FROM bench WHERE {on_bench} GROUP BY state")  # noqa: S608 -- constants
         self._one = sa.text(_BENCH.format(window="", **words) + "SELECT * FROM bench")  # noqa: S608 -- constants
@@ -142,9 +155,10 @@ class Bench:
 
     def listed(self, conn: Connection, principal: Principal, *, today: dt.date, state: str | None) -> dict:
         """The open orders, those still to work before those resulted and waiting for sign-off, then STAT,
-        urgent, routine, oldest first within each; `state` keeps one state. How many are in each state is
-        counted for every state (a count names nobody). Each patient listed gets a read event."""
-        states = self.department.states
+        urgent, routine, oldest first within each; `state` keeps one state, or `SIGNED_OFF` those done with of
+        the last RESULTED_SHOWN_DAYS, newest result first. How many each list holds is counted for every one (a
+        count names nobody). Each patient listed gets a read event."""
+        states = self.department.lists
         if state is not None and state not in states:
             raise Invalid(f"state is one of {', '.join(states)}, not {state!r}", field="state")
         rows = [dict(r) for r in conn.execute(self._list, {"order": None, "state": state, "limit": LIMIT + 1})

@@ -10,7 +10,10 @@ laboratory) is a current imaging `service_request` still active, in one of three
   given, which may be hours before it is recorded, never before the order), and how (views taken, contrast
   given); it is kept in `specimen_receipt`'s table, the laboratory's receipt having the same shape. Recorded on
   the wrong order, it is entered in error with the reason, and the order awaits its study again;
-- reported: its report waits for a clinician's sign-off.
+- reported: its report waits for a clinician's sign-off;
+
+and apart from them, signed off: its report reviewed, listed for `bench.RESULTED_SHOWN_DAYS` after the report still,
+for an error found after the review to be corrected from the bench.
 
 The report is the order's `result`, written by `service.record_result` as an HL7 ORU's report is (the study's
 LOINC code, text as its value): its impression is the value, what the clinician's review list and the chart show
@@ -44,6 +47,7 @@ STATE_WORDS = {"awaiting_study": "Awaiting study", "performed": "Performed: awai
                "reported": "Reported: awaiting sign-off", "signed_off": "Signed off"}
 BENCH = bench.Bench(bench.Department(category="imaging", receipt_kind="imaging_performed", states=STATES,
                                      name="imaging", noun="imaging order"))
+LISTS = BENCH.department.lists
 # The flag of a report with a critical or unexpected finding: abnormal, as HL7 sends a text result's (A, AA).
 CRITICAL_FINDING = "A"
 

@@ -19,7 +19,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
-from appliance.layers.clinical import imaging
+from appliance.layers.clinical import bench, imaging
 from appliance.layers.clinical.routes import ClinicalController
 from appliance.layers.clinical.schemas import (
     ImagingOrderOut,
@@ -47,11 +47,13 @@ class ImagingController(Controller):
     def worklist(self, tenant: FromPath[str], state: State, request: Asking,
                  order_state: Annotated[ImagingState | None, QueryParameter(name="state", description=(
                      "Keep one state: `awaiting_study`, `performed` (awaiting its report) or `reported` (awaiting a "
-                     "clinician's sign-off). Without it, every open order."))] = None) -> ImagingWorklistOut:
+                     "clinician's sign-off); or `signed_off`, those reviewed already, for "
+                     f"{bench.RESULTED_SHOWN_DAYS} days after their report (for corrections). Without it, "
+                     "every open order."))] = None) -> ImagingWorklistOut:
         """The facility's open imaging orders, those still to work (a study to perform, a report to write) before
         those reported, then STAT, urgent, routine, oldest first within each: the patient (name, MRN, sex, age),
         the study, who ordered it, why, when and where, and its state, with the report of a reported one. Counts
-        by state cover every state. Each patient listed is audited as read."""
+        cover every state and those signed off. Each patient listed is audited as read."""
         today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingWorklistOut.model_validate(

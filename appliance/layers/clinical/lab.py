@@ -7,7 +7,10 @@ imaging) is a current lab `service_request` still active, in one of three states
 
 - awaiting specimen: nothing has reached the laboratory yet;
 - specimen received: a `specimen_receipt` entry (t0025) says who received it at the bench and when;
-- resulted: results answer it and one at least waits for a clinician's sign-off.
+- resulted: results answer it and one at least waits for a clinician's sign-off;
+
+and apart from them, signed off: every result of it signed, listed for `RESULTED_SHOWN_DAYS` after its last
+result still, for an error found after the sign-off to be corrected from the bench.
 
 A result entered here is a `result` written by `service.record_result`, as the HL7 feed and the chart's
 orders page write one: the catalogue's unit, range and flag, the same review list, the same turnaround.
@@ -41,6 +44,7 @@ STATE_WORDS = {"awaiting_specimen": "Awaiting specimen", "specimen_received": "S
 LIMIT, BENCH_WINDOW_DAYS, RESULTED_SHOWN_DAYS = bench.LIMIT, bench.BENCH_WINDOW_DAYS, bench.RESULTED_SHOWN_DAYS
 BENCH = bench.Bench(bench.Department(category="lab", receipt_kind="specimen_receipt", states=STATES,
                                      name="laboratory", noun="lab order"))
+LISTS = BENCH.department.lists
 
 
 def worklist(conn: Connection, principal: Principal, *, today: dt.date, state: str | None = None) -> dict:

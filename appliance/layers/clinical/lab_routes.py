@@ -45,11 +45,14 @@ class LabController(Controller):
     def worklist(self, tenant: FromPath[str], state: State, request: Asking,
                  order_state: Annotated[LabState | None, QueryParameter(name="state", description=(
                      "Keep one state: `awaiting_specimen`, `specimen_received`, or `resulted` (results waiting "
-                     "for a clinician's sign-off). Without it, every open order."))] = None) -> LabWorklistOut:
+                     "for a clinician's sign-off); or `signed_off`, every result of them signed off, for "
+                     f"{lab.RESULTED_SHOWN_DAYS} days after the last (for corrections). Without it, every open "
+                     "order."))] = None) -> LabWorklistOut:
         """The facility's open lab orders, those still to work (a specimen to receive, results to enter) before
         those resulted, then STAT, urgent, routine, oldest first within each: the
         patient (name, MRN, sex, age), the test, who ordered it, when and where, and its state, with the
-        results of a resulted one. Counts by state cover every state. Each patient listed is audited as read."""
+        results of a resulted one. Counts cover every state and those signed off. Each patient listed is audited
+        as read."""
         today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return LabWorklistOut.model_validate(lab.worklist(conn, request.user, today=today, state=order_state))

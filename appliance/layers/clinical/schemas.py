@@ -1121,9 +1121,8 @@ class ChartSummary(BaseModel):
 
 # -- the laboratory bench ----------------------------------------------------------------------------
 
-LabState = Literal["awaiting_specimen", "specimen_received", "resulted"]
-# An order read by its id may also be done with: every result of it signed off (it has left the worklist).
-LabOrderState = Literal["awaiting_specimen", "specimen_received", "resulted", "signed_off"]
+# The bench's three states, and done with: every result of it signed off (listed apart, for corrections).
+LabState = Literal["awaiting_specimen", "specimen_received", "resulted", "signed_off"]
 
 
 class SpecimenReceiptIn(_In):
@@ -1197,7 +1196,7 @@ class LabOrderOut(_Out):
     ordered_at: dt.datetime
     ordered_by: uuid.UUID
     location: str | None  # the ward, else the kind of visit
-    state: LabOrderState
+    state: LabState
     received_at: dt.datetime | None
     received_by: uuid.UUID | None
     specimen_note: str | None
@@ -1214,9 +1213,8 @@ class LabWorklistOut(_Out):
 
 # -- the imaging department's bench -------------------------------------------------------------------
 
-ImagingState = Literal["awaiting_study", "performed", "reported"]
-# An order read by its id may also be done with: its report signed off (it has left the worklist).
-ImagingOrderState = Literal["awaiting_study", "performed", "reported", "signed_off"]
+# The bench's three states, and done with: its report signed off (listed apart, for corrections).
+ImagingState = Literal["awaiting_study", "performed", "reported", "signed_off"]
 ReportText = Annotated[str, Field(min_length=1, max_length=2000)]
 # A CT or MRI report's findings run to several thousand characters; result.note is text, so the cap is only a
 # schema's. 20,000 is the chart's other long text (LongText: a note, a discharge summary).
@@ -1291,7 +1289,7 @@ class ImagingOrderOut(_Out):
     ordered_at: dt.datetime
     ordered_by: uuid.UUID
     location: str | None  # the ward, else the kind of visit
-    state: ImagingOrderState
+    state: ImagingState
     performed_at: dt.datetime | None
     performed_by: uuid.UUID | None
     performed_note: str | None

@@ -202,7 +202,13 @@ def test_signed_off_bench_results_leave_the_bench_and_count_in_lab_turnaround(la
         figure = kpis.computation_of("lab_turnaround").compute(conn, [window])[0]
     assert figure.denominator >= 1 and figure.value is not None
     assert lab.get(f"{base}/orders/{bench[GLUCOSE]}").json()["state"] == "signed_off"
-    assert str(bench[GLUCOSE]) not in {o["id"] for o in lab.get(f"{base}/orders").json()["orders"]}
+    open_orders = lab.get(f"{base}/orders").json()
+    assert str(bench[GLUCOSE]) not in {o["id"] for o in open_orders["orders"]}
+    # Kept apart for corrections, as long as a resulted order stays: an error found after the sign-off.
+    signed = lab.get(f"{base}/orders", params={"state": "signed_off"}).json()
+    assert str(bench[GLUCOSE]) in {o["id"] for o in signed["orders"]} and signed["state"] == "signed_off"
+    assert {o["state"] for o in signed["orders"]} == {"signed_off"}
+    assert open_orders["counts"]["signed_off"] == len(signed["orders"])
     done = lab.post(f"{base}/orders/{bench[GLUCOSE]}/receipt", json={})
     assert done.status_code == 409
 
@@ -236,7 +242,8 @@ def test_another_facilitys_lab_and_guessed_ids_are_refused_on_every_route(lab, t
 def test_the_bench_reads_its_window_not_every_order_the_facility_ever_placed(lab, db, facility, doctor):
     """An order of 100 days ago still awaiting its specimen is off the bench (found by its id all the same), and
     so is one resulted 10 days ago and never signed off: signing off is the clinician's, not the lab's. One
-    resulted yesterday stays, for corrections."""
+    resulted yesterday stays, for corrections; signed off, it stays as long under signed_off, and one resulted 10
+    days ago and signed off has left."""
     now = dt.datetime.now(dt.UTC)
     with db.tenant(facility.slug) as conn:
         patient = new_patient(conn, doctor, family_name="Wafula", given_names="Ann", sex="female",
@@ -261,6 +268,12 @@ def test_the_bench_reads_its_window_not_every_order_the_facility_ever_placed(lab
     assert str(yesterdays) in listed and not {str(forgotten), str(unsigned)} & listed
     found = lab.get(f"{base}/orders/{forgotten}")
     assert found.status_code == 200 and found.json()["state"] == "awaiting_specimen"
+    with db.tenant(facility.slug) as conn:
+        for order_id in (unsigned, yesterdays):
+            for result in lab.get(f"{base}/orders/{order_id}").json()["results"]:
+                service.sign_result(conn, doctor, patient["id"], uuid.UUID(result["id"]), None)
+    signed = {o["id"] for o in lab.get(f"{base}/orders", params={"state": "signed_off"}).json()["orders"]}
+    assert str(yesterdays) in signed and str(unsigned) not in signed
 
 
 def test_a_specimen_the_lab_cannot_test_is_rejected_and_the_ward_asked_for_another(lab, db, facility, doctor):
