@@ -48,6 +48,9 @@ portal.NOTICES.update({
                              "telephone the clinician who ordered it, or the ward, now.",
     "lab-corrected": "Result corrected; the corrected value waits for review again, the earlier one kept in its "
                      "history.",
+    "lab-corrected-critical": "Result corrected, and the corrected value is critical (flagged Critical low or "
+                              "Critical high): it heads every clinician's Results to review, but a list is not a "
+                              "call: telephone the clinician who ordered it, or the ward, now.",
 })
 
 
@@ -144,7 +147,14 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: lab.correct_result(
                         conn, request.user, result_id, asked, today=facility_today(request.app.state.db, tenant)),
-                    "lab-corrected", form=form, values=values, field_of=lambda exc: "value")
+                    _corrected, form=form, values=values, field_of=lambda exc: "value")
+
+
+def _corrected(order: dict) -> str:
+    """The notice of a correction: a value corrected to a critical one asks for a call as a critical result does,
+    whatever the value it replaced (a clinician told the earlier one is to hear the one that stands)."""
+    (written,) = (r for r in order["results"] if r["id"] == order["correction"])
+    return "lab-corrected-critical" if written["flag"] in service.CRITICAL_FLAGS else "lab-corrected"
 
 
 ROUTES = [worklist_page, receive, reject, enter_results, correct]

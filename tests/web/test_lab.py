@@ -211,13 +211,15 @@ def test_an_order_signed_off_stays_on_the_bench_under_signed_off_where_its_resul
     assert f'id="state-{order}">Signed off' in card and f'id="correct-{glucose}"' in card
     tab = signed.split('id="tab-signed_off"')[1].split("</a>")[0]
     assert "Signed off, last 7 days (" in tab and 'aria-current="page"' in tab
-    corrected = post_form(client, f"{base}/lab?state=signed_off", f"{base}/lab/results/{glucose}/correction",
-                          {"value": "6.1", "reason": "typed from the neighbouring tube's slip", "state": "signed_off"})
-    assert corrected.status_code == 303, corrected.text
-    assert corrected.headers["location"] == f"{base}/lab?done=lab-corrected&state=signed_off"
-    assert f'id="lab-{order}"' not in client.get(corrected.headers["location"]).text  # awaiting sign-off again
+    critical = post_form(client, f"{base}/lab?state=signed_off", f"{base}/lab/results/{glucose}/correction",
+                         {"value": "1.9", "reason": "typed from the neighbouring tube's slip", "state": "signed_off"})
+    assert critical.status_code == 303, critical.text
+    assert critical.headers["location"] == f"{base}/lab?done=lab-corrected-critical&state=signed_off"
+    notice = client.get(critical.headers["location"]).text
+    assert "the corrected value is critical" in notice and "telephone the clinician who ordered it" in notice
+    assert f'id="lab-{order}"' not in notice  # back awaiting the clinician's sign-off
     resulted = client.get(f"{base}/lab?state=resulted").text.split(f'id="lab-{order}"')[1].split("</section>")[0]
-    assert "6.1" in resulted and "Awaiting sign-off" in resulted
+    assert "Critical low" in resulted and "Awaiting sign-off" in resulted
 
 
 def test_a_value_written_with_a_decimal_comma_is_refused_saying_to_write_a_point(signed_in, db, facility, doctor):

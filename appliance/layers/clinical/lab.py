@@ -121,13 +121,14 @@ def enter_results(conn: Connection, principal: Principal, order_id: uuid.UUID, d
 def correct_result(conn: Connection, principal: Principal, result_id: uuid.UUID, data: ResultCorrectionIn, *,
                    today: dt.date) -> dict:
     """Correct the value of a result of a lab order (misread, mistyped): its next version, flagged again and
-    waiting for review again; the order it answers is returned as the bench shows it."""
+    waiting for review again; the order it answers is returned as the bench shows it, `correction` naming the
+    version written (its flag says whether the corrected value is critical)."""
     found = BENCH.result_of_order(conn, result_id)
     BENCH.serialise(conn, found["service_request_id"])
-    _as_component(found["display"], found["code"], lambda: service.correct_result(
+    written = _as_component(found["display"], found["code"], lambda: service.correct_result(
         conn, principal, found["patient_id"], result_id,
         _result_in(found["code"], data.value, found["service_request_id"], data.note), data.reason))
-    return bench_order(conn, principal, found["service_request_id"], today=today)
+    return bench_order(conn, principal, found["service_request_id"], today=today) | {"correction": written["id"]}
 
 
 def _result_in(code: str, value: Any, order_id: uuid.UUID, note: str | None) -> ResultIn:
@@ -137,10 +138,10 @@ def _result_in(code: str, value: Any, order_id: uuid.UUID, note: str | None) -> 
         raise Invalid(str(exc.errors()[0]["msg"]).removeprefix("Value error, "), field="value") from None
 
 
-def _as_component(name: str, code: str, write) -> None:
-    """`write`, a refusal of it said of the component it concerns, for the page to point at its field."""
+def _as_component(name: str, code: str, write) -> Any:
+    """`write`'s outcome, a refusal of it said of the component it concerns, for the page to point at its field."""
     try:
-        write()
+        return write()
     except RecordError as exc:
         if exc.status == 404:
             raise

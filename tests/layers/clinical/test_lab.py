@@ -189,6 +189,40 @@ def test_a_correction_is_the_results_next_version_flagged_and_reviewed_again(lab
     assert critical and review[0]["flag"] == "HH"  # the critical glucose heads the doctor's list
 
 
+def test_a_correction_to_a_critical_value_heads_every_clinicians_review_as_a_new_critical_result_does(
+        lab, db, facility, doctor, person_factory):
+    """A glucose of 5.1 signed off, then found to be 1.9 (the slip of the neighbouring tube): the correction is
+    flagged critical low and waits at the head of the review list of the clinician who ordered it and of another
+    clinician of the facility, as a new critical result does, marked corrected."""
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Kamau", given_names="Jane", sex="female",
+                              birth_date=born_years_ago(61))
+        visit = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
+        order = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(code=GLUCOSE,
+                                                                                encounter_id=visit["id"]))["id"]
+    base = LAB.format(tenant=facility.slug)
+    lab.post(f"{base}/orders/{order}/receipt", json={})
+    [normal] = lab.post(f"{base}/orders/{order}/results", json={"results": [{"code": GLUCOSE, "value": 5.1}]}
+                        ).json()["results"]
+    with db.tenant(facility.slug) as conn:
+        service.sign_result(conn, doctor, patient["id"], uuid.UUID(normal["id"]), None)
+    corrected = lab.post(f"{base}/results/{normal['id']}/correction",
+                         json={"value": 1.9, "reason": "the neighbouring tube's slip was typed"})
+    assert corrected.status_code == 200, corrected.text
+    [now] = corrected.json()["results"]
+    assert (now["flag"], now["corrected"], now["signed"], corrected.json()["state"]) == ("LL", True, False, "resulted")
+    other = person_factory("clinician", facility.slug)
+    colleague = Principal(account_id=other.account_id, kind="staff", display_name="Dr Colleague",
+                          tenant=facility.slug, role="clinician")
+    for reader in (doctor, colleague):
+        with db.tenant(facility.slug) as conn:
+            review = worklist.results_to_review(conn, reader)["results"]
+        heading = [r for r in review if r["flag"] in service.CRITICAL_FLAGS]
+        assert uuid.UUID(now["id"]) in {r["id"] for r in heading}, reader.display_name
+        assert next(r for r in review if r["id"] == uuid.UUID(now["id"]))["corrected"]
+        assert review.index(next(r for r in review if r["id"] == uuid.UUID(now["id"]))) < len(heading)
+
+
 def test_signed_off_bench_results_leave_the_bench_and_count_in_lab_turnaround(lab, db, facility, bench, doctor):
     base = LAB.format(tenant=facility.slug)
     order = lab.get(f"{base}/orders/{bench[GLUCOSE]}").json()

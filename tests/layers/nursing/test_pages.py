@@ -99,6 +99,29 @@ def test_a_critical_result_not_yet_reviewed_is_on_its_wards_worklist_until_a_doc
     assert "WAMBUI, Grace" not in nurse.get(f"/t/{facility.slug}/ward").text.split("Worklist")[0]
 
 
+def test_a_result_corrected_to_a_critical_value_is_called_on_its_wards_worklist_as_a_new_one_is(db, signed_in,
+                                                                                                facility, clinician):
+    """A haemoglobin of 11.4 signed off, then corrected to 4.1 (the laboratory had typed another patient's): the
+    ward's nurses are told of it as of a critical result just reported, linked to the corrected version, until a
+    doctor signs that version off."""
+    with db.tenant(facility.slug) as conn:
+        here = admit(conn, clinician, family="Chelimo", given="Rose")
+        usual = clinical.record_result(conn, clinician, here["id"], ResultIn(code="718-7", value=Decimal("11.4")))
+        clinical.sign_result(conn, clinician, here["id"], usual["id"], None)
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    assert "CHELIMO, Rose" not in nurse.get(f"/t/{facility.slug}/ward").text.split("Worklist")[0]
+    with db.tenant(facility.slug) as conn:
+        low = clinical.correct_result(conn, clinician, here["id"], usual["id"],
+                                      ResultIn(code="718-7", value=Decimal("4.1"), flag="LL"),
+                                      "another patient's value had been typed")
+    alert = nurse.get(f"/t/{facility.slug}/ward").text.split('id="critical-results-alert"')[1].split("</section>")[0]
+    assert "CHELIMO, Rose" in alert and "Haemoglobin 4.1 g/dL: tell the doctor" in alert
+    assert f'/patients/{here["id"]}/results#result-{low["id"]}"' in alert
+    with db.tenant(facility.slug) as conn:
+        clinical.sign_result(conn, clinician, here["id"], low["id"], "transfusing")
+    assert "CHELIMO, Rose" not in nurse.get(f"/t/{facility.slug}/ward").text.split("Worklist")[0]
+
+
 def test_the_observations_page_says_when_the_next_set_is_overdue(db, signed_in, facility, clinician):
     """A NEWS2 of 9 two hours ago asked for a set every 15 minutes; the page said 'Next observations due
     <time>' with the time long past, as if it were still to come."""
