@@ -4,7 +4,7 @@ the record's refusals become AE answers naming the HL7 field the refused value c
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -71,10 +71,21 @@ class Act:
         self.created.setdefault(kind, []).append(str(entity_id))
 
 
+# Where a value came from: its field number in the segment `refusals` is given, or (segment, sequence, field)
+# for one read from another segment (a result's time from its OBR or the MSH).
+Source = int | tuple[str, int, int]
+
+
 @contextmanager
-def refusals(segment: str, sequence: int, fields: dict[str, tuple[int, str]]) -> Iterator[None]:
+def refusals(segment: str, sequence: int, fields: Mapping[str, tuple[Source, str]]) -> Iterator[None]:
     """What the record refuses (its errors, or a schema's validation) as an AE naming the HL7 field the
-    refused value came from: `fields` maps the service's field names to (field number, label)."""
+    refused value came from: `fields` maps the service's field names to (where, label)."""
+
+    def location(where: tuple[Source, str] | None) -> tuple[str, int, int] | None:
+        if where is None:
+            return None
+        return where[0] if isinstance(where[0], tuple) else (segment, sequence, where[0])
+
     try:
         yield
     except RecordError as exc:
@@ -88,13 +99,13 @@ def refusals(segment: str, sequence: int, fields: dict[str, tuple[int, str]]) ->
             code = TABLE_VALUE_NOT_FOUND
         else:
             code = DATA_TYPE_ERROR
-        raise not_applied(code, exc.detail, location=(segment, sequence, where[0]) if where else None,
-                          label=where[1] if where else None, private=True) from None
+        raise not_applied(code, exc.detail, location=location(where), label=where[1] if where else None,
+                          private=True) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else ""
         where = fields.get(name)
         problem = validator_message(first["msg"])
         code = TABLE_VALUE_NOT_FOUND if first["type"] in {"literal_error", "enum"} else DATA_TYPE_ERROR
-        raise not_applied(code, problem[:1].lower() + problem[1:], location=(segment, sequence, where[0])
-                          if where else None, label=where[1] if where else None, private=True) from None
+        raise not_applied(code, problem[:1].lower() + problem[1:], location=location(where),
+                          label=where[1] if where else None, private=True) from None

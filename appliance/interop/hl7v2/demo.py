@@ -54,7 +54,8 @@ class _Messages:
     """HL7 2.5 messages to one facility, stamped now, with control ids drawn from the stream."""
 
     def __init__(self, slug: str, rng: random.Random, now: dt.datetime):
-        self.slug, self.rng, self.stamp = slug, rng, now.strftime("%Y%m%d%H%M%S")
+        # With its offset: a time without one is the facility's, and results are recorded at the time stamped.
+        self.slug, self.rng, self.stamp = slug, rng, now.strftime("%Y%m%d%H%M%S%z")
 
     def _msh(self, kind: str, app: str, sender: str) -> str:
         structure = {"ADT": "ADT_A01", "ORM": "ORM_O01", "ORU": "ORU_R01"}[kind.split("^")[0]]

@@ -1,10 +1,15 @@
 """Laboratory messages: ORM^O01 orders catalogue tests (LOINC) and keeps each placer order number;
-ORU^R01 records each OBX as a result of the order its OBR names."""
+ORU^R01 records each OBX as a result of the order its OBR names, at the time it was observed: OBX-14, else its
+OBR's (OBR-7, the specimen collected, else OBR-22, the results reported), else the message's (MSH-7), as HL7 2.5
+reads them. An analyser whose link was down sends two hours of results at once; each keeps its own time, and the
+record its arrival beside it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import hl7
@@ -17,6 +22,7 @@ from appliance.interop.hl7v2.messages import (
     REQUIRED_FIELD_MISSING,
     TABLE_VALUE_NOT_FOUND,
     UNKNOWN_KEY_IDENTIFIER,
+    hl7_time,
     not_applied,
     value,
 )
@@ -26,6 +32,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.models import result, service_request
 from appliance.layers.clinical.schemas import FINDINGS_MAX, ImagingReportResultIn, ResultIn, ServiceRequestIn
 from appliance.substrate.record import current_clause, entry, note_access
+from appliance.substrate.tenancy import facility_timezone
 
 PRIORITIES = {"S": "stat", "A": "urgent", "R": "routine", "": "routine"}
 RESULT_FLAGS = {"N": "N", "L": "L", "H": "H", "LL": "LL", "HH": "HH", "A": "A", "AA": "A", "<": "L", ">": "H"}
@@ -163,30 +170,63 @@ def _observation_value(obx: hl7.Segment, sequence: int, text_max: int) -> Decima
                       location=("OBX", sequence, 2), label="value type", value=kind or "(empty)")
 
 
+@dataclass(frozen=True)
+class _Time:
+    """A time the message gives, and the field it came from, for a refusal of it to name."""
+
+    at: dt.datetime
+    location: tuple[str, int, int]
+    label: str
+
+    def __str__(self) -> str:
+        return f"{self.location[0]}-{self.location[2]} {self.at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _time(segment: hl7.Segment, name: str, sequence: int, number: int, label: str, zone: dt.tzinfo) -> _Time | None:
+    text = value(segment, number)
+    if not text:
+        return None
+    location = (name, sequence, number)
+    return _Time(hl7_time(text, zone, location=location, label=label), location, label)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What an OBR says of the results under it: the order they answer, when the specimen was collected (OBR-7)
+    and when the results were reported (OBR-22)."""
+
+    order_id: uuid.UUID | None
+    collected: _Time | None
+    reported: _Time | None
+
+
 def results(act: Act) -> None:
     """ORU^R01: each OBX a result with its value, units, reference range and abnormal flag, linked to the
-    order its OBR names; NTE segments after an OBX become its note."""
+    order its OBR names, at the time it was observed; NTE segments after an OBX become its note."""
     patient = known_patient(act)
     act.require("clinical.result.create", "record results")
-    order_id: uuid.UUID | None = None
+    zone = facility_timezone(act.db, act.tenant)
+    request = _Request(None, None, None)
     orders: dict[uuid.UUID, None] = {}  # the orders the OBRs named, in order, each once
-    pending: list[tuple[int, hl7.Segment, list[str], uuid.UUID | None]] = []
+    pending: list[tuple[int, hl7.Segment, list[str], _Request]] = []
     obr_seen = obx_seen = 0
     for segment in act.message:
         name = str(segment[0])
         if name == "OBR":
-            _record(act, patient["id"], pending)
+            _record(act, patient["id"], pending, zone)
             pending = []
             obr_seen += 1
-            order_id = _order_of(act, patient["id"], segment, obr_seen)
-            if order_id is not None:
-                orders[order_id] = None
+            request = _Request(_order_of(act, patient["id"], segment, obr_seen),
+                               _time(segment, "OBR", obr_seen, 7, "specimen collection time", zone),
+                               _time(segment, "OBR", obr_seen, 22, "results reported time", zone))
+            if request.order_id is not None:
+                orders[request.order_id] = None
         elif name == "OBX":
             obx_seen += 1
-            pending.append((obx_seen, segment, [], order_id))
+            pending.append((obx_seen, segment, [], request))
         elif name == "NTE" and pending:
             pending[-1][2].append(value(segment, 3))
-    _record(act, patient["id"], pending)
+    _record(act, patient["id"], pending, zone)
     if not obx_seen:
         raise not_applied(REQUIRED_FIELD_MISSING, "the message has no OBX segment: no result to record")
     if orders:
@@ -208,8 +248,21 @@ def _is_imaging(act: Act, patient_id: uuid.UUID, order_id: uuid.UUID | None) -> 
     return category == "imaging"
 
 
-def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:
-    for sequence, obx, notes, order_id in pending:
+def _observed(act: Act, obx: hl7.Segment, sequence: int, request: _Request, zone: dt.tzinfo) -> _Time | None:
+    """When the result was observed: OBX-14, not before its specimen was collected; else OBR-7, OBR-22, MSH-7 (the
+    latest it can have been observed); None when the message gives no time, and its arrival is the result's."""
+    observed = _time(obx, "OBX", sequence, 14, "observation time", zone)
+    if observed is not None and request.collected is not None and observed.at < request.collected.at:
+        raise not_applied(DATA_TYPE_ERROR, f"is before the specimen was collected ({request.collected}): give the "
+                          "time the result was observed", location=observed.location, label=observed.label,
+                          value=value(obx, 14))
+    return (observed or request.collected or request.reported
+            or _time(act.message.segment("MSH"), "MSH", 1, 7, "message time", zone))
+
+
+def _record(act: Act, patient_id: uuid.UUID, pending: list, zone: dt.tzinfo) -> None:
+    for sequence, obx, notes, request in pending:
+        order_id = request.order_id
         imaging = _is_imaging(act, patient_id, order_id)
         text_max, schema = (FINDINGS_MAX, ImagingReportResultIn) if imaging else (LAB_TEXT_MAX, ResultIn)
         code = _loinc(obx, "OBX", sequence, 3, "observation identifier")
@@ -223,10 +276,12 @@ def _record(act: Act, patient_id: uuid.UUID, pending: list) -> None:
                               location=("OBX", sequence, 8), label="abnormal flag", value=flag_code)
         low, high = _reference_range(value(obx, 7), sequence)
         note = "; ".join(n for n in [RESULT_STATUSES[status], *notes] if n)[:text_max] or None
-        with refusals("OBX", sequence, OBX_FIELDS):
+        observed = _observed(act, obx, sequence, request, zone)
+        fields = OBX_FIELDS if observed is None else {**OBX_FIELDS, "occurred_at": (observed.location, observed.label)}
+        with refusals("OBX", sequence, fields):
             given = schema(code=code, service_request_id=order_id, value=_observation_value(obx, sequence, text_max),
                            unit=value(obx, 6, 1) or None, reference_low=low, reference_high=high,
-                           flag=RESULT_FLAGS.get(flag_code), note=note)
+                           flag=RESULT_FLAGS.get(flag_code), note=note, occurred_at=observed.at if observed else None)
             replaced = _replaced(act, patient_id, order_id, code, status)
             if replaced is None:
                 recorded = service.record_result(act.conn, act.principal, patient_id, given)

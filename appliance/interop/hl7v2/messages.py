@@ -192,6 +192,28 @@ def hl7_date(text: str, *, location: tuple[str, int, int], label: str) -> tuple[
         raise not_applied(DATA_TYPE_ERROR, "is not a date", location=location, label=label, value=text) from None
 
 
+def hl7_time(text: str, zone: dt.tzinfo, *, location: tuple[str, int, int], label: str) -> dt.datetime:
+    """A TS value to the minute at least (YYYYMMDDHHMM[SS[.S[S[S[S]]]]][+/-ZZZZ]); one without its UTC offset is
+    read in `zone`, the facility's, where the sender's clock is. A day alone is refused: read as midnight it would
+    put a result observed that afternoon before the order it answers."""
+    found = re.fullmatch(r"(\d{12})(\d{2})?(?:\.(\d{1,4}))?(?:([+-])(\d{2})(\d{2}))?", text)
+    if found is None:
+        raise not_applied(DATA_TYPE_ERROR, "is not a time to the minute (YYYYMMDDHHMM[SS][+/-ZZZZ])",
+                          location=location, label=label, value=text)
+    minutes, seconds, fraction, sign, hours, offset_minutes = found.groups()
+    try:
+        local = dt.datetime.strptime(minutes + (seconds or "00"), "%Y%m%d%H%M%S").replace(
+            microsecond=int((fraction or "0").ljust(6, "0")))
+        if sign is None:
+            return local.replace(tzinfo=zone)
+        offset = dt.timedelta(hours=int(hours), minutes=int(offset_minutes))
+        if int(offset_minutes) > 59 or offset > dt.timedelta(hours=14):
+            raise ValueError(offset)
+        return local.replace(tzinfo=dt.timezone(offset if sign == "+" else -offset))
+    except ValueError:
+        raise not_applied(DATA_TYPE_ERROR, "is not a time", location=location, label=label, value=text) from None
+
+
 # -- acknowledgements ----------------------------------------------------------------------------------
 
 

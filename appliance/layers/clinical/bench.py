@@ -203,7 +203,8 @@ class Bench:
         if order["state"] != waiting:
             raise Conflict(past.format(display=order["display"]))
         if at is not None:
-            _refuse_time(conn, order, at, field=at_field, done=done)
+            refuse_time(conn, at, display=order["display"], ordered_at=order["ordered_at"], field=at_field,
+                        done=done)
         record.append(conn, principal, self.department.receipt_kind, patient_id=order["patient_id"],
                       encounter_id=order["encounter_id"], occurred_at=at,
                       detail={"service_request_id": order["id"], "note": note})
@@ -226,12 +227,15 @@ class Bench:
         return rows
 
 
-def _refuse_time(conn: Connection, order: dict, at: dt.datetime, *, field: str, done: str) -> None:
-    """An act on an order happens after it was placed and not later than now."""
+def refuse_time(conn: Connection, at: dt.datetime, *, display: str, ordered_at: dt.datetime | None, field: str,
+                done: str, early: dt.timedelta = dt.timedelta(0)) -> None:
+    """An act on an order (a specimen received, a study performed, a result observed) happens after the order was
+    placed (`ordered_at`; None for a result no order asked for), or no more than `early` before it when the time is
+    another machine's clock, and not later than now."""
     now = conn.execute(sa.select(sa.func.now())).scalar_one()
     given = f"{at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
     if at > now + CLOCK_SKEW:
-        raise Invalid(f"{given} is still to come: give the time the {order['display']} was {done}", field=field)
-    if at < order["ordered_at"]:
-        raise Invalid(f"{given} is before the {order['display']} was ordered "
-                      f"({order['ordered_at']:%Y-%m-%d %H:%M} UTC): give the time it was {done}", field=field)
+        raise Invalid(f"{given} is still to come: give the time the {display} was {done}", field=field)
+    if ordered_at is not None and at < ordered_at - early:
+        raise Invalid(f"{given} is before the {display} was ordered "
+                      f"({ordered_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC): give the time it was {done}", field=field)

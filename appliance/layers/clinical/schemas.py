@@ -731,6 +731,10 @@ class ResultIn(_In):
     flag: Literal["N", "L", "H", "LL", "HH", "A"] | None = None
     note: str | None = Field(default=None, max_length=2000)
     encounter_id: uuid.UUID | None = None
+    occurred_at: aware_datetime("the time the result was observed") | None = Field(default=None, description=(
+        "when the result was observed (an analyser's run, the specimen's collection), with its UTC offset; when it "
+        "arrived if left out. Not in the future, not before its order. The record keeps the arrival too "
+        "(recorded_at)"))
 
     @field_validator("value")
     @classmethod

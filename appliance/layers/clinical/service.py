@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.layers.clinical import catalogue, drugs, icd10
+from appliance.layers.clinical.bench import CLOCK_SKEW, refuse_time
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound, TooOften
 from appliance.layers.clinical.models import (
     allergy,
@@ -1160,10 +1161,11 @@ _UNREVIEWED = {"signed_by": None, "signed_at": None, "disclosure_id": None, "dis
 
 def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ResultIn) -> dict:
     """One analyte's result, with the unit, reference range and abnormal flag; the range and unit come
-    from the catalogue unless the lab sends its own."""
-    detail, encounter_id = _result_detail(conn, patient_id, data)
+    from the catalogue unless the lab sends its own. Its time is when it was observed (`occurred_at`), given by
+    an analyser whose results arrive after a backlog, else its arrival, which it is recorded at either way."""
+    detail, encounter_id = _result_detail(conn, patient_id, data, taken_at=data.occurred_at)
     appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
-                             detail=detail)
+                             detail=detail, occurred_at=data.occurred_at)
     return _entry_dict(appended) | _UNREVIEWED
 
 
@@ -1197,14 +1199,17 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
                    taken_at: dt.datetime | None = None) -> tuple[dict, uuid.UUID | None]:
     """A result's detail as the record keeps it (the catalogue's name, unit, range and flag unless the
     sender gave its own; the range the patient's band by age and sex when it was taken, `taken_at`, now
-    unless given), and the encounter it belongs to; refuses what the catalogue cannot take."""
+    unless given), and the encounter it belongs to; refuses what the catalogue cannot take, and a time observed
+    still to come or before the order."""
     require_chart(conn, patient_id, data.encounter_id)
     ordered_code = None
     order_root = None
+    ordered_at = None
     encounter_id = data.encounter_id
     if data.service_request_id is not None:
         order = conn.execute(
-            sa.select(entry.c.root_id, entry.c.encounter_id, service_request.c.code, service_request.c.status)
+            sa.select(entry.c.root_id, entry.c.encounter_id, service_request.c.code, service_request.c.status,
+                      RECORD_OCCURRED_AT.label("ordered_at"))
             .select_from(entry.join(service_request, service_request.c.entry_id == entry.c.id))
             .where(entry.c.patient_id == patient_id, current_clause(),
                    sa.or_(entry.c.id == data.service_request_id, entry.c.root_id == data.service_request_id))
@@ -1214,9 +1219,15 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
                           field="service_request_id")
         if order["status"] != "active":
             raise Conflict(f"order {data.service_request_id} is {order['status']}", field="service_request_id")
-        ordered_code, order_root = order["code"], order["root_id"]
+        ordered_code, order_root, ordered_at = order["code"], order["root_id"], order["ordered_at"]
         encounter_id = encounter_id or order["encounter_id"]
     display, definition = catalogue.find_analyte(conn, data.code, ordered_code)
+    if data.occurred_at is not None:
+        # The time is the analyser's or the laboratory system's clock, which may run a little behind ours, and an
+        # HL7 time is to the second where the order's is to the microsecond: a glucose measured at the bedside in
+        # the minute it was ordered is not observed before its order.
+        refuse_time(conn, data.occurred_at, display=display, ordered_at=ordered_at, field="occurred_at",
+                    done="observed", early=CLOCK_SKEW)
     definition = judged_for(conn, patient_id, definition, taken_at)
     value = data.value
     if definition.choices:

@@ -128,7 +128,8 @@ def control_id() -> str:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    """A TS of now with its offset: one without is read in the facility's zone, as a result's time is."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S+0000")
 
 
 def msh(tenant: str, kind: str, control: str, *, app: str = "REGSYS", sender: str = "HOSPITAL",

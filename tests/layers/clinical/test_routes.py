@@ -2,6 +2,7 @@
 acceptance cases as a client sees them, structured refusals (never a 500), and other facilities
 kept out."""
 
+import datetime as dt
 import threading
 import time
 import uuid
@@ -206,6 +207,41 @@ def test_results_and_sign_off_over_http(api, facility):
     signed = api.post(f"{base}/results/{result.json()['id']}/sign-off", json={"comment": "repeat in 1 week"})
     assert signed.status_code == 200 and signed.json()["signed_by"] is not None
     assert api.post(f"{base}/results/{result.json()['id']}/sign-off", json={}).status_code == 409
+
+
+def test_a_result_keeps_the_time_it_was_observed_over_http(api, token_client, facility, other_facility,
+                                                           db: Database):
+    """A laboratory system sending a backlog gives each result the time it was observed: the record keeps it as the
+    result's time and its arrival as recorded_at, and lists the results by it. A time still to come, before the
+    order or without its UTC offset is a 422 on occurred_at that writes nothing; another facility is kept out."""
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    now = dt.datetime.now(dt.UTC)
+    earlier = api.post(f"{base}/results", json={"code": "2345-7", "value": 6.1,
+                                                "occurred_at": (now - dt.timedelta(hours=1)).isoformat()})
+    observed = now - dt.timedelta(hours=2)
+    backlog = api.post(f"{base}/results", json={"code": "2345-7", "value": 5.4, "occurred_at": observed.isoformat()})
+    assert backlog.status_code == 201, backlog.text
+    kept = backlog.json()
+    assert dt.datetime.fromisoformat(kept["occurred_at"]) == observed
+    assert dt.datetime.fromisoformat(kept["recorded_at"]) > now - dt.timedelta(minutes=1)
+    assert [r["id"] for r in api.get(f"{base}/results").json()] == [earlier.json()["id"], kept["id"]]
+
+    order = api.post(f"{base}/orders", json={"code": "58410-2"}).json()
+    with db.tenant(facility.slug) as conn:
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    for at, says in [((now + dt.timedelta(hours=1)).isoformat(), "is still to come: give the time the Platelets "
+                      "was observed"),
+                     (observed.isoformat(), "is before the Platelets was ordered"),
+                     (observed.replace(tzinfo=None).isoformat(), "with its UTC offset")]:
+        refused = api.post(f"{base}/results", json={"code": "777-3", "value": 250, "service_request_id": order["id"],
+                                                    "occurred_at": at})
+        assert refused.status_code == 422 and says in refused.json()["detail"], refused.text
+        assert "occurred_at" in (refused.json().get("field") or refused.json()["detail"]), refused.text
+    outsider = token_client(other_facility.slug, role="clinician")
+    assert outsider.post(f"{base}/results", json={"code": "2345-7", "value": 5.0,
+                                                  "occurred_at": observed.isoformat()}).status_code == 403
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
 
 
 def test_a_figure_past_any_column_is_not_taken_as_a_number(api, facility, db: Database):
