@@ -1411,8 +1411,8 @@ def _disclosure() -> sa.Lateral:
 
 def results_of(conn: Connection, patient_id: uuid.UUID, *, entry_ids: list[uuid.UUID] | None = None,
                limit: int = 200) -> list[dict]:
-    """Current results, newest first, with who signed each off and who gave it to the patient in person;
-    not audited — callers are."""
+    """Current results, the latest observed first (a correction keeps its result's place, as on the chart
+    summary), with who signed each off and who gave it to the patient in person; not audited — callers are."""
     signoff, disclosure = _latest_signoff(), _disclosure()
     query = (
         sa.select(*ENTRY_COLUMNS, *_detail_columns(result), signoff.c.author_id.label("signed_by"),
@@ -1421,7 +1421,7 @@ def results_of(conn: Connection, patient_id: uuid.UUID, *, entry_ids: list[uuid.
         .select_from(entry.join(result, result.c.entry_id == entry.c.id).outerjoin(signoff, sa.true())
                      .outerjoin(disclosure, sa.true()))
         .where(entry.c.patient_id == patient_id, current_clause())
-        .order_by(entry.c.occurred_at.desc()).limit(limit)
+        .order_by(RECORD_OCCURRED_AT.desc()).limit(limit)
     )
     if entry_ids is not None:
         query = query.where(entry.c.id.in_(entry_ids))

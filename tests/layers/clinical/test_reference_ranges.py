@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from appliance.interop.hl7v2 import feed
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn, ServiceRequestIn
+from appliance.substrate import tenancy
 from appliance.substrate.principal import Principal
 from tests.interop.hl7v2.conftest import FEED_PERMISSIONS, adt, issue_token, oru
 from tests.layers.clinical.conftest import born_years_ago, new_patient
@@ -139,6 +140,25 @@ def test_a_childs_band_is_chosen_on_the_facilitys_calendar(db, tenant_factory):
                                                ResultIn(code=HB, value="11.3"), "mistyped")
         judged.append((billing, str(recorded["reference_low"]), str(corrected["reference_low"])))
     assert judged == [(billing, expected, expected) for billing in ("as the tenant file", "UTC", "absent")]
+
+
+def test_a_result_is_judged_at_the_age_it_was_observed_not_the_age_it_arrived_at(db, facility, clinician):
+    """A girl turned five at midnight, in the facility's calendar: her haemoglobin observed an hour before, sent
+    after a backlog, is judged by the under-fives' band (11.0), one observed at noon that day by the
+    five-to-twelves' (11.5)."""
+    zone = tenancy.facility_timezone(db, facility.slug)
+    birthday = dt.datetime.now(zone).date() - dt.timedelta(days=10)
+    if (birthday.month, birthday.day) == (2, 29):  # no such day five years before
+        birthday -= dt.timedelta(days=1)
+    midnight = dt.datetime.combine(birthday, dt.time(), zone)
+    with db.tenant(facility.slug) as conn:
+        girl = new_patient(conn, clinician, family_name="Atieno", sex="female",
+                           birth_date=birthday.replace(year=birthday.year - 5))
+        before, after = (service.record_result(conn, clinician, girl["id"], ResultIn(code=HB, value="11.2",
+                                                                                       occurred_at=at))
+                         for at in (midnight - dt.timedelta(hours=1), midnight + dt.timedelta(hours=12)))
+    assert (str(before["reference_low"]), before["flag"]) == ("11.0", "N")
+    assert (str(after["reference_low"]), after["flag"]) == ("11.5", "L")
 
 
 def test_an_hl7_result_without_a_range_is_judged_by_the_band(db, policy, facility):

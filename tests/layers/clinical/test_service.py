@@ -430,6 +430,25 @@ def test_a_patient_search_is_in_the_access_log_of_each_patient_it_showed(db: Dat
     assert "record.patient.search" not in {e.event_type for e in audit.patient_access_log(db, facility.slug, unseen)}
 
 
+def test_results_are_listed_by_when_they_were_observed_and_a_correction_keeps_its_place(
+        db: Database, facility, clinician):
+    """A backlog's result observed two hours ago, sent after one observed an hour ago, is listed below it; so is
+    it once corrected (its next version written now): the discharge summary's latest of each test is the first."""
+    now = dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, clinician)
+        recent = service.record_result(conn, clinician, patient["id"], ResultIn(
+            code="2345-7", value=Decimal("6.0"), occurred_at=now - dt.timedelta(hours=1)))
+        backlog = service.record_result(conn, clinician, patient["id"], ResultIn(
+            code="2345-7", value=Decimal("9.0"), occurred_at=now - dt.timedelta(hours=2)))
+        assert [r["id"] for r in service.results_of(conn, patient["id"])] == [recent["id"], backlog["id"]]
+        corrected = service.correct_result(conn, clinician, patient["id"], backlog["id"],
+                                           ResultIn(code="2345-7", value=Decimal("8.0")), "mistyped")
+        listed = service.results_of(conn, patient["id"])
+    assert [r["id"] for r in listed] == [recent["id"], corrected["id"]]
+    assert listed[1]["occurred_at"] == backlog["occurred_at"] and listed[1]["recorded_at"] > listed[1]["occurred_at"]
+
+
 def test_a_result_beyond_a_critical_limit_is_critical_whatever_the_sender_flagged(db: Database, facility, clinician):
     """The catalogue's critical limits make a result LL or HH, which puts it first on every clinician's
     results to review; a laboratory's own H does not lower it, and its own HH stands."""
