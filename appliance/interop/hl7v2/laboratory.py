@@ -1,8 +1,8 @@
-"""Laboratory messages: ORM^O01 orders catalogue tests (LOINC) and keeps each placer order number;
-ORU^R01 records each OBX as a result of the order its OBR names, at the time it was observed: OBX-14, else its
-OBR's (OBR-7, the specimen collected, else OBR-22, the results reported), else the message's (MSH-7), as HL7 2.5
-reads them. An analyser whose link was down sends two hours of results at once; each keeps its own time, and the
-record its arrival beside it."""
+"""Laboratory messages: ORM^O01 orders catalogue tests (LOINC) and keeps each placer order number, each order placed
+when its ORC-9 says, else MSH-7; ORU^R01 records each OBX as a result of the order its OBR names, at the time it was
+observed: OBX-14, else its OBR's (OBR-7, the specimen collected, else OBR-22, the results reported), else the
+message's (MSH-7), as HL7 2.5 reads them. A ward's system or an analyser whose link was down sends hours of orders or
+results at once; each keeps its own time, and the record its arrival beside it."""
 
 from __future__ import annotations
 
@@ -64,16 +64,47 @@ def _placer(obr: hl7.Segment, orc: hl7.Segment | None) -> tuple[str, str]:
     return number[:100], namespace[:100]
 
 
+@dataclass(frozen=True)
+class _Time:
+    """A time the message gives, and the field it came from, for a refusal of it to name."""
+
+    at: dt.datetime
+    location: tuple[str, int, int]
+    label: str
+
+    def __str__(self) -> str:
+        return f"{self.location[0]}-{self.location[2]} {self.at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _time(segment: hl7.Segment, name: str, sequence: int, number: int, label: str, zone: dt.tzinfo) -> _Time | None:
+    text = value(segment, number)
+    if not text:
+        return None
+    location = (name, sequence, number)
+    return _Time(hl7_time(text, zone, location=location, label=label), location, label)
+
+
+def _message_time(act: Act, zone: dt.tzinfo) -> _Time | None:
+    """MSH-7, when the sending system made the message: the latest its order was placed or its result observed."""
+    return _time(act.message.segment("MSH"), "MSH", 1, 7, "message time", zone)
+
+
 def order(act: Act) -> None:
-    """ORM^O01: each ORC/OBR a new order (ORC-1 NW) of a test in the facility's LOINC catalogue."""
+    """ORM^O01: each ORC/OBR a new order (ORC-1 NW) of a test in the facility's LOINC catalogue, placed when its ORC-9
+    says, else when the message was made (MSH-7): a ward's orders sent after its link came back keep their times,
+    and the results answering them, and the turnaround, count from those."""
     patient = known_patient(act)
     act.require("clinical.order.create", "place orders")
+    zone = facility_timezone(act.db, act.tenant)
     orc: hl7.Segment | None = None
-    obrs = 0
+    orcs = obrs = 0
+    placed = sent = _message_time(act, zone)
     for segment in act.message:
         name = str(segment[0])
         if name == "ORC":
             orc = segment
+            orcs += 1
+            placed = _time(orc, "ORC", orcs, 9, "date/time of transaction", zone) or sent
             control = value(orc, 1).upper()
             if control not in {"NW", ""}:
                 raise not_applied(TABLE_VALUE_NOT_FOUND, "is not supported: this interface accepts new orders "
@@ -91,9 +122,11 @@ def order(act: Act) -> None:
                 hl7_placer_order.c.placer_number == number, hl7_placer_order.c.placer_namespace == namespace)).first():
             raise not_applied(DUPLICATE_KEY_IDENTIFIER, "was already used for another order", location=("OBR", obrs, 2),
                               label="placer order number", value=number)
-        with refusals("OBR", obrs, OBR_FIELDS):
+        fields = OBR_FIELDS if placed is None else {**OBR_FIELDS, "occurred_at": (placed.location, placed.label)}
+        with refusals("OBR", obrs, fields):
             ordered = service.order_test(act.conn, act.principal, patient["id"], ServiceRequestIn(
-                code=code, priority=priority, clinical_info=value(segment, 13)[:1000] or None))
+                code=code, priority=priority, clinical_info=value(segment, 13)[:1000] or None,
+                occurred_at=placed.at if placed else None))
         if number:
             act.conn.execute(hl7_placer_order.insert().values(
                 placer_number=number, placer_namespace=namespace, service_request_id=ordered["root_id"],
@@ -171,26 +204,6 @@ def _observation_value(obx: hl7.Segment, sequence: int, text_max: int) -> Decima
 
 
 @dataclass(frozen=True)
-class _Time:
-    """A time the message gives, and the field it came from, for a refusal of it to name."""
-
-    at: dt.datetime
-    location: tuple[str, int, int]
-    label: str
-
-    def __str__(self) -> str:
-        return f"{self.location[0]}-{self.location[2]} {self.at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
-
-
-def _time(segment: hl7.Segment, name: str, sequence: int, number: int, label: str, zone: dt.tzinfo) -> _Time | None:
-    text = value(segment, number)
-    if not text:
-        return None
-    location = (name, sequence, number)
-    return _Time(hl7_time(text, zone, location=location, label=label), location, label)
-
-
-@dataclass(frozen=True)
 class _Request:
     """What an OBR says of the results under it: the order they answer, when the specimen was collected (OBR-7)
     and when the results were reported (OBR-22)."""
@@ -256,8 +269,7 @@ def _observed(act: Act, obx: hl7.Segment, sequence: int, request: _Request, zone
         raise not_applied(DATA_TYPE_ERROR, f"is before the specimen was collected ({request.collected}): give the "
                           "time the result was observed", location=observed.location, label=observed.label,
                           value=value(obx, 14))
-    return (observed or request.collected or request.reported
-            or _time(act.message.segment("MSH"), "MSH", 1, 7, "message time", zone))
+    return observed or request.collected or request.reported or _message_time(act, zone)
 
 
 def _record(act: Act, patient_id: uuid.UUID, pending: list, zone: dt.tzinfo) -> None:

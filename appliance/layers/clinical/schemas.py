@@ -36,11 +36,16 @@ Measurement = Annotated[Decimal, Field(max_digits=18)]
 def aware_datetime(what: str, example: str = "2026-03-01T04:30+03:00") -> Any:
     """A datetime that must carry its UTC offset: a naive one is refused with "give <what> with its UTC offset
     (e.g. <example>)". A time without its offset would be read in the server's zone, not the facility's, and
-    land hours off."""
+    land hours off; one that is not in a year 1 to 9999 in UTC (0001-01-01T00:30+01:00) could not be read in UTC
+    to be judged or named."""
 
     def aware(value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
             raise ValueError(f"give {what} with its UTC offset (e.g. {example})")
+        try:
+            value.astimezone(dt.UTC)
+        except OverflowError:
+            raise ValueError(f"give {what} in a year from 1 to 9999 in UTC (e.g. {example})") from None
         return value
 
     return Annotated[dt.datetime, AfterValidator(aware)]
@@ -694,6 +699,10 @@ class ServiceRequestIn(_In):
     priority: Literal["routine", "urgent", "stat"] = "routine"
     clinical_info: str | None = Field(default=None, max_length=1000)
     encounter_id: uuid.UUID | None = None
+    occurred_at: aware_datetime("the time the order was placed") | None = Field(default=None, description=(
+        "when the order was placed (a ward's system sending it after its link came back), with its UTC offset; when "
+        "it arrived if left out. Not in the future. Turnaround counts from it; the record keeps the arrival too "
+        "(recorded_at)"))
 
 
 class ServiceRequestOut(EntryOut):

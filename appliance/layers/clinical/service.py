@@ -1052,9 +1052,13 @@ def list_medications(conn: Connection, principal: Principal, patient_id: uuid.UU
 
 
 def order_test(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ServiceRequestIn) -> dict:
+    """One test of the catalogue ordered, at `data.occurred_at` when another system placed it before sending it
+    (its clock may run a little ahead of ours), else now."""
     test = require_chart(conn, patient_id, data.encounter_id, test_code=data.code)
+    if data.occurred_at is not None:
+        refuse_time(conn, data.occurred_at, display=test.name, ordered_at=None, field="occurred_at", done="ordered")
     appended = record.append(conn, principal, "service_request", patient_id=patient_id,
-                             encounter_id=data.encounter_id, detail={
+                             encounter_id=data.encounter_id, occurred_at=data.occurred_at, detail={
                                  "category": test.category, "code": test.loinc, "display": test.name,
                                  "priority": data.priority, "status": "active",
                                  "clinical_info": data.clinical_info, "order_set": None})

@@ -2,7 +2,8 @@
 (OBR-7) or results reported (OBR-22), else MSH-7, with or without a UTC offset (one without in the facility's
 zone). A backlog sent after the analyser's link was down keeps its times: the chart lists results by them and
 imaging turnaround counts them, while the record keeps the arrival. A time still to come, before the order or
-before the specimen was collected is refused naming its field, and writes nothing."""
+before the specimen was collected is refused naming its field, and writes nothing. An order (ORM^O01) is timed when
+it was placed, ORC-9, else MSH-7, and lab turnaround counts from that, not from its arrival."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import chart
-from appliance.layers.operations.kpis import imaging_turnaround_entries
+from appliance.layers.operations.kpis import imaging_turnaround_entries, lab_turnaround_entries
 from appliance.substrate import identity, record, tenancy
 from appliance.substrate.kpis import Window
 from tests.interop.hl7v2.conftest import adt, control_id, counts, msh, pid
@@ -31,13 +32,25 @@ def _ts(at: dt.datetime, zone: dt.tzinfo | None = dt.UTC) -> str:
 def _oru(tenant: str, identifier: str, order_id: uuid.UUID | str, observations: list[str], *,
          collected: str = "", reported: str = "", sent: str | None = None,
          panel: str = "58410-2^Full blood count^LN") -> str:
-    header = msh(tenant, "ORU^R01", control_id(), app="LABSYS", sender="CENTRAL LAB")
-    if sent is not None:  # MSH-7 as the analyser stamped it
-        fields = header.split("|")
-        fields[6] = sent
-        header = "|".join(fields)
+    header = _with_sent(msh(tenant, "ORU^R01", control_id(), app="LABSYS", sender="CENTRAL LAB"), sent)
     obr = ["OBR", "1", f"{order_id}^HIS", "", panel, "", "", collected] + [""] * 14 + [reported]
     return "\r".join([header, pid(identifier), "|".join(obr), *observations]) + "\r"
+
+
+def _with_sent(header: str, sent: str | None) -> str:
+    """`header` with MSH-7 as the sending system stamped it, or as it was when None."""
+    if sent is None:
+        return header
+    fields = header.split("|")
+    fields[6] = sent
+    return "|".join(fields)
+
+
+def _orm(tenant: str, identifier: str, placer: str, *, placed: str = "", sent: str | None = None,
+         test: str = "58410-2^Full blood count^LN") -> str:
+    header = _with_sent(msh(tenant, "ORM^O01", control_id(), app="HIS"), sent)
+    return "\r".join([header, pid(identifier), f"ORC|NW|{placer}^HIS|||||||{placed}",
+                      f"OBR|1|{placer}^HIS||{test}"]) + "\r"
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +165,65 @@ def test_a_time_to_come_before_the_order_or_before_the_specimen_is_refused_and_w
          "is not a time"),
     ]
     for message, location, names, says in cases:
+        before = counts(db, facility.slug)
+        [ack] = feed(message)
+        assert ack.code == "AE" and ack.field("ERR", 3) == "102", ack.text
+        segment, field = location.split("-")
+        assert ack.field("ERR", 2) == segment and ack.field("ERR", 2, 3) == field, ack.text
+        assert names in ack.field("ERR", 8) and says in ack.field("ERR", 8), ack.text
+        assert counts(db, facility.slug) == before, message
+
+
+def _ordered(db, facility, placer: str) -> tuple[uuid.UUID, dt.datetime, dt.datetime]:
+    with db.tenant(facility.slug) as conn:
+        return tuple(conn.execute(sa.text(
+            "SELECT e.id, e.occurred_at, e.recorded_at FROM hl7_placer_order p JOIN entry e "
+            "ON e.id = p.service_request_id WHERE p.placer_number = :n"), {"n": placer}).one())
+
+
+def test_an_order_sent_late_keeps_the_time_it_was_placed_and_turnaround_counts_from_it(
+        db, facility, feed, feed_principal, zone):
+    identifier, patient_id = _registered(db, facility, feed)
+    # The ward placed the blood count three hours ago, its link down since; ORC-9 is its wall clock, no offset.
+    placed = NOW - dt.timedelta(hours=3)
+    placer = "ORD" + secrets.token_hex(4)
+    [ack] = feed(_orm(facility.slug, identifier, placer, placed=_ts(placed.astimezone(zone), None)))
+    assert ack.code == "AA", ack.text
+    order, ordered_at, arrived = _ordered(db, facility, placer)
+    assert ordered_at == placed and arrived > NOW - dt.timedelta(minutes=1)
+    # Without ORC-9, the message's own time.
+    sent, unstamped = NOW - dt.timedelta(minutes=90), "ORD" + secrets.token_hex(4)
+    [ack] = feed(_orm(facility.slug, identifier, unstamped, sent=_ts(sent)))
+    assert ack.code == "AA", ack.text
+    assert _ordered(db, facility, unstamped)[1] == sent
+
+    # Its haemoglobin, measured two hours ago, is not before the order; signed off an hour later.
+    observed = placed + dt.timedelta(hours=1)
+    [ack] = feed(_oru(facility.slug, identifier, placer, ["OBX|1|NM|718-7^Haemoglobin^LN||10.2|g/dL||||F"],
+                      collected=_ts(observed)))
+    assert ack.code == "AA", ack.text
+    verified = observed + dt.timedelta(hours=1)
+    with db.tenant(facility.slug) as conn:
+        result_id = conn.execute(sa.text("SELECT r.entry_id FROM result r WHERE r.service_request_id = :o"),
+                                 {"o": order}).scalar_one()
+        record.append(conn, feed_principal, "result_signoff", patient_id=patient_id, occurred_at=verified,
+                      detail={"result_id": result_id, "comment": None})
+        rows = lab_turnaround_entries(conn, Window(placed, NOW + dt.timedelta(minutes=5), zone), 100)
+    [row] = [r for r in rows if r["entry_id"] == order]
+    assert float(row["measure"]) == pytest.approx(120)  # placed to signed off, not arrival to signed off
+
+
+def test_an_order_placed_in_the_future_is_refused_naming_its_field_and_writes_nothing(db, facility, feed):
+    identifier, _ = _registered(db, facility, feed)
+    later = _ts(NOW + dt.timedelta(hours=1))
+    to_come = "is still to come: give the time the Full blood count was ordered"
+    for message, location, names, says in [
+            (_orm(facility.slug, identifier, "ORD" + secrets.token_hex(4), placed=later), "ORC-9",
+             "ORC-9 date/time of transaction: ", to_come),
+            (_orm(facility.slug, identifier, "ORD" + secrets.token_hex(4), sent=later), "MSH-7",
+             "MSH-7 message time: ", to_come),
+            (_orm(facility.slug, identifier, "ORD" + secrets.token_hex(4), placed="00010101003000+0100"), "ORC-9",
+             "ORC-9 date/time of transaction: ", "in a year from 1 to 9999 in UTC")]:
         before = counts(db, facility.slug)
         [ack] = feed(message)
         assert ack.code == "AE" and ack.field("ERR", 3) == "102", ack.text

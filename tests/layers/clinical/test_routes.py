@@ -244,6 +244,39 @@ def test_a_result_keeps_the_time_it_was_observed_over_http(api, token_client, fa
         assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
 
 
+def test_an_order_keeps_the_time_it_was_placed_over_http(api, token_client, facility, other_facility, db: Database):
+    """A ward's system sending its orders after its link came back gives each the time it was placed: the record
+    keeps it as the order's time and its arrival as recorded_at, and a result observed since is not before it. A time
+    still to come or without its UTC offset is a 422 on occurred_at that writes nothing; another facility is kept
+    out."""
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{register(api, facility.slug)['id']}"
+    now = dt.datetime.now(dt.UTC)
+    placed = now - dt.timedelta(hours=3)
+    ordered = api.post(f"{base}/orders", json={"code": "58410-2", "occurred_at": placed.isoformat()})
+    assert ordered.status_code == 201, ordered.text
+    kept = ordered.json()
+    assert dt.datetime.fromisoformat(kept["occurred_at"]) == placed
+    assert dt.datetime.fromisoformat(kept["recorded_at"]) > now - dt.timedelta(minutes=1)
+    resulted = api.post(f"{base}/results", json={"code": "777-3", "value": 250, "service_request_id": kept["id"],
+                                                 "occurred_at": (placed + dt.timedelta(hours=1)).isoformat()})
+    assert resulted.status_code == 201, resulted.text
+
+    with db.tenant(facility.slug) as conn:
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    for at, says in [((now + dt.timedelta(hours=1)).isoformat(), "is still to come: give the time the Full blood "
+                      "count was ordered"),
+                     (placed.replace(tzinfo=None).isoformat(), "with its UTC offset"),
+                     ("0001-01-01T00:30:00+01:00", "in a year from 1 to 9999 in UTC")]:
+        refused = api.post(f"{base}/orders", json={"code": "58410-2", "occurred_at": at})
+        assert refused.status_code == 422 and says in refused.json()["detail"], refused.text
+        assert "occurred_at" in (refused.json().get("field") or refused.json()["detail"]), refused.text
+    outsider = token_client(other_facility.slug, role="clinician")
+    assert outsider.post(f"{base}/orders", json={"code": "58410-2",
+                                                 "occurred_at": placed.isoformat()}).status_code == 403
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
+
+
 def test_a_figure_past_any_column_is_not_taken_as_a_number(api, facility, db: Database):
     """1e999999 overflowed the result's numeric column (a 500, found by tests/web/test_every_route_input.py): a
     figure of more than 18 digits is not a number, so a numeric analyte's value is refused as one (text is for
