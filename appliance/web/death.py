@@ -1,7 +1,7 @@
 """The tenant portal's death certification pages: "Record death" from the patient's chart (a form laid out as
 the WHO international form of medical certificate of cause of death), the certificate as a printable page,
-its correction with a reason, marking it entered in error (wrong patient), and the facility's deaths still
-to certify.
+its correction with a reason, marking it entered in error (wrong patient), the facility's deaths still
+to certify, and the correction of a departure recorded as died by mistake (from the form that certifies it).
 
 It keeps the portal's rules (see `portal.py`): each route declares the permission the API declares for the
 same act (`clinical.death.read`, `clinical.death.write`, `clinical.entry.retract`); patient pages pass the
@@ -61,6 +61,8 @@ portal.NOTICES.update({
     "death-certified-kept": "Death certified on this chart; its booked appointments were cancelled and open visits "
                             "ended. It is not shown at other facilities for now: see below why.",
     "death-corrected": "Certificate corrected; the previous version stays in its history.",
+    "departure-corrected": "Departure corrected, with your reason: the patient is no longer recorded as died here "
+                           "nor among the deaths to certify. The version recorded as died stays in this history.",
     "death-retracted": "Certificate marked entered in error, with your reason. The person is no longer recorded "
                        "deceased; the certificate stays readable in its history.",
 })
@@ -122,8 +124,18 @@ def _values_of(certificate: dict, clock: Clock) -> dict:
     return values
 
 
+def _died_at(died_uncertified: dict | None, clock: Clock) -> dict:
+    """The form's first values: the departure's time of death, where one here is recorded as died (the clinician may
+    change it), at this facility; else today."""
+    if died_uncertified is None:
+        return {"died_on": clock.today.isoformat()}
+    local = clock.local(died_uncertified["ended_at"])
+    return {"died_on": local.date().isoformat(), "died_time": local.strftime("%H:%M"), "place": "this_facility"}
+
+
 def _form_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 200, values: dict | None = None,
-               errors: dict | None = None, correcting: dict | None = None) -> Template | Response:
+               errors: dict | None = None, correcting: dict | None = None,
+               departure_values: dict | None = None) -> Template | Response:
     principal: Principal = request.user
     db: Database = request.app.state.db
     clock = facility_clock(request, tenant)
@@ -136,7 +148,9 @@ def _form_page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: i
         values = _values_of(correcting, clock)
     patient = top["patient"]
     return page(request, "death_form.html", status=status, active="patients", patient_id=patient_id, tab="summary",
-                **top, values=values or {"died_on": clock.today.isoformat()}, errors=errors or {},
+                **top, values=values or _died_at(top.get("died_uncertified"), clock), errors=errors or {},
+                on_death_form=True, departure_values=departure_values or {},
+                departure_dispositions=_departure_dispositions(top.get("died_uncertified")),
                 correcting=correcting, part2_rows=range(PART2_ROWS), lines=death.LINES, places=death.PLACES,
                 manners=death.MANNERS, pregnancies=death.PREGNANCY,
                 asks_pregnancy=patient["sex"] == "female", **HELPERS)
@@ -246,7 +260,7 @@ def retract(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> 
     no longer recorded deceased anywhere; the certificate stays readable in its history. The page it leads to lists
     what the certificate had closed (`death.state`'s `withdrawn`), for a clerk to rebook."""
     values = form_values(data)
-    current = _current(request, tenant, patient_id)
+    _current(request, tenant, patient_id)  # none to mark: 404
     try:
         reason = Retraction.model_validate({"reason": values.get("reason") or ""}).reason
         with request.app.state.db.tenant(tenant) as conn:
@@ -259,14 +273,65 @@ def retract(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> 
         error = template_message(exc.detail)
     else:
         return see_other(request, f"/t/{tenant}/patients/{patient_id}/death?done=death-retracted")
+    return _refused_on_certificate(request, tenant, patient_id, status=422, errors={"reason": error}, values=values)
+
+
+def _refused_on_certificate(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int, errors: dict,
+                            values: dict) -> Template:
+    """The certificate page again, saying what was refused on it (`errors`, by field)."""
     db: Database = request.app.state.db
     with db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         found = death.state(conn, request.user, patient_id)
-    return page(request, "death_certificate.html", status=422, active="patients", patient_id=patient_id,
-                tab="summary", **top, certificate=found["certificate"], state=found,
-                names=people_named(db, {current["certifier_id"]}), places=death.PLACES, manners=death.MANNERS,
-                pregnancies=death.PREGNANCY, errors={"reason": error}, values=values, **HELPERS)
+    certifier = {found["certificate"]["certifier_id"]} if found["certificate"] else set()
+    return page(request, "death_certificate.html", status=status, active="patients", patient_id=patient_id,
+                tab="summary", **top, certificate=found["certificate"], state=found, names=people_named(db, certifier),
+                places=death.PLACES, manners=death.MANNERS, pregnancies=death.PREGNANCY, errors=errors, values=values,
+                **HELPERS)
+
+
+# How a corrected departure reads in the form, for a stay (the bed board's words) and an ED visit (the ED board's).
+_DISCHARGE_WORDS = {"home": "Discharged home", "transfer_out": "Transferred out",
+                    "left_against_advice": "Left against advice", "other": "Other"}
+_ED_DEPARTURE_WORDS = {"discharged": "Discharged", "transferred": "Transferred",
+                       "left_without_being_seen": "Left without being seen",
+                       "left_against_advice": "Left against advice"}
+
+
+def _departure_dispositions(died_uncertified: dict | None) -> dict[str, str]:
+    if died_uncertified is None:
+        return {}
+    if died_uncertified["place"] == "emergency department":
+        return {d: _ED_DEPARTURE_WORDS[d] for d in operations_deaths.CORRECTED_ED_DEPARTURE}
+    return {d: _DISCHARGE_WORDS[d] for d in operations_deaths.CORRECTED_DISCHARGE}
+
+
+@post(PATIENT + "/death/departure-correction", operation_id="PortalCorrectDiedDeparture",
+      opt={"permission": "clinical.entry.retract"}, sync_to_thread=True, include_in_schema=False)
+def correct_departure(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """Not died after all (the wrong row clicked, the patient seen again): the departure recorded as died is corrected
+    to how the patient left, with a reason, and the page shows its history. Refused while a certificate is in force."""
+    values = form_values(data)
+    try:
+        encounter_id = uuid.UUID(values.get("encounter_id") or "")
+    except ValueError:
+        raise NotFound("no departure recorded as died to correct", patient_id=str(patient_id)) from None
+    try:
+        with request.app.state.db.tenant(tenant) as conn:
+            corrected = operations_deaths.correct_died_departure(
+                conn, request.user, patient_id, encounter_id, disposition=values.get("disposition") or "",
+                reason=values.get("departure_reason") or "")
+    except RecordError as exc:
+        if exc.status not in {409, 422}:
+            raise
+        if exc.status == 409:  # certified meanwhile: the certificate's page says what is withdrawn first
+            return _refused_on_certificate(request, tenant, patient_id, status=409, values={},
+                                           errors={"departure": template_message(exc.detail)})
+        where = {"reason": "departure_reason", "disposition": "disposition"}.get(exc.extra.get("field"), "departure")
+        return _form_page(request, tenant, patient_id, status=422, departure_values=values,
+                          errors={where: template_message(exc.detail)})
+    return see_other(request, f"/t/{tenant}/patients/{patient_id}/entries/{corrected['entry_id']}/history"
+                              "?done=departure-corrected")
 
 
 @get("/deaths/to-certify", operation_id="PortalDeathsToCertify", opt={"permission": "clinical.death.read"},
@@ -278,7 +343,8 @@ def to_certify_page(request: Asking, tenant: Tenant) -> Template:
     return page(request, "deaths_to_certify.html", active="deaths", rows=rows, **HELPERS)
 
 
-ROUTES = [certificate_page, death_form, certify, correction_form, correct, retract, to_certify_page]
+ROUTES = [certificate_page, death_form, certify, correction_form, correct, retract, correct_departure,
+          to_certify_page]
 
 death_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES, exception_handlers=portal.EXCEPTION_HANDLERS,
                       guards=[portal.care_relationship_guard], tags=["portal"], include_in_schema=False)

@@ -10,8 +10,10 @@ import uuid
 import zoneinfo
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.layers.operations import ed
+from tests.conftest import FACILITY_ZONE
 from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
 from tests.web.test_auth import csrf_token
 
@@ -326,6 +328,68 @@ def test_a_discharge_as_died_from_the_bed_board_says_the_death_is_not_yet_certif
     clinician = signed_in("clinician", facility.slug)
     said = clinician.get(f"{base}/patients/{patient_id}/chart").text.split('id="death-not-certified"')[1]
     assert "ward GEN" in said.split("</div>")[0] and "Certify the death" in said.split("</div>")[0]
+
+
+def test_a_departure_recorded_as_died_by_mistake_is_corrected_with_its_history(signed_in, db, facility,
+                                                                              other_facility):
+    """'Died' clicked on the wrong row left the chart saying 'death not yet certified' and the patient on the deaths
+    to certify for ever. The certificate's form now starts from the departure's time of death, its banner without a
+    link to itself, and a clinician corrects the departure with a reason; the history keeps both versions. Another
+    facility's clinician and a guessed visit are refused; once the death is certified, the certificate is withdrawn
+    first (409), nothing written."""
+    base = f"/t/{facility.slug}"
+    clinician = signed_in("clinician", facility.slug)
+    patient_id, encounter_id = _ed_patient(db, facility, clinician)
+    chart = f"{base}/patients/{patient_id}"
+    assert post_form(clinician, f"{base}/ed", f"{base}/ed/{encounter_id}/departure",
+                     {"disposition": "died"}).status_code == 303
+    with db.tenant(facility.slug) as conn:
+        departed = conn.execute(sa.text("SELECT departed_at FROM ed_visit WHERE id = :id"),
+                                {"id": encounter_id}).scalar_one().astimezone(FACILITY_ZONE)
+    form = clinician.get(f"{chart}/death/new").text
+    assert f'value="{departed:%Y-%m-%d}"' in form and f'value="{departed:%H:%M}"' in form
+    assert '<option value="this_facility" selected>' in form
+    said = form.split('id="death-not-certified"')[1].split("</div>")[0]
+    assert "death not yet certified" in said and "/death/new" not in said  # no link to the page it is on
+    assert 'id="departure-correction-form"' in form and 'value="discharged"' in form and 'value="admitted"' not in form
+
+    correction = f"{chart}/death/departure-correction"
+    intruder = signed_in("clinician", other_facility.slug)
+    own = intruder.get(f"/t/{other_facility.slug}/ed")
+    refused = intruder.post(correction, follow_redirects=False, data={
+        "_csrf_token": csrf_token(own.text), "encounter_id": str(encounter_id), "disposition": "discharged",
+        "departure_reason": "not theirs"})
+    assert refused.status_code == 403
+    guessed = post_form(clinician, f"{chart}/death/new", correction, {
+        "encounter_id": str(uuid.uuid4()), "disposition": "discharged", "departure_reason": "wrong row clicked"})
+    assert guessed.status_code == 404
+    unexplained = post_form(clinician, f"{chart}/death/new", correction,
+                            {"encounter_id": str(encounter_id), "disposition": "discharged"})
+    assert unexplained.status_code == 422 and 'id="departure_reason-error"' in unexplained.text
+    assert "not a death" in unexplained.text and 'value="discharged" selected' in unexplained.text
+    assert "death not yet certified" in clinician.get(f"{chart}/chart").text  # nothing written
+
+    typed = {"died_on": f"{departed:%Y-%m-%d}", "died_time": f"{departed:%H:%M}", "place": "this_facility",
+             "a_code": "I21.9", "manner": "disease", "pregnancy": "not_pregnant"}
+    assert post_form(clinician, f"{chart}/death/new", f"{chart}/death", typed).status_code == 303
+    certified = post_form(clinician, f"{chart}/death", correction, {
+        "encounter_id": str(encounter_id), "disposition": "discharged", "departure_reason": "wrong row clicked"})
+    assert certified.status_code == 409 and "marked entered in error first" in certified.text
+    assert post_form(clinician, f"{chart}/death", f"{chart}/death/entered-in-error",
+                     {"reason": "certified on the wrong patient"}).status_code == 303
+
+    corrected = post_form(clinician, f"{chart}/death/new", correction, {
+        "encounter_id": str(encounter_id), "disposition": "discharged", "departure_reason": "wrong row clicked"})
+    assert corrected.status_code == 303, corrected.text
+    assert "/history?done=departure-corrected" in corrected.headers["location"]
+    history = clinician.get(corrected.headers["location"])
+    assert history.status_code == 200 and "wrong row clicked" in history.text and "Departure corrected" in history.text
+    banner = clinician.get(f"{chart}/chart").text
+    assert 'id="death-not-certified"' not in banner and 'id="deceased"' not in banner
+    assert str(patient_id) not in clinician.get(f"{base}/deaths/to-certify").text
+    again = post_form(clinician, f"{chart}/death/new", correction, {
+        "encounter_id": str(encounter_id), "disposition": "transferred", "departure_reason": "twice"})
+    assert again.status_code == 404  # corrected already: no departure recorded as died
 
 
 def test_the_ed_board_says_the_complaint_and_how_long_a_bed_has_been_awaited(signed_in, db, facility):

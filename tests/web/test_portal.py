@@ -962,10 +962,12 @@ FORMS += ["/imaging/orders/{any}/performed", "/imaging/orders/{any}/performed/en
           "/imaging/orders/{any}/report", "/imaging/results/{any}/correction"]
 
 # Death certification (appliance/web/death.py), a clinician's pages and forms; certifying, correcting, withdrawing
-# and the banner at another facility are in tests/web/test_death_pages.py.
+# and the banner at another facility are in tests/web/test_death_pages.py, a departure corrected from died in
+# tests/web/test_operations.py.
 PAGES += ["/patients/{pid}/death", "/patients/{pid}/death/new", "/patients/{pid}/death/correction",
           "/deaths/to-certify"]
-FORMS += ["/patients/{pid}/death", "/patients/{pid}/death/correction", "/patients/{pid}/death/entered-in-error"]
+FORMS += ["/patients/{pid}/death", "/patients/{pid}/death/correction", "/patients/{pid}/death/entered-in-error",
+          "/patients/{pid}/death/departure-correction"]
 
 # Immunizations (appliance/web/immunization.py): the chart's tab, a dose's correction form, the children due; recording,
 # correcting and withdrawing a dose, and a registrar refused, are in tests/web/test_immunization_pages.py.

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import EncounterIn
-from appliance.layers.operations import adt, ed, scheduling, service
-from appliance.layers.operations.errors import Conflict, Invalid, NotFound
+from appliance.layers.operations import adt, deaths, ed, scheduling, service
+from appliance.layers.operations.errors import Conflict, Invalid, NotFound, Refused
 from appliance.layers.operations.models import bed, inpatient_stay
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
@@ -91,6 +91,44 @@ def test_parallel_bookings_of_one_slot_book_it_once(db, facility, bed_manager):
 
 
 # -- ADT ----------------------------------------------------------------------------------------------
+
+
+def test_a_discharge_recorded_as_died_by_mistake_is_corrected_by_a_clinician(db, facility, bed_manager):
+    """The bed manager clicked 'died' on the wrong patient: a clinician corrects the discharge to home with a reason,
+    a new version at the discharge's own time (the history keeps 'died'), and the patient leaves the deaths to
+    certify. The bed manager may not; another patient's stay, or a guessed one, is not found; nothing written."""
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Clinician", tenant=facility.slug,
+                          role="clinician", permissions=frozenset({"clinical.*"}))
+    patient_id, other_id = _patients(db, facility, bed_manager, 2)
+    with db.tenant(facility.slug) as conn:
+        stay = adt.admit(conn, bed_manager, patient_id, ward_code="GEN")
+        died = adt.discharge(conn, bed_manager, patient_id, disposition="died")
+        assert deaths.uncertified_death(conn, clinician, patient_id)["encounter_id"] == stay["encounter_id"]
+        entries = conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar()
+        with pytest.raises(Refused):
+            deaths.correct_died_departure(conn, bed_manager, patient_id, stay["encounter_id"], disposition="home",
+                                          reason="wrong patient")
+        for patient, encounter_id in [(other_id, stay["encounter_id"]), (patient_id, uuid.uuid4())]:
+            with pytest.raises(NotFound):
+                deaths.correct_died_departure(conn, clinician, patient, encounter_id, disposition="home",
+                                              reason="wrong patient")
+        with pytest.raises(Invalid, match="say why"):
+            deaths.correct_died_departure(conn, clinician, patient_id, stay["encounter_id"], disposition="home",
+                                          reason=" ")
+        with pytest.raises(Invalid, match="one of home"):
+            deaths.correct_died_departure(conn, clinician, patient_id, stay["encounter_id"], disposition="died",
+                                          reason="wrong patient")
+        assert conn.execute(sa.select(sa.func.count()).select_from(record.entry)).scalar() == entries
+
+        corrected = deaths.correct_died_departure(conn, clinician, patient_id, stay["encounter_id"],
+                                                  disposition="home", reason="wrong patient's row clicked")
+        assert adt.stay_of(conn, stay["id"])["disposition"] == "home"
+        versions = record.history(conn, corrected["entry_id"])
+        assert [(v.status, v.detail["disposition"]) for v in versions] == [("final", "died"), ("amended", "home")]
+        assert versions[1].reason == "wrong patient's row clicked"
+        assert versions[1].occurred_at == versions[0].occurred_at == died["discharged_at"]
+        assert deaths.uncertified_death(conn, clinician, patient_id) is None
+        assert patient_id not in {r["patient_id"] for r in deaths.to_certify(conn, clinician)}
 
 
 def test_admission_opens_an_inpatient_encounter_and_discharge_finishes_it(db, facility, bed_manager):
