@@ -419,6 +419,21 @@ class DeathToCertify(BaseModel):
     ended_at: dt.datetime
 
 
+class DiedDepartureCorrectionIn(_In):
+    """How the patient whose departure was recorded as died by mistake did leave, and why it is corrected: one of
+    deaths.CORRECTED_DISCHARGE for a stay, of deaths.CORRECTED_ED_DEPARTURE for an ED visit (the layer says which)."""
+
+    patient_id: uuid.UUID
+    disposition: str = Field(max_length=40)
+    reason: str = Field(max_length=2000)
+
+
+class DiedDepartureCorrected(BaseModel):
+    entry_id: uuid.UUID  # the departure's new version: GET .../patients/<id>/entries/<entry_id>/history shows both
+    encounter_id: uuid.UUID
+    disposition: str
+
+
 # -- patient safety incidents (incidents.py) --------------------------------------------------------------
 
 IncidentType = Literal["fall", "medication", "pressure_injury", "clinical_process", "infection", "blood",

@@ -224,3 +224,40 @@ def test_another_facilitys_patient_is_not_found_here(api, db, other_facility, fa
         theirs = str(new_patient(conn, bed_manager))
     answer = api.post(f"/api/t/{facility.slug}/admissions", json={"patient_id": theirs, "ward_code": "GEN"})
     assert answer.status_code == 404
+
+
+def test_a_departure_recorded_as_died_by_mistake_is_corrected_over_the_api(token_client, db, facility, other_facility,
+                                                                          bed_manager):
+    """A clinician corrects an ED departure recorded as died to how the patient left, with a reason; the bed manager
+    who recorded it, another facility's clinician, a guessed visit and another patient's id are refused, and a
+    refusal writes nothing."""
+    from appliance.layers.operations import ed
+    from tests.rows import RowCounts, changed
+
+    with db.tenant(facility.slug) as conn:
+        patient_id, other_id = new_patient(conn, bed_manager), new_patient(conn, bed_manager)
+        visit = ed.arrive(conn, bed_manager, patient_id, complaint="chest pain")
+        ed.depart(conn, bed_manager, patient_id, visit["id"], disposition="died")
+    correction = f"/api/t/{facility.slug}/deaths/to-certify/{visit['id']}/correction"
+    body = {"patient_id": str(patient_id), "disposition": "discharged", "reason": "another patient's row clicked"}
+    clinician = token_client(facility.slug, role="clinician")
+    recorder, intruder = token_client(facility.slug, role="bed_manager"), token_client(other_facility.slug,
+                                                                                      role="clinician")
+    with db.control_autocommit() as conn:
+        counts = RowCounts(conn, facility.slug)
+        before = counts.read()
+        assert recorder.post(correction, json=body).status_code == 403
+        assert intruder.post(correction, json=body).status_code == 403
+        guessed = clinician.post(f"/api/t/{facility.slug}/deaths/to-certify/{GUESS}/correction", json=body)
+        assert guessed.status_code == 404 and "no departure here recorded as died" in guessed.json()["detail"]
+        assert clinician.post(correction, json={**body, "patient_id": str(other_id)}).status_code == 404
+        unwanted = clinician.post(correction, json={**body, "disposition": "admitted"})
+        assert unwanted.status_code == 422 and "corrected to one of discharged" in unwanted.json()["detail"]
+        assert not changed(before, counts.read())
+
+    corrected = clinician.post(correction, json=body)
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["disposition"] == "discharged"
+    listed = clinician.get(f"/api/t/{facility.slug}/deaths/to-certify").json()
+    assert str(visit["id"]) not in {row["encounter_id"] for row in listed}
+    assert clinician.post(correction, json=body).status_code == 404  # corrected already
