@@ -40,8 +40,14 @@ portal.NOTICES.update({
     "study-performed": "Study recorded as performed: the order waits for its report.",
     "performed-withdrawn": "'Performed' entered in error: the order awaits its study again.",
     "study-reported": "Report signed; it waits for the ordering clinician's review.",
+    "study-reported-critical": "Report signed, with a critical finding: it heads every clinician's Results to "
+                               "review and its ward's worklist, but a list is not a call: telephone the clinician "
+                               "who ordered it, or the ward, now.",
     "report-corrected": "Report corrected; the corrected report waits for review again, the earlier one kept in "
                         "its history.",
+    "report-corrected-critical": "Report corrected, and the corrected report has a critical finding: it heads every "
+                                 "clinician's Results to review and its ward's worklist, but a list is not a call: "
+                                 "telephone the clinician who ordered it, or the ward, now.",
 })
 
 
@@ -143,13 +149,13 @@ def _report(values: dict) -> dict:
     # A field left blank is sent as nothing: '' keeps the refusal the field's own ("Give at least 1
     # character"), where None read "Input should be a valid string".
     return {"findings": values.get("findings") or "", "impression": values.get("impression") or "",
-            "critical": values.get("critical") == "true"}
+            "critical": values.get("finding") == "critical", "unexpected": values.get("finding") == "unexpected"}
 
 
 @post("/imaging/orders/{order_id:uuid}/report", operation_id="PortalImagingReport",
       opt={"permission": "clinical.imaging.report"}, sync_to_thread=True, include_in_schema=False)
 def report(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Response:
-    """Findings, impression and the critical flag, signed by the one sending it."""
+    """Findings, impression and whether a finding is critical or unexpected, signed by the one sending it."""
     values = form_values(data)
     form = f"report-{order_id}"
     try:
@@ -158,7 +164,7 @@ def report(request: Asking, tenant: Tenant, order_id: Id, data: FormData) -> Res
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: imaging.report(
         conn, request.user, order_id, asked, today=facility_today(request.app.state.db, tenant)),
-                    "study-reported", form=form, values=values, field_of=_beside_impression)
+                    _reported, form=form, values=values, field_of=_beside_impression)
 
 
 @post("/imaging/results/{result_id:uuid}/correction", operation_id="PortalImagingCorrectReport",
@@ -172,7 +178,19 @@ def correct(request: Asking, tenant: Tenant, result_id: Id, data: FormData) -> R
         return PAGE.refused_fields(request, tenant, exc, form=form, values=values)
     return PAGE.act(request, tenant, lambda conn: imaging.correct_report(
         conn, request.user, result_id, asked, today=facility_today(request.app.state.db, tenant)),
-                    "report-corrected", form=form, values=values, field_of=_beside_impression)
+                    _corrected, form=form, values=values, field_of=_beside_impression)
+
+
+def _reported(order: dict) -> str:
+    """The notice of a report just signed: a critical finding asks for a call, not only a place on a list."""
+    return "study-reported-critical" if any(r["critical"] for r in order["reports"]) else "study-reported"
+
+
+def _corrected(order: dict) -> str:
+    """The notice of a correction: a corrected report with a critical finding asks for a call as a new one does,
+    whatever the report it replaced said."""
+    (written,) = (r for r in order["reports"] if r["id"] == order["correction"])
+    return "report-corrected-critical" if written["critical"] else "report-corrected"
 
 
 ROUTES = [worklist_page, performed, performed_in_error, report, correct]

@@ -68,7 +68,7 @@ BILLS_SHOWN = 20
 BILLS_READ = 10_000
 # Days of the access log a page shows; each day is said in a few lines, and lists its every access on its own page.
 ACCESS_DAYS_SHOWN = 7
-MARKS = ("HH", "LL", "H", "L", "A")  # the result flags that say "outside the usual", gravest first
+MARKS = ("HH", "LL", "AA", "H", "L", "A")  # the result flags that say "outside the usual", gravest first
 # A delivery in a mother's words: how she gave birth, and each baby (fresh or macerated is the clinicians' reading).
 BIRTH_MODES = {"spontaneous_vaginal": "vaginal birth", "assisted_vaginal": "vaginal birth helped by vacuum or forceps",
                "caesarean": "caesarean section", "breech_vaginal": "vaginal birth, bottom or feet first (breech)"}

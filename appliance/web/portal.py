@@ -460,7 +460,8 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
 # -- shared pieces of the chart pages --------------------------------------------------------------
 
 FLAGS = {"H": ("High", "flag-high"), "L": ("Low", "flag-low"), "HH": ("Critical high", "flag-critical"),
-         "LL": ("Critical low", "flag-critical"), "A": ("Abnormal", "flag-high"), "N": ("Normal", "flag-normal")}
+         "LL": ("Critical low", "flag-critical"), "A": ("Abnormal", "flag-high"),
+         "AA": ("Critical", "flag-critical"), "N": ("Normal", "flag-normal")}
 ENCOUNTER_CLASSES = {"outpatient": "Outpatient visit", "emergency": "Emergency visit",
                      "inpatient": "Inpatient admission"}
 NEXT_STEPS = {"planned": [("arrived", "Mark arrived"), ("cancelled", "Cancel")],
@@ -550,7 +551,8 @@ HELPERS = {"number": number, "result_value": result_value, "reference_range": re
            "unit_label": unit_label, "identifier_label": identifier_label,
            "flags": FLAGS, "encounter_classes": ENCOUNTER_CLASSES, "next_steps": NEXT_STEPS,
            "other_identifiers": OTHER_IDENTIFIERS,
-           "is_abnormal": is_abnormal, "oedema_choices": OEDEMA_CHOICES, "oedema_words": growth.oedema_words}
+           "is_abnormal": is_abnormal, "critical_flags": service.CRITICAL_FLAGS, "oedema_choices": OEDEMA_CHOICES,
+           "oedema_words": growth.oedema_words}
 
 
 def open_encounters(encounters: list[dict]) -> list[dict]:

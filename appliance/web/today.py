@@ -76,7 +76,7 @@ def todays_patients(request: Asking, tenant: Tenant, whose: Query = "all", visit
     return page(request, "today.html", active="today", today=today, whose=whose, visit=visit,
                 visits=worklist.VISITS, orderers=orderers,
                 day=today["date"].strftime("%A %d %B %Y"), status_labels=STATUS_LABELS, review=review,
-                critical_flags=worklist.CRITICAL_FLAGS, expected=expected, **portal.HELPERS)
+                expected=expected, **portal.HELPERS)
 
 
 todays_router = Router(path="/t/{tenant:str}", route_handlers=[todays_patients],

@@ -1,6 +1,6 @@
 """The imaging bench's page over real HTTP (appliance/web/imaging.py): a radiographer lands on the worklist, sees
 the study's indication and no way into the chart, records the study performed; a clinician's report refused
-beside its field (what was typed kept, nothing written), then signed with a critical finding, and corrected;
+beside its field (what was typed kept, nothing written), then signed with an unexpected finding, and corrected;
 another facility's radiographer and guessed ids are refused on the page and every form."""
 
 from __future__ import annotations
@@ -33,16 +33,22 @@ def other_facility(tenant_factory):
     return tenant_factory(name="Another Imaging Department", **CLINICAL_CONFIG)
 
 
+def ordered_xray(conn, doctor: Principal, *, family_name: str, given_names: str, why: str,
+                 visit: str = "outpatient", priority: str = "routine") -> uuid.UUID:
+    """A chest X-ray ordered at a visit of a new patient's, seen here."""
+    patient = new_patient(conn, doctor, family_name=family_name, given_names=given_names)
+    encounter = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class=visit))
+    return service.order_test(conn, doctor, patient["id"], ServiceRequestIn(
+        code=XRAY, priority=priority, clinical_info=why, encounter_id=encounter["id"]))["id"]
+
+
 @pytest.fixture(scope="module")
 def chest_xray(db, facility) -> uuid.UUID:
     doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Orders", tenant=facility.slug,
                        role="clinician")
     with db.tenant(facility.slug) as conn:
-        patient = new_patient(conn, doctor, family_name="Wanjiru", given_names="Faith")
-        visit = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="outpatient"))
-        ordered = service.order_test(conn, doctor, patient["id"], ServiceRequestIn(
-            code=XRAY, clinical_info="fever and crackles at the left base", encounter_id=visit["id"]))
-    return ordered["id"]
+        return ordered_xray(conn, doctor, family_name="Wanjiru", given_names="Faith",
+                            why="fever and crackles at the left base")
 
 
 def _reports(db, facility, order) -> int:
@@ -74,17 +80,17 @@ def test_a_radiographer_records_a_study_performed_and_a_clinician_reports_and_co
     assert f'id="report-{chest_xray}"' in page.text
     unsaid = radiologist.post(f"{base}/imaging/orders/{chest_xray}/report", data={
         "_csrf_token": csrf_token(page.text), "findings": "Left lower zone consolidation.", "impression": "",
-        "critical": "true"}, follow_redirects=False)
+        "finding": "unexpected"}, follow_redirects=False)
     assert unsaid.status_code == 422 and 'id="impression-error"' in unsaid.text, unsaid.text
     assert "Left lower zone consolidation." in unsaid.text  # what was typed is kept
     assert _reports(db, facility, chest_xray) == 0
     signed = radiologist.post(f"{base}/imaging/orders/{chest_xray}/report", data={
         "_csrf_token": csrf_token(page.text), "findings": "Left lower zone consolidation.",
-        "impression": "Left lower lobe pneumonia.", "critical": "true"}, follow_redirects=False)
+        "impression": "Left lower lobe pneumonia.", "finding": "unexpected"}, follow_redirects=False)
     assert signed.status_code == 303 and signed.headers["location"] == f"{base}/imaging?done=study-reported"
     reported = radiologist.get(signed.headers["location"]).text
     assert "Report signed" in reported and "Left lower lobe pneumonia." in reported
-    assert "critical or unexpected finding</span>" in reported
+    assert "unexpected finding</span>" in reported and "critical finding</span>" not in reported
     with db.tenant(facility.slug) as conn:
         report = conn.execute(sa.text("SELECT entry_id FROM result WHERE service_request_id = :o"),
                               {"o": chest_xray}).scalar_one()
@@ -164,10 +170,41 @@ def test_a_report_reviewed_already_stays_under_signed_off_where_it_is_corrected(
     corrected = post_form(radiologist, f"{base}/imaging?state=signed_off",
                           f"{base}/imaging/results/{report['id']}/correction",
                           {"findings": "Small right apical pneumothorax.", "impression": "Right pneumothorax.",
-                           "critical": "true", "reason": "the apex was missed on first reading", "state": "signed_off"})
-    assert corrected.headers["location"] == f"{base}/imaging?done=report-corrected&state=signed_off", corrected.text
+                           "finding": "critical", "reason": "the apex was missed on first reading",
+                           "state": "signed_off"})
+    # Corrected to a critical finding: a call, as a lab value corrected to a critical one is.
+    assert corrected.headers["location"] == f"{base}/imaging?done=report-corrected-critical&state=signed_off", \
+        corrected.text
+    assert "telephone the clinician who ordered it" in radiologist.get(corrected.headers["location"]).text
     back = radiologist.get(f"{base}/imaging?state=reported").text.split(f'id="imaging-{order}"')[1]
     assert "Right pneumothorax." in back.split("</section>")[0] and "Awaiting sign-off" in back.split("</section>")[0]
+
+
+def test_a_critical_finding_asks_for_a_call_and_reaches_every_clinicians_review_list(signed_in, db, facility,
+                                                                                      other_facility):
+    """A tension pneumothorax signed as 'critical or unexpected' read 'Report signed; it waits for the ordering
+    clinician's review': nothing asked the radiologist to telephone, and only the orderer's list held it. Reported
+    critical, the notice asks for the call, and the report heads another clinician's Results to review, counted
+    critical, where an unexpected finding is not listed; another facility's clinician sees neither."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Emergency", tenant=facility.slug,
+                       role="clinician")
+    with db.tenant(facility.slug) as conn:
+        order = ordered_xray(conn, doctor, family_name="Langat", given_names="Peter", visit="emergency",
+                             priority="stat", why="stab wound left chest: ?pneumothorax")
+        imaging.record_performed(conn, doctor, order, note=None, today=dt.date.today())
+    radiologist = signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}"
+    signed = post_form(radiologist, f"{base}/imaging?state=performed", f"{base}/imaging/orders/{order}/report",
+                       {"findings": "Large left pneumothorax, mediastinum shifted to the right.",
+                        "impression": "Left tension pneumothorax.", "finding": "critical"})
+    assert signed.headers["location"] == f"{base}/imaging?done=study-reported-critical", signed.text
+    told = radiologist.get(signed.headers["location"]).text
+    assert "telephone the clinician who ordered it, or the ward, now" in told and "critical finding</span>" in told
+    review = radiologist.get(f"{base}/today").text.split('id="review-title"')[1]
+    assert " critical</span>" in review.split("</h2>")[0] and "Left tension pneumothorax." in review
+    intruder = signed_in("clinician", other_facility.slug)
+    assert "Left tension pneumothorax." not in intruder.get(f"/t/{other_facility.slug}/today").text
+    assert intruder.get(f"{base}/today").status_code == 403
 
 
 def test_another_facilitys_radiographer_and_guessed_ids_are_refused(signed_in, facility, other_facility, chest_xray):

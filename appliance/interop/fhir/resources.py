@@ -35,7 +35,7 @@ ENCOUNTER_STATUS = {"planned": "planned", "arrived": "arrived", "in_progress": "
                     "finished": "finished", "cancelled": "cancelled"}
 SERVICE_CATEGORY = {"lab": ("108252007", "Laboratory procedure"), "imaging": ("363679005", "Imaging")}
 INTERPRETATION = {"N": "Normal", "L": "Low", "H": "High", "LL": "Critical low", "HH": "Critical high",
-                  "A": "Abnormal"}
+                  "A": "Abnormal", "AA": "Critical abnormal"}
 
 
 class VitalSign:

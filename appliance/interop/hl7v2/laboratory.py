@@ -35,7 +35,7 @@ from appliance.substrate.record import current_clause, entry, note_access
 from appliance.substrate.tenancy import facility_timezone
 
 PRIORITIES = {"S": "stat", "A": "urgent", "R": "routine", "": "routine"}
-RESULT_FLAGS = {"N": "N", "L": "L", "H": "H", "LL": "LL", "HH": "HH", "A": "A", "AA": "A", "<": "L", ">": "H"}
+RESULT_FLAGS = {"N": "N", "L": "L", "H": "H", "LL": "LL", "HH": "HH", "A": "A", "AA": "AA", "<": "L", ">": "H"}
 RESULT_STATUSES = {"F": None, "C": "corrected result", "P": "preliminary result"}
 NUMERIC_TYPES = ("NM", "SN")
 TEXT_TYPES = ("ST", "TX", "FT", "CE", "CWE")

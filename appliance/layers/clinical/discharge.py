@@ -74,7 +74,7 @@ STAY_STATUSES = ("arrived", "in_progress", "finished")
 # A LOINC code → the release rule (REL-001...) keeping its results to be given in person, None for none: the
 # release rules' evaluation (`ReleaseRules.in_person_rule`), handed in by the caller, as layers import no other.
 InPerson = Callable[[str], str | None]
-RESULT_FLAGS = {"H": "high", "L": "low", "HH": "critical high", "LL": "critical low", "A": "abnormal"}
+RESULT_FLAGS = {"H": "high", "L": "low", "HH": "critical high", "LL": "critical low", "A": "abnormal", "AA": "critical"}
 
 _STAY_COLUMNS = (encounter.c.id, encounter.c.encounter_class, encounter.c.status, encounter.c.reason,
                  encounter.c.ward_code, encounter.c.started_at, encounter.c.ended_at)

@@ -17,10 +17,14 @@ for an error found after the review to be corrected from the bench.
 
 The report is the order's `result`, written by `service.record_result` as an HL7 ORU's report is (the study's
 LOINC code, text as its value): its impression is the value, what the clinician's review list and the chart show
-first, and its findings are the result's note; a critical or unexpected finding flags it A, so it heads the
-ordering clinician's results to review among the abnormal ones, as an abnormal lab result does. Its author signs
-it. A correction is its next version (`service.correct_result`) with the reason, reviewed again. The chart, the
-review list and the patient portal read it as they read any result.
+first, and its findings are the result's note. A critical finding, one the clinician must act on now (a tension
+pneumothorax, free air under the diaphragm), flags it AA, one of service.CRITICAL_FLAGS: it is a critical result
+as a lab value beyond its critical limits is, heading every clinician's results to review whoever ordered it and
+called on its ward's worklist until a doctor signs it off, and the reporter is asked to telephone. An unexpected
+finding that is not urgent (a renal cyst on a chest film) flags it A, abnormal, heading the ordering clinician's
+list among the abnormal results, as an abnormal lab result does. Its author signs it. A correction is its next
+version (`service.correct_result`) with the reason, flagged again and reviewed again. The chart, the review list and
+the patient portal read it as they read any result.
 
 The department acts for the facility on the orders placed there: nothing here opens a chart or needs a care
 relationship. It shows a patient by what matches them at the door (name, MRN, sex, age), the study, and who
@@ -48,8 +52,10 @@ STATE_WORDS = {"awaiting_study": "Awaiting study", "performed": "Performed: awai
 BENCH = bench.Bench(bench.Department(category="imaging", receipt_kind="imaging_performed", states=STATES,
                                      name="imaging", noun="imaging order"))
 LISTS = BENCH.department.lists
-# The flag of a report with a critical or unexpected finding: abnormal, as HL7 sends a text result's (A, AA).
-CRITICAL_FINDING = "A"
+# The flags of a report with a critical finding (critically abnormal, a critical result) and with an unexpected
+# one that is not urgent (abnormal), as HL7 flags a result in words (AA, A).
+CRITICAL_FINDING = "AA"
+UNEXPECTED_FINDING = "A"
 
 
 def worklist(conn: Connection, principal: Principal, *, today: dt.date, state: str | None = None) -> dict:
@@ -114,18 +120,23 @@ def correct_report(conn: Connection, principal: Principal, result_id: uuid.UUID,
                    *, today: dt.date) -> dict:
     """Correct the current version of an imaging order's report, with the reason: its next version, signed by
     the corrector, flagged again and waiting for review again (the corrected one stays in its history). A
-    version corrected since: 409. Returns the order."""
+    version corrected since: 409. Returns the order, `correction` naming the version written."""
     found = BENCH.result_of_order(conn, result_id)
     BENCH.serialise(conn, found["service_request_id"])
-    service.correct_result(conn, principal, found["patient_id"], result_id,
-                           _result_in(found["code"], found["service_request_id"], data), data.reason)
-    return imaging_order(conn, principal, found["service_request_id"], today=today)
+    written = service.correct_result(conn, principal, found["patient_id"], result_id,
+                                     _result_in(found["code"], found["service_request_id"], data), data.reason)
+    return imaging_order(conn, principal, found["service_request_id"], today=today) | {"correction": written["id"]}
 
 
 def _result_in(code: str, order_id: uuid.UUID, data: ImagingReportIn) -> ImagingReportResultIn:
     # The report's fields fit the report's result (its note as long as the findings), so this never refuses.
     return ImagingReportResultIn(code=code, service_request_id=order_id, value=data.impression, note=data.findings,
-                                 flag=CRITICAL_FINDING if data.critical else None)
+                                 flag=_finding_flag(data))
+
+
+def _finding_flag(data: ImagingReportIn) -> str | None:
+    """The report's flag: critical outranks unexpected, a report marked both being a call all the same."""
+    return CRITICAL_FINDING if data.critical else UNEXPECTED_FINDING if data.unexpected else None
 
 
 def _as_studies(rows: list[dict]) -> list[dict]:
@@ -135,7 +146,8 @@ def _as_studies(rows: list[dict]) -> list[dict]:
         row["performed_at"], row["performed_by"] = row["received_at"], row["received_by"]
         row["performed_note"] = row["received_note"]
         row["reports"] = [{"id": r["id"], "root_id": r["root_id"], "impression": r["value_text"],
-                           "findings": r["note"], "flag": r["flag"], "critical": r["flag"] == CRITICAL_FINDING,
+                           "findings": r["note"], "flag": r["flag"], "critical": r["flag"] in service.CRITICAL_FLAGS,
+                           "unexpected": r["flag"] == UNEXPECTED_FINDING,
                            "recorded_at": r["recorded_at"], "reported_by": r["author_id"],
                            "corrected": r["corrected"], "signed": r["signed"]} for r in row["results"]]
     return rows

@@ -96,8 +96,9 @@ class ImagingController(Controller):
     def report(self, tenant: FromPath[str], state: State, request: Asking, order_id: Id,
                data: JSONBody[ImagingReportIn]) -> ImagingOrderOut:
         """The report of a study performed, signed by the caller: findings, impression and whether a finding is
-        critical or unexpected (flagged A). It is the order's result, waiting on the ordering clinician's results
-        to review. Not performed yet, or reported already: 409."""
+        critical (flagged AA: a critical result, on every clinician's results to review and its ward's worklist) or
+        unexpected but not urgent (flagged A). It is the order's result, waiting on the ordering clinician's
+        results to review. Not performed yet, or reported already: 409."""
         today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return ImagingOrderOut.model_validate(imaging.report(conn, request.user, order_id, data, today=today))

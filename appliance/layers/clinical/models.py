@@ -239,7 +239,7 @@ result = sa.Table(
     sa.Column("unit", sa.Text, nullable=True),
     sa.Column("reference_low", sa.Numeric, nullable=True),
     sa.Column("reference_high", sa.Numeric, nullable=True),
-    sa.Column("flag", sa.Text, nullable=True),  # N, L, H, LL, HH, A
+    sa.Column("flag", sa.Text, nullable=True),  # N, L, H, LL, HH, A, AA
     sa.Column("note", sa.Text, nullable=True),
     sa.Index("result_service_request_idx", "service_request_id"),
 )

@@ -737,7 +737,7 @@ class ResultIn(_In):
     unit: str | None = Field(default=None, max_length=30)
     reference_low: Measurement | None = None
     reference_high: Measurement | None = None
-    flag: Literal["N", "L", "H", "LL", "HH", "A"] | None = None
+    flag: Literal["N", "L", "H", "LL", "HH", "A", "AA"] | None = None
     note: str | None = Field(default=None, max_length=2000)
     encounter_id: uuid.UUID | None = None
     occurred_at: aware_datetime("the time the result was observed") | None = Field(default=None, description=(
@@ -1255,8 +1255,13 @@ class ImagingReportIn(_In):
         "what the images show, in free text (up to 20,000 characters: a CT report's length)"))
     impression: ReportText = Field(description="the conclusion: what the findings mean for this patient")
     critical: bool = Field(default=False, description=(
-        "a critical or unexpected finding: the report is flagged abnormal (A) on the ordering clinician's "
-        "results to review, as an abnormal lab result is"))
+        "a critical finding, one the clinician must act on now (a tension pneumothorax): the report is flagged "
+        "critical (AA) and is a critical result as a lab value beyond its critical limits is, first on every "
+        "clinician's results to review and on its ward's worklist until a doctor signs it off; telephone the "
+        "ordering clinician or the ward as well"))
+    unexpected: bool = Field(default=False, description=(
+        "an unexpected finding that is not urgent (a renal cyst on a chest film): the report is flagged abnormal "
+        "(A) on the ordering clinician's results to review, as an abnormal lab result is. Critical outranks it"))
 
 
 class ImagingReportResultIn(ResultIn):
@@ -1276,7 +1281,8 @@ class ImagingReportOut(_Out):
     root_id: uuid.UUID
     findings: str | None
     impression: str | None
-    critical: bool
+    critical: bool  # flagged critical (AA, or a sender's HH or LL): a critical result
+    unexpected: bool  # flagged abnormal (A): an unexpected finding, not urgent
     flag: str | None
     recorded_at: dt.datetime
     reported_by: uuid.UUID  # who wrote (signed) this version of the report

@@ -1138,8 +1138,10 @@ def list_orders(conn: Connection, principal: Principal, patient_id: uuid.UUID, *
 # -- results -----------------------------------------------------------------------------------------
 
 
-# A critical result is one beyond the catalogue's critical limits, or one the laboratory flagged so (HH, LL).
-CRITICAL_FLAGS = ("HH", "LL")
+# A critical result is one beyond the catalogue's critical limits, or one its sender flagged so: a laboratory's
+# HH or LL, an imaging report's critical finding AA (HL7's "critically abnormal" for a result in words: a tension
+# pneumothorax), where A is abnormal only (an unexpected finding the clinician reads in their review, not a call).
+CRITICAL_FLAGS = ("HH", "LL", "AA")
 
 
 def _flag(value: Decimal | str, definition: Any, low: Decimal | None, high: Decimal | None) -> str | None:

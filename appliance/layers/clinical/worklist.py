@@ -12,7 +12,8 @@ names no attending clinician, so an encounter assigned to someone who has not ye
 "all" only.
 
 Results waiting for review are those not yet signed off that answer an order the clinician placed, and
-every critical result at the facility (the laboratory's critical flag, HH or LL) whoever ordered it: a
+every critical result at the facility (service.CRITICAL_FLAGS: a lab value's HH or LL, an imaging report's
+critical finding AA) whoever ordered it: a
 result reaches the chart whether or not the patient is there, and one for a patient who went home
 yesterday is otherwise seen by nobody until their next visit.
 
@@ -43,8 +44,8 @@ VISITS = ("outpatient", "emergency", "inpatient")
 # render (and audit) thousands of rows nobody reads.
 LIMIT = 500
 # Those being seen first, then those waiting, those expected, and those already done.
-# Critical results (service.CRITICAL_FLAGS: beyond the catalogue's critical limits, or flagged so by the
-# laboratory) come first.
+# Critical results (service.CRITICAL_FLAGS: beyond the catalogue's critical limits, flagged so by the
+# laboratory, an imaging report's critical finding) come first.
 RESULTS_LIMIT = 100
 _STATUS_ORDER = sa.case({"in_progress": 0, "arrived": 1, "planned": 2, "finished": 3}, value=encounter.c.status,
                         else_=4)
@@ -150,9 +151,9 @@ def results_to_review(conn: Connection, principal: Principal, *, limit: int = RE
 
 
 def critical_unreviewed(conn: Connection, principal: Principal, patient_ids: list) -> list[dict]:
-    """The critical results (LL, HH) of these patients that no clinician has signed off yet, newest first: what
-    a ward's nurses are to tell the doctor of, as the ward's own alarms (an early warning score, oliguria) are.
-    Each patient listed is audited as a read of those results."""
+    """The critical results (service.CRITICAL_FLAGS) of these patients that no clinician has signed off yet, newest
+    first: what a ward's nurses are to tell the doctor of, as the ward's own alarms (an early warning score,
+    oliguria) are. Each patient listed is audited as a read of those results."""
     if not patient_ids:
         return []
     signed = sa.exists().where(result_signoff.c.result_id == entry.c.id)

@@ -1,7 +1,8 @@
 """The imaging department's bench over real HTTP and the real record (appliance/layers/clinical/imaging.py): the
 radiographer's role holds the worklist and 'performed', not the report and nothing of the chart; the worklist's
-order, indication and audit; a study performed, then reported by a clinician (findings, impression, a critical
-finding flagged) as the order's result on the ordering clinician's review list and the chart; a correction; and
+order, indication and audit; a study performed, then reported by a clinician (findings, impression, an unexpected
+finding flagged) as the order's result on the ordering clinician's review list and the chart; a critical finding a
+critical result, on every clinician's list and the ward's; a correction; and
 refusals (422 with a sentence, 409 out of turn) writing nothing, another facility's credentials, guessed ids and a
 lab order's id refused on every route."""
 
@@ -23,7 +24,7 @@ from tests.layers.clinical.conftest import born_years_ago, new_patient
 IMAGING = "/api/t/{tenant}/imaging"
 XRAY, FBC, HB = "36643-5", "58410-2", "718-7"
 REPORT = {"findings": "Right apical cavity with surrounding consolidation. No effusion.",
-          "impression": "Appearances of active pulmonary tuberculosis.", "critical": True}
+          "impression": "Appearances of active pulmonary tuberculosis.", "unexpected": True}
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +182,8 @@ def test_a_study_performed_then_reported_reaches_the_clinicians_review_list_flag
     assert reported.status_code == 200, reported.text
     assert reported.json()["state"] == "reported"
     [report] = reported.json()["reports"]
-    assert (report["impression"], report["findings"], report["critical"], report["flag"], report["signed"]) == (
-        REPORT["impression"], REPORT["findings"], True, "A", False)
+    assert (report["impression"], report["findings"], report["critical"], report["unexpected"], report["flag"],
+            report["signed"]) == (REPORT["impression"], REPORT["findings"], False, True, "A", False)
     twice = radiologist.post(f"{base}/orders/{order}/report", json=REPORT)
     assert twice.status_code == 409 and "correct the report" in twice.json()["detail"]
     with db.tenant(facility.slug) as conn:
@@ -196,6 +197,50 @@ def test_a_study_performed_then_reported_reaches_the_clinicians_review_list_flag
     # Reported: the stat study, still to perform, comes before it on the worklist.
     listed = [o["id"] for o in radiographer.get(f"{base}/orders").json()["orders"]]
     assert listed.index(str(studies["stat"])) < listed.index(str(order))
+
+
+def test_a_critical_finding_is_a_critical_result_and_an_unexpected_one_stays_the_orderers(
+        radiographer, radiologist, db, facility, doctor):
+    """A tension pneumothorax reported as 'critical or unexpected' was flagged A, abnormal, as a renal cyst seen on
+    the same film would be: it waited on the ordering doctor's list alone, as no critical lab value does. A critical
+    finding is now flagged AA, a critical result: first on every clinician's results to review (the orderer named)
+    and on its ward's critical list until a doctor signs it off; an unexpected one, not urgent, stays A, the
+    orderer's to read."""
+    base = IMAGING.format(tenant=facility.slug)
+    with db.tenant(facility.slug) as conn:
+        patient = new_patient(conn, doctor, family_name="Kiprop", given_names="Amos", sex="male",
+                              birth_date=born_years_ago(24))
+        visit = service.open_encounter(conn, doctor, patient["id"], EncounterIn(encounter_class="emergency"))
+        tension, cyst = (service.order_test(conn, doctor, patient["id"], ServiceRequestIn(
+            code=XRAY, priority="stat", clinical_info=why, encounter_id=visit["id"]))["id"]
+            for why in ("stab wound left chest, short of breath: ?pneumothorax", "follow-up of pneumonia"))
+    for order in (tension, cyst):
+        assert radiographer.post(f"{base}/orders/{order}/performed", json={}).status_code == 200
+    critical = radiologist.post(f"{base}/orders/{tension}/report", json={
+        "findings": "Large left pneumothorax with mediastinal shift to the right.",
+        "impression": "Left tension pneumothorax.", "critical": True, "unexpected": True})
+    assert critical.status_code == 200, critical.text
+    [report] = critical.json()["reports"]
+    assert (report["flag"], report["critical"], report["unexpected"]) == ("AA", True, False)
+    unexpected = radiologist.post(f"{base}/orders/{cyst}/report", json={
+        "findings": "Resolving consolidation. Incidental 3 cm cyst at the upper pole of the left kidney.",
+        "impression": "Resolving pneumonia; incidental renal cyst.", "unexpected": True})
+    [incidental] = unexpected.json()["reports"]
+    assert (incidental["flag"], incidental["critical"], incidental["unexpected"]) == ("A", False, True)
+    colleague = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr On Call", tenant=facility.slug,
+                          role="clinician")
+    with db.tenant(facility.slug) as conn:
+        theirs = worklist.results_to_review(conn, colleague)
+        ward = worklist.critical_unreviewed(conn, colleague, [patient["id"]])
+        orderers = worklist.results_to_review(conn, doctor)["results"]
+    assert theirs["results"][0]["id"] == uuid.UUID(report["id"]) and theirs["critical"] >= 1
+    assert theirs["results"][0]["ordered_by"] == doctor.account_id  # whom to telephone
+    assert uuid.UUID(incidental["id"]) not in {r["id"] for r in theirs["results"]}
+    assert [r["id"] for r in ward] == [uuid.UUID(report["id"])]
+    assert {uuid.UUID(report["id"]), uuid.UUID(incidental["id"])} <= {r["id"] for r in orderers}
+    with db.tenant(facility.slug) as conn:
+        service.sign_result(conn, doctor, patient["id"], uuid.UUID(report["id"]), "chest drain inserted")
+        assert worklist.critical_unreviewed(conn, colleague, [patient["id"]]) == []
 
 
 def test_performed_on_the_wrong_order_is_entered_in_error_and_the_order_awaits_its_study(
@@ -284,7 +329,7 @@ def test_a_correction_is_the_reports_next_version_reviewed_again_then_signed_off
     base, order = IMAGING.format(tenant=facility.slug), studies["routine"]
     [report] = radiologist.get(f"{base}/orders/{order}").json()["reports"]
     corrected_report = {**REPORT, "impression": "Right upper lobe consolidation: tuberculosis or pneumonia.",
-                        "critical": False}
+                        "unexpected": False}
     no_reason = radiologist.post(f"{base}/results/{report['id']}/correction", json=corrected_report)
     assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"], no_reason.text
     mine = radiographer.post(f"{base}/results/{report['id']}/correction",

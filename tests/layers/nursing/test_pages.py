@@ -13,8 +13,9 @@ from decimal import Decimal
 
 import pytest
 
+from appliance.layers.clinical import imaging
 from appliance.layers.clinical import service as clinical
-from appliance.layers.clinical.schemas import ResultIn
+from appliance.layers.clinical.schemas import ImagingReportIn, ResultIn, ServiceRequestIn
 from appliance.layers.nursing import service
 from appliance.national import indicators as national
 from appliance.substrate import audit, record
@@ -120,6 +121,37 @@ def test_a_result_corrected_to_a_critical_value_is_called_on_its_wards_worklist_
     with db.tenant(facility.slug) as conn:
         clinical.sign_result(conn, clinician, here["id"], low["id"], "transfusing")
     assert "CHELIMO, Rose" not in nurse.get(f"/t/{facility.slug}/ward").text.split("Worklist")[0]
+
+
+def test_an_imaging_reports_critical_finding_is_called_on_its_wards_worklist_as_a_critical_lab_value_is(
+        db, signed_in, facility, other_facility, clinician):
+    """A chest X-ray reported as a tension pneumothorax waited on the ordering doctor's list: the ward's nurses,
+    told of a haemoglobin of 4.1, were not told of it. A critical finding is now called on its ward's worklist
+    until a doctor signs it off; an unexpected one that is not urgent is not, nor is it shown to another
+    facility's nurse."""
+    today = dt.datetime.now(TZ).date()
+    with db.tenant(facility.slug) as conn:
+        here = admit(conn, clinician, family="Kiplagat", given="Daniel")
+        reports = {}
+        for name, report in (("tension", ImagingReportIn(findings="Large right pneumothorax, mediastinal shift.",
+                                                         impression="Right tension pneumothorax.", critical=True)),
+                             ("cyst", ImagingReportIn(findings="Clear lungs. A 2 cm cyst at the upper pole of the "
+                                                               "right kidney.", impression="Incidental renal cyst.",
+                                                      unexpected=True))):
+            order = clinical.order_test(conn, clinician, here["id"], ServiceRequestIn(
+                code="36643-5", encounter_id=here["encounter_id"]))["id"]
+            imaging.record_performed(conn, clinician, order, note=None, today=today)
+            [reports[name]] = imaging.report(conn, clinician, order, report, today=today)["reports"]
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    alert = nurse.get(f"/t/{facility.slug}/ward").text.split('id="critical-results-alert"')[1].split("</section>")[0]
+    assert "KIPLAGAT, Daniel" in alert and "Right tension pneumothorax.: tell the doctor" in alert
+    assert f'/patients/{here["id"]}/results#result-{reports["tension"]["id"]}"' in alert
+    assert "renal cyst" not in alert
+    outsider = signed_in("nurse", other_facility.slug, ward="GEN")
+    assert "KIPLAGAT" not in outsider.get(f"/t/{other_facility.slug}/ward").text
+    with db.tenant(facility.slug) as conn:
+        clinical.sign_result(conn, clinician, here["id"], reports["tension"]["id"], "chest drain inserted")
+    assert "KIPLAGAT, Daniel" not in nurse.get(f"/t/{facility.slug}/ward").text.split("Worklist")[0]
 
 
 def test_the_observations_page_says_when_the_next_set_is_overdue(db, signed_in, facility, clinician):
