@@ -9,6 +9,7 @@ import secrets
 import sqlalchemy as sa
 
 from appliance.interop.hl7v2.models import hl7_message
+from appliance.layers.clinical import service
 from appliance.substrate import audit, identity
 from tests.interop.hl7v2.conftest import adt, control_id, counts, orm, oru
 
@@ -508,7 +509,8 @@ def test_a_radiology_report_for_an_imaging_order_is_kept_whole_and_a_lab_note_st
     assert feed(orm(facility.slug, identifier, "58410-2", placer=blood))[0].code == "AA"
     impression = "Acute subdural haematoma with midline shift. " * 100  # 4,500 characters
     findings = [f"Paragraph {n:02d} of the findings. " + "x" * 1470 for n in range(12)]  # 12 x 1,500
-    [ack] = feed(oru(facility.slug, identifier, [f"OBX|1|TX|30799-1^CT head^LN||{impression}||||||F",
+    # Flagged AA, critically abnormal: a critical finding, kept so (a critical result), not read as A.
+    [ack] = feed(oru(facility.slug, identifier, [f"OBX|1|TX|30799-1^CT head^LN||{impression}|||AA|||F",
                                                  *(f"NTE|{n}||{text}" for n, text in enumerate(findings, 1))],
                      placer=ct, panel="30799-1^CT head without contrast^LN"))
     assert ack.code == "AA", ack.text
@@ -518,9 +520,9 @@ def test_a_radiology_report_for_an_imaging_order_is_kept_whole_and_a_lab_note_st
     patient = _patient(db, facility.slug, identifier)
     with db.tenant(facility.slug) as conn:
         rows = {r.code: r for r in conn.execute(sa.text(
-            "SELECT r.code, r.value_text, r.note FROM result r JOIN entry e ON e.id = r.entry_id "
+            "SELECT r.code, r.value_text, r.note, r.flag FROM result r JOIN entry e ON e.id = r.entry_id "
             "WHERE e.patient_id = :p"), {"p": patient["id"]})}
-    assert rows["30799-1"].value_text == impression.strip()
+    assert rows["30799-1"].value_text == impression.strip() and rows["30799-1"].flag in service.CRITICAL_FLAGS
     assert rows["30799-1"].note == "; ".join(findings) and len(rows["30799-1"].note) > 18_000
     assert rows["718-7"].note == "y" * 2000
 
