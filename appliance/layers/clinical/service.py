@@ -7,6 +7,7 @@ request boundary does), so an operation that raises leaves nothing behind. Write
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import uuid
@@ -292,7 +293,7 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.U
     another person's ID (before `link_registration`, it was linked to that stranger's subject)."""
     national_id = national_id_of(data)
     if chart_id is None and national_id and data.subject_id is None:
-        with db.tenant(tenant) as conn:
+        with _chart_transaction(db, tenant, chart_conn) as conn:
             _refuse_identifiers_held(conn, None, [{"system": "national_id", "value": national_id}])
     made = False
     with db.control() as conn:
@@ -306,6 +307,14 @@ def with_subject(db: Database, data: PatientIn, *, tenant: str, chart_id: uuid.U
         noted = identity.note_facility(conn, subject_id, tenant)
     _forgotten_if_refused(chart_conn, tenant, subject_id, made=made, noted=noted)
     return data.model_copy(update={"subject_id": subject_id})
+
+
+def _chart_transaction(db: Database, tenant: str, chart_conn: Connection | None):
+    """Where a registration reads the facility's own charts before asking the identity index: the chart's transaction
+    when the caller holds it open (a second tenant transaction beside it took another pooled connection and its round
+    trips on every registration: bench/intake.py's server CPU 9.57 → 8.84 ms and PostgreSQL's 4.33 → 3.71 ms a
+    patient without it), else one of its own."""
+    return contextlib.nullcontext(chart_conn) if chart_conn is not None else db.tenant(tenant)
 
 
 def _forgotten_if_refused(chart_conn: Connection | None, tenant: str, subject_id: uuid.UUID, *, made: bool,
@@ -344,7 +353,7 @@ def link_registration(db: Database, principal: Principal, data: PatientIn, *, te
     caller passes the chart's transaction as `chart_conn`)."""
     national_id = national_id_of(data)
     if national_id and data.subject_id is None:
-        with db.tenant(tenant) as conn:
+        with _chart_transaction(db, tenant, chart_conn) as conn:
             _refuse_identifiers_held(conn, chart_id, [{"system": "national_id", "value": national_id}])
     differs: list[str] = []
     refused = made = noted = False
