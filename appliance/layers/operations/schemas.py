@@ -321,29 +321,9 @@ class DispenseReversalIn(_In):
     reason: str = Field(min_length=1, max_length=500)  # patient data: why the dispense was a mistake
 
 
-class DispenseReversalOut(BaseModel):
-    id: uuid.UUID  # the "entered in error" version of the dispense
-    dispense_id: uuid.UUID
-    patient_id: uuid.UUID
-    medication_request_id: uuid.UUID
-    item_id: uuid.UUID
-    item: str
-    batch: str
-    quantity: Quantity  # back into the batch
-    unit: str
-    reason: str
-    reversed_at: dt.datetime
-    batch_on_hand_after: Quantity
+class _DispenseComingBackOut(BaseModel):
+    """What a reversal and a return both say: the dispense, its medicine and batch, how much came back and why."""
 
-
-class DispenseReturnIn(_In):
-    quantity: PositiveQuantity  # in the dispense's unit, at most what is still with the patient
-    condition: Literal["fit", "not_fit"]  # fit: back into its batch; not_fit: quarantined, out of stock
-    reason: str = Field(min_length=1, max_length=500)  # patient data: not needed, stopped, the wrong patient
-
-
-class DispenseReturnOut(BaseModel):
-    id: uuid.UUID  # the `dispense_return` entry
     dispense_id: uuid.UUID
     patient_id: uuid.UUID
     medication_request_id: uuid.UUID
@@ -352,11 +332,26 @@ class DispenseReturnOut(BaseModel):
     batch: str
     quantity: Quantity
     unit: str
-    condition: Literal["fit", "not_fit"]
     reason: str
+    batch_on_hand_after: Quantity
+
+
+class DispenseReversalOut(_DispenseComingBackOut):
+    id: uuid.UUID  # the "entered in error" version of the dispense; its whole quantity back into the batch
+    reversed_at: dt.datetime
+
+
+class DispenseReturnIn(_In):
+    quantity: PositiveQuantity  # in the dispense's unit, at most what is still with the patient
+    condition: Literal["fit", "not_fit"]  # fit: back into its batch; not_fit: quarantined, out of stock
+    reason: str = Field(min_length=1, max_length=500)  # patient data: not needed, stopped, the wrong patient
+
+
+class DispenseReturnOut(_DispenseComingBackOut):
+    id: uuid.UUID  # the `dispense_return` entry
+    condition: Literal["fit", "not_fit"]
     returned_at: dt.datetime
     still_out: Quantity  # what of the dispense the patient still has
-    batch_on_hand_after: Quantity
 
 
 class ReturnOut(BaseModel):

@@ -143,6 +143,18 @@ def test_imaging_turnaround_counts_the_time_the_report_was_made_not_its_arrival(
     assert float(row["measure"]) == pytest.approx(60)  # reported an hour after the order, arrived two later
 
 
+def _refused_naming(db, facility, feed, message: str, location: str, names: str, says: str) -> None:
+    """`message` answered AE 102 at `location` (e.g. "ORC-9"), its sentence naming the field and saying why, and
+    nothing of it written."""
+    before = counts(db, facility.slug)
+    [ack] = feed(message)
+    assert ack.code == "AE" and ack.field("ERR", 3) == "102", ack.text
+    segment, field = location.split("-")
+    assert ack.field("ERR", 2) == segment and ack.field("ERR", 2, 3) == field, ack.text
+    assert names in ack.field("ERR", 8) and says in ack.field("ERR", 8), ack.text
+    assert counts(db, facility.slug) == before, message
+
+
 def test_a_time_to_come_before_the_order_or_before_the_specimen_is_refused_and_writes_nothing(
         db, facility, feed, feed_principal):
     identifier, patient_id = _registered(db, facility, feed)
@@ -165,13 +177,7 @@ def test_a_time_to_come_before_the_order_or_before_the_specimen_is_refused_and_w
          "is not a time"),
     ]
     for message, location, names, says in cases:
-        before = counts(db, facility.slug)
-        [ack] = feed(message)
-        assert ack.code == "AE" and ack.field("ERR", 3) == "102", ack.text
-        segment, field = location.split("-")
-        assert ack.field("ERR", 2) == segment and ack.field("ERR", 2, 3) == field, ack.text
-        assert names in ack.field("ERR", 8) and says in ack.field("ERR", 8), ack.text
-        assert counts(db, facility.slug) == before, message
+        _refused_naming(db, facility, feed, message, location, names, says)
 
 
 def _ordered(db, facility, placer: str) -> tuple[uuid.UUID, dt.datetime, dt.datetime]:
@@ -224,10 +230,4 @@ def test_an_order_placed_in_the_future_is_refused_naming_its_field_and_writes_no
              "MSH-7 message time: ", to_come),
             (_orm(facility.slug, identifier, "ORD" + secrets.token_hex(4), placed="00010101003000+0100"), "ORC-9",
              "ORC-9 date/time of transaction: ", "in a year from 1 to 9999 in UTC")]:
-        before = counts(db, facility.slug)
-        [ack] = feed(message)
-        assert ack.code == "AE" and ack.field("ERR", 3) == "102", ack.text
-        segment, field = location.split("-")
-        assert ack.field("ERR", 2) == segment and ack.field("ERR", 2, 3) == field, ack.text
-        assert names in ack.field("ERR", 8) and says in ack.field("ERR", 8), ack.text
-        assert counts(db, facility.slug) == before, message
+        _refused_naming(db, facility, feed, message, location, names, says)
