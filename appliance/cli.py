@@ -1278,8 +1278,11 @@ def national_package(settings: Settings, period: str | None, out_path: Path) -> 
 
     with opened_database(settings) as db:
         definitions, month = _national_month(settings, period, db)
-        with _counting_progress(db) as advance:
-            package = federation.export_package(db, month, definitions, progress=advance)
+        try:
+            with _counting_progress(db) as advance:
+                package = federation.export_package(db, month, definitions, progress=advance)
+        except federation.NothingToSend as exc:
+            fail(f"{month.label}: no package written: {exc}")
     out_path.write_text(json.dumps(package, indent=1, ensure_ascii=False), encoding="utf-8")
     err.print(f"{month.label}: {_facilities(len(package['facilities']))} packaged and signed in {out_path}")
 
@@ -1316,8 +1319,12 @@ def national_push(settings: Settings, period: str | None, address: str, ca_file:
         if wait_seconds is not None:
             _wait_for_database(db, wait_seconds)
         definitions, month = _national_month(settings, period, db)
-        with _counting_progress(db) as advance:
-            package = federation.export_package(db, month, definitions, progress=advance)
+        try:
+            with _counting_progress(db) as advance:
+                package = federation.export_package(db, month, definitions, progress=advance)
+        except federation.NothingToSend as exc:  # the monthly timer's first month at a new appliance: not a fault
+            err.print(f"{month.label}: nothing sent: {exc}")
+            return
         try:
             answer = federation.send_package(db, package, url, ca_file=ca_file)
         except federation.PushError as exc:

@@ -146,6 +146,12 @@ class PackageConflict(PackageError):
     status = 409
 
 
+class NothingToSend(ValueError):
+    """No facility of this appliance records in the month asked (each records from its `recording_since`, or there
+    is none yet): a package of it would hold no facility, which a ministry refuses, so none is made. Not a fault:
+    a new appliance's first month, pushed by its monthly timer, meets it."""
+
+
 class PushError(RuntimeError):
     """A package sent over HTTPS did not arrive, or the receiving appliance refused it; the message says why."""
 
@@ -252,11 +258,21 @@ def export_package(db: Database, period: Period, definitions: Definitions, *, pr
     the appliance's audit log (whether it then leaves as a file or over HTTPS, which `send_package` records).
     Figures received from other appliances are never passed on."""
     facilities = gather(db, period, definitions, progress=progress)
+    if not recording(facilities):
+        raise NothingToSend(_nothing_recorded(facilities, period))
     package = make_package(facilities, period, definitions, keys.keyring_for(db), key_proof=key_proof(db))
     with db.control() as conn:
         audit.append(conn, tenant=None, principal=principal, event_type="national.package.export", action="E",
                      detail={"period": period.value, "facilities": len(package["facilities"])})
     return package
+
+
+def _nothing_recorded(facilities: list[Facility], period: Period) -> str:
+    if not facilities:
+        return "this appliance has no facility yet, so there is nothing to send"
+    first = min(facility.recording_since for facility in facilities if facility.recording_since is not None)
+    return (f"no facility of this appliance records in {period.label} (the first records from {first.label}), "
+            "so there is nothing to send for that month")
 
 
 def send_package(db: Database, package: dict, address: str, *, ca_file: Path | None = None,
@@ -594,7 +610,8 @@ def receive_package(db: Database, data: bytes, definitions: Definitions, *,
         not_counted = _not_counted(counted, definitions)
         facilities = _facilities(package.get("facilities"), counted, definitions, peer.name)
         if not facilities:
-            raise PackageError("the package holds no facility")
+            raise PackageError(f"the package holds no facility, so nothing of {period.label} to receive: an appliance "
+                               "whose facilities did not record yet in a month has nothing to send for it")
         if early := [f for f in facilities if not records_in(f.recording_since, period)]:
             raise PackageError(f"the package sends figures for {period.label} of "
                                + ", ".join(f"{f.name}, which records from {f.recording_since.label}" for f in early)

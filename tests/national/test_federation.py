@@ -247,6 +247,10 @@ def test_a_facility_says_the_month_it_records_from_and_is_not_sent_for_a_month_b
                                    recording_since=national.Period(2004, 3))
     _refused(db, _package_bytes(federation.make_package([too_soon], national.Period(2004, 2), definitions, hospital)),
              definitions, "of Diani, which records from March 2004: a month before a facility recorded is left out")
+    # One of a release that still made a package when none of its facilities recorded yet: said in words.
+    _refused(db, _package_bytes(federation.make_package([], national.Period(2004, 1), definitions, hospital)),
+             definitions, "the package holds no facility, so nothing of January 2004 to receive: an appliance whose "
+             "facilities did not record yet in a month has nothing to send for it")
 
 
 def test_the_cli_carries_a_month_from_one_appliance_to_another(run, db, definitions, tmp_path: Path,  # noqa: F811

@@ -309,6 +309,30 @@ def test_push_to_a_ministry_that_cannot_be_reached_fails_saying_so(run, db):  # 
                                                  "(Connection refused): check the address and the link to it")
 
 
+def test_a_month_before_any_facility_recorded_is_not_packaged_nor_sent_and_the_timer_stays_well(
+        run, db, ministry, tmp_path):  # noqa: F811
+    """A new appliance's monthly timer pushes the month before its facilities moved onto it: the ministry would
+    refuse a package of no facility, so none is made. The push says so and succeeds (the timer is not failed for
+    it); a package asked for is refused saying why, and no file is written."""
+    events_before = len(audit.read_events(db, None, event_type="national.package.push"))
+
+    pushed = run("national", "push", "--period", "1999-06", "--to", ministry.address, "--ca-file",
+                 str(ministry.ca_file), "--wait", "5")
+    assert pushed.exit_code == 0, pushed.output
+    said = " ".join(pushed.output.split())
+    assert "June 1999: nothing sent: no facility of this appliance records in June 1999 (the first records from " \
+        in said and "so there is nothing to send for that month" in said
+    assert len(audit.read_events(db, None, event_type="national.package.push")) == events_before
+    assert not federation.received_facilities(ministry.db, national.Period(1999, 6),
+                                              national.load_definitions(DEFINITIONS_FILE))
+
+    packaged = run("national", "package", "--period", "1999-06", "--out", str(tmp_path / "june.json"))
+    assert packaged.exit_code == 1
+    assert "June 1999: no package written: no facility of this appliance records in June 1999" in \
+        " ".join(packaged.output.split())
+    assert "Traceback" not in packaged.output and not (tmp_path / "june.json").exists()
+
+
 def test_pushing_a_month_twice_leaves_the_ministry_one_package_of_the_same_figures(run, db, ministry,  # noqa: F811
                                                                                    tenant_factory):
     tenant_factory(name="Twice Sent Clinic", dhis2_org_unit=f"KE-TWC-{secrets.token_hex(3)}")
