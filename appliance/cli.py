@@ -339,12 +339,38 @@ def status(settings: Settings, as_json: bool) -> None:
     os.environ.setdefault("PGCONNECT_TIMEOUT", "2")
     with opened_database(settings, start_embedded=False) as db:
         found = standing.status(db, settings)
+        _feeds_standing(db, found)
     if as_json:
         click.echo(json.dumps(found.report, default=str, indent=2))
     else:
         _print_status(found.report)
     if found.problems:
         sys.exit(1)
+
+
+def _feeds_standing(db: Database, found) -> None:
+    """The HL7 v2 feeds heard from this week at the facilities at head, each quiet or failing one a problem: a lab
+    analyser's link down is what a monitoring system should page about (the substrate's status cannot read the
+    feeds' log, which interop keeps)."""
+    from datetime import datetime
+
+    from appliance.interop.hl7v2 import history as hl7_history
+    from appliance.substrate.tenancy import list_tenants
+
+    schemas = found.report.get("schemas", {})
+    if "tenant_head" not in schemas:  # the database does not answer, or control is not migrated
+        return
+    now = datetime.fromisoformat(found.report["checked_at"])
+    tenants = [t for t in list_tenants(db) if t["status"] == "active" and t["slug"] not in schemas["tenants_behind"]
+               and t["slug"] not in schemas["tenants_ahead"]]
+    feeds = hl7_history.feeds_heard(db, tenants, now)
+    found.report["feeds"] = [
+        {"facility": feed["facility"], "name": feed["name"], "last_at": feed["state"].last_at.isoformat(),
+         "applied_at": feed["state"].applied_at.isoformat() if feed["state"].applied_at else None,
+         "refused_since": feed["state"].refused_since,
+         "state": "failing" if feed["state"].failing else "quiet" if feed["quiet"] else "sending"} for feed in feeds]
+    found.problems.extend(problem for feed in feeds if (problem := hl7_history.feed_problem(feed, now)))
+    found.report["ok"] = not found.problems
 
 
 def _print_status(report: dict) -> None:
@@ -381,6 +407,9 @@ def _print_status(report: dict) -> None:
         line("backup", "none made yet" if backup["last"] is None else
              f"last {backup['last']} ({since(backup['last'])}) in {backup['directory']}"
              + (f"; {backup['failed_since']} failed since" if backup["failed_since"] else ""))
+    for index, feed in enumerate(report.get("feeds", [])):
+        line("feeds" if index == 0 else "", f"{feed['facility']}: {feed['name'] or 'a revoked token'} {feed['state']}, "
+             f"last message {since(feed['last_at'])}")
     key = report["key"]
     line("key", f"{key['source']} {key['path']}" + (f", mode {key['mode']}" if key["mode"] else ", missing"))
     for index, disk in enumerate(report["disks"]):

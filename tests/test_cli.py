@@ -653,6 +653,38 @@ def test_status_names_each_problem_and_says_all_well_when_all_is(run, db, tenant
         db.cluster._price_trigram_functions()
 
 
+def test_status_pages_about_an_hl7_feed_gone_quiet_or_failing(run, db, policy, tenant_factory):
+    """A lab analyser's link down is what hospital IT's monitoring must hear about: `healthos status` lists each feed
+    heard from this week and names one failing (its last messages all refused) or quiet (nothing for a day) as a
+    problem, exit 1, with where to look; the operator's console reads the same."""
+    from tests.web.test_operator import feeds_heard_from
+
+    facility = tenant_factory(name="Feeding Clinic")
+    feeds_heard_from(db, policy, facility.slug, {
+        "lab": [("AA", dt.timedelta(hours=3)), *(("AE", dt.timedelta(minutes=50 - i)) for i in range(6))],
+        "registration": [("AA", dt.timedelta(hours=30))], "pharmacy": [("AA", dt.timedelta(minutes=5))]})
+    try:
+        result = run("status", "--json")
+        report = json.loads(result.output)
+        assert result.exit_code == 1
+        feeds = {feed["name"]: feed for feed in report["feeds"] if feed["facility"] == "Feeding Clinic"}
+        assert {name: feed["state"] for name, feed in feeds.items()} == {
+            "HL7 feed lab": "failing", "HL7 feed registration": "quiet", "HL7 feed pharmacy": "sending"}
+        assert feeds["HL7 feed lab"]["refused_since"] == 6
+        assert (f"hl7: Feeding Clinic's HL7 feed lab is failing: its last 6 messages were refused, none applied since; "
+                f"the facility admin's Interfaces page (/t/{facility.slug}/admin/interfaces?show=not-applied) says why"
+                in report["problems"])
+        assert ("hl7: Feeding Clinic's HL7 feed registration has sent nothing for 30 h: is its listener running "
+                "(systemctl status healthos-hl7@registration) and the sending system connected to it?"
+                in report["problems"])
+        assert not any("pharmacy" in problem for problem in report["problems"])
+        said = " ".join(run("status").output.split())
+        assert "feeds Feeding Clinic: HL7 feed" in said and "HL7 feed lab failing, last message" in said
+    finally:
+        with db.control() as conn:  # the module's other status checks expect no feed
+            conn.exec_driver_sql(f'DELETE FROM "t_{facility.slug}".hl7_message')
+
+
 def test_deployment_commands_print_a_quoted_path_whole(tmp_path: Path):
     """A deployment refusal quoting a file whose name holds brackets ("key[old].pem") prints it as written: rich
     markup took "[old]" for a style and the operator read of a file that does not exist."""

@@ -38,7 +38,6 @@ from appliance import __version__
 from appliance.interop.hl7v2 import history as hl7_history
 from appliance.substrate import audit, identity, standing
 from appliance.substrate import backup as backups
-from appliance.substrate.db import Database
 from appliance.substrate.migrate import CONTROL_SCHEMA, head, schema_revision, tenants_behind_head
 from appliance.substrate.problems import invalid_request_detail
 from appliance.substrate.tenancy import list_tenants
@@ -46,7 +45,6 @@ from appliance.web.errors import problem, sentence
 
 # Account states a person cannot get past alone: IT unlocks, re-sends the enrolment link, gives a role or disables.
 NEEDS_SOMEONE = frozenset({"locked", "awaiting enrolment", identity.NO_ROLE})
-PLAYBOOK_FEED_PREFIX = "HL7 feed "
 
 
 @get("/appliance", operation_id="ApplianceConsole", tags=["appliance"], opt={"permission": "appliance.status.read"},
@@ -76,7 +74,8 @@ def console(request: Request, state: State) -> Template:
     for log in audit.log_states(db):
         logs.append({"name": names.get(log.tenant, log.tenant) if log.tenant else "The appliance", "state": log,
                      "age": standing.checkpoint_age(log, now), "late": standing.checkpoint_late(log, now)})
-    feeds = _feeds(db, [t for t in tenants if t["status"] == "active" and t["slug"] not in behind], now)
+    feeds = hl7_history.feeds_heard(db, [t for t in tenants if t["status"] == "active" and t["slug"] not in behind],
+                                    now)
     return Template("appliance.html", context={
         "principal": request.user, "version": __version__, "control_at": control_at, "control_head": head("control"),
         "tenant_head": head("tenant"), "tenants": tenants, "behind": behind, "counts": counts,
@@ -93,27 +92,6 @@ def console(request: Request, state: State) -> Template:
         "altered_logs": [names.get(log, "The appliance" if log == "appliance" else log)
                          for log in standing.verification_failing(standing.last_verification(state.settings))],
     })
-
-
-def _feeds(db: Database, tenants: list[dict], now: dt.datetime) -> list[dict]:
-    """Each facility's HL7 v2 feeds heard from this week, named by their API token ('HL7 feed lab' when the
-    playbook's hl7 role issued it). The message log holds no patient data, so this is no read of any."""
-    feeds = []
-    for tenant in tenants:
-        with db.tenant(tenant["slug"]) as conn:
-            states = hl7_history.feed_states(conn, now)
-        if not states:
-            continue
-        with db.control() as conn:
-            tokens = {token["id"]: token for token in identity.api_tokens_of(conn, tenant["slug"])}
-        for state in states:
-            token = tokens.get(state.token_id, {})
-            name = token.get("name") or ""
-            # The playbook's hl7 role names a feed's token 'HL7 feed <name>' and its listener healthos-hl7@<name>.
-            unit = name.removeprefix(PLAYBOOK_FEED_PREFIX) if name.startswith(PLAYBOOK_FEED_PREFIX) else None
-            feeds.append({"facility": tenant["name"], "slug": tenant["slug"], "name": name, "unit": unit,
-                          "revoked": token.get("revoked_at") is not None, "state": state, "quiet": state.quiet(now)})
-    return feeds
 
 
 # -- the master patient index's review of likely duplicates ----------------------------------------

@@ -3,6 +3,7 @@ facilities with their staff and tokens, accounts waiting for someone, audit logs
 operator only."""
 
 import datetime as dt
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -85,30 +86,28 @@ def test_the_operator_sees_the_last_backup_the_failures_since_and_the_disks(db, 
     assert "late</span> No backup for under a minute" in readiness and "1 failed" in readiness
 
 
-def test_the_operator_sees_a_feed_gone_quiet_and_one_failing(db, policy, signed_in, tenant_a):
-    import uuid
-
+def feeds_heard_from(db, policy, slug: str, sent: dict[str, list[tuple[str, dt.timedelta]]]) -> dict[str, uuid.UUID]:
+    """A facility's feeds, each a token named 'HL7 feed <name>' as the playbook names them, and the messages each
+    was heard sending (its acknowledgement code, how long ago): the token ids by name."""
     from appliance.interop.hl7v2.models import hl7_message
 
     now = dt.datetime.now(dt.UTC)
     with db.control() as conn:
-        lab, registration = (identity.issue_machine_token(conn, policy, tenant=tenant_a.slug, name=f"HL7 feed {name}",
-                                                          permissions=["clinical.patient.search"])
-                             for name in ("lab", "registration"))
-        ids = {name: identity.principal_for_token(conn, token).token_id
-               for name, token in (("lab", lab), ("registration", registration))}
-
-    def sent(feed: str, ack: str, ago: dt.timedelta) -> dict:
-        return {"id": uuid.uuid4(), "received_at": now - ago, "sending_application": feed.upper(),
-                "sending_facility": "HOSP", "message_type": "ORU^R01", "control_id": uuid.uuid4().hex,
-                "ack_code": ack, "token_id": ids[feed]}
-
-    with db.tenant(tenant_a.slug) as conn:
+        ids = {name: identity.principal_for_token(conn, identity.issue_machine_token(
+            conn, policy, tenant=slug, name=f"HL7 feed {name}", permissions=["clinical.patient.search"])).token_id
+            for name in sent}
+    with db.tenant(slug) as conn:
         conn.execute(hl7_message.insert(), [
-            sent("lab", "AA", dt.timedelta(hours=3)),
-            *(sent("lab", "AE", dt.timedelta(minutes=50 - i)) for i in range(6)),
-            sent("registration", "AA", dt.timedelta(days=2)),
-        ])
+            {"id": uuid.uuid4(), "received_at": now - ago, "sending_application": name.upper(),
+             "sending_facility": "HOSP", "message_type": "ORU^R01", "control_id": uuid.uuid4().hex, "ack_code": ack,
+             "token_id": ids[name]} for name, messages in sent.items() for ack, ago in messages])
+    return ids
+
+
+def test_the_operator_sees_a_feed_gone_quiet_and_one_failing(db, policy, signed_in, tenant_a):
+    ids = feeds_heard_from(db, policy, tenant_a.slug, {
+        "lab": [("AA", dt.timedelta(hours=3)), *(("AE", dt.timedelta(minutes=50 - i)) for i in range(6))],
+        "registration": [("AA", dt.timedelta(days=2))]})
     page = signed_in("operator", kind="operator").get("/appliance").text
     assert "2 HL7 v2 feeds have gone quiet or are failing" in page.split('id="readiness"')[1].split("</ul>")[0]
     lab_row = page.split(f'data-token="{ids["lab"]}"')[1].split("</tr>")[0]

@@ -1,7 +1,7 @@
 """What the facility admin reads of the HL7 v2 feeds: today's acknowledgements by code and the latest
 messages, from `hl7_message`, which holds no demographics (see models.py), so reading it is not a read
-of patient data; and what the operator's console reads of each feed: whether it has gone quiet or is
-failing."""
+of patient data; and what the operator's console and `healthos status` read of each feed: whether it has
+gone quiet or is failing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from appliance.interop.hl7v2.models import ACK_CODES, hl7_message
+from appliance.substrate import identity
+from appliance.substrate.db import Database
 
 MESSAGE_COLUMNS = (hl7_message.c.received_at, hl7_message.c.sending_application, hl7_message.c.sending_facility,
                    hl7_message.c.message_type, hl7_message.c.control_id, hl7_message.c.ack_code,
@@ -53,6 +55,8 @@ def senders_since(conn: Connection, since: dt.datetime) -> list[str]:
                              .order_by(hl7_message.c.sending_application)).scalars())
 
 
+# The playbook's hl7 role names a feed's token 'HL7 feed <name>' and its listener healthos-hl7@<name>.
+PLAYBOOK_FEED_PREFIX = "HL7 feed "
 # How far back the console looks for feeds: one not heard from in a week is no longer listed.
 FEEDS_LOOK_BACK = dt.timedelta(days=7)
 # A feed that was sending and has been silent this long has stopped: its listener, its link or its sender.
@@ -92,3 +96,40 @@ def feed_states(conn: Connection, now: dt.datetime) -> list[FeedState]:
     rows = conn.execute(sa.select(last.c.token_id, last.c.last_at, last.c.applied_at, refused.label("refused"))
                         .order_by(last.c.last_at.desc())).all()
     return [FeedState(row.token_id, row.last_at, row.applied_at, row.refused) for row in rows]
+
+
+def feeds_heard(db: Database, tenants: list[dict], now: dt.datetime) -> list[dict]:
+    """Each facility's feeds heard from this week, named by their API token ('HL7 feed lab' when the playbook's
+    hl7 role issued it, whose listener is then the unit healthos-hl7@lab). The message log holds no patient data,
+    so this is no read of any."""
+    feeds = []
+    for tenant in tenants:
+        with db.tenant(tenant["slug"]) as conn:
+            states = feed_states(conn, now)
+        if not states:
+            continue
+        with db.control() as conn:
+            tokens = {token["id"]: token for token in identity.api_tokens_of(conn, tenant["slug"])}
+        for state in states:
+            token = tokens.get(state.token_id, {})
+            name = token.get("name") or ""
+            unit = name.removeprefix(PLAYBOOK_FEED_PREFIX) if name.startswith(PLAYBOOK_FEED_PREFIX) else None
+            feeds.append({"facility": tenant["name"], "slug": tenant["slug"], "name": name, "unit": unit,
+                          "revoked": token.get("revoked_at") is not None, "state": state, "quiet": state.quiet(now)})
+    return feeds
+
+
+def feed_problem(feed: dict, now: dt.datetime) -> str | None:
+    """What is wrong with a feed, as a sentence for an operator's monitoring (`healthos status`), or None."""
+    state, name = feed["state"], feed["name"] or "a feed whose token is no longer on this appliance"
+    where = f"{feed['facility']}'s {name}"
+    if state.failing:
+        return (f"hl7: {where} is failing: its last {state.refused_since} messages were refused, none applied since; "
+                f"the facility admin's Interfaces page (/t/{feed['slug']}/admin/interfaces?show=not-applied) says why")
+    if feed["quiet"]:
+        listener = (f"systemctl status healthos-hl7@{feed['unit']}" if feed["unit"]
+                    else "`healthos hl7 listen` with its token")
+        hours = round((now - state.last_at).total_seconds() / 3600)
+        return (f"hl7: {where} has sent nothing for {hours} h: is its listener running ({listener}) and the sending "
+                "system connected to it?")
+    return None
