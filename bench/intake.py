@@ -7,6 +7,10 @@ cluster and a real uvicorn server (one worker per core); each the median of thre
 with the range and `pgbench -N` on the same cluster (how fast the shared machine was) beside it.
 GNU Health 5.0 does this at about 33 patients/s in-process on this kind of machine; the target is ten
 times that, ≥ 330/s with 16 clients.
+
+Beside them, the floor under the three requests: the CPU of the cheapest request of their kind (a token, its
+permission, one facility transaction reading a few rows, no write) on the same server, and the ceiling that three
+of those and the intake's own PostgreSQL work would leave were every line of the appliance's own code free.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from bench.chart import (
     clinician_token,
     connect,
     cpu_seconds,
+    drive,
     open_bench_database,
     pgbench,
 )
@@ -40,6 +45,7 @@ CONCURRENT_CLIENTS = 16
 CONCURRENT_SECONDS = 15
 PEER_PATIENTS_PER_SECOND = 33  # GNU Health 5.0, in-process, each save committed
 ROUNDS = 3
+FLOOR_SECONDS = 10
 
 
 def _patient(rng: random.Random, identifier: str) -> bytes:
@@ -103,6 +109,20 @@ def _intake(address: tuple[str, int], slug: str, token: str, tests: list[str], c
             "p50_ms": statistics.median(timings) * 1000, "p99_ms": timings[int(len(timings) * 0.99) - 1] * 1000}
 
 
+def _floor(server: Server, db, slug: str, token: str) -> dict:
+    """CPU per request of the cheapest request of the intake's kind: a bearer token, the route's permission, one
+    facility transaction reading a few rows (the order sets), nothing written, so nothing audited."""
+    def workload(rng: random.Random) -> tuple:
+        return "GET", f"/api/t/{slug}/order-sets", token, b"", 200
+
+    drive(server.address, workload, CONCURRENT_CLIENTS, 2)
+    before = cpu_seconds(server, db)
+    measured = drive(server.address, workload, CONCURRENT_CLIENTS, FLOOR_SECONDS)
+    used = cpu_seconds(server, db)
+    return {"per_second": measured["per_second"],
+            **{part: (used[part] - before[part]) / measured["answered"] * 1000 for part in used}}
+
+
 def run(console) -> list[dict]:
     home, db = open_bench_database("healthos-bench-intake-")
     server = None
@@ -127,6 +147,7 @@ def run(console) -> list[dict]:
             concurrent_runs[-1]["cpu"] = {part: used - before[part] for part, used in cpu_seconds(server, db).items()}
         sequential, sequential_span = _median_run(sequential_runs)
         concurrent, concurrent_span = _median_run(concurrent_runs)
+        floor = _floor(server, db, slug, token)
         yardstick = pgbench(db, CONCURRENT_CLIENTS, 10).get("-N")
         console.print(f"  sequential (median of {ROUNDS}): {sequential['per_second']:.1f} patients/s "
                       f"({sequential_span}; p50 {sequential['p50_ms']:.1f} ms per patient)")
@@ -141,6 +162,12 @@ def run(console) -> list[dict]:
         ceiling = cores * 1000 / sum(per_patient.values())
         console.print("  CPU per patient: " + ", ".join(f"{part} {ms:.2f} ms" for part, ms in per_patient.items())
                       + f"; at most {ceiling:.0f} patients/s on {cores} cores")
+        # Three requests of the floor's cost, and PostgreSQL's and the load client's share of a patient as measured.
+        floor_ceiling = cores * 1000 / (3 * floor["server"] + per_patient.get("postgres", 0)
+                                        + per_patient["load client"])
+        console.print(f"  floor: the cheapest request with a token and one facility transaction costs the server "
+                      f"{floor['server']:.2f} ms of CPU ({floor['per_second']:.0f}/s); three of them and this "
+                      f"intake's PostgreSQL and client CPU allow at most {floor_ceiling:.0f} patients/s")
         if yardstick:
             console.print(f"  pgbench -N, {CONCURRENT_CLIENTS} clients, same cluster: {yardstick:,.0f} tps")
         target = PEER_PATIENTS_PER_SECOND * 10
@@ -156,6 +183,10 @@ def run(console) -> list[dict]:
             *({"name": f"intake, CPU per patient, {part}", "value": ms, "unit": "ms"}
               for part, ms in per_patient.items()),
             {"name": f"intake, ceiling at that CPU on {cores} cores", "value": ceiling, "unit": "patients/s"},
+            {"name": "floor: server CPU of the cheapest request with a token and one facility transaction",
+             "value": floor["server"], "unit": "ms"},
+            {"name": "floor: three such requests with this intake's PostgreSQL and client CPU allow at most",
+             "value": floor_ceiling, "unit": "patients/s"},
             {"name": "GNU Health 5.0 (peer, in-process)", "value": PEER_PATIENTS_PER_SECOND, "unit": "patients/s"},
             {"name": "ratio to the peer", "value": concurrent["per_second"] / PEER_PATIENTS_PER_SECOND, "unit": "×"},
             *([{"name": f"pgbench -N tps, {CONCURRENT_CLIENTS} clients, same cluster (the machine's speed)",
