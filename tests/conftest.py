@@ -9,12 +9,15 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
+import time
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvicorn
 from litestar.testing import TestClient
 
 import appliance.interop.hl7v2.models  # the HL7 interface's tenant tables, for the drift check
@@ -86,6 +89,26 @@ def _skip_durability(cluster) -> None:
 
 
 RECORDING_SINCE = "2000-01-01"
+
+
+@contextlib.contextmanager
+def served_in_thread(app, port: int, name: str, **config) -> Iterator[None]:
+    """`app` behind a real uvicorn server on a loopback port, in a thread of this process, for as long as the block
+    runs: for what an in-process client cannot show (a browser, TLS, requests truly at once)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                           ws="none", lifespan="on", **config))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: the server did not start")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 def make_tenant_config(slug: str | None = None, **overrides) -> TenantConfig:

@@ -154,6 +154,12 @@ class Database:
         )
         return cls(engine=engine, cluster=cluster, tenants_per_connection=settings.pool_tenants_per_connection)
 
+    def connections_at_most(self) -> int:
+        """How many connections the pool lends at once: its size and its overflow (which QueuePool keeps
+        only privately)."""
+        pool = self.engine.pool
+        return pool.size() + max(getattr(pool, "_max_overflow", 0), 0)
+
     def close(self) -> None:
         self.engine.dispose()
         if self.cluster is not None:

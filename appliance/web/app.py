@@ -7,7 +7,10 @@ air-gapped appliance never does; `/schema/openapi.json` is.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from litestar import Litestar, Router
@@ -186,7 +189,7 @@ def create_app(db: Database, settings: Settings | None = None, *, extra_route_ha
         debug=False,
         # Logging is ours (structlog JSON, configured by the CLI); Litestar must not install its own.
         logging_config=None,
-        on_startup=[token_cache.start, _freeze_what_startup_built],
+        on_startup=[token_cache.start, _freeze_what_startup_built, _bounded_worker_threads(db)],
         on_shutdown=[token_cache.stop],
     )
     _declare_permissions(app)
@@ -197,6 +200,25 @@ def _register_filters(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["utc_time"] = regulator.utc_time
     # The portal's script warns before the idle timeout signs a person out (static/session.js).
     engine.engine.globals["session_idle_seconds"] = int(identity.DEFAULT_SETTINGS.session_idle.total_seconds())
+
+
+# Database connections counted for one request held at once: its facility's transaction and a control transaction
+# inside it (a registration asking the identity index), and a third as a margin for a path that nests one more.
+CONNECTIONS_PER_REQUEST = 3
+
+
+def _bounded_worker_threads(db: Database):
+    """The worker's threads (its synchronous handlers and the sign-in checks) made no more than its pool can serve
+    whole. A thread holding a facility transaction waits for a control connection inside it; with more threads
+    than the pool has connections for, every connection could be held by one such waiter, and all of them waited
+    out the pool's 30 seconds and failed with a 500 (six registrations at once against a pool of two). asyncio's
+    own default, min(32, cores + 4) threads, outgrows the default pool of 20 on a server of 16 cores or more."""
+    async def bound() -> None:
+        threads = max(1, min(32, (os.cpu_count() or 1) + 4, db.connections_at_most() // CONNECTIONS_PER_REQUEST))
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="healthos-request"))
+
+    return bound
 
 
 def _freeze_what_startup_built() -> None:

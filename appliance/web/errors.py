@@ -16,6 +16,7 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 
 from appliance.substrate.db import InvalidSlug, UnknownTenant
@@ -114,6 +115,20 @@ def data_error(request: Request, exc: sa.exc.DataError) -> Response:
     return unexpected(request, exc)
 
 
+# Seconds a client is asked to wait when no database connection came free in the pool's timeout (30 s).
+BUSY_RETRY_AFTER = 5
+
+
+def database_busy(request: Request, exc: sa.exc.TimeoutError) -> Response:
+    """No database connection came free in time: the appliance is overloaded, not broken, and the request
+    wrote nothing (it never had a transaction). Said so, with when to try again, not as our fault."""
+    log.warning("database_pool_exhausted", path=request.scope.get("path_template", ""))
+    refusal = _refusal(request, HTTP_503_SERVICE_UNAVAILABLE, "the appliance is busier than it can answer just "
+                       f"now and did nothing with this request: try again in {BUSY_RETRY_AFTER} seconds")
+    refusal.set_header("Retry-After", str(BUSY_RETRY_AFTER))
+    return refusal
+
+
 def status_of(exc: BaseException) -> int:
     """The status these handlers answer `exc` with: for the request log, written where the exception
     passes on its way to them."""
@@ -123,6 +138,8 @@ def status_of(exc: BaseException) -> int:
         return HTTP_404_NOT_FOUND
     if nul_in_text(exc):
         return HTTP_422_UNPROCESSABLE_ENTITY
+    if isinstance(exc, sa.exc.TimeoutError):
+        return HTTP_503_SERVICE_UNAVAILABLE
     return HTTP_500_INTERNAL_SERVER_ERROR
 
 
@@ -131,5 +148,6 @@ handlers = {
     InvalidSlug: invalid_slug,
     HTTPException: http_exception,
     sa.exc.DataError: data_error,
+    sa.exc.TimeoutError: database_busy,
     Exception: unexpected,
 }

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from appliance.substrate.principal import Principal
 from appliance.substrate.shared_store import SharedStore
+from tests.conftest import served_in_thread
 from tests.e2e.history import CLINICAL_CONFIG, Chart, populate
 
 CHROMIUM = "/usr/bin/chromium"
@@ -77,18 +75,8 @@ def live_server(served_app, clinic, db) -> Iterator[str]:
     the session's app with the throttle's counts forgotten (as the `app` fixture gives the in-process tests)."""
     SharedStore(db).delete_all()
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(served_app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, ws="none", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="e2e-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the appliance did not start for the browser tests")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with served_in_thread(served_app, port, "e2e-uvicorn"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,12 @@ import datetime as dt
 import ipaddress
 import json
 import secrets
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,6 +30,7 @@ from appliance.substrate.embedded import APP_ROLE
 from appliance.substrate.migrate import migrate_control
 from appliance.substrate.shared_store import SharedStore
 from appliance.web.app import create_app
+from tests.conftest import served_in_thread
 from tests.national.test_federation import _facility, _kept
 from tests.national.test_indicators import DEFINITIONS_FILE
 from tests.test_cli import _free_port, run  # noqa: F401  (the CLI fixture)
@@ -221,20 +219,11 @@ def ministry(db, settings, tmp_path_factory) -> Iterator[Ministry]:
 
     port = _free_port()
     app = create_app(ministry_db, replace(settings, home=home, tls=True))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                           ws="none", lifespan="on", ssl_certfile=str(home / "server.crt"),
-                                           ssl_keyfile=str(home / "server.key")))
-    thread = threading.Thread(target=server.run, name="ministry-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the ministry's appliance did not start"
-        time.sleep(0.05)
     try:
-        yield Ministry(ministry_db, f"https://127.0.0.1:{port}", home / "ca.crt", home / "other-ca.crt")
+        with served_in_thread(app, port, "ministry-uvicorn", ssl_certfile=str(home / "server.crt"),
+                              ssl_keyfile=str(home / "server.key")):
+            yield Ministry(ministry_db, f"https://127.0.0.1:{port}", home / "ca.crt", home / "other-ca.crt")
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
         ministry_db.engine.dispose()
         db.cluster._psql("postgres", f"DROP DATABASE {name} WITH (FORCE)")
 
