@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_serializer,
@@ -119,6 +120,12 @@ def age_in_days(age: str) -> float:
     return int(age[:-1]) * _DAYS_IN[age[-1]]
 
 
+def _age_words(age: str) -> str:
+    """An `AgeText` in words: "6M" is "6 months", "1Y" "1 year"."""
+    count, unit = int(age[:-1]), {"D": "day", "M": "month", "Y": "year"}[age[-1]]
+    return f"{count} {unit}" + ("" if count == 1 else "s")
+
+
 def has_reached(born: dt.date, day: dt.date, age: str) -> bool:
     """Whether someone born on `born` has completed `age` ("6M", "5Y") on `day`."""
     count, unit = int(age[:-1]), age[-1]
@@ -148,6 +155,14 @@ class ReferenceBand(_Strict):
         if self.to_age is not None and age_in_days(self.to_age) <= age_in_days(self.from_age):
             raise ValueError(f"the band {self.describe()} ends at or before it starts: to_age comes after from_age")
         return self
+
+    def words(self) -> str:
+        """Whom the band is for, as the bench and a result's range say it: "6 months to 5 years", "under 7 days",
+        "male, 15 years and over"."""
+        start, end = _age_words(self.from_age), _age_words(self.to_age) if self.to_age else None
+        ages = (f"under {end}" if self.from_age.startswith("0") and end else f"{start} to {end}" if end
+                else f"{start} and over" if not self.from_age.startswith("0") else "every age")
+        return ages if self.sex == "any" else f"{self.sex}, {ages}"
 
     def describe(self) -> str:
         """The band as a sentence names it: "male from 15Y", "any sex from 6M to 5Y"."""
@@ -200,6 +215,14 @@ class _Analyte(_Strict):
     # Ranges by age and sex (a child's haemoglobin is not a woman's, nor a woman's a man's); `low`/`high` and the
     # critical limits above stay the range of whoever no band holds.
     ranges: list[ReferenceBand] = Field(default_factory=list)
+    # What no specimen of this test can give, whoever it is from: a result beyond is refused, naming the value,
+    # the unit and the limit, where it was flagged as a finding (platelets of 45000 typed as a count per microlitre
+    # where the unit is 10*3/uL, a haemoglobin of 120 g/L where it is g/dL). They lie beyond every range and
+    # critical limit, the bands' too.
+    possible_low: float | None = None
+    possible_high: float | None = None
+    # The band `for_patient` judged by, in words (None: the analyte's own range); not part of the definition.
+    _band: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _range_and_choices(self) -> _Analyte:
@@ -213,6 +236,10 @@ class _Analyte(_Strict):
             raise ValueError(f"abnormal values {unknown} are not among the choices {self.choices}")
         if self.ranges and self.choices:
             raise ValueError("ranges by age and sex are for a number; a result read from choices has none")
+        if self.choices and (self.possible_low is not None or self.possible_high is not None):
+            raise ValueError("possible limits are for a number; a result read from choices has none")
+        if self.possible_low is not None and self.possible_high is not None and self.possible_low >= self.possible_high:
+            raise ValueError(f"possible low {self.possible_low} is not below possible high {self.possible_high}")
         return self
 
     @model_validator(mode="after")
@@ -220,9 +247,12 @@ class _Analyte(_Strict):
         # Said of the analyte: a panel's file holds several, and the sentence must name which one is wrong.
         name = getattr(self, "name", None) or "this analyte"
         problems = []
+        if problem := self._beyond_possible():
+            problems.append(f"{name}: {problem}")
         for band in self.ranges:
             limits = self._banded(band)
-            problem = _limits_problem(limits.low, limits.high, limits.critical_low, limits.critical_high)
+            problem = (_limits_problem(limits.low, limits.high, limits.critical_low, limits.critical_high)
+                       or limits._beyond_possible())
             if problem:
                 problems.append(f"{name}'s band {band.describe()}: {problem}")
         for first, second in itertools.combinations(self.ranges, 2):
@@ -232,6 +262,19 @@ class _Analyte(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _beyond_possible(self) -> str | None:
+        """A range or critical limit beyond what the analyte can be, in a sentence; None when all are within."""
+        named = {"low": self.low, "high": self.high, "critical low": self.critical_low,
+                 "critical high": self.critical_high}
+        for said, limit in named.items():
+            if limit is None:
+                continue
+            if self.possible_low is not None and limit < self.possible_low:
+                return f"{said} {limit} is below possible low {self.possible_low}: no result could reach it"
+            if self.possible_high is not None and limit > self.possible_high:
+                return f"{said} {limit} is above possible high {self.possible_high}: no result could reach it"
+        return None
 
     def _banded(self, band: ReferenceBand) -> _Analyte:
         return self.model_copy(update={
@@ -246,7 +289,17 @@ class _Analyte(_Strict):
         those of the band their sex and age fall in, else its own (a patient of sex "other" or "unknown" is
         held only by a band of `any` sex)."""
         band = next((b for b in self.ranges if b.holds(sex, born, day)), None)
-        return self if band is None else self._banded(band)
+        if band is None:
+            return self
+        banded = self._banded(band)
+        banded._band = band.words()
+        return banded
+
+    @property
+    def band(self) -> str | None:
+        """Whom the range of an analyte `for_patient` answered is for ("5 years to 12 years"); None when it is the
+        analyte's own, no band holding the patient."""
+        return self._band
 
     @model_serializer(mode="wrap")
     def _omit_no_ranges(self, handler):
@@ -255,6 +308,9 @@ class _Analyte(_Strict):
         dumped = handler(self)
         if dumped.get("ranges") == []:
             del dumped["ranges"]
+        for limit in ("possible_low", "possible_high"):  # the same, for analytes written before these limits
+            if limit in dumped and dumped[limit] is None:
+                del dumped[limit]
         return dumped
 
 

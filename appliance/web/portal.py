@@ -1467,7 +1467,7 @@ def analytes_of(test: OrderableConfig, patient: dict | None = None, today: dt.da
     if patient is not None and today is not None:
         analytes = [a.for_patient(patient["sex"], patient["birth_date"], today) for a in analytes]
     return [{"code": a.loinc, "name": a.name, "unit": a.unit, "low": a.low, "high": a.high, "choices": a.choices,
-             "report": not a.choices and a.unit is None and a.low is None and a.high is None}
+             "band": a.band, "report": not a.choices and a.unit is None and a.low is None and a.high is None}
             for a in analytes]
 
 

@@ -98,3 +98,50 @@ def test_bands_by_sex_side_by_side_and_ages_end_to_end_are_one_band_each(tmp_pat
         "on their fifth birthday": (11.5, 16.0, 7.0), "the day before": (11.0, 16.0, 7.0),
         "a man": (13.0, 17.0, 7.0), "a woman": (12.0, 16.0, 7.0),
         "an infant": (12.0, 16.0, 7.0), "an adult of other sex": (12.0, 16.0, 7.0)}
+    assert {who: a.band for who, a in judged.items()} == {
+        "on their fifth birthday": "5 years to 15 years", "the day before": "6 months to 5 years",
+        "a man": "male, 15 years and over", "a woman": "female, 15 years and over", "an infant": None,
+        "an adult of other sex": None}
+
+
+@pytest.mark.parametrize(("limits", "says"), [
+    ("  possible_high = 15.0\n", "Haemoglobin: high 16.0 is above possible high 15.0: no result could reach it"),
+    ("  possible_low = 8.0\n", "Haemoglobin: critical low 7.0 is below possible low 8.0"),
+    ("  possible_low = 30.0\n  possible_high = 20.0\n", "possible low 30.0 is not below possible high 20.0"),
+    ('  possible_high = 25.0\n  ranges = [{ from_age = "0D", to_age = "7D", high = 26.0 }]\n',
+     "Haemoglobin's band any sex from 0D to 7D: high 26.0 is above possible high 25.0"),
+])
+def test_possible_limits_inside_a_range_fail_the_file_naming_the_analyte(tmp_path, limits, says):
+    with pytest.raises(TenantFileError) as failure:
+        parse(tmp_path, FILE.replace(HAEMOGLOBIN, HAEMOGLOBIN + limits, 1))
+    assert says in str(failure.value), str(failure.value)
+
+
+def test_a_test_read_as_choices_has_no_possible_limits(tmp_path):
+    with pytest.raises(TenantFileError) as failure:
+        parse(tmp_path, FILE.replace('abnormal = ["positive"]', 'abnormal = ["positive"]\npossible_high = 3', 1))
+    assert "possible limits are for a number" in str(failure.value)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "tenants").glob("*.toml")), ids=lambda p: p.stem)
+def test_the_demo_files_judge_a_child_by_a_childs_range(path):
+    """A child's white cells and platelets, and a newborn's haemoglobin and haematocrit, were flagged against an
+    adult's range: a newborn's haemoglobin of 18.5 high, a three-year-old's white cells of 13 high. Each facility's
+    full blood count now has bands for them (The Harriet Lane Handbook's, the file says), and limits no specimen
+    passes."""
+    blood_count = next(item for item in parse_tenant_file(path).catalogue if item.loinc == "58410-2")
+    components = {c.name: c for c in blood_count.components}
+    day = dt.date(2026, 3, 10)
+    newborn, toddler, man = dt.date(2026, 3, 8), dt.date(2023, 1, 1), dt.date(1980, 1, 1)
+    judged = {(name, who): components[name].for_patient("male", born, day) for name in components
+              for who, born in {"newborn": newborn, "toddler": toddler, "man": man}.items()}
+    assert (judged["Haemoglobin", "newborn"].low, judged["Haemoglobin", "newborn"].high) == (14.5, 22.0)
+    assert judged["Haemoglobin", "newborn"].band == "under 7 days"
+    assert (judged["White cell count", "toddler"].low, judged["White cell count", "toddler"].high) == (5.5, 15.5)
+    assert judged["White cell count", "man"].band is None  # the laboratory's own range
+    assert judged["Platelets", "toddler"].high == 450 and judged["Platelets", "man"].high == 400
+    assert components["Platelets"].possible_high == 10000
+    if "Haematocrit" in components:
+        assert (judged["Haematocrit", "newborn"].low, judged["Haematocrit", "newborn"].high) == (45, 65)
+        assert judged["Haematocrit", "man"].low == 41 and judged["Haematocrit", "man"].band == "male, 18 years and over"
+    assert "Harriet Lane" in path.read_text()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -151,13 +152,25 @@ def _as_component(name: str, code: str, write) -> Any:
 
 def _with_analytes(conn: Connection, rows: list[dict], today: dt.date) -> list[dict]:
     """Each order with its specimen's state as noted on receipt and its test's components, each analyte's range
-    the band of this patient's sex and age, the range their result will be judged by."""
+    the band of this patient's sex and age, the range their result will be judged by, saying whom the band is for;
+    and each result the band it was judged by, when its range is that band's (a result taken before a birthday
+    that moved the patient into the next band, or one judged by the range its sender gave, names none)."""
     tests = catalogue.get_orderables(conn, sorted({r["code"] for r in rows}))
     for row in rows:
         row["specimen_note"] = row["received_note"]
         test = tests.get(row["code"])
-        analytes = [a.for_patient(row["sex"], row["birth_date"], today)
-                    for a in ((test.components or [test]) if test else [])]
+        analytes = {a.loinc: a.for_patient(row["sex"], row["birth_date"], today)
+                    for a in ((test.components or [test]) if test else [])}
         row["analytes"] = [{"code": a.loinc, "name": a.name, "unit": a.unit, "low": a.low, "high": a.high,
-                            "choices": a.choices} for a in analytes]
+                            "choices": a.choices, "band": a.band} for a in analytes.values()]
+        for found in row.get("results", []):
+            analyte = analytes.get(found["code"])
+            judged_by = analyte is not None and analyte.band and (found["reference_low"], found["reference_high"]) == (
+                _stored(analyte.low), _stored(analyte.high))
+            found["reference_band"] = analyte.band if judged_by else None
     return rows
+
+
+def _stored(limit: float | None) -> Decimal | None:
+    """A catalogue limit as the result's range keeps it (service._decimal: through its text, so 11.5 is 11.5)."""
+    return None if limit is None else Decimal(str(limit))

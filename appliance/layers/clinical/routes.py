@@ -61,6 +61,7 @@ from appliance.layers.clinical.schemas import (
     ReconciledOut,
     ReconciliationIn,
     ReconciliationOut,
+    RecordedResultOut,
     RegistrationRefused,
     ResultIn,
     ResultOut,
@@ -439,11 +440,12 @@ class ClinicalController(Controller):
     @post(PATIENT + "/results", operation_id="ClinicalRecordResult", opt=_opt("clinical.result.create"),
           sync_to_thread=True)
     def record_result(self, tenant: FromPath[str], state: State, request: Asking,
-                      patient_id: Id, data: JSONBody[ResultIn]) -> ResultOut:
-        """One analyte's result; unit and reference range default from the catalogue and the abnormal
-        flag is computed unless the laboratory sends its own."""
+                      patient_id: Id, data: JSONBody[ResultIn]) -> RecordedResultOut:
+        """One analyte's result; unit and reference range default from the catalogue (the band of the patient's
+        age and sex when it has them, named in reference_band) and the abnormal flag is computed unless the
+        laboratory sends its own. A value the test cannot have (beyond its possible limits) is a 422."""
         with _tenant(state, request, tenant) as conn:
-            return ResultOut.model_validate(service.record_result(conn, request.user, patient_id, data))
+            return RecordedResultOut.model_validate(service.record_result(conn, request.user, patient_id, data))
 
     @get(PATIENT + "/results", operation_id="ClinicalListResults", opt=_opt("clinical.result.read"),
          sync_to_thread=True)

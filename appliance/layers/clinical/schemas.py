@@ -788,6 +788,14 @@ class ResultOut(ChartResultOut):
     disclosed_at: dt.datetime | None = None
 
 
+class RecordedResultOut(ResultOut):
+    """A result just recorded, with whom the range it was judged by is for."""
+
+    reference_band: str | None = Field(default=None, description=(
+        "whom the range the result was judged by is for when it is a band of the patient's age and sex ('6 months "
+        "to 5 years', 'male, 15 years and over'); null: the test's own range, or a range the sender gave"))
+
+
 # -- notes and templates -----------------------------------------------------------------------------
 
 
@@ -1174,6 +1182,9 @@ class BenchAnalyteOut(_Out):
     low: float | None
     high: float | None
     choices: list[str]
+    band: str | None = Field(default=None, description=(
+        "whom the range is for when it is a band of the patient's age and sex ('6 months to 5 years', 'male, 15 "
+        "years and over'); null: the test's own range"))
 
 
 class BenchResultOut(_Out):
@@ -1190,6 +1201,9 @@ class BenchResultOut(_Out):
     recorded_at: dt.datetime
     corrected: bool
     signed: bool
+    reference_band: str | None = Field(default=None, description=(
+        "whom the range the result was judged by is for, when it is a band of the patient's age and sex; null: the "
+        "test's own range, or a range the sender gave"))
 
 
 class LabOrderOut(_Out):

@@ -1178,10 +1178,10 @@ def record_result(conn: Connection, principal: Principal, patient_id: uuid.UUID,
     """One analyte's result, with the unit, reference range and abnormal flag; the range and unit come
     from the catalogue unless the lab sends its own. Its time is when it was observed (`occurred_at`), given by
     an analyser whose results arrive after a backlog, else its arrival, which it is recorded at either way."""
-    detail, encounter_id = _result_detail(conn, patient_id, data, taken_at=data.occurred_at)
+    detail, encounter_id, band = _result_detail(conn, patient_id, data, taken_at=data.occurred_at)
     appended = record.append(conn, principal, "result", patient_id=patient_id, encounter_id=encounter_id,
                              detail=detail, occurred_at=data.occurred_at)
-    return _entry_dict(appended) | _UNREVIEWED
+    return _entry_dict(appended) | _UNREVIEWED | {"reference_band": band}
 
 
 def correct_result(conn: Connection, principal: Principal, patient_id: uuid.UUID, entry_id: uuid.UUID,
@@ -1202,20 +1202,21 @@ def correct_result(conn: Connection, principal: Principal, patient_id: uuid.UUID
                       field="code")
     # Judged at the patient's age when the result was first taken, not at the correction's.
     taken_at = conn.execute(sa.select(entry.c.occurred_at).where(entry.c.id == found["root_id"])).scalar_one()
-    detail, _ = _result_detail(conn, patient_id,
-                               data.model_copy(update={"service_request_id": before.service_request_id}),
-                               taken_at=taken_at)
+    detail, _, band = _result_detail(conn, patient_id,
+                                     data.model_copy(update={"service_request_id": before.service_request_id}),
+                                     taken_at=taken_at)
     appended = record.append(conn, principal, "result", patient_id=patient_id, detail=detail, supersedes=entry_id,
                              reason=reason, encounter_id=found["encounter_id"])
-    return _entry_dict(appended) | _record_of(conn, appended.root_id) | _UNREVIEWED
+    return _entry_dict(appended) | _record_of(conn, appended.root_id) | _UNREVIEWED | {"reference_band": band}
 
 
 def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
-                   taken_at: dt.datetime | None = None) -> tuple[dict, uuid.UUID | None]:
+                   taken_at: dt.datetime | None = None) -> tuple[dict, uuid.UUID | None, str | None]:
     """A result's detail as the record keeps it (the catalogue's name, unit, range and flag unless the
     sender gave its own; the range the patient's band by age and sex when it was taken, `taken_at`, now
-    unless given), and the encounter it belongs to; refuses what the catalogue cannot take, and a time observed
-    still to come or before the order."""
+    unless given), the encounter it belongs to, and whom the band it was judged by is for (None: the test's own
+    range, or the sender's); refuses what the catalogue cannot take, and a time observed still to come or before
+    the order."""
     require_chart(conn, patient_id, data.encounter_id)
     ordered_code = None
     order_root = None
@@ -1244,6 +1245,10 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
         refuse_time(conn, data.occurred_at, display=display, ordered_at=ordered_at, field="occurred_at",
                     done="observed", early=CLOCK_SKEW)
     definition = judged_for(conn, patient_id, definition, taken_at)
+    if data.unit and definition.unit and data.unit != definition.unit:
+        # Asked before the value is judged: a value in another unit is that unit's slip, not an impossible value.
+        raise Invalid(f"{display} is reported in {definition.unit} at this facility, got {data.unit}",
+                      field="unit")
     value = data.value
     if definition.choices:
         # A figure is read as the words of a choice too: "1" for a malaria smear was kept as the number 1.
@@ -1256,9 +1261,6 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
     elif isinstance(value, Decimal):
         _refuse_impossible(display, value, definition, data)
     unit = data.unit or definition.unit
-    if data.unit and definition.unit and data.unit != definition.unit:
-        raise Invalid(f"{display} is reported in {definition.unit} at this facility, got {data.unit}",
-                      field="unit")
     low = data.reference_low if data.reference_low is not None else _decimal(definition.low)
     high = data.reference_high if data.reference_high is not None else _decimal(definition.high)
     if low is not None and high is not None and low > high:
@@ -1270,7 +1272,8 @@ def _result_detail(conn: Connection, patient_id: uuid.UUID, data: ResultIn, *,
         "unit": unit if isinstance(value, Decimal) else None, "reference_low": low, "reference_high": high,
         "flag": _result_flag(data.flag, _flag(value, definition, low, high)), "note": data.note,
     }
-    return detail, encounter_id
+    judged_by_band = data.reference_low is None and data.reference_high is None and isinstance(value, Decimal)
+    return detail, encounter_id, definition.band if judged_by_band else None
 
 
 # A figure with a comma in it: 7,4 or 1,200.
@@ -1294,15 +1297,25 @@ def _not_a_number(display: str, unit: str | None, value: str) -> str:
 
 def _refuse_impossible(display: str, value: Decimal, definition: Any, data: ResultIn) -> None:
     """Refuse a figure no specimen can give: below zero where nothing of the analyte's range goes below zero (a
-    count, a concentration: a slipped minus sign was flagged critical low as if it were a finding), or above 100
+    count, a concentration: a slipped minus sign was flagged critical low as if it were a finding), above 100
     per cent of a share of a whole (a percentage whose range stays within 100: a haematocrit of 410 for 41.0; a
-    prothrombin activity's range goes above 100, and so may it)."""
+    prothrombin activity's range goes above 100, and so may it), or beyond the test's possible limits in the
+    catalogue (platelets of 45000 in 10*3/uL: a count per microlitre, a slip of units, was flagged high)."""
     limits = [limit for limit in (definition.low, definition.high, definition.critical_low, definition.critical_high,
                                   data.reference_low, data.reference_high) if limit is not None]
     if value < 0 and not any(limit < 0 for limit in limits):
         raise Invalid(f"{display} cannot be below zero, got {value}", field="value")
     if value > 100 and (data.unit or definition.unit) == "%" and all(limit <= 100 for limit in limits):
         raise Invalid(f"{display} is a share of 100 per cent: it cannot be above 100, got {value}", field="value")
+    unit = definition.unit or "its unit"
+    if definition.possible_high is not None and value > Decimal(str(definition.possible_high)):
+        raise Invalid(f"{display} of {value} is not possible in {unit}, the unit it is reported in here: no specimen "
+                      f"gives more than {definition.possible_high:g} {unit} (was it measured in another unit?)",
+                      field="value")
+    if definition.possible_low is not None and value < Decimal(str(definition.possible_low)):
+        raise Invalid(f"{display} of {value} is not possible in {unit}, the unit it is reported in here: no specimen "
+                      f"gives less than {definition.possible_low:g} {unit} (was it measured in another unit?)",
+                      field="value")
 
 
 def judged_for(conn: Connection, patient_id: uuid.UUID, analyte: Any, taken_at: dt.datetime | None = None) -> Any:

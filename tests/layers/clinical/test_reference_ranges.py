@@ -57,15 +57,15 @@ def patients(db, facility, clinician) -> dict:
     return found
 
 
-@pytest.mark.parametrize(("who", "value", "low", "flag"), [
-    ("girl", "11.2", "11.0", "N"),     # low against a woman's 12.0; normal for a child of 3 (WHO 11.0)
-    ("woman", "12.5", "12.0", "N"),
-    ("man", "12.5", "13.0", "L"),      # normal for a woman; low for a man
-    ("infant", "11.5", "12.0", "L"),   # before the first band: the test's own range
-    ("unknown", "12.5", "12.0", "N"),  # no band of their sex: the test's own range
+@pytest.mark.parametrize(("who", "value", "low", "flag", "band"), [
+    ("girl", "11.2", "11.0", "N", "6 months to 5 years"),  # low against a woman's 12.0; normal for a child of 3
+    ("woman", "12.5", "12.0", "N", "female, 15 years and over"),
+    ("man", "12.5", "13.0", "L", "male, 15 years and over"),  # normal for a woman; low for a man
+    ("infant", "11.5", "12.0", "L", None),   # before the first band: the test's own range
+    ("unknown", "12.5", "12.0", "N", None),  # no band of their sex: the test's own range
 ])
 def test_a_result_through_the_api_is_judged_by_the_patients_band(token_client, facility, patients, who, value, low,
-                                                                flag):
+                                                                flag, band):
     api = token_client(facility.slug, role="clinician")
     patient = patients[who]
     recorded = api.post(f"/api/t/{facility.slug}/patients/{patient['id']}/results",
@@ -73,6 +73,7 @@ def test_a_result_through_the_api_is_judged_by_the_patients_band(token_client, f
     assert recorded.status_code == 201, recorded.text
     body = recorded.json()
     assert (body["reference_low"], body["reference_high"], body["flag"]) == (low, "16.0", flag)
+    assert body["reference_band"] == band  # which band the flag was judged by
     # The critical limit is the test's own where the band names none: a child's 6.5 heads every review list.
     critical = api.post(f"/api/t/{facility.slug}/patients/{patient['id']}/results", json={"code": HB, "value": 6.5})
     assert critical.json()["flag"] == "LL"
@@ -86,21 +87,24 @@ def test_the_bench_shows_and_judges_by_the_childs_band(lab, signed_in, db, facil
         order = service.order_test(conn, clinician, girl["id"], ServiceRequestIn(code=FBC))["id"]
     shown = lab.get(f"{base}/orders/{order}").json()
     haemoglobin = next(a for a in shown["analytes"] if a["code"] == HB)
-    assert (haemoglobin["low"], haemoglobin["high"]) == (11.0, 16.0)
+    assert (haemoglobin["low"], haemoglobin["high"], haemoglobin["band"]) == (11.0, 16.0, "6 months to 5 years")
     assert lab.post(f"{base}/orders/{order}/receipt", json={}).status_code < 300
     # The entry form of the one order whose specimen is in: the range the child's result will be judged by.
     page = signed_in("lab_technician", facility.slug).get(f"/t/{facility.slug}/lab",
                                                           params={"state": "specimen_received"})
     assert page.status_code == 200 and "Reference 11–16" in page.text and "Reference 12–16" not in page.text
+    assert "for 6 months to 5 years" in page.text
     entered = lab.post(f"{base}/orders/{order}/results", json={"results": [{"code": HB, "value": 11.3}]})
     assert entered.status_code == 200, entered.text
     result = next(r for r in entered.json()["results"] if r["code"] == HB)
-    assert (result["reference_low"], result["flag"]) == ("11.0", "N")
+    assert (result["reference_low"], result["flag"], result["reference_band"]) == ("11.0", "N", "6 months to 5 years")
+    resulted = signed_in("lab_technician", facility.slug).get(f"/t/{facility.slug}/lab", params={"state": "resulted"})
+    assert '<span class="muted small reference-band">for 6 months to 5 years</span>' in resulted.text
     # A correction is judged by the same band.
     corrected = lab.post(f"{base}/results/{result['id']}/correction",
                          json={"value": 10.8, "reason": "read from the wrong analyser line"})
     now = next(r for r in corrected.json()["results"] if r["code"] == HB)
-    assert (now["reference_low"], now["flag"]) == ("11.0", "L")
+    assert (now["reference_low"], now["flag"], now["reference_band"]) == ("11.0", "L", "6 months to 5 years")
 
 
 def test_the_charts_orders_page_shows_the_mans_band(signed_in, facility, patients):
@@ -108,6 +112,7 @@ def test_the_charts_orders_page_shows_the_mans_band(signed_in, facility, patient
     page = signed_in("clinician", facility.slug).get(f"/t/{facility.slug}/patients/{man['id']}/orders")
     assert page.status_code == 200, page.text[:2000]
     assert "Reference 13–16" in page.text and "Reference 12–16" not in page.text
+    assert "for male, 15 years and over" in page.text
 
 
 def test_a_childs_band_is_chosen_on_the_facilitys_calendar(db, tenant_factory):
