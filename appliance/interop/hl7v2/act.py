@@ -61,6 +61,9 @@ class Act:
     # Run once the message's transaction has committed: what the appliance's identity index must be told
     # after the facility's record changed (a tenant transaction cannot write it).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # What the message repeated of the record and so did not write again ("OBX 2 (718-7)": a final result sent
+    # twice), for its ACK and the feed's log to say.
+    duplicates: list[str] = field(default_factory=list)
 
     def require(self, permission: str, doing: str) -> None:
         if not self.principal.can(permission):
@@ -69,6 +72,17 @@ class Act:
 
     def made(self, kind: str, entity_id: uuid.UUID) -> None:
         self.created.setdefault(kind, []).append(str(entity_id))
+
+    def duplicate(self, what: str) -> None:
+        self.duplicates.append(what)
+
+    @property
+    def duplicate_note(self) -> str | None:
+        """What the ACK and the feed's log say of the parts the record held already; None when there were none."""
+        if not self.duplicates:
+            return None
+        return (f"duplicate: {', '.join(self.duplicates)} repeated a final result already recorded with the same "
+                "value; nothing new was written for it")
 
 
 # Where a value came from: its field number in the segment `refusals` is given, or (segment, sequence, field)

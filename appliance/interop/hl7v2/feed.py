@@ -148,14 +148,17 @@ def _apply(db: Database, tenant: str, principal: Principal, message: hl7.Message
             return Acknowledgement("AA", first), True
         act = Act(db, tenant, conn, principal, message, header)
         HANDLERS[header.message_type](act)
-        ack = messages.acknowledge(message, "AA", tenant)
+        ack = messages.acknowledge(message, "AA", tenant, note=act.duplicate_note)
+        # A duplicate's note is kept where a refusal's text is: the Interfaces page shows it beside the AA.
         conn.execute(hl7_message.insert().values(
             id=uuid.uuid4(), sending_application=header.sending_application,
             sending_facility=header.sending_facility, message_type=header.message_type,
             control_id=header.control_id, ack_code="AA", created=act.created, token_id=principal.token_id,
-            ack=ack.text))
+            ack=ack.text, error_text=act.duplicate_note))
     for then in act.after_commit:
         then()
+    if act.duplicates:
+        log.info("hl7.message.duplicate", duplicates=len(act.duplicates))
     return ack, False
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from appliance.interop.hl7v2.act import Act, refusals
 from appliance.interop.hl7v2.messages import (
+    APPLICATION_RECORD_LOCKED,
     DATA_TYPE_ERROR,
     DUPLICATE_KEY_IDENTIFIER,
     REQUIRED_FIELD_MISSING,
@@ -294,11 +295,21 @@ def _record(act: Act, patient_id: uuid.UUID, pending: list, zone: dt.tzinfo) -> 
             given = schema(code=code, service_request_id=order_id, value=_observation_value(obx, sequence, text_max),
                            unit=value(obx, 6, 1) or None, reference_low=low, reference_high=high,
                            flag=RESULT_FLAGS.get(flag_code), note=note, occurred_at=observed.at if observed else None)
-            replaced = _replaced(act, patient_id, order_id, code, status)
-            if replaced is None:
+            in_force = _in_force(act, patient_id, order_id, code)
+            if status == "F" and in_force is not None and not _preliminary(in_force):
+                # HL7 sends a change to a final result as C: an F again is the laboratory's system sending it twice
+                # (a resend under a new control id, an analyser's link replaying its queue), or a changed value sent
+                # as if it were the first.
+                if _same_result(in_force, given):
+                    act.duplicate(f"OBX {sequence} ({code})")
+                    continue
+                raise not_applied(APPLICATION_RECORD_LOCKED, f"the {in_force.display} result of this order is already "
+                                  "final with another value; send a correction (C) to change it",
+                                  location=("OBX", sequence, 11), label="result status", value=status)
+            if in_force is None or status not in REPLACING or (status == "F" and not _preliminary(in_force)):
                 recorded = service.record_result(act.conn, act.principal, patient_id, given)
             else:
-                recorded = service.correct_result(act.conn, act.principal, patient_id, replaced, given,
+                recorded = service.correct_result(act.conn, act.principal, patient_id, in_force.id, given,
                                                   REPLACING[status])
         act.made("result", recorded["id"])
 
@@ -308,23 +319,34 @@ REPLACING = {"C": "corrected by the laboratory (HL7 OBX-11 C)",
              "F": "the laboratory's final result, replacing its preliminary one (HL7 OBX-11 F)"}
 
 
-def _replaced(act: Act, patient_id: uuid.UUID, order_id: uuid.UUID | None, code: str, status: str) -> uuid.UUID | None:
-    """The result in force that this OBX replaces: of the same order and analyte, when the laboratory sends a
-    correction (C) of it, or the final result (F) of a preliminary one. Recorded as a result of its own, either
-    stood beside the one it replaced on the chart and the review list, two values of one analyte of one
-    specimen, the wrong one still waiting for sign-off. None when there is nothing to replace: no order named,
-    or no result of it in force (a correction of a result the feed never sent is recorded as new)."""
-    if order_id is None or status not in REPLACING:
+def _in_force(act: Act, patient_id: uuid.UUID, order_id: uuid.UUID | None, code: str) -> sa.Row | None:
+    """The result in force of the same order and analyte, which a correction (C) replaces, and a final result (F)
+    too when it was preliminary (P): recorded as a result of its own, either stood beside the one it replaced on the
+    chart and the review list, two values of one analyte of one specimen, the wrong one still waiting for sign-off.
+    None when there is none: no order named, or no result of it in force (a correction of a result the feed never
+    sent is recorded as new)."""
+    if order_id is None:
         return None
     order = entry.alias("ordered")
     order_root = (sa.select(order.c.root_id).where(order.c.patient_id == patient_id,
                                                    sa.or_(order.c.id == order_id, order.c.root_id == order_id))
                   .limit(1).scalar_subquery())
-    found = act.conn.execute(
-        sa.select(entry.c.id, result.c.note).select_from(entry.join(result, result.c.entry_id == entry.c.id))
+    return act.conn.execute(
+        sa.select(entry.c.id, result.c.display, result.c.note, result.c.value_numeric, result.c.value_text,
+                  result.c.unit)
+        .select_from(entry.join(result, result.c.entry_id == entry.c.id))
         .where(entry.c.patient_id == patient_id, result.c.service_request_id == order_root, result.c.code == code,
                current_clause())
         .order_by(entry.c.occurred_at.desc()).limit(1)).first()
-    if found is None or (status == "F" and not (found.note or "").startswith(RESULT_STATUSES["P"])):
-        return None
-    return found.id
+
+
+def _preliminary(in_force: sa.Row) -> bool:
+    return (in_force.note or "").startswith(RESULT_STATUSES["P"])
+
+
+def _same_result(in_force: sa.Row, given: ResultIn) -> bool:
+    """Whether an OBX says what the result in force says: the same number (12 is 12.0) in the same unit, or the same
+    words (a choice is kept as the catalogue spells it: 'Positive' is 'positive')."""
+    if isinstance(given.value, Decimal):
+        return in_force.value_numeric == given.value and given.unit in (None, in_force.unit)
+    return in_force.value_text is not None and in_force.value_text.strip().lower() == given.value.strip().lower()

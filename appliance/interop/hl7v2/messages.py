@@ -231,10 +231,12 @@ class Acknowledgement:
     error: HL7Error | None = None
 
 
-def acknowledge(message: hl7.Message | None, code: str, tenant: str, error: HL7Error | None = None) -> Acknowledgement:
+def acknowledge(message: hl7.Message | None, code: str, tenant: str, error: HL7Error | None = None, *,
+                note: str | None = None) -> Acknowledgement:
     """The ACK of `message` (None when it could not be read at all): its MSH swapped (we send as its
     receiving application and facility), MSA-1 the code and MSA-2 its control id, and, when not
-    accepted, MSA-3 and an ERR segment with the location, the table 0357 code and the text."""
+    accepted, MSA-3 and an ERR segment with the location, the table 0357 code and the text; an accepted message's
+    `note` (what it repeated of the record) is its MSA-3."""
     control_id = "ACK" + secrets.token_hex(8)
     now = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
     # Built field by field rather than with python-hl7's `create_ack`, which fails on the short or
@@ -250,6 +252,8 @@ def acknowledge(message: hl7.Message | None, code: str, tenant: str, error: HL7E
                   f"ACK^{_escape(trigger)}^ACK" if trigger else "ACK", control_id, raw(11) or "P", raw(12) or "2.5"]),
         f"MSA|{code}|{raw(10)}",
     ]
+    if error is None and note:
+        segments_out[1] += f"|{_escape(note)}"
     if error is not None:
         text = _escape(error.text())
         segments_out[1] += f"|{text}"

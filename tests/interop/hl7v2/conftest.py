@@ -24,6 +24,7 @@ CATALOGUE = [
     {"loinc": "58410-2", "name": "Full blood count", "specimen": "blood", "components": [
         {"loinc": "718-7", "name": "Haemoglobin", "unit": "g/dL", "low": 12.0, "high": 16.0},
         {"loinc": "6690-2", "name": "White cell count", "unit": "10*3/uL", "low": 4.0, "high": 11.0},
+        {"loinc": "777-3", "name": "Platelets", "unit": "10*3/uL", "low": 150, "high": 400, "possible_high": 10000},
     ]},
     {"loinc": "70569-9", "name": "Malaria rapid diagnostic test", "specimen": "blood",
      "choices": ["negative", "positive"], "abnormal": ["positive"]},

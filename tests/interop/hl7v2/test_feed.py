@@ -260,10 +260,51 @@ def test_a_corrected_or_final_result_replaces_the_one_in_force_and_keeps_it_in_i
         corrected = conn.execute(sa.text("SELECT e.reason FROM entry e WHERE e.supersedes = :f"), {"f": first}).scalar()
     assert corrected == "corrected by the laboratory (HL7 OBX-11 C)"
 
-    # A final result of a final one is not a correction: recorded as it was, beside it.
-    send("OBX|1|NM|6690-2^WBC^LN||7.5|10*3/uL|||||F")
-    assert [r[:2] for r in _current_results(db, facility.slug, patient["id"])] == [
-        ("6690-2", "7.4"), ("6690-2", "7.5"), ("718-7", "12.0")]
+
+
+def test_a_final_result_sent_again_is_a_duplicate_and_a_changed_one_is_refused(db, facility, feed):
+    """An F for a result already final was recorded beside it, a second haemoglobin of one specimen on the chart and
+    the review list. HL7 sends a change as C: the same F again (the sending system's resend under a new control id)
+    is a duplicate, AA with nothing written and the feed's log saying so; an F with another value is refused, AE
+    naming OBX-11, nothing of the message written. A correction (C) is then taken, and a result the bench entered
+    is final too."""
+    identifier = _mrn()
+    assert feed(adt(facility.slug, "A04", identifier))[0].code == "AA"
+    placer = "ORD" + secrets.token_hex(4)
+    assert feed(orm(facility.slug, identifier, "58410-2", placer=placer))[0].code == "AA"
+    patient = _patient(db, facility.slug, identifier)
+    [first] = feed(oru(facility.slug, identifier, ["OBX|1|NM|718-7^Hb^LN||12.0|g/dL|||||F",
+                                                   "OBX|2|NM|6690-2^WBC^LN||7.4|10*3/uL|||||F"], placer=placer))
+    assert first.code == "AA", first.text
+    before = counts(db, facility.slug)
+
+    control = control_id()
+    [again] = feed(oru(facility.slug, identifier, ["OBX|1|NM|718-7^Hb^LN||12|g/dL|||||F",
+                                                   "OBX|2|NM|6690-2^WBC^LN||7.40|10*3/uL|||||F"],
+                       placer=placer, control=control))
+    assert again.code == "AA", again.text
+    assert "duplicate: OBX 1 (718-7), OBX 2 (6690-2)" in again.field("MSA", 3), again.text
+    after = counts(db, facility.slug)  # the message's read of the order it names is audited, as any message's is
+    assert {t: after[t] for t in ("entry", "result")} == {t: before[t] for t in ("entry", "result")}
+    assert _current_results(db, facility.slug, patient["id"]) == [("6690-2", "7.4", "N", 1), ("718-7", "12.0", "N", 1)]
+    with db.tenant(facility.slug) as conn:
+        logged = conn.execute(sa.select(hl7_message.c.ack_code, hl7_message.c.error_code, hl7_message.c.error_text,
+                                        hl7_message.c.created).where(hl7_message.c.control_id == control)).one()
+    assert logged.ack_code == "AA" and logged.error_code is None and logged.created == {}
+    assert logged.error_text.startswith("duplicate: OBX 1 (718-7), OBX 2 (6690-2) repeated a final result")
+
+    before = counts(db, facility.slug)
+    [changed] = feed(oru(facility.slug, identifier, ["OBX|1|NM|6690-2^WBC^LN||7.4|10*3/uL|||||F",
+                                                     "OBX|2|NM|718-7^Hb^LN||11.2|g/dL|||||F"], placer=placer))
+    _assert_refused(changed, "AE", "206", location="OBX-11",
+                    says="the Haemoglobin result of this order is already final with another value; send a "
+                         "correction (C) to change it")
+    assert changed.field("ERR", 2, 2) == "2"
+    assert counts(db, facility.slug) == before
+
+    [corrected] = feed(oru(facility.slug, identifier, ["OBX|1|NM|718-7^Hb^LN||11.2|g/dL|||||C"], placer=placer))
+    assert corrected.code == "AA" and corrected.field("MSA", 3) == "", corrected.text
+    assert _current_results(db, facility.slug, patient["id"]) == [("6690-2", "7.4", "N", 1), ("718-7", "11.2", "L", 2)]
 
 
 def test_a_text_result_is_recorded_with_its_choice(db, facility, feed):
@@ -348,6 +389,10 @@ def test_refusals_name_the_field_and_write_nothing(db, facility, feed):
         (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||ten|g/dL||||F"]), "AE", "102", "OBX-5",
          "OBX-5 observation value ten is not a number"),
         (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|mg/L||||F"]), "AE", "102", "OBX-6", "g/dL"),
+        # A count per microlitre where the unit is 10*3/uL: past what any specimen gives, not a high result.
+        (oru(facility.slug, known, ["OBX|1|NM|777-3^Platelets^LN||45000|10*3/uL||||F"]), "AE", "102", "OBX-5",
+         "Platelets of 45000 is not possible in 10*3/uL, the unit it is reported in here: no specimen gives more "
+         "than 10000 10*3/uL"),
         (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|g/dL||||F", "OBX|2|NM|GLU^Glucose^L||5|mmol/L||||F"]),
          "AE", "103", "OBX-3", "OBX-3 observation identifier GLU is coded in L"),
         (oru(facility.slug, known, ["OBX|1|NM|718-7^Hb^LN||10.1|g/dL||||F"], placer="NOPE"), "AE", "204",
