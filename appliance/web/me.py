@@ -35,11 +35,21 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
-from appliance.layers.clinical import antenatal, chart, delivery, discharge, family_planning, hiv, referral
+from appliance.layers.clinical import (
+    antenatal,
+    chart,
+    delivery,
+    discharge,
+    family_planning,
+    hiv,
+    referral,
+    tuberculosis,
+)
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.family_planning_routes import programme_of
 from appliance.layers.clinical.hiv_routes import programme_of as hiv_programme_of
+from appliance.layers.clinical.tuberculosis_routes import regimens_of
 from appliance.layers.financial import service as financial
 from appliance.layers.financial.errors import NotFound as NoSuchBill
 from appliance.layers.financial.money import format_money
@@ -132,6 +142,10 @@ def _facility_records(state: State, request: Request, holdings: list[patient_por
             # Their HIV care card's dates, never a viral load's value (noted as their own read only where enrolled).
             art = hiv.own_record(conn, request.user, holding.patient_id, programme=hiv_programme_of(state),
                                  today=dt.datetime.now(here).date()) if state.release_rules.hiv_care_shown else None
+            # Their TB treatment's phase and dates, never a follow-up's findings (noted only where registered here).
+            tb = tuberculosis.own_record(
+                conn, request.user, holding.patient_id, regimens=regimens_of(state),
+                today=dt.datetime.now(here).date()) if state.release_rules.tb_care_shown else None
             if export:
                 audit.append(conn, tenant=holding.tenant, principal=request.user, event_type="patient.record.export",
                              action="E", patient_id=holding.patient_id)
@@ -154,7 +168,8 @@ def _facility_records(state: State, request: Request, holdings: list[patient_por
                         "later": [(result, clock.local(at)) for result, at in released.later],
                         "in_person": released.in_person, "clock": clock, "discharges": discharges, "wards": wards,
                         "referrals": referrals, "deliveries": births,
-                        "family_planning": contraception, "pregnancy": pregnancy, "hiv_care": art})
+                        "family_planning": contraception, "pregnancy": pregnancy, "hiv_care": art,
+                        "tb_care": tb})
     return records
 
 
@@ -258,6 +273,12 @@ def _as_file(record: dict) -> dict:
             "next_appointment": _iso(h["next_appointment_on"]), "arvs_until": _iso(h["arvs_until"]),
             "viral_load_due": _iso(h["viral_load_due_on"]),
         } if (h := record["hiv_care"]) else None,
+        "tb_care": {
+            "register_number": t["register_number"], "regimen": t["regimen_name"] or t["regimen"],
+            "started_on": _iso(t["started_on"]), "ends_on": _iso(t["ends_on"]), "phase": t["phase"],
+            "phase_until": _iso(t["phase_until"]), "next_sputum_check": _iso(t["next_sputum_on"]),
+            "outcome": t["outcome"], "outcome_on": _iso(t["outcome_on"]),
+        } if (t := record["tb_care"]) else None,
         "deliveries": [{
             "born": clock.iso(d["born_at"]), "how": BIRTH_MODES[d["mode"]],
             "weeks_pregnant": f"{d['gestation_weeks']}+{d['gestation_days']}",

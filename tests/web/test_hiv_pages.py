@@ -9,7 +9,6 @@ portal; a person not enrolled has nothing of it, on the page or in their access 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -20,13 +19,12 @@ import sqlalchemy as sa
 from appliance.layers.clinical import hiv, service
 from appliance.layers.clinical.hiv_schemas import HivEnrolmentIn, HivRegimenIn, HivViralLoadIn, HivVisitIn
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
-from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.conftest import new_patient
-from tests.web.test_me import _patient_client
-from tests.web.test_me_family_planning import _account
+from tests.web.test_me import _patient_client, kept_off_by_the_release_rules
+from tests.web.test_me_family_planning import _account, a_registered_patients_page
 from tests.web.test_portal import post_form, withdrawn_on_tab
 
 
@@ -150,23 +148,9 @@ def test_a_person_reads_their_art_and_next_days_never_a_viral_load_value(db, app
 
 
 def test_the_release_rules_can_keep_hiv_care_off_the_portal(db, app, policy, facility, person, tmp_path):
-    kept = app.state.release_rules
-    app.state.release_rules = dataclasses.replace(kept, hiv_care="not_shown")
-    try:
-        reader = _patient_client(db, app, person["email"])
-        assert "HIV care" not in reader.get("/me").text and "ART-0" not in reader.get("/me").text
-        assert reader.get("/me/record.json").json()["facilities"][0]["hiv_care"] is None
-    finally:
-        app.state.release_rules = kept
-    assert kept.hiv_care_shown  # the shipped rules show it
-    wrong = tmp_path / "release.toml"
-    wrong.write_text('[hiv_care]\nrelease = "in_person"\n\n[default]\nrelease = "after_review"\n')
-    with pytest.raises(ReleasePolicyError, match=r"\[hiv_care\]: release is one of at_once, not_shown"):
-        load_release_rules(wrong)
-    with db.tenant(facility.slug) as conn:
-        chart = new_patient(conn, Principal(account_id=uuid.uuid4(), kind="staff", display_name="Registrar",
-                                            tenant=facility.slug, role="registrar"),
-                            family_name="Mvula", given_names="Jane")["id"]
-    theirs = _patient_client(db, app, _account(db, policy, facility, chart, "Mvula")).get("/me")
-    assert theirs.status_code == 200 and "HIV care" not in theirs.text and "Banda" not in theirs.text
-    assert not [e for e in audit.patient_access_log(db, facility.slug, chart) if "hiv" in e.event_type]
+    kept_off_by_the_release_rules(db, app, person["email"], tmp_path, table="hiv_care", setting="hiv_care",
+                                  heading="HIV care")
+    assert "ART-0" in _patient_client(db, app, person["email"]).get("/me").text  # shown again under the file's rules
+    page, log = a_registered_patients_page(db, app, policy, facility, "Mvula", "Jane")
+    assert "HIV care" not in page and "Banda" not in page
+    assert not [e for e in log if "hiv" in e.event_type]

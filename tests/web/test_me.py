@@ -4,6 +4,7 @@ nothing of anyone else's."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.financial.money import format_money
+from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
 from appliance.substrate import audit, identity
 
 REASON = "Unconscious on arrival, checking allergies"
@@ -37,6 +39,25 @@ def _patient_client(db, signed_in_app, email: str):
     client = TestClient(app=signed_in_app, raise_server_exceptions=False)
     client.cookies.set("healthos_session", token)
     return client
+
+
+def kept_off_by_the_release_rules(db, app, email: str, tmp_path, *, table: str, setting: str, heading: str) -> None:
+    """What `[table]` of policies/release.toml shows at once (`setting` of the rules): the shipped rules show it,
+    `not_shown` keeps `heading` off /me and `setting` empty in the record file, and any other release is refused
+    naming the table."""
+    kept = app.state.release_rules
+    app.state.release_rules = dataclasses.replace(kept, **{setting: "not_shown"})
+    try:
+        reader = _patient_client(db, app, email)
+        assert heading not in reader.get("/me").text
+        assert reader.get("/me/record.json").json()["facilities"][0][setting] is None
+    finally:
+        app.state.release_rules = kept
+    assert getattr(kept, f"{setting}_shown")  # the shipped rules show it
+    wrong = tmp_path / "release.toml"
+    wrong.write_text(f'[{table}]\nrelease = "in_person"\n\n[default]\nrelease = "after_review"\n')
+    with pytest.raises(ReleasePolicyError, match=rf"\[{table}\]: release is one of at_once, not_shown"):
+        load_release_rules(wrong)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ own; the release rules (`[family_planning]`) can keep it off the portal; and no 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 
@@ -13,12 +12,11 @@ import pytest
 from appliance.layers.clinical import family_planning
 from appliance.layers.clinical.family_planning_policy import load_programme
 from appliance.layers.clinical.family_planning_schemas import FamilyPlanningIn
-from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
 from appliance.substrate import audit, identity
 from appliance.substrate.principal import Principal
 from appliance.substrate.tenancy import facility_timezone
 from tests.layers.clinical.conftest import new_patient
-from tests.web.test_me import _patient_client
+from tests.web.test_me import _patient_client, kept_off_by_the_release_rules
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +35,18 @@ def _account(db, policy, clinic, chart, family: str) -> str:
     with db.tenant(clinic.slug) as conn:
         conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, chart))
     return email
+
+
+def a_registered_patients_page(db, app, policy, clinic, family: str, given: str) -> tuple[str, list]:
+    """The /me page of someone the front desk registered at `clinic` and nothing more, and their access log there
+    after reading it: what a programme shows of a person never in it (nothing, not even a read)."""
+    with db.tenant(clinic.slug) as conn:
+        chart = new_patient(conn, Principal(account_id=uuid.uuid4(), kind="staff", display_name="Registrar",
+                                            tenant=clinic.slug, role="registrar"),
+                            family_name=family, given_names=given)["id"]
+    page = _patient_client(db, app, _account(db, policy, clinic, chart, family)).get("/me")
+    assert page.status_code == 200, page.text
+    return page.text, audit.patient_access_log(db, clinic.slug, chart)
 
 
 @pytest.fixture(scope="module")
@@ -77,19 +87,8 @@ def test_a_client_reads_her_methods_and_next_injection_on_her_record(db, app, cl
 
 
 def test_the_release_rules_can_keep_family_planning_off_the_portal(db, app, client, tmp_path):
-    kept = app.state.release_rules
-    app.state.release_rules = dataclasses.replace(kept, family_planning="not_shown")
-    try:
-        reader = _patient_client(db, app, client["email"])
-        assert "Family planning" not in reader.get("/me").text
-        assert reader.get("/me/record.json").json()["facilities"][0]["family_planning"] is None
-    finally:
-        app.state.release_rules = kept
-    assert kept.family_planning_shown  # the shipped rules show it
-    wrong = tmp_path / "release.toml"
-    wrong.write_text('[family_planning]\nrelease = "after_review"\n\n[default]\nrelease = "after_review"\n')
-    with pytest.raises(ReleasePolicyError, match=r"\[family_planning\]: release is one of at_once, not_shown"):
-        load_release_rules(wrong)
+    kept_off_by_the_release_rules(db, app, client["email"], tmp_path, table="family_planning",
+                                  setting="family_planning", heading="Family planning")
 
 
 def test_no_one_else_reads_it_and_a_record_without_any_says_nothing_of_it(db, app, policy, signed_in, clinic,

@@ -2,7 +2,10 @@
 due, a follow-up recorded, cured refused for a clinically diagnosed case beside the field with nothing written, the
 outcome recorded), a correction with its reason (refused without one), the facility's register page with its cohort
 table, and the refusals: a registrar, a guessed year, a guessed treatment (another facility's session is in
-tests/web/test_portal.py's every-route lists)."""
+tests/web/test_portal.py's every-route lists). And a person's TB treatment on their own record (/me and the record
+they download): the register number, regimen, the phase and until when, the next sputum check's day, the outcome once
+recorded; never a follow-up's findings nor the HIV status at the start; the read noted as their own; the release rules
+(`[tb_care]`) can keep it off the portal; a person never registered has nothing of it, nor in their access log."""
 
 from __future__ import annotations
 
@@ -17,8 +20,13 @@ import sqlalchemy as sa
 from appliance.layers.clinical import service, tuberculosis
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.layers.clinical.tuberculosis import load_regimens
-from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
+from appliance.layers.clinical.tuberculosis_schemas import TbFollowUpIn, TbRegistrationIn
+from appliance.substrate import audit
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone
+from tests.layers.clinical.conftest import new_patient
+from tests.web.test_me import _patient_client, kept_off_by_the_release_rules
+from tests.web.test_me_family_planning import _account, a_registered_patients_page
 from tests.web.test_portal import post_form, withdrawn_on_tab
 
 regimens = load_regimens(Path(__file__).parents[2] / "policies" / "tuberculosis.toml")
@@ -159,3 +167,75 @@ def test_the_register_names_hiv_status_only_to_art_register_readers_and_died_poi
     card = clinician.get(path).text
     assert f'id="death-{root}"' in card and "No death certificate is recorded for this person" in card
     assert f'<a href="/t/{facility.slug}/patients/{who}/death/new" id="death-{root}-certify">' in card
+
+
+# -- their own record ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def person(db, policy, facility) -> dict:
+    """Joseph Otieno: on 2HRZE/4HR for 70 days (in the continuation phase), HIV-positive at the start, his month 2
+    smear positive."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Chest", tenant=facility.slug,
+                       role="clinician")
+    today = dt.datetime.now(facility_timezone(db, facility.slug)).date()
+    started = today - dt.timedelta(days=70)
+    with db.tenant(facility.slug) as conn:
+        chart = new_patient(conn, doctor, family_name="Otieno", given_names="Joseph", sex="male",
+                            birth_date=dt.date(1979, 4, 4))["id"]
+        case = tuberculosis.register(conn, doctor, chart, TbRegistrationIn(
+            started_on=started, site="pulmonary", bacteriology="bacteriologically_confirmed", history="new",
+            regimen="2HRZE/4HR", hiv_status="positive", weight_kg=58), regimens=regimens, today=today)
+        tuberculosis.record_follow_up(conn, doctor, chart, case["root_id"], TbFollowUpIn(
+            month=2, examined_on=today - dt.timedelta(days=8), smear="positive"), regimens=regimens, today=today)
+    return {"email": _account(db, policy, facility, chart, "Otieno"), "chart": chart,
+            "number": case["register_number"], "started": started,
+            "continuation_until": tuberculosis.months_after(started, 6),
+            "sputum": tuberculosis.months_after(started, 5)}
+
+
+def test_a_person_reads_their_tb_treatments_phase_and_next_sputum_check_never_a_finding(db, app, facility, person):
+    reader = _patient_client(db, app, person["email"])
+    page = reader.get("/me")
+    assert page.status_code == 200, page.text
+    section = page.text.split("<h2>TB treatment</h2>")[1].split("</ul>")[0]
+    assert person["number"] in section and "2 months HRZE, then 4 months HR" in section
+    assert f"Continuation phase until {person['continuation_until']:%d %b %Y}" in section
+    assert f"Your next sputum check is due {person['sputum']:%d %b %Y}" in section
+    # a smear's finding has no release rule, and the HIV status is the HIV care card's to show
+    assert "positive" not in section.lower() and "HIV" not in section
+    reads = [e for e in audit.patient_access_log(db, facility.slug, person["chart"])
+             if e.event_type == "record.tb_treatment.read"]
+    assert reads and reads[-1].who["kind"] == "patient"
+    [facility] = reader.get("/me/record.json").json()["facilities"]
+    assert facility["tb_care"] == {
+        "register_number": person["number"], "regimen": "Drug-susceptible TB: 2 months HRZE, then 4 months HR",
+        "started_on": person["started"].isoformat(), "ends_on": person["continuation_until"].isoformat(),
+        "phase": "continuation", "phase_until": person["continuation_until"].isoformat(),
+        "next_sputum_check": person["sputum"].isoformat(), "outcome": None, "outcome_on": None}
+
+
+def test_the_release_rules_can_keep_tb_care_off_the_portal(db, app, policy, facility, person, tmp_path):
+    kept_off_by_the_release_rules(db, app, person["email"], tmp_path, table="tb_care", setting="tb_care",
+                                  heading="TB treatment")
+    page, log = a_registered_patients_page(db, app, policy, facility, "Achieng", "Mary")
+    assert "TB treatment" not in page and "Otieno" not in page
+    assert not [e for e in log if "tb_" in e.event_type]
+
+
+def test_the_phase_is_the_intensive_one_for_its_months_and_none_once_treatment_has_run():
+    regimen = regimens.by_code["2HRZE/4HR"]
+    started = dt.date(2026, 1, 10)
+    assert tuberculosis.phase_on(started, regimen, dt.date(2026, 3, 9)) == ("intensive", dt.date(2026, 3, 10))
+    assert tuberculosis.phase_on(started, regimen, dt.date(2026, 3, 10)) == ("continuation", dt.date(2026, 7, 10))
+    assert tuberculosis.phase_on(started, regimen, dt.date(2026, 7, 10)) is None
+    assert tuberculosis.phase_on(started, regimen.model_copy(update={"intensive_months": None}),
+                                 dt.date(2026, 2, 1)) is None
+
+
+def test_an_intensive_phase_as_long_as_the_treatment_fails_the_regimen_file(tmp_path):
+    broken = tmp_path / "tuberculosis.toml"
+    broken.write_text('[[regimen]]\ncode = "2HRZE/4HR"\nname = "Drug-susceptible TB"\nmonths = 6\n'
+                      'follow_up_months = [2, 5, 6]\nintensive_months = 6\n')
+    with pytest.raises(tuberculosis.RegimenError, match=r"regimen 2HRZE/4HR: intensive_months \(6\) must end before"):
+        load_regimens(broken)

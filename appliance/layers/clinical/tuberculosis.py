@@ -124,6 +124,9 @@ class Regimen(BaseModel):
     name: Annotated[str, Field(min_length=2, max_length=200)]
     months: Annotated[int, Field(ge=1, le=24)]
     follow_up_months: tuple[Annotated[int, Field(ge=1, le=24)], ...]
+    # The intensive phase's months (the 2 of 2HRZE/4HR), the continuation phase the rest: what the patient's own
+    # record says of where they are. None: the regimen is not said in phases.
+    intensive_months: Annotated[int, Field(ge=1, le=23)] | None = None
 
     @model_validator(mode="after")
     def _ends_at_the_end(self) -> Regimen:
@@ -131,6 +134,9 @@ class Regimen(BaseModel):
         if not months or list(months) != sorted(set(months)) or months[-1] != self.months:
             raise ValueError(f"regimen {self.code}: follow_up_months must rise, without repeats, to its last month "
                              f"of treatment ({self.months})")
+        if self.intensive_months is not None and self.intensive_months >= self.months:
+            raise ValueError(f"regimen {self.code}: intensive_months ({self.intensive_months}) must end before "
+                             f"its treatment does ({self.months} months): the continuation phase is the rest")
         return self
 
 
@@ -403,6 +409,48 @@ def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, regim
             "treatments": [_shaped(t, by_treatment.get(t["root_id"], []), regimens, today, death=death)
                            for t in treatments],
             "withdrawn": withdrawn}
+
+
+def own_record(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, regimens: Regimens,
+               today: dt.date) -> dict | None:
+    """What the patient's own portal shows of their latest TB treatment here (appliance/web/me.py): its register
+    number, when it started and ends, the regimen, the phase they are in and until when, and the next sputum check
+    due; once an outcome is recorded, the outcome and its day. Never a follow-up's findings (a smear, culture or
+    Xpert: policies/release.toml names no rule for them) nor the HIV status at the start, which is the HIV care card's
+    to show. None where no treatment is registered here, and then nothing is noted (a log naming TB treatment of
+    someone never on it would itself say something)."""
+    treatments = _treatments(conn, entry.c.patient_id == patient_id)
+    if not treatments:
+        return None
+    latest = treatments[0]
+    follow_ups = _follow_ups(conn, [latest["root_id"]])
+    note_access(conn, principal, "read", patient_id, KIND, [latest["id"]])
+    if follow_ups:
+        note_access(conn, principal, "read", patient_id, FOLLOW_UP, [f["id"] for f in follow_ups])
+    shaped = _shaped(latest, follow_ups, regimens, today)
+    regimen = regimens.by_code.get(latest["regimen"])
+    open_ = latest["outcome"] is None
+    phase = phase_on(latest["started_on"], regimen, today) if open_ else None
+    next_check = next((d for d in shaped["due"] if d["state"] in ("due", "overdue", "not_yet_due")), None)
+    return {"register_number": latest["register_number"], "started_on": latest["started_on"],
+            "regimen": latest["regimen"], "regimen_name": shaped["regimen_name"], "ends_on": shaped["ends_on"],
+            "phase": phase[0] if phase else None, "phase_until": phase[1] if phase else None,
+            "next_sputum_on": next_check["due_on"] if next_check else None,
+            "next_sputum_overdue": bool(next_check and next_check["state"] == "overdue"),
+            "outcome": OUTCOME_WORDS.get(latest["outcome"]) if latest["outcome"] else None,
+            "outcome_on": latest["outcome_on"]}
+
+
+def phase_on(started_on: dt.date, regimen: Regimen | None, today: dt.date) -> tuple[str, dt.date] | None:
+    """The phase of treatment `today` ("intensive" or "continuation") and the day it ends; None where the regimen
+    is not said in phases (or is no longer in the file) or its months have run."""
+    if regimen is None or regimen.intensive_months is None:
+        return None
+    intensive_until = months_after(started_on, regimen.intensive_months)
+    if today < intensive_until:
+        return "intensive", intensive_until
+    ends_on = months_after(started_on, regimen.months)
+    return ("continuation", ends_on) if today < ends_on else None
 
 
 def _death_pointer_of(conn: Connection, patient_id: uuid.UUID, treatments: Iterable[dict]) -> dict | None:

@@ -18,7 +18,9 @@ summary (`[antenatal]`): her due date, the weeks today and her next contact, nev
 Family planning is decided apart too (`[family_planning]`): the methods a client was given and her next injection or
 re-supply, on her record at once or not at all. And so is HIV care (`[hiv_care]`): the person's ART number, regimen,
 next appointment and the day their next viral load is due, at once or not at all; never a viral load's value, which
-the rule for its LOINC code (given in person) decides as every result's.
+the rule for its LOINC code (given in person) decides as every result's. And so is TB care (`[tb_care]`): the register
+number, regimen, the phase and until when, the next sputum check's day and the outcome, at once or not at all; never a
+follow-up's smear, culture or Xpert finding, for which the file has no rule.
 
 Documents filed on the record (`[documents]`) are decided by their category: at once, some hours after filing, or
 (a category not named) never. No clinician's review stands between a scan and the chart, so the hours after filing are
@@ -41,6 +43,7 @@ IMMUNIZATION_RELEASES = ("at_once", "not_shown")
 DELIVERY_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 FAMILY_PLANNING_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 HIV_CARE_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
+TB_CARE_RELEASES = IMMUNIZATION_RELEASES  # shown as soon as recorded, or never
 ANTENATAL_RELEASES = IMMUNIZATION_RELEASES
 DOCUMENT_RELEASES = ("at_once", "after_filing")
 # The record's document categories (clinical models' DOCUMENT_CATEGORIES, which a layer may not import; a test holds
@@ -73,6 +76,7 @@ class ReleaseRules:
     antenatal: str = "at_once"  # one of ANTENATAL_RELEASES
     family_planning: str = "at_once"  # one of FAMILY_PLANNING_RELEASES
     hiv_care: str = "at_once"  # one of HIV_CARE_RELEASES
+    tb_care: str = "at_once"  # one of TB_CARE_RELEASES
     # Each document category the portal shows, and the hours after filing it shows from (0: at once); none named, none.
     documents: Mapping[str, int] = field(default_factory=dict)
 
@@ -100,6 +104,10 @@ class ReleaseRules:
     @property
     def hiv_care_shown(self) -> bool:
         return self.hiv_care == "at_once"
+
+    @property
+    def tb_care_shown(self) -> bool:
+        return self.tb_care == "at_once"
 
     def rule_for(self, code: str) -> ReleaseRule:
         return next((rule for rule in self.rules if code in rule.loinc), self.default)
@@ -164,6 +172,7 @@ def load_release_rules(path: Path) -> ReleaseRules:
                         _shown_or_not(data, "antenatal", ANTENATAL_RELEASES, path),
                         family_planning=_shown_or_not(data, "family_planning", FAMILY_PLANNING_RELEASES, path),
                         hiv_care=_shown_or_not(data, "hiv_care", HIV_CARE_RELEASES, path),
+                        tb_care=_shown_or_not(data, "tb_care", TB_CARE_RELEASES, path),
                         documents=_documents(data.get("documents", {}), path))
 
 
