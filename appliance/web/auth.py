@@ -72,10 +72,18 @@ def _bearer(scope: Scope) -> str | None:
 
 def resolve(db: Database, policy: AccessPolicy, scope: Scope,
             tokens: TokenCache | None = None) -> tuple[Principal | None, identity.LiveSession | None]:
-    """The principal behind a request (and its session, even one still waiting for MFA)."""
+    """The principal behind a request (and its session, even one still waiting for MFA). An address naming a
+    facility this appliance does not have raises UnknownTenant, with `scope["user"]` the one asking (if anyone is
+    signed in), so that a patient is answered in their words."""
     tenant = (scope.get("path_params") or {}).get("tenant")
     if tenant is not None and not db.tenant_exists(tenant):
+        scope["user"] = _who(db, policy, scope, tokens)[0]
         raise UnknownTenant(tenant)
+    return _who(db, policy, scope, tokens)
+
+
+def _who(db: Database, policy: AccessPolicy, scope: Scope,
+         tokens: TokenCache | None) -> tuple[Principal | None, identity.LiveSession | None]:
     bearer = _bearer(scope)
     if bearer is not None:
         generation = tokens.generation if tokens is not None else 0

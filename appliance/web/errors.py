@@ -44,11 +44,16 @@ def sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
+def _asked_by_patient(request: Request) -> bool:
+    principal = request.scope.get("user")
+    return principal is not None and principal.is_patient
+
+
 def error_page(request: Request, status: int, detail: str) -> Response:
     """The refusal or failure as a page: what happened in a sentence, and the way back to one's facility."""
     principal = request.scope.get("user")
     # A patient's way back is their own record, the page they know (their home page is a link to it).
-    patient = principal is not None and principal.is_patient
+    patient = _asked_by_patient(request)
     return Template("portal/error.html", status_code=status, context={
         "status": status, "detail": sentence(detail), "principal": principal,
         "home": "/me" if patient else landing(principal), "patient": patient,
@@ -64,11 +69,21 @@ def _refusal(request: Request, status: int, detail: str, **extra) -> Response:
     return error_page(request, status, detail) if _wants_page(request) else problem(status, detail, **extra)
 
 
+# A patient who follows a mistyped or old link to a facility's page reads of a facility and their record, not of a
+# "tenant" or of the characters a code may hold, which are for hospital IT.
+PATIENT_AT_UNKNOWN_FACILITY = ("no facility on this system is at this address (the link may be mistyped or out of "
+                               "date): what each facility holds of you is under Your record")
+
+
 def unknown_tenant(request: Request, exc: UnknownTenant) -> Response:
+    if _asked_by_patient(request):
+        return _refusal(request, HTTP_404_NOT_FOUND, PATIENT_AT_UNKNOWN_FACILITY)
     return _refusal(request, HTTP_404_NOT_FOUND, str(exc), tenant=exc.slug)
 
 
 def invalid_slug(request: Request, exc: InvalidSlug) -> Response:
+    if _asked_by_patient(request):
+        return _refusal(request, HTTP_404_NOT_FOUND, PATIENT_AT_UNKNOWN_FACILITY)
     return _refusal(request, HTTP_404_NOT_FOUND, f"no tenant by that name: {exc}")
 
 

@@ -191,6 +191,20 @@ def test_a_patient_at_a_staff_page_reads_where_their_record_is_and_staff_keep_th
     assert console.status_code == 403 and "appliance.status.read" not in console.text
     assert "This page is for the staff who run this system, not part of your record" in console.text
 
+    # A facility the appliance does not have, in a mistyped or old link: of a facility and their record, not "no
+    # tenant named 'hilview_hc' on this appliance", which hospital IT reads.
+    nowhere = patient.get("/t/hilview_hc/patients", headers=page)
+    assert nowhere.status_code == 404
+    assert ("No facility on this system is at this address (the link may be mistyped or out of date): what each "
+            "facility holds of you is under Your record.") in nowhere.text
+    assert "tenant" not in nowhere.text and "hilview_hc" not in nowhere.text
+    assert '<a href="/me">Back to your record</a>' in nowhere.text
+    nowhere_api = patient.get("/api/t/hilview_hc/wards")
+    assert nowhere_api.status_code == 404 and nowhere_api.json()["detail"].startswith("no facility on this system")
+    assert "tenant" not in nowhere_api.text
+    staff = signed_in("clinician", tenant_a.slug).get("/t/hilview_hc/patients", headers=page)
+    assert "No tenant named &#39;hilview_hc&#39;" in staff.text  # hospital IT's words for staff, naming the code
+
     clinician = signed_in("clinician", tenant_a.slug)
     assert "Your role may not do this (appliance.status.read)." in clinician.get("/appliance", headers=page).text
     assert "This needs a facility role." in signed_in("operator").get(f"/t/{tenant_a.slug}/patients", headers=page).text
