@@ -52,7 +52,12 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
 from appliance.layers.clinical.immunization_schedule import Span, read_policy
 from appliance.layers.clinical.models import hiv_art_sequence, hiv_care, hiv_regimen, hiv_viral_load, hiv_visit, patient
-from appliance.layers.clinical.registers import RegimenFile, lock_patient, next_number
+from appliance.layers.clinical.registers import (
+    RegimenFile,
+    lock_patient,
+    next_number,
+    refuse_hiv_diagnosis_against_tb_register,
+)
 from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_list_read
@@ -351,7 +356,8 @@ _ENROLMENT = ("enrolled_on", "diagnosed_on", "who_stage", "cd4_baseline", "tb_sc
 def enrol(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: Any, *, programme: Programme,
           today: dt.date) -> dict:
     """Enrol a person in HIV care: the next ART number of the facility. Refused (409) while they are enrolled here;
-    (422) a day in the future, a diagnosis after the enrolment or before birth, a person recorded deceased."""
+    (422) a day in the future, a diagnosis after the enrolment or before birth, or on or before the start of a TB
+    treatment here recorded other than HIV-positive (registers.py), a person recorded deceased."""
     service.require_chart(conn, patient_id, data.encounter_id)
     _not_future(data.enrolled_on, today, "the enrolment's day", "enrolled_on")
     if data.diagnosed_on > data.enrolled_on:
@@ -361,6 +367,7 @@ def enrol(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: A
     if born is not None and data.diagnosed_on < born:
         raise Invalid(f"the diagnosis cannot be before the person's birth on {born.isoformat()}",
                       field="diagnosed_on")
+    refuse_hiv_diagnosis_against_tb_register(conn, patient_id, data.diagnosed_on)
     deaths.refuse_if_deceased(conn, patient_id, "an enrolment in HIV care")
     lock_patient(conn, "hiv", patient_id)
     if (enrolled := _care_of(conn, patient_id)) is not None:

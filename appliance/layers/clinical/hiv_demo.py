@@ -5,7 +5,8 @@ day, picks up 30 days of ARVs at the start and a month later, then 90 days at a 
 has a viral load at six months, suppressed; but one person's is unsuppressed (12,000 copies/mL, a repeat due three
 months on), one stopped coming after her second month's pills (an interruption in treatment for months: to trace),
 and one was transferred out three weeks ago. Who is drawn from a stream fixed by the seed and the facility: the adults
-the clinical demo diagnosed with HIV disease (B20-B24) first, then other adults, none recorded deceased; each act goes
+the clinical demo diagnosed with HIV disease (B20-B24) first, then other adults, none recorded deceased nor on the TB
+demo's register as HIV-negative or of unknown status (the two registers agree, registers.py); each act goes
 through the service a clinician's would (`hiv.enrol`, `.change_regimen`, `.record_visit`, `.record_viral_load`,
 `.change_status`), written by the clinical demo's principal. Skipped where anyone is enrolled already.
 """
@@ -38,7 +39,9 @@ UNSUPPRESSED, INTERRUPTED, TRANSFERRED = 0, 1, 2  # the people of the plan with 
 _CANDIDATES = sa.text(
     "SELECT p.id, EXISTS (SELECT 1 FROM entry c JOIN condition d ON d.entry_id = c.id WHERE c.patient_id = p.id"
     " AND d.code >= 'B20' AND d.code < 'B25') AS hiv FROM patient p"
-    " WHERE p.birth_date <= current_date - interval '18 years' ORDER BY p.mrn")
+    " WHERE p.birth_date <= current_date - interval '18 years'"
+    " AND NOT EXISTS (SELECT 1 FROM entry t JOIN tb_treatment r ON r.entry_id = t.id WHERE t.patient_id = p.id"
+    " AND r.hiv_status <> 'positive') ORDER BY p.mrn")
 
 
 def _pick_ups(started: dt.date, until: dt.date) -> list[tuple[dt.date, int]]:

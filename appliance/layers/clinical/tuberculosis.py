@@ -72,7 +72,12 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
 from appliance.layers.clinical.immunization_schedule import Span
 from appliance.layers.clinical.models import TB_OUTCOMES, patient, tb_follow_up, tb_register_sequence, tb_treatment
-from appliance.layers.clinical.registers import RegimenFile, lock_patient, next_number
+from appliance.layers.clinical.registers import (
+    RegimenFile,
+    lock_patient,
+    next_number,
+    refuse_tb_hiv_status_against_hiv_care,
+)
 from appliance.substrate import deaths, disclosure, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
@@ -500,6 +505,7 @@ def _check_registration(conn: Connection, patient_id: uuid.UUID, data: Any, regi
     born = conn.execute(sa.select(patient.c.birth_date).where(patient.c.id == patient_id)).scalar()
     if born is not None and data.started_on < born:
         raise Invalid(f"treatment cannot start before the patient's birth on {born.isoformat()}", field="started_on")
+    refuse_tb_hiv_status_against_hiv_care(conn, patient_id, data.started_on, data.hiv_status)
     return regimen
 
 
@@ -574,7 +580,8 @@ _REGISTRATION = ("started_on", "site", "bacteriology", "history", "regimen", "hi
 def register(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: Any, *, regimens: Regimens,
              today: dt.date) -> dict:
     """Register a TB case on treatment: the next number of the year's register. Refused (409) while the patient
-    has a treatment here with no outcome; (422) a regimen not in the programme's list, a start in the future."""
+    has a treatment here with no outcome; (422) a regimen not in the programme's list, a start in the future, an HIV
+    status other than positive for a person enrolled in HIV care here with HIV confirmed by the start (registers.py)."""
     service.require_chart(conn, patient_id, data.encounter_id)
     _check_registration(conn, patient_id, data, regimens, today)
     deaths.refuse_if_deceased(conn, patient_id, "a TB registration")

@@ -463,3 +463,46 @@ def test_death_refusal_counts_the_certifying_facilitys_day(outcome, day, refused
     said = tuberculosis.death_refusal(outcome, day, NAIROBI_LATE)
     assert (said is None) if refused_field is None else (said is not None and said[1] == refused_field), said
     assert tuberculosis.death_refusal(outcome, day, None) is None
+
+
+def test_the_tb_and_art_registers_agree_that_a_person_in_hiv_care_is_hiv_positive(api, db, facility, clinician):
+    """A TB case started after HIV was confirmed on the person's enrolment in HIV care here is HIV-positive at its
+    start, whichever register is written first: otherwise the TB/HIV cohort row misses someone the ART register
+    lists. A start before HIV was confirmed may say negative."""
+    with db.tenant(facility.slug) as conn:
+        in_care, tb_first = (new_patient(conn, clinician, family_name=name, given_names="Achieng", sex="female",
+                                         birth_date=dt.date(1988, 3, 3))["id"] for name in ("Otieno", "Wafula"))
+    hiv_base = f"{API.format(tenant=facility.slug)}/patients/{in_care}/hiv"
+    enrolled = api.post(hiv_base, json={"enrolled_on": f"{YEAR}-01-20", "diagnosed_on": f"{YEAR}-01-15",
+                                        "who_stage": 1, "tb_screening": "presumptive_tb"})
+    assert enrolled.status_code == 201, enrolled.text
+    before = _tb_entries(db, facility)
+    for status in ("negative", "unknown"):
+        refused = api.post(_base(facility, in_care), json=_case(started_on=f"{YEAR}-02-01", hiv_status=status))
+        assert refused.status_code == 422, refused.text
+        assert (refused.json()["field"], refused.json()["detail"]) == (
+            "hiv_status", f"this person is enrolled in HIV care here, HIV confirmed on {YEAR}-01-15, before this "
+                          f"treatment started on {YEAR}-02-01: their HIV status at its start is positive")
+    assert _tb_entries(db, facility) == before
+    made = api.post(_base(facility, in_care), json=_case(started_on=f"{YEAR}-02-01", hiv_status="positive"))
+    assert made.status_code == 201, made.text
+    made = made.json()
+    corrected = api.put(f"{_base(facility, in_care)}/{made['id']}", json={
+        **_case(started_on=f"{YEAR}-02-01", hiv_status="negative"), "reason": "misread", "version_id": made["id"]})
+    assert (corrected.status_code, corrected.json()["field"]) == (422, "hiv_status"), corrected.text
+
+    # The TB register first: HIV confirmed on or before the treatment's start is refused, after it is not.
+    assert api.post(_base(facility, tb_first), json=_case(started_on=f"{YEAR}-03-10")).status_code == 201
+    other_hiv = f"{API.format(tenant=facility.slug)}/patients/{tb_first}/hiv"
+    refused = api.post(other_hiv, json={"enrolled_on": f"{YEAR}-04-01", "diagnosed_on": f"{YEAR}-03-10",
+                                        "who_stage": 2, "tb_screening": "on_tb_treatment"})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "diagnosed_on"
+    assert refused.json()["detail"].startswith(f"the TB register records this person's HIV status as negative at the "
+                                               f"start of treatment {YEAR}/")
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'hiv_care' AND patient_id = :p"),
+                            {"p": tb_first}).scalar() == 0
+    later = api.post(other_hiv, json={"enrolled_on": f"{YEAR}-04-01", "diagnosed_on": f"{YEAR}-03-11",
+                                      "who_stage": 2, "tb_screening": "on_tb_treatment"})
+    assert later.status_code == 201, later.text
