@@ -33,6 +33,7 @@ from appliance.layers.clinical import delivery, service
 from appliance.layers.clinical.antenatal_schemas import AntenatalIn
 from appliance.layers.clinical.errors import Invalid, NotFound
 from appliance.layers.clinical.models import antenatal, patient
+from appliance.layers.clinical.registers import hiv_confirmed_on
 from appliance.substrate import age, deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_list_read
@@ -280,6 +281,10 @@ def _woman(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.d
     if death is not None and day >= death.died_at.astimezone(tz).date():
         raise Invalid(f"this woman was {deaths.sentence(death)}: no contact on {day.isoformat()} can be recorded",
                       field="seen_on")
+    if data.hiv_test in ("negative", "positive") and (
+            confirmed := hiv_confirmed_on(conn, patient_id)) is not None and confirmed <= day:
+        raise Invalid(f"this woman is enrolled in HIV care here, HIV confirmed on {confirmed.isoformat()}: record "
+                      "her HIV status as known positive, not a new test's result", field="hiv_test")
 
 
 def _open_pregnancy(contacts: list[dict], births: list[dict], day: dt.date,

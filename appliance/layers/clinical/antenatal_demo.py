@@ -5,7 +5,8 @@ contact, one anaemic, one booked late with syphilis untreated and now overdue, a
 (her delivery recorded, the baby registered), whose card says the delivery ended the pregnancy.
 
 Who they are is drawn from a stream fixed by the seed and the facility (women of 18 to 40 of the demo population not
-recorded deceased); each contact goes through the service a midwife's form does (`antenatal.record_contact`), the
+recorded deceased; one the demo's ART clinic enrolled is known positive at a contact after HIV was confirmed); each
+contact goes through the service a midwife's form does (`antenatal.record_contact`), the
 delivery through delivery.py's, written by the clinical demo's principal. Skipped where that principal has recorded
 a contact already.
 """
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from appliance.layers.clinical import antenatal, delivery, service
 from appliance.layers.clinical.antenatal_schemas import AntenatalIn
 from appliance.layers.clinical.demo import demo_principal
+from appliance.layers.clinical.registers import hiv_confirmed_on
 from appliance.layers.clinical.schemas import DeliveryIn
 from appliance.substrate import deaths, record
 from appliance.substrate.db import Database
@@ -85,6 +87,9 @@ def generate_antenatal_demo(db: Database, slugs: list[str], seed: int = 2026,
                 if fields["next_visit_on"] > today + dt.timedelta(weeks=6):
                     fields["next_visit_on"] = None
                 with db.tenant(slug) as conn:
+                    if fields.get("hiv_test") == "negative" and (
+                            confirmed := hiv_confirmed_on(conn, woman)) is not None and confirmed <= seen_on:
+                        fields["hiv_test"] = "known_positive"
                     antenatal.record_contact(conn, author, woman, AntenatalIn(seen_on=seen_on, **fields), today=today,
                                              tz=zone)
                 counts["antenatal"] = counts.get("antenatal", 0) + 1

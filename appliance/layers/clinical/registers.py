@@ -5,7 +5,8 @@ a counter row; one patient's registrations taken one at a time; and the two agre
 A person enrolled in HIV care here was HIV-positive from the day HIV was confirmed: a TB treatment they started on or
 after that day is recorded HIV-positive at its start, or the TB register's HIV-positive row (the cohort the programme
 reports for TB/HIV) misses them while the ART register lists them. Each register refuses the write that would make
-the two disagree, naming the other's record, whichever is written first."""
+the two disagree, naming the other's record, whichever is written first. An antenatal contact after that day records
+her HIV as known positive (clinical/antenatal.py): not a new test's result, negative or positive."""
 
 from __future__ import annotations
 
@@ -66,14 +67,19 @@ def _in_force(table: sa.Table, kind: str, patient_id: uuid.UUID) -> sa.Select:
                    current_clause()))
 
 
+def hiv_confirmed_on(conn: Connection, patient_id: uuid.UUID) -> dt.date | None:
+    """The day HIV was confirmed on the person's enrolment in HIV care here in force (whatever their status in care
+    since), or None where they are not enrolled here."""
+    return conn.execute(_in_force(hiv_care, "hiv_care", patient_id).with_only_columns(hiv_care.c.diagnosed_on)).scalar()
+
+
 def refuse_tb_hiv_status_against_hiv_care(conn: Connection, patient_id: uuid.UUID, started_on: dt.date,
                                           hiv_status: str) -> None:
     """Refuse (422 on hiv_status) a TB treatment starting on or after the day HIV was confirmed on this person's
     enrolment in HIV care here (whatever their status in care since) recorded other than HIV-positive."""
     if hiv_status == "positive":
         return
-    confirmed = conn.execute(_in_force(hiv_care, "hiv_care", patient_id).with_only_columns(
-        hiv_care.c.diagnosed_on)).scalar()
+    confirmed = hiv_confirmed_on(conn, patient_id)
     if confirmed is not None and confirmed <= started_on:
         raise Invalid(f"this person is enrolled in HIV care here, HIV confirmed on {confirmed.isoformat()}, before "
                       f"this treatment started on {started_on.isoformat()}: their HIV status at its start is "

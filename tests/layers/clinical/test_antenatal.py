@@ -165,6 +165,27 @@ def test_a_contact_is_refused_field_by_field_with_nothing_written(api, facility,
     assert rows(db, facility.slug) == before
 
 
+def test_a_woman_in_hiv_care_here_is_known_positive_at_a_contact_after_hiv_was_confirmed(api, facility,
+                                                                                           db: Database):
+    """A woman on ART recorded 'negative' (or as a new positive) at her booking read as untested or newly found on her
+    card, beside her ART card saying otherwise: after the day HIV was confirmed here she is known positive."""
+    woman = register(api, facility.slug, given_names="Halima")
+    confirmed = DAY - dt.timedelta(weeks=30)
+    enrolled = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{woman}/hiv", json={
+        "enrolled_on": confirmed.isoformat(), "diagnosed_on": confirmed.isoformat(), "who_stage": 1,
+        "tb_screening": "no_signs"})
+    assert enrolled.status_code == 201, enrolled.text
+    before = rows(db, facility.slug)
+    for result in ("negative", "positive"):
+        answer = api.post(url(facility.slug, woman), json=booking(hiv_test=result))
+        assert answer.status_code == 422, answer.text
+        assert (answer.json()["field"], answer.json()["detail"]) == (
+            "hiv_test", f"this woman is enrolled in HIV care here, HIV confirmed on {confirmed.isoformat()}: record "
+                        "her HIV status as known positive, not a new test's result")
+    assert rows(db, facility.slug) == before
+    assert api.post(url(facility.slug, woman), json=booking(hiv_test="known_positive")).status_code == 201
+
+
 def test_contacts_make_one_pregnancy_its_card_and_the_clinic_list(api, token_client, facility, db: Database):
     woman = register(api, facility.slug, family_name="Atieno")
     first = api.post(url(facility.slug, woman), json=booking())
