@@ -101,6 +101,30 @@ def test_enrolment_art_a_visit_and_viral_loads_on_the_tab_and_the_register(signe
                      what=f"Viral load of {(today - dt.timedelta(days=1)):%d %b %Y}: 4500 copies/mL")
 
 
+def test_the_register_dates_the_regimen_a_person_is_on_from_its_own_first_day(signed_in, db, settings, facility):
+    """After a substitution the register said 'TDF+3TC+EFV400 since ART started' on the day of the first regimen, as
+    if the person had taken efavirenz all along: the regimen is dated from its own first day, ART's start beside it."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Phiri", tenant=facility.slug,
+                       role="clinician")
+    programme = hiv.load_programme(settings.policies_dir / "hiv.toml")
+    today = dt.datetime.now(facility_timezone(db, facility.slug)).date()
+    started, substituted = today - dt.timedelta(days=200), today - dt.timedelta(days=20)
+    with db.tenant(facility.slug) as conn:
+        chart = new_patient(conn, doctor, family_name="Chirwa", given_names="Mphatso", sex="female",
+                            birth_date=dt.date(1992, 4, 4))["id"]
+        care = hiv.enrol(conn, doctor, chart, HivEnrolmentIn(enrolled_on=started, diagnosed_on=started, who_stage=1,
+                                                             tb_screening="no_signs"), programme=programme, today=today)
+        for change, day, regimen in (("initiation", started, "TDF+3TC+DTG"),
+                                     ("substitution", substituted, "TDF+3TC+EFV400")):
+            hiv.change_regimen(conn, doctor, chart, care["root_id"], HivRegimenIn(
+                change=change, started_on=day, regimen=regimen, reason=None if change == "initiation" else "insomnia"),
+                programme=programme, today=today)
+    page = signed_in("clinician", facility.slug).get(f"/t/{facility.slug}/hiv/register").text
+    row = re.search(rf'id="art-{care["art_number"]}">(.*?)</tr>', page, re.S).group(1)
+    assert (f'<span class="mono">TDF+3TC+EFV400</span><p class="muted small">since {substituted:%d %b %Y} · ART '
+            f"started {started:%d %b %Y}</p>") in row, row
+
+
 # -- their own record ---------------------------------------------------------------------------------------------
 
 
