@@ -668,6 +668,14 @@ def _check_follow_up(treatment: dict, data: Any, today: dt.date) -> None:
     if data.examined_on < treatment["started_on"]:
         raise Invalid(f"the examination's day, {data.examined_on.isoformat()}, is before treatment started on "
                       f"{treatment['started_on'].isoformat()}", field="examined_on")
+    # A result is judged by its month (a positive one from month 5 on is failure), so the month must have come: a
+    # month's examination is taken from a week before its day, as it falls due.
+    month_from = months_after(treatment["started_on"], data.month) - DUE_BEFORE
+    if data.month and data.examined_on < month_from:
+        raise Invalid(f"month {data.month}'s examination is taken from {month_from.isoformat()}, a week before "
+                      f"{data.month} months of treatment have run (started {treatment['started_on'].isoformat()}); "
+                      f"this one, on {data.examined_on.isoformat()}, is earlier: record the month it was taken in",
+                      field="month")
     if data.smear == data.culture == data.xpert == "not_done" and data.weight_kg is None:
         raise Invalid("record at least one result or the weight", field="smear")
 
@@ -678,8 +686,8 @@ _FOLLOW_UP_FIELDS = {"month", "examined_on", "smear", "culture", "xpert", "weigh
 def record_follow_up(conn: Connection, principal: Principal, patient_id: uuid.UUID, treatment_id: uuid.UUID,
                      data: Any, *, regimens: Regimens, today: dt.date) -> dict:
     """Record a monitoring examination of the treatment (a month's sputum results, the weight). Refused (422) a day
-    in the future or before the start, or a visit not this patient's, nothing recorded at all; (404) a treatment not
-    in force on this chart."""
+    in the future or before the start, or before its month of treatment falls due, or a visit not this patient's,
+    nothing recorded at all; (404) a treatment not in force on this chart."""
     treatment = _treatment(conn, patient_id, treatment_id)
     service.require_chart(conn, patient_id, data.encounter_id)
     _check_follow_up(treatment, data, today)

@@ -223,6 +223,34 @@ def test_an_open_treatment_refuses_a_second_registration_and_refusals_write_noth
                             {"y": YEAR + 1}).scalar() == 1
 
 
+def test_a_follow_up_is_refused_before_its_month_of_treatment_has_come(api, db, facility, clinician):
+    """A positive smear typed as month 5 on a treatment six weeks old let the case be declared treatment failed (a
+    positive result from month 5 on): a month's examination is taken from a week before that many months have run,
+    on a correction too."""
+    with db.tenant(facility.slug) as conn:
+        who = new_patient(conn, clinician, family_name="Njoroge", sex="male")["id"]
+    made = api.post(_base(facility, who), json=_case(started_on=f"{YEAR}-10-14")).json()
+    url = f"{_base(facility, who)}/{made['id']}/follow-ups"
+    before = _tb_entries(db, facility)
+    refused = api.post(url, json={"month": 5, "examined_on": f"{YEAR}-11-28", "smear": "positive"})
+    assert refused.status_code == 422, refused.text
+    assert (refused.json()["field"], refused.json()["detail"]) == (
+        "month", f"month 5's examination is taken from {YEAR + 1}-03-07, a week before 5 months of treatment have "
+                 f"run (started {YEAR}-10-14); this one, on {YEAR}-11-28, is earlier: record the month it was taken in")
+    assert _tb_entries(db, facility) == before
+    failed = api.post(f"{_base(facility, who)}/{made['id']}/outcome",
+                      json={"outcome": "treatment_failed", "outcome_on": f"{YEAR}-11-29"})
+    assert failed.status_code == 422 and failed.json()["field"] == "outcome", failed.text
+    at_start = api.post(url, json={"month": 0, "examined_on": f"{YEAR}-10-14", "smear": "positive"})
+    assert at_start.status_code == 201, at_start.text
+    month_two = api.post(url, json={"month": 2, "examined_on": f"{YEAR}-12-07", "smear": "negative"})
+    assert month_two.status_code == 201, month_two.text  # a week before 14 December
+    examined = month_two.json()["follow_ups"][-1]
+    corrected = api.put(f"{_base(facility, who)}/follow-ups/{examined['id']}", json={
+        "month": 5, "examined_on": f"{YEAR}-12-07", "smear": "positive", "reason": "misread"})
+    assert (corrected.status_code, corrected.json()["field"]) == (422, "month"), corrected.text
+
+
 def test_correction_and_entered_in_error_keep_the_number_and_never_give_it_again(api, db, facility, patients):
     who = patients[6]
     card = api.get(_base(facility, who)).json()
@@ -237,7 +265,7 @@ def test_correction_and_entered_in_error_keep_the_number_and_never_give_it_again
         **_case(started_on=treatment["started_on"]), "reason": "from the stale form", "version_id": treatment["id"]})
     assert stale.status_code == 409, stale.text
     examined = api.post(f"{_base(facility, who)}/{treatment['id']}/follow-ups",
-                        json={"month": 2, "examined_on": treatment["started_on"], "weight_kg": "60"})
+                        json={"month": 0, "examined_on": treatment["started_on"], "weight_kg": "60"})
     follow_up = examined.json()["follow_ups"][0]["id"]
     assert api.post(f"{_base(facility, who)}/{follow_up}/entered-in-error",
                     json={"reason": "another patient's sputum"}).status_code == 200
