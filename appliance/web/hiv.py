@@ -24,7 +24,7 @@ from litestar.response import Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import hiv
+from appliance.layers.clinical import antenatal, hiv
 from appliance.layers.clinical.hiv_routes import programme_of
 from appliance.layers.clinical.hiv_schemas import HivEnrolmentIn, HivRegimenIn, HivStatusIn, HivViralLoadIn, HivVisitIn
 from appliance.layers.clinical.schemas import Retraction
@@ -51,6 +51,7 @@ from appliance.web.portal import (
 )
 
 READ, WRITE, VISIT, REGISTER = "clinical.hiv.read", "clinical.hiv.write", "clinical.hiv.visit", "clinical.hiv.register"
+ANTENATAL_READ = "clinical.antenatal.read"
 # Before "Registration", the tab list's last.
 portal.CHART_TABS.insert(len(portal.CHART_TABS) - 1, ChartTab("hiv", "HIV care", "/hiv", READ))
 portal.NAV.append(NavItem("Clinical", "art-register", "ART register", "/hiv/register", REGISTER))
@@ -83,12 +84,22 @@ def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 
     with request.app.state.db.tenant(tenant) as conn:
         top = banner(conn, request.user, patient_id)
         found = hiv.card(conn, request.user, patient_id, programme=programme, today=clock.today)
+        pregnancy = _pregnancy(conn, request, patient_id, top["patient"], clock) if found["care"] else None
     care = found["care"]
     authors = {w["withdrawn_by"] for w in found["withdrawn"]} | ({care["record_author_id"]} if care else set())
     return page(request, "hiv/card.html", status=status, active="patients", patient_id=patient_id, tab="hiv",
-                found=found, care=care, regimens=programme.regimen, choices=CHOICES, words=WORDS,
+                found=found, care=care, pregnancy=pregnancy, regimens=programme.regimen, choices=CHOICES, words=WORDS,
                 names=people_named(request.app.state.db, authors), form=form, values=values or {},
                 errors=errors or {}, **top, **HELPERS)
+
+
+def _pregnancy(conn: Connection, request: Asking, patient_id: uuid.UUID, person: dict, clock: Any) -> dict | None:
+    """A woman's ongoing pregnancy, as her antenatal card dates it, for a reader of that card (its read noted there):
+    the ART clinician sees she is pregnant without leaving the HIV card."""
+    if person["sex"] != "female" or not request.user.can(ANTENATAL_READ):
+        return None
+    ongoing = antenatal.card(conn, request.user, patient_id, today=clock.today, tz=clock.tz, noting_none=False)
+    return next((p for p in ongoing["pregnancies"] if p["status"] == "open"), None)
 
 
 @get(PATIENT + "/hiv", operation_id="PortalHivCard", opt={"permission": READ}, sync_to_thread=True,

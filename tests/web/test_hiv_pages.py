@@ -16,7 +16,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import hiv, service
+from appliance.layers.clinical import antenatal, hiv, service
+from appliance.layers.clinical.antenatal_schemas import AntenatalIn
 from appliance.layers.clinical.hiv_schemas import HivEnrolmentIn, HivRegimenIn, HivViralLoadIn, HivVisitIn
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.substrate import audit
@@ -123,6 +124,35 @@ def test_the_register_dates_the_regimen_a_person_is_on_from_its_own_first_day(si
     row = re.search(rf'id="art-{care["art_number"]}">(.*?)</tr>', page, re.S).group(1)
     assert (f'<span class="mono">TDF+3TC+EFV400</span><p class="muted small">since {substituted:%d %b %Y} · ART '
             f"started {started:%d %b %Y}</p>") in row, row
+
+
+def test_the_hiv_card_says_a_woman_on_art_is_pregnant(signed_in, db, settings, facility):
+    """A woman on ART booked at the antenatal clinic: her HIV card said nothing of it, and the ART clinician changing
+    her regimen or timing her viral load had to think of opening another tab. The card gives the pregnancy as her
+    antenatal card dates it, with the way there; a woman not pregnant has no such line."""
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Phiri", tenant=facility.slug,
+                       role="clinician")
+    programme = hiv.load_programme(settings.policies_dir / "hiv.toml")
+    zone = facility_timezone(db, facility.slug)
+    today = dt.datetime.now(zone).date()
+    lmp = today - dt.timedelta(weeks=20, days=2)
+    with db.tenant(facility.slug) as conn:
+        pregnant, not_pregnant = (new_patient(conn, doctor, family_name=name, given_names="Thandiwe", sex="female",
+                                              birth_date=dt.date(1995, 5, 5))["id"] for name in ("Mwale", "Zulu"))
+        for chart in (pregnant, not_pregnant):
+            service.open_encounter(conn, doctor, chart, EncounterIn(encounter_class="outpatient"))
+            hiv.enrol(conn, doctor, chart, HivEnrolmentIn(enrolled_on=today - dt.timedelta(days=400),
+                                                          diagnosed_on=today - dt.timedelta(days=400), who_stage=1,
+                                                          tb_screening="no_signs"), programme=programme, today=today)
+        antenatal.record_contact(conn, doctor, pregnant, AntenatalIn(
+            seen_on=today - dt.timedelta(days=2), lmp=lmp, hiv_test="known_positive"), today=today, tz=zone)
+    clinician = signed_in("clinician", facility.slug)
+    card = clinician.get(f"/t/{facility.slug}/patients/{pregnant}/hiv").text
+    line = re.search(r'<dd id="hiv-pregnancy">(.*?)</dd>', card).group(1)
+    edd = lmp + dt.timedelta(days=280)
+    assert line == (f'Pregnant, 20+2 weeks today · due {edd:%d %b %Y} · <a href="/t/{facility.slug}/patients/'
+                    f'{pregnant}/antenatal">Antenatal card</a>'), line
+    assert 'id="hiv-pregnancy"' not in clinician.get(f"/t/{facility.slug}/patients/{not_pregnant}/hiv").text
 
 
 # -- their own record ---------------------------------------------------------------------------------------------
