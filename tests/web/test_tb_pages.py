@@ -169,6 +169,28 @@ def test_the_register_names_hiv_status_only_to_art_register_readers_and_died_poi
     assert f'<a href="/t/{facility.slug}/patients/{who}/death/new" id="death-{root}-certify">' in card
 
 
+def test_a_cohort_still_on_treatment_says_its_success_rate_is_so_far(signed_in, db, tenant_factory, person_factory):
+    """A quarter whose one case is in its second month read 'Treatment success: 0.0 % (0 of 1 cured or treatment
+    completed)', as if the clinic had failed it: the rate says how many have no outcome yet."""
+    clinic = tenant_factory(name="TB Cohort Clinic")
+    doctor = Principal(account_id=person_factory("clinician", clinic.slug).account_id, kind="staff",
+                       display_name="Dr Chest", tenant=clinic.slug, role="clinician")
+    started = dt.date.today() - dt.timedelta(days=40)
+    with db.tenant(clinic.slug) as conn:
+        who = service.register_patient(conn, doctor, PatientIn.model_validate(
+            {"family_name": "Odhiambo", "given_names": "Brian", "birth_date": dt.date(1979, 9, 9), "sex": "male",
+             "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))["id"]
+        tuberculosis.register(conn, doctor, who, TbRegistrationIn.model_validate(
+            {"started_on": started, "site": "pulmonary", "bacteriology": "bacteriologically_confirmed",
+             "history": "new", "regimen": "2HRZE/4HR", "hiv_status": "negative", "weight_kg": "58"}),
+            regimens=regimens, today=dt.date.today())
+    page = signed_in("clinician", clinic.slug).get(f"/t/{clinic.slug}/tb/register", params={"year": started.year})
+    quarter = (started.month - 1) // 3 + 1
+    said = re.search(rf'<strong id="success-{quarter}">(.*?)</p>', page.text, re.S).group(1)
+    assert said == (f'0.0 %</strong> (0 of 1 cured or treatment completed)<span id="success-{quarter}-so-far">, so '
+                    "far: 1 without an outcome yet, counted as not successful until theirs is assigned</span>."), said
+
+
 # -- their own record ---------------------------------------------------------------------------------------------
 
 
