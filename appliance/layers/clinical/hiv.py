@@ -185,7 +185,9 @@ def standing(*, care_status: str, art_started_on: dt.date | None, visits: Sequen
     """Where a person stands on `today`: their status (active, iit, not_on_art, or their status in care), the
     last expected contact and the day an interruption began, the viral load due and whether it is due, and the
     last result's suppression."""
-    last_vl = max(results, key=lambda r: r[0], default=None)
+    # Of two results of one day, the one recorded later, as the schedule (viral_load_due_on) and the national count
+    # read it.
+    last_vl = sorted(results, key=lambda r: r[0])[-1] if results else None
     shown: dict[str, Any] = {"expected_contact_on": None, "interrupted_from": None, "viral_load_due_on": None,
                              "viral_load_due": False,
                              "last_viral_load": None if last_vl is None else {

@@ -108,6 +108,16 @@ def test_suppression_and_the_unsuppressed_flag():
     assert not shown["viral_load_due"]
 
 
+def test_of_two_results_of_one_day_the_later_recorded_is_the_last_as_the_schedule_reads_it():
+    """A hub laboratory's 5000, then its repeat run of the same day's sample at 40: the card flagged the person
+    unsuppressed by the first while the schedule (and the national count) went by the second."""
+    day = dt.date(2026, 7, 12)
+    shown = standing(care_status="in_care", art_started_on=START, visits=[], results=[(day, 5000), (day, 40)],
+                     today=dt.date(2026, 7, 20))
+    assert shown["last_viral_load"] == {"sampled_on": day, "copies_per_ml": 40, "suppression": "undetectable"}
+    assert not shown["unsuppressed"] and shown["viral_load_due_on"] == dt.date(2027, 1, 10)  # at 12 months
+
+
 def test_a_substitution_stays_in_its_line_and_a_switch_moves_to_a_later_one():
     tld, efv, atv = (PROGRAMME.by_code[c] for c in ("TDF+3TC+DTG", "TDF+3TC+EFV400", "AZT+3TC+ATV/r"))
     assert change_refusal("substitution", tld, efv) is None
