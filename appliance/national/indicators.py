@@ -668,7 +668,8 @@ GROUP BY 1, 2, 3
 # started before any visit), counted from the last visit before the month ended; an interruption begins the 29th
 # day after it (hiv.IIT_AFTER_DAYS). tx_new: ART started (the initiation in force) in the month, at the age that day.
 # tx_curr: ART started by the month's last day, still in care that day (not transferred out, stopped or died by
-# then) and not interrupted on it, at the age that day. tx_pvls_d: of those, the ones with a viral load sampled in the
+# then, nor certified dead by then at any facility, whatever the status in care says) and not interrupted on it, at the
+# age that day. tx_pvls_d: of those, the ones with a viral load sampled in the
 # 12 months to the month's end; tx_pvls_n: their latest result below hiv.SUPPRESSED_BELOW; each again by that latest
 # result's indication (tx_pvls_d_routine, tx_pvls_n_targeted...). iit: an interruption that
 # began in the month and had not ended by its last day (MER's TX_ML for a month: on ART, then no contact).
@@ -688,7 +689,9 @@ WITH bounds AS (
             JOIN hiv_visit v ON v.entry_id = g.id, bounds b
             WHERE v.care_id = f.root_id AND v.visit_on <= b.last_day
             ORDER BY v.visit_on DESC, g.recorded_at DESC LIMIT 1) AS visit_expected,
-           vl.last_copies, vl.last_indication
+           vl.last_copies, vl.last_indication,
+           (SELECT min((d.died_at AT TIME ZONE d.timezone)::date) FROM patient pt,
+                   control.subject_death_of(pt.subject_id, pt.id) d WHERE pt.id = f.patient_id) AS died_on
     FROM in_force f JOIN hiv_care c ON c.entry_id = f.id
     LEFT JOIN LATERAL (
         SELECT l.copies_per_ml AS last_copies, l.indication AS last_indication
@@ -699,7 +702,8 @@ WITH bounds AS (
 ), standing AS (
     SELECT p.*, b.s, b.last_day,
            COALESCE(p.visit_expected, p.art_on) + CAST(:iit_after AS integer) + 1 AS interrupted_from,
-           (p.status = 'in_care' OR p.status_on > b.last_day) AS in_care_then
+           (p.status = 'in_care' OR p.status_on > b.last_day)
+               AND (p.died_on IS NULL OR p.died_on > b.last_day) AS in_care_then
     FROM person p, bounds b WHERE p.art_on IS NOT NULL AND p.art_on <= b.last_day
 ), counted AS (
     SELECT 'tx_new' AS what, st.patient_id, st.art_on AS age_on FROM standing st WHERE st.art_on >= st.s

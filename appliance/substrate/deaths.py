@@ -93,6 +93,20 @@ def death_of(conn: Connection, patient_id: uuid.UUID) -> Death | None:
                                           row.confined)
 
 
+_DEATHS_OF_PATIENTS = sa.text(
+    "SELECT p.id, d.died_at, d.timezone FROM patient p, control.subject_death_of(p.subject_id, p.id) d "
+    "WHERE p.id = ANY(:patient_ids)")
+
+
+def days_of_death(conn: Connection, patient_ids: list[uuid.UUID]) -> dict[uuid.UUID, dt.date]:
+    """Of these charts, those showing a death (as `death_of` reads each), with the day of death as the certifying
+    facility counts it: a register's many people in one statement."""
+    if not patient_ids:
+        return {}
+    return {row.id: row.died_at.astimezone(zoneinfo.ZoneInfo(row.timezone)).date()
+            for row in conn.execute(_DEATHS_OF_PATIENTS, {"patient_ids": patient_ids})}
+
+
 def day_of(death: Death) -> dt.date:
     """The day of death as the certifying facility counts it (a death at 23:30 in Nairobi is not the next day)."""
     return death.died_at.astimezone(zoneinfo.ZoneInfo(death.timezone)).date()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zoneinfo
 from pathlib import Path
 
 import pytest
 
-from appliance.layers.clinical import hiv
+from appliance.layers.clinical import death, hiv, service
 from appliance.layers.clinical.hiv_schemas import (
     HivEnrolmentIn,
     HivRegimenIn,
@@ -21,6 +22,7 @@ from appliance.layers.clinical.hiv_schemas import (
     HivViralLoadIn,
     HivVisitIn,
 )
+from appliance.layers.clinical.schemas import DeathIn, PatientIn
 from appliance.national import indicators as national
 from appliance.substrate.principal import Principal
 from tests.layers.clinical.conftest import new_patient
@@ -104,3 +106,40 @@ def test_an_hiv_indicator_must_name_what_it_counts(tmp_path):
     (tmp_path / "indicators.toml").write_text(text, encoding="utf-8")
     with pytest.raises(national.IndicatorError, match="count must be one of tx_new, tx_curr"):
         national.load_definitions(tmp_path / "indicators.toml")
+
+
+def test_a_person_certified_dead_is_neither_current_nor_to_trace_whatever_their_status_in_care(db, tenant_factory):
+    """A woman on ART with six months of pills died at home; her death was certified, her status in care here never
+    changed: she stayed 'Active on ART' on the register, then went onto the list to trace (a tracer sent to a bereaved
+    family), and TX_CURR kept counting her. From the day of death she stands as died; the month before, she counts."""
+    facility = tenant_factory(name="HIV Deaths Facility", timezone=ZONE)
+    doctor = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Cascade", tenant=facility.slug,
+                       role="clinician")
+    today = dt.date.today()
+    may = national.Period.containing(dt.date(today.year - 1, 5, 1))
+    y = may.year
+    linked = service.with_subject(db, PatientIn.model_validate({
+        "family_name": "Phiri", "given_names": "Grace", "birth_date": dt.date(y - 30, 1, 1), "sex": "female",
+        "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}), tenant=facility.slug)
+    with db.tenant(facility.slug) as conn:
+        who = service.register_patient(conn, doctor, linked)["id"]
+        care = hiv.enrol(conn, doctor, who, HivEnrolmentIn(enrolled_on=dt.date(y - 1, 1, 5),
+                                                           diagnosed_on=dt.date(y - 2, 12, 20), who_stage=1,
+                                                           tb_screening="no_signs"), programme=PROGRAMME, today=today)
+        hiv.change_regimen(conn, doctor, who, care["root_id"], HivRegimenIn(
+            change="initiation", started_on=dt.date(y - 1, 1, 5), regimen="TDF+3TC+DTG"), programme=PROGRAMME,
+            today=today)
+        hiv.record_visit(conn, doctor, who, care["root_id"], HivVisitIn(
+            visit_on=dt.date(y, 4, 20), arv_days=180, next_appointment_on=dt.date(y, 10, 17)), programme=PROGRAMME,
+            today=today)
+        death.certify(conn, doctor, who, DeathIn.model_validate({
+            "died_at": dt.datetime(y, 5, 20, 12, tzinfo=zoneinfo.ZoneInfo(ZONE)), "place": "home",
+            "manner": "disease", "pregnancy": "unknown", "part1": [{"code": "J96.0", "interval": "2 hours"},
+                                                                  {"code": "A15.0", "interval": "3 months"}]}))
+        listed = hiv.register(conn, doctor, programme=PROGRAMME, today=today)
+    assert listed["to_trace"] == [] and (listed["counts"]["died"], listed["counts"]["active"]) == (1, 0)
+    assert (listed["people"][0]["status"], listed["people"][0]["status_on"]) == ("died", dt.date(y, 5, 20))
+    definitions = national.load_definitions(DEFINITIONS_FILE)
+    current = {month: national.count_facility(db, facility.slug, ZONE, month, definitions)["hiv_tx_curr"]
+               for month in (may.previous(), may)}
+    assert current == {may.previous(): {("F", "15-49Y"): 1}, may: {}}

@@ -14,7 +14,10 @@ Where a person stands is computed, never stored (`standing`, pure), from these d
   Before any visit is recorded, the day ART started is the last contact (record the initiation's pick-up as a
   visit). The 29th day after it is the first day of the interruption; a person transferred out, stopped or dead
   is not interrupted.
-- **Active on ART** (what TX_CURR counts): ART started, in care here, not interrupted.
+- **Active on ART** (what TX_CURR counts): ART started, in care here, not interrupted. A person whose death is
+  certified (at any facility, appliance/substrate/deaths.py) stands as died from its day though their status in care
+  was never changed here: not active, not counted, not on the list to trace (which would send a tracer to a bereaved
+  family).
 - **Viral load** (WHO, Consolidated guidelines on HIV prevention, testing, treatment, service delivery and
   monitoring, July 2021, section 4.5, and the 2023 policy brief on viral suppression): measured 6 months after ART
   starts, at 12 months, then every 12 months; after a result of 1000 copies/mL or more, again 3 months later,
@@ -249,9 +252,13 @@ def _of_care(conn: Connection, care_ids: Sequence[uuid.UUID]) -> dict[str, dict[
 
 
 def _shaped(care: dict, regimens: list[dict], visits: list[dict], loads: list[dict], programme: Programme,
-            today: dt.date) -> dict:
+            today: dt.date, died_on: dt.date | None) -> dict:
+    """`died_on`, the day of a death certificate in force (at any facility): a person still in care here by the card
+    stands as died from it, not active nor to trace."""
     started = regimens[0]["started_on"] if regimens else None
     current = regimens[-1] if regimens else None
+    if care["status"] == "in_care" and died_on is not None:
+        care = {**care, "status": "died", "status_on": died_on}
     where = standing(care_status=care["status"], art_started_on=started,
                      visits=[Visit(v["visit_on"], v["arv_days"], v["next_appointment_on"]) for v in visits],
                      results=[(r["sampled_on"], r["copies_per_ml"]) for r in loads], today=today)
@@ -279,7 +286,8 @@ def _current(conn: Connection, principal: Principal, patient_id: uuid.UUID, prog
     mine = {kind: of[kind].get(care["root_id"], []) for kind in of}
     note_access(conn, principal, "read", patient_id, KIND,
                 [care["id"], *(row["id"] for rows in mine.values() for row in rows)])
-    return _shaped(care, mine[REGIMEN], mine[VISIT], mine[VIRAL_LOAD], programme, today)
+    return _shaped(care, mine[REGIMEN], mine[VISIT], mine[VIRAL_LOAD], programme, today,
+                   deaths.days_of_death(conn, [patient_id]).get(patient_id))
 
 
 def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, programme: Programme,
@@ -522,12 +530,13 @@ def register(conn: Connection, principal: Principal, *, programme: Programme, to
         sa.select(patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.sex,
                   patient.c.birth_date).where(patient.c.id.in_({c["patient_id"] for c in cares}))).mappings()}
     of = _of_care(conn, [c["root_id"] for c in cares])
+    died = deaths.days_of_death(conn, list(people))
     note_list_read(conn, principal, REGISTER, cares)
     rows = []
     for care in cares:
         root = care["root_id"]
         shaped = _shaped(care, of[REGIMEN].get(root, []), of[VISIT].get(root, []), of[VIRAL_LOAD].get(root, []),
-                         programme, today)
+                         programme, today, died.get(care["patient_id"]))
         shaped["patient"] = people[care["patient_id"]]
         rows.append(shaped)
     to_trace = sorted((r for r in rows if r["status"] == "iit"), key=lambda r: r["interrupted_from"])
