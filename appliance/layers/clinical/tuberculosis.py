@@ -78,7 +78,7 @@ from appliance.layers.clinical.registers import (
     next_number,
     refuse_tb_hiv_status_against_hiv_care,
 )
-from appliance.substrate import deaths, disclosure, record
+from appliance.substrate import age, deaths, disclosure, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
 from appliance.substrate.record import Entry, current_clause, entry, note_access, note_list_read
@@ -132,6 +132,9 @@ class Regimen(BaseModel):
     # The intensive phase's months (the 2 of 2HRZE/4HR), the continuation phase the rest: what the patient's own
     # record says of where they are. None: the regimen is not said in phases.
     intensive_months: Annotated[int, Field(ge=1, le=23)] | None = None
+    # The four-month rifapentine-moxifloxacin regimen is for patients of 12 and over (WHO consolidated guidelines on
+    # tuberculosis, Module 4: treatment, 2022): none is registered on a regimen for a child younger.
+    min_age_years: Annotated[int, Field(ge=1, le=120)] | None = None
 
     @model_validator(mode="after")
     def _ends_at_the_end(self) -> Regimen:
@@ -505,6 +508,11 @@ def _check_registration(conn: Connection, patient_id: uuid.UUID, data: Any, regi
     born = conn.execute(sa.select(patient.c.birth_date).where(patient.c.id == patient_id)).scalar()
     if born is not None and data.started_on < born:
         raise Invalid(f"treatment cannot start before the patient's birth on {born.isoformat()}", field="started_on")
+    if born is not None and regimen.min_age_years is not None and (
+            years := age.years_on(born, data.started_on)) < regimen.min_age_years:
+        raise Invalid(f"{regimen.code} is for patients of {regimen.min_age_years} years and over; this patient is "
+                      f"{years} on {data.started_on.isoformat()}, the day treatment starts: choose another regimen",
+                      field="regimen")
     refuse_tb_hiv_status_against_hiv_care(conn, patient_id, data.started_on, data.hiv_status)
     return regimen
 

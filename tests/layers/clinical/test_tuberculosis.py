@@ -251,6 +251,30 @@ def test_a_follow_up_is_refused_before_its_month_of_treatment_has_come(api, db, 
     assert (corrected.status_code, corrected.json()["field"]) == (422, "month"), corrected.text
 
 
+def test_the_four_month_regimen_is_refused_for_a_child_under_twelve(api, db, facility, clinician):
+    """2HPMZ/2HPM (rifapentine, moxifloxacin) is for patients of 12 and over, as its own name says: a boy of 11 was
+    registered on it without a word. He is refused (on a correction too), a boy of 12 on the day treatment starts
+    is not."""
+    started = dt.date(YEAR, 6, 1)
+    with db.tenant(facility.slug) as conn:
+        eleven, twelve = (new_patient(conn, clinician, family_name=name, given_names="Brian", sex="male",
+                                      birth_date=born)["id"]
+                          for name, born in (("Omondi", dt.date(YEAR - 12, 6, 2)), ("Ouma", dt.date(YEAR - 12, 6, 1))))
+    before = _tb_entries(db, facility)
+    four_months = _case(started_on=started.isoformat(), regimen="2HPMZ/2HPM")
+    refused = api.post(_base(facility, eleven), json=four_months)
+    assert refused.status_code == 422, refused.text
+    assert (refused.json()["field"], refused.json()["detail"]) == (
+        "regimen", f"2HPMZ/2HPM is for patients of 12 years and over; this patient is 11 on {started.isoformat()}, "
+                   "the day treatment starts: choose another regimen")
+    assert _tb_entries(db, facility) == before
+    assert api.post(_base(facility, twelve), json=four_months).status_code == 201
+    made = api.post(_base(facility, eleven), json=_case(started_on=started.isoformat())).json()
+    corrected = api.put(f"{_base(facility, eleven)}/{made['id']}", json={
+        **four_months, "reason": "shorter regimen", "version_id": made["id"]})
+    assert (corrected.status_code, corrected.json()["field"]) == (422, "regimen"), corrected.text
+
+
 def test_correction_and_entered_in_error_keep_the_number_and_never_give_it_again(api, db, facility, patients):
     who = patients[6]
     card = api.get(_base(facility, who)).json()
