@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import service, tuberculosis
-from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.layers.clinical import death, service, tuberculosis
+from appliance.layers.clinical.schemas import DeathIn, EncounterIn, PatientIn
 from appliance.layers.clinical.tuberculosis import load_regimens
 from appliance.layers.clinical.tuberculosis_schemas import TbFollowUpIn, TbRegistrationIn
 from appliance.substrate import audit
@@ -189,6 +189,29 @@ def test_a_cohort_still_on_treatment_says_its_success_rate_is_so_far(signed_in, 
     said = re.search(rf'<strong id="success-{quarter}">(.*?)</p>', page.text, re.S).group(1)
     assert said == (f'0.0 %</strong> (0 of 1 cured or treatment completed)<span id="success-{quarter}-so-far">, so '
                     "far: 1 without an outcome yet, counted as not successful until theirs is assigned</span>."), said
+
+
+def test_the_register_says_a_patient_on_treatment_is_certified_dead(signed_in, db, tenant_factory, person_factory):
+    clinic = tenant_factory(name="TB Deaths Clinic")
+    doctor = Principal(account_id=person_factory("clinician", clinic.slug).account_id, kind="staff",
+                       display_name="Dr Chest", tenant=clinic.slug, role="clinician")
+    started = dt.date.today() - dt.timedelta(days=100)
+    linked = service.with_subject(db, PatientIn.model_validate(
+        {"family_name": "Kiprono", "given_names": "Paul", "birth_date": dt.date(1960, 1, 1), "sex": "male",
+         "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}), tenant=clinic.slug)
+    with db.tenant(clinic.slug) as conn:
+        who = service.register_patient(conn, doctor, linked)["id"]
+        number = tuberculosis.register(conn, doctor, who, TbRegistrationIn.model_validate(
+            {"started_on": started, "site": "pulmonary", "bacteriology": "bacteriologically_confirmed",
+             "history": "new", "regimen": "2HRZE/4HR", "hiv_status": "negative", "weight_kg": "50"}),
+            regimens=regimens, today=dt.date.today())["register_number"]
+        death.certify(conn, doctor, who, DeathIn.model_validate({
+            "died_at": dt.datetime.now(dt.UTC) - dt.timedelta(days=3), "place": "home", "manner": "disease",
+            "part1": [{"code": "J96.0", "interval": "2 hours"}, {"code": "A15.0", "interval": "3 months"}]}))
+    page = signed_in("clinician", clinic.slug).get(f"/t/{clinic.slug}/tb/register", params={"year": started.year})
+    row = re.search(rf'id="case-{number.replace("/", "-")}">(.*?)</tr>', page.text, re.S).group(1)
+    assert f'id="died-{number.replace("/", "-")}">Certified dead ' in row and "Record the outcome</a>" in row
+    assert "overdue" not in row and 'id="died-without-outcome">1 whose patient is certified dead' in page.text
 
 
 # -- their own record ---------------------------------------------------------------------------------------------

@@ -748,7 +748,8 @@ def cohort_reported_from(year: int, quarter: int) -> dt.date:
 def register_of_year(conn: Connection, principal: Principal, year: int, *, regimens: Regimens,
                      today: dt.date, threshold: int) -> dict:
     """The year's register (every case whose treatment started in the year, by register number): each case's
-    patient, classification, follow-ups done and overdue, and outcome; and each quarter's cohort table, marked
+    patient, classification, follow-ups done and overdue, and outcome (or, with none, the day of a death certified
+    since, the outcome to record); and each quarter's cohort table, marked
     provisional until 12 months after the quarter. Each case's HIV status only to a principal who may read the ART
     register; to anyone else the cohort's HIV-positive row under the national disclosure rule at `threshold` (the
     ministry's, policies/indicators.toml): beside the named cases of a small health centre's quarter, one
@@ -763,12 +764,15 @@ def register_of_year(conn: Connection, principal: Principal, year: int, *, regim
     for f in _follow_ups(conn, [r["root_id"] for r in rows]):
         follow_ups.setdefault(f["treatment_id"], []).append(f)
     shows_hiv = principal.can(HIV_REGISTER)
+    died = deaths.days_of_death(conn, list(people))
     note_list_read(conn, principal, REGISTER_WITH_HIV if shows_hiv else REGISTER, rows)
     cases = []
     for row in rows:
         shaped = _shaped(row, follow_ups.get(row["root_id"], []), regimens, today)
         shaped["patient"] = people[row["patient_id"]]
-        shaped["overdue"] = [d["month"] for d in shaped["due"] if d["state"] == "overdue"]
+        # A patient certified dead owes no follow-up: what the case waits for is its outcome, died.
+        shaped["died_on"] = died.get(row["patient_id"]) if row["outcome"] is None else None
+        shaped["overdue"] = [] if shaped["died_on"] else [d["month"] for d in shaped["due"] if d["state"] == "overdue"]
         cases.append(shaped)
     cohorts = []
     for quarter in range(1, 5):
@@ -786,7 +790,8 @@ def register_of_year(conn: Connection, principal: Principal, year: int, *, regim
         for cohort in cohorts:
             cohort["rows"] = [withhold_small(r, threshold) if r["row"] == "hiv_positive" else r for r in cohort["rows"]]
     return {"year": year, "today": today, "cases": cases, "cohorts": cohorts, "hiv_status_shown": shows_hiv,
-            "withheld_under": None if shows_hiv else threshold, "overdue": sum(1 for c in cases if c["overdue"])}
+            "withheld_under": None if shows_hiv else threshold, "overdue": sum(1 for c in cases if c["overdue"]),
+            "died_without_outcome": sum(1 for c in cases if c["died_on"])}
 
 
 record.register_reaction("death", refuse_certificate_after_tb_death)

@@ -155,7 +155,10 @@ class TbRegisterCase(TbTreatmentOut):
     hiv_status: HivStatus | None = Field(description="withheld (null) unless you may read the ART register "
                                                      "(`clinical.hiv.register`)")
     patient: TbRegisterPatient
-    overdue: list[int] = Field(description="the follow-up months overdue")
+    overdue: list[int] = Field(description="the follow-up months overdue (none for a patient certified dead)")
+    died_on: dt.date | None = Field(default=None, description="on a case with no outcome yet, the day of the "
+                                                              "patient's death certificate (at any facility): its "
+                                                              "outcome, died, is still to record")
 
 
 class TbTally(_Out):
@@ -200,3 +203,4 @@ class TbRegisterOut(_Out):
                                                    "to this less one is null, and so is one that would reveal it; null "
                                                    "where every count is exact")
     overdue: int = Field(description="cases with a follow-up overdue")
+    died_without_outcome: int = Field(default=0, description="cases with no outcome whose patient is certified dead")

@@ -558,3 +558,25 @@ def test_the_tb_and_art_registers_agree_that_a_person_in_hiv_care_is_hiv_positiv
     later = api.post(other_hiv, json={"enrolled_on": f"{YEAR}-04-01", "diagnosed_on": f"{YEAR}-03-11",
                                       "who_stage": 2, "tb_screening": "on_tb_treatment"})
     assert later.status_code == 201, later.text
+
+
+def test_a_case_whose_patient_is_certified_dead_waits_for_its_outcome_not_its_follow_ups(api, db, clinician,
+                                                                                         facility):
+    """A man on treatment died at home and his death was certified; no one recorded the TB outcome. The register
+    kept him 'On treatment' with month 2 overdue, counted among the follow-ups to chase. It now says he is certified
+    dead, owes no follow-up, and that his outcome is still to record; once recorded, the register says died."""
+    year = YEAR - 1
+    with db.tenant(facility.slug) as conn:
+        who = new_patient(conn, clinician, family_name="Mutiso", sex="male", birth_date=dt.date(1965, 5, 5))["id"]
+    treatment = api.post(_base(facility, who), json=_case(started_on=f"{year}-08-01")).json()
+    _certify(api, facility, who, _died(year, 8, 20))
+    register = f"{API.format(tenant=facility.slug)}/tb/register"
+    listed = api.get(register, params={"year": year}).json()
+    case = next(c for c in listed["cases"] if c["register_number"] == treatment["register_number"])
+    assert (case["outcome"], case["died_on"], case["overdue"]) == (None, f"{year}-08-20", [])
+    assert listed["died_without_outcome"] == 1
+    assert api.post(f"{_base(facility, who)}/{treatment['id']}/outcome",
+                    json={"outcome": "died", "outcome_on": f"{year}-08-20"}).status_code == 200
+    listed = api.get(register, params={"year": year}).json()
+    case = next(c for c in listed["cases"] if c["register_number"] == treatment["register_number"])
+    assert (case["outcome"], case["died_on"], listed["died_without_outcome"]) == ("died", None, 0)
