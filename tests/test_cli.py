@@ -370,6 +370,24 @@ def test_a_locked_account_says_until_when_and_is_unlocked_without_re_enrolling(r
     assert pending.exit_code == 1 and "awaiting enrolment" in pending.output
 
 
+def test_a_ward_that_is_not_the_facilitys_is_refused_naming_its_wards(run, db, tenant_factory):
+    """`account create --role nurse --ward GNE` (a typo for GEN) made a nurse of a ward no patient lies on: she
+    signed in and saw nobody's chart, and nothing said why. A clinician given a ward was taken too, where
+    `grant` refuses it."""
+    facility = tenant_factory(wards=[{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 3},
+                                     {"code": "MAT", "name": "Maternity", "kind": "maternity", "beds": 2}])
+    email = f"typo-{facility.slug}@test.invalid"
+    for role, ward, said in [("nurse", "GNE", f"{facility.slug} has no ward 'GNE': its wards are GEN, MAT"),
+                             ("clinician", "GEN", "a clinician is not limited to a ward: leave --ward out")]:
+        refused = run("account", "create", "--role", role, "--tenant", facility.slug, "--email", email,
+                      "--ward", ward)
+        assert refused.exit_code == 1 and said in " ".join(refused.output.split()), refused.output
+    with db.control() as conn:  # nothing written: no account, no membership
+        assert identity.account_by_email(conn, email) is None
+    made = run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", email, "--ward", "MAT")
+    assert made.exit_code == 0, made.output
+
+
 def test_account_list_piped_shows_every_e_mail_whole(run, tenant_factory):
     """Piped (`healthos account list | grep`), the table was fitted to 80 columns and a long e-mail printed as
     'a.very.long.na…', which neither grep nor the next command could use."""
@@ -447,8 +465,10 @@ def test_grant_gives_an_existing_person_a_role_at_another_facility(run, db, tena
     listed = {row["email"]: row for row in json.loads(run("account", "list", "--json").output)}
     assert set(listed[doctor.email]["roles"]) == {f"clinician@{first.slug}", f"clinician@{second.slug}"}
     for args, said in [((doctor.email, "--role", "clinician", "--tenant", second.slug), "a clinician at"),
-                       ((doctor.email, "--role", "clinician", "--tenant", second.slug, "--ward", "GEN"),
+                       ((doctor.email, "--role", "registrar", "--tenant", second.slug, "--ward", "GEN"),
                         "not limited to a ward"),
+                       ((doctor.email, "--role", "nurse", "--tenant", second.slug, "--ward", "GNE"),
+                        f"{second.slug} has no ward 'GNE': its wards are GEN"),
                        ((f"nobody-{first.slug}@test.invalid", "--role", "nurse", "--tenant", second.slug),
                         "no account for"),
                        ((doctor.email, "--role", "regulator", "--tenant", second.slug), "not a facility role")]:

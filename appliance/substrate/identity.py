@@ -892,12 +892,21 @@ def name_machine_author(conn: Connection, principal: Principal, *, email: str) -
 
 def add_membership(conn: Connection, policy: AccessPolicy, *, account_id: uuid.UUID, tenant: str, role: str,
                    ward: str | None = None) -> None:
+    """`role` at `tenant`, on `ward` for a ward-scoped role. A ward is one of the facility's tenant file: a nurse
+    created on a ward mistyped ('--ward GNE') signed in to a ward no patient lies on and saw nobody's chart."""
     if not policy.is_tenant_role(role):
         raise IdentityError(f"{role!r} is not a facility role")
-    exists = conn.execute(sa.text("SELECT 1 FROM control.tenant WHERE slug = :t AND status = 'active'"),
-                          {"t": tenant}).first()
-    if not exists:
+    facility = conn.execute(sa.text("SELECT config->'wards' AS wards FROM control.tenant "
+                                    "WHERE slug = :t AND status = 'active'"), {"t": tenant}).first()
+    if facility is None:
         raise IdentityError(f"no tenant named {tenant!r}")
+    if ward is not None:
+        if not policy.is_ward_scoped(role):
+            raise IdentityError(f"a {role} is not limited to a ward: leave --ward out")
+        codes = sorted(w["code"] for w in facility.wards or [])
+        if ward not in codes:
+            wards = f"its wards are {', '.join(codes)}" if codes else "it has no wards"
+            raise IdentityError(f"{tenant} has no ward {ward!r}: {wards}")
     conn.execute(postgresql.insert(membership).values(account_id=account_id, tenant=tenant, role=role, ward=ward)
                  .on_conflict_do_nothing())
 
@@ -1129,8 +1138,6 @@ def grant_membership(conn: Connection, policy: AccessPolicy, email: str, *, tena
         raise IdentityError(f"{email} is disabled: enable it first (healthos account enable)")
     if row.kind != "staff":
         raise IdentityError(f"{email} is a {row.kind.replace('_', ' ')} account: facility roles are for staff")
-    if ward is not None and not policy.is_ward_scoped(role):
-        raise IdentityError(f"a {role} is not limited to a ward: leave --ward out")
     held = conn.execute(sa.select(membership.c.role).where(
         membership.c.account_id == row.id, membership.c.tenant == tenant, membership.c.role == role)).first()
     if held is not None:

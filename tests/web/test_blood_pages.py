@@ -33,7 +33,9 @@ VITALS = {"temperature_c": "36.7", "heart_rate_bpm": "80", "systolic_mmhg": "120
 
 @pytest.fixture(scope="module")
 def facility(tenant_factory):
-    return tenant_factory(name="Blood Pages Hospital", catalogue=[GROUPING])
+    return tenant_factory(name="Blood Pages Hospital", catalogue=[GROUPING], wards=[
+        {"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 3},
+        {"code": "ICU", "name": "Intensive care unit", "kind": "icu", "beds": 2}])
 
 
 def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db, facility, person_factory):
