@@ -711,10 +711,11 @@ def facility_home(request: Asking, tenant: Tenant) -> Redirect:
 
 def search_typed(conn: Connection, principal: Principal, typed: str, born: dt.date | None = None) -> list[dict]:
     """What one search box finds (audited): what has a digit is an MRN (leading zeros optional) or an identifier,
-    anything else a name, tolerant of misspelling."""
+    and the phone number of a chart too when it reads as one; anything else a name, tolerant of misspelling."""
     by_identifier = any(ch.isdigit() for ch in typed)
     return service.search_patients(conn, principal, name=None if by_identifier else typed,
-                                   identifier=typed if by_identifier else None, birth_date=born)
+                                   identifier=typed if by_identifier else None, birth_date=born,
+                                   phone=typed if by_identifier and service.phone_digits(typed) else None)
 
 
 @get("/patients", operation_id="PortalPatientSearch", opt=_page_opts("clinical.patient.search"),

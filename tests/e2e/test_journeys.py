@@ -55,7 +55,7 @@ def test_clinician_journey(browser, live_server, clinic, person_factory):
     page.get_by_role("link", name=re.compile("Open the portal")).click()
 
     # find a patient
-    page.get_by_label("Name, MRN or identifier").fill("achieng otieno")
+    page.get_by_label("Name, MRN, identifier or phone").fill("achieng otieno")
     page.get_by_role("button", name="Search").click()
     page.wait_for_url(re.compile(r"/patients\?q="))
     journey.shot(page, "search-results")

@@ -94,6 +94,21 @@ def test_search_finds_by_name_mrn_and_identifier_and_links_by_role(signed_in, fa
     assert "/chart" not in page.text
 
 
+def test_the_search_box_finds_a_patient_by_the_phone_number_they_give(signed_in, facility, charts, db):
+    """The records desk typed the number a patient gave ('0712 345 678') and read 'No patient matches': the box read
+    every digit as an MRN or an identifier. It finds the chart registered with that phone now, written either way."""
+    otieno = charts[0]
+    with db.tenant(facility.slug) as conn:
+        held = conn.execute(sa.text("SELECT phone FROM patient WHERE id = :id"), {"id": otieno.id}).scalar()
+    assert held, "the chart needs a phone on its registration"
+    digits = "".join(ch for ch in held if ch.isdigit())[-9:]
+    registrar = signed_in("registrar", facility.slug)
+    for typed in (f"0{digits[:3]} {digits[3:6]} {digits[6:]}", f"+254{digits}"):
+        page = registrar.get(f"{base(facility)}/patients", params={"q": typed})
+        assert page.status_code == 200 and f'href="{base(facility)}/patients/{otieno.id}"' in page.text, typed
+    assert "Name, MRN, identifier or phone" in page.text
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"q": "x"}, "at least two letters"),
     ({"q": "otieno", "birth_date": "12/04/1984"}, "YYYY-MM-DD"),

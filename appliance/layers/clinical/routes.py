@@ -189,11 +189,14 @@ class ClinicalController(Controller):
          sync_to_thread=True)
     def search_patients(self, tenant: FromPath[str], state: State, request: Asking,
                         name: FromQuery[str | None] = None, identifier: FromQuery[str | None] = None,
-                        birth_date: FromQuery[dt.date | None] = None, limit: FromQuery[int] = 20) -> list[PatientMatch]:
-        """Find patients by identifier or MRN (exact), name (tolerant of misspelling) and birth date."""
+                        birth_date: FromQuery[dt.date | None] = None, phone: FromQuery[str | None] = None,
+                        limit: FromQuery[int] = 20) -> list[PatientMatch]:
+        """Find patients by identifier or MRN (exact), name (tolerant of misspelling), phone number (its digits,
+        with the country's code or without: `+254712345678` finds a chart registered as `0712 345678`) and birth
+        date."""
         with _tenant(state, request, tenant) as conn:
             rows = service.search_patients(conn, request.user, name=name, identifier=identifier,
-                                           birth_date=birth_date, limit=limit)
+                                           birth_date=birth_date, phone=phone, limit=limit)
             return [PatientMatch.model_validate(r) for r in rows]
 
     @get(PATIENT, operation_id="ClinicalGetPatient", opt=_opt("clinical.patient.read", care_relationship=False),

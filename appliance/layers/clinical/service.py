@@ -590,10 +590,10 @@ def require_patient(conn: Connection, patient_id: uuid.UUID) -> None:
 
 def search_patients(conn: Connection, principal: Principal, *, name: str | None = None,
                     identifier: str | None = None, birth_date: dt.date | None = None,
-                    limit: int = 20) -> list[dict]:
+                    phone: str | None = None, limit: int = 20) -> list[dict]:
     """Patients by identifier (or MRN) exactly, and/or by name (trigram similarity, so a misspelt or
-    partial name still finds them) and birth date. Best matches first."""
-    query, order = patient_search_query(name=name, identifier=identifier, birth_date=birth_date)
+    partial name still finds them), phone number and birth date. Best matches first."""
+    query, order = patient_search_query(name=name, identifier=identifier, birth_date=birth_date, phone=phone)
     limit = max(1, min(limit, 100))
     rows = [dict(r) for r in conn.execute(query.order_by(*order).limit(limit)).mappings()]
     record.note_patients_found(conn, principal, [r["id"] for r in rows])
@@ -604,23 +604,61 @@ PATIENT_SEARCH_COLUMNS = (patient.c.id, patient.c.mrn, patient.c.family_name, pa
                           patient.c.birth_date, patient.c.sex)
 
 
-def patient_search_query(*, name: str | None = None, identifier: str | None = None,
-                         birth_date: dt.date | None = None) -> tuple[sa.Select, list[sa.UnaryExpression]]:
+# Fewer significant digits than this is an MRN (seven) or a fragment, not a phone number.
+PHONE_DIGITS_MIN = 8
+_PHONE_TYPED = re.compile(r"\+?[\d\s().-]+")
+
+
+def phone_digits(typed: str) -> str | None:
+    """The significant digits of what reads as a phone number ('+254 712 345 678', '0712-345678': '712345678',
+    the trunk's leading zero dropped, '254712345678' with the country's code), or None for anything else."""
+    if not _PHONE_TYPED.fullmatch(typed.strip()):
+        return None
+    digits = re.sub(r"\D", "", typed).lstrip("0")
+    return digits if len(digits) >= PHONE_DIGITS_MIN else None
+
+
+def _phone_matches(digits: str) -> sa.ColumnElement[bool]:
+    """A chart whose phone is the number `digits` names, written with or without the country's code on either
+    side: a desk registers '0712 345678' and the patient says '+254712345678', or the other way round. No index
+    serves it: the phone's last digit is compared first, so only a tenth of the charts have their digits taken
+    out (20,000 charts: 20-50 ms, where taking every one's was 180-300 ms)."""
+    held = sa.func.ltrim(sa.func.regexp_replace(patient.c.phone, r"\D", "", "g"), "0")
+    return sa.and_(patient.c.phone.like(f"%{digits[-1]}"), sa.or_(
+        sa.func.right(held, len(digits)) == digits,
+        sa.and_(sa.func.length(held) >= PHONE_DIGITS_MIN,
+                sa.func.right(sa.literal(digits), sa.func.length(held)) == held)))
+
+
+def patient_search_query(*, name: str | None = None, identifier: str | None = None, birth_date: dt.date | None = None,
+                         phone: str | None = None) -> tuple[sa.Select, list[sa.UnaryExpression]]:
     """The statement behind `search_patients` (with its `score` column) and its order, best first and
-    then by name and id (a total order, so a caller can page it by keyset); not audited — callers are."""
+    then by name and id (a total order, so a caller can page it by keyset); not audited — callers are.
+    A phone number finds the charts registered with it (alongside an identifier's, when both are given:
+    one search box's digits may be either)."""
     name = identity.search_text(name or "")
     identifier = (identifier or "").strip()
-    if not (name or identifier or birth_date):
-        raise Invalid("give a name, an identifier or a birth date to search by", field="name")
+    digits = phone_digits(phone) if phone else None
+    if phone and digits is None:
+        raise Invalid(f"{phone.strip()[:40]!r} is not a phone number: give its digits, with the country's code "
+                      "or without", field="phone")
+    if not (name or identifier or birth_date or digits):
+        raise Invalid("give a name, an identifier, a phone number or a birth date to search by", field="name")
     if name and len(name) < 2:
         raise Invalid("a name to search by needs at least two letters", field="name")
     query = sa.select(*PATIENT_SEARCH_COLUMNS)
     score: sa.ColumnElement = sa.literal(1.0, sa.Double)
-    if identifier:
-        by_identifier = sa.select(patient_identifier.c.patient_id).where(patient_identifier.c.value == identifier)
-        # A folder, a card or a clerk writes the MRN without its leading zeros ("23" for 0000023).
-        mrns = {identifier, identifier.zfill(MRN_DIGITS)} if identifier.isdigit() else {identifier}
-        query = query.where(sa.or_(patient.c.mrn.in_(sorted(mrns)), patient.c.id.in_(by_identifier)))
+    if identifier or digits:
+        found: list[sa.ColumnElement[bool]] = []
+        if identifier:
+            by_identifier = sa.select(patient_identifier.c.patient_id).where(
+                patient_identifier.c.value == identifier)
+            # A folder, a card or a clerk writes the MRN without its leading zeros ("23" for 0000023).
+            mrns = {identifier, identifier.zfill(MRN_DIGITS)} if identifier.isdigit() else {identifier}
+            found += [patient.c.mrn.in_(sorted(mrns)), patient.c.id.in_(by_identifier)]
+        if digits:
+            found.append(_phone_matches(digits))
+        query = query.where(sa.or_(*found))
         if name:
             query = query.where(patient.c.name_search.op("OPERATOR(public.%>)")(name))
     elif name:

@@ -52,6 +52,20 @@ def test_register_find_and_open_the_chart(api, facility):
     assert body["encounters"][0]["reason"] == "cough"
 
 
+def test_the_api_finds_a_patient_by_phone_and_another_facility_finds_none(api, token_client, facility, other_facility):
+    base = BASE.format(tenant=facility.slug)
+    line = "7" + str(uuid.uuid4().int)[:8]
+    patient = register(api, facility.slug, family_name="Wekesa", given_names="Naliaka", phone=f"0{line}")
+    found = api.get(f"{base}/patients", params={"phone": f"+254 {line}"})
+    assert found.status_code == 200 and [p["id"] for p in found.json()] == [patient["id"]]
+    refused = api.get(f"{base}/patients", params={"phone": "12-AB"})
+    assert refused.status_code == 422 and "is not a phone number" in refused.json()["detail"]
+    elsewhere = token_client(other_facility.slug, role="clinician")
+    assert elsewhere.get(f"{BASE.format(tenant=other_facility.slug)}/patients",
+                         params={"phone": f"0{line}"}).json() == []
+    assert elsewhere.get(f"{base}/patients", params={"phone": f"0{line}"}).status_code == 403
+
+
 def test_a_registration_refused_for_an_identifier_another_patient_holds_leaves_no_person_behind(api, db, facility):
     """The identity index is asked before the chart is written, in its own transaction: a chart then refused (its
     insurance number another patient's) once left a new person of its national ID in the index, listed as having

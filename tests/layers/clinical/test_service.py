@@ -3,6 +3,8 @@ allergies, the drug–allergy check, orders and order sets, results and sign-off
 corrections and the chart summary."""
 
 import datetime as dt
+import secrets
+import string
 import uuid
 from decimal import Decimal
 
@@ -80,6 +82,28 @@ def test_search_by_misspelt_name_identifier_mrn_and_birth_date(db: Database, fac
     assert by_both[0]["id"] == wanjiru["id"]
     with pytest.raises(Invalid), db.tenant(facility.slug) as conn:
         service.search_patients(conn, clinician)
+
+
+def test_search_by_phone_number_however_the_desk_and_the_patient_write_it(db: Database, facility, clinician):
+    """A patient who knows no MRN and whose name is common gives the records desk a phone number: nothing found it
+    (the digits were read as an MRN or an identifier). The chart's phone finds it now, with the trunk's zero or the
+    country's code on either side, spaces and dashes as typed; an MRN of seven digits stays an MRN."""
+    line = "7" + "".join(secrets.choice(string.digits) for _ in range(8))
+    with db.tenant(facility.slug) as conn:
+        local = new_patient(conn, clinician, family_name="Chebet", given_names="Mercy", phone=f"0{line}")
+        international = new_patient(conn, clinician, family_name="Chebet", given_names="Faith",
+                                    phone=f"+254 {line[:3]} {line[3:]}")
+        new_patient(conn, clinician, family_name="Chebet", given_names="Joy", phone=f"0{line[:-1]}0")
+    for typed in (f"0{line}", f"+254{line}", f"254 {line[:3]}-{line[3:6]}-{line[6:]}", f"({line[:3]}) {line[3:]}"):
+        with db.tenant(facility.slug) as conn:
+            found = service.search_patients(conn, clinician, phone=typed)
+        assert {r["id"] for r in found} == {local["id"], international["id"]}, typed
+    with db.tenant(facility.slug) as conn:  # beside an identifier, as one search box sends it: either finds
+        by_either = service.search_patients(conn, clinician, identifier=f"0{line}", phone=f"0{line}")
+    assert {r["id"] for r in by_either} == {local["id"], international["id"]}
+    for not_a_phone in ("0712", "12-AB-34", local["mrn"]):
+        with pytest.raises(Invalid, match="is not a phone number"), db.tenant(facility.slug) as conn:
+            service.search_patients(conn, clinician, phone=not_a_phone)
 
 
 def test_a_name_search_among_thousands_reads_the_trigram_index_not_every_patient(db: Database, facility):
