@@ -14,7 +14,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Clinic, Journey, Watch
-from tests.e2e.test_journeys import new_page, sign_in
+from tests.e2e.test_journeys import DESKTOP, new_page, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,13 @@ def test_a_doctor_certifies_a_death_and_prints_the_certificate(browser, live_ser
     page.goto(f"{live_server}/t/{clinic.slug}/patients/{patient}/chart")
     page.get_by_role("link", name="Record death").click()
     page.wait_for_url(re.compile(r"/death/new$"))
+    # On a phone Part 1's three columns made the page 556 px wide, each line's interval off the screen's edge.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    interval = page.get_by_label("Line a interval").bounding_box()
+    assert interval is not None and interval["x"] + interval["width"] <= 390
+    journey.shot(page, "form-on-a-phone")
+    page.set_viewport_size(DESKTOP)
     yesterday = dt.date.today() - dt.timedelta(days=1)
     page.get_by_label("Date of death").fill(yesterday.isoformat())
     page.get_by_label("Time of death").fill("23:40")

@@ -14,7 +14,7 @@ from appliance.layers.clinical.document_demo import tiny_pdf, tiny_png
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.substrate.principal import Principal
 from tests.e2e.conftest import Clinic, Journey, Watch
-from tests.e2e.test_journeys import new_page, sign_in
+from tests.e2e.test_journeys import DESKTOP, new_page, sign_in
 
 pytestmark = pytest.mark.slow
 PHOTO = tiny_png(48, 32, (170, 70, 60))
@@ -56,6 +56,16 @@ def test_a_nurse_files_a_photograph_and_a_letter_and_opens_both(browser, live_se
         page.wait_for_url(re.compile(r"/documents\?done=document-filed$"))
     assert "Leg ulcer, day 1" in page.locator("#documents-table").inner_text()
     journey.shot(page, "documents")
+    # On a phone the table of documents made the page wider than the screen: each document is a block there, its
+    # two dates saying which is the paper's and which the filing's.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    letter = page.locator("#documents-table tr", has_text="Referral from Mercy Private Clinic").first
+    said = letter.locator("td[data-label]").evaluate_all(
+        "cells => cells.map(c => getComputedStyle(c, '::before').content)")
+    assert said == ['"Dated "', '"Filed "']
+    journey.shot(page, "documents-on-a-phone")
+    page.set_viewport_size(DESKTOP)
     with page.expect_download() as downloading:
         page.get_by_role("link", name="Referral from Mercy Private Clinic").click()
     assert downloading.value.suggested_filename.endswith(".pdf")

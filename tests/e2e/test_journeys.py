@@ -404,6 +404,12 @@ def test_facility_admin_issues_and_revokes_an_api_token(browser, live_server, cl
     page.wait_for_url(f"{live_server}/t/{clinic.slug}/admin/tokens")
     page.get_by_label("What it is for").fill("Lab analyser feed")
     page.locator("summary", has_text="Clinical").click()  # each layer's permissions fold away
+    # On a phone the calls each permission opens (long paths, no space) ran past the card's edge.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    calls = page.locator(".permission-layer label.choice .muted").first.bounding_box()
+    assert calls is not None and calls["x"] + calls["width"] <= 390
+    page.set_viewport_size(DESKTOP)
     page.get_by_role("checkbox", name=re.compile(r"^clinical\.patient\.search")).check()
     page.get_by_role("button", name="Issue the token").click()
     token = page.get_by_role("textbox", name="Token", exact=True).input_value()
