@@ -35,6 +35,7 @@ from appliance.layers.operations.models import (
     ed_visit,
     ward,
 )
+from appliance.layers.operations.roster_routes import staff_of
 from appliance.layers.operations.routes import kpi_definitions
 from appliance.substrate.record import RecordError, note_patients_found
 from appliance.substrate.tenancy import facility_timezone, facility_today
@@ -604,10 +605,11 @@ async def command_center_page(request: Asking, tenant: Tenant) -> Template:
 
     def work() -> Template:
         tz = facility_timezone(request.app.state.db, tenant)
+        staff = staff_of(request.app.state.db, tenant)
         with request.app.state.db.tenant(tenant) as conn:
             figures = command_center.figures(conn, kpi_definitions(request.app.state), tz=tz)
             safety = incidents.month_summary(conn, tz)
-            staffing = roster.week_summary(conn, tz=tz)
+            staffing = roster.week_summary(conn, staff=staff, tz=tz)
         tiles = []
         for item in figures:
             points = _trend_points(item["trend"], tz, item["unit"], item["name"])

@@ -73,7 +73,7 @@ def _week_page(request: Asking, tenant: str, ward_code: str, week: str, *, statu
         pattern = roster.shifts(conn)
         entries = roster.listing(conn, staff=staff, first=days[0], last=days[-1], ward_code=ward_code)
         staffing = {(row["date"], row["shift_code"]): row
-                    for row in roster.staffing(conn, first=days[0], last=days[-1], tz=tz)
+                    for row in roster.staffing(conn, staff=staff, first=days[0], last=days[-1], tz=tz)
                     if row["ward_code"] == ward_code}
     grid = {(e["shift_date"], e["shift_code"]): [] for e in entries}
     for entry in entries:
@@ -166,9 +166,10 @@ def staffing(request: Asking, tenant: Tenant, date: Query = "") -> Template:
     tz = facility_timezone(db, tenant)
     clock = portal.Clock(tz)
     day = _date(date.strip(), "date") or clock.today
+    staff = staff_of(db, tenant)
     with db.tenant(tenant) as conn:
-        rows = roster.staffing(conn, first=day, last=day, tz=tz)
-        week_summary = roster.week_summary(conn, tz=tz)
+        rows = roster.staffing(conn, staff=staff, first=day, last=day, tz=tz)
+        week_summary = roster.week_summary(conn, staff=staff, tz=tz)
     return page(request, "operations/staffing.html", active="staffing", rows=rows, day=day, week=week_summary,
                 previous=(day - dt.timedelta(days=1)).isoformat(), following=(day + dt.timedelta(days=1)).isoformat())
 

@@ -361,32 +361,40 @@ def _ratio_row(ward_row: Mapping, shift: Mapping, day: dt.date, starts_at: dt.da
             "threshold": shift["patients_per_nurse"], "understaffed": understaffed}
 
 
-def staffing(conn: Connection, *, first: dt.date, last: dt.date, tz: zoneinfo.ZoneInfo,
+def staffing(conn: Connection, *, staff: StaffDirectory, first: dt.date, last: dt.date, tz: zoneinfo.ZoneInfo,
              now: dt.datetime | None = None) -> list[dict]:
     """For each inpatient ward, date and shift from `first` to `last`: nurses rostered, the census at the shift's
-    start (now, for a shift not begun), patients per nurse and whether it is understaffed."""
+    start (now, for a shift not begun), patients per nurse and whether it is understaffed. A shift not yet begun
+    counts only the working `staff`: a leaver's account disabled, the shifts she was rostered on ahead are short of
+    her (the grid names her 'no longer on the staff'); a shift begun keeps whoever was rostered on it."""
     now = now or conn.execute(sa.select(sa.func.now())).scalar_one()
     inpatient_wards = [w for w in wards(conn) if w["kind"] in INPATIENT_WARD_KINDS]
     pattern = shifts(conn)
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     slots = [(day, shift, *shift_bounds(day, shift, tz)) for day in days for shift in pattern]
     census = census_at(conn, [min(starts_at, now) for *_, starts_at, _ in slots])
-    nurses = dict(((w, d, s), n) for w, d, s, n in conn.execute(
-        sa.select(roster_entry.c.ward_code, roster_entry.c.shift_date, roster_entry.c.shift_code, sa.func.count())
-        .where(roster_entry.c.shift_date.between(first, last), roster_entry.c.role_on_shift.in_(COUNTED_AS_NURSES),
-               sa.not_(sa.exists().where(roster_withdrawal.c.entry_id == roster_entry.c.id)))
-        .group_by(roster_entry.c.ward_code, roster_entry.c.shift_date, roster_entry.c.shift_code)).all())
+    nurses: dict[tuple, int] = {}
+    for row in conn.execute(
+            sa.select(roster_entry.c.ward_code, roster_entry.c.shift_date, roster_entry.c.shift_code,
+                      roster_entry.c.account_id, roster_entry.c.starts_at)
+            .where(roster_entry.c.shift_date.between(first, last), roster_entry.c.role_on_shift.in_(COUNTED_AS_NURSES),
+                   sa.not_(sa.exists().where(roster_withdrawal.c.entry_id == roster_entry.c.id)))):
+        if row.starts_at <= now or row.account_id in staff:
+            key = (row.ward_code, row.shift_date, row.shift_code)
+            nurses[key] = nurses.get(key, 0) + 1
     return [_ratio_row(w, shift, day, starts_at, ends_at, census.get((min(starts_at, now), w["code"]), 0),
                        nurses.get((w["code"], day, shift["code"]), 0), starts_at > now)
             for w in inpatient_wards for day, shift, starts_at, ends_at in slots]
 
 
-def staffing_now(conn: Connection, *, tz: zoneinfo.ZoneInfo, now: dt.datetime | None = None) -> list[dict]:
+def staffing_now(conn: Connection, *, staff: StaffDirectory, tz: zoneinfo.ZoneInfo,
+                 now: dt.datetime | None = None) -> list[dict]:
     """Each inpatient ward's shift in progress: its nurses against the census now (the command center's
     'patients per nurse now')."""
     now = now or conn.execute(sa.select(sa.func.now())).scalar_one()
     today = now.astimezone(tz).date()
-    running = [row for row in staffing(conn, first=today - dt.timedelta(days=1), last=today, tz=tz, now=now)
+    running = [row for row in staffing(conn, staff=staff, first=today - dt.timedelta(days=1), last=today, tz=tz,
+                                       now=now)
                if row["starts_at"] <= now < row["ends_at"]]
     census = census_at(conn, [now])
     return [_ratio_row({"code": row["ward_code"], "name": row["ward_name"]},
@@ -395,13 +403,15 @@ def staffing_now(conn: Connection, *, tz: zoneinfo.ZoneInfo, now: dt.datetime | 
                        row["nurses"], True) for row in running]
 
 
-def week_summary(conn: Connection, *, tz: zoneinfo.ZoneInfo, now: dt.datetime | None = None) -> dict:
+def week_summary(conn: Connection, *, staff: StaffDirectory, tz: zoneinfo.ZoneInfo,
+                 now: dt.datetime | None = None) -> dict:
     """This week's (Monday to Sunday, facility time) shifts begun so far and how many were understaffed, with the
     wards' patients per nurse now: the command center's staffing figures."""
     now = now or conn.execute(sa.select(sa.func.now())).scalar_one()
     today = now.astimezone(tz).date()
     monday = today - dt.timedelta(days=today.weekday())
-    begun = [row for row in staffing(conn, first=monday, last=today, tz=tz, now=now) if row["starts_at"] <= now]
+    begun = [row for row in staffing(conn, staff=staff, first=monday, last=today, tz=tz, now=now)
+             if row["starts_at"] <= now]
     return {"week_of": monday, "shifts": len(begun), "understaffed": sum(row["understaffed"] for row in begun),
             "understaffed_shifts": [row for row in begun if row["understaffed"]],
-            "now": staffing_now(conn, tz=tz, now=now)}
+            "now": staffing_now(conn, staff=staff, tz=tz, now=now)}

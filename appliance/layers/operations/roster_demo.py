@@ -108,16 +108,18 @@ def generate_roster_demo(db: Database, policy: AccessPolicy, slugs: list[str],
                             count += 1
                             if day == today and shift == "N":
                                 tonight.setdefault(ward_code, []).append(added["id"])
-            _short_tonight(conn, writer, tonight, tz=tz, now=now)
+            _short_tonight(conn, writer, tonight, staff=staff, tz=tz, now=now)
         written[slug] = count
     return written
 
 
-def _short_tonight(conn, writer: Principal, tonight: dict[str, list], *, tz, now: dt.datetime) -> None:
+def _short_tonight(conn, writer: Principal, tonight: dict[str, list], *, staff: roster.StaffDirectory, tz,
+                   now: dt.datetime) -> None:
     """Off sick with no cover on tonight's night shift of the busiest ward: as many taken off as it takes for the
     census now to be more than the rest can nurse (all of them on a ward of few patients)."""
     today = now.astimezone(tz).date()
-    nights = {row["ward_code"]: row for row in roster.staffing(conn, first=today, last=today, tz=tz, now=now)
+    nights = {row["ward_code"]: row
+              for row in roster.staffing(conn, staff=staff, first=today, last=today, tz=tz, now=now)
               if row["shift_code"] == "N"}
     busiest = max(tonight, key=lambda ward_code: (nights[ward_code]["census"], ward_code), default=None)
     if busiest is None or nights[busiest]["census"] == 0:

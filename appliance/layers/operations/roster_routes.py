@@ -104,6 +104,8 @@ class RosterController(Controller):
         """Each inpatient ward's shifts of `date` (today when not given, facility time): nurses rostered, the
         census at the shift's start (now, for one not begun), patients per nurse against the shift's threshold."""
         tz = facility_timezone(state.db, tenant)
+        staff = staff_of(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             day = date or conn.execute(sa.select(sa.func.now())).scalar_one().astimezone(tz).date()
-            return [StaffingOut.model_validate(row) for row in roster.staffing(conn, first=day, last=day, tz=tz)]
+            return [StaffingOut.model_validate(row)
+                    for row in roster.staffing(conn, staff=staff, first=day, last=day, tz=tz)]

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from appliance.layers.operations import adt, roster, roster_demo
-from appliance.substrate import audit
+from appliance.layers.operations import adt, roster, roster_demo, roster_routes
+from appliance.substrate import audit, identity
 from appliance.substrate.principal import Principal
 from tests.conftest import make_tenant_config
 from tests.layers.operations.conftest import new_patient
@@ -121,10 +121,35 @@ def test_patients_per_nurse_on_a_ward_built_by_hand(db, facility, staff, token_c
         (1, 0, None, True)
     assert not any(r["census_now"] for r in board.values())
     with db.tenant(facility.slug) as conn:
-        week = roster.week_summary(conn, tz=NAIROBI)
+        week = roster.week_summary(conn, staff=roster_routes.staff_of(db, facility.slug), tz=NAIROBI)
     if week["week_of"] <= yesterday:  # yesterday is this week unless today is a Monday
         assert week["understaffed"] >= 2
     assert {r["ward_code"] for r in week["now"]} == {"GEN", "MAT"}
+
+
+def test_a_leavers_shifts_ahead_are_short_of_her_and_those_begun_keep_her(db, facility, person_factory,
+                                                                          token_client):
+    """IT disabled a nurse who had left, and the shifts she was rostered on next week still counted her: the ward
+    read as nursed by two with one nurse coming, and nothing said to find cover. A shift not yet begun counts the
+    working staff only, and the grid names her as no longer on the staff; a shift she worked keeps her."""
+    leaver = person_factory("nurse", facility.slug, ward="MAT")
+    client = token_client(facility.slug, role="bed_manager")
+    worked, ahead = today() - dt.timedelta(days=2), today() + dt.timedelta(days=4)
+
+    def nurses(day: dt.date) -> int:
+        board = client.get(f"{api(facility)}/staffing", params={"date": day.isoformat()}).json()
+        return next(r["nurses"] for r in board if (r["ward_code"], r["shift_code"]) == ("MAT", "D"))
+
+    before = {day: nurses(day) for day in (worked, ahead)}
+    for day in (worked, ahead):
+        assert client.post(f"{api(facility)}/roster", json=entry(leaver, day, "D", ward="MAT")).status_code == 201
+    assert {day: nurses(day) for day in (worked, ahead)} == {day: n + 1 for day, n in before.items()}
+    with db.control() as conn:
+        identity.disable_account(conn, leaver.email)
+    assert {day: nurses(day) for day in (worked, ahead)} == {worked: before[worked] + 1, ahead: before[ahead]}
+    listed = client.get(f"{api(facility)}/roster", params={"ward": "MAT", "from": ahead.isoformat(),
+                                                            "to": ahead.isoformat()}).json()
+    assert "(no longer on the staff)" in [e["name"] for e in listed if e["account_id"] == str(leaver.account_id)]
 
 
 def test_refusals_write_nothing(db, facility, staff, token_client):
@@ -249,10 +274,13 @@ def test_the_demo_rosters_two_weeks_and_leaves_one_night_understaffed(db, other_
     monday = today() - dt.timedelta(days=today().weekday())
     # Two wards, fourteen days, two nurses on each day and night shift (none dropped: the window is 7 days).
     assert written == {other_facility.slug: 2 * 14 * 4}
+    staff = roster_routes.staff_of(db, other_facility.slug)
     with db.tenant(other_facility.slug) as conn:
-        tonight = {row["ward_code"]: row for row in roster.staffing(conn, first=today(), last=today(), tz=NAIROBI)
+        tonight = {row["ward_code"]: row
+                   for row in roster.staffing(conn, staff=staff, first=today(), last=today(), tz=NAIROBI)
                    if row["shift_code"] == "N"}
-        fortnight = roster.staffing(conn, first=monday, last=monday + dt.timedelta(days=13), tz=NAIROBI, now=now)
+        fortnight = roster.staffing(conn, staff=staff, first=monday, last=monday + dt.timedelta(days=13), tz=NAIROBI,
+                                    now=now)
         withdrawn = conn.execute(sa.text("SELECT count(*) FROM roster_withdrawal")).scalar_one()
     # Three patients on GEN, its night nurses off sick: no nurse for them. Every other shift has its two.
     assert (tonight["GEN"]["census"], tonight["GEN"]["nurses"], tonight["GEN"]["understaffed"]) == (3, 0, True)
