@@ -130,8 +130,9 @@ class Clock:
     def iso(self, value: dt.datetime | None) -> str:
         return self.local(value).isoformat(timespec="minutes") if value else ""
 
-    def age(self, birth: dt.date) -> str:
-        return age_label(birth, self.today)
+    def age(self, birth: dt.date, on: dt.date | None = None) -> str:
+        """The age today, or on the day given (a deceased patient's is their age at death)."""
+        return age_label(birth, on or self.today)
 
 
 def people_named(db: Database, ids: set) -> dict:

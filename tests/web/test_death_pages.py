@@ -15,6 +15,7 @@ import pytest
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
 from appliance.layers.operations import adt
+from tests.conftest import facility_today
 from tests.web.test_portal import post_form, principal_of
 
 
@@ -111,6 +112,24 @@ def test_record_death_from_the_chart_to_the_printable_certificate(signed_in, db,
     assert "outpatient: Cough" in closed and "ended (was in progress)" in closed
     no_inline_script(after)
     assert "Deceased" not in other.get(f"/t/{elsewhere.slug}/patients/{there}/chart").text
+
+
+def test_the_banner_of_a_deceased_patient_gives_their_age_at_death(signed_in, db, facility, author):
+    """A man certified dead yesterday whose birthday is today read a year older on every page of his chart, and went
+    on ageing there: the banner counted his age to today. It counts it to the day he died, and says so."""
+    today = facility_today()
+    born = today.replace(year=today.year - 60, day=28 if (today.month, today.day) == (2, 29) else today.day)
+    patient_id = seen_at(db, facility.slug, author, uuid.uuid4().hex[:10], birth_date=born.isoformat())
+    clinician = signed_in("clinician", facility.slug)
+    chart = f"/t/{facility.slug}/patients/{patient_id}"
+    assert "(60 y)" in clinician.get(f"{chart}/chart").text
+    died = today - dt.timedelta(days=1)
+    done = post_form(clinician, f"{chart}/death/new", f"{chart}/death", {
+        "died_on": died.isoformat(), "died_time": "10:00", "place": "this_facility", "a_code": "I21.9",
+        "a_interval": "3 hours", "manner": "disease"})
+    assert done.status_code == 303, done.text
+    page = clinician.get(f"{chart}/chart").text
+    assert "(59 y at death)" in page and "(60 y)" not in page
 
 
 def test_deaths_to_certify_and_roles_without_the_permission(signed_in, db, facility, author):
