@@ -1007,9 +1007,14 @@ def staff_of(conn: Connection, tenant: str) -> list[dict]:
         "m.role, m.ward, m.created_at FROM control.membership m JOIN control.account a ON a.id = m.account_id "
         "WHERE m.tenant = :t AND a.kind <> 'machine' ORDER BY m.role, lower(a.display_name), a.email"),
         {"t": tenant}).mappings()
-    return [{"account_id": row["id"], "name": row["display_name"], "email": row["email"], "role": row["role"],
-             "ward": row["ward"],
-             "since": row["created_at"], "state": _account_state(row)} for row in rows]
+    staff = []
+    for row in rows:
+        state = _account_state(row)
+        staff.append({"account_id": row["id"], "name": row["display_name"], "email": row["email"], "role": row["role"],
+                      "ward": row["ward"], "since": row["created_at"], "state": state,
+                      # When it opens again by itself: the person locked out is told how long to wait.
+                      "locked_until": row["locked_until"] if state == "locked" else None})
+    return staff
 
 
 def memberships_of(conn: Connection, account_id: uuid.UUID) -> list[dict]:

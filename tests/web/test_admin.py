@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from litestar.testing import TestClient
 
 from appliance.substrate import identity
+from tests.conftest import FACILITY_ZONE
 from tests.web.test_regulator import count, csrf
 
 PERMISSION = "clinical.patient.search"
@@ -133,6 +134,21 @@ def test_the_staff_page_lists_who_works_here(signed_in, person_factory, tenant_a
     # A facility admin's own way into the portal leads to these pages (they cannot search patients).
     home = admin.get("/")
     assert f'href="/t/{tenant_a.slug}/admin/tokens"' in home.text
+
+
+def test_a_locked_account_says_until_when_on_the_staff_page(db, signed_in, person_factory, tenant_a):
+    """A nurse who mistyped her password five times phoned the facility admin, whose staff page said only 'locked':
+    nothing said it opens by itself, nor when. It says until when, in the facility's time."""
+    nurse = person_factory("nurse", tenant_a.slug, ward="GEN")
+    for _ in range(identity.DEFAULT_SETTINGS.max_failed_signins):
+        with db.control() as conn:
+            assert identity.check_password(conn, nurse.email, "mistyped") is None
+    with db.control() as conn:
+        until = identity.account_by_email(conn, nurse.email).locked_until
+    page = signed_in("facility_admin", tenant_a.slug).get(f"/t/{tenant_a.slug}/admin/staff")
+    row = page.text.split(nurse.email)[1].split("</tr>")[0]
+    assert f"locked until {until.astimezone(FACILITY_ZONE):%H:%M}" in row
+    assert "opens again by itself at the time shown" in page.text
 
 
 def test_the_facility_admin_moves_a_nurse_to_another_ward(db, signed_in, person_factory, tenant_a, tenant_b):
