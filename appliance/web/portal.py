@@ -120,9 +120,13 @@ class Clock:
     def when(self, value: dt.datetime | None) -> str:
         return self.local(value).strftime("%d %b %Y %H:%M") if value else ""
 
-    def day(self, value: dt.date | dt.datetime | None) -> str:
-        if value is None:
+    def day(self, value: dt.date | dt.datetime | str | None) -> str:
+        """The day, in the facility's zone for a moment; a date or moment kept as ISO text (a referral's letter keeps
+        its chart items so) is read first, so a letter's dates read as every page's do."""
+        if not value:
             return ""
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value) if len(value) > 10 else dt.date.fromisoformat(value)
         if isinstance(value, dt.datetime):
             value = self.local(value).date()
         return value.strftime("%d %b %Y")
@@ -130,9 +134,10 @@ class Clock:
     def iso(self, value: dt.datetime | None) -> str:
         return self.local(value).isoformat(timespec="minutes") if value else ""
 
-    def age(self, birth: dt.date, on: dt.date | None = None) -> str:
-        """The age today, or on the day given (a deceased patient's is their age at death)."""
-        return age_label(birth, on or self.today)
+    def age(self, birth: dt.date | str, on: dt.date | None = None) -> str:
+        """The age today, or on the day given (a deceased patient's is their age at death, a letter's the age it was
+        sent at)."""
+        return age_label(dt.date.fromisoformat(birth) if isinstance(birth, str) else birth, on or self.today)
 
 
 def people_named(db: Database, ids: set) -> dict:

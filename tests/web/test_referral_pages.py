@@ -6,6 +6,7 @@ refused on the pages."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 
@@ -13,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.operations import scheduling
+from appliance.web.portal import Clock
+from tests.conftest import FACILITY_ZONE
 from tests.layers.clinical.test_referral import CLINICS
 from tests.web.test_death_pages import no_inline_script, seen_at
 from tests.web.test_me import _portal_of
@@ -39,6 +42,14 @@ def send(clinician, tenant: str, patient_id, to: str, **typed):
     data = {"destination": to, "urgency": "urgent", "reason": "Chest pain on exertion",
             "summary": "Three weeks of exertional chest pain; ECG here unremarkable.", **typed}
     return post_form(clinician, f"{chart}/referrals/new", f"{chart}/referrals", data)
+
+
+def test_a_letters_result_is_dated_on_the_facilitys_day_it_was_taken():
+    """A letter keeps its results' times as ISO text, and the page printed their first ten characters: a glucose taken
+    at 01:30 in Nairobi (22:30 UTC the evening before) was dated the day before."""
+    clock = Clock(FACILITY_ZONE)
+    assert clock.day("2026-03-30T22:30:00+00:00") == "31 Mar 2026"
+    assert clock.day("2026-03-31") == "31 Mar 2026" and clock.day(None) == ""
 
 
 def test_refer_accept_and_read_the_feedback_back(signed_in, db, hillview, lakeshore, person_factory):
@@ -73,6 +84,11 @@ def test_refer_accept_and_read_the_feedback_back(signed_in, db, hillview, lakesh
     one = f"/t/{lakeshore.slug}/referrals/{referral_id}"
     letter = desk.get(one)
     assert "Three weeks of exertional chest pain" in letter.text and 'id="accept-form"' in letter.text
+    # The patient's birth day as every page writes it, and the age the letter was sent at: '1950-02-11' was all the
+    # receiving clinician read, to work out the age from.
+    sent_on = dt.datetime.now(FACILITY_ZONE).date()
+    aged = sent_on.year - 1950 - ((sent_on.month, sent_on.day) < (2, 11))
+    assert f"(male, born 11 Feb 1950, {aged} y when referred)" in letter.text
     assert 'id="decline-form"' not in letter.text  # declining is a clinician's
     accepted = post_form(desk, one, f"{one}/accept", {})
     assert accepted.status_code == 303 and "referral-registered" in accepted.headers["location"]
