@@ -839,6 +839,19 @@ def account_grant(settings: Settings, email: str, role: str, tenant: str, ward: 
                "works with it")
 
 
+@account.command("revoke")
+@click.argument("email")
+@click.option("--role", required=True, help="The facility role to take away.")
+@click.option("--tenant", required=True, help="The facility.")
+@click.pass_obj
+def account_revoke(settings: Settings, email: str, role: str, tenant: str) -> None:
+    """Take a facility role from a person: the account, its other roles and history stay; a session open in that
+    role there ends at once. A leaver is disabled instead (healthos account disable)."""
+    with _identity_act(settings) as conn:
+        ended = identity.revoke_membership(conn, email, tenant=tenant, role=role)
+    click.echo(f"{email}: no longer a {role} at {tenant}" + (f"; {ended} session(s) there ended" if ended else ""))
+
+
 @account.command("reset-mfa")
 @click.argument("email")
 @click.pass_obj

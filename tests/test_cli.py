@@ -480,6 +480,37 @@ def test_grant_gives_an_existing_person_a_role_at_another_facility(run, db, tena
     assert disabled.exit_code == 1 and "enable it first" in " ".join(disabled.output.split())
 
 
+def test_revoke_takes_one_facility_role_and_ends_its_sessions_there(run, db, tenant_factory, person_factory):
+    """A clinician who stopped working at a second facility kept its role for good: IT could grant a role and
+    disable the whole account, nothing between, and her session there went on reading its charts."""
+    first, second = tenant_factory(), tenant_factory()
+    doctor = person_factory("clinician", first.slug)
+    assert run("account", "grant", doctor.email, "--role", "clinician", "--tenant", second.slug).exit_code == 0
+    with db.control() as conn:
+        there = identity.start_session(conn, doctor.account_id, mfa_passed=True)
+        identity.switch_tenant(conn, identity.load_session(conn, there).id, doctor.account_id, second.slug,
+                               "clinician")
+        here = identity.start_session(conn, doctor.account_id, mfa_passed=True)
+        identity.switch_tenant(conn, identity.load_session(conn, here).id, doctor.account_id, first.slug, "clinician")
+    revoked = run("account", "revoke", doctor.email, "--role", "clinician", "--tenant", second.slug)
+    assert revoked.exit_code == 0, revoked.output
+    assert f"no longer a clinician at {second.slug}; 1 session(s) there ended" in " ".join(revoked.output.split())
+    listed = {row["email"]: row for row in json.loads(run("account", "list", "--json").output)}
+    assert listed[doctor.email]["roles"] == [f"clinician@{first.slug}"]
+    assert listed[doctor.email]["state"] == "active"
+    with db.control() as conn:
+        assert identity.load_session(conn, there) is None  # acting at the second facility: ended
+        assert identity.load_session(conn, here) is not None  # at her own: goes on
+        events = conn.execute(sa.text("SELECT count(*) FROM control.audit_event "
+                                      "WHERE event_type = 'identity.membership.revoke'")).scalar()
+    assert events >= 1
+    again = run("account", "revoke", doctor.email, "--role", "clinician", "--tenant", second.slug)
+    assert again.exit_code == 1 and "there is nothing to revoke" in " ".join(again.output.split())
+    with db.control() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM control.audit_event "
+                                    "WHERE event_type = 'identity.membership.revoke'")).scalar() == events
+
+
 def test_enable_undoes_disable_with_the_old_credentials_and_tokens_stay_revoked(run, db, tenant_factory,
                                                                                  person_factory):
     """A nurse disabled by mistake, or back from leave, could only be recreated, losing the account's history."""

@@ -1152,6 +1152,27 @@ def grant_membership(conn: Connection, policy: AccessPolicy, email: str, *, tena
            detail={"account": str(row.id), "tenant": tenant, "role": role, "ward": ward})
 
 
+def revoke_membership(conn: Connection, email: str, *, tenant: str, role: str, by: Principal | None = None) -> int:
+    """Take a facility role from a person (a clinician who no longer works at the second facility, a registrar
+    who moved to billing): the account, its other roles and its history stay. A session open in that role there
+    ends at once: a session names its facility and role, and would have gone on acting in it. Refused for an
+    unknown e-mail or a role not held there. Audited as identity.membership.revoke; returns the sessions ended."""
+    row = account_by_email(conn, email)
+    if row is None:
+        raise IdentityError(f"no account for {email}")
+    removed = conn.execute(sa.delete(membership).where(
+        membership.c.account_id == row.id, membership.c.tenant == tenant, membership.c.role == role)
+        .returning(membership.c.ward)).first()
+    if removed is None:
+        raise IdentityError(f"{email} is not a {role} at {tenant}: there is nothing to revoke")
+    ended = conn.execute(sa.update(session).where(
+        session.c.account_id == row.id, session.c.tenant == tenant, session.c.role == role,
+        session.c.revoked_at.is_(None)).values(revoked_at=_now())).rowcount
+    _audit(conn, event_type="membership.revoke", action="D", principal=by,
+           detail={"account": str(row.id), "tenant": tenant, "role": role, "ward": removed.ward})
+    return ended
+
+
 def reset_mfa(conn: Connection, email: str, settings: IdentitySettings | None = None,
               by: Principal | None = None) -> str:
     """Clear the TOTP secret and sessions; the person re-enrols with the returned one-time code. Refused for
