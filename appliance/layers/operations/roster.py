@@ -361,12 +361,22 @@ def _ratio_row(ward_row: Mapping, shift: Mapping, day: dt.date, starts_at: dt.da
             "threshold": shift["patients_per_nurse"], "understaffed": understaffed}
 
 
+def may_work(staff: StaffDirectory, account_id: uuid.UUID, role_on_shift: str, ward_code: str) -> bool:
+    """Whether a person may work this role on this ward as the staff now stand: working here (not disabled), holding
+    the membership the role needs, not limited to another ward. `add` refuses an entry that fails it, saying which;
+    an entry made before she left or moved ward is asked again of the shifts ahead."""
+    member = staff.get(account_id)
+    needed = MEMBERSHIP_FOR[role_on_shift]
+    return member is not None and needed in member.roles and member.roles[needed] in (None, ward_code)
+
+
 def staffing(conn: Connection, *, staff: StaffDirectory, first: dt.date, last: dt.date, tz: zoneinfo.ZoneInfo,
              now: dt.datetime | None = None) -> list[dict]:
     """For each inpatient ward, date and shift from `first` to `last`: nurses rostered, the census at the shift's
     start (now, for a shift not begun), patients per nurse and whether it is understaffed. A shift not yet begun
-    counts only the working `staff`: a leaver's account disabled, the shifts she was rostered on ahead are short of
-    her (the grid names her 'no longer on the staff'); a shift begun keeps whoever was rostered on it."""
+    counts only those of the `staff` who may work it (`may_work`): a leaver's account disabled, the shifts she was
+    rostered on ahead are short of her (the grid names her 'no longer on the staff'), and so are a nurse's on the
+    ward she was moved from; a shift begun keeps whoever was rostered on it."""
     now = now or conn.execute(sa.select(sa.func.now())).scalar_one()
     inpatient_wards = [w for w in wards(conn) if w["kind"] in INPATIENT_WARD_KINDS]
     pattern = shifts(conn)
@@ -376,10 +386,10 @@ def staffing(conn: Connection, *, staff: StaffDirectory, first: dt.date, last: d
     nurses: dict[tuple, int] = {}
     for row in conn.execute(
             sa.select(roster_entry.c.ward_code, roster_entry.c.shift_date, roster_entry.c.shift_code,
-                      roster_entry.c.account_id, roster_entry.c.starts_at)
+                      roster_entry.c.account_id, roster_entry.c.role_on_shift, roster_entry.c.starts_at)
             .where(roster_entry.c.shift_date.between(first, last), roster_entry.c.role_on_shift.in_(COUNTED_AS_NURSES),
                    sa.not_(sa.exists().where(roster_withdrawal.c.entry_id == roster_entry.c.id)))):
-        if row.starts_at <= now or row.account_id in staff:
+        if row.starts_at <= now or may_work(staff, row.account_id, row.role_on_shift, row.ward_code):
             key = (row.ward_code, row.shift_date, row.shift_code)
             nurses[key] = nurses.get(key, 0) + 1
     return [_ratio_row(w, shift, day, starts_at, ends_at, census.get((min(starts_at, now), w["code"]), 0),

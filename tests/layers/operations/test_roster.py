@@ -67,6 +67,12 @@ def rows(db, facility, table: str = "roster_entry") -> int:
         return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
+def nurses_on(client, facility, day: dt.date, ward: str, shift: str) -> int:
+    """The nurses the staffing API counts on one ward's shift of a day."""
+    board = client.get(f"{api(facility)}/staffing", params={"date": day.isoformat()}).json()
+    return next(r["nurses"] for r in board if (r["ward_code"], r["shift_code"]) == (ward, shift))
+
+
 def test_the_rest_period_is_counted_across_midnight_in_the_facilitys_zone(facility, staff, token_client):
     manager = token_client(facility.slug, role="bed_manager")
     night = today() + dt.timedelta(days=3)
@@ -137,8 +143,7 @@ def test_a_leavers_shifts_ahead_are_short_of_her_and_those_begun_keep_her(db, fa
     worked, ahead = today() - dt.timedelta(days=2), today() + dt.timedelta(days=4)
 
     def nurses(day: dt.date) -> int:
-        board = client.get(f"{api(facility)}/staffing", params={"date": day.isoformat()}).json()
-        return next(r["nurses"] for r in board if (r["ward_code"], r["shift_code"]) == ("MAT", "D"))
+        return nurses_on(client, facility, day, "MAT", "D")
 
     before = {day: nurses(day) for day in (worked, ahead)}
     for day in (worked, ahead):
@@ -150,6 +155,26 @@ def test_a_leavers_shifts_ahead_are_short_of_her_and_those_begun_keep_her(db, fa
     listed = client.get(f"{api(facility)}/roster", params={"ward": "MAT", "from": ahead.isoformat(),
                                                             "to": ahead.isoformat()}).json()
     assert "(no longer on the staff)" in [e["name"] for e in listed if e["account_id"] == str(leaver.account_id)]
+
+
+def test_a_nurse_moved_to_another_ward_no_longer_counts_on_the_old_wards_shifts_ahead(db, facility, person_factory,
+                                                                                        token_client):
+    """The facility admin moved a nurse from the general ward to maternity (her next page is maternity's, the
+    general ward's patients no longer hers), and the general ward's shifts she was rostered on ahead still counted
+    her. They no longer do; the one she worked there keeps her."""
+    nurse = person_factory("nurse", facility.slug, ward="GEN")
+    client = token_client(facility.slug, role="bed_manager")
+    worked, ahead = today() - dt.timedelta(days=3), today() + dt.timedelta(days=5)
+
+    def nurses(day: dt.date) -> int:
+        return nurses_on(client, facility, day, "GEN", "N")
+
+    for day in (worked, ahead):
+        assert client.post(f"{api(facility)}/roster", json=entry(nurse, day, "N")).status_code == 201
+    before = {day: nurses(day) for day in (worked, ahead)}
+    with db.control() as conn:
+        identity.set_ward(conn, account_id=nurse.account_id, tenant=facility.slug, role="nurse", ward="MAT")
+    assert {day: nurses(day) for day in (worked, ahead)} == {worked: before[worked], ahead: before[ahead] - 1}
 
 
 def test_refusals_write_nothing(db, facility, staff, token_client):
