@@ -547,6 +547,18 @@ def _key(conn: Connection, tenant: str | None, key_id: str | None) -> keys.DataK
         return key
 
 
+def tenant_key(conn: Connection, tenant: str, key_id: str | None = None) -> keys.DataKey:
+    """The tenant's data key `key_id`, else its current one (made if it has none yet), in the tenant's own
+    transaction: for patient data a room keeps sealed outside the trail (`keys.seal_value`), so that the trail's
+    rotation, its keys' export to a regulator and a dropped tenant's crypto-shredding cover that data too."""
+    if conn.info.get("healthos_tenant") != tenant:
+        raise AuditError(f"tenant {tenant!r}'s key is taken in that tenant's transaction")
+    if key_id is None:
+        key_id = conn.execute(sa.select(keys.tenant_audit_key.c.key_id)
+                              .order_by(keys.tenant_audit_key.c.generation.desc()).limit(1)).scalar()
+    return _key(conn, tenant, key_id)
+
+
 def _note_key_operation(conn: Connection, event_type: str, tenant: str | None, key: keys.DataKey,
                         principal: Principal | None = None) -> None:
     append(conn, tenant=None, principal=principal, event_type=event_type, action="C",

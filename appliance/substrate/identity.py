@@ -1417,6 +1417,7 @@ _PRINCIPAL_OF_TOKEN = (
     "JOIN control.account a ON a.id = t.account_id "
     "WHERE t.token_hash = %(h)s AND t.revoked_at IS NULL AND a.disabled_at IS NULL"
 )
+_PRINCIPAL_OF_TOKEN_ID = _PRINCIPAL_OF_TOKEN.replace("t.token_hash = %(h)s", "t.id = %(id)s")
 
 
 def principal_for_token(conn: Connection, token: str, policy: AccessPolicy | None = None) -> Principal | None:
@@ -1424,6 +1425,16 @@ def principal_for_token(conn: Connection, token: str, policy: AccessPolicy | Non
     if not token.startswith(TOKEN_PREFIX):
         return None
     row = driver(conn).execute(_PRINCIPAL_OF_TOKEN, {"h": token_digest(token)}).fetchone()  # every API call
+    return _token_principal(row, policy)
+
+
+def principal_for_token_id(conn: Connection, token_id: uuid.UUID) -> Principal | None:
+    """The principal the live API token of that id acts as, for work done again on its behalf (an HL7
+    message replayed as the feed that sent it): None once the token is revoked or its account disabled."""
+    return _token_principal(driver(conn).execute(_PRINCIPAL_OF_TOKEN_ID, {"id": token_id}).fetchone(), None)
+
+
+def _token_principal(row, policy: AccessPolicy | None) -> Principal | None:
     if row is None:
         return None
     token_id, tenant, permissions, account_id, kind, display_name = row

@@ -45,7 +45,7 @@ import secrets
 import stat
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -476,6 +476,8 @@ class DataKey:
     material: bytes
     aead: AESGCM
     ref_key: bytes
+    # Per purpose, the AEAD of patient data a room keeps sealed outside the trail (`seal_value`).
+    sealers: dict[str, AESGCM] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, key_id: str, log_id: str, tenant: str | None, generation: int, material: bytes) -> DataKey:
@@ -483,6 +485,30 @@ class DataKey:
 
     def patient_ref(self, patient_id: object) -> str:
         return patient_ref(self.ref_key, str(patient_id))
+
+    def sealer(self, purpose: str) -> AESGCM:
+        """A key of its own for `purpose`, derived from this one: the trail's key never encrypts anything but
+        events, while rotating, exporting or destroying this key does the same to what `purpose` sealed."""
+        found = self.sealers.get(purpose)
+        if found is None:
+            derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                           info=b"healthos tenant data/1 " + purpose.encode()).derive(self.material)
+            found = self.sealers[purpose] = AESGCM(derived)
+        return found
+
+
+def seal_value(key: DataKey, plaintext: bytes, *, purpose: str, bound_to: str) -> bytes:
+    """Patient data for a column of a tenant table, encrypted under the tenant's data key (AES-256-GCM, a
+    subkey per purpose) and bound to its row (`bound_to`), so a value copied onto another row does not open."""
+    nonce = secrets.token_bytes(12)
+    return nonce + key.sealer(purpose).encrypt(nonce, plaintext, bound_to.encode())
+
+
+def open_value(key: DataKey, sealed: bytes, *, purpose: str, bound_to: str) -> bytes:
+    try:
+        return key.sealer(purpose).decrypt(sealed[:12], sealed[12:], bound_to.encode())
+    except InvalidTag as exc:
+        raise KeyUnavailable(f"a sealed {purpose} does not open with data key {key.key_id} for its row") from exc
 
 
 _cache: dict[str, DataKey] = {}

@@ -5,7 +5,9 @@ work here with their roles, wards and account states.
 A token may carry any permission the facility API's routes declare, except identity's own: a machine
 client never manages tokens. Accounts for people are created by the appliance operator
 (`healthos account create`), who holds the keys to identity; the staff page shows them, read-only.
-Nothing here is patient data; issuing and revoking a token are audited (identity.token.issue/revoke).
+Issuing and revoking a token are audited (identity.token.issue/revoke). The Interfaces page lists what the HL7 v2
+feeds sent without naming a patient; one message as received is patient data, its read audited
+(interop.hl7.message.read), and so is its replay (interop.hl7.message.replay).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from anyio import to_thread
 from litestar import Litestar, Response, Router, get, post
 from litestar.response import Template
 
+from appliance.interop.hl7v2 import feed as hl7_feed
 from appliance.interop.hl7v2 import history as hl7_history
 from appliance.layers.nursing import views
 from appliance.substrate import identity
@@ -33,7 +36,10 @@ portal.NAV.extend([
     NavItem("Administration", "interfaces", "Interfaces", "/admin/interfaces", "interop.hl7.read"),
 ])
 portal.NOTICES.update({"token-revoked": "Token revoked: a client presenting it is refused from now on.",
-                       "ward-moved": "Ward changed: their next page is the new ward's."})
+                       "ward-moved": "Ward changed: their next page is the new ward's.",
+                       "hl7-replay-applied": "Replayed and applied (AA): the message is in the record, once.",
+                       "hl7-replay-refused": "Replayed, and not applied again: nothing of it was written to the "
+                                             "record, and what was wrong is listed below."})
 
 API_PREFIX = "/api/t/{tenant"
 
@@ -174,7 +180,8 @@ async def interfaces_page(request: Asking, tenant: Tenant, show: Query = "",
                           sender: Query = "") -> Template | Response:
     """The facility's HL7 v2 feeds: today's messages accepted (AA), not applied (AE) and rejected (AR),
     and the last 100 with what was wrong with each and whether a resend was since applied; `show=not-applied`
-    lists only those still to put right, `sender` one sending application's. No patient data: the log keeps none."""
+    lists only those still to put right, `sender` one sending application's. No patient data: the list shows the
+    log's clear columns, each message's text on its own page."""
     if show not in INTERFACE_LISTS:
         return error_page(request, 422, f"This page has no list {show[:40]!r}: leave show out for every message, "
                           "or give show=not-applied for those not applied and not since resent")
@@ -191,7 +198,50 @@ async def interfaces_page(request: Asking, tenant: Tenant, show: Query = "",
     return await to_thread.run_sync(work)
 
 
-ROUTES = [tokens_page, issue_token, revoke_token, staff_page, move_ward, interfaces_page]
+@get("/interfaces/{message_id:uuid}", operation_id="PortalInterfaceMessage",
+     opt={"permission": "interop.hl7.message.read"}, include_in_schema=False)
+async def interface_message_page(request: Asking, tenant: Tenant, message_id: Id) -> Template | Response:
+    """One message a feed sent: what was done with it, its text as received (patient data: the read is audited),
+    the resends and replays beside it, and Replay for one not applied, to whom may replay it."""
+
+    def work() -> Template | Response:
+        with request.app.state.db.tenant(tenant) as conn:
+            message = hl7_history.read_message(conn, tenant, request.user, message_id)
+        if message is None:
+            # Another facility's message is in its own schema: a guessed id and theirs get the same answer.
+            return error_page(request, 404, "No message your feeds sent to this facility has that id.")
+        text = message["text"]
+        replayable = (request.user.can("interop.hl7.message.replay") and text is not None
+                      and message["ack_code"] != "AA" and message["applied_at"] is None
+                      and message["token_id"] is not None)
+        feed_live = False
+        if replayable:
+            with request.app.state.db.control_autocommit() as conn:
+                feed_live = identity.principal_for_token_id(conn, message["token_id"]) is not None
+        return page(request, "admin/interface_message.html", active="interfaces", m=message, replayable=replayable,
+                    feed_live=feed_live,
+                    segments=[s for s in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if s]
+                    if text else [])
+
+    return await to_thread.run_sync(work)
+
+
+@post("/interfaces/{message_id:uuid}/replay", operation_id="PortalReplayInterfaceMessage",
+      opt={"permission": "interop.hl7.message.replay"}, include_in_schema=False)
+async def replay_interface_message(request: Asking, tenant: Tenant, message_id: Id) -> Response:
+    """Run a message not applied again as it was received, as its feed: applied once however often it is
+    pressed; its result and ACK are recorded beside it. A refusal writes nothing and says why."""
+    try:
+        replayed, ack = await to_thread.run_sync(
+            lambda: hl7_feed.replay(request.app.state.db, tenant, message_id, request.user))
+    except hl7_feed.ReplayRefused as refused:
+        return error_page(request, refused.status, refused.problem)
+    done = "hl7-replay-applied" if ack.code == "AA" else "hl7-replay-refused"
+    return see_other(request, f"/t/{tenant}/admin/interfaces/{replayed}?done={done}")
+
+
+ROUTES = [tokens_page, issue_token, revoke_token, staff_page, move_ward, interfaces_page, interface_message_page,
+          replay_interface_message]
 
 admin_router = Router(path="/t/{tenant:str}/admin", route_handlers=ROUTES,
                       exception_handlers=portal.EXCEPTION_HANDLERS, tags=["portal"], include_in_schema=False)

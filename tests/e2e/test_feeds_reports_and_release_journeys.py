@@ -80,7 +80,8 @@ def fed(db, policy, clinic) -> dict:
         if ack.error is not None:  # what the log keeps of it, and so what the page says was wrong
             sentences[ack.error.code] = ack.error.text(for_storage=True)
     return {"unknown_test": unknown_test, "unknown_patient": unknown_patient, "sentences": sentences,
-            "private": ["Wanjiru", "WANJIRU", "Esther", "19840917", known, stranger]}
+            "private": ["Wanjiru", "WANJIRU", "Esther", "19840917", known, stranger], "token": token,
+            "stranger": stranger}
 
 
 def test_facility_admin_sees_todays_feed_and_what_was_wrong(browser, live_server, clinic, person_factory, fed):
@@ -116,6 +117,37 @@ def test_facility_admin_sees_todays_feed_and_what_was_wrong(browser, live_server
     shown = page.locator("body").inner_text()
     for private in fed["private"]:  # the message log keeps no demographics, so the page shows none
         assert private not in shown and private not in page.content()
+    assert_self_contained(page, elsewhere)
+    context.close()
+    watch.assert_clean()
+
+
+def test_the_analyst_reads_a_refused_result_and_replays_it_once_the_patient_is_registered(
+        browser, live_server, db, clinic, person_factory, fed):
+    journey, watch = Journey("facility-admin-replays-a-message"), Watch()
+    context, page = new_page(browser, watch)
+    elsewhere = watch_origin(page, live_server)
+    sign_in(page, live_server, person_factory("facility_admin", clinic.slug))
+    page.goto(f"{live_server}/t/{clinic.slug}/admin/interfaces?show=not-applied")
+    page.locator(f'tr[data-control-id="{fed["unknown_patient"]}"]').get_by_role(
+        "link", name=fed["unknown_patient"]).click()
+    text = page.locator("#message-text")
+    assert text.inner_text().splitlines()[1].startswith(f"PID|1||{fed['stranger']}")
+    assert "your reading it is recorded" in page.locator("body").inner_text()
+    journey.shot(page, "message-as-received")
+
+    # The registration system registers the patient; the analyst replays the laboratory's result.
+    registered = feed.handle(db, clinic.slug, fed["token"], adt(clinic.slug, "A04", fed["stranger"]))
+    assert registered.code == "AA", registered.text
+    page.get_by_role("button", name="Replay").click()
+    page.wait_for_url(re.compile(r".*[?]done=hl7-replay-applied$"))
+    assert "Replayed and applied (AA)" in page.get_by_role("status").inner_text()
+    replayed = page.locator('tr[data-later="replay"]')
+    assert replayed.count() == 1 and replayed.locator(".badge").inner_text() == "AA"
+    assert page.get_by_role("button", name="Replay").count() == 0  # applied: nothing more to replay
+    journey.shot(page, "replayed")
+    page.goto(f"{live_server}/t/{clinic.slug}/admin/interfaces?show=not-applied")
+    assert page.locator(f'tr[data-control-id="{fed["unknown_patient"]}"]').count() == 0
     assert_self_contained(page, elsewhere)
     context.close()
     watch.assert_clean()

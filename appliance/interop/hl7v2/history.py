@@ -1,7 +1,7 @@
 """What the facility admin reads of the HL7 v2 feeds: today's acknowledgements by code and the latest
-messages, from `hl7_message`, which holds no demographics (see models.py), so reading it is not a read
-of patient data; and what the operator's console and `healthos status` read of each feed: whether it has
-gone quiet or is failing."""
+messages, from `hl7_message`'s clear columns, which hold no demographics (see models.py), so listing them is not
+a read of patient data; one message as it was received (`read_message`), which is, and is audited; and what
+the operator's console and `healthos status` read of each feed: whether it has gone quiet or is failing."""
 
 from __future__ import annotations
 
@@ -12,13 +12,32 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.interop.hl7v2.models import ACK_CODES, hl7_message
-from appliance.substrate import identity
+from appliance.interop.hl7v2.models import ACK_CODES, RAW_PURPOSE, hl7_message
+from appliance.substrate import audit, identity, keys
 from appliance.substrate.db import Database
+from appliance.substrate.principal import Principal
 
-MESSAGE_COLUMNS = (hl7_message.c.received_at, hl7_message.c.sending_application, hl7_message.c.sending_facility,
-                   hl7_message.c.message_type, hl7_message.c.control_id, hl7_message.c.ack_code,
-                   hl7_message.c.error_code, hl7_message.c.error_text)
+MESSAGE_COLUMNS = (hl7_message.c.id, hl7_message.c.received_at, hl7_message.c.sending_application,
+                   hl7_message.c.sending_facility, hl7_message.c.message_type, hl7_message.c.control_id,
+                   hl7_message.c.ack_code, hl7_message.c.error_code, hl7_message.c.error_text,
+                   hl7_message.c.duplicate_of, hl7_message.c.replay_of, hl7_message.c.raw.is_not(None).label("kept"))
+
+
+def _applied_at(message) -> sa.ScalarSelect:
+    """When the message's control id was accepted from its sender at or after it arrived, for one not applied
+    itself (AE, AR): by a resend, or by a replay from the Interfaces page."""
+    accepted = hl7_message.alias("accepted")
+    return (sa.select(accepted.c.received_at).where(
+        accepted.c.sending_application == message.c.sending_application,
+        accepted.c.sending_facility == message.c.sending_facility,
+        accepted.c.control_id == message.c.control_id, accepted.c.control_id != "",
+        accepted.c.ack_code == "AA", accepted.c.duplicate_of.is_(None), message.c.ack_code != "AA",
+        accepted.c.received_at >= message.c.received_at).scalar_subquery())
+
+
+def applied_at(conn: Connection, message_id: uuid.UUID) -> dt.datetime | None:
+    """When the message not applied was since applied (a resend or a replay accepted), or None."""
+    return conn.execute(sa.select(_applied_at(hl7_message)).where(hl7_message.c.id == message_id)).scalar()
 
 
 def counts_since(conn: Connection, since: dt.datetime) -> dict[str, int]:
@@ -32,13 +51,7 @@ def recent(conn: Connection, limit: int = 100, *, not_applied: bool = False, sen
     """The latest messages, newest first, each AE or AR with `applied_at`, when a resend of it (the same
     sender and control id) was accepted; `not_applied`: only the AE and AR no resend has yet put right, the
     interface analyst's list of what is still to correct; `sender`: only those of that sending application."""
-    accepted = hl7_message.alias("accepted")
-    applied_at = (sa.select(accepted.c.received_at).where(
-        accepted.c.sending_application == hl7_message.c.sending_application,
-        accepted.c.sending_facility == hl7_message.c.sending_facility,
-        accepted.c.control_id == hl7_message.c.control_id, accepted.c.control_id != "",
-        accepted.c.ack_code == "AA", hl7_message.c.ack_code != "AA",
-        accepted.c.received_at >= hl7_message.c.received_at).scalar_subquery())
+    applied_at = _applied_at(hl7_message)
     query = sa.select(*MESSAGE_COLUMNS, applied_at.label("applied_at"))
     if not_applied:
         query = query.where(hl7_message.c.ack_code != "AA", applied_at.is_(None))
@@ -46,6 +59,42 @@ def recent(conn: Connection, limit: int = 100, *, not_applied: bool = False, sen
         query = query.where(hl7_message.c.sending_application == sender)
     rows = conn.execute(query.order_by(hl7_message.c.received_at.desc(), hl7_message.c.id).limit(limit)).mappings()
     return [dict(row) for row in rows]
+
+
+def message_text(conn: Connection, tenant: str, row) -> str | None:
+    """The text of a message as received (`row`: its hl7_message row), None for one received before the log
+    kept them (t0048). Patient data: `read_message` audits the read; a replay reads it to run it again."""
+    if row.raw is None:
+        return None
+    key = audit.tenant_key(conn, tenant, row.raw_key_id)
+    return keys.open_value(key, row.raw, purpose=RAW_PURPOSE, bound_to=str(row.id)).decode("utf-8")
+
+
+def read_message(conn: Connection, tenant: str, principal: Principal, message_id: uuid.UUID) -> dict | None:
+    """One message of the log for the interface analyst, None when the facility has no message of that id:
+    its clear columns, `applied_at` (not applied itself, since applied by a resend or replay), its text as
+    received (`text`; a replay's is the message it replayed), the message it repeats or replays (`first`),
+    and the rows that repeat or replay it (`later`, oldest first). Its text is patient data: the read is
+    audited, in the caller's transaction, before anything is given out."""
+    row = conn.execute(sa.select(hl7_message, _applied_at(hl7_message).label("applied_at"))
+                       .where(hl7_message.c.id == message_id)).first()
+    if row is None:
+        return None
+    source_id = row.replay_of or row.id
+    source = row if source_id == row.id else conn.execute(
+        sa.select(hl7_message).where(hl7_message.c.id == source_id)).first()
+    audit.append(conn, tenant=tenant, principal=principal, event_type="interop.hl7.message.read", action="R",
+                 entity={"type": "hl7_message", "id": str(source.id)})
+    first_id = row.duplicate_of or row.replay_of
+    first = conn.execute(sa.select(*MESSAGE_COLUMNS).where(hl7_message.c.id == first_id)).mappings().first()
+    later = conn.execute(sa.select(*MESSAGE_COLUMNS).where(
+        sa.or_(hl7_message.c.duplicate_of == row.id, hl7_message.c.replay_of == row.id))
+        .order_by(hl7_message.c.received_at, hl7_message.c.id)).mappings().all()
+    found = {column: getattr(row, column) for column in (
+        "id", "received_at", "sending_application", "sending_facility", "message_type", "control_id", "ack_code",
+        "error_code", "error_text", "duplicate_of", "replay_of", "applied_at", "token_id")}
+    return found | {"text": message_text(conn, tenant, source), "first": dict(first) if first else None,
+                    "later": [dict(r) for r in later]}
 
 
 def senders_since(conn: Connection, since: dt.datetime) -> list[str]:

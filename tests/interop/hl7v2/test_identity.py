@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from appliance.interop.hl7v2 import feed as hl7_feed
 from appliance.interop.hl7v2 import listener
-from appliance.substrate import identity
+from appliance.substrate import audit, identity
 from appliance.substrate.db import tenant_schema
 from tests.interop.hl7v2.conftest import (
     CATALOGUE,
@@ -41,7 +41,10 @@ def test_the_listener_refuses_to_start_with_a_bad_or_foreign_token(db, policy, f
             asyncio.run(listener.start(db, facility.slug, token, "127.0.0.1", 0))
     with pytest.raises(listener.ListenerRefused, match="no facility"):
         asyncio.run(listener.start(db, "no_such_place", theirs, "127.0.0.1", 0))
-    # And message by message: another facility's token applies nothing here.
+    # And message by message: another facility's token applies nothing here. The refused message is kept sealed
+    # under the facility's data key, made by whatever first needs it: here, before the count.
+    with db.tenant(facility.slug) as conn:
+        audit.tenant_key(conn, facility.slug)
     before = counts(db, facility.slug)
     ack = Ack(hl7_feed.handle(db, facility.slug, theirs, adt(facility.slug, "A04", _mrn())).text)
     assert ack.code == "AR" and "another facility" in ack.field("ERR", 8), ack.text
