@@ -554,9 +554,15 @@ def tenant_key(conn: Connection, tenant: str, key_id: str | None = None) -> keys
     if conn.info.get("healthos_tenant") != tenant:
         raise AuditError(f"tenant {tenant!r}'s key is taken in that tenant's transaction")
     if key_id is None:
-        key_id = conn.execute(sa.select(keys.tenant_audit_key.c.key_id)
-                              .order_by(keys.tenant_audit_key.c.generation.desc()).limit(1)).scalar()
+        key_id = conn.execute(sa.select(current_key_id())).scalar()
     return _key(conn, tenant, key_id)
+
+
+def current_key_id() -> sa.ScalarSelect:
+    """The tenant's current data key id, as a subquery for a statement the caller sends anyway (in the tenant's
+    transaction), so that finding the key to seal under takes no round trip of its own; NULL before its first."""
+    return (sa.select(keys.tenant_audit_key.c.key_id).order_by(keys.tenant_audit_key.c.generation.desc()).limit(1)
+            .scalar_subquery())
 
 
 def _note_key_operation(conn: Connection, event_type: str, tenant: str | None, key: keys.DataKey,

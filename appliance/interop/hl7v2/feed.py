@@ -174,23 +174,27 @@ def _apply(db: Database, tenant: str, principal: Principal, message: hl7.Message
         # then finds its acceptance (the unique index is the backstop).
         key = "\x1f".join((header.sending_application, header.sending_facility, header.control_id))
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
-        first = conn.execute(sa.select(hl7_message.c.id, hl7_message.c.ack, hl7_message.c.received_at).where(
+        # The key the message is sealed under is read in the same statement: no round trip of its own.
+        found = conn.execute(sa.select(audit.current_key_id().label("key_id"), sa.select(hl7_message.c.id).where(
             hl7_message.c.sending_application == header.sending_application,
             hl7_message.c.sending_facility == header.sending_facility,
             hl7_message.c.control_id == header.control_id, hl7_message.c.ack_code == "AA",
-            hl7_message.c.duplicate_of.is_(None))).first()
-        if first is not None and replay is not None:
-            raise ReplayRefused(409, f"This message was applied meanwhile (its control id was accepted at "
-                                     f"{_utc(first.received_at)}): replaying it would change nothing.")
-        if first is not None:
-            _record(conn, tenant, header, principal, text, None, ack_code="AA", ack=first.ack, duplicate_of=first.id)
+            hl7_message.c.duplicate_of.is_(None)).scalar_subquery().label("first_id"))).one()
+        if found.first_id is not None:
+            first = conn.execute(sa.select(hl7_message.c.ack, hl7_message.c.received_at)
+                                 .where(hl7_message.c.id == found.first_id)).one()
+            if replay is not None:
+                raise ReplayRefused(409, f"This message was applied meanwhile (its control id was accepted at "
+                                         f"{_utc(first.received_at)}): replaying it would change nothing.")
+            _record(conn, tenant, header, principal, text, None, found.key_id, ack_code="AA", ack=first.ack,
+                    duplicate_of=found.first_id)
             return Acknowledgement("AA", first.ack), True
         act = Act(db, tenant, conn, principal, message, header)
         HANDLERS[header.message_type](act)
         ack = messages.acknowledge(message, "AA", tenant, note=act.duplicate_note)
         # A duplicate's note is kept where a refusal's text is: the Interfaces page shows it beside the AA.
-        _record(conn, tenant, header, principal, text, replay, ack_code="AA", created=act.created, ack=ack.text,
-                error_text=act.duplicate_note)
+        _record(conn, tenant, header, principal, text, replay, found.key_id, ack_code="AA", created=act.created,
+                ack=ack.text, error_text=act.duplicate_note)
     for then in act.after_commit:
         then()
     if act.duplicates:
@@ -205,7 +209,7 @@ def _remember_refusal(db: Database, tenant: str, header: Header, principal: Prin
     error = ack.error
     try:
         with db.tenant(tenant) as conn:
-            _record(conn, tenant, header, principal, text, replay, ack_code=ack.code,
+            _record(conn, tenant, header, principal, text, replay, None, ack_code=ack.code,
                     error_code=error.code if error else None,
                     error_text=error.text(for_storage=True)[:1000] if error else None)
     except Exception as exc:
@@ -216,13 +220,14 @@ def _remember_refusal(db: Database, tenant: str, header: Header, principal: Prin
 
 
 def _record(conn: Connection, tenant: str, header: Header, principal: Principal | None, text: str,
-            replay: Replay | None, **outcome) -> uuid.UUID:
+            replay: Replay | None, key_id: str | None, **outcome) -> uuid.UUID:
     """The message's row: what was done with it (`outcome`: the ACK code, error, ids created, ACK) and, for a
-    message received, its text sealed under the tenant's data key; a replay's row points at the message
-    replayed, whose text it is, and is audited as the act of the analyst who asked for it."""
+    message received, its text sealed under the tenant's data key (`key_id`, when the caller read it: the
+    current one); a replay's row points at the message replayed, whose text it is, and is audited as the act
+    of the analyst who asked for it."""
     row_id = uuid.uuid4()
     if replay is None:
-        key = audit.tenant_key(conn, tenant)
+        key = audit.tenant_key(conn, tenant, key_id)
         outcome |= {"raw_key_id": key.key_id, "raw": keys.seal_value(key, text.encode("utf-8"), purpose=RAW_PURPOSE,
                                                                         bound_to=str(row_id))}
     else:

@@ -41,8 +41,10 @@ def applied_at(conn: Connection, message_id: uuid.UUID) -> dt.datetime | None:
 
 
 def counts_since(conn: Connection, since: dt.datetime) -> dict[str, int]:
-    """Messages acknowledged AA, AE and AR since `since` (the start of the facility's day)."""
-    rows = conn.execute(sa.select(hl7_message.c.ack_code, sa.func.count()).where(hl7_message.c.received_at >= since)
+    """Messages acknowledged AA, AE and AR since `since` (the start of the facility's day); a resend of one
+    already applied is not counted applied again."""
+    rows = conn.execute(sa.select(hl7_message.c.ack_code, sa.func.count()).where(
+        hl7_message.c.received_at >= since, hl7_message.c.duplicate_of.is_(None))
                         .group_by(hl7_message.c.ack_code)).all()
     return {code: 0 for code in ACK_CODES} | dict(rows)
 
@@ -134,10 +136,13 @@ class FeedState:
 def feed_states(conn: Connection, now: dt.datetime) -> list[FeedState]:
     """Each feed heard from in the last week, the latest heard first. A message refused before its token
     was read (an unreadable one, a revoked token) is no feed's."""
-    recent = sa.select(hl7_message.c.token_id, hl7_message.c.received_at, hl7_message.c.ack_code).where(
+    recent = sa.select(hl7_message.c.token_id, hl7_message.c.received_at, hl7_message.c.ack_code,
+                       hl7_message.c.duplicate_of).where(
         hl7_message.c.received_at >= now - FEEDS_LOOK_BACK, hl7_message.c.token_id.is_not(None)).cte("recent")
+    # A resend of a message applied long ago is the feed speaking (it counts as heard from), not one applied.
     last = sa.select(recent.c.token_id, sa.func.max(recent.c.received_at).label("last_at"),
-                     sa.func.max(recent.c.received_at).filter(recent.c.ack_code == "AA").label("applied_at")
+                     sa.func.max(recent.c.received_at).filter(recent.c.ack_code == "AA",
+                                                              recent.c.duplicate_of.is_(None)).label("applied_at")
                      ).group_by(recent.c.token_id).cte("last")
     refused = sa.select(sa.func.count()).where(
         recent.c.token_id == last.c.token_id, recent.c.ack_code != "AA",

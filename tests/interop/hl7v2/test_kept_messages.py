@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.interop.hl7v2 import feed as hl7_feed
+from appliance.interop.hl7v2 import history
 from appliance.interop.hl7v2.models import RAW_PURPOSE, hl7_message
 from appliance.substrate import audit, identity, keys
 from appliance.substrate.db import tenant_schema
@@ -184,16 +185,22 @@ def test_a_refused_replay_writes_nothing_of_the_message(db, signed_in, facility,
     assert "not applied again" in shown and ">Replay</button>" in shown  # still to put right
 
 
+def _applied_today(page: str) -> int:
+    return int(re.search(r'id="count-AA">(\d+)<', page)[1])
+
+
 def test_a_resend_after_aa_is_a_row_pointing_at_the_first(db, signed_in, facility, feed):
+    admin = signed_in("facility_admin", facility.slug)
+    applied_before = _applied_today(admin.get(f"/t/{facility.slug}/admin/interfaces").text)
     control = control_id()
     message = adt(facility.slug, "A04", _mrn(), control=control)
     [first, again] = feed(message, message)
     assert again.text == first.text
     accepted, resent = _rows(db, facility.slug, control)
     assert resent.duplicate_of == accepted.id and resent.raw is not None and accepted.duplicate_of is None
-    admin = signed_in("facility_admin", facility.slug)
     listed = admin.get(f"/t/{facility.slug}/admin/interfaces").text
     assert "resent after it was applied" in listed
+    assert _applied_today(listed) == applied_before + 1  # applied once, however often it came
     shown = admin.get(f"/t/{facility.slug}/admin/interfaces/{accepted.id}").text
     assert 'data-later="resend"' in shown and ">Replay</button>" not in shown
     refused = admin.post(f"/t/{facility.slug}/admin/interfaces/{accepted.id}/replay",
@@ -218,3 +225,15 @@ def test_a_message_whose_feed_token_was_revoked_is_not_replayed(db, policy, sign
     assert refused.status_code == 409 and "a replay runs as that feed" in refused.text
     # The page's read is audited; nothing else was written.
     assert changed(before, _all_rows(db, facility.slug)) == "audit_event +1, audit_pending +1"
+
+
+def test_the_console_does_not_take_a_resend_for_a_message_applied(db, policy, facility):
+    token = issue_token(db, policy, facility.slug, FEED_PERMISSIONS, name="resending feed")
+    message = adt(facility.slug, "A04", _mrn())
+    assert hl7_feed.handle(db, facility.slug, token, message).code == "AA"
+    assert hl7_feed.handle(db, facility.slug, token, message).code == "AA"
+    with db.tenant(facility.slug) as conn:
+        first, resent = conn.execute(sa.select(hl7_message.c.received_at, hl7_message.c.token_id).where(
+            hl7_message.c.control_id == message.split("|")[9]).order_by(hl7_message.c.received_at)).all()
+        [state] = [s for s in history.feed_states(conn, resent.received_at) if s.token_id == first.token_id]
+    assert (state.last_at, state.applied_at, state.refused_since) == (resent.received_at, first.received_at, 0)
