@@ -9,7 +9,7 @@ no clock, so the patient's Immunizations page, the list of children due or overd
 patient's portal all judge a dose one way. Each dose of each vaccine is, on the day asked:
 
 - **given**: a completed dose of that number that counts (given at or after the minimum age, and at least the
-  minimum interval after the counted dose before it);
+  minimum interval after the counted dose before it, or, where the schedule gives none, on a later day);
 - **due** from the day the child may have it until its recommended day; **overdue** after that;
 - **not yet due**: too young, or the dose before it not given yet (the interval runs from that one);
 - **no longer given**: missing at the vaccine's age limit.
@@ -310,6 +310,11 @@ def _too_early(birth: dt.date, number: int, rule: DoseRule, previous: dt.date | 
     if given_on < rule.min_age.after(birth):
         return (f"given at {_age_words(birth, given_on)} of age, younger than the minimum age of "
                 f"{rule.min_age.words()}")
+    # A dose on or before the day of the dose before it is no later dose of the series, whether or not the
+    # schedule gives the dose an interval (a ministry may leave one out, as the shipped measles dose 2 does).
+    if previous is not None and given_on <= previous:
+        return (f"given {'on the same day as' if given_on == previous else 'before'} dose {number - 1}, "
+                f"given on {previous.isoformat()}")
     if previous is not None and rule.min_interval is not None and given_on < rule.min_interval.after(previous):
         days = (given_on - previous).days
         return (f"given {days} day{'' if days == 1 else 's'} after dose {number - 1}, sooner than the minimum "
@@ -340,8 +345,9 @@ def evaluate_vaccine(vaccine: Vaccine, birth: dt.date, recorded: Sequence[Record
         declined = max((d for d in mine if d.dose_number == number and d.status == "not_done"),
                        key=lambda d: d.given_on, default=None)
         earliest = rule.min_age.after(birth)
-        if previous is not None and rule.min_interval is not None:
-            earliest = max(earliest, rule.min_interval.after(previous))
+        if previous is not None:
+            interval = rule.min_interval or Span(1, "d")  # at the least the day after the dose before it
+            earliest = max(earliest, interval.after(previous))
         recommended = max(rule.recommended_age.after(birth), earliest)
         common = {"vaccine": vaccine.code, "vaccine_name": vaccine.name, "dose_number": number,
                   "doses": vaccine.doses, "no_later_than": limit, "attempts": tuple(attempts)}

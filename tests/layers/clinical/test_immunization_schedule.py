@@ -105,6 +105,23 @@ def test_a_late_dose_moves_the_next_one_and_a_repeat_or_campaign_dose_counts_for
         ("not_yet_due", dt.date(2025, 5, 30), dt.date(2025, 5, 30))
 
 
+def test_a_dose_without_an_interval_falls_due_after_the_dose_before_it_never_on_its_day_or_before(schedule):
+    # Measles dose 2 has no minimum interval in the shipped file. Dose 1 given late, on 10 December 2025 (nine
+    # months was 31 October): dose 2 is due from the day after, not from nine months, before dose 1 was given.
+    recorded = [dose("MCV", 1, dt.date(2025, 12, 10))]
+    mcv2 = states(evaluate(schedule, BORN, recorded, dt.date(2025, 12, 10)))["MCV", 2]
+    assert (mcv2.state, mcv2.due_from) == ("not_yet_due", dt.date(2025, 12, 11))
+    # A dose 2 recorded on dose 1's day, or before it, is no second dose: listed, not counted, still owed.
+    for day, said in ((dt.date(2025, 12, 10), "on the same day as"), (dt.date(2025, 11, 20), "before")):
+        found = states(evaluate(schedule, BORN, [*recorded, dose("MCV", 2, day)], dt.date(2026, 1, 5)))["MCV", 2]
+        assert (found.state, found.due_from) == ("due", dt.date(2025, 12, 11))
+        assert found.attempts[0].why == f"too early: does not count (given {said} dose 1, given on 2025-12-10)"
+    # With an interval too, a dose before the one before it is said so, not "given -7 days after dose 1".
+    penta = [dose("PENTA", 1, dt.date(2025, 3, 27)), dose("PENTA", 2, dt.date(2025, 3, 20))]
+    penta2 = states(evaluate(schedule, BORN, penta, dt.date(2025, 4, 1)))["PENTA", 2]
+    assert penta2.attempts[0].why == "too early: does not count (given before dose 1, given on 2025-03-27)"
+
+
 def test_a_dose_not_given_keeps_its_reason_and_stays_owed_until_the_age_limit(schedule):
     recorded = [dose("ROTA", 1, dt.date(2025, 3, 14), "not_done", "out_of_stock")]
     at_two_months = states(evaluate(schedule, BORN, recorded, dt.date(2025, 4, 1)))["ROTA", 1]
