@@ -110,7 +110,8 @@ def vaccination_card(state: State, request: Request) -> VaccinationCardOut:
             f"{day:%d %B %Y} at {facility}" for day, facility in sorted(births.items())) +
             f"): this card counts from {born:%d %B %Y}. Ask the front desk to correct the wrong one.")
     statuses = evaluate(schedule, born, [RecordedDose(d["id"], d["vaccine"], d["dose_number"], d["given_on"],
-                                                      d["status"], d["not_done_reason"]) for d in doses], today)
+                                                      d["status"], d["not_done_reason"], d["expiry_date"])
+                                         for d in doses], today)
     traced = today < schedule.trace_until.after(born) and not deceased
     return VaccinationCardOut(
         shown=True, born=born, today=today, traced=traced, note=note,

@@ -213,3 +213,16 @@ def test_no_one_else_reaches_the_card(db, app, policy, signed_in, token_client, 
     theirs = _patient_client(db, app, email).get("/api/me/immunizations")
     assert theirs.status_code == 200 and theirs.json()["doses"] == [] and "Baraka" not in theirs.text
     assert "No facility on this appliance holds a record" in theirs.json()["note"]
+
+
+def test_a_dose_from_an_expired_lot_reads_as_not_counting_and_still_owed(db, app, settings, two_facilities, baby):
+    """Last in the module: it adds a dose to Baraka's card. The rotavirus dose the health centre gave from a lot
+    that expired the day before is on the card, saying it does not count and why; the dose is still owed."""
+    _, centre = two_facilities
+    with db.tenant(centre.slug) as conn:
+        _dose(conn, _nurse(centre.slug), settings, baby["charts"][centre.slug], 0, vaccine="ROTA", dose_number=1,
+              expiry_date=dt.date.today() - dt.timedelta(days=1))
+    card = _patient_client(db, app, baby["email"]).get("/api/me/immunizations").json()
+    rota = next(d for d in card["doses"] if d["vaccine"] == "ROTA")
+    assert rota["counts"] is False and rota["why_not"].startswith("from an expired lot: does not count")
+    assert ("ROTA", 1) in {(s["vaccine"], s["dose_number"]) for s in card["due"]}

@@ -75,7 +75,7 @@ def given_on(occurred_at: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.date:
 
 def _recorded(rows: Sequence[dict], tz: zoneinfo.ZoneInfo) -> list[RecordedDose]:
     return [RecordedDose(r["id"], r["vaccine"], r["dose_number"], given_on(r["occurred_at"], tz), r["status"],
-                         r["not_done_reason"]) for r in rows]
+                         r["not_done_reason"], r["expiry_date"]) for r in rows]
 
 
 def next_dose_number(vaccine: Vaccine, birth: dt.date, rows: Sequence[dict], today: dt.date,
@@ -195,8 +195,8 @@ def _outcome(conn: Connection, principal: Principal, appended: record.Entry, sch
 
 def record_dose(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ImmunizationIn, *,
                 schedule: Schedule, today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
-    """Record one dose, given or not done. A dose given before its minimum age or interval is recorded (the child
-    did get it) and the answer says it does not count and the dose stays due."""
+    """Record one dose, given or not done. A dose given before its minimum age or interval, or from an expired lot, is
+    recorded (the child did get it) and the answer says it does not count and the dose stays due."""
     child = service.patient_of(conn, patient_id)
     service.require_chart(conn, patient_id, data.encounter_id)
     day = _check(conn, patient_id, data, schedule, child["birth_date"], today, tz)

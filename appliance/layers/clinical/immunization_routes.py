@@ -76,8 +76,8 @@ class ImmunizationController(Controller):
         """Record one dose: given here (`source` administered) or read from the child's card or another facility
         (historical), or due and not given (`status` not_done, with `not_done_reason`). Refused (422, naming the
         field): a vaccine not in the schedule, a dose number beyond its series, a day in the future or before
-        birth, not done without a reason. A dose given before its minimum age or interval is recorded, and the
-        answer says it does not count (`counts` false, `detail` why) and the dose stays due."""
+        birth, not done without a reason. A dose given before its minimum age or interval, or from an expired lot, is
+        recorded, and the answer says it does not count (`counts` false, `detail` why) and the dose stays due."""
         tz = facility_timezone(state.db, tenant)
         with opened_chart(state, request, tenant) as conn:
             return ImmunizationRecorded.model_validate(immunization.record_dose(

@@ -15,9 +15,11 @@ patient's portal all judge a dose one way. Each dose of each vaccine is, on the 
 - **no longer given**: missing at the vaccine's age limit.
 
 A dose given too early is recorded (the child did get it) and listed against its dose, "too early: does not
-count", with the reason; the dose stays due. A dose recorded without a number (a campaign or an extra dose)
-counts for no dose of the series. An age in months is counted as the rest of the appliance counts it
-(appliance/substrate/age.py): a child born on 31 January is one month old on 1 March.
+count", with the reason; the dose stays due. So is a dose from a lot past its expiry date (given after the day
+the lot's expiry names), "from an expired lot: does not count": the ACIP's *General Best Practice Guidelines for
+Immunization* count a dose of expired vaccine as not valid, to be repeated. A dose recorded without a number (a
+campaign or an extra dose) counts for no dose of the series. An age in months is counted as the rest of the
+appliance counts it (appliance/substrate/age.py): a child born on 31 January is one month old on 1 March.
 """
 
 from __future__ import annotations
@@ -258,6 +260,7 @@ class RecordedDose:
     given_on: dt.date
     status: str = "completed"  # completed, not_done
     not_done_reason: str | None = None
+    expiry_date: dt.date | None = None  # of the lot, where recorded
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,10 @@ def evaluate_vaccine(vaccine: Vaccine, birth: dt.date, recorded: Sequence[Record
         counted: dt.date | None = None
         for dose in completed:
             early = _too_early(birth, number, rule, previous, dose.given_on)
+            expired = dose.expiry_date is not None and dose.given_on > dose.expiry_date
             why = (f"too early: does not count ({early})" if early else
+                   f"from an expired lot: does not count (the lot expired on {dose.expiry_date.isoformat()}, "
+                   f"before the dose's day)" if expired else
                    f"a repeat: dose {number} was already given on {counted.isoformat()}" if counted else None)
             attempts.append(Attempt(dose.entry_id, dose.given_on, why is None, why))
             if why is None:

@@ -1068,7 +1068,8 @@ class DoseAttemptOut(_Out):
     entry_id: uuid.UUID
     given_on: dt.date
     counts: bool
-    why: str | None = Field(description="why it does not count: too early (minimum age or interval), or a repeat")
+    why: str | None = Field(description="why it does not count: too early (minimum age or interval), from an expired "
+                                        "lot, or a repeat")
 
 
 class DoseStatusOut(_Out):

@@ -77,6 +77,25 @@ def test_a_dose_too_early_is_recorded_but_does_not_count_and_stays_due(api, db, 
     assert [(a["given_on"], a["counts"]) for a in pcv1["attempts"]] == [(at_three_weeks, False)]
 
 
+def test_a_dose_from_an_expired_lot_is_recorded_but_does_not_count_and_stays_owed(api, db, facility, clinician, today):
+    with db.tenant(facility.slug) as conn:
+        baby = new_patient(conn, clinician, family_name="Atieno", given_names="Zuri", sex="female",
+                           birth_date=today - dt.timedelta(days=50))["id"]
+    base = f"{API.format(tenant=facility.slug)}/patients/{baby}/immunizations"
+    expired = (today - dt.timedelta(days=1)).isoformat()
+    given = api.post(base, json={"vaccine": "ROTA", "dose_number": 1, "lot_number": "RV-0031", "expiry_date": expired})
+    assert given.status_code == 201, given.text
+    body = given.json()
+    assert body["counts"] is False and body["immunization"]["expiry_date"] == expired
+    assert body["detail"].startswith(f"Recorded, but from an expired lot: does not count (the lot expired on "
+                                     f"{expired}, before the dose's day): Rotavirus vaccine, dose 1 is still overdue")
+    rota1 = _slot(api.get(base).json()["schedule"], "ROTA", 1)
+    assert rota1["state"] == "overdue" and rota1["given_on"] is None
+    # Given again from a lot in date (its last day is a day it may be given), it counts.
+    again = api.post(base, json={"vaccine": "ROTA", "dose_number": 1, "expiry_date": today.isoformat()})
+    assert again.json()["counts"] is True
+
+
 @pytest.mark.parametrize(("sent", "field", "said"), [
     ({"vaccine": "YELLOW"}, "vaccine", "'YELLOW' is not a vaccine of the immunization schedule; it has BCG, "),
     ({"vaccine": "ROTA", "dose_number": 3}, "dose_number",

@@ -122,6 +122,16 @@ def test_a_dose_without_an_interval_falls_due_after_the_dose_before_it_never_on_
     assert penta2.attempts[0].why == "too early: does not count (given before dose 1, given on 2025-03-27)"
 
 
+def test_a_dose_from_a_lot_past_its_expiry_does_not_count_and_the_dose_stays_due(schedule):
+    expired = dataclasses.replace(dose("PENTA", 1, dt.date(2025, 3, 14)), expiry_date=dt.date(2025, 3, 13))
+    penta1 = states(evaluate(schedule, BORN, [expired], dt.date(2025, 3, 14)))["PENTA", 1]
+    assert (penta1.state, penta1.given_on) == ("due", None)
+    assert penta1.attempts[0].why == ("from an expired lot: does not count (the lot expired on 2025-03-13, before the "
+                                      "dose's day)")
+    on_its_last_day = dataclasses.replace(expired, expiry_date=dt.date(2025, 3, 14))
+    assert states(evaluate(schedule, BORN, [on_its_last_day], dt.date(2025, 3, 14)))["PENTA", 1].state == "given"
+
+
 def test_a_dose_not_given_keeps_its_reason_and_stays_owed_until_the_age_limit(schedule):
     recorded = [dose("ROTA", 1, dt.date(2025, 3, 14), "not_done", "out_of_stock")]
     at_two_months = states(evaluate(schedule, BORN, recorded, dt.date(2025, 4, 1)))["ROTA", 1]
