@@ -177,8 +177,10 @@ def _outcome(conn: Connection, principal: Principal, appended: record.Entry, sch
     slot = next((s for s in statuses if s.dose_number == written["dose_number"]), None)
     if written["status"] == "not_done":
         counts = None
+        standing = (f"was given on {slot.given_on.isoformat()}" if slot and slot.given_on else
+                    f"is still {slot.state.replace('_', ' ') if slot else 'owed'}")
         said = (f"Recorded as not given ({NOT_DONE_WORDS[written['not_done_reason']]}); "
-                f"{slot.label if slot else vaccine.name} is still {slot.state.replace('_', ' ') if slot else 'owed'}.")
+                f"{slot.label if slot else vaccine.name} {standing}.")
     elif attempt is None or slot is None:
         counts = None
         said = f"Recorded as a campaign or extra dose of {vaccine.name}: it counts for no dose of the series."

@@ -91,9 +91,14 @@ def test_a_dose_from_an_expired_lot_is_recorded_but_does_not_count_and_stays_owe
                                      f"{expired}, before the dose's day): Rotavirus vaccine, dose 1 is still overdue")
     rota1 = _slot(api.get(base).json()["schedule"], "ROTA", 1)
     assert rota1["state"] == "overdue" and rota1["given_on"] is None
-    # Given again from a lot in date (its last day is a day it may be given), it counts.
+    # Given again from a lot in date (its last day is a day it may be given), it counts; a "not given" recorded
+    # of it after that says it was given, not that it is "still given".
     again = api.post(base, json={"vaccine": "ROTA", "dose_number": 1, "expiry_date": today.isoformat()})
     assert again.json()["counts"] is True
+    declined = api.post(base, json={"vaccine": "ROTA", "dose_number": 1, "status": "not_done",
+                                    "not_done_reason": "child_unwell"})
+    assert declined.json()["detail"] == (f"Recorded as not given (the child was unwell); Rotavirus vaccine, dose 1 "
+                                         f"was given on {today.isoformat()}.")
 
 
 @pytest.mark.parametrize(("sent", "field", "said"), [
