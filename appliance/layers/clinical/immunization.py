@@ -253,12 +253,12 @@ _LIVING = sa.text("NOT EXISTS (SELECT 1 FROM control.subject_death_of(patient.su
 def due_list(conn: Connection, principal: Principal, *, schedule: Schedule, today: dt.date,
              tz: zoneinfo.ZoneInfo, only: str | None = None, limit: int = DUE_LIMIT) -> dict:
     """The facility's living children younger than the schedule's `trace_until` with a dose due or overdue (`only`:
-    "due" or "overdue" keeps those), longest overdue first: name, MRN, age and each dose outstanding, with when
-    it fell due or overdue. Each child listed is audited as read."""
+    "due" or "overdue" keeps those), longest overdue first: name, MRN, age, the phone and next of kin to trace them
+    by, and each dose outstanding, with when it fell due or overdue. Each child listed is audited as read."""
     oldest = today - dt.timedelta(days=int(schedule.trace_until.approx_days) + 2)
     children = [dict(r) for r in conn.execute(
         sa.select(patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.birth_date,
-                  patient.c.sex)
+                  patient.c.sex, patient.c.phone, patient.c.next_of_kin)
         .where(patient.c.birth_date > oldest, patient.c.birth_date <= today, _LIVING)
         .order_by(patient.c.birth_date.desc())).mappings()]
     children = [c for c in children if today < schedule.trace_until.after(c["birth_date"])]

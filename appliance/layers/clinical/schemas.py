@@ -1107,6 +1107,12 @@ class ImmunizationRecorded(_Out):
     schedule: list[DoseStatusOut] = Field(description="the vaccine's doses on the schedule now")
 
 
+class NextOfKinOut(_Out):
+    name: str
+    relationship: str
+    phone: str | None = None
+
+
 class DueChildOut(_Out):
     patient_id: uuid.UUID
     mrn: str
@@ -1115,6 +1121,8 @@ class DueChildOut(_Out):
     birth_date: dt.date
     sex: str
     age: str
+    phone: str | None = Field(description="the phone on the child's registration (often a parent's)")
+    next_of_kin: list[NextOfKinOut] = Field(description="as registered: the parents or carers to trace the child by")
     overdue_since: dt.date | None
     doses: list[DoseStatusOut]
 

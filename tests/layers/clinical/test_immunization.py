@@ -29,7 +29,9 @@ def child(db, facility, clinician, today) -> dict:
     """A girl seven weeks and a day old (50 days): BCG, the birth dose and the six-week doses are owed."""
     with db.tenant(facility.slug) as conn:
         found = new_patient(conn, clinician, family_name="Wanjiru", given_names="Amani", sex="female",
-                            birth_date=today - dt.timedelta(days=50))
+                            birth_date=today - dt.timedelta(days=50), phone="+254722000111",
+                            next_of_kin=[{"name": "Grace Wanjiru", "relationship": "mother",
+                                          "phone": "+254733000222"}])
     return {"id": found["id"], "born": today - dt.timedelta(days=50)}
 
 
@@ -181,6 +183,10 @@ def test_the_children_due_list_names_each_child_owed_a_dose_and_audits_them(api,
     assert listed.status_code == 200, listed.text
     mine = next(c for c in listed.json()["children"] if c["patient_id"] == str(child["id"]))
     assert mine["age"] == "1 mo" and mine["family_name"] == "Wanjiru"
+    # Whom to call: the registration's phone and next of kin (the list is the one a vaccinator traces from).
+    assert (mine["phone"], mine["next_of_kin"]) == ("+254722000111", [{"name": "Grace Wanjiru",
+                                                                       "relationship": "mother",
+                                                                       "phone": "+254733000222"}])
     assert {(d["vaccine"], d["state"]) for d in mine["doses"]} >= {("HEPB_BD", "overdue"), ("PCV", "overdue")}
     assert mine["overdue_since"] == (child["born"] + dt.timedelta(days=1)).isoformat()  # the birth dose's
     overdue_only = api.get(f"{API.format(tenant=facility.slug)}/immunizations/due", params={"state": "overdue"})
