@@ -77,10 +77,10 @@ DOSE_STATES = {"due": ("due", "status-planned"), "due_now": ("due now", "status-
                "refused": ("refused", "flag-high"), "missed": ("missed", "flag-critical")}
 OBSERVATION_FIELDS = ["respiratory_rate", "spo2_percent", "spo2_scale", "supplemental_oxygen", "oxygen_l_min",
                       "systolic_mmhg", "diastolic_mmhg", "heart_rate_bpm", "consciousness", "temperature_c",
-                      "muac_mm", "oedema", "encounter_id"]
-# A child's screening for acute malnutrition, taken with the observations: mid-upper-arm circumference in mm
-# and bilateral pitting oedema, absent or its grade, as the clinic's arrival form takes them
-# (portal.OEDEMA_CHOICES).
+                      "weight_kg", "muac_mm", "oedema", "encounter_id"]
+# A child's weight and screening for acute malnutrition, taken with the observations: the weight a sick child's
+# feeds, fluids and growth chart are read by, mid-upper-arm circumference in mm and bilateral pitting oedema,
+# absent or its grade, as the clinic's arrival form takes them (portal.OEDEMA_CHOICES).
 MUAC_HINT = (f"Read against the acute malnutrition cut-offs from {growth.ACUTE_FROM_MONTHS} to "
              f"{growth.ACUTE_TO_MONTHS} months: under {growth.MUAC_SEVERE_BELOW_MM} mm severe, "
              f"{growth.MUAC_SEVERE_BELOW_MM}–{growth.MUAC_MODERATE_BELOW_MM - 1} mm moderate.")
@@ -406,9 +406,11 @@ def _trend_since(encounters: list[dict], now: dt.datetime) -> dt.datetime | None
     return min(stays) - TREND_BEFORE_STAY if stays else None
 
 
-# What the observation chart's columns show (a child's screening with them): a set with none of it is not a row.
+# What the observation chart's columns show (a child's weight and screening with them): a set with none of it is
+# not a row.
 CHARTED = ("respiratory_rate", "spo2_percent", "supplemental_oxygen", "systolic_mmhg", "diastolic_mmhg",
            "heart_rate_bpm", "consciousness", "temperature_c", "muac_mm", "oedema")
+CHARTED_OF_A_CHILD = (*CHARTED, "weight_kg")
 
 
 def _observations_context(db: Database, principal: Principal, tenant: str, patient_id: uuid.UUID) -> dict:
@@ -429,9 +431,11 @@ def _observations_context(db: Database, principal: Principal, tenant: str, patie
     overdue = minutes_since(due, now) if due and due < now else 0
     adult = not service.is_child(top["patient"]["birth_date"], clock.today)
     scored = [r for r in rows if r["news2"]]
-    # The chart's rows are sets of observations: a weight (or height) alone, taken with none of them, was an
-    # empty row among the sets; it is on the chart summary's tiles and its weight chart.
-    shown = [r | {"marks": chart_marks(r)} for r in rows if any(r[name] is not None for name in CHARTED)][:30]
+    # The chart's rows are sets of observations: an adult's weight (or height) alone, taken with none of them, was
+    # an empty row among the sets; it is on the chart summary's tiles and its weight chart. A child's chart has a
+    # weight column: the ward weighs a sick child with the observations.
+    charted = CHARTED if adult else CHARTED_OF_A_CHILD
+    shown = [r | {"marks": chart_marks(r)} for r in rows if any(r[name] is not None for name in charted)][:30]
     trend_since = _trend_since(top["open_encounters"], now)
     trend = [r for r in rows if trend_since is None or r["occurred_at"] >= trend_since]
     return {**top, "rows": shown, "latest": scored[0] if scored else None, "exclusion": exclusion,

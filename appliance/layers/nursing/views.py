@@ -31,8 +31,8 @@ vital_signs = sa.table(
     "vital_signs", sa.column("entry_id"), sa.column("systolic_mmhg"), sa.column("diastolic_mmhg"),
     sa.column("heart_rate_bpm"), sa.column("respiratory_rate"), sa.column("temperature_c"),
     sa.column("spo2_percent"), sa.column("consciousness"), sa.column("supplemental_oxygen"),
-    sa.column("oxygen_l_min"), sa.column("spo2_scale"), sa.column("muac_mm"), sa.column("oedema"),
-    sa.column("oedema_grade"),
+    sa.column("oxygen_l_min"), sa.column("spo2_scale"), sa.column("weight_kg"), sa.column("muac_mm"),
+    sa.column("oedema"), sa.column("oedema_grade"),
 )
 medication_request = sa.table(
     "medication_request", sa.column("entry_id"), sa.column("drug"), sa.column("dose"), sa.column("dose_unit"),

@@ -462,6 +462,29 @@ def test_a_childs_graded_oedema_is_charted_with_its_grade_and_counted_severe_by_
     assert {what: after[what] - before[what] for what in after} == {"nutrition_screened": 1, "sam_cases": 1}
 
 
+def test_a_sick_child_is_weighed_on_the_wards_form_and_the_growth_chart_reads_the_weight(
+        db, signed_in, token_client, facility, clinician):
+    """A girl of 20 months admitted with diarrhoea is weighed on the ward each morning (her feeds and fluids go by
+    the kilogram): the ward's form takes the weight, alone if that is all that was taken; it is a row of the
+    observation chart and the growth API reads it against the WHO standards."""
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, clinician, family="Njeri", given="Wambui", born=dt.date.today() - dt.timedelta(days=610))
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = f"/t/{facility.slug}/patients/{child['id']}/observations"
+    form = nurse.get(page).text.split('class="form vitals-form"')[1].split("</form>")[0]
+    assert 'name="weight_kg"' in form
+    refused = post_form(nurse, page, page, {"weight_kg": "890", "heart_rate_bpm": "132"})  # grams typed as kg
+    assert refused.status_code == 422 and "400" in refused.text.split('id="weight_kg-error"')[1][:200]
+    assert 'value="132"' in refused.text.split('class="form vitals-form"')[1].split("</form>")[0]  # the rest kept
+    saved = post_form(nurse, page, page, {"weight_kg": "8.9", "encounter_id": str(child["encounter_id"])})
+    assert saved.status_code == 303, saved.text
+    chart = nurse.get(page).text.split('class="list compact obs-chart"')[1]
+    assert '<th scope="col">Weight</th>' in chart and "8.9 kg" in chart.split("</tr>")[1]
+    latest = token_client(facility.slug, role="clinician").get(
+        f"/api/t/{facility.slug}/patients/{child['id']}/growth").json()["latest"]
+    assert latest["weight_kg"] == "8.9" and latest["weight_for_age"]["band"] == "underweight"
+
+
 def test_an_adults_form_takes_no_muac_and_refuses_one_sent(db, signed_in, facility, clinician, ward_patients):
     nurse = signed_in("nurse", facility.slug, ward="GEN")
     calm = ward_patients["calm"]
