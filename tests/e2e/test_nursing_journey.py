@@ -183,6 +183,13 @@ def test_a_ward_doctor_reconciles_the_medicines_a_patient_came_in_on(browser, li
     page.get_by_role("link", name="Medications given").click()
     assert "Amlodipine 5 mg oral" in page.locator("article.mar-line").first.inner_text()
     assert page.locator("#came-in-on").count() == 0
+    # A doctor tied to no ward picks the ward on her phone: the picker's Show sat past the screen's edge, the page
+    # dragged sideways; it wraps under the ward's name now.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{live_server}/t/{clinic.slug}/ward?ward_code=MAT")
+    show = page.locator("form.inline-form").get_by_role("button", name="Show").bounding_box()
+    assert show is not None and show["x"] + show["width"] <= 390, show
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
     watch.assert_clean(provoked={422})
 

@@ -131,7 +131,7 @@ def test_the_round_offers_the_worklists_ward_picker_to_whoever_is_not_held_to_on
     clinician = signed_in("clinician", facility.slug)
     for page in ("/ward", "/ward/round"):
         shown = clinician.get(f"/t/{facility.slug}{page}?ward_code=MAT").text
-        picker = shown.split('<form method="get" action="/t/' + facility.slug + page + '" class="inline-form">')[1]
+        picker = shown.split('<form method="get" action="/t/' + facility.slug + page + '" class="inline-form wrap">')[1]
         picker = picker.split("</form>")[0]
         assert '<label for="ward_code">Ward</label>' in picker and ">Casualty · 0 patients</option>" in picker
         assert re.search(r'<option value="MAT" selected>Maternity ward · \d+ patients?</option>', picker)
