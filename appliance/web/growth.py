@@ -102,6 +102,7 @@ def growth_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
         found = growth.growth(conn, request.user, patient_id, today=clock.today, tz=clock.tz)
     return page(request, "growth/growth.html", active="patients", patient_id=patient_id, tab="summary",
                 growth=found, charts=growth_charts(found, clock), status_words=growth.ACUTE_STATUS_WORDS,
+                latest_measured=growth.measurements_line(found["latest"]) if found["latest"] else None,
                 **top, **HELPERS)
 
 

@@ -80,6 +80,24 @@ def test_the_chart_shows_the_growth_line_and_the_growth_page_draws_the_who_lines
     assert "<script" not in section and "style=" not in section  # drawn on the server; CSP: nothing inline
 
 
+def test_the_growth_page_heads_with_each_index_and_its_band_not_the_acute_status_alone(signed_in, db, facility,
+                                                                                      person_factory):
+    """A girl of 13 months weighing 6.1 kg, her MUAC 134 mm: no acute malnutrition, and underweight. The page's
+    headline said "No acute malnutrition" alone; the latest measurements follow it, each index with its band, as the
+    chart summary gives them."""
+    author = person_factory("clinician", facility.slug)
+    principal = Principal(account_id=author.account_id, kind="staff", display_name="Dr Growth",
+                          tenant=facility.slug, role="clinician")
+    with db.tenant(facility.slug) as conn:
+        girl = _register(conn, principal, "Wanjiru", dt.date.today() - dt.timedelta(days=400))
+        service.record_vitals(conn, principal, girl, VitalSignsIn(weight_kg=Decimal("6.1"), muac_mm=134))
+    page = signed_in("clinician", facility.slug).get(f"/t/{facility.slug}/patients/{girl}/growth")
+    assert page.status_code == 200, page.text
+    assert "<strong>No acute malnutrition</strong>" in page.text.split('id="growth-status"')[1].split("</p>")[0]
+    latest = page.text.split('id="growth-latest"')[1].split("</p>")[0]
+    assert re.search(r": WAZ -\d\.\d \((severely )?underweight\), MUAC 134 mm$", latest), latest
+
+
 def test_another_facilitys_session_a_guessed_id_and_an_adult_are_refused(signed_in, facility, elsewhere, patients):
     intruder = signed_in("clinician", elsewhere.slug)
     taken = intruder.get(f"/t/{facility.slug}/patients/{patients['girl']}/growth")

@@ -234,9 +234,9 @@ def assess_point(subject: Subject, row: dict, tz: zoneinfo.ZoneInfo) -> dict:
             "acute_malnutrition": status, "criteria": criteria}
 
 
-def summary_line(point: dict) -> str:
-    """The chart summary's line for a child under five, e.g. "WAZ -2.4 (underweight), HAZ -1.1 (normal),
-    MUAC 112 mm: severe acute malnutrition"."""
+def measurements_line(point: dict) -> str:
+    """One set of measurements in words, each index with its WHO band: "WAZ -2.4 (underweight), HAZ -1.1
+    (normal), MUAC 112 mm"."""
     parts = []
     for measure, (_, abbreviation) in MEASURES.items():
         index = point[measure]
@@ -247,7 +247,13 @@ def summary_line(point: dict) -> str:
     if point["oedema"]:
         grade = OEDEMA_GRADES.get(point["oedema_grade"])
         parts.append(f"bilateral oedema {grade[0]}" if grade else "bilateral oedema")
-    line = ", ".join(parts) or "No weight, height or MUAC in the latest measurements"
+    return ", ".join(parts) or "No weight, height or MUAC in the latest measurements"
+
+
+def summary_line(point: dict) -> str:
+    """The chart summary's line for a child under five, e.g. "WAZ -2.4 (underweight), HAZ -1.1 (normal),
+    MUAC 112 mm: severe acute malnutrition"."""
+    line = measurements_line(point)
     if point["acute_malnutrition"]:
         line += f": {ACUTE_STATUS_WORDS[point['acute_malnutrition']]}"
     return line
