@@ -16,7 +16,7 @@ import pytest
 from litestar.testing import TestClient
 
 from appliance.layers.clinical import death, immunization
-from appliance.layers.clinical.immunization_schedule import load_schedule
+from appliance.layers.clinical.immunization_schedule import Span, load_schedule
 from appliance.layers.clinical.schemas import DeathIn, ImmunizationIn
 from appliance.layers.patient.release import ReleasePolicyError, load_release_rules
 from appliance.substrate import audit, identity
@@ -127,6 +127,33 @@ def test_the_card_page(db, app, two_facilities, baby):
     assert hospital.name in doses and centre.name in doses and "not given: the caregiver refused" in doses
     assert 'data-vaccine="MCV"' not in doses
     assert "<script" not in page.text.split("<main")[1]  # CSP: no inline script
+
+
+def test_a_dose_in_its_window_says_by_when_not_only_since_when(db, app, policy, settings, two_facilities):
+    """Amani, 13 months, had her first measles dose late, at ten months: the second may be given from the day after
+    it, and the programme gives it at 15 months. Her card said "due since" the first day it may be given, as if she
+    were late; it says the day it is due by, and from when it may be given."""
+    hospital, _ = two_facilities
+    born = dt.date.today() - dt.timedelta(days=400)
+    with db.tenant(hospital.slug) as conn:
+        chart = new_patient(conn, _nurse(hospital.slug), family_name="Akinyi", given_names="Amani", sex="female",
+                            birth_date=born)["id"]
+        _dose(conn, _nurse(hospital.slug), settings, chart, 100, vaccine="MCV", dose_number=1)
+    with db.control() as conn:
+        subject = identity.match_or_create_subject(conn, family_name="Akinyi", given_names="Amani",
+                                                   national_id=f"IMM-{uuid.uuid4().hex[:8]}").subject_id
+        email = f"amani-{uuid.uuid4().hex[:6]}@example.org"
+        identity.create_account(conn, policy, kind="patient", email=email, display_name="Amani Akinyi",
+                                role="patient", subject_id=subject)
+        identity.note_facility(conn, subject, hospital.slug)
+    with db.tenant(hospital.slug) as conn:
+        conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, chart))
+    page = _patient_client(db, app, email).get("/me/immunizations").text
+    mcv2 = page.split('data-vaccine="MCV" data-dose="2"')[1].split("</li>")[0]
+    fifteen_months = Span.parse("15m").after(born)
+    first_day = dt.date.today() - dt.timedelta(days=99)
+    assert f"due by {fifteen_months:%d %b %Y}" in mcv2 and f"may be given from {first_day:%d %b %Y}" in mcv2
+    assert "since" not in mcv2
 
 
 def test_the_release_rules_can_keep_vaccinations_off_the_portal(db, app, baby, tmp_path):
