@@ -38,7 +38,7 @@ def baby(db, facility, person_factory) -> dict:
     with db.tenant(facility.slug) as conn:
         found = service.register_patient(conn, principal, PatientIn.model_validate(
             {"family_name": "Kiprono", "given_names": "Baraka", "birth_date": born, "sex": "male",
-             "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}],
+             "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}], "phone": "+254711000333",
              "next_of_kin": [{"name": "Chebet Kiprono", "relationship": "mother", "phone": "+254711000333"}]}))
         service.open_encounter(conn, principal, found["id"], EncounterIn(encounter_class="outpatient"))
     return {"id": found["id"], "born": born, "path": f"/t/{facility.slug}/patients/{found['id']}/immunizations"}
@@ -97,9 +97,9 @@ def test_the_children_due_list_names_the_child_and_a_registrar_sees_neither_page
     listed = nurse.get(f"/t/{facility.slug}/immunizations/due", params={"state": "overdue"})
     assert listed.status_code == 200, listed.text
     assert f'id="child-{baby["id"]}"' in listed.text and "KIPRONO" in listed.text
-    # Whom to call, on the row: the mother on the registration (no phone of the child's own: nothing before her).
+    # Whom to call, on the row: the registration's phone, and the mother (her number, the same, not said twice).
     row = listed.text.split(f'id="child-{baby["id"]}"')[1].split("</tr>")[0]
-    assert '<p class="small trace">Chebet Kiprono (mother), +254711000333</p>' in row
+    assert '<p class="small trace">+254711000333 · Chebet Kiprono (mother)</p>' in row
     assert nurse.get(f"/t/{facility.slug}/immunizations/due", params={"state": "late"}).status_code == 400
     registrar = signed_in("registrar", facility.slug)
     for path in (baby["path"], f"/t/{facility.slug}/immunizations/due"):
