@@ -139,16 +139,7 @@ def test_a_dose_in_its_window_says_by_when_not_only_since_when(db, app, policy, 
         chart = new_patient(conn, _nurse(hospital.slug), family_name="Akinyi", given_names="Amani", sex="female",
                             birth_date=born)["id"]
         _dose(conn, _nurse(hospital.slug), settings, chart, 100, vaccine="MCV", dose_number=1)
-    with db.control() as conn:
-        subject = identity.match_or_create_subject(conn, family_name="Akinyi", given_names="Amani",
-                                                   national_id=f"IMM-{uuid.uuid4().hex[:8]}").subject_id
-        email = f"amani-{uuid.uuid4().hex[:6]}@example.org"
-        identity.create_account(conn, policy, kind="patient", email=email, display_name="Amani Akinyi",
-                                role="patient", subject_id=subject)
-        identity.note_facility(conn, subject, hospital.slug)
-    with db.tenant(hospital.slug) as conn:
-        conn.exec_driver_sql("UPDATE patient SET subject_id = %s WHERE id = %s", (subject, chart))
-    page = _patient_client(db, app, email).get("/me/immunizations").text
+    page = _portal_of(db, app, policy, hospital.slug, chart, "Akinyi", "Amani").get("/me/immunizations").text
     mcv2 = page.split('data-vaccine="MCV" data-dose="2"')[1].split("</li>")[0]
     fifteen_months = Span.parse("15m").after(born)
     first_day = dt.date.today() - dt.timedelta(days=99)
