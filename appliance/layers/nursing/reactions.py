@@ -8,7 +8,8 @@ task or its cancellation exists the moment the act does, or not at all.
   NEWS2's SpO2 scale 2 is refused (422), with the whole write, as is a MUAC or an oedema finding of anyone
   but a child (`service.refuse_adult_screening`).
 - `news2`, `meows`, `pews` → for a patient on a ward: the next observations become a task due at the
-  score's minimum monitoring frequency (the previous one is done), and a score needing more than a
+  score's minimum monitoring frequency (the previous one is done), unless the set left out an item the last
+  score's set measured and that score's set is due sooner (it stays due), and a score needing more than a
   ward-based response (NEWS2 above "low", a MEOWS trigger, a PEWS of 8 or more) raises an escalation task
   (one open at a time, replaced only by a higher risk); a score withdrawn with its set cancels the escalation it
   raised, if still open, saying why, and the next observations are due, and an escalation is raised again, as the
@@ -165,13 +166,29 @@ def schedule_observations(conn: Connection, principal: Principal, score: Entry) 
         return
     detail = score.detail
     open_tasks = service.tasks_of(conn, [score.patient_id], open_only=True, codes=["observations", "escalation"])
-    for task in open_tasks:
-        if task["code"] == "observations":
-            service.close_task(conn, principal, task, "done", "observations recorded", score)
-    service.new_task(conn, principal, score.patient_id, code="observations", ward_code=ward,
-                     encounter_id=score.encounter_id, due_at=detail["next_due_at"], source=score,
-                     title=_observations_title(score))
+    # A set that left out what the last score's set measured (a pulse taken as a child is weighed, twenty minutes
+    # after a PEWS of 12) scored low on what it held: it is charted, but the set that score asked for sooner is
+    # still due, not put off to four hours on the strength of one item.
+    sooner = [t for t in open_tasks if t["code"] == "observations" and t["due_at"] < detail["next_due_at"]
+              and t["source_kind"] == score.kind and _measured_less(conn, score, t["source_id"])]
+    if not sooner:
+        for task in open_tasks:
+            if task["code"] == "observations":
+                service.close_task(conn, principal, task, "done", "observations recorded", score)
+        service.new_task(conn, principal, score.patient_id, code="observations", ward_code=ward,
+                         encounter_id=score.encounter_id, due_at=detail["next_due_at"], source=score,
+                         title=_observations_title(score))
     _escalate(conn, principal, score, ward, open_tasks)
+
+
+def _measured_less(conn: Connection, score: Entry, earlier_root: uuid.UUID) -> bool:
+    """Whether `score`'s set left out an item the set of the earlier score `earlier_root` (of the same kind)
+    measured."""
+    table = _SCORE_TABLES[score.kind]
+    missing = conn.execute(
+        sa.select(table.c.missing).select_from(entry.join(table, table.c.entry_id == entry.c.id))
+        .where(entry.c.root_id == earlier_root).order_by(entry.c.recorded_at.desc()).limit(1)).scalar()
+    return missing is not None and bool(set(score.detail["missing"]) - set(missing))
 
 
 def _escalate(conn: Connection, principal: Principal, score: Entry, ward: str, open_tasks: list[dict],

@@ -118,6 +118,33 @@ def test_a_child_is_scored_by_pews_never_news2_and_a_trigger_escalates(db, facil
     assert "record.pews.create" in events and "record.news2.create" not in events
 
 
+def test_a_set_that_left_out_what_the_last_score_measured_does_not_put_off_the_set_it_asked_for(db, facility,
+                                                                                                  nurse):
+    """Faith, four, PEWS 12 at 04:51: a set every 15 minutes. Weighed at 05:15, her pulse taken with it (PEWS 1 on
+    that one item), the next set was put off to 09:15. The set PEWS 12 asked for is still due; the escalation
+    stands; a set of what was measured before, lower now, moves the next one on as its score asks."""
+    with db.tenant(facility.slug) as conn:
+        child = admit(conn, nurse, family="Njoroge", given="Faith",
+                      born=dt.date.today() - dt.timedelta(days=4 * 365 + 40))
+        sick = {"heart_rate_bpm": 162, "respiratory_rate": 62, "spo2_percent": 89, "supplemental_oxygen": True,
+                "oxygen_l_min": Decimal("2")}  # no blood pressure, as on most children's sets
+        vitals(conn, nurse, child, sick)
+        [triggered] = _pews(conn, child["id"])
+        assert (triggered["total"], triggered["risk"]) == (12, "triggered")
+        vitals(conn, nurse, child, {"heart_rate_bpm": 118, "weight_kg": Decimal("13.2")})
+        assert _pews(conn, child["id"])[0]["total"] == 1
+        open_tasks = {t["code"]: t for t in _tasks(conn, child["id"], open_only=True)}
+        assert open_tasks["observations"]["due_at"] == triggered["next_due_at"]
+        assert open_tasks["observations"]["title"] == "Observations due (last PEWS 12; at least every 15 minutes)"
+        assert open_tasks["escalation"]["title"] == "PEWS 12 — Urgent paediatric review"
+        better = vitals(conn, nurse, child, sick | {"heart_rate_bpm": 120, "respiratory_rate": 30, "spo2_percent": 96,
+                                                    "supplemental_oxygen": False, "oxygen_l_min": None})
+        latest = _pews(conn, child["id"])[0]
+        assert latest["vital_signs_id"] == better["id"] and latest["risk"] == "low"
+        [observe] = [t for t in _tasks(conn, child["id"], open_only=True) if t["code"] == "observations"]
+        assert observe["due_at"] == latest["next_due_at"] and "every 4 hours" in observe["title"]
+
+
 def test_a_child_whose_birth_date_is_estimated_is_scored_only_when_the_age_band_is_certain(db, facility, nurse):
     today = facility_today()  # the registration desk's, on which the age is counted
     with db.tenant(facility.slug) as conn:
