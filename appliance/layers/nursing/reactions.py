@@ -437,8 +437,8 @@ def admission_tasks_from_arrival(conn: Connection, principal: Principal, change:
 
 
 def newborn_checks(conn: Connection, principal: Principal, delivered: Entry) -> None:
-    """A delivery with a baby born alive, for a mother on a ward: the newborn checks are the ward's task, on the
-    mother's list. Not on a correction (the babies were checked for already) nor for a mother on no ward; a delivery
+    """A delivery with a baby born alive, on the stay of a mother on a ward: the newborn checks are the ward's task, on
+    the mother's list. Not on a correction (the babies were checked for already) nor for a mother on no ward; a delivery
     entered in error takes its open task off the list."""
     if delivered.status == "entered_in_error":
         _cancel_from(conn, principal, delivered.root_id, "cancelled", "delivery entered in error", delivered)
@@ -446,6 +446,10 @@ def newborn_checks(conn: Connection, principal: Principal, delivered: Entry) -> 
     if delivered.status != "final" or delivered.patient_id is None:
         return
     live = sum(1 for baby in delivered.detail.get("babies", ()) if baby.get("outcome") == "live_birth")
+    # The babies lie with her on the stay the delivery belongs to; one on no encounter was born before any stay she
+    # is on now (weeks before an admission for malaria): her ward has no newborn to check.
+    if delivered.encounter_id is None:
+        return
     ward = views.ward_of(conn, delivered.patient_id, delivered.encounter_id) if live else None
     if ward is None:
         return

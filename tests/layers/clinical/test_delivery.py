@@ -313,3 +313,21 @@ def test_a_delivery_on_the_wrong_mother_is_entered_in_error_and_its_baby_linked_
     # Born to her now, the chart cannot be named for another delivery.
     twice = api.post(url(facility.slug, wrong), json=delivery(born_at=born["born_at"], babies=[baby(patient_id=chart)]))
     assert twice.status_code == 422 and "left born to no one" in twice.json()["detail"], twice.text
+
+
+def test_a_birth_weeks_before_her_stay_is_not_put_on_it(api, token_client, facility):
+    """A mother admitted for malaria whose delivery three weeks before is recorded now: her baby, three weeks old,
+    was put beside her on the ward as 'born here' and the ward given newborn checks overdue since the birth."""
+    mother = register(api, facility.slug, family_name="Mwangi")
+    stay = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{mother}/encounters",
+                    json={"encounter_class": "inpatient", "status": "in_progress", "ward_code": "GEN"})
+    assert stay.status_code == 201, stay.text
+    weeks_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=21)).replace(microsecond=0).isoformat()
+    born = api.post(url(facility.slug, mother), json=delivery(born_at=weeks_ago))
+    assert born.status_code == 201, born.text
+    assert born.json()["encounter_id"] is None
+    (newborn,) = [b["patient_id"] for b in born.json()["babies"]]
+    assert api.get(f"{BASE.format(tenant=facility.slug)}/patients/{newborn}/encounters").json() == []
+    nurse = token_client(facility.slug, role="nurse")
+    tasks = nurse.get(f"{BASE.format(tenant=facility.slug)}/patients/{mother}/tasks")
+    assert [t["code"] for t in tasks.json() if t["code"] == "newborn_checks"] == []
