@@ -12,6 +12,10 @@ Flags, each the rule of the source named beside it:
 - Hypertension in pregnancy: systolic >= 140 mmHg or diastolic >= 90 mmHg at 20 weeks or more (WHO
   recommendations for prevention and treatment of pre-eclampsia and eclampsia, 2011; the definition as stated in
   https://www.rcemlearning.co.uk/modules/hypertensive-disorders-in-pregnancy-hellp/lessons/definition-51/).
+- Chronic hypertension: the same pressures before 20 weeks, hypertension that was there before the pregnancy
+  (WHO 2011, as above, defines it so: "hypertension detected before 20 weeks of gestation"); not pre-eclampsia,
+  which is not diagnosed before 20 weeks, but a pregnancy for a clinician's care and, at the next contacts, the
+  watch for pre-eclampsia superimposed on it. A woman booked at 10 weeks with 150/95 was flagged nothing.
 - Pre-eclampsia suspected: that hypertension with proteinuria of 1+ or more on a dipstick, where no quantitative
   measure is to hand (http://emedicine.com/med/topic1905.htm: "a urine dipstick protein of 1+ (if a quantitative
   measurement is unavailable)"); a trace is not proteinuria.
@@ -51,7 +55,8 @@ DANGER_SIGNS = {"vaginal_bleeding": "Vaginal bleeding", "severe_headache": "Seve
                 "reduced_fetal_movements": "Reduced fetal movements", "leaking_fluid": "Leaking fluid",
                 "severe_abdominal_pain": "Severe abdominal pain"}
 SEVERE_SIGNS = ("severe_headache", "blurred_vision", "convulsions")  # pre-eclampsia's severe features
-FLAGS = {"hypertension": "Hypertension in pregnancy (≥140/90 after 20 weeks)",
+FLAGS = {"chronic_hypertension": "Chronic hypertension (≥140/90 before 20 weeks): a clinician to review",
+         "hypertension": "Hypertension in pregnancy (≥140/90 after 20 weeks)",
          "pre_eclampsia": "Pre-eclampsia suspected (hypertension with proteinuria ≥1+)",
          "severe_features": "Severe features (≥160/110, or headache, blurred vision or convulsions): "
                             "a clinician today",
@@ -107,6 +112,8 @@ def contact_flags(*, gestation_days: int, systolic: int | None, diastolic: int |
         raised.add("hypertension")
         if urine_protein in PROTEINURIA:
             raised.add("pre_eclampsia")
+    elif hypertensive:
+        raised.add("chronic_hypertension")
     if sbp >= SEVERE_SYSTOLIC or dbp >= SEVERE_DIASTOLIC or signs & set(SEVERE_SIGNS):
         raised.add("severe_features")
     if haemoglobin is not None and haemoglobin < ANAEMIA_BELOW_G_DL:

@@ -54,14 +54,16 @@ def flags(days: int = 140, bp: tuple[int, int] | None = None, protein: str | Non
 
 
 def test_the_flags_of_a_contact_each_at_its_threshold():
-    assert flags(139, (150, 95), "2+") == []  # 19+6: not hypertension in pregnancy yet
+    # 19+6: not hypertension of pregnancy yet (nor pre-eclampsia, whatever the protein), but hypertension all the same
+    assert flags(139, (150, 95), "2+") == ["chronic_hypertension"]
+    assert flags(70, (140, 85)) == ["chronic_hypertension"] and flags(70, (139, 89)) == []
     assert flags(140, (140, 85)) == ["hypertension"]
     assert flags(140, (135, 90), "trace") == ["hypertension"]  # a trace is not proteinuria
     assert flags(140, (139, 89), "3+") == []
     assert flags(200, (145, 92), "1+") == ["hypertension", "pre_eclampsia"]
     assert flags(200, (160, 100), "2+") == ["hypertension", "pre_eclampsia", "severe_features"]
     assert flags(200, (150, 110)) == ["hypertension", "severe_features"]
-    assert flags(100, (162, 100)) == ["severe_features"]  # a pressure that high at any gestation
+    assert flags(100, (162, 100)) == ["chronic_hypertension", "severe_features"]  # that high at any gestation
     assert flags(200, (120, 80), signs=("blurred_vision",)) == ["severe_features", "danger_signs"]
     assert flags(200, signs=("fever",)) == ["danger_signs"]
     assert flags(hb="11.0") == [] and flags(hb="10.9") == ["anaemia"]
