@@ -59,6 +59,13 @@ def test_a_midwife_records_an_antenatal_contact_on_a_phone(browser, live_server,
     journey.shot(page, "card")
     page.goto(f"{live_server}/t/{clinic.slug}/antenatal/clinic")
     assert "WAFULA, Ruth" in page.locator("#clinic-table").inner_text()
+    # Her flags and her next contact are on the phone's screen, not in a column scrolled to sideways.
+    row = page.locator("#clinic-table tbody tr").first
+    for cell in (row.get_by_text("Pre-eclampsia suspected"), row.locator("td[data-label='Next contact']")):
+        box = cell.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= PHONE["width"], box
+    said = row.locator("td[data-label='Next contact']").evaluate("e => getComputedStyle(e, '::before').content")
+    assert said == '"Next contact: "', said  # its column's heading is hidden on a phone
     journey.shot(page, "clinic")
     watch.assert_clean()
     context.close()
