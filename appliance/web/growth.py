@@ -77,7 +77,8 @@ def growth_charts(found: dict, clock: Clock) -> list[dict]:
             shown = point[column] if column else value["value"]
             label = (f"{clock.day(point['occurred_at'])}, {point['age_months']} months: {portal.number(shown)} "
                      f"{unit}, z {value['z']:.1f} ({value['band']})")
-            plotted.append(plots.AgePoint(point["age_days"] / growth.DAYS_A_YEAR * 12, float(value["value"]),
+            read_at = point["age_days"] if point["corrected_age_days"] is None else point["corrected_age_days"]
+            plotted.append(plots.AgePoint(read_at / growth.DAYS_A_YEAR * 12, float(value["value"]),
                                           label=label, abnormal=abs(value["z"]) > 2))
         curves = [(z, growth.reference_curve(measure, sex, z, months)) for z in SD_LINES]
         description = (f"WHO {title.lower()} for {'girls' if sex == 'female' else 'boys'} from birth to "

@@ -436,7 +436,8 @@ def born_to(conn: Connection, baby_id: uuid.UUID) -> dict | None:
     on the mother's record, since it names her)."""
     row = conn.execute(
         sa.select(entry.c.root_id.label("delivery_id"), entry.c.id, entry.c.patient_id.label("mother_id"),
-                  delivery.c.born_at, delivery.c.babies, patient.c.given_names, patient.c.family_name)
+                  delivery.c.born_at, delivery.c.babies, delivery.c.gestation_weeks, delivery.c.gestation_days,
+                  patient.c.given_names, patient.c.family_name)
         .select_from(entry.join(delivery, delivery.c.entry_id == entry.c.id)
                      .join(patient, patient.c.id == entry.c.patient_id))
         .where(delivery.c.babies.contains([{"patient_id": str(baby_id)}]), current_clause())).mappings().first()
@@ -444,7 +445,8 @@ def born_to(conn: Connection, baby_id: uuid.UUID) -> dict | None:
         return None
     number = next(b["number"] for b in row["babies"] if b["patient_id"] == str(baby_id))
     return {"delivery_id": row["delivery_id"], "version_id": row["id"], "mother_id": row["mother_id"],
-            "mother_name": f"{row['given_names']} {row['family_name']}", "born_at": row["born_at"], "number": number}
+            "mother_name": f"{row['given_names']} {row['family_name']}", "born_at": row["born_at"], "number": number,
+            "gestation_weeks": row["gestation_weeks"], "gestation_days": row["gestation_days"]}
 
 
 def deliveries(conn: Connection, principal: Principal, patient_id: uuid.UUID, *,

@@ -35,6 +35,16 @@ Sources:
   inpatient or outpatient status is computed; nor is a rule some national protocols add for ++ with severe
   wasting, which the WHO texts consulted do not state.
 
+- **A baby born preterm** (before 37 completed weeks, WHO's preterm) is read at its age corrected for
+  prematurity, its chronological age less the weeks it was born short of 40, until it is two years old: the WHO
+  standards describe babies born at term, and "the WHO Child Growth Standards should be used with corrected age
+  for preterm infants up to 24 months" (WHO/UNICEF, *Recommendations for data collection, analysis and reporting
+  on anthropometric indicators in children under 5 years old*, 2019, as RCPCH's charts also correct to 2 years).
+  Until its corrected age reaches term the standards have no reading for it (a 1450 g baby of 30 weeks, well
+  grown for its gestation, read "severely underweight", WAZ -4.8, against babies born at 40 weeks). The
+  gestation at birth is the delivery's that registered the baby here (clinical/delivery.py), read on the
+  mother's record and noted there; a baby born elsewhere has none and is read at its chronological age.
+
 What `rcpchgrowth` does not cover: weight-for-length/height (WHZ), which is not age-based, has no table in
 it (only weight, height, BMI and head circumference against age). BMI-for-age (BAZ), which the WHO 2006
 standards publish for the same children and WHO accepts as the wasting index, stands in for WHZ here; the
@@ -44,6 +54,7 @@ height: measurements from different sets are not combined.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -54,6 +65,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from appliance.layers.clinical import delivery
 from appliance.layers.clinical.errors import Invalid, NotFound
 from appliance.layers.clinical.models import patient, vital_signs
 from appliance.layers.clinical.service import RECORD_OCCURRED_AT, current_rows
@@ -79,6 +91,8 @@ ACUTE_STATUS_WORDS = {"severe": "severe acute malnutrition", "moderate": "modera
 OEDEMA_GRADES = {1: ("+", "both feet"), 2: ("++", "both feet and the lower legs, hands or lower arms"),
                  3: ("+++", "generalised, including the face")}
 SEVERE_OEDEMA_GRADE = 3  # WHO 2013: severe oedema (+++) is treated as an inpatient
+TERM_DAYS = 280  # 40 weeks: the gestation the WHO standards' babies were born at, from which an age is corrected
+CORRECTED_UNTIL_MONTHS = 24  # WHO/UNICEF 2019: corrected age for preterm infants up to 24 months
 
 
 class NotApplicable(Invalid):
@@ -91,6 +105,14 @@ class Subject:
     birth_date: dt.date
     birth_date_estimated: bool
     sex: str
+    born_at_gestation_days: int | None = None  # born preterm here: the gestation at birth, in days
+
+    def corrected_age_days(self, age_days: int, age_months: int) -> int | None:
+        """The age the standards read a measurement at, corrected for prematurity, or None where no correction
+        applies (born at term or elsewhere, or two years old)."""
+        if self.born_at_gestation_days is None or age_months >= CORRECTED_UNTIL_MONTHS:
+            return None
+        return age_days - (TERM_DAYS - self.born_at_gestation_days)
 
 
 def _reference():
@@ -221,7 +243,9 @@ def assess_point(subject: Subject, row: dict, tz: zoneinfo.ZoneInfo) -> dict:
     age_months = months_on(subject.birth_date, measured_on)
     weight, height = _number(row["weight_kg"]), _number(row["height_cm"])
     bmi = weight / (height / 100) ** 2 if weight and height else None
-    indices = {measure: _index(measure, subject, age_days, age_months, value)
+    corrected = subject.corrected_age_days(age_days, age_months)
+    read_at = age_days if corrected is None else corrected
+    indices = {measure: _index(measure, subject, read_at, age_months, value)
                for measure, value in (("weight_for_age", weight), ("height_for_age", height), ("bmi_for_age", bmi))}
     if age_days < 0:
         status, criteria = None, ["measured before the recorded birth date"]
@@ -229,9 +253,9 @@ def assess_point(subject: Subject, row: dict, tz: zoneinfo.ZoneInfo) -> dict:
         wasting = indices["bmi_for_age"]["z"] if indices["bmi_for_age"] else None
         status, criteria = acute_malnutrition(age_months, row["muac_mm"], wasting, row["oedema"], row["oedema_grade"])
     return {"entry_id": row["id"], "occurred_at": row["occurred_at"], "age_days": age_days,
-            "age_months": age_months, "weight_kg": row["weight_kg"], "height_cm": row["height_cm"],
-            "muac_mm": row["muac_mm"], "oedema": row["oedema"], "oedema_grade": row["oedema_grade"], **indices,
-            "acute_malnutrition": status, "criteria": criteria}
+            "corrected_age_days": corrected, "age_months": age_months, "weight_kg": row["weight_kg"],
+            "height_cm": row["height_cm"], "muac_mm": row["muac_mm"], "oedema": row["oedema"],
+            "oedema_grade": row["oedema_grade"], **indices, "acute_malnutrition": status, "criteria": criteria}
 
 
 def measurements_line(point: dict) -> str:
@@ -247,7 +271,10 @@ def measurements_line(point: dict) -> str:
     if point["oedema"]:
         grade = OEDEMA_GRADES.get(point["oedema_grade"])
         parts.append(f"bilateral oedema {grade[0]}" if grade else "bilateral oedema")
-    return ", ".join(parts) or "No weight, height or MUAC in the latest measurements"
+    before_term = point["corrected_age_days"] is not None and point["corrected_age_days"] < 0
+    return ", ".join(parts) or ("Born preterm: the WHO standards read a baby from term, at its corrected age"
+                                if before_term and point["weight_kg"] is not None
+                                else "No weight, height or MUAC in the latest measurements")
 
 
 def summary_line(point: dict) -> str:
@@ -275,6 +302,20 @@ def _subject(conn: Connection, patient_id: uuid.UUID, today: dt.date) -> Subject
     return Subject(patient_id, found.birth_date, bool(found.birth_date_estimated), found.sex)
 
 
+def _born_preterm(conn: Connection, principal: Principal, subject: Subject) -> Subject:
+    """The child with its gestation at birth where the delivery that registered it here says it was born preterm;
+    that delivery is on the mother's record, so its read is noted there, as the chart's 'born to' notes it."""
+    born = delivery.born_to(conn, subject.patient_id)
+    if born is None or subject.birth_date_estimated:
+        return subject
+    note_access(conn, principal, "read", born["mother_id"], "delivery", [born["version_id"]],
+                detail={"newborn_chart": str(subject.patient_id)})
+    days = born["gestation_weeks"] * 7 + born["gestation_days"]
+    if born["gestation_weeks"] >= delivery.PRETERM_BELOW_WEEKS:
+        return subject
+    return dataclasses.replace(subject, born_at_gestation_days=days)
+
+
 def growth(conn: Connection, principal: Principal, patient_id: uuid.UUID, today: dt.date | None = None,
            tz: zoneinfo.ZoneInfo = UTC) -> dict:
     """A child's growth: each set of vital signs holding a weight, length/height, MUAC or oedema finding,
@@ -283,6 +324,8 @@ def growth(conn: Connection, principal: Principal, patient_id: uuid.UUID, today:
     Refused (422, `NotApplicable`) for a patient 19 or older, or whose sex is not recorded as female/male."""
     today = today or dt.datetime.now(tz).date()
     subject = _subject(conn, patient_id, today)
+    if months_on(subject.birth_date, today) < CORRECTED_UNTIL_MONTHS:
+        subject = _born_preterm(conn, principal, subject)
     anthropometric = sa.or_(vital_signs.c.weight_kg.is_not(None), vital_signs.c.height_cm.is_not(None),
                             vital_signs.c.muac_mm.is_not(None), vital_signs.c.oedema.is_not(None))
     rows = current_rows(conn, vital_signs, patient_id, anthropometric, order_by=RECORD_OCCURRED_AT.desc(),
@@ -294,7 +337,27 @@ def growth(conn: Connection, principal: Principal, patient_id: uuid.UUID, today:
     return {"patient_id": patient_id, "sex": subject.sex, "birth_date": subject.birth_date,
             "birth_date_estimated": subject.birth_date_estimated, "age_months": age_months,
             "standards": STANDARDS, "wasting_index": WASTING_INDEX, "points": points, "latest": latest,
-            "summary": summary_line(latest) if latest and 0 <= age_months < UNDER_FIVE_MONTHS else None}
+            "summary": summary_line(latest) if latest and 0 <= age_months < UNDER_FIVE_MONTHS else None,
+            "preterm": _preterm(subject)}
+
+
+def _preterm(subject: Subject) -> dict | None:
+    """A baby born preterm: its gestation at birth, the day it reaches term (from which the standards read it) and
+    the day its age stops being corrected."""
+    days = subject.born_at_gestation_days
+    if days is None:
+        return None
+    return {"gestation_weeks": days // 7, "gestation_days": days % 7,
+            "term_on": subject.birth_date + dt.timedelta(days=TERM_DAYS - days),
+            "corrected_until": _birthday(subject.birth_date, CORRECTED_UNTIL_MONTHS // 12)}
+
+
+def _birthday(born: dt.date, years: int) -> dt.date:
+    """The day a child born on `born` turns `years` (one born on 29 February, on 1 March of a common year)."""
+    try:
+        return born.replace(year=born.year + years)
+    except ValueError:
+        return dt.date(born.year + years, 3, 1)
 
 
 def under_five(conn: Connection, patient_id: uuid.UUID, today: dt.date) -> bool:

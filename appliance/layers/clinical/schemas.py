@@ -962,6 +962,9 @@ class GrowthPointOut(_Out):
     entry_id: uuid.UUID
     occurred_at: dt.datetime
     age_days: int
+    # Born preterm here and under two: the age the standards read it at, corrected for prematurity (negative
+    # before term, where the standards have no reading); None where the age is not corrected.
+    corrected_age_days: int | None
     age_months: int  # completed months, as appliance.substrate.age counts them
     weight_kg: Decimal | None
     height_cm: Decimal | None
@@ -973,6 +976,15 @@ class GrowthPointOut(_Out):
     bmi_for_age: GrowthIndexOut | None
     acute_malnutrition: Literal["severe", "moderate", "none"] | None
     criteria: list[str]
+
+
+class GrowthPretermOut(_Out):
+    """A baby born preterm here: its gestation at birth, the day it reaches term and the day its age is no longer
+    corrected (patient data)."""
+    gestation_weeks: int
+    gestation_days: int
+    term_on: dt.date
+    corrected_until: dt.date
 
 
 class GrowthOut(_Out):
@@ -987,6 +999,7 @@ class GrowthOut(_Out):
     points: list[GrowthPointOut]
     latest: GrowthPointOut | None
     summary: str | None
+    preterm: GrowthPretermOut | None
 
 
 # -- immunizations (clinical/immunization.py, clinical/immunization_schedule.py) ------------------------

@@ -236,3 +236,40 @@ def test_a_corrected_birth_date_corrects_the_z_scores(db, facility, clinician, c
     assert after["weight_for_age"]["z"] == pytest.approx(
         growth.z_score("weight", "male", ONE_YEAR_DAYS + 60, after["weight_for_age"]["value"]), abs=0.005)
     assert after["weight_for_age"]["z"] < before - 0.3
+
+
+def test_a_baby_born_preterm_here_is_read_at_its_corrected_age(api, db, facility, clinician):
+    """A baby of 30 weeks weighing 1450 g, well grown for its gestation, read 'severely underweight' (WAZ -4.8) against
+    babies born at 40 weeks: until two years old it is read at its age less the 10 weeks it was born short of term,
+    and before term the WHO standards have no reading for it."""
+    mother = api.post(f"{BASE.format(tenant=facility.slug)}/patients", json={
+        "family_name": "Kamau", "given_names": "Nyambura", "birth_date": "1993-06-21", "sex": "female",
+        "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]})
+    assert mother.status_code == 201, mother.text
+    born_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=84)
+    born = api.post(f"{BASE.format(tenant=facility.slug)}/patients/{mother.json()['id']}/deliveries", json={
+        "born_at": born_at.isoformat(), "gestation_weeks": 30, "gestation_days": 0, "mode": "spontaneous_vaginal",
+        "babies": [{"outcome": "live_birth", "sex": "male", "weight_g": 1450, "apgar_1": 6, "apgar_5": 8,
+                    "resuscitation": "stimulation"}], "blood_loss_ml": 300, "uterotonic": "oxytocin"})
+    assert born.status_code == 201, born.text
+    baby = uuid.UUID(born.json()["babies"][0]["patient_id"])
+    with db.tenant(facility.slug) as conn:
+        service.record_vitals(conn, clinician, baby, VitalSignsIn(weight_kg=Decimal("2.9")))
+    answer = api.get(f"{BASE.format(tenant=facility.slug)}/patients/{baby}/growth")
+    assert answer.status_code == 200, answer.text
+    at_birth, today = answer.json()["points"]
+    assert at_birth["corrected_age_days"] == -70 and at_birth["weight_for_age"]["z"] is None
+    assert today["age_days"] == 84 and today["corrected_age_days"] == 14
+    assert today["weight_for_age"]["z"] == pytest.approx(growth.z_score("weight", "male", 14, 2.9), abs=0.01)
+    preterm = answer.json()["preterm"]
+    birthday = dt.date.fromisoformat(answer.json()["birth_date"])
+    assert (preterm["gestation_weeks"], preterm["gestation_days"]) == (30, 0)
+    assert dt.date.fromisoformat(preterm["term_on"]) == birthday + dt.timedelta(days=70)
+    # Its gestation is read from its mother's delivery: that read is on her access log.
+    before = _last_seq(db, facility.slug)
+    with db.tenant(facility.slug) as conn:
+        found = growth.growth(conn, clinician, baby)
+    assert growth.summary_line(found["points"][0]) == ("Born preterm: the WHO standards read a baby from term, at "
+                                                       "its corrected age")
+    events = audit.read_events(db, facility.slug, first_seq=before + 1, event_type="record.delivery.read")
+    assert any(f"Patient/{mother.json()['id']}" in str(e["event"]) for e in events), events
