@@ -148,6 +148,17 @@ def card(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, today
     return {"patient_id": patient_id, "today": today, "pregnancies": found}
 
 
+def pregnant_today(conn: Connection, patient_ids: list[uuid.UUID], *, today: dt.date,
+                   tz: zoneinfo.ZoneInfo) -> set[uuid.UUID]:
+    """Of these women, those whose latest pregnancy on the ANC card is open today. Unaudited: it names no one, a
+    caller that shows whom it found notes the read."""
+    by_woman: dict[uuid.UUID, list[dict]] = {}
+    for c in contacts_of(conn, patient_ids, tz):
+        by_woman.setdefault(c["patient_id"], []).append(c)
+    return {woman for woman, contacts in by_woman.items()
+            if pregnancies(contacts, _deliveries(conn, woman, tz), today)[0]["status"] == "open"}
+
+
 def withdrawn_contacts(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
     """The contacts marked entered in error on the woman's card, newest first, each with the gestational age it gave:
     who withdrew it, when and why (`service.list_withdrawn`, which audits the read). Kept out of `card`, which the

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import service
+from appliance.layers.clinical import antenatal, service
 from appliance.layers.clinical.errors import Invalid, NotFound
 from appliance.layers.clinical.family_planning_policy import (
     CLASS_WORDS,
@@ -283,8 +283,9 @@ def withdraw_visit(conn: Connection, principal: Principal, patient_id: uuid.UUID
 def due_list(conn: Connection, principal: Principal, *, programme: Programme, today: dt.date,
              tz: zoneinfo.ZoneInfo, only: str | None = None, limit: int = DUE_LIMIT) -> dict:
     """The facility's living clients whose next re-supply, injection or replacement is due within the programme's
-    `due_soon` or overdue (and not yet lost to follow-up); `only`: "due" or "overdue" keeps those. Longest overdue
-    first: name, MRN, phone, the method and the day. Each client listed is audited as read."""
+    `due_soon` or overdue (and not yet lost to follow-up), but for a woman with a pregnancy going on (antenatal.py);
+    `only`: "due" or "overdue" keeps those. Longest overdue first: name, MRN, phone, the method and the day. Each
+    client listed is audited as read."""
     by_patient: dict[uuid.UUID, list[dict]] = {}
     for row in current_visits(conn, None):
         by_patient.setdefault(row["patient_id"], []).append(row)
@@ -293,6 +294,11 @@ def due_list(conn: Connection, principal: Principal, *, programme: Programme, to
         found = standing(programme, _visits(rows, tz), today)
         if found.state in ("due", "overdue") and (only is None or found.state == only):
             owed[patient_id] = (found, next(r for r in rows if r["id"] == found.current.entry_id))
+    # A client whose ANC card has a pregnancy going on is no defaulter: she stopped her method because she is
+    # pregnant (or conceived on it), and is followed at the ANC clinic; traced for her injection, she was called in
+    # for a contraceptive she must not be given.
+    for woman in antenatal.pregnant_today(conn, list(owed), today=today, tz=tz):
+        del owed[woman]
     people = {r["id"]: dict(r) for r in conn.execute(
         sa.select(patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.sex,
                   patient.c.phone).where(patient.c.id.in_(list(owed)), LIVING)).mappings()} if owed else {}

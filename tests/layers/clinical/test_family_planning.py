@@ -331,3 +331,28 @@ def test_the_demo_writes_a_year_of_visits_once_and_the_due_list_has_its_clients(
     assert sorted((c["method"], c["state"], c["due_on"]) for c in due["clients"] if c["patient_id"] in theirs) == [
         ("DMPA_IM", "overdue", today - dt.timedelta(days=9)), ("DMPA_SC", "due", today + dt.timedelta(days=3))]
     assert generate_family_planning_demo(db, [facility.slug], as_of=today, facilities=(facility.slug,)) == 0
+
+
+def test_a_client_with_a_pregnancy_going_on_is_not_traced_for_her_injection(api, db, facility, clinician):
+    """A woman on DMPA who became pregnant was on the clients due, overdue, for an injection she must not be given,
+    while the ANC clinic listed her pregnancy; once her pregnancy ends she is listed again if a method is owed."""
+    today = dt.date.today()
+    with db.tenant(facility.slug) as conn:
+        woman = new_patient(conn, clinician, family_name="FpPregnant", given_names="Client", sex="female",
+                            birth_date=dt.date(1994, 3, 3))["id"]
+    given = api.post(_base(facility, woman), json={"method": "DMPA_IM", "quantity": 1, "client_type": "new_acceptor",
+                                                   "given_on": (today - dt.timedelta(weeks=16)).isoformat()})
+    assert given.status_code == 201, given.text
+    due = lambda: {c["patient_id"] for c in api.get(  # noqa: E731
+        f"{API.format(tenant=facility.slug)}/family-planning/due").json()["clients"]}
+    assert str(woman) in due()
+    booked = api.post(f"{API.format(tenant=facility.slug)}/patients/{woman}/antenatal",
+                      json={"lmp": (today - dt.timedelta(weeks=9)).isoformat()})
+    assert booked.status_code == 201, booked.text
+    assert str(woman) not in due()
+    born = api.post(f"{API.format(tenant=facility.slug)}/patients/{woman}/deliveries", json={
+        "born_at": (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat(), "gestation_weeks": 22,
+        "gestation_days": 0, "mode": "spontaneous_vaginal", "blood_loss_ml": 200, "uterotonic": "oxytocin",
+        "babies": [{"outcome": "macerated_stillbirth", "sex": "female", "weight_g": 480}]})
+    assert born.status_code == 201, born.text
+    assert str(woman) in due()
