@@ -43,6 +43,9 @@ CLINIC_LIST = "antenatal_clinic"  # how the ANC clinic list reads on each woman'
 AGES = (10, 55)  # a woman's age at an antenatal contact: outside it the chart is the wrong one
 ULTRASOUND_WEEKS = (4, 42)
 IPTP_FROM_WEEKS = 13  # IPTp-SP is given from the second trimester, never in the first
+# WHO's policy (2012, reaffirmed in the 2016 ANC recommendations): IPTp-SP at each scheduled contact from 13 weeks,
+# "provided that the doses are given at least one month apart"; taken as four weeks, as national schedules write it.
+IPTP_APART = dt.timedelta(weeks=4)
 PRESENTATION_FROM_WEEKS = 28  # the baby's presentation is recorded in late pregnancy
 CLOSED_AFTER = dt.timedelta(days=rules.MAX_GESTATION_DAYS)  # from the LMP: no pregnancy goes on past 45 weeks
 _NOON = dt.time(12, 0)
@@ -237,6 +240,24 @@ def _refuse_ranges(data: AntenatalIn, gestation_days: int, day: dt.date) -> None
                       field="next_visit_on")
 
 
+def _refuse_iptp(data: AntenatalIn, day: dt.date, others: list[dict]) -> None:
+    """An IPTp-SP dose refused where the pregnancy's other contacts (`others`, the corrected one left out) hold the
+    same dose number, or another dose less than IPTP_APART from this one's day, either side: SP taken twice in a
+    fortnight, or a dose recorded twice."""
+    if data.iptp_dose is None:
+        return
+    doses = [c for c in others if c["iptp_dose"] is not None]
+    same = next((c for c in doses if c["iptp_dose"] == data.iptp_dose), None)
+    if same is not None:
+        raise Invalid(f"IPTp-SP dose {data.iptp_dose} is already recorded in this pregnancy, on "
+                      f"{same['seen_on'].isoformat()}: give the next dose's number, or correct that contact",
+                      field="iptp_dose")
+    near = next((c for c in doses if abs(c["seen_on"] - day) < IPTP_APART), None)
+    if near is not None:
+        raise Invalid(f"IPTp-SP dose {near['iptp_dose']} was given on {near['seen_on'].isoformat()}: doses are given "
+                      f"at least {IPTP_APART.days // 7} weeks apart, so none on {day.isoformat()}", field="iptp_dose")
+
+
 def _refuse_dating(data: AntenatalIn, day: dt.date) -> tuple[dt.date, int, int] | None:
     """The ultrasound's dating as (day, weeks, days), after refusing what cannot be one; None without a scan."""
     if data.lmp is not None and data.lmp > day:
@@ -342,6 +363,7 @@ def _detail(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.
                       f"pregnancy is from 0 to {rules.MAX_GESTATION_DAYS // 7} weeks; check the date given",
                       field="ultrasound_weeks" if scan else "lmp")
     _refuse_ranges(data, gestation, day)
+    _refuse_iptp(data, day, run)
     positive_before = any(c["syphilis_test"] == "positive" for c in earlier)
     if data.syphilis_treated and data.syphilis_test != "positive" and not positive_before:
         raise Invalid("treatment for syphilis is recorded for a positive test, at this contact or an earlier one of "

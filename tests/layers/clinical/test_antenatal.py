@@ -354,3 +354,25 @@ def test_the_demo_fills_the_antenatal_clinic_once(other_facility, db):
 
 def _everyone(conn) -> list[uuid.UUID]:
     return list(conn.exec_driver_sql("SELECT id FROM patient").scalars())
+
+
+def test_iptp_doses_are_a_month_apart_and_each_number_given_once(api, facility, db: Database):
+    """WHO: IPTp-SP from 13 weeks at each contact, doses at least a month apart. A second dose a fortnight after the
+    first, or dose 1 recorded again, was written as any other contact."""
+    woman = register(api, facility.slug, family_name="Achieng")
+    first = api.post(url(facility.slug, woman), json=booking(seen_on=(DAY - dt.timedelta(weeks=4)).isoformat(),
+                                                             iptp_dose=1))
+    assert first.status_code == 201, first.text
+    before = rows(db, facility.slug)
+    for body, words in (({"seen_on": (DAY - dt.timedelta(weeks=2)).isoformat(), "iptp_dose": 2}, "4 weeks apart"),
+                        ({"seen_on": DAY.isoformat(), "iptp_dose": 1}, "already recorded")):
+        refused = api.post(url(facility.slug, woman), json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "iptp_dose" and words in refused.json()["detail"], refused.json()
+    assert rows(db, facility.slug) == before
+    second = api.post(url(facility.slug, woman), json={"seen_on": DAY.isoformat(), "iptp_dose": 2})
+    assert second.status_code == 201, second.text
+    # A correction of the dose's own contact is not refused by the dose it corrects.
+    fixed = api.put(url(facility.slug, woman, f"/{second.json()['id']}"),
+                    json={"seen_on": DAY.isoformat(), "iptp_dose": 2, "weight_kg": "63.0", "reason": "weight taken"})
+    assert fixed.status_code == 200, fixed.text
