@@ -47,6 +47,11 @@ PLAN = {
                               for week in (12, 20, 26, 30, 34, 36, 38))),
 }
 DELIVERED_WEEKS_AGO = 3
+# Her weight at booking, and what she gains a week after it: about 0.45 kg, the middle of what the US Institute of
+# Medicine (2009) advises from the second trimester for a woman of normal weight (0.35-0.50 kg). Drawn afresh at each
+# contact, a demo woman's weight had swung 16 kg in a fortnight (71.7 kg, then 55.7).
+BOOKING_KG = (52, 72)
+GAIN_KG_A_WEEK = 0.45
 _CANDIDATES = sa.text(
     "SELECT p.id FROM patient p WHERE p.sex = 'female' AND p.birth_date BETWEEN current_date - interval '40 years' "
     "AND current_date - interval '18 years' AND NOT EXISTS (SELECT 1 FROM entry d WHERE d.patient_id = p.id "
@@ -73,9 +78,11 @@ def generate_antenatal_demo(db: Database, slugs: list[str], seed: int = 2026,
         for woman, (weeks_today, contacts) in zip(drawn, PLAN.values(), strict=True):
             weeks_now = weeks_today if weeks_today is not None else 39 + DELIVERED_WEEKS_AGO
             lmp = today - dt.timedelta(weeks=weeks_now, days=draw.randint(0, 6))
+            booked_kg = draw.uniform(*BOOKING_KG)
             for n, (week, differs) in enumerate(contacts):
                 seen_on = lmp + dt.timedelta(weeks=week, days=draw.randint(0, 3))
-                fields = {**_NORMAL, "weight_kg": f"{draw.uniform(55, 75):.1f}", **differs}
+                weight = booked_kg + GAIN_KG_A_WEEK * (week - contacts[0][0])
+                fields = {**_NORMAL, "weight_kg": f"{weight:.1f}", **differs}
                 visit_in = fields.pop("next_visit_days", None)
                 if n == 0:
                     fields.update(lmp=lmp, gravida=draw.randint(1, 4))

@@ -6,6 +6,7 @@ credentials, guessed ids, a man's record and roles without the permission refuse
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 import zoneinfo
 from decimal import Decimal
@@ -349,6 +350,11 @@ def test_the_demo_fills_the_antenatal_clinic_once(other_facility, db):
     assert {"severe_features", "pre_eclampsia", "anaemia", "syphilis_untreated"} <= set(flags)
     assert any(w["overdue"] for w in listed) and all(c["status"] == "open" for c in cards)
     assert delivered and delivered[0]["status"] == "delivered"
+    # Each woman's weight rises through her pregnancy, by no more than a pregnancy adds in the weeks between.
+    for pregnancy in cards + delivered:
+        weighed = [(c["gestation_days"], float(c["weight_kg"])) for c in pregnancy["contacts"]]
+        for (before_days, before_kg), (after_days, after_kg) in itertools.pairwise(weighed):
+            assert 0 <= after_kg - before_kg <= (after_days - before_days) / 7 * 0.5 + 0.3, weighed
     assert generate_antenatal_demo(db, [clinic.slug]) == {}
 
 
