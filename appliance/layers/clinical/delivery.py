@@ -35,7 +35,7 @@ name>" until named (a registration correction names it), born on the day of the 
 calendar, the mother its next of kin, her phone and address its own; and the birth weight is the baby's first
 vital signs. The delivery names each baby's chart, which is how the mother's chart links to the babies and the
 baby's chart to its mother (`born_to`). If the mother is on a stay (an open inpatient encounter) the birth was in
-(begun by the time of birth, or within a day after it: born before arrival), the delivery belongs to it unless
+(begun by the time of birth, or in the baby's first week: born on the way or at home), the delivery belongs to it unless
 another of her encounters is named; a birth weeks before a stay for something else is on her record alone.
 
 A correction is the delivery's next version. It may correct the time within the day, the gestation, the mode,
@@ -93,9 +93,10 @@ GESTATION_WEEKS = (22, 44)  # from where the perinatal period begins to a post-t
 WEIGHT_G = (300, 6500)
 BLOOD_LOSS_MAX_ML = 5000  # beyond what an estimate of a survivable loss reads
 _CLOCK_SKEW = dt.timedelta(minutes=10)  # a clock a little ahead of the server's is not a birth in the future
-# A mother who gave birth on the way (born before arrival) or whose admission was written after the birth is on the
-# stay that began this long after it; a stay begun later was for something else.
-ARRIVED_AFTER_BIRTH = dt.timedelta(hours=24)
+# A mother who gave birth on the way or at home and is admitted in the baby's first week (WHO's early neonatal period,
+# days 0-6), or whose admission was written after the birth, brings the baby to the stay; a stay begun later was for
+# something else (malaria three weeks on), and her baby is no newborn of that ward's.
+ARRIVED_AFTER_BIRTH = dt.timedelta(days=7)
 _LIVE = "live_birth"
 OPEN = ("arrived", "in_progress")
 BORN_HERE = "Born here, with the mother"  # the reason of a newborn's encounter alongside its mother's
@@ -244,9 +245,9 @@ def _birth_weight(conn: Connection, principal: Principal, baby_id: uuid.UUID, we
 
 def _stay_of(conn: Connection, patient_id: uuid.UUID, born_at: dt.datetime) -> uuid.UUID | None:
     """The mother's open inpatient stay, which a delivery recorded without an encounter belongs to, if the birth
-    was in it: begun by the time of birth, or within `ARRIVED_AFTER_BIRTH` after it. A stay begun later (weeks on,
-    for malaria) is not the delivery's: a baby put beside her there would be 'born here' weeks old, with newborn
-    checks overdue since its birth."""
+    was in it or brought to it: begun by the time of birth, or within `ARRIVED_AFTER_BIRTH` after it. A stay begun
+    later (weeks on, for malaria) is not the delivery's: a baby put beside her there would be 'born here' weeks old,
+    with newborn checks overdue since its birth."""
     return conn.execute(
         sa.select(encounter.c.id).where(encounter.c.patient_id == patient_id,
                                         encounter.c.encounter_class == "inpatient", encounter.c.status.in_(OPEN),
