@@ -195,17 +195,21 @@ def test_a_delivery_on_the_wrong_woman_is_marked_entered_in_error_from_its_page(
 
 def test_a_delivery_recorded_twice_is_withdrawn_and_listed_on_the_other_and_audited(signed_in, db, facility, author):
     """The duplicate marked entered in error is listed on the delivery kept (and her chart); each read of the list is
-    noted on her access log."""
+    noted on her access log. The same birth is no longer written twice while one is in force: the duplicate is
+    withdrawn before the birth is recorded again, as a delivery recorded twice before that refusal was."""
     mother = admitted(db, facility.slug, author, family_name="Chebet")
     midwife = signed_in("nurse", facility.slug)
     chart = f"/t/{facility.slug}/patients/{mother}"
     typed = {"born_on": (dt.date.today() - dt.timedelta(days=2)).isoformat(), "born_time": "22:15",
              "gestation_weeks": "36", "mode": "caesarean", "blood_loss_ml": "600", "uterotonic": "oxytocin",
              "b0_outcome": "fresh_stillbirth", "b0_sex": "female", "b0_weight_g": "2400"}
-    kept, twice = (post_form(midwife, f"{chart}/deliveries/new", f"{chart}/deliveries", typed).headers["location"]
-                   .split("?")[0] for _ in range(2))
-    assert 'id="withdrawn-deliveries"' not in midwife.get(kept).text
+    recorded = lambda: post_form(midwife, f"{chart}/deliveries/new", f"{chart}/deliveries", typed)  # noqa: E731
+    twice = recorded().headers["location"].split("?")[0]
+    assert 'id="withdrawn-deliveries"' not in midwife.get(twice).text
+    refused = recorded()
+    assert refused.status_code == 422 and "already recorded" in refused.text
     assert post_form(midwife, twice, f"{twice}/entered-in-error", {"reason": "recorded twice"}).status_code == 303
+    kept = recorded().headers["location"].split("?")[0]
     reads = len(_delivery_reads(db, facility.slug, mother))
     page = midwife.get(kept).text
     born = dt.datetime.combine(dt.date.today() - dt.timedelta(days=2), dt.time(22, 15))

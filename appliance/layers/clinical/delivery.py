@@ -89,6 +89,7 @@ HAEMORRHAGE_FROM_ML = 500  # WHO: postpartum haemorrhage is 500 ml or more in th
 # the chart is the wrong one, most likely the baby's own.
 MOTHER_FROM_YEARS = PREGNANCY_AGES[0]
 GESTATION_WEEKS = (22, 44)  # from where the perinatal period begins to a post-term pregnancy's end
+BIRTHS_APART = dt.timedelta(weeks=GESTATION_WEEKS[0])  # a second birth is a new pregnancy of at least 22 weeks
 # What a baby can weigh at birth: under 300 g or over 6500 g is a slip (kilograms typed, a digit too many).
 WEIGHT_G = (300, 6500)
 BLOOD_LOSS_MAX_ML = 5000  # beyond what an estimate of a survivable loss reads
@@ -120,10 +121,12 @@ def _refuse_babies(data: DeliveryIn) -> None:
                 raise Invalid(f"an Apgar score is from 0 to 10, not {score}", field=f"{at}.apgar_{minute}")
 
 
-def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn) -> dict:
+def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn, *, correcting: uuid.UUID | None = None) -> dict:
     """The mother as the delivery and her babies' registrations need her, once the delivery is found sound: a
     refusal names the field, before anything (a baby's one-identity person included) is written. Also
-    `born_on`, the day of birth on the facility's calendar, each baby's date of birth."""
+    `born_on`, the day of birth on the facility's calendar, each baby's date of birth. `correcting`: the delivery
+    a correction is of, which is no other birth of hers. Deliveries of one mother are checked one after the other
+    (the lock is held to the end of the transaction)."""
     mother = conn.execute(
         sa.select(patient.c.sex, patient.c.birth_date, patient.c.family_name, patient.c.given_names,
                   patient.c.phone, patient.c.address, sa.func.now().label("now"),
@@ -134,6 +137,8 @@ def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn) -> dict:
     service.require_chart(conn, patient_id, data.encounter_id)
     if mother["sex"] == "male":
         raise Invalid("this record is a man's: a delivery is recorded on the mother's record", field="patient_id")
+    service.one_writer_at_a_time(conn, "delivery", patient_id)
+    _refuse_a_second_birth(conn, patient_id, data.born_at, correcting)
     if data.born_at > mother["now"] + _CLOCK_SKEW:
         raise Invalid("the time of birth is in the future", field="born_at")
     if mother["born_on"] <= mother["birth_date"]:
@@ -155,6 +160,26 @@ def check(conn: Connection, patient_id: uuid.UUID, data: DeliveryIn) -> dict:
         if baby.patient_id is not None:
             _refuse_linking(conn, n, baby, mother["born_on"])
     return dict(mother)
+
+
+def _refuse_a_second_birth(conn: Connection, patient_id: uuid.UUID, born_at: dt.datetime,
+                           correcting: uuid.UUID | None) -> None:
+    """Refuse a delivery within BIRTHS_APART of another in force on her record: no woman gives birth twice in that
+    span, so it is the same birth recorded again (two midwives on one night, a form sent twice), which would register
+    each baby a second time."""
+    other = conn.execute(
+        sa.select(entry.c.root_id, facility_day(delivery.c.born_at).label("born_on"))
+        .select_from(entry.join(delivery, delivery.c.entry_id == entry.c.id))
+        .where(entry.c.patient_id == patient_id, entry.c.kind == "delivery", current_clause(),
+               entry.c.status != "entered_in_error", delivery.c.born_at > born_at - BIRTHS_APART,
+               delivery.c.born_at < born_at + BIRTHS_APART,
+               *([entry.c.root_id != correcting] if correcting is not None else []))
+        .limit(1)).first()
+    if other is not None:
+        raise Invalid(f"a delivery is already recorded for her, a birth on {other.born_on.isoformat()}, "
+                      f"and two births are at least {GESTATION_WEEKS[0]} weeks apart: this is the same birth. Every "
+                      "baby of one birth is on its one delivery; to add one left out, mark that delivery entered in "
+                      "error and record it again with every baby, naming the charts already made", field="born_at")
 
 
 def _unlinked(conn: Connection, baby_id: uuid.UUID) -> dict | None:
@@ -330,7 +355,7 @@ def correct(conn: Connection, principal: Principal, patient_id: uuid.UUID, versi
     if delivery_id is not None and root_of(conn, patient_id, delivery_id) != loaded["root_id"]:
         raise NotFound(f"no version {version_id} of delivery {delivery_id} on this patient's record",
                        entry_id=str(version_id))
-    mother = check(conn, patient_id, data)
+    mother = check(conn, patient_id, data, correcting=loaded["root_id"])
     before = loaded["babies"]
     if len(data.babies) != len(before):
         raise Invalid(f"{len(before)} {'baby was' if len(before) == 1 else 'babies were'} recorded: a correction "

@@ -219,11 +219,9 @@ def _outcome(conn: Connection, principal: Principal, appended: record.Entry, pro
 
 
 def _one_at_a_time(conn: Connection, patient_id: uuid.UUID) -> None:
-    """Two visits written for one client at once are checked one after the other: the second waits here, then reads
-    the first's (two implants inserted at once, or a removal racing its insertion, would otherwise both pass). A lock,
-    not a constraint: what may be in place depends on the visits before, not on one row."""
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(
-        f"healthos.family_planning.{patient_id}", 0))))
+    """Two visits written for one client at once are checked one after the other (two implants inserted at once, or
+    a removal racing its insertion, would otherwise both pass)."""
+    service.one_writer_at_a_time(conn, KIND, patient_id)
 
 
 def record_visit(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: FamilyPlanningIn, *,

@@ -749,6 +749,15 @@ _PATIENT_AND_ENCOUNTER = sa.select(patient.c.id, _ENCOUNTER_OF.label("encounter_
 _PATIENT_ENCOUNTER_AND_TEST = _PATIENT_AND_ENCOUNTER.add_columns(catalogue.DEFINITION_OF_CODE.label("test"))
 
 
+def one_writer_at_a_time(conn: Connection, kind: str, patient_id: uuid.UUID) -> None:
+    """Writes of `kind` for one patient, in transactions at once, are checked one after the other: the second waits
+    here until the first commits or rolls back, then reads what it wrote. A lock, not a constraint, where what may be
+    written depends on the patient's entries before (a family planning method in place, a delivery already
+    recorded), not on one row."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"healthos.{kind}.{patient_id}",
+                                                                                    0))))
+
+
 def require_chart(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None, *,
                   test_code: str | None = None) -> OrderableConfig | None:
     """The patient exists here and the encounter, if named, is theirs: one round trip for both, and

@@ -4,9 +4,11 @@ clinician acting in it (for service-level tests) and API clients holding clinici
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import PatientIn
@@ -69,6 +71,19 @@ def new_patient(conn, principal: Principal, **overrides) -> dict:
               "sex": "female", "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}
     fields.update(overrides)
     return service.register_patient(conn, principal, PatientIn.model_validate(fields))
+
+
+def second_writer_waits(db, second) -> threading.Thread:
+    """`second` started in a thread, returned once its transaction is waiting on a lock (the first writer's, which
+    the caller holds in its open transaction), or after four seconds; the caller joins it once the first commits."""
+    waiting = threading.Thread(target=second)
+    waiting.start()
+    with db.control() as conn:
+        for _ in range(200):
+            if conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                break
+            threading.Event().wait(0.02)
+    return waiting
 
 
 def born_years_ago(years: int, days: int = 40) -> dt.date:

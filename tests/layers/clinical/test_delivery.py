@@ -13,9 +13,14 @@ import zoneinfo
 import pytest
 import sqlalchemy as sa
 
+from appliance.layers.clinical import delivery as births
+from appliance.layers.clinical import service
+from appliance.layers.clinical.errors import Invalid
+from appliance.layers.clinical.schemas import DeliveryIn
 from appliance.substrate import audit
 from appliance.substrate.db import Database
 from appliance.substrate.tenancy import tenant_schema
+from tests.layers.clinical.conftest import second_writer_waits
 
 BASE = "/api/t/{tenant}"
 GUESS = str(uuid.uuid4())
@@ -331,3 +336,54 @@ def test_a_birth_weeks_before_her_stay_is_not_put_on_it(api, token_client, facil
     nurse = token_client(facility.slug, role="nurse")
     tasks = nurse.get(f"{BASE.format(tenant=facility.slug)}/patients/{mother}/tasks")
     assert [t["code"] for t in tasks.json() if t["code"] == "newborn_checks"] == []
+
+
+def test_the_same_birth_recorded_twice_is_refused_and_registers_no_baby_again(api, facility, db: Database):
+    """Two midwives on one night, or a form sent twice: a second delivery hours after the first registered each baby
+    again. No woman gives birth twice within 22 weeks, so it is refused naming the birth already recorded, nothing
+    written; corrected, the delivery is not refused by itself, and withdrawn, it leaves room to record it again."""
+    mother = register(api, facility.slug, family_name="Kamau")
+    first = api.post(url(facility.slug, mother), json=delivery())
+    assert first.status_code == 201, first.text
+    before = counts(db, facility.slug)
+    later = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
+    again = api.post(url(facility.slug, mother), json=delivery(born_at=later))
+    assert again.status_code == 422, again.text
+    assert again.json()["field"] == "born_at" and "already recorded" in again.json()["detail"], again.json()
+    assert counts(db, facility.slug) == before
+    fix = {**delivery(born_at=first.json()["born_at"], blood_loss_ml=350), "reason": "blood loss re-estimated",
+           "version_id": first.json()["id"]}
+    assert api.put(url(facility.slug, mother, f"/{first.json()['id']}"), json=fix).status_code == 200
+    withdrawn = api.post(url(facility.slug, mother, f"/{first.json()['id']}/entered-in-error"),
+                         json={"reason": "a baby left out: recorded again with both"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert api.post(url(facility.slug, mother), json=delivery(born_at=later)).status_code == 201
+
+
+def test_two_deliveries_at_once_are_checked_one_after_the_other(api, db: Database, facility, clinician):
+    """The first delivery holds the mother's lock until it commits; the second, sent at once (two midwives, a form
+    sent twice), waits for it, then reads the first and is refused: one delivery, each baby registered once."""
+    mother = uuid.UUID(register(api, facility.slug, family_name="Wekesa"))
+    data = DeliveryIn.model_validate(delivery())
+    outcome: dict[str, str] = {}
+
+    def write(conn) -> None:
+        found = births.check(conn, mother, data)
+        babies = [service.with_subject(db, baby, tenant=facility.slug, chart_conn=conn)
+                  for baby in births.newborns(found, data)]
+        births.record_delivery(conn, clinician, mother, data, babies)
+
+    def second() -> None:
+        try:
+            with db.tenant(facility.slug) as conn:
+                write(conn)
+            outcome["second"] = "written"
+        except Invalid as exc:
+            outcome["second"] = exc.detail
+
+    with db.tenant(facility.slug) as first:
+        write(first)
+        waiting = second_writer_waits(db, second)
+    waiting.join(10)
+    assert "already recorded" in outcome["second"], outcome
+    assert len(api.get(url(facility.slug, str(mother))).json()["deliveries"]) == 1

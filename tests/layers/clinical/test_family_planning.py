@@ -7,7 +7,6 @@ refused on every route; and the demo's year of visits."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +28,7 @@ from appliance.layers.clinical.family_planning_policy import (
 )
 from appliance.layers.clinical.family_planning_schemas import FamilyPlanningIn
 from appliance.substrate import audit
-from tests.layers.clinical.conftest import new_patient
+from tests.layers.clinical.conftest import new_patient, second_writer_waits
 
 API = "/api/t/{tenant}"
 POLICY = Path(__file__).parents[3] / "policies" / "family_planning.toml"
@@ -219,13 +218,7 @@ def test_two_insertions_at_once_are_checked_one_after_the_other(db, facility, cl
 
     with db.tenant(facility.slug) as first:
         family_planning.record_visit(first, clinician, woman, implant, programme=programme, today=today, tz=dt.UTC)
-        waiting = threading.Thread(target=second)
-        waiting.start()
-        with db.control() as conn:  # the second is waiting on the lock before it reads her visits
-            for _ in range(200):
-                if conn.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
-                    break
-                threading.Event().wait(0.02)
+        waiting = second_writer_waits(db, second)
     waiting.join(10)
     assert "already in place" in outcome["second"]
     assert _visits(db, facility, woman) == 1
