@@ -317,11 +317,15 @@ def _note_detail(root_id: uuid.UUID, data: OperationNoteIn) -> dict:
 
 
 def write_note(conn: Connection, principal: Principal, case_id: uuid.UUID, data: OperationNoteIn) -> dict:
-    """The operation note, signed by the caller: once the case is in theatre, one per case (correct it after)."""
+    """The operation note, signed by the caller: once the case is in theatre, one per case (correct it after). A
+    case cancelled after it went into theatre (abandoned after induction or on opening) has one too: what was
+    found and why it stopped are what the ward and the next surgeon need."""
     current = _current(conn, case_id)
-    if current["status"] not in ("in_theatre", "completed"):
-        raise Conflict(f"this case is {STATUS_WORDS[current['status']]}: the operation note is written once it "
-                       "is in theatre", field="status")
+    if current["started_at"] is None:
+        raise Conflict(f"this case is {STATUS_WORDS[current['status']]}"
+                       + (" and never went into theatre: there was no operation to write a note of"
+                          if current["status"] == "cancelled" else
+                          ": the operation note is written once it is in theatre"), field="status")
     if _note_of(conn, current["root_id"]) is not None:
         raise Conflict("this case has its operation note already: correct it, saying why", field="note")
     record.append(conn, principal, "operation_note", patient_id=current["patient_id"],

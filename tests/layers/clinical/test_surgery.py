@@ -230,6 +230,31 @@ def test_the_operation_note_is_signed_once_and_corrected_with_a_reason(clients, 
                for e in audit.patient_access_log(db, theatre_facility.slug, patients["wanjiru"]))
 
 
+def test_a_case_abandoned_in_theatre_takes_its_operation_note_and_one_cancelled_before_does_not(
+        clients, db, theatre_facility, patients):
+    """Cancelled after it went into theatre (a laparotomy closed on finding inoperable disease), the case still has
+    its note: what was found and why it stopped. Cancelled on the list, before theatre, there was no operation."""
+    base = _base(theatre_facility)
+    note = {"procedure_performed": "Laparotomy, closed without resection", "findings": "Carcinomatosis",
+            "blood_loss_ml": 100, "post_op_instructions": "Oncology review; analgesia"}
+    abandoned = _book(clients, theatre_facility, patients["kamau"], planned_at="2026-11-23T09:00:00+03:00")["root_id"]
+    clients["nurse"].post(f"{base}/{abandoned}/checklist/sign_in", json={"confirmed": ALL["sign_in"]})
+    clients["surgeon"].post(f"{base}/{abandoned}/status", json={"to": "in_theatre"})
+    stopped = clients["surgeon"].post(f"{base}/{abandoned}/status",
+                                      json={"to": "cancelled", "reason": "inoperable: closed without resection"})
+    assert stopped.status_code == 200 and stopped.json()["status"] == "cancelled", stopped.text
+    written = clients["surgeon"].post(f"{base}/{abandoned}/note", json=note)
+    assert written.status_code == 201, written.text
+    assert written.json()["note"]["findings"] == "Carcinomatosis"
+
+    never = _book(clients, theatre_facility, patients["kamau"], planned_at="2026-11-23T13:00:00+03:00")["root_id"]
+    clients["surgeon"].post(f"{base}/{never}/status", json={"to": "cancelled", "reason": "theatre overran"})
+    before = _written(db, theatre_facility)
+    refused = clients["surgeon"].post(f"{base}/{never}/note", json=note)
+    assert refused.status_code == 409 and "never went into theatre" in refused.json()["detail"], refused.text
+    assert _written(db, theatre_facility) == before
+
+
 def test_todays_list_carries_the_cases_nobody_closed_on_an_earlier_day(clients, db, theatre_facility, elsewhere,
                                                                        patients):
     """A case still scheduled, or still in theatre, from a day before is on today's list, marked unclosed, so the
