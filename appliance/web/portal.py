@@ -44,7 +44,18 @@ from litestar.response import Redirect, Template
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from appliance.layers.clinical import access, catalogue, chart, death, delivery, discharge, drugs, growth, service
+from appliance.layers.clinical import (
+    access,
+    catalogue,
+    chart,
+    death,
+    delivery,
+    discharge,
+    drugs,
+    growth,
+    service,
+    surgery,
+)
 from appliance.layers.clinical.errors import NotFound
 from appliance.layers.clinical.models import medication_request, result, service_request, vital_signs
 from appliance.layers.clinical.models import note as note_table
@@ -1197,6 +1208,10 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
         # A delivery marked entered in error leaves the list above: the card says by whom and why.
         withdrawn_births = delivery.withdrawn_deliveries(conn, principal, patient_id, noting_none=False) \
             if births is not None else []
+        # The patient's operations, each linking to its case and carrying the operation note's post-operative
+        # instructions: the ward receives the patient back from theatre here, not from the theatre list.
+        operations = surgery.patient_cases(conn, principal, patient_id, noting_none=False, with_notes=True) \
+            if principal.can("clinical.surgery.read") else []
         held = service.held_on_boards(conn, [e["id"] for e in summary["encounters"]])
         # The summary carries the latest results; a year's trend needs them all.
         results = service.list_results(conn, principal, patient_id, limit=1000) \
@@ -1225,6 +1240,7 @@ def chart_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template:
                 vitals_tiles=vitals_tiles(vitals[0] if vitals else None, adult),
                 vitals_additions=additions, notes=notes, names=names, discharge_summaries=summaries, **deaths_said,
                 births=births, withdrawn_births=withdrawn_births, delivery_modes=delivery.MODES,
+                operations=operations, surgery_statuses=surgery.STATUS_WORDS,
                 discharge_stays=discharge.STAY_STATUSES, **HELPERS)
 
 

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service, surgery
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
-from appliance.layers.clinical.surgery_schemas import SurgeryIn
+from appliance.layers.clinical.surgery_schemas import OperationNoteIn, PhaseIn, SurgeryIn
+from appliance.substrate import audit
 from appliance.substrate.tenancy import facility_timezone
 from tests.web.test_death_pages import no_inline_script
 from tests.web.test_portal import post_form, principal_of
@@ -143,3 +144,35 @@ def test_todays_list_flags_a_case_of_an_earlier_day_nobody_closed(signed_in, db,
     own_day = forgotten["planned_at"].astimezone(facility_timezone(db, facility.slug))
     earlier = nurse.get(f"/t/{facility.slug}/theatre", params={"day": own_day.date().isoformat()}).text
     assert "Hernia repair" in earlier and "unclosed-" not in earlier
+
+
+def test_the_ward_reads_the_operation_and_its_post_operative_instructions_on_the_chart(signed_in, db, facility,
+                                                                                       author):
+    """Back on the ward, the nurse opens the chart, not the theatre list: the operation is there, linking to its
+    case, with the note's post-operative instructions, the read audited; a chart with no operation shows no card
+    and notes no read of one."""
+    patient, principal = admitted(db, facility.slug, author), principal_of(author, facility.slug)
+    untouched = admitted(db, facility.slug, author)
+    booking = {"procedure": "Laparotomy", "theatre": "MAIN", "surgeon": "Dr Kariuki", "urgency": "emergency",
+               "anaesthesia": "general", "planned_at": dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)}
+    with db.tenant(facility.slug) as conn:
+        case = surgery.book(conn, principal, patient, SurgeryIn.model_validate(booking))["root_id"]
+        surgery.record_phase(conn, principal, case, "sign_in",
+                             PhaseIn(confirmed=[k for k, _ in surgery.PHASES["sign_in"].items]))
+        surgery.move(conn, principal, case, "in_theatre")
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    chart = nurse.get(f"/t/{facility.slug}/patients/{patient}/chart")
+    assert chart.status_code == 200 and f'href="/t/{facility.slug}/theatre/cases/{case}"' in chart.text
+    assert "No operation note signed yet" in chart.text
+    with db.tenant(facility.slug) as conn:
+        surgery.write_note(conn, principal, case, OperationNoteIn(
+            procedure_performed="Laparotomy, small bowel resection", findings="Strangulated loop", blood_loss_ml=200,
+            post_op_instructions="Nil by mouth 24 h; NG tube on free drainage; hourly urine output"))
+    chart = nurse.get(f"/t/{facility.slug}/patients/{patient}/chart")
+    assert "After the operation: Nil by mouth 24 h; NG tube on free drainage" in chart.text
+    no_inline_script(chart.text)
+    read = {e.event_type for e in audit.patient_access_log(db, facility.slug, patient)}
+    assert {"record.surgery.read", "record.operation_note.read"} <= read
+    other = nurse.get(f"/t/{facility.slug}/patients/{untouched}/chart")
+    assert other.status_code == 200 and 'id="operations"' not in other.text
+    assert "record.surgery.read" not in {e.event_type for e in audit.patient_access_log(db, facility.slug, untouched)}

@@ -363,15 +363,22 @@ def case(conn: Connection, principal: Principal, case_id: uuid.UUID, *, audited:
     return _shaped(current, note)
 
 
-def patient_cases(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> list[dict]:
-    """The patient's operations, newest planned first (cancelled ones too), audited as read."""
+def patient_cases(conn: Connection, principal: Principal, patient_id: uuid.UUID, *, noting_none: bool = True,
+                  with_notes: bool = False) -> list[dict]:
+    """The patient's operations, newest planned first (cancelled ones too), audited as read; `noting_none=False`
+    (the chart's summary, which asks of every chart) notes nothing where there is none. `with_notes` carries each
+    case's operation note, its read audited too (the ward reads the post-operative instructions from the chart)."""
     service.require_patient(conn, patient_id)
     rows = [dict(r) for r in conn.execute(
         sa.select(*_CASE_COLUMNS).select_from(_CASES)
         .where(entry.c.patient_id == patient_id, record.current_clause())
         .order_by(surgery.c.planned_at.desc())).mappings()]
-    note_access(conn, principal, "read", patient_id, "surgery", [r["id"] for r in rows])
-    return [_shaped(r) for r in rows]
+    if rows or noting_none:
+        note_access(conn, principal, "read", patient_id, "surgery", [r["id"] for r in rows])
+    notes = notes_of(conn, [r["root_id"] for r in rows]) if with_notes else {}
+    if notes:
+        note_access(conn, principal, "read", patient_id, "operation_note", [n["id"] for n in notes.values()])
+    return [_shaped(r, notes.get(r["root_id"])) for r in rows]
 
 
 # A case left in these states past its day is an operation nobody closed: it is never billed, and a patient
