@@ -19,6 +19,7 @@ from tests.e2e.test_journeys import new_page, sign_in
 from tests.layers.clinical.test_blood import GROUPING
 
 pytestmark = pytest.mark.slow
+PHONE = {"width": 390, "height": 844}
 VITALS = {"temperature_c": "36.8", "heart_rate_bpm": "84", "systolic_mmhg": "118", "respiratory_rate": "16"}
 
 
@@ -29,17 +30,26 @@ def clinic(tenant_factory) -> Clinic:
     return Clinic(config.slug, config.name, [])
 
 
+def _desk(doctor, clinic: Clinic) -> Principal:
+    """The doctor as the service sees them, to set the scene the pages then show."""
+    return Principal(account_id=doctor.account_id, kind="staff", display_name="Test", tenant=clinic.slug,
+                     role="clinician")
+
+
+def _registered(conn, desk: Principal, family: str, given: str, born: str, sex: str, national_id: str):
+    return service.register_patient(conn, desk, PatientIn.model_validate({
+        "family_name": family, "given_names": given, "birth_date": born, "sex": sex,
+        "identifiers": [{"system": "national_id", "value": national_id}]}))["id"]
+
+
 def test_a_nurse_is_stopped_by_the_wrong_bag_and_hangs_the_right_one(browser, live_server, clinic, db,
                                                                      person_factory):
     nurse, doctor = person_factory("nurse", clinic.slug, ward="GEN"), person_factory("clinician", clinic.slug)
     midwife = person_factory("nurse", clinic.slug, ward="GEN")  # the second person of the bedside check
-    desk = Principal(account_id=doctor.account_id, kind="staff", display_name="Test", tenant=clinic.slug,
-                     role="clinician")
+    desk = _desk(doctor, clinic)
     today = dt.date.today()
     with db.tenant(clinic.slug) as conn:
-        chart = service.register_patient(conn, desk, PatientIn.model_validate({
-            "family_name": "Chebet", "given_names": "Ruth", "birth_date": "1994-07-02", "sex": "female",
-            "identifiers": [{"system": "national_id", "value": "E2E-BLOOD-1"}]}))["id"]
+        chart = _registered(conn, desk, "Chebet", "Ruth", "1994-07-02", "female", "E2E-BLOOD-1")
         service.open_encounter(conn, desk, chart, EncounterIn(encounter_class="inpatient", status="in_progress",
                                                               ward_code="GEN", reason="Postpartum haemorrhage"))
         service.record_result(conn, desk, chart, ResultIn(code="882-1", value="O+"))
@@ -87,4 +97,38 @@ def test_a_nurse_is_stopped_by_the_wrong_bag_and_hangs_the_right_one(browser, li
     assert "completed" in page.locator("article.transfusion").first.inner_text()
     journey.shot(page, "transfusion-ended")
     watch.assert_clean(provoked={422})
+    context.close()
+
+
+def test_the_blood_bank_answers_an_emergency_on_a_phone(browser, live_server, clinic, db, person_factory):
+    """The technician on a phone: the stock's eight groups fit the screen (AB+ and AB− had scrolled out of sight in
+    the grid's box), the reservation's number, emergency reason and button wrap inside it (they ran 14 px past its
+    edge), and once the one unit asked for is reserved no second reservation is offered."""
+    technician, doctor = person_factory("lab_technician", clinic.slug), person_factory("clinician", clinic.slug)
+    desk = _desk(doctor, clinic)
+    today = dt.date.today()
+    with db.tenant(clinic.slug) as conn:
+        ungrouped = _registered(conn, desk, "Wekesa", "Samuel", "1961-03-14", "male", "E2E-BLOOD-2")
+        blood.receive_unit(conn, desk, BloodUnitIn(
+            unit_number="G1234 26 000501", component="red_cells", abo="O", rhd="negative", volume_ml=280,
+            collected_on=today - dt.timedelta(days=3), expires_on=today + dt.timedelta(days=20)), today=today)
+        blood.request_blood(conn, desk, ungrouped, BloodRequestIn(
+            component="red_cells", units=1, indication="GI bleed, shocked, Hb 5.9 g/dl", urgency="emergency"))
+    watch = Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, technician)
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_server}/t/{clinic.slug}/blood")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert page.locator("#stock-grid th", has_text="AB−").bounding_box()["x"] + 10 < PHONE["width"]
+    reservation = page.locator("form[action*='/reservations']")
+    assert reservation.count() == 1
+    reservation.locator("input[name='unit_number']").fill("G1234 26 000501")
+    reservation.locator("input[name='emergency_reason']").fill("Shocked, no time to group")
+    reservation.get_by_role("button", name="Reserve").click()
+    page.wait_for_url(re.compile(r"/blood\?done=unit-reserved$"))
+    assert "uncrossmatched emergency" in page.locator("main").inner_text()
+    assert page.locator("form[action*='/reservations']").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    watch.assert_clean()
     context.close()
