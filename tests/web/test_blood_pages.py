@@ -104,9 +104,12 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
     assert started.status_code == 303, started.text
     page = nurse.get(started.headers["location"]).text
     transfusion = re.search(r'id="transfusion-([0-9a-f-]+)"', page).group(1)
-    stopped = post_form(nurse, tab, f"{tab}/{transfusion}/end", {
-        "reaction": "febrile", "reaction_note": "Temperature 38.6, rigors", "volume_ml": "90", **VITALS,
-        "temperature_c": "38.6"})
+    ended = {"reaction": "febrile", "reaction_note": "Temperature 38.6, rigors", "volume_ml": "90", **VITALS,
+             "temperature_c": "38.6"}
+    overfull = post_form(nurse, tab, f"{tab}/{transfusion}/end", {**ended, "volume_ml": "900"})
+    assert overfull.status_code == 422 and 'id="volume_ml-error"' in overfull.text
+    assert "held 280 ml" in overfull.text and "Temperature 38.6, rigors" in overfull.text  # what was typed is kept
+    stopped = post_form(nurse, tab, f"{tab}/{transfusion}/end", ended)
     assert stopped.status_code == 303 and stopped.headers["location"].endswith("done=transfusion-stopped")
     shown = doctor.get(stopped.headers["location"]).text
     assert "Febrile (non-haemolytic) reaction" in shown and "escalation task is raised" in shown

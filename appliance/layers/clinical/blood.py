@@ -483,4 +483,20 @@ def hang_unit(conn: Connection, principal: Principal, started: Entry) -> None:
            audited={"second_checker": str(started.detail["checked_by_account"])})
 
 
+def check_volume_given(conn: Connection, principal: Principal, ended: Entry) -> None:
+    """The bedside's end of a transfusion: the volume given is at most what the bag held, the unit's volume as the
+    blood bank received it (450 ml given from a 280 ml unit is a slip of the keys, or another bag's figure, and
+    would read as more blood than the patient had). Refused 422 on volume_ml, nothing written."""
+    given = ended.detail.get("volume_ml")
+    if given is None or ended.status == "entered_in_error":
+        return
+    held = conn.execute(sa.select(blood_unit.c.volume_ml).where(
+        blood_unit.c.unit_number == ended.detail["unit_number"])).scalar()
+    if held is not None and given > held:
+        raise Invalid(f"unit {ended.detail['unit_number']} held {held} ml as the blood bank received it: the volume "
+                      f"given, {given} ml, is more than the bag held; give what went in, at most {held} ml",
+                      field="volume_ml")
+
+
 record.register_reaction("transfusion", hang_unit)
+record.register_reaction("transfusion", check_volume_given)

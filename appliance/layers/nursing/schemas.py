@@ -546,7 +546,8 @@ class TransfusionObservationIn(_In):
 
 class TransfusionEndIn(_In):
     ended_at: dt.datetime | None = Field(default=None, description="with its UTC offset; default now")
-    volume_ml: int = Field(ge=0, le=1000, description="the volume given")
+    volume_ml: int = Field(ge=0, le=1000, description=(
+        "the volume given: at most the unit's volume as the blood bank received it (422 on volume_ml)"))
     reaction: Literal["none", "febrile", "allergic", "haemolytic", "taco", "trali", "other"] = Field(description=(
         "none, or the reaction suspected: it stops the transfusion and raises the escalation task"))
     reaction_note: str | None = Field(default=None, max_length=1000, description=(

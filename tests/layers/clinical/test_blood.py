@@ -292,6 +292,11 @@ def test_issue_then_the_bedside_catches_the_wrong_patient_and_records_the_transf
     observed = clients["nurse"].post(f"{path}/observations", json={"vitals": {**VITALS, "heart_rate_bpm": 90}})
     assert observed.status_code == 200 and observed.json()["vitals_15min_id"], observed.text
     assert clients["nurse"].post(f"{path}/observations", json={"vitals": VITALS}).status_code == 409
+    before = _counts(db, hospital)
+    overfull = clients["nurse"].post(f"{path}/end", json={"volume_ml": 450, "reaction": "none", "vitals": VITALS})
+    assert overfull.status_code == 422 and overfull.json()["field"] == "volume_ml", overfull.text
+    assert "held 300 ml" in overfull.json()["detail"] and "450 ml" in overfull.json()["detail"]
+    assert _counts(db, hospital) == before  # not ended, no vital signs written
     unexplained = clients["nurse"].post(f"{path}/end", json={"volume_ml": 120, "reaction": "haemolytic",
                                                              "vitals": VITALS})
     assert unexplained.status_code == 422 and unexplained.json()["field"] == "reaction_note"
