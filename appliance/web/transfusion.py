@@ -74,6 +74,9 @@ portal.TIMELINE_SOURCES.append(TimelineSource(
 URGENCIES = [("routine", "Routine"), ("urgent", "Urgent"), ("emergency", "Emergency")]
 
 
+_TIMES = {"started_at", "observed_at", "ended_at"}
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -143,7 +146,9 @@ async def _act(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict
             except RecordError as exc:
                 if exc.status not in (409, 422):
                     raise
-                errors = {exc.extra.get("field") or "form": exc.detail[:1].upper() + exc.detail[1:] + "."}
+                # The service names the time by its API field; the form's is `at`, where the refusal belongs.
+                field = exc.extra.get("field") or "form"
+                errors = {"at" if field in _TIMES else field: exc.detail[:1].upper() + exc.detail[1:] + "."}
         return _page(request, tenant, patient_id, status=422 if "form" not in errors else 409, form=form,
                      values=values, errors=errors)
 
@@ -192,21 +197,24 @@ async def start(request: Asking, tenant: Tenant, patient_id: Id, data: FormData)
       opt={"permission": "nursing.transfusion.write"}, include_in_schema=False)
 async def observe(request: Asking, tenant: Tenant, patient_id: Id, transfusion_id: Id, data: FormData) -> Response:
     values = form_values(data)
+    zone = await to_thread.run_sync(lambda: facility_timezone(request.app.state.db, tenant))
     return await _act(request, tenant, patient_id, values, f"observe-{transfusion_id}", TransfusionObservationIn,
                       lambda: {"observed_at": _when(values, "at", tenant, request), "vitals": _vitals(values)},
                       lambda conn, asked: transfusion.observe(conn, request.user, patient_id, transfusion_id, asked,
-                                                              now=_now()), lambda _: "transfusion-observed")
+                                                              now=_now(), zone=zone), lambda _: "transfusion-observed")
 
 
 @post(PATIENT + "/transfusions/{transfusion_id:uuid}/end", operation_id="PortalEndTransfusion",
       opt={"permission": "nursing.transfusion.write"}, include_in_schema=False)
 async def end(request: Asking, tenant: Tenant, patient_id: Id, transfusion_id: Id, data: FormData) -> Response:
     values = form_values(data)
+    zone = await to_thread.run_sync(lambda: facility_timezone(request.app.state.db, tenant))
     return await _act(request, tenant, patient_id, values, f"end-{transfusion_id}", TransfusionEndIn, lambda: {
         "ended_at": _when(values, "at", tenant, request), "volume_ml": values.get("volume_ml") or "",
         "reaction": values.get("reaction") or "", "reaction_note": values.get("reaction_note"),
         "vitals": _vitals(values)},
-        lambda conn, asked: transfusion.end(conn, request.user, patient_id, transfusion_id, asked, now=_now()),
+        lambda conn, asked: transfusion.end(conn, request.user, patient_id, transfusion_id, asked, now=_now(),
+                                            zone=zone),
         lambda answer: "transfusion-stopped" if answer["status"] == "stopped" else "transfusion-ended")
 
 

@@ -106,6 +106,10 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
     transfusion = re.search(r'id="transfusion-([0-9a-f-]+)"', page).group(1)
     ended = {"reaction": "febrile", "reaction_note": "Temperature 38.6, rigors", "volume_ml": "90", **VITALS,
              "temperature_c": "38.6"}
+    typed_before = (dt.datetime.now(facility_timezone(db, facility.slug)) - dt.timedelta(minutes=30)).strftime("%H:%M")
+    too_early = post_form(nurse, tab, f"{tab}/{transfusion}/end", {**ended, "at": typed_before})
+    assert too_early.status_code == 422 and 'id="at-error"' in too_early.text  # beside the time typed
+    assert "before the transfusion started" in too_early.text and "UTC" not in too_early.text
     overfull = post_form(nurse, tab, f"{tab}/{transfusion}/end", {**ended, "volume_ml": "900"})
     assert overfull.status_code == 422 and 'id="volume_ml-error"' in overfull.text
     assert "held 280 ml" in overfull.text and "Temperature 38.6, rigors" in overfull.text  # what was typed is kept

@@ -341,7 +341,7 @@ class NursingController(Controller):
         """The vital signs 15 minutes after the start. Ended, or observed already: 409."""
         _aware(data.observed_at, "observed_at")
         return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.observe(
-            conn, request.user, patient_id, transfusion_id, data, now=c["now"])))
+            conn, request.user, patient_id, transfusion_id, data, now=c["now"], zone=c["tz"])))
 
     @post(PATIENT + "/transfusions/{transfusion_id:uuid}/end", operation_id="NursingEndTransfusion",
           opt=_opt("nursing.transfusion.write"), status_code=HTTP_200_OK)
@@ -352,7 +352,7 @@ class NursingController(Controller):
         stops it and raises the ward's escalation task. Ended already: 409."""
         _aware(data.ended_at, "ended_at")
         return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.end(
-            conn, request.user, patient_id, transfusion_id, data, now=c["now"])))
+            conn, request.user, patient_id, transfusion_id, data, now=c["now"], zone=c["tz"])))
 
     # -- diet orders and the kitchen's list -----------------------------------------------------------
 

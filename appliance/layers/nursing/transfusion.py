@@ -111,15 +111,26 @@ def _vitals(conn: Connection, principal: Principal, patient_id: uuid.UUID, encou
                          occurred_at=at, detail=vitals.model_dump(exclude_none=True)).id
 
 
-def _when(at: dt.datetime | None, now: dt.datetime, field: str, after: dt.datetime | None = None,
-          after_words: str = "") -> dt.datetime:
+def _clock(at: dt.datetime, zone: zoneinfo.ZoneInfo) -> str:
+    # The ward's clock, as the nurse typed it: a refusal in UTC ('02:10 UTC is before 05:05') reads as nonsense.
+    return f"{at.astimezone(zone):%d %b %Y %H:%M}"
+
+
+def _span(length: dt.timedelta) -> str:
+    hours, minutes = divmod(int(length.total_seconds()) // 60, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def _when(at: dt.datetime | None, now: dt.datetime, zone: zoneinfo.ZoneInfo, field: str,
+          after: dt.datetime | None = None, after_words: str = "") -> dt.datetime:
     at = at or now
     if at > now + FUTURE_TOLERANCE:
-        raise Invalid(f"{at:%Y-%m-%d %H:%M %Z} is still to come: give the time it happened", field=field)
+        raise Invalid(f"{_clock(at, zone)} is still to come: give the time it happened", field=field)
     if after is not None and at < after:
-        raise Invalid(f"{at:%Y-%m-%d %H:%M %Z} is before {after_words} ({after:%Y-%m-%d %H:%M %Z})", field=field)
+        raise Invalid(f"{_clock(at, zone)} is before {after_words} ({_clock(after, zone)})", field=field)
     if after is not None and at - after > LONGEST:
-        raise Invalid(f"a transfusion of one unit does not last {at - after}: check the time", field=field)
+        raise Invalid(f"{_clock(at, zone)} is {_span(at - after)} after {after_words} ({_clock(after, zone)}): a "
+                      f"unit is given within 4 hours of leaving the fridge; give the time it happened", field=field)
     return at
 
 
@@ -130,10 +141,10 @@ def start(conn: Connection, principal: Principal, patient_id: uuid.UUID, data, *
     the unit's expiry is judged on the facility's day (`zone`) of the start."""
     service._require_patient(conn, patient_id)
     checker = _second_checker(staff, principal, data.checked_by_account_id)
-    at = _when(data.started_at, now, "started_at")
+    at = _when(data.started_at, now, zone, "started_at")
     if at < now - LONGEST:
-        raise Invalid(f"{at:%Y-%m-%d %H:%M %Z} is more than {LONGEST} ago: record a transfusion as it happens",
-                      field="started_at")
+        raise Invalid(f"{_clock(at, zone)} is {_span(now - at)} ago, longer than a unit runs: record a transfusion "
+                      "as it happens", field="started_at")
     encounter_id = fluid._open_encounter(conn, patient_id)
     before = _vitals(conn, principal, patient_id, encounter_id, data.vitals, at)
     appended = record.append(conn, principal, "transfusion", patient_id=patient_id, encounter_id=encounter_id,
@@ -162,23 +173,23 @@ def _current(conn: Connection, patient_id: uuid.UUID, transfusion_id: uuid.UUID)
 
 
 def observe(conn: Connection, principal: Principal, patient_id: uuid.UUID, transfusion_id: uuid.UUID, data, *,
-            now: dt.datetime) -> dict:
+            now: dt.datetime, zone: zoneinfo.ZoneInfo) -> dict:
     """The vital signs at 15 minutes: the next version. Ended already, or observed at 15 minutes already: 409."""
     current = _current(conn, patient_id, transfusion_id)
     detail = {name: current.detail[name] for name in FIELDS}
     if detail["status"] != "in_progress":
-        raise Conflict(f"this transfusion was {detail['status']} at {detail['ended_at']:%H:%M}: it has no more "
-                       "observations")
+        raise Conflict(f"this transfusion was {detail['status']} at {_clock(detail['ended_at'], zone)}: it has no "
+                       "more observations")
     if detail["vitals_15min_id"] is not None:
         raise Conflict("the 15-minute observations of this transfusion are recorded already")
-    at = _when(data.observed_at, now, "observed_at", detail["started_at"], "the transfusion started")
+    at = _when(data.observed_at, now, zone, "observed_at", detail["started_at"], "the transfusion started")
     detail["vitals_15min_id"] = _vitals(conn, principal, patient_id, current.encounter_id, data.vitals, at)
     return _view(record.append(conn, principal, "transfusion", patient_id=patient_id, supersedes=current.id,
                                occurred_at=at, detail=detail, reason="observed at 15 minutes"))
 
 
 def end(conn: Connection, principal: Principal, patient_id: uuid.UUID, transfusion_id: uuid.UUID, data, *,
-        now: dt.datetime) -> dict:
+        now: dt.datetime, zone: zoneinfo.ZoneInfo) -> dict:
     """The transfusion ended, or stopped by a suspected reaction: the end time, the volume given, the vital signs at
     the end and the reaction. A reaction other than none stops it and raises the escalation task (the reaction
     `escalate_reaction`). Ended already: 409."""
@@ -188,7 +199,7 @@ def end(conn: Connection, principal: Principal, patient_id: uuid.UUID, transfusi
         raise Conflict(f"this transfusion was {detail['status']} already")
     if data.reaction != "none" and not data.reaction_note:
         raise Invalid("say what was seen (the signs of the reaction) and what was done", field="reaction_note")
-    at = _when(data.ended_at, now, "ended_at", detail["started_at"], "the transfusion started")
+    at = _when(data.ended_at, now, zone, "ended_at", detail["started_at"], "the transfusion started")
     detail |= {"vitals_end_id": _vitals(conn, principal, patient_id, current.encounter_id, data.vitals, at),
                "ended_at": at, "volume_ml": data.volume_ml, "reaction": data.reaction,
                "reaction_note": data.reaction_note, "status": "completed" if data.reaction == "none" else "stopped"}

@@ -96,13 +96,13 @@ def generate_transfusion_demo(db: Database, policy: AccessPolicy, slug: str, see
                 vitals=_vitals(draw)), now=started_at, zone=zone, staff=staff)
             observed_at = started_at + dt.timedelta(minutes=15)
             transfusion.observe(conn, author, unit["patient_id"], started["id"], TransfusionObservationIn(
-                observed_at=observed_at, vitals=_vitals(draw)), now=observed_at)
+                observed_at=observed_at, vitals=_vitals(draw)), now=observed_at, zone=zone)
             ended_at = started_at + dt.timedelta(minutes=70 if febrile else draw.randrange(150, 180))
             ended = transfusion.end(conn, author, unit["patient_id"], started["id"], TransfusionEndIn(
                 ended_at=ended_at, volume_ml=90 if febrile else unit["volume_ml"],
                 reaction="febrile" if febrile else "none",
                 reaction_note="Temperature 38.7 with rigors at 55 minutes; stopped, doctor informed, paracetamol given"
-                if febrile else None, vitals=_vitals(draw, febrile=febrile)), now=ended_at)
+                if febrile else None, vitals=_vitals(draw, febrile=febrile)), now=ended_at, zone=zone)
             if febrile:
                 for task in service.tasks_of(conn, [unit["patient_id"]], open_only=True, codes=["escalation"]):
                     if task["source_id"] == ended["id"]:

@@ -24,7 +24,7 @@ from appliance.layers.clinical.blood_schemas import BloodRequestIn, BloodUnitIn
 from appliance.layers.clinical.schemas import EncounterIn, ResultIn
 from appliance.layers.financial import reports, schedule
 from appliance.layers.nursing import transfusion
-from appliance.layers.nursing.schemas import TransfusionStartIn
+from appliance.layers.nursing.schemas import TransfusionEndIn, TransfusionStartIn
 from appliance.layers.patient.portal import describe
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
@@ -540,6 +540,41 @@ def test_the_bedside_judges_expiry_on_the_facilitys_day(db, hospital, patients, 
     assert refused.value.status == 422 and _counts(db, hospital) == before
     given = hang("EXP029", dt.datetime(2026, 3, 29, 4, 0, tzinfo=dt.UTC), "America/Lima")
     assert (given["status"], given["started_on"]) == ("in_progress", last_day)
+
+
+def test_a_time_refused_at_the_bedside_is_said_on_the_wards_clock(clients, db, hospital, patients, staff, policy):
+    """A unit hung at 05:05 in Nairobi (02:05 UTC): an end typed for 04:50 is refused naming both times as the ward's
+    clock reads them, not UTC's; an end left for now, seven hours on, says how long in hours and minutes (it said
+    '7:00:00.250000'), and a start six hours back likewise."""
+    _issued(clients, hospital, patients["baraka"], "CLOCK01", "O", "negative")
+    nairobi = zoneinfo.ZoneInfo("Africa/Nairobi")
+    hung = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=30)
+    nurse = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Ward", tenant=hospital.slug, role="nurse")
+    with db.tenant(hospital.slug) as conn:
+        started = transfusion.start(conn, nurse, patients["baraka"], TransfusionStartIn(
+            unit_number="CLOCK01", checked_by_account_id=staff["nurse"], started_at=hung, vitals=VITALS),
+            now=hung, zone=nairobi, staff=transfusion.colleagues(db, policy, hospital.slug))
+    local = hung.astimezone(nairobi)
+
+    def end(now: dt.datetime, ended_at: dt.datetime | None) -> str:
+        with pytest.raises(RecordError) as refused, db.tenant(hospital.slug) as conn:
+            transfusion.end(conn, nurse, patients["baraka"], started["id"], TransfusionEndIn(
+                ended_at=ended_at, volume_ml=280, reaction="none", vitals=VITALS), now=now, zone=nairobi)
+        assert refused.value.status == 422 and refused.value.extra["field"] == "ended_at"
+        return refused.value.detail
+
+    early = end(hung + dt.timedelta(minutes=20), hung - dt.timedelta(minutes=15))
+    assert early == (f"{local - dt.timedelta(minutes=15):%d %b %Y %H:%M} is before the transfusion started "
+                     f"({local:%d %b %Y %H:%M})"), early
+    late = end(hung + dt.timedelta(hours=7, microseconds=250000), None)
+    assert f"is 7 h 00 min after the transfusion started ({local:%d %b %Y %H:%M})" in late, late
+    assert "UTC" not in early + late
+    with pytest.raises(RecordError, match="is 6 h 30 min ago") as old, db.tenant(hospital.slug) as conn:
+        transfusion.start(conn, nurse, patients["baraka"], TransfusionStartIn(
+            unit_number="CLOCK01", checked_by_account_id=staff["nurse"], started_at=hung, vitals=VITALS),
+            now=hung + dt.timedelta(hours=6, minutes=30), zone=nairobi,
+            staff=transfusion.colleagues(db, policy, hospital.slug))
+    assert old.value.extra["field"] == "started_at"
 
 
 def test_a_unit_started_counts_in_kpi_8_as_charged_the_same_day(clients, db, hospital, patients, staff):
