@@ -70,6 +70,9 @@ def test_a_nurse_is_stopped_by_the_wrong_bag_and_hangs_the_right_one(browser, li
     assert "O RhD positive" in page.locator("#blood-group").inner_text()
     assert "G123426000201" in page.locator("#units-waiting").inner_text()
     journey.shot(page, "blood-tab")
+    # On the ward's 1280 px screen the vital signs sit side by side, not six screen-wide boxes one under another.
+    rows = {round(page.locator(f"#start-{name}").bounding_box()["y"]) for name in VITALS}
+    assert len(rows) == 1, rows
 
     def start(number: str) -> None:
         page.locator("#start-unit_number").fill(number)
