@@ -49,8 +49,8 @@ def _bank_page(request: Asking, tenant: str, _state: str | None = None, *, statu
     return page(request, "blood/bank.html", status=status, active="blood", stock=stock, requests=requests,
                 names=people_named(request.app.state.db, {r["requested_by"] for r in requests}),
                 components=COMPONENTS, component_words=blood.COMPONENT_WORDS, abo=blood.ABO, rhd=blood.RHD,
-                expiring_days=blood.EXPIRING_WITHIN_DAYS, refusal=refusal, form=form, values=values or {},
-                errors=errors or {})
+                expiring_days=blood.EXPIRING_WITHIN_DAYS, emergency_units=blood.EMERGENCY_UNITS, refusal=refusal,
+                form=form, values=values or {}, errors=errors or {})
 
 
 PAGE = BenchPage("/blood", (), _bank_page)

@@ -22,8 +22,10 @@ ANZSBT/Lifeblood component compatibility tables, which agree with BSH 2012 pre-t
   out) is a transfusion specialist's decision and is not offered here.
 
 A unit past its expiry date is refused, at reservation and at issue. A patient with no recorded group gets no
-crossmatched unit: in an emergency, group O RhD-negative red cells may be issued uncrossmatched, with the reason,
-flagged as emergency on the unit's history and on every list.
+crossmatched unit: in an emergency, with the reason, a unit that every patient may receive whatever their group
+(`EMERGENCY_UNITS`: group O RhD-negative red cells; group AB plasma, the universal plasma, which a major
+haemorrhage needs beside the red cells, BSH 2015 major haemorrhage guideline; group AB RhD-negative platelets; no
+whole blood, which must be ABO-identical), flagged as emergency on the unit's history and on every list.
 
 A unit's history is `blood_unit_event` (t0036): reserved (for a request), released (back to stock, with why: from
 a reservation, an issued unit the ward returned unused, or the request cancelled), issued (to the ward), transfused
@@ -76,6 +78,10 @@ SHELF_LIFE_DAYS = {"whole_blood": 35, "red_cells": 42, "platelets": 7, "plasma":
 REQUEST_WINDOW_DAYS = 14  # a request not answered in a fortnight is not coming: the list is of the last two weeks
 
 
+def _given_to_anyone(component: str, donor_abo: str, donor_rhd: str) -> bool:
+    return all(incompatibility(component, abo, rhd, donor_abo, donor_rhd) is None for abo in ABO for rhd in RHD)
+
+
 def group_words(abo: str, rhd: str) -> str:
     return f"{abo} RhD {rhd}"
 
@@ -91,6 +97,14 @@ def incompatibility(component: str, recipient_abo: str, recipient_rhd: str, dono
     if component in RHD_MATTERS and recipient_rhd == "negative" and donor_rhd == "positive":
         return f"an RhD-negative patient may not receive RhD-positive {words}: give RhD-negative {words}"
     return None
+
+
+# What a patient with no recorded group may be given in an emergency, by component: the units compatible with every
+# group (see the module's docstring), said as the refusal says them.
+EMERGENCY_UNITS = {component: " or ".join(
+    f"group {abo}{f' RhD-{rhd}' if component in RHD_MATTERS else ''} {COMPONENT_WORDS[component]}"
+    for abo in ABO for rhd in (RHD if component in RHD_MATTERS else RHD[:1])
+    if _given_to_anyone(component, abo, rhd)) for component in COMPONENT_WORDS}
 
 
 def parse_group(value: str | None) -> tuple[str, str] | None:
@@ -340,9 +354,9 @@ def patient_blood(conn: Connection, principal: Principal, patient_id: uuid.UUID,
 def reserve(conn: Connection, principal: Principal, request_id: uuid.UUID, unit_number: str,
             emergency_reason: str | None, *, today: dt.date, at: dt.datetime | None = None) -> dict:
     """Reserve a unit for a request after the crossmatch: the unit must be available, unexpired, of the component
-    asked for and compatible with the patient's recorded group. With no group recorded, only group O RhD-negative
-    red cells, uncrossmatched, with the emergency's reason. Refused (409 not available or the request answered,
-    422 naming the field) with nothing written."""
+    asked for and compatible with the patient's recorded group. With no group recorded, only a unit every group may
+    receive (`EMERGENCY_UNITS`), uncrossmatched, with the emergency's reason. Refused (409 not available or the
+    request answered, 422 naming the field) with nothing written."""
     _serialise(conn, request_id)
     request = one_request(conn, principal, request_id, today=today)
     if request["cancel_reason"] is not None:
@@ -367,13 +381,18 @@ def reserve(conn: Connection, principal: Principal, request_id: uuid.UUID, unit_
     if group["conflict"]:
         raise Conflict(group["conflict"])
     if group["abo"] is None:
+        given_to_anyone = EMERGENCY_UNITS[request["component"]]
+        if not given_to_anyone:
+            raise Invalid(f"the patient has no recorded blood group (LOINC 882-1): {words} must be of the patient's "
+                          "own group, so no unit is given uncrossmatched; group them, or ask for red cells",
+                          field="unit_number")
         if not emergency_reason:
             raise Invalid("the patient has no recorded blood group (LOINC 882-1): group them before crossmatching, "
-                          "or in an emergency issue group O RhD-negative red cells uncrossmatched with the reason",
+                          f"or in an emergency issue {given_to_anyone} uncrossmatched with the reason",
                           field="emergency_reason")
-        if (found["component"], found["abo"], found["rhd"]) != ("red_cells", "O", "negative"):
+        if not _given_to_anyone(found["component"], found["abo"], found["rhd"]):
             raise Invalid(f"unit {unit_number} is {words} {found['group']}: a patient with no recorded blood group "
-                          "may only receive group O RhD-negative red cells", field="unit_number")
+                          f"may only receive {given_to_anyone}", field="unit_number")
     else:
         refused = incompatibility(found["component"], group["abo"], group["rhd"], found["abo"], found["rhd"])
         if refused:

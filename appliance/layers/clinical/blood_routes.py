@@ -163,8 +163,9 @@ class BloodBankController(Controller):
                 data: JSONBody[ReservationIn]) -> BloodRequestOut:
         """Reserve a unit for the request after the crossmatch. Refused with nothing written: a unit not
         compatible with the patient's recorded group (ABO and RhD, by component), expired, of another component,
-        not available (409), or a patient with no recorded group, unless the unit is group O RhD-negative red
-        cells and `emergency_reason` says why they are issued uncrossmatched (flagged as emergency)."""
+        not available (409), or a patient with no recorded group, unless the unit is one any group may receive
+        (group O RhD-negative red cells, group AB plasma, group AB RhD-negative platelets) and `emergency_reason`
+        says why it is issued uncrossmatched (flagged as emergency)."""
         today = facility_today(state.db, tenant)
         with state.db.tenant(tenant) as conn:
             return BloodRequestOut.model_validate(blood.reserve(

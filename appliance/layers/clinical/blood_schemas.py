@@ -57,8 +57,8 @@ class BloodRequestIn(_In):
 class ReservationIn(_In):
     unit_number: UnitNumber
     emergency_reason: Reason | None = Field(default=None, description=(
-        "only for a patient with no recorded blood group: why group O RhD-negative red cells are issued "
-        "uncrossmatched"))
+        "only for a patient with no recorded blood group: why a unit any group may receive (group O RhD-negative "
+        "red cells, group AB plasma, group AB RhD-negative platelets) is issued uncrossmatched"))
 
 
 class PatientLabel(_Out):

@@ -247,6 +247,28 @@ def test_rhd_negative_no_group_and_disagreeing_groups(clients, db, hospital, pat
     assert unit["emergency"] is True and unit["reason"] == "Massive PPH, no time"
 
 
+def test_an_ungrouped_patient_in_an_emergency_gets_plasma_any_group_may_receive(clients, db, hospital, patients):
+    """A massive PPH, the woman not yet grouped: beside the O RhD-negative red cells, her plasma is group AB (the
+    universal plasma), where the bank could answer nothing but red cells; group A plasma is refused, naming AB, and
+    whole blood, which must match her own group, is never given uncrossmatched."""
+    _receive(clients, hospital, "FFPA01", component="plasma", abo="A", days=300)
+    _receive(clients, hospital, "FFPAB1", component="plasma", abo="AB", rhd="positive", days=300)
+    _receive(clients, hospital, "WBONEG", component="whole_blood", abo="O", rhd="negative")
+    plasma = _request(clients, hospital, patients["chege"], component="plasma", units=1, urgency="emergency")
+    whole = _request(clients, hospital, patients["chege"], component="whole_blood", units=1, urgency="emergency")
+    before = _counts(db, hospital)
+    no_reason = _reserve(clients, hospital, plasma, "FFPAB1")
+    assert no_reason.status_code == 422 and "issue group AB plasma uncrossmatched" in no_reason.json()["detail"]
+    group_a = _reserve(clients, hospital, plasma, "FFPA01", emergency_reason="Massive PPH, no time")
+    assert group_a.status_code == 422 and "may only receive group AB plasma" in group_a.json()["detail"]
+    never = _reserve(clients, hospital, whole, "WBONEG", emergency_reason="Massive PPH, no time")
+    assert never.status_code == 422 and "of the patient's own group" in never.json()["detail"], never.text
+    assert _counts(db, hospital) == before
+    given = _reserve(clients, hospital, plasma, "FFPAB1", emergency_reason="Massive PPH, no time")
+    assert given.status_code == 200, given.text
+    assert given.json()["units_given"][0]["emergency"] is True
+
+
 def test_issue_then_the_bedside_catches_the_wrong_patient_and_records_the_transfusion(
         clients, db, hospital, patients, staff):
     api = _api(hospital)
