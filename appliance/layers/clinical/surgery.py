@@ -246,8 +246,10 @@ def move(conn: Connection, principal: Principal, case_id: uuid.UUID, to: str, *,
     return _next_version(conn, principal, current, changes, reason if to == "cancelled" else None)
 
 
-def record_phase(conn: Connection, principal: Principal, case_id: uuid.UUID, phase: str, data: PhaseIn) -> dict:
-    """Record one phase of the checklist, every item confirmed, by the caller now."""
+def record_phase(conn: Connection, principal: Principal, case_id: uuid.UUID, phase: str, data: PhaseIn, *,
+                 at: dt.datetime | None = None) -> dict:
+    """Record one phase of the checklist, every item confirmed, by the caller now (or `at`, as `move` takes it: the
+    demo's cases, whose phases are said before their moves)."""
     found = PHASES.get(phase)
     if found is None:
         raise NotFound(f"no checklist phase {phase!r}: the phases are sign_in, time_out and sign_out")
@@ -273,7 +275,7 @@ def record_phase(conn: Connection, principal: Principal, case_id: uuid.UUID, pha
         raise Invalid(f"the {found.title} is recorded only with every item confirmed; not confirmed: "
                       + "; ".join(unconfirmed), field="confirmed", unconfirmed=[
                           key for key in keys if key not in data.confirmed])
-    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    now = at or conn.execute(sa.select(sa.func.now())).scalar_one()
     done[phase] = {"items": keys, "by": str(principal.account_id), "by_name": principal.display_name,
                    "at": now.isoformat(), "note": data.note or None}
     return _next_version(conn, principal, current, {"checklist": done})

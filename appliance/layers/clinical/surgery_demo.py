@@ -1,7 +1,8 @@
 """The demo's operating theatres (`healthos up --demo`): at the demo hospitals, a few cases in each state around
 today, so the theatre list, a case's checklist and the billing worklist have something to show. Yesterday, a case
 completed through all three phases of the WHO checklist with its operation note (its procedure charged); today, one
-in theatre after its Sign In and Time Out, one scheduled, one cancelled with a reason; tomorrow, one scheduled.
+in theatre after its Sign In and Time Out (begun three quarters of an hour before the demo is written, so every time
+it shows has passed), one scheduled, one cancelled with a reason; tomorrow, one scheduled.
 Who is operated on is drawn from a stream fixed by the seed and the facility (adults of the demo population not
 recorded deceased); each case goes through the service a clinician's and a nurse's acts do (`surgery.book`,
 `.record_phase`, `.move`, `.write_note`), written by the clinical demo's principal. Skipped at a facility without
@@ -24,8 +25,12 @@ from appliance.substrate.demo import demo_stream
 from appliance.substrate.tenancy import facility_timezone
 
 DEMO_HOSPITALS = ("lakeshore_district", "riverside_referral")
-# Each case: the day (from today), the hour, the procedure code, the urgency, the anaesthesia and how far it goes.
-PLAN = ((-1, 9, "APPX", "urgent", "general", "completed"), (0, 8, "LAPAROTOMY", "emergency", "general", "in_theatre"),
+# Each case: the day (from today), the hour, the procedure code, the urgency, the anaesthesia and how far it goes. The
+# case in theatre has no hour: it began three quarters of an hour before the demo is written (an 08:00 case read
+# "into theatre 08:20" on a list opened at 04:50, its Time Out said before it went in).
+IN_THEATRE_FOR = dt.timedelta(minutes=45)
+PLAN = ((-1, 9, "APPX", "urgent", "general", "completed"),
+        (0, None, "LAPAROTOMY", "emergency", "general", "in_theatre"),
         (0, 11, "HERNIA", "elective", "spinal", "scheduled"), (0, 14, "ID", "elective", "local", "cancelled"),
         (1, 9, "HERNIA", "elective", "spinal", "scheduled"))
 SURGEONS = ("Dr Achieng Odhiambo", "Dr Peter Mwangi", "Dr Halima Yusuf")
@@ -53,7 +58,8 @@ def generate_surgery_demo(db: Database, slugs: list[str], seed: int = 2026, as_o
     for slug in (s for s in hospitals if s in slugs):
         author = demo_principal(slug)
         zone = facility_timezone(db, slug)
-        today = (as_of or dt.datetime.now(dt.UTC)).astimezone(zone).date()
+        now = (as_of or dt.datetime.now(dt.UTC)).astimezone(zone)
+        today = now.date()
         draw = demo_stream("surgery", seed, slug)
         with db.tenant(slug) as conn:
             theatres = [t["code"] for t in surgery.theatres(conn)]
@@ -67,7 +73,8 @@ def generate_surgery_demo(db: Database, slugs: list[str], seed: int = 2026, as_o
         if not theatres or booked_before or len(drawn) < len(PLAN):
             continue
         for patient_id, (day, hour, code, urgency, anaesthesia, reaches) in zip(drawn, PLAN, strict=True):
-            planned = dt.datetime.combine(today + dt.timedelta(days=day), dt.time(hour), zone)
+            planned = (dt.datetime.combine(today + dt.timedelta(days=day), dt.time(hour), zone) if hour is not None
+                       else _quarter_before(now - IN_THEATRE_FOR))
             with db.tenant(slug) as conn:
                 case = surgery.book(conn, author, patient_id, SurgeryIn(
                     procedure=listed.get(code, code.title()), procedure_code=code if code in listed else None,
@@ -79,6 +86,11 @@ def generate_surgery_demo(db: Database, slugs: list[str], seed: int = 2026, as_o
     return counts
 
 
+def _quarter_before(moment: dt.datetime) -> dt.datetime:
+    """The quarter hour at or before `moment`, as a list books a case."""
+    return moment - dt.timedelta(minutes=moment.minute % 15, seconds=moment.second, microseconds=moment.microsecond)
+
+
 def _take(conn, author, case_id: uuid.UUID, reaches: str, planned: dt.datetime) -> None:
     """Take a booked case as far as the plan says, as the theatre team would."""
     if reaches == "cancelled":
@@ -86,10 +98,15 @@ def _take(conn, author, case_id: uuid.UUID, reaches: str, planned: dt.datetime) 
         return
     if reaches == "scheduled":
         return
-    surgery.record_phase(conn, author, case_id, "sign_in", _everything("sign_in"))
+    # Each phase at its moment in the case: Sign In before it goes in, Time Out before the incision, Sign Out before
+    # the patient leaves.
+    surgery.record_phase(conn, author, case_id, "sign_in", _everything("sign_in"),
+                         at=planned + dt.timedelta(minutes=10))
     surgery.move(conn, author, case_id, "in_theatre", at=planned + dt.timedelta(minutes=20))
-    surgery.record_phase(conn, author, case_id, "time_out", _everything("time_out"))
+    surgery.record_phase(conn, author, case_id, "time_out", _everything("time_out"),
+                         at=planned + dt.timedelta(minutes=25))
     if reaches == "completed":
         surgery.write_note(conn, author, case_id, NOTE)
-        surgery.record_phase(conn, author, case_id, "sign_out", _everything("sign_out"))
+        surgery.record_phase(conn, author, case_id, "sign_out", _everything("sign_out"),
+                             at=planned + dt.timedelta(minutes=90))
         surgery.move(conn, author, case_id, "completed", at=planned + dt.timedelta(minutes=95))

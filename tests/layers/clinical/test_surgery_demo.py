@@ -41,4 +41,18 @@ def test_the_demo_books_a_case_in_each_state_once(tenant_factory, db):
                                                          ("in_theatre", False), ("scheduled", False),
                                                          ("scheduled", False)]
     assert [tuple(c) for c in charged] == [("APPX", "posted")] and notes == 1
+    # Every moment a case shows has passed, and each phase was said before the move it allows: Sign In before into
+    # theatre, Time Out after it, Sign Out before completed.
+    with db.tenant(hospital.slug) as conn:
+        moments = conn.execute(sa.text(
+            "SELECT s.status, s.started_at, s.ended_at, (s.checklist->'sign_in'->>'at')::timestamptz AS sign_in, "
+            "(s.checklist->'time_out'->>'at')::timestamptz AS time_out, "
+            "(s.checklist->'sign_out'->>'at')::timestamptz AS sign_out FROM entry e "
+            "JOIN surgery s ON s.entry_id = e.id WHERE s.status IN ('in_theatre', 'completed') "
+            "AND NOT EXISTS (SELECT 1 FROM entry n WHERE n.supersedes = e.id)")).mappings().all()
+    now = dt.datetime.now(dt.UTC)
+    for case in moments:
+        assert case["sign_in"] < case["started_at"] < case["time_out"] <= now, case
+        if case["status"] == "completed":
+            assert case["time_out"] < case["sign_out"] < case["ended_at"] <= now, case
     assert generate_surgery_demo(db, [hospital.slug], hospitals=(hospital.slug,)) == {}
