@@ -50,7 +50,8 @@ portal.NOTICES.update({
     "case-moved": "The case's state is changed.",
     "note-signed": "Operation note signed.",
     "note-corrected": "Operation note corrected; the earlier version stays in its history.",
-    "booking-corrected": "Booking corrected; the earlier version stays in the case's history.",
+    "booking-corrected": "Booking corrected; the earlier version stays in the case's history. A case moved to "
+                         "another day or theatre says its Sign In again.",
     "case-withdrawn": "The case is marked entered in error: it has left the list, and any charge of it is credited.",
 })
 URGENCIES = {"elective": "Elective", "urgent": "Urgent", "emergency": "Emergency"}

@@ -42,7 +42,7 @@ from appliance.layers.clinical.surgery_schemas import OperationNoteIn, PhaseIn, 
 from appliance.substrate import deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access, note_list_read
-from appliance.substrate.tenancy import register_config_applier
+from appliance.substrate.tenancy import facility_timezone_of, register_config_applier
 from appliance.substrate.tenant_config import TenantConfig
 
 
@@ -209,13 +209,21 @@ def book(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: Su
 def correct(conn: Connection, principal: Principal, case_id: uuid.UUID, data: SurgeryIn, reason: str,
             version_id: uuid.UUID) -> dict:
     """Correct what was booked (procedure, time, theatre, team...), with the reason; its state and checklist
-    are kept. A case completed or cancelled is history: 409."""
+    are kept, but for a case still scheduled moved to another day or theatre (postponed), whose Sign In is said
+    again: it confirms the patient, the consent and the anaesthesia machine just before induction, and Monday's
+    check in Theatre 1 says nothing of Wednesday's in Theatre 2. A case completed or cancelled is history: 409."""
     current = _current(conn, case_id)
     _version_check(current, version_id)
     if current["status"] in ("completed", "cancelled"):
         raise Conflict(f"this case is {STATUS_WORDS[current['status']]}: what was booked is no longer corrected; "
                        "the operation note says what was done", field="status")
-    return _next_version(conn, principal, current, _checked_booking(conn, current["patient_id"], data), reason)
+    changes = _checked_booking(conn, current["patient_id"], data)
+    if current["status"] == "scheduled" and current["checklist"]:
+        zone = facility_timezone_of(conn)
+        if (changes["theatre"] != current["theatre"]
+                or changes["planned_at"].astimezone(zone).date() != current["planned_at"].astimezone(zone).date()):
+            changes["checklist"] = {}
+    return _next_version(conn, principal, current, changes, reason)
 
 
 def move(conn: Connection, principal: Principal, case_id: uuid.UUID, to: str, *, reason: str | None = None,

@@ -255,6 +255,36 @@ def test_a_case_abandoned_in_theatre_takes_its_operation_note_and_one_cancelled_
     assert _written(db, theatre_facility) == before
 
 
+def test_a_case_postponed_to_another_day_or_theatre_says_its_sign_in_again(clients, db, theatre_facility, patients):
+    """Signed in on Monday, the list overran and the case moved to Wednesday: Monday's Sign In (the patient, the
+    consent, the anaesthesia machine) does not take Wednesday's case into theatre. Moved an hour the same day in the
+    same theatre, it stands; its history keeps what was recorded."""
+    base = _base(theatre_facility)
+    booked = _book(clients, theatre_facility, patients["wanjiru"], planned_at="2026-11-24T09:00:00+03:00")
+    case = booked["root_id"]
+    signed = clients["nurse"].post(f"{base}/{case}/checklist/sign_in", json={"confirmed": ALL["sign_in"]}).json()
+    later = clients["surgeon"].put(f"{base}/{case}", json={
+        **_booking(planned_at="2026-11-24T10:30:00+03:00"), "reason": "first case ran long",
+        "version_id": signed["id"]})
+    assert later.status_code == 200 and later.json()["phases_done"] == 1, later.text
+    postponed = clients["surgeon"].put(f"{base}/{case}", json={
+        **_booking(planned_at="2026-11-26T09:00:00+03:00"), "reason": "list overran: postponed",
+        "version_id": later.json()["id"]})
+    assert postponed.status_code == 200 and postponed.json()["phases_done"] == 0, postponed.text
+    refused = clients["surgeon"].post(f"{base}/{case}/status", json={"to": "in_theatre"})
+    assert refused.status_code == 422 and "Sign In has not been recorded" in refused.json()["detail"]
+    elsewhere = _book(clients, theatre_facility, patients["kamau"], planned_at="2026-11-24T14:00:00+03:00")["root_id"]
+    signed = clients["nurse"].post(f"{base}/{elsewhere}/checklist/sign_in", json={"confirmed": ALL["sign_in"]}).json()
+    moved = clients["surgeon"].put(f"{base}/{elsewhere}", json={
+        **_booking(planned_at="2026-11-24T14:00:00+03:00", theatre="TH2"), "reason": "Theatre 1 flooded",
+        "version_id": signed["id"]})
+    assert moved.status_code == 200 and moved.json()["phases_done"] == 0, moved.text
+    with db.tenant(theatre_facility.slug) as conn:
+        kept = conn.execute(sa.text("SELECT s.checklist ? 'sign_in' FROM surgery s JOIN entry e ON e.id = s.entry_id "
+                                    "WHERE e.root_id = :r ORDER BY e.recorded_at, e.id"), {"r": case}).scalars().all()
+    assert True in kept and kept[-1] is False
+
+
 def test_todays_list_carries_the_cases_nobody_closed_on_an_earlier_day(clients, db, theatre_facility, elsewhere,
                                                                        patients):
     """A case still scheduled, or still in theatre, from a day before is on today's list, marked unclosed, so the
