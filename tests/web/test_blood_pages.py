@@ -109,10 +109,14 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
     typed_before = (dt.datetime.now(facility_timezone(db, facility.slug)) - dt.timedelta(minutes=30)).strftime("%H:%M")
     too_early = post_form(nurse, tab, f"{tab}/{transfusion}/end", {**ended, "at": typed_before})
     assert too_early.status_code == 422 and 'id="at-error"' in too_early.text  # beside the time typed
+    assert f'href="#end-{transfusion}-at"' in too_early.text  # the summary's link leads to the box
     assert "before the transfusion started" in too_early.text and "UTC" not in too_early.text
     overfull = post_form(nurse, tab, f"{tab}/{transfusion}/end", {**ended, "volume_ml": "900"})
     assert overfull.status_code == 422 and 'id="volume_ml-error"' in overfull.text
     assert "held 280 ml" in overfull.text and "Temperature 38.6, rigors" in overfull.text  # what was typed is kept
+    unmeasured = post_form(nurse, tab, f"{tab}/{transfusion}/end", {**ended, "temperature_c": ""})
+    assert unmeasured.status_code == 422 and f'href="#end-{transfusion}-temperature_c"' in unmeasured.text
+    assert f'id="end-{transfusion}-temperature_c"' in unmeasured.text
     stopped = post_form(nurse, tab, f"{tab}/{transfusion}/end", ended)
     assert stopped.status_code == 303 and stopped.headers["location"].endswith("done=transfusion-stopped")
     shown = doctor.get(stopped.headers["location"]).text
