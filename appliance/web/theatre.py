@@ -4,10 +4,11 @@ forms, its moves and its operation note, and "Book surgery" from the patient's c
 
 It keeps the portal's rules (see `portal.py`): server-rendered, no script; each route declares the permission the
 theatre API declares for the same act (`clinical.surgery.read`, `.write`, `.checklist`); the list and the case are
-the theatre's, case-scoped as the API's are (no chart is opened from them), and booking is a chart page behind the
-care-relationship guard; forms carry the CSRF token and Post/Redirect/Get; a refusal is the page again with its
-sentence at the top and beside the field at fault, what was typed kept, nothing written. The record is read and
-written only through the clinical layer's `surgery` service, which audits each patient listed and each act.
+the theatre's, case-scoped as the API's are (no chart is opened from them; the case shows the record's active
+allergies, which the Sign In asks about), and booking is a chart page behind the care-relationship guard; forms
+carry the CSRF token and Post/Redirect/Get; a refusal is the page again with its sentence at the top and beside the
+field at fault, what was typed kept, nothing written. The record is read and written only through the clinical
+layer's `surgery` service (and its allergies through `service`), which audit each patient listed and each act.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 from pydantic import ValidationError
 
-from appliance.layers.clinical import surgery
+from appliance.layers.clinical import service, surgery
 from appliance.layers.clinical.surgery_schemas import OperationNoteCorrection, OperationNoteIn, PhaseIn, SurgeryIn
 from appliance.substrate.record import RecordError
 from appliance.web import portal
@@ -96,10 +97,15 @@ def _case_page(request: Asking, tenant: str, case_id: uuid.UUID, *, status: int 
     with request.app.state.db.tenant(tenant) as conn:
         found = surgery.case(conn, request.user, case_id)
         theatres, procedures = surgery.theatres(conn), surgery.procedures(conn)
+        # The Sign In asks the team whether the patient has a known allergy: the record's answer is beside it (the
+        # read audited), where the theatre nurse had only the patient's word.
+        allergies = service.list_allergies(conn, request.user, found["patient_id"], active_only=True) \
+            if request.user.can("clinical.allergy.read") else None
     note = found["note"]
     names = portal.people_named(request.app.state.db, {note["author_id"]} if note else set())
-    return page(request, "theatre/case.html", status=status, active="theatre", case=found, refusal=refusal,
-                form=form, values=values or {}, errors=errors or {}, names=names, statuses=surgery.STATUS_WORDS,
+    return page(request, "theatre/case.html", status=status, active="theatre", case=found, allergies=allergies,
+                refusal=refusal, form=form, values=values or {}, errors=errors or {}, names=names,
+                statuses=surgery.STATUS_WORDS,
                 urgencies=URGENCIES, anaesthesia=ANAESTHESIA, theatres=theatres, procedures=procedures,
                 booked=_booked_values(found, facility_clock(request, tenant)), **HELPERS)
 

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from appliance.layers.clinical import service, surgery
-from appliance.layers.clinical.schemas import EncounterIn, PatientIn
+from appliance.layers.clinical.schemas import AllergyIn, EncounterIn, PatientIn
 from appliance.layers.clinical.surgery_schemas import OperationNoteIn, PhaseIn, SurgeryIn
 from appliance.substrate import audit
 from appliance.substrate.tenancy import facility_timezone
@@ -176,3 +176,24 @@ def test_the_ward_reads_the_operation_and_its_post_operative_instructions_on_the
     other = nurse.get(f"/t/{facility.slug}/patients/{untouched}/chart")
     assert other.status_code == 200 and 'id="operations"' not in other.text
     assert "record.surgery.read" not in {e.event_type for e in audit.patient_access_log(db, facility.slug, untouched)}
+
+
+def test_the_sign_in_has_the_records_allergies_beside_it(signed_in, db, facility, author):
+    """The Sign In asks whether the patient has a known allergy: the case's page gives the record's answer (the read
+    audited), where the theatre nurse had only the patient's word; a patient with none says so."""
+    patient, principal = admitted(db, facility.slug, author), principal_of(author, facility.slug)
+    other = admitted(db, facility.slug, author)
+    booking = {"procedure": "Hernia repair", "theatre": "MAIN", "surgeon": "Dr Kariuki", "urgency": "elective",
+               "anaesthesia": "spinal", "planned_at": dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)}
+    with db.tenant(facility.slug) as conn:
+        service.add_allergy(conn, principal, patient, AllergyIn(substance="Penicillin", reaction="Anaphylaxis",
+                                                                criticality="high"))
+        case = surgery.book(conn, principal, patient, SurgeryIn.model_validate(booking))["root_id"]
+        clear = surgery.book(conn, principal, other, SurgeryIn.model_validate(booking))["root_id"]
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    page = nurse.get(f"/t/{facility.slug}/theatre/cases/{case}")
+    assert page.status_code == 200, page.text
+    allergies = re.search(r'id="case-allergies">(.*?)</dd>', page.text, re.S).group(1)
+    assert "Penicillin" in allergies and "Anaphylaxis" in allergies and "high criticality" in allergies
+    assert "record.allergy.read" in {e.event_type for e in audit.patient_access_log(db, facility.slug, patient)}
+    assert "None recorded" in nurse.get(f"/t/{facility.slug}/theatre/cases/{clear}").text
