@@ -53,7 +53,7 @@ from sqlalchemy.engine import Connection
 from appliance.layers.clinical import service
 from appliance.layers.clinical.errors import Conflict, Invalid, NotFound
 from appliance.layers.clinical.models import BLOOD_COMPONENTS, blood_unit, blood_unit_event
-from appliance.substrate import record
+from appliance.substrate import deaths, record
 from appliance.substrate.age import age_label
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, note_access, note_list_read
@@ -290,6 +290,15 @@ def request_blood(conn: Connection, principal: Principal, patient_id: uuid.UUID,
                                      "indication": data.indication, "urgency": data.urgency})
     return {"id": appended.root_id, "patient_id": patient_id, "requested_at": appended.occurred_at,
             "requested_by": principal.account_id, **appended.detail}
+
+
+def refuse_blood_for_deceased(conn: Connection, patient_id: uuid.UUID | None) -> None:
+    """No blood is asked for a person recorded deceased at any facility: the units the bank would reserve for them
+    are kept from the living. Cancelling a request made before is a correction, not asked here."""
+    deaths.refuse_if_deceased(conn, patient_id, "a request for blood")
+
+
+record.register_guard("blood_request", refuse_blood_for_deceased)
 
 
 _REQUESTS = """

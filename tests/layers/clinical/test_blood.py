@@ -420,6 +420,24 @@ def test_a_unit_kept_longer_than_its_component_keeps_is_refused(clients, db, hos
     assert _receive(clients, hospital, "LONGOK", component="plasma", days=360)["status"] == "available"
 
 
+def test_blood_is_not_asked_for_a_person_recorded_deceased(clients, db, hospital):
+    from tests.layers.clinical.test_death import certificate, death_url, register
+
+    patient = register(clients["doctor"], hospital.slug, national_id=uuid.uuid4().hex[:10])
+    request = _request(clients, hospital, patient, units=1)
+    certified = clients["doctor"].post(death_url(hospital.slug, patient), json=certificate())
+    assert certified.status_code == 201, certified.text
+    before = _counts(db, hospital)
+    refused = clients["doctor"].post(f"{_api(hospital)}/patients/{patient}/blood/requests", json={
+        "component": "red_cells", "units": 1, "indication": "Hb 6.1 g/dl, bleeding", "urgency": "urgent"})
+    assert refused.status_code == 422 and "a request for blood cannot be recorded" in refused.json()["detail"]
+    assert _counts(db, hospital) == before
+    # The request made while they lived is still cancelled, its reserved units back in stock.
+    cancelled = clients["doctor"].post(f"{_api(hospital)}/patients/{patient}/blood/requests/{request}/cancel",
+                                       json={"reason": "patient died"})
+    assert cancelled.status_code == 200, cancelled.text
+
+
 def test_a_request_is_filed_only_under_this_patients_own_encounter(clients, db, hospital, patients):
     desk = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Desk", tenant=hospital.slug,
                      role="clinician")
