@@ -107,6 +107,7 @@ def test_book_from_the_chart_work_the_checklist_and_sign_the_note(signed_in, db,
     listed = nurse.get(f"/t/{facility.slug}/theatre", params={"day": "2026-11-25"})
     assert listed.status_code == 200 and "Appendicectomy" in listed.text and "Checklist 1/3" in listed.text
     assert "09:30" in listed.text
+    assert 'id="count-MAIN">1<' in listed.text
     no_inline_script(listed.text)
     assert surgeon.get(f"/t/{facility.slug}/theatre", params={"day": "25/11"}).status_code == 400
 
@@ -197,3 +198,16 @@ def test_the_sign_in_has_the_records_allergies_beside_it(signed_in, db, facility
     assert "Penicillin" in allergies and "Anaphylaxis" in allergies and "high criticality" in allergies
     assert "record.allergy.read" in {e.event_type for e in audit.patient_access_log(db, facility.slug, patient)}
     assert "None recorded" in nurse.get(f"/t/{facility.slug}/theatre/cases/{clear}").text
+
+
+def test_a_theatres_count_is_of_the_cases_it_still_runs(signed_in, db, facility, author):
+    """A theatre whose one case was cancelled reads 0 to run, '1 cancelled' beside it, not 1."""
+    patient, principal = admitted(db, facility.slug, author), principal_of(author, facility.slug)
+    booking = {"procedure": "Incision and drainage", "theatre": "MAT", "surgeon": "Dr Kariuki", "urgency": "elective",
+               "anaesthesia": "local", "planned_at": "2026-12-02T14:00:00+03:00"}
+    with db.tenant(facility.slug) as conn:
+        case = surgery.book(conn, principal, patient, SurgeryIn.model_validate(booking))["root_id"]
+        surgery.move(conn, principal, case, "cancelled", reason="patient had eaten")
+    listed = signed_in("nurse", facility.slug, ward="GEN").get(f"/t/{facility.slug}/theatre",
+                                                                params={"day": "2026-12-02"}).text
+    assert 'id="count-MAT">0<' in listed and "1 cancelled" in listed and "Incision and drainage" in listed
