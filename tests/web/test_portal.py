@@ -934,9 +934,10 @@ FORMS += ["/beds/{any}/state", "/beds/{any}/admit", "/beds/patients/{any}/discha
 # The desk's appointments a withdrawn death certificate had cancelled (rows: tests/layers/clinical/test_death.py).
 PAGES += ["/appointments/to-rebook"]
 # The facility admin's pages (appliance/web/admin.py); another facility's token and guessed ids are in
-# tests/web/test_admin.py.
-PAGES += ["/admin/tokens", "/admin/staff", "/admin/interfaces"]
-FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke", "/admin/staff/{any}/ward"]
+# tests/web/test_admin.py, and for a message the HL7 feed sent and its replay in
+# tests/interop/hl7v2/test_kept_messages.py.
+PAGES += ["/admin/tokens", "/admin/staff", "/admin/interfaces", "/admin/interfaces/{any}"]
+FORMS += ["/admin/tokens", "/admin/tokens/{any}/revoke", "/admin/staff/{any}/ward", "/admin/interfaces/{any}/replay"]
 # The chart's problems and allergies (appliance/web/problems.py); what they write and refuse is in
 # tests/web/test_portal_problems.py.
 PAGES += ["/patients/{pid}/problems", "/patients/{pid}/entries/{any}/history"]

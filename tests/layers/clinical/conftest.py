@@ -47,6 +47,9 @@ CLINICAL_CONFIG = {
                           "frequency": "every 6 hours as needed", "duration_days": 3}]},
     ],
 }
+# A general ward and a maternity ward: for a nurse of the other ward (an account names only wards its facility has).
+GENERAL_AND_MATERNITY = [{"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 3},
+                         {"code": "MAT", "name": "Maternity", "kind": "maternity", "beds": 2}]
 
 
 @pytest.fixture(scope="module")

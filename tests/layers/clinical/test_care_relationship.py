@@ -10,7 +10,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn
 from appliance.substrate import audit
 from appliance.substrate.policy import load_policy
-from tests.layers.clinical.conftest import CLINICAL_CONFIG, new_patient
+from tests.layers.clinical.conftest import CLINICAL_CONFIG, GENERAL_AND_MATERNITY, new_patient
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -18,9 +18,7 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="module")
 def facility(tenant_factory):
     """The clinical test facility with a maternity ward beside its general ward, for a nurse of the other ward."""
-    return tenant_factory(name="Clinical Test Facility", **CLINICAL_CONFIG, wards=[
-        {"code": "GEN", "name": "General ward", "kind": "inpatient", "beds": 3},
-        {"code": "MAT", "name": "Maternity", "kind": "maternity", "beds": 2}])
+    return tenant_factory(name="Clinical Test Facility", **CLINICAL_CONFIG, wards=GENERAL_AND_MATERNITY)
 
 
 @pytest.fixture(scope="module")

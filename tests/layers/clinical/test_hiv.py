@@ -21,7 +21,7 @@ from appliance.layers.clinical.schemas import EncounterIn
 from appliance.substrate import audit
 from tests.conftest import facility_today
 from tests.layers.clinical.at_once import two_at_once
-from tests.layers.clinical.conftest import new_patient
+from tests.layers.clinical.conftest import CLINICAL_CONFIG, GENERAL_AND_MATERNITY, new_patient
 
 API = "/api/t/{tenant}"
 PROGRAMME = load_programme(Path(__file__).parents[3] / "policies" / "hiv.toml")
@@ -34,6 +34,12 @@ def ago(days: int) -> str:
 def _enrolment(**overrides) -> dict:
     return {"enrolled_on": ago(400), "diagnosed_on": ago(410), "who_stage": 2, "cd4_baseline": 350,
             "tb_screening": "no_signs", **overrides}
+
+
+@pytest.fixture(scope="module")
+def facility(tenant_factory):
+    """The clinical test facility with a maternity ward beside its general ward, for a nurse of the other ward."""
+    return tenant_factory(name="Clinical Test Facility", **CLINICAL_CONFIG, wards=GENERAL_AND_MATERNITY)
 
 
 def _hiv_entries(db, facility) -> int:
