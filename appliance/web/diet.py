@@ -38,6 +38,7 @@ from appliance.web.portal import (
     Tenant,
     banner,
     form_values,
+    local_moment,
     page,
     people_named,
     see_other,
@@ -98,11 +99,6 @@ async def diet_page(request: Asking, tenant: Tenant, patient_id: Id) -> Template
     return await _diet_page(request, tenant, patient_id, values={}, errors={})
 
 
-def _local_moment(text: str | None, tz) -> dt.datetime | None:
-    """A datetime-local field (facility time) as an aware moment; None when empty."""
-    return dt.datetime.fromisoformat(text).replace(tzinfo=tz) if text else None
-
-
 async def _write_order(request: Asking, tenant: str, patient_id: uuid.UUID, values: dict, form: str, done: str,
                        model: type[DietOrderIn], write: Any) -> Response:
     """The order form's fields (a new order, or a correction with its reason) validated as the API's model and
@@ -114,7 +110,7 @@ async def _write_order(request: Asking, tenant: str, patient_id: uuid.UUID, valu
     moments: dict[str, Any] = {}
     for field in ("starts_at", "ends_at"):
         try:
-            moments[field] = _local_moment(values.get(field), tz)
+            moments[field] = local_moment(values.get(field), tz)
         except ValueError:
             errors[field] = "Give the date and time, or leave it empty."
     also = values.get("f.also") or []

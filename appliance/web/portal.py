@@ -408,6 +408,11 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "").strip()
 
 
+def local_moment(text: str | None, tz: dt.tzinfo) -> dt.datetime | None:
+    """A datetime-local field (facility time) as an aware moment; None when empty, ValueError when not a time."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=tz) if text else None
+
+
 def form_values(data: dict[str, Any]) -> dict[str, Any]:
     """A posted form without its CSRF token, blanks as None and text stripped. Only a template's
     fields (`f.<key>`, where a multiple choice is several values) stay lists; any other field sent
@@ -1569,6 +1574,17 @@ def _already_prescribed_in_set(request: Asking, tenant: str, patient_id: uuid.UU
             "to give both.")
 
 
+def _placed_at(request: Asking, tenant: str, values: dict) -> tuple[dict[str, dt.datetime], dict[str, str]]:
+    """The order forms' "Placed at" (facility time) as the API's occurred_at, for an order given earlier (by
+    telephone, in theatre) written up now: ({}, {}) when left empty, the order's time is then its arrival; else the
+    field or the sentence refusing it."""
+    try:
+        at = local_moment(values.get("occurred_at"), facility_timezone(request.app.state.db, tenant))
+    except ValueError:
+        return {}, {"occurred_at": "Give the day and time the order was placed, or leave it empty for now."}
+    return ({"occurred_at": at} if at else {}), {}
+
+
 @post(PATIENT + "/order-sets", operation_id="PortalPlaceOrderSet", opt=_page_opts("clinical.order.create"),
       sync_to_thread=True, include_in_schema=False)
 def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
@@ -1579,8 +1595,11 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
     raw = data.get("leave_out")
     leave_out = [d.strip() for d in (raw if isinstance(raw, list) else [raw]) if isinstance(d, str) and d.strip()]
     action = f"/t/{tenant}/patients/{patient_id}/order-sets"
+    placed, refused = _placed_at(request, tenant, values)
+    if refused:
+        return _orders_page(request, tenant, patient_id, status=422, form=f"set-{code}", values=values, errors=refused)
     fields = {k: values.get(k) for k in ("encounter_id", "priority", "clinical_info", "allergy_override_reason")
-              if values.get(k)} | {"leave_out": leave_out}
+              if values.get(k)} | {"leave_out": leave_out} | placed
     reason_refused: dict[str, str] = {}
     try:
         order_set_in = OrderSetIn.model_validate(fields)
@@ -1618,11 +1637,14 @@ def place_order_set(request: Asking, tenant: Tenant, patient_id: Id, data: FormD
 @post(PATIENT + "/orders", operation_id="PortalPlaceOrder", opt=_page_opts("clinical.order.create"),
       sync_to_thread=True, include_in_schema=False)
 def place_order(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
-    """One lab test or imaging study from the facility's catalogue."""
+    """One lab test or imaging study from the facility's catalogue, now or at the time it was placed."""
     values = form_values(data)
+    placed, refused = _placed_at(request, tenant, values)
+    if refused:
+        return _orders_page(request, tenant, patient_id, status=422, form="test", values=values, errors=refused)
     try:
         order_in = ServiceRequestIn.model_validate({k: values.get(k) for k in (
-            "code", "encounter_id", "priority", "clinical_info") if values.get(k)})
+            "code", "encounter_id", "priority", "clinical_info") if values.get(k)} | placed)
         with request.app.state.db.tenant(tenant) as conn:
             service.order_test(conn, request.user, patient_id, order_in)
     except ValidationError as exc:

@@ -17,6 +17,7 @@ from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import ServiceRequestIn
 from appliance.substrate import audit
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone
 from tests.e2e.history import CLINICAL_CONFIG, HB, populate
 from tests.web.test_auth import csrf_token
 
@@ -647,6 +648,57 @@ def test_prescribe_single_test_and_bad_input(signed_in, facility, charts):
     assert test.status_code == 303
     unknown = post_form(client, orders, f"{base(facility)}/patients/{pid}/orders", {"code": "1234-5"})
     assert unknown.status_code == 422 and "not in this facility" in unknown.text
+
+
+def test_an_order_given_earlier_is_written_up_at_the_time_it_was_placed(signed_in, db, facility, elsewhere, charts):
+    """A test ordered by telephone at 06:10 and written up at the ward round, and an order set given in theatre, keep
+    the time they were placed (facility time, as typed), as the API and HL7 orders do; the record keeps the arrival.
+    A time before the patient was born, before the visit it is ordered on began, still to come or not a time is
+    refused beside "Placed at", nothing written; another facility's session places nothing."""
+    client = signed_in("clinician", facility.slug)
+    tz = facility_timezone(db, facility.slug)
+    adult, visited = charts[0], charts[1]
+    orders = f"{base(facility)}/patients/{adult.id}/orders"
+    earlier = (dt.datetime.now(tz) - dt.timedelta(hours=2)).replace(second=0, microsecond=0)
+    typed = earlier.strftime("%Y-%m-%dT%H:%M")
+    test = post_form(client, orders, orders, {"code": "2345-7", "occurred_at": typed})
+    assert test.status_code == 303, test.text
+    placed_set = post_form(client, orders, orders.replace("/orders", "/order-sets"),
+                           {"code": "DM-REVIEW", "occurred_at": typed})
+    assert placed_set.status_code == 303, placed_set.text
+    with db.tenant(facility.slug) as conn:
+        rows = conn.execute(sa.text("SELECT kind, occurred_at, recorded_at FROM entry WHERE patient_id = :p "
+                                    "AND kind = 'service_request'"), {"p": adult.id}).all()
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    placed = [r for r in rows if r.occurred_at == earlier]
+    assert len(placed) == 4, rows
+    assert all(r.recorded_at > earlier + dt.timedelta(hours=1) for r in placed)
+
+    before_birth = "1980-05-01T09:00"
+    refused = [
+        (adult, before_birth, "is before the patient was born (12 April 1984): give the time the Glucose"),
+        (adult, "yesterday", "Give the day and time the order was placed, or leave it empty for now."),
+        (adult, (dt.datetime.now(tz) + dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"), "is still to come"),
+        (visited, typed, "is before the visit it is ordered on began"),
+    ]
+    for chart, at, says in refused:
+        path = f"{base(facility)}/patients/{chart.id}/orders"
+        fields = {"code": "2345-7", "occurred_at": at}
+        if chart is visited:
+            fields["encounter_id"] = str(chart.encounter_id)
+        answer = post_form(client, path, path, fields)
+        assert answer.status_code == 422 and re.search(r'id="occurred_at-error">[^<]*' + re.escape(says),
+                                                       answer.text), (at, answer.text)
+        assert f'value="{at}"' in answer.text  # what was typed comes back
+    refused_set = post_form(client, orders, orders.replace("/orders", "/order-sets"),
+                            {"code": "DM-REVIEW", "occurred_at": before_birth})
+    assert refused_set.status_code == 422 and "is before the patient was born" in refused_set.text
+    assert "give the time the order set Diabetes review was placed" in refused_set.text
+    outsider = signed_in("clinician", elsewhere.slug)
+    assert post_form(outsider, f"{base(elsewhere)}/today", orders, {"code": "2345-7", "occurred_at": typed}
+                     ).status_code in {403, 404}
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
 
 
 def test_the_prescribe_page_says_a_cephalosporin_can_cross_react_with_the_penicillin_allergy(signed_in, facility,

@@ -701,8 +701,8 @@ class ServiceRequestIn(_In):
     encounter_id: uuid.UUID | None = None
     occurred_at: aware_datetime("the time the order was placed") | None = Field(default=None, description=(
         "when the order was placed (a ward's system sending it after its link came back), with its UTC offset; when "
-        "it arrived if left out. Not in the future. Turnaround counts from it; the record keeps the arrival too "
-        "(recorded_at)"))
+        "it arrived if left out. Not in the future, not before the patient was born nor before the visit it is "
+        "ordered on began. Turnaround counts from it; the record keeps the arrival too (recorded_at)"))
 
 
 class ServiceRequestOut(EntryOut):
@@ -722,6 +722,11 @@ class OrderSetIn(_In):
     allergy_override_reason: str | None = Field(default=None, min_length=3, max_length=1000)
     leave_out: list[Text] = Field(default_factory=list, max_length=20, description=(
         "drugs of the set not to order (one the patient is allergic to, say); the rest of the set is ordered"))
+    occurred_at: aware_datetime("the time the order set was placed") | None = Field(default=None, description=(
+        "when the set was ordered (written up after a verbal order, or sent late by another system), with its UTC "
+        "offset; when it arrived if left out. Every order of the set takes it. Not in the future, not before the "
+        "patient was born nor before the visit it is ordered on began; the record keeps the arrival too "
+        "(recorded_at)"))
 
 
 class OrderSetPlaced(BaseModel):

@@ -52,7 +52,7 @@ from appliance.substrate import identity, record, retraction
 from appliance.substrate.db import Database, after_commit, after_rollback
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import Entry, current_clause, entry, note_access
-from appliance.substrate.tenancy import facility_clock_of, facility_timezone_of
+from appliance.substrate.tenancy import facility_clock_of, facility_day, facility_timezone_of
 from appliance.substrate.tenant_config import OrderableConfig
 
 _FIRST_VERSION = entry.alias("first_version")
@@ -1107,12 +1107,32 @@ def list_medications(conn: Connection, principal: Principal, patient_id: uuid.UU
 # -- lab and imaging orders --------------------------------------------------------------------------
 
 
+def refuse_order_time(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | None, at: dt.datetime, *,
+                      display: str, done: str = "ordered") -> None:
+    """An order's time as another system or a person gives it: not still to come, not before the patient was born
+    (on the facility's calendar, as a birth date is kept) and not before the visit it is filed under began, give or
+    take the clock skew another machine's clock may have against ours (the visit's start is our clock's)."""
+    refuse_time(conn, at, display=display, ordered_at=None, field="occurred_at", done=done)
+    started = sa.select(encounter.c.started_at).where(encounter.c.id == encounter_id).scalar_subquery()
+    found = conn.execute(sa.select(patient.c.birth_date, facility_day(sa.literal(at, sa.DateTime(timezone=True)))
+                                   .label("day"), started.label("started_at"))
+                         .where(patient.c.id == patient_id)).first()
+    given = f"{at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    if found is not None and found.birth_date is not None and found.day < found.birth_date:
+        raise Invalid(f"{given} is before the patient was born ({found.birth_date:%d %B %Y}): give the time the "
+                      f"{display} was {done}", field="occurred_at")
+    if found is not None and found.started_at is not None and at < found.started_at - CLOCK_SKEW:
+        raise Invalid(f"{given} is before the visit it is ordered on began "
+                      f"({found.started_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC): give the time the {display} was "
+                      f"{done}", field="occurred_at")
+
+
 def order_test(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: ServiceRequestIn) -> dict:
     """One test of the catalogue ordered, at `data.occurred_at` when another system placed it before sending it
-    (its clock may run a little ahead of ours), else now."""
+    (its clock may run a little ahead of ours) or a clinician writes up an order given earlier, else now."""
     test = require_chart(conn, patient_id, data.encounter_id, test_code=data.code)
     if data.occurred_at is not None:
-        refuse_time(conn, data.occurred_at, display=test.name, ordered_at=None, field="occurred_at", done="ordered")
+        refuse_order_time(conn, patient_id, data.encounter_id, data.occurred_at, display=test.name)
     appended = record.append(conn, principal, "service_request", patient_id=patient_id,
                              encounter_id=data.encounter_id, occurred_at=data.occurred_at, detail={
                                  "category": test.category, "code": test.loinc, "display": test.name,
@@ -1141,6 +1161,9 @@ def place_order_set(conn: Connection, principal: Principal, patient_id: uuid.UUI
     if missing:
         raise Invalid(f"order set {code} names test {missing[0]}, which is not in this facility's catalogue; "
                       "nothing was ordered", field="code", code=missing[0])
+    if data.occurred_at is not None:
+        refuse_order_time(conn, patient_id, data.encounter_id, data.occurred_at,
+                          display=f"order set {order_set.name}", done="placed")
     conflicts = _allergy_conflicts(conn, patient_id, [m.drug for m in medications])
     override = data.allergy_override_reason if conflicts else None
     if conflicts:
@@ -1151,7 +1174,7 @@ def place_order_set(conn: Connection, principal: Principal, patient_id: uuid.UUI
     for loinc in order_set.tests:
         test = tests[loinc]
         appended = record.append(conn, principal, "service_request", patient_id=patient_id,
-                                 encounter_id=data.encounter_id, detail={
+                                 encounter_id=data.encounter_id, occurred_at=data.occurred_at, detail={
                                      "category": test.category, "code": test.loinc, "display": test.name,
                                      "priority": data.priority, "status": "active",
                                      "clinical_info": data.clinical_info, "order_set": code})
@@ -1159,7 +1182,7 @@ def place_order_set(conn: Connection, principal: Principal, patient_id: uuid.UUI
     for med in medications:
         med_in = MedicationIn(**med.model_dump(), encounter_id=data.encounter_id)
         appended = record.append(conn, principal, "medication_request", patient_id=patient_id,
-                                 encounter_id=data.encounter_id,
+                                 encounter_id=data.encounter_id, occurred_at=data.occurred_at,
                                  detail=_medication_detail(med_in, override if med.drug in conflicts else None, code))
         outcome.placed.append(_entry_dict(appended))
     return outcome

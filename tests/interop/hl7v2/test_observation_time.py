@@ -229,5 +229,9 @@ def test_an_order_placed_in_the_future_is_refused_naming_its_field_and_writes_no
             (_orm(facility.slug, identifier, "ORD" + secrets.token_hex(4), sent=later), "MSH-7",
              "MSH-7 message time: ", to_come),
             (_orm(facility.slug, identifier, "ORD" + secrets.token_hex(4), placed="00010101003000+0100"), "ORC-9",
-             "ORC-9 date/time of transaction: ", "in a year from 1 to 9999 in UTC")]:
+             "ORC-9 date/time of transaction: ", "in a year from 1 to 9999 in UTC"),
+            # Grace was born on 14 February 1990 (the feed's PID-7): a time the day before is a mistyped year
+            (_orm(facility.slug, identifier, "ORD" + secrets.token_hex(4), placed="19900213120000+0300"), "ORC-9",
+             "ORC-9 date/time of transaction: ", "is before the patient was born (14 February 1990): give the time "
+             "the Full blood count was ordered")]:
         _refused_naming(db, facility, feed, message, location, names, says)

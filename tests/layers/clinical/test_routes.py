@@ -291,6 +291,52 @@ def test_an_order_keeps_the_time_it_was_placed_over_http(api, token_client, faci
         assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
 
 
+def test_an_order_is_not_placed_before_its_patient_was_born_nor_before_its_visit_began(api, token_client, facility,
+                                                                                     other_facility, db: Database):
+    """The orders API and an order set take the time the order was placed (every order of the set the same), and
+    its lower limits: not before the patient was born (on the facility's calendar), not before the visit it is
+    ordered on began (give or take five minutes of another machine's clock). Each is a 422 naming occurred_at with a
+    sentence, and writes nothing; another facility is kept out."""
+    patient = register(api, facility.slug, birth_date="2001-07-30")
+    base = f"{BASE.format(tenant=facility.slug)}/patients/{patient['id']}"
+    visit = api.post(f"{base}/encounters", json={"encounter_class": "outpatient", "reason": "fever"}).json()
+    began = dt.datetime.fromisoformat(visit["started_at"])
+    within_skew = began - dt.timedelta(minutes=2)
+    ordered = api.post(f"{base}/orders", json={"code": "58410-2", "encounter_id": visit["id"],
+                                               "occurred_at": within_skew.isoformat()})
+    assert ordered.status_code == 201, ordered.text
+    earlier = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    placed = api.post(f"{base}/order-sets/MALARIA", json={"occurred_at": earlier.isoformat()})
+    assert placed.status_code == 201, placed.text
+    every = [*placed.json()["service_requests"], *placed.json()["medication_requests"]]
+    assert len(every) == 4 and {dt.datetime.fromisoformat(o["occurred_at"]) for o in every} == {earlier}
+    # 21:30 UTC on the 29th is half past midnight on the 30th in Nairobi, the day he was born there.
+    born_day = api.post(f"{base}/orders", json={"code": "58410-2", "occurred_at": "2001-07-29T21:30:00+00:00"})
+    assert born_day.status_code == 201, born_day.text
+
+    with db.tenant(facility.slug) as conn:
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    before_birth = "2001-07-29T23:30:00+03:00"  # the evening before, in Nairobi
+    for path, body, says in [
+        ("orders", {"code": "58410-2", "occurred_at": before_birth},
+         "is before the patient was born (30 July 2001): give the time the Full blood count was ordered"),
+        ("orders", {"code": "58410-2", "encounter_id": visit["id"],
+                    "occurred_at": (began - dt.timedelta(hours=1)).isoformat()},
+         "is before the visit it is ordered on began"),
+        ("order-sets/MALARIA", {"occurred_at": before_birth},
+         "is before the patient was born (30 July 2001): give the time the order set Suspected malaria was placed"),
+        ("order-sets/MALARIA", {"encounter_id": visit["id"], "occurred_at": (began - dt.timedelta(days=1)).isoformat()},
+         "is before the visit it is ordered on began"),
+    ]:
+        refused = api.post(f"{base}/{path}", json=body)
+        assert refused.status_code == 422 and says in refused.json()["detail"], refused.text
+        assert refused.json()["field"] == "occurred_at"
+    outsider = token_client(other_facility.slug, role="clinician")
+    assert outsider.post(f"{base}/order-sets/MALARIA", json={"occurred_at": earlier.isoformat()}).status_code == 403
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
+
+
 def test_a_figure_past_any_column_is_not_taken_as_a_number(api, facility, db: Database):
     """1e999999 overflowed the result's numeric column (a 500, found by tests/web/test_every_route_input.py): a
     figure of more than 18 digits is not a number, so a numeric analyte's value is refused as one (text is for
