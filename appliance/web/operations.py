@@ -129,7 +129,10 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, stat
             now = conn.execute(sa.select(sa.func.now())).scalar_one()
             for visit in awaiting:
                 visit["waiting_for_bed"] = _minutes_since(visit["decided_at"], now)
-        return {"wards": wards, "transfer_wards": [dict(t) for t in targets], "awaiting": awaiting}
+        # The ED's bays (trolleys, cubicles) hold no stay, so no occupancy: its ward says who is in the department.
+        ed_census = ed.census(conn) if any(w["kind"] == "emergency" for w in wards) else None
+        return {"wards": wards, "transfer_wards": [dict(t) for t in targets], "awaiting": awaiting,
+                "ed_census": ed_census}
 
     found = _in_tenant(request, tenant, work)
     beds = [b for w in found["wards"] for b in w["bed_list"] if w["kind"] in INPATIENT_WARD_KINDS]
@@ -138,9 +141,13 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, stat
         placed["maternity_ok"] = service.maternity_may_take(placed.get("sex"), placed.get("birth_date"), today)
     occupied = sum(1 for b in beds if b["state"] == "occupied")
     staffed = sum(1 for b in beds if b["state"] != "blocked")
+    # One ward's page of a ward that is not an inpatient ward (the ED's bays, an outpatient area) has no staffed beds
+    # to count occupancy over: it says what its places are instead of "0 of 0 staffed".
+    not_inpatient = (next((w for w in found["wards"] if w["kind"] not in INPATIENT_WARD_KINDS), None)
+                     if ward_code else None)
     return page(request, "operations/beds.html", status=status, active="beds", ward_code=ward_code, **found,
                 refusal=refusal, states=BED_STATE_LABELS, dispositions=DISCHARGE_DISPOSITIONS,
-                inpatient_kinds=INPATIENT_WARD_KINDS, acuity=ACUITY, occupied=occupied,
+                inpatient_kinds=INPATIENT_WARD_KINDS, acuity=ACUITY, occupied=occupied, not_inpatient=not_inpatient,
                 staffed=staffed, occupancy=fmt(occupied / staffed * 100 if staffed else None, "percent"))
 
 

@@ -249,6 +249,30 @@ def test_the_emergency_departments_bays_offer_no_admission(manager, facility):
     assert manager.get(f"{base}/beds/ED-01/admit").status_code == 404
 
 
+def test_the_emergency_departments_page_says_who_is_there_not_0_of_0_staffed(manager, db, facility):
+    """The ED's own page of the bed board said "0 of 0 staffed" with occupancy "—": its bays are trolleys and
+    cubicles, never a stay's bed. It says how many are in the department now, how many of them wait for a ward's
+    bed, and its bays, as the ED board counts them; the facility's board keeps counting inpatient beds only."""
+    base = f"/t/{facility.slug}"
+    _, encounter_id = _ed_patient(db, facility, manager, family_name="Chebet", given_names="Mercy")
+    with db.tenant(facility.slug) as conn:
+        there = conn.execute(sa.select(sa.func.count()).select_from(ed.ed_visit)
+                             .where(ed.ed_visit.c.departed_at.is_(None))).scalar_one()
+        waiting = conn.execute(sa.select(sa.func.count()).select_from(ed.ed_visit).where(
+            ed.ed_visit.c.departed_at.is_(None), ed.ed_visit.c.decision == "admit")).scalar_one()
+    page = manager.get(f"{base}/beds/ED").text
+    assert "staffed" not in page and 'id="occupancy-now"' not in page
+    assert re.search(rf'id="ed-in-department">{there}<', page) and re.search(rf'id="ed-awaiting-bed">{waiting}<', page)
+    assert re.search(r'id="ed-bays">4<', page) and "no bed occupancy is counted here" in page
+    whole = manager.get(f"{base}/beds").text
+    assert f'id="ed-census-ED">{there} in the department now · 4 bays<' in whole
+    for inpatient in (whole, manager.get(f"{base}/beds/GEN").text):
+        assert re.search(r'id="occupied-count">\d+</span> <span class="unit">of [1-9]\d* staffed', inpatient)
+    departed = post_form(manager, f"{base}/ed", f"{base}/ed/{encounter_id}/departure", {"disposition": "discharged"})
+    assert departed.status_code == 303, departed.text
+    assert re.search(rf'id="ed-in-department">{there - 1}<', manager.get(f"{base}/beds/ED").text)
+
+
 def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     base = f"/t/{facility.slug}"
     registrar = signed_in("registrar", facility.slug)

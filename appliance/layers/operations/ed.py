@@ -165,6 +165,15 @@ def depart(conn: Connection, principal: Principal, patient_id: uuid.UUID | None,
     return visit_of(conn, visit["id"])
 
 
+def census(conn: Connection) -> dict:
+    """How many are in the emergency department now and how many of them the ED decided to admit (waiting for a
+    ward's bed): counts for the ED's own page of the bed board, whose bays are not inpatient beds. No one is named."""
+    row = conn.execute(sa.select(sa.func.count().label("in_department"),
+                                 sa.func.count().filter(ed_visit.c.decision == "admit").label("awaiting_bed"))
+                       .where(ed_visit.c.departed_at.is_(None))).one()
+    return dict(row._mapping)
+
+
 def board(conn: Connection, principal: Principal, *, awaiting_bed: bool = False) -> list[dict]:
     """Who is in the emergency department now, untriaged and most urgent first, then longest there, with every
     timestamp so far and how they came and why (the arrival's mode and presenting complaint, which triage reads).
