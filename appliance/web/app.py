@@ -43,6 +43,7 @@ from appliance.layers.clinical.tuberculosis_routes import TuberculosisController
 from appliance.layers.financial.routes import FinancialController
 from appliance.layers.nursing.routes import NursingController
 from appliance.layers.operations.death_routes import DeathsToCertifyController
+from appliance.layers.operations.discharge_plan_routes import DischargePlanController
 from appliance.layers.operations.incident_routes import IncidentController
 from appliance.layers.operations.roster_routes import RosterController
 from appliance.layers.operations.routes import OperationsController
@@ -105,8 +106,9 @@ ROUTE_HANDLERS = [system.health, system.ready, *signin.ROUTES, *regulator.ROUTES
                   AntenatalController, antenatal.antenatal_router,
                   BloodBankController, PatientBloodController, blood.blood_router, transfusion.transfusion_router,
                   OperationsController, FinancialController, ClinicalController, LabController, NursingController,
-                  ImmunizationController, DeathController, DeathsToCertifyController, ImagingController,
-                  DeliveryController, PatientSurgeryController, SurgeryController, FamilyPlanningController,
+                  ImmunizationController, DeathController, DeathsToCertifyController, DischargePlanController,
+                  ImagingController, DeliveryController, PatientSurgeryController, SurgeryController,
+                  FamilyPlanningController,
                   portal.portal_router, operations.operations_router, nursing.nursing_router, billing.billing_router,
                   problems.problems_router, discharge.discharge_router, growth.growth_router, pharmacy.pharmacy_router,
                   death.death_router, lab.lab_router, imaging.imaging_router, today.todays_router,

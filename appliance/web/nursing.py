@@ -36,6 +36,7 @@ from appliance.layers.nursing.errors import Conflict
 from appliance.layers.nursing.models import fluid as fluid_line
 from appliance.layers.nursing.models import medication_administration
 from appliance.layers.nursing.schemas import AdministrationIn, CarePlanIn, HandoverIn, HandoverPatient, Retraction
+from appliance.layers.operations import discharge_plan
 from appliance.substrate import retraction
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
@@ -193,13 +194,17 @@ def _ward_context(db: Database, principal: Principal, tenant: str, ward_code: st
 
 def _worklist_context(db: Database, principal: Principal, tenant: str, ward_code: str) -> dict:
     found, wards = _ward_context(db, principal, tenant, ward_code)
+    tz, now = facility_timezone(db, tenant), _now()
     with db.tenant(tenant) as conn:
-        listed = ward.worklist(conn, principal, found, now=_now(), tz=facility_timezone(db, tenant))
+        listed = ward.worklist(conn, principal, found, now=now, tz=tz)
         names = {p["patient_id"]: p["name"] for p in listed["patients"]}
         critical = (clinical_worklist.critical_unreviewed(conn, principal, list(names))
                     if principal.can("clinical.result.read") else [])
     for row in critical:
         row["name"] = names[row["patient_id"]]
+    for listed_patient in listed["patients"]:  # the bed board's words for the day they are expected home
+        listed_patient["expectation"] = discharge_plan.expectation(listed_patient["expected_discharge_on"],
+                                                                   now.astimezone(tz).date())
     return {"worklist": listed, "wards": wards, "critical_results": critical}
 
 

@@ -25,7 +25,17 @@ from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, deaths, ed, incidents, roster, scheduling, service
+from appliance.layers.operations import (
+    adt,
+    command_center,
+    deaths,
+    discharge_plan,
+    ed,
+    incidents,
+    roster,
+    scheduling,
+    service,
+)
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound
 from appliance.layers.operations.models import (
     DISCHARGE_DISPOSITIONS,
@@ -52,6 +62,7 @@ portal.NOTICES.update({
     "admitted": "Patient admitted; the bed board shows the bed occupied.",
     "transferred": "Patient transferred; the bed left is marked for cleaning.",
     "discharged": "Patient discharged; the bed is marked for cleaning.",
+    "expected-discharge": "Expected discharge date saved; the one before is kept in its history.",
     "bed-state": "Bed state changed.",
     "ed-arrival": "Arrival recorded.",
     "ed-updated": "Emergency visit updated.",
@@ -131,14 +142,18 @@ def _bed_board_page(request: Asking, tenant: str, ward_code: str | None, *, stat
                 visit["waiting_for_bed"] = _minutes_since(visit["decided_at"], now)
         # The ED's bays (trolleys, cubicles) hold no stay, so no occupancy: its ward says who is in the department.
         ed_census = ed.census(conn) if any(w["kind"] == "emergency" for w in wards) else None
+        # Who is expected home today, tomorrow and overdue: the command centre's counts, of this ward or of them all.
+        expected = discharge_plan.outlook(conn, ward_code)
         return {"wards": wards, "transfer_wards": [dict(t) for t in targets], "awaiting": awaiting,
-                "ed_census": ed_census}
+                "ed_census": ed_census, "expected": expected}
 
     found = _in_tenant(request, tenant, work)
     beds = [b for w in found["wards"] for b in w["bed_list"] if w["kind"] in INPATIENT_WARD_KINDS]
     today = facility_today(request.app.state.db, tenant)
     for placed in beds:  # the transfer list does not offer what the ward would refuse
         placed["maternity_ok"] = service.maternity_may_take(placed.get("sex"), placed.get("birth_date"), today)
+        placed["expectation"] = discharge_plan.expectation(placed.get("expected_discharge_on"),
+                                                           found["expected"]["day"])
     occupied = sum(1 for b in beds if b["state"] == "occupied")
     staffed = sum(1 for b in beds if b["state"] != "blocked")
     # One ward's page of a ward that is not an inpatient ward (the ED's bays, an outpatient area) has no staffed beds
@@ -209,6 +224,23 @@ def _on_to_certify(request: Asking, tenant: str, patient_id: uuid.UUID, answer: 
     if answer.status_code == 303 and request.user.can("clinical.death.write"):
         return see_other(request, f"/t/{tenant}/patients/{patient_id}/death/new")
     return answer
+
+
+@post("/beds/patients/{patient_id:uuid}/expected-discharge", operation_id="PortalSetExpectedDischarge",
+      opt=_opts(discharge_plan.PERMISSION), include_in_schema=False)
+async def set_expected_discharge(request: Asking, tenant: Tenant, patient_id: Id, data: FormData) -> Response:
+    """The day the ward expects the patient home, set or changed from the bed board (a new version of it)."""
+    values = form_values(data)
+
+    def act(conn: Connection) -> str:
+        try:
+            expected_on = dt.date.fromisoformat(values.get("expected_on") or "")
+        except ValueError:
+            raise Invalid("give the day the patient is expected home", field="expected_on") from None
+        return discharge_plan.set_expected(conn, request.user, patient_id, expected_on=expected_on,
+                                           note=values.get("note"))["ward_code"]
+
+    return await _board_act(request, tenant, values, act, "expected-discharge")
 
 
 @post("/beds/patients/{patient_id:uuid}/transfer", operation_id="PortalTransfer",
@@ -608,7 +640,8 @@ async def change_appointment(request: Asking, tenant: Tenant, appointment_id: Id
 @get("/command-center", operation_id="PortalCommandCenter", opt=_opts("operations.kpi.read"),
      include_in_schema=False)
 async def command_center_page(request: Asking, tenant: Tenant) -> Template:
-    """Eight tiles: the value now, the target, whether it is met and a 14-day sparkline."""
+    """Eight tiles: the value now, the target, whether it is met and a 14-day sparkline; who is expected home today,
+    tomorrow and overdue, ward by ward; the month's incidents and the week's staffing."""
 
     def work() -> Template:
         tz = facility_timezone(request.app.state.db, tenant)
@@ -617,6 +650,7 @@ async def command_center_page(request: Asking, tenant: Tenant) -> Template:
             figures = command_center.figures(conn, kpi_definitions(request.app.state), tz=tz)
             safety = incidents.month_summary(conn, tz)
             staffing = roster.week_summary(conn, staff=staff, tz=tz)
+            expected = discharge_plan.outlook(conn)
         tiles = []
         for item in figures:
             points = _trend_points(item["trend"], tz, item["unit"], item["name"])
@@ -627,7 +661,7 @@ async def command_center_page(request: Asking, tenant: Tenant) -> Template:
                                                    title=f"{item['name']}, last 14 days", width=160, height=36)})
         return page(request, "operations/command_center.html", active="command-center", now=dt.datetime.now(dt.UTC),
                     tiles=[t for t in tiles if not t["companion"]], companions=[t for t in tiles if t["companion"]],
-                    safety=safety, harm_words=incidents.HARM_WORDS, week=staffing)
+                    safety=safety, harm_words=incidents.HARM_WORDS, week=staffing, expected=expected)
 
     return await to_thread.run_sync(work)
 
@@ -666,7 +700,8 @@ async def kpi_detail(request: Asking, tenant: Tenant, kpi_id: FromPath[str], day
     return await to_thread.run_sync(work)
 
 
-ROUTES = [bed_board, ward_bed_board, set_bed_state, admit_to_bed_page, admit_to_bed, discharge, transfer, ed_board,
+ROUTES = [bed_board, ward_bed_board, set_bed_state, admit_to_bed_page, admit_to_bed, discharge, transfer,
+          set_expected_discharge, ed_board,
           ed_arrival, ed_step, admit_page, admit, clinics_page, clinic_day, book, reschedule_page, reschedule,
           change_appointment, command_center_page, kpi_detail, to_rebook_page]
 

@@ -4,18 +4,22 @@ MRN), the decision to admit, admission to a bed from the ED board, the bed board
 occupied, and occupancy on the command center one patient higher — with the patient behind the number
 on the KPI's detail page; then her discharge from the bed board and the cleaned bed marked available. And
 a bed's form with two named buttons posts the one clicked, once, however quickly it is clicked twice. And a
-pharmacist dispensing a clinic prescription from the pharmacy queue."""
+pharmacist dispensing a clinic prescription from the pharmacy queue. And a clinician setting the day a patient is
+expected home on the ward's bed board."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import PatientIn
+from appliance.layers.operations import adt
 from appliance.layers.operations import service as operations
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone_of
 from tests.e2e.conftest import Journey, Watch
 from tests.e2e.test_journeys import DESKTOP, new_page, sign_in
 
@@ -149,6 +153,38 @@ def test_admit_from_the_ed_changes_the_bed_board_and_occupancy(browser, live_ser
     context.close()
 
 
+def test_a_clinician_sets_the_day_a_patient_is_expected_home_on_the_ward_board(browser, live_server, clinic, db,
+                                                                                person_factory):
+    """On the ward's bed board a clinician picks tomorrow in the bed's date field and sets it: the bed says when she
+    is expected home, and the ward's count of patients expected home tomorrow is one higher; no script the page's
+    policy refuses, no error in the console."""
+    clinician = person_factory("clinician", clinic.slug)
+    acting = Principal(account_id=clinician.account_id, kind="staff", display_name="Test clinician",
+                       tenant=clinic.slug, role="clinician")
+    with db.tenant(clinic.slug) as conn:
+        patient = service.register_patient(conn, acting, PatientIn.model_validate({
+            "family_name": "Nyambura", "given_names": "Esther", "birth_date": "1966-08-02", "sex": "female",
+            "identifiers": [{"system": "national_id", "value": "24417730"}]}))
+        bed_code = adt.admit(conn, acting, patient["id"], ward_code="GEN")["bed_code"]
+        tomorrow = dt.datetime.now(facility_timezone_of(conn)).date() + dt.timedelta(days=1)
+    watch = Watch()
+    context, page = new_page(browser, watch)
+    sign_in(page, live_server, clinician)
+    page.goto(f"{live_server}/t/{clinic.slug}/beds/GEN")
+    before = int(page.locator("#expected-tomorrow").inner_text())
+    bed = page.locator(f"#bed-{bed_code}")
+    assert "No expected discharge date" in bed.inner_text()
+    bed.get_by_label("Expected home on").fill(tomorrow.isoformat())
+    bed.get_by_label("What it waits on").fill("oxygen weaned")
+    bed.get_by_role("button", name="Set expected home").click()
+    page.wait_for_url(re.compile(r"/beds/GEN\?done=expected-discharge$"))
+    assert f"Expected home {tomorrow:%d %b %Y} tomorrow" in page.locator(f"#bed-{bed_code}").inner_text()
+    assert int(page.locator("#expected-tomorrow").inner_text()) == before + 1
+    assert page.locator(f"#bed-{bed_code}").get_by_role("button", name="Change expected home").count() == 1
+    watch.assert_clean()
+    context.close()
+
+
 def test_a_beds_two_named_buttons_post_the_one_clicked_once(browser, live_server, clinic, db, person_factory):
     """A bed being cleaned has one form with two buttons, name="state" value="available" and value="blocked":
     the server gets the one clicked, and clicking it again while the answer is on its way posts nothing more.
@@ -171,6 +207,7 @@ def test_a_beds_two_named_buttons_post_the_one_clicked_once(browser, live_server
     page.goto(f"{live_server}/t/{clinic.slug}/beds/GEN")
     bed = page.locator("#bed-GEN-12")
     assert bed.get_by_role("button").all_inner_texts() == ["Mark available", "Block"]
+    bed.scroll_into_view_if_needed()  # the mouse clicks where the viewport shows the button, not further down the board
     block = bed.get_by_role("button", name="Block").bounding_box()
     # The mouse itself, as a person clicks: a locator's click would wait for the held navigation.
     with page.expect_request(lambda request: request.method == "POST"):

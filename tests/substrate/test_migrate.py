@@ -573,3 +573,28 @@ def test_t0047_adds_returns_append_only_and_the_ledgers_kinds_and_its_downgrade_
     for statement in ("UPDATE dispense_return SET reason = 'x'", "DELETE FROM dispense_return"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0049_adds_the_expected_discharge_date_append_only_and_its_downgrade_takes_it_away(db: Database, tenant_a):
+    """t0049 (an admission's expected discharge date: its detail table, the stay's current date and entry, the open
+    stays' index by ward and date) runs both ways on a schema at head and matches the model; the tenant role may
+    append a date but neither rewrite nor remove one."""
+    t0049 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0049_expected_discharge_date")
+    schema = tenant_schema(tenant_a.slug)
+    state = sa.text("SELECT to_regclass(:table) IS NOT NULL, (SELECT count(*) FROM information_schema.columns WHERE "
+                    "table_schema = :schema AND table_name = 'inpatient_stay' AND column_name LIKE 'expected%'), "
+                    "to_regclass(:index) IS NOT NULL")
+    names = {"table": f"{schema}.expected_discharge", "schema": schema,
+             "index": f"{schema}.inpatient_stay_open_expected_idx"}
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0049.downgrade()
+            downgraded = tuple(conn.execute(state, names).one())
+            t0049.upgrade()
+        upgraded = tuple(conn.execute(state, names).one())
+    assert (downgraded, upgraded) == ((False, 0, False), (True, 2, True))
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
+    for statement in ("UPDATE expected_discharge SET note = 'x'", "DELETE FROM expected_discharge"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
+            conn.execute(sa.text(statement))

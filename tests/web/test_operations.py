@@ -273,6 +273,76 @@ def test_the_emergency_departments_page_says_who_is_there_not_0_of_0_staffed(man
     assert re.search(rf'id="ed-in-department">{there - 1}<', manager.get(f"{base}/beds/ED").text)
 
 
+def _expected_counts(html: str, scope: str) -> tuple[int, ...]:
+    """A page's counts of who is expected home today, tomorrow, overdue and with no date: the bed board's tiles
+    (`scope` "tiles") or a row of the command centre's table (`scope` its id, "expected-GEN")."""
+    if scope == "tiles":
+        return tuple(int(re.search(rf'id="expected-{name}">(\d+)<', html).group(1))
+                     for name in ("today", "tomorrow", "overdue", "not-set"))
+    row = html.split(f'id="{scope}">')[1].split("</tr>")[0]
+    return tuple(int(n) for n in re.findall(r"<td>(\d+)</td>", row)[:4])
+
+
+def test_a_clinician_sets_the_expected_discharge_date_on_the_ward_and_the_command_centre_counts_it(
+        manager, signed_in, db, facility, other_facility):
+    """On the ward's bed board a clinician says a patient goes home tomorrow, then today: the bed says so, with its
+    history; the ward's tiles and the command centre's row for the ward count it the same, and the command centre's
+    wards add up to the facility. The nurse's ward list shows it. A day before the admission comes back on the board
+    as a sentence, nothing written; the bed manager sees the date but no form and is refused the post; another
+    facility's clinician and a guessed patient are refused."""
+    base = f"/t/{facility.slug}"
+    patient_id, encounter_id = _ed_patient(db, facility, manager, family_name="Odhiambo", given_names="Peter")
+    admitted = post_form(manager, f"{base}/ed/{encounter_id}/admit", f"{base}/ed/{encounter_id}/admit",
+                         {"bed_code": "GEN-07", "reason": "pneumonia"})
+    assert admitted.status_code == 303, admitted.text
+    clinician = signed_in("clinician", facility.slug)
+    ward = f"{base}/beds/GEN"
+    before = _expected_counts(clinician.get(ward).text, "tiles")
+    bed = clinician.get(ward).text.split('id="bed-GEN-07"')[1].split("</li>")[0]
+    assert "No expected discharge date" in bed and "Set expected home" in bed
+    today = dt.datetime.now(FACILITY_ZONE).date()
+    action = f"{base}/beds/patients/{patient_id}/expected-discharge"
+    tomorrow = post_form(clinician, ward, action, {"expected_on": str(today + dt.timedelta(days=1)), "back": "ward"})
+    assert tomorrow.status_code == 303 and tomorrow.headers["location"] == f"{ward}?done=expected-discharge"
+    changed = post_form(clinician, ward, action, {"expected_on": str(today), "note": "oxygen off", "back": "ward"})
+    assert changed.status_code == 303, changed.text
+    page = clinician.get(changed.headers["location"]).text
+    bed = page.split('id="bed-GEN-07"')[1].split("</li>")[0]
+    assert f"Expected home {today:%d %b %Y} <span class=\"badge\">today</span>" in bed, bed
+    assert re.search(rf'href="{base}/patients/{patient_id}/entries/[0-9a-f-]+/history">History<', bed)
+    tiles = _expected_counts(page, "tiles")
+    assert tiles == (before[0] + 1, before[1], before[2], before[3] - 1)
+    centre = manager.get(f"{base}/command-center").text
+    assert _expected_counts(centre, "expected-GEN") == tiles  # the ward's page and its row agree
+    wards = [_expected_counts(centre, f"expected-{code}") for code in ("GEN", "MAT")]
+    assert _expected_counts(centre, "expected-facility") == tuple(map(sum, zip(*wards, strict=True)))
+    assert _expected_counts(manager.get(f"{base}/beds").text, "tiles") == _expected_counts(centre,
+                                                                                           "expected-facility")
+    nurse = signed_in("nurse", facility.slug, ward="GEN")
+    listed = nurse.get(f"{base}/ward", params={"ward_code": "GEN"}).text
+    assert re.search(rf'id="expected-{patient_id}">Expected home {today:%d %b %Y} <span class="badge">today<', listed)
+
+    with db.tenant(facility.slug) as conn:
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    yesterday = post_form(clinician, ward, action, {"expected_on": str(today - dt.timedelta(days=1)), "back": "ward"})
+    assert yesterday.status_code == 422
+    assert (f'id="board-refusal">The expected discharge date, {today - dt.timedelta(days=1):%d %B %Y}, is before the '
+            f"admission on {today:%d %B %Y}: give the day of the admission or a later one.<") in yesterday.text
+    assert post_form(clinician, ward, action, {"expected_on": "soon"}).status_code == 422
+    seen_by_manager = manager.get(ward).text.split('id="bed-GEN-07"')[1].split("</li>")[0]
+    assert f"Expected home {today:%d %b %Y}" in seen_by_manager and "expected-discharge" not in seen_by_manager
+    assert post_form(manager, ward, action, {"expected_on": str(today)}).status_code == 403
+    intruder = signed_in("clinician", other_facility.slug)
+    own = intruder.get(f"/t/{other_facility.slug}/beds")
+    assert intruder.post(action, data={"expected_on": str(today), "_csrf_token": csrf_token(own.text)},
+                         follow_redirects=False).status_code == 403
+    guessed = post_form(clinician, ward, f"{base}/beds/patients/{uuid.uuid4()}/expected-discharge",
+                        {"expected_on": str(today)})
+    assert guessed.status_code == 404 and "not admitted here" in guessed.text
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
+
+
 def test_ed_steps_and_arrival_by_mrn(signed_in, db, facility):
     base = f"/t/{facility.slug}"
     registrar = signed_in("registrar", facility.slug)
@@ -545,11 +615,12 @@ def test_another_facilitys_session_is_refused_every_page(signed_in, facility, ot
 
 @pytest.mark.parametrize("action", ["/beds/GEN-02/state", "/beds/GEN-02/admit",
                                     f"/beds/patients/{uuid.uuid4()}/discharge",
-                                    f"/beds/patients/{uuid.uuid4()}/transfer", "/ed/arrivals",
+                                    f"/beds/patients/{uuid.uuid4()}/transfer",
+                                    f"/beds/patients/{uuid.uuid4()}/expected-discharge", "/ed/arrivals",
                                     f"/ed/{uuid.uuid4()}/seen", f"/ed/{uuid.uuid4()}/admit"],
                          ids=_named_without_guess)
 def test_another_facilitys_session_cannot_post(signed_in, facility, other_facility, action):
-    intruder = signed_in("bed_manager", other_facility.slug)
+    intruder = signed_in("clinician" if action.endswith("/expected-discharge") else "bed_manager", other_facility.slug)
     own = intruder.get(f"/t/{other_facility.slug}/beds")
     answer = intruder.post(f"/t/{facility.slug}{action}", data={"_csrf_token": csrf_token(own.text),
                                                                 "state": "blocked"}, follow_redirects=False)

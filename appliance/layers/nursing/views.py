@@ -96,7 +96,7 @@ def ward_of(conn: Connection, patient_id: uuid.UUID, encounter_id: uuid.UUID | N
 
 # The operations layer's open stays (t0004), for the bed a patient is in; read only if the table is there.
 inpatient_stay = sa.table("inpatient_stay", sa.column("encounter_id"), sa.column("bed_code"),
-                          sa.column("discharged_at"))
+                          sa.column("discharged_at"), sa.column("expected_discharge_on", sa.Date))
 
 
 def _has_stays(conn: Connection) -> bool:
@@ -105,7 +105,7 @@ def _has_stays(conn: Connection) -> bool:
 
 def patients_on_ward(conn: Connection, ward_code: str) -> list[dict]:
     """Patients with an open encounter on the ward, with the encounter that puts them there and, where
-    the operations layer placed them, their bed."""
+    the operations layer placed them, their bed and the day the ward expects them home."""
     query = (
         sa.select(patient.c.id, patient.c.mrn, patient.c.family_name, patient.c.given_names, patient.c.birth_date,
                   patient.c.sex, encounter.c.id.label("encounter_id"), encounter.c.reason,
@@ -116,12 +116,11 @@ def patients_on_ward(conn: Connection, ward_code: str) -> list[dict]:
         .ext(postgresql.distinct_on(patient.c.id))
     )
     if _has_stays(conn):
-        bed = (sa.select(inpatient_stay.c.bed_code).where(inpatient_stay.c.encounter_id == encounter.c.id,
-                                                          inpatient_stay.c.discharged_at.is_(None))
-               .limit(1).scalar_subquery())
-        query = query.add_columns(bed.label("bed_code"))
+        open_stay = sa.and_(inpatient_stay.c.encounter_id == encounter.c.id, inpatient_stay.c.discharged_at.is_(None))
+        query = query.add_columns(*(sa.select(column).where(open_stay).limit(1).scalar_subquery().label(column.name)
+                                    for column in (inpatient_stay.c.bed_code, inpatient_stay.c.expected_discharge_on)))
     else:
-        query = query.add_columns(sa.null().label("bed_code"))
+        query = query.add_columns(sa.null().label("bed_code"), sa.null().label("expected_discharge_on"))
     rows = conn.execute(query).mappings()
     return sorted((dict(r) for r in rows), key=lambda r: (r["bed_code"] or "~", r["family_name"], r["given_names"]))
 

@@ -90,7 +90,7 @@ def worklist(conn: Connection, principal: Principal, ward: dict, *, now: dt.date
         listed.append({
             "patient_id": p["id"], "mrn": p["mrn"], "name": _name(p), "age": years_on(p["birth_date"], today),
             "birth_date": p["birth_date"], "sex": p["sex"], "reason": p["reason"], "encounter_id": p["encounter_id"],
-            "bed_code": p["bed_code"],
+            "bed_code": p["bed_code"], "expected_discharge_on": p["expected_discharge_on"],
             "news2": score, "meows": mother, "pews": child,
             "escalated": any(s and s["escalation"] for s in (score, mother, child)),
             "oliguric": bool(p["id"] in fluids and fluids[p["id"]]["urine"].oliguric),

@@ -13,7 +13,8 @@ the operations projections in bulk:
   encounter alongside its mother's lies in her bed and is given none: it follows her to her ward),
   half of them arriving through the ED (a new emergency encounter, triage, seen, decision to admit,
   departure at admission), and, once finished, a discharge (home mostly; some deaths, transfers out and
-  departures against advice);
+  departures against advice); four in five of the stays still open have the day they are expected home, set
+  six hours into the stay: today, tomorrow, a few days ahead, or a day already gone by (overdue);
 - each emergency encounter becomes an ED visit with triage, seen, decision and departure (a few leave
   without being seen);
 - each active clinic's slots over the last `days_back` days and the next fortnight are partly booked,
@@ -38,6 +39,7 @@ from appliance.substrate.age import years_on
 from appliance.substrate.db import Database
 from appliance.substrate.demo import demo_author, demo_stream
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone_of
 
 DEMO_NAMESPACE = uuid.UUID("a4a0f3c2-61de-4c0b-8f0e-3f3b1f8b2c77")
 CLEANING = dt.timedelta(hours=2)
@@ -116,6 +118,7 @@ def _attends(clinic_code: str, sex: str, born: dt.date, today: dt.date) -> bool:
 class _Writer:
     def __init__(self, conn: Connection, principal: Principal, rng: random.Random, now: dt.datetime):
         self.conn, self.principal, self.rng, self.now = conn, principal, rng, now
+        self.zone = facility_timezone_of(conn)
         self.entries: list[record.NewEntry] = []
         self.stay_rows: list[dict] = []
         self.visit_rows: list[dict] = []
@@ -189,7 +192,25 @@ class _Writer:
             else:
                 self.occupied.add(code)
                 in_bed.add(found.patient_id)
-            self.stay_rows.append(row)
+                row.update(self._expected_discharge(found.patient_id, found.id, stay_id, admitted))
+            self.stay_rows.append({"expected_discharge_on": None, "expected_discharge_entry_id": None, **row})
+
+    def _expected_discharge(self, patient_id: uuid.UUID, encounter_id: uuid.UUID, stay_id: uuid.UUID,
+                            admitted: dt.datetime) -> dict:
+        """An open stay's expected discharge date, chosen from the stay's own id rather than the random stream, so
+        the rest of the demo is what it was before dates were given: none for one stay in five, else today, tomorrow,
+        two to four days ahead, or yesterday (overdue), never before the admission's day."""
+        pick = stay_id.int % 10
+        if pick < 2:
+            return {}
+        today = self.now.astimezone(self.zone).date()
+        ahead = {2: 0, 3: 0, 4: 1, 5: 1, 6: 2, 7: 3, 8: 4, 9: -1}[pick]
+        expected_on = max(today + dt.timedelta(days=ahead), admitted.astimezone(self.zone).date())
+        entry_id = uuid.uuid5(stay_id, "expected_discharge")
+        self.add("expected_discharge", patient_id, {"encounter_id": encounter_id, "expected_on": expected_on,
+                                                    "note": None},
+                 min(admitted + dt.timedelta(hours=6), self.now), encounter_id, entry_id)
+        return {"expected_discharge_on": expected_on, "expected_discharge_entry_id": entry_id}
 
     def _ed_before_admission(self, patient_id: uuid.UUID, admitted: dt.datetime) -> uuid.UUID:
         rng = self.rng

@@ -3,7 +3,8 @@
 - **configuration** from the tenant file: `ward`, `bed` (whose `state` is the live bed board),
   `clinic` with its weekly sessions, the `slot`s generated from them, and `kpi_target`;
 - **detail tables** of the operations entry kinds, append-only: `admission`, `transfer`, `discharge`,
-  `ed_event` (all five `ed_*` kinds), `appointment_change` (`appointment`, `appointment_status`);
+  `expected_discharge` (t0049, the day the ward expects the patient home), `ed_event` (all five `ed_*` kinds),
+  `appointment_change` (`appointment`, `appointment_status`);
 - **the pharmacy** (t0022, t0023, t0047): `pharmacy_item` (what it stocks), `stock_movement` (its append-only stock
   ledger), `dispense`, the detail of the `dispense` entry kind (what was handed to a patient), and
   `dispense_return`, the detail of `dispense_return` (what a patient brought back of a dispense);
@@ -108,6 +109,15 @@ ed_event = sa.Table(
     sa.Index("ed_event_encounter_idx", "encounter_id"),
 )
 
+expected_discharge = sa.Table(
+    "expected_discharge",
+    tenant_metadata,
+    _entry_key(),  # t0049; a change supersedes the last (discharge_plan.py)
+    sa.Column("encounter_id", sa.Uuid, nullable=False),  # the inpatient encounter of the stay
+    sa.Column("expected_on", sa.Date, nullable=False),  # patient data: the day the ward expects them home
+    sa.Column("note", sa.Text, nullable=True),  # patient data: what it waits on ("after the physio review")
+)
+
 appointment_change = sa.Table(
     "appointment_change",
     tenant_metadata,
@@ -135,6 +145,9 @@ inpatient_stay = sa.Table(
     sa.Column("discharged_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("disposition", sa.Text, nullable=True),  # patient data
     sa.Column("discharge_entry_id", sa.Uuid, nullable=True),
+    # t0049: the day the ward expects the patient home (patient data), and the `expected_discharge` entry saying it
+    sa.Column("expected_discharge_on", sa.Date, nullable=True),
+    sa.Column("expected_discharge_entry_id", sa.Uuid, nullable=True),
     sa.UniqueConstraint("encounter_id", name="inpatient_stay_encounter_key"),
     # One open stay per bed and per patient: the database refuses a double placement outright.
     sa.Index("inpatient_stay_open_bed_key", "bed_code", unique=True,
@@ -144,6 +157,8 @@ inpatient_stay = sa.Table(
     sa.Index("inpatient_stay_patient_idx", "patient_id", "admitted_at"),
     sa.Index("inpatient_stay_discharged_idx", "discharged_at"),
     sa.Index("inpatient_stay_admitted_idx", "admitted_at"),
+    sa.Index("inpatient_stay_open_expected_idx", "ward_code", "expected_discharge_on",
+             postgresql_where=sa.text("discharged_at IS NULL")),
 )
 
 ed_visit = sa.Table(
@@ -405,6 +420,7 @@ KINDS: dict[str, sa.Table] = {
     "admission": admission,
     "transfer": transfer,
     "discharge": discharge,
+    "expected_discharge": expected_discharge,
     "ed_arrival": ed_event,
     "ed_triage": ed_event,
     "ed_seen": ed_event,

@@ -28,7 +28,16 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
 from sqlalchemy.engine import Connection
 
-from appliance.layers.operations import adt, command_center, deaths, ed, pharmacy, scheduling, service
+from appliance.layers.operations import (
+    adt,
+    command_center,
+    deaths,
+    discharge_plan,
+    ed,
+    pharmacy,
+    scheduling,
+    service,
+)
 from appliance.layers.operations.errors import Invalid
 from appliance.layers.operations.schemas import (
     AdjustmentIn,
@@ -112,7 +121,9 @@ def command_center_json(db: Database, state: State, tenant: str) -> dict:
     with db.tenant(tenant) as conn:
         now = conn.execute(sa.select(sa.func.now())).scalar_one()
         figures = command_center.figures(conn, kpi_definitions(state), tz=tz, now=now)
-    return {"facility": tenant, "computed_at": now, "timezone": tz.key, "kpis": figures}
+        expected = discharge_plan.outlook(conn)
+    return {"facility": tenant, "computed_at": now, "timezone": tz.key, "kpis": figures,
+            "expected_discharges": expected}
 
 
 async def _in_tenant(state: State, tenant: str, work: Callable[[Connection], T]) -> T:
@@ -412,8 +423,9 @@ class OperationsController(Controller):
 
     @get("/command-center", operation_id="OperationsCommandCenter", opt=_opt("operations.kpi.read"))
     async def command_center(self, tenant: FromPath[str], state: State) -> CommandCenterOut:
-        """The eight KPIs and the companion figures now, with targets and 14-day trends: the figures
-        the command center page shows, computed from the live record on every call."""
+        """The eight KPIs and the companion figures now, with targets and 14-day trends, and the admitted patients
+        expected home today, tomorrow and overdue per ward: the figures the command center page shows, computed from
+        the live record on every call."""
         document = await to_thread.run_sync(command_center_json, state.db, state, tenant)
         return CommandCenterOut.model_validate({**document, "kpis": [KpiOut.model_validate(k)
                                                                      for k in document["kpis"]]})

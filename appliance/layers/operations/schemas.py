@@ -37,6 +37,7 @@ class BedOut(BaseModel):
     family_name: str | None = None
     given_names: str | None = None
     admitted_at: dt.datetime | None = None
+    expected_discharge_on: dt.date | None = None  # the day the ward expects the patient home, if set
 
 
 class WardBoard(WardCensus):
@@ -87,6 +88,72 @@ class StayOut(BaseModel):
     admitted_at: dt.datetime
     discharged_at: dt.datetime | None
     disposition: str | None
+
+
+class ExpectedDischargeIn(_In):
+    """The day the ward expects the admitted patient home (not before the admission's day, at most a year ahead), and
+    optionally what it waits on."""
+
+    expected_on: dt.date
+    note: str | None = Field(default=None, max_length=500)
+
+
+Expectation = Literal["today", "tomorrow", "overdue", "not_set", "later"]
+
+
+class _StayExpectedHome(BaseModel):
+    """The open stay whose expected discharge date an answer is about, and where that date stands."""
+
+    stay_id: uuid.UUID
+    patient_id: uuid.UUID
+    encounter_id: uuid.UUID
+    ward_code: str
+    bed_code: str
+    admitted_at: dt.datetime
+    note: str | None
+    expectation: Expectation  # on the facility's today
+
+
+class ExpectedDischargeOut(_StayExpectedHome):
+    entry_id: uuid.UUID  # this version: GET .../patients/<id>/entries/<entry_id>/history shows the ones before
+    expected_on: dt.date
+
+
+class ExpectedDischargeVersion(BaseModel):
+    entry_id: uuid.UUID
+    expected_on: dt.date | None  # none on a version marked entered in error
+    note: str | None
+    status: str  # final (the first), amended (a change), entered_in_error
+    author_id: uuid.UUID
+    recorded_at: dt.datetime
+
+
+class ExpectedDischargeHistory(_StayExpectedHome):
+    expected_on: dt.date | None  # none set yet
+    versions: list[ExpectedDischargeVersion]  # oldest first
+
+
+class WardDischargeOutlook(BaseModel):
+    code: str
+    name: str
+    admitted: int
+    today: int
+    tomorrow: int
+    overdue: int
+    not_set: int
+
+
+class DischargeOutlook(BaseModel):
+    """Admitted patients expected home today, tomorrow, overdue (their day gone by) and with no date, on the
+    facility's `day`: per inpatient ward, and the facility's totals, which are the wards' sums."""
+
+    day: dt.date
+    admitted: int
+    today: int
+    tomorrow: int
+    overdue: int
+    not_set: int
+    wards: list[WardDischargeOutlook]
 
 
 class ArrivalIn(_In):
@@ -211,6 +278,7 @@ class CommandCenterOut(BaseModel):
     computed_at: dt.datetime
     timezone: str
     kpis: list[KpiOut]
+    expected_discharges: DischargeOutlook
 
 
 class DrillEntry(BaseModel):

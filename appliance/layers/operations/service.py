@@ -204,8 +204,8 @@ def ward_census(conn: Connection) -> list[dict]:
 
 
 def bed_board(conn: Connection, principal: Principal, ward_code: str | None = None) -> list[dict]:
-    """Wards with each bed, its state and, for an occupied bed, who is in it since when: the bed
-    board. Naming the occupants reads patient data, so each occupant's read is audited."""
+    """Wards with each bed, its state and, for an occupied bed, who is in it since when and the day they are
+    expected home: the bed board. Naming the occupants reads patient data, so each occupant's read is audited."""
     wards = ward_census(conn)
     if ward_code is not None:
         wards = [w for w in wards if w["code"] == ward_code]
@@ -214,8 +214,9 @@ def bed_board(conn: Connection, principal: Principal, ward_code: str | None = No
     query = (
         sa.select(bed.c.code, bed.c.ward_code, bed.c.state, inpatient_stay.c.id.label("stay_id"),
                   inpatient_stay.c.patient_id, inpatient_stay.c.encounter_id, inpatient_stay.c.admitted_at,
-                  inpatient_stay.c.source, patient.c.mrn, patient.c.family_name, patient.c.given_names,
-                  patient.c.birth_date, patient.c.sex)
+                  inpatient_stay.c.source, inpatient_stay.c.expected_discharge_on,
+                  inpatient_stay.c.expected_discharge_entry_id, patient.c.mrn,
+                  patient.c.family_name, patient.c.given_names, patient.c.birth_date, patient.c.sex)
         .select_from(bed.outerjoin(inpatient_stay, sa.and_(inpatient_stay.c.bed_code == bed.c.code,
                                                            inpatient_stay.c.discharged_at.is_(None)))
                      .outerjoin(patient, patient.c.id == inpatient_stay.c.patient_id))

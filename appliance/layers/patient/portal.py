@@ -73,6 +73,7 @@ THINGS = {"chart": "your chart", "condition": "a health problem", "allergy": "an
           "incident": "a patient safety report naming you (a quality record kept to learn from, not your chart)",
           "appointment": "an appointment", "appointment_status": "an appointment's progress",
           "admission": "your admission to a ward", "discharge": "your discharge", "bed_assignment": "your bed",
+          "expected_discharge": "the day your ward expects you to go home",
           "medication_administration": "a dose given to you", "dispense": "a medicine the pharmacy handed you",
           "dispense_return": "medicine you brought back to the pharmacy",
           "nursing_task": "a nursing task",

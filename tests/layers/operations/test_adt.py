@@ -14,12 +14,13 @@ import sqlalchemy as sa
 
 from appliance.layers.clinical import service as clinical
 from appliance.layers.clinical.schemas import EncounterIn
-from appliance.layers.operations import adt, deaths, ed, scheduling, service
+from appliance.layers.operations import adt, deaths, discharge_plan, ed, scheduling, service
 from appliance.layers.operations.errors import Conflict, Invalid, NotFound, Refused
 from appliance.layers.operations.models import bed, inpatient_stay
 from appliance.substrate import record
 from appliance.substrate.principal import Principal
-from tests.layers.operations.conftest import new_patient
+from tests.conftest import FACILITY_ZONE
+from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
 
 
 def _patients(db, facility, principal, n: int) -> list[uuid.UUID]:
@@ -488,3 +489,38 @@ def test_a_patient_in_a_bed_is_not_admitted_a_second_time_by_a_clinician(db, fac
         clinical.open_encounter(conn, bed_manager, patient_id, EncounterIn(encounter_class="inpatient",
                                                                             status="planned"))
         assert conn.execute(count, {"p": patient_id}).scalar() == 2
+
+
+def test_two_changes_of_the_expected_discharge_date_at_once_chain_and_a_ward_nurse_keeps_to_her_ward(
+        db, tenant_factory, bed_manager):
+    """Two clinicians changing one stay's expected discharge date at the same moment queue on the stay: both versions
+    are kept, the second superseding the first, and the stay shows the last. A nurse whose membership names the
+    maternity ward is refused (403) a general ward patient's date, nothing written, and sets her own ward's; the date
+    moves with the patient on a transfer."""
+    facility = tenant_factory(name="Discharge Planning Facility", **OPERATIONS_CONFIG)  # the module's wards fill up
+    [patient] = _patients(db, facility, bed_manager, 1)
+    with db.tenant(facility.slug) as conn:
+        stay = adt.admit(conn, bed_manager, patient, ward_code="GEN")
+    today = dt.datetime.now(FACILITY_ZONE).date()
+    days = [today + dt.timedelta(days=n) for n in (2, 3)]
+    _race(db, facility.slug, days, lambda conn, day: discharge_plan.set_expected(conn, bed_manager, patient,
+                                                                                 expected_on=day))
+    with db.tenant(facility.slug) as conn:
+        versions = record.history(conn, conn.execute(sa.select(inpatient_stay.c.expected_discharge_entry_id).where(
+            inpatient_stay.c.id == stay["id"])).scalar_one())
+        shown = conn.execute(sa.select(inpatient_stay.c.expected_discharge_on)
+                             .where(inpatient_stay.c.id == stay["id"])).scalar_one()
+    assert sorted(v.detail["expected_on"] for v in versions) == days and [v.status for v in versions] == [
+        "final", "amended"]
+    assert shown == versions[-1].detail["expected_on"]
+
+    nurse = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Ward nurse", tenant=facility.slug,
+                      role="nurse", ward="MAT", ward_scoped=True)
+    with pytest.raises(Refused, match="you plan the discharges of MAT's patients"), db.tenant(facility.slug) as conn:
+        discharge_plan.set_expected(conn, nurse, patient, expected_on=today)
+    with db.tenant(facility.slug) as conn:
+        adt.transfer(conn, bed_manager, patient, ward_code="MAT")
+        assert discharge_plan.history(conn, nurse, patient)["expected_on"] == shown  # it moved with her
+        set_here = discharge_plan.set_expected(conn, nurse, patient, expected_on=today, note="baby feeding well")
+        assert set_here["ward_code"] == "MAT" and set_here["expectation"] == "today"
+        adt.discharge(conn, bed_manager, patient, disposition="home")

@@ -43,6 +43,20 @@ def test_demo_writes_admissions_ed_visits_and_appointments_once(db, demo_tenant)
     assert generate_operations_demo(db, config.slug, seed=4, days_back=60, as_of=AS_OF) == {}
 
 
+def test_the_demos_open_stays_mostly_have_an_expected_discharge_date_from_their_admission_on(db, demo_tenant):
+    """Four in five open stays say when they are expected home, each by its `expected_discharge` entry, never before
+    the admission's day; the command centre's counts then have today, tomorrow and overdue patients to show."""
+    config, counts = demo_tenant
+    with db.tenant(config.slug) as conn:
+        rows = conn.execute(sa.text(
+            "SELECT s.expected_discharge_on, d.expected_on, (s.admitted_at AT TIME ZONE 'Africa/Nairobi')::date AS "
+            "admitted_on FROM inpatient_stay s LEFT JOIN expected_discharge d ON d.entry_id = "
+            "s.expected_discharge_entry_id WHERE s.discharged_at IS NULL")).all()
+    dated = [r for r in rows if r.expected_discharge_on is not None]
+    assert counts["expected_discharge"] == len(dated) and len(dated) >= len(rows) // 2 > 0
+    assert all(r.expected_on == r.expected_discharge_on >= r.admitted_on for r in dated)
+
+
 def test_demo_is_deterministic(db, tenant_factory):
     """Same seed, same facility, same day: the same stays, visits and appointments."""
     slug = f"demo_twin_{uuid.uuid4().hex[:6]}"

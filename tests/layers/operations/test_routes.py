@@ -11,6 +11,7 @@ import zoneinfo
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import FACILITY_ZONE
 from tests.layers.operations.conftest import OPERATIONS_CONFIG, new_patient
 
 GUESS = str(uuid.uuid4())
@@ -185,6 +186,7 @@ ROUTES = [
     ("POST", f"/appointments/{GUESS}/reschedule", {"slot_id": GUESS}),
     ("POST", f"/appointments/{GUESS}/status", {"action": "cancelled"}),
     ("GET", "/command-center", None), ("GET", "/command-center/bed_occupancy/entries", None),
+    ("GET", f"/patients/{GUESS}/expected-discharge", None),
 ]
 
 
@@ -261,3 +263,77 @@ def test_a_departure_recorded_as_died_by_mistake_is_corrected_over_the_api(token
     listed = clinician.get(f"/api/t/{facility.slug}/deaths/to-certify").json()
     assert str(visit["id"]) not in {row["encounter_id"] for row in listed}
     assert clinician.post(correction, json=body).status_code == 404  # corrected already
+
+
+def _expected(facility, patient: str) -> str:
+    return f"/api/t/{facility.slug}/patients/{patient}/expected-discharge"
+
+
+def test_the_expected_discharge_date_is_set_changed_with_its_history_and_counted(api, token_client, db, facility,
+                                                                                 other_facility, bed_manager):
+    """A clinician says a patient admitted three days ago goes home tomorrow, then today: each a version of the
+    stay's date, the first kept in its history; the bed board and the command centre's counts show the current one,
+    the wards' counts adding up to the facility's. A day before the admission, a mistyped year or the same date again
+    is a 422 naming expected_on, nothing written; the bed manager may read but not set it; another facility's
+    clinician, a guessed patient, one not admitted and another facility's patient are refused."""
+    base = f"/api/t/{facility.slug}"
+    with db.tenant(facility.slug) as conn:
+        patient, waiting = str(new_patient(conn, bed_manager)), str(new_patient(conn, bed_manager))
+    admitted_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    stay = api.post(f"{base}/admissions", json={"patient_id": patient, "ward_code": "GEN",
+                                                "at": admitted_at.isoformat()}).json()
+    today = dt.datetime.now(FACILITY_ZONE).date()
+    before = api.get(f"{base}/command-center").json()["expected_discharges"]
+    clinician = token_client(facility.slug, role="clinician")
+
+    first = clinician.put(_expected(facility, patient), json={"expected_on": str(today + dt.timedelta(days=1))})
+    assert first.status_code == 200, first.text
+    assert first.json()["expectation"] == "tomorrow" and first.json()["stay_id"] == stay["id"]
+    changed = clinician.put(_expected(facility, patient), json={"expected_on": str(today), "note": "after physio"})
+    assert changed.status_code == 200 and changed.json()["expectation"] == "today", changed.text
+    read = api.get(_expected(facility, patient)).json()  # the bed manager reads it
+    assert read["expected_on"] == str(today) and read["note"] == "after physio"
+    assert [(v["expected_on"], v["status"]) for v in read["versions"]] == [
+        (str(today + dt.timedelta(days=1)), "final"), (str(today), "amended")]
+    with db.tenant(facility.slug) as conn:
+        chain = conn.execute(sa.text("SELECT supersedes FROM entry WHERE id = :id"),
+                             {"id": changed.json()["entry_id"]}).scalar()
+    assert str(chain) == first.json()["entry_id"]  # a change supersedes, never overwrites
+    board = api.get(f"{base}/beds", params={"ward": "GEN"}).json()[0]["bed_list"]
+    assert next(b for b in board if b["code"] == stay["bed_code"])["expected_discharge_on"] == str(today)
+
+    after = api.get(f"{base}/command-center").json()["expected_discharges"]
+    assert (after["today"], after["tomorrow"]) == (before["today"] + 1, before["tomorrow"])
+    for count in ("admitted", "today", "tomorrow", "overdue", "not_set"):
+        assert after[count] == sum(w[count] for w in after["wards"])
+    gen = next(w for w in after["wards"] if w["code"] == "GEN")
+    assert gen["today"] == next(w for w in before["wards"] if w["code"] == "GEN")["today"] + 1
+    overdue = clinician.put(_expected(facility, patient), json={"expected_on": str(today - dt.timedelta(days=1))})
+    assert overdue.status_code == 200 and overdue.json()["expectation"] == "overdue"
+    assert api.get(f"{base}/command-center").json()["expected_discharges"]["overdue"] == before["overdue"] + 1
+
+    with db.tenant(facility.slug) as conn:
+        entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    admitted_on = admitted_at.astimezone(FACILITY_ZONE).date()
+    for body, says in [
+            ({"expected_on": str(admitted_on - dt.timedelta(days=1))},
+             f"is before the admission on {admitted_on:%d %B %Y}"),
+            ({"expected_on": str(today.replace(year=today.year + 2))}, "is more than a year ahead: check the year"),
+            ({"expected_on": str(today - dt.timedelta(days=1))}, "is already the expected discharge date")]:
+        refused = clinician.put(_expected(facility, patient), json=body)
+        assert refused.status_code == 422 and says in refused.json()["detail"], refused.text
+        assert refused.json()["field"] == "expected_on"
+    assert clinician.put(_expected(facility, patient), json={"expected_on": "tomorrow"}).status_code == 422
+    assert api.put(_expected(facility, patient), json={"expected_on": str(today)}).status_code == 403
+    intruder = token_client(other_facility.slug, role="clinician")
+    assert intruder.put(_expected(facility, patient), json={"expected_on": str(today)}).status_code == 403
+    assert intruder.get(_expected(facility, patient)).status_code == 403
+    with db.tenant(other_facility.slug) as conn:
+        theirs = str(new_patient(conn, bed_manager))
+    for someone in (GUESS, waiting, theirs):  # guessed, not admitted, another facility's
+        missing = clinician.put(_expected(facility, someone), json={"expected_on": str(today)})
+        assert missing.status_code == 404 and "not admitted here" in missing.json()["detail"], missing.text
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == entries
+        assert conn.execute(sa.text("SELECT expected_discharge_on FROM inpatient_stay WHERE id = :id"),
+                            {"id": stay["id"]}).scalar() == today - dt.timedelta(days=1)
