@@ -309,7 +309,10 @@ def test_a_clinician_sets_the_expected_discharge_date_on_the_ward_and_the_comman
     page = clinician.get(changed.headers["location"]).text
     bed = page.split('id="bed-GEN-07"')[1].split("</li>")[0]
     assert f"Expected home {today:%d %b %Y} <span class=\"badge\">today</span>" in bed, bed
-    assert re.search(rf'href="{base}/patients/{patient_id}/entries/[0-9a-f-]+/history">History<', bed)
+    history = re.search(rf'href="({base}/patients/{patient_id}/entries/[0-9a-f-]+/history)">History<', bed).group(1)
+    versions = clinician.get(history)
+    assert versions.status_code == 200 and "History of the expected discharge" in versions.text
+    assert f"{today + dt.timedelta(days=1):%d %b %Y}" in versions.text and "oxygen off" in versions.text
     tiles = _expected_counts(page, "tiles")
     assert tiles == (before[0] + 1, before[1], before[2], before[3] - 1)
     centre = manager.get(f"{base}/command-center").text

@@ -105,7 +105,7 @@ def history(conn: Connection, principal: Principal, patient_id: uuid.UUID) -> di
             "ward_code": stay["ward_code"], "bed_code": stay["bed_code"], "admitted_at": stay["admitted_at"],
             "expected_on": stay["expected_discharge_on"], "note": _note_of(conn, stay["expected_discharge_entry_id"]),
             "expectation": expectation(stay["expected_discharge_on"], stay["today"]),
-            "versions": [{"entry_id": v.id, "expected_on": v.detail.get("expected_on"), "note": v.detail.get("note"),
+            "versions": [{"entry_id": v.id, "expected_on": v.detail["expected_on"], "note": v.detail.get("note"),
                           "status": v.status, "author_id": v.author_id, "recorded_at": v.recorded_at}
                          for v in versions]}
 

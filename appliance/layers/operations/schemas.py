@@ -121,9 +121,9 @@ class ExpectedDischargeOut(_StayExpectedHome):
 
 class ExpectedDischargeVersion(BaseModel):
     entry_id: uuid.UUID
-    expected_on: dt.date | None  # none on a version marked entered in error
+    expected_on: dt.date
     note: str | None
-    status: str  # final (the first), amended (a change), entered_in_error
+    status: str  # final (the first), amended (each change)
     author_id: uuid.UUID
     recorded_at: dt.datetime
 
