@@ -324,6 +324,10 @@ def test_a_clinician_sets_the_expected_discharge_date_on_the_ward_and_the_comman
     nurse = signed_in("nurse", facility.slug, ward="GEN")
     listed = nurse.get(f"{base}/ward", params={"ward_code": "GEN"}).text
     assert re.search(rf'id="expected-{patient_id}">Expected home {today:%d %b %Y} <span class="badge">today<', listed)
+    assert "expected-discharge" in nurse.get(ward).text.split('id="bed-GEN-07"')[1].split("</li>")[0]
+    other_wards_nurse = signed_in("nurse", facility.slug, ward="MAT")
+    assert "expected-discharge" not in other_wards_nurse.get(ward).text.split('id="bed-GEN-07"')[1].split("</li>")[0]
+    assert post_form(other_wards_nurse, ward, action, {"expected_on": str(today)}).status_code == 403
 
     with db.tenant(facility.slug) as conn:
         entries = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
