@@ -976,13 +976,13 @@ FORMS += ["/billing/charges/{any}/price", "/billing/bed-days", "/billing/account
           "/billing/invoices/{any}/credit-notes", "/billing/invoices/{any}/write-off",
           "/billing/invoices/{any}/transfer-to-patient", "/billing/invoices/{any}/refunds"]
 # The operations pages (appliance/web/operations.py): bed board, ED, clinics, command center; their forms
-# are a bed manager's or a registrar's, so refusals with real ids, guessed ids (a patient's too) and
-# other roles are in tests/web/test_operations.py.
+# are a bed manager's, a registrar's or (an expected discharge date) a clinician's or nurse's, so refusals with
+# real ids, guessed ids (a patient's too) and other roles are in tests/web/test_operations.py.
 PAGES += ["/beds", "/beds/{any}", "/ed", "/ed/{any}/admit", "/clinics", "/clinics/{code}", "/command-center",
           "/command-center/{code}", "/appointments/{any}/reschedule", "/beds/{any}/admit"]
 FORMS += ["/beds/{any}/state", "/beds/{any}/admit", "/beds/patients/{any}/discharge", "/beds/patients/{any}/transfer",
-          "/ed/arrivals", "/ed/{any}/{any}", "/ed/{any}/admit", "/clinics/{any}/appointments",
-          "/appointments/{any}/reschedule", "/appointments/{any}/{any}"]
+          "/beds/patients/{any}/expected-discharge", "/ed/arrivals", "/ed/{any}/{any}", "/ed/{any}/admit",
+          "/clinics/{any}/appointments", "/appointments/{any}/reschedule", "/appointments/{any}/{any}"]
 # The desk's appointments a withdrawn death certificate had cancelled (rows: tests/layers/clinical/test_death.py).
 PAGES += ["/appointments/to-rebook"]
 # The facility admin's pages (appliance/web/admin.py); another facility's token and guessed ids are in
