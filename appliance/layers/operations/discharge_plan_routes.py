@@ -1,6 +1,6 @@
 """HTTP routes of an admission's expected discharge date (appliance/layers/operations/discharge_plan.py), under
 /api/t/{tenant}/patients/{patient_id}/expected-discharge: set or changed by a clinician or a nurse
-(`operations.discharge_plan.write`, ACC-036), read with its history by whoever sees the bed board
+(`operations.discharge_plan.write`, ACC-037), read with its history by whoever sees the bed board
 (`operations.bed.read`). Refusals are the operations API's."""
 
 from __future__ import annotations

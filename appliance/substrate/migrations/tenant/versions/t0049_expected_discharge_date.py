@@ -12,7 +12,7 @@
 The downgrade refuses a schema holding expected discharge dates, rather than lose them.
 
 Revision ID: t0049
-Revises: t0047
+Revises: t0048
 Create Date: 2026-11-28
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "t0049"
-down_revision = "t0047"
+down_revision = "t0048"
 branch_labels = None
 depends_on = None
 
