@@ -63,7 +63,7 @@ def test_a_nurse_files_a_photograph_and_a_letter_and_opens_both(browser, live_se
     letter = page.locator("#documents-table tr", has_text="Referral from Mercy Private Clinic").first
     said = letter.locator("td[data-label]").evaluate_all(
         "cells => cells.map(c => getComputedStyle(c, '::before').content)")
-    assert said == ['"Dated "', '"Filed "']
+    assert said == ['"Dated: "', '"Filed: "']
     journey.shot(page, "documents-on-a-phone")
     page.set_viewport_size(DESKTOP)
     with page.expect_download() as downloading:
