@@ -3,7 +3,9 @@ expiring within 3 days flagged), receiving a unit and discarding one with the re
 to answer, each with its patient's recorded group, a form to reserve a unit after the crossmatch (the emergency's
 reason for a patient with no group), each reserved unit's Issue and Release, and an issued unit's Returned unused
 (released back to stock with why) — a request every unit of which is issued stays listed while one of them is not
-yet started, since this page is where the blood bank, which opens no chart, takes back a bag the ward did not hang.
+yet started, since this page is where the blood bank, which opens no chart, takes back a bag the ward did not hang;
+and the transfusion reactions of the last month (the nursing layer's `transfusion.reactions`), a unit the ward stopped
+for one and a reaction noticed after a unit was given, which the blood bank learned of only from the ward before.
 
 It keeps the portal's rules as the laboratory bench does (appliance/web/lab.py, whose form handling it shares,
 appliance/web/bench.py): server-rendered, no script, each route declares the permission the blood bank's API
@@ -15,12 +17,15 @@ patient's name, MRN, sex, age and recorded group, and links to no chart.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from litestar import Response, Router, get, post
 from litestar.response import Template
 from pydantic import ValidationError
 
 from appliance.layers.clinical import blood
 from appliance.layers.clinical.blood_schemas import BloodUnitIn, DiscardIn, ReleaseIn, ReservationIn
+from appliance.layers.nursing import transfusion
 from appliance.substrate.tenancy import facility_today
 from appliance.web import portal
 from appliance.web.bench import BenchPage
@@ -46,8 +51,11 @@ def _bank_page(request: Asking, tenant: str, _state: str | None = None, *, statu
     with request.app.state.db.tenant(tenant) as conn:
         stock = blood.stock(conn, request.user, today=today)
         requests = blood.open_requests(conn, request.user, today=today)
+        reactions = transfusion.reactions(conn, request.user, now=dt.datetime.now(dt.UTC))
     return page(request, "blood/bank.html", status=status, active="blood", stock=stock, requests=requests,
-                names=people_named(request.app.state.db, {r["requested_by"] for r in requests}),
+                reactions=reactions, reactions_days=transfusion.REACTIONS_SHOWN_DAYS,
+                names=people_named(request.app.state.db, {r["requested_by"] for r in requests}
+                                   | {r["recorded_by"] for r in reactions}),
                 components=COMPONENTS, component_words=blood.COMPONENT_WORDS, abo=blood.ABO, rhd=blood.RHD,
                 expiring_days=blood.EXPIRING_WITHIN_DAYS, emergency_units=blood.EMERGENCY_UNITS, refusal=refusal,
                 form=form, values=values or {}, errors=errors or {})

@@ -4,7 +4,8 @@ the units reserved or issued for each (and the clinician's Cancel, with why, whi
 stock), the units issued and waiting at the bedside, and the nurse's bedside record: start a unit after the
 two-person check (the second person chosen from the ward's staff who may check blood; the wrong-patient catch refuses
 a unit not issued to this patient, beside the unit number), the 15-minute observations, and the end, or the stop for
-a suspected reaction.
+a suspected reaction; on a completed transfusion, a reaction noticed after it ended (its kind, onset, severity and
+what was done).
 
 It keeps the portal's rules (appliance/web/portal.py): server-rendered, no script, behind the chart's
 care-relationship guard, each route declaring the permission the API declares for the same act
@@ -28,7 +29,12 @@ from pydantic import ValidationError
 from appliance.layers.clinical import blood
 from appliance.layers.clinical.blood_schemas import BloodRequestIn, CancelRequestIn
 from appliance.layers.nursing import transfusion
-from appliance.layers.nursing.schemas import TransfusionEndIn, TransfusionObservationIn, TransfusionStartIn
+from appliance.layers.nursing.schemas import (
+    TransfusionEndIn,
+    TransfusionObservationIn,
+    TransfusionReactionIn,
+    TransfusionStartIn,
+)
 from appliance.substrate.db import Database
 from appliance.substrate.record import RecordError
 from appliance.substrate.tenancy import facility_timezone, facility_today
@@ -46,6 +52,7 @@ from appliance.web.portal import (
     banner,
     field_errors,
     form_values,
+    local_moment,
     page,
     people_named,
     see_other,
@@ -60,6 +67,8 @@ portal.NOTICES.update({
     "transfusion-ended": "Transfusion ended.",
     "transfusion-stopped": "Transfusion stopped for a suspected reaction: the ward's escalation task is raised. "
                            "Inform the doctor now and return the bag to the blood bank.",
+    "transfusion-reaction": "Reaction recorded: the ward's escalation task is raised and the blood bank sees it on "
+                            "its list of reactions. Inform the doctor now.",
 })
 VITALS = [("temperature_c", "Temperature", "°C", 'inputmode="decimal"'),
           ("heart_rate_bpm", "Pulse", "/min", 'inputmode="numeric"'),
@@ -104,6 +113,7 @@ def _page(request: Asking, tenant: str, patient_id: uuid.UUID, *, status: int = 
     return page(request, "blood/transfusions.html", status=status, active="patients", patient_id=patient_id,
                 tab="transfusions", **context, form=form, values=values or {}, errors=errors or {},
                 vitals_fields=VITALS, reactions=list(transfusion.REACTIONS.items()), urgencies=URGENCIES,
+                severities=list(transfusion.SEVERITIES.items()),
                 components=[(c, w.capitalize()) for c, w in blood.COMPONENT_WORDS.items()],
                 component_words=blood.COMPONENT_WORDS, **HELPERS)
 
@@ -218,7 +228,31 @@ async def end(request: Asking, tenant: Tenant, patient_id: Id, transfusion_id: I
         lambda answer: "transfusion-stopped" if answer["status"] == "stopped" else "transfusion-ended")
 
 
-ROUTES = [transfusions_page, request_blood, cancel_request, start, observe, end]
+@post(PATIENT + "/transfusions/{transfusion_id:uuid}/reactions", operation_id="PortalReportTransfusionReaction",
+      opt={"permission": transfusion.REACTION_PERMISSION}, include_in_schema=False)
+async def report_reaction(request: Asking, tenant: Tenant, patient_id: Id, transfusion_id: Id,
+                          data: FormData) -> Response:
+    values = form_values(data)
+    zone = await to_thread.run_sync(lambda: facility_timezone(request.app.state.db, tenant))
+
+    def onset():
+        # Days back, as a delayed reaction is: the day and the time (facility time); one unreadable is left to the
+        # schema, which refuses it beside its field.
+        try:
+            return local_moment(values.get("onset_at"), zone)
+        except ValueError:
+            return values.get("onset_at")
+
+    return await _act(request, tenant, patient_id, values, f"reaction-{transfusion_id}", TransfusionReactionIn,
+                      lambda: {"reaction": values.get("reaction") or "", "onset_at": onset(),
+                               "severity": values.get("severity") or "", "reaction_note": values.get("reaction_note")
+                               or ""},
+                      lambda conn, asked: transfusion.report_reaction(conn, request.user, patient_id, transfusion_id,
+                                                                      asked, now=_now(), zone=zone),
+                      lambda _: "transfusion-reaction")
+
+
+ROUTES = [transfusions_page, request_blood, cancel_request, start, observe, end, report_reaction]
 
 transfusion_router = Router(path="/t/{tenant:str}", route_handlers=ROUTES,
                             exception_handlers=portal.EXCEPTION_HANDLERS, guards=[portal.care_relationship_guard],

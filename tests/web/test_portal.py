@@ -1092,7 +1092,7 @@ FORMS += ["/patients/{pid}/family-planning", "/patients/{pid}/family-planning/{a
 # (appliance/web/transfusion.py): the request a clinician sends, the nurse's bedside record; receiving, reserving,
 # issuing and the bedside refusals with real ids are in tests/web/test_blood_pages.py.
 TRANSFUSION_FORMS = ["/patients/{pid}/transfusions", "/patients/{pid}/transfusions/{any}/observations",
-                     "/patients/{pid}/transfusions/{any}/end"]
+                     "/patients/{pid}/transfusions/{any}/end", "/patients/{pid}/transfusions/{any}/reactions"]
 NURSING_FORMS += TRANSFUSION_FORMS
 PAGES += ["/blood", "/patients/{pid}/transfusions"]
 FORMS += ["/blood/units", "/blood/units/{any}/discard", "/blood/units/{any}/issue", "/blood/units/{any}/release",

@@ -181,8 +181,9 @@ for _kind, _table in KINDS.items():
 APPEND_ONLY = [t.name for t in KINDS.values()]
 
 # The bedside record of one unit transfused (tenant revision t0036; appliance/layers/nursing/transfusion.py): started
-# after the two-person check, observed at 15 minutes, ended (or stopped by a suspected reaction). Each step is a new
-# version of the one record. The vital signs are the clinical layer's `vital_signs` entries, named here.
+# after the two-person check, observed at 15 minutes, ended (or stopped by a suspected reaction), and a reaction
+# noticed after it ended (t0050). Each step is a new version of the one record. The vital signs are the clinical
+# layer's `vital_signs` entries, named here.
 transfusion = sa.Table(
     "transfusion",
     tenant_metadata,
@@ -203,14 +204,24 @@ transfusion = sa.Table(
     sa.Column("volume_ml", sa.Integer, nullable=True),
     sa.Column("reaction", sa.Text, nullable=True),  # none, febrile, allergic, haemolytic, taco, trali, other
     sa.Column("reaction_note", sa.Text, nullable=True),
+    # A reaction noticed after the unit finished (t0050): when it began and its ISBT severity grade.
+    sa.Column("reaction_onset_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("reaction_severity", sa.Text, nullable=True),  # non_severe, severe, life_threatening
     sa.CheckConstraint("status IN ('in_progress', 'completed', 'stopped')", name="transfusion_status"),
     sa.CheckConstraint("reaction IN ('none', 'febrile', 'allergic', 'haemolytic', 'taco', 'trali', 'other')",
                        name="transfusion_reaction"),
     sa.CheckConstraint("(status = 'in_progress') = (ended_at IS NULL)", name="transfusion_ended"),
     sa.CheckConstraint("status = 'in_progress' OR (reaction IS NOT NULL AND volume_ml IS NOT NULL)",
                        name="transfusion_end_says_how"),
-    sa.CheckConstraint("(status = 'stopped') = (reaction IS NOT NULL AND reaction <> 'none')",
+    sa.CheckConstraint("status <> 'stopped' OR (reaction IS NOT NULL AND reaction <> 'none')",
                        name="transfusion_stopped_by_reaction"),
+    sa.CheckConstraint("reaction IS NULL OR reaction = 'none' OR status = 'stopped' OR (status = 'completed' "
+                       "AND reaction_onset_at IS NOT NULL AND reaction_severity IS NOT NULL)",
+                       name="transfusion_late_reaction_says_when"),
+    sa.CheckConstraint("reaction_severity IN ('non_severe', 'severe', 'life_threatening')",
+                       name="transfusion_reaction_severity"),
+    sa.CheckConstraint("reaction_onset_at IS NULL OR reaction_onset_at >= started_at",
+                       name="transfusion_reaction_after_start"),
     sa.CheckConstraint("volume_ml BETWEEN 0 AND 1000", name="transfusion_volume_range"),
     sa.CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="transfusion_ends_after_start"),
     sa.Index("transfusion_unit_number_idx", "unit_number"),

@@ -63,6 +63,7 @@ from appliance.layers.nursing.schemas import (
     TransfusionEndIn,
     TransfusionObservationIn,
     TransfusionOut,
+    TransfusionReactionIn,
     TransfusionStartIn,
     WorklistOut,
 )
@@ -353,6 +354,19 @@ class NursingController(Controller):
         _aware(data.ended_at, "ended_at")
         return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: transfusion.end(
             conn, request.user, patient_id, transfusion_id, data, now=c["now"], zone=c["tz"])))
+
+    @post(PATIENT + "/transfusions/{transfusion_id:uuid}/reactions", operation_id="NursingReportTransfusionReaction",
+          opt=_opt(transfusion.REACTION_PERMISSION), status_code=HTTP_200_OK)
+    async def report_transfusion_reaction(self, tenant: FromPath[str], state: State, request: Asking, patient_id: Id,
+                                          transfusion_id: Id, data: JSONBody[TransfusionReactionIn]) -> TransfusionOut:
+        """A reaction noticed after the transfusion was completed, by a nurse or a clinician (ACC-038): its kind,
+        when it began (not before the start, not to come: 422 on onset_at), its severity and what was seen and
+        done. The transfusion stays completed, the version before kept; the ward's escalation task is raised and
+        the blood bank lists it. Still running, stopped, or with a reaction already: 409."""
+        _aware(data.onset_at, "onset_at")
+        return TransfusionOut.model_validate(await _run(state, request, tenant, lambda conn, c: (
+            transfusion.report_reaction(conn, request.user, patient_id, transfusion_id, data, now=c["now"],
+                                        zone=c["tz"]))))
 
     # -- diet orders and the kitchen's list -----------------------------------------------------------
 

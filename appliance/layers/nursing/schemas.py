@@ -555,6 +555,20 @@ class TransfusionEndIn(_In):
     vitals: TransfusionVitalsIn = Field(description="the vital signs at the end (or when stopped)")
 
 
+class TransfusionReactionIn(_In):
+    """A reaction noticed after the transfusion was completed (TACO, TRALI, a febrile or a delayed haemolytic
+    reaction): recorded on the completed transfusion, which stays completed."""
+
+    reaction: Literal["febrile", "allergic", "haemolytic", "taco", "trali", "other"] = Field(
+        description="the reaction suspected")
+    onset_at: dt.datetime = Field(description=(
+        "when it began, with its UTC offset: not before the transfusion started, not still to come (422 on "
+        "onset_at)"))
+    severity: Literal["non_severe", "severe", "life_threatening"] = Field(description=(
+        "ISBT's grade: non_severe, severe (it needed treatment or a longer stay), life_threatening"))
+    reaction_note: str = Field(min_length=3, max_length=1000, description="what was seen and what was done")
+
+
 class TransfusionVitalsOut(_Out):
     temperature_c: Decimal | None
     heart_rate_bpm: int | None
@@ -583,6 +597,11 @@ class TransfusionOut(_Out):
     reaction: str | None
     reaction_words: str | None
     reaction_note: str | None
+    reaction_onset_at: dt.datetime | None = Field(default=None, description=(
+        "when a reaction recorded after the transfusion ended began; None for none, or for one that stopped it (at "
+        "ended_at)"))
+    reaction_severity: Literal["non_severe", "severe", "life_threatening"] | None = None
+    severity_words: str | None = None
     vitals_before_id: uuid.UUID
     vitals_15min_id: uuid.UUID | None
     vitals_end_id: uuid.UUID | None

@@ -19,6 +19,16 @@ guideline:
    stops the transfusion (status stopped) and raises the ward's escalation task, "inform the doctor now", by the
    task path NEWS2 uses (`service.new_task`, code escalation). A reaction seen at any time is recorded by ending
    the transfusion there, with the volume given so far.
+4. **a reaction after the end**: one noticed once the unit had run through (TACO or TRALI within about 6 to 12
+   hours, a febrile reaction an hour later, a delayed haemolytic reaction days later, SHOT's definitions), recorded
+   on the completed transfusion by a nurse or a clinician (ACC-038): its kind, when it began (not before the start,
+   not still to come), its severity (ISBT's grades) and what was seen and done. A new version supersedes the
+   completed one, so the record keeps both; it raises the ward's escalation task as a stop does. One reaction per
+   transfusion: a second, or one on a transfusion still running (stopped with the end instead) or stopped already,
+   is refused 409.
+
+The blood bank sees every reaction, one that stopped a unit or one after it (`reactions`, its haemovigilance list),
+and answers it: the bag back, the investigation, the report to the national haemovigilance scheme.
 
 Each step is a new version of the one record, so who started it, who observed and who ended it stay in its history.
 The vital signs are `vital_signs` entries, scored by NEWS2 (or MEOWS, PEWS) as any set is.
@@ -42,15 +52,19 @@ from appliance.substrate import identity, record
 from appliance.substrate.db import Database
 from appliance.substrate.policy import AccessPolicy, grants
 from appliance.substrate.principal import Principal
-from appliance.substrate.record import Entry, entry, note_access
+from appliance.substrate.record import Entry, entry, note_access, note_list_read
 
 REACTIONS = {"none": "No reaction", "febrile": "Febrile (non-haemolytic) reaction", "allergic": "Allergic reaction",
              "haemolytic": "Suspected haemolytic reaction", "taco": "TACO (transfusion-associated circulatory "
              "overload)", "trali": "TRALI (transfusion-related acute lung injury)", "other": "Other reaction"}
 FIELDS = [c.name for c in transfusion.c if c.name != "entry_id"]
+SEVERITIES = {"non_severe": "Non-severe", "severe": "Severe (needed treatment or a longer stay)",
+              "life_threatening": "Life-threatening"}  # ISBT's grades, 2011 (death is the record's, not a grade here)
 FUTURE_TOLERANCE = service.FUTURE_TOLERANCE
+REACTIONS_SHOWN_DAYS = 30  # the blood bank's list: a month of reactions, a delayed haemolytic one within it
 LONGEST = dt.timedelta(hours=6)  # a unit is hung within 4 hours of leaving the fridge; a record longer is a mistake
 CHECK_PERMISSION = "nursing.transfusion.check"  # who may be the second person of the bedside check
+REACTION_PERMISSION = "nursing.transfusion.reaction"  # a reaction after the end: a nurse or a clinician (ACC-038)
 
 
 @dataclass(frozen=True)
@@ -122,13 +136,13 @@ def _span(length: dt.timedelta) -> str:
 
 
 def _when(at: dt.datetime | None, now: dt.datetime, zone: zoneinfo.ZoneInfo, field: str,
-          after: dt.datetime | None = None, after_words: str = "") -> dt.datetime:
+          after: dt.datetime | None = None, after_words: str = "", *, within_a_unit: bool = True) -> dt.datetime:
     at = at or now
     if at > now + FUTURE_TOLERANCE:
         raise Invalid(f"{_clock(at, zone)} is still to come: give the time it happened", field=field)
     if after is not None and at < after:
         raise Invalid(f"{_clock(at, zone)} is before {after_words} ({_clock(after, zone)})", field=field)
-    if after is not None and at - after > LONGEST:
+    if after is not None and within_a_unit and at - after > LONGEST:
         raise Invalid(f"{_clock(at, zone)} is {_span(at - after)} after {after_words} ({_clock(after, zone)}): a "
                       f"unit is given within 4 hours of leaving the fridge; give the time it happened", field=field)
     return at
@@ -153,7 +167,8 @@ def start(conn: Connection, principal: Principal, patient_id: uuid.UUID, data, *
                                  "checked_by_account": checker.account_id, "status": "in_progress",
                                  "started_at": at, "started_on": at.astimezone(zone).date(), "ended_at": None,
                                  "vitals_before_id": before, "vitals_15min_id": None, "vitals_end_id": None,
-                                 "volume_ml": None, "reaction": None, "reaction_note": None})
+                                 "volume_ml": None, "reaction": None, "reaction_note": None,
+                                 "reaction_onset_at": None, "reaction_severity": None})
     return _view(appended)
 
 
@@ -208,22 +223,53 @@ def end(conn: Connection, principal: Principal, patient_id: uuid.UUID, transfusi
                                reason="ended" if data.reaction == "none" else f"stopped: {REACTIONS[data.reaction]}"))
 
 
+def report_reaction(conn: Connection, principal: Principal, patient_id: uuid.UUID, transfusion_id: uuid.UUID, data,
+                    *, now: dt.datetime, zone: zoneinfo.ZoneInfo) -> dict:
+    """A reaction noticed after the transfusion was completed: the next version, still completed, with the kind, the
+    onset (not before the start, not to come; no bound after the end, a delayed haemolytic reaction shows days
+    later), the severity and what was seen and done. It raises the escalation task (`escalate_reaction`). Still
+    running, stopped, or with a reaction recorded already: 409."""
+    current = _current(conn, patient_id, transfusion_id)
+    detail = {name: current.detail[name] for name in FIELDS}
+    if detail["status"] == "in_progress":
+        raise Conflict("this transfusion is still running: stop it for the reaction with its end form, which records "
+                       "the volume given and the vital signs")
+    if detail["status"] == "stopped":
+        raise Conflict(f"this transfusion was stopped at {_clock(detail['ended_at'], zone)} for a suspected "
+                       f"reaction ({REACTIONS[detail['reaction']]}): that reaction is on the record")
+    if detail["reaction"] != "none":
+        raise Conflict(f"a reaction is recorded on this transfusion already ({REACTIONS[detail['reaction']]}, "
+                       f"beginning {_clock(detail['reaction_onset_at'], zone)})")
+    at = _when(data.onset_at, now, zone, "onset_at", detail["started_at"], "the transfusion started",
+               within_a_unit=False)
+    detail |= {"reaction": data.reaction, "reaction_note": data.reaction_note, "reaction_onset_at": at,
+               "reaction_severity": data.severity}
+    return _view(record.append(conn, principal, "transfusion", patient_id=patient_id, supersedes=current.id,
+                               occurred_at=at, detail=detail,
+                               reason=f"reaction after the transfusion: {REACTIONS[data.reaction]}"))
+
+
 def escalate_reaction(conn: Connection, principal: Principal, version: Entry) -> None:
-    """A suspected reaction: the ward's escalation task, due at once, on NEWS2's task path."""
+    """A suspected reaction, stopping the unit or noticed after it: the ward's escalation task, due at once, on
+    NEWS2's task path."""
     reaction = version.detail.get("reaction")
     if version.status == "entered_in_error" or reaction in (None, "none") or version.patient_id is None:
         return
+    unit = version.detail["unit_number"]
+    title = (f"{REACTIONS[reaction]} after unit {unit} was given — inform the doctor now and tell the blood bank"
+             if version.detail["status"] == "completed" else
+             f"{REACTIONS[reaction]} to unit {unit}: transfusion stopped — inform the doctor now, keep the line "
+             "open, return the bag to the blood bank")
     service.new_task(conn, principal, version.patient_id, code="escalation", encounter_id=version.encounter_id,
-                     due_at=version.occurred_at, source=version,
-                     title=f"{REACTIONS[reaction]} to unit {version.detail['unit_number']}: transfusion stopped — "
-                           "inform the doctor now, keep the line open, return the bag to the blood bank")
+                     due_at=version.occurred_at, source=version, title=title)
 
 
 def _view(version: Entry) -> dict:
     return {"id": version.root_id, "version_id": version.id, "patient_id": version.patient_id,
             "recorded_by": version.author_id, **{name: version.detail.get(name) for name in FIELDS},
             "checked_by_account_id": version.detail.get("checked_by_account"),
-            "reaction_words": REACTIONS.get(version.detail.get("reaction") or "")}
+            "reaction_words": REACTIONS.get(version.detail.get("reaction") or ""),
+            "severity_words": SEVERITIES.get(version.detail.get("reaction_severity") or "")}
 
 
 _OF_PATIENT = sa.text("""
@@ -249,7 +295,8 @@ def of_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID) ->
         view = {"id": row["root_id"], "version_id": row["id"], "patient_id": row["patient_id"],
                 "recorded_by": row["author_id"], "author_id": row["author_id"], **{name: row[name] for name in FIELDS},
                 "checked_by_account_id": row["checked_by_account"],
-                "reaction_words": REACTIONS.get(row["reaction"] or "")}
+                "reaction_words": REACTIONS.get(row["reaction"] or ""),
+                "severity_words": SEVERITIES.get(row["reaction_severity"] or "")}
         for stage in ("before", "15min", "end"):
             view[f"vitals_{stage}"] = vitals.get(row[f"vitals_{stage}_id"])
         shown.append(view)
@@ -257,6 +304,28 @@ def of_patient(conn: Connection, principal: Principal, patient_id: uuid.UUID) ->
     if ids:
         note_access(conn, principal, "read", patient_id, "vital_signs", ids)
     return shown
+
+
+_REACTIONS = sa.text("""
+    SELECT e.root_id AS id, e.patient_id, e.author_id AS recorded_by, t.unit_number, t.status, t.started_at,
+           t.ended_at, t.volume_ml, t.reaction, t.reaction_note, t.reaction_severity,
+           coalesce(t.reaction_onset_at, t.ended_at) AS onset_at, p.mrn, p.family_name, p.given_names
+    FROM entry e JOIN transfusion t ON t.entry_id = e.id JOIN patient p ON p.id = e.patient_id
+    WHERE e.kind = 'transfusion' AND e.status <> 'entered_in_error' AND t.reaction <> 'none'
+      AND NOT EXISTS (SELECT 1 FROM entry s WHERE s.supersedes = e.id)
+      AND coalesce(t.reaction_onset_at, t.ended_at) >= :since
+    ORDER BY coalesce(t.reaction_onset_at, t.ended_at) DESC""")
+
+
+def reactions(conn: Connection, principal: Principal, *, now: dt.datetime) -> list[dict]:
+    """The blood bank's haemovigilance list: every suspected reaction of the last `REACTIONS_SHOWN_DAYS`, one that
+    stopped a unit or one noticed after it, newest first, with the patient's label (name, MRN: the blood bank opens
+    no chart), the unit, the kind, severity and what was seen. Each patient listed is audited."""
+    rows = [dict(r) | {"reaction_words": REACTIONS[r["reaction"]],
+                       "severity_words": SEVERITIES.get(r["reaction_severity"] or "")}
+            for r in conn.execute(_REACTIONS, {"since": now - dt.timedelta(days=REACTIONS_SHOWN_DAYS)}).mappings()]
+    note_list_read(conn, principal, "transfusion", rows, detail={"list": "transfusion reactions"})
+    return rows
 
 
 record.register_reaction("transfusion", escalate_reaction)

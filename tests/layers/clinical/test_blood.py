@@ -633,3 +633,74 @@ def test_a_unit_started_counts_in_kpi_8_as_charged_the_same_day(clients, db, hos
                                                         schedule.setting(conn).timezone) if b.root_id == root]
     assert tuple(kept) == ("transfusion", "BLOOD", "Blood transfusion (unit KPI001)", True)
     assert [(b.kind, b.outcome) for b in reported] == [("transfusion", "same_day")]
+
+
+def test_a_reaction_noticed_after_the_unit_finished_is_recorded_escalated_and_listed_for_the_blood_bank(
+        clients, db, hospital, elsewhere, patients, staff):
+    api, patient = _api(hospital), patients["baraka"]
+    request = _request(clients, hospital, patient, units=1)
+    unit = _receive(clients, hospital, "LATE01", abo="O", rhd="negative")
+    assert _reserve(clients, hospital, request, "LATE01").status_code == 200
+    assert clients["lab"].post(f"{api}/blood/units/{unit['id']}/issue").status_code == 200
+    now = dt.datetime.now(dt.UTC)
+    started = clients["nurse"].post(f"{api}/patients/{patient}/transfusions", json={
+        "unit_number": "LATE01", "checked_by_account_id": staff["doctor"], "vitals": VITALS,
+        "started_at": (now - dt.timedelta(hours=4)).isoformat()})
+    assert started.status_code == 201, started.text
+    path = f"{api}/patients/{patient}/transfusions/{started.json()['id']}"
+    late = {"reaction": "taco", "onset_at": (now - dt.timedelta(minutes=20)).isoformat(), "severity": "severe",
+            "reaction_note": "Breathless, SpO2 88 %, crackles at both bases: furosemide 40 mg IV, sat up"}
+    running = clients["nurse"].post(f"{path}/reactions", json=late)
+    assert running.status_code == 409 and "still running" in running.json()["detail"], running.text
+    ended = clients["nurse"].post(f"{path}/end", json={"volume_ml": 280, "reaction": "none", "vitals": VITALS,
+                                                       "ended_at": (now - dt.timedelta(hours=2)).isoformat()})
+    assert ended.status_code == 200 and ended.json()["status"] == "completed", ended.text
+
+    before = _counts(db, hospital)
+    for moment, words in ((now + dt.timedelta(hours=2), "still to come"),
+                          (now - dt.timedelta(hours=5), "before the transfusion started")):
+        refused = clients["nurse"].post(f"{path}/reactions", json={**late, "onset_at": moment.isoformat()})
+        assert refused.status_code == 422 and refused.json()["field"] == "onset_at", refused.text
+        assert words in refused.json()["detail"]
+    for bad in ({"reaction": "none"}, {"severity": "mild"}, {"reaction_note": ""},
+                {"onset_at": (now - dt.timedelta(minutes=20)).replace(tzinfo=None).isoformat()}):
+        assert clients["nurse"].post(f"{path}/reactions", json={**late, **bad}).status_code == 422, bad
+    # Another facility's nurse, on this facility's address or her own with this id; a guessed id: refused.
+    assert clients["other_nurse"].post(f"{path}/reactions", json=late).status_code == 403
+    there = path.replace(api, _api(elsewhere)).replace(str(patient), str(uuid.uuid4()))
+    assert clients["other_nurse"].post(there, json=late).status_code in (403, 404)
+    guessed = clients["nurse"].post(f"{api}/patients/{patient}/transfusions/{uuid.uuid4()}/reactions", json=late)
+    assert guessed.status_code == 404, guessed.text
+    assert clients["lab"].post(f"{path}/reactions", json=late).status_code == 403  # the bench records no reaction
+    assert _counts(db, hospital) == before  # nothing written by any refusal
+
+    recorded = clients["doctor"].post(f"{path}/reactions", json=late)
+    assert recorded.status_code == 200, recorded.text
+    shown = recorded.json()
+    assert (shown["status"], shown["reaction"], shown["reaction_severity"], shown["volume_ml"]) == (
+        "completed", "taco", "severe", 280)
+    assert shown["reaction_onset_at"] and shown["severity_words"].startswith("Severe")
+    twice = clients["nurse"].post(f"{path}/reactions", json={**late, "reaction": "febrile"})
+    assert twice.status_code == 409 and "recorded on this transfusion already" in twice.json()["detail"]
+    with db.tenant(hospital.slug) as conn:
+        history = conn.execute(sa.text(
+            "SELECT t.status, t.reaction FROM entry e JOIN transfusion t ON t.entry_id = e.id "
+            "WHERE e.root_id = :r ORDER BY e.recorded_at, e.id"), {"r": shown["id"]}).all()
+        task = conn.execute(sa.text(
+            "SELECT t.title FROM entry e JOIN nursing_task t ON t.entry_id = e.id WHERE e.patient_id = :p "
+            "AND t.code = 'escalation' AND t.source_kind = 'transfusion'"), {"p": patient}).scalar()
+    # The completed version is kept beside the one with the reaction: superseded, never overwritten.
+    assert ("completed", "none") in history and history[-1] == ("completed", "taco") and len(history) == 3
+    assert task.startswith("TACO (transfusion-associated circulatory overload) after unit LATE01 was given")
+    listed = clients["nurse"].get(f"{api}/patients/{patient}/transfusions").json()
+    assert [(t["status"], t["reaction"]) for t in listed if t["unit_number"] == "LATE01"] == [("completed", "taco")]
+
+    lab = Principal(account_id=uuid.UUID(clients["accounts"]["lab_technician"]), kind="machine", display_name="Blood lab",
+                    tenant=hospital.slug, role="lab_technician")
+    with db.tenant(hospital.slug) as conn:
+        seen = transfusion.reactions(conn, lab, now=dt.datetime.now(dt.UTC))
+    late_one = next(r for r in seen if r["unit_number"] == "LATE01")
+    assert (late_one["status"], late_one["reaction_words"], late_one["family_name"]) == (
+        "completed", "TACO (transfusion-associated circulatory overload)", "Baraka")
+    logged = [e.event_type for e in audit.patient_access_log(db, hospital.slug, patient)]
+    assert logged[-1] == "record.transfusion.read"  # the blood bank's list, on the patient's record
