@@ -21,7 +21,7 @@ from appliance.layers.clinical import blood, service
 from appliance.layers.clinical.blood_schemas import BloodRequestIn, BloodUnitIn
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ResultIn
 from appliance.layers.nursing import transfusion
-from appliance.layers.nursing.schemas import TransfusionStartIn
+from appliance.layers.nursing.schemas import TransfusionEndIn, TransfusionStartIn
 from appliance.substrate.tenancy import facility_timezone
 from tests.conftest import facility_today
 from tests.layers.clinical.test_blood import GROUPING
@@ -123,6 +123,9 @@ def test_the_blood_bank_and_the_bedside_from_receipt_to_a_reaction(signed_in, db
     assert "Febrile (non-haemolytic) reaction" in shown and "escalation task is raised" in shown
     timeline = doctor.get(f"/t/{facility.slug}/patients/{patient}/timeline").text
     assert "Transfusion of unit PG100: stopped" in timeline
+    # The blood bank learns of the stop from its own page, not only from the ward's escalation task.
+    reactions = lab.get(bank).text.split('id="reactions-title"')[1].split("</section>")[0]
+    assert "Wairimu" in reactions and "PG100" in reactions and "stopped" in reactions and "after 90 ml" in reactions
 
 
 def test_the_clinician_cancels_a_request_from_the_chart_and_its_unit_goes_back(signed_in, db, facility,
@@ -210,3 +213,63 @@ def test_a_unit_of_a_fully_issued_request_is_returned_unused_from_the_bank(signe
     assert given.status_code == 409 and "Unit PGR2 is transfused: only a reserved unit" in given.text
     guessed = post_form(lab, bank, f"{bank}/units/{uuid.uuid4()}/release", {"reason": "Returned unused"})
     assert guessed.status_code == 404
+
+
+def test_a_reaction_after_the_unit_finished_is_recorded_from_the_chart_and_listed_at_the_bank(
+        signed_in, db, facility, person_factory, policy):
+    today, zone = facility_today(), facility_timezone(db, facility.slug)
+    principal = principal_of(person_factory("clinician", facility.slug), facility.slug)
+    nurse = principal_of(person_factory("nurse", facility.slug, ward="GEN"), facility.slug)
+    checker = person_factory("nurse", facility.slug, ward="GEN")
+    with db.tenant(facility.slug) as conn:
+        patient = service.register_patient(conn, principal, PatientIn.model_validate({
+            "family_name": "Kamau", "given_names": "Peter", "birth_date": "1960-02-03", "sex": "male",
+            "identifiers": [{"system": "national_id", "value": uuid.uuid4().hex[:10]}]}))["id"]
+        service.open_encounter(conn, principal, patient, EncounterIn(encounter_class="inpatient",
+                                                                      status="in_progress", ward_code="GEN"))
+        service.record_result(conn, principal, patient, ResultIn(code="882-1", value="O+"))
+        request = blood.request_blood(conn, principal, patient, BloodRequestIn(
+            component="red_cells", units=1, indication="Hb 6.8 g/dl", urgency="routine"))["id"]
+        unit = blood.receive_unit(conn, principal, BloodUnitIn(
+            unit_number="PGL-1", component="red_cells", abo="O", rhd="positive", volume_ml=280,
+            collected_on=today - dt.timedelta(days=2), expires_on=today + dt.timedelta(days=20)), today=today)
+        blood.reserve(conn, principal, request, unit["unit_number"], None, today=today)
+        blood.issue(conn, principal, unit["id"], today=today)
+    staff, now = transfusion.colleagues(db, policy, facility.slug), dt.datetime.now(dt.UTC)
+    with db.tenant(facility.slug) as conn:  # hung three hours ago, finished an hour ago without a sign
+        given = transfusion.start(conn, nurse, patient, TransfusionStartIn.model_validate({
+            "unit_number": "PGL1", "checked_by_account_id": checker.account_id, "vitals": VITALS,
+            "started_at": now - dt.timedelta(hours=3)}), now=now, zone=zone, staff=staff)["id"]
+        transfusion.end(conn, nurse, patient, given, TransfusionEndIn.model_validate({
+            "volume_ml": 280, "reaction": "none", "vitals": VITALS, "ended_at": now - dt.timedelta(hours=1)}),
+            now=now, zone=zone)
+    doctor, lab = signed_in("clinician", facility.slug), signed_in("lab_technician", facility.slug)
+    tab, bank = f"/t/{facility.slug}/patients/{patient}/transfusions", f"/t/{facility.slug}/blood"
+
+    chart = doctor.get(tab).text
+    form = chart.split(f'id="reaction-{given}"')[1].split("</form>")[0]
+    assert 'name="_csrf_token"' in form and 'type="datetime-local"' in form and 'value="none"' not in form
+    no_inline_script(chart)
+    local = f"{(now - dt.timedelta(minutes=30)).astimezone(zone):%Y-%m-%dT%H:%M}"
+    reaction = {"reaction": "febrile", "onset_at": local, "severity": "non_severe",
+                "reaction_note": "Temperature 38.7 and rigors: paracetamol, cultures taken"}
+    with db.tenant(facility.slug) as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM entry")).scalar()
+    later = f"{(now + dt.timedelta(hours=3)).astimezone(zone):%Y-%m-%dT%H:%M}"
+    refused = post_form(doctor, tab, f"{tab}/{given}/reactions", {**reaction, "onset_at": later})
+    assert refused.status_code == 422 and 'id="onset_at-error"' in refused.text and "still to come" in refused.text
+    assert "cultures taken" in refused.text  # what was typed is kept
+    unreadable = post_form(doctor, tab, f"{tab}/{given}/reactions", {**reaction, "onset_at": "yesterday"})
+    assert unreadable.status_code == 422 and 'id="onset_at-error"' in unreadable.text
+    guessed = post_form(doctor, tab, f"{tab}/{uuid.uuid4()}/reactions", reaction)
+    assert guessed.status_code == 404  # a guessed transfusion is none of this chart's
+    with db.tenant(facility.slug) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM entry")).scalar() == before
+    done = post_form(doctor, tab, f"{tab}/{given}/reactions", reaction)
+    assert done.status_code == 303 and done.headers["location"].endswith("done=transfusion-reaction"), done.text
+    shown = doctor.get(done.headers["location"]).text
+    assert "after the unit was given (non-severe)" in shown and "blood bank sees it" in shown
+    assert f'id="reaction-{given}"' not in shown  # one reaction per transfusion: the form is gone
+    listed = lab.get(bank).text.split('id="reactions-title"')[1].split("</section>")[0]
+    assert "Kamau" in listed and "PGL1" in listed and "Febrile (non-haemolytic) reaction" in listed
+    assert "after the unit was given" in listed and "cultures taken" in listed

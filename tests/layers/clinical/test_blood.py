@@ -695,8 +695,8 @@ def test_a_reaction_noticed_after_the_unit_finished_is_recorded_escalated_and_li
     listed = clients["nurse"].get(f"{api}/patients/{patient}/transfusions").json()
     assert [(t["status"], t["reaction"]) for t in listed if t["unit_number"] == "LATE01"] == [("completed", "taco")]
 
-    lab = Principal(account_id=uuid.UUID(clients["accounts"]["lab_technician"]), kind="machine", display_name="Blood lab",
-                    tenant=hospital.slug, role="lab_technician")
+    lab = Principal(account_id=uuid.UUID(clients["accounts"]["lab_technician"]), kind="machine",
+                    display_name="Blood lab", tenant=hospital.slug, role="lab_technician")
     with db.tenant(hospital.slug) as conn:
         seen = transfusion.reactions(conn, lab, now=dt.datetime.now(dt.UTC))
     late_one = next(r for r in seen if r["unit_number"] == "LATE01")
