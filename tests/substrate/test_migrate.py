@@ -598,3 +598,28 @@ def test_t0049_adds_the_expected_discharge_date_append_only_and_its_downgrade_ta
     for statement in ("UPDATE expected_discharge SET note = 'x'", "DELETE FROM expected_discharge"):
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), db.tenant(tenant_a.slug) as conn:
             conn.execute(sa.text(statement))
+
+
+def test_t0050_lets_a_completed_transfusion_hold_a_reaction_and_its_downgrade_puts_the_old_rule_back(
+        db: Database, tenant_a):
+    """t0050 (a transfusion reaction noticed after the unit finished: its onset and severity, the stopped-for-a-
+    reaction rule relaxed to 'stopped only for a reaction', a reaction on a completed transfusion saying when and how
+    severe) runs both ways on a schema at head and matches the model."""
+    t0050 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0050_transfusion_late_reaction")
+    schema = tenant_schema(tenant_a.slug)
+    state = sa.text("SELECT (SELECT count(*) FROM information_schema.columns WHERE table_schema = :schema AND "
+                    "table_name = 'transfusion' AND column_name LIKE 'reaction\\_%' AND column_name <> "
+                    "'reaction_note'), (SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_namespace n "
+                    "ON n.oid = c.connamespace WHERE n.nspname = :schema AND c.conname = "
+                    "'transfusion_stopped_by_reaction')")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0050.downgrade()
+            downgraded = tuple(conn.execute(state, {"schema": schema}).one())
+            t0050.upgrade()
+        upgraded = tuple(conn.execute(state, {"schema": schema}).one())
+    # Before: stopped if and only if a reaction; after: stopped only for a reaction.
+    assert downgraded[0] == 0 and downgraded[1].startswith("CHECK (((status = 'stopped'::text) = ")
+    assert upgraded[0] == 2 and upgraded[1].startswith("CHECK (((status <> 'stopped'::text) OR ")
+    assert find_drift(db, [tenant_a.slug], tenant_metadata) == []
