@@ -14,6 +14,7 @@ from appliance.layers.clinical import blood, service
 from appliance.layers.clinical.blood_schemas import BloodRequestIn, BloodUnitIn
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn, ResultIn
 from appliance.substrate.principal import Principal
+from appliance.substrate.tenancy import facility_timezone
 from tests.e2e.conftest import Clinic, Journey, Watch
 from tests.e2e.test_journeys import new_page, sign_in
 from tests.layers.clinical.test_blood import GROUPING
@@ -99,6 +100,20 @@ def test_a_nurse_is_stopped_by_the_wrong_bag_and_hangs_the_right_one(browser, li
     page.wait_for_url(re.compile(r"/transfusions\?done=transfusion-ended$"))
     assert "completed" in page.locator("article.transfusion").first.inner_text()
     journey.shot(page, "transfusion-ended")
+    # An hour on she is breathless: the unit has run through, so the reaction is recorded on the completed record.
+    transfusion = page.locator("article.transfusion").first
+    transfusion.get_by_text("Record a reaction noticed after it ended").click()
+    form = transfusion.locator("form[id^='reaction-']")
+    form.locator("select[name='reaction']").select_option("taco")
+    onset = dt.datetime.now(facility_timezone(db, clinic.slug)) + dt.timedelta(minutes=1)  # not before the start
+    form.locator("input[name='onset_at']").fill(f"{onset:%Y-%m-%dT%H:%M}")
+    form.locator("select[name='severity']").select_option("severe")
+    form.locator("input[name='reaction_note']").fill("Breathless, SpO2 89 %: sat up, furosemide IV, doctor called")
+    form.get_by_role("button", name="Record the reaction").click()
+    page.wait_for_url(re.compile(r"/transfusions\?done=transfusion-reaction$"))
+    recorded = page.locator("article.transfusion").first.inner_text()
+    assert "TACO" in recorded and "after the unit was given" in recorded
+    journey.shot(page, "reaction-after-the-end")
     watch.assert_clean(provoked={422})
     context.close()
 

@@ -692,6 +692,9 @@ def test_a_reaction_noticed_after_the_unit_finished_is_recorded_escalated_and_li
     # The completed version is kept beside the one with the reaction: superseded, never overwritten.
     assert ("completed", "none") in history and history[-1] == ("completed", "taco") and len(history) == 3
     assert task.startswith("TACO (transfusion-associated circulatory overload) after unit LATE01 was given")
+    with db.tenant(hospital.slug) as conn:  # the reaction bills nothing more: the unit is charged once
+        assert conn.execute(sa.text("SELECT count(*) FROM charge WHERE source_root_id = :r"),
+                            {"r": shown["id"]}).scalar() == 1
     listed = clients["nurse"].get(f"{api}/patients/{patient}/transfusions").json()
     assert [(t["status"], t["reaction"]) for t in listed if t["unit_number"] == "LATE01"] == [("completed", "taco")]
 
