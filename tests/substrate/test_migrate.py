@@ -3,6 +3,7 @@
 import datetime as dt
 import importlib
 import uuid
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -622,4 +623,42 @@ def test_t0050_lets_a_completed_transfusion_hold_a_reaction_and_its_downgrade_pu
     # Before: stopped if and only if a reaction; after: stopped only for a reaction.
     assert downgraded[0] == 0 and downgraded[1].startswith("CHECK (((status = 'stopped'::text) = ")
     assert upgraded[0] == 2 and upgraded[1].startswith("CHECK (((status <> 'stopped'::text) OR ")
+
+
+def test_t0051_keeps_weights_to_the_gram_and_the_ones_recorded_before_and_its_downgrade_refuses_grams(
+        db: Database, tenant_a):
+    """t0051 (vital signs' weight to the gram) runs both ways on a schema at head and matches the model: a weight
+    recorded before keeps its value, a newborn's 1450 g is kept as 1.450 kg, and the downgrade refuses a schema
+    holding a weight finer than 0.1 kg rather than round it away."""
+    t0051 = importlib.import_module("appliance.substrate.migrations.tenant.versions.t0051_weight_to_the_gram")
+    schema = tenant_schema(tenant_a.slug)
+    clinician = Principal(account_id=uuid.uuid4(), kind="staff", display_name="Dr Test", tenant=tenant_a.slug,
+                          role="clinician")
+    with db.tenant(tenant_a.slug) as conn:
+        adult = new_patient(conn, clinician, birth_date=born_years_ago(40))
+        before = service.record_vitals(conn, clinician, adult["id"], VitalSignsIn(weight_kg=Decimal("72.5")))
+    column = sa.text("SELECT numeric_precision, numeric_scale FROM information_schema.columns WHERE table_schema = "
+                     ":schema AND table_name = 'vital_signs' AND column_name = 'weight_kg'")
+    weight = sa.text("SELECT weight_kg FROM vital_signs WHERE entry_id = :id")
+    with db.control() as conn:  # as the migrations run: the schema's owner, its search path
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with Operations.context(MigrationContext.configure(conn)):
+            t0051.downgrade()
+            downgraded = tuple(conn.execute(column, {"schema": schema}).one())
+            t0051.upgrade()
+        upgraded = tuple(conn.execute(column, {"schema": schema}).one())
+        kept_before = conn.execute(weight, {"id": before["id"]}).scalar()
+    with db.tenant(tenant_a.slug) as conn:
+        baby = new_patient(conn, clinician, birth_date=dt.date.today())
+        newborn = service.record_vitals(conn, clinician, baby["id"], VitalSignsIn(weight_kg=Decimal("1.450")))
+    with db.control() as conn:
+        conn.execute(sa.text("SELECT set_config('search_path', :schema, true)"), {"schema": schema})
+        with (Operations.context(MigrationContext.configure(conn)),
+              pytest.raises(sa.exc.DBAPIError, match="weights to the gram"), conn.begin_nested()):
+            t0051.downgrade()
+        kept_newborn = conn.execute(weight, {"id": newborn["id"]}).scalar()
+        still = tuple(conn.execute(column, {"schema": schema}).one())
+    assert (downgraded, upgraded, still) == ((5, 1), (6, 3), (6, 3))
+    assert (kept_before, kept_newborn) == (Decimal("72.5"), Decimal("1.450"))
+    assert str(kept_newborn) == "1.450"
     assert find_drift(db, [tenant_a.slug], tenant_metadata) == []

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -257,8 +257,8 @@ def newborns(mother: dict, data: DeliveryIn) -> list[PatientIn]:
 
 
 def kilograms(weight_g: int) -> Decimal:
-    # The chart keeps weights to 0.1 kg. Rounded down, so a baby under 2500 g never reads 2.5 kg on its chart.
-    return (Decimal(weight_g) / 1000).quantize(Decimal("0.1"), rounding=ROUND_DOWN)
+    # The chart keeps weights to the gram (t0051): the birth weight goes on it as it was weighed, 1450 g as 1.450 kg.
+    return Decimal(weight_g).scaleb(-3)
 
 
 def _birth_weight(conn: Connection, principal: Principal, baby_id: uuid.UUID, weight_g: int, born_at: dt.datetime,

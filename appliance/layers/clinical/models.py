@@ -313,7 +313,8 @@ vital_signs = sa.Table(
     sa.Column("respiratory_rate", sa.Integer, nullable=True),
     sa.Column("temperature_c", sa.Numeric(4, 1), nullable=True),
     sa.Column("spo2_percent", sa.Integer, nullable=True),
-    sa.Column("weight_kg", sa.Numeric(5, 1), nullable=True),
+    # Kilograms to the gram since t0051 (a newborn's daily gain is tens of grams): appliance/substrate/body_weight.py.
+    sa.Column("weight_kg", sa.Numeric(6, 3), nullable=True),
     sa.Column("height_cm", sa.Numeric(4, 1), nullable=True),
     # Added by the nursing layer's revision (t0005) for NEWS2: ACVPU, air or oxygen, and the SpO2
     # scale in use (2 on a prescribed hypercapnic target of 88–92 %).

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from appliance.substrate.body_weight import kept_to_the_gram
+
 Sex = Literal["female", "male", "other", "unknown"]
 EncounterClass = Literal["outpatient", "emergency", "inpatient"]
 EncounterStatus = Literal["planned", "arrived", "in_progress", "finished", "cancelled"]
@@ -31,6 +33,8 @@ Reason = Annotated[str, Field(min_length=3, max_length=1000)]
 # A figure a result reports, or its reference limit: at most 18 digits (a viral load's copies, a level to a millionth),
 # so a slip like 1e999999 is not taken as a number, which the record's numeric column could not hold.
 Measurement = Annotated[Decimal, Field(max_digits=18)]
+# Kilograms to the gram, no finer (appliance/substrate/body_weight.py).
+BodyWeight = Annotated[Decimal, AfterValidator(kept_to_the_gram)]
 
 
 def aware_datetime(what: str, example: str = "2026-03-01T04:30+03:00") -> Any:
@@ -453,7 +457,8 @@ class VitalSignsIn(_In):
     respiratory_rate: int | None = Field(default=None, ge=4, le=90)
     temperature_c: Decimal | None = Field(default=None, ge=25, le=45, decimal_places=1)
     spo2_percent: int | None = Field(default=None, ge=40, le=100)
-    weight_kg: Decimal | None = Field(default=None, gt=0, le=400, decimal_places=1)
+    weight_kg: BodyWeight | None = Field(default=None, gt=0, le=400, description=(
+        "kilograms to the gram (at most three decimals: 1.450 for a 1450 g baby)"))
     height_cm: Decimal | None = Field(default=None, ge=20, le=250, decimal_places=1)
     # For NEWS2 (nursing layer): ACVPU, air or oxygen (with its flow), and the SpO2 scale — 2 only on a
     # prescribed hypercapnic target of 88–92 %.
