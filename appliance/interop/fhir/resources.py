@@ -68,7 +68,8 @@ VITAL_SIGNS = [
     VitalSign("respiratory_rate", "9279-1", "Respiratory rate", "breaths/minute", "/min"),
     VitalSign("temperature_c", "8310-5", "Body temperature", "Cel", "Cel"),
     VitalSign("spo2_percent", "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%", "%"),
-    VitalSign("weight_kg", "29463-7", "Body weight", "kg", "kg"),
+    # A weight kept to the gram (appliance/substrate/body_weight.py), so a newborn's taken in grams too.
+    VitalSign("weight_kg", "29463-7", "Body weight", "kg", "kg", other_units={"g": Decimal("0.001")}),
     VitalSign("height_cm", "8302-2", "Body height", "cm", "cm"),
     VitalSign("oxygen_l_min", "3151-8", "Inhaled oxygen flow rate", "L/min", "L/min"),
     VitalSign("consciousness", "67775-7", "Level of responsiveness (ACVPU)", None, None),

@@ -41,6 +41,7 @@ from appliance.layers.clinical import access, immunization, service
 from appliance.layers.clinical.immunization_schedule import Schedule, Vaccine
 from appliance.layers.clinical.schemas import AllergyIn, ConditionIn, ImmunizationIn, PatientIn, VitalSignsIn
 from appliance.substrate import record
+from appliance.substrate.body_weight import KEPT_PLACES
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import RecordError
@@ -434,9 +435,11 @@ def _quantity_or_text(sign: resources.VitalSign, holder: dict, where: str) -> An
         value = Decimal(str(quantity["value"])) * factor
     except InvalidOperation:
         raise FhirError(422, "value", f"{sign.display}: not a number", expression=f"{where}.valueQuantity") from None
-    # The record keeps whole numbers of beats, breaths, mmHg and %, and tenths of the rest.
-    return int(value.quantize(Decimal(1), ROUND_HALF_UP)) if sign.column in WHOLE \
-        else value.quantize(Decimal("0.1"), ROUND_HALF_UP)
+    # The record keeps whole numbers of beats, breaths, mmHg and %, a weight to the gram, and tenths of the rest.
+    if sign.column in WHOLE:
+        return int(value.quantize(Decimal(1), ROUND_HALF_UP))
+    return value.quantize(Decimal(1).scaleb(-KEPT_PLACES) if sign.column == "weight_kg" else Decimal("0.1"),
+                          ROUND_HALF_UP)
 
 
 QUANTITY = Kept(parts={"value": ENTIRE, "unit": ENTIRE, "system": ENTIRE, "code": ENTIRE})

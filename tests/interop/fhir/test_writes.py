@@ -535,3 +535,32 @@ def test_another_facility_and_a_guessed_id_read_no_muac(api, token_client, facil
     kept = answer(api.get(f"{url}/Observation", params={"patient": child["id"], "code": "56072-2"}))
     assert [c["valueQuantity"]["value"] for c in kept["entry"][0]["resource"]["component"]
             if "valueQuantity" in c] == [118]  # the intruder's MUAC was not written
+
+
+def body_weight(patient_ref: str, value: float, unit: str) -> dict:
+    return heart_rate(patient_ref, value, unit, code={"coding": [{"system": LOINC, "code": "29463-7"}]})
+
+
+def test_a_newborns_weight_is_kept_to_the_gram_in_kg_or_g_and_another_facility_reads_none(
+        api, token_client, db, facility, other_facility):
+    """A 1450 g baby sent in grams, and the next day's 1.482 kg, are kept and read back to the gram (not 1.4 and 1.5
+    kg); a weight in pounds is refused and writes nothing; another facility neither reads nor writes one."""
+    url = base(facility.slug)
+    baby = answer(api.post(f"{url}/Patient", json=new_patient(birthDate="2024-03-01", gender="female")), 201)
+    patient = f"Patient/{baby['id']}"
+    in_grams = answer(api.post(f"{url}/Observation", json=body_weight(patient, 1450, "g")), 201)
+    in_kg = answer(api.post(f"{url}/Observation", json=body_weight(patient, 1.482, "kg")), 201)
+    kept = [c["valueQuantity"] for created in (in_grams, in_kg)
+            for c in answer(api.get(f"{url}/Observation/{created['id']}"))["component"]]
+    assert [(q["value"], q["code"]) for q in kept] == [(1.45, "kg"), (1.482, "kg")]
+    before = rows(db, facility.slug)
+    pounds = refusal(api.post(f"{url}/Observation", json=body_weight(patient, 3.2, "[lb_av]")), 422)
+    assert "Body weight is recorded in kg or g" in pounds["issue"][0]["diagnostics"]
+    assert rows(db, facility.slug) == before
+    intruder = token_client(other_facility.slug, role="clinician")
+    taken = intruder.get(f"{url}/Observation/{in_grams['id']}")
+    assert taken.status_code == 403 and "1.45" not in taken.text
+    assert refusal(intruder.get(f"{base(other_facility.slug)}/Observation/{in_grams['id']}"), 404)
+    assert intruder.post(f"{url}/Observation", json=body_weight(patient, 900, "g")).status_code == 403
+    weighed = answer(api.get(f"{url}/Observation", params={"patient": baby["id"], "code": "29463-7"}))
+    assert sorted(e["resource"]["id"] for e in weighed["entry"]) == sorted([in_grams["id"], in_kg["id"]])
