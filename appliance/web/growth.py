@@ -74,8 +74,8 @@ def growth_charts(found: dict, clock: Clock) -> list[dict]:
             value = point[index]
             if value is None or value["z"] is None:
                 continue
-            shown = point[column] if column else value["value"]
-            label = (f"{clock.day(point['occurred_at'])}, {point['age_months']} months: {portal.number(shown)} "
+            shown = portal.vital_value(column, point[column]) if column else portal.number(value["value"])
+            label = (f"{clock.day(point['occurred_at'])}, {point['age_months']} months: {shown} "
                      f"{unit}, z {value['z']:.1f} ({value['band']})")
             read_at = point["age_days"] if point["corrected_age_days"] is None else point["corrected_age_days"]
             plotted.append(plots.AgePoint(read_at / growth.DAYS_A_YEAR * 12, float(value["value"]),

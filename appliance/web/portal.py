@@ -76,6 +76,7 @@ from appliance.layers.operations import service as operations
 from appliance.layers.patient import portal as patient_portal
 from appliance.substrate import identity
 from appliance.substrate.age import age_label
+from appliance.substrate.body_weight import weight_text
 from appliance.substrate.db import Database
 from appliance.substrate.principal import Principal
 from appliance.substrate.problems import validator_message
@@ -500,6 +501,12 @@ def number(value: Decimal | float | int | None) -> str:
     return plots._format_number(float(value))
 
 
+def vital_value(column: str | None, value: Decimal | float | int | None) -> str:
+    """One vital sign's value as pages show it: a weight to the gram under 10 kg (body_weight.py), the rest as
+    measured."""
+    return weight_text(value) if column == "weight_kg" else number(value)
+
+
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
@@ -569,7 +576,7 @@ def oedema_fields(choice: str | None) -> dict[str, Any]:
     return {"oedema_grade": choice}
 
 
-HELPERS = {"number": number, "result_value": result_value, "reference_range": reference_range,
+HELPERS = {"number": number, "weight": weight_text, "result_value": result_value, "reference_range": reference_range,
            "unit_label": unit_label, "identifier_label": identifier_label,
            "flags": FLAGS, "encounter_classes": ENCOUNTER_CLASSES, "next_steps": NEXT_STEPS,
            "other_identifiers": OTHER_IDENTIFIERS,
@@ -682,14 +689,14 @@ def vitals_tiles(row: dict | None, adult: bool) -> list[dict]:
             continue
         low, high = bands.get(column, (None, None))
         out = adult and ((low is not None and value < low) or (high is not None and value > high))
-        tiles.append({"label": label, "value": number(value), "unit": unit, "out": out})
+        tiles.append({"label": label, "value": vital_value(column, value), "unit": unit, "out": out})
     return tiles
 
 
 def vitals_charts(rows: list[dict], clock: Clock, adult: bool) -> list[dict]:
     charts = []
     for index, (title, unit, measures, band) in enumerate(VITALS):
-        series = []
+        series, columns = [], {}
         for column, name, css in measures:
             lo, hi = band
             points = []
@@ -698,10 +705,11 @@ def vitals_charts(rows: list[dict], clock: Clock, adult: bool) -> list[dict]:
                     continue
                 value = float(row[column])
                 out = adult and ((lo is not None and value < lo) or (hi is not None and value > hi))
-                label = f"{clock.when(row['occurred_at'])}: {name} {number(row[column])} {unit}"
+                label = f"{clock.when(row['occurred_at'])}: {name} {vital_value(column, row[column])} {unit}"
                 points.append(plots.Point(clock.local(row["occurred_at"]), value, label=label, abnormal=out))
             if points:
                 series.append(plots.Series(name, points, css))
+                columns[name] = column
         if not series:
             continue
         shown_band = band if adult and band != (None, None) else None
@@ -709,8 +717,9 @@ def vitals_charts(rows: list[dict], clock: Clock, adult: bool) -> list[dict]:
         latest = max((p for s in series for p in s.points), key=lambda p: p.at)
         description = (f"{count} measurements from {min(p.at for s in series for p in s.points):%d %b %Y} to "
                        f"{latest.at:%d %b %Y}. "
-                       + "; ".join(f"latest {s.name.lower()} {number(max(s.points, key=lambda p: p.at).value)}"
-                                   f" {unit}" for s in series) + ".")
+                       + "; ".join(f"latest {s.name.lower()} "
+                                   f"{vital_value(columns[s.name], max(s.points, key=lambda p: p.at).value)} {unit}"
+                                   for s in series) + ".")
         if shown_band:
             description += f" Adult reference range {number(band[0])}–{number(band[1])} {unit}."
         charts.append({"title": title, "svg": plots.time_chart(
@@ -1275,7 +1284,7 @@ def vitals_text(row: dict) -> str:
                                 ("temperature_c", "T", " °C"), ("spo2_percent", "SpO₂", "%"),
                                 ("weight_kg", "Wt", " kg")):
         if row[column] is not None:
-            parts.append(f"{label} {number(row[column])}{unit}")
+            parts.append(f"{label} {vital_value(column, row[column])}{unit}")
     return ", ".join(parts)
 
 

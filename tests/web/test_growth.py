@@ -203,3 +203,54 @@ def test_the_growth_chart_is_well_formed_and_escapes_text():
     assert "<script>" not in svg and "style=" not in svg
     root = ET.fromstring(svg)  # noqa: S314 -- our own output, parsed to check its shape
     assert root.get("role") == "img" and len(root.findall(f".//{SVG}path[@class='abn']")) == 1
+
+
+def _weights(db, slug: str, patient_id: uuid.UUID) -> list[Decimal]:
+    with db.tenant(slug) as conn:
+        return conn.execute(sa.text("SELECT v.weight_kg FROM vital_signs v JOIN entry e ON e.id = v.entry_id "
+                                    "WHERE e.patient_id = :id AND v.weight_kg IS NOT NULL ORDER BY e.recorded_at"),
+                            {"id": patient_id}).scalars().all()
+
+
+def test_a_newborns_weight_is_kept_and_shown_to_the_gram_and_an_adults_to_100_g(
+        signed_in, token_client, db, facility, elsewhere, patients, person_factory):
+    """A 1450 g preterm baby weighed at arrival is kept as 1.450 kg and shown so on the chart and the growth page
+    (it read 1.4 kg); a weight finer than a gram is refused with the sentence, on the form and by the API, and opens
+    nothing; an adult's 72.5 kg still reads 72.5 kg; another facility writes no weight on the baby."""
+    author = person_factory("clinician", facility.slug)
+    principal = Principal(account_id=author.account_id, kind="staff", display_name="Dr Growth",
+                          tenant=facility.slug, role="clinician")
+    with db.tenant(facility.slug) as conn:
+        baby = _register(conn, principal, "Nafula", dt.date.today() - dt.timedelta(days=12))
+        service.record_vitals(conn, principal, patients["adult"], VitalSignsIn(weight_kg=Decimal("72.5")))
+    clinician = signed_in("clinician", facility.slug)
+    base = f"/t/{facility.slug}/patients/{baby}"
+    assert 'step="0.001"' in clinician.get(f"{base}/encounters/new").text.split('id="weight_kg"')[1][:200]
+    opened = _encounters(db, facility.slug, baby)
+    finer = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
+                      {"encounter_class": "outpatient", "weight_kg": "1.4505"})
+    assert finer.status_code == 422
+    assert "A weight is kept to the gram: give at most 3 decimals in kilograms" in \
+        finer.text.split('id="weight_kg-error"')[1][:300]
+    api = token_client(facility.slug, role="clinician")
+    by_api = api.post(f"/api/t/{facility.slug}/patients/{baby}/vitals", json={"weight_kg": "1.4505"})
+    assert by_api.status_code == 422 and "kept to the gram" in by_api.text
+    assert (_encounters(db, facility.slug, baby), _weights(db, facility.slug, baby)) == (opened, [])
+    weighed = post_form(clinician, f"{base}/encounters/new", f"{base}/encounters",
+                        {"encounter_class": "outpatient", "weight_kg": "1.450"})
+    assert weighed.status_code == 303, weighed.text
+    assert _weights(db, facility.slug, baby) == [Decimal("1.450")]
+    chart = clinician.get(f"{base}/chart").text
+    assert '<span class="tile-label">Weight</span> <span class="tile-value">1.450</span>' in chart
+    assert "<td>1.450</td></tr>" in chart  # the vital signs table
+    assert "Weight 1.450 kg" in chart  # the chart drawn over time, its point and its description
+    assert ">1.4<" not in chart and "1.45 kg" not in chart
+    growth = clinician.get(f"{base}/growth").text
+    assert "<td>1.450 kg</td>" in growth
+    adult_chart = clinician.get(f"/t/{facility.slug}/patients/{patients['adult']}/chart").text
+    assert '<span class="tile-value">72.5</span>' in adult_chart and "72.500" not in adult_chart
+    intruder = token_client(elsewhere.slug, role="clinician")
+    for tenant in (facility.slug, elsewhere.slug):
+        planted = intruder.post(f"/api/t/{tenant}/patients/{baby}/vitals", json={"weight_kg": "9.999"})
+        assert planted.status_code in (403, 404) and "9.999" not in planted.text
+    assert _weights(db, facility.slug, baby) == [Decimal("1.450")]

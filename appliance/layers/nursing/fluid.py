@@ -36,6 +36,7 @@ from appliance.layers.nursing import service, views
 from appliance.layers.nursing.errors import Invalid
 from appliance.layers.nursing.models import INTAKE_ROUTES, OUTPUT_ROUTES, fluid, nursing_setting
 from appliance.substrate import record, retraction
+from appliance.substrate.body_weight import weight_text
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import entry, note_access
 from appliance.substrate.tenancy import register_config_applier
@@ -123,7 +124,7 @@ def urine_rate(urine: Sequence[tuple[dt.datetime, int]], at: dt.datetime | None,
                          f"ml/kg/h cannot be judged: record the patient's weight")
     rate = (Decimal(passed) / weight_kg / OLIGURIA_HOURS).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     oliguric = Decimal(passed) < OLIGURIA_ML_PER_KG_HOUR * weight_kg * OLIGURIA_HOURS
-    words = (f"{passed} ml of urine in {OLIGURIA_HOURS} hours at {weight_kg} kg: {rate} ml/kg/h, "
+    words = (f"{passed} ml of urine in {OLIGURIA_HOURS} hours at {weight_text(weight_kg)} kg: {rate} ml/kg/h, "
              + (f"below {OLIGURIA_ML_PER_KG_HOUR} ml/kg/h — oliguria: inform the doctor" if oliguric
                 else f"not below {OLIGURIA_ML_PER_KG_HOUR} ml/kg/h"))
     return UrineRate(at, True, oliguric, passed, weight_kg, rate, words)

@@ -136,7 +136,7 @@ def test_twins_one_stillborn_the_live_baby_registered_with_its_mother(api, facil
     assert chart["birth_date"] == nairobi.date().isoformat()  # the day of birth on the facility's calendar
     assert chart["subject_id"] is not None
     assert chart["next_of_kin"] == [{"name": "Grace Wanjiru", "relationship": "mother", "phone": "+254700111222"}]
-    assert weights(db, facility.slug, live["patient_id"]) == [2.4]  # rounded down: under 2500 g never reads 2.5 kg
+    assert weights(db, facility.slug, live["patient_id"]) == [2.45]  # as weighed, to the gram (not 2.4 kg)
 
     seq = last_seq(db, facility.slug)
     seen = api.get(url(facility.slug, live["patient_id"])).json()
@@ -219,7 +219,7 @@ def test_a_correction_changes_the_delivery_never_the_babies(api, facility, db: D
     assert now["babies"][1]["low_birth_weight"] is True
     # No baby twice: the same charts, and the second baby's birth weight corrected on its own chart.
     assert counts(db, facility.slug)[1:] == before[1:]
-    assert weights(db, facility.slug, second_baby) == [2.2]
+    assert weights(db, facility.slug, second_baby) == [2.29]
     stale = api.put(url(facility.slug, mother, f"/{first['id']}"),
                     json={**fix, "reason": "again", "version_id": first["id"]})
     assert stale.status_code == 409, stale.text
@@ -314,7 +314,7 @@ def test_a_delivery_on_the_wrong_mother_is_entered_in_error_and_its_baby_linked_
     assert counts(db, facility.slug)[1] == patients
     assert api.get(url(facility.slug, chart)).json()["born_to"]["mother_id"] == right
     assert sorted(encounters(chart)) == [("finished", "GEN"), ("in_progress", "GEN")]
-    assert weights(db, facility.slug, chart) == [3.0]
+    assert weights(db, facility.slug, chart) == [3.05]
     # Born to her now, the chart cannot be named for another delivery.
     twice = api.post(url(facility.slug, wrong), json=delivery(born_at=born["born_at"], babies=[baby(patient_id=chart)]))
     assert twice.status_code == 422 and "left born to no one" in twice.json()["detail"], twice.text

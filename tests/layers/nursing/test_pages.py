@@ -479,10 +479,10 @@ def test_a_sick_child_is_weighed_on_the_wards_form_and_the_growth_chart_reads_th
     saved = post_form(nurse, page, page, {"weight_kg": "8.9", "encounter_id": str(child["encounter_id"])})
     assert saved.status_code == 303, saved.text
     chart = nurse.get(page).text.split('class="list compact obs-chart"')[1]
-    assert '<th scope="col">Weight</th>' in chart and "8.9 kg" in chart.split("</tr>")[1]
+    assert '<th scope="col">Weight</th>' in chart and "8.900 kg" in chart.split("</tr>")[1]  # a child to the gram
     latest = token_client(facility.slug, role="clinician").get(
         f"/api/t/{facility.slug}/patients/{child['id']}/growth").json()["latest"]
-    assert latest["weight_kg"] == "8.9" and latest["weight_for_age"]["band"] == "underweight"
+    assert latest["weight_kg"] == "8.900" and latest["weight_for_age"]["band"] == "underweight"
 
 
 def test_an_adults_form_takes_no_muac_and_refuses_one_sent(db, signed_in, facility, clinician, ward_patients):
