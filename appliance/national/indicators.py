@@ -55,7 +55,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from appliance.layers.clinical import hiv
+from appliance.layers.clinical import hiv, immunization
 from appliance.layers.clinical.delivery import BORN_HERE, LOW_BIRTH_WEIGHT_BELOW_G
 from appliance.layers.clinical.family_planning_policy import Programme, cyp, load_programme, tenths
 from appliance.layers.clinical.growth import (
@@ -64,6 +64,7 @@ from appliance.layers.clinical.growth import (
     MUAC_MODERATE_BELOW_MM,
     MUAC_SEVERE_BELOW_MM,
 )
+from appliance.layers.clinical.immunization_schedule import Schedule, ScheduleError, load_schedule
 from appliance.substrate import audit, disclosure
 from appliance.substrate.config import PROJECT_ROOT
 from appliance.substrate.db import Database
@@ -92,6 +93,12 @@ SCREENING_CRITERIA = (
     f"the MUAC was under {MUAC_SEVERE_BELOW_MM} mm or oedema was present at any screening of the month, moderate "
     f"when the MUAC was {MUAC_SEVERE_BELOW_MM}–{MUAC_MODERATE_BELOW_MM - 1} mm and not severe (WHO/UNICEF 2009). "
     "Wasting by weight-for-height or BMI-for-age is on each child's chart but not counted here.")
+# How an `immunizations` indicator treats a dose the child's card does not count (`immunization.doses_that_count`).
+DOSE_CRITERIA = (
+    "A vaccine dose counts as the child's card counts it, by the national immunization schedule: a dose given "
+    "younger than its minimum age, sooner than its minimum interval after the dose before, from a lot past its "
+    "expiry date, or again after the same dose counted, is recorded on the card but not counted here, and the "
+    "child stays due for it. A dose read from a child's card or another facility's record counts where it was given.")
 # What a `births` indicator counts of the month's deliveries (clinical/delivery.py): the deliveries (a twin
 # delivery once) and caesarean ones, by the mother's sex and age; and the babies, by their own sex in the youngest
 # band: born alive, stillborn (fresh and macerated, or either), and born alive under 2500 g.
@@ -170,6 +177,8 @@ class Definitions:
     threshold: int
     # policies/family_planning.toml beside the definitions, read when an indicator counts family planning
     family_planning: Programme | None = None
+    # policies/immunization.toml beside them, read when an indicator counts doses: the schedule that judges a dose
+    immunization: Schedule | None = None
 
     @property
     def cells(self) -> list[Cell]:
@@ -213,14 +222,37 @@ def load_definitions(path: Path) -> Definitions:
         raise IndicatorError(f"{path}: indicator ids must be unique")
     programme = None
     if any(i.source == "family_planning" for i in indicators):
-        # The ministry's programme beside its indicators; a copy of the indicators kept elsewhere (an edited
-        # copy compared with the live one) reads the programme the appliance ships.
-        beside = Path(path).parent / "family_planning.toml"
         try:
-            programme = load_programme(beside if beside.exists() else PROJECT_ROOT / "policies" / beside.name)
+            programme = load_programme(_policy_beside(path, "family_planning.toml"))
         except ValueError as exc:
             raise IndicatorError(f"{path}: its family planning indicators need {exc}") from exc
-    return Definitions(indicators, bands, threshold, programme)
+    return Definitions(indicators, bands, threshold, programme, _schedule_beside(path, indicators))
+
+
+def _policy_beside(path: Path, name: str) -> Path:
+    """The ministry's policy file `name` beside its indicators; a copy of the indicators kept elsewhere (an edited
+    copy compared with the live one) reads the one the appliance ships."""
+    beside = Path(path).parent / name
+    return beside if beside.exists() else PROJECT_ROOT / "policies" / name
+
+
+def _schedule_beside(path: Path, indicators: tuple[Indicator, ...]) -> Schedule | None:
+    """The immunization schedule, when an indicator counts doses: a dose counts by the schedule's judgement, so each
+    counted vaccine and dose must be one of it."""
+    counted = [i for i in indicators if i.source == "immunizations"]
+    if not counted:
+        return None
+    try:
+        schedule = load_schedule(_policy_beside(path, "immunization.toml"))
+    except ScheduleError as exc:
+        raise IndicatorError(f"{path}: its immunization indicators need {exc}") from exc
+    for indicator in counted:
+        vaccine = schedule.by_code.get(indicator.vaccine)
+        if vaccine is None or indicator.dose_number > vaccine.doses:
+            raise IndicatorError(
+                f"{path}: indicator {indicator.id!r} counts {indicator.vaccine} dose {indicator.dose_number}, a dose "
+                f"the immunization schedule does not have (its vaccines: {', '.join(schedule.by_code)})")
+    return schedule
 
 
 def _listed(data: dict, table: str) -> list:
@@ -488,11 +520,12 @@ GROUP BY 1, 2, 3
 # a corrected one as corrected, on its corrected day: the current version's own time) given in the month on the
 # facility's calendar, of the indicator's vaccine and dose number, at the child's age on the day. Given here only:
 # a dose recorded from a child's card or another facility's record (`historical`) was counted where it was given,
-# and a dose due and not given is none. Counted as given, whether or not the schedule counts it valid (a dose
-# given too early is in the tally sheet too).
+# and a dose due and not given is none. Only a dose the child's card counts (`immunization.doses_that_count`, the
+# schedule's one judgement): a dose given too early, from an expired lot, or again after the dose it repeats is
+# recorded and not counted, so Penta3 and MCV1 count children protected, each once.
 _IMMUNIZATIONS = """
-SELECT w.what, date_part('year', age((x.occurred_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years,
-       p.sex, count(*) AS n
+SELECT x.id, x.patient_id, p.birth_date, w.what,
+       date_part('year', age((x.occurred_at AT TIME ZONE :tz)::date, p.birth_date))::int AS years, p.sex
 FROM entry x
 JOIN immunization i ON i.entry_id = x.id
 JOIN patient p ON p.id = x.patient_id
@@ -503,8 +536,29 @@ WHERE x.kind = 'immunization' AND x.status <> 'entered_in_error'
   AND x.occurred_at >= :start AND x.occurred_at < :end
   AND (w.under_years IS NULL
        OR age((x.occurred_at AT TIME ZONE :tz)::date, p.birth_date) < make_interval(years => w.under_years))
-GROUP BY 1, 2, 3
 """
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """Doses counted of one indicator in one cell, as the grouped statements of the other sources answer."""
+
+    what: str
+    years: int
+    sex: str
+    n: int
+
+
+def _counted_doses(conn: sa.Connection, wanted: list[Indicator], params: dict, schedule: Schedule) -> list[_Tally]:
+    """The month's doses of the indicators `wanted` that count on each child's card, by indicator, age and sex."""
+    given = conn.execute(sa.text(_IMMUNIZATIONS.format(wanted=_doses_wanted(wanted, params))), params).all()
+    valid = immunization.doses_that_count(conn, {row.patient_id: row.birth_date for row in given},
+                                          schedule=schedule, tz=zoneinfo.ZoneInfo(params["tz"]))
+    tallies: dict[tuple[str, int, str], int] = {}
+    for row in given:
+        if row.id in valid:
+            tallies[(row.what, row.years, row.sex)] = tallies.get((row.what, row.years, row.sex), 0) + 1
+    return [_Tally(what, years, sex, n) for (what, years, sex), n in tallies.items()]
 
 
 def _doses_wanted(wanted: list[Indicator], params: dict) -> str:
@@ -780,9 +834,7 @@ def count_facility(db: Database, slug: str, timezone: str, period: Period,
             values = range_values(died_of, params, "died_")
             found += [([row.what], row) for row in conn.execute(sa.text(_DEATHS.format(wanted=values)), params)]
         if doses:
-            values = _doses_wanted(doses, params)
-            found += [([row.what], row)
-                      for row in conn.execute(sa.text(_IMMUNIZATIONS.format(wanted=values)), params)]
+            found += [([tally.what], tally) for tally in _counted_doses(conn, doses, params, definitions.immunization)]
         if by_births:
             found += [(by_births.get(row.what, []), row) for row in conn.execute(
                 sa.text(_DELIVERIES), params | {"low_birth_weight_below": LOW_BIRTH_WEIGHT_BELOW_G})]

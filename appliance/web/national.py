@@ -90,6 +90,8 @@ def indicators_page(request: Request, state: State, period: FromQuery[str] = "",
         "reports": federation.reports(state.db, month, definitions),
         "screening_criteria": national.SCREENING_CRITERIA if any(i.source == "screenings"
                                                                  for i in definitions.indicators) else None,
+        "dose_criteria": national.DOSE_CRITERIA if any(i.source == "immunizations"
+                                                       for i in definitions.indicators) else None,
         "withheld_any": any(fig.withheld or fig.total is None for f in facilities for fig in f.figures.values()),
         # DHIS2 makes a facility's total by adding the sex-and-age values it receives, and neither a
         # withheld one nor one of an age band no longer defined is sent: each published total beside

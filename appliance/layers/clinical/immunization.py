@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -87,6 +87,21 @@ def next_dose_number(vaccine: Vaccine, birth: dt.date, rows: Sequence[dict], tod
         if status.state != "given":
             return status.dose_number
     return None
+
+
+def doses_that_count(conn: Connection, births: Mapping[uuid.UUID, dt.date], *, schedule: Schedule,
+                     tz: zoneinfo.ZoneInfo) -> set[uuid.UUID]:
+    """The entries among these children's current doses that count on their card (`births`: each child's birth
+    date): the schedule's one judgement, so a dose given too early, from an expired lot or as a repeat counts
+    nowhere the card does not count it. Whether a dose counts depends on the child's birth and doses, not on the day
+    asked (only due and overdue do), so each child is evaluated as of its birth. Not audited here, as
+    `current_doses`."""
+    by_patient: dict[uuid.UUID, list[dict]] = {}
+    for row in current_doses(conn, list(births)):
+        by_patient.setdefault(row["patient_id"], []).append(row)
+    return {attempt.entry_id for patient_id, rows in by_patient.items()
+            for status in evaluate(schedule, births[patient_id], _recorded(rows, tz), births[patient_id])
+            for attempt in status.attempts if attempt.counts}
 
 
 def _shaped(row: dict, schedule: Schedule, tz: zoneinfo.ZoneInfo) -> dict:
