@@ -1,8 +1,9 @@
 """VXU^V04 over a real MLLP connection (appliance/interop/hl7v2/immunization.py): each RXA a dose on the child's
 card — its vaccine by CVX or the schedule's own code, given here or historical, route, site, lot, its number given
 or the next the schedule expects — audited as the feed; a refused dose (unknown vaccine, a day before birth or to
-come, no RXA) AE naming the segment and field with nothing of the message written; a resend written once; a token
-without the permission, another facility's token and another facility's message refused."""
+come, no RXA) AE naming the segment and field with nothing of the message written; a resend written once; the
+ministry's count judging a fed dose as the card does; a token without the permission, another facility's token and
+another facility's message refused."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from appliance.interop.hl7v2 import feed as hl7_feed
 from appliance.interop.hl7v2 import listener
 from appliance.layers.clinical import immunization
 from appliance.layers.clinical.immunization_schedule import load_schedule
+from appliance.national import indicators as national
 from appliance.substrate import audit, identity
 from appliance.substrate.tenancy import facility_timezone
 from tests.interop.hl7v2.conftest import (
@@ -135,6 +137,31 @@ def test_a_dose_number_given_zero_for_a_campaign_and_none_the_next_the_schedule_
     assert [a["counts"] for a in attempts] == [False, True] and "too early" in attempts[0]["why"]
     assert [(d["dose_number"]) for d in card["doses"] if d["vaccine"] in {"PCV", "MCV"}] == [None, 2]
     assert _state(card, "MCV", 1) == "not_yet_due"  # a campaign dose counts for no dose of the series
+
+
+def _penta1_counted(db, settings, tenant: str, days_old: list[int]) -> int:
+    """The national Penta1 count of the facility over the months of these days of the children's age."""
+    definitions = national.load_definitions(settings.policies_dir / "indicators.toml")
+    periods = {national.Period.containing(BORN + dt.timedelta(days=days)) for days in days_old}
+    return sum(sum(national.count_facility(db, tenant, facility_timezone(db, tenant).key, period, definitions)
+                   ["penta1_under1"].values()) for period in periods)
+
+
+def test_the_national_count_judges_a_fed_dose_as_the_card_does(db, settings, facility, feed, feed_token):
+    """A first pentavalent dose sent too young, one from an expired lot, and one that counts: the ministry's Penta1
+    grows by the one the card counts."""
+    days = [40, 60]
+    before = _penta1_counted(db, settings, facility.slug, days)
+    for dose, valid in ((rxa(_day(40), "198^Penta^CVX"), False),
+                        (rxa(_day(60), "198^Penta^CVX", lot="OLD-1", expiry=_day(59)), False),
+                        (rxa(_day(60), "198^Penta^CVX", lot="PV-2231", expiry="202712"), True)):
+        identifier = _child(feed, facility.slug)
+        [ack] = feed(vxu(facility.slug, identifier, dose, dose_number("1")))
+        assert ack.code == "AA", ack.text
+        [attempt] = next(s for s in _card(db, settings, facility.slug, feed_token, identifier)["schedule"]
+                         if s["vaccine"] == "PENTA" and s["dose_number"] == 1)["attempts"]
+        assert attempt["counts"] is valid, attempt
+    assert _penta1_counted(db, settings, facility.slug, days) == before + 1
 
 
 def test_doses_refused_or_not_given_are_recorded_not_done_with_their_reason(db, settings, facility, feed, feed_token):
