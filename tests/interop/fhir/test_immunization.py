@@ -5,7 +5,7 @@ status and vaccine code, in $everything and the CapabilityStatement; every read 
 another facility's token, a guessed id, another facility's dose, a token without the permission and a clinician
 outside the child's care refused. A dose POSTed (an outreach tablet's, the national registry's), alone or as an
 entry of a transaction Bundle (an EPI app's session), is written by the immunization service, so the schedule judges
-it as the chart does; every refusal writes nothing, a bundle's none of its entries."""
+it as the chart does, and the ministry's count with it; every refusal writes nothing, a bundle's none of its entries."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 from appliance.layers.clinical import immunization, service
 from appliance.layers.clinical.immunization_schedule import load_schedule
 from appliance.layers.clinical.schemas import EncounterIn, ImmunizationIn, PatientIn
+from appliance.national import indicators as national
 from appliance.substrate import audit
 from tests.interop.fhir.conftest import answer, base, count, refusal
 
@@ -227,6 +228,24 @@ def test_a_dose_posted_is_recorded_as_the_chart_records_it(api, db, settings, fa
     written = [e for e in audit.patient_access_log(db, facility.slug, child)[before:]
                if e.event_type == "record.immunization.create"]
     assert len(written) == 3, [e.event_type for e in audit.patient_access_log(db, facility.slug, child)[before:]]
+
+
+def test_the_national_count_judges_a_posted_dose_as_the_chart_does(api, db, settings, facility, writer):
+    """A first pentavalent dose posted from a lot that expired the day before, and one that counts: the ministry's
+    Penta1 of the month grows by the one the chart counts."""
+    given = dt.date.today() - dt.timedelta(days=40)
+    definitions = national.load_definitions(settings.policies_dir / "indicators.toml")
+
+    def penta1() -> int:
+        return sum(national.count_facility(db, facility.slug, "UTC", national.Period.containing(given),
+                                           definitions)["penta1_under1"].values())
+
+    before = penta1()
+    for lot, expiry in (("OLD-1", given - dt.timedelta(days=1)), ("PV-9", dt.date(2099, 12, 31))):
+        answer(api.post(f"{base(facility.slug)}/Immunization", json=_posted(
+            _child(db, facility.slug, writer, "Counted"), lotNumber=lot, expirationDate=expiry.isoformat(),
+            protocolApplied=[{"doseNumberPositiveInt": 1}], primarySource=True)), 201)
+    assert penta1() == before + 1
 
 
 def test_a_dose_the_record_cannot_take_is_refused_and_writes_nothing(api, db, facility, writer):
