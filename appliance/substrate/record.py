@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from appliance.substrate import audit
-from appliance.substrate.db import driver, tenant_metadata
+from appliance.substrate.db import Database, after_rollback, driver, tenant_metadata
 from appliance.substrate.principal import Principal
 
 EntryStatus = Literal["final", "amended", "entered_in_error"]
@@ -281,6 +281,24 @@ def note_access(
                  **access_event(action, patient_id, entity_kind, entity_ids, purpose_of_use, detail))
     for hook in list(_access_hooks):
         hook(conn, principal, action, patient_id, entity_kind, tuple(entity_ids))
+
+
+def note_read_told_by_refusal(conn: Connection, principal: Principal, patient_id: uuid.UUID, entity_kind: str,
+                              entity_ids: Iterable[uuid.UUID], *, refused: str) -> None:
+    """A read of the patient's record that a refusal tells the caller (the other register's record it names, its
+    dates), noted as a read: in the caller's transaction, and once more in a transaction of its own after that one
+    rolls back with the refusal (`db.after_rollback`), so the read is on the patient's access log although the
+    refused write leaves nothing behind. `refused` names the write refused, in the event's detail."""
+    ids = tuple(entity_ids)
+    detail = {"told_by_refusal_of": refused}
+    note_access(conn, principal, "read", patient_id, entity_kind, ids, detail=detail)
+    tenant = conn.info["healthos_tenant"]
+
+    def noted_again(db: Database) -> None:
+        with db.tenant(tenant) as own:
+            note_access(own, principal, "read", patient_id, entity_kind, ids, detail=detail)
+
+    after_rollback(conn, noted_again)
 
 
 def note_list_read(conn: Connection, principal: Principal, entity_kind: str, rows: Iterable[Mapping[str, Any]], *,

@@ -33,7 +33,7 @@ from appliance.layers.clinical import delivery, service
 from appliance.layers.clinical.antenatal_schemas import AntenatalIn
 from appliance.layers.clinical.errors import Invalid, NotFound
 from appliance.layers.clinical.models import antenatal, patient
-from appliance.layers.clinical.registers import hiv_confirmed_on
+from appliance.layers.clinical.registers import hiv_confirmed_by
 from appliance.substrate import age, deaths, record
 from appliance.substrate.principal import Principal
 from appliance.substrate.record import current_clause, entry, note_access, note_list_read
@@ -300,8 +300,8 @@ def may_hold_care(patient: dict, today: dt.date) -> bool:
         patient["sex"] != "male" and age.years_on(patient["birth_date"], today) > AGES[1])
 
 
-def _woman(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.date, today: dt.date,
-           tz: zoneinfo.ZoneInfo) -> None:
+def _woman(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: AntenatalIn, day: dt.date,
+           today: dt.date, tz: zoneinfo.ZoneInfo) -> None:
     woman = service.patient_of(conn, patient_id)
     service.require_chart(conn, patient_id, data.encounter_id)
     if day > today and woman["sex"] != "male":
@@ -314,7 +314,7 @@ def _woman(conn: Connection, patient_id: uuid.UUID, data: AntenatalIn, day: dt.d
         raise Invalid(f"this woman was {deaths.sentence(death)}: no contact on {day.isoformat()} can be recorded",
                       field="seen_on")
     if data.hiv_test in ("negative", "positive") and (
-            confirmed := hiv_confirmed_on(conn, patient_id)) is not None and confirmed <= day:
+            confirmed := hiv_confirmed_by(conn, principal, patient_id, day, refusing=KIND)) is not None:
         raise Invalid(f"this woman is enrolled in HIV care here, HIV confirmed on {confirmed.isoformat()}: record "
                       "her HIV status as known positive, not a new test's result", field="hiv_test")
 
@@ -395,7 +395,7 @@ def record_contact(conn: Connection, principal: Principal, patient_id: uuid.UUID
                    today: dt.date, tz: zoneinfo.ZoneInfo) -> dict:
     """Record one ANC contact on the woman's record (see the module's docstring for its pregnancy)."""
     day = data.seen_on or today
-    _woman(conn, patient_id, data, day, today, tz)
+    _woman(conn, principal, patient_id, data, day, today, tz)
     detail = _detail(conn, patient_id, data, day, tz)
     new_id = uuid.uuid4()
     detail["pregnancy_id"] = detail["pregnancy_id"] or new_id
@@ -420,7 +420,7 @@ def correct_contact(conn: Connection, principal: Principal, patient_id: uuid.UUI
     """The contact's next version, with the reason; it stays in its pregnancy. A version corrected since: 409."""
     loaded = _contact(conn, patient_id, entry_id)
     day = data.seen_on or today
-    _woman(conn, patient_id, data, day, today, tz)
+    _woman(conn, principal, patient_id, data, day, today, tz)
     detail = _detail(conn, patient_id, data, day, tz, correcting=loaded)
     appended = record.append(conn, principal, KIND, patient_id=patient_id, encounter_id=data.encounter_id,
                              detail=detail, supersedes=entry_id, reason=reason,

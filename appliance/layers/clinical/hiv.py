@@ -347,7 +347,7 @@ def _care(conn: Connection, patient_id: uuid.UUID, care_id: uuid.UUID, *, lock: 
     root = conn.execute(sa.select(entry.c.root_id).where(entry.c.id == care_id, entry.c.patient_id == patient_id,
                                                          entry.c.kind == KIND)).scalar()
     if root is not None and lock:
-        lock_patient(conn, "hiv", patient_id)
+        lock_patient(conn, patient_id)
     found = _rows(conn, KIND, entry.c.root_id == root) if root is not None else []
     if not found:
         raise NotFound(f"no HIV care enrolment {care_id} in force on this patient's chart", entry_id=str(care_id))
@@ -377,9 +377,9 @@ def enrol(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: A
     if born is not None and data.diagnosed_on < born:
         raise Invalid(f"the diagnosis cannot be before the person's birth on {born.isoformat()}",
                       field="diagnosed_on")
-    refuse_hiv_diagnosis_against_tb_register(conn, patient_id, data.diagnosed_on)
+    refuse_hiv_diagnosis_against_tb_register(conn, principal, patient_id, data.diagnosed_on)
     deaths.refuse_if_deceased(conn, patient_id, "an enrolment in HIV care")
-    lock_patient(conn, "hiv", patient_id)
+    lock_patient(conn, patient_id)
     if (enrolled := _care_of(conn, patient_id)) is not None:
         raise Conflict(f"this person is enrolled in HIV care here already (ART number {enrolled['art_number']}, "
                        f"{enrolled['enrolled_on'].isoformat()}): a returning person's status is corrected back "

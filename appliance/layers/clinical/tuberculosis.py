@@ -484,8 +484,9 @@ def _treatment(conn: Connection, patient_id: uuid.UUID, treatment_id: uuid.UUID,
 
 
 def _lock_patient(conn: Connection, patient_id: uuid.UUID) -> None:
-    """Registrations, outcomes and corrections of one patient's treatments one at a time."""
-    lock_patient(conn, "tb", patient_id)
+    """Registrations, outcomes and corrections of one patient's treatments one at a time (and with the person's
+    writes on the ART register, registers.py)."""
+    lock_patient(conn, patient_id)
 
 
 def _open_other(conn: Connection, patient_id: uuid.UUID, except_root: uuid.UUID | None) -> dict | None:
@@ -496,8 +497,8 @@ def _open_other(conn: Connection, patient_id: uuid.UUID, except_root: uuid.UUID 
 # -- writing ----------------------------------------------------------------------------------------------------
 
 
-def _check_registration(conn: Connection, patient_id: uuid.UUID, data: Any, regimens: Regimens,
-                        today: dt.date) -> Regimen:
+def _check_registration(conn: Connection, principal: Principal, patient_id: uuid.UUID, data: Any,
+                        regimens: Regimens, today: dt.date) -> Regimen:
     regimen = regimens.by_code.get(data.regimen)
     if regimen is None:
         raise Invalid(f"{data.regimen!r} is not a regimen of this appliance's TB programme; it has "
@@ -513,7 +514,7 @@ def _check_registration(conn: Connection, patient_id: uuid.UUID, data: Any, regi
         raise Invalid(f"{regimen.code} is for patients of {regimen.min_age_years} years and over; this patient is "
                       f"{years} on {data.started_on.isoformat()}, the day treatment starts: choose another regimen",
                       field="regimen")
-    refuse_tb_hiv_status_against_hiv_care(conn, patient_id, data.started_on, data.hiv_status)
+    refuse_tb_hiv_status_against_hiv_care(conn, principal, patient_id, data.started_on, data.hiv_status)
     return regimen
 
 
@@ -591,7 +592,7 @@ def register(conn: Connection, principal: Principal, patient_id: uuid.UUID, data
     has a treatment here with no outcome; (422) a regimen not in the programme's list, a start in the future, an HIV
     status other than positive for a person enrolled in HIV care here with HIV confirmed by the start (registers.py)."""
     service.require_chart(conn, patient_id, data.encounter_id)
-    _check_registration(conn, patient_id, data, regimens, today)
+    _check_registration(conn, principal, patient_id, data, regimens, today)
     deaths.refuse_if_deceased(conn, patient_id, "a TB registration")
     _lock_patient(conn, patient_id)
     if (open_ := _open_other(conn, patient_id, None)) is not None:
@@ -654,7 +655,7 @@ def correct_treatment(conn: Connection, principal: Principal, patient_id: uuid.U
     or day; an outcome taken away reopens the treatment), with the reason. The register number stays the case's
     (the year it started stays too: a number is not moved to another year's register)."""
     treatment = _treatment(conn, patient_id, treatment_id, lock=True)
-    regimen = _check_registration(conn, patient_id, data, regimens, today)
+    regimen = _check_registration(conn, principal, patient_id, data, regimens, today)
     if data.started_on.year != treatment["register_year"]:
         raise Invalid(f"the case is number {treatment['register_number']} of {treatment['register_year']}'s "
                       f"register: a start in {data.started_on.year} is another registration (mark this one entered "

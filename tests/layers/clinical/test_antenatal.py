@@ -186,6 +186,10 @@ def test_a_woman_in_hiv_care_here_is_known_positive_at_a_contact_after_hiv_was_c
             "hiv_test", f"this woman is enrolled in HIV care here, HIV confirmed on {confirmed.isoformat()}: record "
                         "her HIV status as known positive, not a new test's result")
     assert rows(db, facility.slug) == before
+    # Each refusal told her enrolment and its day: a read of it on her access log, the contact refused all the same.
+    told = [e for e in audit.patient_access_log(db, facility.slug, woman)
+            if e.detail.get("told_by_refusal_of") == "antenatal"]
+    assert [e.event_type for e in told] == ["record.hiv_care.read"] * 2
     assert api.post(url(facility.slug, woman), json=booking(hiv_test="known_positive")).status_code == 201
 
 

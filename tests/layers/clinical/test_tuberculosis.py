@@ -1,8 +1,9 @@
 """The TB treatment register over real HTTP and the real record (appliance/layers/clinical/tuberculosis.py): the WHO
 outcome rules worked by hand, the follow-up months from the start, register numbers in sequence per year (two
 registrations at once included), the quarterly cohort's outcome table on a hand-built quarter, the refusals (a
-sentence naming the rule, nothing written), correction and entered in error, the nurse and the registrar, every read
-on the access log, and another facility's credentials and guessed ids refused on every route."""
+sentence naming the rule, nothing written; one telling the person's HIV care on their access log; a TB registration
+and an HIV enrolment at once checked one after the other), correction and entered in error, the nurse and the
+registrar, every read on the access log, and another facility's credentials and guessed ids refused on every route."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from appliance.layers.clinical import service, tuberculosis
+from appliance.layers.clinical import hiv, service, tuberculosis
+from appliance.layers.clinical.errors import Invalid
+from appliance.layers.clinical.hiv_schemas import HivEnrolmentIn
 from appliance.layers.clinical.schemas import EncounterIn
 from appliance.layers.clinical.tuberculosis import Examination, load_regimens, outcome_refusal
 from appliance.layers.clinical.tuberculosis_schemas import TbRegistrationIn
@@ -24,6 +27,7 @@ from tests.layers.clinical.conftest import new_patient
 API = "/api/t/{tenant}"
 REGIMENS = load_regimens(Path(__file__).parents[3] / "policies" / "tuberculosis.toml")
 SIX_MONTHS = REGIMENS.by_code["2HRZE/4HR"]
+HIV_PROGRAMME = hiv.load_programme(Path(__file__).parents[3] / "policies" / "hiv.toml")
 # Two years back: every quarter of it is past its 12 months, whatever today is.
 YEAR = dt.date.today().year - 2
 
@@ -542,6 +546,9 @@ def test_the_tb_and_art_registers_agree_that_a_person_in_hiv_care_is_hiv_positiv
     corrected = api.put(f"{_base(facility, in_care)}/{made['id']}", json={
         **_case(started_on=f"{YEAR}-02-01", hiv_status="negative"), "reason": "misread", "version_id": made["id"]})
     assert (corrected.status_code, corrected.json()["field"]) == (422, "hiv_status"), corrected.text
+    # Each refusal told the person's enrolment in HIV care and its day: a read of it, on their access log once
+    # although the refused write rolled back.
+    assert _told_by_refusal(db, facility, in_care) == [("record.hiv_care.read", "tb_treatment")] * 3
 
     # The TB register first: HIV confirmed on or before the treatment's start is refused, after it is not.
     assert api.post(_base(facility, tb_first), json=_case(started_on=f"{YEAR}-03-10")).status_code == 201
@@ -555,9 +562,53 @@ def test_the_tb_and_art_registers_agree_that_a_person_in_hiv_care_is_hiv_positiv
     with db.tenant(facility.slug) as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM entry WHERE kind = 'hiv_care' AND patient_id = :p"),
                             {"p": tb_first}).scalar() == 0
+    assert _told_by_refusal(db, facility, tb_first) == [("record.tb_treatment.read", "hiv_care")]
     later = api.post(other_hiv, json={"enrolled_on": f"{YEAR}-04-01", "diagnosed_on": f"{YEAR}-03-11",
                                       "who_stage": 2, "tb_screening": "on_tb_treatment"})
     assert later.status_code == 201, later.text
+
+
+def _told_by_refusal(db, facility, patient_id: uuid.UUID) -> list[tuple[str, str]]:
+    """The reads a refused write told of on the patient's access log: (event type, the write refused)."""
+    return [(e.event_type, e.detail["told_by_refusal_of"]) for e in audit.patient_access_log(db, facility.slug,
+                                                                                           patient_id)
+            if "told_by_refusal_of" in e.detail]
+
+
+def _tb_or_hiv(clinician, started_on: dt.date):
+    """A TB registration saying HIV-negative from `started_on` (`"tb"`) or an enrolment in HIV care confirming HIV on
+    that day (`"hiv"`), for the person `who` names: what was written, or the field a refusal named."""
+
+    def write(conn, who) -> str:
+        register, patient_id = who
+        try:
+            if register == "tb":
+                tuberculosis.register(conn, clinician, patient_id, TbRegistrationIn.model_validate(
+                    _case(started_on=started_on.isoformat())), regimens=REGIMENS, today=dt.date.today())
+            else:
+                hiv.enrol(conn, clinician, patient_id, HivEnrolmentIn.model_validate(
+                    {"enrolled_on": started_on.isoformat(), "diagnosed_on": started_on.isoformat(), "who_stage": 1,
+                     "tb_screening": "on_tb_treatment"}), programme=HIV_PROGRAMME, today=dt.date.today())
+        except Invalid as refused:
+            return f"{register} refused on {refused.extra['field']}"
+        return f"{register} written"
+    return write
+
+
+@pytest.mark.parametrize("first", ["tb", "hiv"])
+def test_a_tb_registration_and_an_hiv_enrolment_at_once_are_checked_one_after_the_other(db, facility, clinician,
+                                                                                        first):
+    """The two registers took a lock each, so a TB registration saying HIV-negative and an enrolment confirming HIV
+    by its start, sent at the same moment, each passed its check against the other's not yet written, and the
+    registers disagreed. Now one lock for the person holds both: the second waits, sees the first, and is refused."""
+    with db.tenant(facility.slug) as conn:
+        person = new_patient(conn, clinician, family_name="Chebet", given_names="Naliaka", sex="female",
+                             birth_date=dt.date(1990, 6, 6))["id"]
+    second = "hiv" if first == "tb" else "tb"
+    answers = two_at_once(db, facility.slug, _tb_or_hiv(clinician, dt.date(YEAR, 5, 5)), (first, person),
+                          (second, person))
+    field = {"tb": "hiv_status", "hiv": "diagnosed_on"}[second]
+    assert answers == sorted([f"{first} written", f"{second} refused on {field}"])
 
 
 def test_a_case_whose_patient_is_certified_dead_waits_for_its_outcome_not_its_follow_ups(api, db, clinician,
