@@ -9,7 +9,7 @@ kept chart documents (t0009) are emptied both ways, so each is made afresh with 
 The downgrade refuses a schema holding a weight finer than 0.1 kg, rather than round it away.
 
 Revision ID: t0051
-Revises: t0049
+Revises: t0050
 Create Date: 2026-11-28
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "t0051"
-down_revision = "t0049"
+down_revision = "t0050"
 branch_labels = None
 depends_on = None
 
