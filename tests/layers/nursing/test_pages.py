@@ -332,6 +332,15 @@ def test_observations_of_a_child_are_scored_by_pews(db, signed_in, facility, cli
     timeline = nurse.get(f"/t/{facility.slug}/patients/{child['id']}/timeline", params={"layer": "nursing"})
     assert "PEWS 9 (4–12 years)" in timeline.text
 
+    # Her pulse alone, taken while she was weighed, scores 2 on its one item: the worklist must not read her as a
+    # child below 8, but as a score of at least 2 from an incomplete set.
+    with db.tenant(facility.slug) as conn:
+        vitals(conn, clinician, child, {"heart_rate_bpm": 132})
+    worklist = nurse.get(f"/t/{facility.slug}/ward").text
+    row = worklist.split(f'data-patient="{child["id"]}"')[1].split("</tr>")[0]
+    assert "PEWS 2+" in row and "incomplete set" in row and "below 8" not in row
+    assert "“+” marks a NEWS2 or PEWS from an incomplete set" in worklist
+
     infant_page = nurse.get(f"/t/{facility.slug}/patients/{infant['id']}/observations").text
     said = infant_page.split('id="news2-exclusion"')[1].split("</p>")[0]
     assert "PEWS cannot be scored: the birth date is an estimate" in said and "Record the birth date" in said
