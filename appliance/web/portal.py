@@ -74,7 +74,7 @@ from appliance.layers.nursing import service as nursing
 from appliance.layers.operations import deaths as operations_deaths
 from appliance.layers.operations import service as operations
 from appliance.layers.patient import portal as patient_portal
-from appliance.substrate import identity
+from appliance.substrate import deaths, identity
 from appliance.substrate.age import age_label
 from appliance.substrate.body_weight import weight_text
 from appliance.substrate.db import Database
@@ -764,6 +764,10 @@ def patient_search(request: Asking, tenant: Tenant, q: Query = "", birth_date: Q
         try:
             with request.app.state.db.tenant(tenant) as conn:
                 matches = search_typed(conn, principal, query, born)
+                # A records officer finding a name among many must see who is deceased, and their age then, not today.
+                died = deaths.days_of_death(conn, [match["id"] for match in matches])
+            for match in matches:
+                match["died_on"] = died.get(match["id"])
         except RecordError as exc:
             error = ("q", exc.detail[0].upper() + exc.detail[1:] + ".")
     for match in matches or []:

@@ -11,6 +11,7 @@ import re
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from appliance.layers.clinical import service
 from appliance.layers.clinical.schemas import EncounterIn, PatientIn
@@ -130,6 +131,12 @@ def test_the_banner_of_a_deceased_patient_gives_their_age_at_death(signed_in, db
     assert done.status_code == 303, done.text
     page = clinician.get(f"{chart}/chart").text
     assert "(59 y at death)" in page and "(60 y)" not in page
+    # The records desk's search says so too: who is deceased, since when, and their age then.
+    with db.tenant(facility.slug) as conn:
+        mrn = conn.execute(sa.text("SELECT mrn FROM patient WHERE id = :id"), {"id": patient_id}).scalar()
+    found = clinician.get(f"/t/{facility.slug}/patients", params={"q": mrn}).text
+    row = found.split(f'/patients/{patient_id}')[1].split("</tr>")[0]
+    assert "(59 y at death)" in row and f"deceased {died:%d %b %Y}" in row, row
 
 
 def test_deaths_to_certify_and_roles_without_the_permission(signed_in, db, facility, author):
