@@ -119,6 +119,11 @@ def procedures(conn: Connection) -> list[dict]:
         .order_by(surgical_procedure.c.name)).mappings()]
 
 
+# No theatre list is planned further ahead: a case booked beyond it is a mistyped year (2027 for 2026), which would
+# sit unseen on a list nobody opens while the patient waits.
+FURTHEST_AHEAD = dt.timedelta(days=366)
+
+
 def _checked_booking(conn: Connection, patient_id: uuid.UUID, data: SurgeryIn) -> dict:
     service.require_chart(conn, patient_id, data.encounter_id)
     known = {t["code"] for t in theatres(conn)}
@@ -126,6 +131,9 @@ def _checked_booking(conn: Connection, patient_id: uuid.UUID, data: SurgeryIn) -
         raise Invalid(f"{data.theatre!r} is not a theatre of this facility"
                       + (f" (its theatres: {', '.join(sorted(known))})" if known else
                          " (its tenant file names no theatres)"), field="theatre")
+    if data.planned_at > dt.datetime.now(dt.UTC) + FURTHEST_AHEAD:
+        raise Invalid(f"the case is planned for {data.planned_at.astimezone(facility_timezone_of(conn)):%d %B %Y}, "
+                      "more than a year ahead: check the year", field="planned_at")
     code = data.procedure_code or None
     if code is not None and code not in {p["code"] for p in procedures(conn)}:
         raise Invalid(f"{code!r} is not on this facility's procedure list: book it in words without a code, or "

@@ -112,6 +112,10 @@ def test_a_booking_is_checked_against_the_facilitys_theatres_and_procedure_list_
         refused = clients["surgeon"].post(path, json=body)
         assert refused.status_code == 422 and field in refused.text, (field, refused.text)
     assert "TH1, TH2" in clients["surgeon"].post(path, json=_booking(theatre="TH9")).json()["detail"]
+    # A mistyped year (a case a year and more away) would sit on a list nobody opens while the patient waits.
+    next_year = (dt.datetime.now(dt.UTC) + dt.timedelta(days=400)).replace(microsecond=0).isoformat()
+    far = clients["surgeon"].post(path, json=_booking(planned_at=next_year))
+    assert far.status_code == 422 and "more than a year ahead: check the year" in far.json()["detail"], far.text
     nurse = clients["nurse"].post(path, json=_booking())
     assert nurse.status_code == 403
     assert _written(db, theatre_facility) == before
