@@ -758,7 +758,8 @@ def account_create(settings: Settings, role: str, tenant: str | None, email: str
     with _identity_act(settings) as conn:
         new = identity.create_account(conn, policy, kind=kind, email=email, display_name=display_name,
                                       role=role, tenant=tenant, ward=ward)
-    click.echo(f"account {new.account_id} created for {email} ({role}{' at ' + tenant if tenant else ''})")
+    click.echo(f"account {new.account_id} created for {identity.checked_email(email)} "
+               f"({role}{' at ' + tenant if tenant else ''})")
     click.echo(f"one-time enrolment link (valid 72 h): {_enrolment_link(settings, new.enrolment_code)}")
 
 

@@ -301,8 +301,9 @@ def test_up_demo_serves_three_tenants_and_stops_postgres_on_exit():
 def test_account_lifecycle_from_the_cli(run, settings, tenant_factory):
     facility = tenant_factory()
     email = f"new-{facility.slug}@test.invalid"
-    created = run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", email)
+    created = run("account", "create", "--role", "nurse", "--tenant", facility.slug, "--email", f" {email} ")
     assert created.exit_code == 0, created.output
+    assert f"created for {email} (nurse at {facility.slug})" in " ".join(created.output.split())  # as it is kept
     # Without the appliance's address a bare path is no link on a terminal: the operator is told where to open it.
     assert "open /enrol?code=" in created.output and "on the appliance's address" in created.output
     assert "password" not in created.output.lower()
