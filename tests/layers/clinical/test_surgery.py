@@ -286,7 +286,8 @@ def test_a_case_postponed_to_another_day_or_theatre_says_its_sign_in_again(clien
     with db.tenant(theatre_facility.slug) as conn:
         kept = conn.execute(sa.text("SELECT s.checklist ? 'sign_in' FROM surgery s JOIN entry e ON e.id = s.entry_id "
                                     "WHERE e.root_id = :r ORDER BY e.recorded_at, e.id"), {"r": case}).scalars().all()
-    assert True in kept and kept[-1] is False
+    # Booked; signed in; moved an hour (Sign In kept); postponed (Sign In cleared): every version in the history.
+    assert kept == [False, True, True, False]
 
 
 def test_todays_list_carries_the_cases_nobody_closed_on_an_earlier_day(clients, db, theatre_facility, elsewhere,
